@@ -1,0 +1,112 @@
+"""Per-track aggregation of window probabilities into instrument presence.
+
+The rule (parameters stored in the model manifest under "aggregation", calibrated on validation
+data, never on test data):
+
+- Silent windows are ignored; a track with only silent windows has no instruments.
+- A window *detects* a family when its probability reaches the family's threshold.
+- A family's track score is the `quantile` (default 0.9) of its probabilities over the non-silent
+  windows: a high quantile, so a family playing in part of a track counts while a single spurious
+  window in a long track does not.
+- The family is *present* when the score reaches the threshold and at least `min_windows` windows
+  detect it.
+- coverage = share of non-silent windows that detect the family; segments = runs of detecting
+  windows (gaps of up to `merge_gap` windows bridged), in seconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tagger import constants as C
+
+DEFAULT_AGGREGATION = {"quantile": 0.9, "min_windows": 1, "merge_gap": 1}
+
+
+@dataclass
+class FamilyResult:
+    family: str
+    present: bool
+    score: float
+    coverage: float
+    segments: list[tuple[float, float]] = field(default_factory=list)
+
+
+@dataclass
+class TrackResult:
+    families: tuple[str, ...]
+    results: list[FamilyResult]
+    windows: int
+    silent_windows: int
+
+    @property
+    def instruments(self) -> list[str]:
+        """Present families in canonical order."""
+        return [r.family for r in self.results if r.present]
+
+    @property
+    def scores(self) -> dict[str, float]:
+        return {r.family: r.score for r in self.results}
+
+
+def aggregate(
+    probs: np.ndarray,
+    silent: np.ndarray,
+    starts: np.ndarray,
+    *,
+    families: Sequence[str],
+    thresholds: np.ndarray,
+    duration: float | None = None,
+    quantile: float = DEFAULT_AGGREGATION["quantile"],
+    min_windows: int = DEFAULT_AGGREGATION["min_windows"],
+    merge_gap: int = DEFAULT_AGGREGATION["merge_gap"],
+    window_seconds: float = C.WINDOW_SECONDS,
+) -> TrackResult:
+    """Aggregate one track.
+
+    Parameters
+    ----------
+    probs : np.ndarray [shape=(n_windows, n_families)]
+    silent : np.ndarray [shape=(n_windows,), dtype=bool]
+    starts : np.ndarray [shape=(n_windows,)] window start times in seconds
+    duration : track length in seconds (clips the last segment); None = no clipping
+    """
+    probs = np.asarray(probs, dtype=np.float32).reshape(len(silent), len(families))
+    silent = np.asarray(silent, dtype=bool)
+    starts = np.asarray(starts, dtype=np.float64)
+    thresholds = np.asarray(thresholds, dtype=np.float32)
+    active = ~silent
+    p = probs[active]
+    t = starts[active]
+    results = []
+    for j, fam in enumerate(families):
+        if len(p) == 0:
+            results.append(FamilyResult(fam, False, 0.0, 0.0))
+            continue
+        col = p[:, j]
+        detect = col >= thresholds[j]
+        score = float(np.quantile(col, quantile)) if len(col) > 1 else float(col[0])
+        present = bool(score >= thresholds[j] and detect.sum() >= min_windows)
+        segments = _segments(t[detect], window_seconds=window_seconds, merge_gap=merge_gap, duration=duration)
+        results.append(FamilyResult(fam, present, round(score, 4), round(float(detect.mean()), 4), segments))
+    return TrackResult(tuple(families), results, windows=len(silent), silent_windows=int(silent.sum()))
+
+
+def _segments(
+    starts: np.ndarray, *, window_seconds: float, merge_gap: int, duration: float | None
+) -> list[tuple[float, float]]:
+    if len(starts) == 0:
+        return []
+    segs: list[list[float]] = []
+    for s in np.sort(starts):
+        end = s + window_seconds
+        if segs and s <= segs[-1][1] + merge_gap * window_seconds + 1e-6:
+            segs[-1][1] = max(segs[-1][1], end)
+        else:
+            segs.append([float(s), float(end)])
+    if duration is not None:
+        segs = [[a, min(b, duration)] for a, b in segs if a < duration]
+    return [(round(a, 3), round(b, 3)) for a, b in segs]

@@ -1,0 +1,335 @@
+"""Decode any common audio format, downmix, resample to 16 kHz and cut NSynth-length windows.
+
+Decoding goes through libsndfile (soundfile) for WAV, FLAC, OGG Vorbis, Opus, MP3 and AIFF, and
+through the ``ffmpeg`` program for what libsndfile cannot read (M4A/AAC/ALAC, WMA, ...). Long files
+are streamed in blocks, so memory stays bounded whatever the file's length: a two-hour file is
+never loaded whole. Every failure surfaces as `AudioReadError` naming the file and the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tagger import constants as C
+from tagger.errors import AudioReadError
+
+AUDIO_EXTENSIONS = frozenset(
+    {".mp3", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".mp4", ".aac", ".alac", ".wav", ".aif", ".aiff", ".aifc", ".wma"}
+)
+"""File extensions the crawler treats as audio."""
+
+MIN_RATE, MAX_RATE = 8_000, 192_000
+BLOCK_SECONDS = 30.0
+"""Decoded block length when streaming (bounded memory)."""
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What a file holds, as its decoder reports it."""
+
+    path: str
+    format: str
+    """Container/codec name ('WAV', 'FLAC', 'MP3', 'aac', ...)."""
+    sample_rate: int
+    channels: int
+    duration: float | None
+    """Seconds, when the container says; None when unknown before decoding."""
+    decoder: str
+    """'soundfile' or 'ffmpeg'."""
+
+
+@dataclass
+class Windows:
+    """A batch of consecutive 4 s analysis windows of one file.
+
+    Attributes
+    ----------
+    start : np.ndarray [shape=(n,), dtype=int64]
+        First sample of each window at 16 kHz.
+    audio : np.ndarray [shape=(n, 64000), dtype=float32]
+        Mono audio; the last window of a file is zero-padded.
+    silent : np.ndarray [shape=(n,), dtype=bool]
+        True where the window's RMS (over its real samples) is below the silence floor.
+    """
+
+    start: np.ndarray
+    audio: np.ndarray
+    silent: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.start)
+
+
+def ffmpeg_available() -> bool:
+    return shutil.which("ffmpeg") is not None and shutil.which("ffprobe") is not None
+
+
+def _check_file(path: Path) -> None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise AudioReadError(path, "file not found") from None
+    except PermissionError:
+        raise AudioReadError(path, "permission denied") from None
+    except OSError as exc:
+        raise AudioReadError(path, f"cannot stat file: {exc.strerror or exc}") from None
+    if not path.is_file():
+        raise AudioReadError(path, "not a regular file")
+    if st.st_size == 0:
+        raise AudioReadError(path, "empty file (0 bytes)")
+    if not os.access(path, os.R_OK):
+        raise AudioReadError(path, "permission denied")
+
+
+def _check_rate(path: Path, rate: int) -> None:
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise AudioReadError(path, f"unsupported sample rate {rate} Hz (supported: {MIN_RATE}-{MAX_RATE} Hz)")
+
+
+def _soundfile_info(path: Path) -> AudioInfo | None:
+    import soundfile as sf
+
+    try:
+        with sf.SoundFile(str(path)) as f:
+            frames = f.frames
+            rate = f.samplerate
+            duration = frames / rate if frames and frames > 0 and rate else None
+            return AudioInfo(str(path), f.format, rate, f.channels, duration, "soundfile")
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError):
+        return None
+
+
+def _ffprobe_info(path: Path) -> AudioInfo:
+    if not ffmpeg_available():
+        raise AudioReadError(
+            path,
+            "libsndfile cannot decode this file and ffmpeg is not installed; "
+            "install ffmpeg (Debian: apt-get install ffmpeg) to read M4A/AAC/ALAC/WMA files",
+        )
+    cmd = ["ffprobe", "-v", "error", "-print_format", "json", "-show_streams", "-show_format", "--", str(path)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, timeout=60, check=False)
+    except subprocess.TimeoutExpired:
+        raise AudioReadError(path, "ffprobe timed out reading the file") from None
+    if proc.returncode != 0:
+        msg = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise AudioReadError(path, f"not a readable audio file ({msg[-1] if msg else 'ffprobe failed'})")
+    try:
+        meta = json.loads(proc.stdout or b"{}")
+    except json.JSONDecodeError:
+        raise AudioReadError(path, "ffprobe returned unreadable metadata") from None
+    streams = [s for s in meta.get("streams", []) if s.get("codec_type") == "audio"]
+    if not streams:
+        raise AudioReadError(path, "no audio stream in this file")
+    s = streams[0]
+    try:
+        rate = int(s.get("sample_rate") or 0)
+        channels = int(s.get("channels") or 0)
+    except ValueError:
+        raise AudioReadError(path, "invalid sample rate or channel count in the stream") from None
+    if rate <= 0 or channels <= 0:
+        raise AudioReadError(path, "audio stream has no sample rate or channels")
+    dur = s.get("duration") or meta.get("format", {}).get("duration")
+    try:
+        duration = float(dur) if dur not in (None, "N/A") else None
+    except ValueError:
+        duration = None
+    return AudioInfo(str(path), str(s.get("codec_name", "unknown")), rate, channels, duration, "ffmpeg")
+
+
+def info(path: str | os.PathLike) -> AudioInfo:
+    """Describe an audio file without decoding it; raises `AudioReadError`."""
+    p = Path(path)
+    _check_file(p)
+    meta = _soundfile_info(p) or _ffprobe_info(p)
+    _check_rate(p, meta.sample_rate)
+    return meta
+
+
+def _soundfile_blocks(path: Path, block_frames: int) -> Iterator[np.ndarray]:
+    import soundfile as sf
+
+    try:
+        with sf.SoundFile(str(path)) as f:
+            while True:
+                block = f.read(block_frames, dtype="float32", always_2d=True)
+                if not len(block):
+                    return
+                yield block
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        raise AudioReadError(path, f"decoding failed: {exc}") from None
+
+
+def _ffmpeg_blocks(path: Path, meta: AudioInfo, block_frames: int) -> Iterator[np.ndarray]:
+    cmd = [
+        "ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-map", "0:a:0",
+        "-f", "f32le", "-acodec", "pcm_f32le", "-ac", str(meta.channels), "-",
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    frame_bytes = 4 * meta.channels
+    try:
+        assert proc.stdout is not None
+        while True:
+            buf = proc.stdout.read(block_frames * frame_bytes)
+            if not buf:
+                break
+            usable = len(buf) - len(buf) % frame_bytes
+            yield np.frombuffer(buf[:usable], dtype="<f4").reshape(-1, meta.channels)
+        proc.wait(timeout=60)
+        err = proc.stderr.read().decode("utf-8", "replace").strip() if proc.stderr else ""
+        if proc.returncode != 0:
+            raise AudioReadError(path, f"ffmpeg could not decode the file: {err.splitlines()[-1] if err else proc.returncode}")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream:
+                stream.close()
+
+
+def stream(path: str | os.PathLike, *, block_seconds: float = BLOCK_SECONDS) -> Iterator[np.ndarray]:
+    """Decode a file as mono float32 blocks at 16 kHz, in bounded memory.
+
+    Channels are averaged (downmix), NaN/inf samples become 0, and the audio is resampled with a
+    streaming soxr resampler from any rate in 8-192 kHz.
+
+    Yields
+    ------
+    np.ndarray [shape=(m,), dtype=float32]
+        Consecutive blocks; their concatenation is the whole file at 16 kHz.
+    """
+    import soxr
+
+    p = Path(path)
+    meta = info(p)
+    block_frames = max(1024, int(block_seconds * meta.sample_rate))
+    blocks = _soundfile_blocks(p, block_frames) if meta.decoder == "soundfile" else _ffmpeg_blocks(p, meta, block_frames)
+    resampler = None
+    if meta.sample_rate != C.SAMPLE_RATE:
+        resampler = soxr.ResampleStream(meta.sample_rate, C.SAMPLE_RATE, 1, dtype="float32", quality="HQ")
+    produced = False
+    for block in blocks:
+        mono = np.nan_to_num(block.mean(axis=1, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+        out = mono if resampler is None else resampler.resample_chunk(mono, last=False)
+        if len(out):
+            produced = True
+            yield out.astype(np.float32, copy=False)
+    if resampler is not None:
+        tail = resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
+        if len(tail):
+            produced = True
+            yield tail.astype(np.float32, copy=False)
+    if not produced:
+        raise AudioReadError(p, "the file holds no audio samples")
+
+
+def load(path: str | os.PathLike, *, max_seconds: float | None = None) -> np.ndarray:
+    """Decode a whole (short) file as mono float32 at 16 kHz, optionally stopping after max_seconds."""
+    parts, total = [], 0
+    limit = None if max_seconds is None else int(max_seconds * C.SAMPLE_RATE)
+    for block in stream(path):
+        parts.append(block)
+        total += len(block)
+        if limit is not None and total >= limit:
+            break
+    audio = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+    return audio if limit is None else audio[:limit]
+
+
+def window_rms_dbfs(audio: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
+    """RMS level (dBFS) of each row of `audio` [shape=(n, m)], over the first `lengths[i]` samples."""
+    sq = np.square(audio, dtype=np.float64)
+    if lengths is None:
+        mean = sq.mean(axis=-1)
+    else:
+        mean = sq.sum(axis=-1) / np.maximum(lengths, 1)
+    return 10.0 * np.log10(np.maximum(mean, 1e-20))
+
+
+def frame_windows(
+    blocks: Iterable[np.ndarray],
+    *,
+    hop_samples: int = C.WINDOW_SAMPLES,
+    silence_dbfs: float = C.SILENCE_DBFS,
+    batch_size: int = 32,
+) -> Iterator[Windows]:
+    """Cut a stream of 16 kHz blocks into 4 s windows every `hop_samples`, in batches.
+
+    A window starts every `hop_samples`; the last window, which may run past the end, is zero-padded
+    and emitted only if it holds samples no earlier window covered (so a 9 s file with a 4 s hop
+    yields windows at 0, 4 and 8 s). A stream shorter than 4 s yields one padded window.
+    """
+    if hop_samples <= 0:
+        raise ValueError("hop_samples must be positive")
+    w = C.WINDOW_SAMPLES
+    buf = np.zeros(0, dtype=np.float32)
+    offset = 0  # absolute sample index of buf[0]
+    next_start = 0
+    covered = 0  # samples covered by emitted windows
+    total = 0
+    pending_start: list[int] = []
+    pending_audio: list[np.ndarray] = []
+    pending_len: list[int] = []
+
+    def flush() -> Windows:
+        audio = np.stack(pending_audio)
+        lengths = np.asarray(pending_len)
+        out = Windows(
+            start=np.asarray(pending_start, dtype=np.int64),
+            audio=audio,
+            silent=window_rms_dbfs(audio, lengths) < silence_dbfs,
+        )
+        pending_start.clear()
+        pending_audio.clear()
+        pending_len.clear()
+        return out
+
+    for block in blocks:
+        buf = np.concatenate([buf, np.asarray(block, dtype=np.float32)])
+        total += len(block)
+        while next_start + w <= offset + len(buf):
+            i = next_start - offset
+            pending_start.append(next_start)
+            pending_audio.append(buf[i : i + w].copy())
+            pending_len.append(w)
+            covered = next_start + w
+            next_start += hop_samples
+            if len(pending_start) >= batch_size:
+                yield flush()
+        drop = min(next_start - offset, len(buf))
+        if drop > 0:
+            buf = buf[drop:]
+            offset += drop
+    if total > covered and next_start < total:
+        i = next_start - offset
+        tail = buf[i:]
+        pending_start.append(next_start)
+        pending_audio.append(np.pad(tail, (0, w - len(tail))))
+        pending_len.append(len(tail))
+    if pending_start:
+        yield flush()
+
+
+def iter_windows(
+    path: str | os.PathLike,
+    *,
+    hop_seconds: float = C.WINDOW_SECONDS,
+    silence_dbfs: float = C.SILENCE_DBFS,
+    batch_size: int = 32,
+) -> Iterator[Windows]:
+    """Stream a file's 4 s windows (see `frame_windows`); raises `AudioReadError`."""
+    return frame_windows(
+        stream(path),
+        hop_samples=int(round(hop_seconds * C.SAMPLE_RATE)),
+        silence_dbfs=silence_dbfs,
+        batch_size=batch_size,
+    )

@@ -1,0 +1,58 @@
+"""The typer application object and what every command shares (error rendering, logging)."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+
+import typer
+
+from tagger.errors import TaggerError
+
+app = typer.Typer(
+    name="tagger",
+    help="Listen to a music library and tag which instrument families play in every track.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging on stderr.")) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print an error line on stderr and return the Exit to raise."""
+    typer.echo(f"tagger: error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def handle_errors(func):
+    """Render our own errors as one clear line (exit 1) instead of a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except TaggerError as exc:
+            raise fail(str(exc)) from None
+        except KeyboardInterrupt:
+            raise fail("interrupted", 130) from None
+
+    return wrapper
+
+
+def quiet_tensorflow() -> None:
+    """Silence TensorFlow's C++ start-up chatter before it is imported."""
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")

@@ -1,0 +1,32 @@
+"""Constants shared by training and inference (the model manifest records them).
+
+One place for the signal geometry, so the renderer, the feature extractor, the trainer and the
+scanner can never disagree. Loading a model refuses a manifest whose values differ.
+"""
+
+SAMPLE_RATE = 16_000
+"""Analysis sample rate in Hz (NSynth's)."""
+
+WINDOW_SECONDS = 4.0
+WINDOW_SAMPLES = 64_000
+"""One NSynth-length analysis window: 4 s at 16 kHz."""
+
+N_FFT = 2048
+HOP_LENGTH = 512
+STFT_BINS = N_FFT // 2 + 1
+"""The paper's STFT front end: 1025 frequency bins."""
+
+STFT_FRAMES = 1 + WINDOW_SAMPLES // HOP_LENGTH
+"""126 frames per 4 s window (centred frames)."""
+
+N_MELS = 128
+"""Default number of mel bands for the log-mel front end."""
+
+TOP_DB = 80.0
+"""Dynamic range kept below the reference (0 dBFS) in dB features."""
+
+SILENCE_DBFS = -60.0
+"""Windows whose RMS is below this level (dB relative to full scale) are marked silent."""
+
+RENDER_SAMPLE_RATE = 48_000
+"""SoundFonts are rendered at 48 kHz, then resampled to 16 kHz (direct 16 kHz aliases)."""

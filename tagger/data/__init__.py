@@ -1,0 +1,1 @@
+"""Note datasets: the NSynth-format reader, the SoundFont renderer, splits and the polyphonic mixer."""

@@ -1,0 +1,232 @@
+"""Read note datasets in the NSynth layout: ``examples.json`` + ``audio/<note_str>.wav``.
+
+Works on the real NSynth (nsynth-train/valid/test folders) and on datasets rendered by
+`tagger dataset render`, which add a ``split.json`` (instrument -> train/valid/test) so every later
+step uses the same split, and negative notes (families outside the 10, used only as negatives).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tagger import constants as C
+from tagger.errors import DatasetError
+from tagger.instruments import FAMILIES
+
+SPLITS = ("train", "valid", "test")
+SPLIT_FILE = "split.json"
+PAPER_SOURCES = ("acoustic",)
+"""The paper's filter: acoustic instruments only (and synth_lead excluded, which is not a family here)."""
+REQUIRED_FIELDS = ("pitch", "velocity", "instrument_family_str", "instrument_source_str", "instrument_str")
+
+
+@dataclass(frozen=True)
+class Note:
+    """One note of a dataset."""
+
+    note_str: str
+    pitch: int
+    velocity: int
+    family: str
+    """instrument_family_str: one of the families, or another category for negatives."""
+    source: str
+    instrument: str
+    """instrument_str: the unit that splits never cut across."""
+    path: Path
+    group: str
+    """What a split keeps together: the GM program (all SoundFonts) when known, else the instrument."""
+    split: str | None = None
+
+
+@dataclass
+class NoteDataset:
+    """The notes of an NSynth-format folder, filtered; `negatives` holds notes of no family."""
+
+    root: Path
+    notes: list[Note]
+    negatives: list[Note] = field(default_factory=list)
+    families: tuple[str, ...] = FAMILIES
+
+    @classmethod
+    def load(
+        cls,
+        root: str | os.PathLike,
+        *,
+        families: Sequence[str] = FAMILIES,
+        sources: Sequence[str] | None = None,
+        split: str | None = None,
+        check_audio: bool = False,
+    ) -> NoteDataset:
+        """Load ``examples.json`` from `root`.
+
+        Parameters
+        ----------
+        sources : instrument sources to keep (e.g. `PAPER_SOURCES`); None keeps all.
+        split : keep only this split ('train', 'valid', 'test'); needs ``split.json`` unless the
+            folder is a real NSynth split folder (``nsynth-valid`` ...), whose name gives the split.
+        check_audio : raise if a note's WAV file is missing.
+        """
+        root = Path(root)
+        meta_path = root / "examples.json"
+        if not meta_path.is_file():
+            raise DatasetError(root, "not an NSynth-format dataset (examples.json is missing)")
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise DatasetError(meta_path, f"invalid JSON: {exc}") from None
+        if not isinstance(meta, dict):
+            raise DatasetError(meta_path, "examples.json must map note_str to a note record")
+        assignment = read_split(root)
+        folder_split = _folder_split(root)
+        if split is not None and split not in SPLITS:
+            raise DatasetError(root, f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+        if split is not None and assignment is None and folder_split is None:
+            raise DatasetError(root, "the dataset has no split yet; run `tagger dataset split` first")
+        notes, negatives = [], []
+        for key, rec in meta.items():
+            missing = [f for f in REQUIRED_FIELDS if f not in rec]
+            if missing:
+                raise DatasetError(meta_path, f"note {key!r} lacks field(s) {', '.join(missing)}")
+            note_str = rec.get("note_str", key)
+            family = rec["instrument_family_str"]
+            if family == "synth_lead":
+                continue
+            if sources is not None and rec["instrument_source_str"] not in sources:
+                continue
+            instrument = rec["instrument_str"]
+            program = rec.get("program")
+            group = f"{'kit' if rec.get('bank') == 128 else 'gm'}{program:03d}" if program is not None else instrument
+            note_split = assignment.get(instrument) if assignment is not None else folder_split
+            if split is not None and note_split != split:
+                continue
+            note = Note(
+                note_str=note_str,
+                pitch=int(rec["pitch"]),
+                velocity=int(rec["velocity"]),
+                family=family,
+                source=rec["instrument_source_str"],
+                instrument=instrument,
+                path=root / "audio" / f"{note_str}.wav",
+                group=group,
+                split=note_split,
+            )
+            if check_audio and not note.path.is_file():
+                raise DatasetError(note.path, "audio file listed in examples.json is missing")
+            (notes if family in families else negatives).append(note)
+        notes.sort(key=lambda n: n.note_str)
+        negatives.sort(key=lambda n: n.note_str)
+        return cls(root=root, notes=notes, negatives=negatives, families=tuple(families))
+
+    def by_family(self) -> dict[str, list[Note]]:
+        out: dict[str, list[Note]] = {f: [] for f in self.families}
+        for n in self.notes:
+            out[n.family].append(n)
+        return out
+
+    def counts(self) -> dict[str, int]:
+        c = Counter(n.family for n in self.notes)
+        return {f: c.get(f, 0) for f in self.families}
+
+    def labels(self) -> np.ndarray:
+        """One-hot presence labels of `notes` [shape=(n, n_families), dtype=uint8]."""
+        index = {f: i for i, f in enumerate(self.families)}
+        y = np.zeros((len(self.notes), len(self.families)), dtype=np.uint8)
+        for i, n in enumerate(self.notes):
+            y[i, index[n.family]] = 1
+        return y
+
+
+def load_note_audio(notes: Iterable[Note]) -> np.ndarray:
+    """Decode notes as mono 16 kHz windows [shape=(n, 64000), dtype=float32] (padded/trimmed to 4 s)."""
+    import soundfile as sf
+
+    from tagger import audio
+
+    notes = list(notes)
+    out = np.zeros((len(notes), C.WINDOW_SAMPLES), dtype=np.float32)
+    for i, note in enumerate(notes):
+        try:
+            data, rate = sf.read(str(note.path), dtype="float32", always_2d=True)
+            clip = data.mean(axis=1)
+            if rate != C.SAMPLE_RATE:
+                clip = audio.load(note.path, max_seconds=C.WINDOW_SECONDS)
+        except FileNotFoundError:
+            raise DatasetError(note.path, "note audio file is missing") from None
+        except (sf.LibsndfileError, RuntimeError) as exc:
+            raise DatasetError(note.path, f"cannot read note audio: {exc}") from None
+        n = min(len(clip), C.WINDOW_SAMPLES)
+        out[i, :n] = clip[:n]
+    return out
+
+
+def _folder_split(root: Path) -> str | None:
+    name = root.name.lower()
+    for s in SPLITS:
+        if name.endswith(s):
+            return s
+    return None
+
+
+def read_split(root: str | os.PathLike) -> dict[str, str] | None:
+    """instrument_str -> split, from ``split.json``; None when the dataset has no split."""
+    path = Path(root) / SPLIT_FILE
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+        return dict(data["instruments"])
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise DatasetError(path, f"invalid split file: {exc}") from None
+
+
+def split_dataset(root: str | os.PathLike, *, seed: int = 0, valid: float = 0.15, test: float = 0.15) -> dict:
+    """Split a dataset by instrument, never by note, and write ``split.json``.
+
+    Instruments are grouped by General MIDI program across SoundFonts (MuseScore_General reuses
+    FluidR3 samples in many programs, so the same program of both must stay on one side), then, per
+    family, whole groups go to train/valid/test. A family with only two groups (vocal: choir aahs,
+    voice oohs) trains on one and splits the other's SoundFonts between valid and test.
+    """
+    root = Path(root)
+    ds = NoteDataset.load(root)
+    rng = np.random.default_rng(seed)
+    by_cat: dict[str, dict[str, set[str]]] = {}
+    for n in ds.notes + ds.negatives:
+        by_cat.setdefault(n.family, {}).setdefault(n.group, set()).add(n.instrument)
+    assignment: dict[str, str] = {}
+    for cat in sorted(by_cat):
+        groups = sorted(by_cat[cat])
+        rng.shuffle(groups)
+        k = len(groups)
+        if k >= 3:
+            n_test = max(1, int(round(test * k)))
+            n_valid = max(1, int(round(valid * k)))
+            parts = {"test": groups[:n_test], "valid": groups[n_test : n_test + n_valid], "train": groups[n_test + n_valid :]}
+            for name, gs in parts.items():
+                for g in gs:
+                    for inst in by_cat[cat][g]:
+                        assignment[inst] = name
+        elif k == 2:
+            for inst in by_cat[cat][groups[0]]:
+                assignment[inst] = "train"
+            held = sorted(by_cat[cat][groups[1]])
+            for i, inst in enumerate(held):
+                assignment[inst] = "valid" if i % 2 == 0 else "test"
+        else:
+            for inst in by_cat[cat][groups[0]]:
+                assignment[inst] = "train"
+    payload = {"seed": seed, "grouping": "gm-program", "instruments": dict(sorted(assignment.items()))}
+    tmp = root / (SPLIT_FILE + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=1))
+    os.replace(tmp, root / SPLIT_FILE)
+    summary: dict[str, dict[str, int]] = {}
+    for n in ds.notes + ds.negatives:
+        summary.setdefault(n.family, Counter())[assignment[n.instrument]] += 1
+    return {cat: dict(c) for cat, c in sorted(summary.items())}

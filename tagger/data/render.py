@@ -1,0 +1,287 @@
+"""Render an NSynth-format note dataset from SoundFonts with FluidSynth.
+
+Every program of the General MIDI map (`tagger.data.gm`) is played over its plausible pitch range at
+NSynth's velocities: 4 s notes held for 3 s, reverb and chorus off, rendered at 48 kHz by the
+`fluidsynth` command and resampled to 16 kHz with soxr. Notes whose level is near silence are
+dropped. The output layout is NSynth's (``examples.json`` + ``audio/<note_str>.wav``) with a few extra
+fields (soundfont, program, bank) that the reader ignores when absent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tagger import constants as C
+from tagger.data.gm import Program, all_programs
+from tagger.errors import DatasetError, UserError
+
+NSYNTH_VELOCITIES = (25, 50, 75, 100, 127)
+HOLD_SECONDS = 3.0
+SLOT_SECONDS = 4.25
+"""Each note gets a 4.25 s slot: 3 s held, release until 4 s, all-sound-off, then a short gap."""
+SILENT_NOTE_DBFS = -65.0
+"""Notes whose RMS over their first 3 s is below this level are dropped as near-silent."""
+
+ALLOWED_SOUNDFONTS = {
+    "fluidr3": ("/usr/share/sounds/sf2/FluidR3_GM.sf2",),
+    "musescore": (
+        "/usr/share/sounds/sf3/MuseScore_General.sf3",
+        "/usr/share/sounds/sf3/MuseScore_General_Full.sf3",
+        "/usr/share/sounds/sf2/MuseScore_General.sf2",
+    ),
+}
+"""The only sample libraries used for training data (DEVELOPERS.md); others are reserved for testing."""
+
+_TICKS_PER_BEAT = 480
+_TEMPO_US = 500_000  # 120 bpm: one tick = 1/960 s
+_TICKS_PER_SECOND = _TICKS_PER_BEAT * 1_000_000 // _TEMPO_US
+
+
+@dataclass(frozen=True)
+class NoteSpec:
+    pitch: int
+    velocity: int
+
+
+def default_soundfonts() -> dict[str, Path]:
+    """The two training SoundFonts as installed by Debian's packages (key -> path)."""
+    found = {}
+    for key, candidates in ALLOWED_SOUNDFONTS.items():
+        for cand in candidates:
+            if os.path.exists(cand):
+                found[key] = Path(cand)
+                break
+    return found
+
+
+def soundfont_key(path: str | os.PathLike) -> str:
+    """A short, stable key for a SoundFont file name ('fluidr3', 'musescore' or a slug of the name)."""
+    stem = Path(path).name.lower()
+    if stem.startswith("fluidr3"):
+        return "fluidr3"
+    if stem.startswith("musescore"):
+        return "musescore"
+    return "".join(ch for ch in Path(path).stem.lower() if ch.isalnum())[:16] or "soundfont"
+
+
+def _vlq(value: int) -> bytes:
+    out = [value & 0x7F]
+    value >>= 7
+    while value:
+        out.append(0x80 | (value & 0x7F))
+        value >>= 7
+    return bytes(reversed(out))
+
+
+def write_midi(path: Path, events: Sequence[tuple[float, bytes]]) -> None:
+    """Write a format-0 Standard MIDI File from (seconds, raw message) events sorted by time."""
+    track = bytearray()
+    track += b"\x00\xff\x51\x03" + _TEMPO_US.to_bytes(3, "big")
+    last = 0
+    for seconds, message in events:
+        tick = int(round(seconds * _TICKS_PER_SECOND))
+        track += _vlq(tick - last) + message
+        last = tick
+    track += b"\x00\xff\x2f\x00"
+    header = b"MThd" + struct.pack(">IHHH", 6, 0, 1, _TICKS_PER_BEAT)
+    path.write_bytes(header + b"MTrk" + struct.pack(">I", len(track)) + bytes(track))
+
+
+def note_events(program: Program, notes: Sequence[NoteSpec]) -> list[tuple[float, bytes]]:
+    """MIDI events playing each note in its own slot (program change first)."""
+    ch = 9 if program.is_drum_kit else 0
+    events: list[tuple[float, bytes]] = [
+        (0.0, bytes([0xB0 | ch, 0, 0])),  # bank select MSB 0 (drum channel selects kits by program)
+        (0.0, bytes([0xC0 | ch, program.program])),
+    ]
+    for i, note in enumerate(notes):
+        t0 = 0.1 + i * SLOT_SECONDS
+        events.append((t0, bytes([0x90 | ch, note.pitch, note.velocity])))
+        events.append((t0 + HOLD_SECONDS, bytes([0x80 | ch, note.pitch, 0])))
+        events.append((t0 + C.WINDOW_SECONDS, bytes([0xB0 | ch, 120, 0])))  # all sound off
+    events.append((0.1 + len(notes) * SLOT_SECONDS, bytes([0xB0 | ch, 121, 0])))
+    return events
+
+
+def fluidsynth_command(soundfont: Path, midi: Path, out_raw: Path, *, gain: float = 0.5) -> list[str]:
+    exe = shutil.which("fluidsynth")
+    if exe is None:
+        raise UserError("the 'fluidsynth' program is not installed (Debian: apt-get install fluidsynth)")
+    return [
+        exe, "-n", "-i", "-q",
+        "-R", "0", "-C", "0",  # reverb and chorus off (FluidSynth turns them on by default)
+        "-g", str(gain),
+        "-r", str(C.RENDER_SAMPLE_RATE),
+        "-o", "synth.polyphony=256",
+        "-o", "synth.cpu-cores=1",
+        "-T", "raw", "-O", "float", "-E", "little",
+        "-F", str(out_raw),
+        str(soundfont), str(midi),
+    ]  # fmt: skip
+
+
+def render_notes(soundfont: Path, program: Program, notes: Sequence[NoteSpec], *, gain: float = 0.5) -> np.ndarray:
+    """Render notes of one program; returns float32 mono audio at 16 kHz, shape (len(notes), 64000)."""
+    import soxr
+
+    with tempfile.TemporaryDirectory(prefix="tagger-render-") as tmp:
+        midi = Path(tmp) / "notes.mid"
+        raw = Path(tmp) / "notes.raw"
+        write_midi(midi, note_events(program, notes))
+        proc = subprocess.run(fluidsynth_command(soundfont, midi, raw, gain=gain), capture_output=True, text=True)
+        if proc.returncode != 0 or not raw.exists():
+            raise DatasetError(soundfont, f"fluidsynth failed on program {program.program}: {proc.stderr.strip()[-300:]}")
+        stereo = np.fromfile(raw, dtype="<f4")
+    mono = stereo.reshape(-1, 2).mean(axis=1)
+    sr_in = C.RENDER_SAMPLE_RATE
+    n_in = int(C.WINDOW_SECONDS * sr_in)
+    out = np.zeros((len(notes), C.WINDOW_SAMPLES), dtype=np.float32)
+    for i in range(len(notes)):
+        start = int(round((0.1 + i * SLOT_SECONDS) * sr_in))
+        chunk = mono[start : start + n_in]
+        if len(chunk) < n_in:
+            chunk = np.pad(chunk, (0, n_in - len(chunk)))
+        res = soxr.resample(chunk, sr_in, C.SAMPLE_RATE, quality="HQ")
+        out[i, : min(len(res), C.WINDOW_SAMPLES)] = res[: C.WINDOW_SAMPLES]
+    return out
+
+
+def rms_dbfs(audio: np.ndarray) -> np.ndarray:
+    """RMS level in dB relative to full scale along the last axis (-inf-safe, floor -200 dB)."""
+    rms = np.sqrt(np.mean(np.square(audio, dtype=np.float64), axis=-1))
+    return 20.0 * np.log10(np.maximum(rms, 1e-10))
+
+
+def program_notes(program: Program, *, velocities: Sequence[int], pitch_step: int) -> list[NoteSpec]:
+    pitches = range(program.low, program.high + 1, max(1, pitch_step))
+    return [NoteSpec(p, v) for p in pitches for v in velocities]
+
+
+def instrument_str(program: Program, sf_key: str) -> str:
+    """NSynth-style instrument name: <family>_<source>_<soundfont><program>, unique per instrument."""
+    kind = "kit" if program.is_drum_kit else ""
+    return f"{program.family}_{program.source}_{sf_key}{kind}{program.program:03d}"
+
+
+def _render_program(job: tuple[str, Path, Program, list[NoteSpec], Path, float]) -> list[dict]:
+    import soundfile as sf
+
+    sf_key, soundfont, program, notes, audio_dir, gain = job
+    audio = render_notes(soundfont, program, notes, gain=gain)
+    levels = rms_dbfs(audio[:, : int(HOLD_SECONDS * C.SAMPLE_RATE)])
+    inst = instrument_str(program, sf_key)
+    rows = []
+    for note, clip, level in zip(notes, audio, levels):
+        if level < SILENT_NOTE_DBFS:
+            continue
+        note_str = f"{inst}-{note.pitch:03d}-{note.velocity:03d}"
+        sf.write(audio_dir / f"{note_str}.wav", np.clip(clip, -1, 1), C.SAMPLE_RATE, subtype="PCM_16")
+        rows.append(
+            {
+                "note_str": note_str,
+                "pitch": note.pitch,
+                "velocity": note.velocity,
+                "sample_rate": C.SAMPLE_RATE,
+                "instrument_str": inst,
+                "instrument_family_str": program.family,
+                "instrument_source_str": program.source,
+                "soundfont": sf_key,
+                "program": program.program,
+                "bank": program.bank,
+                "level_dbfs": round(float(level), 2),
+            }
+        )
+    return rows
+
+
+def render_dataset(
+    out_dir: str | os.PathLike,
+    *,
+    soundfonts: dict[str, Path] | None = None,
+    programs: Iterable[Program] | None = None,
+    velocities: Sequence[int] = NSYNTH_VELOCITIES,
+    pitch_step: int = 1,
+    negative_pitch_step: int = 3,
+    negative_velocities: Sequence[int] = (50, 100),
+    gain: float = 0.5,
+    jobs: int = -1,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
+    """Render every (soundfont, program) into an NSynth-format dataset folder.
+
+    Negatives (drum kits, synths, effects, ethnic instruments) are rendered more sparsely
+    (``negative_pitch_step``, ``negative_velocities``): they only need to cover the sound space.
+    Returns a summary dict (notes per family and soundfont, dropped notes).
+    """
+    from joblib import Parallel, delayed
+
+    soundfonts = soundfonts if soundfonts is not None else default_soundfonts()
+    if not soundfonts:
+        raise UserError(
+            "no SoundFont found: install fluid-soundfont-gm and musescore-general-soundfont "
+            "or pass --soundfont PATH"
+        )
+    out = Path(out_dir)
+    audio_dir = out / "audio"
+    audio_dir.mkdir(parents=True, exist_ok=True)
+    progs = list(programs) if programs is not None else list(all_programs())
+    jobs_list = []
+    for sf_key, sf_path in soundfonts.items():
+        for prog in progs:
+            negative = prog.family not in _family_names()
+            notes = program_notes(
+                prog,
+                velocities=negative_velocities if negative else velocities,
+                pitch_step=negative_pitch_step if negative else pitch_step,
+            )
+            jobs_list.append((sf_key, Path(sf_path), prog, notes, audio_dir, gain))
+    # longest jobs first so both cores stay busy to the end
+    jobs_list.sort(key=lambda j: -len(j[3]))
+    rows: list[dict] = []
+    requested = sum(len(j[3]) for j in jobs_list)
+    done = 0
+    for result in Parallel(n_jobs=jobs, return_as="generator_unordered")(
+        delayed(_render_program)(j) for j in jobs_list
+    ):
+        rows.extend(result)
+        done += 1
+        if progress:
+            progress(done, len(jobs_list))
+    rows.sort(key=lambda r: r["note_str"])
+    examples = {}
+    for i, row in enumerate(rows):
+        row["note"] = i
+        examples[row["note_str"]] = row
+    tmp = out / "examples.json.tmp"
+    tmp.write_text(json.dumps(examples, indent=1))
+    os.replace(tmp, out / "examples.json")
+    summary = summarise(rows)
+    summary["requested_notes"] = requested
+    summary["dropped_silent"] = requested - len(rows)
+    summary["soundfonts"] = {k: str(v) for k, v in soundfonts.items()}
+    (out / "render.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def summarise(rows: Iterable[dict]) -> dict:
+    per: dict[str, dict[str, int]] = {}
+    for r in rows:
+        per.setdefault(r["instrument_family_str"], {}).setdefault(r["soundfont"], 0)
+        per[r["instrument_family_str"]][r["soundfont"]] += 1
+    return {"notes_per_family": per, "notes": sum(sum(v.values()) for v in per.values())}
+
+
+def _family_names() -> tuple[str, ...]:
+    from tagger.instruments import FAMILIES
+
+    return FAMILIES

@@ -1,0 +1,36 @@
+"""Our error types. Callers only ever see these, each naming the file and a human reason."""
+
+from __future__ import annotations
+
+import os
+
+
+class TaggerError(Exception):
+    """Base class of every error tagger raises on purpose."""
+
+
+class UserError(TaggerError):
+    """Bad arguments or configuration given by the user."""
+
+
+class _FileError(TaggerError):
+    def __init__(self, path: str | os.PathLike | None, reason: str):
+        self.path = None if path is None else os.fsdecode(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}" if self.path else reason)
+
+
+class AudioReadError(_FileError):
+    """A file could not be decoded as audio."""
+
+
+class TagWriteError(_FileError):
+    """A file's tags could not be read or written."""
+
+
+class ModelError(_FileError):
+    """A model file or manifest is missing, tampered with or mismatched."""
+
+
+class DatasetError(_FileError):
+    """A note dataset is missing, malformed or inconsistent."""

@@ -1,0 +1,162 @@
+"""Spectrogram front ends, batched over 4 s windows.
+
+Two front ends share one normalisation (`normalise_db`), used identically by training and inference:
+- ``stft``: the paper's magnitude STFT in dB (n_fft 2048, hop 512, Hann, centred): (1025, 126).
+- ``logmel``: log-mel power in dB (default 128 bands, 30 Hz-8 kHz) for the compact models: (n_mels, 126).
+
+dB values are relative to the window's own maximum (so the loudness of a recording does not matter),
+floored `top_db` below it, then mapped to [0, 1]. All outputs are float32.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from tagger import constants as C
+
+FMIN = 30.0
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Everything that decides a feature tensor; recorded in the model manifest."""
+
+    kind: str = "logmel"
+    sample_rate: int = C.SAMPLE_RATE
+    window_samples: int = C.WINDOW_SAMPLES
+    n_fft: int = C.N_FFT
+    hop_length: int = C.HOP_LENGTH
+    n_mels: int = C.N_MELS
+    fmin: float = FMIN
+    top_db: float = C.TOP_DB
+    normalisation: str = "db-rel-max-floor-scaled-01"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> FeatureConfig:
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """Feature shape of one window: (bins, frames)."""
+        frames = 1 + self.window_samples // self.hop_length
+        bins = self.n_fft // 2 + 1 if self.kind == "stft" else self.n_mels
+        return bins, frames
+
+
+def _as_batch(windows: np.ndarray) -> np.ndarray:
+    x = np.asarray(windows, dtype=np.float32)
+    if x.ndim == 1:
+        x = x[None, :]
+    if x.ndim != 2:
+        raise ValueError(f"windows must have shape (n, samples), got {x.shape}")
+    return x
+
+
+@lru_cache(maxsize=8)
+def _hann(n_fft: int) -> np.ndarray:
+    return (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)
+
+
+def power_spectrogram(*, windows: np.ndarray, n_fft: int = C.N_FFT, hop_length: int = C.HOP_LENGTH) -> np.ndarray:
+    """|STFT|^2 of each window (Hann, centred with zero padding, as librosa's ``center=True``).
+
+    Parameters
+    ----------
+    windows : np.ndarray [shape=(n, samples)] or [shape=(samples,)]
+
+    Returns
+    -------
+    np.ndarray [shape=(n, n_fft // 2 + 1, 1 + samples // hop_length), dtype=float32]
+    """
+    x = _as_batch(windows)
+    pad = n_fft // 2
+    xp = np.pad(x, ((0, 0), (pad, pad)))
+    n_frames = 1 + (xp.shape[1] - n_fft) // hop_length
+    idx = np.arange(n_fft)[None, :] + hop_length * np.arange(n_frames)[:, None]
+    frames = xp[:, idx] * _hann(n_fft)  # (n, frames, n_fft)
+    spec = np.fft.rfft(frames, axis=-1)
+    power = (spec.real**2 + spec.imag**2).astype(np.float32)
+    return np.transpose(power, (0, 2, 1))
+
+
+def normalise_db(db: np.ndarray, *, top_db: float = C.TOP_DB) -> np.ndarray:
+    """Map dB values [shape=(n, bins, frames)] to [0, 1]: 0 dB re the window maximum -> 1, -top_db -> 0."""
+    ref = db.max(axis=(-2, -1), keepdims=True)
+    return np.clip((db - ref + top_db) / top_db, 0.0, 1.0).astype(np.float32)
+
+
+def power_to_db(power: np.ndarray) -> np.ndarray:
+    """10 log10(power), floored at -200 dB."""
+    return (10.0 * np.log10(np.maximum(power, 1e-20))).astype(np.float32)
+
+
+def stft_db(*, windows: np.ndarray, n_fft: int = C.N_FFT, hop_length: int = C.HOP_LENGTH) -> np.ndarray:
+    """The paper's magnitude STFT in dB (20 log10 |X|), not normalised.
+
+    Returns
+    -------
+    np.ndarray [shape=(n, 1025, 126), dtype=float32] for 4 s windows at 16 kHz.
+    """
+    return power_to_db(power_spectrogram(windows=windows, n_fft=n_fft, hop_length=hop_length))
+
+
+@lru_cache(maxsize=8)
+def mel_filterbank(*, sample_rate: int, n_fft: int, n_mels: int, fmin: float) -> np.ndarray:
+    """Slaney-normalised mel filters [shape=(n_mels, n_fft // 2 + 1)], as librosa.filters.mel."""
+    import librosa
+
+    return librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=sample_rate / 2).astype(
+        np.float32
+    )
+
+
+def logmel_db(
+    *,
+    windows: np.ndarray,
+    sample_rate: int = C.SAMPLE_RATE,
+    n_fft: int = C.N_FFT,
+    hop_length: int = C.HOP_LENGTH,
+    n_mels: int = C.N_MELS,
+    fmin: float = FMIN,
+) -> np.ndarray:
+    """Log-mel power in dB, not normalised.
+
+    Returns
+    -------
+    np.ndarray [shape=(n, n_mels, 1 + samples // hop_length), dtype=float32]
+    """
+    power = power_spectrogram(windows=windows, n_fft=n_fft, hop_length=hop_length)
+    fb = mel_filterbank(sample_rate=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin)
+    return power_to_db(np.einsum("mf,nft->nmt", fb, power, optimize=True))
+
+
+def compute(*, windows: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """Normalised model input for a batch of windows.
+
+    Returns
+    -------
+    np.ndarray [shape=(n, bins, frames), dtype=float32] in [0, 1]; bins/frames as `config.shape`.
+    """
+    x = _as_batch(windows)
+    if x.shape[1] != config.window_samples:
+        raise ValueError(f"windows must hold {config.window_samples} samples, got {x.shape[1]}")
+    if config.kind == "stft":
+        db = stft_db(windows=x, n_fft=config.n_fft, hop_length=config.hop_length)
+    elif config.kind == "logmel":
+        db = logmel_db(
+            windows=x,
+            sample_rate=config.sample_rate,
+            n_fft=config.n_fft,
+            hop_length=config.hop_length,
+            n_mels=config.n_mels,
+            fmin=config.fmin,
+        )
+    else:
+        raise ValueError(f"unknown feature kind {config.kind!r} (expected 'stft' or 'logmel')")
+    return normalise_db(db, top_db=config.top_db)

@@ -1,0 +1,206 @@
+"""The model manifest and the one object that runs the One-vs-All ensemble.
+
+A model directory holds one Keras file per family plus ``manifest.json``: the families in order,
+the feature configuration, per-family thresholds, file hashes, recipe, data description and
+validation metrics. `Ensemble.load` verifies every hash and the feature configuration and loads the
+files in Keras safe mode; callers only ever see `Ensemble.predict(windows) -> scores`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tagger import constants as C
+from tagger import features as F
+from tagger.errors import ModelError, UserError
+
+MANIFEST = "manifest.json"
+MANIFEST_FORMAT = 1
+MODELS_ENV = "TAGGER_MODELS"
+
+
+def default_model_dir() -> Path:
+    """The shipped models: the installed package's ``tagger/models``, else the repository's ``models/``."""
+    env = os.environ.get(MODELS_ENV)
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve().parent.parent
+    installed = here / "models"
+    if (installed / MANIFEST).is_file():
+        return installed
+    return here.parent / "models"
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_manifest(model_dir: str | os.PathLike) -> dict:
+    path = Path(model_dir) / MANIFEST
+    if not path.is_file():
+        raise ModelError(path, "model manifest not found (train models with `tagger train` or pass --models DIR)")
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelError(path, f"invalid manifest JSON: {exc}") from None
+    if manifest.get("format") != MANIFEST_FORMAT:
+        raise ModelError(path, f"unsupported manifest format {manifest.get('format')!r} (expected {MANIFEST_FORMAT})")
+    for key in ("families", "features", "classifiers", "version"):
+        if key not in manifest:
+            raise ModelError(path, f"manifest lacks {key!r}")
+    return manifest
+
+
+def write_manifest(model_dir: str | os.PathLike, manifest: dict) -> Path:
+    """Write the manifest atomically."""
+    path = Path(model_dir) / MANIFEST
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def manifest_hash(manifest: dict) -> str:
+    """A stable hash of the manifest content (what the database records per model version)."""
+    return hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
+
+
+def check_feature_config(path: Path, recorded: dict) -> F.FeatureConfig:
+    """Refuse a manifest whose signal geometry differs from this build's constants."""
+    cfg = F.FeatureConfig.from_dict(recorded)
+    expected = {
+        "sample_rate": C.SAMPLE_RATE,
+        "window_samples": C.WINDOW_SAMPLES,
+        "n_fft": C.N_FFT,
+        "hop_length": C.HOP_LENGTH,
+        "normalisation": F.FeatureConfig().normalisation,
+    }
+    for key, value in expected.items():
+        if getattr(cfg, key) != value:
+            raise ModelError(path, f"feature configuration mismatch: {key}={getattr(cfg, key)!r}, this tagger uses {value!r}")
+    if cfg.kind not in ("logmel", "stft"):
+        raise ModelError(path, f"unknown feature kind {cfg.kind!r}")
+    return cfg
+
+
+@dataclass
+class Ensemble:
+    """The loaded classifiers of a model directory, run as one batched model."""
+
+    model_dir: Path
+    manifest: dict
+    families: tuple[str, ...]
+    thresholds: np.ndarray
+    """Per-family decision thresholds [shape=(n_families,)], calibrated on validation data."""
+    feature_config: F.FeatureConfig
+    _model: object
+
+    @property
+    def version(self) -> str:
+        return str(self.manifest["version"])
+
+    @property
+    def hash(self) -> str:
+        return manifest_hash(self.manifest)
+
+    @property
+    def aggregation(self) -> dict:
+        return dict(self.manifest.get("aggregation", {}))
+
+    @classmethod
+    def load(cls, model_dir: str | os.PathLike | None = None, *, families: Sequence[str] | None = None) -> Ensemble:
+        """Load and verify a model directory (default: the shipped models).
+
+        Raises `ModelError` for a missing, tampered (hash mismatch) or mismatched file.
+        """
+        model_dir = Path(model_dir) if model_dir is not None else default_model_dir()
+        manifest = read_manifest(model_dir)
+        mpath = model_dir / MANIFEST
+        cfg = check_feature_config(mpath, manifest["features"])
+        fams = tuple(manifest["families"])
+        if families is not None:
+            unknown = [f for f in families if f not in fams]
+            if unknown:
+                raise UserError(f"no classifier for {', '.join(unknown)} in {model_dir}")
+            fams = tuple(f for f in fams if f in families)
+        entries = []
+        for fam in fams:
+            entry = manifest["classifiers"].get(fam)
+            if entry is None:
+                raise ModelError(mpath, f"manifest lists family {fam!r} without a classifier entry")
+            fpath = model_dir / entry["file"]
+            if not fpath.is_file():
+                raise ModelError(fpath, f"classifier file for {fam!r} is missing")
+            digest = sha256_file(fpath)
+            if digest != entry.get("sha256"):
+                raise ModelError(fpath, f"sha256 mismatch for {fam!r}: the file was modified or corrupted (refusing to load)")
+            entries.append((fam, fpath, float(entry.get("threshold", 0.5))))
+        model = _load_combined([p for _, p, _ in entries], cfg)
+        return cls(
+            model_dir=model_dir,
+            manifest=manifest,
+            families=fams,
+            thresholds=np.array([t for _, _, t in entries], dtype=np.float32),
+            feature_config=cfg,
+            _model=model,
+        )
+
+    def features(self, windows: np.ndarray) -> np.ndarray:
+        """Model input for windows [shape=(n, 64000)] -> [shape=(n, bins, frames)]."""
+        return F.compute(windows=windows, config=self.feature_config)
+
+    def predict_features(self, feats: np.ndarray, *, batch_size: int = 64) -> np.ndarray:
+        """Per-family probabilities [shape=(n, n_families), dtype=float32] from features."""
+        feats = np.asarray(feats, dtype=np.float32)
+        if len(feats) == 0:
+            return np.zeros((0, len(self.families)), dtype=np.float32)
+        out = []
+        for i in range(0, len(feats), batch_size):
+            out.append(np.asarray(self._model(feats[i : i + batch_size], training=False)))
+        return np.concatenate(out).astype(np.float32)
+
+    def predict(self, windows: np.ndarray, *, batch_size: int = 64) -> np.ndarray:
+        """Per-family probabilities [shape=(n, n_families)] for windows [shape=(n, 64000)]."""
+        return self.predict_features(self.features(windows), batch_size=batch_size)
+
+    def decide(self, scores: np.ndarray) -> np.ndarray:
+        """Presence decisions (bool) from scores with the calibrated thresholds."""
+        return np.asarray(scores) >= self.thresholds
+
+
+def load_classifier(path: str | os.PathLike):
+    """Load one classifier file in Keras safe mode (no arbitrary code execution)."""
+    import keras
+
+    try:
+        return keras.saving.load_model(str(path), compile=False, safe_mode=True)
+    except Exception as exc:  # Keras raises many types for corrupt/unsafe files
+        raise ModelError(path, f"cannot load classifier: {type(exc).__name__}: {exc}") from None
+
+
+def _load_combined(paths: Sequence[Path], cfg: F.FeatureConfig):
+    """Load each classifier and join them into one model with an (n, n_families) output."""
+    import keras
+
+    models = [load_classifier(p) for p in paths]
+    for path, m in zip(paths, models):
+        if tuple(m.input_shape[1:]) != cfg.shape:
+            raise ModelError(path, f"classifier input {m.input_shape[1:]} does not match the feature shape {cfg.shape}")
+    inp = keras.Input(shape=cfg.shape, name="features")
+    outs = []
+    for i, m in enumerate(models):
+        m.name = f"family_{i}"
+        outs.append(m(inp))
+    out = outs[0] if len(outs) == 1 else keras.layers.Concatenate()(outs)
+    return keras.Model(inp, out, name="ensemble")

@@ -1,0 +1,87 @@
+"""Writing classifiers into a model directory and keeping its manifest consistent.
+
+Each classifier is saved on its own (``<family>.keras``, Keras native format) and registered in
+``manifest.json`` with its sha256, threshold and metrics; the other entries are left untouched, so
+adding an instrument never changes the existing classifiers.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from tagger.aggregate import DEFAULT_AGGREGATION
+from tagger.features import FeatureConfig
+from tagger.model.ensemble import MANIFEST, MANIFEST_FORMAT, read_manifest, sha256_file, write_manifest
+
+
+def new_manifest(
+    *,
+    architecture: str,
+    recipe: str,
+    feature_config: FeatureConfig,
+    families: Sequence[str] = (),
+    version: str | None = None,
+    data: dict | None = None,
+) -> dict:
+    """A manifest with no classifiers yet."""
+    stamp = _dt.datetime.now(_dt.timezone.utc)
+    return {
+        "format": MANIFEST_FORMAT,
+        "version": version or f"{architecture}-{recipe}-{stamp:%Y%m%d%H%M%S}",
+        "created": stamp.isoformat(timespec="seconds"),
+        "architecture": architecture,
+        "recipe": recipe,
+        "families": list(families),
+        "features": feature_config.to_dict(),
+        "aggregation": dict(DEFAULT_AGGREGATION),
+        "data": data or {},
+        "classifiers": {},
+        "validation": {},
+    }
+
+
+def open_or_create(model_dir: str | os.PathLike, **new_kwargs) -> dict:
+    """The directory's manifest, or a new one (not yet written) when there is none."""
+    path = Path(model_dir)
+    if (path / MANIFEST).is_file():
+        return read_manifest(path)
+    path.mkdir(parents=True, exist_ok=True)
+    return new_manifest(**new_kwargs)
+
+
+def save_classifier(
+    model_dir: str | os.PathLike,
+    manifest: dict,
+    family: str,
+    model,
+    *,
+    threshold: float = 0.5,
+    metrics: dict | None = None,
+    extra: dict | None = None,
+) -> dict:
+    """Save one Keras classifier as ``<family>.keras`` atomically and register it in the manifest.
+
+    A new family is appended to the manifest's family order; the manifest is written to disk.
+    """
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    final = model_dir / f"{family}.keras"
+    tmp = model_dir / f".{family}.tmp.keras"
+    model.save(tmp)
+    os.replace(tmp, final)
+    entry = {
+        "file": final.name,
+        "sha256": sha256_file(final),
+        "threshold": round(float(threshold), 4),
+        "params": int(model.count_params()),
+        "metrics": metrics or {},
+        **(extra or {}),
+    }
+    manifest["classifiers"][family] = entry
+    if family not in manifest["families"]:
+        manifest["families"].append(family)
+    write_manifest(model_dir, manifest)
+    return entry
