@@ -1,0 +1,161 @@
+"""The library database schema (SQLAlchemy 2 ORM).
+
+Tables
+------
+- ``model_versions``: every model that produced results (version, manifest hash, families, thresholds).
+- ``scans``: one row per `tagger scan` run with its counts.
+- ``tracks``: one row per audio file (path, size, mtime, fingerprint, stream facts, status, error).
+  ``status`` is ``ok`` (analysed), ``error`` (could not be analysed: see ``error``) or ``missing``
+  (no longer on disk; purged by `tagger db prune`). A track is *stale* when its ``model_version_id``
+  is not the current model's.
+- ``detections``: per track and family: present, score, coverage.
+- ``segments``: per track and family: the time ranges (seconds) where the family plays.
+
+The schema is created and changed only through the Alembic migrations in ``migrations/``; a test
+checks that the migrated schema equals these models.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+STATUS_OK = "ok"
+STATUS_ERROR = "error"
+STATUS_MISSING = "missing"
+STATUSES = (STATUS_OK, STATUS_ERROR, STATUS_MISSING)
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> _dt.datetime:
+    """The current UTC time, naive (what the database stores)."""
+    return _dt.datetime.now(_dt.timezone.utc).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class ModelVersion(Base):
+    __tablename__ = "model_versions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[str] = mapped_column(String(200), nullable=False)
+    manifest_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    families: Mapped[str] = mapped_column(Text, nullable=False)
+    """JSON list of the family names, in the model's order."""
+    thresholds: Mapped[str] = mapped_column(Text, nullable=False)
+    """JSON object family -> decision threshold."""
+    aggregation: Mapped[str] = mapped_column(Text, nullable=False, default="{}")
+    """JSON object of the aggregation parameters used."""
+    created_at: Mapped[_dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+
+    __table_args__ = (UniqueConstraint("version", "manifest_hash"),)
+
+
+class Scan(Base):
+    __tablename__ = "scans"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    started_at: Mapped[_dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+    finished_at: Mapped[_dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    roots: Mapped[str] = mapped_column(Text, nullable=False, default="[]")
+    """JSON list of the scanned folders."""
+    model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"), nullable=True)
+    scanned: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    skipped: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    failed: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    moved: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    missing: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    stale: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    audio_seconds: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+
+
+class Track(Base):
+    __tablename__ = "tracks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    path: Mapped[str] = mapped_column(Text, nullable=False, unique=True)
+    size: Mapped[int] = mapped_column(Integer, nullable=False)
+    mtime: Mapped[float] = mapped_column(Float, nullable=False)
+    fingerprint: Mapped[str] = mapped_column(String(64), nullable=False)
+    duration: Mapped[float | None] = mapped_column(Float, nullable=True)
+    format: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    sample_rate: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    channels: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default=STATUS_OK)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    windows: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    silent_windows: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"), nullable=True)
+    scan_id: Mapped[int | None] = mapped_column(ForeignKey("scans.id", ondelete="SET NULL"), nullable=True)
+    first_seen_at: Mapped[_dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+    analysed_at: Mapped[_dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    updated_at: Mapped[_dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
+    missing_since: Mapped[_dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    """When the file was first found missing (revision 0002)."""
+
+    model_version: Mapped[ModelVersion | None] = relationship(lazy="joined")
+    detections: Mapped[list[Detection]] = relationship(
+        back_populates="track", cascade="all, delete-orphan", passive_deletes=True, order_by="Detection.id"
+    )
+    segments: Mapped[list[Segment]] = relationship(
+        back_populates="track", cascade="all, delete-orphan", passive_deletes=True, order_by="Segment.start"
+    )
+
+    __table_args__ = (
+        Index("ix_tracks_fingerprint", "fingerprint"),  # revision 0002: finds moved files fast
+        Index("ix_tracks_status", "status"),
+    )
+
+
+class Detection(Base):
+    __tablename__ = "detections"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    track_id: Mapped[int] = mapped_column(ForeignKey("tracks.id", ondelete="CASCADE"), nullable=False)
+    family: Mapped[str] = mapped_column(String(40), nullable=False)
+    present: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    score: Mapped[float] = mapped_column(Float, nullable=False)
+    coverage: Mapped[float] = mapped_column(Float, nullable=False)
+
+    track: Mapped[Track] = relationship(back_populates="detections")
+
+    __table_args__ = (
+        UniqueConstraint("track_id", "family"),
+        Index("ix_detections_family_present_score", "family", "present", "score"),
+    )
+
+
+class Segment(Base):
+    __tablename__ = "segments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    track_id: Mapped[int] = mapped_column(ForeignKey("tracks.id", ondelete="CASCADE"), nullable=False)
+    family: Mapped[str] = mapped_column(String(40), nullable=False)
+    start: Mapped[float] = mapped_column(Float, nullable=False)
+    end: Mapped[float] = mapped_column(Float, nullable=False)
+
+    track: Mapped[Track] = relationship(back_populates="segments")
+
+    __table_args__ = (Index("ix_segments_track_id_family", "track_id", "family"),)

@@ -1,0 +1,163 @@
+"""Opening the library database: URL resolution, engine (SQLite in WAL mode), automatic migrations.
+
+The database is SQLite by default, in the user's data directory (``platformdirs.user_data_dir``,
+e.g. ``~/.local/share/tagger/library.db``); ``TAGGER_DB`` or an explicit URL selects any
+SQLAlchemy database. The schema is created and upgraded only by the Alembic migrations shipped in
+``tagger.migrations`` (the repository's ``migrations/``), applied automatically on first use.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from tagger.errors import TaggerError, UserError
+
+DB_ENV = "TAGGER_DB"
+DB_FILENAME = "library.db"
+
+
+class DatabaseError(TaggerError):
+    """The library database cannot be opened, migrated or written."""
+
+
+def default_db_url() -> str:
+    """``$TAGGER_DB``, else SQLite at ``<user data dir>/tagger/library.db``."""
+    env = os.environ.get(DB_ENV)
+    if env:
+        return env
+    import platformdirs
+
+    return f"sqlite:///{Path(platformdirs.user_data_dir('tagger', appauthor=False)) / DB_FILENAME}"
+
+
+def as_url(db: str | os.PathLike | None) -> str:
+    """Accept a SQLAlchemy URL or a plain file path (taken as SQLite); None -> `default_db_url`."""
+    if db is None:
+        return default_db_url()
+    text = os.fspath(db)
+    if "://" in text:
+        return text
+    return f"sqlite:///{Path(text).expanduser().resolve()}"
+
+
+def migrations_dir() -> Path:
+    """The Alembic scripts: the installed ``tagger/migrations``, else the repository's ``migrations/``."""
+    here = Path(__file__).resolve().parent.parent
+    installed = here / "migrations"
+    if (installed / "env.py").is_file():
+        return installed
+    return here.parent / "migrations"
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    try:
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+    finally:
+        cur.close()
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for `url`; SQLite gets WAL journaling, foreign keys and a busy timeout.
+
+    The parent folder of a SQLite file is created when missing.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise UserError(f"invalid database URL {url!r}: {exc}") from None
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
+            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    try:
+        return create_engine(url, pool_pre_ping=True)
+    except (ArgumentError, ModuleNotFoundError) as exc:
+        raise UserError(f"cannot use database URL {url!r}: {exc}") from None
+
+
+def alembic_config(engine: Engine):
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations_dir()))
+    cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False).replace("%", "%%"))
+    return cfg
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    cfg = alembic_config(create_engine("sqlite://"))
+    return ScriptDirectory.from_config(cfg).get_current_head()
+
+
+def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(engine: Engine, *, revision: str = "head") -> str | None:
+    """Apply the migrations up to `revision`; returns the revision the database is at."""
+    from alembic import command
+
+    cfg = alembic_config(engine)
+    try:
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+    except SQLAlchemyError as exc:
+        raise DatabaseError(f"cannot migrate the database {engine.url!r}: {exc}") from None
+    return current_revision(engine)
+
+
+@dataclass
+class Database:
+    """An open library database: its engine and a session factory."""
+
+    url: str
+    engine: Engine
+    sessionmaker: sessionmaker
+
+    @contextmanager
+    def session(self):
+        """A session committed on success, rolled back on error."""
+        with self.sessionmaker() as s:
+            try:
+                yield s
+                s.commit()
+            except BaseException:
+                s.rollback()
+                raise
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def open_database(db: str | os.PathLike | None = None, *, migrate: bool = True) -> Database:
+    """Open (and by default create or upgrade to the latest schema) the library database."""
+    url = as_url(db)
+    engine = make_engine(url)
+    if migrate:
+        try:
+            needs = current_revision(engine) != head_revision()
+        except SQLAlchemyError as exc:
+            raise DatabaseError(f"cannot open the database {url}: {exc}") from None
+        if needs:
+            upgrade(engine)
+    return Database(url=url, engine=engine, sessionmaker=sessionmaker(engine, class_=Session, expire_on_commit=False))
