@@ -1,0 +1,720 @@
+"""Read, write and remove tagger's own fields in audio files, safely (mutagen underneath).
+
+What is written
+---------------
+Three fields, the same names everywhere (files, database, README):
+
+- ``INSTRUMENTS``: the families present, canonical names in canonical order, one value each.
+- ``INSTRUMENTS_MODEL``: the version of the model that produced them (provenance).
+- ``INSTRUMENTS_SCORES`` (optional): one ``family=0.873`` value per family.
+
+Per container:
+
+=====================  =====================================================================
+MP3, WAV, AIFF         ID3v2 ``TXXX`` frames with those descriptions (v2.4; v2.3 on request,
+                       where multiple values are joined with ``/``; a file already carrying an
+                       ID3v2.3 tag is kept at v2.3 so that no other frame is converted)
+FLAC, Ogg Vorbis, Opus Vorbis comments, one entry per value
+MP4/M4A                freeform atoms ``----:com.apple.iTunes:INSTRUMENTS`` (UTF-8), one data
+                       atom per value
+WMA                    ASF attributes with those names, one per value
+=====================  =====================================================================
+
+Nothing is ever written to human credit fields (ID3 TMCL/IPLS, Vorbis PERFORMER). A file that
+was analysed and holds no instrument carries ``INSTRUMENTS_MODEL`` but no ``INSTRUMENTS``.
+
+Safety
+------
+A write never touches the file in place: the file is copied to a hidden temporary file in the
+same folder (same mode), the tags are changed on the copy, the copy is re-read and verified (our
+fields hold the intended values, every other tag is unchanged, the audio payload bytes hash the
+same), flushed to disk, then moved over the original with `os.replace` (atomic on POSIX). A crash
+at any moment leaves the old file or the new one; on any error the temporary file is removed and
+`TagWriteError` is raised. Writing values a file already holds is a no-op (the file is not
+rewritten). The file mode is kept; the modification time is updated unless ``keep_mtime``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import shutil
+import stat
+import struct
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tagger.errors import TagWriteError, UserError
+from tagger.instruments import FAMILIES, canonical_order, check_family
+
+INSTRUMENTS = "INSTRUMENTS"
+"""Multi-valued field: the families present, canonical names in canonical order."""
+INSTRUMENTS_MODEL = "INSTRUMENTS_MODEL"
+"""Single-valued field: the model version that produced INSTRUMENTS."""
+INSTRUMENTS_SCORES = "INSTRUMENTS_SCORES"
+"""Multi-valued field (optional): ``family=score`` per family, score with 3 decimals."""
+FIELDS: tuple[str, ...] = (INSTRUMENTS, INSTRUMENTS_MODEL, INSTRUMENTS_SCORES)
+"""Every field tagger writes, and the only ones `remove_instruments` removes."""
+
+MP4_FREEFORM_PREFIX = "----:com.apple.iTunes:"
+"""MP4 freeform atom prefix (mean ``com.apple.iTunes``), as iTunes, beets and ffmpeg use it."""
+
+TEMP_SUFFIX = ".tagger-tmp"
+"""Suffix of the hidden temporary files of an atomic write (never an audio extension)."""
+
+SCORE_DECIMALS = 3
+
+_KINDS = {
+    "MP3": "id3",
+    "WAVE": "id3",
+    "AIFF": "id3",
+    "FLAC": "vorbis",
+    "OggVorbis": "vorbis",
+    "OggOpus": "vorbis",
+    "MP4": "mp4",
+    "ASF": "asf",
+}
+"""mutagen file type -> how our fields are stored."""
+
+SUPPORTED_FORMATS = "MP3, WAV, AIFF, FLAC, Ogg Vorbis, Opus, MP4/M4A, WMA"
+_MTIME_TOLERANCE = 1e-3
+_CHUNK = 1 << 20
+
+
+# -- results ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TagState:
+    """tagger's fields as a file holds them."""
+
+    instruments: list[str] = field(default_factory=list)
+    """Family names as stored (canonical order when tagger wrote them); empty when absent."""
+    model_version: str | None = None
+    scores: dict[str, float] | None = None
+    """Per-family scores, or None when the file has no INSTRUMENTS_SCORES."""
+
+    @property
+    def tagged(self) -> bool:
+        """True when any of tagger's fields is present."""
+        return bool(self.instruments) or self.model_version is not None or self.scores is not None
+
+
+@dataclass(frozen=True)
+class TagChange:
+    """What a write or removal did (or, with ``dry_run``, would do) to one file."""
+
+    path: str
+    before: TagState
+    after: TagState
+    changed: bool
+    """True when the file's fields differ (or must be rewritten) from the requested state."""
+    written: bool
+    """True when the file was actually replaced; False for no-ops and dry runs."""
+    dry_run: bool = False
+    size: int | None = None
+    """The file's size after the operation (unchanged file: its current size)."""
+    mtime: float | None = None
+    """The file's mtime after the operation, for the database's changed-since check."""
+
+
+# -- mediafile / beets --------------------------------------------------------------------------
+
+
+def register_mediafile_fields() -> None:
+    """Register ``instruments``, ``instruments_model`` and ``instruments_scores`` on beets'
+    `mediafile.MediaFile`, reading and writing exactly the fields tagger writes.
+
+    Idempotent. ``mediafile`` is imported here (it is not a dependency of tagger itself).
+    """
+    import mediafile as mf
+
+    def single(name: str):
+        return mf.MediaField(
+            mf.MP3DescStorageStyle(desc=name),
+            mf.MP4StorageStyle(MP4_FREEFORM_PREFIX + name),
+            mf.StorageStyle(name),
+            mf.ASFStorageStyle(name),
+        )
+
+    def multi(name: str):
+        return mf.ListMediaField(
+            mf.MP3ListDescStorageStyle(desc=name, split_v23=True),
+            mf.MP4ListStorageStyle(MP4_FREEFORM_PREFIX + name),
+            mf.ListStorageStyle(name),
+            mf.ASFStorageStyle(name),
+        )
+
+    for attr, descriptor in (
+        ("instruments", lambda: multi(INSTRUMENTS)),
+        ("instruments_model", lambda: single(INSTRUMENTS_MODEL)),
+        ("instruments_scores", lambda: multi(INSTRUMENTS_SCORES)),
+    ):
+        if attr not in mf.MediaFile.__dict__:
+            mf.MediaFile.add_field(attr, descriptor())
+
+
+# -- public API ---------------------------------------------------------------------------------
+
+
+def read_instruments(path: str | os.PathLike) -> TagState:
+    """tagger's fields in ``path`` (an empty `TagState` when it has none).
+
+    Raises `TagWriteError` when the file cannot be read or its format is not supported.
+    """
+    audio, kind = _open(path)
+    return _state(_get_raw(audio, kind))
+
+
+def write_instruments(
+    path: str | os.PathLike,
+    *,
+    instruments: Iterable[str],
+    model_version: str,
+    scores: Mapping[str, float] | None = None,
+    id3v23: bool = False,
+    keep_mtime: bool = False,
+    dry_run: bool = False,
+    expected: tuple[int, float] | None = None,
+) -> TagChange:
+    """Write INSTRUMENTS and INSTRUMENTS_MODEL (and INSTRUMENTS_SCORES when ``scores`` is given;
+    stale scores are removed otherwise) atomically.
+
+    ``expected=(size, mtime)``: refuse when the file's current size or mtime differ (the file
+    changed since it was analysed). ``id3v23``: write ID3v2.3 instead of ID3v2.4 (ID3 carriers).
+    A file already holding these values is left untouched (``written=False``).
+    Raises `TagWriteError` (read-only file, changed file, unsupported format, failed write or
+    verification) and `UserError` (unknown family, bad score, empty model version).
+    """
+    raw = _desired_raw(instruments=instruments, model_version=model_version, scores=scores)
+    return _rewrite(
+        path, target=lambda _before: raw, id3v23=id3v23, keep_mtime=keep_mtime, dry_run=dry_run, expected=expected
+    )
+
+
+def remove_instruments(
+    path: str | os.PathLike,
+    *,
+    keep_mtime: bool = False,
+    dry_run: bool = False,
+    expected: tuple[int, float] | None = None,
+) -> TagChange:
+    """Remove exactly tagger's fields (`FIELDS`) and nothing else, atomically.
+
+    An ID3 tag left without any frame is removed altogether (tagger created it). A file without
+    tagger's fields is left untouched (``written=False``).
+    """
+    return _rewrite(
+        path, target=lambda _before: {}, id3v23=None, keep_mtime=keep_mtime, dry_run=dry_run, expected=expected
+    )
+
+
+def find_audio_files(paths: Iterable[str | os.PathLike]) -> Iterator[Path]:
+    """Files given directly, and audio files (by extension) under folders, recursively, sorted.
+
+    Hidden temporary files of interrupted writes are never returned.
+    """
+    from tagger.audio import AUDIO_EXTENSIONS
+
+    for p in map(Path, paths):
+        if p.is_dir():
+            for root, dirs, files in os.walk(p):
+                dirs.sort()
+                for name in sorted(files):
+                    if Path(name).suffix.lower() in AUDIO_EXTENSIONS and not name.endswith(TEMP_SUFFIX):
+                        yield Path(root) / name
+        else:
+            yield p
+
+
+# -- raw field access per container -------------------------------------------------------------
+
+Raw = dict[str, list[str]]
+"""Our fields present in a file: canonical field name -> values as strings."""
+
+
+def _desired_raw(*, instruments: Iterable[str], model_version: str, scores: Mapping[str, float] | None) -> Raw:
+    model_version = str(model_version).strip()
+    if not model_version:
+        raise UserError("a model version is required to write INSTRUMENTS_MODEL")
+    raw: Raw = {}
+    names = canonical_order(list(instruments))
+    if names:
+        raw[INSTRUMENTS] = names
+    raw[INSTRUMENTS_MODEL] = [model_version]
+    if scores is not None:
+        checked: dict[str, float] = {}
+        for name, value in scores.items():
+            value = float(value)
+            if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+                raise UserError(f"a score is a number between 0 and 1, got {name}={value}")
+            checked[check_family(name)] = value
+        if checked:
+            raw[INSTRUMENTS_SCORES] = [f"{f}={checked[f]:.{SCORE_DECIMALS}f}" for f in FAMILIES if f in checked]
+    return raw
+
+
+def _state(raw: Raw) -> TagState:
+    def split(values: list[str]) -> list[str]:
+        return [v.strip() for v in values if v.strip()]
+
+    scores = None
+    if INSTRUMENTS_SCORES in raw:
+        scores = {}
+        for item in split(raw[INSTRUMENTS_SCORES]):
+            name, _, value = item.partition("=")
+            try:
+                scores[name.strip().lower()] = float(value)
+            except ValueError:
+                continue
+    model = raw.get(INSTRUMENTS_MODEL)
+    return TagState(
+        instruments=[v.lower() for v in split(raw.get(INSTRUMENTS, []))],
+        model_version=model[0] if model else None,
+        scores=scores,
+    )
+
+
+def _ours(name: str) -> str | None:
+    """The canonical field name when ``name`` (any case) is one of ours."""
+    upper = name.upper()
+    return upper if upper in FIELDS else None
+
+
+def _get_raw(audio, kind: str) -> Raw:
+    tags = audio.tags
+    raw: Raw = {}
+    if tags is None:
+        return raw
+    if kind == "id3":
+        for frame in tags.getall("TXXX"):
+            name = _ours(frame.desc)
+            if name == INSTRUMENTS_MODEL:
+                raw.setdefault(name, []).extend(str(t) for t in frame.text)
+            elif name:  # ID3v2.3 joins multiple values with "/" (never part of a family or score)
+                raw.setdefault(name, []).extend(v for t in frame.text for v in str(t).split("/"))
+    elif kind == "vorbis":
+        for key, value in tags:
+            name = _ours(key)
+            if name:
+                raw.setdefault(name, []).append(value)
+    elif kind == "mp4":
+        for key, values in tags.items():
+            name = _ours(key[len(MP4_FREEFORM_PREFIX) :]) if key.startswith(MP4_FREEFORM_PREFIX) else None
+            if name:
+                raw.setdefault(name, []).extend(bytes(v).decode("utf-8", "replace") for v in values)
+    elif kind == "asf":
+        for key, values in tags.as_dict().items():
+            name = _ours(key)
+            if name:
+                raw.setdefault(name, []).extend(str(v.value) for v in values)
+    return {k: v for k, v in raw.items() if v}
+
+
+def _set_raw(audio, kind: str, raw: Raw) -> None:
+    """Replace our fields in the (loaded) file with ``raw``; other tags are not touched."""
+    if audio.tags is None:
+        if not raw:
+            return
+        audio.add_tags()
+    tags = audio.tags
+    if kind == "id3":
+        from mutagen.id3 import TXXX, Encoding
+
+        for frame in list(tags.getall("TXXX")):
+            if _ours(frame.desc):
+                del tags[frame.HashKey]
+        for name, values in raw.items():
+            tags.add(TXXX(encoding=Encoding.UTF8, desc=name, text=list(values)))
+    elif kind == "vorbis":
+        for key in {k for k, _ in tags if _ours(k)}:
+            del tags[key]
+        for name, values in raw.items():
+            tags[name] = list(values)
+    elif kind == "mp4":
+        from mutagen.mp4 import AtomDataType, MP4FreeForm
+
+        for key in [k for k in tags.keys() if k.startswith(MP4_FREEFORM_PREFIX) and _ours(k[len(MP4_FREEFORM_PREFIX) :])]:
+            del tags[key]
+        for name, values in raw.items():
+            tags[MP4_FREEFORM_PREFIX + name] = [MP4FreeForm(v.encode("utf-8"), dataformat=AtomDataType.UTF8) for v in values]
+    elif kind == "asf":
+        from mutagen.asf import ASFUnicodeAttribute
+
+        for key in [k for k in tags.as_dict() if _ours(k)]:
+            del tags[key]
+        for name, values in raw.items():
+            tags[name] = [ASFUnicodeAttribute(v) for v in values]
+
+
+# -- the other tags (what must not change) ------------------------------------------------------
+
+
+def _norm(value):
+    """A comparable, order-preserving representation of a mutagen tag value."""
+    if isinstance(value, (list, tuple)):
+        return (type(value).__name__, tuple(_norm(v) for v in value))
+    if isinstance(value, (bytes, bytearray)):
+        extra = sorted((k, repr(v)) for k, v in vars(value).items()) if hasattr(value, "__dict__") else []
+        return (type(value).__name__, bytes(value), tuple(extra))
+    return (type(value).__name__, repr(value))
+
+
+def _other_tags(audio, kind: str) -> tuple:
+    """Every tag of the file except ours, in a comparable form (cover art included)."""
+    tags = audio.tags
+    if tags is None:
+        items: list = []
+    elif kind == "id3":
+        items = sorted(
+            (key, repr(frame)) for key, frame in tags.items() if not (frame.FrameID == "TXXX" and _ours(frame.desc))
+        )
+        if tags.unknown_frames:
+            items.append(("<unknown frames>", tuple(tags.unknown_frames)))
+    elif kind == "vorbis":
+        items = [(k, v) for k, v in tags if not _ours(k)]
+    elif kind == "mp4":
+        items = sorted(
+            (k, _norm(v))
+            for k, v in tags.items()
+            if not (k.startswith(MP4_FREEFORM_PREFIX) and _ours(k[len(MP4_FREEFORM_PREFIX) :]))
+        )
+    else:  # asf: mutagen may move attributes between header objects; per-name order is kept
+        items = sorted(((k, _norm(v.value), repr(v)) for k, v in tags if not _ours(k)), key=lambda item: item[0])
+    pictures = getattr(audio, "pictures", None)  # FLAC PICTURE blocks
+    if pictures is not None:
+        items.append(("<pictures>", tuple((p.type, p.mime, p.desc, p.data) for p in pictures)))
+    return tuple(items)
+
+
+# -- the audio payload (what must not change either) --------------------------------------------
+
+
+def _hash_range(f, start: int, end: int, h) -> None:
+    f.seek(start)
+    left = end - start
+    while left > 0:
+        block = f.read(min(_CHUNK, left))
+        if not block:
+            break
+        h.update(block)
+        left -= len(block)
+
+
+def _id3v2_end(f, start: int = 0) -> int:
+    """Offset after the ID3v2 tag(s) at ``start`` (``start`` when there is none)."""
+    pos = start
+    while True:
+        f.seek(pos)
+        head = f.read(10)
+        if len(head) < 10 or head[:3] != b"ID3":
+            return pos
+        size = 0
+        for b in head[6:10]:
+            size = (size << 7) | (b & 0x7F)
+        pos += 10 + size + (10 if head[5] & 0x10 else 0)
+
+
+def _payload_digest(path: str, mutagen_type: str) -> str | None:
+    """Hash of the bytes that carry the audio (tags and container headers excluded).
+
+    MP3: everything between the ID3v2 tag and an ID3v1 tag; FLAC: the frames after the metadata
+    blocks; WAV/AIFF: the data/SSND chunk; Ogg: the pages after the header packets (bodies and
+    granule positions: mutagen renumbers pages); MP4: the mdat atoms; WMA: everything after the
+    header object. None when the format has no cheap check.
+    """
+    h = hashlib.sha256()
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        if mutagen_type == "MP3":
+            start = _id3v2_end(f)
+            end = size
+            if size - start >= 128:
+                f.seek(size - 128)
+                if f.read(3) == b"TAG":
+                    end = size - 128
+            _hash_range(f, start, end, h)
+        elif mutagen_type == "FLAC":
+            pos = _id3v2_end(f)
+            f.seek(pos)
+            if f.read(4) != b"fLaC":
+                return None
+            pos += 4
+            while True:
+                f.seek(pos)
+                head = f.read(4)
+                if len(head) < 4:
+                    return None
+                pos += 4 + int.from_bytes(head[1:4], "big")
+                if head[0] & 0x80:
+                    break
+            _hash_range(f, pos, size, h)
+        elif mutagen_type in ("WAVE", "AIFF"):
+            little = mutagen_type == "WAVE"
+            want = b"data" if little else b"SSND"
+            pos, found = 12, False
+            while pos + 8 <= size:
+                f.seek(pos)
+                cid, clen = struct.unpack("<4sI" if little else ">4sI", f.read(8))
+                if cid == want:
+                    _hash_range(f, pos + 8, min(pos + 8 + clen, size), h)
+                    found = True
+                pos += 8 + clen + (clen & 1)
+            if not found:
+                return None
+        elif mutagen_type in ("OggVorbis", "OggOpus"):
+            from mutagen.ogg import OggPage
+
+            headers = 3 if mutagen_type == "OggVorbis" else 2
+            done, serial = 0, None
+            while True:
+                try:
+                    page = OggPage(f)
+                except EOFError:
+                    break
+                if serial is None:
+                    serial = page.serial
+                if page.serial != serial:
+                    continue
+                if done < headers:
+                    done += len(page.packets) - (0 if page.complete else 1)
+                    continue
+                h.update(struct.pack("<qBB", page.position, page.continued, page.last))
+                for packet in page.packets:
+                    h.update(struct.pack("<I", len(packet)))
+                    h.update(packet)
+        elif mutagen_type == "MP4":
+            from mutagen.mp4 import Atoms
+
+            found = False
+            for atom in Atoms(f).atoms:
+                if atom.name == b"mdat":
+                    _hash_range(f, atom.offset + atom.length - atom.datalength, atom.offset + atom.length, h)
+                    found = True
+            if not found:
+                return None
+        elif mutagen_type == "ASF":
+            f.seek(16)
+            (header_size,) = struct.unpack("<Q", f.read(8))
+            _hash_range(f, header_size, size, h)
+        else:
+            return None
+    return h.hexdigest()
+
+
+# -- the atomic rewrite -------------------------------------------------------------------------
+
+
+def _open(path: str | os.PathLike, *, real: str | None = None):
+    """Load ``path`` with mutagen -> (file object, storage kind); our errors only."""
+    import mutagen
+
+    name = real or os.fspath(path)
+    try:
+        audio = mutagen.File(name)
+        if audio is not None and type(audio).__name__ == "MP3":
+            # Never fold an ID3v1 tag into the ID3v2 tag we write (it would add frames).
+            audio = type(audio)(name, load_v1=False)
+    except FileNotFoundError:
+        raise TagWriteError(path, "no such file") from None
+    except (mutagen.MutagenError, OSError, ValueError, struct.error, EOFError) as exc:
+        raise TagWriteError(path, f"cannot read tags: {exc}") from exc
+    if audio is None or type(audio).__name__ not in _KINDS:
+        what = "unknown" if audio is None else type(audio).__name__
+        raise TagWriteError(path, f"unsupported format ({what}); tagger writes tags into {SUPPORTED_FORMATS}")
+    return audio, _KINDS[type(audio).__name__]
+
+
+def _check_expected(path, st: os.stat_result, expected: tuple[int, float] | None) -> None:
+    if expected is None:
+        return
+    size, mtime = expected
+    if st.st_size != int(size) or abs(st.st_mtime - float(mtime)) > _MTIME_TOLERANCE:
+        raise TagWriteError(
+            path,
+            f"file changed since it was analysed (size {st.st_size} vs {int(size)}, "
+            f"mtime {st.st_mtime:.3f} vs {float(mtime):.3f}); scan it again",
+        )
+
+
+def _check_writable(path, real: str, st: os.stat_result) -> None:
+    if not os.access(real, os.W_OK) or not st.st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
+        raise TagWriteError(path, "file is read-only; skipped")
+    folder = os.path.dirname(real) or "."
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise TagWriteError(path, f"folder {folder} is not writable (needed for the atomic replace); skipped")
+
+
+def _rewrite(
+    path: str | os.PathLike,
+    *,
+    target: Callable[[Raw], Raw],
+    id3v23: bool | None,
+    keep_mtime: bool,
+    dry_run: bool,
+    expected: tuple[int, float] | None,
+) -> TagChange:
+    shown = os.fspath(path)
+    real = os.path.realpath(shown)  # a symlink's target is rewritten, the link stays a link
+    try:
+        st = os.stat(real)
+    except FileNotFoundError:
+        raise TagWriteError(shown, "no such file") from None
+    except OSError as exc:
+        raise TagWriteError(shown, f"cannot stat: {exc.strerror or exc}") from exc
+    if not stat.S_ISREG(st.st_mode):
+        raise TagWriteError(shown, "not a regular file")
+    _check_expected(shown, st, expected)
+
+    audio, kind = _open(shown, real=real)
+    before_raw = _get_raw(audio, kind)
+    after_raw = target(before_raw)
+    version = None
+    convert = False
+    if kind == "id3":
+        current = audio.tags.version[1] if audio.tags is not None else None
+        if id3v23 is None:  # removal keeps the file's version
+            version = current if current in (3, 4) else 4
+        elif id3v23:
+            version = 3
+        else:  # v2.4, but an existing v2.3 tag stays v2.3 (no other frame is converted)
+            version = 3 if current == 3 else 4
+        convert = bool(after_raw) and current is not None and current != version
+    changed = before_raw != after_raw or convert
+    before, after = _state(before_raw), _state(after_raw)
+    if not changed or dry_run:
+        if changed:
+            _check_writable(shown, real, st)
+        return TagChange(
+            path=shown, before=before, after=after if changed else before, changed=changed, written=False,
+            dry_run=dry_run, size=st.st_size, mtime=st.st_mtime,
+        )  # fmt: skip
+    _check_writable(shown, real, st)
+
+    mutagen_type = type(audio).__name__
+    folder = os.path.dirname(real) or "."
+    base = os.path.basename(real)
+    prefix = "." + os.fsencode(base)[:80].decode("utf-8", "ignore") + "."
+    tmp = None
+    try:
+        payload = _payload_digest(real, mutagen_type)
+        others = _other_tags(audio, kind)
+        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=TEMP_SUFFIX, dir=folder)
+        os.close(fd)
+        shutil.copyfile(real, tmp)
+        os.chmod(tmp, stat.S_IMODE(st.st_mode))
+        if (st.st_uid, st.st_gid) != (os.stat(tmp).st_uid, os.stat(tmp).st_gid):
+            try:
+                os.chown(tmp, st.st_uid, st.st_gid)
+            except OSError:
+                pass  # not ours to give away; documented: the writer then owns the file
+        _write_copy(tmp, mutagen_type=mutagen_type, kind=kind, raw=after_raw, version=version, original=real)
+        _verify(tmp, kind=kind, raw=after_raw, others=None if convert else others, payload=payload, mutagen_type=mutagen_type)
+        if keep_mtime:
+            os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
+        _fsync(tmp)
+        now = os.stat(real)
+        if (now.st_size, now.st_mtime_ns, now.st_ino) != (st.st_size, st.st_mtime_ns, st.st_ino):
+            raise TagWriteError(shown, "file changed while its tags were being written; left as it is")
+        os.replace(tmp, real)
+        tmp = None
+        _fsync_dir(folder)
+        new = os.stat(real)
+    except TagWriteError as exc:
+        raise TagWriteError(shown, exc.reason if exc.path == shown else f"{exc.reason}; file left unchanged") from exc
+    except Exception as exc:  # mutagen, OS and anything unexpected: our error, with the reason
+        import mutagen
+
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
+        kind_of = "mutagen" if isinstance(exc, mutagen.MutagenError) else type(exc).__name__
+        raise TagWriteError(shown, f"tag write failed ({kind_of}: {reason}); file left unchanged") from exc
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+    return TagChange(
+        path=shown, before=before, after=after, changed=True, written=True, size=new.st_size, mtime=new.st_mtime
+    )
+
+
+def _write_copy(tmp: str, *, mutagen_type: str, kind: str, raw: Raw, version: int | None, original: str) -> None:
+    """Change our fields in the temporary copy ``tmp``."""
+    audio, _ = _open(tmp)
+    _set_raw(audio, kind, raw)
+    if kind == "id3":
+        if not len(audio.tags):
+            # Nothing left in the ID3 tag (tagger created it): remove the tag altogether.
+            if mutagen_type == "MP3":
+                from mutagen.id3 import delete
+
+                delete(tmp, delete_v1=False, delete_v2=True)
+            else:
+                audio.delete()
+        else:
+            audio.save(v2_version=version, v23_sep="/", **({"v1": 1} if mutagen_type == "MP3" else {}))
+        if mutagen_type == "MP3":
+            _restore_id3v1(original, tmp)
+    else:
+        audio.save()
+
+
+def _restore_id3v1(original: str, tmp: str) -> None:
+    """Put the original ID3v1 tag back byte for byte (mutagen regenerates it from ID3v2)."""
+    with open(original, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        if f.tell() < 128:
+            return
+        f.seek(-128, os.SEEK_END)
+        old = f.read(128)
+    if old[:3] != b"TAG":
+        return
+    with open(tmp, "r+b") as f:
+        f.seek(0, os.SEEK_END)
+        if f.tell() >= 128:
+            f.seek(-128, os.SEEK_END)
+            if f.read(3) == b"TAG":
+                f.seek(-128, os.SEEK_END)
+                f.write(old)
+                return
+        f.seek(0, os.SEEK_END)
+        f.write(old)
+
+
+def _verify(tmp: str, *, kind: str, raw: Raw, others: tuple | None, payload: str | None, mutagen_type: str) -> None:
+    """Re-read the written copy: our fields as intended, other tags and audio payload unchanged."""
+    audio, kind_now = _open(tmp)
+    if kind_now != kind or type(audio).__name__ != mutagen_type:
+        raise TagWriteError(tmp, "verification failed: the written copy is no longer the same format")
+    got = _get_raw(audio, kind)
+    if got != raw:
+        raise TagWriteError(tmp, f"verification failed: fields read back as {got}, expected {raw}")
+    if others is not None and _other_tags(audio, kind) != others:
+        raise TagWriteError(tmp, "verification failed: other tags changed")
+    if payload is not None and _payload_digest(tmp, mutagen_type) != payload:
+        raise TagWriteError(tmp, "verification failed: the audio payload changed")
+
+
+def _fsync(name: str) -> None:
+    fd = os.open(name, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(folder: str) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
