@@ -1,0 +1,270 @@
+"""`tagger evaluate` end to end on a tiny NSynth-format dataset of pure tones.
+
+Each family plays its own frequency (200 Hz x (index + 1)), so a scorer that reads the spectrum knows
+the right answer for every note and every mixture: the report must then show the numbers we can
+work out by hand. The command itself runs on a tiny random-weight compact model made with
+`tagger.model.store`, and its report must agree with the metrics recomputed from its saved predictions.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shlex
+
+import numpy as np
+import pytest
+import soundfile as sf
+from typer.testing import CliRunner
+
+from tagger import constants as C
+from tagger.cli import app
+from tagger.data import mix as M
+from tagger.data.nsynth import NoteDataset
+from tagger.evaluate import metrics as MX
+from tagger.evaluate import paper
+from tagger.evaluate import report as R
+from tagger.instruments import FAMILIES, from_bits
+
+runner = CliRunner()
+
+
+def tone_hz(index: int) -> float:
+    return 200.0 * (index + 1)
+
+
+def make_note_dataset(root) -> None:
+    """Per family: two acoustic test notes, one electronic test note, one acoustic train note."""
+    (root / "audio").mkdir(parents=True)
+    t = np.arange(C.WINDOW_SAMPLES) / C.SAMPLE_RATE
+    examples, split = {}, {}
+    for i, fam in enumerate(FAMILIES):
+        for inst, source, part, n in (
+            (f"{fam}_acoustic_000", "acoustic", "test", 2),
+            (f"{fam}_electronic_001", "electronic", "test", 1),
+            (f"{fam}_acoustic_002", "acoustic", "train", 1),
+        ):
+            split[inst] = part
+            for k in range(n):
+                note = f"{inst}-{60 + k:03d}-100"
+                examples[note] = {
+                    "note_str": note,
+                    "pitch": 60 + k,
+                    "velocity": 100,
+                    "instrument_family_str": fam,
+                    "instrument_source_str": source,
+                    "instrument_str": inst,
+                }
+                amp = 0.5 - 0.1 * k
+                sf.write(root / "audio" / f"{note}.wav", amp * np.sin(2 * np.pi * tone_hz(i) * t), C.SAMPLE_RATE, subtype="PCM_16")
+    (root / "examples.json").write_text(json.dumps(examples))
+    (root / "split.json").write_text(json.dumps({"seed": 0, "instruments": split}))
+
+
+class ToneScorer:
+    """Reads each family's tone from the spectrum; families in `deaf` are never heard."""
+
+    def __init__(self, deaf=()):
+        self.families = FAMILIES
+        self.thresholds = np.full(len(FAMILIES), 0.3, dtype=np.float32)
+        self.deaf = [FAMILIES.index(f) for f in deaf]
+        self.calls = []
+
+    def predict(self, windows):
+        self.calls.append(len(windows))
+        spec = np.abs(np.fft.rfft(np.asarray(windows, dtype=np.float64), axis=1))
+        bins = [int(round(tone_hz(i) * C.WINDOW_SAMPLES / C.SAMPLE_RATE)) for i in range(len(FAMILIES))]
+        mags = spec[:, bins]
+        top = mags.max(axis=1, keepdims=True)
+        scores = np.where(top > 1.0, mags / np.maximum(top, 1e-12), 0.0)
+        scores[:, self.deaf] = 0.0
+        return scores.astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def notes_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("notes") / "nsynth-like"
+    make_note_dataset(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def mixture_root(notes_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("mixtures") / "mix"
+    ds = NoteDataset.load(notes_root, split="test")
+    M.write_mixtures(ds, out, per_level=2, levels=[0, 1, 2, 3], seed=5)
+    return out
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    keras = pytest.importorskip("keras")
+    from tagger.model import architectures as A
+    from tagger.model import store
+
+    path = tmp_path_factory.mktemp("models")
+    manifest = store.new_manifest(architecture="compact", recipe="test", feature_config=A.COMPACT_FEATURES, version="tiny-random")
+    keras.utils.set_random_seed(0)
+    for i, fam in enumerate(FAMILIES):
+        store.save_classifier(path, manifest, fam, A.build("compact", name=fam), threshold=0.3 + 0.04 * i)
+    return path
+
+
+# --- known answers with the tone scorer ---------------------------------------------------------
+
+
+def test_report_on_notes_gives_the_hand_worked_numbers(notes_root, tmp_path):
+    scorer = ToneScorer(deaf=("vocal",))
+    rep = R.evaluate(notes_root, out_dir=tmp_path / "rep", scorer=scorer, per_level=3, seed=1, batch_size=8, plots=False)
+    data = json.loads((tmp_path / "rep" / R.REPORT_JSON).read_text())
+    assert data == rep.data
+    assert max(scorer.calls) <= 8  # windows are scored in bounded batches
+
+    solo = data["solo"]
+    assert solo["n"] == 30  # 3 test notes per family; the train notes stay out
+    sl = solo["single_label"]
+    assert sl["accuracy"] == pytest.approx(27 / 30)  # every vocal note is missed, the rest are right
+    assert sl["families"]["vocal"]["recall"] == 0.0 and sl["families"]["bass"]["recall"] == 1.0
+    assert sl["none"] == 3
+    counts = np.array(solo["confusion"]["counts"])
+    assert solo["confusion"]["columns"][-1] == MX.NONE_LABEL
+    np.testing.assert_array_equal(np.diag(counts)[:9], 3)
+    assert counts[9, 10] == 3 and counts.sum() == 30
+
+    poly = data["polyphony"]
+    assert list(poly["levels"]) == [str(k) for k in range(11)]
+    assert all(v["n"] == 3 for v in poly["levels"].values())
+    top = poly["levels"]["10"]  # every family present, vocal missed: 9/10 right
+    assert top["jaccard"] == pytest.approx(0.9) and top["hamming"] == pytest.approx(0.9) and top["emr"] == 0.0
+    assert top["families"]["vocal"]["tpr"] == 0.0 and top["families"]["vocal"]["fpr"] is None
+    zero = poly["levels"]["0"]  # silence answered with nothing
+    assert zero["jaccard"] == 1.0 and zero["emr"] == 1.0 and zero["families"]["bass"]["tpr"] is None
+    for k, v in poly["levels"].items():
+        for fam in FAMILIES[:9]:
+            assert v["families"][fam]["tpr"] in (None, 1.0), (k, fam)
+            assert v["families"][fam]["fpr"] in (None, 0.0), (k, fam)
+    preds = R.Predictions.load(tmp_path / "rep" / R.POLYPHONY_PREDICTIONS)
+    np.testing.assert_array_equal(preds.truth.sum(axis=1), preds.levels)  # k distinct families at level k
+    expected = preds.truth.copy()
+    expected[:, FAMILIES.index("vocal")] = 0
+    np.testing.assert_array_equal(preds.decisions, expected)
+    means = [poly["levels"][k]["jaccard"] for k in poly["levels"]]
+    assert poly["overall"]["jaccard"] == pytest.approx(np.mean(means))
+    assert data["paper"]["level_accuracy"]["3"] == paper.LEVEL_ACCURACY[3]
+    assert data["model"]["thresholds"]["bass"] == pytest.approx(0.3)
+    assert data["polyphony"]["source"] == {
+        "kind": "rendered", "per_level": 3, "seed": 1, "levels": list(range(11)),
+        "settings": {"gain_db": [-6.0, 0.0], "max_onset_seconds": 0.0, "pitch_range": [0, 127], "velocities": None},
+    }  # fmt: skip
+    cmd = shlex.split(data["command"])
+    assert cmd[:3] == ["tagger", "evaluate", str(notes_root)]
+    assert cmd[cmd.index("--per-level") + 1] == "3" and cmd[cmd.index("--seed") + 1] == "1"
+
+    md = (tmp_path / "rep" / R.REPORT_MD).read_text()
+    assert "| 10 | 3 | 90.0% | 37% | 90.0% | 0.0% | 0% |" in md  # ours next to the paper's
+    assert data["command"] in md
+
+
+def test_same_seed_same_mixtures_and_acoustic_only_filter(notes_root, tmp_path):
+    a = R.evaluate(notes_root, out_dir=tmp_path / "a", scorer=ToneScorer(), per_level=2, levels=[1, 3], seed=7, plots=False)
+    b = R.evaluate(notes_root, out_dir=tmp_path / "b", scorer=ToneScorer(), per_level=2, levels=[1, 3], seed=7, plots=False)
+    c = R.evaluate(
+        notes_root, out_dir=tmp_path / "c", scorer=ToneScorer(), per_level=2, levels=[1, 3], seed=8, plots=False,
+        acoustic_only=True, solo=True,
+    )  # fmt: skip
+    assert a.polyphony.predictions.ids == b.polyphony.predictions.ids
+    np.testing.assert_array_equal(a.polyphony.predictions.truth, b.polyphony.predictions.truth)
+    assert not np.array_equal(a.polyphony.predictions.truth, c.polyphony.predictions.truth)
+    assert a.data["solo"]["n"] == 30 and c.data["solo"]["n"] == 20  # electronic notes filtered out
+    assert c.data["solo"]["single_label"]["accuracy"] == 1.0
+    assert a.data["polyphony"]["overall"] == {"jaccard": 1.0, "hamming": 1.0, "emr": 1.0}
+    assert "--acoustic-only" in c.data["command"] and "--levels 1,3" in c.data["command"]
+
+
+def test_mixture_folder_is_read_with_its_labels(mixture_root, tmp_path):
+    scorer = ToneScorer(deaf=("bass",))
+    rep = R.evaluate(mixture_root, out_dir=tmp_path / "rep", scorer=scorer, plots=False)
+    manifest = M.read_manifest(mixture_root)
+    preds = rep.polyphony.predictions
+    assert preds.ids == [m["file"] for m in manifest["mixtures"]]
+    np.testing.assert_array_equal(preds.truth, [from_bits(m["label"]) for m in manifest["mixtures"]])
+    expected = preds.truth.copy()
+    expected[:, 0] = 0
+    np.testing.assert_array_equal(preds.decisions, expected)  # the WAV files decode to their labels
+    assert rep.data["solo"] is None and rep.data["data"]["kind"] == "mixtures"
+    assert rep.data["polyphony"]["source"]["seed"] == 5 and rep.data["polyphony"]["source"]["levels"] == [0, 1, 2, 3]
+    only = R.evaluate(mixture_root, out_dir=tmp_path / "only", scorer=scorer, levels=[2], plots=False)
+    assert list(only.data["polyphony"]["levels"]) == ["2"] and only.data["polyphony"]["n"] == 2
+
+
+def test_unknown_data_folder_is_a_clear_error(tmp_path):
+    result = runner.invoke(app, ["evaluate", str(tmp_path), "--out", str(tmp_path / "rep")])
+    assert result.exit_code == 1
+    assert "neither a note dataset" in result.output
+
+
+def test_evaluate_help():
+    result = runner.invoke(app, ["evaluate", "--help"])
+    assert result.exit_code == 0
+    for flag in ("--models", "--out", "--split", "--per-level", "--seed", "--levels", "--no-solo", "--acoustic-only"):
+        assert flag in result.output
+
+
+# --- the command on a real (tiny, random) Keras ensemble ----------------------------------------
+
+
+def _check_against_predictions(report_dir, model_dir):
+    data = json.loads((report_dir / R.REPORT_JSON).read_text())
+    thresholds = json.loads((model_dir / "manifest.json").read_text())["classifiers"]
+    poly = R.Predictions.load(report_dir / R.POLYPHONY_PREDICTIONS)
+    np.testing.assert_allclose(poly.thresholds, [thresholds[f]["threshold"] for f in poly.families], rtol=1e-6)
+    decisions = (poly.scores >= poly.thresholds).astype(np.uint8)
+    for k, entry in data["polyphony"]["levels"].items():
+        sel = poly.levels == int(k)
+        assert entry["n"] == int(sel.sum())
+        assert entry["jaccard"] == pytest.approx(MX.jaccard_accuracy(truth=poly.truth[sel], pred=decisions[sel]))
+        assert entry["hamming"] == pytest.approx(MX.hamming_accuracy(truth=poly.truth[sel], pred=decisions[sel]))
+        assert entry["emr"] == pytest.approx(MX.exact_match_ratio(truth=poly.truth[sel], pred=decisions[sel]))
+        t, d = poly.truth[sel, 2].astype(bool), decisions[sel, 2].astype(bool)
+        tp, fn = int((t & d).sum()), int((t & ~d).sum())
+        got = entry["families"][FAMILIES[2]]["tpr"]
+        assert (got is None) if tp + fn == 0 else got == pytest.approx(tp / (tp + fn))
+    levels = data["polyphony"]["levels"].values()
+    assert data["polyphony"]["overall"]["emr"] == pytest.approx(np.mean([v["emr"] for v in levels]))
+    return data
+
+
+def test_command_on_note_dataset_with_a_keras_model(notes_root, model_dir, tmp_path):
+    out = tmp_path / "report"
+    result = runner.invoke(
+        app,
+        ["evaluate", str(notes_root), "--models", str(model_dir), "--out", str(out), "--per-level", "2", "--seed", "3"],
+    )
+    assert result.exit_code == 0, result.output
+    assert "solo test: 30 notes" in result.output and "report:" in result.output
+    for name in ("report.json", "report.md", "solo_predictions.npz", "polyphony_predictions.npz",
+                 "plots/metrics_vs_level.png", "plots/family_tpr_vs_level.png", "plots/family_accuracy_vs_level.png",
+                 "plots/solo_confusion.png", "plots/confusion_level_00.png", "plots/confusion_level_10.png"):  # fmt: skip
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    data = _check_against_predictions(out, model_dir)
+    assert data["model"]["version"] == "tiny-random" and len(data["model"]["manifest_sha256"]) == 64
+    solo = R.Predictions.load(out / R.SOLO_PREDICTIONS)
+    pred = MX.single_label_predictions(scores=solo.scores, thresholds=solo.thresholds)
+    truth = np.argmax(solo.truth, axis=1)
+    assert data["solo"]["single_label"]["accuracy"] == pytest.approx(float(np.mean(pred == truth)))
+    assert data["solo"]["confusion"]["counts"] == MX.solo_confusion_matrix(truth_index=truth, pred_index=pred, n_families=10).tolist()
+    md = (out / "report.md").read_text()
+    assert "plots/metrics_vs_level.png" in md and "| threshold |" in md
+
+
+def test_command_on_mixture_folder_with_a_keras_model(mixture_root, model_dir, tmp_path):
+    out = tmp_path / "report"
+    result = runner.invoke(app, ["evaluate", str(mixture_root), "--models", str(model_dir), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    data = _check_against_predictions(out, model_dir)
+    assert data["solo"] is None and sorted(data["polyphony"]["levels"]) == ["0", "1", "2", "3"]
+    assert (out / "plots" / "confusion_level_03.png").is_file() and not (out / "solo_predictions.npz").exists()
+    assert not math.isnan(data["polyphony"]["overall"]["jaccard"])
