@@ -22,6 +22,7 @@ from tagger import constants as C
 from tagger.cli import app
 from tagger.data import mix as M
 from tagger.data.nsynth import NoteDataset
+from tagger.errors import UserError
 from tagger.evaluate import metrics as MX
 from tagger.evaluate import paper
 from tagger.evaluate import report as R
@@ -268,3 +269,11 @@ def test_command_on_mixture_folder_with_a_keras_model(mixture_root, model_dir, t
     assert data["solo"] is None and sorted(data["polyphony"]["levels"]) == ["0", "1", "2", "3"]
     assert (out / "plots" / "confusion_level_03.png").is_file() and not (out / "solo_predictions.npz").exists()
     assert not math.isnan(data["polyphony"]["overall"]["jaccard"])
+
+
+def test_bad_levels_are_clear_errors(notes_root, tmp_path):
+    with pytest.raises(UserError, match="levels run from 0 to 10"):
+        R.evaluate(notes_root, out_dir=tmp_path / "rep", scorer=ToneScorer(), levels=[11], solo=False, plots=False)
+    result = runner.invoke(app, ["evaluate", str(notes_root), "--out", str(tmp_path / "rep"), "--levels", "one"])
+    assert result.exit_code == 1 and "--levels" in result.output
+    assert not (tmp_path / "rep" / R.REPORT_JSON).exists()
