@@ -74,14 +74,14 @@ def power_spectrogram(*, windows: np.ndarray, n_fft: int = C.N_FFT, hop_length: 
     -------
     np.ndarray [shape=(n, n_fft // 2 + 1, 1 + samples // hop_length), dtype=float32]
     """
+    from scipy import fft as sfft
+
     x = _as_batch(windows)
     pad = n_fft // 2
     xp = np.pad(x, ((0, 0), (pad, pad)))
-    n_frames = 1 + (xp.shape[1] - n_fft) // hop_length
-    idx = np.arange(n_fft)[None, :] + hop_length * np.arange(n_frames)[:, None]
-    frames = xp[:, idx] * _hann(n_fft)  # (n, frames, n_fft)
-    spec = np.fft.rfft(frames, axis=-1)
-    power = (spec.real**2 + spec.imag**2).astype(np.float32)
+    frames = np.lib.stride_tricks.sliding_window_view(xp, n_fft, axis=1)[:, ::hop_length]  # (n, frames, n_fft)
+    spec = sfft.rfft(frames * _hann(n_fft), axis=-1)  # float32 in -> complex64 out
+    power = spec.real**2 + spec.imag**2
     return np.transpose(power, (0, 2, 1))
 
 
@@ -136,8 +136,11 @@ def logmel_db(
     return power_to_db(np.einsum("mf,nft->nmt", fb, power, optimize=True))
 
 
-def compute(*, windows: np.ndarray, config: FeatureConfig) -> np.ndarray:
+def compute(*, windows: np.ndarray, config: FeatureConfig, spectral_gain: np.ndarray | None = None) -> np.ndarray:
     """Normalised model input for a batch of windows.
+
+    `spectral_gain` [shape=(n, n_fft // 2 + 1)], used by training augmentation only, multiplies each
+    window's power spectrum (an equaliser) before the front end.
 
     Returns
     -------
@@ -146,17 +149,12 @@ def compute(*, windows: np.ndarray, config: FeatureConfig) -> np.ndarray:
     x = _as_batch(windows)
     if x.shape[1] != config.window_samples:
         raise ValueError(f"windows must hold {config.window_samples} samples, got {x.shape[1]}")
-    if config.kind == "stft":
-        db = stft_db(windows=x, n_fft=config.n_fft, hop_length=config.hop_length)
-    elif config.kind == "logmel":
-        db = logmel_db(
-            windows=x,
-            sample_rate=config.sample_rate,
-            n_fft=config.n_fft,
-            hop_length=config.hop_length,
-            n_mels=config.n_mels,
-            fmin=config.fmin,
-        )
-    else:
+    if config.kind not in ("stft", "logmel"):
         raise ValueError(f"unknown feature kind {config.kind!r} (expected 'stft' or 'logmel')")
-    return normalise_db(db, top_db=config.top_db)
+    power = power_spectrogram(windows=x, n_fft=config.n_fft, hop_length=config.hop_length)
+    if spectral_gain is not None:
+        power = power * np.asarray(spectral_gain, dtype=np.float32)[:, :, None]
+    if config.kind == "logmel":
+        fb = mel_filterbank(sample_rate=config.sample_rate, n_fft=config.n_fft, n_mels=config.n_mels, fmin=config.fmin)
+        power = np.einsum("mf,nft->nmt", fb, power, optimize=True)
+    return normalise_db(power_to_db(power), top_db=config.top_db)
