@@ -43,6 +43,7 @@ import shutil
 import stat
 import struct
 import tempfile
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -422,8 +423,9 @@ def _payload_digest(path: str, mutagen_type: str) -> str | None:
     """Hash of the bytes that carry the audio (tags and container headers excluded).
 
     MP3: everything between the ID3v2 tag and an ID3v1 tag; FLAC: the frames after the metadata
-    blocks; WAV/AIFF: the data/SSND chunk; Ogg: the pages after the header packets (bodies and
-    granule positions: mutagen renumbers pages); MP4: the mdat atoms; WMA: everything after the
+    blocks; WAV/AIFF: the data/SSND chunk; Ogg: the codec header packets but the comment one, the
+    later pages' bodies and granule positions (mutagen renumbers pages) and whether every page's
+    CRC is right; MP4: the mdat atoms; WMA: everything after the
     header object. None when the format has no cheap check.
     """
     h = hashlib.sha256()
@@ -468,24 +470,33 @@ def _payload_digest(path: str, mutagen_type: str) -> str | None:
         elif mutagen_type in ("OggVorbis", "OggOpus"):
             from mutagen.ogg import OggPage
 
-            headers = 3 if mutagen_type == "OggVorbis" else 2
-            done, serial = 0, None
+            headers = 3 if mutagen_type == "OggVorbis" else 2  # packet 1 is the comment header
+            done, serial, packet = 0, None, b""
             while True:
+                start = f.tell()
                 try:
                     page = OggPage(f)
                 except EOFError:
                     break
+                end = f.tell()
+                f.seek(start)
+                h.update(b"\x01" if _ogg_crc_ok(f.read(end - start)) else b"\x00")
                 if serial is None:
                     serial = page.serial
                 if page.serial != serial:
                     continue
                 if done < headers:
-                    done += len(page.packets) - (0 if page.complete else 1)
+                    for i, part in enumerate(page.packets):
+                        packet = packet + part if i == 0 and page.continued else part
+                        if i < len(page.packets) - 1 or page.complete:
+                            if done != 1:
+                                h.update(packet)
+                            done, packet = done + 1, b""
                     continue
                 h.update(struct.pack("<qBB", page.position, page.continued, page.last))
-                for packet in page.packets:
-                    h.update(struct.pack("<I", len(packet)))
-                    h.update(packet)
+                for part in page.packets:
+                    h.update(struct.pack("<I", len(part)))
+                    h.update(part)
         elif mutagen_type == "MP4":
             from mutagen.mp4 import Atoms
 
@@ -503,6 +514,18 @@ def _payload_digest(path: str, mutagen_type: str) -> str | None:
         else:
             return None
     return h.hexdigest()
+
+
+_BITSWAP = bytes(int(f"{i:08b}"[::-1], 2) for i in range(256))
+
+
+def _ogg_crc_ok(page: bytes) -> bool:
+    """Whether an Ogg page's stored CRC matches its bytes (Ogg's CRC is zlib's on bit-swapped bytes)."""
+    if len(page) < 27:
+        return False
+    data = page[:22] + b"\0\0\0\0" + page[26:]
+    crc = (~zlib.crc32(data.translate(_BITSWAP), -1)) & 0xFFFFFFFF
+    return struct.pack(">I", crc).translate(_BITSWAP) == page[22:26]
 
 
 # -- the atomic rewrite -------------------------------------------------------------------------
