@@ -1,0 +1,165 @@
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tagger import audio
+from tagger import constants as C
+from tagger.errors import AudioReadError
+
+from conftest import tone_signal, write_audio
+
+
+def dominant_hz(y: np.ndarray, sr: int = C.SAMPLE_RATE) -> float:
+    spec = np.abs(np.fft.rfft(y * np.hanning(len(y))))
+    return float(np.argmax(spec) * sr / len(y))
+
+
+def stereo_tone(seconds, sr, freq=440.0):
+    t = np.arange(int(seconds * sr)) / sr
+    return np.stack([0.4 * np.sin(2 * np.pi * freq * t), 0.2 * np.sin(2 * np.pi * freq * t)], axis=1).astype(np.float32)
+
+
+def ffmpeg_encode(src, dst, *args):
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg not installed")
+    proc = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(src), *args, str(dst)], capture_output=True)
+    if proc.returncode != 0:
+        pytest.skip(f"ffmpeg cannot encode {dst.suffix}: {proc.stderr.decode()[-200:]}")
+    return dst
+
+
+FORMATS = {
+    "wav": [], "flac": [], "aiff": [], "ogg": ["-c:a", "libvorbis"], "opus": ["-c:a", "libopus"],
+    "mp3": ["-c:a", "libmp3lame"], "m4a": ["-c:a", "aac"], "alac.m4a": ["-c:a", "alac"], "wma": ["-c:a", "wmav2"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("ext", sorted(FORMATS))
+def test_every_format_decodes_to_mono_16k(tmp_path, ext):
+    src = tmp_path / "src.wav"
+    sf.write(src, stereo_tone(3.0, 48_000), 48_000)
+    path = ffmpeg_encode(src, tmp_path / f"tone.{ext}", *FORMATS[ext]) if ext != "wav" else src
+    meta = audio.info(path)
+    assert meta.channels == 2
+    y = audio.load(path)
+    assert y.dtype == np.float32 and y.ndim == 1
+    assert abs(len(y) / C.SAMPLE_RATE - 3.0) < 0.1  # codec priming may add a few ms
+    assert abs(dominant_hz(y) - 440) < 3
+    assert 0.2 < np.max(np.abs(y)) < 0.45  # mean of the two channels: 0.3
+
+
+@pytest.mark.parametrize("rate", [8_000, 11_025, 22_050, 44_100, 48_000, 96_000, 192_000])
+def test_any_rate_is_resampled(tmp_path, rate):
+    path = tmp_path / f"r{rate}.flac" if rate <= 655_350 else tmp_path / "x.wav"
+    sf.write(path, tone_signal([1000.0], seconds=2.0, sr=rate), rate)
+    y = audio.load(path)
+    assert abs(len(y) - 2 * C.SAMPLE_RATE) <= 2
+    assert abs(dominant_hz(y) - 1000) < 2
+
+
+@pytest.mark.parametrize("subtype", ["PCM_U8", "PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE"])
+def test_bit_depths(tmp_path, subtype):
+    path = tmp_path / "x.wav"
+    sf.write(path, tone_signal([500.0], seconds=1.0, sr=16_000, amplitude=0.5), 16_000, subtype=subtype)
+    y = audio.load(path)
+    assert len(y) == 16_000 and abs(np.max(np.abs(y)) - 0.5) < 0.02
+
+
+def test_many_channels_downmixed(tmp_path):
+    t = np.arange(16_000) / 16_000
+    chans = np.stack([np.sin(2 * np.pi * 300 * t) * (0.1 * (i + 1)) for i in range(8)], axis=1).astype(np.float32)
+    path = tmp_path / "8ch.wav"
+    sf.write(path, chans, 16_000, subtype="FLOAT")
+    y = audio.load(path)
+    np.testing.assert_allclose(y, chans.mean(axis=1), atol=1e-6)
+
+
+def test_nan_and_inf_become_silence(tmp_path):
+    y = tone_signal([440.0], seconds=1.0)
+    y[100:200] = np.nan
+    y[300] = np.inf
+    path = tmp_path / "nan.wav"
+    sf.write(path, y, 16_000, subtype="FLOAT")
+    out = audio.load(path)
+    assert np.isfinite(out).all() and out[150] == 0.0
+
+
+def test_windows_of_a_9s_file(tmp_path):
+    path = write_audio(tmp_path / "nine.wav", tone_signal([440.0], seconds=9.0))
+    wins = list(audio.iter_windows(path))
+    starts = np.concatenate([w.start for w in wins])
+    assert starts.tolist() == [0, 64_000, 128_000]
+    last = wins[-1].audio[-1]
+    assert last.shape == (C.WINDOW_SAMPLES,) and np.all(last[16_000:] == 0) and np.any(last[:16_000] != 0)
+
+
+def test_hop_and_batches(tmp_path):
+    path = write_audio(tmp_path / "ten.wav", tone_signal([440.0], seconds=10.0))
+    wins = list(audio.iter_windows(path, hop_seconds=2.0, batch_size=2))
+    starts = np.concatenate([w.start for w in wins]) / C.SAMPLE_RATE
+    assert starts.tolist() == [0, 2, 4, 6]  # 6-10 s covers the end: no extra padded window
+    assert all(len(w) <= 2 for w in wins)
+
+
+def test_short_file_gives_one_padded_window(tmp_path):
+    path = write_audio(tmp_path / "short.wav", tone_signal([440.0], seconds=0.5))
+    (w,) = list(audio.iter_windows(path))
+    assert len(w) == 1 and not w.silent[0]
+
+
+def test_silent_windows_marked(tmp_path):
+    y = np.concatenate([tone_signal([440.0], seconds=4.0), np.zeros(64_000, np.float32), 1e-5 * tone_signal([440.0], seconds=4.0)])
+    path = write_audio(tmp_path / "sil.wav", y)
+    (w,) = list(audio.iter_windows(path))
+    assert w.silent.tolist() == [False, True, True]
+
+
+def test_streaming_is_bounded(tmp_path):
+    path = tmp_path / "long.flac"
+    sf.write(path, tone_signal([440.0], seconds=200.0, sr=44_100, amplitude=0.2), 44_100)
+    sizes = [len(b) for b in audio.stream(path, block_seconds=10.0)]
+    assert len(sizes) > 15 and max(sizes) <= 10.5 * C.SAMPLE_RATE
+    assert abs(sum(sizes) - 200 * C.SAMPLE_RATE) <= 2
+
+
+def test_frame_windows_matches_loading_whole(tmp_path):
+    rng = np.random.default_rng(0)
+    y = rng.standard_normal(16_000 * 13).astype(np.float32) * 0.1
+    blocks = np.array_split(y, 7)
+    wins = list(audio.frame_windows(blocks, hop_samples=24_000))
+    got = np.concatenate([w.audio for w in wins])
+    for i, s in enumerate(np.concatenate([w.start for w in wins])):
+        ref = y[s : s + 64_000]
+        np.testing.assert_array_equal(got[i, : len(ref)], ref)
+
+
+def test_errors_name_the_file(tmp_path):
+    empty = tmp_path / "empty.mp3"
+    empty.write_bytes(b"")
+    with pytest.raises(AudioReadError, match=r"empty\.mp3: empty file"):
+        audio.load(empty)
+    text = tmp_path / "notes.mp3"
+    text.write_text("this is not audio\n" * 50)
+    with pytest.raises(AudioReadError, match=r"notes\.mp3"):
+        audio.load(text)
+    with pytest.raises(AudioReadError, match="file not found"):
+        audio.load(tmp_path / "missing.flac")
+
+
+def test_clear_error_without_ffmpeg(tmp_path, monkeypatch):
+    src = tmp_path / "src.wav"
+    sf.write(src, stereo_tone(1.0, 44_100), 44_100)
+    m4a = ffmpeg_encode(src, tmp_path / "x.m4a", "-c:a", "aac")
+    monkeypatch.setattr(audio.shutil, "which", lambda name: None)
+    with pytest.raises(AudioReadError, match="ffmpeg is not installed"):
+        audio.load(m4a)
+
+
+def test_unsupported_rate_rejected(tmp_path):
+    path = tmp_path / "low.wav"
+    sf.write(path, np.zeros(4000, np.float32), 4000)
+    with pytest.raises(AudioReadError, match="unsupported sample rate 4000"):
+        audio.load(path)

@@ -1,0 +1,178 @@
+import json
+import shutil
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tagger import constants as C
+from tagger.data import gm, mix as M, nsynth, render as R
+from tagger.errors import DatasetError
+from tagger.instruments import FAMILIES, decode, from_bits
+
+FREQ = {f: 110.0 * (i + 1) for i, f in enumerate(FAMILIES)}
+
+
+def make_nsynth(root, *, instruments_per_family=3, notes=2, extra=True):
+    """A small dataset in the real NSynth layout: one tone per note, frequency by family."""
+    (root / "audio").mkdir(parents=True)
+    meta = {}
+    t = np.arange(C.WINDOW_SAMPLES) / C.SAMPLE_RATE
+    rows = [(f, "acoustic" if i % 2 == 0 else "electronic", i) for f in FAMILIES for i in range(instruments_per_family)]
+    if extra:
+        rows += [("synth_lead", "synthetic", 0), ("percussion", "acoustic", 0)]
+    for fam, src, i in rows:
+        inst = f"{fam}_{src}_{i:03d}"
+        for k in range(notes):
+            pitch = 48 + 12 * k
+            note_str = f"{inst}-{pitch:03d}-100"
+            y = 0.3 * np.sin(2 * np.pi * FREQ.get(fam, 5000.0) * (k + 1) * t) * np.exp(-t)
+            sf.write(root / "audio" / f"{note_str}.wav", y.astype(np.float32), C.SAMPLE_RATE, subtype="PCM_16")
+            meta[note_str] = {
+                "note_str": note_str, "pitch": pitch, "velocity": 100, "sample_rate": 16000,
+                "instrument_str": inst, "instrument_family_str": fam, "instrument_source_str": src,
+                "qualities_str": [], "note": len(meta),
+            }  # fmt: skip
+    (root / "examples.json").write_text(json.dumps(meta))
+    return root
+
+
+def test_reader_applies_the_paper_filter(tmp_path):
+    root = make_nsynth(tmp_path / "nsynth-test")
+    everything = nsynth.NoteDataset.load(root)
+    assert len(everything.notes) == 10 * 3 * 2
+    assert {n.family for n in everything.negatives} == {"percussion"}  # synth_lead dropped entirely
+    paper = nsynth.NoteDataset.load(root, sources=nsynth.PAPER_SOURCES)
+    assert len(paper.notes) == 10 * 2 * 2 and all(n.source == "acoustic" for n in paper.notes)
+    assert paper.notes[0].split == "test"  # a real NSynth folder name gives the split
+    audio = nsynth.load_note_audio(paper.notes[:3])
+    assert audio.shape == (3, 64_000) and audio.dtype == np.float32
+    labels = paper.labels()
+    assert labels.sum() == len(paper.notes) and decode(labels[0]) == [paper.notes[0].family]
+
+
+def test_reader_errors(tmp_path):
+    with pytest.raises(DatasetError, match="examples.json is missing"):
+        nsynth.NoteDataset.load(tmp_path)
+    (tmp_path / "examples.json").write_text(json.dumps({"x": {"pitch": 1}}))
+    with pytest.raises(DatasetError, match="lacks field"):
+        nsynth.NoteDataset.load(tmp_path)
+    root = make_nsynth(tmp_path / "d")
+    with pytest.raises(DatasetError, match="no split yet"):
+        nsynth.NoteDataset.load(root, split="train")
+
+
+def test_split_by_instrument_never_by_note(tmp_path):
+    root = make_nsynth(tmp_path / "d", instruments_per_family=5)
+    summary = nsynth.split_dataset(root, seed=3)
+    assignment = nsynth.read_split(root)
+    parts = {s: nsynth.NoteDataset.load(root, split=s) for s in nsynth.SPLITS}
+    insts = {s: {n.instrument for n in ds.notes} for s, ds in parts.items()}
+    assert not (insts["train"] & insts["valid"]) and not (insts["train"] & insts["test"]) and not (insts["valid"] & insts["test"])
+    for s, ds in parts.items():
+        assert all(assignment[n.instrument] == s for n in ds.notes)
+    assert all(set(v) == {"train", "valid", "test"} for f, v in summary.items() if f in FAMILIES)
+    assert nsynth.split_dataset(root, seed=3) == summary  # deterministic
+
+
+def test_split_keeps_a_program_together_across_soundfonts(tmp_path):
+    root = make_nsynth(tmp_path / "d", extra=False)
+    meta = json.loads((root / "examples.json").read_text())
+    for rec in list(meta.values()):  # a second SoundFont rendering the same programs
+        twin = dict(rec, instrument_str=rec["instrument_str"] + "b", note_str=rec["note_str"].replace("-", "b-", 1))
+        shutil.copy(root / "audio" / f"{rec['note_str']}.wav", root / "audio" / f"{twin['note_str']}.wav")
+        meta[twin["note_str"]] = twin
+    for rec in meta.values():
+        rec["program"] = int(rec["instrument_str"].rstrip("b").rsplit("_", 1)[1]) + 10 * FAMILIES.index(rec["instrument_family_str"])
+    (root / "examples.json").write_text(json.dumps(meta))
+    nsynth.split_dataset(root)
+    assignment = nsynth.read_split(root)
+    for inst, s in assignment.items():
+        if not inst.endswith("b"):
+            assert assignment[inst + "b"] == s
+
+
+def test_mixer_levels_and_labels(tmp_path):
+    root = make_nsynth(tmp_path / "d")
+    ds = nsynth.NoteDataset.load(root)
+    path = M.write_mixtures(ds, tmp_path / "mix", per_level=4, seed=1, settings=M.MixSettings(max_onset_seconds=0.5))
+    manifest = M.read_manifest(path)
+    recs = manifest["mixtures"]
+    assert len(recs) == 11 * 4
+    for rec in recs:
+        fams = decode(from_bits(rec["label"]))
+        assert len(fams) == rec["level"] == len(set(fams)) and fams == rec["instruments"]
+        note_fams = sorted(n.split("_")[0] for n in rec["notes"])
+        assert note_fams == sorted(fams)
+        y, sr = sf.read(rec["path"])
+        assert sr == 16_000 and len(y) == 64_000
+        assert (np.abs(y).max() < 1e-4) == (rec["level"] == 0)
+    # the mixture of a flute and a string holds exactly their two frequencies (plus harmonics of notes)
+    rec = next(r for r in recs if r["level"] == 2)
+    y, _ = sf.read(rec["path"])
+    spec = np.abs(np.fft.rfft(y))
+    peaks = {FREQ[f] for f in rec["instruments"]}
+    strong = np.argsort(spec)[-200:] * 16_000 / len(y)
+    assert any(min(abs(strong - p * k)) < 1 for p in peaks for k in (1, 2))
+
+
+def test_mixer_is_seeded_and_checks_families(tmp_path):
+    ds = nsynth.NoteDataset.load(make_nsynth(tmp_path / "d"))
+    a = M.draw_mixtures(ds, per_level=3, seed=7)
+    b = M.draw_mixtures(ds, per_level=3, seed=7)
+    assert [r["notes"] for r in a] == [r["notes"] for r in b]
+    small = nsynth.NoteDataset(root=ds.root, notes=[n for n in ds.notes if n.family in ("bass", "flute")])
+    with pytest.raises(DatasetError, match="level 3 needs 3 families"):
+        M.draw_mixtures(small, per_level=1, levels=[3])
+
+
+def test_mix_clips_gain_onset_and_peak():
+    clips = np.zeros((2, 100), np.float32)
+    clips[0, 0] = 1.0
+    clips[1, 0] = 1.0
+    out = M.mix_clips(clips, gains_db=[0.0, -6.0206], onsets=[0, 10], peak=0.5)
+    assert out[0] == pytest.approx(0.5) and out[10] == pytest.approx(0.25, rel=1e-3)
+
+
+def test_gm_map_covers_the_families_once():
+    progs = [p.program for p in gm.FAMILY_PROGRAMS + gm.NEGATIVE_PROGRAMS]
+    assert sorted(progs) == list(range(128))
+    assert {p.family for p in gm.FAMILY_PROGRAMS} == set(FAMILIES)
+
+
+def test_midi_writer_roundtrip(tmp_path):
+    path = tmp_path / "x.mid"
+    prog = gm.FAMILY_PROGRAMS[0]
+    R.write_midi(path, R.note_events(prog, [R.NoteSpec(40, 100), R.NoteSpec(41, 50)]))
+    data = path.read_bytes()
+    assert data[:4] == b"MThd" and b"MTrk" in data and data.endswith(b"\x00\xff\x2f\x00")
+    assert bytes([0x90, 40, 100]) in data and bytes([0x90, 41, 50]) in data
+
+
+needs_fluidsynth = pytest.mark.skipif(
+    shutil.which("fluidsynth") is None or "fluidr3" not in R.default_soundfonts(), reason="fluidsynth and FluidR3_GM needed"
+)
+
+
+@needs_fluidsynth
+def test_render_writes_an_nsynth_dataset_the_reader_loads(tmp_path):
+    sfs = {"fluidr3": R.default_soundfonts()["fluidr3"]}
+    flute = next(p for p in gm.FAMILY_PROGRAMS if p.program == 73)
+    kit = gm.DRUM_KITS[0]
+    summary = R.render_dataset(
+        tmp_path / "ds", soundfonts=sfs, programs=[flute, kit], velocities=(25, 127), pitch_step=12,
+        negative_pitch_step=10, negative_velocities=(100,), jobs=1,
+    )  # fmt: skip
+    ds = nsynth.NoteDataset.load(tmp_path / "ds", check_audio=True)
+    assert {n.family for n in ds.notes} == {"flute"} and len(ds.notes) == summary["notes_per_family"]["flute"]["fluidr3"]
+    assert {n.pitch for n in ds.notes} == {60, 72, 84, 96}
+    assert all(n.family == "percussion" for n in ds.negatives)
+    audio = nsynth.load_note_audio(ds.notes)
+    levels = R.rms_dbfs(audio[:, : 3 * 16_000])
+    assert np.all(levels > R.SILENT_NOTE_DBFS)
+    loud = [n for n in ds.notes if n.velocity == 127][0]
+    y, sr = sf.read(loud.path)
+    assert sr == 16_000 and len(y) == 64_000
+    held, tail = np.abs(y[16_000:40_000]).mean(), np.abs(y[60_000:]).mean()
+    assert held > 10 * tail  # held 3 s, released before 4 s; no reverb tail
+    assert summary["dropped_silent"] == summary["requested_notes"] - summary["notes"]

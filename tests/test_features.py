@@ -1,0 +1,69 @@
+import librosa
+import numpy as np
+import pytest
+
+from tagger import constants as C
+from tagger import features as F
+
+from conftest import tone_signal
+
+
+def test_paper_stft_shape_and_peak_bin():
+    x = tone_signal([1000.0], seconds=4.0)
+    db = F.stft_db(windows=x)
+    assert db.shape == (1, 1025, 126) and db.dtype == np.float32
+    assert int(np.argmax(db[0, :, 60])) == round(1000 * C.N_FFT / C.SAMPLE_RATE)  # bin 128
+
+
+def test_power_matches_librosa():
+    x = np.random.default_rng(1).standard_normal((2, 64_000)).astype(np.float32) * 0.1
+    ref = np.abs(librosa.stft(x, n_fft=2048, hop_length=512)) ** 2
+    np.testing.assert_allclose(F.power_spectrogram(windows=x), ref, rtol=1e-3, atol=1e-3 * ref.max())
+
+
+def test_logmel_default_bands_and_chirp_rises():
+    t = np.arange(64_000) / C.SAMPLE_RATE
+    chirp = (0.3 * np.sin(2 * np.pi * (200 * t + (4000 - 200) / (2 * 4.0) * t**2))).astype(np.float32)
+    mel = F.logmel_db(windows=chirp)
+    assert mel.shape == (1, C.N_MELS, 126)
+    peaks = mel[0].argmax(axis=0)[5:-5]
+    assert np.all(np.diff(peaks) >= 0) and peaks[-1] > peaks[0] + 40
+
+
+def test_normalised_features_are_level_invariant_and_in_range():
+    cfg = F.FeatureConfig(kind="logmel", n_mels=64)
+    x = tone_signal([220.0, 660.0], seconds=4.0) + 0.01 * np.random.default_rng(0).standard_normal(64_000).astype(np.float32)
+    a = F.compute(windows=x, config=cfg)
+    b = F.compute(windows=0.05 * x, config=cfg)
+    assert a.shape == (1, 64, 126) and a.dtype == np.float32
+    assert a.min() >= 0 and a.max() == 1.0
+    np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def test_batches_equal_single_windows():
+    cfg = F.FeatureConfig(kind="stft")
+    x = np.random.default_rng(2).standard_normal((3, 64_000)).astype(np.float32)
+    batch = F.compute(windows=x, config=cfg)
+    assert batch.shape == (3, 1025, 126)
+    np.testing.assert_allclose(batch[1], F.compute(windows=x[1], config=cfg)[0], atol=1e-6)
+
+
+def test_spectral_gain_changes_only_weighted_bins():
+    cfg = F.FeatureConfig(kind="stft")
+    x = tone_signal([500.0, 3000.0], seconds=4.0)
+    gain = np.ones((1, 1025), np.float32)
+    gain[0, 300:] = 0.01  # -20 dB above ~2.3 kHz
+    plain, eq = F.compute(windows=x, config=cfg), F.compute(windows=x, config=cfg, spectral_gain=gain)
+    hi = round(3000 * 2048 / 16000)
+    lo = round(500 * 2048 / 16000)
+    assert abs(plain[0, lo, 60] - eq[0, lo, 60]) < 1e-5
+    assert plain[0, hi, 60] - eq[0, hi, 60] == pytest.approx(20 / C.TOP_DB, abs=0.01)
+
+
+def test_shapes_from_config_and_bad_input():
+    assert F.FeatureConfig(kind="stft").shape == (1025, 126)
+    assert F.FeatureConfig(kind="logmel", n_mels=96).shape == (96, 126)
+    with pytest.raises(ValueError):
+        F.compute(windows=np.zeros((1, 1000), np.float32), config=F.FeatureConfig())
+    with pytest.raises(ValueError):
+        F.compute(windows=np.zeros((1, 64_000), np.float32), config=F.FeatureConfig(kind="cqt"))
