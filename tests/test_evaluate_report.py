@@ -167,6 +167,7 @@ def test_report_on_notes_gives_the_hand_worked_numbers(notes_root, tmp_path):
     md = (tmp_path / "rep" / R.REPORT_MD).read_text()
     assert "| 10 | 3 | 90.0% | 37% | 90.0% | 0.0% | 0% |" in md  # ours next to the paper's
     assert data["command"] in md
+    assert "Only levels" not in md  # all 11 levels ran: the overall values are comparable
 
 
 def test_same_seed_same_mixtures_and_acoustic_only_filter(notes_root, tmp_path):
@@ -197,6 +198,7 @@ def test_mixture_folder_is_read_with_its_labels(mixture_root, tmp_path):
     np.testing.assert_array_equal(preds.decisions, expected)  # the WAV files decode to their labels
     assert rep.data["solo"] is None and rep.data["data"]["kind"] == "mixtures"
     assert rep.data["polyphony"]["source"]["seed"] == 5 and rep.data["polyphony"]["source"]["levels"] == [0, 1, 2, 3]
+    assert "Only levels 0-3 were run" in (tmp_path / "rep" / R.REPORT_MD).read_text()
     only = R.evaluate(mixture_root, out_dir=tmp_path / "only", scorer=scorer, levels=[2], plots=False)
     assert list(only.data["polyphony"]["levels"]) == ["2"] and only.data["polyphony"]["n"] == 2
 
