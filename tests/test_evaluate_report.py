@@ -279,3 +279,5 @@ def test_bad_levels_are_clear_errors(notes_root, tmp_path):
     result = runner.invoke(app, ["evaluate", str(notes_root), "--out", str(tmp_path / "rep"), "--levels", "one"])
     assert result.exit_code == 1 and "--levels" in result.output
     assert not (tmp_path / "rep" / R.REPORT_JSON).exists()
+    result = runner.invoke(app, ["evaluate", str(notes_root), "--out", str(tmp_path / "rep"), "--split", "valid"])
+    assert result.exit_code == 1 and "no notes of the known families in split 'valid'" in result.output

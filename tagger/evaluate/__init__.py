@@ -1,0 +1,1 @@
+"""Evaluation: metrics as the paper defines them, the solo and polyphony protocols, reports and plots."""

@@ -447,16 +447,32 @@ def evaluate(
     from tagger.model.ensemble import sha256_file
 
     kind = data_kind(data)
+    data_path = Path(data)
+    sources = PAPER_SOURCES if acoustic_only else None
+    # Read and check the data before loading the model (TensorFlow start-up is the slow part).
+    if kind == "notes":
+        ds = NoteDataset.load(data_path, split=split, sources=sources)
+        meta_file = data_path / "examples.json"
+        if not ds.notes:
+            which = "acoustic notes" if acoustic_only else "notes"
+            raise DatasetError(data_path, f"no {which} of the known families in split {split!r} (pick another with --split)")
+    else:
+        manifest = M.read_manifest(data_path)
+        meta_file = data_path if data_path.is_file() else data_path / M.MANIFEST
+    if not polyphony and (not solo or kind == "mixtures"):
+        raise UserError("nothing to evaluate: the polyphony levels are off and there is no solo test to run")
     if scorer is None:
         from tagger.model.ensemble import Ensemble
 
         scorer = Ensemble.load(model_dir)
     stage = progress or (lambda _name: None)
-    data_path = Path(data)
     solo_result = poly_result = None
     if kind == "notes":
-        ds = NoteDataset.load(data_path, split=split, sources=PAPER_SOURCES if acoustic_only else None, families=scorer.families)
-        meta_file = data_path / "examples.json"
+        if not set(scorer.families) <= set(ds.families):  # a model with families beyond the canonical ten
+            ds = NoteDataset.load(data_path, split=split, sources=sources, families=scorer.families)
+        ds = _restrict(ds, scorer.families)
+        if not ds.notes:
+            raise DatasetError(data_path, f"no notes of the model's families ({', '.join(scorer.families)}) in split {split!r}")
         if polyphony:  # first: a level the split cannot fill fails before the solo test has run
             poly_result = evaluate_polyphony(
                 scorer, ds, per_level=per_level, levels=levels, seed=seed, settings=settings,
@@ -465,8 +481,6 @@ def evaluate(
         if solo:
             solo_result = evaluate_solo(scorer, ds, batch_size=batch_size, progress=stage("solo"))
     else:
-        manifest = M.read_manifest(data_path)
-        meta_file = data_path if data_path.is_file() else data_path / M.MANIFEST
         poly_result = evaluate_polyphony(scorer, manifest, levels=levels, batch_size=batch_size, progress=stage("polyphony"))
     if solo_result is None and poly_result is None:
         raise UserError("nothing to evaluate: both the solo test and the polyphony levels are off")
