@@ -281,3 +281,15 @@ def test_bad_levels_are_clear_errors(notes_root, tmp_path):
     assert not (tmp_path / "rep" / R.REPORT_JSON).exists()
     result = runner.invoke(app, ["evaluate", str(notes_root), "--out", str(tmp_path / "rep"), "--split", "valid"])
     assert result.exit_code == 1 and "no notes of the known families in split 'valid'" in result.output
+
+
+def test_in_memory_mixtures_match_the_written_mixture_folder(notes_root, mixture_root, tmp_path):
+    # the mixture folder was written with seed 5, 2 per level, levels 0-3: the same draw in memory
+    scorer = ToneScorer()
+    mem = R.evaluate(notes_root, out_dir=tmp_path / "mem", scorer=scorer, per_level=2, levels=[0, 1, 2, 3], seed=5, solo=False, plots=False)
+    disk = R.evaluate(mixture_root, out_dir=tmp_path / "disk", scorer=scorer, plots=False)
+    a, b = mem.polyphony.predictions, disk.polyphony.predictions
+    assert a.ids == b.ids
+    np.testing.assert_array_equal(a.truth, b.truth)
+    np.testing.assert_array_equal(a.decisions, b.decisions)
+    np.testing.assert_allclose(a.scores, b.scores, atol=1e-3)  # 16-bit WAV rounding only
