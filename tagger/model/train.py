@@ -165,7 +165,8 @@ class ValidationSet:
         from tagger import features as F
 
         rng = np.random.default_rng(settings.seed + 1)
-        plan = M.draw_mixtures(valid, per_level=settings.valid_per_level, seed=settings.seed + 1)
+        present = sum(1 for notes in valid.by_family().values() if notes)
+        plan = M.draw_mixtures(valid, per_level=settings.valid_per_level, levels=range(present + 1), seed=settings.seed + 1)
         audio = np.stack([M.render_mixture(r) for r in plan])
         levels = np.array([r["level"] for r in plan])
         labels = np.array([[int(b) for b in r["label"]] for r in plan], dtype=np.uint8)

@@ -1,0 +1,149 @@
+"""The classifiers: architectures, training recipes, the manifest, safe loading and adding a family."""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from tagger.data import gm, nsynth, render as R  # noqa: E402
+from tagger.errors import ModelError, UserError  # noqa: E402
+from tagger.model import architectures as A, store  # noqa: E402
+from tagger.model.ensemble import Ensemble, read_manifest, sha256_file  # noqa: E402
+from tagger.model.train import TrainSettings, calibrate_threshold, jaccard, protocol_scores, train_ensemble  # noqa: E402
+
+needs_fluidsynth = pytest.mark.skipif(
+    shutil.which("fluidsynth") is None or "fluidr3" not in R.default_soundfonts(), reason="fluidsynth and FluidR3_GM needed"
+)
+TINY = dict(examples=96, epochs=1, batch_size=32, valid_per_level=2, valid_music_examples=20, valid_solo_notes=20)
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory):
+    """Three programs each of flute, organ and bass plus a drum kit, rendered sparsely, and split."""
+    root = tmp_path_factory.mktemp("tiny") / "ds"
+    wanted = {"flute": [73, 74, 75], "organ": [16, 19, 20], "bass": [32, 33, 35]}
+    progs = [p for p in gm.FAMILY_PROGRAMS if p.program in sum(wanted.values(), [])]
+    progs += [gm.DRUM_KITS[0], gm.DRUM_KITS[1], gm.DRUM_KITS[2]]
+    R.render_dataset(root, soundfonts={"fluidr3": R.default_soundfonts()["fluidr3"]}, programs=progs, velocities=(100,),
+                     pitch_step=7, negative_pitch_step=5, negative_velocities=(100,), jobs=1)  # fmt: skip
+    nsynth.split_dataset(root)
+    return root
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("TAGGER_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_architectures_match_the_design():
+    paper = A.build("paper")
+    assert paper.input_shape[1:] == (1025, 126)
+    assert 31_000_000 < paper.count_params() < 32_000_000  # Table IV: about 31.5 M
+    kinds = [type(layer).__name__ for layer in paper.layers]
+    assert kinds.count("Conv2D") == 3 and kinds.count("BatchNormalization") == 3 and kinds.count("MaxPooling2D") == 3
+    assert "Flatten" in kinds and "Dropout" in kinds
+    assert [lay.filters for lay in paper.layers if type(lay).__name__ == "Conv2D"] == [32, 64, 128]
+    compact = A.build("compact")
+    assert compact.input_shape[1:] == A.COMPACT_FEATURES.shape == (64, 126)
+    assert compact.count_params() <= 100_000
+    assert compact.output_shape == (None, 1)
+    with pytest.raises(ValueError):
+        A.build("resnet")
+
+
+def _model_dir(path, families=("bass", "flute")):
+    manifest = store.new_manifest(architecture="compact", recipe="test", feature_config=A.COMPACT_FEATURES, version="t1")
+    for f in families:
+        store.save_classifier(path, manifest, f, A.build("compact"), threshold=0.4)
+    return path
+
+
+def test_manifest_records_hashes_and_loads(tmp_path):
+    d = _model_dir(tmp_path / "m")
+    manifest = read_manifest(d)
+    assert manifest["families"] == ["bass", "flute"] and manifest["features"]["n_mels"] == 64
+    assert manifest["classifiers"]["flute"]["sha256"] == sha256_file(d / "flute.keras")
+    ens = Ensemble.load(d)
+    probs = ens.predict(np.random.default_rng(0).standard_normal((3, 64_000)).astype(np.float32) * 0.1)
+    assert probs.shape == (3, 2) and np.all((probs >= 0) & (probs <= 1))
+    assert ens.decide(np.array([[0.5, 0.3]])).tolist() == [[True, False]]
+    assert Ensemble.load(d, families=["flute"]).predict(np.zeros((1, 64_000), np.float32)).shape == (1, 1)
+
+
+def test_tampered_missing_and_mismatched_models_are_refused(tmp_path):
+    d = _model_dir(tmp_path / "m")
+    with open(d / "bass.keras", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(ModelError, match="sha256 mismatch for 'bass'"):
+        Ensemble.load(d)
+    (d / "bass.keras").unlink()
+    with pytest.raises(ModelError, match="missing"):
+        Ensemble.load(d)
+    d2 = _model_dir(tmp_path / "m2")
+    manifest = json.loads((d2 / "manifest.json").read_text())
+    manifest["features"]["hop_length"] = 256
+    (d2 / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match="hop_length"):
+        Ensemble.load(d2)
+    with pytest.raises(ModelError, match="manifest not found"):
+        Ensemble.load(tmp_path / "nothing")
+    with pytest.raises(UserError, match="no classifier for vocal"):
+        Ensemble.load(_model_dir(tmp_path / "m3"), families=["vocal"])
+
+
+def test_threshold_calibration_and_scores():
+    y = np.array([0, 0, 0, 1, 1, 1])
+    p = np.array([0.1, 0.2, 0.7, 0.6, 0.8, 0.9])
+    t, metrics = calibrate_threshold(y, p)
+    assert 0.2 < t <= 0.6 and metrics["recall"] == 1.0 and metrics["auc"] == pytest.approx(8 / 9, abs=1e-3)
+    truth = np.array([[1, 0, 0], [0, 0, 0], [1, 1, 0]], bool)
+    pred = np.array([[1, 1, 0], [0, 0, 0], [1, 1, 0]], bool)
+    assert jaccard(truth, pred).tolist() == [0.5, 1.0, 1.0]
+    s = protocol_scores(truth, pred, np.array([1, 0, 2]))
+    assert s["levels"][1] == {"jaccard": 0.5, "emr": 0.0} and s["jaccard"] == pytest.approx(2.5 / 3, abs=1e-4)
+
+
+@needs_fluidsynth
+def test_train_resume_and_add_an_instrument(tiny_dataset, tmp_path, cache):
+    out = tmp_path / "models"
+    settings = TrainSettings(**TINY)
+    manifest = train_ensemble(tiny_dataset, out, settings=settings, families=["flute", "organ"], version="tiny-1")
+    assert manifest["families"] == ["flute", "organ"]
+    before = {f: sha256_file(out / f"{f}.keras") for f in ("flute", "organ")}
+    for f in ("flute", "organ"):
+        entry = manifest["classifiers"][f]
+        assert 0.05 <= entry["threshold"] <= 0.95 and entry["metrics"]["examples"] > 0
+    # resumable per family: a second run has nothing to do and touches nothing
+    again = train_ensemble(tiny_dataset, out, settings=settings, families=["flute", "organ"])
+    assert again["classifiers"] == manifest["classifiers"]
+    # a new instrument (the drum kits) is trained alone and registered; the others are untouched
+    from typer.testing import CliRunner
+
+    from tagger.cli import app
+
+    res = CliRunner().invoke(app, ["train", "--data", str(tiny_dataset), "--out", str(out), "--family", "percussion",
+                                   "--examples", "64", "--epochs", "1", "--valid-per-level", "1"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    after = read_manifest(out)
+    assert after["families"] == ["flute", "organ", "percussion"]
+    assert {f: sha256_file(out / f"{f}.keras") for f in ("flute", "organ")} == before
+    ens = Ensemble.load(out)
+    assert ens.families == ("flute", "organ", "percussion")
+    assert ens.predict(np.zeros((2, 64_000), np.float32)).shape == (2, 3)
+
+
+@needs_fluidsynth
+def test_paper_architecture_trains_and_runs_with_the_solo_recipe(tiny_dataset, tmp_path, cache):
+    out = tmp_path / "paper"
+    settings = TrainSettings(architecture="paper", recipe="solo", **dict(TINY, examples=8, batch_size=4))
+    manifest = train_ensemble(tiny_dataset, out, settings=settings, families=["bass"])
+    assert manifest["architecture"] == "paper" and manifest["features"]["kind"] == "stft"
+    ens = Ensemble.load(out)
+    assert ens.predict(np.zeros((1, 64_000), np.float32)).shape == (1, 1)
+    with pytest.raises(UserError, match="holds paper models"):
+        train_ensemble(tiny_dataset, out, settings=TrainSettings(**TINY), families=["bass"])
