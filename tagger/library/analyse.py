@@ -1,0 +1,115 @@
+"""The per-file work of a scan, run in worker processes: decode, resample, window, features.
+
+Nothing here imports TensorFlow or the database: a worker streams one file at a time through
+`analyse_file`, which yields plain-value messages (never raises), and puts them on a bounded queue
+that the main process drains (the main process runs the ensemble and writes the database).
+
+Messages (tuples, cheap to pickle):
+
+- ``("start", task_id, pid)``
+- ``("info", task_id, {"format", "sample_rate", "channels", "duration"})``
+- ``("windows", task_id, starts, silent, feats)``: ``starts`` [shape=(n,), int64] first sample of
+  each window at 16 kHz, ``silent`` [shape=(n,), bool], ``feats`` [shape=(k, bins, frames), float32]
+  the features of the k non-silent windows only.
+- ``("done", task_id, samples)``: the file decoded to `samples` samples at 16 kHz.
+- ``("error", task_id, reason)``: the file failed; nothing else follows for this task.
+"""
+
+from __future__ import annotations
+
+import os
+import queue as _queue
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from tagger import constants as C
+from tagger.errors import TaggerError
+
+
+@dataclass(frozen=True)
+class AnalysisConfig:
+    """What a worker needs to turn a file into model input (picklable)."""
+
+    features: dict
+    """`tagger.features.FeatureConfig` as a dict."""
+    hop_seconds: float = C.WINDOW_SECONDS
+    silence_dbfs: float = C.SILENCE_DBFS
+    batch_size: int = 32
+
+
+def analyse_file(task_id: int, path: str, *, config: AnalysisConfig) -> Iterator[tuple]:
+    """Stream the messages for one file (see the module docstring); never raises for a bad file."""
+    from tagger import audio
+    from tagger import features as F
+
+    cfg = F.FeatureConfig.from_dict(config.features)
+    counted = [0]
+
+    def counting(blocks):
+        for block in blocks:
+            counted[0] += len(block)
+            yield block
+
+    try:
+        meta = audio.info(path)
+        yield ("info", task_id, {"format": meta.format, "sample_rate": meta.sample_rate,
+                                 "channels": meta.channels, "duration": meta.duration})  # fmt: skip
+        frames = audio.frame_windows(
+            counting(audio.stream(path)),
+            hop_samples=int(round(config.hop_seconds * C.SAMPLE_RATE)),
+            silence_dbfs=config.silence_dbfs,
+            batch_size=config.batch_size,
+        )
+        for w in frames:
+            active = ~w.silent
+            if active.any():
+                feats = F.compute(windows=w.audio[active], config=cfg)
+            else:
+                feats = np.zeros((0, *cfg.shape), dtype=np.float32)
+            yield ("windows", task_id, w.start, w.silent, feats)
+        yield ("done", task_id, counted[0])
+    except TaggerError as exc:
+        yield ("error", task_id, getattr(exc, "reason", None) or str(exc))
+    except MemoryError:
+        yield ("error", task_id, "out of memory while decoding")
+    except Exception as exc:  # a worker returns every failure as a value, never raises
+        yield ("error", task_id, f"unexpected {type(exc).__name__}: {exc}")
+
+
+def worker_main(tasks, results, config: AnalysisConfig) -> None:
+    """Worker process loop: take ``(task_id, path)`` from `tasks` until ``None``; put messages on `results`.
+
+    Exits by itself when the parent process disappears (e.g. killed with SIGKILL).
+    """
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    parent = os.getppid()
+
+    def alive() -> bool:
+        return os.getppid() == parent
+
+    def put(msg) -> bool:
+        while True:
+            try:
+                results.put(msg, timeout=1.0)
+                return True
+            except _queue.Full:
+                if not alive():
+                    return False
+
+    while True:
+        try:
+            item = tasks.get(timeout=1.0)
+        except _queue.Empty:
+            if not alive():
+                return
+            continue
+        if item is None:
+            return
+        task_id, path = item
+        if not put(("start", task_id, os.getpid())):
+            return
+        for msg in analyse_file(task_id, path, config=config):
+            if not put(msg):
+                return

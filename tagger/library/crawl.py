@@ -1,0 +1,98 @@
+"""Find the audio files under a folder.
+
+The walk is recursive and follows symbolic links to folders, but never enters a folder twice (by
+device and inode), so symlink loops end. Hidden folders and files (name starting with ".") are
+skipped unless asked for. A file is audio when its extension says so (`tagger.audio.AUDIO_EXTENSIONS`)
+or, for a file with another or no extension, when its first bytes carry a known audio signature
+(ID3/MPEG, FLAC, Ogg, RIFF/WAVE, FORM/AIFF, ISO-BMFF ``ftyp`` M4A, ASF/WMA).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from tagger.audio import AUDIO_EXTENSIONS
+from tagger.errors import UserError
+
+log = logging.getLogger(__name__)
+
+NON_AUDIO_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".txt", ".nfo", ".log", ".cue", ".m3u", ".m3u8",
+     ".pls", ".pdf", ".db", ".ini", ".json", ".xml", ".html", ".sfv", ".md5", ".accurip", ".lrc", ".py"}
+)  # fmt: skip
+"""Extensions never sniffed (common companions of music files)."""
+
+_ASF_GUID = bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c")
+
+
+def sniff_audio(head: bytes) -> bool:
+    """True when the first bytes of a file look like a known audio container."""
+    if head.startswith((b"ID3", b"fLaC", b"OggS", b".snd")) or head.startswith(_ASF_GUID):
+        return True
+    if head[:4] == b"RIFF" and head[8:12] in (b"WAVE", b"RF64"):
+        return True
+    if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+        return True
+    if head[4:8] == b"ftyp" and head[8:12] in (b"M4A ", b"M4B ", b"mp42", b"isom", b"dash", b"mp41"):
+        return True
+    if len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0 and (head[1] & 0x06) != 0:
+        return True  # MPEG audio frame sync (mp3 without ID3), or ADTS AAC
+    return False
+
+
+def is_audio_file(path: str | os.PathLike) -> bool:
+    ext = os.path.splitext(os.fsdecode(path))[1].lower()
+    if ext in AUDIO_EXTENSIONS:
+        return True
+    if ext in NON_AUDIO_EXTENSIONS:
+        return False
+    try:
+        with open(path, "rb") as f:
+            return sniff_audio(f.read(16))
+    except OSError:
+        return False
+
+
+def crawl(roots: Iterable[str | os.PathLike], *, include_hidden: bool = False) -> Iterator[Path]:
+    """Yield the absolute paths of the audio files under `roots` (files given directly are yielded as is).
+
+    Raises `UserError` for a root that does not exist.
+    """
+    seen_dirs: set[tuple[int, int]] = set()
+    seen_files: set[str] = set()
+    for root in roots:
+        root = Path(os.path.abspath(os.path.expanduser(os.fspath(root))))
+        if root.is_file():
+            if str(root) not in seen_files:
+                seen_files.add(str(root))
+                yield root
+            continue
+        if not root.is_dir():
+            raise UserError(f"no such folder: {root}")
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=_log_walk_error):
+            try:
+                st = os.stat(dirpath)
+            except OSError:
+                dirnames[:] = []
+                continue
+            key = (st.st_dev, st.st_ino)
+            if key in seen_dirs:
+                dirnames[:] = []  # a symlink loop or a folder reached twice
+                continue
+            seen_dirs.add(key)
+            dirnames[:] = sorted(d for d in dirnames if include_hidden or not d.startswith("."))
+            for name in sorted(filenames):
+                if not include_hidden and name.startswith("."):
+                    continue
+                path = os.path.join(dirpath, name)
+                if path in seen_files or not os.path.isfile(path) or not is_audio_file(path):
+                    continue
+                seen_files.add(path)
+                yield Path(path)
+
+
+def _log_walk_error(exc: OSError) -> None:
+    log.warning("cannot list %s: %s", exc.filename, exc.strerror or exc)

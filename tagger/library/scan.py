@@ -1,0 +1,624 @@
+"""The scan pipeline: crawl, decide what to (re)analyse, analyse in workers, aggregate, store.
+
+1. **Plan** (main process): crawl the folders; for each audio file compare size, mtime and content
+   fingerprint with the database. Unchanged files are skipped; a new path whose fingerprint matches
+   a track whose file is gone is a *move* (the row follows the file, no re-analysis); a copy of an
+   analysed file gets a copy of its results. Tracks whose results come from another model version
+   are *stale*: skipped unless ``rescan_stale``.
+2. **Analyse**: worker processes (``jobs``; 0 = in the main process) decode, resample, window and
+   compute features (`tagger.library.analyse`), one file at a time, streaming windows through a
+   bounded queue, so memory stays bounded whatever the number and length of files. The main
+   process runs the analyser (the `Ensemble`, or any object with its interface) on batches of
+   windows, aggregates each finished file with `tagger.aggregate.aggregate` and writes it.
+3. **Store**: only the main process writes, in batched transactions (every `commit_every` tracks
+   or `commit_seconds`). A track's row, detections and segments are written in one transaction, so
+   a scan killed at any moment (SIGKILL included) leaves only whole tracks; the next scan skips
+   them and does the rest.
+4. **Missing**: tracks under the scanned folders whose file was not found are marked ``missing``
+   (`prune` deletes them).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing as mp
+import os
+import queue as _queue
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from tagger import constants as C
+from tagger.aggregate import DEFAULT_AGGREGATION, TrackResult, aggregate
+from tagger.db import models as M
+from tagger.db.session import Database
+from tagger.errors import TaggerError
+from tagger.library.analyse import AnalysisConfig, analyse_file, worker_main
+from tagger.library.crawl import crawl
+from tagger.library.fingerprint import fingerprint
+
+log = logging.getLogger(__name__)
+
+
+class Analyser(Protocol):
+    """What the scan needs from a model (the `tagger.model.ensemble.Ensemble` interface)."""
+
+    families: tuple[str, ...]
+    thresholds: np.ndarray
+    feature_config: object
+
+    @property
+    def version(self) -> str: ...
+    @property
+    def hash(self) -> str: ...
+    @property
+    def aggregation(self) -> dict: ...
+    def predict_features(self, feats: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass
+class Progress:
+    """Where a scan stands (passed to the ``progress`` callback)."""
+
+    phase: str
+    """'plan' (checking files) or 'analyse'."""
+    files_done: int = 0
+    files_total: int | None = None
+    audio_seconds: float = 0.0
+    elapsed: float = 0.0
+
+    @property
+    def realtime_factor(self) -> float:
+        return self.audio_seconds / self.elapsed if self.elapsed > 0 else 0.0
+
+
+@dataclass
+class ScanSummary:
+    """What a scan did."""
+
+    scan_id: int
+    model_version: str
+    found: int = 0
+    """Audio files found under the folders."""
+    scanned: int = 0
+    """Files analysed successfully."""
+    failed: int = 0
+    skipped: int = 0
+    """Unchanged files not re-analysed (including stale ones left alone)."""
+    stale: int = 0
+    """Skipped files whose results come from another model version (see ``rescan_stale``)."""
+    moved: int = 0
+    copied: int = 0
+    missing: int = 0
+    """Tracks newly marked missing."""
+    audio_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    errors: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def realtime_factor(self) -> float:
+        return self.audio_seconds / self.wall_seconds if self.wall_seconds > 0 else 0.0
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["errors"] = [{"path": p, "error": e} for p, e in self.errors]
+        out["realtime_factor"] = round(self.realtime_factor, 2)
+        out["audio_seconds"] = round(self.audio_seconds, 3)
+        out["wall_seconds"] = round(self.wall_seconds, 3)
+        return out
+
+
+@dataclass
+class _Work:
+    path: str
+    size: int
+    mtime: float
+    fingerprint: str
+    track_id: int | None
+
+
+@dataclass
+class _Pending:
+    work: _Work
+    meta: dict = field(default_factory=dict)
+    starts: list = field(default_factory=list)
+    silent: list = field(default_factory=list)
+    probs: list = field(default_factory=list)
+
+
+OnTrack = Callable[[str, TrackResult], None]
+"""Called in the main process after a track's results are stored (e.g. to write tags)."""
+
+
+def default_jobs() -> int:
+    return os.cpu_count() or 1
+
+
+def register_model(session: Session, analyser: Analyser) -> M.ModelVersion:
+    """The database row of the analyser's model version (created on first use)."""
+    row = session.scalar(
+        select(M.ModelVersion).where(M.ModelVersion.version == analyser.version, M.ModelVersion.manifest_hash == analyser.hash)
+    )
+    if row is None:
+        fams = list(analyser.families)
+        row = M.ModelVersion(
+            version=analyser.version,
+            manifest_hash=analyser.hash,
+            families=json.dumps(fams),
+            thresholds=json.dumps({f: round(float(t), 6) for f, t in zip(fams, np.asarray(analyser.thresholds))}),
+            aggregation=json.dumps(aggregation_params(analyser), sort_keys=True),
+        )
+        session.add(row)
+        session.flush()
+    return row
+
+
+def aggregation_params(analyser: Analyser) -> dict:
+    """The aggregation rule's parameters: the model's calibrated ones over the defaults."""
+    params = dict(DEFAULT_AGGREGATION)
+    params.update({k: v for k, v in (analyser.aggregation or {}).items() if k in DEFAULT_AGGREGATION})
+    return params
+
+
+def _under(root: str):
+    """SQL condition: path lies under folder `root` (a range scan, no LIKE escaping)."""
+    prefix = root.rstrip(os.sep) + os.sep
+    return (M.Track.path >= prefix) & (M.Track.path < prefix[:-1] + chr(ord(os.sep) + 1))
+
+
+def scan(
+    roots: Sequence[str | os.PathLike],
+    *,
+    db: Database,
+    analyser: Analyser,
+    jobs: int | None = None,
+    rescan_stale: bool = False,
+    retry_errors: bool = False,
+    quick: bool = False,
+    include_hidden: bool = False,
+    commit_every: int = 50,
+    commit_seconds: float = 5.0,
+    predict_batch: int = 64,
+    progress: Callable[[Progress], None] | None = None,
+    on_track: OnTrack | None = None,
+) -> ScanSummary:
+    """Scan folders (or files) into the database; see the module docstring.
+
+    Parameters
+    ----------
+    jobs : worker processes (None = all cores; 0 = analyse in this process, for debugging).
+    rescan_stale : re-analyse tracks whose results come from another model version.
+    retry_errors : re-analyse unchanged files that failed before.
+    quick : trust size and mtime (do not read the fingerprint of files whose size and mtime match).
+    """
+    t0 = time.monotonic()
+    jobs = default_jobs() if jobs is None else max(0, int(jobs))
+    roots = [os.path.abspath(os.path.expanduser(os.fspath(r))) for r in roots]
+    with db.session() as s:
+        mv = register_model(s, analyser)
+        scan_row = M.Scan(roots=json.dumps(roots), model_version_id=mv.id)
+        s.add(scan_row)
+        s.flush()
+        mv_id, scan_id = mv.id, scan_row.id
+    summary = ScanSummary(scan_id=scan_id, model_version=analyser.version)
+    writer = _Writer(db=db, scan_id=scan_id, model_version_id=mv_id, summary=summary,
+                     commit_every=commit_every, commit_seconds=commit_seconds)  # fmt: skip
+    try:
+        work = _plan(roots, writer=writer, mv_id=mv_id, rescan_stale=rescan_stale, retry_errors=retry_errors,
+                     quick=quick, include_hidden=include_hidden, progress=progress, t0=t0)  # fmt: skip
+        writer.commit()
+        runner = _Runner(analyser=analyser, writer=writer, predict_batch=predict_batch, on_track=on_track,
+                         progress=progress, total=len(work), t0=t0)  # fmt: skip
+        if jobs == 0 or len(work) == 0:
+            runner.run_inline(work)
+        else:
+            runner.run_processes(work, jobs=min(jobs, len(work)))
+        writer.commit()
+        summary.missing = _mark_missing(writer.session, roots=roots, seen=writer.seen)
+    finally:
+        summary.wall_seconds = time.monotonic() - t0
+        writer.finish()
+    return summary
+
+
+class _Writer:
+    """The main process's database writer: one session, batched commits."""
+
+    def __init__(self, *, db: Database, scan_id: int, model_version_id: int, summary: ScanSummary,
+                 commit_every: int, commit_seconds: float) -> None:  # fmt: skip
+        self.session: Session = db.sessionmaker()
+        self.scan_id = scan_id
+        self.mv_id = model_version_id
+        self.summary = summary
+        self.commit_every = max(1, commit_every)
+        self.commit_seconds = commit_seconds
+        self.dirty = 0
+        self.last_commit = time.monotonic()
+        self.seen: set[str] = set()
+
+    def touch(self) -> None:
+        self.dirty += 1
+        if self.dirty >= self.commit_every or time.monotonic() - self.last_commit >= self.commit_seconds:
+            self.commit()
+
+    def commit(self) -> None:
+        scan = self.session.get(M.Scan, self.scan_id)
+        s = self.summary
+        scan.scanned, scan.skipped, scan.failed = s.scanned, s.skipped, s.failed
+        scan.moved, scan.missing, scan.stale, scan.audio_seconds = s.moved, s.missing, s.stale, s.audio_seconds
+        self.session.commit()
+        self.dirty = 0
+        self.last_commit = time.monotonic()
+
+    def finish(self) -> None:
+        try:
+            scan = self.session.get(M.Scan, self.scan_id)
+            scan.finished_at = M.utcnow()
+            self.commit()
+        finally:
+            self.session.close()
+
+    def track_for(self, work: _Work) -> M.Track:
+        track = self.session.get(M.Track, work.track_id) if work.track_id is not None else None
+        if track is None:
+            track = self.session.scalar(select(M.Track).where(M.Track.path == work.path))
+        if track is None:
+            track = M.Track(path=work.path, size=work.size, mtime=work.mtime, fingerprint=work.fingerprint)
+            self.session.add(track)
+        return track
+
+    def store_result(self, work: _Work, meta: dict, result: TrackResult, duration: float) -> None:
+        track = self.track_for(work)
+        self._set_file(track, work, meta)
+        track.duration = duration
+        track.status, track.error = M.STATUS_OK, None
+        track.windows, track.silent_windows = result.windows, result.silent_windows
+        track.model_version_id = self.mv_id
+        track.analysed_at = M.utcnow()
+        _replace_results(self.session, track, result)
+        self.summary.scanned += 1
+        self.summary.audio_seconds += duration
+        self.touch()
+
+    def store_error(self, work: _Work, meta: dict, reason: str) -> None:
+        track = self.track_for(work)
+        self._set_file(track, work, meta)
+        track.status, track.error = M.STATUS_ERROR, reason
+        track.model_version_id = None
+        track.analysed_at = M.utcnow()
+        if track.id is not None:
+            self.session.execute(delete(M.Detection).where(M.Detection.track_id == track.id))
+            self.session.execute(delete(M.Segment).where(M.Segment.track_id == track.id))
+            self.session.expire(track, ["detections", "segments"])
+        self.summary.failed += 1
+        self.summary.errors.append((work.path, reason))
+        self.touch()
+
+    def _set_file(self, track: M.Track, work: _Work, meta: dict) -> None:
+        track.path, track.size, track.mtime, track.fingerprint = work.path, work.size, work.mtime, work.fingerprint
+        track.format = meta.get("format", track.format)
+        track.sample_rate = meta.get("sample_rate", track.sample_rate)
+        track.channels = meta.get("channels", track.channels)
+        track.scan_id = self.scan_id
+        track.missing_since = None
+        track.updated_at = M.utcnow()
+
+
+def _replace_results(session: Session, track: M.Track, result: TrackResult) -> None:
+    if track.id is not None:
+        session.execute(delete(M.Detection).where(M.Detection.track_id == track.id))
+        session.execute(delete(M.Segment).where(M.Segment.track_id == track.id))
+        session.expire(track, ["detections", "segments"])
+        session.flush()
+    for r in result.results:
+        track.detections.append(M.Detection(family=r.family, present=r.present, score=r.score, coverage=r.coverage))
+        for a, b in r.segments:
+            track.segments.append(M.Segment(family=r.family, start=a, end=b))
+
+
+def _copy_results(session: Session, src: M.Track, dst: M.Track) -> None:
+    for d in src.detections:
+        dst.detections.append(M.Detection(family=d.family, present=d.present, score=d.score, coverage=d.coverage))
+    for g in src.segments:
+        dst.segments.append(M.Segment(family=g.family, start=g.start, end=g.end))
+
+
+def _restored_status(track: M.Track) -> str:
+    return M.STATUS_ERROR if track.error else M.STATUS_OK
+
+
+def _plan(roots, *, writer: _Writer, mv_id: int, rescan_stale: bool, retry_errors: bool, quick: bool,
+          include_hidden: bool, progress, t0: float) -> list[_Work]:  # fmt: skip
+    """Crawl and decide per file; moves, copies and touched files are written here."""
+    s = writer.session
+    summary = writer.summary
+    work: list[_Work] = []
+    existing: dict[str, tuple] = {}
+    for root in roots:
+        cond = _under(root) | (M.Track.path == root)
+        for row in s.execute(
+            select(M.Track.path, M.Track.id, M.Track.size, M.Track.mtime, M.Track.fingerprint, M.Track.status,
+                   M.Track.model_version_id).where(cond)  # fmt: skip
+        ):
+            existing[row[0]] = tuple(row[1:])
+    last_report = 0.0
+
+    def needs_analysis(status: str, track_mv: int | None) -> bool:
+        if status == M.STATUS_ERROR:
+            return retry_errors
+        if track_mv != mv_id:
+            if rescan_stale:
+                return True
+            summary.stale += 1
+        return False
+
+    for p in crawl(roots, include_hidden=include_hidden):
+        path = str(p)
+        writer.seen.add(path)
+        summary.found += 1
+        if progress is not None and time.monotonic() - last_report > 0.2:
+            last_report = time.monotonic()
+            progress(Progress(phase="plan", files_done=summary.found, elapsed=time.monotonic() - t0))
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            w = _Work(path, 0, 0.0, "", existing.get(path, (None,))[0])
+            writer.store_error(w, {}, f"cannot stat file: {exc.strerror or exc}")
+            continue
+        size, mtime = st.st_size, st.st_mtime
+        row = existing.get(path)
+        try:
+            if quick and row is not None and row[1] == size and row[2] == mtime and row[4] != M.STATUS_MISSING:
+                fp = row[3]
+            else:
+                fp = fingerprint(path)
+        except TaggerError as exc:
+            writer.store_error(_Work(path, size, mtime, "", row[0] if row else None), {}, getattr(exc, "reason", str(exc)))
+            continue
+        if row is not None:
+            track_id, old_size, old_mtime, old_fp, status, track_mv = row
+            if old_size == size and old_fp == fp:
+                if old_mtime != mtime or status == M.STATUS_MISSING:
+                    track = s.get(M.Track, track_id)
+                    track.mtime = mtime
+                    if status == M.STATUS_MISSING:
+                        status = track.status = _restored_status(track)
+                        track.missing_since = None
+                    track.updated_at = M.utcnow()
+                    writer.touch()
+                if needs_analysis(status, track_mv):
+                    work.append(_Work(path, size, mtime, fp, track_id))
+                else:
+                    summary.skipped += 1
+                continue
+            work.append(_Work(path, size, mtime, fp, track_id))
+            continue
+        # A path the database does not know: moved, copied or new.
+        candidates = s.scalars(
+            select(M.Track).where(M.Track.fingerprint == fp, M.Track.size == size, M.Track.path != path).order_by(M.Track.id)
+        ).all()
+        gone = [t for t in candidates if t.status == M.STATUS_MISSING or not os.path.exists(t.path)]
+        if gone:
+            track = gone[0]
+            old_path = track.path
+            if track.status == M.STATUS_MISSING:
+                track.status = _restored_status(track)
+            track.path, track.mtime, track.missing_since, track.updated_at = path, mtime, None, M.utcnow()
+            writer.seen.discard(old_path)
+            existing.pop(old_path, None)
+            summary.moved += 1
+            log.debug("moved: %s -> %s", old_path, path)
+            writer.touch()
+            if needs_analysis(track.status, track.model_version_id):
+                work.append(_Work(path, size, mtime, fp, track.id))
+            else:
+                summary.skipped += 1
+            continue
+        done = [t for t in candidates if t.status == M.STATUS_OK and t.model_version_id == mv_id]
+        if done:
+            src = done[0]
+            dst = M.Track(path=path, size=size, mtime=mtime, fingerprint=fp, duration=src.duration, format=src.format,
+                          sample_rate=src.sample_rate, channels=src.channels, status=M.STATUS_OK,
+                          windows=src.windows, silent_windows=src.silent_windows, model_version_id=mv_id,
+                          scan_id=writer.scan_id, analysed_at=src.analysed_at)  # fmt: skip
+            s.add(dst)
+            _copy_results(s, src, dst)
+            summary.copied += 1
+            summary.skipped += 1
+            writer.touch()
+            continue
+        work.append(_Work(path, size, mtime, fp, None))
+    return work
+
+
+def _mark_missing(session: Session, *, roots: Iterable[str], seen: set[str]) -> int:
+    n = 0
+    now = M.utcnow()
+    for root in roots:
+        cond = (_under(root) | (M.Track.path == root)) & (M.Track.status != M.STATUS_MISSING)
+        for track in session.scalars(select(M.Track).where(cond)):
+            if track.path not in seen and not os.path.exists(track.path):
+                track.status, track.missing_since, track.updated_at = M.STATUS_MISSING, now, now
+                n += 1
+    session.commit()
+    return n
+
+
+class _Runner:
+    """Feeds work to the workers, runs the analyser on batches of windows, stores finished files."""
+
+    def __init__(self, *, analyser: Analyser, writer: _Writer, predict_batch: int, on_track: OnTrack | None,
+                 progress, total: int, t0: float) -> None:  # fmt: skip
+        self.analyser = analyser
+        self.writer = writer
+        self.predict_batch = max(1, predict_batch)
+        self.on_track = on_track
+        self.progress = progress
+        self.total = total
+        self.t0 = t0
+        self.done = 0
+        self.pending: dict[int, _Pending] = {}
+        self.params = aggregation_params(analyser)
+        self.config = AnalysisConfig(
+            features=analyser.feature_config.to_dict(),
+            hop_seconds=float((analyser.aggregation or {}).get("hop_seconds", C.WINDOW_SECONDS)),
+        )
+        self.families = tuple(analyser.families)
+        self.thresholds = np.asarray(analyser.thresholds, dtype=np.float32)
+        self.last_report = 0.0
+        self.deaths = 0
+
+    # -- message handling -------------------------------------------------------------------------
+    def handle(self, messages: list[tuple]) -> None:
+        """Apply a list of worker messages in order; windows are predicted together in one batch."""
+        wins = [m for m in messages if m[0] == "windows" and m[1] in self.pending and len(m[4])]
+        probs_list: list[np.ndarray] = []
+        if wins:
+            feats = np.concatenate([m[4] for m in wins])
+            probs = np.asarray(self.analyser.predict_features(feats), dtype=np.float32).reshape(len(feats), -1)
+            splits = np.cumsum([len(m[4]) for m in wins])[:-1]
+            probs_list = list(np.split(probs, splits))
+        by_msg = {id(m): p for m, p in zip(wins, probs_list)}
+        for m in messages:
+            kind, task_id = m[0], m[1]
+            pend = self.pending.get(task_id)
+            if pend is None:
+                continue
+            if kind == "info":
+                pend.meta = m[2]
+            elif kind == "windows":
+                starts, silent = m[2], m[3]
+                full = np.zeros((len(starts), len(self.families)), dtype=np.float32)
+                if id(m) in by_msg:
+                    full[~silent] = by_msg[id(m)]
+                pend.starts.append(np.asarray(starts) / C.SAMPLE_RATE)
+                pend.silent.append(np.asarray(silent, dtype=bool))
+                pend.probs.append(full)
+            elif kind == "done":
+                self.finish(task_id, samples=int(m[2]))
+            elif kind == "error":
+                self.fail(task_id, str(m[2]))
+
+    def finish(self, task_id: int, *, samples: int) -> None:
+        pend = self.pending.pop(task_id)
+        duration = samples / C.SAMPLE_RATE
+        if pend.starts:
+            probs, silent, starts = np.concatenate(pend.probs), np.concatenate(pend.silent), np.concatenate(pend.starts)
+        else:
+            probs = np.zeros((0, len(self.families)), dtype=np.float32)
+            silent, starts = np.zeros(0, dtype=bool), np.zeros(0)
+        result = aggregate(probs, silent, starts, families=self.families, thresholds=self.thresholds,
+                           duration=duration, **self.params)  # fmt: skip
+        self.writer.store_result(pend.work, pend.meta, result, duration)
+        self.done += 1
+        if self.on_track is not None:
+            try:
+                self.on_track(pend.work.path, result)
+            except TaggerError as exc:
+                log.warning("%s", exc)
+        self.report()
+
+    def fail(self, task_id: int, reason: str) -> None:
+        pend = self.pending.pop(task_id)
+        self.writer.store_error(pend.work, pend.meta, reason)
+        self.done += 1
+        self.report()
+
+    def report(self, force: bool = False) -> None:
+        if self.progress is None:
+            return
+        now = time.monotonic()
+        if force or now - self.last_report > 0.2 or self.done == self.total:
+            self.last_report = now
+            self.progress(Progress(phase="analyse", files_done=self.done, files_total=self.total,
+                                   audio_seconds=self.writer.summary.audio_seconds, elapsed=now - self.t0))  # fmt: skip
+
+    # -- execution ----------------------------------------------------------------------------------
+    def run_inline(self, work: list[_Work]) -> None:
+        self.report(force=True)
+        for task_id, w in enumerate(work):
+            self.pending[task_id] = _Pending(w)
+            batch: list[tuple] = []
+            n = 0
+            for msg in analyse_file(task_id, w.path, config=self.config):
+                batch.append(msg)
+                if msg[0] == "windows":
+                    n += len(msg[4])
+                if n >= self.predict_batch:
+                    self.handle(batch)
+                    batch, n = [], 0
+            self.handle(batch)
+
+    def run_processes(self, work: list[_Work], *, jobs: int) -> None:
+        ctx = mp.get_context("spawn")
+        tasks = ctx.Queue()
+        results = ctx.Queue(maxsize=4 * jobs)
+
+        def start():
+            proc = ctx.Process(target=worker_main, args=(tasks, results, self.config), daemon=True)
+            proc.start()
+            return proc
+
+        procs = [start() for _ in range(jobs)]
+        holder: dict[int, int] = {}  # worker pid -> task id it works on
+        next_task = 0
+        max_ahead = 2 * jobs
+        self.report(force=True)
+        try:
+            while next_task < len(work) or self.pending:
+                while next_task < len(work) and len(self.pending) < max_ahead:
+                    self.pending[next_task] = _Pending(work[next_task])
+                    tasks.put((next_task, work[next_task].path))
+                    next_task += 1
+                try:
+                    first = results.get(timeout=1.0)
+                except _queue.Empty:
+                    self._check_workers(procs, holder, start)
+                    continue
+                batch, n = [first], len(first[4]) if first[0] == "windows" else 0
+                while n < self.predict_batch:
+                    try:
+                        m = results.get_nowait()
+                    except _queue.Empty:
+                        break
+                    batch.append(m)
+                    if m[0] == "windows":
+                        n += len(m[4])
+                for m in batch:
+                    if m[0] == "start":
+                        holder[m[2]] = m[1]
+                self.handle([m for m in batch if m[0] != "start"])
+        finally:
+            for _ in procs:
+                tasks.put(None)
+            for p in procs:
+                p.join(timeout=5)
+                if p.is_alive():
+                    p.terminate()
+                    p.join(timeout=5)
+            tasks.close()
+            results.close()
+            tasks.join_thread()
+            results.cancel_join_thread()
+
+    def _check_workers(self, procs: list, holder: dict[int, int], start: Callable[[], object]) -> None:
+        """A worker that died (e.g. a decoder crash) fails the file it held and is replaced."""
+        for i, p in enumerate(procs):
+            if p.is_alive():
+                continue
+            task_id = holder.pop(p.pid, None)
+            log.warning("scan worker %s died (exit code %s)", p.pid, p.exitcode)
+            if task_id is not None and task_id in self.pending:
+                self.fail(task_id, f"the decoder crashed (worker exit code {p.exitcode})")
+            else:
+                self.deaths += 1
+                if self.deaths > 2 * len(procs):
+                    raise TaggerError(f"scan workers keep exiting (last exit code {p.exitcode}); see the log above")
+            procs[i] = start()
