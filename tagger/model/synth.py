@@ -180,17 +180,29 @@ def eq_curve(rng, n_bins: int = C.STFT_BINS) -> np.ndarray:
     return (10.0 ** (gain_db / 10.0)).astype(np.float32)
 
 
-def mixture_example(pool: NotePool, rng, settings: SynthSettings) -> tuple[np.ndarray, np.ndarray]:
-    """One mixture-recipe example: audio [shape=(64000,)] and its presence label."""
+def mixture_example(
+    pool: NotePool, rng, settings: SynthSettings, *, instruments: dict[int, int] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """One mixture-recipe example: audio [shape=(64000,)] and its presence label.
+
+    `instruments` (family index -> instrument id) fixes which instruments play, as in one track;
+    by default the number of families and the instruments are drawn at random.
+    """
     nf = len(pool.families)
-    available = [f for f in range(nf) if len(pool.family_instruments[f])]
-    weights = np.asarray(settings.level_weights[: len(available) + 1], dtype=np.float64)
-    k = int(rng.choice(len(weights), p=weights / weights.sum()))
+    if instruments is None:
+        available = [f for f in range(nf) if len(pool.family_instruments[f])]
+        weights = np.asarray(settings.level_weights[: len(available) + 1], dtype=np.float64)
+        k = int(rng.choice(len(weights), p=weights / weights.sum()))
+        plan: list[tuple[int, int | None]] = [(int(f), None) for f in rng.choice(available, size=k, replace=False)]
+    else:
+        plan = list(instruments.items())
+    k = len(plan)
     label = np.zeros(nf, dtype=np.uint8)
     out = np.zeros(L, dtype=np.float32)
-    for f in rng.choice(available, size=k, replace=False):
+    for f, inst in plan:
         label[f] = 1
-        inst = int(rng.choice(pool.family_instruments[f]))
+        if inst is None:
+            inst = int(rng.choice(pool.family_instruments[f]))
         gain = 10 ** (rng.uniform(*settings.gain_db) / 20)
         _add_instrument(out, pool, inst, rng, aligned=rng.random() < settings.aligned_share, drum=False, gain=gain)
     silent0 = k == 0 and rng.random() < settings.silent_level0_prob

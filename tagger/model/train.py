@@ -11,7 +11,8 @@ dataset's train split and validates on its valid split:
    one by one on the same examples gives the same result, but the examples are generated once.
    Solo training weights each family's positives by its class balance.
 4. Thresholds are calibrated per family on validation data only (F1-optimal on validation
-   mixtures of the Table V protocol, music-like validation mixtures and validation solo notes).
+   mixtures of the Table V protocol, music-like validation mixtures and validation solo notes),
+   then the per-track aggregation rule on synthetic validation tracks (`tagger.model.calibrate`).
 5. Each classifier is saved to its own file and registered in the manifest with its metrics;
    families already present in the output manifest are left untouched (resume, or adding a family).
 
@@ -245,6 +246,7 @@ def train_ensemble(
     import keras
 
     from tagger.model import store
+    from tagger.model.ensemble import read_manifest
 
     say = progress or (lambda stage, info: log.info("%s %s", stage, info))
     t_start = time.time()
@@ -398,6 +400,11 @@ def train_ensemble(
     from tagger.model.ensemble import write_manifest
 
     write_manifest(out_dir, manifest)
+    if manifest.get("validation"):
+        from tagger.model.calibrate import calibrate_aggregation
+
+        say("aggregation", calibrate_aggregation(out_dir, valid_pool.directory))
+        manifest = read_manifest(out_dir)
     return manifest
 
 
