@@ -231,6 +231,104 @@ def find_audio_files(paths: Iterable[str | os.PathLike]) -> Iterator[Path]:
             yield p
 
 
+@dataclass(frozen=True)
+class Prediction:
+    """What to write into one file: the detected families and their provenance."""
+
+    path: str
+    instruments: list[str]
+    model_version: str
+    scores: dict[str, float] | None = None
+    expected: tuple[int, float] | None = None
+    """(size, mtime) of the file when it was analysed; None to skip the changed-since check."""
+
+
+def read_predictions_jsonl(path: str | os.PathLike, *, model_version: str | None = None) -> list[Prediction]:
+    """Predictions from `tagger predict --json` output: one JSON object per line with ``path``,
+    ``instruments`` and ``scores`` (``model_version``, ``size`` and ``mtime`` when present).
+
+    ``model_version`` is used for rows that do not name theirs. Raises `UserError` on bad input.
+    """
+    import json
+
+    rows: list[Prediction] = []
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise UserError(f"cannot read {os.fspath(path)}: {exc.strerror or exc}") from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        where = f"{os.fspath(path)} line {number}"
+        try:
+            row = json.loads(line)
+            file, instruments = row["path"], row["instruments"]
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise UserError(f"{where}: expected a JSON object with 'path' and 'instruments' ({exc})") from None
+        version = row.get("model_version") or model_version
+        if not version:
+            raise UserError(f"{where}: no model version (pass --model-version)")
+        expected = (int(row["size"]), float(row["mtime"])) if "size" in row and "mtime" in row else None
+        rows.append(Prediction(str(file), list(instruments), str(version), row.get("scores"), expected))
+    return rows
+
+
+def select_predictions(
+    predictions: Iterable[Prediction],
+    *,
+    paths: Iterable[str | os.PathLike] = (),
+    has: Iterable[str] = (),
+    lacks: Iterable[str] = (),
+) -> list[Prediction]:
+    """Predictions whose file is (under) one of ``paths`` (all when empty), holding every family of
+    ``has`` and none of ``lacks``."""
+    roots = [os.path.abspath(p) for p in paths]
+    has_set = {check_family(f) for f in has}
+    lacks_set = {check_family(f) for f in lacks}
+    chosen = []
+    for pred in predictions:
+        file = os.path.abspath(pred.path)
+        if roots and not any(file == r or file.startswith(r.rstrip(os.sep) + os.sep) for r in roots):
+            continue
+        present = {f.lower() for f in pred.instruments}
+        if has_set <= present and not lacks_set & present:
+            chosen.append(pred)
+    return chosen
+
+
+def write_predictions(
+    predictions: Iterable[Prediction],
+    *,
+    scores: bool = False,
+    id3v23: bool = False,
+    keep_mtime: bool = False,
+    dry_run: bool = False,
+) -> Iterator[TagChange | TagWriteError]:
+    """`write_instruments` for each prediction; a file that cannot be tagged yields its
+    `TagWriteError` (the others go on). ``scores``: also write INSTRUMENTS_SCORES."""
+    for pred in predictions:
+        try:
+            yield write_instruments(
+                pred.path, instruments=pred.instruments, model_version=pred.model_version,
+                scores=pred.scores if scores else None, id3v23=id3v23, keep_mtime=keep_mtime,
+                dry_run=dry_run, expected=pred.expected,
+            )  # fmt: skip
+        except TagWriteError as exc:
+            yield exc
+
+
+def remove_all(
+    paths: Iterable[str | os.PathLike], *, keep_mtime: bool = False, dry_run: bool = False
+) -> Iterator[TagChange | TagWriteError]:
+    """`remove_instruments` on files and, recursively, the audio files of folders; a file that
+    cannot be changed yields its `TagWriteError` (the others go on)."""
+    for file in find_audio_files(paths):
+        try:
+            yield remove_instruments(file, keep_mtime=keep_mtime, dry_run=dry_run)
+        except TagWriteError as exc:
+            yield exc
+
+
 # -- raw field access per container -------------------------------------------------------------
 
 Raw = dict[str, list[str]]
@@ -565,10 +663,10 @@ def _check_expected(path, st: os.stat_result, expected: tuple[int, float] | None
 
 def _check_writable(path, real: str, st: os.stat_result) -> None:
     if not os.access(real, os.W_OK) or not st.st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
-        raise TagWriteError(path, "file is read-only; skipped")
+        raise TagWriteError(path, "file is read-only")
     folder = os.path.dirname(real) or "."
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise TagWriteError(path, f"folder {folder} is not writable (needed for the atomic replace); skipped")
+        raise TagWriteError(path, f"folder {folder} is not writable (needed for the atomic replace)")
 
 
 def _rewrite(

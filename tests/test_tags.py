@@ -588,7 +588,6 @@ def test_sigkill_at_any_moment_leaves_old_or_new_file(tmp_path):
     song = make_tagged(tmp_path / "song.flac", "flac", seconds=20)
     before = tag_state(song, include_ours=False)
     packets = packets_md5(song)
-    seen = set()
     for delay in (0.05, 0.13, 0.21, 0.34, 0.55):
         proc = subprocess.Popen([sys.executable, "-c", _KILL_LOOP, str(song)], stdout=subprocess.PIPE, text=True)
         assert proc.stdout.readline().strip() == "ready"
@@ -597,13 +596,11 @@ def test_sigkill_at_any_moment_leaves_old_or_new_file(tmp_path):
         proc.wait()
         state = tags.read_instruments(song)
         assert state in (tags.TagState(), tags.TagState(["bass", "guitar"], "ova-test-1"))
-        seen.add(state.tagged)
         assert tag_state(song, include_ours=False) == before
         assert packets_md5(song) == packets
         for leftover in temp_files(tmp_path):  # only a hidden temp file can remain; never scanned
             assert leftover.name.startswith(".") and Path(leftover.name).suffix == tags.TEMP_SUFFIX
             leftover.unlink()
-    assert seen  # at least one state observed
 
 
 def test_find_audio_files(tmp_path):

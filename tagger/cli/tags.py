@@ -1,0 +1,123 @@
+"""`tagger tag` and `tagger untag`: write the detected instruments into the files, or remove them.
+
+Thin: parse flags, call `tagger.tags`, render one line per changed or skipped file and a summary.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import typer
+
+from tagger.cli.app import app, fail, handle_errors
+
+log = logging.getLogger("tagger.tags")
+
+
+def _values(state) -> str:
+    return ", ".join(state.instruments) or ("(no instrument)" if state.tagged else "-")
+
+
+def _render(results, *, verb: str, dry_run: bool) -> None:
+    """One line per changed or skipped file, a summary, exit code 1 when a file was skipped."""
+    from tagger.errors import TagWriteError
+
+    done = unchanged = skipped = 0
+    for result in results:
+        if isinstance(result, TagWriteError):
+            skipped += 1
+            typer.echo(f"tagger: skipped {result}", err=True)
+        elif not result.changed:
+            unchanged += 1
+            log.debug("unchanged %s", result.path)
+        else:
+            done += 1
+            label = f"would {verb}" if dry_run else f"{verb}ged"
+            if verb == "tag":
+                typer.echo(f"{label} {result.path}: {_values(result.after)} (was: {_values(result.before)})")
+            else:
+                typer.echo(f"{label} {result.path} (removed: {_values(result.before)})")
+    past = f"{verb}ged"  # verb is "tag" or "untag"
+    summary = f"{done} {'would be ' + past if dry_run else past}, {unchanged} unchanged, {skipped} skipped"
+    typer.echo(summary, err=True)
+    if skipped:
+        raise typer.Exit(1)
+
+
+def _from_database(db: str | None, paths: list[Path], has: list[str], lacks: list[str]):
+    """Predictions of the analysed tracks in the library database (imported lazily)."""
+    from tagger.errors import UserError
+
+    import importlib
+
+    try:
+        importlib.import_module("tagger.db.queries")
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("tagger.db.queries", "tagger.db"):
+            raise
+        raise UserError(
+            "this build has no library database query layer yet; pass --from-json FILE "
+            "(the output of `tagger predict --json`)"
+        ) from None
+    raise UserError("reading predictions from the database is not wired yet; pass --from-json FILE")
+
+
+@app.command("tag")
+@handle_errors
+def tag(
+    paths: list[Path] = typer.Argument(None, help="Only files (or folders of files) among the analysed tracks."),
+    query_has: list[str] = typer.Option(None, "--query-has", help="Only tracks where FAMILY was detected (repeatable)."),
+    query_lacks: list[str] = typer.Option(None, "--query-lacks", help="Only tracks without FAMILY (repeatable)."),
+    db: str = typer.Option(None, "--db", help="Library database URL or SQLite file (default: $TAGGER_DB or the user data dir)."),
+    from_json: Path = typer.Option(
+        None, "--from-json", help="Take the predictions from this `tagger predict --json` output instead of the database."
+    ),
+    model_version: str = typer.Option(
+        None, "--model-version", help="INSTRUMENTS_MODEL for --from-json rows without one (default: the shipped model's)."
+    ),
+    scores: bool = typer.Option(False, "--scores", help="Also write per-family scores (INSTRUMENTS_SCORES)."),
+    id3v23: bool = typer.Option(False, "--id3v23", help="Write ID3v2.3 instead of ID3v2.4 (MP3, WAV, AIFF)."),
+    keep_mtime: bool = typer.Option(False, "--keep-mtime", help="Keep each file's modification time."),
+    dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Show what would change; write nothing."),
+) -> None:
+    """Write INSTRUMENTS (and INSTRUMENTS_MODEL) into the files from stored results, without re-analysis."""
+    from tagger import tags
+
+    if from_json is not None:
+        version = model_version
+        if version is None:
+            version = _shipped_model_version()
+        predictions = tags.read_predictions_jsonl(from_json, model_version=version)
+        predictions = tags.select_predictions(predictions, paths=paths or (), has=query_has or (), lacks=query_lacks or ())
+    else:
+        predictions = _from_database(db, paths or [], query_has or [], query_lacks or [])
+    if not predictions:
+        raise fail("no analysed track matches", 1)
+    results = tags.write_predictions(predictions, scores=scores, id3v23=id3v23, keep_mtime=keep_mtime, dry_run=dry_run)
+    _render(results, verb="tag", dry_run=dry_run)
+
+
+def _shipped_model_version() -> str | None:
+    """The shipped model's version from its manifest (no TensorFlow), or None when there is none."""
+    from tagger.errors import ModelError
+
+    try:
+        from tagger.model.ensemble import default_model_dir, read_manifest
+
+        return str(read_manifest(default_model_dir())["version"])
+    except ModelError:
+        return None
+
+
+@app.command("untag")
+@handle_errors
+def untag(
+    paths: list[Path] = typer.Argument(..., help="Audio files or folders (recursively)."),
+    keep_mtime: bool = typer.Option(False, "--keep-mtime", help="Keep each file's modification time."),
+    dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Show what would change; write nothing."),
+) -> None:
+    """Remove exactly the fields tagger wrote (INSTRUMENTS, INSTRUMENTS_MODEL, INSTRUMENTS_SCORES)."""
+    from tagger import tags
+
+    _render(tags.remove_all(paths, keep_mtime=keep_mtime, dry_run=dry_run), verb="untag", dry_run=dry_run)

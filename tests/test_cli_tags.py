@@ -1,0 +1,139 @@
+"""`tagger tag` and `tagger untag` on real files (ffmpeg-made), from `tagger predict --json` output."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+from typer.testing import CliRunner
+
+from tagger import tags
+from tagger.cli import app
+
+pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
+
+
+def _tone(path, codec: str):
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", "sine=frequency=330:duration=1",
+         "-c:a", codec, "-metadata", "title=Song", str(path)],
+        check=True,
+    )  # fmt: skip
+    return path
+
+
+@pytest.fixture
+def library(tmp_path):
+    music = tmp_path / "music"
+    (music / "album").mkdir(parents=True)
+    files = {
+        "a": _tone(music / "album" / "a.flac", "flac"),
+        "b": _tone(music / "album" / "b.mp3", "libmp3lame"),
+        "c": _tone(music / "c.ogg", "libvorbis"),
+    }
+    rows = [
+        {"path": str(files["a"]), "instruments": ["guitar", "bass"], "scores": {"bass": 0.91, "guitar": 0.8, "vocal": 0.1}},
+        {"path": str(files["b"]), "instruments": ["vocal"], "scores": {"bass": 0.2, "guitar": 0.1, "vocal": 0.95}},
+        {"path": str(files["c"]), "instruments": ["vocal", "string"], "scores": {"string": 0.7, "vocal": 0.6}},
+    ]
+    preds = tmp_path / "preds.jsonl"
+    preds.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return music, files, preds
+
+
+def run(*args: str):
+    return CliRunner().invoke(app, list(args))
+
+
+@pytest.mark.parametrize("command", ["tag", "untag"])
+def test_help(command):
+    res = run(command, "--help")
+    assert res.exit_code == 0
+    assert "--dry-run" in res.output and "--keep-mtime" in res.output
+
+
+def test_tag_from_json_then_untag(library):
+    music, files, preds = library
+    res = run("tag", "--from-json", str(preds), "--model-version", "m-1", "--scores")
+    assert res.exit_code == 0, res.output
+    assert f"tagged {files['a']}: bass, guitar" in res.output
+    assert tags.read_instruments(files["a"]) == tags.TagState(["bass", "guitar"], "m-1", {"bass": 0.91, "guitar": 0.8, "vocal": 0.1})
+    assert tags.read_instruments(files["c"]).instruments == ["string", "vocal"]
+
+    again = run("tag", "--from-json", str(preds), "--model-version", "m-1", "--scores")
+    assert again.exit_code == 0 and "0 tagged, 3 unchanged, 0 skipped" in again.output
+
+    dry = run("untag", str(music / "album"), "--dry-run")
+    assert dry.exit_code == 0 and "would untag" in dry.output
+    assert tags.read_instruments(files["a"]).tagged
+
+    res = run("untag", str(music))
+    assert res.exit_code == 0, res.output
+    assert "3 untagged" in res.output
+    assert not any(tags.read_instruments(f).tagged for f in files.values())
+
+
+def test_tag_selects_by_path_and_family(library):
+    music, files, preds = library
+    res = run("tag", str(music / "album"), "--from-json", str(preds), "--model-version", "m-1", "--query-lacks", "vocal")
+    assert res.exit_code == 0, res.output
+    assert tags.read_instruments(files["a"]).tagged
+    assert not tags.read_instruments(files["b"]).tagged and not tags.read_instruments(files["c"]).tagged
+    res = run("tag", "--from-json", str(preds), "--model-version", "m-1", "--query-has", "string")
+    assert "1 tagged" in res.output and tags.read_instruments(files["c"]).tagged
+    assert not tags.read_instruments(files["b"]).tagged
+    res = run("tag", "--from-json", str(preds), "--model-version", "m-1", "--query-has", "kazoo")
+    assert res.exit_code == 1 and "unknown instrument family" in res.output
+
+
+def test_dry_run_and_keep_mtime(library):
+    _music, files, preds = library
+    data = files["b"].read_bytes()
+    res = run("tag", "--from-json", str(preds), "--model-version", "m-1", "--dry-run")
+    assert res.exit_code == 0 and "would tag" in res.output and "3 would be tagged" in res.output
+    assert files["b"].read_bytes() == data
+    os.utime(files["b"], (1_000_000_000, 1_000_000_000))
+    res = run("tag", "--from-json", str(preds), "--model-version", "m-1", "--keep-mtime", "--id3v23")
+    assert res.exit_code == 0
+    assert files["b"].stat().st_mtime == 1_000_000_000
+    with open(files["b"], "rb") as f:
+        assert f.read(4) == b"ID3\x03"
+
+
+def test_read_only_file_is_skipped_and_the_rest_goes_on(library):
+    _music, files, preds = library
+    os.chmod(files["a"], 0o444)
+    try:
+        res = run("tag", "--from-json", str(preds), "--model-version", "m-1")
+    finally:
+        os.chmod(files["a"], 0o644)
+    assert res.exit_code == 1
+    assert f"skipped {files['a']}: file is read-only" in res.output
+    assert "2 tagged, 0 unchanged, 1 skipped" in res.output
+    assert not tags.read_instruments(files["a"]).tagged
+    assert tags.read_instruments(files["b"]).instruments == ["vocal"]
+
+
+def test_changed_since_analysed_is_skipped(library):
+    _music, files, preds = library
+    st = files["a"].stat()
+    rows = [{"path": str(files["a"]), "instruments": ["bass"], "model_version": "m-2", "size": st.st_size,
+             "mtime": st.st_mtime - 100}]  # fmt: skip
+    preds.write_text(json.dumps(rows[0]) + "\n")
+    res = run("tag", "--from-json", str(preds))
+    assert res.exit_code == 1 and "changed since it was analysed" in res.output
+    assert not tags.read_instruments(files["a"]).tagged
+
+
+def test_bad_json_and_missing_model_version(library, tmp_path, monkeypatch):
+    _music, _files, preds = library
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"instruments": []}\n')
+    res = run("tag", "--from-json", str(bad), "--model-version", "m")
+    assert res.exit_code == 1 and "line 1" in res.output
+    monkeypatch.setenv("TAGGER_MODELS", str(tmp_path / "no-models"))
+    res = run("tag", "--from-json", str(preds))
+    assert res.exit_code == 1 and "--model-version" in res.output
