@@ -100,6 +100,9 @@ class ScanSummary:
     """Tracks newly marked missing."""
     audio_seconds: float = 0.0
     wall_seconds: float = 0.0
+    tags_written: int = 0
+    """Files whose tags were written (or would be, in a dry run) by the ``on_track`` hook."""
+    tag_errors: int = 0
     errors: list[tuple[str, str]] = field(default_factory=list)
 
     @property
@@ -133,8 +136,27 @@ class _Pending:
     probs: list = field(default_factory=list)
 
 
-OnTrack = Callable[[str, TrackResult], None]
-"""Called in the main process after a track's results are stored (e.g. to write tags)."""
+OnTrack = Callable[[str, TrackResult], object]
+"""Called in the main process after a track's results are stored (e.g. to write tags).
+
+It may raise `TaggerError` (logged, counted in ``tag_errors``). When it returns an object with a
+true ``changed`` attribute it counts in ``tags_written``; with a true ``written`` attribute the
+file was rewritten, so the track's size, mtime and fingerprint are refreshed (the next scan then
+sees the file unchanged).
+"""
+
+
+def tag_writer(*, model_version: str, dry_run: bool = False, id3v23: bool = False, keep_mtime: bool = False) -> OnTrack:
+    """An ``on_track`` hook writing the detected instruments into each file with `tagger.tags`."""
+    from tagger import tags
+
+    def write(path: str, result: TrackResult):
+        return tags.write_instruments(
+            path, instruments=result.instruments, model_version=model_version, scores=result.scores,
+            id3v23=id3v23, keep_mtime=keep_mtime, dry_run=dry_run,
+        )  # fmt: skip
+
+    return write
 
 
 def default_jobs() -> int:
@@ -299,6 +321,18 @@ class _Writer:
             self.session.expire(track, ["detections", "segments"])
         self.summary.failed += 1
         self.summary.errors.append((work.path, reason))
+        self.touch()
+
+    def refresh_file(self, work: _Work) -> None:
+        """Record a file's new size, mtime and fingerprint after we rewrote it (tags)."""
+        try:
+            st = os.stat(work.path)
+            fp = fingerprint(work.path)
+        except (OSError, TaggerError) as exc:
+            log.warning("%s: cannot re-read after writing tags: %s", work.path, exc)
+            return
+        track = self.track_for(work)
+        track.size, track.mtime, track.fingerprint = st.st_size, st.st_mtime, fp
         self.touch()
 
     def _set_file(self, track: M.Track, work: _Work, meta: dict) -> None:
@@ -520,9 +554,15 @@ class _Runner:
         self.done += 1
         if self.on_track is not None:
             try:
-                self.on_track(pend.work.path, result)
+                change = self.on_track(pend.work.path, result)
             except TaggerError as exc:
                 log.warning("%s", exc)
+                self.writer.summary.tag_errors += 1
+            else:
+                if getattr(change, "changed", False):
+                    self.writer.summary.tags_written += 1
+                if getattr(change, "written", False):
+                    self.writer.refresh_file(pend.work)
         self.report()
 
     def fail(self, task_id: int, reason: str) -> None:

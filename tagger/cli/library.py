@@ -1,0 +1,224 @@
+"""`tagger scan|query|show|stats|errors` and `tagger db upgrade|prune`: the library database.
+
+Thin: each command parses its flags, calls one function of `tagger.library` / `tagger.db` and
+renders the result. TensorFlow is imported only by `scan` (when it loads the models).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import typer
+
+from tagger.cli.app import app, handle_errors, quiet_tensorflow
+
+DB_HELP = "Database: SQLAlchemy URL or SQLite file (default: $TAGGER_DB, else library.db in the user data folder)."
+
+db_app = typer.Typer(help="Manage the library database (schema upgrades, pruning).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+def _open(db: str | None):
+    from tagger.db.session import open_database
+
+    return open_database(db)
+
+
+def _abspath(path: Path) -> str:
+    return os.path.abspath(os.path.expanduser(os.fspath(path)))
+
+
+@app.command("scan")
+@handle_errors
+def scan(
+    paths: list[Path] = typer.Argument(..., help="Music folders (or files) to scan recursively."),
+    db: str = typer.Option(None, "--db", help=DB_HELP),
+    models: Path = typer.Option(None, "--models", help="Model directory (default: $TAGGER_MODELS or the shipped models)."),
+    jobs: int = typer.Option(None, "--jobs", "-j", help="Worker processes decoding audio (default: all cores; 0: none)."),
+    rescan_stale: bool = typer.Option(False, "--rescan-stale", help="Re-analyse tracks analysed by another model version."),
+    retry_errors: bool = typer.Option(False, "--retry-errors", help="Re-analyse unchanged files that failed before."),
+    quick: bool = typer.Option(False, "--quick", help="Trust size+mtime: skip the content fingerprint of unchanged files."),
+    include_hidden: bool = typer.Option(False, "--include-hidden", help="Also enter hidden folders and files."),
+    write_tags: bool = typer.Option(
+        False, "--write-tags/--no-write-tags", help="Write INSTRUMENTS/INSTRUMENTS_MODEL tags into each analysed file."
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="With --write-tags: report the tag changes, write none."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
+) -> None:
+    """Analyse every audio file under PATHS into the library database (incremental and resumable)."""
+    from tqdm import tqdm
+
+    from tagger.library.scan import scan as run_scan
+    from tagger.library.scan import tag_writer
+
+    quiet_tensorflow()
+    from tagger.model.ensemble import Ensemble
+
+    ensemble = Ensemble.load(models)
+    database = _open(db)
+    bar = None
+
+    def progress(p) -> None:
+        nonlocal bar
+        if p.phase != "analyse":
+            return
+        if bar is None:
+            bar = tqdm(total=p.files_total, unit="file", desc="scan", disable=None, file=sys.stderr, dynamic_ncols=True)
+        bar.update(p.files_done - bar.n)
+        bar.set_postfix_str(f"{p.audio_seconds / 3600:.2f} h audio, {p.realtime_factor:.1f}x real time", refresh=False)
+
+    hook = tag_writer(model_version=ensemble.version, dry_run=dry_run) if write_tags else None
+    try:
+        summary = run_scan(
+            paths, db=database, analyser=ensemble, jobs=jobs, rescan_stale=rescan_stale, retry_errors=retry_errors,
+            quick=quick, include_hidden=include_hidden, progress=progress, on_track=hook,
+        )  # fmt: skip
+    finally:
+        if bar is not None:
+            bar.close()
+        database.close()
+    if as_json:
+        typer.echo(json.dumps(summary.to_dict(), indent=1))
+        return
+    for path, reason in summary.errors:
+        typer.echo(f"tagger: failed {path}: {reason}", err=True)
+    typer.echo(
+        f"{summary.scanned} scanned, {summary.skipped} skipped unchanged ({summary.stale} stale), "
+        f"{summary.failed} failed, {summary.moved} moved, {summary.missing} newly missing; "
+        f"{summary.audio_seconds / 3600:.2f} h audio in {summary.wall_seconds:.1f} s "
+        f"({summary.realtime_factor:.1f}x real time)"
+    )
+    if write_tags:
+        verb = "would be tagged" if dry_run else "tagged"
+        typer.echo(f"tags: {summary.tags_written} {verb}, {summary.tag_errors} failed")
+    if summary.stale and not rescan_stale:
+        typer.echo(f"{summary.stale} track(s) were analysed by another model version: run `tagger scan --rescan-stale`")
+
+
+@app.command("query")
+@handle_errors
+def query(
+    has: list[str] = typer.Option(None, "--has", help="Family that must be present (repeatable)."),
+    lacks: list[str] = typer.Option(None, "--lacks", help="Family that must be absent (repeatable)."),
+    min_score: float = typer.Option(None, "--min-score", help="Minimum score of every --has family."),
+    path_glob: str = typer.Option(None, "--path-glob", help="Shell pattern on the absolute path, e.g. '*/Jazz/*'."),
+    fmt: str = typer.Option("table", "--format", "-f", help="table, json, csv, paths or m3u."),
+    output: Path = typer.Option(None, "--output", "-o", help="Write to this file instead of stdout (e.g. a .m3u)."),
+    db: str = typer.Option(None, "--db", help=DB_HELP),
+) -> None:
+    """List the analysed tracks matching every condition."""
+    from tagger.db.queries import find_tracks
+    from tagger.errors import UserError
+    from tagger.library.report import QUERY_FORMATS, render_tracks
+
+    if fmt not in QUERY_FORMATS:
+        raise UserError(f"unknown format {fmt!r}; choose one of {', '.join(QUERY_FORMATS)}")
+    database = _open(db)
+    try:
+        with database.session() as s:
+            tracks = find_tracks(s, has=has or (), lacks=lacks or (), min_score=min_score, path_glob=path_glob)
+    finally:
+        database.close()
+    text = render_tracks(tracks, fmt=fmt)
+    if output is not None:
+        output.write_text(text, encoding="utf-8")
+        typer.echo(f"{len(tracks)} track(s) written to {output}", err=True)
+    else:
+        typer.echo(text, nl=False)
+
+
+@app.command("show")
+@handle_errors
+def show(
+    path: Path = typer.Argument(..., help="An audio file in the library."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    db: str = typer.Option(None, "--db", help=DB_HELP),
+) -> None:
+    """One track: per family presence, score, coverage and the time ranges where it plays."""
+    from tagger.db.queries import track_detail
+    from tagger.library.report import render_detail
+
+    database = _open(db)
+    try:
+        with database.session() as s:
+            detail = track_detail(s, path=_abspath(path))
+    finally:
+        database.close()
+    typer.echo(json.dumps(detail.to_dict(), indent=1) if as_json else render_detail(detail), nl=as_json)
+
+
+@app.command("stats")
+@handle_errors
+def stats(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    db: str = typer.Option(None, "--db", help=DB_HELP),
+) -> None:
+    """Tracks per family, co-occurrence of families, totals."""
+    from tagger.db.queries import library_stats
+    from tagger.library.report import render_stats
+
+    database = _open(db)
+    try:
+        with database.session() as s:
+            result = library_stats(s)
+    finally:
+        database.close()
+    typer.echo(json.dumps(result, indent=1) if as_json else render_stats(result), nl=as_json)
+
+
+@app.command("errors")
+@handle_errors
+def errors(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    db: str = typer.Option(None, "--db", help=DB_HELP),
+) -> None:
+    """List the files that could not be analysed, with the reason."""
+    from tagger.db.queries import failed_tracks
+    from tagger.library.report import render_errors
+
+    database = _open(db)
+    try:
+        with database.session() as s:
+            rows = failed_tracks(s)
+    finally:
+        database.close()
+    typer.echo(json.dumps(rows, indent=1) if as_json else render_errors(rows), nl=as_json)
+
+
+@db_app.command("upgrade")
+@handle_errors
+def db_upgrade(db: str = typer.Option(None, "--db", help=DB_HELP)) -> None:
+    """Create the database or apply pending schema migrations."""
+    from tagger.db.session import as_url, make_engine, upgrade
+
+    url = as_url(db)
+    engine = make_engine(url)
+    try:
+        revision = upgrade(engine)
+    finally:
+        engine.dispose()
+    typer.echo(f"{engine.url.render_as_string(hide_password=True)}: at revision {revision}")
+
+
+@db_app.command("prune")
+@handle_errors
+def db_prune(
+    as_json: bool = typer.Option(False, "--json", help="Print the removed paths as JSON."),
+    db: str = typer.Option(None, "--db", help=DB_HELP),
+) -> None:
+    """Delete the tracks marked missing (files deleted since they were scanned) and their results."""
+    from tagger.db.queries import prune_missing
+
+    database = _open(db)
+    try:
+        with database.session() as s:
+            removed = prune_missing(s)
+    finally:
+        database.close()
+    if as_json:
+        typer.echo(json.dumps({"removed": removed}, indent=1))
+    else:
+        typer.echo(f"{len(removed)} missing track(s) removed")

@@ -1,0 +1,271 @@
+"""Read (and prune) the library database: every query the CLI needs, returning plain values.
+
+A track's results are *stale* when they come from another model version than the one used by the
+latest scan. Queries only consider analysed tracks (status ``ok``) unless they say otherwise.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+from sqlalchemy import and_, delete, exists, func, select
+from sqlalchemy.orm import Session, aliased, selectinload
+
+from tagger.db import models as M
+from tagger.errors import UserError
+from tagger.instruments import FAMILIES
+
+
+@dataclass
+class TrackSummary:
+    """One track as `find_tracks` returns it (the ``query --format json`` objects)."""
+
+    path: str
+    duration: float | None
+    format: str | None
+    instruments: list[str]
+    scores: dict[str, float]
+    model_version: str | None
+    stale: bool
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class FamilyDetail:
+    family: str
+    present: bool
+    score: float
+    coverage: float
+    segments: list[list[float]] = field(default_factory=list)
+
+
+@dataclass
+class TrackDetail:
+    """One track with everything stored about it (the ``show --json`` object)."""
+
+    path: str
+    status: str
+    error: str | None
+    size: int
+    mtime: float
+    fingerprint: str
+    duration: float | None
+    format: str | None
+    sample_rate: int | None
+    channels: int | None
+    windows: int
+    silent_windows: int
+    model_version: str | None
+    stale: bool
+    analysed_at: str | None
+    instruments: list[str]
+    families: list[FamilyDetail]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def latest_model_version_id(session: Session) -> int | None:
+    """The model version of the most recent scan (what "stale" is measured against)."""
+    return session.scalar(select(M.Scan.model_version_id).order_by(M.Scan.id.desc()).limit(1))
+
+
+def known_families(session: Session) -> list[str]:
+    """The canonical families plus any family a stored model version knows, in canonical order first."""
+    out = list(FAMILIES)
+    for fams in session.scalars(select(M.ModelVersion.families)):
+        out += [f for f in json.loads(fams) if f not in out]
+    return out
+
+
+def _check(session: Session, names: Sequence[str]) -> list[str]:
+    known = known_families(session)
+    out = []
+    for name in names:
+        key = name.strip().lower()
+        if key not in known:
+            raise UserError(f"unknown instrument family {name!r}; known families: {', '.join(known)}")
+        out.append(key)
+    return out
+
+
+def _family_order(session: Session) -> dict[str, int]:
+    return {f: i for i, f in enumerate(known_families(session))}
+
+
+def _present(track: M.Track, order: dict[str, int]) -> list[str]:
+    return sorted((d.family for d in track.detections if d.present), key=lambda f: order.get(f, len(order)))
+
+
+def find_tracks(
+    session: Session,
+    *,
+    has: Sequence[str] = (),
+    lacks: Sequence[str] = (),
+    min_score: float | None = None,
+    path_glob: str | None = None,
+) -> list[TrackSummary]:
+    """Analysed tracks where every family in `has` is present (with score >= `min_score` when given)
+    and no family in `lacks` is present; optionally only paths matching the shell pattern `path_glob`
+    (matched against the whole absolute path, e.g. ``'*/Jazz/*'`` or ``'*.flac'``). Sorted by path.
+    """
+    has, lacks = _check(session, has), _check(session, lacks)
+    conds = [M.Track.status == M.STATUS_OK]
+    for fam in has:
+        c = [M.Detection.track_id == M.Track.id, M.Detection.family == fam, M.Detection.present.is_(True)]
+        if min_score is not None:
+            c.append(M.Detection.score >= float(min_score))
+        conds.append(exists().where(and_(*c)))
+    for fam in lacks:
+        conds.append(
+            ~exists().where(
+                and_(M.Detection.track_id == M.Track.id, M.Detection.family == fam, M.Detection.present.is_(True))
+            )
+        )
+    stmt = select(M.Track).where(*conds).options(selectinload(M.Track.detections)).order_by(M.Track.path)
+    latest = latest_model_version_id(session)
+    order = _family_order(session)
+    out = []
+    for t in session.scalars(stmt):
+        if path_glob and not fnmatch.fnmatchcase(t.path, path_glob):
+            continue
+        scores = {d.family: d.score for d in sorted(t.detections, key=lambda d: order.get(d.family, len(order)))}
+        out.append(
+            TrackSummary(
+                path=t.path,
+                duration=t.duration,
+                format=t.format,
+                instruments=_present(t, order),
+                scores=scores,
+                model_version=t.model_version.version if t.model_version else None,
+                stale=t.model_version_id != latest,
+            )
+        )
+    return out
+
+
+def track_detail(session: Session, *, path: str) -> TrackDetail:
+    """Everything stored about the track at `path`; raises `UserError` if the database lacks it."""
+    t = session.scalar(
+        select(M.Track).where(M.Track.path == path).options(selectinload(M.Track.detections), selectinload(M.Track.segments))
+    )
+    if t is None:
+        raise UserError(f"{path}: not in the library database (scan its folder with `tagger scan`)")
+    order = _family_order(session)
+    segs: dict[str, list[list[float]]] = {}
+    for g in sorted(t.segments, key=lambda g: g.start):
+        segs.setdefault(g.family, []).append([g.start, g.end])
+    fams = [
+        FamilyDetail(d.family, bool(d.present), d.score, d.coverage, segs.get(d.family, []))
+        for d in sorted(t.detections, key=lambda d: order.get(d.family, len(order)))
+    ]
+    return TrackDetail(
+        path=t.path,
+        status=t.status,
+        error=t.error,
+        size=t.size,
+        mtime=t.mtime,
+        fingerprint=t.fingerprint,
+        duration=t.duration,
+        format=t.format,
+        sample_rate=t.sample_rate,
+        channels=t.channels,
+        windows=t.windows,
+        silent_windows=t.silent_windows,
+        model_version=t.model_version.version if t.model_version else None,
+        stale=t.status == M.STATUS_OK and t.model_version_id != latest_model_version_id(session),
+        analysed_at=t.analysed_at.isoformat(timespec="seconds") + "Z" if t.analysed_at else None,
+        instruments=_present(t, order),
+        families=fams,
+    )
+
+
+def library_stats(session: Session) -> dict:
+    """Totals, tracks per family and co-occurrence of families (the ``stats --json`` object)."""
+    by_status = dict(session.execute(select(M.Track.status, func.count()).group_by(M.Track.status)).all())
+    latest = latest_model_version_id(session)
+    ok = M.Track.status == M.STATUS_OK
+    stale = session.scalar(
+        select(func.count()).select_from(M.Track).where(ok, (M.Track.model_version_id != latest) | M.Track.model_version_id.is_(None))
+    ) if latest is not None else 0  # fmt: skip
+    audio = session.scalar(select(func.coalesce(func.sum(M.Track.duration), 0.0)).where(ok))
+    order = _family_order(session)
+    per_family = dict(
+        session.execute(
+            select(M.Detection.family, func.count())
+            .join(M.Track, M.Track.id == M.Detection.track_id)
+            .where(ok, M.Detection.present.is_(True))
+            .group_by(M.Detection.family)
+        ).all()
+    )
+    none = session.scalar(
+        select(func.count())
+        .select_from(M.Track)
+        .where(ok, ~exists().where(and_(M.Detection.track_id == M.Track.id, M.Detection.present.is_(True))))
+    )
+    d1, d2 = aliased(M.Detection), aliased(M.Detection)
+    pairs = session.execute(
+        select(d1.family, d2.family, func.count())
+        .join(d2, and_(d2.track_id == d1.track_id, d2.present.is_(True)))
+        .join(M.Track, M.Track.id == d1.track_id)
+        .where(ok, d1.present.is_(True))
+        .group_by(d1.family, d2.family)
+    ).all()
+    fams = sorted(per_family, key=lambda f: order.get(f, len(order)))
+    co = {a: {b: 0 for b in fams} for a in fams}
+    for a, b, n in pairs:
+        co[a][b] = n
+    versions = session.execute(
+        select(M.ModelVersion.version, M.ModelVersion.manifest_hash, func.count(M.Track.id))
+        .join(M.Track, and_(M.Track.model_version_id == M.ModelVersion.id, ok), isouter=True)
+        .group_by(M.ModelVersion.id)
+        .order_by(M.ModelVersion.id)
+    ).all()
+    last_scan = session.scalar(select(M.Scan).order_by(M.Scan.id.desc()).limit(1))
+    return {
+        "tracks": {
+            "total": sum(by_status.values()),
+            "ok": by_status.get(M.STATUS_OK, 0),
+            "error": by_status.get(M.STATUS_ERROR, 0),
+            "missing": by_status.get(M.STATUS_MISSING, 0),
+            "stale": stale,
+            "no_instrument": none,
+        },
+        "audio_seconds": round(float(audio or 0.0), 3),
+        "families": {f: per_family[f] for f in fams},
+        "cooccurrence": co,
+        "model_versions": [{"version": v, "manifest_hash": h, "tracks": n} for v, h, n in versions],
+        "last_scan": None
+        if last_scan is None
+        else {
+            "started_at": last_scan.started_at.isoformat(timespec="seconds") + "Z",
+            "finished_at": last_scan.finished_at.isoformat(timespec="seconds") + "Z" if last_scan.finished_at else None,
+            "scanned": last_scan.scanned,
+            "skipped": last_scan.skipped,
+            "failed": last_scan.failed,
+        },
+    }
+
+
+def failed_tracks(session: Session) -> list[dict]:
+    """Files that could not be analysed: ``[{"path", "error", "when"}]`` sorted by path."""
+    rows = session.execute(
+        select(M.Track.path, M.Track.error, M.Track.updated_at).where(M.Track.status == M.STATUS_ERROR).order_by(M.Track.path)
+    ).all()
+    return [{"path": p, "error": e or "", "when": w.isoformat(timespec="seconds") + "Z"} for p, e, w in rows]
+
+
+def prune_missing(session: Session) -> list[str]:
+    """Delete the tracks marked missing (with their results); returns their paths."""
+    paths = list(session.scalars(select(M.Track.path).where(M.Track.status == M.STATUS_MISSING).order_by(M.Track.path)))
+    if paths:
+        ids = select(M.Track.id).where(M.Track.status == M.STATUS_MISSING)
+        session.execute(delete(M.Segment).where(M.Segment.track_id.in_(ids)))
+        session.execute(delete(M.Detection).where(M.Detection.track_id.in_(ids)))
+        session.execute(delete(M.Track).where(M.Track.status == M.STATUS_MISSING))
+    return paths

@@ -1,0 +1,123 @@
+"""Render library query results as text: table, JSON, CSV, bare paths or an M3U playlist.
+
+Pure functions from the plain values of `tagger.db.queries` to strings; the CLI only prints them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Sequence
+
+from tagger.db.queries import TrackDetail, TrackSummary
+
+QUERY_FORMATS = ("table", "json", "csv", "paths", "m3u")
+
+
+def seconds_to_clock(seconds: float | None) -> str:
+    """``m:ss`` (or ``h:mm:ss``) for a duration; ``?`` when unknown."""
+    if seconds is None:
+        return "?"
+    total = int(round(seconds))
+    h, rest = divmod(total, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def render_tracks(tracks: Sequence[TrackSummary], *, fmt: str) -> str:
+    """The ``tagger query`` output in one of `QUERY_FORMATS` (always ending with a newline when not empty)."""
+    if fmt == "json":
+        return json.dumps([t.to_dict() for t in tracks], indent=1) + "\n"
+    if fmt == "paths":
+        return "".join(t.path + "\n" for t in tracks)
+    if fmt == "m3u":
+        return render_m3u(tracks)
+    if fmt == "csv":
+        return render_csv(tracks)
+    if fmt == "table":
+        return render_table(tracks)
+    raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(QUERY_FORMATS)}")
+
+
+def render_m3u(tracks: Sequence[TrackSummary]) -> str:
+    """An extended M3U playlist (absolute paths, UTF-8: save it as ``.m3u8`` or ``.m3u``)."""
+    lines = ["#EXTM3U"]
+    for t in tracks:
+        title = os.path.splitext(os.path.basename(t.path))[0].replace(",", " ")
+        lines.append(f"#EXTINF:{int(round(t.duration)) if t.duration is not None else -1},{title}")
+        lines.append(t.path)
+    return "\n".join(lines) + "\n"
+
+
+def render_csv(tracks: Sequence[TrackSummary]) -> str:
+    """Header ``path,duration,format,instruments,model_version,stale,score_<family>...``;
+    instruments separated by ``;``."""
+    families: list[str] = []
+    for t in tracks:
+        families += [f for f in t.scores if f not in families]
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["path", "duration", "format", "instruments", "model_version", "stale", *(f"score_{f}" for f in families)])
+    for t in tracks:
+        w.writerow([
+            t.path, "" if t.duration is None else round(t.duration, 3), t.format or "", ";".join(t.instruments),
+            t.model_version or "", int(t.stale), *(t.scores.get(f, "") for f in families),
+        ])  # fmt: skip
+    return buf.getvalue()
+
+
+def _columns(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() + "\n" for r in rows)
+
+
+def render_table(tracks: Sequence[TrackSummary]) -> str:
+    if not tracks:
+        return ""
+    rows = [["PATH", "LENGTH", "INSTRUMENTS"]]
+    for t in tracks:
+        rows.append([t.path, seconds_to_clock(t.duration), ", ".join(t.instruments) + (" (stale)" if t.stale else "")])
+    return _columns(rows)
+
+
+def render_detail(d: TrackDetail) -> str:
+    """The ``tagger show`` text."""
+    head = [
+        d.path,
+        f"  status: {d.status}" + (f" ({d.error})" if d.error else ""),
+        f"  length: {seconds_to_clock(d.duration)}  format: {d.format or '?'}  "
+        f"{d.sample_rate or '?'} Hz  {d.channels or '?'} ch",
+        f"  model: {d.model_version or '-'}" + ("  (stale: analysed by an older model)" if d.stale else ""),
+        f"  instruments: {', '.join(d.instruments) if d.instruments else '(none)'}",
+    ]
+    if not d.families:
+        return "\n".join(head) + "\n"
+    rows = [["FAMILY", "PRESENT", "SCORE", "COVERAGE", "WHERE"]]
+    for f in d.families:
+        where = ", ".join(f"{seconds_to_clock(a)}-{seconds_to_clock(b)}" for a, b in f.segments)
+        rows.append([f.family, "yes" if f.present else "no", f"{f.score:.3f}", f"{100 * f.coverage:.0f}%", where])
+    return "\n".join(head) + "\n\n" + _columns(rows)
+
+
+def render_stats(stats: dict) -> str:
+    """The ``tagger stats`` text."""
+    t = stats["tracks"]
+    lines = [
+        f"tracks: {t['total']} ({t['ok']} analysed, {t['error']} failed, {t['missing']} missing, {t['stale']} stale)",
+        f"audio: {stats['audio_seconds'] / 3600:.2f} h",
+        f"tracks without any instrument: {t['no_instrument']}",
+    ]
+    fams = list(stats["families"])
+    if fams:
+        lines.append("")
+        rows = [["FAMILY", "TRACKS", *fams]]
+        for f in fams:
+            rows.append([f, str(stats["families"][f]), *(str(stats["cooccurrence"][f][g]) for g in fams)])
+        lines.append(_columns(rows).rstrip("\n"))
+    return "\n".join(lines) + "\n"
+
+
+def render_errors(errors: Sequence[dict]) -> str:
+    return "".join(f"{e['path']}: {e['error']}\n" for e in errors)
