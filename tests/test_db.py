@@ -1,0 +1,122 @@
+"""The library database: schema only through Alembic migrations, no drift, upgrades keep data."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, select, text
+from typer.testing import CliRunner
+
+from tagger.cli import app
+from tagger.db import models as M
+from tagger.db.session import (
+    as_url,
+    current_revision,
+    default_db_url,
+    head_revision,
+    make_engine,
+    migrations_dir,
+    open_database,
+    upgrade,
+)
+
+
+def test_migrations_folder_is_found_and_has_two_revisions():
+    d = migrations_dir()
+    assert (d / "env.py").is_file() and (d / "script.py.mako").is_file()
+    assert len(list((d / "versions").glob("0*.py"))) >= 2
+    assert head_revision() == "0002"
+
+
+def test_migrated_schema_equals_the_orm_models(tmp_path):
+    engine = make_engine(as_url(tmp_path / "lib.db"))
+    assert current_revision(engine) is None
+    assert upgrade(engine) == head_revision()
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), M.Base.metadata)
+        assert diff == []
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    names = set(inspect(engine).get_table_names())
+    assert {"tracks", "scans", "detections", "segments", "model_versions", "alembic_version"} <= names
+    engine.dispose()
+
+
+def test_upgrade_from_first_revision_keeps_data(tmp_path):
+    engine = make_engine(as_url(tmp_path / "old.db"))
+    upgrade(engine, revision="0001")
+    assert current_revision(engine) == "0001"
+    cols = {c["name"] for c in inspect(engine).get_columns("tracks")}
+    assert "missing_since" not in cols
+    now = dt.datetime(2026, 1, 2, 3, 4, 5)
+    with engine.begin() as conn:
+        conn.execute(
+            text("INSERT INTO model_versions (id, version, manifest_hash, families, thresholds, aggregation, created_at) "
+                 "VALUES (1, 'v1', 'h1', '[\"bass\"]', '{\"bass\": 0.5}', '{}', :now)"), {"now": now})  # fmt: skip
+        for i, (path, status) in enumerate([("/m/a.flac", "ok"), ("/m/b.mp3", "missing")], start=1):
+            conn.execute(
+                text("INSERT INTO tracks (id, path, size, mtime, fingerprint, status, windows, silent_windows, "
+                     "model_version_id, first_seen_at, updated_at) VALUES (:id, :p, 10, 1.5, :fp, :st, 3, 0, 1, :now, :now)"),
+                {"id": i, "p": path, "fp": f"fp{i}", "st": status, "now": now},
+            )  # fmt: skip
+        conn.execute(text("INSERT INTO detections (track_id, family, present, score, coverage) VALUES (1, 'bass', 1, 0.9, 0.5)"))
+        conn.execute(text("INSERT INTO segments (track_id, family, start, \"end\") VALUES (1, 'bass', 0.0, 8.0)"))
+    engine.dispose()
+
+    db = open_database(tmp_path / "old.db")  # applies 0002 automatically
+    assert current_revision(db.engine) == "0002"
+    with db.session() as s:
+        a = s.scalar(select(M.Track).where(M.Track.path == "/m/a.flac"))
+        b = s.scalar(select(M.Track).where(M.Track.path == "/m/b.mp3"))
+        assert a.missing_since is None and b.missing_since == now
+        assert [(d.family, d.present, d.score) for d in a.detections] == [("bass", True, 0.9)]
+        assert [(g.start, g.end) for g in a.segments] == [(0.0, 8.0)]
+        assert a.model_version.version == "v1"
+    indexes = {ix["name"] for ix in inspect(db.engine).get_indexes("tracks")}
+    assert "ix_tracks_fingerprint" in indexes
+    with db.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), M.Base.metadata) == []
+    db.close()
+
+
+def test_db_upgrade_command_creates_and_is_idempotent(tmp_path):
+    path = tmp_path / "sub" / "lib.db"
+    runner = CliRunner()
+    for _ in range(2):
+        r = runner.invoke(app, ["db", "upgrade", "--db", str(path)])
+        assert r.exit_code == 0, r.output
+        assert "at revision 0002" in r.output
+    assert path.is_file()
+
+
+def test_database_location_env_and_user_data_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("TAGGER_DB", "sqlite:///" + str(tmp_path / "env.db"))
+    assert default_db_url() == "sqlite:///" + str(tmp_path / "env.db")
+    assert as_url(None) == default_db_url()
+    monkeypatch.delenv("TAGGER_DB")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert default_db_url() == f"sqlite:///{tmp_path / 'xdg' / 'tagger' / 'library.db'}"
+    assert as_url("postgresql://u@h/db") == "postgresql://u@h/db"
+
+
+def test_bad_database_url_is_a_user_error(tmp_path):
+    r = CliRunner().invoke(app, ["stats", "--db", "nosuchdialect://x"])
+    assert r.exit_code == 1
+    assert "tagger: error:" in r.output
+
+
+def test_deleting_a_track_cascades_to_its_results(tmp_path):
+    db = open_database(tmp_path / "c.db")
+    with db.session() as s:
+        t = M.Track(path="/x.wav", size=1, mtime=1.0, fingerprint="f")
+        t.detections.append(M.Detection(family="bass", present=True, score=1.0, coverage=1.0))
+        t.segments.append(M.Segment(family="bass", start=0.0, end=4.0))
+        s.add(t)
+    with db.session() as s:
+        s.execute(text("DELETE FROM tracks"))
+    with db.session() as s:
+        assert s.scalar(text("SELECT count(*) FROM detections")) == 0
+        assert s.scalar(text("SELECT count(*) FROM segments")) == 0
+    db.close()
