@@ -609,3 +609,27 @@ def test_find_audio_files(tmp_path):
         (tmp_path / name).write_bytes(b"")
     found = [p.relative_to(tmp_path).as_posix() for p in tags.find_audio_files([tmp_path / "a", tmp_path / "three.wma"])]
     assert found == ["a/one.mp3", "a/b/two.FLAC", "three.wma"]
+
+
+@pytest.mark.parametrize("ext, extra", [("m4a", ["-movflags", "+faststart"]), ("mp3", []), ("flac", []), ("ogg", [])])
+def test_tags_larger_than_the_padding_move_the_audio_safely(tmp_path, ext, extra):
+    """A long model version forces the tag area to grow (MP4 moov before mdat, ID3 beyond its padding)."""
+    song = ffmpeg_tone(tmp_path / f"grow.{ext}", ext, extra=extra)
+    before, decoded, packets = tag_state(song, include_ours=False), decoded_md5(song), packets_md5(song)
+    size = song.stat().st_size
+    version = "v" * 20_000
+    tags.write_instruments(song, instruments=["organ"], model_version=version, scores=SCORES)
+    assert song.stat().st_size > size + 10_000
+    assert tags.read_instruments(song).model_version == version
+    assert tag_state(song, include_ours=False) == before
+    assert (decoded_md5(song), packets_md5(song)) == (decoded, packets)
+
+
+def test_hard_link_gets_its_own_copy(originals, tmp_path):
+    song = tmp_path / "song.flac"
+    shutil.copy2(originals("flac"), song)
+    other = tmp_path / "other.flac"
+    os.link(song, other)
+    tags.write_instruments(song, **WRITE)
+    assert tags.read_instruments(song).tagged
+    assert not tags.read_instruments(other).tagged  # documented: the other link keeps the old content
