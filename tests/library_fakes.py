@@ -53,3 +53,62 @@ class FakeAnalyser:
         feats = np.asarray(feats, dtype=np.float32)
         per_band = feats.mean(axis=2)  # (n, n_mels)
         return np.stack([per_band[:, m].max(axis=1) for m in self.masks], axis=1).astype(np.float32)
+
+
+# -- a small library of real audio files in several formats with known contents -------------------
+
+LIBRARY = {
+    # relative path: (frequencies, seconds, sample rate, trailing silence)
+    "bass.wav": ((110.0,), 9.0, 16_000, 0.0),
+    "duo.flac": ((110.0, 1000.0), 6.0, 44_100, 0.0),
+    "sub/string.mp3": ((4000.0,), 6.0, 16_000, 4.0),
+    "sub/flute.m4a": ((1000.0,), 6.0, 16_000, 0.0),
+    "sub/deeper/trio.ogg": ((110.0, 1000.0, 4000.0), 8.0, 22_050, 0.0),
+    "more/flute_string.aiff": ((1000.0, 4000.0), 5.0, 16_000, 0.0),
+    "silence.wav": ((), 5.0, 16_000, 0.0),
+    "bass_no_extension": ((110.0,), 4.0, 16_000, 0.0),
+}
+EXPECTED = {
+    "bass.wav": ["bass"],
+    "duo.flac": ["bass", "flute"],
+    "sub/string.mp3": ["string"],
+    "sub/flute.m4a": ["flute"],
+    "sub/deeper/trio.ogg": ["bass", "flute", "string"],
+    "more/flute_string.aiff": ["flute", "string"],
+    "silence.wav": [],
+    "bass_no_extension": ["bass"],
+}
+BROKEN = "broken.mp3"
+
+
+def make_library(root) -> dict:
+    """Write `LIBRARY` under `root` plus a broken file, non-audio files, a hidden folder and a
+    symlink loop; returns {relative path: absolute path} of the audio files a scan must find."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    import soundfile as sf
+
+    from conftest import tone_signal, write_audio
+
+    root = Path(root)
+    out = {}
+    for rel, (freqs, seconds, sr, silence) in LIBRARY.items():
+        y = tone_signal(freqs, seconds=seconds, sr=sr, silence=silence)
+        if rel == "bass_no_extension":
+            (root).mkdir(parents=True, exist_ok=True)
+            sf.write(str(root / rel), y, sr, format="WAV")
+            path = root / rel
+        else:
+            path = write_audio(root / rel, y, sr=sr)
+        out[rel] = str(path)
+    (root / BROKEN).write_bytes(b"this is not audio at all " * 50)
+    out[BROKEN] = str(root / BROKEN)
+    (root / "notes.txt").write_text("liner notes")
+    (root / "cover.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 100)
+    hidden = root / ".hidden"
+    hidden.mkdir()
+    shutil.copy(out["bass.wav"], hidden / "secret.wav")
+    os.symlink("..", root / "sub" / "loop")
+    return out

@@ -1,7 +1,7 @@
 """Find the audio files under a folder.
 
-The walk is recursive and follows symbolic links to folders, but never enters a folder twice (by
-device and inode), so symlink loops end. Hidden folders and files (name starting with ".") are
+The walk is recursive and follows symbolic links to folders, except a link to a folder that holds
+the link (a loop), and never enters a folder twice (by device and inode). Hidden folders and files (name starting with ".") are
 skipped unless asked for. A file is audio when its extension says so (`tagger.audio.AUDIO_EXTENSIONS`)
 or, for a file with another or no extension, when its first bytes carry a known audio signature
 (ID3/MPEG, FLAC, Ogg, RIFF/WAVE, FORM/AIFF, ISO-BMFF ``ftyp`` M4A, ASF/WMA).
@@ -83,7 +83,11 @@ def crawl(roots: Iterable[str | os.PathLike], *, include_hidden: bool = False) -
                 dirnames[:] = []  # a symlink loop or a folder reached twice
                 continue
             seen_dirs.add(key)
-            dirnames[:] = sorted(d for d in dirnames if include_hidden or not d.startswith("."))
+            here = os.path.realpath(dirpath)
+            dirnames[:] = sorted(
+                d for d in dirnames
+                if (include_hidden or not d.startswith(".")) and not _loops(os.path.join(dirpath, d), here)
+            )  # fmt: skip
             for name in sorted(filenames):
                 if not include_hidden and name.startswith("."):
                     continue
@@ -92,6 +96,14 @@ def crawl(roots: Iterable[str | os.PathLike], *, include_hidden: bool = False) -
                     continue
                 seen_files.add(path)
                 yield Path(path)
+
+
+def _loops(path: str, here: str) -> bool:
+    """True for a symlink to a folder that contains `here` (following it would walk in circles)."""
+    if not os.path.islink(path):
+        return False
+    target = os.path.realpath(path)
+    return here == target or here.startswith(target.rstrip(os.sep) + os.sep)
 
 
 def _log_walk_error(exc: OSError) -> None:

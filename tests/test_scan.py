@@ -1,0 +1,265 @@
+"""The scan pipeline on real audio files in several formats, with a deterministic analyser."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+from sqlalchemy import func, select
+
+from library_fakes import BROKEN, EXPECTED, FakeAnalyser, make_library
+from tagger.db import models as M
+from tagger.db.queries import find_tracks, prune_missing, track_detail
+from tagger.db.session import open_database
+from tagger.library.crawl import crawl, sniff_audio
+from tagger.library.fingerprint import fingerprint
+from tagger.library.scan import scan
+
+
+@pytest.fixture(scope="module")
+def library_template(tmp_path_factory):
+    root = tmp_path_factory.mktemp("template") / "music"
+    make_library(root)
+    return root
+
+
+@pytest.fixture
+def lib(tmp_path, library_template):
+    """A fresh copy of the template library (tests modify it) and its file map."""
+    root = tmp_path / "music"
+    shutil.copytree(library_template, root, symlinks=True)
+    files = {rel: str(root / rel) for rel in [*EXPECTED, BROKEN]}
+    return root, files
+
+
+@pytest.fixture
+def db(tmp_path):
+    database = open_database(tmp_path / "library.db")
+    yield database
+    database.close()
+
+
+def _instruments(db) -> dict[str, list[str]]:
+    with db.session() as s:
+        return {t.path: t.instruments for t in find_tracks(s)}
+
+
+def _status(db) -> dict[str, str]:
+    with db.session() as s:
+        return dict(s.execute(select(M.Track.path, M.Track.status)).all())
+
+
+def test_crawl_finds_audio_by_extension_and_content_skips_hidden_and_loops(lib):
+    root, files = lib
+    found = sorted(str(p) for p in crawl([root]))
+    assert found == sorted(files.values())
+    with_hidden = [str(p) for p in crawl([root], include_hidden=True)]
+    assert str(root / ".hidden" / "secret.wav") in with_hidden
+    assert len(with_hidden) == len(found) + 1
+
+
+def test_sniff_audio_signatures():
+    assert sniff_audio(b"RIFF\x00\x00\x00\x00WAVEfmt ")
+    assert sniff_audio(b"fLaC\x00\x00")
+    assert sniff_audio(b"ID3\x04\x00")
+    assert sniff_audio(b"\x00\x00\x00\x20ftypM4A \x00")
+    assert not sniff_audio(b"\xff\xd8\xff\xe0JFIF")
+    assert not sniff_audio(b"hello world")
+
+
+def test_fingerprint_follows_content_not_name(tmp_path):
+    data = bytearray(os.urandom(500_000))
+    a, b = tmp_path / "a.bin", tmp_path / "b.bin"
+    a.write_bytes(data)
+    b.write_bytes(data)
+    assert fingerprint(a) == fingerprint(b)
+    data[250_000] ^= 0xFF  # inside the middle chunk
+    b.write_bytes(data)
+    assert fingerprint(a) != fingerprint(b)
+    small = tmp_path / "s.bin"
+    small.write_bytes(b"x" * 10)
+    assert len(fingerprint(small)) == 32 and fingerprint(small) != fingerprint(a)
+
+
+def test_scan_detects_the_right_instruments_in_every_format(lib, db):
+    root, files = lib
+    summary = scan([root], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert summary.found == len(files)
+    assert summary.scanned == len(EXPECTED) and summary.failed == 1
+    assert summary.skipped == 0
+    assert summary.audio_seconds == pytest.approx(9 + 6 + 10 + 6 + 8 + 5 + 5 + 4, abs=0.2)
+    assert _instruments(db) == {files[rel]: fams for rel, fams in EXPECTED.items()}
+    with db.session() as s:
+        detail = track_detail(s, path=files["sub/string.mp3"])
+        assert detail.format == "MP3" and detail.channels == 1
+        string = next(f for f in detail.families if f.family == "string")
+        # 6 s of tone then 4 s of silence: windows 0-4 and 4-8 play, 8-10 is silent.
+        assert string.present and string.coverage == 1.0 and string.segments == [[0.0, 8.0]]
+        assert detail.windows == 3 and detail.silent_windows == 1
+        silent = track_detail(s, path=files["silence.wav"])
+        assert silent.status == "ok" and silent.instruments == [] and silent.silent_windows == silent.windows == 2
+        broken = track_detail(s, path=files[BROKEN])
+        assert broken.status == "error" and broken.error and broken.families == []
+        assert s.scalar(select(func.count()).select_from(M.Scan).where(M.Scan.finished_at.is_not(None))) == 1
+
+
+def test_worker_processes_give_the_same_results_as_inline(lib, tmp_path):
+    root, files = lib
+    results = []
+    for jobs in (0, 2):
+        database = open_database(tmp_path / f"jobs{jobs}.db")
+        summary = scan([root], db=database, analyser=FakeAnalyser(), jobs=jobs, predict_batch=8)
+        assert (summary.scanned, summary.failed) == (len(EXPECTED), 1)
+        with database.session() as s:
+            results.append({t.path: (t.instruments, t.scores) for t in find_tracks(s)})
+        database.close()
+    assert results[0] == results[1]
+
+
+def test_rescan_skips_unchanged_files(lib, db):
+    root, files = lib
+    scan([root], db=db, analyser=FakeAnalyser(), jobs=0)
+    again = FakeAnalyser()
+    summary = scan([root], db=db, analyser=again, jobs=0)
+    assert (summary.scanned, summary.failed, summary.skipped) == (0, 0, len(files))
+    assert again.calls == 0
+    retry = scan([root], db=db, analyser=FakeAnalyser(), jobs=0, retry_errors=True)
+    assert (retry.scanned, retry.failed, retry.skipped) == (0, 1, len(files) - 1)
+
+
+def test_changed_content_is_reanalysed_and_touch_is_not(lib, db):
+    from conftest import tone_signal, write_audio
+
+    root, files = lib
+    scan([root], db=db, analyser=FakeAnalyser(), jobs=0)
+    st = os.stat(files["bass.wav"])
+    os.utime(files["duo.flac"], (st.st_atime + 100, st.st_mtime + 100))  # touched only
+    write_audio(files["bass.wav"], tone_signal([4000.0], seconds=9.0))  # same size, new content
+    assert os.stat(files["bass.wav"]).st_size == st.st_size
+    summary = scan([root], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert summary.scanned == 1 and summary.skipped == len(files) - 1
+    inst = _instruments(db)
+    assert inst[files["bass.wav"]] == ["string"]
+    assert inst[files["duo.flac"]] == ["bass", "flute"]
+    with db.session() as s:
+        mtime = s.scalar(select(M.Track.mtime).where(M.Track.path == files["duo.flac"]))
+    assert mtime == os.stat(files["duo.flac"]).st_mtime
+
+
+def test_moved_and_renamed_files_keep_their_results_without_reanalysis(lib, db):
+    root, files = lib
+    scan([root], db=db, analyser=FakeAnalyser(), jobs=0)
+    with db.session() as s:
+        old_id = s.scalar(select(M.Track.id).where(M.Track.path == files["sub/flute.m4a"]))
+    new = root / "elsewhere" / "renamed flute.m4a"
+    new.parent.mkdir()
+    os.rename(files["sub/flute.m4a"], new)
+    spy = FakeAnalyser()
+    summary = scan([root], db=db, analyser=spy, jobs=0)
+    assert summary.moved == 1 and summary.scanned == 0 and summary.missing == 0
+    assert spy.calls == 0
+    status = _status(db)
+    assert files["sub/flute.m4a"] not in status and status[str(new)] == "ok"
+    with db.session() as s:
+        assert s.scalar(select(M.Track.id).where(M.Track.path == str(new))) == old_id
+        assert track_detail(s, path=str(new)).instruments == ["flute"]
+
+
+def test_a_copy_gets_the_results_of_its_original(lib, db):
+    root, files = lib
+    scan([root], db=db, analyser=FakeAnalyser(), jobs=0)
+    copy = root / "copy of duo.flac"
+    shutil.copy2(files["duo.flac"], copy)
+    spy = FakeAnalyser()
+    summary = scan([root], db=db, analyser=spy, jobs=0)
+    assert summary.copied == 1 and summary.scanned == 0 and spy.calls == 0
+    assert _instruments(db)[str(copy)] == ["bass", "flute"]
+
+
+def test_deleted_files_are_marked_missing_then_pruned(lib, db):
+    root, files = lib
+    scan([root], db=db, analyser=FakeAnalyser(), jobs=0)
+    kept = root.parent / "kept.ogg"
+    shutil.move(files["sub/deeper/trio.ogg"], kept)
+    os.remove(files["bass.wav"])
+    summary = scan([root], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert summary.missing == 2
+    status = _status(db)
+    assert status[files["bass.wav"]] == status[files["sub/deeper/trio.ogg"]] == "missing"
+    assert files["bass.wav"] not in _instruments(db)
+    with db.session() as s:
+        assert track_detail(s, path=files["bass.wav"]).status == "missing"
+        assert s.scalar(select(M.Track.missing_since).where(M.Track.path == files["bass.wav"])) is not None
+    # The file comes back (moved back in): recognised, not re-analysed, no longer missing.
+    shutil.move(kept, root / "trio again.ogg")
+    spy = FakeAnalyser()
+    back = scan([root], db=db, analyser=spy, jobs=0)
+    assert back.moved == 1 and spy.calls == 0
+    assert _instruments(db)[str(root / "trio again.ogg")] == ["bass", "flute", "string"]
+    with db.session() as s:
+        assert prune_missing(s) == [files["bass.wav"]]
+    assert files["bass.wav"] not in _status(db)
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(M.Detection)) == 3 * (len(EXPECTED) - 1)
+
+
+def test_scanning_a_subfolder_does_not_mark_the_rest_missing(lib, db):
+    root, files = lib
+    scan([root], db=db, analyser=FakeAnalyser(), jobs=0)
+    summary = scan([root / "sub"], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert summary.missing == 0 and summary.found == 3
+    assert set(_status(db).values()) == {"ok", "error"}
+
+
+def test_new_model_version_makes_results_stale_until_rescan_stale(lib, db):
+    root, files = lib
+    scan([root], db=db, analyser=FakeAnalyser(version="v1"), jobs=0)
+    v2 = FakeAnalyser(version="v2")
+    summary = scan([root], db=db, analyser=v2, jobs=0)
+    assert summary.stale == len(EXPECTED) and summary.scanned == 0 and v2.calls == 0
+    with db.session() as s:
+        tracks = find_tracks(s)
+        assert all(t.stale and t.model_version == "v1" for t in tracks)
+    redo = scan([root], db=db, analyser=FakeAnalyser(version="v2"), jobs=0, rescan_stale=True)
+    assert redo.scanned == len(EXPECTED) and redo.stale == 0 and redo.failed == 0
+    with db.session() as s:
+        tracks = find_tracks(s)
+        assert all(not t.stale and t.model_version == "v2" for t in tracks)
+        versions = s.execute(select(M.ModelVersion.version, M.ModelVersion.thresholds)).all()
+    assert [v for v, _ in versions] == ["v1", "v2"]
+    assert '"bass": 0.5' in versions[0][1]
+    assert _instruments(db) == {files[rel]: fams for rel, fams in EXPECTED.items()}
+
+
+def test_every_track_row_is_whole(lib, db):
+    """Detections: one per family per analysed track; segments only where a family is detected."""
+    root, _ = lib
+    scan([root], db=db, analyser=FakeAnalyser(), jobs=0, commit_every=1)
+    with db.session() as s:
+        for t in s.scalars(select(M.Track).where(M.Track.status == "ok")):
+            assert sorted(d.family for d in t.detections) == ["bass", "flute", "string"]
+            fams_with_segments = {g.family for g in t.segments}
+            assert fams_with_segments <= {d.family for d in t.detections if d.coverage > 0}
+            assert all(0 <= g.start < g.end <= t.duration + 1e-6 for g in t.segments)
+
+
+def test_scan_reports_progress(lib, db):
+    root, files = lib
+    seen = []
+    scan([root], db=db, analyser=FakeAnalyser(), jobs=0, progress=seen.append)
+    analyse = [p for p in seen if p.phase == "analyse"]
+    assert analyse[-1].files_done == analyse[-1].files_total == len(files)
+    assert analyse[-1].audio_seconds > 50 and analyse[-1].realtime_factor > 0
+    assert [p.files_done for p in analyse] == sorted(p.files_done for p in analyse)
+
+
+def test_fake_analyser_scores_follow_frequency_bands():
+    from tagger import features as F
+    from conftest import tone_signal
+
+    fake = FakeAnalyser()
+    w = np.stack([tone_signal([110.0], seconds=4.0), tone_signal([4000.0], seconds=4.0)])
+    p = fake.predict_features(F.compute(windows=w, config=fake.feature_config))
+    assert p[0, 0] > 0.9 and p[0, 1] < 0.2 and p[1, 2] > 0.9 and p[1, 0] < 0.2
