@@ -329,6 +329,69 @@ def remove_all(
             yield exc
 
 
+def predictions_from_database(
+    session, *, paths: Iterable[str | os.PathLike] = (), has: Iterable[str] = (), lacks: Iterable[str] = ()
+) -> list[Prediction]:
+    """The analysed tracks of the library database (`tagger.db.queries.find_tracks`), under
+    ``paths`` when given, as predictions carrying the size and mtime recorded at analysis (so a
+    file changed since is refused). Tracks without a model version are left out."""
+    from sqlalchemy import select
+
+    from tagger.db import models as M
+    from tagger.db import queries
+
+    tracks = queries.find_tracks(session, has=list(has), lacks=list(lacks))
+    facts = {
+        path: (size, mtime)
+        for path, size, mtime in session.execute(
+            select(M.Track.path, M.Track.size, M.Track.mtime).where(M.Track.status == M.STATUS_OK)
+        )
+    }
+    predictions = [
+        Prediction(t.path, list(t.instruments), t.model_version, dict(t.scores), facts.get(t.path))
+        for t in tracks
+        if t.model_version
+    ]
+    return select_predictions(predictions, paths=paths)
+
+
+def record_rewrite(session, change: TagChange) -> None:
+    """After a write, store the file's new size, mtime and fingerprint in the library database, so
+    that the next scan sees the file unchanged and the next write is not refused."""
+    if not change.written:
+        return
+    from sqlalchemy import select
+
+    from tagger.db import models as M
+    from tagger.library.fingerprint import fingerprint
+
+    track = session.scalar(select(M.Track).where(M.Track.path == change.path))
+    if track is not None:
+        track.size, track.mtime, track.fingerprint = change.size, change.mtime, fingerprint(change.path)
+
+
+def tag_from_database(
+    database,
+    *,
+    paths: Iterable[str | os.PathLike] = (),
+    has: Iterable[str] = (),
+    lacks: Iterable[str] = (),
+    scores: bool = False,
+    id3v23: bool = False,
+    keep_mtime: bool = False,
+    dry_run: bool = False,
+) -> Iterator[TagChange | TagWriteError]:
+    """Write the stored results of the library database (a `tagger.db.session.Database`) into the
+    files, without re-analysis, recording each rewritten file's new size/mtime/fingerprint."""
+    with database.session() as session:
+        predictions = predictions_from_database(session, paths=paths, has=has, lacks=lacks)
+    for result in write_predictions(predictions, scores=scores, id3v23=id3v23, keep_mtime=keep_mtime, dry_run=dry_run):
+        if isinstance(result, TagChange) and result.written:
+            with database.session() as session:
+                record_rewrite(session, result)
+        yield result
+
+
 # -- raw field access per container -------------------------------------------------------------
 
 Raw = dict[str, list[str]]

@@ -137,3 +137,65 @@ def test_bad_json_and_missing_model_version(library, tmp_path, monkeypatch):
     monkeypatch.setenv("TAGGER_MODELS", str(tmp_path / "no-models"))
     res = run("tag", "--from-json", str(preds))
     assert res.exit_code == 1 and "--model-version" in res.output
+
+
+def _database_with(tmp_path, files, found):
+    """A library database (migrated by the db layer) holding analysed tracks for ``files``."""
+    from tagger.db import models as M
+    from tagger.db.session import open_database
+    from tagger.instruments import FAMILIES
+
+    url = f"sqlite:///{tmp_path / 'library.db'}"
+    database = open_database(url)
+    with database.session() as s:
+        model = M.ModelVersion(version="m-db", manifest_hash="0" * 64, families=json.dumps(FAMILIES), thresholds="{}")
+        s.add(model)
+        s.flush()
+        s.add(M.Scan(model_version_id=model.id))
+        for key, path in files.items():
+            st = path.stat()
+            track = M.Track(path=str(path), size=st.st_size, mtime=st.st_mtime, fingerprint="f" * 32,
+                            status=M.STATUS_OK, model_version_id=model.id)  # fmt: skip
+            track.detections = [
+                M.Detection(family=f, present=f in found[key], score=0.9 if f in found[key] else 0.1, coverage=0.5)
+                for f in FAMILIES
+            ]
+            s.add(track)
+    return url, database
+
+
+def test_tag_from_the_library_database(library, tmp_path):
+    from sqlalchemy import select
+
+    from tagger.db import models as M
+
+    _music, files, _preds = library
+    url, database = _database_with(tmp_path, files, {"a": ["bass", "guitar"], "b": ["vocal"], "c": []})
+    res = run("tag", "--db", url, "--query-lacks", "vocal", "--scores")
+    assert res.exit_code == 0, res.output
+    assert "2 tagged, 0 unchanged, 0 skipped" in res.output
+    state = tags.read_instruments(files["a"])
+    assert state.instruments == ["bass", "guitar"] and state.model_version == "m-db" and state.scores["bass"] == 0.9
+    assert tags.read_instruments(files["c"]) == tags.TagState([], "m-db", {f: 0.1 for f in state.scores})
+    assert not tags.read_instruments(files["b"]).tagged
+    with database.session() as s:  # the rewritten files' new size/mtime are recorded...
+        track = s.scalar(select(M.Track).where(M.Track.path == str(files["a"])))
+        assert (track.size, track.mtime) == (files["a"].stat().st_size, files["a"].stat().st_mtime)
+        assert track.fingerprint != "f" * 32
+    res = run("tag", "--db", url, "--scores")  # ...so a second run is not refused as "changed"
+    assert res.exit_code == 0, res.output
+    assert "1 tagged, 2 unchanged, 0 skipped" in res.output
+    database.close()
+
+
+def test_tag_from_database_refuses_files_changed_since_analysed(library, tmp_path):
+    _music, files, _preds = library
+    url, database = _database_with(tmp_path, files, {"a": ["bass"], "b": ["vocal"], "c": ["organ"]})
+    database.close()
+    with open(files["b"], "ab") as f:
+        f.write(b"\0" * 10)
+    res = run("tag", "--db", url, str(files["b"].parent))
+    assert res.exit_code == 1
+    assert f"skipped {files['b']}: file changed since it was analysed" in res.output
+    assert "1 tagged, 0 unchanged, 1 skipped" in res.output
+    assert not tags.read_instruments(files["b"]).tagged and not tags.read_instruments(files["c"]).tagged

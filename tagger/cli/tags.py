@@ -45,24 +45,6 @@ def _render(results, *, verb: str, dry_run: bool) -> None:
         raise typer.Exit(1)
 
 
-def _from_database(db: str | None, paths: list[Path], has: list[str], lacks: list[str]):
-    """Predictions of the analysed tracks in the library database (imported lazily)."""
-    from tagger.errors import UserError
-
-    import importlib
-
-    try:
-        importlib.import_module("tagger.db.queries")
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("tagger.db.queries", "tagger.db"):
-            raise
-        raise UserError(
-            "this build has no library database query layer yet; pass --from-json FILE "
-            "(the output of `tagger predict --json`)"
-        ) from None
-    raise UserError("reading predictions from the database is not wired yet; pass --from-json FILE")
-
-
 @app.command("tag")
 @handle_errors
 def tag(
@@ -84,18 +66,23 @@ def tag(
     """Write INSTRUMENTS (and INSTRUMENTS_MODEL) into the files from stored results, without re-analysis."""
     from tagger import tags
 
+    options = dict(scores=scores, id3v23=id3v23, keep_mtime=keep_mtime, dry_run=dry_run)
     if from_json is not None:
-        version = model_version
-        if version is None:
-            version = _shipped_model_version()
+        version = model_version if model_version is not None else _shipped_model_version()
         predictions = tags.read_predictions_jsonl(from_json, model_version=version)
         predictions = tags.select_predictions(predictions, paths=paths or (), has=query_has or (), lacks=query_lacks or ())
-    else:
-        predictions = _from_database(db, paths or [], query_has or [], query_lacks or [])
-    if not predictions:
-        raise fail("no analysed track matches", 1)
-    results = tags.write_predictions(predictions, scores=scores, id3v23=id3v23, keep_mtime=keep_mtime, dry_run=dry_run)
-    _render(results, verb="tag", dry_run=dry_run)
+        if not predictions:
+            raise fail("no analysed track matches", 1)
+        _render(tags.write_predictions(predictions, **options), verb="tag", dry_run=dry_run)
+        return
+    from tagger.db.session import open_database
+
+    database = open_database(db)
+    try:
+        results = tags.tag_from_database(database, paths=paths or (), has=query_has or (), lacks=query_lacks or (), **options)
+        _render(results, verb="tag", dry_run=dry_run)
+    finally:
+        database.close()
 
 
 def _shipped_model_version() -> str | None:
