@@ -1,0 +1,203 @@
+"""`tagger query|show|stats|errors|db prune` on a scanned library: every output format, stable JSON."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from library_fakes import BROKEN, EXPECTED, FakeAnalyser, make_library
+from tagger.cli import app
+from tagger.db.session import open_database
+from tagger.library.scan import scan
+
+
+@pytest.fixture(scope="module")
+def scanned(tmp_path_factory):
+    root = tmp_path_factory.mktemp("q") / "music"
+    files = make_library(root)
+    db_path = root.parent / "lib.db"
+    database = open_database(db_path)
+    scan([root], db=database, analyser=FakeAnalyser(), jobs=0)
+    database.close()
+    return str(db_path), files
+
+
+def run(*args: str) -> str:
+    r = CliRunner().invoke(app, list(args))
+    assert r.exit_code == 0, r.output
+    return r.output
+
+
+def expected_paths(files, pred) -> list[str]:
+    return sorted(files[rel] for rel, fams in EXPECTED.items() if pred(set(fams)))
+
+
+@pytest.mark.parametrize(
+    ("flags", "pred"),
+    [
+        (["--has", "flute"], lambda f: "flute" in f),
+        (["--has", "flute", "--has", "string"], lambda f: {"flute", "string"} <= f),
+        (["--has", "bass", "--lacks", "string"], lambda f: "bass" in f and "string" not in f),
+        (["--lacks", "bass", "--lacks", "flute", "--lacks", "string"], lambda f: not f),
+        ([], lambda f: True),
+    ],
+)
+def test_query_conditions(scanned, flags, pred):
+    db, files = scanned
+    out = run("query", "--db", db, *flags, "--format", "paths")
+    assert out.splitlines() == expected_paths(files, pred)
+
+
+def test_query_json_is_documented_shape(scanned):
+    db, files = scanned
+    rows = json.loads(run("query", "--db", db, "--has", "bass", "--format", "json"))
+    assert [r["path"] for r in rows] == expected_paths(files, lambda f: "bass" in f)
+    for r in rows:
+        assert set(r) == {"path", "duration", "format", "instruments", "scores", "model_version", "stale"}
+        assert list(r["scores"]) == ["bass", "flute", "string"]
+        assert r["model_version"] == "fake-1" and r["stale"] is False
+        assert "bass" in r["instruments"] and r["scores"]["bass"] >= 0.5
+    trio = next(r for r in rows if r["path"].endswith("trio.ogg"))
+    assert trio["instruments"] == ["bass", "flute", "string"] and trio["format"] == "OGG"
+    assert trio["duration"] == pytest.approx(8.0, abs=0.05)
+
+
+def test_query_csv(scanned):
+    db, files = scanned
+    rows = list(csv.DictReader(io.StringIO(run("query", "--db", db, "--has", "string", "--format", "csv"))))
+    assert [r["path"] for r in rows] == expected_paths(files, lambda f: "string" in f)
+    assert set(rows[0]) == {"path", "duration", "format", "instruments", "model_version", "stale",
+                            "score_bass", "score_flute", "score_string"}  # fmt: skip
+    trio = next(r for r in rows if r["path"].endswith("trio.ogg"))
+    assert trio["instruments"] == "bass;flute;string" and float(trio["score_string"]) >= 0.5
+
+
+def test_query_table(scanned):
+    db, files = scanned
+    lines = run("query", "--db", db, "--has", "flute", "--lacks", "bass").splitlines()
+    assert lines[0].split() == ["PATH", "LENGTH", "INSTRUMENTS"]
+    body = {line.split()[0]: line for line in lines[1:]}
+    assert sorted(body) == expected_paths(files, lambda f: "flute" in f and "bass" not in f)
+    assert "0:06" in body[files["sub/flute.m4a"]] and body[files["more/flute_string.aiff"]].endswith("flute, string")
+
+
+def test_query_m3u_playlist(scanned, tmp_path):
+    db, files = scanned
+    out = tmp_path / "flute.m3u"
+    CliRunner().invoke(app, ["query", "--db", db, "--has", "flute", "--format", "m3u", "--output", str(out)])
+    lines = out.read_text(encoding="utf-8").splitlines()
+    assert lines[0] == "#EXTM3U"
+    entries = list(zip(lines[1::2], lines[2::2]))
+    assert [p for _, p in entries] == expected_paths(files, lambda f: "flute" in f)
+    for extinf, path in entries:
+        assert extinf.startswith("#EXTINF:") and os.path.isfile(path)
+        seconds, title = extinf[len("#EXTINF:") :].split(",", 1)
+        assert int(seconds) > 0 and title == os.path.splitext(os.path.basename(path))[0]
+
+
+def test_query_min_score_and_path_glob(scanned):
+    db, files = scanned
+    all_bass = run("query", "--db", db, "--has", "bass", "--format", "paths").split()
+    assert run("query", "--db", db, "--has", "bass", "--min-score", "1.01", "--format", "paths") == ""
+    assert run("query", "--db", db, "--has", "bass", "--min-score", "0.5", "--format", "paths").split() == all_bass
+    sub = run("query", "--db", db, "--path-glob", "*/sub/*", "--format", "paths").split()
+    assert sub == sorted(p for rel, p in files.items() if rel.startswith("sub/") and rel != BROKEN)
+    assert run("query", "--db", db, "--path-glob", "*.flac", "--format", "paths").split() == [files["duo.flac"]]
+
+
+def test_query_rejects_unknown_family_and_format(scanned):
+    db, _ = scanned
+    r = CliRunner().invoke(app, ["query", "--db", db, "--has", "kazoo"])
+    assert r.exit_code == 1 and "unknown instrument family 'kazoo'" in r.output
+    r = CliRunner().invoke(app, ["query", "--db", db, "--format", "xml"])
+    assert r.exit_code == 1 and "unknown format" in r.output
+
+
+def test_show_text_and_json(scanned):
+    db, files = scanned
+    d = json.loads(run("show", "--db", db, files["sub/string.mp3"], "--json"))
+    assert d["path"] == files["sub/string.mp3"] and d["status"] == "ok" and d["instruments"] == ["string"]
+    assert [f["family"] for f in d["families"]] == ["bass", "flute", "string"]
+    string = d["families"][2]
+    assert string == {"family": "string", "present": True, "score": string["score"], "coverage": 1.0,
+                      "segments": [[0.0, 8.0]]}  # fmt: skip
+    assert {"size", "mtime", "fingerprint", "duration", "sample_rate", "channels", "windows", "silent_windows",
+            "model_version", "stale", "analysed_at", "error"} <= set(d)  # fmt: skip
+    text = run("show", "--db", db, files["sub/string.mp3"])
+    assert "instruments: string" in text and "0:00-0:08" in text
+    rel = os.path.relpath(files["duo.flac"])
+    assert json.loads(run("show", "--db", db, rel, "--json"))["instruments"] == ["bass", "flute"]
+    r = CliRunner().invoke(app, ["show", "--db", db, "/nowhere/x.mp3"])
+    assert r.exit_code == 1 and "not in the library database" in r.output
+
+
+def test_stats(scanned):
+    db, _ = scanned
+    st = json.loads(run("stats", "--db", db, "--json"))
+    counts = {f: sum(f in fams for fams in EXPECTED.values()) for f in ("bass", "flute", "string")}
+    assert st["families"] == counts
+    assert st["tracks"] == {"total": len(EXPECTED) + 1, "ok": len(EXPECTED), "error": 1, "missing": 0, "stale": 0,
+                            "no_instrument": 1}  # fmt: skip
+    co = st["cooccurrence"]
+    both = sum({"flute", "string"} <= set(f) for f in EXPECTED.values())
+    assert co["flute"]["string"] == co["string"]["flute"] == both
+    assert all(co[f][f] == counts[f] for f in counts)
+    assert st["audio_seconds"] == pytest.approx(53.0, abs=0.3)
+    assert st["model_versions"] == [{"version": "fake-1", "manifest_hash": "hash-fake-1", "tracks": len(EXPECTED)}]
+    text = run("stats", "--db", db)
+    assert f"tracks: {len(EXPECTED) + 1} ({len(EXPECTED)} analysed, 1 failed" in text
+
+
+def test_errors(scanned):
+    db, files = scanned
+    rows = json.loads(run("errors", "--db", db, "--json"))
+    assert [r["path"] for r in rows] == [files[BROKEN]]
+    assert rows[0]["error"] and set(rows[0]) == {"path", "error", "when"}
+    assert run("errors", "--db", db).startswith(files[BROKEN] + ": ")
+
+
+def test_db_prune_removes_only_missing_tracks(tmp_path):
+    from conftest import tone_signal, write_audio
+
+    music = tmp_path / "m"
+    a = write_audio(music / "a.wav", tone_signal([110.0], seconds=4.0))
+    b = write_audio(music / "b.wav", tone_signal([1000.0], seconds=4.0))
+    db = str(tmp_path / "p.db")
+    database = open_database(db)
+    scan([music], db=database, analyser=FakeAnalyser(), jobs=0)
+    b.unlink()
+    scan([music], db=database, analyser=FakeAnalyser(), jobs=0)
+    database.close()
+    assert json.loads(run("db", "prune", "--db", db, "--json")) == {"removed": [str(b)]}
+    assert run("query", "--db", db, "--format", "paths").split() == [str(a)]
+    assert "0 missing track(s) removed" in run("db", "prune", "--db", db)
+
+
+@pytest.mark.parametrize("command", [[], ["scan"], ["query"], ["show"], ["stats"], ["errors"], ["db"], ["db", "upgrade"], ["db", "prune"]])
+def test_every_command_has_help(command):
+    out = run(*command, "--help")
+    assert "Usage:" in out
+
+
+def test_query_and_workers_do_not_import_tensorflow(scanned, tmp_path):
+    db, files = scanned
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from tagger.cli import app\n"
+        f"r = CliRunner().invoke(app, ['query', '--db', {db!r}, '--has', 'bass', '--format', 'json'])\n"
+        "assert r.exit_code == 0, r.output\n"
+        "from tagger.library.analyse import AnalysisConfig, analyse_file\n"
+        "from tagger.features import FeatureConfig\n"
+        f"msgs = list(analyse_file(0, {files['bass.wav']!r}, config=AnalysisConfig(features=FeatureConfig().to_dict())))\n"
+        "assert msgs[-1][0] == 'done', msgs[-1]\n"
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
