@@ -131,7 +131,10 @@ def register_mediafile_fields() -> None:
 
     Idempotent. ``mediafile`` is imported here (it is not a dependency of tagger itself).
     """
-    import mediafile as mf
+    try:
+        import mediafile as mf
+    except ImportError:
+        raise UserError("registering the fields needs beets' mediafile (pip install mediafile)") from None
 
     def single(name: str):
         return mf.MediaField(
@@ -184,9 +187,9 @@ def write_instruments(
     """Write INSTRUMENTS and INSTRUMENTS_MODEL (and INSTRUMENTS_SCORES when ``scores`` is given;
     stale scores are removed otherwise) atomically.
 
-    ``expected=(size, mtime)``: refuse when the file's current size or mtime differ (the file
-    changed since it was analysed). ``id3v23``: write ID3v2.3 instead of ID3v2.4 (ID3 carriers).
-    A file already holding these values is left untouched (``written=False``).
+    ``expected=(size, mtime)``: refuse when the file's current size differs or its mtime differs
+    by more than a millisecond (the file changed since it was analysed). ``id3v23``: write ID3v2.3
+    instead of ID3v2.4 (ID3 carriers). A file already holding these values is left untouched (``written=False``).
     Raises `TagWriteError` (read-only file, changed file, unsupported format, failed write or
     verification) and `UserError` (unknown family, bad score, empty model version).
     """
