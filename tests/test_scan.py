@@ -263,3 +263,24 @@ def test_fake_analyser_scores_follow_frequency_bands():
     w = np.stack([tone_signal([110.0], seconds=4.0), tone_signal([4000.0], seconds=4.0)])
     p = fake.predict_features(F.compute(windows=w, config=fake.feature_config))
     assert p[0, 0] > 0.9 and p[0, 1] < 0.2 and p[1, 2] > 0.9 and p[1, 0] < 0.2
+
+
+def test_scan_can_write_tags_and_the_next_scan_sees_the_file_unchanged(tmp_path, db):
+    from conftest import tone_signal, write_audio
+    from tagger import tags
+    from tagger.library.scan import tag_writer
+
+    music = tmp_path / "tagged"
+    f = write_audio(music / "duo.flac", tone_signal([110.0, 1000.0], seconds=5.0))
+    dry = scan([music], db=db, analyser=FakeAnalyser(), jobs=0, on_track=tag_writer(model_version="fake-1", dry_run=True))
+    assert dry.tags_written == 1 and not tags.read_instruments(f).tagged
+    redo = scan([music], db=db, analyser=FakeAnalyser(version="fake-2"), jobs=0, rescan_stale=True,
+                on_track=tag_writer(model_version="fake-2"))  # fmt: skip
+    assert redo.scanned == 1 and redo.tags_written == 1 and redo.tag_errors == 0
+    state = tags.read_instruments(f)
+    assert state.instruments == ["bass", "flute"] and state.model_version == "fake-2"
+    again = scan([music], db=db, analyser=FakeAnalyser(version="fake-2"), jobs=0)
+    assert (again.scanned, again.skipped) == (0, 1)
+    with db.session() as s:
+        row = s.scalar(select(M.Track).where(M.Track.path == str(f)))
+        assert (row.size, row.fingerprint) == (os.stat(f).st_size, fingerprint(f))
