@@ -18,7 +18,7 @@ from tagger.model.train import TrainSettings, calibrate_threshold, jaccard, prot
 needs_fluidsynth = pytest.mark.skipif(
     shutil.which("fluidsynth") is None or "fluidr3" not in R.default_soundfonts(), reason="fluidsynth and FluidR3_GM needed"
 )
-TINY = dict(examples=96, epochs=1, batch_size=32, valid_per_level=2, valid_music_examples=20, valid_solo_notes=20)
+TINY = dict(examples=96, epochs=1, batch_size=32, valid_per_level=2, valid_music_examples=20, valid_solo_notes=20, aggregation_tracks=8)
 
 
 @pytest.fixture(scope="session")
@@ -127,13 +127,16 @@ def test_train_resume_and_add_an_instrument(tiny_dataset, tmp_path, cache):
     from tagger.cli import app
 
     res = CliRunner().invoke(app, ["train", "--data", str(tiny_dataset), "--out", str(out), "--family", "percussion",
-                                   "--examples", "64", "--epochs", "1", "--valid-per-level", "1"])  # fmt: skip
+                                   "--examples", "64", "--epochs", "1", "--valid-per-level", "1",
+                                   "--aggregation-tracks", "8", "--valid-examples", "20"])  # fmt: skip
     assert res.exit_code == 0, res.output
     after = read_manifest(out)
     assert after["families"] == ["flute", "organ", "percussion"]
     assert {f: sha256_file(out / f"{f}.keras") for f in ("flute", "organ")} == before
     ens = Ensemble.load(out)
     assert ens.families == ("flute", "organ", "percussion")
+    calib = after["aggregation_calibration"]
+    assert calib["tracks"] == 8 and after["aggregation"]["quantile"] == calib["best"]["quantile"]
     assert ens.predict(np.zeros((2, 64_000), np.float32)).shape == (2, 3)
 
 

@@ -25,6 +25,8 @@ def train(
     seed: int = typer.Option(0),
     max_notes_per_instrument: int = typer.Option(150, help="Notes per instrument loaded into the training pool."),
     valid_per_level: int = typer.Option(100, help="Validation mixtures per polyphony level (Table V protocol)."),
+    valid_examples: int = typer.Option(2000, help="Music-like validation mixtures, and validation solo notes."),
+    aggregation_tracks: int = typer.Option(300, help="Synthetic validation tracks to calibrate the per-track rule."),
     version: str = typer.Option(None, help="Version string recorded in the manifest (default: generated)."),
     force: bool = typer.Option(False, help="Retrain families that are already in the model directory."),
 ) -> None:
@@ -42,7 +44,8 @@ def train(
     settings = TrainSettings(
         architecture=architecture, recipe=recipe, examples=examples, epochs=epochs, batch_size=batch_size,
         learning_rate=learning_rate, seed=seed, max_notes_per_instrument=max_notes_per_instrument,
-        valid_per_level=valid_per_level,
+        valid_per_level=valid_per_level, aggregation_tracks=aggregation_tracks,
+        valid_music_examples=valid_examples, valid_solo_notes=valid_examples,
     )  # fmt: skip
     bars: dict[str, tqdm] = {}
 

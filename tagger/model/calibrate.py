@@ -48,15 +48,17 @@ def calibrate_aggregation(model_dir: str | os.PathLike, pool_dir: str | os.PathL
     """Choose the aggregation parameters on validation tracks and store them in the manifest."""
     ensemble = Ensemble.load(model_dir)
     pool = S.NotePool(pool_dir)
-    if list(pool.families) != list(ensemble.families):
-        raise ValueError("the validation pool and the models have different families")
+    missing = [f for f in ensemble.families if f not in pool.families]
+    if missing:
+        raise ValueError(f"the validation pool has no notes of {', '.join(missing)}")
+    columns = [pool.families.index(f) for f in ensemble.families]
     scored = []
     for windows, label in synth_tracks(pool, tracks=tracks, seed=seed):
         probs = ensemble.predict(windows)
         silent = np.zeros(len(windows), dtype=bool)
         starts = np.arange(len(windows)) * 4.0
         scored.append((probs, silent, starts, label))
-    truth = np.stack([s[3] for s in scored]).astype(bool)
+    truth = np.stack([s[3] for s in scored])[:, columns].astype(bool)
     grid = []
     for q, mw in itertools.product(QUANTILES, MIN_WINDOWS):
         pred = np.stack(

@@ -55,6 +55,8 @@ class TrainSettings:
     valid_per_level: int = 100
     valid_music_examples: int = 2_000
     valid_solo_notes: int = 2_000
+    aggregation_tracks: int = 300
+    """Synthetic validation tracks used to calibrate the per-track aggregation rule."""
     threads: int = 0
     """TensorFlow intra-op threads (0 = all cores)."""
 
@@ -403,7 +405,7 @@ def train_ensemble(
     if manifest.get("validation"):
         from tagger.model.calibrate import calibrate_aggregation
 
-        say("aggregation", calibrate_aggregation(out_dir, valid_pool.directory))
+        say("aggregation", calibrate_aggregation(out_dir, valid_pool.directory, tracks=settings.aggregation_tracks))
         manifest = read_manifest(out_dir)
     return manifest
 
