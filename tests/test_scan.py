@@ -284,3 +284,32 @@ def test_scan_can_write_tags_and_the_next_scan_sees_the_file_unchanged(tmp_path,
     with db.session() as s:
         row = s.scalar(select(M.Track).where(M.Track.path == str(f)))
         assert (row.size, row.fingerprint) == (os.stat(f).st_size, fingerprint(f))
+
+
+class _Interrupting(FakeAnalyser):
+    def predict_features(self, feats):
+        if self.calls >= 3:
+            raise KeyboardInterrupt
+        return super().predict_features(feats)
+
+
+def test_interrupted_scan_keeps_whole_tracks_and_resumes(lib, db):
+    root, files = lib
+    with pytest.raises(KeyboardInterrupt):
+        scan([root], db=db, analyser=_Interrupting(), jobs=0, commit_every=1, predict_batch=1)
+    with db.session() as s:
+        stored = s.scalar(select(func.count()).select_from(M.Track).where(M.Track.status == "ok"))
+        rows = s.scalar(select(func.count()).select_from(M.Track))
+        assert 1 <= stored < len(EXPECTED)
+        assert s.scalar(select(func.count()).select_from(M.Detection)) == 3 * stored
+    summary = scan([root], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert summary.skipped == rows
+    assert summary.scanned + summary.failed == len(files) - rows
+    assert _instruments(db) == {files[rel]: fams for rel, fams in EXPECTED.items()}
+
+
+def test_missing_folder_is_a_user_error(tmp_path, db):
+    from tagger.errors import UserError
+
+    with pytest.raises(UserError, match="no such file or folder"):
+        scan([tmp_path / "nope"], db=db, analyser=FakeAnalyser(), jobs=0)

@@ -59,16 +59,19 @@ def scan(
 
     ensemble = Ensemble.load(models)
     database = _open(db)
-    bar = None
+    bars: dict = {}
 
     def progress(p) -> None:
-        nonlocal bar
-        if p.phase != "analyse":
-            return
+        bar = bars.get(p.phase)
         if bar is None:
-            bar = tqdm(total=p.files_total, unit="file", desc="scan", disable=None, file=sys.stderr, dynamic_ncols=True)
+            for other in bars.values():
+                other.close()
+            desc = "check" if p.phase == "plan" else "scan"
+            bar = bars[p.phase] = tqdm(total=p.files_total, unit="file", desc=desc, disable=None, file=sys.stderr,
+                                       dynamic_ncols=True)  # fmt: skip
         bar.update(p.files_done - bar.n)
-        bar.set_postfix_str(f"{p.audio_seconds / 3600:.2f} h audio, {p.realtime_factor:.1f}x real time", refresh=False)
+        if p.phase == "analyse":
+            bar.set_postfix_str(f"{p.audio_seconds / 3600:.2f} h audio, {p.realtime_factor:.1f}x real time", refresh=False)
 
     hook = tag_writer(model_version=ensemble.version, dry_run=dry_run) if write_tags else None
     try:
@@ -77,7 +80,7 @@ def scan(
             quick=quick, include_hidden=include_hidden, progress=progress, on_track=hook,
         )  # fmt: skip
     finally:
-        if bar is not None:
+        for bar in bars.values():
             bar.close()
         database.close()
     if as_json:

@@ -83,6 +83,9 @@ def worker_main(tasks, results, config: AnalysisConfig) -> None:
 
     Exits by itself when the parent process disappears (e.g. killed with SIGKILL).
     """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     parent = os.getppid()
 

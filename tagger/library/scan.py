@@ -32,14 +32,14 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from tagger import constants as C
 from tagger.aggregate import DEFAULT_AGGREGATION, TrackResult, aggregate
 from tagger.db import models as M
 from tagger.db.session import Database
-from tagger.errors import TaggerError
+from tagger.errors import TaggerError, UserError
 from tagger.library.analyse import AnalysisConfig, analyse_file, worker_main
 from tagger.library.crawl import crawl
 from tagger.library.fingerprint import fingerprint
@@ -223,6 +223,9 @@ def scan(
     t0 = time.monotonic()
     jobs = default_jobs() if jobs is None else max(0, int(jobs))
     roots = [os.path.abspath(os.path.expanduser(os.fspath(r))) for r in roots]
+    for root in roots:
+        if not os.path.exists(root):
+            raise UserError(f"no such file or folder: {root}")
     with db.session() as s:
         mv = register_model(s, analyser)
         scan_row = M.Scan(roots=json.dumps(roots), model_version_id=mv.id)
@@ -244,9 +247,13 @@ def scan(
             runner.run_processes(work, jobs=min(jobs, len(work)))
         writer.commit()
         summary.missing = _mark_missing(writer.session, roots=roots, seen=writer.seen)
-    finally:
-        summary.wall_seconds = time.monotonic() - t0
-        writer.finish()
+    except BaseException:
+        # Interrupted or failed: drop the uncommitted batch (it may hold a track being written);
+        # everything committed stays, and the next scan redoes the rest.
+        writer.abort()
+        raise
+    summary.wall_seconds = time.monotonic() - t0
+    writer.finish()
     return summary
 
 
@@ -284,6 +291,12 @@ class _Writer:
             scan = self.session.get(M.Scan, self.scan_id)
             scan.finished_at = M.utcnow()
             self.commit()
+        finally:
+            self.session.close()
+
+    def abort(self) -> None:
+        try:
+            self.session.rollback()
         finally:
             self.session.close()
 
@@ -477,10 +490,15 @@ def _mark_missing(session: Session, *, roots: Iterable[str], seen: set[str]) -> 
     now = M.utcnow()
     for root in roots:
         cond = (_under(root) | (M.Track.path == root)) & (M.Track.status != M.STATUS_MISSING)
-        for track in session.scalars(select(M.Track).where(cond)):
-            if track.path not in seen and not os.path.exists(track.path):
-                track.status, track.missing_since, track.updated_at = M.STATUS_MISSING, now, now
-                n += 1
+        gone = [tid for tid, path in session.execute(select(M.Track.id, M.Track.path).where(cond))
+                if path not in seen and not os.path.exists(path)]  # fmt: skip
+        for i in range(0, len(gone), 500):
+            session.execute(
+                update(M.Track)
+                .where(M.Track.id.in_(gone[i : i + 500]))
+                .values(status=M.STATUS_MISSING, missing_since=now, updated_at=now)
+            )
+        n += len(gone)
     session.commit()
     return n
 
