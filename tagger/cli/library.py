@@ -69,9 +69,9 @@ def scan(
             desc = "check" if p.phase == "plan" else "scan"
             bar = bars[p.phase] = tqdm(total=p.files_total, unit="file", desc=desc, disable=None, file=sys.stderr,
                                        dynamic_ncols=True)  # fmt: skip
-        bar.update(p.files_done - bar.n)
         if p.phase == "analyse":
             bar.set_postfix_str(f"{p.audio_seconds / 3600:.2f} h audio, {p.realtime_factor:.1f}x real time", refresh=False)
+        bar.update(p.files_done - bar.n)
 
     hook = tag_writer(model_version=ensemble.version, dry_run=dry_run) if write_tags else None
     try:
