@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as _dt
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -96,7 +97,7 @@ class Track(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     path: Mapped[str] = mapped_column(Text, nullable=False, unique=True)
-    size: Mapped[int] = mapped_column(Integer, nullable=False)
+    size: Mapped[int] = mapped_column(BigInteger, nullable=False)
     mtime: Mapped[float] = mapped_column(Float, nullable=False)
     fingerprint: Mapped[str] = mapped_column(String(64), nullable=False)
     duration: Mapped[float | None] = mapped_column(Float, nullable=True)
