@@ -313,3 +313,15 @@ def test_missing_folder_is_a_user_error(tmp_path, db):
 
     with pytest.raises(UserError, match="no such file or folder"):
         scan([tmp_path / "nope"], db=db, analyser=FakeAnalyser(), jobs=0)
+
+
+def test_folder_condition_matches_the_folder_only(db):
+    from tagger.library.scan import _under
+
+    paths = ["/m/sub/a.mp3", "/m/sub/deep/b.mp3", "/m/sub2/c.mp3", "/m/sub", "/m/su", "/m/Sub/d.mp3"]
+    with db.session() as s:
+        for i, p in enumerate(paths):
+            s.add(M.Track(path=p, size=1, mtime=1.0, fingerprint=str(i)))
+        s.flush()
+        got = sorted(s.scalars(select(M.Track.path).where(_under("/m/sub", s))))
+    assert got == ["/m/sub", "/m/sub/a.mp3", "/m/sub/deep/b.mp3"]

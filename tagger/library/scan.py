@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from tagger import constants as C
@@ -189,10 +189,18 @@ def aggregation_params(analyser: Analyser) -> dict:
     return params
 
 
-def _under(root: str):
-    """SQL condition: path lies under folder `root` (a range scan, no LIKE escaping)."""
+def _under(root: str, session: Session):
+    """SQL condition: the track's path is `root` or lies under folder `root`.
+
+    SQLite compares text bytewise, so a range scan on the path index does it; other databases may
+    use locale collations, so there the prefix is compared exactly with ``substr``.
+    """
     prefix = root.rstrip(os.sep) + os.sep
-    return (M.Track.path >= prefix) & (M.Track.path < prefix[:-1] + chr(ord(os.sep) + 1))
+    if session.get_bind().dialect.name == "sqlite":
+        inside = (M.Track.path >= prefix) & (M.Track.path < prefix[:-1] + chr(ord(os.sep) + 1))
+    else:
+        inside = func.substr(M.Track.path, 1, len(prefix)) == prefix
+    return inside | (M.Track.path == root)
 
 
 def scan(
@@ -275,6 +283,11 @@ class _Writer:
     def touch(self) -> None:
         self.dirty += 1
         if self.dirty >= self.commit_every or time.monotonic() - self.last_commit >= self.commit_seconds:
+            self.commit()
+
+    def maybe_commit(self) -> None:
+        """Commit a pending batch that has waited `commit_seconds` (a long file keeps none waiting)."""
+        if self.dirty and time.monotonic() - self.last_commit >= self.commit_seconds:
             self.commit()
 
     def commit(self) -> None:
@@ -389,7 +402,7 @@ def _plan(roots, *, writer: _Writer, mv_id: int, rescan_stale: bool, retry_error
     work: list[_Work] = []
     existing: dict[str, tuple] = {}
     for root in roots:
-        cond = _under(root) | (M.Track.path == root)
+        cond = _under(root, s)
         for row in s.execute(
             select(M.Track.path, M.Track.id, M.Track.size, M.Track.mtime, M.Track.fingerprint, M.Track.status,
                    M.Track.model_version_id).where(cond)  # fmt: skip
@@ -489,7 +502,7 @@ def _mark_missing(session: Session, *, roots: Iterable[str], seen: set[str]) -> 
     n = 0
     now = M.utcnow()
     for root in roots:
-        cond = (_under(root) | (M.Track.path == root)) & (M.Track.status != M.STATUS_MISSING)
+        cond = _under(root, session) & (M.Track.status != M.STATUS_MISSING)
         gone = [tid for tid, path in session.execute(select(M.Track.id, M.Track.path).where(cond))
                 if path not in seen and not os.path.exists(path)]  # fmt: skip
         for i in range(0, len(gone), 500):
@@ -557,6 +570,7 @@ class _Runner:
                 self.finish(task_id, samples=int(m[2]))
             elif kind == "error":
                 self.fail(task_id, str(m[2]))
+        self.writer.maybe_commit()
 
     def finish(self, task_id: int, *, samples: int) -> None:
         pend = self.pending.pop(task_id)
