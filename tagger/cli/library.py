@@ -37,7 +37,7 @@ def scan(
     paths: list[Path] = typer.Argument(..., help="Music folders (or files) to scan recursively."),
     db: str = typer.Option(None, "--db", help=DB_HELP),
     models: Path = typer.Option(None, "--models", help="Model directory (default: $TAGGER_MODELS or the shipped models)."),
-    jobs: int = typer.Option(None, "--jobs", "-j", help="Worker processes decoding audio (default: all cores; 0: none)."),
+    jobs: int = typer.Option(None, "--jobs", "-j", help="Worker processes decoding audio (default or -1: all cores; 0: none, all in one process)."),
     rescan_stale: bool = typer.Option(False, "--rescan-stale", help="Re-analyse tracks analysed by another model version."),
     retry_errors: bool = typer.Option(False, "--retry-errors", help="Re-analyse unchanged files that failed before."),
     quick: bool = typer.Option(False, "--quick", help="Trust size+mtime: skip the content fingerprint of unchanged files."),

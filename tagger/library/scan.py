@@ -223,13 +223,13 @@ def scan(
 
     Parameters
     ----------
-    jobs : worker processes (None = all cores; 0 = analyse in this process, for debugging).
+    jobs : worker processes (None or negative = all cores; 0 = analyse in this process, for debugging).
     rescan_stale : re-analyse tracks whose results come from another model version.
     retry_errors : re-analyse unchanged files that failed before.
     quick : trust size and mtime (do not read the fingerprint of files whose size and mtime match).
     """
     t0 = time.monotonic()
-    jobs = default_jobs() if jobs is None else max(0, int(jobs))
+    jobs = default_jobs() if jobs is None or jobs < 0 else int(jobs)
     roots = [os.path.abspath(os.path.expanduser(os.fspath(r))) for r in roots]
     for root in roots:
         if not os.path.exists(root):
