@@ -325,3 +325,40 @@ def test_folder_condition_matches_the_folder_only(db):
         s.flush()
         got = sorted(s.scalars(select(M.Track.path).where(_under("/m/sub", s))))
     assert got == ["/m/sub", "/m/sub/a.mp3", "/m/sub/deep/b.mp3"]
+
+
+def test_a_crashed_worker_fails_its_file_and_is_replaced(db, tmp_path):
+    from tagger.library import scan as S
+
+    class DeadProc:
+        pid, exitcode = 4242, -11
+
+        def is_alive(self):
+            return False
+
+    with db.session() as s:
+        mv = S.register_model(s, FakeAnalyser())
+        row = M.Scan(model_version_id=mv.id)
+        s.add(row)
+        s.flush()
+        scan_id, mv_id = row.id, mv.id
+    summary = S.ScanSummary(scan_id=scan_id, model_version="fake-1")
+    writer = S._Writer(db=db, scan_id=scan_id, model_version_id=mv_id, summary=summary, commit_every=1, commit_seconds=1)
+    runner = S._Runner(analyser=FakeAnalyser(), writer=writer, predict_batch=4, on_track=None, progress=None, total=1, t0=0)
+    path = str(tmp_path / "crash.mp3")
+    runner.pending[0] = S._Pending(S._Work(path, 10, 1.0, "fp", None))
+    started = []
+    procs = [DeadProc()]
+    runner._check_workers(procs, {4242: 0}, lambda: started.append(1) or "new")
+    writer.finish()
+    assert procs == ["new"] and started == [1] and not runner.pending
+    assert summary.failed == 1
+    with db.session() as s:
+        track = s.scalar(select(M.Track).where(M.Track.path == path))
+        assert track.status == "error" and "crashed" in track.error and "-11" in track.error
+    # Workers that keep dying without a file end the scan with our error instead of looping forever.
+    from tagger.errors import TaggerError
+
+    with pytest.raises(TaggerError, match="keep exiting"):
+        for _ in range(5):
+            runner._check_workers([DeadProc()], {}, lambda: "new")
