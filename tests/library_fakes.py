@@ -67,6 +67,8 @@ LIBRARY = {
     "more/flute_string.aiff": ((1000.0, 4000.0), 5.0, 16_000, 0.0),
     "silence.wav": ((), 5.0, 16_000, 0.0),
     "bass_no_extension": ((110.0,), 4.0, 16_000, 0.0),
+    "more/bass.opus": ((110.0,), 5.0, 48_000, 0.0),
+    "more/string.wma": ((4000.0,), 5.0, 44_100, 0.0),
 }
 EXPECTED = {
     "bass.wav": ["bass"],
@@ -77,6 +79,8 @@ EXPECTED = {
     "more/flute_string.aiff": ["flute", "string"],
     "silence.wav": [],
     "bass_no_extension": ["bass"],
+    "more/bass.opus": ["bass"],
+    "more/string.wma": ["string"],
 }
 BROKEN = "broken.mp3"
 

@@ -89,7 +89,7 @@ def test_scan_detects_the_right_instruments_in_every_format(lib, db):
     assert summary.found == len(files)
     assert summary.scanned == len(EXPECTED) and summary.failed == 1
     assert summary.skipped == 0
-    assert summary.audio_seconds == pytest.approx(9 + 6 + 10 + 6 + 8 + 5 + 5 + 4, abs=0.2)
+    assert summary.audio_seconds == pytest.approx(9 + 6 + 10 + 6 + 8 + 5 + 5 + 4 + 5 + 5, abs=0.3)
     assert _instruments(db) == {files[rel]: fams for rel, fams in EXPECTED.items()}
     with db.session() as s:
         detail = track_detail(s, path=files["sub/string.mp3"])
@@ -362,3 +362,18 @@ def test_a_crashed_worker_fails_its_file_and_is_replaced(db, tmp_path):
     with pytest.raises(TaggerError, match="keep exiting"):
         for _ in range(5):
             runner._check_workers([DeadProc()], {}, lambda: "new")
+
+
+def test_quick_trusts_size_and_mtime_and_the_default_reads_the_fingerprint(lib, db):
+    from conftest import tone_signal, write_audio
+
+    root, files = lib
+    scan([root], db=db, analyser=FakeAnalyser(), jobs=0)
+    path = files["bass.wav"]
+    st = os.stat(path)
+    write_audio(path, tone_signal([1000.0], seconds=9.0))  # same size, new content...
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # ...and the old mtime
+    quick = scan([root], db=db, analyser=FakeAnalyser(), jobs=0, quick=True)
+    assert quick.scanned == 0 and _instruments(db)[path] == ["bass"]
+    full = scan([root], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert full.scanned == 1 and _instruments(db)[path] == ["flute"]
