@@ -43,9 +43,12 @@ def scan(
     quick: bool = typer.Option(False, "--quick", help="Trust size+mtime: skip the content fingerprint of unchanged files."),
     include_hidden: bool = typer.Option(False, "--include-hidden", help="Also enter hidden folders and files."),
     write_tags: bool = typer.Option(
-        False, "--write-tags/--no-write-tags", help="Write INSTRUMENTS/INSTRUMENTS_MODEL tags into each analysed file."
+        True, "--write-tags/--no-write-tags", help="Write INSTRUMENTS/INSTRUMENTS_MODEL tags into each analysed file."
     ),
-    dry_run: bool = typer.Option(False, "--dry-run", help="With --write-tags: report the tag changes, write none."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Report the tag changes, write none."),
+    scores: bool = typer.Option(False, "--scores", help="Also write per-family scores (INSTRUMENTS_SCORES)."),
+    id3v23: bool = typer.Option(False, "--id3v23", help="Write ID3v2.3 instead of ID3v2.4 into MP3/WAV/AIFF."),
+    keep_mtime: bool = typer.Option(False, "--keep-mtime", help="Keep each file's modification time when tagging."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
 ) -> None:
     """Analyse every audio file under PATHS into the library database (incremental and resumable)."""
@@ -73,7 +76,11 @@ def scan(
             bar.set_postfix_str(f"{p.audio_seconds / 3600:.2f} h audio, {p.realtime_factor:.1f}x real time", refresh=False)
         bar.update(p.files_done - bar.n)
 
-    hook = tag_writer(model_version=ensemble.version, dry_run=dry_run) if write_tags else None
+    hook = (
+        tag_writer(model_version=ensemble.version, dry_run=dry_run, scores=scores, id3v23=id3v23, keep_mtime=keep_mtime)
+        if write_tags
+        else None
+    )
     try:
         summary = run_scan(
             paths, db=database, analyser=ensemble, jobs=jobs, rescan_stale=rescan_stale, retry_errors=retry_errors,

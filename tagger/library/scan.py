@@ -136,8 +136,9 @@ class _Pending:
     probs: list = field(default_factory=list)
 
 
-OnTrack = Callable[[str, TrackResult], object]
-"""Called in the main process after a track's results are stored (e.g. to write tags).
+OnTrack = Callable[[str, TrackResult, tuple[int, float]], object]
+"""Called in the main process after a track's results are stored (e.g. to write tags), with the
+file's path, its result and the (size, mtime) it had when it was analysed.
 
 It may raise `TaggerError` (logged, counted in ``tag_errors``). When it returns an object with a
 true ``changed`` attribute it counts in ``tags_written``; with a true ``written`` attribute the
@@ -146,14 +147,21 @@ sees the file unchanged).
 """
 
 
-def tag_writer(*, model_version: str, dry_run: bool = False, id3v23: bool = False, keep_mtime: bool = False) -> OnTrack:
-    """An ``on_track`` hook writing the detected instruments into each file with `tagger.tags`."""
+def tag_writer(
+    *, model_version: str, dry_run: bool = False, id3v23: bool = False, keep_mtime: bool = False, scores: bool = False
+) -> OnTrack:
+    """An ``on_track`` hook writing the detected instruments into each file with `tagger.tags`.
+
+    A file that changed since it was analysed is refused (TagWriteError); per-family scores are
+    written only when `scores` is true.
+    """
     from tagger import tags
 
-    def write(path: str, result: TrackResult):
+    def write(path: str, result: TrackResult, expected: tuple[int, float]):
         return tags.write_instruments(
-            path, instruments=result.instruments, model_version=model_version, scores=result.scores,
-            id3v23=id3v23, keep_mtime=keep_mtime, dry_run=dry_run,
+            path, instruments=result.instruments, model_version=model_version,
+            scores=result.scores if scores else None, id3v23=id3v23, keep_mtime=keep_mtime, dry_run=dry_run,
+            expected=expected,
         )  # fmt: skip
 
     return write
@@ -586,7 +594,7 @@ class _Runner:
         self.done += 1
         if self.on_track is not None:
             try:
-                change = self.on_track(pend.work.path, result)
+                change = self.on_track(pend.work.path, result, (pend.work.size, pend.work.mtime))
             except TaggerError as exc:
                 log.warning("%s", exc)
                 self.writer.summary.tag_errors += 1
