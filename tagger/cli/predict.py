@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import typer
@@ -12,16 +11,12 @@ from tagger.cli.app import app, fail, handle_errors, quiet_tensorflow
 
 
 def iter_audio_paths(paths: list[Path]):
-    """Files given directly, and audio files (by extension) found recursively in folders."""
-    from tagger.audio import AUDIO_EXTENSIONS
+    """Audio files found in folders (the scan's crawler), and files given directly (checked when read)."""
+    from tagger.library.crawl import crawl
 
     for p in paths:
         if p.is_dir():
-            for root, dirs, files in os.walk(p):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                for name in sorted(files):
-                    if Path(name).suffix.lower() in AUDIO_EXTENSIONS and not name.startswith("."):
-                        yield Path(root) / name
+            yield from crawl([p])
         else:
             yield p
 
