@@ -68,6 +68,26 @@ class Windows:
         return len(self.start)
 
 
+def _decoder_preexec():
+    """A ``preexec_fn`` making a decoder subprocess die with the process that started it (Linux
+    ``PR_SET_PDEATHSIG``), so that a killed scan worker never leaves a running ffmpeg behind."""
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved here, before the fork
+    except (OSError, AttributeError):
+        return None
+
+    def die_with_parent() -> None:
+        prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+
+    return die_with_parent
+
+
 def ffmpeg_available() -> bool:
     return shutil.which("ffmpeg") is not None and shutil.which("ffprobe") is not None
 
@@ -116,7 +136,7 @@ def _ffprobe_info(path: Path) -> AudioInfo:
         )
     cmd = ["ffprobe", "-v", "error", "-print_format", "json", "-show_streams", "-show_format", "--", str(path)]
     try:
-        proc = subprocess.run(cmd, capture_output=True, timeout=60, check=False)
+        proc = subprocess.run(cmd, capture_output=True, timeout=60, check=False, preexec_fn=_decoder_preexec())
     except subprocess.TimeoutExpired:
         raise AudioReadError(path, "ffprobe timed out reading the file") from None
     if proc.returncode != 0:
@@ -169,31 +189,40 @@ def _soundfile_blocks(path: Path, block_frames: int) -> Iterator[np.ndarray]:
 
 
 def _ffmpeg_blocks(path: Path, meta: AudioInfo, block_frames: int) -> Iterator[np.ndarray]:
+    import tempfile
+
     cmd = [
-        "ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-map", "0:a:0",
+        "ffmpeg", "-nostdin", "-v", "error", "-i", os.path.abspath(path), "-map", "0:a:0",
         "-f", "f32le", "-acodec", "pcm_f32le", "-ac", str(meta.channels), "-",
     ]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    frame_bytes = 4 * meta.channels
-    try:
-        assert proc.stdout is not None
-        while True:
-            buf = proc.stdout.read(block_frames * frame_bytes)
-            if not buf:
-                break
-            usable = len(buf) - len(buf) % frame_bytes
-            yield np.frombuffer(buf[:usable], dtype="<f4").reshape(-1, meta.channels)
-        proc.wait(timeout=60)
-        err = proc.stderr.read().decode("utf-8", "replace").strip() if proc.stderr else ""
-        if proc.returncode != 0:
-            raise AudioReadError(path, f"ffmpeg could not decode the file: {err.splitlines()[-1] if err else proc.returncode}")
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        for stream in (proc.stdout, proc.stderr):
-            if stream:
-                stream.close()
+    # stderr goes to a file: a broken file can make ffmpeg print more than a pipe holds, and a
+    # full stderr pipe nobody reads would hang it.
+    with tempfile.TemporaryFile() as errfile:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errfile, preexec_fn=_decoder_preexec())
+        frame_bytes = 4 * meta.channels
+        try:
+            assert proc.stdout is not None
+            while True:
+                buf = proc.stdout.read(block_frames * frame_bytes)
+                if not buf:
+                    break
+                usable = len(buf) - len(buf) % frame_bytes
+                yield np.frombuffer(buf[:usable], dtype="<f4").reshape(-1, meta.channels)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                raise AudioReadError(path, "ffmpeg did not exit after decoding the file") from None
+            if proc.returncode != 0:
+                errfile.seek(max(0, errfile.seek(0, os.SEEK_END) - 4096))
+                err = errfile.read().decode("utf-8", "replace").strip()
+                last = err.splitlines()[-1] if err else f"exit code {proc.returncode}"
+                raise AudioReadError(path, f"ffmpeg could not decode the file: {last}")
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            if proc.stdout:
+                proc.stdout.close()
 
 
 def stream(path: str | os.PathLike, *, block_seconds: float = BLOCK_SECONDS) -> Iterator[np.ndarray]:

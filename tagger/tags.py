@@ -39,6 +39,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import re
 import shutil
 import stat
 import struct
@@ -65,6 +66,8 @@ MP4_FREEFORM_PREFIX = "----:com.apple.iTunes:"
 
 TEMP_SUFFIX = ".tagger-tmp"
 """Suffix of the hidden temporary files of an atomic write (never an audio extension)."""
+_TEMP_NAME = re.compile(r"\..*\.[a-z0-9_]{8}" + re.escape(TEMP_SUFFIX), re.DOTALL)
+"""The exact names `tempfile.mkstemp` gives our temporary files: ``.NAME.XXXXXXXX.tagger-tmp``."""
 
 SCORE_DECIMALS = 3
 
@@ -214,6 +217,48 @@ def remove_instruments(
     return _rewrite(
         path, target=lambda _before: {}, id3v23=None, keep_mtime=keep_mtime, dry_run=dry_run, expected=expected
     )
+
+
+def is_temp_name(name: str) -> bool:
+    """True for the name of one of our temporary files (``.NAME.XXXXXXXX.tagger-tmp``)."""
+    return _TEMP_NAME.fullmatch(name) is not None
+
+
+def remove_stale_temp_files(paths: Iterable[str | os.PathLike], *, min_age: float = 2.0) -> list[str]:
+    """Delete leftover temporary files of tag writes that were killed (``kill -9``, power loss).
+
+    Only files whose name matches our exact pattern (`is_temp_name`), regular files (never a
+    symlink), at least `min_age` seconds old and not in use are deleted: a write in progress holds
+    an exclusive ``flock`` on its temporary file from the moment it creates it, and the kernel
+    drops that lock when the writer dies. Returns the deleted paths; never raises for a file that
+    cannot be checked or deleted (it is left alone).
+    """
+    import fcntl
+    import time
+
+    removed = []
+    for path in map(os.fspath, paths):
+        if not is_temp_name(os.path.basename(path)):
+            continue
+        try:
+            st = os.lstat(path)
+            if not stat.S_ISREG(st.st_mode) or time.time() - st.st_mtime < min_age:
+                continue
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # fails while a writer holds it
+            now = os.lstat(path)
+            held = os.fstat(fd)
+            if (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino):
+                os.unlink(path)
+                removed.append(path)
+        except OSError:
+            pass  # in use (EWOULDBLOCK), already gone, or not ours to delete: left alone
+        finally:
+            os.close(fd)
+    return removed
 
 
 def find_audio_files(paths: Iterable[str | os.PathLike]) -> Iterator[Path]:
@@ -787,11 +832,14 @@ def _rewrite(
     base = os.path.basename(real)
     prefix = "." + os.fsencode(base)[:80].decode("utf-8", "ignore") + "."
     tmp = None
+    held = None
     try:
+        import fcntl
+
         payload = _payload_digest(real, mutagen_type)
         others = _other_tags(audio, kind)
-        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=TEMP_SUFFIX, dir=folder)
-        os.close(fd)
+        held, tmp = tempfile.mkstemp(prefix=prefix, suffix=TEMP_SUFFIX, dir=folder)
+        fcntl.flock(held, fcntl.LOCK_EX)  # "in use" until we are done or dead (remove_stale_temp_files)
         shutil.copyfile(real, tmp)
         os.chmod(tmp, stat.S_IMODE(st.st_mode))
         if (st.st_uid, st.st_gid) != (os.stat(tmp).st_uid, os.stat(tmp).st_gid):
@@ -825,6 +873,8 @@ def _rewrite(
                 os.unlink(tmp)
             except FileNotFoundError:
                 pass
+        if held is not None:
+            os.close(held)
     return TagChange(
         path=shown, before=before, after=after, changed=True, written=True, size=new.st_size, mtime=new.st_mtime
     )

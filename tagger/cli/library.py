@@ -42,6 +42,14 @@ def scan(
     retry_errors: bool = typer.Option(False, "--retry-errors", help="Re-analyse unchanged files that failed before."),
     quick: bool = typer.Option(False, "--quick", help="Trust size+mtime: skip the content fingerprint of unchanged files."),
     include_hidden: bool = typer.Option(False, "--include-hidden", help="Also enter hidden folders and files."),
+    follow_external_symlinks: bool = typer.Option(
+        False, "--follow-external-symlinks", help="Also follow symbolic links that point outside the scanned folders."
+    ),
+    file_timeout: float = typer.Option(
+        None, "--file-timeout", min=0.0,
+        help="Seconds a worker may go without progress on one file (a hung decoder) before the file fails "
+        "(default 300; 0: no limit).",
+    ),  # fmt: skip
     write_tags: bool = typer.Option(
         True, "--write-tags/--no-write-tags", help="Write INSTRUMENTS/INSTRUMENTS_MODEL tags into each analysed file."
     ),
@@ -85,6 +93,8 @@ def scan(
         summary = run_scan(
             paths, db=database, analyser=ensemble, jobs=jobs, rescan_stale=rescan_stale, retry_errors=retry_errors,
             quick=quick, include_hidden=include_hidden, progress=progress, on_track=hook,
+            follow_external_symlinks=follow_external_symlinks,
+            **({} if file_timeout is None else {"file_timeout": file_timeout or None}),
         )  # fmt: skip
     finally:
         for bar in bars.values():

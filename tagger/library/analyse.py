@@ -28,6 +28,10 @@ from tagger import constants as C
 from tagger.errors import TaggerError
 
 
+MIN_SECONDS = 0.1
+"""Shorter files are an error ("too short to analyse"): they hold nothing to recognise."""
+
+
 @dataclass(frozen=True)
 class AnalysisConfig:
     """What a worker needs to turn a file into model input (picklable)."""
@@ -69,6 +73,10 @@ def analyse_file(task_id: int, path: str, *, config: AnalysisConfig) -> Iterator
             else:
                 feats = np.zeros((0, *cfg.shape), dtype=np.float32)
             yield ("windows", task_id, w.start, w.silent, feats)
+        if counted[0] < MIN_SECONDS * C.SAMPLE_RATE:
+            yield ("error", task_id, f"too short to analyse: {counted[0] / C.SAMPLE_RATE:.3f} s of audio "
+                                     f"(at least {MIN_SECONDS:g} s needed)")  # fmt: skip
+            return
         yield ("done", task_id, counted[0])
     except TaggerError as exc:
         yield ("error", task_id, getattr(exc, "reason", None) or str(exc))
@@ -76,6 +84,11 @@ def analyse_file(task_id: int, path: str, *, config: AnalysisConfig) -> Iterator
         yield ("error", task_id, "out of memory while decoding")
     except Exception as exc:  # a worker returns every failure as a value, never raises
         yield ("error", task_id, f"unexpected {type(exc).__name__}: {exc}")
+
+
+def _exit_on_sigterm(signum, _frame) -> None:
+    # SystemExit unwinds the generators, whose cleanup kills a running decoder subprocess.
+    raise SystemExit(128 + signum)
 
 
 def worker_main(tasks, results, config: AnalysisConfig) -> None:
@@ -86,6 +99,7 @@ def worker_main(tasks, results, config: AnalysisConfig) -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)  # stopped by the scan (a hung file): exit cleanly
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     parent = os.getppid()
 

@@ -1,8 +1,12 @@
 """Find the audio files under a folder.
 
-The walk is recursive and follows symbolic links to folders, except a link to a folder that holds
-the link (a loop), and never enters a folder twice (by device and inode). Hidden folders and files (name starting with ".") are
-skipped unless asked for. A file is audio when its extension says so (`tagger.audio.AUDIO_EXTENSIONS`)
+The walk is recursive and follows symbolic links to folders inside the scanned folders, except a
+link to a folder that holds the link (a loop), and never enters a folder twice (by device and
+inode). A symbolic link (to a folder or a file) that points outside every scanned folder is not
+followed unless ``follow_external_symlinks``: a scan then never reads, nor writes tags, outside the
+library. Hidden folders and files (name starting with ".") are skipped unless asked for. Folders
+that cannot be listed and leftover temporary files of interrupted tag writes are reported in a
+`CrawlReport`; the crawler itself never writes anything. A file is audio when its extension says so (`tagger.audio.AUDIO_EXTENSIONS`)
 or, for a file with another or no extension, when its first bytes carry a known audio signature
 (ID3/MPEG, FLAC, Ogg, RIFF/WAVE, FORM/AIFF, ISO-BMFF ``ftyp`` M4A, ASF/WMA).
 """
@@ -12,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tagger.audio import AUDIO_EXTENSIONS
@@ -56,15 +61,55 @@ def is_audio_file(path: str | os.PathLike) -> bool:
         return False
 
 
-def crawl(roots: Iterable[str | os.PathLike], *, include_hidden: bool = False) -> Iterator[Path]:
+@dataclass
+class CrawlReport:
+    """What a crawl met besides audio files."""
+
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
+    """(folder, reason) for each folder that could not be listed: its files were not seen."""
+    external_links: list[str] = field(default_factory=list)
+    """Symbolic links pointing outside the scanned folders, not followed."""
+    temp_files: list[str] = field(default_factory=list)
+    """Hidden temporary files left by interrupted tag writes (`tagger.tags.is_temp_name`)."""
+
+
+def crawl(
+    roots: Iterable[str | os.PathLike],
+    *,
+    include_hidden: bool = False,
+    follow_external_symlinks: bool = False,
+    report: CrawlReport | None = None,
+) -> Iterator[Path]:
     """Yield the absolute paths of the audio files under `roots` (files given directly are yielded as is).
 
-    Raises `UserError` for a root that does not exist.
+    Raises `UserError` for a root that does not exist. `report`, when given, collects the folders
+    that could not be listed, the external links not followed and leftover tag-write temp files.
     """
+    from tagger.tags import is_temp_name
+
+    report = report if report is not None else CrawlReport()
+    roots = [Path(os.path.abspath(os.path.expanduser(os.fspath(r)))) for r in roots]
+    inside = [os.path.realpath(r) for r in roots if r.is_dir()]
+
+    def allowed(path: str) -> bool:
+        """A symbolic link may be followed: it stays inside a scanned folder, or we were asked to."""
+        if follow_external_symlinks or not os.path.islink(path):
+            return True
+        target = os.path.realpath(path)
+        if any(target == r or target.startswith(r.rstrip(os.sep) + os.sep) for r in inside):
+            return True
+        log.info("not following %s: it points outside the scanned folders (to %s)", path, target)
+        report.external_links.append(path)
+        return False
+
+    def walk_error(exc: OSError) -> None:
+        reason = exc.strerror or str(exc)
+        log.warning("cannot list %s: %s", exc.filename, reason)
+        report.unreadable.append((os.fsdecode(exc.filename) if exc.filename is not None else "?", reason))
+
     seen_dirs: set[tuple[int, int]] = set()
     seen_files: set[str] = set()
     for root in roots:
-        root = Path(os.path.abspath(os.path.expanduser(os.fspath(root))))
         if root.is_file():
             if str(root) not in seen_files:
                 seen_files.add(str(root))
@@ -72,7 +117,7 @@ def crawl(roots: Iterable[str | os.PathLike], *, include_hidden: bool = False) -
             continue
         if not root.is_dir():
             raise UserError(f"no such folder: {root}")
-        for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=_log_walk_error):
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=walk_error):
             try:
                 st = os.stat(dirpath)
             except OSError:
@@ -87,12 +132,16 @@ def crawl(roots: Iterable[str | os.PathLike], *, include_hidden: bool = False) -
             dirnames[:] = sorted(
                 d for d in dirnames
                 if (include_hidden or not d.startswith(".")) and not _loops(os.path.join(dirpath, d), here)
+                and allowed(os.path.join(dirpath, d))
             )  # fmt: skip
             for name in sorted(filenames):
+                if is_temp_name(name):
+                    report.temp_files.append(os.path.join(dirpath, name))
+                    continue
                 if not include_hidden and name.startswith("."):
                     continue
                 path = os.path.join(dirpath, name)
-                if path in seen_files or not os.path.isfile(path) or not is_audio_file(path):
+                if path in seen_files or not os.path.isfile(path) or not allowed(path) or not is_audio_file(path):
                     continue
                 seen_files.add(path)
                 yield Path(path)
@@ -104,7 +153,3 @@ def _loops(path: str, here: str) -> bool:
         return False
     target = os.path.realpath(path)
     return here == target or here.startswith(target.rstrip(os.sep) + os.sep)
-
-
-def _log_walk_error(exc: OSError) -> None:
-    log.warning("cannot list %s: %s", exc.filename, exc.strerror or exc)

@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import multiprocessing as mp
@@ -33,18 +34,23 @@ from typing import Protocol
 
 import numpy as np
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from tagger import constants as C
 from tagger.aggregate import DEFAULT_AGGREGATION, TrackResult, aggregate
 from tagger.db import models as M
-from tagger.db.session import Database
+from tagger.db.session import Database, DatabaseError
 from tagger.errors import TaggerError, UserError
 from tagger.library.analyse import AnalysisConfig, analyse_file, worker_main
-from tagger.library.crawl import crawl
+from tagger.library.crawl import CrawlReport, crawl
 from tagger.library.fingerprint import fingerprint
+from tagger.library.lock import scan_lock
 
 log = logging.getLogger(__name__)
+
+DEFAULT_FILE_TIMEOUT = 300.0
+"""Seconds a worker may go without progress on one file (see ``scan(file_timeout=...)``)."""
 
 
 class Analyser(Protocol):
@@ -211,6 +217,31 @@ def _under(root: str, session: Session):
     return inside | (M.Track.path == root)
 
 
+def _exclusive(func):
+    """Run a scan holding its database's scan lock (`tagger.library.lock`: a second scan of the same
+    SQLite database refuses, naming the first one's PID); a database that cannot be written (disk
+    full, read-only location, ...) ends the scan with one clear `DatabaseError`, everything
+    committed before kept."""
+
+    @functools.wraps(func)
+    def wrapper(roots, *, db: Database, **kwargs):
+        with scan_lock(db.url):
+            try:
+                return func(roots, db=db, **kwargs)
+            except SQLAlchemyError as exc:
+                from sqlalchemy.engine import make_url
+
+                where = make_url(db.url).render_as_string(hide_password=True)
+                reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+                raise DatabaseError(
+                    f"cannot write the database {where}: {reason}; everything stored before is kept, "
+                    "scan again once this is fixed"
+                ) from None
+
+    return wrapper
+
+
+@_exclusive
 def scan(
     roots: Sequence[str | os.PathLike],
     *,
@@ -221,6 +252,8 @@ def scan(
     retry_errors: bool = False,
     quick: bool = False,
     include_hidden: bool = False,
+    follow_external_symlinks: bool = False,
+    file_timeout: float | None = DEFAULT_FILE_TIMEOUT,
     commit_every: int = 50,
     commit_seconds: float = 5.0,
     predict_batch: int = 64,
@@ -235,6 +268,9 @@ def scan(
     rescan_stale : re-analyse tracks whose results come from another model version.
     retry_errors : re-analyse unchanged files that failed before.
     quick : trust size and mtime (do not read the fingerprint of files whose size and mtime match).
+    follow_external_symlinks : also follow symbolic links that point outside the scanned folders.
+    file_timeout : seconds a worker may spend on a file without progress (a hung decoder) before it
+        is killed and replaced and the file recorded as an error; None = no limit. Worker processes only.
     """
     t0 = time.monotonic()
     jobs = default_jobs() if jobs is None or jobs < 0 else int(jobs)
@@ -251,18 +287,23 @@ def scan(
     summary = ScanSummary(scan_id=scan_id, model_version=analyser.version)
     writer = _Writer(db=db, scan_id=scan_id, model_version_id=mv_id, summary=summary,
                      commit_every=commit_every, commit_seconds=commit_seconds)  # fmt: skip
+    crawled = CrawlReport()
     try:
         work = _plan(roots, writer=writer, mv_id=mv_id, rescan_stale=rescan_stale, retry_errors=retry_errors,
-                     quick=quick, include_hidden=include_hidden, progress=progress, t0=t0)  # fmt: skip
+                     quick=quick, include_hidden=include_hidden, progress=progress, t0=t0,
+                     follow_external_symlinks=follow_external_symlinks, crawled=crawled)  # fmt: skip
+        _after_crawl(crawled, summary)
         writer.commit()
         runner = _Runner(analyser=analyser, writer=writer, predict_batch=predict_batch, on_track=on_track,
                          progress=progress, total=len(work), t0=t0)  # fmt: skip
+        runner.file_timeout = file_timeout
         if jobs == 0 or len(work) == 0:
             runner.run_inline(work)
         else:
             runner.run_processes(work, jobs=min(jobs, len(work)))
         writer.commit()
-        summary.missing = _mark_missing(writer.session, roots=roots, seen=writer.seen)
+        summary.missing = _mark_missing(writer.session, roots=roots, seen=writer.seen,
+                                        unlisted=[folder for folder, _ in crawled.unreadable])  # fmt: skip
     except BaseException:
         # Interrupted or failed: drop the uncommitted batch (it may hold a track being written);
         # everything committed stays, and the next scan redoes the rest.
@@ -403,7 +444,8 @@ def _restored_status(track: M.Track) -> str:
 
 
 def _plan(roots, *, writer: _Writer, mv_id: int, rescan_stale: bool, retry_errors: bool, quick: bool,
-          include_hidden: bool, progress, t0: float) -> list[_Work]:  # fmt: skip
+          include_hidden: bool, progress, t0: float, follow_external_symlinks: bool = False,
+          crawled: CrawlReport | None = None) -> list[_Work]:  # fmt: skip
     """Crawl and decide per file; moves, copies and touched files are written here."""
     s = writer.session
     summary = writer.summary
@@ -427,10 +469,17 @@ def _plan(roots, *, writer: _Writer, mv_id: int, rescan_stale: bool, retry_error
             summary.stale += 1
         return False
 
-    for p in crawl(roots, include_hidden=include_hidden):
+    for p in crawl(roots, include_hidden=include_hidden, follow_external_symlinks=follow_external_symlinks,
+                   report=crawled):  # fmt: skip
         path = str(p)
-        writer.seen.add(path)
+        shown = _storable(path)
+        writer.seen.add(shown)
         summary.found += 1
+        if shown != path:
+            w = _Work(shown, 0, 0.0, "", existing.get(shown, (None,))[0])
+            writer.store_error(w, {}, "the file name is not valid UTF-8 (shown here with \\x escapes); "
+                                      "rename the file to analyse it")  # fmt: skip
+            continue
         if progress is not None and time.monotonic() - last_report > 0.2:
             last_report = time.monotonic()
             progress(Progress(phase="plan", files_done=summary.found, elapsed=time.monotonic() - t0))
@@ -506,13 +555,35 @@ def _plan(roots, *, writer: _Writer, mv_id: int, rescan_stale: bool, retry_error
     return work
 
 
-def _mark_missing(session: Session, *, roots: Iterable[str], seen: set[str]) -> int:
+def _storable(path: str) -> str:
+    """`path` as the database can hold it: a name that is not valid UTF-8 gets ``\\xNN`` escapes."""
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _after_crawl(crawled: CrawlReport, summary: ScanSummary) -> None:
+    """Report the folders that could not be listed; delete temp files of killed tag writes."""
+    from tagger.tags import remove_stale_temp_files
+
+    for folder, reason in crawled.unreadable:
+        summary.errors.append((_storable(folder), f"cannot list the folder: {reason}; its files were left as they are"))
+    for path in remove_stale_temp_files(crawled.temp_files):
+        log.info("removed %s, left over by an interrupted tag write", path)
+
+
+def _mark_missing(session: Session, *, roots: Iterable[str], seen: set[str], unlisted: Sequence[str] = ()) -> int:
+    """Mark missing the tracks under `roots` whose file is gone (not those under `unlisted` folders,
+    which could not be listed: their files may well be there)."""
     n = 0
     now = M.utcnow()
+    hidden = tuple(f.rstrip(os.sep) + os.sep for f in unlisted)
     for root in roots:
         cond = _under(root, session) & (M.Track.status != M.STATUS_MISSING)
         gone = [tid for tid, path in session.execute(select(M.Track.id, M.Track.path).where(cond))
-                if path not in seen and not os.path.exists(path)]  # fmt: skip
+                if path not in seen and not path.startswith(hidden) and not os.path.exists(path)]  # fmt: skip
         for i in range(0, len(gone), 500):
             session.execute(
                 update(M.Track)
@@ -547,6 +618,9 @@ class _Runner:
         self.thresholds = np.asarray(analyser.thresholds, dtype=np.float32)
         self.last_report = 0.0
         self.deaths = 0
+        self.file_timeout: float | None = DEFAULT_FILE_TIMEOUT
+        self.progressed: dict[int, float] = {}  # task id -> when a worker last reported on it
+        self.last_check = time.monotonic()
 
     # -- message handling -------------------------------------------------------------------------
     def handle(self, messages: list[tuple]) -> None:
@@ -581,6 +655,10 @@ class _Runner:
         self.writer.maybe_commit()
 
     def finish(self, task_id: int, *, samples: int) -> None:
+        changed = _changed_during_analysis(self.pending[task_id].work)
+        if changed is not None:
+            self.fail(task_id, changed)
+            return
         pend = self.pending.pop(task_id)
         duration = samples / C.SAMPLE_RATE
         if pend.starts:
@@ -671,10 +749,14 @@ class _Runner:
                     batch.append(m)
                     if m[0] == "windows":
                         n += len(m[4])
+                now = time.monotonic()
                 for m in batch:
                     if m[0] == "start":
                         holder[m[2]] = m[1]
+                    self.progressed[m[1]] = now
                 self.handle([m for m in batch if m[0] != "start"])
+                if now - self.last_check >= 1.0:  # busy workers must not hide a dead or hung one
+                    self._check_workers(procs, holder, start)
         finally:
             for _ in procs:
                 tasks.put(None)
@@ -689,9 +771,21 @@ class _Runner:
             results.cancel_join_thread()
 
     def _check_workers(self, procs: list, holder: dict[int, int], start: Callable[[], object]) -> None:
-        """A worker that died (e.g. a decoder crash) fails the file it held and is replaced."""
+        """A worker that died (e.g. a decoder crash) fails the file it held and is replaced; so does a
+        worker that made no progress on its file for `file_timeout` seconds (a hung decoder), after
+        being stopped (SIGTERM, which also ends its decoder subprocess; SIGKILL if that is ignored)."""
+        now = self.last_check = time.monotonic()
         for i, p in enumerate(procs):
             if p.is_alive():
+                task_id = holder.get(p.pid)
+                if (self.file_timeout is not None and task_id in self.pending
+                        and now - self.progressed.get(task_id, now) > self.file_timeout):  # fmt: skip
+                    log.warning("scan worker %s: no progress on %s for %g s; restarting it",
+                                p.pid, self.pending[task_id].work.path, self.file_timeout)  # fmt: skip
+                    _stop_process(p)
+                    holder.pop(p.pid, None)
+                    self.fail(task_id, f"timed out after {self.file_timeout:g} s without progress (a hung decoder?)")
+                    procs[i] = start()
                 continue
             task_id = holder.pop(p.pid, None)
             log.warning("scan worker %s died (exit code %s)", p.pid, p.exitcode)
@@ -702,3 +796,31 @@ class _Runner:
                 if self.deaths > 2 * len(procs):
                     raise TaggerError(f"scan workers keep exiting (last exit code {p.exitcode}); see the log above")
             procs[i] = start()
+
+
+def _changed_during_analysis(work: _Work) -> str | None:
+    """Why the results of `work` must not be stored (its file changed or vanished meanwhile), or None."""
+    try:
+        st = os.stat(work.path)
+    except FileNotFoundError:
+        return "the file disappeared while it was being analysed"
+    except OSError as exc:
+        return f"cannot stat the file after analysis: {exc.strerror or exc}"
+    if st.st_size == work.size and st.st_mtime == work.mtime:
+        return None
+    if st.st_size == work.size and work.fingerprint:
+        try:
+            if fingerprint(work.path) == work.fingerprint:
+                return None  # only touched
+        except TaggerError:
+            pass
+    return "the file changed while it was being analysed; the next scan analyses it again"
+
+
+def _stop_process(proc, grace: float = 2.0) -> None:
+    """Stop a worker: SIGTERM (it exits cleanly, ending its decoder subprocess), then SIGKILL."""
+    proc.terminate()
+    proc.join(timeout=grace)
+    if proc.is_alive():
+        proc.kill()
+        proc.join(timeout=grace)
