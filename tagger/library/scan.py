@@ -142,6 +142,15 @@ class _Pending:
     probs: list = field(default_factory=list)
 
 
+class RemoteBackend(Protocol):
+    """Analyses files elsewhere (`tagger.library.distributed`): calls ``store(index, result)`` in the
+    calling thread for each finished file, ``result`` as `tagger.library.distributed.analyse_remote`
+    returns it."""
+
+    def run(self, paths: Sequence[str], *, analyser: Analyser, config: AnalysisConfig, predict_batch: int,
+            store: Callable[[int, dict], None]) -> None: ...  # fmt: skip
+
+
 OnTrack = Callable[[str, TrackResult, tuple[int, float]], object]
 """Called in the main process after a track's results are stored (e.g. to write tags), with the
 file's path, its result and the (size, mtime) it had when it was analysed.
@@ -259,6 +268,7 @@ def scan(
     predict_batch: int = 64,
     progress: Callable[[Progress], None] | None = None,
     on_track: OnTrack | None = None,
+    backend: RemoteBackend | None = None,
 ) -> ScanSummary:
     """Scan folders (or files) into the database; see the module docstring.
 
@@ -271,6 +281,8 @@ def scan(
     follow_external_symlinks : also follow symbolic links that point outside the scanned folders.
     file_timeout : seconds a worker may spend on a file without progress (a hung decoder) before it
         is killed and replaced and the file recorded as an error; None = no limit. Worker processes only.
+    backend : analyse on a cluster instead of local processes (`tagger.library.distributed.DaskBackend`);
+        planning, database writes, tags, progress and the summary stay in this process.
     """
     t0 = time.monotonic()
     jobs = default_jobs() if jobs is None or jobs < 0 else int(jobs)
@@ -297,7 +309,9 @@ def scan(
         runner = _Runner(analyser=analyser, writer=writer, predict_batch=predict_batch, on_track=on_track,
                          progress=progress, total=len(work), t0=t0)  # fmt: skip
         runner.file_timeout = file_timeout
-        if jobs == 0 or len(work) == 0:
+        if backend is not None and work:
+            runner.run_remote(work, backend)
+        elif jobs == 0 or len(work) == 0:
             runner.run_inline(work)
         else:
             runner.run_processes(work, jobs=min(jobs, len(work)))
@@ -682,6 +696,24 @@ class _Runner:
                 if getattr(change, "written", False):
                     self.writer.refresh_file(pend.work)
         self.report()
+
+    def run_remote(self, work: list[_Work], backend: RemoteBackend) -> None:
+        """Files analysed by `backend` (window probabilities computed there); aggregated and stored here."""
+        self.report(force=True)
+
+        def store(task_id: int, result: dict) -> None:
+            pend = self.pending[task_id] = _Pending(work[task_id], meta=result.get("meta") or {})
+            if "error" in result:
+                self.fail(task_id, str(result["error"]))
+            else:
+                pend.starts.append(np.asarray(result["starts"]) / C.SAMPLE_RATE)
+                pend.silent.append(np.asarray(result["silent"], dtype=bool))
+                pend.probs.append(np.asarray(result["probs"], dtype=np.float32))
+                self.finish(task_id, samples=int(result["samples"]))
+            self.writer.maybe_commit()
+
+        backend.run([w.path for w in work], analyser=self.analyser, config=self.config,
+                    predict_batch=self.predict_batch, store=store)  # fmt: skip
 
     def fail(self, task_id: int, reason: str) -> None:
         pend = self.pending.pop(task_id)

@@ -1,0 +1,268 @@
+"""A scan's analysis on a Dask distributed cluster (``tagger scan --backend dask --scheduler URL``).
+
+Division of labour
+------------------
+- **Workers** do everything that costs CPU, one task per file: decode, resample, window and compute
+  features (the same `tagger.library.analyse.analyse_file` steps as local worker processes), then
+  run the model on the file's windows. Each worker process loads the model once (cached per
+  process, see `_worker_analyser`) and refuses to work when its model's manifest hash differs from
+  the client's. A task returns plain values (a dict of small numpy arrays: per-window
+  probabilities, window starts, silence flags, stream facts) or the file's error, as a value:
+  a bad file never raises.
+- **The client** (the `tagger scan` process) plans the scan, submits tasks with a bounded number in
+  flight, and for every finished file aggregates the window probabilities, writes the database
+  (the only writer) and writes the tags, through the same code as a local scan
+  (`tagger.library.scan`), so incremental logic, progress and the summary are identical.
+
+Workers read the files from shared storage under the **same absolute paths** as the client (mount
+the library at the same place on every machine); the client writes the tags, so it needs write
+access to the files. Nothing here imports dask, TensorFlow or the database at import time.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tagger.errors import ModelError, TaggerError, UserError
+from tagger.library.analyse import AnalysisConfig, analyse_file
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("local", "dask")
+
+
+@dataclass(frozen=True)
+class AnalyserSpec:
+    """How a worker gets the analyser (picklable, small).
+
+    ``models``: `tagger.model.ensemble.Ensemble.load` of ``model_dir`` (None: the worker's default,
+    ``$TAGGER_MODELS`` or the shipped models). ``factory``: ``"package.module:callable"`` called
+    with ``kwargs`` (any object with the `tagger.library.scan.Analyser` interface; used by tests).
+    ``expected_hash`` / ``expected_version``: what the client's analyser reports; a worker whose
+    analyser differs refuses to work.
+    """
+
+    kind: str = "models"
+    model_dir: str | None = None
+    families: tuple[str, ...] | None = None
+    factory: str | None = None
+    kwargs: tuple = ()
+    expected_hash: str | None = None
+    expected_version: str | None = None
+
+    def key(self) -> tuple:
+        return (self.kind, self.model_dir, self.families, self.factory, self.kwargs)
+
+
+class ClusterError(TaggerError):
+    """The Dask cluster cannot be reached, or its workers cannot analyse (e.g. another model)."""
+
+
+# -- worker side ----------------------------------------------------------------------------------
+
+_ANALYSERS: dict[tuple, object] = {}
+_LOCK = threading.Lock()
+_FILES = [0]
+"""Files this worker process has analysed (`worker_stats`)."""
+
+
+def _load_analyser(spec: AnalyserSpec):
+    if spec.kind == "models":
+        from tagger.cli.app import quiet_tensorflow
+
+        quiet_tensorflow()
+        from tagger.model.ensemble import Ensemble
+
+        return Ensemble.load(spec.model_dir, families=spec.families)
+    if spec.kind == "factory" and spec.factory:
+        module, _, name = spec.factory.partition(":")
+        obj = importlib.import_module(module)
+        for part in name.split("."):
+            obj = getattr(obj, part)
+        return obj(**dict(spec.kwargs))
+    raise UserError(f"unknown analyser spec {spec!r}")
+
+
+def _worker_analyser(spec: AnalyserSpec):
+    """The worker process's analyser for `spec` (loaded once); raises `ModelError` on a mismatch."""
+    with _LOCK:
+        analyser = _ANALYSERS.get(spec.key())
+        if analyser is None:
+            analyser = _ANALYSERS[spec.key()] = _load_analyser(spec)
+    if spec.expected_hash is not None and analyser.hash != spec.expected_hash:
+        raise ModelError(
+            spec.model_dir or "(worker default models)",
+            f"the worker's model is {analyser.version} with manifest hash {analyser.hash[:16]}..., the client's is "
+            f"{spec.expected_version} with {spec.expected_hash[:16]}...: install the same models on every machine",
+        )
+    return analyser
+
+
+def worker_check(spec: AnalyserSpec) -> dict:
+    """Run on every worker before a scan: load the analyser and report what it is (or why not)."""
+    try:
+        a = _worker_analyser(spec)
+    except (TaggerError, ImportError, OSError) as exc:
+        return {"ok": False, "error": str(exc), "pid": os.getpid()}
+    return {"ok": True, "version": a.version, "hash": a.hash, "pid": os.getpid()}
+
+
+def worker_stats() -> dict:
+    """What this worker process has done: ``{"pid", "files"}`` (``client.run(worker_stats)``)."""
+    return {"pid": os.getpid(), "files": _FILES[0]}
+
+
+def analyse_remote(path: str, *, spec: AnalyserSpec, config: AnalysisConfig, predict_batch: int = 64) -> dict:
+    """One file, start to finish, on a worker: the task a scan submits.
+
+    Returns ``{"path", "meta", "starts" [shape=(n,), int64, first sample at 16 kHz], "silent"
+    [shape=(n,), bool], "probs" [shape=(n, n_families), float32, zeros for silent windows],
+    "samples"}``, or ``{"path", "meta", "error": reason}`` for a file that cannot be analysed, or
+    ``{"path", "fatal": reason}`` when this worker cannot analyse at all (model missing or another
+    model): the client then stops the scan.
+    """
+    try:
+        analyser = _worker_analyser(spec)
+    except (TaggerError, ImportError, OSError) as exc:
+        return {"path": path, "fatal": f"worker {os.getpid()}: {exc}"}
+    _FILES[0] += 1
+    n_fam = len(analyser.families)
+    meta: dict = {}
+    starts, silent, probs = [], [], []
+    pending: list[tuple[int, np.ndarray]] = []  # (index into probs, features of its active windows)
+
+    def flush() -> None:
+        if not pending:
+            return
+        feats = np.concatenate([f for _, f in pending])
+        out = np.asarray(analyser.predict_features(feats), dtype=np.float32).reshape(len(feats), n_fam)
+        at = 0
+        for i, f in pending:
+            probs[i][~silent[i]] = out[at : at + len(f)]
+            at += len(f)
+        pending.clear()
+
+    n_pending = 0
+    for msg in analyse_file(0, path, config=config):
+        kind = msg[0]
+        if kind == "info":
+            meta = msg[2]
+        elif kind == "windows":
+            s = np.asarray(msg[3], dtype=bool)
+            starts.append(np.asarray(msg[2], dtype=np.int64))
+            silent.append(s)
+            probs.append(np.zeros((len(s), n_fam), dtype=np.float32))
+            if len(msg[4]):
+                pending.append((len(probs) - 1, msg[4]))
+                n_pending += len(msg[4])
+            if n_pending >= predict_batch:
+                flush()
+                n_pending = 0
+        elif kind == "error":
+            return {"path": path, "meta": meta, "error": str(msg[2])}
+        elif kind == "done":
+            flush()
+            return {
+                "path": path,
+                "meta": meta,
+                "starts": np.concatenate(starts) if starts else np.zeros(0, dtype=np.int64),
+                "silent": np.concatenate(silent) if silent else np.zeros(0, dtype=bool),
+                "probs": np.concatenate(probs) if probs else np.zeros((0, n_fam), dtype=np.float32),
+                "samples": int(msg[2]),
+            }
+    return {"path": path, "meta": meta, "error": "the analysis ended without a result"}
+
+
+# -- client side ----------------------------------------------------------------------------------
+
+
+@dataclass
+class DaskBackend:
+    """Analyse a scan's files on a Dask cluster; pass as ``scan(..., backend=DaskBackend(...))``.
+
+    ``scheduler``: the scheduler address (``tcp://host:8786``), or an existing
+    ``distributed.Client``. ``spec``: how workers load the analyser (its expected hash is filled
+    in from the client's analyser). ``in_flight``: tasks submitted ahead per worker thread.
+    """
+
+    scheduler: object
+    spec: AnalyserSpec = field(default_factory=AnalyserSpec)
+    in_flight: int = 2
+    connect_timeout: float = 30.0
+    retries: int = 1
+
+    def run(self, paths: Sequence[str], *, analyser, config: AnalysisConfig, predict_batch: int,
+            store: Callable[[int, dict], None]) -> None:  # fmt: skip
+        """Analyse `paths` on the cluster; calls ``store(index, result)`` in this thread as files finish.
+
+        Raises `ClusterError` when the scheduler cannot be reached, no worker can analyse, or a
+        worker has another model than `analyser`.
+        """
+        try:
+            from distributed import Client, as_completed
+        except ImportError:
+            raise UserError("the dask backend needs dask.distributed: pip install 'tagger[dask]'") from None
+        spec = AnalyserSpec(**{**self.spec.__dict__, "expected_hash": analyser.hash, "expected_version": analyser.version})
+        own = not hasattr(self.scheduler, "submit")
+        if own:
+            try:
+                client = Client(self.scheduler, timeout=self.connect_timeout, set_as_default=False)
+            except (OSError, TimeoutError) as exc:
+                raise ClusterError(f"cannot reach the Dask scheduler {self.scheduler}: {exc}") from None
+        else:
+            client = self.scheduler
+        try:
+            threads = self._check_workers(client, spec)
+            window = max(2, self.in_flight * threads)
+            todo = iter(enumerate(paths))
+            index: dict = {}
+
+            def submit_next():
+                nxt = next(todo, None)
+                if nxt is None:
+                    return None
+                i, path = nxt
+                fut = client.submit(analyse_remote, path, spec=spec, config=config, predict_batch=predict_batch,
+                                    key=f"tagger-analyse-{i}-{os.urandom(4).hex()}", pure=False,
+                                    retries=self.retries)  # fmt: skip
+                index[fut.key] = i
+                return fut
+
+            first = [f for f in (submit_next() for _ in range(window)) if f is not None]
+            futures = as_completed(first, loop=client.loop)
+            for fut in futures:
+                i = index.pop(fut.key)
+                try:
+                    result = fut.result()
+                except Exception as exc:  # the task itself failed (e.g. its worker died twice)
+                    result = {"path": paths[i], "meta": {}, "error": f"the cluster could not analyse it: {type(exc).__name__}: {exc}"}
+                fut.release()
+                if "fatal" in result:
+                    raise ClusterError(result["fatal"])
+                store(i, result)
+                nxt = submit_next()
+                if nxt is not None:
+                    futures.add(nxt)
+        finally:
+            if own:
+                client.close()
+
+    def _check_workers(self, client, spec: AnalyserSpec) -> int:
+        """Every worker loads the analyser and agrees with the client; returns the worker threads."""
+        try:
+            client.wait_for_workers(1, timeout=self.connect_timeout)
+        except (OSError, TimeoutError) as exc:
+            raise ClusterError(f"no Dask worker joined the scheduler within {self.connect_timeout:.0f} s: {exc}") from None
+        reports = client.run(worker_check, spec)
+        bad = {w: r["error"] for w, r in reports.items() if not r["ok"]}
+        if bad:
+            raise ClusterError("; ".join(f"worker {w}: {e}" for w, e in sorted(bad.items())))
+        log.info("dask: %d worker(s) ready with model %s", len(reports), spec.expected_version)
+        return max(1, sum(client.nthreads().values()))

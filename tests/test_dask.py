@@ -1,0 +1,215 @@
+"""`scan` on a real Dask cluster: a scheduler and two worker processes started on loopback by the
+test, results stored in a real PostgreSQL database, compared with a local scan into SQLite."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from library_fakes import BROKEN, EXPECTED, FakeAnalyser, make_library
+from pgserver import postgres_url_fixture
+from tagger.cli import app
+from tagger.db import models as M
+from tagger.db.session import open_database
+from tagger.library.scan import scan, tag_writer
+
+distributed = pytest.importorskip("distributed", reason="dask.distributed is not installed (pip install -e '.[test]')")
+
+from tagger.library.distributed import AnalyserSpec, ClusterError, DaskBackend, worker_stats  # noqa: E402
+
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+FAKE = AnalyserSpec(kind="factory", factory="library_fakes:FakeAnalyser")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """``tcp://127.0.0.1:PORT`` of a scheduler with two single-threaded worker processes."""
+    tmp = tmp_path_factory.mktemp("dask")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), str(REPO), os.environ.get("PYTHONPATH", "")]),
+               OMP_NUM_THREADS="1", DASK_DISTRIBUTED__WORKER__DAEMON="False")  # fmt: skip
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    py = sys.executable
+    procs = []
+    logs = []
+
+    def start(name: str, args: list[str]) -> None:
+        log = open(tmp / f"{name}.log", "w")
+        logs.append(log)
+        procs.append(subprocess.Popen([py, "-m", *args], env=env, cwd=str(tmp), stdout=log, stderr=subprocess.STDOUT))
+
+    start("scheduler", ["distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", str(port),
+                        "--no-dashboard", "--idle-timeout", "600"])  # fmt: skip
+    for i in range(2):
+        start(f"worker{i}", ["distributed.cli.dask_worker", address, "--nworkers", "1", "--nthreads", "1",
+                             "--no-nanny", "--no-dashboard", "--host", "127.0.0.1", "--name", f"w{i}",
+                             "--local-directory", str(tmp / f"w{i}"), "--death-timeout", "120"])  # fmt: skip
+    try:
+        client = distributed.Client(address, timeout=60, set_as_default=False)
+        client.wait_for_workers(2, timeout=90)
+    except Exception as exc:
+        for p in procs:
+            p.kill()
+        text = "\n".join((tmp / f"{n}.log").read_text()[-1500:] for n in ("scheduler", "worker0", "worker1"))
+        pytest.fail(f"the Dask cluster did not start: {exc}\n{text}")
+    yield address, client
+    client.close()
+    for p in reversed(procs):
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    for log in logs:
+        log.close()
+
+
+@pytest.fixture
+def pg_url():
+    yield from postgres_url_fixture()
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tpl") / "music"
+    make_library(root)
+    return root
+
+
+def _copy(template, dest: Path) -> Path:
+    shutil.copytree(template, dest, symlinks=True)
+    return dest
+
+
+def _snapshot(db, root: Path) -> dict:
+    """Everything stored per track, keyed by path relative to `root`."""
+    out = {}
+    with db.session() as s:
+        for t in s.query(M.Track).all():
+            rel = os.path.relpath(t.path, root)
+            out[rel] = {
+                "status": t.status,
+                "error": bool(t.error),
+                "file": (t.size, t.fingerprint, t.format, t.sample_rate, t.channels, t.windows, t.silent_windows),
+                "duration": t.duration,
+                "model": t.model_version.version if t.model_version else None,
+                "detections": {d.family: (d.present, d.score, d.coverage) for d in t.detections},
+                "segments": sorted((g.family, g.start, g.end) for g in t.segments),
+            }
+    return out
+
+
+def _assert_same(a: dict, b: dict) -> None:
+    assert sorted(a) == sorted(b)
+    for rel in a:
+        x, y = a[rel], b[rel]
+        assert (x["status"], x["error"], x["file"], x["model"]) == (y["status"], y["error"], y["file"], y["model"]), rel
+        assert x["duration"] == pytest.approx(y["duration"], abs=1e-9) if x["duration"] is not None else y["duration"] is None
+        assert sorted(x["detections"]) == sorted(y["detections"]), rel
+        for fam, (present, score, coverage) in x["detections"].items():
+            p2, s2, c2 = y["detections"][fam]
+            assert present == p2, (rel, fam)
+            assert score == pytest.approx(s2, abs=1e-5), (rel, fam)
+            assert coverage == pytest.approx(c2, abs=1e-9), (rel, fam)
+        assert [(f, s) for f, s, _ in x["segments"]] == [(f, s) for f, s, _ in y["segments"]], rel
+        assert [e for *_, e in x["segments"]] == pytest.approx([e for *_, e in y["segments"]], abs=1e-9), rel
+
+
+def test_dask_scan_into_postgres_equals_local_scan_into_sqlite(cluster, pg_url, template, tmp_path):
+    address, client = cluster
+    before = {r["pid"]: r["files"] for r in client.run(worker_stats).values()}
+    local_root = _copy(template, tmp_path / "local" / "music")
+    remote_root = _copy(template, tmp_path / "remote" / "music")
+
+    local_db = open_database(tmp_path / "local.db")
+    local = scan([local_root], db=local_db, analyser=FakeAnalyser(), jobs=0,
+                 on_track=tag_writer(model_version="fake-1"))  # fmt: skip
+
+    remote_db = open_database(pg_url)
+    assert remote_db.engine.dialect.name == "postgresql"
+    seen = []
+    backend = DaskBackend(address, spec=FAKE)
+    remote = scan([remote_root], db=remote_db, analyser=FakeAnalyser(), backend=backend, progress=seen.append,
+                  on_track=tag_writer(model_version="fake-1"))  # fmt: skip
+
+    # The same summary and the same stored results, track by track.
+    keys = ("found", "scanned", "failed", "skipped", "stale", "moved", "copied", "missing", "tags_written", "tag_errors")
+    assert {k: getattr(remote, k) for k in keys} == {k: getattr(local, k) for k in keys}
+    assert (remote.scanned, remote.failed, remote.tags_written) == (len(EXPECTED), 1, len(EXPECTED))
+    assert remote.audio_seconds == pytest.approx(local.audio_seconds, abs=1e-6)
+    assert [os.path.relpath(p, remote_root) for p, _ in remote.errors] == [BROKEN]
+    _assert_same(_snapshot(remote_db, remote_root), _snapshot(local_db, local_root))
+    from tagger.db.queries import find_tracks
+
+    with remote_db.session() as s:
+        got = {os.path.relpath(t.path, remote_root): t.instruments for t in find_tracks(s)}
+    assert got == EXPECTED
+
+    # Progress reported every file; both worker processes did part of the work.
+    analysed = [p for p in seen if p.phase == "analyse"]
+    assert analysed[-1].files_done == analysed[-1].files_total == len(EXPECTED) + 1
+    after = {r["pid"]: r["files"] for r in client.run(worker_stats).values()}
+    done = {pid: after[pid] - before.get(pid, 0) for pid in after}
+    assert len(done) == 2 and sum(done.values()) == len(EXPECTED) + 1
+    assert all(n > 0 for n in done.values()), done
+
+    # The tags were written by the client, the next scan (through the cluster) skips everything.
+    from tagger import tags
+
+    assert tags.read_instruments(str(remote_root / "duo.flac")).instruments == ["bass", "flute"]
+    again = scan([remote_root], db=remote_db, analyser=FakeAnalyser(), backend=backend)
+    assert (again.scanned, again.skipped, again.failed) == (0, len(EXPECTED) + 1, 0)
+    local_db.close()
+    remote_db.close()
+
+
+def test_workers_with_another_model_stop_the_scan(cluster, template, tmp_path):
+    address, _ = cluster
+    root = _copy(template, tmp_path / "music")
+    db = open_database(tmp_path / "lib.db")
+    other = AnalyserSpec(kind="factory", factory="library_fakes:FakeAnalyser", kwargs=(("version", "fake-2"),))
+    with pytest.raises(ClusterError, match="fake-2.*fake-1"):
+        scan([root], db=db, analyser=FakeAnalyser(), backend=DaskBackend(address, spec=other))
+    with db.session() as s:
+        assert s.query(M.Track).filter(M.Track.status == M.STATUS_OK).count() == 0
+    db.close()
+
+
+def test_unreachable_scheduler_is_a_clear_error(template, tmp_path):
+    root = tmp_path / "music"
+    (root).mkdir()
+    shutil.copy(template / "bass.wav", root / "bass.wav")
+    db = open_database(tmp_path / "lib.db")
+    backend = DaskBackend(f"tcp://127.0.0.1:{_free_port()}", spec=FAKE, connect_timeout=2)
+    t0 = time.monotonic()
+    with pytest.raises(ClusterError, match="cannot reach the Dask scheduler"):
+        scan([root], db=db, analyser=FakeAnalyser(), backend=backend)
+    assert time.monotonic() - t0 < 30
+    db.close()
+
+
+def test_cli_backend_options():
+    runner = CliRunner()
+    r = runner.invoke(app, ["scan", "--help"])
+    assert r.exit_code == 0 and "--backend" in r.output and "--scheduler" in r.output
+    r = runner.invoke(app, ["scan", ".", "--backend", "dask"])
+    assert r.exit_code == 1 and "--scheduler" in r.output
+    r = runner.invoke(app, ["scan", ".", "--backend", "spark"])
+    assert r.exit_code == 1 and "backend" in r.output
