@@ -58,8 +58,22 @@ def scan(
     id3v23: bool = typer.Option(False, "--id3v23", help="Write ID3v2.3 instead of ID3v2.4 into MP3/WAV/AIFF."),
     keep_mtime: bool = typer.Option(False, "--keep-mtime", help="Keep each file's modification time when tagging."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
+    backend: str = typer.Option(
+        "local", "--backend", help="Where files are analysed: local (worker processes) or dask (a Dask cluster)."
+    ),
+    scheduler: str = typer.Option(
+        None, "--scheduler", envvar="TAGGER_DASK_SCHEDULER",
+        help="Dask scheduler address for --backend dask, e.g. tcp://10.0.0.5:8786 (default: $TAGGER_DASK_SCHEDULER).",
+    ),  # fmt: skip
 ) -> None:
     """Analyse every audio file under PATHS into the library database (incremental and resumable)."""
+    from tagger.errors import UserError
+    from tagger.library.distributed import BACKENDS
+
+    if backend not in BACKENDS:
+        raise UserError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if backend == "dask" and not scheduler:
+        raise UserError("--backend dask needs --scheduler tcp://HOST:PORT (or $TAGGER_DASK_SCHEDULER)")
     from tqdm import tqdm
 
     from tagger.library.scan import scan as run_scan
@@ -84,6 +98,14 @@ def scan(
             bar.set_postfix_str(f"{p.audio_seconds / 3600:.2f} h audio, {p.realtime_factor:.1f}x real time", refresh=False)
         bar.update(p.files_done - bar.n)
 
+    cluster = None
+    if backend == "dask":
+        from tagger.library.distributed import AnalyserSpec, DaskBackend
+
+        # Workers load the same model directory (shared storage) or, without --models, their own
+        # default models; either way they must have the client's manifest hash.
+        spec = AnalyserSpec(model_dir=str(Path(ensemble.model_dir).resolve()) if models is not None else None)
+        cluster = DaskBackend(scheduler, spec=spec)
     hook = (
         tag_writer(model_version=ensemble.version, dry_run=dry_run, scores=scores, id3v23=id3v23, keep_mtime=keep_mtime)
         if write_tags
@@ -93,7 +115,7 @@ def scan(
         summary = run_scan(
             paths, db=database, analyser=ensemble, jobs=jobs, rescan_stale=rescan_stale, retry_errors=retry_errors,
             quick=quick, include_hidden=include_hidden, progress=progress, on_track=hook,
-            follow_external_symlinks=follow_external_symlinks,
+            follow_external_symlinks=follow_external_symlinks, backend=cluster,
             **({} if file_timeout is None else {"file_timeout": file_timeout or None}),
         )  # fmt: skip
     finally:
