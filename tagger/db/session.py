@@ -87,10 +87,19 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
+    if parsed.drivername == "postgresql" and _installed("psycopg") and not _installed("psycopg2"):
+        parsed = parsed.set(drivername="postgresql+psycopg")  # plain postgresql:// with psycopg 3 (tagger[postgres])
     try:
-        return create_engine(url, pool_pre_ping=True)
+        return create_engine(parsed, pool_pre_ping=True)
     except (ArgumentError, ModuleNotFoundError) as exc:
-        raise UserError(f"cannot use database URL {url!r}: {exc}") from None
+        hint = " (pip install 'tagger[postgres]')" if parsed.get_backend_name() == "postgresql" else ""
+        raise UserError(f"cannot use database URL {parsed.render_as_string(hide_password=True)}: {exc}{hint}") from None
+
+
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
 
 
 def alembic_config(engine: Engine):
@@ -161,7 +170,7 @@ def open_database(db: str | os.PathLike | None = None, *, migrate: bool = True) 
         try:
             needs = current_revision(engine) != head_revision()
         except SQLAlchemyError as exc:
-            raise DatabaseError(f"cannot open the database {url}: {exc}") from None
+            raise DatabaseError(f"cannot open the database {engine.url.render_as_string(hide_password=True)}: {exc}") from None
         if needs:
             upgrade(engine)
     return Database(url=url, engine=engine, sessionmaker=sessionmaker(engine, class_=Session, expire_on_commit=False))

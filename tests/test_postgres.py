@@ -1,0 +1,167 @@
+"""The library database on a real PostgreSQL server (started by the tests, see `pgserver`): the
+migrations, and every command with ``--db postgresql+psycopg://...`` giving what it gives on SQLite."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, select, text
+from typer.testing import CliRunner
+
+from library_fakes import BROKEN, EXPECTED, FakeAnalyser, make_library
+from pgserver import postgres_url_fixture
+from tagger.cli import app
+from tagger.db import models as M
+from tagger.db.session import DatabaseError, as_url, current_revision, head_revision, make_engine, open_database, upgrade
+from tagger.errors import UserError
+
+
+@pytest.fixture
+def pg_url():
+    yield from postgres_url_fixture()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_url(request, tmp_path):
+    if request.param == "sqlite":
+        yield as_url(tmp_path / "lib.db")
+    else:
+        yield from postgres_url_fixture()
+
+
+def test_migrated_schema_equals_the_orm_models_on_every_database(any_url):
+    engine = make_engine(any_url)
+    assert current_revision(engine) is None
+    assert upgrade(engine) == head_revision()
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), M.Base.metadata)
+        assert diff == []
+    insp = inspect(engine)
+    assert {"tracks", "scans", "detections", "segments", "model_versions", "alembic_version"} <= set(insp.get_table_names())
+    assert {ix["name"] for ix in insp.get_indexes("tracks")} >= {"ix_tracks_fingerprint", "ix_tracks_status"}
+    assert upgrade(engine) == head_revision()  # idempotent
+    engine.dispose()
+
+
+def test_postgres_upgrade_from_first_revision_keeps_data(pg_url):
+    import datetime as dt
+
+    engine = make_engine(pg_url)
+    assert engine.dialect.name == "postgresql"
+    upgrade(engine, revision="0001")
+    assert "missing_since" not in {c["name"] for c in inspect(engine).get_columns("tracks")}
+    now = dt.datetime(2026, 1, 2, 3, 4, 5)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO model_versions (id, version, manifest_hash, families, thresholds, aggregation, created_at) "
+                          "VALUES (1, 'v1', 'h1', '[\"bass\"]', '{}', '{}', :now)"), {"now": now})  # fmt: skip
+        for i, status in ((1, "ok"), (2, "missing")):
+            conn.execute(text("INSERT INTO tracks (id, path, size, mtime, fingerprint, status, windows, silent_windows, "
+                              "model_version_id, first_seen_at, updated_at) "
+                              "VALUES (:id, :p, 3000000000, 1.5, 'fp', :st, 3, 0, 1, :now, :now)"),
+                         {"id": i, "p": f"/m/{i}.flac", "st": status, "now": now})  # fmt: skip
+        conn.execute(text("INSERT INTO detections (track_id, family, present, score, coverage) VALUES (1, 'bass', true, 0.9, 0.5)"))
+    engine.dispose()
+    db = open_database(pg_url)  # applies 0002
+    assert current_revision(db.engine) == "0002"
+    with db.session() as s:
+        a, b = s.scalars(select(M.Track).order_by(M.Track.id)).all()
+        assert a.size == 3_000_000_000  # BigInteger: files over 2 GiB
+        assert a.missing_since is None and b.missing_since == now
+        assert [(d.family, d.present, d.score) for d in a.detections] == [("bass", True, 0.9)]
+        s.execute(text("DELETE FROM tracks WHERE id = 1"))  # ON DELETE CASCADE holds on PostgreSQL too
+    with db.session() as s:
+        assert s.scalar(text("SELECT count(*) FROM detections")) == 0
+    db.close()
+
+
+def test_plain_postgresql_url_uses_psycopg3_and_errors_hide_the_password():
+    pytest.importorskip("psycopg")
+    engine = make_engine("postgresql://someone@db.example/music")
+    assert engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg"
+    engine.dispose()
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens there
+    with pytest.raises(DatabaseError) as info:
+        open_database(f"postgresql+psycopg://someone:s3cret-pw@127.0.0.1:{port}/music?connect_timeout=3")
+    assert "s3cret-pw" not in str(info.value) and "127.0.0.1" in str(info.value)
+    with pytest.raises(UserError, match="tagger\\[postgres\\]"):
+        make_engine("postgresql+nosuchdriver://u@h/db")
+
+
+# -- every command, on PostgreSQL and SQLite -------------------------------------------------------
+
+
+def run(*args: str, code: int = 0) -> str:
+    r = CliRunner().invoke(app, list(args))
+    assert r.exit_code == code, r.output
+    return r.output
+
+
+@pytest.fixture
+def fake_models(monkeypatch):
+    """`tagger scan` gets the deterministic FakeAnalyser instead of loading Keras models."""
+    from tagger.model.ensemble import Ensemble
+
+    monkeypatch.setattr(Ensemble, "load", classmethod(lambda cls, *a, **k: FakeAnalyser()))
+
+
+def _drop(obj, *keys):
+    return {k: v for k, v in obj.items() if k not in keys}
+
+
+def test_every_command_on_postgres_gives_what_sqlite_gives(pg_url, tmp_path, fake_models):
+    root = tmp_path / "music"
+    files = make_library(root)
+    sqlite = str(tmp_path / "lib.db")
+    out = {}
+    for name, db in (("sqlite", sqlite), ("pg", pg_url)):
+        summary = json.loads(run("scan", str(root), "--db", db, "--jobs", "0", "--no-write-tags", "--json"))
+        assert (summary["scanned"], summary["failed"], summary["found"]) == (len(EXPECTED), 1, len(EXPECTED) + 1)
+        res = {"summary": _drop(summary, "scan_id", "wall_seconds", "realtime_factor")}
+        for fmt in ("table", "json", "csv", "paths", "m3u"):
+            res[fmt] = run("query", "--db", db, "--format", fmt)
+        res["has"] = run("query", "--db", db, "--has", "flute", "--lacks", "bass", "--min-score", "0.5", "--format", "paths")
+        res["glob"] = run("query", "--db", db, "--path-glob", "*/sub/*", "--format", "paths")
+        res["show"] = {rel: _drop(json.loads(run("show", files[rel], "--db", db, "--json")), "analysed_at") for rel in files}
+        res["show_text"] = run("show", files["duo.flac"], "--db", db).replace(db, "")
+        stats = json.loads(run("stats", "--db", db, "--json"))
+        res["stats"] = _drop(stats, "last_scan")
+        assert stats["last_scan"]["scanned"] == len(EXPECTED)
+        res["errors"] = [_drop(e, "when") for e in json.loads(run("errors", "--db", db, "--json"))]
+        out[name] = res
+    pg, lite = out["pg"], out["sqlite"]
+    for key in lite:
+        assert pg[key] == lite[key], key
+    assert pg["paths"].splitlines() == sorted(files[rel] for rel in EXPECTED)
+    assert pg["has"].splitlines() == sorted(files[rel] for rel, f in EXPECTED.items() if "flute" in f and "bass" not in f)
+    assert [e["path"] for e in pg["errors"]] == [files[BROKEN]]
+    assert pg["show"]["sub/deeper/trio.ogg"]["instruments"] == ["bass", "flute", "string"]
+
+    assert "at revision 0002" in run("db", "upgrade", "--db", pg_url)
+
+    # tagger tag from the PostgreSQL database; the next scan sees the rewritten files unchanged.
+    from tagger import tags
+
+    run("tag", "--db", pg_url)
+    assert tags.read_instruments(files["duo.flac"]).instruments == ["bass", "flute"]
+    assert tags.read_instruments(files["duo.flac"]).model_version == "fake-1"
+    again = json.loads(run("scan", str(root), "--db", pg_url, "--jobs", "0", "--no-write-tags", "--json"))
+    assert (again["scanned"], again["skipped"]) == (0, len(EXPECTED) + 1)
+
+    # A deleted file becomes missing, a move keeps its results, prune removes the missing one.
+    os.remove(files["bass.wav"])
+    shutil.move(files["duo.flac"], root / "duo-moved.flac")
+    again = json.loads(run("scan", str(root), "--db", pg_url, "--jobs", "0", "--no-write-tags", "--json"))
+    assert (again["scanned"], again["moved"], again["missing"]) == (0, 1, 1)
+    assert json.loads(run("db", "prune", "--db", pg_url, "--json")) == {"removed": [files["bass.wav"]]}
+    moved = json.loads(run("show", str(root / "duo-moved.flac"), "--db", pg_url, "--json"))
+    assert moved["instruments"] == ["bass", "flute"]
+    run("show", files["bass.wav"], "--db", pg_url, "--json", code=1)
