@@ -86,6 +86,19 @@ def analyse_file(task_id: int, path: str, *, config: AnalysisConfig) -> Iterator
         yield ("error", task_id, f"unexpected {type(exc).__name__}: {exc}")
 
 
+def _warm_up(config: AnalysisConfig) -> None:
+    """Import the decoders and compute one window's features, so that a worker's first file is not
+    charged with start-up time (the scan's per-file timeout measures files, not imports)."""
+    from tagger import audio  # noqa: F401
+    from tagger import features as F
+
+    cfg = F.FeatureConfig.from_dict(config.features)
+    try:
+        F.compute(windows=np.zeros((1, C.WINDOW_SAMPLES), dtype=np.float32), config=cfg)
+    except Exception:  # only a warm-up: a real file reports any real problem
+        pass
+
+
 def _exit_on_sigterm(signum, _frame) -> None:
     # SystemExit unwinds the generators, whose cleanup kills a running decoder subprocess.
     raise SystemExit(128 + signum)
@@ -102,6 +115,7 @@ def worker_main(tasks, results, config: AnalysisConfig) -> None:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)  # stopped by the scan (a hung file): exit cleanly
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     parent = os.getppid()
+    _warm_up(config)  # imports and first-call compilation happen before the file timeout counts
 
     def alive() -> bool:
         return os.getppid() == parent

@@ -1,0 +1,120 @@
+"""One file cannot stall or kill a scan: a decoder that hangs is timed out, a worker that crashes is
+replaced, a file that changes or vanishes while it is analysed is not stored with stale results."""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from conftest import tone_signal, write_audio
+from library_fakes import FakeAnalyser
+from tagger.db import models as M
+from tagger.db.queries import find_tracks
+from tagger.db.session import open_database
+from tagger.library.scan import scan
+
+MARK = "987654"  # the hanging fake decoder sleeps this long: find leftovers by it
+
+FAKE_FFPROBE = """#!/bin/sh
+echo '{"streams": [{"codec_type": "audio", "codec_name": "aac", "sample_rate": "16000", "channels": 1}], "format": {}}'
+"""
+FAKE_FFMPEG = f"""#!/bin/sh
+case "$*" in
+  *hang*) exec sleep {MARK} ;;
+  *crash*) kill -9 $PPID; sleep 5 ;;
+esac
+exit 1
+"""
+
+
+@pytest.fixture
+def db(tmp_path):
+    database = open_database(tmp_path / "library.db")
+    yield database
+    database.close()
+
+
+def _rows(db) -> dict[str, tuple[str, str | None]]:
+    with db.session() as s:
+        return {p: (st, e) for p, st, e in s.execute(select(M.Track.path, M.Track.status, M.Track.error))}
+
+
+def _leftover_sleepers() -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                cmd = Path(f"/proc/{entry}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if cmd.startswith(b"sleep\0") and MARK.encode() in cmd:
+                found.append(int(entry))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc (Linux)")
+def test_a_hung_decoder_times_out_and_a_crashing_one_is_replaced(tmp_path, db, monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, text in (("ffprobe", FAKE_FFPROBE), ("ffmpeg", FAKE_FFMPEG)):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(stat.S_IRWXU)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")  # the workers inherit it
+    music = tmp_path / "music"
+    good = [write_audio(music / f"{i}_bass.wav", tone_signal([110.0 + i], seconds=4.0)) for i in range(4)]
+    for name in ("1_hang.m4a", "2_crash.m4a"):
+        (music / name).write_bytes(b"\0\0\0\x20ftypM4A " + os.urandom(2000))  # not for libsndfile: ffmpeg decodes it
+    t0 = time.monotonic()
+    summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=2, file_timeout=3.0, commit_every=1)
+    took = time.monotonic() - t0
+    rows = _rows(db)
+    assert rows[str(music / "1_hang.m4a")] == ("error", "timed out after 3 s without progress (a hung decoder?)")
+    assert rows[str(music / "2_crash.m4a")] == ("error", "the decoder crashed (worker exit code -9)")
+    assert summary.failed == 2 and summary.scanned == len(good)
+    with db.session() as s:
+        assert {t.path: t.instruments for t in find_tracks(s)} == {str(p): ["bass"] for p in good}
+    assert took < 60, f"the scan took {took:.0f} s"
+    deadline = time.monotonic() + 10
+    while _leftover_sleepers():  # the hung decoder died with its worker
+        assert time.monotonic() < deadline, "the hung decoder process outlived the scan"
+        time.sleep(0.1)
+
+
+class _Meddler(FakeAnalyser):
+    """Changes (or deletes) a file while the scan analyses it: on its first prediction."""
+
+    def __init__(self, target: Path, action: str):
+        super().__init__()
+        self.target, self.action = target, action
+
+    def predict_features(self, feats):
+        if self.calls == 0:
+            if self.action == "delete":
+                self.target.unlink()
+            else:
+                write_audio(self.target, tone_signal([1000.0], seconds=6.0))
+        return super().predict_features(feats)
+
+
+@pytest.mark.parametrize("action", ["change", "delete"])
+def test_a_file_that_changes_or_vanishes_during_analysis_is_not_stored_stale(tmp_path, db, action):
+    music = tmp_path / "music"
+    first = write_audio(music / "a.wav", tone_signal([110.0], seconds=8.0))
+    other = write_audio(music / "b.wav", tone_signal([4000.0], seconds=4.0))
+    summary = scan([music], db=db, analyser=_Meddler(first, action), jobs=0, predict_batch=1)
+    reason = {"change": "the file changed while it was being analysed; the next scan analyses it again",
+              "delete": "the file disappeared while it was being analysed"}[action]  # fmt: skip
+    assert _rows(db) == {str(first): ("error", reason), str(other): ("ok", None)}
+    assert summary.errors == [(str(first), reason)]
+    again = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    if action == "change":
+        assert again.scanned == 1
+        with db.session() as s:
+            assert {t.path: t.instruments for t in find_tracks(s)} == {str(first): ["flute"], str(other): ["string"]}
+    else:
+        assert again.missing == 1 and _rows(db)[str(first)][0] == "missing"
