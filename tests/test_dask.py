@@ -69,12 +69,12 @@ def cluster(tmp_path_factory):
         pytest.fail(f"the Dask cluster did not start: {exc}\n{text}")
     yield address, client
     client.close()
-    for p in reversed(procs):
+    for p in reversed(procs):  # workers first, then the scheduler
         p.terminate()
     for p in procs:
         try:
-            p.wait(timeout=20)
-        except subprocess.TimeoutExpired:
+            p.wait(timeout=5)
+        except subprocess.TimeoutExpired:  # e.g. a worker busy tearing TensorFlow down
             p.kill()
             p.wait()
     for log in logs:
@@ -213,3 +213,58 @@ def test_cli_backend_options():
     assert r.exit_code == 1 and "--scheduler" in r.output
     r = runner.invoke(app, ["scan", ".", "--backend", "spark"])
     assert r.exit_code == 1 and "backend" in r.output
+
+
+@pytest.fixture(scope="module")
+def random_models(tmp_path_factory):
+    """A real model directory: random-weight compact classifiers for two families."""
+    pytest.importorskip("keras")
+    from tagger.cli.app import quiet_tensorflow
+
+    quiet_tensorflow()
+    import keras
+
+    from tagger.model import architectures, store
+
+    keras.utils.set_random_seed(0)
+    model_dir = tmp_path_factory.mktemp("models")
+    manifest = store.new_manifest(architecture="compact", recipe="test-random",
+                                  feature_config=architectures.feature_config("compact"), version="dask-random-1")  # fmt: skip
+    for fam in ("bass", "flute"):
+        store.save_classifier(model_dir, manifest, fam, architectures.build("compact"), threshold=0.5)
+    return model_dir
+
+
+def test_cli_scan_with_a_real_model_on_the_cluster_equals_a_local_scan(cluster, pg_url, random_models, tmp_path):
+    """`tagger scan --backend dask`: each worker loads the Keras ensemble from the shared model folder."""
+    import json
+
+    from conftest import tone_signal, write_audio
+
+    address, _ = cluster
+    roots = {}
+    for name in ("local", "remote"):
+        music = roots[name] = tmp_path / name / "music"
+        write_audio(music / "a.flac", tone_signal([110.0], seconds=9.0, sr=44_100), sr=44_100)
+        write_audio(music / "b.wav", tone_signal([880.0, 1320.0], seconds=6.0))
+        write_audio(music / "c" / "d.wav", tone_signal([], seconds=3.0))
+        (music / "bad.wav").write_bytes(b"RIFF not really")
+    runner = CliRunner()
+    common = ["--models", str(random_models), "--no-write-tags", "--json"]
+    r = runner.invoke(app, ["scan", str(roots["local"]), "--db", str(tmp_path / "l.db"), "--jobs", "0", *common])
+    assert r.exit_code == 0, r.output
+    local = json.loads(r.output)
+    r = runner.invoke(app, ["scan", str(roots["remote"]), "--db", pg_url, "--backend", "dask", "--scheduler", address, *common])
+    assert r.exit_code == 0, r.output
+    remote = json.loads(r.output)
+    assert (remote["scanned"], remote["failed"], remote["model_version"]) == (3, 1, "dask-random-1")
+    for key in ("found", "scanned", "failed", "skipped"):
+        assert remote[key] == local[key], key
+    a = open_database(tmp_path / "l.db")
+    b = open_database(pg_url)
+    _assert_same(_snapshot(b, roots["remote"]), _snapshot(a, roots["local"]))
+    with b.session() as s:
+        assert {t.path for t in s.query(M.Track).filter(M.Track.status == "ok")} == {
+            str(roots["remote"] / p) for p in ("a.flac", "b.wav", "c/d.wav")}
+    a.close()
+    b.close()
