@@ -268,3 +268,27 @@ def test_cli_scan_with_a_real_model_on_the_cluster_equals_a_local_scan(cluster, 
             str(roots["remote"] / p) for p in ("a.flac", "b.wav", "c/d.wav")}
     a.close()
     b.close()
+
+
+def test_files_the_workers_cannot_see_stop_the_scan(cluster, template, tmp_path, monkeypatch):
+    """Workers must see the library under the same paths: a worker that cannot read the files is
+    reported before any file is recorded as failed."""
+    address, _ = cluster
+    root = tmp_path / "music"
+    root.mkdir()
+    shutil.copy(template / "bass.wav", root / "bass.wav")
+    db = open_database(tmp_path / "lib.db")
+
+    import tagger.library.distributed as D
+
+    real_run = D.DaskBackend.run
+
+    def run_elsewhere(self, paths, **kwargs):  # the workers are told paths that exist only "here"
+        return real_run(self, [p + ".only-on-the-client" for p in paths], **kwargs)
+
+    monkeypatch.setattr(D.DaskBackend, "run", run_elsewhere)
+    with pytest.raises(ClusterError, match="same path on every worker"):
+        scan([root], db=db, analyser=FakeAnalyser(), backend=DaskBackend(address, spec=FAKE))
+    with db.session() as s:
+        assert s.query(M.Track).filter(M.Track.status == M.STATUS_ERROR).count() == 0
+    db.close()

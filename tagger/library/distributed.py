@@ -105,12 +105,16 @@ def _worker_analyser(spec: AnalyserSpec):
     return analyser
 
 
-def worker_check(spec: AnalyserSpec) -> dict:
-    """Run on every worker before a scan: load the analyser and report what it is (or why not)."""
+def worker_check(spec: AnalyserSpec, sample_path: str | None = None) -> dict:
+    """Run on every worker before a scan: load the analyser and report what it is (or why not);
+    with `sample_path`, also check that the worker sees that file (shared storage)."""
     try:
         a = _worker_analyser(spec)
     except (TaggerError, ImportError, OSError) as exc:
         return {"ok": False, "error": str(exc), "pid": os.getpid()}
+    if sample_path is not None and not os.access(sample_path, os.R_OK):
+        return {"ok": False, "pid": os.getpid(), "error": f"cannot read {sample_path} (mount the library at the same "
+                "path on every worker machine, readable by the worker)"}  # fmt: skip
     return {"ok": True, "version": a.version, "hash": a.hash, "pid": os.getpid()}
 
 
@@ -219,7 +223,7 @@ class DaskBackend:
         else:
             client = self.scheduler
         try:
-            threads = self._check_workers(client, spec)
+            threads = self._check_workers(client, spec, paths[0] if paths else None)
             window = max(2, self.in_flight * threads)
             todo = iter(enumerate(paths))
             index: dict = {}
@@ -254,13 +258,14 @@ class DaskBackend:
             if own:
                 client.close()
 
-    def _check_workers(self, client, spec: AnalyserSpec) -> int:
-        """Every worker loads the analyser and agrees with the client; returns the worker threads."""
+    def _check_workers(self, client, spec: AnalyserSpec, sample_path: str | None) -> int:
+        """Every worker loads the analyser, agrees with the client and sees the files; returns the
+        number of worker threads."""
         try:
             client.wait_for_workers(1, timeout=self.connect_timeout)
         except (OSError, TimeoutError) as exc:
             raise ClusterError(f"no Dask worker joined the scheduler within {self.connect_timeout:.0f} s: {exc}") from None
-        reports = client.run(worker_check, spec)
+        reports = client.run(worker_check, spec, sample_path)
         bad = {w: r["error"] for w, r in reports.items() if not r["ok"]}
         if bad:
             raise ClusterError("; ".join(f"worker {w}: {e}" for w, e in sorted(bad.items())))
