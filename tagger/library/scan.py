@@ -385,7 +385,8 @@ class _Writer:
             self.session.add(track)
         return track
 
-    def store_result(self, work: _Work, meta: dict, result: TrackResult, duration: float) -> None:
+    def store_result(self, work: _Work, meta: dict, result: TrackResult, duration: float, *, touch: bool = True) -> None:
+        """Add a track's results to the open batch (``touch=False``: the caller commits, via `touch`, later)."""
         track = self.track_for(work)
         self._set_file(track, work, meta)
         track.duration = duration
@@ -396,7 +397,8 @@ class _Writer:
         _replace_results(self.session, track, result)
         self.summary.scanned += 1
         self.summary.audio_seconds += duration
-        self.touch()
+        if touch:
+            self.touch()
 
     def store_error(self, work: _Work, meta: dict, reason: str) -> None:
         track = self.track_for(work)
@@ -682,7 +684,9 @@ class _Runner:
             silent, starts = np.zeros(0, dtype=bool), np.zeros(0)
         result = aggregate(probs, silent, starts, families=self.families, thresholds=self.thresholds,
                            duration=duration, **self.params)  # fmt: skip
-        self.writer.store_result(pend.work, pend.meta, result, duration)
+        # With a tag hook, the batch is committed only after the tags are written: a scan killed in
+        # between has not stored the track, so the next scan analyses it (and tags it) again.
+        self.writer.store_result(pend.work, pend.meta, result, duration, touch=self.on_track is None)
         self.done += 1
         if self.on_track is not None:
             try:
@@ -695,6 +699,7 @@ class _Runner:
                     self.writer.summary.tags_written += 1
                 if getattr(change, "written", False):
                     self.writer.refresh_file(pend.work)
+            self.writer.touch()
         self.report()
 
     def run_remote(self, work: list[_Work], backend: RemoteBackend) -> None:

@@ -1,0 +1,334 @@
+"""Faults: `kill -9` at random moments, two scans at once, a full disk, a read-only database.
+
+The SIGKILL loop runs a few rounds here; ``TAGGER_SOAK=1`` (or ``TAGGER_SOAK=<rounds>``) runs the
+long soak on demand: ``TAGGER_SOAK=40 .venv/bin/python -m pytest tests/test_robustness_faults.py -k sigkill``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from conftest import tone_signal, write_audio
+from library_fakes import FREQ, FakeAnalyser
+from tagger import tags
+from tagger.db import models as M
+from tagger.db.queries import find_tracks
+from tagger.db.session import DatabaseError, open_database
+from tagger.library.lock import DatabaseBusy
+from tagger.library.scan import scan, tag_writer
+
+pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
+
+TESTS = Path(__file__).resolve().parent
+SOAK = os.environ.get("TAGGER_SOAK", "")
+ROUNDS = (int(SOAK) if SOAK.isdigit() and int(SOAK) > 1 else 40) if SOAK else 4
+
+SCAN_SCRIPT = """
+import sys, time
+sys.path.insert(0, {tests!r})
+from library_fakes import FakeAnalyser
+from tagger import tags
+from tagger.db.session import open_database
+from tagger.library.scan import scan, tag_writer
+
+slow_copy = tags._write_copy
+
+def slow_write_copy(*args, **kwargs):  # widen the tag-write window, so that kills land inside it
+    time.sleep(0.15)
+    return slow_copy(*args, **kwargs)
+
+tags._write_copy = slow_write_copy
+if __name__ == "__main__":
+    db = open_database(sys.argv[1])
+    print("ready", flush=True)
+    scan([sys.argv[2]], db=db, analyser=FakeAnalyser(delay=float(sys.argv[3])), jobs=1, commit_every=1,
+         predict_batch=2, on_track=tag_writer(model_version="fake-1"))
+    print("done", flush=True)
+"""
+
+
+def _ffmpeg(path: Path, freq: float, seconds: float) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    codec = {".flac": "flac", ".mp3": "libmp3lame", ".ogg": "libvorbis", ".wav": "pcm_s16le"}[path.suffix]
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i",
+                    f"sine=frequency={freq}:duration={seconds}:sample_rate=16000", "-c:a", codec,
+                    "-metadata", f"title=Song at {freq} Hz", "-metadata", "artist=Test Band", str(path)],
+                   check=True)  # fmt: skip
+    return path
+
+
+def _decoded_md5(path: Path) -> str:
+    data, _ = sf.read(str(path), dtype="int16", always_2d=True)
+    return hashlib.md5(data.tobytes()).hexdigest()
+
+
+def _other_tags(path: Path) -> list:
+    import mutagen
+
+    f = mutagen.File(str(path))
+    out = []
+    for key, value in (f.tags.items() if f.tags is not None else []):
+        if not any(name in str(key).upper() for name in tags.FIELDS):
+            out.append((str(key), str(value)))
+    return sorted(out)
+
+
+def _temp_files(root: Path) -> list[str]:
+    return [str(p) for p in root.rglob("*") if tags.is_temp_name(p.name)]
+
+
+def _db_state(db_path: Path) -> dict[str, list[str]]:
+    """{path: present families} of the ok tracks; checks integrity and that every ok track is whole."""
+    con = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=30)
+    try:
+        assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert con.execute("PRAGMA foreign_key_check").fetchall() == []
+        rows = con.execute(
+            "SELECT t.path, count(d.id), group_concat(CASE WHEN d.present THEN d.family END) FROM tracks t "
+            "LEFT JOIN detections d ON d.track_id = t.id WHERE t.status = 'ok' GROUP BY t.id"
+        ).fetchall()
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return {}
+        raise
+    finally:
+        con.close()
+    assert all(n == len(FREQ) for _, n, _ in rows), rows
+    return {p: sorted((fams or "").split(",")) if fams else [] for p, _, fams in rows}
+
+
+@pytest.fixture(scope="module")
+def tagged_template(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tpl") / "music"
+    fams = list(FREQ)
+    files = {}
+    for i, ext in enumerate([".flac", ".mp3", ".ogg", ".wav", ".flac", ".mp3", ".ogg", ".flac"]):
+        fam = fams[i % len(fams)]
+        files[f"{'sub/' if i % 2 else ''}{i}_{fam}{ext}"] = (fam, _ffmpeg(root / f"{'sub/' if i % 2 else ''}{i}_{fam}{ext}",
+                                                                            FREQ[fam] * (1 + 0.01 * i), 6.0))  # fmt: skip
+    return root, {rel: fam for rel, (fam, _) in files.items()}
+
+
+def test_sigkill_at_random_moments_then_resume(tmp_path, tagged_template):
+    """Kill `scan` (analysis, commits, tag writes) again and again; then resume: nothing lost,
+    nothing damaged, no temporary file left."""
+    template, fams = tagged_template
+    music = tmp_path / "music"
+    shutil.copytree(template, music)
+    files = {rel: music / rel for rel in fams}
+    audio = {rel: _decoded_md5(p) for rel, p in files.items()}
+    other = {rel: _other_tags(p) for rel, p in files.items()}
+    db_path = tmp_path / "library.db"
+    script = tmp_path / "scan_script.py"
+    script.write_text(SCAN_SCRIPT.format(tests=str(TESTS)))
+    rng = random.Random(int(time.time()) if SOAK else 1)
+    stored: dict[str, list[str]] = {}
+    finished = False
+    for _ in range(ROUNDS):
+        proc = subprocess.Popen([sys.executable, str(script), str(db_path), str(music), "0.05"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        try:
+            assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
+            time.sleep(rng.uniform(0.0, 2.5))
+            proc.send_signal(signal.SIGKILL)
+            finished = proc.wait(timeout=30) == 0 and "done" in proc.stdout.read()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+            proc.stderr.close()
+        now = _db_state(db_path)
+        assert all(now.get(p) == v for p, v in stored.items()), "a stored result was lost"
+        stored = now
+        for rel, p in files.items():  # each file is whole: the old one or the newly tagged one
+            assert _decoded_md5(p) == audio[rel] and _other_tags(p) == other[rel], rel
+            state = tags.read_instruments(p)
+            assert state in (tags.TagState(), tags.TagState([fams[rel]], "fake-1")), (rel, state)
+        if finished:
+            break
+    # Resume (any leftover temporary file of a killed tag write is removed by the scan).
+    db = open_database(db_path)
+    try:
+        for leftover in _temp_files(music):
+            os.utime(leftover, (time.time() - 60, time.time() - 60))  # older than a write in progress
+        summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=0, on_track=tag_writer(model_version="fake-1"))
+        with db.session() as s:
+            assert {t.path: t.instruments for t in find_tracks(s)} == {str(p): [fams[rel]] for rel, p in files.items()}
+    finally:
+        db.close()
+    assert summary.failed == 0 and summary.tag_errors == 0
+    assert _temp_files(music) == []
+    assert _db_state(db_path) == {str(p): [fams[rel]] for rel, p in files.items()}
+    for rel, p in files.items():
+        assert _decoded_md5(p) == audio[rel] and _other_tags(p) == other[rel], rel
+        assert tags.read_instruments(p) == tags.TagState([fams[rel]], "fake-1"), rel
+
+
+def test_stale_temp_files_are_removed_and_nothing_else(tmp_path):
+    import fcntl
+
+    music = tmp_path / "music"
+    song = write_audio(music / "song.wav", tone_signal([110.0], seconds=2.0))
+    old = time.time() - 3600
+    stale = music / ".song.wav.ab12cd_z.tagger-tmp"
+    busy = music / ".song.wav.zz99yy00.tagger-tmp"
+    not_ours = [music / ".song.wav.tagger-tmp", music / "x.ab12cd_z.tagger-tmp", music / ".song.wav.AB12CD_Z.tagger-tmp"]
+    for p in (stale, busy, *not_ours):
+        p.write_bytes(b"x")
+        os.utime(p, (old, old))
+    link = music / ".other.wav.qq11ww22.tagger-tmp"
+    link.symlink_to(song)
+    holder = os.open(busy, os.O_RDONLY)
+    fcntl.flock(holder, fcntl.LOCK_EX)  # a tag write in progress elsewhere
+    try:
+        db = open_database(tmp_path / "lib.db")
+        try:
+            scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+        finally:
+            db.close()
+        assert not stale.exists()
+        assert busy.exists() and link.is_symlink() and song.exists() and all(p.exists() for p in not_ours)
+    finally:
+        os.close(holder)
+    fresh = music / ".song.wav.fr35hh00.tagger-tmp"
+    fresh.write_bytes(b"x")  # just created by a writer that has not locked it yet: left alone
+    assert tags.remove_stale_temp_files([busy, fresh]) == [str(busy)]
+    assert fresh.exists()
+
+
+def test_a_second_scan_of_the_same_database_refuses(tmp_path, monkeypatch):
+    music = tmp_path / "music"
+    files = [write_audio(music / f"{i}.wav", tone_signal([FREQ["bass"] + i], seconds=8.0)) for i in range(6)]
+    db_path = tmp_path / "library.db"
+    script = tmp_path / "scan_script.py"
+    script.write_text(SCAN_SCRIPT.format(tests=str(TESTS)))
+    first = subprocess.Popen([sys.executable, str(script), str(db_path), str(music), "0.3"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert first.stdout.readline().strip() == "ready"
+        deadline = time.monotonic() + 60
+        while not _db_state(db_path):
+            assert first.poll() is None and time.monotonic() < deadline, first.stderr.read()
+            time.sleep(0.05)
+        db = open_database(db_path)
+        try:
+            with pytest.raises(DatabaseBusy, match=f"another tagger scan \\(process {first.pid}\\) is using the database"):
+                scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+        finally:
+            db.close()
+        from tagger.cli import app
+        from tagger.model import ensemble
+
+        monkeypatch.setattr(ensemble.Ensemble, "load", classmethod(lambda cls, *a, **k: FakeAnalyser()))
+        res = CliRunner().invoke(app, ["scan", str(music), "--db", str(db_path), "--jobs", "0"])
+        assert res.exit_code == 1 and "Traceback" not in res.output
+        assert res.output.strip().splitlines()[-1].startswith(f"tagger: error: another tagger scan (process {first.pid})")
+        assert first.wait(timeout=120) == 0, first.stderr.read()
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+        first.stdout.close()
+        first.stderr.close()
+    assert len(_db_state(db_path)) == len(files)  # the first scan finished whole
+    db = open_database(db_path)
+    try:  # and once it is done, the next scan runs
+        assert scan([music], db=db, analyser=FakeAnalyser(), jobs=0).skipped == len(files)
+    finally:
+        db.close()
+
+
+def test_a_read_only_database_is_a_clear_error_and_loses_nothing(tmp_path):
+    music = tmp_path / "music"
+    write_audio(music / "a.wav", tone_signal([FREQ["bass"]], seconds=4.0))
+    db_path = tmp_path / "library.db"
+    db = open_database(db_path)
+    scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    db.close()
+    before = _db_state(db_path)
+    write_audio(music / "b.wav", tone_signal([FREQ["flute"]], seconds=4.0))
+    ro = open_database(f"sqlite:///file:{db_path}?mode=ro&uri=true")  # read-only, even for root
+    try:
+        with pytest.raises(DatabaseError, match="cannot write the database .*readonly database; everything stored before is kept"):
+            scan([music], db=ro, analyser=FakeAnalyser(), jobs=0)
+    finally:
+        ro.close()
+    assert _db_state(db_path) == before and len(before) == 1
+
+
+def _mount_tmpfs(where: Path, size: str) -> bool:
+    where.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        return False
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+                          capture_output=True).returncode == 0  # fmt: skip
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    where = tmp_path / "disk"
+    if not _mount_tmpfs(where, "3m"):
+        pytest.skip("needs root and mount to make a small tmpfs (a real full disk)")
+    yield where
+    subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def test_a_full_disk_and_a_read_only_filesystem_are_clear_errors_and_lose_nothing(tmp_path, small_disk, monkeypatch):
+    music = tmp_path / "music"
+    for i in range(3):
+        write_audio(music / f"a{i}.wav", tone_signal([FREQ["bass"] + i], seconds=4.0))
+    db_path = small_disk / "library.db"
+    db = open_database(db_path)
+    scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    before = _db_state(db_path)
+    assert len(before) == 3
+    for i in range(60):  # new tracks, to be written on a full disk
+        write_audio(music / "more" / f"b{i}.wav", tone_signal([FREQ["flute"] + i], seconds=4.0))
+    filler = small_disk / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        while True:
+            os.write(fd, b"\0" * 4096)
+    except OSError:
+        pass  # the disk is full
+    finally:
+        os.close(fd)
+    with pytest.raises(DatabaseError, match="cannot write the database .*full"):
+        scan([music], db=db, analyser=FakeAnalyser(), jobs=0, commit_every=5)
+    db.close()
+    filler.unlink()
+    assert all(_db_state(db_path).get(p) == v for p, v in before.items())
+    # The command line says it in one line.
+    from tagger.cli import app
+    from tagger.model import ensemble
+
+    monkeypatch.setattr(ensemble.Ensemble, "load", classmethod(lambda cls, *a, **k: FakeAnalyser()))
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    res = CliRunner().invoke(app, ["scan", str(music), "--db", str(db_path), "--jobs", "0", "--no-write-tags"])
+    assert res.exit_code == 1 and "Traceback" not in res.output, res.output
+    assert res.output.strip().splitlines()[-1].startswith("tagger: error:"), res.output
+    assert "read-only" in res.output.lower() or "readonly" in res.output.lower() or "unable to open" in res.output
+    subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=True)
+    db = open_database(db_path)
+    try:
+        summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    finally:
+        db.close()
+    assert summary.failed == 0
+    state = _db_state(db_path)
+    assert len(state) == 63 and all(state[p] == v for p, v in before.items())
