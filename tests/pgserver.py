@@ -175,7 +175,7 @@ def postgres_server() -> PostgresServer:
     try:
         if external:
             _SERVER = PostgresServer(admin_url=external)
-            _SERVER.create_database("tagger_probe")  # fail early with the reason
+            _SERVER.drop_database(_SERVER.create_database("tagger_probe"))  # fail early, with the reason
         else:
             _SERVER = _start_private()
             atexit.register(_SERVER.stop)
