@@ -210,7 +210,7 @@ class DaskBackend:
         worker has another model than `analyser`.
         """
         try:
-            from distributed import Client, as_completed
+            from distributed import Client, KilledWorker, as_completed
         except ImportError:
             raise UserError("the dask backend needs dask.distributed: pip install 'tagger[dask]'") from None
         spec = AnalyserSpec(**{**self.spec.__dict__, "expected_hash": analyser.hash, "expected_version": analyser.version})
@@ -222,11 +222,11 @@ class DaskBackend:
                 raise ClusterError(f"cannot reach the Dask scheduler {self.scheduler}: {exc}") from None
         else:
             client = self.scheduler
+        index: dict = {}  # task key -> (position in paths, future), for the tasks in flight
         try:
             threads = self._check_workers(client, spec, paths[0] if paths else None)
             window = max(2, self.in_flight * threads)
             todo = iter(enumerate(paths))
-            index: dict = {}
 
             def submit_next():
                 nxt = next(todo, None)
@@ -236,17 +236,19 @@ class DaskBackend:
                 fut = client.submit(analyse_remote, path, spec=spec, config=config, predict_batch=predict_batch,
                                     key=f"tagger-analyse-{i}-{os.urandom(4).hex()}", pure=False,
                                     retries=self.retries)  # fmt: skip
-                index[fut.key] = i
+                index[fut.key] = (i, fut)
                 return fut
 
             first = [f for f in (submit_next() for _ in range(window)) if f is not None]
             futures = as_completed(first, loop=client.loop)
             for fut in futures:
-                i = index.pop(fut.key)
+                i, _ = index.pop(fut.key)
                 try:
                     result = fut.result()
-                except Exception as exc:  # the task itself failed (e.g. its worker died twice)
-                    result = {"path": paths[i], "meta": {}, "error": f"the cluster could not analyse it: {type(exc).__name__}: {exc}"}
+                except KilledWorker:  # every worker that tried it died: a decoder crash, as locally
+                    result = {"path": paths[i], "meta": {}, "error": "the decoder crashed (the Dask workers analysing it died)"}
+                except Exception as exc:  # the task never raises for a file: the cluster itself failed
+                    raise ClusterError(f"the Dask cluster failed while analysing {paths[i]}: {type(exc).__name__}: {exc}") from None
                 fut.release()
                 if "fatal" in result:
                     raise ClusterError(result["fatal"])
@@ -255,6 +257,8 @@ class DaskBackend:
                 if nxt is not None:
                     futures.add(nxt)
         finally:
+            if index:  # stopped early (error, Ctrl-C): the cluster drops the rest
+                client.cancel([f for _, f in index.values()])
             if own:
                 client.close()
 
