@@ -292,3 +292,21 @@ def test_files_the_workers_cannot_see_stop_the_scan(cluster, template, tmp_path,
     with db.session() as s:
         assert s.query(M.Track).filter(M.Track.status == M.STATUS_ERROR).count() == 0
     db.close()
+
+
+def test_cli_unreachable_scheduler_is_one_error_line(template, tmp_path, monkeypatch):
+    from tagger.model.ensemble import Ensemble
+
+    monkeypatch.setattr(Ensemble, "load", classmethod(lambda cls, *a, **k: FakeAnalyser()))
+    root = tmp_path / "music"
+    root.mkdir()
+    shutil.copy(template / "bass.wav", root / "bass.wav")
+    monkeypatch.setenv("TAGGER_DASK_SCHEDULER", f"tcp://127.0.0.1:{_free_port()}")
+    import functools
+
+    import tagger.library.distributed as D
+
+    monkeypatch.setattr(D, "DaskBackend", functools.partial(D.DaskBackend, connect_timeout=2.0))
+    r = CliRunner().invoke(app, ["scan", str(root), "--db", str(tmp_path / "lib.db"), "--backend", "dask"])
+    assert r.exit_code == 1
+    assert "tagger: error:" in r.output and "cannot reach the Dask scheduler" in r.output
