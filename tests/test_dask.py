@@ -310,3 +310,23 @@ def test_cli_unreachable_scheduler_is_one_error_line(template, tmp_path, monkeyp
     r = CliRunner().invoke(app, ["scan", str(root), "--db", str(tmp_path / "lib.db"), "--backend", "dask"])
     assert r.exit_code == 1
     assert "tagger: error:" in r.output and "cannot reach the Dask scheduler" in r.output
+
+
+def test_worker_loads_the_model_once_and_reloads_a_replaced_one(monkeypatch):
+    import tagger.library.distributed as D
+
+    monkeypatch.setattr(D, "_ANALYSERS", {})
+    loads = []
+    real = D._load_analyser
+    monkeypatch.setattr(D, "_load_analyser", lambda spec: loads.append(spec) or real(spec))
+    spec = AnalyserSpec(kind="factory", factory="library_fakes:FakeAnalyser", expected_hash="hash-fake-1",
+                        expected_version="fake-1")  # fmt: skip
+    first = D._worker_analyser(spec)
+    assert D._worker_analyser(spec) is first and len(loads) == 1  # cached per worker process
+    first._version = "fake-0"  # the cached model no longer is the client's (model folder replaced)
+    again = D._worker_analyser(spec)
+    assert again is not first and again.hash == "hash-fake-1" and len(loads) == 2
+    other = AnalyserSpec(kind="factory", factory="library_fakes:FakeAnalyser", expected_hash="hash-v9", expected_version="v9")
+    assert D.worker_check(other)["ok"] is False and "v9" in D.worker_check(other)["error"]
+    result = D.analyse_remote("/nonexistent.wav", spec=other, config=None)
+    assert "fatal" in result and "install the same models" in result["fatal"]

@@ -94,6 +94,8 @@ def _worker_analyser(spec: AnalyserSpec):
     """The worker process's analyser for `spec` (loaded once); raises `ModelError` on a mismatch."""
     with _LOCK:
         analyser = _ANALYSERS.get(spec.key())
+        if analyser is not None and spec.expected_hash is not None and analyser.hash != spec.expected_hash:
+            analyser = None  # the model folder may have been replaced since: load it again
         if analyser is None:
             analyser = _ANALYSERS[spec.key()] = _load_analyser(spec)
     if spec.expected_hash is not None and analyser.hash != spec.expected_hash:
