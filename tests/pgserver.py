@@ -117,7 +117,8 @@ def _start_private() -> PostgresServer:
             pw = pwd.getpwnam("postgres")
         except KeyError:
             raise PostgresUnavailable("running as root and there is no 'postgres' user to run the server as") from None
-    tmp = tempfile.mkdtemp(prefix="tagger-pg-")
+    # As root, TMPDIR may be private to root: /tmp is reachable by the postgres user.
+    tmp = tempfile.mkdtemp(prefix="tagger-pg-", dir="/tmp" if root and os.path.isdir("/tmp") else None)
     data, sock, logfile = os.path.join(tmp, "data"), os.path.join(tmp, "sock"), os.path.join(tmp, "server.log")
     os.mkdir(sock)
     if root:
