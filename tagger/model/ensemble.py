@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,7 +104,8 @@ class Ensemble:
     thresholds: np.ndarray
     """Per-family decision thresholds [shape=(n_families,)], calibrated on validation data."""
     feature_config: F.FeatureConfig
-    _model: object
+    _runner: Callable[[np.ndarray], np.ndarray]
+    """features [shape=(n, bins, frames)] -> scores [shape=(n, n_families)]: ONNX Runtime or Keras."""
 
     @property
     def version(self) -> str:
@@ -146,15 +147,20 @@ class Ensemble:
             if digest != entry.get("sha256"):
                 raise ModelError(fpath, f"sha256 mismatch for {fam!r}: the file was modified or corrupted (refusing to load)")
             entries.append((fam, fpath, float(entry.get("threshold", 0.5))))
-        model = _load_combined([p for _, p, _ in entries], cfg)
+        runner = _make_runner([p for _, p, _ in entries], cfg, manifest_hash=manifest_hash(manifest), families=fams)
         return cls(
             model_dir=model_dir,
             manifest=manifest,
             families=fams,
             thresholds=np.array([t for _, _, t in entries], dtype=np.float32),
             feature_config=cfg,
-            _model=model,
+            _runner=runner,
         )
+
+    @property
+    def runtime(self) -> str:
+        """What runs the classifiers: 'onnxruntime' or 'keras'."""
+        return getattr(self._runner, "name", "keras")
 
     def features(self, windows: np.ndarray) -> np.ndarray:
         """Model input for windows [shape=(n, 64000)] -> [shape=(n, bins, frames)]."""
@@ -167,7 +173,7 @@ class Ensemble:
             return np.zeros((0, len(self.families)), dtype=np.float32)
         out = []
         for i in range(0, len(feats), batch_size):
-            out.append(np.asarray(self._model(feats[i : i + batch_size], training=False)))
+            out.append(np.asarray(self._runner(feats[i : i + batch_size])))
         return np.concatenate(out).astype(np.float32)
 
     def predict(self, windows: np.ndarray, *, batch_size: int = 64) -> np.ndarray:
@@ -204,3 +210,68 @@ def _load_combined(paths: Sequence[Path], cfg: F.FeatureConfig):
         outs.append(m(inp))
     out = outs[0] if len(outs) == 1 else keras.layers.Concatenate()(outs)
     return keras.Model(inp, out, name="ensemble")
+
+
+class _KerasRunner:
+    """The combined Keras model as one traced TensorFlow function (much faster than eager calls)."""
+
+    name = "keras"
+
+    def __init__(self, model) -> None:
+        self.model = model
+        self.fn = None
+        try:
+            import tensorflow as tf
+
+            spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)
+            self.fn = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+        except Exception:  # another Keras backend: plain calls
+            self.fn = None
+
+    def __call__(self, feats: np.ndarray) -> np.ndarray:
+        if self.fn is not None:
+            return self.fn(feats).numpy()
+        return np.asarray(self.model(feats, training=False))
+
+
+def _classifiers_of(combined) -> list:
+    """The per-family classifiers inside a model built by `_load_combined`, in family order."""
+    subs = [layer for layer in combined.layers if hasattr(layer, "layers")]
+    if not subs:
+        return [combined]
+    return sorted(subs, key=lambda m: int(m.name.rsplit("_", 1)[-1]))
+
+
+def _make_runner(paths: Sequence[Path], cfg: F.FeatureConfig, *, manifest_hash: str, families: Sequence[str]):
+    """The fastest faithful runtime for the classifiers: ONNX Runtime on their exported graph when
+    onnxruntime is installed and the export matches Keras within `runtime.TOLERANCE` (the export is
+    cached by manifest hash, so a later load does not even import TensorFlow), else Keras.
+    ``TAGGER_RUNTIME=keras`` forces Keras."""
+    import logging
+
+    from tagger.model import runtime as R
+
+    log = logging.getLogger(__name__)
+    choice = os.environ.get(R.RUNTIME_ENV, "auto").strip().lower()
+    if choice == "keras" or not R.onnxruntime_available():
+        return _KerasRunner(_load_combined(paths, cfg))
+    key = R.cache_key(manifest_hash, families)
+    cached = R.load_cached(key)
+    if cached is not None:
+        try:
+            return R.OnnxRunner(cached)
+        except Exception as exc:  # a damaged cache entry: export again
+            log.debug("cached ONNX model %s unusable (%s); exporting again", key, exc)
+    model = _load_combined(paths, cfg)
+    try:
+        blob = R.export_onnx(_classifiers_of(model), cfg.shape)
+        runner = R.OnnxRunner(blob)
+        diff = R.max_difference(runner, model, cfg.shape)
+    except Exception as exc:  # an unsupported layer, or onnxruntime refusing the graph: Keras it is
+        log.info("running the classifiers with Keras (ONNX export not possible: %s)", exc)
+        return _KerasRunner(model)
+    if diff > R.TOLERANCE:
+        log.warning("ONNX export differs from Keras by %.2g (> %g); running the classifiers with Keras", diff, R.TOLERANCE)
+        return _KerasRunner(model)
+    R.store_cached(key, blob)
+    return runner

@@ -1,0 +1,295 @@
+"""A lean inference runtime: the Keras classifiers exported, with their own weights, to ONNX Runtime.
+
+The ``.keras`` files stay the source of truth. `export_onnx` writes the same layers with the same
+weights into one ONNX graph (the classifiers side by side, outputs concatenated in family order);
+`OnnxRunner` runs it with ONNX Runtime. The exported graph is verified against Keras on a fixed
+random batch before use (`verify`), and cached in the user cache folder keyed by the manifest
+hash, so a later scan neither imports TensorFlow nor converts again.
+
+Only the layer types of `tagger.model.architectures` are exported (Conv2D, BatchNormalization,
+Activation, MaxPooling2D, global pooling, Concatenate, Flatten, Dense, Dropout, the channel
+Reshape); any other raises `UnsupportedModel`, and the `Ensemble` falls back to Keras.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+EXPORT_VERSION = 1
+"""Bump when the exporter changes: cached graphs of another version are not reused."""
+TOLERANCE = 1e-4
+"""Largest absolute difference from Keras accepted for any output probability."""
+CACHE_ENTRIES = 8
+"""Exported graphs kept in the cache (the most recently written)."""
+RUNTIME_ENV = "TAGGER_RUNTIME"
+"""``keras`` forces the Keras runtime (default ``auto``: ONNX Runtime when installed and faithful)."""
+
+
+class UnsupportedModel(Exception):
+    """The classifier has a layer or setting the exporter does not handle."""
+
+
+def onnxruntime_available() -> bool:
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/tagger/runtime`` (usually ``~/.cache/tagger/runtime``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "tagger" / "runtime"
+
+
+def cache_key(manifest_hash: str, families: Sequence[str]) -> str:
+    """Cache file name of an exported ensemble: manifest hash, family selection, exporter version."""
+    sel = hashlib.sha256(",".join(families).encode()).hexdigest()[:8]
+    return f"{manifest_hash[:32]}-{sel}-v{EXPORT_VERSION}.onnx"
+
+
+# -- export -------------------------------------------------------------------------------------------
+class _Graph:
+    def __init__(self) -> None:
+        from onnx import helper, numpy_helper
+
+        self.helper, self.numpy_helper = helper, numpy_helper
+        self.nodes: list = []
+        self.inits: list = []
+        self.n = 0
+
+    def name(self, hint: str) -> str:
+        self.n += 1
+        return f"{hint}_{self.n}"
+
+    def const(self, hint: str, value: np.ndarray) -> str:
+        name = self.name(hint)
+        self.inits.append(self.numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    def op(self, op_type: str, inputs: Sequence[str], hint: str | None = None, **attrs) -> str:
+        out = self.name(hint or op_type.lower())
+        self.nodes.append(self.helper.make_node(op_type, list(inputs), [out], **attrs))
+        return out
+
+
+def _activation(g: _Graph, x: str, activation: str) -> str:
+    if activation in ("linear", None):
+        return x
+    if activation == "relu":
+        return g.op("Relu", [x])
+    if activation == "sigmoid":
+        return g.op("Sigmoid", [x])
+    if activation == "tanh":
+        return g.op("Tanh", [x])
+    raise UnsupportedModel(f"activation {activation!r}")
+
+
+def _name_of_activation(fn) -> str:
+    return fn if isinstance(fn, str) else getattr(fn, "__name__", str(fn))
+
+
+def _pads(cfg: dict, kernel: Sequence[int]) -> list[int]:
+    strides = tuple(cfg.get("strides", (1, 1)))
+    if cfg.get("padding") == "valid":
+        return [0, 0, 0, 0]
+    if cfg.get("padding") == "same" and strides == (1, 1) and all(k % 2 == 1 for k in kernel):
+        return [kernel[0] // 2, kernel[1] // 2, kernel[0] // 2, kernel[1] // 2]
+    raise UnsupportedModel(f"padding {cfg.get('padding')!r} with strides {strides} and kernel {tuple(kernel)}")
+
+
+def _layer(g: _Graph, layer, x: list[str], ranks: list[int]) -> tuple[str, int]:
+    """Emit one Keras layer; tensors of rank 4 are kept NCHW. Returns (output name, rank)."""
+    kind = type(layer).__name__
+    cfg = layer.get_config()
+    w = [np.asarray(v, dtype=np.float32) for v in layer.get_weights()]
+    if kind in ("Dropout", "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "ActivityRegularization"):
+        return x[0], ranks[0]
+    if cfg.get("data_format", "channels_last") != "channels_last":
+        raise UnsupportedModel(f"{kind} with data_format {cfg.get('data_format')!r}")
+    if kind == "Reshape":
+        target = tuple(cfg["target_shape"])
+        in_shape = tuple(layer.input.shape[1:])
+        if ranks[0] == 3 and target == (*in_shape, 1):  # (n, H, W) -> NHWC (n, H, W, 1) == NCHW (n, 1, H, W)
+            return g.op("Unsqueeze", [x[0], g.const("axes", np.array([1], dtype=np.int64))]), 4
+        raise UnsupportedModel(f"Reshape {in_shape} -> {target}")
+    if kind == "Conv2D":
+        if tuple(cfg.get("dilation_rate", (1, 1))) != (1, 1) or cfg.get("groups", 1) != 1:
+            raise UnsupportedModel("dilated or grouped Conv2D")
+        kernel = w[0]  # (kh, kw, cin, cout) -> (cout, cin, kh, kw)
+        inputs = [x[0], g.const("W", np.ascontiguousarray(kernel.transpose(3, 2, 0, 1)))]
+        if cfg.get("use_bias", True):
+            inputs.append(g.const("B", w[1]))
+        y = g.op("Conv", inputs, kernel_shape=list(kernel.shape[:2]), strides=list(cfg.get("strides", (1, 1))),
+                 pads=_pads(cfg, kernel.shape[:2]))  # fmt: skip
+        return _activation(g, y, _name_of_activation(cfg.get("activation"))), 4
+    if kind == "BatchNormalization":
+        if cfg.get("axis") not in (-1, [-1], (-1,), 3, [3]) and not (ranks[0] == 2 and cfg.get("axis") in (1, [1])):
+            raise UnsupportedModel(f"BatchNormalization over axis {cfg.get('axis')!r}")
+        i = 0
+        gamma = w[i] if cfg.get("scale", True) else None
+        i += 1 if cfg.get("scale", True) else 0
+        beta = w[i] if cfg.get("center", True) else None
+        i += 1 if cfg.get("center", True) else 0
+        mean, var = w[i], w[i + 1]
+        gamma = np.ones_like(mean) if gamma is None else gamma
+        beta = np.zeros_like(mean) if beta is None else beta
+        y = g.op("BatchNormalization", [x[0], g.const("gamma", gamma), g.const("beta", beta), g.const("mean", mean),
+                                        g.const("var", var)], epsilon=float(cfg.get("epsilon", 1e-3)))  # fmt: skip
+        return y, ranks[0]
+    if kind == "Activation":
+        return _activation(g, x[0], _name_of_activation(cfg.get("activation"))), ranks[0]
+    if kind == "ReLU" and not cfg.get("max_value") and not cfg.get("negative_slope") and not cfg.get("threshold"):
+        return g.op("Relu", [x[0]]), ranks[0]
+    if kind in ("MaxPooling2D", "AveragePooling2D"):
+        pool = list(cfg["pool_size"])
+        strides = list(cfg.get("strides") or pool)
+        if cfg.get("padding", "valid") != "valid":
+            raise UnsupportedModel(f"{kind} with padding {cfg.get('padding')!r}")
+        op = "MaxPool" if kind == "MaxPooling2D" else "AveragePool"
+        return g.op(op, [x[0]], kernel_shape=pool, strides=strides), 4
+    if kind in ("GlobalAveragePooling2D", "GlobalMaxPooling2D"):
+        y = g.op("GlobalAveragePool" if kind == "GlobalAveragePooling2D" else "GlobalMaxPool", [x[0]])
+        if cfg.get("keepdims"):
+            raise UnsupportedModel(f"{kind} with keepdims")
+        return g.op("Flatten", [y], axis=1), 2
+    if kind == "Flatten":
+        if ranks[0] == 4:  # Keras flattens NHWC order
+            return g.op("Flatten", [g.op("Transpose", [x[0]], perm=[0, 2, 3, 1])], axis=1), 2
+        return g.op("Flatten", [x[0]], axis=1), 2
+    if kind == "Concatenate":
+        axis = int(cfg.get("axis", -1))
+        rank = ranks[0]
+        if any(r != rank for r in ranks) or axis not in (-1, rank - 1):
+            raise UnsupportedModel(f"Concatenate over axis {axis}")
+        return g.op("Concat", x, axis=1), rank  # the channel axis, NCHW or (n, features)
+    if kind == "Dense":
+        if ranks[0] != 2:
+            raise UnsupportedModel("Dense on a tensor of rank > 2")
+        y = g.op("MatMul", [x[0], g.const("W", w[0])])
+        if cfg.get("use_bias", True):
+            y = g.op("Add", [y, g.const("B", w[1])])
+        return _activation(g, y, _name_of_activation(cfg.get("activation"))), 2
+    raise UnsupportedModel(f"layer type {kind}")
+
+
+def _classifier(g: _Graph, model, inp: str) -> str:
+    """Emit one Keras functional model reading ONNX tensor `inp`; returns its output's name."""
+    tensors: dict[int, tuple[str, int]] = {}
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise UnsupportedModel("a classifier must have one input and one output")
+    tensors[id(model.inputs[0])] = (inp, len(model.inputs[0].shape))
+    for layer in model.layers:
+        if type(layer).__name__ == "InputLayer":
+            continue
+        nodes = [n for n in layer._inbound_nodes if all(id(t) in tensors for t in n.input_tensors)]
+        if len(nodes) != 1:
+            raise UnsupportedModel(f"layer {layer.name} is shared or not connected")
+        node = nodes[0]
+        ins = [tensors[id(t)] for t in node.input_tensors]
+        out, rank = _layer(g, layer, [n for n, _ in ins], [r for _, r in ins])
+        if len(node.output_tensors) != 1:
+            raise UnsupportedModel(f"layer {layer.name} has several outputs")
+        tensors[id(node.output_tensors[0])] = (out, rank)
+    out = tensors.get(id(model.outputs[0]))
+    if out is None or out[1] != 2:
+        raise UnsupportedModel("the classifier output is not (n, 1)")
+    return out[0]
+
+
+def export_onnx(models: Sequence, input_shape: tuple[int, ...]) -> bytes:
+    """One ONNX graph running every Keras classifier on input ``features`` [shape=(n, *input_shape)]
+    with output ``scores`` [shape=(n, len(models))], in the order given. Raises `UnsupportedModel`."""
+    from onnx import TensorProto, checker, helper
+
+    g = _Graph()
+    outs = [_classifier(g, m, "features") for m in models]
+    final = outs[0] if len(outs) == 1 else g.op("Concat", outs, axis=1)
+    g.nodes.append(helper.make_node("Identity", [final], ["scores"]))
+    graph = helper.make_graph(
+        g.nodes, "ensemble",
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["n", *input_shape])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["n", len(models)])],
+        initializer=g.inits,
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="tagger")
+    model.ir_version = 8
+    checker.check_model(model)
+    return model.SerializeToString()
+
+
+# -- runtime ------------------------------------------------------------------------------------------
+def default_threads() -> int:
+    """Intra-op threads for inference: all cores (the scan's workers mostly wait on the model)."""
+    env = os.environ.get("TAGGER_INFERENCE_THREADS")
+    if env:
+        return max(1, int(env))
+    return os.cpu_count() or 1
+
+
+class OnnxRunner:
+    """Runs an exported ensemble with ONNX Runtime: ``runner(feats) -> scores``."""
+
+    name = "onnxruntime"
+
+    def __init__(self, model: bytes, *, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads or default_threads()
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3
+        # Threads that spin while waiting steal the cores the scan's decoding workers need.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
+
+    def __call__(self, feats: np.ndarray) -> np.ndarray:
+        return self.session.run(["scores"], {"features": np.ascontiguousarray(feats, dtype=np.float32)})[0]
+
+
+def reference_batch(input_shape: tuple[int, ...], n: int = 16) -> np.ndarray:
+    """A fixed batch in [0, 1] (the features' range) on which exports are checked against Keras."""
+    return np.random.default_rng(1234).random((n, *input_shape), dtype=np.float32)
+
+
+def max_difference(runner, keras_model, input_shape: tuple[int, ...]) -> float:
+    """Largest absolute difference between the runner's and the Keras model's outputs on `reference_batch`."""
+    x = reference_batch(input_shape)
+    want = np.asarray(keras_model(x, training=False), dtype=np.float32)
+    got = runner(x)
+    return float(np.max(np.abs(got - want)))
+
+
+def load_cached(key: str) -> bytes | None:
+    path = cache_dir() / key
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+def store_cached(key: str, model: bytes) -> None:
+    """Write an exported graph into the cache atomically (a failure only costs a later re-export)."""
+    folder = cache_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{key}.{os.getpid()}.tmp"
+        tmp.write_bytes(model)
+        os.replace(tmp, folder / key)
+        entries = sorted(folder.glob("*.onnx"), key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in entries[CACHE_ENTRIES:]:
+            old.unlink(missing_ok=True)
+    except OSError as exc:
+        log.debug("cannot cache the exported model in %s: %s", folder, exc)
