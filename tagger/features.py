@@ -108,12 +108,37 @@ def stft_db(*, windows: np.ndarray, n_fft: int = C.N_FFT, hop_length: int = C.HO
 
 @lru_cache(maxsize=8)
 def mel_filterbank(*, sample_rate: int, n_fft: int, n_mels: int, fmin: float) -> np.ndarray:
-    """Slaney-normalised mel filters [shape=(n_mels, n_fft // 2 + 1)], as librosa.filters.mel."""
-    import librosa
+    """Slaney-normalised mel filters [shape=(n_mels, n_fft // 2 + 1)], as librosa.filters.mel
+    (Slaney mel scale, fmax = Nyquist), computed here so that the scan's workers never import librosa
+    (seconds of start-up and about 100 MB each); tests/test_features.py checks it against librosa."""
+    fmax = sample_rate / 2
+    fftfreqs = np.fft.rfftfreq(n=n_fft, d=1.0 / sample_rate)
+    mel_f = _mel_to_hz(np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels + 2))
+    fdiff = np.diff(mel_f)
+    ramps = np.subtract.outer(mel_f, fftfreqs)
+    weights = np.zeros((n_mels, len(fftfreqs)), dtype=np.float32)
+    for i in range(n_mels):
+        lower = -ramps[i] / fdiff[i]
+        upper = ramps[i + 2] / fdiff[i + 1]
+        weights[i] = np.maximum(0, np.minimum(lower, upper))
+    weights *= (2.0 / (mel_f[2 : n_mels + 2] - mel_f[:n_mels]))[:, None]
+    return weights
 
-    return librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=sample_rate / 2).astype(
-        np.float32
-    )
+
+_F_SP = 200.0 / 3
+_MIN_LOG_HZ = 1000.0
+_MIN_LOG_MEL = _MIN_LOG_HZ / _F_SP
+_LOGSTEP = np.log(6.4) / 27.0
+
+
+def _hz_to_mel(hz: float) -> float:
+    """Slaney's mel scale: linear below 1 kHz, logarithmic above (librosa's ``htk=False``)."""
+    return hz / _F_SP if hz < _MIN_LOG_HZ else _MIN_LOG_MEL + np.log(hz / _MIN_LOG_HZ) / _LOGSTEP
+
+
+def _mel_to_hz(mels: np.ndarray) -> np.ndarray:
+    mels = np.asarray(mels, dtype=np.float64)
+    return np.where(mels >= _MIN_LOG_MEL, _MIN_LOG_HZ * np.exp(_LOGSTEP * (mels - _MIN_LOG_MEL)), _F_SP * mels)
 
 
 def logmel_db(
