@@ -241,7 +241,7 @@ def test_cli_scan_with_a_real_model_on_the_cluster_equals_a_local_scan(cluster, 
 
     from conftest import tone_signal, write_audio
 
-    address, _ = cluster
+    address, client = cluster
     roots = {}
     for name in ("local", "remote"):
         music = roots[name] = tmp_path / name / "music"
@@ -268,6 +268,14 @@ def test_cli_scan_with_a_real_model_on_the_cluster_equals_a_local_scan(cluster, 
             str(roots["remote"] / p) for p in ("a.flac", "b.wav", "c/d.wav")}
     a.close()
     b.close()
+
+    def tf_threads():
+        import tensorflow as tf
+
+        return tf.config.threading.get_intra_op_parallelism_threads(), tf.config.threading.get_inter_op_parallelism_threads()
+
+    # each single-threaded worker runs TensorFlow on one thread, not on all the machine's cores
+    assert sorted(client.run(tf_threads).values()) == [(1, 1), (1, 1)]
 
 
 def test_files_the_workers_cannot_see_stop_the_scan(cluster, template, tmp_path, monkeypatch):
@@ -318,7 +326,7 @@ def test_worker_loads_the_model_once_and_reloads_a_replaced_one(monkeypatch):
     monkeypatch.setattr(D, "_ANALYSERS", {})
     loads = []
     real = D._load_analyser
-    monkeypatch.setattr(D, "_load_analyser", lambda spec: loads.append(spec) or real(spec))
+    monkeypatch.setattr(D, "_load_analyser", lambda spec, worker=None: loads.append(spec) or real(spec, worker))
     spec = AnalyserSpec(kind="factory", factory="library_fakes:FakeAnalyser", expected_hash="hash-fake-1",
                         expected_version="fake-1")  # fmt: skip
     first = D._worker_analyser(spec)

@@ -73,11 +73,35 @@ _FILES = [0]
 """Files this worker process has analysed (`worker_stats`)."""
 
 
-def _load_analyser(spec: AnalyserSpec):
+def _limit_tensorflow_threads(worker=None) -> int | None:
+    """Size TensorFlow's thread pools to this Dask worker's threads (``--nthreads``), not to all the
+    machine's cores: with one worker process per core they would otherwise oversubscribe it.
+    `worker`: the Dask worker (found from a task's context when None). Returns the size set, or
+    None (not in a worker, or TensorFlow already running)."""
+    try:
+        if worker is None:
+            from distributed import get_worker
+
+            worker = get_worker()
+        n = int(worker.state.nthreads)
+    except Exception:  # not inside a Dask worker
+        return None
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(n)
+        tf.config.threading.set_inter_op_parallelism_threads(n)
+    except RuntimeError:  # TensorFlow was initialised before in this process
+        return None
+    return n
+
+
+def _load_analyser(spec: AnalyserSpec, worker=None):
     if spec.kind == "models":
         from tagger.cli.app import quiet_tensorflow
 
         quiet_tensorflow()
+        _limit_tensorflow_threads(worker)
         from tagger.model.ensemble import Ensemble
 
         return Ensemble.load(spec.model_dir, families=spec.families)
@@ -90,14 +114,14 @@ def _load_analyser(spec: AnalyserSpec):
     raise UserError(f"unknown analyser spec {spec!r}")
 
 
-def _worker_analyser(spec: AnalyserSpec):
+def _worker_analyser(spec: AnalyserSpec, worker=None):
     """The worker process's analyser for `spec` (loaded once); raises `ModelError` on a mismatch."""
     with _LOCK:
         analyser = _ANALYSERS.get(spec.key())
         if analyser is not None and spec.expected_hash is not None and analyser.hash != spec.expected_hash:
             analyser = None  # the model folder may have been replaced since: load it again
         if analyser is None:
-            analyser = _ANALYSERS[spec.key()] = _load_analyser(spec)
+            analyser = _ANALYSERS[spec.key()] = _load_analyser(spec, worker)
     if spec.expected_hash is not None and analyser.hash != spec.expected_hash:
         raise ModelError(
             spec.model_dir or "(worker default models)",
@@ -107,11 +131,12 @@ def _worker_analyser(spec: AnalyserSpec):
     return analyser
 
 
-def worker_check(spec: AnalyserSpec, sample_path: str | None = None) -> dict:
-    """Run on every worker before a scan: load the analyser and report what it is (or why not);
-    with `sample_path`, also check that the worker sees that file (shared storage)."""
+def worker_check(spec: AnalyserSpec, sample_path: str | None = None, dask_worker=None) -> dict:
+    """Run on every worker before a scan (``client.run``, which passes `dask_worker`): load the
+    analyser and report what it is (or why not); with `sample_path`, also check that the worker
+    sees that file (shared storage)."""
     try:
-        a = _worker_analyser(spec)
+        a = _worker_analyser(spec, dask_worker)
     except (TaggerError, ImportError, OSError) as exc:
         return {"ok": False, "error": str(exc), "pid": os.getpid()}
     if sample_path is not None and not os.access(sample_path, os.R_OK):
