@@ -9,7 +9,9 @@
    compute features (`tagger.library.analyse`), one file at a time, streaming windows through a
    bounded queue, so memory stays bounded whatever the number and length of files. The main
    process runs the analyser (the `Ensemble`, or any object with its interface) on batches of
-   windows, aggregates each finished file with `tagger.aggregate.aggregate` and writes it.
+   windows, aggregates each finished file with `tagger.aggregate.aggregate` and writes it. With a
+   ``backend`` (`tagger.library.distributed.DaskBackend`) a cluster's workers do the analysis and
+   run the model; they return window probabilities, aggregated and written here the same way.
 3. **Store**: only the main process writes, in batched transactions (every `commit_every` tracks
    or `commit_seconds`). A track's row, detections and segments are written in one transaction, so
    a scan killed at any moment (SIGKILL included) leaves only whole tracks; the next scan skips
