@@ -338,3 +338,53 @@ def test_worker_loads_the_model_once_and_reloads_a_replaced_one(monkeypatch):
     assert D.worker_check(other)["ok"] is False and "v9" in D.worker_check(other)["error"]
     result = D.analyse_remote("/nonexistent.wav", spec=other, config=None)
     assert "fatal" in result and "install the same models" in result["fatal"]
+
+
+def test_losing_the_scheduler_stops_the_scan_and_keeps_what_was_stored(template, tmp_path):
+    """The scheduler dies mid-scan: the scan ends with a ClusterError, the files stored so far stay,
+    no file is recorded as failed, and the next scan (on a new cluster) does the rest."""
+    import threading
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), str(REPO)]), OMP_NUM_THREADS="1")
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    py = sys.executable
+    sched = subprocess.Popen([py, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", str(port),
+                              "--no-dashboard"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    worker = subprocess.Popen([py, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1", "--no-nanny",
+                               "--no-dashboard", "--host", "127.0.0.1", "--death-timeout", "5",
+                               "--local-directory", str(tmp_path / "w")],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    root = tmp_path / "music"
+    root.mkdir()
+    for i in range(12):
+        shutil.copy(template / "bass.wav", root / f"bass{i:02d}.wav")
+        with open(root / f"bass{i:02d}.wav", "ab") as f:
+            f.write(bytes([i]))  # distinct fingerprints, no copies
+    db = open_database(tmp_path / "lib.db")
+    slow = AnalyserSpec(kind="factory", factory="library_fakes:FakeAnalyser", kwargs=(("delay", 0.5),))
+    stored = []
+
+    def kill_after_three(p):
+        if p.phase == "analyse" and p.files_done >= 3 and not stored:
+            stored.append(p.files_done)
+            threading.Thread(target=sched.kill).start()
+
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(ClusterError, match="Dask cluster failed") as info:
+            scan([root], db=db, analyser=FakeAnalyser(), progress=kill_after_three, commit_every=1,
+                 backend=DaskBackend(address, spec=slow, connect_timeout=60))  # fmt: skip
+        assert "run the scan again" in str(info.value)
+        assert time.monotonic() - t0 < 120
+    finally:
+        sched.kill()
+        worker.kill()
+        sched.wait()
+        worker.wait()
+    with db.session() as s:
+        status = [st for (st,) in s.query(M.Track.status)]
+    assert 3 <= len(status) < 12 and set(status) == {M.STATUS_OK}
+    again = scan([root], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert again.scanned == 12 - len(status) and again.skipped == len(status) and again.failed == 0
+    db.close()

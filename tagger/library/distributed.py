@@ -275,7 +275,8 @@ class DaskBackend:
                 except KilledWorker:  # every worker that tried it died: a decoder crash, as locally
                     result = {"path": paths[i], "meta": {}, "error": "the decoder crashed (the Dask workers analysing it died)"}
                 except Exception as exc:  # the task never raises for a file: the cluster itself failed
-                    raise ClusterError(f"the Dask cluster failed while analysing {paths[i]}: {type(exc).__name__}: {exc}") from None
+                    raise ClusterError(f"the Dask cluster failed while analysing {paths[i]}: {type(exc).__name__}: {exc} "
+                                       "(the results stored so far are kept: run the scan again)") from None  # fmt: skip
                 fut.release()
                 if "fatal" in result:
                     raise ClusterError(result["fatal"])
