@@ -11,7 +11,10 @@ Messages (tuples, cheap to pickle):
 - ``("windows", task_id, starts, silent, feats)``: ``starts`` [shape=(n,), int64] first sample of
   each window at 16 kHz, ``silent`` [shape=(n,), bool], ``feats`` [shape=(k, bins, frames), float32]
   the features of the k non-silent windows only.
-- ``("done", task_id, samples)``: the file decoded to `samples` samples at 16 kHz.
+- ``("done", task_id, samples, stats)``: the file decoded to `samples` samples at 16 kHz; ``stats``
+  ``{"seconds": {"decode", "resample", "framing", "features"[, "wait"]}, "pid", "maxrss"}``: time
+  spent on the file per stage (``wait``: blocked on a full result queue, in a worker process) and
+  the process's peak resident memory so far in bytes.
 - ``("error", task_id, reason)``: the file failed; nothing else follows for this task.
 """
 
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import os
 import queue as _queue
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -50,6 +54,8 @@ def analyse_file(task_id: int, path: str, *, config: AnalysisConfig) -> Iterator
 
     cfg = F.FeatureConfig.from_dict(config.features)
     counted = [0]
+    clock = time.perf_counter
+    seconds = {"decode": 0.0, "resample": 0.0, "framing": 0.0, "features": 0.0}
 
     def counting(blocks):
         for block in blocks:
@@ -57,27 +63,36 @@ def analyse_file(task_id: int, path: str, *, config: AnalysisConfig) -> Iterator
             yield block
 
     try:
+        t = clock()
         meta = audio.info(path)
+        seconds["decode"] += clock() - t
         yield ("info", task_id, {"format": meta.format, "sample_rate": meta.sample_rate,
                                  "channels": meta.channels, "duration": meta.duration})  # fmt: skip
         frames = audio.frame_windows(
-            counting(audio.stream(path)),
+            counting(audio.stream(path, meta=meta, timings=seconds)),
             hop_samples=int(round(config.hop_seconds * C.SAMPLE_RATE)),
             silence_dbfs=config.silence_dbfs,
             batch_size=config.batch_size,
         )
-        for w in frames:
+        while True:
+            t, before = clock(), seconds["decode"] + seconds["resample"]
+            w = next(frames, None)
+            seconds["framing"] += clock() - t - (seconds["decode"] + seconds["resample"] - before)
+            if w is None:
+                break
+            t = clock()
             active = ~w.silent
             if active.any():
                 feats = F.compute(windows=w.audio[active], config=cfg)
             else:
                 feats = np.zeros((0, *cfg.shape), dtype=np.float32)
+            seconds["features"] += clock() - t
             yield ("windows", task_id, w.start, w.silent, feats)
         if counted[0] < MIN_SECONDS * C.SAMPLE_RATE:
             yield ("error", task_id, f"too short to analyse: {counted[0] / C.SAMPLE_RATE:.3f} s of audio "
                                      f"(at least {MIN_SECONDS:g} s needed)")  # fmt: skip
             return
-        yield ("done", task_id, counted[0])
+        yield ("done", task_id, counted[0], {"seconds": seconds, "pid": os.getpid(), "maxrss": peak_rss()})
     except TaggerError as exc:
         yield ("error", task_id, getattr(exc, "reason", None) or str(exc))
     except MemoryError:
@@ -97,6 +112,28 @@ def _warm_up(config: AnalysisConfig) -> None:
         F.compute(windows=np.zeros((1, C.WINDOW_SAMPLES), dtype=np.float32), config=cfg)
     except Exception:  # only a warm-up: a real file reports any real problem
         pass
+
+
+def peak_rss() -> int:
+    """Peak resident memory of this process in bytes (0 where unknown).
+
+    Linux's ``VmHWM`` first: ``getrusage``'s peak survives ``exec``, so a spawned worker would report
+    the RSS of the process it was forked from."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import resource
+        import sys
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return int(peak if sys.platform == "darwin" else peak * 1024)
+    except (ImportError, OSError):
+        return 0
 
 
 def _exit_on_sigterm(signum, _frame) -> None:
@@ -141,6 +178,11 @@ def worker_main(tasks, results, config: AnalysisConfig) -> None:
         task_id, path = item
         if not put(("start", task_id, os.getpid())):
             return
+        waited = 0.0
         for msg in analyse_file(task_id, path, config=config):
+            if msg[0] == "done" and len(msg) > 3:
+                msg[3]["seconds"]["wait"] = waited
+            t = time.perf_counter()
             if not put(msg):
                 return
+            waited += time.perf_counter() - t

@@ -30,6 +30,7 @@ import os
 import queue as _queue
 import time
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -44,7 +45,7 @@ from tagger.aggregate import DEFAULT_AGGREGATION, TrackResult, aggregate
 from tagger.db import models as M
 from tagger.db.session import Database, DatabaseError
 from tagger.errors import TaggerError, UserError
-from tagger.library.analyse import AnalysisConfig, analyse_file, worker_main
+from tagger.library.analyse import AnalysisConfig, analyse_file, peak_rss, worker_main
 from tagger.library.crawl import CrawlReport, crawl
 from tagger.library.fingerprint import fingerprint
 from tagger.library.lock import scan_lock
@@ -112,6 +113,13 @@ class ScanSummary:
     """Files whose tags were written (or would be, in a dry run) by the ``on_track`` hook."""
     tag_errors: int = 0
     errors: list[tuple[str, str]] = field(default_factory=list)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    """Seconds spent per stage. Analysis (``decode``, ``resample``, ``framing``, ``features``, and
+    ``wait``: workers blocked on a full result queue) is summed over the worker processes; the rest is
+    the main process's: ``plan`` (crawl, fingerprints), ``inference``, ``aggregation``, ``database``,
+    ``tags`` and ``idle`` (waiting for the workers)."""
+    peak_rss: dict = field(default_factory=dict)
+    """Peak resident memory in bytes: ``main`` (this process) and ``workers`` (one value per worker)."""
 
     @property
     def realtime_factor(self) -> float:
@@ -120,6 +128,7 @@ class ScanSummary:
     def to_dict(self) -> dict:
         out = asdict(self)
         out["errors"] = [{"path": p, "error": e} for p, e in self.errors]
+        out["stage_seconds"] = {k: round(v, 3) for k, v in self.stage_seconds.items()}
         out["realtime_factor"] = round(self.realtime_factor, 2)
         out["audio_seconds"] = round(self.audio_seconds, 3)
         out["wall_seconds"] = round(self.wall_seconds, 3)
@@ -303,9 +312,10 @@ def scan(
                      commit_every=commit_every, commit_seconds=commit_seconds)  # fmt: skip
     crawled = CrawlReport()
     try:
-        work = _plan(roots, writer=writer, mv_id=mv_id, rescan_stale=rescan_stale, retry_errors=retry_errors,
-                     quick=quick, include_hidden=include_hidden, progress=progress, t0=t0,
-                     follow_external_symlinks=follow_external_symlinks, crawled=crawled)  # fmt: skip
+        with writer.clock("plan"):
+            work = _plan(roots, writer=writer, mv_id=mv_id, rescan_stale=rescan_stale, retry_errors=retry_errors,
+                         quick=quick, include_hidden=include_hidden, progress=progress, t0=t0,
+                         follow_external_symlinks=follow_external_symlinks, crawled=crawled)  # fmt: skip
         _after_crawl(crawled, summary)
         writer.commit()
         runner = _Runner(analyser=analyser, writer=writer, predict_batch=predict_batch, on_track=on_track,
@@ -327,7 +337,51 @@ def scan(
         raise
     summary.wall_seconds = time.monotonic() - t0
     writer.finish()
+    summary.peak_rss["main"] = peak_rss()
     return summary
+
+
+class _StageClock:
+    """Adds the wall time of ``with clock(stage):`` blocks to a dict; nested blocks count for the
+    outermost stage only (a commit inside ``store_result`` is database time once)."""
+
+    def __init__(self, seconds: dict[str, float]) -> None:
+        self.seconds = seconds
+        self.depth = 0
+
+    @contextmanager
+    def __call__(self, stage: str):
+        if self.depth:
+            yield
+            return
+        self.depth += 1
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.depth -= 1
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - t
+
+
+_THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+@contextmanager
+def _single_threaded_children():
+    """Environment for starting worker processes: one BLAS/OpenMP thread each (numpy reads it when
+    it loads, before a worker's own code runs); the workers are the parallelism. Values the user
+    set are kept."""
+    saved = {k: os.environ.get(k) for k in _THREAD_ENV}
+    for k in _THREAD_ENV:
+        os.environ.setdefault(k, "1")
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 class _Writer:
@@ -344,6 +398,7 @@ class _Writer:
         self.dirty = 0
         self.last_commit = time.monotonic()
         self.seen: set[str] = set()
+        self.clock = _StageClock(summary.stage_seconds)
 
     def touch(self) -> None:
         self.dirty += 1
@@ -356,6 +411,10 @@ class _Writer:
             self.commit()
 
     def commit(self) -> None:
+        with self.clock("database"):
+            self._commit()
+
+    def _commit(self) -> None:
         scan = self.session.get(M.Scan, self.scan_id)
         s = self.summary
         scan.scanned, scan.skipped, scan.failed = s.scanned, s.skipped, s.failed
@@ -636,6 +695,7 @@ class _Runner:
         self.thresholds = np.asarray(analyser.thresholds, dtype=np.float32)
         self.last_report = 0.0
         self.deaths = 0
+        self.worker_rss: dict[int, int] = {}  # worker pid -> peak resident bytes it reported
         self.file_timeout: float | None = DEFAULT_FILE_TIMEOUT
         self.progressed: dict[int, float] = {}  # task id -> when a worker last reported on it
         self.last_check = time.monotonic()
@@ -647,7 +707,8 @@ class _Runner:
         probs_list: list[np.ndarray] = []
         if wins:
             feats = np.concatenate([m[4] for m in wins])
-            probs = np.asarray(self.analyser.predict_features(feats), dtype=np.float32).reshape(len(feats), -1)
+            with self.writer.clock("inference"):
+                probs = np.asarray(self.analyser.predict_features(feats), dtype=np.float32).reshape(len(feats), -1)
             splits = np.cumsum([len(m[4]) for m in wins])[:-1]
             probs_list = list(np.split(probs, splits))
         by_msg = {id(m): p for m, p in zip(wins, probs_list)}
@@ -667,10 +728,21 @@ class _Runner:
                 pend.silent.append(np.asarray(silent, dtype=bool))
                 pend.probs.append(full)
             elif kind == "done":
+                if len(m) > 3:
+                    self._add_worker_stats(m[3])
                 self.finish(task_id, samples=int(m[2]))
             elif kind == "error":
                 self.fail(task_id, str(m[2]))
         self.writer.maybe_commit()
+
+    def _add_worker_stats(self, stats: dict) -> None:
+        summary = self.writer.summary
+        for stage, sec in (stats.get("seconds") or {}).items():
+            summary.stage_seconds[stage] = summary.stage_seconds.get(stage, 0.0) + float(sec)
+        pid = stats.get("pid")
+        if pid is not None and pid != os.getpid():
+            self.worker_rss[pid] = max(self.worker_rss.get(pid, 0), int(stats.get("maxrss") or 0))
+            summary.peak_rss["workers"] = sorted(self.worker_rss.values(), reverse=True)
 
     def finish(self, task_id: int, *, samples: int) -> None:
         changed = _changed_during_analysis(self.pending[task_id].work)
@@ -684,15 +756,18 @@ class _Runner:
         else:
             probs = np.zeros((0, len(self.families)), dtype=np.float32)
             silent, starts = np.zeros(0, dtype=bool), np.zeros(0)
-        result = aggregate(probs, silent, starts, families=self.families, thresholds=self.thresholds,
-                           duration=duration, **self.params)  # fmt: skip
+        with self.writer.clock("aggregation"):
+            result = aggregate(probs, silent, starts, families=self.families, thresholds=self.thresholds,
+                               duration=duration, **self.params)  # fmt: skip
         # With a tag hook, the batch is committed only after the tags are written: a scan killed in
         # between has not stored the track, so the next scan analyses it (and tags it) again.
-        self.writer.store_result(pend.work, pend.meta, result, duration, touch=self.on_track is None)
+        with self.writer.clock("database"):
+            self.writer.store_result(pend.work, pend.meta, result, duration, touch=self.on_track is None)
         self.done += 1
         if self.on_track is not None:
             try:
-                change = self.on_track(pend.work.path, result, (pend.work.size, pend.work.mtime))
+                with self.writer.clock("tags"):
+                    change = self.on_track(pend.work.path, result, (pend.work.size, pend.work.mtime))
             except TaggerError as exc:
                 log.warning("%s", exc)
                 self.writer.summary.tag_errors += 1
@@ -700,7 +775,8 @@ class _Runner:
                 if getattr(change, "changed", False):
                     self.writer.summary.tags_written += 1
                 if getattr(change, "written", False):
-                    self.writer.refresh_file(pend.work)
+                    with self.writer.clock("database"):
+                        self.writer.refresh_file(pend.work)
             self.writer.touch()
         self.report()
 
@@ -724,7 +800,8 @@ class _Runner:
 
     def fail(self, task_id: int, reason: str) -> None:
         pend = self.pending.pop(task_id)
-        self.writer.store_error(pend.work, pend.meta, reason)
+        with self.writer.clock("database"):
+            self.writer.store_error(pend.work, pend.meta, reason)
         self.done += 1
         self.report()
 
@@ -760,7 +837,8 @@ class _Runner:
 
         def start():
             proc = ctx.Process(target=worker_main, args=(tasks, results, self.config), daemon=True)
-            proc.start()
+            with _single_threaded_children():
+                proc.start()
             return proc
 
         procs = [start() for _ in range(jobs)]
@@ -775,7 +853,8 @@ class _Runner:
                     tasks.put((next_task, work[next_task].path))
                     next_task += 1
                 try:
-                    first = results.get(timeout=1.0)
+                    with self.writer.clock("idle"):
+                        first = results.get(timeout=1.0)
                 except _queue.Empty:
                     self._check_workers(procs, holder, start)
                     continue
