@@ -388,3 +388,46 @@ def test_losing_the_scheduler_stops_the_scan_and_keeps_what_was_stored(template,
     again = scan([root], db=db, analyser=FakeAnalyser(), jobs=0)
     assert again.scanned == 12 - len(status) and again.skipped == len(status) and again.failed == 0
     db.close()
+
+
+def test_a_file_that_kills_its_worker_becomes_an_error_row(template, tmp_path):
+    """A worker dying on a file (a decoder crash) fails that file, as with local workers; the nanny
+    restarts the worker and the scan goes on."""
+    from conftest import tone_signal, write_audio
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), str(REPO)]), OMP_NUM_THREADS="1",
+               DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES="0")  # fmt: skip
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    py = sys.executable
+    procs = [subprocess.Popen([py, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", str(port),
+                               "--no-dashboard"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+             subprocess.Popen([py, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1", "--no-dashboard",
+                               "--host", "127.0.0.1", "--death-timeout", "10", "--local-directory", str(tmp_path / "w")],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]  # fmt: skip
+    root = tmp_path / "music"
+    write_audio(root / "crash.wav", tone_signal([110.0], seconds=26.0))  # 7 windows: kills the worker
+    for i in range(3):
+        write_audio(root / f"ok{i}.wav", tone_signal([1000.0], seconds=4.0 + 4 * i))
+    db = open_database(tmp_path / "lib.db")
+    spec = AnalyserSpec(kind="factory", factory="dask_fakes:CrashingAnalyser")
+    try:
+        # one task at a time: a task queued on the dying worker would die with it
+        backend = DaskBackend(address, spec=spec, connect_timeout=60, in_flight=1)
+        summary = scan([root], db=db, analyser=FakeAnalyser(), backend=backend)
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+    assert (summary.scanned, summary.failed) == (3, 1)
+    assert [(os.path.basename(p), "decoder crashed" in e) for p, e in summary.errors] == [("crash.wav", True)]
+    with db.session() as s:
+        rows = dict(s.query(M.Track.path, M.Track.status))
+    assert rows[str(root / "crash.wav")] == M.STATUS_ERROR
+    assert sorted(v for k, v in rows.items() if "ok" in os.path.basename(k)) == [M.STATUS_OK] * 3
+    db.close()

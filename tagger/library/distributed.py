@@ -220,7 +220,8 @@ class DaskBackend:
 
     ``scheduler``: the scheduler address (``tcp://host:8786``), or an existing
     ``distributed.Client``. ``spec``: how workers load the analyser (its expected hash is filled
-    in from the client's analyser). ``in_flight``: tasks submitted ahead per worker thread.
+    in from the client's analyser). ``in_flight``: tasks in flight per worker thread (2 keeps
+    every worker busy while results travel).
     """
 
     scheduler: object
@@ -252,7 +253,7 @@ class DaskBackend:
         index: dict = {}  # task key -> (position in paths, future), for the tasks in flight
         try:
             threads = self._check_workers(client, spec, paths[0] if paths else None)
-            window = max(2, self.in_flight * threads)
+            window = max(1, self.in_flight * threads)
             todo = iter(enumerate(paths))
 
             def submit_next():
