@@ -154,6 +154,9 @@ def test_dask_scan_into_postgres_equals_local_scan_into_sqlite(cluster, pg_url, 
     assert {k: getattr(remote, k) for k in keys} == {k: getattr(local, k) for k in keys}
     assert (remote.scanned, remote.failed, remote.tags_written) == (len(EXPECTED), 1, len(EXPECTED))
     assert remote.audio_seconds == pytest.approx(local.audio_seconds, abs=1e-6)
+    # the workers' stage times and memory reach the summary as from local workers
+    assert remote.stage_seconds["decode"] > 0 and remote.stage_seconds["features"] > 0
+    assert remote.stage_seconds["inference"] > 0 and len(remote.peak_rss["workers"]) == 2
     assert [os.path.relpath(p, remote_root) for p, _ in remote.errors] == [BROKEN]
     _assert_same(_snapshot(remote_db, remote_root), _snapshot(local_db, local_root))
     from tagger.db.queries import find_tracks

@@ -25,6 +25,7 @@ import importlib
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -155,8 +156,8 @@ def analyse_remote(path: str, *, spec: AnalyserSpec, config: AnalysisConfig, pre
 
     Returns ``{"path", "meta", "starts" [shape=(n,), int64, first sample at 16 kHz], "silent"
     [shape=(n,), bool], "probs" [shape=(n, n_families), float32, zeros for silent windows],
-    "samples"}``, or ``{"path", "meta", "error": reason}`` for a file that cannot be analysed, or
-    ``{"path", "fatal": reason}`` when this worker cannot analyse at all (model missing or another
+    "samples", "stats" {"seconds" per stage, "pid", "maxrss"}}``, or ``{"path", "meta", "error":
+    reason}`` for a file that cannot be analysed, or ``{"path", "fatal": reason}`` when this worker cannot analyse at all (model missing or another
     model): the client then stops the scan.
     """
     try:
@@ -168,12 +169,15 @@ def analyse_remote(path: str, *, spec: AnalyserSpec, config: AnalysisConfig, pre
     meta: dict = {}
     starts, silent, probs = [], [], []
     pending: list[tuple[int, np.ndarray]] = []  # (index into probs, features of its active windows)
+    inference = [0.0]
 
     def flush() -> None:
         if not pending:
             return
         feats = np.concatenate([f for _, f in pending])
+        t = time.perf_counter()
         out = np.asarray(analyser.predict_features(feats), dtype=np.float32).reshape(len(feats), n_fam)
+        inference[0] += time.perf_counter() - t
         at = 0
         for i, f in pending:
             probs[i][~silent[i]] = out[at : at + len(f)]
@@ -200,6 +204,8 @@ def analyse_remote(path: str, *, spec: AnalyserSpec, config: AnalysisConfig, pre
             return {"path": path, "meta": meta, "error": str(msg[2])}
         elif kind == "done":
             flush()
+            stats = dict(msg[3]) if len(msg) > 3 and isinstance(msg[3], dict) else {}
+            stats["seconds"] = {**(stats.get("seconds") or {}), "inference": inference[0]}
             return {
                 "path": path,
                 "meta": meta,
@@ -207,6 +213,7 @@ def analyse_remote(path: str, *, spec: AnalyserSpec, config: AnalysisConfig, pre
                 "silent": np.concatenate(silent) if silent else np.zeros(0, dtype=bool),
                 "probs": np.concatenate(probs) if probs else np.zeros((0, n_fam), dtype=np.float32),
                 "samples": int(msg[2]),
+                "stats": stats,
             }
     return {"path": path, "meta": meta, "error": "the analysis ended without a result"}
 

@@ -792,6 +792,8 @@ class _Runner:
                 pend.starts.append(np.asarray(result["starts"]) / C.SAMPLE_RATE)
                 pend.silent.append(np.asarray(result["silent"], dtype=bool))
                 pend.probs.append(np.asarray(result["probs"], dtype=np.float32))
+                if result.get("stats"):
+                    self._add_worker_stats(result["stats"])
                 self.finish(task_id, samples=int(result["samples"]))
             self.writer.maybe_commit()
 
