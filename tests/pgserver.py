@@ -59,15 +59,16 @@ class PostgresServer:
     _stop: list = field(default_factory=list)
     _databases: list = field(default_factory=list)
 
-    def create_database(self, prefix: str = "tagger_test") -> str:
-        """A new empty database; returns its SQLAlchemy URL (``postgresql+psycopg://...``)."""
+    def create_database(self, prefix: str = "tagger_test", options: str = "") -> str:
+        """A new empty database (`options`: SQL after ``CREATE DATABASE name``, e.g. a locale);
+        returns its SQLAlchemy URL (``postgresql+psycopg://...``)."""
         import psycopg
         from sqlalchemy.engine import make_url
 
         name = f"{prefix}_{uuid.uuid4().hex[:12]}"
         admin = make_url(self.admin_url)
         with psycopg.connect(**_connect_args(admin), autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
+            conn.execute(f'CREATE DATABASE "{name}" {options}')
         self._databases.append(name)
         return admin.set(database=name).render_as_string(hide_password=False)
 

@@ -165,3 +165,34 @@ def test_every_command_on_postgres_gives_what_sqlite_gives(pg_url, tmp_path, fak
     moved = json.loads(run("show", str(root / "duo-moved.flac"), "--db", pg_url, "--json"))
     assert moved["instruments"] == ["bass", "flute"]
     run("show", files["bass.wav"], "--db", pg_url, "--json", code=1)
+
+
+def test_paths_sort_bytewise_on_a_postgres_database_with_a_language_collation(pg_url):
+    """A database created with an en-US collation sorts ``/m/a`` before ``/m/B``; tagger's lists
+    (query, errors, prune) keep SQLite's bytewise order on it."""
+    import psycopg
+
+    from pgserver import postgres_server
+    from tagger.db.queries import failed_tracks, find_tracks, prune_missing
+
+    server = postgres_server()
+    try:
+        url = server.create_database("tagger_icu", "LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8' TEMPLATE template0")
+    except psycopg.Error as exc:
+        pytest.skip(f"this PostgreSQL server has no ICU collations: {exc}")
+    paths = ["/m/B.wav", "/m/a.wav", "/m/_x.wav", "/m/Z/b.wav", "/m/z.wav", "/m/\u00e9.wav", "/m/e.wav"]
+    db = open_database(url)
+    try:
+        with db.session() as s:
+            for i, p in enumerate(paths):
+                status = (M.STATUS_OK, M.STATUS_ERROR, M.STATUS_MISSING)[i % 3]
+                s.add(M.Track(path=p, size=1, mtime=1.0, fingerprint=f"f{i}", status=status, error="bad" if i % 3 == 1 else None))
+        with db.session() as s:
+            collated = list(s.scalars(text("SELECT path FROM tracks ORDER BY path")))
+            assert collated != sorted(paths)  # the database's own order is not bytewise
+            assert [t.path for t in find_tracks(s)] == sorted(p for i, p in enumerate(paths) if i % 3 == 0)
+            assert [e["path"] for e in failed_tracks(s)] == sorted(p for i, p in enumerate(paths) if i % 3 == 1)
+            assert prune_missing(s) == sorted(p for i, p in enumerate(paths) if i % 3 == 2)
+    finally:
+        db.close()
+        server.drop_database(url)

@@ -98,6 +98,15 @@ def _family_order(session: Session) -> dict[str, int]:
     return {f: i for i, f in enumerate(known_families(session))}
 
 
+def by_path(session: Session):
+    """ORDER BY path, bytewise on every database: SQLite compares text bytewise, PostgreSQL would
+    use its locale's collation (e.g. en_US puts ``/m/a`` before ``/m/B``), so there the ``C``
+    collation is asked for."""
+    if session.get_bind().dialect.name == "postgresql":
+        return M.Track.path.collate("C")
+    return M.Track.path
+
+
 def _present(track: M.Track, order: dict[str, int]) -> list[str]:
     return sorted((d.family for d in track.detections if d.present), key=lambda f: order.get(f, len(order)))
 
@@ -127,7 +136,7 @@ def find_tracks(
                 and_(M.Detection.track_id == M.Track.id, M.Detection.family == fam, M.Detection.present.is_(True))
             )
         )
-    stmt = select(M.Track).where(*conds).options(selectinload(M.Track.detections)).order_by(M.Track.path)
+    stmt = select(M.Track).where(*conds).options(selectinload(M.Track.detections)).order_by(by_path(session))
     latest = latest_model_version_id(session)
     order = _family_order(session)
     out = []
@@ -255,14 +264,14 @@ def library_stats(session: Session) -> dict:
 def failed_tracks(session: Session) -> list[dict]:
     """Files that could not be analysed: ``[{"path", "error", "when"}]`` sorted by path."""
     rows = session.execute(
-        select(M.Track.path, M.Track.error, M.Track.updated_at).where(M.Track.status == M.STATUS_ERROR).order_by(M.Track.path)
+        select(M.Track.path, M.Track.error, M.Track.updated_at).where(M.Track.status == M.STATUS_ERROR).order_by(by_path(session))
     ).all()
     return [{"path": p, "error": e or "", "when": w.isoformat(timespec="seconds") + "Z"} for p, e, w in rows]
 
 
 def prune_missing(session: Session) -> list[str]:
     """Delete the tracks marked missing (with their results); returns their paths."""
-    paths = list(session.scalars(select(M.Track.path).where(M.Track.status == M.STATUS_MISSING).order_by(M.Track.path)))
+    paths = list(session.scalars(select(M.Track.path).where(M.Track.status == M.STATUS_MISSING).order_by(by_path(session))))
     if paths:
         ids = select(M.Track.id).where(M.Track.status == M.STATUS_MISSING)
         session.execute(delete(M.Segment).where(M.Segment.track_id.in_(ids)))
