@@ -133,9 +133,9 @@ def _worker_analyser(spec: AnalyserSpec, worker=None):
 
 
 def worker_check(spec: AnalyserSpec, sample_path: str | None = None, dask_worker=None) -> dict:
-    """Run on every worker before a scan (``client.run``, which passes `dask_worker`): load the
-    analyser and report what it is (or why not); with `sample_path`, also check that the worker
-    sees that file (shared storage)."""
+    """Run on every worker before a scan (as a task, or by ``client.run``, which passes
+    `dask_worker`): load the analyser and report what it is (or why not); with `sample_path`, also
+    check that the worker sees that file (shared storage)."""
     try:
         a = _worker_analyser(spec, dask_worker)
     except (TaggerError, ImportError, OSError) as exc:
@@ -305,7 +305,12 @@ class DaskBackend:
             client.wait_for_workers(1, timeout=self.connect_timeout)
         except (OSError, TimeoutError) as exc:
             raise ClusterError(f"no Dask worker joined the scheduler within {self.connect_timeout:.0f} s: {exc}") from None
-        reports = client.run(worker_check, spec, sample_path)
+        # One task pinned to each worker (not client.run: loading TensorFlow would block the
+        # worker's event loop and its heartbeats).
+        workers = list(client.nthreads())
+        checks = [client.submit(worker_check, spec, sample_path, key=f"tagger-check-{w}-{os.urandom(4).hex()}",
+                                workers=[w], allow_other_workers=False, pure=False) for w in workers]  # fmt: skip
+        reports = dict(zip(workers, client.gather(checks)))
         bad = {w: r["error"] for w, r in reports.items() if not r["ok"]}
         if bad:
             raise ClusterError("; ".join(f"worker {w}: {e}" for w, e in sorted(bad.items())))
