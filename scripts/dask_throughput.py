@@ -3,7 +3,7 @@
 Starts a Dask scheduler and ``--workers`` single-threaded worker processes on loopback, writes
 ``--files`` FLAC files (44.1 kHz stereo, ``--seconds`` long: tone mixtures in noise), warms the
 workers up (each loads the model once), then times one scan of the files through the cluster into
-a SQLite database (tags not written) and prints files/s and times real time, in total and per
+a SQLite database (tags not written; ``--music DIR`` scans that folder instead) and prints files/s and times real time, in total and per
 worker core. Without ``--models`` it uses a random-weight compact ensemble of all ten families
 (the shipped models' architecture: the same compute, meaningless scores).
 
