@@ -118,6 +118,46 @@ def head_revision() -> str:
     return ScriptDirectory.from_config(cfg).get_current_head()
 
 
+def _script_head() -> str | None:
+    """The single head revision of the migration scripts, read from their ``revision`` and
+    ``down_revision`` lines without importing Alembic; None when that is not clear-cut (then Alembic
+    decides)."""
+    import ast
+    import re
+
+    revs, downs = set(), set()
+    try:
+        for path in (migrations_dir() / "versions").glob("*.py"):
+            text = path.read_text(encoding="utf-8")
+            rev = re.search(r"^revision\s*(?::[^=]+)?=\s*(.+)$", text, re.M)
+            down = re.search(r"^down_revision\s*(?::[^=]+)?=\s*(.+)$", text, re.M)
+            if rev is None:
+                continue
+            revs.add(ast.literal_eval(rev.group(1).strip()))
+            value = ast.literal_eval(down.group(1).strip()) if down else None
+            downs.update(value if isinstance(value, (tuple, list)) else [value])
+    except (OSError, ValueError, SyntaxError, TypeError):
+        return None
+    heads = revs - downs
+    return heads.pop() if len(heads) == 1 else None
+
+
+def _at_head(engine: Engine) -> bool:
+    """True when the database is certainly at the scripts' head (a cheap check that spares commands
+    like ``tagger query`` the Alembic import); False means "ask Alembic"."""
+    from sqlalchemy import text
+
+    head = _script_head()
+    if head is None:
+        return False
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT version_num FROM alembic_version")).fetchall()
+    except SQLAlchemyError:
+        return False
+    return len(rows) == 1 and rows[0][0] == head
+
+
 def current_revision(engine: Engine) -> str | None:
     from alembic.runtime.migration import MigrationContext
 
@@ -168,7 +208,7 @@ def open_database(db: str | os.PathLike | None = None, *, migrate: bool = True) 
     engine = make_engine(url)
     if migrate:
         try:
-            needs = current_revision(engine) != head_revision()
+            needs = not _at_head(engine) and current_revision(engine) != head_revision()
         except SQLAlchemyError as exc:
             raise DatabaseError(f"cannot open the database {engine.url.render_as_string(hide_password=True)}: {exc}") from None
         if needs:
