@@ -6,8 +6,8 @@ its PID into it, so that a second scan refuses with a message naming the process
 database. The kernel releases the lock when the holder exits, however it exits (``kill -9``
 included), so a crashed scan never leaves a stale lock behind.
 
-Other databases (e.g. PostgreSQL) get no lock: they handle concurrent writers themselves, and each
-track is written in one transaction.
+A PostgreSQL database gets a server-side advisory lock instead (`tagger.db.advisory`); other
+databases get no lock.
 """
 
 from __future__ import annotations
@@ -65,8 +65,11 @@ def scan_lock(url: str):
     and `TaggerError` when the lock file cannot be created (e.g. a read-only database folder).
     """
     path = lock_path(url)
-    if path is None:
-        yield None
+    if path is None:  # PostgreSQL: an advisory lock in the server (`tagger.db.advisory`)
+        from tagger.db.advisory import postgres_scan_lock
+
+        with postgres_scan_lock(url):
+            yield None
         return
     import fcntl
 
