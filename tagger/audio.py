@@ -240,7 +240,9 @@ def _downmix(block: np.ndarray) -> np.ndarray:
         for c in range(2, n):
             mono += block[:, c]
         mono /= np.float32(n)
-    if not np.isfinite(mono.sum()):  # a NaN or inf sample makes the sum non-finite: one cheap pass
+    with np.errstate(invalid="ignore", over="ignore"):
+        finite = np.isfinite(mono.sum())  # a NaN or inf sample makes the sum non-finite: one cheap pass
+    if not finite:
         np.nan_to_num(mono, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
     return mono
 

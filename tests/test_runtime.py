@@ -1,0 +1,266 @@
+"""The performance work keeps results the same: the ONNX Runtime export of the classifiers against
+Keras, the cache and the fallbacks, the numpy mel filterbank against librosa, the fast downmix,
+the fast database checks, and the scan's stage timings. No timing assertions here: speed is
+measured by `benchmarks/bench.py`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from tagger.model import architectures as A
+from tagger.model import runtime as R
+from tagger.model import store
+
+keras = pytest.importorskip("keras")
+needs_ort = pytest.mark.skipif(not R.onnxruntime_available(), reason="onnxruntime/onnx not installed")
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    """Exported graphs go to a private cache folder, not the user's."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv(R.RUNTIME_ENV, raising=False)
+
+
+def _randomise(model, seed: int):
+    """Random weights everywhere, BatchNorm statistics included (fresh ones are an identity)."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        ws = layer.get_weights()
+        if not ws:
+            continue
+        if type(layer).__name__ == "BatchNormalization":
+            gamma, beta, mean, var = ws
+            layer.set_weights([rng.uniform(0.5, 1.5, gamma.shape), rng.normal(0, 0.2, beta.shape),
+                               rng.normal(0, 0.2, mean.shape), rng.uniform(0.5, 2.0, var.shape)])  # fmt: skip
+        else:
+            layer.set_weights([rng.normal(0, 0.3, w.shape).astype(np.float32) for w in ws])
+    return model
+
+
+def _model_dir(path, families=("bass", "flute"), seed=0):
+    manifest = store.new_manifest(architecture="compact", recipe="test", feature_config=A.COMPACT_FEATURES, version="rt1")
+    for i, fam in enumerate(families):
+        store.save_classifier(path, manifest, fam, _randomise(A.build("compact", name=fam), seed + i), threshold=0.4)
+    return path
+
+
+def _feats(shape, n=12, seed=5):
+    return np.random.default_rng(seed).random((n, *shape), dtype=np.float32)
+
+
+@needs_ort
+@pytest.mark.parametrize("arch", ["compact", "paper"])
+def test_onnx_export_matches_keras(arch):
+    # The paper's layers (biased convolutions, Flatten in Keras' NHWC order, hidden Dense) on a
+    # small input, so that the test stays fast; the compact model at its real size.
+    shape = A.COMPACT_FEATURES.shape if arch == "compact" else (24, 20)
+    build = A.build_compact if arch == "compact" else A.build_paper
+    models = [_randomise(build(shape, name=f"c{i}"), i) for i in range(3)]
+    runner = R.OnnxRunner(R.export_onnx(models, shape), threads=1)
+    x = _feats(shape)
+    want = np.concatenate([np.asarray(m(x, training=False)) for m in models], axis=1)
+    got = runner(x)
+    assert got.shape == (len(x), 3)
+    assert np.max(np.abs(got - want)) < R.TOLERANCE
+    assert np.std(want) > 1e-3  # a meaningful comparison: the outputs vary
+
+
+@needs_ort
+def test_unsupported_layers_are_refused():
+    inp = keras.Input(shape=(8, 8))
+    out = keras.layers.Dense(1, activation="sigmoid")(keras.layers.LSTM(4)(inp))
+    with pytest.raises(R.UnsupportedModel, match="LSTM"):
+        R.export_onnx([keras.Model(inp, out)], (8, 8))
+
+
+@needs_ort
+def test_ensemble_runs_on_onnxruntime_equal_to_keras_and_caches_the_export(tmp_path, monkeypatch):
+    from tagger.model.ensemble import Ensemble
+
+    d = _model_dir(tmp_path / "m")
+    ens = Ensemble.load(d)
+    assert ens.runtime == "onnxruntime"
+    cached = list(R.cache_dir().glob("*.onnx"))
+    assert [p.name for p in cached] == [R.cache_key(ens.hash, ens.families)]
+    monkeypatch.setenv(R.RUNTIME_ENV, "keras")
+    ref = Ensemble.load(d)
+    assert ref.runtime == "keras"
+    x = _feats(A.COMPACT_FEATURES.shape, n=70)  # more than one batch
+    assert np.max(np.abs(ens.predict_features(x, batch_size=32) - ref.predict_features(x, batch_size=32))) < R.TOLERANCE
+    windows = np.random.default_rng(1).standard_normal((3, 64_000)).astype(np.float32) * 0.1
+    assert np.max(np.abs(ens.predict(windows) - ref.predict(windows))) < R.TOLERANCE
+    # a family selection is its own graph
+    monkeypatch.delenv(R.RUNTIME_ENV)
+    one = Ensemble.load(d, families=["flute"])
+    assert one.runtime == "onnxruntime" and one.predict_features(x).shape == (70, 1)
+    assert np.allclose(one.predict_features(x)[:, 0], ref.predict_features(x)[:, 1], atol=R.TOLERANCE)
+
+
+@needs_ort
+def test_a_cached_export_loads_without_tensorflow(tmp_path):
+    from tagger.model.ensemble import Ensemble
+
+    d = _model_dir(tmp_path / "m")
+    Ensemble.load(d)  # exports and caches
+    code = textwrap.dedent(f"""
+        import sys
+        from tagger.model.ensemble import Ensemble
+        e = Ensemble.load({str(d)!r})
+        import numpy as np
+        p = e.predict_features(np.zeros((2, 64, 126), np.float32))
+        print(e.runtime, p.shape, "tensorflow" in sys.modules, "keras" in sys.modules)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["onnxruntime", "(2,", "2)", "False", "False"]
+
+
+@needs_ort
+def test_a_changed_classifier_gets_a_new_export(tmp_path):
+    from tagger.model.ensemble import Ensemble
+
+    d = _model_dir(tmp_path / "m")
+    first = Ensemble.load(d)
+    manifest = store.open_or_create(d)
+    store.save_classifier(d, manifest, "flute", _randomise(A.build("compact", name="flute"), 99), threshold=0.4)
+    second = Ensemble.load(d)
+    assert second.hash != first.hash
+    assert len(list(R.cache_dir().glob("*.onnx"))) == 2
+    x = _feats(A.COMPACT_FEATURES.shape)
+    assert not np.allclose(first.predict_features(x)[:, 1], second.predict_features(x)[:, 1])
+
+
+@needs_ort
+def test_a_damaged_cache_entry_is_exported_again(tmp_path):
+    from tagger.model.ensemble import Ensemble
+
+    d = _model_dir(tmp_path / "m")
+    good = Ensemble.load(d)
+    entry = R.cache_dir() / R.cache_key(good.hash, good.families)
+    entry.write_bytes(b"not an onnx graph")
+    again = Ensemble.load(d)
+    assert again.runtime == "onnxruntime"
+    x = _feats(A.COMPACT_FEATURES.shape)
+    assert np.allclose(again.predict_features(x), good.predict_features(x), atol=R.TOLERANCE)
+    assert entry.read_bytes() != b"not an onnx graph"
+
+
+def test_keras_is_the_fallback(tmp_path, monkeypatch):
+    from tagger.model import ensemble as E
+
+    d = _model_dir(tmp_path / "m")
+    monkeypatch.setattr(R, "onnxruntime_available", lambda: False)
+    assert E.Ensemble.load(d).runtime == "keras"
+    monkeypatch.undo()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache2"))
+    if not R.onnxruntime_available():
+        return
+
+    def unsupported(*a, **k):
+        raise R.UnsupportedModel("layer type Weird")
+
+    monkeypatch.setattr(R, "export_onnx", unsupported)
+    assert E.Ensemble.load(d).runtime == "keras"
+    monkeypatch.undo()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache3"))
+    monkeypatch.setattr(R, "max_difference", lambda *a, **k: 0.5)  # an export that disagrees with Keras
+    ens = E.Ensemble.load(d)
+    assert ens.runtime == "keras"
+    assert not list(R.cache_dir().glob("*.onnx"))  # never cached
+    assert ens.predict_features(_feats(A.COMPACT_FEATURES.shape)).shape == (12, 2)
+
+
+def test_cache_keeps_a_bounded_number_of_exports(tmp_path):
+    for i in range(R.CACHE_ENTRIES + 3):
+        R.store_cached(f"{i:032d}-x-v1.onnx", b"x")
+    assert len(list(R.cache_dir().glob("*.onnx"))) == R.CACHE_ENTRIES
+
+
+# -- features and audio ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("sr,n_fft,n_mels,fmin", [(16_000, 2048, 64, 30.0), (16_000, 2048, 128, 30.0),
+                                                   (22_050, 1024, 40, 0.0), (16_000, 512, 96, 100.0)])  # fmt: skip
+def test_mel_filterbank_equals_librosa(sr, n_fft, n_mels, fmin):
+    librosa = pytest.importorskip("librosa")
+    from tagger.features import mel_filterbank
+
+    ours = mel_filterbank.__wrapped__(sample_rate=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin)
+    ref = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=sr / 2)
+    assert ours.dtype == np.float32 and ours.shape == ref.shape
+    assert np.max(np.abs(ours - ref)) <= 1e-7
+
+
+def test_features_do_not_import_librosa():
+    code = ("import sys, numpy as np\nfrom tagger import features as F\n"
+            "F.compute(windows=np.zeros((1, 64000), np.float32), config=F.FeatureConfig(n_mels=64))\n"
+            "print('librosa' in sys.modules)")  # fmt: skip
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 6, 7])
+def test_downmix_equals_the_channel_mean(channels):
+    from tagger.audio import _downmix
+
+    block = np.random.default_rng(channels).standard_normal((5000, channels)).astype(np.float32)
+    assert np.array_equal(_downmix(block), block.mean(axis=1, dtype=np.float32))
+    block[10, 0], block[20, -1], block[30, 0] = np.nan, np.inf, -np.inf
+    want = np.nan_to_num(block.mean(axis=1, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    got = _downmix(np.frombuffer(block.tobytes(), dtype=np.float32).reshape(block.shape))  # read-only, as from ffmpeg
+    assert np.array_equal(got, want) and np.isfinite(got).all()
+
+
+def test_stream_reports_decode_and_resample_time(tmp_path):
+    from conftest import tone_signal, write_audio
+
+    from tagger import audio
+
+    path = write_audio(tmp_path / "a.flac", tone_signal([440.0], seconds=3.0, sr=44_100), sr=44_100)
+    timings: dict = {}
+    meta = audio.info(path)
+    out = np.concatenate(list(audio.stream(path, meta=meta, timings=timings)))
+    assert abs(len(out) - 48_000) <= 2
+    assert set(timings) == {"decode", "resample"} and all(v > 0 for v in timings.values())
+
+
+# -- database ---------------------------------------------------------------------------------------------
+def test_fast_schema_check_agrees_with_alembic(tmp_path):
+    from tagger.db import session as S
+
+    assert S._script_head() == S.head_revision()
+    engine = S.make_engine(S.as_url(str(tmp_path / "new.db")))
+    assert S._at_head(engine) is False  # no alembic_version table: Alembic decides
+    engine.dispose()
+    db = S.open_database(str(tmp_path / "new.db"))
+    assert S._at_head(db.engine) is True
+    db.close()
+
+
+# -- scan statistics --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("jobs", [0, 2])
+def test_scan_reports_stage_seconds_and_peak_memory(tmp_path, jobs):
+    from library_fakes import FakeAnalyser
+    from conftest import tone_signal, write_audio
+
+    from tagger.db.session import open_database
+    from tagger.library.scan import scan
+
+    for i, ext in enumerate(("flac", "wav", "flac")):
+        write_audio(tmp_path / "lib" / f"t{i}.{ext}", tone_signal([110.0 * (i + 1)], seconds=9.0))
+    db = open_database(str(tmp_path / "lib.db"))
+    try:
+        summary = scan([tmp_path / "lib"], db=db, analyser=FakeAnalyser(), jobs=jobs)
+    finally:
+        db.close()
+    assert summary.scanned == 3
+    stages = summary.stage_seconds
+    for key in ("plan", "decode", "framing", "features", "inference", "aggregation", "database"):
+        assert stages.get(key, 0) > 0, key
+    assert summary.peak_rss["main"] > 10 * 2**20
+    if jobs:
+        assert 1 <= len(summary.peak_rss["workers"]) <= jobs and all(w > 10 * 2**20 for w in summary.peak_rss["workers"])
+    d = summary.to_dict()
+    assert set(d["stage_seconds"]) == set(stages) and "peak_rss" in d
