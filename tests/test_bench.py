@@ -1,0 +1,170 @@
+"""The benchmark's parts: the seeded compositions, their MIDI, one real render, the process-tree
+memory sampler and the synthesised query database. No timing assertions."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks import bench as B
+from benchmarks import library as L
+from tagger.instruments import FAMILIES
+
+
+def test_compositions_are_seeded_varied_and_in_range():
+    a, b = L.compose(3, seed=1), L.compose(3, seed=1)
+    assert a == b and L.compose(3, seed=2) != a
+    pieces = [L.compose(i) for i in range(40)]
+    for p in pieces:
+        assert L.MIN_SECONDS <= p.seconds <= L.MAX_SECONDS and 80 <= p.tempo <= 140
+        assert 3 <= len(p.families) <= 6 and set(p.families) <= set(FAMILIES)
+        channels = [part.channel for part in p.parts]
+        assert len(set(channels)) == len(channels)
+        assert all((part.channel == 9) == (part.family == "drums") for part in p.parts)
+    assert {p.format for p in pieces} == set(L.FORMATS) and {p.soundfont for p in pieces} == {"fluidr3", "musescore"}
+    assert len({p.families for p in pieces}) > 20  # different line-ups
+    assert set().union(*(p.families for p in pieces)) == set(FAMILIES)  # every family plays somewhere
+    assert any(part.family == "drums" for p in pieces for part in p.parts)
+
+
+def test_a_smaller_library_is_a_prefix_of_a_larger_one():
+    small, big = L.plan(hours=0.5), L.plan(hours=2.0)
+    assert big[: len(small)] == small
+    assert sum(p.seconds for p in big) >= 2 * 3600 > sum(p.seconds for p in big[:-1])
+    assert len({p.relpath for p in big}) == len(big)
+
+
+def test_midi_events_are_sorted_balanced_and_in_range():
+    piece = L.compose(5)
+    events = L.events(piece)
+    times = [t for t, _ in events]
+    assert times == sorted(times) and 0 <= times[0] and times[-1] <= piece.seconds
+    ranges = {part.channel: (part.low, part.high) for part in piece.parts}
+    programs = {msg[0] & 0x0F: msg[1] for _, msg in events if msg[0] & 0xF0 == 0xC0}
+    assert programs == {part.channel: part.program for part in piece.parts}
+    held: dict[tuple[int, int], int] = {}
+    ons = 0
+    for _, msg in events:
+        kind, ch = msg[0] & 0xF0, msg[0] & 0x0F
+        if kind == 0x90:
+            ons += 1
+            assert ranges[ch][0] <= msg[1] <= ranges[ch][1] and 1 <= msg[2] <= 127
+            held[(ch, msg[1])] = held.get((ch, msg[1]), 0) + 1
+        elif kind == 0x80:
+            held[(ch, msg[1])] -= 1
+    assert ons > piece.seconds  # a busy piece: more than one note a second
+    assert all(v == 0 for v in held.values())
+
+
+@pytest.mark.skipif(shutil.which("fluidsynth") is None or shutil.which("ffmpeg") is None, reason="needs fluidsynth and ffmpeg")
+@pytest.mark.parametrize("fmt", ["mp3", "m4a"])
+def test_render_encodes_a_decodable_track(tmp_path, fmt):
+    from tagger import audio
+    from tagger.data.render import default_soundfonts
+
+    if not default_soundfonts():
+        pytest.skip("no training SoundFont installed")
+    piece = dataclasses.replace(L.compose(0), seconds=6.0, format=fmt)
+    out = L.render(piece, tmp_path / f"p.{fmt}")
+    meta = audio.info(out)
+    assert meta.sample_rate == L.ENCODE_RATE and meta.channels == 2
+    mono = audio.load(out)
+    assert abs(len(mono) / 16_000 - 6.0) < 0.2
+    level = 20 * np.log10(np.sqrt(np.mean(mono.astype(np.float64) ** 2)))
+    assert -40 < level < 0  # music, not silence
+    assert not list(tmp_path.glob(".*part*"))  # no temporary file left
+
+
+def test_ensure_library_renders_only_what_the_cache_lacks(tmp_path, monkeypatch):
+    if shutil.which("fluidsynth") is None or shutil.which("ffmpeg") is None:
+        pytest.skip("needs fluidsynth and ffmpeg")
+    pieces = [dataclasses.replace(L.compose(i), seconds=3.0) for i in range(2)]
+    rendered = []
+    real = L._render_job
+
+    def spy(args):
+        rendered.append(args[0].index)
+        return real(args)
+
+    monkeypatch.setattr(L, "_render_job", spy)
+    monkeypatch.setattr(L, "ProcessPoolExecutor", _InlinePool)
+    lib = L.ensure_library(pieces, cache_dir=tmp_path)
+    assert sorted(rendered) == [0, 1] and all((lib / p.relpath).is_file() for p in pieces)
+    L.ensure_library(pieces, cache_dir=tmp_path)
+    assert sorted(rendered) == [0, 1]  # cached
+    copy = L.materialise(pieces[:1], library=lib, dest=tmp_path / "work")
+    assert [p.name for p in copy.rglob("*.*")] == [Path(pieces[0].relpath).name]
+
+
+class _InlinePool:
+    def __init__(self, max_workers=None):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def map(self, fn, items):
+        return map(fn, items)
+
+
+def test_tree_memory_sees_a_child_and_its_children():
+    code = ("import subprocess, sys, time\n"
+            "big = bytearray(60 * 2**20)\n"
+            "kid = subprocess.Popen([sys.executable, '-c', 'import time; x = bytearray(30 * 2**20); time.sleep(1.5)'])\n"
+            "time.sleep(1.5); kid.wait()")  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    mem = B.TreeMemory(proc.pid, interval=0.05)
+    mem.start()
+    proc.wait()
+    mem.stop.set()
+    mem.join()
+    r = mem.report()
+    assert r["main_peak_rss"] >= 60 * 2**20
+    assert r["worker_peak_rss"] and r["worker_peak_rss"][0] >= 30 * 2**20
+    assert r["peak_total_rss"] >= 90 * 2**20
+
+
+def test_synthesised_query_database_answers_queries(tmp_path):
+    from tagger.db.queries import find_tracks
+    from tagger.db.session import open_database
+
+    path = B.synth_database(tmp_path / "q.db", tracks=200, seed=3)
+    db = open_database(str(path))
+    try:
+        with db.session() as s:
+            everything = find_tracks(s)
+            flute = find_tracks(s, has=["flute"], lacks=["vocal"])
+    finally:
+        db.close()
+    assert len(everything) == 200
+    assert all(1 <= len(t.instruments) <= 5 and len(t.scores) == len(FAMILIES) for t in everything)
+    want = [t.path for t in everything if "flute" in t.instruments and "vocal" not in t.instruments]
+    assert [t.path for t in flute] == want and 0 < len(want) < 200
+    assert B.synth_database(path, tracks=200) == path  # cached
+
+
+def test_targets_and_report_shape():
+    assert set(B.TARGETS) == {"scan_x_realtime", "ensemble_x_realtime", "peak_memory_bytes", "rescan_seconds_per_1000",
+                              "query_seconds"}  # fmt: skip
+    run = {"process_wall_seconds": 10.0, "memory": {"peak_total_rss": 1},
+           "summary": {"audio_seconds": 4000.0, "wall_seconds": 9.0, "realtime_factor": 444.4,
+                       "stage_seconds": {"decode": 1.5}, "tags_written": 3, "failed": 0}}  # fmt: skip
+    fig = B.scan_figures(run, tracks=20)
+    assert fig["x_realtime"] == 400.0 and fig["startup_seconds"] == 1.0 and fig["tracks_per_second"] == 2.0
+
+
+def test_bench_help_runs_as_a_module_and_as_a_script():
+    root = Path(__file__).resolve().parent.parent
+    for cmd in ([sys.executable, "-m", "benchmarks.bench", "--help"], [sys.executable, "benchmarks/bench.py", "--help"]):
+        out = subprocess.run(cmd, capture_output=True, text=True, cwd=root, env={**os.environ}, check=True).stdout
+        assert "--hours" in out and "--quick" in out
