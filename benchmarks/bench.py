@@ -138,9 +138,20 @@ def tagger_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "tagger", *args]
 
 
+SOURCE: list[str] = []
+"""Set by ``--src``: run the tagger commands from another checkout (to compare with older code)."""
+
+
+def child_cwd() -> str | None:
+    """``python -m`` puts the working folder first on the path: run from the ``--src`` checkout."""
+    return SOURCE[0] if SOURCE else None
+
+
 def child_env() -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if SOURCE:
+        env["PYTHONPATH"] = os.pathsep.join([*SOURCE, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     return env
 
 
@@ -150,7 +161,7 @@ def run_scan(roots: Sequence[Path], *, db: Path, models: Path, jobs: int | None)
     if jobs is not None:
         cmd += ["--jobs", str(jobs)]
     t = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env())
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env(), cwd=child_cwd())
     mem = TreeMemory(proc.pid)
     mem.start()
     out, err = proc.communicate()
@@ -503,7 +514,9 @@ def print_report(r: dict) -> None:
         say(f"  (python start-up alone, tagger --help: {q['python_startup_seconds_median']:.3f} s; {q['tracks']} tracks)")
     say("-" * 78)
     for name, ok in r["targets_met"].items():
-        say(f"  {'met    ' if ok else 'NOT MET'}  {name}: {r['results'].get(name)} (target {TARGETS[name]:g})")
+        value = r["results"].get(name)
+        verdict = "-      " if value is None else "met    " if ok else "NOT MET"
+        say(f"  {verdict}  {name}: {'not measured' if value is None else value} (target {TARGETS[name]:g})")
     say("=" * 78)
 
 
@@ -530,7 +543,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--no-paper", action="store_true", help="skip the paper-architecture timing")
     ap.add_argument("--mirror-tracks", type=int, default=MIRROR_TRACKS)
     ap.add_argument("--query-tracks", type=int, default=QUERY_TRACKS)
+    ap.add_argument("--src", type=Path, default=None,
+                    help="run the scans with the tagger package of another checkout (e.g. a git worktree of an older commit)")
+    ap.add_argument("--scan-only", action="store_true", help="only the scans: no ensemble, query or 1,000-track timings")
     args = ap.parse_args(argv)
+    if args.src:
+        SOURCE[:] = [str(args.src.resolve())]
+    if args.scan_only:
+        args.mirror_tracks = args.query_tracks = 0
 
     cache = (args.cache or L.default_cache_dir()).expanduser().resolve()
     cache.mkdir(parents=True, exist_ok=True)
@@ -547,6 +567,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     lib = L.ensure_library(pieces, cache_dir=cache, log=say)
     small_n = max(1, round(len(pieces) * SMALL_SHARE))
     report: dict = {"started": started, "machine": machine(), "load_before": load_now(), "command": " ".join(sys.argv),
+                    "source": SOURCE[0] if SOURCE else str(Path(__file__).resolve().parent.parent),
                     "library": {"hours": hours, "tracks": len(pieces), "seed": args.seed, "formats": list(L.FORMATS),
                                 "cache": str(lib)},
                     "scan": {}}  # fmt: skip
@@ -554,8 +575,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # First load after a model change exports the classifiers to ONNX (cached): not a scan's cost.
     t = time.perf_counter()
     probe = subprocess.run([sys.executable, "-c", "import sys; from tagger.model.ensemble import Ensemble; "
-                            "print(Ensemble.load(sys.argv[1]).runtime)", str(models)],
-                           capture_output=True, text=True, env=child_env())  # fmt: skip
+                            "print(getattr(Ensemble.load(sys.argv[1]), 'runtime', 'keras'))", str(models)],
+                           capture_output=True, text=True, env=child_env(), cwd=child_cwd())  # fmt: skip
     report["models"] = {"dir": str(models), "version": manifest.get("version"), "architecture": manifest.get("architecture"),
                         "runtime": probe.stdout.strip() or "?", "first_load_seconds": round(time.perf_counter() - t, 2)}  # fmt: skip
 
@@ -576,9 +597,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 run_scan([mirror], db=work / "full.db", models=models, jobs=args.jobs)
                 report["scan"]["rescan_1000"] = scan_figures(
                     run_scan([mirror], db=work / "full.db", models=models, jobs=args.jobs), args.mirror_tracks)
-    say("timing the ensemble alone ...")
-    report["inference"] = measure_inference(models, [work / "library-full" / p.relpath for p in pieces],
-                                            windows=INFERENCE_WINDOWS, arch_windows=ARCH_WINDOWS, paper=not args.no_paper)  # fmt: skip
+    if not args.scan_only:
+        say("timing the ensemble alone ...")
+        report["inference"] = measure_inference(models, [work / "library-full" / p.relpath for p in pieces],
+                                                windows=INFERENCE_WINDOWS, arch_windows=ARCH_WINDOWS, paper=not args.no_paper)  # fmt: skip
     if args.query_tracks:
         say(f"timing tagger query on {args.query_tracks:,} tracks ...")
         qdb = synth_database(cache / f"query-{args.query_tracks}-{args.seed}.db", tracks=args.query_tracks, seed=args.seed)
@@ -590,7 +612,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     full = report["scan"]["full"]
     results = {
         "scan_x_realtime": full["x_realtime"],
-        "ensemble_x_realtime": report["inference"]["all_cores"]["x_realtime"],
+        "ensemble_x_realtime": report["inference"]["all_cores"]["x_realtime"] if "inference" in report else None,
         "peak_memory_bytes": max(report["scan"][k]["memory"]["peak_total_rss"] for k in ("small", "full")),
         "rescan_seconds_per_1000": round(report["scan"]["rescan_1000"]["process_wall_seconds"] * 1000 / args.mirror_tracks, 3)
         if "rescan_1000" in report["scan"] else None,
