@@ -140,7 +140,9 @@ class Ensemble:
             entry = manifest["classifiers"].get(fam)
             if entry is None:
                 raise ModelError(mpath, f"manifest lists family {fam!r} without a classifier entry")
-            fpath = model_dir / entry["file"]
+            fpath = model_dir / str(entry.get("file", ""))
+            if not fpath.resolve().is_relative_to(model_dir.resolve()) or fpath.resolve() == model_dir.resolve():
+                raise ModelError(fpath, f"classifier file for {fam!r} lies outside the model directory (refusing to load)")
             if not fpath.is_file():
                 raise ModelError(fpath, f"classifier file for {fam!r} is missing")
             digest = sha256_file(fpath)
