@@ -213,7 +213,7 @@ def test_stale_temp_files_are_removed_and_nothing_else(tmp_path):
 
 def test_a_second_scan_of_the_same_database_refuses(tmp_path, monkeypatch):
     music = tmp_path / "music"
-    files = [write_audio(music / f"{i}.wav", tone_signal([FREQ["bass"] + i], seconds=8.0)) for i in range(6)]
+    files = [write_audio(music / f"{i}.wav", tone_signal([FREQ["bass"] + i], seconds=8.0)) for i in range(10)]
     db_path = tmp_path / "library.db"
     script = tmp_path / "scan_script.py"
     script.write_text(SCAN_SCRIPT.format(tests=str(TESTS)))

@@ -42,6 +42,14 @@ _WORK = Path(tempfile.mkdtemp(prefix="tagger-fuzz-"))
 _SEEDS: dict[str, bytes] = {}
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _cleanup():
+    yield
+    if _DB is not None:
+        _DB.close()
+    shutil.rmtree(_WORK, ignore_errors=True)
+
+
 def seed(ext: str) -> bytes:
     if ext not in _SEEDS:
         path = write_audio(_WORK / f"seed.{ext}", tone_signal([110.0, 1000.0], seconds=1.5, sr=22_050), sr=22_050)

@@ -656,11 +656,11 @@ def _mark_missing(session: Session, *, roots: Iterable[str], seen: set[str], unl
     which could not be listed: their files may well be there)."""
     n = 0
     now = M.utcnow()
-    hidden = tuple(f.rstrip(os.sep) + os.sep for f in unlisted)
+    unlisted_prefixes = tuple(f.rstrip(os.sep) + os.sep for f in unlisted)
     for root in roots:
         cond = _under(root, session) & (M.Track.status != M.STATUS_MISSING)
         gone = [tid for tid, path in session.execute(select(M.Track.id, M.Track.path).where(cond))
-                if path not in seen and not path.startswith(hidden) and not os.path.exists(path)]  # fmt: skip
+                if path not in seen and not path.startswith(unlisted_prefixes) and not os.path.exists(path)]  # fmt: skip
         for i in range(0, len(gone), 500):
             session.execute(
                 update(M.Track)
