@@ -24,6 +24,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -74,11 +75,15 @@ _FILES = [0]
 """Files this worker process has analysed (`worker_stats`)."""
 
 
-def _limit_tensorflow_threads(worker=None) -> int | None:
-    """Size TensorFlow's thread pools to this Dask worker's threads (``--nthreads``), not to all the
-    machine's cores: with one worker process per core they would otherwise oversubscribe it.
-    `worker`: the Dask worker (found from a task's context when None). Returns the size set, or
-    None (not in a worker, or TensorFlow already running)."""
+INFERENCE_THREAD_VARS = ("TAGGER_INFERENCE_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
+"""Environment variables sizing the inference thread pools (ONNX Runtime, TensorFlow)."""
+
+
+def _limit_inference_threads(worker=None) -> int | None:
+    """Size the model's thread pools (ONNX Runtime or TensorFlow) to this Dask worker's threads
+    (``--nthreads``), not to all the machine's cores: with one worker process per core they would
+    otherwise oversubscribe it. Variables the user set are left alone. `worker`: the Dask worker
+    (found from a task's context when None). Returns the size, or None when not in a worker."""
     try:
         if worker is None:
             from distributed import get_worker
@@ -87,13 +92,16 @@ def _limit_tensorflow_threads(worker=None) -> int | None:
         n = int(worker.state.nthreads)
     except Exception:  # not inside a Dask worker
         return None
-    import tensorflow as tf
+    for var in INFERENCE_THREAD_VARS:
+        os.environ.setdefault(var, str(n))
+    if "tensorflow" in sys.modules:  # already imported: the variables may come too late
+        import tensorflow as tf
 
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(n)
-        tf.config.threading.set_inter_op_parallelism_threads(n)
-    except RuntimeError:  # TensorFlow was initialised before in this process
-        return None
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(n)
+            tf.config.threading.set_inter_op_parallelism_threads(n)
+        except RuntimeError:  # TensorFlow is running already
+            pass
     return n
 
 
@@ -102,7 +110,7 @@ def _load_analyser(spec: AnalyserSpec, worker=None):
         from tagger.cli.app import quiet_tensorflow
 
         quiet_tensorflow()
-        _limit_tensorflow_threads(worker)
+        _limit_inference_threads(worker)
         from tagger.model.ensemble import Ensemble
 
         return Ensemble.load(spec.model_dir, families=spec.families)
