@@ -141,3 +141,22 @@ def test_a_scan_writes_only_inside_the_library_and_the_database(linked_library, 
     assert tags.read_instruments(music / "own.flac").instruments == ["bass"]
     new_beside = sorted(set(os.listdir(tmp_path)) - set(parent_before))
     assert new_beside == ["library.db", "library.db.lock"]  # the database (WAL files merged on close) and its lock
+
+
+def test_cli_scan_passes_the_symlink_and_timeout_options(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from tagger.cli import app
+    from tagger.library import scan as scan_module
+    from tagger.library.scan import DEFAULT_FILE_TIMEOUT, ScanSummary
+    from tagger.model import ensemble
+
+    seen = []
+    monkeypatch.setattr(ensemble.Ensemble, "load", classmethod(lambda cls, *a, **k: FakeAnalyser()))
+    monkeypatch.setattr(scan_module, "scan", lambda roots, **kw: seen.append(kw) or ScanSummary(1, "fake-1"))
+    base = ["scan", str(tmp_path), "--db", str(tmp_path / "l.db"), "--no-write-tags"]
+    for extra in ([], ["--follow-external-symlinks", "--file-timeout", "7.5"], ["--file-timeout", "0"]):
+        res = CliRunner().invoke(app, base + extra)
+        assert res.exit_code == 0, res.output
+    assert [kw["follow_external_symlinks"] for kw in seen] == [False, True, False]
+    assert [kw.get("file_timeout", DEFAULT_FILE_TIMEOUT) for kw in seen] == [DEFAULT_FILE_TIMEOUT, 7.5, None]
