@@ -19,13 +19,11 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
-from sqlalchemy import select
 from typer.testing import CliRunner
 
 from conftest import tone_signal, write_audio
 from library_fakes import FREQ, FakeAnalyser
 from tagger import tags
-from tagger.db import models as M
 from tagger.db.queries import find_tracks
 from tagger.db.session import DatabaseError, open_database
 from tagger.library.lock import DatabaseBusy
