@@ -127,6 +127,8 @@ def main() -> None:
         "realtime_factor_per_core": round(summary.audio_seconds / wall / cores, 1),
         "model": analyser.version, "cpu": os.cpu_count(), "audio_seconds": round(summary.audio_seconds, 1),
         "stage_seconds": {k: round(v, 2) for k, v in summary.stage_seconds.items()},
+        "worker_peak_rss_mb": [round(b / 2**20) for b in summary.peak_rss.get("workers", [])],
+        "runtime": getattr(analyser, "runtime", "?"),
     }  # fmt: skip
     print(json.dumps(out, indent=1))
 
