@@ -208,7 +208,8 @@ def test_unreachable_scheduler_is_a_clear_error(template, tmp_path):
     db.close()
 
 
-def test_cli_backend_options():
+def test_cli_backend_options(monkeypatch):
+    monkeypatch.delenv("TAGGER_DASK_SCHEDULER", raising=False)
     runner = CliRunner()
     r = runner.invoke(app, ["scan", "--help"])
     assert r.exit_code == 0 and "--backend" in r.output and "--scheduler" in r.output
