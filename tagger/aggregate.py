@@ -9,7 +9,7 @@ data, never on test data):
   windows: a high quantile, so a family playing in part of a track counts while a single spurious
   window in a long track does not.
 - The family is *present* when the score reaches the threshold and at least `min_windows` windows
-  detect it.
+  detect it (or every non-silent window, for a track with fewer windows than that).
 - coverage = share of non-silent windows that detect the family; segments = runs of detecting
   windows (gaps of up to `merge_gap` windows bridged), in seconds.
 """
@@ -89,7 +89,7 @@ def aggregate(
         col = p[:, j]
         detect = col >= thresholds[j]
         score = float(np.quantile(col, quantile)) if len(col) > 1 else float(col[0])
-        present = bool(score >= thresholds[j] and detect.sum() >= min_windows)
+        present = bool(score >= thresholds[j] and detect.sum() >= min(min_windows, len(col)))
         segments = _segments(t[detect], window_seconds=window_seconds, merge_gap=merge_gap, duration=duration)
         results.append(FamilyResult(fam, present, round(score, 4), round(float(detect.mean()), 4), segments))
     return TrackResult(tuple(families), results, windows=len(silent), silent_windows=int(silent.sum()))

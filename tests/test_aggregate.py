@@ -1,0 +1,37 @@
+import numpy as np
+import pytest
+
+from tagger.aggregate import aggregate
+
+FAMS = ("bass", "flute")
+TH = np.array([0.5, 0.5], np.float32)
+
+
+def run(probs, silent=None, **kw):
+    probs = np.asarray(probs, np.float32)
+    silent = np.zeros(len(probs), bool) if silent is None else np.asarray(silent)
+    return aggregate(probs, silent, np.arange(len(probs)) * 4.0, families=FAMS, thresholds=TH, **kw)
+
+
+def test_quantile_score_coverage_and_segments():
+    probs = [[0.9, 0.1], [0.8, 0.2], [0.1, 0.9], [0.7, 0.1], [0.2, 0.1]]
+    r = run(probs, quantile=0.5, min_windows=2, duration=19.0)
+    bass, flute = r.results
+    assert bass.present and bass.score == pytest.approx(0.7) and bass.coverage == pytest.approx(0.6)
+    assert bass.segments == [(0.0, 16.0)]  # windows 0,1 and 3: a one-window gap is bridged
+    assert not flute.present and flute.coverage == pytest.approx(0.2)  # one window only: not enough
+    assert r.instruments == ["bass"]
+
+
+def test_min_windows_is_capped_for_short_tracks():
+    one = run([[0.95, 0.1]], quantile=0.7, min_windows=2)
+    assert one.instruments == ["bass"]
+    two = run([[0.95, 0.1], [0.1, 0.1]], quantile=1.0, min_windows=2)
+    assert two.instruments == []
+
+
+def test_silent_windows_are_ignored_and_silence_has_no_instruments():
+    r = run([[0.9, 0.9], [0.1, 0.1]], silent=[True, False], quantile=1.0)
+    assert r.instruments == [] and r.silent_windows == 1 and r.windows == 2
+    quiet = run([[0.9, 0.9]], silent=[True])
+    assert quiet.instruments == [] and all(x.score == 0 for x in quiet.results)

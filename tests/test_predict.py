@@ -1,0 +1,100 @@
+"""`tagger predict` with the shipped models on rendered notes and mixtures of held-out instruments.
+
+The notes are rendered in the test from FluidR3_GM programs of the *test* split (never used for
+training, validation or calibration). The expected answers are the shipped models' reference
+outputs on these inputs (basic-pitch style): a regression here means the models or the pipeline
+changed behaviour.
+"""
+
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tagger.data import gm, render as R
+from tagger.model.ensemble import default_model_dir
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("fluidsynth") is None or "fluidr3" not in R.default_soundfonts()
+    or not (default_model_dir() / "manifest.json").is_file(),
+    reason="fluidsynth, FluidR3_GM and the shipped models are needed",
+)  # fmt: skip
+
+PROGRAMS = {p.program: p for p in gm.FAMILY_PROGRAMS}
+
+
+def note(program: int, pitch: int, velocity: int = 100) -> np.ndarray:
+    return R.render_notes(R.default_soundfonts()["fluidr3"], PROGRAMS[program], [R.NoteSpec(pitch, velocity)])[0]
+
+
+def run_predict(*args):
+    from typer.testing import CliRunner
+
+    from tagger.cli import app
+
+    return CliRunner().invoke(app, ["predict", "--json", *map(str, args)])
+
+
+# name -> (notes as (program, pitch), the shipped models' answer); test-split programs of FluidR3_GM:
+# 79 ocarina, 12 marimba, 42 cello, 44 tremolo strings.
+CASES: dict[str, tuple[list[tuple[int, int]], list[str]]] = {
+    "solo_a": ([(79, 72)], ["flute"]),
+    "solo_b": ([(12, 72)], ["mallet"]),
+    "solo_c": ([(42, 50)], ["string"]),
+    "duo": ([(12, 72), (44, 60)], ["mallet", "string"]),
+    "silence": ([], []),
+}
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory):
+    root = tmp_path_factory.mktemp("music")
+    cases = CASES
+    for name, (programs, _) in cases.items():
+        y = sum(note(p, pitch) for p, pitch in programs) if programs else np.zeros(64_000, np.float32)
+        y = 0.9 * y / max(np.abs(y).max(), 1e-9) if programs else y
+        sf.write(root / f"{name}.wav", y.astype(np.float32), 16_000)
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(root / "solo_a.wav"), "-c:a", "libmp3lame",
+                    str(root / "solo_a.mp3")], check=True)  # fmt: skip
+    (root / "broken.flac").write_bytes(b"fLaC" + bytes(range(256)) * 4)
+    return root
+
+
+def test_predict_json_on_rendered_notes_and_mixtures(library):
+    res = run_predict(*(library / f"{name}.wav" for name in CASES), library / "solo_a.mp3")
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(line) for line in res.stdout.splitlines()]
+    assert len(rows) == len(CASES) + 1
+    by_name = {rows[i]["path"].rsplit("/", 1)[1]: rows[i] for i in range(len(rows))}
+    for name, (_, expected) in CASES.items():
+        row = by_name[f"{name}.wav"]
+        assert row["instruments"] == expected, (name, row)
+        assert set(row["scores"]) == set(gm_families()) and row["windows"] == 1
+    assert by_name["solo_a.mp3"]["instruments"] == ["flute"]  # the same note through an MP3 encoder
+
+
+def test_predict_reports_a_broken_file_and_goes_on(library):
+    res = run_predict(library / "broken.flac", library / "solo_c.wav")
+    assert res.exit_code == 1
+    assert "broken.flac" in res.stderr
+    (row,) = [json.loads(line) for line in res.stdout.splitlines()]
+    assert row["instruments"] == ["string"]
+
+
+def test_predict_folder_and_plain_output(library):
+    from typer.testing import CliRunner
+
+    from tagger.cli import app
+
+    res = CliRunner().invoke(app, ["predict", str(library)])
+    assert res.exit_code == 1  # the broken file
+    assert "silence.wav: (no instrument)" in res.stdout and "solo_b.wav: mallet" in res.stdout
+
+
+def gm_families():
+    from tagger.instruments import FAMILIES
+
+    return FAMILIES
