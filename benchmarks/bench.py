@@ -115,7 +115,14 @@ class TreeMemory(threading.Thread):
             if "VmRSS" in st:
                 total += int(st["VmRSS"])
                 self.peak[pid] = max(self.peak.get(pid, 0), int(st.get("VmHWM", st["VmRSS"])))
-                self.names[pid] = str(st.get("Name", "?"))
+                if pid not in self.names:
+                    self.names[pid] = str(st.get("Name", "?"))
+                    try:
+                        with open(f"/proc/{pid}/cmdline", "rb") as f:
+                            if b"resource_tracker" in f.read():
+                                self.names[pid] = "resource_tracker"
+                    except OSError:
+                        pass
             for kid in kids.get(pid, []):
                 self.parent[kid] = pid
                 todo.append(kid)
@@ -127,7 +134,8 @@ class TreeMemory(threading.Thread):
         return {
             "main_peak_rss": self.peak.get(self.root, 0),
             "worker_peak_rss": sorted((self.peak[p] for p in workers), reverse=True),
-            "decoder_peak_rss": max((self.peak[p] for p in others), default=0),
+            "decoder_peak_rss": max((self.peak[p] for p in others if self.names.get(p) != "resource_tracker"), default=0),
+            "resource_tracker_rss": max((self.peak[p] for p in others if self.names.get(p) == "resource_tracker"), default=0),
             "sum_of_peaks": sum(self.peak.values()),
             "peak_total_rss": self.peak_total,
         }
