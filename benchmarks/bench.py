@@ -637,7 +637,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     say(f"results: {out}")
     if args.compare:
         compare(report, args.compare)
-    shutil.rmtree(work / "mirror", ignore_errors=True)
+    for copy in ("mirror", "library-small", "library-full"):  # the copies; the databases stay for inspection
+        shutil.rmtree(work / copy, ignore_errors=True)
     return 0
 
 
