@@ -27,6 +27,16 @@ def _open(db: str | None):
     return open_database(db)
 
 
+def _with_session(db: str | None, read):
+    """Open the library database, return `read(session)`, and close the database."""
+    database = _open(db)
+    try:
+        with database.session() as s:
+            return read(s)
+    finally:
+        database.close()
+
+
 def _abspath(path: Path) -> str:
     return os.path.abspath(os.path.expanduser(os.fspath(path)))
 
@@ -158,12 +168,9 @@ def query(
 
     if fmt not in QUERY_FORMATS:
         raise UserError(f"unknown format {fmt!r}; choose one of {', '.join(QUERY_FORMATS)}")
-    database = _open(db)
-    try:
-        with database.session() as s:
-            tracks = find_tracks(s, has=has or (), lacks=lacks or (), min_score=min_score, path_glob=path_glob)
-    finally:
-        database.close()
+    tracks = _with_session(
+        db, lambda s: find_tracks(s, has=has or (), lacks=lacks or (), min_score=min_score, path_glob=path_glob)
+    )
     text = render_tracks(tracks, fmt=fmt)
     if output is not None:
         output.write_text(text, encoding="utf-8")
@@ -183,12 +190,7 @@ def show(
     from tagger.db.queries import track_detail
     from tagger.library.report import render_detail
 
-    database = _open(db)
-    try:
-        with database.session() as s:
-            detail = track_detail(s, path=_abspath(path))
-    finally:
-        database.close()
+    detail = _with_session(db, lambda s: track_detail(s, path=_abspath(path)))
     typer.echo(json.dumps(detail.to_dict(), indent=1) if as_json else render_detail(detail), nl=as_json)
 
 
@@ -202,12 +204,7 @@ def stats(
     from tagger.db.queries import library_stats
     from tagger.library.report import render_stats
 
-    database = _open(db)
-    try:
-        with database.session() as s:
-            result = library_stats(s)
-    finally:
-        database.close()
+    result = _with_session(db, library_stats)
     typer.echo(json.dumps(result, indent=1) if as_json else render_stats(result), nl=as_json)
 
 
@@ -221,12 +218,7 @@ def errors(
     from tagger.db.queries import failed_tracks
     from tagger.library.report import render_errors
 
-    database = _open(db)
-    try:
-        with database.session() as s:
-            rows = failed_tracks(s)
-    finally:
-        database.close()
+    rows = _with_session(db, failed_tracks)
     typer.echo(json.dumps(rows, indent=1) if as_json else render_errors(rows), nl=as_json)
 
 
@@ -254,12 +246,7 @@ def db_prune(
     """Delete the tracks marked missing (files deleted since they were scanned) and their results."""
     from tagger.db.queries import prune_missing
 
-    database = _open(db)
-    try:
-        with database.session() as s:
-            removed = prune_missing(s)
-    finally:
-        database.close()
+    removed = _with_session(db, prune_missing)
     if as_json:
         typer.echo(json.dumps({"removed": removed}, indent=1))
     else:
