@@ -1,8 +1,8 @@
 """The two classifier architectures: one independent binary Keras model per family.
 
 - ``paper``: Table IV of the paper exactly, on the (1025, 126) dB STFT (about 31.5 M parameters).
-- ``compact``: a small CNN on log-mel input with global pooling over time (about 79 k parameters,
-  about 8 M multiply-adds per 4 s window), the shipped default.
+- ``compact``: a small CNN on log-mel input with global pooling (about 62 k parameters, about 8 M
+  multiply-adds per 4 s window), the shipped default.
 
 TensorFlow/Keras is imported inside the functions so that importing this module stays cheap.
 """
@@ -46,11 +46,8 @@ def build_paper(input_shape: tuple[int, int], *, name: str = "paper"):
 
 
 def build_compact(input_shape: tuple[int, int], *, name: str = "compact"):
-    """Five 3x3 conv blocks (8-16-32-64-64 filters, BatchNorm, ReLU, 2x2 max-pool between), then
-    global average and max pooling over *time* only, so the head still knows in which of the four
-    frequency registers (64 mel bands / 16 each) a pattern was heard: a bass and a flute playing the
-    same figure differ mostly in register. Dropout, a 32-unit dense layer, one sigmoid unit
-    (about 79 k parameters)."""
+    """Five 3x3 conv blocks (8-16-32-64-64 filters, BatchNorm, ReLU, 2x2 max-pool between), global
+    average and max pooling, dropout, one sigmoid unit."""
     import keras
     from keras import layers
 
@@ -62,11 +59,8 @@ def build_compact(input_shape: tuple[int, int], *, name: str = "compact"):
         x = layers.Activation("relu")(x)
         if i < 4:
             x = layers.MaxPooling2D(2)(x)
-    frames = int(x.shape[2])  # (n, registers, frames, channels)
-    x = layers.Concatenate()([layers.AveragePooling2D((1, frames))(x), layers.MaxPooling2D((1, frames))(x)])
-    x = layers.Flatten()(x)
+    x = layers.Concatenate()([layers.GlobalAveragePooling2D()(x), layers.GlobalMaxPooling2D()(x)])
     x = layers.Dropout(0.3)(x)
-    x = layers.Dense(32, activation="relu")(x)
     out = layers.Dense(1, activation="sigmoid", name="presence")(x)
     return keras.Model(inp, out, name=name)
 

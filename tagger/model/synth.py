@@ -12,8 +12,7 @@ effects) are added as negatives, and level-0 examples are silence, noise or nega
 solo recipe (the paper's): one note per example (a family's, or a negative), no mixing.
 
 Augmentation for unseen sample libraries: random gain, equalisation (a random tilt and peaks
-applied to the power spectrum), small pitch shifts by resampling (which also move the formants, as
-a different instrument would), light noise, synthetic room reverb, random onsets and truncation.
+applied to the power spectrum), light noise, synthetic room reverb, random onsets and truncation.
 """
 
 from __future__ import annotations
@@ -49,10 +48,6 @@ class SynthSettings:
     eq_prob: float = 0.6
     solo_negative_share: float = 0.25
     """solo recipe: share of examples that are negatives or silence."""
-    pitch_shift_prob: float = 0.5
-    """Chance that an instrument's notes in an example are resampled by a small interval."""
-    pitch_shift_semitones: float = 1.0
-    """Largest shift, up or down: a slightly different instrument (formants move with the pitch)."""
 
 
 class NotePool:
@@ -135,36 +130,16 @@ def _place(out: np.ndarray, clip: np.ndarray, *, onset: int, length: int, gain: 
     out[dst : dst + n] += gain * seg
 
 
-def shift_pitch(clip: np.ndarray, semitones: float) -> np.ndarray:
-    """`clip` [shape=(n,)] resampled so that it sounds `semitones` higher (shorter) or lower (longer,
-    cut to n samples); linear interpolation, enough for the small shifts used as augmentation."""
-    if semitones == 0.0:
-        return clip
-    ratio = 2.0 ** (semitones / 12.0)
-    n = len(clip)
-    pos = np.arange(n, dtype=np.float64) * ratio
-    return np.interp(pos, np.arange(n), clip, right=0.0).astype(np.float32)
-
-
-def _add_instrument(
-    out, pool: NotePool, inst: int, rng, *, aligned: bool, drum: bool, gain: float, shift: float = 0.0
-) -> None:
+def _add_instrument(out, pool: NotePool, inst: int, rng, *, aligned: bool, drum: bool, gain: float) -> None:
     notes = pool.by_instrument[inst]
     if aligned:
-        _place(out, shift_pitch(pool.clip(int(rng.choice(notes))), shift), onset=0, length=L, gain=gain)
+        _place(out, pool.clip(int(rng.choice(notes))), onset=0, length=L, gain=gain)
         return
     count = int(rng.integers(2, 9)) if drum else int(rng.choice([1, 2, 3], p=[0.4, 0.35, 0.25]))
     for _ in range(count):
         onset = int(rng.integers(-L // 3, (3 * L) // 4))
         length = int(rng.uniform(0.25, 4.0) * SR) if not drum else L
-        clip = shift_pitch(pool.clip(int(rng.choice(notes))), shift)
-        _place(out, clip, onset=onset, length=length, gain=gain * rng.uniform(0.6, 1.0))
-
-
-def _draw_shift(rng, settings: SynthSettings) -> float:
-    if settings.pitch_shift_prob <= 0 or rng.random() >= settings.pitch_shift_prob:
-        return 0.0
-    return float(rng.uniform(-settings.pitch_shift_semitones, settings.pitch_shift_semitones))
+        _place(out, pool.clip(int(rng.choice(notes))), onset=onset, length=length, gain=gain * rng.uniform(0.6, 1.0))
 
 
 def _reverb(x: np.ndarray, rng) -> np.ndarray:
@@ -229,8 +204,7 @@ def mixture_example(
         if inst is None:
             inst = int(rng.choice(pool.family_instruments[f]))
         gain = 10 ** (rng.uniform(*settings.gain_db) / 20)
-        _add_instrument(out, pool, inst, rng, aligned=rng.random() < settings.aligned_share, drum=False, gain=gain,
-                        shift=_draw_shift(rng, settings))  # fmt: skip
+        _add_instrument(out, pool, inst, rng, aligned=rng.random() < settings.aligned_share, drum=False, gain=gain)
     silent0 = k == 0 and rng.random() < settings.silent_level0_prob
     if len(pool.negative_instruments) and not silent0 and (k == 0 or rng.random() < settings.negative_prob):
         for _ in range(int(rng.integers(1, 3))):
@@ -255,8 +229,7 @@ def solo_example(pool: NotePool, rng, settings: SynthSettings) -> tuple[np.ndarr
         f = int(rng.choice(available))
         label[f] = 1
         inst = int(rng.choice(pool.family_instruments[f]))
-        clip = shift_pitch(pool.clip(int(rng.choice(pool.by_instrument[inst]))), _draw_shift(rng, settings))
-        _place(out, clip, onset=0, length=L, gain=1.0)
+        _place(out, pool.clip(int(rng.choice(pool.by_instrument[inst]))), onset=0, length=L, gain=1.0)
     return _finish(out, rng, settings), label
 
 

@@ -10,10 +10,8 @@ dataset's train split and validates on its valid split:
    family has its own sub-model and weights (same input, summed per-family losses): training them
    one by one on the same examples gives the same result, but the examples are generated once.
    Solo training weights each family's positives by its class balance.
-4. Thresholds are calibrated per family on validation data only (validation mixtures of the
-   Table V protocol, music-like validation mixtures and validation solo notes): F1-optimal, then,
-   when the whole ensemble is trained, refined together for the mean Jaccard accuracy over the
-   protocol levels, the solo notes and the music-like mixtures (`tune_thresholds_for_jaccard`);
+4. Thresholds are calibrated per family on validation data only (F1-optimal on validation
+   mixtures of the Table V protocol, music-like validation mixtures and validation solo notes),
    then the per-track aggregation rule on synthetic validation tracks (`tagger.model.calibrate`).
 5. Each classifier is saved to its own file and registered in the manifest with its metrics;
    families already present in the output manifest are left untouched (resume, or adding a family).
@@ -97,14 +95,12 @@ def build_joint(families: Sequence[str], architecture: str, *, seed: int):
     return keras.Model(inp, outs, name="joint"), members
 
 
-THRESHOLD_GRID = np.round(np.linspace(0.05, 0.95, 91), 2)
-
-
 def calibrate_threshold(y: np.ndarray, p: np.ndarray) -> tuple[float, dict]:
     """The F1-optimal threshold for one family on validation labels `y` and probabilities `p`."""
+    grid = np.linspace(0.05, 0.95, 91)
     best = (0.5, -1.0)
     pos = y.astype(bool)
-    for t in THRESHOLD_GRID:
+    for t in grid:
         pred = p >= t
         tp = np.sum(pred & pos)
         fp = np.sum(pred & ~pos)
@@ -112,17 +108,12 @@ def calibrate_threshold(y: np.ndarray, p: np.ndarray) -> tuple[float, dict]:
         f1 = 2 * tp / max(2 * tp + fp + fn, 1)
         if f1 > best[1] + 1e-9:
             best = (float(t), float(f1))
-    return best[0], threshold_metrics(y, p, best[0])
-
-
-def threshold_metrics(y: np.ndarray, p: np.ndarray, t: float) -> dict:
-    """One family's validation metrics at threshold `t`."""
-    pos = y.astype(bool)
+    t = best[0]
     pred = p >= t
     tp, fp = int(np.sum(pred & pos)), int(np.sum(pred & ~pos))
     fn, tn = int(np.sum(~pred & pos)), int(np.sum(~pred & ~pos))
-    return {
-        "f1": round(2 * tp / max(2 * tp + fp + fn, 1), 4),
+    return t, {
+        "f1": round(best[1], 4),
         "precision": round(tp / max(tp + fp, 1), 4),
         "recall": round(tp / max(tp + fn, 1), 4),
         "fpr": round(fp / max(fp + tn, 1), 4),
@@ -130,41 +121,6 @@ def threshold_metrics(y: np.ndarray, p: np.ndarray, t: float) -> dict:
         "positives": int(pos.sum()),
         "examples": int(len(y)),
     }
-
-
-def tune_thresholds_for_jaccard(
-    truth: np.ndarray, probs: np.ndarray, groups: Sequence[np.ndarray], start: np.ndarray, *, sweeps: int = 3
-) -> np.ndarray:
-    """Refine per-family thresholds on validation data for the set-level metric the product is judged
-    by: coordinate ascent, one family at a time over `THRESHOLD_GRID`, on the mean over `groups`
-    (boolean masks of the validation examples, e.g. each protocol level, solo notes, music-like
-    mixtures) of the mean Jaccard accuracy. F1-optimal thresholds (`start`) ignore that a false
-    alarm on a single note costs a whole clip's accuracy; this puts the cost where the metric does.
-    `truth` and `probs` [shape=(examples, families)]."""
-    truth = truth.astype(bool)
-    th = np.asarray(start, dtype=np.float64).copy()
-    masks = [m for m in groups if m.any()]
-
-    def objective(pred: np.ndarray) -> float:
-        inter = np.sum(truth & pred, axis=1)
-        union = np.sum(truth | pred, axis=1)
-        jac = np.where(union == 0, 1.0, inter / np.maximum(union, 1))
-        return float(np.mean([jac[m].mean() for m in masks]))
-
-    pred = probs >= th[None, :]
-    best = objective(pred)
-    for _ in range(sweeps):
-        improved = False
-        for j in range(truth.shape[1]):
-            for t in THRESHOLD_GRID:
-                pred[:, j] = probs[:, j] >= t
-                score = objective(pred)
-                if score > best + 1e-9:
-                    best, th[j], improved = score, float(t), True
-            pred[:, j] = probs[:, j] >= th[j]
-        if not improved:
-            break
-    return th
 
 
 def _auc(y: np.ndarray, p: np.ndarray) -> float:
@@ -246,12 +202,6 @@ class ValidationSet:
         parts_k.append(np.full(len(notes), 2, dtype=np.int8))
         parts_l.append(np.ones(len(notes), dtype=np.int64))
         return ValidationSet(np.concatenate(parts_f), np.concatenate(parts_y), np.concatenate(parts_k), np.concatenate(parts_l))
-
-    def groups(self) -> list[np.ndarray]:
-        """Masks weighted equally by threshold tuning: each protocol level, the solo notes, the
-        music-like mixtures."""
-        proto = self.kind == 0
-        return [proto & (self.levels == lv) for lv in np.unique(self.levels[proto])] + [self.kind == 2, self.kind == 1]
 
     def report(self, probs: np.ndarray, thresholds: np.ndarray, families: Sequence[str], all_families: Sequence[str]) -> dict:
         """Ensemble metrics on validation (only meaningful when all families are present)."""
@@ -427,15 +377,10 @@ def train_ensemble(
         state_path.write_text(json.dumps(state))
 
     probs = _predict_joint(joint, vs.feats, todo)
-    start = np.array([calibrate_threshold(vs.labels[:, j], probs[:, i])[0] for i, j in enumerate(fam_idx)])
-    if sorted(todo) == sorted(all_families):
-        # the whole ensemble at once: tune the thresholds together for the set-level accuracy
-        thresholds = tune_thresholds_for_jaccard(vs.labels[:, fam_idx], probs, vs.groups(), start)
-    else:  # one or a few classifiers beside others: each on its own, F1-optimal
-        thresholds = start
+    thresholds = {}
     for i, (f, j) in enumerate(zip(todo, fam_idx)):
-        t = float(thresholds[i])
-        metrics = {**threshold_metrics(vs.labels[:, j], probs[:, i], t), "f1_optimal_threshold": float(start[i])}
+        t, metrics = calibrate_threshold(vs.labels[:, j], probs[:, i])
+        thresholds[f] = t
         store.save_classifier(out_dir, manifest, f, members[f], threshold=t, metrics=metrics)
     # ensemble-level validation, over every classifier in the directory
     final_fams = [f for f in manifest["families"] if f in manifest["classifiers"]]
