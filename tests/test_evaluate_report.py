@@ -186,6 +186,26 @@ def test_same_seed_same_mixtures_and_acoustic_only_filter(notes_root, tmp_path):
     assert "--acoustic-only" in c.data["command"] and "--levels 1,3" in c.data["command"]
 
 
+def test_solo_test_on_a_seeded_sample_of_notes(notes_root, tmp_path):
+    """--solo-notes N scores N of the split's notes, the same N for the same seed."""
+    scorer = ToneScorer(deaf=("vocal",))
+    runs = [
+        R.evaluate(notes_root, out_dir=tmp_path / name, scorer=scorer, seed=seed, solo_notes=12, polyphony=False, plots=False)
+        for name, seed in (("a", 3), ("b", 3), ("c", 4))
+    ]  # fmt: skip
+    ids = [r.solo.predictions.ids for r in runs]
+    assert len(ids[0]) == 12 and len(set(ids[0])) == 12 and runs[0].data["solo"]["n"] == 12
+    assert ids[0] == ids[1] and ids[0] != ids[2]
+    full = R.evaluate(notes_root, out_dir=tmp_path / "full", scorer=scorer, polyphony=False, plots=False)
+    assert set(ids[0]) < set(full.solo.predictions.ids) and full.data["solo"]["n"] == 30
+    vocal = sum(i.startswith("vocal") for i in ids[0])
+    assert runs[0].data["solo"]["single_label"]["none"] == vocal  # only the deaf family's notes are missed
+    cmd = shlex.split(runs[0].data["command"])
+    assert cmd[cmd.index("--solo-notes") + 1] == "12" and "--solo-notes" not in full.data["command"]
+    with pytest.raises(UserError, match="--solo-notes"):
+        R.evaluate(notes_root, out_dir=tmp_path / "d", scorer=scorer, solo_notes=0, plots=False)
+
+
 def test_mixture_folder_is_read_with_its_labels(mixture_root, tmp_path):
     scorer = ToneScorer(deaf=("bass",))
     rep = R.evaluate(mixture_root, out_dir=tmp_path / "rep", scorer=scorer, plots=False)
@@ -212,7 +232,8 @@ def test_unknown_data_folder_is_a_clear_error(tmp_path):
 def test_evaluate_help():
     result = runner.invoke(app, ["evaluate", "--help"])
     assert result.exit_code == 0
-    for flag in ("--models", "--out", "--split", "--per-level", "--seed", "--levels", "--no-solo", "--acoustic-only"):
+    for flag in ("--models", "--out", "--split", "--per-level", "--seed", "--levels", "--no-solo", "--solo-notes",
+                 "--acoustic-only"):
         assert flag in result.output
 
 

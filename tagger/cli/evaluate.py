@@ -22,6 +22,9 @@ def evaluate(
     seed: int = typer.Option(DEFAULT_SEED, "--seed", help="Seed of the mixture draw."),
     levels: str = typer.Option(None, "--levels", help="Polyphony levels, e.g. '0-10' or '1,2,3' (default: all)."),
     no_solo: bool = typer.Option(False, "--no-solo", help="Skip the solo test."),
+    solo_notes: int = typer.Option(
+        None, "--solo-notes", help="Solo test on a seeded sample of this many notes (default: every note of the split)."
+    ),
     acoustic_only: bool = typer.Option(False, "--acoustic-only", help="The paper's filter: acoustic notes only."),
     batch_size: int = typer.Option(64, "--batch-size", help="Windows scored at a time (bounds memory)."),
 ) -> None:
@@ -54,7 +57,7 @@ def evaluate(
     try:
         result = R.evaluate(
             data, out_dir=out, model_dir=models, split=split, per_level=per_level, seed=seed, levels=level_list,
-            solo=not no_solo, acoustic_only=acoustic_only, batch_size=batch_size, progress=stage,
+            solo=not no_solo, solo_notes=solo_notes, acoustic_only=acoustic_only, batch_size=batch_size, progress=stage,
         )  # fmt: skip
     finally:
         for bar in bars:

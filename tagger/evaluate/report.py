@@ -190,13 +190,19 @@ def evaluate_solo(
     *,
     batch_size: int = DEFAULT_BATCH,
     progress: Progress | None = None,
+    max_notes: int | None = None,
+    seed: int = DEFAULT_SEED,
 ) -> SoloResult:
-    """Score every note of `dataset` whose family the model knows (the Table VI protocol)."""
+    """Score every note of `dataset` whose family the model knows (the Table VI protocol), or a
+    seeded uniform sample of `max_notes` of them (for models too slow to score them all)."""
     fams = tuple(scorer.families)
     index = _family_index(fams)
     notes = [n for n in dataset.notes if n.family in index]
     if not notes:
         raise DatasetError(dataset.root, f"no notes of the model's families ({', '.join(fams)}) to test on")
+    if max_notes is not None and max_notes < len(notes):
+        keep = np.sort(np.random.default_rng(seed).choice(len(notes), size=max_notes, replace=False))
+        notes = [notes[i] for i in keep]
     truth = np.zeros((len(notes), len(fams)), dtype=np.uint8)
     truth[np.arange(len(notes)), [index[n.family] for n in notes]] = 1
     scores = _score(scorer, notes, load_note_audio, batch_size=batch_size, progress=progress)
@@ -376,6 +382,7 @@ def rerun_command(
     levels: Sequence[int] | None,
     solo: bool,
     acoustic_only: bool,
+    solo_notes: int | None = None,
 ) -> str:
     """The `tagger evaluate` command line that repeats an evaluation, every setting spelled out."""
     args = ["tagger", "evaluate", os.fspath(data)]
@@ -388,6 +395,8 @@ def rerun_command(
         args += ["--levels", format_levels(levels)]
     if not solo and kind == "notes":
         args.append("--no-solo")
+    if solo and solo_notes is not None and kind == "notes":
+        args += ["--solo-notes", str(solo_notes)]
     if acoustic_only and kind == "notes":
         args.append("--acoustic-only")
     return shlex.join(args)
@@ -431,6 +440,7 @@ def evaluate(
     seed: int = DEFAULT_SEED,
     levels: Sequence[int] | None = None,
     solo: bool = True,
+    solo_notes: int | None = None,
     polyphony: bool = True,
     acoustic_only: bool = False,
     settings: M.MixSettings = M.MixSettings(),
@@ -442,9 +452,13 @@ def evaluate(
 
     `scorer` defaults to `Ensemble.load(model_dir)` (the shipped models when `model_dir` is None).
     `progress(stage)` may return a progress callback for the stage ('solo', 'polyphony').
-    A mixture folder has no solo notes, so only the polyphony part runs on it.
+    A mixture folder has no solo notes, so only the polyphony part runs on it. `solo_notes` limits
+    the solo test to a seeded sample of that many notes (default: every note of the split).
     """
     from tagger.model.ensemble import sha256_file
+
+    if solo_notes is not None and solo_notes < 1:
+        raise UserError(f"--solo-notes must be at least 1, got {solo_notes}")
 
     kind = data_kind(data)
     data_path = Path(data)
@@ -479,7 +493,9 @@ def evaluate(
                 batch_size=batch_size, progress=stage("polyphony"),
             )  # fmt: skip
         if solo:
-            solo_result = evaluate_solo(scorer, ds, batch_size=batch_size, progress=stage("solo"))
+            solo_result = evaluate_solo(
+                scorer, ds, batch_size=batch_size, progress=stage("solo"), max_notes=solo_notes, seed=seed
+            )
     else:
         poly_result = evaluate_polyphony(scorer, manifest, levels=levels, batch_size=batch_size, progress=stage("polyphony"))
     if solo_result is None and poly_result is None:
@@ -504,7 +520,7 @@ def evaluate(
         "tagger_version": tagger_version,
         "command": rerun_command(
             data=data, model_dir=model_dir, out_dir=out_dir, kind=kind, split=split, per_level=per_level,
-            seed=seed, levels=levels, solo=solo, acoustic_only=acoustic_only,
+            seed=seed, levels=levels, solo=solo, acoustic_only=acoustic_only, solo_notes=solo_notes,
         ),  # fmt: skip
         "model": _model_info(scorer, model_dir),
         "data": {
