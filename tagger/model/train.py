@@ -354,6 +354,7 @@ def train_ensemble(
         history = []
 
     y_out = {f: y[:, j : j + 1].astype(np.float32) for f, j in zip(todo, fam_idx)}
+    predict_batch = A.predict_batch(settings.architecture)
     for epoch in range(done_epochs, settings.epochs):
         t0 = time.time()
         order = np.random.default_rng([settings.seed, epoch]).permutation(len(y))
@@ -367,16 +368,20 @@ def train_ensemble(
             if (b // bs) % 50 == 0:
                 say("batch", {"epoch": epoch + 1, "of": settings.epochs, "done": b + len(idx), "total": len(order),
                               "loss": round(float(np.mean(losses_seen[-50:])), 4)})  # fmt: skip
-        probs = _predict_joint(joint, vs.feats, todo)
-        aucs = {f: round(_auc(vs.labels[:, j], probs[:, i]), 4) for i, (f, j) in enumerate(zip(todo, fam_idx))}
-        history.append({"epoch": epoch + 1, "loss": round(float(np.mean(losses_seen)), 4), "valid_auc": aucs,
+        history.append({"epoch": epoch + 1, "loss": round(float(np.mean(losses_seen)), 4),
                         "seconds": round(time.time() - t0, 1)})  # fmt: skip
-        say("epoch", history[-1])
+        # checkpoint first: a failure while validating must not lose the epoch
         joint.save_weights(ckpt_dir / "joint.weights.h5")
         state = {"epochs": epoch + 1, "iterations": int(joint.optimizer.iterations.numpy()), "history": history}
         state_path.write_text(json.dumps(state))
+        probs = _predict_joint(joint, vs.feats, todo, batch=predict_batch)
+        history[-1]["valid_auc"] = {
+            f: round(_auc(vs.labels[:, j], probs[:, i]), 4) for i, (f, j) in enumerate(zip(todo, fam_idx))
+        }
+        say("epoch", history[-1])
+        state_path.write_text(json.dumps(state))
 
-    probs = _predict_joint(joint, vs.feats, todo)
+    probs = _predict_joint(joint, vs.feats, todo, batch=predict_batch)
     thresholds = {}
     for i, (f, j) in enumerate(zip(todo, fam_idx)):
         t, metrics = calibrate_threshold(vs.labels[:, j], probs[:, i])
@@ -396,7 +401,7 @@ def train_ensemble(
     manifest["training"] = {**asdict(settings), "families_trained": todo, "history": history,
                             "seconds": round(time.time() - t_start, 1)}  # fmt: skip
     if set(final_fams) <= set(all_families) and len(final_fams) == len(manifest["families"]):
-        full_probs = _predict_dir(out_dir, vs.feats)
+        full_probs = _predict_dir(out_dir, vs.feats, batch=predict_batch)
         th = np.array([manifest["classifiers"][f]["threshold"] for f in final_fams], dtype=np.float32)
         manifest["validation"] = vs.report(full_probs, th, final_fams, all_families)
     from tagger.model.ensemble import write_manifest
@@ -418,10 +423,10 @@ def _predict_joint(joint, feats: np.ndarray, families: Sequence[str], batch: int
     return np.concatenate(outs)
 
 
-def _predict_dir(model_dir, feats: np.ndarray) -> np.ndarray:
+def _predict_dir(model_dir, feats: np.ndarray, *, batch: int) -> np.ndarray:
     from tagger.model.ensemble import Ensemble
 
-    return Ensemble.load(model_dir).predict_features(np.asarray(feats, dtype=np.float32), batch_size=256)
+    return Ensemble.load(model_dir).predict_features(np.asarray(feats, dtype=np.float32), batch_size=batch)
 
 
 def _read_json(path: Path) -> dict:
