@@ -176,3 +176,68 @@ def test_render_writes_an_nsynth_dataset_the_reader_loads(tmp_path):
     held, tail = np.abs(y[16_000:40_000]).mean(), np.abs(y[60_000:]).mean()
     assert held > 10 * tail  # held 3 s, released before 4 s; no reverb tail
     assert summary["dropped_silent"] == summary["requested_notes"] - summary["notes"]
+
+
+def _riff_chunk(cid: bytes, body: bytes) -> bytes:
+    return cid + len(body).to_bytes(4, "little") + body + (b"\0" if len(body) % 2 else b"")
+
+
+def _phdr_record(name: str, program: int, bank: int) -> bytes:
+    return name.encode().ljust(20, b"\0") + program.to_bytes(2, "little") + bank.to_bytes(2, "little") + bytes(14)
+
+
+def test_soundfont_presets_come_from_the_preset_headers(tmp_path):
+    phdr = _phdr_record("Nylon", 24, 0) + _phdr_record("Ukulele", 24, 8) + _phdr_record("Kit", 0, 128)
+    phdr += _phdr_record("EOP", 0, 0)  # the terminal record is not a preset
+    body = (
+        b"sfbk"
+        + _riff_chunk(b"LIST", b"INFO" + _riff_chunk(b"ifil", bytes(4)))
+        + _riff_chunk(b"LIST", b"sdta" + _riff_chunk(b"smpl", bytes(7)))  # odd size: padded
+        + _riff_chunk(b"LIST", b"pdta" + _riff_chunk(b"phdr", phdr))
+    )
+    path = tmp_path / "tiny.sf2"
+    path.write_bytes(_riff_chunk(b"RIFF", body))
+    assert R.soundfont_presets(path) == {(0, 24), (8, 24), (128, 0)}
+    bad = tmp_path / "not.sf2"
+    bad.write_bytes(b"RIFF\x04\x00\x00\x00WAVE")
+    with pytest.raises(DatasetError, match="not.sf2.*not a SoundFont"):
+        R.soundfont_presets(bad)
+    no_presets = tmp_path / "empty.sf2"
+    no_presets.write_bytes(_riff_chunk(b"RIFF", b"sfbk" + _riff_chunk(b"LIST", b"INFO")))
+    with pytest.raises(DatasetError, match="empty.sf2.*no preset headers"):
+        R.soundfont_presets(no_presets)
+
+
+def test_variation_presets_keep_their_base_program():
+    base = {(p.program, p.family) for p in gm.FAMILY_PROGRAMS}
+    assert gm.VARIANT_PROGRAMS and all((v.program, v.family) in base and 0 < v.bank < 128 for v in gm.VARIANT_PROGRAMS)
+    assert len({(v.bank, v.program) for v in gm.VARIANT_PROGRAMS}) == len(gm.VARIANT_PROGRAMS)
+    assert gm.all_programs(variants=True)[: len(gm.FAMILY_PROGRAMS)] == gm.FAMILY_PROGRAMS
+    ukulele = next(v for v in gm.VARIANT_PROGRAMS if v.name == "ukulele")
+    assert R.instrument_str(ukulele, "fluidr3") == "guitar_acoustic_fluidr3024v008"
+    assert bytes([0xB0, 0, 8]) in b"".join(e for _, e in R.note_events(ukulele, [R.NoteSpec(64, 100)]))
+
+
+@needs_fluidsynth
+def test_render_adds_variation_presets_to_an_existing_dataset(tmp_path):
+    sfs = {"fluidr3": R.default_soundfonts()["fluidr3"]}
+    nylon = next(p for p in gm.FAMILY_PROGRAMS if p.program == 24)
+    ukulele = next(v for v in gm.VARIANT_PROGRAMS if v.name == "ukulele")
+    mellow = next(v for v in gm.VARIANT_PROGRAMS if v.name == "mellow grand piano")  # MuseScore_General only
+    opts = dict(soundfonts=sfs, velocities=(100,), pitch_step=12, jobs=1)
+    first = R.render_dataset(tmp_path / "ds", programs=[nylon], **opts)
+    nylon_wav = tmp_path / "ds" / "audio" / "guitar_acoustic_fluidr3024-064-100.wav"
+    stamp = nylon_wav.stat().st_mtime_ns
+    second = R.render_dataset(tmp_path / "ds", programs=[nylon, ukulele, mellow], **opts)
+    assert second["kept_notes"] == first["notes"]
+    assert second["requested_notes"] == len(range(ukulele.low, ukulele.high + 1, 12))  # only the new instrument
+    assert second["missing_presets"] == ["keyboard_acoustic_fluidr3000v008"]
+    assert nylon_wav.stat().st_mtime_ns == stamp  # kept, not rendered again
+    ds = nsynth.NoteDataset.load(tmp_path / "ds", check_audio=True)
+    by_inst = {n.instrument: n for n in ds.notes}
+    assert set(by_inst) == {"guitar_acoustic_fluidr3024", "guitar_acoustic_fluidr3024v008"}
+    # the variant is split with its base program
+    assert by_inst["guitar_acoustic_fluidr3024"].group == by_inst["guitar_acoustic_fluidr3024v008"].group
+    # the bank select reaches FluidSynth: the same note sounds different from the base preset
+    a, b = (R.render_notes(sfs["fluidr3"], p, [R.NoteSpec(72, 100)])[0] for p in (nylon, ukulele))
+    assert R.rms_dbfs(b[:48_000]) > R.SILENT_NOTE_DBFS and np.abs(a - b).max() > 0.01

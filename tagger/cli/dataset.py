@@ -24,10 +24,16 @@ def render(
     pitch_step: int = typer.Option(1, help="Render every Nth pitch of each program's range."),
     velocities: str = typer.Option("25,50,75,100,127", help="Comma-separated MIDI velocities (NSynth's by default)."),
     negatives: bool = typer.Option(True, help="Also render non-family sounds (drums, synths, effects) as negatives."),
+    variants: bool = typer.Option(
+        False, help="Also render the SoundFonts' variation presets of family programs (ukulele, string sections, ...)."
+    ),
     jobs: int = typer.Option(-1, "--jobs", "-j", help="Worker processes (-1 = all cores)."),
     split_seed: int = typer.Option(0, help="Seed of the by-instrument split written after rendering."),
 ) -> None:
-    """Render single notes from SoundFonts with FluidSynth (48 kHz -> 16 kHz, reverb/chorus off)."""
+    """Render single notes from SoundFonts with FluidSynth (48 kHz -> 16 kHz, reverb/chorus off).
+
+    Instruments already in OUT are kept, so rerunning with more programs (--variants) renders only those.
+    """
     from tqdm import tqdm
 
     from tagger.data import gm, nsynth, render as R
@@ -42,7 +48,7 @@ def render(
         bar.update(done - bar.n)
 
     summary = R.render_dataset(
-        out, soundfonts=sfs, programs=gm.all_programs(negatives=negatives), velocities=vel,
+        out, soundfonts=sfs, programs=gm.all_programs(negatives=negatives, variants=variants), velocities=vel,
         pitch_step=pitch_step, jobs=jobs, progress=progress,
     )  # fmt: skip
     bar.close()

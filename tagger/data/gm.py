@@ -43,8 +43,8 @@ class Program:
         return self.bank == 128
 
 
-def _p(program, name, family, low, high, source=SOURCE_ACOUSTIC):
-    return Program(program, name, family, low, high, source)
+def _p(program, name, family, low, high, source=SOURCE_ACOUSTIC, bank=0):
+    return Program(program, name, family, low, high, source, bank)
 
 
 FAMILY_PROGRAMS: tuple[Program, ...] = (
@@ -130,6 +130,39 @@ FAMILY_PROGRAMS: tuple[Program, ...] = (
     _p(53, "voice oohs", "vocal", 40, 84),
 )
 
+VARIANT_PROGRAMS: tuple[Program, ...] = (
+    # GS-style variation presets (bank > 0) of family programs in FluidR3_GM and MuseScore_General:
+    # more distinct instruments per family. A variant keeps its base program number, so a split
+    # keeps it on the same side as the base program (they often share samples). MuseScore_General's
+    # "Expr." banks (17, 18, 21, 26, 31, 41, 51), named as the base presets made to follow the
+    # expression controller, are left out as near-duplicates. Rendered only where the SoundFont
+    # has the preset.
+    _p(0, "mellow grand piano", "keyboard", 21, 108, bank=8),
+    _p(4, "detuned electric piano 1", "keyboard", 28, 100, SOURCE_ELECTRONIC, bank=8),
+    _p(5, "detuned electric piano 2", "keyboard", 28, 100, SOURCE_ELECTRONIC, bank=8),
+    _p(6, "coupled harpsichord", "keyboard", 29, 89, bank=8),
+    _p(14, "church bell", "mallet", 48, 77, bank=8),
+    _p(16, "detuned organ 1", "organ", 36, 96, SOURCE_ELECTRONIC, bank=8),
+    _p(17, "detuned organ 2", "organ", 36, 96, SOURCE_ELECTRONIC, bank=8),
+    _p(19, "church organ 2", "organ", 24, 96, bank=8),
+    _p(21, "italian accordion", "reed", 41, 93, bank=8),
+    _p(24, "ukulele", "guitar", 60, 84, bank=8),
+    _p(25, "12-string guitar", "guitar", 40, 86, bank=8),
+    _p(26, "hawaiian guitar", "guitar", 40, 88, SOURCE_ELECTRONIC, bank=8),
+    _p(28, "funk guitar", "guitar", 40, 88, SOURCE_ELECTRONIC, bank=8),
+    _p(30, "feedback guitar", "guitar", 40, 88, SOURCE_ELECTRONIC, bank=8),
+    _p(25, "mandolin", "guitar", 55, 88, bank=16),
+    _p(40, "slow violin", "string", 55, 100, bank=8),
+    _p(61, "brass section 2", "brass", 35, 86, bank=8),
+    # MuseScore_General's orchestral sections: violins, second violins, violas, celli, basses
+    *(
+        _p(prog, f"{section} {style}", "string", low, high, bank=bank)
+        for bank, section, low, high in ((20, "violins", 55, 100), (25, "violins 2", 55, 100),
+                                         (30, "violas", 48, 88), (40, "celli", 36, 81), (50, "basses", 28, 67))
+        for prog, style in ((44, "tremolo"), (45, "pizzicato"), (48, "fast"), (49, "slow"))
+    ),  # fmt: skip
+)
+
 NEGATIVE_PROGRAMS: tuple[Program, ...] = (
     _p(15, "dulcimer", "ethnic", 48, 84),
     _p(31, "guitar harmonics", "effects", 52, 88, SOURCE_ELECTRONIC),
@@ -162,6 +195,7 @@ DRUM_KITS: tuple[Program, ...] = tuple(
 NEGATIVE_CATEGORIES = ("percussion", "synth", "effects", "ethnic")
 
 
-def all_programs(*, negatives: bool = True) -> tuple[Program, ...]:
-    """Every renderable program: the families' and, unless disabled, the negatives and drum kits."""
-    return FAMILY_PROGRAMS + (NEGATIVE_PROGRAMS + DRUM_KITS if negatives else ())
+def all_programs(*, negatives: bool = True, variants: bool = False) -> tuple[Program, ...]:
+    """Every renderable program: the families' (with their variation presets if asked) and, unless
+    disabled, the negatives and drum kits."""
+    return FAMILY_PROGRAMS + (VARIANT_PROGRAMS if variants else ()) + (NEGATIVE_PROGRAMS + DRUM_KITS if negatives else ())

@@ -98,10 +98,11 @@ def write_midi(path: Path, events: Sequence[tuple[float, bytes]]) -> None:
 
 
 def note_events(program: Program, notes: Sequence[NoteSpec]) -> list[tuple[float, bytes]]:
-    """MIDI events playing each note in its own slot (program change first)."""
+    """MIDI events playing each note in its own slot (bank select and program change first)."""
     ch = 9 if program.is_drum_kit else 0
+    bank = 0 if program.is_drum_kit else program.bank
     events: list[tuple[float, bytes]] = [
-        (0.0, bytes([0xB0 | ch, 0, 0])),  # bank select MSB 0 (drum channel selects kits by program)
+        (0.0, bytes([0xB0 | ch, 0, bank])),  # bank select MSB (the drum channel selects kits by program)
         (0.0, bytes([0xC0 | ch, program.program])),
     ]
     for i, note in enumerate(notes):
@@ -168,9 +169,46 @@ def program_notes(program: Program, *, velocities: Sequence[int], pitch_step: in
 
 
 def instrument_str(program: Program, sf_key: str) -> str:
-    """NSynth-style instrument name: <family>_<source>_<soundfont><program>, unique per instrument."""
+    """NSynth-style instrument name: <family>_<source>_<soundfont><program>, unique per instrument;
+    a variation preset (bank 1-127) adds ``v<bank>``."""
     kind = "kit" if program.is_drum_kit else ""
-    return f"{program.family}_{program.source}_{sf_key}{kind}{program.program:03d}"
+    variant = f"v{program.bank:03d}" if 0 < program.bank < 128 else ""
+    return f"{program.family}_{program.source}_{sf_key}{kind}{program.program:03d}{variant}"
+
+
+def soundfont_presets(path: str | os.PathLike) -> set[tuple[int, int]]:
+    """The (bank, program) pairs a SoundFont (.sf2, or .sf3 which shares its RIFF layout) defines,
+    read from its preset headers (the ``phdr`` chunk of ``pdta``) without loading the samples."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"sfbk":
+                raise DatasetError(path, "not a SoundFont (no RIFF 'sfbk' header)")
+            while True:
+                chunk = fh.read(12)
+                if len(chunk) < 8:
+                    raise DatasetError(path, "no preset headers (pdta/phdr) found")
+                cid, size = chunk[:4], struct.unpack("<I", chunk[4:8])[0]
+                if cid == b"LIST" and chunk[8:12] == b"pdta":
+                    body = fh.read(size - 4)
+                    break
+                fh.seek(size + (size & 1) - 4, os.SEEK_CUR)
+    except OSError as exc:
+        raise DatasetError(path, f"cannot read the SoundFont: {exc.strerror or exc}") from None
+    pos = 0
+    while pos + 8 <= len(body):
+        sid, ssz = body[pos : pos + 4], struct.unpack("<I", body[pos + 4 : pos + 8])[0]
+        if sid == b"phdr":
+            records = body[pos + 8 : pos + 8 + ssz]
+            # 38-byte records; the last one is the terminal "EOP" record
+            presets = set()
+            for i in range(0, len(records) - 38, 38):
+                program, bank = struct.unpack("<HH", records[i + 20 : i + 24])
+                presets.add((bank, program))
+            return presets
+        pos += 8 + ssz + (ssz & 1)
+    raise DatasetError(path, "no preset headers (pdta/phdr) found")
 
 
 def _render_program(job: tuple[str, Path, Program, list[NoteSpec], Path, float]) -> list[dict]:
@@ -221,7 +259,10 @@ def render_dataset(
 
     Negatives (drum kits, synths, effects, ethnic instruments) are rendered more sparsely
     (``negative_pitch_step``, ``negative_velocities``): they only need to cover the sound space.
-    Returns a summary dict (notes per family and soundfont, dropped notes).
+    A program whose (bank, program) preset a SoundFont lacks is skipped for it (FluidSynth would
+    silently play another preset). Instruments already in ``out_dir/examples.json`` are kept and
+    not rendered again, so adding programs to a dataset renders only the new ones.
+    Returns a summary dict (notes per family and soundfont, dropped notes, skipped presets).
     """
     from joblib import Parallel, delayed
 
@@ -235,9 +276,18 @@ def render_dataset(
     audio_dir = out / "audio"
     audio_dir.mkdir(parents=True, exist_ok=True)
     progs = list(programs) if programs is not None else list(all_programs())
+    existing = _read_examples(out / "examples.json")
+    have = {r["instrument_str"] for r in existing.values()}
     jobs_list = []
+    missing: list[str] = []
     for sf_key, sf_path in soundfonts.items():
+        presets = soundfont_presets(sf_path)
         for prog in progs:
+            if (prog.bank, prog.program) not in presets:
+                missing.append(instrument_str(prog, sf_key))
+                continue
+            if instrument_str(prog, sf_key) in have:
+                continue
             negative = prog.family not in _family_names()
             notes = program_notes(
                 prog,
@@ -247,7 +297,7 @@ def render_dataset(
             jobs_list.append((sf_key, Path(sf_path), prog, notes, audio_dir, gain))
     # longest jobs first so both cores stay busy to the end
     jobs_list.sort(key=lambda j: -len(j[3]))
-    rows: list[dict] = []
+    rows: list[dict] = list(existing.values())
     requested = sum(len(j[3]) for j in jobs_list)
     done = 0
     for result in Parallel(n_jobs=jobs, return_as="generator_unordered")(
@@ -266,11 +316,26 @@ def render_dataset(
     tmp.write_text(json.dumps(examples, indent=1))
     os.replace(tmp, out / "examples.json")
     summary = summarise(rows)
+    summary["kept_notes"] = len(existing)
     summary["requested_notes"] = requested
-    summary["dropped_silent"] = requested - len(rows)
+    summary["dropped_silent"] = requested - (len(rows) - len(existing))
+    summary["missing_presets"] = sorted(missing)
     summary["soundfonts"] = {k: str(v) for k, v in soundfonts.items()}
     (out / "render.json").write_text(json.dumps(summary, indent=1))
     return summary
+
+
+def _read_examples(path: Path) -> dict[str, dict]:
+    """The rows of an existing examples.json (empty when there is none)."""
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict) or not all("instrument_str" in r for r in data.values()):
+            raise ValueError("not an object of NSynth note records")
+    except (OSError, ValueError, AttributeError, TypeError) as exc:
+        raise DatasetError(path, f"cannot add to this dataset: {exc}") from None
+    return data
 
 
 def summarise(rows: Iterable[dict]) -> dict:
