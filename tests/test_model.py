@@ -130,6 +130,7 @@ def test_train_resume_and_add_an_instrument(tiny_dataset, tmp_path, cache):
                                    "--examples", "64", "--epochs", "1", "--valid-per-level", "1",
                                    "--aggregation-tracks", "8", "--valid-examples", "20"])  # fmt: skip
     assert res.exit_code == 0, res.output
+    assert 'batch: {"epoch": 1, "of": 1, "done": 64, "total": 64, "loss": ' in res.output  # progress in a log
     after = read_manifest(out)
     assert after["families"] == ["flute", "organ", "percussion"]
     assert {f: sha256_file(out / f"{f}.keras") for f in ("flute", "organ")} == before

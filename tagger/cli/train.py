@@ -58,6 +58,8 @@ def train(
             bar = bars.setdefault(key, tqdm(total=info["total"], desc=f"epoch {info['epoch']}/{info['of']}", unit="ex", disable=None))
             bar.update(info["done"] - bar.n)
             bar.set_postfix(loss=info["loss"])
+            if bar.disable:  # not a terminal (a log file): say the progress as lines
+                typer.echo(f"{stage}: {json.dumps(info)}", err=True)
         else:
             for bar in bars.values():
                 bar.close()
