@@ -151,3 +151,14 @@ def test_paper_architecture_trains_and_runs_with_the_solo_recipe(tiny_dataset, t
     assert ens.predict(np.zeros((1, 64_000), np.float32)).shape == (1, 1)
     with pytest.raises(UserError, match="holds paper models"):
         train_ensemble(tiny_dataset, out, settings=TrainSettings(**TINY), families=["bass"])
+
+
+def test_validation_auc_ranks_ties_fairly():
+    from tagger.model.train import _auc
+
+    y = np.array([1, 0, 1, 0, 0])
+    assert _auc(y, np.array([0.9, 0.1, 0.8, 0.2, 0.3])) == 1.0
+    assert _auc(y, np.array([0.1, 0.9, 0.2, 0.8, 0.7])) == 0.0
+    assert _auc(y, np.full(5, 1.0)) == 0.5  # a constant (saturated) classifier is chance, not 0
+    assert _auc(y, np.array([0.5, 0.5, 0.9, 0.1, 0.1])) == pytest.approx((0.5 + 2 + 3) / 6)  # one tied pair counts half
+    assert np.isnan(_auc(np.zeros(3), np.ones(3)))
