@@ -241,3 +241,7 @@ def test_render_adds_variation_presets_to_an_existing_dataset(tmp_path):
     # the bank select reaches FluidSynth: the same note sounds different from the base preset
     a, b = (R.render_notes(sfs["fluidr3"], p, [R.NoteSpec(72, 100)])[0] for p in (nylon, ukulele))
     assert R.rms_dbfs(b[:48_000]) > R.SILENT_NOTE_DBFS and np.abs(a - b).max() > 0.01
+    musescore = R.default_soundfonts().get("musescore")
+    if musescore:  # a render with another SoundFont keeps the earlier one in render.json
+        R.render_dataset(tmp_path / "ds", programs=[mellow], **dict(opts, soundfonts={"musescore": musescore}))
+        assert set(json.loads((tmp_path / "ds" / "render.json").read_text())["soundfonts"]) == {"fluidr3", "musescore"}

@@ -320,9 +320,21 @@ def render_dataset(
     summary["requested_notes"] = requested
     summary["dropped_silent"] = requested - (len(rows) - len(existing))
     summary["missing_presets"] = sorted(missing)
-    summary["soundfonts"] = {k: str(v) for k, v in soundfonts.items()}
-    (out / "render.json").write_text(json.dumps(summary, indent=1))
+    earlier = _read_render_summary(out / "render.json") if existing else {}
+    summary["soundfonts"] = {**earlier.get("soundfonts", {}), **{k: str(v) for k, v in soundfonts.items()}}
+    tmp = out / "render.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=1))
+    os.replace(tmp, out / "render.json")  # never a half-written file (nor one shared by a hard link)
     return summary
+
+
+def _read_render_summary(path: Path) -> dict:
+    """An earlier render's summary, to keep the SoundFonts it used (empty when missing or unreadable)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) and isinstance(data.get("soundfonts", {}), dict) else {}
 
 
 def _read_examples(path: Path) -> dict[str, dict]:
