@@ -162,3 +162,19 @@ def test_validation_auc_ranks_ties_fairly():
     assert _auc(y, np.full(5, 1.0)) == 0.5  # a constant (saturated) classifier is chance, not 0
     assert _auc(y, np.array([0.5, 0.5, 0.9, 0.1, 0.1])) == pytest.approx((0.5 + 2 + 3) / 6)  # one tied pair counts half
     assert np.isnan(_auc(np.zeros(3), np.ones(3)))
+
+
+@needs_fluidsynth
+def test_examples_are_reused_across_training_settings_but_not_across_recipes(tiny_dataset, tmp_path, cache):
+    def stages(out, **changes):
+        seen = []
+        settings = TrainSettings(**dict(TINY, examples=32, **changes))
+        train_ensemble(tiny_dataset, tmp_path / out, settings=settings, families=["flute"], progress=lambda s, i: seen.append(s))
+        return seen
+
+    assert "generate" in stages("a")
+    # another learning rate, batch size or epoch count trains on the same cached examples, from scratch
+    again = stages("b", learning_rate=1e-4, batch_size=8, epochs=2)
+    assert "generate" not in again and "resume" not in again and again.count("epoch") == 2
+    assert "generate" in stages("c", recipe="solo")
+    assert len(list(cache.joinpath("train").glob("examples-*"))) == 2

@@ -61,6 +61,10 @@ class TrainSettings:
     """TensorFlow intra-op threads (0 = all cores)."""
 
 
+_TRAINING_ONLY = ("epochs", "batch_size", "learning_rate", "threads")
+"""Settings that change the training but not the generated examples (reused across them)."""
+
+
 def _signature(payload: dict) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -298,7 +302,9 @@ def train_ensemble(
     valid_pool = S.NotePool.build(
         valid_ds, cache / f"pool-valid-{pool_sig}", max_notes_per_instrument=settings.max_notes_per_instrument, seed=settings.seed
     )
-    ex_sig = _signature({"pool": pool_sig, "settings": asdict(settings), "synth": asdict(synth), "features": fcfg.to_dict()})
+    # the examples depend on what generates them, not on how they are trained on
+    gen = {k: v for k, v in asdict(settings).items() if k not in _TRAINING_ONLY}
+    ex_sig = _signature({"pool": pool_sig, "settings": gen, "synth": asdict(synth), "features": fcfg.to_dict()})
     ex_dir = cache / f"examples-{ex_sig}"
     ex_dir.mkdir(parents=True, exist_ok=True)
     if not (ex_dir / "train_x.npy").is_file():
@@ -338,7 +344,8 @@ def train_ensemble(
     schedule = keras.optimizers.schedules.CosineDecay(settings.learning_rate, decay_steps=steps, alpha=0.05)
     joint.compile(optimizer=keras.optimizers.Adam(schedule), loss=losses)
 
-    run_sig = _signature({"examples": ex_sig, "families": todo, "epochs": settings.epochs, "lr": settings.learning_rate})
+    run_sig = _signature({"examples": ex_sig, "families": todo, "epochs": settings.epochs, "lr": settings.learning_rate,
+                          "batch_size": settings.batch_size})  # fmt: skip
     ckpt_dir = cache / f"ckpt-{run_sig}"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     done_epochs = 0
