@@ -165,3 +165,14 @@ def test_per_level_and_overall_is_the_mean_over_levels_not_over_examples():
     fam = MX.family_overall(per, ("x", "y"))
     assert fam["x"]["tpr"] == 0.0  # level 0's undefined TPR is skipped, not counted as 0 or 1
     assert fam["x"]["accuracy"] == pytest.approx(0.5) and fam["x"]["fpr"] == pytest.approx(0.5)
+
+
+def test_oracle_count_keeps_the_k_highest_scores_by_hand():
+    truth = np.array([[1, 0, 0], [1, 1, 0], [0, 0, 0], [0, 1, 1]], dtype=np.uint8)
+    scores = np.array([[0.2, 0.9, 0.1], [0.8, 0.1, 0.7], [0.9, 0.9, 0.9], [0.5, 0.5, 0.1]])
+    got = MX.oracle_count_predictions(truth=truth, scores=scores)
+    # k=1: b ranks first (wrong); k=2: a and c; k=0: nothing; k=2 with a tie a=b: the earlier family a
+    np.testing.assert_array_equal(got, [[0, 1, 0], [1, 0, 1], [0, 0, 0], [1, 1, 0]])
+    np.testing.assert_allclose(MX.jaccard_per_example(truth=truth, pred=got), [0, 1 / 3, 1, 1 / 3])
+    with pytest.raises(UserError, match="scores have shape"):
+        MX.oracle_count_predictions(truth=truth, scores=scores[:, :2])

@@ -134,6 +134,7 @@ def test_report_on_notes_gives_the_hand_worked_numbers(notes_root, tmp_path):
     assert solo["confusion"]["columns"][-1] == MX.NONE_LABEL
     np.testing.assert_array_equal(np.diag(counts)[:9], 3)
     assert counts[9, 10] == 3 and counts.sum() == 30
+    assert solo["ranking"]["top1_accuracy"] == pytest.approx(27 / 30)  # a deaf vocal never ranks first
 
     poly = data["polyphony"]
     assert list(poly["levels"]) == [str(k) for k in range(11)]
@@ -152,6 +153,11 @@ def test_report_on_notes_gives_the_hand_worked_numbers(notes_root, tmp_path):
     expected = preds.truth.copy()
     expected[:, FAMILIES.index("vocal")] = 0
     np.testing.assert_array_equal(preds.decisions, expected)
+    oracle = poly["oracle_count"]["levels"]
+    assert oracle["10"] == {"jaccard": 1.0, "emr": 1.0}  # all ten kept: the deaf vocal comes in last
+    assert oracle["0"] == {"jaccard": 1.0, "emr": 1.0}
+    solo_vocal = preds.truth[preds.levels == 1, FAMILIES.index("vocal")]
+    assert oracle["1"]["jaccard"] == pytest.approx(1 - solo_vocal.mean())  # a lone vocal is never ranked first
     means = [poly["levels"][k]["jaccard"] for k in poly["levels"]]
     assert poly["overall"]["jaccard"] == pytest.approx(np.mean(means))
     assert data["paper"]["level_accuracy"]["3"] == paper.LEVEL_ACCURACY[3]

@@ -297,6 +297,22 @@ def per_level(*, levels, truth, pred, families: Sequence[str]) -> dict[int, dict
     return out
 
 
+def oracle_count_predictions(*, truth, scores) -> np.ndarray:
+    """Each example's k highest-scoring families, k being its true number of families.
+
+    No tagger knows k; this isolates how well the scores rank the families from how well the
+    thresholds cut them (for single notes it is top-1 accuracy). Ties go to the earlier family.
+    """
+    t = as_presence(truth, name="truth")
+    s = np.asarray(scores, dtype=np.float64)
+    if s.shape != t.shape:
+        raise UserError(f"scores have shape {s.shape} but the truth has shape {t.shape}")
+    order = np.argsort(-s, axis=1, kind="stable")
+    ranks = np.empty_like(order)
+    np.put_along_axis(ranks, order, np.arange(s.shape[1])[None, :].repeat(len(s), axis=0), axis=1)
+    return (ranks < t.sum(axis=1, keepdims=True)).astype(np.uint8)
+
+
 def overall(levels: Mapping[int, dict], *, keys: Sequence[str] = ("jaccard", "hamming", "emr")) -> dict[str, float]:
     """The paper's overall values: the unweighted mean over levels of each metric (NaN levels skipped).
 
