@@ -275,6 +275,7 @@ def test_command_on_note_dataset_with_a_keras_model(notes_root, model_dir, tmp_p
     )
     assert result.exit_code == 0, result.output
     assert "solo test: 30 notes" in result.output and "report:" in result.output
+    assert "solo: 30/30 windows" in result.output  # progress as lines when not a terminal
     for name in ("report.json", "report.md", "solo_predictions.npz", "polyphony_predictions.npz",
                  "plots/metrics_vs_level.png", "plots/family_tpr_vs_level.png", "plots/family_accuracy_vs_level.png",
                  "plots/solo_confusion.png", "plots/confusion_level_00.png", "plots/confusion_level_10.png"):  # fmt: skip

@@ -48,9 +48,15 @@ def evaluate(
         bar = tqdm(total=None, unit="window", desc=name, disable=None, leave=False)
         bars.append(bar)
 
+        said = [-1]
+
         def progress(done: int, total: int) -> None:
             bar.total = total
             bar.update(done - bar.n)
+            tenth = done * 10 // max(total, 1)
+            if bar.disable and tenth > said[0]:  # not a terminal (a log file): progress as lines, every 10%
+                said[0] = tenth
+                typer.echo(f"{name}: {done}/{total} windows", err=True)
 
         return progress
 
