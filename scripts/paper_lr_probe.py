@@ -39,6 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     from tagger.model import architectures as A, synth as S
     from tagger.model.train import _auc, _weighted_bce, cache_root
 
+    families = NoteDataset.load(args.data, split="train").families
+    if args.family not in families:
+        ap.error(f"{args.data}: no family {args.family!r}; it has {', '.join(families)}")
+    fam = families.index(args.family)
     fcfg = A.feature_config("paper")
     solo = S.SynthSettings(recipe="solo")
     sets = {}
@@ -46,7 +50,6 @@ def main(argv: list[str] | None = None) -> int:
         ds = NoteDataset.load(args.data, split=split)
         pool = S.NotePool.build(ds, cache_root() / "probe" / f"pool-{split}-{args.data.resolve().name}", seed=args.seed)
         sets[split] = S.generate(pool.directory, count=count, seed=args.seed, settings=solo, feature_config=fcfg)
-        fam = ds.families.index(args.family)
     (x, y), (vx, vy) = sets["train"], sets["valid"]
     y, vy = y[:, fam : fam + 1].astype("float32"), vy[:, fam]
     pos = max(float(y.mean()), 1e-3)
