@@ -178,3 +178,42 @@ def test_examples_are_reused_across_training_settings_but_not_across_recipes(tin
     assert "generate" not in again and "resume" not in again and again.count("epoch") == 2
     assert "generate" in stages("c", recipe="solo")
     assert len(list(cache.joinpath("train").glob("examples-*"))) == 2
+
+
+def test_feature_augmentation_mixes_in_the_power_domain_and_keeps_labels_honest():
+    from tagger import features as F
+    from tagger.model import synth as S
+
+    cfg = A.feature_config("compact")
+    t = np.arange(64_000) / 16_000
+    tones = np.stack([np.sin(2 * np.pi * f * t) for f in (220.0, 1760.0, 440.0, 3520.0)]).astype(np.float32)
+    x = F.compute(windows=tones, config=cfg)
+    y = np.eye(10, dtype=np.uint8)[[0, 1, 2, 3]]
+    peak = x.argmax(axis=1)[:, 60]  # each tone's mel band
+    out, y2 = S.augment_features(x, y, np.random.default_rng(0), mix_prob=1.0)
+    assert out.shape == x.shape and out.dtype == np.float32 and y2.dtype == np.uint8
+    assert 0.0 <= out.min() and out.max() == pytest.approx(1.0)  # renormalised to 0 dB at the maximum
+    assert np.array_equal(y, np.eye(10, dtype=np.uint8)[[0, 1, 2, 3]])  # the caller's labels are not modified
+    for i in range(4):
+        extra = np.flatnonzero(y2[i] & ~y[i])
+        assert y2[i, i] == 1 and len(extra) == 1  # every example was mixed with one partner: label = union
+        j = int(extra[0])
+        frames = out[i].max(axis=0) > 0  # outside the time mask
+        # both tones are audible in the mixture, each at its own band, within the -10..0 dB partner gain
+        assert np.all(out[i, peak[i], frames] > 0.6) or np.any(out[i, peak[i]] == 0)  # unless masked
+        assert np.median(out[i, peak[j], frames]) > 0.5 or np.any(out[i, peak[j]] == 0)
+    # deterministic for a seed; another seed draws other augmentations
+    again, _ = S.augment_features(x, y, np.random.default_rng(0), mix_prob=1.0)
+    other, _ = S.augment_features(x, y, np.random.default_rng(1), mix_prob=1.0)
+    assert np.array_equal(out, again) and not np.array_equal(out, other)
+    # without mixing, labels are unchanged, and masks only ever set bands or frames to the floor
+    plain, y3 = S.augment_features(x, y, np.random.default_rng(2), mix_prob=0.0)
+    assert np.array_equal(y3, y)
+    masked_bands = np.all(plain == 0, axis=2).sum(axis=1)
+    masked_frames = np.all(plain == 0, axis=1).sum(axis=1)
+    assert np.all(masked_bands <= cfg.shape[0] // 8 + np.all(x == 0, axis=2).sum(axis=1))
+    assert np.all(masked_frames <= cfg.shape[1] // 8)
+    # a full house stays unmixed: a union may not exceed six families
+    full = np.ones((4, 10), dtype=np.uint8)
+    _, y4 = S.augment_features(x, full, np.random.default_rng(0), mix_prob=1.0)
+    assert np.array_equal(y4, full)
