@@ -245,3 +245,34 @@ def test_render_adds_variation_presets_to_an_existing_dataset(tmp_path):
     if musescore:  # a render with another SoundFont keeps the earlier one in render.json
         R.render_dataset(tmp_path / "ds", programs=[mellow], **dict(opts, soundfonts={"musescore": musescore}))
         assert set(json.loads((tmp_path / "ds" / "render.json").read_text())["soundfonts"]) == {"fluidr3", "musescore"}
+
+
+def test_fewer_programs_ablation_keeps_validation_and_test_untouched(tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("fewer", Path(__file__).parents[1] / "scripts" / "fewer_programs.py")
+    fewer = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fewer)
+    src = make_nsynth(tmp_path / "ds", instruments_per_family=8, notes=1)
+    nsynth.split_dataset(src)
+    assert fewer.main([str(src), str(tmp_path / "half"), "--keep", "0.5"]) == 0
+    out = capsys.readouterr().out
+    assert "flute: keeps " in out and "; drops " in out
+    for split in ("valid", "test"):
+        before = nsynth.NoteDataset.load(src, split=split)
+        after = nsynth.NoteDataset.load(tmp_path / "half", split=split)
+        assert [n.note_str for n in after.notes + after.negatives] == [n.note_str for n in before.notes + before.negatives]
+    before = nsynth.NoteDataset.load(src, split="train")
+    after = nsynth.NoteDataset.load(tmp_path / "half", split="train")
+    assert {n.note_str for n in after.negatives} == {n.note_str for n in before.negatives}
+    for fam in FAMILIES:
+        had = {n.instrument for n in before.notes if n.family == fam}
+        has = {n.instrument for n in after.notes if n.family == fam}
+        assert has < had and len(has) == -(-len(had) // 2)  # half of the programs, rounded up, kept
+    # the audio is shared, not copied, and the source is never changed
+    a = next((tmp_path / "half" / "audio").iterdir())
+    assert a.stat().st_ino == (src / "audio" / a.name).stat().st_ino
+    assert "unused" not in (src / "split.json").read_text()
+    with pytest.raises(SystemExit):
+        fewer.main([str(src), str(tmp_path / "half")])  # never overwrites a folder
