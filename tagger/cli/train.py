@@ -23,7 +23,6 @@ def train(
     batch_size: int = typer.Option(64),
     learning_rate: float = typer.Option(3e-3),
     seed: int = typer.Option(0),
-    augment: bool = typer.Option(False, help="Augment each batch's features afresh every epoch (mixing, gain curves, SpecAugment masks)."),
     max_notes_per_instrument: int = typer.Option(150, help="Notes per instrument loaded into the training pool."),
     valid_per_level: int = typer.Option(100, help="Validation mixtures per polyphony level (Table V protocol)."),
     valid_examples: int = typer.Option(2000, help="Music-like validation mixtures, and validation solo notes."),
@@ -44,7 +43,7 @@ def train(
         raise typer.BadParameter("recipe must be 'mixture' or 'solo'")
     settings = TrainSettings(
         architecture=architecture, recipe=recipe, examples=examples, epochs=epochs, batch_size=batch_size,
-        learning_rate=learning_rate, seed=seed, augment=augment, max_notes_per_instrument=max_notes_per_instrument,
+        learning_rate=learning_rate, seed=seed, max_notes_per_instrument=max_notes_per_instrument,
         valid_per_level=valid_per_level, aggregation_tracks=aggregation_tracks,
         valid_music_examples=valid_examples, valid_solo_notes=valid_examples,
     )  # fmt: skip

@@ -245,51 +245,6 @@ def _finish(out: np.ndarray, rng, settings: SynthSettings) -> np.ndarray:
     return out.astype(np.float32)
 
 
-def augment_features(x: np.ndarray, y: np.ndarray, rng, *, top_db: float = C.TOP_DB, mix_prob: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
-    """Feature-level augmentation of one training batch, drawn afresh every epoch.
-
-    x [shape=(n, bins, frames)] holds normalised dB features in [0, 1] (see `features.normalise_db`),
-    y [shape=(n, families)] their presence labels. Returns new arrays of the same shapes:
-
-    - with probability `mix_prob` an example is summed in the power domain with another example of
-      the batch at -10..0 dB (label: the union), when the two hold at most 6 families together;
-    - half of the examples get a random smooth gain across bins (tilt and one bell, up to ±6 dB);
-    - then, each with probability 1/2, one frequency mask (up to 1/8 of the bins) and one time mask
-      (up to 1/8 of the frames) set to the floor (SpecAugment).
-    The result is renormalised to 0 dB at its maximum, as `features.compute` does.
-    """
-    x = np.asarray(x, dtype=np.float32)
-    n, bins, frames = x.shape
-    db = x * top_db - top_db
-    y = np.array(y, copy=True)
-    partner = rng.permutation(n)
-    partner = np.where(partner == np.arange(n), (partner + 1) % n, partner)  # never itself
-    mix = (rng.random(n) < mix_prob) & (partner != np.arange(n)) & ((y | y[partner]).sum(axis=1) <= 6)
-    if mix.any():
-        gain = rng.uniform(-10.0, 0.0, size=int(mix.sum()))[:, None, None]
-        power = 10.0 ** (db[mix] / 10.0) + 10.0 ** ((db[partner[mix]] + gain) / 10.0)
-        db[mix] = 10.0 * np.log10(power)
-        y[mix] |= y[partner[mix]]
-    pos = np.linspace(-1.0, 1.0, bins, dtype=np.float32)
-    curve = (rng.random(n) < 0.5)[:, None] * (
-        rng.uniform(-3.0, 3.0, size=(n, 1)) * pos[None, :]
-        + rng.uniform(-6.0, 6.0, size=(n, 1))
-        * np.exp(-0.5 * ((pos[None, :] - rng.uniform(-1, 1, size=(n, 1))) / rng.uniform(0.1, 0.5, size=(n, 1))) ** 2)
-    )
-    db += curve[:, :, None].astype(np.float32)
-    out = np.clip((db - db.max(axis=(1, 2), keepdims=True) + top_db) / top_db, 0.0, 1.0)
-    for i in range(n):
-        if rng.random() < 0.5:
-            w = int(rng.integers(1, max(2, bins // 8) + 1))
-            f0 = int(rng.integers(0, bins - w + 1))
-            out[i, f0 : f0 + w, :] = 0.0
-        if rng.random() < 0.5:
-            w = int(rng.integers(1, max(2, frames // 8) + 1))
-            t0 = int(rng.integers(0, frames - w + 1))
-            out[i, :, t0 : t0 + w] = 0.0
-    return out.astype(np.float32), y
-
-
 def generate_chunk(
     pool_dir: str, *, seed: int, chunk: int, count: int, settings: SynthSettings, feature_config: F.FeatureConfig
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -59,11 +59,9 @@ class TrainSettings:
     """Synthetic validation tracks used to calibrate the per-track aggregation rule."""
     threads: int = 0
     """TensorFlow intra-op threads (0 = all cores)."""
-    augment: bool = False
-    """Feature-level augmentation of each batch, drawn afresh every epoch (`synth.augment_features`)."""
 
 
-_TRAINING_ONLY = ("epochs", "batch_size", "learning_rate", "threads", "augment")
+_TRAINING_ONLY = ("epochs", "batch_size", "learning_rate", "threads")
 """Settings that change the training but not the generated examples (reused across them)."""
 
 
@@ -347,7 +345,7 @@ def train_ensemble(
     joint.compile(optimizer=keras.optimizers.Adam(schedule), loss=losses)
 
     run_sig = _signature({"examples": ex_sig, "families": todo, "epochs": settings.epochs, "lr": settings.learning_rate,
-                          "batch_size": settings.batch_size, **({"augment": True} if settings.augment else {})})  # fmt: skip
+                          "batch_size": settings.batch_size})  # fmt: skip
     ckpt_dir = cache / f"ckpt-{run_sig}"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     done_epochs = 0
@@ -367,17 +365,12 @@ def train_ensemble(
     for epoch in range(done_epochs, settings.epochs):
         t0 = time.time()
         order = np.random.default_rng([settings.seed, epoch]).permutation(len(y))
-        aug_rng = np.random.default_rng([settings.seed, epoch, 1])
         losses_seen = []
         bs = settings.batch_size
         for b in range(0, len(order), bs):
             idx = np.sort(order[b : b + bs])
             xb = np.asarray(x[idx], dtype=np.float32)
-            yb = {f: y_out[f][idx] for f in todo}
-            if settings.augment:
-                xb, yb_all = S.augment_features(xb, y[idx], aug_rng)
-                yb = {f: yb_all[:, j : j + 1].astype(np.float32) for f, j in zip(todo, fam_idx)}
-            out = joint.train_on_batch(xb, yb, return_dict=True)
+            out = joint.train_on_batch(xb, {f: y_out[f][idx] for f in todo}, return_dict=True)
             losses_seen.append(float(out["loss"]))
             if (b // bs) % 50 == 0:
                 say("batch", {"epoch": epoch + 1, "of": settings.epochs, "done": b + len(idx), "total": len(order),
