@@ -109,9 +109,10 @@ def test_threshold_calibration_and_scores():
 
 
 @needs_fluidsynth
-def test_train_resume_and_add_an_instrument(tiny_dataset, tmp_path, cache):
+@pytest.mark.parametrize("architecture", ["trunk", "compact"])
+def test_train_resume_and_add_an_instrument(tiny_dataset, tmp_path, cache, architecture):
     out = tmp_path / "models"
-    settings = TrainSettings(**TINY)
+    settings = TrainSettings(architecture=architecture, **TINY)
     manifest = train_ensemble(tiny_dataset, out, settings=settings, families=["flute", "organ"], version="tiny-1")
     assert manifest["families"] == ["flute", "organ"]
     before = {f: sha256_file(out / f"{f}.keras") for f in ("flute", "organ")}
@@ -134,6 +135,9 @@ def test_train_resume_and_add_an_instrument(tiny_dataset, tmp_path, cache):
     after = read_manifest(out)
     assert after["families"] == ["flute", "organ", "percussion"]
     assert {f: sha256_file(out / f"{f}.keras") for f in ("flute", "organ")} == before
+    assert after["architecture"] == architecture
+    if architecture == "trunk":  # the new head was trained on the frozen trunk, which is unchanged
+        assert after["trunk"] == manifest["trunk"] and sha256_file(out / "trunk.keras") == manifest["trunk"]["sha256"]
     ens = Ensemble.load(out)
     assert ens.families == ("flute", "organ", "percussion")
     calib = after["aggregation_calibration"]
@@ -178,3 +182,67 @@ def test_examples_are_reused_across_training_settings_but_not_across_recipes(tin
     assert "generate" not in again and "resume" not in again and again.count("epoch") == 2
     assert "generate" in stages("c", recipe="solo")
     assert len(list(cache.joinpath("train").glob("examples-*"))) == 2
+
+
+needs_generaluser = pytest.mark.skipif(
+    shutil.which("fluidsynth") is None or not {"fluidr3", "generaluser"} <= set(R.default_soundfonts()),
+    reason="fluidsynth, FluidR3_GM and GeneralUser GS (minuet-data) needed",
+)
+
+
+@pytest.fixture(scope="session")
+def two_source_dataset(tmp_path_factory):
+    """Flute and organ programs and a drum kit from two SoundFonts, sparsely rendered, and split."""
+    root = tmp_path_factory.mktemp("two") / "ds"
+    progs = [p for p in gm.FAMILY_PROGRAMS if p.program in (73, 74, 75, 16, 19, 20)] + [gm.DRUM_KITS[0]]
+    sfs = {k: v for k, v in R.default_soundfonts().items() if k in ("fluidr3", "generaluser")}
+    R.render_dataset(root, soundfonts=sfs, programs=progs, velocities=(100,), pitch_step=9, negative_pitch_step=6,
+                     negative_velocities=(100,), jobs=1)  # fmt: skip
+    nsynth.split_dataset(root)
+    return root
+
+
+@needs_generaluser
+def test_leave_one_source_out_then_a_production_fit_keeps_the_held_out_thresholds(two_source_dataset, tmp_path, cache):
+    ds = nsynth.NoteDataset.load(two_source_dataset)
+    assert {n.soundfont for n in ds.notes} == {"fluidr3", "generaluser"}
+    held = tmp_path / "held-out"
+    settings = TrainSettings(leave_out=("generaluser",), **TINY)
+    manifest = train_ensemble(two_source_dataset, held, settings=settings, families=["flute", "organ"], version="lo-1")
+    fluid_train = {n.instrument for n in ds.notes if n.split == "train" and n.soundfont == "fluidr3"}
+    assert manifest["data"]["train_instruments"] == len(fluid_train)  # nothing of the left-out source trained
+    lo = manifest["validation_left_out"]
+    assert lo["sources"] == ["generaluser"] and set(lo["auc"]) == {"flute", "organ"}
+    assert 0.0 <= lo["music_jaccard"] <= 1.0 and "protocol" in lo
+    for f in ("flute", "organ"):  # the operating point is reported per family
+        m = manifest["classifiers"][f]["metrics"]
+        assert m["beta"] == 0.5 and {"precision", "recall"} <= set(m) and {"precision", "recall"} <= set(m["solo"])
+    with pytest.raises(Exception, match="no notes of nosuchfont"):
+        train_ensemble(two_source_dataset, tmp_path / "x", settings=TrainSettings(leave_out=("nosuchfont",), **TINY),
+                       families=["flute", "organ"])  # fmt: skip
+    prod = tmp_path / "production"
+    fit = train_ensemble(two_source_dataset, prod, settings=TrainSettings(all_instruments=True, **TINY),
+                         families=["flute", "organ"], version="prod-1", reference=held)  # fmt: skip
+    assert fit["data"]["train_instruments"] == len({n.instrument for n in ds.notes})  # every split, every source
+    assert {f: c["threshold"] for f, c in fit["classifiers"].items()} == {
+        f: c["threshold"] for f, c in manifest["classifiers"].items()
+    }
+    assert fit["aggregation"] == read_manifest(held)["aggregation"]
+    assert fit["reference"]["version"] == "lo-1" and fit["validation"]["note"].startswith("validation instruments were seen")
+
+
+@needs_fluidsynth
+def test_a_trunk_ensemble_runs_the_same_on_onnxruntime_and_keras(tiny_dataset, tmp_path, cache, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    out = tmp_path / "models"
+    train_ensemble(tiny_dataset, out, settings=TrainSettings(architecture="trunk", **TINY), families=["flute", "bass"])
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))  # a fresh ONNX export
+    windows = np.random.default_rng(0).standard_normal((6, 64_000)).astype(np.float32) * 0.1
+    fast = Ensemble.load(out)
+    assert fast.runtime == "onnxruntime"  # the trunk and heads export as one graph
+    monkeypatch.setenv("TAGGER_RUNTIME", "keras")
+    slow = Ensemble.load(out)
+    assert slow.runtime == "keras"
+    np.testing.assert_allclose(fast.predict(windows), slow.predict(windows), atol=1e-4)
+    trunk_params = read_manifest(out)["trunk"]["params"]
+    assert A.build_trunk(A.COMPACT_FEATURES.shape).count_params() == trunk_params

@@ -19,7 +19,8 @@ app.add_typer(dataset_app, name="dataset")
 def render(
     out: Path = typer.Argument(..., help="Output folder (examples.json + audio/)."),
     soundfont: list[Path] = typer.Option(
-        None, "--soundfont", help="SoundFont file(s); default: FluidR3_GM and MuseScore_General (the training libraries)."
+        None, "--soundfont", help="SoundFont file(s); default: every installed training SoundFont (FluidR3_GM, "
+        "MuseScore_General, GeneralUser GS, OPL-3 FM) plus the avldrums kits as negatives."
     ),
     pitch_step: int = typer.Option(1, help="Render every Nth pitch of each program's range."),
     velocities: str = typer.Option("25,50,75,100,127", help="Comma-separated MIDI velocities (NSynth's by default)."),
@@ -39,6 +40,7 @@ def render(
     from tagger.data import gm, nsynth, render as R
 
     sfs = R.default_soundfonts() if not soundfont else {R.soundfont_key(p): p for p in soundfont}
+    drums = R.default_drum_soundfonts() if not soundfont and negatives else {}
     vel = tuple(int(v) for v in velocities.split(","))
     t0 = time.time()
     bar = tqdm(total=None, unit="program", desc="render", disable=None)
@@ -48,7 +50,8 @@ def render(
         bar.update(done - bar.n)
 
     summary = R.render_dataset(
-        out, soundfonts=sfs, programs=gm.all_programs(negatives=negatives, variants=variants), velocities=vel,
+        out, soundfonts=sfs, programs=gm.all_programs(negatives=negatives, variants=variants), drum_soundfonts=drums,
+        velocities=vel,
         pitch_step=pitch_step, jobs=jobs, progress=progress,
     )  # fmt: skip
     bar.close()

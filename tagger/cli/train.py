@@ -16,7 +16,10 @@ def train(
     data: Path = typer.Option(..., "--data", help="Rendered NSynth-format dataset with a split (tagger dataset render)."),
     out: Path = typer.Option(Path("models"), "--out", help="Model directory to write (manifest.json + <family>.keras)."),
     family: list[str] = typer.Option(None, "--family", help="Train only this family (repeatable); a new name adds an instrument."),
-    architecture: str = typer.Option("compact", help="compact (shipped) or paper (Table IV)."),
+    architecture: str = typer.Option(
+        None, help="trunk (shipped: a shared trunk and one head per family), compact (one small CNN per family) or "
+        "paper (Table IV); default: the architecture of the models already in --out, else trunk."
+    ),
     recipe: str = typer.Option("mixture", help="mixture (default) or solo (the paper's)."),
     examples: int = typer.Option(60_000, help="Training examples to generate."),
     epochs: int = typer.Option(4),
@@ -29,6 +32,15 @@ def train(
     aggregation_tracks: int = typer.Option(300, help="Synthetic validation tracks to calibrate the per-track rule."),
     version: str = typer.Option(None, help="Version string recorded in the manifest (default: generated)."),
     force: bool = typer.Option(False, help="Retrain families that are already in the model directory."),
+    leave_out: list[str] = typer.Option(
+        None, "--leave-out", help="Leave a whole source out of training (e.g. generaluser) and validate on its instruments too."
+    ),
+    all_instruments: bool = typer.Option(
+        False, help="Production fit: train on the instruments of every split (use --reference for the thresholds)."
+    ),
+    reference: Path = typer.Option(
+        None, "--reference", help="Model directory trained on held-out instruments whose thresholds and aggregation are kept."
+    ),
 ) -> None:
     """Train the ensemble (or one family) from a rendered dataset's train split, validating on its valid split."""
     quiet_tensorflow()
@@ -37,6 +49,10 @@ def train(
     from tagger.model.architectures import ARCHITECTURES
     from tagger.model.train import TrainSettings, train_ensemble
 
+    if architecture is None:
+        from tagger.model.ensemble import MANIFEST, read_manifest
+
+        architecture = read_manifest(out).get("architecture", "trunk") if (out / MANIFEST).is_file() else "trunk"
     if architecture not in ARCHITECTURES:
         raise typer.BadParameter(f"architecture must be one of {', '.join(ARCHITECTURES)}")
     if recipe not in ("mixture", "solo"):
@@ -46,6 +62,7 @@ def train(
         learning_rate=learning_rate, seed=seed, max_notes_per_instrument=max_notes_per_instrument,
         valid_per_level=valid_per_level, aggregation_tracks=aggregation_tracks,
         valid_music_examples=valid_examples, valid_solo_notes=valid_examples,
+        leave_out=tuple(s.strip().lower() for s in leave_out or ()), all_instruments=all_instruments,
     )  # fmt: skip
     bars: dict[str, tqdm] = {}
 
@@ -68,7 +85,7 @@ def train(
 
     fams = [f.strip().lower() for f in family] if family else None
     manifest = train_ensemble(
-        data, out, settings=settings, families=fams, force=force, version=version, progress=progress
+        data, out, settings=settings, families=fams, force=force, version=version, progress=progress, reference=reference
     )
     summary = {
         "model_dir": str(out),
@@ -76,5 +93,6 @@ def train(
         "families": manifest["families"],
         "thresholds": {f: c["threshold"] for f, c in manifest["classifiers"].items()},
         "validation": manifest.get("validation", {}),
+        "validation_left_out": manifest.get("validation_left_out", {}),
     }
     typer.echo(json.dumps(summary, indent=1))

@@ -43,6 +43,8 @@ class Note:
     group: str
     """What a split keeps together: the GM program (all SoundFonts) when known, else the instrument."""
     split: str | None = None
+    soundfont: str = ""
+    """The sample library or synthesis the note comes from (``soundfont`` of the record), if known."""
 
 
 @dataclass
@@ -116,6 +118,7 @@ class NoteDataset:
                 path=root / "audio" / f"{note_str}.wav",
                 group=group,
                 split=note_split,
+                soundfont=str(rec.get("soundfont") or ""),
             )
             if check_audio and not note.path.is_file():
                 raise DatasetError(note.path, "audio file listed in examples.json is missing")

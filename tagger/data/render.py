@@ -39,8 +39,20 @@ ALLOWED_SOUNDFONTS = {
         "/usr/share/sounds/sf3/MuseScore_General_Full.sf3",
         "/usr/share/sounds/sf2/MuseScore_General.sf2",
     ),
+    "generaluser": ("/usr/share/minuet/soundfonts/GeneralUser-v1.47.sf2",),  # Debian minuet-data
+    "opl3": ("/usr/share/sounds/sf2/OPL-3_FM_128M.sf2",),  # Debian opl3-soundfont (FM synthesis)
 }
-"""The only sample libraries used for training data (DEVELOPERS.md); others are reserved for testing."""
+"""The General MIDI SoundFonts allowed for training data (DEVELOPERS.md, issue 15); every other
+sample library is reserved for independent evaluation and never rendered here."""
+
+DRUM_SOUNDFONTS = {
+    "blackpearl": ("/usr/share/sounds/sf2/Black_Pearl_4_LV2.sf2",),  # Debian avldrums.lv2-soundfont
+    "redzeppelin": ("/usr/share/sounds/sf2/Red_Zeppelin_4_LV2.sf2",),
+}
+"""Drum-kit SoundFonts (one kit each, as preset 0 of bank 0), rendered as negatives only."""
+
+DRUM_KEYS = (35, 81)
+"""The General MIDI drum keys a kit is played over."""
 
 _TICKS_PER_BEAT = 480
 _TEMPO_US = 500_000  # 120 bpm: one tick = 1/960 s
@@ -54,9 +66,18 @@ class NoteSpec:
 
 
 def default_soundfonts() -> dict[str, Path]:
-    """The two training SoundFonts as installed by Debian's packages (key -> path)."""
+    """The training SoundFonts installed by Debian's packages (key -> path)."""
+    return _installed(ALLOWED_SOUNDFONTS)
+
+
+def default_drum_soundfonts() -> dict[str, Path]:
+    """The installed drum-kit SoundFonts (key -> path), rendered as percussion negatives."""
+    return _installed(DRUM_SOUNDFONTS)
+
+
+def _installed(table: dict[str, tuple[str, ...]]) -> dict[str, Path]:
     found = {}
-    for key, candidates in ALLOWED_SOUNDFONTS.items():
+    for key, candidates in table.items():
         for cand in candidates:
             if os.path.exists(cand):
                 found[key] = Path(cand)
@@ -71,6 +92,10 @@ def soundfont_key(path: str | os.PathLike) -> str:
         return "fluidr3"
     if stem.startswith("musescore"):
         return "musescore"
+    if stem.startswith("generaluser"):
+        return "generaluser"
+    if stem.startswith(("opl-3", "opl3")):
+        return "opl3"
     return "".join(ch for ch in Path(path).stem.lower() if ch.isalnum())[:16] or "soundfont"
 
 
@@ -247,6 +272,7 @@ def render_dataset(
     *,
     soundfonts: dict[str, Path] | None = None,
     programs: Iterable[Program] | None = None,
+    drum_soundfonts: dict[str, Path] | None = None,
     velocities: Sequence[int] = NSYNTH_VELOCITIES,
     pitch_step: int = 1,
     negative_pitch_step: int = 3,
@@ -257,6 +283,8 @@ def render_dataset(
 ) -> dict:
     """Render every (soundfont, program) into an NSynth-format dataset folder.
 
+    ``drum_soundfonts`` are one-kit SoundFonts (their presets are drum kits, played on a melodic
+    channel over the GM drum keys) rendered as percussion negatives.
     Negatives (drum kits, synths, effects, ethnic instruments) are rendered more sparsely
     (``negative_pitch_step``, ``negative_velocities``): they only need to cover the sound space.
     A program whose (bank, program) preset a SoundFont lacks is skipped for it (FluidSynth would
@@ -296,6 +324,13 @@ def render_dataset(
             )
             jobs_list.append((sf_key, Path(sf_path), prog, notes, audio_dir, gain))
     # longest jobs first so both cores stay busy to the end
+    for sf_key, sf_path in (drum_soundfonts or {}).items():
+        for bank, number in sorted(soundfont_presets(sf_path)):
+            kit = Program(number, f"{sf_key} drum kit", "percussion", *DRUM_KEYS, bank=bank)
+            if instrument_str(kit, sf_key) in have:
+                continue
+            notes = program_notes(kit, velocities=negative_velocities, pitch_step=1)
+            jobs_list.append((sf_key, Path(sf_path), kit, notes, audio_dir, gain))
     jobs_list.sort(key=lambda j: -len(j[3]))
     rows: list[dict] = list(existing.values())
     requested = sum(len(j[3]) for j in jobs_list)
@@ -321,7 +356,8 @@ def render_dataset(
     summary["dropped_silent"] = requested - (len(rows) - len(existing))
     summary["missing_presets"] = sorted(missing)
     earlier = _read_render_summary(out / "render.json") if existing else {}
-    summary["soundfonts"] = {**earlier.get("soundfonts", {}), **{k: str(v) for k, v in soundfonts.items()}}
+    used = {**soundfonts, **(drum_soundfonts or {})}
+    summary["soundfonts"] = {**earlier.get("soundfonts", {}), **{k: str(v) for k, v in used.items()}}
     tmp = out / "render.json.tmp"
     tmp.write_text(json.dumps(summary, indent=1))
     os.replace(tmp, out / "render.json")  # never a half-written file (nor one shared by a hard link)

@@ -1,8 +1,12 @@
-"""The two classifier architectures: one independent binary Keras model per family.
+"""The classifier architectures.
 
-- ``paper``: Table IV of the paper exactly, on the (1025, 126) dB STFT (about 31.5 M parameters).
+- ``paper``: Table IV of the paper exactly, on the (1025, 126) dB STFT (about 31.5 M parameters),
+  one independent binary model per family.
 - ``compact``: a small CNN on log-mel input with global pooling (about 62 k parameters, about 8 M
-  multiply-adds per 4 s window), the shipped default.
+  multiply-adds per 4 s window), one independent binary model per family.
+- ``trunk``: one shared CNN trunk on log-mel input (learnt from every family's labels at once)
+  that maps a window to an embedding, and one small binary head per family on that embedding.
+  Adding a family trains one head on the frozen trunk; nothing else changes.
 
 TensorFlow/Keras is imported inside the functions so that importing this module stays cheap.
 """
@@ -11,7 +15,12 @@ from __future__ import annotations
 
 from tagger.features import FeatureConfig
 
-ARCHITECTURES = ("compact", "paper")
+ARCHITECTURES = ("compact", "paper", "trunk")
+SHARED_TRUNK = ("trunk",)
+"""Architectures made of one shared trunk and per-family heads (the others: one model per family)."""
+
+TRUNK_FILTERS = (24, 48, 96, 192, 192)
+HEAD_UNITS = 64
 
 COMPACT_FEATURES = FeatureConfig(kind="logmel", n_mels=64)
 PAPER_FEATURES = FeatureConfig(kind="stft")
@@ -26,7 +35,7 @@ def predict_batch(architecture: str) -> int:
 
 def feature_config(architecture: str) -> FeatureConfig:
     """The front end an architecture is built for."""
-    if architecture == "compact":
+    if architecture in ("compact", "trunk"):
         return COMPACT_FEATURES
     if architecture == "paper":
         return PAPER_FEATURES
@@ -72,8 +81,42 @@ def build_compact(input_shape: tuple[int, int], *, name: str = "compact"):
     return keras.Model(inp, out, name=name)
 
 
+def build_trunk(input_shape: tuple[int, int], *, name: str = "trunk", filters: tuple[int, ...] = TRUNK_FILTERS):
+    """The shared trunk: 3x3 conv blocks (BatchNorm, ReLU, 2x2 max-pool between) whose last map is
+    pooled over time and frequency (average and max) into an embedding [shape=(n, 2 * filters[-1])]."""
+    import keras
+    from keras import layers
+
+    inp = keras.Input(shape=input_shape, name="features")
+    x = layers.Reshape((*input_shape, 1))(inp)
+    for i, f in enumerate(filters):
+        x = layers.Conv2D(f, 3, padding="same", use_bias=False)(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.Activation("relu")(x)
+        if i < len(filters) - 1:
+            x = layers.MaxPooling2D(2)(x)
+    out = layers.Concatenate(name="embedding")([layers.GlobalAveragePooling2D()(x), layers.GlobalMaxPooling2D()(x)])
+    return keras.Model(inp, out, name=name)
+
+
+def build_head(embedding_size: int, *, name: str = "head", units: int = HEAD_UNITS):
+    """One family's head on the trunk's embedding: dropout, a small hidden layer, one sigmoid unit."""
+    import keras
+    from keras import layers
+
+    inp = keras.Input(shape=(embedding_size,), name="embedding")
+    x = layers.Dropout(0.3)(inp)
+    x = layers.Dense(units, activation="relu")(x)
+    x = layers.Dropout(0.2)(x)
+    out = layers.Dense(1, activation="sigmoid", name="presence")(x)
+    return keras.Model(inp, out, name=name)
+
+
 def build(architecture: str, *, name: str | None = None):
-    """A fresh, uncompiled classifier for `architecture`, sized for its feature configuration."""
+    """A fresh, uncompiled per-family classifier for `architecture` (not for shared-trunk ones:
+    see `build_trunk` and `build_head`), sized for its feature configuration."""
     cfg = feature_config(architecture)
+    if architecture in SHARED_TRUNK:
+        raise ValueError(f"{architecture!r} is built as a trunk and heads")
     builder = build_compact if architecture == "compact" else build_paper
     return builder(cfg.shape, name=name or architecture)

@@ -140,16 +140,13 @@ class Ensemble:
             entry = manifest["classifiers"].get(fam)
             if entry is None:
                 raise ModelError(mpath, f"manifest lists family {fam!r} without a classifier entry")
-            fpath = model_dir / str(entry.get("file", ""))
-            if not fpath.resolve().is_relative_to(model_dir.resolve()) or fpath.resolve() == model_dir.resolve():
-                raise ModelError(fpath, f"classifier file for {fam!r} lies outside the model directory (refusing to load)")
-            if not fpath.is_file():
-                raise ModelError(fpath, f"classifier file for {fam!r} is missing")
-            digest = sha256_file(fpath)
-            if digest != entry.get("sha256"):
-                raise ModelError(fpath, f"sha256 mismatch for {fam!r}: the file was modified or corrupted (refusing to load)")
+            fpath = _verified_file(model_dir, entry, f"classifier file for {fam!r}", repr(fam))
             entries.append((fam, fpath, float(entry.get("threshold", 0.5))))
-        runner = _make_runner([p for _, p, _ in entries], cfg, manifest_hash=manifest_hash(manifest), families=fams)
+        trunk = manifest.get("trunk")
+        trunk_path = _verified_file(model_dir, trunk, "the shared trunk file", "the shared trunk") if trunk is not None else None
+        runner = _make_runner(
+            [p for _, p, _ in entries], cfg, manifest_hash=manifest_hash(manifest), families=fams, trunk=trunk_path
+        )
         return cls(
             model_dir=model_dir,
             manifest=manifest,
@@ -187,6 +184,20 @@ class Ensemble:
         return np.asarray(scores) >= self.thresholds
 
 
+def _verified_file(model_dir: Path, entry, what: str, label: str) -> Path:
+    """The model file an entry of the manifest names, inside `model_dir` and matching its sha256."""
+    if not isinstance(entry, dict):
+        raise ModelError(model_dir / MANIFEST, f"the manifest entry of {what} is not an object")
+    fpath = model_dir / str(entry.get("file", ""))
+    if not fpath.resolve().is_relative_to(model_dir.resolve()) or fpath.resolve() == model_dir.resolve():
+        raise ModelError(fpath, f"{what} lies outside the model directory (refusing to load)")
+    if not fpath.is_file():
+        raise ModelError(fpath, f"{what} is missing")
+    if sha256_file(fpath) != entry.get("sha256"):
+        raise ModelError(fpath, f"sha256 mismatch for {label}: the file was modified or corrupted (refusing to load)")
+    return fpath
+
+
 def load_classifier(path: str | os.PathLike):
     """Load one classifier file in Keras safe mode (no arbitrary code execution)."""
     import keras
@@ -197,21 +208,31 @@ def load_classifier(path: str | os.PathLike):
         raise ModelError(path, f"cannot load classifier: {type(exc).__name__}: {exc}") from None
 
 
-def _load_combined(paths: Sequence[Path], cfg: F.FeatureConfig):
-    """Load each classifier and join them into one model with an (n, n_families) output."""
+def _load_combined(paths: Sequence[Path], cfg: F.FeatureConfig, trunk: Path | None = None):
+    """Load each classifier (and the shared trunk, if any) and join them into one model with an
+    (n, n_families) output. Returns (combined model, trunk model or None, classifier models)."""
     import keras
 
     models = [load_classifier(p) for p in paths]
+    trunk_model = load_classifier(trunk) if trunk is not None else None
+    if trunk_model is not None and tuple(trunk_model.input_shape[1:]) != cfg.shape:
+        raise ModelError(trunk, f"trunk input {trunk_model.input_shape[1:]} does not match the feature shape {cfg.shape}")
+    head_input = tuple(trunk_model.output_shape[1:]) if trunk_model is not None else cfg.shape
     for path, m in zip(paths, models):
-        if tuple(m.input_shape[1:]) != cfg.shape:
-            raise ModelError(path, f"classifier input {m.input_shape[1:]} does not match the feature shape {cfg.shape}")
+        if tuple(m.input_shape[1:]) != head_input:
+            what = "the trunk's embedding" if trunk_model is not None else "the feature shape"
+            raise ModelError(path, f"classifier input {m.input_shape[1:]} does not match {what} {head_input}")
     inp = keras.Input(shape=cfg.shape, name="features")
+    x = inp
+    if trunk_model is not None:
+        trunk_model.name = "trunk"
+        x = trunk_model(inp)
     outs = []
     for i, m in enumerate(models):
         m.name = f"family_{i}"
-        outs.append(m(inp))
+        outs.append(m(x))
     out = outs[0] if len(outs) == 1 else keras.layers.Concatenate()(outs)
-    return keras.Model(inp, out, name="ensemble")
+    return keras.Model(inp, out, name="ensemble"), trunk_model, models
 
 
 class _KerasRunner:
@@ -236,15 +257,9 @@ class _KerasRunner:
         return np.asarray(self.model(feats, training=False))
 
 
-def _classifiers_of(combined) -> list:
-    """The per-family classifiers inside a model built by `_load_combined`, in family order."""
-    subs = [layer for layer in combined.layers if hasattr(layer, "layers")]
-    if not subs:
-        return [combined]
-    return sorted(subs, key=lambda m: int(m.name.rsplit("_", 1)[-1]))
-
-
-def _make_runner(paths: Sequence[Path], cfg: F.FeatureConfig, *, manifest_hash: str, families: Sequence[str]):
+def _make_runner(
+    paths: Sequence[Path], cfg: F.FeatureConfig, *, manifest_hash: str, families: Sequence[str], trunk: Path | None = None
+):
     """The fastest faithful runtime for the classifiers: ONNX Runtime on their exported graph when
     onnxruntime is installed and the export matches Keras within `runtime.TOLERANCE` (the export is
     cached by manifest hash, so a later load does not even import TensorFlow), else Keras.
@@ -256,7 +271,7 @@ def _make_runner(paths: Sequence[Path], cfg: F.FeatureConfig, *, manifest_hash: 
     log = logging.getLogger(__name__)
     choice = os.environ.get(R.RUNTIME_ENV, "auto").strip().lower()
     if choice == "keras" or not R.onnxruntime_available():
-        return _KerasRunner(_load_combined(paths, cfg))
+        return _KerasRunner(_load_combined(paths, cfg, trunk)[0])
     key = R.cache_key(manifest_hash, families)
     cached = R.load_cached(key)
     if cached is not None:
@@ -264,9 +279,9 @@ def _make_runner(paths: Sequence[Path], cfg: F.FeatureConfig, *, manifest_hash: 
             return R.OnnxRunner(cached)
         except Exception as exc:  # a damaged cache entry: export again
             log.debug("cached ONNX model %s unusable (%s); exporting again", key, exc)
-    model = _load_combined(paths, cfg)
+    model, trunk_model, classifiers = _load_combined(paths, cfg, trunk)
     try:
-        blob = R.export_onnx(_classifiers_of(model), cfg.shape)
+        blob = R.export_onnx(classifiers, cfg.shape, trunk=trunk_model)
         runner = R.OnnxRunner(blob)
         diff = R.max_difference(runner, model, cfg.shape)
     except Exception as exc:  # an unsupported layer, or onnxruntime refusing the graph: Keras it is

@@ -207,13 +207,15 @@ def _classifier(g: _Graph, model, inp: str) -> str:
     return out[0]
 
 
-def export_onnx(models: Sequence, input_shape: tuple[int, ...]) -> bytes:
+def export_onnx(models: Sequence, input_shape: tuple[int, ...], *, trunk=None) -> bytes:
     """One ONNX graph running every Keras classifier on input ``features`` [shape=(n, *input_shape)]
-    with output ``scores`` [shape=(n, len(models))], in the order given. Raises `UnsupportedModel`."""
+    with output ``scores`` [shape=(n, len(models))], in the order given; with a shared `trunk`, the
+    classifiers are heads reading its embedding, computed once. Raises `UnsupportedModel`."""
     from onnx import TensorProto, checker, helper
 
     g = _Graph()
-    outs = [_classifier(g, m, "features") for m in models]
+    source = _classifier(g, trunk, "features") if trunk is not None else "features"
+    outs = [_classifier(g, m, source) for m in models]
     final = outs[0] if len(outs) == 1 else g.op("Concat", outs, axis=1)
     g.nodes.append(helper.make_node("Identity", [final], ["scores"]))
     graph = helper.make_graph(

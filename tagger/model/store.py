@@ -85,3 +85,19 @@ def save_classifier(
         manifest["families"].append(family)
     write_manifest(model_dir, manifest)
     return entry
+
+
+def save_trunk(model_dir: str | os.PathLike, manifest: dict, model) -> dict:
+    """Save the shared trunk of a trunk-and-heads ensemble as ``trunk.keras`` atomically and register
+    it in the manifest (``manifest["trunk"]``). The heads saved with `save_classifier` read its
+    embedding; replacing the trunk invalidates every head, so callers retrain them all."""
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    final = model_dir / "trunk.keras"
+    tmp = model_dir / ".trunk.tmp.keras"
+    model.save(tmp)
+    os.replace(tmp, final)
+    entry = {"file": final.name, "sha256": sha256_file(final), "params": int(model.count_params())}
+    manifest["trunk"] = entry
+    write_manifest(model_dir, manifest)
+    return entry

@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainSettings:
-    architecture: str = "compact"
+    architecture: str = "trunk"
     recipe: str = "mixture"
     examples: int = 60_000
     epochs: int = 4
@@ -59,6 +59,12 @@ class TrainSettings:
     """Synthetic validation tracks used to calibrate the per-track aggregation rule."""
     threads: int = 0
     """TensorFlow intra-op threads (0 = all cores)."""
+    leave_out: tuple[str, ...] = ()
+    """Sources (the ``soundfont`` of the notes, e.g. 'generaluser') left out of training altogether;
+    their instruments of the train and valid splits become a second validation set (leave-one-source-out)."""
+    all_instruments: bool = False
+    """A production fit: train on the instruments of every split (validation figures are then on
+    instruments seen in training and are not a measure of generalisation)."""
 
 
 _TRAINING_ONLY = ("epochs", "batch_size", "learning_rate", "threads")
@@ -87,37 +93,60 @@ def _weighted_bce(pos_weight: float, neg_weight: float):
     return loss
 
 
-def build_joint(families: Sequence[str], architecture: str, *, seed: int):
-    """One graph holding an independent classifier per family (shared input, own weights)."""
+def build_joint(families: Sequence[str], architecture: str, *, seed: int, trunk=None):
+    """One graph holding a classifier per family (shared input, one output per family).
+
+    Per-family architectures get independent weights. Shared-trunk ones get one head per family on
+    the trunk: a new trunk when `trunk` is None (trained with the heads), else the given one, frozen
+    (only the new heads train). Returns (joint model, {family: classifier or head}, trunk or None).
+    """
     import keras
 
     keras.utils.set_random_seed(seed)
     cfg = A.feature_config(architecture)
-    members = {f: A.build(architecture, name=f"{architecture}_{f}") for f in families}
     inp = keras.Input(shape=cfg.shape, name="features")
+    if architecture in A.SHARED_TRUNK:
+        if trunk is None:
+            trunk = A.build_trunk(cfg.shape, name="trunk")
+        else:
+            trunk.trainable = False
+        embedding = trunk(inp)
+        members = {f: A.build_head(int(trunk.output_shape[-1]), name=f"head_{f}") for f in families}
+        outs = {f: keras.layers.Identity(name=f)(m(embedding)) for f, m in members.items()}
+        return keras.Model(inp, outs, name="joint"), members, trunk
+    members = {f: A.build(architecture, name=f"{architecture}_{f}") for f in families}
     outs = {f: keras.layers.Identity(name=f)(m(inp)) for f, m in members.items()}
-    return keras.Model(inp, outs, name="joint"), members
+    return keras.Model(inp, outs, name="joint"), members, None
 
 
-def calibrate_threshold(y: np.ndarray, p: np.ndarray) -> tuple[float, dict]:
-    """The F1-optimal threshold for one family on validation labels `y` and probabilities `p`."""
+THRESHOLD_BETA = 0.5
+"""Thresholds maximise F-beta with beta 0.5 (precision weighs twice recall): a wrong tag is worse
+than a missing one, because users search by it."""
+
+
+def calibrate_threshold(y: np.ndarray, p: np.ndarray, *, beta: float = 1.0) -> tuple[float, dict]:
+    """The F-beta-optimal threshold for one family on validation labels `y` and probabilities `p`
+    (beta < 1 favours precision)."""
     grid = np.linspace(0.05, 0.95, 91)
     best = (0.5, -1.0)
     pos = y.astype(bool)
+    b2 = beta * beta
     for t in grid:
         pred = p >= t
         tp = np.sum(pred & pos)
         fp = np.sum(pred & ~pos)
         fn = np.sum(~pred & pos)
-        f1 = 2 * tp / max(2 * tp + fp + fn, 1)
-        if f1 > best[1] + 1e-9:
-            best = (float(t), float(f1))
+        f = (1 + b2) * tp / max((1 + b2) * tp + b2 * fn + fp, 1)
+        if f > best[1] + 1e-9:
+            best = (float(t), float(f))
     t = best[0]
     pred = p >= t
     tp, fp = int(np.sum(pred & pos)), int(np.sum(pred & ~pos))
     fn, tn = int(np.sum(~pred & pos)), int(np.sum(~pred & ~pos))
     return t, {
-        "f1": round(best[1], 4),
+        "f1": round(2 * tp / max(2 * tp + fp + fn, 1), 4),
+        "fbeta": round(best[1], 4),
+        "beta": beta,
         "precision": round(tp / max(tp + fp, 1), 4),
         "recall": round(tp / max(tp + fn, 1), 4),
         "fpr": round(fp / max(fp + tn, 1), 4),
@@ -244,10 +273,15 @@ def train_ensemble(
     version: str | None = None,
     synth: S.SynthSettings | None = None,
     progress: Callable[[str, dict], None] | None = None,
+    reference: str | os.PathLike | None = None,
 ) -> dict:
     """Train the requested families (default: every family of the dataset missing from `out_dir`).
 
     Returns the manifest. Families already trained with the same recipe are skipped unless `force`.
+    With a shared-trunk architecture, a directory that already holds a trunk gets only new heads,
+    trained on the frozen trunk (unless `force`, which retrains the trunk and every head).
+    `reference`: a model directory trained on held-out instruments whose thresholds and aggregation
+    rule are carried over (for a production fit, whose own validation data were seen in training).
     """
     import keras
 
@@ -257,15 +291,17 @@ def train_ensemble(
     say = progress or (lambda stage, info: log.info("%s %s", stage, info))
     t_start = time.time()
     dataset_root = Path(dataset_root)
-    train_ds = NoteDataset.load(dataset_root, split="train")
-    valid_ds = NoteDataset.load(dataset_root, split="valid")
-    all_families = list(train_ds.families)
-    extra = [f for f in (families or []) if f not in all_families]
-    if extra:
-        # a new instrument: any instrument_family_str in the dataset can become a family
-        all_families += extra
-        train_ds = NoteDataset.load(dataset_root, split="train", families=all_families)
-        valid_ds = NoteDataset.load(dataset_root, split="valid", families=all_families)
+    train_split = None if settings.all_instruments else "train"
+    all_families = list(NoteDataset.load(dataset_root, split="valid").families)
+    all_families += [f for f in (families or []) if f not in all_families]
+    # a new instrument: any instrument_family_str in the dataset can become a family
+    train_ds = NoteDataset.load(dataset_root, split=train_split, families=all_families)
+    valid_ds = NoteDataset.load(dataset_root, split="valid", families=all_families)
+    left_out_ds = None
+    if settings.leave_out:
+        left_out_ds = _left_out_source(dataset_root, settings.leave_out, all_families)
+        train_ds = _without_sources(train_ds, settings.leave_out)
+        valid_ds = _without_sources(valid_ds, settings.leave_out)
     wanted = list(families) if families else all_families
     for f in wanted:
         if not any(n.family == f for n in train_ds.notes):
@@ -292,9 +328,24 @@ def train_ensemble(
     if not todo:
         say("skip", {"reason": "all requested families are trained", "families": wanted})
         return manifest
+    shared = settings.architecture in A.SHARED_TRUNK
+    frozen_trunk = None
+    if shared and manifest.get("trunk") and not force:
+        from tagger.model.ensemble import _verified_file, load_classifier
+
+        frozen_trunk = load_classifier(_verified_file(Path(out_dir), manifest["trunk"], "the shared trunk file", "the shared trunk"))
+        say("trunk", {"frozen": manifest["trunk"]["file"], "new_heads": todo})
+    elif shared:
+        todo = list(dict.fromkeys([*manifest["families"], *todo]))  # a new trunk: every head trains anew
+    ref_manifest = read_manifest(reference) if reference is not None else None
+    if ref_manifest is not None:
+        lacking = [f for f in todo if f not in ref_manifest["classifiers"]]
+        if lacking:
+            raise UserError(f"the reference models in {reference} have no threshold for {', '.join(lacking)}")
 
     cache = cache_root() / "train"
-    pool_sig = _signature({"data": data_sig, "max": settings.max_notes_per_instrument, "seed": settings.seed})
+    pool_sig = _signature({"data": data_sig, "max": settings.max_notes_per_instrument, "seed": settings.seed,
+                           "leave_out": sorted(settings.leave_out), "all": settings.all_instruments})  # fmt: skip
     say("pools", {"train_notes": len(train_ds.notes), "train_negatives": len(train_ds.negatives)})
     train_pool = S.NotePool.build(
         train_ds, cache / f"pool-train-{pool_sig}", max_notes_per_instrument=settings.max_notes_per_instrument, seed=settings.seed
@@ -329,10 +380,29 @@ def train_ensemble(
         np.load(ex_dir / "valid_x.npy"), np.load(ex_dir / "valid_labels.npy"),
         np.load(ex_dir / "valid_kind.npy"), np.load(ex_dir / "valid_levels.npy"),
     )  # fmt: skip
+    vs_left_out = None
+    if left_out_ds is not None:
+        lo_dir = ex_dir / "left_out"
+        lo_dir.mkdir(exist_ok=True)
+        if not (lo_dir / "valid_x.npy").is_file():
+            say("validation", {"left_out": list(settings.leave_out), "notes": len(left_out_ds.notes)})
+            lo_pool = S.NotePool.build(
+                left_out_ds, cache / f"pool-left-out-{pool_sig}", max_notes_per_instrument=settings.max_notes_per_instrument,
+                seed=settings.seed,
+            )  # fmt: skip
+            lo = ValidationSet.build(left_out_ds, lo_pool.directory, settings, fcfg, S.SynthSettings(recipe="mixture"))
+            for name in ("labels", "kind", "levels"):
+                np.save(lo_dir / f"valid_{name}.npy", getattr(lo, name))
+            np.save(lo_dir / "valid_x.tmp.npy", lo.feats)
+            os.replace(lo_dir / "valid_x.tmp.npy", lo_dir / "valid_x.npy")
+        vs_left_out = ValidationSet(
+            np.load(lo_dir / "valid_x.npy"), np.load(lo_dir / "valid_labels.npy"),
+            np.load(lo_dir / "valid_kind.npy"), np.load(lo_dir / "valid_levels.npy"),
+        )  # fmt: skip
 
     _configure_threads(settings.threads)
     fam_idx = [all_families.index(f) for f in todo]
-    joint, members = build_joint(todo, settings.architecture, seed=settings.seed)
+    joint, members, trunk = build_joint(todo, settings.architecture, seed=settings.seed, trunk=frozen_trunk)
     losses = {}
     for f, j in zip(todo, fam_idx):
         if settings.recipe == "solo":
@@ -345,7 +415,8 @@ def train_ensemble(
     joint.compile(optimizer=keras.optimizers.Adam(schedule), loss=losses)
 
     run_sig = _signature({"examples": ex_sig, "families": todo, "epochs": settings.epochs, "lr": settings.learning_rate,
-                          "batch_size": settings.batch_size})  # fmt: skip
+                          "batch_size": settings.batch_size, "architecture": settings.architecture,
+                          "frozen_trunk": (manifest.get("trunk") or {}).get("sha256") if frozen_trunk is not None else None})  # fmt: skip
     ckpt_dir = cache / f"ckpt-{run_sig}"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     done_epochs = 0
@@ -389,15 +460,25 @@ def train_ensemble(
         state_path.write_text(json.dumps(state))
 
     probs = _predict_joint(joint, vs.feats, todo, batch=predict_batch)
-    thresholds = {}
+    if shared and frozen_trunk is None:
+        store.save_trunk(out_dir, manifest, trunk)
+    music, solo = vs.kind == 1, vs.kind == 2
     for i, (f, j) in enumerate(zip(todo, fam_idx)):
-        t, metrics = calibrate_threshold(vs.labels[:, j], probs[:, i])
-        thresholds[f] = t
+        # the operating point: F0.5 on the music-like validation mixtures (precision first)
+        t, metrics = calibrate_threshold(vs.labels[music, j], probs[music, i], beta=THRESHOLD_BETA)
+        metrics = {**metrics, "music_auc": metrics["auc"], "auc": round(_auc(vs.labels[:, j], probs[:, i]), 4),
+                   "solo": _operating_point(vs.labels[solo, j], probs[solo, i], t),
+                   "all": _operating_point(vs.labels[:, j], probs[:, i], t)}  # fmt: skip
+        if ref_manifest is not None:
+            metrics["own_threshold"] = t
+            t = float(ref_manifest["classifiers"][f]["threshold"])
         store.save_classifier(out_dir, manifest, f, members[f], threshold=t, metrics=metrics)
     # ensemble-level validation, over every classifier in the directory
     final_fams = [f for f in manifest["families"] if f in manifest["classifiers"]]
     manifest["data"] = {
         "dataset": dataset_root.name,
+        "left_out_sources": list(settings.leave_out),
+        "all_instruments": settings.all_instruments,
         "render": _read_json(dataset_root / "render.json").get("soundfonts", {}),
         "train_instruments": len({n.instrument for n in train_ds.notes}),
         "valid_instruments": len({n.instrument for n in valid_ds.notes}),
@@ -411,15 +492,64 @@ def train_ensemble(
         full_probs = _predict_dir(out_dir, vs.feats, batch=predict_batch)
         th = np.array([manifest["classifiers"][f]["threshold"] for f in final_fams], dtype=np.float32)
         manifest["validation"] = vs.report(full_probs, th, final_fams, all_families)
+        if settings.all_instruments:
+            manifest["validation"]["note"] = "validation instruments were seen in training (production fit)"
+        if vs_left_out is not None:
+            lo_probs = _predict_dir(out_dir, vs_left_out.feats, batch=predict_batch)
+            lo_idx = [all_families.index(f) for f in final_fams]
+            manifest["validation_left_out"] = {
+                "sources": list(settings.leave_out),
+                "auc": {f: round(_auc(vs_left_out.labels[:, j], lo_probs[:, i]), 4) for i, (f, j) in enumerate(zip(final_fams, lo_idx))},
+                **vs_left_out.report(lo_probs, th, final_fams, all_families),
+            }  # fmt: skip
+    if ref_manifest is not None:
+        manifest["aggregation"] = dict(ref_manifest.get("aggregation", manifest["aggregation"]))
+        manifest["reference"] = {
+            "version": ref_manifest["version"],
+            "why": "thresholds and aggregation rule carried over from this run on held-out instruments",
+            "auc": {f: c.get("metrics", {}).get("auc") for f, c in ref_manifest["classifiers"].items()},
+            "validation": ref_manifest.get("validation", {}),
+            "validation_left_out": ref_manifest.get("validation_left_out", {}),
+        }
     from tagger.model.ensemble import write_manifest
 
     write_manifest(out_dir, manifest)
-    if manifest.get("validation"):
+    if manifest.get("validation") and ref_manifest is None:
         from tagger.model.calibrate import calibrate_aggregation
 
         say("aggregation", calibrate_aggregation(out_dir, valid_pool.directory, tracks=settings.aggregation_tracks))
         manifest = read_manifest(out_dir)
     return manifest
+
+
+def _operating_point(y: np.ndarray, p: np.ndarray, t: float) -> dict:
+    """Precision, recall and false-positive rate of one family at threshold `t`."""
+    pos, pred = y.astype(bool), p >= t
+    tp, fp = int(np.sum(pred & pos)), int(np.sum(pred & ~pos))
+    fn, tn = int(np.sum(~pred & pos)), int(np.sum(~pred & ~pos))
+    return {"precision": round(tp / max(tp + fp, 1), 4), "recall": round(tp / max(tp + fn, 1), 4),
+            "fpr": round(fp / max(fp + tn, 1), 4), "positives": int(pos.sum()), "examples": int(len(y))}  # fmt: skip
+
+
+def _without_sources(ds: NoteDataset, sources: Sequence[str]) -> NoteDataset:
+    """The dataset without the notes of the given sources (``soundfont`` of the records)."""
+    import dataclasses
+
+    keep = lambda notes: [n for n in notes if n.soundfont not in sources]  # noqa: E731
+    return dataclasses.replace(ds, notes=keep(ds.notes), negatives=keep(ds.negatives))
+
+
+def _left_out_source(root: Path, sources: Sequence[str], families: Sequence[str]) -> NoteDataset:
+    """The instruments of `sources` in the train and valid splits (test instruments stay unseen)."""
+    import dataclasses
+
+    full = NoteDataset.load(root, families=families)
+    pick = lambda notes: [n for n in notes if n.soundfont in sources and n.split in ("train", "valid")]  # noqa: E731
+    ds = dataclasses.replace(full, notes=pick(full.notes), negatives=pick(full.negatives))
+    if not ds.notes:
+        known = sorted({n.soundfont for n in full.notes if n.soundfont})
+        raise DatasetError(root, f"no notes of {', '.join(sources)} to leave out (sources here: {', '.join(known)})")
+    return ds
 
 
 def _predict_joint(joint, feats: np.ndarray, families: Sequence[str], batch: int = 256) -> np.ndarray:
