@@ -213,7 +213,7 @@ def test_leave_one_source_out_then_a_production_fit_keeps_the_held_out_threshold
     assert manifest["data"]["train_instruments"] == len(fluid_train)  # nothing of the left-out source trained
     lo = manifest["validation_left_out"]
     assert lo["sources"] == ["generaluser"] and set(lo["auc"]) == {"flute", "organ"}
-    assert 0.0 <= lo["music_jaccard"] <= 1.0 and "protocol" in lo
+    assert 0.0 <= lo["music_jaccard"] <= 1.0 and "protocol" in lo and 0.0 <= lo["percussion_silent"] <= 1.0
     for f in ("flute", "organ"):  # the operating point is reported per family
         m = manifest["classifiers"][f]["metrics"]
         assert m["beta"] == 0.5 and {"precision", "recall"} <= set(m) and {"precision", "recall"} <= set(m["solo"])

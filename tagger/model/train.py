@@ -190,8 +190,13 @@ def protocol_scores(truth: np.ndarray, pred: np.ndarray, levels: np.ndarray) -> 
     }
 
 
+PERCUSSION_NOTES = 500
+"""Validation percussion notes scored alone (kind 3): drums must trigger no family."""
+
+
 class ValidationSet:
-    """Validation features and labels: protocol mixtures (levels 0..10), music-like mixtures, solo notes."""
+    """Validation features and labels by kind: 0 protocol mixtures (levels 0..10), 1 music-like
+    mixtures, 2 solo notes, 3 percussion notes alone (no family)."""
 
     def __init__(self, feats: np.ndarray, labels: np.ndarray, kind: np.ndarray, levels: np.ndarray):
         self.feats, self.labels, self.kind, self.levels = feats, labels, kind, levels
@@ -234,6 +239,17 @@ class ValidationSet:
         parts_y.append(solo_y)
         parts_k.append(np.full(len(notes), 2, dtype=np.int8))
         parts_l.append(np.ones(len(notes), dtype=np.int64))
+        drums = [n for n in valid.negatives if n.family == "percussion"]
+        if len(drums) > PERCUSSION_NOTES:
+            drums = [drums[i] for i in np.sort(rng.choice(len(drums), PERCUSSION_NOTES, replace=False))]
+        if drums:
+            clips = load_note_audio(drums)
+            parts_f.append(np.concatenate(
+                [F.compute(windows=clips[i : i + 64], config=feature_config) for i in range(0, len(clips), 64)]
+            ).astype(np.float16))  # fmt: skip
+            parts_y.append(np.zeros((len(drums), len(valid.families)), dtype=np.uint8))
+            parts_k.append(np.full(len(drums), 3, dtype=np.int8))
+            parts_l.append(np.zeros(len(drums), dtype=np.int64))
         return ValidationSet(np.concatenate(parts_f), np.concatenate(parts_y), np.concatenate(parts_k), np.concatenate(parts_l))
 
     def report(self, probs: np.ndarray, thresholds: np.ndarray, families: Sequence[str], all_families: Sequence[str]) -> dict:
@@ -244,7 +260,10 @@ class ValidationSet:
         proto = self.kind == 0
         solo = self.kind == 2
         music = self.kind == 1
+        drums = self.kind == 3
+        extra = {"percussion_silent": round(float(1 - pred[drums].any(axis=1).mean()), 4)} if drums.any() else {}
         return {
+            **extra,
             "protocol": protocol_scores(truth[proto], pred[proto], self.levels[proto]),
             "solo_jaccard": round(float(jaccard(truth[solo], pred[solo]).mean()), 4),
             "solo_emr": round(float(np.all(truth[solo] == pred[solo], axis=1).mean()), 4),
@@ -466,7 +485,8 @@ def train_ensemble(
     for i, (f, j) in enumerate(zip(todo, fam_idx)):
         # the operating point: F0.5 on the music-like validation mixtures (precision first)
         t, metrics = calibrate_threshold(vs.labels[music, j], probs[music, i], beta=THRESHOLD_BETA)
-        metrics = {**metrics, "music_auc": metrics["auc"], "auc": round(_auc(vs.labels[:, j], probs[:, i]), 4),
+        scored = vs.kind < 3  # mixtures and solo notes (percussion alone is reported on its own)
+        metrics = {**metrics, "music_auc": metrics["auc"], "auc": round(_auc(vs.labels[scored, j], probs[scored, i]), 4),
                    "solo": _operating_point(vs.labels[solo, j], probs[solo, i], t),
                    "all": _operating_point(vs.labels[:, j], probs[:, i], t)}  # fmt: skip
         if ref_manifest is not None:
@@ -499,7 +519,8 @@ def train_ensemble(
             lo_idx = [all_families.index(f) for f in final_fams]
             manifest["validation_left_out"] = {
                 "sources": list(settings.leave_out),
-                "auc": {f: round(_auc(vs_left_out.labels[:, j], lo_probs[:, i]), 4) for i, (f, j) in enumerate(zip(final_fams, lo_idx))},
+                "auc": {f: round(_auc(vs_left_out.labels[vs_left_out.kind < 3, j], lo_probs[vs_left_out.kind < 3, i]), 4)
+                        for i, (f, j) in enumerate(zip(final_fams, lo_idx))},
                 **vs_left_out.report(lo_probs, th, final_fams, all_families),
             }  # fmt: skip
     if ref_manifest is not None:
