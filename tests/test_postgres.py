@@ -66,8 +66,8 @@ def test_postgres_upgrade_from_first_revision_keeps_data(pg_url):
                          {"id": i, "p": f"/m/{i}.flac", "st": status, "now": now})  # fmt: skip
         conn.execute(text("INSERT INTO detections (track_id, family, present, score, coverage) VALUES (1, 'bass', true, 0.9, 0.5)"))
     engine.dispose()
-    db = open_database(pg_url)  # applies 0002
-    assert current_revision(db.engine) == "0002"
+    db = open_database(pg_url)  # applies 0002 and 0003
+    assert current_revision(db.engine) == "0003"
     with db.session() as s:
         a, b = s.scalars(select(M.Track).order_by(M.Track.id)).all()
         assert a.size == 3_000_000_000  # BigInteger: files over 2 GiB
