@@ -173,7 +173,7 @@ class WindowScores(Base):
 
     ``scores`` holds ``n_windows x len(families)`` float16 values (little-endian, row-major; NaN for a
     silent window, which is not scored) and ``starts`` the ``n_windows`` window starts in seconds
-    (float32, little-endian): 2 bytes per family and window, about 10 KB for a 10-minute track.
+    (float32, little-endian): 2 bytes per family and window, under 4 KB for a 10-minute track.
     """
 
     __tablename__ = "window_scores"
