@@ -127,3 +127,39 @@ def test_rescan_replaces_and_errors_and_copies_follow(scanned, tmp_path):
         s.execute(text("DELETE FROM tracks"))
     with database.session() as s:
         assert s.scalar(text("SELECT count(*) FROM window_scores")) == 0
+
+
+def test_predict_plot_with_the_shipped_models(tmp_path):
+    """`tagger predict FILE --plot` (no database) with the real models: the picture of all families."""
+    import json
+
+    import matplotlib.image
+
+    from tagger.model.ensemble import default_model_dir
+
+    if not (default_model_dir() / "manifest.json").is_file():
+        pytest.skip("the shipped models are needed")
+    song = write_audio(tmp_path / "song.wav", tone_signal([440.0, 880.0], seconds=12.0, silence=4.0))
+    out = tmp_path / "song.png"
+    r = CliRunner().invoke(app, ["predict", "--json", str(song), "--plot", str(out)])
+    assert r.exit_code == 0, r.output
+    row = json.loads(next(ln for ln in r.output.splitlines() if ln.startswith("{")))
+    assert row["windows"] == 4
+    families = list(json.loads((default_model_dir() / "manifest.json").read_text())["families"])
+    width, height = T.figure_size(len(families))
+    assert matplotlib.image.imread(out).shape[:2] == (round(height * T.DPI), round(width * T.DPI)) == (650, 1200)
+    r = CliRunner().invoke(app, ["predict", str(song), str(song), "--plot", str(out)])
+    assert r.exit_code == 1 and "one file" in r.output
+
+
+def test_from_result_draws_exactly_the_result_windows(tmp_path):
+    from tagger.analysis import analyse_file
+
+    analyser = FakeAnalyser()
+    path = _track(tmp_path / "walk.wav")
+    result = analyse_file(path, analyser, hop_seconds=2.0)  # overlapping windows
+    tl = T.from_result(path, result, thresholds=analyser.thresholds, model_version=analyser.version)
+    drawn = T.draw(tl, tmp_path / "walk.png")
+    assert drawn.shape == (3, result.windows) and result.windows == 11  # starts 0, 2, ..., 20 s
+    np.testing.assert_array_equal(drawn, result.window_scores.T)
+    assert tl.present == ["bass", "flute", "string"] and tl.duration == pytest.approx(24.0)
