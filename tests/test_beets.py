@@ -86,6 +86,14 @@ def _unload():
     beets.plugins.BeetsPlugin._raw_listeners.clear()
     beets.plugins._instances.clear()
     cached_classproperty.cache.clear()
+    # the plugin's media fields must not leak into other tests (tagger.tags registers list fields)
+    import mediafile
+    from beets.library import Item
+
+    for name in ("instruments", "instruments_model"):
+        if type(mediafile.MediaFile.__dict__.get(name)).__module__ == "beetsplug.instruments":
+            delattr(mediafile.MediaFile, name)
+            Item._media_fields.discard(name)
 
 
 @pytest.fixture

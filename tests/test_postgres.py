@@ -147,7 +147,7 @@ def test_every_command_on_postgres_gives_what_sqlite_gives(pg_url, tmp_path, fak
     assert [e["path"] for e in pg["errors"]] == [files[BROKEN]]
     assert pg["show"]["sub/deeper/trio.ogg"]["instruments"] == ["bass", "flute", "string"]
 
-    assert "at revision 0002" in run("db", "upgrade", "--db", pg_url)
+    assert "at revision 0003" in run("db", "upgrade", "--db", pg_url)
 
     # tagger tag from the PostgreSQL database; the next scan sees the rewritten files unchanged.
     from tagger import tags
