@@ -12,6 +12,9 @@ data, never on test data):
   detect it (or every non-silent window, for a track with fewer windows than that).
 - coverage = share of non-silent windows that detect the family; segments = runs of detecting
   windows (gaps of up to `merge_gap` windows bridged), in seconds.
+
+The result also keeps the window scores it was computed from (``window_starts``,
+``window_scores``), which the database stores for the timeline picture (`tagger.timeline`).
 """
 
 from __future__ import annotations
@@ -41,6 +44,13 @@ class TrackResult:
     results: list[FamilyResult]
     windows: int
     silent_windows: int
+    window_starts: np.ndarray | None = field(default=None, repr=False, compare=False)
+    """np.ndarray [shape=(windows,)]: each window's start in seconds."""
+    window_scores: np.ndarray | None = field(default=None, repr=False, compare=False)
+    """np.ndarray [shape=(windows, len(families)), dtype=float32]: the window probabilities; NaN
+    in the rows of silent windows (not scored)."""
+    duration: float | None = None
+    """The track's length in seconds, when known."""
 
     @property
     def instruments(self) -> list[str]:
@@ -92,7 +102,10 @@ def aggregate(
         present = bool(score >= thresholds[j] and detect.sum() >= min(min_windows, len(col)))
         segments = _segments(t[detect], window_seconds=window_seconds, merge_gap=merge_gap, duration=duration)
         results.append(FamilyResult(fam, present, round(score, 4), round(float(detect.mean()), 4), segments))
-    return TrackResult(tuple(families), results, windows=len(silent), silent_windows=int(silent.sum()))
+    scores = probs.copy()
+    scores[silent] = np.nan
+    return TrackResult(tuple(families), results, windows=len(silent), silent_windows=int(silent.sum()),
+                       window_starts=starts, window_scores=scores, duration=duration)  # fmt: skip
 
 
 def _segments(

@@ -140,20 +140,10 @@ def register_mediafile_fields() -> None:
         raise UserError("registering the fields needs beets' mediafile (pip install mediafile)") from None
 
     def single(name: str):
-        return mf.MediaField(
-            mf.MP3DescStorageStyle(desc=name),
-            mf.MP4StorageStyle(MP4_FREEFORM_PREFIX + name),
-            mf.StorageStyle(name),
-            mf.ASFStorageStyle(name),
-        )
+        return mf.MediaField(*mediafile_styles(name, multi=False))
 
     def multi(name: str):
-        return mf.ListMediaField(
-            mf.MP3ListDescStorageStyle(desc=name, split_v23=True),
-            mf.MP4ListStorageStyle(MP4_FREEFORM_PREFIX + name),
-            mf.ListStorageStyle(name),
-            mf.ASFStorageStyle(name),
-        )
+        return mf.ListMediaField(*mediafile_styles(name, multi=True))
 
     for attr, descriptor in (
         ("instruments", lambda: multi(INSTRUMENTS)),
@@ -162,6 +152,18 @@ def register_mediafile_fields() -> None:
     ):
         if attr not in mf.MediaFile.__dict__:
             mf.MediaFile.add_field(attr, descriptor())
+
+
+def mediafile_styles(name: str, *, multi: bool) -> list:
+    """The `mediafile` storage styles of our field `name` in every container (for a ``MediaField``,
+    or with ``multi`` a ``ListMediaField``): exactly where tagger writes it."""
+    import mediafile as mf
+
+    if multi:
+        return [mf.MP3ListDescStorageStyle(desc=name, split_v23=True), mf.MP4ListStorageStyle(MP4_FREEFORM_PREFIX + name),
+                mf.ListStorageStyle(name), mf.ASFStorageStyle(name)]  # fmt: skip
+    return [mf.MP3DescStorageStyle(desc=name), mf.MP4StorageStyle(MP4_FREEFORM_PREFIX + name), mf.StorageStyle(name),
+            mf.ASFStorageStyle(name)]  # fmt: skip
 
 
 # -- public API ---------------------------------------------------------------------------------

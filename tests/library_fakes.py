@@ -45,7 +45,7 @@ class FakeAnalyser:
     def aggregation(self) -> dict:
         return dict(DEFAULT_AGGREGATION)
 
-    def predict_features(self, feats: np.ndarray) -> np.ndarray:
+    def predict_features(self, feats: np.ndarray, batch_size: int | None = None) -> np.ndarray:
         self.calls += 1
         self.windows_seen += len(feats)
         if self.delay:

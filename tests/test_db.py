@@ -27,7 +27,7 @@ def test_migrations_folder_is_found_and_has_two_revisions():
     d = migrations_dir()
     assert (d / "env.py").is_file() and (d / "script.py.mako").is_file()
     assert len(list((d / "versions").glob("0*.py"))) >= 2
-    assert head_revision() == "0002"
+    assert head_revision() == "0003"
 
 
 def test_migrated_schema_equals_the_orm_models(tmp_path):
@@ -65,8 +65,8 @@ def test_upgrade_from_first_revision_keeps_data(tmp_path):
         conn.execute(text("INSERT INTO segments (track_id, family, start, \"end\") VALUES (1, 'bass', 0.0, 8.0)"))
     engine.dispose()
 
-    db = open_database(tmp_path / "old.db")  # applies 0002 automatically
-    assert current_revision(db.engine) == "0002"
+    db = open_database(tmp_path / "old.db")  # applies 0002 and 0003 automatically
+    assert current_revision(db.engine) == "0003"
     with db.session() as s:
         a = s.scalar(select(M.Track).where(M.Track.path == "/m/a.flac"))
         b = s.scalar(select(M.Track).where(M.Track.path == "/m/b.mp3"))
@@ -87,7 +87,7 @@ def test_db_upgrade_command_creates_and_is_idempotent(tmp_path):
     for _ in range(2):
         r = runner.invoke(app, ["db", "upgrade", "--db", str(path)])
         assert r.exit_code == 0, r.output
-        assert "at revision 0002" in r.output
+        assert "at revision 0003" in r.output
     assert path.is_file()
 
 

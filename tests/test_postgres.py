@@ -66,8 +66,8 @@ def test_postgres_upgrade_from_first_revision_keeps_data(pg_url):
                          {"id": i, "p": f"/m/{i}.flac", "st": status, "now": now})  # fmt: skip
         conn.execute(text("INSERT INTO detections (track_id, family, present, score, coverage) VALUES (1, 'bass', true, 0.9, 0.5)"))
     engine.dispose()
-    db = open_database(pg_url)  # applies 0002
-    assert current_revision(db.engine) == "0002"
+    db = open_database(pg_url)  # applies 0002 and 0003
+    assert current_revision(db.engine) == "0003"
     with db.session() as s:
         a, b = s.scalars(select(M.Track).order_by(M.Track.id)).all()
         assert a.size == 3_000_000_000  # BigInteger: files over 2 GiB
@@ -147,7 +147,7 @@ def test_every_command_on_postgres_gives_what_sqlite_gives(pg_url, tmp_path, fak
     assert [e["path"] for e in pg["errors"]] == [files[BROKEN]]
     assert pg["show"]["sub/deeper/trio.ogg"]["instruments"] == ["bass", "flute", "string"]
 
-    assert "at revision 0002" in run("db", "upgrade", "--db", pg_url)
+    assert "at revision 0003" in run("db", "upgrade", "--db", pg_url)
 
     # tagger tag from the PostgreSQL database; the next scan sees the rewritten files unchanged.
     from tagger import tags

@@ -184,12 +184,21 @@ def query(
 def show(
     path: Path = typer.Argument(..., help="An audio file in the library."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    plot: Path = typer.Option(
+        None, "--plot", help="Also draw the track's timeline (window scores, thresholds, segments) into this .png or .svg."
+    ),
     db: str = typer.Option(None, "--db", help=DB_HELP),
 ) -> None:
     """One track: per family presence, score, coverage and the time ranges where it plays."""
-    from tagger.db.queries import track_detail
+    from tagger.db.queries import track_detail, track_timeline
     from tagger.library.report import render_detail
 
+    if plot is not None:
+        from tagger import timeline
+
+        timeline.check_output(plot)
+        timeline.draw(_with_session(db, lambda s: track_timeline(s, path=_abspath(path))), plot)
+        typer.echo(f"timeline written to {plot}", err=True)
     detail = _with_session(db, lambda s: track_detail(s, path=_abspath(path)))
     typer.echo(json.dumps(detail.to_dict(), indent=1) if as_json else render_detail(detail), nl=as_json)
 

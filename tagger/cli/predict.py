@@ -28,13 +28,22 @@ def predict(
     models: Path = typer.Option(None, "--models", help="Model directory (default: the shipped models)."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
     hop: float = typer.Option(4.0, help="Seconds between window starts."),
+    plot: Path = typer.Option(
+        None, "--plot", help="Draw the file's timeline (window scores, thresholds, segments) into this .png or .svg (one file only)."
+    ),
 ) -> None:
     """Print the instrument families present in each file and per-family scores."""
     quiet_tensorflow()
     from tagger.analysis import analyse_file
-    from tagger.errors import AudioReadError
+    from tagger.errors import AudioReadError, UserError
     from tagger.model.ensemble import Ensemble
 
+    if plot is not None:
+        from tagger import timeline
+
+        timeline.check_output(plot)
+        if len(paths) != 1 or paths[0].is_dir():
+            raise UserError("--plot draws one file: give exactly one audio file")
     ensemble = Ensemble.load(models)
     failed = 0
     for path in iter_audio_paths(paths):
@@ -44,6 +53,9 @@ def predict(
             failed += 1
             typer.echo(f"tagger: error: {exc}", err=True)
             continue
+        if plot is not None:
+            timeline.draw(timeline.from_result(path, result, thresholds=ensemble.thresholds, model_version=ensemble.version), plot)
+            typer.echo(f"timeline written to {plot}", err=True)
         if as_json:
             row = {
                 "path": str(path),

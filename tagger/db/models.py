@@ -10,6 +10,8 @@ Tables
   is not the current model's.
 - ``detections``: per track and family: present, score, coverage.
 - ``segments``: per track and family: the time ranges (seconds) where the family plays.
+- ``window_scores`` (revision 0003): per track, the probability of every family in every window,
+  compactly (float16 bytes), for the timeline picture. Tracks analysed before have none.
 
 The schema is created and changed only through the Alembic migrations in ``migrations/``; a test
 checks that the migrated schema equals these models.
@@ -27,6 +29,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -123,6 +126,9 @@ class Track(Base):
     segments: Mapped[list[Segment]] = relationship(
         back_populates="track", cascade="all, delete-orphan", passive_deletes=True, order_by="Segment.start"
     )
+    window_scores: Mapped[WindowScores | None] = relationship(
+        back_populates="track", cascade="all, delete-orphan", passive_deletes=True
+    )
 
     __table_args__ = (
         Index("ix_tracks_fingerprint", "fingerprint"),  # revision 0002: finds moved files fast
@@ -160,3 +166,47 @@ class Segment(Base):
     track: Mapped[Track] = relationship(back_populates="segments")
 
     __table_args__ = (Index("ix_segments_track_id_family", "track_id", "family"),)
+
+
+class WindowScores(Base):
+    """The window probabilities of one track (revision 0003), stored compactly.
+
+    ``scores`` holds ``n_windows x len(families)`` float16 values (little-endian, row-major; NaN for a
+    silent window, which is not scored) and ``starts`` the ``n_windows`` window starts in seconds
+    (float32, little-endian): 2 bytes per family and window, under 4 KB for a 10-minute track.
+    """
+
+    __tablename__ = "window_scores"
+
+    track_id: Mapped[int] = mapped_column(ForeignKey("tracks.id", ondelete="CASCADE"), primary_key=True)
+    families: Mapped[str] = mapped_column(Text, nullable=False)
+    """JSON list of the family names: the columns of ``scores``."""
+    window_seconds: Mapped[float] = mapped_column(Float, nullable=False)
+    n_windows: Mapped[int] = mapped_column(Integer, nullable=False)
+    starts: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    scores: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+
+    track: Mapped[Track] = relationship(back_populates="window_scores")
+
+    @classmethod
+    def pack(cls, *, families, starts, scores, window_seconds: float) -> WindowScores:
+        """A row from ``starts`` [shape=(n,)] seconds and ``scores`` [shape=(n, len(families))]."""
+        import json
+
+        import numpy as np
+
+        starts = np.asarray(starts, dtype="<f4").reshape(-1)
+        scores = np.asarray(scores, dtype="<f2").reshape(len(starts), len(families))
+        return cls(families=json.dumps(list(families)), window_seconds=float(window_seconds), n_windows=len(starts),
+                   starts=starts.tobytes(), scores=scores.tobytes())  # fmt: skip
+
+    def unpack(self):
+        """``(families, starts, scores)``: a list of names, float32 [shape=(n,)], float32 [shape=(n, n_families)]."""
+        import json
+
+        import numpy as np
+
+        families = json.loads(self.families)
+        starts = np.frombuffer(self.starts, dtype="<f4").astype(np.float32)
+        scores = np.frombuffer(self.scores, dtype="<f2").astype(np.float32).reshape(self.n_windows, len(families))
+        return families, starts, scores

@@ -209,6 +209,46 @@ def track_detail(session: Session, *, path: str) -> TrackDetail:
     )
 
 
+def track_timeline(session: Session, *, path: str):
+    """The stored window scores of the track at `path` as a `tagger.timeline.Timeline`.
+
+    Raises `UserError` when the database lacks the track, when it could not be analysed, or when it
+    was analysed before the database kept window scores (revision 0003): then it needs a rescan.
+    """
+    from tagger.timeline import Timeline, thresholds_from_json
+
+    t = session.scalar(
+        select(M.Track).where(M.Track.path == path).options(selectinload(M.Track.detections), selectinload(M.Track.segments))
+    )
+    if t is None:
+        raise UserError(f"{path}: not in the library database (scan its folder with `tagger scan`)")
+    if t.status != M.STATUS_OK:
+        raise UserError(f"{path}: has no results ({t.status}{': ' + t.error if t.error else ''})")
+    w = t.window_scores
+    if w is None:
+        raise UserError(
+            f"{path}: analysed before the database kept window scores, so there is no timeline to draw; it needs "
+            f"a rescan (the next analysis of the file stores them), or draw it now with `tagger predict FILE --plot OUT.png`"
+        )
+    families, starts, scores = w.unpack()
+    mv = t.model_version
+    segs: dict[str, list[tuple[float, float]]] = {}
+    for g in sorted(t.segments, key=lambda g: g.start):
+        segs.setdefault(g.family, []).append((g.start, g.end))
+    return Timeline(
+        path=t.path,
+        model_version=mv.version if mv else None,
+        families=families,
+        starts=starts,
+        scores=scores,
+        thresholds=thresholds_from_json(families, json.loads(mv.thresholds)) if mv else {},
+        segments=segs,
+        present=_present(t, _family_order(session)),
+        duration=t.duration,
+        window_seconds=w.window_seconds,
+    )
+
+
 def library_stats(session: Session) -> dict:
     """Totals, tracks per family and co-occurrence of families (the ``stats --json`` object)."""
     by_status = dict(session.execute(select(M.Track.status, func.count()).group_by(M.Track.status)).all())
@@ -290,6 +330,7 @@ def prune_missing(session: Session) -> list[str]:
     if paths:
         ids = select(M.Track.id).where(M.Track.status == M.STATUS_MISSING)
         session.execute(delete(M.Segment).where(M.Segment.track_id.in_(ids)))
+        session.execute(delete(M.WindowScores).where(M.WindowScores.track_id.in_(ids)))
         session.execute(delete(M.Detection).where(M.Detection.track_id.in_(ids)))
         session.execute(delete(M.Track).where(M.Track.status == M.STATUS_MISSING))
     return paths

@@ -470,7 +470,8 @@ class _Writer:
         if track.id is not None:
             self.session.execute(delete(M.Detection).where(M.Detection.track_id == track.id))
             self.session.execute(delete(M.Segment).where(M.Segment.track_id == track.id))
-            self.session.expire(track, ["detections", "segments"])
+            self.session.execute(delete(M.WindowScores).where(M.WindowScores.track_id == track.id))
+            self.session.expire(track, ["detections", "segments", "window_scores"])
         self.summary.failed += 1
         self.summary.errors.append((work.path, reason))
         self.touch()
@@ -501,12 +502,16 @@ def _replace_results(session: Session, track: M.Track, result: TrackResult) -> N
     if track.id is not None:
         session.execute(delete(M.Detection).where(M.Detection.track_id == track.id))
         session.execute(delete(M.Segment).where(M.Segment.track_id == track.id))
-        session.expire(track, ["detections", "segments"])
+        session.execute(delete(M.WindowScores).where(M.WindowScores.track_id == track.id))
+        session.expire(track, ["detections", "segments", "window_scores"])
         session.flush()
     for r in result.results:
         track.detections.append(M.Detection(family=r.family, present=r.present, score=r.score, coverage=r.coverage))
         for a, b in r.segments:
             track.segments.append(M.Segment(family=r.family, start=a, end=b))
+    if result.window_scores is not None:
+        track.window_scores = M.WindowScores.pack(families=result.families, starts=result.window_starts,
+                                                  scores=result.window_scores, window_seconds=C.WINDOW_SECONDS)  # fmt: skip
 
 
 def _copy_results(session: Session, src: M.Track, dst: M.Track) -> None:
@@ -514,6 +519,10 @@ def _copy_results(session: Session, src: M.Track, dst: M.Track) -> None:
         dst.detections.append(M.Detection(family=d.family, present=d.present, score=d.score, coverage=d.coverage))
     for g in src.segments:
         dst.segments.append(M.Segment(family=g.family, start=g.start, end=g.end))
+    if src.window_scores is not None:
+        w = src.window_scores
+        dst.window_scores = M.WindowScores(families=w.families, window_seconds=w.window_seconds, n_windows=w.n_windows,
+                                           starts=w.starts, scores=w.scores)  # fmt: skip
 
 
 def _restored_status(track: M.Track) -> str:

@@ -1,0 +1,221 @@
+"""beets plugin ``instruments``: which instrument families play in each item (tagger's models).
+
+Enable it with ``plugins: instruments`` in beets' config (``pip install 'tagger[beets]'``). It
+adds:
+
+- ``beet instruments [QUERY]``: analyses the matching items with tagger's scan (same models, same
+  incremental database keyed by file: an item already analysed by ``tagger scan`` and unchanged is
+  not analysed again), stores the families present as the flexible attribute ``instruments``
+  (canonical order, ``", "``-separated, empty when none was found) and the model version as
+  ``instruments_model``, and writes them into the file with beets' own ``try_write`` when beets
+  writes tags (``import.write``, or ``-w``/``-W``);
+- the media fields ``instruments`` and ``instruments_model``, read and written exactly where
+  ``tagger scan`` writes ``INSTRUMENTS`` and ``INSTRUMENTS_MODEL`` (so ``beet write``, ``beet
+  modify`` and ``beet update`` keep them, and an import reads them from files tagger tagged);
+- the query ``has_instrument:FAMILY``: an exact family name (``instruments:string`` is a substring
+  match, which a family name inside another one would also satisfy);
+- with ``auto: yes``, analysis of the imported items during ``beet import``.
+
+Configuration (all optional)::
+
+    instruments:
+      auto: no          # analyse items on import
+      models: null      # tagger model directory (default: $TAGGER_MODELS or the shipped models)
+      database: null    # tagger database URL or SQLite file (default: $TAGGER_DB, else tagger's own)
+      jobs: null        # worker processes (null: all cores; 0: in beets' process)
+
+An item that cannot be analysed is reported through beets' logger; the others go on.
+"""
+
+from __future__ import annotations
+
+import os
+
+import mediafile
+from beets import ui
+from beets.dbcore import types
+from beets.dbcore.query import FieldQuery
+from beets.plugins import BeetsPlugin
+from beets.util import displayable_path
+
+SEPARATOR = ", "
+"""Between the family names of the ``instruments`` attribute."""
+
+
+def split_families(value) -> list[str]:
+    """The family names of an ``instruments`` value (a string, a list, or None)."""
+    if not value:
+        return []
+    if isinstance(value, str):
+        value = value.replace(";", ",").split(",")
+    return [v.strip().lower() for v in value if v and v.strip()]
+
+
+class InstrumentsField(mediafile.ListMediaField):
+    """The multi-valued INSTRUMENTS tag, seen by beets as one ``"bass, flute"`` string; an empty
+    value removes the tag (tagger writes no INSTRUMENTS when no family was found)."""
+
+    def __init__(self):
+        from tagger import tags
+
+        super().__init__(*tags.mediafile_styles(tags.INSTRUMENTS, multi=True))
+
+    def __get__(self, mf, owner=None):
+        if mf is None:
+            return self
+        values = super().__get__(mf, owner)
+        return SEPARATOR.join(values) if values else None
+
+    def __set__(self, mf, value):
+        values = split_families(value)
+        if values:
+            super().__set__(mf, values)
+        else:
+            self.__delete__(mf)
+
+
+class ModelField(mediafile.MediaField):
+    """The INSTRUMENTS_MODEL tag; an empty value removes it."""
+
+    def __init__(self):
+        from tagger import tags
+
+        super().__init__(*tags.mediafile_styles(tags.INSTRUMENTS_MODEL, multi=False))
+
+    def __set__(self, mf, value):
+        if value:
+            super().__set__(mf, str(value))
+        else:
+            self.__delete__(mf)
+
+
+class HasInstrumentQuery(FieldQuery[str]):
+    """``has_instrument:flute``: items whose ``instruments`` hold exactly that family name."""
+
+    def __init__(self, field_name: str, pattern: str, fast: bool = True) -> None:
+        super().__init__("instruments", pattern.strip().lower(), fast=False)
+
+    @classmethod
+    def value_match(cls, pattern: str, value) -> bool:
+        return pattern in split_families(value)
+
+
+class InstrumentsPlugin(BeetsPlugin):
+    item_types = {"instruments": types.STRING, "instruments_model": types.STRING}
+    item_queries = {"has_instrument": HasInstrumentQuery}
+
+    def __init__(self, name: str | None = None) -> None:
+        super().__init__(name)
+        self.config.add({"auto": False, "models": None, "database": None, "jobs": None})
+        for field, descriptor in (("instruments", InstrumentsField), ("instruments_model", ModelField)):
+            self._add_media_field(field, descriptor())
+        self._analyser = None
+        if self.config["auto"].get(bool):
+            self.register_listener("import_task_files", self.import_task_files)
+
+    def _add_media_field(self, name: str, descriptor) -> None:
+        """`add_media_field`, once per process (beets and tests may load the plugin again; tagger's
+        own `register_mediafile_fields` may have added a list-valued field of the same name)."""
+        if not isinstance(mediafile.MediaFile.__dict__.get(name), type(descriptor)):
+            if name in mediafile.MediaFile.__dict__:
+                delattr(mediafile.MediaFile, name)
+            self.add_media_field(name, descriptor)
+        else:
+            from beets import library
+
+            library.Item._media_fields.add(name)
+
+    # -- the model ----------------------------------------------------------------------------------
+    @property
+    def analyser(self):
+        """tagger's `Ensemble` (loaded on first use, from the ``models`` option); settable."""
+        if self._analyser is None:
+            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+            from tagger.model.ensemble import Ensemble
+
+            models = self.config["models"].get()
+            self._analyser = Ensemble.load(os.path.expanduser(models) if models else None)
+            self._log.debug("models {} loaded", self._analyser.version)
+        return self._analyser
+
+    @analyser.setter
+    def analyser(self, value) -> None:
+        self._analyser = value
+
+    # -- the command and the import hook ----------------------------------------------------------
+    def commands(self):
+        cmd = ui.Subcommand("instruments", help="detect the instrument families playing in items (tagger)")
+        cmd.parser.add_option("-w", "--write", action="store_true", default=None,
+                              help="write the fields into the files (default: import.write)")  # fmt: skip
+        cmd.parser.add_option("-W", "--nowrite", action="store_false", dest="write", help="do not write the files")
+        cmd.parser.add_option("--rescan-stale", action="store_true", default=False,
+                              help="re-analyse items analysed by another model version")  # fmt: skip
+        cmd.parser.add_option("--retry-errors", action="store_true", default=False,
+                              help="re-analyse unchanged files that failed before")  # fmt: skip
+        cmd.func = self.command
+        return [cmd]
+
+    def command(self, lib, opts, args) -> None:
+        items = list(lib.items(args))
+        self.analyse(items, write=ui.should_write(opts.write), rescan_stale=opts.rescan_stale,
+                     retry_errors=opts.retry_errors)  # fmt: skip
+
+    def import_task_files(self, session, task) -> None:
+        """``auto``: analyse the items of an import task once their files are in place."""
+        from tagger.errors import TaggerError
+
+        try:
+            self.analyse(list(task.imported_items()), write=ui.should_write())
+        except TaggerError as exc:  # the import goes on
+            self._log.error("{}", exc)
+
+    def analyse(self, items, *, write: bool, rescan_stale: bool = False, retry_errors: bool = False) -> dict:
+        """Analyse `items`, set their fields, store them and (with `write`) write their files.
+
+        Returns counts: analysed, reused (stored results of unchanged files), failed, written.
+        """
+        from tagger.db.session import open_database
+        from tagger.library.files import analyse_files, record_rewrite
+
+        counts = {"analysed": 0, "reused": 0, "failed": 0, "written": 0}
+        if not items:
+            return counts
+        paths = {item.id: os.path.abspath(os.fsdecode(item.path)) for item in items}
+        database = open_database(self.config["database"].get())
+        try:
+            jobs = self.config["jobs"].get()
+            _, results = analyse_files(paths.values(), db=database, analyser=self.analyser,
+                                       jobs=None if jobs is None else int(jobs), rescan_stale=rescan_stale,
+                                       retry_errors=retry_errors)  # fmt: skip
+            for item in items:
+                res = results[paths[item.id]]
+                if not res.ok:
+                    counts["failed"] += 1
+                    self._log.error("{}: {}", displayable_path(item.path), res.error)
+                    continue
+                counts["analysed" if res.analysed else "reused"] += 1
+                item["instruments"] = SEPARATOR.join(res.instruments)
+                item["instruments_model"] = res.model_version or ""
+                self._log.debug("{}: {}", displayable_path(item.path), item["instruments"] or "(no instrument)")
+                item.store()
+                if write and not _file_holds(paths[item.id], res.instruments, res.model_version):
+                    if item.try_write():
+                        counts["written"] += 1
+                        record_rewrite(database, paths[item.id])
+        finally:
+            database.close()
+        self._log.info("{analysed} analysed, {reused} unchanged (results reused), {failed} failed, "
+                       "{written} file(s) written", **counts)  # fmt: skip
+        return counts
+
+
+def _file_holds(path: str, instruments: list[str], model_version: str | None) -> bool:
+    """True when the file already carries these fields (then it is not rewritten)."""
+    from tagger import tags
+    from tagger.errors import TaggerError
+
+    try:
+        state = tags.read_instruments(path)
+    except TaggerError:
+        return False
+    return list(state.instruments) == list(instruments) and state.model_version == model_version

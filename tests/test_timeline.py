@@ -1,0 +1,165 @@
+"""The timeline picture: window scores kept in the database, drawn for `tagger show/predict --plot`.
+
+The track is generated here with known contents at known times (bass 0-8 s, flute 8-16 s, silence
+16-20 s, string 20-24 s) and scanned with the band-listening fake analyser of `library_fakes`, so
+the window scores are known: ~1 in the band of the playing tone, ~0 elsewhere.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sqlalchemy import select, text
+from typer.testing import CliRunner
+
+from conftest import tone_signal, write_audio
+from library_fakes import FREQ, FakeAnalyser
+from tagger import timeline as T
+from tagger.cli import app
+from tagger.db import models as M
+from tagger.db.queries import track_timeline
+from tagger.db.session import open_database
+from tagger.library.scan import scan
+
+PLAN = [("bass", 8.0), ("flute", 8.0), (None, 4.0), ("string", 4.0)]
+"""(family playing, seconds): windows 0-1 bass, 2-3 flute, 4 silent, 5 string."""
+EXPECTED_LOUD = {0: "bass", 1: "bass", 2: "flute", 3: "flute", 5: "string"}
+
+
+def _track(path):
+    parts = [tone_signal([FREQ[f]], seconds=s) if f else np.zeros(int(s * 16_000), np.float32) for f, s in PLAN]
+    return write_audio(path, np.concatenate(parts))
+
+
+@pytest.fixture
+def scanned(tmp_path):
+    music = tmp_path / "music"
+    path = str(_track(music / "walk.flac"))
+    db = tmp_path / "lib.db"
+    database = open_database(db)
+    analyser = FakeAnalyser()
+    scan([music], db=database, analyser=analyser, jobs=0)
+    yield database, str(db), path, analyser
+    database.close()
+
+
+def test_window_scores_are_stored_with_known_values(scanned):
+    database, _, path, _ = scanned
+    with database.session() as s:
+        track = s.scalar(select(M.Track).where(M.Track.path == path))
+        families, starts, scores = track.window_scores.unpack()
+    assert families == ["bass", "flute", "string"]
+    np.testing.assert_allclose(starts, [0, 4, 8, 12, 16, 20])
+    assert scores.shape == (6, 3) and scores.dtype == np.float32
+    assert np.isnan(scores[4]).all() and not np.isnan(np.delete(scores, 4, axis=0)).any()
+    for i, fam in EXPECTED_LOUD.items():
+        j = families.index(fam)
+        assert scores[i, j] > 0.9, (i, fam, scores[i])
+        assert np.all(np.delete(scores[i], j) < 0.2), (i, fam, scores[i])
+
+
+def test_show_plot_draws_the_stored_scores(scanned, tmp_path):
+    database, db, path, analyser = scanned
+    out = tmp_path / "pics" / "walk.png"
+    r = CliRunner().invoke(app, ["show", "--db", db, path, "--plot", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "instruments: bass, flute, string" in r.output
+    import matplotlib.image
+
+    pixels = matplotlib.image.imread(out)
+    width, height = T.figure_size(3)
+    assert pixels.shape[:2] == (round(height * T.DPI), round(width * T.DPI)) == (265, 1200)
+    assert pixels[..., :3].std() > 0.05  # something drawn, not a blank canvas
+
+    with database.session() as s:
+        tl = track_timeline(s, path=path)
+        stored = s.scalar(select(M.WindowScores)).unpack()[2]
+    assert tl.model_version == "fake-1" and tl.present == ["bass", "flute", "string"]
+    assert tl.thresholds == {"bass": 0.5, "flute": 0.5, "string": 0.5}
+    assert tl.segments == {"bass": [(0.0, 8.0)], "flute": [(8.0, 16.0)], "string": [(20.0, 24.0)]}
+    drawn = T.draw(tl, tmp_path / "again.svg")
+    assert (tmp_path / "again.svg").read_text().lstrip().startswith("<?xml")
+    np.testing.assert_array_equal(drawn, stored.T)  # lanes x windows, NaN where silent
+    # ... and the stored float16 values are the analyser's own probabilities, to float16 precision
+    from tagger.analysis import analyse_file
+
+    fresh = analyse_file(path, analyser).window_scores
+    np.testing.assert_allclose(drawn.T, fresh, atol=1e-3)
+
+
+def test_a_track_scanned_before_window_scores_asks_for_a_rescan(scanned, tmp_path):
+    database, db, path, _ = scanned
+    with database.session() as s:  # what a database upgraded from revision 0002 holds
+        s.execute(text("DELETE FROM window_scores"))
+    out = tmp_path / "old.png"
+    r = CliRunner().invoke(app, ["show", "--db", db, path, "--plot", str(out)])
+    assert r.exit_code == 1
+    lines = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "rescan" in lines[0] and path in lines[0], r.output
+    assert not out.exists()
+    # the text view still works
+    r = CliRunner().invoke(app, ["show", "--db", db, path])
+    assert r.exit_code == 0 and "instruments: bass, flute, string" in r.output
+
+
+def test_plot_needs_png_or_svg(scanned, tmp_path):
+    _, db, path, _ = scanned
+    r = CliRunner().invoke(app, ["show", "--db", db, path, "--plot", str(tmp_path / "x.jpg")])
+    assert r.exit_code == 1 and ".png or .svg" in r.output
+
+
+def test_rescan_replaces_and_errors_and_copies_follow(scanned, tmp_path):
+    database, _, path, _ = scanned
+    import shutil
+
+    copy = tmp_path / "music" / "copy.flac"
+    shutil.copy(path, copy)
+    scan([tmp_path / "music"], db=database, analyser=FakeAnalyser(), jobs=0)
+    with database.session() as s:
+        rows = {t.path: t.window_scores for t in s.scalars(select(M.Track))}
+        assert rows[str(copy)].scores == rows[path].scores and rows[str(copy)].n_windows == 6
+    # the file becomes unreadable: its window scores go with its results
+    with open(path, "wb") as f:
+        f.write(b"not audio any more" * 100)
+    scan([tmp_path / "music"], db=database, analyser=FakeAnalyser(), jobs=0)
+    with database.session() as s:
+        assert s.scalar(text("SELECT count(*) FROM window_scores")) == 1
+        s.execute(text("DELETE FROM tracks"))
+    with database.session() as s:
+        assert s.scalar(text("SELECT count(*) FROM window_scores")) == 0
+
+
+def test_predict_plot_with_the_shipped_models(tmp_path):
+    """`tagger predict FILE --plot` (no database) with the real models: the picture of all families."""
+    import json
+
+    import matplotlib.image
+
+    from tagger.model.ensemble import default_model_dir
+
+    if not (default_model_dir() / "manifest.json").is_file():
+        pytest.skip("the shipped models are needed")
+    song = write_audio(tmp_path / "song.wav", tone_signal([440.0, 880.0], seconds=12.0, silence=4.0))
+    out = tmp_path / "song.png"
+    r = CliRunner().invoke(app, ["predict", "--json", str(song), "--plot", str(out)])
+    assert r.exit_code == 0, r.output
+    row = json.loads(next(ln for ln in r.output.splitlines() if ln.startswith("{")))
+    assert row["windows"] == 4
+    families = list(json.loads((default_model_dir() / "manifest.json").read_text())["families"])
+    width, height = T.figure_size(len(families))
+    assert matplotlib.image.imread(out).shape[:2] == (round(height * T.DPI), round(width * T.DPI)) == (650, 1200)
+    r = CliRunner().invoke(app, ["predict", str(song), str(song), "--plot", str(out)])
+    assert r.exit_code == 1 and "one file" in r.output
+
+
+def test_from_result_draws_exactly_the_result_windows(tmp_path):
+    from tagger.analysis import analyse_file
+
+    analyser = FakeAnalyser()
+    path = _track(tmp_path / "walk.wav")
+    result = analyse_file(path, analyser, hop_seconds=2.0)  # overlapping windows
+    tl = T.from_result(path, result, thresholds=analyser.thresholds, model_version=analyser.version)
+    drawn = T.draw(tl, tmp_path / "walk.png")
+    assert drawn.shape == (3, result.windows) and result.windows == 11  # starts 0, 2, ..., 20 s
+    np.testing.assert_array_equal(drawn, result.window_scores.T)
+    assert tl.present == ["bass", "flute", "string"] and tl.duration == pytest.approx(24.0)
