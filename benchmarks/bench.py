@@ -242,13 +242,13 @@ def paper_ensemble(families: Sequence[str]):
     import keras
 
     from tagger.model import architectures as A
-    from tagger.model.ensemble import _KerasRunner
+    from tagger.model.backends import KerasRunner
 
     shape = A.PAPER_FEATURES.shape
     inp = keras.Input(shape=shape, name="features")
     outs = [A.build("paper", name=f"family_{i}")(inp) for i, _ in enumerate(families)]
     model = keras.Model(inp, keras.layers.Concatenate()(outs) if len(outs) > 1 else outs[0])
-    return _KerasRunner(model)
+    return KerasRunner(model)
 
 
 class _RunnerEnsemble:
@@ -266,6 +266,7 @@ def measure_inference(models: Path, paths: Sequence[Path], *, windows: int, arch
     compact against the paper architecture."""
     from tagger import features as F
     from tagger.model import architectures as A
+    from tagger.model import backends as B
     from tagger.model import runtime as R
     from tagger.model.ensemble import Ensemble
 
@@ -275,7 +276,7 @@ def measure_inference(models: Path, paths: Sequence[Path], *, windows: int, arch
     feats = F.compute(windows=audio_windows, config=shipped.feature_config)
     out: dict = {"windows": n, "runtime": shipped.runtime, "architecture": shipped.manifest.get("architecture")}
     sec = time_predict(shipped, feats)
-    out["all_cores"] = {"threads": R.default_threads(), "seconds": round(sec, 4), "ms_per_window": round(1000 * sec / n, 3),
+    out["all_cores"] = {"threads": B.default_threads(), "seconds": round(sec, 4), "ms_per_window": round(1000 * sec / n, 3),
                         "x_realtime": round(n * 4.0 / sec, 1)}  # fmt: skip
     if shipped.runtime == "onnxruntime":
         one = _RunnerEnsemble(R.OnnxRunner(R.load_cached(R.cache_key(shipped.hash, shipped.families)), threads=1), 0)
@@ -286,15 +287,15 @@ def measure_inference(models: Path, paths: Sequence[Path], *, windows: int, arch
     k = min(arch_windows, n)
     few = audio_windows[:k]
     arch: dict = {"windows": k, "runtime": "keras"}
-    saved = os.environ.get(R.RUNTIME_ENV)
-    os.environ[R.RUNTIME_ENV] = "keras"
+    saved = os.environ.get(B.RUNTIME_ENV)
+    os.environ[B.RUNTIME_ENV] = "keras"
     try:
         compact_keras = Ensemble.load(models)
     finally:
         if saved is None:
-            os.environ.pop(R.RUNTIME_ENV, None)
+            os.environ.pop(B.RUNTIME_ENV, None)
         else:
-            os.environ[R.RUNTIME_ENV] = saved
+            os.environ[B.RUNTIME_ENV] = saved
     cf = F.compute(windows=few, config=compact_keras.feature_config)
     c_sec = time_predict(compact_keras, cf, batch_size=32)
     arch["compact_ms_per_window"] = round(1000 * c_sec / k, 3)

@@ -223,7 +223,7 @@ def test_cli_backend_options(monkeypatch):
 def random_models(tmp_path_factory):
     """A real model directory: random-weight compact classifiers for two families."""
     pytest.importorskip("keras")
-    from tagger.cli.app import quiet_tensorflow
+    from tagger.model.backends import quiet_tensorflow
 
     quiet_tensorflow()
     import keras

@@ -176,3 +176,27 @@ def test_oracle_count_keeps_the_k_highest_scores_by_hand():
     np.testing.assert_allclose(MX.jaccard_per_example(truth=truth, pred=got), [0, 1 / 3, 1, 1 / 3])
     with pytest.raises(UserError, match="scores have shape"):
         MX.oracle_count_predictions(truth=truth, scores=scores[:, :2])
+
+
+# --- the training-time metrics (thresholds and validation scores in the manifest) ---------------
+
+
+def test_threshold_calibration_and_scores():
+    y = np.array([0, 0, 0, 1, 1, 1])
+    p = np.array([0.1, 0.2, 0.7, 0.6, 0.8, 0.9])
+    t, metrics = MX.calibrate_threshold(y, p)
+    assert 0.2 < t <= 0.6 and metrics["recall"] == 1.0 and metrics["auc"] == pytest.approx(8 / 9, abs=1e-3)
+    truth = np.array([[1, 0, 0], [0, 0, 0], [1, 1, 0]], bool)
+    pred = np.array([[1, 1, 0], [0, 0, 0], [1, 1, 0]], bool)
+    assert MX.jaccard(truth, pred).tolist() == [0.5, 1.0, 1.0]
+    s = MX.protocol_scores(truth, pred, np.array([1, 0, 2]))
+    assert s["levels"][1] == {"jaccard": 0.5, "emr": 0.0} and s["jaccard"] == pytest.approx(2.5 / 3, abs=1e-4)
+
+
+def test_validation_auc_ranks_ties_fairly():
+    y = np.array([1, 0, 1, 0, 0])
+    assert MX.auc(y, np.array([0.9, 0.1, 0.8, 0.2, 0.3])) == 1.0
+    assert MX.auc(y, np.array([0.1, 0.9, 0.2, 0.8, 0.7])) == 0.0
+    assert MX.auc(y, np.full(5, 1.0)) == 0.5  # a constant (saturated) classifier is chance, not 0
+    assert MX.auc(y, np.array([0.5, 0.5, 0.9, 0.1, 0.1])) == pytest.approx((0.5 + 2 + 3) / 6)  # one tied pair counts half
+    assert np.isnan(MX.auc(np.zeros(3), np.ones(3)))

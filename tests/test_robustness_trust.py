@@ -56,13 +56,13 @@ def test_a_classifier_outside_the_model_directory_is_refused(tmp_path, name):
 
 
 def test_a_tampered_classifier_is_refused_before_anything_is_loaded(tmp_path, monkeypatch):
-    from tagger.model import ensemble
+    from tagger.model import backends
 
     d = _model_dir(tmp_path / "models", {"bass": "bass.keras", "flute": "nested/flute.keras"})
     with open(d / "nested" / "flute.keras", "r+b") as f:
         f.write(b"N")  # one byte changed, size unchanged
     loaded = []
-    monkeypatch.setattr(ensemble, "_load_combined", lambda paths, cfg, trunk=None: loaded.append(paths) or (None, None, []))
+    monkeypatch.setattr(backends, "_load_combined", lambda paths, cfg, trunk=None: loaded.append(paths) or (None, None, []))
     with pytest.raises(ModelError, match="sha256 mismatch for 'flute'"):
         Ensemble.load(d)
     assert loaded == []  # nothing deserialised, not even the intact classifier

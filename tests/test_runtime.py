@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from tagger.model import architectures as A
+from tagger.model import backends as B
 from tagger.model import runtime as R
 from tagger.model import store
 
@@ -24,7 +25,7 @@ needs_ort = pytest.mark.skipif(not R.onnxruntime_available(), reason="onnxruntim
 def private_cache(tmp_path, monkeypatch):
     """Exported graphs go to a private cache folder, not the user's."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.delenv(R.RUNTIME_ENV, raising=False)
+    monkeypatch.delenv(B.RUNTIME_ENV, raising=False)
 
 
 def _randomise(model, seed: int):
@@ -88,7 +89,7 @@ def test_ensemble_runs_on_onnxruntime_equal_to_keras_and_caches_the_export(tmp_p
     assert ens.runtime == "onnxruntime"
     cached = list(R.cache_dir().glob("*.onnx"))
     assert [p.name for p in cached] == [R.cache_key(ens.hash, ens.families)]
-    monkeypatch.setenv(R.RUNTIME_ENV, "keras")
+    monkeypatch.setenv(B.RUNTIME_ENV, "keras")
     ref = Ensemble.load(d)
     assert ref.runtime == "keras"
     x = _feats(A.COMPACT_FEATURES.shape, n=70)  # more than one batch
@@ -96,7 +97,7 @@ def test_ensemble_runs_on_onnxruntime_equal_to_keras_and_caches_the_export(tmp_p
     windows = np.random.default_rng(1).standard_normal((3, 64_000)).astype(np.float32) * 0.1
     assert np.max(np.abs(ens.predict(windows) - ref.predict(windows))) < R.TOLERANCE
     # a family selection is its own graph
-    monkeypatch.delenv(R.RUNTIME_ENV)
+    monkeypatch.delenv(B.RUNTIME_ENV)
     one = Ensemble.load(d, families=["flute"])
     assert one.runtime == "onnxruntime" and one.predict_features(x).shape == (70, 1)
     assert np.allclose(one.predict_features(x)[:, 0], ref.predict_features(x)[:, 1], atol=R.TOLERANCE)
@@ -264,3 +265,73 @@ def test_scan_reports_stage_seconds_and_peak_memory(tmp_path, jobs):
         assert 1 <= len(summary.peak_rss["workers"]) <= jobs and all(w > 10 * 2**20 for w in summary.peak_rss["workers"])
     d = summary.to_dict()
     assert set(d["stage_seconds"]) == set(stages) and "peak_rss" in d
+
+
+# -- the backend registry ---------------------------------------------------------------------------------
+class _Fake:
+    """A backend that answers every feature batch with a constant score per family."""
+
+    def __init__(self, name, *, available=True, faithful=True):
+        self.name, self._available, self._faithful, self.loaded = name, available, faithful, []
+
+    def available(self):
+        return self._available
+
+    def load(self, files):
+        self.loaded.append(files)
+        if not self._faithful:
+            raise B.Unfaithful("differs")
+        n = len(files.families)
+        runner = lambda feats: np.full((len(feats), n), 0.25, np.float32)  # noqa: E731
+        runner.name = self.name
+        return runner
+
+
+def test_auto_takes_the_first_available_and_faithful_backend(tmp_path, monkeypatch):
+    from tagger.model.ensemble import Ensemble
+
+    d = _model_dir(tmp_path / "m")
+    missing, wrong, good, later = _Fake("a", available=False), _Fake("b", faithful=False), _Fake("c"), _Fake("d")
+    monkeypatch.setattr(B, "BACKENDS", (missing, wrong, good, later))
+    ens = Ensemble.load(d)
+    assert ens.runtime == "c" and not missing.loaded and len(wrong.loaded) == 1 and not later.loaded
+    files = good.loaded[0]
+    assert [p.name for p in files.classifiers] == ["bass.keras", "flute.keras"] and files.trunk is None
+    assert files.families == ("bass", "flute") and files.manifest_hash == ens.hash
+    assert ens.predict_features(_feats(A.COMPACT_FEATURES.shape, n=3)).tolist() == [[0.25, 0.25]] * 3
+    monkeypatch.setenv(B.RUNTIME_ENV, "D")  # a backend by name, whatever its place
+    assert Ensemble.load(d).runtime == "d"
+
+
+def test_a_runtime_by_name_must_exist_be_installed_and_faithful(tmp_path, monkeypatch):
+    from tagger.errors import ModelError, UserError
+    from tagger.model.ensemble import Ensemble
+
+    d = _model_dir(tmp_path / "m")
+    monkeypatch.setattr(B, "BACKENDS", (_Fake("a", available=False), _Fake("b", faithful=False)))
+    for name, error, message in (("tpu", UserError, "unknown runtime"), ("a", UserError, "a is not installed"),
+                                 ("b", ModelError, "cannot run the classifiers with b: differs")):  # fmt: skip
+        monkeypatch.setenv(B.RUNTIME_ENV, name)
+        with pytest.raises(error, match=message):
+            Ensemble.load(d)
+    monkeypatch.setenv(B.RUNTIME_ENV, "auto")
+    with pytest.raises(ModelError, match="no inference backend can run the classifiers"):
+        Ensemble.load(d)
+
+
+def test_backends_size_threads_and_quiet_tensorflow(monkeypatch):
+    import os
+    import sys
+
+    for var in (*B.INFERENCE_THREAD_VARS, "TF_CPP_MIN_LOG_LEVEL"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 6)
+    assert B.default_threads() == 6
+    monkeypatch.setenv(B.THREADS_ENV, "3")
+    assert B.default_threads() == 3
+    monkeypatch.delenv(B.THREADS_ENV)
+    monkeypatch.delitem(sys.modules, "tensorflow", raising=False)  # not imported: the variables alone
+    B.limit_threads(2)
+    assert [os.environ[v] for v in B.INFERENCE_THREAD_VARS] == ["2", "2", "2"] and B.default_threads() == 2
+    B.quiet_tensorflow()
+    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "2"

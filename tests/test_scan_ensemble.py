@@ -17,7 +17,7 @@ FAMILIES = ("bass", "flute")
 @pytest.fixture(scope="module")
 def random_models(tmp_path_factory):
     pytest.importorskip("keras")
-    from tagger.cli.app import quiet_tensorflow
+    from tagger.model.backends import quiet_tensorflow
 
     quiet_tensorflow()
     import keras

@@ -9,6 +9,7 @@ import sys
 import typer
 
 from tagger.errors import TaggerError
+from tagger.model.backends import quiet_tensorflow  # noqa: F401  (re-exported for the commands)
 
 app = typer.Typer(
     name="tagger",
@@ -48,11 +49,3 @@ def handle_errors(func):
             raise fail("interrupted", 130) from None
 
     return wrapper
-
-
-def quiet_tensorflow() -> None:
-    """Silence TensorFlow's C++ start-up chatter before it is imported."""
-    import os
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")

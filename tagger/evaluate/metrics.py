@@ -337,3 +337,90 @@ def family_overall(levels: Mapping[int, dict], families: Sequence[str], *, keys:
             vals = vals[~np.isnan(vals)]
             out[fam][key] = float(vals.mean()) if len(vals) else float("nan")
     return out
+
+
+# --- training: threshold calibration and validation scores ---------------------------------------
+# Training (`tagger.model.train`) and aggregation calibration (`tagger.model.calibrate`) read these;
+# their rounded figures are what the model manifest records.
+
+THRESHOLD_BETA = 0.5
+"""Thresholds maximise F-beta with beta 0.5 (precision weighs twice recall): a wrong tag is worse
+than a missing one, because users search by it."""
+
+
+def calibrate_threshold(y: np.ndarray, p: np.ndarray, *, beta: float = 1.0) -> tuple[float, dict]:
+    """The F-beta-optimal threshold for one family on validation labels `y` and probabilities `p`
+    (beta < 1 favours precision), with its rounded metrics (empty ratios are 0 here, not NaN)."""
+    grid = np.linspace(0.05, 0.95, 91)
+    best = (0.5, -1.0)
+    pos = y.astype(bool)
+    b2 = beta * beta
+    for t in grid:
+        pred = p >= t
+        tp = np.sum(pred & pos)
+        fp = np.sum(pred & ~pos)
+        fn = np.sum(~pred & pos)
+        f = (1 + b2) * tp / max((1 + b2) * tp + b2 * fn + fp, 1)
+        if f > best[1] + 1e-9:
+            best = (float(t), float(f))
+    t = best[0]
+    point = operating_point(y, p, t)
+    pred = p >= t
+    tp, fp, fn = int(np.sum(pred & pos)), int(np.sum(pred & ~pos)), int(np.sum(~pred & pos))
+    return t, {
+        "f1": round(2 * tp / max(2 * tp + fp + fn, 1), 4),
+        "fbeta": round(best[1], 4),
+        "beta": beta,
+        "precision": point["precision"],
+        "recall": point["recall"],
+        "fpr": point["fpr"],
+        "auc": round(auc(y, p), 4),
+        "positives": point["positives"],
+        "examples": point["examples"],
+    }
+
+
+def operating_point(y: np.ndarray, p: np.ndarray, t: float) -> dict:
+    """Precision, recall and false-positive rate of one family at threshold `t` (rounded; an empty
+    ratio is 0), with the numbers of positives and examples."""
+    pos, pred = y.astype(bool), p >= t
+    tp, fp = int(np.sum(pred & pos)), int(np.sum(pred & ~pos))
+    fn, tn = int(np.sum(~pred & pos)), int(np.sum(~pred & ~pos))
+    return {"precision": round(tp / max(tp + fp, 1), 4), "recall": round(tp / max(tp + fn, 1), 4),
+            "fpr": round(fp / max(fp + tn, 1), 4), "positives": int(pos.sum()), "examples": int(len(y))}  # fmt: skip
+
+
+def auc(y: np.ndarray, p: np.ndarray) -> float:
+    """ROC AUC of scores `p` for 0/1 labels `y` (Mann-Whitney U); ties share their mean rank, so a
+    constant score gives 0.5. NaN when either class is absent."""
+    pos, neg = p[y == 1], p[y == 0]
+    if not len(pos) or not len(neg):
+        return float("nan")
+    from scipy.stats import rankdata
+
+    ranks = rankdata(np.concatenate([pos, neg]))
+    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+
+
+def jaccard(truth, pred) -> np.ndarray:
+    """`jaccard_per_example` with positional arguments (as training calls it)."""
+    return jaccard_per_example(truth=truth, pred=pred)
+
+
+def protocol_scores(truth, pred, levels) -> dict:
+    """Per-level Jaccard and EMR (rounded) and their means over levels (as the paper computes overall
+    values): the validation summary of the Table V protocol that the manifest records."""
+    truth, pred = np.asarray(truth).astype(bool), np.asarray(pred).astype(bool)
+    levels = np.asarray(levels)
+    per = {}
+    for lv in np.unique(levels):
+        m = levels == lv
+        per[int(lv)] = {
+            "jaccard": round(float(jaccard(truth[m], pred[m]).mean()), 4),
+            "emr": round(float(np.all(truth[m] == pred[m], axis=1).mean()), 4),
+        }
+    return {
+        "levels": per,
+        "jaccard": round(float(np.mean([v["jaccard"] for v in per.values()])), 4),
+        "emr": round(float(np.mean([v["emr"] for v in per.values()])), 4),
+    }

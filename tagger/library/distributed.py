@@ -24,7 +24,6 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -75,10 +74,6 @@ _FILES = [0]
 """Files this worker process has analysed (`worker_stats`)."""
 
 
-INFERENCE_THREAD_VARS = ("TAGGER_INFERENCE_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
-"""Environment variables sizing the inference thread pools (ONNX Runtime, TensorFlow)."""
-
-
 def _limit_inference_threads(worker=None) -> int | None:
     """Size the model's thread pools (ONNX Runtime or TensorFlow) to this Dask worker's threads
     (``--nthreads``), not to all the machine's cores: with one worker process per core they would
@@ -92,22 +87,15 @@ def _limit_inference_threads(worker=None) -> int | None:
         n = int(worker.state.nthreads)
     except Exception:  # not inside a Dask worker
         return None
-    for var in INFERENCE_THREAD_VARS:
-        os.environ.setdefault(var, str(n))
-    if "tensorflow" in sys.modules:  # already imported: the variables may come too late
-        import tensorflow as tf
+    from tagger.model.backends import limit_threads
 
-        try:
-            tf.config.threading.set_intra_op_parallelism_threads(n)
-            tf.config.threading.set_inter_op_parallelism_threads(n)
-        except RuntimeError:  # TensorFlow is running already
-            pass
+    limit_threads(n)
     return n
 
 
 def _load_analyser(spec: AnalyserSpec, worker=None):
     if spec.kind == "models":
-        from tagger.cli.app import quiet_tensorflow
+        from tagger.model.backends import quiet_tensorflow
 
         quiet_tensorflow()
         _limit_inference_threads(worker)

@@ -15,9 +15,9 @@ import os
 import numpy as np
 
 from tagger.aggregate import DEFAULT_AGGREGATION, aggregate
+from tagger.evaluate.metrics import jaccard
 from tagger.model import synth as S
 from tagger.model.ensemble import Ensemble, read_manifest, write_manifest
-from tagger.model.train import jaccard
 
 QUANTILES = (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0)
 MIN_WINDOWS = (1, 2, 3)

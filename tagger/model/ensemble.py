@@ -2,8 +2,9 @@
 
 A model directory holds one Keras file per family plus ``manifest.json``: the families in order,
 the feature configuration, per-family thresholds, file hashes, recipe, data description and
-validation metrics. `Ensemble.load` verifies every hash and the feature configuration and loads the
-files in Keras safe mode; callers only ever see `Ensemble.predict(windows) -> scores`.
+validation metrics. `Ensemble.load` verifies every hash and the feature configuration and hands the
+files to an inference backend (`tagger.model.backends`: ONNX Runtime or Keras, which loads them in
+safe mode); callers only ever see `Ensemble.predict(windows) -> scores`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import numpy as np
 from tagger import constants as C
 from tagger import features as F
 from tagger.errors import ModelError, UserError
+from tagger.model import backends as B
+from tagger.model.backends import load_classifier  # noqa: F401  (re-exported: training loads the trunk with it)
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
@@ -105,7 +108,8 @@ class Ensemble:
     """Per-family decision thresholds [shape=(n_families,)], calibrated on validation data."""
     feature_config: F.FeatureConfig
     _runner: Callable[[np.ndarray], np.ndarray]
-    """features [shape=(n, bins, frames)] -> scores [shape=(n, n_families)]: ONNX Runtime or Keras."""
+    """features [shape=(n, bins, frames)] -> scores [shape=(n, n_families)], from the backend
+    `tagger.model.backends` picked (ONNX Runtime or Keras)."""
 
     @property
     def version(self) -> str:
@@ -144,9 +148,11 @@ class Ensemble:
             entries.append((fam, fpath, float(entry.get("threshold", 0.5))))
         trunk = manifest.get("trunk")
         trunk_path = _verified_file(model_dir, trunk, "the shared trunk file", "the shared trunk") if trunk is not None else None
-        runner = _make_runner(
-            [p for _, p, _ in entries], cfg, manifest_hash=manifest_hash(manifest), families=fams, trunk=trunk_path
-        )
+        files = B.ModelFiles(
+            classifiers=tuple(p for _, p, _ in entries), trunk=trunk_path, feature_config=cfg,
+            manifest_hash=manifest_hash(manifest), families=fams,
+        )  # fmt: skip
+        runner = B.load_runner(files)
         return cls(
             model_dir=model_dir,
             manifest=manifest,
@@ -158,7 +164,7 @@ class Ensemble:
 
     @property
     def runtime(self) -> str:
-        """What runs the classifiers: 'onnxruntime' or 'keras'."""
+        """The backend that runs the classifiers ('onnxruntime', 'keras': `tagger.model.backends`)."""
         return getattr(self._runner, "name", "keras")
 
     def features(self, windows: np.ndarray) -> np.ndarray:
@@ -196,99 +202,3 @@ def _verified_file(model_dir: Path, entry, what: str, label: str) -> Path:
     if sha256_file(fpath) != entry.get("sha256"):
         raise ModelError(fpath, f"sha256 mismatch for {label}: the file was modified or corrupted (refusing to load)")
     return fpath
-
-
-def load_classifier(path: str | os.PathLike):
-    """Load one classifier file in Keras safe mode (no arbitrary code execution)."""
-    import keras
-
-    try:
-        return keras.saving.load_model(str(path), compile=False, safe_mode=True)
-    except Exception as exc:  # Keras raises many types for corrupt/unsafe files
-        raise ModelError(path, f"cannot load classifier: {type(exc).__name__}: {exc}") from None
-
-
-def _load_combined(paths: Sequence[Path], cfg: F.FeatureConfig, trunk: Path | None = None):
-    """Load each classifier (and the shared trunk, if any) and join them into one model with an
-    (n, n_families) output. Returns (combined model, trunk model or None, classifier models)."""
-    import keras
-
-    models = [load_classifier(p) for p in paths]
-    trunk_model = load_classifier(trunk) if trunk is not None else None
-    if trunk_model is not None and tuple(trunk_model.input_shape[1:]) != cfg.shape:
-        raise ModelError(trunk, f"trunk input {trunk_model.input_shape[1:]} does not match the feature shape {cfg.shape}")
-    head_input = tuple(trunk_model.output_shape[1:]) if trunk_model is not None else cfg.shape
-    for path, m in zip(paths, models):
-        if tuple(m.input_shape[1:]) != head_input:
-            what = "the trunk's embedding" if trunk_model is not None else "the feature shape"
-            raise ModelError(path, f"classifier input {m.input_shape[1:]} does not match {what} {head_input}")
-    inp = keras.Input(shape=cfg.shape, name="features")
-    x = inp
-    if trunk_model is not None:
-        trunk_model.name = "trunk"
-        x = trunk_model(inp)
-    outs = []
-    for i, m in enumerate(models):
-        m.name = f"family_{i}"
-        outs.append(m(x))
-    out = outs[0] if len(outs) == 1 else keras.layers.Concatenate()(outs)
-    return keras.Model(inp, out, name="ensemble"), trunk_model, models
-
-
-class _KerasRunner:
-    """The combined Keras model as one traced TensorFlow function (much faster than eager calls)."""
-
-    name = "keras"
-
-    def __init__(self, model) -> None:
-        self.model = model
-        self.fn = None
-        try:
-            import tensorflow as tf
-
-            spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)
-            self.fn = tf.function(lambda x: model(x, training=False), input_signature=[spec])
-        except Exception:  # another Keras backend: plain calls
-            self.fn = None
-
-    def __call__(self, feats: np.ndarray) -> np.ndarray:
-        if self.fn is not None:
-            return self.fn(feats).numpy()
-        return np.asarray(self.model(feats, training=False))
-
-
-def _make_runner(
-    paths: Sequence[Path], cfg: F.FeatureConfig, *, manifest_hash: str, families: Sequence[str], trunk: Path | None = None
-):
-    """The fastest faithful runtime for the classifiers: ONNX Runtime on their exported graph when
-    onnxruntime is installed and the export matches Keras within `runtime.TOLERANCE` (the export is
-    cached by manifest hash, so a later load does not even import TensorFlow), else Keras.
-    ``TAGGER_RUNTIME=keras`` forces Keras."""
-    import logging
-
-    from tagger.model import runtime as R
-
-    log = logging.getLogger(__name__)
-    choice = os.environ.get(R.RUNTIME_ENV, "auto").strip().lower()
-    if choice == "keras" or not R.onnxruntime_available():
-        return _KerasRunner(_load_combined(paths, cfg, trunk)[0])
-    key = R.cache_key(manifest_hash, families)
-    cached = R.load_cached(key)
-    if cached is not None:
-        try:
-            return R.OnnxRunner(cached)
-        except Exception as exc:  # a damaged cache entry: export again
-            log.debug("cached ONNX model %s unusable (%s); exporting again", key, exc)
-    model, trunk_model, classifiers = _load_combined(paths, cfg, trunk)
-    try:
-        blob = R.export_onnx(classifiers, cfg.shape, trunk=trunk_model)
-        runner = R.OnnxRunner(blob)
-        diff = R.max_difference(runner, model, cfg.shape)
-    except Exception as exc:  # an unsupported layer, or onnxruntime refusing the graph: Keras it is
-        log.info("running the classifiers with Keras (ONNX export not possible: %s)", exc)
-        return _KerasRunner(model)
-    if diff > R.TOLERANCE:
-        log.warning("ONNX export differs from Keras by %.2g (> %g); running the classifiers with Keras", diff, R.TOLERANCE)
-        return _KerasRunner(model)
-    R.store_cached(key, blob)
-    return runner

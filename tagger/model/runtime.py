@@ -8,7 +8,8 @@ hash, so a later scan neither imports TensorFlow nor converts again.
 
 Only the layer types of `tagger.model.architectures` are exported (Conv2D, BatchNormalization,
 Activation, MaxPooling2D, global pooling, Concatenate, Flatten, Dense, Dropout, the channel
-Reshape); any other raises `UnsupportedModel`, and the `Ensemble` falls back to Keras.
+Reshape); any other raises `UnsupportedModel`. `tagger.model.backends.OnnxBackend` puts these
+together (export, verify, cache) behind the backend protocol; without it, Keras runs the model.
 """
 
 from __future__ import annotations
@@ -29,8 +30,6 @@ TOLERANCE = 1e-4
 """Largest absolute difference from Keras accepted for any output probability."""
 CACHE_ENTRIES = 8
 """Exported graphs kept in the cache (the most recently written)."""
-RUNTIME_ENV = "TAGGER_RUNTIME"
-"""``keras`` forces the Keras runtime (default ``auto``: ONNX Runtime when installed and faithful)."""
 
 
 class UnsupportedModel(Exception):
@@ -231,16 +230,9 @@ def export_onnx(models: Sequence, input_shape: tuple[int, ...], *, trunk=None) -
 
 
 # -- runtime ------------------------------------------------------------------------------------------
-def default_threads() -> int:
-    """Intra-op threads for inference: all cores (the scan's workers mostly wait on the model)."""
-    env = os.environ.get("TAGGER_INFERENCE_THREADS")
-    if env:
-        return max(1, int(env))
-    return os.cpu_count() or 1
-
-
 class OnnxRunner:
-    """Runs an exported ensemble with ONNX Runtime: ``runner(feats) -> scores``."""
+    """Runs an exported ensemble with ONNX Runtime: ``runner(feats) -> scores`` on `threads` intra-op
+    threads (default: all cores; the backend passes `backends.default_threads`)."""
 
     name = "onnxruntime"
 
@@ -248,7 +240,7 @@ class OnnxRunner:
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads or default_threads()
+        opts.intra_op_num_threads = threads or os.cpu_count() or 1
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

@@ -36,8 +36,12 @@ from tagger import constants as C
 from tagger.data import mix as M
 from tagger.data.nsynth import NoteDataset
 from tagger.errors import DatasetError, UserError
+from tagger.evaluate.metrics import THRESHOLD_BETA, calibrate_threshold, jaccard, protocol_scores
+from tagger.evaluate.metrics import auc as _auc
+from tagger.evaluate.metrics import operating_point as _operating_point
 from tagger.model import architectures as A
 from tagger.model import synth as S
+from tagger.model.backends import configure_tensorflow_threads as _configure_threads
 
 log = logging.getLogger(__name__)
 
@@ -119,77 +123,6 @@ def build_joint(families: Sequence[str], architecture: str, *, seed: int, trunk=
     return keras.Model(inp, outs, name="joint"), members, None
 
 
-THRESHOLD_BETA = 0.5
-"""Thresholds maximise F-beta with beta 0.5 (precision weighs twice recall): a wrong tag is worse
-than a missing one, because users search by it."""
-
-
-def calibrate_threshold(y: np.ndarray, p: np.ndarray, *, beta: float = 1.0) -> tuple[float, dict]:
-    """The F-beta-optimal threshold for one family on validation labels `y` and probabilities `p`
-    (beta < 1 favours precision)."""
-    grid = np.linspace(0.05, 0.95, 91)
-    best = (0.5, -1.0)
-    pos = y.astype(bool)
-    b2 = beta * beta
-    for t in grid:
-        pred = p >= t
-        tp = np.sum(pred & pos)
-        fp = np.sum(pred & ~pos)
-        fn = np.sum(~pred & pos)
-        f = (1 + b2) * tp / max((1 + b2) * tp + b2 * fn + fp, 1)
-        if f > best[1] + 1e-9:
-            best = (float(t), float(f))
-    t = best[0]
-    pred = p >= t
-    tp, fp = int(np.sum(pred & pos)), int(np.sum(pred & ~pos))
-    fn, tn = int(np.sum(~pred & pos)), int(np.sum(~pred & ~pos))
-    return t, {
-        "f1": round(2 * tp / max(2 * tp + fp + fn, 1), 4),
-        "fbeta": round(best[1], 4),
-        "beta": beta,
-        "precision": round(tp / max(tp + fp, 1), 4),
-        "recall": round(tp / max(tp + fn, 1), 4),
-        "fpr": round(fp / max(fp + tn, 1), 4),
-        "auc": round(_auc(y, p), 4),
-        "positives": int(pos.sum()),
-        "examples": int(len(y)),
-    }
-
-
-def _auc(y: np.ndarray, p: np.ndarray) -> float:
-    pos, neg = p[y == 1], p[y == 0]
-    if not len(pos) or not len(neg):
-        return float("nan")
-    from scipy.stats import rankdata
-
-    ranks = rankdata(np.concatenate([pos, neg]))  # ties share their mean rank: a constant scores 0.5
-    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
-
-
-def jaccard(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
-    """Per-example |y∩z|/|y∪z|, 1 when both are empty (the paper's multilabel accuracy)."""
-    inter = np.sum(truth & pred, axis=1)
-    union = np.sum(truth | pred, axis=1)
-    return np.where(union == 0, 1.0, inter / np.maximum(union, 1))
-
-
-def protocol_scores(truth: np.ndarray, pred: np.ndarray, levels: np.ndarray) -> dict:
-    """Per-level Jaccard and EMR and their means over levels (as the paper computes overall values)."""
-    truth, pred = truth.astype(bool), pred.astype(bool)
-    per = {}
-    for lv in np.unique(levels):
-        m = levels == lv
-        per[int(lv)] = {
-            "jaccard": round(float(jaccard(truth[m], pred[m]).mean()), 4),
-            "emr": round(float(np.all(truth[m] == pred[m], axis=1).mean()), 4),
-        }
-    return {
-        "levels": per,
-        "jaccard": round(float(np.mean([v["jaccard"] for v in per.values()])), 4),
-        "emr": round(float(np.mean([v["emr"] for v in per.values()])), 4),
-    }
-
-
 PERCUSSION_NOTES = 500
 """Validation percussion notes scored alone (kind 3): drums must trigger no family."""
 
@@ -269,17 +202,6 @@ class ValidationSet:
             "solo_emr": round(float(np.all(truth[solo] == pred[solo], axis=1).mean()), 4),
             "music_jaccard": round(float(jaccard(truth[music], pred[music]).mean()), 4),
         }
-
-
-def _configure_threads(threads: int) -> None:
-    import tensorflow as tf
-
-    n = threads or os.cpu_count() or 1
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(n)
-        tf.config.threading.set_inter_op_parallelism_threads(max(1, min(2, n)))
-    except RuntimeError:
-        pass  # already initialised in this process
 
 
 def train_ensemble(
@@ -541,15 +463,6 @@ def train_ensemble(
         say("aggregation", calibrate_aggregation(out_dir, valid_pool.directory, tracks=settings.aggregation_tracks))
         manifest = read_manifest(out_dir)
     return manifest
-
-
-def _operating_point(y: np.ndarray, p: np.ndarray, t: float) -> dict:
-    """Precision, recall and false-positive rate of one family at threshold `t`."""
-    pos, pred = y.astype(bool), p >= t
-    tp, fp = int(np.sum(pred & pos)), int(np.sum(pred & ~pos))
-    fn, tn = int(np.sum(~pred & pos)), int(np.sum(~pred & ~pos))
-    return {"precision": round(tp / max(tp + fp, 1), 4), "recall": round(tp / max(tp + fn, 1), 4),
-            "fpr": round(fp / max(fp + tn, 1), 4), "positives": int(pos.sum()), "examples": int(len(y))}  # fmt: skip
 
 
 def _without_sources(ds: NoteDataset, sources: Sequence[str]) -> NoteDataset:

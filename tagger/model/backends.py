@@ -1,0 +1,271 @@
+"""The inference backends: what runs the classifiers of a model directory, behind one protocol.
+
+A backend has a `name`, says whether it can run here (`available`), and `load`s the verified files
+of a model directory (`ModelFiles`) into a runner, ``runner(features) -> scores`` [shape=(n, bins,
+frames)] -> [shape=(n, n_families)], whose ``name`` is the backend's. `BACKENDS` lists them in order
+of preference; ``TAGGER_RUNTIME`` picks one by name, and ``auto`` (the default) takes the first
+that is available and faithful (a backend that cannot reproduce Keras on the model raises
+`Unfaithful`, and the next one is tried). A new backend is one class here and one entry in
+`BACKENDS`.
+
+- ``onnxruntime``: the classifiers exported to one ONNX graph (`tagger.model.runtime`), verified
+  against Keras and cached by manifest hash, so a later load does not even import TensorFlow.
+- ``keras``: the classifiers joined into one Keras model, run as a traced TensorFlow function.
+
+This module also sizes the inference thread pools (`default_threads`, `limit_threads`,
+`configure_tensorflow_threads`) and silences TensorFlow's start-up logging (`quiet_tensorflow`).
+Nothing heavy is imported at import time.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+from tagger.errors import ModelError, UserError
+from tagger.model import runtime as R
+
+if TYPE_CHECKING:
+    from tagger import features as F
+
+log = logging.getLogger(__name__)
+
+RUNTIME_ENV = "TAGGER_RUNTIME"
+"""The backend by name (``keras``, ``onnxruntime``), or ``auto`` (default): the first of `BACKENDS`
+that is available and faithful."""
+THREADS_ENV = "TAGGER_INFERENCE_THREADS"
+"""Intra-op threads of the inference backend (default: all cores)."""
+INFERENCE_THREAD_VARS = (THREADS_ENV, "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
+"""Environment variables sizing the inference thread pools (ONNX Runtime, TensorFlow)."""
+
+
+# -- threads and logging ----------------------------------------------------------------------------
+def quiet_tensorflow() -> None:
+    """Silence TensorFlow's C++ start-up chatter before it is imported (and pick Keras' TensorFlow backend)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+
+def default_threads() -> int:
+    """Intra-op threads for inference: ``$TAGGER_INFERENCE_THREADS``, else all cores (the scan's
+    workers mostly wait on the model)."""
+    env = os.environ.get(THREADS_ENV)
+    if env:
+        return max(1, int(env))
+    return os.cpu_count() or 1
+
+
+def configure_tensorflow_threads(threads: int = 0, *, inter: int | None = None) -> None:
+    """Size TensorFlow's thread pools: `threads` intra-op (0 = all cores), `inter` inter-op
+    (default: 1 or 2). Imports TensorFlow; a no-op once TensorFlow is running."""
+    import tensorflow as tf
+
+    n = threads or os.cpu_count() or 1
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(n)
+        tf.config.threading.set_inter_op_parallelism_threads(inter if inter is not None else max(1, min(2, n)))
+    except RuntimeError:
+        pass  # already initialised in this process
+
+
+def limit_threads(n: int) -> None:
+    """Run inference on `n` threads in this process: the thread variables (those the user set are
+    left alone) and, when TensorFlow is already imported (the variables may come too late), its pools."""
+    for var in INFERENCE_THREAD_VARS:
+        os.environ.setdefault(var, str(n))
+    if "tensorflow" in sys.modules:
+        configure_tensorflow_threads(n, inter=n)
+
+
+# -- the protocol -----------------------------------------------------------------------------------
+@dataclass
+class ModelFiles:
+    """The verified files of a model directory, as a backend receives them."""
+
+    classifiers: tuple[Path, ...]
+    """One file per family, in `families` order (heads reading the trunk's embedding if `trunk`)."""
+    trunk: Path | None
+    """The shared trunk's file, or None (each classifier reads the features)."""
+    feature_config: F.FeatureConfig
+    manifest_hash: str
+    families: tuple[str, ...]
+    _keras: tuple | None = field(default=None, repr=False)
+
+    def keras_models(self):
+        """(combined Keras model, trunk model or None, classifier models), loaded once per `ModelFiles`
+        (so a backend that falls back to Keras does not load the files twice)."""
+        if self._keras is None:
+            self._keras = _load_combined(self.classifiers, self.feature_config, self.trunk)
+        return self._keras
+
+
+class Runner(Protocol):
+    name: str
+
+    def __call__(self, feats: np.ndarray) -> np.ndarray: ...
+
+
+class Backend(Protocol):
+    name: str
+
+    def available(self) -> bool:
+        """Whether this backend's libraries are installed."""
+        ...
+
+    def load(self, files: ModelFiles) -> Runner:
+        """A runner for the model; raises `Unfaithful` when it cannot run this model as Keras does."""
+        ...
+
+
+class Unfaithful(Exception):
+    """A backend cannot run this model (an unsupported layer) or its outputs differ from Keras."""
+
+
+# -- Keras ------------------------------------------------------------------------------------------
+def load_classifier(path: str | os.PathLike):
+    """Load one classifier file in Keras safe mode (no arbitrary code execution)."""
+    import keras
+
+    try:
+        return keras.saving.load_model(str(path), compile=False, safe_mode=True)
+    except Exception as exc:  # Keras raises many types for corrupt/unsafe files
+        raise ModelError(path, f"cannot load classifier: {type(exc).__name__}: {exc}") from None
+
+
+def _load_combined(paths: Sequence[Path], cfg: F.FeatureConfig, trunk: Path | None = None):
+    """Load each classifier (and the shared trunk, if any) and join them into one model with an
+    (n, n_families) output. Returns (combined model, trunk model or None, classifier models)."""
+    import keras
+
+    models = [load_classifier(p) for p in paths]
+    trunk_model = load_classifier(trunk) if trunk is not None else None
+    if trunk_model is not None and tuple(trunk_model.input_shape[1:]) != cfg.shape:
+        raise ModelError(trunk, f"trunk input {trunk_model.input_shape[1:]} does not match the feature shape {cfg.shape}")
+    head_input = tuple(trunk_model.output_shape[1:]) if trunk_model is not None else cfg.shape
+    for path, m in zip(paths, models):
+        if tuple(m.input_shape[1:]) != head_input:
+            what = "the trunk's embedding" if trunk_model is not None else "the feature shape"
+            raise ModelError(path, f"classifier input {m.input_shape[1:]} does not match {what} {head_input}")
+    inp = keras.Input(shape=cfg.shape, name="features")
+    x = inp
+    if trunk_model is not None:
+        trunk_model.name = "trunk"
+        x = trunk_model(inp)
+    outs = []
+    for i, m in enumerate(models):
+        m.name = f"family_{i}"
+        outs.append(m(x))
+    out = outs[0] if len(outs) == 1 else keras.layers.Concatenate()(outs)
+    return keras.Model(inp, out, name="ensemble"), trunk_model, models
+
+
+class KerasRunner:
+    """A Keras model as one traced TensorFlow function (much faster than eager calls)."""
+
+    name = "keras"
+
+    def __init__(self, model) -> None:
+        self.model = model
+        self.fn = None
+        try:
+            import tensorflow as tf
+
+            spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)
+            self.fn = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+        except Exception:  # another Keras backend: plain calls
+            self.fn = None
+
+    def __call__(self, feats: np.ndarray) -> np.ndarray:
+        if self.fn is not None:
+            return self.fn(feats).numpy()
+        return np.asarray(self.model(feats, training=False))
+
+
+class KerasBackend:
+    """The classifiers joined into one Keras model (the reference every other backend must match)."""
+
+    name = "keras"
+
+    def available(self) -> bool:
+        return importlib.util.find_spec("keras") is not None
+
+    def load(self, files: ModelFiles) -> Runner:
+        return KerasRunner(files.keras_models()[0])
+
+
+# -- ONNX Runtime -----------------------------------------------------------------------------------
+class OnnxBackend:
+    """The classifiers exported to one ONNX graph and run with ONNX Runtime, when the export matches
+    Keras within `runtime.TOLERANCE` on `runtime.reference_batch`. The export is cached by manifest
+    hash and family selection: a cached graph loads without TensorFlow."""
+
+    name = "onnxruntime"
+
+    def available(self) -> bool:
+        return R.onnxruntime_available()
+
+    def load(self, files: ModelFiles) -> Runner:
+        key = R.cache_key(files.manifest_hash, files.families)
+        cached = R.load_cached(key)
+        if cached is not None:
+            try:
+                return R.OnnxRunner(cached, threads=default_threads())
+            except Exception as exc:  # a damaged cache entry: export again
+                log.debug("cached ONNX model %s unusable (%s); exporting again", key, exc)
+        model, trunk_model, classifiers = files.keras_models()
+        try:
+            blob = R.export_onnx(classifiers, files.feature_config.shape, trunk=trunk_model)
+            runner = R.OnnxRunner(blob, threads=default_threads())
+            diff = R.max_difference(runner, model, files.feature_config.shape)
+        except Exception as exc:  # an unsupported layer, or onnxruntime refusing the graph
+            log.info("the classifiers cannot run on ONNX Runtime (export not possible: %s)", exc)
+            raise Unfaithful(f"export not possible: {exc}") from exc
+        if diff > R.TOLERANCE:
+            log.warning("ONNX export differs from Keras by %.2g (> %g); not using ONNX Runtime", diff, R.TOLERANCE)
+            raise Unfaithful(f"the export differs from Keras by {diff:.2g}")
+        R.store_cached(key, blob)
+        return runner
+
+
+BACKENDS: tuple[Backend, ...] = (OnnxBackend(), KerasBackend())
+"""Every backend, in order of preference for ``auto``."""
+
+
+def choice() -> str:
+    """The backend ``$TAGGER_RUNTIME`` names (lower case), or 'auto'."""
+    return os.environ.get(RUNTIME_ENV, "auto").strip().lower() or "auto"
+
+
+def load_runner(files: ModelFiles, *, backend: str | None = None) -> Runner:
+    """A runner for the model from the backend named `backend` (default: ``$TAGGER_RUNTIME``);
+    ``auto``: the first backend of `BACKENDS` that is available and faithful."""
+    name = (backend or choice()).strip().lower()
+    if name == "auto":
+        candidates = [b for b in BACKENDS if b.available()]
+    else:
+        candidates = [b for b in BACKENDS if b.name == name]
+        if not candidates:
+            raise UserError(f"{RUNTIME_ENV}={name!r}: unknown runtime (choose auto, {', '.join(b.name for b in BACKENDS)})")
+        if not candidates[0].available():
+            raise UserError(f"{RUNTIME_ENV}={name}: {name} is not installed")
+    reasons = []
+    for b in candidates:
+        try:
+            runner = b.load(files)
+        except Unfaithful as exc:
+            if name != "auto":
+                raise ModelError(files.classifiers[0].parent, f"cannot run the classifiers with {b.name}: {exc}") from None
+            reasons.append(f"{b.name}: {exc}")
+            continue
+        log.debug("running the classifiers with %s", b.name)
+        return runner
+    raise ModelError(files.classifiers[0].parent if files.classifiers else Path("."),
+                     "no inference backend can run the classifiers (" + "; ".join(reasons or ["none installed"]) + ")")  # fmt: skip
