@@ -25,6 +25,7 @@ from tagger.data.nsynth import NoteDataset
 from tagger.errors import UserError
 from tagger.evaluate import metrics as MX
 from tagger.evaluate import paper
+from tagger.evaluate import protocols as P
 from tagger.evaluate import report as R
 from tagger.instruments import FAMILIES, from_bits
 
@@ -119,7 +120,10 @@ def model_dir(tmp_path_factory):
 
 def test_report_on_notes_gives_the_hand_worked_numbers(notes_root, tmp_path):
     scorer = ToneScorer(deaf=("vocal",))
-    rep = R.evaluate(notes_root, out_dir=tmp_path / "rep", scorer=scorer, per_level=3, seed=1, batch_size=8, plots=False)
+    rep = R.evaluate(
+        notes_root, out_dir=tmp_path / "rep", scorer=scorer, per_level=3, seed=1, batch_size=8, plots=False,
+        command="tagger evaluate notes --per-level 3",
+    )  # fmt: skip
     data = json.loads((tmp_path / "rep" / R.REPORT_JSON).read_text())
     assert data == rep.data
     assert max(scorer.calls) <= 8  # windows are scored in bounded batches
@@ -148,7 +152,7 @@ def test_report_on_notes_gives_the_hand_worked_numbers(notes_root, tmp_path):
         for fam in FAMILIES[:9]:
             assert v["families"][fam]["tpr"] in (None, 1.0), (k, fam)
             assert v["families"][fam]["fpr"] in (None, 0.0), (k, fam)
-    preds = R.Predictions.load(tmp_path / "rep" / R.POLYPHONY_PREDICTIONS)
+    preds = P.Predictions.load(tmp_path / "rep" / R.POLYPHONY_PREDICTIONS)
     np.testing.assert_array_equal(preds.truth.sum(axis=1), preds.levels)  # k distinct families at level k
     expected = preds.truth.copy()
     expected[:, FAMILIES.index("vocal")] = 0
@@ -166,13 +170,11 @@ def test_report_on_notes_gives_the_hand_worked_numbers(notes_root, tmp_path):
         "kind": "rendered", "per_level": 3, "seed": 1, "levels": list(range(11)),
         "settings": {"gain_db": [-6.0, 0.0], "max_onset_seconds": 0.0, "pitch_range": [0, 127], "velocities": None},
     }  # fmt: skip
-    cmd = shlex.split(data["command"])
-    assert cmd[:3] == ["tagger", "evaluate", str(notes_root)]
-    assert cmd[cmd.index("--per-level") + 1] == "3" and cmd[cmd.index("--seed") + 1] == "1"
+    assert data["command"] == "tagger evaluate notes --per-level 3"  # what the caller says repeats it
 
     md = (tmp_path / "rep" / R.REPORT_MD).read_text()
     assert "| 10 | 3 | 90.0% | 37% | 90.0% | 0.0% | 0% |" in md  # ours next to the paper's
-    assert data["command"] in md
+    assert "- Rerun:\n\n```sh\ntagger evaluate notes --per-level 3\n```" in md
     assert "Only levels" not in md  # all 11 levels ran: the overall values are comparable
 
 
@@ -189,7 +191,7 @@ def test_same_seed_same_mixtures_and_acoustic_only_filter(notes_root, tmp_path):
     assert a.data["solo"]["n"] == 30 and c.data["solo"]["n"] == 20  # electronic notes filtered out
     assert c.data["solo"]["single_label"]["accuracy"] == 1.0
     assert a.data["polyphony"]["overall"] == {"jaccard": 1.0, "hamming": 1.0, "emr": 1.0}
-    assert "--acoustic-only" in c.data["command"] and "--levels 1,3" in c.data["command"]
+    assert a.data["command"] is None and "Rerun" not in (tmp_path / "a" / R.REPORT_MD).read_text()
 
 
 def test_solo_test_on_a_seeded_sample_of_notes(notes_root, tmp_path):
@@ -206,9 +208,7 @@ def test_solo_test_on_a_seeded_sample_of_notes(notes_root, tmp_path):
     assert set(ids[0]) < set(full.solo.predictions.ids) and full.data["solo"]["n"] == 30
     vocal = sum(i.startswith("vocal") for i in ids[0])
     assert runs[0].data["solo"]["single_label"]["none"] == vocal  # only the deaf family's notes are missed
-    cmd = shlex.split(runs[0].data["command"])
-    assert cmd[cmd.index("--solo-notes") + 1] == "12" and "--solo-notes" not in full.data["command"]
-    with pytest.raises(UserError, match="--solo-notes"):
+    with pytest.raises(UserError, match="solo_notes must be at least 1"):
         R.evaluate(notes_root, out_dir=tmp_path / "d", scorer=scorer, solo_notes=0, plots=False)
 
 
@@ -249,7 +249,7 @@ def test_evaluate_help():
 def _check_against_predictions(report_dir, model_dir):
     data = json.loads((report_dir / R.REPORT_JSON).read_text())
     thresholds = json.loads((model_dir / "manifest.json").read_text())["classifiers"]
-    poly = R.Predictions.load(report_dir / R.POLYPHONY_PREDICTIONS)
+    poly = P.Predictions.load(report_dir / R.POLYPHONY_PREDICTIONS)
     np.testing.assert_allclose(poly.thresholds, [thresholds[f]["threshold"] for f in poly.families], rtol=1e-6)
     decisions = (poly.scores >= poly.thresholds).astype(np.uint8)
     for k, entry in data["polyphony"]["levels"].items():
@@ -282,13 +282,17 @@ def test_command_on_note_dataset_with_a_keras_model(notes_root, model_dir, tmp_p
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     data = _check_against_predictions(out, model_dir)
     assert data["model"]["version"] == "tiny-random" and len(data["model"]["manifest_sha256"]) == 64
-    solo = R.Predictions.load(out / R.SOLO_PREDICTIONS)
+    solo = P.Predictions.load(out / R.SOLO_PREDICTIONS)
     pred = MX.single_label_predictions(scores=solo.scores, thresholds=solo.thresholds)
     truth = np.argmax(solo.truth, axis=1)
     assert data["solo"]["single_label"]["accuracy"] == pytest.approx(float(np.mean(pred == truth)))
     assert data["solo"]["confusion"]["counts"] == MX.solo_confusion_matrix(truth_index=truth, pred_index=pred, n_families=10).tolist()
     md = (out / "report.md").read_text()
     assert "plots/metrics_vs_level.png" in md and "| threshold |" in md
+    cmd = shlex.split(data["command"])  # the command line that repeats it, every setting spelled out
+    assert cmd == ["tagger", "evaluate", str(notes_root), "--models", str(model_dir), "--out", str(out),
+                   "--split", "test", "--per-level", "2", "--seed", "3"]  # fmt: skip
+    assert data["command"] in md
 
 
 def test_command_on_mixture_folder_with_a_keras_model(mixture_root, model_dir, tmp_path):
@@ -321,3 +325,24 @@ def test_in_memory_mixtures_match_the_written_mixture_folder(notes_root, mixture
     np.testing.assert_array_equal(a.truth, b.truth)
     np.testing.assert_array_equal(a.decisions, b.decisions)
     np.testing.assert_allclose(a.scores, b.scores, atol=1e-3)  # 16-bit WAV rounding only
+
+
+def test_the_rerun_command_spells_out_every_setting():
+    from tagger.cli.evaluate import rerun_command
+
+    common = dict(data="ds", models=None, out="rep", split="valid", per_level=3, seed=1, levels=[1, 3], acoustic_only=True)
+    notes = shlex.split(rerun_command(kind="notes", solo=True, solo_notes=12, **common))
+    assert notes == ["tagger", "evaluate", "ds", "--out", "rep", "--split", "valid", "--per-level", "3", "--seed", "1",
+                     "--levels", "1,3", "--solo-notes", "12", "--acoustic-only"]  # fmt: skip
+    assert "--no-solo" in rerun_command(kind="notes", solo=False, solo_notes=12, **common).split()
+    assert "--solo-notes" not in rerun_command(kind="notes", solo=False, solo_notes=12, **common)
+    mixtures = shlex.split(rerun_command(kind="mixtures", solo=True, **{**common, "models": "m dir", "levels": None}))
+    assert mixtures == ["tagger", "evaluate", "ds", "--models", "m dir", "--out", "rep"]  # no split or solo test
+
+
+def test_bad_counts_are_refused_with_the_flag_that_set_them(notes_root, tmp_path):
+    for flag in ("--per-level", "--solo-notes", "--batch-size"):
+        result = runner.invoke(app, ["evaluate", str(notes_root), "--out", str(tmp_path / "rep"), flag, "0"])
+        assert result.exit_code == 1 and f"{flag} must be at least 1, got 0" in result.output, result.output
+    assert not (tmp_path / "rep").exists()
+

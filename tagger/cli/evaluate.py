@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import shlex
+from collections.abc import Sequence
 from pathlib import Path
 
 import typer
 
 from tagger.cli.app import app, handle_errors, quiet_tensorflow
 from tagger.errors import UserError
-from tagger.evaluate.report import DEFAULT_PER_LEVEL, DEFAULT_SEED, DEFAULT_SPLIT
+from tagger.evaluate.protocols import DEFAULT_BATCH, DEFAULT_PER_LEVEL, DEFAULT_SEED, DEFAULT_SPLIT, data_kind
+from tagger.evaluate.render import format_levels
 
 
 @app.command("evaluate")
@@ -26,7 +30,7 @@ def evaluate(
         None, "--solo-notes", help="Solo test on a seeded sample of this many notes (default: every note of the split)."
     ),
     acoustic_only: bool = typer.Option(False, "--acoustic-only", help="The paper's filter: acoustic notes only."),
-    batch_size: int = typer.Option(64, "--batch-size", help="Windows scored at a time (bounds memory)."),
+    batch_size: int = typer.Option(DEFAULT_BATCH, "--batch-size", help="Windows scored at a time (bounds memory)."),
 ) -> None:
     """Score a model on solo notes (Table VI) and mixtures of 0..10 families (Table V); write a report.
 
@@ -36,11 +40,15 @@ def evaluate(
 
     from tagger.cli.dataset import parse_levels
     from tagger.evaluate import report as R
+    from tagger.evaluate.render import summary_lines
 
     try:
         level_list = parse_levels(levels) if levels else None
     except ValueError:
         raise UserError(f"--levels: expected e.g. '0-10' or '1,2,3', got {levels!r}") from None
+    for flag, value in (("--per-level", per_level), ("--solo-notes", solo_notes), ("--batch-size", batch_size)):
+        if value is not None and value < 1:
+            raise UserError(f"{flag} must be at least 1, got {value}")
     quiet_tensorflow()
     bars: list = []
 
@@ -60,14 +68,57 @@ def evaluate(
 
         return progress
 
+    def load_model():
+        from tagger.model.ensemble import Ensemble
+
+        return Ensemble.load(models)
+
+    command = rerun_command(
+        data=data, models=models, out=out, kind=data_kind(data), split=split, per_level=per_level, seed=seed,
+        levels=level_list, solo=not no_solo, acoustic_only=acoustic_only, solo_notes=solo_notes,
+    )  # fmt: skip
     try:
         result = R.evaluate(
-            data, out_dir=out, model_dir=models, split=split, per_level=per_level, seed=seed, levels=level_list,
+            data, out_dir=out, scorer=load_model, split=split, per_level=per_level, seed=seed, levels=level_list,
             solo=not no_solo, solo_notes=solo_notes, acoustic_only=acoustic_only, batch_size=batch_size, progress=stage,
+            command=command,
         )  # fmt: skip
     finally:
         for bar in bars:
             bar.close()
-    for line in R.summary_lines(result.data):
+    for line in summary_lines(result.data):
         typer.echo(line)
     typer.echo(f"report: {result.files['markdown']}")
+
+
+def rerun_command(
+    *,
+    data: str | os.PathLike,
+    models: str | os.PathLike | None,
+    out: str | os.PathLike,
+    kind: str,
+    split: str,
+    per_level: int,
+    seed: int,
+    levels: Sequence[int] | None,
+    solo: bool,
+    acoustic_only: bool,
+    solo_notes: int | None = None,
+) -> str:
+    """The `tagger evaluate` command line that repeats an evaluation, every setting spelled out
+    (`kind`: 'notes' or 'mixtures', as `data_kind` says; a mixture folder has no split or solo test)."""
+    args = ["tagger", "evaluate", os.fspath(data)]
+    if models is not None:
+        args += ["--models", os.fspath(models)]
+    args += ["--out", os.fspath(out)]
+    if kind == "notes":
+        args += ["--split", split, "--per-level", str(per_level), "--seed", str(seed)]
+    if levels is not None:
+        args += ["--levels", format_levels(levels)]
+    if not solo and kind == "notes":
+        args.append("--no-solo")
+    if solo and solo_notes is not None and kind == "notes":
+        args += ["--solo-notes", str(solo_notes)]
+    if acoustic_only and kind == "notes":
+        args.append("--acoustic-only")
+    return shlex.join(args)

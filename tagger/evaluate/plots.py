@@ -1,7 +1,7 @@
 """The report's figures (PNG), drawn with matplotlib's Agg canvas (no display, no pyplot state).
 
 matplotlib is imported inside the functions, so importing this module stays cheap. Each function
-takes the metric dictionaries of `tagger.evaluate.report` and returns the path it wrote.
+takes the results of `tagger.evaluate.protocols` and returns the path it wrote.
 
 - `metrics_vs_level`: Jaccard accuracy, Hamming accuracy and EMR against polyphony level, with the
   paper's published accuracy and EMR (the paper's Fig. 6).

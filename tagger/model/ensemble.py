@@ -21,6 +21,7 @@ import numpy as np
 from tagger import constants as C
 from tagger import features as F
 from tagger.errors import ModelError, UserError
+from tagger.hashing import sha256_file  # noqa: F401  (re-exported: the store hashes the files it writes)
 from tagger.model import backends as B
 from tagger.model.backends import load_classifier  # noqa: F401  (re-exported: training loads the trunk with it)
 
@@ -39,14 +40,6 @@ def default_model_dir() -> Path:
     if (installed / MANIFEST).is_file():
         return installed
     return here.parent / "models"
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def read_manifest(model_dir: str | os.PathLike) -> dict:

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from tagger.aggregate import DEFAULT_AGGREGATION
 from tagger.features import FeatureConfig
-from tagger.model.ensemble import MANIFEST, MANIFEST_FORMAT, read_manifest, sha256_file, write_manifest
+from tagger.hashing import sha256_file
+from tagger.model.ensemble import MANIFEST, MANIFEST_FORMAT, read_manifest, write_manifest
 
 
 def new_manifest(

@@ -1,0 +1,354 @@
+"""The paper's two evaluation protocols, run on any scorer (`Scorer`: families, thresholds, predict).
+
+- **Solo test** (Table VI): every note of a split, scored one by one (`evaluate_solo`); per-family
+  precision, recall, F1, support, accuracy, macro and weighted averages, and the family confusion
+  matrix (`solo_metrics`).
+- **Polyphony levels** (Table V): per level k (0..10), N mixtures of k notes of distinct families,
+  drawn with a seed from the split and rendered in memory (`tagger.data.mix`), or read from a mixture
+  folder written by `tagger dataset mix` (``labels.json``) (`evaluate_polyphony`, `polyphony_metrics`).
+
+The decision thresholds are the scorer's (the model manifest's); nothing here looks at the test
+labels before deciding. `Predictions` hold what the model said, from which every number can be
+recomputed. The numbers themselves come from `tagger.evaluate.metrics`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from tagger import constants as C
+from tagger.data import mix as M
+from tagger.data.nsynth import NoteDataset, load_note_audio
+from tagger.errors import DatasetError, UserError
+from tagger.evaluate import metrics as MX
+from tagger.instruments import from_bits
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PER_LEVEL = 100
+DEFAULT_SEED = 0
+DEFAULT_SPLIT = "test"
+DEFAULT_BATCH = 64
+
+Progress = Callable[[int, int], None]
+"""progress(done, total), called after each batch."""
+
+
+class Scorer(Protocol):
+    """What evaluation needs of a model (`tagger.model.ensemble.Ensemble` is one)."""
+
+    families: tuple[str, ...]
+    thresholds: np.ndarray
+
+    def predict(self, windows: np.ndarray) -> np.ndarray: ...
+
+
+# --- predictions ------------------------------------------------------------------------------
+
+
+@dataclass
+class Predictions:
+    """What a model said about a set of examples, in the model's family order."""
+
+    families: tuple[str, ...]
+    ids: list[str]
+    """note_str of a solo note, or the mixture's file name."""
+    levels: np.ndarray
+    """[shape=(n,), dtype=int64] number of instruments in each example."""
+    truth: np.ndarray
+    """[shape=(n, n_families), dtype=uint8] presence labels."""
+    scores: np.ndarray
+    """[shape=(n, n_families), dtype=float32] ensemble probabilities."""
+    thresholds: np.ndarray
+    """[shape=(n_families,)] the manifest thresholds the decisions used."""
+
+    @property
+    def decisions(self) -> np.ndarray:
+        """[shape=(n, n_families), dtype=uint8] score >= threshold."""
+        return (self.scores >= self.thresholds).astype(np.uint8)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        path = Path(path)
+        np.savez_compressed(
+            path,
+            families=np.array(self.families, dtype=str),
+            ids=np.array(self.ids, dtype=str),
+            levels=self.levels,
+            truth=self.truth,
+            scores=self.scores,
+            thresholds=self.thresholds,
+            decisions=self.decisions,
+        )
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Predictions:
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                return cls(
+                    families=tuple(str(f) for f in data["families"]),
+                    ids=[str(i) for i in data["ids"]],
+                    levels=data["levels"].astype(np.int64),
+                    truth=data["truth"].astype(np.uint8),
+                    scores=data["scores"].astype(np.float32),
+                    thresholds=data["thresholds"].astype(np.float32),
+                )
+        except (OSError, KeyError, ValueError) as exc:
+            raise DatasetError(path, f"cannot read saved predictions: {exc}") from None
+
+
+def _batches(items: Sequence, size: int) -> Iterator[Sequence]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _score(
+    scorer: Scorer,
+    items: Sequence,
+    load: Callable[[Sequence], np.ndarray],
+    *,
+    batch_size: int,
+    progress: Progress | None,
+) -> np.ndarray:
+    """Scores of `items`, decoding and predicting `batch_size` windows at a time to bound memory."""
+    if batch_size < 1:
+        raise UserError(f"batch size must be at least 1, got {batch_size}")
+    out = [np.zeros((0, len(scorer.families)), dtype=np.float32)]
+    done = 0
+    for chunk in _batches(items, batch_size):
+        windows = load(chunk)
+        scores = np.asarray(scorer.predict(windows), dtype=np.float32)
+        if scores.shape != (len(chunk), len(scorer.families)):
+            raise UserError(f"the model returned scores of shape {scores.shape} for {len(chunk)} windows")
+        out.append(scores)
+        done += len(chunk)
+        if progress is not None:
+            progress(done, len(items))
+    return np.concatenate(out)
+
+
+def _family_index(families: Sequence[str]) -> dict[str, int]:
+    return {f: i for i, f in enumerate(families)}
+
+
+def _relabel(bits: str, source: Sequence[str], target: Sequence[str]) -> np.ndarray:
+    """A label bit string over `source` families as a presence array over `target` families."""
+    present = {f for f, b in zip(source, from_bits(bits, families=source)) if b}
+    return np.array([1 if f in present else 0 for f in target], dtype=np.uint8)
+
+
+# --- solo test --------------------------------------------------------------------------------
+
+
+@dataclass
+class SoloResult:
+    predictions: Predictions
+    metrics: dict
+
+
+def solo_metrics(predictions: Predictions) -> dict:
+    """Every solo-test number from saved predictions (the report's ``solo`` section)."""
+    fams = predictions.families
+    truth_index = np.argmax(predictions.truth, axis=1)
+    pred_index = MX.single_label_predictions(scores=predictions.scores, thresholds=predictions.thresholds)
+    cm = MX.solo_confusion_matrix(truth_index=truth_index, pred_index=pred_index, n_families=len(fams))
+    decisions = predictions.decisions
+    top1 = MX.oracle_count_predictions(truth=predictions.truth, scores=predictions.scores)
+    return {
+        "n": len(predictions.ids),
+        "single_label": MX.classification_report(cm, fams),
+        "ranking": {"top1_accuracy": MX.exact_match_ratio(truth=predictions.truth, pred=top1)},
+        "confusion": {"rows": list(fams), "columns": [*fams, MX.NONE_LABEL], "counts": cm.tolist()},
+        "multilabel": {
+            **MX.multilabel_summary(truth=predictions.truth, pred=decisions),
+            "families": MX.family_table(MX.family_counts(truth=predictions.truth, pred=decisions), fams),
+        },
+    }
+
+
+def evaluate_solo(
+    scorer: Scorer,
+    dataset: NoteDataset,
+    *,
+    batch_size: int = DEFAULT_BATCH,
+    progress: Progress | None = None,
+    max_notes: int | None = None,
+    seed: int = DEFAULT_SEED,
+) -> SoloResult:
+    """Score every note of `dataset` whose family the model knows (the Table VI protocol), or a
+    seeded uniform sample of `max_notes` of them (for models too slow to score them all)."""
+    fams = tuple(scorer.families)
+    index = _family_index(fams)
+    notes = [n for n in dataset.notes if n.family in index]
+    if not notes:
+        raise DatasetError(dataset.root, f"no notes of the model's families ({', '.join(fams)}) to test on")
+    if max_notes is not None and max_notes < len(notes):
+        keep = np.sort(np.random.default_rng(seed).choice(len(notes), size=max_notes, replace=False))
+        notes = [notes[i] for i in keep]
+    truth = np.zeros((len(notes), len(fams)), dtype=np.uint8)
+    truth[np.arange(len(notes)), [index[n.family] for n in notes]] = 1
+    scores = _score(scorer, notes, load_note_audio, batch_size=batch_size, progress=progress)
+    preds = Predictions(
+        families=fams,
+        ids=[n.note_str for n in notes],
+        levels=np.ones(len(notes), dtype=np.int64),
+        truth=truth,
+        scores=scores,
+        thresholds=np.asarray(scorer.thresholds, dtype=np.float32),
+    )
+    return SoloResult(predictions=preds, metrics=solo_metrics(preds))
+
+
+# --- polyphony levels ---------------------------------------------------------------------------
+
+
+@dataclass
+class PolyphonyResult:
+    predictions: Predictions
+    metrics: dict
+    source: dict = field(default_factory=dict)
+    """How the mixtures were made: per_level, seed, levels, settings or the manifest read."""
+
+
+def polyphony_metrics(predictions: Predictions) -> dict:
+    """Every polyphony number from saved predictions (the report's ``polyphony`` section)."""
+    fams = predictions.families
+    levels = MX.per_level(levels=predictions.levels, truth=predictions.truth, pred=predictions.decisions, families=fams)
+    oracle = MX.oracle_count_predictions(truth=predictions.truth, scores=predictions.scores)
+    ranked = MX.per_level(levels=predictions.levels, truth=predictions.truth, pred=oracle, families=fams)
+    return {
+        "n": len(predictions.ids),
+        "levels": {str(k): v for k, v in levels.items()},
+        "overall": MX.overall(levels),
+        "family_overall": MX.family_overall(levels, fams),
+        "oracle_count": {
+            "levels": {str(k): {m: v[m] for m in ("jaccard", "emr")} for k, v in ranked.items()},
+            "overall": MX.overall(ranked, keys=("jaccard", "emr")),
+        },
+    }
+
+
+def _restrict(dataset: NoteDataset, families: Sequence[str]) -> NoteDataset:
+    keep = set(families)
+    return NoteDataset(
+        root=dataset.root,
+        notes=[n for n in dataset.notes if n.family in keep],
+        negatives=dataset.negatives,
+        families=tuple(families),
+    )
+
+
+def _read_mixture_windows(records: Sequence[dict]) -> np.ndarray:
+    from tagger import audio
+
+    out = np.zeros((len(records), C.WINDOW_SAMPLES), dtype=np.float32)
+    for i, rec in enumerate(records):
+        clip = audio.load(rec["path"], max_seconds=C.WINDOW_SECONDS)
+        out[i, : len(clip)] = clip[: C.WINDOW_SAMPLES]
+    return out
+
+
+def _render_windows(records: Sequence[dict]) -> np.ndarray:
+    return np.stack([M.render_mixture(r) for r in records]) if records else np.zeros((0, C.WINDOW_SAMPLES), np.float32)
+
+
+def evaluate_polyphony(
+    scorer: Scorer,
+    source: NoteDataset | dict,
+    *,
+    per_level: int = DEFAULT_PER_LEVEL,
+    levels: Sequence[int] | None = None,
+    seed: int = DEFAULT_SEED,
+    settings: M.MixSettings = M.MixSettings(),
+    batch_size: int = DEFAULT_BATCH,
+    progress: Progress | None = None,
+) -> PolyphonyResult:
+    """Score mixtures per polyphony level (the Table V protocol).
+
+    `source` is a note dataset (mixtures are drawn with `seed` and rendered in memory, `per_level`
+    per level, levels 0..n_families by default) or a mixture manifest from
+    `tagger.data.mix.read_manifest` (its files are read; `levels` filters them, `per_level`, `seed`
+    and `settings` are those of the manifest).
+    """
+    fams = tuple(scorer.families)
+    if isinstance(source, NoteDataset):
+        if per_level < 1:
+            raise UserError(f"per_level must be at least 1, got {per_level}")
+        ds = _restrict(source, fams)
+        lv = list(range(len(fams) + 1)) if levels is None else sorted(set(levels))
+        if lv and (min(lv) < 0 or max(lv) > len(fams)):
+            raise UserError(f"polyphony levels run from 0 to {len(fams)}, got {lv}")
+        try:
+            records = M.draw_mixtures(ds, per_level=per_level, levels=lv, seed=seed, settings=settings)
+        except DatasetError as exc:
+            playing = sum(1 for notes in ds.by_family().values() if notes)
+            raise DatasetError(exc.path, f"{exc.reason}; choose fewer levels, e.g. 0-{playing}") from None
+        source_families: Sequence[str] = ds.families
+        load = _render_windows
+        info = {
+            "kind": "rendered",
+            "per_level": per_level,
+            "seed": seed,
+            "levels": lv,
+            "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in settings.__dict__.items()},
+        }
+    else:
+        source_families = list(source.get("families") or [])
+        records = list(source["mixtures"])
+        if levels is not None:
+            wanted = set(levels)
+            records = [r for r in records if _record_level(r, source_families) in wanted]
+        if not records:
+            raise UserError("the mixture manifest has no mixtures at the requested levels")
+        unknown = sorted(set(source_families) - set(fams))
+        if unknown:
+            log.warning("the model has no classifier for %s; those instruments are scored as distractors", unknown)
+        load = _read_mixture_windows
+        info = {
+            "kind": "manifest",
+            "per_level": source.get("per_level"),
+            "seed": source.get("seed"),
+            "levels": sorted({_record_level(r, source_families) for r in records}),
+            "settings": source.get("settings"),
+            "mixed_from": source.get("source"),
+        }
+    truth = np.stack([_relabel(r["label"], source_families, fams) for r in records]) if records else np.zeros((0, len(fams)), np.uint8)
+    scores = _score(scorer, records, load, batch_size=batch_size, progress=progress)
+    preds = Predictions(
+        families=fams,
+        ids=[r["file"] for r in records],
+        levels=np.array([_record_level(r, source_families) for r in records], dtype=np.int64),
+        truth=truth,
+        scores=scores,
+        thresholds=np.asarray(scorer.thresholds, dtype=np.float32),
+    )
+    return PolyphonyResult(predictions=preds, metrics=polyphony_metrics(preds), source=info)
+
+
+def _record_level(record: dict, families: Sequence[str]) -> int:
+    if "level" in record:
+        return int(record["level"])
+    return int(from_bits(record["label"], families=families).sum())
+
+
+def data_kind(path: str | os.PathLike) -> str:
+    """'notes' for an NSynth-format folder (examples.json), 'mixtures' for a mixture folder or its
+    labels.json; raises `UserError` otherwise."""
+    p = Path(path)
+    if p.is_file() and p.name == M.MANIFEST:
+        return "mixtures"
+    if (p / "examples.json").is_file():
+        return "notes"
+    if (p / M.MANIFEST).is_file():
+        return "mixtures"
+    raise UserError(
+        f"{p}: neither a note dataset (examples.json) nor a mixture folder (labels.json); "
+        "render one with `tagger dataset render` or `tagger dataset mix`"
+    )
