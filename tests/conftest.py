@@ -58,3 +58,79 @@ def make_tone_file():
         return write_audio(path, tone_signal(freqs, seconds=seconds, sr=sr, **kwargs), sr=sr)
 
     return make
+
+
+# -- databases ------------------------------------------------------------------------------------------
+@pytest.fixture
+def db(tmp_path):
+    """A fresh SQLite library database (closed after the test)."""
+    from tagger.db.session import open_database
+
+    database = open_database(tmp_path / "library.db")
+    yield database
+    database.close()
+
+
+@pytest.fixture
+def pg_url():
+    """The URL of a fresh PostgreSQL database (skips the test when no server can be started)."""
+    from pgserver import postgres_url_fixture
+
+    yield from postgres_url_fixture()
+
+
+def track_rows(db) -> dict[str, tuple[str, str | None]]:
+    """{path: (status, error)} of every track in the database."""
+    from sqlalchemy import select
+
+    from tagger.db import models as M
+
+    with db.session() as s:
+        return {p: (st, e) for p, st, e in s.execute(select(M.Track.path, M.Track.status, M.Track.error))}
+
+
+def track_instruments(db) -> dict[str, list[str]]:
+    """{path: instruments} of every track the queries find."""
+    from tagger.db.queries import find_tracks
+
+    with db.session() as s:
+        return {t.path: t.instruments for t in find_tracks(s)}
+
+
+# -- models -----------------------------------------------------------------------------------------------
+@pytest.fixture
+def fake_models(monkeypatch):
+    """`Ensemble.load` returns the deterministic `library_fakes.FakeAnalyser`: commands run without Keras."""
+    from library_fakes import FakeAnalyser
+
+    from tagger.model.ensemble import Ensemble
+
+    monkeypatch.setattr(Ensemble, "load", classmethod(lambda cls, *a, **k: FakeAnalyser()))
+
+
+def compact_models(path, families: Sequence[str], *, version: str, threshold=0.5, recipe: str = "test", seed: int | None = 0,
+                   weights=None) -> Path:  # fmt: skip
+    """A model directory of random-weight compact classifiers, one per family, saved with the store.
+
+    `threshold`: one for all or one per family; `seed` seeds Keras first (None: leave it);
+    `weights(model, index)` may replace the fresh weights (e.g. randomise BatchNorm statistics)."""
+    pytest.importorskip("keras")
+    from tagger.model.backends import quiet_tensorflow
+
+    quiet_tensorflow()
+    import keras
+
+    from tagger.model import architectures as A
+    from tagger.model import store
+
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
+    path = Path(path)
+    manifest = store.new_manifest(architecture="compact", recipe=recipe, feature_config=A.COMPACT_FEATURES, version=version)
+    for i, fam in enumerate(families):
+        model = A.build("compact", name=fam)
+        if weights is not None:
+            model = weights(model, i)
+        t = threshold[i] if isinstance(threshold, Sequence) else threshold
+        store.save_classifier(path, manifest, fam, model, threshold=t)
+    return path

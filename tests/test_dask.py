@@ -15,7 +15,6 @@ import pytest
 from typer.testing import CliRunner
 
 from library_fakes import BROKEN, EXPECTED, FakeAnalyser, make_library
-from pgserver import postgres_url_fixture
 from tagger.cli import app
 from tagger.db import models as M
 from tagger.db.session import open_database
@@ -79,11 +78,6 @@ def cluster(tmp_path_factory):
             p.wait()
     for log in logs:
         log.close()
-
-
-@pytest.fixture
-def pg_url():
-    yield from postgres_url_fixture()
 
 
 @pytest.fixture(scope="module")
@@ -222,21 +216,7 @@ def test_cli_backend_options(monkeypatch):
 @pytest.fixture(scope="module")
 def random_models(tmp_path_factory):
     """A real model directory: random-weight compact classifiers for two families."""
-    pytest.importorskip("keras")
-    from tagger.model.backends import quiet_tensorflow
-
-    quiet_tensorflow()
-    import keras
-
-    from tagger.model import architectures, store
-
-    keras.utils.set_random_seed(0)
-    model_dir = tmp_path_factory.mktemp("models")
-    manifest = store.new_manifest(architecture="compact", recipe="test-random",
-                                  feature_config=architectures.feature_config("compact"), version="dask-random-1")  # fmt: skip
-    for fam in ("bass", "flute"):
-        store.save_classifier(model_dir, manifest, fam, architectures.build("compact"), threshold=0.5)
-    return model_dir
+    return compact_models(tmp_path_factory.mktemp("models"), ("bass", "flute"), version="dask-random-1", recipe="test-random")
 
 
 def test_cli_scan_with_a_real_model_on_the_cluster_equals_a_local_scan(cluster, pg_url, random_models, tmp_path):
@@ -312,10 +292,7 @@ def test_files_the_workers_cannot_see_stop_the_scan(cluster, template, tmp_path,
     db.close()
 
 
-def test_cli_unreachable_scheduler_is_one_error_line(template, tmp_path, monkeypatch):
-    from tagger.model.ensemble import Ensemble
-
-    monkeypatch.setattr(Ensemble, "load", classmethod(lambda cls, *a, **k: FakeAnalyser()))
+def test_cli_unreachable_scheduler_is_one_error_line(template, tmp_path, monkeypatch, fake_models):
     root = tmp_path / "music"
     root.mkdir()
     shutil.copy(template / "bass.wav", root / "bass.wav")

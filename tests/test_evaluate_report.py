@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shlex
 
 import numpy as np
@@ -18,6 +17,7 @@ import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
+from conftest import compact_models
 from tagger import constants as C
 from tagger.cli import app
 from tagger.data import mix as M
@@ -101,18 +101,8 @@ def mixture_root(notes_root, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    keras = pytest.importorskip("keras")
-    from tagger.model import architectures as A
-    from tagger.model import store
-
-    path = tmp_path_factory.mktemp("models")
-    manifest = store.new_manifest(architecture="compact", recipe="test", feature_config=A.COMPACT_FEATURES, version="tiny-random")
-    keras.utils.set_random_seed(0)
-    for i, fam in enumerate(FAMILIES):
-        store.save_classifier(path, manifest, fam, A.build("compact", name=fam), threshold=0.3 + 0.04 * i)
-    return path
+    thresholds = [0.3 + 0.04 * i for i in range(len(FAMILIES))]
+    return compact_models(tmp_path_factory.mktemp("models"), FAMILIES, version="tiny-random", threshold=thresholds)
 
 
 # --- known answers with the tone scorer ---------------------------------------------------------

@@ -9,6 +9,7 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from conftest import compact_models  # noqa: E402
 from tagger.data import gm, nsynth, render as R  # noqa: E402
 from tagger.errors import ModelError, UserError  # noqa: E402
 from tagger.model import architectures as A, store  # noqa: E402
@@ -57,10 +58,7 @@ def test_architectures_match_the_design():
 
 
 def _model_dir(path, families=("bass", "flute")):
-    manifest = store.new_manifest(architecture="compact", recipe="test", feature_config=A.COMPACT_FEATURES, version="t1")
-    for f in families:
-        store.save_classifier(path, manifest, f, A.build("compact"), threshold=0.4)
-    return path
+    return compact_models(path, families, version="t1", threshold=0.4, seed=None)
 
 
 def test_manifest_records_hashes_and_loads(tmp_path):

@@ -21,11 +21,6 @@ from tagger.db.session import DatabaseError, as_url, current_revision, head_revi
 from tagger.errors import UserError
 
 
-@pytest.fixture
-def pg_url():
-    yield from postgres_url_fixture()
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def any_url(request, tmp_path):
     if request.param == "sqlite":
@@ -103,14 +98,6 @@ def run(*args: str, code: int = 0) -> str:
     r = CliRunner().invoke(app, list(args))
     assert r.exit_code == code, r.output
     return r.output
-
-
-@pytest.fixture
-def fake_models(monkeypatch):
-    """`tagger scan` gets the deterministic FakeAnalyser instead of loading Keras models."""
-    from tagger.model.ensemble import Ensemble
-
-    monkeypatch.setattr(Ensemble, "load", classmethod(lambda cls, *a, **k: FakeAnalyser()))
 
 
 def _drop(obj, *keys):

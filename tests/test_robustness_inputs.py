@@ -19,10 +19,9 @@ import soundfile as sf
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from conftest import tone_signal, write_audio
+from conftest import tone_signal, track_instruments, track_rows, write_audio
 from library_fakes import FakeAnalyser
 from tagger.db import models as M
-from tagger.db.queries import find_tracks
 from tagger.db.session import open_database
 from tagger.library.scan import scan
 
@@ -32,23 +31,6 @@ BASS = 110.0
 FORBIDDEN = ("unexpected", "Traceback", "Error:", "errno")
 """Words of an error that escaped our own error types."""
 NOT_AUDIO = "not a readable audio file|no audio stream"
-
-
-@pytest.fixture
-def db(tmp_path):
-    database = open_database(tmp_path / "library.db")
-    yield database
-    database.close()
-
-
-def _rows(db) -> dict[str, tuple[str, str | None]]:
-    with db.session() as s:
-        return {p: (st, e) for p, st, e in s.execute(select(M.Track.path, M.Track.status, M.Track.error))}
-
-
-def _instruments(db) -> dict[str, list[str]]:
-    with db.session() as s:
-        return {t.path: t.instruments for t in find_tracks(s)}
 
 
 def _clear(reason: str) -> bool:
@@ -125,8 +107,8 @@ def test_every_bad_file_is_one_clear_error_and_the_rest_is_analysed(bad_library,
     db = open_database(tmp_path / "lib.db")
     try:
         summary = scan([root], db=db, analyser=FakeAnalyser(), jobs=2, commit_every=7)
-        rows = _rows(db)
-        found = _instruments(db)
+        rows = track_rows(db)
+        found = track_instruments(db)
     finally:
         db.close()
     assert set(rows) == set(expected)
@@ -157,14 +139,14 @@ def test_non_utf8_file_name_is_a_clear_error_and_stays_one(tmp_path, db):
     shutil.copy(music / "fine.wav", raw)
     for _ in range(2):  # rescans keep one row, never mark it missing
         summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
-        rows = _rows(db)
+        rows = track_rows(db)
         shown = str(music / "caf\\xe9.wav")
         assert rows[shown][0] == "error" and "not valid UTF-8" in rows[shown][1]
         assert rows[str(music / "fine.wav")][0] == "ok" and len(rows) == 2
     assert summary.failed == 1 and summary.missing == 0
     os.rename(raw, music / "cafe.wav")
     scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
-    rows = _rows(db)
+    rows = track_rows(db)
     assert rows[str(music / "cafe.wav")][0] == "ok" and rows[shown][0] == "missing"
 
 
@@ -184,7 +166,7 @@ def test_a_path_too_long_to_list_is_reported_not_fatal(tmp_path, db):
     finally:
         os.close(fd)
     summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
-    assert summary.scanned == 1 and _rows(db)[str(music / "fine.wav")][0] == "ok"
+    assert summary.scanned == 1 and track_rows(db)[str(music / "fine.wav")][0] == "ok"
     assert any("File name too long" in reason for _, reason in summary.errors), summary.errors
 
 
@@ -199,7 +181,7 @@ def test_unreadable_file_and_folder(tmp_path, db, monkeypatch):
     for p in (music / "secret.wav", locked_dir / "inside.wav", music / "open.wav"):
         write_audio(p, tone_signal([BASS], seconds=4.0))
     scan([music], db=db, analyser=FakeAnalyser(), jobs=0)  # all readable the first time
-    assert {st for st, _ in _rows(db).values()} == {"ok"}
+    assert {st for st, _ in track_rows(db).values()} == {"ok"}
     write_audio(music / "secret.wav", tone_signal([1000.0], seconds=5.0))  # changed: must be re-read
     os.chmod(music / "secret.wav", 0)
     os.chmod(locked_dir, 0)
@@ -223,19 +205,17 @@ def test_unreadable_file_and_folder(tmp_path, db, monkeypatch):
     finally:
         os.chmod(music / "secret.wav", 0o644)
         os.chmod(locked_dir, 0o755)
-    rows = _rows(db)
+    rows = track_rows(db)
     assert rows[str(music / "secret.wav")] == ("error", "cannot read file: Permission denied")
     assert rows[str(locked_dir / "inside.wav")][0] == "ok"  # not missing: its folder could not be listed
     assert summary.missing == 0
     assert (str(locked_dir), "cannot list the folder: Permission denied; its files were left as they are") in summary.errors
 
 
-def test_errors_command_lists_them_and_cli_scan_prints_no_traceback(bad_library, tmp_path, monkeypatch):
+def test_errors_command_lists_them_and_cli_scan_prints_no_traceback(bad_library, tmp_path, fake_models):
     from tagger.cli import app
-    from tagger.model import ensemble
 
     root, expected = bad_library
-    monkeypatch.setattr(ensemble.Ensemble, "load", classmethod(lambda cls, *a, **k: FakeAnalyser()))
     db_file = str(tmp_path / "cli.db")
     res = CliRunner().invoke(app, ["scan", str(root), "--db", db_file, "--jobs", "0", "--no-write-tags", "--json"])
     assert res.exit_code == 0, res.output
@@ -271,4 +251,4 @@ def test_a_two_hour_file_is_analysed_in_bounded_memory(tmp_path, db):
     with db.session() as s:
         track = s.scalar(select(M.Track))
         assert abs(track.duration - seconds) < 0.01 and track.windows == seconds // 4
-    assert _instruments(db) == {str(path): ["bass"]}
+    assert track_instruments(db) == {str(path): ["bass"]}

@@ -143,16 +143,14 @@ def test_a_scan_writes_only_inside_the_library_and_the_database(linked_library, 
     assert new_beside == ["library.db", "library.db.lock"]  # the database (WAL files merged on close) and its lock
 
 
-def test_cli_scan_passes_the_symlink_and_timeout_options(tmp_path, monkeypatch):
+def test_cli_scan_passes_the_symlink_and_timeout_options(tmp_path, monkeypatch, fake_models):
     from typer.testing import CliRunner
 
     from tagger.cli import app
     from tagger.library import scan as scan_module
     from tagger.library.scan import DEFAULT_FILE_TIMEOUT, ScanSummary
-    from tagger.model import ensemble
 
     seen = []
-    monkeypatch.setattr(ensemble.Ensemble, "load", classmethod(lambda cls, *a, **k: FakeAnalyser()))
     monkeypatch.setattr(scan_module, "scan", lambda roots, **kw: seen.append(kw) or ScanSummary(1, "fake-1"))
     base = ["scan", str(tmp_path), "--db", str(tmp_path / "l.db"), "--no-write-tags"]
     for extra in ([], ["--follow-external-symlinks", "--file-timeout", "7.5"], ["--file-timeout", "0"]):

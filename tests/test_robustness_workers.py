@@ -9,13 +9,10 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
 
-from conftest import tone_signal, write_audio
+from conftest import tone_signal, track_rows, write_audio
 from library_fakes import FakeAnalyser
-from tagger.db import models as M
 from tagger.db.queries import find_tracks
-from tagger.db.session import open_database
 from tagger.library.scan import scan
 
 MARK = "987654"  # the hanging fake decoder sleeps this long: find leftovers by it
@@ -30,18 +27,6 @@ case "$*" in
 esac
 exit 1
 """
-
-
-@pytest.fixture
-def db(tmp_path):
-    database = open_database(tmp_path / "library.db")
-    yield database
-    database.close()
-
-
-def _rows(db) -> dict[str, tuple[str, str | None]]:
-    with db.session() as s:
-        return {p: (st, e) for p, st, e in s.execute(select(M.Track.path, M.Track.status, M.Track.error))}
 
 
 def _leftover_sleepers() -> list[int]:
@@ -72,7 +57,7 @@ def test_a_hung_decoder_times_out_and_a_crashing_one_is_replaced(tmp_path, db, m
     t0 = time.monotonic()
     summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=2, file_timeout=3.0, commit_every=1)
     took = time.monotonic() - t0
-    rows = _rows(db)
+    rows = track_rows(db)
     assert rows[str(music / "1_hang.m4a")] == ("error", "timed out after 3 s without progress (a hung decoder?)")
     assert rows[str(music / "2_crash.m4a")] == ("error", "the decoder crashed (worker exit code -9)")
     assert summary.failed == 2 and summary.scanned == len(good)
@@ -109,7 +94,7 @@ def test_a_file_that_changes_or_vanishes_during_analysis_is_not_stored_stale(tmp
     summary = scan([music], db=db, analyser=_Meddler(first, action), jobs=0, predict_batch=1)
     reason = {"change": "the file changed while it was being analysed; the next scan analyses it again",
               "delete": "the file disappeared while it was being analysed"}[action]  # fmt: skip
-    assert _rows(db) == {str(first): ("error", reason), str(other): ("ok", None)}
+    assert track_rows(db) == {str(first): ("error", reason), str(other): ("ok", None)}
     assert summary.errors == [(str(first), reason)]
     again = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
     if action == "change":
@@ -117,4 +102,4 @@ def test_a_file_that_changes_or_vanishes_during_analysis_is_not_stored_stale(tmp
         with db.session() as s:
             assert {t.path: t.instruments for t in find_tracks(s)} == {str(first): ["flute"], str(other): ["string"]}
     else:
-        assert again.missing == 1 and _rows(db)[str(first)][0] == "missing"
+        assert again.missing == 1 and track_rows(db)[str(first)][0] == "missing"

@@ -12,6 +12,7 @@ import textwrap
 import numpy as np
 import pytest
 
+from conftest import compact_models
 from tagger.model import architectures as A
 from tagger.model import backends as B
 from tagger.model import runtime as R
@@ -45,10 +46,7 @@ def _randomise(model, seed: int):
 
 
 def _model_dir(path, families=("bass", "flute"), seed=0):
-    manifest = store.new_manifest(architecture="compact", recipe="test", feature_config=A.COMPACT_FEATURES, version="rt1")
-    for i, fam in enumerate(families):
-        store.save_classifier(path, manifest, fam, _randomise(A.build("compact", name=fam), seed + i), threshold=0.4)
-    return path
+    return compact_models(path, families, version="rt1", threshold=0.4, seed=None, weights=lambda m, i: _randomise(m, seed + i))
 
 
 def _feats(shape, n=12, seed=5):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
+from conftest import track_instruments
 from library_fakes import BROKEN, EXPECTED, FakeAnalyser, make_library
 from tagger.db import models as M
 from tagger.db.queries import find_tracks, prune_missing, track_detail
@@ -32,18 +33,6 @@ def lib(tmp_path, library_template):
     shutil.copytree(library_template, root, symlinks=True)
     files = {rel: str(root / rel) for rel in [*EXPECTED, BROKEN]}
     return root, files
-
-
-@pytest.fixture
-def db(tmp_path):
-    database = open_database(tmp_path / "library.db")
-    yield database
-    database.close()
-
-
-def _instruments(db) -> dict[str, list[str]]:
-    with db.session() as s:
-        return {t.path: t.instruments for t in find_tracks(s)}
 
 
 def _status(db) -> dict[str, str]:
@@ -90,7 +79,7 @@ def test_scan_detects_the_right_instruments_in_every_format(lib, db):
     assert summary.scanned == len(EXPECTED) and summary.failed == 1
     assert summary.skipped == 0
     assert summary.audio_seconds == pytest.approx(9 + 6 + 10 + 6 + 8 + 5 + 5 + 4 + 5 + 5, abs=0.3)
-    assert _instruments(db) == {files[rel]: fams for rel, fams in EXPECTED.items()}
+    assert track_instruments(db) == {files[rel]: fams for rel, fams in EXPECTED.items()}
     with db.session() as s:
         detail = track_detail(s, path=files["sub/string.mp3"])
         assert detail.format == "MP3" and detail.channels == 1
@@ -140,7 +129,7 @@ def test_changed_content_is_reanalysed_and_touch_is_not(lib, db):
     assert os.stat(files["bass.wav"]).st_size == st.st_size
     summary = scan([root], db=db, analyser=FakeAnalyser(), jobs=0)
     assert summary.scanned == 1 and summary.skipped == len(files) - 1
-    inst = _instruments(db)
+    inst = track_instruments(db)
     assert inst[files["bass.wav"]] == ["string"]
     assert inst[files["duo.flac"]] == ["bass", "flute"]
     with db.session() as s:
@@ -175,7 +164,7 @@ def test_a_copy_gets_the_results_of_its_original(lib, db):
     spy = FakeAnalyser()
     summary = scan([root], db=db, analyser=spy, jobs=0)
     assert summary.copied == 1 and summary.scanned == 0 and spy.calls == 0
-    assert _instruments(db)[str(copy)] == ["bass", "flute"]
+    assert track_instruments(db)[str(copy)] == ["bass", "flute"]
 
 
 def test_deleted_files_are_marked_missing_then_pruned(lib, db):
@@ -188,7 +177,7 @@ def test_deleted_files_are_marked_missing_then_pruned(lib, db):
     assert summary.missing == 2
     status = _status(db)
     assert status[files["bass.wav"]] == status[files["sub/deeper/trio.ogg"]] == "missing"
-    assert files["bass.wav"] not in _instruments(db)
+    assert files["bass.wav"] not in track_instruments(db)
     with db.session() as s:
         assert track_detail(s, path=files["bass.wav"]).status == "missing"
         assert s.scalar(select(M.Track.missing_since).where(M.Track.path == files["bass.wav"])) is not None
@@ -197,7 +186,7 @@ def test_deleted_files_are_marked_missing_then_pruned(lib, db):
     spy = FakeAnalyser()
     back = scan([root], db=db, analyser=spy, jobs=0)
     assert back.moved == 1 and spy.calls == 0
-    assert _instruments(db)[str(root / "trio again.ogg")] == ["bass", "flute", "string"]
+    assert track_instruments(db)[str(root / "trio again.ogg")] == ["bass", "flute", "string"]
     with db.session() as s:
         assert prune_missing(s) == [files["bass.wav"]]
     assert files["bass.wav"] not in _status(db)
@@ -230,7 +219,7 @@ def test_new_model_version_makes_results_stale_until_rescan_stale(lib, db):
         versions = s.execute(select(M.ModelVersion.version, M.ModelVersion.thresholds)).all()
     assert [v for v, _ in versions] == ["v1", "v2"]
     assert '"bass": 0.5' in versions[0][1]
-    assert _instruments(db) == {files[rel]: fams for rel, fams in EXPECTED.items()}
+    assert track_instruments(db) == {files[rel]: fams for rel, fams in EXPECTED.items()}
 
 
 def test_every_track_row_is_whole(lib, db):
@@ -305,7 +294,7 @@ def test_interrupted_scan_keeps_whole_tracks_and_resumes(lib, db):
     summary = scan([root], db=db, analyser=FakeAnalyser(), jobs=0)
     assert summary.skipped == rows
     assert summary.scanned + summary.failed == len(files) - rows
-    assert _instruments(db) == {files[rel]: fams for rel, fams in EXPECTED.items()}
+    assert track_instruments(db) == {files[rel]: fams for rel, fams in EXPECTED.items()}
 
 
 def test_missing_folder_is_a_user_error(tmp_path, db):
@@ -374,6 +363,6 @@ def test_quick_trusts_size_and_mtime_and_the_default_reads_the_fingerprint(lib, 
     write_audio(path, tone_signal([1000.0], seconds=9.0))  # same size, new content...
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # ...and the old mtime
     quick = scan([root], db=db, analyser=FakeAnalyser(), jobs=0, quick=True)
-    assert quick.scanned == 0 and _instruments(db)[path] == ["bass"]
+    assert quick.scanned == 0 and track_instruments(db)[path] == ["bass"]
     full = scan([root], db=db, analyser=FakeAnalyser(), jobs=0)
-    assert full.scanned == 1 and _instruments(db)[path] == ["flute"]
+    assert full.scanned == 1 and track_instruments(db)[path] == ["flute"]

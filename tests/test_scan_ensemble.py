@@ -8,7 +8,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from conftest import tone_signal, write_audio
+from conftest import compact_models, tone_signal, write_audio
 from tagger.cli import app
 
 FAMILIES = ("bass", "flute")
@@ -16,23 +16,7 @@ FAMILIES = ("bass", "flute")
 
 @pytest.fixture(scope="module")
 def random_models(tmp_path_factory):
-    pytest.importorskip("keras")
-    from tagger.model.backends import quiet_tensorflow
-
-    quiet_tensorflow()
-    import keras
-
-    from tagger.model import architectures, store
-
-    keras.utils.set_random_seed(0)
-    model_dir = tmp_path_factory.mktemp("models")
-    manifest = store.new_manifest(
-        architecture="compact", recipe="test-random", feature_config=architectures.feature_config("compact"),
-        version="test-random-1",
-    )  # fmt: skip
-    for fam in FAMILIES:
-        store.save_classifier(model_dir, manifest, fam, architectures.build("compact"), threshold=0.5)
-    return model_dir
+    return compact_models(tmp_path_factory.mktemp("models"), FAMILIES, version="test-random-1", recipe="test-random")
 
 
 def test_real_ensemble_scan_through_workers_and_query(tmp_path, random_models):
