@@ -263,6 +263,9 @@ def test_auto_analyses_items_on_import(tmp_path, monkeypatch):
 
 
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is needed")
+@pytest.mark.model
+@pytest.mark.integration
+@pytest.mark.slow
 def test_beet_cli_with_the_shipped_models(tmp_path):
     """`beet` in a subprocess: import with auto, query, run the command again: nothing re-analysed."""
     from tagger.model.ensemble import default_model_dir

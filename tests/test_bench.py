@@ -82,6 +82,7 @@ def test_render_encodes_a_decodable_track(tmp_path, fmt):
     assert not list(tmp_path.glob(".*part*"))  # no temporary file left
 
 
+@pytest.mark.slow
 def test_ensure_library_renders_only_what_the_cache_lacks(tmp_path, monkeypatch):
     if shutil.which("fluidsynth") is None or shutil.which("ffmpeg") is None:
         pytest.skip("needs fluidsynth and ffmpeg")

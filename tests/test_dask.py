@@ -24,6 +24,8 @@ distributed = pytest.importorskip("distributed", reason="dask.distributed is not
 
 from tagger.library.distributed import AnalyserSpec, ClusterError, DaskBackend, worker_stats  # noqa: E402
 
+pytestmark = pytest.mark.integration
+
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
 FAKE = AnalyserSpec(kind="factory", factory="library_fakes:FakeAnalyser")
@@ -126,6 +128,7 @@ def _assert_same(a: dict, b: dict) -> None:
         assert [e for *_, e in x["segments"]] == pytest.approx([e for *_, e in y["segments"]], abs=1e-9), rel
 
 
+@pytest.mark.slow
 def test_dask_scan_into_postgres_equals_local_scan_into_sqlite(cluster, pg_url, template, tmp_path):
     address, client = cluster
     before = {r["pid"]: r["files"] for r in client.run(worker_stats).values()}
@@ -219,6 +222,7 @@ def random_models(tmp_path_factory):
     return compact_models(tmp_path_factory.mktemp("models"), ("bass", "flute"), version="dask-random-1", recipe="test-random")
 
 
+@pytest.mark.model
 def test_cli_scan_with_a_real_model_on_the_cluster_equals_a_local_scan(cluster, pg_url, random_models, tmp_path):
     """`tagger scan --backend dask`: each worker loads the Keras ensemble from the shared model folder."""
     import json
@@ -377,6 +381,7 @@ def test_losing_the_scheduler_stops_the_scan_and_keeps_what_was_stored(template,
     db.close()
 
 
+@pytest.mark.slow
 def test_a_file_that_kills_its_worker_becomes_an_error_row(template, tmp_path):
     """A worker dying on a file (a decoder crash) fails that file, as with local workers; the nanny
     restarts the worker and the scan goes on."""

@@ -219,6 +219,7 @@ def test_variation_presets_keep_their_base_program():
 
 
 @needs_fluidsynth
+@pytest.mark.slow
 def test_render_adds_variation_presets_to_an_existing_dataset(tmp_path):
     sfs = {"fluidr3": R.default_soundfonts()["fluidr3"]}
     nylon = next(p for p in gm.FAMILY_PROGRAMS if p.program == 24)

@@ -257,6 +257,8 @@ def _check_against_predictions(report_dir, model_dir):
     return data
 
 
+@pytest.mark.model
+@pytest.mark.slow
 def test_command_on_note_dataset_with_a_keras_model(notes_root, model_dir, tmp_path):
     out = tmp_path / "report"
     result = runner.invoke(
@@ -285,6 +287,7 @@ def test_command_on_note_dataset_with_a_keras_model(notes_root, model_dir, tmp_p
     assert data["command"] in md
 
 
+@pytest.mark.model
 def test_command_on_mixture_folder_with_a_keras_model(mixture_root, model_dir, tmp_path):
     out = tmp_path / "report"
     result = runner.invoke(app, ["evaluate", str(mixture_root), "--models", str(model_dir), "--out", str(out)])

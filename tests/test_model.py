@@ -16,6 +16,8 @@ from tagger.model import architectures as A, store  # noqa: E402
 from tagger.model.ensemble import Ensemble, read_manifest, sha256_file  # noqa: E402
 from tagger.model.train import TrainSettings, train_ensemble  # noqa: E402
 
+pytestmark = pytest.mark.model
+
 needs_fluidsynth = pytest.mark.skipif(
     shutil.which("fluidsynth") is None or "fluidr3" not in R.default_soundfonts(), reason="fluidsynth and FluidR3_GM needed"
 )
@@ -96,6 +98,7 @@ def test_tampered_missing_and_mismatched_models_are_refused(tmp_path):
 
 @needs_fluidsynth
 @pytest.mark.parametrize("architecture", ["trunk", "compact"])
+@pytest.mark.slow
 def test_train_resume_and_add_an_instrument(tiny_dataset, tmp_path, cache, architecture):
     out = tmp_path / "models"
     settings = TrainSettings(architecture=architecture, **TINY)
@@ -132,6 +135,7 @@ def test_train_resume_and_add_an_instrument(tiny_dataset, tmp_path, cache, archi
 
 
 @needs_fluidsynth
+@pytest.mark.slow
 def test_paper_architecture_trains_and_runs_with_the_solo_recipe(tiny_dataset, tmp_path, cache):
     out = tmp_path / "paper"
     settings = TrainSettings(architecture="paper", recipe="solo", **dict(TINY, examples=8, batch_size=4))
@@ -144,6 +148,7 @@ def test_paper_architecture_trains_and_runs_with_the_solo_recipe(tiny_dataset, t
 
 
 @needs_fluidsynth
+@pytest.mark.slow
 def test_examples_are_reused_across_training_settings_but_not_across_recipes(tiny_dataset, tmp_path, cache):
     def stages(out, **changes):
         seen = []
@@ -178,6 +183,7 @@ def two_source_dataset(tmp_path_factory):
 
 
 @needs_generaluser
+@pytest.mark.slow
 def test_leave_one_source_out_then_a_production_fit_keeps_the_held_out_thresholds(two_source_dataset, tmp_path, cache):
     ds = nsynth.NoteDataset.load(two_source_dataset)
     assert {n.soundfont for n in ds.notes} == {"fluidr3", "generaluser"}
@@ -207,6 +213,7 @@ def test_leave_one_source_out_then_a_production_fit_keeps_the_held_out_threshold
 
 
 @needs_fluidsynth
+@pytest.mark.slow
 def test_a_trunk_ensemble_runs_the_same_on_onnxruntime_and_keras(tiny_dataset, tmp_path, cache, monkeypatch):
     pytest.importorskip("onnxruntime")
     out = tmp_path / "models"

@@ -20,6 +20,8 @@ from tagger.db import models as M
 from tagger.db.session import DatabaseError, as_url, current_revision, head_revision, make_engine, open_database, upgrade
 from tagger.errors import UserError
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def any_url(request, tmp_path):
@@ -104,6 +106,7 @@ def _drop(obj, *keys):
     return {k: v for k, v in obj.items() if k not in keys}
 
 
+@pytest.mark.slow
 def test_every_command_on_postgres_gives_what_sqlite_gives(pg_url, tmp_path, fake_models):
     root = tmp_path / "music"
     files = make_library(root)

@@ -17,11 +17,11 @@ import soundfile as sf
 from tagger.data import gm, render as R
 from tagger.model.ensemble import default_model_dir
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.model, pytest.mark.skipif(
     shutil.which("fluidsynth") is None or "fluidr3" not in R.default_soundfonts()
     or not (default_model_dir() / "manifest.json").is_file(),
     reason="fluidsynth, FluidR3_GM and the shipped models are needed",
-)  # fmt: skip
+)]  # fmt: skip
 
 PROGRAMS = {p.program: p for p in gm.FAMILY_PROGRAMS}
 

@@ -186,6 +186,7 @@ def test_every_command_has_help(command):
     assert "Usage:" in out
 
 
+@pytest.mark.integration
 def test_query_and_workers_do_not_import_tensorflow(scanned, tmp_path):
     db, files = scanned
     code = (

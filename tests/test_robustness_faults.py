@@ -122,6 +122,8 @@ def tagged_template(tmp_path_factory):
     return root, {rel: fam for rel, (fam, _) in files.items()}
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 def test_sigkill_at_random_moments_then_resume(tmp_path, tagged_template):
     """Kill `scan` (analysis, commits, tag writes) again and again; then resume: nothing lost,
     nothing damaged, no temporary file left."""
@@ -218,6 +220,7 @@ def test_stale_temp_files_are_removed_and_nothing_else(tmp_path):
     assert fresh.exists()
 
 
+@pytest.mark.integration
 def test_a_second_scan_of_the_same_database_refuses(tmp_path, monkeypatch):
     music = tmp_path / "music"
     files = [write_audio(music / f"{i}.wav", tone_signal([FREQ["bass"] + i], seconds=8.0)) for i in range(10)]
@@ -295,6 +298,7 @@ def small_disk(tmp_path):
     subprocess.run(["umount", "-l", str(where)], check=False)
 
 
+@pytest.mark.integration
 def test_a_full_disk_and_a_read_only_filesystem_are_clear_errors_and_lose_nothing(tmp_path, small_disk, monkeypatch):
     music = tmp_path / "music"
     for i in range(3):

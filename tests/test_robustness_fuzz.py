@@ -102,6 +102,7 @@ def _write(ext: str, data: bytes) -> Path:
 
 @FUZZ
 @given(case=mutated())
+@pytest.mark.slow
 def test_decoder_raises_only_our_error(case):
     ext, data = case
     path = _write(ext, data)

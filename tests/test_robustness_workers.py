@@ -43,6 +43,7 @@ def _leftover_sleepers() -> list[int]:
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc (Linux)")
+@pytest.mark.integration
 def test_a_hung_decoder_times_out_and_a_crashing_one_is_replaced(tmp_path, db, monkeypatch):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()

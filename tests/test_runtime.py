@@ -55,6 +55,7 @@ def _feats(shape, n=12, seed=5):
 
 @needs_ort
 @pytest.mark.parametrize("arch", ["compact", "paper"])
+@pytest.mark.model
 def test_onnx_export_matches_keras(arch):
     # The paper's layers (biased convolutions, Flatten in Keras' NHWC order, hidden Dense) on a
     # small input, so that the test stays fast; the compact model at its real size.
@@ -71,6 +72,7 @@ def test_onnx_export_matches_keras(arch):
 
 
 @needs_ort
+@pytest.mark.model
 def test_unsupported_layers_are_refused():
     inp = keras.Input(shape=(8, 8))
     out = keras.layers.Dense(1, activation="sigmoid")(keras.layers.LSTM(4)(inp))
@@ -79,6 +81,7 @@ def test_unsupported_layers_are_refused():
 
 
 @needs_ort
+@pytest.mark.model
 def test_ensemble_runs_on_onnxruntime_equal_to_keras_and_caches_the_export(tmp_path, monkeypatch):
     from tagger.model.ensemble import Ensemble
 
@@ -102,6 +105,8 @@ def test_ensemble_runs_on_onnxruntime_equal_to_keras_and_caches_the_export(tmp_p
 
 
 @needs_ort
+@pytest.mark.model
+@pytest.mark.integration
 def test_a_cached_export_loads_without_tensorflow(tmp_path):
     from tagger.model.ensemble import Ensemble
 
@@ -120,6 +125,7 @@ def test_a_cached_export_loads_without_tensorflow(tmp_path):
 
 
 @needs_ort
+@pytest.mark.model
 def test_a_changed_classifier_gets_a_new_export(tmp_path):
     from tagger.model.ensemble import Ensemble
 
@@ -135,6 +141,7 @@ def test_a_changed_classifier_gets_a_new_export(tmp_path):
 
 
 @needs_ort
+@pytest.mark.model
 def test_a_damaged_cache_entry_is_exported_again(tmp_path):
     from tagger.model.ensemble import Ensemble
 
@@ -149,6 +156,7 @@ def test_a_damaged_cache_entry_is_exported_again(tmp_path):
     assert entry.read_bytes() != b"not an onnx graph"
 
 
+@pytest.mark.model
 def test_keras_is_the_fallback(tmp_path, monkeypatch):
     from tagger.model import ensemble as E
 
@@ -193,6 +201,7 @@ def test_mel_filterbank_equals_librosa(sr, n_fft, n_mels, fmin):
     assert np.max(np.abs(ours - ref)) <= 1e-7
 
 
+@pytest.mark.integration
 def test_features_do_not_import_librosa():
     code = ("import sys, numpy as np\nfrom tagger import features as F\n"
             "F.compute(windows=np.zeros((1, 64000), np.float32), config=F.FeatureConfig(n_mels=64))\n"
@@ -285,6 +294,7 @@ class _Fake:
         return runner
 
 
+@pytest.mark.model
 def test_auto_takes_the_first_available_and_faithful_backend(tmp_path, monkeypatch):
     from tagger.model.ensemble import Ensemble
 
@@ -301,6 +311,7 @@ def test_auto_takes_the_first_available_and_faithful_backend(tmp_path, monkeypat
     assert Ensemble.load(d).runtime == "d"
 
 
+@pytest.mark.model
 def test_a_runtime_by_name_must_exist_be_installed_and_faithful(tmp_path, monkeypatch):
     from tagger.errors import ModelError, UserError
     from tagger.model.ensemble import Ensemble

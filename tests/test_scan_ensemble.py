@@ -11,6 +11,8 @@ from typer.testing import CliRunner
 from conftest import compact_models, tone_signal, write_audio
 from tagger.cli import app
 
+pytestmark = pytest.mark.model
+
 FAMILIES = ("bass", "flute")
 
 

@@ -17,6 +17,8 @@ from library_fakes import FREQ, FakeAnalyser
 from tagger.db.session import open_database
 from tagger.library.scan import scan
 
+pytestmark = pytest.mark.integration
+
 TESTS = Path(__file__).resolve().parent
 N_FILES = 12
 

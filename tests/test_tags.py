@@ -583,6 +583,7 @@ while True:
 """
 
 
+@pytest.mark.integration
 def test_sigkill_at_any_moment_leaves_old_or_new_file(tmp_path):
     """Kill a process that keeps writing and removing the tags; the file is always whole."""
     song = make_tagged(tmp_path / "song.flac", "flac", seconds=20)
