@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from conftest import compact_models
 from library_fakes import BROKEN, EXPECTED, FakeAnalyser, make_library
 from tagger.cli import app
 from tagger.db import models as M
