@@ -1,0 +1,227 @@
+"""Reliability (issue 16 part B): exit codes, tag writes retried until they succeed, transient errors
+retried and never carried to a moved file, one library through symbolic links, copies claimed only
+for identical contents, roots checked before anything is created, killed scans leave no process."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from conftest import tone_signal, write_audio
+from library_fakes import FakeAnalyser
+from tagger import tags
+from tagger.cli import app
+from tagger.db import models as M
+from tagger.db.queries import find_tracks
+from tagger.db.session import open_database
+from tagger.errors import UserError
+from tagger.library.fingerprint import fingerprint
+from tagger.library.scan import scan, tag_writer
+
+TESTS = Path(__file__).resolve().parent
+
+
+@pytest.fixture
+def db(tmp_path):
+    database = open_database(tmp_path / "library.db")
+    yield database
+    database.close()
+
+
+@pytest.fixture
+def fake_models(monkeypatch):
+    from tagger.model.ensemble import Ensemble
+
+    monkeypatch.setattr(Ensemble, "load", classmethod(lambda cls, *a, **k: FakeAnalyser()))
+
+
+def _rows(db) -> dict[str, tuple]:
+    with db.session() as s:
+        return {p: (st, e, tc) for p, st, e, tc in s.execute(select(M.Track.path, M.Track.status, M.Track.error,
+                                                                       M.Track.tags_current))}  # fmt: skip
+
+
+def _instruments(db) -> dict[str, list[str]]:
+    with db.session() as s:
+        return {t.path: t.instruments for t in find_tracks(s)}
+
+
+# -- 5: exit codes ---------------------------------------------------------------------------------
+
+
+def test_scan_exits_1_when_a_file_or_a_tag_write_failed(tmp_path, fake_models):
+    music = tmp_path / "music"
+    good = write_audio(music / "bass.wav", tone_signal([110.0], seconds=4.0))
+    dbfile = str(tmp_path / "lib.db")
+    runner = CliRunner()
+    r = runner.invoke(app, ["scan", str(music), "--db", dbfile, "--jobs", "0"])
+    assert r.exit_code == 0, r.output
+    assert "1 scanned" in r.output and "tags: 1 tagged, 0 failed" in r.output
+
+    (music / "broken.mp3").write_bytes(b"not audio at all " * 100)  # a file that fails
+    r = runner.invoke(app, ["scan", str(music), "--db", dbfile, "--jobs", "0"])
+    assert r.exit_code == 1, r.output
+    assert "1 failed" in r.output
+    r = runner.invoke(app, ["scan", str(music), "--db", dbfile, "--jobs", "0", "--json"])
+    assert r.exit_code == 0, r.output  # nothing new failed (the broken file is an old, unchanged error)
+
+    ro = write_audio(music / "flute.wav", tone_signal([1000.0], seconds=4.0))  # a tag write that fails
+    os.chmod(ro, 0o444)
+    r = runner.invoke(app, ["scan", str(music), "--db", dbfile, "--jobs", "0"])
+    assert r.exit_code == 1, r.output
+    assert "tags: 0 tagged, 1 failed" in r.output
+    assert tags.read_instruments(good).instruments == ["bass"]
+
+
+# -- 6: tags not written are retried ------------------------------------------------------------------
+
+
+def test_a_tag_write_that_failed_is_retried_by_the_next_scan(tmp_path, db):
+    music = tmp_path / "music"
+    f = write_audio(music / "duo.flac", tone_signal([110.0, 1000.0], seconds=5.0))
+    os.chmod(f, 0o444)
+    first = scan([music], db=db, analyser=FakeAnalyser(), jobs=0, on_track=tag_writer(model_version="fake-1"))
+    assert (first.scanned, first.tag_errors, first.tags_written) == (1, 1, 0)
+    assert _rows(db)[str(f)] == ("ok", None, False)
+    again = scan([music], db=db, analyser=FakeAnalyser(), jobs=0, on_track=tag_writer(model_version="fake-1"))
+    assert (again.scanned, again.tag_errors) == (0, 1)  # still read-only: tried again, failed again
+
+    os.chmod(f, 0o644)
+    fixed = scan([music], db=db, analyser=FakeAnalyser(), jobs=0, on_track=tag_writer(model_version="fake-1"))
+    assert (fixed.scanned, fixed.skipped, fixed.tags_written, fixed.tag_errors) == (0, 1, 1, 0)
+    assert tags.read_instruments(f) == tags.TagState(["bass", "flute"], "fake-1")
+    assert _rows(db)[str(f)] == ("ok", None, True)
+    with db.session() as s:  # the rewritten file's new facts are recorded: the next scan skips it
+        row = s.scalar(select(M.Track).where(M.Track.path == str(f)))
+        assert (row.size, row.mtime, row.fingerprint) == (os.stat(f).st_size, os.stat(f).st_mtime, fingerprint(f))
+    last = scan([music], db=db, analyser=FakeAnalyser(), jobs=0, on_track=tag_writer(model_version="fake-1"))
+    assert (last.scanned, last.skipped, last.tags_written) == (0, 1, 0)
+
+
+def test_tags_left_unwritten_by_a_dry_run_or_no_write_tags_are_written_by_the_next_scan(tmp_path, db):
+    music = tmp_path / "music"
+    a = write_audio(music / "a.flac", tone_signal([110.0], seconds=4.0))
+    b = write_audio(music / "b.flac", tone_signal([4000.0], seconds=4.0))
+    scan([music / "a.flac"], db=db, analyser=FakeAnalyser(), jobs=0, on_track=tag_writer(model_version="fake-1", dry_run=True))
+    scan([music / "b.flac"], db=db, analyser=FakeAnalyser(), jobs=0)  # --no-write-tags
+    assert not tags.read_instruments(a).tagged and not tags.read_instruments(b).tagged
+    s = scan([music], db=db, analyser=FakeAnalyser(), jobs=0, on_track=tag_writer(model_version="fake-1"))
+    assert (s.scanned, s.skipped, s.tags_written) == (0, 2, 2)
+    assert tags.read_instruments(a) == tags.TagState(["bass"], "fake-1")
+    assert tags.read_instruments(b) == tags.TagState(["string"], "fake-1")
+
+
+# -- 7: transient errors -------------------------------------------------------------------------------
+
+
+class _Deleter(FakeAnalyser):
+    """Deletes a file while the scan analyses it (on its first prediction)."""
+
+    def __init__(self, target: Path):
+        super().__init__()
+        self.target = target
+
+    def predict_features(self, feats):
+        if self.calls == 0:
+            self.saved = self.target.read_bytes()
+            self.target.unlink()
+        return super().predict_features(feats)
+
+
+def test_a_transient_error_does_not_follow_a_moved_file(tmp_path, db):
+    music = tmp_path / "music"
+    first = write_audio(music / "a.wav", tone_signal([110.0], seconds=8.0))
+    deleter = _Deleter(first)
+    s1 = scan([music], db=db, analyser=deleter, jobs=0, predict_batch=1)
+    assert s1.failed == 1
+    moved = music / "renamed.wav"
+    moved.write_bytes(deleter.saved)  # the same file back, under a new name
+    s2 = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert (s2.moved, s2.scanned, s2.failed, s2.missing) == (0, 1, 0, 1)
+    rows = _rows(db)
+    assert rows[str(moved)][:2] == ("ok", None)
+    assert rows[str(first)][0] == "missing"
+    assert _instruments(db) == {str(moved): ["bass"]}
+    r = CliRunner().invoke(app, ["errors", "--db", db.url, "--json"])
+    assert r.exit_code == 0 and "renamed.wav" not in r.output
+
+
+def test_a_transient_error_is_retried_without_retry_errors(tmp_path, db):
+    music = tmp_path / "music"
+    first = write_audio(music / "a.wav", tone_signal([110.0], seconds=8.0))
+    deleter = _Deleter(first)
+    scan([music], db=db, analyser=deleter, jobs=0, predict_batch=1)
+    first.write_bytes(deleter.saved)  # back under the same name (e.g. a sync tool replacing it)
+    again = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert (again.scanned, again.skipped, again.failed) == (1, 0, 0)
+    assert _instruments(db) == {str(first): ["bass"]}
+    # a lasting error (not audio) is not retried without --retry-errors
+    (music / "broken.mp3").write_bytes(b"not audio " * 100)
+    assert scan([music], db=db, analyser=FakeAnalyser(), jobs=0).failed == 1
+    assert scan([music], db=db, analyser=FakeAnalyser(), jobs=0).failed == 0
+
+
+# -- 8: symbolic links to the library ---------------------------------------------------------------
+
+
+def test_scanning_through_a_symlinked_path_stores_each_file_once(tmp_path, db):
+    lib = tmp_path / "lib"
+    files = [write_audio(lib / f"{i}.wav", tone_signal([110.0 * (i + 1)], seconds=4.0)) for i in range(3)]
+    link = tmp_path / "lib_link"
+    os.symlink(lib, link)
+    scan([link], db=db, analyser=FakeAnalyser(), jobs=0)
+    again = scan([lib], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert (again.scanned, again.skipped, again.missing) == (0, 3, 0)
+    assert sorted(_rows(db)) == sorted(str(f) for f in files)
+    r = CliRunner().invoke(app, ["show", str(link / "0.wav"), "--db", db.url, "--json"])
+    assert r.exit_code == 0 and str(files[0]) in r.output
+
+
+# -- 9: copies only for identical contents ------------------------------------------------------------
+
+
+def test_different_audio_with_the_same_fingerprint_is_not_taken_for_a_copy(tmp_path, db):
+    music = tmp_path / "music"
+    a = write_audio(music / "a.wav", tone_signal([110.0], seconds=30.0))  # 960 KB of 16-bit PCM
+    b = music / "b.wav"
+    other = write_audio(tmp_path / "flute.wav", tone_signal([1000.0], seconds=30.0)).read_bytes()
+    data = bytearray(a.read_bytes())
+    data[70_000:440_000] = other[70_000:440_000]  # outside the first, middle and last 64 KiB
+    b.write_bytes(bytes(data))
+    assert fingerprint(a) == fingerprint(b) and a.read_bytes() != b.read_bytes()
+    scan([music / "a.wav"], db=db, analyser=FakeAnalyser(), jobs=0)
+    s = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert (s.copied, s.scanned) == (0, 1)
+    assert _instruments(db)[str(b)] == ["bass", "flute"]
+    shutil.copy(a, music / "c.wav")  # a real copy still gets a copy of the results
+    s = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert (s.copied, s.scanned) == (1, 0)
+    assert _instruments(db)[str(music / "c.wav")] == ["bass"]
+
+
+# -- 15: roots checked before anything is created -------------------------------------------------------
+
+
+def test_a_missing_root_creates_no_database_and_a_fifo_is_not_a_folder(tmp_path, fake_models):
+    dbfile = tmp_path / "data" / "lib.db"
+    r = CliRunner().invoke(app, ["scan", str(tmp_path / "nowhere"), "--db", str(dbfile)])
+    assert r.exit_code == 1 and "no such file or folder" in r.output
+    assert not (tmp_path / "data").exists()  # neither the database nor its lock file
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    r = CliRunner().invoke(app, ["scan", str(fifo), "--db", str(dbfile)])
+    assert r.exit_code == 1 and f"{fifo}: not a folder nor a regular file" in r.output, r.output
+    assert not (tmp_path / "data").exists()
+    with pytest.raises(UserError, match="not a folder"):
+        scan([fifo], db=open_database(tmp_path / "other.db"), analyser=FakeAnalyser(), jobs=0)
