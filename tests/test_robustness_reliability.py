@@ -225,3 +225,131 @@ def test_a_missing_root_creates_no_database_and_a_fifo_is_not_a_folder(tmp_path,
     assert not (tmp_path / "data").exists()
     with pytest.raises(UserError, match="not a folder"):
         scan([fifo], db=open_database(tmp_path / "other.db"), analyser=FakeAnalyser(), jobs=0)
+
+
+# -- 4: a killed or interrupted scan leaves no process behind and stores what it analysed ------------
+
+KILL_SCRIPT = """
+import sys
+sys.path[:0] = [{tests!r}, {root!r}]  # this checkout's tagger, whatever is installed
+from library_fakes import FakeAnalyser
+from tagger.db.session import open_database
+from tagger.library.scan import scan
+
+def progress(p):
+    if p.phase == "analyse" and p.files_done >= 2:
+        print("analysed", p.files_done, flush=True)
+
+if __name__ == "__main__":
+    db = open_database(sys.argv[1])
+    try:  # nothing committed before the end or a stop: what is stored after a stop was stored by it
+        scan([sys.argv[2]], db=db, analyser=FakeAnalyser(delay=0.3), jobs=2, predict_batch=1,
+             commit_every=10_000, commit_seconds=10_000, progress=progress)
+    except BaseException as exc:  # ScanInterrupted
+        print("stopped:", exc, flush=True)
+        sys.exit(getattr(exc, "exit_code", 1))
+    print("finished", flush=True)
+"""
+
+
+def _children(pid: int) -> set[int]:
+    """Every descendant process of `pid` (from /proc)."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                text = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry)] = int(text.rsplit(")", 1)[1].split()[1])
+    out, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        kids = [c for c, pp in parents.items() if pp == p]
+        out.update(kids)
+        todo.extend(kids)
+    return out
+
+
+def _wait_gone(pids: set[int], seconds: float = 5.0) -> set[int]:
+    """The processes among `pids` still alive after up to `seconds`."""
+    deadline = time.monotonic() + seconds
+    while _alive(pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return _alive(pids)
+
+
+def _alive(pids: set[int]) -> set[int]:
+    alive = set()
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            alive.add(pid)
+    return alive
+
+
+@pytest.fixture(scope="module")
+def kill_library(tmp_path_factory):
+    root = tmp_path_factory.mktemp("kill") / "music"
+    for i in range(10):
+        write_audio(root / f"{i}.wav", tone_signal([110.0 * (1 + i % 3)], seconds=12.0))
+    return root
+
+
+def _start_scan(tmp_path, music):
+    script = tmp_path / "scan_script.py"
+    script.write_text(KILL_SCRIPT.format(tests=str(TESTS), root=str(TESTS.parent)))
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "lib.db"), str(music)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    line = proc.stdout.readline()
+    assert line.startswith("analysed"), line + proc.stderr.read()
+    kids = _children(proc.pid)
+    assert len(kids) >= 3, kids  # two workers and the multiprocessing resource tracker
+    return proc, kids
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGHUP])
+def test_killed_scan_leaves_no_worker_processes_behind(tmp_path, kill_library, sig):
+    proc, kids = _start_scan(tmp_path, kill_library)
+    try:
+        os.kill(proc.pid, sig)
+        proc.wait(timeout=10)
+        assert _wait_gone(kids) == set()
+    finally:
+        for pid in _alive(kids | {proc.pid}):
+            os.kill(pid, signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_stores_the_files_already_analysed_and_stops_within_a_second(tmp_path, kill_library, sig):
+    proc, kids = _start_scan(tmp_path, kill_library)
+    try:
+        t = time.monotonic()
+        os.killpg(proc.pid, sig)  # Ctrl-C: the whole process group
+        out = proc.communicate(timeout=10)[0]
+        took = time.monotonic() - t
+        assert proc.returncode == 128 + sig, out
+        assert "stopped: interrupted (" + signal.Signals(sig).name + ")" in out
+        assert took < 2.5, took
+        assert _wait_gone(kids) == set()
+    finally:
+        for pid in _alive(kids | {proc.pid}):
+            os.kill(pid, signal.SIGKILL)
+        if proc.poll() is None:
+            proc.wait()
+    db = open_database(tmp_path / "lib.db")
+    try:
+        with db.session() as s:
+            stored = s.scalars(select(M.Track).where(M.Track.status == M.STATUS_OK)).all()
+            assert len(stored) >= 2  # at least the files done before the signal
+            assert all(len(t.detections) == 3 for t in stored)
+    finally:
+        db.close()
