@@ -353,3 +353,45 @@ def test_ctrl_c_stores_the_files_already_analysed_and_stops_within_a_second(tmp_
             assert all(len(t.detections) == 3 for t in stored)
     finally:
         db.close()
+
+
+# -- 15: small lies ------------------------------------------------------------------------------------
+
+
+def test_tag_of_a_nonexistent_path_is_an_error_not_0_tagged(tmp_path):
+    r = CliRunner().invoke(app, ["tag", str(tmp_path / "nonexistent.mp3"), "--db", str(tmp_path / "lib.db")])
+    assert r.exit_code == 1
+    assert f"tagger: error: no such file or folder: {tmp_path / 'nonexistent.mp3'}" in r.output
+    assert "0 tagged" not in r.output
+
+
+@pytest.mark.parametrize("fmt", ["paths", "m3u"])
+def test_query_paths_and_m3u_leave_out_a_path_with_a_newline_and_name_it(fmt, caplog):
+    from tagger.db.queries import TrackSummary
+    from tagger.library.report import render_tracks
+
+    good = TrackSummary("/m/good.flac", 10.0, "FLAC", ["bass"], {"bass": 0.9}, "v", False)
+    bad = TrackSummary("/m/two\nlines.flac", 10.0, "FLAC", ["bass"], {"bass": 0.9}, "v", False)
+    with caplog.at_level("WARNING", logger="tagger.library.report"):
+        text = render_tracks([bad, good], fmt=fmt)
+    entries = [line for line in text.splitlines() if line and not line.startswith("#")]
+    assert entries == ["/m/good.flac"]
+    assert "lines.flac" not in text
+    assert any("two\\nlines.flac" in rec.getMessage() for rec in caplog.records)
+
+
+@pytest.mark.parametrize("threshold", [-5, 1.5, "0.5", None])
+def test_a_manifest_threshold_outside_0_1_is_refused_naming_the_manifest(tmp_path, threshold):
+    import json
+
+    from tagger.errors import ModelError
+    from tagger.model.ensemble import MANIFEST_FORMAT, read_manifest
+
+    manifest = {"format": MANIFEST_FORMAT, "version": "v", "families": ["bass"], "features": {},
+                "classifiers": {"bass": {"file": "bass.keras", "sha256": "0", "threshold": threshold}}}  # fmt: skip
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match=r"manifest.json: threshold of 'bass' is .*must lie in \[0, 1\]"):
+        read_manifest(tmp_path)
+    manifest["classifiers"]["bass"]["threshold"] = 0.35
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    assert read_manifest(tmp_path)["classifiers"]["bass"]["threshold"] == 0.35
