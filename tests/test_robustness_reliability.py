@@ -395,3 +395,29 @@ def test_a_manifest_threshold_outside_0_1_is_refused_naming_the_manifest(tmp_pat
     manifest["classifiers"]["bass"]["threshold"] = 0.35
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     assert read_manifest(tmp_path)["classifiers"]["bass"]["threshold"] == 0.35
+
+
+# -- 14: one line instead of a traceback --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("address", ["garbage", "tcp://", "tcp://host:99999", "http://host:8786"])
+def test_a_malformed_dask_scheduler_address_is_one_line_at_once(tmp_path, fake_models, address):
+    music = tmp_path / "music"
+    write_audio(music / "bass.wav", tone_signal([110.0], seconds=4.0))
+    t = time.monotonic()
+    r = CliRunner().invoke(app, ["scan", str(music), "--db", str(tmp_path / "lib.db"), "--backend", "dask",
+                                 "--scheduler", address])  # fmt: skip
+    assert time.monotonic() - t < 5
+    assert r.exit_code == 1
+    assert r.output.strip().splitlines() == [
+        f"tagger: error: invalid Dask scheduler address {address!r}: expected tcp://HOST:PORT, e.g. tcp://10.0.0.5:8786"
+    ]
+    assert not (tmp_path / "lib.db").exists()
+
+
+def test_scheduler_addresses_are_normalised():
+    from tagger.library.distributed import check_scheduler_address
+
+    assert check_scheduler_address("10.0.0.5:8786") == "tcp://10.0.0.5:8786"
+    assert check_scheduler_address("tls://sched.example.org:8786") == "tls://sched.example.org:8786"
+    assert check_scheduler_address("tcp://[::1]:8786") == "tcp://[::1]:8786"

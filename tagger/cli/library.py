@@ -78,12 +78,14 @@ def scan(
 ) -> None:
     """Analyse every audio file under PATHS into the library database (incremental and resumable)."""
     from tagger.errors import UserError
-    from tagger.library.distributed import BACKENDS
+    from tagger.library.distributed import BACKENDS, check_scheduler_address
 
     if backend not in BACKENDS:
         raise UserError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if backend == "dask" and not scheduler:
         raise UserError("--backend dask needs --scheduler tcp://HOST:PORT (or $TAGGER_DASK_SCHEDULER)")
+    if backend == "dask":
+        scheduler = check_scheduler_address(scheduler)
     from tqdm import tqdm
 
     from tagger.library.scan import check_roots, tag_writer
