@@ -421,3 +421,14 @@ def test_scheduler_addresses_are_normalised():
     assert check_scheduler_address("10.0.0.5:8786") == "tcp://10.0.0.5:8786"
     assert check_scheduler_address("tls://sched.example.org:8786") == "tls://sched.example.org:8786"
     assert check_scheduler_address("tcp://[::1]:8786") == "tcp://[::1]:8786"
+
+
+def test_tensorflow_starts_without_a_line_on_stderr(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "CUDA_VISIBLE_DEVICES")}
+    env["PYTHONPATH"] = str(TESTS.parent)
+    code = ("from tagger.cli.app import quiet_tensorflow\nquiet_tensorflow()\nimport tensorflow as tf\n"
+            "print(float((tf.constant([1.0]) + 1)[0]))")  # fmt: skip
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "2.0"
+    assert r.stderr == ""
