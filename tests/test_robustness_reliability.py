@@ -432,3 +432,26 @@ def test_tensorflow_starts_without_a_line_on_stderr(tmp_path):
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "2.0"
     assert r.stderr == ""
+
+
+def test_a_corrupt_mp3_prints_nothing_from_the_decoder_on_stderr(tmp_path, capfd):
+    import random
+
+    from tagger import audio
+
+    good = write_audio(tmp_path / "good.mp3", tone_signal([440.0], seconds=5.0))
+    data = bytearray(good.read_bytes())
+    rng = random.Random(1)
+    for i in range(2000, len(data), 97):
+        data[i] = rng.randrange(256)
+    bad = tmp_path / "bad.mp3"
+    bad.write_bytes(bytes(data))
+    capfd.readouterr()
+    try:
+        meta = audio.info(bad)
+        sum(len(b) for b in audio.stream(bad, meta=meta))
+    except Exception as exc:  # a decoding error is fine; noise on the terminal is not
+        assert "bad.mp3" in str(exc)
+    print("after", file=sys.stderr)  # stderr itself still works
+    err = capfd.readouterr().err
+    assert err == "after\n", err
