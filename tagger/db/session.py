@@ -229,6 +229,7 @@ def upgrade(engine: Engine, *, revision: str = "head") -> str | None:
     try:
         with engine.connect() as conn:
             _check_known_revision(conn, cfg)
+            conn.rollback()  # end the check's read transaction: the migration opens its own
             with _one_transaction(conn):
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, revision)
