@@ -224,7 +224,7 @@ def test_a_second_scan_of_the_same_database_refuses(tmp_path, monkeypatch):
     db_path = tmp_path / "library.db"
     script = tmp_path / "scan_script.py"
     script.write_text(SCAN_SCRIPT.format(tests=str(TESTS), root=str(TESTS.parent)))
-    first = subprocess.Popen([sys.executable, str(script), str(db_path), str(music), "0.3"],
+    first = subprocess.Popen([sys.executable, str(script), str(db_path), str(music), "1.0"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
         assert first.stdout.readline().strip() == "ready"
@@ -243,7 +243,7 @@ def test_a_second_scan_of_the_same_database_refuses(tmp_path, monkeypatch):
 
         monkeypatch.setattr(ensemble.Ensemble, "load", classmethod(lambda cls, *a, **k: FakeAnalyser()))
         res = CliRunner().invoke(app, ["scan", str(music), "--db", str(db_path), "--jobs", "0"])
-        assert res.exit_code == 1 and "Traceback" not in res.output
+        assert res.exit_code == 1 and "Traceback" not in res.output, res.output
         assert res.output.strip().splitlines()[-1].startswith(f"tagger: error: another tagger scan (process {first.pid})")
         assert first.wait(timeout=120) == 0, first.stderr.read()
     finally:
