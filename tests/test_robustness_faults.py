@@ -37,7 +37,7 @@ ROUNDS = (int(SOAK) if SOAK.isdigit() and int(SOAK) > 1 else 40) if SOAK else 4
 
 SCAN_SCRIPT = """
 import sys, time
-sys.path.insert(0, {tests!r})
+sys.path[:0] = [{tests!r}, {root!r}]  # this checkout's tagger, whatever is installed
 from library_fakes import FakeAnalyser
 from tagger import tags
 from tagger.db.session import open_database
@@ -133,7 +133,7 @@ def test_sigkill_at_random_moments_then_resume(tmp_path, tagged_template):
     other = {rel: _other_tags(p) for rel, p in files.items()}
     db_path = tmp_path / "library.db"
     script = tmp_path / "scan_script.py"
-    script.write_text(SCAN_SCRIPT.format(tests=str(TESTS)))
+    script.write_text(SCAN_SCRIPT.format(tests=str(TESTS), root=str(TESTS.parent)))
     rng = random.Random(int(time.time()) if SOAK else 1)
     stored: dict[str, list[str]] = {}
     killed_in_tag_write = 0
@@ -223,8 +223,8 @@ def test_a_second_scan_of_the_same_database_refuses(tmp_path, monkeypatch):
     files = [write_audio(music / f"{i}.wav", tone_signal([FREQ["bass"] + i], seconds=8.0)) for i in range(10)]
     db_path = tmp_path / "library.db"
     script = tmp_path / "scan_script.py"
-    script.write_text(SCAN_SCRIPT.format(tests=str(TESTS)))
-    first = subprocess.Popen([sys.executable, str(script), str(db_path), str(music), "0.3"],
+    script.write_text(SCAN_SCRIPT.format(tests=str(TESTS), root=str(TESTS.parent)))
+    first = subprocess.Popen([sys.executable, str(script), str(db_path), str(music), "1.0"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
         assert first.stdout.readline().strip() == "ready"
@@ -243,7 +243,7 @@ def test_a_second_scan_of_the_same_database_refuses(tmp_path, monkeypatch):
 
         monkeypatch.setattr(ensemble.Ensemble, "load", classmethod(lambda cls, *a, **k: FakeAnalyser()))
         res = CliRunner().invoke(app, ["scan", str(music), "--db", str(db_path), "--jobs", "0"])
-        assert res.exit_code == 1 and "Traceback" not in res.output
+        assert res.exit_code == 1 and "Traceback" not in res.output, res.output
         assert res.output.strip().splitlines()[-1].startswith(f"tagger: error: another tagger scan (process {first.pid})")
         assert first.wait(timeout=120) == 0, first.stderr.read()
     finally:

@@ -38,7 +38,7 @@ def _with_session(db: str | None, read):
 
 
 def _abspath(path: Path) -> str:
-    return os.path.abspath(os.path.expanduser(os.fspath(path)))
+    return os.path.realpath(os.path.expanduser(os.fspath(path)))
 
 
 @app.command("scan")
@@ -78,17 +78,20 @@ def scan(
 ) -> None:
     """Analyse every audio file under PATHS into the library database (incremental and resumable)."""
     from tagger.errors import UserError
-    from tagger.library.distributed import BACKENDS
+    from tagger.library.distributed import BACKENDS, check_scheduler_address
 
     if backend not in BACKENDS:
         raise UserError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if backend == "dask" and not scheduler:
         raise UserError("--backend dask needs --scheduler tcp://HOST:PORT (or $TAGGER_DASK_SCHEDULER)")
+    if backend == "dask":
+        scheduler = check_scheduler_address(scheduler)
     from tqdm import tqdm
 
+    from tagger.library.scan import check_roots, tag_writer
     from tagger.library.scan import scan as run_scan
-    from tagger.library.scan import tag_writer
 
+    paths = check_roots(paths)  # before anything is loaded, created or locked
     quiet_tensorflow()
     from tagger.model.ensemble import Ensemble
 
@@ -134,6 +137,8 @@ def scan(
         database.close()
     if as_json:
         typer.echo(json.dumps(summary.to_dict(), indent=1))
+        if not summary.ok:
+            raise typer.Exit(1)
         return
     for path, reason in summary.errors:
         typer.echo(f"tagger: failed {path}: {reason}", err=True)
@@ -148,6 +153,8 @@ def scan(
         typer.echo(f"tags: {summary.tags_written} {verb}, {summary.tag_errors} failed")
     if summary.stale and not rescan_stale:
         typer.echo(f"{summary.stale} track(s) were analysed by another model version: run `tagger scan --rescan-stale`")
+    if not summary.ok:  # a file, a folder or a tag write failed: scripts (cron) must see it
+        raise typer.Exit(1)
 
 
 @app.command("query")

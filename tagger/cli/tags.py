@@ -65,7 +65,11 @@ def tag(
 ) -> None:
     """Write INSTRUMENTS (and INSTRUMENTS_MODEL) into the files from stored results, without re-analysis."""
     from tagger import tags
+    from tagger.errors import UserError
 
+    for path in paths or ():
+        if not path.exists():
+            raise UserError(f"no such file or folder: {path}")
     options = dict(scores=scores, id3v23=id3v23, keep_mtime=keep_mtime, dry_run=dry_run)
     if from_json is not None:
         version = model_version if model_version is not None else _shipped_model_version()

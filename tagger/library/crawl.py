@@ -115,8 +115,10 @@ def crawl(
                 seen_files.add(str(root))
                 yield root
             continue
+        if not root.exists():
+            raise UserError(f"no such file or folder: {root}")
         if not root.is_dir():
-            raise UserError(f"no such folder: {root}")
+            raise UserError(f"{root}: not a folder nor a regular file")
         for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=walk_error):
             try:
                 st = os.stat(dirpath)
