@@ -113,6 +113,9 @@ class ScanSummary:
     """Files whose tags were written (or would be, in a dry run) by the ``on_track`` hook."""
     tag_errors: int = 0
     errors: list[tuple[str, str]] = field(default_factory=list)
+    deferred: list[tuple[str, str]] = field(default_factory=list)
+    """(path, reason) of the new or changed files left for a later scan: modified less than the
+    settle time ago, they may still be being written (nothing is stored for them)."""
     stage_seconds: dict[str, float] = field(default_factory=dict)
     """Seconds spent per stage. Analysis (``decode``, ``resample``, ``framing``, ``features``, and
     ``wait``: workers blocked on a full result queue) is summed over the worker processes; the rest is
@@ -128,6 +131,7 @@ class ScanSummary:
     def to_dict(self) -> dict:
         out = asdict(self)
         out["errors"] = [{"path": p, "error": e} for p, e in self.errors]
+        out["deferred"] = [{"path": p, "reason": r} for p, r in self.deferred]
         out["stage_seconds"] = {k: round(v, 3) for k, v in self.stage_seconds.items()}
         out["realtime_factor"] = round(self.realtime_factor, 2)
         out["audio_seconds"] = round(self.audio_seconds, 3)
@@ -174,12 +178,14 @@ sees the file unchanged).
 
 
 def tag_writer(
-    *, model_version: str, dry_run: bool = False, id3v23: bool = False, keep_mtime: bool = False, scores: bool = False
-) -> OnTrack:
+    *, model_version: str, dry_run: bool = False, id3v23: bool = False, keep_mtime: bool = False, scores: bool = False,
+    settle_seconds: float = 0.0,
+) -> OnTrack:  # fmt: skip
     """An ``on_track`` hook writing the detected instruments into each file with `tagger.tags`.
 
-    A file that changed since it was analysed is refused (TagWriteError); per-family scores are
-    written only when `scores` is true.
+    A file that changed since it was analysed, or less than ``settle_seconds`` ago, or that another
+    program has open for writing, is refused (TagWriteError); per-family scores are written only
+    when `scores` is true.
     """
     from tagger import tags
 
@@ -187,7 +193,7 @@ def tag_writer(
         return tags.write_instruments(
             path, instruments=result.instruments, model_version=model_version,
             scores=result.scores if scores else None, id3v23=id3v23, keep_mtime=keep_mtime, dry_run=dry_run,
-            expected=expected,
+            expected=expected, settle_seconds=settle_seconds,
         )  # fmt: skip
 
     return write
@@ -280,6 +286,7 @@ def scan(
     progress: Callable[[Progress], None] | None = None,
     on_track: OnTrack | None = None,
     backend: RemoteBackend | None = None,
+    settle_seconds: float = 0.0,
 ) -> ScanSummary:
     """Scan folders (or files) into the database; see the module docstring.
 
@@ -294,6 +301,9 @@ def scan(
         is killed and replaced and the file recorded as an error; None = no limit. Worker processes only.
     backend : analyse on a cluster instead of local processes (`tagger.library.distributed.DaskBackend`);
         planning, database writes, tags, progress and the summary stay in this process.
+    settle_seconds : leave new or changed files modified less than this many seconds ago for a
+        later scan (they may still be being written; ``summary.deferred`` says which). The CLI
+        passes `tagger.tags.DEFAULT_SETTLE_SECONDS` when it writes tags.
     """
     t0 = time.monotonic()
     jobs = default_jobs() if jobs is None or jobs < 0 else int(jobs)
@@ -317,6 +327,7 @@ def scan(
                          quick=quick, include_hidden=include_hidden, progress=progress, t0=t0,
                          follow_external_symlinks=follow_external_symlinks, crawled=crawled)  # fmt: skip
         _after_crawl(crawled, summary)
+        work = _defer_unsettled(work, settle_seconds, summary)
         writer.commit()
         runner = _Runner(analyser=analyser, writer=writer, predict_batch=predict_batch, on_track=on_track,
                          progress=progress, total=len(work), t0=t0)  # fmt: skip
@@ -630,6 +641,24 @@ def _plan(roots, *, writer: _Writer, mv_id: int, rescan_stale: bool, retry_error
             continue
         work.append(_Work(path, size, mtime, fp, None))
     return work
+
+
+def _defer_unsettled(work: list[_Work], settle_seconds: float, summary: ScanSummary) -> list[_Work]:
+    """The files to analyse now: those modified less than ``settle_seconds`` ago are left out
+    (nothing is stored for them, so the next scan finds them new or changed and analyses them)."""
+    from tagger.tags import unsettled_reason
+
+    if settle_seconds <= 0:
+        return work
+    now = time.time()
+    kept = []
+    for w in work:
+        reason = unsettled_reason(w.mtime, settle_seconds, now=now)
+        if reason is None:
+            kept.append(w)
+        else:
+            summary.deferred.append((w.path, reason))
+    return kept
 
 
 def _storable(path: str) -> str:
