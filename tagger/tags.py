@@ -31,7 +31,14 @@ fields hold the intended values, every other tag is unchanged, the audio payload
 same), flushed to disk, then moved over the original with `os.replace` (atomic on POSIX). A crash
 at any moment leaves the old file or the new one; on any error the temporary file is removed and
 `TagWriteError` is raised. Writing values a file already holds is a no-op (the file is not
-rewritten). The file mode is kept; the modification time is updated unless ``keep_mtime``.
+rewritten). The file mode and extended attributes (POSIX ACLs included) are kept; the
+modification time is updated unless ``keep_mtime``.
+
+Other programs: a Linux read lease on the original is held from before the copy until after the
+rename (`_ReadLease`): a file open for writing elsewhere is refused, and one opened for writing
+meanwhile makes the write give up (the old file is put back if that happened at the rename). A
+file modified less than ``settle_seconds`` ago is refused too (the commands' default is
+`DEFAULT_SETTLE_SECONDS`). The copy is always read as the original's mutagen type.
 """
 
 from __future__ import annotations
