@@ -116,6 +116,9 @@ class ScanSummary:
     """Files whose tags were written (or would be, in a dry run) by the ``on_track`` hook."""
     tag_errors: int = 0
     errors: list[tuple[str, str]] = field(default_factory=list)
+    deferred: list[tuple[str, str]] = field(default_factory=list)
+    """(path, reason) of the new or changed files left for a later scan: modified less than the
+    settle time ago, they may still be being written (nothing is stored for them)."""
     stage_seconds: dict[str, float] = field(default_factory=dict)
     """Seconds spent per stage. Analysis (``decode``, ``resample``, ``framing``, ``features``, and
     ``wait``: workers blocked on a full result queue) is summed over the worker processes; the rest is
@@ -136,6 +139,7 @@ class ScanSummary:
     def to_dict(self) -> dict:
         out = asdict(self)
         out["errors"] = [{"path": p, "error": e} for p, e in self.errors]
+        out["deferred"] = [{"path": p, "reason": r} for p, r in self.deferred]
         out["stage_seconds"] = {k: round(v, 3) for k, v in self.stage_seconds.items()}
         out["realtime_factor"] = round(self.realtime_factor, 2)
         out["audio_seconds"] = round(self.audio_seconds, 3)
@@ -229,12 +233,14 @@ sees the file unchanged).
 
 
 def tag_writer(
-    *, model_version: str, dry_run: bool = False, id3v23: bool = False, keep_mtime: bool = False, scores: bool = False
-) -> OnTrack:
+    *, model_version: str, dry_run: bool = False, id3v23: bool = False, keep_mtime: bool = False, scores: bool = False,
+    settle_seconds: float = 0.0,
+) -> OnTrack:  # fmt: skip
     """An ``on_track`` hook writing the detected instruments into each file with `tagger.tags`.
 
-    A file that changed since it was analysed is refused (TagWriteError); per-family scores are
-    written only when `scores` is true.
+    A file that changed since it was analysed, or less than ``settle_seconds`` ago, or that another
+    program has open for writing, is refused (TagWriteError); per-family scores are written only
+    when `scores` is true.
     """
     from tagger import tags
 
@@ -242,7 +248,7 @@ def tag_writer(
         return tags.write_instruments(
             path, instruments=result.instruments, model_version=model_version,
             scores=result.scores if scores else None, id3v23=id3v23, keep_mtime=keep_mtime, dry_run=dry_run,
-            expected=expected,
+            expected=expected, settle_seconds=settle_seconds,
         )  # fmt: skip
 
     return write
@@ -355,6 +361,7 @@ def scan(
     progress: Callable[[Progress], None] | None = None,
     on_track: OnTrack | None = None,
     backend: RemoteBackend | None = None,
+    settle_seconds: float = 0.0,
 ) -> ScanSummary:
     """Scan folders (or files) into the database; see the module docstring.
 
@@ -375,19 +382,22 @@ def scan(
 
     SIGINT, SIGTERM and SIGHUP (in the main thread) stop the scan: the files already analysed are
     stored, the workers stopped, and `ScanInterrupted` raised.
+    settle_seconds : leave new or changed files modified less than this many seconds ago for a
+        later scan (they may still be being written; ``summary.deferred`` says which). The CLI
+        passes `tagger.tags.DEFAULT_SETTLE_SECONDS` when it writes tags.
     """
     with _StopSignals() as stop:
         return _scan(roots, db=db, analyser=analyser, jobs=jobs, rescan_stale=rescan_stale, retry_errors=retry_errors,
                      quick=quick, include_hidden=include_hidden, follow_external_symlinks=follow_external_symlinks,
                      file_timeout=file_timeout, commit_every=commit_every, commit_seconds=commit_seconds,
                      predict_batch=predict_batch, progress=progress, on_track=on_track, backend=backend,
-                     stop=stop)  # fmt: skip
+                     settle_seconds=settle_seconds, stop=stop)  # fmt: skip
 
 
 def _scan(roots: list[str], *, db: Database, analyser: Analyser, jobs, rescan_stale: bool, retry_errors: bool,
           quick: bool, include_hidden: bool, follow_external_symlinks: bool, file_timeout, commit_every: int,
           commit_seconds: float, predict_batch: int, progress, on_track: OnTrack | None, backend,
-          stop: _StopSignals) -> ScanSummary:  # fmt: skip
+          settle_seconds: float, stop: _StopSignals) -> ScanSummary:  # fmt: skip
     t0 = time.monotonic()
     jobs = default_jobs() if jobs is None or jobs < 0 else int(jobs)
     with db.session() as s:
@@ -408,6 +418,7 @@ def _scan(roots: list[str], *, db: Database, analyser: Analyser, jobs, rescan_st
                          follow_external_symlinks=follow_external_symlinks, crawled=crawled,
                          retag=retag if on_track is not None else None, stop=stop)  # fmt: skip
         _after_crawl(crawled, summary)
+        work = _defer_unsettled(work, settle_seconds, summary)
         writer.commit()
         runner = _Runner(analyser=analyser, writer=writer, predict_batch=predict_batch, on_track=on_track,
                          progress=progress, total=len(work), t0=t0, stop=stop)  # fmt: skip
@@ -773,6 +784,24 @@ def _plan(roots, *, writer: _Writer, mv_id: int, rescan_stale: bool, retry_error
             continue
         work.append(_Work(path, size, mtime, fp, None))
     return work
+
+
+def _defer_unsettled(work: list[_Work], settle_seconds: float, summary: ScanSummary) -> list[_Work]:
+    """The files to analyse now: those modified less than ``settle_seconds`` ago are left out
+    (nothing is stored for them, so the next scan finds them new or changed and analyses them)."""
+    from tagger.tags import unsettled_reason
+
+    if settle_seconds <= 0:
+        return work
+    now = time.time()
+    kept = []
+    for w in work:
+        reason = unsettled_reason(w.mtime, settle_seconds, now=now)
+        if reason is None:
+            kept.append(w)
+        else:
+            summary.deferred.append((w.path, reason))
+    return kept
 
 
 def _storable(path: str) -> str:
