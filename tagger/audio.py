@@ -12,6 +12,8 @@ import json
 import os
 import shutil
 import subprocess
+import sys
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,17 +116,67 @@ def _check_rate(path: Path, rate: int) -> None:
         raise AudioReadError(path, f"unsupported sample rate {rate} Hz (supported: {MIN_RATE}-{MAX_RATE} Hz)")
 
 
+class _DecoderStderr:
+    """Catches what libsndfile's decoders print on file descriptor 2 (libmpg123 reports each
+    corrupt MP3 frame there) during the calls made inside ``with trap:``, into one temporary file
+    per decoded file, instead of the terminal; `first_line` is kept for the file's error message.
+    fd 2 is process-wide: calls from several threads are serialised."""
+
+    _lock = threading.Lock()
+
+    def __init__(self) -> None:
+        self.file = None
+        self.saved: int | None = None
+
+    def __enter__(self) -> _DecoderStderr:
+        self._lock.acquire()
+        try:
+            if self.file is None:
+                import tempfile
+
+                self.file = tempfile.TemporaryFile()
+            sys.stderr.flush()
+            self.saved = os.dup(2)
+            os.dup2(self.file.fileno(), 2)
+        except BaseException:
+            self._lock.release()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            os.dup2(self.saved, 2)
+            os.close(self.saved)
+        finally:
+            self._lock.release()
+
+    def first_line(self) -> str:
+        if self.file is None:
+            return ""
+        self.file.seek(0)
+        lines = self.file.read(4096).decode("utf-8", "replace").strip().splitlines()
+        return lines[0].strip() if lines else ""
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+
 def _soundfile_info(path: Path) -> AudioInfo | None:
     import soundfile as sf
 
+    trap = _DecoderStderr()
     try:
-        with sf.SoundFile(str(path)) as f:
+        with trap, sf.SoundFile(str(path)) as f:
             frames = f.frames
             rate = f.samplerate
             duration = frames / rate if frames and frames > 0 and rate else None
             return AudioInfo(str(path), f.format, rate, f.channels, duration, "soundfile")
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError):
         return None
+    finally:
+        trap.close()
 
 
 def _ffprobe_info(path: Path) -> AudioInfo:
@@ -177,15 +229,22 @@ def info(path: str | os.PathLike) -> AudioInfo:
 def _soundfile_blocks(path: Path, block_frames: int) -> Iterator[np.ndarray]:
     import soundfile as sf
 
+    trap = _DecoderStderr()
     try:
-        with sf.SoundFile(str(path)) as f:
+        with trap:
+            f = sf.SoundFile(str(path))
+        with f:
             while True:
-                block = f.read(block_frames, dtype="float32", always_2d=True)
+                with trap:
+                    block = f.read(block_frames, dtype="float32", always_2d=True)
                 if not len(block):
                     return
                 yield block
     except (sf.LibsndfileError, RuntimeError) as exc:
-        raise AudioReadError(path, f"decoding failed: {exc}") from None
+        said = trap.first_line()
+        raise AudioReadError(path, f"decoding failed: {exc}" + (f" ({said})" if said else "")) from None
+    finally:
+        trap.close()
 
 
 def _ffmpeg_blocks(path: Path, meta: AudioInfo, block_frames: int) -> Iterator[np.ndarray]:

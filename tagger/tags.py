@@ -31,7 +31,14 @@ fields hold the intended values, every other tag is unchanged, the audio payload
 same), flushed to disk, then moved over the original with `os.replace` (atomic on POSIX). A crash
 at any moment leaves the old file or the new one; on any error the temporary file is removed and
 `TagWriteError` is raised. Writing values a file already holds is a no-op (the file is not
-rewritten). The file mode is kept; the modification time is updated unless ``keep_mtime``.
+rewritten). The file mode and extended attributes (POSIX ACLs included) are kept; the
+modification time is updated unless ``keep_mtime``.
+
+Other programs: a Linux read lease on the original is held from before the copy until after the
+rename (`_ReadLease`): a file open for writing elsewhere is refused, and one opened for writing
+meanwhile makes the write give up (the old file is put back if that happened at the rename). A
+file modified less than ``settle_seconds`` ago is refused too (the commands' default is
+`DEFAULT_SETTLE_SECONDS`). The copy is always read as the original's mutagen type.
 """
 
 from __future__ import annotations
@@ -85,6 +92,9 @@ _KINDS = {
 
 SUPPORTED_FORMATS = "MP3, WAV, AIFF, FLAC, Ogg Vorbis, Opus, MP4/M4A, WMA"
 _MTIME_TOLERANCE = 1e-3
+DEFAULT_SETTLE_SECONDS = 10.0
+"""The commands' default settle time: a file modified less than this many seconds ago may still be
+being written, and is left for a later run (``--settle-seconds``, ``$TAGGER_SETTLE_SECONDS``)."""
 _CHUNK = 1 << 20
 
 
@@ -188,6 +198,7 @@ def write_instruments(
     keep_mtime: bool = False,
     dry_run: bool = False,
     expected: tuple[int, float] | None = None,
+    settle_seconds: float = 0.0,
 ) -> TagChange:
     """Write INSTRUMENTS and INSTRUMENTS_MODEL (and INSTRUMENTS_SCORES when ``scores`` is given;
     stale scores are removed otherwise) atomically.
@@ -195,13 +206,17 @@ def write_instruments(
     ``expected=(size, mtime)``: refuse when the file's current size differs or its mtime differs
     by more than a millisecond (the file changed since it was analysed). ``id3v23``: write ID3v2.3
     instead of ID3v2.4 (ID3 carriers). A file already holding these values is left untouched (``written=False``).
-    Raises `TagWriteError` (read-only file, changed file, unsupported format, failed write or
-    verification) and `UserError` (unknown family, bad score, empty model version).
+    ``settle_seconds``: refuse a file modified less than this many seconds ago (it may still be
+    being written; the commands pass `DEFAULT_SETTLE_SECONDS`). A file open for writing by another
+    program is refused whatever the settle time (where Linux leases are available; see `_ReadLease`).
+    Raises `TagWriteError` (read-only, changed, recently changed or in-use file, unsupported format,
+    failed write or verification) and `UserError` (unknown family, bad score, empty model version).
     """
     raw = _desired_raw(instruments=instruments, model_version=model_version, scores=scores)
     return _rewrite(
-        path, target=lambda _before: raw, id3v23=id3v23, keep_mtime=keep_mtime, dry_run=dry_run, expected=expected
-    )
+        path, target=lambda _before: raw, id3v23=id3v23, keep_mtime=keep_mtime, dry_run=dry_run, expected=expected,
+        settle_seconds=settle_seconds,
+    )  # fmt: skip
 
 
 def remove_instruments(
@@ -210,15 +225,17 @@ def remove_instruments(
     keep_mtime: bool = False,
     dry_run: bool = False,
     expected: tuple[int, float] | None = None,
+    settle_seconds: float = 0.0,
 ) -> TagChange:
     """Remove exactly tagger's fields (`FIELDS`) and nothing else, atomically.
 
     An ID3 tag left without any frame is removed altogether (tagger created it). A file without
-    tagger's fields is left untouched (``written=False``).
+    tagger's fields is left untouched (``written=False``). ``settle_seconds``: as for `write_instruments`.
     """
     return _rewrite(
-        path, target=lambda _before: {}, id3v23=None, keep_mtime=keep_mtime, dry_run=dry_run, expected=expected
-    )
+        path, target=lambda _before: {}, id3v23=None, keep_mtime=keep_mtime, dry_run=dry_run, expected=expected,
+        settle_seconds=settle_seconds,
+    )  # fmt: skip
 
 
 def is_temp_name(name: str) -> bool:
@@ -263,22 +280,36 @@ def remove_stale_temp_files(paths: Iterable[str | os.PathLike], *, min_age: floa
     return removed
 
 
-def find_audio_files(paths: Iterable[str | os.PathLike]) -> Iterator[Path]:
-    """Files given directly, and audio files (by extension) under folders, recursively, sorted.
-
-    Hidden temporary files of interrupted writes are never returned.
+def find_audio_files(
+    paths: Iterable[str | os.PathLike], *, follow_external_symlinks: bool = False
+) -> Iterator[Path | TagWriteError]:
+    """Files given directly, and the audio files under folders as a scan finds them
+    (`tagger.library.crawl.crawl`: hidden files and leftover temporary files are left out, and a
+    symbolic link pointing outside the given folders is not followed unless
+    ``follow_external_symlinks``). A path that does not exist and each link not followed are
+    yielded as a `TagWriteError` (the reason why they are skipped).
     """
-    from tagger.audio import AUDIO_EXTENSIONS
+    from tagger.library.crawl import CrawlReport, crawl
 
+    roots = []
     for p in map(Path, paths):
-        if p.is_dir():
-            for root, dirs, files in os.walk(p):
-                dirs.sort()
-                for name in sorted(files):
-                    if Path(name).suffix.lower() in AUDIO_EXTENSIONS and not name.endswith(TEMP_SUFFIX):
-                        yield Path(root) / name
+        if os.path.lexists(p):
+            roots.append(p)
         else:
-            yield p
+            yield TagWriteError(p, "no such file or folder")
+    report = CrawlReport()
+    yield from crawl(roots, follow_external_symlinks=follow_external_symlinks, report=report)
+    for link in report.external_links:
+        yield TagWriteError(link, _external_reason(os.path.realpath(link)))
+    for folder, reason in report.unreadable:
+        yield TagWriteError(folder, f"cannot list the folder: {reason}; its files were left as they are")
+
+
+def _external_reason(target: str) -> str:
+    return (
+        f"a symbolic link pointing outside the given folders (to {target}); not followed "
+        "(--follow-external-symlinks to include it)"
+    )
 
 
 @dataclass(frozen=True)
@@ -353,28 +384,55 @@ def write_predictions(
     id3v23: bool = False,
     keep_mtime: bool = False,
     dry_run: bool = False,
+    settle_seconds: float = 0.0,
+    roots: Iterable[str | os.PathLike] | None = None,
+    follow_external_symlinks: bool = False,
 ) -> Iterator[TagChange | TagWriteError]:
     """`write_instruments` for each prediction; a file that cannot be tagged yields its
-    `TagWriteError` (the others go on). ``scores``: also write INSTRUMENTS_SCORES."""
+    `TagWriteError` (the others go on). ``scores``: also write INSTRUMENTS_SCORES.
+
+    ``roots``: the files and folders the writes must stay in (as a scan's folders): a file reached
+    through a symbolic link pointing outside them is skipped unless ``follow_external_symlinks``.
+    None: the folder holding every listed file.
+    """
+    from tagger.library.crawl import external_link_target
+
+    predictions = list(predictions)
+    if roots is None:
+        folders = [os.path.dirname(os.path.abspath(p.path)) for p in predictions]
+        roots = [os.path.commonpath(folders)] if folders else []
+    roots = list(roots)
     for pred in predictions:
         try:
+            target = None if follow_external_symlinks else external_link_target(pred.path, roots)
+            if target is not None:
+                raise TagWriteError(pred.path, _external_reason(target))
             yield write_instruments(
                 pred.path, instruments=pred.instruments, model_version=pred.model_version,
                 scores=pred.scores if scores else None, id3v23=id3v23, keep_mtime=keep_mtime,
-                dry_run=dry_run, expected=pred.expected,
+                dry_run=dry_run, expected=pred.expected, settle_seconds=settle_seconds,
             )  # fmt: skip
         except TagWriteError as exc:
             yield exc
 
 
 def remove_all(
-    paths: Iterable[str | os.PathLike], *, keep_mtime: bool = False, dry_run: bool = False
+    paths: Iterable[str | os.PathLike],
+    *,
+    keep_mtime: bool = False,
+    dry_run: bool = False,
+    settle_seconds: float = 0.0,
+    follow_external_symlinks: bool = False,
 ) -> Iterator[TagChange | TagWriteError]:
-    """`remove_instruments` on files and, recursively, the audio files of folders; a file that
-    cannot be changed yields its `TagWriteError` (the others go on)."""
-    for file in find_audio_files(paths):
+    """`remove_instruments` on files and the audio files of folders (found as a scan finds them,
+    `find_audio_files`); a file that cannot be changed, or is not followed, yields its
+    `TagWriteError` (the others go on)."""
+    for file in find_audio_files(paths, follow_external_symlinks=follow_external_symlinks):
+        if isinstance(file, TagWriteError):
+            yield file
+            continue
         try:
-            yield remove_instruments(file, keep_mtime=keep_mtime, dry_run=dry_run)
+            yield remove_instruments(file, keep_mtime=keep_mtime, dry_run=dry_run, settle_seconds=settle_seconds)
         except TagWriteError as exc:
             yield exc
 
@@ -430,12 +488,30 @@ def tag_from_database(
     id3v23: bool = False,
     keep_mtime: bool = False,
     dry_run: bool = False,
+    settle_seconds: float = 0.0,
+    follow_external_symlinks: bool = False,
 ) -> Iterator[TagChange | TagWriteError]:
     """Write the stored results of the library database (a `tagger.db.session.Database`) into the
-    files, without re-analysis, recording each rewritten file's new size/mtime/fingerprint."""
+    files, without re-analysis, recording each rewritten file's new size/mtime/fingerprint.
+
+    Writes stay inside ``paths`` (or, when none are given, the folders the database's scans were
+    given): a file reached through a symbolic link pointing elsewhere is skipped unless
+    ``follow_external_symlinks``."""
+    import json
+
+    from sqlalchemy import select
+
+    from tagger.db import models as M
+
+    paths = list(paths)
     with database.session() as session:
         predictions = predictions_from_database(session, paths=paths, has=has, lacks=lacks)
-    for result in write_predictions(predictions, scores=scores, id3v23=id3v23, keep_mtime=keep_mtime, dry_run=dry_run):
+        roots = list(paths) or sorted({r for (text,) in session.execute(select(M.Scan.roots)) for r in json.loads(text)})
+    results = write_predictions(
+        predictions, scores=scores, id3v23=id3v23, keep_mtime=keep_mtime, dry_run=dry_run,
+        settle_seconds=settle_seconds, roots=roots, follow_external_symlinks=follow_external_symlinks,
+    )  # fmt: skip
+    for result in results:
         if isinstance(result, TagChange) and result.written:
             with database.session() as session:
                 record_rewrite(session, result)
@@ -565,41 +641,74 @@ def _set_raw(audio, kind: str, raw: Raw) -> None:
 # -- the other tags (what must not change) ------------------------------------------------------
 
 
-def _norm(value):
-    """A comparable, order-preserving representation of a mutagen tag value."""
-    if isinstance(value, (list, tuple)):
-        return (type(value).__name__, tuple(_norm(v) for v in value))
-    if isinstance(value, (bytes, bytearray)):
-        extra = sorted((k, repr(v)) for k, v in vars(value).items()) if hasattr(value, "__dict__") else []
-        return (type(value).__name__, bytes(value), tuple(extra))
-    return (type(value).__name__, repr(value))
+def _feed(h, value) -> None:
+    """Add a mutagen tag value to the hash ``h``: its type and content, bytes hashed in place (a
+    50 MB cover is never copied nor turned into a string), lists in order."""
+    from mutagen.id3 import Frame
+
+    h.update(type(value).__name__.encode() + b":")
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        h.update(b"%d:" % len(value))
+        h.update(value)
+        extra = vars(value) if hasattr(value, "__dict__") else {}  # MP4Cover.imageformat, MP4FreeForm.dataformat
+        for key in sorted(extra):
+            h.update(key.encode())
+            _feed(h, extra[key])
+    elif isinstance(value, str):
+        data = value.encode("utf-8", "surrogatepass")
+        h.update(b"%d:" % len(data))
+        h.update(data)
+    elif isinstance(value, (list, tuple)):
+        h.update(b"%d:" % len(value))
+        for item in value:
+            _feed(h, item)
+    elif isinstance(value, Frame):  # every attribute of the frame's specification
+        for spec in (*value._framespec, *value._optionalspec):
+            h.update(spec.name.encode())
+            _feed(h, getattr(value, spec.name, None))
+    elif hasattr(value, "value") and hasattr(value, "TYPE"):  # an ASF attribute
+        _feed(h, value.value)
+        _feed(h, repr((getattr(value, "language", None), getattr(value, "stream", None))))
+    else:
+        data = repr(value).encode("utf-8", "surrogatepass")
+        h.update(b"%d:" % len(data))
+        h.update(data)
 
 
-def _other_tags(audio, kind: str) -> tuple:
-    """Every tag of the file except ours, in a comparable form (cover art included)."""
+def _other_tags(audio, kind: str) -> str:
+    """A digest of every tag of the file except ours (cover art included): equal digests, equal tags.
+
+    Streamed into a hash: no copy of the tag data is held (covers can be tens of megabytes).
+    """
+    h = hashlib.sha256()
     tags = audio.tags
     if tags is None:
-        items: list = []
+        items: Iterable = []
     elif kind == "id3":
         items = sorted(
-            (key, repr(frame)) for key, frame in tags.items() if not (frame.FrameID == "TXXX" and _ours(frame.desc))
+            ((key, frame) for key, frame in tags.items() if not (frame.FrameID == "TXXX" and _ours(frame.desc))),
+            key=lambda item: item[0],
         )
         if tags.unknown_frames:
-            items.append(("<unknown frames>", tuple(tags.unknown_frames)))
+            items.append(("<unknown frames>", list(tags.unknown_frames)))
     elif kind == "vorbis":
         items = [(k, v) for k, v in tags if not _ours(k)]
     elif kind == "mp4":
         items = sorted(
-            (k, _norm(v))
-            for k, v in tags.items()
-            if not (k.startswith(MP4_FREEFORM_PREFIX) and _ours(k[len(MP4_FREEFORM_PREFIX) :]))
+            ((k, v) for k, v in tags.items() if not (k.startswith(MP4_FREEFORM_PREFIX) and _ours(k[len(MP4_FREEFORM_PREFIX) :]))),
+            key=lambda item: item[0],
         )
     else:  # asf: mutagen may move attributes between header objects; per-name order is kept
-        items = sorted(((k, _norm(v.value), repr(v)) for k, v in tags if not _ours(k)), key=lambda item: item[0])
+        items = sorted(((k, v) for k, v in tags if not _ours(k)), key=lambda item: item[0])
+    for key, value in items:
+        _feed(h, key)
+        _feed(h, value)
     pictures = getattr(audio, "pictures", None)  # FLAC PICTURE blocks
     if pictures is not None:
-        items.append(("<pictures>", tuple((p.type, p.mime, p.desc, p.data) for p in pictures)))
-    return tuple(items)
+        _feed(h, "<pictures>")
+        for pic in pictures:
+            _feed(h, [pic.type, pic.mime, pic.desc, pic.width, pic.height, pic.depth, pic.colors, pic.data])
+    return h.hexdigest()
 
 
 # -- the audio payload (what must not change either) --------------------------------------------
@@ -743,16 +852,32 @@ def _ogg_crc_ok(page: bytes) -> bool:
 # -- the atomic rewrite -------------------------------------------------------------------------
 
 
-def _open(path: str | os.PathLike, *, real: str | None = None):
-    """Load ``path`` with mutagen -> (file object, storage kind); our errors only."""
+def _open(path: str | os.PathLike, *, real: str | None = None, cls: type | None = None):
+    """Load ``path`` with mutagen -> (file object, storage kind); our errors only.
+
+    ``cls``: the mutagen class to use (the original's, for its temporary copy: mutagen guesses a
+    file's type partly from its name, and a ``.tagger-tmp`` name says nothing, so an MP3 without an
+    ID3 tag, e.g. an 8 kHz MPEG 2.5 one, would not be recognised from the copy). Without ``cls`` the
+    type comes from the name and the first bytes, with our own MPEG frame check as a last resort.
+    """
     import mutagen
 
     name = real or os.fspath(path)
     try:
-        audio = mutagen.File(name)
-        if audio is not None and type(audio).__name__ == "MP3":
+        if cls is None:
+            audio = mutagen.File(name)
+            if audio is None and _looks_like_mpeg(name):
+                from mutagen.mp3 import MP3
+
+                try:
+                    audio = MP3(name, load_v1=False)
+                except mutagen.MutagenError:
+                    audio = None
+            elif audio is not None and type(audio).__name__ == "MP3":
+                cls, audio = type(audio), None  # (let the first load go before the second)
+        if cls is not None:
             # Never fold an ID3v1 tag into the ID3v2 tag we write (it would add frames).
-            audio = type(audio)(name, load_v1=False)
+            audio = cls(name, load_v1=False) if cls.__name__ == "MP3" else cls(name)
     except FileNotFoundError:
         raise TagWriteError(path, "no such file") from None
     except (mutagen.MutagenError, OSError, ValueError, struct.error, EOFError) as exc:
@@ -761,6 +886,18 @@ def _open(path: str | os.PathLike, *, real: str | None = None):
         what = "unknown" if audio is None else type(audio).__name__
         raise TagWriteError(path, f"unsupported format ({what}); tagger writes tags into {SUPPORTED_FORMATS}")
     return audio, _KINDS[type(audio).__name__]
+
+
+def _looks_like_mpeg(name: str) -> bool:
+    """An ID3v2 tag or an MPEG audio frame header (layer I-III, any MPEG version) at the start."""
+    try:
+        with open(name, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        return False
+    if head.startswith(b"ID3"):
+        return True
+    return len(head) == 4 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0 and head[1] & 0x06 != 0 and head[2] >> 4 != 0xF
 
 
 def _check_expected(path, st: os.stat_result, expected: tuple[int, float] | None) -> None:
@@ -775,12 +912,146 @@ def _check_expected(path, st: os.stat_result, expected: tuple[int, float] | None
         )
 
 
+def unsettled_reason(mtime: float, settle_seconds: float, *, now: float | None = None) -> str | None:
+    """Why a file modified at ``mtime`` must be left alone for now (modified less than
+    ``settle_seconds`` ago: it may still be being written), or None.
+
+    A modification time in the future by less than the settle time counts as recent too.
+    """
+    import time
+
+    age = (time.time() if now is None else now) - mtime
+    if settle_seconds <= 0 or abs(age) >= settle_seconds:
+        return None
+    return f"changed {max(age, 0.0):.0f} s ago, still being written? (settle time {settle_seconds:g} s); left for a later run"
+
+
 def _check_writable(path, real: str, st: os.stat_result) -> None:
     if not os.access(real, os.W_OK) or not st.st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
         raise TagWriteError(path, "file is read-only")
     folder = os.path.dirname(real) or "."
     if not os.access(folder, os.W_OK | os.X_OK):
         raise TagWriteError(path, f"folder {folder} is not writable (needed for the atomic replace)")
+
+
+_F_SETLEASE = 1024
+_F_GETLEASE = 1025
+_F_SETSIG = 10
+
+
+class _ReadLease:
+    """A Linux read lease on the original file, held from before the copy until after the rename.
+
+    The kernel refuses the lease (EAGAIN) while any process has the file open for writing, and
+    breaks it as soon as one opens it for writing (or truncates it): `broken` then says so, and that
+    opener's ``open`` waits until the lease is released (at most ``/proc/sys/fs/lease-break-time``
+    seconds), so its writes cannot go to the file we are about to replace. Readers neither prevent
+    nor break it. Where leases are not available (not Linux, not the file's owner without
+    CAP_LEASE, network and FUSE filesystems, leases disabled) `active` is False and the writer
+    relies on its other checks (settle time, size/mtime/inode unchanged).
+
+    The lease-break notification (a signal) goes nowhere: SIGURG (ignored by default) is chosen
+    before the lease is taken and the descriptor's owner is cleared right after.
+    """
+
+    def __init__(self, fd: int, shown: str) -> None:
+        import fcntl
+        import signal
+        import sys
+
+        self.fd = fd
+        self.active = False
+        self.unavailable: str | None = None
+        if not sys.platform.startswith("linux"):
+            self.unavailable = "leases are Linux only"
+            return
+        try:
+            fcntl.fcntl(fd, getattr(fcntl, "F_SETSIG", _F_SETSIG), signal.SIGURG)
+            fcntl.fcntl(fd, getattr(fcntl, "F_SETLEASE", _F_SETLEASE), fcntl.F_RDLCK)
+        except OSError as exc:
+            import errno
+
+            if exc.errno == errno.EAGAIN:
+                raise TagWriteError(
+                    shown, "open for writing by another program (still being written?); left as it is for a later run"
+                ) from None
+            self.unavailable = exc.strerror or str(exc)  # EACCES (not the owner), EINVAL (filesystem) ...
+            return
+        self.active = True
+        fcntl.fcntl(fd, fcntl.F_SETOWN, 0)
+
+    def broken(self) -> bool:
+        """True when another program opened the file for writing since the lease was taken."""
+        if not self.active:
+            return False
+        import fcntl
+
+        return fcntl.fcntl(self.fd, getattr(fcntl, "F_GETLEASE", _F_GETLEASE)) != fcntl.F_RDLCK
+
+
+def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_dev, a.st_ino, a.st_size, a.st_mtime_ns) == (b.st_dev, b.st_ino, b.st_size, b.st_mtime_ns)
+
+
+def _xattrs(path: str) -> dict[str, bytes]:
+    """A file's extended attributes (POSIX ACLs included: ``system.posix_acl_access``)."""
+    import errno
+
+    try:
+        names = os.listxattr(path)
+    except OSError as exc:
+        if exc.errno in (errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS):
+            return {}
+        raise
+    out = {}
+    for name in names:
+        try:
+            out[name] = os.getxattr(path, name)
+        except OSError as exc:
+            if exc.errno != errno.ENODATA:  # removed meanwhile
+                raise
+    return out
+
+
+def _copy_xattrs(src: str, dst: str, shown: str) -> dict[str, bytes]:
+    """Give ``dst`` exactly the extended attributes of ``src`` (user attributes, POSIX ACLs, ...);
+    returns them. Raises `TagWriteError` naming the attributes that cannot be kept."""
+    want = _xattrs(src)
+    have = _xattrs(dst)  # e.g. an ACL inherited from the folder's default ACL, a security label
+    problems = []
+    for name in have.keys() - want.keys():
+        try:
+            os.removexattr(dst, name)
+        except OSError as exc:
+            problems.append(f"{name} ({exc.strerror or exc})")
+    for name, value in want.items():
+        if have.get(name) != value:
+            try:
+                os.setxattr(dst, name, value)
+            except OSError as exc:
+                problems.append(f"{name} ({exc.strerror or exc})")
+    if not problems and _xattrs(dst) != want:
+        problems.append("the attributes read back differ")
+    if problems:
+        raise TagWriteError(shown, f"cannot keep the extended attributes on the new copy: {', '.join(problems)}")
+    return want
+
+
+def _link_backup(real: str, folder: str, prefix: str) -> str | None:
+    """A second name (a hidden temporary-file name) for the original, so that it can be put back
+    after the rename; None where the filesystem has no hard links."""
+    import secrets
+
+    for _ in range(10):
+        name = os.path.join(folder, prefix + secrets.token_hex(4) + TEMP_SUFFIX)
+        try:
+            os.link(real, name)
+            return name
+        except FileExistsError:
+            continue
+        except OSError:
+            return None
+    return None
 
 
 def _rewrite(
@@ -791,6 +1062,7 @@ def _rewrite(
     keep_mtime: bool,
     dry_run: bool,
     expected: tuple[int, float] | None,
+    settle_seconds: float = 0.0,
 ) -> TagChange:
     shown = os.fspath(path)
     real = os.path.realpath(shown)  # a symlink's target is rewritten, the link stays a link
@@ -805,6 +1077,7 @@ def _rewrite(
     _check_expected(shown, st, expected)
 
     audio, kind = _open(shown, real=real)
+    cls = type(audio)
     before_raw = _get_raw(audio, kind)
     after_raw = target(before_raw)
     version = None
@@ -820,26 +1093,42 @@ def _rewrite(
         convert = bool(after_raw) and current is not None and current != version
     changed = before_raw != after_raw or convert
     before, after = _state(before_raw), _state(after_raw)
+    unsettled = unsettled_reason(st.st_mtime, settle_seconds)
     if not changed or dry_run:
         if changed:
             _check_writable(shown, real, st)
+            if unsettled:
+                raise TagWriteError(shown, unsettled)
         return TagChange(
             path=shown, before=before, after=after if changed else before, changed=changed, written=False,
             dry_run=dry_run, size=st.st_size, mtime=st.st_mtime,
         )  # fmt: skip
     _check_writable(shown, real, st)
+    if unsettled:
+        raise TagWriteError(shown, unsettled)
+    # Only a digest of the other tags is kept: the loaded tag (cover art included) is let go now.
+    others = None if convert else _other_tags(audio, kind)
+    del audio
 
-    mutagen_type = type(audio).__name__
+    mutagen_type = cls.__name__
     folder = os.path.dirname(real) or "."
     base = os.path.basename(real)
     prefix = "." + os.fsencode(base)[:80].decode("utf-8", "ignore") + "."
-    tmp = None
-    held = None
+    changed_meanwhile = "file changed while its tags were being written (another program wrote to it); left as it is"
+    tmp = backup = None
+    held = source = None
     try:
         import fcntl
 
+        source = os.open(real, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        lease = _ReadLease(source, shown)
+        if not _same_file(os.fstat(source), st):
+            raise TagWriteError(shown, changed_meanwhile)
+        try:
+            fcntl.flock(source, fcntl.LOCK_SH | fcntl.LOCK_NB)  # "in use" for the backup name below
+        except OSError:
+            pass
         payload = _payload_digest(real, mutagen_type)
-        others = _other_tags(audio, kind)
         held, tmp = tempfile.mkstemp(prefix=prefix, suffix=TEMP_SUFFIX, dir=folder)
         fcntl.flock(held, fcntl.LOCK_EX)  # "in use" until we are done or dead (remove_stale_temp_files)
         shutil.copyfile(real, tmp)
@@ -849,16 +1138,33 @@ def _rewrite(
                 os.chown(tmp, st.st_uid, st.st_gid)
             except OSError:
                 pass  # not ours to give away; documented: the writer then owns the file
-        _write_copy(tmp, mutagen_type=mutagen_type, kind=kind, raw=after_raw, version=version, original=real)
-        _verify(tmp, kind=kind, raw=after_raw, others=None if convert else others, payload=payload, mutagen_type=mutagen_type)
+        xattrs = _copy_xattrs(real, tmp, shown)
+        if lease.broken():
+            raise TagWriteError(shown, changed_meanwhile)
+        _write_copy(tmp, cls=cls, kind=kind, raw=after_raw, version=version, original=real)
+        _verify(tmp, cls=cls, kind=kind, raw=after_raw, others=others, payload=payload, mutagen_type=mutagen_type)
+        if _xattrs(tmp) != xattrs or stat.S_IMODE(os.stat(tmp).st_mode) != stat.S_IMODE(st.st_mode):
+            raise TagWriteError(tmp, "verification failed: the extended attributes or the mode changed")
         if keep_mtime:
             os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
         _fsync(tmp)
-        now = os.stat(real)
-        if (now.st_size, now.st_mtime_ns, now.st_ino) != (st.st_size, st.st_mtime_ns, st.st_ino):
-            raise TagWriteError(shown, "file changed while its tags were being written; left as it is")
+        if lease.broken() or not _same_file(os.fstat(source), st) or not _same_file(os.stat(real), st):
+            raise TagWriteError(shown, changed_meanwhile)
+        if lease.active:
+            backup = _link_backup(real, folder, prefix)
         os.replace(tmp, real)
         tmp = None
+        if lease.broken():
+            # Someone opened the old file for writing between the last check and the rename: their
+            # writes would go to the replaced file. Put the old file back, with our copy gone.
+            if backup is None:
+                raise TagWriteError(shown, "tags written, but another program opened the file for writing at that "
+                                           "moment; its changes may be lost: check the file")  # fmt: skip
+            os.replace(backup, real)
+            backup = None
+            raise TagWriteError(shown, changed_meanwhile)
+        os.close(source)  # the lease ends here
+        source = None
         _fsync_dir(folder)
         new = os.stat(real)
     except TagWriteError as exc:
@@ -870,21 +1176,25 @@ def _rewrite(
         kind_of = "mutagen" if isinstance(exc, mutagen.MutagenError) else type(exc).__name__
         raise TagWriteError(shown, f"tag write failed ({kind_of}: {reason}); file left unchanged") from exc
     finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
+        for name in (tmp, backup):
+            if name is not None:
+                try:
+                    os.unlink(name)
+                except FileNotFoundError:
+                    pass
         if held is not None:
             os.close(held)
+        if source is not None:
+            os.close(source)
     return TagChange(
         path=shown, before=before, after=after, changed=True, written=True, size=new.st_size, mtime=new.st_mtime
     )
 
 
-def _write_copy(tmp: str, *, mutagen_type: str, kind: str, raw: Raw, version: int | None, original: str) -> None:
-    """Change our fields in the temporary copy ``tmp``."""
-    audio, _ = _open(tmp)
+def _write_copy(tmp: str, *, cls: type, kind: str, raw: Raw, version: int | None, original: str) -> None:
+    """Change our fields in the temporary copy ``tmp`` (read as ``cls``, the original's mutagen type)."""
+    mutagen_type = cls.__name__
+    audio, _ = _open(tmp, cls=cls)
     _set_raw(audio, kind, raw)
     if kind == "id3":
         if not len(audio.tags):
@@ -925,9 +1235,11 @@ def _restore_id3v1(original: str, tmp: str) -> None:
         f.write(old)
 
 
-def _verify(tmp: str, *, kind: str, raw: Raw, others: tuple | None, payload: str | None, mutagen_type: str) -> None:
+def _verify(
+    tmp: str, *, cls: type, kind: str, raw: Raw, others: str | None, payload: str | None, mutagen_type: str
+) -> None:
     """Re-read the written copy: our fields as intended, other tags and audio payload unchanged."""
-    audio, kind_now = _open(tmp)
+    audio, kind_now = _open(tmp, cls=cls)
     if kind_now != kind or type(audio).__name__ != mutagen_type:
         raise TagWriteError(tmp, "verification failed: the written copy is no longer the same format")
     got = _get_raw(audio, kind)
@@ -935,6 +1247,7 @@ def _verify(tmp: str, *, kind: str, raw: Raw, others: tuple | None, payload: str
         raise TagWriteError(tmp, f"verification failed: fields read back as {got}, expected {raw}")
     if others is not None and _other_tags(audio, kind) != others:
         raise TagWriteError(tmp, "verification failed: other tags changed")
+    del audio
     if payload is not None and _payload_digest(tmp, mutagen_type) != payload:
         raise TagWriteError(tmp, "verification failed: the audio payload changed")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from collections.abc import Sequence
@@ -9,6 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+# The tests create files and tag them at once: no settle time for the commands (CLI runs and their
+# subprocesses) unless a test asks for one (tests of the settle time set it themselves).
+os.environ["TAGGER_SETTLE_SECONDS"] = "0"
 
 
 def tone_signal(

@@ -241,10 +241,10 @@ def test_cli_scan_with_a_real_model_on_the_cluster_equals_a_local_scan(cluster, 
     runner = CliRunner()
     common = ["--models", str(random_models), "--no-write-tags", "--json"]
     r = runner.invoke(app, ["scan", str(roots["local"]), "--db", str(tmp_path / "l.db"), "--jobs", "0", *common])
-    assert r.exit_code == 0, r.output
+    assert r.exit_code == 1, r.output  # bad.wav failed
     local = json.loads(r.output)
     r = runner.invoke(app, ["scan", str(roots["remote"]), "--db", pg_url, "--backend", "dask", "--scheduler", address, *common])
-    assert r.exit_code == 0, r.output
+    assert r.exit_code == 1, r.output
     remote = json.loads(r.output)
     assert (remote["scanned"], remote["failed"], remote["model_version"]) == (3, 1, "dask-random-1")
     for key in ("found", "scanned", "failed", "skipped"):

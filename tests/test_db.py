@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
+
+import pytest
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -12,6 +15,7 @@ from typer.testing import CliRunner
 from tagger.cli import app
 from tagger.db import models as M
 from tagger.db.session import (
+    DatabaseError,
     as_url,
     current_revision,
     default_db_url,
@@ -23,11 +27,11 @@ from tagger.db.session import (
 )
 
 
-def test_migrations_folder_is_found_and_has_two_revisions():
+def test_migrations_folder_is_found_and_has_its_revisions():
     d = migrations_dir()
     assert (d / "env.py").is_file() and (d / "script.py.mako").is_file()
     assert len(list((d / "versions").glob("0*.py"))) >= 2
-    assert head_revision() == "0003"
+    assert head_revision() == "0004"
 
 
 def test_migrated_schema_equals_the_orm_models(tmp_path):
@@ -65,8 +69,8 @@ def test_upgrade_from_first_revision_keeps_data(tmp_path):
         conn.execute(text("INSERT INTO segments (track_id, family, start, \"end\") VALUES (1, 'bass', 0.0, 8.0)"))
     engine.dispose()
 
-    db = open_database(tmp_path / "old.db")  # applies 0002 and 0003 automatically
-    assert current_revision(db.engine) == "0003"
+    db = open_database(tmp_path / "old.db")  # applies 0002, 0003 and 0004 automatically
+    assert current_revision(db.engine) == head_revision()
     with db.session() as s:
         a = s.scalar(select(M.Track).where(M.Track.path == "/m/a.flac"))
         b = s.scalar(select(M.Track).where(M.Track.path == "/m/b.mp3"))
@@ -87,7 +91,7 @@ def test_db_upgrade_command_creates_and_is_idempotent(tmp_path):
     for _ in range(2):
         r = runner.invoke(app, ["db", "upgrade", "--db", str(path)])
         assert r.exit_code == 0, r.output
-        assert "at revision 0003" in r.output
+        assert "at revision 0004" in r.output
     assert path.is_file()
 
 
@@ -120,3 +124,58 @@ def test_deleting_a_track_cascades_to_its_results(tmp_path):
         assert s.scalar(text("SELECT count(*) FROM detections")) == 0
         assert s.scalar(text("SELECT count(*) FROM segments")) == 0
     db.close()
+
+
+def test_a_migration_failing_midway_leaves_the_database_as_it_was(tmp_path, monkeypatch):
+    """A full disk half-way through creating the schema used to leave some tables behind, and every
+    later open failed with "table model_versions already exists": the migrations are one transaction."""
+    from alembic.ddl.impl import DefaultImpl
+    from sqlalchemy.exc import OperationalError
+
+    real_create_table = DefaultImpl.create_table
+    calls = []
+
+    def create_table_then_fail(self, table, *args, **kwargs):
+        calls.append(table.name)
+        if len(calls) > 1:
+            raise OperationalError("CREATE TABLE", {}, Exception("database or disk is full"))
+        return real_create_table(self, table, *args, **kwargs)
+
+    monkeypatch.setattr(DefaultImpl, "create_table", create_table_then_fail)
+    path = tmp_path / "lib.db"
+    with pytest.raises(DatabaseError, match="database or disk is full; it was left as it was"):
+        open_database(path)
+    assert calls[0] == "model_versions" and len(calls) == 2
+    engine = make_engine(as_url(path))
+    assert inspect(engine).get_table_names() == []  # the first table was rolled back with the rest
+    engine.dispose()
+
+    monkeypatch.setattr(DefaultImpl, "create_table", real_create_table)  # the disk has room again
+    db = open_database(path)
+    assert current_revision(db.engine) == head_revision()
+    with db.session() as s:
+        assert s.scalar(select(M.Track).limit(1)) is None
+    db.close()
+
+
+def test_a_database_from_a_newer_tagger_is_one_line_naming_the_revision(tmp_path):
+    path = tmp_path / "lib.db"
+    open_database(path).close()
+    con = sqlite3.connect(path)
+    con.execute("UPDATE alembic_version SET version_num = '0099'")
+    con.commit()
+    con.close()
+    with pytest.raises(DatabaseError, match=r"schema revision 0099, which tagger .* does not know \(it knows up to 0004\)"):
+        open_database(path)
+    r = CliRunner().invoke(app, ["stats", "--db", str(path)])
+    assert r.exit_code == 1
+    lines = r.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tagger: error: ") and "newer tagger" in lines[0], r.output
+
+
+def test_tagger_db_env_accepts_a_plain_file_path_like_the_db_option(tmp_path, monkeypatch):
+    monkeypatch.setenv("TAGGER_DB", str(tmp_path / "x.db"))
+    assert default_db_url() == f"sqlite:///{tmp_path / 'x.db'}"
+    r = CliRunner().invoke(app, ["stats", "--json"])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "x.db").is_file()

@@ -1,6 +1,7 @@
 """Faults: `kill -9` at random moments, two scans at once, a full disk, a read-only database.
 
-The SIGKILL loop runs a few rounds here; ``TAGGER_SOAK=1`` (or ``TAGGER_SOAK=<rounds>``) runs the
+The SIGKILL loop (with, beside the killed scan, a program appending to a recording it keeps open, a
+tag editor rewriting a file's TITLE, and extended attributes on every file) runs a few rounds here; ``TAGGER_SOAK=1`` (or ``TAGGER_SOAK=<rounds>``) runs the
 long soak on demand: ``TAGGER_SOAK=40 .venv/bin/python -m pytest tests/test_robustness_faults.py -k sigkill``.
 """
 
@@ -37,7 +38,7 @@ ROUNDS = (int(SOAK) if SOAK.isdigit() and int(SOAK) > 1 else 40) if SOAK else 4
 
 SCAN_SCRIPT = """
 import sys, time
-sys.path.insert(0, {tests!r})
+sys.path[:0] = [{tests!r}, {root!r}]  # this checkout's tagger, whatever is installed
 from library_fakes import FakeAnalyser
 from tagger import tags
 from tagger.db.session import open_database
@@ -60,12 +61,12 @@ if __name__ == "__main__":
 """
 
 
-def _ffmpeg(path: Path, freq: float, seconds: float) -> Path:
+def _ffmpeg(path: Path, freq: float, seconds: float, extra: list[str] = ()) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     codec = {".flac": "flac", ".mp3": "libmp3lame", ".ogg": "libvorbis", ".wav": "pcm_s16le"}[path.suffix]
     subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i",
                     f"sine=frequency={freq}:duration={seconds}:sample_rate=16000", "-c:a", codec,
-                    "-metadata", f"title=Song at {freq} Hz", "-metadata", "artist=Test Band", str(path)],
+                    "-metadata", f"title=Song at {freq} Hz", "-metadata", "artist=Test Band", *extra, str(path)],
                    check=True)  # fmt: skip
     return path
 
@@ -122,44 +123,126 @@ def tagged_template(tmp_path_factory):
     return root, {rel: fam for rel, (fam, _) in files.items()}
 
 
+def _xattrs(path: Path) -> dict[str, bytes]:
+    return {name: os.getxattr(path, name) for name in os.listxattr(path)} if hasattr(os, "listxattr") else {}
+
+
+class _Neighbours:
+    """Other programs at work in the library while it is scanned: one appends MPEG frames to
+    ``growing.mp3`` keeping its descriptor open (a recording), one rewrites ``edited.flac``'s
+    TITLE in place every 0.05-0.4 s (a tag editor)."""
+
+    def __init__(self, music: Path, frames: bytes, rng: random.Random) -> None:
+        import threading
+
+        self.growing, self.edited = music / "growing.mp3", music / "edited.flac"
+        self.frames, self.rng = frames, rng
+        self.appended = b""
+        self.titles: list[str] = []
+        self.stop = threading.Event()
+        self.failures: list[BaseException] = []
+        self.threads = [threading.Thread(target=self._append), threading.Thread(target=self._edit)]
+
+    def __enter__(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(timeout=120)
+
+    def _append(self) -> None:
+        try:
+            with open(self.growing, "ab") as f:
+                while not self.stop.is_set():
+                    chunk = self.frames[: 144 * self.rng.randrange(1, 20)]  # whole 144-byte frames
+                    f.write(chunk)
+                    f.flush()
+                    self.appended += chunk
+                    time.sleep(self.rng.uniform(0.01, 0.2))
+        except BaseException as exc:
+            self.failures.append(exc)
+
+    def _edit(self) -> None:
+        import mutagen
+
+        try:
+            n = 0
+            while not self.stop.is_set():
+                n += 1
+                title = f"edit {n} " + "x" * self.rng.randrange(0, 200)
+                f = mutagen.File(self.edited)
+                f["TITLE"] = title
+                f.save()
+                self.titles.append(title)
+                time.sleep(self.rng.uniform(0.05, 0.4))
+        except BaseException as exc:
+            self.failures.append(exc)
+
+
 @pytest.mark.integration
 @pytest.mark.slow
 def test_sigkill_at_random_moments_then_resume(tmp_path, tagged_template):
-    """Kill `scan` (analysis, commits, tag writes) again and again; then resume: nothing lost,
-    nothing damaged, no temporary file left."""
+    """Kill `scan` (analysis, commits, tag writes) again and again, while other programs append to
+    a recording and edit a file's tags; then resume: nothing lost, nothing damaged (extended
+    attributes included), no temporary file left."""
     template, fams = tagged_template
     music = tmp_path / "music"
     shutil.copytree(template, music)
     files = {rel: music / rel for rel in fams}
+    rating = hasattr(os, "setxattr")
+    try:
+        for p in files.values():
+            os.setxattr(p, "user.rating", p.name.encode())
+    except OSError:
+        rating = False  # no user extended attributes on this filesystem
+    xattrs = {rel: _xattrs(p) for rel, p in files.items()}
+    frames = _ffmpeg(tmp_path / "frames.mp3", 220.0, 6.0, extra=["-b:a", "32k", "-write_xing", "0",
+                                                                   "-id3v2_version", "0", "-map_metadata", "-1"]).read_bytes()  # fmt: skip
+    assert frames[:2] == b"\xff\xf3"  # MPEG 2 layer III, 144-byte frames, no tag
+    (music / "growing.mp3").write_bytes(frames[: 144 * 50])
+    _ffmpeg(music / "edited.flac", 330.0, 6.0)
+    edited_audio = _decoded_md5(music / "edited.flac")
     audio = {rel: _decoded_md5(p) for rel, p in files.items()}
     other = {rel: _other_tags(p) for rel, p in files.items()}
     db_path = tmp_path / "library.db"
     script = tmp_path / "scan_script.py"
-    script.write_text(SCAN_SCRIPT.format(tests=str(TESTS)))
+    script.write_text(SCAN_SCRIPT.format(tests=str(TESTS), root=str(TESTS.parent)))
     rng = random.Random(int(time.time()) if SOAK else 1)
     stored: dict[str, list[str]] = {}
     killed_in_tag_write = 0
     epoch = 1  # when a round gets to finish, the next one re-analyses and re-tags everything (a new model version)
     for _ in range(ROUNDS):
         finished = False
-        proc = subprocess.Popen([sys.executable, str(script), str(db_path), str(music), "0.05", f"fake-{epoch}"],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
-        try:
-            assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
-            time.sleep(rng.uniform(0.0, 2.5))
-            proc.send_signal(signal.SIGKILL)
-            finished = proc.wait(timeout=30) == 0 and "done" in proc.stdout.read()
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            proc.stdout.close()
-            proc.stderr.close()
+        growing_before = (music / "growing.mp3").read_bytes()
+        with _Neighbours(music, frames, rng) as neighbours:
+            proc = subprocess.Popen([sys.executable, str(script), str(db_path), str(music), "0.05", f"fake-{epoch}"],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+            try:
+                assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
+                time.sleep(rng.uniform(0.0, 2.5))
+                proc.send_signal(signal.SIGKILL)
+                finished = proc.wait(timeout=30) == 0 and "done" in proc.stdout.read()
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+                proc.stdout.close()
+                proc.stderr.close()
+        assert not neighbours.failures, neighbours.failures
+        # The recording kept everything written to it (tagger never replaced it while it was open)
+        # and the editor's last TITLE is in its file.
+        assert (music / "growing.mp3").read_bytes() == growing_before + neighbours.appended
+        assert mutagen_title(music / "edited.flac") == neighbours.titles[-1]
+        assert _decoded_md5(music / "edited.flac") == edited_audio
         now = _db_state(db_path)
-        assert all(now.get(p) == v for p, v in stored.items()), "a stored result was lost"
+        assert all(now.get(p) == v for p, v in stored.items() if p in map(str, files.values())), "a stored result was lost"
         stored = now
         for rel, p in files.items():  # each file is whole: the old one or the newly tagged one
             assert _decoded_md5(p) == audio[rel] and _other_tags(p) == other[rel], rel
+            assert _xattrs(p) == xattrs[rel] and (not rating or _xattrs(p)["user.rating"] == p.name.encode()), rel
             state = tags.read_instruments(p)
             allowed = [tags.TagState([fams[rel]], f"fake-{e}") for e in (epoch - 1, epoch)]
             assert state in (tags.TagState(), *allowed), (rel, state)
@@ -177,15 +260,27 @@ def test_sigkill_at_random_moments_then_resume(tmp_path, tagged_template):
         summary = scan([music], db=db, analyser=FakeAnalyser(version=version), jobs=0, rescan_stale=True,
                        on_track=tag_writer(model_version=version))
         with db.session() as s:
-            assert {t.path: t.instruments for t in find_tracks(s)} == {str(p): [fams[rel]] for rel, p in files.items()}
+            found = {t.path: t.instruments for t in find_tracks(s)}
     finally:
         db.close()
+    neighbours = {str(music / "growing.mp3"), str(music / "edited.flac")}
+    assert {p: v for p, v in found.items() if p not in neighbours} == {str(p): [fams[rel]] for rel, p in files.items()}
     assert summary.failed == 0 and summary.tag_errors == 0
     assert _temp_files(music) == []
-    assert _db_state(db_path) == {str(p): [fams[rel]] for rel, p in files.items()}
+    state = _db_state(db_path)
+    assert {p: v for p, v in state.items() if p not in neighbours} == {str(p): [fams[rel]] for rel, p in files.items()}
     for rel, p in files.items():
         assert _decoded_md5(p) == audio[rel] and _other_tags(p) == other[rel], rel
         assert tags.read_instruments(p) == tags.TagState([fams[rel]], version), rel
+        assert _xattrs(p) == xattrs[rel], rel
+    for p in neighbours:  # tagged once the other programs were done
+        assert tags.read_instruments(p).model_version == version, p
+
+
+def mutagen_title(path: Path) -> str:
+    import mutagen
+
+    return mutagen.File(path)["TITLE"][0]
 
 
 def test_stale_temp_files_are_removed_and_nothing_else(tmp_path):
@@ -226,8 +321,8 @@ def test_a_second_scan_of_the_same_database_refuses(tmp_path, monkeypatch):
     files = [write_audio(music / f"{i}.wav", tone_signal([FREQ["bass"] + i], seconds=8.0)) for i in range(10)]
     db_path = tmp_path / "library.db"
     script = tmp_path / "scan_script.py"
-    script.write_text(SCAN_SCRIPT.format(tests=str(TESTS)))
-    first = subprocess.Popen([sys.executable, str(script), str(db_path), str(music), "0.3"],
+    script.write_text(SCAN_SCRIPT.format(tests=str(TESTS), root=str(TESTS.parent)))
+    first = subprocess.Popen([sys.executable, str(script), str(db_path), str(music), "1.0"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
         assert first.stdout.readline().strip() == "ready"
@@ -246,7 +341,7 @@ def test_a_second_scan_of_the_same_database_refuses(tmp_path, monkeypatch):
 
         monkeypatch.setattr(ensemble.Ensemble, "load", classmethod(lambda cls, *a, **k: FakeAnalyser()))
         res = CliRunner().invoke(app, ["scan", str(music), "--db", str(db_path), "--jobs", "0"])
-        assert res.exit_code == 1 and "Traceback" not in res.output
+        assert res.exit_code == 1 and "Traceback" not in res.output, res.output
         assert res.output.strip().splitlines()[-1].startswith(f"tagger: error: another tagger scan (process {first.pid})")
         assert first.wait(timeout=120) == 0, first.stderr.read()
     finally:

@@ -218,7 +218,7 @@ def test_errors_command_lists_them_and_cli_scan_prints_no_traceback(bad_library,
     root, expected = bad_library
     db_file = str(tmp_path / "cli.db")
     res = CliRunner().invoke(app, ["scan", str(root), "--db", db_file, "--jobs", "0", "--no-write-tags", "--json"])
-    assert res.exit_code == 0, res.output
+    assert res.exit_code == 1, res.output  # files failed: exit 1
     assert "Traceback" not in res.output
     summary = json.loads(res.stdout)
     res = CliRunner().invoke(app, ["errors", "--json", "--db", db_file])

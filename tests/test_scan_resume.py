@@ -24,7 +24,7 @@ N_FILES = 12
 
 SCRIPT = """
 import sys
-sys.path.insert(0, {tests!r})
+sys.path[:0] = [{tests!r}, {root!r}]  # this checkout's tagger, whatever is installed
 from library_fakes import FakeAnalyser
 from tagger.db.session import open_database
 from tagger.library.scan import scan
@@ -70,7 +70,7 @@ def test_sigkill_mid_scan_then_clean_resume(tmp_path):
         expected[str(path)] = [fam]
     db_path = tmp_path / "library.db"
     script = tmp_path / "run_scan.py"
-    script.write_text(SCRIPT.format(tests=str(TESTS)))
+    script.write_text(SCRIPT.format(tests=str(TESTS), root=str(TESTS.parent)))
     proc = subprocess.Popen([sys.executable, str(script), str(db_path), str(music)], stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 120

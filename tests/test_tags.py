@@ -16,6 +16,7 @@ import stat
 import struct
 import subprocess
 import sys
+import threading
 import time
 import zlib
 from functools import lru_cache
@@ -560,15 +561,25 @@ def test_file_changed_during_the_write_is_left_alone(originals, tmp_path, monkey
     shutil.copy2(originals("flac"), song)
     real_verify = tags._verify
 
+    size = song.stat().st_size
+    appender = []
+
+    def append():
+        with open(song, "ab") as f:  # (waits while tagger holds its lease on the file)
+            f.write(b"\0")
+
     def verify_while_someone_appends(tmp, **kwargs):
         real_verify(tmp, **kwargs)
-        with open(song, "ab") as f:
-            f.write(b"\0")
+        appender.append(threading.Thread(target=append))
+        appender[0].start()
+        time.sleep(0.3)  # the other program is in the middle of its write
 
     monkeypatch.setattr(tags, "_verify", verify_while_someone_appends)
     with pytest.raises(TagWriteError, match="changed while"):
         tags.write_instruments(song, **WRITE)
+    appender[0].join(timeout=10)
     assert not tags.read_instruments(song).tagged
+    assert song.stat().st_size == size + 1  # the other program's write is in the file
     assert temp_files(tmp_path) == []
 
 

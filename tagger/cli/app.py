@@ -37,14 +37,15 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 
 
 def handle_errors(func):
-    """Render our own errors as one clear line (exit 1) instead of a traceback."""
+    """Render our own errors as one clear line instead of a traceback: exit code 1, or the error's
+    ``exit_code`` (an interrupted scan: 128 + the signal number)."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
         except TaggerError as exc:
-            raise fail(str(exc)) from None
+            raise fail(str(exc), getattr(exc, "exit_code", 1)) from None
         except KeyboardInterrupt:
             raise fail("interrupted", 130) from None
 

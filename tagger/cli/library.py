@@ -14,6 +14,7 @@ from pathlib import Path
 import typer
 
 from tagger.cli.app import app, handle_errors, quiet_tensorflow
+from tagger.tags import DEFAULT_SETTLE_SECONDS
 
 DB_HELP = "Database: SQLAlchemy URL or SQLite file (default: $TAGGER_DB, else library.db in the user data folder)."
 
@@ -38,7 +39,7 @@ def _with_session(db: str | None, read):
 
 
 def _abspath(path: Path) -> str:
-    return os.path.abspath(os.path.expanduser(os.fspath(path)))
+    return os.path.realpath(os.path.expanduser(os.fspath(path)))
 
 
 @app.command("scan")
@@ -67,6 +68,11 @@ def scan(
     scores: bool = typer.Option(False, "--scores", help="Also write per-family scores (INSTRUMENTS_SCORES)."),
     id3v23: bool = typer.Option(False, "--id3v23", help="Write ID3v2.3 instead of ID3v2.4 into MP3/WAV/AIFF."),
     keep_mtime: bool = typer.Option(False, "--keep-mtime", help="Keep each file's modification time when tagging."),
+    settle_seconds: float = typer.Option(
+        DEFAULT_SETTLE_SECONDS, "--settle-seconds", envvar="TAGGER_SETTLE_SECONDS", min=0.0,
+        help="When writing tags, leave new or changed files modified less than this many seconds ago "
+        "(they may still be being written) for a later scan.",
+    ),  # fmt: skip
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
     backend: str = typer.Option(
         "local", "--backend", help="Where files are analysed: local (worker processes) or dask (a Dask cluster)."
@@ -78,17 +84,20 @@ def scan(
 ) -> None:
     """Analyse every audio file under PATHS into the library database (incremental and resumable)."""
     from tagger.errors import UserError
-    from tagger.library.distributed import BACKENDS
+    from tagger.library.distributed import BACKENDS, check_scheduler_address
 
     if backend not in BACKENDS:
         raise UserError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if backend == "dask" and not scheduler:
         raise UserError("--backend dask needs --scheduler tcp://HOST:PORT (or $TAGGER_DASK_SCHEDULER)")
+    if backend == "dask":
+        scheduler = check_scheduler_address(scheduler)
     from tqdm import tqdm
 
+    from tagger.library.scan import check_roots, tag_writer
     from tagger.library.scan import scan as run_scan
-    from tagger.library.scan import tag_writer
 
+    paths = check_roots(paths)  # before anything is loaded, created or locked
     quiet_tensorflow()
     from tagger.model.ensemble import Ensemble
 
@@ -117,7 +126,8 @@ def scan(
         spec = AnalyserSpec(model_dir=str(Path(ensemble.model_dir).resolve()) if models is not None else None)
         cluster = DaskBackend(scheduler, spec=spec)
     hook = (
-        tag_writer(model_version=ensemble.version, dry_run=dry_run, scores=scores, id3v23=id3v23, keep_mtime=keep_mtime)
+        tag_writer(model_version=ensemble.version, dry_run=dry_run, scores=scores, id3v23=id3v23, keep_mtime=keep_mtime,
+                   settle_seconds=settle_seconds)  # fmt: skip
         if write_tags
         else None
     )
@@ -126,6 +136,7 @@ def scan(
             paths, db=database, analyser=ensemble, jobs=jobs, rescan_stale=rescan_stale, retry_errors=retry_errors,
             quick=quick, include_hidden=include_hidden, progress=progress, on_track=hook,
             follow_external_symlinks=follow_external_symlinks, backend=cluster,
+            settle_seconds=settle_seconds if write_tags and not dry_run else 0.0,
             **({} if file_timeout is None else {"file_timeout": file_timeout or None}),
         )  # fmt: skip
     finally:
@@ -134,9 +145,13 @@ def scan(
         database.close()
     if as_json:
         typer.echo(json.dumps(summary.to_dict(), indent=1))
+        if not summary.ok:
+            raise typer.Exit(1)
         return
     for path, reason in summary.errors:
         typer.echo(f"tagger: failed {path}: {reason}", err=True)
+    for path, reason in summary.deferred:
+        typer.echo(f"tagger: skipped {path}: {reason}", err=True)
     typer.echo(
         f"{summary.scanned} scanned, {summary.skipped} skipped unchanged ({summary.stale} stale), "
         f"{summary.failed} failed, {summary.moved} moved, {summary.missing} newly missing; "
@@ -146,8 +161,12 @@ def scan(
     if write_tags:
         verb = "would be tagged" if dry_run else "tagged"
         typer.echo(f"tags: {summary.tags_written} {verb}, {summary.tag_errors} failed")
+    if summary.deferred:
+        typer.echo(f"{len(summary.deferred)} file(s) changed in the last {settle_seconds:g} s were left for a later scan")
     if summary.stale and not rescan_stale:
         typer.echo(f"{summary.stale} track(s) were analysed by another model version: run `tagger scan --rescan-stale`")
+    if not summary.ok:  # a file, a folder or a tag write failed: scripts (cron) must see it
+        raise typer.Exit(1)
 
 
 @app.command("query")

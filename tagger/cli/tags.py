@@ -11,8 +11,19 @@ from pathlib import Path
 import typer
 
 from tagger.cli.app import app, fail, handle_errors
+from tagger.tags import DEFAULT_SETTLE_SECONDS
 
 log = logging.getLogger("tagger.tags")
+
+SETTLE_HELP = (
+    "Leave alone files modified less than this many seconds ago (they may still be being written); "
+    "a later run tags them."
+)
+FOLLOW_HELP = "Also change files reached through symbolic links that point outside the given folders."
+
+
+def settle_option():
+    return typer.Option(DEFAULT_SETTLE_SECONDS, "--settle-seconds", envvar="TAGGER_SETTLE_SECONDS", min=0.0, help=SETTLE_HELP)
 
 
 def _values(state) -> str:
@@ -62,18 +73,25 @@ def tag(
     id3v23: bool = typer.Option(False, "--id3v23", help="Write ID3v2.3 instead of ID3v2.4 (MP3, WAV, AIFF)."),
     keep_mtime: bool = typer.Option(False, "--keep-mtime", help="Keep each file's modification time."),
     dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Show what would change; write nothing."),
+    settle_seconds: float = settle_option(),
+    follow_external_symlinks: bool = typer.Option(False, "--follow-external-symlinks", help=FOLLOW_HELP),
 ) -> None:
     """Write INSTRUMENTS (and INSTRUMENTS_MODEL) into the files from stored results, without re-analysis."""
     from tagger import tags
+    from tagger.errors import UserError
 
-    options = dict(scores=scores, id3v23=id3v23, keep_mtime=keep_mtime, dry_run=dry_run)
+    for path in paths or ():
+        if not path.exists():
+            raise UserError(f"no such file or folder: {path}")
+    options = dict(scores=scores, id3v23=id3v23, keep_mtime=keep_mtime, dry_run=dry_run, settle_seconds=settle_seconds,
+                   follow_external_symlinks=follow_external_symlinks)  # fmt: skip
     if from_json is not None:
         version = model_version if model_version is not None else _shipped_model_version()
         predictions = tags.read_predictions_jsonl(from_json, model_version=version)
         predictions = tags.select_predictions(predictions, paths=paths or (), has=query_has or (), lacks=query_lacks or ())
         if not predictions:
             raise fail("no analysed track matches", 1)
-        _render(tags.write_predictions(predictions, **options), verb="tag", dry_run=dry_run)
+        _render(tags.write_predictions(predictions, roots=paths or None, **options), verb="tag", dry_run=dry_run)
         return
     from tagger.db.session import open_database
 
@@ -103,8 +121,14 @@ def untag(
     paths: list[Path] = typer.Argument(..., help="Audio files or folders (recursively)."),
     keep_mtime: bool = typer.Option(False, "--keep-mtime", help="Keep each file's modification time."),
     dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Show what would change; write nothing."),
+    settle_seconds: float = settle_option(),
+    follow_external_symlinks: bool = typer.Option(False, "--follow-external-symlinks", help=FOLLOW_HELP),
 ) -> None:
     """Remove exactly the fields tagger wrote (INSTRUMENTS, INSTRUMENTS_MODEL, INSTRUMENTS_SCORES)."""
     from tagger import tags
 
-    _render(tags.remove_all(paths, keep_mtime=keep_mtime, dry_run=dry_run), verb="untag", dry_run=dry_run)
+    results = tags.remove_all(
+        paths, keep_mtime=keep_mtime, dry_run=dry_run, settle_seconds=settle_seconds,
+        follow_external_symlinks=follow_external_symlinks,
+    )  # fmt: skip
+    _render(results, verb="untag", dry_run=dry_run)

@@ -13,6 +13,9 @@ Tables
 - ``window_scores`` (revision 0003): per track, the probability of every family in every window,
   compactly (float16 bytes), for the timeline picture. Tracks analysed before have none.
 
+``tracks.tags_current`` says whether the file's tags hold the stored results; ``tracks.error_transient``
+marks errors the next scan retries by itself.
+
 The schema is created and changed only through the Alembic migrations in ``migrations/``; a test
 checks that the migrated schema equals these models.
 """
@@ -118,6 +121,12 @@ class Track(Base):
     updated_at: Mapped[_dt.datetime] = mapped_column(DateTime, nullable=False, default=utcnow)
     missing_since: Mapped[_dt.datetime | None] = mapped_column(DateTime, nullable=True)
     """When the file was first found missing (revision 0002)."""
+    tags_current: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default="0")
+    """The file's tags hold this track's results (revision 0004): set after a scan wrote (or found)
+    them; a scan writes the tags of the tracks where it is false."""
+    error_transient: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default="0")
+    """The error may pass by itself (the file changed or vanished while it was read; revision 0004):
+    the next scan analyses the file again, and a moved or copied file never inherits it."""
 
     model_version: Mapped[ModelVersion | None] = relationship(lazy="joined")
     detections: Mapped[list[Detection]] = relationship(

@@ -32,7 +32,7 @@ def default_db_url() -> str:
     """``$TAGGER_DB``, else SQLite at ``<user data dir>/tagger/library.db``."""
     env = os.environ.get(DB_ENV)
     if env:
-        return env
+        return as_url(env)  # a URL or a plain file path, as with --db
     import platformdirs
 
     return f"sqlite:///{Path(platformdirs.user_data_dir('tagger', appauthor=False)) / DB_FILENAME}"
@@ -165,17 +165,79 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
+def _shown(engine: Engine) -> str:
+    return engine.url.render_as_string(hide_password=True)
+
+
+@contextmanager
+def _one_transaction(conn):
+    """Run the block in one database transaction, DDL included: committed at the end, rolled back
+    whole on any error (a full disk half-way through a migration leaves the database as it was).
+
+    pysqlite opens transactions only before INSERT/UPDATE/DELETE and commits before other
+    statements, so DDL would autocommit one statement at a time: for SQLite the driver's own
+    transaction handling is switched off (``isolation_level = None``) and ``BEGIN IMMEDIATE`` is
+    issued here. PostgreSQL has transactional DDL as it is."""
+    if conn.dialect.name != "sqlite":
+        with conn.begin():
+            yield
+        return
+    dbapi = conn.connection.driver_connection
+    saved = dbapi.isolation_level
+    dbapi.isolation_level = None
+    try:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            conn.rollback()
+            raise
+        conn.commit()
+    finally:
+        dbapi.isolation_level = saved
+
+
+def _check_known_revision(conn, cfg) -> None:
+    """Refuse, in one line, a database whose schema revision these scripts do not know (it was
+    made or upgraded by a newer tagger)."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    from tagger import __version__
+
+    script = ScriptDirectory.from_config(cfg)
+    current = MigrationContext.configure(conn).get_current_heads()
+    known = {rev.revision for rev in script.walk_revisions()}
+    unknown = [rev for rev in current if rev not in known]
+    if unknown:
+        raise DatabaseError(
+            f"the database {_shown(conn.engine)} has schema revision {', '.join(unknown)}, which tagger "
+            f"{__version__} does not know (it knows up to {script.get_current_head()}): it was made by a newer "
+            "tagger; use that version (or a later one) with this database"
+        )
+
+
 def upgrade(engine: Engine, *, revision: str = "head") -> str | None:
-    """Apply the migrations up to `revision`; returns the revision the database is at."""
+    """Apply the migrations up to `revision`, all in one transaction (`_one_transaction`: they
+    apply whole or not at all); returns the revision the database is at.
+
+    Raises `DatabaseError` when the database cannot be migrated or its revision is unknown."""
     from alembic import command
+    from alembic.util import CommandError
 
     cfg = alembic_config(engine)
     try:
-        with engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, revision)
-    except SQLAlchemyError as exc:
-        raise DatabaseError(f"cannot migrate the database {engine.url!r}: {exc}") from None
+        with engine.connect() as conn:
+            _check_known_revision(conn, cfg)
+            conn.rollback()  # end the check's read transaction: the migration opens its own
+            with _one_transaction(conn):
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, revision)
+    except (SQLAlchemyError, CommandError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise DatabaseError(
+            f"cannot migrate the database {_shown(engine)}: {reason}; it was left as it was"
+        ) from None
     return current_revision(engine)
 
 

@@ -141,17 +141,41 @@ def _exit_on_sigterm(signum, _frame) -> None:
     raise SystemExit(128 + signum)
 
 
-def worker_main(tasks, results, config: AnalysisConfig) -> None:
+def die_with_parent(parent: int | None = None) -> None:
+    """Make this process die (SIGKILL) when its parent does, however the parent ends (``kill -9``
+    included): Linux ``PR_SET_PDEATHSIG``. When the parent `parent` is already gone (it died before
+    the request took effect), exit at once. Elsewhere a no-op: the worker loop's parent check is
+    the fallback."""
+    import sys
+
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+        except (OSError, AttributeError):
+            pass
+    if parent is not None and os.getppid() != parent:
+        os._exit(1)
+
+
+def worker_main(tasks, results, config: AnalysisConfig, parent: int | None = None) -> None:
     """Worker process loop: take ``(task_id, path)`` from `tasks` until ``None``; put messages on `results`.
 
-    Exits by itself when the parent process disappears (e.g. killed with SIGKILL).
+    Dies with the parent process `parent` (the scan; `die_with_parent`), and as a fallback exits by
+    itself when it finds its parent gone. Never blocks at exit on a full `results` queue (the
+    main process reads every message of a file before it sends ``None``; when it stops early it
+    drops the files in progress).
     """
     import signal
 
+    parent = os.getppid() if parent is None else parent
+    die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     signal.signal(signal.SIGTERM, _exit_on_sigterm)  # stopped by the scan (a hung file): exit cleanly
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a closed terminal is the main process's to handle
+    results.cancel_join_thread()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    parent = os.getppid()
     _warm_up(config)  # imports and first-call compilation happen before the file timeout counts
 
     def alive() -> bool:

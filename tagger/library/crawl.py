@@ -96,7 +96,7 @@ def crawl(
         if follow_external_symlinks or not os.path.islink(path):
             return True
         target = os.path.realpath(path)
-        if any(target == r or target.startswith(r.rstrip(os.sep) + os.sep) for r in inside):
+        if is_under(target, inside):
             return True
         log.info("not following %s: it points outside the scanned folders (to %s)", path, target)
         report.external_links.append(path)
@@ -115,8 +115,10 @@ def crawl(
                 seen_files.add(str(root))
                 yield root
             continue
+        if not root.exists():
+            raise UserError(f"no such file or folder: {root}")
         if not root.is_dir():
-            raise UserError(f"no such folder: {root}")
+            raise UserError(f"{root}: not a folder nor a regular file")
         for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=walk_error):
             try:
                 st = os.stat(dirpath)
@@ -145,6 +147,26 @@ def crawl(
                     continue
                 seen_files.add(path)
                 yield Path(path)
+
+
+def is_under(target: str, folders: Iterable[str]) -> bool:
+    """True when the (real) path `target` is one of `folders` (real paths) or lies under one."""
+    return any(target == r or target.startswith(r.rstrip(os.sep) + os.sep) for r in folders)
+
+
+def external_link_target(path: str | os.PathLike, roots: Iterable[str | os.PathLike]) -> str | None:
+    """Where `path` really is, when symbolic links (the file itself or a folder on its way) lead it
+    outside every one of `roots` (files or folders); None when it stays inside (or has no links).
+
+    The rule of `crawl`, for commands given a list of files: a write must not land outside the
+    folders it was given unless asked to (``--follow-external-symlinks``).
+    """
+    target = os.path.realpath(path)
+    if target == os.path.abspath(path):
+        return None  # no link on the way
+    if is_under(target, [os.path.realpath(r) for r in roots]):
+        return None
+    return target
 
 
 def _loops(path: str, here: str) -> bool:

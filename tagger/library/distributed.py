@@ -24,6 +24,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -37,6 +38,17 @@ from tagger.library.analyse import AnalysisConfig, analyse_file
 log = logging.getLogger(__name__)
 
 BACKENDS = ("local", "dask")
+
+_ADDRESS = re.compile(r"^(?:(tcp|tls|ws|wss|ucx)://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?):(\d{1,5})$")
+
+
+def check_scheduler_address(address: str) -> str:
+    """A Dask scheduler address as ``PROTOCOL://HOST:PORT`` (``tcp://`` when none is given);
+    raises `UserError` for anything else, before any connection is tried."""
+    m = _ADDRESS.match(address.strip())
+    if m is None or not 0 < int(m.group(3)) < 65536:
+        raise UserError(f"invalid Dask scheduler address {address!r}: expected tcp://HOST:PORT, e.g. tcp://10.0.0.5:8786")
+    return address.strip() if m.group(1) else f"tcp://{address.strip()}"
 
 
 @dataclass(frozen=True)
@@ -230,8 +242,12 @@ class DaskBackend:
     scheduler: object
     spec: AnalyserSpec = field(default_factory=AnalyserSpec)
     in_flight: int = 2
-    connect_timeout: float = 30.0
+    connect_timeout: float = 10.0
     retries: int = 1
+
+    def __post_init__(self) -> None:
+        if isinstance(self.scheduler, str):
+            self.scheduler = check_scheduler_address(self.scheduler)
 
     def run(self, paths: Sequence[str], *, analyser, config: AnalysisConfig, predict_batch: int,
             store: Callable[[int, dict], None]) -> None:  # fmt: skip
@@ -249,8 +265,9 @@ class DaskBackend:
         if own:
             try:
                 client = Client(self.scheduler, timeout=self.connect_timeout, set_as_default=False)
-            except (OSError, TimeoutError) as exc:
-                raise ClusterError(f"cannot reach the Dask scheduler {self.scheduler}: {exc}") from None
+            except (OSError, TimeoutError, ValueError) as exc:
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise ClusterError(f"cannot reach the Dask scheduler {self.scheduler}: {reason}") from None
         else:
             client = self.scheduler
         index: dict = {}  # task key -> (position in paths, future), for the tasks in flight

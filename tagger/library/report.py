@@ -8,12 +8,27 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import os
 from collections.abc import Sequence
 
 from tagger.db.queries import TrackDetail, TrackSummary
 
 QUERY_FORMATS = ("table", "json", "csv", "paths", "m3u")
+
+log = logging.getLogger(__name__)
+
+
+def _one_line(tracks: Sequence[TrackSummary], fmt: str) -> list[TrackSummary]:
+    """The tracks whose path fits on one line: a path holding a line break would be split into two
+    entries of a line-based list (``paths``, ``m3u``), so it is left out, with a warning naming it."""
+    kept = []
+    for t in tracks:
+        if "\n" in t.path or "\r" in t.path:
+            log.warning("left out of the %s output: %r (its name holds a line break)", fmt, t.path)
+        else:
+            kept.append(t)
+    return kept
 
 
 def seconds_to_clock(seconds: float | None) -> str:
@@ -31,7 +46,7 @@ def render_tracks(tracks: Sequence[TrackSummary], *, fmt: str) -> str:
     if fmt == "json":
         return json.dumps([t.to_dict() for t in tracks], indent=1) + "\n"
     if fmt == "paths":
-        return "".join(t.path + "\n" for t in tracks)
+        return "".join(t.path + "\n" for t in _one_line(tracks, fmt))
     if fmt == "m3u":
         return render_m3u(tracks)
     if fmt == "csv":
@@ -44,7 +59,7 @@ def render_tracks(tracks: Sequence[TrackSummary], *, fmt: str) -> str:
 def render_m3u(tracks: Sequence[TrackSummary]) -> str:
     """An extended M3U playlist (absolute paths, UTF-8: save it as ``.m3u8`` or ``.m3u``)."""
     lines = ["#EXTM3U"]
-    for t in tracks:
+    for t in _one_line(tracks, "m3u"):
         title = os.path.splitext(os.path.basename(t.path))[0].replace(",", " ")
         lines.append(f"#EXTINF:{int(round(t.duration)) if t.duration is not None else -1},{title}")
         lines.append(t.path)

@@ -22,12 +22,15 @@
 
 from __future__ import annotations
 
+import filecmp
 import functools
 import json
 import logging
 import multiprocessing as mp
 import os
 import queue as _queue
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
@@ -41,7 +44,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from tagger import constants as C
-from tagger.aggregate import DEFAULT_AGGREGATION, TrackResult, aggregate
+from tagger.aggregate import DEFAULT_AGGREGATION, FamilyResult, TrackResult, aggregate
 from tagger.db import models as M
 from tagger.db.session import Database, DatabaseError
 from tagger.errors import TaggerError, UserError
@@ -113,6 +116,9 @@ class ScanSummary:
     """Files whose tags were written (or would be, in a dry run) by the ``on_track`` hook."""
     tag_errors: int = 0
     errors: list[tuple[str, str]] = field(default_factory=list)
+    deferred: list[tuple[str, str]] = field(default_factory=list)
+    """(path, reason) of the new or changed files left for a later scan: modified less than the
+    settle time ago, they may still be being written (nothing is stored for them)."""
     stage_seconds: dict[str, float] = field(default_factory=dict)
     """Seconds spent per stage. Analysis (``decode``, ``resample``, ``framing``, ``features``, and
     ``wait``: workers blocked on a full result queue) is summed over the worker processes; the rest is
@@ -125,9 +131,15 @@ class ScanSummary:
     def realtime_factor(self) -> float:
         return self.audio_seconds / self.wall_seconds if self.wall_seconds > 0 else 0.0
 
+    @property
+    def ok(self) -> bool:
+        """Nothing failed: no file nor folder in ``errors``, no tag write in ``tag_errors``."""
+        return not self.errors and not self.tag_errors and not self.failed
+
     def to_dict(self) -> dict:
         out = asdict(self)
         out["errors"] = [{"path": p, "error": e} for p, e in self.errors]
+        out["deferred"] = [{"path": p, "reason": r} for p, r in self.deferred]
         out["stage_seconds"] = {k: round(v, 3) for k, v in self.stage_seconds.items()}
         out["realtime_factor"] = round(self.realtime_factor, 2)
         out["audio_seconds"] = round(self.audio_seconds, 3)
@@ -142,6 +154,53 @@ class _Work:
     mtime: float
     fingerprint: str
     track_id: int | None
+
+
+class ScanInterrupted(TaggerError):
+    """The scan was asked to stop (SIGINT, SIGTERM or SIGHUP); what was analysed before is stored."""
+
+    def __init__(self, signum: int, stored: int) -> None:
+        self.signum = signum
+        self.exit_code = 128 + signum
+        name = signal.Signals(signum).name if signum in signal.Signals._value2member_map_ else f"signal {signum}"
+        super().__init__(f"interrupted ({name}): the {stored} file(s) analysed by this scan are stored; "
+                         "scan again to continue")  # fmt: skip
+
+
+class _StopSignals:
+    """While a scan runs (in the main thread): the first SIGINT, SIGTERM or SIGHUP asks it to stop;
+    the scan then stores the files already analysed, stops its workers and raises `ScanInterrupted`
+    (within about a second). A second signal interrupts at once (KeyboardInterrupt). A signal that
+    was ignored before the scan (``nohup``) stays ignored."""
+
+    NAMES = ("SIGINT", "SIGTERM", "SIGHUP")
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.saved: dict = {}
+
+    def __enter__(self) -> _StopSignals:
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        for name in self.NAMES:
+            sig = getattr(signal, name, None)
+            if sig is None or signal.getsignal(sig) is signal.SIG_IGN:
+                continue
+            self.saved[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self.saved.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum, _frame) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
 
 
 @dataclass
@@ -174,12 +233,14 @@ sees the file unchanged).
 
 
 def tag_writer(
-    *, model_version: str, dry_run: bool = False, id3v23: bool = False, keep_mtime: bool = False, scores: bool = False
-) -> OnTrack:
+    *, model_version: str, dry_run: bool = False, id3v23: bool = False, keep_mtime: bool = False, scores: bool = False,
+    settle_seconds: float = 0.0,
+) -> OnTrack:  # fmt: skip
     """An ``on_track`` hook writing the detected instruments into each file with `tagger.tags`.
 
-    A file that changed since it was analysed is refused (TagWriteError); per-family scores are
-    written only when `scores` is true.
+    A file that changed since it was analysed, or less than ``settle_seconds`` ago, or that another
+    program has open for writing, is refused (TagWriteError); per-family scores are written only
+    when `scores` is true.
     """
     from tagger import tags
 
@@ -187,7 +248,7 @@ def tag_writer(
         return tags.write_instruments(
             path, instruments=result.instruments, model_version=model_version,
             scores=result.scores if scores else None, id3v23=id3v23, keep_mtime=keep_mtime, dry_run=dry_run,
-            expected=expected,
+            expected=expected, settle_seconds=settle_seconds,
         )  # fmt: skip
 
     return write
@@ -237,14 +298,34 @@ def _under(root: str, session: Session):
     return inside | (M.Track.path == root)
 
 
+def check_roots(roots: Iterable[str | os.PathLike]) -> list[str]:
+    """The folders (or files) to scan in canonical form: absolute, every symbolic link resolved, so
+    that a library scanned through a link and directly is one library, its tracks stored once.
+
+    Raises `UserError` for a root that does not exist or is neither a folder nor a regular file
+    (checked before a scan creates or locks anything)."""
+    out = []
+    for root in roots:
+        path = os.path.abspath(os.path.expanduser(os.fspath(root)))
+        real = os.path.realpath(path)
+        if not os.path.exists(real):
+            raise UserError(f"no such file or folder: {path}")
+        if not (os.path.isdir(real) or os.path.isfile(real)):
+            raise UserError(f"{path}: not a folder nor a regular file")
+        if real not in out:
+            out.append(real)
+    return out
+
+
 def _exclusive(func):
     """Run a scan holding its database's scan lock (`tagger.library.lock`: a second scan of the same
     SQLite database refuses, naming the first one's PID); a database that cannot be written (disk
     full, read-only location, ...) ends the scan with one clear `DatabaseError`, everything
-    committed before kept."""
+    committed before kept. The roots are checked first (`check_roots`)."""
 
     @functools.wraps(func)
     def wrapper(roots, *, db: Database, **kwargs):
+        roots = check_roots(roots)
         with scan_lock(db.url):
             try:
                 return func(roots, db=db, **kwargs)
@@ -280,6 +361,7 @@ def scan(
     progress: Callable[[Progress], None] | None = None,
     on_track: OnTrack | None = None,
     backend: RemoteBackend | None = None,
+    settle_seconds: float = 0.0,
 ) -> ScanSummary:
     """Scan folders (or files) into the database; see the module docstring.
 
@@ -294,13 +376,30 @@ def scan(
         is killed and replaced and the file recorded as an error; None = no limit. Worker processes only.
     backend : analyse on a cluster instead of local processes (`tagger.library.distributed.DaskBackend`);
         planning, database writes, tags, progress and the summary stay in this process.
+    on_track : called after each analysed track is stored (e.g. `tag_writer`); also for the unchanged
+        tracks whose tags do not hold their results yet (``tracks.tags_current``: a tag write that
+        failed, a dry run, a scan without tags), so that a tag write is retried until it succeeds.
+
+    SIGINT, SIGTERM and SIGHUP (in the main thread) stop the scan: the files already analysed are
+    stored, the workers stopped, and `ScanInterrupted` raised.
+    settle_seconds : leave new or changed files modified less than this many seconds ago for a
+        later scan (they may still be being written; ``summary.deferred`` says which). The CLI
+        passes `tagger.tags.DEFAULT_SETTLE_SECONDS` when it writes tags.
     """
+    with _StopSignals() as stop:
+        return _scan(roots, db=db, analyser=analyser, jobs=jobs, rescan_stale=rescan_stale, retry_errors=retry_errors,
+                     quick=quick, include_hidden=include_hidden, follow_external_symlinks=follow_external_symlinks,
+                     file_timeout=file_timeout, commit_every=commit_every, commit_seconds=commit_seconds,
+                     predict_batch=predict_batch, progress=progress, on_track=on_track, backend=backend,
+                     settle_seconds=settle_seconds, stop=stop)  # fmt: skip
+
+
+def _scan(roots: list[str], *, db: Database, analyser: Analyser, jobs, rescan_stale: bool, retry_errors: bool,
+          quick: bool, include_hidden: bool, follow_external_symlinks: bool, file_timeout, commit_every: int,
+          commit_seconds: float, predict_batch: int, progress, on_track: OnTrack | None, backend,
+          settle_seconds: float, stop: _StopSignals) -> ScanSummary:  # fmt: skip
     t0 = time.monotonic()
     jobs = default_jobs() if jobs is None or jobs < 0 else int(jobs)
-    roots = [os.path.abspath(os.path.expanduser(os.fspath(r))) for r in roots]
-    for root in roots:
-        if not os.path.exists(root):
-            raise UserError(f"no such file or folder: {root}")
     with db.session() as s:
         mv = register_model(s, analyser)
         scan_row = M.Scan(roots=json.dumps(roots), model_version_id=mv.id)
@@ -311,15 +410,18 @@ def scan(
     writer = _Writer(db=db, scan_id=scan_id, model_version_id=mv_id, summary=summary,
                      commit_every=commit_every, commit_seconds=commit_seconds)  # fmt: skip
     crawled = CrawlReport()
+    retag: list[_Work] = []
     try:
         with writer.clock("plan"):
             work = _plan(roots, writer=writer, mv_id=mv_id, rescan_stale=rescan_stale, retry_errors=retry_errors,
                          quick=quick, include_hidden=include_hidden, progress=progress, t0=t0,
-                         follow_external_symlinks=follow_external_symlinks, crawled=crawled)  # fmt: skip
+                         follow_external_symlinks=follow_external_symlinks, crawled=crawled,
+                         retag=retag if on_track is not None else None, stop=stop)  # fmt: skip
         _after_crawl(crawled, summary)
+        work = _defer_unsettled(work, settle_seconds, summary)
         writer.commit()
         runner = _Runner(analyser=analyser, writer=writer, predict_batch=predict_batch, on_track=on_track,
-                         progress=progress, total=len(work), t0=t0)  # fmt: skip
+                         progress=progress, total=len(work), t0=t0, stop=stop)  # fmt: skip
         runner.file_timeout = file_timeout
         if backend is not None and work:
             runner.run_remote(work, backend)
@@ -327,9 +429,18 @@ def scan(
             runner.run_inline(work)
         else:
             runner.run_processes(work, jobs=min(jobs, len(work)))
+        runner.retag(retag)
         writer.commit()
         summary.missing = _mark_missing(writer.session, roots=roots, seen=writer.seen,
                                         unlisted=[folder for folder, _ in crawled.unreadable])  # fmt: skip
+    except ScanInterrupted:
+        # Asked to stop: the open batch holds only whole tracks (each checked in between two
+        # files), so it is stored; files still being analysed are redone by the next scan.
+        try:
+            writer.commit()
+        finally:
+            writer.abort()
+        raise
     except BaseException:
         # Interrupted or failed: drop the uncommitted batch (it may hold a track being written);
         # everything committed stays, and the next scan redoes the rest.
@@ -446,12 +557,15 @@ class _Writer:
             self.session.add(track)
         return track
 
-    def store_result(self, work: _Work, meta: dict, result: TrackResult, duration: float, *, touch: bool = True) -> None:
-        """Add a track's results to the open batch (``touch=False``: the caller commits, via `touch`, later)."""
+    def store_result(self, work: _Work, meta: dict, result: TrackResult, duration: float, *,
+                     touch: bool = True) -> M.Track:  # fmt: skip
+        """Add a track's results to the open batch (``touch=False``: the caller commits, via `touch`, later).
+        Its tags are not current until a tag write says so."""
         track = self.track_for(work)
         self._set_file(track, work, meta)
         track.duration = duration
-        track.status, track.error = M.STATUS_OK, None
+        track.status, track.error, track.error_transient = M.STATUS_OK, None, False
+        track.tags_current = False
         track.windows, track.silent_windows = result.windows, result.silent_windows
         track.model_version_id = self.mv_id
         track.analysed_at = M.utcnow()
@@ -460,11 +574,15 @@ class _Writer:
         self.summary.audio_seconds += duration
         if touch:
             self.touch()
+        return track
 
-    def store_error(self, work: _Work, meta: dict, reason: str) -> None:
+    def store_error(self, work: _Work, meta: dict, reason: str, *, transient: bool = False) -> None:
+        """Record a failed file; a `transient` error (the file changed or vanished while it was read)
+        is retried by the next scan and never follows a moved or copied file."""
         track = self.track_for(work)
         self._set_file(track, work, meta)
-        track.status, track.error = M.STATUS_ERROR, reason
+        track.status, track.error, track.error_transient = M.STATUS_ERROR, reason, transient
+        track.tags_current = False
         track.model_version_id = None
         track.analysed_at = M.utcnow()
         if track.id is not None:
@@ -529,10 +647,20 @@ def _restored_status(track: M.Track) -> str:
     return M.STATUS_ERROR if track.error else M.STATUS_OK
 
 
+def _same_content(a: str, b: str) -> bool:
+    """True when files `a` and `b` hold the same bytes (a fingerprint reads only three chunks)."""
+    try:
+        return filecmp.cmp(a, b, shallow=False)
+    except OSError:
+        return False
+
+
 def _plan(roots, *, writer: _Writer, mv_id: int, rescan_stale: bool, retry_errors: bool, quick: bool,
           include_hidden: bool, progress, t0: float, follow_external_symlinks: bool = False,
-          crawled: CrawlReport | None = None) -> list[_Work]:  # fmt: skip
-    """Crawl and decide per file; moves, copies and touched files are written here."""
+          crawled: CrawlReport | None = None, retag: list[_Work] | None = None,
+          stop: _StopSignals | None = None) -> list[_Work]:  # fmt: skip
+    """Crawl and decide per file; moves, copies and touched files are written here. Unchanged
+    tracks of this model whose tags do not hold their results are added to `retag` (when given)."""
     s = writer.session
     summary = writer.summary
     work: list[_Work] = []
@@ -541,14 +669,14 @@ def _plan(roots, *, writer: _Writer, mv_id: int, rescan_stale: bool, retry_error
         cond = _under(root, s)
         for row in s.execute(
             select(M.Track.path, M.Track.id, M.Track.size, M.Track.mtime, M.Track.fingerprint, M.Track.status,
-                   M.Track.model_version_id).where(cond)  # fmt: skip
+                   M.Track.model_version_id, M.Track.error_transient, M.Track.tags_current).where(cond)  # fmt: skip
         ):
             existing[row[0]] = tuple(row[1:])
     last_report = 0.0
 
-    def needs_analysis(status: str, track_mv: int | None) -> bool:
+    def needs_analysis(status: str, track_mv: int | None, transient: bool = False) -> bool:
         if status == M.STATUS_ERROR:
-            return retry_errors
+            return retry_errors or transient
         if track_mv != mv_id:
             if rescan_stale:
                 return True
@@ -557,6 +685,8 @@ def _plan(roots, *, writer: _Writer, mv_id: int, rescan_stale: bool, retry_error
 
     for p in crawl(roots, include_hidden=include_hidden, follow_external_symlinks=follow_external_symlinks,
                    report=crawled):  # fmt: skip
+        if stop is not None and stop.requested:
+            raise ScanInterrupted(stop.signum, 0)
         path = str(p)
         shown = _storable(path)
         writer.seen.add(shown)
@@ -573,7 +703,7 @@ def _plan(roots, *, writer: _Writer, mv_id: int, rescan_stale: bool, retry_error
             st = os.stat(path)
         except OSError as exc:
             w = _Work(path, 0, 0.0, "", existing.get(path, (None,))[0])
-            writer.store_error(w, {}, f"cannot stat file: {exc.strerror or exc}")
+            writer.store_error(w, {}, f"cannot stat file: {exc.strerror or exc}", transient=True)
             continue
         size, mtime = st.st_size, st.st_mtime
         row = existing.get(path)
@@ -583,10 +713,11 @@ def _plan(roots, *, writer: _Writer, mv_id: int, rescan_stale: bool, retry_error
             else:
                 fp = fingerprint(path)
         except TaggerError as exc:
-            writer.store_error(_Work(path, size, mtime, "", row[0] if row else None), {}, getattr(exc, "reason", str(exc)))
+            writer.store_error(_Work(path, size, mtime, "", row[0] if row else None), {}, getattr(exc, "reason", str(exc)),
+                               transient=True)  # cannot read it now: cheap to try again
             continue
         if row is not None:
-            track_id, old_size, old_mtime, old_fp, status, track_mv = row
+            track_id, old_size, old_mtime, old_fp, status, track_mv, transient, tags_current = row
             if old_size == size and old_fp == fp:
                 if old_mtime != mtime or status == M.STATUS_MISSING:
                     track = s.get(M.Track, track_id)
@@ -596,10 +727,12 @@ def _plan(roots, *, writer: _Writer, mv_id: int, rescan_stale: bool, retry_error
                         track.missing_since = None
                     track.updated_at = M.utcnow()
                     writer.touch()
-                if needs_analysis(status, track_mv):
+                if needs_analysis(status, track_mv, transient):
                     work.append(_Work(path, size, mtime, fp, track_id))
                 else:
                     summary.skipped += 1
+                    if retag is not None and status == M.STATUS_OK and track_mv == mv_id and not tags_current:
+                        retag.append(_Work(path, size, mtime, fp, track_id))
                 continue
             work.append(_Work(path, size, mtime, fp, track_id))
             continue
@@ -607,7 +740,10 @@ def _plan(roots, *, writer: _Writer, mv_id: int, rescan_stale: bool, retry_error
         candidates = s.scalars(
             select(M.Track).where(M.Track.fingerprint == fp, M.Track.size == size, M.Track.path != path).order_by(M.Track.id)
         ).all()
-        gone = [t for t in candidates if t.status == M.STATUS_MISSING or not os.path.exists(t.path)]
+        # A transient error belongs to the old file's read, not to its content: it never follows a
+        # moved or copied file (that file is analysed as new; the old row goes missing).
+        gone = [t for t in candidates if (t.status == M.STATUS_MISSING or not os.path.exists(t.path))
+                and not (t.error and t.error_transient)]  # fmt: skip
         if gone:
             track = gone[0]
             old_path = track.path
@@ -623,22 +759,49 @@ def _plan(roots, *, writer: _Writer, mv_id: int, rescan_stale: bool, retry_error
                 work.append(_Work(path, size, mtime, fp, track.id))
             else:
                 summary.skipped += 1
+                if (retag is not None and track.status == M.STATUS_OK and track.model_version_id == mv_id
+                        and not track.tags_current):  # fmt: skip
+                    retag.append(_Work(path, size, mtime, fp, track.id))
             continue
-        done = [t for t in candidates if t.status == M.STATUS_OK and t.model_version_id == mv_id]
+        # A copy gets its original's results only when their whole contents are the same: files that
+        # differ outside the fingerprint's three chunks are different audio, analysed on their own.
+        done = [t for t in candidates if t.status == M.STATUS_OK and t.model_version_id == mv_id
+                and _same_content(t.path, path)]  # fmt: skip
         if done:
             src = done[0]
             dst = M.Track(path=path, size=size, mtime=mtime, fingerprint=fp, duration=src.duration, format=src.format,
                           sample_rate=src.sample_rate, channels=src.channels, status=M.STATUS_OK,
                           windows=src.windows, silent_windows=src.silent_windows, model_version_id=mv_id,
-                          scan_id=writer.scan_id, analysed_at=src.analysed_at)  # fmt: skip
+                          scan_id=writer.scan_id, analysed_at=src.analysed_at,
+                          tags_current=src.tags_current)  # fmt: skip (the same bytes: the same tags)
             s.add(dst)
             _copy_results(s, src, dst)
             summary.copied += 1
             summary.skipped += 1
             writer.touch()
+            if retag is not None and not dst.tags_current:
+                retag.append(_Work(path, size, mtime, fp, None))
             continue
         work.append(_Work(path, size, mtime, fp, None))
     return work
+
+
+def _defer_unsettled(work: list[_Work], settle_seconds: float, summary: ScanSummary) -> list[_Work]:
+    """The files to analyse now: those modified less than ``settle_seconds`` ago are left out
+    (nothing is stored for them, so the next scan finds them new or changed and analyses them)."""
+    from tagger.tags import unsettled_reason
+
+    if settle_seconds <= 0:
+        return work
+    now = time.time()
+    kept = []
+    for w in work:
+        reason = unsettled_reason(w.mtime, settle_seconds, now=now)
+        if reason is None:
+            kept.append(w)
+        else:
+            summary.deferred.append((w.path, reason))
+    return kept
 
 
 def _storable(path: str) -> str:
@@ -685,7 +848,8 @@ class _Runner:
     """Feeds work to the workers, runs the analyser on batches of windows, stores finished files."""
 
     def __init__(self, *, analyser: Analyser, writer: _Writer, predict_batch: int, on_track: OnTrack | None,
-                 progress, total: int, t0: float) -> None:  # fmt: skip
+                 progress, total: int, t0: float, stop: _StopSignals | None = None) -> None:  # fmt: skip
+        self.stop = stop if stop is not None else _StopSignals()
         self.analyser = analyser
         self.writer = writer
         self.predict_batch = max(1, predict_batch)
@@ -708,6 +872,12 @@ class _Runner:
         self.file_timeout: float | None = DEFAULT_FILE_TIMEOUT
         self.progressed: dict[int, float] = {}  # task id -> when a worker last reported on it
         self.last_check = time.monotonic()
+
+    def check_stop(self) -> None:
+        """Raise `ScanInterrupted` when a stop was requested (called between files, when every track
+        in the open batch is whole)."""
+        if self.stop.requested:
+            raise ScanInterrupted(self.stop.signum, self.writer.summary.scanned + self.writer.summary.failed)
 
     # -- message handling -------------------------------------------------------------------------
     def handle(self, messages: list[tuple]) -> None:
@@ -756,7 +926,7 @@ class _Runner:
     def finish(self, task_id: int, *, samples: int) -> None:
         changed = _changed_during_analysis(self.pending[task_id].work)
         if changed is not None:
-            self.fail(task_id, changed)
+            self.fail(task_id, changed, transient=True)
             return
         pend = self.pending.pop(task_id)
         duration = samples / C.SAMPLE_RATE
@@ -771,29 +941,51 @@ class _Runner:
         # With a tag hook, the batch is committed only after the tags are written: a scan killed in
         # between has not stored the track, so the next scan analyses it (and tags it) again.
         with self.writer.clock("database"):
-            self.writer.store_result(pend.work, pend.meta, result, duration, touch=self.on_track is None)
+            track = self.writer.store_result(pend.work, pend.meta, result, duration, touch=self.on_track is None)
         self.done += 1
         if self.on_track is not None:
-            try:
-                with self.writer.clock("tags"):
-                    change = self.on_track(pend.work.path, result, (pend.work.size, pend.work.mtime))
-            except TaggerError as exc:
-                log.warning("%s", exc)
-                self.writer.summary.tag_errors += 1
-            else:
-                if getattr(change, "changed", False):
-                    self.writer.summary.tags_written += 1
-                if getattr(change, "written", False):
-                    with self.writer.clock("database"):
-                        self.writer.refresh_file(pend.work)
-            self.writer.touch()
+            self._write_tags(track, pend.work, result)
         self.report()
+
+    def _write_tags(self, track: M.Track, work: _Work, result: TrackResult) -> None:
+        """Call the tag hook; the track's ``tags_current`` records whether the file's tags now hold
+        `result` (false after a failed write or a dry run that found changes: the next scan retries)."""
+        try:
+            with self.writer.clock("tags"):
+                change = self.on_track(work.path, result, (work.size, work.mtime))
+        except TaggerError as exc:
+            log.warning("%s", exc)
+            self.writer.summary.tag_errors += 1
+        else:
+            changed, written = getattr(change, "changed", False), getattr(change, "written", False)
+            if changed:
+                self.writer.summary.tags_written += 1
+            track.tags_current = bool(written or not changed)
+            if written:
+                with self.writer.clock("database"):
+                    self.writer.refresh_file(work)
+        self.writer.touch()
+
+    def retag(self, work: list[_Work]) -> None:
+        """Write the stored results of unchanged tracks into their files (their tags did not hold them)."""
+        by_family = {f: i for i, f in enumerate(self.families)}
+        for w in work:
+            self.check_stop()
+            track = self.writer.track_for(w)
+            results = sorted(
+                (FamilyResult(d.family, d.present, d.score, d.coverage) for d in track.detections),
+                key=lambda r: by_family.get(r.family, len(by_family)),
+            )
+            result = TrackResult(families=self.families, results=results, windows=track.windows,
+                                 silent_windows=track.silent_windows)  # fmt: skip
+            self._write_tags(track, w, result)
 
     def run_remote(self, work: list[_Work], backend: RemoteBackend) -> None:
         """Files analysed by `backend` (window probabilities computed there); aggregated and stored here."""
         self.report(force=True)
 
         def store(task_id: int, result: dict) -> None:
+            self.check_stop()
             pend = self.pending[task_id] = _Pending(work[task_id], meta=result.get("meta") or {})
             if "error" in result:
                 self.fail(task_id, str(result["error"]))
@@ -809,10 +1001,10 @@ class _Runner:
         backend.run([w.path for w in work], analyser=self.analyser, config=self.config,
                     predict_batch=self.predict_batch, store=store)  # fmt: skip
 
-    def fail(self, task_id: int, reason: str) -> None:
+    def fail(self, task_id: int, reason: str, *, transient: bool = False) -> None:
         pend = self.pending.pop(task_id)
         with self.writer.clock("database"):
-            self.writer.store_error(pend.work, pend.meta, reason)
+            self.writer.store_error(pend.work, pend.meta, reason, transient=transient)
         self.done += 1
         self.report()
 
@@ -829,6 +1021,7 @@ class _Runner:
     def run_inline(self, work: list[_Work]) -> None:
         self.report(force=True)
         for task_id, w in enumerate(work):
+            self.check_stop()
             self.pending[task_id] = _Pending(w)
             batch: list[tuple] = []
             n = 0
@@ -847,7 +1040,7 @@ class _Runner:
         results = ctx.Queue(maxsize=4 * jobs)
 
         def start():
-            proc = ctx.Process(target=worker_main, args=(tasks, results, self.config), daemon=True)
+            proc = ctx.Process(target=worker_main, args=(tasks, results, self.config, os.getpid()), daemon=True)
             with _single_threaded_children():
                 proc.start()
             return proc
@@ -857,15 +1050,17 @@ class _Runner:
         next_task = 0
         max_ahead = 2 * jobs
         self.report(force=True)
+        stopping = False
         try:
             while next_task < len(work) or self.pending:
+                self.check_stop()
                 while next_task < len(work) and len(self.pending) < max_ahead:
                     self.pending[next_task] = _Pending(work[next_task])
                     tasks.put((next_task, work[next_task].path))
                     next_task += 1
                 try:
                     with self.writer.clock("idle"):
-                        first = results.get(timeout=1.0)
+                        first = results.get(timeout=0.5)
                 except _queue.Empty:
                     self._check_workers(procs, holder, start)
                     continue
@@ -886,14 +1081,11 @@ class _Runner:
                 self.handle([m for m in batch if m[0] != "start"])
                 if now - self.last_check >= 1.0:  # busy workers must not hide a dead or hung one
                     self._check_workers(procs, holder, start)
+        except BaseException:
+            stopping = True  # interrupted or failed: the workers' files in progress are dropped
+            raise
         finally:
-            for _ in procs:
-                tasks.put(None)
-            for p in procs:
-                p.join(timeout=5)
-                if p.is_alive():
-                    p.terminate()
-                    p.join(timeout=5)
+            _stop_workers(procs, tasks, now=stopping)
             tasks.close()
             results.close()
             tasks.join_thread()
@@ -944,6 +1136,26 @@ def _changed_during_analysis(work: _Work) -> str | None:
         except TaggerError:
             pass
     return "the file changed while it was being analysed; the next scan analyses it again"
+
+
+def _stop_workers(procs: list, tasks, *, now: bool) -> None:
+    """End the worker processes: after their current file (a ``None`` task each), or, `now`, at once
+    (SIGTERM: a worker unwinds, ending its decoder subprocess, without flushing its queue), then
+    SIGKILL for any still there after a grace period."""
+    if now:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+    else:
+        for _ in procs:
+            tasks.put(None)
+    deadline = time.monotonic() + (1.0 if now else 5.0)
+    for p in procs:
+        p.join(timeout=max(0.05, deadline - time.monotonic()))
+    for p in procs:
+        if p.is_alive():
+            p.kill()
+            p.join(timeout=2.0)
 
 
 def _stop_process(proc, grace: float = 2.0) -> None:

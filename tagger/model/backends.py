@@ -49,9 +49,37 @@ INFERENCE_THREAD_VARS = (THREADS_ENV, "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_
 
 # -- threads and logging ----------------------------------------------------------------------------
 def quiet_tensorflow() -> None:
-    """Silence TensorFlow's C++ start-up chatter before it is imported (and pick Keras' TensorFlow backend)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    """Import TensorFlow without its start-up chatter on stderr (call it before anything imports TF).
+
+    Its C++ log lines are off (``TF_CPP_MIN_LOG_LEVEL=3``: real failures raise anyway); on Linux
+    without an NVIDIA driver CUDA is not probed (``CUDA_VISIBLE_DEVICES=""``, whose failed
+    ``cuInit`` is logged as an error); and what its libraries print before their logging is set up
+    is caught during the import, shown only if the import fails. Values the user set are kept."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    if sys.platform.startswith("linux") and "CUDA_VISIBLE_DEVICES" not in os.environ:
+        if not os.path.exists("/proc/driver/nvidia"):
+            os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    if "tensorflow" in sys.modules:
+        return
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        except ImportError:
+            failed = True  # the command that needs it says so
+        else:
+            failed = False
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        if failed:
+            caught.seek(0)
+            sys.stderr.write(caught.read().decode("utf-8", "replace"))
 
 
 def default_threads() -> int:

@@ -55,6 +55,10 @@ def read_manifest(model_dir: str | os.PathLike) -> dict:
     for key in ("families", "features", "classifiers", "version"):
         if key not in manifest:
             raise ModelError(path, f"manifest lacks {key!r}")
+    for fam, entry in (manifest["classifiers"] or {}).items() if isinstance(manifest["classifiers"], dict) else ():
+        t = entry.get("threshold", 0.5) if isinstance(entry, dict) else None
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0.0 <= t <= 1.0:
+            raise ModelError(path, f"threshold of {fam!r} is {t!r}: a probability threshold must lie in [0, 1]")
     return manifest
 
 

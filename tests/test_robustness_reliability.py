@@ -1,0 +1,457 @@
+"""Reliability (issue 16 part B): exit codes, tag writes retried until they succeed, transient errors
+retried and never carried to a moved file, one library through symbolic links, copies claimed only
+for identical contents, roots checked before anything is created, killed scans leave no process."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from conftest import tone_signal, write_audio
+from library_fakes import FakeAnalyser
+from tagger import tags
+from tagger.cli import app
+from tagger.db import models as M
+from tagger.db.queries import find_tracks
+from tagger.db.session import open_database
+from tagger.errors import UserError
+from tagger.library.fingerprint import fingerprint
+from tagger.library.scan import scan, tag_writer
+
+TESTS = Path(__file__).resolve().parent
+
+
+@pytest.fixture
+def db(tmp_path):
+    database = open_database(tmp_path / "library.db")
+    yield database
+    database.close()
+
+
+@pytest.fixture
+def fake_models(monkeypatch):
+    from tagger.model.ensemble import Ensemble
+
+    monkeypatch.setattr(Ensemble, "load", classmethod(lambda cls, *a, **k: FakeAnalyser()))
+
+
+def _rows(db) -> dict[str, tuple]:
+    with db.session() as s:
+        return {p: (st, e, tc) for p, st, e, tc in s.execute(select(M.Track.path, M.Track.status, M.Track.error,
+                                                                       M.Track.tags_current))}  # fmt: skip
+
+
+def _instruments(db) -> dict[str, list[str]]:
+    with db.session() as s:
+        return {t.path: t.instruments for t in find_tracks(s)}
+
+
+# -- 5: exit codes ---------------------------------------------------------------------------------
+
+
+def test_scan_exits_1_when_a_file_or_a_tag_write_failed(tmp_path, fake_models):
+    music = tmp_path / "music"
+    good = write_audio(music / "bass.wav", tone_signal([110.0], seconds=4.0))
+    dbfile = str(tmp_path / "lib.db")
+    runner = CliRunner()
+    r = runner.invoke(app, ["scan", str(music), "--db", dbfile, "--jobs", "0"])
+    assert r.exit_code == 0, r.output
+    assert "1 scanned" in r.output and "tags: 1 tagged, 0 failed" in r.output
+
+    (music / "broken.mp3").write_bytes(b"not audio at all " * 100)  # a file that fails
+    r = runner.invoke(app, ["scan", str(music), "--db", dbfile, "--jobs", "0"])
+    assert r.exit_code == 1, r.output
+    assert "1 failed" in r.output
+    r = runner.invoke(app, ["scan", str(music), "--db", dbfile, "--jobs", "0", "--json"])
+    assert r.exit_code == 0, r.output  # nothing new failed (the broken file is an old, unchanged error)
+
+    ro = write_audio(music / "flute.wav", tone_signal([1000.0], seconds=4.0))  # a tag write that fails
+    os.chmod(ro, 0o444)
+    r = runner.invoke(app, ["scan", str(music), "--db", dbfile, "--jobs", "0"])
+    assert r.exit_code == 1, r.output
+    assert "tags: 0 tagged, 1 failed" in r.output
+    assert tags.read_instruments(good).instruments == ["bass"]
+
+
+# -- 6: tags not written are retried ------------------------------------------------------------------
+
+
+def test_a_tag_write_that_failed_is_retried_by_the_next_scan(tmp_path, db):
+    music = tmp_path / "music"
+    f = write_audio(music / "duo.flac", tone_signal([110.0, 1000.0], seconds=5.0))
+    os.chmod(f, 0o444)
+    first = scan([music], db=db, analyser=FakeAnalyser(), jobs=0, on_track=tag_writer(model_version="fake-1"))
+    assert (first.scanned, first.tag_errors, first.tags_written) == (1, 1, 0)
+    assert _rows(db)[str(f)] == ("ok", None, False)
+    again = scan([music], db=db, analyser=FakeAnalyser(), jobs=0, on_track=tag_writer(model_version="fake-1"))
+    assert (again.scanned, again.tag_errors) == (0, 1)  # still read-only: tried again, failed again
+
+    os.chmod(f, 0o644)
+    fixed = scan([music], db=db, analyser=FakeAnalyser(), jobs=0, on_track=tag_writer(model_version="fake-1"))
+    assert (fixed.scanned, fixed.skipped, fixed.tags_written, fixed.tag_errors) == (0, 1, 1, 0)
+    assert tags.read_instruments(f) == tags.TagState(["bass", "flute"], "fake-1")
+    assert _rows(db)[str(f)] == ("ok", None, True)
+    with db.session() as s:  # the rewritten file's new facts are recorded: the next scan skips it
+        row = s.scalar(select(M.Track).where(M.Track.path == str(f)))
+        assert (row.size, row.mtime, row.fingerprint) == (os.stat(f).st_size, os.stat(f).st_mtime, fingerprint(f))
+    last = scan([music], db=db, analyser=FakeAnalyser(), jobs=0, on_track=tag_writer(model_version="fake-1"))
+    assert (last.scanned, last.skipped, last.tags_written) == (0, 1, 0)
+
+
+def test_tags_left_unwritten_by_a_dry_run_or_no_write_tags_are_written_by_the_next_scan(tmp_path, db):
+    music = tmp_path / "music"
+    a = write_audio(music / "a.flac", tone_signal([110.0], seconds=4.0))
+    b = write_audio(music / "b.flac", tone_signal([4000.0], seconds=4.0))
+    scan([music / "a.flac"], db=db, analyser=FakeAnalyser(), jobs=0, on_track=tag_writer(model_version="fake-1", dry_run=True))
+    scan([music / "b.flac"], db=db, analyser=FakeAnalyser(), jobs=0)  # --no-write-tags
+    assert not tags.read_instruments(a).tagged and not tags.read_instruments(b).tagged
+    s = scan([music], db=db, analyser=FakeAnalyser(), jobs=0, on_track=tag_writer(model_version="fake-1"))
+    assert (s.scanned, s.skipped, s.tags_written) == (0, 2, 2)
+    assert tags.read_instruments(a) == tags.TagState(["bass"], "fake-1")
+    assert tags.read_instruments(b) == tags.TagState(["string"], "fake-1")
+
+
+# -- 7: transient errors -------------------------------------------------------------------------------
+
+
+class _Deleter(FakeAnalyser):
+    """Deletes a file while the scan analyses it (on its first prediction)."""
+
+    def __init__(self, target: Path):
+        super().__init__()
+        self.target = target
+
+    def predict_features(self, feats):
+        if self.calls == 0:
+            self.saved = self.target.read_bytes()
+            self.target.unlink()
+        return super().predict_features(feats)
+
+
+def test_a_transient_error_does_not_follow_a_moved_file(tmp_path, db):
+    music = tmp_path / "music"
+    first = write_audio(music / "a.wav", tone_signal([110.0], seconds=8.0))
+    deleter = _Deleter(first)
+    s1 = scan([music], db=db, analyser=deleter, jobs=0, predict_batch=1)
+    assert s1.failed == 1
+    moved = music / "renamed.wav"
+    moved.write_bytes(deleter.saved)  # the same file back, under a new name
+    s2 = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert (s2.moved, s2.scanned, s2.failed, s2.missing) == (0, 1, 0, 1)
+    rows = _rows(db)
+    assert rows[str(moved)][:2] == ("ok", None)
+    assert rows[str(first)][0] == "missing"
+    assert _instruments(db) == {str(moved): ["bass"]}
+    r = CliRunner().invoke(app, ["errors", "--db", db.url, "--json"])
+    assert r.exit_code == 0 and "renamed.wav" not in r.output
+
+
+def test_a_transient_error_is_retried_without_retry_errors(tmp_path, db):
+    music = tmp_path / "music"
+    first = write_audio(music / "a.wav", tone_signal([110.0], seconds=8.0))
+    deleter = _Deleter(first)
+    scan([music], db=db, analyser=deleter, jobs=0, predict_batch=1)
+    first.write_bytes(deleter.saved)  # back under the same name (e.g. a sync tool replacing it)
+    again = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert (again.scanned, again.skipped, again.failed) == (1, 0, 0)
+    assert _instruments(db) == {str(first): ["bass"]}
+    # a lasting error (not audio) is not retried without --retry-errors
+    (music / "broken.mp3").write_bytes(b"not audio " * 100)
+    assert scan([music], db=db, analyser=FakeAnalyser(), jobs=0).failed == 1
+    assert scan([music], db=db, analyser=FakeAnalyser(), jobs=0).failed == 0
+
+
+# -- 8: symbolic links to the library ---------------------------------------------------------------
+
+
+def test_scanning_through_a_symlinked_path_stores_each_file_once(tmp_path, db):
+    lib = tmp_path / "lib"
+    files = [write_audio(lib / f"{i}.wav", tone_signal([110.0 * (i + 1)], seconds=4.0)) for i in range(3)]
+    link = tmp_path / "lib_link"
+    os.symlink(lib, link)
+    scan([link], db=db, analyser=FakeAnalyser(), jobs=0)
+    again = scan([lib], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert (again.scanned, again.skipped, again.missing) == (0, 3, 0)
+    assert sorted(_rows(db)) == sorted(str(f) for f in files)
+    r = CliRunner().invoke(app, ["show", str(link / "0.wav"), "--db", db.url, "--json"])
+    assert r.exit_code == 0 and str(files[0]) in r.output
+
+
+# -- 9: copies only for identical contents ------------------------------------------------------------
+
+
+def test_different_audio_with_the_same_fingerprint_is_not_taken_for_a_copy(tmp_path, db):
+    music = tmp_path / "music"
+    a = write_audio(music / "a.wav", tone_signal([110.0], seconds=30.0))  # 960 KB of 16-bit PCM
+    b = music / "b.wav"
+    other = write_audio(tmp_path / "flute.wav", tone_signal([1000.0], seconds=30.0)).read_bytes()
+    data = bytearray(a.read_bytes())
+    data[70_000:440_000] = other[70_000:440_000]  # outside the first, middle and last 64 KiB
+    b.write_bytes(bytes(data))
+    assert fingerprint(a) == fingerprint(b) and a.read_bytes() != b.read_bytes()
+    scan([music / "a.wav"], db=db, analyser=FakeAnalyser(), jobs=0)
+    s = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert (s.copied, s.scanned) == (0, 1)
+    assert _instruments(db)[str(b)] == ["bass", "flute"]
+    shutil.copy(a, music / "c.wav")  # a real copy still gets a copy of the results
+    s = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert (s.copied, s.scanned) == (1, 0)
+    assert _instruments(db)[str(music / "c.wav")] == ["bass"]
+
+
+# -- 15: roots checked before anything is created -------------------------------------------------------
+
+
+def test_a_missing_root_creates_no_database_and_a_fifo_is_not_a_folder(tmp_path, fake_models):
+    dbfile = tmp_path / "data" / "lib.db"
+    r = CliRunner().invoke(app, ["scan", str(tmp_path / "nowhere"), "--db", str(dbfile)])
+    assert r.exit_code == 1 and "no such file or folder" in r.output
+    assert not (tmp_path / "data").exists()  # neither the database nor its lock file
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    r = CliRunner().invoke(app, ["scan", str(fifo), "--db", str(dbfile)])
+    assert r.exit_code == 1 and f"{fifo}: not a folder nor a regular file" in r.output, r.output
+    assert not (tmp_path / "data").exists()
+    with pytest.raises(UserError, match="not a folder"):
+        scan([fifo], db=open_database(tmp_path / "other.db"), analyser=FakeAnalyser(), jobs=0)
+
+
+# -- 4: a killed or interrupted scan leaves no process behind and stores what it analysed ------------
+
+KILL_SCRIPT = """
+import sys
+sys.path[:0] = [{tests!r}, {root!r}]  # this checkout's tagger, whatever is installed
+from library_fakes import FakeAnalyser
+from tagger.db.session import open_database
+from tagger.library.scan import scan
+
+def progress(p):
+    if p.phase == "analyse" and p.files_done >= 2:
+        print("analysed", p.files_done, flush=True)
+
+if __name__ == "__main__":
+    db = open_database(sys.argv[1])
+    try:  # nothing committed before the end or a stop: what is stored after a stop was stored by it
+        scan([sys.argv[2]], db=db, analyser=FakeAnalyser(delay=0.3), jobs=2, predict_batch=1,
+             commit_every=10_000, commit_seconds=10_000, progress=progress)
+    except BaseException as exc:  # ScanInterrupted
+        print("stopped:", exc, flush=True)
+        sys.exit(getattr(exc, "exit_code", 1))
+    print("finished", flush=True)
+"""
+
+
+def _children(pid: int) -> set[int]:
+    """Every descendant process of `pid` (from /proc)."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                text = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry)] = int(text.rsplit(")", 1)[1].split()[1])
+    out, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        kids = [c for c, pp in parents.items() if pp == p]
+        out.update(kids)
+        todo.extend(kids)
+    return out
+
+
+def _wait_gone(pids: set[int], seconds: float = 5.0) -> set[int]:
+    """The processes among `pids` still alive after up to `seconds`."""
+    deadline = time.monotonic() + seconds
+    while _alive(pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return _alive(pids)
+
+
+def _alive(pids: set[int]) -> set[int]:
+    alive = set()
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            alive.add(pid)
+    return alive
+
+
+@pytest.fixture(scope="module")
+def kill_library(tmp_path_factory):
+    root = tmp_path_factory.mktemp("kill") / "music"
+    for i in range(10):
+        write_audio(root / f"{i}.wav", tone_signal([110.0 * (1 + i % 3)], seconds=12.0))
+    return root
+
+
+def _start_scan(tmp_path, music):
+    script = tmp_path / "scan_script.py"
+    script.write_text(KILL_SCRIPT.format(tests=str(TESTS), root=str(TESTS.parent)))
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "lib.db"), str(music)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    line = proc.stdout.readline()
+    assert line.startswith("analysed"), line + proc.stderr.read()
+    kids = _children(proc.pid)
+    assert len(kids) >= 3, kids  # two workers and the multiprocessing resource tracker
+    return proc, kids
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGHUP])
+def test_killed_scan_leaves_no_worker_processes_behind(tmp_path, kill_library, sig):
+    proc, kids = _start_scan(tmp_path, kill_library)
+    try:
+        os.kill(proc.pid, sig)
+        proc.wait(timeout=10)
+        assert _wait_gone(kids) == set()
+    finally:
+        for pid in _alive(kids | {proc.pid}):
+            os.kill(pid, signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_stores_the_files_already_analysed_and_stops_within_a_second(tmp_path, kill_library, sig):
+    proc, kids = _start_scan(tmp_path, kill_library)
+    try:
+        t = time.monotonic()
+        os.killpg(proc.pid, sig)  # Ctrl-C: the whole process group
+        out = proc.communicate(timeout=10)[0]
+        took = time.monotonic() - t
+        assert proc.returncode == 128 + sig, out
+        assert "stopped: interrupted (" + signal.Signals(sig).name + ")" in out
+        assert took < 2.5, took
+        assert _wait_gone(kids) == set()
+    finally:
+        for pid in _alive(kids | {proc.pid}):
+            os.kill(pid, signal.SIGKILL)
+        if proc.poll() is None:
+            proc.wait()
+    db = open_database(tmp_path / "lib.db")
+    try:
+        with db.session() as s:
+            stored = s.scalars(select(M.Track).where(M.Track.status == M.STATUS_OK)).all()
+            assert len(stored) >= 2  # at least the files done before the signal
+            assert all(len(t.detections) == 3 for t in stored)
+    finally:
+        db.close()
+
+
+# -- 15: small lies ------------------------------------------------------------------------------------
+
+
+def test_tag_of_a_nonexistent_path_is_an_error_not_0_tagged(tmp_path):
+    r = CliRunner().invoke(app, ["tag", str(tmp_path / "nonexistent.mp3"), "--db", str(tmp_path / "lib.db")])
+    assert r.exit_code == 1
+    assert f"tagger: error: no such file or folder: {tmp_path / 'nonexistent.mp3'}" in r.output
+    assert "0 tagged" not in r.output
+
+
+@pytest.mark.parametrize("fmt", ["paths", "m3u"])
+def test_query_paths_and_m3u_leave_out_a_path_with_a_newline_and_name_it(fmt, caplog):
+    from tagger.db.queries import TrackSummary
+    from tagger.library.report import render_tracks
+
+    good = TrackSummary("/m/good.flac", 10.0, "FLAC", ["bass"], {"bass": 0.9}, "v", False)
+    bad = TrackSummary("/m/two\nlines.flac", 10.0, "FLAC", ["bass"], {"bass": 0.9}, "v", False)
+    with caplog.at_level("WARNING", logger="tagger.library.report"):
+        text = render_tracks([bad, good], fmt=fmt)
+    entries = [line for line in text.splitlines() if line and not line.startswith("#")]
+    assert entries == ["/m/good.flac"]
+    assert "lines.flac" not in text
+    assert any("two\\nlines.flac" in rec.getMessage() for rec in caplog.records)
+
+
+@pytest.mark.parametrize("threshold", [-5, 1.5, "0.5", None])
+def test_a_manifest_threshold_outside_0_1_is_refused_naming_the_manifest(tmp_path, threshold):
+    import json
+
+    from tagger.errors import ModelError
+    from tagger.model.ensemble import MANIFEST_FORMAT, read_manifest
+
+    manifest = {"format": MANIFEST_FORMAT, "version": "v", "families": ["bass"], "features": {},
+                "classifiers": {"bass": {"file": "bass.keras", "sha256": "0", "threshold": threshold}}}  # fmt: skip
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match=r"manifest.json: threshold of 'bass' is .*must lie in \[0, 1\]"):
+        read_manifest(tmp_path)
+    manifest["classifiers"]["bass"]["threshold"] = 0.35
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    assert read_manifest(tmp_path)["classifiers"]["bass"]["threshold"] == 0.35
+
+
+# -- 14: one line instead of a traceback --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("address", ["garbage", "tcp://", "tcp://host:99999", "http://host:8786"])
+def test_a_malformed_dask_scheduler_address_is_one_line_at_once(tmp_path, fake_models, address):
+    music = tmp_path / "music"
+    write_audio(music / "bass.wav", tone_signal([110.0], seconds=4.0))
+    t = time.monotonic()
+    r = CliRunner().invoke(app, ["scan", str(music), "--db", str(tmp_path / "lib.db"), "--backend", "dask",
+                                 "--scheduler", address])  # fmt: skip
+    assert time.monotonic() - t < 5
+    assert r.exit_code == 1
+    assert r.output.strip().splitlines() == [
+        f"tagger: error: invalid Dask scheduler address {address!r}: expected tcp://HOST:PORT, e.g. tcp://10.0.0.5:8786"
+    ]
+    assert not (tmp_path / "lib.db").exists()
+
+
+def test_scheduler_addresses_are_normalised():
+    from tagger.library.distributed import check_scheduler_address
+
+    assert check_scheduler_address("10.0.0.5:8786") == "tcp://10.0.0.5:8786"
+    assert check_scheduler_address("tls://sched.example.org:8786") == "tls://sched.example.org:8786"
+    assert check_scheduler_address("tcp://[::1]:8786") == "tcp://[::1]:8786"
+
+
+def test_tensorflow_starts_without_a_line_on_stderr(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "CUDA_VISIBLE_DEVICES")}
+    env["PYTHONPATH"] = str(TESTS.parent)
+    code = ("from tagger.cli.app import quiet_tensorflow\nquiet_tensorflow()\nimport tensorflow as tf\n"
+            "print(float((tf.constant([1.0]) + 1)[0]))")  # fmt: skip
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "2.0"
+    assert r.stderr == ""
+
+
+def test_a_corrupt_mp3_prints_nothing_from_the_decoder_on_stderr(tmp_path, capfd):
+    import random
+
+    from tagger import audio
+
+    good = write_audio(tmp_path / "good.mp3", tone_signal([440.0], seconds=5.0))
+    data = bytearray(good.read_bytes())
+    rng = random.Random(1)
+    for i in range(2000, len(data), 97):
+        data[i] = rng.randrange(256)
+    bad = tmp_path / "bad.mp3"
+    bad.write_bytes(bytes(data))
+    capfd.readouterr()
+    try:
+        meta = audio.info(bad)
+        sum(len(b) for b in audio.stream(bad, meta=meta))
+    except Exception as exc:  # a decoding error is fine; noise on the terminal is not
+        assert "bad.mp3" in str(exc)
+    print("after", file=sys.stderr)  # stderr itself still works
+    err = capfd.readouterr().err
+    assert err == "after\n", err
