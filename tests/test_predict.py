@@ -118,7 +118,7 @@ def test_scan_then_query_finds_the_right_tracks(library, tmp_path):
     db = f"sqlite:///{tmp_path / 'library.db'}"
     runner = CliRunner()
     res = runner.invoke(app, ["scan", str(music), "--db", db, "--jobs", "1", "--json"])
-    assert res.exit_code == 0, res.output  # a file that fails is reported, not a failed scan
+    assert res.exit_code == 1, res.output  # a file that failed: reported, the scan goes on, and exit 1 says so
     summary = json.loads(res.stdout)
     assert summary["scanned"] == 5 and summary["failed"] == 1
 
