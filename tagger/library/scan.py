@@ -240,7 +240,7 @@ def tag_writer(
 
     A file that changed since it was analysed, or less than ``settle_seconds`` ago, or that another
     program has open for writing, is refused (TagWriteError); per-family scores are written only
-    when `scores` is true.
+    when `scores` is true. Family names are those of the model that produced the result.
     """
     from tagger import tags
 
@@ -248,7 +248,7 @@ def tag_writer(
         return tags.write_instruments(
             path, instruments=result.instruments, model_version=model_version,
             scores=result.scores if scores else None, id3v23=id3v23, keep_mtime=keep_mtime, dry_run=dry_run,
-            expected=expected, settle_seconds=settle_seconds,
+            expected=expected, settle_seconds=settle_seconds, families=result.families,
         )  # fmt: skip
 
     return write
