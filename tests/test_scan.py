@@ -357,7 +357,9 @@ def test_folder_condition_matches_the_folder_only(db):
 
 
 def test_a_crashed_worker_fails_its_file_and_is_replaced(db, tmp_path):
+    from tagger.db.scan_writer import FileState, ScanWriter
     from tagger.library import scan as S
+    from tagger.library.runner import Runner
 
     class DeadProc:
         pid, exitcode = 4242, -11
@@ -372,10 +374,10 @@ def test_a_crashed_worker_fails_its_file_and_is_replaced(db, tmp_path):
         s.flush()
         scan_id, mv_id = row.id, mv.id
     summary = S.ScanSummary(scan_id=scan_id, model_version="fake-1")
-    writer = S._Writer(db=db, scan_id=scan_id, model_version_id=mv_id, summary=summary, commit_every=1, commit_seconds=1)
-    runner = S._Runner(analyser=FakeAnalyser(), writer=writer, predict_batch=4, on_track=None, progress=None, total=1, t0=0)
+    writer = ScanWriter(db=db, scan_id=scan_id, model_version_id=mv_id, summary=summary, commit_every=1, commit_seconds=1)
+    runner = Runner(analyser=FakeAnalyser(), writer=writer, predict_batch=4, on_track=None, progress=None, total=1, t0=0)
     path = str(tmp_path / "crash.mp3")
-    runner.pending[0] = S._Pending(S._Work(path, 10, 1.0, "fp", None))
+    runner.pending[0] = runner.new_pending(FileState(path, 10, 1.0, "fp", None))
     started = []
     procs = [DeadProc()]
     runner._check_workers(procs, {4242: 0}, lambda: started.append(1) or "new")
