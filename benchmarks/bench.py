@@ -163,9 +163,12 @@ def child_env() -> dict[str, str]:
     return env
 
 
-def run_scan(roots: Sequence[Path], *, db: Path, models: Path, jobs: int | None) -> dict:
-    """One ``tagger scan --json`` process; returns its summary, wall time and memory."""
+def run_scan(roots: Sequence[Path], *, db: Path, models: Path, jobs: int | None, tags: bool = False) -> dict:
+    """One ``tagger scan --json`` process (``tags``: ``--write-tags``, no settle time); returns its
+    summary, wall time and memory."""
     cmd = tagger_cmd("scan", *map(str, roots), "--db", str(db), "--models", str(models), "--json")
+    if tags:
+        cmd += ["--write-tags", "--settle-seconds", "0"]
     if jobs is not None:
         cmd += ["--jobs", str(jobs)]
     t = time.perf_counter()
@@ -487,6 +490,10 @@ def print_report(r: dict) -> None:
     say(f"full scan (fresh, tags written): {big['process_wall_seconds']:.1f} s wall "
         f"(start-up {big['startup_seconds']:.1f} s) -> {big['x_realtime']:.0f}x real time end to end, "
         f"{big['tracks_per_second']:.2f} tracks/s")  # fmt: skip
+    if "short" in r["scan"]:
+        sh = r["scan"]["short"]
+        say(f"short tracks ({sh['tracks']} of 15-55 s, tags written): {sh['process_wall_seconds']:.1f} s wall -> "
+            f"{sh['x_realtime']:.0f}x real time end to end, {sh['tracks_per_second']:.2f} tracks/s")  # fmt: skip
     st = big["stage_seconds"]
     say("stage seconds (workers' stages summed over the worker processes):")
     for k in (*STAGES, "wait", "idle"):
@@ -554,6 +561,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--query-tracks", type=int, default=QUERY_TRACKS)
     ap.add_argument("--src", type=Path, default=None,
                     help="run the scans with the tagger package of another checkout (e.g. a git worktree of an older commit)")
+    ap.add_argument("--short-tracks", type=int, default=L.SHORT_TRACKS,
+                    help="tracks of 15-55 s in the short-tracks library (0: skip it)")
+    ap.add_argument("--short-only", action="store_true", help="only the short-tracks scan (with tags written)")
     ap.add_argument("--scan-only", action="store_true", help="only the scans: no ensemble, query or 1,000-track timings")
     args = ap.parse_args(argv)
     if args.src:
@@ -573,7 +583,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     manifest = read_manifest(models)
 
     pieces = L.plan(hours=hours, seed=args.seed)
-    lib = L.ensure_library(pieces, cache_dir=cache, log=say)
+    short = L.plan_short(tracks=args.short_tracks, seed=args.seed) if args.short_tracks else []
+    lib = L.ensure_library(short if args.short_only else pieces + short, cache_dir=cache, log=say)
     small_n = max(1, round(len(pieces) * SMALL_SHARE))
     report: dict = {"started": started, "machine": machine(), "load_before": load_now(), "command": " ".join(sys.argv),
                     "source": SOURCE[0] if SOURCE else str(Path(__file__).resolve().parent.parent),
@@ -592,6 +603,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     work = cache / "run"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
+    if short:
+        folder = L.materialise(short, library=lib, dest=work / "library-short")
+        say(f"scanning the short-tracks library (tags written): {len(short)} tracks, "
+            f"{sum(p.seconds for p in short) / 60:.1f} min ...")  # fmt: skip
+        run = run_scan([folder], db=work / "short.db", models=models, jobs=args.jobs, tags=True)
+        report["scan"]["short"] = scan_figures(run, len(short))
+        report["library"]["short_tracks"] = len(short)
+    if args.short_only:
+        print(json.dumps(report["scan"].get("short"), indent=1))
+        return 0
     for key, chosen in (("small", pieces[:small_n]), ("full", pieces)):
         folder = L.materialise(chosen, library=lib, dest=work / f"library-{key}")
         say(f"scanning the {key} library: {len(chosen)} tracks, {sum(p.seconds for p in chosen) / 3600:.2f} h ...")

@@ -36,6 +36,9 @@ LIBRARY_VERSION = "library-v1"
 ENCODE_RATE = 44_100
 TRACKS_PER_ALBUM = 8
 MIN_SECONDS, MAX_SECONDS = 180.0, 300.0
+SHORT_SECONDS = (15.0, 55.0)
+"""Durations of the short-tracks library (jingles, interludes, samples): per-file costs dominate."""
+SHORT_TRACKS = 60
 
 ROLE = {
     "bass": "bass",
@@ -98,6 +101,8 @@ class Piece:
     """'fluidr3' or 'musescore'."""
     format: str
     parts: tuple[Part, ...] = field(default=())
+    folder: str = ""
+    """A sub-folder of the library (``short`` for the short-tracks library), so that caches do not mix."""
 
     @property
     def families(self) -> tuple[str, ...]:
@@ -108,13 +113,15 @@ class Piece:
     def relpath(self) -> str:
         """Where the encoded track lives inside the library folder."""
         album = self.index // TRACKS_PER_ALBUM
-        return f"album-{album:03d}/{self.index % TRACKS_PER_ALBUM + 1:02d} piece {self.index:04d}.{self.format}"
+        name = f"album-{album:03d}/{self.index % TRACKS_PER_ALBUM + 1:02d} piece {self.index:04d}.{self.format}"
+        return f"{self.folder}/{name}" if self.folder else name
 
 
-def compose(index: int, *, seed: int = 0) -> Piece:
-    """The piece number `index` of the library with this `seed` (pure: same arguments, same piece)."""
-    rng = random.Random(f"tagger-bench-{seed}-{index}")
-    seconds = round(rng.uniform(MIN_SECONDS, MAX_SECONDS), 1)
+def compose(index: int, *, seed: int = 0, short: bool = False) -> Piece:
+    """The piece number `index` of the library with this `seed` (pure: same arguments, same piece);
+    ``short``: of the short-tracks library (`SHORT_SECONDS`)."""
+    rng = random.Random(f"tagger-bench-{'short-' if short else ''}{seed}-{index}")
+    seconds = round(rng.uniform(*(SHORT_SECONDS if short else (MIN_SECONDS, MAX_SECONDS))), 1)
     beat = 60.0 / rng.uniform(80, 140)
     bar = 4 * beat
     tempo = 60.0 / beat
@@ -147,6 +154,7 @@ def compose(index: int, *, seed: int = 0) -> Piece:
         soundfont=("fluidr3", "musescore")[index % 2],
         format=FORMATS[index % len(FORMATS)],
         parts=tuple(parts),
+        folder="short" if short else "",
     )
 
 
@@ -159,6 +167,11 @@ def plan(*, hours: float, seed: int = 0) -> list[Piece]:
         pieces.append(piece)
         total += piece.seconds
     return pieces
+
+
+def plan_short(*, tracks: int = SHORT_TRACKS, seed: int = 0) -> list[Piece]:
+    """The short-tracks library: `tracks` pieces of 15-55 s, in every format."""
+    return [compose(i, seed=seed, short=True) for i in range(tracks)]
 
 
 def _fit(pitch: int, low: int, high: int) -> int:

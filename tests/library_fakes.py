@@ -17,19 +17,22 @@ from tagger.features import FeatureConfig
 
 BANDS = {"bass": (40.0, 300.0), "flute": (600.0, 2000.0), "string": (2500.0, 7000.0)}
 FREQ = {"bass": 110.0, "flute": 1000.0, "string": 4000.0}
+UKULELE_BANDS = {**BANDS, "ukulele": (330.0, 520.0)}
+"""The bands of a model with an 11th family (``ukulele``, not a canonical family): a 440 Hz tone."""
 
 
 class FakeAnalyser:
-    def __init__(self, *, version: str = "fake-1", delay: float = 0.0, n_mels: int = 32):
+    def __init__(self, *, version: str = "fake-1", delay: float = 0.0, n_mels: int = 32, bands: dict | None = None):
         import librosa
 
-        self.families = tuple(BANDS)
+        bands = dict(BANDS if bands is None else bands)
+        self.families = tuple(bands)
         self.thresholds = np.full(len(self.families), 0.5, dtype=np.float32)
         self.feature_config = FeatureConfig(kind="logmel", n_mels=n_mels)
         self._version = version
         self.delay = delay
         centres = librosa.mel_frequencies(n_mels=n_mels + 2, fmin=self.feature_config.fmin, fmax=8000.0)[1:-1]
-        self.masks = [(centres >= lo) & (centres <= hi) for lo, hi in BANDS.values()]
+        self.masks = [(centres >= lo) & (centres <= hi) for lo, hi in bands.values()]
         self.calls = 0
         self.windows_seen = 0
 

@@ -199,3 +199,32 @@ def test_tag_from_database_refuses_files_changed_since_analysed(library, tmp_pat
     assert f"skipped {files['b']}: file changed since it was analysed" in res.output
     assert "1 tagged, 0 unchanged, 1 skipped" in res.output
     assert not tags.read_instruments(files["b"]).tagged and not tags.read_instruments(files["c"]).tagged
+
+
+def test_a_non_numeric_score_is_a_one_line_error_naming_the_file_and_line(library, tmp_path):
+    _music, files, _preds = library
+    bad = tmp_path / "bad-score.jsonl"
+    bad.write_text(json.dumps({"path": str(files["a"]), "instruments": ["bass"], "scores": {"bass": "loud"}}) + "\n")
+    res = run("tag", "--from-json", str(bad), "--model-version", "m", "--scores")
+    assert res.exit_code == 1
+    assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1, res.output
+    assert f"{bad} line 1" in res.output and "'loud'" in res.output
+    assert not tags.read_instruments(files["a"]).tagged
+
+
+def test_tag_takes_the_filter_options_of_query(library, tmp_path):
+    _music, files, _preds = library
+    url, database = _database_with(tmp_path, files, {"a": ["bass", "guitar"], "b": ["vocal"], "c": ["bass"]})
+    database.close()
+    res = run("tag", "--db", url, "--has", "bass", "--path-glob", "*.flac")
+    assert res.exit_code == 0, res.output
+    assert "1 tagged, 0 unchanged, 0 skipped" in res.output
+    assert tags.read_instruments(files["a"]).instruments == ["bass", "guitar"]
+    assert not tags.read_instruments(files["c"]).tagged
+    res = run("tag", "--db", url, "--has", "bass", "--min-score", "0.95")  # stored scores are 0.9
+    assert res.exit_code == 0 and "0 tagged, 0 unchanged, 0 skipped" in res.output, res.output
+    assert not tags.read_instruments(files["c"]).tagged
+    for command in ("tag", "query"):  # the same options, documented the same way
+        out = run(command, "--help").output
+        assert all(option in out for option in ("--has", "--lacks", "--min-score", "--path-glob")), command
+    assert "--query-has" not in run("tag", "--help").output  # the old name still works, hidden

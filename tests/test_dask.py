@@ -329,7 +329,7 @@ def test_worker_loads_the_model_once_and_reloads_a_replaced_one(monkeypatch):
     other = AnalyserSpec(kind="factory", factory="library_fakes:FakeAnalyser", expected_hash="hash-v9", expected_version="v9")
     assert D.worker_check(other)["ok"] is False and "v9" in D.worker_check(other)["error"]
     result = D.analyse_remote("/nonexistent.wav", spec=other, config=None)
-    assert "fatal" in result and "install the same models" in result["fatal"]
+    assert result.fatal is not None and "install the same models" in result.fatal
 
 
 def test_losing_the_scheduler_stops_the_scan_and_keeps_what_was_stored(template, tmp_path):

@@ -193,8 +193,8 @@ def test_paths_sort_bytewise_on_a_postgres_database_with_a_language_collation(pg
 def test_one_scan_at_a_time_per_postgres_database(pg_url, tmp_path):
     """A second scan of the same PostgreSQL database (from any machine) refuses, naming the first;
     the lock goes with the first scan's connection."""
-    from tagger.db.advisory import postgres_scan_lock
-    from tagger.library.lock import DatabaseBusy, scan_lock
+    from tagger.db.lock import postgres_scan_lock
+    from tagger.db.lock import DatabaseBusy, scan_lock
     from tagger.library.scan import scan
 
     root = tmp_path / "music"

@@ -198,7 +198,7 @@ def test_query_and_workers_do_not_import_tensorflow(scanned, tmp_path):
         "from tagger.library.analyse import AnalysisConfig, analyse_file\n"
         "from tagger.features import FeatureConfig\n"
         f"msgs = list(analyse_file(0, {files['bass.wav']!r}, config=AnalysisConfig(features=FeatureConfig().to_dict())))\n"
-        "assert msgs[-1][0] == 'done', msgs[-1]\n"
+        "assert msgs[-1].kind == 'done', msgs[-1]\n"
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -124,10 +124,10 @@ def test_pipeline_returns_a_result_or_a_clear_error(case):
     config = AnalysisConfig(features=FakeAnalyser().feature_config.to_dict())
     with guard():
         messages = list(analyse_file(0, str(path), config=config))
-    assert messages[-1][0] in ("done", "error")
-    assert [m[0] for m in messages].count("error") + [m[0] for m in messages].count("done") == 1
-    if messages[-1][0] == "error":
-        assert not messages[-1][2].startswith("unexpected"), messages[-1][2]  # only our own error types
+    assert messages[-1].kind in ("done", "error")
+    assert [m.kind for m in messages].count("error") + [m.kind for m in messages].count("done") == 1
+    if messages[-1].kind == "error":
+        assert not messages[-1].reason.startswith("unexpected"), messages[-1].reason  # only our own error types
 
 
 _DB = None

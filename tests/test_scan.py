@@ -275,6 +275,35 @@ def test_scan_can_write_tags_and_the_next_scan_sees_the_file_unchanged(tmp_path,
         assert (row.size, row.fingerprint) == (os.stat(f).st_size, fingerprint(f))
 
 
+def test_a_model_with_an_extra_family_tags_queries_and_retags_it(tmp_path, db):
+    """A family the canonical list does not know (``ukulele``) is checked against the model that
+    produced the result: the scan writes its tag, ``query --has ukulele`` and ``tag`` accept it."""
+    from conftest import tone_signal, write_audio
+    from library_fakes import UKULELE_BANDS
+    from tagger import tags
+    from tagger.db.filter import TrackFilter
+    from tagger.db import writes
+    from tagger.db.queries import find_tracks
+    from tagger.library.scan import tag_writer
+
+    music = tmp_path / "uke"
+    f = write_audio(music / "uke.flac", tone_signal([440.0], seconds=5.0))
+    model = FakeAnalyser(version="uke-1", bands=UKULELE_BANDS)
+    summary = scan([music], db=db, analyser=model, jobs=0, on_track=tag_writer(model_version="uke-1", scores=True))
+    assert summary.ok and summary.tags_written == 1, summary.errors
+    state = tags.read_instruments(f)
+    assert state.instruments == ["ukulele"] and set(state.scores) == set(UKULELE_BANDS)
+    with db.session() as s:
+        assert [t.path for t in find_tracks(s, where=TrackFilter.of(has=["ukulele"]))] == [str(f)]
+    removed = tags.remove_instruments(f)
+    assert removed.written
+    with db.session() as s:
+        writes.record_rewrite(s, path=removed.path, size=removed.size, mtime=removed.mtime)
+    results = list(tags.tag_from_database(db, where=TrackFilter.of(has=["ukulele"]), scores=True))
+    assert [r.written for r in results] == [True], results
+    assert tags.read_instruments(f).instruments == ["ukulele"]
+
+
 class _Interrupting(FakeAnalyser):
     def predict_features(self, feats):
         if self.calls >= 3:
@@ -317,7 +346,9 @@ def test_folder_condition_matches_the_folder_only(db):
 
 
 def test_a_crashed_worker_fails_its_file_and_is_replaced(db, tmp_path):
+    from tagger.db.scan_writer import FileState, ScanWriter
     from tagger.library import scan as S
+    from tagger.library.runner import Runner
 
     class DeadProc:
         pid, exitcode = 4242, -11
@@ -332,10 +363,10 @@ def test_a_crashed_worker_fails_its_file_and_is_replaced(db, tmp_path):
         s.flush()
         scan_id, mv_id = row.id, mv.id
     summary = S.ScanSummary(scan_id=scan_id, model_version="fake-1")
-    writer = S._Writer(db=db, scan_id=scan_id, model_version_id=mv_id, summary=summary, commit_every=1, commit_seconds=1)
-    runner = S._Runner(analyser=FakeAnalyser(), writer=writer, predict_batch=4, on_track=None, progress=None, total=1, t0=0)
+    writer = ScanWriter(db=db, scan_id=scan_id, model_version_id=mv_id, summary=summary, commit_every=1, commit_seconds=1)
+    runner = Runner(analyser=FakeAnalyser(), writer=writer, predict_batch=4, on_track=None, progress=None, total=1, t0=0)
     path = str(tmp_path / "crash.mp3")
-    runner.pending[0] = S._Pending(S._Work(path, 10, 1.0, "fp", None))
+    runner.pending[0] = runner.new_pending(FileState(path, 10, 1.0, "fp", None))
     started = []
     procs = [DeadProc()]
     runner._check_workers(procs, {4242: 0}, lambda: started.append(1) or "new")

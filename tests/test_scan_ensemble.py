@@ -22,7 +22,7 @@ def random_models(tmp_path_factory):
 
 
 def test_real_ensemble_scan_through_workers_and_query(tmp_path, random_models):
-    from tagger.analysis import analyse_file
+    from tagger.library.assemble import analyse_track
     from tagger.db.queries import find_tracks, track_detail
     from tagger.db.session import open_database
     from tagger.model.ensemble import Ensemble
@@ -48,7 +48,7 @@ def test_real_ensemble_scan_through_workers_and_query(tmp_path, random_models):
         tracks = {t.path: t for t in find_tracks(s)}
         assert sorted(tracks) == sorted(str(f) for f in files)
         for f in files:
-            direct = analyse_file(f, ensemble)
+            direct = analyse_track(f, ensemble)
             stored = tracks[str(f)]
             assert list(stored.scores) == list(FAMILIES)
             for fam in FAMILIES:

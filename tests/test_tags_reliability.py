@@ -290,10 +290,10 @@ def test_8khz_mpeg25_mp3_without_id3_is_tagged(tmp_path):
     (``.NAME.XXXX.tagger-tmp``) must be read as the original's type."""
     song = _mp3(tmp_path / "voice.mp3", sr=8000, extra=("-id3v2_version", "0", "-write_id3v1", "0"))
     assert song.read_bytes()[:2] == b"\xff\xe3"  # MPEG 2.5 layer III, no ID3 tag
-    payload = tags._payload_digest(str(song), "MP3")
+    payload = tags.payload_digest(str(song), "MP3")
     assert tags.write_instruments(song, **WRITE).written
     assert tags.read_instruments(song).instruments == ["bass", "guitar"]
-    assert tags._payload_digest(str(song), "MP3") == payload
+    assert tags.payload_digest(str(song), "MP3") == payload
     assert tags.remove_instruments(song).written
     assert not tags.read_instruments(song).tagged and song.read_bytes()[:2] == b"\xff\xe3"
 

@@ -81,9 +81,9 @@ def test_show_plot_draws_the_stored_scores(scanned, tmp_path):
     assert (tmp_path / "again.svg").read_text().lstrip().startswith("<?xml")
     np.testing.assert_array_equal(drawn, stored.T)  # lanes x windows, NaN where silent
     # ... and the stored float16 values are the analyser's own probabilities, to float16 precision
-    from tagger.analysis import analyse_file
+    from tagger.library.assemble import analyse_track
 
-    fresh = analyse_file(path, analyser).window_scores
+    fresh = analyse_track(path, analyser).window_scores
     np.testing.assert_allclose(drawn.T, fresh, atol=1e-3)
 
 
@@ -153,11 +153,11 @@ def test_predict_plot_with_the_shipped_models(tmp_path):
 
 
 def test_from_result_draws_exactly_the_result_windows(tmp_path):
-    from tagger.analysis import analyse_file
+    from tagger.library.assemble import analyse_track
 
     analyser = FakeAnalyser()
     path = _track(tmp_path / "walk.wav")
-    result = analyse_file(path, analyser, hop_seconds=2.0)  # overlapping windows
+    result = analyse_track(path, analyser, hop_seconds=2.0)  # overlapping windows
     tl = T.from_result(path, result, thresholds=analyser.thresholds, model_version=analyser.version)
     drawn = T.draw(tl, tmp_path / "walk.png")
     assert drawn.shape == (3, result.windows) and result.windows == 11  # starts 0, 2, ..., 20 s

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import typer
 
+from tagger.cli import options as F
 from tagger.cli.app import app, handle_errors, quiet_tensorflow
 from tagger.tags import DEFAULT_SETTLE_SECONDS
 
@@ -172,10 +173,10 @@ def scan(
 @app.command("query")
 @handle_errors
 def query(
-    has: list[str] = typer.Option(None, "--has", help="Family that must be present (repeatable)."),
-    lacks: list[str] = typer.Option(None, "--lacks", help="Family that must be absent (repeatable)."),
-    min_score: float = typer.Option(None, "--min-score", help="Minimum score of every --has family."),
-    path_glob: str = typer.Option(None, "--path-glob", help="Shell pattern on the absolute path, e.g. '*/Jazz/*'."),
+    has: list[str] = F.has(),
+    lacks: list[str] = F.lacks(),
+    min_score: float = F.min_score(),
+    path_glob: str = F.path_glob(),
     fmt: str = typer.Option("table", "--format", "-f", help="table, json, csv, paths or m3u."),
     output: Path = typer.Option(None, "--output", "-o", help="Write to this file instead of stdout (e.g. a .m3u)."),
     db: str = typer.Option(None, "--db", help=DB_HELP),
@@ -187,9 +188,8 @@ def query(
 
     if fmt not in QUERY_FORMATS:
         raise UserError(f"unknown format {fmt!r}; choose one of {', '.join(QUERY_FORMATS)}")
-    tracks = _with_session(
-        db, lambda s: find_tracks(s, has=has or (), lacks=lacks or (), min_score=min_score, path_glob=path_glob)
-    )
+    where = F.track_filter(has=has, lacks=lacks, min_score=min_score, path_glob=path_glob)
+    tracks = _with_session(db, lambda s: find_tracks(s, where=where))
     text = render_tracks(tracks, fmt=fmt)
     if output is not None:
         output.write_text(text, encoding="utf-8")

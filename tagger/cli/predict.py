@@ -34,7 +34,7 @@ def predict(
 ) -> None:
     """Print the instrument families present in each file and per-family scores."""
     quiet_tensorflow()
-    from tagger.analysis import analyse_file
+    from tagger.library.assemble import analyse_track
     from tagger.errors import AudioReadError, UserError
     from tagger.model.ensemble import Ensemble
 
@@ -48,7 +48,7 @@ def predict(
     failed = 0
     for path in iter_audio_paths(paths):
         try:
-            result = analyse_file(path, ensemble, hop_seconds=hop)
+            result = analyse_track(path, ensemble, hop_seconds=hop)
         except AudioReadError as exc:
             failed += 1
             typer.echo(f"tagger: error: {exc}", err=True)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import typer
 
+from tagger.cli import options as F
 from tagger.cli.app import app, fail, handle_errors
 from tagger.tags import DEFAULT_SETTLE_SECONDS
 
@@ -60,8 +61,12 @@ def _render(results, *, verb: str, dry_run: bool) -> None:
 @handle_errors
 def tag(
     paths: list[Path] = typer.Argument(None, help="Only files (or folders of files) among the analysed tracks."),
-    query_has: list[str] = typer.Option(None, "--query-has", help="Only tracks where FAMILY was detected (repeatable)."),
-    query_lacks: list[str] = typer.Option(None, "--query-lacks", help="Only tracks without FAMILY (repeatable)."),
+    has: list[str] = F.has(),
+    lacks: list[str] = F.lacks(),
+    min_score: float = F.min_score(),
+    path_glob: str = F.path_glob(),
+    query_has: list[str] = F.old_has(),
+    query_lacks: list[str] = F.old_lacks(),
     db: str = typer.Option(None, "--db", help="Library database URL or SQLite file (default: $TAGGER_DB or the user data dir)."),
     from_json: Path = typer.Option(
         None, "--from-json", help="Take the predictions from this `tagger predict --json` output instead of the database."
@@ -76,19 +81,23 @@ def tag(
     settle_seconds: float = settle_option(),
     follow_external_symlinks: bool = typer.Option(False, "--follow-external-symlinks", help=FOLLOW_HELP),
 ) -> None:
-    """Write INSTRUMENTS (and INSTRUMENTS_MODEL) into the files from stored results, without re-analysis."""
+    """Write INSTRUMENTS (and INSTRUMENTS_MODEL) into the files from stored results, without re-analysis.
+
+    The tracks are chosen with the options of `tagger query` (--has, --lacks, --min-score, --path-glob)."""
     from tagger import tags
     from tagger.errors import UserError
 
     for path in paths or ():
         if not path.exists():
             raise UserError(f"no such file or folder: {path}")
+    where = F.track_filter(has=[*(has or ()), *(query_has or ())], lacks=[*(lacks or ()), *(query_lacks or ())],
+                           min_score=min_score, path_glob=path_glob, paths=paths)  # fmt: skip
     options = dict(scores=scores, id3v23=id3v23, keep_mtime=keep_mtime, dry_run=dry_run, settle_seconds=settle_seconds,
                    follow_external_symlinks=follow_external_symlinks)  # fmt: skip
     if from_json is not None:
         version = model_version if model_version is not None else _shipped_model_version()
         predictions = tags.read_predictions_jsonl(from_json, model_version=version)
-        predictions = tags.select_predictions(predictions, paths=paths or (), has=query_has or (), lacks=query_lacks or ())
+        predictions = tags.select_predictions(predictions, where=where)
         if not predictions:
             raise fail("no analysed track matches", 1)
         _render(tags.write_predictions(predictions, roots=paths or None, **options), verb="tag", dry_run=dry_run)
@@ -97,7 +106,7 @@ def tag(
 
     database = open_database(db)
     try:
-        results = tags.tag_from_database(database, paths=paths or (), has=query_has or (), lacks=query_lacks or (), **options)
+        results = tags.tag_from_database(database, where=where, **options)
         _render(results, verb="tag", dry_run=dry_run)
     finally:
         database.close()

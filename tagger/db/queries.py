@@ -6,7 +6,6 @@ latest scan. Queries only consider analysed tracks (status ``ok``) unless they s
 
 from __future__ import annotations
 
-import fnmatch
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -15,6 +14,7 @@ from sqlalchemy import and_, delete, exists, func, select
 from sqlalchemy.orm import Session, aliased, selectinload
 
 from tagger.db import models as M
+from tagger.db.filter import Candidate, TrackFilter
 from tagger.errors import UserError
 from tagger.instruments import FAMILIES
 
@@ -83,17 +83,6 @@ def known_families(session: Session) -> list[str]:
     return out
 
 
-def _check(session: Session, names: Sequence[str]) -> list[str]:
-    known = known_families(session)
-    out = []
-    for name in names:
-        key = name.strip().lower()
-        if key not in known:
-            raise UserError(f"unknown instrument family {name!r}; known families: {', '.join(known)}")
-        out.append(key)
-    return out
-
-
 def _family_order(session: Session) -> dict[str, int]:
     return {f: i for i, f in enumerate(known_families(session))}
 
@@ -118,32 +107,63 @@ def find_tracks(
     lacks: Sequence[str] = (),
     min_score: float | None = None,
     path_glob: str | None = None,
+    where: TrackFilter | None = None,
 ) -> list[TrackSummary]:
-    """Analysed tracks where every family in `has` is present (with score >= `min_score` when given)
-    and no family in `lacks` is present; optionally only paths matching the shell pattern `path_glob`
-    (matched against the whole absolute path, e.g. ``'*/Jazz/*'`` or ``'*.flac'``). Sorted by path.
+    """Analysed tracks that the filter ``where`` selects, sorted by path. Without it: every family
+    in `has` present (with score >= `min_score` when given) and no family in `lacks` present;
+    optionally only paths matching the shell pattern `path_glob` (matched against the whole
+    absolute path, e.g. ``'*/Jazz/*'`` or ``'*.flac'``). Family names must be known to a stored model.
     """
-    has, lacks = _check(session, has), _check(session, lacks)
-    conds = [M.Track.status == M.STATUS_OK]
-    for fam in has:
-        c = [M.Detection.track_id == M.Track.id, M.Detection.family == fam, M.Detection.present.is_(True)]
-        if min_score is not None:
-            c.append(M.Detection.score >= float(min_score))
-        conds.append(exists().where(and_(*c)))
-    for fam in lacks:
-        conds.append(
-            ~exists().where(
-                and_(M.Detection.track_id == M.Track.id, M.Detection.family == fam, M.Detection.present.is_(True))
-            )
-        )
+    return [summary for summary, _ in _select(session, where, has=has, lacks=lacks, min_score=min_score,
+                                              path_glob=path_glob)]  # fmt: skip
+
+
+@dataclass
+class TrackToTag:
+    """An analysed track as `tracks_to_tag` returns it: its results and what a tag write checks."""
+
+    path: str
+    instruments: list[str]
+    scores: dict[str, float]
+    model_version: str
+    size: int
+    mtime: float
+    families: tuple[str, ...]
+    """The families of the model that produced the results."""
+
+
+def tracks_to_tag(session: Session, where: TrackFilter) -> list[TrackToTag]:
+    """The analysed tracks ``where`` selects that have a model version, with the size and mtime
+    recorded at analysis and their model's families (what a tag write checks), sorted by path."""
+    out = []
+    for summary, row in _select(session, where):
+        if summary.model_version:
+            out.append(TrackToTag(summary.path, summary.instruments, summary.scores, summary.model_version,
+                                  row.size, row.mtime, tuple(json.loads(row.families or "[]"))))  # fmt: skip
+    return out
+
+
+def scanned_roots(session: Session) -> list[str]:
+    """Every folder (or file) a scan of this database was given, sorted."""
+    return sorted({r for (text,) in session.execute(select(M.Scan.roots)) for r in json.loads(text)})
+
+
+def _select(session: Session, where: TrackFilter | None, **options) -> list[tuple[TrackSummary, object]]:
+    if where is None:
+        where = TrackFilter.of(**options)
+    dialect = session.get_bind().dialect.name
+    where.check(known_families(session))
+    conds = [M.Track.status == M.STATUS_OK, *where.clauses(dialect)]
+    in_python = where.python_only(dialect)
     # Plain rows, not ORM objects: a 10,000-track library answers in tens of milliseconds.
     stmt = (
-        select(M.Track.id, M.Track.path, M.Track.duration, M.Track.format, M.Track.model_version_id, M.ModelVersion.version)
+        select(M.Track.id, M.Track.path, M.Track.duration, M.Track.format, M.Track.model_version_id, M.Track.size,
+               M.Track.mtime, M.ModelVersion.version, M.ModelVersion.families)  # fmt: skip
         .outerjoin(M.ModelVersion, M.ModelVersion.id == M.Track.model_version_id)
         .where(*conds)
         .order_by(by_path(session))
     )
-    rows = [r for r in session.execute(stmt) if not path_glob or fnmatch.fnmatchcase(r.path, path_glob)]
+    rows = [r for r in session.execute(stmt) if all(p.match(Candidate(r.path, ())) for p in in_python)]
     latest = latest_model_version_id(session)
     order = _family_order(session)
     dets: dict[int, list[tuple[str, bool, float]]] = {}
@@ -159,17 +179,16 @@ def find_tracks(
     out = []
     for r in rows:
         ds = sorted(dets.get(r.id, ()), key=lambda d: order.get(d[0], last))
-        out.append(
-            TrackSummary(
-                path=r.path,
-                duration=r.duration,
-                format=r.format,
-                instruments=[fam for fam, present, _ in ds if present],
-                scores={fam: score for fam, _, score in ds},
-                model_version=r.version,
-                stale=r.model_version_id != latest,
-            )
+        summary = TrackSummary(
+            path=r.path,
+            duration=r.duration,
+            format=r.format,
+            instruments=[fam for fam, present, _ in ds if present],
+            scores={fam: score for fam, _, score in ds},
+            model_version=r.version,
+            stale=r.model_version_id != latest,
         )
+        out.append((summary, r))
     return out
 
 

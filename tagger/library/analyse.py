@@ -4,18 +4,8 @@ Nothing here imports TensorFlow or the database: a worker streams one file at a 
 `analyse_file`, which yields plain-value messages (never raises), and puts them on a bounded queue
 that the main process drains (the main process runs the ensemble and writes the database).
 
-Messages (tuples, cheap to pickle):
-
-- ``("start", task_id, pid)``
-- ``("info", task_id, {"format", "sample_rate", "channels", "duration"})``
-- ``("windows", task_id, starts, silent, feats)``: ``starts`` [shape=(n,), int64] first sample of
-  each window at 16 kHz, ``silent`` [shape=(n,), bool], ``feats`` [shape=(k, bins, frames), float32]
-  the features of the k non-silent windows only.
-- ``("done", task_id, samples, stats)``: the file decoded to `samples` samples at 16 kHz; ``stats``
-  ``{"seconds": {"decode", "resample", "framing", "features"[, "wait"]}, "pid", "maxrss"}``: time
-  spent on the file per stage (``wait``: blocked on a full result queue, in a worker process) and
-  the process's peak resident memory so far in bytes.
-- ``("error", task_id, reason)``: the file failed; nothing else follows for this task.
+The messages are the small dataclasses of `tagger.library.messages` (`Started`, `FileInfo`,
+`Windows`, `Done`, `Failed`).
 """
 
 from __future__ import annotations
@@ -30,6 +20,7 @@ import numpy as np
 
 from tagger import constants as C
 from tagger.errors import TaggerError
+from tagger.library.messages import Done, Failed, FileInfo, Message, Started, Windows
 
 
 MIN_SECONDS = 0.1
@@ -47,7 +38,7 @@ class AnalysisConfig:
     batch_size: int = 32
 
 
-def analyse_file(task_id: int, path: str, *, config: AnalysisConfig) -> Iterator[tuple]:
+def analyse_file(task_id: int, path: str, *, config: AnalysisConfig) -> Iterator[Message]:
     """Stream the messages for one file (see the module docstring); never raises for a bad file."""
     from tagger import audio
     from tagger import features as F
@@ -66,7 +57,7 @@ def analyse_file(task_id: int, path: str, *, config: AnalysisConfig) -> Iterator
         t = clock()
         meta = audio.info(path)
         seconds["decode"] += clock() - t
-        yield ("info", task_id, {"format": meta.format, "sample_rate": meta.sample_rate,
+        yield FileInfo(task_id, {"format": meta.format, "sample_rate": meta.sample_rate,
                                  "channels": meta.channels, "duration": meta.duration})  # fmt: skip
         frames = audio.frame_windows(
             counting(audio.stream(path, meta=meta, timings=seconds)),
@@ -87,18 +78,18 @@ def analyse_file(task_id: int, path: str, *, config: AnalysisConfig) -> Iterator
             else:
                 feats = np.zeros((0, *cfg.shape), dtype=np.float32)
             seconds["features"] += clock() - t
-            yield ("windows", task_id, w.start, w.silent, feats)
+            yield Windows(task_id, w.start, w.silent, feats)
         if counted[0] < MIN_SECONDS * C.SAMPLE_RATE:
-            yield ("error", task_id, f"too short to analyse: {counted[0] / C.SAMPLE_RATE:.3f} s of audio "
-                                     f"(at least {MIN_SECONDS:g} s needed)")  # fmt: skip
+            yield Failed(task_id, f"too short to analyse: {counted[0] / C.SAMPLE_RATE:.3f} s of audio "
+                                  f"(at least {MIN_SECONDS:g} s needed)")  # fmt: skip
             return
-        yield ("done", task_id, counted[0], {"seconds": seconds, "pid": os.getpid(), "maxrss": peak_rss()})
+        yield Done(task_id, counted[0], {"seconds": seconds, "pid": os.getpid(), "maxrss": peak_rss()})
     except TaggerError as exc:
-        yield ("error", task_id, getattr(exc, "reason", None) or str(exc))
+        yield Failed(task_id, getattr(exc, "reason", None) or str(exc))
     except MemoryError:
-        yield ("error", task_id, "out of memory while decoding")
+        yield Failed(task_id, "out of memory while decoding")
     except Exception as exc:  # a worker returns every failure as a value, never raises
-        yield ("error", task_id, f"unexpected {type(exc).__name__}: {exc}")
+        yield Failed(task_id, f"unexpected {type(exc).__name__}: {exc}")
 
 
 def _warm_up(config: AnalysisConfig) -> None:
@@ -200,12 +191,12 @@ def worker_main(tasks, results, config: AnalysisConfig, parent: int | None = Non
         if item is None:
             return
         task_id, path = item
-        if not put(("start", task_id, os.getpid())):
+        if not put(Started(task_id, os.getpid())):
             return
         waited = 0.0
         for msg in analyse_file(task_id, path, config=config):
-            if msg[0] == "done" and len(msg) > 3:
-                msg[3]["seconds"]["wait"] = waited
+            if isinstance(msg, Done):
+                msg.stats["seconds"]["wait"] = waited
             t = time.perf_counter()
             if not put(msg):
                 return

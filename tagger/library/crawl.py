@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tagger.audio import AUDIO_EXTENSIONS
+from tagger import paths
 from tagger.errors import UserError
+from tagger.paths import under_any
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +153,7 @@ def crawl(
 
 def is_under(target: str, folders: Iterable[str]) -> bool:
     """True when the (real) path `target` is one of `folders` (real paths) or lies under one."""
-    return any(target == r or target.startswith(r.rstrip(os.sep) + os.sep) for r in folders)
+    return under_any(target, folders)
 
 
 def external_link_target(path: str | os.PathLike, roots: Iterable[str | os.PathLike]) -> str | None:
@@ -174,4 +176,4 @@ def _loops(path: str, here: str) -> bool:
     if not os.path.islink(path):
         return False
     target = os.path.realpath(path)
-    return here == target or here.startswith(target.rstrip(os.sep) + os.sep)
+    return paths.is_under(here, target)

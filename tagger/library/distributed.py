@@ -34,6 +34,8 @@ import numpy as np
 
 from tagger.errors import ModelError, TaggerError, UserError
 from tagger.library.analyse import AnalysisConfig, analyse_file
+from tagger.library.assemble import score_blocks
+from tagger.library.messages import Done, Failed, FileInfo, RemoteResult
 
 log = logging.getLogger(__name__)
 
@@ -159,71 +161,57 @@ def worker_stats() -> dict:
     return {"pid": os.getpid(), "files": _FILES[0]}
 
 
-def analyse_remote(path: str, *, spec: AnalyserSpec, config: AnalysisConfig, predict_batch: int = 64) -> dict:
+def analyse_remote(path: str, *, spec: AnalyserSpec, config: AnalysisConfig, predict_batch: int = 64) -> RemoteResult:
     """One file, start to finish, on a worker: the task a scan submits.
 
-    Returns ``{"path", "meta", "starts" [shape=(n,), int64, first sample at 16 kHz], "silent"
-    [shape=(n,), bool], "probs" [shape=(n, n_families), float32, zeros for silent windows],
-    "samples", "stats" {"seconds" per stage, "pid", "maxrss"}}``, or ``{"path", "meta", "error":
-    reason}`` for a file that cannot be analysed, or ``{"path", "fatal": reason}`` when this worker cannot analyse at all (model missing or another
-    model): the client then stops the scan.
+    Returns a `RemoteResult`: the window probabilities (zeros for silent windows), the sample
+    count and the per-stage ``stats``; or its ``error`` for a file that cannot be analysed; or
+    ``fatal`` when this worker cannot analyse at all (model missing or another model): the client
+    then stops the scan. The scores are assembled into a track result by the client
+    (`tagger.library.assemble.TrackAssembler`), as for a local scan.
     """
     try:
         analyser = _worker_analyser(spec)
     except (TaggerError, ImportError, OSError) as exc:
-        return {"path": path, "fatal": f"worker {os.getpid()}: {exc}"}
+        return RemoteResult(path, fatal=f"worker {os.getpid()}: {exc}")
     _FILES[0] += 1
     n_fam = len(analyser.families)
     meta: dict = {}
     starts, silent, probs = [], [], []
-    pending: list[tuple[int, np.ndarray]] = []  # (index into probs, features of its active windows)
     inference = [0.0]
 
-    def flush() -> None:
-        if not pending:
-            return
-        feats = np.concatenate([f for _, f in pending])
+    def predict(feats: np.ndarray) -> np.ndarray:
         t = time.perf_counter()
         out = np.asarray(analyser.predict_features(feats), dtype=np.float32).reshape(len(feats), n_fam)
         inference[0] += time.perf_counter() - t
-        at = 0
-        for i, f in pending:
-            probs[i][~silent[i]] = out[at : at + len(f)]
-            at += len(f)
-        pending.clear()
+        return out
 
-    n_pending = 0
-    for msg in analyse_file(0, path, config=config):
-        kind = msg[0]
-        if kind == "info":
-            meta = msg[2]
-        elif kind == "windows":
-            s = np.asarray(msg[3], dtype=bool)
-            starts.append(np.asarray(msg[2], dtype=np.int64))
-            silent.append(s)
-            probs.append(np.zeros((len(s), n_fam), dtype=np.float32))
-            if len(msg[4]):
-                pending.append((len(probs) - 1, msg[4]))
-                n_pending += len(msg[4])
-            if n_pending >= predict_batch:
-                flush()
-                n_pending = 0
-        elif kind == "error":
-            return {"path": path, "meta": meta, "error": str(msg[2])}
-        elif kind == "done":
-            flush()
-            stats = dict(msg[3]) if len(msg) > 3 and isinstance(msg[3], dict) else {}
-            stats["seconds"] = {**(stats.get("seconds") or {}), "inference": inference[0]}
-            return {
-                "path": path,
-                "meta": meta,
-                "starts": np.concatenate(starts) if starts else np.zeros(0, dtype=np.int64),
-                "silent": np.concatenate(silent) if silent else np.zeros(0, dtype=bool),
-                "probs": np.concatenate(probs) if probs else np.zeros((0, n_fam), dtype=np.float32),
-                "samples": int(msg[2]),
-                "stats": stats,
-            }
-    return {"path": path, "meta": meta, "error": "the analysis ended without a result"}
+    def on_block(msg, active) -> None:
+        nonlocal meta
+        if isinstance(msg, FileInfo):
+            meta = msg.meta
+            return
+        s = np.asarray(msg.silent, dtype=bool)
+        full = np.zeros((len(s), n_fam), dtype=np.float32)
+        if active is not None:
+            full[~s] = active
+        starts.append(np.asarray(msg.starts, dtype=np.int64))
+        silent.append(s)
+        probs.append(full)
+
+    end = score_blocks(analyse_file(0, path, config=config), predict, batch=predict_batch, on_block=on_block)
+    if isinstance(end, Failed):
+        return RemoteResult(path, meta=meta, error=str(end.reason))
+    if not isinstance(end, Done):
+        return RemoteResult(path, meta=meta, error="the analysis ended without a result")
+    stats = dict(end.stats or {})
+    stats["seconds"] = {**(stats.get("seconds") or {}), "inference": inference[0]}
+    return RemoteResult(
+        path, meta=meta, samples=int(end.samples), stats=stats,
+        starts=np.concatenate(starts) if starts else np.zeros(0, dtype=np.int64),
+        silent=np.concatenate(silent) if silent else np.zeros(0, dtype=bool),
+        probs=np.concatenate(probs) if probs else np.zeros((0, n_fam), dtype=np.float32),
+    )  # fmt: skip
 
 
 # -- client side ----------------------------------------------------------------------------------
@@ -250,7 +238,7 @@ class DaskBackend:
             self.scheduler = check_scheduler_address(self.scheduler)
 
     def run(self, paths: Sequence[str], *, analyser, config: AnalysisConfig, predict_batch: int,
-            store: Callable[[int, dict], None]) -> None:  # fmt: skip
+            store: Callable[[int, RemoteResult], None]) -> None:  # fmt: skip
         """Analyse `paths` on the cluster; calls ``store(index, result)`` in this thread as files finish.
 
         Raises `ClusterError` when the scheduler cannot be reached, no worker can analyse, or a
@@ -294,13 +282,13 @@ class DaskBackend:
                 try:
                     result = fut.result()
                 except KilledWorker:  # every worker that tried it died: a decoder crash, as locally
-                    result = {"path": paths[i], "meta": {}, "error": "the decoder crashed (the Dask workers analysing it died)"}
+                    result = RemoteResult(paths[i], error="the decoder crashed (the Dask workers analysing it died)")
                 except Exception as exc:  # the task never raises for a file: the cluster itself failed
                     raise ClusterError(f"the Dask cluster failed while analysing {paths[i]}: {type(exc).__name__}: {exc} "
                                        "(the results stored so far are kept: run the scan again)") from None  # fmt: skip
                 fut.release()
-                if "fatal" in result:
-                    raise ClusterError(result["fatal"])
+                if result.fatal is not None:
+                    raise ClusterError(result.fatal)
                 store(i, result)
                 nxt = submit_next()
                 if nxt is not None:

@@ -1,0 +1,47 @@
+"""Options shared by several commands: the track filter of ``query`` and ``tag`` is declared once.
+
+`FilterOptions` holds the typer option declarations; a command lists them as parameters
+(``has: list[str] = F.has()``) and builds the filter with `track_filter`.
+"""
+
+from __future__ import annotations
+
+import typer
+
+HAS_HELP = "Family that must be present (repeatable)."
+LACKS_HELP = "Family that must be absent (repeatable)."
+MIN_SCORE_HELP = "Minimum score of every --has family."
+PATH_GLOB_HELP = "Shell pattern on the absolute path, e.g. '*/Jazz/*'."
+
+
+def has():
+    return typer.Option(None, "--has", help=HAS_HELP)
+
+
+def lacks():
+    return typer.Option(None, "--lacks", help=LACKS_HELP)
+
+
+def min_score():
+    return typer.Option(None, "--min-score", help=MIN_SCORE_HELP)
+
+
+def path_glob():
+    return typer.Option(None, "--path-glob", help=PATH_GLOB_HELP)
+
+
+def old_has():
+    """``tag --query-has``: the old name of ``--has`` (hidden alias)."""
+    return typer.Option(None, "--query-has", hidden=True, help=HAS_HELP)
+
+
+def old_lacks():
+    """``tag --query-lacks``: the old name of ``--lacks`` (hidden alias)."""
+    return typer.Option(None, "--query-lacks", hidden=True, help=LACKS_HELP)
+
+
+def track_filter(*, has=None, lacks=None, min_score=None, path_glob=None, paths=None):
+    """The `tagger.db.filter.TrackFilter` of a command's filter options."""
+    from tagger.db.filter import TrackFilter
+
+    return TrackFilter.of(has=has, lacks=lacks, min_score=min_score, path_glob=path_glob, paths=paths)

@@ -1,0 +1,178 @@
+"""Which tracks a command works on: one filter value, read both by SQL and in memory.
+
+In the style of beets' ``dbcore/query.py``: each part of a filter knows its SQL clause
+(`~Part.clause`, over the ``tracks`` table; None when it can only be checked in Python) and its
+Python match (`~Part.match`, on a `Candidate`: a stored track or a prediction read from a file).
+`TrackFilter` combines them; ``tagger query`` and ``tagger tag`` build it from the same options
+(`tagger.cli.options`).
+
+Adding a filter: one `Part` subclass here, a field of `TrackFilter` and its CLI option.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import and_, exists, func
+
+from tagger.db import models as M
+from tagger.errors import UserError
+from tagger.paths import folder_prefix, under_any
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """What the in-memory evaluator sees of a track."""
+
+    path: str
+    instruments: Sequence[str]
+    scores: Mapping[str, float] | None = None
+
+
+class Part:
+    """One condition of a filter."""
+
+    def clause(self, dialect: str):
+        """SQLAlchemy condition on `M.Track` (``dialect``: the database's), or None when only
+        `match` can check it."""
+        raise NotImplementedError
+
+    def match(self, item: Candidate) -> bool:
+        raise NotImplementedError
+
+
+def under_clause(root: str, dialect: str):
+    """SQL condition: the track's path is `root` or lies under folder `root`.
+
+    SQLite compares text bytewise, so a range scan on the path index does it; other databases may
+    use locale collations, so there the prefix is compared exactly with ``substr``.
+    """
+    prefix = folder_prefix(root)
+    if dialect == "sqlite":
+        inside = (M.Track.path >= prefix) & (M.Track.path < prefix[:-1] + chr(ord(os.sep) + 1))
+    else:
+        inside = func.substr(M.Track.path, 1, len(prefix)) == prefix
+    return inside | (M.Track.path == root)
+
+
+@dataclass(frozen=True)
+class Has(Part):
+    """The family is detected (with a score of at least ``min_score`` when given)."""
+
+    family: str
+    min_score: float | None = None
+
+    def clause(self, dialect):
+        c = [M.Detection.track_id == M.Track.id, M.Detection.family == self.family, M.Detection.present.is_(True)]
+        if self.min_score is not None:
+            c.append(M.Detection.score >= float(self.min_score))
+        return exists().where(and_(*c))
+
+    def match(self, item):
+        if self.family not in {f.lower() for f in item.instruments}:
+            return False
+        if self.min_score is None:
+            return True
+        score = (item.scores or {}).get(self.family)
+        return score is not None and float(score) >= float(self.min_score)
+
+
+@dataclass(frozen=True)
+class Lacks(Part):
+    """The family is not detected."""
+
+    family: str
+
+    def clause(self, dialect):
+        return ~exists().where(
+            and_(M.Detection.track_id == M.Track.id, M.Detection.family == self.family, M.Detection.present.is_(True))
+        )
+
+    def match(self, item):
+        return self.family not in {f.lower() for f in item.instruments}
+
+
+@dataclass(frozen=True)
+class PathGlob(Part):
+    """The whole absolute path matches a shell pattern (``'*/Jazz/*'``, ``'*.flac'``), case-sensitively."""
+
+    pattern: str
+
+    def clause(self, dialect):
+        return None  # SQL LIKE/GLOB differ per database and from fnmatch: checked in Python
+
+    def match(self, item):
+        return fnmatch.fnmatchcase(item.path, self.pattern)
+
+
+@dataclass(frozen=True)
+class Under(Part):
+    """The path is one of these files or folders, or lies under one of them (absolute paths)."""
+
+    roots: tuple[str, ...]
+
+    def clause(self, dialect):
+        from sqlalchemy import or_
+
+        return or_(*(under_clause(r, dialect) for r in self.roots))
+
+    def match(self, item):
+        return under_any(os.path.abspath(item.path), self.roots)
+
+
+@dataclass(frozen=True)
+class TrackFilter:
+    """A selection of tracks: every family of ``has`` present (score >= ``min_score`` when given),
+    none of ``lacks``, the path matching ``path_glob`` and (when ``paths`` are given) under one of
+    ``paths``. The empty filter selects everything."""
+
+    has: tuple[str, ...] = ()
+    lacks: tuple[str, ...] = ()
+    min_score: float | None = None
+    path_glob: str | None = None
+    paths: tuple[str, ...] = field(default=())
+
+    @classmethod
+    def of(cls, *, has: Iterable[str] | None = (), lacks: Iterable[str] | None = (), min_score: float | None = None,
+           path_glob: str | None = None, paths: Iterable[str | os.PathLike] | None = ()) -> TrackFilter:  # fmt: skip
+        """A filter from option values (None for an option not given); family names lower-cased,
+        paths made absolute."""
+        return cls(
+            has=tuple(f.strip().lower() for f in has or ()),
+            lacks=tuple(f.strip().lower() for f in lacks or ()),
+            min_score=min_score,
+            path_glob=path_glob or None,
+            paths=tuple(os.path.abspath(os.fspath(p)) for p in paths or ()),
+        )
+
+    def check(self, known: Sequence[str]) -> TrackFilter:
+        """Raise `UserError` for a family name not among ``known`` (naming the choices); returns self."""
+        for name in (*self.has, *self.lacks):
+            if name not in known:
+                raise UserError(f"unknown instrument family {name!r}; known families: {', '.join(known)}")
+        return self
+
+    @property
+    def parts(self) -> list[Part]:
+        parts: list[Part] = [Has(f, self.min_score) for f in self.has]
+        parts += [Lacks(f) for f in self.lacks]
+        if self.paths:
+            parts.append(Under(self.paths))
+        if self.path_glob:
+            parts.append(PathGlob(self.path_glob))
+        return parts
+
+    def clauses(self, dialect: str) -> list:
+        """The SQL conditions of the parts that have one."""
+        return [c for c in (p.clause(dialect) for p in self.parts) if c is not None]
+
+    def python_only(self, dialect: str) -> list[Part]:
+        """The parts SQL cannot check (apply `match` to the rows the SQL conditions selected)."""
+        return [p for p in self.parts if p.clause(dialect) is None]
+
+    def match(self, item: Candidate) -> bool:
+        """The in-memory evaluator: True when ``item`` passes every part."""
+        return all(p.match(item) for p in self.parts)

@@ -1,0 +1,159 @@
+"""One scan at a time per library database: the scan locks of SQLite and PostgreSQL.
+
+SQLite: `scan_lock` takes an exclusive ``fcntl.flock`` on ``<database>.lock`` (created when
+missing, never deleted: removing a lock file would let two processes lock two different files).
+The holder writes its PID into it, so that a second scan refuses with a message naming the process
+that holds the database. The kernel releases the lock when the holder exits, however it exits
+(``kill -9`` included), so a crashed scan never leaves a stale lock behind.
+
+PostgreSQL: a database shared by several machines is locked in the server: a scan holds
+``pg_try_advisory_lock(SCAN_LOCK_KEY)`` on a connection of its own for as long as it runs
+(`postgres_scan_lock`). The server releases it when that connection ends, however the scan ends
+(``kill -9`` and a lost machine included, once the server notices the connection is gone).
+
+Other databases get no lock.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+from tagger.errors import TaggerError, UserError
+
+LOCK_SUFFIX = ".lock"
+
+
+class DatabaseBusy(UserError):
+    """Another scan holds the library database."""
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite database URL (``sqlite:///path`` or ``sqlite:///file:path?...``), else None."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    name = parsed.database
+    if not name or name == ":memory:":
+        return None
+    if name.startswith("file:"):
+        name = name[len("file:") :].split("?", 1)[0]
+        if not name or name.startswith(":memory:") or "mode=memory" in parsed.database:
+            return None
+    return Path(os.path.realpath(os.path.expanduser(name)))
+
+
+def lock_path(url: str) -> Path | None:
+    """Where the scan lock of the database `url` lives (None: not a SQLite file)."""
+    db = sqlite_file(url)
+    return None if db is None else db.with_name(db.name + LOCK_SUFFIX)
+
+
+def _holder(fd: int) -> str:
+    try:
+        text = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+    except OSError:
+        return ""
+    return text if text.isdigit() else ""
+
+
+@contextmanager
+def scan_lock(url: str):
+    """Hold the scan lock of the database `url` for the duration of the block.
+
+    Raises `DatabaseBusy` (a `UserError`) naming the holder's PID when another process holds it,
+    and `TaggerError` when the lock file cannot be created (e.g. a read-only database folder).
+    """
+    path = lock_path(url)
+    if path is None:  # PostgreSQL: an advisory lock in the server
+        with postgres_scan_lock(url):
+            yield None
+        return
+    import fcntl
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        hint = " (the database folder is read-only)" if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM) else ""
+        raise TaggerError(f"{path}: cannot create the scan lock file: {exc.strerror or exc}{hint}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise TaggerError(f"{path}: cannot lock: {exc.strerror or exc}") from None
+            pid = _holder(fd)
+            who = f"process {pid}" if pid else "another process"
+            raise DatabaseBusy(
+                f"another tagger scan ({who}) is using the database {sqlite_file(url)}; "
+                f"wait for it to finish (or stop it), then scan again"
+            ) from None
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError:
+            pass  # the PID is only informative; the lock itself is held
+        yield path
+    finally:
+        os.close(fd)  # releases the flock
+
+
+SCAN_LOCK_KEY = 0x7461676765720001
+"""The advisory lock key of `tagger scan` (``b"tagger"`` + 1, a signed 64-bit integer)."""
+
+
+@contextmanager
+def postgres_scan_lock(url: str):
+    """Hold the scan lock of the PostgreSQL database `url` for the duration of the block.
+
+    Raises `DatabaseBusy` naming the holder (client address and server PID)
+    when another scan holds it. Other databases: does nothing.
+    """
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "postgresql":
+        yield None
+        return
+    from tagger.db.session import DatabaseError, make_engine
+
+    where = parsed.render_as_string(hide_password=True)
+    engine = make_engine(url)
+    try:
+        try:
+            conn = engine.connect()
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+            got = conn.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": SCAN_LOCK_KEY})
+        except SQLAlchemyError as exc:
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            raise DatabaseError(f"cannot open the database {where}: {reason}") from None
+        if not got:
+            holder = conn.execute(
+                text("SELECT a.pid, host(a.client_addr), a.application_name FROM pg_locks l "
+                     "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted "
+                     "AND (l.classid::bigint << 32 | l.objid::bigint) = :k LIMIT 1"),
+                {"k": SCAN_LOCK_KEY},
+            ).first()  # fmt: skip
+            conn.close()
+            who = f"server process {holder[0]}, client {holder[1] or 'local socket'}" if holder else "another client"
+            raise DatabaseBusy(
+                f"another tagger scan ({who}) is using the database {where}; "
+                "wait for it to finish (or stop it), then scan again"
+            )
+        try:
+            yield conn
+        finally:
+            try:
+                conn.scalar(text("SELECT pg_advisory_unlock(:k)"), {"k": SCAN_LOCK_KEY})
+            except SQLAlchemyError:
+                pass  # the connection is gone: so is the lock
+            conn.close()
+    finally:
+        engine.dispose()

@@ -1,0 +1,284 @@
+"""The scan's database writes: one session in the main process, batched commits, whole tracks.
+
+Only the main process writes. A track's row, detections, segments and window scores go into one
+transaction (`ScanWriter.store_result`), committed every ``commit_every`` tracks or
+``commit_seconds``, so a scan killed at any moment leaves only whole tracks. Also here: the model
+version's row (`register_model`), the moves, copies and touched files the planning finds
+(`ScanWriter.moved`, `ScanWriter.copied`, `ScanWriter.touched`) and the missing files (`mark_missing`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from tagger import constants as C
+from tagger.aggregate import TrackResult
+from tagger.db import models as M
+from tagger.db.filter import under_clause
+from tagger.db.session import Database
+from tagger.paths import folder_prefix
+
+
+@dataclass
+class FileState:
+    """A file as the planning found it (and its track id when the database knows it)."""
+
+    path: str
+    size: int
+    mtime: float
+    fingerprint: str
+    track_id: int | None
+
+
+def register_model(session: Session, analyser, aggregation: dict) -> M.ModelVersion:
+    """The database row of the analyser's model version (created on first use)."""
+    row = session.scalar(
+        select(M.ModelVersion).where(M.ModelVersion.version == analyser.version, M.ModelVersion.manifest_hash == analyser.hash)
+    )
+    if row is None:
+        fams = list(analyser.families)
+        row = M.ModelVersion(
+            version=analyser.version,
+            manifest_hash=analyser.hash,
+            families=json.dumps(fams),
+            thresholds=json.dumps({f: round(float(t), 6) for f, t in zip(fams, np.asarray(analyser.thresholds))}),
+            aggregation=json.dumps(aggregation, sort_keys=True),
+        )
+        session.add(row)
+        session.flush()
+    return row
+
+
+class StageClock:
+    """Adds the wall time of ``with clock(stage):`` blocks to a dict; nested blocks count for the
+    outermost stage only (a commit inside ``store_result`` is database time once)."""
+
+    def __init__(self, seconds: dict[str, float]) -> None:
+        self.seconds = seconds
+        self.depth = 0
+
+    @contextmanager
+    def __call__(self, stage: str):
+        if self.depth:
+            yield
+            return
+        self.depth += 1
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.depth -= 1
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - t
+
+
+class ScanWriter:
+    """The main process's database writer: one session, batched commits."""
+
+    def __init__(self, *, db: Database, scan_id: int, model_version_id: int, summary,
+                 commit_every: int, commit_seconds: float) -> None:  # fmt: skip
+        self.session: Session = db.sessionmaker()
+        self.scan_id = scan_id
+        self.mv_id = model_version_id
+        self.summary = summary
+        self.commit_every = max(1, commit_every)
+        self.commit_seconds = commit_seconds
+        self.dirty = 0
+        self.last_commit = time.monotonic()
+        self.seen: set[str] = set()
+        self.clock = StageClock(summary.stage_seconds)
+
+    def touch(self) -> None:
+        self.dirty += 1
+        if self.dirty >= self.commit_every or time.monotonic() - self.last_commit >= self.commit_seconds:
+            self.commit()
+
+    def maybe_commit(self) -> None:
+        """Commit a pending batch that has waited `commit_seconds` (a long file keeps none waiting)."""
+        if self.dirty and time.monotonic() - self.last_commit >= self.commit_seconds:
+            self.commit()
+
+    def commit(self) -> None:
+        with self.clock("database"):
+            self._commit()
+
+    def _commit(self) -> None:
+        scan = self.session.get(M.Scan, self.scan_id)
+        s = self.summary
+        scan.scanned, scan.skipped, scan.failed = s.scanned, s.skipped, s.failed
+        scan.moved, scan.missing, scan.stale, scan.audio_seconds = s.moved, s.missing, s.stale, s.audio_seconds
+        self.session.commit()
+        self.dirty = 0
+        self.last_commit = time.monotonic()
+
+    def finish(self) -> None:
+        try:
+            scan = self.session.get(M.Scan, self.scan_id)
+            scan.finished_at = M.utcnow()
+            self.commit()
+        finally:
+            self.session.close()
+
+    def abort(self) -> None:
+        try:
+            self.session.rollback()
+        finally:
+            self.session.close()
+
+    def track_for(self, work: FileState) -> M.Track:
+        track = self.session.get(M.Track, work.track_id) if work.track_id is not None else None
+        if track is None:
+            track = self.session.scalar(select(M.Track).where(M.Track.path == work.path))
+        if track is None:
+            track = M.Track(path=work.path, size=work.size, mtime=work.mtime, fingerprint=work.fingerprint)
+            self.session.add(track)
+        return track
+
+    def touched(self, track_id: int, *, mtime: float) -> str:
+        """An unchanged file whose mtime changed, or whose track was missing and is back: record
+        it; returns the track's status now."""
+        track = self.session.get(M.Track, track_id)
+        track.mtime = mtime
+        if track.status == M.STATUS_MISSING:
+            track.status = restored_status(track)
+            track.missing_since = None
+        track.updated_at = M.utcnow()
+        self.touch()
+        return track.status
+
+    def moved(self, track: M.Track, *, path: str, mtime: float) -> None:
+        """The file of ``track`` is now at ``path``: the row follows it (results kept)."""
+        old_path = track.path
+        if track.status == M.STATUS_MISSING:
+            track.status = restored_status(track)
+        track.path, track.mtime, track.missing_since, track.updated_at = path, mtime, None, M.utcnow()
+        self.seen.discard(old_path)
+        self.summary.moved += 1
+        self.touch()
+
+    def copied(self, src: M.Track, file: FileState) -> M.Track:
+        """A copy of the analysed file of ``src`` (the same bytes) at ``file.path``: a new track with
+        a copy of its results (and of its tags' state: the same bytes, the same tags)."""
+        dst = M.Track(path=file.path, size=file.size, mtime=file.mtime, fingerprint=file.fingerprint,
+                      duration=src.duration, format=src.format, sample_rate=src.sample_rate, channels=src.channels,
+                      status=M.STATUS_OK, windows=src.windows, silent_windows=src.silent_windows,
+                      model_version_id=self.mv_id, scan_id=self.scan_id, analysed_at=src.analysed_at,
+                      tags_current=src.tags_current)  # fmt: skip
+        self.session.add(dst)
+        copy_results(self.session, src, dst)
+        self.summary.copied += 1
+        self.summary.skipped += 1
+        self.touch()
+        return dst
+
+    def store_result(self, work: FileState, meta: dict, result: TrackResult, duration: float, *,
+                     touch: bool = True) -> M.Track:  # fmt: skip
+        """Add a track's results to the open batch (``touch=False``: the caller commits, via `touch`, later).
+        Its tags are not current until a tag write says so."""
+        track = self.track_for(work)
+        self._set_file(track, work, meta)
+        track.duration = duration
+        track.status, track.error, track.error_transient = M.STATUS_OK, None, False
+        track.tags_current = False
+        track.windows, track.silent_windows = result.windows, result.silent_windows
+        track.model_version_id = self.mv_id
+        track.analysed_at = M.utcnow()
+        replace_results(self.session, track, result)
+        self.summary.scanned += 1
+        self.summary.audio_seconds += duration
+        if touch:
+            self.touch()
+        return track
+
+    def store_error(self, work: FileState, meta: dict, reason: str, *, transient: bool = False) -> None:
+        """Record a failed file; a `transient` error (the file changed or vanished while it was read)
+        is retried by the next scan and never follows a moved or copied file."""
+        track = self.track_for(work)
+        self._set_file(track, work, meta)
+        track.status, track.error, track.error_transient = M.STATUS_ERROR, reason, transient
+        track.tags_current = False
+        track.model_version_id = None
+        track.analysed_at = M.utcnow()
+        if track.id is not None:
+            self.session.execute(delete(M.Detection).where(M.Detection.track_id == track.id))
+            self.session.execute(delete(M.Segment).where(M.Segment.track_id == track.id))
+            self.session.execute(delete(M.WindowScores).where(M.WindowScores.track_id == track.id))
+            self.session.expire(track, ["detections", "segments", "window_scores"])
+        self.summary.failed += 1
+        self.summary.errors.append((work.path, reason))
+        self.touch()
+
+    def refresh_file(self, work: FileState, *, size: int, mtime: float, fingerprint: str) -> None:
+        """Record a file's new size, mtime and fingerprint after we rewrote it (tags)."""
+        track = self.track_for(work)
+        track.size, track.mtime, track.fingerprint = size, mtime, fingerprint
+        self.touch()
+
+    def _set_file(self, track: M.Track, work: FileState, meta: dict) -> None:
+        track.path, track.size, track.mtime, track.fingerprint = work.path, work.size, work.mtime, work.fingerprint
+        track.format = meta.get("format", track.format)
+        track.sample_rate = meta.get("sample_rate", track.sample_rate)
+        track.channels = meta.get("channels", track.channels)
+        track.scan_id = self.scan_id
+        track.missing_since = None
+        track.updated_at = M.utcnow()
+
+
+def replace_results(session: Session, track: M.Track, result: TrackResult) -> None:
+    if track.id is not None:
+        session.execute(delete(M.Detection).where(M.Detection.track_id == track.id))
+        session.execute(delete(M.Segment).where(M.Segment.track_id == track.id))
+        session.execute(delete(M.WindowScores).where(M.WindowScores.track_id == track.id))
+        session.expire(track, ["detections", "segments", "window_scores"])
+        session.flush()
+    for r in result.results:
+        track.detections.append(M.Detection(family=r.family, present=r.present, score=r.score, coverage=r.coverage))
+        for a, b in r.segments:
+            track.segments.append(M.Segment(family=r.family, start=a, end=b))
+    if result.window_scores is not None:
+        track.window_scores = M.WindowScores.pack(families=result.families, starts=result.window_starts,
+                                                  scores=result.window_scores, window_seconds=C.WINDOW_SECONDS)  # fmt: skip
+
+
+def copy_results(session: Session, src: M.Track, dst: M.Track) -> None:
+    for d in src.detections:
+        dst.detections.append(M.Detection(family=d.family, present=d.present, score=d.score, coverage=d.coverage))
+    for g in src.segments:
+        dst.segments.append(M.Segment(family=g.family, start=g.start, end=g.end))
+    if src.window_scores is not None:
+        w = src.window_scores
+        dst.window_scores = M.WindowScores(families=w.families, window_seconds=w.window_seconds, n_windows=w.n_windows,
+                                           starts=w.starts, scores=w.scores)  # fmt: skip
+
+
+def restored_status(track: M.Track) -> str:
+    return M.STATUS_ERROR if track.error else M.STATUS_OK
+
+
+def mark_missing(session: Session, *, roots: Iterable[str], seen: set[str], unlisted: Sequence[str] = ()) -> int:
+    """Mark missing the tracks under `roots` whose file is gone (not those under `unlisted` folders,
+    which could not be listed: their files may well be there)."""
+    n = 0
+    now = M.utcnow()
+    unlisted_prefixes = tuple(folder_prefix(f) for f in unlisted)
+    for root in roots:
+        cond = under_clause(root, session.get_bind().dialect.name) & (M.Track.status != M.STATUS_MISSING)
+        gone = [tid for tid, path in session.execute(select(M.Track.id, M.Track.path).where(cond))
+                if path not in seen and not path.startswith(unlisted_prefixes) and not os.path.exists(path)]  # fmt: skip
+        for i in range(0, len(gone), 500):
+            session.execute(
+                update(M.Track)
+                .where(M.Track.id.in_(gone[i : i + 500]))
+                .values(status=M.STATUS_MISSING, missing_since=now, updated_at=now)
+            )
+        n += len(gone)
+    session.commit()
+    return n

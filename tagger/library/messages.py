@@ -1,0 +1,91 @@
+"""What crosses the process boundary between a scan's workers and its main process: one small
+frozen dataclass per message (cheap to pickle), never a positional tuple.
+
+A worker sends, per file: `Started` (worker processes only), `FileInfo`, any number of `Windows`,
+then exactly one of `Done` or `Failed`. Every message names its ``task_id`` (the index of the file
+in the scan's work list) and its ``kind``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar, Union
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Started:
+    """A worker process took the file (so a dead or hung worker can be matched to its file)."""
+
+    kind: ClassVar[str] = "start"
+    task_id: int
+    pid: int
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """The file's format as probed: ``{"format", "sample_rate", "channels", "duration"}``."""
+
+    kind: ClassVar[str] = "info"
+    task_id: int
+    meta: dict
+
+
+@dataclass(frozen=True, eq=False)
+class Windows:
+    """A block of consecutive windows of the file."""
+
+    kind: ClassVar[str] = "windows"
+    task_id: int
+    starts: np.ndarray
+    """[shape=(n,), int64] first sample of each window at 16 kHz."""
+    silent: np.ndarray
+    """[shape=(n,), bool] windows below the silence threshold (not scored)."""
+    features: np.ndarray
+    """[shape=(k, bins, frames), float32] the features of the k non-silent windows only."""
+
+
+@dataclass(frozen=True)
+class Done:
+    """The file decoded to ``samples`` samples at 16 kHz; nothing else follows for this task."""
+
+    kind: ClassVar[str] = "done"
+    task_id: int
+    samples: int
+    stats: dict = field(default_factory=dict)
+    """``{"seconds": {"decode", "resample", "framing", "features"[, "wait"]}, "pid", "maxrss"}``: time
+    spent on the file per stage (``wait``: blocked on a full result queue, in a worker process) and
+    the process's peak resident memory so far in bytes."""
+
+
+@dataclass(frozen=True)
+class Failed:
+    """The file cannot be analysed (``reason`` for the user); nothing else follows for this task."""
+
+    kind: ClassVar[str] = "error"
+    task_id: int
+    reason: str
+
+
+Message = Union[Started, FileInfo, Windows, Done, Failed]
+
+
+@dataclass(frozen=True, eq=False)
+class RemoteResult:
+    """One file analysed on a cluster worker (`tagger.library.distributed.analyse_remote`), model
+    included: its window probabilities, or why it failed (``error``: this file; ``fatal``: this
+    worker cannot analyse at all, e.g. another model, and the scan stops)."""
+
+    path: str
+    meta: dict = field(default_factory=dict)
+    starts: np.ndarray | None = None
+    """[shape=(n,), int64] first sample of each window at 16 kHz."""
+    silent: np.ndarray | None = None
+    """[shape=(n,), bool]."""
+    probs: np.ndarray | None = None
+    """[shape=(n, n_families), float32] zeros for silent windows."""
+    samples: int = 0
+    stats: dict = field(default_factory=dict)
+    error: str | None = None
+    fatal: str | None = None

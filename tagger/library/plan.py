@@ -1,0 +1,200 @@
+"""Planning a scan (main process): crawl the folders, and for each audio file compare size, mtime
+and content fingerprint with the database. Unchanged files are skipped; a new path whose
+fingerprint matches a track whose file is gone is a *move* (the row follows the file); a copy of an
+analysed file gets a copy of its results; tracks from another model version are *stale*. The
+moves, copies and touched files are written through the scan's `tagger.db.scan_writer.ScanWriter`.
+"""
+
+from __future__ import annotations
+
+import filecmp
+import logging
+import os
+import time
+from collections.abc import Iterable
+
+from sqlalchemy import select
+
+from tagger.db import models as M
+from tagger.db.filter import under_clause
+from tagger.db.scan_writer import FileState, ScanWriter
+from tagger.errors import TaggerError, UserError
+from tagger.library.crawl import CrawlReport, crawl
+from tagger.library.fingerprint import fingerprint
+from tagger.library.state import Progress, ScanInterrupted, ScanSummary, StopSignals
+
+log = logging.getLogger("tagger.library.scan")
+
+
+def check_roots(roots: Iterable[str | os.PathLike]) -> list[str]:
+    """The folders (or files) to scan in canonical form: absolute, every symbolic link resolved, so
+    that a library scanned through a link and directly is one library, its tracks stored once.
+
+    Raises `UserError` for a root that does not exist or is neither a folder nor a regular file
+    (checked before a scan creates or locks anything)."""
+    out = []
+    for root in roots:
+        path = os.path.abspath(os.path.expanduser(os.fspath(root)))
+        real = os.path.realpath(path)
+        if not os.path.exists(real):
+            raise UserError(f"no such file or folder: {path}")
+        if not (os.path.isdir(real) or os.path.isfile(real)):
+            raise UserError(f"{path}: not a folder nor a regular file")
+        if real not in out:
+            out.append(real)
+    return out
+
+
+def same_content(a: str, b: str) -> bool:
+    """True when files `a` and `b` hold the same bytes (a fingerprint reads only three chunks)."""
+    try:
+        return filecmp.cmp(a, b, shallow=False)
+    except OSError:
+        return False
+
+
+def plan_files(roots, *, writer: ScanWriter, mv_id: int, rescan_stale: bool, retry_errors: bool, quick: bool,
+          include_hidden: bool, progress, t0: float, follow_external_symlinks: bool = False,
+          crawled: CrawlReport | None = None, retag: list[FileState] | None = None,
+          stop: StopSignals | None = None) -> list[FileState]:  # fmt: skip
+    """Crawl and decide per file; moves, copies and touched files are written here. Unchanged
+    tracks of this model whose tags do not hold their results are added to `retag` (when given)."""
+    s = writer.session
+    summary = writer.summary
+    work: list[FileState] = []
+    existing: dict[str, tuple] = {}
+    for root in roots:
+        cond = under_clause(root, s.get_bind().dialect.name)
+        for row in s.execute(
+            select(M.Track.path, M.Track.id, M.Track.size, M.Track.mtime, M.Track.fingerprint, M.Track.status,
+                   M.Track.model_version_id, M.Track.error_transient, M.Track.tags_current).where(cond)  # fmt: skip
+        ):
+            existing[row[0]] = tuple(row[1:])
+    last_report = 0.0
+
+    def needs_analysis(status: str, track_mv: int | None, transient: bool = False) -> bool:
+        if status == M.STATUS_ERROR:
+            return retry_errors or transient
+        if track_mv != mv_id:
+            if rescan_stale:
+                return True
+            summary.stale += 1
+        return False
+
+    for p in crawl(roots, include_hidden=include_hidden, follow_external_symlinks=follow_external_symlinks,
+                   report=crawled):  # fmt: skip
+        if stop is not None and stop.requested:
+            raise ScanInterrupted(stop.signum, 0)
+        path = str(p)
+        shown = storable(path)
+        writer.seen.add(shown)
+        summary.found += 1
+        if shown != path:
+            w = FileState(shown, 0, 0.0, "", existing.get(shown, (None,))[0])
+            writer.store_error(w, {}, "the file name is not valid UTF-8 (shown here with \\x escapes); "
+                                      "rename the file to analyse it")  # fmt: skip
+            continue
+        if progress is not None and time.monotonic() - last_report > 0.2:
+            last_report = time.monotonic()
+            progress(Progress(phase="plan", files_done=summary.found, elapsed=time.monotonic() - t0))
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            w = FileState(path, 0, 0.0, "", existing.get(path, (None,))[0])
+            writer.store_error(w, {}, f"cannot stat file: {exc.strerror or exc}", transient=True)
+            continue
+        size, mtime = st.st_size, st.st_mtime
+        row = existing.get(path)
+        try:
+            if quick and row is not None and row[1] == size and row[2] == mtime and row[4] != M.STATUS_MISSING:
+                fp = row[3]
+            else:
+                fp = fingerprint(path)
+        except TaggerError as exc:
+            writer.store_error(FileState(path, size, mtime, "", row[0] if row else None), {}, getattr(exc, "reason", str(exc)),
+                               transient=True)  # cannot read it now: cheap to try again
+            continue
+        if row is not None:
+            track_id, old_size, old_mtime, old_fp, status, track_mv, transient, tags_current = row
+            if old_size == size and old_fp == fp:
+                if old_mtime != mtime or status == M.STATUS_MISSING:
+                    status = writer.touched(track_id, mtime=mtime)
+                if needs_analysis(status, track_mv, transient):
+                    work.append(FileState(path, size, mtime, fp, track_id))
+                else:
+                    summary.skipped += 1
+                    if retag is not None and status == M.STATUS_OK and track_mv == mv_id and not tags_current:
+                        retag.append(FileState(path, size, mtime, fp, track_id))
+                continue
+            work.append(FileState(path, size, mtime, fp, track_id))
+            continue
+        # A path the database does not know: moved, copied or new.
+        candidates = s.scalars(
+            select(M.Track).where(M.Track.fingerprint == fp, M.Track.size == size, M.Track.path != path).order_by(M.Track.id)
+        ).all()
+        # A transient error belongs to the old file's read, not to its content: it never follows a
+        # moved or copied file (that file is analysed as new; the old row goes missing).
+        gone = [t for t in candidates if (t.status == M.STATUS_MISSING or not os.path.exists(t.path))
+                and not (t.error and t.error_transient)]  # fmt: skip
+        if gone:
+            track = gone[0]
+            old_path = track.path
+            writer.moved(track, path=path, mtime=mtime)
+            existing.pop(old_path, None)
+            log.debug("moved: %s -> %s", old_path, path)
+            if needs_analysis(track.status, track.model_version_id):
+                work.append(FileState(path, size, mtime, fp, track.id))
+            else:
+                summary.skipped += 1
+                if (retag is not None and track.status == M.STATUS_OK and track.model_version_id == mv_id
+                        and not track.tags_current):  # fmt: skip
+                    retag.append(FileState(path, size, mtime, fp, track.id))
+            continue
+        # A copy gets its original's results only when their whole contents are the same: files that
+        # differ outside the fingerprint's three chunks are different audio, analysed on their own.
+        done = [t for t in candidates if t.status == M.STATUS_OK and t.model_version_id == mv_id
+                and same_content(t.path, path)]  # fmt: skip
+        if done:
+            dst = writer.copied(done[0], FileState(path, size, mtime, fp, None))
+            if retag is not None and not dst.tags_current:
+                retag.append(FileState(path, size, mtime, fp, None))
+            continue
+        work.append(FileState(path, size, mtime, fp, None))
+    return work
+
+
+def defer_unsettled(work: list[FileState], settle_seconds: float, summary: ScanSummary) -> list[FileState]:
+    """The files to analyse now: those modified less than ``settle_seconds`` ago are left out
+    (nothing is stored for them, so the next scan finds them new or changed and analyses them)."""
+    from tagger.tags import unsettled_reason
+
+    if settle_seconds <= 0:
+        return work
+    now = time.time()
+    kept = []
+    for w in work:
+        reason = unsettled_reason(w.mtime, settle_seconds, now=now)
+        if reason is None:
+            kept.append(w)
+        else:
+            summary.deferred.append((w.path, reason))
+    return kept
+
+
+def storable(path: str) -> str:
+    """`path` as the database can hold it: a name that is not valid UTF-8 gets ``\\xNN`` escapes."""
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def after_crawl(crawled: CrawlReport, summary: ScanSummary) -> None:
+    """Report the folders that could not be listed; delete temp files of killed tag writes."""
+    from tagger.tags import remove_stale_temp_files
+
+    for folder, reason in crawled.unreadable:
+        summary.errors.append((storable(folder), f"cannot list the folder: {reason}; its files were left as they are"))
+    for path in remove_stale_temp_files(crawled.temp_files):
+        log.info("removed %s, left over by an interrupted tag write", path)

@@ -1,0 +1,343 @@
+"""The scan's runner (main process): feeds files to the workers (or analyses them in this process,
+or hands them to a cluster), runs the analyser on batches of windows, assembles each finished file
+(`tagger.library.assemble.TrackAssembler`), stores it and calls the tag hook.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import queue as _queue
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from tagger import constants as C
+from tagger.aggregate import DEFAULT_AGGREGATION, FamilyResult, TrackResult
+from tagger.db import models as M
+from tagger.db.scan_writer import FileState, ScanWriter
+from tagger.errors import TaggerError
+from tagger.library.analyse import AnalysisConfig, analyse_file, worker_main
+from tagger.library.assemble import TrackAssembler
+from tagger.library.fingerprint import fingerprint
+from tagger.library.messages import Done, Failed, FileInfo, Message, RemoteResult, Started, Windows
+from tagger.library.state import Analyser, OnTrack, Progress, ScanInterrupted, StopSignals
+from tagger.library.workers import single_threaded_children, stop_process, stop_workers
+
+log = logging.getLogger("tagger.library.scan")
+
+DEFAULT_FILE_TIMEOUT = 300.0
+"""Seconds a worker may go without progress on one file (see ``scan(file_timeout=...)``)."""
+
+
+def aggregation_params(analyser: Analyser) -> dict:
+    """The aggregation rule's parameters: the model's calibrated ones over the defaults."""
+    params = dict(DEFAULT_AGGREGATION)
+    params.update({k: v for k, v in (analyser.aggregation or {}).items() if k in DEFAULT_AGGREGATION})
+    return params
+
+
+class _Pending:
+    """A file being analysed: what the planning found, and its assembler."""
+
+    def __init__(self, work: FileState, assembler: TrackAssembler) -> None:
+        self.work = work
+        self.assembler = assembler
+
+    @property
+    def meta(self) -> dict:
+        return self.assembler.meta
+
+
+class Runner:
+    """Feeds work to the workers, runs the analyser on batches of windows, stores finished files."""
+
+    def __init__(self, *, analyser: Analyser, writer: ScanWriter, predict_batch: int, on_track: OnTrack | None,
+                 progress, total: int, t0: float, stop: StopSignals | None = None) -> None:  # fmt: skip
+        self.stop = stop if stop is not None else StopSignals()
+        self.analyser = analyser
+        self.writer = writer
+        self.predict_batch = max(1, predict_batch)
+        self.on_track = on_track
+        self.progress = progress
+        self.total = total
+        self.t0 = t0
+        self.done = 0
+        self.pending: dict[int, _Pending] = {}
+        self.params = aggregation_params(analyser)
+        self.config = AnalysisConfig(
+            features=analyser.feature_config.to_dict(),
+            hop_seconds=float((analyser.aggregation or {}).get("hop_seconds", C.WINDOW_SECONDS)),
+        )
+        self.families = tuple(analyser.families)
+        self.thresholds = np.asarray(analyser.thresholds, dtype=np.float32)
+        self.last_report = 0.0
+        self.deaths = 0
+        self.worker_rss: dict[int, int] = {}  # worker pid -> peak resident bytes it reported
+        self.file_timeout: float | None = DEFAULT_FILE_TIMEOUT
+        self.progressed: dict[int, float] = {}  # task id -> when a worker last reported on it
+        self.last_check = time.monotonic()
+
+    def check_stop(self) -> None:
+        """Raise `ScanInterrupted` when a stop was requested (called between files, when every track
+        in the open batch is whole)."""
+        if self.stop.requested:
+            raise ScanInterrupted(self.stop.signum, self.writer.summary.scanned + self.writer.summary.failed)
+
+    # -- message handling -------------------------------------------------------------------------
+    def new_pending(self, work: FileState) -> _Pending:
+        return _Pending(work, TrackAssembler(families=self.families, thresholds=self.thresholds, params=self.params))
+
+    def handle(self, messages: list[Message]) -> None:
+        """Apply a list of worker messages in order; windows are predicted together in one batch."""
+        wins = [m for m in messages if isinstance(m, Windows) and m.task_id in self.pending and len(m.features)]
+        probs_list: list[np.ndarray] = []
+        if wins:
+            feats = np.concatenate([m.features for m in wins])
+            with self.writer.clock("inference"):
+                probs = np.asarray(self.analyser.predict_features(feats), dtype=np.float32).reshape(len(feats), -1)
+            probs_list = list(np.split(probs, np.cumsum([len(m.features) for m in wins])[:-1]))
+        by_msg = {id(m): p for m, p in zip(wins, probs_list)}
+        for m in messages:
+            pend = self.pending.get(m.task_id)
+            if pend is None:
+                continue
+            if isinstance(m, FileInfo):
+                pend.assembler.meta = m.meta
+            elif isinstance(m, Windows):
+                pend.assembler.add_scored(m.starts, m.silent, by_msg.get(id(m)))
+            elif isinstance(m, Done):
+                self._add_worker_stats(m.stats)
+                self.finish(m.task_id, samples=int(m.samples))
+            elif isinstance(m, Failed):
+                self.fail(m.task_id, str(m.reason))
+        self.writer.maybe_commit()
+
+    def _add_worker_stats(self, stats: dict | None) -> None:
+        if not stats:
+            return
+        summary = self.writer.summary
+        for stage, sec in (stats.get("seconds") or {}).items():
+            summary.stage_seconds[stage] = summary.stage_seconds.get(stage, 0.0) + float(sec)
+        pid = stats.get("pid")
+        if pid is not None and pid != os.getpid():
+            self.worker_rss[pid] = max(self.worker_rss.get(pid, 0), int(stats.get("maxrss") or 0))
+            summary.peak_rss["workers"] = sorted(self.worker_rss.values(), reverse=True)
+
+    def finish(self, task_id: int, *, samples: int) -> None:
+        changed = changed_during_analysis(self.pending[task_id].work)
+        if changed is not None:
+            self.fail(task_id, changed, transient=True)
+            return
+        pend = self.pending.pop(task_id)
+        duration = samples / C.SAMPLE_RATE
+        with self.writer.clock("aggregation"):
+            result = pend.assembler.result(samples=samples)
+        # With a tag hook, the batch is committed only after the tags are written: a scan killed in
+        # between has not stored the track, so the next scan analyses it (and tags it) again.
+        with self.writer.clock("database"):
+            track = self.writer.store_result(pend.work, pend.meta, result, duration, touch=self.on_track is None)
+        self.done += 1
+        if self.on_track is not None:
+            self._write_tags(track, pend.work, result)
+        self.report()
+
+    def _write_tags(self, track: M.Track, work: FileState, result: TrackResult) -> None:
+        """Call the tag hook; the track's ``tags_current`` records whether the file's tags now hold
+        `result` (false after a failed write or a dry run that found changes: the next scan retries)."""
+        try:
+            with self.writer.clock("tags"):
+                change = self.on_track(work.path, result, (work.size, work.mtime))
+        except TaggerError as exc:
+            log.warning("%s", exc)
+            self.writer.summary.tag_errors += 1
+        else:
+            changed, written = getattr(change, "changed", False), getattr(change, "written", False)
+            if changed:
+                self.writer.summary.tags_written += 1
+            track.tags_current = bool(written or not changed)
+            if written:
+                self._refresh(work, change)
+        self.writer.touch()
+
+    def _refresh(self, work: FileState, change) -> None:
+        """Record the file's new size, mtime and fingerprint after the tag hook rewrote it."""
+        try:
+            st = os.stat(work.path)
+            fp = fingerprint(work.path)
+        except (OSError, TaggerError) as exc:
+            log.warning("%s: cannot re-read after writing tags: %s", work.path, exc)
+            return
+        with self.writer.clock("database"):
+            self.writer.refresh_file(work, size=st.st_size, mtime=st.st_mtime, fingerprint=fp)
+
+    def retag(self, work: list[FileState]) -> None:
+        """Write the stored results of unchanged tracks into their files (their tags did not hold them)."""
+        by_family = {f: i for i, f in enumerate(self.families)}
+        for w in work:
+            self.check_stop()
+            track = self.writer.track_for(w)
+            results = sorted(
+                (FamilyResult(d.family, d.present, d.score, d.coverage) for d in track.detections),
+                key=lambda r: by_family.get(r.family, len(by_family)),
+            )
+            result = TrackResult(families=self.families, results=results, windows=track.windows,
+                                 silent_windows=track.silent_windows)  # fmt: skip
+            self._write_tags(track, w, result)
+
+    def run_remote(self, work: list[FileState], backend) -> None:
+        """Files analysed by `backend` (window probabilities computed there); aggregated and stored here."""
+        self.report(force=True)
+
+        def store(task_id: int, result: RemoteResult) -> None:
+            self.check_stop()
+            pend = self.pending[task_id] = self.new_pending(work[task_id])
+            pend.assembler.meta = result.meta or {}
+            if result.error is not None:
+                self.fail(task_id, str(result.error))
+            else:
+                pend.assembler.add(result.starts, result.silent, result.probs)
+                self._add_worker_stats(result.stats)
+                self.finish(task_id, samples=int(result.samples))
+            self.writer.maybe_commit()
+
+        backend.run([w.path for w in work], analyser=self.analyser, config=self.config,
+                    predict_batch=self.predict_batch, store=store)  # fmt: skip
+
+    def fail(self, task_id: int, reason: str, *, transient: bool = False) -> None:
+        pend = self.pending.pop(task_id)
+        with self.writer.clock("database"):
+            self.writer.store_error(pend.work, pend.meta, reason, transient=transient)
+        self.done += 1
+        self.report()
+
+    def report(self, force: bool = False) -> None:
+        if self.progress is None:
+            return
+        now = time.monotonic()
+        if force or now - self.last_report > 0.2 or self.done == self.total:
+            self.last_report = now
+            self.progress(Progress(phase="analyse", files_done=self.done, files_total=self.total,
+                                   audio_seconds=self.writer.summary.audio_seconds, elapsed=now - self.t0))  # fmt: skip
+
+    # -- execution ----------------------------------------------------------------------------------
+    def run_inline(self, work: list[FileState]) -> None:
+        self.report(force=True)
+        for task_id, w in enumerate(work):
+            self.check_stop()
+            self.pending[task_id] = self.new_pending(w)
+            batch: list[Message] = []
+            n = 0
+            for msg in analyse_file(task_id, w.path, config=self.config):
+                batch.append(msg)
+                if isinstance(msg, Windows):
+                    n += len(msg.features)
+                if n >= self.predict_batch:
+                    self.handle(batch)
+                    batch, n = [], 0
+            self.handle(batch)
+
+    def run_processes(self, work: list[FileState], *, jobs: int) -> None:
+        ctx = mp.get_context("spawn")
+        tasks = ctx.Queue()
+        results = ctx.Queue(maxsize=4 * jobs)
+
+        def start():
+            proc = ctx.Process(target=worker_main, args=(tasks, results, self.config, os.getpid()), daemon=True)
+            with single_threaded_children():
+                proc.start()
+            return proc
+
+        procs = [start() for _ in range(jobs)]
+        holder: dict[int, int] = {}  # worker pid -> task id it works on
+        next_task = 0
+        max_ahead = 2 * jobs
+        self.report(force=True)
+        stopping = False
+        try:
+            while next_task < len(work) or self.pending:
+                self.check_stop()
+                while next_task < len(work) and len(self.pending) < max_ahead:
+                    self.pending[next_task] = self.new_pending(work[next_task])
+                    tasks.put((next_task, work[next_task].path))
+                    next_task += 1
+                try:
+                    with self.writer.clock("idle"):
+                        first = results.get(timeout=0.5)
+                except _queue.Empty:
+                    self._check_workers(procs, holder, start)
+                    continue
+                batch, n = [first], len(first.features) if isinstance(first, Windows) else 0
+                while n < self.predict_batch:
+                    try:
+                        m = results.get_nowait()
+                    except _queue.Empty:
+                        break
+                    batch.append(m)
+                    if isinstance(m, Windows):
+                        n += len(m.features)
+                now = time.monotonic()
+                for m in batch:
+                    if isinstance(m, Started):
+                        holder[m.pid] = m.task_id
+                    self.progressed[m.task_id] = now
+                self.handle([m for m in batch if not isinstance(m, Started)])
+                if now - self.last_check >= 1.0:  # busy workers must not hide a dead or hung one
+                    self._check_workers(procs, holder, start)
+        except BaseException:
+            stopping = True  # interrupted or failed: the workers' files in progress are dropped
+            raise
+        finally:
+            stop_workers(procs, tasks, now=stopping)
+            tasks.close()
+            results.close()
+            tasks.join_thread()
+            results.cancel_join_thread()
+
+    def _check_workers(self, procs: list, holder: dict[int, int], start: Callable[[], object]) -> None:
+        """A worker that died (e.g. a decoder crash) fails the file it held and is replaced; so does a
+        worker that made no progress on its file for `file_timeout` seconds (a hung decoder), after
+        being stopped (SIGTERM, which also ends its decoder subprocess; SIGKILL if that is ignored)."""
+        now = self.last_check = time.monotonic()
+        for i, p in enumerate(procs):
+            if p.is_alive():
+                task_id = holder.get(p.pid)
+                if (self.file_timeout is not None and task_id in self.pending
+                        and now - self.progressed.get(task_id, now) > self.file_timeout):  # fmt: skip
+                    log.warning("scan worker %s: no progress on %s for %g s; restarting it",
+                                p.pid, self.pending[task_id].work.path, self.file_timeout)  # fmt: skip
+                    stop_process(p)
+                    holder.pop(p.pid, None)
+                    self.fail(task_id, f"timed out after {self.file_timeout:g} s without progress (a hung decoder?)")
+                    procs[i] = start()
+                continue
+            task_id = holder.pop(p.pid, None)
+            log.warning("scan worker %s died (exit code %s)", p.pid, p.exitcode)
+            if task_id is not None and task_id in self.pending:
+                self.fail(task_id, f"the decoder crashed (worker exit code {p.exitcode})")
+            else:
+                self.deaths += 1
+                if self.deaths > 2 * len(procs):
+                    raise TaggerError(f"scan workers keep exiting (last exit code {p.exitcode}); see the log above")
+            procs[i] = start()
+
+
+def changed_during_analysis(work: FileState) -> str | None:
+    """Why the results of `work` must not be stored (its file changed or vanished meanwhile), or None."""
+    try:
+        st = os.stat(work.path)
+    except FileNotFoundError:
+        return "the file disappeared while it was being analysed"
+    except OSError as exc:
+        return f"cannot stat the file after analysis: {exc.strerror or exc}"
+    if st.st_size == work.size and st.st_mtime == work.mtime:
+        return None
+    if st.st_size == work.size and work.fingerprint:
+        try:
+            if fingerprint(work.path) == work.fingerprint:
+                return None  # only touched
+        except TaggerError:
+            pass
+    return "the file changed while it was being analysed; the next scan analyses it again"

@@ -1,0 +1,161 @@
+"""What a scan reports and how it is stopped: `Progress`, `ScanSummary`, `ScanInterrupted`,
+`StopSignals`, and the interfaces it calls (`Analyser`, `OnTrack`)."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from tagger.aggregate import TrackResult
+from tagger.errors import TaggerError
+
+
+class Analyser(Protocol):
+    """What the scan needs from a model (the `tagger.model.ensemble.Ensemble` interface)."""
+
+    families: tuple[str, ...]
+    thresholds: np.ndarray
+    feature_config: object
+
+    @property
+    def version(self) -> str: ...
+    @property
+    def hash(self) -> str: ...
+    @property
+    def aggregation(self) -> dict: ...
+    def predict_features(self, feats: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass
+class Progress:
+    """Where a scan stands (passed to the ``progress`` callback)."""
+
+    phase: str
+    """'plan' (checking files) or 'analyse'."""
+    files_done: int = 0
+    files_total: int | None = None
+    audio_seconds: float = 0.0
+    elapsed: float = 0.0
+
+    @property
+    def realtime_factor(self) -> float:
+        return self.audio_seconds / self.elapsed if self.elapsed > 0 else 0.0
+
+
+@dataclass
+class ScanSummary:
+    """What a scan did."""
+
+    scan_id: int
+    model_version: str
+    found: int = 0
+    """Audio files found under the folders."""
+    scanned: int = 0
+    """Files analysed successfully."""
+    failed: int = 0
+    skipped: int = 0
+    """Unchanged files not re-analysed (including stale ones left alone)."""
+    stale: int = 0
+    """Skipped files whose results come from another model version (see ``rescan_stale``)."""
+    moved: int = 0
+    copied: int = 0
+    missing: int = 0
+    """Tracks newly marked missing."""
+    audio_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    tags_written: int = 0
+    """Files whose tags were written (or would be, in a dry run) by the ``on_track`` hook."""
+    tag_errors: int = 0
+    errors: list[tuple[str, str]] = field(default_factory=list)
+    deferred: list[tuple[str, str]] = field(default_factory=list)
+    """(path, reason) of the new or changed files left for a later scan: modified less than the
+    settle time ago, they may still be being written (nothing is stored for them)."""
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    """Seconds spent per stage. Analysis (``decode``, ``resample``, ``framing``, ``features``, and
+    ``wait``: workers blocked on a full result queue) is summed over the worker processes; the rest is
+    the main process's: ``plan`` (crawl, fingerprints), ``inference``, ``aggregation``, ``database``,
+    ``tags`` and ``idle`` (waiting for the workers)."""
+    peak_rss: dict = field(default_factory=dict)
+    """Peak resident memory in bytes: ``main`` (this process) and ``workers`` (one value per worker)."""
+
+    @property
+    def realtime_factor(self) -> float:
+        return self.audio_seconds / self.wall_seconds if self.wall_seconds > 0 else 0.0
+
+    @property
+    def ok(self) -> bool:
+        """Nothing failed: no file nor folder in ``errors``, no tag write in ``tag_errors``."""
+        return not self.errors and not self.tag_errors and not self.failed
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["errors"] = [{"path": p, "error": e} for p, e in self.errors]
+        out["deferred"] = [{"path": p, "reason": r} for p, r in self.deferred]
+        out["stage_seconds"] = {k: round(v, 3) for k, v in self.stage_seconds.items()}
+        out["realtime_factor"] = round(self.realtime_factor, 2)
+        out["audio_seconds"] = round(self.audio_seconds, 3)
+        out["wall_seconds"] = round(self.wall_seconds, 3)
+        return out
+
+
+class ScanInterrupted(TaggerError):
+    """The scan was asked to stop (SIGINT, SIGTERM or SIGHUP); what was analysed before is stored."""
+
+    def __init__(self, signum: int, stored: int) -> None:
+        self.signum = signum
+        self.exit_code = 128 + signum
+        name = signal.Signals(signum).name if signum in signal.Signals._value2member_map_ else f"signal {signum}"
+        super().__init__(f"interrupted ({name}): the {stored} file(s) analysed by this scan are stored; "
+                         "scan again to continue")  # fmt: skip
+
+
+class StopSignals:
+    """While a scan runs (in the main thread): the first SIGINT, SIGTERM or SIGHUP asks it to stop;
+    the scan then stores the files already analysed, stops its workers and raises `ScanInterrupted`
+    (within about a second). A second signal interrupts at once (KeyboardInterrupt). A signal that
+    was ignored before the scan (``nohup``) stays ignored."""
+
+    NAMES = ("SIGINT", "SIGTERM", "SIGHUP")
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.saved: dict = {}
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        for name in self.NAMES:
+            sig = getattr(signal, name, None)
+            if sig is None or signal.getsignal(sig) is signal.SIG_IGN:
+                continue
+            self.saved[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self.saved.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum, _frame) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+
+OnTrack = Callable[[str, TrackResult, tuple[int, float]], object]
+"""Called in the main process after a track's results are stored (e.g. to write tags), with the
+file's path, its result and the (size, mtime) it had when it was analysed.
+
+It may raise `TaggerError` (logged, counted in ``tag_errors``). When it returns an object with a
+true ``changed`` attribute it counts in ``tags_written``; with a true ``written`` attribute the
+file was rewritten, so the track's size, mtime and fingerprint are refreshed (the next scan then
+sees the file unchanged).
+"""

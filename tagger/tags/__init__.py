@@ -1,0 +1,68 @@
+"""Read, write and remove tagger's own fields in audio files, safely (mutagen underneath).
+
+Three fields, the same names everywhere (files, database, README): ``INSTRUMENTS`` (the families
+present, in the model's order), ``INSTRUMENTS_MODEL`` (the model version that produced them) and,
+optionally, ``INSTRUMENTS_SCORES`` (``family=0.873`` per family). Nothing is ever written to human
+credit fields (ID3 TMCL/IPLS, Vorbis PERFORMER). A file that was analysed and holds no instrument
+carries ``INSTRUMENTS_MODEL`` but no ``INSTRUMENTS``.
+
+The package:
+
+- `tagger.tags.fields`: the fields, declared once, and the `TagState` / `TagChange` results;
+- `tagger.tags.storage`: one storage class per tag container (ID3, Vorbis comment, MP4 freeform,
+  ASF) with read / write / delete / other tags / audio payload;
+- `tagger.tags.rewrite`: the atomic, verified rewrite of one file (Linux read lease, extended
+  attributes kept, settle time), `read_instruments`, `write_instruments`, `remove_instruments`;
+- `tagger.tags.batch`: many files: predictions (JSONL or the database), selection with
+  `tagger.db.filter.TrackFilter`, `write_predictions`, `remove_all`, `tag_from_database`;
+- `tagger.tags.beets`: the fields registered on beets' ``mediafile``.
+
+Everything callers use is importable from here (``from tagger import tags; tags.write_instruments``).
+"""
+
+from __future__ import annotations
+
+import os  # noqa: F401  (tests patch ``tags.os.replace``)
+
+from tagger.tags.batch import (
+    Prediction,
+    find_audio_files,
+    predictions_from_database,
+    read_predictions_jsonl,
+    remove_all,
+    select_predictions,
+    tag_from_database,
+    write_predictions,
+)
+from tagger.tags.beets import mediafile_styles, register_mediafile_fields
+from tagger.tags.fields import (
+    FIELDS,
+    INSTRUMENTS,
+    INSTRUMENTS_MODEL,
+    INSTRUMENTS_SCORES,
+    SCORE_DECIMALS,
+    Raw,
+    TagChange,
+    TagState,
+)
+from tagger.tags.rewrite import (
+    DEFAULT_SETTLE_SECONDS,
+    SUPPORTED_FORMATS,
+    TEMP_SUFFIX,
+    is_temp_name,
+    read_instruments,
+    remove_instruments,
+    remove_stale_temp_files,
+    unsettled_reason,
+    write_instruments,
+)
+from tagger.tags.storage import MP4_FREEFORM_PREFIX, STORAGES, Storage, payload_digest
+
+__all__ = [
+    "DEFAULT_SETTLE_SECONDS", "FIELDS", "INSTRUMENTS", "INSTRUMENTS_MODEL", "INSTRUMENTS_SCORES", "MP4_FREEFORM_PREFIX",
+    "Prediction", "Raw", "SCORE_DECIMALS", "STORAGES", "SUPPORTED_FORMATS", "Storage", "TEMP_SUFFIX", "TagChange",
+    "TagState", "find_audio_files", "is_temp_name", "mediafile_styles", "payload_digest", "predictions_from_database",
+    "read_instruments", "read_predictions_jsonl", "register_mediafile_fields", "remove_all", "remove_instruments",
+    "remove_stale_temp_files", "select_predictions", "tag_from_database", "unsettled_reason", "write_instruments",
+    "write_predictions",
+]  # fmt: skip

@@ -1,0 +1,258 @@
+"""Writing many files: predictions (from `tagger predict --json` output or the library
+database), selecting them, writing them, and removing our fields from files and folders.
+
+Files under folders are found as a scan finds them (`tagger.library.crawl.crawl`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tagger.db.filter import Candidate, TrackFilter
+from tagger.errors import TagWriteError, UserError
+from tagger.instruments import FAMILIES
+from tagger.tags.fields import TagChange
+from tagger.tags.rewrite import remove_instruments, write_instruments
+
+
+def find_audio_files(
+    paths: Iterable[str | os.PathLike], *, follow_external_symlinks: bool = False
+) -> Iterator[Path | TagWriteError]:
+    """Files given directly, and the audio files under folders as a scan finds them
+    (`tagger.library.crawl.crawl`: hidden files and leftover temporary files are left out, and a
+    symbolic link pointing outside the given folders is not followed unless
+    ``follow_external_symlinks``). A path that does not exist and each link not followed are
+    yielded as a `TagWriteError` (the reason why they are skipped).
+    """
+    from tagger.library.crawl import CrawlReport, crawl
+
+    roots = []
+    for p in map(Path, paths):
+        if os.path.lexists(p):
+            roots.append(p)
+        else:
+            yield TagWriteError(p, "no such file or folder")
+    report = CrawlReport()
+    yield from crawl(roots, follow_external_symlinks=follow_external_symlinks, report=report)
+    for link in report.external_links:
+        yield TagWriteError(link, _external_reason(os.path.realpath(link)))
+    for folder, reason in report.unreadable:
+        yield TagWriteError(folder, f"cannot list the folder: {reason}; its files were left as they are")
+
+
+def _external_reason(target: str) -> str:
+    return (
+        f"a symbolic link pointing outside the given folders (to {target}); not followed "
+        "(--follow-external-symlinks to include it)"
+    )
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What to write into one file: the detected families and their provenance."""
+
+    path: str
+    instruments: list[str]
+    model_version: str
+    scores: dict[str, float] | None = None
+    expected: tuple[int, float] | None = None
+    """(size, mtime) of the file when it was analysed; None to skip the changed-since check."""
+    families: tuple[str, ...] | None = None
+    """The families of the model that produced it (what its names are checked against); None: the
+    canonical families."""
+
+
+def read_predictions_jsonl(path: str | os.PathLike, *, model_version: str | None = None) -> list[Prediction]:
+    """Predictions from `tagger predict --json` output: one JSON object per line with ``path``,
+    ``instruments`` and ``scores`` (``model_version``, ``size`` and ``mtime`` when present).
+
+    ``model_version`` is used for rows that do not name theirs. Raises `UserError` on bad input.
+    """
+    import json
+
+    rows: list[Prediction] = []
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise UserError(f"cannot read {os.fspath(path)}: {exc.strerror or exc}") from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        where = f"{os.fspath(path)} line {number}"
+        try:
+            row = json.loads(line)
+            file, instruments = row["path"], row["instruments"]
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise UserError(f"{where}: expected a JSON object with 'path' and 'instruments' ({exc})") from None
+        version = row.get("model_version") or model_version
+        if not version:
+            raise UserError(f"{where}: no model version (pass --model-version)")
+        try:
+            expected = (int(row["size"]), float(row["mtime"])) if "size" in row and "mtime" in row else None
+            scores = row.get("scores")
+            if scores is not None:
+                scores = {str(k): _score(v) for k, v in dict(scores).items()}
+            if isinstance(instruments, str):
+                raise TypeError("'instruments' is a list of family names")
+            families = row.get("families")
+            if families is None:
+                families = (*FAMILIES, *(f.lower() for f in scores or () if f.lower() not in FAMILIES))
+        except (TypeError, ValueError) as exc:
+            raise UserError(f"{where}: {exc}") from None
+        rows.append(Prediction(str(file), list(instruments), str(version), scores, expected, tuple(families)))
+    return rows
+
+
+def _score(value) -> float:
+    """A score read from JSON (a number; a numeric string is accepted)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"a score is a number between 0 and 1, got {value!r}")
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(f"a score is a number between 0 and 1, got {value!r}") from None
+
+
+def select_predictions(
+    predictions: Iterable[Prediction],
+    *,
+    paths: Iterable[str | os.PathLike] = (),
+    has: Iterable[str] = (),
+    lacks: Iterable[str] = (),
+    where: TrackFilter | None = None,
+) -> list[Prediction]:
+    """The predictions the filter ``where`` selects (the in-memory evaluator of `TrackFilter`), or,
+    without it, those whose file is (under) one of ``paths`` (all when empty), holding every family
+    of ``has`` and none of ``lacks``. Family names must be known to the predictions' models."""
+    predictions = list(predictions)
+    if where is None:
+        where = TrackFilter.of(has=has, lacks=lacks, paths=paths)
+    known = list(FAMILIES)
+    for pred in predictions:
+        known += [f for f in pred.families or () if f not in known]
+    where.check(known)
+    return [p for p in predictions if where.match(Candidate(p.path, p.instruments, p.scores))]
+
+
+def write_predictions(
+    predictions: Iterable[Prediction],
+    *,
+    scores: bool = False,
+    id3v23: bool = False,
+    keep_mtime: bool = False,
+    dry_run: bool = False,
+    settle_seconds: float = 0.0,
+    roots: Iterable[str | os.PathLike] | None = None,
+    follow_external_symlinks: bool = False,
+) -> Iterator[TagChange | TagWriteError]:
+    """`write_instruments` for each prediction; a file that cannot be tagged yields its
+    `TagWriteError` (the others go on). ``scores``: also write INSTRUMENTS_SCORES.
+
+    ``roots``: the files and folders the writes must stay in (as a scan's folders): a file reached
+    through a symbolic link pointing outside them is skipped unless ``follow_external_symlinks``.
+    None: the folder holding every listed file.
+    """
+    from tagger.library.crawl import external_link_target
+
+    predictions = list(predictions)
+    if roots is None:
+        folders = [os.path.dirname(os.path.abspath(p.path)) for p in predictions]
+        roots = [os.path.commonpath(folders)] if folders else []
+    roots = list(roots)
+    for pred in predictions:
+        try:
+            target = None if follow_external_symlinks else external_link_target(pred.path, roots)
+            if target is not None:
+                raise TagWriteError(pred.path, _external_reason(target))
+            yield write_instruments(
+                pred.path, instruments=pred.instruments, model_version=pred.model_version,
+                scores=pred.scores if scores else None, id3v23=id3v23, keep_mtime=keep_mtime,
+                dry_run=dry_run, expected=pred.expected, settle_seconds=settle_seconds, families=pred.families,
+            )  # fmt: skip
+        except TagWriteError as exc:
+            yield exc
+
+
+def remove_all(
+    paths: Iterable[str | os.PathLike],
+    *,
+    keep_mtime: bool = False,
+    dry_run: bool = False,
+    settle_seconds: float = 0.0,
+    follow_external_symlinks: bool = False,
+) -> Iterator[TagChange | TagWriteError]:
+    """`remove_instruments` on files and the audio files of folders (found as a scan finds them,
+    `find_audio_files`); a file that cannot be changed, or is not followed, yields its
+    `TagWriteError` (the others go on)."""
+    for file in find_audio_files(paths, follow_external_symlinks=follow_external_symlinks):
+        if isinstance(file, TagWriteError):
+            yield file
+            continue
+        try:
+            yield remove_instruments(file, keep_mtime=keep_mtime, dry_run=dry_run, settle_seconds=settle_seconds)
+        except TagWriteError as exc:
+            yield exc
+
+
+def predictions_from_database(
+    session,
+    *,
+    paths: Iterable[str | os.PathLike] = (),
+    has: Iterable[str] = (),
+    lacks: Iterable[str] = (),
+    where: TrackFilter | None = None,
+) -> list[Prediction]:
+    """The analysed tracks of the library database that the filter ``where`` selects (or, without
+    it, under ``paths`` and with/without the families ``has``/``lacks``), as predictions carrying
+    the size and mtime recorded at analysis (so a file changed since is refused) and the families
+    of the model that produced them. Tracks without a model version are left out."""
+    from tagger.db import queries
+
+    if where is None:
+        where = TrackFilter.of(has=has, lacks=lacks, paths=paths)
+    return [
+        Prediction(t.path, list(t.instruments), t.model_version, dict(t.scores), (t.size, t.mtime), t.families)
+        for t in queries.tracks_to_tag(session, where)
+    ]
+
+
+def tag_from_database(
+    database,
+    *,
+    paths: Iterable[str | os.PathLike] = (),
+    has: Iterable[str] = (),
+    lacks: Iterable[str] = (),
+    where: TrackFilter | None = None,
+    scores: bool = False,
+    id3v23: bool = False,
+    keep_mtime: bool = False,
+    dry_run: bool = False,
+    settle_seconds: float = 0.0,
+    follow_external_symlinks: bool = False,
+) -> Iterator[TagChange | TagWriteError]:
+    """Write the stored results of the library database (a `tagger.db.session.Database`) into the
+    files, without re-analysis, recording each rewritten file's new size/mtime/fingerprint
+    (`tagger.db.writes.record_rewrite`). ``where`` (or ``paths``/``has``/``lacks``): which tracks.
+
+    Writes stay inside the filter's paths (or, when none are given, the folders the database's
+    scans were given): a file reached through a symbolic link pointing elsewhere is skipped unless
+    ``follow_external_symlinks``."""
+    from tagger.db import queries, writes
+
+    if where is None:
+        where = TrackFilter.of(has=has, lacks=lacks, paths=paths)
+    with database.session() as session:
+        predictions = predictions_from_database(session, where=where)
+        roots = list(where.paths) or queries.scanned_roots(session)
+    results = write_predictions(
+        predictions, scores=scores, id3v23=id3v23, keep_mtime=keep_mtime, dry_run=dry_run,
+        settle_seconds=settle_seconds, roots=roots, follow_external_symlinks=follow_external_symlinks,
+    )  # fmt: skip
+    for result in results:
+        if isinstance(result, TagChange) and result.written:
+            with database.session() as session:
+                writes.record_rewrite(session, path=result.path, size=result.size, mtime=result.mtime)
+        yield result

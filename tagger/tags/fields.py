@@ -1,0 +1,125 @@
+"""The fields tagger writes, declared once for every container, and their values.
+
+- ``INSTRUMENTS``: the families present, in the model's family order, one value each.
+- ``INSTRUMENTS_MODEL``: the version of the model that produced them (provenance).
+- ``INSTRUMENTS_SCORES`` (optional): one ``family=0.873`` value per family.
+
+`Raw` is what a storage class (`tagger.tags.storage`) reads and writes: canonical field name ->
+values as strings. `desired_raw` builds it from a result, `state` turns it into a `TagState`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from tagger.errors import UserError
+from tagger.instruments import FAMILIES, canonical_order, check_family
+
+INSTRUMENTS = "INSTRUMENTS"
+"""Multi-valued field: the families present, canonical names in canonical order."""
+INSTRUMENTS_MODEL = "INSTRUMENTS_MODEL"
+"""Single-valued field: the model version that produced INSTRUMENTS."""
+INSTRUMENTS_SCORES = "INSTRUMENTS_SCORES"
+"""Multi-valued field (optional): ``family=score`` per family, score with 3 decimals."""
+FIELDS: tuple[str, ...] = (INSTRUMENTS, INSTRUMENTS_MODEL, INSTRUMENTS_SCORES)
+"""Every field tagger writes, and the only ones `remove_instruments` removes."""
+
+SCORE_DECIMALS = 3
+
+Raw = dict[str, list[str]]
+"""Our fields present in a file: canonical field name -> values as strings."""
+
+
+@dataclass(frozen=True)
+class TagState:
+    """tagger's fields as a file holds them."""
+
+    instruments: list[str] = field(default_factory=list)
+    """Family names as stored (canonical order when tagger wrote them); empty when absent."""
+    model_version: str | None = None
+    scores: dict[str, float] | None = None
+    """Per-family scores, or None when the file has no INSTRUMENTS_SCORES."""
+
+    @property
+    def tagged(self) -> bool:
+        """True when any of tagger's fields is present."""
+        return bool(self.instruments) or self.model_version is not None or self.scores is not None
+
+
+@dataclass(frozen=True)
+class TagChange:
+    """What a write or removal did (or, with ``dry_run``, would do) to one file."""
+
+    path: str
+    before: TagState
+    after: TagState
+    changed: bool
+    """True when the file's fields differ (or must be rewritten) from the requested state."""
+    written: bool
+    """True when the file was actually replaced; False for no-ops and dry runs."""
+    dry_run: bool = False
+    size: int | None = None
+    """The file's size after the operation (unchanged file: its current size)."""
+    mtime: float | None = None
+    """The file's mtime after the operation, for the database's changed-since check."""
+
+
+def ours(name: str) -> str | None:
+    """The canonical field name when ``name`` (any case) is one of ours."""
+    upper = name.upper()
+    return upper if upper in FIELDS else None
+
+
+def desired_raw(
+    *,
+    instruments: Iterable[str],
+    model_version: str,
+    scores: Mapping[str, float] | None,
+    families: Sequence[str] | None = None,
+) -> Raw:
+    """Our fields for a result. Family names are checked against ``families`` (the families of the
+    model that produced the result; None: the canonical `FAMILIES`) and written in their order."""
+    families = tuple(families) if families else FAMILIES
+    model_version = str(model_version).strip()
+    if not model_version:
+        raise UserError("a model version is required to write INSTRUMENTS_MODEL")
+    raw: Raw = {}
+    names = canonical_order(list(instruments), families=families)
+    if names:
+        raw[INSTRUMENTS] = names
+    raw[INSTRUMENTS_MODEL] = [model_version]
+    if scores is not None:
+        checked: dict[str, float] = {}
+        for name, value in scores.items():
+            value = float(value)
+            if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+                raise UserError(f"a score is a number between 0 and 1, got {name}={value}")
+            checked[check_family(name, families=families)] = value
+        if checked:
+            raw[INSTRUMENTS_SCORES] = [f"{f}={checked[f]:.{SCORE_DECIMALS}f}" for f in families if f in checked]
+    return raw
+
+
+def state(raw: Raw) -> TagState:
+    """The `TagState` of the fields ``raw`` (values trimmed, names lower-cased, bad scores ignored)."""
+
+    def split(values: list[str]) -> list[str]:
+        return [v.strip() for v in values if v.strip()]
+
+    scores = None
+    if INSTRUMENTS_SCORES in raw:
+        scores = {}
+        for item in split(raw[INSTRUMENTS_SCORES]):
+            name, _, value = item.partition("=")
+            try:
+                scores[name.strip().lower()] = float(value)
+            except ValueError:
+                continue
+    model = raw.get(INSTRUMENTS_MODEL)
+    return TagState(
+        instruments=[v.lower() for v in split(raw.get(INSTRUMENTS, []))],
+        model_version=model[0] if model else None,
+        scores=scores,
+    )

@@ -1,0 +1,522 @@
+"""The atomic, verified rewrite of one file's tags, and reading them.
+
+A write never touches the file in place: the file is copied to a hidden temporary file in the
+same folder (same mode), the tags are changed on the copy, the copy is re-read and verified (our
+fields hold the intended values, every other tag is unchanged, the audio payload bytes hash the
+same), flushed to disk, then moved over the original with `os.replace` (atomic on POSIX). A crash
+at any moment leaves the old file or the new one; on any error the temporary file is removed and
+`TagWriteError` is raised. Writing values a file already holds is a no-op (the file is not
+rewritten). The file mode and extended attributes (POSIX ACLs included) are kept; the
+modification time is updated unless ``keep_mtime``.
+
+Other programs: a Linux read lease on the original is held from before the copy until after the
+rename (`_ReadLease`): a file open for writing elsewhere is refused, and one opened for writing
+meanwhile makes the write give up (the old file is put back if that happened at the rename). A
+file modified less than ``settle_seconds`` ago is refused too (the commands' default is
+`DEFAULT_SETTLE_SECONDS`). The copy is always read as the original's mutagen type.
+
+Where the fields live in each container is `tagger.tags.storage`'s business.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import stat
+import struct
+import tempfile
+from collections.abc import Callable, Iterable, Mapping, Sequence
+
+from tagger.errors import TagWriteError
+from tagger.tags.fields import Raw, TagChange, TagState, desired_raw, state
+from tagger.tags.storage import STORAGES, Storage, payload_digest
+
+TEMP_SUFFIX = ".tagger-tmp"
+"""Suffix of the hidden temporary files of an atomic write (never an audio extension)."""
+_TEMP_NAME = re.compile(r"\..*\.[a-z0-9_]{8}" + re.escape(TEMP_SUFFIX), re.DOTALL)
+"""The exact names `tempfile.mkstemp` gives our temporary files: ``.NAME.XXXXXXXX.tagger-tmp``."""
+
+SUPPORTED_FORMATS = "MP3, WAV, AIFF, FLAC, Ogg Vorbis, Opus, MP4/M4A, WMA"
+_MTIME_TOLERANCE = 1e-3
+DEFAULT_SETTLE_SECONDS = 10.0
+"""The commands' default settle time: a file modified less than this many seconds ago may still be
+being written, and is left for a later run (``--settle-seconds``, ``$TAGGER_SETTLE_SECONDS``)."""
+
+
+def read_instruments(path: str | os.PathLike) -> TagState:
+    """tagger's fields in ``path`` (an empty `TagState` when it has none).
+
+    Raises `TagWriteError` when the file cannot be read or its format is not supported.
+    """
+    audio, storage = _open(path)
+    return state(storage.get(audio))
+
+
+def write_instruments(
+    path: str | os.PathLike,
+    *,
+    instruments: Iterable[str],
+    model_version: str,
+    scores: Mapping[str, float] | None = None,
+    id3v23: bool = False,
+    keep_mtime: bool = False,
+    dry_run: bool = False,
+    expected: tuple[int, float] | None = None,
+    settle_seconds: float = 0.0,
+    families: Sequence[str] | None = None,
+) -> TagChange:
+    """Write INSTRUMENTS and INSTRUMENTS_MODEL (and INSTRUMENTS_SCORES when ``scores`` is given;
+    stale scores are removed otherwise) atomically.
+
+    ``expected=(size, mtime)``: refuse when the file's current size differs or its mtime differs
+    by more than a millisecond (the file changed since it was analysed). ``id3v23``: write ID3v2.3
+    instead of ID3v2.4 (ID3 carriers). A file already holding these values is left untouched (``written=False``).
+    ``settle_seconds``: refuse a file modified less than this many seconds ago (it may still be
+    being written; the commands pass `DEFAULT_SETTLE_SECONDS`). A file open for writing by another
+    program is refused whatever the settle time (where Linux leases are available; see `_ReadLease`).
+    ``families``: the families of the model that produced the result (names are checked against
+    them and written in their order); None: the canonical families (`tagger.instruments.FAMILIES`).
+    Raises `TagWriteError` (read-only, changed, recently changed or in-use file, unsupported format,
+    failed write or verification) and `UserError` (unknown family, bad score, empty model version).
+    """
+    raw = desired_raw(instruments=instruments, model_version=model_version, scores=scores, families=families)
+    return _rewrite(
+        path, target=lambda _before: raw, id3v23=id3v23, keep_mtime=keep_mtime, dry_run=dry_run, expected=expected,
+        settle_seconds=settle_seconds,
+    )  # fmt: skip
+
+
+def remove_instruments(
+    path: str | os.PathLike,
+    *,
+    keep_mtime: bool = False,
+    dry_run: bool = False,
+    expected: tuple[int, float] | None = None,
+    settle_seconds: float = 0.0,
+) -> TagChange:
+    """Remove exactly tagger's fields (`FIELDS`) and nothing else, atomically.
+
+    An ID3 tag left without any frame is removed altogether (tagger created it). A file without
+    tagger's fields is left untouched (``written=False``). ``settle_seconds``: as for `write_instruments`.
+    """
+    return _rewrite(
+        path, target=lambda _before: {}, id3v23=None, keep_mtime=keep_mtime, dry_run=dry_run, expected=expected,
+        settle_seconds=settle_seconds,
+    )  # fmt: skip
+
+
+def is_temp_name(name: str) -> bool:
+    """True for the name of one of our temporary files (``.NAME.XXXXXXXX.tagger-tmp``)."""
+    return _TEMP_NAME.fullmatch(name) is not None
+
+
+def remove_stale_temp_files(paths: Iterable[str | os.PathLike], *, min_age: float = 2.0) -> list[str]:
+    """Delete leftover temporary files of tag writes that were killed (``kill -9``, power loss).
+
+    Only files whose name matches our exact pattern (`is_temp_name`), regular files (never a
+    symlink), at least `min_age` seconds old and not in use are deleted: a write in progress holds
+    an exclusive ``flock`` on its temporary file from the moment it creates it, and the kernel
+    drops that lock when the writer dies. Returns the deleted paths; never raises for a file that
+    cannot be checked or deleted (it is left alone).
+    """
+    import fcntl
+    import time
+
+    removed = []
+    for path in map(os.fspath, paths):
+        if not is_temp_name(os.path.basename(path)):
+            continue
+        try:
+            st = os.lstat(path)
+            if not stat.S_ISREG(st.st_mode) or time.time() - st.st_mtime < min_age:
+                continue
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # fails while a writer holds it
+            now = os.lstat(path)
+            held = os.fstat(fd)
+            if (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino):
+                os.unlink(path)
+                removed.append(path)
+        except OSError:
+            pass  # in use (EWOULDBLOCK), already gone, or not ours to delete: left alone
+        finally:
+            os.close(fd)
+    return removed
+
+
+def _open(path: str | os.PathLike, *, real: str | None = None, cls: type | None = None):
+    """Load ``path`` with mutagen -> (file object, its `Storage`); our errors only.
+
+    ``cls``: the mutagen class to use (the original's, for its temporary copy: mutagen guesses a
+    file's type partly from its name, and a ``.tagger-tmp`` name says nothing, so an MP3 without an
+    ID3 tag, e.g. an 8 kHz MPEG 2.5 one, would not be recognised from the copy). Without ``cls`` the
+    type comes from the name and the first bytes, with our own MPEG frame check as a last resort.
+    """
+    import mutagen
+
+    name = real or os.fspath(path)
+    try:
+        if cls is None:
+            audio = mutagen.File(name)
+            if audio is None and _looks_like_mpeg(name):
+                from mutagen.mp3 import MP3
+
+                try:
+                    audio = MP3(name, load_v1=False)
+                except mutagen.MutagenError:
+                    audio = None
+            elif audio is not None and type(audio).__name__ == "MP3":
+                cls, audio = type(audio), None  # (let the first load go before the second)
+        if cls is not None:
+            # Never fold an ID3v1 tag into the ID3v2 tag we write (it would add frames).
+            audio = cls(name, load_v1=False) if cls.__name__ == "MP3" else cls(name)
+    except FileNotFoundError:
+        raise TagWriteError(path, "no such file") from None
+    except (mutagen.MutagenError, OSError, ValueError, struct.error, EOFError) as exc:
+        raise TagWriteError(path, f"cannot read tags: {exc}") from exc
+    if audio is None or type(audio).__name__ not in STORAGES:
+        what = "unknown" if audio is None else type(audio).__name__
+        raise TagWriteError(path, f"unsupported format ({what}); tagger writes tags into {SUPPORTED_FORMATS}")
+    return audio, STORAGES[type(audio).__name__]
+
+
+def _looks_like_mpeg(name: str) -> bool:
+    """An ID3v2 tag or an MPEG audio frame header (layer I-III, any MPEG version) at the start."""
+    try:
+        with open(name, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        return False
+    if head.startswith(b"ID3"):
+        return True
+    return len(head) == 4 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0 and head[1] & 0x06 != 0 and head[2] >> 4 != 0xF
+
+
+def _check_expected(path, st: os.stat_result, expected: tuple[int, float] | None) -> None:
+    if expected is None:
+        return
+    size, mtime = expected
+    if st.st_size != int(size) or abs(st.st_mtime - float(mtime)) > _MTIME_TOLERANCE:
+        raise TagWriteError(
+            path,
+            f"file changed since it was analysed (size {st.st_size} vs {int(size)}, "
+            f"mtime {st.st_mtime:.3f} vs {float(mtime):.3f}); scan it again",
+        )
+
+
+def unsettled_reason(mtime: float, settle_seconds: float, *, now: float | None = None) -> str | None:
+    """Why a file modified at ``mtime`` must be left alone for now (modified less than
+    ``settle_seconds`` ago: it may still be being written), or None.
+
+    A modification time in the future by less than the settle time counts as recent too.
+    """
+    import time
+
+    age = (time.time() if now is None else now) - mtime
+    if settle_seconds <= 0 or abs(age) >= settle_seconds:
+        return None
+    return f"changed {max(age, 0.0):.0f} s ago, still being written? (settle time {settle_seconds:g} s); left for a later run"
+
+
+def _check_writable(path, real: str, st: os.stat_result) -> None:
+    if not os.access(real, os.W_OK) or not st.st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
+        raise TagWriteError(path, "file is read-only")
+    folder = os.path.dirname(real) or "."
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise TagWriteError(path, f"folder {folder} is not writable (needed for the atomic replace)")
+
+
+_F_SETLEASE = 1024
+_F_GETLEASE = 1025
+_F_SETSIG = 10
+
+
+class _ReadLease:
+    """A Linux read lease on the original file, held from before the copy until after the rename.
+
+    The kernel refuses the lease (EAGAIN) while any process has the file open for writing, and
+    breaks it as soon as one opens it for writing (or truncates it): `broken` then says so, and that
+    opener's ``open`` waits until the lease is released (at most ``/proc/sys/fs/lease-break-time``
+    seconds), so its writes cannot go to the file we are about to replace. Readers neither prevent
+    nor break it. Where leases are not available (not Linux, not the file's owner without
+    CAP_LEASE, network and FUSE filesystems, leases disabled) `active` is False and the writer
+    relies on its other checks (settle time, size/mtime/inode unchanged).
+
+    The lease-break notification (a signal) goes nowhere: SIGURG (ignored by default) is chosen
+    before the lease is taken and the descriptor's owner is cleared right after.
+    """
+
+    def __init__(self, fd: int, shown: str) -> None:
+        import fcntl
+        import signal
+        import sys
+
+        self.fd = fd
+        self.active = False
+        self.unavailable: str | None = None
+        if not sys.platform.startswith("linux"):
+            self.unavailable = "leases are Linux only"
+            return
+        try:
+            fcntl.fcntl(fd, getattr(fcntl, "F_SETSIG", _F_SETSIG), signal.SIGURG)
+            fcntl.fcntl(fd, getattr(fcntl, "F_SETLEASE", _F_SETLEASE), fcntl.F_RDLCK)
+        except OSError as exc:
+            import errno
+
+            if exc.errno == errno.EAGAIN:
+                raise TagWriteError(
+                    shown, "open for writing by another program (still being written?); left as it is for a later run"
+                ) from None
+            self.unavailable = exc.strerror or str(exc)  # EACCES (not the owner), EINVAL (filesystem) ...
+            return
+        self.active = True
+        fcntl.fcntl(fd, fcntl.F_SETOWN, 0)
+
+    def broken(self) -> bool:
+        """True when another program opened the file for writing since the lease was taken."""
+        if not self.active:
+            return False
+        import fcntl
+
+        return fcntl.fcntl(self.fd, getattr(fcntl, "F_GETLEASE", _F_GETLEASE)) != fcntl.F_RDLCK
+
+
+def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_dev, a.st_ino, a.st_size, a.st_mtime_ns) == (b.st_dev, b.st_ino, b.st_size, b.st_mtime_ns)
+
+
+def _xattrs(path: str) -> dict[str, bytes]:
+    """A file's extended attributes (POSIX ACLs included: ``system.posix_acl_access``)."""
+    import errno
+
+    try:
+        names = os.listxattr(path)
+    except OSError as exc:
+        if exc.errno in (errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS):
+            return {}
+        raise
+    out = {}
+    for name in names:
+        try:
+            out[name] = os.getxattr(path, name)
+        except OSError as exc:
+            if exc.errno != errno.ENODATA:  # removed meanwhile
+                raise
+    return out
+
+
+def _copy_xattrs(src: str, dst: str, shown: str) -> dict[str, bytes]:
+    """Give ``dst`` exactly the extended attributes of ``src`` (user attributes, POSIX ACLs, ...);
+    returns them. Raises `TagWriteError` naming the attributes that cannot be kept."""
+    want = _xattrs(src)
+    have = _xattrs(dst)  # e.g. an ACL inherited from the folder's default ACL, a security label
+    problems = []
+    for name in have.keys() - want.keys():
+        try:
+            os.removexattr(dst, name)
+        except OSError as exc:
+            problems.append(f"{name} ({exc.strerror or exc})")
+    for name, value in want.items():
+        if have.get(name) != value:
+            try:
+                os.setxattr(dst, name, value)
+            except OSError as exc:
+                problems.append(f"{name} ({exc.strerror or exc})")
+    if not problems and _xattrs(dst) != want:
+        problems.append("the attributes read back differ")
+    if problems:
+        raise TagWriteError(shown, f"cannot keep the extended attributes on the new copy: {', '.join(problems)}")
+    return want
+
+
+def _link_backup(real: str, folder: str, prefix: str) -> str | None:
+    """A second name (a hidden temporary-file name) for the original, so that it can be put back
+    after the rename; None where the filesystem has no hard links."""
+    import secrets
+
+    for _ in range(10):
+        name = os.path.join(folder, prefix + secrets.token_hex(4) + TEMP_SUFFIX)
+        try:
+            os.link(real, name)
+            return name
+        except FileExistsError:
+            continue
+        except OSError:
+            return None
+    return None
+
+
+def _rewrite(
+    path: str | os.PathLike,
+    *,
+    target: Callable[[Raw], Raw],
+    id3v23: bool | None,
+    keep_mtime: bool,
+    dry_run: bool,
+    expected: tuple[int, float] | None,
+    settle_seconds: float = 0.0,
+) -> TagChange:
+    shown = os.fspath(path)
+    real = os.path.realpath(shown)  # a symlink's target is rewritten, the link stays a link
+    try:
+        st = os.stat(real)
+    except FileNotFoundError:
+        raise TagWriteError(shown, "no such file") from None
+    except OSError as exc:
+        raise TagWriteError(shown, f"cannot stat: {exc.strerror or exc}") from exc
+    if not stat.S_ISREG(st.st_mode):
+        raise TagWriteError(shown, "not a regular file")
+    _check_expected(shown, st, expected)
+
+    audio, storage = _open(shown, real=real)
+    cls = type(audio)
+    before_raw = storage.get(audio)
+    after_raw = target(before_raw)
+    version, convert = storage.version(audio, id3v23, after_raw)
+    changed = before_raw != after_raw or convert
+    before, after = state(before_raw), state(after_raw)
+    unsettled = unsettled_reason(st.st_mtime, settle_seconds)
+    if not changed or dry_run:
+        if changed:
+            _check_writable(shown, real, st)
+            if unsettled:
+                raise TagWriteError(shown, unsettled)
+        return TagChange(
+            path=shown, before=before, after=after if changed else before, changed=changed, written=False,
+            dry_run=dry_run, size=st.st_size, mtime=st.st_mtime,
+        )  # fmt: skip
+    _check_writable(shown, real, st)
+    if unsettled:
+        raise TagWriteError(shown, unsettled)
+    # Only a digest of the other tags is kept: the loaded tag (cover art included) is let go now.
+    others = None if convert else storage.other_tags(audio)
+    del audio
+
+    mutagen_type = cls.__name__
+    folder = os.path.dirname(real) or "."
+    base = os.path.basename(real)
+    prefix = "." + os.fsencode(base)[:80].decode("utf-8", "ignore") + "."
+    changed_meanwhile = "file changed while its tags were being written (another program wrote to it); left as it is"
+    tmp = backup = None
+    held = source = None
+    try:
+        import fcntl
+
+        source = os.open(real, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        lease = _ReadLease(source, shown)
+        if not _same_file(os.fstat(source), st):
+            raise TagWriteError(shown, changed_meanwhile)
+        try:
+            fcntl.flock(source, fcntl.LOCK_SH | fcntl.LOCK_NB)  # "in use" for the backup name below
+        except OSError:
+            pass
+        payload = payload_digest(real, mutagen_type)
+        held, tmp = tempfile.mkstemp(prefix=prefix, suffix=TEMP_SUFFIX, dir=folder)
+        fcntl.flock(held, fcntl.LOCK_EX)  # "in use" until we are done or dead (remove_stale_temp_files)
+        shutil.copyfile(real, tmp)
+        os.chmod(tmp, stat.S_IMODE(st.st_mode))
+        if (st.st_uid, st.st_gid) != (os.stat(tmp).st_uid, os.stat(tmp).st_gid):
+            try:
+                os.chown(tmp, st.st_uid, st.st_gid)
+            except OSError:
+                pass  # not ours to give away; documented: the writer then owns the file
+        xattrs = _copy_xattrs(real, tmp, shown)
+        if lease.broken():
+            raise TagWriteError(shown, changed_meanwhile)
+        _write_copy(tmp, cls=cls, storage=storage, raw=after_raw, version=version, original=real)
+        _verify(tmp, cls=cls, storage=storage, raw=after_raw, others=others, payload=payload, mutagen_type=mutagen_type)
+        if _xattrs(tmp) != xattrs or stat.S_IMODE(os.stat(tmp).st_mode) != stat.S_IMODE(st.st_mode):
+            raise TagWriteError(tmp, "verification failed: the extended attributes or the mode changed")
+        if keep_mtime:
+            os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
+        _fsync(tmp)
+        if lease.broken() or not _same_file(os.fstat(source), st) or not _same_file(os.stat(real), st):
+            raise TagWriteError(shown, changed_meanwhile)
+        if lease.active:
+            backup = _link_backup(real, folder, prefix)
+        os.replace(tmp, real)
+        tmp = None
+        if lease.broken():
+            # Someone opened the old file for writing between the last check and the rename: their
+            # writes would go to the replaced file. Put the old file back, with our copy gone.
+            if backup is None:
+                raise TagWriteError(shown, "tags written, but another program opened the file for writing at that "
+                                           "moment; its changes may be lost: check the file")  # fmt: skip
+            os.replace(backup, real)
+            backup = None
+            raise TagWriteError(shown, changed_meanwhile)
+        os.close(source)  # the lease ends here
+        source = None
+        _fsync_dir(folder)
+        new = os.stat(real)
+    except TagWriteError as exc:
+        raise TagWriteError(shown, exc.reason if exc.path == shown else f"{exc.reason}; file left unchanged") from exc
+    except Exception as exc:  # mutagen, OS and anything unexpected: our error, with the reason
+        import mutagen
+
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
+        kind_of = "mutagen" if isinstance(exc, mutagen.MutagenError) else type(exc).__name__
+        raise TagWriteError(shown, f"tag write failed ({kind_of}: {reason}); file left unchanged") from exc
+    finally:
+        for name in (tmp, backup):
+            if name is not None:
+                try:
+                    os.unlink(name)
+                except FileNotFoundError:
+                    pass
+        if held is not None:
+            os.close(held)
+        if source is not None:
+            os.close(source)
+    return TagChange(
+        path=shown, before=before, after=after, changed=True, written=True, size=new.st_size, mtime=new.st_mtime
+    )
+
+
+def _write_copy(tmp: str, *, cls: type, storage: Storage, raw: Raw, version: int | None, original: str) -> None:
+    """Change our fields in the temporary copy ``tmp`` (read as ``cls``, the original's mutagen type)."""
+    audio, _ = _open(tmp, cls=cls)
+    storage.set(audio, raw)
+    storage.save(audio, tmp, version=version, original=original)
+
+
+def _verify(
+    tmp: str, *, cls: type, storage: Storage, raw: Raw, others: str | None, payload: str | None, mutagen_type: str
+) -> None:
+    """Re-read the written copy: our fields as intended, other tags and audio payload unchanged."""
+    audio, storage_now = _open(tmp, cls=cls)
+    if storage_now is not storage or type(audio).__name__ != mutagen_type:
+        raise TagWriteError(tmp, "verification failed: the written copy is no longer the same format")
+    got = storage.get(audio)
+    if got != raw:
+        raise TagWriteError(tmp, f"verification failed: fields read back as {got}, expected {raw}")
+    if others is not None and storage.other_tags(audio) != others:
+        raise TagWriteError(tmp, "verification failed: other tags changed")
+    del audio
+    if payload is not None and payload_digest(tmp, mutagen_type) != payload:
+        raise TagWriteError(tmp, "verification failed: the audio payload changed")
+
+
+def _fsync(name: str) -> None:
+    fd = os.open(name, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(folder: str) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

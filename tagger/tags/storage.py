@@ -1,0 +1,516 @@
+"""Where tagger's fields live in each tag container: one storage class per container.
+
+In the style of beets' mediafile ``storage``: each class knows how to `~Storage.read`, `~Storage.write`
+and `~Storage.delete` our fields (`tagger.tags.fields`) in a loaded mutagen file, how to `~Storage.save`
+it, which of its other tags must not change (`~Storage.other_items`), and which bytes carry the
+audio (`~Storage.payload`). A format whose container is shared (WAV and AIFF carry ID3, FLAC and
+Ogg carry Vorbis comments) is a small subclass that only says where its audio is.
+
+Adding a container: one class here, decorated with ``@register("MutagenTypeName", ...)``.
+
+=====================  =====================================================================
+MP3, WAV, AIFF         ID3v2 ``TXXX`` frames with those descriptions (v2.4; v2.3 on request,
+                       where multiple values are joined with ``/``; a file already carrying an
+                       ID3v2.3 tag is kept at v2.3 so that no other frame is converted)
+FLAC, Ogg Vorbis, Opus Vorbis comments, one entry per value
+MP4/M4A                freeform atoms ``----:com.apple.iTunes:INSTRUMENTS`` (UTF-8), one data
+                       atom per value
+WMA                    ASF attributes with those names, one per value
+=====================  =====================================================================
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+import zlib
+from collections.abc import Iterable
+
+from tagger.tags.fields import INSTRUMENTS_MODEL, Raw, ours
+
+MP4_FREEFORM_PREFIX = "----:com.apple.iTunes:"
+"""MP4 freeform atom prefix (mean ``com.apple.iTunes``), as iTunes, beets and ffmpeg use it."""
+
+_CHUNK = 1 << 20
+
+STORAGES: dict[str, Storage] = {}
+"""mutagen file type name -> the storage of our fields in it."""
+
+
+def register(*mutagen_types: str):
+    """Class decorator: use this storage class for files of these mutagen types."""
+
+    def add(cls):
+        for name in mutagen_types:
+            STORAGES[name] = cls()
+        return cls
+
+    return add
+
+
+def storage_for(audio) -> Storage | None:
+    """The storage of a loaded mutagen file, or None when tagger does not write into its format."""
+    return STORAGES.get(type(audio).__name__)
+
+
+class Storage:
+    """Our fields in one tag container (subclasses implement the container's access)."""
+
+    kind = "?"
+    """The container's name (``id3``, ``vorbis``, ``mp4``, ``asf``)."""
+
+    def read(self, tags) -> Raw:
+        """Our fields in the (loaded, not None) tag object."""
+        raise NotImplementedError
+
+    def write(self, tags, raw: Raw) -> None:
+        """Replace our fields in the tag object with ``raw``; other tags are not touched."""
+        raise NotImplementedError
+
+    def delete(self, tags) -> None:
+        """Remove our fields (and nothing else) from the tag object."""
+        self.write(tags, {})
+
+    def other_items(self, audio) -> Iterable[tuple]:
+        """(key, value) of every tag of the file except ours, in a stable order."""
+        raise NotImplementedError
+
+    def save(self, audio, path: str, *, version: int | None, original: str) -> None:
+        """Save the loaded file ``audio`` (loaded from ``path``, a copy of ``original``)."""
+        audio.save()
+
+    def version(self, audio, id3v23: bool | None, raw: Raw) -> tuple[int | None, bool]:
+        """(tag version to save, whether saving converts the file's existing tag to it)."""
+        return None, False
+
+    def payload(self, f, size: int, h) -> bool:
+        """Feed the bytes that carry the audio (tags and container headers excluded) of the open
+        file ``f`` (``size`` bytes) to the hash ``h``; False when the format has no cheap check."""
+        return False
+
+    # -- shared by every container ----------------------------------------------------------------
+    def get(self, audio) -> Raw:
+        """Our fields in a loaded file (empty values dropped)."""
+        if audio.tags is None:
+            return {}
+        return {k: v for k, v in self.read(audio.tags).items() if v}
+
+    def set(self, audio, raw: Raw) -> None:
+        """Replace our fields in a loaded file, adding a tag when it has none and ``raw`` is not empty."""
+        if audio.tags is None:
+            if not raw:
+                return
+            audio.add_tags()
+        self.write(audio.tags, raw)
+
+    def other_tags(self, audio) -> str:
+        """A digest of every tag of the file except ours (cover art included): equal digests, equal tags.
+
+        Streamed into a hash: no copy of the tag data is held (covers can be tens of megabytes).
+        """
+        h = hashlib.sha256()
+        for key, value in [] if audio.tags is None else self.other_items(audio):
+            _feed(h, key)
+            _feed(h, value)
+        pictures = getattr(audio, "pictures", None)  # FLAC PICTURE blocks
+        if pictures is not None:
+            _feed(h, "<pictures>")
+            for pic in pictures:
+                _feed(h, [pic.type, pic.mime, pic.desc, pic.width, pic.height, pic.depth, pic.colors, pic.data])
+        return h.hexdigest()
+
+
+# -- ID3 (MP3, WAV, AIFF) -----------------------------------------------------------------------
+
+
+class ID3Storage(Storage):
+    """ID3v2 ``TXXX`` frames whose description is the field name."""
+
+    kind = "id3"
+
+    def read(self, tags) -> Raw:
+        raw: Raw = {}
+        for frame in tags.getall("TXXX"):
+            name = ours(frame.desc)
+            if name == INSTRUMENTS_MODEL:
+                raw.setdefault(name, []).extend(str(t) for t in frame.text)
+            elif name:  # ID3v2.3 joins multiple values with "/" (never part of a family or score)
+                raw.setdefault(name, []).extend(v for t in frame.text for v in str(t).split("/"))
+        return raw
+
+    def write(self, tags, raw: Raw) -> None:
+        from mutagen.id3 import TXXX, Encoding
+
+        for frame in list(tags.getall("TXXX")):
+            if ours(frame.desc):
+                del tags[frame.HashKey]
+        for name, values in raw.items():
+            tags.add(TXXX(encoding=Encoding.UTF8, desc=name, text=list(values)))
+
+    def other_items(self, audio):
+        tags = audio.tags
+        items = sorted(
+            ((key, frame) for key, frame in tags.items() if not (frame.FrameID == "TXXX" and ours(frame.desc))),
+            key=lambda item: item[0],
+        )
+        if tags.unknown_frames:
+            items.append(("<unknown frames>", list(tags.unknown_frames)))
+        return items
+
+    def version(self, audio, id3v23, raw):
+        current = audio.tags.version[1] if audio.tags is not None else None
+        if id3v23 is None:  # removal keeps the file's version
+            version = current if current in (3, 4) else 4
+        elif id3v23:
+            version = 3
+        else:  # v2.4, but an existing v2.3 tag stays v2.3 (no other frame is converted)
+            version = 3 if current == 3 else 4
+        return version, bool(raw) and current is not None and current != version
+
+    def save(self, audio, path, *, version, original):
+        if not len(audio.tags):
+            audio.delete()  # nothing left in the ID3 tag (tagger created it): remove the tag altogether
+        else:
+            audio.save(v2_version=version, v23_sep="/")
+
+
+@register("MP3")
+class MP3Storage(ID3Storage):
+    """MP3: the audio is everything between the ID3v2 tag and an ID3v1 tag (kept byte for byte)."""
+
+    def save(self, audio, path, *, version, original):
+        if not len(audio.tags):
+            from mutagen.id3 import delete
+
+            delete(path, delete_v1=False, delete_v2=True)
+        else:
+            audio.save(v2_version=version, v23_sep="/", v1=1)
+        _restore_id3v1(original, path)
+
+    def payload(self, f, size, h):
+        start = _id3v2_end(f)
+        end = size
+        if size - start >= 128:
+            f.seek(size - 128)
+            if f.read(3) == b"TAG":
+                end = size - 128
+        _hash_range(f, start, end, h)
+        return True
+
+
+@register("WAVE")
+class WAVEStorage(ID3Storage):
+    """WAV: an ID3 chunk; the audio is the ``data`` chunk."""
+
+    little, audio_chunk = True, b"data"
+
+    def payload(self, f, size, h):
+        little, want = self.little, self.audio_chunk
+        pos, found = 12, False
+        while pos + 8 <= size:
+            f.seek(pos)
+            cid, clen = struct.unpack("<4sI" if little else ">4sI", f.read(8))
+            if cid == want:
+                _hash_range(f, pos + 8, min(pos + 8 + clen, size), h)
+                found = True
+            pos += 8 + clen + (clen & 1)
+        return found
+
+
+@register("AIFF")
+class AIFFStorage(WAVEStorage):
+    """AIFF: an ID3 chunk; the audio is the ``SSND`` chunk (big-endian chunk sizes)."""
+
+    little, audio_chunk = False, b"SSND"
+
+
+# -- Vorbis comments (FLAC, Ogg Vorbis, Opus) ---------------------------------------------------
+
+
+class VorbisStorage(Storage):
+    """Vorbis comments, one entry per value."""
+
+    kind = "vorbis"
+
+    def read(self, tags) -> Raw:
+        raw: Raw = {}
+        for key, value in tags:
+            name = ours(key)
+            if name:
+                raw.setdefault(name, []).append(value)
+        return raw
+
+    def write(self, tags, raw: Raw) -> None:
+        for key in {k for k, _ in tags if ours(k)}:
+            del tags[key]
+        for name, values in raw.items():
+            tags[name] = list(values)
+
+    def other_items(self, audio):
+        return [(k, v) for k, v in audio.tags if not ours(k)]
+
+
+@register("FLAC")
+class FLACStorage(VorbisStorage):
+    """FLAC: the audio is the frames after the metadata blocks (PICTURE blocks are other tags)."""
+
+    def payload(self, f, size, h):
+        pos = _id3v2_end(f)
+        f.seek(pos)
+        if f.read(4) != b"fLaC":
+            return False
+        pos += 4
+        while True:
+            f.seek(pos)
+            head = f.read(4)
+            if len(head) < 4:
+                return False
+            pos += 4 + int.from_bytes(head[1:4], "big")
+            if head[0] & 0x80:
+                break
+        _hash_range(f, pos, size, h)
+        return True
+
+
+@register("OggVorbis")
+class OggVorbisStorage(VorbisStorage):
+    """Ogg Vorbis: the codec header packets but the comment one, the later pages' bodies and
+    granule positions (mutagen renumbers pages) and whether every page's CRC is right."""
+
+    headers = 3
+    """Codec header packets (packet 1 is the comment header)."""
+
+    def payload(self, f, size, h):
+        from mutagen.ogg import OggPage
+
+        headers = self.headers
+        done, serial, packet = 0, None, b""
+        while True:
+            start = f.tell()
+            try:
+                page = OggPage(f)
+            except EOFError:
+                break
+            end = f.tell()
+            f.seek(start)
+            if not _ogg_crc_ok(f.read(end - start)):
+                h.update(b"bad page CRC")  # (mutagen may split the header pages differently)
+            if serial is None:
+                serial = page.serial
+            if page.serial != serial:
+                continue
+            if done < headers:
+                for i, part in enumerate(page.packets):
+                    packet = packet + part if i == 0 and page.continued else part
+                    if i < len(page.packets) - 1 or page.complete:
+                        if done != 1:
+                            h.update(packet)
+                        done, packet = done + 1, b""
+                continue
+            h.update(struct.pack("<qBB", page.position, page.continued, page.last))
+            for part in page.packets:
+                h.update(struct.pack("<I", len(part)))
+                h.update(part)
+        return True
+
+
+@register("OggOpus")
+class OggOpusStorage(OggVorbisStorage):
+    """Opus in Ogg: as Ogg Vorbis, with two codec header packets."""
+
+    headers = 2
+
+
+# -- MP4 freeform atoms -------------------------------------------------------------------------
+
+
+@register("MP4")
+class MP4Storage(Storage):
+    """MP4 freeform atoms ``----:com.apple.iTunes:NAME`` (UTF-8), one data atom per value; the
+    audio is the ``mdat`` atoms."""
+
+    kind = "mp4"
+
+    @staticmethod
+    def _ours(key: str) -> str | None:
+        return ours(key[len(MP4_FREEFORM_PREFIX) :]) if key.startswith(MP4_FREEFORM_PREFIX) else None
+
+    def read(self, tags) -> Raw:
+        raw: Raw = {}
+        for key, values in tags.items():
+            name = self._ours(key)
+            if name:
+                raw.setdefault(name, []).extend(bytes(v).decode("utf-8", "replace") for v in values)
+        return raw
+
+    def write(self, tags, raw: Raw) -> None:
+        from mutagen.mp4 import AtomDataType, MP4FreeForm
+
+        for key in [k for k in tags.keys() if self._ours(k)]:
+            del tags[key]
+        for name, values in raw.items():
+            tags[MP4_FREEFORM_PREFIX + name] = [MP4FreeForm(v.encode("utf-8"), dataformat=AtomDataType.UTF8) for v in values]
+
+    def other_items(self, audio):
+        return sorted(((k, v) for k, v in audio.tags.items() if not self._ours(k)), key=lambda item: item[0])
+
+    def payload(self, f, size, h):
+        from mutagen.mp4 import Atoms
+
+        found = False
+        for atom in Atoms(f).atoms:
+            if atom.name == b"mdat":
+                _hash_range(f, atom.offset + atom.length - atom.datalength, atom.offset + atom.length, h)
+                found = True
+        return found
+
+
+# -- ASF (WMA) ----------------------------------------------------------------------------------
+
+
+@register("ASF")
+class ASFStorage(Storage):
+    """ASF attributes with the field names, one per value; the audio is everything after the header object."""
+
+    kind = "asf"
+
+    def read(self, tags) -> Raw:
+        raw: Raw = {}
+        for key, values in tags.as_dict().items():
+            name = ours(key)
+            if name:
+                raw.setdefault(name, []).extend(str(v.value) for v in values)
+        return raw
+
+    def write(self, tags, raw: Raw) -> None:
+        from mutagen.asf import ASFUnicodeAttribute
+
+        for key in [k for k in tags.as_dict() if ours(k)]:
+            del tags[key]
+        for name, values in raw.items():
+            tags[name] = [ASFUnicodeAttribute(v) for v in values]
+
+    def other_items(self, audio):
+        # mutagen may move attributes between header objects; per-name order is kept
+        return sorted(((k, v) for k, v in audio.tags if not ours(k)), key=lambda item: item[0])
+
+    def payload(self, f, size, h):
+        f.seek(16)
+        (header_size,) = struct.unpack("<Q", f.read(8))
+        _hash_range(f, header_size, size, h)
+        return True
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def payload_digest(path: str, mutagen_type: str) -> str | None:
+    """Hash of the bytes that carry the audio of the file ``path`` (read as ``mutagen_type``),
+    tags and container headers excluded; None when the format has no cheap check."""
+    storage = STORAGES.get(mutagen_type)
+    if storage is None:
+        return None
+    h = hashlib.sha256()
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        if not storage.payload(f, size, h):
+            return None
+    return h.hexdigest()
+
+
+def _feed(h, value) -> None:
+    """Add a mutagen tag value to the hash ``h``: its type and content, bytes hashed in place (a
+    50 MB cover is never copied nor turned into a string), lists in order."""
+    from mutagen.id3 import Frame
+
+    h.update(type(value).__name__.encode() + b":")
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        h.update(b"%d:" % len(value))
+        h.update(value)
+        extra = vars(value) if hasattr(value, "__dict__") else {}  # MP4Cover.imageformat, MP4FreeForm.dataformat
+        for key in sorted(extra):
+            h.update(key.encode())
+            _feed(h, extra[key])
+    elif isinstance(value, str):
+        data = value.encode("utf-8", "surrogatepass")
+        h.update(b"%d:" % len(data))
+        h.update(data)
+    elif isinstance(value, (list, tuple)):
+        h.update(b"%d:" % len(value))
+        for item in value:
+            _feed(h, item)
+    elif isinstance(value, Frame):  # every attribute of the frame's specification
+        for spec in (*value._framespec, *value._optionalspec):
+            h.update(spec.name.encode())
+            _feed(h, getattr(value, spec.name, None))
+    elif hasattr(value, "value") and hasattr(value, "TYPE"):  # an ASF attribute
+        _feed(h, value.value)
+        _feed(h, repr((getattr(value, "language", None), getattr(value, "stream", None))))
+    else:
+        data = repr(value).encode("utf-8", "surrogatepass")
+        h.update(b"%d:" % len(data))
+        h.update(data)
+
+
+
+def _hash_range(f, start: int, end: int, h) -> None:
+    f.seek(start)
+    left = end - start
+    while left > 0:
+        block = f.read(min(_CHUNK, left))
+        if not block:
+            break
+        h.update(block)
+        left -= len(block)
+
+
+def _id3v2_end(f, start: int = 0) -> int:
+    """Offset after the ID3v2 tag(s) at ``start`` (``start`` when there is none)."""
+    pos = start
+    while True:
+        f.seek(pos)
+        head = f.read(10)
+        if len(head) < 10 or head[:3] != b"ID3":
+            return pos
+        size = 0
+        for b in head[6:10]:
+            size = (size << 7) | (b & 0x7F)
+        pos += 10 + size + (10 if head[5] & 0x10 else 0)
+
+
+
+_BITSWAP = bytes(int(f"{i:08b}"[::-1], 2) for i in range(256))
+
+
+def _ogg_crc_ok(page: bytes) -> bool:
+    """Whether an Ogg page's stored CRC matches its bytes (Ogg's CRC is zlib's on bit-swapped bytes)."""
+    if len(page) < 27:
+        return False
+    data = page[:22] + b"\0\0\0\0" + page[26:]
+    crc = (~zlib.crc32(data.translate(_BITSWAP), -1)) & 0xFFFFFFFF
+    return struct.pack(">I", crc).translate(_BITSWAP) == page[22:26]
+
+
+
+def _restore_id3v1(original: str, tmp: str) -> None:
+    """Put the original ID3v1 tag back byte for byte (mutagen regenerates it from ID3v2)."""
+    with open(original, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        if f.tell() < 128:
+            return
+        f.seek(-128, os.SEEK_END)
+        old = f.read(128)
+    if old[:3] != b"TAG":
+        return
+    with open(tmp, "r+b") as f:
+        f.seek(0, os.SEEK_END)
+        if f.tell() >= 128:
+            f.seek(-128, os.SEEK_END)
+            if f.read(3) == b"TAG":
+                f.seek(-128, os.SEEK_END)
+                f.write(old)
+                return
+        f.seek(0, os.SEEK_END)
+        f.write(old)
+
