@@ -1,9 +1,22 @@
-"""Paths inside folders: the one test of "this path is that folder, or lies under it"."""
+"""Paths inside folders (the one test of "this path is that folder, or lies under it") and the
+names of tagger's temporary files."""
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable
+
+TEMP_SUFFIX = ".tagger-tmp"
+"""Suffix of the hidden temporary files of an atomic tag write (never an audio extension)."""
+_TEMP_NAME = re.compile(r"\..*\.[a-z0-9_]{8}" + re.escape(TEMP_SUFFIX), re.DOTALL)
+"""The exact names `tempfile.mkstemp` gives those files: ``.NAME.XXXXXXXX.tagger-tmp``."""
+
+
+def is_temp_name(name: str) -> bool:
+    """True for the name of one of tagger's temporary files (``.NAME.XXXXXXXX.tagger-tmp``): the
+    crawler skips them, the next scan of their folder deletes stale ones."""
+    return _TEMP_NAME.fullmatch(name) is not None
 
 
 def folder_prefix(folder: str) -> str:

@@ -12,26 +12,10 @@ import ast
 from collections import defaultdict
 from pathlib import Path
 
-import pytest
 
 import tagger
 
 ROOT = Path(tagger.__file__).resolve().parent
-
-KNOWN_CYCLES = {
-    frozenset({"tagger.db", "tagger.library"}): "db/advisory.py imports library/lock.py, which imports db/advisory.py "
-    "(and library/files, scan, report import db)",
-    frozenset({"tagger.library", "tagger.tags"}): "tags.py imports library/fingerprint.py while library/crawl.py and "
-    "library/scan.py import tags",
-}
-"""Unit cycles being removed in the db/library/tags rework (issue 17): each is expected to fail below
-(strictly), so the xfail must go once the cycle is gone."""
-KNOWN_MODULE_CYCLES = {
-    frozenset({"tagger.db.advisory", "tagger.library.lock"}): KNOWN_CYCLES[frozenset({"tagger.db", "tagger.library"})],
-    frozenset({"tagger.library.crawl", "tagger.tags"}): "tags.py uses the library crawler for tag/untag, and "
-    "library/crawl.py asks tags.py what a temporary copy's name looks like (ends with the tags package)",
-}
-
 
 def _modules() -> dict[str, Path]:
     mods = {}
@@ -137,27 +121,11 @@ def test_no_module_outside_the_cli_imports_the_cli():
     assert {m: ts for m, ts in offenders.items() if ts} == {}
 
 
-def test_no_import_cycles_between_modules_apart_from_the_known_ones():
-    cycles = set(_cycles(_graph()))
-    assert cycles - set(KNOWN_MODULE_CYCLES) == set()
+def test_no_import_cycles_between_modules():
+    assert _cycles(_graph()) == []
 
 
-def test_no_import_cycles_between_subpackages_apart_from_the_known_ones():
-    units = _unit_graph(_graph(), leave_out=frozenset(KNOWN_CYCLES))
-    assert _cycles(units) == []
-
-
-@pytest.mark.parametrize(
-    "pair",
-    [pytest.param(pair, marks=pytest.mark.xfail(strict=True, reason=f"known cycle {' <-> '.join(sorted(pair))}: {why}"),
-                  id="<->".join(sorted(pair))) for pair, why in KNOWN_CYCLES.items()]  # fmt: skip
-    + [pytest.param(pair, marks=pytest.mark.xfail(strict=True, reason=f"known cycle: {why}"), id="<->".join(sorted(pair)))
-       for pair, why in KNOWN_MODULE_CYCLES.items()],  # fmt: skip
-)
-def test_known_cycle_is_gone(pair):
-    """Fails while the cycle exists; once it is broken this passes and strict xfail turns it red:
-    remove the pair from KNOWN_CYCLES / KNOWN_MODULE_CYCLES."""
-    graph = _graph()
-    if all(_unit(m) == m for m in pair):
-        graph = _unit_graph(graph)
-    assert not any(pair <= cycle for cycle in _cycles(graph))
+def test_no_import_cycles_between_subpackages():
+    # e.g. library -> db and library -> tags, never back: the crawler and the fingerprint, which
+    # all three use, live at the top level
+    assert _cycles(_unit_graph(_graph())) == []

@@ -174,7 +174,7 @@ def test_unreadable_file_and_folder(tmp_path, db, monkeypatch):
     """Permission denied on a file: an error row. On a folder: reported, and its known tracks are not
     marked missing. As root (CI) permission bits do not stop us, so the refusals are injected at
     the system calls the scan makes; as another user the chmod alone does it."""
-    from tagger.library import fingerprint as fp_module
+    from tagger import fingerprint as fp_module
 
     music = tmp_path / "music"
     locked_dir = music / "locked"

@@ -26,7 +26,7 @@ from tagger.db import models as M
 from tagger.db.queries import find_tracks
 from tagger.db.session import open_database
 from tagger.errors import UserError
-from tagger.library.fingerprint import fingerprint
+from tagger.fingerprint import fingerprint
 from tagger.library.scan import scan, tag_writer
 
 TESTS = Path(__file__).resolve().parent

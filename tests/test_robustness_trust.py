@@ -17,7 +17,7 @@ from tagger.db.queries import find_tracks
 from tagger.db.session import open_database
 from tagger.errors import ModelError
 from tagger.features import FeatureConfig
-from tagger.library.crawl import CrawlReport, crawl
+from tagger.crawl import CrawlReport, crawl
 from tagger.library.scan import scan, tag_writer
 from tagger.model.ensemble import MANIFEST_FORMAT, Ensemble
 

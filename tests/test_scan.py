@@ -14,8 +14,8 @@ from library_fakes import BROKEN, EXPECTED, FakeAnalyser, make_library
 from tagger.db import models as M
 from tagger.db.queries import find_tracks, prune_missing, track_detail
 from tagger.db.session import open_database
-from tagger.library.crawl import crawl, sniff_audio
-from tagger.library.fingerprint import fingerprint
+from tagger.crawl import crawl, sniff_audio
+from tagger.fingerprint import fingerprint
 from tagger.library.scan import scan
 
 

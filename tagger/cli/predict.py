@@ -12,7 +12,7 @@ from tagger.cli.app import app, fail, handle_errors, quiet_tensorflow
 
 def iter_audio_paths(paths: list[Path]):
     """Audio files found in folders (the scan's crawler), and files given directly (checked when read)."""
-    from tagger.library.crawl import crawl
+    from tagger.crawl import crawl
 
     for p in paths:
         if p.is_dir():

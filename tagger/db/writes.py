@@ -25,7 +25,7 @@ def record_rewrite(session: Session, *, path: str, size: int | None, mtime: floa
     if track is None:
         return
     if fingerprint is None:
-        from tagger.library.fingerprint import fingerprint as read_fingerprint
+        from tagger.fingerprint import fingerprint as read_fingerprint
 
         fingerprint = read_fingerprint(path)
     track.size, track.mtime, track.fingerprint = size, mtime, fingerprint

@@ -19,7 +19,7 @@ from sqlalchemy.orm import selectinload
 from tagger.db import models as M
 from tagger.db.session import Database
 from tagger.errors import TaggerError
-from tagger.library.fingerprint import fingerprint
+from tagger.fingerprint import fingerprint
 from tagger.library.scan import Analyser, ScanSummary, scan
 
 

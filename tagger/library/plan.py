@@ -19,8 +19,8 @@ from tagger.db import models as M
 from tagger.db.filter import under_clause
 from tagger.db.scan_writer import FileState, ScanWriter
 from tagger.errors import TaggerError, UserError
-from tagger.library.crawl import CrawlReport, crawl
-from tagger.library.fingerprint import fingerprint
+from tagger.crawl import CrawlReport, crawl
+from tagger.fingerprint import fingerprint
 from tagger.library.state import Progress, ScanInterrupted, ScanSummary, StopSignals
 
 log = logging.getLogger("tagger.library.scan")

@@ -21,7 +21,7 @@ from tagger.db.scan_writer import FileState, ScanWriter
 from tagger.errors import TaggerError
 from tagger.library.analyse import AnalysisConfig, analyse_file, worker_main
 from tagger.library.assemble import TrackAssembler
-from tagger.library.fingerprint import fingerprint
+from tagger.fingerprint import fingerprint
 from tagger.library.messages import Done, Failed, FileInfo, Message, RemoteResult, Started, Windows
 from tagger.library.state import Analyser, OnTrack, Progress, ScanInterrupted, StopSignals
 from tagger.library.workers import single_threaded_children, stop_process, stop_workers

@@ -40,7 +40,7 @@ from tagger.db.scan_writer import FileState, ScanWriter, mark_missing
 from tagger.db.scan_writer import register_model as _register_model
 from tagger.db.session import Database, DatabaseError
 from tagger.library.analyse import AnalysisConfig, peak_rss
-from tagger.library.crawl import CrawlReport
+from tagger.crawl import CrawlReport
 from tagger.library.messages import RemoteResult
 from tagger.library.plan import after_crawl, check_roots, defer_unsettled, plan_files
 from tagger.library.runner import DEFAULT_FILE_TIMEOUT, Runner, aggregation_params

@@ -1,7 +1,7 @@
 """Writing many files: predictions (from `tagger predict --json` output or the library
 database), selecting them, writing them, and removing our fields from files and folders.
 
-Files under folders are found as a scan finds them (`tagger.library.crawl.crawl`).
+Files under folders are found as a scan finds them (`tagger.crawl.crawl`).
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ def find_audio_files(
     paths: Iterable[str | os.PathLike], *, follow_external_symlinks: bool = False
 ) -> Iterator[Path | TagWriteError]:
     """Files given directly, and the audio files under folders as a scan finds them
-    (`tagger.library.crawl.crawl`: hidden files and leftover temporary files are left out, and a
+    (`tagger.crawl.crawl`: hidden files and leftover temporary files are left out, and a
     symbolic link pointing outside the given folders is not followed unless
     ``follow_external_symlinks``). A path that does not exist and each link not followed are
     yielded as a `TagWriteError` (the reason why they are skipped).
     """
-    from tagger.library.crawl import CrawlReport, crawl
+    from tagger.crawl import CrawlReport, crawl
 
     roots = []
     for p in map(Path, paths):
@@ -155,7 +155,7 @@ def write_predictions(
     through a symbolic link pointing outside them is skipped unless ``follow_external_symlinks``.
     None: the folder holding every listed file.
     """
-    from tagger.library.crawl import external_link_target
+    from tagger.crawl import external_link_target
 
     predictions = list(predictions)
     if roots is None:

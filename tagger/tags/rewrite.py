@@ -21,7 +21,6 @@ Where the fields live in each container is `tagger.tags.storage`'s business.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import stat
 import struct
@@ -29,13 +28,10 @@ import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from tagger.errors import TagWriteError
+from tagger.paths import TEMP_SUFFIX, is_temp_name
 from tagger.tags.fields import Raw, TagChange, TagState, desired_raw, state
 from tagger.tags.storage import STORAGES, Storage, payload_digest
 
-TEMP_SUFFIX = ".tagger-tmp"
-"""Suffix of the hidden temporary files of an atomic write (never an audio extension)."""
-_TEMP_NAME = re.compile(r"\..*\.[a-z0-9_]{8}" + re.escape(TEMP_SUFFIX), re.DOTALL)
-"""The exact names `tempfile.mkstemp` gives our temporary files: ``.NAME.XXXXXXXX.tagger-tmp``."""
 
 SUPPORTED_FORMATS = "MP3, WAV, AIFF, FLAC, Ogg Vorbis, Opus, MP4/M4A, WMA"
 _MTIME_TOLERANCE = 1e-3
@@ -104,11 +100,6 @@ def remove_instruments(
         path, target=lambda _before: {}, id3v23=None, keep_mtime=keep_mtime, dry_run=dry_run, expected=expected,
         settle_seconds=settle_seconds,
     )  # fmt: skip
-
-
-def is_temp_name(name: str) -> bool:
-    """True for the name of one of our temporary files (``.NAME.XXXXXXXX.tagger-tmp``)."""
-    return _TEMP_NAME.fullmatch(name) is not None
 
 
 def remove_stale_temp_files(paths: Iterable[str | os.PathLike], *, min_age: float = 2.0) -> list[str]:

@@ -72,7 +72,7 @@ class CrawlReport:
     external_links: list[str] = field(default_factory=list)
     """Symbolic links pointing outside the scanned folders, not followed."""
     temp_files: list[str] = field(default_factory=list)
-    """Hidden temporary files left by interrupted tag writes (`tagger.tags.is_temp_name`)."""
+    """Hidden temporary files left by interrupted tag writes (`tagger.paths.is_temp_name`)."""
 
 
 def crawl(
@@ -87,7 +87,7 @@ def crawl(
     Raises `UserError` for a root that does not exist. `report`, when given, collects the folders
     that could not be listed, the external links not followed and leftover tag-write temp files.
     """
-    from tagger.tags import is_temp_name
+    from tagger.paths import is_temp_name
 
     report = report if report is not None else CrawlReport()
     roots = [Path(os.path.abspath(os.path.expanduser(os.fspath(r)))) for r in roots]
