@@ -455,3 +455,36 @@ def test_a_corrupt_mp3_prints_nothing_from_the_decoder_on_stderr(tmp_path, capfd
     print("after", file=sys.stderr)  # stderr itself still works
     err = capfd.readouterr().err
     assert err == "after\n", err
+
+
+@pytest.mark.integration
+def test_a_database_in_a_read_only_folder_can_still_be_queried(tmp_path):
+    """Item 15: a database on a read-only file system (a backup, a mounted share) answers queries;
+    only writing commands refuse, in one line."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("needs root and mount to make a read-only file system")
+    where = tmp_path / "ro"
+    where.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(where)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        db_path = where / "library.db"
+        music = tmp_path / "music"
+        write_audio(music / "a.wav", tone_signal([220.0], seconds=4.0))
+        from tagger.library.scan import scan
+
+        db = open_database(db_path)
+        scan([str(music)], db=db, analyser=FakeAnalyser(), jobs=0)
+        db.engine.dispose()
+        assert subprocess.run(["mount", "-o", "remount,ro", str(where)], capture_output=True).returncode == 0
+        runner = CliRunner()
+        res = runner.invoke(app, ["query", "--db", str(db_path), "--format", "paths"])
+        assert res.exit_code == 0, res.output
+        assert res.output.strip() == str((music / "a.wav").resolve())
+        res = runner.invoke(app, ["stats", "--db", str(db_path)])
+        assert res.exit_code == 0 and "tracks: 1" in res.output, res.output
+        res = runner.invoke(app, ["scan", str(music), "--db", str(db_path)])
+        assert res.exit_code == 1
+        assert res.output.count("\n") == 1 and "read-only" in res.output, res.output
+    finally:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True)

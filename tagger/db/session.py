@@ -68,6 +68,15 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
         cur.close()
 
 
+def _sqlite_read_only_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    try:
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+    finally:
+        cur.close()
+
+
 def make_engine(url: str) -> Engine:
     """An engine for `url`; SQLite gets WAL journaling, foreign keys and a busy timeout.
 
@@ -78,6 +87,15 @@ def make_engine(url: str) -> Engine:
     except ArgumentError as exc:
         raise UserError(f"invalid database URL {url!r}: {exc}") from None
     if parsed.get_backend_name() == "sqlite":
+        read_only = _read_only_sqlite_file(parsed.database)
+        if read_only is not None:
+            # A database in a folder (or on a file system) this process cannot write: SQLite could
+            # neither set WAL mode nor create its -wal/-shm files, so open it read-only and immutable
+            # (nobody can be writing it: a writer would need those files too). Reads work; writes
+            # fail with "read-only" and migrations are refused (`ReadOnlyDatabase`).
+            engine = create_engine(f"sqlite:///file:{read_only}?mode=ro&immutable=1&uri=true", connect_args={"timeout": 30})
+            event.listen(engine, "connect", _sqlite_read_only_pragmas)
+            return engine
         if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
             folder = Path(parsed.database).expanduser().parent
             try:
@@ -94,6 +112,27 @@ def make_engine(url: str) -> Engine:
     except (ArgumentError, ModuleNotFoundError) as exc:
         hint = " (pip install 'tagger[postgres]')" if parsed.get_backend_name() == "postgresql" else ""
         raise UserError(f"cannot use database URL {parsed.render_as_string(hide_password=True)}: {exc}{hint}") from None
+
+
+def read_only_path(engine: Engine) -> str | None:
+    """The file of a SQLite database opened read-only by `make_engine`, else None."""
+    url = engine.url
+    if url.get_backend_name() == "sqlite" and url.query.get("mode") == "ro" and (url.database or "").startswith("file:"):
+        return url.database[len("file:") :]
+    return None
+
+
+def _read_only_sqlite_file(database: str | None) -> Path | None:
+    """The path of an existing SQLite database file that this process cannot write (its folder or
+    the file itself not writable, e.g. a read-only mount), else None."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    path = Path(database).expanduser()
+    if not path.is_file():
+        return None
+    if os.access(path.parent, os.W_OK) and os.access(path, os.W_OK):
+        return None
+    return path.resolve()
 
 
 def _installed(module: str) -> bool:
@@ -272,7 +311,13 @@ def open_database(db: str | os.PathLike | None = None, *, migrate: bool = True) 
         try:
             needs = not _at_head(engine) and current_revision(engine) != head_revision()
         except SQLAlchemyError as exc:
-            raise DatabaseError(f"cannot open the database {engine.url.render_as_string(hide_password=True)}: {exc}") from None
+            reason = getattr(exc, "orig", None) or exc
+            raise DatabaseError(f"cannot open the database {engine.url.render_as_string(hide_password=True)}: {reason}") from None
+        if needs and read_only_path(engine) is not None:
+            raise DatabaseError(
+                f"the database {read_only_path(engine)} is in a read-only folder and at schema revision "
+                f"{current_revision(engine)}; this tagger needs {head_revision()}: open it once where it can be written"
+            )
         if needs:
             upgrade(engine)
     return Database(url=url, engine=engine, sessionmaker=sessionmaker(engine, class_=Session, expire_on_commit=False))
