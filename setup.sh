@@ -8,8 +8,9 @@ extras=""
 [ "${1:-}" = "--test" ] && extras="[test]"
 
 apt_packages=(ffmpeg fluidsynth fluid-soundfont-gm musescore-general-soundfont python3-venv)
-# PostgreSQL server for the database tests (tests/test_postgres.py starts a private one on loopback).
-if [ "${1:-}" = "--test" ]; then apt_packages+=(postgresql); fi
+# PostgreSQL server for the database tests (tests/test_postgres.py starts a private one on loopback);
+# GeneralUser GS (minuet-data) and the STK models for the training-source tests.
+if [ "${1:-}" = "--test" ]; then apt_packages+=(postgresql minuet-data stk); fi
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
