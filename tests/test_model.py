@@ -228,3 +228,23 @@ def test_a_trunk_ensemble_runs_the_same_on_onnxruntime_and_keras(tiny_dataset, t
     np.testing.assert_allclose(fast.predict(windows), slow.predict(windows), atol=1e-4)
     trunk_params = read_manifest(out)["trunk"]["params"]
     assert A.build_trunk(A.COMPACT_FEATURES.shape).count_params() == trunk_params
+
+
+@needs_fluidsynth
+def test_train_level_weights_shape_the_training_mixtures(tiny_dataset, tmp_path, cache):
+    from typer.testing import CliRunner
+
+    from tagger.cli import app
+
+    out = tmp_path / "models"
+    base = ["train", "--data", str(tiny_dataset), "--out", str(out), "--family", "flute", "--family", "organ",
+            "--examples", "64", "--epochs", "1", "--valid-per-level", "1", "--aggregation-tracks", "4",
+            "--valid-examples", "10"]  # fmt: skip
+    bad = CliRunner().invoke(app, [*base, "--level-weights", "1,x"])
+    assert bad.exit_code == 2 and "comma-separated numbers" in bad.output
+    res = CliRunner().invoke(app, [*base, "--level-weights", "0,1,1"])
+    assert res.exit_code == 0, res.output
+    assert read_manifest(out)["data"]["synth"]["level_weights"] == [0.0, 1.0, 1.0]
+    # the training examples hold one or two families, never none (level 0 has weight 0)
+    ex = next(cache.glob("train/examples-*"))
+    assert set(np.load(ex / "train_y.npy").sum(axis=1)) <= {1, 2}

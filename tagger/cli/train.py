@@ -38,6 +38,10 @@ def train(
     all_instruments: bool = typer.Option(
         False, help="Production fit: train on the instruments of every split (use --reference for the thresholds)."
     ),
+    level_weights: str = typer.Option(
+        None, help="Relative weights of 0..10 families per training mixture, comma-separated (default: the "
+        "recipe's); e.g. 0.6,2,1.8,1.5,1.2,1,0.8,0.6,0.5,0.4,0.3 favours few instruments."
+    ),
     reference: Path = typer.Option(
         None, "--reference", help="Model directory trained on held-out instruments whose thresholds and aggregation are kept."
     ),
@@ -84,8 +88,20 @@ def train(
             typer.echo(f"{stage}: {json.dumps(info)}", err=True)
 
     fams = [f.strip().lower() for f in family] if family else None
+    synth = None
+    if level_weights:
+        from tagger.model.synth import SynthSettings
+
+        try:
+            weights = tuple(float(w) for w in level_weights.split(","))
+        except ValueError:
+            raise typer.BadParameter("--level-weights takes comma-separated numbers") from None
+        if not weights or any(w < 0 for w in weights) or not sum(weights):
+            raise typer.BadParameter("--level-weights must be non-negative with a positive sum")
+        synth = SynthSettings(recipe=recipe, level_weights=weights)
     manifest = train_ensemble(
-        data, out, settings=settings, families=fams, force=force, version=version, progress=progress, reference=reference
+        data, out, settings=settings, families=fams, force=force, version=version, progress=progress, reference=reference,
+        synth=synth,
     )
     summary = {
         "model_dir": str(out),
