@@ -7,14 +7,12 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import stat
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-import soundfile as sf
 from sqlalchemy import select
 from typer.testing import CliRunner
 
@@ -30,20 +28,6 @@ from tagger.fingerprint import fingerprint
 from tagger.library.scan import scan, tag_writer
 
 TESTS = Path(__file__).resolve().parent
-
-
-@pytest.fixture
-def db(tmp_path):
-    database = open_database(tmp_path / "library.db")
-    yield database
-    database.close()
-
-
-@pytest.fixture
-def fake_models(monkeypatch):
-    from tagger.model.ensemble import Ensemble
-
-    monkeypatch.setattr(Ensemble, "load", classmethod(lambda cls, *a, **k: FakeAnalyser()))
 
 
 def _rows(db) -> dict[str, tuple]:

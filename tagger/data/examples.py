@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from tagger.errors import DatasetError
 
 
 def read_examples(path: str | os.PathLike) -> dict[str, dict]:
-    """The rows of an existing ``examples.json`` (empty when there is none)."""
-    from tagger.data.render import _read_examples
-
-    return _read_examples(Path(path))
+    """The rows of an existing examples.json (empty when there is none)."""
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict) or not all("instrument_str" in r for r in data.values()):
+            raise ValueError("not an object of NSynth note records")
+    except (OSError, ValueError, AttributeError, TypeError) as exc:
+        raise DatasetError(path, f"cannot add to this dataset: {exc}") from None
+    return data
 
 
 def existing_instruments(out_dir: str | os.PathLike) -> set[str]:
@@ -41,3 +48,41 @@ def merge_examples(out_dir: str | os.PathLike, rows: Iterable[dict]) -> int:
     tmp.write_text(json.dumps(ordered, indent=1))
     os.replace(tmp, out / "examples.json")  # never a half-written file
     return len(ordered)
+
+
+def note_record(*, note_str: str, pitch: int, velocity: int, instrument: str, family: str, source: str, level: float,
+                **extra) -> dict:  # fmt: skip
+    """One ``examples.json`` row: NSynth's fields (16 kHz) plus ``level_dbfs`` and a source's `extra`
+    fields (soundfont, program, bank, group, ...)."""
+    from tagger import constants as C
+
+    return {
+        "note_str": note_str,
+        "pitch": pitch,
+        "velocity": velocity,
+        "sample_rate": C.SAMPLE_RATE,
+        "instrument_str": instrument,
+        "instrument_family_str": family,
+        "instrument_source_str": source,
+        **extra,
+        "level_dbfs": round(float(level), 2),
+    }
+
+
+def render_in_parallel(
+    job: Callable, job_list: Sequence, *, jobs: int, progress: Callable[[int, int], None] | None = None
+) -> tuple[list[dict], int]:
+    """Run ``job(item) -> (rows, dropped)`` over `job_list` on `jobs` processes (longest first is the
+    caller's order); returns every row and the number of notes dropped, reporting ``progress(done, total)``."""
+    from joblib import Parallel, delayed
+
+    rows: list[dict] = []
+    dropped = 0
+    for done, (result, n_dropped) in enumerate(
+        Parallel(n_jobs=jobs, return_as="generator_unordered")(delayed(job)(item) for item in job_list), 1
+    ):
+        rows.extend(result)
+        dropped += n_dropped
+        if progress:
+            progress(done, len(job_list))
+    return rows, dropped

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from tagger import constants as C
+from tagger.data.examples import note_record, read_examples
 from tagger.data.gm import Program, all_programs
 from tagger.errors import DatasetError, UserError
 
@@ -239,6 +240,7 @@ def soundfont_presets(path: str | os.PathLike) -> set[tuple[int, int]]:
 def _render_program(job: tuple[str, Path, Program, list[NoteSpec], Path, float]) -> list[dict]:
     import soundfile as sf
 
+
     sf_key, soundfont, program, notes, audio_dir, gain = job
     audio = render_notes(soundfont, program, notes, gain=gain)
     levels = rms_dbfs(audio[:, : int(HOLD_SECONDS * C.SAMPLE_RATE)])
@@ -250,19 +252,10 @@ def _render_program(job: tuple[str, Path, Program, list[NoteSpec], Path, float])
         note_str = f"{inst}-{note.pitch:03d}-{note.velocity:03d}"
         sf.write(audio_dir / f"{note_str}.wav", np.clip(clip, -1, 1), C.SAMPLE_RATE, subtype="PCM_16")
         rows.append(
-            {
-                "note_str": note_str,
-                "pitch": note.pitch,
-                "velocity": note.velocity,
-                "sample_rate": C.SAMPLE_RATE,
-                "instrument_str": inst,
-                "instrument_family_str": program.family,
-                "instrument_source_str": program.source,
-                "soundfont": sf_key,
-                "program": program.program,
-                "bank": program.bank,
-                "level_dbfs": round(float(level), 2),
-            }
+            note_record(
+                note_str=note_str, pitch=note.pitch, velocity=note.velocity, instrument=inst, family=program.family,
+                source=program.source, level=level, soundfont=sf_key, program=program.program, bank=program.bank,
+            )  # fmt: skip
         )
     return rows
 
@@ -304,7 +297,7 @@ def render_dataset(
     audio_dir = out / "audio"
     audio_dir.mkdir(parents=True, exist_ok=True)
     progs = list(programs) if programs is not None else list(all_programs())
-    existing = _read_examples(out / "examples.json")
+    existing = read_examples(out / "examples.json")
     have = {r["instrument_str"] for r in existing.values()}
     jobs_list = []
     missing: list[str] = []
@@ -371,19 +364,6 @@ def _read_render_summary(path: Path) -> dict:
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) and isinstance(data.get("soundfonts", {}), dict) else {}
-
-
-def _read_examples(path: Path) -> dict[str, dict]:
-    """The rows of an existing examples.json (empty when there is none)."""
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text())
-        if not isinstance(data, dict) or not all("instrument_str" in r for r in data.values()):
-            raise ValueError("not an object of NSynth note records")
-    except (OSError, ValueError, AttributeError, TypeError) as exc:
-        raise DatasetError(path, f"cannot add to this dataset: {exc}") from None
-    return data
 
 
 def summarise(rows: Iterable[dict]) -> dict:

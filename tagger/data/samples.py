@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from tagger import constants as C
-from tagger.data.examples import existing_instruments, merge_examples
+from tagger.data.examples import existing_instruments, merge_examples, note_record, render_in_parallel
 from tagger.data.gm import SOURCE_ACOUSTIC, SOURCE_ELECTRONIC, Program
 from tagger.data.render import HOLD_SECONDS, SILENT_NOTE_DBFS, rms_dbfs
 from tagger.errors import DatasetError
@@ -234,18 +234,8 @@ def _write_notes(job: tuple[list[SampleNote], Path]) -> tuple[list[dict], int]:
 
 
 def _row(note: SampleNote, level: float, **extra) -> dict:
-    return {
-        "note_str": note.note_str,
-        "pitch": note.pitch,
-        "velocity": note.velocity,
-        "sample_rate": C.SAMPLE_RATE,
-        "instrument_str": note.instrument,
-        "instrument_family_str": note.family,
-        "instrument_source_str": note.source,
-        "group": note.group,
-        "level_dbfs": round(level, 2),
-        **extra,
-    }
+    return note_record(note_str=note.note_str, pitch=note.pitch, velocity=note.velocity, instrument=note.instrument,
+                       family=note.family, source=note.source, level=level, group=note.group, **extra)  # fmt: skip
 
 
 def write_sample_notes(
@@ -257,7 +247,6 @@ def write_sample_notes(
 ) -> dict:
     """Write `notes` (instruments already in the dataset are skipped) and merge them into
     ``examples.json``. Returns new notes and instruments per family and the near-silent ones dropped."""
-    from joblib import Parallel, delayed
 
     out = Path(out_dir)
     audio_dir = out / "audio"
@@ -268,15 +257,7 @@ def write_sample_notes(
         if note.instrument not in have:
             by_inst.setdefault(note.instrument, []).append(note)
     job_list = [(ns, audio_dir) for ns in sorted(by_inst.values(), key=len, reverse=True)]
-    rows: list[dict] = []
-    dropped = 0
-    for done, (result, n_dropped) in enumerate(
-        Parallel(n_jobs=jobs, return_as="generator_unordered")(delayed(_write_notes)(j) for j in job_list), 1
-    ):
-        rows.extend(result)
-        dropped += n_dropped
-        if progress:
-            progress(done, len(job_list))
+    rows, dropped = render_in_parallel(_write_notes, job_list, jobs=jobs, progress=progress)
     total = merge_examples(out, rows)
     return _summary(rows, dropped, total)
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from tagger import constants as C
-from tagger.data.examples import existing_instruments, merge_examples
+from tagger.data.examples import existing_instruments, merge_examples, note_record, render_in_parallel
 from tagger.data.gm import SOURCE_ACOUSTIC, SOURCE_ELECTRONIC
 from tagger.data.render import HOLD_SECONDS, SILENT_NOTE_DBFS, rms_dbfs
 from tagger.errors import DatasetError, UserError
@@ -227,20 +227,12 @@ def _render_variant(job: tuple[StkVariant, list[StkNote], Path]) -> tuple[list[d
         note_str = f"{inst}-{note.pitch:03d}-{note.velocity:03d}"
         sf.write(audio_dir / f"{note_str}.wav", clip, C.SAMPLE_RATE, subtype="PCM_16")
         rows.append(
-            {
-                "note_str": note_str,
-                "pitch": note.pitch,
-                "velocity": note.velocity,
-                "sample_rate": C.SAMPLE_RATE,
-                "instrument_str": inst,
-                "instrument_family_str": variant.voice.family,
-                "instrument_source_str": variant.voice.source,
-                "soundfont": SOUNDFONT_KEY,
-                "group": variant.voice.group,
-                "stk_class": variant.voice.stk_class,
-                "stk_controls": {str(k): v for k, v in variant.controls.items()},
-                "level_dbfs": round(level, 2),
-            }
+            note_record(
+                note_str=note_str, pitch=note.pitch, velocity=note.velocity, instrument=inst,
+                family=variant.voice.family, source=variant.voice.source, level=level, soundfont=SOUNDFONT_KEY,
+                group=variant.voice.group, stk_class=variant.voice.stk_class,
+                stk_controls={str(k): v for k, v in variant.controls.items()},
+            )  # fmt: skip
         )
     return rows, len(notes) - len(rows)
 
@@ -260,7 +252,6 @@ def render_stk(
     Variants already in ``examples.json`` are kept and not rendered again. Returns a summary: notes per
     family of the whole dataset, new notes and instruments per family, dropped near-silent notes.
     """
-    from joblib import Parallel, delayed
 
     if stk_demo() is None:
         raise UserError("the 'stk-demo' program is not installed (Debian: apt-get install stk)")
@@ -274,15 +265,7 @@ def render_stk(
             if variant.instrument_str in have:
                 continue
             job_list.append((variant, draw_notes(variant, count=notes_per_variant, seed=seed), audio_dir))
-    rows: list[dict] = []
-    dropped = 0
-    for done, (result, n_dropped) in enumerate(
-        Parallel(n_jobs=jobs, return_as="generator_unordered")(delayed(_render_variant)(j) for j in job_list), 1
-    ):
-        rows.extend(result)
-        dropped += n_dropped
-        if progress:
-            progress(done, len(job_list))
+    rows, dropped = render_in_parallel(_render_variant, job_list, jobs=jobs, progress=progress)
     total = merge_examples(out, rows)
     new: dict[str, dict[str, int]] = {}
     for r in rows:

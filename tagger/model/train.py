@@ -32,7 +32,6 @@ from pathlib import Path
 
 import numpy as np
 
-from tagger import constants as C
 from tagger.data import mix as M
 from tagger.data.nsynth import NoteDataset
 from tagger.errors import DatasetError, UserError
@@ -185,6 +184,21 @@ class ValidationSet:
             parts_l.append(np.zeros(len(drums), dtype=np.int64))
         return ValidationSet(np.concatenate(parts_f), np.concatenate(parts_y), np.concatenate(parts_k), np.concatenate(parts_l))
 
+    @staticmethod
+    def cached(folder: Path, build: Callable[[], ValidationSet]) -> ValidationSet:
+        """The validation set saved in `folder`, built (and saved atomically) the first time."""
+        folder.mkdir(parents=True, exist_ok=True)
+        if not (folder / "valid_x.npy").is_file():
+            built = build()
+            for name in ("labels", "kind", "levels"):
+                np.save(folder / f"valid_{name}.npy", getattr(built, name))
+            np.save(folder / "valid_x.tmp.npy", built.feats)
+            os.replace(folder / "valid_x.tmp.npy", folder / "valid_x.npy")
+        return ValidationSet(
+            np.load(folder / "valid_x.npy"), np.load(folder / "valid_labels.npy"),
+            np.load(folder / "valid_kind.npy"), np.load(folder / "valid_levels.npy"),
+        )  # fmt: skip
+
     def report(self, probs: np.ndarray, thresholds: np.ndarray, families: Sequence[str], all_families: Sequence[str]) -> dict:
         """Ensemble metrics on validation (only meaningful when all families are present)."""
         idx = [list(all_families).index(f) for f in families]
@@ -310,36 +324,25 @@ def train_ensemble(
         os.replace(ex_dir / "train_x.tmp.npy", ex_dir / "train_x.npy")
     x = np.load(ex_dir / "train_x.npy", mmap_mode="r")
     y = np.load(ex_dir / "train_y.npy")
-    if not (ex_dir / "valid_x.npy").is_file():
+    mixture = S.SynthSettings(recipe="mixture")  # validation mixtures: the same whatever the training recipe
+
+    def build_valid() -> ValidationSet:
         say("validation", {"per_level": settings.valid_per_level})
-        vs = ValidationSet.build(valid_ds, valid_pool.directory, settings, fcfg, S.SynthSettings(recipe="mixture"))
-        for name in ("labels", "kind", "levels"):
-            np.save(ex_dir / f"valid_{name}.npy", getattr(vs, name))
-        np.save(ex_dir / "valid_x.tmp.npy", vs.feats)
-        os.replace(ex_dir / "valid_x.tmp.npy", ex_dir / "valid_x.npy")
-    vs = ValidationSet(
-        np.load(ex_dir / "valid_x.npy"), np.load(ex_dir / "valid_labels.npy"),
-        np.load(ex_dir / "valid_kind.npy"), np.load(ex_dir / "valid_levels.npy"),
-    )  # fmt: skip
+        return ValidationSet.build(valid_ds, valid_pool.directory, settings, fcfg, mixture)
+
+    vs = ValidationSet.cached(ex_dir, build_valid)
     vs_left_out = None
     if left_out_ds is not None:
-        lo_dir = ex_dir / "left_out"
-        lo_dir.mkdir(exist_ok=True)
-        if not (lo_dir / "valid_x.npy").is_file():
+
+        def build_left_out() -> ValidationSet:
             say("validation", {"left_out": list(settings.leave_out), "notes": len(left_out_ds.notes)})
             lo_pool = S.NotePool.build(
                 left_out_ds, cache / f"pool-left-out-{pool_sig}", max_notes_per_instrument=settings.max_notes_per_instrument,
                 seed=settings.seed,
             )  # fmt: skip
-            lo = ValidationSet.build(left_out_ds, lo_pool.directory, settings, fcfg, S.SynthSettings(recipe="mixture"))
-            for name in ("labels", "kind", "levels"):
-                np.save(lo_dir / f"valid_{name}.npy", getattr(lo, name))
-            np.save(lo_dir / "valid_x.tmp.npy", lo.feats)
-            os.replace(lo_dir / "valid_x.tmp.npy", lo_dir / "valid_x.npy")
-        vs_left_out = ValidationSet(
-            np.load(lo_dir / "valid_x.npy"), np.load(lo_dir / "valid_labels.npy"),
-            np.load(lo_dir / "valid_kind.npy"), np.load(lo_dir / "valid_levels.npy"),
-        )  # fmt: skip
+            return ValidationSet.build(left_out_ds, lo_pool.directory, settings, fcfg, mixture)
+
+        vs_left_out = ValidationSet.cached(ex_dir / "left_out", build_left_out)
 
     _configure_threads(settings.threads)
     fam_idx = [all_families.index(f) for f in todo]
