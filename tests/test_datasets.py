@@ -1,5 +1,6 @@
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -277,3 +278,36 @@ def test_fewer_programs_ablation_keeps_validation_and_test_untouched(tmp_path, c
     assert "unused" not in (src / "split.json").read_text()
     with pytest.raises(SystemExit):
         fewer.main([str(src), str(tmp_path / "half")])  # never overwrites a folder
+
+
+def test_runs_table_reads_held_out_left_out_and_production_manifests(tmp_path, capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("runs", Path(__file__).parents[1] / "scripts" / "runs_table.py")
+    runs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(runs)
+    fams = runs.FAMILIES
+    held = {"version": "held-1", "architecture": "trunk", "trunk": {"params": 1000},
+            "classifiers": {f: {"params": 10, "metrics": {"auc": 0.5 + i / 100}} for i, f in enumerate(fams)},
+            "validation": {"protocol": {"jaccard": 0.52, "emr": 0.17}, "solo_jaccard": 0.27, "music_jaccard": 0.46,
+                           "percussion_silent": 0.885},
+            "validation_left_out": {"auc": {f: 0.9 for f in fams}},
+            "training": {"epochs": 3, "seconds": 1200}, "data": {"dataset": "gm4", "examples": 80000, "train_instruments": 167,
+                                                               "left_out_sources": ["generaluser"]}}  # fmt: skip
+    prod = {**held, "version": "prod-1", "validation": {"note": "seen"}, "validation_left_out": {},
+            "reference": {"version": "held-1", "auc": {f: 0.7 for f in fams}, "validation": held["validation"],
+                          "validation_left_out": held["validation_left_out"]},
+            "data": {**held["data"], "all_instruments": True, "left_out_sources": []}}  # fmt: skip
+    for name, manifest in (("held", held), ("prod", prod)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "manifest.json").write_text(json.dumps(manifest))
+    assert runs.main([str(tmp_path / "held"), str(tmp_path / "prod")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 4 and lines[0].startswith("| run | recipe")
+    held_row, prod_row = (line.split(" | ") for line in lines[2:])
+    assert "without generaluser" in held_row[1] and held_row[3] == "1,100" and held_row[4] == "20 min"
+    assert held_row[5].startswith("0.545 (0.50, 0.51") and held_row[6].startswith("0.900")
+    assert held_row[7] == "0.52 / 0.17" and held_row[8:10] == ["0.27", "0.46"]
+    assert "held-out figures: held-1" in prod_row[0] and "all instruments" in prod_row[1]
+    assert prod_row[5].startswith("0.700") and prod_row[7] == "0.52 / 0.17"  # the reference's, not its own
+    assert runs.main([str(tmp_path / "nothing")]) == 1

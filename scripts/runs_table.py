@@ -1,0 +1,87 @@
+"""Print the README's runs table (Markdown) from the manifests of trained model directories.
+
+Every figure comes from a manifest written by ``tagger train``: the held-out validation (per-family
+AUC over protocol mixtures, music-like mixtures and single notes of the validation instruments; the
+thresholded protocol Jaccard/EMR, solo and music-like Jaccard, drums alone), the left-out source's
+(``--leave-out``), the parameters and the training time. A production fit (``--all-instruments
+--reference DIR``) shows its reference run's held-out figures, marked as such.
+
+    .venv/bin/python scripts/runs_table.py ~/.cache/tagger/runs/trunk-lo-1 ~/.cache/tagger/runs/trunk-lo-2 models
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+FAMILIES = ("bass", "brass", "flute", "guitar", "keyboard", "mallet", "organ", "reed", "string", "vocal")
+
+
+def _f(value, digits: int = 3) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+def row(manifest: dict) -> list[str]:
+    """The table's cells for one model directory's manifest."""
+    ref = manifest.get("reference")
+    held = {f: c.get("metrics", {}).get("auc") for f, c in manifest["classifiers"].items()}
+    validation = manifest.get("validation", {})
+    left_out = manifest.get("validation_left_out", {})
+    note = ""
+    if ref:  # a production fit: its own validation instruments were trained on
+        held, validation, left_out = ref["auc"], ref.get("validation", {}), ref.get("validation_left_out", {})
+        note = f" (held-out figures: {ref['version']})"
+    training = manifest.get("training", {})
+    data = manifest.get("data", {})
+    params = int(manifest.get("trunk", {}).get("params", 0)) + sum(int(c.get("params", 0)) for c in manifest["classifiers"].values())
+    aucs = [held.get(f) for f in FAMILIES if held.get(f) is not None]
+    lo_aucs = left_out.get("auc", {})
+    lo = [lo_aucs[f] for f in FAMILIES if f in lo_aucs]
+    proto = validation.get("protocol", {})
+    synth = data.get("synth", {})
+    weights = synth.get("level_weights")
+    return [
+        f"`{manifest['version']}`{note}",
+        f"{manifest.get('architecture')}, {data.get('examples', '?')} examples x {training.get('epochs', '?')} epochs"
+        + (f", level weights {','.join(f'{w:g}' for w in weights)}" if weights else "")
+        + (", all instruments" if data.get("all_instruments") else "")
+        + (f", without {', '.join(data['left_out_sources'])}" if data.get("left_out_sources") else ""),
+        f"{data.get('dataset', '?')}: {data.get('train_instruments', '?')} instruments",
+        f"{params:,}",
+        f"{training.get('seconds', 0) / 60:.0f} min",
+        f"{_f(np.mean(aucs) if aucs else None)} ({', '.join(f'{a:.2f}' for a in aucs)})",
+        f"{_f(np.mean(lo) if lo else None)}" + (f" ({', '.join(f'{a:.2f}' for a in lo)})" if lo else ""),
+        f"{_f(proto.get('jaccard'), 2)} / {_f(proto.get('emr'), 2)}",
+        _f(validation.get("solo_jaccard"), 2),
+        _f(validation.get("music_jaccard"), 2),
+        _f(validation.get("percussion_silent"), 3),
+    ]
+
+
+HEADER = ["run", "recipe", "training data", "parameters", "training time",
+          "held-out AUC, mean (bass .. vocal)", "left-out source AUC, mean (bass .. vocal)",
+          "protocol Jaccard / EMR", "solo Jaccard", "music-like Jaccard", "drums alone: no family"]  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("model_dirs", nargs="+", type=Path)
+    args = ap.parse_args(argv)
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    for d in args.model_dirs:
+        try:
+            manifest = json.loads((d / "manifest.json").read_text())
+        except (OSError, ValueError) as exc:
+            print(f"{d}: cannot read manifest.json: {exc}", file=sys.stderr)
+            return 1
+        lines.append("| " + " | ".join(row(manifest)) + " |")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
