@@ -93,7 +93,10 @@ def make_engine(url: str) -> Engine:
             # neither set WAL mode nor create its -wal/-shm files, so open it read-only and immutable
             # (nobody can be writing it: a writer would need those files too). Reads work; writes
             # fail with "read-only" and migrations are refused (`ReadOnlyDatabase`).
-            engine = create_engine(f"sqlite:///file:{read_only}?mode=ro&immutable=1&uri=true", connect_args={"timeout": 30})
+            wal = Path(f"{read_only}-wal")
+            # with a write-ahead log left beside it, the log holds committed data: read it (read-only)
+            immutable = "" if wal.is_file() and wal.stat().st_size else "&immutable=1"
+            engine = create_engine(f"sqlite:///file:{read_only}?mode=ro{immutable}&uri=true", connect_args={"timeout": 30})
             event.listen(engine, "connect", _sqlite_read_only_pragmas)
             return engine
         if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
