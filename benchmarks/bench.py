@@ -611,7 +611,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         report["scan"]["short"] = scan_figures(run, len(short))
         report["library"]["short_tracks"] = len(short)
     if args.short_only:
+        report["finished"] = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        report["load_after"] = load_now()
+        out = args.out or cache / "results" / f"bench-short-{started.replace(':', '')}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=1) + "\n")
         print(json.dumps(report["scan"].get("short"), indent=1))
+        say(f"load average {report['load_before']} before, {report['load_after']} after; results: {out}")
         return 0
     for key, chosen in (("small", pieces[:small_n]), ("full", pieces)):
         folder = L.materialise(chosen, library=lib, dest=work / f"library-{key}")

@@ -163,3 +163,33 @@ def test_unsupported_rate_rejected(tmp_path):
     sf.write(path, np.zeros(4000, np.float32), 4000)
     with pytest.raises(AudioReadError, match="unsupported sample rate 4000"):
         audio.load(path)
+
+
+@pytest.mark.parametrize("ext,rate", [("m4a", 44_100), ("alac.m4a", 48_000), ("m4a", 22_050)])
+def test_m4a_is_described_like_ffprobe_does(tmp_path, ext, rate):
+    """AAC-LC and ALAC at 32 kHz or more are read from the container (no ffprobe process); below
+    (where AAC may carry implicit SBR) ffprobe still decides. Either way the same rate, channels
+    and format name, and the decoded audio has the declared length."""
+    src = tmp_path / "src.wav"
+    sf.write(src, stereo_tone(2.0, rate), rate)
+    path = ffmpeg_encode(src, tmp_path / f"tone.{ext}", *FORMATS[ext])
+    probed = audio._ffprobe_info(path)
+    fast = audio._mp4_info(path)
+    assert (fast is None) == (rate < audio.MP4_MIN_RATE)
+    meta = audio.info(path)
+    assert (meta.format, meta.sample_rate, meta.channels) == (probed.format, probed.sample_rate, probed.channels)
+    assert abs(meta.duration - probed.duration) < 0.1
+    assert abs(len(audio.load(path)) / C.SAMPLE_RATE - 2.0) < 0.1
+
+
+def test_an_m4a_without_an_audio_track_still_fails_clearly(tmp_path):
+    path = tmp_path / "video.m4a"
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg not installed")
+    r = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", "color=c=black:s=16x16:d=1",
+                        "-c:v", "mpeg4", "-f", "mp4", str(path)], capture_output=True)  # fmt: skip
+    if r.returncode != 0:
+        pytest.skip("ffmpeg cannot write a video-only MP4")
+    assert audio._mp4_info(path) is None
+    with pytest.raises(AudioReadError, match="no audio stream"):
+        audio.info(path)

@@ -347,3 +347,32 @@ def test_backends_size_threads_and_quiet_tensorflow(monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorflow", types.ModuleType("tensorflow"))  # imported already: not again
     B.quiet_tensorflow()
     assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "3"
+
+
+def test_scan_imports_tensorflow_only_when_loading_needs_it(tmp_path, monkeypatch):
+    """`quiet_tensorflow_for` (called by `tagger scan` before loading the models) imports TensorFlow
+    only for the Keras runtime or a model whose ONNX export is not cached."""
+    import importlib
+
+    from tagger.model.ensemble import default_model_dir, manifest_hash, read_manifest
+
+    cli_app = importlib.import_module("tagger.cli.app")  # the module (the package exports the Typer app)
+    calls = []
+    monkeypatch.setattr(cli_app, "quiet_tensorflow", lambda: calls.append(1))
+    monkeypatch.setattr(R, "cache_dir", lambda: tmp_path)
+    monkeypatch.setattr(R, "onnxruntime_available", lambda: True)
+    monkeypatch.delenv(B.RUNTIME_ENV, raising=False)
+    models = default_model_dir()
+    cli_app.quiet_tensorflow_for(models)
+    assert calls == [1]  # nothing exported yet: the export needs TensorFlow
+    manifest = read_manifest(models)
+    (tmp_path / R.cache_key(manifest_hash(manifest), tuple(manifest["families"]))).write_bytes(b"graph")
+    cli_app.quiet_tensorflow_for(models)
+    cli_app.quiet_tensorflow_for(None)
+    assert calls == [1]  # cached: no TensorFlow
+    monkeypatch.setenv(B.RUNTIME_ENV, "keras")
+    cli_app.quiet_tensorflow_for(models)
+    assert calls == [1, 1]
+    monkeypatch.delenv(B.RUNTIME_ENV)
+    cli_app.quiet_tensorflow_for(tmp_path / "no-such-models")  # the load reports it; quiet meanwhile
+    assert calls == [1, 1, 1]

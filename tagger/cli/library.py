@@ -14,7 +14,7 @@ from pathlib import Path
 import typer
 
 from tagger.cli import options as F
-from tagger.cli.app import app, handle_errors, quiet_tensorflow
+from tagger.cli.app import app, handle_errors, quiet_tensorflow_for
 from tagger.tags import DEFAULT_SETTLE_SECONDS
 
 DB_HELP = "Database: SQLAlchemy URL or SQLite file (default: $TAGGER_DB, else library.db in the user data folder)."
@@ -99,7 +99,7 @@ def scan(
     from tagger.library.scan import scan as run_scan
 
     paths = check_roots(paths)  # before anything is loaded, created or locked
-    quiet_tensorflow()
+    quiet_tensorflow_for(models)
     from tagger.model.ensemble import Ensemble
 
     ensemble = Ensemble.load(models)
