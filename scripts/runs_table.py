@@ -67,10 +67,26 @@ HEADER = ["run", "recipe", "training data", "parameters", "training time",
           "protocol Jaccard / EMR", "solo Jaccard", "music-like Jaccard", "drums alone: no family"]  # fmt: skip
 
 
+def operating_points(manifest: dict) -> list[str]:
+    """Per family: threshold, precision and recall on the music-like mixtures, single notes and
+    every validation window (a Markdown table)."""
+    lines = ["| family | threshold | music-like P / R | single notes P / R | all windows P / R |", "|---|---|---|---|---|"]
+    for fam, c in manifest["classifiers"].items():
+        m = c.get("metrics", {})
+        cells = [f"{m.get(k, {}).get('precision', 0):.2f} / {m.get(k, {}).get('recall', 0):.2f}" for k in ("music", "solo", "all")]
+        lines.append(f"| {fam} | {c['threshold']:.2f} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model_dirs", nargs="+", type=Path)
+    ap.add_argument("--operating-points", action="store_true",
+                    help="instead: per family, threshold, precision and recall (of the first directory)")
     args = ap.parse_args(argv)
+    if args.operating_points:
+        print("\n".join(operating_points(json.loads((args.model_dirs[0] / "manifest.json").read_text()))))
+        return 0
     lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     for d in args.model_dirs:
         try:

@@ -311,3 +311,16 @@ def test_runs_table_reads_held_out_left_out_and_production_manifests(tmp_path, c
     assert "held-out figures: held-1" in prod_row[0] and "all instruments" in prod_row[1]
     assert prod_row[5].startswith("0.700") and prod_row[7] == "0.52 / 0.17"  # the reference's, not its own
     assert runs.main([str(tmp_path / "nothing")]) == 1
+
+
+def test_runs_table_prints_the_operating_points(tmp_path, capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("runs", Path(__file__).parents[1] / "scripts" / "runs_table.py")
+    runs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(runs)
+    point = {"precision": 0.75, "recall": 0.5}
+    manifest = {"classifiers": {"flute": {"threshold": 0.61, "metrics": {"music": point, "solo": point, "all": point}}}}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    assert runs.main(["--operating-points", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "| flute | 0.61 | 0.75 / 0.50 | 0.75 / 0.50 | 0.75 / 0.50 |"
