@@ -472,3 +472,21 @@ def test_a_database_in_a_read_only_folder_can_still_be_queried(tmp_path):
         assert res.output.count("\n") == 1 and "read-only" in res.output, res.output
     finally:
         subprocess.run(["umount", "-l", str(where)], capture_output=True)
+
+
+def test_hard_links_are_the_same_content_without_reading_them(tmp_path, monkeypatch):
+    """Item 9's full-content check must not read a hard-linked library twice (1,000 links of a big
+    file would read it 1,000 times); different files are still compared byte for byte."""
+    import filecmp
+
+    from tagger.library.plan import same_content
+
+    a = tmp_path / "a.wav"
+    a.write_bytes(b"RIFF" + bytes(100_000))
+    os.link(a, tmp_path / "b.wav")
+    (tmp_path / "c.wav").write_bytes(b"RIFF" + bytes(99_999) + b"\x01")
+    compared = []
+    real_cmp = filecmp.cmp
+    monkeypatch.setattr(filecmp, "cmp", lambda x, y, shallow=True: compared.append((x, y)) or real_cmp(x, y, shallow))
+    assert same_content(str(a), str(tmp_path / "b.wav")) and compared == []
+    assert not same_content(str(a), str(tmp_path / "c.wav")) and len(compared) == 1

@@ -46,8 +46,12 @@ def check_roots(roots: Iterable[str | os.PathLike]) -> list[str]:
 
 
 def same_content(a: str, b: str) -> bool:
-    """True when files `a` and `b` hold the same bytes (a fingerprint reads only three chunks)."""
+    """True when files `a` and `b` hold the same bytes (a fingerprint reads only three chunks). Hard
+    links to one file are the same file: nothing to read."""
     try:
+        sa, sb = os.stat(a), os.stat(b)
+        if (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino):
+            return True
         return filecmp.cmp(a, b, shallow=False)
     except OSError:
         return False
