@@ -129,3 +129,12 @@ def test_no_import_cycles_between_subpackages():
     # e.g. library -> db and library -> tags, never back: the crawler and the fingerprint, which
     # all three use, live at the top level
     assert _cycles(_unit_graph(_graph())) == []
+
+
+def test_every_subpackage_ships_in_the_wheel():
+    """`pip install .` installs only the packages pyproject lists: a new subpackage must be there."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    subpackages = {".".join(("tagger", *p.parent.relative_to(ROOT).parts)) for p in ROOT.rglob("__init__.py")}
+    assert "tagger.tags" in subpackages and subpackages <= listed
