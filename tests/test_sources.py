@@ -133,10 +133,12 @@ def test_salamander_notes_cover_neighbouring_keys_at_their_pitch(tmp_path):
 
 def test_sample_negatives_keep_only_classified_samples(tmp_path):
     kits, sonic = tmp_path / "drumkits", tmp_path / "sonic"
-    _tone(kits / "Kit One" / "kick.wav", 60, seconds=0.5, sr=44_100)
-    _tone(kits / "Kit One" / "snare.flac", 200, seconds=0.3, sr=44_100, channels=1)
-    (kits / "Kit One" / "drumkit.xml").write_text("<drumkit_info/>")
-    _tone(kits / "ElectroKit" / "zap.wav", 900, seconds=9, sr=22_050)
+    _tone(kits / "BJA_Pacific" / "kick.wav", 60, seconds=0.5, sr=44_100)
+    _tone(kits / "BJA_Pacific" / "snare.flac", 200, seconds=0.3, sr=44_100, channels=1)
+    (kits / "BJA_Pacific" / "drumkit.xml").write_text("<drumkit_info/>")
+    _tone(kits / "ElectricEmpireKit" / "zap.wav", 900, seconds=9, sr=22_050)
+    # a kit of hydrogen-drumkits-effects (reserved for evaluation) installed in the same folder
+    _tone(kits / "EffectsKit" / "whoosh.wav", 500, seconds=1, sr=44_100)
     for name in ("bd_808", "ambi_drone", "guit_em9", "ambi_piano", "unknown_thing"):
         _tone(sonic / f"{name}.flac", 110, seconds=2, sr=44_100)
     summary = M.render_sample_negatives(tmp_path / "ds", hydrogen=kits, sonic_pi=sonic, calf=tmp_path / "none", jobs=1)
@@ -146,17 +148,17 @@ def test_sample_negatives_keep_only_classified_samples(tmp_path):
     for r in rows.values():
         by_inst.setdefault(r["instrument_str"], []).append(r)
     assert sorted(by_inst) == [
-        "effects_electronic_sonicpiambi", "percussion_acoustic_hydrogenkitone",
-        "percussion_electronic_hydrogenelectrokit", "percussion_electronic_sonicpibd",
+        "effects_electronic_sonicpiambi", "percussion_acoustic_hydrogenbjapacific",
+        "percussion_electronic_hydrogenelectricempirekit", "percussion_electronic_sonicpibd",
     ]  # fmt: skip
-    assert len(by_inst["percussion_acoustic_hydrogenkitone"]) == 2
+    assert len(by_inst["percussion_acoustic_hydrogenbjapacific"]) == 2
     assert {r["sample"] for r in rows.values()} == {"kick.wav", "snare.flac", "zap.wav", "bd_808.flac", "ambi_drone.flac"}
     assert all(r["pitch"] == 60 and r["velocity"] == 100 for r in rows.values())
     ds = nsynth.NoteDataset.load(tmp_path / "ds", check_audio=True)
     assert ds.notes == [] and {n.group for n in ds.negatives} == {
-        "hydrogen-kitone", "hydrogen-electrokit", "sonicpi-percussion-bd", "sonicpi-effects-ambi"
+        "hydrogen-bjapacific", "hydrogen-electricempirekit", "sonicpi-percussion-bd", "sonicpi-effects-ambi"
     }
-    long = sf.read(next(n.path for n in ds.negatives if n.instrument.endswith("electrokit")))[0]
+    long = sf.read(next(n.path for n in ds.negatives if n.instrument.endswith("electricempirekit")))[0]
     assert len(long) == 64_000 and np.abs(long[-100:]).max() > 0.01  # a long sample is cut at 4 s
 
 

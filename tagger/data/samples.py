@@ -46,6 +46,14 @@ SALAMANDER_SHIFTS = (-1, 0, 1)
 PIANO_RANGE = (21, 108)
 RELEASE_SECONDS = 0.6
 HYDROGEN_DRUMKITS = Path("/usr/share/hydrogen/data/drumkits")
+HYDROGEN_KITS = frozenset({
+    "Audiophob", "BJA_Pacific", "ColomboAcousticDrumkit", "ElectricEmpireKit", "ForzeeStereo", "Gimme A Hand 1.0",
+    "HardElectro1", "Millo-Drums_v.1", "Millo_MultiLayered2", "Millo_MultiLayered3", "The Black Pearl 1.0",
+    "VariBreaks", "circAfrique v4", "rumpf_kit_z01_h2",
+})  # fmt: skip
+"""The kits of Debian's ``hydrogen-drumkits``, the only ones allowed for training. The folder is
+shared: ``hydrogen-drumkits-effects`` (reserved for independent evaluation) and kits a user
+downloaded install beside them, and are never read."""
 SONIC_PI_SAMPLES = Path("/usr/share/sonic-pi/samples")
 CALF_SOUNDFONTS = Path("/usr/share/calf/sf2")
 NEGATIVE_PITCH = 60
@@ -159,11 +167,12 @@ def _slug(text: str) -> str:
     return "".join(ch for ch in text.lower() if ch.isalnum())
 
 
-def hydrogen_notes(root: str | os.PathLike = HYDROGEN_DRUMKITS) -> list[SampleNote]:
-    """Every audio file of every kit folder under `root`: one instrument (and split group) per kit."""
+def hydrogen_notes(root: str | os.PathLike = HYDROGEN_DRUMKITS, *, kits: frozenset[str] = HYDROGEN_KITS) -> list[SampleNote]:
+    """Every audio file of the allowed kit folders under `root` (`kits`; any other folder is left
+    alone): one instrument (and split group) per kit."""
     root = Path(root)
     notes = []
-    for kit in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
+    for kit in sorted(p for p in root.iterdir() if p.is_dir() and p.name in kits) if root.is_dir() else []:
         files = sorted(p for p in kit.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
         source = SOURCE_ELECTRONIC if "electr" in kit.name.lower() else SOURCE_ACOUSTIC
         inst = f"percussion_{source}_hydrogen{_slug(kit.name)}"
