@@ -248,3 +248,37 @@ def test_train_level_weights_shape_the_training_mixtures(tiny_dataset, tmp_path,
     # the training examples hold one or two families, never none (level 0 has weight 0)
     ex = next(cache.glob("train/examples-*"))
     assert set(np.load(ex / "train_y.npy").sum(axis=1)) <= {1, 2}
+
+
+@needs_fluidsynth
+@pytest.mark.slow
+def test_a_contrastively_pretrained_trunk_is_trained_on_with_the_heads(tiny_dataset, tmp_path, cache):
+    from typer.testing import CliRunner
+
+    from tagger.cli import app
+
+    out = tmp_path / "models"
+    seen = []
+    settings = TrainSettings(architecture="trunk", pretrain_steps=4, **TINY)
+    manifest = train_ensemble(tiny_dataset, out, settings=settings, families=["flute", "bass"],
+                              progress=lambda s, i: seen.append((s, i)))  # fmt: skip
+    steps = [i for s, i in seen if s == "pretrain" and "step" in i]
+    assert steps[-1] == {"step": 4, "of": 4, "loss": steps[-1]["loss"]} and steps[-1]["loss"] > 0
+    assert manifest["training"]["pretrain_steps"] == 4
+    pre = next(cache.glob("train/pretrain-*"))
+    import keras
+
+    pretrained = A.build_trunk(A.COMPACT_FEATURES.shape)
+    pretrained.load_weights(pre / "trunk.weights.h5")
+    shipped = keras.models.load_model(out / "trunk.keras", compile=False)
+    # the mixture training went on from the pretrained trunk (not frozen, not discarded)
+    first = [w for w in shipped.weights if "kernel" in w.path][0]
+    start = [w for w in pretrained.weights if "kernel" in w.path][0]
+    assert first.shape == start.shape and not np.allclose(np.asarray(first), np.asarray(start))
+    assert np.corrcoef(np.asarray(first).ravel(), np.asarray(start).ravel())[0, 1] > 0.5
+    assert Ensemble.load(out).predict(np.zeros((1, 64_000), np.float32)).shape == (1, 2)
+    # examples are shared with the runs without pretraining
+    assert len(list(cache.glob("train/examples-*"))) == 1
+    bad = CliRunner().invoke(app, ["train", "--data", str(tiny_dataset), "--out", str(tmp_path / "c"), "--architecture",
+                                   "compact", "--pretrain-steps", "3"])  # fmt: skip
+    assert bad.exit_code == 2 and "shared-trunk" in bad.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -42,6 +43,18 @@ def train(
         None, help="Relative weights of 0..10 families per training mixture, comma-separated (default: the "
         "recipe's); e.g. 0.6,2,1.8,1.5,1.2,1,0.8,0.6,0.5,0.4,0.3 favours few instruments."
     ),
+    morph_prob: float = typer.Option(
+        0.0, min=0.0, max=1.0, help="Timbre augmentation: chance that an instrument of a training mixture takes part "
+        "of the spectral envelope of another instrument of its family."
+    ),
+    warp_prob: float = typer.Option(
+        0.0, min=0.0, max=1.0, help="Timbre augmentation: chance that an instrument's spectral envelope is stretched "
+        "along frequency (up to 4 semitones, pitch unchanged)."
+    ),
+    pretrain_steps: int = typer.Option(
+        0, min=0, help="Shared trunk: supervised contrastive pretraining steps on instrument identity (single notes; "
+        "same instrument at other pitches = positives) before the mixture training; 0 = none."
+    ),
     reference: Path = typer.Option(
         None, "--reference", help="Model directory trained on held-out instruments whose thresholds and aggregation are kept."
     ),
@@ -50,7 +63,7 @@ def train(
     quiet_tensorflow()
     from tqdm import tqdm
 
-    from tagger.model.architectures import ARCHITECTURES
+    from tagger.model.architectures import ARCHITECTURES, SHARED_TRUNK
     from tagger.model.train import TrainSettings, train_ensemble
 
     if architecture is None:
@@ -59,6 +72,8 @@ def train(
         architecture = read_manifest(out).get("architecture", "trunk") if (out / MANIFEST).is_file() else "trunk"
     if architecture not in ARCHITECTURES:
         raise typer.BadParameter(f"architecture must be one of {', '.join(ARCHITECTURES)}")
+    if pretrain_steps and architecture not in SHARED_TRUNK:
+        raise typer.BadParameter("--pretrain-steps needs a shared-trunk architecture (trunk)")
     if recipe not in ("mixture", "solo"):
         raise typer.BadParameter("recipe must be 'mixture' or 'solo'")
     settings = TrainSettings(
@@ -67,6 +82,7 @@ def train(
         valid_per_level=valid_per_level, aggregation_tracks=aggregation_tracks,
         valid_music_examples=valid_examples, valid_solo_notes=valid_examples,
         leave_out=tuple(s.strip().lower() for s in leave_out or ()), all_instruments=all_instruments,
+        pretrain_steps=pretrain_steps,
     )  # fmt: skip
     bars: dict[str, tqdm] = {}
 
@@ -74,6 +90,12 @@ def train(
         if stage == "generated":
             bar = bars.setdefault("gen", tqdm(total=examples, desc="examples", unit="ex", disable=None))
             bar.update(info["n"])
+        elif stage == "pretrain" and "step" in info:
+            bar = bars.setdefault("pretrain", tqdm(total=info["of"], desc="pretrain", unit="step", disable=None))
+            bar.update(info["step"] - bar.n)
+            bar.set_postfix(loss=info["loss"])
+            if bar.disable:
+                typer.echo(f"{stage}: {json.dumps(info)}", err=True)
         elif stage == "batch":
             key = f"epoch{info['epoch']}"
             bar = bars.setdefault(key, tqdm(total=info["total"], desc=f"epoch {info['epoch']}/{info['of']}", unit="ex", disable=None))
@@ -88,17 +110,17 @@ def train(
             typer.echo(f"{stage}: {json.dumps(info)}", err=True)
 
     fams = [f.strip().lower() for f in family] if family else None
-    synth = None
-    if level_weights:
-        from tagger.model.synth import SynthSettings
+    from tagger.model.synth import SynthSettings
 
+    synth = SynthSettings(recipe=recipe, morph_prob=morph_prob, warp_prob=warp_prob)
+    if level_weights:
         try:
             weights = tuple(float(w) for w in level_weights.split(","))
         except ValueError:
             raise typer.BadParameter("--level-weights takes comma-separated numbers") from None
         if not weights or any(w < 0 for w in weights) or not sum(weights):
             raise typer.BadParameter("--level-weights must be non-negative with a positive sum")
-        synth = SynthSettings(recipe=recipe, level_weights=weights)
+        synth = dataclasses.replace(synth, level_weights=weights)
     manifest = train_ensemble(
         data, out, settings=settings, families=fams, force=force, version=version, progress=progress, reference=reference,
         synth=synth,

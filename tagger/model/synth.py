@@ -13,6 +13,11 @@ solo recipe (the paper's): one note per example (a family's, or a negative), no 
 
 Augmentation for unseen sample libraries: random gain, equalisation (a random tilt and peaks
 applied to the power spectrum), light noise, synthetic room reverb, random onsets and truncation.
+
+Timbre augmentation (off by default; `morph_prob`, `warp_prob`) makes instruments that no source
+holds out of those the pool has, one family entry at a time: the entry's spectral envelope is moved
+part of the way towards that of another instrument of its family (envelope morphing) and/or
+stretched along the frequency axis without changing its pitch (a larger or smaller body).
 """
 
 from __future__ import annotations
@@ -48,6 +53,14 @@ class SynthSettings:
     eq_prob: float = 0.6
     solo_negative_share: float = 0.25
     """solo recipe: share of examples that are negatives or silence."""
+    morph_prob: float = 0.0
+    """Chance that a family entry takes part of the spectral envelope of another instrument of its family."""
+    warp_prob: float = 0.0
+    """Chance that a family entry's spectral envelope is stretched along frequency (pitch unchanged)."""
+    morph_amount: tuple[float, float] = (0.3, 1.0)
+    """How far towards the other instrument's envelope a morph goes (uniform)."""
+    warp_semitones: float = 4.0
+    """Largest envelope stretch, as a frequency ratio in semitones (uniform in +-)."""
 
 
 class NotePool:
@@ -130,6 +143,87 @@ def _place(out: np.ndarray, clip: np.ndarray, *, onset: int, length: int, gain: 
     out[dst : dst + n] += gain * seg
 
 
+_BAND_EDGES = 30.0 * 2.0 ** (np.arange(0, 8.4, 1 / 3))
+"""Third-octave bands from 30 Hz to 8 kHz: the resolution of a spectral envelope."""
+_BAND_CENTRES = np.log2(np.sqrt(_BAND_EDGES[:-1] * _BAND_EDGES[1:]))
+_RFFT_LOG2F = np.log2(np.maximum(np.fft.rfftfreq(L, 1 / SR), 1.0))
+_RFFT_BAND = np.clip(np.searchsorted(_BAND_EDGES, np.fft.rfftfreq(L, 1 / SR)) - 1, -1, len(_BAND_EDGES) - 1)
+MAX_TIMBRE_DB = 20.0
+"""Largest boost or cut a timbre filter applies at any frequency."""
+
+
+def spectral_envelope(spectrum: np.ndarray) -> np.ndarray:
+    """The upper spectral envelope [shape=(bands,), dB] of an rfft `spectrum` of L samples, in
+    third-octave bands: the strongest bin of each band, then the strongest of each band and its
+    neighbours (so that the gaps between the partials of a low note do not read as valleys).
+
+    Bands more than 80 dB under the loudest are floored there.
+    """
+    power = np.abs(spectrum) ** 2
+    inside = (_RFFT_BAND >= 0) & (_RFFT_BAND < len(_BAND_CENTRES))
+    peak = np.zeros(len(_BAND_CENTRES))
+    np.maximum.at(peak, _RFFT_BAND[inside], power[inside])
+    db = 10 * np.log10(np.maximum(peak, 1e-20))
+    db = np.maximum(db, db.max() - 80.0)
+    padded = np.pad(db, 1, mode="edge")
+    return np.maximum(np.maximum(padded[:-2], padded[1:-1]), padded[2:])
+
+
+def timbre_filter(env_from: np.ndarray, env_to: np.ndarray | None, *, amount: float, warp: float) -> np.ndarray:
+    """Amplitude gains [shape=(L // 2 + 1,)] that move a sound of envelope `env_from` `amount` of the way
+    towards `env_to` (None: no morph), then stretch that envelope by the frequency ratio `warp`.
+
+    The gain is the ratio of target to source envelope at each frequency, limited to +-MAX_TIMBRE_DB;
+    the pitch of the sound is untouched (only the envelope moves).
+    """
+    target = env_from if env_to is None else env_from + amount * (env_to - env_from)
+    # the target envelope stretched by `warp`: its value at f is the unstretched value at f / warp
+    target_at = np.interp(_RFFT_LOG2F - np.log2(warp), _BAND_CENTRES, target)
+    source_at = np.interp(_RFFT_LOG2F, _BAND_CENTRES, env_from)
+    gain_db = np.clip(target_at - source_at, -MAX_TIMBRE_DB, MAX_TIMBRE_DB)
+    return (10.0 ** (gain_db / 20.0)).astype(np.float32)
+
+
+TIMBRE_SETTINGS = ("morph_prob", "warp_prob", "morph_amount", "warp_semitones")
+"""The settings of the timbre augmentation (left out of example signatures while it is off)."""
+
+
+class _Envelopes:
+    """Spectral envelope of each pool instrument (mean power over a few of its notes), computed once."""
+
+    def __init__(self, pool: NotePool, notes: int = 6):
+        self.pool, self.notes, self.cache = pool, notes, {}
+
+    def of(self, inst: int) -> np.ndarray:
+        if inst not in self.cache:
+            idx = self.pool.by_instrument[inst]
+            pick = idx[np.linspace(0, len(idx) - 1, min(self.notes, len(idx))).astype(int)]
+            power = np.mean([np.abs(np.fft.rfft(self.pool.clip(int(i)))) ** 2 for i in pick], axis=0)
+            self.cache[inst] = spectral_envelope(np.sqrt(power))
+        return self.cache[inst]
+
+
+def _timbre(entry: np.ndarray, pool: NotePool, inst: int, family: int, rng, settings: SynthSettings,
+            envelopes: _Envelopes) -> np.ndarray:  # fmt: skip
+    """The entry (one instrument's part) with its timbre morphed and/or warped, as the settings draw."""
+    others = pool.family_instruments[family]
+    morph = len(others) > 1 and rng.random() < settings.morph_prob
+    warp = rng.random() < settings.warp_prob
+    if not (morph or warp):
+        return entry
+    spectrum = np.fft.rfft(entry)
+    env_from = spectral_envelope(spectrum)
+    env_to = None
+    if morph:
+        other = int(rng.choice(others[others != inst]))
+        env_to = envelopes.of(other)
+    ratio = 2.0 ** (rng.uniform(-settings.warp_semitones, settings.warp_semitones) / 12.0) if warp else 1.0
+    gains = timbre_filter(env_from, env_to, amount=float(rng.uniform(*settings.morph_amount)), warp=ratio)
+    out = np.fft.irfft(spectrum * gains, n=L).astype(np.float32)
+    top, before = float(np.max(np.abs(out))), float(np.max(np.abs(entry)))
+    return out * np.float32(before / top) if top > 1e-9 else entry
+
+
 def _add_instrument(out, pool: NotePool, inst: int, rng, *, aligned: bool, drum: bool, gain: float) -> None:
     notes = pool.by_instrument[inst]
     if aligned:
@@ -181,7 +275,8 @@ def eq_curve(rng, n_bins: int = C.STFT_BINS) -> np.ndarray:
 
 
 def mixture_example(
-    pool: NotePool, rng, settings: SynthSettings, *, instruments: dict[int, int] | None = None
+    pool: NotePool, rng, settings: SynthSettings, *, instruments: dict[int, int] | None = None,
+    envelopes: _Envelopes | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One mixture-recipe example: audio [shape=(64000,)] and its presence label.
 
@@ -204,7 +299,12 @@ def mixture_example(
         if inst is None:
             inst = int(rng.choice(pool.family_instruments[f]))
         gain = 10 ** (rng.uniform(*settings.gain_db) / 20)
-        _add_instrument(out, pool, inst, rng, aligned=rng.random() < settings.aligned_share, drum=False, gain=gain)
+        if settings.morph_prob or settings.warp_prob:
+            entry = np.zeros(L, dtype=np.float32)
+            _add_instrument(entry, pool, inst, rng, aligned=rng.random() < settings.aligned_share, drum=False, gain=gain)
+            out += _timbre(entry, pool, inst, f, rng, settings, envelopes or _Envelopes(pool))
+        else:
+            _add_instrument(out, pool, inst, rng, aligned=rng.random() < settings.aligned_share, drum=False, gain=gain)
     silent0 = k == 0 and rng.random() < settings.silent_level0_prob
     if len(pool.negative_instruments) and not silent0 and (k == 0 or rng.random() < settings.negative_prob):
         for _ in range(int(rng.integers(1, 3))):
@@ -215,7 +315,7 @@ def mixture_example(
     return _finish(out, rng, settings), label
 
 
-def solo_example(pool: NotePool, rng, settings: SynthSettings) -> tuple[np.ndarray, np.ndarray]:
+def solo_example(pool: NotePool, rng, settings: SynthSettings, envelopes: _Envelopes | None = None) -> tuple[np.ndarray, np.ndarray]:
     """One solo-recipe example: a single note of a family or a negative (or silence)."""
     nf = len(pool.families)
     label = np.zeros(nf, dtype=np.uint8)
@@ -230,6 +330,8 @@ def solo_example(pool: NotePool, rng, settings: SynthSettings) -> tuple[np.ndarr
         label[f] = 1
         inst = int(rng.choice(pool.family_instruments[f]))
         _place(out, pool.clip(int(rng.choice(pool.by_instrument[inst]))), onset=0, length=L, gain=1.0)
+        if settings.morph_prob or settings.warp_prob:
+            out = _timbre(out, pool, inst, f, rng, settings, envelopes or _Envelopes(pool))
     return _finish(out, rng, settings), label
 
 
@@ -255,8 +357,9 @@ def generate_chunk(
     audio = np.zeros((count, L), dtype=np.float32)
     labels = np.zeros((count, len(pool.families)), dtype=np.uint8)
     gains = np.ones((count, C.STFT_BINS), dtype=np.float32)
+    envelopes = _Envelopes(pool)
     for i in range(count):
-        audio[i], labels[i] = make(pool, rng, settings)
+        audio[i], labels[i] = make(pool, rng, settings, envelopes=envelopes)
         if rng.random() < settings.eq_prob:
             gains[i] = eq_curve(rng)
     feats = np.concatenate(

@@ -71,14 +71,27 @@ class TrainSettings:
     all_instruments: bool = False
     """A production fit: train on the instruments of every split (validation figures are then on
     instruments seen in training and are not a measure of generalisation)."""
+    pretrain_steps: int = 0
+    """Shared trunk only: supervised contrastive pretraining steps on instrument identity before the
+    mixture training (`tagger.model.pretrain`); 0 = none."""
 
 
-_TRAINING_ONLY = ("epochs", "batch_size", "learning_rate", "threads")
+_TRAINING_ONLY = ("epochs", "batch_size", "learning_rate", "threads", "pretrain_steps")
 """Settings that change the training but not the generated examples (reused across them)."""
 
 
 def _signature(payload: dict) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _synth_signature(synth: S.SynthSettings) -> dict:
+    """The synthesis settings that shape the examples; without timbre augmentation its settings are
+    left out (so the examples cached before it existed are reused)."""
+    d = asdict(synth)
+    if not (synth.morph_prob or synth.warp_prob):
+        for k in S.TIMBRE_SETTINGS:
+            d.pop(k)
+    return d
 
 
 def cache_root() -> Path:
@@ -99,12 +112,13 @@ def _weighted_bce(pos_weight: float, neg_weight: float):
     return loss
 
 
-def build_joint(families: Sequence[str], architecture: str, *, seed: int, trunk=None):
+def build_joint(families: Sequence[str], architecture: str, *, seed: int, trunk=None, freeze: bool = True):
     """One graph holding a classifier per family (shared input, one output per family).
 
     Per-family architectures get independent weights. Shared-trunk ones get one head per family on
     the trunk: a new trunk when `trunk` is None (trained with the heads), else the given one, frozen
-    (only the new heads train). Returns (joint model, {family: classifier or head}, trunk or None).
+    (only the new heads train) unless `freeze` is False (a pretrained trunk trained on with the heads).
+    Returns (joint model, {family: classifier or head}, trunk or None).
     """
     import keras
 
@@ -115,7 +129,7 @@ def build_joint(families: Sequence[str], architecture: str, *, seed: int, trunk=
         if trunk is None:
             trunk = A.build_trunk(cfg.shape, name="trunk")
         else:
-            trunk.trainable = False
+            trunk.trainable = not freeze
         embedding = trunk(inp)
         members = {f: A.build_head(int(trunk.output_shape[-1]), name=f"head_{f}") for f in families}
         outs = {f: keras.layers.Identity(name=f)(m(embedding)) for f, m in members.items()}
@@ -313,7 +327,7 @@ def train_ensemble(
     )
     # the examples depend on what generates them, not on how they are trained on
     gen = {k: v for k, v in asdict(settings).items() if k not in _TRAINING_ONLY}
-    ex_sig = _signature({"pool": pool_sig, "settings": gen, "synth": asdict(synth), "features": fcfg.to_dict()})
+    ex_sig = _signature({"pool": pool_sig, "settings": gen, "synth": _synth_signature(synth), "features": fcfg.to_dict()})
     ex_dir = cache / f"examples-{ex_sig}"
     ex_dir.mkdir(parents=True, exist_ok=True)
     if not (ex_dir / "train_x.npy").is_file():
@@ -349,7 +363,19 @@ def train_ensemble(
 
     _configure_threads(settings.threads)
     fam_idx = [all_families.index(f) for f in todo]
-    joint, members, trunk = build_joint(todo, settings.architecture, seed=settings.seed, trunk=frozen_trunk)
+    start_trunk, freeze = frozen_trunk, True
+    if shared and frozen_trunk is None and settings.pretrain_steps:
+        from tagger.model import pretrain as P
+
+        psettings = P.PretrainSettings(steps=settings.pretrain_steps, seed=settings.seed)
+        pre_sig = _signature({"pool": pool_sig, "pretrain": asdict(psettings), "features": fcfg.to_dict(),
+                              "trunk": list(A.TRUNK_FILTERS)})  # fmt: skip
+        start_trunk = P.pretrained_trunk(
+            lambda: A.build_trunk(fcfg.shape, name="trunk"), train_pool.directory, cache / f"pretrain-{pre_sig}", psettings,
+            fcfg, say=say,
+        )  # fmt: skip
+        freeze = False
+    joint, members, trunk = build_joint(todo, settings.architecture, seed=settings.seed, trunk=start_trunk, freeze=freeze)
     losses = {}
     for f, j in zip(todo, fam_idx):
         if settings.recipe == "solo":
@@ -363,6 +389,7 @@ def train_ensemble(
 
     run_sig = _signature({"examples": ex_sig, "families": todo, "epochs": settings.epochs, "lr": settings.learning_rate,
                           "batch_size": settings.batch_size, "architecture": settings.architecture,
+                          **({"pretrain_steps": settings.pretrain_steps} if settings.pretrain_steps else {}),
                           "frozen_trunk": (manifest.get("trunk") or {}).get("sha256") if frozen_trunk is not None else None})  # fmt: skip
     ckpt_dir = cache / f"ckpt-{run_sig}"
     ckpt_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,179 @@
+"""The levers for unheard instruments: timbre augmentation (envelope morphing and frequency warping)
+and supervised contrastive pretraining of the shared trunk."""
+
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from tagger import constants as C  # noqa: E402
+from tagger.model import synth as S  # noqa: E402
+
+SR = C.SAMPLE_RATE
+L = C.WINDOW_SAMPLES
+
+
+def harmonic_tone(f0: float, *, formant: float, width: float = 0.8, seconds: float = 4.0) -> np.ndarray:
+    """A harmonic tone whose partials follow a resonance at `formant` Hz (a body with one formant)."""
+    t = np.arange(int(seconds * SR)) / SR
+    out = np.zeros_like(t)
+    for k in range(1, int(7900 / f0)):
+        f = k * f0
+        out += np.exp(-0.5 * (np.log2(f / formant) / width) ** 2) * np.sin(2 * np.pi * f * t)
+    return (0.5 * out / np.abs(out).max()).astype(np.float32)
+
+
+def band_of_peak(env: np.ndarray) -> float:
+    return float(2 ** S._BAND_CENTRES[int(np.argmax(env))])
+
+
+def test_an_identity_timbre_filter_changes_nothing():
+    env = S.spectral_envelope(np.fft.rfft(harmonic_tone(220, formant=1000)))
+    assert env.shape == S._BAND_CENTRES.shape
+    np.testing.assert_allclose(S.timbre_filter(env, None, amount=0.0, warp=1.0), 1.0)
+    np.testing.assert_allclose(S.timbre_filter(env, env, amount=0.7, warp=1.0), 1.0, atol=1e-6)
+
+
+def test_morphing_moves_the_envelope_towards_the_other_instrument_and_keeps_the_pitch():
+    low, high = harmonic_tone(220, formant=500, width=1.5), harmonic_tone(220, formant=3000, width=1.5)
+    env_low, env_high = (S.spectral_envelope(np.fft.rfft(x)) for x in (low, high))
+    assert band_of_peak(env_low) < 700 < 2000 < band_of_peak(env_high)
+    spectrum = np.fft.rfft(low)
+    gains = S.timbre_filter(env_low, env_high, amount=1.0, warp=1.0)
+    assert 20 * np.log10(gains.max() / gains.min()) <= 2 * S.MAX_TIMBRE_DB + 1e-3  # limited boost and cut
+    above = 2**S._BAND_CENTRES > 200  # where the tones have partials
+    shape = lambda env: env[above] - env[above].mean()  # noqa: E731  (loudness aside)
+    distance = lambda x: float(np.abs(shape(S.spectral_envelope(np.fft.rfft(x))) - shape(env_high)).mean())  # noqa: E731
+    morphed = np.fft.irfft(spectrum * gains, n=L)
+    half = np.fft.irfft(spectrum * S.timbre_filter(env_low, env_high, amount=0.5, warp=1.0), n=L)
+    assert distance(morphed) < distance(half) < distance(low)
+    assert distance(morphed) < 0.5 * distance(low)  # (limited by MAX_TIMBRE_DB)
+    assert band_of_peak(S.spectral_envelope(np.fft.rfft(morphed))) > 2 * band_of_peak(env_low)  # the body of the other instrument
+    # the partials stay where they were: the pitch is the same
+    freqs = np.fft.rfftfreq(L, 1 / SR)
+    strongest = np.argsort(np.abs(np.fft.rfft(morphed)))[-5:]
+    assert all(abs(freqs[i] / 220 - round(freqs[i] / 220)) < 0.01 for i in strongest)
+
+
+def test_warping_stretches_the_envelope_not_the_pitch():
+    tone = harmonic_tone(110, formant=800)
+    spectrum = np.fft.rfft(tone)
+    env = S.spectral_envelope(spectrum)
+    up = np.fft.irfft(spectrum * S.timbre_filter(env, None, amount=0.0, warp=2 ** (4 / 12)), n=L)
+    down = np.fft.irfft(spectrum * S.timbre_filter(env, None, amount=0.0, warp=2 ** (-4 / 12)), n=L)
+    centroid = lambda x: float(np.sum(np.abs(np.fft.rfft(x)) ** 2 * np.fft.rfftfreq(L, 1 / SR)) / np.sum(np.abs(np.fft.rfft(x)) ** 2))  # noqa: E731
+    assert centroid(down) < centroid(tone) < centroid(up)
+    fundamental = lambda x: np.fft.rfftfreq(L, 1 / SR)[np.argmax(np.abs(np.fft.rfft(x))[: int(150 * L / SR)])]  # noqa: E731
+    assert fundamental(up) == fundamental(tone) == fundamental(down) == pytest.approx(110, abs=0.5)
+
+
+def _pool(tmp_path, families=("flute", "organ")):
+    """A note pool of two families, two instruments each (formant 600 or 2500 Hz), plus noise negatives."""
+    import json
+
+    clips, fam, inst = [], [], []
+    for fi, _ in enumerate(families):
+        for ii, formant in enumerate((600, 2500)):
+            for f0 in (196, 262, 330, 440):
+                clips.append(harmonic_tone(f0 * (1 + fi), formant=formant * (1 + 0.3 * fi)))
+                fam.append(fi)
+                inst.append(2 * fi + ii)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        clips.append((rng.standard_normal(L) * 0.1).astype(np.float32))
+        fam.append(-1)
+        inst.append(4)
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    np.save(tmp_path / "audio.npy", (np.stack(clips) * 32767).astype(np.int16))
+    meta = {"families": list(families), "family": fam, "instrument": inst, "is_drum": [False] * len(fam),
+            "instrument_names": [f"i{i}" for i in range(5)], "notes": [str(i) for i in range(len(fam))]}  # fmt: skip
+    (tmp_path / "pool.json").write_text(json.dumps(meta))
+    return S.NotePool(tmp_path)
+
+
+def test_timbre_augmented_mixtures_keep_their_labels_and_are_deterministic(tmp_path):
+    from tagger.model import architectures as A
+
+    pool = _pool(tmp_path / "pool")
+    plain = S.SynthSettings()
+    timbre = S.SynthSettings(morph_prob=1.0, warp_prob=1.0)
+    rng = np.random.default_rng(3)
+    envelopes = S._Envelopes(pool)
+    for _ in range(10):
+        audio, label = S.mixture_example(pool, rng, timbre, instruments={0: 0, 1: 3}, envelopes=envelopes)
+        assert label.tolist() == [1, 1] and np.isfinite(audio).all() and 0 < np.abs(audio).max() <= 1.0
+    fcfg = A.feature_config("trunk")
+    a = S.generate_chunk(str(pool.directory), seed=1, chunk=0, count=12, settings=timbre, feature_config=fcfg)
+    b = S.generate_chunk(str(pool.directory), seed=1, chunk=0, count=12, settings=timbre, feature_config=fcfg)
+    c = S.generate_chunk(str(pool.directory), seed=1, chunk=0, count=12, settings=plain, feature_config=fcfg)
+    np.testing.assert_array_equal(a[0], b[0])
+    assert not np.array_equal(a[0], c[0])  # the augmentation changed the sound
+    # an instrument's envelope is morphed towards another of the same family, never of another family
+    fresh = S._Envelopes(pool)
+    for seed in range(5):
+        S._timbre(pool.clip(0), pool, 0, 0, np.random.default_rng(seed), S.SynthSettings(morph_prob=1.0), fresh)
+    assert set(fresh.cache) == {1}  # the only other flute instrument
+
+
+def test_supcon_loss_is_low_when_instruments_cluster_and_high_when_they_mix():
+    from keras import ops
+
+    from tagger.model.pretrain import supcon_loss
+
+    ids = np.repeat(np.arange(4), 4).astype(np.int32)
+    centres = np.eye(8, dtype=np.float32)[:4]
+    clustered = centres[ids] + 0.01 * np.random.default_rng(0).standard_normal((16, 8)).astype(np.float32)
+    clustered /= np.linalg.norm(clustered, axis=1, keepdims=True)
+    mixed = np.random.default_rng(1).standard_normal((16, 8)).astype(np.float32)
+    mixed /= np.linalg.norm(mixed, axis=1, keepdims=True)
+    good = float(ops.convert_to_numpy(supcon_loss(ops.convert_to_tensor(clustered), ops.convert_to_tensor(ids), 0.1)))
+    bad = float(ops.convert_to_numpy(supcon_loss(ops.convert_to_tensor(mixed), ops.convert_to_tensor(ids), 0.1)))
+    # perfect clusters: each anchor's 3 positives share the probability mass, log(3) is the floor
+    assert good == pytest.approx(np.log(3), abs=0.05) and bad > good + 1.0
+
+
+def test_contrastive_batches_hold_several_notes_of_distinct_instruments():
+    from tagger.model.pretrain import PretrainSettings, batches
+
+    instrument = np.array([0] * 5 + [1] * 3 + [2] * 1 + [3] * 4)
+    gen = batches(instrument, PretrainSettings(instruments_per_batch=3, per_instrument=2))
+    for _ in range(20):
+        idx, ids = next(gen)
+        assert len(idx) == 6 and (instrument[idx] == ids).all()
+        assert len(set(ids.tolist())) == 3 and 2 not in ids  # one note alone has no positive
+
+
+@pytest.mark.model
+def test_contrastive_pretraining_separates_instruments_the_trunk_then_trains_on(tmp_path, monkeypatch):
+    from tagger.model import architectures as A
+    from tagger.model.pretrain import PretrainSettings, pretrained_trunk
+
+    pool = _pool(tmp_path / "pool")
+    fcfg = A.feature_config("trunk")
+    settings = PretrainSettings(steps=25, instruments_per_batch=5, per_instrument=3, learning_rate=3e-3)
+    seen = []
+    say = lambda stage, info: seen.append((stage, info))  # noqa: E731
+    small = lambda: A.build_trunk(fcfg.shape, filters=(8, 16, 32))  # noqa: E731
+    trunk = pretrained_trunk(small, pool.directory, tmp_path / "cache", settings, fcfg, say=say)
+    losses = np.array(__import__("json").loads((tmp_path / "cache" / "losses.json").read_text()))
+    assert len(losses) == 25 and losses[-5:].mean() < losses[:5].mean()
+    # the embedding puts notes of one instrument closer together than notes of different instruments
+    feats = np.load(tmp_path / "cache" / "notes_x.npy").astype(np.float32)
+    same = pool.instrument[:, None] == pool.instrument[None, :]
+    off = ~np.eye(len(feats), dtype=bool)
+
+    def gap(model) -> float:
+        z = np.array(model(feats, training=False))
+        z -= z.mean(axis=0)  # cosine similarity around the centre of the embeddings
+        z /= np.linalg.norm(z, axis=1, keepdims=True) + 1e-9
+        sim = z @ z.T
+        return float(sim[same & off].mean() - sim[~same].mean())
+
+    assert gap(trunk) > 0 and gap(trunk) > gap(small()) + 0.2  # more than an untrained trunk
+    # a second call reuses the pretrained weights instead of training again
+    seen.clear()
+    again = pretrained_trunk(small, pool.directory, tmp_path / "cache", settings, fcfg, say=say)
+    assert seen == [("pretrain", {"reused": str(tmp_path / "cache" / "trunk.weights.h5")})]
+    np.testing.assert_allclose(np.asarray(again(feats[:3], training=False)), np.asarray(trunk(feats[:3], training=False)), atol=1e-5)
