@@ -12,7 +12,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from conftest import compact_models  # noqa: E402
 from tagger.data import gm, nsynth, render as R  # noqa: E402
 from tagger.errors import ModelError, UserError  # noqa: E402
-from tagger.model import architectures as A, store  # noqa: E402
+from tagger.model import architectures as A  # noqa: E402
 from tagger.model.ensemble import Ensemble, read_manifest, sha256_file  # noqa: E402
 from tagger.model.train import TrainSettings, train_ensemble  # noqa: E402
 
