@@ -177,3 +177,15 @@ def test_contrastive_pretraining_separates_instruments_the_trunk_then_trains_on(
     again = pretrained_trunk(small, pool.directory, tmp_path / "cache", settings, fcfg, say=say)
     assert seen == [("pretrain", {"reused": str(tmp_path / "cache" / "trunk.weights.h5")})]
     np.testing.assert_allclose(np.asarray(again(feats[:3], training=False)), np.asarray(trunk(feats[:3], training=False)), atol=1e-5)
+
+
+def test_timbre_augmentation_changes_the_example_signature_only_when_on():
+    from dataclasses import asdict
+
+    from tagger.model.train import _synth_signature
+
+    off = _synth_signature(S.SynthSettings())
+    assert not set(S.TIMBRE_SETTINGS) & set(off)  # examples cached before the augmentation existed are reused
+    assert off == {k: v for k, v in asdict(S.SynthSettings()).items() if k not in S.TIMBRE_SETTINGS}
+    on = _synth_signature(S.SynthSettings(morph_prob=0.5))
+    assert on["morph_prob"] == 0.5 and on["warp_prob"] == 0.0 and set(S.TIMBRE_SETTINGS) <= set(on)
