@@ -48,6 +48,9 @@ def row(manifest: dict) -> list[str]:
         f"`{manifest['version']}`{note}",
         f"{manifest.get('architecture')}, {data.get('examples', '?')} examples x {training.get('epochs', '?')} epochs"
         + (f", level weights {','.join(f'{w:g}' for w in weights)}" if weights else "")
+        + (f", timbre morph {synth['morph_prob']:g} / warp {synth['warp_prob']:g}" if synth.get("morph_prob") or synth.get("warp_prob") else "")
+        + (f", contrastive pretraining {training['pretrain_steps']} steps" if training.get("pretrain_steps") else "")
+        + (f", {training['instrument_fraction']:g} of the instruments" if training.get("instrument_fraction", 1.0) < 1.0 else "")
         + (", all instruments" if data.get("all_instruments") else "")
         + (f", without {', '.join(data['left_out_sources'])}" if data.get("left_out_sources") else ""),
         f"{data.get('dataset', '?')}: {data.get('train_instruments', '?')} instruments",

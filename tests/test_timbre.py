@@ -189,3 +189,25 @@ def test_timbre_augmentation_changes_the_example_signature_only_when_on():
     assert off == {k: v for k, v in asdict(S.SynthSettings()).items() if k not in S.TIMBRE_SETTINGS}
     on = _synth_signature(S.SynthSettings(morph_prob=0.5))
     assert on["morph_prob"] == 0.5 and on["warp_prob"] == 0.0 and set(S.TIMBRE_SETTINGS) <= set(on)
+
+
+def test_the_instrument_share_ablation_keeps_a_share_of_every_family():
+    from pathlib import Path
+
+    from tagger.data.nsynth import Note, NoteDataset
+    from tagger.model.train import _instrument_share
+
+    def note(family, inst, pitch):
+        return Note(f"{inst}-{pitch:03d}-100", pitch, 100, family, "acoustic", inst, Path("x.wav"), inst)
+
+    notes = [note("flute", f"flute{i}", p) for i in range(10) for p in (60, 62)]
+    notes += [note("vocal", "vocal0", 60)]
+    drums = [note("percussion", "kit0", 36)]
+    ds = NoteDataset(Path("."), notes, drums)
+    half = _instrument_share(ds, 0.5, seed=0)
+    kept = {n.instrument for n in half.notes}
+    assert len(kept - {"vocal0"}) == 5 and "vocal0" in kept  # a family with one instrument keeps it
+    assert all(sum(n.instrument == i for n in half.notes) == 2 for i in kept - {"vocal0"})  # whole instruments
+    assert half.negatives == drums
+    assert {n.instrument for n in _instrument_share(ds, 0.5, seed=0).notes} == kept  # seeded
+    assert {n.instrument for n in _instrument_share(ds, 0.5, seed=1).notes} != kept

@@ -51,6 +51,9 @@ def train(
         0.0, min=0.0, max=1.0, help="Timbre augmentation: chance that an instrument's spectral envelope is stretched "
         "along frequency (up to 4 semitones, pitch unchanged)."
     ),
+    instrument_fraction: float = typer.Option(
+        1.0, min=0.01, max=1.0, help="Ablation: train on this share of each family's training instruments."
+    ),
     pretrain_steps: int = typer.Option(
         0, min=0, help="Shared trunk: supervised contrastive pretraining steps on instrument identity (single notes; "
         "same instrument at other pitches = positives) before the mixture training; 0 = none."
@@ -82,7 +85,7 @@ def train(
         valid_per_level=valid_per_level, aggregation_tracks=aggregation_tracks,
         valid_music_examples=valid_examples, valid_solo_notes=valid_examples,
         leave_out=tuple(s.strip().lower() for s in leave_out or ()), all_instruments=all_instruments,
-        pretrain_steps=pretrain_steps,
+        pretrain_steps=pretrain_steps, instrument_fraction=instrument_fraction,
     )  # fmt: skip
     bars: dict[str, tqdm] = {}
 

@@ -71,6 +71,9 @@ class TrainSettings:
     all_instruments: bool = False
     """A production fit: train on the instruments of every split (validation figures are then on
     instruments seen in training and are not a measure of generalisation)."""
+    instrument_fraction: float = 1.0
+    """Train on this share of the training instruments only (drawn per family with the seed; the
+    non-family sounds are all kept): an ablation that measures what more instruments are worth."""
     pretrain_steps: int = 0
     """Shared trunk only: supervised contrastive pretraining steps on instrument identity before the
     mixture training (`tagger.model.pretrain`); 0 = none."""
@@ -274,6 +277,8 @@ def train_ensemble(
         left_out_ds = _left_out_source(dataset_root, settings.leave_out, all_families)
         train_ds = _without_sources(train_ds, settings.leave_out)
         valid_ds = _without_sources(valid_ds, settings.leave_out)
+    if settings.instrument_fraction < 1.0:
+        train_ds = _instrument_share(train_ds, settings.instrument_fraction, seed=settings.seed)
     wanted = list(families) if families else all_families
     for f in wanted:
         if not any(n.family == f for n in train_ds.notes):
@@ -317,7 +322,8 @@ def train_ensemble(
 
     cache = cache_root() / "train"
     pool_sig = _signature({"data": data_sig, "max": settings.max_notes_per_instrument, "seed": settings.seed,
-                           "leave_out": sorted(settings.leave_out), "all": settings.all_instruments})  # fmt: skip
+                           "leave_out": sorted(settings.leave_out), "all": settings.all_instruments,
+                           **({"share": settings.instrument_fraction} if settings.instrument_fraction < 1.0 else {})})  # fmt: skip
     say("pools", {"train_notes": len(train_ds.notes), "train_negatives": len(train_ds.negatives)})
     train_pool = S.NotePool.build(
         train_ds, cache / f"pool-train-{pool_sig}", max_notes_per_instrument=settings.max_notes_per_instrument, seed=settings.seed
@@ -327,6 +333,8 @@ def train_ensemble(
     )
     # the examples depend on what generates them, not on how they are trained on
     gen = {k: v for k, v in asdict(settings).items() if k not in _TRAINING_ONLY}
+    if settings.instrument_fraction == 1.0:
+        gen.pop("instrument_fraction")  # (the signature of examples made before the setting existed)
     ex_sig = _signature({"pool": pool_sig, "settings": gen, "synth": _synth_signature(synth), "features": fcfg.to_dict()})
     ex_dir = cache / f"examples-{ex_sig}"
     ex_dir.mkdir(parents=True, exist_ok=True)
@@ -506,6 +514,19 @@ def _without_sources(ds: NoteDataset, sources: Sequence[str]) -> NoteDataset:
 
     keep = lambda notes: [n for n in notes if n.soundfont not in sources]  # noqa: E731
     return dataclasses.replace(ds, notes=keep(ds.notes), negatives=keep(ds.negatives))
+
+
+def _instrument_share(ds: NoteDataset, fraction: float, *, seed: int) -> NoteDataset:
+    """The dataset with `fraction` of each family's instruments (at least one), drawn with `seed`."""
+    import dataclasses
+
+    rng = np.random.default_rng([seed, 11])
+    keep: set[str] = set()
+    for family in sorted({n.family for n in ds.notes}):
+        names = sorted({n.instrument for n in ds.notes if n.family == family})
+        count = max(1, int(round(fraction * len(names))))
+        keep.update(names[i] for i in rng.choice(len(names), size=count, replace=False))
+    return dataclasses.replace(ds, notes=[n for n in ds.notes if n.instrument in keep])
 
 
 def _left_out_source(root: Path, sources: Sequence[str], families: Sequence[str]) -> NoteDataset:
