@@ -328,3 +328,38 @@ def test_runs_table_prints_the_operating_points(tmp_path, capsys):
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     assert runs.main(["--operating-points", str(tmp_path)]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == "| flute | 0.61 | 0.75 / 0.50 | 0.75 / 0.50 | 0.75 / 0.50 |"
+
+
+@pytest.mark.model
+def test_held_out_detail_scores_kinds_and_averaged_runs(tmp_path, capsys):
+    import importlib.util
+
+    from conftest import compact_models
+    from tagger.evaluate.metrics import auc
+    from tagger.model.ensemble import Ensemble
+
+    spec = importlib.util.spec_from_file_location("detail", Path(__file__).parents[1] / "scripts" / "held_out_detail.py")
+    detail = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(detail)
+    a = compact_models(tmp_path / "a", ["bass", "flute"], version="a", seed=1)
+    b = compact_models(tmp_path / "b", ["bass", "flute"], version="b", seed=2)
+    rng = np.random.default_rng(0)
+    valid = tmp_path / "examples"
+    valid.mkdir()
+    n = 40
+    feats = rng.uniform(0, 1, (n, 64, 126)).astype(np.float16)
+    labels = np.stack([np.arange(n) % 2, (np.arange(n) // 2) % 2], axis=1).astype(np.uint8)
+    kind = np.repeat(np.arange(4), n // 4).astype(np.int8)
+    for name, arr in (("x", feats), ("labels", labels), ("kind", kind), ("levels", labels.sum(axis=1))):
+        np.save(valid / f"valid_{name}.npy", arr)
+    assert detail.main(["--valid", str(valid), str(a), str(b)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    kinds_rows = [line for line in out if line.startswith(("| `a` |", "| `b` |"))]
+    assert len(kinds_rows) == 4  # one row per run in each table
+    averaged = [line for line in out if "`a` + `b`" in line]
+    assert len(averaged) == 1
+    p = Ensemble.load(a).predict_features(feats.astype(np.float32), batch_size=256)
+    expected = np.mean([auc(labels[kind < 3, j], p[kind < 3, j]) for j in range(2)])
+    assert kinds_rows[2].split(" | ")[1] == f"{expected:.3f}"  # held-out AUC as in the manifests
+    assert detail.main(["--valid", str(tmp_path / "nothing"), str(a)]) == 1
+    assert "no cached validation set" in capsys.readouterr().err

@@ -1,0 +1,88 @@
+"""Held-out detail of trained runs on a cached validation set: per-kind AUC and averaged runs.
+
+For each model directory: the mean per-family AUC on each kind of validation window (protocol
+mixtures, music-like mixtures, single notes) and, on single notes, how often the highest-scoring
+family is the right one. Then the held-out and left-out mean AUC (over every window with a family
+question, as in the manifests) of each model directory alone and of the average of the scores of
+every combination of them (model averaging).
+
+The validation set is the one `tagger train` caches with its examples,
+``~/.cache/tagger/train/examples-<signature>/valid_*.npy`` (``left_out/`` inside it for a run with
+``--leave-out``); runs that share their example settings share it.
+
+    .venv/bin/python scripts/held_out_detail.py --valid ~/.cache/tagger/train/examples-ab85013dc037513a \\
+        ~/.cache/tagger/runs/trunk-lo-2 ~/.cache/tagger/runs/trunk-lo-timbre
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+from pathlib import Path
+
+import numpy as np
+
+KINDS = ("protocol", "music-like", "single notes")
+
+
+def _load(folder: Path):
+    from tagger.model.train import ValidationSet
+
+    if not (folder / "valid_x.npy").is_file():
+        return None
+    return ValidationSet.cached(folder, lambda: None)
+
+
+def _mean_auc(vs, probs: np.ndarray, select: np.ndarray) -> float:
+    from tagger.evaluate.metrics import auc
+
+    return float(np.mean([auc(vs.labels[select, j], probs[select, j]) for j in range(probs.shape[1])]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("model_dirs", nargs="+", type=Path)
+    ap.add_argument("--valid", type=Path, required=True, help="the examples cache folder holding valid_x.npy")
+    args = ap.parse_args(argv)
+    from tagger.model.backends import quiet_tensorflow
+
+    quiet_tensorflow()
+    from tagger.model.ensemble import Ensemble
+
+    vs = _load(args.valid)
+    if vs is None:
+        print(f"{args.valid}: no cached validation set (valid_x.npy) here", file=sys.stderr)
+        return 1
+    left_out = _load(args.valid / "left_out")
+    scores = {}
+    for d in args.model_dirs:
+        ens = Ensemble.load(d)
+        if vs.labels.shape[1] != len(ens.families):
+            print(f"{d}: {len(ens.families)} families, the validation set has {vs.labels.shape[1]}", file=sys.stderr)
+            return 1
+        predict = lambda x: ens.predict_features(np.asarray(x, dtype=np.float32), batch_size=256)  # noqa: E731
+        scores[d] = (predict(vs.feats), predict(left_out.feats) if left_out is not None else None)
+    print("| run | " + " | ".join(f"{k} AUC" for k in KINDS) + " | single notes: right top family |")
+    print("|---|" + "---|" * (len(KINDS) + 1))
+    solo = vs.kind == 2
+    truth = vs.labels[solo].argmax(axis=1)
+    for d, (p, _) in scores.items():
+        cells = [f"{_mean_auc(vs, p, vs.kind == k):.3f}" for k in range(len(KINDS))]
+        top1 = float((p[solo].argmax(axis=1) == truth).mean()) if solo.any() else float("nan")
+        print(f"| `{d.name}` | " + " | ".join(cells) + f" | {top1:.1%} |")
+    print()
+    print("| runs averaged | held-out AUC | left-out source AUC |")
+    print("|---|---|---|")
+    for k in range(1, len(scores) + 1):
+        for combo in itertools.combinations(scores, k):
+            held = _mean_auc(vs, np.mean([scores[d][0] for d in combo], axis=0), vs.kind < 3)
+            lo = ""
+            if left_out is not None:
+                lo = f"{_mean_auc(left_out, np.mean([scores[d][1] for d in combo], axis=0), left_out.kind < 3):.3f}"
+            print(f"| {' + '.join(f'`{d.name}`' for d in combo)} | {held:.3f} | {lo} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
