@@ -12,6 +12,16 @@ The validation set is the one `tagger train` caches with its examples,
 
     .venv/bin/python scripts/held_out_detail.py --valid ~/.cache/tagger/train/examples-ab85013dc037513a \\
         ~/.cache/tagger/runs/trunk-lo-2 ~/.cache/tagger/runs/trunk-lo-timbre
+
+With ``--programs DATASET``: instead, for the first model directory, single notes of every
+validation instrument group of the dataset (a GM program across the sample libraries, an STK
+class), each group's share of notes whose top family is right and whose family is tagged at the
+threshold, and the family most often on top instead.
+
+    .venv/bin/python scripts/held_out_detail.py --programs ~/.cache/tagger/datasets/gm4 ~/.cache/tagger/runs/trunk-lo-2
+
+``--split train --source generaluser`` does the same for the training programs as played by a
+source the run left out (known programs, unknown samples: the case of a user's music).
 """
 
 from __future__ import annotations
@@ -40,15 +50,52 @@ def _mean_auc(vs, probs: np.ndarray, select: np.ndarray) -> float:
     return float(np.mean([auc(vs.labels[select, j], probs[select, j]) for j in range(probs.shape[1])]))
 
 
+def programs(dataset: Path, model_dir: Path, *, split: str = "valid", source: str | None = None, per_group: int = 60,
+             seed: int = 0) -> list[str]:  # fmt: skip
+    """Per instrument group of `split` (of one `source` only, if given): right top family and tagged
+    share of its single notes (a Markdown table)."""
+    from collections import Counter, defaultdict
+
+    from tagger.data.nsynth import NoteDataset, load_note_audio
+    from tagger.model.ensemble import Ensemble
+
+    ens = Ensemble.load(model_dir)
+    ds = NoteDataset.load(dataset, split=split, families=ens.families)
+    groups: dict[tuple[str, str], list] = defaultdict(list)
+    for n in ds.notes:
+        if source is None or n.soundfont == source:
+            groups[(n.family, n.group)].append(n)
+    rng = np.random.default_rng(seed)
+    lines = ["| family | group | notes | right top family | tagged | most often on top instead |", "|---|---|---|---|---|---|"]
+    for (family, group), notes in sorted(groups.items()):
+        if len(notes) > per_group:
+            notes = [notes[i] for i in np.sort(rng.choice(len(notes), per_group, replace=False))]
+        probs = ens.predict(load_note_audio(notes))
+        j = ens.families.index(family)
+        top = probs.argmax(axis=1)
+        wrong = Counter(ens.families[t] for t in top if t != j).most_common(1)
+        lines.append(f"| {family} | {group} | {len(notes)} | {np.mean(top == j):.0%} | {np.mean(ens.decide(probs)[:, j]):.0%} | "
+                     + (f"{wrong[0][0]} ({wrong[0][1] / len(notes):.0%})" if wrong else "") + " |")  # fmt: skip
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model_dirs", nargs="+", type=Path)
-    ap.add_argument("--valid", type=Path, required=True, help="the examples cache folder holding valid_x.npy")
+    group = ap.add_mutually_exclusive_group(required=True)
+    group.add_argument("--valid", type=Path, help="the examples cache folder holding valid_x.npy")
+    group.add_argument("--programs", type=Path, metavar="DATASET", help="per validation instrument group, on single notes")
+    ap.add_argument("--split", default="valid", help="with --programs: the split whose groups are scored (default valid)")
+    ap.add_argument("--source", help="with --programs: only the notes of this source (e.g. generaluser, left out of a run)")
     args = ap.parse_args(argv)
     from tagger.model.backends import quiet_tensorflow
 
     quiet_tensorflow()
     from tagger.model.ensemble import Ensemble
+
+    if args.programs is not None:
+        print("\n".join(programs(args.programs, args.model_dirs[0], split=args.split, source=args.source)))
+        return 0
 
     vs = _load(args.valid)
     if vs is None:

@@ -363,3 +363,30 @@ def test_held_out_detail_scores_kinds_and_averaged_runs(tmp_path, capsys):
     assert kinds_rows[2].split(" | ")[1] == f"{expected:.3f}"  # held-out AUC as in the manifests
     assert detail.main(["--valid", str(tmp_path / "nothing"), str(a)]) == 1
     assert "no cached validation set" in capsys.readouterr().err
+
+
+@pytest.mark.model
+def test_held_out_detail_scores_each_instrument_group_on_single_notes(tmp_path):
+    import importlib.util
+
+    from conftest import compact_models
+    from tagger.model.ensemble import Ensemble
+
+    spec = importlib.util.spec_from_file_location("detail", Path(__file__).parents[1] / "scripts" / "held_out_detail.py")
+    detail = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(detail)
+    root = make_nsynth(tmp_path / "ds", instruments_per_family=2, notes=2, extra=False)
+    models = compact_models(tmp_path / "m", list(FAMILIES), version="m", seed=3)
+    lines = detail.programs(root, models, split=None)
+    assert lines[0].startswith("| family | group | notes | right top family | tagged |")
+    rows = [line.strip("| ").split(" | ") for line in lines[2:]]
+    assert [r[:3] for r in rows] == [[f, f"{f}_{s}_{i:03d}", "2"] for f in FAMILIES for i, s in ((0, "acoustic"), (1, "electronic"))]
+    ens = Ensemble.load(models)
+    ds = nsynth.NoteDataset.load(root)
+    notes = [n for n in ds.notes if n.instrument == "flute_acoustic_000"]
+    probs = ens.predict(nsynth.load_note_audio(notes))
+    flute = FAMILIES.index("flute")
+    row = next(r for r in rows if r[1] == "flute_acoustic_000")
+    assert row[3] == f"{np.mean(probs.argmax(axis=1) == flute):.0%}" and row[4] == f"{np.mean(ens.decide(probs)[:, flute]):.0%}"
+    only = detail.programs(root, models, split=None, source="nosuch")
+    assert len(only) == 2  # no group of that source
