@@ -390,3 +390,32 @@ def test_held_out_detail_scores_each_instrument_group_on_single_notes(tmp_path):
     assert row[3] == f"{np.mean(probs.argmax(axis=1) == flute):.0%}" and row[4] == f"{np.mean(ens.decide(probs)[:, flute]):.0%}"
     only = detail.programs(root, models, split=None, source="nosuch")
     assert len(only) == 2  # no group of that source
+
+
+def test_two_regime_thresholds_recover_quiet_single_notes_that_one_threshold_loses():
+    import importlib.util
+
+    from tagger.model.train import ValidationSet
+
+    spec = importlib.util.spec_from_file_location("detail", Path(__file__).parents[1] / "scripts" / "held_out_detail.py")
+    detail = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(detail)
+    rng = np.random.default_rng(0)
+    n, fams = 400, 3
+    kind = np.repeat([0, 2], n // 2).astype(np.int8)
+    labels = np.zeros((n, fams), np.uint8)
+    probs = np.zeros((n, fams), np.float32)
+    for i in range(n):
+        if kind[i] == 0:  # a mixture: two families play, strong scores, the third family scores 0.5
+            on = rng.choice(fams, 2, replace=False)
+            labels[i, on] = 1
+            probs[i] = np.where(labels[i] == 1, 0.9, 0.5)
+        else:  # a single note: a weak right score, nothing else
+            labels[i, rng.integers(fams)] = 1
+            probs[i] = np.where(labels[i] == 1, 0.4, 0.05)
+    vs = ValidationSet(np.zeros((n, 1, 1), np.float16), labels, kind, labels.sum(axis=1))
+    rows = [line.split(" | ") for line in detail.two_regime(vs, probs, bounds=(1.2,))[2:]]
+    one, two = rows
+    assert one[0] == "| one threshold per family" and two[0] == "| two, S = 1.2"
+    assert float(one[4]) == 0.0 and float(two[4]) == 1.0  # single notes: lost by one threshold, found by two
+    assert float(one[2]) == float(two[2]) == 1.0 and two[1] == "50%"  # mixtures right either way
