@@ -50,6 +50,8 @@ def row(manifest: dict) -> list[str]:
         + (f", level weights {','.join(f'{w:g}' for w in weights)}" if weights else "")
         + (f", timbre morph {synth['morph_prob']:g} / warp {synth['warp_prob']:g}" if synth.get("morph_prob") or synth.get("warp_prob") else "")
         + (f", contrastive pretraining {training['pretrain_steps']} steps" if training.get("pretrain_steps") else "")
+        + (f", trunk filters {','.join(map(str, training['trunk_filters']))}"
+           if training.get("trunk_filters") and list(training["trunk_filters"]) != [24, 48, 96, 192, 192] else "")
         + (f", {training['instrument_fraction']:g} of the instruments" if training.get("instrument_fraction", 1.0) < 1.0 else "")
         + (", all instruments" if data.get("all_instruments") else "")
         + (f", without {', '.join(data['left_out_sources'])}" if data.get("left_out_sources") else ""),

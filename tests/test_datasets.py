@@ -298,7 +298,8 @@ def test_runs_table_reads_held_out_left_out_and_production_manifests(tmp_path, c
             "reference": {"version": "held-1", "auc": {f: 0.7 for f in fams}, "validation": held["validation"],
                           "validation_left_out": held["validation_left_out"]},
             "data": {**held["data"], "all_instruments": True, "left_out_sources": []}}  # fmt: skip
-    lever = {**held, "version": "lever-1", "training": {**held["training"], "pretrain_steps": 1500, "instrument_fraction": 0.5},
+    lever = {**held, "version": "lever-1", "training": {**held["training"], "pretrain_steps": 1500, "instrument_fraction": 0.5,
+                                                         "trunk_filters": [32, 64]},
              "data": {**held["data"], "synth": {"morph_prob": 0.5, "warp_prob": 0.25}}}  # fmt: skip
     for name, manifest in (("held", held), ("prod", prod), ("lever", lever)):
         (tmp_path / name).mkdir()
@@ -307,7 +308,7 @@ def test_runs_table_reads_held_out_left_out_and_production_manifests(tmp_path, c
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 5 and lines[0].startswith("| run | recipe")
     held_row, prod_row, lever_row = (line.split(" | ") for line in lines[2:])
-    assert "timbre morph 0.5 / warp 0.25, contrastive pretraining 1500 steps, 0.5 of the instruments" in lever_row[1]
+    assert "timbre morph 0.5 / warp 0.25, contrastive pretraining 1500 steps, trunk filters 32,64, 0.5 of the instruments" in lever_row[1]
     assert "timbre" not in held_row[1] and "pretraining" not in held_row[1]
     assert "without generaluser" in held_row[1] and held_row[3] == "1,100" and held_row[4] == "20 min"
     assert held_row[5].startswith("0.545 (0.50, 0.51") and held_row[6].startswith("0.900")

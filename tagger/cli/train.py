@@ -54,6 +54,9 @@ def train(
     instrument_fraction: float = typer.Option(
         1.0, min=0.01, max=1.0, help="Ablation: train on this share of each family's training instruments."
     ),
+    trunk_filters: str = typer.Option(
+        None, help="Shared trunk: filters of its conv blocks, comma-separated (default 24,48,96,192,192)."
+    ),
     pretrain_steps: int = typer.Option(
         0, min=0, help="Shared trunk: supervised contrastive pretraining steps on instrument identity (single notes; "
         "same instrument at other pitches = positives) before the mixture training; 0 = none."
@@ -66,7 +69,7 @@ def train(
     quiet_tensorflow()
     from tqdm import tqdm
 
-    from tagger.model.architectures import ARCHITECTURES, SHARED_TRUNK
+    from tagger.model.architectures import ARCHITECTURES, SHARED_TRUNK, TRUNK_FILTERS
     from tagger.model.train import TrainSettings, train_ensemble
 
     if architecture is None:
@@ -77,6 +80,14 @@ def train(
         raise typer.BadParameter(f"architecture must be one of {', '.join(ARCHITECTURES)}")
     if pretrain_steps and architecture not in SHARED_TRUNK:
         raise typer.BadParameter("--pretrain-steps needs a shared-trunk architecture (trunk)")
+    filters = TRUNK_FILTERS
+    if trunk_filters:
+        try:
+            filters = tuple(int(f) for f in trunk_filters.split(","))
+        except ValueError:
+            raise typer.BadParameter("--trunk-filters takes comma-separated whole numbers") from None
+        if architecture not in SHARED_TRUNK or not filters or min(filters) < 1 or len(filters) > 7:
+            raise typer.BadParameter("--trunk-filters needs the trunk architecture and 1 to 7 positive numbers")
     if recipe not in ("mixture", "solo"):
         raise typer.BadParameter("recipe must be 'mixture' or 'solo'")
     settings = TrainSettings(
@@ -85,7 +96,7 @@ def train(
         valid_per_level=valid_per_level, aggregation_tracks=aggregation_tracks,
         valid_music_examples=valid_examples, valid_solo_notes=valid_examples,
         leave_out=tuple(s.strip().lower() for s in leave_out or ()), all_instruments=all_instruments,
-        pretrain_steps=pretrain_steps, instrument_fraction=instrument_fraction,
+        pretrain_steps=pretrain_steps, instrument_fraction=instrument_fraction, trunk_filters=filters,
     )  # fmt: skip
     bars: dict[str, tqdm] = {}
 

@@ -74,12 +74,14 @@ class TrainSettings:
     instrument_fraction: float = 1.0
     """Train on this share of the training instruments only (drawn per family with the seed; the
     non-family sounds are all kept): an ablation that measures what more instruments are worth."""
+    trunk_filters: tuple[int, ...] = A.TRUNK_FILTERS
+    """Shared trunk only: filters of its conv blocks (the embedding is twice the last)."""
     pretrain_steps: int = 0
     """Shared trunk only: supervised contrastive pretraining steps on instrument identity before the
     mixture training (`tagger.model.pretrain`); 0 = none."""
 
 
-_TRAINING_ONLY = ("epochs", "batch_size", "learning_rate", "threads", "pretrain_steps")
+_TRAINING_ONLY = ("epochs", "batch_size", "learning_rate", "threads", "pretrain_steps", "trunk_filters")
 """Settings that change the training but not the generated examples (reused across them)."""
 
 
@@ -115,7 +117,8 @@ def _weighted_bce(pos_weight: float, neg_weight: float):
     return loss
 
 
-def build_joint(families: Sequence[str], architecture: str, *, seed: int, trunk=None, freeze: bool = True):
+def build_joint(families: Sequence[str], architecture: str, *, seed: int, trunk=None, freeze: bool = True,
+                trunk_filters: Sequence[int] = A.TRUNK_FILTERS):  # fmt: skip
     """One graph holding a classifier per family (shared input, one output per family).
 
     Per-family architectures get independent weights. Shared-trunk ones get one head per family on
@@ -130,7 +133,7 @@ def build_joint(families: Sequence[str], architecture: str, *, seed: int, trunk=
     inp = keras.Input(shape=cfg.shape, name="features")
     if architecture in A.SHARED_TRUNK:
         if trunk is None:
-            trunk = A.build_trunk(cfg.shape, name="trunk")
+            trunk = A.build_trunk(cfg.shape, name="trunk", filters=tuple(trunk_filters))
         else:
             trunk.trainable = not freeze
         embedding = trunk(inp)
@@ -377,13 +380,14 @@ def train_ensemble(
 
         psettings = P.PretrainSettings(steps=settings.pretrain_steps, seed=settings.seed)
         pre_sig = _signature({"pool": pool_sig, "pretrain": asdict(psettings), "features": fcfg.to_dict(),
-                              "trunk": list(A.TRUNK_FILTERS)})  # fmt: skip
+                              "trunk": list(settings.trunk_filters)})  # fmt: skip
         start_trunk = P.pretrained_trunk(
-            lambda: A.build_trunk(fcfg.shape, name="trunk"), train_pool.directory, cache / f"pretrain-{pre_sig}", psettings,
+            lambda: A.build_trunk(fcfg.shape, name="trunk", filters=tuple(settings.trunk_filters)), train_pool.directory, cache / f"pretrain-{pre_sig}", psettings,
             fcfg, say=say,
         )  # fmt: skip
         freeze = False
-    joint, members, trunk = build_joint(todo, settings.architecture, seed=settings.seed, trunk=start_trunk, freeze=freeze)
+    joint, members, trunk = build_joint(todo, settings.architecture, seed=settings.seed, trunk=start_trunk, freeze=freeze,
+                                        trunk_filters=settings.trunk_filters)  # fmt: skip
     losses = {}
     for f, j in zip(todo, fam_idx):
         if settings.recipe == "solo":
@@ -398,6 +402,7 @@ def train_ensemble(
     run_sig = _signature({"examples": ex_sig, "families": todo, "epochs": settings.epochs, "lr": settings.learning_rate,
                           "batch_size": settings.batch_size, "architecture": settings.architecture,
                           **({"pretrain_steps": settings.pretrain_steps} if settings.pretrain_steps else {}),
+                          **({"trunk": list(settings.trunk_filters)} if tuple(settings.trunk_filters) != A.TRUNK_FILTERS else {}),
                           "frozen_trunk": (manifest.get("trunk") or {}).get("sha256") if frozen_trunk is not None else None})  # fmt: skip
     ckpt_dir = cache / f"ckpt-{run_sig}"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
