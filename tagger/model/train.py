@@ -9,7 +9,8 @@ dataset's train split and validates on its valid split:
 3. The classifiers of all requested families are trained together as one Keras graph: per-family
    models with their own weights (`compact`, `paper`), or one shared trunk with a head per family
    (`trunk`; a directory that already holds a trunk gets only new heads, trained on the frozen
-   trunk). Solo training weights each family's positives by its class balance.
+   trunk). Solo training weights each family's positives by its class balance. A new trunk may
+   first be pretrained on instrument identity (``pretrain_steps``, `tagger.model.pretrain`).
 4. Thresholds are calibrated per family on validation data only (F0.5-optimal, precision first,
    over the validation protocol mixtures, music-like mixtures and single notes), then the
    per-track aggregation rule on synthetic validation tracks (`tagger.model.calibrate`). With
