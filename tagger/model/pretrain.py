@@ -59,7 +59,7 @@ def _note_chunk(pool_dir: str, start: int, count: int, seed: int, feature_config
     audio = np.zeros((count, S.L), dtype=np.float32)
     gains = np.ones((count, C.STFT_BINS), dtype=np.float32)
     for i in range(count):
-        audio[i] = S._finish(pool.clip(start + i) * np.float32(10 ** (rng.uniform(-12, 0) / 20)), rng, plain)
+        audio[i] = S.finish_example(pool.clip(start + i) * np.float32(10 ** (rng.uniform(-12, 0) / 20)), rng, plain)
         if rng.random() < plain.eq_prob:
             gains[i] = S.eq_curve(rng)
     return np.concatenate(

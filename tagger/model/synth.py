@@ -312,7 +312,7 @@ def mixture_example(
             drum = bool(pool.is_drum[pool.by_instrument[inst][0]])
             gain = 10 ** (rng.uniform(*settings.gain_db) / 20)
             _add_instrument(out, pool, inst, rng, aligned=rng.random() < 0.3 and not drum, drum=drum, gain=gain)
-    return _finish(out, rng, settings), label
+    return finish_example(out, rng, settings), label
 
 
 def solo_example(pool: NotePool, rng, settings: SynthSettings, envelopes: _Envelopes | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -332,10 +332,11 @@ def solo_example(pool: NotePool, rng, settings: SynthSettings, envelopes: _Envel
         _place(out, pool.clip(int(rng.choice(pool.by_instrument[inst]))), onset=0, length=L, gain=1.0)
         if settings.morph_prob or settings.warp_prob:
             out = _timbre(out, pool, inst, f, rng, settings, envelopes or _Envelopes(pool))
-    return _finish(out, rng, settings), label
+    return finish_example(out, rng, settings), label
 
 
-def _finish(out: np.ndarray, rng, settings: SynthSettings) -> np.ndarray:
+def finish_example(out: np.ndarray, rng, settings: SynthSettings) -> np.ndarray:
+    """The augmentation every example ends with: maybe room reverb, a random peak level, maybe light noise."""
     peak = float(np.max(np.abs(out)))
     if peak > 1e-6:
         if rng.random() < settings.reverb_prob:
