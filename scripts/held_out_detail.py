@@ -132,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     quiet_tensorflow()
     from tagger.model.ensemble import Ensemble
 
+    if args.two_regime and args.programs is not None:
+        ap.error("--two-regime goes with --valid, not --programs")
     if args.programs is not None:
         print("\n".join(programs(args.programs, args.model_dirs[0], split=args.split, source=args.source)))
         return 0

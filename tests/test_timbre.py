@@ -109,7 +109,14 @@ def test_timbre_augmented_mixtures_keep_their_labels_and_are_deterministic(tmp_p
     b = S.generate_chunk(str(pool.directory), seed=1, chunk=0, count=12, settings=timbre, feature_config=fcfg)
     c = S.generate_chunk(str(pool.directory), seed=1, chunk=0, count=12, settings=plain, feature_config=fcfg)
     np.testing.assert_array_equal(a[0], b[0])
-    assert not np.array_equal(a[0], c[0])  # the augmentation changed the sound
+    assert not np.array_equal(a[0], c[0])
+    # the augmentation itself changes an instrument's sound, by a bounded gain at every frequency
+    clip = pool.clip(0)
+    for seed in range(3):
+        changed = S._timbre(clip, pool, 0, 0, np.random.default_rng(seed), S.SynthSettings(morph_prob=1.0, warp_prob=1.0), envelopes)
+        assert not np.allclose(changed, clip, atol=1e-3) and np.abs(changed).max() == pytest.approx(np.abs(clip).max(), rel=1e-4)
+    untouched = S._timbre(clip, pool, 0, 0, np.random.default_rng(0), S.SynthSettings(), envelopes)
+    assert untouched is clip  # off: the entry is returned as it was
     # an instrument's envelope is morphed towards another of the same family, never of another family
     fresh = S._Envelopes(pool)
     for seed in range(5):
