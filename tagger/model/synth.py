@@ -18,6 +18,10 @@ Timbre augmentation (off by default; `morph_prob`, `warp_prob`) makes instrument
 holds out of those the pool has, one family entry at a time: the entry's spectral envelope is moved
 part of the way towards that of another instrument of its family (envelope morphing) and/or
 stretched along the frequency axis without changing its pitch (a larger or smaller body).
+
+Chords (off by default; `chord_prob`): a note that a family entry plays is, with that chance, 2-4
+notes of the same instrument sounding together, as pianos, guitars, organs and sections play in
+music; a chord is one instrument, and its label is one family.
 """
 
 from __future__ import annotations
@@ -61,6 +65,8 @@ class SynthSettings:
     """How far towards the other instrument's envelope a morph goes (uniform)."""
     warp_semitones: float = 4.0
     """Largest envelope stretch, as a frequency ratio in semitones (uniform in +-)."""
+    chord_prob: float = 0.0
+    """Chance that a note a family entry plays is a chord: 2-4 notes of the same instrument at once."""
 
 
 class NotePool:
@@ -82,6 +88,8 @@ class NotePool:
             np.unique(self.instrument[self.family == f]) for f in range(len(self.families))
         ]
         self.negative_instruments = np.unique(self.instrument[self.family < 0])
+        self.pitch = np.asarray(meta["pitch"] if "pitch" in meta else [_pitch_of(n) for n in meta["notes"]], dtype=np.int16)
+        """MIDI pitch of each note (-1 when unknown)."""
 
     def clip(self, index: int) -> np.ndarray:
         return np.asarray(self.audio[index], dtype=np.float32) / 32767.0
@@ -124,9 +132,16 @@ class NotePool:
             "is_drum": [n.group.startswith("kit") or n.family == "percussion" for n in chosen],
             "instrument_names": names,
             "notes": [n.note_str for n in chosen],
+            "pitch": [int(n.pitch) for n in chosen],
         }
         (directory / "pool.json").write_text(json.dumps(meta))
         return NotePool(directory)
+
+
+def _pitch_of(note_str: str) -> int:
+    """The pitch field of an NSynth note name (``<instrument>-<pitch>-<velocity>``); -1 when it has none."""
+    parts = note_str.rsplit("-", 2)
+    return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else -1
 
 
 def _place(out: np.ndarray, clip: np.ndarray, *, onset: int, length: int, gain: float) -> None:
@@ -186,6 +201,10 @@ def timbre_filter(env_from: np.ndarray, env_to: np.ndarray | None, *, amount: fl
 
 TIMBRE_SETTINGS = ("morph_prob", "warp_prob", "morph_amount", "warp_semitones")
 """The settings of the timbre augmentation (left out of example signatures while it is off)."""
+CHORD_SETTINGS = ("chord_prob",)
+"""The settings of the chords (left out of example signatures while they are off)."""
+CHORD_INTERVALS = np.array([3, 4, 5, 7, 8, 9, 12, -12, -5, -7])
+"""Intervals in semitones (from the chord's first note) that a chord's other notes prefer."""
 
 
 class _Envelopes:
@@ -224,16 +243,53 @@ def _timbre(entry: np.ndarray, pool: NotePool, inst: int, family: int, rng, sett
     return out * np.float32(before / top) if top > 1e-9 else entry
 
 
-def _add_instrument(out, pool: NotePool, inst: int, rng, *, aligned: bool, drum: bool, gain: float) -> None:
+def chord(pool: NotePool, inst: int, rng, *, size: int) -> np.ndarray:
+    """`size` notes of instrument `inst` sounding together [shape=(L,)]: a random first note, then
+    notes of other pitches at the intervals of `CHORD_INTERVALS` from it where the instrument has
+    them (else any of its notes within an octave; any of its notes when pitches are unknown), each
+    at 60-100% gain; fewer notes when the instrument has no more; the sum is scaled by 1/sqrt(notes) so that a
+    chord is about as loud as one note."""
+    notes = pool.by_instrument[inst]
+    root = int(rng.choice(notes))
+    out = pool.clip(root).copy()
+    offsets = pool.pitch[notes].astype(int) - int(pool.pitch[root])
+    pitched = pool.pitch[root] >= 0
+    unused = notes != root
+    count = 1
+    for _ in range(size - 1):
+        near = notes[unused & np.isin(offsets, CHORD_INTERVALS)] if pitched else notes[:0]
+        if not len(near):
+            near = notes[unused & (np.abs(offsets) <= 12)] if pitched else notes[unused]
+        if not len(near):
+            break
+        pick = int(rng.choice(near))
+        unused &= notes != pick
+        if pitched:  # one note per pitch (the pool holds a pitch at several velocities)
+            unused &= offsets != int(pool.pitch[pick]) - int(pool.pitch[root])
+            unused &= offsets != 0
+        out += pool.clip(pick) * np.float32(rng.uniform(0.6, 1.0))
+        count += 1
+    return out / np.float32(np.sqrt(count))
+
+
+def _note_or_chord(pool: NotePool, inst: int, rng, chord_prob: float) -> np.ndarray:
+    if chord_prob and rng.random() < chord_prob:
+        return chord(pool, inst, rng, size=int(rng.integers(2, 5)))
+    return pool.clip(int(rng.choice(pool.by_instrument[inst])))
+
+
+def _add_instrument(out, pool: NotePool, inst: int, rng, *, aligned: bool, drum: bool, gain: float,
+                    chord_prob: float = 0.0) -> None:  # fmt: skip
     notes = pool.by_instrument[inst]
     if aligned:
-        _place(out, pool.clip(int(rng.choice(notes))), onset=0, length=L, gain=gain)
+        _place(out, _note_or_chord(pool, inst, rng, chord_prob), onset=0, length=L, gain=gain)
         return
     count = int(rng.integers(2, 9)) if drum else int(rng.choice([1, 2, 3], p=[0.4, 0.35, 0.25]))
     for _ in range(count):
         onset = int(rng.integers(-L // 3, (3 * L) // 4))
         length = int(rng.uniform(0.25, 4.0) * SR) if not drum else L
-        _place(out, pool.clip(int(rng.choice(notes))), onset=onset, length=length, gain=gain * rng.uniform(0.6, 1.0))
+        clip = pool.clip(int(rng.choice(notes))) if drum else _note_or_chord(pool, inst, rng, chord_prob)
+        _place(out, clip, onset=onset, length=length, gain=gain * rng.uniform(0.6, 1.0))
 
 
 def _reverb(x: np.ndarray, rng) -> np.ndarray:
@@ -301,10 +357,12 @@ def mixture_example(
         gain = 10 ** (rng.uniform(*settings.gain_db) / 20)
         if settings.morph_prob or settings.warp_prob:
             entry = np.zeros(L, dtype=np.float32)
-            _add_instrument(entry, pool, inst, rng, aligned=rng.random() < settings.aligned_share, drum=False, gain=gain)
+            _add_instrument(entry, pool, inst, rng, aligned=rng.random() < settings.aligned_share, drum=False, gain=gain,
+                            chord_prob=settings.chord_prob)  # fmt: skip
             out += _timbre(entry, pool, inst, f, rng, settings, envelopes or _Envelopes(pool))
         else:
-            _add_instrument(out, pool, inst, rng, aligned=rng.random() < settings.aligned_share, drum=False, gain=gain)
+            _add_instrument(out, pool, inst, rng, aligned=rng.random() < settings.aligned_share, drum=False, gain=gain,
+                            chord_prob=settings.chord_prob)  # fmt: skip
     silent0 = k == 0 and rng.random() < settings.silent_level0_prob
     if len(pool.negative_instruments) and not silent0 and (k == 0 or rng.random() < settings.negative_prob):
         for _ in range(int(rng.integers(1, 3))):

@@ -91,11 +91,14 @@ def _signature(payload: dict) -> str:
 
 
 def _synth_signature(synth: S.SynthSettings) -> dict:
-    """The synthesis settings that shape the examples; without timbre augmentation its settings are
-    left out (so the examples cached before it existed are reused)."""
+    """The synthesis settings that shape the examples; without timbre augmentation or chords their
+    settings are left out (so the examples cached before they existed are reused)."""
     d = asdict(synth)
     if not (synth.morph_prob or synth.warp_prob):
         for k in S.TIMBRE_SETTINGS:
+            d.pop(k)
+    if not synth.chord_prob:
+        for k in S.CHORD_SETTINGS:
             d.pop(k)
     return d
 

@@ -1,0 +1,142 @@
+"""Chords in training mixtures (`tagger train --chord-prob`): several notes of one instrument at once,
+labelled as that one instrument, and the script that measures how models hear them."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tagger import constants as C
+from tagger.model import synth as S
+
+SR = C.SAMPLE_RATE
+L = C.WINDOW_SAMPLES
+PITCHES = (48, 50, 52, 55, 57, 60, 64, 67, 72)
+
+
+def midi_hz(pitch: int) -> float:
+    return 440.0 * 2 ** ((pitch - 69) / 12)
+
+
+def _pool(folder: Path, *, with_pitch_key: bool = True) -> S.NotePool:
+    """Instrument 0 (family 0): pure tones at PITCHES; instrument 1 (family 1): tones two octaves up
+    with a third partial; instrument 2: a noise negative."""
+    t = np.arange(L) / SR
+    clips, fam, inst, names, pitch = [], [], [], [], []
+    for i, f in enumerate((0, 1)):
+        for p in PITCHES:
+            f0 = midi_hz(p + 24 * i)
+            y = np.sin(2 * np.pi * f0 * t) + (0.5 * np.sin(2 * np.pi * 3 * f0 * t) if i else 0.0)
+            clips.append(0.3 * y * np.exp(-0.3 * t))
+            fam.append(f)
+            inst.append(i)
+            names.append(f"inst{i}-{p:03d}-100")
+            pitch.append(p)
+    clips.append(np.random.default_rng(0).standard_normal(L) * 0.05)
+    fam.append(-1)
+    inst.append(2)
+    names.append("noise")
+    pitch.append(-1)
+    folder.mkdir(parents=True, exist_ok=True)
+    np.save(folder / "audio.npy", (np.stack(clips) * 32767).astype(np.int16))
+    meta = {"families": ["flute", "organ"], "family": fam, "instrument": inst, "is_drum": [False] * len(fam),
+            "instrument_names": ["inst0", "inst1", "noise"], "notes": names}  # fmt: skip
+    if with_pitch_key:
+        meta["pitch"] = pitch
+    (folder / "pool.json").write_text(json.dumps(meta))
+    return S.NotePool(folder)
+
+
+def _peaks(x: np.ndarray, count: int) -> list[float]:
+    """Frequencies of the `count` strongest spectral peaks (local maxima)."""
+    mag = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    local = np.flatnonzero((mag[1:-1] > mag[:-2]) & (mag[1:-1] >= mag[2:])) + 1
+    best = local[np.argsort(mag[local])[-count:]]
+    return sorted(float(f) for f in np.fft.rfftfreq(len(x), 1 / SR)[best])
+
+
+def test_the_pool_knows_each_note_pitch_from_its_record_or_its_name(tmp_path):
+    with_key = _pool(tmp_path / "a")
+    from_names = _pool(tmp_path / "b", with_pitch_key=False)
+    np.testing.assert_array_equal(with_key.pitch, from_names.pitch)
+    assert with_key.pitch[:len(PITCHES)].tolist() == list(PITCHES) and with_key.pitch[-1] == -1
+
+
+def test_a_chord_is_notes_of_one_instrument_at_chord_intervals_about_as_loud_as_one_note(tmp_path):
+    pool = _pool(tmp_path / "pool")
+    note_rms = np.sqrt(np.mean(pool.clip(0) ** 2))
+    allowed = {midi_hz(p) for p in PITCHES}
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        chord = S.chord(pool, 0, rng, size=3)
+        found = _peaks(chord, 3)
+        # three distinct notes of instrument 0 (its pure tones), none of instrument 1 (two octaves up)
+        assert all(min(abs(f - a) for a in allowed) < 2.0 for f in found), found
+        assert len({round(f) for f in found}) == 3
+        # the other notes lie at CHORD_INTERVALS from one of them (the chord's first note)
+        semis = np.round(12 * np.log2(np.asarray(found)[:, None] / np.asarray(found)[None, :])).astype(int)
+        assert any(set(np.delete(semis[:, r], r)) <= set(S.CHORD_INTERVALS.tolist()) for r in range(3)), semis
+        rms = np.sqrt(np.mean(chord**2))
+        assert 0.5 * note_rms < rms < 2.0 * note_rms
+
+
+def test_a_chord_of_an_instrument_without_pitches_takes_any_of_its_notes(tmp_path):
+    pool = _pool(tmp_path / "pool")
+    pool.pitch[:] = -1  # e.g. a sample library whose notes have no pitch
+    chord = S.chord(pool, 1, np.random.default_rng(0), size=2)
+    assert len({round(f) for f in _peaks(chord, 2)}) == 2
+    single = S.chord(pool, 2, np.random.default_rng(0), size=3)  # one note only: the chord is that note
+    np.testing.assert_allclose(single, pool.clip(int(pool.by_instrument[2][0])), atol=1e-6)
+
+
+def test_mixtures_with_chords_keep_one_label_per_instrument_and_the_default_stream_is_unchanged(tmp_path):
+    from dataclasses import asdict
+
+    from tagger.model.train import _synth_signature
+
+    pool = _pool(tmp_path / "pool")
+    chords = S.SynthSettings(chord_prob=1.0, aligned_share=1.0, negative_prob=0.0, reverb_prob=0.0, noise_prob=0.0)
+    rng = np.random.default_rng(1)
+    for _ in range(5):
+        audio, label = S.mixture_example(pool, rng, chords, instruments={0: 0})
+        assert label.tolist() == [1, 0]
+        assert len({round(f) for f in _peaks(audio, 4) if f < 600}) >= 2  # more than one note of instrument 0
+    # off (the default), the examples are those made before chords existed: same draws, same audio
+    a = S.mixture_example(pool, np.random.default_rng(5), S.SynthSettings())
+    b = S.mixture_example(pool, np.random.default_rng(5), S.SynthSettings(chord_prob=0.0))
+    np.testing.assert_array_equal(a[0], b[0])
+    c = S.mixture_example(pool, np.random.default_rng(5), S.SynthSettings(chord_prob=1.0, aligned_share=1.0))
+    assert not np.array_equal(a[0], c[0])
+    off = _synth_signature(S.SynthSettings())
+    assert "chord_prob" not in off  # the examples cached before chords existed are reused
+    assert off == {k: v for k, v in asdict(S.SynthSettings()).items() if k not in S.TIMBRE_SETTINGS + S.CHORD_SETTINGS}
+    assert _synth_signature(S.SynthSettings(chord_prob=0.4))["chord_prob"] == 0.4
+
+
+@pytest.mark.model
+def test_the_chord_report_scores_notes_chords_and_chords_with_other_sounds(tmp_path, capsys):
+    from conftest import compact_models
+    from tagger.model.ensemble import Ensemble
+
+    spec = importlib.util.spec_from_file_location("detail", Path(__file__).parents[1] / "scripts" / "held_out_detail.py")
+    detail = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(detail)
+    pool = _pool(tmp_path / "pool")
+    models = compact_models(tmp_path / "m", ["flute", "organ"], version="m", seed=3)
+    audio, family, families = detail.chord_windows(pool.directory, per_instrument=3, seed=0)
+    assert [a.shape for a in audio] == [(6, L)] * 3 and family.tolist() == [0, 0, 0, 1, 1, 1] and families == ["flute", "organ"]
+    again = detail.chord_windows(pool.directory, per_instrument=3, seed=0)[0]
+    assert all(np.array_equal(a, b) for a, b in zip(audio, again))  # seeded
+    assert not np.array_equal(audio[0], audio[1])  # a chord is not the note
+    assert detail.main(["--chords", str(pool.directory), str(models)]) == 0
+    rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines()[2:]]
+    assert [r[1] for r in rows] == list(detail.CHORD_WAYS) and all(r[2] == "16" for r in rows)
+    ens = Ensemble.load(models)
+    audio, family, _ = detail.chord_windows(pool.directory)  # as the script plays them: 8 windows per instrument
+    pred = ens.decide(ens.predict(audio[1]))
+    truth = np.eye(2, dtype=bool)[family]
+    assert rows[1][5] == f"{(pred & ~truth).sum(axis=1).mean():.2f}"  # wrong families per window, for the chords
+    assert detail.main(["--chords", str(tmp_path), str(models)]) == 1
+    assert "no note pool" in capsys.readouterr().err
