@@ -20,6 +20,9 @@ threshold, and the family most often on top instead.
 
     .venv/bin/python scripts/held_out_detail.py --programs ~/.cache/tagger/datasets/gm4 ~/.cache/tagger/runs/trunk-lo-2
 
+``--split train --source generaluser`` does the same for the training programs as played by a
+source the run left out (known programs, unknown samples: the case of a user's music).
+
 With ``--two-regime``: instead, for the first model directory, a decision rule measured honestly
 on the cached validation set: thresholds chosen (F0.5, every window with drums alone included) on
 the even-numbered windows and scored on the odd ones, once as today (one threshold per family) and
@@ -28,16 +31,14 @@ for the others, for a few S.
 
 With ``--chords POOL``: instead, for every model directory, windows of each instrument of a
 training note pool (``~/.cache/tagger/train/pool-valid-<signature>``: the validation instruments;
-``pool-left-out-<signature>``: the left-out source), played three ways: one note, a chord of 2-4 of
-its notes, and that chord with drums or other non-family sounds; per way, how often the right
-family is tagged and on top, how many wrong families a window gets, Jaccard and precision. Music is
-played in chords; a model that hears a chord as several instruments tags wrong families.
+``pool-left-out-<signature>``: the left-out source), played four ways: one note, a chord of 2-4 of
+its notes, that chord over a drum kit's beat, and that chord with other non-family sounds (synths,
+effects); per way, how often the right family is tagged and on top, how many wrong families a
+window gets, Jaccard and precision. Music is played in chords, often over drums; a model that
+hears a chord as several instruments tags wrong families.
 
     .venv/bin/python scripts/held_out_detail.py --chords ~/.cache/tagger/train/pool-valid-739e4d315784665c \
         ~/.cache/tagger/runs/trunk-lo-2 ~/.cache/tagger/runs/trunk-lo-chords
-
-``--split train --source generaluser`` does the same for the training programs as played by a
-source the run left out (known programs, unknown samples: the case of a user's music).
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ def programs(dataset: Path, model_dir: Path, *, split: str = "valid", source: st
     return lines
 
 
-CHORD_WAYS = ("one note", "chord", "chord + drums or other sounds")
+CHORD_WAYS = ("one note", "chord", "chord + drum beat", "chord + other non-family sounds")
 
 
 def chord_windows(pool_dir: Path, *, per_instrument: int = 8, seed: int = 0):
@@ -105,8 +106,11 @@ def chord_windows(pool_dir: Path, *, per_instrument: int = 8, seed: int = 0):
 
     pool = S.NotePool(pool_dir)
     plain = dict(aligned_share=1.0, reverb_prob=0.0, noise_prob=0.0)
-    ways = (S.SynthSettings(negative_prob=0.0, **plain), S.SynthSettings(negative_prob=0.0, chord_prob=1.0, **plain),
-            S.SynthSettings(negative_prob=1.0, chord_prob=1.0, **plain))  # fmt: skip
+    alone, chord = S.SynthSettings(negative_prob=0.0, **plain), S.SynthSettings(negative_prob=0.0, chord_prob=1.0, **plain)
+    drums = S.SynthSettings(negative_prob=0.0, chord_prob=1.0, drum_prob=1.0, **plain)
+    mixed = S.SynthSettings(negative_prob=1.0, chord_prob=1.0, **plain)
+    others = np.setdiff1d(pool.negative_instruments, pool.drum_instruments)
+    ways = ((alone, None), (chord, None), (drums, None), (mixed, others))
     rng = np.random.default_rng(seed)
     audio: list[list[np.ndarray]] = [[] for _ in ways]
     family = []
@@ -114,8 +118,8 @@ def chord_windows(pool_dir: Path, *, per_instrument: int = 8, seed: int = 0):
         for inst in instruments:
             for _ in range(per_instrument):
                 family.append(f)
-                for w, settings in enumerate(ways):
-                    audio[w].append(S.mixture_example(pool, rng, settings, instruments={f: int(inst)})[0])
+                for w, (settings, negatives) in enumerate(ways):
+                    audio[w].append(S.mixture_example(pool, rng, settings, instruments={f: int(inst)}, negatives=negatives)[0])
     return [np.stack(a) for a in audio], np.asarray(family), pool.families
 
 

@@ -22,7 +22,7 @@ def midi_hz(pitch: int) -> float:
 
 def _pool(folder: Path, *, with_pitch_key: bool = True) -> S.NotePool:
     """Instrument 0 (family 0): pure tones at PITCHES; instrument 1 (family 1): tones two octaves up
-    with a third partial; instrument 2: a noise negative."""
+    with a third partial; negatives: instrument 2, noise, and instrument 3, a drum kit of one click."""
     t = np.arange(L) / SR
     clips, fam, inst, names, pitch = [], [], [], [], []
     for i, f in enumerate((0, 1)):
@@ -34,15 +34,18 @@ def _pool(folder: Path, *, with_pitch_key: bool = True) -> S.NotePool:
             inst.append(i)
             names.append(f"inst{i}-{p:03d}-100")
             pitch.append(p)
-    clips.append(np.random.default_rng(0).standard_normal(L) * 0.05)
-    fam.append(-1)
-    inst.append(2)
-    names.append("noise")
-    pitch.append(-1)
+    clicks = np.zeros(L)
+    clicks[:40] = 0.9 * np.exp(-np.arange(40) / 8)  # one short hit
+    for i, (name, clip) in enumerate((("noise", np.random.default_rng(0).standard_normal(L) * 0.05), ("kit", clicks))):
+        clips.append(clip)
+        fam.append(-1)
+        inst.append(2 + i)
+        names.append(name)
+        pitch.append(-1)
     folder.mkdir(parents=True, exist_ok=True)
     np.save(folder / "audio.npy", (np.stack(clips) * 32767).astype(np.int16))
-    meta = {"families": ["flute", "organ"], "family": fam, "instrument": inst, "is_drum": [False] * len(fam),
-            "instrument_names": ["inst0", "inst1", "noise"], "notes": names}  # fmt: skip
+    meta = {"families": ["flute", "organ"], "family": fam, "instrument": inst, "is_drum": [n == "kit" for n in names],
+            "instrument_names": ["inst0", "inst1", "noise", "kit"], "notes": names}  # fmt: skip
     if with_pitch_key:
         meta["pitch"] = pitch
     (folder / "pool.json").write_text(json.dumps(meta))
@@ -62,6 +65,7 @@ def test_the_pool_knows_each_note_pitch_from_its_record_or_its_name(tmp_path):
     from_names = _pool(tmp_path / "b", with_pitch_key=False)
     np.testing.assert_array_equal(with_key.pitch, from_names.pitch)
     assert with_key.pitch[:len(PITCHES)].tolist() == list(PITCHES) and with_key.pitch[-1] == -1
+    assert with_key.negative_instruments.tolist() == [2, 3] and with_key.drum_instruments.tolist() == [3]
 
 
 def test_a_chord_is_notes_of_one_instrument_at_chord_intervals_about_as_loud_as_one_note(tmp_path):
@@ -109,9 +113,14 @@ def test_mixtures_with_chords_keep_one_label_per_instrument_and_the_default_stre
     np.testing.assert_array_equal(a[0], b[0])
     c = S.mixture_example(pool, np.random.default_rng(5), S.SynthSettings(chord_prob=1.0, aligned_share=1.0))
     assert not np.array_equal(a[0], c[0])
+    # the non-family sounds mixed in can be limited to some negatives: here the drum kit's clicks only
+    quiet = S.SynthSettings(negative_prob=1.0, silent_level0_prob=0.0, reverb_prob=0.0, noise_prob=0.0)
+    for seed in range(4):
+        kit, label = S.mixture_example(pool, np.random.default_rng(seed), quiet, instruments={}, negatives=pool.drum_instruments)
+        assert label.tolist() == [0, 0] and np.mean(np.abs(kit) > 1e-3) < 0.01  # clicks, never noise
     off = _synth_signature(S.SynthSettings())
     assert "chord_prob" not in off  # the examples cached before chords existed are reused
-    assert off == {k: v for k, v in asdict(S.SynthSettings()).items() if k not in S.TIMBRE_SETTINGS + S.CHORD_SETTINGS}
+    assert off == {k: v for k, v in asdict(S.SynthSettings()).items() if k not in S.TIMBRE_SETTINGS + S.CHORD_SETTINGS + S.DRUM_SETTINGS}
     assert _synth_signature(S.SynthSettings(chord_prob=0.4))["chord_prob"] == 0.4
 
 
@@ -126,10 +135,11 @@ def test_the_chord_report_scores_notes_chords_and_chords_with_other_sounds(tmp_p
     pool = _pool(tmp_path / "pool")
     models = compact_models(tmp_path / "m", ["flute", "organ"], version="m", seed=3)
     audio, family, families = detail.chord_windows(pool.directory, per_instrument=3, seed=0)
-    assert [a.shape for a in audio] == [(6, L)] * 3 and family.tolist() == [0, 0, 0, 1, 1, 1] and families == ["flute", "organ"]
+    assert [a.shape for a in audio] == [(6, L)] * 4 and family.tolist() == [0, 0, 0, 1, 1, 1] and families == ["flute", "organ"]
     again = detail.chord_windows(pool.directory, per_instrument=3, seed=0)[0]
     assert all(np.array_equal(a, b) for a, b in zip(audio, again))  # seeded
     assert not np.array_equal(audio[0], audio[1])  # a chord is not the note
+    assert not np.array_equal(audio[2], audio[3])  # a drum beat, or other sounds
     assert detail.main(["--chords", str(pool.directory), str(models)]) == 0
     rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines()[2:]]
     assert [r[1] for r in rows] == list(detail.CHORD_WAYS) and all(r[2] == "16" for r in rows)
@@ -140,3 +150,29 @@ def test_the_chord_report_scores_notes_chords_and_chords_with_other_sounds(tmp_p
     assert rows[1][5] == f"{(pred & ~truth).sum(axis=1).mean():.2f}"  # wrong families per window, for the chords
     assert detail.main(["--chords", str(tmp_path), str(models)]) == 1
     assert "no note pool" in capsys.readouterr().err
+
+
+def test_a_drum_beat_plays_the_kit_on_a_steady_grid_under_unchanged_labels(tmp_path):
+    from tagger.model.train import _synth_signature
+
+    pool = _pool(tmp_path / "pool")
+    for seed in range(4):
+        beat = S.drum_beat(pool, 3, np.random.default_rng(seed))
+        onsets = np.flatnonzero(np.abs(beat) > 0.2)
+        onsets = onsets[np.insert(np.diff(onsets) > 40, 0, True)]  # one per hit
+        gaps = np.diff(np.concatenate([[0], onsets, [L]]))
+        # hits on eighth notes of 70-160 beats per minute, and one at least every quarter note
+        # (beats 1-4 always play): from the start of the window to its end
+        assert len(onsets) >= 8 and gaps.max() <= 2 * 30 / 70 * SR + 1
+        eighth = np.median(np.diff(onsets))
+        assert 30 / 160 * SR - 1 <= eighth <= 2 * 30 / 70 * SR + 1
+    quiet = S.SynthSettings(drum_prob=1.0, silent_level0_prob=0.0, reverb_prob=0.0, noise_prob=0.0, negative_prob=0.0)
+    audio, label = S.mixture_example(pool, np.random.default_rng(0), quiet, instruments={})
+    assert label.tolist() == [0, 0] and np.abs(audio).max() > 0.1  # drums alone: no family
+    audio, label = S.mixture_example(pool, np.random.default_rng(0), quiet, instruments={1: 1})
+    assert label.tolist() == [0, 1]
+    a = S.mixture_example(pool, np.random.default_rng(2), S.SynthSettings())
+    b = S.mixture_example(pool, np.random.default_rng(2), S.SynthSettings(drum_prob=0.0))
+    np.testing.assert_array_equal(a[0], b[0])  # off: the examples made before drum beats existed
+    assert "drum_prob" not in _synth_signature(S.SynthSettings())
+    assert _synth_signature(S.SynthSettings(drum_prob=0.5))["drum_prob"] == 0.5

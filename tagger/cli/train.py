@@ -55,6 +55,10 @@ def train(
         0.0, min=0.0, max=1.0, help="Chance that a note an instrument plays in a training mixture is a chord of 2-4 "
         "of its notes (as pianos, guitars, organs and string sections play in music)."
     ),
+    drum_prob: float = typer.Option(
+        0.0, min=0.0, max=1.0, help="Chance that a drum kit plays a beat under a training example (drums are no "
+        "family: they must not be heard as one)."
+    ),
     instrument_fraction: float = typer.Option(
         1.0, min=0.01, max=1.0, help="Ablation: train on this share of each family's training instruments."
     ),
@@ -130,7 +134,7 @@ def train(
     fams = [f.strip().lower() for f in family] if family else None
     from tagger.model.synth import SynthSettings
 
-    synth = SynthSettings(recipe=recipe, morph_prob=morph_prob, warp_prob=warp_prob, chord_prob=chord_prob)
+    synth = SynthSettings(recipe=recipe, morph_prob=morph_prob, warp_prob=warp_prob, chord_prob=chord_prob, drum_prob=drum_prob)
     if level_weights:
         try:
             weights = tuple(float(w) for w in level_weights.split(","))

@@ -21,7 +21,8 @@ stretched along the frequency axis without changing its pitch (a larger or small
 
 Chords (off by default; `chord_prob`): a note that a family entry plays is, with that chance, 2-4
 notes of the same instrument sounding together, as pianos, guitars, organs and sections play in
-music; a chord is one instrument, and its label is one family.
+music; a chord is one instrument, and its label is one family. Drum beats (off by default;
+`drum_prob`): a drum kit plays a beat under the example, as under most music; drums are no family.
 """
 
 from __future__ import annotations
@@ -67,6 +68,8 @@ class SynthSettings:
     """Largest envelope stretch, as a frequency ratio in semitones (uniform in +-)."""
     chord_prob: float = 0.0
     """Chance that a note a family entry plays is a chord: 2-4 notes of the same instrument at once."""
+    drum_prob: float = 0.0
+    """Chance that a drum kit plays a beat under an example (besides the other non-family sounds)."""
 
 
 class NotePool:
@@ -88,6 +91,7 @@ class NotePool:
             np.unique(self.instrument[self.family == f]) for f in range(len(self.families))
         ]
         self.negative_instruments = np.unique(self.instrument[self.family < 0])
+        self.drum_instruments = np.unique(self.instrument[(self.family < 0) & self.is_drum])
         self.pitch = np.asarray(meta["pitch"] if "pitch" in meta else [_pitch_of(n) for n in meta["notes"]], dtype=np.int16)
         """MIDI pitch of each note (-1 when unknown)."""
 
@@ -203,6 +207,8 @@ TIMBRE_SETTINGS = ("morph_prob", "warp_prob", "morph_amount", "warp_semitones")
 """The settings of the timbre augmentation (left out of example signatures while it is off)."""
 CHORD_SETTINGS = ("chord_prob",)
 """The settings of the chords (left out of example signatures while they are off)."""
+DRUM_SETTINGS = ("drum_prob",)
+"""The settings of the drum beats (left out of example signatures while they are off)."""
 CHORD_INTERVALS = np.array([3, 4, 5, 7, 8, 9, 12, -12, -5, -7])
 """Intervals in semitones (from the chord's first note) that a chord's other notes prefer."""
 
@@ -292,6 +298,26 @@ def _add_instrument(out, pool: NotePool, inst: int, rng, *, aligned: bool, drum:
         _place(out, clip, onset=onset, length=length, gain=gain * rng.uniform(0.6, 1.0))
 
 
+def drum_beat(pool: NotePool, kit: int, rng, *, gain: float = 1.0) -> np.ndarray:
+    """A drum kit playing a beat for one window [shape=(L,)]: three of the kit's sounds, one on
+    beats 1 and 3, one on beats 2 and 4, one on eighth notes (each played with chance 0.6), at a
+    tempo of 70-160 beats per minute, from a random phase of the bar, each hit at 50-100% gain."""
+    notes = pool.by_instrument[kit]
+    voices = [int(v) for v in rng.choice(notes, size=3, replace=len(notes) < 3)]
+    eighth = 30.0 / rng.uniform(70, 160) * SR
+    start = -rng.uniform(0, 8) * eighth
+    out = np.zeros(L, dtype=np.float32)
+    for i in range(int((L - start) / eighth) + 1):
+        onset = int(start + i * eighth)
+        hits = [voices[0]] if i % 4 == 0 else [voices[1]] if i % 4 == 2 else []
+        if rng.random() < 0.6:
+            hits.append(voices[2])
+        for v in hits:
+            if onset + L > 0:
+                _place(out, pool.clip(v), onset=onset, length=L, gain=gain * rng.uniform(0.5, 1.0))
+    return out
+
+
 def _reverb(x: np.ndarray, rng) -> np.ndarray:
     from scipy.signal import fftconvolve
 
@@ -332,12 +358,13 @@ def eq_curve(rng, n_bins: int = C.STFT_BINS) -> np.ndarray:
 
 def mixture_example(
     pool: NotePool, rng, settings: SynthSettings, *, instruments: dict[int, int] | None = None,
-    envelopes: _Envelopes | None = None,
+    envelopes: _Envelopes | None = None, negatives: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One mixture-recipe example: audio [shape=(64000,)] and its presence label.
 
     `instruments` (family index -> instrument id) fixes which instruments play, as in one track;
-    by default the number of families and the instruments are drawn at random.
+    by default the number of families and the instruments are drawn at random. `negatives` (instrument
+    ids) limits the non-family sounds that may be mixed in (default: every negative of the pool).
     """
     nf = len(pool.families)
     if instruments is None:
@@ -364,12 +391,15 @@ def mixture_example(
             _add_instrument(out, pool, inst, rng, aligned=rng.random() < settings.aligned_share, drum=False, gain=gain,
                             chord_prob=settings.chord_prob)  # fmt: skip
     silent0 = k == 0 and rng.random() < settings.silent_level0_prob
-    if len(pool.negative_instruments) and not silent0 and (k == 0 or rng.random() < settings.negative_prob):
+    negatives = pool.negative_instruments if negatives is None else negatives
+    if len(negatives) and not silent0 and (k == 0 or rng.random() < settings.negative_prob):
         for _ in range(int(rng.integers(1, 3))):
-            inst = int(rng.choice(pool.negative_instruments))
+            inst = int(rng.choice(negatives))
             drum = bool(pool.is_drum[pool.by_instrument[inst][0]])
             gain = 10 ** (rng.uniform(*settings.gain_db) / 20)
             _add_instrument(out, pool, inst, rng, aligned=rng.random() < 0.3 and not drum, drum=drum, gain=gain)
+    if settings.drum_prob and len(pool.drum_instruments) and not silent0 and rng.random() < settings.drum_prob:
+        out += drum_beat(pool, int(rng.choice(pool.drum_instruments)), rng, gain=10 ** (rng.uniform(*settings.gain_db) / 20))
     return finish_example(out, rng, settings), label
 
 
