@@ -253,8 +253,8 @@ def chord(pool: NotePool, inst: int, rng, *, size: int) -> np.ndarray:
     """`size` notes of instrument `inst` sounding together [shape=(L,)]: a random first note, then
     notes of other pitches at the intervals of `CHORD_INTERVALS` from it where the instrument has
     them (else any of its notes within an octave; any of its notes when pitches are unknown), each
-    at 60-100% gain; fewer notes when the instrument has no more; the sum is scaled by 1/sqrt(notes) so that a
-    chord is about as loud as one note."""
+    at 60-100% gain; fewer notes when the instrument has no more. The sum is scaled by
+    1/sqrt(notes), so that a chord is about as loud as one note."""
     notes = pool.by_instrument[inst]
     root = int(rng.choice(notes))
     out = pool.clip(root).copy()
