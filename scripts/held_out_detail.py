@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import sys
 from pathlib import Path
 
@@ -59,6 +60,16 @@ def _load(folder: Path):
     if not (folder / "valid_x.npy").is_file():
         return None
     return ValidationSet.cached(folder, lambda: None)
+
+
+def _feature_config(folder: Path):
+    """The front end of a cached validation set (`features.json`; sets cached before it was written
+    hold the default trunk features)."""
+    from tagger import features as F
+    from tagger.model import architectures as A
+
+    path = folder / "features.json"
+    return F.FeatureConfig.from_dict(json.loads(path.read_text())) if path.is_file() else A.COMPACT_FEATURES
 
 
 def _mean_auc(vs, probs: np.ndarray, select: np.ndarray) -> float:
@@ -212,6 +223,12 @@ def main(argv: list[str] | None = None) -> int:
     if vs is None:
         print(f"{args.valid}: no cached validation set (valid_x.npy) here", file=sys.stderr)
         return 1
+    held = _feature_config(args.valid)
+    for d in args.model_dirs:
+        if Ensemble.load(d).feature_config != held:
+            print(f"{d}: its models hear other features than the cached set in {args.valid} holds ({held.to_dict()}); "
+                  "score it on the validation set its own training cached", file=sys.stderr)  # fmt: skip
+            return 1
     if args.two_regime:
         ens = Ensemble.load(args.model_dirs[0])
         print("\n".join(two_regime(vs, ens.predict_features(np.asarray(vs.feats, dtype=np.float32), batch_size=256))))

@@ -51,6 +51,7 @@ def row(manifest: dict) -> list[str]:
         + (f", timbre morph {synth['morph_prob']:g} / warp {synth['warp_prob']:g}" if synth.get("morph_prob") or synth.get("warp_prob") else "")
         + (f", chords {synth['chord_prob']:g}" if synth.get("chord_prob") else "")
         + (f", drum beats {synth['drum_prob']:g}" if synth.get("drum_prob") else "")
+        + (", harmonic front end" if manifest.get("features", {}).get("harmonic") else "")
         + (f", contrastive pretraining {training['pretrain_steps']} steps" if training.get("pretrain_steps") else "")
         + (f", trunk filters {','.join(map(str, training['trunk_filters']))}"
            if training.get("trunk_filters") and list(training["trunk_filters"]) != [24, 48, 96, 192, 192] else "")

@@ -6,6 +6,11 @@ Two front ends share one normalisation (`normalise_db`), used identically by tra
 
 dB values are relative to the window's own maximum (so the loudness of a recording does not matter),
 floored `top_db` below it, then mapped to [0, 1]. All outputs are float32.
+
+Either front end can keep only the *harmonic* part of the spectrogram (``FeatureConfig.harmonic``):
+a soft harmonic/percussive separation by median filtering (Fitzgerald 2010, as librosa's
+``decompose.hpss``) that scales each bin by H^2 / (H^2 + P^2), where H is the power smoothed along
+time and P along frequency. Drum hits (short and broadband) are damped; sustained partials stay.
 """
 
 from __future__ import annotations
@@ -33,9 +38,16 @@ class FeatureConfig:
     fmin: float = FMIN
     top_db: float = C.TOP_DB
     normalisation: str = "db-rel-max-floor-scaled-01"
+    harmonic: bool = False
+    """Keep the harmonic part of the spectrogram only (`harmonic_mask`)."""
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The fields as a dict; `harmonic` only when set (so the records and cache signatures of
+        configurations made before it existed are unchanged)."""
+        d = asdict(self)
+        if not self.harmonic:
+            d.pop("harmonic")
+        return d
 
     @classmethod
     def from_dict(cls, data: dict) -> FeatureConfig:
@@ -161,6 +173,35 @@ def logmel_db(
     return power_to_db(np.einsum("mf,nft->nmt", fb, power, optimize=True))
 
 
+HARMONIC_FRAMES = 9
+"""Median filter length along time for the harmonic part: 9 frames, 0.29 s at hop 512 and 16 kHz."""
+HARMONIC_BINS = 9
+"""Median filter length along frequency for the percussive part, in bins of the front end."""
+
+
+def harmonic_mask(*, power: np.ndarray, frames: int = HARMONIC_FRAMES, bins: int = HARMONIC_BINS) -> np.ndarray:
+    """Soft harmonic mask of power spectrograms: H^2 / (H^2 + P^2), H the median of each bin over
+    `frames` frames, P the median of each frame over `bins` bins (edges reflected).
+
+    Parameters
+    ----------
+    power : np.ndarray [shape=(n, bins, frames)]
+
+    Returns
+    -------
+    np.ndarray [shape=power.shape, dtype=float32] in [0, 1]; 0.5 where both are zero.
+    """
+    from scipy.ndimage import median_filter
+
+    p = np.asarray(power, dtype=np.float32)
+    if p.ndim != 3:
+        raise ValueError(f"power must have shape (n, bins, frames), got {p.shape}")
+    h = median_filter(p, size=(1, 1, frames), mode="reflect").astype(np.float64) ** 2
+    v = median_filter(p, size=(1, bins, 1), mode="reflect").astype(np.float64) ** 2
+    total = h + v
+    return np.where(total > 0, h / np.where(total > 0, total, 1.0), 0.5).astype(np.float32)
+
+
 def compute(*, windows: np.ndarray, config: FeatureConfig, spectral_gain: np.ndarray | None = None) -> np.ndarray:
     """Normalised model input for a batch of windows.
 
@@ -182,4 +223,6 @@ def compute(*, windows: np.ndarray, config: FeatureConfig, spectral_gain: np.nda
     if config.kind == "logmel":
         fb = mel_filterbank(sample_rate=config.sample_rate, n_fft=config.n_fft, n_mels=config.n_mels, fmin=config.fmin)
         power = np.einsum("mf,nft->nmt", fb, power, optimize=True)
+    if config.harmonic:
+        power = power * harmonic_mask(power=power)
     return normalise_db(power_to_db(power), top_db=config.top_db)

@@ -67,3 +67,49 @@ def test_shapes_from_config_and_bad_input():
         F.compute(windows=np.zeros((1, 1000), np.float32), config=F.FeatureConfig())
     with pytest.raises(ValueError):
         F.compute(windows=np.zeros((1, 64_000), np.float32), config=F.FeatureConfig(kind="cqt"))
+
+
+def _clicks(seconds: float = 4.0, every: float = 0.25, seed: int = 0) -> np.ndarray:
+    """Broadband noise bursts (5 ms decay) every `every` seconds: a stand-in for drum hits."""
+    y = np.zeros(int(seconds * C.SAMPLE_RATE), np.float32)
+    rng = np.random.default_rng(seed)
+    for k in range(0, len(y), int(every * C.SAMPLE_RATE)):
+        y[k : k + 400] += rng.standard_normal(min(400, len(y) - k)).astype(np.float32) * 0.5 * np.exp(-np.arange(400) / 80)[: len(y) - k]
+    return y
+
+
+def test_harmonic_mask_keeps_sustained_partials_and_damps_clicks():
+    cfg = F.FeatureConfig(kind="logmel", n_mels=64)
+    power = np.einsum("mf,nft->nmt", F.mel_filterbank(sample_rate=C.SAMPLE_RATE, n_fft=C.N_FFT, n_mels=64, fmin=F.FMIN),
+                      F.power_spectrogram(windows=np.stack([tone_signal([440.0], seconds=4.0), _clicks()])))  # fmt: skip
+    mask = F.harmonic_mask(power=power)
+    assert mask.shape == power.shape and mask.min() >= 0 and mask.max() <= 1
+    band = int(power[0, :, 60].argmax())  # the tone's band
+    assert mask[0, band, 10:-10].min() > 0.9
+    hits = power[1].sum(axis=0) > np.median(power[1].sum(axis=0)) * 10  # the frames of the bursts
+    assert hits.sum() >= 8 and np.median(mask[1][:, hits]) < 0.2
+    assert cfg.to_dict() == F.FeatureConfig(kind="logmel", n_mels=64, harmonic=False).to_dict()
+    with pytest.raises(ValueError):
+        F.harmonic_mask(power=power[0])
+
+
+def test_the_harmonic_front_end_hears_a_tone_through_drum_hits():
+    full = F.FeatureConfig(kind="logmel", n_mels=64)
+    harmonic = F.FeatureConfig(kind="logmel", n_mels=64, harmonic=True)
+    tone, both = tone_signal([220.0, 440.0, 660.0], seconds=4.0), tone_signal([220.0, 440.0, 660.0], seconds=4.0) + _clicks()
+
+    def distance(cfg):
+        a, b = F.compute(windows=tone, config=cfg), F.compute(windows=both, config=cfg)
+        assert a.shape == (1, 64, 126) and a.min() >= 0 and a.max() == 1.0
+        return float(np.abs(a - b).mean())
+
+    assert distance(full) > 0.1  # the hits fill the spectrogram
+    assert distance(harmonic) < 0.3 * distance(full)
+
+
+def test_feature_config_records_harmonic_only_when_set():
+    plain = F.FeatureConfig(kind="logmel", n_mels=64)
+    assert "harmonic" not in plain.to_dict()  # (records made before the option read back the same)
+    assert F.FeatureConfig.from_dict(plain.to_dict()) == plain and not F.FeatureConfig.from_dict(plain.to_dict()).harmonic
+    on = F.FeatureConfig(kind="logmel", n_mels=64, harmonic=True)
+    assert on.to_dict()["harmonic"] is True and F.FeatureConfig.from_dict(on.to_dict()) == on

@@ -287,3 +287,27 @@ def test_a_contrastively_pretrained_trunk_is_trained_on_with_the_heads(tiny_data
     bad = CliRunner().invoke(app, ["train", "--data", str(tiny_dataset), "--out", str(tmp_path / "c"), "--architecture",
                                    "compact", "--pretrain-steps", "3"])  # fmt: skip
     assert bad.exit_code == 2 and "shared-trunk" in bad.output
+
+
+@pytest.mark.slow
+def test_a_harmonic_front_end_is_recorded_used_and_kept_when_a_family_is_added(tiny_dataset, tmp_path, cache):
+    from tagger import features as F
+
+    out = tmp_path / "models"
+    settings = TrainSettings(architecture="trunk", harmonic=True, **TINY)
+    manifest = train_ensemble(tiny_dataset, out, settings=settings, families=["flute", "organ"], version="tiny-h")
+    assert manifest["features"]["harmonic"] is True
+    ens = Ensemble.load(out)
+    assert ens.feature_config.harmonic
+    windows = np.random.default_rng(0).standard_normal((3, 64_000)).astype(np.float32) * 0.1
+    harmonic_feats = F.compute(windows=windows, config=ens.feature_config)
+    np.testing.assert_allclose(ens.predict(windows), ens.predict_features(harmonic_feats), atol=1e-5)
+    full_feats = F.compute(windows=windows, config=F.FeatureConfig(kind="logmel", n_mels=64))
+    assert np.abs(harmonic_feats - full_feats).max() > 0.1  # (so the line above tells the front ends apart)
+    # a new head on the frozen trunk hears what the trunk was trained on, without being told
+    train_ensemble(tiny_dataset, out, settings=TrainSettings(architecture="trunk", **TINY), families=["percussion"])
+    after = read_manifest(out)
+    assert after["features"]["harmonic"] is True and after["trunk"] == manifest["trunk"]
+    # retraining everything on another front end into the same folder is refused, naming the reason
+    with pytest.raises(UserError, match="harmonic front end"):
+        train_ensemble(tiny_dataset, out, settings=TrainSettings(architecture="trunk", **TINY), families=["flute"], force=True)

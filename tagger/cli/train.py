@@ -69,6 +69,10 @@ def train(
         0, min=0, help="Shared trunk: supervised contrastive pretraining steps on instrument identity (single notes; "
         "same instrument at other pitches = positives) before the mixture training; 0 = none."
     ),
+    harmonic: bool = typer.Option(
+        False, "--harmonic", help="Front end: keep the harmonic part of the spectrogram only (drum hits damped by "
+        "median-filter separation); recorded in the manifest and used by every scan with these models."
+    ),
     reference: Path = typer.Option(
         None, "--reference", help="Model directory trained on held-out instruments whose thresholds and aggregation are kept."
     ),
@@ -105,6 +109,7 @@ def train(
         valid_music_examples=valid_examples, valid_solo_notes=valid_examples,
         leave_out=tuple(s.strip().lower() for s in leave_out or ()), all_instruments=all_instruments,
         pretrain_steps=pretrain_steps, instrument_fraction=instrument_fraction, trunk_filters=filters,
+        harmonic=harmonic,
     )  # fmt: skip
     bars: dict[str, tqdm] = {}
 
