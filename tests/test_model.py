@@ -308,6 +308,11 @@ def test_a_harmonic_front_end_is_recorded_used_and_kept_when_a_family_is_added(t
     train_ensemble(tiny_dataset, out, settings=TrainSettings(architecture="trunk", **TINY), families=["percussion"])
     after = read_manifest(out)
     assert after["features"]["harmonic"] is True and after["trunk"] == manifest["trunk"]
-    # retraining everything on another front end into the same folder is refused, naming the reason
+    # retraining part of the folder on another front end is refused, naming the reason; all of it replaces it
     with pytest.raises(UserError, match="harmonic front end"):
         train_ensemble(tiny_dataset, out, settings=TrainSettings(architecture="trunk", **TINY), families=["flute"], force=True)
+    assert read_manifest(out) == after
+    full = train_ensemble(tiny_dataset, out, settings=TrainSettings(architecture="trunk", **TINY),
+                          families=["flute", "organ", "percussion"], force=True, version="tiny-full")  # fmt: skip
+    assert "harmonic" not in full["features"] and full["families"] == ["flute", "organ", "percussion"]
+    assert not Ensemble.load(out).feature_config.harmonic and full["trunk"] != manifest["trunk"]

@@ -315,6 +315,11 @@ def train_ensemble(
     recorded = F.FeatureConfig.from_dict(manifest["features"])
     if recorded != fcfg and settings.architecture in A.SHARED_TRUNK and manifest.get("trunk") and not force:
         fcfg = recorded  # new heads on the frozen trunk hear what it was trained on
+    elif recorded != fcfg and force and set(wanted) >= set(manifest["classifiers"]):
+        # every model of the folder is retrained: the new front end replaces the old one
+        manifest = store.new_manifest(architecture=settings.architecture, recipe=settings.recipe, feature_config=fcfg,
+                                      version=version, data={})  # fmt: skip
+        recorded = fcfg
     if recorded != fcfg:
         held = "the harmonic front end" if manifest["features"].get("harmonic") else "the full spectrogram"
         raise UserError(f"{out_dir} holds models trained on {held}; train with the same front end (--harmonic) "
