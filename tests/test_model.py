@@ -201,6 +201,9 @@ def test_leave_one_source_out_then_a_production_fit_keeps_the_held_out_threshold
     with pytest.raises(Exception, match="no notes of nosuchfont"):
         train_ensemble(two_source_dataset, tmp_path / "x", settings=TrainSettings(leave_out=("nosuchfont",), **TINY),
                        families=["flute", "organ"])  # fmt: skip
+    with pytest.raises(UserError, match="another front end"):  # its thresholds were chosen on other features
+        train_ensemble(two_source_dataset, tmp_path / "y", settings=TrainSettings(all_instruments=True, harmonic=True, **TINY),
+                       families=["flute", "organ"], reference=held)  # fmt: skip
     prod = tmp_path / "production"
     fit = train_ensemble(two_source_dataset, prod, settings=TrainSettings(all_instruments=True, **TINY),
                          families=["flute", "organ"], version="prod-1", reference=held)  # fmt: skip

@@ -344,6 +344,9 @@ def train_ensemble(
         lacking = [f for f in todo if f not in ref_manifest["classifiers"]]
         if lacking:
             raise UserError(f"the reference models in {reference} have no threshold for {', '.join(lacking)}")
+        if F.FeatureConfig.from_dict(ref_manifest["features"]) != fcfg:
+            raise UserError(f"the reference models in {reference} hear another front end than this training "
+                            "(--harmonic must be the same): their thresholds do not carry over")  # fmt: skip
 
     cache = cache_root() / "train"
     pool_sig = _signature({"data": data_sig, "max": settings.max_notes_per_instrument, "seed": settings.seed,
