@@ -90,6 +90,15 @@ def test_tampered_missing_and_mismatched_models_are_refused(tmp_path):
     (d2 / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ModelError, match="hop_length"):
         Ensemble.load(d2)
+    manifest["features"]["hop_length"] = 512
+    manifest["features"]["whitening"] = True  # a setting of a newer tagger: refused, not ignored
+    (d2 / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match="unknown feature setting whitening"):
+        Ensemble.load(d2)
+    manifest["format"] = 3
+    (d2 / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match="unsupported manifest format 3"):
+        Ensemble.load(d2)
     with pytest.raises(ModelError, match="manifest not found"):
         Ensemble.load(tmp_path / "nothing")
     with pytest.raises(UserError, match="no classifier for vocal"):
@@ -299,7 +308,7 @@ def test_a_harmonic_front_end_is_recorded_used_and_kept_when_a_family_is_added(t
     out = tmp_path / "models"
     settings = TrainSettings(architecture="trunk", harmonic=True, **TINY)
     manifest = train_ensemble(tiny_dataset, out, settings=settings, families=["flute", "organ"], version="tiny-h")
-    assert manifest["features"]["harmonic"] is True
+    assert manifest["features"]["harmonic"] is True and manifest["format"] == 2  # (taggers older than it refuse it)
     ens = Ensemble.load(out)
     assert ens.feature_config.harmonic
     windows = np.random.default_rng(0).standard_normal((3, 64_000)).astype(np.float32) * 0.1
@@ -317,5 +326,5 @@ def test_a_harmonic_front_end_is_recorded_used_and_kept_when_a_family_is_added(t
     assert read_manifest(out) == after
     full = train_ensemble(tiny_dataset, out, settings=TrainSettings(architecture="trunk", **TINY),
                           families=["flute", "organ", "percussion"], force=True, version="tiny-full")  # fmt: skip
-    assert "harmonic" not in full["features"] and full["families"] == ["flute", "organ", "percussion"]
+    assert "harmonic" not in full["features"] and full["format"] == 1 and full["families"] == ["flute", "organ", "percussion"]
     assert not Ensemble.load(out).feature_config.harmonic and full["trunk"] != manifest["trunk"]

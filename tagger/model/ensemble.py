@@ -27,6 +27,10 @@ from tagger.model.backends import load_classifier  # noqa: F401  (re-exported: t
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
+HARMONIC_MANIFEST_FORMAT = 2
+"""The format of manifests whose models hear the harmonic front end: taggers that read only format 1
+(made before that front end existed) refuse them instead of scoring them on the wrong features."""
+MANIFEST_FORMATS = (MANIFEST_FORMAT, HARMONIC_MANIFEST_FORMAT)
 MODELS_ENV = "TAGGER_MODELS"
 
 
@@ -50,8 +54,9 @@ def read_manifest(model_dir: str | os.PathLike) -> dict:
         manifest = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelError(path, f"invalid manifest JSON: {exc}") from None
-    if manifest.get("format") != MANIFEST_FORMAT:
-        raise ModelError(path, f"unsupported manifest format {manifest.get('format')!r} (expected {MANIFEST_FORMAT})")
+    if manifest.get("format") not in MANIFEST_FORMATS:
+        raise ModelError(path, f"unsupported manifest format {manifest.get('format')!r} (this tagger reads "
+                               f"{' or '.join(map(str, MANIFEST_FORMATS))}: a newer tagger made these models)")
     for key in ("families", "features", "classifiers", "version"):
         if key not in manifest:
             raise ModelError(path, f"manifest lacks {key!r}")
@@ -78,6 +83,9 @@ def manifest_hash(manifest: dict) -> str:
 
 def check_feature_config(path: Path, recorded: dict) -> F.FeatureConfig:
     """Refuse a manifest whose signal geometry differs from this build's constants."""
+    unknown = sorted(set(recorded) - set(F.FeatureConfig.__dataclass_fields__))
+    if unknown:
+        raise ModelError(path, f"unknown feature setting {', '.join(unknown)} (a newer tagger made these models)")
     cfg = F.FeatureConfig.from_dict(recorded)
     expected = {
         "sample_rate": C.SAMPLE_RATE,

@@ -15,7 +15,7 @@ from pathlib import Path
 from tagger.aggregate import DEFAULT_AGGREGATION
 from tagger.features import FeatureConfig
 from tagger.hashing import sha256_file
-from tagger.model.ensemble import MANIFEST, MANIFEST_FORMAT, read_manifest, write_manifest
+from tagger.model.ensemble import HARMONIC_MANIFEST_FORMAT, MANIFEST, MANIFEST_FORMAT, read_manifest, write_manifest
 
 
 def new_manifest(
@@ -30,7 +30,7 @@ def new_manifest(
     """A manifest with no classifiers yet."""
     stamp = _dt.datetime.now(_dt.timezone.utc)
     return {
-        "format": MANIFEST_FORMAT,
+        "format": HARMONIC_MANIFEST_FORMAT if feature_config.harmonic else MANIFEST_FORMAT,
         "version": version or f"{architecture}-{recipe}-{stamp:%Y%m%d%H%M%S}",
         "created": stamp.isoformat(timespec="seconds"),
         "architecture": architecture,
