@@ -73,8 +73,10 @@ def _clicks(seconds: float = 4.0, every: float = 0.25, seed: int = 0) -> np.ndar
     """Broadband noise bursts (5 ms decay) every `every` seconds: a stand-in for drum hits."""
     y = np.zeros(int(seconds * C.SAMPLE_RATE), np.float32)
     rng = np.random.default_rng(seed)
+    burst = 0.5 * np.exp(-np.arange(400) / 80)
     for k in range(0, len(y), int(every * C.SAMPLE_RATE)):
-        y[k : k + 400] += rng.standard_normal(min(400, len(y) - k)).astype(np.float32) * 0.5 * np.exp(-np.arange(400) / 80)[: len(y) - k]
+        n = min(400, len(y) - k)
+        y[k : k + n] += (rng.standard_normal(n) * burst[:n]).astype(np.float32)
     return y
 
 
