@@ -115,3 +115,13 @@ def test_feature_config_records_harmonic_only_when_set():
     assert F.FeatureConfig.from_dict(plain.to_dict()) == plain and not F.FeatureConfig.from_dict(plain.to_dict()).harmonic
     on = F.FeatureConfig(kind="logmel", n_mels=64, harmonic=True)
     assert on.to_dict()["harmonic"] is True and F.FeatureConfig.from_dict(on.to_dict()) == on
+
+
+def test_the_running_median_is_scipys_median_filter():
+    from scipy.ndimage import median_filter
+
+    x = (np.random.default_rng(3).random((2, 64, 126)) ** 6 * 1e3).astype(np.float32)
+    for axis, size in ((2, 9), (1, 9), (2, 3)):
+        shape = [1, 1, 1]
+        shape[axis] = size
+        np.testing.assert_array_equal(F._running_median(x, size=size, axis=axis), median_filter(x, size=shape, mode="reflect"))
