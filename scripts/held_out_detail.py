@@ -39,6 +39,13 @@ hears a chord as several instruments tags wrong families.
 
     .venv/bin/python scripts/held_out_detail.py --chords ~/.cache/tagger/train/pool-valid-739e4d315784665c \
         ~/.cache/tagger/runs/trunk-lo-2 ~/.cache/tagger/runs/trunk-lo-chords
+
+With ``--silence DATASET``: instead, for every model directory, every non-family note of a split
+of the dataset (``--split``, default valid; drum kits and percussion, effects, synths, ethnic
+instruments), one 4 s window each: the share that triggers no family, per kind of sound.
+
+    .venv/bin/python scripts/held_out_detail.py --silence ~/.cache/tagger/datasets/gm4 --split test \
+        ~/.cache/tagger/runs/trunk-lo-2 ~/.cache/tagger/runs/trunk-lo-harmonic
 """
 
 from __future__ import annotations
@@ -104,6 +111,28 @@ def programs(dataset: Path, model_dir: Path, *, split: str = "valid", source: st
         wrong = Counter(ens.families[t] for t in top if t != j).most_common(1)
         lines.append(f"| {family} | {group} | {len(notes)} | {np.mean(top == j):.0%} | {np.mean(ens.decide(probs)[:, j]):.0%} | "
                      + (f"{wrong[0][0]} ({wrong[0][1] / len(notes):.0%})" if wrong else "") + " |")  # fmt: skip
+    return lines
+
+
+NON_FAMILY = ("percussion", "effects", "synth", "ethnic")
+
+
+def silence(dataset: Path, model_dirs: list[Path], *, split: str = "valid") -> list[str]:
+    """Per model directory and kind of non-family sound of `split`: the share of its notes (one
+    window each) that trigger no family at the model's thresholds (a Markdown table)."""
+    from tagger.data.nsynth import NoteDataset, load_note_audio
+    from tagger.model.ensemble import Ensemble
+
+    ds = NoteDataset.load(dataset, split=split, families=NON_FAMILY)
+    kinds = [k for k in NON_FAMILY if any(n.family == k for n in ds.notes)]
+    audio = {k: load_note_audio([n for n in ds.notes if n.family == k]) for k in kinds}
+    lines = ["| run | " + " | ".join(f"{k} ({len(audio[k])} notes): no family" for k in kinds) + " | all |",
+             "|---|" + "---|" * (len(kinds) + 1)]  # fmt: skip
+    for d in model_dirs:
+        ens = Ensemble.load(d)
+        quiet = {k: ~ens.decide(ens.predict(audio[k])).any(axis=1) for k in kinds}
+        every = np.concatenate(list(quiet.values())) if quiet else np.zeros(0, bool)
+        lines.append(f"| `{d.name}` | " + " | ".join(f"{quiet[k].mean():.1%}" for k in kinds) + f" | {every.mean():.1%} |")
     return lines
 
 
@@ -198,8 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     group.add_argument("--valid", type=Path, help="the examples cache folder holding valid_x.npy")
     group.add_argument("--programs", type=Path, metavar="DATASET", help="per validation instrument group, on single notes")
     group.add_argument("--chords", type=Path, metavar="POOL", help="a note pool's instruments as notes, chords, chords with drums")
+    group.add_argument("--silence", type=Path, metavar="DATASET", help="a split's non-family notes: share with no family")
     ap.add_argument("--two-regime", action="store_true", help="with --valid: one threshold per family against two")
-    ap.add_argument("--split", default="valid", help="with --programs: the split whose groups are scored (default valid)")
+    ap.add_argument("--split", default="valid", help="with --programs or --silence: the split scored (default valid)")
     ap.add_argument("--source", help="with --programs: only the notes of this source (e.g. generaluser, left out of a run)")
     args = ap.parse_args(argv)
     from tagger.model.backends import quiet_tensorflow
@@ -214,6 +244,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{args.chords}: no note pool (pool.json) here", file=sys.stderr)
             return 1
         print("\n".join(chords(args.chords, args.model_dirs)))
+        return 0
+    if args.silence is not None:
+        print("\n".join(silence(args.silence, args.model_dirs, split=args.split)))
         return 0
     if args.programs is not None:
         print("\n".join(programs(args.programs, args.model_dirs[0], split=args.split, source=args.source)))

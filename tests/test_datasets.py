@@ -399,6 +399,29 @@ def test_held_out_detail_scores_each_instrument_group_on_single_notes(tmp_path):
     assert len(only) == 2  # no group of that source
 
 
+@pytest.mark.model
+def test_held_out_detail_scores_the_silence_of_non_family_sounds(tmp_path):
+    import importlib.util
+
+    from conftest import compact_models
+    from tagger.model.ensemble import Ensemble
+
+    spec = importlib.util.spec_from_file_location("detail", Path(__file__).parents[1] / "scripts" / "held_out_detail.py")
+    detail = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(detail)
+    root = make_nsynth(tmp_path / "ds", instruments_per_family=1, notes=3)
+    quiet = compact_models(tmp_path / "quiet", list(FAMILIES), version="quiet", seed=3, threshold=1.0)
+    eager = compact_models(tmp_path / "eager", list(FAMILIES), version="eager", seed=3, threshold=0.0)
+    lines = detail.silence(root, [quiet, eager], split=None)
+    assert lines[0] == "| run | percussion (3 notes): no family | all |"
+    assert lines[2:] == ["| `quiet` | 100.0% | 100.0% |", "| `eager` | 0.0% | 0.0% |"]
+    mid = compact_models(tmp_path / "mid", list(FAMILIES), version="mid", seed=3, threshold=0.5)
+    ens = Ensemble.load(mid)
+    notes = [n for n in nsynth.NoteDataset.load(root, families=detail.NON_FAMILY).notes]
+    expected = np.mean(~ens.decide(ens.predict(nsynth.load_note_audio(notes))).any(axis=1))
+    assert detail.silence(root, [mid], split=None)[2] == f"| `mid` | {expected:.1%} | {expected:.1%} |"
+
+
 def test_two_regime_thresholds_recover_quiet_single_notes_that_one_threshold_loses():
     import importlib.util
 
