@@ -257,19 +257,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.valid}: no cached validation set (valid_x.npy) here", file=sys.stderr)
         return 1
     held = _feature_config(args.valid)
-    for d in args.model_dirs:
-        if Ensemble.load(d).feature_config != held:
+    ensembles = {d: Ensemble.load(d) for d in args.model_dirs}
+    for d, ens in ensembles.items():
+        if ens.feature_config != held:
             print(f"{d}: its models hear other features than the cached set in {args.valid} holds ({held.to_dict()}); "
                   "score it on the validation set its own training cached", file=sys.stderr)  # fmt: skip
             return 1
     if args.two_regime:
-        ens = Ensemble.load(args.model_dirs[0])
+        ens = ensembles[args.model_dirs[0]]
         print("\n".join(two_regime(vs, ens.predict_features(np.asarray(vs.feats, dtype=np.float32), batch_size=256))))
         return 0
     left_out = _load(args.valid / "left_out")
     scores = {}
-    for d in args.model_dirs:
-        ens = Ensemble.load(d)
+    for d, ens in ensembles.items():
         if vs.labels.shape[1] != len(ens.families):
             print(f"{d}: {len(ens.families)} families, the validation set has {vs.labels.shape[1]}", file=sys.stderr)
             return 1

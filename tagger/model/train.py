@@ -169,7 +169,6 @@ class ValidationSet:
 
     @staticmethod
     def build(valid: NoteDataset, pool_dir: Path, settings: TrainSettings, feature_config, synth: S.SynthSettings):
-
         rng = np.random.default_rng(settings.seed + 1)
         present = sum(1 for notes in valid.by_family().values() if notes)
         plan = M.draw_mixtures(valid, per_level=settings.valid_per_level, levels=range(present + 1), seed=settings.seed + 1)
