@@ -35,3 +35,23 @@ def test_silent_windows_are_ignored_and_silence_has_no_instruments():
     assert r.instruments == [] and r.silent_windows == 1 and r.windows == 2
     quiet = run([[0.9, 0.9]], silent=[True])
     assert quiet.instruments == [] and all(x.score == 0 for x in quiet.results)
+
+
+def test_the_track_rule_is_chosen_for_precision_not_jaccard():
+    """Three tracks of bass; two also have a flute in one window, the third one spurious flute window
+    as loud: a rule that tags the two flutes tags the wrong one too. Jaccard prefers tagging (5 right,
+    1 wrong: 0.833 against 0.667); F0.5, the tagger's rule (a wrong tag is worse than a missing one),
+    prefers none (0.882 against 0.862)."""
+    from tagger.model.calibrate import choose_aggregation, track_figures
+
+    windows = np.array([[0.9, 0.1], [0.9, 0.1], [0.9, 0.1], [0.9, 0.7]], np.float32)
+    scored = [(windows, np.array([True, False])), (windows, np.array([True, True])), (windows, np.array([True, True]))]
+    best, grid = choose_aggregation(scored, families=FAMS, thresholds=TH)
+    assert (best["precision"], best["recall"], best["wrong_per_track"]) == (1.0, 0.6, 0.0)
+    assert best["fbeta"] == pytest.approx(0.8824, abs=1e-4) and best["jaccard"] == pytest.approx(0.6667, abs=1e-4)
+    by_jaccard = max(grid, key=lambda g: g["jaccard"])
+    assert (by_jaccard["precision"], by_jaccard["recall"]) == (pytest.approx(5 / 6, abs=1e-4), 1.0)
+    assert by_jaccard["jaccard"] == pytest.approx(0.8333, abs=1e-4) and by_jaccard["fbeta"] < best["fbeta"]
+    # the quantile decides: the flute's fourth window counts from the 0.9 quantile up
+    assert track_figures(scored, families=FAMS, thresholds=TH, quantile=0.85, min_windows=1)["recall"] == 0.6
+    assert track_figures(scored, families=FAMS, thresholds=TH, quantile=0.9, min_windows=1)["recall"] == 1.0

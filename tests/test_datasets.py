@@ -449,3 +449,42 @@ def test_two_regime_thresholds_recover_quiet_single_notes_that_one_threshold_los
     assert one[0] == "| one threshold per family" and two[0] == "| two, S = 1.2"
     assert float(one[4]) == 0.0 and float(two[4]) == 1.0  # single notes: lost by one threshold, found by two
     assert float(one[2]) == float(two[2]) == 1.0 and two[1] == "50%"  # mixtures right either way
+
+
+@pytest.mark.model
+def test_calibrate_aggregation_script_checks_the_rule_and_carries_it_into_the_production_fit(tmp_path, capsys):
+    import importlib.util
+
+    from conftest import compact_models
+    from tagger.model import synth as S
+    from tagger.model.ensemble import read_manifest, write_manifest
+
+    spec = importlib.util.spec_from_file_location("calib", Path(__file__).parents[1] / "scripts" / "calibrate_aggregation.py")
+    calib = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(calib)
+    root = make_nsynth(tmp_path / "ds", instruments_per_family=1, notes=2)
+    pool = S.NotePool.build(nsynth.NoteDataset.load(root), tmp_path / "pool")
+    run = compact_models(tmp_path / "run", list(FAMILIES), version="held-out", seed=3)
+    prod = compact_models(tmp_path / "prod", list(FAMILIES), version="production", seed=4)
+    manifest = read_manifest(prod)
+    write_manifest(prod, {**manifest, "reference": {"version": "held-out"}})
+    args = [str(run), "--pool", str(tmp_path / "pool"), "--left-out", str(tmp_path / "pool"), "--tracks", "6"]
+    assert calib.main([*args, "--into", str(prod), "--version", "production-2", "--drum-beats",
+                      "--compare", "0.5"]) == 0  # fmt: skip
+    out = capsys.readouterr().out.splitlines()
+    rows = [line for line in out if line.startswith("| 6 ")]
+    # three rules on calibration tracks, other tracks, left-out tracks, and the last two over drum beats
+    assert len(rows) == 15 and sum("over drum beats" in row for row in rows) == 6
+    assert sum(": quantile 0.5 | 0.5 | 1 |" in row for row in rows) == 5
+    chosen = read_manifest(run)["aggregation_calibration"]
+    assert chosen["tracks"] == 6 and chosen["rule"].startswith("highest F0.5")
+    assert chosen["best"]["fbeta"] >= max(chosen["jaccard_best"]["fbeta"], chosen["default"]["fbeta"])
+    assert rows[0] == calib._row("6 calibration tracks (seed 7): chosen (F0.5)", chosen["best"])  # the same tracks again
+    after = read_manifest(prod)
+    assert after["aggregation"] == read_manifest(run)["aggregation"]
+    assert after["reference"]["aggregation_calibration"] == chosen and after["version"] == "production-2"
+    # a production fit of another reference is refused, before any work
+    write_manifest(prod, {**after, "reference": {"version": "other"}})
+    assert calib.main([*args, "--into", str(prod)]) == 1
+    assert "was not fitted with" in capsys.readouterr().err
+    assert read_manifest(prod)["aggregation"] == after["aggregation"]

@@ -527,6 +527,7 @@ def train_ensemble(
             "auc": {f: c.get("metrics", {}).get("auc") for f, c in ref_manifest["classifiers"].items()},
             "validation": ref_manifest.get("validation", {}),
             "validation_left_out": ref_manifest.get("validation_left_out", {}),
+            "aggregation_calibration": ref_manifest.get("aggregation_calibration", {}),
         }
     from tagger.model.ensemble import write_manifest
 
