@@ -3,10 +3,10 @@
 `tagger train` calibrates the rule once, on synthetic tracks of the validation instruments
 (`tagger.model.calibrate`; 1,000 tracks, 300 for runs trained before 2026-12-04). This script does
 it again for an existing run, with the rule of today, and checks the choice on tracks the choice
-never saw: another draw of tracks of the validation
-instruments (``--seed`` + 1) and, with ``--left-out POOL``, tracks of a sample library the run never
-heard. ``--drum-beats`` adds tracks drawn the same way with a drum kit of their pool playing a
-beat under every window, as under most music (drums are no family: every tag they add is wrong).
+never saw: another draw of tracks of the validation instruments (``--seed`` + 1) and, with
+``--left-out POOL``, tracks of a sample library the run never heard. ``--drum-beats`` adds tracks
+drawn the same way with a drum kit of their pool playing a beat under every window, as under most
+music (drums are no family: every tag they add is wrong).
 With ``--into DIR`` the rule is written into a production fit that took the run as its
 ``--reference`` (the shipped models), as `tagger train --reference` would have; ``--version NAME``
 renames those models, since they now give other results (a library scanned before is rescanned:
