@@ -1,13 +1,13 @@
 """Choose the per-track aggregation rule of a trained run again, and carry it into the shipped models.
 
-`tagger train` calibrates the rule once, on synthetic tracks of the validation instruments
-(`tagger.model.calibrate`; 1,000 tracks, 300 for runs trained before 2026-12-04). This script does
-it again for an existing run, with the rule of today, and checks the choice on tracks the choice
-never saw: another draw of tracks of the validation instruments (``--seed`` + 1) and, with
-``--left-out POOL``, tracks of a sample library the run never heard. ``--drum-beats`` adds tracks
-drawn the same way with a drum kit of their pool playing a beat under every window, as under most
-music (drums are no family: every tag they add is wrong).
-With ``--into DIR`` the rule is written into a production fit that took the run as its
+`tagger train` calibrates the rule once, on 300 synthetic tracks of the validation instruments
+(`tagger.model.calibrate`; ``--aggregation-tracks``). This script does it again for an existing
+run, with the rule of today and more tracks (F0.5 is flat near its best, so the choice needs them
+to be stable), and checks the choice on tracks the choice never saw: another draw of tracks of the
+validation instruments (``--seed`` + 1) and, with ``--left-out POOL``, tracks of a sample library
+the run never heard. ``--drum-beats`` adds tracks drawn the same way with a drum kit of their pool
+playing a beat under every window, as under most music (drums are no family: every tag they add is
+wrong). With ``--into DIR`` the rule is written into a production fit that took the run as its
 ``--reference`` (the shipped models), as `tagger train --reference` would have; ``--version NAME``
 renames those models, since they now give other results (a library scanned before is rescanned:
 its tracks are stale either way, as the manifest's hash changes).

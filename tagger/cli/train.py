@@ -30,7 +30,7 @@ def train(
     max_notes_per_instrument: int = typer.Option(150, help="Notes per instrument loaded into the training pool."),
     valid_per_level: int = typer.Option(100, help="Validation mixtures per polyphony level (Table V protocol)."),
     valid_examples: int = typer.Option(2000, help="Music-like validation mixtures, and validation solo notes."),
-    aggregation_tracks: int = typer.Option(1000, help="Synthetic validation tracks to calibrate the per-track rule."),
+    aggregation_tracks: int = typer.Option(300, help="Synthetic validation tracks to calibrate the per-track rule."),
     version: str = typer.Option(None, help="Version string recorded in the manifest (default: generated)."),
     force: bool = typer.Option(False, help="Retrain families that are already in the model directory."),
     leave_out: list[str] = typer.Option(

@@ -94,7 +94,7 @@ def choose_aggregation(scored: list[tuple[np.ndarray, np.ndarray]], *, families,
     return max(grid, key=lambda g: (g["fbeta"], g["jaccard"], g["quantile"])), grid
 
 
-def calibrate_aggregation(model_dir: str | os.PathLike, pool_dir: str | os.PathLike, *, tracks: int = 1000, seed: int = 7) -> dict:
+def calibrate_aggregation(model_dir: str | os.PathLike, pool_dir: str | os.PathLike, *, tracks: int = 300, seed: int = 7) -> dict:
     """Choose the aggregation parameters on validation tracks and store them in the manifest."""
     ensemble = Ensemble.load(model_dir)
     scored = score_tracks(ensemble, S.NotePool(pool_dir), tracks=tracks, seed=seed)

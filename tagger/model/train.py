@@ -65,7 +65,7 @@ class TrainSettings:
     valid_per_level: int = 100
     valid_music_examples: int = 2_000
     valid_solo_notes: int = 2_000
-    aggregation_tracks: int = 1000
+    aggregation_tracks: int = 300
     """Synthetic validation tracks used to calibrate the per-track aggregation rule."""
     threads: int = 0
     """TensorFlow intra-op threads (0 = all cores)."""
