@@ -53,6 +53,7 @@ def row(manifest: dict) -> list[str]:
         + (f", drum beats {synth['drum_prob']:g}" if synth.get("drum_prob") else "")
         + (", harmonic front end" if manifest.get("features", {}).get("harmonic") else "")
         + (f", contrastive pretraining {training['pretrain_steps']} steps" if training.get("pretrain_steps") else "")
+        + (f", spectrogram masks {training['mask_prob']:g}" if training.get("mask_prob") else "")
         + (f", trunk filters {','.join(map(str, training['trunk_filters']))}"
            if training.get("trunk_filters") and list(training["trunk_filters"]) != [24, 48, 96, 192, 192] else "")
         + (f", {training['instrument_fraction']:g} of the instruments" if training.get("instrument_fraction", 1.0) < 1.0 else "")

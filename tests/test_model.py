@@ -301,6 +301,36 @@ def test_a_contrastively_pretrained_trunk_is_trained_on_with_the_heads(tiny_data
     assert bad.exit_code == 2 and "shared-trunk" in bad.output
 
 
+@needs_fluidsynth
+@pytest.mark.slow
+def test_spectrogram_masks_train_on_the_same_examples_and_are_recorded(tiny_dataset, tmp_path, cache, monkeypatch):
+    from typer.testing import CliRunner
+
+    from tagger.cli import app
+    from tagger.model import train as T
+
+    seen = []
+
+    def spy(x, rng, *, prob, **kw):
+        out = real(x, rng, prob=prob, **kw)
+        seen.append((len(x), prob, int((out == 0).all(axis=1).any(axis=1).sum())))
+        return out
+
+    real = T.spec_mask
+    monkeypatch.setattr(T, "spec_mask", spy)
+    plain = train_ensemble(tiny_dataset, tmp_path / "plain", settings=TrainSettings(**TINY), families=["flute"])
+    assert seen == []
+    masked = train_ensemble(tiny_dataset, tmp_path / "masked", settings=TrainSettings(mask_prob=1.0, **TINY), families=["flute"])
+    # every training batch, and every example in it, was masked before the network saw it
+    assert sum(n for n, _, _ in seen) == TINY["examples"] * TINY["epochs"]
+    assert all(p == 1.0 and zeroed == n for n, p, zeroed in seen)
+    assert masked["training"]["mask_prob"] == 1.0 and plain["training"]["mask_prob"] == 0.0
+    # the same cached examples, another checkpoint: the masks change the training, not the data
+    assert len(list(cache.glob("train/examples-*"))) == 1 and len(list(cache.glob("train/ckpt-*"))) == 2
+    bad = CliRunner().invoke(app, ["train", "--data", str(tiny_dataset), "--out", str(tmp_path / "c"), "--mask-prob", "1.5"])
+    assert bad.exit_code == 2 and "mask-prob" in bad.output
+
+
 @pytest.mark.slow
 def test_a_harmonic_front_end_is_recorded_used_and_kept_when_a_family_is_added(tiny_dataset, tmp_path, cache):
     from tagger import features as F

@@ -219,3 +219,27 @@ def test_the_instrument_share_ablation_keeps_a_share_of_every_family():
     assert half.negatives == drums
     assert {n.instrument for n in _instrument_share(ds, 0.5, seed=0).notes} == kept  # seeded
     assert {n.instrument for n in _instrument_share(ds, 0.5, seed=1).notes} != kept
+
+
+def test_spectrogram_masks_silence_whole_bands_and_stretches_and_nothing_else():
+    from tagger.model.train import spec_mask
+
+    x = np.random.default_rng(0).uniform(0.2, 1.0, size=(200, 64, 126)).astype(np.float32)
+    before = x.copy()
+    assert spec_mask(x, np.random.default_rng(1), prob=0.5, max_bins=8, max_frames=12) is x
+    masked = [i for i in range(len(x)) if (x[i] == 0).any()]
+    assert 70 < len(masked) < 130  # about half the examples
+    for i in range(len(x)):
+        zero = x[i] == 0
+        # what is not masked is untouched
+        np.testing.assert_array_equal(x[i][~zero], before[i][~zero])
+        if i not in masked:
+            continue
+        bins = np.flatnonzero(zero.all(axis=1))  # whole frequency bands
+        frames = np.flatnonzero(zero.all(axis=0))  # whole time stretches
+        assert 1 <= len(bins) <= 16 and 1 <= len(frames) <= 24
+        # every zero lies in a masked band or stretch
+        assert not (zero & ~np.isin(np.arange(64), bins)[:, None] & ~np.isin(np.arange(126), frames)[None, :]).any()
+    untouched = before.copy()
+    spec_mask(untouched, np.random.default_rng(1), prob=0.0)
+    np.testing.assert_array_equal(untouched, before)

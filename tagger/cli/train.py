@@ -69,6 +69,10 @@ def train(
         0, min=0, help="Shared trunk: supervised contrastive pretraining steps on instrument identity (single notes; "
         "same instrument at other pitches = positives) before the mixture training; 0 = none."
     ),
+    mask_prob: float = typer.Option(
+        0.0, min=0.0, max=1.0, help="Chance that a training example's spectrogram has two frequency bands and two "
+        "time stretches masked (SpecAugment)."
+    ),
     harmonic: bool = typer.Option(
         False, "--harmonic", help="Front end: keep the harmonic part of the spectrogram only (drum hits damped by "
         "median-filter separation); recorded in the manifest and used by every scan with these models."
@@ -109,7 +113,7 @@ def train(
         valid_music_examples=valid_examples, valid_solo_notes=valid_examples,
         leave_out=tuple(s.strip().lower() for s in leave_out or ()), all_instruments=all_instruments,
         pretrain_steps=pretrain_steps, instrument_fraction=instrument_fraction, trunk_filters=filters,
-        harmonic=harmonic,
+        harmonic=harmonic, mask_prob=mask_prob,
     )  # fmt: skip
     bars: dict[str, tqdm] = {}
 

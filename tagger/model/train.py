@@ -83,13 +83,34 @@ class TrainSettings:
     pretrain_steps: int = 0
     """Shared trunk only: supervised contrastive pretraining steps on instrument identity before the
     mixture training (`tagger.model.pretrain`); 0 = none."""
+    mask_prob: float = 0.0
+    """Chance that a training example's spectrogram has bands and stretches masked (`spec_mask`,
+    SpecAugment): the network must recognise a family from what is left of its sound."""
     harmonic: bool = False
     """Train on the harmonic part of the spectrogram only (`FeatureConfig.harmonic`: drum hits damped);
     recorded in the manifest, so inference uses the same front end."""
 
 
-_TRAINING_ONLY = ("epochs", "batch_size", "learning_rate", "threads", "pretrain_steps", "trunk_filters")
+_TRAINING_ONLY = ("epochs", "batch_size", "learning_rate", "threads", "pretrain_steps", "trunk_filters", "mask_prob")
 """Settings that change the training but not the generated examples (reused across them)."""
+
+
+def spec_mask(x: np.ndarray, rng: np.random.Generator, *, prob: float, bands: int = 2, max_bins: int = 8,
+              stretches: int = 2, max_frames: int = 12) -> np.ndarray:
+    """SpecAugment on a batch of features [shape=(n, bins, frames)], in place: each example, with
+    probability `prob`, has `bands` frequency bands of up to `max_bins` bins and `stretches` time
+    stretches of up to `max_frames` frames set to the floor (0: silence). Returns `x`."""
+    n, n_bins, n_frames = x.shape
+    for i in np.flatnonzero(rng.random(n) < prob):
+        for _ in range(bands):
+            w = int(rng.integers(1, max_bins + 1))
+            lo = int(rng.integers(0, n_bins - w + 1))
+            x[i, lo : lo + w, :] = 0.0
+        for _ in range(stretches):
+            w = int(rng.integers(1, max_frames + 1))
+            lo = int(rng.integers(0, n_frames - w + 1))
+            x[i, :, lo : lo + w] = 0.0
+    return x
 
 
 def _signature(payload: dict) -> str:
@@ -428,6 +449,7 @@ def train_ensemble(
     run_sig = _signature({"examples": ex_sig, "families": todo, "epochs": settings.epochs, "lr": settings.learning_rate,
                           "batch_size": settings.batch_size, "architecture": settings.architecture,
                           **({"pretrain_steps": settings.pretrain_steps} if settings.pretrain_steps else {}),
+                          **({"mask_prob": settings.mask_prob} if settings.mask_prob else {}),
                           **({"trunk": list(settings.trunk_filters)} if tuple(settings.trunk_filters) != A.TRUNK_FILTERS else {}),
                           "frozen_trunk": (manifest.get("trunk") or {}).get("sha256") if frozen_trunk is not None else None})  # fmt: skip
     ckpt_dir = cache / f"ckpt-{run_sig}"
@@ -449,11 +471,14 @@ def train_ensemble(
     for epoch in range(done_epochs, settings.epochs):
         t0 = time.time()
         order = np.random.default_rng([settings.seed, epoch]).permutation(len(y))
+        mask_rng = np.random.default_rng([settings.seed, epoch, 1])
         losses_seen = []
         bs = settings.batch_size
         for b in range(0, len(order), bs):
             idx = np.sort(order[b : b + bs])
             xb = np.asarray(x[idx], dtype=np.float32)
+            if settings.mask_prob:
+                spec_mask(xb, mask_rng, prob=settings.mask_prob)
             out = joint.train_on_batch(xb, {f: y_out[f][idx] for f in todo}, return_dict=True)
             losses_seen.append(float(out["loss"]))
             if (b // bs) % 50 == 0:
