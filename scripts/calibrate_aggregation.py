@@ -10,7 +10,8 @@ playing a beat under every window, as under most music (drums are no family: eve
 wrong). With ``--into DIR`` the rule is written into a production fit that took the run as its
 ``--reference`` (the shipped models), as `tagger train --reference` would have; ``--version NAME``
 renames those models, since they now give other results (a library scanned before is rescanned:
-its tracks are stale either way, as the manifest's hash changes).
+its tracks are stale either way, as the manifest's hash changes). Without ``--into`` the run's own
+manifest takes the chosen rule; ``--dry-run`` only prints the figures and writes nothing.
 
     .venv/bin/python scripts/calibrate_aggregation.py ~/.cache/tagger/runs/trunk-lo-harmonic \\
         --pool ~/.cache/tagger/train/pool-valid-739e4d315784665c \\
@@ -47,7 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--into", type=Path, help="a production model directory whose reference is the run")
     ap.add_argument("--version", help="with --into: the production models' new version name")
+    ap.add_argument("--dry-run", action="store_true", help="print the figures only: write no manifest")
     args = ap.parse_args(argv)
+    if args.dry_run and (args.into is not None or args.version):
+        ap.error("--dry-run writes nothing: it does not go with --into or --version")
 
     if args.into is not None:  # refuse before any work
         version = read_manifest(args.run)["version"]
@@ -55,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         if reference != version:
             print(f"error: {args.into} was not fitted with {args.run} ({version}) as its reference (it names {reference})", file=sys.stderr)
             return 1
-    calib = calibrate_aggregation(args.run, args.pool, tracks=args.tracks, seed=args.seed)
+    calib = calibrate_aggregation(args.run, args.pool, tracks=args.tracks, seed=args.seed, write=not args.dry_run)
     ensemble = Ensemble.load(args.run)
     rules = {"chosen (F0.5)": calib["best"], "Jaccard-best": calib["jaccard_best"]}
     rules.update({f"quantile {q:g}": {"quantile": q, "min_windows": 1} for q in args.compare})

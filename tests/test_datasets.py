@@ -469,6 +469,14 @@ def test_calibrate_aggregation_script_checks_the_rule_and_carries_it_into_the_pr
     manifest = read_manifest(prod)
     write_manifest(prod, {**manifest, "reference": {"version": "held-out"}})
     args = [str(run), "--pool", str(tmp_path / "pool"), "--left-out", str(tmp_path / "pool"), "--tracks", "6"]
+    # a dry run prints the figures and leaves every manifest as it was
+    run_before, prod_before = (run / "manifest.json").read_bytes(), (prod / "manifest.json").read_bytes()
+    assert calib.main([*args, "--dry-run"]) == 0
+    assert sum(line.startswith("| 6 ") for line in capsys.readouterr().out.splitlines()) == 6
+    assert (run / "manifest.json").read_bytes() == run_before and (prod / "manifest.json").read_bytes() == prod_before
+    with pytest.raises(SystemExit):
+        calib.main([*args, "--dry-run", "--into", str(prod)])
+    assert "--dry-run writes nothing" in capsys.readouterr().err
     assert calib.main([*args, "--into", str(prod), "--version", "production-2", "--drum-beats",
                       "--compare", "0.5"]) == 0  # fmt: skip
     out = capsys.readouterr().out.splitlines()

@@ -94,8 +94,10 @@ def choose_aggregation(scored: list[tuple[np.ndarray, np.ndarray]], *, families,
     return max(grid, key=lambda g: (g["fbeta"], g["jaccard"], g["quantile"])), grid
 
 
-def calibrate_aggregation(model_dir: str | os.PathLike, pool_dir: str | os.PathLike, *, tracks: int = 300, seed: int = 7) -> dict:
-    """Choose the aggregation parameters on validation tracks and store them in the manifest."""
+def calibrate_aggregation(model_dir: str | os.PathLike, pool_dir: str | os.PathLike, *, tracks: int = 300, seed: int = 7,
+                          write: bool = True) -> dict:
+    """Choose the aggregation parameters on validation tracks and store them in the manifest (unless
+    `write` is false: then the manifest is left as it was)."""
     ensemble = Ensemble.load(model_dir)
     scored = score_tracks(ensemble, S.NotePool(pool_dir), tracks=tracks, seed=seed)
     best, grid = choose_aggregation(scored, families=ensemble.families, thresholds=ensemble.thresholds)
@@ -110,5 +112,6 @@ def calibrate_aggregation(model_dir: str | os.PathLike, pool_dir: str | os.PathL
         "jaccard_best": max(grid, key=lambda g: (g["jaccard"], g["emr"], g["quantile"])),
         "default": next(g for g in grid if g["quantile"] == DEFAULT_AGGREGATION["quantile"] and g["min_windows"] == 1),
     }
-    write_manifest(model_dir, manifest)
+    if write:
+        write_manifest(model_dir, manifest)
     return manifest["aggregation_calibration"]
