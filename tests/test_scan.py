@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from conftest import track_instruments
-from library_fakes import BROKEN, EXPECTED, FakeAnalyser, make_library
+from library_fakes import BROKEN, EXPECTED, FREQ, FakeAnalyser, make_library
 from tagger.db import models as M
 from tagger.db.queries import find_tracks, prune_missing, track_detail
 from tagger.db.session import open_database
@@ -154,6 +154,40 @@ def test_moved_and_renamed_files_keep_their_results_without_reanalysis(lib, db):
     with db.session() as s:
         assert s.scalar(select(M.Track.id).where(M.Track.path == str(new))) == old_id
         assert track_detail(s, path=str(new)).instruments == ["flute"]
+
+
+def test_moved_files_whose_fingerprints_agree_are_analysed_again_not_swapped(tmp_path, db):
+    """Stems of one song: same length and format, silent where the fingerprint reads (start, middle,
+    end), different audio elsewhere, so one fingerprint. Moved together, each must keep its own
+    results: with two gone tracks to choose from, a file is analysed as new."""
+    import soundfile as sf
+
+    sr, seconds = 16_000, 20
+    t = np.arange(sr * seconds) / sr
+    playing = ((t > 3) & (t < 8)) | ((t > 12) & (t < 17))  # silent at 0-3 s, 8-12 s, 17-20 s
+    root = tmp_path / "music"
+    (root / "stems").mkdir(parents=True)
+    for name, fam in (("one.wav", "flute"), ("two.wav", "bass")):
+        sf.write(root / "stems" / name, (0.5 * np.sin(2 * np.pi * FREQ[fam] * t) * playing).astype(np.float32), sr, subtype="PCM_16")
+    one, two = root / "stems" / "one.wav", root / "stems" / "two.wav"
+    assert fingerprint(one) == fingerprint(two) and one.read_bytes() != two.read_bytes()
+    scan([root], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert track_instruments(db) == {str(one): ["flute"], str(two): ["bass"]}
+    # the folder is reorganised: the names now sort the other way round
+    (root / "moved").mkdir()
+    os.rename(one, root / "moved" / "2.wav")
+    os.rename(two, root / "moved" / "1.wav")
+    spy = FakeAnalyser()
+    summary = scan([root], db=db, analyser=spy, jobs=0)
+    assert summary.moved == 0 and summary.scanned == 2 and summary.missing == 2
+    found = track_instruments(db)
+    assert found[str(root / "moved" / "1.wav")] == ["bass"] and found[str(root / "moved" / "2.wav")] == ["flute"]
+    assert _status(db)[str(one)] == "missing"
+    # one file moved alone, its twin still in place: the one gone track is unambiguous
+    os.rename(root / "moved" / "1.wav", root / "1 again.wav")
+    summary = scan([root], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert summary.moved == 1 and summary.scanned == 0
+    assert track_instruments(db)[str(root / "1 again.wav")] == ["bass"]
 
 
 def test_a_copy_gets_the_results_of_its_original(lib, db):

@@ -1,6 +1,7 @@
 """Planning a scan (main process): crawl the folders, and for each audio file compare size, mtime
 and content fingerprint with the database. Unchanged files are skipped; a new path whose
-fingerprint matches a track whose file is gone is a *move* (the row follows the file); a copy of an
+fingerprint matches one track whose file is gone is a *move* (the row follows the file; when several
+gone tracks match, the file is analysed as new); a copy of an
 analysed file gets a copy of its results; tracks from another model version are *stale*. The
 moves, copies and touched files are written through the scan's `tagger.db.scan_writer.ScanWriter`.
 """
@@ -140,6 +141,16 @@ def plan_files(roots, *, writer: ScanWriter, mv_id: int, rescan_stale: bool, ret
         # moved or copied file (that file is analysed as new; the old row goes missing).
         gone = [t for t in candidates if (t.status == M.STATUS_MISSING or not os.path.exists(t.path))
                 and not (t.error and t.error_transient)]  # fmt: skip
+        # A track whose file went since the last scan is the likelier origin than one missing before.
+        gone = [t for t in gone if t.status != M.STATUS_MISSING] or gone
+        if len(gone) > 1:
+            # Files of one size and format that agree where the fingerprint reads (stems of one song,
+            # silent at its start, middle and end) but whose old contents cannot be compared any more:
+            # which track this file was is unknown, so it is analysed as new rather than given
+            # another file's results (the gone tracks go missing).
+            log.info("%s: %d gone tracks share its fingerprint; analysed as a new file", path, len(gone))
+            work.append(FileState(path, size, mtime, fp, None))
+            continue
         if gone:
             track = gone[0]
             old_path = track.path
