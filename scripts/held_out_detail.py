@@ -27,7 +27,8 @@ With ``--two-regime``: instead, for the first model directory, a decision rule m
 on the cached validation set: thresholds chosen (F0.5, every window with drums alone included) on
 the even-numbered windows and scored on the odd ones, once as today (one threshold per family) and
 once with two per family, one for windows whose scores sum below S (few instruments playing), one
-for the others, for a few S.
+for the others, for a few S. Precision and F0.5 (the criterion of the thresholds) count every
+family of every scored window with a family question.
 
 With ``--chords POOL``: instead, for every model directory, windows of each instrument of a
 training note pool (``~/.cache/tagger/train/pool-valid-<signature>``: the validation instruments;
@@ -206,11 +207,15 @@ def two_regime(vs, probs: np.ndarray, bounds=(0.8, 1.2, 1.6, 2.0)) -> list[str]:
         drums = score & (vs.kind == 3)
         q = score & (vs.kind < 3)
         tp, fp = int((pred & truth)[q].sum()), int((pred & ~truth)[q].sum())
+        fn = int((~pred & truth)[q].sum())
+        b2 = THRESHOLD_BETA**2
+        fbeta = (1 + b2) * tp / max((1 + b2) * tp + b2 * fn + fp, 1)
         silent = f"{1 - pred[drums].any(axis=1).mean():.3f}" if drums.any() else ""
-        return " | ".join(f"{v.mean():.3f}" if len(v) else "-" for v in out) + f" | {silent or '-'} | {tp / max(tp + fp, 1):.3f}"
+        return (" | ".join(f"{v.mean():.3f}" if len(v) else "-" for v in out)
+                + f" | {silent or '-'} | {tp / max(tp + fp, 1):.3f} | {fbeta:.3f}")  # fmt: skip
 
-    lines = ["| rule | windows below S | protocol Jaccard | music-like Jaccard | single notes Jaccard | drums alone: no family | precision |",
-             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = ["| rule | windows below S | protocol Jaccard | music-like Jaccard | single notes Jaccard | drums alone: no family | precision "
+             f"| F{THRESHOLD_BETA:g} |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     lines.append(f"| one threshold per family | - | {cells(probs >= pick(fit))} |")
     total = probs.sum(axis=1)
     for bound in bounds:

@@ -449,6 +449,9 @@ def test_two_regime_thresholds_recover_quiet_single_notes_that_one_threshold_los
     assert one[0] == "| one threshold per family" and two[0] == "| two, S = 1.2"
     assert float(one[4]) == 0.0 and float(two[4]) == 1.0  # single notes: lost by one threshold, found by two
     assert float(one[2]) == float(two[2]) == 1.0 and two[1] == "50%"  # mixtures right either way
+    # precision 1 either way; F0.5 over every window: recall 400/600 with one threshold, 1 with two
+    assert float(one[6]) == float(two[6]) == 1.0
+    assert float(one[7].rstrip(" |")) == pytest.approx(1.25 * (2 / 3) / (0.25 + 2 / 3), abs=1e-3) and float(two[7].rstrip(" |")) == 1.0
 
 
 @pytest.mark.model
