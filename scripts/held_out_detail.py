@@ -192,7 +192,7 @@ def chords(pool_dir: Path, model_dirs: list[Path], *, per_instrument: int = 8, s
 def two_regime(vs, probs: np.ndarray, bounds=(0.8, 1.2, 1.6, 2.0)) -> list[str]:
     """One threshold per family against two (split by the sum of the window's scores), chosen on
     the even windows, scored on the odd ones (a Markdown table)."""
-    from tagger.evaluate.metrics import THRESHOLD_BETA, calibrate_threshold, jaccard
+    from tagger.evaluate.metrics import THRESHOLD_BETA, calibrate_threshold, fbeta_from_counts, jaccard
 
     truth = vs.labels.astype(bool)
     fit = np.arange(len(truth)) % 2 == 0
@@ -207,9 +207,7 @@ def two_regime(vs, probs: np.ndarray, bounds=(0.8, 1.2, 1.6, 2.0)) -> list[str]:
         drums = score & (vs.kind == 3)
         q = score & (vs.kind < 3)
         tp, fp = int((pred & truth)[q].sum()), int((pred & ~truth)[q].sum())
-        fn = int((~pred & truth)[q].sum())
-        b2 = THRESHOLD_BETA**2
-        fbeta = (1 + b2) * tp / max((1 + b2) * tp + b2 * fn + fp, 1)
+        fbeta = fbeta_from_counts(tp, fp, int((~pred & truth)[q].sum()))
         silent = f"{1 - pred[drums].any(axis=1).mean():.3f}" if drums.any() else ""
         return (" | ".join(f"{v.mean():.3f}" if len(v) else "-" for v in out)
                 + f" | {silent or '-'} | {tp / max(tp + fp, 1):.3f} | {fbeta:.3f}")  # fmt: skip

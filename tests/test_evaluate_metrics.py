@@ -193,6 +193,14 @@ def test_threshold_calibration_and_scores():
     assert s["levels"][1] == {"jaccard": 0.5, "emr": 0.0} and s["jaccard"] == pytest.approx(2.5 / 3, abs=1e-4)
 
 
+def test_fbeta_from_counts_weighs_precision_by_beta():
+    # precision 1/2, recall 1: F1 = 2/3, F0.5 = 1.25 * 0.5 / (0.25 * 0.5 + 1) = 5/9, F2 = 5 * 0.5 / (4 * 0.5 + 1) = 5/6
+    assert MX.fbeta_from_counts(2, 2, 0, beta=1.0) == pytest.approx(2 / 3)
+    assert MX.fbeta_from_counts(2, 2, 0) == pytest.approx(5 / 9)  # THRESHOLD_BETA, 0.5
+    assert MX.fbeta_from_counts(2, 2, 0, beta=2.0) == pytest.approx(5 / 6)
+    assert MX.fbeta_from_counts(0, 0, 0) == 0.0
+
+
 def test_validation_auc_ranks_ties_fairly():
     y = np.array([1, 0, 1, 0, 0])
     assert MX.auc(y, np.array([0.9, 0.1, 0.8, 0.2, 0.3])) == 1.0

@@ -348,19 +348,21 @@ THRESHOLD_BETA = 0.5
 than a missing one, because users search by it."""
 
 
+def fbeta_from_counts(tp: int, fp: int, fn: int, *, beta: float = THRESHOLD_BETA) -> float:
+    """F-beta from true positive, false positive and false negative counts (0 when all are 0)."""
+    b2 = beta * beta
+    return float((1 + b2) * tp / max((1 + b2) * tp + b2 * fn + fp, 1))
+
+
 def calibrate_threshold(y: np.ndarray, p: np.ndarray, *, beta: float = 1.0) -> tuple[float, dict]:
     """The F-beta-optimal threshold for one family on validation labels `y` and probabilities `p`
     (beta < 1 favours precision), with its rounded metrics (empty ratios are 0 here, not NaN)."""
     grid = np.linspace(0.05, 0.95, 91)
     best = (0.5, -1.0)
     pos = y.astype(bool)
-    b2 = beta * beta
     for t in grid:
         pred = p >= t
-        tp = np.sum(pred & pos)
-        fp = np.sum(pred & ~pos)
-        fn = np.sum(~pred & pos)
-        f = (1 + b2) * tp / max((1 + b2) * tp + b2 * fn + fp, 1)
+        f = fbeta_from_counts(np.sum(pred & pos), np.sum(pred & ~pos), np.sum(~pred & pos), beta=beta)
         if f > best[1] + 1e-9:
             best = (float(t), float(f))
     t = best[0]

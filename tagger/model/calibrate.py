@@ -18,7 +18,7 @@ import os
 import numpy as np
 
 from tagger.aggregate import DEFAULT_AGGREGATION, aggregate
-from tagger.evaluate.metrics import THRESHOLD_BETA, jaccard
+from tagger.evaluate.metrics import THRESHOLD_BETA, fbeta_from_counts, jaccard
 from tagger.model import synth as S
 from tagger.model.ensemble import Ensemble, read_manifest, write_manifest
 
@@ -73,11 +73,10 @@ def track_figures(scored: list[tuple[np.ndarray, np.ndarray]], *, families, thre
         ]
     )
     tp, fp, fn = int(np.sum(truth & pred)), int(np.sum(~truth & pred)), int(np.sum(truth & ~pred))
-    b2 = THRESHOLD_BETA**2
     return {
         "quantile": quantile,
         "min_windows": min_windows,
-        "fbeta": round((1 + b2) * tp / max((1 + b2) * tp + b2 * fn + fp, 1), 4),
+        "fbeta": round(fbeta_from_counts(tp, fp, fn), 4),
         "precision": round(tp / max(tp + fp, 1), 4),
         "recall": round(tp / max(tp + fn, 1), 4),
         "jaccard": round(float(jaccard(truth, pred).mean()), 4),
