@@ -7,6 +7,10 @@ library stays fast. It is not a full-content hash: two files that differ only ou
 (and have the same size) get the same fingerprint; for audio files (whose encoded frames change
 throughout when the audio changes) this is an accepted trade-off. Tag edits usually change the
 size or the first chunk and so the fingerprint.
+
+``content_hash`` = BLAKE2b (128-bit digest) over the whole file. A scan stores it with the
+fingerprint when it analyses a file or rewrites its tags, so that a new path is taken for a moved
+file only when its whole content is the one that went (the old file cannot be read any more).
 """
 
 from __future__ import annotations
@@ -34,6 +38,18 @@ def fingerprint(path: str | os.PathLike, *, chunk: int = CHUNK) -> str:
                 for offset in (0, size // 2 - chunk // 2, size - chunk):
                     f.seek(offset)
                     h.update(f.read(chunk))
+    except OSError as exc:
+        raise AudioReadError(path, f"cannot read file: {exc.strerror or exc}") from None
+    return h.hexdigest()
+
+
+def content_hash(path: str | os.PathLike, *, block: int = 1 << 20) -> str:
+    """BLAKE2b (128-bit) of the whole file as 32 hex digits; raises `AudioReadError` if unreadable."""
+    h = hashlib.blake2b(digest_size=16)
+    try:
+        with open(path, "rb") as f:
+            for data in iter(lambda: f.read(block), b""):
+                h.update(data)
     except OSError as exc:
         raise AudioReadError(path, f"cannot read file: {exc.strerror or exc}") from None
     return h.hexdigest()

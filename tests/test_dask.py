@@ -104,7 +104,7 @@ def _snapshot(db, root: Path) -> dict:
             out[rel] = {
                 "status": t.status,
                 "error": bool(t.error),
-                "file": (t.size, t.fingerprint, t.format, t.sample_rate, t.channels, t.windows, t.silent_windows),
+                "file": (t.size, t.fingerprint, t.content_hash, t.format, t.sample_rate, t.channels, t.windows, t.silent_windows),
                 "duration": t.duration,
                 "model": t.model_version.version if t.model_version else None,
                 "detections": {d.family: (d.present, d.score, d.coverage) for d in t.detections},

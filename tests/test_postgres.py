@@ -63,12 +63,13 @@ def test_postgres_upgrade_from_first_revision_keeps_data(pg_url):
                          {"id": i, "p": f"/m/{i}.flac", "st": status, "now": now})  # fmt: skip
         conn.execute(text("INSERT INTO detections (track_id, family, present, score, coverage) VALUES (1, 'bass', true, 0.9, 0.5)"))
     engine.dispose()
-    db = open_database(pg_url)  # applies 0002 to 0004
+    db = open_database(pg_url)  # applies 0002 to 0005
     assert current_revision(db.engine) == head_revision()
     with db.session() as s:
         a, b = s.scalars(select(M.Track).order_by(M.Track.id)).all()
         assert a.size == 3_000_000_000  # BigInteger: files over 2 GiB
         assert a.missing_since is None and b.missing_since == now
+        assert a.content_hash is None
         assert [(d.family, d.present, d.score) for d in a.detections] == [("bass", True, 0.9)]
         s.execute(text("DELETE FROM tracks WHERE id = 1"))  # ON DELETE CASCADE holds on PostgreSQL too
     with db.session() as s:

@@ -15,7 +15,7 @@ from tagger.db import models as M
 from tagger.db.queries import find_tracks, prune_missing, track_detail
 from tagger.db.session import open_database
 from tagger.crawl import crawl, sniff_audio
-from tagger.fingerprint import fingerprint
+from tagger.fingerprint import content_hash, fingerprint
 from tagger.library.scan import scan
 
 
@@ -156,21 +156,29 @@ def test_moved_and_renamed_files_keep_their_results_without_reanalysis(lib, db):
         assert track_detail(s, path=str(new)).instruments == ["flute"]
 
 
-def test_moved_files_whose_fingerprints_agree_are_analysed_again_not_swapped(tmp_path, db):
+def _stems(root, sr=16_000, seconds=20):
     """Stems of one song: same length and format, silent where the fingerprint reads (start, middle,
-    end), different audio elsewhere, so one fingerprint. Moved together, each must keep its own
-    results: with two gone tracks to choose from, a file is analysed as new."""
+    end), different audio elsewhere, so one fingerprint: flute, bass and string parts."""
     import soundfile as sf
 
-    sr, seconds = 16_000, 20
     t = np.arange(sr * seconds) / sr
     playing = ((t > 3) & (t < 8)) | ((t > 12) & (t < 17))  # silent at 0-3 s, 8-12 s, 17-20 s
+    root.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for name, fam in (("one.wav", "flute"), ("two.wav", "bass"), ("three.wav", "string")):
+        out[fam] = root / name
+        sf.write(out[fam], (0.5 * np.sin(2 * np.pi * FREQ[fam] * t) * playing).astype(np.float32), sr, subtype="PCM_16")
+    assert len({fingerprint(p) for p in out.values()}) == 1 and len({p.read_bytes() for p in out.values()}) == 3
+    return out
+
+
+def test_moved_files_whose_fingerprints_agree_keep_their_own_results(tmp_path, db):
+    """Stems moved together: each new path matches every gone stem by fingerprint; the whole-content
+    hash stored at analysis tells which one it is, so each keeps its own results, not another's."""
     root = tmp_path / "music"
-    (root / "stems").mkdir(parents=True)
-    for name, fam in (("one.wav", "flute"), ("two.wav", "bass")):
-        sf.write(root / "stems" / name, (0.5 * np.sin(2 * np.pi * FREQ[fam] * t) * playing).astype(np.float32), sr, subtype="PCM_16")
-    one, two = root / "stems" / "one.wav", root / "stems" / "two.wav"
-    assert fingerprint(one) == fingerprint(two) and one.read_bytes() != two.read_bytes()
+    stems = _stems(root / "stems")
+    one, two = stems["flute"], stems["bass"]
+    stems["string"].unlink()
     scan([root], db=db, analyser=FakeAnalyser(), jobs=0)
     assert track_instruments(db) == {str(one): ["flute"], str(two): ["bass"]}
     # the folder is reorganised: the names now sort the other way round
@@ -179,15 +187,67 @@ def test_moved_files_whose_fingerprints_agree_are_analysed_again_not_swapped(tmp
     os.rename(two, root / "moved" / "1.wav")
     spy = FakeAnalyser()
     summary = scan([root], db=db, analyser=spy, jobs=0)
-    assert summary.moved == 0 and summary.scanned == 2 and summary.missing == 2
+    assert summary.moved == 2 and summary.scanned == 0 and summary.missing == 0 and spy.calls == 0
     found = track_instruments(db)
-    assert found[str(root / "moved" / "1.wav")] == ["bass"] and found[str(root / "moved" / "2.wav")] == ["flute"]
-    assert _status(db)[str(one)] == "missing"
-    # one file moved alone, its twin still in place: the one gone track is unambiguous
-    os.rename(root / "moved" / "1.wav", root / "1 again.wav")
+    assert found == {str(root / "moved" / "1.wav"): ["bass"], str(root / "moved" / "2.wav"): ["flute"]}
+
+
+def test_a_new_file_sharing_a_gone_files_fingerprint_is_not_taken_for_it(tmp_path, db):
+    """One stem deleted and another of the same length added in the same interval: the fingerprint
+    matches the one gone track, but the whole content does not: analysed as new, the gone track
+    goes missing, and the new file does not get (or have written into its tags) the old results."""
+    root = tmp_path / "music"
+    stems = _stems(tmp_path / "all")
+    (root / "a").mkdir(parents=True)
+    shutil.copy2(stems["flute"], root / "a" / "part.wav")
+    scan([root], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert track_instruments(db) == {str(root / "a" / "part.wav"): ["flute"]}
+    os.remove(root / "a" / "part.wav")
+    shutil.copy2(stems["bass"], root / "a" / "bass part.wav")
+    spy = FakeAnalyser()
+    summary = scan([root], db=db, analyser=spy, jobs=0)
+    assert summary.moved == 0 and summary.scanned == 1 and summary.missing == 1 and spy.calls > 0
+    assert track_instruments(db) == {str(root / "a" / "bass part.wav"): ["bass"]}
+    assert _status(db)[str(root / "a" / "part.wav")] == "missing"
+    # the same content moved alone is still a move, after a tag write too (its hash is refreshed)
+    from tagger.library.scan import tag_writer
+
+    scan([root], db=db, analyser=FakeAnalyser(), jobs=0, on_track=tag_writer(model_version="fake-1"))
+    with db.session() as s:
+        row = s.scalar(select(M.Track).where(M.Track.path == str(root / "a" / "bass part.wav")))
+        assert row.tags_current and row.content_hash == content_hash(root / "a" / "bass part.wav")
+    os.rename(root / "a" / "bass part.wav", root / "bass again.wav")
+    spy = FakeAnalyser()
+    summary = scan([root], db=db, analyser=spy, jobs=0)
+    assert summary.moved == 1 and summary.scanned == 0 and spy.calls == 0
+    assert track_instruments(db) == {str(root / "bass again.wav"): ["bass"]}
+
+
+def test_tracks_stored_before_content_hashes_move_by_fingerprint_alone(tmp_path, db):
+    """Rows from before revision 0005 hold no content hash: one gone candidate is taken as before
+    (nothing else can be compared); two or more leave the file to be analysed as new."""
+    root = tmp_path / "music"
+    stems = _stems(root / "stems")
+    scan([root], db=db, analyser=FakeAnalyser(), jobs=0)
+    with db.session() as s:
+        s.execute(M.Track.__table__.update().values(content_hash=None))
+    os.rename(stems["flute"], root / "flute.wav")
     summary = scan([root], db=db, analyser=FakeAnalyser(), jobs=0)
     assert summary.moved == 1 and summary.scanned == 0
-    assert track_instruments(db)[str(root / "1 again.wav")] == ["bass"]
+    assert track_instruments(db)[str(root / "flute.wav")] == ["flute"]
+    with db.session() as s:
+        s.execute(M.Track.__table__.update().values(content_hash=None))
+    (root / "moved").mkdir()
+    os.rename(stems["bass"], root / "moved" / "2.wav")
+    os.rename(stems["string"], root / "moved" / "1.wav")
+    summary = scan([root], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert summary.moved == 0 and summary.scanned == 2 and summary.missing == 2
+    found = track_instruments(db)
+    assert found[str(root / "moved" / "1.wav")] == ["string"] and found[str(root / "moved" / "2.wav")] == ["bass"]
+    with db.session() as s:  # analysed again: their hashes are stored now
+        for name in ("1.wav", "2.wav"):
+            path = root / "moved" / name
+            assert s.scalar(select(M.Track.content_hash).where(M.Track.path == str(path))) == content_hash(path)
 
 
 def test_a_copy_gets_the_results_of_its_original(lib, db):

@@ -4,7 +4,8 @@ Tables
 ------
 - ``model_versions``: every model that produced results (version, manifest hash, families, thresholds).
 - ``scans``: one row per `tagger scan` run with its counts.
-- ``tracks``: one row per audio file (path, size, mtime, fingerprint, stream facts, status, error).
+- ``tracks``: one row per audio file (path, size, mtime, fingerprint, content hash, stream facts, status,
+  error).
   ``status`` is ``ok`` (analysed), ``error`` (could not be analysed: see ``error``) or ``missing``
   (no longer on disk; purged by `tagger db prune`). A track is *stale* when its ``model_version_id``
   is not the current model's.
@@ -127,6 +128,10 @@ class Track(Base):
     error_transient: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default="0")
     """The error may pass by itself (the file changed or vanished while it was read; revision 0004):
     the next scan analyses the file again, and a moved or copied file never inherits it."""
+    content_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    """BLAKE2b of the whole file as it was analysed or last rewritten (`tagger.fingerprint.content_hash`;
+    revision 0005): a new path is this track's file moved only when its whole content hashes the same.
+    NULL for tracks stored before the revision (their moves are recognised by the fingerprint alone)."""
 
     model_version: Mapped[ModelVersion | None] = relationship(lazy="joined")
     detections: Mapped[list[Detection]] = relationship(

@@ -168,6 +168,7 @@ class ScanWriter:
         """A copy of the analysed file of ``src`` (the same bytes) at ``file.path``: a new track with
         a copy of its results (and of its tags' state: the same bytes, the same tags)."""
         dst = M.Track(path=file.path, size=file.size, mtime=file.mtime, fingerprint=file.fingerprint,
+                      content_hash=src.content_hash,
                       duration=src.duration, format=src.format, sample_rate=src.sample_rate, channels=src.channels,
                       status=M.STATUS_OK, windows=src.windows, silent_windows=src.silent_windows,
                       model_version_id=self.mv_id, scan_id=self.scan_id, analysed_at=src.analysed_at,
@@ -216,14 +217,16 @@ class ScanWriter:
         self.summary.errors.append((work.path, reason))
         self.touch()
 
-    def refresh_file(self, work: FileState, *, size: int, mtime: float, fingerprint: str) -> None:
-        """Record a file's new size, mtime and fingerprint after we rewrote it (tags)."""
+    def refresh_file(self, work: FileState, *, size: int, mtime: float, fingerprint: str,
+                     content_hash: str | None) -> None:  # fmt: skip
+        """Record a file's new size, mtime, fingerprint and content hash after we rewrote it (tags)."""
         track = self.track_for(work)
-        track.size, track.mtime, track.fingerprint = size, mtime, fingerprint
+        track.size, track.mtime, track.fingerprint, track.content_hash = size, mtime, fingerprint, content_hash
         self.touch()
 
     def _set_file(self, track: M.Track, work: FileState, meta: dict) -> None:
         track.path, track.size, track.mtime, track.fingerprint = work.path, work.size, work.mtime, work.fingerprint
+        track.content_hash = meta.get("content_hash")  # None: the file could not be read whole
         track.format = meta.get("format", track.format)
         track.sample_rate = meta.get("sample_rate", track.sample_rate)
         track.channels = meta.get("channels", track.channels)

@@ -17,15 +17,19 @@ log = logging.getLogger(__name__)
 
 
 def record_rewrite(session: Session, *, path: str, size: int | None, mtime: float | None,
-                   fingerprint: str | None = None) -> None:  # fmt: skip
-    """After a tag write rewrote the file ``path``, store its new size, mtime and fingerprint (read
-    from the file when not given), so that the next scan sees the file unchanged and the next write
-    is not refused. A path the database does not know is ignored."""
+                   fingerprint: str | None = None) -> bool:  # fmt: skip
+    """After a tag write rewrote the file ``path``, store its new size, mtime, fingerprint (read
+    from the file when not given) and content hash, so that the next scan sees the file unchanged
+    and the next write is not refused. A path the database does not know is ignored. Raises
+    `tagger.errors.AudioReadError` when the file cannot be read (nothing is stored then)."""
+    from tagger.fingerprint import content_hash
+    from tagger.fingerprint import fingerprint as read_fingerprint
+
     track = session.scalar(select(M.Track).where(M.Track.path == path))
     if track is None:
-        return
+        return False
     if fingerprint is None:
-        from tagger.fingerprint import fingerprint as read_fingerprint
-
         fingerprint = read_fingerprint(path)
-    track.size, track.mtime, track.fingerprint = size, mtime, fingerprint
+    digest = content_hash(path)
+    track.size, track.mtime, track.fingerprint, track.content_hash = size, mtime, fingerprint, digest
+    return True

@@ -20,6 +20,7 @@ import numpy as np
 
 from tagger import constants as C
 from tagger.errors import TaggerError
+from tagger.fingerprint import content_hash
 from tagger.library.messages import Done, Failed, FileInfo, Message, Started, Windows
 
 
@@ -55,10 +56,12 @@ def analyse_file(task_id: int, path: str, *, config: AnalysisConfig) -> Iterator
 
     try:
         t = clock()
+        digest = content_hash(path)  # read whole before decoding (the decoder then reads it from cache)
         meta = audio.info(path)
         seconds["decode"] += clock() - t
         yield FileInfo(task_id, {"format": meta.format, "sample_rate": meta.sample_rate,
-                                 "channels": meta.channels, "duration": meta.duration})  # fmt: skip
+                                 "channels": meta.channels, "duration": meta.duration,
+                                 "content_hash": digest})  # fmt: skip
         frames = audio.frame_windows(
             counting(audio.stream(path, meta=meta, timings=seconds)),
             hop_samples=int(round(config.hop_seconds * C.SAMPLE_RATE)),

@@ -19,7 +19,6 @@ from sqlalchemy.orm import selectinload
 from tagger.db import models as M
 from tagger.db.session import Database
 from tagger.errors import TaggerError
-from tagger.fingerprint import fingerprint
 from tagger.library.scan import Analyser, ScanSummary, scan
 
 
@@ -89,17 +88,14 @@ def _result(track: M.Track, *, since) -> FileResult:
 
 def record_rewrite(db: Database, path: str | os.PathLike) -> bool:
     """After another program rewrote a file's tags (not its audio), store the file's new size,
-    mtime and fingerprint, so that the next scan sees it unchanged. False when the database does
-    not know the file or it cannot be read."""
+    mtime, fingerprint and content hash, so that the next scan sees it unchanged. False when the
+    database does not know the file or it cannot be read."""
+    from tagger.db import writes
+
     path = os.path.abspath(os.fspath(path))
     try:
         st = os.stat(path)
-        fp = fingerprint(path)
+        with db.session() as s:
+            return writes.record_rewrite(s, path=path, size=st.st_size, mtime=st.st_mtime)
     except (OSError, TaggerError):
         return False
-    with db.session() as s:
-        track = s.scalar(select(M.Track).where(M.Track.path == path))
-        if track is None:
-            return False
-        track.size, track.mtime, track.fingerprint = st.st_size, st.st_mtime, fp
-    return True

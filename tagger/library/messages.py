@@ -25,7 +25,8 @@ class Started:
 
 @dataclass(frozen=True)
 class FileInfo:
-    """The file's format as probed: ``{"format", "sample_rate", "channels", "duration"}``."""
+    """The file's format as probed: ``{"format", "sample_rate", "channels", "duration", "content_hash"}``
+    (the hash of the whole file as the worker read it: `tagger.fingerprint.content_hash`)."""
 
     kind: ClassVar[str] = "info"
     task_id: int
@@ -55,7 +56,7 @@ class Done:
     samples: int
     stats: dict = field(default_factory=dict)
     """``{"seconds": {"decode", "resample", "framing", "features"[, "wait"]}, "pid", "maxrss"}``: time
-    spent on the file per stage (``wait``: blocked on a full result queue, in a worker process) and
+    spent on the file per stage (``decode`` includes reading the whole file for its content hash) (``wait``: blocked on a full result queue, in a worker process) and
     the process's peak resident memory so far in bytes."""
 
 

@@ -1,7 +1,7 @@
 """Planning a scan (main process): crawl the folders, and for each audio file compare size, mtime
 and content fingerprint with the database. Unchanged files are skipped; a new path whose
-fingerprint matches one track whose file is gone is a *move* (the row follows the file; when several
-gone tracks match, the file is analysed as new); a copy of an
+fingerprint and whole-content hash match a track whose file is gone is a *move* (the row follows
+the file; otherwise the file is analysed as new: `origin`); a copy of an
 analysed file gets a copy of its results; tracks from another model version are *stale*. The
 moves, copies and touched files are written through the scan's `tagger.db.scan_writer.ScanWriter`.
 """
@@ -21,7 +21,7 @@ from tagger.db.filter import under_clause
 from tagger.db.scan_writer import FileState, ScanWriter
 from tagger.errors import TaggerError, UserError
 from tagger.crawl import CrawlReport, crawl
-from tagger.fingerprint import fingerprint
+from tagger.fingerprint import content_hash, fingerprint
 from tagger.library.state import Progress, ScanInterrupted, ScanSummary, StopSignals
 
 log = logging.getLogger("tagger.library.scan")
@@ -56,6 +56,37 @@ def same_content(a: str, b: str) -> bool:
         return filecmp.cmp(a, b, shallow=False)
     except OSError:
         return False
+
+
+def origin(path: str, gone: list[M.Track]) -> M.Track | None:
+    """The gone track whose file `path` is, moved; None when it is none of them or cannot be told.
+
+    `gone` are the tracks of this size and fingerprint whose files are gone. The old files cannot
+    be read any more, so the new file's whole content is compared with the content hash stored when
+    each was analysed or last rewritten: files of one size and format that agree where the
+    fingerprint reads (stems of one song, silent at its start, middle and end) are told apart. A
+    track stored before content hashes were (revision 0005) has none: it is taken only when it is the
+    one candidate, as the fingerprint alone decided before. Otherwise the file is not a move (a copy,
+    or analysed as new) rather than given another file's results, and the gone tracks go missing."""
+    if not gone:
+        return None
+    if any(t.content_hash for t in gone):
+        try:
+            digest = content_hash(path)
+        except TaggerError:
+            return None  # unreadable now: the analysis reports it
+        same = [t for t in gone if t.content_hash == digest]
+        # A track whose file went since the last scan is the likelier origin than one missing before.
+        same = [t for t in same if t.status != M.STATUS_MISSING] or same
+        if same:
+            return same[0]  # the same bytes: any of them holds this file's results
+    unknown = [t for t in gone if not t.content_hash]
+    unknown = [t for t in unknown if t.status != M.STATUS_MISSING] or unknown
+    if len(unknown) == 1 and len(gone) == 1:
+        return unknown[0]
+    log.info("%s: its fingerprint matches %d gone track(s) but not their whole content; not a move",
+             path, len(gone))  # fmt: skip
+    return None
 
 
 def plan_files(roots, *, writer: ScanWriter, mv_id: int, rescan_stale: bool, retry_errors: bool, quick: bool,
@@ -141,18 +172,8 @@ def plan_files(roots, *, writer: ScanWriter, mv_id: int, rescan_stale: bool, ret
         # moved or copied file (that file is analysed as new; the old row goes missing).
         gone = [t for t in candidates if (t.status == M.STATUS_MISSING or not os.path.exists(t.path))
                 and not (t.error and t.error_transient)]  # fmt: skip
-        # A track whose file went since the last scan is the likelier origin than one missing before.
-        gone = [t for t in gone if t.status != M.STATUS_MISSING] or gone
-        if len(gone) > 1:
-            # Files of one size and format that agree where the fingerprint reads (stems of one song,
-            # silent at its start, middle and end) but whose old contents cannot be compared any more:
-            # which track this file was is unknown, so it is analysed as new rather than given
-            # another file's results (the gone tracks go missing).
-            log.info("%s: %d gone tracks share its fingerprint; analysed as a new file", path, len(gone))
-            work.append(FileState(path, size, mtime, fp, None))
-            continue
-        if gone:
-            track = gone[0]
+        track = origin(path, gone)
+        if track is not None:
             old_path = track.path
             writer.moved(track, path=path, mtime=mtime)
             existing.pop(old_path, None)

@@ -21,7 +21,7 @@ from tagger.db.scan_writer import FileState, ScanWriter
 from tagger.errors import TaggerError
 from tagger.library.analyse import AnalysisConfig, analyse_file, worker_main
 from tagger.library.assemble import TrackAssembler
-from tagger.fingerprint import fingerprint
+from tagger.fingerprint import content_hash, fingerprint
 from tagger.library.messages import Done, Failed, FileInfo, Message, RemoteResult, Started, Windows
 from tagger.library.state import Analyser, OnTrack, Progress, ScanInterrupted, StopSignals
 from tagger.library.workers import single_threaded_children, stop_process, stop_workers
@@ -163,15 +163,15 @@ class Runner:
         self.writer.touch()
 
     def _refresh(self, work: FileState, change) -> None:
-        """Record the file's new size, mtime and fingerprint after the tag hook rewrote it."""
+        """Record the file's new size, mtime, fingerprint and content hash after the tag hook rewrote it."""
         try:
             st = os.stat(work.path)
-            fp = fingerprint(work.path)
+            fp, digest = fingerprint(work.path), content_hash(work.path)
         except (OSError, TaggerError) as exc:
             log.warning("%s: cannot re-read after writing tags: %s", work.path, exc)
             return
         with self.writer.clock("database"):
-            self.writer.refresh_file(work, size=st.st_size, mtime=st.st_mtime, fingerprint=fp)
+            self.writer.refresh_file(work, size=st.st_size, mtime=st.st_mtime, fingerprint=fp, content_hash=digest)
 
     def retag(self, work: list[FileState]) -> None:
         """Write the stored results of unchanged tracks into their files (their tags did not hold them)."""
