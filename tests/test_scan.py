@@ -72,6 +72,22 @@ def test_fingerprint_follows_content_not_name(tmp_path):
     assert len(fingerprint(small)) == 32 and fingerprint(small) != fingerprint(a)
 
 
+def test_content_hash_reads_the_whole_file(tmp_path):
+    import hashlib
+
+    from tagger.errors import AudioReadError
+
+    data = bytearray(os.urandom(3_000_000))  # several read blocks
+    a, b = tmp_path / "a.bin", tmp_path / "b.bin"
+    a.write_bytes(data)
+    assert content_hash(a) == hashlib.blake2b(bytes(data), digest_size=16).hexdigest()
+    data[100_000] ^= 0xFF  # outside the fingerprint's three chunks
+    b.write_bytes(data)
+    assert fingerprint(a) == fingerprint(b) and content_hash(a) != content_hash(b)
+    with pytest.raises(AudioReadError, match="gone.bin"):
+        content_hash(tmp_path / "gone.bin")
+
+
 def test_scan_detects_the_right_instruments_in_every_format(lib, db):
     root, files = lib
     summary = scan([root], db=db, analyser=FakeAnalyser(), jobs=0)
