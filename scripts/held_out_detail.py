@@ -120,7 +120,9 @@ NON_FAMILY = ("percussion", "effects", "synth", "ethnic")
 
 def silence(dataset: Path, model_dirs: list[Path], *, split: str = "valid") -> list[str]:
     """Per model directory and kind of non-family sound of `split`: the share of its notes (one
-    window each) that trigger no family at the model's thresholds (a Markdown table)."""
+    window each) that trigger no family at the model's thresholds (a Markdown table), then which
+    families they trigger (a second table: per run and kind, the share of the notes tagged with
+    each family)."""
     from tagger.data.nsynth import NoteDataset, load_note_audio
     from tagger.model.ensemble import Ensemble
 
@@ -129,12 +131,17 @@ def silence(dataset: Path, model_dirs: list[Path], *, split: str = "valid") -> l
     audio = {k: load_note_audio([n for n in ds.notes if n.family == k]) for k in kinds}
     lines = ["| run | " + " | ".join(f"{k} ({len(audio[k])} notes): no family" for k in kinds) + " | all |",
              "|---|" + "---|" * (len(kinds) + 1)]  # fmt: skip
+    which = []
     for d in model_dirs:
         ens = Ensemble.load(d)
-        quiet = {k: ~ens.decide(ens.predict(audio[k])).any(axis=1) for k in kinds}
+        tagged = {k: ens.decide(ens.predict(audio[k])) for k in kinds}
+        quiet = {k: ~tagged[k].any(axis=1) for k in kinds}
         every = np.concatenate(list(quiet.values())) if quiet else np.zeros(0, bool)
         lines.append(f"| `{d.name}` | " + " | ".join(f"{quiet[k].mean():.1%}" for k in kinds) + f" | {every.mean():.1%} |")
-    return lines
+        if not which:
+            which = ["", "| run | sound | " + " | ".join(ens.families) + " |", "|---|---|" + "---|" * len(ens.families)]
+        which += [f"| `{d.name}` | {k} | " + " | ".join(f"{v:.1%}" for v in tagged[k].mean(axis=0)) + " |" for k in kinds]
+    return lines + which
 
 
 CHORD_WAYS = ("one note", "chord", "chord + drum beat", "chord + other non-family sounds")

@@ -414,12 +414,19 @@ def test_held_out_detail_scores_the_silence_of_non_family_sounds(tmp_path):
     eager = compact_models(tmp_path / "eager", list(FAMILIES), version="eager", seed=3, threshold=0.0)
     lines = detail.silence(root, [quiet, eager], split=None)
     assert lines[0] == "| run | percussion (3 notes): no family | all |"
-    assert lines[2:] == ["| `quiet` | 100.0% | 100.0% |", "| `eager` | 0.0% | 0.0% |"]
+    assert lines[2:4] == ["| `quiet` | 100.0% | 100.0% |", "| `eager` | 0.0% | 0.0% |"]
+    # which families the non-family notes trigger: none at threshold 1, every one at threshold 0
+    assert lines[4:7] == ["", "| run | sound | " + " | ".join(FAMILIES) + " |", "|---|---|" + "---|" * len(FAMILIES)]
+    assert lines[7:] == ["| `quiet` | percussion | " + " | ".join(["0.0%"] * len(FAMILIES)) + " |",
+                         "| `eager` | percussion | " + " | ".join(["100.0%"] * len(FAMILIES)) + " |"]  # fmt: skip
     mid = compact_models(tmp_path / "mid", list(FAMILIES), version="mid", seed=3, threshold=0.5)
     ens = Ensemble.load(mid)
     notes = [n for n in nsynth.NoteDataset.load(root, families=detail.NON_FAMILY).notes]
     expected = np.mean(~ens.decide(ens.predict(nsynth.load_note_audio(notes))).any(axis=1))
-    assert detail.silence(root, [mid], split=None)[2] == f"| `mid` | {expected:.1%} | {expected:.1%} |"
+    mid_lines = detail.silence(root, [mid], split=None)
+    assert mid_lines[2] == f"| `mid` | {expected:.1%} | {expected:.1%} |"
+    fired = ens.decide(ens.predict(nsynth.load_note_audio(notes))).mean(axis=0)
+    assert mid_lines[-1] == "| `mid` | percussion | " + " | ".join(f"{v:.1%}" for v in fired) + " |"
 
 
 def test_two_regime_thresholds_recover_quiet_single_notes_that_one_threshold_loses():
