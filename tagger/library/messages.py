@@ -56,8 +56,9 @@ class Done:
     samples: int
     stats: dict = field(default_factory=dict)
     """``{"seconds": {"decode", "resample", "framing", "features"[, "wait"]}, "pid", "maxrss"}``: time
-    spent on the file per stage (``decode`` includes reading the whole file for its content hash) (``wait``: blocked on a full result queue, in a worker process) and
-    the process's peak resident memory so far in bytes."""
+    spent on the file per stage (``decode`` includes reading the whole file for its content hash;
+    ``wait``: blocked on a full result queue, in a worker process) and the process's peak resident
+    memory so far in bytes."""
 
 
 @dataclass(frozen=True)
