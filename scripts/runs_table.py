@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 
 FAMILIES = ("bass", "brass", "flute", "guitar", "keyboard", "mallet", "organ", "reed", "string", "vocal")
+NEGATIVE_PROB = 0.4
+"""The mixture recipe's default share of mixtures with sounds of no family (`SynthSettings.negative_prob`)."""
 
 
 def _f(value, digits: int = 3) -> str:
@@ -51,6 +53,8 @@ def row(manifest: dict) -> list[str]:
         + (f", timbre morph {synth['morph_prob']:g} / warp {synth['warp_prob']:g}" if synth.get("morph_prob") or synth.get("warp_prob") else "")
         + (f", chords {synth['chord_prob']:g}" if synth.get("chord_prob") else "")
         + (f", drum beats {synth['drum_prob']:g}" if synth.get("drum_prob") else "")
+        + (f", negatives in {synth['negative_prob']:g} of the mixtures"
+           if synth.get("negative_prob", NEGATIVE_PROB) != NEGATIVE_PROB else "")
         + (", harmonic front end" if manifest.get("features", {}).get("harmonic") else "")
         + (f", contrastive pretraining {training['pretrain_steps']} steps" if training.get("pretrain_steps") else "")
         + (f", spectrogram masks {training['mask_prob']:g}" if training.get("mask_prob") else "")

@@ -256,12 +256,15 @@ def test_train_level_weights_shape_the_training_mixtures(tiny_dataset, tmp_path,
     assert bad.exit_code == 2 and "comma-separated numbers" in bad.output
     bad = CliRunner().invoke(app, [*base, "--trunk-filters", "8,0"])
     assert bad.exit_code == 2 and "--trunk-filters" in bad.output
+    bad = CliRunner().invoke(app, [*base, "--negative-prob", "1.5"])
+    assert bad.exit_code == 2 and "--negative-prob" in bad.output
     res = CliRunner().invoke(app, [*base, "--level-weights", "0,1,1", "--morph-prob", "0.5", "--warp-prob", "0.25",
-                                   "--trunk-filters", "8,16,32"])  # fmt: skip
+                                   "--trunk-filters", "8,16,32", "--negative-prob", "0.7"])  # fmt: skip
     assert res.exit_code == 0, res.output
     assert read_manifest(out)["trunk"]["params"] == A.build_trunk(A.COMPACT_FEATURES.shape, filters=(8, 16, 32)).count_params()
     synth = read_manifest(out)["data"]["synth"]
     assert synth["level_weights"] == [0.0, 1.0, 1.0] and synth["morph_prob"] == 0.5 and synth["warp_prob"] == 0.25
+    assert synth["negative_prob"] == 0.7
     # the training examples hold one or two families, never none (level 0 has weight 0)
     ex = next(cache.glob("train/examples-*"))
     assert set(np.load(ex / "train_y.npy").sum(axis=1)) <= {1, 2}

@@ -59,6 +59,10 @@ def train(
         0.0, min=0.0, max=1.0, help="Chance that a drum kit plays a beat under a training example (drums are no "
         "family: they must not be heard as one)."
     ),
+    negative_prob: float = typer.Option(
+        0.4, min=0.0, max=1.0, help="Chance that a training mixture of one or more families also holds 1-2 sounds of no "
+        "family (drum hits, synths, effects), which the classifiers must not hear as a family."
+    ),
     instrument_fraction: float = typer.Option(
         1.0, min=0.01, max=1.0, help="Ablation: train on this share of each family's training instruments."
     ),
@@ -143,7 +147,8 @@ def train(
     fams = [f.strip().lower() for f in family] if family else None
     from tagger.model.synth import SynthSettings
 
-    synth = SynthSettings(recipe=recipe, morph_prob=morph_prob, warp_prob=warp_prob, chord_prob=chord_prob, drum_prob=drum_prob)
+    synth = SynthSettings(recipe=recipe, morph_prob=morph_prob, warp_prob=warp_prob, chord_prob=chord_prob, drum_prob=drum_prob,
+                           negative_prob=negative_prob)
     if level_weights:
         try:
             weights = tuple(float(w) for w in level_weights.split(","))
