@@ -318,6 +318,9 @@ def test_runs_table_reads_held_out_left_out_and_production_manifests(tmp_path, c
     assert "held-out figures: held-1" in prod_row[0] and "all instruments" in prod_row[1]
     assert prod_row[5].startswith("0.700") and prod_row[7] == "0.52 / 0.17"  # the reference's, not its own
     assert runs.main([str(tmp_path / "nothing")]) == 1
+    from tagger.model.synth import SynthSettings
+
+    assert runs.NEGATIVE_PROB == SynthSettings().negative_prob  # the table names only a non-default share
 
 
 def test_runs_table_prints_the_operating_points(tmp_path, capsys):
