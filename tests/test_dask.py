@@ -38,6 +38,25 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _start_scheduler(port: int, env: dict) -> subprocess.Popen:
+    """A scheduler process on ``port``, returned once it accepts connections: a worker started
+    before that may reach its death timeout on a loaded machine, and the test fails for no fault of
+    the code under test."""
+    proc = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port",
+                             str(port), "--no-dashboard"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"the Dask scheduler exited with status {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    pytest.fail("the Dask scheduler did not listen within 120 s")
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """``tcp://127.0.0.1:PORT`` of a scheduler with two single-threaded worker processes."""
@@ -341,8 +360,7 @@ def test_losing_the_scheduler_stops_the_scan_and_keeps_what_was_stored(template,
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
     py = sys.executable
-    sched = subprocess.Popen([py, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", str(port),
-                              "--no-dashboard"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    sched = _start_scheduler(port, env)
     worker = subprocess.Popen([py, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1", "--no-nanny",
                                "--no-dashboard", "--host", "127.0.0.1", "--death-timeout", "5",
                                "--local-directory", str(tmp_path / "w")],
@@ -393,10 +411,9 @@ def test_a_file_that_kills_its_worker_becomes_an_error_row(template, tmp_path):
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
     py = sys.executable
-    procs = [subprocess.Popen([py, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", str(port),
-                               "--no-dashboard"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+    procs = [_start_scheduler(port, env),
              subprocess.Popen([py, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1", "--no-dashboard",
-                               "--host", "127.0.0.1", "--death-timeout", "10", "--local-directory", str(tmp_path / "w")],
+                               "--host", "127.0.0.1", "--death-timeout", "60", "--local-directory", str(tmp_path / "w")],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]  # fmt: skip
     root = tmp_path / "music"
     write_audio(root / "crash.wav", tone_signal([110.0], seconds=26.0))  # 7 windows: kills the worker
