@@ -221,6 +221,7 @@ def test_leave_one_source_out_then_a_production_fit_keeps_the_held_out_threshold
         f: c["threshold"] for f, c in manifest["classifiers"].items()
     }
     assert fit["aggregation"] == read_manifest(held)["aggregation"]
+    assert fit["gate"]["threshold"] == manifest["gate"]["threshold"]  # the gate's too
     assert fit["reference"]["version"] == "lo-1" and fit["validation"]["note"].startswith("validation instruments were seen")
 
 
@@ -233,7 +234,7 @@ def test_a_trunk_ensemble_runs_the_same_on_onnxruntime_and_keras(tiny_dataset, t
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))  # a fresh ONNX export
     windows = np.random.default_rng(0).standard_normal((6, 64_000)).astype(np.float32) * 0.1
     fast = Ensemble.load(out)
-    assert fast.runtime == "onnxruntime"  # the trunk and heads export as one graph
+    assert fast.runtime == "onnxruntime" and fast.gate_threshold is not None  # the trunk, heads and gate: one graph
     monkeypatch.setenv("TAGGER_RUNTIME", "keras")
     slow = Ensemble.load(out)
     assert slow.runtime == "keras"
@@ -361,3 +362,47 @@ def test_a_harmonic_front_end_is_recorded_used_and_kept_when_a_family_is_added(t
                           families=["flute", "organ", "percussion"], force=True, version="tiny-full")  # fmt: skip
     assert "harmonic" not in full["features"] and full["format"] == 1 and full["families"] == ["flute", "organ", "percussion"]
     assert not Ensemble.load(out).feature_config.harmonic and full["trunk"] != manifest["trunk"]
+
+
+@needs_fluidsynth
+@pytest.mark.slow
+def test_a_presence_gate_is_trained_on_the_trunk_and_turns_windows_down(tiny_dataset, tmp_path, cache):
+    from tagger.model import store
+
+    out = tmp_path / "models"
+    settings = TrainSettings(architecture="trunk", **TINY)
+    plain = train_ensemble(tiny_dataset, out, settings=TrainSettings(architecture="trunk", gate_cost=0.0, **TINY),
+                           families=["flute", "organ"], version="no-gate")  # fmt: skip
+    assert "gate" not in plain and Ensemble.load(out).gate_threshold is None
+    heads = {f: sha256_file(out / f"{f}.keras") for f in ("flute", "organ")}
+    # models without a gate get one added: the heads, the trunk and their training record stay
+    seen = []
+    gated = train_ensemble(tiny_dataset, out, settings=settings, families=["flute", "organ"], progress=lambda s, i: seen.append((s, i)))
+    assert "epoch" not in [s for s, _ in seen] and {f: sha256_file(out / f"{f}.keras") for f in heads} == heads
+    assert gated["trunk"] == plain["trunk"] and gated["training"] == plain["training"]
+    gate = gated["gate"]
+    assert gate["sha256"] == sha256_file(out / "gate.keras") and gate["metrics"]["cost"] == 0.03
+    assert gate["metrics"]["turns_down_with_family"] <= 0.03 + 1e-9 and 0.0 <= gate["metrics"]["auc"] <= 1.0
+    # nothing left to do: a third run touches nothing
+    assert train_ensemble(tiny_dataset, out, settings=settings, families=["flute", "organ"]) == gated
+    # a window the gate turns down has no family; the others keep their heads' scores
+    ens = Ensemble.load(out)
+    rng = np.random.default_rng(0)
+    t = np.arange(64_000) / 16_000
+    windows = np.stack([*(rng.standard_normal((4, 64_000)) * 0.1), *(0.3 * np.sin(2 * np.pi * f * t) for f in (220, 440, 880, 1320))])
+    feats = ens.features(windows.astype(np.float32))
+    raw = np.concatenate([ens._runner(feats[i : i + 1]) for i in range(len(feats))])
+    assert raw.shape == (8, 3)  # the two heads, then the gate
+    gated_manifest = dict(gated, gate=dict(gate, threshold=float(np.median(raw[:, -1]))))
+    store.write_manifest(out, gated_manifest)  # a threshold between the windows' gate scores
+    ens = Ensemble.load(out)
+    probs = ens.predict_features(feats)
+    down = raw[:, -1] < ens.gate_threshold
+    assert 0 < down.sum() < len(down)
+    np.testing.assert_allclose(probs[~down], raw[~down, :2], atol=1e-5)
+    assert np.all(probs[down] == 0.0)
+    # a damaged gate file is refused like any other model file
+    with open(out / "gate.keras", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(ModelError, match="presence gate"):
+        Ensemble.load(out)

@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from tagger.cli.app import app, handle_errors, quiet_tensorflow
+from tagger.model.gate import GATE_COST
 
 
 @app.command("train")
@@ -81,6 +82,11 @@ def train(
         False, "--harmonic", help="Front end: keep the harmonic part of the spectrogram only (drum hits damped by "
         "median-filter separation); recorded in the manifest and used by every scan with these models."
     ),
+    gate_cost: float = typer.Option(
+        GATE_COST, min=0.0, max=0.5, help="Shared trunk: a presence gate (any family playing?) on the trunk's embedding may turn "
+        "down this share of the validation windows that hold a family, so that windows of drums or other sounds of no "
+        "family get none; 0 = no gate. Models already trained without a gate get one added."
+    ),
     reference: Path = typer.Option(
         None, "--reference", help="Model directory trained on held-out instruments whose thresholds and aggregation are kept."
     ),
@@ -117,7 +123,7 @@ def train(
         valid_music_examples=valid_examples, valid_solo_notes=valid_examples,
         leave_out=tuple(s.strip().lower() for s in leave_out or ()), all_instruments=all_instruments,
         pretrain_steps=pretrain_steps, instrument_fraction=instrument_fraction, trunk_filters=filters,
-        harmonic=harmonic, mask_prob=mask_prob,
+        harmonic=harmonic, mask_prob=mask_prob, gate_cost=gate_cost,
     )  # fmt: skip
     bars: dict[str, tqdm] = {}
 
@@ -166,6 +172,7 @@ def train(
         "version": manifest["version"],
         "families": manifest["families"],
         "thresholds": {f: c["threshold"] for f, c in manifest["classifiers"].items()},
+        **({"gate": {k: manifest["gate"][k] for k in ("threshold", "metrics")}} if manifest.get("gate") else {}),
         "validation": manifest.get("validation", {}),
         "validation_left_out": manifest.get("validation_left_out", {}),
     }

@@ -125,13 +125,17 @@ class ModelFiles:
     feature_config: F.FeatureConfig
     manifest_hash: str
     families: tuple[str, ...]
+    gate: Path | None = None
+    """The presence gate's file (a head on the trunk's embedding, `tagger.model.gate`), or None. Its
+    score is the runner's last column, after the families'."""
     _keras: tuple | None = field(default=None, repr=False)
 
     def keras_models(self):
-        """(combined Keras model, trunk model or None, classifier models), loaded once per `ModelFiles`
-        (so a backend that falls back to Keras does not load the files twice)."""
+        """(combined Keras model, trunk model or None, classifier models with the gate last), loaded
+        once per `ModelFiles` (so a backend that falls back to Keras does not load the files twice)."""
         if self._keras is None:
-            self._keras = _load_combined(self.classifiers, self.feature_config, self.trunk)
+            heads = (*self.classifiers, self.gate) if self.gate is not None else self.classifiers
+            self._keras = _load_combined(heads, self.feature_config, self.trunk)
         return self._keras
 
 

@@ -114,7 +114,10 @@ class Ensemble:
     feature_config: F.FeatureConfig
     _runner: Callable[[np.ndarray], np.ndarray]
     """features [shape=(n, bins, frames)] -> scores [shape=(n, n_families)], from the backend
-    `tagger.model.backends` picked (ONNX Runtime or Keras)."""
+    `tagger.model.backends` picked (ONNX Runtime or Keras); with a gate, its score is one more column."""
+    gate_threshold: float | None = None
+    """The presence gate's threshold (`tagger.model.gate`), or None when the models have no gate:
+    a window whose gate score is under it has no family."""
 
     @property
     def version(self) -> str:
@@ -153,9 +156,13 @@ class Ensemble:
             entries.append((fam, fpath, float(entry.get("threshold", 0.5))))
         trunk = manifest.get("trunk")
         trunk_path = _verified_file(model_dir, trunk, "the shared trunk file", "the shared trunk") if trunk is not None else None
+        gate = manifest.get("gate")
+        if gate is not None and trunk_path is None:
+            raise ModelError(mpath, "the manifest lists a presence gate but no shared trunk for it to read")
+        gate_path = _verified_file(model_dir, gate, "the presence gate file", "the presence gate") if gate is not None else None
         files = B.ModelFiles(
             classifiers=tuple(p for _, p, _ in entries), trunk=trunk_path, feature_config=cfg,
-            manifest_hash=manifest_hash(manifest), families=fams,
+            manifest_hash=manifest_hash(manifest), families=fams, gate=gate_path,
         )  # fmt: skip
         runner = B.load_runner(files)
         return cls(
@@ -165,6 +172,7 @@ class Ensemble:
             thresholds=np.array([t for _, _, t in entries], dtype=np.float32),
             feature_config=cfg,
             _runner=runner,
+            gate_threshold=float(gate.get("threshold", 0.0)) if gate is not None else None,
         )
 
     @property
@@ -177,14 +185,19 @@ class Ensemble:
         return F.compute(windows=windows, config=self.feature_config)
 
     def predict_features(self, feats: np.ndarray, *, batch_size: int = 64) -> np.ndarray:
-        """Per-family probabilities [shape=(n, n_families), dtype=float32] from features."""
+        """Per-family probabilities [shape=(n, n_families), dtype=float32] from features (0 in the
+        windows the presence gate, if any, turns down)."""
         feats = np.asarray(feats, dtype=np.float32)
         if len(feats) == 0:
             return np.zeros((0, len(self.families)), dtype=np.float32)
         out = []
         for i in range(0, len(feats), batch_size):
             out.append(np.asarray(self._runner(feats[i : i + batch_size])))
-        return np.concatenate(out).astype(np.float32)
+        scores = np.concatenate(out).astype(np.float32)
+        if self.gate_threshold is None:
+            return scores
+        # the gate turns a window down: no family plays in it, whatever the heads say
+        return np.where(scores[:, -1:] >= self.gate_threshold, scores[:, :-1], np.float32(0.0))
 
     def predict(self, windows: np.ndarray, *, batch_size: int = 64) -> np.ndarray:
         """Per-family probabilities [shape=(n, n_families)] for windows [shape=(n, 64000)]."""

@@ -102,3 +102,19 @@ def save_trunk(model_dir: str | os.PathLike, manifest: dict, model) -> dict:
     manifest["trunk"] = entry
     write_manifest(model_dir, manifest)
     return entry
+
+
+def save_gate(model_dir: str | os.PathLike, manifest: dict, model, *, threshold: float, metrics: dict | None = None) -> dict:
+    """Save the presence gate of a trunk-and-heads ensemble (`tagger.model.gate`) as ``gate.keras``
+    atomically and register it in the manifest (``manifest["gate"]``), with its threshold."""
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    final = model_dir / "gate.keras"
+    tmp = model_dir / ".gate.tmp.keras"
+    model.save(tmp)
+    os.replace(tmp, final)
+    entry = {"file": final.name, "sha256": sha256_file(final), "threshold": round(float(threshold), 4),
+             "params": int(model.count_params()), "metrics": metrics or {}}  # fmt: skip
+    manifest["gate"] = entry
+    write_manifest(model_dir, manifest)
+    return entry

@@ -46,6 +46,7 @@ from tagger.evaluate.metrics import THRESHOLD_BETA, calibrate_threshold, jaccard
 from tagger.evaluate.metrics import auc as _auc
 from tagger.evaluate.metrics import operating_point as _operating_point
 from tagger.model import architectures as A
+from tagger.model import gate as G
 from tagger.model import synth as S
 from tagger.model.backends import configure_tensorflow_threads as _configure_threads
 
@@ -89,9 +90,13 @@ class TrainSettings:
     harmonic: bool = False
     """Train on the harmonic part of the spectrogram only (`FeatureConfig.harmonic`: drum hits damped);
     recorded in the manifest, so inference uses the same front end."""
+    gate_cost: float = G.GATE_COST
+    """Shared trunk only: the presence gate (`tagger.model.gate`) may turn down this share of the
+    validation windows that hold a family; 0 = no gate."""
 
 
-_TRAINING_ONLY = ("epochs", "batch_size", "learning_rate", "threads", "pretrain_steps", "trunk_filters", "mask_prob")
+_TRAINING_ONLY = ("epochs", "batch_size", "learning_rate", "threads", "pretrain_steps", "trunk_filters", "mask_prob",
+                  "gate_cost")
 """Settings that change the training but not the generated examples (reused across them)."""
 
 
@@ -347,10 +352,15 @@ def train_ensemble(
     if manifest.get("recipe") != settings.recipe:
         raise UserError(f"{out_dir} holds models of the {manifest.get('recipe')!r} recipe; train into another folder")
     todo = [f for f in wanted if force or f not in manifest["classifiers"]]
-    if not todo:
+    shared = settings.architecture in A.SHARED_TRUNK
+    ref_manifest = read_manifest(reference) if reference is not None else None
+    # the presence gate of a shared trunk (`tagger.model.gate`) is trained with new heads, or alone
+    # when it is missing; a production fit takes the reference's threshold, so it needs a reference gate
+    need_gate = (shared and settings.recipe == "mixture" and settings.gate_cost > 0
+                 and (ref_manifest is None or "gate" in ref_manifest) and (bool(todo) or "gate" not in manifest))  # fmt: skip
+    if not todo and not need_gate:
         say("skip", {"reason": "all requested families are trained", "families": wanted})
         return manifest
-    shared = settings.architecture in A.SHARED_TRUNK
     frozen_trunk = None
     if shared and manifest.get("trunk") and not force:
         from tagger.model.ensemble import _verified_file, load_classifier
@@ -359,7 +369,6 @@ def train_ensemble(
         say("trunk", {"frozen": manifest["trunk"]["file"], "new_heads": todo})
     elif shared:
         todo = list(dict.fromkeys([*manifest["families"], *todo]))  # a new trunk: every head trains anew
-    ref_manifest = read_manifest(reference) if reference is not None else None
     if ref_manifest is not None:
         lacking = [f for f in todo if f not in ref_manifest["classifiers"]]
         if lacking:
@@ -420,100 +429,109 @@ def train_ensemble(
         vs_left_out = ValidationSet.cached(ex_dir / "left_out", build_left_out)
 
     _configure_threads(settings.threads)
-    fam_idx = [all_families.index(f) for f in todo]
-    start_trunk, freeze = frozen_trunk, True
-    if shared and frozen_trunk is None and settings.pretrain_steps:
-        from tagger.model import pretrain as P
-
-        psettings = P.PretrainSettings(steps=settings.pretrain_steps, seed=settings.seed)
-        pre_sig = _signature({"pool": pool_sig, "pretrain": asdict(psettings), "features": fcfg.to_dict(),
-                              "trunk": list(settings.trunk_filters)})  # fmt: skip
-        start_trunk = P.pretrained_trunk(
-            lambda: A.build_trunk(fcfg.shape, name="trunk", filters=tuple(settings.trunk_filters)), train_pool.directory, cache / f"pretrain-{pre_sig}", psettings,
-            fcfg, say=say,
-        )  # fmt: skip
-        freeze = False
-    joint, members, trunk = build_joint(todo, settings.architecture, seed=settings.seed, trunk=start_trunk, freeze=freeze,
-                                        trunk_filters=settings.trunk_filters)  # fmt: skip
-    losses = {}
-    for f, j in zip(todo, fam_idx):
-        if settings.recipe == "solo":
-            pos = max(float(y[:, j].mean()), 1e-3)
-            losses[f] = _weighted_bce(0.5 / pos, 0.5 / (1 - pos))
-        else:
-            losses[f] = "binary_crossentropy"
-    steps = int(np.ceil(len(y) / settings.batch_size)) * settings.epochs
-    schedule = keras.optimizers.schedules.CosineDecay(settings.learning_rate, decay_steps=steps, alpha=0.05)
-    joint.compile(optimizer=keras.optimizers.Adam(schedule), loss=losses)
-
-    run_sig = _signature({"examples": ex_sig, "families": todo, "epochs": settings.epochs, "lr": settings.learning_rate,
-                          "batch_size": settings.batch_size, "architecture": settings.architecture,
-                          **({"pretrain_steps": settings.pretrain_steps} if settings.pretrain_steps else {}),
-                          **({"mask_prob": settings.mask_prob} if settings.mask_prob else {}),
-                          **({"trunk": list(settings.trunk_filters)} if tuple(settings.trunk_filters) != A.TRUNK_FILTERS else {}),
-                          "frozen_trunk": (manifest.get("trunk") or {}).get("sha256") if frozen_trunk is not None else None})  # fmt: skip
-    ckpt_dir = cache / f"ckpt-{run_sig}"
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    done_epochs = 0
-    state_path = ckpt_dir / "state.json"
-    if state_path.is_file():
-        state = json.loads(state_path.read_text())
-        done_epochs = int(state["epochs"])
-        joint.load_weights(ckpt_dir / "joint.weights.h5")
-        joint.optimizer.iterations.assign(int(state["iterations"]))
-        history = list(state.get("history", []))
-        say("resume", {"epochs_done": done_epochs})
-    else:
-        history = []
-
-    y_out = {f: y[:, j : j + 1].astype(np.float32) for f, j in zip(todo, fam_idx)}
     predict_batch = A.predict_batch(settings.architecture)
-    for epoch in range(done_epochs, settings.epochs):
-        t0 = time.time()
-        order = np.random.default_rng([settings.seed, epoch]).permutation(len(y))
-        mask_rng = np.random.default_rng([settings.seed, epoch, 1])
-        losses_seen = []
-        bs = settings.batch_size
-        for b in range(0, len(order), bs):
-            idx = np.sort(order[b : b + bs])
-            xb = np.asarray(x[idx], dtype=np.float32)
-            if settings.mask_prob:
-                spec_mask(xb, mask_rng, prob=settings.mask_prob)
-            out = joint.train_on_batch(xb, {f: y_out[f][idx] for f in todo}, return_dict=True)
-            losses_seen.append(float(out["loss"]))
-            if (b // bs) % 50 == 0:
-                say("batch", {"epoch": epoch + 1, "of": settings.epochs, "done": b + len(idx), "total": len(order),
-                              "loss": round(float(np.mean(losses_seen[-50:])), 4)})  # fmt: skip
-        history.append({"epoch": epoch + 1, "loss": round(float(np.mean(losses_seen)), 4),
-                        "seconds": round(time.time() - t0, 1)})  # fmt: skip
-        # checkpoint first: a failure while validating must not lose the epoch
-        joint.save_weights(ckpt_dir / "joint.weights.h5")
-        state = {"epochs": epoch + 1, "iterations": int(joint.optimizer.iterations.numpy()), "history": history}
-        state_path.write_text(json.dumps(state))
-        probs = _predict_joint(joint, vs.feats, todo, batch=predict_batch)
-        history[-1]["valid_auc"] = {
-            f: round(_auc(vs.labels[:, j], probs[:, i]), 4) for i, (f, j) in enumerate(zip(todo, fam_idx))
-        }
-        say("epoch", history[-1])
-        state_path.write_text(json.dumps(state))
+    if todo:
+        fam_idx = [all_families.index(f) for f in todo]
+        start_trunk, freeze = frozen_trunk, True
+        if shared and frozen_trunk is None and settings.pretrain_steps:
+            from tagger.model import pretrain as P
 
-    probs = _predict_joint(joint, vs.feats, todo, batch=predict_batch)
-    if shared and frozen_trunk is None:
-        store.save_trunk(out_dir, manifest, trunk)
-    music, solo = vs.kind == 1, vs.kind == 2
-    for i, (f, j) in enumerate(zip(todo, fam_idx)):
-        # the operating point: F0.5 (precision first) over every validation window with a family
-        # question: protocol mixtures, music-like mixtures and single notes
-        scored = vs.kind < 3  # (percussion alone is reported on its own)
-        t, metrics = calibrate_threshold(vs.labels[scored, j], probs[scored, i], beta=THRESHOLD_BETA)
-        metrics = {**metrics, "music_auc": round(_auc(vs.labels[music, j], probs[music, i]), 4),
-                   "music": _operating_point(vs.labels[music, j], probs[music, i], t),
-                   "solo": _operating_point(vs.labels[solo, j], probs[solo, i], t),
-                   "all": _operating_point(vs.labels[:, j], probs[:, i], t)}  # fmt: skip
-        if ref_manifest is not None:
-            metrics["own_threshold"] = t
-            t = float(ref_manifest["classifiers"][f]["threshold"])
-        store.save_classifier(out_dir, manifest, f, members[f], threshold=t, metrics=metrics)
+            psettings = P.PretrainSettings(steps=settings.pretrain_steps, seed=settings.seed)
+            pre_sig = _signature({"pool": pool_sig, "pretrain": asdict(psettings), "features": fcfg.to_dict(),
+                                  "trunk": list(settings.trunk_filters)})  # fmt: skip
+            start_trunk = P.pretrained_trunk(
+                lambda: A.build_trunk(fcfg.shape, name="trunk", filters=tuple(settings.trunk_filters)), train_pool.directory, cache / f"pretrain-{pre_sig}", psettings,
+                fcfg, say=say,
+            )  # fmt: skip
+            freeze = False
+        joint, members, trunk = build_joint(todo, settings.architecture, seed=settings.seed, trunk=start_trunk, freeze=freeze,
+                                            trunk_filters=settings.trunk_filters)  # fmt: skip
+        losses = {}
+        for f, j in zip(todo, fam_idx):
+            if settings.recipe == "solo":
+                pos = max(float(y[:, j].mean()), 1e-3)
+                losses[f] = _weighted_bce(0.5 / pos, 0.5 / (1 - pos))
+            else:
+                losses[f] = "binary_crossentropy"
+        steps = int(np.ceil(len(y) / settings.batch_size)) * settings.epochs
+        schedule = keras.optimizers.schedules.CosineDecay(settings.learning_rate, decay_steps=steps, alpha=0.05)
+        joint.compile(optimizer=keras.optimizers.Adam(schedule), loss=losses)
+
+        run_sig = _signature({"examples": ex_sig, "families": todo, "epochs": settings.epochs, "lr": settings.learning_rate,
+                              "batch_size": settings.batch_size, "architecture": settings.architecture,
+                              **({"pretrain_steps": settings.pretrain_steps} if settings.pretrain_steps else {}),
+                              **({"mask_prob": settings.mask_prob} if settings.mask_prob else {}),
+                              **({"trunk": list(settings.trunk_filters)} if tuple(settings.trunk_filters) != A.TRUNK_FILTERS else {}),
+                              "frozen_trunk": (manifest.get("trunk") or {}).get("sha256") if frozen_trunk is not None else None})  # fmt: skip
+        ckpt_dir = cache / f"ckpt-{run_sig}"
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        done_epochs = 0
+        state_path = ckpt_dir / "state.json"
+        if state_path.is_file():
+            state = json.loads(state_path.read_text())
+            done_epochs = int(state["epochs"])
+            joint.load_weights(ckpt_dir / "joint.weights.h5")
+            joint.optimizer.iterations.assign(int(state["iterations"]))
+            history = list(state.get("history", []))
+            say("resume", {"epochs_done": done_epochs})
+        else:
+            history = []
+
+        y_out = {f: y[:, j : j + 1].astype(np.float32) for f, j in zip(todo, fam_idx)}
+        for epoch in range(done_epochs, settings.epochs):
+            t0 = time.time()
+            order = np.random.default_rng([settings.seed, epoch]).permutation(len(y))
+            mask_rng = np.random.default_rng([settings.seed, epoch, 1])
+            losses_seen = []
+            bs = settings.batch_size
+            for b in range(0, len(order), bs):
+                idx = np.sort(order[b : b + bs])
+                xb = np.asarray(x[idx], dtype=np.float32)
+                if settings.mask_prob:
+                    spec_mask(xb, mask_rng, prob=settings.mask_prob)
+                out = joint.train_on_batch(xb, {f: y_out[f][idx] for f in todo}, return_dict=True)
+                losses_seen.append(float(out["loss"]))
+                if (b // bs) % 50 == 0:
+                    say("batch", {"epoch": epoch + 1, "of": settings.epochs, "done": b + len(idx), "total": len(order),
+                                  "loss": round(float(np.mean(losses_seen[-50:])), 4)})  # fmt: skip
+            history.append({"epoch": epoch + 1, "loss": round(float(np.mean(losses_seen)), 4),
+                            "seconds": round(time.time() - t0, 1)})  # fmt: skip
+            # checkpoint first: a failure while validating must not lose the epoch
+            joint.save_weights(ckpt_dir / "joint.weights.h5")
+            state = {"epochs": epoch + 1, "iterations": int(joint.optimizer.iterations.numpy()), "history": history}
+            state_path.write_text(json.dumps(state))
+            probs = _predict_joint(joint, vs.feats, todo, batch=predict_batch)
+            history[-1]["valid_auc"] = {
+                f: round(_auc(vs.labels[:, j], probs[:, i]), 4) for i, (f, j) in enumerate(zip(todo, fam_idx))
+            }
+            say("epoch", history[-1])
+            state_path.write_text(json.dumps(state))
+
+        probs = _predict_joint(joint, vs.feats, todo, batch=predict_batch)
+        if shared and frozen_trunk is None:
+            store.save_trunk(out_dir, manifest, trunk)
+        music, solo = vs.kind == 1, vs.kind == 2
+        for i, (f, j) in enumerate(zip(todo, fam_idx)):
+            # the operating point: F0.5 (precision first) over every validation window with a family
+            # question: protocol mixtures, music-like mixtures and single notes
+            scored = vs.kind < 3  # (percussion alone is reported on its own)
+            t, metrics = calibrate_threshold(vs.labels[scored, j], probs[scored, i], beta=THRESHOLD_BETA)
+            metrics = {**metrics, "music_auc": round(_auc(vs.labels[music, j], probs[music, i]), 4),
+                       "music": _operating_point(vs.labels[music, j], probs[music, i], t),
+                       "solo": _operating_point(vs.labels[solo, j], probs[solo, i], t),
+                       "all": _operating_point(vs.labels[:, j], probs[:, i], t)}  # fmt: skip
+            if ref_manifest is not None:
+                metrics["own_threshold"] = t
+                t = float(ref_manifest["classifiers"][f]["threshold"])
+            store.save_classifier(out_dir, manifest, f, members[f], threshold=t, metrics=metrics)
+    if need_gate:
+        gate_trunk = trunk if todo else frozen_trunk
+        _train_gate(out_dir, manifest, gate_trunk, x, y, vs, all_families, cost=settings.gate_cost, reference=ref_manifest,
+                    say=say)  # fmt: skip
+    elif shared and manifest.get("gate") and todo:
+        # heads changed under a gate that cannot be retrained (no reference gate, or --gate-cost 0): drop it
+        del manifest["gate"]
+        store.write_manifest(out_dir, manifest)
     # ensemble-level validation, over every classifier in the directory
     final_fams = [f for f in manifest["families"] if f in manifest["classifiers"]]
     manifest["data"] = {
@@ -527,8 +545,9 @@ def train_ensemble(
         "examples": settings.examples,
         "synth": S.settings_dict(synth),
     }
-    manifest["training"] = {**asdict(settings), "families_trained": todo, "history": history,
-                            "seconds": round(time.time() - t_start, 1)}  # fmt: skip
+    if todo:  # (a gate added alone leaves the record of the heads' training as it was)
+        manifest["training"] = {**asdict(settings), "families_trained": todo, "history": history,
+                                "seconds": round(time.time() - t_start, 1)}  # fmt: skip
     if set(final_fams) <= set(all_families) and len(final_fams) == len(manifest["families"]):
         full_probs = _predict_dir(out_dir, vs.feats, batch=predict_batch)
         th = np.array([manifest["classifiers"][f]["threshold"] for f in final_fams], dtype=np.float32)
@@ -563,6 +582,38 @@ def train_ensemble(
         say("aggregation", calibrate_aggregation(out_dir, valid_pool.directory, tracks=settings.aggregation_tracks))
         manifest = read_manifest(out_dir)
     return manifest
+
+
+def _train_gate(out_dir, manifest: dict, trunk, x, y: np.ndarray, vs: ValidationSet, all_families: Sequence[str], *,
+                cost: float, reference: dict | None, say: Callable[[str, dict], None]) -> dict:  # fmt: skip
+    """Train the presence gate on the frozen `trunk` from the training examples (`x`, `y`), choose its
+    threshold on the validation windows that hold a family (or take the reference's), save it and
+    register it in the manifest. Returns its manifest entry."""
+    from tagger.model import store
+
+    if trunk is None:
+        raise UserError(f"{out_dir} has no shared trunk for a presence gate to read")
+    cols = [all_families.index(f) for f in manifest["families"] if f in all_families]
+    present = np.asarray(y)[:, cols].any(axis=1)
+    say("gate", {"examples": len(present), "with_no_family": int((~present).sum())})
+    if present.all() or not present.any():
+        manifest.pop("gate", None)
+        store.write_manifest(out_dir, manifest)
+        say("gate", {"skipped": "the training examples need some with a family and some with none"})
+        return {}
+    weights, bias = G.fit_logistic(G.embed(trunk, x), present)
+    model = G.gate_model(weights, bias)
+    scores = G.gate_scores(model, G.embed(trunk, vs.feats))
+    with_family = (vs.kind < 3) & vs.labels[:, cols].any(axis=1)
+    own = G.choose_threshold(scores[with_family], cost)
+    threshold = float(reference["gate"]["threshold"]) if reference is not None else own
+    drums = vs.kind == 3
+    metrics = {"cost": cost, "own_threshold": round(own, 4), "auc": round(_auc(with_family, scores), 4),
+               "turns_down_with_family": round(float(np.mean(scores[with_family] < threshold)), 4),
+               **({"turns_down_drums_alone": round(float(np.mean(scores[drums] < threshold)), 4)} if drums.any() else {})}  # fmt: skip
+    entry = store.save_gate(out_dir, manifest, model, threshold=threshold, metrics=metrics)
+    say("gate", {"threshold": entry["threshold"], **metrics})
+    return entry
 
 
 def _without_sources(ds: NoteDataset, sources: Sequence[str]) -> NoteDataset:
