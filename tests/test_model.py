@@ -95,9 +95,9 @@ def test_tampered_missing_and_mismatched_models_are_refused(tmp_path):
     (d2 / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ModelError, match="unknown feature setting whitening"):
         Ensemble.load(d2)
-    manifest["format"] = 3
+    manifest["format"] = 4
     (d2 / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(ModelError, match="unsupported manifest format 3"):
+    with pytest.raises(ModelError, match="unsupported manifest format 4"):
         Ensemble.load(d2)
     with pytest.raises(ModelError, match="manifest not found"):
         Ensemble.load(tmp_path / "nothing")
@@ -340,7 +340,7 @@ def test_a_harmonic_front_end_is_recorded_used_and_kept_when_a_family_is_added(t
     from tagger import features as F
 
     out = tmp_path / "models"
-    settings = TrainSettings(architecture="trunk", harmonic=True, **TINY)
+    settings = TrainSettings(architecture="trunk", harmonic=True, gate_cost=0.0, **TINY)
     manifest = train_ensemble(tiny_dataset, out, settings=settings, families=["flute", "organ"], version="tiny-h")
     assert manifest["features"]["harmonic"] is True and manifest["format"] == 2  # (taggers older than it refuse it)
     ens = Ensemble.load(out)
@@ -358,7 +358,7 @@ def test_a_harmonic_front_end_is_recorded_used_and_kept_when_a_family_is_added(t
     with pytest.raises(UserError, match="harmonic front end"):
         train_ensemble(tiny_dataset, out, settings=TrainSettings(architecture="trunk", **TINY), families=["flute"], force=True)
     assert read_manifest(out) == after
-    full = train_ensemble(tiny_dataset, out, settings=TrainSettings(architecture="trunk", **TINY),
+    full = train_ensemble(tiny_dataset, out, settings=TrainSettings(architecture="trunk", gate_cost=0.0, **TINY),
                           families=["flute", "organ", "percussion"], force=True, version="tiny-full")  # fmt: skip
     assert "harmonic" not in full["features"] and full["format"] == 1 and full["families"] == ["flute", "organ", "percussion"]
     assert not Ensemble.load(out).feature_config.harmonic and full["trunk"] != manifest["trunk"]
@@ -373,7 +373,7 @@ def test_a_presence_gate_is_trained_on_the_trunk_and_turns_windows_down(tiny_dat
     settings = TrainSettings(architecture="trunk", **TINY)
     plain = train_ensemble(tiny_dataset, out, settings=TrainSettings(architecture="trunk", gate_cost=0.0, **TINY),
                            families=["flute", "organ"], version="no-gate")  # fmt: skip
-    assert "gate" not in plain and Ensemble.load(out).gate_threshold is None
+    assert "gate" not in plain and Ensemble.load(out).gate_threshold is None and plain["format"] == 1
     heads = {f: sha256_file(out / f"{f}.keras") for f in ("flute", "organ")}
     # models without a gate get one added: the heads, the trunk and their training record stay
     seen = []
@@ -381,6 +381,7 @@ def test_a_presence_gate_is_trained_on_the_trunk_and_turns_windows_down(tiny_dat
     assert "epoch" not in [s for s, _ in seen] and {f: sha256_file(out / f"{f}.keras") for f in heads} == heads
     assert gated["trunk"] == plain["trunk"] and gated["training"] == plain["training"]
     gate = gated["gate"]
+    assert gated["format"] == 3  # (taggers older than the gate refuse these models)
     assert gate["sha256"] == sha256_file(out / "gate.keras") and gate["metrics"]["cost"] == 0.03
     assert gate["metrics"]["turns_down_with_family"] <= 0.03 + 1e-9 and 0.0 <= gate["metrics"]["auc"] <= 1.0
     # nothing left to do: a third run touches nothing

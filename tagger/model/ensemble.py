@@ -30,7 +30,10 @@ MANIFEST_FORMAT = 1
 HARMONIC_MANIFEST_FORMAT = 2
 """The format of manifests whose models hear the harmonic front end: taggers that read only format 1
 (made before that front end existed) refuse them instead of scoring them on the wrong features."""
-MANIFEST_FORMATS = (MANIFEST_FORMAT, HARMONIC_MANIFEST_FORMAT)
+GATED_MANIFEST_FORMAT = 3
+"""The format of manifests with a presence gate (`tagger.model.gate`): taggers that read only formats
+1 and 2 refuse them instead of tagging the windows the gate turns down."""
+MANIFEST_FORMATS = (MANIFEST_FORMAT, HARMONIC_MANIFEST_FORMAT, GATED_MANIFEST_FORMAT)
 MODELS_ENV = "TAGGER_MODELS"
 
 
@@ -64,11 +67,24 @@ def read_manifest(model_dir: str | os.PathLike) -> dict:
         t = entry.get("threshold", 0.5) if isinstance(entry, dict) else None
         if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0.0 <= t <= 1.0:
             raise ModelError(path, f"threshold of {fam!r} is {t!r}: a probability threshold must lie in [0, 1]")
+    gate = manifest.get("gate")
+    if gate is not None:
+        t = gate.get("threshold") if isinstance(gate, dict) else None
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0.0 <= t <= 1.0:
+            raise ModelError(path, f"threshold of the presence gate is {t!r}: a probability threshold must lie in [0, 1]")
     return manifest
 
 
+def manifest_format(manifest: dict) -> int:
+    """The oldest format that holds what the manifest needs (a gate, the harmonic front end)."""
+    if manifest.get("gate"):
+        return GATED_MANIFEST_FORMAT
+    return HARMONIC_MANIFEST_FORMAT if (manifest.get("features") or {}).get("harmonic") else MANIFEST_FORMAT
+
+
 def write_manifest(model_dir: str | os.PathLike, manifest: dict) -> Path:
-    """Write the manifest atomically."""
+    """Write the manifest atomically, in the format its contents need (`manifest_format`)."""
+    manifest["format"] = manifest_format(manifest)
     path = Path(model_dir) / MANIFEST
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(manifest, indent=1, sort_keys=False) + "\n")
