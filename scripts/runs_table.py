@@ -39,7 +39,9 @@ def row(manifest: dict) -> list[str]:
         note = f" (held-out figures: {ref['version']})"
     training = manifest.get("training", {})
     data = manifest.get("data", {})
-    params = int(manifest.get("trunk", {}).get("params", 0)) + sum(int(c.get("params", 0)) for c in manifest["classifiers"].values())
+    gate = manifest.get("gate") or {}
+    params = (int(manifest.get("trunk", {}).get("params", 0)) + int(gate.get("params", 0))
+              + sum(int(c.get("params", 0)) for c in manifest["classifiers"].values()))  # fmt: skip
     aucs = [held.get(f) for f in FAMILIES if held.get(f) is not None]
     lo_aucs = left_out.get("auc", {})
     lo = [lo_aucs[f] for f in FAMILIES if f in lo_aucs]
@@ -56,6 +58,7 @@ def row(manifest: dict) -> list[str]:
         + (f", negatives in {synth['negative_prob']:g} of the mixtures"
            if synth.get("negative_prob", NEGATIVE_PROB) != NEGATIVE_PROB else "")
         + (", harmonic front end" if manifest.get("features", {}).get("harmonic") else "")
+        + (f", presence gate (cost {gate.get('metrics', {}).get('cost', 0):g})" if gate else "")
         + (f", contrastive pretraining {training['pretrain_steps']} steps" if training.get("pretrain_steps") else "")
         + (f", spectrogram masks {training['mask_prob']:g}" if training.get("mask_prob") else "")
         + (f", trunk filters {','.join(map(str, training['trunk_filters']))}"
