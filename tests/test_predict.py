@@ -63,7 +63,21 @@ def library(tmp_path_factory):
     subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(root / "solo_a.wav"), "-c:a", "libmp3lame",
                     str(root / "solo_a.mp3")], check=True)  # fmt: skip
     (root / "broken.flac").write_bytes(b"fLaC" + bytes(range(256)) * 4)
+    sf.write(root / "drums.wav", drum_beat(), 16_000)
     return root
+
+
+def drum_beat() -> np.ndarray:
+    """Four seconds of a 120 bpm beat on FluidR3_GM's standard kit: hi-hat eighths, kick on 1 and 3,
+    snare on 2 and 4."""
+    kit = next(k for k in gm.DRUM_KITS if k.program == 0)
+    kick, snare, hat = R.render_notes(R.default_soundfonts()["fluidr3"], kit, [R.NoteSpec(k, 100) for k in (36, 38, 42)])
+    y = np.zeros(64_000, np.float32)
+    for step in range(16):
+        t = step * 4_000
+        for hit in [hat] + ([kick] if step % 4 == 0 else []) + ([snare] if step % 4 == 2 else []):
+            y[t:] += hit[: 64_000 - t]
+    return 0.9 * y / np.abs(y).max()
 
 
 def test_predict_json_on_rendered_notes_and_mixtures(library):
@@ -77,6 +91,16 @@ def test_predict_json_on_rendered_notes_and_mixtures(library):
         assert row["instruments"] == expected, (name, row)
         assert set(row["scores"]) == set(gm_families()) and row["windows"] == 1
     assert by_name["solo_a.mp3"]["instruments"] == ["flute"]  # the same note through an MP3 encoder
+
+
+def test_a_drum_beat_alone_gets_no_instrument(library):
+    """Drums are no family: a beat with nothing over it must not be tagged (the README's drums-alone
+    figures; users search by the tags)."""
+    res = run_predict(library / "drums.wav")
+    assert res.exit_code == 0, res.output
+    (row,) = [json.loads(line) for line in res.stdout.splitlines()]
+    assert row["instruments"] == [], row
+    assert row["windows"] == 1
 
 
 def test_predict_reports_a_broken_file_and_goes_on(library):
