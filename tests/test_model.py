@@ -377,11 +377,12 @@ def test_a_presence_gate_is_trained_on_the_trunk_and_turns_windows_down(tiny_dat
     heads = {f: sha256_file(out / f"{f}.keras") for f in ("flute", "organ")}
     # models without a gate get one added: the heads, the trunk and their training record stay
     seen = []
-    gated = train_ensemble(tiny_dataset, out, settings=settings, families=["flute", "organ"], progress=lambda s, i: seen.append((s, i)))
+    gated = train_ensemble(tiny_dataset, out, settings=settings, families=["flute", "organ"], version="gated",
+                           progress=lambda s, i: seen.append((s, i)))  # fmt: skip
     assert "epoch" not in [s for s, _ in seen] and {f: sha256_file(out / f"{f}.keras") for f in heads} == heads
     assert gated["trunk"] == plain["trunk"] and gated["training"] == plain["training"]
     gate = gated["gate"]
-    assert gated["format"] == 3  # (taggers older than the gate refuse these models)
+    assert gated["format"] == 3 and gated["version"] == "gated"  # (taggers older than the gate refuse these models)
     assert gate["sha256"] == sha256_file(out / "gate.keras") and gate["metrics"]["cost"] == 0.03
     assert gate["metrics"]["turns_down_with_family"] <= 0.03 + 1e-9 and 0.0 <= gate["metrics"]["auc"] <= 1.0
     # nothing left to do: a third run touches nothing

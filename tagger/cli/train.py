@@ -32,7 +32,9 @@ def train(
     valid_per_level: int = typer.Option(100, help="Validation mixtures per polyphony level (Table V protocol)."),
     valid_examples: int = typer.Option(2000, help="Music-like validation mixtures, and validation solo notes."),
     aggregation_tracks: int = typer.Option(300, help="Synthetic validation tracks to calibrate the per-track rule."),
-    version: str = typer.Option(None, help="Version string recorded in the manifest (default: generated)."),
+    version: str = typer.Option(
+        None, help="Version string recorded in the manifest (default: generated; a folder whose models change keeps its own)."
+    ),
     force: bool = typer.Option(False, help="Retrain families that are already in the model directory."),
     leave_out: list[str] = typer.Option(
         None, "--leave-out", help="Leave a whole source out of training (e.g. generaluser) and validate on its instruments too."

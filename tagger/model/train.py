@@ -295,6 +295,7 @@ def train_ensemble(
     trained on the frozen trunk (unless `force`, which retrains the trunk and every head).
     `reference`: a model directory trained on held-out instruments whose thresholds and aggregation
     rule are carried over (for a production fit, whose own validation data were seen in training).
+    `version` names the models: a new folder's, or an existing folder's whose models this run changes.
     """
     import keras
 
@@ -563,6 +564,8 @@ def train_ensemble(
                         for i, (f, j) in enumerate(zip(final_fams, lo_idx))},
                 **vs_left_out.report(lo_probs, th, final_fams, all_families),
             }  # fmt: skip
+    if version is not None:
+        manifest["version"] = version  # models changed in place (new heads, a gate) take the name asked for
     if ref_manifest is not None:
         manifest["aggregation"] = dict(ref_manifest.get("aggregation", manifest["aggregation"]))
         manifest["reference"] = {
