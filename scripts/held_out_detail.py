@@ -13,6 +13,15 @@ The validation set is the one `tagger train` caches with its examples,
     .venv/bin/python scripts/held_out_detail.py --valid ~/.cache/tagger/train/examples-ab85013dc037513a \\
         ~/.cache/tagger/runs/trunk-lo-2 ~/.cache/tagger/runs/trunk-lo-timbre
 
+With ``--report``: instead of AUC, each run's thresholded figures on the cached set and on its
+left-out source (protocol Jaccard / EMR, single-note and music-like Jaccard, drums alone with no
+family, as `tagger train` records them in the manifest). ``--without-gate`` adds, for every run
+with a presence gate, the same run scored by its heads alone (a copy of its folder without the
+gate): what the gate changes, on the same trunk and heads.
+
+    .venv/bin/python scripts/held_out_detail.py --valid ~/.cache/tagger/train/examples-<signature> --report \
+        --without-gate ~/.cache/tagger/runs/trunk-lo-harmonic-beats20-10ep-gate
+
 With ``--programs DATASET``: instead, for the first model directory, single notes of every
 validation instrument group of the dataset (a GM program across the sample libraries, an STK
 class), each group's share of notes whose top family is right and whose family is tagged at the
@@ -54,7 +63,9 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -196,6 +207,27 @@ def chords(pool_dir: Path, model_dirs: list[Path], *, per_instrument: int = 8, s
     return lines
 
 
+def without_gate(model_dir: Path, into: Path) -> Path:
+    """A copy of a model directory without its presence gate: its heads alone, as before the gate."""
+    from tagger.model.ensemble import read_manifest, write_manifest
+
+    shutil.copytree(model_dir, into)
+    manifest = read_manifest(into)
+    gate = manifest.pop("gate", None)
+    if gate is not None:
+        (into / gate["file"]).unlink()
+    write_manifest(into, manifest)
+    return into
+
+
+def report_rows(name: str, vs, probs: np.ndarray, ens) -> str:
+    """One Markdown row of the thresholded validation figures (`ValidationSet.report`) of `probs`."""
+    rep = vs.report(probs, ens.thresholds, ens.families, ens.families)
+    silent = rep.get("percussion_silent")
+    return (f"| {name} | {rep['protocol']['jaccard']:.3f} / {rep['protocol']['emr']:.3f} | {rep['solo_jaccard']:.3f} | "
+            f"{rep['music_jaccard']:.3f} | {'-' if silent is None else f'{silent:.1%}'} |")  # fmt: skip
+
+
 def two_regime(vs, probs: np.ndarray, bounds=(0.8, 1.2, 1.6, 2.0)) -> list[str]:
     """One threshold per family against two (split by the sum of the window's scores), chosen on
     the even windows, scored on the odd ones (a Markdown table)."""
@@ -239,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     group.add_argument("--chords", type=Path, metavar="POOL", help="a note pool's instruments as notes, chords, chords with drums")
     group.add_argument("--silence", type=Path, metavar="DATASET", help="a split's non-family notes: share with no family")
     ap.add_argument("--two-regime", action="store_true", help="with --valid: one threshold per family against two")
+    ap.add_argument("--report", action="store_true", help="with --valid: thresholded figures instead of AUC")
+    ap.add_argument("--without-gate", action="store_true", help="with --report: also each gated run by its heads alone")
     ap.add_argument("--split", default="valid", help="with --programs or --silence: the split scored (default valid)")
     ap.add_argument("--source", help="with --programs: only the notes of this source (e.g. generaluser, left out of a run)")
     args = ap.parse_args(argv)
@@ -247,8 +281,10 @@ def main(argv: list[str] | None = None) -> int:
     quiet_tensorflow()
     from tagger.model.ensemble import Ensemble
 
-    if args.two_regime and args.valid is None:
-        ap.error("--two-regime goes with --valid")
+    if (args.two_regime or args.report) and args.valid is None:
+        ap.error("--two-regime and --report go with --valid")
+    if args.without_gate and not args.report:
+        ap.error("--without-gate goes with --report")
     if args.chords is not None:
         if not (args.chords / "pool.json").is_file():
             print(f"{args.chords}: no note pool (pool.json) here", file=sys.stderr)
@@ -267,7 +303,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.valid}: no cached validation set (valid_x.npy) here", file=sys.stderr)
         return 1
     held = _feature_config(args.valid)
-    ensembles = {d: Ensemble.load(d) for d in args.model_dirs}
+    tmp = Path(tempfile.mkdtemp(prefix="tagger-ungated-"))
+    try:
+        ensembles = {d: Ensemble.load(d) for d in args.model_dirs}
+        if args.without_gate:
+            for d in args.model_dirs:
+                if ensembles[d].gate_threshold is not None:
+                    plain = Path(f"{d.name} without its gate")
+                    ensembles[plain] = Ensemble.load(without_gate(d, tmp / d.name))
+        return _scored(args, vs, held, ensembles)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _scored(args, vs, held, ensembles: dict) -> int:
+    """The --valid tables of `main` for loaded ensembles (name -> Ensemble)."""
     for d, ens in ensembles.items():
         if ens.feature_config != held:
             print(f"{d}: its models hear other features than the cached set in {args.valid} holds ({held.to_dict()}); "
@@ -285,6 +335,14 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         predict = lambda x: ens.predict_features(np.asarray(x, dtype=np.float32), batch_size=256)  # noqa: E731
         scores[d] = (predict(vs.feats), predict(left_out.feats) if left_out is not None else None)
+    if args.report:
+        print("| run, set | protocol Jaccard / EMR | single notes Jaccard | music-like Jaccard | drums alone: no family |")
+        print("|---|---|---|---|---|")
+        for d, (p, lo) in scores.items():
+            print(report_rows(f"`{d.name}`, held-out instruments", vs, p, ensembles[d]))
+            if lo is not None:
+                print(report_rows(f"`{d.name}`, left-out source", left_out, lo, ensembles[d]))
+        return 0
     print("| run | " + " | ".join(f"{k} AUC" for k in KINDS) + " | single notes: right top family |")
     print("|---|" + "---|" * (len(KINDS) + 1))
     solo = vs.kind == 2
