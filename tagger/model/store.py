@@ -53,6 +53,18 @@ def open_or_create(model_dir: str | os.PathLike, **new_kwargs) -> dict:
     return new_manifest(**new_kwargs)
 
 
+def _save_keras(model_dir: str | os.PathLike, model, name: str) -> dict:
+    """Save a Keras model as ``<name>.keras`` in `model_dir` atomically; its manifest entry (file,
+    sha256, parameters)."""
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    final = model_dir / f"{name}.keras"
+    tmp = model_dir / f".{name}.tmp.keras"
+    model.save(tmp)
+    os.replace(tmp, final)
+    return {"file": final.name, "sha256": sha256_file(final), "params": int(model.count_params())}
+
+
 def save_classifier(
     model_dir: str | os.PathLike,
     manifest: dict,
@@ -67,20 +79,8 @@ def save_classifier(
 
     A new family is appended to the manifest's family order; the manifest is written to disk.
     """
-    model_dir = Path(model_dir)
-    model_dir.mkdir(parents=True, exist_ok=True)
-    final = model_dir / f"{family}.keras"
-    tmp = model_dir / f".{family}.tmp.keras"
-    model.save(tmp)
-    os.replace(tmp, final)
-    entry = {
-        "file": final.name,
-        "sha256": sha256_file(final),
-        "threshold": round(float(threshold), 4),
-        "params": int(model.count_params()),
-        "metrics": metrics or {},
-        **(extra or {}),
-    }
+    entry = {**_save_keras(model_dir, model, family), "threshold": round(float(threshold), 4), "metrics": metrics or {},
+             **(extra or {})}  # fmt: skip
     manifest["classifiers"][family] = entry
     if family not in manifest["families"]:
         manifest["families"].append(family)
@@ -92,13 +92,7 @@ def save_trunk(model_dir: str | os.PathLike, manifest: dict, model) -> dict:
     """Save the shared trunk of a trunk-and-heads ensemble as ``trunk.keras`` atomically and register
     it in the manifest (``manifest["trunk"]``). The heads saved with `save_classifier` read its
     embedding; replacing the trunk invalidates every head, so callers retrain them all."""
-    model_dir = Path(model_dir)
-    model_dir.mkdir(parents=True, exist_ok=True)
-    final = model_dir / "trunk.keras"
-    tmp = model_dir / ".trunk.tmp.keras"
-    model.save(tmp)
-    os.replace(tmp, final)
-    entry = {"file": final.name, "sha256": sha256_file(final), "params": int(model.count_params())}
+    entry = _save_keras(model_dir, model, "trunk")
     manifest["trunk"] = entry
     write_manifest(model_dir, manifest)
     return entry
@@ -107,14 +101,7 @@ def save_trunk(model_dir: str | os.PathLike, manifest: dict, model) -> dict:
 def save_gate(model_dir: str | os.PathLike, manifest: dict, model, *, threshold: float, metrics: dict | None = None) -> dict:
     """Save the presence gate of a trunk-and-heads ensemble (`tagger.model.gate`) as ``gate.keras``
     atomically and register it in the manifest (``manifest["gate"]``), with its threshold."""
-    model_dir = Path(model_dir)
-    model_dir.mkdir(parents=True, exist_ok=True)
-    final = model_dir / "gate.keras"
-    tmp = model_dir / ".gate.tmp.keras"
-    model.save(tmp)
-    os.replace(tmp, final)
-    entry = {"file": final.name, "sha256": sha256_file(final), "threshold": round(float(threshold), 4),
-             "params": int(model.count_params()), "metrics": metrics or {}}  # fmt: skip
+    entry = {**_save_keras(model_dir, model, "gate"), "threshold": round(float(threshold), 4), "metrics": metrics or {}}
     manifest["gate"] = entry
     write_manifest(model_dir, manifest)
     return entry
