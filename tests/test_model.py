@@ -375,6 +375,7 @@ def test_a_presence_gate_is_trained_on_the_trunk_and_turns_windows_down(tiny_dat
                            families=["flute", "organ"], version="no-gate")  # fmt: skip
     assert "gate" not in plain and Ensemble.load(out).gate_threshold is None and plain["format"] == 1
     heads = {f: sha256_file(out / f"{f}.keras") for f in ("flute", "organ")}
+    shutil.copytree(out, tmp_path / "production")  # (the same models, for a production fit's gate below)
     # models without a gate get one added: the heads, the trunk and their training record stay
     seen = []
     gated = train_ensemble(tiny_dataset, out, settings=settings, families=["flute", "organ"], version="gated",
@@ -387,6 +388,19 @@ def test_a_presence_gate_is_trained_on_the_trunk_and_turns_windows_down(tiny_dat
     assert gate["metrics"]["turns_down_with_family"] <= 0.03 + 1e-9 and 0.0 <= gate["metrics"]["auc"] <= 1.0
     # nothing left to do: a third run touches nothing
     assert train_ensemble(tiny_dataset, out, settings=settings, families=["flute", "organ"]) == gated
+    # a gate added to a production fit takes every threshold of the held-out reference, the heads' and the
+    # gate's, since its manifest then names that run (the heads and the trunk stay as they were)
+    ref = tmp_path / "reference"
+    shutil.copytree(out, ref)
+    ref_thresholds = {"flute": 0.31, "organ": 0.62}
+    store.write_manifest(ref, dict(gated, version="held-out", gate=dict(gate, threshold=0.05),
+                                   classifiers={f: dict(c, threshold=ref_thresholds[f]) for f, c in gated["classifiers"].items()}))  # fmt: skip
+    prod = tmp_path / "production"
+    fit = train_ensemble(tiny_dataset, prod, settings=settings, families=["flute", "organ"], version="prod-gated", reference=ref)
+    assert {f: c["threshold"] for f, c in fit["classifiers"].items()} == ref_thresholds
+    assert fit["gate"]["threshold"] == 0.05 and fit["reference"]["version"] == "held-out" and fit["version"] == "prod-gated"
+    assert {f: sha256_file(prod / f"{f}.keras") for f in heads} == heads and fit["trunk"] == plain["trunk"]
+    assert read_manifest(prod)["classifiers"]["organ"]["threshold"] == 0.62
     # a window the gate turns down has no family; the others keep their heads' scores
     ens = Ensemble.load(out)
     rng = np.random.default_rng(0)

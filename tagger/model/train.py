@@ -294,7 +294,8 @@ def train_ensemble(
     With a shared-trunk architecture, a directory that already holds a trunk gets only new heads,
     trained on the frozen trunk (unless `force`, which retrains the trunk and every head).
     `reference`: a model directory trained on held-out instruments whose thresholds and aggregation
-    rule are carried over (for a production fit, whose own validation data were seen in training).
+    rule are carried over (for a production fit, whose own validation data were seen in training); its
+    gate's threshold too, and when the run adds only a gate, every head's threshold as well.
     `version` names the models: a new folder's, or an existing folder's whose models this run changes.
     """
     import keras
@@ -371,7 +372,8 @@ def train_ensemble(
     elif shared:
         todo = list(dict.fromkeys([*manifest["families"], *todo]))  # a new trunk: every head trains anew
     if ref_manifest is not None:
-        lacking = [f for f in todo if f not in ref_manifest["classifiers"]]
+        # a run that trains no head (a gate added) takes the reference's thresholds for the heads it keeps
+        lacking = [f for f in (todo or manifest["classifiers"]) if f not in ref_manifest["classifiers"]]
         if lacking:
             raise UserError(f"the reference models in {reference} have no threshold for {', '.join(lacking)}")
         if F.FeatureConfig.from_dict(ref_manifest["features"]) != fcfg:
@@ -533,6 +535,10 @@ def train_ensemble(
         # heads changed under a gate that cannot be retrained (no reference gate, or --gate-cost 0): drop it
         del manifest["gate"]
         store.write_manifest(out_dir, manifest)
+    if ref_manifest is not None and not todo:
+        # the heads stay as they were, their thresholds are the reference's: the record below names that run
+        for f, entry in manifest["classifiers"].items():
+            entry["threshold"] = float(ref_manifest["classifiers"][f]["threshold"])
     # ensemble-level validation, over every classifier in the directory
     final_fams = [f for f in manifest["families"] if f in manifest["classifiers"]]
     manifest["data"] = {
