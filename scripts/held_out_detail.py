@@ -17,7 +17,10 @@ With ``--report``: instead of AUC, each run's thresholded figures on the cached 
 left-out source (protocol Jaccard / EMR, single-note and music-like Jaccard, drums alone with no
 family, as `tagger train` records them in the manifest). ``--without-gate`` adds, for every run
 with a presence gate, the same run scored by its heads alone (a copy of its folder without the
-gate): what the gate changes, on the same trunk and heads.
+gate): what the gate changes, on the same trunk and heads. ``--gate-costs 0.01,0.05,0.1`` adds, for
+every gated run, the same run with its gate's threshold chosen anew for each cost (the highest that
+turns down at most that share of the held-out windows with a family, as `tagger train --gate-cost`
+chooses it); the left-out source is scored at that threshold.
 
     .venv/bin/python scripts/held_out_detail.py --valid ~/.cache/tagger/train/examples-<signature> --report \
         --without-gate ~/.cache/tagger/runs/trunk-lo-harmonic-beats20-10ep-gate
@@ -228,6 +231,27 @@ def report_rows(name: str, vs, probs: np.ndarray, ens) -> str:
             f"{rep['music_jaccard']:.3f} | {'-' if silent is None else f'{silent:.1%}'} |")  # fmt: skip
 
 
+def gate_cost_rows(name: str, ens, vs, left_out, costs) -> list[str]:
+    """`report_rows` of a gated ensemble with its gate's threshold chosen anew for each cost on the
+    held-out windows that hold a family (`tagger.model.gate.choose_threshold`)."""
+    import dataclasses
+
+    from tagger.model import gate as G
+
+    raw = dataclasses.replace(ens, gate_threshold=None)  # the heads' scores, then the gate's
+    sets = [("held-out instruments", vs), *([("left-out source", left_out)] if left_out is not None else [])]
+    scored = {label: raw.predict_features(np.asarray(s.feats, dtype=np.float32), batch_size=256) for label, s in sets}
+    with_family = (vs.kind < 3) & vs.labels.any(axis=1)
+    lines = []
+    for cost in costs:
+        t = G.choose_threshold(scored["held-out instruments"][with_family, -1], cost)
+        for label, s in sets:
+            p = scored[label]
+            gated = np.where(p[:, -1:] >= t, p[:, :-1], np.float32(0.0))
+            lines.append(report_rows(f"`{name}`, gate cost {cost:g} (threshold {t:.3f}), {label}", s, gated, ens))
+    return lines
+
+
 def two_regime(vs, probs: np.ndarray, bounds=(0.8, 1.2, 1.6, 2.0)) -> list[str]:
     """One threshold per family against two (split by the sum of the window's scores), chosen on
     the even windows, scored on the odd ones (a Markdown table)."""
@@ -273,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--two-regime", action="store_true", help="with --valid: one threshold per family against two")
     ap.add_argument("--report", action="store_true", help="with --valid: thresholded figures instead of AUC")
     ap.add_argument("--without-gate", action="store_true", help="with --report: also each gated run by its heads alone")
+    ap.add_argument("--gate-costs", type=lambda v: [float(c) for c in v.split(",")], default=[],
+                    help="with --report: also each gated run at the gate threshold of each of these costs")
     ap.add_argument("--split", default="valid", help="with --programs or --silence: the split scored (default valid)")
     ap.add_argument("--source", help="with --programs: only the notes of this source (e.g. generaluser, left out of a run)")
     args = ap.parse_args(argv)
@@ -283,8 +309,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if (args.two_regime or args.report) and args.valid is None:
         ap.error("--two-regime and --report go with --valid")
-    if args.without_gate and not args.report:
-        ap.error("--without-gate goes with --report")
+    if (args.without_gate or args.gate_costs) and not args.report:
+        ap.error("--without-gate and --gate-costs go with --report")
     if args.chords is not None:
         if not (args.chords / "pool.json").is_file():
             print(f"{args.chords}: no note pool (pool.json) here", file=sys.stderr)
@@ -342,6 +368,10 @@ def _scored(args, vs, held, ensembles: dict) -> int:
             print(report_rows(f"`{d.name}`, held-out instruments", vs, p, ensembles[d]))
             if lo is not None:
                 print(report_rows(f"`{d.name}`, left-out source", left_out, lo, ensembles[d]))
+        for d, ens in ensembles.items():
+            if ens.gate_threshold is not None:
+                for line in gate_cost_rows(d.name, ens, vs, left_out, args.gate_costs):
+                    print(line)
         return 0
     print("| run | " + " | ".join(f"{k} AUC" for k in KINDS) + " | single notes: right top family |")
     print("|---|" + "---|" * (len(KINDS) + 1))

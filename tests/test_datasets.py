@@ -378,6 +378,66 @@ def test_held_out_detail_scores_kinds_and_averaged_runs(tmp_path, capsys):
 
 
 @pytest.mark.model
+def test_held_out_detail_reports_a_gated_run_without_its_gate_and_at_other_gate_costs(tmp_path, capsys, monkeypatch):
+    """--report --without-gate --gate-costs: the gated run, its heads alone, and its gate at other
+    thresholds chosen like `tagger train --gate-cost` on the held-out windows that hold a family."""
+    import importlib.util
+
+    pytest.importorskip("keras")
+    import keras
+
+    from tagger.model import architectures as A, gate as G, store
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    spec = importlib.util.spec_from_file_location("detail", Path(__file__).parents[1] / "scripts" / "held_out_detail.py")
+    detail = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(detail)
+    keras.utils.set_random_seed(3)
+    models = tmp_path / "gated"
+    manifest = store.new_manifest(architecture="trunk", recipe="mixture", feature_config=A.COMPACT_FEATURES, version="g")
+    trunk = A.build_trunk(A.COMPACT_FEATURES.shape, filters=(4, 8))
+    store.save_trunk(models, manifest, trunk)
+    for fam in ("bass", "flute"):
+        store.save_classifier(models, manifest, fam, A.build_head(16, name=fam), threshold=0.5)
+    rng = np.random.default_rng(0)
+    store.save_gate(models, manifest, G.gate_model(rng.normal(0, 1, 16).astype(np.float32), 0.0), threshold=0.5)
+    valid = tmp_path / "examples"
+    (valid / "left_out").mkdir(parents=True)
+    n = 80
+    feats = rng.uniform(0, 1, (n, *A.COMPACT_FEATURES.shape)).astype(np.float16)
+    labels = np.stack([np.arange(n) % 2, (np.arange(n) // 2) % 2], axis=1).astype(np.uint8)
+    kind = np.repeat(np.arange(4), n // 4).astype(np.int8)
+    for folder in (valid, valid / "left_out"):
+        for name, arr in (("x", feats), ("labels", labels), ("kind", kind), ("levels", labels.sum(axis=1))):
+            np.save(folder / f"valid_{name}.npy", arr)
+    with pytest.raises(SystemExit):  # (the options of --report alone)
+        detail.main(["--valid", str(valid), "--gate-costs", "0.1", str(models)])
+    capsys.readouterr()
+    assert detail.main(["--valid", str(valid), "--report", "--without-gate", "--gate-costs", "0,0.5", str(models)]) == 0
+    rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in capsys.readouterr().out.splitlines()[2:]}
+    gate_scores = G.gate_scores(G.gate_model(*_gate_weights(models)), G.embed(trunk, feats.astype(np.float32)))
+    with_family = (kind < 3) & labels.any(axis=1)
+    t_half = G.choose_threshold(gate_scores[with_family], 0.5)
+    assert np.mean(gate_scores[with_family] < t_half) <= 0.5 and f"(threshold {t_half:.3f})" in " ".join(rows)
+    names = ["`gated without its gate`", "`gated`", "`gated`, gate cost 0", "`gated`, gate cost 0.5"]
+    for where in ("held-out instruments", "left-out source"):
+        silent = []
+        for name in names:
+            (row,) = [r for key, r in rows.items() if key == f"{name}, {where}" or key.startswith(name + " ") and key.endswith(where)]
+            silent.append(float(row[-1].rstrip(" |%")))
+        # a higher gate threshold turns down more windows of drums alone; the heads alone turn down none
+        assert silent[0] <= silent[2] <= silent[3] and silent[0] <= silent[1], (where, silent)
+    assert silent[3] > silent[0]  # (this gate at cost 0.5 silences some drum windows the heads tagged)
+
+
+def _gate_weights(models: Path):
+    import keras
+
+    layer = keras.saving.load_model(models / "gate.keras").get_layer("presence")
+    w, b = layer.get_weights()
+    return w[:, 0], float(b[0])
+
+
 def test_held_out_detail_scores_each_instrument_group_on_single_notes(tmp_path):
     import importlib.util
 
