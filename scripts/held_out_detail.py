@@ -15,7 +15,8 @@ The validation set is the one `tagger train` caches with its examples,
 
 With ``--report``: instead of AUC, each run's thresholded figures on the cached set and on its
 left-out source (protocol Jaccard / EMR, single-note and music-like Jaccard, drums alone with no
-family, as `tagger train` records them in the manifest). ``--without-gate`` adds, for every run
+family, as `tagger train` records them in the manifest, and the precision, recall and F0.5 of
+every family of every window, drums alone included). ``--without-gate`` adds, for every run
 with a presence gate, the same run scored by its heads alone (a copy of its folder without the
 gate): what the gate changes, on the same trunk and heads. ``--gate-costs 0.01,0.05,0.1`` adds, for
 every gated run, the same run with its gate's threshold chosen anew for each cost (the highest that
@@ -227,8 +228,13 @@ def report_rows(name: str, vs, probs: np.ndarray, ens) -> str:
     """One Markdown row of the thresholded validation figures (`ValidationSet.report`) of `probs`."""
     rep = vs.report(probs, ens.thresholds, ens.families, ens.families)
     silent = rep.get("percussion_silent")
+    # every (window, family) of every kind, drums alone included: the precision a user's tags have
+    pred, truth = probs >= ens.thresholds, vs.labels.astype(bool)
+    tp, fp, fn = (pred & truth).sum(), (pred & ~truth).sum(), (~pred & truth).sum()
+    p, r = tp / max(tp + fp, 1), tp / max(tp + fn, 1)
+    f05 = 1.25 * p * r / max(0.25 * p + r, 1e-12)
     return (f"| {name} | {rep['protocol']['jaccard']:.3f} / {rep['protocol']['emr']:.3f} | {rep['solo_jaccard']:.3f} | "
-            f"{rep['music_jaccard']:.3f} | {'-' if silent is None else f'{silent:.1%}'} |")  # fmt: skip
+            f"{rep['music_jaccard']:.3f} | {p:.3f} / {r:.3f} / {f05:.3f} | {'-' if silent is None else f'{silent:.1%}'} |")  # fmt: skip
 
 
 def gate_cost_rows(name: str, ens, vs, left_out, costs) -> list[str]:
@@ -362,8 +368,9 @@ def _scored(args, vs, held, ensembles: dict) -> int:
         predict = lambda x: ens.predict_features(np.asarray(x, dtype=np.float32), batch_size=256)  # noqa: E731
         scores[d] = (predict(vs.feats), predict(left_out.feats) if left_out is not None else None)
     if args.report:
-        print("| run, set | protocol Jaccard / EMR | single notes Jaccard | music-like Jaccard | drums alone: no family |")
-        print("|---|---|---|---|---|")
+        print("| run, set | protocol Jaccard / EMR | single notes Jaccard | music-like Jaccard | "
+              "every window: precision / recall / F0.5 | drums alone: no family |")  # fmt: skip
+        print("|---|---|---|---|---|---|")
         for d, (p, lo) in scores.items():
             print(report_rows(f"`{d.name}`, held-out instruments", vs, p, ensembles[d]))
             if lo is not None:

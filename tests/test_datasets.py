@@ -421,10 +421,12 @@ def test_held_out_detail_reports_a_gated_run_without_its_gate_and_at_other_gate_
     assert np.mean(gate_scores[with_family] < t_half) <= 0.5 and f"(threshold {t_half:.3f})" in " ".join(rows)
     names = ["`gated without its gate`", "`gated`", "`gated`, gate cost 0", "`gated`, gate cost 0.5"]
     for where in ("held-out instruments", "left-out source"):
-        silent = []
+        silent, recall = [], []
         for name in names:
             (row,) = [r for key, r in rows.items() if key == f"{name}, {where}" or key.startswith(name + " ") and key.endswith(where)]
             silent.append(float(row[-1].rstrip(" |%")))
+            recall.append(float(row[-2].split(" / ")[1]))
+        assert recall[0] >= recall[2] >= recall[3] and recall[0] >= recall[1]  # (a gate adds no right tag)
         # a higher gate threshold turns down more windows of drums alone; the heads alone turn down none
         assert silent[0] <= silent[2] <= silent[3] and silent[0] <= silent[1], (where, silent)
     assert silent[3] > silent[0]  # (this gate at cost 0.5 silences some drum windows the heads tagged)
