@@ -384,10 +384,16 @@ def test_a_presence_gate_is_trained_on_the_trunk_and_turns_windows_down(tiny_dat
     assert gated["trunk"] == plain["trunk"] and gated["training"] == plain["training"]
     gate = gated["gate"]
     assert gated["format"] == 3 and gated["version"] == "gated"  # (taggers older than the gate refuse these models)
-    assert gate["sha256"] == sha256_file(out / "gate.keras") and gate["metrics"]["cost"] == 0.03
-    assert gate["metrics"]["turns_down_with_family"] <= 0.03 + 1e-9 and 0.0 <= gate["metrics"]["auc"] <= 1.0
+    assert gate["sha256"] == sha256_file(out / "gate.keras") and gate["metrics"]["cost"] == settings.gate_cost
+    assert gate["metrics"]["turns_down_with_family"] <= settings.gate_cost + 1e-9 and 0.0 <= gate["metrics"]["auc"] <= 1.0
     # nothing left to do: a third run touches nothing
     assert train_ensemble(tiny_dataset, out, settings=settings, families=["flute", "organ"]) == gated
+    # another cost refits the gate alone, with a threshold at least as high for a higher cost
+    costly = TrainSettings(architecture="trunk", gate_cost=0.4, **TINY)
+    shutil.copytree(out, tmp_path / "refit")
+    refit = train_ensemble(tiny_dataset, tmp_path / "refit", settings=costly, families=["flute", "organ"])
+    assert refit["gate"]["metrics"]["cost"] == 0.4 and refit["gate"]["threshold"] >= gate["threshold"]
+    assert {f: sha256_file(tmp_path / "refit" / f"{f}.keras") for f in heads} == heads and refit["trunk"] == plain["trunk"]
     # a gate added to a production fit takes every threshold of the held-out reference, the heads' and the
     # gate's, since its manifest then names that run (the heads and the trunk stay as they were)
     ref = tmp_path / "reference"

@@ -19,8 +19,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-GATE_COST = 0.03
-"""Default share of validation windows holding a family that the gate may turn down."""
+GATE_COST = 0.15
+"""Default share of validation windows holding a family that the gate may turn down (chosen on
+held-out instruments with ``scripts/held_out_detail.py --report --gate-costs``: the README's
+"Presence gate" lever)."""
 GATE_L2 = 1.25e-4
 """L2 penalty of the logistic regression (on standardised embeddings)."""
 

@@ -358,8 +358,11 @@ def train_ensemble(
     ref_manifest = read_manifest(reference) if reference is not None else None
     # the presence gate of a shared trunk (`tagger.model.gate`) is trained with new heads, or alone
     # when it is missing; a production fit takes the reference's threshold, so it needs a reference gate
+    # (a gate chosen for another cost is refitted: the heads and the trunk stay)
+    gate_cost_now = manifest.get("gate", {}).get("metrics", {}).get("cost")
     need_gate = (shared and settings.recipe == "mixture" and settings.gate_cost > 0
-                 and (ref_manifest is None or "gate" in ref_manifest) and (bool(todo) or "gate" not in manifest))  # fmt: skip
+                 and (ref_manifest is None or "gate" in ref_manifest)
+                 and (bool(todo) or "gate" not in manifest or gate_cost_now != settings.gate_cost))  # fmt: skip
     if not todo and not need_gate:
         say("skip", {"reason": "all requested families are trained", "families": wanted})
         return manifest
