@@ -26,6 +26,10 @@ chooses it); the left-out source is scored at that threshold.
     .venv/bin/python scripts/held_out_detail.py --valid ~/.cache/tagger/train/examples-<signature> --report \
         --without-gate ~/.cache/tagger/runs/trunk-lo-harmonic-beats20-10ep-gate
 
+With ``--copy-without-gate INTO``: the first model directory copied into INTO without its gate, to
+score its heads alone with any other command (`tagger evaluate`, ``calibrate_aggregation.py
+--dry-run``, ``--silence``).
+
 With ``--programs DATASET``: instead, for the first model directory, single notes of every
 validation instrument group of the dataset (a GM program across the sample libraries, an STK
 class), each group's share of notes whose top family is right and whose family is tagged at the
@@ -300,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
     group.add_argument("--programs", type=Path, metavar="DATASET", help="per validation instrument group, on single notes")
     group.add_argument("--chords", type=Path, metavar="POOL", help="a note pool's instruments as notes, chords, chords with drums")
     group.add_argument("--silence", type=Path, metavar="DATASET", help="a split's non-family notes: share with no family")
+    group.add_argument("--copy-without-gate", type=Path, metavar="INTO",
+                       help="copy the first model directory into INTO without its presence gate (its heads alone)")
     ap.add_argument("--two-regime", action="store_true", help="with --valid: one threshold per family against two")
     ap.add_argument("--report", action="store_true", help="with --valid: thresholded figures instead of AUC")
     ap.add_argument("--without-gate", action="store_true", help="with --report: also each gated run by its heads alone")
@@ -317,6 +323,9 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--two-regime and --report go with --valid")
     if (args.without_gate or args.gate_costs) and not args.report:
         ap.error("--without-gate and --gate-costs go with --report")
+    if args.copy_without_gate is not None:
+        print(without_gate(args.model_dirs[0], args.copy_without_gate))
+        return 0
     if args.chords is not None:
         if not (args.chords / "pool.json").is_file():
             print(f"{args.chords}: no note pool (pool.json) here", file=sys.stderr)

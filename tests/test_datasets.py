@@ -430,6 +430,11 @@ def test_held_out_detail_reports_a_gated_run_without_its_gate_and_at_other_gate_
         # a higher gate threshold turns down more windows of drums alone; the heads alone turn down none
         assert silent[0] <= silent[2] <= silent[3] and silent[0] <= silent[1], (where, silent)
     assert silent[3] > silent[0]  # (this gate at cost 0.5 silences some drum windows the heads tagged)
+    # the heads alone, as a model directory of their own
+    assert detail.main(["--copy-without-gate", str(tmp_path / "heads"), str(models)]) == 0
+    heads = json.loads((tmp_path / "heads" / "manifest.json").read_text())
+    assert "gate" not in heads and not (tmp_path / "heads" / "gate.keras").exists() and (models / "gate.keras").is_file()
+    assert heads["classifiers"] == json.loads((models / "manifest.json").read_text())["classifiers"]
 
 
 def _gate_weights(models: Path):
