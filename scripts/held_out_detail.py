@@ -21,7 +21,9 @@ with a presence gate, the same run scored by its heads alone (a copy of its fold
 gate): what the gate changes, on the same trunk and heads. ``--gate-costs 0.01,0.05,0.1`` adds, for
 every gated run, the same run with its gate's threshold chosen anew for each cost (the highest that
 turns down at most that share of the held-out windows with a family, as `tagger train --gate-cost`
-chooses it); the left-out source is scored at that threshold.
+chooses it); the left-out source is scored at that threshold. ``--gate-overrides 0.9`` adds each
+of those with the gate overruled in windows where a head scores at least 0.9 (a probe: the shipped
+models have no such rule).
 
     .venv/bin/python scripts/held_out_detail.py --valid ~/.cache/tagger/train/examples-<signature> --report \
         --without-gate ~/.cache/tagger/runs/trunk-lo-harmonic-beats20-10ep-gate
@@ -241,9 +243,11 @@ def report_rows(name: str, vs, probs: np.ndarray, ens) -> str:
             f"{rep['music_jaccard']:.3f} | {p:.3f} / {r:.3f} / {f05:.3f} | {'-' if silent is None else f'{silent:.1%}'} |")  # fmt: skip
 
 
-def gate_cost_rows(name: str, ens, vs, left_out, costs) -> list[str]:
+def gate_cost_rows(name: str, ens, vs, left_out, costs, overrides=()) -> list[str]:
     """`report_rows` of a gated ensemble with its gate's threshold chosen anew for each cost on the
-    held-out windows that hold a family (`tagger.model.gate.choose_threshold`)."""
+    held-out windows that hold a family (`tagger.model.gate.choose_threshold`); for each of
+    `overrides` (a head score), also with the gate overruled in windows where a head scores at
+    least that much (a rule the shipped models do not have: a probe of the next lever)."""
     import dataclasses
 
     from tagger.model import gate as G
@@ -259,6 +263,11 @@ def gate_cost_rows(name: str, ens, vs, left_out, costs) -> list[str]:
             p = scored[label]
             gated = np.where(p[:, -1:] >= t, p[:, :-1], np.float32(0.0))
             lines.append(report_rows(f"`{name}`, gate cost {cost:g} (threshold {t:.3f}), {label}", s, gated, ens))
+            for h in overrides:
+                keep = (p[:, -1] >= t) | (p[:, :-1].max(axis=1) >= h)
+                gated = np.where(keep[:, None], p[:, :-1], np.float32(0.0))
+                lines.append(report_rows(f"`{name}`, gate cost {cost:g} (threshold {t:.3f}) overruled by a head at {h:g}, {label}",
+                                         s, gated, ens))  # fmt: skip
     return lines
 
 
@@ -311,6 +320,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--without-gate", action="store_true", help="with --report: also each gated run by its heads alone")
     ap.add_argument("--gate-costs", type=lambda v: [float(c) for c in v.split(",")], default=[],
                     help="with --report: also each gated run at the gate threshold of each of these costs")
+    ap.add_argument("--gate-overrides", type=lambda v: [float(h) for h in v.split(",")], default=[],
+                    help="with --gate-costs: also with the gate overruled where a head scores at least each of these")
     ap.add_argument("--split", default="valid", help="with --programs or --silence: the split scored (default valid)")
     ap.add_argument("--source", help="with --programs: only the notes of this source (e.g. generaluser, left out of a run)")
     args = ap.parse_args(argv)
@@ -386,7 +397,7 @@ def _scored(args, vs, held, ensembles: dict) -> int:
                 print(report_rows(f"`{d.name}`, left-out source", left_out, lo, ensembles[d]))
         for d, ens in ensembles.items():
             if ens.gate_threshold is not None:
-                for line in gate_cost_rows(d.name, ens, vs, left_out, args.gate_costs):
+                for line in gate_cost_rows(d.name, ens, vs, left_out, args.gate_costs, args.gate_overrides):
                     print(line)
         return 0
     print("| run | " + " | ".join(f"{k} AUC" for k in KINDS) + " | single notes: right top family |")

@@ -413,7 +413,8 @@ def test_held_out_detail_reports_a_gated_run_without_its_gate_and_at_other_gate_
     with pytest.raises(SystemExit):  # (the options of --report alone)
         detail.main(["--valid", str(valid), "--gate-costs", "0.1", str(models)])
     capsys.readouterr()
-    assert detail.main(["--valid", str(valid), "--report", "--without-gate", "--gate-costs", "0,0.5", str(models)]) == 0
+    assert detail.main(["--valid", str(valid), "--report", "--without-gate", "--gate-costs", "0,0.5", "--gate-overrides", "0.5",
+                        str(models)]) == 0  # fmt: skip
     rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in capsys.readouterr().out.splitlines()[2:]}
     gate_scores = G.gate_scores(G.gate_model(*_gate_weights(models)), G.embed(trunk, feats.astype(np.float32)))
     with_family = (kind < 3) & labels.any(axis=1)
@@ -423,10 +424,15 @@ def test_held_out_detail_reports_a_gated_run_without_its_gate_and_at_other_gate_
     for where in ("held-out instruments", "left-out source"):
         silent, recall = [], []
         for name in names:
-            (row,) = [r for key, r in rows.items() if key == f"{name}, {where}" or key.startswith(name + " ") and key.endswith(where)]
+            (row,) = [r for key, r in rows.items() if key == f"{name}, {where}"
+                      or key.startswith(name + " ") and key.endswith(where) and "overruled" not in key]  # fmt: skip
             silent.append(float(row[-1].rstrip(" |%")))
             recall.append(float(row[-2].split(" / ")[1]))
         assert recall[0] >= recall[2] >= recall[3] and recall[0] >= recall[1]  # (a gate adds no right tag)
+        (over,) = [r for key, r in rows.items() if key.startswith(f"{names[3]} (") and "overruled by a head at 0.5" in key
+                   and key.endswith(where)]  # fmt: skip
+        assert recall[3] <= float(over[-2].split(" / ")[1]) <= recall[0]  # (a confident head keeps its window)
+        assert float(over[-1].rstrip(" |%")) <= silent[3]
         # a higher gate threshold turns down more windows of drums alone; the heads alone turn down none
         assert silent[0] <= silent[2] <= silent[3] and silent[0] <= silent[1], (where, silent)
     assert silent[3] > silent[0]  # (this gate at cost 0.5 silences some drum windows the heads tagged)
