@@ -402,8 +402,10 @@ def test_a_presence_gate_is_trained_on_the_trunk_and_turns_windows_down(tiny_dat
     store.write_manifest(ref, dict(gated, version="held-out", gate=dict(gate, threshold=0.05),
                                    classifiers={f: dict(c, threshold=ref_thresholds[f]) for f, c in gated["classifiers"].items()}))  # fmt: skip
     prod = tmp_path / "production"
-    fit = train_ensemble(tiny_dataset, prod, settings=settings, families=["flute", "organ"], version="prod-gated", reference=ref)
+    other_cost = TrainSettings(architecture="trunk", gate_cost=0.05, **TINY)  # (the reference's cost wins)
+    fit = train_ensemble(tiny_dataset, prod, settings=other_cost, families=["flute", "organ"], version="prod-gated", reference=ref)
     assert {f: c["threshold"] for f, c in fit["classifiers"].items()} == ref_thresholds
+    assert fit["gate"]["metrics"]["cost"] == gate["metrics"]["cost"]
     assert fit["gate"]["threshold"] == 0.05 and fit["reference"]["version"] == "held-out" and fit["version"] == "prod-gated"
     assert {f: sha256_file(prod / f"{f}.keras") for f in heads} == heads and fit["trunk"] == plain["trunk"]
     assert read_manifest(prod)["classifiers"]["organ"]["threshold"] == 0.62

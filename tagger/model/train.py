@@ -358,11 +358,15 @@ def train_ensemble(
     ref_manifest = read_manifest(reference) if reference is not None else None
     # the presence gate of a shared trunk (`tagger.model.gate`) is trained with new heads, or alone
     # when it is missing; a production fit takes the reference's threshold, so it needs a reference gate
-    # (a gate chosen for another cost is refitted: the heads and the trunk stay)
+    # (a gate chosen for another cost is refitted: the heads and the trunk stay; a production fit's
+    # cost is its reference's, whose threshold it takes)
+    gate_cost = settings.gate_cost
+    if ref_manifest is not None and "gate" in ref_manifest:
+        gate_cost = float(ref_manifest["gate"].get("metrics", {}).get("cost", gate_cost))
     gate_cost_now = manifest.get("gate", {}).get("metrics", {}).get("cost")
     need_gate = (shared and settings.recipe == "mixture" and settings.gate_cost > 0
                  and (ref_manifest is None or "gate" in ref_manifest)
-                 and (bool(todo) or "gate" not in manifest or gate_cost_now != settings.gate_cost))  # fmt: skip
+                 and (bool(todo) or "gate" not in manifest or gate_cost_now != gate_cost))  # fmt: skip
     if not todo and not need_gate:
         say("skip", {"reason": "all requested families are trained", "families": wanted})
         return manifest
@@ -532,7 +536,7 @@ def train_ensemble(
             store.save_classifier(out_dir, manifest, f, members[f], threshold=t, metrics=metrics)
     if need_gate:
         gate_trunk = trunk if todo else frozen_trunk
-        _train_gate(out_dir, manifest, gate_trunk, x, y, vs, all_families, cost=settings.gate_cost, reference=ref_manifest,
+        _train_gate(out_dir, manifest, gate_trunk, x, y, vs, all_families, cost=gate_cost, reference=ref_manifest,
                     say=say)  # fmt: skip
     elif shared and manifest.get("gate") and todo:
         # heads changed under a gate that cannot be retrained (no reference gate, or --gate-cost 0): drop it
