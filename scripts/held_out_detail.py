@@ -247,12 +247,12 @@ def gate_cost_rows(name: str, ens, vs, left_out, costs, overrides=()) -> list[st
     """`report_rows` of a gated ensemble with its gate's threshold chosen anew for each cost on the
     held-out windows that hold a family (`tagger.model.gate.choose_threshold`); for each of
     `overrides` (a head score), also with the gate overruled in windows where a head scores at
-    least that much (a rule the shipped models do not have: a probe of the next lever)."""
+    least that much (the gate's override, `tagger.model.gate.gated`)."""
     import dataclasses
 
     from tagger.model import gate as G
 
-    raw = dataclasses.replace(ens, gate_threshold=None)  # the heads' scores, then the gate's
+    raw = dataclasses.replace(ens, gate_threshold=None, gate_override=None)  # the heads' scores, then the gate's
     sets = [("held-out instruments", vs), *([("left-out source", left_out)] if left_out is not None else [])]
     scored = {label: raw.predict_features(np.asarray(s.feats, dtype=np.float32), batch_size=256) for label, s in sets}
     with_family = (vs.kind < 3) & vs.labels.any(axis=1)
@@ -261,11 +261,10 @@ def gate_cost_rows(name: str, ens, vs, left_out, costs, overrides=()) -> list[st
         t = G.choose_threshold(scored["held-out instruments"][with_family, -1], cost)
         for label, s in sets:
             p = scored[label]
-            gated = np.where(p[:, -1:] >= t, p[:, :-1], np.float32(0.0))
-            lines.append(report_rows(f"`{name}`, gate cost {cost:g} (threshold {t:.3f}), {label}", s, gated, ens))
+            lines.append(report_rows(f"`{name}`, gate cost {cost:g} (threshold {t:.3f}), {label}", s,
+                                     G.gated(p[:, :-1], p[:, -1], t), ens))  # fmt: skip
             for h in overrides:
-                keep = (p[:, -1] >= t) | (p[:, :-1].max(axis=1) >= h)
-                gated = np.where(keep[:, None], p[:, :-1], np.float32(0.0))
+                gated = G.gated(p[:, :-1], p[:, -1], t, h)
                 lines.append(report_rows(f"`{name}`, gate cost {cost:g} (threshold {t:.3f}) overruled by a head at {h:g}, {label}",
                                          s, gated, ens))  # fmt: skip
     return lines

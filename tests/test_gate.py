@@ -39,3 +39,51 @@ def test_the_threshold_turns_down_at_most_the_given_share_of_windows_with_a_fami
     t = G.choose_threshold(scores, 0.03)
     assert np.sum(scores < t) == 6  # 3% of 200
     assert G.choose_threshold(scores, 0.0) == 0.0 and np.sum(scores < G.choose_threshold(scores, 0.5)) == 100
+
+
+def test_a_confident_head_overrules_the_gate():
+    heads = np.array([[0.95, 0.1], [0.5, 0.2], [0.3, 0.85], [0.7, 0.6]], dtype=np.float32)
+    gate = np.array([0.1, 0.1, 0.1, 0.9], dtype=np.float32)
+    f32 = lambda rows: np.array(rows, dtype=np.float32)  # noqa: E731
+    np.testing.assert_array_equal(G.gated(heads, gate, 0.5), f32([[0, 0], [0, 0], [0, 0], [0.7, 0.6]]))
+    # a head at 0.9 or more keeps its window, every family's score with it
+    np.testing.assert_array_equal(G.gated(heads, gate, 0.5, 0.9), f32([[0.95, 0.1], [0, 0], [0, 0], [0.7, 0.6]]))
+    np.testing.assert_array_equal(G.gated(heads, gate, 0.5, 0.8), f32([[0.95, 0.1], [0, 0], [0.3, 0.85], [0.7, 0.6]]))
+
+
+def _override_case():
+    """Validation windows with known answers: 40 lone notes the gate turns down although their head
+    is sure (scores 0.93), 100 windows of drums alone, some of which set a head off at 0.82 or 0.96,
+    and 200 mixtures the gate keeps."""
+    notes = np.zeros((40, 2), np.float32)
+    notes[:, 0] = 0.93
+    drums = np.full((100, 2), 0.1, np.float32)
+    drums[:3, 1] = 0.96  # 3% of the drum windows: a head is surer of them than of the lone notes
+    drums[3:10, 1] = 0.82  # 7% more at 0.82
+    mixtures = np.full((200, 2), 0.7, np.float32)
+    heads = np.concatenate([notes, drums, mixtures])
+    gate = np.concatenate([np.full(40, 0.2), np.full(100, 0.2), np.full(200, 0.9)]).astype(np.float32)
+    truth = np.concatenate([np.tile([True, False], (40, 1)), np.zeros((100, 2), bool), np.ones((200, 2), bool)])
+    drums_alone = np.r_[np.zeros(40, bool), np.ones(100, bool), np.zeros(200, bool)]
+    return heads, gate, truth, drums_alone
+
+
+def test_the_override_is_the_most_permissive_that_keeps_drums_silent_and_f05():
+    heads, gate, truth, drums_alone = _override_case()
+    kw = dict(truth=truth, drums_alone=drums_alone, head_thresholds=np.array([0.5, 0.5], np.float32))
+    chosen, tried = G.choose_override(heads, gate, 0.5, candidates=(0.98, 0.95, 0.9, 0.8), **kw)
+    # 0.98 keeps nothing; 0.95 keeps 3 drum windows (97% silent); 0.9 keeps the 40 notes too; 0.8 lets
+    # 10% of the drum windows through, under the 95% the drums must keep
+    assert chosen == 0.9
+    assert [r["override"] for r in tried] == [None, 0.98, 0.95, 0.9, 0.8]
+    assert [r["drums_alone_silent"] for r in tried] == [1.0, 1.0, 0.97, 0.97, 0.9]
+    assert [r["kept_by_override"] for r in tried] == [0, 0, 3, 43, 50]
+    assert tried[3]["fbeta"] > tried[0]["fbeta"]
+    # a stricter demand on drums leaves the gate alone (0.98 qualifies on drums, but keeps no window:
+    # nothing on validation speaks for it); so does a validation set with no drums to check
+    assert G.choose_override(heads, gate, 0.5, candidates=(0.98, 0.95, 0.9, 0.8), min_silent=0.99, **kw)[0] is None
+    assert G.choose_override(heads, gate, 0.5, **{**kw, "drums_alone": np.zeros(len(gate), bool)})[0] is None
+    # an override that costs F0.5 does not qualify: here the lone notes the heads are sure of are wrong
+    wrong = truth.copy()
+    wrong[:40] = [False, True]
+    assert G.choose_override(heads, gate, 0.5, candidates=(0.9,), **{**kw, "truth": wrong})[0] is None

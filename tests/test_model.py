@@ -13,6 +13,7 @@ from conftest import compact_models  # noqa: E402
 from tagger.data import gm, nsynth, render as R  # noqa: E402
 from tagger.errors import ModelError, UserError  # noqa: E402
 from tagger.model import architectures as A  # noqa: E402
+from tagger.model import gate as G  # noqa: E402
 from tagger.model.ensemble import Ensemble, read_manifest, sha256_file  # noqa: E402
 from tagger.model.train import TrainSettings, train_ensemble  # noqa: E402
 
@@ -95,9 +96,9 @@ def test_tampered_missing_and_mismatched_models_are_refused(tmp_path):
     (d2 / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ModelError, match="unknown feature setting whitening"):
         Ensemble.load(d2)
-    manifest["format"] = 4
+    manifest["format"] = 5
     (d2 / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(ModelError, match="unsupported manifest format 4"):
+    with pytest.raises(ModelError, match="unsupported manifest format 5"):
         Ensemble.load(d2)
     with pytest.raises(ModelError, match="manifest not found"):
         Ensemble.load(tmp_path / "nothing")
@@ -383,8 +384,15 @@ def test_a_presence_gate_is_trained_on_the_trunk_and_turns_windows_down(tiny_dat
     assert "epoch" not in [s for s, _ in seen] and {f: sha256_file(out / f"{f}.keras") for f in heads} == heads
     assert gated["trunk"] == plain["trunk"] and gated["training"] == plain["training"]
     gate = gated["gate"]
-    assert gated["format"] == 3 and gated["version"] == "gated"  # (taggers older than the gate refuse these models)
+    # (taggers older than the gate refuse these models; those older than its override too, when it has one)
+    assert gated["format"] == (3 if gate["override"] is None else 4) and gated["version"] == "gated"
     assert gate["sha256"] == sha256_file(out / "gate.keras") and gate["metrics"]["cost"] == settings.gate_cost
+    # the override is the rule's choice among the candidates tried on the validation windows
+    tried = gate["metrics"]["overrides_tried"]
+    assert [r["override"] for r in tried] == [None, *sorted(G.GATE_OVERRIDES, reverse=True)]
+    qualify = [r["override"] for r in tried[1:] if r["kept_by_override"] and r["drums_alone_silent"] is not None
+               and r["drums_alone_silent"] >= G.DRUMS_SILENT_MIN and r["fbeta"] >= tried[0]["fbeta"]]  # fmt: skip
+    assert gate["override"] == (min(qualify) if qualify else None) == gate["metrics"]["own_override"]
     assert gate["metrics"]["turns_down_with_family"] <= settings.gate_cost + 1e-9 and 0.0 <= gate["metrics"]["auc"] <= 1.0
     # nothing left to do: a third run touches nothing
     assert train_ensemble(tiny_dataset, out, settings=settings, families=["flute", "organ"]) == gated
@@ -399,7 +407,7 @@ def test_a_presence_gate_is_trained_on_the_trunk_and_turns_windows_down(tiny_dat
     ref = tmp_path / "reference"
     shutil.copytree(out, ref)
     ref_thresholds = {"flute": 0.31, "organ": 0.62}
-    store.write_manifest(ref, dict(gated, version="held-out", gate=dict(gate, threshold=0.05),
+    store.write_manifest(ref, dict(gated, version="held-out", gate=dict(gate, threshold=0.05, override=0.93),
                                    classifiers={f: dict(c, threshold=ref_thresholds[f]) for f, c in gated["classifiers"].items()}))  # fmt: skip
     prod = tmp_path / "production"
     other_cost = TrainSettings(architecture="trunk", gate_cost=0.05, **TINY)  # (the reference's cost wins)
@@ -407,6 +415,7 @@ def test_a_presence_gate_is_trained_on_the_trunk_and_turns_windows_down(tiny_dat
     assert {f: c["threshold"] for f, c in fit["classifiers"].items()} == ref_thresholds
     assert fit["gate"]["metrics"]["cost"] == gate["metrics"]["cost"]
     assert fit["gate"]["threshold"] == 0.05 and fit["reference"]["version"] == "held-out" and fit["version"] == "prod-gated"
+    assert fit["gate"]["override"] == 0.93 and fit["format"] == 4 and Ensemble.load(prod).gate_override == 0.93
     assert {f: sha256_file(prod / f"{f}.keras") for f in heads} == heads and fit["trunk"] == plain["trunk"]
     assert read_manifest(prod)["classifiers"]["organ"]["threshold"] == 0.62
     # a window the gate turns down has no family; the others keep their heads' scores
@@ -425,8 +434,32 @@ def test_a_presence_gate_is_trained_on_the_trunk_and_turns_windows_down(tiny_dat
     assert 0 < down.sum() < len(down)
     np.testing.assert_allclose(probs[~down], raw[~down, :2], atol=1e-5)
     assert np.all(probs[down] == 0.0)
+    # with an override, a window the gate turns down keeps its scores where a head is sure enough
+    surest = raw[down, :2].max(axis=1)
+    h = float(np.max(surest))
+    store.write_manifest(out, dict(gated_manifest, gate=dict(gated_manifest["gate"], override=h)))
+    ens = Ensemble.load(out)
+    assert ens.gate_override == h and read_manifest(out)["format"] == 4
+    probs = ens.predict_features(feats)
+    kept = ~down | (raw[:, :2].max(axis=1) >= h)
+    assert (kept & down).any() and not kept.all()
+    np.testing.assert_allclose(probs[kept], raw[kept, :2], atol=1e-5)
+    assert np.all(probs[~kept] == 0.0)
+    (tmp_path / "bad").mkdir()
+    with pytest.raises(ModelError, match="override of the presence gate"):
+        store.write_manifest(tmp_path / "bad", dict(gated_manifest, gate=dict(gated_manifest["gate"], override=1.5)))
+        read_manifest(tmp_path / "bad")
     # a damaged gate file is refused like any other model file
     with open(out / "gate.keras", "ab") as f:
         f.write(b"\0")
     with pytest.raises(ModelError, match="presence gate"):
         Ensemble.load(out)
+    # and `tagger train` fits the gate again (a refit killed between the file and the manifest leaves
+    # this state) instead of skipping a folder that cannot load; the trunk and heads stay
+    repaired = train_ensemble(tiny_dataset, out, settings=settings, families=["flute", "organ"])
+    assert repaired["gate"]["sha256"] == sha256_file(out / "gate.keras") and Ensemble.load(out).gate_threshold is not None
+    assert {f: sha256_file(out / f"{f}.keras") for f in heads} == heads and repaired["trunk"] == plain["trunk"]
+    # a gate fitted before gates had an override is fitted again, and gets one chosen
+    old = dict(repaired, gate={k: v for k, v in repaired["gate"].items() if k != "override"})
+    store.write_manifest(out, old)
+    assert "override" in train_ensemble(tiny_dataset, out, settings=settings, families=["flute", "organ"])["gate"]

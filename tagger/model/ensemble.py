@@ -23,6 +23,7 @@ from tagger import features as F
 from tagger.errors import ModelError, UserError
 from tagger.hashing import sha256_file  # noqa: F401  (re-exported: the store hashes the files it writes)
 from tagger.model import backends as B
+from tagger.model import gate as G
 from tagger.model.backends import load_classifier  # noqa: F401  (re-exported: training loads the trunk with it)
 
 MANIFEST = "manifest.json"
@@ -33,7 +34,10 @@ HARMONIC_MANIFEST_FORMAT = 2
 GATED_MANIFEST_FORMAT = 3
 """The format of manifests with a presence gate (`tagger.model.gate`): taggers that read only formats
 1 and 2 refuse them instead of tagging the windows the gate turns down."""
-MANIFEST_FORMATS = (MANIFEST_FORMAT, HARMONIC_MANIFEST_FORMAT, GATED_MANIFEST_FORMAT)
+OVERRIDE_MANIFEST_FORMAT = 4
+"""The format of manifests whose presence gate a confident head overrules (``gate.override``):
+taggers that read only formats 1 to 3 refuse them instead of turning down the windows it keeps."""
+MANIFEST_FORMATS = (MANIFEST_FORMAT, HARMONIC_MANIFEST_FORMAT, GATED_MANIFEST_FORMAT, OVERRIDE_MANIFEST_FORMAT)
 MODELS_ENV = "TAGGER_MODELS"
 
 
@@ -72,11 +76,17 @@ def read_manifest(model_dir: str | os.PathLike) -> dict:
         t = gate.get("threshold") if isinstance(gate, dict) else None
         if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0.0 <= t <= 1.0:
             raise ModelError(path, f"threshold of the presence gate is {t!r}: a probability threshold must lie in [0, 1]")
+        h = gate.get("override")
+        if h is not None and (isinstance(h, bool) or not isinstance(h, (int, float)) or not 0.0 <= h <= 1.0):
+            raise ModelError(path, f"override of the presence gate is {h!r}: a head score must lie in [0, 1]")
     return manifest
 
 
 def manifest_format(manifest: dict) -> int:
-    """The oldest format that holds what the manifest needs (a gate, the harmonic front end)."""
+    """The oldest format that holds what the manifest needs (a gate's override, a gate, the harmonic
+    front end)."""
+    if manifest.get("gate") and manifest["gate"].get("override") is not None:
+        return OVERRIDE_MANIFEST_FORMAT
     if manifest.get("gate"):
         return GATED_MANIFEST_FORMAT
     return HARMONIC_MANIFEST_FORMAT if (manifest.get("features") or {}).get("harmonic") else MANIFEST_FORMAT
@@ -134,6 +144,9 @@ class Ensemble:
     gate_threshold: float | None = None
     """The presence gate's threshold (`tagger.model.gate`), or None when the models have no gate:
     a window whose gate score is under it has no family."""
+    gate_override: float | None = None
+    """A head score that overrules the gate (`tagger.model.gate.gated`): a window where any loaded
+    head scores at least this much keeps its scores whatever the gate says; None: the gate decides."""
 
     @property
     def version(self) -> str:
@@ -189,6 +202,7 @@ class Ensemble:
             feature_config=cfg,
             _runner=runner,
             gate_threshold=float(gate.get("threshold", 0.0)) if gate is not None else None,
+            gate_override=float(gate["override"]) if gate is not None and gate.get("override") is not None else None,
         )
 
     @property
@@ -212,8 +226,8 @@ class Ensemble:
         scores = np.concatenate(out).astype(np.float32)
         if self.gate_threshold is None:
             return scores
-        # the gate turns a window down: no family plays in it, whatever the heads say
-        return np.where(scores[:, -1:] >= self.gate_threshold, scores[:, :-1], np.float32(0.0))
+        # the gate turns a window down: no family plays in it, unless a head is sure of one
+        return G.gated(scores[:, :-1], scores[:, -1], self.gate_threshold, self.gate_override)
 
     def predict(self, windows: np.ndarray, *, batch_size: int = 64) -> np.ndarray:
         """Per-family probabilities [shape=(n, n_families)] for windows [shape=(n, 64000)]."""

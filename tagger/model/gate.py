@@ -11,6 +11,13 @@ family are a few percent of the mixtures), saved as a one-layer Keras model (``g
 every backend runs it with the heads. Its threshold is chosen on the validation windows that hold a
 family: the highest that turns down at most `GATE_COST` of them. Windows of no family (drums alone)
 are not used for the choice; they are what it is measured on.
+
+A gate can turn down a lone note that one head is sure of (an unusual instrument heard alone), so
+a head that scores at least the gate's *override* keeps its window whatever the gate says. The
+override is chosen on the same validation windows by `choose_override`: the most permissive one of
+`GATE_OVERRIDES` that keeps some of the windows the gate turns down without lowering F0.5 over
+every validation window or letting windows of drums alone trigger a family more often than
+`DRUMS_SILENT_MIN` allows (None when none qualifies).
 """
 
 from __future__ import annotations
@@ -23,6 +30,11 @@ GATE_COST = 0.15
 """Default share of validation windows holding a family that the gate may turn down (chosen on
 held-out instruments with ``scripts/held_out_detail.py --report --gate-costs``: the README's
 "Presence gate" lever)."""
+GATE_OVERRIDES = (0.98, 0.95, 0.9, 0.85, 0.8)
+"""Head scores tried as the gate's override, from the strictest (`choose_override`)."""
+DRUMS_SILENT_MIN = 0.95
+"""The share of validation windows of drums alone that must stay without a family for an override
+to qualify (issue 15's target for windows of drums or percussion alone)."""
 GATE_L2 = 1.25e-4
 """L2 penalty of the logistic regression (on standardised embeddings)."""
 
@@ -76,6 +88,48 @@ def choose_threshold(scores_with_family: np.ndarray, cost: float = GATE_COST) ->
         return 0.0
     k = int(np.floor(cost * len(scores)))  # windows that may fall under the threshold
     return float(scores[k]) if k < len(scores) else float(scores[-1])
+
+
+def gated(heads: np.ndarray, gate: np.ndarray, threshold: float, override: float | None = None) -> np.ndarray:
+    """Head scores [shape=(n, k)] after the gate (scores [shape=(n,)]): 0 in the windows it turns
+    down, unless a head scores at least `override` there."""
+    keep = np.asarray(gate) >= threshold
+    if override is not None:
+        keep = keep | (np.asarray(heads).max(axis=1, initial=0.0) >= override)
+    return np.where(keep[:, None], heads, np.float32(0.0)).astype(np.float32)
+
+
+def choose_override(heads: np.ndarray, gate: np.ndarray, threshold: float, *, truth: np.ndarray, head_thresholds: np.ndarray,
+                    drums_alone: np.ndarray, candidates=GATE_OVERRIDES, min_silent: float = DRUMS_SILENT_MIN,
+                    beta: float = 0.5) -> tuple[float | None, list[dict]]:  # fmt: skip
+    """The gate's override (`gated`) chosen on validation windows: head scores [shape=(n, k)], gate
+    scores [shape=(n,)], `truth` [bool, shape=(n, k)], the heads' thresholds [shape=(k,)] and which
+    windows hold drums alone [bool, shape=(n,)]. The lowest of `candidates` that keeps some window
+    the gate turns down, whose F-beta over every (window, family) is at least the gate's alone and
+    whose drums-alone windows stay without a family in at least `min_silent` of cases; None when
+    none does (or there are no drum windows to check).
+    Returns it and one record per candidate (the gate alone first)."""
+    truth = np.asarray(truth, dtype=bool)
+    drums_alone = np.asarray(drums_alone, dtype=bool)
+
+    def measure(override):
+        pred = gated(heads, gate, threshold, override) >= head_thresholds
+        tp, fp, fn = int((pred & truth).sum()), int((pred & ~truth).sum()), int((~pred & truth).sum())
+        b2 = beta * beta
+        fbeta = (1 + b2) * tp / max((1 + b2) * tp + b2 * fn + fp, 1)
+        silent = float(1.0 - pred[drums_alone].any(axis=1).mean()) if drums_alone.any() else None
+        return {"override": override, "fbeta": round(fbeta, 4), "drums_alone_silent": None if silent is None else round(silent, 4),
+                "kept_by_override": int(((np.asarray(gate) < threshold) & (np.asarray(heads).max(axis=1) >= (override or 2.0))).sum())}  # fmt: skip
+
+    base = measure(None)
+    records, chosen = [base], None
+    for h in sorted(candidates, reverse=True):
+        rec = measure(float(h))
+        records.append(rec)
+        if (rec["kept_by_override"] and rec["drums_alone_silent"] is not None and rec["drums_alone_silent"] >= min_silent
+                and rec["fbeta"] >= base["fbeta"]):  # fmt: skip
+            chosen = float(h)
+    return chosen, records
 
 
 def embed(trunk, feats, *, batch: int = 256, limit: int | None = None, progress: Callable[[int], None] | None = None) -> np.ndarray:

@@ -98,10 +98,13 @@ def save_trunk(model_dir: str | os.PathLike, manifest: dict, model) -> dict:
     return entry
 
 
-def save_gate(model_dir: str | os.PathLike, manifest: dict, model, *, threshold: float, metrics: dict | None = None) -> dict:
+def save_gate(model_dir: str | os.PathLike, manifest: dict, model, *, threshold: float, override: float | None = None,
+              metrics: dict | None = None) -> dict:  # fmt: skip
     """Save the presence gate of a trunk-and-heads ensemble (`tagger.model.gate`) as ``gate.keras``
-    atomically and register it in the manifest (``manifest["gate"]``), with its threshold."""
-    entry = {**_save_keras(model_dir, model, "gate"), "threshold": round(float(threshold), 4), "metrics": metrics or {}}
+    atomically and register it in the manifest (``manifest["gate"]``), with its threshold and the
+    head score that overrules it (None: none does)."""
+    entry = {**_save_keras(model_dir, model, "gate"), "threshold": round(float(threshold), 4),
+             "override": None if override is None else round(float(override), 4), "metrics": metrics or {}}  # fmt: skip
     manifest["gate"] = entry
     write_manifest(model_dir, manifest)
     return entry

@@ -363,10 +363,9 @@ def train_ensemble(
     gate_cost = settings.gate_cost
     if ref_manifest is not None and "gate" in ref_manifest:
         gate_cost = float(ref_manifest["gate"].get("metrics", {}).get("cost", gate_cost))
-    gate_cost_now = manifest.get("gate", {}).get("metrics", {}).get("cost")
     need_gate = (shared and settings.recipe == "mixture" and settings.gate_cost > 0
                  and (ref_manifest is None or "gate" in ref_manifest)
-                 and (bool(todo) or "gate" not in manifest or gate_cost_now != gate_cost))  # fmt: skip
+                 and (bool(todo) or _gate_outdated(Path(out_dir), manifest, gate_cost, ref_manifest)))  # fmt: skip
     if not todo and not need_gate:
         say("skip", {"reason": "all requested families are trained", "families": wanted})
         return manifest
@@ -619,17 +618,58 @@ def _train_gate(out_dir, manifest: dict, trunk, x, y: np.ndarray, vs: Validation
         return {}
     weights, bias = G.fit_logistic(G.embed(trunk, x), present)
     model = G.gate_model(weights, bias)
-    scores = G.gate_scores(model, G.embed(trunk, vs.feats))
+    valid_emb = G.embed(trunk, vs.feats)
+    scores = G.gate_scores(model, valid_emb)
     with_family = (vs.kind < 3) & vs.labels[:, cols].any(axis=1)
     own = G.choose_threshold(scores[with_family], cost)
     threshold = float(reference["gate"]["threshold"]) if reference is not None else own
     drums = vs.kind == 3
+    # a head sure of its family overrules the gate: the override is chosen on the same windows with
+    # the heads' own thresholds, or carried over from the reference with the gate's threshold
+    fams = [f for f in manifest["families"] if f in all_families]
+    heads = _heads_on_embedding(out_dir, manifest, fams, valid_emb)
+    own_override, tried = G.choose_override(
+        heads, scores, own, truth=vs.labels[:, cols].astype(bool), drums_alone=drums,
+        head_thresholds=np.array([manifest["classifiers"][f]["threshold"] for f in fams], dtype=np.float32),
+    )  # fmt: skip
+    override = reference["gate"].get("override") if reference is not None else own_override
     metrics = {"cost": cost, "own_threshold": round(own, 4), "auc": round(_auc(with_family, scores), 4),
                "turns_down_with_family": round(float(np.mean(scores[with_family] < threshold)), 4),
-               **({"turns_down_drums_alone": round(float(np.mean(scores[drums] < threshold)), 4)} if drums.any() else {})}  # fmt: skip
-    entry = store.save_gate(out_dir, manifest, model, threshold=threshold, metrics=metrics)
-    say("gate", {"threshold": entry["threshold"], **metrics})
+               **({"turns_down_drums_alone": round(float(np.mean(scores[drums] < threshold)), 4)} if drums.any() else {}),
+               "own_override": own_override, "overrides_tried": tried}  # fmt: skip
+    entry = store.save_gate(out_dir, manifest, model, threshold=threshold, override=override, metrics=metrics)
+    say("gate", {"threshold": entry["threshold"], "override": entry["override"],
+                 **{k: v for k, v in metrics.items() if k != "overrides_tried"}})  # fmt: skip
     return entry
+
+
+def _gate_outdated(out_dir: Path, manifest: dict, cost: float, reference: dict | None) -> bool:
+    """Whether the folder's presence gate must be fitted (again) although no head changes: there is
+    none, it was chosen for another cost or before gates had an override, it differs from the
+    reference it must carry over, or its file is missing or is not the one the manifest names (a
+    refit killed between writing the file and the manifest)."""
+    from tagger.hashing import sha256_file
+
+    gate = manifest.get("gate")
+    if not gate or gate.get("metrics", {}).get("cost") != cost or "override" not in gate:
+        return True
+    if reference is not None and (gate.get("threshold") != reference["gate"].get("threshold")
+                                  or gate.get("override") != reference["gate"].get("override")):  # fmt: skip
+        return True
+    path = out_dir / str(gate.get("file", ""))
+    return not path.is_file() or sha256_file(path) != gate.get("sha256")
+
+
+def _heads_on_embedding(out_dir, manifest: dict, families: Sequence[str], emb: np.ndarray, batch: int = 1024) -> np.ndarray:
+    """The scores [shape=(n, len(families))] of the folder's heads on trunk embeddings [shape=(n, d)]."""
+    from tagger.model.ensemble import _verified_file, load_classifier
+
+    cols = []
+    for f in families:
+        head = load_classifier(_verified_file(Path(out_dir), manifest["classifiers"][f], f"classifier file for {f!r}", repr(f)))
+        cols.append(np.concatenate([np.asarray(head(np.asarray(emb[i : i + batch], dtype=np.float32), training=False))[:, 0]
+                                    for i in range(0, len(emb), batch)]) if len(emb) else np.zeros(0, dtype=np.float32))  # fmt: skip
+    return np.stack(cols, axis=1) if cols else np.zeros((len(emb), 0), dtype=np.float32)
 
 
 def _without_sources(ds: NoteDataset, sources: Sequence[str]) -> NoteDataset:
