@@ -87,7 +87,9 @@ def train(
     gate_cost: float = typer.Option(
         GATE_COST, min=0.0, max=0.5, help="Shared trunk: a presence gate (any family playing?) on the trunk's embedding may turn "
         "down this share of the validation windows that hold a family, so that windows of drums or other sounds of no "
-        "family get none; 0 = no gate. Models already trained without a gate, or with a gate of another cost, get one fitted."
+        "family get none, unless a head is sure of its family (the override, chosen on the same windows); 0 = no gate. "
+        "Models already trained without a gate, with a gate of another cost or without an override, or whose gate file "
+        "does not match the manifest, get one fitted."
     ),
     reference: Path = typer.Option(
         None, "--reference", help="Model directory trained on held-out instruments whose thresholds and aggregation are kept."
