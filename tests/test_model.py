@@ -445,6 +445,11 @@ def test_a_presence_gate_is_trained_on_the_trunk_and_turns_windows_down(tiny_dat
     assert (kept & down).any() and not kept.all()
     np.testing.assert_allclose(probs[kept], raw[kept, :2], atol=1e-5)
     assert np.all(probs[~kept] == 0.0)
+    # one family alone gets the same scores: the override still hears the other head
+    for j, fam in enumerate(("flute", "organ")):
+        alone = Ensemble.load(out, families=[fam])
+        assert alone.families == (fam,) and alone.thresholds.shape == (1,)
+        np.testing.assert_allclose(alone.predict_features(feats)[:, 0], probs[:, j], atol=1e-6)
     (tmp_path / "bad").mkdir()
     with pytest.raises(ModelError, match="override of the presence gate"):
         store.write_manifest(tmp_path / "bad", dict(gated_manifest, gate=dict(gated_manifest["gate"], override=1.5)))

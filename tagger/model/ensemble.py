@@ -147,6 +147,9 @@ class Ensemble:
     gate_override: float | None = None
     """A head score that overrules the gate (`tagger.model.gate.gated`): a window where any loaded
     head scores at least this much keeps its scores whatever the gate says; None: the gate decides."""
+    columns: tuple[int, ...] | None = None
+    """Where `families` lie among the runner's heads when it runs more of them (a subset of a gate
+    with an override, which hears every head); None: the runner's heads are `families`."""
 
     @property
     def version(self) -> str:
@@ -176,8 +179,11 @@ class Ensemble:
             if unknown:
                 raise UserError(f"no classifier for {', '.join(unknown)} in {model_dir}")
             fams = tuple(f for f in fams if f in families)
+        gate = manifest.get("gate")
+        # a gate's override listens to every head, so a subset of the families runs them all and keeps its own
+        run_fams = tuple(manifest["families"]) if gate is not None and gate.get("override") is not None else fams
         entries = []
-        for fam in fams:
+        for fam in run_fams:
             entry = manifest["classifiers"].get(fam)
             if entry is None:
                 raise ModelError(mpath, f"manifest lists family {fam!r} without a classifier entry")
@@ -185,24 +191,24 @@ class Ensemble:
             entries.append((fam, fpath, float(entry.get("threshold", 0.5))))
         trunk = manifest.get("trunk")
         trunk_path = _verified_file(model_dir, trunk, "the shared trunk file", "the shared trunk") if trunk is not None else None
-        gate = manifest.get("gate")
         if gate is not None and trunk_path is None:
             raise ModelError(mpath, "the manifest lists a presence gate but no shared trunk for it to read")
         gate_path = _verified_file(model_dir, gate, "the presence gate file", "the presence gate") if gate is not None else None
         files = B.ModelFiles(
             classifiers=tuple(p for _, p, _ in entries), trunk=trunk_path, feature_config=cfg,
-            manifest_hash=manifest_hash(manifest), families=fams, gate=gate_path,
+            manifest_hash=manifest_hash(manifest), families=run_fams, gate=gate_path,
         )  # fmt: skip
         runner = B.load_runner(files)
         return cls(
             model_dir=model_dir,
             manifest=manifest,
             families=fams,
-            thresholds=np.array([t for _, _, t in entries], dtype=np.float32),
+            thresholds=np.array([t for f, _, t in entries if f in fams], dtype=np.float32),
             feature_config=cfg,
             _runner=runner,
             gate_threshold=float(gate.get("threshold", 0.0)) if gate is not None else None,
             gate_override=float(gate["override"]) if gate is not None and gate.get("override") is not None else None,
+            columns=None if run_fams == fams else tuple(run_fams.index(f) for f in fams),
         )
 
     @property
@@ -224,10 +230,10 @@ class Ensemble:
         for i in range(0, len(feats), batch_size):
             out.append(np.asarray(self._runner(feats[i : i + batch_size])))
         scores = np.concatenate(out).astype(np.float32)
-        if self.gate_threshold is None:
-            return scores
-        # the gate turns a window down: no family plays in it, unless a head is sure of one
-        return G.gated(scores[:, :-1], scores[:, -1], self.gate_threshold, self.gate_override)
+        if self.gate_threshold is not None:
+            # the gate turns a window down: no family plays in it, unless a head is sure of one
+            scores = G.gated(scores[:, :-1], scores[:, -1], self.gate_threshold, self.gate_override)
+        return scores if self.columns is None else scores[:, list(self.columns)]
 
     def predict(self, windows: np.ndarray, *, batch_size: int = 64) -> np.ndarray:
         """Per-family probabilities [shape=(n, n_families)] for windows [shape=(n, 64000)]."""
