@@ -22,8 +22,8 @@ gate): what the gate changes, on the same trunk and heads. ``--gate-costs 0.01,0
 every gated run, the same run with its gate's threshold chosen anew for each cost (the highest that
 turns down at most that share of the held-out windows with a family, as `tagger train --gate-cost`
 chooses it); the left-out source is scored at that threshold. ``--gate-overrides 0.9`` adds each
-of those with the gate overruled in windows where a head scores at least 0.9 (a probe: the shipped
-models have no such rule).
+of those with the gate overruled in windows where a head scores at least 0.9 (the gate's override,
+which `tagger train` chooses by `tagger.model.gate.choose_override`).
 
     .venv/bin/python scripts/held_out_detail.py --valid ~/.cache/tagger/train/examples-<signature> --report \
         --without-gate ~/.cache/tagger/runs/trunk-lo-harmonic-beats20-10ep-gate
@@ -232,13 +232,15 @@ def without_gate(model_dir: Path, into: Path) -> Path:
 
 def report_rows(name: str, vs, probs: np.ndarray, ens) -> str:
     """One Markdown row of the thresholded validation figures (`ValidationSet.report`) of `probs`."""
+    from tagger.evaluate.metrics import fbeta_from_counts
+
     rep = vs.report(probs, ens.thresholds, ens.families, ens.families)
     silent = rep.get("percussion_silent")
     # every (window, family) of every kind, drums alone included: the precision a user's tags have
     pred, truth = probs >= ens.thresholds, vs.labels.astype(bool)
-    tp, fp, fn = (pred & truth).sum(), (pred & ~truth).sum(), (~pred & truth).sum()
+    tp, fp, fn = int((pred & truth).sum()), int((pred & ~truth).sum()), int((~pred & truth).sum())
     p, r = tp / max(tp + fp, 1), tp / max(tp + fn, 1)
-    f05 = 1.25 * p * r / max(0.25 * p + r, 1e-12)
+    f05 = fbeta_from_counts(tp, fp, fn, beta=0.5)
     return (f"| {name} | {rep['protocol']['jaccard']:.3f} / {rep['protocol']['emr']:.3f} | {rep['solo_jaccard']:.3f} | "
             f"{rep['music_jaccard']:.3f} | {p:.3f} / {r:.3f} / {f05:.3f} | {'-' if silent is None else f'{silent:.1%}'} |")  # fmt: skip
 

@@ -3,8 +3,9 @@
 The notes are rendered in the test from FluidR3_GM programs of the `gm2` test split. The shipped
 models are a production fit that heard them (every instrument of `gm4`); the expected answers are
 the shipped models' reference outputs on these inputs (basic-pitch style): a regression here
-means the models or the pipeline changed behaviour. With `trunk-harmonic-5` (the heads of
-`trunk-harmonic-4` under a presence gate, with its held-out run's thresholds) the marimba note alone
+means the models or the pipeline changed behaviour. With `trunk-harmonic-6` (the heads of
+`trunk-harmonic-4` under a presence gate that a head at 0.9 overrules, with its held-out run's
+thresholds; `trunk-harmonic-5` had the same gate without the override) the marimba note alone
 scores 0.95 for mallet (threshold 0.52) and is tagged; in the marimba + tremolo strings duo both
 are tagged: strings 0.85 (threshold 0.60) and, under them, the marimba 0.67 for mallet (the
 models before `trunk-harmonic-4`, `trunk-harmonic-3`, left the marimba of the duo untagged at 0.27).

@@ -26,6 +26,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from tagger.evaluate.metrics import THRESHOLD_BETA, fbeta_from_counts
+
 GATE_COST = 0.15
 """Default share of validation windows holding a family that the gate may turn down (chosen on
 held-out instruments with ``scripts/held_out_detail.py --report --gate-costs``: the README's
@@ -101,7 +103,7 @@ def gated(heads: np.ndarray, gate: np.ndarray, threshold: float, override: float
 
 def choose_override(heads: np.ndarray, gate: np.ndarray, threshold: float, *, truth: np.ndarray, head_thresholds: np.ndarray,
                     drums_alone: np.ndarray, candidates=GATE_OVERRIDES, min_silent: float = DRUMS_SILENT_MIN,
-                    beta: float = 0.5) -> tuple[float | None, list[dict]]:  # fmt: skip
+                    beta: float = THRESHOLD_BETA) -> tuple[float | None, list[dict]]:  # fmt: skip
     """The gate's override (`gated`) chosen on validation windows: head scores [shape=(n, k)], gate
     scores [shape=(n,)], `truth` [bool, shape=(n, k)], the heads' thresholds [shape=(k,)] and which
     windows hold drums alone [bool, shape=(n,)]. The lowest of `candidates` that keeps some window
@@ -114,9 +116,7 @@ def choose_override(heads: np.ndarray, gate: np.ndarray, threshold: float, *, tr
 
     def measure(override):
         pred = gated(heads, gate, threshold, override) >= head_thresholds
-        tp, fp, fn = int((pred & truth).sum()), int((pred & ~truth).sum()), int((~pred & truth).sum())
-        b2 = beta * beta
-        fbeta = (1 + b2) * tp / max((1 + b2) * tp + b2 * fn + fp, 1)
+        fbeta = fbeta_from_counts(int((pred & truth).sum()), int((pred & ~truth).sum()), int((~pred & truth).sum()), beta=beta)
         silent = float(1.0 - pred[drums_alone].any(axis=1).mean()) if drums_alone.any() else None
         return {"override": override, "fbeta": round(fbeta, 4), "drums_alone_silent": None if silent is None else round(silent, 4),
                 "kept_by_override": int(((np.asarray(gate) < threshold) & (np.asarray(heads).max(axis=1) >= (override or 2.0))).sum())}  # fmt: skip
