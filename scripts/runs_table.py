@@ -54,6 +54,7 @@ def row(manifest: dict) -> list[str]:
         + (f", level weights {','.join(f'{w:g}' for w in weights)}" if weights else "")
         + (f", timbre morph {synth['morph_prob']:g} / warp {synth['warp_prob']:g}" if synth.get("morph_prob") or synth.get("warp_prob") else "")
         + (f", chords {synth['chord_prob']:g}" if synth.get("chord_prob") else "")
+        + (f", sections {synth['section_prob']:g}" if synth.get("section_prob") else "")
         + (f", drum beats {synth['drum_prob']:g}" if synth.get("drum_prob") else "")
         + (f", negatives in {synth['negative_prob']:g} of the mixtures"
            if synth.get("negative_prob", NEGATIVE_PROB) != NEGATIVE_PROB else "")

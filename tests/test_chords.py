@@ -1,5 +1,6 @@
-"""Chords in training mixtures (`tagger train --chord-prob`): several notes of one instrument at once,
-labelled as that one instrument, and the script that measures how models hear them."""
+"""Chords and sections in training mixtures (`tagger train --chord-prob`, `--section-prob`): several
+notes of one instrument at once, or several players of one family on one note, labelled as that one
+family, and the script that measures how models hear chords."""
 
 import importlib.util
 import json
@@ -120,7 +121,7 @@ def test_mixtures_with_chords_keep_one_label_per_instrument_and_the_default_stre
         assert label.tolist() == [0, 0] and np.mean(np.abs(kit) > 1e-3) < 0.01  # clicks, never noise
     off = _synth_signature(S.SynthSettings())
     assert "chord_prob" not in off  # the examples cached before chords existed are reused
-    assert off == {k: v for k, v in asdict(S.SynthSettings()).items() if k not in S.TIMBRE_SETTINGS + S.CHORD_SETTINGS + S.DRUM_SETTINGS}
+    assert off == {k: v for k, v in asdict(S.SynthSettings()).items() if k not in S.TIMBRE_SETTINGS + S.CHORD_SETTINGS + S.DRUM_SETTINGS + S.SECTION_SETTINGS}
     assert _synth_signature(S.SynthSettings(chord_prob=0.4))["chord_prob"] == 0.4
 
 
@@ -176,3 +177,80 @@ def test_a_drum_beat_plays_the_kit_on_a_steady_grid_under_unchanged_labels(tmp_p
     np.testing.assert_array_equal(a[0], b[0])  # off: the examples made before drum beats existed
     assert "drum_prob" not in _synth_signature(S.SynthSettings())
     assert _synth_signature(S.SynthSettings(drum_prob=0.5))["drum_prob"] == 0.5
+
+
+def _section_pool(folder: Path) -> S.NotePool:
+    """Family 0 has two instruments at PITCHES: 0, pure tones; 1, tones with a strong third partial
+    (it plays only pitches 48..60). Family 1 has instrument 2, pure tones at PITCHES + 1 semitone."""
+    t = np.arange(L) / SR
+    clips, fam, inst, pitch = [], [], [], []
+    for i, (f, partial, shift) in enumerate(((0, 0.0, 0), (0, 0.8, 0), (1, 0.0, 1))):
+        for p in PITCHES if i != 1 else [p for p in PITCHES if p <= 60]:
+            f0 = midi_hz(p + shift)
+            clips.append(0.3 * (np.sin(2 * np.pi * f0 * t) + partial * np.sin(2 * np.pi * 3 * f0 * t)) * np.exp(-0.3 * t))
+            fam.append(f)
+            inst.append(i)
+            pitch.append(p + shift)
+    folder.mkdir(parents=True, exist_ok=True)
+    np.save(folder / "audio.npy", (np.stack(clips) * 32767).astype(np.int16))
+    meta = {"families": ["brass", "string"], "family": fam, "instrument": inst, "is_drum": [False] * len(fam),
+            "instrument_names": ["a", "b", "c"], "notes": [f"n-{p:03d}-100" for p in pitch], "pitch": pitch}  # fmt: skip
+    (folder / "pool.json").write_text(json.dumps(meta))
+    return S.NotePool(folder)
+
+
+def test_a_detuned_player_is_a_few_cents_off_and_late():
+    tone = np.sin(2 * np.pi * 440.0 * np.arange(L) / SR).astype(np.float32)
+    late = S.detuned(tone, 10.0, 160)
+    assert late.shape == tone.shape and not late[:160].any() and np.abs(late[160:]).max() > 0.9
+    found = _peaks(late[160:], 1)[0]
+    assert abs(found - 440.0 * 2 ** (10 / 1200)) < abs(found - 440.0)  # 442.5 Hz: 10 cents up
+    np.testing.assert_allclose(S.detuned(tone, 0.0, 0), tone, atol=1e-6)
+
+
+def test_a_section_is_players_of_one_family_on_one_pitch_about_as_loud_as_one_note(tmp_path):
+    pool = _section_pool(tmp_path / "pool")
+    family_hz = {midi_hz(p) * k for p in PITCHES for k in (0.5, 1, 2, 3, 6)}
+    others_hz = [midi_hz(p + 1) for p in PITCHES]
+    borrowed = 0
+    for seed in range(12):
+        rng = np.random.default_rng(seed)
+        x = S.section(pool, 0, rng, size=5, family=0)
+        mag = np.abs(np.fft.rfft(x * np.hanning(L)))
+        freqs = np.fft.rfftfreq(L, 1 / SR)
+        root = freqs[np.argmax(mag)]
+        # every player is within SECTION_DETUNE_CENTS of one pitch (or an octave from it): the
+        # strongest peaks are partials of that note, never of the other family's instrument
+        for f in _peaks(x, 3):
+            assert min(abs(1200 * np.log2(f / h)) for h in family_hz) <= S.SECTION_DETUNE_CENTS + 3, (seed, f)
+        assert all(mag[np.argmin(np.abs(freqs - h))] < 0.05 * mag.max() for h in others_hz if abs(h - root) > 5)
+        # instrument 1 (third partial) joins some sections, when it has the pitch
+        third = mag[np.argmin(np.abs(freqs - 3 * root))]
+        borrowed += third > 0.2 * mag.max()
+        note_rms = np.sqrt(np.mean(pool.clip(int(pool.by_instrument[0][0])) ** 2))
+        assert 0.6 * note_rms < np.sqrt(np.mean(x**2)) < 1.5 * note_rms  # 1/sqrt(players): not their sum
+    assert 0 < borrowed < 12
+    # one player is the note itself; without a family every player is the instrument
+    one = S.section(pool, 0, np.random.default_rng(0), size=1, family=0)
+    assert any(np.array_equal(one, pool.clip(int(i))) for i in pool.by_instrument[0])
+    alone = S.section(pool, 1, np.random.default_rng(3), size=4)
+    spectrum = np.abs(np.fft.rfft(alone))
+    assert spectrum[np.argmin(np.abs(np.fft.rfftfreq(L, 1 / SR) - 3 * np.fft.rfftfreq(L, 1 / SR)[np.argmax(spectrum)]))] > 0.2 * spectrum.max()
+
+
+def test_mixtures_with_sections_keep_the_family_label_and_the_default_stream_is_unchanged(tmp_path):
+    from tagger.model.train import _synth_signature
+
+    pool = _section_pool(tmp_path / "pool")
+    sections = S.SynthSettings(section_prob=1.0, aligned_share=1.0, negative_prob=0.0, reverb_prob=0.0, noise_prob=0.0)
+    rng = np.random.default_rng(1)
+    for _ in range(5):
+        audio, label = S.mixture_example(pool, rng, sections, instruments={0: 0})
+        assert label.tolist() == [1, 0] and np.abs(audio).max() > 0.01
+    a = S.mixture_example(pool, np.random.default_rng(5), S.SynthSettings())
+    b = S.mixture_example(pool, np.random.default_rng(5), S.SynthSettings(section_prob=0.0))
+    np.testing.assert_array_equal(a[0], b[0])  # off: the examples made before sections existed
+    c = S.mixture_example(pool, np.random.default_rng(5), S.SynthSettings(section_prob=1.0, aligned_share=1.0))
+    assert not np.array_equal(a[0], c[0])
+    assert "section_prob" not in _synth_signature(S.SynthSettings())
+    assert _synth_signature(S.SynthSettings(section_prob=0.3))["section_prob"] == 0.3

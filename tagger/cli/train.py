@@ -58,6 +58,10 @@ def train(
         0.0, min=0.0, max=1.0, help="Chance that a note an instrument plays in a training mixture is a chord of 2-4 "
         "of its notes (as pianos, guitars, organs and string sections play in music)."
     ),
+    section_prob: float = typer.Option(
+        0.0, min=0.0, max=1.0, help="Chance that a note an instrument plays in a training mixture is a section: 2-6 "
+        "players of its family on one pitch, detuned and a little apart (as a brass or string section or a choir)."
+    ),
     drum_prob: float = typer.Option(
         0.0, min=0.0, max=1.0, help="Chance that a drum kit plays a beat under a training example (drums are no "
         "family: they must not be heard as one)."
@@ -158,7 +162,7 @@ def train(
     from tagger.model.synth import SynthSettings
 
     synth = SynthSettings(recipe=recipe, morph_prob=morph_prob, warp_prob=warp_prob, chord_prob=chord_prob, drum_prob=drum_prob,
-                           negative_prob=negative_prob)
+                           section_prob=section_prob, negative_prob=negative_prob)
     if level_weights:
         try:
             weights = tuple(float(w) for w in level_weights.split(","))

@@ -23,6 +23,12 @@ Chords (off by default; `chord_prob`): a note that a family entry plays is, with
 notes of the same instrument sounding together, as pianos, guitars, organs and sections play in
 music; a chord is one instrument, and its label is one family. Drum beats (off by default;
 `drum_prob`): a drum kit plays a beat under the example, as under most music; drums are no family.
+
+Sections (off by default; `section_prob`): a note that a family entry plays is, with that chance, a
+section: 2-6 players of its family (the same instrument or another of the family) on the same
+pitch or an octave apart, each detuned by a few cents and entering a few milliseconds apart, as a
+brass section, a string section or a choir plays: an ensemble that no source holds as one
+instrument, made from the solo instruments it does. Its label is that one family.
 """
 
 from __future__ import annotations
@@ -70,6 +76,8 @@ class SynthSettings:
     """Chance that a note a family entry plays is a chord: 2-4 notes of the same instrument at once."""
     drum_prob: float = 0.0
     """Chance that a drum kit plays a beat under an example (besides the other non-family sounds)."""
+    section_prob: float = 0.0
+    """Chance that a note a family entry plays is a section: 2-6 players of its family on one pitch."""
 
 
 class NotePool:
@@ -209,6 +217,12 @@ CHORD_SETTINGS = ("chord_prob",)
 """The settings of the chords (left out of example signatures while they are off)."""
 DRUM_SETTINGS = ("drum_prob",)
 """The settings of the drum beats (left out of example signatures while they are off)."""
+SECTION_SETTINGS = ("section_prob",)
+"""The settings of the sections (left out of example signatures while they are off)."""
+SECTION_DETUNE_CENTS = 12.0
+"""Largest detuning of a section's player (uniform in +-, in cents)."""
+SECTION_DELAY_S = 0.04
+"""Largest delay of a section's player after the first (seconds)."""
 CHORD_INTERVALS = np.array([3, 4, 5, 7, 8, 9, 12, -12, -5, -7])
 """Intervals in semitones (from the chord's first note) that a chord's other notes prefer."""
 
@@ -278,23 +292,68 @@ def chord(pool: NotePool, inst: int, rng, *, size: int) -> np.ndarray:
     return out / np.float32(np.sqrt(count))
 
 
-def _note_or_chord(pool: NotePool, inst: int, rng, chord_prob: float) -> np.ndarray:
+def detuned(clip: np.ndarray, cents: float, delay: int) -> np.ndarray:
+    """`clip` played `cents` higher (resampled: a little shorter or longer, as a player a little
+    sharp or flat) and `delay` samples later, cut or zero-padded to its length [shape=(len(clip),)]."""
+    n = len(clip)
+    ratio = 2.0 ** (cents / 1200.0)
+    t = np.arange(n - delay, dtype=np.float64) * ratio
+    out = np.zeros(n, dtype=np.float32)
+    out[delay:] = np.interp(t, np.arange(n), clip, right=0.0).astype(np.float32)
+    return out
+
+
+def section(pool: NotePool, inst: int, rng, *, size: int, family: int | None = None) -> np.ndarray:
+    """`size` players of instrument `inst`'s family on one note [shape=(L,)]: a random note of
+    `inst`, then players each either `inst` again (another of its notes of that pitch, else the same
+    note) or, with chance 1/2, another instrument of `family` playing that pitch (else an octave
+    from it; skipped when it has neither), each detuned by up to `SECTION_DETUNE_CENTS` and
+    delayed by up to `SECTION_DELAY_S`, at 60-100% gain. Without a family or pitches, every
+    player is `inst`. The sum is scaled by 1/sqrt(players), so that a section is about as loud as
+    one note."""
+    notes = pool.by_instrument[inst]
+    root = int(rng.choice(notes))
+    pitch = int(pool.pitch[root])
+    members = pool.family_instruments[family] if family is not None else np.array([inst])
+    out = pool.clip(root).copy()
+    count = 1
+    for _ in range(size - 1):
+        other = int(rng.choice(members[members != inst])) if len(members) > 1 and rng.random() < 0.5 else inst
+        cand = pool.by_instrument[other]
+        same = cand[pool.pitch[cand] == pitch] if pitch >= 0 else cand[:0]
+        if not len(same) and pitch >= 0:
+            same = cand[np.isin(pool.pitch[cand], (pitch - 12, pitch + 12))]
+        if not len(same):
+            if other != inst:
+                continue
+            same = np.array([root])
+        cents = rng.uniform(-SECTION_DETUNE_CENTS, SECTION_DETUNE_CENTS)
+        delay = int(rng.uniform(0.0, SECTION_DELAY_S) * SR)
+        out += detuned(pool.clip(int(rng.choice(same))), cents, delay) * np.float32(rng.uniform(0.6, 1.0))
+        count += 1
+    return out / np.float32(np.sqrt(count))
+
+
+def _note_or_chord(pool: NotePool, inst: int, rng, chord_prob: float, section_prob: float = 0.0,
+                   family: int | None = None) -> np.ndarray:  # fmt: skip
+    if section_prob and rng.random() < section_prob:
+        return section(pool, inst, rng, size=int(rng.integers(2, 7)), family=family)
     if chord_prob and rng.random() < chord_prob:
         return chord(pool, inst, rng, size=int(rng.integers(2, 5)))
     return pool.clip(int(rng.choice(pool.by_instrument[inst])))
 
 
 def _add_instrument(out, pool: NotePool, inst: int, rng, *, aligned: bool, drum: bool, gain: float,
-                    chord_prob: float = 0.0) -> None:  # fmt: skip
+                    chord_prob: float = 0.0, section_prob: float = 0.0, family: int | None = None) -> None:  # fmt: skip
     notes = pool.by_instrument[inst]
     if aligned:
-        _place(out, _note_or_chord(pool, inst, rng, chord_prob), onset=0, length=L, gain=gain)
+        _place(out, _note_or_chord(pool, inst, rng, chord_prob, section_prob, family), onset=0, length=L, gain=gain)
         return
     count = int(rng.integers(2, 9)) if drum else int(rng.choice([1, 2, 3], p=[0.4, 0.35, 0.25]))
     for _ in range(count):
         onset = int(rng.integers(-L // 3, (3 * L) // 4))
         length = int(rng.uniform(0.25, 4.0) * SR) if not drum else L
-        clip = pool.clip(int(rng.choice(notes))) if drum else _note_or_chord(pool, inst, rng, chord_prob)
+        clip = pool.clip(int(rng.choice(notes))) if drum else _note_or_chord(pool, inst, rng, chord_prob, section_prob, family)
         _place(out, clip, onset=onset, length=length, gain=gain * rng.uniform(0.6, 1.0))
 
 
@@ -385,11 +444,11 @@ def mixture_example(
         if settings.morph_prob or settings.warp_prob:
             entry = np.zeros(L, dtype=np.float32)
             _add_instrument(entry, pool, inst, rng, aligned=rng.random() < settings.aligned_share, drum=False, gain=gain,
-                            chord_prob=settings.chord_prob)  # fmt: skip
+                            chord_prob=settings.chord_prob, section_prob=settings.section_prob, family=f)  # fmt: skip
             out += _timbre(entry, pool, inst, f, rng, settings, envelopes or _Envelopes(pool))
         else:
             _add_instrument(out, pool, inst, rng, aligned=rng.random() < settings.aligned_share, drum=False, gain=gain,
-                            chord_prob=settings.chord_prob)  # fmt: skip
+                            chord_prob=settings.chord_prob, section_prob=settings.section_prob, family=f)  # fmt: skip
     silent0 = k == 0 and rng.random() < settings.silent_level0_prob
     negatives = pool.negative_instruments if negatives is None else negatives
     if len(negatives) and not silent0 and (k == 0 or rng.random() < settings.negative_prob):
