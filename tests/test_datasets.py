@@ -301,7 +301,7 @@ def test_runs_table_reads_held_out_left_out_and_production_manifests(tmp_path, c
     lever = {**held, "version": "lever-1", "training": {**held["training"], "pretrain_steps": 1500, "instrument_fraction": 0.5,
                                                          "trunk_filters": [32, 64]},
              "data": {**held["data"], "synth": {"morph_prob": 0.5, "warp_prob": 0.25, "chord_prob": 0.4,
-                                                      "drum_prob": 0.3, "negative_prob": 0.7}}, "features": {"harmonic": True},
+                                                      "section_prob": 0.3, "drum_prob": 0.3, "negative_prob": 0.7}}, "features": {"harmonic": True},
              "gate": {"params": 385, "metrics": {"cost": 0.03}}}  # fmt: skip
     for name, manifest in (("held", held), ("prod", prod), ("lever", lever)):
         (tmp_path / name).mkdir()
@@ -310,10 +310,11 @@ def test_runs_table_reads_held_out_left_out_and_production_manifests(tmp_path, c
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 5 and lines[0].startswith("| run | recipe")
     held_row, prod_row, lever_row = (line.split(" | ") for line in lines[2:])
-    assert ("timbre morph 0.5 / warp 0.25, chords 0.4, drum beats 0.3, negatives in 0.7 of the mixtures, harmonic front end, "
+    assert ("timbre morph 0.5 / warp 0.25, chords 0.4, sections 0.3, drum beats 0.3, negatives in 0.7 of the mixtures, harmonic front end, "
             "presence gate (cost 0.03), contrastive pretraining 1500 steps, trunk filters 32,64, 0.5 of the instruments") in lever_row[1]  # fmt: skip
     assert lever_row[3] == "1,485"  # the trunk, the heads and the gate
     assert not {"timbre", "chords", "drum", "harmonic", "pretraining", "gate"} & set(held_row[1].replace(",", " ").split())
+    assert "sections" not in held_row[1]
     assert "without generaluser" in held_row[1] and held_row[3] == "1,100" and held_row[4] == "20 min"
     assert held_row[5].startswith("0.545 (0.50, 0.51") and held_row[6].startswith("0.900")
     assert held_row[7] == "0.52 / 0.17" and held_row[8:10] == ["0.27", "0.46"]
