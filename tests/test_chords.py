@@ -96,6 +96,20 @@ def test_a_chord_of_an_instrument_without_pitches_takes_any_of_its_notes(tmp_pat
     np.testing.assert_allclose(single, pool.clip(int(pool.by_instrument[2][0])), atol=1e-6)
 
 
+def _unchanged_while_off(pool: S.NotePool, setting: str) -> None:
+    """Off (the default), a synthesis setting leaves the examples made before it existed (same draws,
+    same audio) and out of the example signature (so their cache is reused); on, it changes them."""
+    from tagger.model.train import _synth_signature
+
+    a = S.mixture_example(pool, np.random.default_rng(5), S.SynthSettings())
+    b = S.mixture_example(pool, np.random.default_rng(5), S.SynthSettings(**{setting: 0.0}))
+    np.testing.assert_array_equal(a[0], b[0])
+    c = S.mixture_example(pool, np.random.default_rng(5), S.SynthSettings(**{setting: 1.0}, aligned_share=1.0))
+    assert not np.array_equal(a[0], c[0])
+    assert setting not in _synth_signature(S.SynthSettings())
+    assert _synth_signature(S.SynthSettings(**{setting: 0.4}))[setting] == 0.4
+
+
 def test_mixtures_with_chords_keep_one_label_per_instrument_and_the_default_stream_is_unchanged(tmp_path):
     from dataclasses import asdict
 
@@ -108,21 +122,14 @@ def test_mixtures_with_chords_keep_one_label_per_instrument_and_the_default_stre
         audio, label = S.mixture_example(pool, rng, chords, instruments={0: 0})
         assert label.tolist() == [1, 0]
         assert len({round(f) for f in _peaks(audio, 4) if f < 600}) >= 2  # more than one note of instrument 0
-    # off (the default), the examples are those made before chords existed: same draws, same audio
-    a = S.mixture_example(pool, np.random.default_rng(5), S.SynthSettings())
-    b = S.mixture_example(pool, np.random.default_rng(5), S.SynthSettings(chord_prob=0.0))
-    np.testing.assert_array_equal(a[0], b[0])
-    c = S.mixture_example(pool, np.random.default_rng(5), S.SynthSettings(chord_prob=1.0, aligned_share=1.0))
-    assert not np.array_equal(a[0], c[0])
+    _unchanged_while_off(pool, "chord_prob")
     # the non-family sounds mixed in can be limited to some negatives: here the drum kit's clicks only
     quiet = S.SynthSettings(negative_prob=1.0, silent_level0_prob=0.0, reverb_prob=0.0, noise_prob=0.0)
     for seed in range(4):
         kit, label = S.mixture_example(pool, np.random.default_rng(seed), quiet, instruments={}, negatives=pool.drum_instruments)
         assert label.tolist() == [0, 0] and np.mean(np.abs(kit) > 1e-3) < 0.01  # clicks, never noise
     off = _synth_signature(S.SynthSettings())
-    assert "chord_prob" not in off  # the examples cached before chords existed are reused
     assert off == {k: v for k, v in asdict(S.SynthSettings()).items() if k not in S.TIMBRE_SETTINGS + S.CHORD_SETTINGS + S.DRUM_SETTINGS + S.SECTION_SETTINGS}
-    assert _synth_signature(S.SynthSettings(chord_prob=0.4))["chord_prob"] == 0.4
 
 
 @pytest.mark.model
@@ -154,8 +161,6 @@ def test_the_chord_report_scores_notes_chords_and_chords_with_other_sounds(tmp_p
 
 
 def test_a_drum_beat_plays_the_kit_on_a_steady_grid_under_unchanged_labels(tmp_path):
-    from tagger.model.train import _synth_signature
-
     pool = _pool(tmp_path / "pool")
     for seed in range(4):
         beat = S.drum_beat(pool, 3, np.random.default_rng(seed))
@@ -172,11 +177,7 @@ def test_a_drum_beat_plays_the_kit_on_a_steady_grid_under_unchanged_labels(tmp_p
     assert label.tolist() == [0, 0] and np.abs(audio).max() > 0.1  # drums alone: no family
     audio, label = S.mixture_example(pool, np.random.default_rng(0), quiet, instruments={1: 1})
     assert label.tolist() == [0, 1]
-    a = S.mixture_example(pool, np.random.default_rng(2), S.SynthSettings())
-    b = S.mixture_example(pool, np.random.default_rng(2), S.SynthSettings(drum_prob=0.0))
-    np.testing.assert_array_equal(a[0], b[0])  # off: the examples made before drum beats existed
-    assert "drum_prob" not in _synth_signature(S.SynthSettings())
-    assert _synth_signature(S.SynthSettings(drum_prob=0.5))["drum_prob"] == 0.5
+    _unchanged_while_off(pool, "drum_prob")
 
 
 def _section_pool(folder: Path) -> S.NotePool:
@@ -239,18 +240,10 @@ def test_a_section_is_players_of_one_family_on_one_pitch_about_as_loud_as_one_no
 
 
 def test_mixtures_with_sections_keep_the_family_label_and_the_default_stream_is_unchanged(tmp_path):
-    from tagger.model.train import _synth_signature
-
     pool = _section_pool(tmp_path / "pool")
     sections = S.SynthSettings(section_prob=1.0, aligned_share=1.0, negative_prob=0.0, reverb_prob=0.0, noise_prob=0.0)
     rng = np.random.default_rng(1)
     for _ in range(5):
         audio, label = S.mixture_example(pool, rng, sections, instruments={0: 0})
         assert label.tolist() == [1, 0] and np.abs(audio).max() > 0.01
-    a = S.mixture_example(pool, np.random.default_rng(5), S.SynthSettings())
-    b = S.mixture_example(pool, np.random.default_rng(5), S.SynthSettings(section_prob=0.0))
-    np.testing.assert_array_equal(a[0], b[0])  # off: the examples made before sections existed
-    c = S.mixture_example(pool, np.random.default_rng(5), S.SynthSettings(section_prob=1.0, aligned_share=1.0))
-    assert not np.array_equal(a[0], c[0])
-    assert "section_prob" not in _synth_signature(S.SynthSettings())
-    assert _synth_signature(S.SynthSettings(section_prob=0.3))["section_prob"] == 0.3
+    _unchanged_while_off(pool, "section_prob")
