@@ -96,6 +96,14 @@ def test_a_chord_of_an_instrument_without_pitches_takes_any_of_its_notes(tmp_pat
     np.testing.assert_allclose(single, pool.clip(int(pool.by_instrument[2][0])), atol=1e-6)
 
 
+def _examples(pool: S.NotePool, setting: str, instruments: dict[int, int], count: int = 5):
+    """`count` seeded mixtures of `instruments` with a synthesis setting always on, every note at time 0,
+    nothing else mixed in: (audio, label) pairs."""
+    on = S.SynthSettings(**{setting: 1.0}, aligned_share=1.0, negative_prob=0.0, reverb_prob=0.0, noise_prob=0.0)
+    rng = np.random.default_rng(1)
+    return [S.mixture_example(pool, rng, on, instruments=instruments) for _ in range(count)]
+
+
 def _unchanged_while_off(pool: S.NotePool, setting: str) -> None:
     """Off (the default), a synthesis setting leaves the examples made before it existed (same draws,
     same audio) and out of the example signature (so their cache is reused); on, it changes them."""
@@ -116,10 +124,7 @@ def test_mixtures_with_chords_keep_one_label_per_instrument_and_the_default_stre
     from tagger.model.train import _synth_signature
 
     pool = _pool(tmp_path / "pool")
-    chords = S.SynthSettings(chord_prob=1.0, aligned_share=1.0, negative_prob=0.0, reverb_prob=0.0, noise_prob=0.0)
-    rng = np.random.default_rng(1)
-    for _ in range(5):
-        audio, label = S.mixture_example(pool, rng, chords, instruments={0: 0})
+    for audio, label in _examples(pool, "chord_prob", {0: 0}):
         assert label.tolist() == [1, 0]
         assert len({round(f) for f in _peaks(audio, 4) if f < 600}) >= 2  # more than one note of instrument 0
     _unchanged_while_off(pool, "chord_prob")
@@ -241,9 +246,6 @@ def test_a_section_is_players_of_one_family_on_one_pitch_about_as_loud_as_one_no
 
 def test_mixtures_with_sections_keep_the_family_label_and_the_default_stream_is_unchanged(tmp_path):
     pool = _section_pool(tmp_path / "pool")
-    sections = S.SynthSettings(section_prob=1.0, aligned_share=1.0, negative_prob=0.0, reverb_prob=0.0, noise_prob=0.0)
-    rng = np.random.default_rng(1)
-    for _ in range(5):
-        audio, label = S.mixture_example(pool, rng, sections, instruments={0: 0})
+    for audio, label in _examples(pool, "section_prob", {0: 0}):
         assert label.tolist() == [1, 0] and np.abs(audio).max() > 0.01
     _unchanged_while_off(pool, "section_prob")
