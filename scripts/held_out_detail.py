@@ -28,6 +28,12 @@ which `tagger train` chooses by `tagger.model.gate.choose_override`).
     .venv/bin/python scripts/held_out_detail.py --valid ~/.cache/tagger/train/examples-<signature> --report \
         --without-gate ~/.cache/tagger/runs/trunk-lo-harmonic-beats20-10ep-gate
 
+``--top-rescue`` adds, for every gated run, a decision rule measured for lone notes: a window in
+which no family passes its threshold gets its top family when the gate hears a family in it (its
+score at least the gate's threshold, or a higher bar) and that family's head scores at least a share
+of its threshold (`TOP_RESCUE` lists the bars tried); each row names how many tags it adds and how
+many of those are right.
+
 With ``--copy-without-gate INTO``: the first model directory copied into INTO without its gate, to
 score its heads alone with any other command (`tagger evaluate`, ``calibrate_aggregation.py
 --dry-run``, ``--silence``).
@@ -272,6 +278,49 @@ def gate_cost_rows(name: str, ens, vs, left_out, costs, overrides=()) -> list[st
     return lines
 
 
+TOP_RESCUE = ((None, 0.0), (None, 0.7), (0.6, 0.0), (0.8, 0.0), (0.8, 0.7))
+"""The bars of `--top-rescue`: (the gate's score at least this, None = its threshold; the top head's
+score at least this share of its own threshold)."""
+
+
+def top_rescued(ens, heads: np.ndarray, gate: np.ndarray, *, gate_at_least: float | None = None,
+                share: float = 0.0) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """The gated ensemble's scores of windows [shape=(n, families)] from its heads' and gate's raw
+    scores, where each window that no family passes gets its top family (its score raised to its
+    threshold) when the gate scores at least `gate_at_least` (default: the gate's own threshold) and
+    that head at least `share` of its threshold; and which windows got one [shape=(n,)]."""
+    from tagger.model import gate as G
+
+    th = np.asarray(ens.thresholds, dtype=np.float32)
+    p = G.gated(heads, gate, ens.gate_threshold, ens.gate_override).copy()
+    top = heads.argmax(axis=1)
+    rows = np.arange(len(top))
+    bar = ens.gate_threshold if gate_at_least is None else gate_at_least
+    rescue = ~(p >= th).any(axis=1) & (gate >= bar) & (heads[rows, top] >= share * th[top])
+    p[rows[rescue], top[rescue]] = np.maximum(heads[rows[rescue], top[rescue]], th[top[rescue]])
+    return p, rescue
+
+
+def top_rescue_rows(name: str, ens, vs, left_out) -> list[str]:
+    """`report_rows` of a gated ensemble as it is and with each bar of `TOP_RESCUE`, on the held-out
+    windows and the left-out source."""
+    import dataclasses
+
+    raw = dataclasses.replace(ens, gate_threshold=None, gate_override=None)  # the heads' scores, then the gate's
+    lines = []
+    for label, s in (("held-out instruments", vs), *([("left-out source", left_out)] if left_out is not None else [])):
+        p = raw.predict_features(np.asarray(s.feats, dtype=np.float32), batch_size=256)
+        truth = s.labels.astype(bool)
+        for bar, share in TOP_RESCUE:
+            scores, rescue = top_rescued(ens, p[:, :-1], p[:, -1], gate_at_least=bar, share=share)
+            top = p[rescue, :-1].argmax(axis=1)
+            right = int(truth[np.flatnonzero(rescue), top].sum())
+            gate = "its threshold" if bar is None else f"{bar:g}"
+            lines.append(report_rows(f"`{name}`, top family rescued (gate at least {gate}, head at least {share:g} of its "
+                                     f"threshold): adds {int(rescue.sum())} tags, {right} right, {label}", s, scores, ens))  # fmt: skip
+    return lines
+
+
 def two_regime(vs, probs: np.ndarray, bounds=(0.8, 1.2, 1.6, 2.0)) -> list[str]:
     """One threshold per family against two (split by the sum of the window's scores), chosen on
     the even windows, scored on the odd ones (a Markdown table)."""
@@ -323,6 +372,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="with --report: also each gated run at the gate threshold of each of these costs")
     ap.add_argument("--gate-overrides", type=lambda v: [float(h) for h in v.split(",")], default=[],
                     help="with --gate-costs: also with the gate overruled where a head scores at least each of these")
+    ap.add_argument("--top-rescue", action="store_true",
+                    help="with --report: also each gated run tagging the top family of windows no family passes")
     ap.add_argument("--split", default="valid", help="with --programs or --silence: the split scored (default valid)")
     ap.add_argument("--source", help="with --programs: only the notes of this source (e.g. generaluser, left out of a run)")
     args = ap.parse_args(argv)
@@ -333,8 +384,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if (args.two_regime or args.report) and args.valid is None:
         ap.error("--two-regime and --report go with --valid")
-    if (args.without_gate or args.gate_costs) and not args.report:
-        ap.error("--without-gate and --gate-costs go with --report")
+    if (args.without_gate or args.gate_costs or args.top_rescue) and not args.report:
+        ap.error("--without-gate, --gate-costs and --top-rescue go with --report")
     if args.copy_without_gate is not None:
         print(without_gate(args.model_dirs[0], args.copy_without_gate))
         return 0
@@ -400,6 +451,8 @@ def _scored(args, vs, held, ensembles: dict) -> int:
             if ens.gate_threshold is not None:
                 for line in gate_cost_rows(d.name, ens, vs, left_out, args.gate_costs, args.gate_overrides):
                     print(line)
+                if args.top_rescue:
+                    print("\n".join(top_rescue_rows(d.name, ens, vs, left_out)))
         return 0
     print("| run | " + " | ".join(f"{k} AUC" for k in KINDS) + " | single notes: right top family |")
     print("|---|" + "---|" * (len(KINDS) + 1))

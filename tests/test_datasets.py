@@ -415,8 +415,10 @@ def test_held_out_detail_reports_a_gated_run_without_its_gate_and_at_other_gate_
         detail.main(["--valid", str(valid), "--gate-costs", "0.1", str(models)])
     capsys.readouterr()
     assert detail.main(["--valid", str(valid), "--report", "--without-gate", "--gate-costs", "0,0.5", "--gate-overrides", "0.5",
-                        str(models)]) == 0  # fmt: skip
+                        "--top-rescue", str(models)]) == 0  # fmt: skip
     rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in capsys.readouterr().out.splitlines()[2:]}
+    rescued = [key for key in rows if "top family rescued" in key]
+    assert len(rescued) == 2 * len(detail.TOP_RESCUE) and all(" tags, " in key for key in rescued)
     gate_scores = G.gate_scores(G.gate_model(*_gate_weights(models)), G.embed(trunk, feats.astype(np.float32)))
     with_family = (kind < 3) & labels.any(axis=1)
     t_half = G.choose_threshold(gate_scores[with_family], 0.5)
@@ -442,6 +444,25 @@ def test_held_out_detail_reports_a_gated_run_without_its_gate_and_at_other_gate_
     heads = json.loads((tmp_path / "heads" / "manifest.json").read_text())
     assert "gate" not in heads and not (tmp_path / "heads" / "gate.keras").exists() and (models / "gate.keras").is_file()
     assert heads["classifiers"] == json.loads((models / "manifest.json").read_text())["classifiers"]
+
+
+def test_held_out_detail_rescues_the_top_family_only_where_the_gate_hears_one_and_no_head_passes():
+    import importlib.util
+    from types import SimpleNamespace
+
+    spec = importlib.util.spec_from_file_location("detail", Path(__file__).parents[1] / "scripts" / "held_out_detail.py")
+    detail = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(detail)
+    ens = SimpleNamespace(thresholds=[0.5, 0.5], gate_threshold=0.5, gate_override=None)
+    heads = np.array([[0.4, 0.1], [0.6, 0.1], [0.3, 0.4], [0.1, 0.2]], dtype=np.float32)
+    gate = np.array([0.9, 0.9, 0.2, 0.9], dtype=np.float32)
+    scores, rescue = detail.top_rescued(ens, heads, gate)
+    # window 0 and 3: the gate hears a family, no head passes: the top one is raised to its threshold;
+    # window 1: a head passes (unchanged); window 2: the gate turns it down (every score 0)
+    assert rescue.tolist() == [True, False, False, True]
+    np.testing.assert_allclose(scores, [[0.5, 0.1], [0.6, 0.1], [0.0, 0.0], [0.1, 0.5]])
+    assert detail.top_rescued(ens, heads, gate, share=0.7)[1].tolist() == [True, False, False, False]  # 0.4 >= 0.7 x 0.5 > 0.2
+    assert not detail.top_rescued(ens, heads, gate, gate_at_least=0.95)[1].any()
 
 
 def _gate_weights(models: Path):
