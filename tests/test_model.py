@@ -106,6 +106,40 @@ def test_tampered_missing_and_mismatched_models_are_refused(tmp_path):
         Ensemble.load(_model_dir(tmp_path / "m3"), families=["vocal"])
 
 
+@pytest.mark.model
+def test_a_resumed_run_goes_on_with_the_optimizer_state_of_its_checkpoint(tmp_path):
+    keras = pytest.importorskip("keras")
+    from tagger.model.train import load_checkpoint
+
+    def compiled():
+        keras.utils.set_random_seed(0)
+        inp = keras.Input(shape=(6,))
+        model = keras.Model(inp, keras.layers.Dense(1, activation="sigmoid")(keras.layers.Dense(4, activation="relu")(inp)))
+        model.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(0.01, decay_steps=20)),
+                      loss="binary_crossentropy")  # fmt: skip
+        return model
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(32, 6)).astype(np.float32), (rng.random((32, 1)) < 0.5).astype(np.float32)
+    first = compiled()
+    for _ in range(5):  # an epoch, then the checkpoint the training loop writes
+        first.train_on_batch(x, y)
+    first.save_weights(tmp_path / "joint.weights.h5")
+    steps = int(first.optimizer.iterations.numpy())
+    resumed = compiled()  # a new process: the same model, compiled, before any step
+    load_checkpoint(resumed, tmp_path / "joint.weights.h5", iterations=steps)
+    saved, restored = first.optimizer.variables, resumed.optimizer.variables
+    assert len(saved) == len(restored) > 1 and int(resumed.optimizer.iterations.numpy()) == steps
+    for a, b in zip(saved, restored):  # Adam's moments as saved, not zero
+        np.testing.assert_allclose(b.numpy(), a.numpy(), err_msg=a.name)
+    assert any(np.abs(v.numpy()).sum() > 0 for v in saved if "momentum" in v.name or "velocity" in v.name)
+    for _ in range(3):  # the next steps are those of the run that never stopped
+        first.train_on_batch(x, y)
+        resumed.train_on_batch(x, y)
+    for a, b in zip(first.get_weights(), resumed.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
 @needs_fluidsynth
 @pytest.mark.parametrize("architecture", ["trunk", "compact"])
 @pytest.mark.slow

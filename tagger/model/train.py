@@ -137,6 +137,16 @@ def _synth_signature(synth: S.SynthSettings) -> dict:
     return d
 
 
+def load_checkpoint(model, path: Path, *, iterations: int) -> None:
+    """Restore a compiled model and its optimizer as an epoch's checkpoint (``model.save_weights``)
+    saved them: the weights, Adam's moment estimates and the step of the learning-rate schedule, so
+    that a resumed run goes on as if it had not stopped. (The optimizer is built first: an unbuilt
+    one skips the saved moments, and would restart them at zero with the schedule at full step.)"""
+    model.optimizer.build(model.trainable_variables)
+    model.load_weights(path)
+    model.optimizer.iterations.assign(iterations)
+
+
 def cache_root() -> Path:
     base = os.environ.get("TAGGER_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "tagger")
     return Path(os.path.expanduser(base))
@@ -480,8 +490,7 @@ def train_ensemble(
         if state_path.is_file():
             state = json.loads(state_path.read_text())
             done_epochs = int(state["epochs"])
-            joint.load_weights(ckpt_dir / "joint.weights.h5")
-            joint.optimizer.iterations.assign(int(state["iterations"]))
+            load_checkpoint(joint, ckpt_dir / "joint.weights.h5", iterations=int(state["iterations"]))
             history = list(state.get("history", []))
             say("resume", {"epochs_done": done_epochs})
         else:
