@@ -28,6 +28,10 @@ which `tagger train` chooses by `tagger.model.gate.choose_override`).
     .venv/bin/python scripts/held_out_detail.py --valid ~/.cache/tagger/train/examples-<signature> --report \
         --without-gate ~/.cache/tagger/runs/trunk-lo-harmonic-beats20-10ep-gate
 
+``--averaged`` adds the gated runs' scores averaged (every head and the gate), with the thresholds,
+the gate's threshold and its override chosen on the held-out windows as `tagger train` chooses them
+for one run: what shipping the runs as one ensemble would give, thresholded.
+
 ``--top-rescue`` adds, for every gated run, a decision rule measured for lone notes: a window in
 which no family passes its threshold gets its top family when the gate hears a family in it (its
 score at least the gate's threshold, or a higher bar) and that family's head scores at least a share
@@ -278,6 +282,38 @@ def gate_cost_rows(name: str, ens, vs, left_out, costs, overrides=()) -> list[st
     return lines
 
 
+def averaged_rows(ensembles: list, names: list[str], vs, left_out, *, cost: float | None = None) -> list[str]:
+    """`report_rows` of the average of gated ensembles' raw scores (heads and gate) on the held-out
+    windows and the left-out source, decided as `tagger train` decides for one run: per-family
+    thresholds by F-beta over every held-out window with a family question, the gate's threshold by
+    `cost` (default the training default), its override by `tagger.model.gate.choose_override`."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    from tagger.evaluate.metrics import THRESHOLD_BETA, calibrate_threshold
+    from tagger.model import gate as G
+
+    raws = [dataclasses.replace(e, gate_threshold=None, gate_override=None) for e in ensembles]
+
+    def mean_scores(s):
+        return np.mean([r.predict_features(np.asarray(s.feats, dtype=np.float32), batch_size=256) for r in raws], axis=0)
+
+    held = mean_scores(vs)
+    heads, gate = held[:, :-1], held[:, -1]
+    truth, scored = vs.labels.astype(bool), vs.kind < 3
+    th = np.array([calibrate_threshold(truth[scored, j], heads[scored, j], beta=THRESHOLD_BETA)[0]
+                   for j in range(heads.shape[1])], dtype=np.float32)  # fmt: skip
+    t = G.choose_threshold(gate[scored & truth.any(axis=1)], G.GATE_COST if cost is None else cost)
+    override, _ = G.choose_override(heads, gate, t, truth=truth, head_thresholds=th, drums_alone=vs.kind == 3)
+    decide = SimpleNamespace(thresholds=th, families=ensembles[0].families)
+    name = " + ".join(f"`{n}`" for n in names) + f" averaged (gate {t:.3f}, override {override})"
+    lines = [report_rows(f"{name}, held-out instruments", vs, G.gated(heads, gate, t, override), decide)]
+    if left_out is not None:
+        lo = mean_scores(left_out)
+        lines.append(report_rows(f"{name}, left-out source", left_out, G.gated(lo[:, :-1], lo[:, -1], t, override), decide))
+    return lines
+
+
 TOP_RESCUE = ((None, 0.0), (None, 0.7), (0.6, 0.0), (0.8, 0.0), (0.8, 0.7))
 """The bars of `--top-rescue`: (the gate's score at least this, None = its threshold; the top head's
 score at least this share of its own threshold)."""
@@ -372,6 +408,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="with --report: also each gated run at the gate threshold of each of these costs")
     ap.add_argument("--gate-overrides", type=lambda v: [float(h) for h in v.split(",")], default=[],
                     help="with --gate-costs: also with the gate overruled where a head scores at least each of these")
+    ap.add_argument("--averaged", action="store_true",
+                    help="with --report: also the gated runs' scores averaged, decided as tagger train decides for one run")
     ap.add_argument("--top-rescue", action="store_true",
                     help="with --report: also each gated run tagging the top family of windows no family passes")
     ap.add_argument("--split", default="valid", help="with --programs or --silence: the split scored (default valid)")
@@ -384,8 +422,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if (args.two_regime or args.report) and args.valid is None:
         ap.error("--two-regime and --report go with --valid")
-    if (args.without_gate or args.gate_costs or args.top_rescue) and not args.report:
-        ap.error("--without-gate, --gate-costs and --top-rescue go with --report")
+    if (args.without_gate or args.gate_costs or args.top_rescue or args.averaged) and not args.report:
+        ap.error("--without-gate, --gate-costs, --top-rescue and --averaged go with --report")
     if args.copy_without_gate is not None:
         print(without_gate(args.model_dirs[0], args.copy_without_gate))
         return 0
@@ -453,6 +491,9 @@ def _scored(args, vs, held, ensembles: dict) -> int:
                     print(line)
                 if args.top_rescue:
                     print("\n".join(top_rescue_rows(d.name, ens, vs, left_out)))
+        gated_runs = [d for d in args.model_dirs if ensembles[d].gate_threshold is not None]
+        if args.averaged and len(gated_runs) > 1:
+            print("\n".join(averaged_rows([ensembles[d] for d in gated_runs], [d.name for d in gated_runs], vs, left_out)))
         return 0
     print("| run | " + " | ".join(f"{k} AUC" for k in KINDS) + " | single notes: right top family |")
     print("|---|" + "---|" * (len(KINDS) + 1))

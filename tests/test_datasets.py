@@ -422,6 +422,15 @@ def test_held_out_detail_reports_a_gated_run_without_its_gate_and_at_other_gate_
     gate_scores = G.gate_scores(G.gate_model(*_gate_weights(models)), G.embed(trunk, feats.astype(np.float32)))
     with_family = (kind < 3) & labels.any(axis=1)
     t_half = G.choose_threshold(gate_scores[with_family], 0.5)
+    t_train = G.choose_threshold(gate_scores[with_family], G.GATE_COST)
+    # two runs averaged (here the run and its copy: the same scores), decided as tagger train decides for one
+    import shutil as sh
+
+    sh.copytree(models, tmp_path / "again")
+    assert detail.main(["--valid", str(valid), "--report", "--averaged", str(models), str(tmp_path / "again")]) == 0
+    averaged = [line for line in capsys.readouterr().out.splitlines() if "averaged" in line]
+    assert len(averaged) == 2 and averaged[1].split(" | ")[0].endswith("left-out source")
+    assert f"averaged (gate {t_train:.3f}, override " in averaged[0]  # the gate's threshold at the training cost
     assert np.mean(gate_scores[with_family] < t_half) <= 0.5 and f"(threshold {t_half:.3f})" in " ".join(rows)
     names = ["`gated without its gate`", "`gated`", "`gated`, gate cost 0", "`gated`, gate cost 0.5"]
     for where in ("held-out instruments", "left-out source"):
