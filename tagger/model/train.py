@@ -141,7 +141,7 @@ def load_checkpoint(model, path: Path, *, iterations: int) -> None:
     """Restore a compiled model and its optimizer as an epoch's checkpoint (``model.save_weights``)
     saved them: the weights, Adam's moment estimates and the step of the learning-rate schedule, so
     that a resumed run goes on as if it had not stopped. (The optimizer is built first: an unbuilt
-    one skips the saved moments, and would restart them at zero with the schedule at full step.)"""
+    one skips the saved moments and restarts them at zero, a jolt of larger steps.)"""
     model.optimizer.build(model.trainable_variables)
     model.load_weights(path)
     model.optimizer.iterations.assign(iterations)
