@@ -286,7 +286,8 @@ def averaged_rows(ensembles: list, names: list[str], vs, left_out, *, cost: floa
     """`report_rows` of the average of gated ensembles' raw scores (heads and gate) on the held-out
     windows and the left-out source, decided as `tagger train` decides for one run: per-family
     thresholds by F-beta over every held-out window with a family question, the gate's threshold by
-    `cost` (default the training default), its override by `tagger.model.gate.choose_override`."""
+    `cost` (default the training default), its override by `tagger.model.gate.choose_override`
+    (with the left-out source's kits alone)."""
     import dataclasses
     from types import SimpleNamespace
 
@@ -304,12 +305,14 @@ def averaged_rows(ensembles: list, names: list[str], vs, left_out, *, cost: floa
     th = np.array([calibrate_threshold(truth[scored, j], heads[scored, j], beta=THRESHOLD_BETA)[0]
                    for j in range(heads.shape[1])], dtype=np.float32)  # fmt: skip
     t = G.choose_threshold(gate[scored & truth.any(axis=1)], G.GATE_COST if cost is None else cost)
-    override, _ = G.choose_override(heads, gate, t, truth=truth, head_thresholds=th, drums_alone=vs.kind == 3)
+    lo = mean_scores(left_out) if left_out is not None else None
+    kits = lo[left_out.kind == 3] if lo is not None else None
+    override, _ = G.choose_override(heads, gate, t, truth=truth, head_thresholds=th, drums_alone=vs.kind == 3,
+                                    other_kits=None if kits is None else (kits[:, :-1], kits[:, -1]))  # fmt: skip
     decide = SimpleNamespace(thresholds=th, families=ensembles[0].families)
     name = " + ".join(f"`{n}`" for n in names) + f" averaged (gate {t:.3f}, override {override})"
     lines = [report_rows(f"{name}, held-out instruments", vs, G.gated(heads, gate, t, override), decide)]
-    if left_out is not None:
-        lo = mean_scores(left_out)
+    if lo is not None:
         lines.append(report_rows(f"{name}, left-out source", left_out, G.gated(lo[:, :-1], lo[:, -1], t, override), decide))
     return lines
 

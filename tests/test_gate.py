@@ -83,6 +83,17 @@ def test_the_override_is_the_most_permissive_that_keeps_drums_silent_and_f05():
     # nothing on validation speaks for it); so does a validation set with no drums to check
     assert G.choose_override(heads, gate, 0.5, candidates=(0.98, 0.95, 0.9, 0.8), min_silent=0.99, **kw)[0] is None
     assert G.choose_override(heads, gate, 0.5, **{**kw, "drums_alone": np.zeros(len(gate), bool)})[0] is None
+    # kits of another library (a left-out source's) must stay as silent: one of its 20 windows set off at
+    # 0.92 leaves 0.9 at 95% (it qualifies); three more at 0.91 leave 80%: only 0.95 keeps them silent,
+    # and it keeps nothing but 3 drum windows (lower F0.5): the gate stays alone
+    other = np.full((20, 2), 0.1, np.float32), np.full(20, 0.2, np.float32)
+    other[0][0, 0] = 0.92
+    chosen, tried = G.choose_override(heads, gate, 0.5, candidates=(0.98, 0.95, 0.9, 0.8), other_kits=other, **kw)
+    assert chosen == 0.9 and [r["other_kits_silent"] for r in tried] == [1.0, 1.0, 1.0, 0.95, 0.95]
+    other[0][1:4, 1] = 0.91
+    chosen, tried = G.choose_override(heads, gate, 0.5, candidates=(0.98, 0.95, 0.9, 0.8), other_kits=other, **kw)
+    assert chosen is None and [r["other_kits_silent"] for r in tried] == [1.0, 1.0, 1.0, 0.8, 0.8]
+    assert "other_kits_silent" not in G.choose_override(heads, gate, 0.5, **kw)[1][0]  # (no other kits: as before)
     # an override that costs F0.5 does not qualify: here the lone notes the heads are sure of are wrong
     wrong = truth.copy()
     wrong[:40] = [False, True]

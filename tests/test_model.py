@@ -239,6 +239,9 @@ def test_leave_one_source_out_then_a_production_fit_keeps_the_held_out_threshold
     lo = manifest["validation_left_out"]
     assert lo["sources"] == ["generaluser"] and set(lo["auc"]) == {"flute", "organ"}
     assert 0.0 <= lo["music_jaccard"] <= 1.0 and "protocol" in lo and 0.0 <= lo["percussion_silent"] <= 1.0
+    tried, chosen = manifest["gate"]["metrics"]["overrides_tried"], manifest["gate"]["override"]
+    assert all("other_kits_silent" in r for r in tried)  # the gate's override also heard the left-out library's kits
+    assert chosen is None or next(r for r in tried if r["override"] == chosen)["other_kits_silent"] >= 0.95
     for f in ("flute", "organ"):  # the operating point is reported per family
         m = manifest["classifiers"][f]["metrics"]
         assert m["beta"] == 0.5 and {"precision", "recall"} <= set(m) and {"precision", "recall"} <= set(m["solo"])

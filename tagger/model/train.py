@@ -546,7 +546,7 @@ def train_ensemble(
     if need_gate:
         gate_trunk = trunk if todo else frozen_trunk
         _train_gate(out_dir, manifest, gate_trunk, x, y, vs, all_families, cost=gate_cost, reference=ref_manifest,
-                    say=say)  # fmt: skip
+                    say=say, left_out=vs_left_out)  # fmt: skip
     elif shared and manifest.get("gate") and todo:
         # heads changed under a gate that cannot be retrained (no reference gate, or --gate-cost 0): drop it
         del manifest["gate"]
@@ -610,10 +610,12 @@ def train_ensemble(
 
 
 def _train_gate(out_dir, manifest: dict, trunk, x, y: np.ndarray, vs: ValidationSet, all_families: Sequence[str], *,
-                cost: float, reference: dict | None, say: Callable[[str, dict], None]) -> dict:  # fmt: skip
+                cost: float, reference: dict | None, say: Callable[[str, dict], None],
+                left_out: ValidationSet | None = None) -> dict:  # fmt: skip
     """Train the presence gate on the frozen `trunk` from the training examples (`x`, `y`), choose its
-    threshold on the validation windows that hold a family (or take the reference's), save it and
-    register it in the manifest. Returns its manifest entry."""
+    threshold on the validation windows that hold a family (or take the reference's) and its
+    override on the same windows and the `left_out` source's kits alone, save it and register it in
+    the manifest. Returns its manifest entry."""
     from tagger.model import store
 
     if trunk is None:
@@ -638,8 +640,12 @@ def _train_gate(out_dir, manifest: dict, trunk, x, y: np.ndarray, vs: Validation
     # the heads' own thresholds, or carried over from the reference with the gate's threshold
     fams = [f for f in manifest["families"] if f in all_families]
     heads = _heads_on_embedding(out_dir, manifest, fams, valid_emb)
+    other_kits = None
+    if left_out is not None and (left_out.kind == 3).any():
+        lo_emb = G.embed(trunk, left_out.feats[np.flatnonzero(left_out.kind == 3)])
+        other_kits = (_heads_on_embedding(out_dir, manifest, fams, lo_emb), G.gate_scores(model, lo_emb))
     own_override, tried = G.choose_override(
-        heads, scores, own, truth=vs.labels[:, cols].astype(bool), drums_alone=drums,
+        heads, scores, own, truth=vs.labels[:, cols].astype(bool), drums_alone=drums, other_kits=other_kits,
         head_thresholds=np.array([manifest["classifiers"][f]["threshold"] for f in fams], dtype=np.float32),
     )  # fmt: skip
     override = reference["gate"].get("override") if reference is not None else own_override
