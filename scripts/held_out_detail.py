@@ -255,18 +255,24 @@ def report_rows(name: str, vs, probs: np.ndarray, ens) -> str:
             f"{rep['music_jaccard']:.3f} | {p:.3f} / {r:.3f} / {f05:.3f} | {'-' if silent is None else f'{silent:.1%}'} |")  # fmt: skip
 
 
+def raw_scores(ens, feats) -> np.ndarray:
+    """A gated ensemble's scores before its gate decides [shape=(n, families + 1)]: every head's,
+    then the gate's own score in the last column."""
+    import dataclasses
+
+    raw = dataclasses.replace(ens, gate_threshold=None, gate_override=None)
+    return raw.predict_features(np.asarray(feats, dtype=np.float32), batch_size=256)
+
+
 def gate_cost_rows(name: str, ens, vs, left_out, costs, overrides=()) -> list[str]:
     """`report_rows` of a gated ensemble with its gate's threshold chosen anew for each cost on the
     held-out windows that hold a family (`tagger.model.gate.choose_threshold`); for each of
     `overrides` (a head score), also with the gate overruled in windows where a head scores at
     least that much (the gate's override, `tagger.model.gate.gated`)."""
-    import dataclasses
-
     from tagger.model import gate as G
 
-    raw = dataclasses.replace(ens, gate_threshold=None, gate_override=None)  # the heads' scores, then the gate's
     sets = [("held-out instruments", vs), *([("left-out source", left_out)] if left_out is not None else [])]
-    scored = {label: raw.predict_features(np.asarray(s.feats, dtype=np.float32), batch_size=256) for label, s in sets}
+    scored = {label: raw_scores(ens, s.feats) for label, s in sets}
     with_family = (vs.kind < 3) & vs.labels.any(axis=1)
     lines = []
     for cost in costs:
@@ -288,16 +294,13 @@ def averaged_rows(ensembles: list, names: list[str], vs, left_out, *, cost: floa
     thresholds by F-beta over every held-out window with a family question, the gate's threshold by
     `cost` (default the training default), its override by `tagger.model.gate.choose_override`
     (with the left-out source's kits alone)."""
-    import dataclasses
     from types import SimpleNamespace
 
     from tagger.evaluate.metrics import THRESHOLD_BETA, calibrate_threshold
     from tagger.model import gate as G
 
-    raws = [dataclasses.replace(e, gate_threshold=None, gate_override=None) for e in ensembles]
-
     def mean_scores(s):
-        return np.mean([r.predict_features(np.asarray(s.feats, dtype=np.float32), batch_size=256) for r in raws], axis=0)
+        return np.mean([raw_scores(e, s.feats) for e in ensembles], axis=0)
 
     held = mean_scores(vs)
     heads, gate = held[:, :-1], held[:, -1]
@@ -343,12 +346,9 @@ def top_rescued(ens, heads: np.ndarray, gate: np.ndarray, *, gate_at_least: floa
 def top_rescue_rows(name: str, ens, vs, left_out) -> list[str]:
     """`report_rows` of a gated ensemble as it is and with each bar of `TOP_RESCUE`, on the held-out
     windows and the left-out source."""
-    import dataclasses
-
-    raw = dataclasses.replace(ens, gate_threshold=None, gate_override=None)  # the heads' scores, then the gate's
     lines = []
     for label, s in (("held-out instruments", vs), *([("left-out source", left_out)] if left_out is not None else [])):
-        p = raw.predict_features(np.asarray(s.feats, dtype=np.float32), batch_size=256)
+        p = raw_scores(ens, s.feats)
         truth = s.labels.astype(bool)
         for bar, share in TOP_RESCUE:
             scores, rescue = top_rescued(ens, p[:, :-1], p[:, -1], gate_at_least=bar, share=share)
@@ -495,7 +495,10 @@ def _scored(args, vs, held, ensembles: dict) -> int:
                 if args.top_rescue:
                     print("\n".join(top_rescue_rows(d.name, ens, vs, left_out)))
         gated_runs = [d for d in args.model_dirs if ensembles[d].gate_threshold is not None]
-        if args.averaged and len(gated_runs) > 1:
+        if args.averaged:
+            if len(gated_runs) < 2:
+                print(f"--averaged needs two runs with a presence gate; {len(gated_runs)} given", file=sys.stderr)
+                return 1
             print("\n".join(averaged_rows([ensembles[d] for d in gated_runs], [d.name for d in gated_runs], vs, left_out)))
         return 0
     print("| run | " + " | ".join(f"{k} AUC" for k in KINDS) + " | single notes: right top family |")

@@ -431,6 +431,8 @@ def test_held_out_detail_reports_a_gated_run_without_its_gate_and_at_other_gate_
     averaged = [line for line in capsys.readouterr().out.splitlines() if "averaged" in line]
     assert len(averaged) == 2 and averaged[1].split(" | ")[0].endswith("left-out source")
     assert f"averaged (gate {t_train:.3f}, override " in averaged[0]  # the gate's threshold at the training cost
+    assert detail.main(["--valid", str(valid), "--report", "--averaged", str(models)]) == 1  # one run: nothing to average
+    assert "needs two runs" in capsys.readouterr().err
     assert np.mean(gate_scores[with_family] < t_half) <= 0.5 and f"(threshold {t_half:.3f})" in " ".join(rows)
     names = ["`gated without its gate`", "`gated`", "`gated`, gate cost 0", "`gated`, gate cost 0.5"]
     for where in ("held-out instruments", "left-out source"):
