@@ -505,3 +505,33 @@ def test_a_presence_gate_is_trained_on_the_trunk_and_turns_windows_down(tiny_dat
     old = dict(repaired, gate={k: v for k, v in repaired["gate"].items() if k != "override"})
     store.write_manifest(out, old)
     assert "override" in train_ensemble(tiny_dataset, out, settings=settings, families=["flute", "organ"])["gate"]
+
+
+@needs_fluidsynth
+@pytest.mark.slow
+def test_two_runs_averaged_then_a_family_added_one_head_per_frozen_trunk(tiny_dataset, tmp_path, cache):
+    from tagger.model.average import combine
+
+    # two runs on the same examples and validation set, trained differently (another learning rate)
+    a, b = tmp_path / "a", tmp_path / "b"
+    train_ensemble(tiny_dataset, a, settings=TrainSettings(architecture="trunk", **TINY), families=["flute", "organ"], version="a")
+    train_ensemble(tiny_dataset, b, settings=TrainSettings(architecture="trunk", **dict(TINY, learning_rate=1e-3)),
+                   families=["flute", "organ"], version="b")  # fmt: skip
+    (valid,) = [p for p in (cache / "train").glob("examples-*") if (p / "valid_x.npy").is_file()]
+    assert {"bass", "flute", "organ"} <= set(json.loads((valid / "families.json").read_text()))  # the label columns, named
+    out = tmp_path / "pair"
+    pair = combine(out, [a, b], valid=valid, version="pair")
+    assert pair["families"] == ["flute", "organ"] and Ensemble.load(out).predict(np.zeros((2, 64_000), np.float32)).shape == (2, 2)
+    # a family added: one head per member, each on its frozen trunk, then the members combined again
+    kept = {p.relative_to(out): sha256_file(p) for p in out.rglob("*.keras")}
+    with pytest.raises(UserError, match="train into each of its members"):
+        train_ensemble(tiny_dataset, out, settings=TrainSettings(architecture="trunk", **TINY), families=["bass"])
+    for m in (a, b):
+        train_ensemble(tiny_dataset, m, settings=TrainSettings(architecture="trunk", **TINY), families=["bass"])
+    grown = combine(out, [a, b], valid=valid, version="pair-bass")
+    assert grown["families"] == ["flute", "organ", "bass"] and Ensemble.load(out).families == ("flute", "organ", "bass")
+    now = {p.relative_to(out): sha256_file(p) for p in out.rglob("*.keras")}
+    new = {p for p in now if p.name == "bass.keras"}
+    changed = {p for p in kept if p.name != "gate.keras" and now[p] != kept[p]}
+    assert len(new) == 2 and not changed  # no trunk and no other head was retrained (only each gate refitted)
+    assert {f: grown["classifiers"][f]["threshold"] for f in ("flute", "organ")} == {f: pair["classifiers"][f]["threshold"] for f in ("flute", "organ")}

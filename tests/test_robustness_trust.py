@@ -62,7 +62,7 @@ def test_a_tampered_classifier_is_refused_before_anything_is_loaded(tmp_path, mo
     with open(d / "nested" / "flute.keras", "r+b") as f:
         f.write(b"N")  # one byte changed, size unchanged
     loaded = []
-    monkeypatch.setattr(backends, "_load_combined", lambda paths, cfg, trunk=None: loaded.append(paths) or (None, None, []))
+    monkeypatch.setattr(backends, "_load_combined", lambda members, cfg: loaded.append(members[0].classifiers) or (None, []))
     with pytest.raises(ModelError, match="sha256 mismatch for 'flute'"):
         Ensemble.load(d)
     assert loaded == []  # nothing deserialised, not even the intact classifier

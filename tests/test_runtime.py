@@ -62,7 +62,7 @@ def test_onnx_export_matches_keras(arch):
     shape = A.COMPACT_FEATURES.shape if arch == "compact" else (24, 20)
     build = A.build_compact if arch == "compact" else A.build_paper
     models = [_randomise(build(shape, name=f"c{i}"), i) for i in range(3)]
-    runner = R.OnnxRunner(R.export_onnx(models, shape), threads=1)
+    runner = R.OnnxRunner(R.export_onnx([(None, models)], shape), threads=1)
     x = _feats(shape)
     want = np.concatenate([np.asarray(m(x, training=False)) for m in models], axis=1)
     got = runner(x)
@@ -77,7 +77,7 @@ def test_unsupported_layers_are_refused():
     inp = keras.Input(shape=(8, 8))
     out = keras.layers.Dense(1, activation="sigmoid")(keras.layers.LSTM(4)(inp))
     with pytest.raises(R.UnsupportedModel, match="LSTM"):
-        R.export_onnx([keras.Model(inp, out)], (8, 8))
+        R.export_onnx([(None, [keras.Model(inp, out)])], (8, 8))
 
 
 @needs_ort
@@ -304,7 +304,8 @@ def test_auto_takes_the_first_available_and_faithful_backend(tmp_path, monkeypat
     ens = Ensemble.load(d)
     assert ens.runtime == "c" and not missing.loaded and len(wrong.loaded) == 1 and not later.loaded
     files = good.loaded[0]
-    assert [p.name for p in files.classifiers] == ["bass.keras", "flute.keras"] and files.trunk is None
+    assert len(files.members) == 1 and files.members[0].trunk is None
+    assert [p.name for p in files.members[0].classifiers] == ["bass.keras", "flute.keras"]
     assert files.families == ("bass", "flute") and files.manifest_hash == ens.hash
     assert ens.predict_features(_feats(A.COMPACT_FEATURES.shape, n=3)).tolist() == [[0.25, 0.25]] * 3
     monkeypatch.setenv(B.RUNTIME_ENV, "D")  # a backend by name, whatever its place

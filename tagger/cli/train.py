@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from tagger.cli.app import app, handle_errors, quiet_tensorflow
+from tagger.errors import UserError
 from tagger.model.gate import GATE_COST
 
 
@@ -110,6 +111,10 @@ def train(
         from tagger.model.ensemble import MANIFEST, read_manifest
 
         architecture = read_manifest(out).get("architecture", "trunk") if (out / MANIFEST).is_file() else "trunk"
+    from tagger.model import average
+
+    if architecture == average.ARCHITECTURE:
+        raise UserError(average.TRAIN_INTO_MEMBERS.format(out=out))
     if architecture not in ARCHITECTURES:
         raise typer.BadParameter(f"architecture must be one of {', '.join(ARCHITECTURES)}")
     if pretrain_steps and architecture not in SHARED_TRUNK:
@@ -181,6 +186,39 @@ def train(
         "families": manifest["families"],
         "thresholds": {f: c["threshold"] for f, c in manifest["classifiers"].items()},
         **({"gate": {k: manifest["gate"][k] for k in ("threshold", "metrics")}} if manifest.get("gate") else {}),
+        "validation": manifest.get("validation", {}),
+        "validation_left_out": manifest.get("validation_left_out", {}),
+    }
+    typer.echo(json.dumps(summary, indent=1))
+
+
+@app.command("combine")
+@handle_errors
+def combine(
+    members: list[Path] = typer.Argument(..., help="Model directories to average (two or more, the same families and features)."),
+    out: Path = typer.Option(..., "--out", help="The averaged ensemble's directory (new, empty, or an averaged ensemble to replace)."),
+    valid: Path = typer.Option(
+        None, "--valid", help="The members' cached validation set (<cache>/train/examples-<signature>): choose the "
+        "thresholds, the gate and its override on it (members trained on held-out instruments)."
+    ),
+    reference: Path = typer.Option(
+        None, "--reference", help="An averaged ensemble of held-out runs: carry its thresholds, gate and per-track "
+        "rule over (members that are production fits)."
+    ),
+    version: str = typer.Option(None, help="Version string recorded in the manifest (default: the members' versions joined)."),
+) -> None:
+    """Average trained models into one ensemble, decided by thresholds chosen on held-out validation (or carried over)."""
+    quiet_tensorflow()
+    from tagger.model.average import combine as combine_models
+
+    manifest = combine_models(out, members, valid=valid, reference=reference, version=version,
+                              say=lambda stage, info: typer.echo(f"{stage}: {json.dumps(info)}", err=True))  # fmt: skip
+    summary = {
+        "model_dir": str(out),
+        "version": manifest["version"],
+        "members": [m["version"] for m in manifest["members"]],
+        "thresholds": {f: c["threshold"] for f, c in manifest["classifiers"].items()},
+        **({"gate": {k: manifest["gate"].get(k) for k in ("threshold", "override")}} if manifest.get("gate") else {}),
         "validation": manifest.get("validation", {}),
         "validation_left_out": manifest.get("validation_left_out", {}),
     }

@@ -115,27 +115,42 @@ def limit_threads(n: int) -> None:
 
 # -- the protocol -----------------------------------------------------------------------------------
 @dataclass
-class ModelFiles:
-    """The verified files of a model directory, as a backend receives them."""
+class Member:
+    """The verified files of one model of a model directory: per-family classifiers, or a shared
+    trunk with one head per family (and a presence gate)."""
 
     classifiers: tuple[Path, ...]
-    """One file per family, in `families` order (heads reading the trunk's embedding if `trunk`)."""
+    """One file per family, in `ModelFiles.families` order (heads reading the trunk's embedding if `trunk`)."""
     trunk: Path | None
     """The shared trunk's file, or None (each classifier reads the features)."""
-    feature_config: F.FeatureConfig
-    manifest_hash: str
-    families: tuple[str, ...]
     gate: Path | None = None
     """The presence gate's file (a head on the trunk's embedding, `tagger.model.gate`), or None. Its
     score is the runner's last column, after the families'."""
+
+
+@dataclass
+class ModelFiles:
+    """The verified files of a model directory, as a backend receives them: one member, or several
+    whose scores the runner averages (an averaged ensemble, `tagger.model.average`)."""
+
+    members: tuple[Member, ...]
+    feature_config: F.FeatureConfig
+    manifest_hash: str
+    families: tuple[str, ...]
     _keras: tuple | None = field(default=None, repr=False)
 
+    @property
+    def folder(self) -> Path:
+        """Where the files lie (named in errors)."""
+        first = self.members[0] if self.members else None
+        return first.classifiers[0].parent if first is not None and first.classifiers else Path(".")
+
     def keras_models(self):
-        """(combined Keras model, trunk model or None, classifier models with the gate last), loaded
-        once per `ModelFiles` (so a backend that falls back to Keras does not load the files twice)."""
+        """(combined Keras model, [(trunk model or None, classifier models with the gate last)] per
+        member), loaded once per `ModelFiles` (so a backend that falls back to Keras does not load
+        the files twice)."""
         if self._keras is None:
-            heads = (*self.classifiers, self.gate) if self.gate is not None else self.classifiers
-            self._keras = _load_combined(heads, self.feature_config, self.trunk)
+            self._keras = _load_combined(self.members, self.feature_config)
         return self._keras
 
 
@@ -172,31 +187,44 @@ def load_classifier(path: str | os.PathLike):
         raise ModelError(path, f"cannot load classifier: {type(exc).__name__}: {exc}") from None
 
 
-def _load_combined(paths: Sequence[Path], cfg: F.FeatureConfig, trunk: Path | None = None):
-    """Load each classifier (and the shared trunk, if any) and join them into one model with an
-    (n, n_families) output. Returns (combined model, trunk model or None, classifier models)."""
-    import keras
-
+def _load_member(member: Member, cfg: F.FeatureConfig):
+    """Load one member's trunk (if any) and classifiers, the gate last, checking that their shapes fit.
+    Returns (trunk model or None, classifier models)."""
+    paths = (*member.classifiers, member.gate) if member.gate is not None else member.classifiers
     models = [load_classifier(p) for p in paths]
-    trunk_model = load_classifier(trunk) if trunk is not None else None
+    trunk_model = load_classifier(member.trunk) if member.trunk is not None else None
     if trunk_model is not None and tuple(trunk_model.input_shape[1:]) != cfg.shape:
-        raise ModelError(trunk, f"trunk input {trunk_model.input_shape[1:]} does not match the feature shape {cfg.shape}")
+        raise ModelError(member.trunk, f"trunk input {trunk_model.input_shape[1:]} does not match the feature shape {cfg.shape}")
     head_input = tuple(trunk_model.output_shape[1:]) if trunk_model is not None else cfg.shape
     for path, m in zip(paths, models):
         if tuple(m.input_shape[1:]) != head_input:
             what = "the trunk's embedding" if trunk_model is not None else "the feature shape"
             raise ModelError(path, f"classifier input {m.input_shape[1:]} does not match {what} {head_input}")
+    return trunk_model, models
+
+
+def _load_combined(members: Sequence[Member], cfg: F.FeatureConfig):
+    """Load every member (`_load_member`) and join them into one model with an (n, n_families) output
+    (the gate's score last, if any): the members' outputs averaged. Returns (combined model,
+    [(trunk model or None, classifier models)] per member)."""
+    import keras
+
+    loaded = [_load_member(m, cfg) for m in members]
     inp = keras.Input(shape=cfg.shape, name="features")
-    x = inp
-    if trunk_model is not None:
-        trunk_model.name = "trunk"
-        x = trunk_model(inp)
-    outs = []
-    for i, m in enumerate(models):
-        m.name = f"family_{i}"
-        outs.append(m(x))
-    out = outs[0] if len(outs) == 1 else keras.layers.Concatenate()(outs)
-    return keras.Model(inp, out, name="ensemble"), trunk_model, models
+    member_outs = []
+    for k, (trunk_model, models) in enumerate(loaded):
+        prefix = "" if len(loaded) == 1 else f"member_{k}_"
+        x = inp
+        if trunk_model is not None:
+            trunk_model.name = f"{prefix}trunk"
+            x = trunk_model(inp)
+        outs = []
+        for i, m in enumerate(models):
+            m.name = f"{prefix}family_{i}"
+            outs.append(m(x))
+        member_outs.append(outs[0] if len(outs) == 1 else keras.layers.Concatenate(name=f"{prefix}scores")(outs))
+    out = member_outs[0] if len(member_outs) == 1 else keras.layers.Average(name="averaged")(member_outs)
+    return keras.Model(inp, out, name="ensemble"), loaded
 
 
 class KerasRunner:
@@ -252,9 +280,9 @@ class OnnxBackend:
                 return R.OnnxRunner(cached, threads=default_threads())
             except Exception as exc:  # a damaged cache entry: export again
                 log.debug("cached ONNX model %s unusable (%s); exporting again", key, exc)
-        model, trunk_model, classifiers = files.keras_models()
+        model, loaded = files.keras_models()
         try:
-            blob = R.export_onnx(classifiers, files.feature_config.shape, trunk=trunk_model)
+            blob = R.export_onnx(loaded, files.feature_config.shape)
             runner = R.OnnxRunner(blob, threads=default_threads())
             diff = R.max_difference(runner, model, files.feature_config.shape)
         except Exception as exc:  # an unsupported layer, or onnxruntime refusing the graph
@@ -294,10 +322,9 @@ def load_runner(files: ModelFiles, *, backend: str | None = None) -> Runner:
             runner = b.load(files)
         except Unfaithful as exc:
             if name != "auto":
-                raise ModelError(files.classifiers[0].parent, f"cannot run the classifiers with {b.name}: {exc}") from None
+                raise ModelError(files.folder, f"cannot run the classifiers with {b.name}: {exc}") from None
             reasons.append(f"{b.name}: {exc}")
             continue
         log.debug("running the classifiers with %s", b.name)
         return runner
-    raise ModelError(files.classifiers[0].parent if files.classifiers else Path("."),
-                     "no inference backend can run the classifiers (" + "; ".join(reasons or ["none installed"]) + ")")  # fmt: skip
+    raise ModelError(files.folder, "no inference backend can run the classifiers (" + "; ".join(reasons or ["none installed"]) + ")")  # fmt: skip

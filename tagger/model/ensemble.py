@@ -5,6 +5,11 @@ the feature configuration, per-family thresholds, file hashes, recipe, data desc
 validation metrics. `Ensemble.load` verifies every hash and the feature configuration and hands the
 files to an inference backend (`tagger.model.backends`: ONNX Runtime or Keras, which loads them in
 safe mode); callers only ever see `Ensemble.predict(windows) -> scores`.
+
+An averaged ensemble (format 5, `tagger.model.average`) holds instead its members, each a model
+directory of its own inside it (``members/<name>/``) whose manifest's sha256 the ensemble records;
+the runner averages the members' scores (every head's, and the gate's), which the ensemble's own
+thresholds, gate threshold and override decide.
 """
 
 from __future__ import annotations
@@ -37,7 +42,12 @@ GATED_MANIFEST_FORMAT = 3
 OVERRIDE_MANIFEST_FORMAT = 4
 """The format of manifests whose presence gate a confident head overrules (``gate.override``):
 taggers that read only formats 1 to 3 refuse them instead of turning down the windows it keeps."""
-MANIFEST_FORMATS = (MANIFEST_FORMAT, HARMONIC_MANIFEST_FORMAT, GATED_MANIFEST_FORMAT, OVERRIDE_MANIFEST_FORMAT)
+AVERAGED_MANIFEST_FORMAT = 5
+"""The format of manifests whose scores are the average of member model directories
+(``manifest["members"]``, `tagger.model.average`): taggers that read only formats 1 to 4 refuse them
+instead of failing on a manifest whose classifiers name no file."""
+MANIFEST_FORMATS = (MANIFEST_FORMAT, HARMONIC_MANIFEST_FORMAT, GATED_MANIFEST_FORMAT, OVERRIDE_MANIFEST_FORMAT,
+                    AVERAGED_MANIFEST_FORMAT)  # fmt: skip
 MODELS_ENV = "TAGGER_MODELS"
 
 
@@ -67,6 +77,8 @@ def read_manifest(model_dir: str | os.PathLike) -> dict:
     for key in ("families", "features", "classifiers", "version"):
         if key not in manifest:
             raise ModelError(path, f"manifest lacks {key!r}")
+    if manifest["format"] == AVERAGED_MANIFEST_FORMAT and not (isinstance(manifest.get("members"), list) and manifest["members"]):
+        raise ModelError(path, "an averaged ensemble's manifest lists no members")
     for fam, entry in (manifest["classifiers"] or {}).items() if isinstance(manifest["classifiers"], dict) else ():
         t = entry.get("threshold", 0.5) if isinstance(entry, dict) else None
         if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0.0 <= t <= 1.0:
@@ -83,8 +95,10 @@ def read_manifest(model_dir: str | os.PathLike) -> dict:
 
 
 def manifest_format(manifest: dict) -> int:
-    """The oldest format that holds what the manifest needs (a gate's override, a gate, the harmonic
-    front end)."""
+    """The oldest format that holds what the manifest needs (members averaged, a gate's override, a
+    gate, the harmonic front end)."""
+    if manifest.get("members"):
+        return AVERAGED_MANIFEST_FORMAT
     if manifest.get("gate") and manifest["gate"].get("override") is not None:
         return OVERRIDE_MANIFEST_FORMAT
     if manifest.get("gate"):
@@ -182,28 +196,23 @@ class Ensemble:
         gate = manifest.get("gate")
         # a gate's override listens to every head, so a subset of the families runs them all and keeps its own
         run_fams = tuple(manifest["families"]) if gate is not None and gate.get("override") is not None else fams
-        entries = []
+        thresholds = {}
         for fam in run_fams:
             entry = manifest["classifiers"].get(fam)
             if entry is None:
                 raise ModelError(mpath, f"manifest lists family {fam!r} without a classifier entry")
-            fpath = _verified_file(model_dir, entry, f"classifier file for {fam!r}", repr(fam))
-            entries.append((fam, fpath, float(entry.get("threshold", 0.5))))
-        trunk = manifest.get("trunk")
-        trunk_path = _verified_file(model_dir, trunk, "the shared trunk file", "the shared trunk") if trunk is not None else None
-        if gate is not None and trunk_path is None:
-            raise ModelError(mpath, "the manifest lists a presence gate but no shared trunk for it to read")
-        gate_path = _verified_file(model_dir, gate, "the presence gate file", "the presence gate") if gate is not None else None
-        files = B.ModelFiles(
-            classifiers=tuple(p for _, p, _ in entries), trunk=trunk_path, feature_config=cfg,
-            manifest_hash=manifest_hash(manifest), families=run_fams, gate=gate_path,
-        )  # fmt: skip
+            thresholds[fam] = float(entry.get("threshold", 0.5)) if isinstance(entry, dict) else 0.5
+        if manifest.get("members"):
+            members = tuple(_member_files(model_dir, manifest, m, run_fams) for m in _members_of(mpath, manifest))
+        else:
+            members = (_model_files(model_dir, manifest, run_fams, gated=gate is not None),)
+        files = B.ModelFiles(members=members, feature_config=cfg, manifest_hash=manifest_hash(manifest), families=run_fams)
         runner = B.load_runner(files)
         return cls(
             model_dir=model_dir,
             manifest=manifest,
             families=fams,
-            thresholds=np.array([t for f, _, t in entries if f in fams], dtype=np.float32),
+            thresholds=np.array([thresholds[f] for f in fams], dtype=np.float32),
             feature_config=cfg,
             _runner=runner,
             gate_threshold=float(gate.get("threshold", 0.0)) if gate is not None else None,
@@ -235,6 +244,14 @@ class Ensemble:
             scores = G.gated(scores[:, :-1], scores[:, -1], self.gate_threshold, self.gate_override)
         return scores if self.columns is None else scores[:, list(self.columns)]
 
+    def predict_raw(self, feats: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
+        """Every head's score before the presence gate decides, then the gate's own score in the last
+        column when there is a gate [shape=(n, heads run (+ 1))]: what thresholds are chosen on."""
+        import dataclasses
+
+        raw = dataclasses.replace(self, gate_threshold=None, gate_override=None, columns=None)
+        return raw.predict_features(np.asarray(feats, dtype=np.float32), batch_size=batch_size)
+
     def predict(self, windows: np.ndarray, *, batch_size: int = 64) -> np.ndarray:
         """Per-family probabilities [shape=(n, n_families)] for windows [shape=(n, 64000)]."""
         return self.predict_features(self.features(windows), batch_size=batch_size)
@@ -242,6 +259,56 @@ class Ensemble:
     def decide(self, scores: np.ndarray) -> np.ndarray:
         """Presence decisions (bool) from scores with the calibrated thresholds."""
         return np.asarray(scores) >= self.thresholds
+
+
+def _model_files(model_dir: Path, manifest: dict, families: Sequence[str], *, gated: bool) -> B.Member:
+    """The verified files of the one model a (member) manifest describes: the classifiers of
+    `families`, its trunk, and its gate when `gated`. Nothing is deserialised before every hash matches."""
+    mpath = model_dir / MANIFEST
+    classifiers = []
+    for fam in families:
+        entry = manifest["classifiers"].get(fam)
+        if entry is None:
+            raise ModelError(mpath, f"manifest lists family {fam!r} without a classifier entry")
+        classifiers.append(_verified_file(model_dir, entry, f"classifier file for {fam!r}", repr(fam)))
+    trunk = manifest.get("trunk")
+    trunk_path = _verified_file(model_dir, trunk, "the shared trunk file", "the shared trunk") if trunk is not None else None
+    gate = manifest.get("gate") if gated else None
+    if gated and gate is None:
+        raise ModelError(mpath, "the ensemble has a presence gate but this member has none")
+    if gate is not None and trunk_path is None:
+        raise ModelError(mpath, "the manifest lists a presence gate but no shared trunk for it to read")
+    gate_path = _verified_file(model_dir, gate, "the presence gate file", "the presence gate") if gate is not None else None
+    return B.Member(classifiers=tuple(classifiers), trunk=trunk_path, gate=gate_path)
+
+
+def _members_of(mpath: Path, manifest: dict) -> list[dict]:
+    members = manifest["members"]
+    if not isinstance(members, list) or not all(isinstance(m, dict) for m in members):
+        raise ModelError(mpath, "the manifest's members are not a list of objects")
+    return members
+
+
+def _member_files(model_dir: Path, manifest: dict, entry: dict, families: Sequence[str]) -> B.Member:
+    """The verified files of one member of an averaged ensemble: its folder lies inside `model_dir`,
+    its manifest matches the sha256 the ensemble recorded, and it hears the same features and
+    families (so the runner's averaged columns mean what the ensemble's thresholds decide)."""
+    folder = model_dir / str(entry.get("dir", ""))
+    mpath = folder / MANIFEST
+    if not folder.resolve().is_relative_to(model_dir.resolve()) or folder.resolve() == model_dir.resolve():
+        raise ModelError(folder, "a member of the ensemble lies outside its model directory (refusing to load)")
+    if not mpath.is_file():
+        raise ModelError(mpath, "the manifest of a member of the ensemble is missing")
+    if sha256_file(mpath) != entry.get("sha256"):
+        raise ModelError(mpath, "sha256 mismatch for a member's manifest: it was modified or corrupted (refusing to load)")
+    member = read_manifest(folder)
+    if member.get("members"):
+        raise ModelError(mpath, "a member of an averaged ensemble is itself averaged (members do not nest)")
+    if member["features"] != manifest["features"]:
+        raise ModelError(mpath, "a member hears other features than its ensemble")
+    if list(member["families"]) != list(manifest["families"]):
+        raise ModelError(mpath, f"a member's families ({', '.join(member['families'])}) differ from its ensemble's")
+    return _model_files(folder, member, families, gated=manifest.get("gate") is not None)
 
 
 def _verified_file(model_dir: Path, entry, what: str, label: str) -> Path:

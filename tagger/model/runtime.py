@@ -1,7 +1,8 @@
 """A lean inference runtime: the Keras classifiers exported, with their own weights, to ONNX Runtime.
 
 The ``.keras`` files stay the source of truth. `export_onnx` writes the same layers with the same
-weights into one ONNX graph (the classifiers side by side, outputs concatenated in family order);
+weights into one ONNX graph (the classifiers side by side, outputs concatenated in family order;
+the members of an averaged ensemble side by side, their outputs averaged);
 `OnnxRunner` runs it with ONNX Runtime. The exported graph is verified against Keras on a fixed
 random batch before use (`verify`), and cached in the user cache folder keyed by the manifest
 hash, so a later scan neither imports TensorFlow nor converts again.
@@ -206,21 +207,30 @@ def _classifier(g: _Graph, model, inp: str) -> str:
     return out[0]
 
 
-def export_onnx(models: Sequence, input_shape: tuple[int, ...], *, trunk=None) -> bytes:
-    """One ONNX graph running every Keras classifier on input ``features`` [shape=(n, *input_shape)]
-    with output ``scores`` [shape=(n, len(models))], in the order given; with a shared `trunk`, the
-    classifiers are heads reading its embedding, computed once. Raises `UnsupportedModel`."""
+def export_onnx(members: Sequence[tuple], input_shape: tuple[int, ...]) -> bytes:
+    """One ONNX graph running Keras classifiers on input ``features`` [shape=(n, *input_shape)] with
+    output ``scores`` [shape=(n, classifiers per member)]. Each member is ``(trunk or None,
+    classifiers)``: its classifiers, in the order given, read the features, or with a shared trunk
+    are heads reading its embedding, computed once; the members' scores are averaged (every member
+    has as many classifiers). Raises `UnsupportedModel`."""
     from onnx import TensorProto, checker, helper
 
     g = _Graph()
-    source = _classifier(g, trunk, "features") if trunk is not None else "features"
-    outs = [_classifier(g, m, source) for m in models]
-    final = outs[0] if len(outs) == 1 else g.op("Concat", outs, axis=1)
+    widths = {len(models) for _, models in members}
+    if len(widths) != 1:
+        raise UnsupportedModel(f"members with different numbers of classifiers ({sorted(widths)}) cannot be averaged")
+    member_outs = []
+    for trunk, models in members:
+        source = _classifier(g, trunk, "features") if trunk is not None else "features"
+        outs = [_classifier(g, m, source) for m in models]
+        member_outs.append(outs[0] if len(outs) == 1 else g.op("Concat", outs, axis=1))
+    final = member_outs[0] if len(member_outs) == 1 else g.op("Mean", member_outs)
     g.nodes.append(helper.make_node("Identity", [final], ["scores"]))
+    width = widths.pop()
     graph = helper.make_graph(
         g.nodes, "ensemble",
         [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["n", *input_shape])],
-        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["n", len(models)])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["n", width])],
         initializer=g.inits,
     )  # fmt: skip
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="tagger")

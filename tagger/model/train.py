@@ -348,6 +348,10 @@ def train_ensemble(
         version=version,
         data={},
     )
+    if manifest.get("members"):
+        from tagger.model.average import TRAIN_INTO_MEMBERS
+
+        raise UserError(TRAIN_INTO_MEMBERS.format(out=out_dir))
     if manifest.get("architecture") != settings.architecture:
         raise UserError(f"{out_dir} holds {manifest.get('architecture')} models; train into another folder")
     recorded = F.FeatureConfig.from_dict(manifest["features"])
@@ -417,6 +421,7 @@ def train_ensemble(
     ex_dir = cache / f"examples-{ex_sig}"
     ex_dir.mkdir(parents=True, exist_ok=True)
     (ex_dir / "features.json").write_text(json.dumps(fcfg.to_dict(), sort_keys=True))  # what the cached arrays hold
+    (ex_dir / "families.json").write_text(json.dumps(all_families))  # the label columns, in order
     if not (ex_dir / "train_x.npy").is_file():
         say("generate", {"examples": settings.examples, "recipe": settings.recipe})
         x, y = S.generate(

@@ -1,0 +1,209 @@
+"""The averaged ensemble: members copied and verified, their scores averaged by every backend, and
+the operating point chosen on held-out validation (or carried over) as for one model."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from tagger.errors import ModelError, UserError  # noqa: E402
+from tagger.evaluate.metrics import THRESHOLD_BETA, calibrate_threshold  # noqa: E402
+from tagger.hashing import sha256_file  # noqa: E402
+from tagger.model import average as AV  # noqa: E402
+from tagger.model import gate as G  # noqa: E402
+from tagger.model.ensemble import AVERAGED_MANIFEST_FORMAT, Ensemble, read_manifest, write_manifest  # noqa: E402
+
+pytestmark = pytest.mark.model
+FAMILIES = ("bass", "flute", "organ")
+
+
+def _run(path, *, seed: int, version: str, families=FAMILIES, gate: bool = True):
+    """A trunk-and-heads model directory of random weights (BatchNorm statistics too, so that scores vary)."""
+    keras = pytest.importorskip("keras")
+    from tagger.model import architectures as A
+    from tagger.model import store
+
+    keras.utils.set_random_seed(seed)
+    rng = np.random.default_rng(seed)
+    cfg = A.feature_config("trunk")
+    manifest = store.new_manifest(architecture="trunk", recipe="mixture", feature_config=cfg, version=version,
+                                  data={"left_out_sources": ["generaluser"]})  # fmt: skip
+    trunk = A.build_trunk(cfg.shape, filters=(4, 8))
+    for layer in trunk.layers:
+        if type(layer).__name__ == "BatchNormalization":
+            g, b, m, v = layer.get_weights()
+            layer.set_weights([g, b, rng.normal(0, 0.5, m.shape).astype("float32"), rng.uniform(0.5, 2, v.shape).astype("float32")])
+    store.save_trunk(path, manifest, trunk)
+    width = int(trunk.output_shape[-1])
+    for f in families:
+        head = A.build_head(width, name=f"head_{f}")
+        head.set_weights([rng.normal(0, 0.6, w.shape).astype("float32") for w in head.get_weights()])
+        store.save_classifier(path, manifest, f, head, threshold=0.5)
+    if gate:
+        store.save_gate(path, manifest, G.gate_model(rng.normal(0, 0.5, width), 0.1), threshold=0.5, override=None,
+                        metrics={"cost": 0.2})  # fmt: skip
+    return path
+
+
+def _validation(folder, *, n_per_kind=40, seed=3, families=FAMILIES):
+    """A cached validation set (as `tagger train` leaves it) of random features: kinds 0-2 with random
+    labels, kind 3 drums alone; with a left-out source's set beside it."""
+    from tagger.model import architectures as A
+
+    shape = A.feature_config("trunk").shape
+    rng = np.random.default_rng(seed)
+    for sub in (folder, folder / "left_out"):
+        sub.mkdir(parents=True)
+        kind = np.repeat(np.arange(4), n_per_kind).astype(np.int8)
+        labels = (rng.random((len(kind), len(families))) < 0.4).astype(np.uint8)
+        labels[kind == 3] = 0
+        np.save(sub / "valid_x.npy", rng.random((len(kind), *shape), dtype=np.float32).astype(np.float16))
+        np.save(sub / "valid_labels.npy", labels)
+        np.save(sub / "valid_kind.npy", kind)
+        np.save(sub / "valid_levels.npy", labels.sum(axis=1))
+    (folder / "features.json").write_text(json.dumps(A.feature_config("trunk").to_dict(), sort_keys=True))
+    (folder / "families.json").write_text(json.dumps(list(families)))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    root = tmp_path_factory.mktemp("average")
+    a = _run(root / "a", seed=1, version="run-a")
+    b = _run(root / "b", seed=2, version="run-b")
+    valid = _validation(root / "valid")
+    sources = {p: sha256_file(p) for d in (a, b) for p in sorted(d.iterdir())}
+    out = root / "pair"
+    manifest = AV.combine(out, [a, b], valid=valid, version="pair-1")
+    return root, a, b, valid, out, manifest, sources
+
+
+def test_the_average_of_two_runs_is_one_model_decided_as_one_run_is(pair, monkeypatch, tmp_path):
+    from tagger.model import backends as B
+    from tagger.model import train as T
+
+    root, a, b, valid, out, manifest, sources = pair
+    assert manifest["format"] == AVERAGED_MANIFEST_FORMAT == 5 and manifest["version"] == "pair-1"
+    assert [m["version"] for m in manifest["members"]] == ["run-a", "run-b"]
+    # each member is copied whole, its manifest's hash recorded; the runs themselves are untouched
+    for entry, src in zip(manifest["members"], (a, b)):
+        copy = out / entry["dir"]
+        assert entry["sha256"] == sha256_file(copy / "manifest.json") == sha256_file(src / "manifest.json")
+        assert sorted(p.name for p in copy.iterdir()) == sorted(p.name for p in src.iterdir())
+    assert {p: sha256_file(p) for p in sources} == sources
+    vs = T.ValidationSet.cached(valid, lambda: None)
+    ens, ra, rb = Ensemble.load(out), Ensemble.load(a), Ensemble.load(b)
+    assert ens.families == FAMILIES and ens.runtime == "onnxruntime" and ens.gate_threshold is not None
+    x = vs.feats[:32].astype(np.float32)
+    want = (ra.predict_raw(x) + rb.predict_raw(x)) / 2  # every head's score and the gate's, averaged
+    raw = ens.predict_raw(x)
+    assert raw.shape == (32, 4) and np.max(np.abs(raw - want)) < 1e-5 and np.std(want[:, :3]) > 1e-3
+    monkeypatch.setenv(B.RUNTIME_ENV, "keras")
+    assert np.max(np.abs(Ensemble.load(out).predict_raw(x) - want)) < 1e-5
+    monkeypatch.delenv(B.RUNTIME_ENV)
+    # the thresholds: F0.5 over the validation windows with a family question, on the averaged scores
+    held = (ra.predict_raw(vs.feats) + rb.predict_raw(vs.feats)) / 2
+    asked = vs.kind < 3
+    for j, f in enumerate(FAMILIES):
+        t, _ = calibrate_threshold(vs.labels[asked, j], held[asked, j], beta=THRESHOLD_BETA)
+        assert manifest["classifiers"][f]["threshold"] == pytest.approx(t, abs=1e-4)
+    with_family = asked & vs.labels.any(axis=1)
+    gate = manifest["gate"]
+    assert gate["threshold"] == pytest.approx(G.choose_threshold(held[with_family, 3], 0.2), abs=1e-4)  # the members' cost
+    assert gate["metrics"]["cost"] == 0.2 and "other_kits_silent" in gate["metrics"]["overrides_tried"][0]
+    assert manifest["validation_left_out"]["sources"] == ["generaluser"] and set(manifest["validation_left_out"]["auc"]) == set(FAMILIES)
+    # the gate decides the averaged scores: a window it turns down has no family
+    probs = ens.predict_features(x)
+    down = want[:, 3] < ens.gate_threshold
+    if ens.gate_override is not None:
+        down &= want[:, :3].max(axis=1) < ens.gate_override
+    assert np.all(probs[down] == 0) and np.allclose(probs[~down], want[~down, :3], atol=1e-5)
+    # a subset of the families (a scan's worker) gets the same columns
+    sub = Ensemble.load(out, families=["organ"])
+    assert np.allclose(sub.predict_features(x)[:, 0], probs[:, 2], atol=1e-6)
+    assert sub.thresholds.tolist() == pytest.approx([manifest["classifiers"]["organ"]["threshold"]])
+
+
+def test_a_member_tampered_or_out_of_place_is_refused(pair, tmp_path):
+    import shutil
+
+    _root, _a, _b, _valid, out, manifest, _ = pair
+    d = tmp_path / "copy"
+    shutil.copytree(out, d)
+    head = d / manifest["members"][1]["dir"] / "flute.keras"
+    with open(head, "r+b") as fh:
+        fh.write(b"N")
+    with pytest.raises(ModelError, match="sha256 mismatch for 'flute'"):
+        Ensemble.load(d)
+    shutil.rmtree(d)
+    shutil.copytree(out, d)
+    member = d / manifest["members"][0]["dir"] / "manifest.json"
+    m = json.loads(member.read_text())
+    m["classifiers"]["bass"]["threshold"] = 0.1
+    member.write_text(json.dumps(m))
+    with pytest.raises(ModelError, match="member's manifest"):
+        Ensemble.load(d)
+    for bad, reason in (("../../a", "outside"), ("", "outside")):
+        top = json.loads((out / "manifest.json").read_text())
+        top["members"][0]["dir"] = bad
+        (d / "manifest.json").write_text(json.dumps(top))
+        with pytest.raises(ModelError, match=reason):
+            Ensemble.load(d)
+    top["members"] = []
+    (d / "manifest.json").write_text(json.dumps(top))
+    with pytest.raises(ModelError, match="lists no members"):
+        Ensemble.load(d)
+
+
+def test_a_production_pair_carries_the_held_out_pairs_decisions(pair, tmp_path):
+    root, a, b, valid, out, manifest, _ = pair
+    ref = read_manifest(out)
+    ref["aggregation"] = {**ref["aggregation"], "quantile": 0.6, "min_windows": 2}
+    write_manifest(out, ref)
+    prod = AV.combine(tmp_path / "prod", [b, a], reference=out, version="prod-1")
+    assert {f: c["threshold"] for f, c in prod["classifiers"].items()} == {f: c["threshold"] for f, c in ref["classifiers"].items()}
+    assert {k: prod["gate"][k] for k in ("threshold", "override")} == {k: ref["gate"][k] for k in ("threshold", "override")}
+    assert prod["aggregation"]["quantile"] == 0.6 and prod["aggregation"]["min_windows"] == 2
+    assert prod["reference"]["version"] == "pair-1" and [m["version"] for m in prod["members"]] == ["run-b", "run-a"]
+    assert Ensemble.load(tmp_path / "prod").gate_threshold == pytest.approx(ref["gate"]["threshold"])
+    # combined again into the same folder: replaced whole
+    again = AV.combine(tmp_path / "prod", [a, b], reference=out, version="prod-2")
+    assert again["version"] == "prod-2" and read_manifest(tmp_path / "prod")["version"] == "prod-2"
+    assert not list(tmp_path.glob(".prod*"))
+
+
+def test_what_cannot_be_averaged_is_refused_with_the_reason(pair, tmp_path):
+    from typer.testing import CliRunner
+
+    from tagger.cli import app
+
+    root, a, b, valid, out, manifest, _ = pair
+    with pytest.raises(UserError, match="one of the two"):
+        AV.combine(tmp_path / "x", [a, b], valid=valid, reference=out)
+    with pytest.raises(UserError, match="at least two members"):
+        AV.combine(tmp_path / "x", [a], valid=valid)
+    c = _run(tmp_path / "c", seed=3, version="run-c", families=("bass", "flute"))
+    with pytest.raises(UserError, match="train the missing heads"):
+        AV.combine(tmp_path / "x", [a, c], valid=valid)
+    with pytest.raises(UserError, match="not an averaged ensemble"):
+        AV.combine(tmp_path / "x", [a, b], reference=a)
+    with pytest.raises(UserError, match="itself an averaged ensemble"):
+        AV.combine(tmp_path / "x", [a, out], valid=valid)
+    with pytest.raises(UserError, match="no cached validation set"):
+        AV.combine(tmp_path / "x", [a, b], valid=tmp_path)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="something other than an averaged ensemble"):
+        AV.combine(other, [a, b], valid=valid)
+    assert [p.name for p in other.iterdir()] == ["notes.txt"] and not (tmp_path / "x").exists()
+    # training into an averaged ensemble says where to train instead
+    res = CliRunner().invoke(app, ["train", "--data", str(tmp_path), "--out", str(out)])
+    assert res.exit_code == 1 and "train into each of its members" in res.output
+    res = CliRunner().invoke(app, ["combine", "--help"])
+    assert res.exit_code == 0 and "--valid" in res.output and "--reference" in res.output
