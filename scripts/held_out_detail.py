@@ -255,15 +255,6 @@ def report_rows(name: str, vs, probs: np.ndarray, ens) -> str:
             f"{rep['music_jaccard']:.3f} | {p:.3f} / {r:.3f} / {f05:.3f} | {'-' if silent is None else f'{silent:.1%}'} |")  # fmt: skip
 
 
-def raw_scores(ens, feats) -> np.ndarray:
-    """A gated ensemble's scores before its gate decides [shape=(n, families + 1)]: every head's,
-    then the gate's own score in the last column."""
-    import dataclasses
-
-    raw = dataclasses.replace(ens, gate_threshold=None, gate_override=None)
-    return raw.predict_features(np.asarray(feats, dtype=np.float32), batch_size=256)
-
-
 def gate_cost_rows(name: str, ens, vs, left_out, costs, overrides=()) -> list[str]:
     """`report_rows` of a gated ensemble with its gate's threshold chosen anew for each cost on the
     held-out windows that hold a family (`tagger.model.gate.choose_threshold`); for each of
@@ -272,7 +263,7 @@ def gate_cost_rows(name: str, ens, vs, left_out, costs, overrides=()) -> list[st
     from tagger.model import gate as G
 
     sets = [("held-out instruments", vs), *([("left-out source", left_out)] if left_out is not None else [])]
-    scored = {label: raw_scores(ens, s.feats) for label, s in sets}
+    scored = {label: ens.predict_raw(s.feats) for label, s in sets}
     with_family = (vs.kind < 3) & vs.labels.any(axis=1)
     lines = []
     for cost in costs:
@@ -290,29 +281,25 @@ def gate_cost_rows(name: str, ens, vs, left_out, costs, overrides=()) -> list[st
 
 def averaged_rows(ensembles: list, names: list[str], vs, left_out, *, cost: float | None = None) -> list[str]:
     """`report_rows` of the average of gated ensembles' raw scores (heads and gate) on the held-out
-    windows and the left-out source, decided as `tagger train` decides for one run: per-family
-    thresholds by F-beta over every held-out window with a family question, the gate's threshold by
-    `cost` (default the training default), its override by `tagger.model.gate.choose_override`
-    (with the left-out source's kits alone)."""
+    windows and the left-out source, decided as `tagger train` decides for one run and `tagger
+    combine` for an averaged ensemble (`tagger.model.average.choose_operating_point`): the gate's
+    threshold by `cost` (default the training default), its override with the left-out source's kits."""
     from types import SimpleNamespace
 
-    from tagger.evaluate.metrics import THRESHOLD_BETA, calibrate_threshold
     from tagger.model import gate as G
+    from tagger.model.average import choose_operating_point
 
     def mean_scores(s):
-        return np.mean([raw_scores(e, s.feats) for e in ensembles], axis=0)
+        return np.mean([e.predict_raw(s.feats) for e in ensembles], axis=0)
 
     held = mean_scores(vs)
     heads, gate = held[:, :-1], held[:, -1]
-    truth, scored = vs.labels.astype(bool), vs.kind < 3
-    th = np.array([calibrate_threshold(truth[scored, j], heads[scored, j], beta=THRESHOLD_BETA)[0]
-                   for j in range(heads.shape[1])], dtype=np.float32)  # fmt: skip
-    t = G.choose_threshold(gate[scored & truth.any(axis=1)], G.GATE_COST if cost is None else cost)
     lo = mean_scores(left_out) if left_out is not None else None
     kits = lo[left_out.kind == 3] if lo is not None else None
-    override, _ = G.choose_override(heads, gate, t, truth=truth, head_thresholds=th, drums_alone=vs.kind == 3,
-                                    other_kits=None if kits is None else (kits[:, :-1], kits[:, -1]))  # fmt: skip
-    decide = SimpleNamespace(thresholds=th, families=ensembles[0].families)
+    point = choose_operating_point(heads, gate, truth=vs.labels, kind=vs.kind, cost=G.GATE_COST if cost is None else cost,
+                                   other_kits=None if kits is None else (kits[:, :-1], kits[:, -1]))  # fmt: skip
+    t, override = point["gate"]["threshold"], point["gate"]["override"]
+    decide = SimpleNamespace(thresholds=point["thresholds"], families=ensembles[0].families)
     name = " + ".join(f"`{n}`" for n in names) + f" averaged (gate {t:.3f}, override {override})"
     lines = [report_rows(f"{name}, held-out instruments", vs, G.gated(heads, gate, t, override), decide)]
     if lo is not None:
@@ -348,7 +335,7 @@ def top_rescue_rows(name: str, ens, vs, left_out) -> list[str]:
     windows and the left-out source."""
     lines = []
     for label, s in (("held-out instruments", vs), *([("left-out source", left_out)] if left_out is not None else [])):
-        p = raw_scores(ens, s.feats)
+        p = ens.predict_raw(s.feats)
         truth = s.labels.astype(bool)
         for bar, share in TOP_RESCUE:
             scores, rescue = top_rescued(ens, p[:, :-1], p[:, -1], gate_at_least=bar, share=share)
