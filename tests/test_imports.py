@@ -138,3 +138,16 @@ def test_every_subpackage_ships_in_the_wheel():
     listed = set(tomllib.loads((ROOT.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     subpackages = {".".join(("tagger", *p.parent.relative_to(ROOT).parts)) for p in ROOT.rglob("__init__.py")}
     assert "tagger.tags" in subpackages and subpackages <= listed
+
+
+def test_every_shipped_model_file_ships_in_the_wheel():
+    """The package data of tagger.models names every file of models/, an averaged ensemble's members too."""
+    import fnmatch
+    import tomllib
+
+    patterns = tomllib.loads((ROOT.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["tagger.models"]
+    models = ROOT.parent / "models"
+    files = [p.relative_to(models).as_posix() for p in models.rglob("*") if p.is_file()]
+    assert "manifest.json" in files
+    unshipped = [f for f in files if not any(fnmatch.fnmatchcase(f, pat) and f.count("/") == pat.count("/") for pat in patterns)]
+    assert unshipped == []

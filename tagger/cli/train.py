@@ -110,11 +110,12 @@ def train(
     if architecture is None:
         from tagger.model.ensemble import MANIFEST, read_manifest
 
-        architecture = read_manifest(out).get("architecture", "trunk") if (out / MANIFEST).is_file() else "trunk"
-    from tagger.model import average
+        existing = read_manifest(out) if (out / MANIFEST).is_file() else {}
+        if existing.get("members"):
+            from tagger.model.ensemble import TRAIN_INTO_MEMBERS
 
-    if architecture == average.ARCHITECTURE:
-        raise UserError(average.TRAIN_INTO_MEMBERS.format(out=out))
+            raise UserError(TRAIN_INTO_MEMBERS.format(out=out))
+        architecture = existing.get("architecture", "trunk")
     if architecture not in ARCHITECTURES:
         raise typer.BadParameter(f"architecture must be one of {', '.join(ARCHITECTURES)}")
     if pretrain_steps and architecture not in SHARED_TRUNK:

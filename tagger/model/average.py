@@ -47,9 +47,6 @@ from tagger.model import gate as G
 MEMBERS_DIR = "members"
 """Where an averaged ensemble keeps its members, one folder each."""
 ARCHITECTURE = "averaged"
-TRAIN_INTO_MEMBERS = ("{out} is an averaged ensemble: train into each of its members (a copy of the member's folder, "
-                      "--out MEMBER), then combine them again (tagger combine)")  # fmt: skip
-"""Why `tagger train` does not train into an averaged ensemble, and what to do instead."""
 
 
 def choose_operating_point(heads: np.ndarray, gate: np.ndarray | None, *, truth: np.ndarray, kind: np.ndarray,

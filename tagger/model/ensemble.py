@@ -49,6 +49,9 @@ instead of failing on a manifest whose classifiers name no file."""
 MANIFEST_FORMATS = (MANIFEST_FORMAT, HARMONIC_MANIFEST_FORMAT, GATED_MANIFEST_FORMAT, OVERRIDE_MANIFEST_FORMAT,
                     AVERAGED_MANIFEST_FORMAT)  # fmt: skip
 MODELS_ENV = "TAGGER_MODELS"
+TRAIN_INTO_MEMBERS = ("{out} is an averaged ensemble: train into each of its members (a copy of the member's folder, "
+                      "--out MEMBER), then combine them again (tagger combine)")  # fmt: skip
+"""Why `tagger train` does not train into an averaged ensemble, and what to do instead."""
 
 
 def default_model_dir() -> Path:

@@ -349,7 +349,7 @@ def train_ensemble(
         data={},
     )
     if manifest.get("members"):
-        from tagger.model.average import TRAIN_INTO_MEMBERS
+        from tagger.model.ensemble import TRAIN_INTO_MEMBERS
 
         raise UserError(TRAIN_INTO_MEMBERS.format(out=out_dir))
     if manifest.get("architecture") != settings.architecture:
