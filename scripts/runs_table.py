@@ -27,8 +27,19 @@ def _f(value, digits: int = 3) -> str:
     return "" if value is None else f"{value:.{digits}f}"
 
 
-def row(manifest: dict) -> list[str]:
-    """The table's cells for one model directory's manifest."""
+def params_of(manifest: dict, folder: Path | None = None) -> int:
+    """The parameters of a model directory: trunk, gate and heads; an averaged ensemble's, every
+    member's (read from `folder`)."""
+    if manifest.get("members"):
+        return sum(params_of(json.loads((folder / m["dir"] / "manifest.json").read_text())) for m in manifest["members"])
+    gate = manifest.get("gate") or {}
+    return (int(manifest.get("trunk", {}).get("params", 0)) + int(gate.get("params", 0))
+            + sum(int(c.get("params", 0)) for c in manifest["classifiers"].values()))  # fmt: skip
+
+
+def row(manifest: dict, folder: Path | None = None) -> list[str]:
+    """The table's cells for one model directory's manifest (in `folder`: an averaged ensemble's
+    members are read there)."""
     ref = manifest.get("reference")
     held = {f: c.get("metrics", {}).get("auc") for f, c in manifest["classifiers"].items()}
     validation = manifest.get("validation", {})
@@ -40,8 +51,10 @@ def row(manifest: dict) -> list[str]:
     training = manifest.get("training", {})
     data = manifest.get("data", {})
     gate = manifest.get("gate") or {}
-    params = (int(manifest.get("trunk", {}).get("params", 0)) + int(gate.get("params", 0))
-              + sum(int(c.get("params", 0)) for c in manifest["classifiers"].values()))  # fmt: skip
+    params = params_of(manifest, folder)
+    members = manifest.get("members")
+    if members:  # the recipe and data are the members': name them
+        training, data = {}, {}
     aucs = [held.get(f) for f in FAMILIES if held.get(f) is not None]
     lo_aucs = left_out.get("auc", {})
     lo = [lo_aucs[f] for f in FAMILIES if f in lo_aucs]
@@ -50,7 +63,8 @@ def row(manifest: dict) -> list[str]:
     weights = synth.get("level_weights")
     return [
         f"`{manifest['version']}`{note}",
-        f"{manifest.get('architecture')}, {data.get('examples', '?')} examples x {training.get('epochs', '?')} epochs"
+        (f"the scores of {' and '.join(f'`{m}`' for m in (m['version'] for m in members))} averaged" if members else
+         f"{manifest.get('architecture')}, {data.get('examples', '?')} examples x {training.get('epochs', '?')} epochs")
         + (f", level weights {','.join(f'{w:g}' for w in weights)}" if weights else "")
         + (f", timbre morph {synth['morph_prob']:g} / warp {synth['warp_prob']:g}" if synth.get("morph_prob") or synth.get("warp_prob") else "")
         + (f", chords {synth['chord_prob']:g}" if synth.get("chord_prob") else "")
@@ -68,9 +82,9 @@ def row(manifest: dict) -> list[str]:
         + (f", {training['instrument_fraction']:g} of the instruments" if training.get("instrument_fraction", 1.0) < 1.0 else "")
         + (", all instruments" if data.get("all_instruments") else "")
         + (f", without {', '.join(data['left_out_sources'])}" if data.get("left_out_sources") else ""),
-        f"{data.get('dataset', '?')}: {data.get('train_instruments', '?')} instruments",
+        "the members'" if members else f"{data.get('dataset', '?')}: {data.get('train_instruments', '?')} instruments",
         f"{params:,}",
-        f"{training.get('seconds', 0) / 60:.0f} min",
+        "the members'" if members else f"{training.get('seconds', 0) / 60:.0f} min",
         f"{_f(np.mean(aucs) if aucs else None)} ({', '.join(f'{a:.2f}' for a in aucs)})",
         f"{_f(np.mean(lo) if lo else None)}" + (f" ({', '.join(f'{a:.2f}' for a in lo)})" if lo else ""),
         f"{_f(proto.get('jaccard'), 2)} / {_f(proto.get('emr'), 2)}",
@@ -112,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError) as exc:
             print(f"{d}: cannot read manifest.json: {exc}", file=sys.stderr)
             return 1
-        lines.append("| " + " | ".join(row(manifest)) + " |")
+        lines.append("| " + " | ".join(row(manifest, d)) + " |")
     print("\n".join(lines))
     return 0
 

@@ -207,3 +207,19 @@ def test_what_cannot_be_averaged_is_refused_with_the_reason(pair, tmp_path):
     assert res.exit_code == 1 and "train into each of its members" in res.output
     res = CliRunner().invoke(app, ["combine", "--help"])
     assert res.exit_code == 0 and "--valid" in res.output and "--reference" in res.output
+
+
+def test_the_runs_table_names_the_members_and_counts_their_parameters(pair, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    _root, a, b, _valid, out, manifest, _ = pair
+    spec = importlib.util.spec_from_file_location("runs", Path(__file__).parents[1] / "scripts" / "runs_table.py")
+    runs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(runs)
+    assert runs.main([str(out)]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    one = runs.params_of(read_manifest(a))
+    assert one > 0 and runs.params_of(read_manifest(out), out) == one + runs.params_of(read_manifest(b))
+    assert "`run-a` and `run-b` averaged" in line and f"{2 * one:,}" in line
+    assert f"{np.mean(list(manifest['validation_left_out']['auc'].values())):.3f}" in line

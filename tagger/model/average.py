@@ -59,18 +59,19 @@ def choose_operating_point(heads: np.ndarray, gate: np.ndarray | None, *, truth:
 
     Returns {"thresholds": [k], "metrics": [k per-family dicts], "gate": {"threshold", "override",
     "metrics"} or None}."""
-    from tagger.evaluate.metrics import THRESHOLD_BETA, calibrate_threshold
+    from tagger.model.train import family_threshold
 
     truth = np.asarray(truth, dtype=bool)
-    scored = np.asarray(kind) < 3  # (drums alone are what the gate is measured on, not a family question)
-    chosen = [calibrate_threshold(truth[scored, j], heads[scored, j], beta=THRESHOLD_BETA) for j in range(heads.shape[1])]
+    kind = np.asarray(kind)
+    scored = kind < 3  # (drums alone are what the gate is measured on, not a family question)
+    chosen = [family_threshold(truth[:, j], heads[:, j], kind) for j in range(heads.shape[1])]
     thresholds = np.array([t for t, _ in chosen], dtype=np.float32)
     out = {"thresholds": thresholds, "metrics": [m for _, m in chosen], "gate": None}
     if gate is None:
         return out
     with_family = scored & truth.any(axis=1)
     t = G.choose_threshold(gate[with_family], cost)
-    drums = np.asarray(kind) == 3
+    drums = kind == 3
     override, tried = G.choose_override(heads, gate, t, truth=truth, head_thresholds=thresholds, drums_alone=drums,
                                         other_kits=other_kits)  # fmt: skip
     from tagger.evaluate.metrics import auc
@@ -163,6 +164,7 @@ def combine(out_dir: str | os.PathLike, members: Sequence[str | os.PathLike], *,
         manifest["aggregation"] = dict(ref.get("aggregation", DEFAULT_AGGREGATION))
         manifest["reference"] = {
             "version": ref["version"],
+            "auc": {f: c.get("metrics", {}).get("auc") for f, c in ref["classifiers"].items()},
             "why": "thresholds, presence gate and aggregation rule carried over from this averaged ensemble of runs on "
                    "held-out instruments",
             "validation": ref.get("validation", {}),

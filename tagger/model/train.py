@@ -287,6 +287,21 @@ class ValidationSet:
         }
 
 
+def family_threshold(truth: np.ndarray, scores: np.ndarray, kind: np.ndarray) -> tuple[float, dict]:
+    """One family's operating point on validation windows (`ValidationSet`: labels [shape=(n,)],
+    scores before any gate [shape=(n,)], kinds): F0.5 (precision first) over every window with a
+    family question (protocol mixtures, music-like mixtures and single notes; drums alone are
+    reported on their own). Returns the threshold and its metrics, with the precision and recall of
+    the music-like mixtures, the single notes and every window."""
+    music, solo = kind == 1, kind == 2
+    scored = kind < 3
+    t, metrics = calibrate_threshold(truth[scored], scores[scored], beta=THRESHOLD_BETA)
+    return t, {**metrics, "music_auc": round(_auc(truth[music], scores[music]), 4),
+               "music": _operating_point(truth[music], scores[music], t),
+               "solo": _operating_point(truth[solo], scores[solo], t),
+               "all": _operating_point(truth, scores, t)}  # fmt: skip
+
+
 def train_ensemble(
     dataset_root: str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -534,16 +549,8 @@ def train_ensemble(
         probs = _predict_joint(joint, vs.feats, todo, batch=predict_batch)
         if shared and frozen_trunk is None:
             store.save_trunk(out_dir, manifest, trunk)
-        music, solo = vs.kind == 1, vs.kind == 2
         for i, (f, j) in enumerate(zip(todo, fam_idx)):
-            # the operating point: F0.5 (precision first) over every validation window with a family
-            # question: protocol mixtures, music-like mixtures and single notes
-            scored = vs.kind < 3  # (percussion alone is reported on its own)
-            t, metrics = calibrate_threshold(vs.labels[scored, j], probs[scored, i], beta=THRESHOLD_BETA)
-            metrics = {**metrics, "music_auc": round(_auc(vs.labels[music, j], probs[music, i]), 4),
-                       "music": _operating_point(vs.labels[music, j], probs[music, i], t),
-                       "solo": _operating_point(vs.labels[solo, j], probs[solo, i], t),
-                       "all": _operating_point(vs.labels[:, j], probs[:, i], t)}  # fmt: skip
+            t, metrics = family_threshold(vs.labels[:, j], probs[:, i], vs.kind)
             if ref_manifest is not None:
                 metrics["own_threshold"] = t
                 t = float(ref_manifest["classifiers"][f]["threshold"])
