@@ -248,11 +248,13 @@ def _choose_on_validation(folder: Path, manifest: dict, valid: Path, members: Se
     fams = list(ens.families)
     manifest["validation"] = {"data": str(valid), **vs.report(decided(held), th, fams, fams)}
     if lo is not None:
-        sel = lo.kind < 3
+        sel, lo_decided = lo.kind < 3, decided(lo_raw)
         manifest["validation_left_out"] = {
             "sources": sorted({s for m in members for s in m.get("data", {}).get("left_out_sources", [])}),
-            "auc": {f: round(auc(lo.labels[sel, j], lo_raw[sel, j]), 4) for j, f in enumerate(fams)},
-            **lo.report(decided(lo_raw), th, fams, fams),
+            # (as `tagger train` records it: on the scores users get, after the gate; and the heads' alone)
+            "auc": {f: round(auc(lo.labels[sel, j], lo_decided[sel, j]), 4) for j, f in enumerate(fams)},
+            "auc_heads": {f: round(auc(lo.labels[sel, j], lo_raw[sel, j]), 4) for j, f in enumerate(fams)},
+            **lo.report(lo_decided, th, fams, fams),
         }
     E.write_manifest(folder, manifest)
     say("operating point", {"thresholds": {f: c["threshold"] for f, c in manifest["classifiers"].items()},
