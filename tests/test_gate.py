@@ -94,6 +94,15 @@ def test_the_override_is_the_most_permissive_that_keeps_drums_silent_and_f05():
     chosen, tried = G.choose_override(heads, gate, 0.5, candidates=(0.98, 0.95, 0.9, 0.8), other_kits=other, **kw)
     assert chosen is None and [r["other_kits_silent"] for r in tried] == [1.0, 1.0, 1.0, 0.8, 0.8]
     assert "other_kits_silent" not in G.choose_override(heads, gate, 0.5, **kw)[1][0]  # (no other kits: as before)
+    # kits the gate alone leaves under 95% silent (2 of 20 windows past it): an override that sets off
+    # none more qualifies; one that sets off one more does not
+    other = np.full((20, 2), 0.1, np.float32), np.full(20, 0.2, np.float32)
+    other[1][:2], other[0][:2, 0] = 0.9, 0.6
+    chosen, tried = G.choose_override(heads, gate, 0.5, candidates=(0.98, 0.95, 0.9, 0.8), other_kits=other, **kw)
+    assert chosen == 0.9 and [r["other_kits_silent"] for r in tried] == [0.9] * 5
+    other[0][2, 0] = 0.92
+    chosen, tried = G.choose_override(heads, gate, 0.5, candidates=(0.98, 0.95, 0.9, 0.8), other_kits=other, **kw)
+    assert chosen is None and [r["other_kits_silent"] for r in tried] == [0.9, 0.9, 0.9, 0.85, 0.85]  # (0.95: lower F0.5)
     # an override that costs F0.5 does not qualify: here the lone notes the heads are sure of are wrong
     wrong = truth.copy()
     wrong[:40] = [False, True]

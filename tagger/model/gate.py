@@ -18,7 +18,8 @@ override is chosen on the same validation windows by `choose_override`: the most
 `GATE_OVERRIDES` that keeps some of the windows the gate turns down without lowering F0.5 over
 every validation window or letting windows of drums alone trigger a family more often than
 `DRUMS_SILENT_MIN` allows (None when none qualifies). When the run leaves a source out, the left-out
-library's kits alone must stay as silent too: kits that no training example held, the case of a
+library's kits alone must stay as silent too (at least as often, or, where the gate alone leaves
+fewer of them silent, the override must set off none of them): kits that no training example held, the case of a
 user's drums (on sample-library kits alone, the most permissive override can let an unheard kit
 through: 15 of 21 windows of unheard FM kits silent at 0.8, 19 with the gate alone).
 """
@@ -113,9 +114,10 @@ def choose_override(heads: np.ndarray, gate: np.ndarray, threshold: float, *, tr
     windows hold drums alone [bool, shape=(n,)]; `other_kits`, the head and gate scores of windows
     of drums alone from kits of another library (the left-out source's), when there are some. The
     lowest of `candidates` that keeps some window the gate turns down, whose F-beta over every
-    (window, family) is at least the gate's alone and whose drums-alone windows, and the other
-    kits' windows, stay without a family in at least `min_silent` of cases; None when none does
-    (or there are no drum windows to check).
+    (window, family) is at least the gate's alone, whose drums-alone windows stay without a family
+    in at least `min_silent` of cases, and whose other kits' windows do too, or lose nothing to it
+    when the gate alone leaves fewer silent; None when none qualifies (or there are no drum windows
+    to check).
     Returns it and one record per candidate (the gate alone first)."""
     truth = np.asarray(truth, dtype=bool)
     drums_alone = np.asarray(drums_alone, dtype=bool)
@@ -140,7 +142,8 @@ def choose_override(heads: np.ndarray, gate: np.ndarray, threshold: float, *, tr
         rec = measure(float(h))
         records.append(rec)
         if (rec["kept_by_override"] and rec["drums_alone_silent"] is not None and rec["drums_alone_silent"] >= min_silent
-                and rec["fbeta"] >= base["fbeta"] and (not others or rec["other_kits_silent"] >= min_silent)):  # fmt: skip
+                and rec["fbeta"] >= base["fbeta"]
+                and (not others or rec["other_kits_silent"] >= min(min_silent, base["other_kits_silent"]))):  # fmt: skip
             chosen = float(h)
     return chosen, records
 
