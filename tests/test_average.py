@@ -168,6 +168,7 @@ def test_a_production_pair_carries_the_held_out_pairs_decisions(pair, tmp_path):
     prod = AV.combine(tmp_path / "prod", [b, a], reference=out, version="prod-1")
     assert {f: c["threshold"] for f, c in prod["classifiers"].items()} == {f: c["threshold"] for f, c in ref["classifiers"].items()}
     assert {k: prod["gate"][k] for k in ("threshold", "override")} == {k: ref["gate"][k] for k in ("threshold", "override")}
+    assert prod["gate"]["metrics"]["cost"] == ref["gate"]["metrics"]["cost"] == 0.2
     assert prod["aggregation"]["quantile"] == 0.6 and prod["aggregation"]["min_windows"] == 2
     assert prod["reference"]["version"] == "pair-1" and [m["version"] for m in prod["members"]] == ["run-b", "run-a"]
     assert Ensemble.load(tmp_path / "prod").gate_threshold == pytest.approx(ref["gate"]["threshold"])

@@ -3,12 +3,13 @@
 The notes are rendered in the test from FluidR3_GM programs of the `gm2` test split. The shipped
 models are a production fit that heard them (every instrument of `gm4`); the expected answers are
 the shipped models' reference outputs on these inputs (basic-pitch style): a regression here
-means the models or the pipeline changed behaviour. With `trunk-harmonic-6` (the heads of
-`trunk-harmonic-4` under a presence gate that a head at 0.9 overrules, with its held-out run's
-thresholds; `trunk-harmonic-5` had the same gate without the override) the marimba note alone
-scores 0.95 for mallet (threshold 0.52) and is tagged; in the marimba + tremolo strings duo both
-are tagged: strings 0.85 (threshold 0.60) and, under them, the marimba 0.67 for mallet (the
-models before `trunk-harmonic-4`, `trunk-harmonic-3`, left the marimba of the duo untagged at 0.27).
+means the models or the pipeline changed behaviour. With `averaged-harmonic-7` (the scores of
+`trunk-harmonic-6` and the sections recipe's production fit averaged, under the averaged gate, which
+a head at 0.85 overrules) the marimba note alone scores 0.95 for mallet (threshold 0.53) under a
+gate score of 0.41 (threshold 0.55): the override keeps it, and it is tagged. In the marimba +
+tremolo strings duo only the strings are tagged (0.92, threshold 0.60): the marimba under them
+scores 0.42 for mallet, the average of 0.67 (`trunk-harmonic-6`, which tagged both) and 0.17 (the
+sections member). The pair is more precise and misses more (README, "Two models averaged").
 """
 
 import json
@@ -49,7 +50,7 @@ CASES: dict[str, tuple[list[tuple[int, int]], list[str]]] = {
     "solo_a": ([(79, 72)], ["flute"]),
     "solo_b": ([(12, 72)], ["mallet"]),
     "solo_c": ([(42, 50)], ["string"]),
-    "duo": ([(12, 72), (44, 60)], ["mallet", "string"]),
+    "duo": ([(12, 72), (44, 60)], ["string"]),
     "silence": ([], []),
 }
 
@@ -160,7 +161,7 @@ def test_scan_then_query_finds_the_right_tracks(library, tmp_path):
     strings = query("--has", "string")
     assert "solo_c.flac" in strings and "silence.wav" not in strings and "solo_a.ogg" not in strings
     assert query("--has", "string", "--lacks", "flute") == strings
-    assert query("--has", "mallet") == ["duo.mp3", "solo_b.m4a"]  # the marimba alone and under the strings
-    assert query("--has", "mallet", "--lacks", "string") == ["solo_b.m4a"]
+    assert query("--has", "mallet") == ["solo_b.m4a"]  # the marimba alone (under the strings: missed, the docstring)
+    assert "duo.mp3" in strings and query("--has", "string", "--lacks", "mallet") == strings
     assert tags.read_instruments(music / "solo_c.flac").instruments == ["string"]
     assert tags.read_instruments(music / "silence.wav").instruments == []

@@ -160,7 +160,8 @@ def combine(out_dir: str | os.PathLike, members: Sequence[str | os.PathLike], *,
     if ref is not None:
         manifest["classifiers"] = {f: {"threshold": float(ref["classifiers"][f]["threshold"])} for f in families}
         if gated:
-            manifest["gate"] = {k: ref["gate"].get(k) for k in ("threshold", "override")}
+            manifest["gate"] = {**{k: ref["gate"].get(k) for k in ("threshold", "override")},
+                                "metrics": {"cost": ref["gate"].get("metrics", {}).get("cost")}}  # fmt: skip
         manifest["aggregation"] = dict(ref.get("aggregation", DEFAULT_AGGREGATION))
         manifest["reference"] = {
             "version": ref["version"],
