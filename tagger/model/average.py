@@ -3,7 +3,7 @@
 Two trunks trained on different examples disagree on instruments neither heard; the average of
 their scores separates the families better than either (the README's "Two runs averaged"). An
 averaged ensemble is a model directory (manifest format 5) that holds its members, each a model
-directory of its own, copied into ``members/<name>/`` with its manifest's sha256 recorded in the
+directory of its own, copied into ``member-models/<name>/`` with its manifest's sha256 recorded in the
 ensemble's manifest. `tagger.model.ensemble.Ensemble` runs the members as one graph whose output is
 the average of theirs, every head's and the gate's; the ensemble's own per-family thresholds, gate
 threshold and override then decide, as for one model.
@@ -44,8 +44,9 @@ from tagger.hashing import sha256_file
 from tagger.model import ensemble as E
 from tagger.model import gate as G
 
-MEMBERS_DIR = "members"
-"""Where an averaged ensemble keeps its members, one folder each."""
+MEMBERS_DIR = "member-models"
+"""Where an averaged ensemble keeps its members, one folder each (a name that is no Python
+identifier, so that installing the models as package data does not take the folder for a package)."""
 ARCHITECTURE = "averaged"
 
 

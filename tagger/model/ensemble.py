@@ -7,7 +7,7 @@ files to an inference backend (`tagger.model.backends`: ONNX Runtime or Keras, w
 safe mode); callers only ever see `Ensemble.predict(windows) -> scores`.
 
 An averaged ensemble (format 5, `tagger.model.average`) holds instead its members, each a model
-directory of its own inside it (``members/<name>/``) whose manifest's sha256 the ensemble records;
+directory of its own inside it (``member-models/<name>/``) whose manifest's sha256 the ensemble records;
 the runner averages the members' scores (every head's, and the gate's), which the ensemble's own
 thresholds, gate threshold and override decide.
 """
