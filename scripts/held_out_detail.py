@@ -32,6 +32,12 @@ which `tagger train` chooses by `tagger.model.gate.choose_override`).
 the gate's threshold and its override chosen on the held-out windows as `tagger train` chooses them
 for one run: what shipping the runs as one ensemble would give, thresholded.
 
+``--mel-shifts=-1,0,1`` (with ``--report``; the ``=`` keeps argparse from reading ``-1`` as an option) adds the gated runs (averaged, when several) over views of every
+window: its spectrogram shifted by each number of mel bands (edges repeated), every view scored by
+every run and the scores averaged, decided the same way; with the mean AUC of those averaged scores,
+held-out and left-out (the heads, before the gate). A measure of test-time augmentation: each view
+costs one more pass of every trunk.
+
 ``--top-rescue`` adds, for every gated run, a decision rule measured for lone notes: a window in
 which no family passes its threshold gets its top family when the gate hears a family in it (its
 score at least the gate's threshold, or a higher bar) and that family's head scores at least a share
@@ -307,6 +313,44 @@ def averaged_rows(ensembles: list, names: list[str], vs, left_out, *, cost: floa
     return lines
 
 
+def shift_mel(feats: np.ndarray, bands: int) -> np.ndarray:
+    """Spectrograms [shape=(n, mel bands, frames)] shifted up by `bands` mel bands (down when
+    negative), the band at the edge repeated into the bands left empty."""
+    feats = np.asarray(feats, dtype=np.float32)
+    if bands == 0:
+        return feats
+    out = np.roll(feats, bands, axis=1)
+    if bands > 0:
+        out[:, :bands] = feats[:, :1]
+    else:
+        out[:, bands:] = feats[:, -1:]
+    return out
+
+
+class MelShifted:
+    """A loaded ensemble scored on views of each window (`shift_mel` by each of `shifts`), the views'
+    scores averaged: what `averaged_rows` reads (`predict_raw`, `families`)."""
+
+    def __init__(self, ens, shifts) -> None:
+        self.ens, self.shifts, self.families = ens, tuple(shifts), ens.families
+
+    def predict_raw(self, feats) -> np.ndarray:
+        return np.mean([self.ens.predict_raw(shift_mel(feats, k)) for k in self.shifts], axis=0)
+
+
+def mel_shift_rows(ensembles: list, names: list[str], vs, left_out, shifts) -> list[str]:
+    """`averaged_rows` of the runs over mel-shifted views of every window (`MelShifted`), and the mean
+    AUC of the averaged heads on the held-out windows and the left-out source."""
+    views = [MelShifted(e, shifts) for e in ensembles]
+    label = f"over mel shifts {','.join(map(str, shifts))}"
+    lines = [line.replace(" averaged (", f" averaged {label} (", 1) for line in averaged_rows(views, names, vs, left_out)]
+    for name, s in (("held-out", vs), ("left-out", left_out)):
+        if s is not None:
+            heads = np.mean([v.predict_raw(s.feats) for v in views], axis=0)[:, : len(ensembles[0].families)]
+            lines.append(f"{' + '.join(f'`{n}`' for n in names)} averaged {label}: {name} AUC {_mean_auc(s, heads, s.kind < 3):.4f}")
+    return lines
+
+
 TOP_RESCUE = ((None, 0.0), (None, 0.7), (0.6, 0.0), (0.8, 0.0), (0.8, 0.7))
 """The bars of `--top-rescue`: (the gate's score at least this, None = its threshold; the top head's
 score at least this share of its own threshold)."""
@@ -400,6 +444,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="with --gate-costs: also with the gate overruled where a head scores at least each of these")
     ap.add_argument("--averaged", action="store_true",
                     help="with --report: also the gated runs' scores averaged, decided as tagger train decides for one run")
+    ap.add_argument("--mel-shifts", type=lambda v: [int(k) for k in v.split(",")], default=None,
+                    help="with --report: also the gated runs (averaged) over spectrogram views shifted by these mel bands")
     ap.add_argument("--top-rescue", action="store_true",
                     help="with --report: also each gated run tagging the top family of windows no family passes")
     ap.add_argument("--split", default="valid", help="with --programs or --silence: the split scored (default valid)")
@@ -412,6 +458,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if (args.two_regime or args.report) and args.valid is None:
         ap.error("--two-regime and --report go with --valid")
+    if args.mel_shifts and not args.report:
+        ap.error("--mel-shifts goes with --report")
     if (args.without_gate or args.gate_costs or args.top_rescue or args.averaged) and not args.report:
         ap.error("--without-gate, --gate-costs, --top-rescue and --averaged go with --report")
     if args.copy_without_gate is not None:
@@ -487,6 +535,12 @@ def _scored(args, vs, held, ensembles: dict) -> int:
                 print(f"--averaged needs two runs with a presence gate; {len(gated_runs)} given", file=sys.stderr)
                 return 1
             print("\n".join(averaged_rows([ensembles[d] for d in gated_runs], [d.name for d in gated_runs], vs, left_out)))
+        if args.mel_shifts:
+            if not gated_runs:
+                print("--mel-shifts needs a run with a presence gate", file=sys.stderr)
+                return 1
+            print("\n".join(mel_shift_rows([ensembles[d] for d in gated_runs], [d.name for d in gated_runs], vs, left_out,
+                                            args.mel_shifts)))  # fmt: skip
         return 0
     print("| run | " + " | ".join(f"{k} AUC" for k in KINDS) + " | single notes: right top family |")
     print("|---|" + "---|" * (len(KINDS) + 1))
