@@ -197,6 +197,7 @@ def test_what_cannot_be_averaged_is_refused_with_the_reason(pair, tmp_path):
         AV.combine(tmp_path / "x", [a, out], valid=valid)
     with pytest.raises(UserError, match="no cached validation set"):
         AV.combine(tmp_path / "x", [a, b], valid=tmp_path)
+    assert not list(tmp_path.glob(".x.*"))  # (nothing left behind by a combination that failed)
     other = tmp_path / "other"
     other.mkdir()
     (other / "notes.txt").write_text("mine")

@@ -134,50 +134,54 @@ def combine(out_dir: str | os.PathLike, members: Sequence[str | os.PathLike], *,
 
     tmp = out_dir.parent / f".{out_dir.name}.combine.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    names = _member_names(dirs, manifests)
-    entries = []
-    for d, m, name in zip(dirs, manifests, names):
-        sub = tmp / MEMBERS_DIR / name
-        _copy_model(d, m, sub)
-        entries.append({"dir": f"{MEMBERS_DIR}/{name}", "sha256": sha256_file(sub / E.MANIFEST), "version": m["version"]})
-    stamp = _dt.datetime.now(_dt.timezone.utc)
-    families = list(first["families"])
-    manifest = {
-        "format": E.AVERAGED_MANIFEST_FORMAT,
-        "version": version or "averaged-" + "+".join(str(m["version"]) for m in manifests),
-        "created": stamp.isoformat(timespec="seconds"),
-        "architecture": ARCHITECTURE,
-        "recipe": first.get("recipe"),
-        "families": families,
-        "features": dict(first["features"]),
-        "members": entries,
-        "aggregation": dict(DEFAULT_AGGREGATION),
-        "data": {"members": {e["version"]: m.get("data", {}) for e, m in zip(entries, manifests)}},
-        "classifiers": {f: {"threshold": 0.5} for f in families},
-        "validation": {},
-    }
-    if gated:
-        manifest["gate"] = {"threshold": 0.0, "override": None}
-    if ref is not None:
-        manifest["classifiers"] = {f: {"threshold": float(ref["classifiers"][f]["threshold"])} for f in families}
+    try:
+        names = _member_names(dirs, manifests)
+        entries = []
+        for d, m, name in zip(dirs, manifests, names):
+            sub = tmp / MEMBERS_DIR / name
+            _copy_model(d, m, sub)
+            entries.append({"dir": f"{MEMBERS_DIR}/{name}", "sha256": sha256_file(sub / E.MANIFEST), "version": m["version"]})
+        stamp = _dt.datetime.now(_dt.timezone.utc)
+        families = list(first["families"])
+        manifest = {
+            "format": E.AVERAGED_MANIFEST_FORMAT,
+            "version": version or "averaged-" + "+".join(str(m["version"]) for m in manifests),
+            "created": stamp.isoformat(timespec="seconds"),
+            "architecture": ARCHITECTURE,
+            "recipe": first.get("recipe"),
+            "families": families,
+            "features": dict(first["features"]),
+            "members": entries,
+            "aggregation": dict(DEFAULT_AGGREGATION),
+            "data": {"members": {e["version"]: m.get("data", {}) for e, m in zip(entries, manifests)}},
+            "classifiers": {f: {"threshold": 0.5} for f in families},
+            "validation": {},
+        }
         if gated:
-            manifest["gate"] = {**{k: ref["gate"].get(k) for k in ("threshold", "override")},
-                                "metrics": {"cost": ref["gate"].get("metrics", {}).get("cost")}}  # fmt: skip
-        manifest["aggregation"] = dict(ref.get("aggregation", DEFAULT_AGGREGATION))
-        manifest["reference"] = {
-            "version": ref["version"],
-            "auc": {f: c.get("metrics", {}).get("auc") for f, c in ref["classifiers"].items()},
-            "why": "thresholds, presence gate and aggregation rule carried over from this averaged ensemble of runs on "
-                   "held-out instruments",
-            "validation": ref.get("validation", {}),
-            "validation_left_out": ref.get("validation_left_out", {}),
-            "aggregation_calibration": ref.get("aggregation_calibration", {}),
-        }  # fmt: skip
-        E.write_manifest(tmp, manifest)
-        E.Ensemble.load(tmp)  # every member loads and runs as one graph
-    else:
-        E.write_manifest(tmp, manifest)
-        _choose_on_validation(tmp, manifest, Path(valid), manifests, say=say)
+            manifest["gate"] = {"threshold": 0.0, "override": None}
+        if ref is not None:
+            manifest["classifiers"] = {f: {"threshold": float(ref["classifiers"][f]["threshold"])} for f in families}
+            if gated:
+                manifest["gate"] = {**{k: ref["gate"].get(k) for k in ("threshold", "override")},
+                                    "metrics": {"cost": ref["gate"].get("metrics", {}).get("cost")}}  # fmt: skip
+            manifest["aggregation"] = dict(ref.get("aggregation", DEFAULT_AGGREGATION))
+            manifest["reference"] = {
+                "version": ref["version"],
+                "auc": {f: c.get("metrics", {}).get("auc") for f, c in ref["classifiers"].items()},
+                "why": "thresholds, presence gate and aggregation rule carried over from this averaged ensemble of runs on "
+                       "held-out instruments",
+                "validation": ref.get("validation", {}),
+                "validation_left_out": ref.get("validation_left_out", {}),
+                "aggregation_calibration": ref.get("aggregation_calibration", {}),
+            }  # fmt: skip
+            E.write_manifest(tmp, manifest)
+            E.Ensemble.load(tmp)  # every member loads and runs as one graph
+        else:
+            E.write_manifest(tmp, manifest)
+            _choose_on_validation(tmp, manifest, Path(valid), manifests, say=say)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # (the folder asked for is untouched)
+        raise
     _replace(tmp, out_dir)
     say("combined", {"out": str(out_dir), "members": [e["version"] for e in entries]})
     return E.read_manifest(out_dir)
