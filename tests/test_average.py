@@ -191,6 +191,9 @@ def test_what_cannot_be_averaged_is_refused_with_the_reason(pair, tmp_path):
     c = _run(tmp_path / "c", seed=3, version="run-c", families=("bass", "flute"))
     with pytest.raises(UserError, match="train the missing heads"):
         AV.combine(tmp_path / "x", [a, c], valid=valid)
+    ungated = _run(tmp_path / "u", seed=4, version="run-u", gate=False)
+    with pytest.raises(UserError, match="has no presence gate"):
+        AV.combine(tmp_path / "x", [a, ungated], valid=valid)
     with pytest.raises(UserError, match="not an averaged ensemble"):
         AV.combine(tmp_path / "x", [a, b], reference=a)
     with pytest.raises(UserError, match="itself an averaged ensemble"):

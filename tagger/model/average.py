@@ -114,7 +114,11 @@ def combine(out_dir: str | os.PathLike, members: Sequence[str | os.PathLike], *,
         if list(m["families"]) != list(first["families"]):
             raise UserError(f"{d} has the families {', '.join(m['families'])}, {dirs[0]} {', '.join(first['families'])}: "
                             "train the missing heads into each member first")  # fmt: skip
-    gated = all(m.get("gate") for m in manifests)
+    with_gate = [bool(m.get("gate")) for m in manifests]
+    if any(with_gate) and not all(with_gate):
+        raise UserError(f"{dirs[with_gate.index(False)]} has no presence gate and {dirs[with_gate.index(True)]} has one: "
+                        "fit a gate into every member (tagger train --out MEMBER), or none")  # fmt: skip
+    gated = all(with_gate)
     ref = None
     if reference is not None:
         ref = E.read_manifest(reference)
@@ -153,7 +157,7 @@ def combine(out_dir: str | os.PathLike, members: Sequence[str | os.PathLike], *,
             "features": dict(first["features"]),
             "members": entries,
             "aggregation": dict(DEFAULT_AGGREGATION),
-            "data": {"members": {e["version"]: m.get("data", {}) for e, m in zip(entries, manifests)}},
+            "data": {"members": [{"version": e["version"], **m.get("data", {})} for e, m in zip(entries, manifests)]},
             "classifiers": {f: {"threshold": 0.5} for f in families},
             "validation": {},
         }
@@ -302,7 +306,11 @@ def _replace(tmp: Path, out_dir: Path) -> None:
         old = out_dir.parent / f".{out_dir.name}.combine.old"
         shutil.rmtree(old, ignore_errors=True)
         os.replace(out_dir, old)
-        os.replace(tmp, out_dir)
+        try:
+            os.replace(tmp, out_dir)
+        except OSError:
+            os.replace(old, out_dir)  # (the older ensemble back where it was)
+            raise
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, out_dir)
