@@ -313,20 +313,6 @@ def averaged_rows(ensembles: list, names: list[str], vs, left_out, *, cost: floa
     return lines
 
 
-def shift_mel(feats: np.ndarray, bands: int) -> np.ndarray:
-    """Spectrograms [shape=(n, mel bands, frames)] shifted up by `bands` mel bands (down when
-    negative), the band at the edge repeated into the bands left empty."""
-    feats = np.asarray(feats, dtype=np.float32)
-    if bands == 0:
-        return feats
-    out = np.roll(feats, bands, axis=1)
-    if bands > 0:
-        out[:, :bands] = feats[:, :1]
-    else:
-        out[:, bands:] = feats[:, -1:]
-    return out
-
-
 class MelShifted:
     """A loaded ensemble scored on views of each window (`shift_mel` by each of `shifts`), the views'
     scores averaged: what `averaged_rows` reads (`predict_raw`, `families`)."""
@@ -335,6 +321,8 @@ class MelShifted:
         self.ens, self.shifts, self.families = ens, tuple(shifts), ens.families
 
     def predict_raw(self, feats) -> np.ndarray:
+        from tagger.model.train import shift_mel
+
         return np.mean([self.ens.predict_raw(shift_mel(feats, k)) for k in self.shifts], axis=0)
 
 

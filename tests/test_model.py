@@ -377,6 +377,39 @@ def test_spectrogram_masks_train_on_the_same_examples_and_are_recorded(tiny_data
     assert bad.exit_code == 2 and "mask-prob" in bad.output
 
 
+@needs_fluidsynth
+@pytest.mark.slow
+def test_mel_shifts_train_on_the_same_examples_and_are_recorded(tiny_dataset, tmp_path, cache, monkeypatch):
+    from typer.testing import CliRunner
+
+    from tagger.cli import app
+    from tagger.model import train as T
+
+    seen = []
+
+    def spy(x, rng, *, prob, max_bands):
+        before = x.copy()
+        out = real(x, rng, prob=prob, max_bands=max_bands)
+        seen.append((len(x), prob, max_bands, sum(not np.array_equal(a, b) for a, b in zip(out, before))))
+        return out
+
+    real = T.spec_shift
+    monkeypatch.setattr(T, "spec_shift", spy)
+    plain = train_ensemble(tiny_dataset, tmp_path / "plain", settings=TrainSettings(**TINY), families=["flute"])
+    assert seen == []
+    shifted = train_ensemble(tiny_dataset, tmp_path / "shifted", families=["flute"],
+                             settings=TrainSettings(shift_prob=1.0, shift_bands=3, **TINY))  # fmt: skip
+    # every training batch went through the shifts, nearly every example changed (a flat one may not)
+    assert sum(n for n, *_ in seen) == TINY["examples"] * TINY["epochs"]
+    assert all(p == 1.0 and k == 3 for _, p, k, _ in seen) and sum(c for *_, c in seen) >= 0.9 * sum(n for n, *_ in seen)
+    assert shifted["training"]["shift_prob"] == 1.0 and shifted["training"]["shift_bands"] == 3
+    assert plain["training"]["shift_prob"] == 0.0
+    # the same cached examples, another checkpoint: the shifts change the training, not the data
+    assert len(list(cache.glob("train/examples-*"))) == 1 and len(list(cache.glob("train/ckpt-*"))) == 2
+    bad = CliRunner().invoke(app, ["train", "--data", str(tiny_dataset), "--out", str(tmp_path / "c"), "--shift-bands", "0"])
+    assert bad.exit_code == 2 and "shift-bands" in bad.output
+
+
 @pytest.mark.slow
 def test_a_harmonic_front_end_is_recorded_used_and_kept_when_a_family_is_added(tiny_dataset, tmp_path, cache):
     from tagger import features as F

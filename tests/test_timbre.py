@@ -243,3 +243,37 @@ def test_spectrogram_masks_silence_whole_bands_and_stretches_and_nothing_else():
     untouched = before.copy()
     spec_mask(untouched, np.random.default_rng(1), prob=0.0)
     np.testing.assert_array_equal(untouched, before)
+
+
+def test_mel_shift_moves_the_envelope_and_repeats_the_edge_band():
+    from tagger.model.train import shift_mel
+
+    spec = np.zeros((1, 6, 3), np.float32)
+    spec[0, 2], spec[0, 0], spec[0, 5] = 1.0, 0.25, 0.5
+    up, down = shift_mel(spec, 1)[0], shift_mel(spec, -2)[0]
+    assert up[3].tolist() == [1.0] * 3 and up[0].tolist() == up[1].tolist() == [0.25] * 3  # the edge band repeated
+    assert down[0].tolist() == [1.0] * 3 and down[4].tolist() == down[5].tolist() == [0.5] * 3
+    same = shift_mel(spec, 0)
+    np.testing.assert_array_equal(same, spec)
+    assert same is not spec  # a copy: the caller's batch is never changed behind its back
+
+
+def test_shift_augmentation_shifts_about_its_share_by_one_to_max_bands_each_way():
+    from tagger.model.train import shift_mel, spec_shift
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0.0, 1.0, size=(400, 64, 20)).astype(np.float32)
+    before = x.copy()
+    assert spec_shift(x, np.random.default_rng(1), prob=0.5, max_bands=2) is x
+    seen = []
+    for i in range(len(x)):
+        if np.array_equal(x[i], before[i]):
+            continue
+        match = [k for k in (-2, -1, 1, 2) if np.array_equal(x[i], shift_mel(before[i : i + 1], k)[0])]
+        assert len(match) == 1, i  # every changed example is exactly one shift of its own spectrogram
+        seen.append(match[0])
+    assert 160 < len(seen) < 240  # about half
+    assert set(seen) == {-2, -1, 1, 2}  # both directions, every size up to max_bands
+    untouched = before.copy()
+    spec_shift(untouched, np.random.default_rng(1), prob=0.0, max_bands=2)
+    np.testing.assert_array_equal(untouched, before)

@@ -85,6 +85,11 @@ def train(
         0.0, min=0.0, max=1.0, help="Chance that a training example's spectrogram has two frequency bands and two "
         "time stretches masked (SpecAugment)."
     ),
+    shift_prob: float = typer.Option(
+        0.0, min=0.0, max=1.0, help="Chance that a training example's spectrogram is shifted up or down by 1 to "
+        "--shift-bands mel bands (the spectral envelope moved a little)."
+    ),
+    shift_bands: int = typer.Option(2, min=1, max=8, help="Largest shift of --shift-prob, in mel bands."),
     harmonic: bool = typer.Option(
         False, "--harmonic", help="Front end: keep the harmonic part of the spectrogram only (drum hits damped by "
         "median-filter separation); recorded in the manifest and used by every scan with these models."
@@ -137,7 +142,8 @@ def train(
         valid_music_examples=valid_examples, valid_solo_notes=valid_examples,
         leave_out=tuple(s.strip().lower() for s in leave_out or ()), all_instruments=all_instruments,
         pretrain_steps=pretrain_steps, instrument_fraction=instrument_fraction, trunk_filters=filters,
-        harmonic=harmonic, mask_prob=mask_prob, gate_cost=gate_cost,
+        harmonic=harmonic, mask_prob=mask_prob, shift_prob=shift_prob, shift_bands=shift_bands,
+        gate_cost=gate_cost,
     )  # fmt: skip
     bars: dict[str, tqdm] = {}
 

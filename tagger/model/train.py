@@ -87,6 +87,11 @@ class TrainSettings:
     mask_prob: float = 0.0
     """Chance that a training example's spectrogram has bands and stretches masked (`spec_mask`,
     SpecAugment): the network must recognise a family from what is left of its sound."""
+    shift_prob: float = 0.0
+    """Chance that a training example's spectrogram is shifted up or down by 1 to `shift_bands` mel
+    bands (`spec_shift`): the spectral envelope of an unheard library sits a fraction of a semitone
+    from ours, and the network must not hang on where exactly it sits."""
+    shift_bands: int = 2
     harmonic: bool = False
     """Train on the harmonic part of the spectrogram only (`FeatureConfig.harmonic`: drum hits damped);
     recorded in the manifest, so inference uses the same front end."""
@@ -96,7 +101,7 @@ class TrainSettings:
 
 
 _TRAINING_ONLY = ("epochs", "batch_size", "learning_rate", "threads", "pretrain_steps", "trunk_filters", "mask_prob",
-                  "gate_cost")
+                  "shift_prob", "shift_bands", "gate_cost")
 """Settings that change the training but not the generated examples (reused across them)."""
 
 
@@ -115,6 +120,30 @@ def spec_mask(x: np.ndarray, rng: np.random.Generator, *, prob: float, bands: in
             w = int(rng.integers(1, max_frames + 1))
             lo = int(rng.integers(0, n_frames - w + 1))
             x[i, :, lo : lo + w] = 0.0
+    return x
+
+
+def shift_mel(feats: np.ndarray, bands: int) -> np.ndarray:
+    """Spectrograms [shape=(n, mel bands, frames)] shifted up by `bands` mel bands (down when
+    negative), the band at the edge repeated into the bands left empty. Returns a new array."""
+    feats = np.asarray(feats, dtype=np.float32)
+    if bands == 0:
+        return feats.copy()
+    out = np.roll(feats, bands, axis=1)
+    if bands > 0:
+        out[:, :bands] = feats[:, :1]
+    else:
+        out[:, bands:] = feats[:, -1:]
+    return out
+
+
+def spec_shift(x: np.ndarray, rng: np.random.Generator, *, prob: float, max_bands: int) -> np.ndarray:
+    """Mel-shift augmentation on a batch of features [shape=(n, bins, frames)], in place: each
+    example, with probability `prob`, is shifted up or down by 1 to `max_bands` bands (`shift_mel`).
+    Returns `x`."""
+    for i in np.flatnonzero(rng.random(len(x)) < prob):
+        k = int(rng.integers(1, max_bands + 1)) * (1 if rng.random() < 0.5 else -1)
+        x[i] = shift_mel(x[i : i + 1], k)[0]
     return x
 
 
@@ -501,6 +530,7 @@ def train_ensemble(
                               "batch_size": settings.batch_size, "architecture": settings.architecture,
                               **({"pretrain_steps": settings.pretrain_steps} if settings.pretrain_steps else {}),
                               **({"mask_prob": settings.mask_prob} if settings.mask_prob else {}),
+                              **({"shift": [settings.shift_prob, settings.shift_bands]} if settings.shift_prob else {}),
                               **({"trunk": list(settings.trunk_filters)} if tuple(settings.trunk_filters) != A.TRUNK_FILTERS else {}),
                               "frozen_trunk": (manifest.get("trunk") or {}).get("sha256") if frozen_trunk is not None else None})  # fmt: skip
         ckpt_dir = cache / f"ckpt-{run_sig}"
@@ -521,6 +551,7 @@ def train_ensemble(
             t0 = time.time()
             order = np.random.default_rng([settings.seed, epoch]).permutation(len(y))
             mask_rng = np.random.default_rng([settings.seed, epoch, 1])
+            shift_rng = np.random.default_rng([settings.seed, epoch, 2])
             losses_seen = []
             bs = settings.batch_size
             for b in range(0, len(order), bs):
@@ -528,6 +559,8 @@ def train_ensemble(
                 xb = np.asarray(x[idx], dtype=np.float32)
                 if settings.mask_prob:
                     spec_mask(xb, mask_rng, prob=settings.mask_prob)
+                if settings.shift_prob:
+                    spec_shift(xb, shift_rng, prob=settings.shift_prob, max_bands=settings.shift_bands)
                 out = joint.train_on_batch(xb, {f: y_out[f][idx] for f in todo}, return_dict=True)
                 losses_seen.append(float(out["loss"]))
                 if (b // bs) % 50 == 0:
