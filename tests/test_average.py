@@ -176,6 +176,13 @@ def test_a_production_pair_carries_the_held_out_pairs_decisions(pair, tmp_path):
     again = AV.combine(tmp_path / "prod", [a, b], reference=out, version="prod-2")
     assert again["version"] == "prod-2" and read_manifest(tmp_path / "prod")["version"] == "prod-2"
     assert not list(tmp_path.glob(".prod*"))
+    # a combine stopped between its two renames (the older ensemble moved aside, the new one not yet
+    # in place): the next combine puts the older one back first, so that one which fails keeps it
+    os.replace(tmp_path / "prod", tmp_path / ".prod.combine.old")
+    with pytest.raises(UserError, match="not an averaged ensemble"):
+        AV.combine(tmp_path / "prod", [a, b], reference=a)
+    assert read_manifest(tmp_path / "prod")["version"] == "prod-2" and not list(tmp_path.glob(".prod*"))
+    Ensemble.load(tmp_path / "prod")
 
 
 def test_what_cannot_be_averaged_is_refused_with_the_reason(pair, tmp_path):

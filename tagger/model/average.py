@@ -100,6 +100,10 @@ def combine(out_dir: str | os.PathLike, members: Sequence[str | os.PathLike], *,
     complete: a failure leaves it as it was)."""
     say = say or (lambda stage, info: None)
     out_dir = Path(out_dir)
+    if not out_dir.exists() and _older(out_dir).exists():
+        # an earlier combine stopped between its two renames: the older ensemble goes back first
+        os.replace(_older(out_dir), out_dir)
+        say("restored", {"out": str(out_dir), "from": str(_older(out_dir))})
     if (valid is None) == (reference is None):
         raise UserError("combine needs a validation set of held-out runs (--valid) or an averaged held-out ensemble "
                         "(--reference), one of the two")  # fmt: skip
@@ -300,10 +304,16 @@ def _validation_set(folder: Path, manifest: dict, *, columns_from: Path | None =
     return vs
 
 
+def _older(out_dir: Path) -> Path:
+    """Where `_replace` keeps the older ensemble between its two renames."""
+    return out_dir.parent / f".{out_dir.name}.combine.old"
+
+
 def _replace(tmp: Path, out_dir: Path) -> None:
-    """Put the finished ensemble `tmp` at `out_dir`, replacing an older one only now."""
+    """Put the finished ensemble `tmp` at `out_dir`, replacing an older one only now (a stop between
+    the two renames leaves it at `_older`, and the next `combine` puts it back first)."""
     if out_dir.exists():
-        old = out_dir.parent / f".{out_dir.name}.combine.old"
+        old = _older(out_dir)
         shutil.rmtree(old, ignore_errors=True)
         os.replace(out_dir, old)
         try:
