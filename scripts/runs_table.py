@@ -77,6 +77,7 @@ def row(manifest: dict, folder: Path | None = None) -> list[str]:
            + (f", overruled by a head at {gate['override']:g})" if gate.get("override") is not None else ")") if gate else "")
         + (f", contrastive pretraining {training['pretrain_steps']} steps" if training.get("pretrain_steps") else "")
         + (f", spectrogram masks {training['mask_prob']:g}" if training.get("mask_prob") else "")
+        + (f", mel shifts {training['shift_prob']:g} (up to {training.get('shift_bands', 2)} bands)" if training.get("shift_prob") else "")
         + (f", trunk filters {','.join(map(str, training['trunk_filters']))}"
            if training.get("trunk_filters") and list(training["trunk_filters"]) != [24, 48, 96, 192, 192] else "")
         + (f", {training['instrument_fraction']:g} of the instruments" if training.get("instrument_fraction", 1.0) < 1.0 else "")

@@ -299,7 +299,7 @@ def test_runs_table_reads_held_out_left_out_and_production_manifests(tmp_path, c
                           "validation_left_out": held["validation_left_out"]},
             "data": {**held["data"], "all_instruments": True, "left_out_sources": []}}  # fmt: skip
     lever = {**held, "version": "lever-1", "training": {**held["training"], "pretrain_steps": 1500, "instrument_fraction": 0.5,
-                                                         "trunk_filters": [32, 64]},
+                                                         "trunk_filters": [32, 64], "shift_prob": 0.5, "shift_bands": 3},
              "data": {**held["data"], "synth": {"morph_prob": 0.5, "warp_prob": 0.25, "chord_prob": 0.4,
                                                       "section_prob": 0.3, "drum_prob": 0.3, "negative_prob": 0.7}}, "features": {"harmonic": True},
              "gate": {"params": 385, "metrics": {"cost": 0.03}}}  # fmt: skip
@@ -311,8 +311,10 @@ def test_runs_table_reads_held_out_left_out_and_production_manifests(tmp_path, c
     assert len(lines) == 5 and lines[0].startswith("| run | recipe")
     held_row, prod_row, lever_row = (line.split(" | ") for line in lines[2:])
     assert ("timbre morph 0.5 / warp 0.25, chords 0.4, sections 0.3, drum beats 0.3, negatives in 0.7 of the mixtures, harmonic front end, "
-            "presence gate (cost 0.03), contrastive pretraining 1500 steps, trunk filters 32,64, 0.5 of the instruments") in lever_row[1]  # fmt: skip
+            "presence gate (cost 0.03), contrastive pretraining 1500 steps, mel shifts 0.5 (up to 3 bands), trunk filters 32,64, "
+            "0.5 of the instruments") in lever_row[1]  # fmt: skip
     assert lever_row[3] == "1,485"  # the trunk, the heads and the gate
+    assert "shifts" not in held_row[1]
     assert not {"timbre", "chords", "drum", "harmonic", "pretraining", "gate"} & set(held_row[1].replace(",", " ").split())
     assert "sections" not in held_row[1]
     assert "without generaluser" in held_row[1] and held_row[3] == "1,100" and held_row[4] == "20 min"
