@@ -89,9 +89,10 @@ class TrainSettings:
     SpecAugment): the network must recognise a family from what is left of its sound."""
     shift_prob: float = 0.0
     """Chance that a training example's spectrogram is shifted up or down by 1 to `shift_bands` mel
-    bands (`spec_shift`): the spectral envelope of an unheard library sits a fraction of a semitone
-    from ours, and the network must not hang on where exactly it sits."""
+    bands (`spec_shift`): the trunk's 2x2 max-pools make its scores depend on where a spectral
+    envelope sits against their grid, which says nothing of the instrument."""
     shift_bands: int = 2
+    """The largest shift of `shift_prob`, in mel bands."""
     harmonic: bool = False
     """Train on the harmonic part of the spectrogram only (`FeatureConfig.harmonic`: drum hits damped);
     recorded in the manifest, so inference uses the same front end."""
