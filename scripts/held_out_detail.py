@@ -289,7 +289,8 @@ def averaged_rows(ensembles: list, names: list[str], vs, left_out, *, cost: floa
     """`report_rows` of the average of gated ensembles' raw scores (heads and gate) on the held-out
     windows and the left-out source, decided as `tagger train` decides for one run and `tagger
     combine` for an averaged ensemble (`tagger.model.average.choose_operating_point`): the gate's
-    threshold by `cost` (default the training default), its override with the left-out source's kits."""
+    threshold by `cost` (default the training default), its override with the left-out source's kits,
+    or a soft gate's exponent where that does better."""
     from types import SimpleNamespace
 
     from tagger.model import gate as G
@@ -304,12 +305,13 @@ def averaged_rows(ensembles: list, names: list[str], vs, left_out, *, cost: floa
     kits = lo[left_out.kind == 3] if lo is not None else None
     point = choose_operating_point(heads, gate, truth=vs.labels, kind=vs.kind, cost=G.GATE_COST if cost is None else cost,
                                    other_kits=None if kits is None else (kits[:, :-1], kits[:, -1]))  # fmt: skip
-    t, override = point["gate"]["threshold"], point["gate"]["override"]
+    g = point["gate"]
     decide = SimpleNamespace(thresholds=point["thresholds"], families=ensembles[0].families)
-    name = " + ".join(f"`{n}`" for n in names) + f" averaged (gate {t:.3f}, override {override})"
-    lines = [report_rows(f"{name}, held-out instruments", vs, G.gated(heads, gate, t, override), decide)]
+    how = f"soft gate, exponent {g['exponent']:g}" if g["exponent"] is not None else f"gate {g['threshold']:.3f}, override {g['override']}"
+    name = " + ".join(f"`{n}`" for n in names) + f" averaged ({how})"
+    lines = [report_rows(f"{name}, held-out instruments", vs, G.decided(heads, gate, g), decide)]
     if lo is not None:
-        lines.append(report_rows(f"{name}, left-out source", left_out, G.gated(lo[:, :-1], lo[:, -1], t, override), decide))
+        lines.append(report_rows(f"{name}, left-out source", left_out, G.decided(lo[:, :-1], lo[:, -1], g), decide))
     return lines
 
 
@@ -517,7 +519,7 @@ def _scored(args, vs, held, ensembles: dict) -> int:
                     print(line)
                 if args.top_rescue:
                     print("\n".join(top_rescue_rows(d.name, ens, vs, left_out)))
-        gated_runs = [d for d in args.model_dirs if ensembles[d].gate_threshold is not None]
+        gated_runs = [d for d in args.model_dirs if ensembles[d].gate_threshold is not None or ensembles[d].gate_exponent is not None]
         if args.averaged:
             if len(gated_runs) < 2:
                 print(f"--averaged needs two runs with a presence gate; {len(gated_runs)} given", file=sys.stderr)

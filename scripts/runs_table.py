@@ -73,7 +73,8 @@ def row(manifest: dict, folder: Path | None = None) -> list[str]:
         + (f", negatives in {synth['negative_prob']:g} of the mixtures"
            if synth.get("negative_prob", NEGATIVE_PROB) != NEGATIVE_PROB else "")
         + (", harmonic front end" if manifest.get("features", {}).get("harmonic") else "")
-        + (f", presence gate (cost {gate.get('metrics', {}).get('cost', 0):g}"
+        + (f", soft presence gate (exponent {gate['exponent']:g})" if gate.get("exponent") is not None else
+           f", presence gate (cost {gate.get('metrics', {}).get('cost', 0):g}"
            + (f", overruled by a head at {gate['override']:g})" if gate.get("override") is not None else ")") if gate else "")
         + (f", contrastive pretraining {training['pretrain_steps']} steps" if training.get("pretrain_steps") else "")
         + (f", spectrogram masks {training['mask_prob']:g}" if training.get("mask_prob") else "")

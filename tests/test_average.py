@@ -218,7 +218,9 @@ def test_what_cannot_be_averaged_is_refused_with_the_reason(pair, tmp_path):
     res = CliRunner().invoke(app, ["train", "--data", str(tmp_path), "--out", str(out)])
     assert res.exit_code == 1 and "train into each of its members" in res.output
     res = CliRunner().invoke(app, ["combine", "--help"])
-    assert res.exit_code == 0 and "--valid" in res.output and "--reference" in res.output
+    assert res.exit_code == 0 and "--valid" in res.output and "--reference" in res.output and "--soft-gate" in res.output
+    res = CliRunner().invoke(app, ["combine", str(a), str(b), "--out", str(tmp_path / "x"), "--reference", str(out), "--soft-gate"])
+    assert res.exit_code == 1 and "--soft-gate chooses the gate on a validation set" in res.output and not (tmp_path / "x").exists()
 
 
 def test_the_runs_table_names_the_members_and_counts_their_parameters(pair, capsys):
@@ -235,3 +237,98 @@ def test_the_runs_table_names_the_members_and_counts_their_parameters(pair, caps
     assert one > 0 and runs.params_of(read_manifest(out), out) == one + runs.params_of(read_manifest(b))
     assert "`run-a` and `run-b` averaged" in line and f"{2 * one:,}" in line
     assert f"{np.mean(list(manifest['validation_left_out']['auc'].values())):.3f}" in line
+
+
+def _gate_case(seed: int = 5):
+    """Validation scores with a known story (2 families): windows of kinds 0-2 with random families,
+    a tenth of which the gate barely hears (0.3: unusual instruments, their heads at 0.6-0.8, under any
+    override), and windows of drums alone (kind 3) that the gate rightly doubts (0.02-0.1) but that set
+    the second head off (0.55-0.75) in a third of them."""
+    rng = np.random.default_rng(seed)
+    n, d = 480, 120
+    kind = np.r_[np.repeat(np.arange(3), n // 3), np.full(d, 3)].astype(np.int8)
+    truth = np.zeros((n + d, 2), bool)
+    truth[:n] = rng.random((n, 2)) < 0.5
+    truth[:n][~truth[:n].any(axis=1), 0] = True
+    heads = np.where(truth, rng.uniform(0.6, 0.95, truth.shape), rng.uniform(0.05, 0.5, truth.shape)).astype(np.float32)
+    gate = rng.uniform(0.85, 0.99, n + d).astype(np.float32)
+    faint = np.r_[rng.random(n) < 0.1, np.zeros(d, bool)]
+    gate[faint] = 0.3
+    heads[faint] = np.where(truth[faint], rng.uniform(0.6, 0.8, truth[faint].shape), heads[faint])
+    gate[n:] = rng.uniform(0.02, 0.1, d)
+    heads[n:] = rng.uniform(0.05, 0.3, (d, 2))
+    heads[n : n + d // 3, 1] = rng.uniform(0.55, 0.75, d // 3)
+    return heads, gate, truth, kind
+
+
+def test_a_soft_gate_replaces_the_hard_one_where_it_does_better_on_validation():
+    from tagger.model import train as T
+
+    heads, gate, truth, kind = _gate_case()
+    hard_only = AV.choose_operating_point(heads, gate, truth=truth, kind=kind, cost=0.15)
+    assert hard_only["gate"]["exponent"] is None and "exponents_tried" not in hard_only["gate"]["metrics"]  # (asked for)
+    point = AV.choose_operating_point(heads, gate, truth=truth, kind=kind, cost=0.15, soft=True)
+    g = point["gate"]
+    tried = g["metrics"]["exponents_tried"]
+    hard = next(r for r in g["metrics"]["overrides_tried"] if r["override"] == g["metrics"]["own_override"])
+    # the hard gate turns the faint windows down; softened, they keep their families and the drums stay silent
+    assert g["exponent"] is not None and g["threshold"] is None and g["override"] is None
+    assert g["metrics"]["hard"]["threshold"] == pytest.approx(G.choose_threshold(gate[(kind < 3) & truth.any(axis=1)], 0.15), abs=1e-4)
+    first = next(r for r in tried if r["drums_alone_silent"] >= G.DRUMS_SILENT_MIN and r["fbeta"] >= hard["fbeta"])
+    assert g["exponent"] == first["exponent"] and first["fbeta"] > hard["fbeta"]
+    # the thresholds are the ones chosen on the softened scores, as for any scores
+    soft = G.softened(heads, gate, g["exponent"])
+    for j in range(2):
+        assert point["thresholds"][j] == pytest.approx(T.family_threshold(truth[:, j], soft[:, j], kind)[0])
+    assert [round(float(t), 4) for t in point["thresholds"]] == first["thresholds"]
+    # where the gate is less sure of the drums (0.8: under its hard threshold, but no softening silences
+    # them: a third of them stay set off), the hard gate stays
+    loud = gate.copy()
+    loud[kind == 3] = 0.8
+    hard_point = AV.choose_operating_point(heads, loud, truth=truth, kind=kind, cost=0.15, soft=True)
+    assert hard_point["gate"]["exponent"] is None and hard_point["gate"]["threshold"] == pytest.approx(g["metrics"]["hard"]["threshold"], abs=1e-4)
+    assert all(r["drums_alone_silent"] < G.DRUMS_SILENT_MIN for r in hard_point["gate"]["metrics"]["exponents_tried"])
+
+
+def test_a_soft_gate_decides_what_the_ensemble_scores_and_is_carried_over(pair, tmp_path):
+    import shutil
+
+    from tagger.model.ensemble import SOFT_GATE_MANIFEST_FORMAT
+
+    root, a, b, valid, out, manifest, _ = pair
+    soft = tmp_path / "soft"
+    shutil.copytree(out, soft)
+    m = read_manifest(soft)
+    m["gate"] = {**m["gate"], "threshold": None, "override": None, "exponent": 0.5}
+    write_manifest(soft, m)
+    assert read_manifest(soft)["format"] == SOFT_GATE_MANIFEST_FORMAT == 6  # (a tagger of format 5 refuses it)
+    ens = Ensemble.load(soft)
+    assert ens.gate_exponent == 0.5 and ens.gate_threshold is None and ens.gate_override is None
+    x = np.random.default_rng(8).random((16, *ens.feature_config.shape), dtype=np.float32)
+    raw = ens.predict_raw(x)
+    np.testing.assert_allclose(ens.predict_features(x), raw[:, :3] * np.sqrt(raw[:, 3:]), rtol=1e-5)
+    assert np.all(ens.predict_features(x) > 0)  # no window turned down
+    sub = Ensemble.load(soft, families=["flute"])
+    np.testing.assert_allclose(sub.predict_features(x)[:, 0], ens.predict_features(x)[:, 1], rtol=1e-6)
+    # combined with --soft-gate on validation: the rule's choice, recorded with every exponent tried
+    chose = AV.combine(tmp_path / "chose", [a, b], valid=valid, soft_gate=True)["gate"]
+    hard = next(r for r in chose["metrics"]["overrides_tried"] if r["override"] == chose["metrics"]["own_override"])
+    qualify = [r["exponent"] for r in chose["metrics"]["exponents_tried"] if r["drums_alone_silent"] >= G.DRUMS_SILENT_MIN
+               and r["fbeta"] >= hard["fbeta"] and r["other_kits_silent"] >= min(G.DRUMS_SILENT_MIN, hard["other_kits_silent"])]  # fmt: skip
+    assert [r["exponent"] for r in chose["metrics"]["exponents_tried"]] == sorted(G.GATE_EXPONENTS)
+    assert chose["exponent"] == (min(qualify) if qualify else None)
+    assert Ensemble.load(tmp_path / "chose").gate_exponent == chose["exponent"]
+    # a production pair carries the soft gate over with the thresholds chosen for it
+    prod = AV.combine(tmp_path / "prod", [a, b], reference=soft, version="prod-soft")
+    assert prod["gate"]["exponent"] == 0.5 and prod["gate"]["threshold"] is None and prod["format"] == 6
+    assert Ensemble.load(tmp_path / "prod").gate_exponent == 0.5
+    # an exponent that is no number in (0, 4] is refused by name
+    for bad in (0, -1, 5, True, "0.5"):
+        m["gate"]["exponent"] = bad
+        (soft / "manifest.json").write_text(json.dumps(m))
+        with pytest.raises(ModelError, match="exponent of the presence gate"):
+            Ensemble.load(soft)
+    m["gate"] = {**m["gate"], "exponent": None, "threshold": None}
+    (soft / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(ModelError, match="threshold of the presence gate is None"):
+        Ensemble.load(soft)

@@ -322,6 +322,14 @@ def test_runs_table_reads_held_out_left_out_and_production_manifests(tmp_path, c
     assert held_row[7] == "0.52 / 0.17" and held_row[8:10] == ["0.27", "0.46"]
     assert "held-out figures: held-1" in prod_row[0] and "all instruments" in prod_row[1]
     assert prod_row[5].startswith("0.700") and prod_row[7] == "0.52 / 0.17"  # the reference's, not its own
+    # a soft gate is named by its exponent, not by the hard gate it replaced
+    soft = {**held, "version": "soft-1", "gate": {"threshold": None, "override": None, "exponent": 0.4, "params": 385,
+                                                  "metrics": {"cost": 0.15, "hard": {"threshold": 0.5, "override": 0.9}}}}  # fmt: skip
+    (tmp_path / "soft").mkdir()
+    (tmp_path / "soft" / "manifest.json").write_text(json.dumps(soft))
+    assert runs.main([str(tmp_path / "soft")]) == 0
+    soft_row = capsys.readouterr().out.splitlines()[-1].split(" | ")
+    assert "soft presence gate (exponent 0.4)" in soft_row[1] and "cost" not in soft_row[1] and soft_row[3] == "1,485"
     assert runs.main([str(tmp_path / "nothing")]) == 1
     from tagger.model.synth import SynthSettings
 

@@ -107,3 +107,61 @@ def test_the_override_is_the_most_permissive_that_keeps_drums_silent_and_f05():
     wrong = truth.copy()
     wrong[:40] = [False, True]
     assert G.choose_override(heads, gate, 0.5, candidates=(0.9,), **{**kw, "truth": wrong})[0] is None
+
+
+def test_a_soft_gate_scales_every_head_by_the_gates_score():
+    heads = np.array([[0.9, 0.5], [0.8, 0.2]], dtype=np.float32)
+    gate = np.array([0.25, 1.0], dtype=np.float32)
+    np.testing.assert_allclose(G.softened(heads, gate, 0.5), [[0.45, 0.25], [0.8, 0.2]], rtol=1e-6)
+    np.testing.assert_allclose(G.softened(heads, gate, 1.0), [[0.225, 0.125], [0.8, 0.2]], rtol=1e-6)
+    # the ranking within a window is kept, and no window is turned down to 0
+    assert np.all(G.softened(heads, gate, 2.0) > 0)
+    # a manifest's entry says which gate decides
+    np.testing.assert_array_equal(G.decided(heads, gate, {"exponent": 0.5, "threshold": None}), G.softened(heads, gate, 0.5))
+    np.testing.assert_array_equal(G.decided(heads, gate, {"threshold": 0.5, "override": None}), G.gated(heads, gate, 0.5))
+    np.testing.assert_array_equal(G.decided(heads, gate, {"threshold": 0.5, "override": 0.85, "exponent": None}),
+                                  G.gated(heads, gate, 0.5, 0.85))  # fmt: skip
+
+
+def _soft_case():
+    """Validation windows with known answers, thresholds fixed at 0.5: 40 lone notes heard by their
+    head at 0.93 and by the gate at 0.2 (softened, they pass up to exponent 0.386), 100 windows of
+    drums alone, 10 of which set a head off at 0.7 with the gate at 0.2 (silenced from exponent
+    0.209), and 200 mixtures the gate hears (0.9) and every head at 0.7."""
+    notes = np.tile(np.float32([0.93, 0.1]), (40, 1))
+    drums = np.full((100, 2), 0.1, np.float32)
+    drums[:10, 1] = 0.7
+    heads = np.concatenate([notes, drums, np.full((200, 2), 0.7, np.float32)])
+    gate = np.concatenate([np.full(40, 0.2), np.full(100, 0.2), np.full(200, 0.9)]).astype(np.float32)
+    truth = np.concatenate([np.tile([True, False], (40, 1)), np.zeros((100, 2), bool), np.ones((200, 2), bool)])
+    drums_alone = np.r_[np.zeros(40, bool), np.ones(100, bool), np.zeros(200, bool)]
+    return heads, gate, truth, drums_alone
+
+
+def test_the_soft_gate_is_the_gentlest_that_keeps_drums_silent_and_the_hard_gates_f05():
+    heads, gate, truth, drums_alone = _soft_case()
+    fixed = lambda scores: np.full(scores.shape[1], 0.5, np.float32)  # noqa: E731
+    kw = dict(truth=truth, drums_alone=drums_alone, thresholds_for=fixed, candidates=(0.1, 0.2, 0.3, 0.4, 0.7))
+    chosen, tried = G.choose_exponent(heads, gate, base={"fbeta": 0.99}, **kw)
+    # 0.1 and 0.2 let the 10 drum windows through (90% silent); 0.3 silences them and keeps the notes
+    assert chosen == 0.3
+    assert [r["exponent"] for r in tried] == [0.1, 0.2, 0.3, 0.4, 0.7]
+    assert [r["drums_alone_silent"] for r in tried] == [0.9, 0.9, 1.0, 1.0, 1.0]
+    assert tried[2]["fbeta"] == 1.0 and tried[3]["fbeta"] == pytest.approx(500 / 510, abs=1e-4)  # 0.4 loses the notes
+    assert tried[0]["thresholds"] == [0.5, 0.5]
+    # the hard gate does better: it stays. Where drums may be louder, 0.1 qualifies when its 10 drum
+    # windows set off (F0.5 550/560) cost no more than the hard gate does
+    assert G.choose_exponent(heads, gate, base={"fbeta": 1.01}, **kw)[0] is None
+    assert tried[0]["fbeta"] == pytest.approx(550 / 560, abs=1e-4)
+    assert G.choose_exponent(heads, gate, base={"fbeta": 0.98}, min_silent=0.85, **kw)[0] == 0.1
+    assert G.choose_exponent(heads, gate, base={"fbeta": 0.99}, min_silent=0.85, **kw)[0] == 0.3
+    # kits of another library, every one setting a head off at 0.8 under a gate at 0.5: silenced only
+    # from exponent 0.678, where the notes are lost (F0.5 500/510): chosen when the hard gate does no
+    # better, kept out of the choice when the hard gate alone leaves those kits set off too
+    other = np.tile(np.float32([0.8, 0.1]), (20, 1)), np.full(20, 0.5, np.float32)
+    chosen, tried = G.choose_exponent(heads, gate, base={"fbeta": 0.95, "other_kits_silent": 1.0}, other_kits=other, **kw)
+    assert chosen == 0.7 and [r["other_kits_silent"] for r in tried] == [0.0, 0.0, 0.0, 0.0, 1.0]
+    assert G.choose_exponent(heads, gate, base={"fbeta": 0.99, "other_kits_silent": 1.0}, other_kits=other, **kw)[0] is None
+    assert G.choose_exponent(heads, gate, base={"fbeta": 0.99, "other_kits_silent": 0.0}, other_kits=other, **kw)[0] == 0.3
+    # and with no drums to check, nothing speaks for it
+    assert G.choose_exponent(heads, gate, base={"fbeta": 0.5}, **{**kw, "drums_alone": np.zeros(len(gate), bool)})[0] is None

@@ -96,9 +96,9 @@ def test_tampered_missing_and_mismatched_models_are_refused(tmp_path):
     (d2 / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ModelError, match="unknown feature setting whitening"):
         Ensemble.load(d2)
-    manifest["format"] = 6  # a newer tagger's models
+    manifest["format"] = 7  # a newer tagger's models
     (d2 / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(ModelError, match="unsupported manifest format 6"):
+    with pytest.raises(ModelError, match="unsupported manifest format 7"):
         Ensemble.load(d2)
     manifest["format"] = 5  # an averaged ensemble's format, without members
     (d2 / "manifest.json").write_text(json.dumps(manifest))

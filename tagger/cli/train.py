@@ -213,19 +213,26 @@ def combine(
         "rule over (members that are production fits)."
     ),
     version: str = typer.Option(None, help="Version string recorded in the manifest (default: the members' versions joined)."),
+    soft_gate: bool = typer.Option(
+        False, "--soft-gate", help="With --valid: scale every head by the presence gate's score to a power chosen on "
+        "validation, instead of turning windows down, where that does as well (the windows' F0.5, drums alone silent)."
+    ),
 ) -> None:
     """Average trained models into one ensemble, decided by thresholds chosen on held-out validation (or carried over)."""
     quiet_tensorflow()
+    from tagger.model import gate as G
     from tagger.model.average import combine as combine_models
 
-    manifest = combine_models(out, members, valid=valid, reference=reference, version=version,
+    if soft_gate and valid is None:
+        raise UserError("--soft-gate chooses the gate on a validation set: pass --valid (a --reference carries its gate over)")
+    manifest = combine_models(out, members, valid=valid, reference=reference, version=version, soft_gate=soft_gate,
                               say=lambda stage, info: typer.echo(f"{stage}: {json.dumps(info)}", err=True))  # fmt: skip
     summary = {
         "model_dir": str(out),
         "version": manifest["version"],
         "members": [m["version"] for m in manifest["members"]],
         "thresholds": {f: c["threshold"] for f, c in manifest["classifiers"].items()},
-        **({"gate": {k: manifest["gate"].get(k) for k in ("threshold", "override")}} if manifest.get("gate") else {}),
+        **({"gate": {k: manifest["gate"].get(k) for k in G.DECIDING}} if manifest.get("gate") else {}),
         "validation": manifest.get("validation", {}),
         "validation_left_out": manifest.get("validation_left_out", {}),
     }

@@ -51,21 +51,30 @@ ARCHITECTURE = "averaged"
 
 
 def choose_operating_point(heads: np.ndarray, gate: np.ndarray | None, *, truth: np.ndarray, kind: np.ndarray,
-                           cost: float = G.GATE_COST, other_kits: tuple[np.ndarray, np.ndarray] | None = None) -> dict:  # fmt: skip
+                           cost: float = G.GATE_COST, other_kits: tuple[np.ndarray, np.ndarray] | None = None,
+                           soft: bool = False) -> dict:  # fmt: skip
     """The decisions of a model chosen on its validation windows, as `tagger train` chooses them for
     one run: from head scores [shape=(n, k)] before any gate, the gate's scores [shape=(n,)] or None,
     `truth` [bool, shape=(n, k)] and each window's `kind` (`tagger.model.train.ValidationSet`: 0-2
     with a family question, 3 drums alone); `other_kits`, head and gate scores of another library's
     kits alone (`tagger.model.gate.choose_override`).
 
+    With `soft`, the gate is then softened where that does as well (`tagger.model.gate.choose_exponent`):
+    its exponent chosen, the thresholds chosen again on the softened scores, and the hard gate's
+    threshold and override kept in the gate's metrics only.
+
     Returns {"thresholds": [k], "metrics": [k per-family dicts], "gate": {"threshold", "override",
-    "metrics"} or None}."""
+    "exponent", "metrics"} or None}."""
     from tagger.model.train import family_threshold
 
     truth = np.asarray(truth, dtype=bool)
     kind = np.asarray(kind)
     scored = kind < 3  # (drums alone are what the gate is measured on, not a family question)
-    chosen = [family_threshold(truth[:, j], heads[:, j], kind) for j in range(heads.shape[1])]
+
+    def operating_point(scores: np.ndarray) -> list[tuple[float, dict]]:
+        return [family_threshold(truth[:, j], scores[:, j], kind) for j in range(scores.shape[1])]
+
+    chosen = operating_point(heads)
     thresholds = np.array([t for t, _ in chosen], dtype=np.float32)
     out = {"thresholds": thresholds, "metrics": [m for _, m in chosen], "gate": None}
     if gate is None:
@@ -80,21 +89,37 @@ def choose_operating_point(heads: np.ndarray, gate: np.ndarray | None, *, truth:
     out["gate"] = {
         "threshold": t,
         "override": override,
+        "exponent": None,
         "metrics": {"cost": cost, "own_threshold": round(t, 4), "auc": round(auc(with_family, gate), 4),
                     "turns_down_with_family": round(float(np.mean(gate[with_family] < t)), 4),
                     **({"turns_down_drums_alone": round(float(np.mean(gate[drums] < t)), 4)} if drums.any() else {}),
                     "own_override": override, "overrides_tried": tried},
     }  # fmt: skip
+    if not soft:
+        return out
+    base = next(r for r in tried if r["override"] == override)
+    exponent, soft_tried = G.choose_exponent(
+        heads, gate, truth=truth, drums_alone=drums, base=base, other_kits=other_kits,
+        thresholds_for=lambda scores: [th for th, _ in operating_point(scores)],
+    )  # fmt: skip
+    out["gate"]["metrics"]["exponents_tried"] = soft_tried
+    if exponent is not None:
+        soft = operating_point(G.softened(heads, gate, exponent))
+        out["thresholds"] = np.array([th for th, _ in soft], dtype=np.float32)
+        out["metrics"] = [m for _, m in soft]
+        out["gate"].update(threshold=None, override=None, exponent=exponent)
+        out["gate"]["metrics"]["hard"] = {"threshold": round(t, 4), "override": override}
     return out
 
 
 def combine(out_dir: str | os.PathLike, members: Sequence[str | os.PathLike], *, valid: str | os.PathLike | None = None,
-            reference: str | os.PathLike | None = None, version: str | None = None,
+            reference: str | os.PathLike | None = None, version: str | None = None, soft_gate: bool = False,
             say: Callable[[str, dict], None] | None = None) -> dict:  # fmt: skip
     """Make the averaged ensemble of `members` (model directories) in `out_dir`, its operating point
     chosen on the cached validation set `valid` of held-out runs (``<cache>/train/examples-<sig>``,
     with its ``left_out`` set when the runs left a source out) or carried over from the averaged
-    ensemble `reference`. Returns the manifest.
+    ensemble `reference`. With `soft_gate` (and `valid`), a soft gate replaces the hard one where it
+    does as well on validation (`choose_operating_point`). Returns the manifest.
 
     `out_dir` must be new, empty, or an averaged ensemble (replaced whole, only once the new one is
     complete: a failure leaves it as it was)."""
@@ -170,7 +195,7 @@ def combine(out_dir: str | os.PathLike, members: Sequence[str | os.PathLike], *,
         if ref is not None:
             manifest["classifiers"] = {f: {"threshold": float(ref["classifiers"][f]["threshold"])} for f in families}
             if gated:
-                manifest["gate"] = {**{k: ref["gate"].get(k) for k in ("threshold", "override")},
+                manifest["gate"] = {**{k: ref["gate"].get(k) for k in G.DECIDING},
                                     "metrics": {"cost": ref["gate"].get("metrics", {}).get("cost")}}  # fmt: skip
             manifest["aggregation"] = dict(ref.get("aggregation", DEFAULT_AGGREGATION))
             manifest["reference"] = {
@@ -186,7 +211,7 @@ def combine(out_dir: str | os.PathLike, members: Sequence[str | os.PathLike], *,
             E.Ensemble.load(tmp)  # every member loads and runs as one graph
         else:
             E.write_manifest(tmp, manifest)
-            _choose_on_validation(tmp, manifest, Path(valid), manifests, say=say)
+            _choose_on_validation(tmp, manifest, Path(valid), manifests, soft=soft_gate, say=say)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)  # (the folder asked for is untouched)
         raise
@@ -223,7 +248,7 @@ def _copy_model(src: Path, manifest: dict, dst: Path) -> None:
     shutil.copy2(src / E.MANIFEST, dst / E.MANIFEST)
 
 
-def _choose_on_validation(folder: Path, manifest: dict, valid: Path, members: Sequence[dict], *, say) -> None:
+def _choose_on_validation(folder: Path, manifest: dict, valid: Path, members: Sequence[dict], *, soft: bool, say) -> None:
     """Choose the ensemble's operating point on the held-out runs' validation set and write it with
     the validation figures into `folder`'s manifest (`choose_operating_point`)."""
     from tagger.evaluate.metrics import auc
@@ -243,21 +268,19 @@ def _choose_on_validation(folder: Path, manifest: dict, valid: Path, members: Se
     if lo_raw is not None and (lo.kind == 3).any():
         kits = (lo_raw[lo.kind == 3, :k], lo_raw[lo.kind == 3, k])
     point = choose_operating_point(held[:, :k], held[:, k] if gated else None, truth=vs.labels, kind=vs.kind,
-                                   cost=costs.pop(), other_kits=kits)  # fmt: skip
+                                   cost=costs.pop(), other_kits=kits, soft=soft)  # fmt: skip
     th = point["thresholds"]
     manifest["classifiers"] = {f: {"threshold": round(float(t), 4), "metrics": m}
                                for f, t, m in zip(ens.families, th, point["metrics"])}  # fmt: skip
     if point["gate"] is not None:
         g = point["gate"]
-        manifest["gate"] = {"threshold": round(float(g["threshold"]), 4),
+        manifest["gate"] = {"threshold": None if g["threshold"] is None else round(float(g["threshold"]), 4),
                             "override": None if g["override"] is None else round(float(g["override"]), 4),
-                            "metrics": g["metrics"]}  # fmt: skip
+                            "exponent": g["exponent"], "metrics": g["metrics"]}  # fmt: skip
     th = np.array([manifest["classifiers"][f]["threshold"] for f in ens.families], dtype=np.float32)
 
     def decided(raw):
-        if not gated:
-            return raw[:, :k]
-        return G.gated(raw[:, :k], raw[:, k], manifest["gate"]["threshold"], manifest["gate"]["override"])
+        return G.decided(raw[:, :k], raw[:, k], manifest["gate"]) if gated else raw[:, :k]
 
     fams = list(ens.families)
     manifest["validation"] = {"data": str(valid), **vs.report(decided(held), th, fams, fams)}
@@ -272,7 +295,7 @@ def _choose_on_validation(folder: Path, manifest: dict, valid: Path, members: Se
         }
     E.write_manifest(folder, manifest)
     say("operating point", {"thresholds": {f: c["threshold"] for f, c in manifest["classifiers"].items()},
-                            **({"gate": {k2: manifest["gate"][k2] for k2 in ("threshold", "override")}} if gated else {})})  # fmt: skip
+                            **({"gate": {k2: manifest["gate"][k2] for k2 in G.DECIDING}} if gated else {})})  # fmt: skip
 
 
 def _validation_set(folder: Path, manifest: dict, *, columns_from: Path | None = None):

@@ -9,7 +9,9 @@ safe mode); callers only ever see `Ensemble.predict(windows) -> scores`.
 An averaged ensemble (format 5, `tagger.model.average`) holds instead its members, each a model
 directory of its own inside it (``member-models/<name>/``) whose manifest's sha256 the ensemble records;
 the runner averages the members' scores (every head's, and the gate's), which the ensemble's own
-thresholds, gate threshold and override decide.
+thresholds, gate threshold and override decide. Its gate may be soft instead (format 6,
+``gate.exponent``): every head's score is scaled by the gate's to that power
+(`tagger.model.gate.softened`), and the thresholds decide the scaled scores.
 """
 
 from __future__ import annotations
@@ -46,8 +48,12 @@ AVERAGED_MANIFEST_FORMAT = 5
 """The format of manifests whose scores are the average of member model directories
 (``manifest["members"]``, `tagger.model.average`): taggers that read only formats 1 to 4 refuse them
 instead of failing on a manifest whose classifiers name no file."""
+SOFT_GATE_MANIFEST_FORMAT = 6
+"""The format of manifests whose presence gate is soft (``gate.exponent``, `tagger.model.gate.softened`):
+taggers that read only formats 1 to 5 refuse them instead of reading thresholds chosen for softened
+scores as thresholds for the heads' own."""
 MANIFEST_FORMATS = (MANIFEST_FORMAT, HARMONIC_MANIFEST_FORMAT, GATED_MANIFEST_FORMAT, OVERRIDE_MANIFEST_FORMAT,
-                    AVERAGED_MANIFEST_FORMAT)  # fmt: skip
+                    AVERAGED_MANIFEST_FORMAT, SOFT_GATE_MANIFEST_FORMAT)  # fmt: skip
 MODELS_ENV = "TAGGER_MODELS"
 TRAIN_INTO_MEMBERS = ("{out} is an averaged ensemble: train into each of its members (a copy of the member's folder, "
                       "--out MEMBER), then combine them again (tagger combine)")  # fmt: skip
@@ -88,8 +94,12 @@ def read_manifest(model_dir: str | os.PathLike) -> dict:
             raise ModelError(path, f"threshold of {fam!r} is {t!r}: a probability threshold must lie in [0, 1]")
     gate = manifest.get("gate")
     if gate is not None:
+        a = gate.get("exponent") if isinstance(gate, dict) else None
+        if a is not None and (isinstance(a, bool) or not isinstance(a, (int, float)) or not 0.0 < a <= 4.0):
+            raise ModelError(path, f"exponent of the presence gate is {a!r}: a soft gate's exponent must lie in (0, 4]")
         t = gate.get("threshold") if isinstance(gate, dict) else None
-        if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0.0 <= t <= 1.0:
+        bad = isinstance(t, bool) or not isinstance(t, (int, float)) or not 0.0 <= t <= 1.0
+        if bad and (a is None or t is not None):  # (a soft gate has no threshold)
             raise ModelError(path, f"threshold of the presence gate is {t!r}: a probability threshold must lie in [0, 1]")
         h = gate.get("override")
         if h is not None and (isinstance(h, bool) or not isinstance(h, (int, float)) or not 0.0 <= h <= 1.0):
@@ -98,8 +108,10 @@ def read_manifest(model_dir: str | os.PathLike) -> dict:
 
 
 def manifest_format(manifest: dict) -> int:
-    """The oldest format that holds what the manifest needs (members averaged, a gate's override, a
-    gate, the harmonic front end)."""
+    """The oldest format that holds what the manifest needs (a soft gate, members averaged, a gate's
+    override, a gate, the harmonic front end)."""
+    if manifest.get("gate") and manifest["gate"].get("exponent") is not None:
+        return SOFT_GATE_MANIFEST_FORMAT
     if manifest.get("members"):
         return AVERAGED_MANIFEST_FORMAT
     if manifest.get("gate") and manifest["gate"].get("override") is not None:
@@ -164,6 +176,9 @@ class Ensemble:
     gate_override: float | None = None
     """A head score that overrules the gate (`tagger.model.gate.gated`): a window where any loaded
     head scores at least this much keeps its scores whatever the gate says; None: the gate decides."""
+    gate_exponent: float | None = None
+    """A soft gate's exponent (`tagger.model.gate.softened`): every head's score is scaled by the
+    gate's score to this power, and no window is turned down (`gate_threshold` is then None)."""
     columns: tuple[int, ...] | None = None
     """Where `families` lie among the runner's heads when it runs more of them (a subset of a gate
     with an override, which hears every head); None: the runner's heads are `families`."""
@@ -218,8 +233,9 @@ class Ensemble:
             thresholds=np.array([thresholds[f] for f in fams], dtype=np.float32),
             feature_config=cfg,
             _runner=runner,
-            gate_threshold=float(gate.get("threshold", 0.0)) if gate is not None else None,
+            gate_threshold=float(gate.get("threshold") or 0.0) if gate is not None and gate.get("exponent") is None else None,
             gate_override=float(gate["override"]) if gate is not None and gate.get("override") is not None else None,
+            gate_exponent=float(gate["exponent"]) if gate is not None and gate.get("exponent") is not None else None,
             columns=None if run_fams == fams else tuple(run_fams.index(f) for f in fams),
         )
 
@@ -234,7 +250,7 @@ class Ensemble:
 
     def predict_features(self, feats: np.ndarray, *, batch_size: int = 64) -> np.ndarray:
         """Per-family probabilities [shape=(n, n_families), dtype=float32] from features (0 in the
-        windows the presence gate, if any, turns down)."""
+        windows the presence gate, if any, turns down; scaled by it when it is soft)."""
         feats = np.asarray(feats, dtype=np.float32)
         if len(feats) == 0:
             return np.zeros((0, len(self.families)), dtype=np.float32)
@@ -245,6 +261,9 @@ class Ensemble:
         if self.gate_threshold is not None:
             # the gate turns a window down: no family plays in it, unless a head is sure of one
             scores = G.gated(scores[:, :-1], scores[:, -1], self.gate_threshold, self.gate_override)
+        elif self.gate_exponent is not None:
+            # a soft gate: the window keeps its ranking, each head needs more where the gate doubts
+            scores = G.softened(scores[:, :-1], scores[:, -1], self.gate_exponent)
         return scores if self.columns is None else scores[:, list(self.columns)]
 
     def predict_raw(self, feats: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
@@ -252,7 +271,7 @@ class Ensemble:
         column when there is a gate [shape=(n, heads run (+ 1))]: what thresholds are chosen on."""
         import dataclasses
 
-        raw = dataclasses.replace(self, gate_threshold=None, gate_override=None, columns=None)
+        raw = dataclasses.replace(self, gate_threshold=None, gate_override=None, gate_exponent=None, columns=None)
         return raw.predict_features(np.asarray(feats, dtype=np.float32), batch_size=batch_size)
 
     def predict(self, windows: np.ndarray, *, batch_size: int = 64) -> np.ndarray:

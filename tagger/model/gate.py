@@ -22,6 +22,12 @@ library's kits alone must stay as silent too (at least as often, or, where the g
 fewer of them silent, the override must set off none of them): kits that no training example held, the case of a
 user's drums (on sample-library kits alone, the most permissive override can let an unheard kit
 through: 15 of 21 windows of unheard FM kits silent at 0.8, 19 with the gate alone).
+
+The gate can be *soft* instead (`softened`; ``tagger combine --soft-gate``): every head's score is
+scaled by the gate's score to a power, no window is turned down, and the heads' thresholds are
+chosen on the scaled scores. A window the gate doubts keeps its ranking among the others (the
+per-family AUC of the scores users get stays the heads'), but each head needs more in it to pass.
+`choose_exponent` picks the gentlest power that does as well as the hard gate on the same windows.
 """
 
 from __future__ import annotations
@@ -41,6 +47,10 @@ GATE_OVERRIDES = (0.98, 0.95, 0.9, 0.85, 0.8)
 DRUMS_SILENT_MIN = 0.95
 """The share of validation windows of drums alone that must stay without a family for an override
 to qualify (issue 15's target for windows of drums or percussion alone)."""
+DECIDING = ("threshold", "override", "exponent")
+"""The keys of a manifest's gate entry that decide (`decided`); what a production fit carries over."""
+GATE_EXPONENTS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0)
+"""Exponents tried for a *soft* gate (`softened`, `choose_exponent`), from the gentlest."""
 GATE_L2 = 1.25e-4
 """L2 penalty of the logistic regression (on standardised embeddings)."""
 
@@ -103,6 +113,61 @@ def gated(heads: np.ndarray, gate: np.ndarray, threshold: float, override: float
     if override is not None:
         keep = keep | (np.asarray(heads).max(axis=1, initial=0.0) >= override)
     return np.where(keep[:, None], heads, np.float32(0.0)).astype(np.float32)
+
+
+def softened(heads: np.ndarray, gate: np.ndarray, exponent: float) -> np.ndarray:
+    """Head scores [shape=(n, k)] scaled by the gate's score [shape=(n,)] to the power `exponent`:
+    the soft gate. A window the gate doubts keeps its ranking among the others, but every head in it
+    needs more to pass its threshold; the thresholds are chosen on these scores (`choose_exponent`)."""
+    g = np.clip(np.asarray(gate, dtype=np.float32), 0.0, 1.0) ** np.float32(exponent)
+    return (np.asarray(heads, dtype=np.float32) * g[:, None]).astype(np.float32)
+
+
+def decided(heads: np.ndarray, gate: np.ndarray, entry: dict) -> np.ndarray:
+    """Head scores [shape=(n, k)] after the gate a manifest's entry describes: soft when it has an
+    ``exponent`` (`softened`), else a window under its ``threshold`` has no family unless a head
+    reaches its ``override`` (`gated`)."""
+    if entry.get("exponent") is not None:
+        return softened(heads, gate, float(entry["exponent"]))
+    return gated(heads, gate, float(entry["threshold"]), entry.get("override"))
+
+
+def choose_exponent(heads: np.ndarray, gate: np.ndarray, *, truth: np.ndarray, drums_alone: np.ndarray, base: dict,
+                    thresholds_for: Callable[[np.ndarray], np.ndarray],
+                    other_kits: tuple[np.ndarray, np.ndarray] | None = None, candidates=GATE_EXPONENTS,
+                    min_silent: float = DRUMS_SILENT_MIN, beta: float = THRESHOLD_BETA) -> tuple[float | None, list[dict]]:  # fmt: skip
+    """The soft gate's exponent (`softened`) chosen on validation windows, against the hard gate it
+    would replace: head scores [shape=(n, k)], gate scores [shape=(n,)], `truth` [bool,
+    shape=(n, k)], which windows hold drums alone [bool, shape=(n,)], `base` (the hard gate's record
+    from `choose_override`: its F-beta over every window, its drums-alone and other kits' silent
+    shares), `thresholds_for` (softened scores -> the heads' thresholds [shape=(k,)], chosen as for
+    any scores) and `other_kits` as for `choose_override`.
+
+    The gentlest of `candidates` (the one that keeps most of the heads' ranking) whose F-beta over
+    every (window, family) is at least the hard gate's, whose drums-alone windows stay without a
+    family in at least `min_silent` of cases and whose other kits' windows stay as silent as with
+    the hard gate (or `min_silent`); None when none qualifies (the hard gate stays).
+    Returns it and one record per candidate, each with its thresholds."""
+    truth = np.asarray(truth, dtype=bool)
+    drums_alone = np.asarray(drums_alone, dtype=bool)
+    others = other_kits is not None and len(other_kits[1]) > 0
+    records, chosen = [], None
+    for a in sorted(candidates):
+        scores = softened(heads, gate, a)
+        th = np.asarray(thresholds_for(scores), dtype=np.float32)
+        pred = scores >= th
+        rec = {"exponent": float(a),
+               "fbeta": round(fbeta_from_counts(int((pred & truth).sum()), int((pred & ~truth).sum()), int((~pred & truth).sum()), beta=beta), 4),
+               "drums_alone_silent": round(float(1.0 - pred[drums_alone].any(axis=1).mean()), 4) if drums_alone.any() else None,
+               "thresholds": [round(float(t), 4) for t in th]}  # fmt: skip
+        if others:
+            rec["other_kits_silent"] = round(float(1.0 - (softened(*other_kits, a) >= th).any(axis=1).mean()), 4)
+        records.append(rec)
+        if (chosen is None and rec["drums_alone_silent"] is not None and rec["drums_alone_silent"] >= min_silent
+                and rec["fbeta"] >= base["fbeta"]
+                and (not others or rec["other_kits_silent"] >= min(min_silent, base.get("other_kits_silent", 1.0)))):  # fmt: skip
+            chosen = float(a)
+    return chosen, records
 
 
 def choose_override(heads: np.ndarray, gate: np.ndarray, threshold: float, *, truth: np.ndarray, head_thresholds: np.ndarray,
