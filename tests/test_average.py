@@ -217,6 +217,12 @@ def test_what_cannot_be_averaged_is_refused_with_the_reason(pair, tmp_path):
     # training into an averaged ensemble says where to train instead
     res = CliRunner().invoke(app, ["train", "--data", str(tmp_path), "--out", str(out)])
     assert res.exit_code == 1 and "train into each of its members" in res.output
+    # and a single run takes no averaged ensemble's decisions (they decide averaged scores)
+    from tagger.model.train import train_ensemble
+
+    with pytest.raises(UserError, match="is an averaged ensemble: its thresholds and gate decide averaged scores"):
+        train_ensemble(tmp_path / "data", tmp_path / "single", reference=out)
+    assert not (tmp_path / "single").exists()
     res = CliRunner().invoke(app, ["combine", "--help"])
     assert res.exit_code == 0 and "--valid" in res.output and "--reference" in res.output and "--soft-gate" in res.output
     res = CliRunner().invoke(app, ["combine", str(a), str(b), "--out", str(tmp_path / "x"), "--reference", str(out), "--soft-gate"])

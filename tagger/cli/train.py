@@ -102,7 +102,7 @@ def train(
         "does not match the manifest, get one fitted."
     ),
     reference: Path = typer.Option(
-        None, "--reference", help="Model directory trained on held-out instruments whose thresholds and aggregation are kept."
+        None, "--reference", help="Model directory trained on held-out instruments (one run, not an averaged ensemble) whose thresholds and aggregation are kept."
     ),
 ) -> None:
     """Train the ensemble (or one family) from a rendered dataset's train split, validating on its valid split."""

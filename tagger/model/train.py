@@ -361,6 +361,11 @@ def train_ensemble(
 
     say = progress or (lambda stage, info: log.info("%s %s", stage, info))
     t_start = time.time()
+    ref_manifest = read_manifest(reference) if reference is not None else None
+    if ref_manifest is not None and ref_manifest.get("members"):
+        raise UserError(f"{reference} is an averaged ensemble: its thresholds and gate decide averaged scores. A single "
+                        "run's production fit takes the held-out run of its own recipe as --reference (and an averaged "
+                        "ensemble of production fits takes its held-out pair: tagger combine --reference)")  # fmt: skip
     dataset_root = Path(dataset_root)
     train_split = None if settings.all_instruments else "train"
     all_families = list(NoteDataset.load(dataset_root, split="valid").families)
@@ -415,7 +420,6 @@ def train_ensemble(
         raise UserError(f"{out_dir} holds models of the {manifest.get('recipe')!r} recipe; train into another folder")
     todo = [f for f in wanted if force or f not in manifest["classifiers"]]
     shared = settings.architecture in A.SHARED_TRUNK
-    ref_manifest = read_manifest(reference) if reference is not None else None
     # the presence gate of a shared trunk (`tagger.model.gate`) is trained with new heads, or alone
     # when it is missing; a production fit takes the reference's threshold, so it needs a reference gate
     # (a gate chosen for another cost is refitted: the heads and the trunk stay; a production fit's
