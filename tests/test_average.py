@@ -338,3 +338,18 @@ def test_a_soft_gate_decides_what_the_ensemble_scores_and_is_carried_over(pair, 
     (soft / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(ModelError, match="threshold of the presence gate is None"):
         Ensemble.load(soft)
+
+
+def test_combining_exports_the_pairs_graph_once(pair, tmp_path, monkeypatch):
+    """The operating point is chosen after a first load of the pair; the decided pair runs the same
+    files, so its export is the one cached then (the cache is keyed by the files, not the thresholds)."""
+    from tagger.model import runtime as R
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    _root, a, b, valid, _out, _manifest, _ = pair
+    AV.combine(tmp_path / "p", [a, b], valid=valid, soft_gate=True)
+    ens = Ensemble.load(tmp_path / "p")
+    assert ens.runtime == "onnxruntime"
+    assert [p.name for p in R.cache_dir().glob("*.onnx")] == [R.cache_key(ens.graph_hash, ens.families)]
+    AV.combine(tmp_path / "prod", [a, b], reference=tmp_path / "p")  # the same members decided by a reference
+    assert len(list(R.cache_dir().glob("*.onnx"))) == 1

@@ -89,7 +89,7 @@ def test_ensemble_runs_on_onnxruntime_equal_to_keras_and_caches_the_export(tmp_p
     ens = Ensemble.load(d)
     assert ens.runtime == "onnxruntime"
     cached = list(R.cache_dir().glob("*.onnx"))
-    assert [p.name for p in cached] == [R.cache_key(ens.hash, ens.families)]
+    assert [p.name for p in cached] == [R.cache_key(ens.graph_hash, ens.families)]
     monkeypatch.setenv(B.RUNTIME_ENV, "keras")
     ref = Ensemble.load(d)
     assert ref.runtime == "keras"
@@ -134,10 +134,18 @@ def test_a_changed_classifier_gets_a_new_export(tmp_path):
     manifest = store.open_or_create(d)
     store.save_classifier(d, manifest, "flute", _randomise(A.build("compact", name="flute"), 99), threshold=0.4)
     second = Ensemble.load(d)
-    assert second.hash != first.hash
+    assert second.hash != first.hash and second.graph_hash != first.graph_hash
     assert len(list(R.cache_dir().glob("*.onnx"))) == 2
     x = _feats(A.COMPACT_FEATURES.shape)
     assert not np.allclose(first.predict_features(x)[:, 1], second.predict_features(x)[:, 1])
+    # thresholds decided anew (the same files): the models' version changes, their export does not
+    manifest = store.open_or_create(d)
+    manifest["classifiers"]["flute"]["threshold"] = 0.7
+    store.write_manifest(d, manifest)
+    third = Ensemble.load(d)
+    assert third.hash != second.hash and third.graph_hash == second.graph_hash
+    assert len(list(R.cache_dir().glob("*.onnx"))) == 2 and third.runtime == "onnxruntime"
+    assert np.allclose(third.predict_features(x), second.predict_features(x), atol=R.TOLERANCE)
 
 
 @needs_ort
@@ -147,7 +155,7 @@ def test_a_damaged_cache_entry_is_exported_again(tmp_path):
 
     d = _model_dir(tmp_path / "m")
     good = Ensemble.load(d)
-    entry = R.cache_dir() / R.cache_key(good.hash, good.families)
+    entry = R.cache_dir() / R.cache_key(good.graph_hash, good.families)
     entry.write_bytes(b"not an onnx graph")
     again = Ensemble.load(d)
     assert again.runtime == "onnxruntime"
@@ -306,7 +314,7 @@ def test_auto_takes_the_first_available_and_faithful_backend(tmp_path, monkeypat
     files = good.loaded[0]
     assert len(files.members) == 1 and files.members[0].trunk is None
     assert [p.name for p in files.members[0].classifiers] == ["bass.keras", "flute.keras"]
-    assert files.families == ("bass", "flute") and files.manifest_hash == ens.hash
+    assert files.families == ("bass", "flute") and files.graph_hash == ens.graph_hash
     assert ens.predict_features(_feats(A.COMPACT_FEATURES.shape, n=3)).tolist() == [[0.25, 0.25]] * 3
     monkeypatch.setenv(B.RUNTIME_ENV, "D")  # a backend by name, whatever its place
     assert Ensemble.load(d).runtime == "d"
@@ -355,7 +363,7 @@ def test_scan_imports_tensorflow_only_when_loading_needs_it(tmp_path, monkeypatc
     only for the Keras runtime or a model whose ONNX export is not cached."""
     import importlib
 
-    from tagger.model.ensemble import default_model_dir, manifest_hash, read_manifest
+    from tagger.model.ensemble import default_model_dir, graph_hash, read_manifest
 
     cli_app = importlib.import_module("tagger.cli.app")  # the module (the package exports the Typer app)
     calls = []
@@ -367,7 +375,8 @@ def test_scan_imports_tensorflow_only_when_loading_needs_it(tmp_path, monkeypatc
     cli_app.quiet_tensorflow_for(models)
     assert calls == [1]  # nothing exported yet: the export needs TensorFlow
     manifest = read_manifest(models)
-    (tmp_path / R.cache_key(manifest_hash(manifest), tuple(manifest["families"]))).write_bytes(b"graph")
+    families = tuple(manifest["families"])
+    (tmp_path / R.cache_key(graph_hash(manifest, families), families)).write_bytes(b"graph")
     cli_app.quiet_tensorflow_for(models)
     cli_app.quiet_tensorflow_for(None)
     assert calls == [1]  # cached: no TensorFlow

@@ -135,7 +135,8 @@ class ModelFiles:
 
     members: tuple[Member, ...]
     feature_config: F.FeatureConfig
-    manifest_hash: str
+    graph_hash: str
+    """What the runner is built from (`tagger.model.ensemble.graph_hash`): its export's cache key."""
     families: tuple[str, ...]
     _keras: tuple | None = field(default=None, repr=False)
 
@@ -264,8 +265,8 @@ class KerasBackend:
 # -- ONNX Runtime -----------------------------------------------------------------------------------
 class OnnxBackend:
     """The classifiers exported to one ONNX graph and run with ONNX Runtime, when the export matches
-    Keras within `runtime.TOLERANCE` on `runtime.reference_batch`. The export is cached by manifest
-    hash and family selection: a cached graph loads without TensorFlow."""
+    Keras within `runtime.TOLERANCE` on `runtime.reference_batch`. The export is cached by the hash
+    of the files it runs and the family selection: a cached graph loads without TensorFlow."""
 
     name = "onnxruntime"
 
@@ -273,7 +274,7 @@ class OnnxBackend:
         return R.onnxruntime_available()
 
     def load(self, files: ModelFiles) -> Runner:
-        key = R.cache_key(files.manifest_hash, files.families)
+        key = R.cache_key(files.graph_hash, files.families)
         cached = R.load_cached(key)
         if cached is not None:
             try:

@@ -136,6 +136,22 @@ def manifest_hash(manifest: dict) -> str:
     return hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
 
 
+def graph_hash(manifest: dict, families: Sequence[str]) -> str:
+    """A stable hash of what the runner of `families` is built from: the feature configuration and
+    the recorded sha256 of every file it runs (of each member's manifest, for an averaged ensemble),
+    not the thresholds, gate decisions and aggregation applied to its scores. The exported ONNX
+    graph is cached by it, so models decided anew (`tagger combine` choosing its operating point
+    after a first load) reuse their export."""
+    gate = manifest.get("gate")
+    if manifest.get("members"):
+        files = [m.get("sha256") for m in manifest["members"]]
+    else:
+        files = [manifest["classifiers"][f].get("sha256") for f in families]
+        files += [(manifest.get("trunk") or {}).get("sha256"), (gate or {}).get("sha256")]
+    parts = {"features": manifest["features"], "files": files, "gated": gate is not None}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
 def check_feature_config(path: Path, recorded: dict) -> F.FeatureConfig:
     """Refuse a manifest whose signal geometry differs from this build's constants."""
     unknown = sorted(set(recorded) - set(F.FeatureConfig.__dataclass_fields__))
@@ -192,6 +208,12 @@ class Ensemble:
         return manifest_hash(self.manifest)
 
     @property
+    def graph_hash(self) -> str:
+        """What the exported graph of the families run is cached by (`graph_hash`)."""
+        run = tuple(self.manifest["families"]) if self.columns is not None else self.families
+        return graph_hash(self.manifest, run)
+
+    @property
     def aggregation(self) -> dict:
         return dict(self.manifest.get("aggregation", {}))
 
@@ -224,7 +246,7 @@ class Ensemble:
             members = tuple(_member_files(model_dir, manifest, m, run_fams) for m in _members_of(mpath, manifest))
         else:
             members = (_model_files(model_dir, manifest, run_fams, gated=gate is not None),)
-        files = B.ModelFiles(members=members, feature_config=cfg, manifest_hash=manifest_hash(manifest), families=run_fams)
+        files = B.ModelFiles(members=members, feature_config=cfg, graph_hash=graph_hash(manifest, run_fams), families=run_fams)
         runner = B.load_runner(files)
         return cls(
             model_dir=model_dir,

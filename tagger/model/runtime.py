@@ -4,8 +4,9 @@ The ``.keras`` files stay the source of truth. `export_onnx` writes the same lay
 weights into one ONNX graph (the classifiers side by side, outputs concatenated in family order;
 the members of an averaged ensemble side by side, their outputs averaged);
 `OnnxRunner` runs it with ONNX Runtime. The exported graph is verified against Keras on a fixed
-random batch before use (`verify`), and cached in the user cache folder keyed by the manifest
-hash, so a later scan neither imports TensorFlow nor converts again.
+random batch before use (`verify`), and cached in the user cache folder keyed by the hash of the
+files it runs (`tagger.model.ensemble.graph_hash`: thresholds decided anew reuse it), so a later
+scan neither imports TensorFlow nor converts again.
 
 Only the layer types of `tagger.model.architectures` are exported (Conv2D, BatchNormalization,
 Activation, MaxPooling2D, global pooling, Concatenate, Flatten, Dense, Dropout, the channel
@@ -52,10 +53,10 @@ def cache_dir() -> Path:
     return Path(base) / "tagger" / "runtime"
 
 
-def cache_key(manifest_hash: str, families: Sequence[str]) -> str:
-    """Cache file name of an exported ensemble: manifest hash, family selection, exporter version."""
+def cache_key(graph_hash: str, families: Sequence[str]) -> str:
+    """Cache file name of an exported ensemble: the hash of its files, family selection, exporter version."""
     sel = hashlib.sha256(",".join(families).encode()).hexdigest()[:8]
-    return f"{manifest_hash[:32]}-{sel}-v{EXPORT_VERSION}.onnx"
+    return f"{graph_hash[:32]}-{sel}-v{EXPORT_VERSION}.onnx"
 
 
 # -- export -------------------------------------------------------------------------------------------
