@@ -104,9 +104,9 @@ def choose_operating_point(heads: np.ndarray, gate: np.ndarray | None, *, truth:
     )  # fmt: skip
     out["gate"]["metrics"]["exponents_tried"] = soft_tried
     if exponent is not None:
-        soft = operating_point(G.softened(heads, gate, exponent))
-        out["thresholds"] = np.array([th for th, _ in soft], dtype=np.float32)
-        out["metrics"] = [m for _, m in soft]
+        softened = operating_point(G.softened(heads, gate, exponent))
+        out["thresholds"] = np.array([th for th, _ in softened], dtype=np.float32)
+        out["metrics"] = [m for _, m in softened]
         out["gate"].update(threshold=None, override=None, exponent=exponent)
         out["gate"]["metrics"]["hard"] = {"threshold": round(t, 4), "override": override}
     return out
