@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,6 +15,17 @@ import pytest
 # The tests create files and tag them at once: no settle time for the commands (CLI runs and their
 # subprocesses) unless a test asks for one (tests of the settle time set it themselves).
 os.environ["TAGGER_SETTLE_SECONDS"] = "0"
+
+# The tests never write into the user's caches (the ONNX exports of the models they train, training
+# caches): the session has a cache folder of its own, removed when it ends; a test that needs an
+# empty one sets its own.
+SESSION_CACHE = tempfile.mkdtemp(prefix="tagger-tests-cache-")
+os.environ["XDG_CACHE_HOME"] = SESSION_CACHE
+os.environ.pop("TAGGER_CACHE", None)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(SESSION_CACHE, ignore_errors=True)
 
 
 def tone_signal(
