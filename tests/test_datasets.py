@@ -611,7 +611,7 @@ def test_calibrate_aggregation_script_checks_the_rule_and_carries_it_into_the_pr
     # a dry run prints the figures and leaves every manifest as it was
     run_before, prod_before = (run / "manifest.json").read_bytes(), (prod / "manifest.json").read_bytes()
     assert calib.main([*args, "--dry-run"]) == 0
-    assert sum(line.startswith("| 6 ") for line in capsys.readouterr().out.splitlines()) == 6
+    assert sum(line.startswith("| 6 ") for line in capsys.readouterr().out.splitlines()) == 9  # 3 rules x 3 track sets
     assert (run / "manifest.json").read_bytes() == run_before and (prod / "manifest.json").read_bytes() == prod_before
     with pytest.raises(SystemExit):
         calib.main([*args, "--dry-run", "--into", str(prod)])
@@ -620,13 +620,16 @@ def test_calibrate_aggregation_script_checks_the_rule_and_carries_it_into_the_pr
                       "--compare", "0.5"]) == 0  # fmt: skip
     out = capsys.readouterr().out.splitlines()
     rows = [line for line in out if line.startswith("| 6 ")]
-    # three rules on calibration tracks, other tracks, left-out tracks, and the last two over drum beats
-    assert len(rows) == 15 and sum("over drum beats" in row for row in rows) == 6
+    # four rules on calibration tracks, other tracks, left-out tracks, and the last two over drum beats
+    assert len(rows) == 20 and sum("over drum beats" in row for row in rows) == 8
     assert sum(": quantile 0.5 | 0.5 | 1 |" in row for row in rows) == 5
     chosen = read_manifest(run)["aggregation_calibration"]
-    assert chosen["tracks"] == 6 and chosen["rule"].startswith("highest F0.5")
-    assert chosen["best"]["fbeta"] >= max(chosen["jaccard_best"]["fbeta"], chosen["default"]["fbeta"])
-    assert rows[0] == calib._row("6 calibration tracks (seed 7): chosen (F0.5)", chosen["best"])  # the same tracks again
+    assert chosen["tracks"] == 6 and chosen["rule"].startswith("the most precise rule whose F0.5")
+    fbeta_best = chosen["best"]["fbeta_best"]
+    assert fbeta_best["fbeta"] >= max(chosen["jaccard_best"]["fbeta"], chosen["default"]["fbeta"], chosen["best"]["fbeta"])
+    assert chosen["best"]["qualifies"] and chosen["best"]["precision"] >= fbeta_best["precision"]
+    assert rows[0] == calib._row("6 calibration tracks (seed 7): chosen", chosen["best"])  # the same tracks again
+    assert rows[1] == calib._row("6 calibration tracks (seed 7): F0.5-best", fbeta_best)
     after = read_manifest(prod)
     assert after["aggregation"] == read_manifest(run)["aggregation"]
     assert after["reference"]["aggregation_calibration"] == chosen and after["version"] == "production-2"
