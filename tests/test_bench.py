@@ -169,3 +169,25 @@ def test_bench_help_runs_as_a_module_and_as_a_script():
     for cmd in ([sys.executable, "-m", "benchmarks.bench", "--help"], [sys.executable, "benchmarks/bench.py", "--help"]):
         out = subprocess.run(cmd, capture_output=True, text=True, cwd=root, env={**os.environ}, check=True).stdout
         assert "--hours" in out and "--quick" in out
+
+
+@pytest.mark.model
+def test_the_ensemble_alone_is_timed_with_the_runtime_it_ships_and_on_one_thread(tmp_path, make_tone_file, monkeypatch):
+    """`measure_inference` loads the ONNX export the shipped runtime made to time it on one thread: it
+    must find it under the key the runtime caches it by (the files' hash since 2026-12-05; looking it
+    up by the manifest's hash found nothing and the benchmark crashed)."""
+    from conftest import compact_models
+
+    from tagger.model import backends as BK
+    from tagger.model import runtime as R
+
+    if not R.onnxruntime_available():
+        pytest.skip("onnxruntime/onnx not installed")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv(BK.RUNTIME_ENV, raising=False)
+    models = compact_models(tmp_path / "models", ["bass", "flute"], version="bench")
+    song = make_tone_file(tmp_path / "song.flac", [220.0, 330.0], seconds=20.0)
+    out = B.measure_inference(models, [song], windows=4, arch_windows=2, paper=False)
+    assert out["windows"] == 4 and out["runtime"] == "onnxruntime"
+    assert out["one_thread"]["threads"] == 1 and out["one_thread"]["x_realtime"] > 0
+    assert out["all_cores"]["x_realtime"] > 0 and out["architectures"]["compact_ms_per_window"] > 0

@@ -208,10 +208,15 @@ class Ensemble:
         return manifest_hash(self.manifest)
 
     @property
+    def run_families(self) -> tuple[str, ...]:
+        """The families the runner computes: all of the manifest's when a gate's override listens to
+        every head, else the ones asked for."""
+        return tuple(self.manifest["families"]) if self.columns is not None else self.families
+
+    @property
     def graph_hash(self) -> str:
         """What the exported graph of the families run is cached by (`graph_hash`)."""
-        run = tuple(self.manifest["families"]) if self.columns is not None else self.families
-        return graph_hash(self.manifest, run)
+        return graph_hash(self.manifest, self.run_families)
 
     @property
     def aggregation(self) -> dict:
