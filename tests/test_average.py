@@ -71,16 +71,8 @@ def _validation(folder, *, n_per_kind=40, seed=3, families=FAMILIES):
     return folder
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _own_runtime_cache(tmp_path_factory):
-    """Exports of this module's models go to a cache of its own, not the user's (which keeps 8)."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg")))
-        yield
-
-
 @pytest.fixture(scope="module")
-def pair(tmp_path_factory, _own_runtime_cache):
+def pair(tmp_path_factory):
     root = tmp_path_factory.mktemp("average")
     a = _run(root / "a", seed=1, version="run-a")
     b = _run(root / "b", seed=2, version="run-b")

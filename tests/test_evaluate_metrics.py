@@ -199,6 +199,9 @@ def test_fbeta_from_counts_weighs_precision_by_beta():
     assert MX.fbeta_from_counts(2, 2, 0) == pytest.approx(5 / 9)  # THRESHOLD_BETA, 0.5
     assert MX.fbeta_from_counts(2, 2, 0, beta=2.0) == pytest.approx(5 / 6)
     assert MX.fbeta_from_counts(0, 0, 0) == 0.0
+    # element-wise on arrays of counts (bootstrap resamples), the same values as one by one
+    many = MX.fbeta_from_counts(np.array([2, 2, 0]), np.array([2, 2, 0]), np.array([0, 1, 0]))
+    assert many == pytest.approx([5 / 9, 10 / 19, 0.0]) and many.shape == (3,)
 
 
 def test_validation_auc_ranks_ties_fairly():

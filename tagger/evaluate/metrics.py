@@ -348,10 +348,13 @@ THRESHOLD_BETA = 0.5
 than a missing one, because users search by it."""
 
 
-def fbeta_from_counts(tp: int, fp: int, fn: int, *, beta: float = THRESHOLD_BETA) -> float:
-    """F-beta from true positive, false positive and false negative counts (0 when all are 0)."""
+def fbeta_from_counts(tp, fp, fn, *, beta: float = THRESHOLD_BETA):
+    """F-beta from true positive, false positive and false negative counts (0 when all are 0): a
+    float for counts, an array of F-betas element-wise for arrays of counts (e.g. resamples)."""
     b2 = beta * beta
-    return float((1 + b2) * tp / max((1 + b2) * tp + b2 * fn + fp, 1))
+    tp, fp, fn = (np.asarray(c, dtype=np.float64) for c in (tp, fp, fn))
+    f = (1 + b2) * tp / np.maximum((1 + b2) * tp + b2 * fn + fp, 1)
+    return float(f) if f.ndim == 0 else f
 
 
 def calibrate_threshold(y: np.ndarray, p: np.ndarray, *, beta: float = 1.0) -> tuple[float, dict]:

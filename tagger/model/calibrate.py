@@ -108,8 +108,7 @@ def _bootstrap_fbeta(counts: np.ndarray, *, resamples: int, seed: int) -> np.nda
     n = counts.shape[1]
     weights = np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=resamples).astype(np.float64)
     tp, fp, fn = (weights @ counts[:, :, k].T.astype(np.float64) for k in range(3))  # (resamples, rules) each
-    b2 = THRESHOLD_BETA * THRESHOLD_BETA
-    return ((1 + b2) * tp / np.maximum((1 + b2) * tp + b2 * fn + fp, 1)).T
+    return fbeta_from_counts(tp, fp, fn).T
 
 
 def choose_aggregation(scored: list[tuple[np.ndarray, np.ndarray]], *, families, thresholds,
