@@ -81,6 +81,7 @@ def row(manifest: dict, folder: Path | None = None) -> list[str]:
         + (f", mel shifts {training['shift_prob']:g} (up to {training.get('shift_bands', 2)} bands)" if training.get("shift_prob") else "")
         + (f", trunk filters {','.join(map(str, training['trunk_filters']))}"
            if training.get("trunk_filters") and list(training["trunk_filters"]) != [24, 48, 96, 192, 192] else "")
+        + (f", {training['pooling']} pooling" if training.get("pooling", "max") != "max" else "")
         + (f", {training['instrument_fraction']:g} of the instruments" if training.get("instrument_fraction", 1.0) < 1.0 else "")
         + (", all instruments" if data.get("all_instruments") else "")
         + (f", without {', '.join(data['left_out_sources'])}" if data.get("left_out_sources") else ""),

@@ -15,6 +15,7 @@ from tagger.errors import ModelError, UserError  # noqa: E402
 from tagger.model import architectures as A  # noqa: E402
 from tagger.model import gate as G  # noqa: E402
 from tagger.model.ensemble import Ensemble, read_manifest, sha256_file  # noqa: E402
+from tagger.model.backends import load_classifier  # noqa: E402
 from tagger.model.train import TrainSettings, train_ensemble  # noqa: E402
 
 pytestmark = pytest.mark.model
@@ -301,10 +302,15 @@ def test_train_level_weights_shape_the_training_mixtures(tiny_dataset, tmp_path,
     assert bad.exit_code == 2 and "--trunk-filters" in bad.output
     bad = CliRunner().invoke(app, [*base, "--negative-prob", "1.5"])
     assert bad.exit_code == 2 and "--negative-prob" in bad.output
+    bad = CliRunner().invoke(app, [*base, "--pooling", "average"])
+    assert bad.exit_code == 2 and "--pooling must be one of max, blur" in bad.output
     res = CliRunner().invoke(app, [*base, "--level-weights", "0,1,1", "--morph-prob", "0.5", "--warp-prob", "0.25",
-                                   "--trunk-filters", "8,16,32", "--negative-prob", "0.7"])  # fmt: skip
+                                   "--trunk-filters", "8,16,32", "--negative-prob", "0.7", "--pooling", "blur"])  # fmt: skip
     assert res.exit_code == 0, res.output
     assert read_manifest(out)["trunk"]["params"] == A.build_trunk(A.COMPACT_FEATURES.shape, filters=(8, 16, 32)).count_params()
+    assert read_manifest(out)["training"]["pooling"] == "blur"
+    saved = load_classifier(out / read_manifest(out)["trunk"]["file"])  # the saved trunk pools anti-aliased
+    assert sum(type(layer).__name__ == "AveragePooling2D" for layer in saved.layers) == 4
     synth = read_manifest(out)["data"]["synth"]
     assert synth["level_weights"] == [0.0, 1.0, 1.0] and synth["morph_prob"] == 0.5 and synth["warp_prob"] == 0.25
     assert synth["negative_prob"] == 0.7

@@ -72,6 +72,25 @@ def test_onnx_export_matches_keras(arch):
 
 
 @needs_ort
+@pytest.mark.parametrize("pooling", A.POOLINGS)
+@pytest.mark.model
+def test_onnx_export_of_a_trunk_and_heads_matches_keras(pooling):
+    # The trunk at its real size with either pooling (the anti-aliased one adds a zero border, a
+    # max-pool of stride 1 and average pools), two heads on its embedding.
+    shape = A.COMPACT_FEATURES.shape
+    trunk = _randomise(A.build_trunk(shape, pooling=pooling), 7)
+    heads = [_randomise(A.build_head(int(trunk.output_shape[-1]), name=f"h{i}"), i) for i in range(2)]
+    runner = R.OnnxRunner(R.export_onnx([(trunk, heads)], shape), threads=1)
+    x = _feats(shape, n=6)
+    emb = trunk(x, training=False)
+    want = np.concatenate([np.asarray(h(emb, training=False)) for h in heads], axis=1)
+    got = runner(x)
+    assert got.shape == (len(x), 2)
+    assert np.max(np.abs(got - want)) < R.TOLERANCE
+    assert np.std(want) > 1e-3
+
+
+@needs_ort
 @pytest.mark.model
 def test_unsupported_layers_are_refused():
     inp = keras.Input(shape=(8, 8))

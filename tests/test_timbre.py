@@ -277,3 +277,30 @@ def test_shift_augmentation_shifts_about_its_share_by_one_to_max_bands_each_way(
     untouched = before.copy()
     spec_shift(untouched, np.random.default_rng(1), prob=0.0, max_bands=2)
     np.testing.assert_array_equal(untouched, before)
+
+
+@pytest.mark.model
+def test_blur_pooling_moves_smoothly_when_a_band_moves_by_one():
+    # One bright band at row 5, then at row 6: a 2x2 max-pool maps rows 4-5 and 6-7 to different
+    # output rows, so the one-band move empties one output row and fills the next (all or nothing);
+    # the anti-aliased pool keeps most of what it had (and sums the same over the map).
+    keras = pytest.importorskip("keras")
+    from tagger.model.architectures import downsample
+
+    def pooled(pooling: str, row: int) -> np.ndarray:
+        x = np.zeros((1, 16, 8, 1), np.float32)
+        x[0, row, 2:6, 0] = 1.0
+        inp = keras.Input(shape=(16, 8, 1))
+        return np.asarray(keras.Model(inp, downsample(inp, pooling))(x))[0, :, :, 0]
+
+    for pooling in ("max", "blur"):
+        a, b = pooled(pooling, 5), pooled(pooling, 6)
+        assert a.shape == b.shape == (8, 4)  # both halve the map
+        overlap = float(np.minimum(a, b).sum() / a.sum())
+        if pooling == "max":
+            assert overlap == 0.0
+        else:
+            assert overlap > 0.4
+            assert abs(a.sum() - b.sum()) / a.sum() < 0.01
+    with pytest.raises(ValueError, match="unknown pooling"):
+        downsample(keras.Input(shape=(4, 4, 1)), "median")

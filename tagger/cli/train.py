@@ -77,6 +77,10 @@ def train(
     trunk_filters: str = typer.Option(
         None, help="Shared trunk: filters of its conv blocks, comma-separated (default 24,48,96,192,192)."
     ),
+    pooling: str = typer.Option(
+        "max", help="Shared trunk: how it halves its maps between conv blocks: 'max' (2x2 max-pool) or 'blur' "
+        "(anti-aliased max-pool: scores that move smoothly when a sound's spectrum moves by a mel band)."
+    ),
     pretrain_steps: int = typer.Option(
         0, min=0, help="Shared trunk: supervised contrastive pretraining steps on instrument identity (single notes; "
         "same instrument at other pitches = positives) before the mixture training; 0 = none."
@@ -109,7 +113,7 @@ def train(
     quiet_tensorflow()
     from tqdm import tqdm
 
-    from tagger.model.architectures import ARCHITECTURES, SHARED_TRUNK, TRUNK_FILTERS
+    from tagger.model.architectures import ARCHITECTURES, POOLINGS, SHARED_TRUNK, TRUNK_FILTERS
     from tagger.model.train import TrainSettings, train_ensemble
 
     if architecture is None:
@@ -133,6 +137,10 @@ def train(
             raise typer.BadParameter("--trunk-filters takes comma-separated whole numbers") from None
         if architecture not in SHARED_TRUNK or not filters or min(filters) < 1 or len(filters) > 7:
             raise typer.BadParameter("--trunk-filters needs the trunk architecture and 1 to 7 positive numbers")
+    if pooling not in POOLINGS:
+        raise typer.BadParameter(f"--pooling must be one of {', '.join(POOLINGS)}")
+    if pooling != "max" and architecture not in SHARED_TRUNK:
+        raise typer.BadParameter("--pooling needs the trunk architecture")
     if recipe not in ("mixture", "solo"):
         raise typer.BadParameter("recipe must be 'mixture' or 'solo'")
     settings = TrainSettings(
@@ -142,7 +150,7 @@ def train(
         valid_music_examples=valid_examples, valid_solo_notes=valid_examples,
         leave_out=tuple(s.strip().lower() for s in leave_out or ()), all_instruments=all_instruments,
         pretrain_steps=pretrain_steps, instrument_fraction=instrument_fraction, trunk_filters=filters,
-        harmonic=harmonic, mask_prob=mask_prob, shift_prob=shift_prob, shift_bands=shift_bands,
+        pooling=pooling, harmonic=harmonic, mask_prob=mask_prob, shift_prob=shift_prob, shift_bands=shift_bands,
         gate_cost=gate_cost,
     )  # fmt: skip
     bars: dict[str, tqdm] = {}

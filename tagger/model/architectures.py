@@ -21,6 +21,9 @@ SHARED_TRUNK = ("trunk",)
 
 TRUNK_FILTERS = (24, 48, 96, 192, 192)
 HEAD_UNITS = 64
+POOLINGS = ("max", "blur")
+"""How the trunk halves its maps between conv blocks: ``max``, a 2x2 max-pool; ``blur``, an
+anti-aliased max-pool (`downsample`)."""
 
 COMPACT_FEATURES = FeatureConfig(kind="logmel", n_mels=64)
 PAPER_FEATURES = FeatureConfig(kind="stft")
@@ -81,9 +84,30 @@ def build_compact(input_shape: tuple[int, int], *, name: str = "compact"):
     return keras.Model(inp, out, name=name)
 
 
-def build_trunk(input_shape: tuple[int, int], *, name: str = "trunk", filters: tuple[int, ...] = TRUNK_FILTERS):
-    """The shared trunk: 3x3 conv blocks (BatchNorm, ReLU, 2x2 max-pool between) whose last map is
-    pooled over time and frequency (average and max) into an embedding [shape=(n, 2 * filters[-1])]."""
+def downsample(x, pooling: str = "max"):
+    """Halve a map [shape=(n, H, W, C)] in both axes. ``max``: a 2x2 max-pool, stride 2. ``blur``:
+    the anti-aliased max-pool of Zhang (2019), "Making convolutional networks shift-invariant again":
+    a 2x2 max-pool of stride 1, then a [1, 2, 1] / 4 binomial low-pass in each axis sampled every
+    second row and column, so that a spectral envelope moved by one mel band moves the pooled map
+    smoothly instead of flipping which of two bands survives. The low-pass is two 2x2 average pools
+    (a box of 2 twice is [1, 2, 1] / 4), the second of stride 2; a zero border of 1 (the maps are
+    ReLU outputs, never below 0) keeps the output size of the 2x2 max-pool. No weights either way."""
+    from keras import layers
+
+    if pooling == "max":
+        return layers.MaxPooling2D(2)(x)
+    if pooling != "blur":
+        raise ValueError(f"unknown pooling {pooling!r}; expected one of {', '.join(POOLINGS)}")
+    x = layers.ZeroPadding2D(1)(x)
+    x = layers.MaxPooling2D(2, strides=1)(x)
+    x = layers.AveragePooling2D(2, strides=1)(x)
+    return layers.AveragePooling2D(2, strides=2)(x)
+
+
+def build_trunk(input_shape: tuple[int, int], *, name: str = "trunk", filters: tuple[int, ...] = TRUNK_FILTERS,
+                pooling: str = "max"):  # fmt: skip
+    """The shared trunk: 3x3 conv blocks (BatchNorm, ReLU, a halving `downsample` between) whose last
+    map is pooled over time and frequency (average and max) into an embedding [shape=(n, 2 * filters[-1])]."""
     import keras
     from keras import layers
 
@@ -94,7 +118,7 @@ def build_trunk(input_shape: tuple[int, int], *, name: str = "trunk", filters: t
         x = layers.BatchNormalization()(x)
         x = layers.Activation("relu")(x)
         if i < len(filters) - 1:
-            x = layers.MaxPooling2D(2)(x)
+            x = downsample(x, pooling)
     out = layers.Concatenate(name="embedding")([layers.GlobalAveragePooling2D()(x), layers.GlobalMaxPooling2D()(x)])
     return keras.Model(inp, out, name=name)
 

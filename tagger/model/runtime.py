@@ -152,6 +152,10 @@ def _layer(g: _Graph, layer, x: list[str], ranks: list[int]) -> tuple[str, int]:
         return _activation(g, x[0], _name_of_activation(cfg.get("activation"))), ranks[0]
     if kind == "ReLU" and not cfg.get("max_value") and not cfg.get("negative_slope") and not cfg.get("threshold"):
         return g.op("Relu", [x[0]]), ranks[0]
+    if kind == "ZeroPadding2D":
+        (top, bottom), (left, right) = (tuple(p) for p in cfg["padding"])
+        pads = np.array([0, 0, top, left, 0, 0, bottom, right], dtype=np.int64)  # NCHW begins, then ends
+        return g.op("Pad", [x[0], g.const("pads", pads)]), 4
     if kind in ("MaxPooling2D", "AveragePooling2D"):
         pool = list(cfg["pool_size"])
         strides = list(cfg.get("strides") or pool)

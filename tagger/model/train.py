@@ -81,6 +81,9 @@ class TrainSettings:
     non-family sounds are all kept): an ablation that measures what more instruments are worth."""
     trunk_filters: tuple[int, ...] = A.TRUNK_FILTERS
     """Shared trunk only: filters of its conv blocks (the embedding is twice the last)."""
+    pooling: str = "max"
+    """Shared trunk only: how it halves its maps between conv blocks (`architectures.downsample`):
+    ``max`` (2x2 max-pool) or ``blur`` (anti-aliased max-pool)."""
     pretrain_steps: int = 0
     """Shared trunk only: supervised contrastive pretraining steps on instrument identity before the
     mixture training (`tagger.model.pretrain`); 0 = none."""
@@ -101,8 +104,8 @@ class TrainSettings:
     validation windows that hold a family; 0 = no gate."""
 
 
-_TRAINING_ONLY = ("epochs", "batch_size", "learning_rate", "threads", "pretrain_steps", "trunk_filters", "mask_prob",
-                  "shift_prob", "shift_bands", "gate_cost")
+_TRAINING_ONLY = ("epochs", "batch_size", "learning_rate", "threads", "pretrain_steps", "trunk_filters", "pooling",
+                  "mask_prob", "shift_prob", "shift_bands", "gate_cost")
 """Settings that change the training but not the generated examples (reused across them)."""
 
 
@@ -196,7 +199,7 @@ def _weighted_bce(pos_weight: float, neg_weight: float):
 
 
 def build_joint(families: Sequence[str], architecture: str, *, seed: int, trunk=None, freeze: bool = True,
-                trunk_filters: Sequence[int] = A.TRUNK_FILTERS):  # fmt: skip
+                trunk_filters: Sequence[int] = A.TRUNK_FILTERS, pooling: str = "max"):  # fmt: skip
     """One graph holding a classifier per family (shared input, one output per family).
 
     Per-family architectures get independent weights. Shared-trunk ones get one head per family on
@@ -211,7 +214,7 @@ def build_joint(families: Sequence[str], architecture: str, *, seed: int, trunk=
     inp = keras.Input(shape=cfg.shape, name="features")
     if architecture in A.SHARED_TRUNK:
         if trunk is None:
-            trunk = A.build_trunk(cfg.shape, name="trunk", filters=tuple(trunk_filters))
+            trunk = A.build_trunk(cfg.shape, name="trunk", filters=tuple(trunk_filters), pooling=pooling)
         else:
             trunk.trainable = not freeze
         embedding = trunk(inp)
@@ -512,14 +515,16 @@ def train_ensemble(
 
             psettings = P.PretrainSettings(steps=settings.pretrain_steps, seed=settings.seed)
             pre_sig = _signature({"pool": pool_sig, "pretrain": asdict(psettings), "features": fcfg.to_dict(),
-                                  "trunk": list(settings.trunk_filters)})  # fmt: skip
+                                  "trunk": list(settings.trunk_filters),
+                                  **({"pooling": settings.pooling} if settings.pooling != "max" else {})})  # fmt: skip
             start_trunk = P.pretrained_trunk(
-                lambda: A.build_trunk(fcfg.shape, name="trunk", filters=tuple(settings.trunk_filters)), train_pool.directory, cache / f"pretrain-{pre_sig}", psettings,
+                lambda: A.build_trunk(fcfg.shape, name="trunk", filters=tuple(settings.trunk_filters), pooling=settings.pooling),
+                train_pool.directory, cache / f"pretrain-{pre_sig}", psettings,
                 fcfg, say=say,
             )  # fmt: skip
             freeze = False
         joint, members, trunk = build_joint(todo, settings.architecture, seed=settings.seed, trunk=start_trunk, freeze=freeze,
-                                            trunk_filters=settings.trunk_filters)  # fmt: skip
+                                            trunk_filters=settings.trunk_filters, pooling=settings.pooling)  # fmt: skip
         losses = {}
         for f, j in zip(todo, fam_idx):
             if settings.recipe == "solo":
@@ -537,6 +542,7 @@ def train_ensemble(
                               **({"mask_prob": settings.mask_prob} if settings.mask_prob else {}),
                               **({"shift": [settings.shift_prob, settings.shift_bands]} if settings.shift_prob else {}),
                               **({"trunk": list(settings.trunk_filters)} if tuple(settings.trunk_filters) != A.TRUNK_FILTERS else {}),
+                              **({"pooling": settings.pooling} if settings.pooling != "max" else {}),
                               "frozen_trunk": (manifest.get("trunk") or {}).get("sha256") if frozen_trunk is not None else None})  # fmt: skip
         ckpt_dir = cache / f"ckpt-{run_sig}"
         ckpt_dir.mkdir(parents=True, exist_ok=True)
