@@ -283,7 +283,7 @@ def measure_inference(models: Path, paths: Sequence[Path], *, windows: int, arch
     out["all_cores"] = {"threads": B.default_threads(), "seconds": round(sec, 4), "ms_per_window": round(1000 * sec / n, 3),
                         "x_realtime": round(n * 4.0 / sec, 1)}  # fmt: skip
     if shipped.runtime == "onnxruntime":
-        one = _RunnerEnsemble(R.OnnxRunner(R.load_cached(R.cache_key(shipped.graph_hash, shipped.run_families)), threads=1), 0)
+        one = _RunnerEnsemble(R.OnnxRunner(R.load_cached(shipped.export_key), threads=1), 0)
         sec1 = time_predict(one, feats)
         out["one_thread"] = {"threads": 1, "seconds": round(sec1, 4), "ms_per_window": round(1000 * sec1 / n, 3),
                              "x_realtime": round(n * 4.0 / sec1, 1)}  # fmt: skip

@@ -124,6 +124,35 @@ def test_ensemble_runs_on_onnxruntime_equal_to_keras_and_caches_the_export(tmp_p
 
 
 @needs_ort
+@pytest.mark.parametrize("override", [None, 0.9])
+@pytest.mark.model
+def test_the_export_key_names_the_graph_the_loader_writes(tmp_path, override):
+    # A subset of the families runs every head when the gate's override listens to them all, else
+    # its own: `export_key` (what the CLI and the benchmark look up) names the export the load caches.
+    from tagger.model import gate as G
+    from tagger.model.ensemble import Ensemble, export_key, read_manifest, runner_families
+
+    families = ("bass", "flute", "organ")
+    cfg = A.feature_config("trunk")
+    manifest = store.new_manifest(architecture="trunk", recipe="mixture", feature_config=cfg, version="k1", data={})
+    trunk = _randomise(A.build_trunk(cfg.shape, filters=(4, 8)), 1)
+    store.save_trunk(tmp_path / "m", manifest, trunk)
+    width = int(trunk.output_shape[-1])
+    for i, f in enumerate(families):
+        store.save_classifier(tmp_path / "m", manifest, f, _randomise(A.build_head(width, name=f"head_{f}"), i), threshold=0.5)
+    store.save_gate(tmp_path / "m", manifest, G.gate_model(np.full(width, 0.1), 0.0), threshold=0.5, override=override)
+    saved = read_manifest(tmp_path / "m")
+    want = families if override is not None else ("flute",)
+    assert runner_families(saved, ["flute"]) == want and runner_families(saved) == families
+    one = Ensemble.load(tmp_path / "m", families=["flute"])
+    assert one.run_families == want and one.export_key == export_key(saved, ["flute"])
+    assert [p.name for p in R.cache_dir().glob("*.onnx")] == [one.export_key]
+    every = Ensemble.load(tmp_path / "m")
+    assert every.export_key == export_key(saved) and (R.cache_dir() / every.export_key).is_file()
+    assert (every.export_key == one.export_key) == (override is not None)  # the same graph, or one of its own
+
+
+@needs_ort
 @pytest.mark.model
 @pytest.mark.integration
 def test_a_cached_export_loads_without_tensorflow(tmp_path):
@@ -395,7 +424,7 @@ def test_scan_imports_tensorflow_only_when_loading_needs_it(tmp_path, monkeypatc
     assert calls == [1]  # nothing exported yet: the export needs TensorFlow
     manifest = read_manifest(models)
     families = tuple(manifest["families"])
-    (tmp_path / R.cache_key(graph_hash(manifest, families), families)).write_bytes(b"graph")
+    (tmp_path / R.cache_key(graph_hash(manifest, families), families)).write_bytes(b"graph")  # the full load's key
     cli_app.quiet_tensorflow_for(models)
     cli_app.quiet_tensorflow_for(None)
     assert calls == [1]  # cached: no TensorFlow

@@ -59,11 +59,10 @@ def quiet_tensorflow_for(models) -> None:
     process); a wrong guess costs only TensorFlow's start-up chatter, never a result."""
     from tagger.model import backends as B
     from tagger.model import runtime as R
-    from tagger.model.ensemble import default_model_dir, graph_hash, read_manifest
+    from tagger.model.ensemble import default_model_dir, export_key, read_manifest
 
     try:
-        manifest = read_manifest(models if models is not None else default_model_dir())
-        key = R.cache_key(graph_hash(manifest, tuple(manifest["families"])), tuple(manifest["families"]))
+        key = export_key(read_manifest(models if models is not None else default_model_dir()))
         cached = B.choice() in ("auto", "onnxruntime") and R.onnxruntime_available() and (R.cache_dir() / key).is_file()
     except Exception:  # noqa: BLE001  (a bad directory is reported by the load itself)
         cached = False

@@ -31,6 +31,7 @@ from tagger.errors import ModelError, UserError
 from tagger.hashing import sha256_file  # noqa: F401  (re-exported: the store hashes the files it writes)
 from tagger.model import backends as B
 from tagger.model import gate as G
+from tagger.model import runtime as R
 from tagger.model.backends import load_classifier  # noqa: F401  (re-exported: training loads the trunk with it)
 
 MANIFEST = "manifest.json"
@@ -152,6 +153,24 @@ def graph_hash(manifest: dict, families: Sequence[str]) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
+def runner_families(manifest: dict, families: Sequence[str] | None = None) -> tuple[str, ...]:
+    """The families the runner of `families` (None: every one) computes, in the manifest's order:
+    all of the manifest's when a gate's override listens to every head, else the ones asked for."""
+    every = tuple(manifest["families"])
+    gate = manifest.get("gate")
+    if families is None or (gate is not None and gate.get("override") is not None):
+        return every
+    return tuple(f for f in every if f in families)
+
+
+def export_key(manifest: dict, families: Sequence[str] | None = None) -> str:
+    """The cache entry of the ONNX export that runs `families` (None: every one) of `manifest`
+    (`tagger.model.runtime.cache_key`): the one place that knows it, for the loader, the CLI's
+    guess whether TensorFlow will be needed, and the benchmark."""
+    run = runner_families(manifest, families)
+    return R.cache_key(graph_hash(manifest, run), run)
+
+
 def check_feature_config(path: Path, recorded: dict) -> F.FeatureConfig:
     """Refuse a manifest whose signal geometry differs from this build's constants."""
     unknown = sorted(set(recorded) - set(F.FeatureConfig.__dataclass_fields__))
@@ -209,14 +228,18 @@ class Ensemble:
 
     @property
     def run_families(self) -> tuple[str, ...]:
-        """The families the runner computes: all of the manifest's when a gate's override listens to
-        every head, else the ones asked for."""
-        return tuple(self.manifest["families"]) if self.columns is not None else self.families
+        """The families the runner computes (`runner_families`)."""
+        return runner_families(self.manifest, self.families)
 
     @property
     def graph_hash(self) -> str:
         """What the exported graph of the families run is cached by (`graph_hash`)."""
         return graph_hash(self.manifest, self.run_families)
+
+    @property
+    def export_key(self) -> str:
+        """The cache entry of the runner's ONNX export (`export_key`)."""
+        return export_key(self.manifest, self.families)
 
     @property
     def aggregation(self) -> dict:
@@ -239,8 +262,7 @@ class Ensemble:
                 raise UserError(f"no classifier for {', '.join(unknown)} in {model_dir}")
             fams = tuple(f for f in fams if f in families)
         gate = manifest.get("gate")
-        # a gate's override listens to every head, so a subset of the families runs them all and keeps its own
-        run_fams = tuple(manifest["families"]) if gate is not None and gate.get("override") is not None else fams
+        run_fams = runner_families(manifest, fams)  # a gate's override runs every head; the subset keeps its own
         thresholds = {}
         for fam in run_fams:
             entry = manifest["classifiers"].get(fam)
