@@ -227,6 +227,9 @@ def test_what_cannot_be_averaged_is_refused_with_the_reason(pair, tmp_path):
     assert res.exit_code == 0 and "--valid" in res.output and "--reference" in res.output and "--soft-gate" in res.output
     res = CliRunner().invoke(app, ["combine", str(a), str(b), "--out", str(tmp_path / "x"), "--reference", str(out), "--soft-gate"])
     assert res.exit_code == 1 and "--soft-gate chooses the gate on a validation set" in res.output and not (tmp_path / "x").exists()
+    res = CliRunner().invoke(app, ["combine", str(a), str(b), "--out", str(tmp_path / "x"), "--reference", str(out),
+                                   "--one-se-thresholds"])  # fmt: skip
+    assert res.exit_code == 1 and "--one-se-thresholds chooses the thresholds" in res.output and not (tmp_path / "x").exists()
 
 
 def test_the_runs_table_names_the_members_and_counts_their_parameters(pair, capsys):
@@ -338,6 +341,25 @@ def test_a_soft_gate_decides_what_the_ensemble_scores_and_is_carried_over(pair, 
     (soft / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(ModelError, match="threshold of the presence gate is None"):
         Ensemble.load(soft)
+
+
+def test_one_se_thresholds_are_more_precise_within_the_error_of_the_best(pair, tmp_path):
+    """`tagger combine --one-se-thresholds`: every family's threshold is `calibrate_threshold`'s
+    one-standard-error choice on the same averaged scores, which records the F0.5-best beside it."""
+    from tagger.model import train as T
+
+    _root, a, b, valid, _out, manifest, _ = pair
+    one_se = AV.combine(tmp_path / "p", [a, b], valid=valid, threshold_resamples=300)
+    vs = T.ValidationSet.cached(valid, lambda: None)
+    held = (Ensemble.load(a).predict_raw(vs.feats) + Ensemble.load(b).predict_raw(vs.feats)) / 2
+    asked = vs.kind < 3
+    for j, f in enumerate(FAMILIES):
+        mine, best = one_se["classifiers"][f], manifest["classifiers"][f]
+        t, _ = calibrate_threshold(vs.labels[asked, j], held[asked, j], beta=THRESHOLD_BETA, resamples=300)
+        assert mine["threshold"] == pytest.approx(t, abs=1e-4)
+        assert mine["metrics"]["fbeta_best"]["threshold"] == pytest.approx(best["threshold"], abs=1e-4)
+        assert mine["metrics"]["precision"] >= best["metrics"]["precision"]
+        assert mine["metrics"]["fbeta"] <= best["metrics"]["fbeta"]
 
 
 def test_combining_exports_the_pairs_graph_once(pair, tmp_path, monkeypatch):

@@ -193,6 +193,27 @@ def test_threshold_calibration_and_scores():
     assert s["levels"][1] == {"jaccard": 0.5, "emr": 0.0} and s["jaccard"] == pytest.approx(2.5 / 3, abs=1e-4)
 
 
+def test_one_standard_error_threshold_is_the_most_precise_within_the_error_of_the_best():
+    # 80 windows: F0.5 is flat near its best, so a more precise threshold lies within one error of
+    # it and is chosen. The same windows 100 times over: the same F0.5 at every threshold, an error
+    # ten times smaller, and the rule gives the best's decisions.
+    rng = np.random.default_rng(4)
+    y = rng.random(80) < 0.5
+    p = np.clip(0.3 * y + 0.7 * rng.random(80), 0, 1)
+    t0, m0 = MX.calibrate_threshold(y, p, beta=0.5)
+    assert "fbeta_best" not in m0
+    t1, m1 = MX.calibrate_threshold(y, p, beta=0.5, resamples=500)
+    assert m1["fbeta_best"] == {"threshold": round(t0, 4), "fbeta": m0["fbeta"]}
+    assert t1 > t0 and m1["precision"] > m0["precision"] and m1["fbeta"] < m0["fbeta"]
+    assert MX.calibrate_threshold(y, p, beta=0.5, resamples=500) == (t1, m1)  # seeded
+    y100, p100 = np.tile(y, 100), np.tile(p, 100)
+    t2, m2 = MX.calibrate_threshold(y100, p100, beta=0.5, resamples=200)
+    assert m2["fbeta"] == m0["fbeta"] and np.array_equal(p100 >= t2, p100 >= t0)
+    # no threshold finds a positive: nothing to improve on, the F0.5-best rule's answer
+    none, metrics = MX.calibrate_threshold(np.zeros(10, bool), p[:10], beta=0.5, resamples=100)
+    assert none == MX.calibrate_threshold(np.zeros(10, bool), p[:10], beta=0.5)[0] and "fbeta_best" not in metrics
+
+
 def test_fbeta_from_counts_weighs_precision_by_beta():
     # precision 1/2, recall 1: F1 = 2/3, F0.5 = 1.25 * 0.5 / (0.25 * 0.5 + 1) = 5/9, F2 = 5 * 0.5 / (4 * 0.5 + 1) = 5/6
     assert MX.fbeta_from_counts(2, 2, 0, beta=1.0) == pytest.approx(2 / 3)

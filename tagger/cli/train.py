@@ -225,15 +225,25 @@ def combine(
         False, "--soft-gate", help="With --valid: scale every head by the presence gate's score to a power chosen on "
         "validation, instead of turning windows down, where that does as well (the windows' F0.5, drums alone silent)."
     ),
+    one_se_thresholds: bool = typer.Option(
+        False, "--one-se-thresholds", help="With --valid: each family's threshold is the most precise one whose window "
+        "F0.5 is within one bootstrap standard error of the best (as the track rule is chosen), not the F0.5-best itself."
+    ),
 ) -> None:
     """Average trained models into one ensemble, decided by thresholds chosen on held-out validation (or carried over)."""
     quiet_tensorflow()
     from tagger.model import gate as G
     from tagger.model.average import combine as combine_models
 
+    from tagger.model.calibrate import BOOTSTRAP_RESAMPLES
+
     if soft_gate and valid is None:
         raise UserError("--soft-gate chooses the gate on a validation set: pass --valid (a --reference carries its gate over)")
+    if one_se_thresholds and valid is None:
+        raise UserError("--one-se-thresholds chooses the thresholds on a validation set: pass --valid (a --reference "
+                        "carries its thresholds over)")  # fmt: skip
     manifest = combine_models(out, members, valid=valid, reference=reference, version=version, soft_gate=soft_gate,
+                              threshold_resamples=BOOTSTRAP_RESAMPLES if one_se_thresholds else 0,
                               say=lambda stage, info: typer.echo(f"{stage}: {json.dumps(info)}", err=True))  # fmt: skip
     summary = {
         "model_dir": str(out),

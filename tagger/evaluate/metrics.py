@@ -357,9 +357,17 @@ def fbeta_from_counts(tp, fp, fn, *, beta: float = THRESHOLD_BETA):
     return float(f) if f.ndim == 0 else f
 
 
-def calibrate_threshold(y: np.ndarray, p: np.ndarray, *, beta: float = 1.0) -> tuple[float, dict]:
+def calibrate_threshold(y: np.ndarray, p: np.ndarray, *, beta: float = 1.0, resamples: int = 0,
+                        seed: int = 0) -> tuple[float, dict]:  # fmt: skip
     """The F-beta-optimal threshold for one family on validation labels `y` and probabilities `p`
-    (beta < 1 favours precision), with its rounded metrics (empty ratios are 0 here, not NaN)."""
+    (beta < 1 favours precision), with its rounded metrics (empty ratios are 0 here, not NaN).
+
+    With `resamples` > 0, the one-standard-error rule instead (as for the track rule,
+    `tagger.model.calibrate.choose_aggregation`): of the thresholds whose F-beta is within one
+    bootstrap standard error of the best's (the error of their paired difference over `resamples`
+    resamples of the examples, seeded), the most precise; the metrics then record the best's
+    threshold and F-beta (`fbeta_best`). The examples are resampled one by one, so for windows that
+    share instruments the error is if anything too small and the rule too close to the best."""
     grid = np.linspace(0.05, 0.95, 91)
     best = (0.5, -1.0)
     pos = y.astype(bool)
@@ -368,6 +376,10 @@ def calibrate_threshold(y: np.ndarray, p: np.ndarray, *, beta: float = 1.0) -> t
         f = fbeta_from_counts(np.sum(pred & pos), np.sum(pred & ~pos), np.sum(~pred & pos), beta=beta)
         if f > best[1] + 1e-9:
             best = (float(t), float(f))
+    extra = {}
+    if resamples > 0 and best[1] > 0:
+        extra = {"fbeta_best": {"threshold": round(best[0], 4), "fbeta": round(best[1], 4)}}
+        best = _one_standard_error(pos, p, grid, best[0], beta=beta, resamples=resamples, seed=seed)
     t = best[0]
     point = operating_point(y, p, t)
     pred = p >= t
@@ -376,6 +388,7 @@ def calibrate_threshold(y: np.ndarray, p: np.ndarray, *, beta: float = 1.0) -> t
         "f1": round(2 * tp / max(2 * tp + fp + fn, 1), 4),
         "fbeta": round(best[1], 4),
         "beta": beta,
+        **extra,
         "precision": point["precision"],
         "recall": point["recall"],
         "fpr": point["fpr"],
@@ -383,6 +396,25 @@ def calibrate_threshold(y: np.ndarray, p: np.ndarray, *, beta: float = 1.0) -> t
         "positives": point["positives"],
         "examples": point["examples"],
     }
+
+
+def _one_standard_error(pos: np.ndarray, p: np.ndarray, grid: np.ndarray, best: float, *, beta: float, resamples: int,
+                        seed: int) -> tuple[float, float]:  # fmt: skip
+    """(threshold, F-beta) of `calibrate_threshold`'s one-standard-error rule on the `grid`, whose
+    F-beta-best threshold is `best`."""
+    pred = p[None, :] >= grid[:, None]  # (thresholds, examples)
+    per = [(pred & pos).astype(np.float64), (pred & ~pos).astype(np.float64), (~pred & pos).astype(np.float64)]
+    f = fbeta_from_counts(*(c.sum(axis=1) for c in per), beta=beta)
+    n = len(pos)
+    weights = np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=resamples).astype(np.float64)
+    boot = fbeta_from_counts(*(weights @ c.T for c in per), beta=beta)  # (resamples, thresholds)
+    i_best = int(np.argmin(np.abs(grid - best)))
+    se = np.std(boot - boot[:, [i_best]], axis=0, ddof=1)
+    tp, fp = per[0].sum(axis=1), per[1].sum(axis=1)
+    precision = tp / np.maximum(tp + fp, 1)
+    qualify = np.flatnonzero(f >= f[i_best] - se - 1e-9)
+    i = max(qualify, key=lambda j: (precision[j], f[j], -grid[j]))  # ties: the lowest, as for the best
+    return float(grid[i]), float(f[i])
 
 
 def operating_point(y: np.ndarray, p: np.ndarray, t: float) -> dict:

@@ -52,12 +52,16 @@ ARCHITECTURE = "averaged"
 
 def choose_operating_point(heads: np.ndarray, gate: np.ndarray | None, *, truth: np.ndarray, kind: np.ndarray,
                            cost: float = G.GATE_COST, other_kits: tuple[np.ndarray, np.ndarray] | None = None,
-                           soft: bool = False) -> dict:  # fmt: skip
+                           soft: bool = False, threshold_resamples: int = 0) -> dict:  # fmt: skip
     """The decisions of a model chosen on its validation windows, as `tagger train` chooses them for
     one run: from head scores [shape=(n, k)] before any gate, the gate's scores [shape=(n,)] or None,
     `truth` [bool, shape=(n, k)] and each window's `kind` (`tagger.model.train.ValidationSet`: 0-2
     with a family question, 3 drums alone); `other_kits`, head and gate scores of another library's
     kits alone (`tagger.model.gate.choose_override`).
+
+    With `threshold_resamples`, each family's threshold is the most precise within one bootstrap
+    standard error of its F0.5-best (`tagger.evaluate.metrics.calibrate_threshold`), wherever
+    thresholds are chosen (the soft gate's exponents included).
 
     With `soft`, the gate is then softened where that does as well (`tagger.model.gate.choose_exponent`):
     its exponent chosen, the thresholds chosen again on the softened scores, and the hard gate's
@@ -72,7 +76,7 @@ def choose_operating_point(heads: np.ndarray, gate: np.ndarray | None, *, truth:
     scored = kind < 3  # (drums alone are what the gate is measured on, not a family question)
 
     def operating_point(scores: np.ndarray) -> list[tuple[float, dict]]:
-        return [family_threshold(truth[:, j], scores[:, j], kind) for j in range(scores.shape[1])]
+        return [family_threshold(truth[:, j], scores[:, j], kind, resamples=threshold_resamples) for j in range(scores.shape[1])]
 
     chosen = operating_point(heads)
     thresholds = np.array([t for t, _ in chosen], dtype=np.float32)
@@ -114,12 +118,13 @@ def choose_operating_point(heads: np.ndarray, gate: np.ndarray | None, *, truth:
 
 def combine(out_dir: str | os.PathLike, members: Sequence[str | os.PathLike], *, valid: str | os.PathLike | None = None,
             reference: str | os.PathLike | None = None, version: str | None = None, soft_gate: bool = False,
-            say: Callable[[str, dict], None] | None = None) -> dict:  # fmt: skip
+            threshold_resamples: int = 0, say: Callable[[str, dict], None] | None = None) -> dict:  # fmt: skip
     """Make the averaged ensemble of `members` (model directories) in `out_dir`, its operating point
     chosen on the cached validation set `valid` of held-out runs (``<cache>/train/examples-<sig>``,
     with its ``left_out`` set when the runs left a source out) or carried over from the averaged
     ensemble `reference`. With `soft_gate` (and `valid`), a soft gate replaces the hard one where it
-    does as well on validation (`choose_operating_point`). Returns the manifest.
+    does as well on validation (`choose_operating_point`); with `threshold_resamples`, the thresholds
+    follow the one-standard-error rule there. Returns the manifest.
 
     `out_dir` must be new, empty, or an averaged ensemble (replaced whole, only once the new one is
     complete: a failure leaves it as it was)."""
@@ -211,7 +216,8 @@ def combine(out_dir: str | os.PathLike, members: Sequence[str | os.PathLike], *,
             E.Ensemble.load(tmp)  # every member loads and runs as one graph
         else:
             E.write_manifest(tmp, manifest)
-            _choose_on_validation(tmp, manifest, Path(valid), manifests, soft=soft_gate, say=say)
+            _choose_on_validation(tmp, manifest, Path(valid), manifests, soft=soft_gate, say=say,
+                                  threshold_resamples=threshold_resamples)  # fmt: skip
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)  # (the folder asked for is untouched)
         raise
@@ -248,7 +254,8 @@ def _copy_model(src: Path, manifest: dict, dst: Path) -> None:
     shutil.copy2(src / E.MANIFEST, dst / E.MANIFEST)
 
 
-def _choose_on_validation(folder: Path, manifest: dict, valid: Path, members: Sequence[dict], *, soft: bool, say) -> None:
+def _choose_on_validation(folder: Path, manifest: dict, valid: Path, members: Sequence[dict], *, soft: bool, say,
+                          threshold_resamples: int = 0) -> None:  # fmt: skip
     """Choose the ensemble's operating point on the held-out runs' validation set and write it with
     the validation figures into `folder`'s manifest (`choose_operating_point`)."""
     from tagger.evaluate.metrics import auc
@@ -268,7 +275,8 @@ def _choose_on_validation(folder: Path, manifest: dict, valid: Path, members: Se
     if lo_raw is not None and (lo.kind == 3).any():
         kits = (lo_raw[lo.kind == 3, :k], lo_raw[lo.kind == 3, k])
     point = choose_operating_point(held[:, :k], held[:, k] if gated else None, truth=vs.labels, kind=vs.kind,
-                                   cost=costs.pop(), other_kits=kits, soft=soft)  # fmt: skip
+                                   cost=costs.pop(), other_kits=kits, soft=soft,
+                                   threshold_resamples=threshold_resamples)  # fmt: skip
     th = point["thresholds"]
     manifest["classifiers"] = {f: {"threshold": round(float(t), 4), "metrics": m}
                                for f, t, m in zip(ens.families, th, point["metrics"])}  # fmt: skip

@@ -320,15 +320,16 @@ class ValidationSet:
         }
 
 
-def family_threshold(truth: np.ndarray, scores: np.ndarray, kind: np.ndarray) -> tuple[float, dict]:
+def family_threshold(truth: np.ndarray, scores: np.ndarray, kind: np.ndarray, *, resamples: int = 0) -> tuple[float, dict]:
     """One family's operating point on validation windows (`ValidationSet`: labels [shape=(n,)],
     scores before any gate [shape=(n,)], kinds): F0.5 (precision first) over every window with a
     family question (protocol mixtures, music-like mixtures and single notes; drums alone are
-    reported on their own). Returns the threshold and its metrics, with the precision and recall of
-    the music-like mixtures, the single notes and every window."""
+    reported on their own); with `resamples`, the most precise threshold within one bootstrap
+    standard error of the F0.5-best (`calibrate_threshold`). Returns the threshold and its metrics,
+    with the precision and recall of the music-like mixtures, the single notes and every window."""
     music, solo = kind == 1, kind == 2
     scored = kind < 3
-    t, metrics = calibrate_threshold(truth[scored], scores[scored], beta=THRESHOLD_BETA)
+    t, metrics = calibrate_threshold(truth[scored], scores[scored], beta=THRESHOLD_BETA, resamples=resamples)
     return t, {**metrics, "music_auc": round(_auc(truth[music], scores[music]), 4),
                "music": _operating_point(truth[music], scores[music], t),
                "solo": _operating_point(truth[solo], scores[solo], t),
