@@ -3,13 +3,13 @@
 The notes are rendered in the test from FluidR3_GM programs of the `gm2` test split. The shipped
 models are a production fit that heard them (every instrument of `gm4`); the expected answers are
 the shipped models' reference outputs on these inputs (basic-pitch style): a regression here
-means the models or the pipeline changed behaviour. With `averaged-soft-10` (the scores of
+means the models or the pipeline changed behaviour. With `averaged-onese-11` (the scores of
 `trunk-prod-shift4` and the sections recipe's production fit averaged, under a soft gate: every
-head scaled by the averaged gate's score to the power 0.3) the marimba note alone scores 0.95 for
-mallet under a gate score of 0.23, 0.61 once scaled (threshold 0.54), and it is tagged. In the
-marimba + tremolo strings duo only the strings are tagged (0.85 scaled, threshold 0.58): the
-marimba under them scores 0.34 for mallet, the average of 0.58 (`trunk-prod-shift4`) and 0.17 (the
-sections member) scaled by 0.90. The pair is precise and misses more (README, "Two models averaged").
+head scaled by the averaged gate's score to the power 0.2) the marimba note alone scores 0.95 for
+mallet under a gate score of 0.23, 0.71 once scaled (threshold 0.56), and it is tagged. In the
+marimba + tremolo strings duo only the strings are tagged (0.88 scaled, threshold 0.60): the
+marimba under them scores 0.35 for mallet, the average of 0.58 (`trunk-prod-shift4`) and 0.17 (the
+sections member) scaled by 0.93. The pair is precise and misses more (README, "Two models averaged").
 """
 
 import json
