@@ -234,7 +234,6 @@ def combine(
     quiet_tensorflow()
     from tagger.model import gate as G
     from tagger.model.average import combine as combine_models
-
     from tagger.model.calibrate import BOOTSTRAP_RESAMPLES
 
     if soft_gate and valid is None:

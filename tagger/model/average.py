@@ -76,7 +76,8 @@ def choose_operating_point(heads: np.ndarray, gate: np.ndarray | None, *, truth:
     scored = kind < 3  # (drums alone are what the gate is measured on, not a family question)
 
     def operating_point(scores: np.ndarray) -> list[tuple[float, dict]]:
-        return [family_threshold(truth[:, j], scores[:, j], kind, resamples=threshold_resamples) for j in range(scores.shape[1])]
+        return [family_threshold(truth[:, j], scores[:, j], kind, resamples=threshold_resamples)
+                for j in range(scores.shape[1])]  # fmt: skip
 
     chosen = operating_point(heads)
     thresholds = np.array([t for t, _ in chosen], dtype=np.float32)

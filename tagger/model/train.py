@@ -320,7 +320,8 @@ class ValidationSet:
         }
 
 
-def family_threshold(truth: np.ndarray, scores: np.ndarray, kind: np.ndarray, *, resamples: int = 0) -> tuple[float, dict]:
+def family_threshold(truth: np.ndarray, scores: np.ndarray, kind: np.ndarray, *,
+                     resamples: int = 0) -> tuple[float, dict]:  # fmt: skip
     """One family's operating point on validation windows (`ValidationSet`: labels [shape=(n,)],
     scores before any gate [shape=(n,)], kinds): F0.5 (precision first) over every window with a
     family question (protocol mixtures, music-like mixtures and single notes; drums alone are
@@ -519,7 +520,8 @@ def train_ensemble(
                                   "trunk": list(settings.trunk_filters),
                                   **({"pooling": settings.pooling} if settings.pooling != "max" else {})})  # fmt: skip
             start_trunk = P.pretrained_trunk(
-                lambda: A.build_trunk(fcfg.shape, name="trunk", filters=tuple(settings.trunk_filters), pooling=settings.pooling),
+                lambda: A.build_trunk(fcfg.shape, name="trunk", filters=tuple(settings.trunk_filters),
+                                      pooling=settings.pooling),
                 train_pool.directory, cache / f"pretrain-{pre_sig}", psettings,
                 fcfg, say=say,
             )  # fmt: skip
