@@ -308,7 +308,7 @@ def test_train_level_weights_shape_the_training_mixtures(tiny_dataset, tmp_path,
                                    "--trunk-filters", "8,16,32", "--negative-prob", "0.7", "--pooling", "blur"])  # fmt: skip
     assert res.exit_code == 0, res.output
     assert read_manifest(out)["trunk"]["params"] == A.build_trunk(A.COMPACT_FEATURES.shape, filters=(8, 16, 32)).count_params()
-    assert read_manifest(out)["training"]["pooling"] == "blur"
+    assert read_manifest(out)["training"]["pooling"] == "blur" and read_manifest(out)["training"]["threshold_resamples"] == 0
     saved = load_classifier(out / read_manifest(out)["trunk"]["file"])  # the saved trunk pools anti-aliased
     assert sum(type(layer).__name__ == "AveragePooling2D" for layer in saved.layers) == 4
     synth = read_manifest(out)["data"]["synth"]
@@ -385,6 +385,31 @@ def test_spectrogram_masks_train_on_the_same_examples_and_are_recorded(tiny_data
 
 @needs_fluidsynth
 @pytest.mark.slow
+def test_one_se_thresholds_decide_the_same_training_more_precisely(tiny_dataset, tmp_path, cache):
+    """`tagger train --one-se-thresholds`: the thresholds only, on the same cached examples and the
+    same finished checkpoint (nothing is trained again); each family's is `calibrate_threshold`'s
+    one-standard-error choice, the F0.5-best recorded beside it."""
+    from typer.testing import CliRunner
+
+    from tagger.cli import app
+
+    fams = ["flute", "organ"]
+    plain = train_ensemble(tiny_dataset, tmp_path / "plain", settings=TrainSettings(**TINY), families=fams)
+    assert len(list(cache.glob("train/ckpt-*"))) == 1
+    strict = train_ensemble(tiny_dataset, tmp_path / "strict", families=fams,
+                            settings=TrainSettings(threshold_resamples=200, **TINY))  # fmt: skip
+    assert len(list(cache.glob("train/ckpt-*"))) == 1 and strict["training"]["threshold_resamples"] == 200
+    for f in fams:
+        mine, best = strict["classifiers"][f], plain["classifiers"][f]
+        assert mine["metrics"]["auc"] == best["metrics"]["auc"]  # the same scores: the same trained weights
+        if best["metrics"]["fbeta"] > 0:
+            assert mine["metrics"]["fbeta_best"]["threshold"] == pytest.approx(best["threshold"], abs=1e-4)
+            assert mine["metrics"]["precision"] >= best["metrics"]["precision"]
+            assert mine["metrics"]["fbeta"] <= best["metrics"]["fbeta"]
+    res = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "300"})  # (wide: every option name whole)
+    assert res.exit_code == 0 and "--one-se-thresholds" in res.output
+
+
 def test_mel_shifts_train_on_the_same_examples_and_are_recorded(tiny_dataset, tmp_path, cache, monkeypatch):
     from typer.testing import CliRunner
 

@@ -108,12 +108,17 @@ def train(
     reference: Path = typer.Option(
         None, "--reference", help="Model directory trained on held-out instruments (one run, not an averaged ensemble) whose thresholds and aggregation are kept."
     ),
+    one_se_thresholds: bool = typer.Option(
+        False, "--one-se-thresholds", help="Each family's threshold is the most precise one whose window F0.5 is within "
+        "one bootstrap standard error of the best (as the track rule is chosen), not the F0.5-best itself."
+    ),
 ) -> None:
     """Train the ensemble (or one family) from a rendered dataset's train split, validating on its valid split."""
     quiet_tensorflow()
     from tqdm import tqdm
 
     from tagger.model.architectures import ARCHITECTURES, POOLINGS, SHARED_TRUNK, TRUNK_FILTERS
+    from tagger.model.calibrate import BOOTSTRAP_RESAMPLES
     from tagger.model.train import TrainSettings, train_ensemble
 
     if architecture is None:
@@ -151,7 +156,7 @@ def train(
         leave_out=tuple(s.strip().lower() for s in leave_out or ()), all_instruments=all_instruments,
         pretrain_steps=pretrain_steps, instrument_fraction=instrument_fraction, trunk_filters=filters,
         pooling=pooling, harmonic=harmonic, mask_prob=mask_prob, shift_prob=shift_prob, shift_bands=shift_bands,
-        gate_cost=gate_cost,
+        gate_cost=gate_cost, threshold_resamples=BOOTSTRAP_RESAMPLES if one_se_thresholds else 0,
     )  # fmt: skip
     bars: dict[str, tqdm] = {}
 

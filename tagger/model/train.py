@@ -99,13 +99,17 @@ class TrainSettings:
     harmonic: bool = False
     """Train on the harmonic part of the spectrogram only (`FeatureConfig.harmonic`: drum hits damped);
     recorded in the manifest, so inference uses the same front end."""
+    threshold_resamples: int = 0
+    """With resamples (e.g. 500), each family's threshold is the most precise within one bootstrap
+    standard error of its F0.5-best (`family_threshold`, `tagger combine --one-se-thresholds`); 0:
+    the F0.5-best itself."""
     gate_cost: float = G.GATE_COST
     """Shared trunk only: the presence gate (`tagger.model.gate`) may turn down this share of the
     validation windows that hold a family; 0 = no gate."""
 
 
 _TRAINING_ONLY = ("epochs", "batch_size", "learning_rate", "threads", "pretrain_steps", "trunk_filters", "pooling",
-                  "mask_prob", "shift_prob", "shift_bands", "gate_cost")
+                  "mask_prob", "shift_prob", "shift_bands", "gate_cost", "threshold_resamples")
 """Settings that change the training but not the generated examples (reused across them)."""
 
 
@@ -597,7 +601,7 @@ def train_ensemble(
         if shared and frozen_trunk is None:
             store.save_trunk(out_dir, manifest, trunk)
         for i, (f, j) in enumerate(zip(todo, fam_idx)):
-            t, metrics = family_threshold(vs.labels[:, j], probs[:, i], vs.kind)
+            t, metrics = family_threshold(vs.labels[:, j], probs[:, i], vs.kind, resamples=settings.threshold_resamples)
             if ref_manifest is not None:
                 metrics["own_threshold"] = t
                 t = float(ref_manifest["classifiers"][f]["threshold"])
