@@ -343,12 +343,13 @@ class TestRoundTrip:
         real_write = tags.rewrite._write_copy
 
         def write_and_damage(tmp, **kwargs):
-            real_write(tmp, **kwargs)
+            written = real_write(tmp, **kwargs)
             with open(tmp, "r+b") as f:  # the middle of these files is audio
                 f.seek(os.path.getsize(tmp) // 2)
                 byte = f.read(1)
                 f.seek(-1, os.SEEK_CUR)
                 f.write(bytes([byte[0] ^ 0xFF]))
+            return written
 
         monkeypatch.setattr(tags.rewrite, "_write_copy", write_and_damage)
         with pytest.raises(TagWriteError, match="audio payload changed"):

@@ -25,6 +25,7 @@ import shutil
 import stat
 import struct
 import tempfile
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from tagger.errors import TagWriteError
@@ -160,11 +161,17 @@ def _open(path: str | os.PathLike, *, real: str | None = None, cls: type | None 
                     audio = MP3(name, load_v1=False)
                 except mutagen.MutagenError:
                     audio = None
-            elif audio is not None and type(audio).__name__ == "MP3":
+            elif audio is not None and type(audio).__name__ in _ID3_TYPES:
                 cls, audio = type(audio), None  # (let the first load go before the second)
         if cls is not None:
-            # Never fold an ID3v1 tag into the ID3v2 tag we write (it would add frames).
-            audio = cls(name, load_v1=False) if cls.__name__ == "MP3" else cls(name)
+            if cls.__name__ in _ID3_TYPES:
+                # Frames as they are in the file: mutagen's default load renames and drops frames of
+                # other ID3 versions (TYER becomes TDRC, RVAD goes), which a save would then write.
+                # Never fold an ID3v1 tag into the ID3v2 tag we write (it would add frames).
+                options = {"load_v1": False} if cls.__name__ == "MP3" else {}
+                audio = cls(name, translate=False, **options)
+            else:
+                audio = cls(name)
     except FileNotFoundError:
         raise TagWriteError(path, "no such file") from None
     except (mutagen.MutagenError, OSError, ValueError, struct.error, EOFError) as exc:
@@ -173,6 +180,10 @@ def _open(path: str | os.PathLike, *, real: str | None = None, cls: type | None 
         what = "unknown" if audio is None else type(audio).__name__
         raise TagWriteError(path, f"unsupported format ({what}); tagger writes tags into {SUPPORTED_FORMATS}")
     return audio, STORAGES[type(audio).__name__]
+
+
+_ID3_TYPES = ("MP3", "WAVE", "AIFF")
+"""mutagen file types whose tag is ID3v2."""
 
 
 def _looks_like_mpeg(name: str) -> bool:
@@ -371,6 +382,10 @@ def _rewrite(
     changed = before_raw != after_raw or convert
     before, after = state(before_raw), state(after_raw)
     unsettled = unsettled_reason(st.st_mtime, settle_seconds)
+    if changed:
+        loss = storage.cannot_keep(audio, real, version)
+        if loss:
+            raise TagWriteError(shown, f"{loss}; left unchanged")
     if not changed or dry_run:
         if changed:
             _check_writable(shown, real, st)
@@ -418,8 +433,9 @@ def _rewrite(
         xattrs = _copy_xattrs(real, tmp, shown)
         if lease.broken():
             raise TagWriteError(shown, changed_meanwhile)
-        _write_copy(tmp, cls=cls, storage=storage, raw=after_raw, version=version, original=real)
-        _verify(tmp, cls=cls, storage=storage, raw=after_raw, others=others, payload=payload, mutagen_type=mutagen_type)
+        items = _write_copy(tmp, cls=cls, storage=storage, raw=after_raw, version=version, original=real)
+        _verify(tmp, cls=cls, storage=storage, raw=after_raw, others=others, items=items, payload=payload,
+                mutagen_type=mutagen_type)  # fmt: skip
         if _xattrs(tmp) != xattrs or stat.S_IMODE(os.stat(tmp).st_mode) != stat.S_IMODE(st.st_mode):
             raise TagWriteError(tmp, "verification failed: the extended attributes or the mode changed")
         if keep_mtime:
@@ -468,17 +484,27 @@ def _rewrite(
     )
 
 
-def _write_copy(tmp: str, *, cls: type, storage: Storage, raw: Raw, version: int | None, original: str) -> None:
-    """Change our fields in the temporary copy ``tmp`` (read as ``cls``, the original's mutagen type)."""
+def _write_copy(
+    tmp: str, *, cls: type, storage: Storage, raw: Raw, version: int | None, original: str
+) -> Counter | None:
+    """Change our fields in the temporary copy ``tmp`` (read as ``cls``, the original's mutagen
+    type) -> the tag items its bytes must then list (`Storage.expected_item_ids`; None where the
+    container has no such listing)."""
     audio, _ = _open(tmp, cls=cls)
     storage.set(audio, raw)
+    storage.prepare(audio, version)
+    items = storage.expected_item_ids(audio, version)
     storage.save(audio, tmp, version=version, original=original)
+    return items
 
 
 def _verify(
-    tmp: str, *, cls: type, storage: Storage, raw: Raw, others: str | None, payload: str | None, mutagen_type: str
-) -> None:
-    """Re-read the written copy: our fields as intended, other tags and audio payload unchanged."""
+    tmp: str, *, cls: type, storage: Storage, raw: Raw, others: str | None, items: Counter | None,
+    payload: str | None, mutagen_type: str,
+) -> None:  # fmt: skip
+    """Re-read the written copy: our fields as intended, other tags unchanged (``others``: their
+    digest, None for a version conversion, which `Storage.cannot_keep` checked beforehand), every
+    item of the tag that the save wrote present in its bytes, the audio payload unchanged."""
     audio, storage_now = _open(tmp, cls=cls)
     if storage_now is not storage or type(audio).__name__ != mutagen_type:
         raise TagWriteError(tmp, "verification failed: the written copy is no longer the same format")
@@ -488,6 +514,8 @@ def _verify(
     if others is not None and storage.other_tags(audio) != others:
         raise TagWriteError(tmp, "verification failed: other tags changed")
     del audio
+    if items is not None and storage.item_ids(tmp) != items:
+        raise TagWriteError(tmp, "verification failed: the tag's items read from its bytes are not the ones written")
     if payload is not None and payload_digest(tmp, mutagen_type) != payload:
         raise TagWriteError(tmp, "verification failed: the audio payload changed")
 

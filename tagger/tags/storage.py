@@ -22,9 +22,11 @@ WMA                    ASF attributes with those names, one per value
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import struct
 import zlib
+from collections import Counter
 from collections.abc import Iterable
 
 from tagger.tags.fields import INSTRUMENTS_MODEL, Raw, ours
@@ -83,6 +85,23 @@ class Storage:
     def version(self, audio, id3v23: bool | None, raw: Raw) -> tuple[int | None, bool]:
         """(tag version to save, whether saving converts the file's existing tag to it)."""
         return None, False
+
+    def cannot_keep(self, audio, path: str, version: int | None) -> str | None:
+        """Why saving the file loaded from ``path`` at ``version`` would lose or change a tag that is
+        not ours (then nothing is written), or None."""
+        return None
+
+    def prepare(self, audio, version: int | None) -> None:
+        """Convert the loaded file's other tags for a save at ``version`` (`cannot_keep` said yes)."""
+
+    def item_ids(self, path: str) -> Counter | None:
+        """The names of the file's tag items, read from its bytes alone (not by mutagen), where the
+        container lists them (ID3 frames); None otherwise. Empty when the file has no tag."""
+        return None
+
+    def expected_item_ids(self, audio, version: int | None) -> Counter | None:
+        """What `item_ids` must find once the loaded file is saved at ``version``."""
+        return None
 
     def payload(self, f, size: int, h) -> bool:
         """Feed the bytes that carry the audio (tags and container headers excluded) of the open
@@ -161,12 +180,63 @@ class ID3Storage(Storage):
     def version(self, audio, id3v23, raw):
         current = audio.tags.version[1] if audio.tags is not None else None
         if id3v23 is None:  # removal keeps the file's version
-            version = current if current in (3, 4) else 4
+            version = current if current in (3, 4) else 3 if current == 2 else 4
         elif id3v23:
             version = 3
-        else:  # v2.4, but an existing v2.3 tag stays v2.3 (no other frame is converted)
-            version = 3 if current == 3 else 4
+        else:  # v2.4, but an existing v2.3 tag stays v2.3 (no other frame is converted), and an
+            # ID3v2.2 tag (which mutagen cannot write) becomes v2.3, the version of its frames' names
+            version = 3 if current in (2, 3) else 4
         return version, bool(raw) and current is not None and current != version
+
+    def cannot_keep(self, audio, path, version):
+        tags = audio.tags
+        if tags is None:
+            return None
+        current = tags.version[1]
+        unknown = [bytes(d[: 3 if current == 2 else 4]).decode("latin-1") for d in tags.unknown_frames]
+        lost: list[str] = []
+        found = self.item_ids(path)
+        if found is not None:  # frames mutagen could not read are dropped by any save
+            if current == 2:  # mutagen loads v2.2 frames as their v2.3 successors: compare counts
+                missing = sum(found.values()) - len(tags) - len(unknown)
+                if missing > 0:
+                    lost.append(f"{missing} frame(s) mutagen cannot read")
+            else:
+                loaded = Counter(frame.FrameID for frame in tags.values()) + Counter(unknown)
+                lost += sorted((found - loaded).elements())
+        if version != current:
+            lost += unknown  # mutagen keeps frames it does not know only at their own version
+        if current == 4 and version == 3:
+            lost += _lost_in_v23(tags)
+        if not lost:
+            return None
+        what = ", ".join(dict.fromkeys(lost))
+        if version != current:
+            return f"converting its ID3v2.{current} tag to ID3v2.{version} would lose {what}"
+        return f"its ID3v2.{current} tag has frames that a rewrite would lose ({what})"
+
+    def prepare(self, audio, version):
+        if audio.tags is not None and audio.tags.version[1] == 4 and version == 3:
+            audio.tags.update_to_v23()  # the frames that change: `cannot_keep` checked the round trip
+
+    def item_ids(self, path):
+        with open(path, "rb") as f:
+            span = self.id3_span(f, os.fstat(f.fileno()).st_size)
+            return Counter() if span is None else _id3_frame_ids(f, *span)
+
+    def expected_item_ids(self, audio, version):
+        tags = audio.tags
+        if tags is None or not len(tags):
+            return Counter()
+        ids = Counter(frame.FrameID for frame in tags.values())
+        if tags.version[1] == version:
+            ids.update(bytes(d[:4]).decode("latin-1") for d in tags.unknown_frames if len(d) > 10)
+        return ids
+
+    def id3_span(self, f, size: int) -> tuple[int, int] | None:
+        """(offset, most bytes it may span) of the file's ID3v2 tag, header included; None when the
+        file has none."""
+        raise NotImplementedError
 
     def save(self, audio, path, *, version, original):
         if not len(audio.tags):
@@ -188,6 +258,10 @@ class MP3Storage(ID3Storage):
             audio.save(v2_version=version, v23_sep="/", v1=1)
         _restore_id3v1(original, path)
 
+    def id3_span(self, f, size):
+        f.seek(0)
+        return (0, size) if f.read(3) == b"ID3" else None
+
     def payload(self, f, size, h):
         start = _id3v2_end(f)
         end = size
@@ -205,17 +279,28 @@ class WAVEStorage(ID3Storage):
 
     little, audio_chunk = True, b"data"
 
-    def payload(self, f, size, h):
-        little, want = self.little, self.audio_chunk
-        pos, found = 12, False
+    def _chunks(self, f, size):
+        """(id, data offset, data length) of each top-level chunk."""
+        pos = 12
         while pos + 8 <= size:
             f.seek(pos)
-            cid, clen = struct.unpack("<4sI" if little else ">4sI", f.read(8))
-            if cid == want:
-                _hash_range(f, pos + 8, min(pos + 8 + clen, size), h)
-                found = True
+            cid, clen = struct.unpack("<4sI" if self.little else ">4sI", f.read(8))
+            yield cid, pos + 8, min(clen, size - pos - 8)
             pos += 8 + clen + (clen & 1)
+
+    def payload(self, f, size, h):
+        found = False
+        for cid, start, length in self._chunks(f, size):
+            if cid == self.audio_chunk:
+                _hash_range(f, start, start + length, h)
+                found = True
         return found
+
+    def id3_span(self, f, size):
+        for cid, start, length in self._chunks(f, size):
+            if cid.upper() == b"ID3 ":  # as mutagen finds it: the first one, either case
+                return start, length
+        return None
 
 
 @register("AIFF")
@@ -465,6 +550,97 @@ def _hash_range(f, start: int, end: int, h) -> None:
         left -= len(block)
 
 
+def _syncsafe(data: bytes) -> int:
+    size = 0
+    for b in data:
+        size = (size << 7) | (b & 0x7F)
+    return size
+
+
+def _id3_frame_ids(f, start: int, span: int) -> Counter | None:
+    """The frame IDs of the ID3v2 tag at ``start`` in the open file ``f`` (at most ``span`` bytes),
+    read from the frame headers alone: a check on mutagen, which drops frames it cannot parse and
+    merges repeated ones when it loads. Frame data is skipped, not read (a cover may be large).
+    None when the headers cannot be walked to the end (a tag this reader does not understand)."""
+    f.seek(start)
+    head = f.read(10)
+    if len(head) < 10 or head[:3] != b"ID3" or head[3] not in (2, 3, 4):
+        return None
+    major, flags = head[3], head[5]
+    size = min(_syncsafe(head[6:10]), span - 10)
+    if major == 2 and flags & 0x40:  # a compressed ID3v2.2 tag
+        return None
+    if major < 4 and flags & 0x80:  # the whole tag unsynchronised (v2.4 does it frame by frame): rare, read it
+        body = io.BytesIO(f.read(size).replace(b"\xff\x00", b"\xff"))
+        body_start, size = 0, len(body.getbuffer())
+    else:
+        body, body_start = f, start + 10
+    first = 0
+    if major > 2 and flags & 0x40:  # extended header
+        body.seek(body_start)
+        ext = body.read(4)
+        if len(ext) < 4:
+            return None
+        first = 4 + int.from_bytes(ext, "big") if major == 3 else _syncsafe(ext)
+    # v2.4 frame sizes are syncsafe, but some writers (old iTunes) wrote plain ones: the walk that
+    # reaches the end cleanly is the tag's
+    for sizes in ("syncsafe", "plain") if major == 4 else ("plain",):
+        ids = _walk_frames(body, body_start, first, size, major, sizes)
+        if ids is not None:
+            return ids
+    return None
+
+
+def _walk_frames(f, base: int, pos: int, size: int, major: int, sizes: str) -> Counter | None:
+    head, id_len = (6, 3) if major == 2 else (10, 4)
+    ids: Counter = Counter()
+    while pos + head <= size:
+        f.seek(base + pos)
+        header = f.read(head)
+        fid = header[:id_len]
+        if not any(fid):
+            break  # padding
+        if len(header) < head or not all(48 <= b <= 57 or 65 <= b <= 90 for b in fid):
+            return None
+        raw = header[id_len : id_len + (3 if major == 2 else 4)]
+        length = _syncsafe(raw) if sizes == "syncsafe" else int.from_bytes(raw, "big")
+        if pos + head + length > size:
+            return None
+        ids[fid.decode("ascii")] += 1
+        pos += head + length
+    f.seek(base + pos)
+    if any(f.read(min(size - pos, 1 << 16))):
+        return None  # bytes after the last frame that are not padding
+    return ids
+
+
+def _lost_in_v23(tags) -> list[str]:
+    """The frames of the ID3v2.4 tag ``tags`` (ours aside) that its conversion to v2.3 would not
+    keep: converted and written by mutagen exactly as the save will, read back and converted to
+    v2.4 again, they do not come back the same (TDRC -> TYER + TDAT -> TDRC does; a mood, a set
+    subtitle, a date with seconds do not). Multiple values joined by "/" count as kept, the v2.3
+    convention."""
+    import copy
+
+    from mutagen.id3 import ID3
+
+    def view(frames) -> Counter:
+        return Counter(
+            frame.pprint().replace(" / ", "/") for frame in frames if not (frame.FrameID == "TXXX" and ours(frame.desc))
+        )
+
+    v23 = ID3()
+    for frame in tags.values():
+        v23.add(copy.deepcopy(frame))
+    v23.update_to_v23()
+    data = io.BytesIO()
+    v23.save(data, v2_version=3, v23_sep="/")
+    data.seek(0)
+    back = ID3(data, translate=False)
+    back.update_to_v24()
+    return sorted({item.split("=", 1)[0] for item in (view(tags.values()) - view(back.values())).elements()})
+
+
 def _id3v2_end(f, start: int = 0) -> int:
     """Offset after the ID3v2 tag(s) at ``start`` (``start`` when there is none)."""
     pos = start
@@ -473,10 +649,7 @@ def _id3v2_end(f, start: int = 0) -> int:
         head = f.read(10)
         if len(head) < 10 or head[:3] != b"ID3":
             return pos
-        size = 0
-        for b in head[6:10]:
-            size = (size << 7) | (b & 0x7F)
-        pos += 10 + size + (10 if head[5] & 0x10 else 0)
+        pos += 10 + _syncsafe(head[6:10]) + (10 if head[5] & 0x10 else 0)
 
 
 
