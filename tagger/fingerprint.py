@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 
 from tagger.errors import AudioReadError
 
@@ -25,11 +26,26 @@ VERSION = "b2-3x64k"
 """Names the scheme; a change of scheme must change this (and would re-fingerprint every file)."""
 
 
+def _open_regular(path: str | os.PathLike):
+    """``path`` opened for reading when it is a regular file; `AudioReadError` otherwise (a FIFO,
+    a device: opening or reading one could block for ever). Opened without blocking, then checked
+    on the open file, so that nothing can swap it between the check and the read."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise AudioReadError(path, "not a regular file")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def fingerprint(path: str | os.PathLike, *, chunk: int = CHUNK) -> str:
     """The content fingerprint of a file as 32 hex digits; raises `AudioReadError` if unreadable."""
     h = hashlib.blake2b(digest_size=16)
     try:
-        with open(path, "rb") as f:
+        with _open_regular(path) as f:
             size = os.fstat(f.fileno()).st_size
             h.update(size.to_bytes(8, "little"))
             if size <= 3 * chunk:
@@ -47,7 +63,7 @@ def content_hash(path: str | os.PathLike, *, block: int = 1 << 20) -> str:
     """BLAKE2b (128-bit) of the whole file as 32 hex digits; raises `AudioReadError` if unreadable."""
     h = hashlib.blake2b(digest_size=16)
     try:
-        with open(path, "rb") as f:
+        with _open_regular(path) as f:
             for data in iter(lambda: f.read(block), b""):
                 h.update(data)
     except OSError as exc:

@@ -187,7 +187,7 @@ def test_unreadable_file_and_folder(tmp_path, db, monkeypatch):
     os.chmod(locked_dir, 0)
     try:
         if os.geteuid() == 0:
-            real_open, real_scandir = open, os.scandir
+            real_open, real_scandir = fp_module._open_regular, os.scandir
 
             def refuse_open(path, *args, **kwargs):
                 if os.fspath(path) == str(music / "secret.wav"):
@@ -199,7 +199,7 @@ def test_unreadable_file_and_folder(tmp_path, db, monkeypatch):
                     raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
                 return real_scandir(path)
 
-            monkeypatch.setattr(fp_module, "open", refuse_open, raising=False)
+            monkeypatch.setattr(fp_module, "_open_regular", refuse_open)
             monkeypatch.setattr(os, "scandir", refuse_scandir)
         summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
     finally:

@@ -48,6 +48,14 @@ def handle_errors(func):
             raise fail(str(exc), getattr(exc, "exit_code", 1)) from None
         except KeyboardInterrupt:
             raise fail("interrupted", 130) from None
+        except Exception as exc:
+            # A database error no command turned into ours (they name the database): still one line.
+            # (SQLAlchemy's errors can only come from a command that imported it.)
+            sa = sys.modules.get("sqlalchemy.exc")
+            if sa is None or not isinstance(exc, sa.SQLAlchemyError):
+                raise
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            raise fail(f"database error: {reason}", 1) from None
 
     return wrapper
 

@@ -30,11 +30,18 @@ def _open(db: str | None):
 
 
 def _with_session(db: str | None, read):
-    """Open the library database, return `read(session)`, and close the database."""
+    """Open the library database, return `read(session)`, and close the database. A database that
+    cannot be read (damaged, locked, gone) is one line naming it, not SQLAlchemy's traceback."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from tagger.db.session import database_error
+
     database = _open(db)
     try:
         with database.session() as s:
             return read(s)
+    except SQLAlchemyError as exc:
+        raise database_error(database.url, exc, doing="read") from None
     finally:
         database.close()
 

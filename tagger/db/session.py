@@ -28,6 +28,16 @@ class DatabaseError(TaggerError):
     """The library database cannot be opened, migrated or written."""
 
 
+def database_error(url, exc: SQLAlchemyError, *, doing: str, then: str = "") -> DatabaseError:
+    """Our error for SQLAlchemy's ``exc``, raised while ``doing`` ("read", "write") the database
+    at ``url``: one line naming the database (password hidden) and the driver's reason."""
+    from sqlalchemy.engine import make_url
+
+    where = make_url(url).render_as_string(hide_password=True)
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    return DatabaseError(f"cannot {doing} the database {where}: {reason}{'; ' + then if then else ''}")
+
+
 def default_db_url() -> str:
     """``$TAGGER_DB``, else SQLite at ``<user data dir>/tagger/library.db``."""
     env = os.environ.get(DB_ENV)

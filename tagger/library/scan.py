@@ -38,7 +38,7 @@ from tagger.db.filter import under_clause
 from tagger.db.lock import scan_lock
 from tagger.db.scan_writer import FileState, ScanWriter, mark_missing
 from tagger.db.scan_writer import register_model as _register_model
-from tagger.db.session import Database, DatabaseError
+from tagger.db.session import Database, database_error
 from tagger.library.analyse import AnalysisConfig, peak_rss
 from tagger.crawl import CrawlReport
 from tagger.library.messages import RemoteResult
@@ -124,14 +124,8 @@ def _exclusive(func):
             try:
                 return func(roots, db=db, **kwargs)
             except SQLAlchemyError as exc:
-                from sqlalchemy.engine import make_url
-
-                where = make_url(db.url).render_as_string(hide_password=True)
-                reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-                raise DatabaseError(
-                    f"cannot write the database {where}: {reason}; everything stored before is kept, "
-                    "scan again once this is fixed"
-                ) from None
+                then = "everything stored before is kept, scan again once this is fixed"
+                raise database_error(db.url, exc, doing="write", then=then) from None
 
     return wrapper
 

@@ -240,19 +240,40 @@ def tag_from_database(
     Writes stay inside the filter's paths (or, when none are given, the folders the database's
     scans were given): a file reached through a symbolic link pointing elsewhere is skipped unless
     ``follow_external_symlinks``."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from tagger.db import queries, writes
+    from tagger.db.session import database_error
+    from tagger.errors import AudioReadError
 
     if where is None:
         where = TrackFilter.of(has=has, lacks=lacks, paths=paths)
-    with database.session() as session:
-        predictions = predictions_from_database(session, where=where)
-        roots = list(where.paths) or queries.scanned_roots(session)
+    try:
+        with database.session() as session:
+            predictions = predictions_from_database(session, where=where)
+            roots = list(where.paths) or queries.scanned_roots(session)
+    except SQLAlchemyError as exc:
+        raise database_error(database.url, exc, doing="read", then="no file was changed") from None
     results = write_predictions(
         predictions, scores=scores, id3v23=id3v23, keep_mtime=keep_mtime, dry_run=dry_run,
         settle_seconds=settle_seconds, roots=roots, follow_external_symlinks=follow_external_symlinks,
     )  # fmt: skip
     for result in results:
         if isinstance(result, TagChange) and result.written:
-            with database.session() as session:
-                writes.record_rewrite(session, path=result.path, size=result.size, mtime=result.mtime)
+            try:
+                with database.session() as session:
+                    writes.record_rewrite(session, path=result.path, size=result.size, mtime=result.mtime)
+            except AudioReadError as exc:  # gone or unreadable right after the write: the next scan sees it
+                yield result
+                yield TagWriteError(result.path, f"tags written, but the file could not be read back to record it: "
+                                                 f"{exc.reason}; scan it again")  # fmt: skip
+                continue
+            except SQLAlchemyError as exc:
+                # The file holds its new tags but the database its old size and time, so a later `tag`
+                # refuses it until a scan has seen it; no further file is written while the database
+                # cannot record them.
+                yield result
+                then = (f"the tags of {result.path} are written but not recorded (scan it again before tagging it "
+                        "again); the files after it were left alone")  # fmt: skip
+                raise database_error(database.url, exc, doing="write", then=then) from None
         yield result
