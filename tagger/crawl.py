@@ -13,6 +13,7 @@ or, for a file with another or no extension, when its first bytes carry a known 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Iterable, Iterator
@@ -111,6 +112,8 @@ def crawl(
 
     seen_dirs: set[tuple[int, int]] = set()
     seen_files: set[str] = set()
+    yielded: set[tuple[int, int]] = set()  # (device, inode) of the files found by their own name
+    links: list[str] = []  # links to files inside the scanned folders: after the walk, if still new
     for root in roots:
         if root.is_file():
             if str(root) not in seen_files:
@@ -148,7 +151,24 @@ def crawl(
                 if path in seen_files or not os.path.isfile(path) or not allowed(path) or not is_audio_file(path):
                     continue
                 seen_files.add(path)
+                if os.path.islink(path) and is_under(os.path.realpath(path), inside):
+                    links.append(path)
+                    continue
+                with contextlib.suppress(OSError):
+                    st = os.stat(path)
+                    yielded.add((st.st_dev, st.st_ino))
                 yield Path(path)
+    # A link to a file of the library is the same file under a second name: scanned once, under the
+    # file's own name (a tag write through the link would change that file while it waits for its
+    # turn), unless the walk did not reach the file itself (a hidden folder).
+    for path in links:
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue  # gone since: nothing to scan
+        if (st.st_dev, st.st_ino) not in yielded:
+            yielded.add((st.st_dev, st.st_ino))
+            yield Path(path)
 
 
 def is_under(target: str, folders: Iterable[str]) -> bool:

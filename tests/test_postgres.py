@@ -154,7 +154,7 @@ def test_every_command_on_postgres_gives_what_sqlite_gives(pg_url, tmp_path, fak
     shutil.move(files["duo.flac"], root / "duo-moved.flac")
     again = json.loads(run("scan", str(root), "--db", pg_url, "--jobs", "0", "--no-write-tags", "--json"))
     assert (again["scanned"], again["moved"], again["missing"]) == (0, 1, 1)
-    assert json.loads(run("db", "prune", "--db", pg_url, "--json")) == {"removed": [files["bass.wav"]]}
+    assert json.loads(run("db", "prune", "--db", pg_url, "--json")) == {"removed": [files["bass.wav"]], "kept": []}
     moved = json.loads(run("show", str(root / "duo-moved.flac"), "--db", pg_url, "--json"))
     assert moved["instruments"] == ["bass", "flute"]
     run("show", files["bass.wav"], "--db", pg_url, "--json", code=1)
@@ -185,7 +185,7 @@ def test_paths_sort_bytewise_on_a_postgres_database_with_a_language_collation(pg
             assert collated != sorted(paths)  # the database's own order is not bytewise
             assert [t.path for t in find_tracks(s)] == sorted(p for i, p in enumerate(paths) if i % 3 == 0)
             assert [e["path"] for e in failed_tracks(s)] == sorted(p for i, p in enumerate(paths) if i % 3 == 1)
-            assert prune_missing(s) == sorted(p for i, p in enumerate(paths) if i % 3 == 2)
+            assert prune_missing(s).removed == sorted(p for i, p in enumerate(paths) if i % 3 == 2)
     finally:
         db.close()
         server.drop_database(url)

@@ -175,7 +175,7 @@ def test_db_prune_removes_only_missing_tracks(tmp_path):
     b.unlink()
     scan([music], db=database, analyser=FakeAnalyser(), jobs=0)
     database.close()
-    assert json.loads(run("db", "prune", "--db", db, "--json")) == {"removed": [str(b)]}
+    assert json.loads(run("db", "prune", "--db", db, "--json")) == {"removed": [str(b)], "kept": []}
     assert run("query", "--db", db, "--format", "paths").split() == [str(a)]
     assert "0 missing track(s) removed" in run("db", "prune", "--db", db)
 

@@ -102,3 +102,143 @@ def test_a_fifo_is_refused_not_read_for_ever(tmp_path, read):
     assert isinstance(out.get("error"), AudioReadError) and f"{fifo}: not a regular file" in str(out["error"])
     song = write_audio(tmp_path / "real.flac", tone_signal([440.0], seconds=1.0))
     assert len(_returns_within(10, read, song)["value"]) == 32  # a regular file still reads
+
+
+def _scan(music, dbfile):
+    db = open_database(dbfile)
+    try:
+        return scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    finally:
+        db.close()
+
+
+def _stored(dbfile) -> dict[str, tuple[str, list[str]]]:
+    """path -> (status, instruments) of every track."""
+    from sqlalchemy import select
+
+    from tagger.db import models as M
+    from tagger.db.queries import track_detail
+
+    db = open_database(dbfile)
+    try:
+        with db.session() as s:
+            paths = list(s.scalars(select(M.Track.path)))
+            return {p: (d.status, list(d.instruments)) for p in paths for d in [track_detail(s, path=p)]}
+    finally:
+        db.close()
+
+
+def test_new_audio_where_the_fingerprint_does_not_read_is_analysed_again(tmp_path):
+    from tagger.fingerprint import CHUNK
+
+    music = tmp_path / "music"
+    song = write_audio(music / "stem.wav", tone_signal([110.0], seconds=40.0))  # bass
+    other = write_audio(tmp_path / "other.wav", tone_signal([4000.0], seconds=40.0))  # string, same size
+    assert _scan(music, tmp_path / "lib.db").scanned == 1
+    assert _stored(tmp_path / "lib.db")[str(song)][1] == ["bass"]
+    data, new = bytearray(song.read_bytes()), other.read_bytes()
+    size, mid = len(data), len(data) // 2 - CHUNK // 2
+    for start, end in ((CHUNK, mid), (mid + CHUNK, size - CHUNK)):  # all but the three fingerprinted chunks
+        data[start:end] = new[start:end]
+    song.write_bytes(bytes(data))  # same size, same fingerprint, another mtime
+    again = _scan(music, tmp_path / "lib.db")
+    assert (again.scanned, again.skipped) == (1, 0)
+    assert "string" in _stored(tmp_path / "lib.db")[str(song)][1]
+
+
+def test_an_empty_library_folder_keeps_its_tracks_and_prune_keeps_files_that_are_back(tmp_path):
+    from tagger.db.queries import prune_missing
+
+    drive = tmp_path / "drive"
+    files = [write_audio(drive / name, tone_signal([110.0], seconds=4.0)) for name in ("a.flac", "b.flac")]
+    dbfile = tmp_path / "lib.db"
+    _scan(drive, dbfile)
+    away = tmp_path / "away"
+    away.mkdir()
+    for f in files:  # the drive unmounted: its mount point is an empty folder
+        f.rename(away / f.name)
+    result = CliRunner().invoke(app, ["scan", str(drive), "--db", str(dbfile), "--jobs", "0", "--no-write-tags"])
+    assert result.exit_code == 0, result.output
+    assert f"{drive} is empty (a drive not mounted?): its 2 track(s) were kept" in result.output
+    assert "0 newly missing" in result.output
+    assert {status for status, _ in _stored(dbfile).values()} == {"ok"}
+
+    write_audio(drive / "c.wav", tone_signal([1000.0], seconds=4.0))  # not empty: the gone files go missing
+    assert _scan(drive, dbfile).missing == 2
+    (away / "a.flac").rename(files[0])  # one comes back before the prune
+    db = open_database(dbfile)
+    try:
+        with db.session() as s:
+            pruned = prune_missing(s)
+    finally:
+        db.close()
+    assert (pruned.removed, pruned.kept) == ([str(files[1])], [str(files[0])])
+    assert _stored(dbfile)[str(files[0])] == ("missing", ["bass"])  # kept, results and all, until a scan
+
+
+def test_tag_finds_the_tracks_of_a_folder_given_through_a_link_and_says_when_none_match(tmp_path):
+    real = tmp_path / "real"
+    song = write_audio(real / "t.flac", tone_signal([110.0], seconds=4.0))
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    _scan(link, tmp_path / "lib.db")  # stored under the real path
+    runner = CliRunner()
+    for given in (link, link / "t.flac"):
+        result = runner.invoke(app, ["tag", str(given), "--db", str(tmp_path / "lib.db"), "--settle-seconds", "0",
+                                     "--dry-run"])  # fmt: skip
+        assert result.exit_code == 0 and f"would tag {song}" in result.output, result.output
+    outside = write_audio(tmp_path / "outside.flac", tone_signal([110.0], seconds=4.0))
+    result = runner.invoke(app, ["tag", str(outside), "--db", str(tmp_path / "lib.db"), "--settle-seconds", "0"])
+    _one_line_error(result, "no analysed track matches under", str(outside))
+    assert not tags.read_instruments(outside).tagged
+
+
+def test_a_file_of_something_else_given_as_the_database_is_left_untouched(tmp_path):
+    for content in (b"\n", b"my notes\n"):
+        notes = tmp_path / "notes.txt"
+        notes.write_bytes(content)
+        for command in (["stats"], ["query"], ["db", "prune"]):
+            result = CliRunner().invoke(app, [*command, "--db", str(notes)])
+            _one_line_error(result, f"{notes} is not a SQLite database")
+        assert notes.read_bytes() == content
+
+
+def test_a_link_to_a_file_of_the_library_is_one_track_and_no_false_failure(tmp_path):
+    from tagger.library.scan import tag_writer
+
+    music = tmp_path / "music"
+    song = write_audio(music / "x.flac", tone_signal([110.0], seconds=4.0))
+    (music / "alias.flac").symlink_to("x.flac")
+    hidden = write_audio(music / ".hidden" / "h.flac", tone_signal([1000.0], seconds=4.0))
+    (music / "h-link.flac").symlink_to(hidden)  # the only way the walk reaches this file
+    db = open_database(tmp_path / "lib.db")
+    try:
+        summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=0, on_track=tag_writer(model_version="fake-1"))
+    finally:
+        db.close()
+    assert (summary.found, summary.scanned, summary.failed, summary.tag_errors) == (2, 2, 0, 0), summary.errors
+    assert sorted(_stored(tmp_path / "lib.db")) == [str(music / "h-link.flac"), str(song)]
+    assert tags.read_instruments(song).instruments == ["bass"]
+
+
+def test_escape_sequences_in_file_names_and_tags_never_reach_the_terminal(tmp_path):
+    music = tmp_path / "music"
+    title = "\x1b]0;OWNED\x07"
+    song = write_audio(music / f"\x1b[31mred\x1b[0m{title}.flac", tone_signal([110.0], seconds=4.0))
+    (music / f"{title}bad.mp3").write_bytes(b"not audio " * 100)
+    dbfile = str(tmp_path / "lib.db")
+    runner = CliRunner()
+    outputs = [runner.invoke(app, ["scan", str(music), "--db", dbfile, "--jobs", "0", "--no-write-tags"]).output]
+    for command in (["errors"], ["query"], ["show", str(song)]):
+        outputs.append(runner.invoke(app, [*command, "--db", dbfile]).output)
+    import mutagen
+
+    audio = mutagen.File(str(song))
+    audio["INSTRUMENTS"] = [f"{title}brass"]
+    audio.save()
+    os.utime(song, (1, 1))  # an old file: past the settle time
+    outputs.append(runner.invoke(app, ["untag", str(music), "--dry-run"]).output)
+    for out in outputs:
+        assert "\x1b" not in out and "\x07" not in out, out
+    assert "\\x1b[31mred" in outputs[2] and "\\x1b]0;OWNED\\x07" in outputs[1], outputs
+    assert "\\x1b]0;owned\\x07brass" in outputs[-1], outputs[-1]  # (family names are read lower-cased)

@@ -4,6 +4,7 @@ for identical contents, roots checked before anything is created, killed scans l
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -65,6 +66,9 @@ def test_scan_exits_1_when_a_file_or_a_tag_write_failed(tmp_path, fake_models):
     r = runner.invoke(app, ["scan", str(music), "--db", dbfile, "--jobs", "0"])
     assert r.exit_code == 1, r.output
     assert "tags: 0 tagged, 1 failed" in r.output
+    assert f"tagger: tags not written {ro}: file is read-only" in r.output  # named, not only counted
+    r = runner.invoke(app, ["scan", str(music), "--db", dbfile, "--jobs", "0", "--json"])
+    assert r.exit_code == 1 and json.loads(r.stdout)["tag_failures"] == [{"path": str(ro), "error": "file is read-only"}]
     assert tags.read_instruments(good).instruments == ["bass"]
 
 

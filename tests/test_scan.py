@@ -298,7 +298,7 @@ def test_deleted_files_are_marked_missing_then_pruned(lib, db):
     assert back.moved == 1 and spy.calls == 0
     assert track_instruments(db)[str(root / "trio again.ogg")] == ["bass", "flute", "string"]
     with db.session() as s:
-        assert prune_missing(s) == [files["bass.wav"]]
+        assert prune_missing(s).removed == [files["bass.wav"]]
     assert files["bass.wav"] not in _status(db)
     with db.session() as s:
         assert s.scalar(select(func.count()).select_from(M.Detection)) == 3 * (len(EXPECTED) - 1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import sys
 
 import typer
@@ -21,18 +22,37 @@ app = typer.Typer(
 )
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def shown(text: str) -> str:
+    """``text`` safe for a terminal: every control character but newline and tab (ESC and the
+    rest, which a file name or a tag value may carry to set a terminal's title, clear its screen or
+    colour what follows) written as a visible ``\\xNN`` escape."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def echo(text: str = "", *, err: bool = False, nl: bool = True) -> None:
+    """`typer.echo` of `shown` text: what every command prints goes through here (JSON is printed
+    escaped already)."""
+    typer.echo(shown(text), err=err, nl=nl)
+
+
+class _ShownFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return shown(super().format(record))
+
+
 @app.callback()
 def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging on stderr.")) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_ShownFormatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, handlers=[handler])
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
     """Print an error line on stderr and return the Exit to raise."""
-    typer.echo(f"tagger: error: {message}", err=True)
+    echo(f"tagger: error: {message}", err=True)
     return typer.Exit(code)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from tagger.cli.app import app, handle_errors
+from tagger.cli.app import app, echo, handle_errors
 
 dataset_app = typer.Typer(help="Render, split and mix NSynth-format note datasets.", no_args_is_help=True)
 app.add_typer(dataset_app, name="dataset")
@@ -88,7 +88,7 @@ def render(
         summary["sample_negatives"] = M.render_sample_negatives(out, jobs=jobs)
     summary["split"] = nsynth.split_dataset(out, seed=split_seed)
     summary["seconds"] = round(time.time() - t0, 1)
-    typer.echo(json.dumps(summary, indent=1))
+    echo(json.dumps(summary, indent=1))
 
 
 @dataset_app.command("split")
@@ -100,7 +100,7 @@ def split(
     """Split train/valid/test by instrument (GM program across SoundFonts), never by note."""
     from tagger.data import nsynth
 
-    typer.echo(json.dumps(nsynth.split_dataset(root, seed=seed), indent=1))
+    echo(json.dumps(nsynth.split_dataset(root, seed=seed), indent=1))
 
 
 @dataset_app.command("mix")
@@ -130,7 +130,7 @@ def mix(
         velocities=tuple(int(v) for v in velocities.split(",")) if velocities else None,
     )
     path = M.write_mixtures(ds, out, per_level=per_level, levels=parse_levels(levels), seed=seed, settings=settings)
-    typer.echo(str(path))
+    echo(str(path))
 
 
 def _pair(text: str, kind):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from tagger.cli.app import app, handle_errors, quiet_tensorflow
+from tagger.cli.app import app, echo, handle_errors, quiet_tensorflow
 from tagger.errors import UserError
 from tagger.evaluate.protocols import DEFAULT_BATCH, DEFAULT_PER_LEVEL, DEFAULT_SEED, DEFAULT_SPLIT, data_kind
 from tagger.evaluate.render import format_levels
@@ -64,7 +64,7 @@ def evaluate(
             tenth = done * 10 // max(total, 1)
             if bar.disable and tenth > said[0]:  # not a terminal (a log file): progress as lines, every 10%
                 said[0] = tenth
-                typer.echo(f"{name}: {done}/{total} windows", err=True)
+                echo(f"{name}: {done}/{total} windows", err=True)
 
         return progress
 
@@ -87,8 +87,8 @@ def evaluate(
         for bar in bars:
             bar.close()
     for line in summary_lines(result.data):
-        typer.echo(line)
-    typer.echo(f"report: {result.files['markdown']}")
+        echo(line)
+    echo(f"report: {result.files['markdown']}")
 
 
 def rerun_command(

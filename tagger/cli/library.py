@@ -14,7 +14,7 @@ from pathlib import Path
 import typer
 
 from tagger.cli import options as F
-from tagger.cli.app import app, handle_errors, quiet_tensorflow_for
+from tagger.cli.app import app, echo, handle_errors, quiet_tensorflow_for
 from tagger.tags import DEFAULT_SETTLE_SECONDS
 
 DB_HELP = "Database: SQLAlchemy URL or SQLite file (default: $TAGGER_DB, else library.db in the user data folder)."
@@ -152,15 +152,20 @@ def scan(
             bar.close()
         database.close()
     if as_json:
-        typer.echo(json.dumps(summary.to_dict(), indent=1))
+        echo(json.dumps(summary.to_dict(), indent=1))
         if not summary.ok:
             raise typer.Exit(1)
         return
     for path, reason in summary.errors:
-        typer.echo(f"tagger: failed {path}: {reason}", err=True)
+        echo(f"tagger: failed {path}: {reason}", err=True)
     for path, reason in summary.deferred:
-        typer.echo(f"tagger: skipped {path}: {reason}", err=True)
-    typer.echo(
+        echo(f"tagger: skipped {path}: {reason}", err=True)
+    for path, reason in summary.tag_failures:
+        echo(f"tagger: tags not written {path}: {reason}", err=True)
+    for path, kept in summary.empty_roots:
+        echo(f"tagger: warning: {path} is empty (a drive not mounted?): its {kept} track(s) were kept, "
+                   "not marked missing", err=True)  # fmt: skip
+    echo(
         f"{summary.scanned} scanned, {summary.skipped} skipped unchanged ({summary.stale} stale), "
         f"{summary.failed} failed, {summary.moved} moved, {summary.missing} newly missing; "
         f"{summary.audio_seconds / 3600:.2f} h audio in {summary.wall_seconds:.1f} s "
@@ -168,11 +173,11 @@ def scan(
     )
     if write_tags:
         verb = "would be tagged" if dry_run else "tagged"
-        typer.echo(f"tags: {summary.tags_written} {verb}, {summary.tag_errors} failed")
+        echo(f"tags: {summary.tags_written} {verb}, {summary.tag_errors} failed")
     if summary.deferred:
-        typer.echo(f"{len(summary.deferred)} file(s) changed in the last {settle_seconds:g} s were left for a later scan")
+        echo(f"{len(summary.deferred)} file(s) changed in the last {settle_seconds:g} s were left for a later scan")
     if summary.stale and not rescan_stale:
-        typer.echo(f"{summary.stale} track(s) were analysed by another model version: run `tagger scan --rescan-stale`")
+        echo(f"{summary.stale} track(s) were analysed by another model version: run `tagger scan --rescan-stale`")
     if not summary.ok:  # a file, a folder or a tag write failed: scripts (cron) must see it
         raise typer.Exit(1)
 
@@ -200,9 +205,9 @@ def query(
     text = render_tracks(tracks, fmt=fmt)
     if output is not None:
         output.write_text(text, encoding="utf-8")
-        typer.echo(f"{len(tracks)} track(s) written to {output}", err=True)
+        echo(f"{len(tracks)} track(s) written to {output}", err=True)
     else:
-        typer.echo(text, nl=False)
+        echo(text, nl=False)
 
 
 @app.command("show")
@@ -224,9 +229,9 @@ def show(
 
         timeline.check_output(plot)
         timeline.draw(_with_session(db, lambda s: track_timeline(s, path=_abspath(path))), plot)
-        typer.echo(f"timeline written to {plot}", err=True)
+        echo(f"timeline written to {plot}", err=True)
     detail = _with_session(db, lambda s: track_detail(s, path=_abspath(path)))
-    typer.echo(json.dumps(detail.to_dict(), indent=1) if as_json else render_detail(detail), nl=as_json)
+    echo(json.dumps(detail.to_dict(), indent=1) if as_json else render_detail(detail), nl=as_json)
 
 
 @app.command("stats")
@@ -240,7 +245,7 @@ def stats(
     from tagger.library.report import render_stats
 
     result = _with_session(db, library_stats)
-    typer.echo(json.dumps(result, indent=1) if as_json else render_stats(result), nl=as_json)
+    echo(json.dumps(result, indent=1) if as_json else render_stats(result), nl=as_json)
 
 
 @app.command("errors")
@@ -254,7 +259,7 @@ def errors(
     from tagger.library.report import render_errors
 
     rows = _with_session(db, failed_tracks)
-    typer.echo(json.dumps(rows, indent=1) if as_json else render_errors(rows), nl=as_json)
+    echo(json.dumps(rows, indent=1) if as_json else render_errors(rows), nl=as_json)
 
 
 @db_app.command("upgrade")
@@ -269,7 +274,7 @@ def db_upgrade(db: str = typer.Option(None, "--db", help=DB_HELP)) -> None:
         revision = upgrade(engine)
     finally:
         engine.dispose()
-    typer.echo(f"{engine.url.render_as_string(hide_password=True)}: at revision {revision}")
+    echo(f"{engine.url.render_as_string(hide_password=True)}: at revision {revision}")
 
 
 @db_app.command("prune")
@@ -278,11 +283,15 @@ def db_prune(
     as_json: bool = typer.Option(False, "--json", help="Print the removed paths as JSON."),
     db: str = typer.Option(None, "--db", help=DB_HELP),
 ) -> None:
-    """Delete the tracks marked missing (files deleted since they were scanned) and their results."""
+    """Delete the tracks marked missing (files deleted since they were scanned) and their results;
+    a track whose file is there again, or whose scanned folder is empty (a drive not mounted?), is kept."""
     from tagger.db.queries import prune_missing
 
-    removed = _with_session(db, prune_missing)
+    pruned = _with_session(db, prune_missing)
     if as_json:
-        typer.echo(json.dumps({"removed": removed}, indent=1))
-    else:
-        typer.echo(f"{len(removed)} missing track(s) removed")
+        echo(json.dumps({"removed": pruned.removed, "kept": pruned.kept}, indent=1))
+        return
+    for path in pruned.kept:
+        echo(f"tagger: kept {path}: its file is there again, or its folder is empty (a drive not mounted?)",
+                   err=True)  # fmt: skip
+    echo(f"{len(pruned.removed)} missing track(s) removed, {len(pruned.kept)} kept")

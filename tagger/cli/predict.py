@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from tagger.cli.app import app, fail, handle_errors, quiet_tensorflow
+from tagger.cli.app import app, echo, fail, handle_errors, quiet_tensorflow
 
 
 def iter_audio_paths(paths: list[Path]):
@@ -51,11 +51,11 @@ def predict(
             result = analyse_track(path, ensemble, hop_seconds=hop)
         except AudioReadError as exc:
             failed += 1
-            typer.echo(f"tagger: error: {exc}", err=True)
+            echo(f"tagger: error: {exc}", err=True)
             continue
         if plot is not None:
             timeline.draw(timeline.from_result(path, result, thresholds=ensemble.thresholds, model_version=ensemble.version), plot)
-            typer.echo(f"timeline written to {plot}", err=True)
+            echo(f"timeline written to {plot}", err=True)
         if as_json:
             row = {
                 "path": str(path),
@@ -63,10 +63,10 @@ def predict(
                 "scores": {f: round(s, 4) for f, s in result.scores.items()},
                 "windows": result.windows,
             }
-            typer.echo(json.dumps(row))
+            echo(json.dumps(row))
         else:
             found = ", ".join(result.instruments) or "(no instrument)"
             scores = " ".join(f"{f}={s:.2f}" for f, s in result.scores.items())
-            typer.echo(f"{path}: {found}\n    {scores}")
+            echo(f"{path}: {found}\n    {scores}")
     if failed:
         raise fail(f"{failed} file(s) could not be read", 1)

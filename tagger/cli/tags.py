@@ -11,7 +11,7 @@ from pathlib import Path
 import typer
 
 from tagger.cli import options as F
-from tagger.cli.app import app, fail, handle_errors
+from tagger.cli.app import app, echo, fail, handle_errors
 from tagger.tags import DEFAULT_SETTLE_SECONDS
 
 log = logging.getLogger("tagger.tags")
@@ -39,7 +39,7 @@ def _render(results, *, verb: str, dry_run: bool) -> None:
     for result in results:
         if isinstance(result, TagWriteError):
             skipped += 1
-            typer.echo(f"tagger: skipped {result}", err=True)
+            echo(f"tagger: skipped {result}", err=True)
         elif not result.changed:
             unchanged += 1
             log.debug("unchanged %s", result.path)
@@ -47,12 +47,12 @@ def _render(results, *, verb: str, dry_run: bool) -> None:
             done += 1
             label = f"would {verb}" if dry_run else f"{verb}ged"
             if verb == "tag":
-                typer.echo(f"{label} {result.path}: {_values(result.after)} (was: {_values(result.before)})")
+                echo(f"{label} {result.path}: {_values(result.after)} (was: {_values(result.before)})")
             else:
-                typer.echo(f"{label} {result.path} (removed: {_values(result.before)})")
+                echo(f"{label} {result.path} (removed: {_values(result.before)})")
     past = f"{verb}ged"  # verb is "tag" or "untag"
     summary = f"{done} {'would be ' + past if dry_run else past}, {unchanged} unchanged, {skipped} skipped"
-    typer.echo(summary, err=True)
+    echo(summary, err=True)
     if skipped:
         raise typer.Exit(1)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from tagger.cli.app import app, handle_errors, quiet_tensorflow
+from tagger.cli.app import app, echo, handle_errors, quiet_tensorflow
 from tagger.errors import UserError
 from tagger.model.gate import GATE_COST
 
@@ -169,19 +169,19 @@ def train(
             bar.update(info["step"] - bar.n)
             bar.set_postfix(loss=info["loss"])
             if bar.disable:
-                typer.echo(f"{stage}: {json.dumps(info)}", err=True)
+                echo(f"{stage}: {json.dumps(info)}", err=True)
         elif stage == "batch":
             key = f"epoch{info['epoch']}"
             bar = bars.setdefault(key, tqdm(total=info["total"], desc=f"epoch {info['epoch']}/{info['of']}", unit="ex", disable=None))
             bar.update(info["done"] - bar.n)
             bar.set_postfix(loss=info["loss"])
             if bar.disable:  # not a terminal (a log file): say the progress as lines
-                typer.echo(f"{stage}: {json.dumps(info)}", err=True)
+                echo(f"{stage}: {json.dumps(info)}", err=True)
         else:
             for bar in bars.values():
                 bar.close()
             bars.clear()
-            typer.echo(f"{stage}: {json.dumps(info)}", err=True)
+            echo(f"{stage}: {json.dumps(info)}", err=True)
 
     fams = [f.strip().lower() for f in family] if family else None
     from tagger.model.synth import SynthSettings
@@ -209,7 +209,7 @@ def train(
         "validation": manifest.get("validation", {}),
         "validation_left_out": manifest.get("validation_left_out", {}),
     }
-    typer.echo(json.dumps(summary, indent=1))
+    echo(json.dumps(summary, indent=1))
 
 
 @app.command("combine")
@@ -248,7 +248,7 @@ def combine(
                         "carries its thresholds over)")  # fmt: skip
     manifest = combine_models(out, members, valid=valid, reference=reference, version=version, soft_gate=soft_gate,
                               threshold_resamples=BOOTSTRAP_RESAMPLES if one_se_thresholds else 0,
-                              say=lambda stage, info: typer.echo(f"{stage}: {json.dumps(info)}", err=True))  # fmt: skip
+                              say=lambda stage, info: echo(f"{stage}: {json.dumps(info)}", err=True))  # fmt: skip
     summary = {
         "model_dir": str(out),
         "version": manifest["version"],
@@ -258,4 +258,4 @@ def combine(
         "validation": manifest.get("validation", {}),
         "validation_left_out": manifest.get("validation_left_out", {}),
     }
-    typer.echo(json.dumps(summary, indent=1))
+    echo(json.dumps(summary, indent=1))

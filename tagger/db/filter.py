@@ -123,6 +123,16 @@ class Under(Part):
         return under_any(os.path.abspath(item.path), self.roots)
 
 
+def _path_forms(path: str | os.PathLike) -> tuple[str, ...]:
+    """``path`` made absolute, and the same with the folders on its way resolved (its last part is
+    left as it is: a track may be stored under the name of a link to a file)."""
+    given = os.path.abspath(os.path.expanduser(os.fspath(path)))
+    folder, name = os.path.split(given)
+    resolved = os.path.join(os.path.realpath(folder), name) if name else os.path.realpath(given)
+    whole = os.path.realpath(given)  # a folder given through a link: the folder it points to
+    return tuple(dict.fromkeys((given, resolved, whole) if os.path.isdir(given) else (given, resolved)))
+
+
 @dataclass(frozen=True)
 class TrackFilter:
     """A selection of tracks: every family of ``has`` present (score >= ``min_score`` when given),
@@ -139,13 +149,15 @@ class TrackFilter:
     def of(cls, *, has: Iterable[str] | None = (), lacks: Iterable[str] | None = (), min_score: float | None = None,
            path_glob: str | None = None, paths: Iterable[str | os.PathLike] | None = ()) -> TrackFilter:  # fmt: skip
         """A filter from option values (None for an option not given); family names lower-cased,
-        paths made absolute."""
+        paths made absolute, each also with its folders' symbolic links resolved (a scan stores
+        its tracks under the real path of the folders it was given, so ``~/Music`` through a link
+        still selects them)."""
         return cls(
             has=tuple(f.strip().lower() for f in has or ()),
             lacks=tuple(f.strip().lower() for f in lacks or ()),
             min_score=min_score,
             path_glob=path_glob or None,
-            paths=tuple(os.path.abspath(os.fspath(p)) for p in paths or ()),
+            paths=tuple(dict.fromkeys(form for p in paths or () for form in _path_forms(p))),
         )
 
     def check(self, known: Sequence[str]) -> TrackFilter:

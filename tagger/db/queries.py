@@ -7,6 +7,7 @@ latest scan. Queries only consider analysed tracks (status ``ok``) unless they s
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -343,13 +344,37 @@ def failed_tracks(session: Session) -> list[dict]:
     return [{"path": p, "error": e or "", "when": w.isoformat(timespec="seconds") + "Z"} for p, e, w in rows]
 
 
-def prune_missing(session: Session) -> list[str]:
-    """Delete the tracks marked missing (with their results); returns their paths."""
-    paths = list(session.scalars(select(M.Track.path).where(M.Track.status == M.STATUS_MISSING).order_by(by_path(session))))
-    if paths:
-        ids = select(M.Track.id).where(M.Track.status == M.STATUS_MISSING)
-        session.execute(delete(M.Segment).where(M.Segment.track_id.in_(ids)))
-        session.execute(delete(M.WindowScores).where(M.WindowScores.track_id.in_(ids)))
-        session.execute(delete(M.Detection).where(M.Detection.track_id.in_(ids)))
-        session.execute(delete(M.Track).where(M.Track.status == M.STATUS_MISSING))
-    return paths
+@dataclass(frozen=True)
+class Pruned:
+    """What `prune_missing` did: the paths of the tracks deleted and of those kept."""
+
+    removed: list[str]
+    kept: list[str]
+
+
+def prune_missing(session: Session) -> Pruned:
+    """Delete the tracks marked missing (with their results) whose file is still gone. A track is
+    kept when its file is there again (moved back, a drive mounted again since the scan: the next
+    scan restores it) or when a folder a scan was given and that holds it is empty, as the mount
+    point of a drive that is not mounted is (`tagger.db.scan_writer.looks_unmounted`)."""
+    from tagger.db.scan_writer import looks_unmounted
+    from tagger.paths import folder_prefix
+
+    rows = session.execute(
+        select(M.Track.id, M.Track.path).where(M.Track.status == M.STATUS_MISSING).order_by(by_path(session))
+    ).all()
+    empty = tuple(folder_prefix(root) for root in scanned_roots(session) if looks_unmounted(root))
+    removed, kept, ids = [], [], []
+    for tid, path in rows:
+        if os.path.lexists(path) or path.startswith(empty):
+            kept.append(path)
+        else:
+            removed.append(path)
+            ids.append(tid)
+    for i in range(0, len(ids), 500):
+        batch = ids[i : i + 500]
+        session.execute(delete(M.Segment).where(M.Segment.track_id.in_(batch)))
+        session.execute(delete(M.WindowScores).where(M.WindowScores.track_id.in_(batch)))
+        session.execute(delete(M.Detection).where(M.Detection.track_id.in_(batch)))
+        session.execute(delete(M.Track).where(M.Track.id.in_(batch)))
+    return Pruned(removed=removed, kept=kept)

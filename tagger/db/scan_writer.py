@@ -266,16 +266,42 @@ def restored_status(track: M.Track) -> str:
     return M.STATUS_ERROR if track.error else M.STATUS_OK
 
 
-def mark_missing(session: Session, *, roots: Iterable[str], seen: set[str], unlisted: Sequence[str] = ()) -> int:
+def looks_unmounted(folder: str) -> bool:
+    """``folder`` exists and holds nothing at all: what the mount point of a drive that is not
+    mounted looks like (a library folder emptied on purpose looks the same, and is then left as it
+    was until a file appears in it or the folder goes)."""
+    try:
+        with os.scandir(folder) as entries:
+            return next(entries, None) is None
+    except OSError:
+        return False
+
+
+@dataclass(frozen=True)
+class Missing:
+    """What `mark_missing` did."""
+
+    marked: int
+    """Tracks newly marked missing."""
+    kept: list[tuple[str, int]]
+    """(root, tracks) of the roots found empty (`looks_unmounted`): their tracks were left as they were."""
+
+
+def mark_missing(session: Session, *, roots: Iterable[str], seen: set[str], unlisted: Sequence[str] = ()) -> Missing:
     """Mark missing the tracks under `roots` whose file is gone (not those under `unlisted` folders,
-    which could not be listed: their files may well be there)."""
+    which could not be listed: their files may well be there, nor those of a root that is an empty
+    folder, as an unmounted drive's mount point is: its files are most likely only out of reach)."""
     n = 0
+    kept: list[tuple[str, int]] = []
     now = M.utcnow()
     unlisted_prefixes = tuple(folder_prefix(f) for f in unlisted)
     for root in roots:
         cond = under_clause(root, session.get_bind().dialect.name) & (M.Track.status != M.STATUS_MISSING)
         gone = [tid for tid, path in session.execute(select(M.Track.id, M.Track.path).where(cond))
                 if path not in seen and not path.startswith(unlisted_prefixes) and not os.path.exists(path)]  # fmt: skip
+        if gone and looks_unmounted(root):
+            kept.append((root, len(gone)))
+            continue
         for i in range(0, len(gone), 500):
             session.execute(
                 update(M.Track)
@@ -284,4 +310,4 @@ def mark_missing(session: Session, *, roots: Iterable[str], seen: set[str], unli
             )
         n += len(gone)
     session.commit()
-    return n
+    return Missing(marked=n, kept=kept)

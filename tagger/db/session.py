@@ -87,6 +87,26 @@ def _sqlite_read_only_pragmas(dbapi_conn, _record) -> None:
         cur.close()
 
 
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _refuse_other_files(database: str | None) -> None:
+    """Refuse a SQLite path that holds a file of something else (``--db notes.txt``, a song): SQLite
+    would refuse most, but turns a file of one byte into a database. An empty file is what SQLite
+    makes of a new database, and is used."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database).expanduser()
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(_SQLITE_HEADER)) if os.path.isfile(path) else b""
+    except OSError:
+        return  # missing (created), a folder or unreadable: reported where it is opened
+    if head and not _SQLITE_HEADER.startswith(head):
+        raise DatabaseError(f"{path} is not a SQLite database (it does not start with SQLite's header); "
+                            "left untouched: give --db a database or a new file name")  # fmt: skip
+
+
 def make_engine(url: str) -> Engine:
     """An engine for `url`; SQLite gets WAL journaling, foreign keys and a busy timeout.
 
@@ -97,6 +117,7 @@ def make_engine(url: str) -> Engine:
     except ArgumentError as exc:
         raise UserError(f"invalid database URL {url!r}: {exc}") from None
     if parsed.get_backend_name() == "sqlite":
+        _refuse_other_files(parsed.database)
         read_only = _read_only_sqlite_file(parsed.database)
         if read_only is not None:
             # A database in a folder (or on a file system) this process cannot write: SQLite could

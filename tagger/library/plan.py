@@ -89,6 +89,21 @@ def origin(path: str, gone: list[M.Track]) -> M.Track | None:
     return None
 
 
+def _same_bytes(path: str, stored: str | None) -> bool:
+    """Whether the file ``path``, whose size and fingerprint are the stored ones but whose mtime is
+    not (or which was missing), still holds the bytes analysed: its whole content against the content
+    hash stored at analysis or at the last tag write. New audio written over a file, or two files of
+    one size swapped that agree where the fingerprint reads (stems silent at the start, middle and
+    end), must not keep the old results. A track stored before content hashes (revision 0005) has
+    none to compare: analysed again. An unreadable file counts as changed (its analysis reports it)."""
+    if not stored:
+        return False
+    try:
+        return content_hash(path) == stored
+    except TaggerError:
+        return False
+
+
 def plan_files(roots, *, writer: ScanWriter, mv_id: int, rescan_stale: bool, retry_errors: bool, quick: bool,
           include_hidden: bool, progress, t0: float, follow_external_symlinks: bool = False,
           crawled: CrawlReport | None = None, retag: list[FileState] | None = None,
@@ -103,7 +118,8 @@ def plan_files(roots, *, writer: ScanWriter, mv_id: int, rescan_stale: bool, ret
         cond = under_clause(root, s.get_bind().dialect.name)
         for row in s.execute(
             select(M.Track.path, M.Track.id, M.Track.size, M.Track.mtime, M.Track.fingerprint, M.Track.status,
-                   M.Track.model_version_id, M.Track.error_transient, M.Track.tags_current).where(cond)  # fmt: skip
+                   M.Track.model_version_id, M.Track.error_transient, M.Track.tags_current,
+                   M.Track.content_hash).where(cond)  # fmt: skip
         ):
             existing[row[0]] = tuple(row[1:])
     last_report = 0.0
@@ -151,8 +167,11 @@ def plan_files(roots, *, writer: ScanWriter, mv_id: int, rescan_stale: bool, ret
                                transient=True)  # cannot read it now: cheap to try again
             continue
         if row is not None:
-            track_id, old_size, old_mtime, old_fp, status, track_mv, transient, tags_current = row
+            track_id, old_size, old_mtime, old_fp, status, track_mv, transient, tags_current, old_hash = row
             if old_size == size and old_fp == fp:
+                if (old_mtime != mtime or status == M.STATUS_MISSING) and not _same_bytes(path, old_hash):
+                    work.append(FileState(path, size, mtime, fp, track_id))  # rewritten where the fingerprint does not read
+                    continue
                 if old_mtime != mtime or status == M.STATUS_MISSING:
                     status = writer.touched(track_id, mtime=mtime)
                 if needs_analysis(status, track_mv, transient):

@@ -151,8 +151,9 @@ class Runner:
             with self.writer.clock("tags"):
                 change = self.on_track(work.path, result, (work.size, work.mtime))
         except TaggerError as exc:
-            log.warning("%s", exc)
+            log.debug("%s", exc)
             self.writer.summary.tag_errors += 1
+            self.writer.summary.tag_failures.append((work.path, getattr(exc, "reason", str(exc))))
         else:
             changed, written = getattr(change, "changed", False), getattr(change, "written", False)
             if changed:

@@ -219,8 +219,9 @@ def _scan(roots: list[str], *, db: Database, analyser: Analyser, jobs, rescan_st
             runner.run_processes(work, jobs=min(jobs, len(work)))
         runner.retag(retag)
         writer.commit()
-        summary.missing = mark_missing(writer.session, roots=roots, seen=writer.seen,
-                                       unlisted=[folder for folder, _ in crawled.unreadable])  # fmt: skip
+        missing = mark_missing(writer.session, roots=roots, seen=writer.seen,
+                               unlisted=[folder for folder, _ in crawled.unreadable])  # fmt: skip
+        summary.missing, summary.empty_roots = missing.marked, missing.kept
     except ScanInterrupted:
         # Asked to stop: the open batch holds only whole tracks (each checked in between two
         # files), so it is stored; files still being analysed are redone by the next scan.

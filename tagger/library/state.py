@@ -66,11 +66,17 @@ class ScanSummary:
     copied: int = 0
     missing: int = 0
     """Tracks newly marked missing."""
+    empty_roots: list[tuple[str, int]] = field(default_factory=list)
+    """(folder, tracks) of the folders given that were empty (a drive not mounted?) while the
+    database holds tracks under them: those tracks were kept as they were, not marked missing."""
     audio_seconds: float = 0.0
     wall_seconds: float = 0.0
     tags_written: int = 0
     """Files whose tags were written (or would be, in a dry run) by the ``on_track`` hook."""
     tag_errors: int = 0
+    tag_failures: list[tuple[str, str]] = field(default_factory=list)
+    """(path, reason) of each failed tag write (the track's results are stored; the next scan that
+    writes tags tries again)."""
     errors: list[tuple[str, str]] = field(default_factory=list)
     deferred: list[tuple[str, str]] = field(default_factory=list)
     """(path, reason) of the new or changed files left for a later scan: modified less than the
@@ -96,6 +102,8 @@ class ScanSummary:
         out = asdict(self)
         out["errors"] = [{"path": p, "error": e} for p, e in self.errors]
         out["deferred"] = [{"path": p, "reason": r} for p, r in self.deferred]
+        out["tag_failures"] = [{"path": p, "error": e} for p, e in self.tag_failures]
+        out["empty_roots"] = [{"path": p, "tracks_kept": n} for p, n in self.empty_roots]
         out["stage_seconds"] = {k: round(v, 3) for k, v in self.stage_seconds.items()}
         out["realtime_factor"] = round(self.realtime_factor, 2)
         out["audio_seconds"] = round(self.audio_seconds, 3)
