@@ -177,6 +177,10 @@ def test_a_database_from_a_newer_tagger_is_one_line_naming_the_revision(tmp_path
 def test_tagger_db_env_accepts_a_plain_file_path_like_the_db_option(tmp_path, monkeypatch):
     monkeypatch.setenv("TAGGER_DB", str(tmp_path / "x.db"))
     assert default_db_url() == f"sqlite:///{tmp_path / 'x.db'}"
+    r = CliRunner().invoke(app, ["stats", "--json"])  # a read command never creates a database
+    assert r.exit_code == 1 and f"no library database at {tmp_path / 'x.db'}" in r.output, r.output
+    assert not (tmp_path / "x.db").exists()
+    assert CliRunner().invoke(app, ["db", "upgrade"]).exit_code == 0  # creates it, as scan does
     r = CliRunner().invoke(app, ["stats", "--json"])
     assert r.exit_code == 0, r.output
     assert (tmp_path / "x.db").is_file()

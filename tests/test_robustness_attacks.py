@@ -242,3 +242,11 @@ def test_escape_sequences_in_file_names_and_tags_never_reach_the_terminal(tmp_pa
         assert "\x1b" not in out and "\x07" not in out, out
     assert "\\x1b[31mred" in outputs[2] and "\\x1b]0;OWNED\\x07" in outputs[1], outputs
     assert "\\x1b]0;owned\\x07brass" in outputs[-1], outputs[-1]  # (family names are read lower-cased)
+
+
+def test_a_mistyped_database_path_is_an_error_not_a_new_empty_library(tmp_path):
+    typo = tmp_path / "typo" / "libary.db"
+    for command in (["stats"], ["query"], ["errors"], ["show", str(tmp_path / "x.flac")], ["tag"], ["db", "prune"]):
+        result = CliRunner().invoke(app, [*command, "--db", str(typo)])
+        _one_line_error(result, f"no library database at {typo}")
+    assert not (tmp_path / "typo").exists()

@@ -23,10 +23,11 @@ db_app = typer.Typer(help="Manage the library database (schema upgrades, pruning
 app.add_typer(db_app, name="db")
 
 
-def _open(db: str | None):
+def _open(db: str | None, *, create: bool = False):
+    """The library database; only `scan` creates one (``create``)."""
     from tagger.db.session import open_database
 
-    return open_database(db)
+    return open_database(db, create=create)
 
 
 def _with_session(db: str | None, read):
@@ -110,7 +111,7 @@ def scan(
     from tagger.model.ensemble import Ensemble
 
     ensemble = Ensemble.load(models)
-    database = _open(db)
+    database = _open(db, create=True)
     bars: dict = {}
 
     def progress(p) -> None:

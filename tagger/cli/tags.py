@@ -104,7 +104,7 @@ def tag(
         return
     from tagger.db.session import open_database
 
-    database = open_database(db)
+    database = open_database(db, create=False)
     try:
         results = tags.tag_from_database(database, where=where, **options)
         _render(results, verb="tag", dry_run=dry_run)

@@ -87,6 +87,18 @@ def _sqlite_read_only_pragmas(dbapi_conn, _record) -> None:
         cur.close()
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL (None for another database, an in-memory one or a URI)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None  # reported by `make_engine`
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database).expanduser()
+
+
 _SQLITE_HEADER = b"SQLite format 3\x00"
 
 
@@ -337,9 +349,17 @@ class Database:
         self.engine.dispose()
 
 
-def open_database(db: str | os.PathLike | None = None, *, migrate: bool = True) -> Database:
-    """Open (and by default create or upgrade to the latest schema) the library database."""
+def open_database(db: str | os.PathLike | None = None, *, migrate: bool = True, create: bool = True) -> Database:
+    """Open (and by default create or upgrade to the latest schema) the library database.
+
+    ``create=False`` (the commands that only use a library: query, show, stats, tag, ...): a SQLite
+    file that does not exist is an error, not a new empty database (nor a new folder) made at a
+    mistyped path."""
     url = as_url(db)
+    if not create:
+        path = sqlite_file(url)
+        if path is not None and not path.exists():
+            raise DatabaseError(f"no library database at {path}: `tagger scan FOLDER` creates it (or give --db)")
     engine = make_engine(url)
     if migrate:
         try:
