@@ -69,3 +69,23 @@ def content_hash(path: str | os.PathLike, *, block: int = 1 << 20) -> str:
     except OSError as exc:
         raise AudioReadError(path, f"cannot read file: {exc.strerror or exc}") from None
     return h.hexdigest()
+
+
+def read_back(path: str | os.PathLike, *, size: int | None, mtime: float | None) -> tuple[int, float, str, str] | None:
+    """(size, mtime, fingerprint, content hash) of the file ``path`` that a tag write has just left
+    with ``size`` and ``mtime`` (None: not known, taken from the file); None when the file is no
+    longer what the write left (another program changed it in between, or while it was read here):
+    then it must not be recorded as tagger's own. Raises `AudioReadError` when it cannot be read."""
+
+    def now() -> tuple[int, float]:
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            raise AudioReadError(path, f"cannot stat file: {exc.strerror or exc}") from None
+        return st.st_size, st.st_mtime
+
+    left = now() if size is None or mtime is None else (size, mtime)
+    if now() != left:
+        return None
+    facts = fingerprint(path), content_hash(path)
+    return (*left, *facts) if now() == left else None

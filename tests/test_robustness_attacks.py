@@ -250,3 +250,143 @@ def test_a_mistyped_database_path_is_an_error_not_a_new_empty_library(tmp_path):
         result = CliRunner().invoke(app, [*command, "--db", str(typo)])
         _one_line_error(result, f"no library database at {typo}")
     assert not (tmp_path / "typo").exists()
+
+
+def test_a_change_right_after_a_scans_tag_write_is_not_recorded_as_taggers_own(tmp_path):
+    from tagger.library.scan import tag_writer
+
+    music = tmp_path / "music"
+    song = write_audio(music / "a.flac", tone_signal([110.0], seconds=4.0))
+    writer = tag_writer(model_version="fake-1")
+
+    def another_program_right_after(path, result, expected):
+        change = writer(path, result, expected)
+        tags.remove_instruments(path)  # e.g. `tagger untag` or a tag editor, in the same instant
+        return change
+
+    db = open_database(tmp_path / "lib.db")
+    try:
+        scan([music], db=db, analyser=FakeAnalyser(), jobs=0, on_track=another_program_right_after)
+        assert not tags.read_instruments(song).tagged
+        again = scan([music], db=db, analyser=FakeAnalyser(), jobs=0, on_track=tag_writer(model_version="fake-1"))
+    finally:
+        db.close()
+    assert again.tags_written == 1  # the database did not claim tags the file lacked
+    assert tags.read_instruments(song).instruments == ["bass"]
+
+
+def test_scores_written_by_tag_survive_the_next_plain_scan(tmp_path):
+    from tagger.library.scan import tag_writer
+
+    music, (song,), dbfile = _library(tmp_path)
+    result = CliRunner().invoke(app, ["tag", str(music), "--db", str(dbfile), "--scores", "--settle-seconds", "0"])
+    assert result.exit_code == 0, result.output
+    assert tags.read_instruments(song).scores
+    db = open_database(dbfile)
+    try:
+        later = scan([music], db=db, analyser=FakeAnalyser(), jobs=0, on_track=tag_writer(model_version="fake-1"))
+    finally:
+        db.close()
+    assert (later.skipped, later.tags_written) == (1, 0)
+    assert tags.read_instruments(song).scores  # not rewritten without them
+
+
+@pytest.mark.parametrize("change, says", [
+    (lambda m: [], "a manifest is a JSON object, not list"),
+    (lambda m: None, "a manifest is a JSON object, not NoneType"),
+    (lambda m: {**m, "classifiers": []}, "classifiers must be an object"),
+    (lambda m: {**m, "aggregation": "x"}, "aggregation must be an object"),
+    (lambda m: {**m, "aggregation": {**m.get("aggregation", {}), "quantile": 2}}, "aggregation quantile is 2"),
+    (lambda m: {**m, "aggregation": {"hop_seconds": "x"}}, "aggregation hop_seconds is 'x'"),
+    (lambda m: {**m, "aggregation": {"hop_seconds": 0}}, "aggregation hop_seconds is 0"),
+])  # fmt: skip
+def test_a_tampered_manifest_is_refused_at_load_in_one_line(tmp_path, change, says):
+    import json
+    from pathlib import Path
+
+    from tagger.errors import ModelError
+    from tagger.model.ensemble import read_manifest
+
+    shipped = json.loads((Path(__file__).resolve().parents[1] / "models" / "manifest.json").read_text())
+    (tmp_path / "manifest.json").write_text(json.dumps(change(shipped)))
+    with pytest.raises(ModelError, match=f"{tmp_path / 'manifest.json'}: .*{says}"):
+        read_manifest(tmp_path)
+
+
+def test_a_deeply_nested_manifest_is_invalid_json_not_a_recursion_error(tmp_path):
+    from tagger.errors import ModelError
+    from tagger.model.ensemble import read_manifest
+
+    (tmp_path / "manifest.json").write_text("[" * 200_000 + "]" * 200_000)
+    with pytest.raises(ModelError, match="invalid manifest JSON"):
+        read_manifest(tmp_path)
+
+
+def test_a_bad_thread_count_in_the_environment_is_named(monkeypatch):
+    from tagger.errors import UserError
+    from tagger.model import backends as B
+
+    monkeypatch.setenv(B.THREADS_ENV, "abc")
+    with pytest.raises(UserError, match=r"\$TAGGER_INFERENCE_THREADS is 'abc'"):
+        B.default_threads()
+
+
+@pytest.mark.parametrize("hop", ["0", "-1", "nan", "inf"])
+def test_a_nonsense_hop_is_the_options_error_not_the_files(tmp_path, fake_models, hop):
+    song = write_audio(tmp_path / "a.flac", tone_signal([110.0], seconds=4.0))
+    result = CliRunner().invoke(app, ["predict", str(song), "--hop", hop])
+    _one_line_error(result, f"--hop {float(hop):g}")
+    assert str(song) not in result.output
+
+
+def test_a_prediction_row_whose_instruments_are_not_names_is_named_by_file_and_line(tmp_path):
+    song = write_audio(tmp_path / "a.flac", tone_signal([110.0], seconds=4.0))
+    rows = tmp_path / "found.jsonl"
+    rows.write_text('{"path": "%s", "instruments": [5], "model_version": "m-1"}\n' % song)
+    result = CliRunner().invoke(app, ["tag", "--from-json", str(rows), "--settle-seconds", "0"])
+    _one_line_error(result, f"{rows} line 1", "'instruments' is a list of family names, got [5]")
+    assert not tags.read_instruments(song).tagged
+
+
+def _nsynth(root, records: dict, split=None):
+    import json
+
+    (root / "audio").mkdir(parents=True)
+    (root / "examples.json").write_text(json.dumps(records))
+    if split is not None:
+        (root / "split.json").write_bytes(split)
+    return root
+
+
+GOOD_NOTE = {"pitch": 60, "velocity": 100, "instrument_family_str": "flute", "instrument_source_str": "acoustic",
+             "instrument_str": "flute_acoustic_000", "note_str": "flute_acoustic_000-060-100"}  # fmt: skip
+
+
+@pytest.mark.parametrize("change, says", [
+    ({"pitch": "abc"}, "pitch is 'abc', expected a whole number"),
+    ({"pitch": None}, "pitch is None, expected a whole number"),
+    ({"program": "x"}, "program is 'x', expected a whole number"),
+    ({"note_str": 12}, "note_str is 12, expected a name"),
+    ({"instrument_str": ["a"]}, "instrument_str is ['a'], expected a name"),
+    ({"instrument_family_str": None}, "instrument_family_str is None, expected a name"),
+])  # fmt: skip
+def test_a_malformed_nsynth_record_is_one_line_naming_examples_json(tmp_path, change, says):
+    root = _nsynth(tmp_path / "nsynth-test", {"k": {**GOOD_NOTE, **change}})
+    result = CliRunner().invoke(app, ["dataset", "split", str(root)])
+    _one_line_error(result, f"{root / 'examples.json'}: note 'k': {says}")
+
+
+def test_a_record_that_is_no_object_and_a_broken_split_file_are_named(tmp_path):
+    from tagger.data.nsynth import NoteDataset, load_note_audio
+    from tagger.errors import DatasetError
+
+    with pytest.raises(DatasetError, match="note 'k' is int, not a note record"):
+        NoteDataset.load(_nsynth(tmp_path / "a", {"k": 5}))
+    for split, says in ((b'{"instruments": ["a"]}', "invalid split file"), (b"\xff\xfe", "invalid split file"),
+                        (b'{"instruments": {"flute_acoustic_000": 3}}', "is in split 3")):  # fmt: skip
+        root = _nsynth(tmp_path / f"b{len(split)}{split[:1].hex()}", {"k": GOOD_NOTE}, split=split)
+        with pytest.raises(DatasetError, match=f"split.json: {says}" if "split 3" not in says else says):
+            NoteDataset.load(root)
+    notes = NoteDataset.load(_nsynth(tmp_path / "c", {"k": GOOD_NOTE})).notes
+    with pytest.raises(DatasetError, match="flute_acoustic_000-060-100.wav: note audio file is missing"):
+        load_note_audio(notes)

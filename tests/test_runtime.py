@@ -242,6 +242,18 @@ def test_cache_keeps_a_bounded_number_of_exports(tmp_path):
     for i in range(R.CACHE_ENTRIES + 3):
         R.store_cached(f"{i:032d}-x-v1.onnx", b"x")
     assert len(list(R.cache_dir().glob("*.onnx"))) == R.CACHE_ENTRIES
+    assert len(list(R.cache_dir().glob("*.onnx.sha256"))) == R.CACHE_ENTRIES  # checksums go with them
+
+
+def test_a_cached_export_changed_since_it_was_written_is_not_run(tmp_path):
+    key = "0" * 32 + "-x-v1.onnx"
+    R.store_cached(key, b"exported graph bytes")
+    assert R.load_cached(key) == b"exported graph bytes"
+    (R.cache_dir() / key).write_bytes(b"exported graph bytez")  # still "parses": only the checksum tells
+    assert R.load_cached(key) is None
+    R.store_cached(key, b"exported graph bytes")
+    (R.cache_dir() / f"{key}.sha256").unlink()  # an entry of an older tagger, without checksum
+    assert R.load_cached(key) is None
 
 
 # -- features and audio ---------------------------------------------------------------------------------

@@ -38,6 +38,8 @@ def predict(
     from tagger.errors import AudioReadError, UserError
     from tagger.model.ensemble import Ensemble
 
+    if not 0.05 <= hop <= 3600:  # (nan fails too)
+        raise UserError(f"--hop {hop:g}: give the seconds between window starts, from 0.05 to 3600")
     if plot is not None:
         from tagger import timeline
 

@@ -162,6 +162,11 @@ def read_manifest(path: str | os.PathLike) -> dict:
         data = json.loads(p.read_text())
         for rec in data["mixtures"]:
             rec["path"] = str(p.parent / rec["file"])
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
         raise DatasetError(p, f"invalid mixture manifest: {exc}") from None
+    for rec in data["mixtures"]:
+        level = rec.get("level", 0)
+        if isinstance(level, bool) or not isinstance(level, int) or not isinstance(rec.get("label", ""), str):
+            raise DatasetError(p, f"invalid mixture manifest: mixture {rec.get('file')!r} has level {level!r} "
+                                  f"and label {rec.get('label')!r} (a whole number and a bit string)")  # fmt: skip
     return data

@@ -94,9 +94,7 @@ class NoteDataset:
             raise DatasetError(root, "the dataset has no split yet; run `tagger dataset split` first")
         notes, negatives = [], []
         for key, rec in meta.items():
-            missing = [f for f in REQUIRED_FIELDS if f not in rec]
-            if missing:
-                raise DatasetError(meta_path, f"note {key!r} lacks field(s) {', '.join(missing)}")
+            _check_record(meta_path, key, rec)
             note_str = rec.get("note_str", key)
             family = rec["instrument_family_str"]
             if family == "synth_lead":
@@ -149,6 +147,27 @@ class NoteDataset:
         return y
 
 
+_TEXT_FIELDS = ("instrument_family_str", "instrument_source_str", "instrument_str")
+_INT_FIELDS = ("pitch", "velocity")
+
+
+def _check_record(meta_path: Path, key: str, rec) -> None:
+    """Refuse a note record this reader cannot use, naming examples.json, the note and the field (a
+    partly downloaded or hand-edited NSynth must not end in a traceback)."""
+    if not isinstance(rec, dict):
+        raise DatasetError(meta_path, f"note {key!r} is {type(rec).__name__}, not a note record (an object)")
+    missing = [f for f in REQUIRED_FIELDS if f not in rec]
+    if missing:
+        raise DatasetError(meta_path, f"note {key!r} lacks field(s) {', '.join(missing)}")
+    for field in (*_TEXT_FIELDS, *(["note_str"] if "note_str" in rec else [])):
+        if not isinstance(rec[field], str) or not rec[field]:
+            raise DatasetError(meta_path, f"note {key!r}: {field} is {rec[field]!r}, expected a name")
+    for field in (*_INT_FIELDS, *(["program"] if rec.get("program") is not None else [])):
+        value = rec[field]
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise DatasetError(meta_path, f"note {key!r}: {field} is {value!r}, expected a whole number")
+
+
 def load_note_audio(notes: Iterable[Note]) -> np.ndarray:
     """Decode notes as mono 16 kHz windows [shape=(n, 64000), dtype=float32] (padded/trimmed to 4 s)."""
     import soundfile as sf
@@ -158,6 +177,8 @@ def load_note_audio(notes: Iterable[Note]) -> np.ndarray:
     notes = list(notes)
     out = np.zeros((len(notes), C.WINDOW_SAMPLES), dtype=np.float32)
     for i, note in enumerate(notes):
+        if not note.path.is_file():  # (soundfile says "System error" for a missing file)
+            raise DatasetError(note.path, "note audio file is missing")
         try:
             data, rate = sf.read(str(note.path), dtype="float32", always_2d=True)
             clip = data.mean(axis=1)
@@ -187,9 +208,14 @@ def read_split(root: str | os.PathLike) -> dict[str, str] | None:
         return None
     try:
         data = json.loads(path.read_text())
-        return dict(data["instruments"])
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        assignment = dict(data["instruments"])
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as exc:
         raise DatasetError(path, f"invalid split file: {exc}") from None
+    bad = [(k, v) for k, v in assignment.items() if not isinstance(v, str)]
+    if bad:  # (a split is a name: train, valid, test, or another, e.g. an ablation's "unused")
+        raise DatasetError(path, f"invalid split file: instrument {bad[0][0]!r} is in split {bad[0][1]!r}, "
+                                 "expected a split's name")  # fmt: skip
+    return assignment
 
 
 def split_dataset(root: str | os.PathLike, *, seed: int = 0, valid: float = 0.15, test: float = 0.15) -> dict:

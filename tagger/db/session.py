@@ -365,8 +365,7 @@ def open_database(db: str | os.PathLike | None = None, *, migrate: bool = True, 
         try:
             needs = not _at_head(engine) and current_revision(engine) != head_revision()
         except SQLAlchemyError as exc:
-            reason = getattr(exc, "orig", None) or exc
-            raise DatabaseError(f"cannot open the database {engine.url.render_as_string(hide_password=True)}: {reason}") from None
+            raise database_error(engine.url, exc, doing="open") from None
         if needs and read_only_path(engine) is not None:
             raise DatabaseError(
                 f"the database {read_only_path(engine)} is in a read-only folder and at schema revision "

@@ -17,19 +17,24 @@ log = logging.getLogger(__name__)
 
 
 def record_rewrite(session: Session, *, path: str, size: int | None, mtime: float | None,
-                   fingerprint: str | None = None) -> bool:  # fmt: skip
-    """After a tag write rewrote the file ``path``, store its new size, mtime, fingerprint (read
-    from the file when not given) and content hash, so that the next scan sees the file unchanged
-    and the next write is not refused. A path the database does not know is ignored. Raises
-    `tagger.errors.AudioReadError` when the file cannot be read (nothing is stored then)."""
-    from tagger.fingerprint import content_hash
-    from tagger.fingerprint import fingerprint as read_fingerprint
+                   tags_current: bool | None = None) -> bool:  # fmt: skip
+    """After a tag write rewrote the file ``path`` (leaving it with ``size`` and ``mtime``), store
+    its new size, mtime, fingerprint and content hash, so that the next scan sees the file unchanged
+    and the next write is not refused; ``tags_current``: whether its tags now hold the stored
+    results (None: not known, left as it is). False, storing nothing, for a path the database does
+    not know or a file no longer what the write left (another program changed it since: the next
+    scan sees it changed). Raises `tagger.errors.AudioReadError` when the file cannot be read
+    (nothing is stored then)."""
+    from tagger.fingerprint import read_back
 
     track = session.scalar(select(M.Track).where(M.Track.path == path))
     if track is None:
         return False
-    if fingerprint is None:
-        fingerprint = read_fingerprint(path)
-    digest = content_hash(path)
-    track.size, track.mtime, track.fingerprint, track.content_hash = size, mtime, fingerprint, digest
+    facts = read_back(path, size=size, mtime=mtime)
+    if facts is None:
+        log.warning("%s: changed by another program right after its tags were written; left for the next scan", path)
+        return False
+    track.size, track.mtime, track.fingerprint, track.content_hash = facts
+    if tags_current is not None:
+        track.tags_current = tags_current
     return True

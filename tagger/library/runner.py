@@ -21,7 +21,7 @@ from tagger.db.scan_writer import FileState, ScanWriter
 from tagger.errors import TaggerError
 from tagger.library.analyse import AnalysisConfig, analyse_file, worker_main
 from tagger.library.assemble import TrackAssembler
-from tagger.fingerprint import content_hash, fingerprint
+from tagger.fingerprint import fingerprint, read_back
 from tagger.library.messages import Done, Failed, FileInfo, Message, RemoteResult, Started, Windows
 from tagger.library.state import Analyser, OnTrack, Progress, ScanInterrupted, StopSignals
 from tagger.library.workers import single_threaded_children, stop_process, stop_workers
@@ -159,20 +159,28 @@ class Runner:
             if changed:
                 self.writer.summary.tags_written += 1
             track.tags_current = bool(written or not changed)
-            if written:
-                self._refresh(work, change)
+            if written and not self._refresh(work, change):
+                track.tags_current = False  # the next scan looks at the file again
         self.writer.touch()
 
-    def _refresh(self, work: FileState, change) -> None:
-        """Record the file's new size, mtime, fingerprint and content hash after the tag hook rewrote it."""
+    def _refresh(self, work: FileState, change) -> bool:
+        """Record the file's new size, mtime, fingerprint and content hash after the tag hook rewrote
+        it; False (nothing recorded: the database keeps the file's old facts, so the next scan sees
+        it changed) when it cannot be read, or is no longer what the write left: another program
+        changed it right after (`tagger.fingerprint.read_back`)."""
         try:
-            st = os.stat(work.path)
-            fp, digest = fingerprint(work.path), content_hash(work.path)
-        except (OSError, TaggerError) as exc:
+            facts = read_back(work.path, size=getattr(change, "size", None), mtime=getattr(change, "mtime", None))
+        except TaggerError as exc:
             log.warning("%s: cannot re-read after writing tags: %s", work.path, exc)
-            return
+            return False
+        if facts is None:
+            log.warning("%s: changed by another program right after its tags were written; left for the next scan",
+                        work.path)  # fmt: skip
+            return False
         with self.writer.clock("database"):
-            self.writer.refresh_file(work, size=st.st_size, mtime=st.st_mtime, fingerprint=fp, content_hash=digest)
+            size, mtime, fp, digest = facts
+            self.writer.refresh_file(work, size=size, mtime=mtime, fingerprint=fp, content_hash=digest)
+        return True
 
     def retag(self, work: list[FileState]) -> None:
         """Write the stored results of unchanged tracks into their files (their tags did not hold them)."""

@@ -87,7 +87,12 @@ def default_threads() -> int:
     workers mostly wait on the model)."""
     env = os.environ.get(THREADS_ENV)
     if env:
-        return max(1, int(env))
+        try:
+            return max(1, int(env))
+        except ValueError:
+            from tagger.errors import UserError
+
+            raise UserError(f"${THREADS_ENV} is {env!r}: give a number of threads, e.g. 2") from None
     return os.cpu_count() or 1
 
 
@@ -274,17 +279,18 @@ class OnnxBackend:
         return R.onnxruntime_available()
 
     def load(self, files: ModelFiles) -> Runner:
+        threads = default_threads()  # a bad $TAGGER_INFERENCE_THREADS is the user's error, not the export's
         key = R.cache_key(files.graph_hash, files.families)
         cached = R.load_cached(key)
         if cached is not None:
             try:
-                return R.OnnxRunner(cached, threads=default_threads())
+                return R.OnnxRunner(cached, threads=threads)
             except Exception as exc:  # a damaged cache entry: export again
                 log.debug("cached ONNX model %s unusable (%s); exporting again", key, exc)
         model, loaded = files.keras_models()
         try:
             blob = R.export_onnx(loaded, files.feature_config.shape)
-            runner = R.OnnxRunner(blob, threads=default_threads())
+            runner = R.OnnxRunner(blob, threads=threads)
             diff = R.max_difference(runner, model, files.feature_config.shape)
         except Exception as exc:  # an unsupported layer, or onnxruntime refusing the graph
             log.info("the classifiers cannot run on ONNX Runtime (export not possible: %s)", exc)

@@ -79,14 +79,19 @@ def read_manifest(model_dir: str | os.PathLike) -> dict:
         raise ModelError(path, "model manifest not found (train models with `tagger train` or pass --models DIR)")
     try:
         manifest = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise ModelError(path, f"invalid manifest JSON: {exc}") from None
+    if not isinstance(manifest, dict):
+        raise ModelError(path, f"a manifest is a JSON object, not {type(manifest).__name__}")
     if manifest.get("format") not in MANIFEST_FORMATS:
         raise ModelError(path, f"unsupported manifest format {manifest.get('format')!r} (this tagger reads "
                                f"{' or '.join(map(str, MANIFEST_FORMATS))}: a newer tagger made these models)")
     for key in ("families", "features", "classifiers", "version"):
         if key not in manifest:
             raise ModelError(path, f"manifest lacks {key!r}")
+    if not isinstance(manifest["classifiers"], dict) or not manifest["classifiers"]:
+        raise ModelError(path, "the manifest's classifiers must be an object with one entry per family")
+    _check_aggregation(path, manifest.get("aggregation", {}))
     if manifest["format"] == AVERAGED_MANIFEST_FORMAT and not (isinstance(manifest.get("members"), list) and manifest["members"]):
         raise ModelError(path, "an averaged ensemble's manifest lists no members")
     for fam, entry in (manifest["classifiers"] or {}).items() if isinstance(manifest["classifiers"], dict) else ():
@@ -106,6 +111,24 @@ def read_manifest(model_dir: str | os.PathLike) -> dict:
         if h is not None and (isinstance(h, bool) or not isinstance(h, (int, float)) or not 0.0 <= h <= 1.0):
             raise ModelError(path, f"override of the presence gate is {h!r}: a head score must lie in [0, 1]")
     return manifest
+
+
+_AGGREGATION_RANGES = {"quantile": (0.0, 1.0), "min_windows": (1, 10_000), "merge_gap": (0, 10_000),
+                       "hop_seconds": (0.05, 3600.0)}  # fmt: skip
+"""The manifest's aggregation parameters that a model may set, and the values they may take."""
+
+
+def _check_aggregation(path: Path, aggregation) -> None:
+    """Refuse aggregation parameters no track could be aggregated with (a tampered manifest): they
+    would fail every file, or the scan part-way, instead of the model at load."""
+    if not isinstance(aggregation, dict):
+        raise ModelError(path, f"the manifest's aggregation must be an object, not {aggregation!r}")
+    for key, (low, high) in _AGGREGATION_RANGES.items():
+        value = aggregation.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+            raise ModelError(path, f"aggregation {key} is {value!r}: it must lie in [{low:g}, {high:g}]")
 
 
 def manifest_format(manifest: dict) -> int:

@@ -285,23 +285,33 @@ def max_difference(runner, keras_model, input_shape: tuple[int, ...]) -> float:
 
 
 def load_cached(key: str) -> bytes | None:
+    """The cached export ``key`` when its bytes are those exported (the SHA-256 written beside it
+    at export); None otherwise: missing, damaged, or changed since, it is exported again."""
     path = cache_dir() / key
     try:
-        return path.read_bytes()
+        blob = path.read_bytes()
+        recorded = (cache_dir() / f"{key}.sha256").read_text().strip()
     except OSError:
         return None
+    if hashlib.sha256(blob).hexdigest() != recorded:
+        log.warning("the cached ONNX export %s is not the one exported (checksum differs); exporting again", path)
+        return None
+    return blob
 
 
 def store_cached(key: str, model: bytes) -> None:
-    """Write an exported graph into the cache atomically (a failure only costs a later re-export)."""
+    """Write an exported graph and its SHA-256 into the cache atomically (a failure only costs a
+    later re-export)."""
     folder = cache_dir()
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{key}.{os.getpid()}.tmp"
-        tmp.write_bytes(model)
-        os.replace(tmp, folder / key)
+        for name, data in ((f"{key}.sha256", hashlib.sha256(model).hexdigest().encode()), (key, model)):
+            tmp = folder / f".{name}.{os.getpid()}.tmp"
+            tmp.write_bytes(data)
+            os.replace(tmp, folder / name)
         entries = sorted(folder.glob("*.onnx"), key=lambda p: p.stat().st_mtime, reverse=True)
         for old in entries[CACHE_ENTRIES:]:
             old.unlink(missing_ok=True)
+            (folder / f"{old.name}.sha256").unlink(missing_ok=True)
     except OSError as exc:
         log.debug("cannot cache the exported model in %s: %s", folder, exc)

@@ -95,8 +95,8 @@ def read_predictions_jsonl(path: str | os.PathLike, *, model_version: str | None
             scores = row.get("scores")
             if scores is not None:
                 scores = {str(k): _score(v) for k, v in dict(scores).items()}
-            if isinstance(instruments, str):
-                raise TypeError("'instruments' is a list of family names")
+            if isinstance(instruments, str) or not all(isinstance(name, str) for name in instruments):
+                raise TypeError(f"'instruments' is a list of family names, got {instruments!r}")
             families = row.get("families")
             if families is None:
                 families = (*FAMILIES, *(f.lower() for f in scores or () if f.lower() not in FAMILIES))
@@ -265,7 +265,8 @@ def tag_from_database(
         if isinstance(result, TagChange) and result.written:
             try:
                 with database.session() as session:
-                    writes.record_rewrite(session, path=result.path, size=result.size, mtime=result.mtime)
+                    writes.record_rewrite(session, path=result.path, size=result.size, mtime=result.mtime,
+                                          tags_current=True)  # a later scan leaves these tags (--scores) alone
             except AudioReadError as exc:  # gone or unreadable right after the write: the next scan sees it
                 yield result
                 yield TagWriteError(result.path, f"tags written, but the file could not be read back to record it: "
