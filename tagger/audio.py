@@ -243,11 +243,38 @@ def _mp4_info(path: Path) -> AudioInfo | None:
     return AudioInfo(str(path), codec, rate, channels, length, "ffmpeg")
 
 
+def _chained_ogg(path: Path) -> bool:
+    """An Ogg file of several streams one after the other (a "chained" file: two recordings joined,
+    an internet radio capture): a stream begins after another's pages. libsndfile decodes only the
+    first; ffmpeg decodes them all. Reads the page headers only (27 bytes and a segment table a page)."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            pos, seen_data = 0, False
+            while pos + 27 <= size:
+                f.seek(pos)
+                head = f.read(27)
+                if head[:4] != b"OggS":
+                    return False  # not a page where one must begin: leave the file to libsndfile
+                table = f.read(head[26])
+                begins = bool(head[5] & 0x02)
+                if begins and seen_data:
+                    return True
+                seen_data = seen_data or not begins
+                pos += 27 + len(table) + sum(table)
+    except OSError:
+        return False
+    return False
+
+
 def info(path: str | os.PathLike) -> AudioInfo:
     """Describe an audio file without decoding it; raises `AudioReadError`."""
     p = Path(path)
     _check_file(p)
-    meta = _soundfile_info(p) or (_mp4_info(p) if ffmpeg_available() else None) or _ffprobe_info(p)
+    meta = _soundfile_info(p)
+    if meta is not None and meta.format == "OGG" and ffmpeg_available() and _chained_ogg(p):
+        meta = None  # decoded whole by ffmpeg, not its first stream alone
+    meta = meta or (_mp4_info(p) if ffmpeg_available() else None) or _ffprobe_info(p)
     _check_rate(p, meta.sample_rate)
     return meta
 

@@ -390,3 +390,22 @@ def test_a_record_that_is_no_object_and_a_broken_split_file_are_named(tmp_path):
     notes = NoteDataset.load(_nsynth(tmp_path / "c", {"k": GOOD_NOTE})).notes
     with pytest.raises(DatasetError, match="flute_acoustic_000-060-100.wav: note audio file is missing"):
         load_note_audio(notes)
+
+
+@pytest.mark.parametrize("ext", ["ogg", "opus"])
+def test_a_chained_ogg_file_is_analysed_whole_not_its_first_stream(tmp_path, ext):
+    import subprocess
+
+    from tagger import audio
+
+    parts = []
+    for i, (freq, seconds, rate) in enumerate(((440, 1, 44100), (660, 12, 48000))):
+        part = tmp_path / f"part{i}.{ext}"
+        subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i", f"sine=f={freq}:d={seconds}:r={rate}",
+                        str(part)], check=True)  # fmt: skip
+        parts.append(part)
+    chained = tmp_path / f"chained.{ext}"
+    chained.write_bytes(parts[0].read_bytes() + parts[1].read_bytes())
+    assert audio.info(parts[1]).decoder == "soundfile"  # one stream: libsndfile, as before
+    assert audio.info(chained).decoder == "ffmpeg"
+    assert abs(len(audio.load(chained)) / 16_000 - 13.0) < 0.1  # both streams (libsndfile stopped after 1 s)
