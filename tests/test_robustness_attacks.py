@@ -1,7 +1,10 @@
-"""Defects found by attacking the tool (2026-12-06), each kept fixed here: a damaged or busy
-database is one line naming it, a `tag` run whose database cannot record a rewrite stops before
-the next file, and a FIFO given as a file is refused instead of read for ever. (The ID3 frames a
-tag write used to rename or drop are in `test_tags_id3_versions.py`.)"""
+"""Defects found by attacking the tool (2026-12-06), each kept fixed here, one test each: the
+database (damaged, busy, mistyped, not a database, an unmounted drive's empty folder, `prune`),
+what a scan records after its own tag writes (a change right after, scores of `tag --scores`,
+new audio where the fingerprint does not read), paths (FIFOs, links to folders and to files,
+escape sequences in names and tags), and inputs that must be one line (tampered manifests, the
+ONNX cache, environment and options, prediction rows, NSynth folders, chained Ogg files). The ID3
+frames a tag write used to rename or drop are in `test_tags_id3_versions.py`."""
 
 from __future__ import annotations
 
@@ -409,3 +412,12 @@ def test_a_chained_ogg_file_is_analysed_whole_not_its_first_stream(tmp_path, ext
     assert audio.info(parts[1]).decoder == "soundfile"  # one stream: libsndfile, as before
     assert audio.info(chained).decoder == "ffmpeg"
     assert abs(len(audio.load(chained)) / 16_000 - 13.0) < 0.1  # both streams (libsndfile stopped after 1 s)
+
+
+def test_an_unknown_family_in_a_prediction_row_is_named_by_file_and_line(tmp_path):
+    song = write_audio(tmp_path / "a.flac", tone_signal([110.0], seconds=4.0))
+    rows = tmp_path / "found.jsonl"
+    rows.write_text('\n{"path": "%s", "instruments": ["kazoo"], "model_version": "m-1"}\n' % song)
+    result = CliRunner().invoke(app, ["tag", "--from-json", str(rows), "--settle-seconds", "0"])
+    _one_line_error(result, f"{rows} line 2: unknown instrument family 'kazoo'")
+    assert not tags.read_instruments(song).tagged

@@ -100,6 +100,9 @@ def read_predictions_jsonl(path: str | os.PathLike, *, model_version: str | None
             families = row.get("families")
             if families is None:
                 families = (*FAMILIES, *(f.lower() for f in scores or () if f.lower() not in FAMILIES))
+            unknown = [name for name in instruments if name.strip().lower() not in families]
+            if unknown:
+                raise ValueError(f"unknown instrument family {unknown[0]!r}; known families: {', '.join(families)}")
         except (TypeError, ValueError) as exc:
             raise UserError(f"{where}: {exc}") from None
         rows.append(Prediction(str(file), list(instruments), str(version), scores, expected, tuple(families)))
