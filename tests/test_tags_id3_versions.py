@@ -200,3 +200,13 @@ def test_id3v23_request_refuses_to_drop_a_v24_only_frame(tmp_path):
     tags.write_instruments(song, **WRITE)  # without the request the tag stays v2.4, mood and all
     version, frames = _frames(song)
     assert version == 4 and sorted(fid for fid, _ in frames) == ["TIT2", "TMOO", "TXXX", "TXXX"]
+
+
+def test_a_wav_whose_data_chunk_runs_past_the_end_is_refused_with_the_reason(tmp_path):
+    song = _tone(tmp_path / "cut.wav", "wav")
+    data = song.read_bytes()
+    song.write_bytes(data[: len(data) - 4000])  # the header still claims the whole data chunk
+    original = song.read_bytes()
+    with pytest.raises(TagWriteError, match=r"cut\.wav: its 'data' chunk claims \d+ bytes but the file ends"):
+        tags.write_instruments(song, **WRITE)
+    assert song.read_bytes() == original

@@ -302,6 +302,24 @@ class WAVEStorage(ID3Storage):
                 return start, length
         return None
 
+    def cannot_keep(self, audio, path, version):
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            head = f.read(8)
+            declared = struct.unpack("<I" if self.little else ">I", head[4:8])[0] if len(head) == 8 else 0
+            end = min(size, 8 + declared)  # bytes after the RIFF/FORM chunk are not its chunks
+            pos = 12
+            while pos + 8 <= end:
+                f.seek(pos)
+                cid, clen = struct.unpack("<4sI" if self.little else ">4sI", f.read(8))
+                if pos + 8 + clen > size:  # a recording cut short, or a streamed file's placeholder size
+                    name = cid.decode("latin-1").strip() or "?"
+                    return (f"its {name!r} chunk claims {clen} bytes but the file ends {size - pos - 8} bytes into it "
+                            "(cut short?): a tag chunk after it would be read as part of it; the audio is analysed "
+                            "as it is, the tags are not written")  # fmt: skip
+                pos += 8 + clen + (clen & 1)
+        return super().cannot_keep(audio, path, version)
+
 
 @register("AIFF")
 class AIFFStorage(WAVEStorage):
