@@ -112,7 +112,7 @@ def crawl(
 
     seen_dirs: set[tuple[int, int]] = set()
     seen_files: set[str] = set()
-    yielded: set[tuple[int, int]] = set()  # (device, inode) of the files found by their own name
+    found: list[str] = []  # the files yielded under their own name
     links: list[str] = []  # links to files inside the scanned folders: after the walk, if still new
     for root in roots:
         if root.is_file():
@@ -154,13 +154,17 @@ def crawl(
                 if os.path.islink(path) and is_under(os.path.realpath(path), inside):
                     links.append(path)
                     continue
-                with contextlib.suppress(OSError):
-                    st = os.stat(path)
-                    yielded.add((st.st_dev, st.st_ino))
+                found.append(path)
                 yield Path(path)
     # A link to a file of the library is the same file under a second name: scanned once, under the
     # file's own name (a tag write through the link would change that file while it waits for its
-    # turn), unless the walk did not reach the file itself (a hidden folder).
+    # turn), unless the walk did not reach the file itself (a hidden folder). The files found are
+    # told apart by inode only when there are such links (no second stat of every file otherwise).
+    yielded: set[tuple[int, int]] = set()
+    for path in found if links else ():
+        with contextlib.suppress(OSError):
+            st = os.stat(path)
+            yielded.add((st.st_dev, st.st_ino))
     for path in links:
         try:
             st = os.stat(path)

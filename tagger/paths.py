@@ -33,3 +33,14 @@ def is_under(path: str, folder: str) -> bool:
 def under_any(path: str, folders: Iterable[str]) -> bool:
     """True when ``path`` is one of ``folders`` or lies under one of them."""
     return any(is_under(path, f) for f in folders)
+
+
+def looks_unmounted(folder: str) -> bool:
+    """``folder`` exists and holds nothing at all: what the mount point of a drive that is not
+    mounted looks like (a library folder emptied on purpose looks the same, and is then left as it
+    was until a file appears in it or the folder goes)."""
+    try:
+        with os.scandir(folder) as entries:
+            return next(entries, None) is None
+    except OSError:
+        return False

@@ -74,8 +74,9 @@ def handle_errors(func):
             sa = sys.modules.get("sqlalchemy.exc")
             if sa is None or not isinstance(exc, sa.SQLAlchemyError):
                 raise
-            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-            raise fail(f"database error: {reason}", 1) from None
+            from tagger.db.session import driver_reason
+
+            raise fail(f"database error: {driver_reason(exc)}", 1) from None
 
     return wrapper
 

@@ -356,9 +356,8 @@ def prune_missing(session: Session) -> Pruned:
     """Delete the tracks marked missing (with their results) whose file is still gone. A track is
     kept when its file is there again (moved back, a drive mounted again since the scan: the next
     scan restores it) or when a folder a scan was given and that holds it is empty, as the mount
-    point of a drive that is not mounted is (`tagger.db.scan_writer.looks_unmounted`)."""
-    from tagger.db.scan_writer import looks_unmounted
-    from tagger.paths import folder_prefix
+    point of a drive that is not mounted is (`tagger.paths.looks_unmounted`)."""
+    from tagger.paths import folder_prefix, looks_unmounted
 
     rows = session.execute(
         select(M.Track.id, M.Track.path).where(M.Track.status == M.STATUS_MISSING).order_by(by_path(session))

@@ -25,7 +25,7 @@ from tagger.aggregate import TrackResult
 from tagger.db import models as M
 from tagger.db.filter import under_clause
 from tagger.db.session import Database
-from tagger.paths import folder_prefix
+from tagger.paths import folder_prefix, looks_unmounted
 
 
 @dataclass
@@ -264,17 +264,6 @@ def copy_results(session: Session, src: M.Track, dst: M.Track) -> None:
 
 def restored_status(track: M.Track) -> str:
     return M.STATUS_ERROR if track.error else M.STATUS_OK
-
-
-def looks_unmounted(folder: str) -> bool:
-    """``folder`` exists and holds nothing at all: what the mount point of a drive that is not
-    mounted looks like (a library folder emptied on purpose looks the same, and is then left as it
-    was until a file appears in it or the folder goes)."""
-    try:
-        with os.scandir(folder) as entries:
-            return next(entries, None) is None
-    except OSError:
-        return False
 
 
 @dataclass(frozen=True)

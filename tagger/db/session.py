@@ -34,8 +34,13 @@ def database_error(url, exc: SQLAlchemyError, *, doing: str, then: str = "") -> 
     from sqlalchemy.engine import make_url
 
     where = make_url(url).render_as_string(hide_password=True)
-    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-    return DatabaseError(f"cannot {doing} the database {where}: {reason}{'; ' + then if then else ''}")
+    return DatabaseError(f"cannot {doing} the database {where}: {driver_reason(exc)}{'; ' + then if then else ''}")
+
+
+def driver_reason(exc: Exception) -> str:
+    """The first line of the database driver's own message in SQLAlchemy's error ``exc``."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def default_db_url() -> str:
@@ -87,7 +92,7 @@ def _sqlite_read_only_pragmas(dbapi_conn, _record) -> None:
         cur.close()
 
 
-def sqlite_file(url: str) -> Path | None:
+def sqlite_file(url) -> Path | None:
     """The file of a SQLite URL (None for another database, an in-memory one or a URI)."""
     try:
         parsed = make_url(url)
@@ -102,18 +107,17 @@ def sqlite_file(url: str) -> Path | None:
 _SQLITE_HEADER = b"SQLite format 3\x00"
 
 
-def _refuse_other_files(database: str | None) -> None:
+def _refuse_other_files(path: Path | None) -> None:
     """Refuse a SQLite path that holds a file of something else (``--db notes.txt``, a song): SQLite
     would refuse most, but turns a file of one byte into a database. An empty file is what SQLite
     makes of a new database, and is used."""
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return
-    path = Path(database).expanduser()
+    if path is None or not path.is_file():
+        return  # another database, or missing (created), a folder: reported where it is opened
     try:
         with open(path, "rb") as f:
-            head = f.read(len(_SQLITE_HEADER)) if os.path.isfile(path) else b""
+            head = f.read(len(_SQLITE_HEADER))
     except OSError:
-        return  # missing (created), a folder or unreadable: reported where it is opened
+        return  # unreadable: reported where it is opened
     if head and not _SQLITE_HEADER.startswith(head):
         raise DatabaseError(f"{path} is not a SQLite database (it does not start with SQLite's header); "
                             "left untouched: give --db a database or a new file name")  # fmt: skip
@@ -129,7 +133,8 @@ def make_engine(url: str) -> Engine:
     except ArgumentError as exc:
         raise UserError(f"invalid database URL {url!r}: {exc}") from None
     if parsed.get_backend_name() == "sqlite":
-        _refuse_other_files(parsed.database)
+        path = sqlite_file(parsed)
+        _refuse_other_files(path)
         read_only = _read_only_sqlite_file(parsed.database)
         if read_only is not None:
             # A database in a folder (or on a file system) this process cannot write: SQLite could
@@ -142,8 +147,8 @@ def make_engine(url: str) -> Engine:
             engine = create_engine(f"sqlite:///file:{read_only}?mode=ro{immutable}&uri=true", connect_args={"timeout": 30})
             event.listen(engine, "connect", _sqlite_read_only_pragmas)
             return engine
-        if parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
-            folder = Path(parsed.database).expanduser().parent
+        if path is not None:
+            folder = path.parent
             try:
                 folder.mkdir(parents=True, exist_ok=True)
             except OSError as exc:

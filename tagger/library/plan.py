@@ -169,10 +169,11 @@ def plan_files(roots, *, writer: ScanWriter, mv_id: int, rescan_stale: bool, ret
         if row is not None:
             track_id, old_size, old_mtime, old_fp, status, track_mv, transient, tags_current, old_hash = row
             if old_size == size and old_fp == fp:
-                if (old_mtime != mtime or status == M.STATUS_MISSING) and not _same_bytes(path, old_hash):
+                touched = old_mtime != mtime or status == M.STATUS_MISSING
+                if touched and not _same_bytes(path, old_hash):
                     work.append(FileState(path, size, mtime, fp, track_id))  # rewritten where the fingerprint does not read
                     continue
-                if old_mtime != mtime or status == M.STATUS_MISSING:
+                if touched:
                     status = writer.touched(track_id, mtime=mtime)
                 if needs_analysis(status, track_mv, transient):
                     work.append(FileState(path, size, mtime, fp, track_id))

@@ -279,27 +279,27 @@ class WAVEStorage(ID3Storage):
 
     little, audio_chunk = True, b"data"
 
-    def _chunks(self, f, size):
-        """(id, data offset, data length) of each top-level chunk."""
+    def _chunks(self, f, end: int):
+        """(id, data offset, declared data length) of each top-level chunk that starts before ``end``."""
         pos = 12
-        while pos + 8 <= size:
+        while pos + 8 <= end:
             f.seek(pos)
             cid, clen = struct.unpack("<4sI" if self.little else ">4sI", f.read(8))
-            yield cid, pos + 8, min(clen, size - pos - 8)
+            yield cid, pos + 8, clen
             pos += 8 + clen + (clen & 1)
 
     def payload(self, f, size, h):
         found = False
         for cid, start, length in self._chunks(f, size):
             if cid == self.audio_chunk:
-                _hash_range(f, start, start + length, h)
+                _hash_range(f, start, min(start + length, size), h)
                 found = True
         return found
 
     def id3_span(self, f, size):
         for cid, start, length in self._chunks(f, size):
             if cid.upper() == b"ID3 ":  # as mutagen finds it: the first one, either case
-                return start, length
+                return start, min(length, size - start)
         return None
 
     def cannot_keep(self, audio, path, version):
@@ -307,17 +307,13 @@ class WAVEStorage(ID3Storage):
             size = os.fstat(f.fileno()).st_size
             head = f.read(8)
             declared = struct.unpack("<I" if self.little else ">I", head[4:8])[0] if len(head) == 8 else 0
-            end = min(size, 8 + declared)  # bytes after the RIFF/FORM chunk are not its chunks
-            pos = 12
-            while pos + 8 <= end:
-                f.seek(pos)
-                cid, clen = struct.unpack("<4sI" if self.little else ">4sI", f.read(8))
-                if pos + 8 + clen > size:  # a recording cut short, or a streamed file's placeholder size
+            # (bytes after the RIFF/FORM chunk are not its chunks)
+            for cid, start, length in self._chunks(f, min(size, 8 + declared)):
+                if start + length > size:  # a recording cut short, or a streamed file's placeholder size
                     name = cid.decode("latin-1").strip() or "?"
-                    return (f"its {name!r} chunk claims {clen} bytes but the file ends {size - pos - 8} bytes into it "
-                            "(cut short?): a tag chunk after it would be read as part of it; the audio is analysed "
-                            "as it is, the tags are not written")  # fmt: skip
-                pos += 8 + clen + (clen & 1)
+                    return (f"its {name!r} chunk claims {length} bytes but the file ends {size - start} bytes into "
+                            "it (cut short?): a tag chunk after it would be read as part of it; the audio is "
+                            "analysed as it is, the tags are not written")  # fmt: skip
         return super().cannot_keep(audio, path, version)
 
 
