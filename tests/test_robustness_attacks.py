@@ -194,6 +194,10 @@ def test_tag_finds_the_tracks_of_a_folder_given_through_a_link_and_says_when_non
     result = runner.invoke(app, ["tag", str(outside), "--db", str(tmp_path / "lib.db"), "--settle-seconds", "0"])
     _one_line_error(result, "no analysed track matches under", str(outside))
     assert not tags.read_instruments(outside).tagged
+    write_audio(real / "new.flac", tone_signal([110.0], seconds=4.0))
+    unknown = link / "new.flac"  # not analysed, given through the link: named once, as given
+    result = runner.invoke(app, ["tag", str(unknown), "--db", str(tmp_path / "lib.db"), "--settle-seconds", "0"])
+    _one_line_error(result, f"no analysed track matches under {unknown}: scan it first")
 
 
 def test_a_file_of_something_else_given_as_the_database_is_left_untouched(tmp_path):

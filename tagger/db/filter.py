@@ -144,6 +144,7 @@ class TrackFilter:
     min_score: float | None = None
     path_glob: str | None = None
     paths: tuple[str, ...] = field(default=())
+    given: tuple[str, ...] = field(default=(), compare=False)  # the paths as the user wrote them, absolute
 
     @classmethod
     def of(cls, *, has: Iterable[str] | None = (), lacks: Iterable[str] | None = (), min_score: float | None = None,
@@ -158,7 +159,13 @@ class TrackFilter:
             min_score=min_score,
             path_glob=path_glob or None,
             paths=tuple(dict.fromkeys(form for p in paths or () for form in _path_forms(p))),
+            given=tuple(dict.fromkeys(_path_forms(p)[0] for p in paths or ())),
         )
+
+    @property
+    def shown_paths(self) -> tuple[str, ...]:
+        """The paths to name in a message: as given (absolute), not every form matched."""
+        return self.given or self.paths
 
     def check(self, known: Sequence[str]) -> TrackFilter:
         """Raise `UserError` for a family name not among ``known`` (naming the choices); returns self."""

@@ -258,7 +258,7 @@ def tag_from_database(
     except SQLAlchemyError as exc:
         raise database_error(database.url, exc, doing="read", then="no file was changed") from None
     if where.paths and not predictions:
-        raise UserError(f"no analysed track matches under {', '.join(where.paths)}: scan it first "
+        raise UserError(f"no analysed track matches under {', '.join(where.shown_paths)}: scan it first "
                         "(or check the filter)")  # fmt: skip
     results = write_predictions(
         predictions, scores=scores, id3v23=id3v23, keep_mtime=keep_mtime, dry_run=dry_run,
