@@ -228,6 +228,27 @@ def test_a_link_to_a_file_of_the_library_is_one_track_and_no_false_failure(tmp_p
     assert tags.read_instruments(song).instruments == ["bass"]
 
 
+def test_a_track_stored_under_a_link_to_a_file_the_scan_sees_is_merged_into_the_file(tmp_path):
+    # Stored as a track of its own while the walk did not reach the file (an older tagger did so
+    # for every link to a library file): once the file is scanned under its own name, the link's
+    # row is a duplicate (was: kept for ever, status ok, counted twice in stats and queries).
+    music = tmp_path / "music"
+    hidden = write_audio(music / ".hidden" / "h.flac", tone_signal([110.0], seconds=4.0))
+    other = write_audio(music / "other.flac", tone_signal([1000.0], seconds=4.0))
+    (music / "alias.flac").symlink_to(hidden)
+    (music / "kept.flac").symlink_to(other)  # a link whose file is scanned: never stored, nothing to merge
+    dbfile = tmp_path / "lib.db"
+    _scan(music, dbfile)
+    assert sorted(_stored(dbfile)) == [str(music / "alias.flac"), str(other)]
+    result = CliRunner().invoke(app, ["scan", str(music), "--db", str(dbfile), "--jobs", "0", "--no-write-tags",
+                                      "--include-hidden"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert f"{music / 'alias.flac'} is a link to a file of the library: its duplicate track was removed" in result.output
+    assert "0 newly missing" in result.output
+    assert sorted(_stored(dbfile)) == [str(hidden), str(other)]
+    assert {status for status, _ in _stored(dbfile).values()} == {"ok"}
+
+
 def test_escape_sequences_in_file_names_and_tags_never_reach_the_terminal(tmp_path):
     music = tmp_path / "music"
     title = "\x1b]0;OWNED\x07"

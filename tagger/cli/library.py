@@ -166,6 +166,9 @@ def scan(
     for path, kept in summary.empty_roots:
         echo(f"tagger: warning: {path} is empty (a drive not mounted?): its {kept} track(s) were kept, "
                    "not marked missing", err=True)  # fmt: skip
+    for path in summary.merged:
+        echo(f"tagger: {path} is a link to a file of the library: its duplicate track was removed "
+             "(the file's own track holds its results)")  # fmt: skip
     echo(
         f"{summary.scanned} scanned, {summary.skipped} skipped unchanged ({summary.stale} stale), "
         f"{summary.failed} failed, {summary.moved} moved, {summary.missing} newly missing; "

@@ -370,10 +370,15 @@ def prune_missing(session: Session) -> Pruned:
         else:
             removed.append(path)
             ids.append(tid)
+    delete_tracks(session, ids)
+    return Pruned(removed=removed, kept=kept)
+
+
+def delete_tracks(session: Session, ids: Sequence[int]) -> None:
+    """Delete these tracks with everything stored for them (not committed)."""
     for i in range(0, len(ids), 500):
         batch = ids[i : i + 500]
         session.execute(delete(M.Segment).where(M.Segment.track_id.in_(batch)))
         session.execute(delete(M.WindowScores).where(M.WindowScores.track_id.in_(batch)))
         session.execute(delete(M.Detection).where(M.Detection.track_id.in_(batch)))
         session.execute(delete(M.Track).where(M.Track.id.in_(batch)))
-    return Pruned(removed=removed, kept=kept)

@@ -14,7 +14,7 @@ import os
 import time
 from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from sqlalchemy import delete, select, update
@@ -274,20 +274,30 @@ class Missing:
     """Tracks newly marked missing."""
     kept: list[tuple[str, int]]
     """(root, tracks) of the roots found empty (`looks_unmounted`): their tracks were left as they were."""
+    merged: list[str] = field(default_factory=list)
+    """Tracks stored under the name of a symbolic link to a file this scan saw under its own name
+    (an older tagger scanned such a link as a second track): deleted, the file's own track holds
+    the same results."""
 
 
 def mark_missing(session: Session, *, roots: Iterable[str], seen: set[str], unlisted: Sequence[str] = ()) -> Missing:
     """Mark missing the tracks under `roots` whose file is gone (not those under `unlisted` folders,
     which could not be listed: their files may well be there, nor those of a root that is an empty
     folder, as an unmounted drive's mount point is: its files are most likely only out of reach)."""
+    from tagger.db.queries import delete_tracks
+
     n = 0
     kept: list[tuple[str, int]] = []
+    merged: list[tuple[int, str]] = []
+    seen_files = _Inodes(seen)
     now = M.utcnow()
     unlisted_prefixes = tuple(folder_prefix(f) for f in unlisted)
     for root in roots:
         cond = under_clause(root, session.get_bind().dialect.name) & (M.Track.status != M.STATUS_MISSING)
-        gone = [tid for tid, path in session.execute(select(M.Track.id, M.Track.path).where(cond))
-                if path not in seen and not path.startswith(unlisted_prefixes) and not os.path.exists(path)]  # fmt: skip
+        unseen = [(tid, path) for tid, path in session.execute(select(M.Track.id, M.Track.path).where(cond))
+                  if path not in seen and not path.startswith(unlisted_prefixes)]  # fmt: skip
+        gone = [tid for tid, path in unseen if not os.path.exists(path)]
+        merged += [(tid, path) for tid, path in unseen if os.path.islink(path) and seen_files.holds(path)]
         if gone and looks_unmounted(root):
             kept.append((root, len(gone)))
             continue
@@ -298,5 +308,27 @@ def mark_missing(session: Session, *, roots: Iterable[str], seen: set[str], unli
                 .values(status=M.STATUS_MISSING, missing_since=now, updated_at=now)
             )
         n += len(gone)
+    delete_tracks(session, [tid for tid, _ in merged])
     session.commit()
-    return Missing(marked=n, kept=kept)
+    return Missing(marked=n, kept=kept, merged=sorted(path for _, path in merged))
+
+
+class _Inodes:
+    """The (device, inode) of the files at some paths, read only when first asked."""
+
+    def __init__(self, paths: Iterable[str]) -> None:
+        self._paths, self._ids = paths, None
+
+    def holds(self, path: str) -> bool:
+        """True when ``path`` (followed) is one of the files."""
+        if self._ids is None:
+            self._ids = {ident for p in self._paths if (ident := _file_id(p)) is not None}
+        return _file_id(path) in self._ids
+
+
+def _file_id(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino

@@ -221,7 +221,7 @@ def _scan(roots: list[str], *, db: Database, analyser: Analyser, jobs, rescan_st
         writer.commit()
         missing = mark_missing(writer.session, roots=roots, seen=writer.seen,
                                unlisted=[folder for folder, _ in crawled.unreadable])  # fmt: skip
-        summary.missing, summary.empty_roots = missing.marked, missing.kept
+        summary.missing, summary.empty_roots, summary.merged = missing.marked, missing.kept, missing.merged
     except ScanInterrupted:
         # Asked to stop: the open batch holds only whole tracks (each checked in between two
         # files), so it is stored; files still being analysed are redone by the next scan.

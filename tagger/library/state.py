@@ -39,6 +39,9 @@ class Progress:
     """'plan' (checking files) or 'analyse'."""
     files_done: int = 0
     files_total: int | None = None
+    merged: list[str] = field(default_factory=list)
+    """Tracks an older tagger stored under the name of a symbolic link to a file of the library,
+    deleted: the file's own track holds the same results."""
     audio_seconds: float = 0.0
     elapsed: float = 0.0
 
