@@ -39,9 +39,6 @@ class Progress:
     """'plan' (checking files) or 'analyse'."""
     files_done: int = 0
     files_total: int | None = None
-    merged: list[str] = field(default_factory=list)
-    """Tracks an older tagger stored under the name of a symbolic link to a file of the library,
-    deleted: the file's own track holds the same results."""
     audio_seconds: float = 0.0
     elapsed: float = 0.0
 
@@ -72,6 +69,9 @@ class ScanSummary:
     empty_roots: list[tuple[str, int]] = field(default_factory=list)
     """(folder, tracks) of the folders given that were empty (a drive not mounted?) while the
     database holds tracks under them: those tracks were kept as they were, not marked missing."""
+    merged: list[str] = field(default_factory=list)
+    """Tracks an older tagger stored under the name of a symbolic link to a file of the library,
+    deleted: the file's own track holds the same results."""
     audio_seconds: float = 0.0
     wall_seconds: float = 0.0
     tags_written: int = 0
