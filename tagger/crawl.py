@@ -114,17 +114,13 @@ def crawl(
     seen_files: set[str] = set()
     found: list[str] = []  # the files yielded under their own name
     links: list[str] = []  # links to files inside the scanned folders: after the walk, if still new
-    for root in roots:
-        if root.is_file():
-            if str(root) not in seen_files:
-                seen_files.add(str(root))
-                yield root
-            continue
-        if not root.exists():
-            raise UserError(f"no such file or folder: {root}")
-        if not root.is_dir():
-            raise UserError(f"{root}: not a folder nor a regular file")
-        for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=walk_error):
+    # Links to folders inside the scanned folders: walked after the folders themselves, and only
+    # when their folder was not reached (a hidden one), so that a file is found under its real path
+    # even where a link to its folder sorts first (`alink -> real`).
+    folder_links: list[str] = []
+
+    def walk(top: str) -> Iterator[Path]:
+        for dirpath, dirnames, filenames in os.walk(top, followlinks=True, onerror=walk_error):
             try:
                 st = os.stat(dirpath)
             except OSError:
@@ -141,6 +137,9 @@ def crawl(
                 if (include_hidden or not d.startswith(".")) and not _loops(os.path.join(dirpath, d), here)
                 and allowed(os.path.join(dirpath, d))
             )  # fmt: skip
+            for d in [d for d in dirnames if _internal_link(os.path.join(dirpath, d), inside)]:
+                dirnames.remove(d)
+                folder_links.append(os.path.join(dirpath, d))
             for name in sorted(filenames):
                 if is_temp_name(name):
                     report.temp_files.append(os.path.join(dirpath, name))
@@ -156,6 +155,20 @@ def crawl(
                     continue
                 found.append(path)
                 yield Path(path)
+
+    for root in roots:
+        if root.is_file():
+            if str(root) not in seen_files:
+                seen_files.add(str(root))
+                yield root
+            continue
+        if not root.exists():
+            raise UserError(f"no such file or folder: {root}")
+        if not root.is_dir():
+            raise UserError(f"{root}: not a folder nor a regular file")
+        yield from walk(str(root))
+    while folder_links:  # (a folder reached through a link may hold links of its own)
+        yield from walk(folder_links.pop(0))  # skipped by `walk` when its folder was reached
     # A link to a file of the library is the same file under a second name: scanned once, under the
     # file's own name (a tag write through the link would change that file while it waits for its
     # turn), unless the walk did not reach the file itself (a hidden folder). The files found are
@@ -193,6 +206,11 @@ def external_link_target(path: str | os.PathLike, roots: Iterable[str | os.PathL
     if is_under(target, [os.path.realpath(r) for r in roots]):
         return None
     return target
+
+
+def _internal_link(path: str, inside: list[str]) -> bool:
+    """True for a symlink to a folder inside the scanned folders (``inside``: their real paths)."""
+    return os.path.islink(path) and is_under(os.path.realpath(path), inside)
 
 
 def _loops(path: str, here: str) -> bool:

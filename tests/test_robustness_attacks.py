@@ -249,6 +249,27 @@ def test_a_track_stored_under_a_link_to_a_file_the_scan_sees_is_merged_into_the_
     assert {status for status, _ in _stored(dbfile).values()} == {"ok"}
 
 
+def test_a_folder_is_found_under_its_own_name_even_when_a_link_to_it_sorts_first(tmp_path):
+    # `alink -> real`: the walk met the link first and stored the file as alink/x.flac, which
+    # `show real/x.flac` and `tag real` then could not find, and a scan of `real` stored it twice.
+    from tagger.crawl import crawl
+
+    music = tmp_path / "music"
+    song = write_audio(music / "real" / "x.flac", tone_signal([110.0], seconds=4.0))
+    (music / "alink").symlink_to("real")
+    hidden = write_audio(music / ".stash" / "y.flac", tone_signal([1000.0], seconds=4.0))
+    (music / "hlink").symlink_to(".stash")  # the only way the walk reaches this folder: through the link
+    (music / "real" / "back").symlink_to("../alink")  # a link to a link of the same folder
+    assert [str(p) for p in crawl([music])] == [str(song), str(music / "hlink" / "y.flac")]
+    dbfile = tmp_path / "lib.db"
+    _scan(music, dbfile)
+    result = CliRunner().invoke(app, ["show", str(song), "--db", str(dbfile)])
+    assert result.exit_code == 0, result.output
+    _scan(music / "real", dbfile)
+    assert sorted(_stored(dbfile)) == [str(music / "hlink" / "y.flac"), str(song)]
+    assert hidden.exists()
+
+
 def test_escape_sequences_in_file_names_and_tags_never_reach_the_terminal(tmp_path):
     music = tmp_path / "music"
     title = "\x1b]0;OWNED\x07"
