@@ -268,6 +268,13 @@ def test_a_folder_is_found_under_its_own_name_even_when_a_link_to_it_sorts_first
     _scan(music / "real", dbfile)
     assert sorted(_stored(dbfile)) == [str(music / "hlink" / "y.flac"), str(song)]
     assert hidden.exists()
+    con = sqlite3.connect(dbfile)  # as an older tagger stored it: under the link's name
+    con.execute("update tracks set path = ? where path = ?", (str(music / "alink" / "x.flac"), str(song)))
+    con.commit()
+    con.close()
+    summary = _scan(music, dbfile)
+    assert summary.merged == [str(music / "alink" / "x.flac")]
+    assert sorted(_stored(dbfile)) == [str(music / "hlink" / "y.flac"), str(song)]
 
 
 def test_escape_sequences_in_file_names_and_tags_never_reach_the_terminal(tmp_path):

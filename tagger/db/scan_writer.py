@@ -275,9 +275,9 @@ class Missing:
     kept: list[tuple[str, int]]
     """(root, tracks) of the roots found empty (`looks_unmounted`): their tracks were left as they were."""
     merged: list[str] = field(default_factory=list)
-    """Tracks stored under the name of a symbolic link to a file this scan saw under its own name
-    (an older tagger scanned such a link as a second track): deleted, the file's own track holds
-    the same results."""
+    """Tracks stored under a name that reaches, through a symbolic link (to the file or to a folder
+    on its way), a file this scan saw under its own name (older taggers stored such names as tracks
+    of their own): deleted, the file's own track holds the same results."""
 
 
 def mark_missing(session: Session, *, roots: Iterable[str], seen: set[str], unlisted: Sequence[str] = ()) -> Missing:
@@ -297,7 +297,8 @@ def mark_missing(session: Session, *, roots: Iterable[str], seen: set[str], unli
         unseen = [(tid, path) for tid, path in session.execute(select(M.Track.id, M.Track.path).where(cond))
                   if path not in seen and not path.startswith(unlisted_prefixes)]  # fmt: skip
         gone = [tid for tid, path in unseen if not os.path.exists(path)]
-        merged += [(tid, path) for tid, path in unseen if os.path.islink(path) and seen_files.holds(path)]
+        # (a name through a link to the file or to a folder on its way, as older taggers stored)
+        merged += [(tid, path) for tid, path in unseen if os.path.realpath(path) != path and seen_files.holds(path)]
         if gone and looks_unmounted(root):
             kept.append((root, len(gone)))
             continue
