@@ -118,6 +118,11 @@ def test_query_rejects_unknown_family_and_format(scanned):
     assert r.exit_code == 1 and "unknown instrument family 'kazoo'" in r.output
     r = CliRunner().invoke(app, ["query", "--db", db, "--format", "xml"])
     assert r.exit_code == 1 and "unknown format" in r.output
+    for command in (["query"], ["tag", "--dry-run"]):  # was: every track, or none, in silence
+        r = CliRunner().invoke(app, [*command, "--db", db, "--min-score", "0.9"])
+        assert r.exit_code == 1 and "give --has FAMILY with it" in r.output, r.output
+        r = CliRunner().invoke(app, [*command, "--db", db, "--has", "bass", "--min-score", "nan"])
+        assert r.exit_code == 1 and "--min-score must be a number, got nan" in r.output, r.output
 
 
 def test_show_text_and_json(scanned):

@@ -12,6 +12,7 @@ Adding a filter: one `Part` subclass here, a field of `TrackFilter` and its CLI 
 from __future__ import annotations
 
 import fnmatch
+import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -153,6 +154,11 @@ class TrackFilter:
         paths made absolute, each also with its folders' symbolic links resolved (a scan stores
         its tracks under the real path of the folders it was given, so ``~/Music`` through a link
         still selects them)."""
+        if min_score is not None:  # (otherwise it would select everything, or nothing, in silence)
+            if math.isnan(min_score):
+                raise UserError("--min-score must be a number, got nan")
+            if not has:
+                raise UserError("--min-score is the least score of each --has family: give --has FAMILY with it")
         return cls(
             has=tuple(f.strip().lower() for f in has or ()),
             lacks=tuple(f.strip().lower() for f in lacks or ()),
