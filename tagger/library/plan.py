@@ -1,14 +1,15 @@
 """Planning a scan (main process): crawl the folders, and for each audio file compare size, mtime
 and content fingerprint with the database. Unchanged files are skipped; a new path whose
 fingerprint and whole-content hash match a track whose file is gone is a *move* (the row follows
-the file; otherwise the file is analysed as new: `origin`); a copy of an
-analysed file gets a copy of its results; tracks from another model version are *stale*. The
-moves, copies and touched files are written through the scan's `tagger.db.scan_writer.ScanWriter`.
+the file; otherwise the file is analysed as new: `origin`); a copy of an analysed file, its whole
+content the one analysed, gets a copy of its results (`copied_from`); tracks from another model
+version are *stale*. The moves, copies and touched files are written through the scan's
+`tagger.db.scan_writer.ScanWriter`.
 """
 
 from __future__ import annotations
 
-import filecmp
+import functools
 import logging
 import os
 import time
@@ -46,19 +47,36 @@ def check_roots(roots: Iterable[str | os.PathLike]) -> list[str]:
     return out
 
 
-def same_content(a: str, b: str) -> bool:
-    """True when files `a` and `b` hold the same bytes (a fingerprint reads only three chunks). Hard
-    links to one file are the same file: nothing to read."""
+def copied_from(done: list[M.Track], path: str, *, mtime: float, digest) -> M.Track | None:
+    """The analysed track whose results are those of the file ``path``, a copy of its file; None
+    when none is. ``done`` are the analysed tracks of this model with the file's size and
+    fingerprint; ``digest()`` gives the file's content hash (None when it cannot be read).
+
+    Results hold for the bytes they were made from, whose hash is stored with them: the original
+    file may have been rewritten since (new audio where the fingerprint does not read) and not yet
+    analysed again, so its current bytes prove nothing. A track stored before content hashes
+    (revision 0005) has none: the file is analysed as new. A hard link to a track's file whose mtime
+    is the stored one is that file unchanged, by the rule that skips unchanged files: taken without
+    reading it (a thousand links to one large file would otherwise be read a thousand times)."""
+    for t in done:
+        if t.mtime == mtime and _same_inode(t.path, path):
+            return t
+    if not any(t.content_hash for t in done):
+        return None
+    wanted = digest()
+    return next((t for t in done if t.content_hash and t.content_hash == wanted), None) if wanted else None
+
+
+def _same_inode(a: str, b: str) -> bool:
+    """True when paths ``a`` and ``b`` (followed) are one file."""
     try:
         sa, sb = os.stat(a), os.stat(b)
-        if (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino):
-            return True
-        return filecmp.cmp(a, b, shallow=False)
     except OSError:
         return False
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
 
 
-def origin(path: str, gone: list[M.Track]) -> M.Track | None:
+def origin(path: str, gone: list[M.Track], *, digest) -> M.Track | None:
     """The gone track whose file `path` is, moved; None when it is none of them or cannot be told.
 
     `gone` are the tracks of this size and fingerprint whose files are gone. The old files cannot
@@ -67,15 +85,15 @@ def origin(path: str, gone: list[M.Track]) -> M.Track | None:
     fingerprint reads (stems of one song, silent at its start, middle and end) are told apart. A
     track stored before content hashes were (revision 0005) has none: it is taken only when it is the
     one candidate, as the fingerprint alone decided before. Otherwise the file is not a move (a copy,
-    or analysed as new) rather than given another file's results, and the gone tracks go missing."""
+    or analysed as new) rather than given another file's results, and the gone tracks go missing.
+    ``digest()`` gives the file's content hash (None when it cannot be read)."""
     if not gone:
         return None
     if any(t.content_hash for t in gone):
-        try:
-            digest = content_hash(path)
-        except TaggerError:
+        wanted = digest()
+        if wanted is None:
             return None  # unreadable now: the analysis reports it
-        same = [t for t in gone if t.content_hash == digest]
+        same = [t for t in gone if t.content_hash == wanted]
         # A track whose file went since the last scan is the likelier origin than one missing before.
         same = [t for t in same if t.status != M.STATUS_MISSING] or same
         if same:
@@ -87,6 +105,13 @@ def origin(path: str, gone: list[M.Track]) -> M.Track | None:
     log.info("%s: its fingerprint matches %d gone track(s) but not their whole content; not a move",
              path, len(gone))  # fmt: skip
     return None
+
+
+def _content_hash_or_none(path: str) -> str | None:
+    try:
+        return content_hash(path)
+    except TaggerError:
+        return None  # unreadable now: the analysis reports it
 
 
 def _same_bytes(path: str, stored: str | None) -> bool:
@@ -192,7 +217,8 @@ def plan_files(roots, *, writer: ScanWriter, mv_id: int, rescan_stale: bool, ret
         # moved or copied file (that file is analysed as new; the old row goes missing).
         gone = [t for t in candidates if (t.status == M.STATUS_MISSING or not os.path.exists(t.path))
                 and not (t.error and t.error_transient)]  # fmt: skip
-        track = origin(path, gone)
+        digest = functools.cache(functools.partial(_content_hash_or_none, path))  # read once, if at all
+        track = origin(path, gone, digest=digest)
         if track is not None:
             old_path = track.path
             writer.moved(track, path=path, mtime=mtime)
@@ -206,12 +232,12 @@ def plan_files(roots, *, writer: ScanWriter, mv_id: int, rescan_stale: bool, ret
                         and not track.tags_current):  # fmt: skip
                     retag.append(FileState(path, size, mtime, fp, track.id))
             continue
-        # A copy gets its original's results only when their whole contents are the same: files that
-        # differ outside the fingerprint's three chunks are different audio, analysed on their own.
-        done = [t for t in candidates if t.status == M.STATUS_OK and t.model_version_id == mv_id
-                and same_content(t.path, path)]  # fmt: skip
-        if done:
-            dst = writer.copied(done[0], FileState(path, size, mtime, fp, None))
+        # A copy gets its original's results only when its whole content is the one they were made
+        # from: files that differ outside the fingerprint's three chunks are different audio.
+        done = [t for t in candidates if t.status == M.STATUS_OK and t.model_version_id == mv_id]
+        src = copied_from(done, path, mtime=mtime, digest=digest) if done else None
+        if src is not None:
+            dst = writer.copied(src, FileState(path, size, mtime, fp, None))
             if retag is not None and not dst.tags_current:
                 retag.append(FileState(path, size, mtime, fp, None))
             continue

