@@ -74,3 +74,38 @@ def test_a_copy_of_a_file_rewritten_where_the_fingerprint_does_not_read_is_analy
     summary = _scan(music, dbfile)
     assert (summary.scanned, summary.copied) == (0, 1)
     assert _rows(dbfile)[str(music / "b_copy.wav")]["instruments"] == rows[str(song)]["instruments"]
+
+
+def _prune(dbfile):
+    from tagger.db.queries import prune_missing
+
+    db = open_database(dbfile)
+    try:
+        with db.session() as s:
+            return prune_missing(s)
+    finally:
+        db.close()
+
+
+def test_a_file_replaced_by_a_folder_or_reached_through_a_link_not_followed_goes_missing(tmp_path):
+    # rm song.flac; mkdir song.flac: the track stayed ok for ever (the path exists), and prune kept
+    # it; a folder replaced by a link out of the library (not followed) kept its tracks ok likewise.
+    music, dbfile = tmp_path / "music", tmp_path / "lib.db"
+    song = write_audio(music / "song.flac", tone_signal([110.0], seconds=4.0))
+    album = write_audio(music / "album" / "x.flac", tone_signal([1000.0], seconds=4.0))
+    hidden = write_audio(music / ".hidden" / "h.flac", tone_signal([4000.0], seconds=4.0))
+    write_audio(music / "other.flac", tone_signal([4000.0], seconds=4.0))
+    _scan(music, dbfile, include_hidden=True)
+    song.unlink()
+    write_audio(song / "inner.flac", tone_signal([1000.0], seconds=5.0))
+    outside = tmp_path / "outside" / "album"
+    shutil.move(music / "album", outside)
+    (music / "album").symlink_to(outside)
+    summary = _scan(music, dbfile)  # without --include-hidden: the hidden file is skipped, kept as it was
+    assert summary.missing == 2
+    rows = _rows(dbfile)
+    assert (rows[str(song)]["status"], rows[str(album)]["status"]) == ("missing", "missing")
+    assert rows[str(hidden)]["status"] == "ok" and rows[str(song / "inner.flac")]["status"] == "ok"
+    assert _prune(dbfile).removed == [str(song)]  # the link's file is still there: kept until a scan follows it
+    summary = _scan(music, dbfile, follow_external_symlinks=True)
+    assert (summary.scanned, _rows(dbfile)[str(album)]["status"]) == (0, "ok")

@@ -355,8 +355,10 @@ class Pruned:
 def prune_missing(session: Session) -> Pruned:
     """Delete the tracks marked missing (with their results) whose file is still gone. A track is
     kept when its file is there again (moved back, a drive mounted again since the scan: the next
-    scan restores it) or when a folder a scan was given and that holds it is empty, as the mount
-    point of a drive that is not mounted is (`tagger.paths.looks_unmounted`)."""
+    scan restores it; a symbolic link whose target is out of reach counts as there) or when a
+    folder a scan was given and that holds it is empty, as the mount point of a drive that is not
+    mounted is (`tagger.paths.looks_unmounted`). A folder or anything else that is no regular file,
+    found where the file was, is not the file."""
     from tagger.paths import folder_prefix, looks_unmounted
 
     rows = session.execute(
@@ -365,7 +367,8 @@ def prune_missing(session: Session) -> Pruned:
     empty = tuple(folder_prefix(root) for root in scanned_roots(session) if looks_unmounted(root))
     removed, kept, ids = [], [], []
     for tid, path in rows:
-        if os.path.lexists(path) or path.startswith(empty):
+        dangling = os.path.islink(path) and not os.path.exists(path)
+        if os.path.isfile(path) or dangling or path.startswith(empty):
             kept.append(path)
         else:
             removed.append(path)

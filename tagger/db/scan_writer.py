@@ -25,7 +25,7 @@ from tagger.aggregate import TrackResult
 from tagger.db import models as M
 from tagger.db.filter import under_clause
 from tagger.db.session import Database
-from tagger.paths import folder_prefix, looks_unmounted
+from tagger.paths import folder_prefix, looks_unmounted, under_any
 
 
 @dataclass
@@ -280,10 +280,15 @@ class Missing:
     of their own): deleted, the file's own track holds the same results."""
 
 
-def mark_missing(session: Session, *, roots: Iterable[str], seen: set[str], unlisted: Sequence[str] = ()) -> Missing:
-    """Mark missing the tracks under `roots` whose file is gone (not those under `unlisted` folders,
-    which could not be listed: their files may well be there, nor those of a root that is an empty
-    folder, as an unmounted drive's mount point is: its files are most likely only out of reach)."""
+def mark_missing(session: Session, *, roots: Iterable[str], seen: set[str], unlisted: Sequence[str] = (),
+                 unfollowed: Sequence[str] = ()) -> Missing:  # fmt: skip
+    """Mark missing the tracks under `roots` whose file is gone: the crawl did not see it and no
+    regular file is there any more (nothing, a folder of that name, a FIFO), or it lies under a
+    symbolic link the crawl did not follow (`unfollowed`: links out of the scanned folders, which a
+    folder of the library may have been replaced by). Not those under `unlisted` folders, which
+    could not be listed: their files may well be there, nor those of a root that is an empty
+    folder, as an unmounted drive's mount point is: its files are most likely only out of reach.
+    A regular file the walk skipped on purpose (in a hidden folder) keeps its track as it was."""
     from tagger.db.queries import delete_tracks
 
     n = 0
@@ -296,9 +301,12 @@ def mark_missing(session: Session, *, roots: Iterable[str], seen: set[str], unli
         cond = under_clause(root, session.get_bind().dialect.name) & (M.Track.status != M.STATUS_MISSING)
         unseen = [(tid, path) for tid, path in session.execute(select(M.Track.id, M.Track.path).where(cond))
                   if path not in seen and not path.startswith(unlisted_prefixes)]  # fmt: skip
-        gone = [tid for tid, path in unseen if not os.path.exists(path)]
         # (a name through a link to the file or to a folder on its way, as older taggers stored)
-        merged += [(tid, path) for tid, path in unseen if os.path.realpath(path) != path and seen_files.holds(path)]
+        here = [(tid, path) for tid, path in unseen if os.path.realpath(path) != path and seen_files.holds(path)]
+        merged += here
+        ours = {tid for tid, _ in here}
+        gone = [tid for tid, path in unseen if (not os.path.isfile(path) or under_any(path, unfollowed))
+                and tid not in ours]  # fmt: skip
         if gone and looks_unmounted(root):
             kept.append((root, len(gone)))
             continue

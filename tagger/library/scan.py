@@ -220,7 +220,8 @@ def _scan(roots: list[str], *, db: Database, analyser: Analyser, jobs, rescan_st
         runner.retag(retag)
         writer.commit()
         missing = mark_missing(writer.session, roots=roots, seen=writer.seen,
-                               unlisted=[folder for folder, _ in crawled.unreadable])  # fmt: skip
+                               unlisted=[folder for folder, _ in crawled.unreadable],
+                               unfollowed=crawled.external_links)  # fmt: skip
         summary.missing, summary.empty_roots, summary.merged = missing.marked, missing.kept, missing.merged
     except ScanInterrupted:
         # Asked to stop: the open batch holds only whole tracks (each checked in between two
