@@ -109,3 +109,23 @@ def test_a_file_replaced_by_a_folder_or_reached_through_a_link_not_followed_goes
     assert _prune(dbfile).removed == [str(song)]  # the link's file is still there: kept until a scan follows it
     summary = _scan(music, dbfile, follow_external_symlinks=True)
     assert (summary.scanned, _rows(dbfile)[str(album)]["status"]) == (0, "ok")
+
+
+def test_a_name_spelled_like_another_files_escaped_name_keeps_its_own_results(tmp_path):
+    # A file named a\xff.flac (a real backslash: valid UTF-8) and one named with the byte 0xFF share
+    # the stored name: the error row of the second overwrote the first's results on every other scan.
+    music, dbfile = tmp_path / "music", tmp_path / "lib.db"
+    valid = write_audio(music / "a\\xff.flac", tone_signal([110.0], seconds=4.0))
+    shutil.copyfile(valid, os.fsencode(music) + b"/a\xff.flac")
+    _old(valid, os.fsencode(music) + b"/a\xff.flac")
+    for run in range(3):
+        summary = _scan(music, dbfile)
+        assert _rows(dbfile) == {str(valid): {"status": "ok", "error": None, "content_hash": content_hash(valid),
+                                              "instruments": ["bass"]}}, run  # fmt: skip
+        assert (summary.scanned, summary.failed, summary.missing) == (int(run == 0), 1, 0)
+        assert [p for p, _ in summary.errors] == [str(valid)]
+    assert "spell the name of another file: nothing is stored for this one" in summary.errors[0][1]
+    valid.unlink()  # the escaped name free again: the error is stored under it, as for any such name
+    summary = _scan(music, dbfile)
+    assert _rows(dbfile)[str(valid)]["status"] == "missing"  # results kept: a track's row is never the error's
+    assert summary.failed == 1

@@ -164,13 +164,11 @@ def plan_files(roots, *, writer: ScanWriter, mv_id: int, rescan_stale: bool, ret
             raise ScanInterrupted(stop.signum, 0)
         path = str(p)
         shown = storable(path)
-        writer.seen.add(shown)
         summary.found += 1
         if shown != path:
-            w = FileState(shown, 0, 0.0, "", existing.get(shown, (None,))[0])
-            writer.store_error(w, {}, "the file name is not valid UTF-8 (shown here with \\x escapes); "
-                                      "rename the file to analyse it")  # fmt: skip
+            _undecodable_name(writer, shown, existing.get(shown))
             continue
+        writer.seen.add(path)
         if progress is not None and time.monotonic() - last_report > 0.2:
             last_report = time.monotonic()
             progress(Progress(phase="plan", files_done=summary.found, elapsed=time.monotonic() - t0))
@@ -245,6 +243,23 @@ def plan_files(roots, *, writer: ScanWriter, mv_id: int, rescan_stale: bool, ret
     return work
 
 
+def _undecodable_name(writer: ScanWriter, shown: str, row: tuple | None) -> None:
+    """Record a file whose name is not valid UTF-8 as an error under its escaped name ``shown``
+    (`storable`), unless that is also the exact name of a file, or of a track holding results
+    (``row``, the database's row of that path): a file may be named with a real backslash,
+    ``a\\xff.flac``, and that file's row is its own. Then the error is only reported (failed, in the
+    summary's errors) and nothing is stored for it."""
+    if os.path.lexists(shown) or (row is not None and row[5] is not None):
+        writer.summary.failed += 1
+        writer.summary.errors.append((shown, "the file name is not valid UTF-8 (shown here with \\x escapes, which "
+                                             "spell the name of another file: nothing is stored for this one); "
+                                             "rename the file to analyse it"))  # fmt: skip
+        return
+    writer.seen.add(shown)
+    writer.store_error(FileState(shown, 0, 0.0, "", row[0] if row else None), {},
+                       "the file name is not valid UTF-8 (shown here with \\x escapes); rename the file to analyse it")
+
+
 def defer_unsettled(work: list[FileState], settle_seconds: float, summary: ScanSummary) -> list[FileState]:
     """The files to analyse now: those modified less than ``settle_seconds`` ago are left out
     (nothing is stored for them, so the next scan finds them new or changed and analyses them)."""
@@ -264,7 +279,8 @@ def defer_unsettled(work: list[FileState], settle_seconds: float, summary: ScanS
 
 
 def storable(path: str) -> str:
-    """`path` as the database can hold it: a name that is not valid UTF-8 gets ``\\xNN`` escapes."""
+    """`path` as the database can hold it: a name that is not valid UTF-8 gets ``\\xNN`` escapes (a
+    literal backslash is left as it is, so a valid name can spell the same: `_undecodable_name`)."""
     try:
         path.encode("utf-8")
         return path
