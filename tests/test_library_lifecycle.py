@@ -129,3 +129,20 @@ def test_a_name_spelled_like_another_files_escaped_name_keeps_its_own_results(tm
     summary = _scan(music, dbfile)
     assert _rows(dbfile)[str(valid)]["status"] == "missing"  # results kept: a track's row is never the error's
     assert summary.failed == 1
+
+
+def test_an_empty_folder_given_with_a_folder_holding_it_keeps_its_tracks(tmp_path):
+    # scan lib/drive lib, lib/drive empty as an unmounted drive's mount point: the warning said its
+    # tracks were kept, and the walk of lib marked them missing in the same run.
+    lib, dbfile = tmp_path / "lib", tmp_path / "lib.db"
+    on_drive = write_audio(lib / "drive" / "d1.flac", tone_signal([110.0], seconds=4.0))
+    local = write_audio(lib / "local" / "l1.flac", tone_signal([1000.0], seconds=4.0))
+    _scan(lib, dbfile)
+    on_drive.unlink()
+    local.unlink()  # gone from a folder that is not empty: missing as ever
+    write_audio(lib / "local" / "l2.flac", tone_signal([4000.0], seconds=4.0))
+    for roots in ([lib / "drive", lib], [lib, lib / "drive"]):
+        summary = _scan(roots, dbfile)
+        assert summary.empty_roots == [(str(lib / "drive"), 1)]
+        rows = _rows(dbfile)
+        assert (rows[str(on_drive)]["status"], rows[str(local)]["status"]) == ("ok", "missing")

@@ -25,7 +25,7 @@ from tagger.aggregate import TrackResult
 from tagger.db import models as M
 from tagger.db.filter import under_clause
 from tagger.db.session import Database
-from tagger.paths import folder_prefix, looks_unmounted, under_any
+from tagger.paths import folder_prefix, is_under, looks_unmounted, under_any
 
 
 @dataclass
@@ -286,40 +286,38 @@ def mark_missing(session: Session, *, roots: Iterable[str], seen: set[str], unli
     regular file is there any more (nothing, a folder of that name, a FIFO), or it lies under a
     symbolic link the crawl did not follow (`unfollowed`: links out of the scanned folders, which a
     folder of the library may have been replaced by). Not those under `unlisted` folders, which
-    could not be listed: their files may well be there, nor those of a root that is an empty
-    folder, as an unmounted drive's mount point is: its files are most likely only out of reach.
+    could not be listed: their files may well be there, nor those under a root that is an empty
+    folder, as an unmounted drive's mount point is: its files are most likely only out of reach
+    (whichever root's walk they are under: ``scan lib/drive lib`` keeps those of ``lib/drive``).
     A regular file the walk skipped on purpose (in a hidden folder) keeps its track as it was."""
     from tagger.db.queries import delete_tracks
 
-    n = 0
-    kept: list[tuple[str, int]] = []
-    merged: list[tuple[int, str]] = []
+    roots = list(roots)
     seen_files = _Inodes(seen)
-    now = M.utcnow()
     unlisted_prefixes = tuple(folder_prefix(f) for f in unlisted)
+    gone: dict[int, str] = {}  # by id: roots may hold one another
+    merged: dict[int, str] = {}
     for root in roots:
         cond = under_clause(root, session.get_bind().dialect.name) & (M.Track.status != M.STATUS_MISSING)
         unseen = [(tid, path) for tid, path in session.execute(select(M.Track.id, M.Track.path).where(cond))
                   if path not in seen and not path.startswith(unlisted_prefixes)]  # fmt: skip
         # (a name through a link to the file or to a folder on its way, as older taggers stored)
-        here = [(tid, path) for tid, path in unseen if os.path.realpath(path) != path and seen_files.holds(path)]
-        merged += here
-        ours = {tid for tid, _ in here}
-        gone = [tid for tid, path in unseen if (not os.path.isfile(path) or under_any(path, unfollowed))
-                and tid not in ours]  # fmt: skip
-        if gone and looks_unmounted(root):
-            kept.append((root, len(gone)))
-            continue
-        for i in range(0, len(gone), 500):
-            session.execute(
-                update(M.Track)
-                .where(M.Track.id.in_(gone[i : i + 500]))
-                .values(status=M.STATUS_MISSING, missing_since=now, updated_at=now)
-            )
-        n += len(gone)
-    delete_tracks(session, [tid for tid, _ in merged])
+        merged.update((tid, path) for tid, path in unseen if os.path.realpath(path) != path and seen_files.holds(path))
+        gone.update((tid, path) for tid, path in unseen if (not os.path.isfile(path) or under_any(path, unfollowed))
+                    and tid not in merged)  # fmt: skip
+    empty = [root for root in roots if gone and looks_unmounted(root)]
+    kept = [(root, k) for root in empty if (k := sum(is_under(path, root) for path in gone.values()))]
+    marked = [tid for tid, path in gone.items() if not under_any(path, empty)]
+    now = M.utcnow()
+    for i in range(0, len(marked), 500):
+        session.execute(
+            update(M.Track)
+            .where(M.Track.id.in_(marked[i : i + 500]))
+            .values(status=M.STATUS_MISSING, missing_since=now, updated_at=now)
+        )
+    delete_tracks(session, list(merged))
     session.commit()
-    return Missing(marked=n, kept=kept, merged=sorted(path for _, path in merged))
+    return Missing(marked=len(marked), kept=kept, merged=sorted(merged.values()))
 
 
 class _Inodes:
