@@ -146,3 +146,22 @@ def test_an_empty_folder_given_with_a_folder_holding_it_keeps_its_tracks(tmp_pat
         assert summary.empty_roots == [(str(lib / "drive"), 1)]
         rows = _rows(dbfile)
         assert (rows[str(on_drive)]["status"], rows[str(local)]["status"]) == ("ok", "missing")
+
+
+def test_a_dry_run_lists_the_temp_files_of_killed_tag_writes_and_deletes_none(tmp_path):
+    from typer.testing import CliRunner
+
+    from tagger.cli import app
+
+    music, dbfile = tmp_path / "music", tmp_path / "lib.db"
+    write_audio(music / "song.flac", tone_signal([110.0], seconds=4.0))
+    left = music / ".song.flac.abcd1234.tagger-tmp"  # what a tag write killed with -9 leaves
+    left.write_bytes(b"half a copy")
+    _old(music / "song.flac", left)
+    command = ["scan", str(music), "--db", str(dbfile), "--jobs", "0", "--settle-seconds", "0"]
+    result = CliRunner().invoke(app, [*command, "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert left.exists()
+    assert f"tagger: would remove {left}, left over by an interrupted tag write" in result.output
+    summary = _scan(music, dbfile)  # not a dry run: deleted, and said so
+    assert not left.exists() and summary.temp_files == [str(left)]

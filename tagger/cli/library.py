@@ -73,7 +73,7 @@ def scan(
     write_tags: bool = typer.Option(
         True, "--write-tags/--no-write-tags", help="Write INSTRUMENTS/INSTRUMENTS_MODEL tags into each analysed file."
     ),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Report the tag changes, write none."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Report the tag changes, write none (nor delete leftover temp files)."),
     scores: bool = typer.Option(False, "--scores", help="Also write per-family scores (INSTRUMENTS_SCORES)."),
     id3v23: bool = typer.Option(False, "--id3v23", help="Write ID3v2.3 instead of ID3v2.4 into MP3/WAV/AIFF."),
     keep_mtime: bool = typer.Option(False, "--keep-mtime", help="Keep each file's modification time when tagging."),
@@ -145,7 +145,7 @@ def scan(
             paths, db=database, analyser=ensemble, jobs=jobs, rescan_stale=rescan_stale, retry_errors=retry_errors,
             quick=quick, include_hidden=include_hidden, progress=progress, on_track=hook,
             follow_external_symlinks=follow_external_symlinks, backend=cluster,
-            settle_seconds=settle_seconds if write_tags and not dry_run else 0.0,
+            settle_seconds=settle_seconds if write_tags and not dry_run else 0.0, keep_temp_files=dry_run,
             **({} if file_timeout is None else {"file_timeout": file_timeout or None}),
         )  # fmt: skip
     finally:
@@ -166,6 +166,8 @@ def scan(
     for path, kept in summary.empty_roots:
         echo(f"tagger: warning: {path} is empty (a drive not mounted?): its {kept} track(s) were kept, "
                    "not marked missing", err=True)  # fmt: skip
+    for path in summary.temp_files if dry_run else ():
+        echo(f"tagger: would remove {path}, left over by an interrupted tag write (unless in use)")
     for path in summary.merged:
         echo(f"tagger: {path} is a link to a file of the library: its duplicate track was removed "
              "(the file's own track holds its results)")  # fmt: skip

@@ -288,11 +288,16 @@ def storable(path: str) -> str:
         return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
-def after_crawl(crawled: CrawlReport, summary: ScanSummary) -> None:
-    """Report the folders that could not be listed; delete temp files of killed tag writes."""
+def after_crawl(crawled: CrawlReport, summary: ScanSummary, *, keep_temp_files: bool = False) -> None:
+    """Report the folders that could not be listed; delete temp files of killed tag writes, or with
+    `keep_temp_files` (a dry run, which changes no file) only list them in ``summary.temp_files``."""
     from tagger.tags import remove_stale_temp_files
 
     for folder, reason in crawled.unreadable:
         summary.errors.append((storable(folder), f"cannot list the folder: {reason}; its files were left as they are"))
+    if keep_temp_files:
+        summary.temp_files = [storable(path) for path in crawled.temp_files]
+        return
     for path in remove_stale_temp_files(crawled.temp_files):
         log.info("removed %s, left over by an interrupted tag write", path)
+        summary.temp_files.append(storable(path))

@@ -150,6 +150,7 @@ def scan(
     on_track: OnTrack | None = None,
     backend: RemoteBackend | None = None,
     settle_seconds: float = 0.0,
+    keep_temp_files: bool = False,
 ) -> ScanSummary:
     """Scan folders (or files) into the database; see the module docstring.
 
@@ -173,19 +174,21 @@ def scan(
     settle_seconds : leave new or changed files modified less than this many seconds ago for a
         later scan (they may still be being written; ``summary.deferred`` says which). The CLI
         passes `tagger.tags.DEFAULT_SETTLE_SECONDS` when it writes tags.
+    keep_temp_files : leave the temporary files of killed tag writes where they are, only listing
+        them in ``summary.temp_files`` (a dry run changes no file; otherwise stale ones are deleted).
     """
     with StopSignals() as stop:
         return _scan(roots, db=db, analyser=analyser, jobs=jobs, rescan_stale=rescan_stale, retry_errors=retry_errors,
                      quick=quick, include_hidden=include_hidden, follow_external_symlinks=follow_external_symlinks,
                      file_timeout=file_timeout, commit_every=commit_every, commit_seconds=commit_seconds,
                      predict_batch=predict_batch, progress=progress, on_track=on_track, backend=backend,
-                     settle_seconds=settle_seconds, stop=stop)  # fmt: skip
+                     settle_seconds=settle_seconds, keep_temp_files=keep_temp_files, stop=stop)  # fmt: skip
 
 
 def _scan(roots: list[str], *, db: Database, analyser: Analyser, jobs, rescan_stale: bool, retry_errors: bool,
           quick: bool, include_hidden: bool, follow_external_symlinks: bool, file_timeout, commit_every: int,
           commit_seconds: float, predict_batch: int, progress, on_track: OnTrack | None, backend,
-          settle_seconds: float, stop: StopSignals) -> ScanSummary:  # fmt: skip
+          settle_seconds: float, keep_temp_files: bool, stop: StopSignals) -> ScanSummary:  # fmt: skip
     t0 = time.monotonic()
     jobs = default_jobs() if jobs is None or jobs < 0 else int(jobs)
     with db.session() as s:
@@ -205,7 +208,7 @@ def _scan(roots: list[str], *, db: Database, analyser: Analyser, jobs, rescan_st
                               quick=quick, include_hidden=include_hidden, progress=progress, t0=t0,
                               follow_external_symlinks=follow_external_symlinks, crawled=crawled,
                               retag=retag if on_track is not None else None, stop=stop)  # fmt: skip
-        after_crawl(crawled, summary)
+        after_crawl(crawled, summary, keep_temp_files=keep_temp_files)
         work = defer_unsettled(work, settle_seconds, summary)
         writer.commit()
         runner = Runner(analyser=analyser, writer=writer, predict_batch=predict_batch, on_track=on_track,

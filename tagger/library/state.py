@@ -81,6 +81,9 @@ class ScanSummary:
     """(path, reason) of each failed tag write (the track's results are stored; the next scan that
     writes tags tries again)."""
     errors: list[tuple[str, str]] = field(default_factory=list)
+    temp_files: list[str] = field(default_factory=list)
+    """Temporary files left by killed tag writes that this scan deleted, or with ``keep_temp_files``
+    (a dry run) found and left in place."""
     deferred: list[tuple[str, str]] = field(default_factory=list)
     """(path, reason) of the new or changed files left for a later scan: modified less than the
     settle time ago, they may still be being written (nothing is stored for them)."""
