@@ -90,6 +90,15 @@ def _decoder_preexec():
     return die_with_parent
 
 
+def _said(text: str, path: str | os.PathLike) -> str:
+    """A decoder's message without the file's path, which ffmpeg and libsndfile put in theirs: the
+    reason is stored with the track and must stay true when the file is moved (the error names the
+    file already)."""
+    for p in dict.fromkeys((str(path), os.path.abspath(path))):
+        text = text.replace(f"{p}: ", "").replace(repr(p), "the file").replace(p, "the file")
+    return text
+
+
 def ffmpeg_available() -> bool:
     return shutil.which("ffmpeg") is not None and shutil.which("ffprobe") is not None
 
@@ -193,7 +202,7 @@ def _ffprobe_info(path: Path) -> AudioInfo:
         raise AudioReadError(path, "ffprobe timed out reading the file") from None
     if proc.returncode != 0:
         msg = proc.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise AudioReadError(path, f"not a readable audio file ({msg[-1] if msg else 'ffprobe failed'})")
+        raise AudioReadError(path, f"not a readable audio file ({_said(msg[-1], path) if msg else 'ffprobe failed'})")
     try:
         meta = json.loads(proc.stdout or b"{}")
     except json.JSONDecodeError:
@@ -295,7 +304,7 @@ def _soundfile_blocks(path: Path, block_frames: int) -> Iterator[np.ndarray]:
                 yield block
     except (sf.LibsndfileError, RuntimeError) as exc:
         said = trap.first_line()
-        raise AudioReadError(path, f"decoding failed: {exc}" + (f" ({said})" if said else "")) from None
+        raise AudioReadError(path, _said(f"decoding failed: {exc}" + (f" ({said})" if said else ""), path)) from None
     finally:
         trap.close()
 
@@ -328,7 +337,7 @@ def _ffmpeg_blocks(path: Path, meta: AudioInfo, block_frames: int) -> Iterator[n
                 errfile.seek(max(0, errfile.seek(0, os.SEEK_END) - 4096))
                 err = errfile.read().decode("utf-8", "replace").strip()
                 last = err.splitlines()[-1] if err else f"exit code {proc.returncode}"
-                raise AudioReadError(path, f"ffmpeg could not decode the file: {last}")
+                raise AudioReadError(path, f"ffmpeg could not decode the file: {_said(last, path)}")
         finally:
             if proc.poll() is None:
                 proc.kill()

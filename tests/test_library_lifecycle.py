@@ -165,3 +165,28 @@ def test_a_dry_run_lists_the_temp_files_of_killed_tag_writes_and_deletes_none(tm
     assert f"tagger: would remove {left}, left over by an interrupted tag write" in result.output
     summary = _scan(music, dbfile)  # not a dry run: deleted, and said so
     assert not left.exists() and summary.temp_files == [str(left)]
+
+
+def test_a_failed_file_moved_keeps_a_reason_that_names_no_old_path(tmp_path):
+    # bad2.mp3 -> bad3.mp3: `errors` said "bad3.mp3: not a readable audio file (.../bad2.mp3: ...)".
+    import sqlite3
+
+    music, dbfile = tmp_path / "music", tmp_path / "lib.db"
+    music.mkdir()
+    bad = music / "bad2.mp3"
+    bad.write_bytes(b"not audio " * 100)
+    _old(bad)
+    _scan(music, dbfile)
+    assert "bad2" not in _rows(dbfile)[str(bad)]["error"]
+    bad.rename(music / "bad3.mp3")
+    assert _scan(music, dbfile).moved == 1
+    reason = _rows(dbfile)[str(music / "bad3.mp3")]["error"]
+    assert reason.startswith("not a readable audio file") and "bad2" not in reason, reason
+    con = sqlite3.connect(dbfile)  # a reason stored by an older tagger, naming the file
+    with con:
+        con.execute("update tracks set error = ? where path = ?",
+                    (f"cannot decode {music / 'bad3.mp3'}", str(music / "bad3.mp3")))  # fmt: skip
+    con.close()
+    (music / "bad3.mp3").rename(music / "bad4.mp3")
+    assert _scan(music, dbfile).moved == 1
+    assert _rows(dbfile)[str(music / "bad4.mp3")]["error"] == f"cannot decode {music / 'bad4.mp3'}"

@@ -159,6 +159,8 @@ class ScanWriter:
         old_path = track.path
         if track.status == M.STATUS_MISSING:
             track.status = restored_status(track)
+        if track.error:  # a reason stored by an older tagger may name the file: by its new name now
+            track.error = track.error.replace(old_path, path)
         track.path, track.mtime, track.missing_since, track.updated_at = path, mtime, None, M.utcnow()
         self.seen.discard(old_path)
         self.summary.moved += 1
