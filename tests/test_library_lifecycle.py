@@ -190,3 +190,27 @@ def test_a_failed_file_moved_keeps_a_reason_that_names_no_old_path(tmp_path):
     (music / "bad3.mp3").rename(music / "bad4.mp3")
     assert _scan(music, dbfile).moved == 1
     assert _rows(dbfile)[str(music / "bad4.mp3")]["error"] == f"cannot decode {music / 'bad4.mp3'}"
+
+
+def test_a_library_moved_to_another_disk_behind_a_link_keeps_one_track_per_file(tmp_path):
+    # mv Music newdisk/Music; ln -s newdisk/Music Music; scan Music: every file was stored twice for
+    # ever ("copied"), the old rows never missing since their paths still lead to the files.
+    music, dbfile = tmp_path / "Music", tmp_path / "lib.db"
+    files = [write_audio(music / name, tone_signal([f], seconds=4.0)) for name, f in (("x.flac", 110.0),
+                                                                                      ("y.flac", 1000.0))]  # fmt: skip
+    _scan(music, dbfile)
+    before = _rows(dbfile)
+    moved = tmp_path / "newdisk" / "Music"
+    moved.parent.mkdir()
+    music.rename(moved)
+    music.symlink_to(moved)
+    summary = _scan(music, dbfile)
+    assert (summary.scanned, summary.copied, summary.moved, summary.missing) == (0, 0, 0, 0)
+    assert summary.relinked == [(str(f), str(moved / f.name)) for f in files]
+    assert _rows(dbfile) == {str(moved / f.name): before[str(f)] for f in files}  # results and all
+    summary = _scan(music, dbfile)
+    assert (summary.skipped, summary.relinked, len(_rows(dbfile))) == (2, [], 2)
+    hard = moved / "z.flac"  # a hard link is another name of its own, crawled as such: a copy as before
+    os.link(files[0].resolve(), hard)
+    summary = _scan(music, dbfile)
+    assert (summary.copied, summary.relinked, len(_rows(dbfile))) == (1, [], 3)

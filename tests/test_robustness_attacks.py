@@ -231,21 +231,27 @@ def test_a_link_to_a_file_of_the_library_is_one_track_and_no_false_failure(tmp_p
 def test_a_track_stored_under_a_link_to_a_file_the_scan_sees_is_merged_into_the_file(tmp_path):
     # Stored as a track of its own while the walk did not reach the file (an older tagger did so
     # for every link to a library file): once the file is scanned under its own name, the link's
-    # row is a duplicate (was: kept for ever, status ok, counted twice in stats and queries).
+    # row is a duplicate (was: kept for ever, status ok, counted twice in stats and queries). The
+    # file new to the database, the link's row takes its name (results kept); the file changed
+    # since, analysed as new, the link's row is deleted.
     music = tmp_path / "music"
     hidden = write_audio(music / ".hidden" / "h.flac", tone_signal([110.0], seconds=4.0))
+    changed = write_audio(music / ".hidden" / "c.flac", tone_signal([110.0], seconds=5.0))
     other = write_audio(music / "other.flac", tone_signal([1000.0], seconds=4.0))
     (music / "alias.flac").symlink_to(hidden)
+    (music / "calias.flac").symlink_to(changed)
     (music / "kept.flac").symlink_to(other)  # a link whose file is scanned: never stored, nothing to merge
     dbfile = tmp_path / "lib.db"
     _scan(music, dbfile)
-    assert sorted(_stored(dbfile)) == [str(music / "alias.flac"), str(other)]
+    assert sorted(_stored(dbfile)) == [str(music / "alias.flac"), str(music / "calias.flac"), str(other)]
+    write_audio(changed, tone_signal([4000.0], seconds=6.0))
     result = CliRunner().invoke(app, ["scan", str(music), "--db", str(dbfile), "--jobs", "0", "--no-write-tags",
-                                      "--include-hidden"])  # fmt: skip
+                                      "--include-hidden", "--settle-seconds", "0"])  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert f"{music / 'alias.flac'} is a link to a file of the library: its duplicate track was removed" in result.output
+    assert f"{music / 'alias.flac'} leads through a symbolic link to {hidden}: its track is stored under" in result.output
+    assert f"{music / 'calias.flac'} is a link to a file of the library: its duplicate track was removed" in result.output
     assert "0 newly missing" in result.output
-    assert sorted(_stored(dbfile)) == [str(hidden), str(other)]
+    assert sorted(_stored(dbfile)) == [str(changed), str(hidden), str(other)]
     assert {status for status, _ in _stored(dbfile).values()} == {"ok"}
 
 

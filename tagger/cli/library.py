@@ -168,6 +168,8 @@ def scan(
                    "not marked missing", err=True)  # fmt: skip
     for path in summary.temp_files if dry_run else ():
         echo(f"tagger: would remove {path}, left over by an interrupted tag write (unless in use)")
+    for old, new in summary.relinked:
+        echo(f"tagger: {old} leads through a symbolic link to {new}: its track is stored under that name now")
     for path in summary.merged:
         echo(f"tagger: {path} is a link to a file of the library: its duplicate track was removed "
              "(the file's own track holds its results)")  # fmt: skip

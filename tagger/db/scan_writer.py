@@ -159,11 +159,18 @@ class ScanWriter:
         old_path = track.path
         if track.status == M.STATUS_MISSING:
             track.status = restored_status(track)
-        if track.error:  # a reason stored by an older tagger may name the file: by its new name now
-            track.error = track.error.replace(old_path, path)
-        track.path, track.mtime, track.missing_since, track.updated_at = path, mtime, None, M.utcnow()
+        _rename(track, path)
+        track.mtime, track.missing_since = mtime, None
         self.seen.discard(old_path)
         self.summary.moved += 1
+        self.touch()
+
+    def relinked(self, track: M.Track, *, path: str) -> None:
+        """``track`` was stored under a path that leads through a symbolic link to the file ``path``
+        (its real path): the same file, so the row takes that name, results kept (the caller then
+        checks the file as it checks any stored one)."""
+        self.summary.relinked.append((track.path, path))
+        _rename(track, path)
         self.touch()
 
     def copied(self, src: M.Track, file: FileState) -> M.Track:
@@ -262,6 +269,12 @@ def copy_results(session: Session, src: M.Track, dst: M.Track) -> None:
         w = src.window_scores
         dst.window_scores = M.WindowScores(families=w.families, window_seconds=w.window_seconds, n_windows=w.n_windows,
                                            starts=w.starts, scores=w.scores)  # fmt: skip
+
+
+def _rename(track: M.Track, path: str) -> None:
+    if track.error:  # a reason stored by an older tagger may name the file: by its new name now
+        track.error = track.error.replace(track.path, path)
+    track.path, track.updated_at = path, M.utcnow()
 
 
 def restored_status(track: M.Track) -> str:

@@ -1,10 +1,11 @@
 """Planning a scan (main process): crawl the folders, and for each audio file compare size, mtime
 and content fingerprint with the database. Unchanged files are skipped; a new path whose
 fingerprint and whole-content hash match a track whose file is gone is a *move* (the row follows
-the file; otherwise the file is analysed as new: `origin`); a copy of an analysed file, its whole
-content the one analysed, gets a copy of its results (`copied_from`); tracks from another model
-version are *stale*. The moves, copies and touched files are written through the scan's
-`tagger.db.scan_writer.ScanWriter`.
+the file; otherwise the file is analysed as new: `origin`); a track stored under a path that leads
+through a symbolic link to the file is the file's own (it takes the real path: a library moved, a
+link left at its old place); a copy of an analysed file, its whole content the one analysed, gets
+a copy of its results (`copied_from`); tracks from another model version are *stale*. The moves,
+copies and touched files are written through the scan's `tagger.db.scan_writer.ScanWriter`.
 """
 
 from __future__ import annotations
@@ -189,6 +190,18 @@ def plan_files(roots, *, writer: ScanWriter, mv_id: int, rescan_stale: bool, ret
             writer.store_error(FileState(path, size, mtime, "", row[0] if row else None), {}, getattr(exc, "reason", str(exc)),
                                transient=True)  # cannot read it now: cheap to try again
             continue
+        candidates = [] if row is not None else s.scalars(
+            select(M.Track).where(M.Track.fingerprint == fp, M.Track.size == size, M.Track.path != path).order_by(M.Track.id)
+        ).all()  # fmt: skip
+        # A track stored under a path that leads through a symbolic link to this very file (a library
+        # moved to another disk, a link left at its old place) is this file's own: its row takes the
+        # file's real name, results and all, and is then checked as any stored file is.
+        twin = next((t for t in candidates if os.path.realpath(t.path) == path), None)
+        if twin is not None:
+            existing.pop(twin.path, None)
+            writer.relinked(twin, path=path)
+            row = existing[path] = (twin.id, twin.size, twin.mtime, twin.fingerprint, twin.status,
+                                    twin.model_version_id, twin.error_transient, twin.tags_current, twin.content_hash)
         if row is not None:
             track_id, old_size, old_mtime, old_fp, status, track_mv, transient, tags_current, old_hash = row
             if old_size == size and old_fp == fp:
@@ -208,9 +221,6 @@ def plan_files(roots, *, writer: ScanWriter, mv_id: int, rescan_stale: bool, ret
             work.append(FileState(path, size, mtime, fp, track_id))
             continue
         # A path the database does not know: moved, copied or new.
-        candidates = s.scalars(
-            select(M.Track).where(M.Track.fingerprint == fp, M.Track.size == size, M.Track.path != path).order_by(M.Track.id)
-        ).all()
         # A transient error belongs to the old file's read, not to its content: it never follows a
         # moved or copied file (that file is analysed as new; the old row goes missing).
         gone = [t for t in candidates if (t.status == M.STATUS_MISSING or not os.path.exists(t.path))

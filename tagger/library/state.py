@@ -72,6 +72,10 @@ class ScanSummary:
     merged: list[str] = field(default_factory=list)
     """Tracks an older tagger stored under the name of a symbolic link to a file of the library,
     deleted: the file's own track holds the same results."""
+    relinked: list[tuple[str, str]] = field(default_factory=list)
+    """(old, new) of the tracks stored under a path that leads through a symbolic link to a file
+    this scan found under its real path (a library moved, a link left at its old place): the row
+    now has the real path, results kept."""
     audio_seconds: float = 0.0
     wall_seconds: float = 0.0
     tags_written: int = 0
@@ -110,6 +114,7 @@ class ScanSummary:
         out["deferred"] = [{"path": p, "reason": r} for p, r in self.deferred]
         out["tag_failures"] = [{"path": p, "error": e} for p, e in self.tag_failures]
         out["empty_roots"] = [{"path": p, "tracks_kept": n} for p, n in self.empty_roots]
+        out["relinked"] = [{"from": a, "to": b} for a, b in self.relinked]
         out["stage_seconds"] = {k: round(v, 3) for k, v in self.stage_seconds.items()}
         out["realtime_factor"] = round(self.realtime_factor, 2)
         out["audio_seconds"] = round(self.audio_seconds, 3)
