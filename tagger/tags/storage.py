@@ -427,7 +427,7 @@ class OggOpusStorage(OggVorbisStorage):
 @register("MP4")
 class MP4Storage(Storage):
     """MP4 freeform atoms ``----:com.apple.iTunes:NAME`` (UTF-8), one data atom per value; the
-    audio is the ``mdat`` atoms."""
+    audio is the ``mdat`` atoms. Fragmented files are refused (`cannot_keep`)."""
 
     kind = "mp4"
 
@@ -453,6 +453,17 @@ class MP4Storage(Storage):
 
     def other_items(self, audio):
         return sorted(((k, v) for k, v in audio.tags.items() if not self._ours(k)), key=lambda item: item[0])
+
+    def cannot_keep(self, audio, path, version):
+        from mutagen.mp4 import Atoms
+
+        with open(path, "rb") as f:
+            top = [atom.name for atom in Atoms(f).atoms]
+        if b"moof" in top:  # mutagen updates the offsets of the first fragment only: the others would
+            # point into the wrong bytes once the tag grows, and their audio would be lost
+            return ("it is a fragmented MP4 (moof atoms), whose audio a tag write would break (mutagen does not "
+                    "move every fragment's offsets); the audio is analysed as it is, the tags are not written")  # fmt: skip
+        return None
 
     def payload(self, f, size, h):
         from mutagen.mp4 import Atoms
