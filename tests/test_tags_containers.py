@@ -8,7 +8,9 @@ mutagen's own view is what these cases get wrong.
 from __future__ import annotations
 
 import shutil
+import struct
 import subprocess
+import zlib
 from pathlib import Path
 
 import pytest
@@ -28,6 +30,9 @@ def _ffmpeg(path: Path, *args: str) -> Path:
     return path
 
 
+CODECS = {"flac": ["-c:a", "flac"], "ogg": ["-c:a", "libvorbis"], "opus": ["-c:a", "libopus"]}
+
+
 def _decoded_md5(path: Path) -> str:
     return subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-map", "0:a:0", "-f", "md5", "-"],
                           capture_output=True, text=True, check=True).stdout  # fmt: skip
@@ -45,3 +50,131 @@ def test_fragmented_mp4_is_refused_and_left_as_it_is(tmp_path):
         tags.write_instruments(song, **WRITE)
     assert song.read_bytes() == original
     assert not tags.read_instruments(song).tagged
+
+
+# -- Vorbis comments (FLAC, Ogg Vorbis, Opus) -----------------------------------------------------
+
+_BITSWAP = bytes(int(f"{i:08b}"[::-1], 2) for i in range(256))
+
+
+def _ogg_crc(page: bytes) -> bytes:
+    data = page[:22] + b"\0\0\0\0" + page[26:]
+    return struct.pack(">I", (~zlib.crc32(data.translate(_BITSWAP), -1)) & 0xFFFFFFFF).translate(_BITSWAP)
+
+
+def _patch(path: Path, old: bytes, new: bytes) -> None:
+    """Replace the only occurrence of ``old`` in the file by ``new`` (same length), Ogg page
+    checksums made right again: the bytes no tagging library would write."""
+    assert len(old) == len(new)
+    data = bytearray(path.read_bytes())
+    assert data.count(old) == 1
+    at = data.index(old)
+    data[at : at + len(old)] = new
+    if data[:4] == b"OggS":
+        pos = 0
+        while pos < len(data):
+            n = data[pos + 26]
+            end = pos + 27 + n + sum(data[pos + 27 : pos + 27 + n])
+            if pos <= at < end:
+                data[pos + 22 : pos + 26] = _ogg_crc(bytes(data[pos:end]))
+            pos = end
+    path.write_bytes(bytes(data))
+
+
+def _with_comments(path: Path, comments: dict[str, str], *, vendor: str | None = None, picture_desc: str | None = None) -> Path:
+    """A tone file whose Vorbis comments (and vendor string, and a FLAC PICTURE block) mutagen wrote."""
+    import mutagen
+    from mutagen.flac import Picture
+
+    _ffmpeg(path, *CODECS[path.suffix[1:]])
+    audio = mutagen.File(str(path))
+    if audio.tags is None:
+        audio.add_tags()
+    for key, value in comments.items():
+        audio.tags[key] = value
+    if vendor is not None:
+        audio.tags.vendor = vendor
+    if picture_desc is not None:
+        pic = Picture()
+        pic.type, pic.mime, pic.desc, pic.data = 3, "image/png", picture_desc, b"\x89PNG\r\n\x1a\n" + bytes(64)
+        audio.add_picture(pic)
+    audio.save()
+    return path
+
+
+BAD_COMMENTS = {
+    # case: (comment mutagen writes, its bytes, the bytes another program wrote)
+    "latin-1 value": (("TITLE", "Cafe del Mar"), b"Cafe del", b"Caf\xe9 del"),
+    "key with ~": (("XCOMPILATION", "1"), b"XCOMPILATION", b"~COMPILATION"),
+    "empty key": (("X", "emptykey"), b"X=emptykey", b"=Xemptykey"),
+    "control character in key": (("CTRLX", "1"), b"CTRLX=", b"CTRL\x01="),
+    "non-ASCII key": (("KXXY", "value"), b"KXXY=", b"K\xc3\xa9Y="),
+    "entry without =": (("NOEQUAL", "text"), b"NOEQUAL=text", b"NOEQUAL_text"),
+}
+
+
+@pytest.mark.parametrize("ext", ["flac", "ogg", "opus"])
+@pytest.mark.parametrize("case", sorted(BAD_COMMENTS))
+def test_vorbis_comment_mutagen_cannot_keep_is_refused(tmp_path, ext, case):
+    (key, value), old, new = BAD_COMMENTS[case]
+    song = _with_comments(tmp_path / f"song.{ext}", {key: value, "ARTIST": "ok"})
+    _patch(song, old, new)
+    original = song.read_bytes()
+    with pytest.raises(TagWriteError, match="Vorbis comments") as caught:
+        tags.write_instruments(song, **WRITE)
+    assert repr(new)[2:-1] in caught.value.reason  # the entry is named, escaped
+    assert song.read_bytes() == original
+
+
+@pytest.mark.parametrize("ext", ["flac", "ogg", "opus"])
+def test_vendor_string_that_is_not_utf8_is_refused(tmp_path, ext):
+    song = _with_comments(tmp_path / f"song.{ext}", {"ARTIST": "ok"}, vendor="VendorX")
+    _patch(song, b"VendorX", b"Vendor\xe9")
+    original = song.read_bytes()
+    with pytest.raises(TagWriteError, match="vendor string"):
+        tags.write_instruments(song, **WRITE)
+    assert song.read_bytes() == original
+
+
+def test_flac_picture_description_that_is_not_utf8_is_refused(tmp_path):
+    song = _with_comments(tmp_path / "song.flac", {"ARTIST": "ok"}, picture_desc="PicDescX")
+    _patch(song, b"PicDescX", b"PicDesc\xe9")
+    original = song.read_bytes()
+    with pytest.raises(TagWriteError, match="PICTURE 1"):
+        tags.write_instruments(song, **WRITE)
+    assert song.read_bytes() == original
+
+
+def test_flac_second_comment_block_mutagen_cannot_keep_is_refused(tmp_path):
+    """mutagen shows the first VORBIS_COMMENT block but writes every one back from its view."""
+    song = _with_comments(tmp_path / "song.flac", {"ARTIST": "ok"})
+    data = song.read_bytes()
+    comment = b"TITLE=Caf\xe9"
+    block = struct.pack("<I", 3) + b"ref" + struct.pack("<I", 1) + struct.pack("<I", len(comment)) + comment
+    assert data[:4] == b"fLaC" and data[4] == 0  # STREAMINFO (34 bytes), not the last block
+    song.write_bytes(data[:42] + bytes([4]) + len(block).to_bytes(3, "big") + block + data[42:])
+    import mutagen
+
+    assert [b.code for b in mutagen.File(str(song)).metadata_blocks].count(4) == 2
+    original = song.read_bytes()
+    with pytest.raises(TagWriteError, match="Caf"):
+        tags.write_instruments(song, **WRITE)
+    assert song.read_bytes() == original
+
+
+@pytest.mark.parametrize("ext", ["flac", "ogg", "opus"])
+def test_valid_vorbis_comments_are_tagged_and_kept(tmp_path, ext):
+    import mutagen
+
+    song = _with_comments(tmp_path / f"song.{ext}", {"TITLE": "Café del Mar", "ARTIST": "Ann", "ALBUM": "Ünïcode ☃"},
+                          picture_desc="Pochette café" if ext == "flac" else None)  # fmt: skip
+    before = mutagen.File(str(song))
+    others = sorted(before.tags)
+    decoded = _decoded_md5(song)
+    tags.write_instruments(song, **WRITE)
+    after = mutagen.File(str(song))
+    assert sorted((k, v) for k, v in after.tags if not k.startswith("INSTRUMENTS")) == others
+    if ext == "flac":
+        assert [p.desc for p in after.pictures] == ["Pochette café"]
+    assert tags.read_instruments(song).instruments == ["bass", "guitar"]
+    assert _decoded_md5(song) == decoded

@@ -349,10 +349,116 @@ class VorbisStorage(Storage):
     def other_items(self, audio):
         return [(k, v) for k, v in audio.tags if not ours(k)]
 
+    def cannot_keep(self, audio, path, version):
+        # mutagen decodes a comment that is not UTF-8 with U+FFFD, drops a key it does not accept
+        # ("~COMPILATION", an empty or non-ASCII one) and renames an entry without "=": a save
+        # writes its view, and the other-tags digest, taken from that view, cannot see the loss.
+        raw = self.comment_blocks(audio, path)
+        if raw is None:
+            return "its Vorbis comment header cannot be found where mutagen read it"
+        loaded = self.loaded_comments(audio)
+        changed: list[str] = []
+        if len(raw) != len(loaded):
+            changed.append(f"{len(raw)} comment block(s) in the file, {len(loaded)} read by mutagen")
+        for entries, comments in zip(raw, loaded):
+            kept = [comments.vendor.encode("utf-8")] + [f"{k}={v}".encode("utf-8") for k, v in comments]
+            if entries == kept:
+                continue
+            if entries[:1] != kept[:1]:
+                changed.append(f"the vendor string {_shown(entries[0] if entries else b'')}")
+            lost = list((Counter(entries[1:]) - Counter(kept[1:])).elements())
+            changed += [_shown(entry) for entry in lost] or ["the order of the comments"]
+        changed += self.pictures_changed(audio, path)
+        if not changed:
+            return None
+        what = ", ".join(changed[:8]) + (f" and {len(changed) - 8} more" if len(changed) > 8 else "")
+        return ("its Vorbis comments hold entries that a rewrite would change or drop (not UTF-8, or not a "
+                f"NAME=value entry that mutagen accepts): {what}")  # fmt: skip
+
+    def comment_blocks(self, audio, path: str) -> list[list[bytes]] | None:
+        """The raw entries (vendor string first) of each Vorbis comment block that mutagen loaded
+        (as ``audio``) from the file ``path`` and saves, read from its bytes; None when they cannot
+        be found."""
+        raise NotImplementedError
+
+    def loaded_comments(self, audio) -> list:
+        """The Vorbis comment blocks mutagen loaded, in the order of `comment_blocks`."""
+        return [] if audio.tags is None else [audio.tags]
+
+    def pictures_changed(self, audio, path: str) -> list[str]:
+        """The picture blocks that a save would not write back byte for byte (FLAC)."""
+        return []
+
 
 @register("FLAC")
 class FLACStorage(VorbisStorage):
-    """FLAC: the audio is the frames after the metadata blocks (PICTURE blocks are other tags)."""
+    """FLAC: the audio is the frames after the metadata blocks (PICTURE blocks are other tags).
+
+    mutagen writes back every VORBIS_COMMENT block (it shows the first one) and every PICTURE
+    block from what it loaded: `cannot_keep` compares each with the file's bytes."""
+
+    def _blocks(self, f):
+        """(type, data offset, data end) of each metadata block, walked as mutagen walks them: a
+        VORBIS_COMMENT or PICTURE block ends where its content ends, whatever its header says."""
+        size = os.fstat(f.fileno()).st_size
+        pos = _id3v2_end(f)
+        f.seek(pos)
+        if f.read(4) != b"fLaC":
+            return
+        pos += 4
+        while True:
+            f.seek(pos)
+            head = f.read(4)
+            if len(head) < 4:
+                return
+            code, end = head[0] & 0x7F, pos + 4 + int.from_bytes(head[1:4], "big")
+            if code == 4:
+                _vorbis_entries(f, size)
+                end = f.tell()
+            elif code == 6:
+                _picture_header(f, size)
+                end = f.tell()
+            yield code, pos + 4, end
+            if head[0] & 0x80:
+                return
+            pos = end
+
+    def comment_blocks(self, audio, path):
+        with open(path, "rb") as f:
+            out = []
+            size = os.fstat(f.fileno()).st_size
+            for code, start, _end in list(self._blocks(f)):
+                if code == 4:
+                    f.seek(start)
+                    out.append(_vorbis_entries(f, size))
+            return out
+
+    def loaded_comments(self, audio):
+        return [block for block in audio.metadata_blocks if block.code == 4]
+
+    def pictures_changed(self, audio, path):
+        import copy
+
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            raw = []
+            for code, start, _end in list(self._blocks(f)):
+                if code == 6:
+                    f.seek(start)
+                    raw.append(_picture_header(f, size))
+        pictures = audio.pictures
+        changed = []
+        if len(raw) != len(pictures):
+            changed.append(f"{len(raw)} PICTURE block(s) in the file, {len(pictures)} read by mutagen")
+        for n, ((header, mime, desc, size), pic) in enumerate(zip(raw, pictures), 1):
+            # The picture data is loaded as it is; the header (type, MIME type, description,
+            # dimensions) is decoded and encoded again. Only the header is compared: no copy of
+            # the data is made (a cover may be tens of megabytes).
+            bare = copy.copy(pic)
+            bare.data = b""
+            if bare.write()[:-4] != header[:-4] or len(pic.data) != size:
+                changed.append(f"PICTURE {n} (MIME type {_shown(mime)}, description {_shown(desc)})")
+        return changed
 
     def payload(self, f, size, h):
         pos = _id3v2_end(f)
@@ -379,6 +485,30 @@ class OggVorbisStorage(VorbisStorage):
 
     headers = 3
     """Codec header packets (packet 1 is the comment header)."""
+    comment_magic = b"\x03vorbis"
+    """How the comment header packet starts (the comments follow)."""
+
+    def comment_blocks(self, audio, path):
+        from mutagen.ogg import OggPage
+
+        serial = audio.info.serial  # the stream mutagen reads (the first of this codec)
+        with open(path, "rb") as f:
+            packet, packets = b"", 0
+            while packets < self.headers:
+                try:
+                    page = OggPage(f)
+                except EOFError:
+                    return None
+                if page.serial != serial:
+                    continue
+                for i, part in enumerate(page.packets):
+                    packet = packet + part if i == 0 and page.continued else part
+                    if i < len(page.packets) - 1 or page.complete:
+                        if packet.startswith(self.comment_magic):
+                            data = io.BytesIO(packet[len(self.comment_magic) :])
+                            return [_vorbis_entries(data, len(data.getbuffer()))]
+                        packet, packets = b"", packets + 1
+        return None
 
     def payload(self, f, size, h):
         from mutagen.ogg import OggPage
@@ -419,6 +549,7 @@ class OggOpusStorage(OggVorbisStorage):
     """Opus in Ogg: as Ogg Vorbis, with two codec header packets."""
 
     headers = 2
+    comment_magic = b"OpusTags"
 
 
 # -- MP4 freeform atoms -------------------------------------------------------------------------
@@ -562,6 +693,62 @@ def _feed(h, value) -> None:
         h.update(b"%d:" % len(data))
         h.update(data)
 
+
+
+def _shown(entry: bytes) -> str:
+    """A tag entry of unknown bytes as text that can be printed safely (escaped, cut at 60 bytes)."""
+    return repr(entry[:60]) + ("..." if len(entry) > 60 else "")
+
+
+def _read_counted(f, size: int, fmt: str) -> bytes | None:
+    """A length (``fmt``, 4 bytes) then that many bytes at the position of the open file ``f``
+    (``size`` bytes in all; a length past the end reads what there is); None at the end."""
+    head = f.read(4)
+    if len(head) < 4:
+        return None
+    return f.read(min(struct.unpack(fmt, head)[0], max(size - f.tell(), 0)))
+
+
+def _vorbis_entries(f, size: int) -> list[bytes]:
+    """The raw entries of the Vorbis comment at the position of the open file ``f`` (``size``
+    bytes in all): the vendor string, then each ``key=value`` comment as bytes (not decoded: a
+    check on mutagen's decoded view). ``f`` is left after the last comment (before a framing
+    bit); a comment cut short ends the list."""
+    vendor = _read_counted(f, size, "<I")
+    if vendor is None:
+        return []
+    entries = [vendor]
+    head = f.read(4)
+    for _ in range(struct.unpack("<I", head)[0] if len(head) == 4 else 0):
+        entry = _read_counted(f, size, "<I")
+        if entry is None:
+            break
+        entries.append(entry)
+    return entries
+
+
+def _picture_header(f, size: int) -> tuple[bytes, bytes, bytes, int]:
+    """(header bytes up to the data, MIME type, description, declared data length) of the FLAC
+    PICTURE block content at the position of the open file ``f`` (``size`` bytes in all); ``f`` is
+    left after the data."""
+    parts = [f.read(4)]
+
+    def counted() -> bytes:
+        start = f.tell()
+        value = _read_counted(f, size, ">I") or b""
+        end = f.tell()
+        f.seek(start)
+        parts.append(f.read(end - start))
+        return value
+
+    mime = counted()
+    desc = counted()
+    parts.append(f.read(16))
+    head = f.read(4)
+    parts.append(head)
+    size = struct.unpack(">I", head)[0] if len(head) == 4 else 0
+    f.seek(size, os.SEEK_CUR)
+    return b"".join(parts), mime, desc, size
 
 
 def _hash_range(f, start: int, end: int, h) -> None:
