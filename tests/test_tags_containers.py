@@ -178,3 +178,110 @@ def test_valid_vorbis_comments_are_tagged_and_kept(tmp_path, ext):
         assert [p.desc for p in after.pictures] == ["Pochette café"]
     assert tags.read_instruments(song).instruments == ["bass", "guitar"]
     assert _decoded_md5(song) == decoded
+
+
+# -- MP4 atoms mutagen converts -------------------------------------------------------------------
+
+
+def _atom(name: bytes, content: bytes) -> bytes:
+    return struct.pack(">I", 8 + len(content)) + name + content
+
+
+def _data(kind: int, value: bytes) -> bytes:
+    return _atom(b"data", struct.pack(">II", kind, 0) + value)
+
+
+def _m4a_with_atoms(path: Path, atoms: bytes) -> Path:
+    """An M4A whose ``ilst`` holds exactly ``atoms`` (``moov`` after ``mdat``, as ffmpeg writes it:
+    no chunk offset moves when it grows)."""
+    from mutagen.mp4 import Atoms
+
+    _ffmpeg(path, "-c:a", "aac", "-metadata", "title=placeholder")
+    data = bytearray(path.read_bytes())
+    with open(path, "rb") as f:
+        chain = Atoms(f).path(b"moov", b"udta", b"meta", b"ilst")
+    assert chain[0].offset > data.index(b"mdat")
+    ilst = chain[-1]
+    start, end = ilst.offset + 8, ilst.offset + ilst.length
+    data[start:end] = atoms
+    grow = len(atoms) - (end - start)
+    for atom in chain:
+        assert data[atom.offset + 4 : atom.offset + 8] == atom.name
+        data[atom.offset : atom.offset + 4] = struct.pack(">I", atom.length + grow)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _ilst_names(path: Path) -> list[bytes]:
+    from mutagen.mp4 import Atoms
+
+    with open(path, "rb") as f:
+        return [atom.name for atom in Atoms(f).path(b"moov", b"udta", b"meta", b"ilst")[-1].children]
+
+
+def _freeform(mean: bytes, name: bytes, value: bytes) -> bytes:
+    return _atom(b"----", _atom(b"mean", bytes(4) + mean) + _atom(b"name", bytes(4) + name) + _data(1, value))
+
+
+GNRE = _atom(b"gnre", _data(0, struct.pack(">H", 18)))  # ID3v1 genre 17 + 1: Rock
+TITLE = _atom(b"\xa9nam", _data(1, b"Song"))
+
+
+@pytest.mark.parametrize(
+    "atoms, named",
+    [
+        (GNRE + _atom(b"\xa9gen", _data(1, b"Jazzy")) + TITLE, "gnre"),  # converted to ©gen and merged
+        (GNRE + TITLE, "gnre"),  # converted to ©gen
+        (TITLE + _atom(b"\xa9nam", _data(1, b"Other")), "\xa9nam"),  # two atoms merged into one
+    ],
+    ids=["gnre beside ©gen", "gnre", "repeated atom"],
+)
+def test_mp4_atoms_mutagen_would_convert_are_refused(tmp_path, atoms, named):
+    song = _m4a_with_atoms(tmp_path / "song.m4a", atoms)
+    original = song.read_bytes()
+    with pytest.raises(TagWriteError, match="MP4 tag has atoms") as caught:
+        tags.write_instruments(song, **WRITE)
+    assert repr(named) in caught.value.reason
+    assert song.read_bytes() == original
+
+
+def test_mp4_atoms_mutagen_keeps_are_tagged_and_listed_again(tmp_path):
+    import mutagen
+
+    unknown_genre = _atom(b"gnre", _data(0, struct.pack(">H", 999)))  # mutagen cannot parse it: written back as it is
+    atoms = (TITLE + _atom(b"\xa9gen", _data(1, b"Jazz")) + _atom(b"trkn", _data(0, struct.pack(">4H", 0, 3, 9, 0)))
+             + _freeform(b"com.apple.iTunes", b"MOOD", b"calm") + _freeform(b"org.example", b"NOTE", b"kept")
+             + unknown_genre)  # fmt: skip
+    song = _m4a_with_atoms(tmp_path / "song.m4a", atoms)
+    before = mutagen.File(str(song)).tags
+    others = sorted((k, repr(v)) for k, v in before.items())
+    decoded = _decoded_md5(song)
+    tags.write_instruments(song, **WRITE)
+    names = _ilst_names(song)
+    assert sorted(n for n in names if n != b"----") == sorted([b"\xa9nam", b"\xa9gen", b"trkn", b"gnre"])
+    assert names.count(b"----") == 4  # MOOD, NOTE, INSTRUMENTS, INSTRUMENTS_MODEL
+    after = mutagen.File(str(song)).tags
+    assert sorted((k, repr(v)) for k, v in after.items() if "INSTRUMENTS" not in k) == others
+    assert _decoded_md5(song) == decoded
+    tags.remove_instruments(song)
+    assert sorted(_ilst_names(song)) == sorted(_ilst_names(_m4a_with_atoms(tmp_path / "again.m4a", atoms)))
+
+
+def test_mp4_atom_lost_by_the_save_fails_the_verification(tmp_path, monkeypatch):
+    """The atoms of the written copy are listed from its bytes: one the save lost (here an atom
+    mutagen could not parse, which the other-tags digest does not see) fails the write."""
+    from tagger.tags.storage import MP4Storage
+
+    song = _m4a_with_atoms(tmp_path / "song.m4a", TITLE + _atom(b"gnre", _data(0, struct.pack(">H", 999))))
+    original = song.read_bytes()
+    save = MP4Storage.save
+
+    def save_losing_unparsed_atoms(self, audio, path, **kwargs):
+        audio.tags._failed_atoms.clear()
+        save(self, audio, path, **kwargs)
+
+    monkeypatch.setattr(MP4Storage, "save", save_losing_unparsed_atoms)
+    with pytest.raises(TagWriteError, match="items read from its bytes"):
+        tags.write_instruments(song, **WRITE)
+    assert song.read_bytes() == original
+    assert not list(tmp_path.glob(".*tagger-tmp"))

@@ -594,7 +594,45 @@ class MP4Storage(Storage):
             # point into the wrong bytes once the tag grows, and their audio would be lost
             return ("it is a fragmented MP4 (moof atoms), whose audio a tag write would break (mutagen does not "
                     "move every fragment's offsets); the audio is analysed as it is, the tags are not written")  # fmt: skip
-        return None
+        # mutagen converts some atoms as it loads them (an ID3-style "gnre" becomes "©gen", merged with
+        # a "©gen" already there) and merges repeated ones: a save writes its view, and the other-tags
+        # digest, taken from that view, cannot see the change. The atom names tell.
+        found = self.item_ids(path)
+        kept = self.expected_item_ids(audio, version)
+        if found == kept:
+            return None
+        what = ", ".join(repr(name) for name in sorted(set((found - kept) | (kept - found))))
+        return f"its MP4 tag has atoms that a rewrite would convert, merge or drop ({what})"
+
+    def item_ids(self, path):
+        """The keys of the ``ilst`` atom's children as mutagen names them (a freeform atom as
+        ``----:mean:name``), read from the atom tree and the freeform atoms' own ``mean``/``name``."""
+        from mutagen.mp4 import Atoms
+
+        ids: Counter = Counter()
+        with open(path, "rb") as f:
+            try:
+                ilst = Atoms(f).path(b"moov", b"udta", b"meta", b"ilst")[-1]
+            except KeyError:
+                return ids
+            for atom in ilst.children:
+                name = atom.name
+                if name == b"----":
+                    f.seek(atom.offset + atom.length - atom.datalength)
+                    parts = _mp4_children(f.read(atom.datalength))
+                    if b"mean" in parts and b"name" in parts:
+                        name = b"----:" + parts[b"mean"][4:] + b":" + parts[b"name"][4:]
+                ids[name.decode("latin-1")] += 1
+        return ids
+
+    def expected_item_ids(self, audio, version):
+        tags = audio.tags
+        if tags is None:
+            return Counter()
+        # one atom per key; an atom mutagen could not parse is written back as it was, unless a
+        # parsed one took its key
+        failed = {key: len(datas) for key, datas in tags._failed_atoms.items() if key not in tags}
+        return Counter(tags.keys()) + Counter(failed)
 
     def payload(self, f, size, h):
         from mutagen.mp4 import Atoms
@@ -693,6 +731,19 @@ def _feed(h, value) -> None:
         h.update(b"%d:" % len(data))
         h.update(data)
 
+
+
+def _mp4_children(data: bytes) -> dict[bytes, bytes]:
+    """The first child atom of each name in an MP4 atom's content ``data`` -> its content."""
+    out: dict[bytes, bytes] = {}
+    pos = 0
+    while pos + 8 <= len(data):
+        size, name = struct.unpack(">I4s", data[pos : pos + 8])
+        if size < 8:
+            break
+        out.setdefault(name, data[pos + 8 : pos + size])
+        pos += size
+    return out
 
 
 def _shown(entry: bytes) -> str:
