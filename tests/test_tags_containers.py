@@ -7,6 +7,7 @@ mutagen's own view is what these cases get wrong.
 
 from __future__ import annotations
 
+import json
 import shutil
 import struct
 import subprocess
@@ -28,6 +29,12 @@ def _ffmpeg(path: Path, *args: str) -> Path:
     subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", "sine=frequency=440:duration=1",
                     "-map_metadata", "-1", *args, str(path)], check=True)  # fmt: skip
     return path
+
+
+def _ffprobe_tags(path: Path) -> dict[str, str]:
+    out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format_tags", "-of", "json", str(path)],
+                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    return {k.lower(): v for k, v in json.loads(out).get("format", {}).get("tags", {}).items()}
 
 
 CODECS = {"flac": ["-c:a", "flac"], "ogg": ["-c:a", "libvorbis"], "opus": ["-c:a", "libopus"]}
@@ -285,3 +292,49 @@ def test_mp4_atom_lost_by_the_save_fails_the_verification(tmp_path, monkeypatch)
         tags.write_instruments(song, **WRITE)
     assert song.read_bytes() == original
     assert not list(tmp_path.glob(".*tagger-tmp"))
+
+
+# -- MP3 with an ID3v1 tag only -------------------------------------------------------------------
+
+V1 = (b"TAG" + b"V1 Title".ljust(30, b"\0") + b"V1 Artist".ljust(30, b"\0") + b"V1 Album".ljust(30, b"\0") + b"2001"
+      + b"a comment".ljust(28, b"\0") + b"\0\x07" + b"\x05")  # fmt: skip
+"""An ID3v1.1 tag: title, artist, album, year, comment, track 7, genre 5 (Funk)."""
+
+
+def _mp3_v1_only(path: Path) -> Path:
+    _ffmpeg(path, "-c:a", "libmp3lame", "-id3v2_version", "0", "-write_id3v1", "0", "-write_xing", "0")
+    path.write_bytes(path.read_bytes() + V1)
+    return path
+
+
+@pytest.mark.parametrize("id3v23", [False, True], ids=["v2.4", "v2.3"])
+def test_id3v1_only_mp3_keeps_showing_its_fields_after_tag_and_untag(tmp_path, id3v23):
+    """ffmpeg (and players) read the ID3v1 tag only where there is no ID3v2 tag: the ID3v2 tag
+    tagger adds carries the ID3v1 fields, and the ID3v1 tag stays as it is."""
+    from mutagen.id3 import ID3
+
+    song = _mp3_v1_only(tmp_path / "v1.mp3")
+    original = song.read_bytes()
+    shown = _ffprobe_tags(song)
+    assert {shown["title"], shown["artist"], shown["album"]} == {"V1 Title", "V1 Artist", "V1 Album"}
+    decoded = _decoded_md5(song)
+
+    tags.write_instruments(song, id3v23=id3v23, **WRITE)
+    data = song.read_bytes()
+    assert data[:3] == b"ID3" and data[3] == (3 if id3v23 else 4)
+    assert data[-128:] == V1  # the ID3v1 tag byte for byte
+    assert data.endswith(original)  # the audio frames too: only an ID3v2 tag came in front
+    after = _ffprobe_tags(song)
+    assert {k: after[k] for k in shown} == shown
+    assert after["instruments"].startswith("bass")  # (ffprobe shows the first value, or the v2.3 "/" join)
+    assert _decoded_md5(song) == decoded
+    frames = ID3(str(song), load_v1=False, translate=False)
+    assert sorted(frames.keys()) == sorted(["TIT2", "TPE1", "TALB", "TYER" if id3v23 else "TDRC", "COMM::eng",
+                                            "TRCK", "TCON", "TXXX:INSTRUMENTS", "TXXX:INSTRUMENTS_MODEL"])  # fmt: skip
+    assert tags.read_instruments(song).instruments == ["bass", "guitar"]
+
+    # untag removes our fields only: the frames carried from the ID3v1 tag stay (documented)
+    tags.remove_instruments(song)
+    assert _ffprobe_tags(song) == shown
+    assert song.read_bytes()[-128:] == V1 and song.read_bytes().endswith(original)
+    assert "TIT2" in ID3(str(song), load_v1=False) and not tags.read_instruments(song).tagged

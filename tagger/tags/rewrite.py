@@ -158,20 +158,13 @@ def _open(path: str | os.PathLike, *, real: str | None = None, cls: type | None 
                 from mutagen.mp3 import MP3
 
                 try:
-                    audio = MP3(name, load_v1=False)
+                    audio = _load_id3(MP3, name)
                 except mutagen.MutagenError:
                     audio = None
             elif audio is not None and type(audio).__name__ in _ID3_TYPES:
                 cls, audio = type(audio), None  # (let the first load go before the second)
         if cls is not None:
-            if cls.__name__ in _ID3_TYPES:
-                # Frames as they are in the file: mutagen's default load renames and drops frames of
-                # other ID3 versions (TYER becomes TDRC, RVAD goes), which a save would then write.
-                # Never fold an ID3v1 tag into the ID3v2 tag we write (it would add frames).
-                options = {"load_v1": False} if cls.__name__ == "MP3" else {}
-                audio = cls(name, translate=False, **options)
-            else:
-                audio = cls(name)
+            audio = _load_id3(cls, name) if cls.__name__ in _ID3_TYPES else cls(name)
     except FileNotFoundError:
         raise TagWriteError(path, "no such file") from None
     except (mutagen.MutagenError, OSError, ValueError, struct.error, EOFError) as exc:
@@ -184,6 +177,30 @@ def _open(path: str | os.PathLike, *, real: str | None = None, cls: type | None 
 
 _ID3_TYPES = ("MP3", "WAVE", "AIFF")
 """mutagen file types whose tag is ID3v2."""
+
+
+def _load_id3(cls: type, name: str):
+    """Load the file ``name`` of an ID3 type ``cls`` with its frames as they are in the file:
+    mutagen's default load renames and drops frames of other ID3 versions (TYER becomes TDRC, RVAD
+    goes), which a save would then write.
+
+    An MP3's ID3v1 tag is folded into the loaded tag only when the file has no ID3v2 tag: the
+    ID3v2 tag a write adds then carries its title, artist, album, year, comment, track and genre
+    (players and ffmpeg read ID3v1 only where there is no ID3v2 tag, and would show none of them
+    any more). Beside an ID3v2 tag it would add frames. The ID3v1 tag itself is kept byte for
+    byte (`MP3Storage.save`)."""
+    if cls.__name__ != "MP3":
+        return cls(name, translate=False)
+    audio = cls(name, translate=False, load_v1=False)
+    if audio.tags is None:
+        audio = cls(name, translate=False, load_v1=True)  # (tags None again when there is no ID3v1 tag)
+        for frame in [] if audio.tags is None else audio.tags.getall("COMM"):
+            # mutagen describes the comment "ID3v1 Comment"; readers show the comment without a
+            # description as the file's comment (ffmpeg's "comment")
+            del audio.tags[frame.HashKey]
+            frame.desc = ""
+            audio.tags.add(frame)
+    return audio
 
 
 def _looks_like_mpeg(name: str) -> bool:

@@ -179,6 +179,9 @@ class ID3Storage(Storage):
 
     def version(self, audio, id3v23, raw):
         current = audio.tags.version[1] if audio.tags is not None else None
+        if current == 1:  # only an ID3v1 tag (MP3), loaded as ID3v2.4 frames: the ID3v2 tag is new
+            version = 3 if id3v23 else 4
+            return version, bool(raw) and version == 3  # (its date becomes a v2.3 TYER: `prepare`)
         if id3v23 is None:  # removal keeps the file's version
             version = current if current in (3, 4) else 3 if current == 2 else 4
         elif id3v23:
@@ -190,7 +193,7 @@ class ID3Storage(Storage):
 
     def cannot_keep(self, audio, path, version):
         tags = audio.tags
-        if tags is None:
+        if tags is None or tags.version[1] == 1:  # no ID3v2 tag: nothing in one to lose
             return None
         current = tags.version[1]
         unknown = [bytes(d[: 3 if current == 2 else 4]).decode("latin-1") for d in tags.unknown_frames]
@@ -216,8 +219,10 @@ class ID3Storage(Storage):
         return f"its ID3v2.{current} tag has frames that a rewrite would lose ({what})"
 
     def prepare(self, audio, version):
-        if audio.tags is not None and audio.tags.version[1] == 4 and version == 3:
-            audio.tags.update_to_v23()  # the frames that change: `cannot_keep` checked the round trip
+        # the frames that change: `cannot_keep` checked the round trip (an ID3v1 tag's frames, loaded
+        # as v2.4 ones, convert without loss)
+        if audio.tags is not None and audio.tags.version[1] in (1, 4) and version == 3:
+            audio.tags.update_to_v23()
 
     def item_ids(self, path):
         with open(path, "rb") as f:
