@@ -7,12 +7,18 @@ mutagen's own view is what these cases get wrong.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import os
 import shutil
+import stat
 import struct
 import subprocess
+import tempfile
 import zlib
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -338,3 +344,70 @@ def test_id3v1_only_mp3_keeps_showing_its_fields_after_tag_and_untag(tmp_path, i
     assert _ffprobe_tags(song) == shown
     assert song.read_bytes()[-128:] == V1 and song.read_bytes().endswith(original)
     assert "TIT2" in ID3(str(song), load_v1=False) and not tags.read_instruments(song).tagged
+
+
+# -- owner, group, folder ------------------------------------------------------------------------
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (files of other users)")
+
+
+@contextlib.contextmanager
+def _as_user(uid: int, gid: int, groups: list[int]):
+    """Run the block with these effective user, group and supplementary groups (root only)."""
+    before = os.getgroups()
+    os.setgroups(groups)
+    os.setegid(gid)
+    os.seteuid(uid)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+        os.setegid(0)
+        os.setgroups(before)
+
+
+@pytest.fixture
+def shared_folder():
+    """A folder every user can reach (pytest's own are root's only), removed afterwards."""
+    folder = Path(tempfile.mkdtemp(prefix="tagger-shared-"))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_owner_that_cannot_be_given_away_keeps_the_group(tmp_path, monkeypatch):
+    from tagger.tags import rewrite
+
+    song = _ffmpeg(tmp_path / "song.flac", "-c:a", "flac")
+    calls = []
+
+    def chown(path, uid, gid):
+        calls.append((uid, gid))
+        if uid != -1:
+            raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "chown", chown)
+    rewrite._copy_owner(str(song), SimpleNamespace(st_uid=4242, st_gid=4343))
+    assert calls == [(4242, 4343), (-1, 4343)]  # the owner refused: the group at least
+
+
+@needs_root
+@pytest.mark.parametrize("mode", [0o664, 0o2775], ids=["0664", "setgid 2775"])
+def test_group_member_tagging_a_shared_file_keeps_its_group_and_mode(shared_folder, mode):
+    """alice (1001) owns the file, group music (2345); bob (1002, a member of music) tags it: he
+    becomes its owner (only root may give a file away) but the group and mode stay, so alice and
+    the group can still write it."""
+    alice, bob, music = 1001, 1002, 2345
+    lib = shared_folder / "lib"
+    lib.mkdir()
+    song = _ffmpeg(lib / "song.flac", "-c:a", "flac")
+    tags.read_instruments(song)  # (modules loaded while the standard library is still readable)
+    os.chown(lib, alice, music)
+    lib.chmod(0o775)
+    os.chown(song, alice, music)
+    song.chmod(mode)
+    with _as_user(bob, bob, [music]):
+        tags.write_instruments(song, **WRITE)
+    st = song.stat()
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (bob, music, mode)
+    assert tags.read_instruments(song).instruments == ["bass", "guitar"]

@@ -352,6 +352,24 @@ def _copy_xattrs(src: str, dst: str, shown: str) -> dict[str, bytes]:
     return want
 
 
+def _copy_owner(tmp: str, st: os.stat_result) -> None:
+    """Give ``tmp`` the owner and group of the original (``st``), as far as permitted.
+
+    Only root may give a file away; a user who may not (documented: the writer then owns the
+    file) still keeps its group where they are a member of it, so that a library shared through a
+    group stays writable by the group."""
+    now = os.stat(tmp)
+    if (now.st_uid, now.st_gid) == (st.st_uid, st.st_gid):
+        return
+    try:
+        os.chown(tmp, st.st_uid, st.st_gid)
+    except OSError:
+        try:
+            os.chown(tmp, -1, st.st_gid)
+        except OSError:
+            pass  # not a member of the file's group either: the writer's group it is
+
+
 def _link_backup(real: str, folder: str, prefix: str) -> str | None:
     """A second name (a hidden temporary-file name) for the original, so that it can be put back
     after the rename; None where the filesystem has no hard links."""
@@ -441,16 +459,13 @@ def _rewrite(
         held, tmp = tempfile.mkstemp(prefix=prefix, suffix=TEMP_SUFFIX, dir=folder)
         fcntl.flock(held, fcntl.LOCK_EX)  # "in use" until we are done or dead (remove_stale_temp_files)
         shutil.copyfile(real, tmp)
+        _copy_owner(tmp, st)  # before the mode: a chown clears a setgid bit set before it
         os.chmod(tmp, stat.S_IMODE(st.st_mode))
-        if (st.st_uid, st.st_gid) != (os.stat(tmp).st_uid, os.stat(tmp).st_gid):
-            try:
-                os.chown(tmp, st.st_uid, st.st_gid)
-            except OSError:
-                pass  # not ours to give away; documented: the writer then owns the file
         xattrs = _copy_xattrs(real, tmp, shown)
         if lease.broken():
             raise TagWriteError(shown, changed_meanwhile)
         items = _write_copy(tmp, cls=cls, storage=storage, raw=after_raw, version=version, original=real)
+        os.chmod(tmp, stat.S_IMODE(st.st_mode))  # a write by a user other than root clears a setgid bit
         _verify(tmp, cls=cls, storage=storage, raw=after_raw, others=others, items=items, payload=payload,
                 mutagen_type=mutagen_type)  # fmt: skip
         if _xattrs(tmp) != xattrs or stat.S_IMODE(os.stat(tmp).st_mode) != stat.S_IMODE(st.st_mode):
