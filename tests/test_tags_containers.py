@@ -411,3 +411,20 @@ def test_group_member_tagging_a_shared_file_keeps_its_group_and_mode(shared_fold
     st = song.stat()
     assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (bob, music, mode)
     assert tags.read_instruments(song).instruments == ["bass", "guitar"]
+
+
+@needs_root
+def test_file_in_a_read_only_folder_is_skipped_even_for_root(tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    song = _ffmpeg(folder / "song.flac", "-c:a", "flac")
+    original, inode = song.read_bytes(), song.stat().st_ino
+    folder.chmod(0o555)
+    try:
+        with pytest.raises(TagWriteError, match="is not writable"):
+            tags.write_instruments(song, **WRITE)
+        with pytest.raises(TagWriteError, match="is not writable"):
+            tags.write_instruments(song, dry_run=True, **WRITE)
+    finally:
+        folder.chmod(0o755)
+    assert song.read_bytes() == original and song.stat().st_ino == inode

@@ -242,10 +242,17 @@ def unsettled_reason(mtime: float, settle_seconds: float, *, now: float | None =
 
 
 def _check_writable(path, real: str, st: os.stat_result) -> None:
-    if not os.access(real, os.W_OK) or not st.st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
+    """Refuse a file or folder the user may not write, and one without any write permission bit:
+    root may write anything, but a read-only mode says the owner wants it left alone."""
+    writable = stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH
+    if not os.access(real, os.W_OK) or not st.st_mode & writable:
         raise TagWriteError(path, "file is read-only")
     folder = os.path.dirname(real) or "."
-    if not os.access(folder, os.W_OK | os.X_OK):
+    try:
+        folder_mode = os.stat(folder).st_mode
+    except OSError as exc:
+        raise TagWriteError(path, f"cannot stat its folder {folder}: {exc.strerror or exc}") from exc
+    if not os.access(folder, os.W_OK | os.X_OK) or not folder_mode & writable:
         raise TagWriteError(path, f"folder {folder} is not writable (needed for the atomic replace)")
 
 
