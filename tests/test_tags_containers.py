@@ -428,3 +428,80 @@ def test_file_in_a_read_only_folder_is_skipped_even_for_root(tmp_path):
     finally:
         folder.chmod(0o755)
     assert song.read_bytes() == original and song.stat().st_ino == inode
+
+
+# -- fields of our names that tagger did not write ------------------------------------------------
+
+
+def _foreign_field(path: Path, name: str, *, model: bool = False) -> Path:
+    """A tone file with a user's own field ``name`` = "Piano, Tenor Saxophone" (and, with
+    ``model``, an INSTRUMENTS_MODEL beside it, as tagger writes)."""
+    import mutagen
+    from mutagen.asf import ASFUnicodeAttribute
+    from mutagen.id3 import TXXX
+    from mutagen.mp4 import MP4FreeForm
+
+    ext = path.suffix[1:]
+    _ffmpeg(path, *{"mp3": ["-c:a", "libmp3lame"], "m4a": ["-c:a", "aac"], "wma": ["-c:a", "wmav2"]}.get(ext, CODECS.get(ext, [])))
+    audio = mutagen.File(str(path))
+    if audio.tags is None:
+        audio.add_tags()
+    fields = {name: "Piano, Tenor Saxophone", **({"INSTRUMENTS_MODEL": "ova-old"} if model else {})}
+    for key, value in fields.items():
+        if ext == "mp3":
+            audio.tags.add(TXXX(encoding=3, desc=key, text=[value]))
+        elif ext == "m4a":
+            audio.tags["----:com.apple.iTunes:" + key] = [MP4FreeForm(value.encode())]
+        elif ext == "wma":
+            audio.tags[key] = [ASFUnicodeAttribute(value)]
+        else:
+            audio.tags[key] = [value]
+    audio.save()
+    return path
+
+
+@pytest.mark.parametrize(
+    "ext, name",
+    [("flac", "INSTRUMENTS"), ("flac", "instruments"), ("ogg", "INSTRUMENTS_SCORES"), ("mp3", "INSTRUMENTS"),
+     ("m4a", "INSTRUMENTS"), ("wma", "INSTRUMENTS")],  # fmt: skip
+)
+def test_our_field_names_without_a_model_are_not_taken_over(tmp_path, ext, name):
+    """A user's own INSTRUMENTS field (no INSTRUMENTS_MODEL beside it): tag refuses, untag leaves it."""
+    song = _foreign_field(tmp_path / f"song.{ext}", name)
+    original = song.read_bytes()
+    assert not tags.read_instruments(song).tagged
+    with pytest.raises(TagWriteError, match=f"its {name.upper()} field was not written by tagger"):
+        tags.write_instruments(song, **WRITE)
+    with pytest.raises(TagWriteError, match="not written by tagger"):
+        tags.write_instruments(song, dry_run=True, **WRITE)
+    change = tags.remove_instruments(song)
+    assert not change.changed and not change.written
+    assert song.read_bytes() == original
+
+
+@pytest.mark.parametrize("ext", ["mp3", "m4a", "wma"])
+def test_lower_case_names_in_case_sensitive_containers_are_someone_elses(tmp_path, ext):
+    """ID3 TXXX descriptions, MP4 freeform names and ASF attributes tell case apart: only the
+    upper-case names tagger writes are ours, even beside an INSTRUMENTS_MODEL."""
+    import mutagen
+
+    song = _foreign_field(tmp_path / f"song.{ext}", "instruments", model=True)
+    tags.write_instruments(song, **WRITE)
+    assert tags.read_instruments(song).instruments == ["bass", "guitar"]
+    tags.remove_instruments(song)
+    keys = [k for k in (mutagen.File(str(song)).tags.keys()) if "instruments" in k.lower()]
+    assert [k for k in keys if "instruments" in k] and not [k for k in keys if "INSTRUMENTS" in k]
+
+
+def test_our_fields_with_a_model_in_any_vorbis_case_are_ours(tmp_path):
+    song = _foreign_field(tmp_path / "song.flac", "instruments", model=True)
+    assert tags.read_instruments(song).instruments == ["piano, tenor saxophone"]
+    tags.write_instruments(song, **WRITE)
+    import mutagen
+
+    def fields():
+        return sorted(k for k, _ in mutagen.File(str(song)).tags if k.upper().startswith("INSTRUMENTS"))
+
+    assert fields() == ["INSTRUMENTS", "INSTRUMENTS", "INSTRUMENTS_MODEL"]  # the lower-case one replaced
+    tags.remove_instruments(song)
+    assert fields() == []

@@ -6,6 +6,10 @@
 
 `Raw` is what a storage class (`tagger.tags.storage`) reads and writes: canonical field name ->
 values as strings. `desired_raw` builds it from a result, `state` turns it into a `TagState`.
+
+tagger always writes INSTRUMENTS_MODEL: an INSTRUMENTS or INSTRUMENTS_SCORES field without it is
+someone else's (a user's own list of instruments), which ``tag`` refuses to overwrite and
+``untag`` leaves alone.
 """
 
 from __future__ import annotations
@@ -66,10 +70,15 @@ class TagChange:
     """The file's mtime after the operation, for the database's changed-since check."""
 
 
-def ours(name: str) -> str | None:
-    """The canonical field name when ``name`` (any case) is one of ours."""
-    upper = name.upper()
-    return upper if upper in FIELDS else None
+def ours(name: str, *, any_case: bool = False) -> str | None:
+    """The canonical field name when ``name`` is one of ours: exactly as tagger writes it (upper
+    case) where the container's names are case-sensitive (ID3 ``TXXX`` descriptions, MP4 freeform
+    names, ASF attributes: a ``TXXX:instruments`` is someone else's field), in any case with
+    ``any_case`` (Vorbis comment names, case-insensitive by the specification).
+
+    Fields of these names are tagger's only with INSTRUMENTS_MODEL beside them (`Storage.get`)."""
+    key = name.upper() if any_case else name
+    return key if key in FIELDS else None
 
 
 def desired_raw(

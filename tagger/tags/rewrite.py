@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from tagger.errors import TagWriteError
 from tagger.paths import TEMP_SUFFIX, is_temp_name
-from tagger.tags.fields import Raw, TagChange, TagState, desired_raw, state
+from tagger.tags.fields import INSTRUMENTS_MODEL, Raw, TagChange, TagState, desired_raw, state
 from tagger.tags.storage import STORAGES, Storage, payload_digest
 
 
@@ -420,6 +420,13 @@ def _rewrite(
     cls = type(audio)
     before_raw = storage.get(audio)
     after_raw = target(before_raw)
+    foreign = storage.foreign(audio) if after_raw else []  # (a removal leaves them alone: not ours)
+    if foreign:
+        fields = " and ".join(foreign) + (" fields were" if len(foreign) > 1 else " field was")
+        raise TagWriteError(
+            shown, f"its {fields} not written by tagger (no {INSTRUMENTS_MODEL} beside): someone else's, "
+                   "never overwritten; left unchanged",
+        )  # fmt: skip
     version, convert = storage.version(audio, id3v23, after_raw)
     changed = before_raw != after_raw or convert
     before, after = state(before_raw), state(after_raw)

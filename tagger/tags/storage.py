@@ -110,7 +110,18 @@ class Storage:
 
     # -- shared by every container ----------------------------------------------------------------
     def get(self, audio) -> Raw:
-        """Our fields in a loaded file (empty values dropped)."""
+        """Our fields in a loaded file (empty values dropped); none when INSTRUMENTS_MODEL is not
+        among them: fields of those names without it are someone else's (`foreign`)."""
+        raw = self._fields(audio)
+        return raw if INSTRUMENTS_MODEL in raw else {}
+
+    def foreign(self, audio) -> list[str]:
+        """The names of the fields with our names that are not ours (no INSTRUMENTS_MODEL beside
+        them: tagger always writes it), which a write must not replace."""
+        raw = self._fields(audio)
+        return [] if INSTRUMENTS_MODEL in raw else sorted(raw)
+
+    def _fields(self, audio) -> Raw:
         if audio.tags is None:
             return {}
         return {k: v for k, v in self.read(audio.tags).items() if v}
@@ -340,19 +351,19 @@ class VorbisStorage(Storage):
     def read(self, tags) -> Raw:
         raw: Raw = {}
         for key, value in tags:
-            name = ours(key)
+            name = ours(key, any_case=True)
             if name:
                 raw.setdefault(name, []).append(value)
         return raw
 
     def write(self, tags, raw: Raw) -> None:
-        for key in {k for k, _ in tags if ours(k)}:
+        for key in {k for k, _ in tags if ours(k, any_case=True)}:
             del tags[key]
         for name, values in raw.items():
             tags[name] = list(values)
 
     def other_items(self, audio):
-        return [(k, v) for k, v in audio.tags if not ours(k)]
+        return [(k, v) for k, v in audio.tags if not ours(k, any_case=True)]
 
     def cannot_keep(self, audio, path, version):
         # mutagen decodes a comment that is not UTF-8 with U+FFFD, drops a key it does not accept
