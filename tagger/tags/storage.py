@@ -466,13 +466,13 @@ class FLACStorage(VorbisStorage):
         changed = []
         if len(raw) != len(pictures):
             changed.append(f"{len(raw)} PICTURE block(s) in the file, {len(pictures)} read by mutagen")
-        for n, ((header, mime, desc, size), pic) in enumerate(zip(raw, pictures), 1):
+        for n, ((header, mime, desc, length), pic) in enumerate(zip(raw, pictures), 1):
             # The picture data is loaded as it is; the header (type, MIME type, description,
             # dimensions) is decoded and encoded again. Only the header is compared: no copy of
             # the data is made (a cover may be tens of megabytes).
             bare = copy.copy(pic)
             bare.data = b""
-            if bare.write()[:-4] != header[:-4] or len(pic.data) != size:
+            if bare.write()[:-4] != header[:-4] or len(pic.data) != length:
                 changed.append(f"PICTURE {n} (MIME type {_shown(mime)}, description {_shown(desc)})")
         return changed
 
@@ -646,8 +646,8 @@ class MP4Storage(Storage):
         if tags is None:
             return Counter()
         # one atom per key; an atom mutagen could not parse is written back as it was, unless a
-        # parsed one took its key
-        failed = {key: len(datas) for key, datas in tags._failed_atoms.items() if key not in tags}
+        # parsed one took its key (mutagen keeps them in a private attribute)
+        failed = {key: len(datas) for key, datas in getattr(tags, "_failed_atoms", {}).items() if key not in tags}
         return Counter(tags.keys()) + Counter(failed)
 
     def payload(self, f, size, h):
@@ -813,9 +813,9 @@ def _picture_header(f, size: int) -> tuple[bytes, bytes, bytes, int]:
     parts.append(f.read(16))
     head = f.read(4)
     parts.append(head)
-    size = struct.unpack(">I", head)[0] if len(head) == 4 else 0
-    f.seek(size, os.SEEK_CUR)
-    return b"".join(parts), mime, desc, size
+    length = struct.unpack(">I", head)[0] if len(head) == 4 else 0
+    f.seek(length, os.SEEK_CUR)
+    return b"".join(parts), mime, desc, length
 
 
 def _hash_range(f, start: int, end: int, h) -> None:
