@@ -94,7 +94,9 @@ def _patch(path: Path, old: bytes, new: bytes) -> None:
     path.write_bytes(bytes(data))
 
 
-def _with_comments(path: Path, comments: dict[str, str], *, vendor: str | None = None, picture_desc: str | None = None) -> Path:
+def _with_comments(
+    path: Path, comments: dict[str, str], *, vendor: str | None = None, picture_desc: str | None = None
+) -> Path:
     """A tone file whose Vorbis comments (and vendor string, and a FLAC PICTURE block) mutagen wrote."""
     import mutagen
     from mutagen.flac import Picture
@@ -179,8 +181,8 @@ def test_flac_second_comment_block_mutagen_cannot_keep_is_refused(tmp_path):
 def test_valid_vorbis_comments_are_tagged_and_kept(tmp_path, ext):
     import mutagen
 
-    song = _with_comments(tmp_path / f"song.{ext}", {"TITLE": "Café del Mar", "ARTIST": "Ann", "ALBUM": "Ünïcode ☃"},
-                          picture_desc="Pochette café" if ext == "flac" else None)  # fmt: skip
+    comments = {"TITLE": "Café del Mar", "ARTIST": "Ann", "ALBUM": "Ünïcode ☃"}
+    song = _with_comments(tmp_path / f"song.{ext}", comments, picture_desc="Pochette café" if ext == "flac" else None)
     before = mutagen.File(str(song))
     others = sorted(before.tags)
     decoded = _decoded_md5(song)
@@ -442,7 +444,8 @@ def _foreign_field(path: Path, name: str, *, model: bool = False) -> Path:
     from mutagen.mp4 import MP4FreeForm
 
     ext = path.suffix[1:]
-    _ffmpeg(path, *{"mp3": ["-c:a", "libmp3lame"], "m4a": ["-c:a", "aac"], "wma": ["-c:a", "wmav2"]}.get(ext, CODECS.get(ext, [])))
+    codecs = {**CODECS, "mp3": ["-c:a", "libmp3lame"], "m4a": ["-c:a", "aac"], "wma": ["-c:a", "wmav2"]}
+    _ffmpeg(path, *codecs[ext])
     audio = mutagen.File(str(path))
     if audio.tags is None:
         audio.add_tags()

@@ -422,10 +422,11 @@ def _rewrite(
     after_raw = target(before_raw)
     foreign = storage.foreign(audio) if after_raw else []  # (a removal leaves them alone: not ours)
     if foreign:
-        fields = " and ".join(foreign) + (" fields were" if len(foreign) > 1 else " field was")
+        several = len(foreign) > 1
+        fields = " and ".join(foreign) + (" fields were" if several else " field was")
         raise TagWriteError(
-            shown, f"its {fields} not written by tagger (no {INSTRUMENTS_MODEL} beside): someone else's, "
-                   "never overwritten; left unchanged",
+            shown, f"its {fields} not written by tagger (no {INSTRUMENTS_MODEL} beside {'them' if several else 'it'}): "
+                   "someone else's, never overwritten; left unchanged",
         )  # fmt: skip
     version, convert = storage.version(audio, id3v23, after_raw)
     changed = before_raw != after_raw or convert

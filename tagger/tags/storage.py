@@ -608,8 +608,9 @@ class MP4Storage(Storage):
             top = [atom.name for atom in Atoms(f).atoms]
         if b"moof" in top:  # mutagen updates the offsets of the first fragment only: the others would
             # point into the wrong bytes once the tag grows, and their audio would be lost
-            return ("it is a fragmented MP4 (moof atoms), whose audio a tag write would break (mutagen does not "
-                    "move every fragment's offsets); the audio is analysed as it is, the tags are not written")  # fmt: skip
+            return ("it is a fragmented MP4 (moof atoms), whose audio a tag write would break (mutagen does "
+                    "not move every fragment's offsets); the audio is analysed as it is, the tags are not "
+                    "written")  # fmt: skip
         # mutagen converts some atoms as it loads them (an ID3-style "gnre" becomes "©gen", merged with
         # a "©gen" already there) and merges repeated ones: a save writes its view, and the other-tags
         # digest, taken from that view, cannot see the change. The atom names tell.
