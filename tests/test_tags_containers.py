@@ -302,6 +302,74 @@ def test_mp4_atom_lost_by_the_save_fails_the_verification(tmp_path, monkeypatch)
     assert not list(tmp_path.glob(".*tagger-tmp"))
 
 
+def _data_atom(kind: int, value: bytes, *, version: int = 0, locale: int = 0) -> bytes:
+    return _atom(b"data", struct.pack(">II", version << 24 | kind, locale) + value)
+
+
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(40)
+
+
+@pytest.mark.parametrize(
+    "item, named",
+    [
+        (_atom(b"tmpo", _data_atom(21, bytes([200]))), "tmpo"),  # written FF C8: 65480 to a reader of unsigned
+        (_atom(b"cnID", _data_atom(21, bytes([0xC8]))), "cnID"),  # sign-extended to FF FF FF C8
+        (_atom(b"cpil", _data_atom(21, b"\x02")), "cpil"),  # written 1
+        (_atom(b"trkn", _data_atom(0, struct.pack(">4H", 7, 3, 12, 9))), "trkn"),  # extra fields zeroed
+        (_atom(b"covr", _atom(b"name", bytes(4) + b"front") + _data_atom(14, PNG)), "covr"),  # name child dropped
+        (_atom(b"\xa9nam", _data_atom(1, b"Title", locale=0x00010409)), "\xa9nam"),  # locale zeroed
+        (_atom(b"\xa9nam", _data_atom(1, b"Title", version=1)), "\xa9nam"),  # version zeroed
+        (_atom(b"----", _atom(b"mean", bytes(4) + b"com.apple.iTunes") + _atom(b"name", bytes(4) + b"MOOD")
+               + _data_atom(1, b"calm", locale=0x55)), "----:com.apple.iTunes:MOOD"),  # fmt: skip
+    ],
+    ids=["tmpo 1 byte 200", "cnID 1 byte", "cpil 2", "trkn extra fields", "covr name", "locale", "version",
+         "freeform locale"],  # fmt: skip
+)
+def test_mp4_values_mutagen_would_store_differently_fail_the_verification(tmp_path, item, named):
+    """mutagen reads these values back the same after its save, which stores them differently: the
+    raw atoms of the copy are compared with the original's, and the file is left as it was."""
+    song = _m4a_with_atoms(tmp_path / "song.m4a", _atom(b"\xa9ART", _data(1, b"Ann")) + item)
+    original = song.read_bytes()
+    with pytest.raises(TagWriteError, match="verification failed: the save changed how other tags are stored") as caught:
+        tags.write_instruments(song, **WRITE)
+    assert f"({named!r})" in caught.value.reason  # that atom only: the artist is kept as it is
+    assert song.read_bytes() == original
+    assert not list(tmp_path.glob(".*tagger-tmp"))
+
+
+def test_mp4_values_stored_in_an_equivalent_form_are_tagged(tmp_path):
+    """Re-encodings that every reader reads the same are not a change: text stored as implicit,
+    an integer in another width, a track or disc pair with zero extra fields in another length."""
+    atoms = (_atom(b"\xa9nam", _data_atom(0, b"Title")) + _atom(b"tmpo", _data_atom(21, struct.pack(">I", 120)))
+             + _atom(b"trkn", _data_atom(0, struct.pack(">3H", 0, 3, 12)))
+             + _atom(b"disk", _data_atom(0, struct.pack(">4H", 0, 1, 2, 0))))  # fmt: skip
+    song = _m4a_with_atoms(tmp_path / "song.m4a", atoms)
+    tags.write_instruments(song, **WRITE)
+    assert tags.read_instruments(song).instruments == ["bass", "guitar"]
+
+
+def test_ffmpeg_m4a_with_the_usual_tags_and_a_cover_is_tagged(tmp_path):
+    import mutagen
+
+    cover = tmp_path / "cover.png"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i", "color=red:size=16x16", "-frames:v", "1",
+                    str(cover)], check=True)  # fmt: skip
+    song = tmp_path / "song.m4a"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i", "sine=frequency=440:duration=1",
+                    "-i", str(cover), "-map", "0", "-map", "1", "-c:a", "aac", "-c:v", "copy",
+                    "-disposition:v", "attached_pic", "-metadata", "title=Café", "-metadata", "artist=Ann",
+                    "-metadata", "track=3/12", "-metadata", "disc=1/2", str(song)], check=True)  # fmt: skip
+    before = mutagen.File(str(song)).tags
+    assert {"covr", "trkn", "disk", "\xa9nam", "\xa9ART"} <= set(before.keys())
+    others = sorted((k, repr(v)) for k, v in before.items())
+    tags.write_instruments(song, **WRITE)
+    after = mutagen.File(str(song)).tags
+    assert sorted((k, repr(v)) for k, v in after.items() if "INSTRUMENTS" not in k) == others
+    assert tags.read_instruments(song).instruments == ["bass", "guitar"]
+    tags.remove_instruments(song)
+    assert not tags.read_instruments(song).tagged
+
+
 # -- MP3 with an ID3v1 tag only -------------------------------------------------------------------
 
 V1 = (b"TAG" + b"V1 Title".ljust(30, b"\0") + b"V1 Artist".ljust(30, b"\0") + b"V1 Album".ljust(30, b"\0") + b"2001"

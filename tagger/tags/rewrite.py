@@ -471,6 +471,7 @@ def _rewrite(
         except OSError:
             pass
         payload = payload_digest(real, mutagen_type)
+        values = storage.item_values(real)
         held, tmp = tempfile.mkstemp(prefix=prefix, suffix=TEMP_SUFFIX, dir=folder)
         fcntl.flock(held, fcntl.LOCK_EX)  # "in use" until we are done or dead (remove_stale_temp_files)
         shutil.copyfile(real, tmp)
@@ -481,8 +482,8 @@ def _rewrite(
             raise TagWriteError(shown, changed_meanwhile)
         items = _write_copy(tmp, cls=cls, storage=storage, raw=after_raw, version=version, original=real)
         os.chmod(tmp, stat.S_IMODE(st.st_mode))  # a write by a user other than root clears a setgid bit
-        _verify(tmp, cls=cls, storage=storage, raw=after_raw, others=others, items=items, payload=payload,
-                mutagen_type=mutagen_type)  # fmt: skip
+        _verify(tmp, cls=cls, storage=storage, raw=after_raw, others=others, items=items, values=values,
+                payload=payload, mutagen_type=mutagen_type)  # fmt: skip
         if _xattrs(tmp) != xattrs or stat.S_IMODE(os.stat(tmp).st_mode) != stat.S_IMODE(st.st_mode):
             raise TagWriteError(tmp, "verification failed: the extended attributes or the mode changed")
         if keep_mtime:
@@ -547,11 +548,13 @@ def _write_copy(
 
 def _verify(
     tmp: str, *, cls: type, storage: Storage, raw: Raw, others: str | None, items: Counter | None,
-    payload: str | None, mutagen_type: str,
+    values: Counter | None, payload: str | None, mutagen_type: str,
 ) -> None:  # fmt: skip
     """Re-read the written copy: our fields as intended, other tags unchanged (``others``: their
     digest, None for a version conversion, which `Storage.cannot_keep` checked beforehand), every
-    item of the tag that the save wrote present in its bytes, the audio payload unchanged."""
+    item of the tag that the save wrote present in its bytes, the other items' stored values as
+    they were in the original (``values``: `Storage.item_values`, mutagen's view of them being the
+    same before and after), the audio payload unchanged."""
     audio, storage_now = _open(tmp, cls=cls)
     if storage_now is not storage or type(audio).__name__ != mutagen_type:
         raise TagWriteError(tmp, "verification failed: the written copy is no longer the same format")
@@ -563,6 +566,12 @@ def _verify(
     del audio
     if items is not None and storage.item_ids(tmp) != items:
         raise TagWriteError(tmp, "verification failed: the tag's items read from its bytes are not the ones written")
+    if values is not None:
+        now = storage.item_values(tmp)
+        changed = ", ".join(map(repr, sorted({key for key, _digest in (values - now) + (now - values)})))
+        if changed:
+            raise TagWriteError(tmp, f"verification failed: the save changed how other tags are stored ({changed}), "
+                                     "into a form mutagen reads as the same values")  # fmt: skip
     if payload is not None and payload_digest(tmp, mutagen_type) != payload:
         raise TagWriteError(tmp, "verification failed: the audio payload changed")
 

@@ -103,6 +103,13 @@ class Storage:
         """What `item_ids` must find once the loaded file is saved at ``version``."""
         return None
 
+    def item_values(self, path: str) -> Counter | None:
+        """(key, digest of its stored value) of each tag item of the file but ours, read from its
+        bytes alone and normalised so that only re-encodings every reader reads the same compare
+        equal, where the container has a check on mutagen's re-encoding (MP4); None otherwise. A
+        save must keep them: mutagen reads some values back the same that it wrote differently."""
+        return None
+
     def payload(self, f, size: int, h) -> bool:
         """Feed the bytes that carry the audio (tags and container headers excluded) of the open
         file ``f`` (``size`` bytes) to the hash ``h``; False when the format has no cheap check."""
@@ -624,23 +631,48 @@ class MP4Storage(Storage):
     def item_ids(self, path):
         """The keys of the ``ilst`` atom's children as mutagen names them (a freeform atom as
         ``----:mean:name``), read from the atom tree and the freeform atoms' own ``mean``/``name``."""
+        with open(path, "rb") as f:
+            return Counter(key for key, _atom in self._ilst(f))
+
+    def item_values(self, path):
+        """Each ``ilst`` child but ours, read from the atom tree: mutagen parses the values and
+        renders them again, and some come back in another form that it reads as the same value (a
+        one-byte tempo of 200 becomes ``FF C8``, the data atom's locale and version are zeroed, a
+        ``name`` child of ``covr`` goes, the track number's extra fields are zeroed, a ``cpil`` of
+        2 becomes 1). Only what every reader takes for the same value counts as equal: text stored
+        as implicit (0) or UTF-8 (1), an integer of another width with the same unsigned value, a
+        track or disc number pair whose extra fields are zero."""
+        values: Counter = Counter()
+        with open(path, "rb") as f:
+            for key, atom in self._ilst(f):
+                if self._ours(key):
+                    continue
+                h = hashlib.sha256()
+                end = atom.offset + atom.length
+                _mp4_item_digest(f, atom.name, end - atom.datalength, end, h)
+                values[(key, h.hexdigest())] += 1
+        return values
+
+    @staticmethod
+    def _ilst(f) -> list[tuple[str, object]]:
+        """(key as mutagen names it, mutagen's `Atom`) of each child of the ``ilst`` atom of the
+        open file ``f``; none when the file has no ``ilst``."""
         from mutagen.mp4 import Atoms
 
-        ids: Counter = Counter()
-        with open(path, "rb") as f:
-            try:
-                ilst = Atoms(f).path(b"moov", b"udta", b"meta", b"ilst")[-1]
-            except KeyError:
-                return ids
-            for atom in ilst.children:
-                name = atom.name
-                if name == b"----":
-                    f.seek(atom.offset + atom.length - atom.datalength)
-                    parts = _mp4_children(f.read(atom.datalength))
-                    if b"mean" in parts and b"name" in parts:
-                        name = b"----:" + parts[b"mean"][4:] + b":" + parts[b"name"][4:]
-                ids[name.decode("latin-1")] += 1
-        return ids
+        try:
+            ilst = Atoms(f).path(b"moov", b"udta", b"meta", b"ilst")[-1]
+        except KeyError:
+            return []
+        out = []
+        for atom in ilst.children:
+            name = atom.name
+            if name == b"----":
+                f.seek(atom.offset + atom.length - atom.datalength)
+                parts = _mp4_children(f.read(atom.datalength))
+                if b"mean" in parts and b"name" in parts:
+                    name = b"----:" + parts[b"mean"][4:] + b":" + parts[b"name"][4:]
+            out.append((name.decode("latin-1"), atom))
+        return out
 
     def expected_item_ids(self, audio, version):
         tags = audio.tags
@@ -761,6 +793,42 @@ def _mp4_children(data: bytes) -> dict[bytes, bytes]:
         out.setdefault(name, data[pos + 8 : pos + size])
         pos += size
     return out
+
+
+def _mp4_item_digest(f, name: bytes, start: int, end: int, h) -> None:
+    """Feed to the hash ``h`` the children of the ``ilst`` item atom ``name`` whose content spans
+    ``start`` to ``end`` in the open file ``f``, data atoms in a normal form (`MP4Storage.item_values`)
+    and every other child as it is. The values are streamed (a cover may be tens of megabytes)."""
+    pos = start
+    while pos + 8 <= end:
+        f.seek(pos)
+        size, child = struct.unpack(">I4s", f.read(8))
+        if size < 8 or pos + size > end:
+            break  # not a child atom: the rest is fed as it is, below
+        if child != b"data" or size < 16:
+            _feed(h, "<atom>")
+            _hash_range(f, pos, pos + size, h)
+            pos += size
+            continue
+        head = f.read(8)
+        version, kind, locale = head[0], int.from_bytes(head[1:4], "big"), head[4:8]
+        length = size - 16
+        kind = 1 if kind == 0 else kind  # implicit: text (or the item's own type), read the same
+        value = None
+        if kind == 21 and length in (1, 2, 3, 4, 8):  # a big-endian integer: its unsigned value
+            value = ("integer", int.from_bytes(f.read(length), "big"))
+        elif kind == 1 and name in (b"trkn", b"disk") and 6 <= length <= 16:
+            data = f.read(length)  # (0, number, total), trkn with a 16-bit 0 after
+            value = ("pair", data[2:6]) if not any(data[:2]) and not any(data[6:]) else ("raw", data)
+        _feed(h, ("<data>", version, kind, locale))
+        if value is not None:
+            _feed(h, value)
+        else:
+            _feed(h, length)
+            _hash_range(f, pos + 16, pos + size, h)
+        pos += size
+    _feed(h, "<rest>")
+    _hash_range(f, pos, end, h)
 
 
 def _shown(entry: bytes) -> str:
