@@ -370,6 +370,47 @@ def test_ffmpeg_m4a_with_the_usual_tags_and_a_cover_is_tagged(tmp_path):
     assert not tags.read_instruments(song).tagged
 
 
+# -- ASF (WMA) attributes mutagen writes back differently -----------------------------------------
+
+
+def _utf16z(name: str) -> bytes:
+    return name.encode("utf-16-le") + b"\0\0"
+
+
+ASF_CASES = {
+    # case: (attribute, where mutagen puts it (stream: the Metadata object), its bytes, the bytes
+    # another program wrote, what the refusal says)
+    "BOOL 0xFFFFFFFF": (("WM/IsCompilation", None), _utf16z("WM/IsCompilation") + b"\x02\0\x04\0\x01\0\0\0",
+                        _utf16z("WM/IsCompilation") + b"\x02\0\x04\0\xff\xff\xff\xff", "BOOL stored as 0xffffffff"),
+    "Metadata BOOL 2": (("WM/Flag", 0), _utf16z("WM/Flag") + b"\x01\0", _utf16z("WM/Flag") + b"\x02\0",
+                        "BOOL stored as 0x0002"),
+    "Metadata reserved field": (("WM/Mdx", 1), struct.pack("<HHHHI", 0, 1, 14, 2, 2) + _utf16z("WM/Mdx"),
+                                struct.pack("<HHHHI", 2, 1, 14, 2, 2) + _utf16z("WM/Mdx"), "reserved field"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(ASF_CASES))
+def test_asf_values_mutagen_would_write_back_differently_are_refused(tmp_path, case):
+    """mutagen reads a BOOL as "is it 1" and writes 0 or 1; it writes a Metadata object
+    attribute's reserved field as 0. It reads the same values back, so only the bytes tell."""
+    import mutagen
+    from mutagen.asf import ASFBoolAttribute
+
+    (name, stream), old, new, said = ASF_CASES[case]
+    song = _ffmpeg(tmp_path / "song.wma", "-c:a", "wmav2")
+    audio = mutagen.File(str(song))
+    audio.tags[name] = [ASFBoolAttribute(True, stream=stream)]
+    audio.save()
+    data = song.read_bytes()
+    assert data.count(old) == 1
+    song.write_bytes(data.replace(old, new))
+    original = song.read_bytes()
+    with pytest.raises(TagWriteError, match="ASF attributes hold values that a rewrite would change") as caught:
+        tags.write_instruments(song, **WRITE)
+    assert f"{name!r}, " in caught.value.reason and said in caught.value.reason
+    assert song.read_bytes() == original
+
+
 # -- MP3 with an ID3v1 tag only -------------------------------------------------------------------
 
 V1 = (b"TAG" + b"V1 Title".ljust(30, b"\0") + b"V1 Artist".ljust(30, b"\0") + b"V1 Album".ljust(30, b"\0") + b"2001"
