@@ -411,6 +411,39 @@ def test_asf_values_mutagen_would_write_back_differently_are_refused(tmp_path, c
     assert song.read_bytes() == original
 
 
+# -- ID3 frames mutagen would write back differently ----------------------------------------------
+
+
+def _syncsafe(n: int) -> bytes:
+    return bytes([(n >> 21) & 127, (n >> 14) & 127, (n >> 7) & 127, n & 127])
+
+
+def _id3_frame(fid: bytes, data: bytes, *, flags: int = 0, major: int = 4) -> bytes:
+    size = _syncsafe(len(data)) if major == 4 else struct.pack(">I", len(data))
+    return fid + size + struct.pack(">H", flags) + data
+
+
+def _mp3_with_id3(path: Path, *frames: bytes, major: int = 4) -> Path:
+    """A tone MP3 whose ID3v2 tag (version ``major``) holds exactly ``frames``, as built here."""
+    _ffmpeg(path, "-c:a", "libmp3lame", "-id3v2_version", "0", "-write_xing", "0")
+    body = b"".join(frames) + bytes(64)
+    path.write_bytes(b"ID3" + bytes([major, 0, 0]) + _syncsafe(len(body)) + body + path.read_bytes())
+    return path
+
+
+@pytest.mark.parametrize("major, flag", [(4, 0x0040), (3, 0x0020)], ids=["v2.4", "v2.3"])
+def test_id3_frame_with_the_grouping_flag_is_refused(tmp_path, major, flag):
+    """mutagen does not know the grouping flag: it reads the group byte (here 3) as the text's
+    encoding, keeps the text's own encoding byte as a character, and writes the frame without the
+    flag. It reads that back the same, so only the frame headers tell."""
+    grouped = _id3_frame(b"TIT2", b"\x03" + b"\x03Title", flags=flag, major=major)
+    song = _mp3_with_id3(tmp_path / "song.mp3", _id3_frame(b"TPE1", b"\x03Ann", major=major), grouped, major=major)
+    original = song.read_bytes()
+    with pytest.raises(TagWriteError, match=r"frames that a rewrite would change: TIT2 \(grouped"):
+        tags.write_instruments(song, **WRITE)
+    assert song.read_bytes() == original
+
+
 # -- MP3 with an ID3v1 tag only -------------------------------------------------------------------
 
 V1 = (b"TAG" + b"V1 Title".ljust(30, b"\0") + b"V1 Artist".ljust(30, b"\0") + b"V1 Album".ljust(30, b"\0") + b"2001"

@@ -28,6 +28,7 @@ import struct
 import zlib
 from collections import Counter
 from collections.abc import Iterable
+from typing import NamedTuple
 
 from tagger.tags.fields import INSTRUMENTS_MODEL, Raw, ours
 
@@ -229,12 +230,23 @@ class ID3Storage(Storage):
             lost += unknown  # mutagen keeps frames it does not know only at their own version
         if current == 4 and version == 3:
             lost += _lost_in_v23(tags)
-        if not lost:
-            return None
-        what = ", ".join(dict.fromkeys(lost))
-        if version != current:
-            return f"converting its ID3v2.{current} tag to ID3v2.{version} would lose {what}"
-        return f"its ID3v2.{current} tag has frames that a rewrite would lose ({what})"
+        changed = self.changed_frames(path)
+        if lost:
+            what = ", ".join(dict.fromkeys(lost))
+            if version != current:
+                return f"converting its ID3v2.{current} tag to ID3v2.{version} would lose {what}"
+            return f"its ID3v2.{current} tag has frames that a rewrite would lose ({what})"
+        if changed:
+            return f"its ID3v2.{current} tag has frames that a rewrite would change: {', '.join(changed)}"
+        return None
+
+    def changed_frames(self, path: str) -> list[str]:
+        """The frames of the file's ID3v2 tag that mutagen loads in a form that it would write back
+        differently, each as "ID (why)", read from the file's bytes (`_id3_changed_frames`)."""
+        with open(path, "rb") as f:
+            span = self.id3_span(f, os.fstat(f.fileno()).st_size)
+            walk = None if span is None else _id3_walk(f, *span)
+            return [] if walk is None else _id3_changed_frames(walk)
 
     def prepare(self, audio, version):
         # the frames that change: `cannot_keep` checked the round trip (an ID3v1 tag's frames, loaded
@@ -1003,11 +1015,42 @@ def _syncsafe(data: bytes) -> int:
     return size
 
 
+class _ID3Frame(NamedTuple):
+    """One frame of an ID3v2 tag as its header gives it."""
+
+    fid: str
+    flags: int
+    """The frame's flags (0 in ID3v2.2, which has none)."""
+    offset: int
+    """Where its data starts in the tag body (`_ID3Walk.body`)."""
+    length: int
+
+
+class _ID3Walk(NamedTuple):
+    """The frames of an ID3v2 tag, read from the frame headers alone."""
+
+    body: object
+    """The open file the offsets are in: the file, or a copy of a tag undone of its unsynchronisation."""
+    major: int
+    sizes: str
+    """How its frame sizes are written: "syncsafe" or "plain"."""
+    unsync: bool
+    """Every frame unsynchronised (an ID3v2.4 tag flag: each frame's data is undone of it)."""
+    frames: list[_ID3Frame]
+
+
 def _id3_frame_ids(f, start: int, span: int) -> Counter | None:
     """The frame IDs of the ID3v2 tag at ``start`` in the open file ``f`` (at most ``span`` bytes),
     read from the frame headers alone: a check on mutagen, which drops frames it cannot parse and
-    merges repeated ones when it loads. Frame data is skipped, not read (a cover may be large).
-    None when the headers cannot be walked to the end (a tag this reader does not understand)."""
+    merges repeated ones when it loads. None when the headers cannot be walked to the end."""
+    walk = _id3_walk(f, start, span)
+    return None if walk is None else Counter(frame.fid for frame in walk.frames)
+
+
+def _id3_walk(f, start: int, span: int) -> _ID3Walk | None:
+    """The frames of the ID3v2 tag at ``start`` in the open file ``f`` (at most ``span`` bytes),
+    read from the frame headers. Frame data is skipped, not read (a cover may be large). None when
+    the headers cannot be walked to the end (a tag this reader does not understand)."""
     f.seek(start)
     head = f.read(10)
     if len(head) < 10 or head[:3] != b"ID3" or head[3] not in (2, 3, 4):
@@ -1031,15 +1074,15 @@ def _id3_frame_ids(f, start: int, span: int) -> Counter | None:
     # v2.4 frame sizes are syncsafe, but some writers (old iTunes) wrote plain ones: the walk that
     # reaches the end cleanly is the tag's
     for sizes in ("syncsafe", "plain") if major == 4 else ("plain",):
-        ids = _walk_frames(body, body_start, first, size, major, sizes)
-        if ids is not None:
-            return ids
+        frames = _walk_frames(body, body_start, first, size, major, sizes)
+        if frames is not None:
+            return _ID3Walk(body, major, sizes, major == 4 and bool(flags & 0x80), frames)
     return None
 
 
-def _walk_frames(f, base: int, pos: int, size: int, major: int, sizes: str) -> Counter | None:
+def _walk_frames(f, base: int, pos: int, size: int, major: int, sizes: str) -> list[_ID3Frame] | None:
     head, id_len = (6, 3) if major == 2 else (10, 4)
-    ids: Counter = Counter()
+    frames: list[_ID3Frame] = []
     while pos + head <= size:
         f.seek(base + pos)
         header = f.read(head)
@@ -1052,12 +1095,34 @@ def _walk_frames(f, base: int, pos: int, size: int, major: int, sizes: str) -> C
         length = _syncsafe(raw) if sizes == "syncsafe" else int.from_bytes(raw, "big")
         if pos + head + length > size:
             return None
-        ids[fid.decode("ascii")] += 1
+        flags = 0 if major == 2 else int.from_bytes(header[8:10], "big")
+        frames.append(_ID3Frame(fid.decode("ascii"), flags, base + pos + head, length))
         pos += head + length
     f.seek(base + pos)
     if any(f.read(min(size - pos, 1 << 16))):
         return None  # bytes after the last frame that are not padding
-    return ids
+    return frames
+
+
+_ID3_GROUPED = {3: 0x0020, 4: 0x0040}
+"""The grouping flag of a frame, per ID3v2 version."""
+
+
+def _id3_changed_frames(walk: _ID3Walk) -> list[str]:
+    """The frames of the walked tag that mutagen loads in a form it would write back differently,
+    each as "ID (why)". Frames mutagen does not know are kept as they are: not listed."""
+    from mutagen.id3 import Frames, Frames_2_2
+
+    known = Frames_2_2 if walk.major == 2 else Frames
+    changed = []
+    for frame in walk.frames:
+        if frame.fid not in known:
+            continue
+        if frame.flags & _ID3_GROUPED.get(walk.major, 0):
+            # mutagen does not know the flag: it reads the group byte as the frame's first byte (a
+            # text's encoding) and writes the frame back without the flag
+            changed.append(f"{frame.fid} (grouped with other frames, a flag mutagen drops)")
+    return changed
 
 
 def _lost_in_v23(tags) -> list[str]:
