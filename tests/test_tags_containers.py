@@ -444,6 +444,24 @@ def test_id3_frame_with_the_grouping_flag_is_refused(tmp_path, major, flag):
     assert song.read_bytes() == original
 
 
+@pytest.mark.parametrize(
+    "frame",
+    [
+        _id3_frame(b"TIT1", b"\x01" + "Grp".encode("utf-16-be")),
+        _id3_frame(b"TXXX", b"\x01" + "FOO".encode("utf-16") + b"\0\0" + "bar".encode("utf-16-be")),
+    ],
+    ids=["TIT1", "TXXX value"],
+)
+def test_id3_utf16_text_without_a_byte_order_mark_is_refused(tmp_path, frame):
+    """mutagen decodes such text as little-endian and writes it back with a byte order mark:
+    big-endian text becomes garbage (ffprobe shows "䜀爀瀀" for "Grp"), read back the same."""
+    song = _mp3_with_id3(tmp_path / "song.mp3", _id3_frame(b"TPE1", b"\x01" + "Ann".encode("utf-16") + b"\0\0"), frame)
+    original = song.read_bytes()
+    with pytest.raises(TagWriteError, match=r"would change: T[A-Z0-9]+ \(UTF-16 text without a byte order mark\)"):
+        tags.write_instruments(song, **WRITE)
+    assert song.read_bytes() == original
+
+
 # -- MP3 with an ID3v1 tag only -------------------------------------------------------------------
 
 V1 = (b"TAG" + b"V1 Title".ljust(30, b"\0") + b"V1 Artist".ljust(30, b"\0") + b"V1 Album".ljust(30, b"\0") + b"2001"

@@ -1122,7 +1122,55 @@ def _id3_changed_frames(walk: _ID3Walk) -> list[str]:
             # mutagen does not know the flag: it reads the group byte as the frame's first byte (a
             # text's encoding) and writes the frame back without the flag
             changed.append(f"{frame.fid} (grouped with other frames, a flag mutagen drops)")
+        elif frame.fid.startswith("T"):  # a text frame: the encoding, then the strings
+            data = _id3_frame_data(walk, frame)
+            strings = _utf16_strings(data[1:]) if data and data[0] == 1 else []
+            if any(s.strip(b"\0") and s[:2] not in _BOMS for s in strings):
+                # mutagen decodes a UTF-16 string without a byte order mark as little-endian and
+                # writes it back with one: big-endian text (as some writers store it) is garbled
+                changed.append(f"{frame.fid} (UTF-16 text without a byte order mark)")
     return changed
+
+
+_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
+def _utf16_strings(data: bytes) -> list[bytes]:
+    """The NUL-terminated UTF-16 strings of ``data``, terminators dropped (code units of 2 bytes)."""
+    strings, start = [], 0
+    for pos in range(0, len(data) - 1, 2):
+        if data[pos : pos + 2] == b"\0\0":
+            strings.append(data[start:pos])
+            start = pos + 2
+    strings.append(data[start:])
+    return strings
+
+
+def _id3_frame_data(walk: _ID3Walk, frame: _ID3Frame) -> bytes | None:
+    """The content of a frame of the walked tag as mutagen decodes it before reading it (data
+    length indicator skipped, unsynchronisation undone, decompressed); None when it is encrypted or
+    cannot be decompressed (mutagen keeps or drops such a frame whole)."""
+    walk.body.seek(frame.offset)
+    data = walk.body.read(frame.length)
+    flags = frame.flags
+    try:
+        if walk.major == 4:
+            if flags & 0x0004:  # encrypted
+                return None
+            if flags & 0x0009:  # compressed or with a data length indicator: 4 bytes of size first
+                data = data[4:]
+            if flags & 0x0002 or walk.unsync:
+                data = data.replace(b"\xff\x00", b"\xff")
+            if flags & 0x0008:
+                data = zlib.decompress(data)
+        elif walk.major == 3:
+            if flags & 0x0040:  # encrypted
+                return None
+            if flags & 0x0080:  # compressed, after 4 bytes of size
+                data = zlib.decompress(data[4:])
+    except zlib.error:
+        return None
+    return data
 
 
 def _lost_in_v23(tags) -> list[str]:
