@@ -462,6 +462,20 @@ def test_id3_utf16_text_without_a_byte_order_mark_is_refused(tmp_path, frame):
     assert song.read_bytes() == original
 
 
+def test_id3v23_request_refuses_to_join_values_that_hold_a_slash(tmp_path):
+    """ID3v2.3 joins multiple values with "/": ['AC/DC', 'Queen'] would read as three artists."""
+    from mutagen.id3 import ID3
+
+    song = _mp3_with_id3(tmp_path / "slash.mp3", _id3_frame(b"TPE1", b"\x03AC/DC\0Queen"))
+    original = song.read_bytes()
+    with pytest.raises(TagWriteError, match="converting its ID3v2.4 tag to ID3v2.3 would lose TPE1"):
+        tags.write_instruments(song, **WRITE, id3v23=True)
+    assert song.read_bytes() == original
+    plain = _mp3_with_id3(tmp_path / "plain.mp3", _id3_frame(b"TPE1", b"\x03Ann\0Bob"))
+    tags.write_instruments(plain, **WRITE, id3v23=True)  # values without "/": joined, split again by readers
+    assert ID3(str(plain)).version[1] == 3 and ID3(str(plain))["TPE1"].text == ["Ann/Bob"]
+
+
 # -- MP3 with an ID3v1 tag only -------------------------------------------------------------------
 
 V1 = (b"TAG" + b"V1 Title".ljust(30, b"\0") + b"V1 Artist".ljust(30, b"\0") + b"V1 Album".ljust(30, b"\0") + b"2001"

@@ -1178,15 +1178,22 @@ def _lost_in_v23(tags) -> list[str]:
     keep: converted and written by mutagen exactly as the save will, read back and converted to
     v2.4 again, they do not come back the same (TDRC -> TYER + TDAT -> TDRC does; a mood, a set
     subtitle, a date with seconds do not). Multiple values joined by "/" count as kept, the v2.3
-    convention."""
+    convention, unless a value holds a "/" itself: ['AC/DC', 'Queen'] would read as three."""
     import copy
 
     from mutagen.id3 import ID3
 
+    def others(frames) -> list:
+        return [frame for frame in frames if not (frame.FrameID == "TXXX" and ours(frame.desc))]
+
     def view(frames) -> Counter:
-        return Counter(
-            frame.pprint().replace(" / ", "/") for frame in frames if not (frame.FrameID == "TXXX" and ours(frame.desc))
-        )
+        return Counter(frame.pprint().replace(" / ", "/") for frame in others(frames))
+
+    def ambiguous(frame) -> bool:  # several values, one holding a "/"
+        text = getattr(frame, "text", None)
+        return isinstance(text, list) and len(text) > 1 and any("/" in str(t) for t in text)
+
+    joined = {frame.FrameID for frame in others(tags.values()) if ambiguous(frame)}
 
     v23 = ID3()
     for frame in tags.values():
@@ -1197,7 +1204,8 @@ def _lost_in_v23(tags) -> list[str]:
     data.seek(0)
     back = ID3(data, translate=False)
     back.update_to_v24()
-    return sorted({item.split("=", 1)[0] for item in (view(tags.values()) - view(back.values())).elements()})
+    lost = {item.split("=", 1)[0] for item in (view(tags.values()) - view(back.values())).elements()}
+    return sorted(lost | joined)
 
 
 def _id3v2_end(f, start: int = 0) -> int:
