@@ -23,7 +23,7 @@ from types import SimpleNamespace
 import pytest
 
 from tagger import tags
-from tagger.errors import TagWriteError
+from tagger.errors import TagWriteError, UserError
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None, reason="needs ffmpeg")
 
@@ -682,3 +682,37 @@ def test_our_fields_with_a_model_in_any_vorbis_case_are_ours(tmp_path):
     assert fields() == ["INSTRUMENTS", "INSTRUMENTS", "INSTRUMENTS_MODEL"]  # the lower-case one replaced
     tags.remove_instruments(song)
     assert fields() == []
+
+
+# -- the values tagger writes ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", ["a\x00b", "m-1\x07", "m\ud800x"], ids=["NUL", "BEL", "lone surrogate"])
+def test_model_version_with_a_control_character_is_refused_up_front(tmp_path, version):
+    """A NUL ends the text for ffprobe and most ID3, MP4 and ASF readers ("a" for "a\\0b")."""
+    song = _ffmpeg(tmp_path / "song.flac", "-c:a", "flac")
+    original = song.read_bytes()
+    with pytest.raises(UserError, match="model version cannot hold a control character"):
+        tags.write_instruments(song, instruments=["guitar"], model_version=version)
+    assert song.read_bytes() == original
+    listing = tmp_path / "pred.jsonl"
+    listing.write_text(json.dumps({"path": str(song), "instruments": ["guitar"], "model_version": version}) + "\n")
+    with pytest.raises(UserError, match="pred.jsonl line 1: a model version cannot hold"):
+        tags.read_predictions_jsonl(listing)
+
+
+def test_model_families_differing_in_case_or_spaces_are_the_canonical_ones(tmp_path):
+    """A model whose manifest says "Guitar" (or " vocal") tags "guitar", its scores included."""
+    song = _ffmpeg(tmp_path / "song.flac", "-c:a", "flac")
+    tags.write_instruments(song, instruments=["Guitar"], model_version="m-1", scores={"Guitar": 0.8, " vocal": 0.1},
+                           families=("Guitar", " Vocal "))  # fmt: skip
+    state = tags.read_instruments(song)
+    assert state.instruments == ["guitar"] and state.scores == {"guitar": 0.8, "vocal": 0.1}
+    listing = tmp_path / "pred.jsonl"
+    listing.write_text(json.dumps({"path": str(song), "instruments": ["Guitar"], "model_version": "m-1",
+                                   "families": ["Guitar", "Vocal"]}) + "\n")  # fmt: skip
+    (pred,) = tags.read_predictions_jsonl(listing)
+    assert pred.families == ("guitar", "vocal")
+    with pytest.raises(UserError, match="two different scores for the family 'guitar'"):
+        tags.write_instruments(song, instruments=["guitar"], model_version="m-1", scores={"guitar": 0.9, "Guitar": 0.2},
+                               families=("guitar", "Guitar"))  # fmt: skip

@@ -14,7 +14,7 @@ from pathlib import Path
 from tagger.db.filter import Candidate, TrackFilter
 from tagger.errors import TagWriteError, UserError
 from tagger.instruments import FAMILIES
-from tagger.tags.fields import TagChange
+from tagger.tags.fields import TagChange, check_model_version, model_families
 from tagger.tags.rewrite import remove_instruments, write_instruments
 
 
@@ -100,12 +100,16 @@ def read_predictions_jsonl(path: str | os.PathLike, *, model_version: str | None
             families = row.get("families")
             if families is None:
                 families = (*FAMILIES, *(f.lower() for f in scores or () if f.lower() not in FAMILIES))
+            elif isinstance(families, str):
+                raise TypeError(f"'families' is a list of family names, got {families!r}")
+            families = model_families(families)  # a model's "Guitar" is the family "guitar"
             unknown = [name for name in instruments if name.strip().lower() not in families]
             if unknown:
                 raise ValueError(f"unknown instrument family {unknown[0]!r}; known families: {', '.join(families)}")
-        except (TypeError, ValueError) as exc:
+            version = check_model_version(version)
+        except (TypeError, ValueError, UserError) as exc:
             raise UserError(f"{where}: {exc}") from None
-        rows.append(Prediction(str(file), list(instruments), str(version), scores, expected, tuple(families)))
+        rows.append(Prediction(str(file), list(instruments), version, scores, expected, families))
     return rows
 
 
@@ -135,7 +139,7 @@ def select_predictions(
         where = TrackFilter.of(has=has, lacks=lacks, paths=paths)
     known = list(FAMILIES)
     for pred in predictions:
-        known += [f for f in pred.families or () if f not in known]
+        known += [f for f in model_families(pred.families or ()) if f not in known]
     where.check(known)
     return [p for p in predictions if where.match(Candidate(p.path, p.instruments, p.scores))]
 
@@ -217,7 +221,8 @@ def predictions_from_database(
     if where is None:
         where = TrackFilter.of(has=has, lacks=lacks, paths=paths)
     return [
-        Prediction(t.path, list(t.instruments), t.model_version, dict(t.scores), (t.size, t.mtime), t.families)
+        Prediction(t.path, list(t.instruments), t.model_version, dict(t.scores), (t.size, t.mtime),
+                   model_families(t.families))  # fmt: skip
         for t in queries.tracks_to_tag(session, where)
     ]
 

@@ -81,6 +81,35 @@ def ours(name: str, *, any_case: bool = False) -> str | None:
     return key if key in FIELDS else None
 
 
+def check_model_version(model_version: str) -> str:
+    """The model version as INSTRUMENTS_MODEL holds it (spaces around it trimmed). Raises `UserError`
+    when it is empty or holds a control character (a NUL ends the text for ffprobe and most readers
+    of ID3, MP4 and ASF tags, which would show "a" for "a\\0b"; a line break splits a report line) or
+    a lone surrogate (no container can encode it)."""
+    import unicodedata
+
+    text = str(model_version).strip()
+    if not text:
+        raise UserError("a model version is required to write INSTRUMENTS_MODEL")
+    bad = next((c for c in text if unicodedata.category(c) in ("Cc", "Cs")), None)
+    if bad is not None:
+        shown = repr(text[:60]) + ("..." if len(text) > 60 else "")
+        raise UserError(f"a model version cannot hold a control character or a lone surrogate ({bad!r}), got {shown}")
+    return text
+
+
+def model_families(families: Iterable[str]) -> tuple[str, ...]:
+    """A model's family names as tagger writes and compares them: lower case, spaces around them
+    trimmed, each once (a manifest's "Guitar" is the family "guitar"). Raises `UserError` for a
+    name that is not text or is empty."""
+    names: dict[str, None] = {}
+    for name in families:
+        if not isinstance(name, str) or not name.strip():
+            raise UserError(f"a family name is a non-empty text, got {name!r}")
+        names[name.strip().lower()] = None
+    return tuple(names)
+
+
 def desired_raw(
     *,
     instruments: Iterable[str],
@@ -89,11 +118,11 @@ def desired_raw(
     families: Sequence[str] | None = None,
 ) -> Raw:
     """Our fields for a result. Family names are checked against ``families`` (the families of the
-    model that produced the result; None: the canonical `FAMILIES`) and written in their order."""
-    families = tuple(families) if families else FAMILIES
-    model_version = str(model_version).strip()
-    if not model_version:
-        raise UserError("a model version is required to write INSTRUMENTS_MODEL")
+    model that produced the result, `model_families`; None: the canonical `FAMILIES`) and written in
+    their order. Raises `UserError` for an unknown family, a bad score, a family scored twice with
+    different scores, and a model version `check_model_version` refuses."""
+    families = model_families(families) if families else FAMILIES
+    model_version = check_model_version(model_version)
     raw: Raw = {}
     names = canonical_order(list(instruments), families=families)
     if names:
@@ -105,7 +134,10 @@ def desired_raw(
             value = float(value)
             if not math.isfinite(value) or not 0.0 <= value <= 1.0:
                 raise UserError(f"a score is a number between 0 and 1, got {name}={value}")
-            checked[check_family(name, families=families)] = value
+            family = check_family(name, families=families)
+            if checked.get(family, value) != value:  # "Guitar" and "guitar": which one is meant?
+                raise UserError(f"two different scores for the family {family!r} (names differing in case or spaces)")
+            checked[family] = value
         if checked:
             raw[INSTRUMENTS_SCORES] = [f"{f}={checked[f]:.{SCORE_DECIMALS}f}" for f in families if f in checked]
     return raw
