@@ -476,6 +476,30 @@ def test_id3v23_request_refuses_to_join_values_that_hold_a_slash(tmp_path):
     assert ID3(str(plain)).version[1] == 3 and ID3(str(plain))["TPE1"].text == ["Ann/Bob"]
 
 
+CHAPTER = b"ch1\0" + struct.pack(">IIII", 0, 1000, 0xFFFFFFFF, 0xFFFFFFFF) + _id3_frame(b"TIT2", b"\x03Chapter 1")
+
+
+@pytest.mark.parametrize(
+    "sub, named",
+    [(_id3_frame(b"TIT3", b"\x09Intro"), "TIT3"),  # no such text encoding
+     (_id3_frame(b"TIT3", b""), "TIT3"),  # empty
+     (_id3_frame(b"WXXX", b"\x07x\0http://a.example/"), "WXXX")],  # fmt: skip
+    ids=["bad encoding", "empty", "bad link"],
+)
+def test_id3_chapter_sub_frame_mutagen_cannot_read_is_refused(tmp_path, sub, named):
+    """mutagen drops a CHAP sub-frame it cannot read, as it drops such a frame at the top level:
+    the sub-frames are listed from the bytes too."""
+    toc = _id3_frame(b"CTOC", b"toc\0\x03\x01ch1\0" + _id3_frame(b"TIT2", b"\x03Contents"))
+    song = _mp3_with_id3(tmp_path / "song.mp3", toc, _id3_frame(b"CHAP", CHAPTER + sub))
+    original = song.read_bytes()
+    with pytest.raises(TagWriteError, match=f"CHAP 'ch1': its sub-frame {named} \\(mutagen cannot read it\\)"):
+        tags.write_instruments(song, **WRITE)
+    assert song.read_bytes() == original
+    kept = _mp3_with_id3(tmp_path / "kept.mp3", toc, _id3_frame(b"CHAP", CHAPTER + _id3_frame(b"TIT3", b"\x03Intro")))
+    tags.write_instruments(kept, **WRITE)
+    assert tags.read_instruments(kept).instruments == ["bass", "guitar"]
+
+
 # -- MP3 with an ID3v1 tag only -------------------------------------------------------------------
 
 V1 = (b"TAG" + b"V1 Title".ljust(30, b"\0") + b"V1 Artist".ljust(30, b"\0") + b"V1 Album".ljust(30, b"\0") + b"2001"

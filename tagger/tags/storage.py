@@ -230,23 +230,24 @@ class ID3Storage(Storage):
             lost += unknown  # mutagen keeps frames it does not know only at their own version
         if current == 4 and version == 3:
             lost += _lost_in_v23(tags)
-        changed = self.changed_frames(path)
         if lost:
             what = ", ".join(dict.fromkeys(lost))
             if version != current:
                 return f"converting its ID3v2.{current} tag to ID3v2.{version} would lose {what}"
             return f"its ID3v2.{current} tag has frames that a rewrite would lose ({what})"
+        changed = self.changed_frames(audio, path)
         if changed:
             return f"its ID3v2.{current} tag has frames that a rewrite would change: {', '.join(changed)}"
         return None
 
-    def changed_frames(self, path: str) -> list[str]:
-        """The frames of the file's ID3v2 tag that mutagen loads in a form that it would write back
-        differently, each as "ID (why)", read from the file's bytes (`_id3_changed_frames`)."""
+    def changed_frames(self, audio, path: str) -> list[str]:
+        """The frames of the ID3v2 tag of the file ``path`` that mutagen loaded (as ``audio``) in a
+        form that it would write back differently, each as "ID (why)", read from the file's bytes
+        (`_id3_changed_frames`)."""
         with open(path, "rb") as f:
             span = self.id3_span(f, os.fstat(f.fileno()).st_size)
             walk = None if span is None else _id3_walk(f, *span)
-            return [] if walk is None else _id3_changed_frames(walk)
+            return [] if walk is None else _id3_changed_frames(walk, audio.tags)
 
     def prepare(self, audio, version):
         # the frames that change: `cannot_keep` checked the round trip (an ID3v1 tag's frames, loaded
@@ -1108,9 +1109,9 @@ _ID3_GROUPED = {3: 0x0020, 4: 0x0040}
 """The grouping flag of a frame, per ID3v2 version."""
 
 
-def _id3_changed_frames(walk: _ID3Walk) -> list[str]:
-    """The frames of the walked tag that mutagen loads in a form it would write back differently,
-    each as "ID (why)". Frames mutagen does not know are kept as they are: not listed."""
+def _id3_changed_frames(walk: _ID3Walk, tags) -> list[str]:
+    """The frames of the walked tag that mutagen loads (as ``tags``) in a form it would write back
+    differently, each as "ID (why)". Frames mutagen does not know are kept as they are: not listed."""
     from mutagen.id3 import Frames, Frames_2_2
 
     known = Frames_2_2 if walk.major == 2 else Frames
@@ -1129,7 +1130,49 @@ def _id3_changed_frames(walk: _ID3Walk) -> list[str]:
                 # mutagen decodes a UTF-16 string without a byte order mark as little-endian and
                 # writes it back with one: big-endian text (as some writers store it) is garbled
                 changed.append(f"{frame.fid} (UTF-16 text without a byte order mark)")
+        elif frame.fid in ("CHAP", "CTOC"):
+            changed += _id3_sub_frames_changed(walk, frame, tags)
     return changed
+
+
+def _id3_sub_frames_changed(walk: _ID3Walk, frame: _ID3Frame, tags) -> list[str]:
+    """What a rewrite would change in the sub-frames of the CHAP or CTOC ``frame`` of the walked
+    tag (a chapter's title, its link), which mutagen loaded as ``tags``: the sub-frames it could
+    not read (and drops) and those `_id3_changed_frames` lists, each as "ID 'element': why". Read
+    from the frame's bytes; none where they cannot be walked."""
+    data = _id3_frame_data(walk, frame)
+    end = -1 if data is None else data.find(b"\0")
+    if end < 0:
+        return []
+    element, pos = data[:end].decode("latin-1"), end + 1
+    if frame.fid == "CHAP":
+        pos += 16  # start and end times and offsets
+    else:  # CTOC: flags, entry count, the entries' element IDs
+        count = data[pos + 1] if len(data) > pos + 1 else 0
+        pos += 2
+        for _ in range(count):
+            pos = data.find(b"\0", pos) + 1
+            if pos == 0:
+                return []
+    loaded = tags.get(f"{frame.fid}:{element}")
+    if loaded is None:  # (one mutagen could not read: the frame itself is counted as lost)
+        return []
+    region = data[pos:]
+    for sizes in ("syncsafe", "plain") if walk.major == 4 else ("plain",):
+        body = io.BytesIO(region)
+        frames = _walk_frames(body, 0, 0, len(region), walk.major, sizes)
+        if frames is not None:
+            break
+    else:
+        return []
+    subs = loaded.sub_frames
+    found = Counter(sub.fid for sub in frames)
+    kept = Counter(sub.FrameID for sub in subs.values())
+    kept.update(bytes(d[:4]).decode("latin-1") for d in subs.unknown_frames)
+    shown = f"{frame.fid} {element!r}"
+    changed = [f"{shown}: its sub-frame {fid} (mutagen cannot read it)" for fid in sorted(set(found - kept))]
+    inner = _ID3Walk(body, walk.major, sizes, walk.unsync, frames)
+    return changed + [f"{shown}: its sub-frame {what}" for what in _id3_changed_frames(inner, subs)]
 
 
 _BOMS = (b"\xff\xfe", b"\xfe\xff")
