@@ -203,7 +203,7 @@ def test_one_scan_at_a_time_per_postgres_database(pg_url, tmp_path):
     db = open_database(pg_url)
     with postgres_scan_lock(pg_url) as held:
         assert held is not None
-        with pytest.raises(DatabaseBusy, match="another tagger scan \\(server process \\d+, client 127.0.0.1\\)"):
+        with pytest.raises(DatabaseBusy, match="another tagger scan or prune \\(server process \\d+, client 127.0.0.1\\)"):
             scan([root], db=db, analyser=FakeAnalyser(), jobs=0)
         with pytest.raises(DatabaseBusy):
             with scan_lock(pg_url):

@@ -283,6 +283,28 @@ def test_a_folder_is_found_under_its_own_name_even_when_a_link_to_it_sorts_first
     assert sorted(_stored(dbfile)) == [str(music / "hlink" / "y.flac"), str(song)]
 
 
+def test_db_prune_waits_for_no_scan_it_refuses_while_one_holds_the_database(tmp_path):
+    # A prune beside a scan read the missing tracks' ids, waited for the scan's write lock, then
+    # deleted by id the tracks the scan had just restored as moved: their results lost.
+    from tagger.db.lock import scan_lock
+
+    music = tmp_path / "music"
+    song = write_audio(music / "a.flac", tone_signal([110.0], seconds=4.0))
+    dbfile = tmp_path / "lib.db"
+    _scan(music, dbfile)
+    song.rename(tmp_path / "away.flac")
+    write_audio(music / "b.flac", tone_signal([1000.0], seconds=4.0))
+    _scan(music, dbfile)
+    assert _stored(dbfile)[str(song)][0] == "missing"
+    with scan_lock(f"sqlite:///{dbfile}"):  # a scan running
+        result = CliRunner().invoke(app, ["db", "prune", "--db", str(dbfile)])
+    _one_line_error(result, "another tagger scan or prune", "then prune again")
+    assert str(song) in _stored(dbfile)  # nothing deleted
+    result = CliRunner().invoke(app, ["db", "prune", "--db", str(dbfile)])
+    assert result.exit_code == 0 and "1 missing track(s) removed" in result.output, result.output
+    assert str(song) not in _stored(dbfile)
+
+
 def test_escape_sequences_in_file_names_and_tags_never_reach_the_terminal(tmp_path):
     music = tmp_path / "music"
     title = "\x1b]0;OWNED\x07"

@@ -332,7 +332,7 @@ def test_a_second_scan_of_the_same_database_refuses(tmp_path, monkeypatch):
             time.sleep(0.05)
         db = open_database(db_path)
         try:
-            with pytest.raises(DatabaseBusy, match=f"another tagger scan \\(process {first.pid}\\) is using the database"):
+            with pytest.raises(DatabaseBusy, match=f"another tagger scan or prune \\(process {first.pid}\\) is using the database"):
                 scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
         finally:
             db.close()
@@ -342,7 +342,7 @@ def test_a_second_scan_of_the_same_database_refuses(tmp_path, monkeypatch):
         monkeypatch.setattr(ensemble.Ensemble, "load", classmethod(lambda cls, *a, **k: FakeAnalyser()))
         res = CliRunner().invoke(app, ["scan", str(music), "--db", str(db_path), "--jobs", "0"])
         assert res.exit_code == 1 and "Traceback" not in res.output, res.output
-        assert res.output.strip().splitlines()[-1].startswith(f"tagger: error: another tagger scan (process {first.pid})")
+        assert res.output.strip().splitlines()[-1].startswith(f"tagger: error: another tagger scan or prune (process {first.pid})")
         assert first.wait(timeout=120) == 0, first.stderr.read()
     finally:
         if first.poll() is None:

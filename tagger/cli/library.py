@@ -6,6 +6,7 @@ renders the result. TensorFlow is imported only by `scan` (when it loads the mod
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -30,16 +31,19 @@ def _open(db: str | None, *, create: bool = False):
     return open_database(db, create=create)
 
 
-def _with_session(db: str | None, read):
+def _with_session(db: str | None, read, *, locked: str | None = None):
     """Open the library database, return `read(session)`, and close the database. A database that
-    cannot be read (damaged, locked, gone) is one line naming it, not SQLAlchemy's traceback."""
+    cannot be read (damaged, locked, gone) is one line naming it, not SQLAlchemy's traceback.
+    ``locked``: hold the scan lock meanwhile (a change no scan may run beside), the refusal telling
+    the user to do that once the scan is done."""
     from sqlalchemy.exc import SQLAlchemyError
 
+    from tagger.db.lock import scan_lock
     from tagger.db.session import database_error
 
     database = _open(db)
     try:
-        with database.session() as s:
+        with scan_lock(database.url, then=locked) if locked else contextlib.nullcontext(), database.session() as s:
             return read(s)
     except SQLAlchemyError as exc:
         raise database_error(database.url, exc, doing="read") from None
@@ -295,7 +299,8 @@ def db_prune(
     a track whose file is there again, or whose scanned folder is empty (a drive not mounted?), is kept."""
     from tagger.db.queries import prune_missing
 
-    pruned = _with_session(db, prune_missing)
+    # (a scan restoring a moved track meanwhile would have it deleted by the ids read before)
+    pruned = _with_session(db, prune_missing, locked="prune again")
     if as_json:
         echo(json.dumps({"removed": pruned.removed, "kept": pruned.kept}, indent=1))
         return

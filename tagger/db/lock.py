@@ -62,15 +62,17 @@ def _holder(fd: int) -> str:
 
 
 @contextmanager
-def scan_lock(url: str):
-    """Hold the scan lock of the database `url` for the duration of the block.
+def scan_lock(url: str, *, then: str = "scan again"):
+    """Hold the scan lock of the database `url` for the duration of the block (a scan; and `db
+    prune`, which must not delete tracks a scan is restoring meanwhile). ``then``: what the
+    refusal tells the user to do once the holder is done.
 
     Raises `DatabaseBusy` (a `UserError`) naming the holder's PID when another process holds it,
     and `TaggerError` when the lock file cannot be created (e.g. a read-only database folder).
     """
     path = lock_path(url)
     if path is None:  # PostgreSQL: an advisory lock in the server
-        with postgres_scan_lock(url):
+        with postgres_scan_lock(url, then=then):
             yield None
         return
     import fcntl
@@ -90,8 +92,8 @@ def scan_lock(url: str):
             pid = _holder(fd)
             who = f"process {pid}" if pid else "another process"
             raise DatabaseBusy(
-                f"another tagger scan ({who}) is using the database {sqlite_file(url)}; "
-                f"wait for it to finish (or stop it), then scan again"
+                f"another tagger scan or prune ({who}) is using the database {sqlite_file(url)}; "
+                f"wait for it to finish (or stop it), then {then}"
             ) from None
         try:
             os.ftruncate(fd, 0)
@@ -108,7 +110,7 @@ SCAN_LOCK_KEY = 0x7461676765720001
 
 
 @contextmanager
-def postgres_scan_lock(url: str):
+def postgres_scan_lock(url: str, *, then: str = "scan again"):
     """Hold the scan lock of the PostgreSQL database `url` for the duration of the block.
 
     Raises `DatabaseBusy` naming the holder (client address and server PID)
@@ -144,8 +146,8 @@ def postgres_scan_lock(url: str):
             conn.close()
             who = f"server process {holder[0]}, client {holder[1] or 'local socket'}" if holder else "another client"
             raise DatabaseBusy(
-                f"another tagger scan ({who}) is using the database {where}; "
-                "wait for it to finish (or stop it), then scan again"
+                f"another tagger scan or prune ({who}) is using the database {where}; "
+                f"wait for it to finish (or stop it), then {then}"
             )
         try:
             yield conn
