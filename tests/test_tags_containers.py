@@ -683,15 +683,20 @@ def test_our_field_names_without_a_model_are_not_taken_over(tmp_path, ext, name)
 @pytest.mark.parametrize("ext", ["mp3", "m4a", "wma"])
 def test_lower_case_names_in_case_sensitive_containers_are_someone_elses(tmp_path, ext):
     """ID3 TXXX descriptions, MP4 freeform names and ASF attributes tell case apart: only the
-    upper-case names tagger writes are ours, even beside an INSTRUMENTS_MODEL."""
+    upper-case names tagger writes are ours, even beside an INSTRUMENTS_MODEL; a field named like
+    ours in another case is someone else's, which readers that ignore case (mediafile) would mix
+    up with ours: tag refuses the file (was: wrote its own field beside it), untag leaves it."""
+    song = _foreign_field(tmp_path / f"song.{ext}", "instruments", model=True)
+    name = {"mp3": "TXXX:instruments", "m4a": "----:com.apple.iTunes:instruments", "wma": "instruments"}[ext]
+    original = song.read_bytes()
+    assert tags.read_instruments(song).instruments == []
+    with pytest.raises(TagWriteError, match=f"its {name} field was not written by tagger"):
+        tags.write_instruments(song, **WRITE)
+    tags.remove_instruments(song)  # removes the INSTRUMENTS_MODEL, leaves the lower-case field
     import mutagen
 
-    song = _foreign_field(tmp_path / f"song.{ext}", "instruments", model=True)
-    tags.write_instruments(song, **WRITE)
-    assert tags.read_instruments(song).instruments == ["bass", "guitar"]
-    tags.remove_instruments(song)
     keys = [k for k in (mutagen.File(str(song)).tags.keys()) if "instruments" in k.lower()]
-    assert [k for k in keys if "instruments" in k] and not [k for k in keys if "INSTRUMENTS" in k]
+    assert keys == [name] and song.read_bytes() != original
 
 
 def test_our_fields_with_a_model_in_any_vorbis_case_are_ours(tmp_path):

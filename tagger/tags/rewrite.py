@@ -425,8 +425,8 @@ def _rewrite(
         several = len(foreign) > 1
         fields = " and ".join(foreign) + (" fields were" if several else " field was")
         raise TagWriteError(
-            shown, f"its {fields} not written by tagger (no {INSTRUMENTS_MODEL} beside {'them' if several else 'it'}): "
-                   "someone else's, never overwritten; left unchanged",
+            shown, f"its {fields} not written by tagger (tagger writes its fields in upper case, with "
+                   f"{INSTRUMENTS_MODEL} beside them): someone else's, never overwritten; left unchanged",
         )  # fmt: skip
     version, convert = storage.version(audio, id3v23, after_raw)
     changed = before_raw != after_raw or convert

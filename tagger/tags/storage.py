@@ -125,9 +125,18 @@ class Storage:
 
     def foreign(self, audio) -> list[str]:
         """The names of the fields with our names that are not ours (no INSTRUMENTS_MODEL beside
-        them: tagger always writes it), which a write must not replace."""
+        them: tagger always writes it), which a write must not replace, and of the fields named
+        like ours in another case where the container's names are case-sensitive (a
+        ``TXXX:instruments``: someone else's, which readers that ignore case would mistake for ours
+        beside the one a write would add)."""
         raw = self._fields(audio)
-        return [] if INSTRUMENTS_MODEL in raw else sorted(raw)
+        lookalikes = [] if audio.tags is None else sorted(set(self.lookalikes(audio.tags)))
+        return ([] if INSTRUMENTS_MODEL in raw else sorted(raw)) + lookalikes
+
+    def lookalikes(self, tags) -> Iterable[str]:
+        """The names of the fields named like ours in another case, in a container whose names are
+        case-sensitive (none where they are not)."""
+        return ()
 
     def _fields(self, audio) -> Raw:
         if audio.tags is None:
@@ -176,6 +185,9 @@ class ID3Storage(Storage):
             elif name:  # ID3v2.3 joins multiple values with "/" (never part of a family or score)
                 raw.setdefault(name, []).extend(v for t in frame.text for v in str(t).split("/"))
         return raw
+
+    def lookalikes(self, tags):
+        return (f"TXXX:{f.desc}" for f in tags.getall("TXXX") if not ours(f.desc) and ours(f.desc, any_case=True))
 
     def write(self, tags, raw: Raw) -> None:
         from mutagen.id3 import TXXX, Encoding
@@ -602,6 +614,12 @@ class MP4Storage(Storage):
     def _ours(key: str) -> str | None:
         return ours(key[len(MP4_FREEFORM_PREFIX) :]) if key.startswith(MP4_FREEFORM_PREFIX) else None
 
+    def lookalikes(self, tags):
+        for key in tags.keys():
+            name = key[len(MP4_FREEFORM_PREFIX) :]
+            if key.startswith(MP4_FREEFORM_PREFIX) and not ours(name) and ours(name, any_case=True):
+                yield key
+
     def read(self, tags) -> Raw:
         raw: Raw = {}
         for key, values in tags.items():
@@ -723,6 +741,9 @@ class ASFStorage(Storage):
             if name:
                 raw.setdefault(name, []).extend(str(v.value) for v in values)
         return raw
+
+    def lookalikes(self, tags):
+        return (key for key in tags.as_dict() if not ours(key) and ours(key, any_case=True))
 
     def write(self, tags, raw: Raw) -> None:
         from mutagen.asf import ASFUnicodeAttribute
