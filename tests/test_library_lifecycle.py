@@ -2,24 +2,27 @@
 was written over its original, replaced by a folder or by a link the scan does not follow, named
 like another file's escaped name, under an empty folder given with a folder holding it, failed and
 then moved, or moved with its library to another disk behind a link; and a dry run that must change
-no file. One test each, on the scan with the `FakeAnalyser`."""
+no file. From a later audit the same day: results a scan replaced while `tag` wrote the old ones.
+One test each, on the scan with the `FakeAnalyser`."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 
 from conftest import tone_signal, write_audio
-from library_fakes import FakeAnalyser
+from library_fakes import BANDS, FakeAnalyser
 from tagger.db.session import open_database
 from tagger.fingerprint import CHUNK, content_hash
 from tagger.library.scan import scan
 
 
-def _scan(roots, dbfile, **options):
+def _scan(roots, dbfile, analyser=None, **options):
     db = open_database(dbfile)
     try:
-        return scan(roots if isinstance(roots, list) else [roots], db=db, analyser=FakeAnalyser(), jobs=0, **options)
+        return scan(roots if isinstance(roots, list) else [roots], db=db, analyser=analyser or FakeAnalyser(), jobs=0,
+                    **options)  # fmt: skip
     finally:
         db.close()
 
@@ -214,3 +217,49 @@ def test_a_library_moved_to_another_disk_behind_a_link_keeps_one_track_per_file(
     os.link(files[0].resolve(), hard)
     summary = _scan(music, dbfile)
     assert (summary.copied, summary.relinked, len(_rows(dbfile))) == (1, [], 3)
+
+
+def _tags_current(dbfile, path) -> bool:
+    con = sqlite3.connect(dbfile)
+    try:
+        return bool(con.execute("select tags_current from tracks where path = ?", (str(path),)).fetchone()[0])
+    finally:
+        con.close()
+
+
+def test_tags_written_from_results_a_scan_replaced_meanwhile_are_not_recorded_as_current(tmp_path, monkeypatch):
+    # `tag` read the results, a `scan --rescan-stale` of another model stored new ones, then `tag`
+    # wrote the old ones and recorded them as current: every later scan left the stale tags alone.
+    from tagger import tags
+    from tagger.errors import TagWriteError
+    from tagger.library.scan import tag_writer
+    from tagger.tags import batch
+
+    music, dbfile = tmp_path / "music", tmp_path / "lib.db"
+    song = write_audio(music / "song.flac", tone_signal([110.0], seconds=4.0))
+    _old(song)
+    _scan(music, dbfile)  # fake-1: bass; no tags written
+    other = FakeAnalyser(version="fake-2", bands={"string": BANDS["bass"], "flute": BANDS["flute"],
+                                                  "bass": BANDS["string"]})  # fmt: skip
+    write = batch.write_predictions
+
+    def scan_then_write(predictions, **options):  # the scan commits between tag's read and its write
+        _scan(music, dbfile, analyser=other, rescan_stale=True)
+        return write(predictions, **options)
+
+    monkeypatch.setattr(batch, "write_predictions", scan_then_write)
+    db = open_database(dbfile)
+    try:
+        results = list(tags.tag_from_database(db, settle_seconds=0))
+    finally:
+        db.close()
+    assert [r.written for r in results if not isinstance(r, TagWriteError)] == [True]
+    assert ["a scan stored new results for it meanwhile" in r.reason for r in results
+            if isinstance(r, TagWriteError)] == [True]  # fmt: skip
+    assert tags.read_instruments(song).model_version == "fake-1"
+    assert not _tags_current(dbfile, song)
+    summary = _scan(music, dbfile, analyser=other, on_track=tag_writer(model_version="fake-2"))
+    assert (summary.scanned, summary.tags_written) == (0, 1)  # same bytes: only the tags are written
+    state = tags.read_instruments(song)
+    assert (state.model_version, state.instruments) == ("fake-2", ["string"])
+    assert _tags_current(dbfile, song)

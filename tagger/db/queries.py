@@ -6,6 +6,7 @@ latest scan. Queries only consider analysed tracks (status ``ok``) unless they s
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import os
 from collections.abc import Sequence
@@ -119,6 +120,22 @@ def find_tracks(
                                               path_glob=path_glob)]  # fmt: skip
 
 
+@dataclass(frozen=True)
+class StoredResults:
+    """Which results of a track were read, and the file they were made from, as the database held
+    them: `tagger.db.writes.record_rewrite` records the tags written from them as current only while
+    the track still holds these (a scan storing new results meanwhile changes ``analysed_at`` and
+    ``scan_id``) and its file's size, mtime and fingerprint are still these."""
+
+    track_id: int
+    model_version_id: int | None
+    scan_id: int | None
+    analysed_at: _dt.datetime | None
+    size: int
+    mtime: float
+    fingerprint: str
+
+
 @dataclass
 class TrackToTag:
     """An analysed track as `tracks_to_tag` returns it: its results and what a tag write checks."""
@@ -131,6 +148,8 @@ class TrackToTag:
     mtime: float
     families: tuple[str, ...]
     """The families of the model that produced the results."""
+    stored: StoredResults | None = None
+    """Which results these are and the file they were made from."""
 
 
 def tracks_to_tag(session: Session, where: TrackFilter) -> list[TrackToTag]:
@@ -139,8 +158,10 @@ def tracks_to_tag(session: Session, where: TrackFilter) -> list[TrackToTag]:
     out = []
     for summary, row in _select(session, where):
         if summary.model_version:
+            stored = StoredResults(row.id, row.model_version_id, row.scan_id, row.analysed_at, row.size, row.mtime,
+                                   row.fingerprint)  # fmt: skip
             out.append(TrackToTag(summary.path, summary.instruments, summary.scores, summary.model_version,
-                                  row.size, row.mtime, tuple(json.loads(row.families or "[]"))))  # fmt: skip
+                                  row.size, row.mtime, tuple(json.loads(row.families or "[]")), stored))  # fmt: skip
     return out
 
 
@@ -159,7 +180,8 @@ def _select(session: Session, where: TrackFilter | None, **options) -> list[tupl
     # Plain rows, not ORM objects: a 10,000-track library answers in tens of milliseconds.
     stmt = (
         select(M.Track.id, M.Track.path, M.Track.duration, M.Track.format, M.Track.model_version_id, M.Track.size,
-               M.Track.mtime, M.ModelVersion.version, M.ModelVersion.families)  # fmt: skip
+               M.Track.mtime, M.Track.fingerprint, M.Track.scan_id, M.Track.analysed_at, M.ModelVersion.version,
+               M.ModelVersion.families)  # fmt: skip
         .outerjoin(M.ModelVersion, M.ModelVersion.id == M.Track.model_version_id)
         .where(*conds)
         .order_by(by_path(session))

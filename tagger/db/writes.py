@@ -6,35 +6,81 @@ module holds the writes other commands make.
 
 from __future__ import annotations
 
+import enum
 import logging
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from tagger.db import models as M
+from tagger.db.queries import StoredResults
 
 log = logging.getLogger(__name__)
 
 
+class Recorded(enum.Enum):
+    """What `record_rewrite` stored."""
+
+    NOTHING = "nothing"
+    """Nothing: the database does not know the path, or the file is no longer what the write left."""
+    FILE = "file"
+    """The file's new facts (and ``tags_current`` as asked)."""
+    NOT_CURRENT = "not current"
+    """The track no longer holds the results that were written (a scan stored new ones meanwhile, or
+    saw its file change): the tags are not recorded as current. The file's new facts are stored
+    when the track's results were made from the very bytes that were rewritten (the next scan then
+    writes their tags without analysing the file again); otherwise nothing is (the next scan sees
+    the file changed and analyses it)."""
+
+
 def record_rewrite(session: Session, *, path: str, size: int | None, mtime: float | None,
-                   tags_current: bool | None = None) -> bool:  # fmt: skip
+                   tags_current: bool | None = None, written: StoredResults | None = None) -> Recorded:  # fmt: skip
     """After a tag write rewrote the file ``path`` (leaving it with ``size`` and ``mtime``), store
     its new size, mtime, fingerprint and content hash, so that the next scan sees the file unchanged
     and the next write is not refused; ``tags_current``: whether its tags now hold the stored
-    results (None: not known, left as it is). False, storing nothing, for a path the database does
-    not know or a file no longer what the write left (another program changed it since: the next
-    scan sees it changed). Raises `tagger.errors.AudioReadError` when the file cannot be read
-    (nothing is stored then)."""
+    results (None: not known, left as it is). Nothing is stored for a path the database does not
+    know or a file no longer what the write left (another program changed it since: the next scan
+    sees it changed). Raises `tagger.errors.AudioReadError` when the file cannot be read (nothing
+    is stored then).
+
+    ``written``: the results the tags were written from, as read before the write. The track is
+    updated only while it still holds them and its file facts are still those read, checked in the
+    update itself (one statement: a scan committing new results at any moment is either before it,
+    and seen, or after it); otherwise `Recorded.NOT_CURRENT`."""
     from tagger.fingerprint import read_back
 
     track = session.scalar(select(M.Track).where(M.Track.path == path))
     if track is None:
-        return False
+        return Recorded.NOTHING
     facts = read_back(path, size=size, mtime=mtime)
     if facts is None:
         log.warning("%s: changed by another program right after its tags were written; left for the next scan", path)
-        return False
-    track.size, track.mtime, track.fingerprint, track.content_hash = facts
-    if tags_current is not None:
-        track.tags_current = tags_current
-    return True
+        return Recorded.NOTHING
+    if written is None:
+        track.size, track.mtime, track.fingerprint, track.content_hash = facts
+        if tags_current is not None:
+            track.tags_current = tags_current
+        return Recorded.FILE
+    new = dict(zip(("size", "mtime", "fingerprint", "content_hash"), facts))
+    same_file = [M.Track.id == written.track_id, M.Track.path == path, M.Track.status == M.STATUS_OK,
+                 M.Track.size == written.size, M.Track.mtime == written.mtime,
+                 M.Track.fingerprint == written.fingerprint]  # fmt: skip
+    same_results = [_is(M.Track.model_version_id, written.model_version_id), _is(M.Track.scan_id, written.scan_id),
+                    _is(M.Track.analysed_at, written.analysed_at)]  # fmt: skip
+    values = new if tags_current is None else {**new, "tags_current": tags_current}
+    if _update(session, [*same_file, *same_results], values):
+        return Recorded.FILE
+    # Not the results written (a scan stored new ones, another model's say): when they were made from
+    # the bytes just rewritten, the file's new facts are stored, so the next scan only writes their tags.
+    _update(session, same_file, {**new, "tags_current": False})
+    return Recorded.NOT_CURRENT  # (the caller reports it)
+
+
+def _is(column, value):
+    return column.is_(None) if value is None else column == value
+
+
+def _update(session: Session, where: list, values: dict) -> bool:
+    """UPDATE the track matching every condition of ``where``; True when there was one."""
+    stmt = update(M.Track).where(*where).values(**values).execution_options(synchronize_session=False)
+    return session.execute(stmt).rowcount == 1

@@ -96,6 +96,6 @@ def record_rewrite(db: Database, path: str | os.PathLike) -> bool:
     try:
         st = os.stat(path)
         with db.session() as s:
-            return writes.record_rewrite(s, path=path, size=st.st_size, mtime=st.st_mtime)
+            return writes.record_rewrite(s, path=path, size=st.st_size, mtime=st.st_mtime) is writes.Recorded.FILE
     except (OSError, TaggerError):
         return False

@@ -10,12 +10,16 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tagger.db.filter import Candidate, TrackFilter
 from tagger.errors import TagWriteError, UserError
 from tagger.instruments import FAMILIES
 from tagger.tags.fields import TagChange, check_model_version, model_families
 from tagger.tags.rewrite import remove_instruments, write_instruments
+
+if TYPE_CHECKING:
+    from tagger.db.queries import StoredResults
 
 
 def find_audio_files(
@@ -63,6 +67,9 @@ class Prediction:
     families: tuple[str, ...] | None = None
     """The families of the model that produced it (what its names are checked against); None: the
     canonical families."""
+    stored: StoredResults | None = None
+    """Which results of the library database these are (`predictions_from_database`): the tags
+    written from them are recorded as current only while the track still holds them."""
 
 
 def read_predictions_jsonl(path: str | os.PathLike, *, model_version: str | None = None) -> list[Prediction]:
@@ -214,15 +221,16 @@ def predictions_from_database(
 ) -> list[Prediction]:
     """The analysed tracks of the library database that the filter ``where`` selects (or, without
     it, under ``paths`` and with/without the families ``has``/``lacks``), as predictions carrying
-    the size and mtime recorded at analysis (so a file changed since is refused) and the families
-    of the model that produced them. Tracks without a model version are left out."""
+    the size and mtime recorded at analysis (so a file changed since is refused), the families
+    of the model that produced them and which stored results they are. Tracks without a model
+    version are left out."""
     from tagger.db import queries
 
     if where is None:
         where = TrackFilter.of(has=has, lacks=lacks, paths=paths)
     return [
         Prediction(t.path, list(t.instruments), t.model_version, dict(t.scores), (t.size, t.mtime),
-                   model_families(t.families))  # fmt: skip
+                   model_families(t.families), t.stored)  # fmt: skip
         for t in queries.tracks_to_tag(session, where)
     ]
 
@@ -244,6 +252,9 @@ def tag_from_database(
     """Write the stored results of the library database (a `tagger.db.session.Database`) into the
     files, without re-analysis, recording each rewritten file's new size/mtime/fingerprint
     (`tagger.db.writes.record_rewrite`). ``where`` (or ``paths``/``has``/``lacks``): which tracks.
+    A file whose track a scan gave new results while its old ones were written (a scan of another
+    model) yields its `TagChange` and a `TagWriteError` saying so: its tags are not recorded as
+    current, so the next scan writes the new results.
 
     Writes stay inside the filter's paths (or, when none are given, the folders the database's
     scans were given): a file reached through a symbolic link pointing elsewhere is skipped unless
@@ -269,12 +280,14 @@ def tag_from_database(
         predictions, scores=scores, id3v23=id3v23, keep_mtime=keep_mtime, dry_run=dry_run,
         settle_seconds=settle_seconds, roots=roots, follow_external_symlinks=follow_external_symlinks,
     )  # fmt: skip
+    read = {p.path: p.stored for p in predictions}
     for result in results:
         if isinstance(result, TagChange) and result.written:
             try:
                 with database.session() as session:
-                    writes.record_rewrite(session, path=result.path, size=result.size, mtime=result.mtime,
-                                          tags_current=True)  # a later scan leaves these tags (--scores) alone
+                    recorded = writes.record_rewrite(session, path=result.path, size=result.size, mtime=result.mtime,
+                                                     tags_current=True,  # a later scan leaves these tags (--scores) alone
+                                                     written=read.get(result.path))  # fmt: skip
             except AudioReadError as exc:  # gone or unreadable right after the write: the next scan sees it
                 yield result
                 yield TagWriteError(result.path, f"tags written, but the file could not be read back to record it: "
@@ -288,4 +301,9 @@ def tag_from_database(
                 then = (f"the tags of {result.path} are written but not recorded (scan it again before tagging it "
                         "again); the files after it were left alone")  # fmt: skip
                 raise database_error(database.url, exc, doing="write", then=then) from None
+            if recorded is writes.Recorded.NOT_CURRENT:
+                yield result
+                yield TagWriteError(result.path, "tags written, but a scan stored new results for it meanwhile: "
+                                                 "not recorded as current; the next scan writes the right ones")  # fmt: skip
+                continue
         yield result
