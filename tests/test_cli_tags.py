@@ -143,6 +143,7 @@ def _database_with(tmp_path, files, found):
     """A library database (migrated by the db layer) holding analysed tracks for ``files``."""
     from tagger.db import models as M
     from tagger.db.session import open_database
+    from tagger.fingerprint import fingerprint
     from tagger.instruments import FAMILIES
 
     url = f"sqlite:///{tmp_path / 'library.db'}"
@@ -154,7 +155,7 @@ def _database_with(tmp_path, files, found):
         s.add(M.Scan(model_version_id=model.id))
         for key, path in files.items():
             st = path.stat()
-            track = M.Track(path=str(path), size=st.st_size, mtime=st.st_mtime, fingerprint="f" * 32,
+            track = M.Track(path=str(path), size=st.st_size, mtime=st.st_mtime, fingerprint=fingerprint(path),
                             status=M.STATUS_OK, model_version_id=model.id)  # fmt: skip
             track.detections = [
                 M.Detection(family=f, present=f in found[key], score=0.9 if f in found[key] else 0.1, coverage=0.5)

@@ -2,7 +2,8 @@
 was written over its original, replaced by a folder or by a link the scan does not follow, named
 like another file's escaped name, under an empty folder given with a folder holding it, failed and
 then moved, or moved with its library to another disk behind a link; and a dry run that must change
-no file. From a later audit the same day: results a scan replaced while `tag` wrote the old ones.
+no file. From a later audit the same day: results a scan replaced while `tag` wrote the old ones,
+and a file replaced by another of the same size and mtime (``mv``) during a scan or before `tag`.
 One test each, on the scan with the `FakeAnalyser`."""
 
 from __future__ import annotations
@@ -263,3 +264,73 @@ def test_tags_written_from_results_a_scan_replaced_meanwhile_are_not_recorded_as
     state = tags.read_instruments(song)
     assert (state.model_version, state.instruments) == ("fake-2", ["string"])
     assert _tags_current(dbfile, song)
+
+
+def _same_size_and_mtime(tmp_path):
+    """An analysed-to-be ``music/song.wav`` (bass) and ``incoming/song.wav`` (string) of the same size
+    and mtime, as two files unpacked from one archive."""
+    song = write_audio(tmp_path / "music" / "song.wav", tone_signal([110.0], seconds=4.0))
+    incoming = write_audio(tmp_path / "incoming" / "song.wav", tone_signal([4000.0], seconds=4.0))
+    _old(song)
+    st = os.stat(song)
+    os.utime(incoming, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert os.path.getsize(incoming) == st.st_size
+    return song, incoming
+
+
+def test_a_file_replaced_during_its_analysis_by_one_of_the_same_size_and_mtime_is_analysed_again(tmp_path):
+    # mv of another file of the same size and mtime over a file being analysed: the check after the
+    # analysis compared size and mtime only, so the old file's results were stored and written into
+    # the new file, its fingerprint and content hash recorded: no later scan looked at it again.
+    from tagger import tags
+    from tagger.library.scan import tag_writer
+
+    music, dbfile = tmp_path / "music", tmp_path / "lib.db"
+    song, incoming = _same_size_and_mtime(tmp_path)
+    touched = write_audio(music / "touched.wav", tone_signal([1000.0], seconds=4.0))
+    _old(touched)
+
+    class Replacing(FakeAnalyser):
+        def predict_features(self, feats):
+            if incoming.exists():
+                os.replace(incoming, song)
+                st = os.stat(touched)
+                os.utime(touched, (st.st_atime, st.st_mtime + 10))  # the same file, only touched: kept
+                os.chmod(touched, 0o600)
+            return super().predict_features(feats)
+
+    summary = _scan(music, dbfile, analyser=Replacing(), on_track=tag_writer(model_version="fake-1"))
+    reason = "the file changed while it was being analysed; the next scan analyses it again"
+    assert summary.errors == [(str(song), reason)]
+    assert not tags.read_instruments(song).tagged
+    assert _rows(dbfile)[str(touched)]["instruments"] == ["flute"]  # (its tags wait for the next scan: touched)
+    summary = _scan(music, dbfile, on_track=tag_writer(model_version="fake-1"))
+    assert (summary.scanned, summary.failed) == (1, 0)
+    assert _rows(dbfile)[str(song)]["instruments"] == tags.read_instruments(song).instruments == ["string"]
+
+
+def test_tag_refuses_a_file_replaced_by_one_of_the_same_size_and_mtime(tmp_path):
+    # scan --no-write-tags, then mv of another file of the same size and mtime over it: `tag` wrote
+    # the old file's results into it and recorded its fingerprint and content hash, so no later scan
+    # analysed it.
+    from tagger import tags
+    from tagger.errors import TagWriteError
+    from tagger.library.scan import tag_writer
+
+    music, dbfile = tmp_path / "music", tmp_path / "lib.db"
+    song, incoming = _same_size_and_mtime(tmp_path)
+    _scan(music, dbfile)  # no tags written
+    before = _rows(dbfile)
+    os.replace(incoming, song)
+    db = open_database(dbfile)
+    try:
+        results = list(tags.tag_from_database(db, settle_seconds=0))
+    finally:
+        db.close()
+    assert [type(r) for r in results] == [TagWriteError], results
+    assert results[0].reason.startswith("file changed since it was analysed (the same size and modification time")
+    assert not tags.read_instruments(song).tagged
+    assert _rows(dbfile) == before  # neither its fingerprint nor its content hash taken on
+    summary = _scan(music, dbfile, on_track=tag_writer(model_version="fake-1"))
+    assert summary.scanned == 1
+    assert _rows(dbfile)[str(song)]["instruments"] == tags.read_instruments(song).instruments == ["string"]

@@ -125,7 +125,8 @@ class StoredResults:
     """Which results of a track were read, and the file they were made from, as the database held
     them: `tagger.db.writes.record_rewrite` records the tags written from them as current only while
     the track still holds these (a scan storing new results meanwhile changes ``analysed_at`` and
-    ``scan_id``) and its file's size, mtime and fingerprint are still these."""
+    ``scan_id``) and its file's size, mtime and fingerprint are still these; a tag write refuses a
+    file whose fingerprint is not this one (another file of the same size and mtime moved over it)."""
 
     track_id: int
     model_version_id: int | None

@@ -37,6 +37,18 @@ class FileState:
     mtime: float
     fingerprint: str
     track_id: int | None
+    device: int | None = None
+    inode: int | None = None
+    ctime_ns: int | None = None
+    """Which file it was (another file moved over it with the same size and mtime, ``mv``, has
+    another inode) and its last status change (a write with the mtime set back changes it); None
+    where not known."""
+
+    @classmethod
+    def of(cls, path: str, st: os.stat_result, fingerprint: str, track_id: int | None) -> FileState:
+        """The file at ``path`` as ``os.stat`` found it (``st``), with its ``fingerprint``."""
+        return cls(path, st.st_size, st.st_mtime, fingerprint, track_id, device=st.st_dev, inode=st.st_ino,
+                   ctime_ns=st.st_ctime_ns)  # fmt: skip
 
 
 def register_model(session: Session, analyser, aggregation: dict) -> M.ModelVersion:

@@ -207,18 +207,18 @@ def plan_files(roots, *, writer: ScanWriter, mv_id: int, rescan_stale: bool, ret
             if old_size == size and old_fp == fp:
                 touched = old_mtime != mtime or status == M.STATUS_MISSING
                 if touched and not _same_bytes(path, old_hash):
-                    work.append(FileState(path, size, mtime, fp, track_id))  # rewritten where the fingerprint does not read
+                    work.append(FileState.of(path, st, fp, track_id))  # rewritten where the fingerprint does not read
                     continue
                 if touched:
                     status = writer.touched(track_id, mtime=mtime)
                 if needs_analysis(status, track_mv, transient):
-                    work.append(FileState(path, size, mtime, fp, track_id))
+                    work.append(FileState.of(path, st, fp, track_id))
                 else:
                     summary.skipped += 1
                     if retag is not None and status == M.STATUS_OK and track_mv == mv_id and not tags_current:
-                        retag.append(FileState(path, size, mtime, fp, track_id))
+                        retag.append(FileState.of(path, st, fp, track_id))
                 continue
-            work.append(FileState(path, size, mtime, fp, track_id))
+            work.append(FileState.of(path, st, fp, track_id))
             continue
         # A path the database does not know: moved, copied or new.
         # A transient error belongs to the old file's read, not to its content: it never follows a
@@ -233,23 +233,23 @@ def plan_files(roots, *, writer: ScanWriter, mv_id: int, rescan_stale: bool, ret
             existing.pop(old_path, None)
             log.debug("moved: %s -> %s", old_path, path)
             if needs_analysis(track.status, track.model_version_id):
-                work.append(FileState(path, size, mtime, fp, track.id))
+                work.append(FileState.of(path, st, fp, track.id))
             else:
                 summary.skipped += 1
                 if (retag is not None and track.status == M.STATUS_OK and track.model_version_id == mv_id
                         and not track.tags_current):  # fmt: skip
-                    retag.append(FileState(path, size, mtime, fp, track.id))
+                    retag.append(FileState.of(path, st, fp, track.id))
             continue
         # A copy gets its original's results only when its whole content is the one they were made
         # from: files that differ outside the fingerprint's three chunks are different audio.
         done = [t for t in candidates if t.status == M.STATUS_OK and t.model_version_id == mv_id]
         src = copied_from(done, path, mtime=mtime, digest=digest) if done else None
         if src is not None:
-            dst = writer.copied(src, FileState(path, size, mtime, fp, None))
+            dst = writer.copied(src, FileState.of(path, st, fp, None))
             if retag is not None and not dst.tags_current:
-                retag.append(FileState(path, size, mtime, fp, None))
+                retag.append(FileState.of(path, st, fp, None))
             continue
-        work.append(FileState(path, size, mtime, fp, None))
+        work.append(FileState.of(path, st, fp, None))
     return work
 
 

@@ -68,8 +68,9 @@ class Prediction:
     """The families of the model that produced it (what its names are checked against); None: the
     canonical families."""
     stored: StoredResults | None = None
-    """Which results of the library database these are (`predictions_from_database`): the tags
-    written from them are recorded as current only while the track still holds them."""
+    """Which results of the library database these are (`predictions_from_database`): the file is
+    written only while its fingerprint is the one they were made from, and the tags written from
+    them are recorded as current only while the track still holds them."""
 
 
 def read_predictions_jsonl(path: str | os.PathLike, *, model_version: str | None = None) -> list[Prediction]:
@@ -185,6 +186,7 @@ def write_predictions(
                 pred.path, instruments=pred.instruments, model_version=pred.model_version,
                 scores=pred.scores if scores else None, id3v23=id3v23, keep_mtime=keep_mtime,
                 dry_run=dry_run, expected=pred.expected, settle_seconds=settle_seconds, families=pred.families,
+                fingerprint=pred.stored.fingerprint if pred.stored else None,
             )  # fmt: skip
         except TagWriteError as exc:
             yield exc
@@ -221,9 +223,9 @@ def predictions_from_database(
 ) -> list[Prediction]:
     """The analysed tracks of the library database that the filter ``where`` selects (or, without
     it, under ``paths`` and with/without the families ``has``/``lacks``), as predictions carrying
-    the size and mtime recorded at analysis (so a file changed since is refused), the families
-    of the model that produced them and which stored results they are. Tracks without a model
-    version are left out."""
+    the size, mtime and fingerprint recorded at analysis (so a file changed since is refused), the
+    families of the model that produced them and which stored results they are. Tracks without a
+    model version are left out."""
     from tagger.db import queries
 
     if where is None:

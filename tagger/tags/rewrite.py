@@ -28,7 +28,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
-from tagger.errors import TagWriteError
+from tagger.errors import AudioReadError, TagWriteError
 from tagger.paths import TEMP_SUFFIX, is_temp_name
 from tagger.tags.fields import INSTRUMENTS_MODEL, Raw, TagChange, TagState, desired_raw, state
 from tagger.tags.storage import STORAGES, Storage, payload_digest
@@ -62,13 +62,17 @@ def write_instruments(
     expected: tuple[int, float] | None = None,
     settle_seconds: float = 0.0,
     families: Sequence[str] | None = None,
+    fingerprint: str | None = None,
 ) -> TagChange:
     """Write INSTRUMENTS and INSTRUMENTS_MODEL (and INSTRUMENTS_SCORES when ``scores`` is given;
     stale scores are removed otherwise) atomically.
 
     ``expected=(size, mtime)``: refuse when the file's current size differs or its mtime differs
-    by more than a millisecond (the file changed since it was analysed). ``id3v23``: write ID3v2.3
-    instead of ID3v2.4 (ID3 carriers). A file already holding these values is left untouched (``written=False``).
+    by more than a millisecond (the file changed since it was analysed); ``fingerprint``: refuse,
+    too, when its content fingerprint (`tagger.fingerprint.fingerprint`) is not this one, the one it
+    was analysed with (another file of the same size and mtime moved over it). ``id3v23``: write
+    ID3v2.3 instead of ID3v2.4 (ID3 carriers). A file already holding these values is left
+    untouched (``written=False``).
     ``settle_seconds``: refuse a file modified less than this many seconds ago (it may still be
     being written; the commands pass `DEFAULT_SETTLE_SECONDS`). A file open for writing by another
     program is refused whatever the settle time (where Linux leases are available; see `_ReadLease`).
@@ -80,7 +84,7 @@ def write_instruments(
     raw = desired_raw(instruments=instruments, model_version=model_version, scores=scores, families=families)
     return _rewrite(
         path, target=lambda _before: raw, id3v23=id3v23, keep_mtime=keep_mtime, dry_run=dry_run, expected=expected,
-        settle_seconds=settle_seconds,
+        settle_seconds=settle_seconds, fingerprint=fingerprint,
     )  # fmt: skip
 
 
@@ -225,6 +229,28 @@ def _check_expected(path, st: os.stat_result, expected: tuple[int, float] | None
             f"file changed since it was analysed (size {st.st_size} vs {int(size)}, "
             f"mtime {st.st_mtime:.3f} vs {float(mtime):.3f}); scan it again",
         )
+
+
+def _check_fingerprint(path, real: str, st: os.stat_result, wanted: str | None) -> None:
+    """Refuse the file (found as ``st``) when its content fingerprint is not ``wanted``: its size and
+    mtime alone cannot tell it from another file moved over it."""
+    if wanted is None:
+        return
+    from tagger.fingerprint import fingerprint
+
+    try:
+        now = fingerprint(real)
+    except AudioReadError as exc:
+        raise TagWriteError(path, exc.reason) from None
+    if now != wanted:
+        raise TagWriteError(path, "file changed since it was analysed (the same size and modification time, other "
+                                  "content: another file moved over it?); scan it again")  # fmt: skip
+    try:
+        again = os.stat(real)
+    except OSError as exc:
+        raise TagWriteError(path, f"cannot stat: {exc.strerror or exc}") from None
+    if not _same_file(again, st):  # swapped while it was read: what was read proves nothing
+        raise TagWriteError(path, "file changed while it was being checked; scan it again")
 
 
 def unsettled_reason(mtime: float, settle_seconds: float, *, now: float | None = None) -> str | None:
@@ -403,6 +429,7 @@ def _rewrite(
     dry_run: bool,
     expected: tuple[int, float] | None,
     settle_seconds: float = 0.0,
+    fingerprint: str | None = None,
 ) -> TagChange:
     shown = os.fspath(path)
     real = os.path.realpath(shown)  # a symlink's target is rewritten, the link stays a link
@@ -415,6 +442,7 @@ def _rewrite(
     if not stat.S_ISREG(st.st_mode):
         raise TagWriteError(shown, "not a regular file")
     _check_expected(shown, st, expected)
+    _check_fingerprint(shown, real, st, fingerprint)
 
     audio, storage = _open(shown, real=real)
     cls = type(audio)
