@@ -337,9 +337,10 @@ def changed_during_analysis(work: FileState) -> str | None:
     """Why the results of `work` must not be stored (its file changed or vanished meanwhile), or None.
 
     Size and mtime alone do not tell: another file of the same size and mtime moved over it (``mv``
-    of a file unpacked from the same archive) has another inode, and is a change. The same file
-    (inode) with another mtime or ctime (``touch``, ``chmod``, or written in place with its mtime
-    set back) counts as unchanged only while its fingerprint is."""
+    of a file unpacked from the same archive) has another inode. Another inode, mtime or ctime
+    (``touch``, ``chmod``, written in place with its mtime set back) counts as unchanged only while
+    the fingerprint is (not the inode alone: some network and FUSE filesystems number their files
+    anew from one look to the next)."""
     changed = "the file changed while it was being analysed; the next scan analyses it again"
     try:
         st = os.stat(work.path)
@@ -347,10 +348,9 @@ def changed_during_analysis(work: FileState) -> str | None:
         return "the file disappeared while it was being analysed"
     except OSError as exc:
         return f"cannot stat the file after analysis: {exc.strerror or exc}"
-    if work.inode is not None and (st.st_dev, st.st_ino) != (work.device, work.inode):
-        return changed
+    same_inode = work.inode is None or (st.st_dev, st.st_ino) == (work.device, work.inode)
     same_ctime = work.ctime_ns is None or st.st_ctime_ns == work.ctime_ns
-    if st.st_size == work.size and st.st_mtime == work.mtime and same_ctime:
+    if st.st_size == work.size and st.st_mtime == work.mtime and same_ctime and same_inode:
         return None
     if st.st_size == work.size and work.fingerprint:
         try:
