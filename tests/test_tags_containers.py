@@ -246,10 +246,9 @@ TITLE = _atom(b"\xa9nam", _data(1, b"Song"))
     "atoms, named",
     [
         (GNRE + _atom(b"\xa9gen", _data(1, b"Jazzy")) + TITLE, "gnre"),  # converted to ©gen and merged
-        (GNRE + TITLE, "gnre"),  # converted to ©gen
         (TITLE + _atom(b"\xa9nam", _data(1, b"Other")), "\xa9nam"),  # two atoms merged into one
     ],
-    ids=["gnre beside ©gen", "gnre", "repeated atom"],
+    ids=["gnre beside ©gen", "repeated atom"],
 )
 def test_mp4_atoms_mutagen_would_convert_are_refused(tmp_path, atoms, named):
     song = _m4a_with_atoms(tmp_path / "song.m4a", atoms)
@@ -258,6 +257,19 @@ def test_mp4_atoms_mutagen_would_convert_are_refused(tmp_path, atoms, named):
         tags.write_instruments(song, **WRITE)
     assert repr(named) in caught.value.reason
     assert song.read_bytes() == original
+
+
+def test_a_lone_id3_style_genre_becomes_the_same_genre_as_text(tmp_path):
+    """AtomicParsley and older iTunes store a standard genre as ``gnre`` (a genre number): mutagen
+    writes it as the ``©gen`` text every reader reads the same (was: the file refused). A number no
+    genre has, or a gnre beside a ©gen (merged), still refuses (above, and the next test)."""
+    song = _m4a_with_atoms(tmp_path / "song.m4a", GNRE + TITLE)
+    before = _ffprobe_tags(song)
+    assert before["genre"] == "Rock"
+    tags.write_instruments(song, **WRITE)
+    after = _ffprobe_tags(song)
+    assert {k: v for k, v in after.items() if not k.startswith("instruments")} == before
+    assert tags.read_instruments(song).instruments == ["bass", "guitar"]
 
 
 def test_mp4_atoms_mutagen_keeps_are_tagged_and_listed_again(tmp_path):

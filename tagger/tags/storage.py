@@ -656,6 +656,10 @@ class MP4Storage(Storage):
         kept = self.expected_item_ids(audio, version)
         if found == kept:
             return None
+        if found - kept == Counter({"gnre": 1}) and kept - found == Counter({"\xa9gen": 1}):
+            with open(path, "rb") as f:
+                if self._genre_text(f, dict(self._ilst(f))["gnre"]) is not None:
+                    return None  # a lone ID3-style genre becomes the same genre as text: read the same
         what = ", ".join(repr(name) for name in sorted(set((found - kept) | (kept - found))))
         return f"its MP4 tag has atoms that a rewrite would convert, merge or drop ({what})"
 
@@ -675,14 +679,35 @@ class MP4Storage(Storage):
         track or disc number pair whose extra fields are zero."""
         values: Counter = Counter()
         with open(path, "rb") as f:
-            for key, atom in self._ilst(f):
+            items = self._ilst(f)
+            alone = sum(key in ("gnre", "\xa9gen") for key, _ in items) == 1
+            for key, atom in items:
                 if self._ours(key):
                     continue
                 h = hashlib.sha256()
                 end = atom.offset + atom.length
-                _mp4_item_digest(f, atom.name, end - atom.datalength, end, h)
+                genre = self._genre_text(f, atom) if key == "gnre" and alone else None
+                if genre is not None:  # stands for the "©gen" text atom mutagen writes in its place
+                    key, data = "\xa9gen", io.BytesIO(struct.pack(">I4sI4s", 16 + len(genre), b"data", 1, b"\0" * 4) + genre)
+                    _mp4_item_digest(data, b"\xa9gen", 0, len(data.getbuffer()), h)
+                else:
+                    _mp4_item_digest(f, atom.name, end - atom.datalength, end, h)
                 values[(key, h.hexdigest())] += 1
         return values
+
+    @staticmethod
+    def _genre_text(f, atom) -> bytes | None:
+        """The genre name (UTF-8) of an ID3-style ``gnre`` atom that holds one data atom with a
+        standard genre number and nothing else mutagen would drop (locale, version); else None."""
+        from mutagen._constants import GENRES
+
+        if atom.datalength != 18:
+            return None
+        f.seek(atom.offset + atom.length - atom.datalength)
+        size, child, flags, locale, number = struct.unpack(">I4sI4sH", f.read(18))
+        if size != 18 or child != b"data" or flags not in (0, 21) or any(locale) or not 1 <= number <= len(GENRES):
+            return None
+        return GENRES[number - 1].encode("utf-8")
 
     @staticmethod
     def _ilst(f) -> list[tuple[str, object]]:
