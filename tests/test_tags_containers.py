@@ -757,3 +757,17 @@ def test_model_families_differing_in_case_or_spaces_are_the_canonical_ones(tmp_p
     with pytest.raises(UserError, match="two different scores for the family 'guitar'"):
         tags.write_instruments(song, instruments=["guitar"], model_version="m-1", scores={"guitar": 0.9, "Guitar": 0.2},
                                families=("guitar", "Guitar"))  # fmt: skip
+
+
+def test_an_ffmpeg_wma_with_an_artist_is_tagged(tmp_path):
+    """ffmpeg's ASF muxer writes the artist twice (Content Description and Extended Content
+    Description); mutagen moves the twin into the Metadata Library with language and stream 0, which
+    an Extended Content attribute means without saying (was: 'other tags changed', every such file
+    refused)."""
+    song = _ffmpeg(tmp_path / "song.wma", "-c:a", "wmav2", "-metadata", "artist=Someone", "-metadata", "title=Song")
+    before, audio = _ffprobe_tags(song), _decoded_md5(song)
+    tags.write_instruments(song, **WRITE)
+    after = _ffprobe_tags(song)
+    assert {k: v for k, v in after.items() if not k.startswith("instruments")} == before
+    assert before["artist"] == "Someone" and _decoded_md5(song) == audio
+    assert tags.read_instruments(song).instruments == ["bass", "guitar"]

@@ -849,7 +849,9 @@ def _feed(h, value) -> None:
             _feed(h, getattr(value, spec.name, None))
     elif hasattr(value, "value") and hasattr(value, "TYPE"):  # an ASF attribute
         _feed(h, value.value)
-        _feed(h, repr((getattr(value, "language", None), getattr(value, "stream", None))))
+        # (an attribute of the Extended Content Description has none, which means 0 and 0: mutagen
+        # moves one that has a twin of its name there into the Metadata Library, with 0 and 0)
+        _feed(h, repr((getattr(value, "language", None) or 0, getattr(value, "stream", None) or 0)))
     else:
         data = repr(value).encode("utf-8", "surrogatepass")
         h.update(b"%d:" % len(data))
