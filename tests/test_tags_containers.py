@@ -771,3 +771,34 @@ def test_an_ffmpeg_wma_with_an_artist_is_tagged(tmp_path):
     assert {k: v for k, v in after.items() if not k.startswith("instruments")} == before
     assert before["artist"] == "Someone" and _decoded_md5(song) == audio
     assert tags.read_instruments(song).instruments == ["bass", "guitar"]
+
+
+def _v23_frame(fid: bytes, data: bytes) -> bytes:
+    return fid + struct.pack(">I", len(data)) + b"\0\0" + data
+
+
+@pytest.mark.parametrize("version", [3, 4])
+def test_empty_id3_frames_lose_nothing_and_do_not_stop_a_write(tmp_path, version):
+    """Frames holding nothing, which mutagen drops as it loads them: an old Picard's empty TIPL and
+    TMCL (v2.4, the encoding byte alone), TagLib's empty text frames (v2.3, the encoding byte alone,
+    or no content at all). Dropping them loses nothing (was: the file refused as losing them)."""
+    from mutagen.id3 import ID3, TIPL, TIT2, TMCL
+
+    song = _ffmpeg(tmp_path / "song.mp3", "-c:a", "libmp3lame")
+    if version == 4:
+        tag = ID3()
+        tag.add(TIT2(encoding=3, text=["Song"]))
+        tag.add(TIPL(encoding=3, people=[]))
+        tag.add(TMCL(encoding=3, people=[]))
+        tag.save(str(song), v2_version=4)
+    else:
+        frames = _v23_frame(b"TIT2", b"\0Song") + _v23_frame(b"TCOM", b"\x01") + _v23_frame(b"TPE2", b"")
+        frames += bytes(64)  # padding
+        size = bytes((len(frames) >> shift) & 0x7F for shift in (21, 14, 7, 0))
+        song.write_bytes(b"ID3\x03\x00\x00" + size + frames + song.read_bytes())
+    before, audio = _ffprobe_tags(song), _decoded_md5(song)
+    assert before["title"] == "Song"
+    tags.write_instruments(song, **WRITE)
+    after = _ffprobe_tags(song)
+    assert {k: v for k, v in after.items() if not k.startswith("instruments")} == before
+    assert _decoded_md5(song) == audio and tags.read_instruments(song).instruments == ["bass", "guitar"]

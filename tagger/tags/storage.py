@@ -237,7 +237,10 @@ class ID3Storage(Storage):
                     lost.append(f"{missing} frame(s) mutagen cannot read")
             else:
                 loaded = Counter(frame.FrameID for frame in tags.values()) + Counter(unknown)
-                lost += sorted((found - loaded).elements())
+                gone = found - loaded
+                if gone:  # a frame that holds nothing loses nothing (an old Picard's TIPL, TagLib's empty TCOM)
+                    gone -= self.empty_frames(path)
+                lost += sorted(gone.elements())
         if version != current:
             lost += unknown  # mutagen keeps frames it does not know only at their own version
         if current == 4 and version == 3:
@@ -251,6 +254,22 @@ class ID3Storage(Storage):
         if changed:
             return f"its ID3v2.{current} tag has frames that a rewrite would change: {', '.join(changed)}"
         return None
+
+    def empty_frames(self, path: str) -> Counter:
+        """The IDs of the frames of the file's ID3v2 tag that hold nothing: no content, or a text
+        frame with its encoding byte alone (and NULs), which mutagen drops as it loads them."""
+        with open(path, "rb") as f:
+            span = self.id3_span(f, os.fstat(f.fileno()).st_size)
+            walk = None if span is None else _id3_walk(f, *span)
+            if walk is None:
+                return Counter()
+            empty = Counter()
+            for frame in walk.frames:
+                text = frame.fid.startswith("T") or frame.fid == "IPLS"
+                data = _id3_frame_data(walk, frame) if text and frame.length else b""
+                if frame.length == 0 or (data is not None and not data[1:].strip(b"\0")):
+                    empty[frame.fid] += 1
+            return empty
 
     def changed_frames(self, audio, path: str) -> list[str]:
         """The frames of the ID3v2 tag of the file ``path`` that mutagen loaded (as ``audio``) in a
