@@ -781,7 +781,8 @@ def _v23_frame(fid: bytes, data: bytes) -> bytes:
 def test_empty_id3_frames_lose_nothing_and_do_not_stop_a_write(tmp_path, version):
     """Frames holding nothing, which mutagen drops as it loads them: an old Picard's empty TIPL and
     TMCL (v2.4, the encoding byte alone), TagLib's empty text frames (v2.3, the encoding byte alone,
-    or no content at all). Dropping them loses nothing (was: the file refused as losing them)."""
+    or no content at all), or drops once written (an empty string). Dropping them loses nothing
+    (was: the file refused as losing them, or as 'other tags changed')."""
     from mutagen.id3 import ID3, TIPL, TIT2, TMCL
 
     song = _ffmpeg(tmp_path / "song.mp3", "-c:a", "libmp3lame")
@@ -793,6 +794,7 @@ def test_empty_id3_frames_lose_nothing_and_do_not_stop_a_write(tmp_path, version
         tag.save(str(song), v2_version=4)
     else:
         frames = _v23_frame(b"TIT2", b"\0Song") + _v23_frame(b"TCOM", b"\x01") + _v23_frame(b"TPE2", b"")
+        frames += _v23_frame(b"TCON", b"\0\0")  # an empty string: loaded, then written as nothing
         frames += bytes(64)  # padding
         size = bytes((len(frames) >> shift) & 0x7F for shift in (21, 14, 7, 0))
         song.write_bytes(b"ID3\x03\x00\x00" + size + frames + song.read_bytes())

@@ -201,9 +201,10 @@ class ID3Storage(Storage):
     def other_items(self, audio):
         tags = audio.tags
         items = sorted(
-            ((key, frame) for key, frame in tags.items() if not (frame.FrameID == "TXXX" and ours(frame.desc))),
+            ((key, frame) for key, frame in tags.items()
+             if not (frame.FrameID == "TXXX" and ours(frame.desc)) and not _empty_text(frame)),
             key=lambda item: item[0],
-        )
+        )  # fmt: skip
         if tags.unknown_frames:
             items.append(("<unknown frames>", list(tags.unknown_frames)))
         return items
@@ -295,7 +296,7 @@ class ID3Storage(Storage):
         tags = audio.tags
         if tags is None or not len(tags):
             return Counter()
-        ids = Counter(frame.FrameID for frame in tags.values())
+        ids = Counter(frame.FrameID for frame in tags.values() if not _empty_text(frame))  # (not written)
         if tags.version[1] == version:
             ids.update(bytes(d[:4]).decode("latin-1") for d in tags.unknown_frames if len(d) > 10)
         return ids
@@ -1105,6 +1106,12 @@ class _ID3Walk(NamedTuple):
     unsync: bool
     """Every frame unsynchronised (an ID3v2.4 tag flag: each frame's data is undone of it)."""
     frames: list[_ID3Frame]
+
+
+def _empty_text(frame) -> bool:
+    """A text frame (not TXXX, whose description is a value) holding nothing but empty strings,
+    which mutagen loads but does not write back: it loses nothing."""
+    return frame.FrameID.startswith("T") and frame.FrameID != "TXXX" and not any(map(str, getattr(frame, "text", [1])))
 
 
 def _id3_frame_ids(f, start: int, span: int) -> Counter | None:
