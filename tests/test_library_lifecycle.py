@@ -334,3 +334,32 @@ def test_tag_refuses_a_file_replaced_by_one_of_the_same_size_and_mtime(tmp_path)
     summary = _scan(music, dbfile, on_track=tag_writer(model_version="fake-1"))
     assert summary.scanned == 1
     assert _rows(dbfile)[str(song)]["instruments"] == tags.read_instruments(song).instruments == ["string"]
+
+
+def test_a_scan_does_not_write_stored_results_into_a_file_replaced_since_it_was_planned(tmp_path, monkeypatch):
+    """The scan writes stored results into unchanged tracks whose tags do not hold them, after the
+    analysis: a file of the same size and mtime moved over one of them meanwhile passed the write's
+    size/mtime check and got the old results as tags, recorded as current for good."""
+    from tagger import tags
+    from tagger.library import runner as R
+    from tagger.library.scan import tag_writer
+
+    music = tmp_path / "music"
+    song = write_audio(music / "a.wav", tone_signal([110.0], seconds=3.0))  # bass
+    other = write_audio(tmp_path / "other.wav", tone_signal([4000.0], seconds=3.0))
+    assert song.stat().st_size == other.stat().st_size
+    os.utime(other, ns=(song.stat().st_atime_ns, song.stat().st_mtime_ns))
+    dbfile = tmp_path / "lib.db"
+    _scan([music], dbfile)  # tags not written: the next scan that writes tags retags the file
+    retag = R.Runner.retag
+
+    def swapped(self, work):
+        os.replace(other, song)  # another file, same size and mtime, moved over during the scan
+        return retag(self, work)
+
+    monkeypatch.setattr(R.Runner, "retag", swapped)
+    summary = _scan([music], dbfile, on_track=tag_writer(model_version="fake-1"))
+    assert summary.tags_written == 0 and [p for p, _ in summary.tag_failures] == [str(song)]
+    assert not tags.read_instruments(song).tagged
+    monkeypatch.setattr(R.Runner, "retag", retag)
+    assert _scan([music], dbfile, on_track=tag_writer(model_version="fake-1")).scanned == 1  # analysed again

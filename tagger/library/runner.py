@@ -194,6 +194,14 @@ class Runner:
             )
             result = TrackResult(families=self.families, results=results, windows=track.windows,
                                  silent_windows=track.silent_windows)  # fmt: skip
+            # The file was planned at the start of the scan: another file of the same size and mtime
+            # moved over it since would pass the tag write's own size/mtime check.
+            changed = changed_during_analysis(w)
+            if changed is not None:
+                self.writer.summary.tag_errors += 1
+                self.writer.summary.tag_failures.append((w.path, changed.replace("being analysed", "scanned")))
+                track.tags_current = False
+                continue
             self._write_tags(track, w, result)
 
     def run_remote(self, work: list[FileState], backend) -> None:
