@@ -804,3 +804,58 @@ def test_empty_id3_frames_lose_nothing_and_do_not_stop_a_write(tmp_path, version
     after = _ffprobe_tags(song)
     assert {k: v for k, v in after.items() if not k.startswith("instruments")} == before
     assert _decoded_md5(song) == audio and tags.read_instruments(song).instruments == ["bass", "guitar"]
+
+
+def test_an_id3_extended_header_flag_without_the_header_is_read_as_mutagen_reads_it(tmp_path):
+    """Some writers set the extended-header flag with no extended header (mutagen reads the frames
+    that follow): the frame walk took the first frame's ID for the header's size and raised
+    ValueError, which stopped `tag` and aborted every scan that wrote tags."""
+    song = _ffmpeg(tmp_path / "song.mp3", "-c:a", "libmp3lame")
+    frames = _v23_frame(b"TIT2", b"\0Song") + bytes(32)
+    size = bytes((len(frames) >> shift) & 0x7F for shift in (21, 14, 7, 0))
+    song.write_bytes(b"ID3\x03\x00\x40" + size + frames + song.read_bytes())
+    tags.write_instruments(song, **WRITE)
+    assert tags.read_instruments(song).instruments == ["bass", "guitar"] and _ffprobe_tags(song)["title"] == "Song"
+
+
+def test_a_non_text_frame_mutagen_cannot_read_is_still_a_loss(tmp_path):
+    """Only text frames that hold nothing lose nothing: a WXXX without its URL is dropped by mutagen
+    and must refuse the file (the empty-frame rule had counted every non-text frame as empty)."""
+    song = _ffmpeg(tmp_path / "song.mp3", "-c:a", "libmp3lame")
+    frames = _v23_frame(b"TIT2", b"\0Song") + _v23_frame(b"WXXX", b"\0") + bytes(32)
+    size = bytes((len(frames) >> shift) & 0x7F for shift in (21, 14, 7, 0))
+    song.write_bytes(b"ID3\x03\x00\x00" + size + frames + song.read_bytes())
+    original = song.read_bytes()
+    with pytest.raises(TagWriteError, match=r"would lose \(WXXX\)"):
+        tags.write_instruments(song, **WRITE)
+    assert song.read_bytes() == original
+
+
+def test_a_text_frame_of_several_empty_values_is_written_back(tmp_path):
+    """TPE1 ['', ''] joins to a NUL, which mutagen writes back: not an empty frame (was: refused by
+    the post-write check, the frame left out of what the copy must hold)."""
+    from mutagen.id3 import ID3, TPE1, TIT2
+
+    song = _ffmpeg(tmp_path / "song.mp3", "-c:a", "libmp3lame")
+    tag = ID3()
+    tag.add(TIT2(encoding=3, text=["Song"]))
+    tag.add(TPE1(encoding=3, text=["", ""]))
+    tag.save(str(song), v2_version=4)
+    tags.write_instruments(song, **WRITE)
+    assert ID3(str(song))["TPE1"].text == ["", ""]
+
+
+def test_an_unforeseen_error_reading_a_file_is_one_tag_error(tmp_path, monkeypatch):
+    """mutagen and tagger's own byte checks can raise IndexError, KeyError, struct.error on files
+    malformed in ways nobody foresaw: a TagWriteError naming the file, never a traceback (which
+    stopped `tag` and aborted the scan)."""
+    from tagger.tags import storage
+
+    song = _ffmpeg(tmp_path / "song.flac", *CODECS["flac"])
+    for error in (IndexError("index out of range"), KeyError(65282), struct.error("unpack")):
+        def boom(self, audio, error=error):
+            raise error
+
+        monkeypatch.setattr(storage.VorbisStorage, "get", boom)
+        with pytest.raises(TagWriteError, match=f"cannot read its tags \\({type(error).__name__}"):
+            tags.write_instruments(song, **WRITE)

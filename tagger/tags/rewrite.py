@@ -171,13 +171,17 @@ def _open(path: str | os.PathLike, *, real: str | None = None, cls: type | None 
             audio = _load_id3(cls, name) if cls.__name__ in _ID3_TYPES else cls(name)
     except FileNotFoundError:
         raise TagWriteError(path, "no such file") from None
-    except (mutagen.MutagenError, OSError, ValueError, struct.error, EOFError) as exc:
+    except (mutagen.MutagenError, *_UNREADABLE) as exc:
         raise TagWriteError(path, f"cannot read tags: {exc}") from exc
     if audio is None or type(audio).__name__ not in STORAGES:
         what = "unknown" if audio is None else type(audio).__name__
         raise TagWriteError(path, f"unsupported format ({what}); tagger writes tags into {SUPPORTED_FORMATS}")
     return audio, STORAGES[type(audio).__name__]
 
+
+_UNREADABLE = (OSError, ValueError, struct.error, EOFError, IndexError, KeyError)
+"""What reading a malformed file's tags may raise (besides mutagen's own errors), in mutagen or in
+tagger's checks of the bytes: one line naming the file, never a traceback that stops a scan."""
 
 _ID3_TYPES = ("MP3", "WAVE", "AIFF")
 """mutagen file types whose tag is ID3v2."""
@@ -444,6 +448,18 @@ def _rewrite(
     _check_expected(shown, st, expected)
     _check_fingerprint(shown, real, st, fingerprint)
 
+    import mutagen
+
+    try:
+        return _rewrite_file(shown, real, st, target=target, id3v23=id3v23, keep_mtime=keep_mtime, dry_run=dry_run,
+                             settle_seconds=settle_seconds)  # fmt: skip
+    except (mutagen.MutagenError, *_UNREADABLE) as exc:  # a file malformed in a way nobody foresaw
+        raise TagWriteError(shown, f"cannot read its tags ({type(exc).__name__}: {exc}); left unchanged") from exc
+
+
+def _rewrite_file(shown, real, st, *, target, id3v23, keep_mtime, dry_run, settle_seconds):
+    """`_rewrite` once the file is found: load it, decide, check, and write the verified copy (the
+    loaded tag is let go before the copy is made: covers can be tens of megabytes)."""
     audio, storage = _open(shown, real=real)
     cls = type(audio)
     before_raw = storage.get(audio)

@@ -267,9 +267,9 @@ class ID3Storage(Storage):
             empty = Counter()
             for frame in walk.frames:
                 text = frame.fid.startswith("T") or frame.fid == "IPLS"
-                data = _id3_frame_data(walk, frame) if text and frame.length else b""
+                data = _id3_frame_data(walk, frame) if text and frame.length else None
                 if frame.length == 0 or (data is not None and not data[1:].strip(b"\0")):
-                    empty[frame.fid] += 1
+                    empty[frame.fid] += 1  # (another frame mutagen cannot read is a loss: not counted)
             return empty
 
     def changed_frames(self, audio, path: str) -> list[str]:
@@ -561,7 +561,7 @@ class OggVorbisStorage(VorbisStorage):
 
         serial = audio.info.serial  # the stream mutagen reads (the first of this codec)
         with open(path, "rb") as f:
-            packet, packets = b"", 0
+            packet, packets = bytearray(), 0  # (grown in place: a comment packet with a cover spans thousands of pages)
             while packets < self.headers:
                 try:
                     page = OggPage(f)
@@ -570,19 +570,22 @@ class OggVorbisStorage(VorbisStorage):
                 if page.serial != serial:
                     continue
                 for i, part in enumerate(page.packets):
-                    packet = packet + part if i == 0 and page.continued else part
+                    if i == 0 and page.continued:
+                        packet += part
+                    else:
+                        packet = bytearray(part)
                     if i < len(page.packets) - 1 or page.complete:
                         if packet.startswith(self.comment_magic):
-                            data = io.BytesIO(packet[len(self.comment_magic) :])
+                            data = io.BytesIO(memoryview(packet)[len(self.comment_magic) :])
                             return [_vorbis_entries(data, len(data.getbuffer()))]
-                        packet, packets = b"", packets + 1
+                        packet, packets = bytearray(), packets + 1
         return None
 
     def payload(self, f, size, h):
         from mutagen.ogg import OggPage
 
         headers = self.headers
-        done, serial, packet = 0, None, b""
+        done, serial, packet = 0, None, bytearray()  # (grown in place, as in `comment_blocks`)
         while True:
             start = f.tell()
             try:
@@ -599,11 +602,14 @@ class OggVorbisStorage(VorbisStorage):
                 continue
             if done < headers:
                 for i, part in enumerate(page.packets):
-                    packet = packet + part if i == 0 and page.continued else part
+                    if i == 0 and page.continued:
+                        packet += part
+                    else:
+                        packet = bytearray(part)
                     if i < len(page.packets) - 1 or page.complete:
                         if done != 1:
                             h.update(packet)
-                        done, packet = done + 1, b""
+                        done, packet = done + 1, bytearray()
                 continue
             h.update(struct.pack("<qBB", page.position, page.continued, page.last))
             for part in page.packets:
@@ -1111,7 +1117,10 @@ class _ID3Walk(NamedTuple):
 def _empty_text(frame) -> bool:
     """A text frame (not TXXX, whose description is a value) holding nothing but empty strings,
     which mutagen loads but does not write back: it loses nothing."""
-    return frame.FrameID.startswith("T") and frame.FrameID != "TXXX" and not any(map(str, getattr(frame, "text", [1])))
+    from mutagen.id3 import TextFrame
+
+    # (mutagen skips a text frame whose text joins to nothing; ['', ''] joins to a NUL and is written)
+    return isinstance(frame, TextFrame) and frame.FrameID != "TXXX" and len(str(frame)) == 0
 
 
 def _id3_frame_ids(f, start: int, span: int) -> Counter | None:
@@ -1145,7 +1154,12 @@ def _id3_walk(f, start: int, span: int) -> _ID3Walk | None:
         ext = body.read(4)
         if len(ext) < 4:
             return None
-        first = 4 + int.from_bytes(ext, "big") if major == 3 else _syncsafe(ext)
+        from mutagen.id3 import Frames
+
+        if ext.decode("latin-1") in Frames:
+            first = 0  # the flag set without an extended header (some writers): frames follow, as mutagen reads it
+        else:
+            first = 4 + int.from_bytes(ext, "big") if major == 3 else _syncsafe(ext)
     # v2.4 frame sizes are syncsafe, but some writers (old iTunes) wrote plain ones: the walk that
     # reaches the end cleanly is the tag's
     for sizes in ("syncsafe", "plain") if major == 4 else ("plain",):
@@ -1157,6 +1171,8 @@ def _id3_walk(f, start: int, span: int) -> _ID3Walk | None:
 
 def _walk_frames(f, base: int, pos: int, size: int, major: int, sizes: str) -> list[_ID3Frame] | None:
     head, id_len = (6, 3) if major == 2 else (10, 4)
+    if pos > size:
+        return None  # (an extended header said to run past the tag)
     frames: list[_ID3Frame] = []
     while pos + head <= size:
         f.seek(base + pos)
