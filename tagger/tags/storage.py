@@ -561,7 +561,7 @@ class OggVorbisStorage(VorbisStorage):
 
         serial = audio.info.serial  # the stream mutagen reads (the first of this codec)
         with open(path, "rb") as f:
-            packet, packets = bytearray(), 0  # (grown in place: a comment packet with a cover spans thousands of pages)
+            partial, packets = bytearray(), 0
             while packets < self.headers:
                 try:
                     page = OggPage(f)
@@ -569,23 +569,19 @@ class OggVorbisStorage(VorbisStorage):
                     return None
                 if page.serial != serial:
                     continue
-                for i, part in enumerate(page.packets):
-                    if i == 0 and page.continued:
-                        packet += part
-                    else:
-                        packet = bytearray(part)
-                    if i < len(page.packets) - 1 or page.complete:
-                        if packet.startswith(self.comment_magic):
-                            data = io.BytesIO(memoryview(packet)[len(self.comment_magic) :])
-                            return [_vorbis_entries(data, len(data.getbuffer()))]
-                        packet, packets = bytearray(), packets + 1
+                complete, partial = _ogg_packets(page, partial)
+                for packet in complete:
+                    if packet.startswith(self.comment_magic):
+                        data = io.BytesIO(memoryview(packet)[len(self.comment_magic) :])
+                        return [_vorbis_entries(data, len(data.getbuffer()))]
+                    packets += 1
         return None
 
     def payload(self, f, size, h):
         from mutagen.ogg import OggPage
 
         headers = self.headers
-        done, serial, packet = 0, None, bytearray()  # (grown in place, as in `comment_blocks`)
+        done, serial, partial = 0, None, bytearray()
         while True:
             start = f.tell()
             try:
@@ -601,15 +597,11 @@ class OggVorbisStorage(VorbisStorage):
             if page.serial != serial:
                 continue
             if done < headers:
-                for i, part in enumerate(page.packets):
-                    if i == 0 and page.continued:
-                        packet += part
-                    else:
-                        packet = bytearray(part)
-                    if i < len(page.packets) - 1 or page.complete:
-                        if done != 1:
-                            h.update(packet)
-                        done, packet = done + 1, bytearray()
+                complete, partial = _ogg_packets(page, partial)
+                for packet in complete:
+                    if done != 1:
+                        h.update(packet)
+                    done += 1
                 continue
             h.update(struct.pack("<qBB", page.position, page.continued, page.last))
             for part in page.packets:
@@ -1351,6 +1343,22 @@ def _id3v2_end(f, start: int = 0) -> int:
             return pos
         pos += 10 + _syncsafe(head[6:10]) + (10 if head[5] & 0x10 else 0)
 
+
+
+def _ogg_packets(page, partial: bytearray) -> tuple[list[bytearray], bytearray]:
+    """The packets an Ogg page completes, and the one it leaves unfinished (``partial``: the one
+    the pages before it left). Grown in place: a comment packet holding a cover spans thousands of
+    pages, and joining them by copies took minutes."""
+    complete = []
+    for i, part in enumerate(page.packets):
+        if i == 0 and page.continued:
+            partial += part
+        else:
+            partial = bytearray(part)
+        if i < len(page.packets) - 1 or page.complete:
+            complete.append(partial)
+            partial = bytearray()
+    return complete, partial
 
 
 _BITSWAP = bytes(int(f"{i:08b}"[::-1], 2) for i in range(256))
