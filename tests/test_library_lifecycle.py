@@ -363,3 +363,32 @@ def test_a_scan_does_not_write_stored_results_into_a_file_replaced_since_it_was_
     assert not tags.read_instruments(song).tagged
     monkeypatch.setattr(R.Runner, "retag", retag)
     assert _scan([music], dbfile, on_track=tag_writer(model_version="fake-1")).scanned == 1  # analysed again
+
+
+def test_a_file_replaced_during_its_analysis_by_one_the_fingerprint_cannot_tell_apart_is_analysed_again(tmp_path):
+    """Another file (another inode) of the same size and mtime, different only where the
+    fingerprint's three chunks do not read (two stems silent there): the fingerprint matched, so
+    the old file's results were stored for it. Another inode now needs the whole content too."""
+    music, dbfile = tmp_path / "music", tmp_path / "lib.db"
+    song = write_audio(music / "stem.wav", tone_signal([110.0], seconds=40.0))
+    other = write_audio(tmp_path / "other.wav", tone_signal([4000.0], seconds=40.0))
+    data, new = bytearray(song.read_bytes()), other.read_bytes()
+    size, mid = len(data), len(data) // 2 - CHUNK // 2
+    for start, end in ((CHUNK, mid), (mid + CHUNK, size - CHUNK)):
+        data[start:end] = new[start:end]
+    incoming = tmp_path / "incoming.wav"
+    incoming.write_bytes(bytes(data))
+    _old(song)
+    st = os.stat(song)
+    os.utime(incoming, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+    class Replacing(FakeAnalyser):
+        def predict_features(self, feats):
+            if incoming.exists():
+                os.replace(incoming, song)
+            return super().predict_features(feats)
+
+    summary = _scan(music, dbfile, analyser=Replacing())
+    assert summary.errors == [(str(song), "the file changed while it was being analysed; the next scan analyses it again")]
+    assert _scan(music, dbfile).scanned == 1
+    assert _rows(dbfile)[str(song)]["content_hash"] == content_hash(song)

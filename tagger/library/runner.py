@@ -21,7 +21,7 @@ from tagger.db.scan_writer import FileState, ScanWriter
 from tagger.errors import TaggerError
 from tagger.library.analyse import AnalysisConfig, analyse_file, worker_main
 from tagger.library.assemble import TrackAssembler
-from tagger.fingerprint import fingerprint, read_back
+from tagger.fingerprint import content_hash, fingerprint, read_back
 from tagger.library.messages import Done, Failed, FileInfo, Message, RemoteResult, Started, Windows
 from tagger.library.state import Analyser, OnTrack, Progress, ScanInterrupted, StopSignals
 from tagger.library.workers import single_threaded_children, stop_process, stop_workers
@@ -127,7 +127,8 @@ class Runner:
             summary.peak_rss["workers"] = sorted(self.worker_rss.values(), reverse=True)
 
     def finish(self, task_id: int, *, samples: int) -> None:
-        changed = changed_during_analysis(self.pending[task_id].work)
+        pending = self.pending[task_id]
+        changed = changed_during_analysis(pending.work, (pending.meta or {}).get("content_hash"))
         if changed is not None:
             self.fail(task_id, changed, transient=True)
             return
@@ -341,14 +342,16 @@ class Runner:
             procs[i] = start()
 
 
-def changed_during_analysis(work: FileState) -> str | None:
+def changed_during_analysis(work: FileState, whole: str | None = None) -> str | None:
     """Why the results of `work` must not be stored (its file changed or vanished meanwhile), or None.
 
     Size and mtime alone do not tell: another file of the same size and mtime moved over it (``mv``
     of a file unpacked from the same archive) has another inode. Another inode, mtime or ctime
     (``touch``, ``chmod``, written in place with its mtime set back) counts as unchanged only while
     the fingerprint is (not the inode alone: some network and FUSE filesystems number their files
-    anew from one look to the next)."""
+    anew from one look to the next), and, for another inode, while the whole content hashes to
+    ``whole`` (the hash of the bytes analysed, when known): two stems silent where the fingerprint
+    reads have the same fingerprint."""
     changed = "the file changed while it was being analysed; the next scan analyses it again"
     try:
         st = os.stat(work.path)
@@ -362,8 +365,8 @@ def changed_during_analysis(work: FileState) -> str | None:
         return None
     if st.st_size == work.size and work.fingerprint:
         try:
-            if fingerprint(work.path) == work.fingerprint:
-                return None  # only touched
+            if fingerprint(work.path) == work.fingerprint and (same_inode or whole is None or content_hash(work.path) == whole):
+                return None  # only touched (or numbered anew)
         except TaggerError:
             pass
     return changed
