@@ -775,6 +775,13 @@ def _v23_frame(fid: bytes, data: bytes) -> bytes:
     return fid + struct.pack(">I", len(data)) + b"\0\0" + data
 
 
+def _prepend_v23_tag(song: Path, frames: bytes, *, flags: int = 0) -> None:
+    """Put an ID3v2.3 tag of these frames (and 32 bytes of padding) before the file's bytes."""
+    body = frames + bytes(32)
+    size = bytes((len(body) >> shift) & 0x7F for shift in (21, 14, 7, 0))
+    song.write_bytes(b"ID3\x03\x00" + bytes([flags]) + size + body + song.read_bytes())
+
+
 @pytest.mark.parametrize("version", [3, 4])
 def test_empty_id3_frames_lose_nothing_and_do_not_stop_a_write(tmp_path, version):
     """Frames holding nothing, which mutagen drops as it loads them: an old Picard's empty TIPL and
@@ -793,9 +800,7 @@ def test_empty_id3_frames_lose_nothing_and_do_not_stop_a_write(tmp_path, version
     else:
         frames = _v23_frame(b"TIT2", b"\0Song") + _v23_frame(b"TCOM", b"\x01") + _v23_frame(b"TPE2", b"")
         frames += _v23_frame(b"TCON", b"\0\0")  # an empty string: loaded, then written as nothing
-        frames += bytes(64)  # padding
-        size = bytes((len(frames) >> shift) & 0x7F for shift in (21, 14, 7, 0))
-        song.write_bytes(b"ID3\x03\x00\x00" + size + frames + song.read_bytes())
+        _prepend_v23_tag(song, frames)
     before, audio = _ffprobe_tags(song), _decoded_md5(song)
     assert before["title"] == "Song"
     tags.write_instruments(song, **WRITE)
@@ -809,9 +814,7 @@ def test_an_id3_extended_header_flag_without_the_header_is_read_as_mutagen_reads
     that follow): the frame walk took the first frame's ID for the header's size and raised
     ValueError, which stopped `tag` and aborted every scan that wrote tags."""
     song = _ffmpeg(tmp_path / "song.mp3", "-c:a", "libmp3lame")
-    frames = _v23_frame(b"TIT2", b"\0Song") + bytes(32)
-    size = bytes((len(frames) >> shift) & 0x7F for shift in (21, 14, 7, 0))
-    song.write_bytes(b"ID3\x03\x00\x40" + size + frames + song.read_bytes())
+    _prepend_v23_tag(song, _v23_frame(b"TIT2", b"\0Song"), flags=0x40)
     tags.write_instruments(song, **WRITE)
     assert tags.read_instruments(song).instruments == ["bass", "guitar"] and _ffprobe_tags(song)["title"] == "Song"
 
@@ -820,9 +823,7 @@ def test_a_non_text_frame_mutagen_cannot_read_is_still_a_loss(tmp_path):
     """Only text frames that hold nothing lose nothing: a WXXX without its URL is dropped by mutagen
     and must refuse the file (the empty-frame rule had counted every non-text frame as empty)."""
     song = _ffmpeg(tmp_path / "song.mp3", "-c:a", "libmp3lame")
-    frames = _v23_frame(b"TIT2", b"\0Song") + _v23_frame(b"WXXX", b"\0") + bytes(32)
-    size = bytes((len(frames) >> shift) & 0x7F for shift in (21, 14, 7, 0))
-    song.write_bytes(b"ID3\x03\x00\x00" + size + frames + song.read_bytes())
+    _prepend_v23_tag(song, _v23_frame(b"TIT2", b"\0Song") + _v23_frame(b"WXXX", b"\0"))
     original = song.read_bytes()
     with pytest.raises(TagWriteError, match=r"would lose \(WXXX\)"):
         tags.write_instruments(song, **WRITE)
