@@ -1,7 +1,7 @@
 """Decode any common audio format, downmix, resample to 16 kHz and cut NSynth-length windows.
 
 Decoding goes through libsndfile (soundfile) for WAV, FLAC, OGG Vorbis, Opus, MP3 and AIFF, and
-through the ``ffmpeg`` program for what libsndfile cannot read (M4A/AAC/ALAC, WMA, ...). Long files
+through the ``ffmpeg`` program for what libsndfile cannot read (M4A/AAC/ALAC, WMA, WavPack, APE, ...). Long files
 are streamed in blocks, so memory stays bounded whatever the file's length: a two-hour file is
 never loaded whole. Every failure surfaces as `AudioReadError` naming the file and the reason.
 """
@@ -24,9 +24,13 @@ from tagger import constants as C
 from tagger.errors import AudioReadError
 
 AUDIO_EXTENSIONS = frozenset(
-    {".mp3", ".flac", ".ogg", ".oga", ".opus", ".m4a", ".mp4", ".aac", ".alac", ".wav", ".aif", ".aiff", ".aifc", ".wma"}
-)
-"""File extensions the crawler treats as audio."""
+    {".mp3", ".mp2", ".flac", ".ogg", ".oga", ".opus", ".spx", ".m4a", ".m4b", ".mp4", ".aac", ".alac", ".wav", ".w64",
+     ".aif", ".aiff", ".aifc", ".caf", ".au", ".snd", ".wma", ".wv", ".ape", ".mpc", ".tta", ".mka", ".webm", ".dsf",
+     ".dff", ".ac3", ".dts"}
+)  # fmt: skip
+"""File extensions the crawler treats as audio: every format of a music library that libsndfile or
+ffmpeg decodes (lossless WavPack, Monkey's Audio, TTA and DSD included; Matroska and WebM audio as
+saved by downloaders)."""
 
 MIN_RATE, MAX_RATE = 8_000, 192_000
 BLOCK_SECONDS = 30.0
@@ -193,7 +197,7 @@ def _ffprobe_info(path: Path) -> AudioInfo:
         raise AudioReadError(
             path,
             "libsndfile cannot decode this file and ffmpeg is not installed; "
-            "install ffmpeg (Debian: apt-get install ffmpeg) to read M4A/AAC/ALAC/WMA files",
+            "install ffmpeg (Debian: apt-get install ffmpeg) to read M4A/AAC/ALAC, WMA, WavPack, APE and other files libsndfile cannot",
         )
     cmd = ["ffprobe", "-v", "error", "-print_format", "json", "-show_streams", "-show_format", "--", str(path)]
     try:

@@ -34,11 +34,13 @@ NON_AUDIO_EXTENSIONS = frozenset(
 """Extensions never sniffed (common companions of music files)."""
 
 _ASF_GUID = bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c")
+_W64_GUID = b"riff" + bytes.fromhex("2e91cf11a5d628db04c1")  # Sony Wave64's first chunk
 
 
 def sniff_audio(head: bytes) -> bool:
     """True when the first bytes of a file look like a known audio container."""
-    if head.startswith((b"ID3", b"fLaC", b"OggS", b".snd")) or head.startswith(_ASF_GUID):
+    if head.startswith((b"ID3", b"fLaC", b"OggS", b".snd", b"wvpk", b"MAC ", b"MPCK", b"MP+", b"TTA1", b"caff",
+                        b"DSD ", b"FRM8")) or head.startswith((_ASF_GUID, _W64_GUID)):  # fmt: skip
         return True
     if head[:4] == b"RIFF" and head[8:12] in (b"WAVE", b"RF64"):
         return True

@@ -28,6 +28,11 @@ class TagWriteError(_FileError):
     """A file's tags could not be read or written."""
 
 
+class UntaggableError(TagWriteError):
+    """A file's format holds no tags that tagger writes (raw AAC, Matroska, CAF, ...): its results
+    live in the database only. Not a failure of a scan, which stores them and goes on."""
+
+
 class ModelError(_FileError):
     """A model file or manifest is missing, tampered with or mismatched."""
 

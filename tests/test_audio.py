@@ -34,6 +34,9 @@ def ffmpeg_encode(src, dst, *args):
 FORMATS = {
     "wav": [], "flac": [], "aiff": [], "ogg": ["-c:a", "libvorbis"], "opus": ["-c:a", "libopus"],
     "mp3": ["-c:a", "libmp3lame"], "m4a": ["-c:a", "aac"], "alac.m4a": ["-c:a", "alac"], "wma": ["-c:a", "wmav2"],
+    "wv": ["-c:a", "wavpack"], "tta": ["-c:a", "tta"], "mka": ["-c:a", "flac"], "webm": ["-c:a", "libopus"],
+    "m4b": ["-c:a", "aac"], "caf": ["-c:a", "pcm_s16le"], "w64": [], "mp2": ["-c:a", "mp2"], "spx": ["-c:a", "libspeex"],
+    "ac3": ["-c:a", "ac3"],
 }  # fmt: skip
 
 

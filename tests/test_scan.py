@@ -54,6 +54,13 @@ def test_sniff_audio_signatures():
     assert sniff_audio(b"fLaC\x00\x00")
     assert sniff_audio(b"ID3\x04\x00")
     assert sniff_audio(b"\x00\x00\x00\x20ftypM4A \x00")
+    assert sniff_audio(b"wvpk\x3a\x00\x00\x00")  # WavPack
+    assert sniff_audio(b"MAC \x96\x0f\x00\x00")  # Monkey's Audio
+    assert sniff_audio(b"MPCK\x53\x48")  # Musepack SV8
+    assert sniff_audio(b"TTA1\x01\x00\x02\x00")
+    assert sniff_audio(b"DSD \x1c\x00\x00\x00")
+    assert sniff_audio(b"riff" + bytes.fromhex("2e91cf11a5d628db04c10000"))  # Wave64
+    assert not sniff_audio(b"riffraff and more")
     assert not sniff_audio(b"\xff\xd8\xff\xe0JFIF")
     assert not sniff_audio(b"hello world")
 
@@ -383,6 +390,36 @@ def test_scan_can_write_tags_and_the_next_scan_sees_the_file_unchanged(tmp_path,
     with db.session() as s:
         row = s.scalar(select(M.Track).where(M.Track.path == str(f)))
         assert (row.size, row.fingerprint) == (os.stat(f).st_size, fingerprint(f))
+
+
+@pytest.mark.parametrize("ext,codec", [("wv", "wavpack"), ("mka", "flac"), ("webm", "libopus"), ("caf", "pcm_s16le")])
+def test_lossless_and_matroska_files_are_scanned_and_formats_without_tags_do_not_fail_the_scan(tmp_path, db, ext, codec):
+    """WavPack, Matroska/WebM audio (what downloaders save) and CAF files were not crawled at all:
+    a collection of them was passed over without a word. A format tagger cannot write tags into is
+    analysed and stored; the scan says so once and does not fail (exit 0), and the next scan does
+    not try again (a cron job would otherwise see every scan fail)."""
+    import subprocess
+
+    from conftest import tone_signal, write_audio
+    from tagger.library.scan import tag_writer
+
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg not installed")
+    music = tmp_path / "music"
+    src = write_audio(tmp_path / "src.wav", tone_signal([110.0], seconds=5.0))
+    f = music / f"bass.{ext}"
+    music.mkdir()
+    proc = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(src), "-c:a", codec, str(f)], capture_output=True)
+    if proc.returncode != 0:
+        pytest.skip(f"ffmpeg cannot encode {ext}")
+    assert [str(p) for p in crawl([music])] == [str(f)]
+    before = f.read_bytes()
+    summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=0, on_track=tag_writer(model_version="fake-1"))
+    assert summary.scanned == 1 and summary.ok and summary.tag_errors == 0
+    assert [p for p, _ in summary.untaggable] == [str(f)] and "unsupported format" in summary.untaggable[0][1]
+    assert track_instruments(db) == {str(f): ["bass"]} and f.read_bytes() == before
+    again = scan([music], db=db, analyser=FakeAnalyser(), jobs=0, on_track=tag_writer(model_version="fake-1"))
+    assert again.skipped == 1 and again.untaggable == [] and again.ok
 
 
 def test_a_model_with_an_extra_family_tags_queries_and_retags_it(tmp_path, db):

@@ -167,6 +167,8 @@ def scan(
         echo(f"tagger: skipped {path}: {reason}", err=True)
     for path, reason in summary.tag_failures:
         echo(f"tagger: tags not written {path}: {reason}", err=True)
+    for path, reason in summary.untaggable:
+        echo(f"tagger: no tags for {path}: {reason}; its instruments are in the database", err=True)
     for path, kept in summary.empty_roots:
         echo(f"tagger: warning: {path} is empty (a drive not mounted?): its {kept} track(s) were kept, "
                    "not marked missing", err=True)  # fmt: skip
@@ -185,7 +187,8 @@ def scan(
     )
     if write_tags:
         verb = "would be tagged" if dry_run else "tagged"
-        echo(f"tags: {summary.tags_written} {verb}, {summary.tag_errors} failed")
+        untaggable = f", {len(summary.untaggable)} in formats without tags" if summary.untaggable else ""
+        echo(f"tags: {summary.tags_written} {verb}, {summary.tag_errors} failed{untaggable}")
     if summary.deferred:
         echo(f"{len(summary.deferred)} file(s) changed in the last {settle_seconds:g} s were left for a later scan")
     if summary.stale and not rescan_stale:

@@ -18,7 +18,7 @@ from tagger import constants as C
 from tagger.aggregate import DEFAULT_AGGREGATION, FamilyResult, TrackResult
 from tagger.db import models as M
 from tagger.db.scan_writer import FileState, ScanWriter
-from tagger.errors import TaggerError
+from tagger.errors import TaggerError, UntaggableError
 from tagger.library.analyse import AnalysisConfig, analyse_file, worker_main
 from tagger.library.assemble import TrackAssembler
 from tagger.fingerprint import content_hash, fingerprint, read_back
@@ -151,6 +151,9 @@ class Runner:
         try:
             with self.writer.clock("tags"):
                 change = self.on_track(work.path, result, (work.size, work.mtime))
+        except UntaggableError as exc:  # nothing to write, ever: its results are in the database
+            self.writer.summary.untaggable.append((work.path, exc.reason))
+            track.tags_current = True
         except TaggerError as exc:
             log.debug("%s", exc)
             self.writer.summary.tag_errors += 1

@@ -84,6 +84,9 @@ class ScanSummary:
     tag_failures: list[tuple[str, str]] = field(default_factory=list)
     """(path, reason) of each failed tag write (the track's results are stored; the next scan that
     writes tags tries again)."""
+    untaggable: list[tuple[str, str]] = field(default_factory=list)
+    """(path, reason) of the files whose format holds no tags tagger writes (`UntaggableError`):
+    their results are stored, no tag write is tried again, and they are not a failure."""
     errors: list[tuple[str, str]] = field(default_factory=list)
     temp_files: list[str] = field(default_factory=list)
     """Temporary files left by killed tag writes that this scan deleted, or with ``keep_temp_files``

@@ -28,7 +28,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
-from tagger.errors import AudioReadError, TagWriteError
+from tagger.errors import AudioReadError, TagWriteError, UntaggableError
 from tagger.paths import TEMP_SUFFIX, is_temp_name
 from tagger.tags.fields import INSTRUMENTS_MODEL, Raw, TagChange, TagState, desired_raw, state
 from tagger.tags.storage import STORAGES, Storage, payload_digest
@@ -175,7 +175,7 @@ def _open(path: str | os.PathLike, *, real: str | None = None, cls: type | None 
         raise TagWriteError(path, f"cannot read tags: {exc}") from exc
     if audio is None or type(audio).__name__ not in STORAGES:
         what = "unknown" if audio is None else type(audio).__name__
-        raise TagWriteError(path, f"unsupported format ({what}); tagger writes tags into {SUPPORTED_FORMATS}")
+        raise UntaggableError(path, f"unsupported format ({what}); tagger writes tags into {SUPPORTED_FORMATS}")
     return audio, STORAGES[type(audio).__name__]
 
 
