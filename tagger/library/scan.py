@@ -107,10 +107,6 @@ def default_jobs() -> int:
     return os.cpu_count() or 1
 
 
-def default_jobs() -> int:
-    return os.cpu_count() or 1
-
-
 def _exclusive(func):
     """Run a scan holding its database's scan lock (`tagger.db.lock`: a second scan of the same
     SQLite database refuses, naming the first one's PID); a database that cannot be written (disk
