@@ -117,6 +117,25 @@ def test_read_only_file_is_skipped_and_the_rest_goes_on(library):
     assert tags.read_instruments(files["b"]).instruments == ["vocal"]
 
 
+def test_a_format_without_tags_is_said_and_counted_but_not_a_failure(library, tmp_path):
+    """A Matroska audio file (tagger cannot write its tags) in a folder made `untag` fail (exit 1,
+    "skipped") although tagger never wrote into it, and `tag` fail on every run: `untag` counts it
+    unchanged, `tag` says so and counts it, neither exits 1 for it nor changes the file."""
+    music, files, preds = library
+    mka = _tone(music / "live.mka", "flac")
+    before = mka.read_bytes()
+    rows = preds.read_text() + json.dumps({"path": str(mka), "instruments": ["vocal"], "scores": {"vocal": 0.9}}) + "\n"
+    preds.write_text(rows)
+    res = run("tag", "--from-json", str(preds), "--model-version", "m-1")
+    assert res.exit_code == 0, res.output
+    assert f"no tags for {mka}: unsupported format" in res.output
+    assert "3 tagged, 0 unchanged, 0 skipped, 1 in formats without tags" in res.output
+    res = run("untag", str(music))
+    assert res.exit_code == 0, res.output
+    assert "3 untagged, 1 unchanged, 0 skipped" in res.output and str(mka) not in res.output
+    assert mka.read_bytes() == before
+
+
 def test_changed_since_analysed_is_skipped(library):
     _music, files, preds = library
     st = files["a"].stat()

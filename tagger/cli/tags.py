@@ -32,12 +32,20 @@ def _values(state) -> str:
 
 
 def _render(results, *, verb: str, dry_run: bool) -> None:
-    """One line per changed or skipped file, a summary, exit code 1 when a file was skipped."""
-    from tagger.errors import TagWriteError
+    """One line per changed or skipped file, a summary, exit code 1 when a file was skipped. A file
+    in a format that holds no tags tagger writes is not skipped: `tag` says so and counts it, `untag`
+    counts it unchanged (tagger never wrote into it)."""
+    from tagger.errors import TagWriteError, UntaggableError
 
-    done = unchanged = skipped = 0
+    done = unchanged = skipped = untaggable = 0
     for result in results:
-        if isinstance(result, TagWriteError):
+        if isinstance(result, UntaggableError) and verb == "untag":
+            unchanged += 1
+            log.debug("no tags of tagger's in %s", result)
+        elif isinstance(result, UntaggableError):
+            untaggable += 1
+            echo(f"tagger: no tags for {result}", err=True)
+        elif isinstance(result, TagWriteError):
             skipped += 1
             echo(f"tagger: skipped {result}", err=True)
         elif not result.changed:
@@ -52,6 +60,7 @@ def _render(results, *, verb: str, dry_run: bool) -> None:
                 echo(f"{label} {result.path} (removed: {_values(result.before)})")
     past = f"{verb}ged"  # verb is "tag" or "untag"
     summary = f"{done} {'would be ' + past if dry_run else past}, {unchanged} unchanged, {skipped} skipped"
+    summary += f", {untaggable} in formats without tags" if untaggable else ""
     echo(summary, err=True)
     if skipped:
         raise typer.Exit(1)
