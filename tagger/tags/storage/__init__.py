@@ -1,0 +1,39 @@
+"""Where tagger's fields live in each tag container: one storage class per container.
+
+In the style of beets' mediafile ``storage``: each class knows how to `~Storage.read`, `~Storage.write`
+and `~Storage.delete` our fields (`tagger.tags.fields`) in a loaded mutagen file, how to `~Storage.save`
+it, which of its other tags must not change (`~Storage.other_items`), and which bytes carry the
+audio (`~Storage.payload`). A format whose container is shared (WAV and AIFF carry ID3, FLAC and
+Ogg carry Vorbis comments) is a small subclass that only says where its audio is.
+
+One module per container family (its storage classes and the reading of its bytes they need):
+
+- `tagger.tags.storage.base`: the `Storage` base class, the registry (`register`, `storage_for`,
+  `STORAGES`: mutagen file type name -> storage) and `payload_digest`;
+- `tagger.tags.storage.id3`: MP3, WAV, AIFF: ID3v2 ``TXXX`` frames;
+- `tagger.tags.storage.vorbis`: FLAC, Ogg Vorbis, Opus: Vorbis comments;
+- `tagger.tags.storage.mp4`: MP4/M4A: freeform atoms ``----:com.apple.iTunes:NAME``;
+- `tagger.tags.storage.asf`: WMA: ASF attributes;
+- `tagger.tags.storage._bytes`: the byte helpers several of them use.
+
+Adding a container: one class beside its siblings (a new family: a new module, imported below),
+decorated with ``@register("MutagenTypeName", ...)``. Importing this package imports every container
+module, so `STORAGES` is complete; every public name is importable from here.
+"""
+
+from __future__ import annotations
+
+from tagger.tags.storage.base import STORAGES, Storage, payload_digest, register, storage_for
+
+# The container modules register their classes as they are imported (in this order: `STORAGES` keeps
+# the order it always had).
+from tagger.tags.storage.id3 import AIFFStorage, ID3Storage, MP3Storage, WAVEStorage
+from tagger.tags.storage.vorbis import FLACStorage, OggOpusStorage, OggVorbisStorage, VorbisStorage
+from tagger.tags.storage.mp4 import MP4_FREEFORM_PREFIX, MP4Storage
+from tagger.tags.storage.asf import ASFStorage
+
+__all__ = [
+    "AIFFStorage", "ASFStorage", "FLACStorage", "ID3Storage", "MP3Storage", "MP4Storage", "MP4_FREEFORM_PREFIX",
+    "OggOpusStorage", "OggVorbisStorage", "STORAGES", "Storage", "VorbisStorage", "WAVEStorage", "payload_digest",
+    "register", "storage_for",
+]  # fmt: skip

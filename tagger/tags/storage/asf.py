@@ -1,0 +1,149 @@
+"""ASF (WMA): tagger's fields as ASF attributes with those names, one per value. The check on
+mutagen's round trip reads the header's attributes from the file's bytes (`_asf_attributes`).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+
+from tagger.tags.fields import Raw, ours
+from tagger.tags.storage._bytes import _hash_range
+from tagger.tags.storage.base import Storage, register
+
+
+@register("ASF")
+class ASFStorage(Storage):
+    """ASF attributes with the field names, one per value; the audio is everything after the header object."""
+
+    kind = "asf"
+
+    def read(self, tags) -> Raw:
+        raw: Raw = {}
+        for key, values in tags.as_dict().items():
+            name = ours(key)
+            if name:
+                raw.setdefault(name, []).extend(str(v.value) for v in values)
+        return raw
+
+    def lookalikes(self, tags):
+        return (key for key in tags.as_dict() if not ours(key) and ours(key, any_case=True))
+
+    def write(self, tags, raw: Raw) -> None:
+        from mutagen.asf import ASFUnicodeAttribute
+
+        for key in [k for k in tags.as_dict() if ours(k)]:
+            del tags[key]
+        for name, values in raw.items():
+            tags[name] = [ASFUnicodeAttribute(v) for v in values]
+
+    def other_items(self, audio):
+        # mutagen may move attributes between header objects; per-name order is kept
+        return sorted(((k, v) for k, v in audio.tags if not ours(k)), key=lambda item: item[0])
+
+    def cannot_keep(self, audio, path, version):
+        # mutagen reads a BOOL as "is it 1" and writes it back as 0 or 1 (a true 0xFFFFFFFF becomes
+        # false), and writes a Metadata object attribute's reserved field as 0: it reads the same
+        # values back, so the other-tags digest cannot see the change. The header's bytes tell.
+        changed = []
+        with open(path, "rb") as f:
+            for where, name, kind, lead, value in _asf_attributes(f, os.fstat(f.fileno()).st_size):
+                if kind == 2 and value is not None and int.from_bytes(value, "little") not in (0, 1):
+                    changed.append(f"{name!r}, a BOOL stored as 0x{value[::-1].hex()}")
+                if where == "Metadata" and lead:
+                    changed.append(f"{name!r}, whose reserved field in the Metadata object is {lead}")
+        if not changed:
+            return None
+        return ("its ASF attributes hold values that a rewrite would change (mutagen writes a BOOL back as 0 or 1 "
+                f"and a reserved field as 0): {', '.join(changed)}")  # fmt: skip
+
+    def payload(self, f, size, h):
+        f.seek(16)
+        (header_size,) = struct.unpack("<Q", f.read(8))
+        _hash_range(f, header_size, size, h)
+        return True
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def _asf_guid(text: str) -> bytes:
+    import uuid
+
+    return uuid.UUID(text).bytes_le
+
+
+_ASF_EXTENDED_CONTENT = _asf_guid("D2D0A440-E307-11D2-97F0-00A0C95EA850")
+_ASF_HEADER_EXTENSION = _asf_guid("5FBF03B5-A92E-11CF-8EE3-00C00C205365")
+_ASF_METADATA = {
+    _asf_guid("C5F8CBEA-5BAF-4877-8467-AA8C44FA4CCA"): "Metadata",
+    _asf_guid("44231C94-9498-49D1-A141-1D134E457054"): "Metadata Library",
+}
+
+
+def _asf_objects(f, pos: int, end: int):
+    """(GUID, content offset, content end) of each ASF object from ``pos`` to ``end`` in the open
+    file ``f``; the walk stops at an object that does not fit."""
+    while pos + 24 <= end:
+        f.seek(pos)
+        guid, size = struct.unpack("<16sQ", f.read(24))
+        if size < 24 or pos + size > end:
+            return
+        yield guid, pos + 24, pos + size
+        pos += size
+
+
+def _asf_attributes(f, size: int):
+    """(object, name, type, first field, value) of each attribute of the Extended Content
+    Description, Metadata and Metadata Library objects of the ASF file open as ``f`` (``size``
+    bytes), read from the header's bytes. The first field is the Metadata object's reserved one
+    (the Metadata Library's language), None in the Extended Content Description; the value is read
+    only for a BOOL (type 2), None otherwise (a picture may be large). The walk stops where an
+    object's content does not hold what it declares."""
+    f.seek(0)
+    head = f.read(30)
+    if len(head) < 30:
+        return
+    header_end = min(struct.unpack("<Q", head[16:24])[0], size)
+    for guid, start, end in list(_asf_objects(f, 30, header_end)):
+        if guid == _ASF_EXTENDED_CONTENT:
+            f.seek(start)
+            pos = start + 2
+            for _ in range(struct.unpack("<H", f.read(2))[0] if end - start >= 2 else 0):
+                if pos + 6 > end:
+                    return
+                f.seek(pos)
+                (name_length,) = struct.unpack("<H", f.read(2))
+                if pos + 6 + name_length > end:
+                    return
+                name = f.read(name_length)
+                kind, value_length = struct.unpack("<HH", f.read(4))
+                pos += 6 + name_length + value_length
+                if pos > end:
+                    return
+                value = f.read(value_length) if kind == 2 else None
+                yield "Extended Content Description", _asf_name(name), kind, None, value
+        elif guid == _ASF_HEADER_EXTENSION and end - start >= 22:
+            f.seek(start + 18)
+            inner_end = min(start + 22 + struct.unpack("<I", f.read(4))[0], end)
+            for inner, first, last in list(_asf_objects(f, start + 22, inner_end)):
+                where = _ASF_METADATA.get(inner)
+                if where is None or last - first < 2:
+                    continue
+                f.seek(first)
+                pos = first + 2
+                for _ in range(struct.unpack("<H", f.read(2))[0]):
+                    if pos + 12 > last:
+                        return
+                    f.seek(pos)
+                    lead, _stream, name_length, kind, value_length = struct.unpack("<HHHHI", f.read(12))
+                    name = f.read(name_length)
+                    pos += 12 + name_length + value_length
+                    if pos > last:
+                        return
+                    value = f.read(value_length) if kind == 2 else None
+                    yield where, _asf_name(name), kind, lead, value
+
+
+def _asf_name(data: bytes) -> str:
+    return data.decode("utf-16-le", "replace").strip("\x00")

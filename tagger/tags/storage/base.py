@@ -1,0 +1,157 @@
+"""The `Storage` base class, the registry of storages by mutagen file type (`register`,
+`storage_for`, `STORAGES`) and `payload_digest`, which dispatches to the storage of a file's type.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import Counter
+from collections.abc import Iterable
+
+from tagger.tags.fields import INSTRUMENTS_MODEL, Raw
+from tagger.tags.storage._bytes import _feed
+
+STORAGES: dict[str, Storage] = {}
+"""mutagen file type name -> the storage of our fields in it."""
+
+
+def register(*mutagen_types: str):
+    """Class decorator: use this storage class for files of these mutagen types."""
+
+    def add(cls):
+        for name in mutagen_types:
+            STORAGES[name] = cls()
+        return cls
+
+    return add
+
+
+def storage_for(audio) -> Storage | None:
+    """The storage of a loaded mutagen file, or None when tagger does not write into its format."""
+    return STORAGES.get(type(audio).__name__)
+
+
+class Storage:
+    """Our fields in one tag container (subclasses implement the container's access)."""
+
+    kind = "?"
+    """The container's name (``id3``, ``vorbis``, ``mp4``, ``asf``)."""
+
+    def read(self, tags) -> Raw:
+        """Our fields in the (loaded, not None) tag object."""
+        raise NotImplementedError
+
+    def write(self, tags, raw: Raw) -> None:
+        """Replace our fields in the tag object with ``raw``; other tags are not touched."""
+        raise NotImplementedError
+
+    def delete(self, tags) -> None:
+        """Remove our fields (and nothing else) from the tag object."""
+        self.write(tags, {})
+
+    def other_items(self, audio) -> Iterable[tuple]:
+        """(key, value) of every tag of the file except ours, in a stable order."""
+        raise NotImplementedError
+
+    def save(self, audio, path: str, *, version: int | None, original: str) -> None:
+        """Save the loaded file ``audio`` (loaded from ``path``, a copy of ``original``)."""
+        audio.save()
+
+    def version(self, audio, id3v23: bool | None, raw: Raw) -> tuple[int | None, bool]:
+        """(tag version to save, whether saving converts the file's existing tag to it)."""
+        return None, False
+
+    def cannot_keep(self, audio, path: str, version: int | None) -> str | None:
+        """Why saving the file loaded from ``path`` at ``version`` would lose or change a tag that is
+        not ours (then nothing is written), or None."""
+        return None
+
+    def prepare(self, audio, version: int | None) -> None:
+        """Convert the loaded file's other tags for a save at ``version`` (`cannot_keep` said yes)."""
+
+    def item_ids(self, path: str) -> Counter | None:
+        """The names of the file's tag items, read from its bytes alone (not by mutagen), where the
+        container lists them (ID3 frames); None otherwise. Empty when the file has no tag."""
+        return None
+
+    def expected_item_ids(self, audio, version: int | None) -> Counter | None:
+        """What `item_ids` must find once the loaded file is saved at ``version``."""
+        return None
+
+    def item_values(self, path: str) -> Counter | None:
+        """(key, digest of its stored value) of each tag item of the file but ours, read from its
+        bytes alone and normalised so that only re-encodings every reader reads the same compare
+        equal, where the container has a check on mutagen's re-encoding (MP4); None otherwise. A
+        save must keep them: mutagen reads some values back the same that it wrote differently."""
+        return None
+
+    def payload(self, f, size: int, h) -> bool:
+        """Feed the bytes that carry the audio (tags and container headers excluded) of the open
+        file ``f`` (``size`` bytes) to the hash ``h``; False when the format has no cheap check."""
+        return False
+
+    # -- shared by every container ----------------------------------------------------------------
+    def get(self, audio) -> Raw:
+        """Our fields in a loaded file (empty values dropped); none when INSTRUMENTS_MODEL is not
+        among them: fields of those names without it are someone else's (`foreign`)."""
+        raw = self._fields(audio)
+        return raw if INSTRUMENTS_MODEL in raw else {}
+
+    def foreign(self, audio) -> list[str]:
+        """The names of the fields with our names that are not ours (no INSTRUMENTS_MODEL beside
+        them: tagger always writes it), which a write must not replace, and of the fields named
+        like ours in another case where the container's names are case-sensitive (a
+        ``TXXX:instruments``: someone else's, which readers that ignore case would mistake for ours
+        beside the one a write would add)."""
+        raw = self._fields(audio)
+        lookalikes = [] if audio.tags is None else sorted(set(self.lookalikes(audio.tags)))
+        return ([] if INSTRUMENTS_MODEL in raw else sorted(raw)) + lookalikes
+
+    def lookalikes(self, tags) -> Iterable[str]:
+        """The names of the fields named like ours in another case, in a container whose names are
+        case-sensitive (none where they are not)."""
+        return ()
+
+    def _fields(self, audio) -> Raw:
+        if audio.tags is None:
+            return {}
+        return {k: v for k, v in self.read(audio.tags).items() if v}
+
+    def set(self, audio, raw: Raw) -> None:
+        """Replace our fields in a loaded file, adding a tag when it has none and ``raw`` is not empty."""
+        if audio.tags is None:
+            if not raw:
+                return
+            audio.add_tags()
+        self.write(audio.tags, raw)
+
+    def other_tags(self, audio) -> str:
+        """A digest of every tag of the file except ours (cover art included): equal digests, equal tags.
+
+        Streamed into a hash: no copy of the tag data is held (covers can be tens of megabytes).
+        """
+        h = hashlib.sha256()
+        for key, value in [] if audio.tags is None else self.other_items(audio):
+            _feed(h, key)
+            _feed(h, value)
+        pictures = getattr(audio, "pictures", None)  # FLAC PICTURE blocks
+        if pictures is not None:
+            _feed(h, "<pictures>")
+            for pic in pictures:
+                _feed(h, [pic.type, pic.mime, pic.desc, pic.width, pic.height, pic.depth, pic.colors, pic.data])
+        return h.hexdigest()
+
+
+def payload_digest(path: str, mutagen_type: str) -> str | None:
+    """Hash of the bytes that carry the audio of the file ``path`` (read as ``mutagen_type``),
+    tags and container headers excluded; None when the format has no cheap check."""
+    storage = STORAGES.get(mutagen_type)
+    if storage is None:
+        return None
+    h = hashlib.sha256()
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        if not storage.payload(f, size, h):
+            return None
+    return h.hexdigest()

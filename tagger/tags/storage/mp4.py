@@ -1,0 +1,216 @@
+"""MP4/M4A: tagger's fields as freeform atoms ``----:com.apple.iTunes:INSTRUMENTS`` (UTF-8), one
+data atom per value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import struct
+from collections import Counter
+
+from tagger.tags.fields import Raw, ours
+from tagger.tags.storage._bytes import _feed, _hash_range
+from tagger.tags.storage.base import Storage, register
+
+MP4_FREEFORM_PREFIX = "----:com.apple.iTunes:"
+"""MP4 freeform atom prefix (mean ``com.apple.iTunes``), as iTunes, beets and ffmpeg use it."""
+
+
+@register("MP4")
+class MP4Storage(Storage):
+    """MP4 freeform atoms ``----:com.apple.iTunes:NAME`` (UTF-8), one data atom per value; the
+    audio is the ``mdat`` atoms. Fragmented files are refused (`cannot_keep`)."""
+
+    kind = "mp4"
+
+    @staticmethod
+    def _ours(key: str) -> str | None:
+        return ours(key[len(MP4_FREEFORM_PREFIX) :]) if key.startswith(MP4_FREEFORM_PREFIX) else None
+
+    def lookalikes(self, tags):
+        for key in tags.keys():
+            name = key[len(MP4_FREEFORM_PREFIX) :]
+            if key.startswith(MP4_FREEFORM_PREFIX) and not ours(name) and ours(name, any_case=True):
+                yield key
+
+    def read(self, tags) -> Raw:
+        raw: Raw = {}
+        for key, values in tags.items():
+            name = self._ours(key)
+            if name:
+                raw.setdefault(name, []).extend(bytes(v).decode("utf-8", "replace") for v in values)
+        return raw
+
+    def write(self, tags, raw: Raw) -> None:
+        from mutagen.mp4 import AtomDataType, MP4FreeForm
+
+        for key in [k for k in tags.keys() if self._ours(k)]:
+            del tags[key]
+        for name, values in raw.items():
+            tags[MP4_FREEFORM_PREFIX + name] = [MP4FreeForm(v.encode("utf-8"), dataformat=AtomDataType.UTF8) for v in values]
+
+    def other_items(self, audio):
+        return sorted(((k, v) for k, v in audio.tags.items() if not self._ours(k)), key=lambda item: item[0])
+
+    def cannot_keep(self, audio, path, version):
+        from mutagen.mp4 import Atoms
+
+        with open(path, "rb") as f:
+            top = [atom.name for atom in Atoms(f).atoms]
+        if b"moof" in top:  # mutagen updates the offsets of the first fragment only: the others would
+            # point into the wrong bytes once the tag grows, and their audio would be lost
+            return ("it is a fragmented MP4 (moof atoms), whose audio a tag write would break (mutagen does "
+                    "not move every fragment's offsets); the audio is analysed as it is, the tags are not "
+                    "written")  # fmt: skip
+        # mutagen converts some atoms as it loads them (an ID3-style "gnre" becomes "©gen", merged with
+        # a "©gen" already there) and merges repeated ones: a save writes its view, and the other-tags
+        # digest, taken from that view, cannot see the change. The atom names tell.
+        found = self.item_ids(path)
+        kept = self.expected_item_ids(audio, version)
+        if found == kept:
+            return None
+        if found - kept == Counter({"gnre": 1}) and kept - found == Counter({"\xa9gen": 1}):
+            with open(path, "rb") as f:
+                if self._genre_text(f, dict(self._ilst(f))["gnre"]) is not None:
+                    return None  # a lone ID3-style genre becomes the same genre as text: read the same
+        what = ", ".join(repr(name) for name in sorted(set((found - kept) | (kept - found))))
+        return f"its MP4 tag has atoms that a rewrite would convert, merge or drop ({what})"
+
+    def item_ids(self, path):
+        """The keys of the ``ilst`` atom's children as mutagen names them (a freeform atom as
+        ``----:mean:name``), read from the atom tree and the freeform atoms' own ``mean``/``name``."""
+        with open(path, "rb") as f:
+            return Counter(key for key, _atom in self._ilst(f))
+
+    def item_values(self, path):
+        """Each ``ilst`` child but ours, read from the atom tree: mutagen parses the values and
+        renders them again, and some come back in another form that it reads as the same value (a
+        one-byte tempo of 200 becomes ``FF C8``, the data atom's locale and version are zeroed, a
+        ``name`` child of ``covr`` goes, the track number's extra fields are zeroed, a ``cpil`` of
+        2 becomes 1). Only what every reader takes for the same value counts as equal: text stored
+        as implicit (0) or UTF-8 (1), an integer of another width with the same unsigned value, a
+        track or disc number pair whose extra fields are zero."""
+        values: Counter = Counter()
+        with open(path, "rb") as f:
+            items = self._ilst(f)
+            alone = sum(key in ("gnre", "\xa9gen") for key, _ in items) == 1
+            for key, atom in items:
+                if self._ours(key):
+                    continue
+                h = hashlib.sha256()
+                end = atom.offset + atom.length
+                genre = self._genre_text(f, atom) if key == "gnre" and alone else None
+                if genre is not None:  # stands for the "©gen" text atom mutagen writes in its place
+                    key, data = "\xa9gen", io.BytesIO(struct.pack(">I4sI4s", 16 + len(genre), b"data", 1, b"\0" * 4) + genre)
+                    _mp4_item_digest(data, b"\xa9gen", 0, len(data.getbuffer()), h)
+                else:
+                    _mp4_item_digest(f, atom.name, end - atom.datalength, end, h)
+                values[(key, h.hexdigest())] += 1
+        return values
+
+    @staticmethod
+    def _genre_text(f, atom) -> bytes | None:
+        """The genre name (UTF-8) of an ID3-style ``gnre`` atom that holds one data atom with a
+        standard genre number and nothing else mutagen would drop (locale, version); else None."""
+        from mutagen._constants import GENRES
+
+        if atom.datalength != 18:
+            return None
+        f.seek(atom.offset + atom.length - atom.datalength)
+        size, child, flags, locale, number = struct.unpack(">I4sI4sH", f.read(18))
+        if size != 18 or child != b"data" or flags not in (0, 21) or any(locale) or not 1 <= number <= len(GENRES):
+            return None
+        return GENRES[number - 1].encode("utf-8")
+
+    @staticmethod
+    def _ilst(f) -> list[tuple[str, object]]:
+        """(key as mutagen names it, mutagen's `Atom`) of each child of the ``ilst`` atom of the
+        open file ``f``; none when the file has no ``ilst``."""
+        from mutagen.mp4 import Atoms
+
+        try:
+            ilst = Atoms(f).path(b"moov", b"udta", b"meta", b"ilst")[-1]
+        except KeyError:
+            return []
+        out = []
+        for atom in ilst.children:
+            name = atom.name
+            if name == b"----":
+                f.seek(atom.offset + atom.length - atom.datalength)
+                parts = _mp4_children(f.read(atom.datalength))
+                if b"mean" in parts and b"name" in parts:
+                    name = b"----:" + parts[b"mean"][4:] + b":" + parts[b"name"][4:]
+            out.append((name.decode("latin-1"), atom))
+        return out
+
+    def expected_item_ids(self, audio, version):
+        tags = audio.tags
+        if tags is None:
+            return Counter()
+        # one atom per key; an atom mutagen could not parse is written back as it was, unless a
+        # parsed one took its key (mutagen keeps them in a private attribute)
+        failed = {key: len(datas) for key, datas in getattr(tags, "_failed_atoms", {}).items() if key not in tags}
+        return Counter(tags.keys()) + Counter(failed)
+
+    def payload(self, f, size, h):
+        from mutagen.mp4 import Atoms
+
+        found = False
+        for atom in Atoms(f).atoms:
+            if atom.name == b"mdat":
+                _hash_range(f, atom.offset + atom.length - atom.datalength, atom.offset + atom.length, h)
+                found = True
+        return found
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def _mp4_children(data: bytes) -> dict[bytes, bytes]:
+    """The first child atom of each name in an MP4 atom's content ``data`` -> its content."""
+    out: dict[bytes, bytes] = {}
+    pos = 0
+    while pos + 8 <= len(data):
+        size, name = struct.unpack(">I4s", data[pos : pos + 8])
+        if size < 8:
+            break
+        out.setdefault(name, data[pos + 8 : pos + size])
+        pos += size
+    return out
+
+
+def _mp4_item_digest(f, name: bytes, start: int, end: int, h) -> None:
+    """Feed to the hash ``h`` the children of the ``ilst`` item atom ``name`` whose content spans
+    ``start`` to ``end`` in the open file ``f``, data atoms in a normal form (`MP4Storage.item_values`)
+    and every other child as it is. The values are streamed (a cover may be tens of megabytes)."""
+    pos = start
+    while pos + 8 <= end:
+        f.seek(pos)
+        size, child = struct.unpack(">I4s", f.read(8))
+        if size < 8 or pos + size > end:
+            break  # not a child atom: the rest is fed as it is, below
+        if child != b"data" or size < 16:
+            _feed(h, "<atom>")
+            _hash_range(f, pos, pos + size, h)
+            pos += size
+            continue
+        head = f.read(8)
+        version, kind, locale = head[0], int.from_bytes(head[1:4], "big"), head[4:8]
+        length = size - 16
+        kind = 1 if kind == 0 else kind  # implicit: text (or the item's own type), read the same
+        value = None
+        if kind == 21 and length in (1, 2, 3, 4, 8):  # a big-endian integer: its unsigned value
+            value = ("integer", int.from_bytes(f.read(length), "big"))
+        elif kind == 1 and name in (b"trkn", b"disk") and 6 <= length <= 16:
+            data = f.read(length)  # (0, number, total), trkn with a 16-bit 0 after
+            value = ("pair", data[2:6]) if not any(data[:2]) and not any(data[6:]) else ("raw", data)
+        _feed(h, ("<data>", version, kind, locale))
+        if value is not None:
+            _feed(h, value)
+        else:
+            _feed(h, length)
+            _hash_range(f, pos + 16, pos + size, h)
+        pos += size
+    _feed(h, "<rest>")
+    _hash_range(f, pos, end, h)

@@ -1,0 +1,327 @@
+"""Vorbis comments (FLAC, Ogg Vorbis, Opus): tagger's fields as comments, one entry per value.
+
+FLAC and Ogg differ in where the comments and the audio are; the Ogg page helpers (`_ogg_packets`,
+`_ogg_crc_ok`) serve the comment check and the payload digest of both Ogg codecs.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import zlib
+from collections import Counter
+
+from tagger.tags.fields import Raw, ours
+from tagger.tags.storage._bytes import _hash_range, _id3v2_end
+from tagger.tags.storage.base import Storage, register
+
+
+class VorbisStorage(Storage):
+    """Vorbis comments, one entry per value."""
+
+    kind = "vorbis"
+
+    def read(self, tags) -> Raw:
+        raw: Raw = {}
+        for key, value in tags:
+            name = ours(key, any_case=True)
+            if name:
+                raw.setdefault(name, []).append(value)
+        return raw
+
+    def write(self, tags, raw: Raw) -> None:
+        for key in {k for k, _ in tags if ours(k, any_case=True)}:
+            del tags[key]
+        for name, values in raw.items():
+            tags[name] = list(values)
+
+    def other_items(self, audio):
+        return [(k, v) for k, v in audio.tags if not ours(k, any_case=True)]
+
+    def cannot_keep(self, audio, path, version):
+        # mutagen decodes a comment that is not UTF-8 with U+FFFD, drops a key it does not accept
+        # ("~COMPILATION", an empty or non-ASCII one) and renames an entry without "=": a save
+        # writes its view, and the other-tags digest, taken from that view, cannot see the loss.
+        raw = self.comment_blocks(audio, path)
+        if raw is None:
+            return "its Vorbis comment header cannot be found where mutagen read it"
+        loaded = self.loaded_comments(audio)
+        changed: list[str] = []
+        if len(raw) != len(loaded):
+            changed.append(f"{len(raw)} comment block(s) in the file, {len(loaded)} read by mutagen")
+        for entries, comments in zip(raw, loaded):
+            kept = [comments.vendor.encode("utf-8")] + [f"{k}={v}".encode("utf-8") for k, v in comments]
+            if entries == kept:
+                continue
+            if entries[:1] != kept[:1]:
+                changed.append(f"the vendor string {_shown(entries[0] if entries else b'')}")
+            lost = list((Counter(entries[1:]) - Counter(kept[1:])).elements())
+            changed += [_shown(entry) for entry in lost] or ["the order of the comments"]
+        changed += self.pictures_changed(audio, path)
+        if not changed:
+            return None
+        what = ", ".join(changed[:8]) + (f" and {len(changed) - 8} more" if len(changed) > 8 else "")
+        return ("its Vorbis comments hold entries that a rewrite would change or drop (not UTF-8, or not a "
+                f"NAME=value entry that mutagen accepts): {what}")  # fmt: skip
+
+    def comment_blocks(self, audio, path: str) -> list[list[bytes]] | None:
+        """The raw entries (vendor string first) of each Vorbis comment block that mutagen loaded
+        (as ``audio``) from the file ``path`` and saves, read from its bytes; None when they cannot
+        be found."""
+        raise NotImplementedError
+
+    def loaded_comments(self, audio) -> list:
+        """The Vorbis comment blocks mutagen loaded, in the order of `comment_blocks`."""
+        return [] if audio.tags is None else [audio.tags]
+
+    def pictures_changed(self, audio, path: str) -> list[str]:
+        """The picture blocks that a save would not write back byte for byte (FLAC)."""
+        return []
+
+
+@register("FLAC")
+class FLACStorage(VorbisStorage):
+    """FLAC: the audio is the frames after the metadata blocks (PICTURE blocks are other tags).
+
+    mutagen writes back every VORBIS_COMMENT block (it shows the first one) and every PICTURE
+    block from what it loaded: `cannot_keep` compares each with the file's bytes."""
+
+    def _blocks(self, f):
+        """(type, data offset, data end) of each metadata block, walked as mutagen walks them: a
+        VORBIS_COMMENT or PICTURE block ends where its content ends, whatever its header says."""
+        size = os.fstat(f.fileno()).st_size
+        pos = _id3v2_end(f)
+        f.seek(pos)
+        if f.read(4) != b"fLaC":
+            return
+        pos += 4
+        while True:
+            f.seek(pos)
+            head = f.read(4)
+            if len(head) < 4:
+                return
+            code, end = head[0] & 0x7F, pos + 4 + int.from_bytes(head[1:4], "big")
+            if code == 4:
+                _vorbis_entries(f, size)
+                end = f.tell()
+            elif code == 6:
+                _picture_header(f, size)
+                end = f.tell()
+            yield code, pos + 4, end
+            if head[0] & 0x80:
+                return
+            pos = end
+
+    def comment_blocks(self, audio, path):
+        with open(path, "rb") as f:
+            out = []
+            size = os.fstat(f.fileno()).st_size
+            for code, start, _end in list(self._blocks(f)):
+                if code == 4:
+                    f.seek(start)
+                    out.append(_vorbis_entries(f, size))
+            return out
+
+    def loaded_comments(self, audio):
+        return [block for block in audio.metadata_blocks if block.code == 4]
+
+    def pictures_changed(self, audio, path):
+        import copy
+
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            raw = []
+            for code, start, _end in list(self._blocks(f)):
+                if code == 6:
+                    f.seek(start)
+                    raw.append(_picture_header(f, size))
+        pictures = audio.pictures
+        changed = []
+        if len(raw) != len(pictures):
+            changed.append(f"{len(raw)} PICTURE block(s) in the file, {len(pictures)} read by mutagen")
+        for n, ((header, mime, desc, length), pic) in enumerate(zip(raw, pictures), 1):
+            # The picture data is loaded as it is; the header (type, MIME type, description,
+            # dimensions) is decoded and encoded again. Only the header is compared: no copy of
+            # the data is made (a cover may be tens of megabytes).
+            bare = copy.copy(pic)
+            bare.data = b""
+            if bare.write()[:-4] != header[:-4] or len(pic.data) != length:
+                changed.append(f"PICTURE {n} (MIME type {_shown(mime)}, description {_shown(desc)})")
+        return changed
+
+    def payload(self, f, size, h):
+        pos = _id3v2_end(f)
+        f.seek(pos)
+        if f.read(4) != b"fLaC":
+            return False
+        pos += 4
+        while True:
+            f.seek(pos)
+            head = f.read(4)
+            if len(head) < 4:
+                return False
+            pos += 4 + int.from_bytes(head[1:4], "big")
+            if head[0] & 0x80:
+                break
+        _hash_range(f, pos, size, h)
+        return True
+
+
+@register("OggVorbis")
+class OggVorbisStorage(VorbisStorage):
+    """Ogg Vorbis: the codec header packets but the comment one, the later pages' bodies and
+    granule positions (mutagen renumbers pages) and whether every page's CRC is right."""
+
+    headers = 3
+    """Codec header packets (packet 1 is the comment header)."""
+    comment_magic = b"\x03vorbis"
+    """How the comment header packet starts (the comments follow)."""
+
+    def comment_blocks(self, audio, path):
+        from mutagen.ogg import OggPage
+
+        serial = audio.info.serial  # the stream mutagen reads (the first of this codec)
+        with open(path, "rb") as f:
+            partial, packets = bytearray(), 0
+            while packets < self.headers:
+                try:
+                    page = OggPage(f)
+                except EOFError:
+                    return None
+                if page.serial != serial:
+                    continue
+                complete, partial = _ogg_packets(page, partial)
+                for packet in complete:
+                    if packet.startswith(self.comment_magic):
+                        data = io.BytesIO(memoryview(packet)[len(self.comment_magic) :])
+                        return [_vorbis_entries(data, len(data.getbuffer()))]
+                    packets += 1
+        return None
+
+    def payload(self, f, size, h):
+        from mutagen.ogg import OggPage
+
+        headers = self.headers
+        done, serial, partial = 0, None, bytearray()
+        while True:
+            start = f.tell()
+            try:
+                page = OggPage(f)
+            except EOFError:
+                break
+            end = f.tell()
+            f.seek(start)
+            if not _ogg_crc_ok(f.read(end - start)):
+                h.update(b"bad page CRC")  # (mutagen may split the header pages differently)
+            if serial is None:
+                serial = page.serial
+            if page.serial != serial:
+                continue
+            if done < headers:
+                complete, partial = _ogg_packets(page, partial)
+                for packet in complete:
+                    if done != 1:
+                        h.update(packet)
+                    done += 1
+                continue
+            h.update(struct.pack("<qBB", page.position, page.continued, page.last))
+            for part in page.packets:
+                h.update(struct.pack("<I", len(part)))
+                h.update(part)
+        return True
+
+
+@register("OggOpus")
+class OggOpusStorage(OggVorbisStorage):
+    """Opus in Ogg: as Ogg Vorbis, with two codec header packets."""
+
+    headers = 2
+    comment_magic = b"OpusTags"
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def _shown(entry: bytes) -> str:
+    """A tag entry of unknown bytes as text that can be printed safely (escaped, cut at 60 bytes)."""
+    return repr(entry[:60]) + ("..." if len(entry) > 60 else "")
+
+
+def _read_counted(f, size: int, fmt: str) -> bytes | None:
+    """A length (``fmt``, 4 bytes) then that many bytes at the position of the open file ``f``
+    (``size`` bytes in all; a length past the end reads what there is); None at the end."""
+    head = f.read(4)
+    if len(head) < 4:
+        return None
+    return f.read(min(struct.unpack(fmt, head)[0], max(size - f.tell(), 0)))
+
+
+def _vorbis_entries(f, size: int) -> list[bytes]:
+    """The raw entries of the Vorbis comment at the position of the open file ``f`` (``size``
+    bytes in all): the vendor string, then each ``key=value`` comment as bytes (not decoded: a
+    check on mutagen's decoded view). ``f`` is left after the last comment (before a framing
+    bit); a comment cut short ends the list."""
+    vendor = _read_counted(f, size, "<I")
+    if vendor is None:
+        return []
+    entries = [vendor]
+    head = f.read(4)
+    for _ in range(struct.unpack("<I", head)[0] if len(head) == 4 else 0):
+        entry = _read_counted(f, size, "<I")
+        if entry is None:
+            break
+        entries.append(entry)
+    return entries
+
+
+def _picture_header(f, size: int) -> tuple[bytes, bytes, bytes, int]:
+    """(header bytes up to the data, MIME type, description, declared data length) of the FLAC
+    PICTURE block content at the position of the open file ``f`` (``size`` bytes in all); ``f`` is
+    left after the data."""
+    parts = [f.read(4)]
+
+    def counted() -> bytes:
+        start = f.tell()
+        value = _read_counted(f, size, ">I") or b""
+        end = f.tell()
+        f.seek(start)
+        parts.append(f.read(end - start))
+        return value
+
+    mime = counted()
+    desc = counted()
+    parts.append(f.read(16))
+    head = f.read(4)
+    parts.append(head)
+    length = struct.unpack(">I", head)[0] if len(head) == 4 else 0
+    f.seek(length, os.SEEK_CUR)
+    return b"".join(parts), mime, desc, length
+
+
+def _ogg_packets(page, partial: bytearray) -> tuple[list[bytearray], bytearray]:
+    """The packets an Ogg page completes, and the one it leaves unfinished (``partial``: the one
+    the pages before it left). Grown in place: a comment packet holding a cover spans thousands of
+    pages, and joining them by copies took minutes."""
+    complete = []
+    for i, part in enumerate(page.packets):
+        if i == 0 and page.continued:
+            partial += part
+        else:
+            partial = bytearray(part)
+        if i < len(page.packets) - 1 or page.complete:
+            complete.append(partial)
+            partial = bytearray()
+    return complete, partial
+
+
+_BITSWAP = bytes(int(f"{i:08b}"[::-1], 2) for i in range(256))
+
+
+def _ogg_crc_ok(page: bytes) -> bool:
+    """Whether an Ogg page's stored CRC matches its bytes (Ogg's CRC is zlib's on bit-swapped bytes)."""
+    if len(page) < 27:
+        return False
+    data = page[:22] + b"\0\0\0\0" + page[26:]
+    crc = (~zlib.crc32(data.translate(_BITSWAP), -1)) & 0xFFFFFFFF
+    return struct.pack(">I", crc).translate(_BITSWAP) == page[22:26]
