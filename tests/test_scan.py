@@ -392,9 +392,9 @@ def test_scan_can_write_tags_and_the_next_scan_sees_the_file_unchanged(tmp_path,
         assert (row.size, row.fingerprint) == (os.stat(f).st_size, fingerprint(f))
 
 
-@pytest.mark.parametrize("ext,codec", [("wv", "wavpack"), ("mka", "flac"), ("webm", "libopus"), ("caf", "pcm_s16le")])
+@pytest.mark.parametrize("ext,codec", [("tta", "tta"), ("mka", "flac"), ("webm", "libopus"), ("caf", "pcm_s16le")])
 def test_lossless_and_matroska_files_are_scanned_and_formats_without_tags_do_not_fail_the_scan(tmp_path, db, ext, codec):
-    """WavPack, Matroska/WebM audio (what downloaders save) and CAF files were not crawled at all:
+    """TTA, Matroska/WebM audio (what downloaders save) and CAF files were not crawled at all:
     a collection of them was passed over without a word. A format tagger cannot write tags into is
     analysed and stored; the scan says so once and does not fail (exit 0), and the next scan does
     not try again (a cron job would otherwise see every scan fail)."""
@@ -420,6 +420,28 @@ def test_lossless_and_matroska_files_are_scanned_and_formats_without_tags_do_not
     assert track_instruments(db) == {str(f): ["bass"]} and f.read_bytes() == before
     again = scan([music], db=db, analyser=FakeAnalyser(), jobs=0, on_track=tag_writer(model_version="fake-1"))
     assert again.skipped == 1 and again.untaggable == [] and again.ok
+
+
+def test_a_wavpack_file_is_scanned_and_tagged(tmp_path, db):
+    """WavPack files were passed over by the crawl; now they are analysed and their APEv2 tag written."""
+    import subprocess
+
+    from conftest import tone_signal, write_audio
+    from tagger import tags
+    from tagger.library.scan import tag_writer
+
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg not installed")
+    music = tmp_path / "music"
+    music.mkdir()
+    src = write_audio(tmp_path / "src.wav", tone_signal([110.0, 1000.0], seconds=5.0))
+    f = music / "duo.wv"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(src), "-c:a", "wavpack", str(f)], check=True)
+    summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=0, on_track=tag_writer(model_version="fake-1"))
+    assert (summary.scanned, summary.tags_written, summary.untaggable) == (1, 1, []) and summary.ok
+    assert tags.read_instruments(f).instruments == ["bass", "flute"] == track_instruments(db)[str(f)]
+    again = scan([music], db=db, analyser=FakeAnalyser(), jobs=0, on_track=tag_writer(model_version="fake-1"))
+    assert (again.scanned, again.skipped) == (0, 1)
 
 
 def test_a_model_with_an_extra_family_tags_queries_and_retags_it(tmp_path, db):

@@ -40,6 +40,7 @@ FORMATS = {
     "wav": ("pcm_s16le", []),
     "aiff": ("pcm_s16be", ["-write_id3v2", "1"]),
     "wma": ("wmav2", []),
+    "wv": ("wavpack", []),
 }
 TEXT_TAGS = {"title": "Blue in Green", "artist": "Ann Example", "album": "Kind of Test", "date": "1959",
              "genre": "Jazz", "comment": "a comment", "track": "3"}  # fmt: skip

@@ -858,3 +858,85 @@ def test_an_unforeseen_error_reading_a_file_is_one_tag_error(tmp_path, monkeypat
         monkeypatch.setattr(storage.VorbisStorage, "get", boom)
         with pytest.raises(TagWriteError, match=f"cannot read its tags \\({type(error).__name__}"):
             tags.write_instruments(song, **WRITE)
+
+
+# -- APEv2 (WavPack) --------------------------------------------------------------------------------
+
+
+def _ape_tag(items: list[tuple[bytes, int, bytes]], *, version: int = 2000, header: bool = False) -> bytes:
+    """An APE tag (a footer, and a header when asked) holding ``items`` (key, flags, value) as given."""
+    body = b"".join(struct.pack("<2I", len(value), flags) + key + b"\0" + value for key, flags, value in items)
+
+    def block(flags: int) -> bytes:
+        return b"APETAGEX" + struct.pack("<4I", version, len(body) + 32, len(items), flags) + b"\0" * 8
+
+    return (block(0xA0000000) if header else b"") + body + block(0x80000000 if header else 0)
+
+
+APE_CASES = {
+    # case: (the tag's bytes after the audio, what the refusal names)
+    "read-only item": (_ape_tag([(b"Title", 1, b"Blue"), (b"Artist", 0, b"Ann")]), "'Title'"),
+    "repeated key": (_ape_tag([(b"Artist", 0, b"Ann"), (b"ARTIST", 0, b"Bob")]), "'Artist'"),
+    "APEv1 tag": (_ape_tag([(b"Title", 0, b"Blue")], version=1000), "version 1"),
+    "ID3v1 after the APE tag": (_ape_tag([(b"Title", 0, b"Blue")]) + b"TAG" + b"Blue".ljust(125, b"\0"), "ID3v1"),
+    "ID3v1 alone": (b"TAG" + b"Blue".ljust(125, b"\0"), "ID3v1"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(APE_CASES))
+def test_wavpack_tags_a_rewrite_would_change_are_refused(tmp_path, case):
+    """mutagen rewrites an APEv2 tag from its own view: it drops an item's read-only flag, merges
+    repeated keys, converts an APEv1 tag, and drops (or buries behind the new tag) an ID3v1 tag at
+    the end of the file. Such a file is refused, naming what would change, and left byte for byte."""
+    tail, named = APE_CASES[case]
+    song = _ffmpeg(tmp_path / "song.wv", "-c:a", "wavpack", "-fflags", "+bitexact")
+    with open(song, "ab") as f:
+        f.write(tail)
+    original = song.read_bytes()
+    with pytest.raises(TagWriteError) as err:
+        tags.write_instruments(song, **WRITE)
+    assert named in err.value.reason and "left unchanged" in err.value.reason
+    assert song.read_bytes() == original
+
+
+def test_wavpack_tag_with_a_header_and_binary_items_is_kept_and_the_audio_bytes_too(tmp_path):
+    """A WavPack file whose APEv2 tag has a header, a binary item (cover art) and an external link:
+    a write and an untag keep every other item's key, flags and bytes, and every byte outside the tag."""
+    items = [(b"Cover Art (Front)", 2, b"front.png\0" + bytes(range(256))), (b"Title", 0, b"Blue in Green"),
+             (b"Related", 4, b"http://example.org/"), (b"Artist", 0, "Ann \u00c9xample".encode())]  # fmt: skip
+    song = _ffmpeg(tmp_path / "song.wv", "-c:a", "wavpack", "-fflags", "+bitexact")
+    audio = song.read_bytes()
+    song.write_bytes(audio + _ape_tag(items, header=True))
+    tags.write_instruments(song, **WRITE)
+    data = song.read_bytes()
+    assert data.startswith(audio) and tags.read_instruments(song).instruments == ["bass", "guitar"]
+    for key, flags, value in items:
+        assert struct.pack("<2I", len(value), flags) + key + b"\0" + value in data
+    assert _ffprobe_tags(song)["title"] == "Blue in Green"
+    tags.remove_instruments(song)
+    data = song.read_bytes()
+    assert data.startswith(audio) and b"INSTRUMENTS" not in data and not tags.read_instruments(song).tagged
+    assert all(struct.pack("<2I", len(value), flags) + key + b"\0" + value in data for key, flags, value in items)
+
+
+_APE_HEADERS = {
+    # Monkey's Audio 3.99 and Musepack SV7 headers as mutagen reads them, then bytes standing for the audio
+    "ape": b"MAC " + struct.pack("<H", 3990) + b"\0" * 50 + struct.pack("<IIIHHI", 73728, 100, 1, 16, 2, 44100),
+    "mpc": b"MP+" + bytes([0x07]) + struct.pack("<I", 10) + b"\0" * 24,
+}
+
+
+@pytest.mark.parametrize("ext", sorted(_APE_HEADERS))
+def test_monkeys_audio_and_musepack_take_apev2_tags_and_keep_every_other_byte(tmp_path, ext):
+    """Monkey's Audio and Musepack files carry APEv2 tags like WavPack: tagged, read back, untagged,
+    with the bytes before the tag and the user's own items kept (no encoder writes them here: the
+    headers are made by hand, the audio stands in as bytes)."""
+    audio = _APE_HEADERS[ext] + bytes(range(256)) * 16
+    song = tmp_path / f"song.{ext}"
+    song.write_bytes(audio + _ape_tag([(b"Title", 0, b"Blue in Green")]))
+    tags.write_instruments(song, **WRITE)
+    assert tags.read_instruments(song).instruments == ["bass", "guitar"]
+    data = song.read_bytes()
+    assert data.startswith(audio) and struct.pack("<2I", 13, 0) + b"Title\0Blue in Green" in data
+    tags.remove_instruments(song)
+    assert not tags.read_instruments(song).tagged and song.read_bytes().startswith(audio)

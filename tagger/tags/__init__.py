@@ -10,7 +10,7 @@ The package:
 
 - `tagger.tags.fields`: the fields, declared once, and the `TagState` / `TagChange` results;
 - `tagger.tags.storage`: one storage class per tag container (ID3, Vorbis comment, MP4 freeform,
-  ASF; a module per container family) with read / write / delete / other tags / audio payload;
+  ASF, APEv2; a module per container family) with read / write / delete / other tags / audio payload;
 - `tagger.tags.rewrite`: the atomic, verified rewrite of one file (Linux read lease, extended
   attributes kept, settle time), `read_instruments`, `write_instruments`, `remove_instruments`;
 - `tagger.tags.batch`: many files: predictions (JSONL or the database), selection with

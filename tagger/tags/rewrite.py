@@ -34,7 +34,7 @@ from tagger.tags.fields import INSTRUMENTS_MODEL, Raw, TagChange, TagState, desi
 from tagger.tags.storage import STORAGES, Storage, payload_digest
 
 
-SUPPORTED_FORMATS = "MP3, WAV, AIFF, FLAC, Ogg Vorbis, Opus, MP4/M4A, WMA"
+SUPPORTED_FORMATS = "MP3, WAV, AIFF, FLAC, Ogg Vorbis, Opus, MP4/M4A, WMA, WavPack, Monkey's Audio, Musepack"
 _MTIME_TOLERANCE = 1e-3
 DEFAULT_SETTLE_SECONDS = 10.0
 """The commands' default settle time: a file modified less than this many seconds ago may still be

@@ -14,6 +14,7 @@ One module per container family (its storage classes and the reading of its byte
 - `tagger.tags.storage.vorbis`: FLAC, Ogg Vorbis, Opus: Vorbis comments;
 - `tagger.tags.storage.mp4`: MP4/M4A: freeform atoms ``----:com.apple.iTunes:NAME``;
 - `tagger.tags.storage.asf`: WMA: ASF attributes;
+- `tagger.tags.storage.apev2`: WavPack, Monkey's Audio, Musepack: APEv2 text items;
 - `tagger.tags.storage._bytes`: the byte helpers several of them use.
 
 Adding a container: one class beside its siblings (a new family: a new module, imported below),
@@ -31,9 +32,10 @@ from tagger.tags.storage.id3 import AIFFStorage, ID3Storage, MP3Storage, WAVESto
 from tagger.tags.storage.vorbis import FLACStorage, OggOpusStorage, OggVorbisStorage, VorbisStorage
 from tagger.tags.storage.mp4 import MP4_FREEFORM_PREFIX, MP4Storage
 from tagger.tags.storage.asf import ASFStorage
+from tagger.tags.storage.apev2 import APEv2Storage
 
 __all__ = [
-    "AIFFStorage", "ASFStorage", "FLACStorage", "ID3Storage", "MP3Storage", "MP4Storage", "MP4_FREEFORM_PREFIX",
+    "AIFFStorage", "APEv2Storage", "ASFStorage", "FLACStorage", "ID3Storage", "MP3Storage", "MP4Storage", "MP4_FREEFORM_PREFIX",
     "OggOpusStorage", "OggVorbisStorage", "STORAGES", "Storage", "VorbisStorage", "WAVEStorage", "payload_digest",
     "register", "storage_for",
 ]  # fmt: skip

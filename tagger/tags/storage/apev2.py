@@ -1,0 +1,173 @@
+"""WavPack, Monkey's Audio, Musepack: tagger's fields as APEv2 text items (``INSTRUMENTS``, ...),
+several values joined by NUL bytes as the APEv2 specification has it.
+
+mutagen rewrites the whole APEv2 tag at the end of the file (a header and a footer, the items sorted
+by size); it drops an ID3v1 tag after it, or, where there is no APEv2 tag yet, buries the ID3v1 tag
+in front of the new one, and it keeps only part of an item's flags (not "read only"). So a file
+ending in an ID3v1 tag, an APEv1 tag (not UTF-8) and items that mutagen would store otherwise are
+refused (`APEv2Storage.cannot_keep`), and every other item's stored bytes are compared before and
+after (`APEv2Storage.item_values`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections import Counter
+from typing import NamedTuple
+
+from tagger.tags.fields import Raw, ours
+from tagger.tags.storage._bytes import _hash_range
+from tagger.tags.storage.base import Storage, register
+
+_PREAMBLE = b"APETAGEX"
+_HAS_HEADER = 1 << 31
+_IS_HEADER = 1 << 29
+_FOOTER = 32
+_ID3V1 = 128
+
+
+class _APETag(NamedTuple):
+    """Where a file's APE tag lies, read from its bytes."""
+
+    start: int
+    """First byte of the tag (its header, or its first item where it has none)."""
+    end: int
+    """Byte after its footer (after its last item for a tag at the start without a footer)."""
+    version: int
+    items: list[tuple[bytes, int, bytes]]
+    """(key, flags, value) of each item, in the file's order."""
+
+
+def _find_tag(f, size: int) -> _APETag | None:
+    """The file's APE tag: before its last 32 bytes (a footer), before an ID3v1 tag, or at its start
+    (a header); None when it has none. Raises ValueError for a tag whose sizes do not fit the file."""
+    for footer in (size - _FOOTER, size - _ID3V1 - _FOOTER):
+        if footer < 0:
+            continue
+        f.seek(footer)
+        block = f.read(_FOOTER)
+        if block[:8] == _PREAMBLE:
+            version, tag_size, count, flags = struct.unpack("<4I", block[8:24])
+            end = footer + _FOOTER
+            first = end - tag_size
+            start = first - (_FOOTER if flags & _HAS_HEADER else 0)
+            if first < 0 or start < 0:
+                raise ValueError("its APE tag says it is larger than the file")
+            return _APETag(start, end, version, _items(f, first, end - _FOOTER, count))
+    f.seek(0)
+    block = f.read(_FOOTER)
+    if block[:8] == _PREAMBLE and block[8:24] and struct.unpack("<4I", block[8:24])[3] & _IS_HEADER:
+        version, tag_size, count, _flags = struct.unpack("<4I", block[8:24])
+        end = _FOOTER + tag_size
+        if end > size:
+            raise ValueError("its APE tag says it is larger than the file")
+        items = _items(f, _FOOTER, end, count)
+        return _APETag(0, end, version, items)
+    return None
+
+
+def _items(f, start: int, end: int, count: int) -> list[tuple[bytes, int, bytes]]:
+    f.seek(start)
+    data = f.read(end - start)
+    items, pos = [], 0
+    for _ in range(count):
+        if pos + 8 > len(data):
+            raise ValueError("its APE tag's items run past the tag")
+        length, flags = struct.unpack_from("<2I", data, pos)
+        nul = data.find(b"\0", pos + 8)
+        if nul < 0 or nul + 1 + length > len(data):
+            raise ValueError("its APE tag's items run past the tag")
+        items.append((data[pos + 8 : nul], flags, data[nul + 1 : nul + 1 + length]))
+        pos = nul + 1 + length
+    return items
+
+
+def _key(name: bytes) -> str:
+    return name.decode("latin-1")
+
+
+@register("WavPack", "MonkeysAudio", "Musepack")
+class APEv2Storage(Storage):
+    """APEv2 text items named like the fields (the keys ignore case), one item per field with its
+    values joined by NUL bytes; the audio is every byte outside the APEv2 tag."""
+
+    kind = "apev2"
+
+    def read(self, tags) -> Raw:
+        from mutagen.apev2 import TEXT
+
+        raw: Raw = {}
+        for key, value in tags.items():
+            name = ours(key, any_case=True)
+            if name and value.kind == TEXT:
+                raw.setdefault(name, []).extend(v for v in value if v)
+        return raw
+
+    def lookalikes(self, tags):
+        """Items named like ours that hold no text (a binary or a link item): someone else's."""
+        from mutagen.apev2 import TEXT
+
+        return (key for key, value in tags.items() if ours(key, any_case=True) and value.kind != TEXT)
+
+    def write(self, tags, raw: Raw) -> None:
+        for key in [k for k in tags.keys() if ours(k, any_case=True)]:
+            del tags[key]
+        for name, values in raw.items():
+            if values:
+                tags[name] = list(values)
+
+    def other_items(self, audio):
+        return sorted((key.lower(), (value.kind, value.value)) for key, value in audio.tags.items()
+                      if not ours(key, any_case=True))  # fmt: skip
+
+    def cannot_keep(self, audio, path, version):
+        with open(path, "rb") as f:
+            size = f.seek(0, 2)
+            try:
+                tag = _find_tag(f, size)
+            except ValueError as exc:
+                return str(exc)
+            if size >= _ID3V1 and (tag is None or tag.end <= size - _ID3V1):
+                f.seek(size - _ID3V1)
+                if f.read(3) == b"TAG":
+                    return ("it ends with an ID3v1 tag, which a rewrite of its APEv2 tag would drop or hide "
+                            "behind the new one")  # fmt: skip
+        if tag is None:
+            return None
+        if tag.version != 2000:
+            return f"its APE tag is version {tag.version / 1000:g}, which a rewrite would convert to APEv2"
+        kept = Counter(_written(key, value) for key, value in ([] if audio.tags is None else audio.tags.items())
+                       if not ours(key, any_case=True))  # fmt: skip
+        found = Counter(item for item in tag.items if not ours(_key(item[0]), any_case=True))
+        changed = sorted({_key(key) for key, _flags, _value in (found - kept) + (kept - found)})
+        if not changed:
+            return None
+        what = ", ".join(map(repr, changed[:8])) + (f" and {len(changed) - 8} more" if len(changed) > 8 else "")
+        return (f"its APEv2 tag has items that a rewrite would change or drop (flags mutagen does not keep, "
+                f"text that is not UTF-8, repeated keys): {what}")  # fmt: skip
+
+    def item_values(self, path):
+        """(key, flags and a digest of the value) of each item of the APEv2 tag but ours, from the
+        file's bytes."""
+        with open(path, "rb") as f:
+            tag = _find_tag(f, f.seek(0, 2))
+        values: Counter = Counter()
+        for key, flags, value in [] if tag is None else tag.items:
+            if not ours(_key(key), any_case=True):
+                values[(_key(key), flags, hashlib.sha256(value).hexdigest())] += 1
+        return values
+
+    def payload(self, f, size, h):
+        tag = _find_tag(f, size)
+        if tag is None:
+            _hash_range(f, 0, size, h)
+        else:
+            _hash_range(f, 0, tag.start, h)
+            _hash_range(f, tag.end, size, h)
+        return True
+
+
+def _written(key: str, value) -> tuple[bytes, int, bytes]:
+    """(key, flags, value) of an item as mutagen writes it."""
+    return key.encode("utf-8"), value.kind << 1, value._write()
