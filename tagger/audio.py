@@ -32,7 +32,12 @@ AUDIO_EXTENSIONS = frozenset(
 ffmpeg decodes (lossless WavPack, Monkey's Audio, TTA and DSD included; Matroska and WebM audio as
 saved by downloaders)."""
 
-MIN_RATE, MAX_RATE = 8_000, 192_000
+MIN_RATE, MAX_RATE = 8_000, 384_000
+"""Sample rates analysed (DXD's 352.8 and 384 kHz included). ffmpeg decodes DSD to a PCM rate of
+the DSD rate / 8 (352.8 kHz for DSD64, up to 1.4 MHz for DSD256), which it is asked to bring down to
+`FFMPEG_MAX_RATE` itself: a DSD file is analysed whatever its rate."""
+FFMPEG_MAX_RATE = 192_000
+"""The highest PCM rate ffmpeg hands over (`AudioInfo.decode_rate`); above it, it resamples."""
 BLOCK_SECONDS = 30.0
 """Decoded block length when streaming (bounded memory)."""
 
@@ -50,6 +55,11 @@ class AudioInfo:
     """Seconds, when the container says; None when unknown before decoding."""
     decoder: str
     """'soundfile' or 'ffmpeg'."""
+
+    @property
+    def decode_rate(self) -> int:
+        """The rate of the decoded samples: the file's, but at most `FFMPEG_MAX_RATE` from ffmpeg."""
+        return min(self.sample_rate, FFMPEG_MAX_RATE) if self.decoder == "ffmpeg" else self.sample_rate
 
 
 @dataclass
@@ -124,9 +134,10 @@ def _check_file(path: Path) -> None:
         raise AudioReadError(path, "permission denied")
 
 
-def _check_rate(path: Path, rate: int) -> None:
-    if not MIN_RATE <= rate <= MAX_RATE:
-        raise AudioReadError(path, f"unsupported sample rate {rate} Hz (supported: {MIN_RATE}-{MAX_RATE} Hz)")
+def _check_rate(path: Path, rate: int, decoder: str) -> None:
+    top = MAX_RATE if decoder == "soundfile" else 8 * MAX_RATE  # (DSD512 through ffmpeg: 2.8 MHz)
+    if not MIN_RATE <= rate <= top:
+        raise AudioReadError(path, f"unsupported sample rate {rate} Hz (supported: {MIN_RATE}-{top} Hz)")
 
 
 class _DecoderStderr:
@@ -288,7 +299,7 @@ def info(path: str | os.PathLike) -> AudioInfo:
     if meta is not None and meta.format == "OGG" and ffmpeg_available() and _chained_ogg(p):
         meta = None  # decoded whole by ffmpeg, not its first stream alone
     meta = meta or (_mp4_info(p) if ffmpeg_available() else None) or _ffprobe_info(p)
-    _check_rate(p, meta.sample_rate)
+    _check_rate(p, meta.sample_rate, meta.decoder)
     return meta
 
 
@@ -318,7 +329,7 @@ def _ffmpeg_blocks(path: Path, meta: AudioInfo, block_frames: int) -> Iterator[n
 
     cmd = [
         "ffmpeg", "-nostdin", "-v", "error", "-i", os.path.abspath(path), "-map", "0:a:0",
-        "-f", "f32le", "-acodec", "pcm_f32le", "-ac", str(meta.channels), "-ar", str(meta.sample_rate), "-",
+        "-f", "f32le", "-acodec", "pcm_f32le", "-ac", str(meta.channels), "-ar", str(meta.decode_rate), "-",
     ]  # fmt: skip
     # stderr goes to a file: a broken file can make ffmpeg print more than a pipe holds, and a
     # full stderr pipe nobody reads would hang it.
@@ -399,11 +410,12 @@ def stream(
     t = clock()
     p = Path(path)
     meta = meta or info(p)
-    block_frames = max(1024, int(block_seconds * meta.sample_rate))
+    rate = meta.decode_rate
+    block_frames = max(1024, int(block_seconds * min(rate, FFMPEG_MAX_RATE)))  # bounded memory at any rate
     blocks = _soundfile_blocks(p, block_frames) if meta.decoder == "soundfile" else _ffmpeg_blocks(p, meta, block_frames)
     resampler = None
-    if meta.sample_rate != C.SAMPLE_RATE:
-        resampler = soxr.ResampleStream(meta.sample_rate, C.SAMPLE_RATE, 1, dtype="float32", quality="HQ")
+    if rate != C.SAMPLE_RATE:
+        resampler = soxr.ResampleStream(rate, C.SAMPLE_RATE, 1, dtype="float32", quality="HQ")
     produced = False
     for block in blocks:
         mono = _downmix(block)

@@ -1,5 +1,7 @@
 import shutil
+import struct
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -54,7 +56,7 @@ def test_every_format_decodes_to_mono_16k(tmp_path, ext):
     assert 0.2 < np.max(np.abs(y)) < 0.45  # mean of the two channels: 0.3
 
 
-@pytest.mark.parametrize("rate", [8_000, 11_025, 22_050, 44_100, 48_000, 96_000, 192_000])
+@pytest.mark.parametrize("rate", [8_000, 11_025, 22_050, 44_100, 48_000, 96_000, 192_000, 352_800, 384_000])
 def test_any_rate_is_resampled(tmp_path, rate):
     path = tmp_path / f"r{rate}.flac" if rate <= 655_350 else tmp_path / "x.wav"
     sf.write(path, tone_signal([1000.0], seconds=2.0, sr=rate), rate)
@@ -159,6 +161,32 @@ def test_clear_error_without_ffmpeg(tmp_path, monkeypatch):
     monkeypatch.setattr(audio.shutil, "which", lambda name: None)
     with pytest.raises(AudioReadError, match="ffmpeg is not installed"):
         audio.load(m4a)
+
+
+def _dsf(path, *, seconds: float, freq: float, dsd_rate: int = 2_822_400) -> Path:
+    """A mono DSD64 DSF file made here (no encoder writes DSD): a 1-bit stream whose density of ones
+    follows a sine (noise-shaped by a random threshold), stored least significant bit first."""
+    n = int(seconds * dsd_rate) // 8 * 8
+    t = np.arange(n) / dsd_rate
+    bits = (0.5 * np.sin(2 * np.pi * freq * t) > np.random.default_rng(0).uniform(-1, 1, n)).astype(np.uint8)
+    data = np.packbits(bits.reshape(-1, 8)[:, ::-1], axis=1).tobytes()
+    data += b"\x69" * (-len(data) % 4096)  # the last block padded with DSD silence
+    fmt = b"fmt " + struct.pack("<QIIIIIIQII", 52, 1, 0, 1, 1, dsd_rate, 1, n, 4096, 0)
+    body = fmt + b"data" + struct.pack("<Q", 12 + len(data)) + data
+    path.write_bytes(b"DSD " + struct.pack("<QQQ", 28, 28 + len(body), 0) + body)
+    return path
+
+
+def test_a_dsd_file_is_decoded_through_ffmpeg(tmp_path):
+    """ffmpeg decodes DSD64 to 352.8 kHz PCM, which was refused as an unsupported rate: a DSD
+    download could not be analysed at all. ffmpeg now hands it over at 192 kHz at most."""
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg not installed")
+    path = _dsf(tmp_path / "tone.dsf", seconds=2.0, freq=440.0)
+    meta = audio.info(path)
+    assert (meta.sample_rate, meta.decode_rate, meta.decoder) == (352_800, 192_000, "ffmpeg")
+    y = audio.load(path)
+    assert abs(len(y) / C.SAMPLE_RATE - 2.0) < 0.05 and abs(dominant_hz(y) - 440) < 3
 
 
 def test_unsupported_rate_rejected(tmp_path):
