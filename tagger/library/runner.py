@@ -23,7 +23,7 @@ from tagger.library.analyse import AnalysisConfig, analyse_file, worker_main
 from tagger.library.assemble import TrackAssembler
 from tagger.fingerprint import content_hash, fingerprint, read_back
 from tagger.library.messages import Done, Failed, FileInfo, Message, RemoteResult, Started, Windows
-from tagger.library.state import Analyser, OnTrack, Progress, ScanInterrupted, StopSignals
+from tagger.library.state import AnalysedFile, Analyser, OnTrack, Progress, ScanInterrupted, StopSignals
 from tagger.library.workers import single_threaded_children, stop_process, stop_workers
 
 log = logging.getLogger("tagger.library.scan")
@@ -146,11 +146,15 @@ class Runner:
         self.report()
 
     def _write_tags(self, track: M.Track, work: FileState, result: TrackResult) -> None:
-        """Call the tag hook; the track's ``tags_current`` records whether the file's tags now hold
+        """Call the tag hook with the file as it was analysed (the hook's write refuses another file
+        moved over it since); the track's ``tags_current`` records whether the file's tags now hold
         `result` (false after a failed write or a dry run that found changes: the next scan retries)."""
+        analysed = AnalysedFile(size=work.size, mtime=work.mtime, fingerprint=work.fingerprint or None,
+                                inode=None if work.inode is None else (work.device, work.inode),
+                                content_hash=track.content_hash)  # fmt: skip
         try:
             with self.writer.clock("tags"):
-                change = self.on_track(work.path, result, (work.size, work.mtime))
+                change = self.on_track(work.path, result, analysed)
         except UntaggableError as exc:  # nothing to write, ever: its results are in the database
             self.writer.summary.untaggable.append((work.path, exc.reason))
             track.tags_current = True

@@ -45,6 +45,7 @@ from tagger.library.messages import RemoteResult
 from tagger.library.plan import after_crawl, check_roots, defer_unsettled, plan_files
 from tagger.library.runner import DEFAULT_FILE_TIMEOUT, Runner, aggregation_params
 from tagger.library.state import (  # noqa: F401  (the scan's public names)
+    AnalysedFile,
     Analyser,
     OnTrack,
     Progress,
@@ -56,8 +57,8 @@ from tagger.library.state import (  # noqa: F401  (the scan's public names)
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "DEFAULT_FILE_TIMEOUT", "Analyser", "OnTrack", "Progress", "RemoteBackend", "ScanInterrupted", "ScanSummary",
-    "check_roots", "default_jobs", "register_model", "scan", "tag_writer",
+    "DEFAULT_FILE_TIMEOUT", "AnalysedFile", "Analyser", "OnTrack", "Progress", "RemoteBackend", "ScanInterrupted",
+    "ScanSummary", "check_roots", "default_jobs", "register_model", "scan", "tag_writer",
 ]  # fmt: skip
 
 
@@ -87,17 +88,19 @@ def tag_writer(
 ) -> OnTrack:  # fmt: skip
     """An ``on_track`` hook writing the detected instruments into each file with `tagger.tags`.
 
-    A file that changed since it was analysed, or less than ``settle_seconds`` ago, or that another
-    program has open for writing, is refused (TagWriteError); per-family scores are written only
-    when `scores` is true. Family names are those of the model that produced the result.
+    A file that changed since it was analysed (another size, mtime or fingerprint; another inode
+    whose whole content is not the one analysed), or less than ``settle_seconds`` ago, or that
+    another program has open for writing, is refused (TagWriteError); per-family scores are written
+    only when `scores` is true. Family names are those of the model that produced the result.
     """
     from tagger import tags
 
-    def write(path: str, result: TrackResult, expected: tuple[int, float]):
+    def write(path: str, result: TrackResult, analysed: AnalysedFile):
         return tags.write_instruments(
             path, instruments=result.instruments, model_version=model_version,
             scores=result.scores if scores else None, id3v23=id3v23, keep_mtime=keep_mtime, dry_run=dry_run,
-            expected=expected, settle_seconds=settle_seconds, families=result.families,
+            expected=(analysed.size, analysed.mtime), fingerprint=analysed.fingerprint, inode=analysed.inode,
+            content_hash=analysed.content_hash, settle_seconds=settle_seconds, families=result.families,
         )  # fmt: skip
 
     return write

@@ -172,9 +172,25 @@ class StopSignals:
         return self.signum is not None
 
 
-OnTrack = Callable[[str, TrackResult, tuple[int, float]], object]
+@dataclass(frozen=True)
+class AnalysedFile:
+    """The file a track's results were made from, as the scan found it: what the ``on_track`` hook
+    checks the file against before it writes into it (`tagger.tags.write_instruments`'s ``expected``,
+    ``fingerprint``, ``inode`` and ``content_hash``), so that another file moved over it meanwhile
+    never gets its results."""
+
+    size: int
+    mtime: float
+    fingerprint: str | None = None
+    inode: tuple[int, int] | None = None
+    """(st_dev, st_ino); None where not known."""
+    content_hash: str | None = None
+    """The hash of its whole content (`tagger.fingerprint.content_hash`); None where not known."""
+
+
+OnTrack = Callable[[str, TrackResult, AnalysedFile], object]
 """Called in the main process after a track's results are stored (e.g. to write tags), with the
-file's path, its result and the (size, mtime) it had when it was analysed.
+file's path, its result and the file as it was analysed (`AnalysedFile`).
 
 It may raise `TaggerError` (logged, counted in ``tag_errors``). When it returns an object with a
 true ``changed`` attribute it counts in ``tags_written``; with a true ``written`` attribute the

@@ -63,6 +63,8 @@ def write_instruments(
     settle_seconds: float = 0.0,
     families: Sequence[str] | None = None,
     fingerprint: str | None = None,
+    inode: tuple[int, int] | None = None,
+    content_hash: str | None = None,
 ) -> TagChange:
     """Write INSTRUMENTS and INSTRUMENTS_MODEL (and INSTRUMENTS_SCORES when ``scores`` is given;
     stale scores are removed otherwise) atomically.
@@ -70,7 +72,10 @@ def write_instruments(
     ``expected=(size, mtime)``: refuse when the file's current size differs or its mtime differs
     by more than a millisecond (the file changed since it was analysed); ``fingerprint``: refuse,
     too, when its content fingerprint (`tagger.fingerprint.fingerprint`) is not this one, the one it
-    was analysed with (another file of the same size and mtime moved over it). ``id3v23``: write
+    was analysed with (another file of the same size and mtime moved over it); with ``inode``
+    (``(st_dev, st_ino)`` of the file analysed), a file of another inode is refused unless its whole
+    content hashes to ``content_hash`` (when known): a file that differs only where the fingerprint
+    does not read has its fingerprint. ``id3v23``: write
     ID3v2.3 instead of ID3v2.4 (ID3 carriers). A file already holding these values is left
     untouched (``written=False``).
     ``settle_seconds``: refuse a file modified less than this many seconds ago (it may still be
@@ -84,7 +89,7 @@ def write_instruments(
     raw = desired_raw(instruments=instruments, model_version=model_version, scores=scores, families=families)
     return _rewrite(
         path, target=lambda _before: raw, id3v23=id3v23, keep_mtime=keep_mtime, dry_run=dry_run, expected=expected,
-        settle_seconds=settle_seconds, fingerprint=fingerprint,
+        settle_seconds=settle_seconds, fingerprint=fingerprint, inode=inode, content_hash=content_hash,
     )  # fmt: skip
 
 
@@ -235,18 +240,24 @@ def _check_expected(path, st: os.stat_result, expected: tuple[int, float] | None
         )
 
 
-def _check_fingerprint(path, real: str, st: os.stat_result, wanted: str | None) -> None:
-    """Refuse the file (found as ``st``) when its content fingerprint is not ``wanted``: its size and
-    mtime alone cannot tell it from another file moved over it."""
+def _check_fingerprint(path, real: str, st: os.stat_result, wanted: str | None, *,
+                       inode: tuple[int, int] | None = None, whole: str | None = None) -> None:  # fmt: skip
+    """Refuse the file (found as ``st``) when its content fingerprint is not ``wanted`` (its size and
+    mtime alone cannot tell it from another file moved over it), or when it is another file than
+    ``inode`` whose whole content does not hash to ``whole`` (known): the fingerprint cannot tell it
+    from one that differs only where it does not read. Another inode holding the same content passes,
+    as in the scan (`tagger.library.runner.changed_during_analysis`): some network and FUSE
+    filesystems number their files anew from one look to the next."""
     if wanted is None:
         return
-    from tagger.fingerprint import fingerprint
+    from tagger.fingerprint import content_hash, fingerprint
 
     try:
-        now = fingerprint(real)
+        other = inode is not None and (st.st_dev, st.st_ino) != tuple(inode)
+        same = fingerprint(real) == wanted and (not other or whole is None or content_hash(real) == whole)
     except AudioReadError as exc:
         raise TagWriteError(path, exc.reason) from None
-    if now != wanted:
+    if not same:
         raise TagWriteError(path, "file changed since it was analysed (the same size and modification time, other "
                                   "content: another file moved over it?); scan it again")  # fmt: skip
     try:
@@ -434,6 +445,8 @@ def _rewrite(
     expected: tuple[int, float] | None,
     settle_seconds: float = 0.0,
     fingerprint: str | None = None,
+    inode: tuple[int, int] | None = None,
+    content_hash: str | None = None,
 ) -> TagChange:
     shown = os.fspath(path)
     real = os.path.realpath(shown)  # a symlink's target is rewritten, the link stays a link
@@ -446,7 +459,7 @@ def _rewrite(
     if not stat.S_ISREG(st.st_mode):
         raise TagWriteError(shown, "not a regular file")
     _check_expected(shown, st, expected)
-    _check_fingerprint(shown, real, st, fingerprint)
+    _check_fingerprint(shown, real, st, fingerprint, inode=inode, whole=content_hash)
 
     import mutagen
 
