@@ -4,8 +4,8 @@ like another file's escaped name, under an empty folder given with a folder hold
 then moved, or moved with its library to another disk behind a link; and a dry run that must change
 no file. From a later audit the same day: results a scan replaced while `tag` wrote the old ones,
 and a file replaced by another of the same size and mtime (``mv``) during a scan or before `tag`;
-later, one replaced between its analysis and the scan's tag write. One test each, on the scan with
-the `FakeAnalyser`."""
+later, one replaced between its analysis and the scan's tag write, and `tag` killed between its
+rename and its record. One test each, on the scan with the `FakeAnalyser`."""
 
 from __future__ import annotations
 
@@ -439,3 +439,63 @@ def test_a_scans_tag_write_refuses_a_file_replaced_after_its_analysis_by_one_of_
     if not unseen:  # (one the fingerprint cannot tell apart passes for the old file in a later scan too)
         assert _scan(music, dbfile, on_track=writer).scanned == 1
         assert tags.read_instruments(song).instruments == _rows(dbfile)[str(song)]["instruments"] == ["string"]
+
+
+def test_tag_killed_between_the_rename_and_the_database_record_recovers_without_a_scan(tmp_path, monkeypatch):
+    """`tag` killed after moving the tagged copy over a file but before recording its new facts:
+    every later `tag` refused the file (its size and fingerprint no longer the stored ones) until a
+    scan analysed it again. A file that is byte for byte the copy `tag` verified is recognised now;
+    one whose audio another file replaced since is still refused."""
+    from tagger import tags
+    from tagger.db import writes
+    from tagger.errors import TagWriteError
+    from tagger.library.scan import tag_writer
+
+    class Killed(BaseException):
+        pass
+
+    music, dbfile = tmp_path / "music", tmp_path / "lib.db"
+    song = write_audio(music / "song.flac", tone_signal([110.0], seconds=4.0))  # bass
+    swapped = write_audio(music / "swapped.flac", tone_signal([1000.0], seconds=4.0))  # flute
+    _old(song, swapped)
+    _scan(music, dbfile)  # no tags written
+    before = _rows(dbfile)
+    record = writes.record_rewrite
+
+    def killed(*args, **kwargs):
+        raise Killed
+
+    def tag(path, dry_run=False):
+        db = open_database(dbfile)
+        try:
+            return list(tags.tag_from_database(db, paths=[path], settle_seconds=0, dry_run=dry_run))
+        finally:
+            db.close()
+
+    monkeypatch.setattr(writes, "record_rewrite", killed)
+    for path in (song, swapped):
+        try:
+            tag(path)
+        except Killed:
+            pass
+        else:
+            raise AssertionError("the record was not reached")
+    assert tags.read_instruments(song).instruments == ["bass"] and _rows(dbfile) == before
+    # Other audio (string) holding the very tags `tag` wrote, moved over the second file.
+    other = write_audio(tmp_path / "other.flac", tone_signal([4000.0], seconds=4.0))
+    tags.write_instruments(other, instruments=["flute"], model_version="fake-1", families=tuple(BANDS))
+    os.replace(other, swapped)
+    monkeypatch.setattr(writes, "record_rewrite", record)
+    assert [getattr(r, "changed", None) for r in tag(song, dry_run=True)] == [False]
+    assert not _tags_current(dbfile, song)  # (a dry run records nothing)
+    results = tag(song)
+    assert [(type(r), getattr(r, "changed", None)) for r in results] == [(tags.TagChange, False)], results
+    assert _rows(dbfile)[str(song)]["content_hash"] == content_hash(song)
+    assert _tags_current(dbfile, song)
+    results = tag(swapped)
+    assert [type(r) for r in results] == [TagWriteError], results
+    assert results[0].reason.startswith("file changed since it was analysed")
+    assert _rows(dbfile)[str(swapped)] == before[str(swapped)]
+    summary = _scan(music, dbfile, on_track=tag_writer(model_version="fake-1"))
+    assert (summary.scanned, summary.tags_written) == (1, 1)  # the swapped file only
+    assert tags.read_instruments(swapped).instruments == _rows(dbfile)[str(swapped)]["instruments"] == ["string"]

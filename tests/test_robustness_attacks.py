@@ -63,7 +63,9 @@ def test_a_damaged_database_page_is_one_line_naming_it_for_every_command(tmp_pat
     assert not tags.read_instruments(song).tagged
 
 
-def test_tag_stops_at_the_first_rewrite_the_database_cannot_record(tmp_path, monkeypatch):
+@pytest.mark.parametrize("record", ["record_rewrite", "record_pending"])
+def test_tag_stops_at_the_first_rewrite_the_database_cannot_record(tmp_path, monkeypatch, record):
+    # record_pending: the copy's hash, recorded before the rename (the next `tag` recognises the file)
     from tagger.db import writes
 
     music, files, dbfile = _library(tmp_path, names=("a.flac", "b.flac", "c.flac"))
@@ -71,13 +73,21 @@ def test_tag_stops_at_the_first_rewrite_the_database_cannot_record(tmp_path, mon
     def locked(*args, **kwargs):
         raise OperationalError("UPDATE tracks", {}, sqlite3.OperationalError("database is locked"))
 
-    monkeypatch.setattr(writes, "record_rewrite", locked)
+    monkeypatch.setattr(writes, record, locked)
     result = CliRunner().invoke(app, ["tag", str(music), "--db", str(dbfile), "--settle-seconds", "0"])
-    _one_line_error(result, str(dbfile), "database is locked", "are written but not recorded", "left alone")
     tagged = [f for f in files if tags.read_instruments(f).tagged]
+    if record == "record_pending":
+        _one_line_error(result, str(dbfile), "database is locked", f"{files[0]} and the files after it were left alone")
+        assert tagged == [] and not list(music.glob(".*tagger-tmp"))
+        return
+    _one_line_error(result, str(dbfile), "database is locked", "are written but not recorded", "left alone")
     assert len(tagged) == 1  # the file whose rewrite could not be recorded; no other was touched
     assert f"tagged {tagged[0]}" in result.output
-    assert f"the tags of {tagged[0]} are written" in result.output
+    assert f"the tags of {tagged[0]} are written but not recorded (the next `tagger tag` records them)" in result.output
+    monkeypatch.undo()
+    result = CliRunner().invoke(app, ["tag", str(music), "--db", str(dbfile), "--settle-seconds", "0"])
+    assert result.exit_code == 0, result.output  # the first file recognised, the others tagged
+    assert all(tags.read_instruments(f).tagged for f in files)
 
 
 def _returns_within(seconds: float, func, *args):

@@ -132,6 +132,11 @@ class Track(Base):
     """BLAKE2b of the whole file as it was analysed or last rewritten (`tagger.fingerprint.content_hash`;
     revision 0005): a new path is this track's file moved only when its whole content hashes the same.
     NULL for tracks stored before the revision (their moves are recognised by the fingerprint alone)."""
+    rewrite_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    """The content hash of the verified copy `tagger tag` is moving over the file, stored before the
+    move and cleared when the file's new facts are (revision 0006): a file that hashes to it is that
+    copy (the analysed audio, tags holding these results), so a `tag` killed in between is recognised
+    by the next one. Cleared too whenever a scan stores the track's file or results."""
 
     model_version: Mapped[ModelVersion | None] = relationship(lazy="joined")
     detections: Mapped[list[Detection]] = relationship(

@@ -135,6 +135,9 @@ class StoredResults:
     size: int
     mtime: float
     fingerprint: str
+    rewrite_hash: str | None = None
+    """`tagger.db.models.Track.rewrite_hash`: a `tag` run was moving a copy that hashes to it over the
+    file when it stopped (`tagger.db.writes.recover_rewrite`)."""
 
 
 @dataclass
@@ -160,7 +163,7 @@ def tracks_to_tag(session: Session, where: TrackFilter) -> list[TrackToTag]:
     for summary, row in _select(session, where):
         if summary.model_version:
             stored = StoredResults(row.id, row.model_version_id, row.scan_id, row.analysed_at, row.size, row.mtime,
-                                   row.fingerprint)  # fmt: skip
+                                   row.fingerprint, row.rewrite_hash)  # fmt: skip
             out.append(TrackToTag(summary.path, summary.instruments, summary.scores, summary.model_version,
                                   row.size, row.mtime, tuple(json.loads(row.families or "[]")), stored))  # fmt: skip
     return out
@@ -181,8 +184,8 @@ def _select(session: Session, where: TrackFilter | None, **options) -> list[tupl
     # Plain rows, not ORM objects: a 10,000-track library answers in tens of milliseconds.
     stmt = (
         select(M.Track.id, M.Track.path, M.Track.duration, M.Track.format, M.Track.model_version_id, M.Track.size,
-               M.Track.mtime, M.Track.fingerprint, M.Track.scan_id, M.Track.analysed_at, M.ModelVersion.version,
-               M.ModelVersion.families)  # fmt: skip
+               M.Track.mtime, M.Track.fingerprint, M.Track.scan_id, M.Track.analysed_at, M.Track.rewrite_hash,
+               M.ModelVersion.version, M.ModelVersion.families)  # fmt: skip
         .outerjoin(M.ModelVersion, M.ModelVersion.id == M.Track.model_version_id)
         .where(*conds)
         .order_by(by_path(session))

@@ -158,7 +158,7 @@ class ScanWriter:
         """An unchanged file whose mtime changed, or whose track was missing and is back: record
         it; returns the track's status now."""
         track = self.session.get(M.Track, track_id)
-        track.mtime = mtime
+        track.mtime, track.rewrite_hash = mtime, None
         if track.status == M.STATUS_MISSING:
             track.status = restored_status(track)
             track.missing_since = None
@@ -172,7 +172,7 @@ class ScanWriter:
         if track.status == M.STATUS_MISSING:
             track.status = restored_status(track)
         _rename(track, path)
-        track.mtime, track.missing_since = mtime, None
+        track.mtime, track.missing_since, track.rewrite_hash = mtime, None, None
         self.seen.discard(old_path)
         self.summary.moved += 1
         self.touch()
@@ -243,11 +243,13 @@ class ScanWriter:
         """Record a file's new size, mtime, fingerprint and content hash after we rewrote it (tags)."""
         track = self.track_for(work)
         track.size, track.mtime, track.fingerprint, track.content_hash = size, mtime, fingerprint, content_hash
+        track.rewrite_hash = None
         self.touch()
 
     def _set_file(self, track: M.Track, work: FileState, meta: dict) -> None:
         track.path, track.size, track.mtime, track.fingerprint = work.path, work.size, work.mtime, work.fingerprint
         track.content_hash = meta.get("content_hash")  # None: the file could not be read whole
+        track.rewrite_hash = None  # (an interrupted `tag`'s copy: the scan's facts and results are the track's now)
         track.format = meta.get("format", track.format)
         track.sample_rate = meta.get("sample_rate", track.sample_rate)
         track.channels = meta.get("channels", track.channels)

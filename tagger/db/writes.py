@@ -6,6 +6,7 @@ module holds the writes other commands make.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import logging
 
@@ -36,12 +37,12 @@ class Recorded(enum.Enum):
 def record_rewrite(session: Session, *, path: str, size: int | None, mtime: float | None,
                    tags_current: bool | None = None, written: StoredResults | None = None) -> Recorded:  # fmt: skip
     """After a tag write rewrote the file ``path`` (leaving it with ``size`` and ``mtime``), store
-    its new size, mtime, fingerprint and content hash, so that the next scan sees the file unchanged
-    and the next write is not refused; ``tags_current``: whether its tags now hold the stored
-    results (None: not known, left as it is). Nothing is stored for a path the database does not
-    know or a file no longer what the write left (another program changed it since: the next scan
-    sees it changed). Raises `tagger.errors.AudioReadError` when the file cannot be read (nothing
-    is stored then).
+    its new size, mtime, fingerprint and content hash (and forget the copy `record_pending` stored),
+    so that the next scan sees the file unchanged and the next write is not refused; ``tags_current``:
+    whether its tags now hold the stored results (None: not known, left as it is). Nothing is stored
+    for a path the database does not know or a file no longer what the write left (another program
+    changed it since: the next scan sees it changed). Raises `tagger.errors.AudioReadError` when the
+    file cannot be read (nothing is stored then).
 
     ``written``: the results the tags were written from, as read before the write. The track is
     updated only while it still holds them and its file facts are still those read, checked in the
@@ -58,22 +59,76 @@ def record_rewrite(session: Session, *, path: str, size: int | None, mtime: floa
         return Recorded.NOTHING
     if written is None:
         track.size, track.mtime, track.fingerprint, track.content_hash = facts
+        track.rewrite_hash = None
         if tags_current is not None:
             track.tags_current = tags_current
         return Recorded.FILE
-    new = dict(zip(("size", "mtime", "fingerprint", "content_hash"), facts))
-    same_file = [M.Track.id == written.track_id, M.Track.path == path, M.Track.status == M.STATUS_OK,
-                 M.Track.size == written.size, M.Track.mtime == written.mtime,
-                 M.Track.fingerprint == written.fingerprint]  # fmt: skip
-    same_results = [_is(M.Track.model_version_id, written.model_version_id), _is(M.Track.scan_id, written.scan_id),
-                    _is(M.Track.analysed_at, written.analysed_at)]  # fmt: skip
+    new = {**_facts(facts), "rewrite_hash": None}
+    same_file = _same_file(path, written)
     values = new if tags_current is None else {**new, "tags_current": tags_current}
-    if _update(session, [*same_file, *same_results], values):
+    if _update(session, [*same_file, *_same_results(written)], values):
         return Recorded.FILE
     # Not the results written (a scan stored new ones, another model's say): when they were made from
     # the bytes just rewritten, the file's new facts are stored, so the next scan only writes their tags.
     _update(session, same_file, {**new, "tags_current": False})
     return Recorded.NOT_CURRENT  # (the caller reports it)
+
+
+def record_pending(session: Session, *, path: str, written: StoredResults, content_hash: str) -> bool:
+    """Before `tagger tag` moves its verified copy (whose whole content hashes to ``content_hash``)
+    over the file ``path``, written from the results ``written``: store the copy's hash, so that a
+    run stopped after the move but before `record_rewrite` (``kill -9``, a database that cannot be
+    written) leaves the next `tag` a way to recognise the file (`recover_rewrite`). Stored only while
+    the track still holds those results and file facts; True when it was."""
+    return _update(session, [*_same_file(path, written), *_same_results(written)], {"rewrite_hash": content_hash})
+
+
+def recover_rewrite(session: Session, *, path: str, written: StoredResults,
+                    dry_run: bool = False) -> StoredResults | None:  # fmt: skip
+    """The results ``written`` (as read, ``written.rewrite_hash`` set by `record_pending`) with the
+    file's facts now, when the file ``path`` is byte for byte the copy `tagger tag` verified and was
+    moving over it when it stopped: the audio analysed, the tags holding these results. Its facts are
+    then recorded, its tags as current (not with ``dry_run``). None when the file is not that copy
+    (the move never happened, or anything changed the file since: the usual checks then refuse it)
+    or the track changed meanwhile, or the file cannot be read."""
+    from tagger.errors import AudioReadError
+    from tagger.fingerprint import read_back
+
+    if written.rewrite_hash is None:
+        return None
+    try:
+        facts = read_back(path, size=None, mtime=None)
+    except AudioReadError:
+        return None
+    if facts is None or facts[3] != written.rewrite_hash:
+        return None
+    new = _facts(facts)
+    if not dry_run:
+        where = [*_same_file(path, written), *_same_results(written), M.Track.rewrite_hash == written.rewrite_hash]
+        if not _update(session, where, {**new, "tags_current": True, "rewrite_hash": None}):
+            return None
+        log.info("%s: recorded the tags an interrupted `tagger tag` wrote", path)
+    return dataclasses.replace(written, size=new["size"], mtime=new["mtime"], fingerprint=new["fingerprint"],
+                               rewrite_hash=None)  # fmt: skip
+
+
+def _facts(facts: tuple[int, float, str, str]) -> dict:
+    """`tagger.fingerprint.read_back`'s answer as the track's columns."""
+    return dict(zip(("size", "mtime", "fingerprint", "content_hash"), facts))
+
+
+def _same_file(path: str, written: StoredResults) -> list:
+    """SQL conditions: the track of ``written``, at ``path``, analysed, its file facts still those read."""
+    return [M.Track.id == written.track_id, M.Track.path == path, M.Track.status == M.STATUS_OK,
+            M.Track.size == written.size, M.Track.mtime == written.mtime,
+            M.Track.fingerprint == written.fingerprint]  # fmt: skip
+
+
+def _same_results(written: StoredResults) -> list:
+    """SQL conditions: the track still holds the results of ``written`` (a scan storing new ones
+    changes its scan and analysis time)."""
+    return [_is(M.Track.model_version_id, written.model_version_id), _is(M.Track.scan_id, written.scan_id),
+            _is(M.Track.analysed_at, written.analysed_at)]  # fmt: skip
 
 
 def _is(column, value):

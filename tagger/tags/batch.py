@@ -7,8 +7,8 @@ Files under folders are found as a scan finds them (`tagger.crawl.crawl`).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -162,14 +162,18 @@ def write_predictions(
     settle_seconds: float = 0.0,
     roots: Iterable[str | os.PathLike] | None = None,
     follow_external_symlinks: bool = False,
+    before_replace: Callable[[Prediction, str], None] | None = None,
 ) -> Iterator[TagChange | TagWriteError]:
     """`write_instruments` for each prediction; a file that cannot be tagged yields its
     `TagWriteError` (the others go on). ``scores``: also write INSTRUMENTS_SCORES.
 
     ``roots``: the files and folders the writes must stay in (as a scan's folders): a file reached
     through a symbolic link pointing outside them is skipped unless ``follow_external_symlinks``.
-    None: the folder holding every listed file.
+    None: the folder holding every listed file. ``before_replace(prediction, copy)``: called before
+    each verified copy is moved over its file (`write_instruments`).
     """
+    import functools
+
     from tagger.crawl import external_link_target
 
     predictions = list(predictions)
@@ -187,6 +191,7 @@ def write_predictions(
                 scores=pred.scores if scores else None, id3v23=id3v23, keep_mtime=keep_mtime,
                 dry_run=dry_run, expected=pred.expected, settle_seconds=settle_seconds, families=pred.families,
                 fingerprint=pred.stored.fingerprint if pred.stored else None,
+                before_replace=None if before_replace is None else functools.partial(before_replace, pred),
             )  # fmt: skip
         except TagWriteError as exc:
             yield exc
@@ -254,6 +259,9 @@ def tag_from_database(
     """Write the stored results of the library database (a `tagger.db.session.Database`) into the
     files, without re-analysis, recording each rewritten file's new size/mtime/fingerprint
     (`tagger.db.writes.record_rewrite`). ``where`` (or ``paths``/``has``/``lacks``): which tracks.
+    Each copy's content hash is recorded before it replaces its file (`tagger.db.writes.record_pending`):
+    a file a run stopped at before recording its new facts (``kill -9``) is recognised by the next
+    run when it is still byte for byte that copy (`tagger.db.writes.recover_rewrite`), not refused.
     A file whose track a scan gave new results while its old ones were written (a scan of another
     model) yields its `TagChange` and a `TagWriteError` saying so: its tags are not recorded as
     current, so the next scan writes the new results.
@@ -266,6 +274,7 @@ def tag_from_database(
     from tagger.db import queries, writes
     from tagger.db.session import database_error
     from tagger.errors import AudioReadError
+    from tagger.fingerprint import content_hash
 
     if where is None:
         where = TrackFilter.of(has=has, lacks=lacks, paths=paths)
@@ -278,9 +287,35 @@ def tag_from_database(
     if where.paths and not predictions:
         raise UserError(f"no analysed track matches under {', '.join(where.shown_paths)}: scan it first "
                         "(or check the filter)")  # fmt: skip
+    if any(p.stored is not None and p.stored.rewrite_hash for p in predictions):  # a run stopped at a rename
+        inside = None if follow_external_symlinks else roots
+        try:
+            with database.session() as session:
+                predictions = [_recovered(session, p, dry_run=dry_run, inside=inside) for p in predictions]
+        except SQLAlchemyError as exc:
+            raise database_error(database.url, exc, doing="write", then="no file was changed") from None
+
+    pended: set[str] = set()  # the files whose copy's hash is recorded
+
+    def pending(pred: Prediction, copy: str) -> None:
+        if pred.stored is None:
+            return
+        try:
+            digest = content_hash(copy)
+        except AudioReadError as exc:
+            raise TagWriteError(pred.path, f"cannot read its new copy: {exc.reason}; file left unchanged") from None
+        try:
+            with database.session() as session:
+                if writes.record_pending(session, path=pred.path, written=pred.stored, content_hash=digest):
+                    pended.add(pred.path)
+        except SQLAlchemyError as exc:
+            then = f"{pred.path} and the files after it were left alone"
+            raise database_error(database.url, exc, doing="write", then=then) from None
+
     results = write_predictions(
         predictions, scores=scores, id3v23=id3v23, keep_mtime=keep_mtime, dry_run=dry_run,
         settle_seconds=settle_seconds, roots=roots, follow_external_symlinks=follow_external_symlinks,
+        before_replace=pending,
     )  # fmt: skip
     read = {p.path: p.stored for p in predictions}
     for result in results:
@@ -296,12 +331,13 @@ def tag_from_database(
                                                  f"{exc.reason}; scan it again")  # fmt: skip
                 continue
             except SQLAlchemyError as exc:
-                # The file holds its new tags but the database its old size and time, so a later `tag`
-                # refuses it until a scan has seen it; no further file is written while the database
-                # cannot record them.
+                # The file holds its new tags but the database its old size and time (and, recorded
+                # before the rename, the copy's hash: the next `tag` recognises the file; a scan analyses
+                # it again); no further file is written while the database cannot record them.
                 yield result
-                then = (f"the tags of {result.path} are written but not recorded (scan it again before tagging it "
-                        "again); the files after it were left alone")  # fmt: skip
+                later = "the next `tagger tag` records them" if result.path in pended else "scan it again"
+                then = (f"the tags of {result.path} are written but not recorded ({later}); the files after it were "
+                        "left alone")  # fmt: skip
                 raise database_error(database.url, exc, doing="write", then=then) from None
             if recorded is writes.Recorded.NOT_CURRENT:
                 yield result
@@ -309,3 +345,20 @@ def tag_from_database(
                                                  "not recorded as current; the next scan writes the right ones")  # fmt: skip
                 continue
         yield result
+
+
+def _recovered(session, pred: Prediction, *, dry_run: bool, inside: list | None) -> Prediction:
+    """``pred``, or, when its file is byte for byte the copy an earlier `tag` run verified and moved
+    over it before it stopped (`tagger.db.writes.recover_rewrite`), ``pred`` with the file's facts
+    now, recorded (not with ``dry_run``): the write then finds its tags already holding the results.
+    ``inside``: the folders a file must be reached in (not through a link out of them, which is not
+    read), None for any."""
+    from tagger.crawl import external_link_target
+    from tagger.db import writes
+
+    if pred.stored is None or pred.stored.rewrite_hash is None:
+        return pred
+    if inside is not None and external_link_target(pred.path, inside) is not None:
+        return pred  # (skipped by the write, with its reason)
+    stored = writes.recover_rewrite(session, path=pred.path, written=pred.stored, dry_run=dry_run)
+    return pred if stored is None else replace(pred, expected=(stored.size, stored.mtime), stored=stored)

@@ -65,6 +65,7 @@ def write_instruments(
     fingerprint: str | None = None,
     inode: tuple[int, int] | None = None,
     content_hash: str | None = None,
+    before_replace: Callable[[str], None] | None = None,
 ) -> TagChange:
     """Write INSTRUMENTS and INSTRUMENTS_MODEL (and INSTRUMENTS_SCORES when ``scores`` is given;
     stale scores are removed otherwise) atomically.
@@ -83,6 +84,9 @@ def write_instruments(
     program is refused whatever the settle time (where Linux leases are available; see `_ReadLease`).
     ``families``: the families of the model that produced the result (names are checked against
     them and written in their order); None: the canonical families (`tagger.instruments.FAMILIES`).
+    ``before_replace``: called with the path of the verified, flushed copy just before it is moved
+    over the file (e.g. to record its content hash: `tagger.db.writes.record_pending`); an exception
+    it raises leaves the file unchanged and propagates as it is.
     Raises `TagWriteError` (read-only, changed, recently changed or in-use file, unsupported format,
     failed write or verification) and `UserError` (unknown family, bad score, empty model version).
     """
@@ -90,6 +94,7 @@ def write_instruments(
     return _rewrite(
         path, target=lambda _before: raw, id3v23=id3v23, keep_mtime=keep_mtime, dry_run=dry_run, expected=expected,
         settle_seconds=settle_seconds, fingerprint=fingerprint, inode=inode, content_hash=content_hash,
+        before_replace=before_replace,
     )  # fmt: skip
 
 
@@ -435,6 +440,14 @@ def _link_backup(real: str, folder: str, prefix: str) -> str | None:
     return None
 
 
+class _BeforeReplaceFailed(Exception):
+    """What the ``before_replace`` callback raised, carried past the rewrite's own error handling."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(error)
+        self.error = error
+
+
 def _rewrite(
     path: str | os.PathLike,
     *,
@@ -447,6 +460,7 @@ def _rewrite(
     fingerprint: str | None = None,
     inode: tuple[int, int] | None = None,
     content_hash: str | None = None,
+    before_replace: Callable[[str], None] | None = None,
 ) -> TagChange:
     shown = os.fspath(path)
     real = os.path.realpath(shown)  # a symlink's target is rewritten, the link stays a link
@@ -465,12 +479,14 @@ def _rewrite(
 
     try:
         return _rewrite_file(shown, real, st, target=target, id3v23=id3v23, keep_mtime=keep_mtime, dry_run=dry_run,
-                             settle_seconds=settle_seconds)  # fmt: skip
+                             settle_seconds=settle_seconds, before_replace=before_replace)  # fmt: skip
+    except _BeforeReplaceFailed as failed:
+        raise failed.error  # noqa: B904  (the callback's own error, as it raised it)
     except (mutagen.MutagenError, *_UNREADABLE) as exc:  # a file malformed in a way nobody foresaw
         raise TagWriteError(shown, f"cannot read its tags ({type(exc).__name__}: {exc}); left unchanged") from exc
 
 
-def _rewrite_file(shown, real, st, *, target, id3v23, keep_mtime, dry_run, settle_seconds):
+def _rewrite_file(shown, real, st, *, target, id3v23, keep_mtime, dry_run, settle_seconds, before_replace=None):
     """`_rewrite` once the file is found: load it, decide, check, and write the verified copy (the
     loaded tag is let go before the copy is made: covers can be tens of megabytes)."""
     audio, storage = _open(shown, real=real)
@@ -546,6 +562,11 @@ def _rewrite_file(shown, real, st, *, target, id3v23, keep_mtime, dry_run, settl
         if keep_mtime:
             os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
         _fsync(tmp)
+        if before_replace is not None:
+            try:
+                before_replace(tmp)
+            except Exception as exc:
+                raise _BeforeReplaceFailed(exc) from exc
         if lease.broken() or not _same_file(os.fstat(source), st) or not _same_file(os.stat(real), st):
             raise TagWriteError(shown, changed_meanwhile)
         if lease.active:
@@ -567,6 +588,8 @@ def _rewrite_file(shown, real, st, *, target, id3v23, keep_mtime, dry_run, settl
         new = os.stat(real)
     except TagWriteError as exc:
         raise TagWriteError(shown, exc.reason if exc.path == shown else f"{exc.reason}; file left unchanged") from exc
+    except _BeforeReplaceFailed:
+        raise  # (unwrapped by `_rewrite`)
     except Exception as exc:  # mutagen, OS and anything unexpected: our error, with the reason
         import mutagen
 
