@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import struct
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -150,4 +151,18 @@ def compact_models(path, families: Sequence[str], *, version: str, threshold=0.5
             model = weights(model, i)
         t = threshold[i] if isinstance(threshold, Sequence) else threshold
         store.save_classifier(path, manifest, fam, model, threshold=t)
+    return path
+
+
+def dsf_file(path, *, seconds: float, freq: float, dsd_rate: int = 2_822_400) -> Path:
+    """A mono DSD64 DSF file made here (no encoder writes DSD): a 1-bit stream whose density of ones
+    follows a sine (noise-shaped by a random threshold), stored least significant bit first."""
+    n = int(seconds * dsd_rate) // 8 * 8
+    t = np.arange(n) / dsd_rate
+    bits = (0.5 * np.sin(2 * np.pi * freq * t) > np.random.default_rng(0).uniform(-1, 1, n)).astype(np.uint8)
+    data = np.packbits(bits.reshape(-1, 8)[:, ::-1], axis=1).tobytes()
+    data += b"\x69" * (-len(data) % 4096)  # the last block padded with DSD silence
+    fmt = b"fmt " + struct.pack("<QIIIIIIQII", 52, 1, 0, 1, 1, dsd_rate, 1, n, 4096, 0)
+    body = fmt + b"data" + struct.pack("<Q", 12 + len(data)) + data
+    path.write_bytes(b"DSD " + struct.pack("<QQQ", 28, 28 + len(body), 0) + body)
     return path

@@ -1,7 +1,5 @@
 import shutil
-import struct
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +9,7 @@ from tagger import audio
 from tagger import constants as C
 from tagger.errors import AudioReadError
 
-from conftest import tone_signal, write_audio
+from conftest import dsf_file, tone_signal, write_audio
 
 
 def dominant_hz(y: np.ndarray, sr: int = C.SAMPLE_RATE) -> float:
@@ -163,26 +161,12 @@ def test_clear_error_without_ffmpeg(tmp_path, monkeypatch):
         audio.load(m4a)
 
 
-def _dsf(path, *, seconds: float, freq: float, dsd_rate: int = 2_822_400) -> Path:
-    """A mono DSD64 DSF file made here (no encoder writes DSD): a 1-bit stream whose density of ones
-    follows a sine (noise-shaped by a random threshold), stored least significant bit first."""
-    n = int(seconds * dsd_rate) // 8 * 8
-    t = np.arange(n) / dsd_rate
-    bits = (0.5 * np.sin(2 * np.pi * freq * t) > np.random.default_rng(0).uniform(-1, 1, n)).astype(np.uint8)
-    data = np.packbits(bits.reshape(-1, 8)[:, ::-1], axis=1).tobytes()
-    data += b"\x69" * (-len(data) % 4096)  # the last block padded with DSD silence
-    fmt = b"fmt " + struct.pack("<QIIIIIIQII", 52, 1, 0, 1, 1, dsd_rate, 1, n, 4096, 0)
-    body = fmt + b"data" + struct.pack("<Q", 12 + len(data)) + data
-    path.write_bytes(b"DSD " + struct.pack("<QQQ", 28, 28 + len(body), 0) + body)
-    return path
-
-
 def test_a_dsd_file_is_decoded_through_ffmpeg(tmp_path):
     """ffmpeg decodes DSD64 to 352.8 kHz PCM, which was refused as an unsupported rate: a DSD
     download could not be analysed at all. ffmpeg now hands it over at 192 kHz at most."""
     if shutil.which("ffmpeg") is None:
         pytest.skip("ffmpeg not installed")
-    path = _dsf(tmp_path / "tone.dsf", seconds=2.0, freq=440.0)
+    path = dsf_file(tmp_path / "tone.dsf", seconds=2.0, freq=440.0)
     meta = audio.info(path)
     assert (meta.sample_rate, meta.decode_rate, meta.decoder) == (352_800, 192_000, "ffmpeg")
     y = audio.load(path)

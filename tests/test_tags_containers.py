@@ -940,3 +940,41 @@ def test_monkeys_audio_and_musepack_take_apev2_tags_and_keep_every_other_byte(tm
     assert data.startswith(audio) and struct.pack("<2I", 13, 0) + b"Title\0Blue in Green" in data
     tags.remove_instruments(song)
     assert not tags.read_instruments(song).tagged and song.read_bytes().startswith(audio)
+
+
+# -- DSF (ID3 at the end) ---------------------------------------------------------------------------
+
+
+def test_dsf_takes_id3_fields_at_its_end_and_untag_gives_back_the_same_bytes(tmp_path):
+    """A DSF file (DSD) gets tagger's fields in the ID3 tag its header points to; the DSD, fmt and
+    data chunks are kept byte for byte, the header's file size follows the file, ffmpeg decodes the
+    same audio, and `untag` of a file tagger gave its only tag returns the very bytes it had."""
+    from conftest import dsf_file
+
+    song = dsf_file(tmp_path / "song.dsf", seconds=0.5, freq=440.0)
+    original = song.read_bytes()
+    decoded = _decoded_md5(song)
+    tags.write_instruments(song, **WRITE, scores={"bass": 0.9, "guitar": 0.8})
+    data = song.read_bytes()
+    assert data[:12] == original[:12] and data[28 : len(original)] == original[28:]
+    total, pointer = struct.unpack_from("<QQ", data, 12)
+    assert (total, pointer) == (len(data), len(original)) and data[pointer : pointer + 3] == b"ID3"
+    assert tags.read_instruments(song).instruments == ["bass", "guitar"] and _decoded_md5(song) == decoded
+    assert _ffprobe_tags(song)["instruments_model"] == WRITE["model_version"]
+    tags.remove_instruments(song)
+    assert song.read_bytes() == original
+
+
+def test_dsf_with_bytes_after_its_id3_tag_is_refused(tmp_path):
+    """mutagen cuts a DSF file after the ID3 tag it writes: whatever followed the old tag (another
+    program's chunk) would be lost. Such a file is refused and left as it is."""
+    from conftest import dsf_file
+
+    song = dsf_file(tmp_path / "song.dsf", seconds=0.5, freq=440.0)
+    tags.write_instruments(song, **WRITE)
+    with open(song, "ab") as f:
+        f.write(b"XTRA" + bytes(60))
+    before = song.read_bytes()
+    with pytest.raises(TagWriteError, match="metadata pointer does not lead to one ID3 tag ending the file"):
+        tags.write_instruments(song, instruments=["vocal"], model_version="ova-test-2")
+    assert song.read_bytes() == before

@@ -34,7 +34,7 @@ from tagger.tags.fields import INSTRUMENTS_MODEL, Raw, TagChange, TagState, desi
 from tagger.tags.storage import STORAGES, Storage, payload_digest
 
 
-SUPPORTED_FORMATS = "MP3, WAV, AIFF, FLAC, Ogg Vorbis, Opus, MP4/M4A, WMA, WavPack, Monkey's Audio, Musepack"
+SUPPORTED_FORMATS = "MP3, WAV, AIFF, DSF, FLAC, Ogg Vorbis, Opus, MP4/M4A, WMA, WavPack, Monkey's Audio, Musepack"
 _MTIME_TOLERANCE = 1e-3
 DEFAULT_SETTLE_SECONDS = 10.0
 """The commands' default settle time: a file modified less than this many seconds ago may still be
@@ -193,7 +193,7 @@ _UNREADABLE = (OSError, ValueError, struct.error, EOFError, IndexError, KeyError
 """What reading a malformed file's tags may raise (besides mutagen's own errors), in mutagen or in
 tagger's checks of the bytes: one line naming the file, never a traceback that stops a scan."""
 
-_ID3_TYPES = ("MP3", "WAVE", "AIFF")
+_ID3_TYPES = ("MP3", "WAVE", "AIFF", "DSF")
 """mutagen file types whose tag is ID3v2."""
 
 

@@ -10,7 +10,7 @@ One module per container family (its storage classes and the reading of its byte
 
 - `tagger.tags.storage.base`: the `Storage` base class, the registry (`register`, `storage_for`,
   `STORAGES`: mutagen file type name -> storage) and `payload_digest`;
-- `tagger.tags.storage.id3`: MP3, WAV, AIFF: ID3v2 ``TXXX`` frames;
+- `tagger.tags.storage.id3`: MP3, WAV, AIFF, DSF: ID3v2 ``TXXX`` frames;
 - `tagger.tags.storage.vorbis`: FLAC, Ogg Vorbis, Opus: Vorbis comments;
 - `tagger.tags.storage.mp4`: MP4/M4A: freeform atoms ``----:com.apple.iTunes:NAME``;
 - `tagger.tags.storage.asf`: WMA: ASF attributes;
@@ -28,14 +28,14 @@ from tagger.tags.storage.base import STORAGES, Storage, payload_digest, register
 
 # The container modules register their classes as they are imported (in this order: `STORAGES` keeps
 # the order it always had).
-from tagger.tags.storage.id3 import AIFFStorage, ID3Storage, MP3Storage, WAVEStorage
+from tagger.tags.storage.id3 import AIFFStorage, DSFStorage, ID3Storage, MP3Storage, WAVEStorage
 from tagger.tags.storage.vorbis import FLACStorage, OggOpusStorage, OggVorbisStorage, VorbisStorage
 from tagger.tags.storage.mp4 import MP4_FREEFORM_PREFIX, MP4Storage
 from tagger.tags.storage.asf import ASFStorage
 from tagger.tags.storage.apev2 import APEv2Storage
 
 __all__ = [
-    "AIFFStorage", "APEv2Storage", "ASFStorage", "FLACStorage", "ID3Storage", "MP3Storage", "MP4Storage", "MP4_FREEFORM_PREFIX",
+    "AIFFStorage", "APEv2Storage", "ASFStorage", "DSFStorage", "FLACStorage", "ID3Storage", "MP3Storage", "MP4Storage", "MP4_FREEFORM_PREFIX",
     "OggOpusStorage", "OggVorbisStorage", "STORAGES", "Storage", "VorbisStorage", "WAVEStorage", "payload_digest",
     "register", "storage_for",
 ]  # fmt: skip

@@ -1,8 +1,9 @@
-"""ID3v2 (MP3, WAV, AIFF): tagger's fields as ``TXXX`` frames with those descriptions (v2.4; v2.3
+"""ID3v2 (MP3, WAV, AIFF, DSF): tagger's fields as ``TXXX`` frames with those descriptions (v2.4; v2.3
 on request, where multiple values are joined with ``/``; a file already carrying an ID3v2.3 tag is
 kept at v2.3 so that no other frame is converted).
 
-WAV and AIFF carry the tag in an ``ID3`` chunk, found by walking their chunks as the audio is. The
+WAV and AIFF carry the tag in an ``ID3`` chunk, found by walking their chunks as the audio is; DSF
+at the end of the file, where its header points. The
 checks on mutagen's round trip read the tag's frames from the file's bytes (`_id3_walk`).
 """
 
@@ -239,6 +240,70 @@ class AIFFStorage(WAVEStorage):
     """AIFF: an ID3 chunk; the audio is the ``SSND`` chunk (big-endian chunk sizes)."""
 
     little, audio_chunk = False, b"SSND"
+
+
+@register("DSF")
+class DSFStorage(ID3Storage):
+    """DSF (DSD): an ID3v2 tag at the end of the file, where the ``DSD `` chunk's metadata pointer
+    says; the audio is the ``fmt `` and ``data`` chunks (and the ``DSD `` chunk's id and size, not its
+    file size and pointer, which a write updates)."""
+
+    def _layout(self, f, size: int) -> tuple[int, int]:
+        """(end of the ``data`` chunk, metadata pointer); ValueError for a file whose chunks do not fit."""
+        f.seek(0)
+        head = f.read(28)
+        if len(head) < 28 or head[:4] != b"DSD ":
+            raise ValueError("its DSD chunk cannot be read")
+        pointer = struct.unpack_from("<Q", head, 20)[0]
+        f.seek(28)
+        fmt = f.read(12)
+        if len(fmt) < 12 or fmt[:4] != b"fmt ":
+            raise ValueError("its fmt chunk cannot be read")
+        data_at = 28 + struct.unpack_from("<Q", fmt, 4)[0]
+        f.seek(data_at)
+        data = f.read(12)
+        if len(data) < 12 or data[:4] != b"data":
+            raise ValueError("its data chunk cannot be read")
+        return data_at + struct.unpack_from("<Q", data, 4)[0], pointer
+
+    def id3_span(self, f, size):
+        _end, pointer = self._layout(f, size)
+        return (pointer, size - pointer) if pointer else None
+
+    def payload(self, f, size, h):
+        end, _pointer = self._layout(f, size)
+        _hash_range(f, 0, 12, h)
+        _hash_range(f, 28, min(end, size), h)
+        return True
+
+    def cannot_keep(self, audio, path, version):
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            try:
+                end, pointer = self._layout(f, size)
+            except ValueError as exc:
+                return str(exc)
+            if end > size:
+                return (f"its data chunk claims {end - size} bytes more than the file holds (cut short?); the audio "
+                        "is analysed as it is, the tags are not written")  # fmt: skip
+            if pointer:
+                f.seek(pointer)
+                head = f.read(10)
+                tag_end = pointer + 10 + _syncsafe(head[6:10]) + (10 if head[5:6] and head[5] & 0x10 else 0)
+                if pointer < end or head[:3] != b"ID3" or tag_end != size:
+                    return ("its metadata pointer does not lead to one ID3 tag ending the file: a rewrite would "
+                            "cut off or overwrite what lies there")  # fmt: skip
+        return super().cannot_keep(audio, path, version)
+
+    def save(self, audio, path, *, version, original):
+        if len(audio.tags):
+            audio.save(v2_version=version, v23_sep="/")
+            return
+        audio.delete()  # nothing left in the tag (tagger created it): removed, pointer back to 0
+        with open(path, "r+b") as f:  # (mutagen leaves the header's file size as it was)
+            size = f.seek(0, 2)
+            f.seek(12)
+            f.write(struct.pack("<Q", size))
 
 
 # -- helpers ------------------------------------------------------------------------------------
