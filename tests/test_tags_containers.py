@@ -349,8 +349,11 @@ def test_mp4_values_mutagen_would_store_differently_fail_the_verification(tmp_pa
 
 def test_mp4_values_stored_in_an_equivalent_form_are_tagged(tmp_path):
     """Re-encodings that every reader reads the same are not a change: text stored as implicit,
-    an integer in another width, a track or disc pair with zero extra fields in another length."""
+    an integer in another width, an integer or a flag stored as implicit (which mutagen writes with
+    the integer type; such a file was refused), a track or disc pair with zero extra fields in another
+    length."""
     atoms = (_atom(b"\xa9nam", _data_atom(0, b"Title")) + _atom(b"tmpo", _data_atom(21, struct.pack(">I", 120)))
+             + _atom(b"cpil", _data_atom(0, b"\x01")) + _atom(b"stik", _data_atom(0, b"\x01"))
              + _atom(b"trkn", _data_atom(0, struct.pack(">3H", 0, 3, 12)))
              + _atom(b"disk", _data_atom(0, struct.pack(">4H", 0, 1, 2, 0))))  # fmt: skip
     song = _m4a_with_atoms(tmp_path / "song.m4a", atoms)

@@ -180,6 +180,12 @@ def _mp4_children(data: bytes) -> dict[bytes, bytes]:
     return out
 
 
+_INTEGER_ITEMS = frozenset({b"tmpo", b"cpil", b"pgap", b"pcst", b"hdvd", b"stik", b"rtng", b"tves", b"tvsn", b"plID",
+                            b"cnID", b"geID", b"atID", b"sfID", b"cmID", b"akID", b"shwm", b"\xa9mvc", b"\xa9mvi"})  # fmt: skip
+"""ilst items whose value is a big-endian integer (or a flag), which mutagen writes with the integer
+type (21) whatever type they had: stored as implicit (0), they read the same."""
+
+
 def _mp4_item_digest(f, name: bytes, start: int, end: int, h) -> None:
     """Feed to the hash ``h`` the children of the ``ilst`` item atom ``name`` whose content spans
     ``start`` to ``end`` in the open file ``f``, data atoms in a normal form (`MP4Storage.item_values`)
@@ -198,7 +204,8 @@ def _mp4_item_digest(f, name: bytes, start: int, end: int, h) -> None:
         head = f.read(8)
         version, kind, locale = head[0], int.from_bytes(head[1:4], "big"), head[4:8]
         length = size - 16
-        kind = 1 if kind == 0 else kind  # implicit: text (or the item's own type), read the same
+        if kind == 0:  # implicit: the item's own type, read the same (an integer item's, or text)
+            kind = 21 if name in _INTEGER_ITEMS else 1
         value = None
         if kind == 21 and length in (1, 2, 3, 4, 8):  # a big-endian integer: its unsigned value
             value = ("integer", int.from_bytes(f.read(length), "big"))
