@@ -24,7 +24,10 @@ Configuration (all optional)::
       database: null    # tagger database URL or SQLite file (default: $TAGGER_DB, else tagger's own)
       jobs: null        # worker processes (null: all cores; 0: in beets' process)
 
-An item that cannot be analysed is reported through beets' logger; the others go on.
+An item that cannot be analysed is reported through beets' logger; the others go on. An item whose
+file changed since its analysis (replaced by another program meanwhile) is given neither the results
+nor the tags, and a file beets rewrote is recorded in tagger's database as unchanged only when its
+audio bytes hash the same as before the write (`tagger.library.files.rewrite_tags`).
 """
 
 from __future__ import annotations
@@ -175,7 +178,7 @@ class InstrumentsPlugin(BeetsPlugin):
         Returns counts: analysed, reused (stored results of unchanged files), failed, written.
         """
         from tagger.db.session import open_database
-        from tagger.library.files import analyse_files, record_rewrite
+        from tagger.library.files import analyse_files
 
         counts = {"analysed": 0, "reused": 0, "failed": 0, "written": 0}
         if not items:
@@ -189,24 +192,46 @@ class InstrumentsPlugin(BeetsPlugin):
                                        retry_errors=retry_errors)  # fmt: skip
             for item in items:
                 res = results[paths[item.id]]
-                if not res.ok:
+                problem, written = self._give(database, item, res, write=write)
+                if problem:
                     counts["failed"] += 1
-                    self._log.error("{}: {}", displayable_path(item.path), res.error)
+                    self._log.error("{}: {}", displayable_path(item.path), problem)
                     continue
                 counts["analysed" if res.analysed else "reused"] += 1
-                item["instruments"] = SEPARATOR.join(res.instruments)
-                item["instruments_model"] = res.model_version or ""
-                self._log.debug("{}: {}", displayable_path(item.path), item["instruments"] or "(no instrument)")
-                item.store()
-                if write and not _file_holds(paths[item.id], res.instruments, res.model_version):
-                    if item.try_write():
-                        counts["written"] += 1
-                        record_rewrite(database, paths[item.id])
+                counts["written"] += written
         finally:
             database.close()
         self._log.info("{analysed} analysed, {reused} unchanged (results reused), {failed} failed, "
                        "{written} file(s) written", **counts)  # fmt: skip
         return counts
+
+    def _give(self, database, item, res, *, write: bool) -> tuple[str | None, bool]:
+        """Give ``item`` the results ``res`` of its file and store it; with ``write``, write them into
+        the file too (beets' ``try_write``, through `rewrite_tags`: the rewrite is recorded in tagger's
+        database only when nothing but tags changed). Nothing is given while the file is not the one
+        the results were made from. Returns (why the item was not given them, whether it was written)."""
+        from tagger.library.files import changed_since_analysis, rewrite_tags
+
+        if not res.ok:
+            return res.error, False
+
+        def give() -> None:
+            item["instruments"] = SEPARATOR.join(res.instruments)
+            item["instruments_model"] = res.model_version or ""
+            self._log.debug("{}: {}", displayable_path(item.path), item["instruments"] or "(no instrument)")
+            item.store()
+
+        if not write or _file_holds(res.path, res.instruments, res.model_version):
+            problem = changed_since_analysis(res)
+            if problem is None:
+                give()
+            return problem, False
+        done = rewrite_tags(database, res, lambda: give() or item.try_write())
+        if not done.written:
+            return done.problem, False  # (None: beets could not write it, and said why)
+        if done.problem:
+            self._log.warning("{}: {}", displayable_path(item.path), done.problem)
+        return None, True
 
 
 def _file_holds(path: str, instruments: list[str], model_version: str | None) -> bool:

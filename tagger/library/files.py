@@ -4,19 +4,23 @@ For callers that hold their own list of files (the beets plugin, ``beetsplug/ins
 the files go through `tagger.library.scan.scan` (same models, same incremental database keyed by
 file: a file already analysed and unchanged is not analysed again), then each file's result is
 read from the database. A file that is missing or could not be analysed gets its reason as a
-value; nothing here raises for one bad file.
+value; nothing here raises for one bad file. A result is given to its file only while the file is
+still the one it was made from (`changed_since_analysis`), and another program's tag write (beets'
+``try_write``) goes through `rewrite_tags`, which records the rewritten file as unchanged only when
+nothing but its tags changed.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from tagger.db import models as M
+from tagger.db.queries import StoredResults
 from tagger.db.session import Database
 from tagger.errors import TaggerError
 from tagger.library.scan import Analyser, ScanSummary, scan
@@ -34,6 +38,9 @@ class FileResult:
     """Why the file has no result (unreadable, missing, ...); None when it has one."""
     analysed: bool = False
     """True when this call analysed it (False: its stored result was reused)."""
+    stored: StoredResults | None = None
+    """Which stored results these are, and the size, mtime and fingerprint of the file they were
+    made from (`changed_since_analysis`, `rewrite_tags`); None on error."""
 
     @property
     def ok(self) -> bool:
@@ -83,19 +90,91 @@ def _result(track: M.Track, *, since) -> FileResult:
         instruments=[d.family for d in track.detections if d.present],  # stored in the model's (canonical) order
         model_version=track.model_version.version if track.model_version else None,
         analysed=analysed,
+        stored=StoredResults(track.id, track.model_version_id, track.scan_id, track.analysed_at, track.size,
+                             track.mtime, track.fingerprint),  # fmt: skip
     )
 
 
-def record_rewrite(db: Database, path: str | os.PathLike) -> bool:
-    """After another program rewrote a file's tags (not its audio), store the file's new size,
-    mtime, fingerprint and content hash, so that the next scan sees it unchanged. False when the
-    database does not know the file or it cannot be read."""
-    from tagger.db import writes
+CHANGED = "changed since it was analysed (rewritten or replaced by another program); analyse it again"
 
-    path = os.path.abspath(os.fspath(path))
+
+def changed_since_analysis(result: FileResult) -> str | None:
+    """Why the file of ``result`` is no longer the file its results were made from (another size,
+    mtime or content fingerprint than the stored ones: rewritten or replaced since), or None when it
+    still is. Results of a file changed since must not be given to it, nor written into it."""
+    return _check(result, audio=False)[0]
+
+
+@dataclass(frozen=True)
+class Rewrite:
+    """What `rewrite_tags` did."""
+
+    written: bool
+    """The write rewrote the file."""
+    problem: str | None = None
+    """Why the file was not written, or its rewrite not recorded (then the next scan analyses it
+    again); None when all went well."""
+
+
+def rewrite_tags(db: Database, result: FileResult, write: Callable[[], bool]) -> Rewrite:
+    """Let another program's tag write rewrite the file of ``result`` (``write``, e.g. beets'
+    ``Item.try_write``: True when it wrote the file), then record the file's new size, mtime,
+    fingerprint and content hash in ``db`` (`tagger.db.writes.record_rewrite`), so that the next scan
+    sees it unchanged, only when the write changed nothing but tags: the file must still be the one
+    its results were made from (checked before: otherwise ``write`` is not called) and the bytes
+    carrying its audio must hash the same after the write as before (`tagger.tags.audio_digest`).
+    Otherwise nothing is recorded and the next scan analyses the file again."""
+    from tagger.db import writes
+    from tagger.tags import audio_digest
+
+    reason, before = _check(result, audio=True)
+    if reason is not None:
+        return Rewrite(False, reason)
+    if not write():
+        return Rewrite(False)
+    real = os.path.realpath(result.path)
+    again = "not recorded, so the next scan analyses it again"
     try:
-        st = os.stat(path)
+        st = os.stat(real)
+        after = audio_digest(real)
+        if before is None or after != before:
+            why = "its audio changed while its tags were written (another program?)" if before else (
+                "its format has no check that only its tags changed")  # fmt: skip
+            return Rewrite(True, f"tags written, but {why}: {again}")
         with db.session() as s:
-            return writes.record_rewrite(s, path=path, size=st.st_size, mtime=st.st_mtime) is writes.Recorded.FILE
-    except (OSError, TaggerError):
-        return False
+            recorded = writes.record_rewrite(s, path=real, size=st.st_size, mtime=st.st_mtime, written=result.stored)
+    except OSError as exc:
+        return Rewrite(True, f"tags written, but the file cannot be read back: {exc.strerror or exc}; {again}")
+    except TaggerError as exc:
+        return Rewrite(True, f"tags written, but the file cannot be read back: {getattr(exc, 'reason', exc)}; {again}")
+    if recorded is writes.Recorded.NOT_CURRENT:
+        return Rewrite(True, "tags written, but a scan stored new results for it meanwhile: the next run writes those")
+    if recorded is not writes.Recorded.FILE:
+        return Rewrite(True, f"tags written, but the file changed right after: {again}")
+    return Rewrite(True)
+
+
+def _check(result: FileResult, *, audio: bool) -> tuple[str | None, str | None]:
+    """(why the file of ``result`` is not the one its results were made from, or None; with
+    ``audio``, the hash of its audio bytes, read while it was that file). One stat before and one
+    after every read: a file swapped meanwhile is not taken for the one that was read."""
+    from tagger.fingerprint import fingerprint
+    from tagger.tags import audio_digest
+
+    stored = result.stored
+    if stored is None:
+        return "no stored results", None
+    real = os.path.realpath(result.path)
+    try:
+        st = os.stat(real)
+        if (st.st_size, st.st_mtime) != (stored.size, stored.mtime) or fingerprint(real) != stored.fingerprint:
+            return CHANGED, None
+        digest = audio_digest(real) if audio else None
+        now = os.stat(real)
+    except OSError as exc:
+        return f"cannot stat file: {exc.strerror or exc}", None
+    except TaggerError as exc:
+        return getattr(exc, "reason", str(exc)), None
+    if (now.st_ino, now.st_size, now.st_mtime_ns) != (st.st_ino, st.st_size, st.st_mtime_ns):
+        return CHANGED, None
+    return None, digest

@@ -50,6 +50,19 @@ def read_instruments(path: str | os.PathLike) -> TagState:
     return state(storage.get(audio))
 
 
+def audio_digest(path: str | os.PathLike) -> str | None:
+    """A hash of the bytes of ``path`` that carry its audio (tags and container headers excluded):
+    equal before and after a write that changed only tags, whichever program wrote them; None when
+    the format has no cheap check. Raises `TagWriteError` when the file cannot be read."""
+    audio, _storage = _open(path)
+    mutagen_type = type(audio).__name__
+    del audio
+    try:
+        return payload_digest(os.fspath(path), mutagen_type)
+    except _UNREADABLE as exc:
+        raise TagWriteError(path, f"cannot read its audio: {exc}") from None
+
+
 def write_instruments(
     path: str | os.PathLike,
     *,

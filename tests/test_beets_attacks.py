@@ -1,0 +1,84 @@
+"""The beets plugin used the way beets users use it, where it could lose or mix up data: files
+replaced behind its back, odd names, links, other programs' fields, bad configuration.
+
+The beets library, the plugin and the fake analyser are those of `test_beets`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import pytest
+
+beets = pytest.importorskip("beets")
+
+from conftest import tone_signal, write_audio  # noqa: E402
+from library_fakes import FREQ  # noqa: E402
+from test_beets import beet, beets_lib  # noqa: E402, F401  (beets_lib: a fixture)
+from tagger import tags  # noqa: E402
+
+
+def _item(lib, path: str):
+    return lib.items("path:" + path).get()
+
+
+def _replace_with_flute(path: str, scratch) -> None:
+    """Another program puts other audio (a flute tone, same format) at ``path``."""
+    other = write_audio(scratch / ("other" + os.path.splitext(path)[1]), tone_signal([FREQ["flute"]], seconds=8.0))
+    os.replace(other, path)
+
+
+@pytest.mark.parametrize("write", ["-w", "-W"])
+def test_a_file_replaced_after_its_analysis_gets_neither_its_old_results_nor_their_tags(beets_lib, tmp_path,
+                                                                                         monkeypatch, caplog, write):  # fmt: skip
+    lib, plugin, files = beets_lib
+    path = files["bass.flac"]
+    import tagger.library.files as library_files
+
+    analyse_files = library_files.analyse_files
+
+    def then_replaced(paths, **kwargs):
+        out = analyse_files(paths, **kwargs)
+        _replace_with_flute(path, tmp_path)
+        return out
+
+    monkeypatch.setattr(library_files, "analyse_files", then_replaced)
+    beet(lib, "instruments", write, "path:" + path)
+    assert _item(lib, path).get("instruments") in (None, "")  # not the old file's "bass"
+    assert tags.read_instruments(path).tagged is False  # nothing written into the new audio
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [f"{path}: changed since it was analysed (rewritten or replaced by another program); "
+                      "analyse it again"]  # fmt: skip
+
+    monkeypatch.setattr(library_files, "analyse_files", analyse_files)
+    counts = plugin.analyse([_item(lib, path)], write=True)
+    assert counts == {"analysed": 1, "reused": 0, "failed": 0, "written": 1}
+    assert _item(lib, path)["instruments"] == "flute"
+    assert tags.read_instruments(path).instruments == ["flute"]
+
+
+def test_a_file_replaced_while_beets_writes_it_is_analysed_again_next_time(beets_lib, tmp_path, monkeypatch, caplog):
+    lib, plugin, files = beets_lib
+    path = files["bass.flac"]
+    from beets.library import Item
+
+    try_write = Item.try_write
+
+    def replaced_first(item, *args, **kwargs):
+        _replace_with_flute(path, tmp_path)  # beets then writes the tags into the new file
+        return try_write(item, *args, **kwargs)
+
+    monkeypatch.setattr(Item, "try_write", replaced_first)
+    beet(lib, "instruments", "path:" + path)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+
+    # the rewrite was not recorded as the analysed file's: the next run analyses the new audio
+    monkeypatch.setattr(Item, "try_write", try_write)
+    counts = plugin.analyse([_item(lib, path)], write=True)
+    assert counts == {"analysed": 1, "reused": 0, "failed": 0, "written": 1}
+    assert _item(lib, path)["instruments"] == "flute"
+    assert tags.read_instruments(path).instruments == ["flute"]
+    assert warnings == [f"{path}: tags written, but its audio changed while its tags were written (another "
+                        "program?): not recorded, so the next scan analyses it again"]  # fmt: skip
+
