@@ -82,3 +82,23 @@ def test_a_file_replaced_while_beets_writes_it_is_analysed_again_next_time(beets
     assert warnings == [f"{path}: tags written, but its audio changed while its tags were written (another "
                         "program?): not recorded, so the next scan analyses it again"]  # fmt: skip
 
+
+
+def test_items_reached_through_symbolic_links_are_analysed_and_written_once(beets_lib, tmp_path, caplog):
+    """A beets library whose folder is reached through a link (``~/Music`` -> a disk), ``import``
+    with ``link: yes``: the scan stores each file under its real path, and the items get its results.
+    Here each of two files is also in the library a second time, through a linked folder."""
+    lib, plugin, files = beets_lib
+    from beets.library import Item
+
+    linked = tmp_path / "linked"
+    linked.symlink_to(tmp_path / "music", target_is_directory=True)
+    for name in ("bass.flac", "duo.mp3"):
+        lib.add(Item.from_path(str(linked / name)))
+    beet(lib, "instruments")
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [f"{files['broken.wav']}: not a readable audio file (Invalid data found when processing input)"]
+    for name, fams in (("bass.flac", "bass"), ("duo.mp3", "bass, flute")):
+        assert _item(lib, str(linked / name))["instruments"] == _item(lib, files[name])["instruments"] == fams
+    counts = plugin.analyse(list(lib.items()), write=True)
+    assert counts == {"analysed": 0, "reused": 6, "failed": 1, "written": 0}

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
@@ -31,6 +31,7 @@ class FileResult:
     """What the database holds about one file after `analyse_files`."""
 
     path: str
+    """The file's real path (where the database holds it), or the path given when it has no result."""
     instruments: list[str] = field(default_factory=list)
     """The families present, in canonical order (empty when none was found, or on error)."""
     model_version: str | None = None
@@ -57,27 +58,32 @@ def analyse_files(
     retry_errors: bool = False,
 ) -> tuple[ScanSummary | None, dict[str, FileResult]]:
     """Scan `paths` (files) into `db` and return the scan's summary (None when no file exists)
-    and each file's `FileResult`, keyed by its absolute path."""
+    and each file's `FileResult`, keyed by its absolute path as given (a path through symbolic
+    links, say a beets library reached through a link, gets the result of the file it leads to,
+    which the scan stores under its real path: `FileResult.path`)."""
     wanted = [os.path.abspath(os.path.expanduser(os.fspath(p))) for p in paths]
     results: dict[str, FileResult] = {}
-    present = []
+    present: dict[str, str] = {}  # given path -> its real path (the scan stores a file under it)
     for p in dict.fromkeys(wanted):
         if os.path.isfile(p):
-            present.append(p)
+            present[p] = os.path.realpath(p)
         else:
             results[p] = FileResult(p, error="no such file")
     summary = None
     if present:
-        summary = scan(present, db=db, analyser=analyser, jobs=jobs, rescan_stale=rescan_stale, retry_errors=retry_errors)
+        summary = scan(list(present), db=db, analyser=analyser, jobs=jobs, rescan_stale=rescan_stale,
+                       retry_errors=retry_errors)  # fmt: skip
+    found: dict[str, FileResult] = {}
+    reals = list(dict.fromkeys(present.values()))
     with db.session() as s:
         started = s.get(M.Scan, summary.scan_id).started_at if summary else None
-        for i in range(0, len(present), 500):
-            chunk = present[i : i + 500]
+        for i in range(0, len(reals), 500):
+            chunk = reals[i : i + 500]
             tracks = s.scalars(select(M.Track).where(M.Track.path.in_(chunk)).options(selectinload(M.Track.detections)))
             for t in tracks:
-                results[t.path] = _result(t, since=started)
-    for p in present:
-        results.setdefault(p, FileResult(p, error="not analysed (not an audio file?)"))
+                found[t.path] = _result(t, since=started)
+    for p, real in present.items():
+        results[p] = found.get(real) or FileResult(p, error="not analysed (not an audio file?)")
     return summary, results
 
 
@@ -123,7 +129,8 @@ def rewrite_tags(db: Database, result: FileResult, write: Callable[[], bool]) ->
     sees it unchanged, only when the write changed nothing but tags: the file must still be the one
     its results were made from (checked before: otherwise ``write`` is not called) and the bytes
     carrying its audio must hash the same after the write as before (`tagger.tags.audio_digest`).
-    Otherwise nothing is recorded and the next scan analyses the file again."""
+    Otherwise nothing is recorded and the next scan analyses the file again. Once recorded,
+    ``result`` holds the file's new facts."""
     from tagger.db import writes
     from tagger.tags import audio_digest
 
@@ -143,6 +150,10 @@ def rewrite_tags(db: Database, result: FileResult, write: Callable[[], bool]) ->
             return Rewrite(True, f"tags written, but {why}: {again}")
         with db.session() as s:
             recorded = writes.record_rewrite(s, path=real, size=st.st_size, mtime=st.st_mtime, written=result.stored)
+            if recorded is writes.Recorded.FILE:  # the same results, for the file as it is now (another item
+                s.flush()  # of the same file, through a link, is checked against these)
+                fp = s.scalar(select(M.Track.fingerprint).where(M.Track.id == result.stored.track_id))
+                result.stored = replace(result.stored, size=st.st_size, mtime=st.st_mtime, fingerprint=fp)
     except OSError as exc:
         return Rewrite(True, f"tags written, but the file cannot be read back: {exc.strerror or exc}; {again}")
     except TaggerError as exc:
