@@ -102,3 +102,24 @@ def test_items_reached_through_symbolic_links_are_analysed_and_written_once(beet
         assert _item(lib, str(linked / name))["instruments"] == _item(lib, files[name])["instruments"] == fams
     counts = plugin.analyse(list(lib.items()), write=True)
     assert counts == {"analysed": 0, "reused": 6, "failed": 1, "written": 0}
+
+
+def test_odd_file_names_are_analysed_and_one_not_valid_utf8_is_reported_not_a_crash(beets_lib, tmp_path, caplog):
+    lib, plugin, files = beets_lib
+    from beets.library import Item
+
+    folder = os.fsencode(tmp_path / "odd")
+    os.mkdir(folder)
+    names = {b"caf\xe9.flac": "",  # Latin-1, as old Windows tools wrote names (read when added, not analysed)
+             "naïve *[x]? %s\n$title.flac".encode(): "flute",  # glob, format and newline characters
+             "e\u0301 (NFD).flac".encode(): "flute"}  # fmt: skip
+    for i, name in enumerate(names):
+        path = os.path.join(folder, name)
+        os.replace(write_audio(tmp_path / f"t{i}.flac", tone_signal([FREQ["flute"]], seconds=4.0)), path)
+        lib.add(Item.from_path(path))
+    beet(lib, "instruments", "path:" + str(tmp_path / "odd"))
+    got = {os.path.basename(item.path): item.get("instruments") for item in lib.items("path:" + str(tmp_path / "odd"))}
+    assert got == {name: fams for name, fams in names.items()}
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "the file name is not valid UTF-8" in errors[0], errors
+    assert "caf\\xe9.flac" in errors[0] and "rename the file to analyse it" in errors[0]

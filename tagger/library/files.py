@@ -23,6 +23,7 @@ from tagger.db import models as M
 from tagger.db.queries import StoredResults
 from tagger.db.session import Database
 from tagger.errors import TaggerError
+from tagger.library.plan import storable
 from tagger.library.scan import Analyser, ScanSummary, scan
 
 
@@ -65,10 +66,14 @@ def analyse_files(
     results: dict[str, FileResult] = {}
     present: dict[str, str] = {}  # given path -> its real path (the scan stores a file under it)
     for p in dict.fromkeys(wanted):
-        if os.path.isfile(p):
-            present[p] = os.path.realpath(p)
-        else:
+        real = os.path.realpath(p)
+        if not os.path.isfile(p):
             results[p] = FileResult(p, error="no such file")
+        elif storable(real) != real:  # (the database holds UTF-8 text)
+            results[p] = FileResult(p, error=f"the file name is not valid UTF-8 ({storable(real)}, with \\x escapes); "
+                                             "rename the file to analyse it")  # fmt: skip
+        else:
+            present[p] = real
     summary = None
     if present:
         summary = scan(list(present), db=db, analyser=analyser, jobs=jobs, rescan_stale=rescan_stale,
