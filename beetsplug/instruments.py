@@ -56,7 +56,9 @@ def split_families(value) -> list[str]:
 
 class InstrumentsField(mediafile.ListMediaField):
     """The multi-valued INSTRUMENTS tag, seen by beets as one ``"bass, flute"`` string; an empty
-    value removes the tag (tagger writes no INSTRUMENTS when no family was found)."""
+    value removes the tag (tagger writes no INSTRUMENTS when no family was found). A file whose
+    fields named like tagger's are someone else's (`tagger.tags.foreign_fields`) reads as having
+    none, and beets' writes leave them as they are."""
 
     def __init__(self):
         from tagger import tags
@@ -66,30 +68,50 @@ class InstrumentsField(mediafile.ListMediaField):
     def __get__(self, mf, owner=None):
         if mf is None:
             return self
-        values = super().__get__(mf, owner)
+        values = None if _foreign(mf) else super().__get__(mf, owner)
         return SEPARATOR.join(values) if values else None
 
     def __set__(self, mf, value):
         values = split_families(value)
-        if values:
-            super().__set__(mf, values)
-        else:
+        if not values:
             self.__delete__(mf)
+        elif not _foreign(mf):
+            super().__set__(mf, values)
+
+    def __delete__(self, mf):
+        if not _foreign(mf):
+            super().__delete__(mf)
 
 
 class ModelField(mediafile.MediaField):
-    """The INSTRUMENTS_MODEL tag; an empty value removes it."""
+    """The INSTRUMENTS_MODEL tag; an empty value removes it. Like `InstrumentsField`, absent from a
+    file whose fields named like tagger's are someone else's, and never written there."""
 
     def __init__(self):
         from tagger import tags
 
         super().__init__(*tags.mediafile_styles(tags.INSTRUMENTS_MODEL, multi=False))
 
+    def __get__(self, mf, owner=None):
+        if mf is None:
+            return self
+        return None if _foreign(mf) else super().__get__(mf, owner)
+
     def __set__(self, mf, value):
-        if value:
-            super().__set__(mf, str(value))
-        else:
+        if not value:
             self.__delete__(mf)
+        elif not _foreign(mf):
+            super().__set__(mf, str(value))
+
+    def __delete__(self, mf):
+        if not _foreign(mf):
+            super().__delete__(mf)
+
+
+def _foreign(mf) -> bool:
+    from tagger.tags import foreign_fields
+
+    return bool(foreign_fields(mf))
 
 
 class HasInstrumentQuery(FieldQuery[str]):
@@ -221,7 +243,12 @@ class InstrumentsPlugin(BeetsPlugin):
             self._log.debug("{}: {}", displayable_path(item.path), item["instruments"] or "(no instrument)")
             item.store()
 
-        if not write or _file_holds(res.path, res.instruments, res.model_version):
+        foreign = _foreign_fields(res.path) if write else []
+        if foreign:
+            from tagger.tags import foreign_reason
+
+            self._log.warning("{}: {}", displayable_path(item.path), foreign_reason(foreign))
+        if not write or foreign or _file_holds(res.path, res.instruments, res.model_version):
             problem = changed_since_analysis(res)
             if problem is None:
                 give()
@@ -232,6 +259,16 @@ class InstrumentsPlugin(BeetsPlugin):
         if done.problem:
             self._log.warning("{}: {}", displayable_path(item.path), done.problem)
         return None, True
+
+
+def _foreign_fields(path: str) -> list[str]:
+    """The fields of the file named like tagger's that are someone else's (`tagger.tags.foreign_fields`)."""
+    from tagger.tags import foreign_fields
+
+    try:
+        return foreign_fields(mediafile.MediaFile(path))
+    except mediafile.UnreadableFileError:
+        return []  # (beets' write says why)
 
 
 def _file_holds(path: str, instruments: list[str], model_version: str | None) -> bool:

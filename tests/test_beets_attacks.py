@@ -123,3 +123,44 @@ def test_odd_file_names_are_analysed_and_one_not_valid_utf8_is_reported_not_a_cr
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1 and "the file name is not valid UTF-8" in errors[0], errors
     assert "caf\\xe9.flac" in errors[0] and "rename the file to analyse it" in errors[0]
+
+
+def test_fields_named_like_ours_but_someone_elses_are_neither_read_nor_changed(beets_lib, caplog):
+    """A user's own INSTRUMENTS list (no INSTRUMENTS_MODEL beside it), and an ID3 ``TXXX:instruments``
+    in lower case (which mediafile matches in any case): `tagger tag` leaves such files alone; beets'
+    writes through the plugin's fields must too (they lowercased, replaced or removed them)."""
+    lib, plugin, files = beets_lib
+    from mutagen.flac import FLAC
+    from mutagen.id3 import ID3, TXXX
+
+    flac, mp3 = files["bass.flac"], files["duo.mp3"]
+    f = FLAC(flac)
+    f["INSTRUMENTS"] = ["Piano", "Guitar"]
+    f.save()
+    t = ID3(mp3)
+    t.add(TXXX(encoding=3, desc="instruments", text=["Alto Sax"]))
+    t.save()
+    for path in (flac, mp3):
+        item = _item(lib, path)
+        item.read()
+        item.store()
+        assert not item.get("instruments") and not item.get("instruments_model")  # not read as ours
+
+    beet(lib, "modify", "-y", "-w", "title:bass", ",", "title:duo", "comments=edited")  # beets writes every field
+    beet(lib, "instruments", "-w")
+    assert FLAC(flac)["INSTRUMENTS"] == ["Piano", "Guitar"] and "INSTRUMENTS_MODEL" not in FLAC(flac)
+    assert [(f.desc, f.text) for f in ID3(mp3).getall("TXXX")] == [("instruments", ["Alto Sax"])]
+    assert FLAC(flac)["COMMENT"] == ["edited"]  # the other fields were written
+
+    # the items have the results, the files are not written, and a warning says why
+    assert _item(lib, flac)["instruments"] == "bass" and _item(lib, mp3)["instruments"] == "bass, flute"
+    warnings = sorted(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    assert warnings == [
+        f"{flac}: its INSTRUMENTS field was not written by tagger (tagger writes its fields in upper case, with "
+        "INSTRUMENTS_MODEL beside them): someone else's, never overwritten; left unchanged",
+        f"{mp3}: its TXXX:instruments field was not written by tagger (tagger writes its fields in upper case, with "
+        "INSTRUMENTS_MODEL beside them): someone else's, never overwritten; left unchanged",
+    ]  # fmt: skip
+    beet(lib, "write", "-f")
+    assert FLAC(flac)["INSTRUMENTS"] == ["Piano", "Guitar"] and "INSTRUMENTS_MODEL" not in FLAC(flac)
+    assert [(f.desc, f.text) for f in ID3(mp3).getall("TXXX")] == [("instruments", ["Alto Sax"])]

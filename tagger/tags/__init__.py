@@ -34,7 +34,7 @@ from tagger.tags.batch import (
     tag_from_database,
     write_predictions,
 )
-from tagger.tags.beets import mediafile_styles, register_mediafile_fields
+from tagger.tags.beets import foreign_fields, mediafile_styles, register_mediafile_fields
 from tagger.tags.fields import (
     FIELDS,
     INSTRUMENTS,
@@ -50,6 +50,7 @@ from tagger.tags.rewrite import (
     SUPPORTED_FORMATS,
     TEMP_SUFFIX,
     audio_digest,
+    foreign_reason,
     is_temp_name,
     read_instruments,
     remove_instruments,
@@ -62,8 +63,8 @@ from tagger.tags.storage import MP4_FREEFORM_PREFIX, STORAGES, Storage, payload_
 __all__ = [
     "DEFAULT_SETTLE_SECONDS", "FIELDS", "INSTRUMENTS", "INSTRUMENTS_MODEL", "INSTRUMENTS_SCORES", "MP4_FREEFORM_PREFIX",
     "Prediction", "Raw", "SCORE_DECIMALS", "STORAGES", "SUPPORTED_FORMATS", "Storage", "TEMP_SUFFIX", "TagChange",
-    "TagState", "audio_digest", "find_audio_files", "is_temp_name", "mediafile_styles", "payload_digest",
-    "predictions_from_database", "read_instruments", "read_predictions_jsonl", "register_mediafile_fields",
-    "remove_all", "remove_instruments", "remove_stale_temp_files", "select_predictions", "tag_from_database",
-    "unsettled_reason", "write_instruments", "write_predictions",
+    "TagState", "audio_digest", "find_audio_files", "foreign_fields", "foreign_reason", "is_temp_name",
+    "mediafile_styles", "payload_digest", "predictions_from_database", "read_instruments", "read_predictions_jsonl",
+    "register_mediafile_fields", "remove_all", "remove_instruments", "remove_stale_temp_files", "select_predictions",
+    "tag_from_database", "unsettled_reason", "write_instruments", "write_predictions",
 ]  # fmt: skip

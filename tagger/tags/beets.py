@@ -1,10 +1,11 @@
 """beets' mediafile: the storage styles of tagger's fields, so that beets reads and writes exactly
-the fields tagger writes (`register_mediafile_fields`)."""
+the fields tagger writes (`register_mediafile_fields`), and which fields named like them are
+someone else's (`foreign_fields`)."""
 
 from __future__ import annotations
 
 from tagger.errors import UserError
-from tagger.tags.fields import INSTRUMENTS, INSTRUMENTS_MODEL, INSTRUMENTS_SCORES
+from tagger.tags.fields import FIELDS, INSTRUMENTS, INSTRUMENTS_MODEL, INSTRUMENTS_SCORES
 from tagger.tags.storage import MP4_FREEFORM_PREFIX
 
 
@@ -44,3 +45,28 @@ def mediafile_styles(name: str, *, multi: bool) -> list:
                 mf.ListStorageStyle(name), mf.ASFStorageStyle(name)]  # fmt: skip
     return [mf.MP3DescStorageStyle(desc=name), mf.MP4StorageStyle(MP4_FREEFORM_PREFIX + name), mf.StorageStyle(name),
             mf.ASFStorageStyle(name)]  # fmt: skip
+
+
+def foreign_fields(mf) -> list[str]:
+    """The fields of the file loaded in ``mf`` (a `mediafile.MediaFile`) that are named like tagger's
+    but are someone else's (no INSTRUMENTS_MODEL beside them, or named like them in another case
+    where the container tells case apart: `tagger.tags.storage.Storage.foreign`), which a writer of
+    our fields must leave alone; empty when there are none.
+
+    Decided once per loaded file, before any of our fields is set in it (setting INSTRUMENTS_MODEL
+    would make someone else's INSTRUMENTS beside it look like ours). In a format tagger does not
+    write, the rule is read through mediafile: our names without INSTRUMENTS_MODEL."""
+    import mediafile as mf_module
+
+    from tagger.tags.storage import STORAGES
+
+    known = mf.__dict__.get("_tagger_foreign_fields")
+    if known is None:
+        storage = STORAGES.get(type(mf.mgfile).__name__)
+        if storage is not None:
+            known = list(storage.foreign(mf.mgfile))
+        else:
+            raw = {name: mf_module.ListMediaField(*mediafile_styles(name, multi=True)).__get__(mf) for name in FIELDS}
+            known = [] if raw[INSTRUMENTS_MODEL] else sorted(name for name, values in raw.items() if values)
+        mf.__dict__["_tagger_foreign_fields"] = known
+    return known

@@ -50,6 +50,14 @@ def read_instruments(path: str | os.PathLike) -> TagState:
     return state(storage.get(audio))
 
 
+def foreign_reason(foreign: Sequence[str]) -> str:
+    """Why a file whose fields ``foreign`` (`Storage.foreign`) are named like tagger's but are someone
+    else's is left unchanged."""
+    fields = " and ".join(foreign) + (" fields were" if len(foreign) > 1 else " field was")
+    return (f"its {fields} not written by tagger (tagger writes its fields in upper case, with {INSTRUMENTS_MODEL} "
+            "beside them): someone else's, never overwritten; left unchanged")  # fmt: skip
+
+
 def audio_digest(path: str | os.PathLike) -> str | None:
     """A hash of the bytes of ``path`` that carry its audio (tags and container headers excluded):
     equal before and after a write that changed only tags, whichever program wrote them; None when
@@ -508,12 +516,7 @@ def _rewrite_file(shown, real, st, *, target, id3v23, keep_mtime, dry_run, settl
     after_raw = target(before_raw)
     foreign = storage.foreign(audio) if after_raw else []  # (a removal leaves them alone: not ours)
     if foreign:
-        several = len(foreign) > 1
-        fields = " and ".join(foreign) + (" fields were" if several else " field was")
-        raise TagWriteError(
-            shown, f"its {fields} not written by tagger (tagger writes its fields in upper case, with "
-                   f"{INSTRUMENTS_MODEL} beside them): someone else's, never overwritten; left unchanged",
-        )  # fmt: skip
+        raise TagWriteError(shown, foreign_reason(foreign))
     version, convert = storage.version(audio, id3v23, after_raw)
     changed = before_raw != after_raw or convert
     before, after = state(before_raw), state(after_raw)
