@@ -181,9 +181,16 @@ class InstrumentsPlugin(BeetsPlugin):
         return [cmd]
 
     def command(self, lib, opts, args) -> None:
+        from tagger.db.session import DatabaseError
+        from tagger.errors import TaggerError
+
         items = list(lib.items(args))
-        self.analyse(items, write=ui.should_write(opts.write), rescan_stale=opts.rescan_stale,
-                     retry_errors=opts.retry_errors)  # fmt: skip
+        try:
+            self.analyse(items, write=ui.should_write(opts.write), rescan_stale=opts.rescan_stale,
+                         retry_errors=opts.retry_errors)  # fmt: skip
+        except TaggerError as exc:  # the database, the models: one line, as beets shows its own errors
+            where = " (with beets: the database option of instruments)" if isinstance(exc, DatabaseError) else ""
+            raise ui.UserError(f"instruments: {exc}{where}") from None
 
     def import_task_files(self, session, task) -> None:
         """``auto``: analyse the items of an import task once their files are in place."""

@@ -164,3 +164,18 @@ def test_fields_named_like_ours_but_someone_elses_are_neither_read_nor_changed(b
     beet(lib, "write", "-f")
     assert FLAC(flac)["INSTRUMENTS"] == ["Piano", "Guitar"] and "INSTRUMENTS_MODEL" not in FLAC(flac)
     assert [(f.desc, f.text) for f in ID3(mp3).getall("TXXX")] == [("instruments", ["Alto Sax"])]
+
+
+def test_a_database_that_cannot_be_used_is_one_beets_error_line_not_a_traceback(beets_lib, tmp_path):
+    lib, plugin, files = beets_lib
+    from beets import ui
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes, not a database\n" * 20)
+    beets.config["instruments"]["database"] = str(notes)
+    with pytest.raises(ui.UserError) as caught:  # beets prints "error: ..." and exits 1
+        beet(lib, "instruments")
+    assert str(caught.value) == (f"instruments: {notes} is not a SQLite database (it does not start with SQLite's "
+                                 "header); left untouched: give --db a database or a new file name (with beets: the "
+                                 "database option of instruments)")  # fmt: skip
+    assert notes.read_text() == "my notes, not a database\n" * 20
