@@ -22,6 +22,7 @@ Configuration (all optional)::
       auto: no          # analyse items on import
       models: null      # tagger model directory (default: $TAGGER_MODELS or the shipped models)
       database: null    # tagger database URL or SQLite file (default: $TAGGER_DB, else tagger's own)
+                        # (relative paths: from beets' configuration folder, as beets' own)
       jobs: null        # worker processes (null: all cores; 0: in beets' process)
 
 An item that cannot be analysed is reported through beets' logger; the others go on. An item whose
@@ -158,14 +159,22 @@ class InstrumentsPlugin(BeetsPlugin):
             os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
             from tagger.model.ensemble import Ensemble
 
-            models = self.config["models"].get()
-            self._analyser = Ensemble.load(os.path.expanduser(models) if models else None)
+            self._analyser = Ensemble.load(self._path_option("models"))
             self._log.debug("models {} loaded", self._analyser.version)
         return self._analyser
 
     @analyser.setter
     def analyser(self, value) -> None:
         self._analyser = value
+
+    def _path_option(self, name: str) -> str | None:
+        """The option ``name`` (a folder or file, or a database URL) read as beets reads its own paths:
+        ``~`` expanded, a relative path from a config file taken from beets' configuration folder
+        (not from wherever ``beet`` runs, which would give each folder its own database)."""
+        value = self.config[name].get()
+        if value is None or "://" in str(value):
+            return value
+        return self.config[name].as_filename()
 
     # -- the command and the import hook ----------------------------------------------------------
     def commands(self):
@@ -213,7 +222,7 @@ class InstrumentsPlugin(BeetsPlugin):
         if not items:
             return counts
         paths = {item.id: os.path.abspath(os.fsdecode(item.path)) for item in items}
-        database = open_database(self.config["database"].get())
+        database = open_database(self._path_option("database"))
         try:
             jobs = self.config["jobs"].get()
             _, results = analyse_files(paths.values(), db=database, analyser=self.analyser,

@@ -179,3 +179,20 @@ def test_a_database_that_cannot_be_used_is_one_beets_error_line_not_a_traceback(
                                  "header); left untouched: give --db a database or a new file name (with beets: the "
                                  "database option of instruments)")  # fmt: skip
     assert notes.read_text() == "my notes, not a database\n" * 20
+
+
+def test_a_relative_database_path_is_beets_configuration_folders_wherever_beet_runs(beets_lib, tmp_path, monkeypatch):
+    """As beets' own ``library: library.db``: one database, not one per folder ``beet`` is run from
+    (each would analyse the whole library again)."""
+    lib, plugin, files = beets_lib
+    beetsdir = tmp_path / "beetsdir"
+    (beetsdir / "config.yaml").write_text("instruments:\n  database: tagger-of-beets.db\n")
+    beets.config["instruments"]["database"] = None  # (the test's own setting: the file's is used)
+    beets.config.set_file(str(beetsdir / "config.yaml"))
+    for folder in ("here", "there"):
+        (tmp_path / folder).mkdir()
+        monkeypatch.chdir(tmp_path / folder)
+        counts = plugin.analyse(list(lib.items("path:" + files["bass.flac"])), write=False)
+        assert counts["analysed" if folder == "here" else "reused"] == 1
+        assert not (tmp_path / folder / "tagger-of-beets.db").exists()
+    assert (beetsdir / "tagger-of-beets.db").is_file()
