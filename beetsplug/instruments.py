@@ -259,15 +259,14 @@ class InstrumentsPlugin(BeetsPlugin):
             self._log.debug("{}: {}", displayable_path(item.path), item["instruments"] or "(no instrument)")
             item.store()
 
-        foreign = _foreign_fields(res.path) if write else []
-        if foreign:
-            from tagger.tags import foreign_reason
-
-            self._log.warning("{}: {}", displayable_path(item.path), foreign_reason(foreign))
-        if not write or foreign or _file_holds(res.path, res.instruments, res.model_version):
+        to_write = write and not _file_holds(res.path, res.instruments, res.model_version)
+        left = _left_alone(res.path) if to_write else None
+        if not to_write or left:
             problem = changed_since_analysis(res)
             if problem is None:
                 give()
+                if left:
+                    self._log.warning("{}: {}", displayable_path(item.path), left)
             return problem, False
         done = rewrite_tags(database, res, lambda: give() or item.try_write())
         if not done.written:
@@ -277,14 +276,22 @@ class InstrumentsPlugin(BeetsPlugin):
         return None, True
 
 
-def _foreign_fields(path: str) -> list[str]:
-    """The fields of the file named like tagger's that are someone else's (`tagger.tags.foreign_fields`)."""
-    from tagger.tags import foreign_fields
+def _left_alone(path: str) -> str | None:
+    """Why the file must not be written, as `tagger tag` leaves it (None: it may be): it is read-only
+    (no write permission bit: root could write it, but the mode says to leave it alone), or fields
+    named like tagger's in it are someone else's (`tagger.tags.foreign_fields`)."""
+    import stat
+
+    from tagger.tags import foreign_fields, foreign_reason
 
     try:
-        return foreign_fields(mediafile.MediaFile(path))
-    except mediafile.UnreadableFileError:
-        return []  # (beets' write says why)
+        mode = os.stat(path).st_mode
+        foreign = foreign_fields(mediafile.MediaFile(path))
+    except (OSError, mediafile.UnreadableFileError):
+        return None  # (beets' write says why)
+    if not mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH) or not os.access(path, os.W_OK):
+        return "file is read-only: left unchanged"
+    return foreign_reason(foreign) if foreign else None
 
 
 def _file_holds(path: str, instruments: list[str], model_version: str | None) -> bool:

@@ -196,3 +196,25 @@ def test_a_relative_database_path_is_beets_configuration_folders_wherever_beet_r
         assert counts["analysed" if folder == "here" else "reused"] == 1
         assert not (tmp_path / folder / "tagger-of-beets.db").exists()
     assert (beetsdir / "tagger-of-beets.db").is_file()
+
+
+def test_a_read_only_file_is_left_unchanged_and_its_item_gets_the_results(beets_lib, caplog):
+    """As `tagger tag`: a mode without write permission says to leave the file alone, even to root
+    (who may write anything; beets' own write would)."""
+    lib, plugin, files = beets_lib
+    path = files["string.ogg"]
+    os.chmod(path, 0o444)
+    before = open(path, "rb").read()
+    beet(lib, "instruments", "-w", "path:" + path)
+    assert open(path, "rb").read() == before
+    assert _item(lib, path)["instruments"] == "string"
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [f"{path}: file is read-only: left unchanged"]
+    # a read-only file that already holds its results is simply left as it is (no warning)
+    os.chmod(path, 0o644)
+    beet(lib, "instruments", "-w", "path:" + path)
+    os.chmod(path, 0o444)
+    caplog.clear()
+    beet(lib, "instruments", "-w", "path:" + path)
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == []
+
