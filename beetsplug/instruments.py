@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import os
 
+import confuse
 import mediafile
 from beets import ui
 from beets.dbcore import types
@@ -207,7 +208,7 @@ class InstrumentsPlugin(BeetsPlugin):
 
         try:
             self.analyse(list(task.imported_items()), write=ui.should_write())
-        except TaggerError as exc:  # the import goes on
+        except (TaggerError, confuse.ConfigError) as exc:  # the import goes on
             self._log.error("{}", exc)
 
     def analyse(self, items, *, write: bool, rescan_stale: bool = False, retry_errors: bool = False) -> dict:
@@ -221,13 +222,12 @@ class InstrumentsPlugin(BeetsPlugin):
         counts = {"analysed": 0, "reused": 0, "failed": 0, "written": 0}
         if not items:
             return counts
+        jobs = self.config["jobs"].get(confuse.Optional(int))  # (beets: "configuration error: instruments.jobs: ...")
         paths = {item.id: os.path.abspath(os.fsdecode(item.path)) for item in items}
         database = open_database(self._path_option("database"))
         try:
-            jobs = self.config["jobs"].get()
-            _, results = analyse_files(paths.values(), db=database, analyser=self.analyser,
-                                       jobs=None if jobs is None else int(jobs), rescan_stale=rescan_stale,
-                                       retry_errors=retry_errors)  # fmt: skip
+            _, results = analyse_files(paths.values(), db=database, analyser=self.analyser, jobs=jobs,
+                                       rescan_stale=rescan_stale, retry_errors=retry_errors)  # fmt: skip
             for item in items:
                 res = results[paths[item.id]]
                 problem, written = self._give(database, item, res, write=write)

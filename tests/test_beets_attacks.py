@@ -218,3 +218,11 @@ def test_a_read_only_file_is_left_unchanged_and_its_item_gets_the_results(beets_
     beet(lib, "instruments", "-w", "path:" + path)
     assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == []
 
+
+def test_a_jobs_option_that_is_not_a_number_is_a_configuration_error(beets_lib):
+    lib, plugin, files = beets_lib
+    import confuse
+
+    beets.config["instruments"]["jobs"] = "lots"
+    with pytest.raises(confuse.ConfigTypeError, match="instruments.jobs: must be a number"):  # beets says so, exit 1
+        beet(lib, "instruments")
