@@ -56,11 +56,32 @@ def split_families(value) -> list[str]:
     return [v.strip().lower() for v in value if v and v.strip()]
 
 
-class InstrumentsField(mediafile.ListMediaField):
+class _Ours:
+    """A media field over one of tagger's fields: a file whose fields named like tagger's are someone
+    else's (`tagger.tags.foreign_fields`) reads as having none, and writes leave them as they are."""
+
+    absent = None
+    """What the field reads in such a file."""
+
+    def __get__(self, mf, owner=None):
+        if mf is None:
+            return self
+        return self.absent if _foreign(mf) else super().__get__(mf, owner)
+
+    def __set__(self, mf, value):
+        if not _foreign(mf):
+            super().__set__(mf, value)
+
+    def __delete__(self, mf):
+        if not _foreign(mf):
+            super().__delete__(mf)
+
+
+class InstrumentsField(_Ours, mediafile.ListMediaField):
     """The multi-valued INSTRUMENTS tag, seen by beets as one ``"bass, flute"`` string; an empty
-    value removes the tag (tagger writes no INSTRUMENTS when no family was found). A file whose
-    fields named like tagger's are someone else's (`tagger.tags.foreign_fields`) reads as having
-    none, and beets' writes leave them as they are."""
+    value removes the tag (tagger writes no INSTRUMENTS when no family was found)."""
+
+    absent = []
 
     def __init__(self):
         from tagger import tags
@@ -70,44 +91,44 @@ class InstrumentsField(mediafile.ListMediaField):
     def __get__(self, mf, owner=None):
         if mf is None:
             return self
-        values = None if _foreign(mf) else super().__get__(mf, owner)
+        values = super().__get__(mf, owner)
         return SEPARATOR.join(values) if values else None
 
     def __set__(self, mf, value):
         values = split_families(value)
-        if not values:
-            self.__delete__(mf)
-        elif not _foreign(mf):
+        if values:
             super().__set__(mf, values)
-
-    def __delete__(self, mf):
-        if not _foreign(mf):
-            super().__delete__(mf)
+        else:
+            self.__delete__(mf)
 
 
-class ModelField(mediafile.MediaField):
-    """The INSTRUMENTS_MODEL tag; an empty value removes it. Like `InstrumentsField`, absent from a
-    file whose fields named like tagger's are someone else's, and never written there."""
+class ModelField(_Ours, mediafile.MediaField):
+    """The INSTRUMENTS_MODEL tag; an empty value removes it."""
 
     def __init__(self):
         from tagger import tags
 
         super().__init__(*tags.mediafile_styles(tags.INSTRUMENTS_MODEL, multi=False))
 
-    def __get__(self, mf, owner=None):
-        if mf is None:
-            return self
-        return None if _foreign(mf) else super().__get__(mf, owner)
-
     def __set__(self, mf, value):
-        if not value:
-            self.__delete__(mf)
-        elif not _foreign(mf):
+        if value:
             super().__set__(mf, str(value))
+        else:
+            self.__delete__(mf)
 
-    def __delete__(self, mf):
-        if not _foreign(mf):
-            super().__delete__(mf)
+
+class ScoresField(_Ours, mediafile.ListMediaField):
+    """The INSTRUMENTS_SCORES tag (``family=0.873`` values, `tagger scan --scores`): not an item field
+    (beets neither reads nor writes it); the plugin's writes remove it, as ``tagger tag`` without
+    ``--scores`` does, so that no file keeps scores of another model or other audio beside the
+    results written."""
+
+    absent = []
+
+    def __init__(self):
+        from tagger import tags
+
+        super().__init__(*tags.mediafile_styles(tags.INSTRUMENTS_SCORES, multi=True))
 
 
 def _foreign(mf) -> bool:
@@ -134,20 +155,25 @@ class InstrumentsPlugin(BeetsPlugin):
     def __init__(self, name: str | None = None) -> None:
         super().__init__(name)
         self.config.add({"auto": False, "models": None, "database": None, "jobs": None})
-        for field, descriptor in (("instruments", InstrumentsField), ("instruments_model", ModelField)):
-            self._add_media_field(field, descriptor())
+        for field, descriptor in (("instruments", InstrumentsField), ("instruments_model", ModelField),
+                                  ("instruments_scores", ScoresField)):  # fmt: skip
+            self._add_media_field(field, descriptor(), item_field=descriptor is not ScoresField)
         self._analyser = None
         if self.config["auto"].get(bool):
             self.register_listener("import_task_files", self.import_task_files)
 
-    def _add_media_field(self, name: str, descriptor) -> None:
-        """`add_media_field`, once per process (beets and tests may load the plugin again; tagger's
-        own `register_mediafile_fields` may have added a list-valued field of the same name)."""
+    def _add_media_field(self, name: str, descriptor, *, item_field: bool = True) -> None:
+        """`add_media_field` (``item_field``: an item field too; otherwise on `MediaFile` only), once
+        per process (beets and tests may load the plugin again; tagger's own
+        `register_mediafile_fields` may have added a plain field of the same name)."""
         if not isinstance(mediafile.MediaFile.__dict__.get(name), type(descriptor)):
             if name in mediafile.MediaFile.__dict__:
                 delattr(mediafile.MediaFile, name)
-            self.add_media_field(name, descriptor)
-        else:
+            if item_field:
+                self.add_media_field(name, descriptor)
+            else:
+                mediafile.MediaFile.add_field(name, descriptor)
+        elif item_field:
             from beets import library
 
             library.Item._media_fields.add(name)
@@ -259,7 +285,7 @@ class InstrumentsPlugin(BeetsPlugin):
             self._log.debug("{}: {}", displayable_path(item.path), item["instruments"] or "(no instrument)")
             item.store()
 
-        to_write = write and not _file_holds(res.path, res.instruments, res.model_version)
+        to_write = write and not _file_holds(res)
         left = _left_alone(res.path) if to_write else None
         if not to_write or left:
             problem = changed_since_analysis(res)
@@ -268,7 +294,7 @@ class InstrumentsPlugin(BeetsPlugin):
                 if left:
                     self._log.warning("{}: {}", displayable_path(item.path), left)
             return problem, False
-        done = rewrite_tags(database, res, lambda: give() or item.try_write())
+        done = rewrite_tags(database, res, lambda: give() or item.try_write(tags={"instruments_scores": None}))
         if not done.written:
             return done.problem, False  # (None: beets could not write it, and said why)
         if done.problem:
@@ -294,13 +320,19 @@ def _left_alone(path: str) -> str | None:
     return foreign_reason(foreign) if foreign else None
 
 
-def _file_holds(path: str, instruments: list[str], model_version: str | None) -> bool:
-    """True when the file already carries these fields (then it is not rewritten)."""
+def _file_holds(res) -> bool:
+    """True when the file already carries the results ``res`` (then it is not rewritten): their
+    families and model version, and no scores or their own (as ``tagger scan --scores`` writes them)."""
     from tagger import tags
     from tagger.errors import TaggerError
 
     try:
-        state = tags.read_instruments(path)
+        state = tags.read_instruments(res.path)
     except TaggerError:
         return False
-    return list(state.instruments) == list(instruments) and state.model_version == model_version
+
+    def shown(scores: dict[str, float]) -> dict[str, str]:
+        return {family: f"{score:.{tags.SCORE_DECIMALS}f}" for family, score in scores.items()}
+
+    return (list(state.instruments) == list(res.instruments) and state.model_version == res.model_version
+            and (state.scores is None or shown(state.scores) == shown(res.scores)))  # fmt: skip

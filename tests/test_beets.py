@@ -90,7 +90,7 @@ def _unload():
     import mediafile
     from beets.library import Item
 
-    for name in ("instruments", "instruments_model"):
+    for name in ("instruments", "instruments_model", "instruments_scores"):
         if type(mediafile.MediaFile.__dict__.get(name)).__module__ == "beetsplug.instruments":
             delattr(mediafile.MediaFile, name)
             Item._media_fields.discard(name)

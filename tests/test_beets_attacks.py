@@ -226,3 +226,32 @@ def test_a_jobs_option_that_is_not_a_number_is_a_configuration_error(beets_lib):
     beets.config["instruments"]["jobs"] = "lots"
     with pytest.raises(confuse.ConfigTypeError, match="instruments.jobs: must be a number"):  # beets says so, exit 1
         beet(lib, "instruments")
+
+
+def test_scores_of_another_model_or_other_audio_do_not_stay_beside_the_results_written(beets_lib):
+    """A file tagged by ``tagger scan --scores`` keeps INSTRUMENTS_SCORES, which beets does not know:
+    a write of other results must remove them (as ``tagger tag`` without ``--scores`` does), or the
+    file would show one model's (or one audio's) scores beside another's results."""
+    lib, plugin, files = beets_lib
+    bass, duo, string = files["bass.flac"], files["duo.mp3"], files["string.ogg"]
+    # another model's results and scores
+    tags.write_instruments(duo, instruments=["bass"], model_version="fake-0", scores={"bass": 0.9, "flute": 0.2})
+    # this model's results, with the scores of the audio that was there before (tags copied over)
+    tags.write_instruments(bass, instruments=["bass"], model_version="fake-1", scores={"bass": 0.6, "flute": 0.7},
+                           families=("bass", "flute", "string"))  # fmt: skip
+    # this file's own results and scores, as `tagger scan --scores` wrote them: left as they are
+    from tagger.db.session import open_database
+    from tagger.library.scan import scan, tag_writer
+
+    database = open_database(beets.config["instruments"]["database"].get())
+    scan([string], db=database, analyser=plugin.analyser, jobs=0, on_track=tag_writer(model_version="fake-1",
+                                                                                      scores=True))  # fmt: skip
+    database.close()
+    kept = open(string, "rb").read()
+    assert tags.read_instruments(string).scores
+
+    beet(lib, "instruments", "-w", "path:" + bass, ",", "path:" + duo, ",", "path:" + string)
+    for path, fams in ((bass, ["bass"]), (duo, ["bass", "flute"])):
+        state = tags.read_instruments(path)
+        assert (state.instruments, state.model_version, state.scores) == (fams, "fake-1", None), path
+    assert open(string, "rb").read() == kept

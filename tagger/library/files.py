@@ -36,6 +36,8 @@ class FileResult:
     instruments: list[str] = field(default_factory=list)
     """The families present, in canonical order (empty when none was found, or on error)."""
     model_version: str | None = None
+    scores: dict[str, float] = field(default_factory=dict)
+    """Each family's score (empty on error)."""
     error: str | None = None
     """Why the file has no result (unreadable, missing, ...); None when it has one."""
     analysed: bool = False
@@ -100,6 +102,7 @@ def _result(track: M.Track, *, since) -> FileResult:
         track.path,
         instruments=[d.family for d in track.detections if d.present],  # stored in the model's (canonical) order
         model_version=track.model_version.version if track.model_version else None,
+        scores={d.family: d.score for d in track.detections},
         analysed=analysed,
         stored=StoredResults(track.id, track.model_version_id, track.scan_id, track.analysed_at, track.size,
                              track.mtime, track.fingerprint),  # fmt: skip
