@@ -322,14 +322,20 @@ def _left_alone(path: str) -> str | None:
 
 def _file_holds(res) -> bool:
     """True when the file already carries the results ``res`` (then it is not rewritten): their
-    families and model version, and no scores or their own (as ``tagger scan --scores`` writes them)."""
+    families and model version, and no scores or their own (as ``tagger scan --scores`` writes them).
+    A format tagger does not tag (WavPack, APE, ...) is read as beets reads it."""
     from tagger import tags
     from tagger.errors import TaggerError
 
     try:
         state = tags.read_instruments(res.path)
     except TaggerError:
-        return False
+        try:
+            mf = mediafile.MediaFile(res.path)
+        except mediafile.UnreadableFileError:
+            return False
+        return (split_families(mf.instruments) == list(res.instruments) and mf.instruments_model == res.model_version
+                and not mf.instruments_scores)  # fmt: skip
 
     def shown(scores: dict[str, float]) -> dict[str, str]:
         return {family: f"{score:.{tags.SCORE_DECIMALS}f}" for family, score in scores.items()}

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import subprocess
 
 import pytest
 
@@ -255,3 +257,24 @@ def test_scores_of_another_model_or_other_audio_do_not_stay_beside_the_results_w
         state = tags.read_instruments(path)
         assert (state.instruments, state.model_version, state.scores) == (fams, "fake-1", None), path
     assert open(string, "rb").read() == kept
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is needed")
+def test_a_format_beets_tags_but_tagger_does_not_is_written_once(beets_lib, tmp_path):
+    """WavPack: tagger analyses it (ffmpeg decodes it) but does not tag it; beets writes our fields
+    in its APEv2 tag. The item gets its results, and the file is written once, not on every run."""
+    lib, plugin, files = beets_lib
+    from beets.library import Item
+
+    wv = str(tmp_path / "music" / "bass.wv")
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-i", files["bass.flac"], wv], check=True)
+    lib.add(Item.from_path(wv))
+    assert plugin.analyse([_item(lib, wv)], write=True) == {"analysed": 1, "reused": 0, "failed": 0, "written": 1}
+    import mediafile
+
+    assert _item(lib, wv)["instruments"] == mediafile.MediaFile(wv).instruments == "bass"
+    mtime = os.stat(wv).st_mtime_ns
+    for _ in range(2):  # (the first run after the write analyses it again: nothing recorded it)
+        assert plugin.analyse([_item(lib, wv)], write=True)["written"] == 0
+    assert os.stat(wv).st_mtime_ns == mtime
+    assert plugin.analyse([_item(lib, wv)], write=True) == {"analysed": 0, "reused": 1, "failed": 0, "written": 0}

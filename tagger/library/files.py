@@ -137,25 +137,25 @@ def rewrite_tags(db: Database, result: FileResult, write: Callable[[], bool]) ->
     sees it unchanged, only when the write changed nothing but tags: the file must still be the one
     its results were made from (checked before: otherwise ``write`` is not called) and the bytes
     carrying its audio must hash the same after the write as before (`tagger.tags.audio_digest`).
-    Otherwise nothing is recorded and the next scan analyses the file again. Once recorded,
+    Otherwise nothing is recorded and the next scan analyses the file again (without a warning in
+    a format whose audio bytes cannot be told from its tags: one tagger does not tag). Once recorded,
     ``result`` holds the file's new facts."""
     from tagger.db import writes
-    from tagger.tags import audio_digest
 
     reason, before = _check(result, audio=True)
     if reason is not None:
         return Rewrite(False, reason)
     if not write():
         return Rewrite(False)
+    if before is None:  # a format tagger does not tag: the next scan analyses it again (once)
+        return Rewrite(True)
     real = os.path.realpath(result.path)
     again = "not recorded, so the next scan analyses it again"
     try:
         st = os.stat(real)
-        after = audio_digest(real)
-        if before is None or after != before:
-            why = "its audio changed while its tags were written (another program?)" if before else (
-                "its format has no check that only its tags changed")  # fmt: skip
-            return Rewrite(True, f"tags written, but {why}: {again}")
+        if _audio_digest(real) != before:
+            return Rewrite(True, f"tags written, but its audio changed while its tags were written (another "
+                                 f"program?): {again}")  # fmt: skip
         with db.session() as s:
             recorded = writes.record_rewrite(s, path=real, size=st.st_size, mtime=st.st_mtime, written=result.stored)
             if recorded is writes.Recorded.FILE:  # the same results, for the file as it is now (another item
@@ -173,12 +173,22 @@ def rewrite_tags(db: Database, result: FileResult, write: Callable[[], bool]) ->
     return Rewrite(True)
 
 
+def _audio_digest(path: str) -> str | None:
+    """`tagger.tags.audio_digest`, None where it has no answer: a format whose audio bytes it
+    cannot tell from its tags (one tagger does not tag, such as WavPack, or a malformed file)."""
+    from tagger.tags import audio_digest
+
+    try:
+        return audio_digest(path)
+    except TaggerError:
+        return None
+
+
 def _check(result: FileResult, *, audio: bool) -> tuple[str | None, str | None]:
     """(why the file of ``result`` is not the one its results were made from, or None; with
     ``audio``, the hash of its audio bytes, read while it was that file). One stat before and one
     after every read: a file swapped meanwhile is not taken for the one that was read."""
     from tagger.fingerprint import fingerprint
-    from tagger.tags import audio_digest
 
     stored = result.stored
     if stored is None:
@@ -188,7 +198,7 @@ def _check(result: FileResult, *, audio: bool) -> tuple[str | None, str | None]:
         st = os.stat(real)
         if (st.st_size, st.st_mtime) != (stored.size, stored.mtime) or fingerprint(real) != stored.fingerprint:
             return CHANGED, None
-        digest = audio_digest(real) if audio else None
+        digest = _audio_digest(real) if audio else None
         now = os.stat(real)
     except OSError as exc:
         return f"cannot stat file: {exc.strerror or exc}", None
