@@ -11,7 +11,9 @@ adds:
   writes tags (``import.write``, or ``-w``/``-W``);
 - the media fields ``instruments`` and ``instruments_model``, read and written exactly where
   ``tagger scan`` writes ``INSTRUMENTS`` and ``INSTRUMENTS_MODEL`` (so ``beet write``, ``beet
-  modify`` and ``beet update`` keep them, and an import reads them from files tagger tagged);
+  modify`` and ``beet update`` keep them, and an import reads them from files tagger tagged); fields
+  of those names that are someone else's (no ``INSTRUMENTS_MODEL`` beside them) are neither read
+  nor changed, and the plugin's own write removes stale ``INSTRUMENTS_SCORES``;
 - the query ``has_instrument:FAMILY``: an exact family name (``instruments:string`` is a substring
   match, which a family name inside another one would also satisfy);
 - with ``auto: yes``, analysis of the imported items during ``beet import``.
@@ -28,7 +30,8 @@ Configuration (all optional)::
 An item that cannot be analysed is reported through beets' logger; the others go on. An item whose
 file changed since its analysis (replaced by another program meanwhile) is given neither the results
 nor the tags, and a file beets rewrote is recorded in tagger's database as unchanged only when its
-audio bytes hash the same as before the write (`tagger.library.files.rewrite_tags`).
+audio bytes hash the same as before the write (`tagger.library.files.rewrite_tags`). A read-only
+file is left unwritten, as ``tagger tag`` leaves it.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from tagger.errors import UserError
 from tagger.tags.fields import FIELDS, INSTRUMENTS, INSTRUMENTS_MODEL, INSTRUMENTS_SCORES
-from tagger.tags.storage import MP4_FREEFORM_PREFIX
+from tagger.tags.storage import MP4_FREEFORM_PREFIX, STORAGES
 
 
 def register_mediafile_fields() -> None:
@@ -57,8 +57,6 @@ def foreign_fields(mf) -> list[str]:
     would make someone else's INSTRUMENTS beside it look like ours). In a format tagger does not
     write, the rule is read through mediafile: our names without INSTRUMENTS_MODEL."""
     import mediafile as mf_module
-
-    from tagger.tags.storage import STORAGES
 
     known = mf.__dict__.get("_tagger_foreign_fields")
     if known is None:
