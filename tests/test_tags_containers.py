@@ -981,3 +981,31 @@ def test_dsf_with_bytes_after_its_id3_tag_is_refused(tmp_path):
     with pytest.raises(TagWriteError, match="metadata pointer does not lead to one ID3 tag ending the file"):
         tags.write_instruments(song, instruments=["vocal"], model_version="ova-test-2")
     assert song.read_bytes() == before
+
+
+def _ape_block(*, size: int, count: int, flags: int) -> bytes:
+    return b"APETAGEX" + struct.pack("<4I", 2000, size, count, flags) + b"\0" * 8
+
+
+APE_LYING_HEADERS = {
+    # case: the bytes after the audio; each makes mutagen cut the tag's "header", 32 bytes of audio
+    "footer flags a header that is not there": _ape_tag([(b"Title", 0, b"Blue")])[:-32]
+    + _ape_block(size=32 + 18, count=1, flags=0x80000000),
+    "a header where the footer should be": _ape_block(size=32, count=0, flags=0xA0000000),
+}
+
+
+@pytest.mark.parametrize("case", sorted(APE_LYING_HEADERS))
+def test_wavpack_tag_whose_footer_points_at_a_header_that_is_audio_is_refused(tmp_path, case):
+    """An APE footer that says the tag has a header (or a header at the end, read as a footer) makes
+    mutagen take the 32 bytes before the tag's items for that header: a rewrite cut them off the
+    audio, and the payload check, which drew the same line, did not see it. Refused, byte for byte."""
+    song = _ffmpeg(tmp_path / "song.wv", "-c:a", "wavpack", "-fflags", "+bitexact")
+    decoded = _decoded_md5(song)
+    with open(song, "ab") as f:
+        f.write(APE_LYING_HEADERS[case])
+    original = song.read_bytes()
+    with pytest.raises(TagWriteError) as err:
+        tags.write_instruments(song, **WRITE)
+    assert "header" in err.value.reason and "left unchanged" in err.value.reason
+    assert song.read_bytes() == original and _decoded_md5(song) == decoded

@@ -54,6 +54,11 @@ def _find_tag(f, size: int) -> _APETag | None:
             start = first - (_FOOTER if flags & _HAS_HEADER else 0)
             if first < 0 or start < 0:
                 raise ValueError("its APE tag says it is larger than the file")
+            if start < first:  # mutagen takes these 32 bytes for the header, whatever they hold
+                f.seek(start)
+                if f.read(8) != _PREAMBLE:
+                    raise ValueError("its APE tag's footer says it has a header, and the 32 bytes before its items "
+                                     "are not one: a rewrite would cut them off the audio")  # fmt: skip
             return _APETag(start, end, version, _items(f, first, end - _FOOTER, count))
     f.seek(0)
     block = f.read(_FOOTER)
