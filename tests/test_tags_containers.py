@@ -1009,3 +1009,29 @@ def test_wavpack_tag_whose_footer_points_at_a_header_that_is_audio_is_refused(tm
         tags.write_instruments(song, **WRITE)
     assert "header" in err.value.reason and "left unchanged" in err.value.reason
     assert song.read_bytes() == original and _decoded_md5(song) == decoded
+
+
+APE_SLACK = {
+    # case: (the tag after the audio, the bytes a rewrite used to drop)
+    "no items, a size of 1,000 bytes": (_ape_block(size=32 + 1000, count=0, flags=0), "audio"),
+    "an item count too low": (_ape_tag([(b"Title", 0, b"Blue"), (b"Artist", 0, b"Ann")])[:-32]
+                              + _ape_block(size=32 + 36, count=1, flags=0), b"Artist\0Ann"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(APE_SLACK))
+def test_wavpack_tag_whose_size_holds_more_than_its_items_is_refused(tmp_path, case):
+    """An APE tag whose size counts more bytes than its items hold (no items but a size, an item
+    count lower than the items there): mutagen reads the items the count says, and a rewrite dropped
+    the rest, the audio before the tag when the size reached into it. Refused, byte for byte."""
+    tail, lost = APE_SLACK[case]
+    song = _ffmpeg(tmp_path / "song.wv", "-c:a", "wavpack", "-fflags", "+bitexact")
+    decoded = _decoded_md5(song)
+    with open(song, "ab") as f:
+        f.write(tail)
+    original = song.read_bytes()
+    assert lost == "audio" or lost in original
+    with pytest.raises(TagWriteError) as err:
+        tags.write_instruments(song, **WRITE)
+    assert "more than its" in err.value.reason and "left unchanged" in err.value.reason
+    assert song.read_bytes() == original and _decoded_md5(song) == decoded

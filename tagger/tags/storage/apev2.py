@@ -67,7 +67,9 @@ def _find_tag(f, size: int) -> _APETag | None:
         end = _FOOTER + tag_size
         if end > size:
             raise ValueError("its APE tag says it is larger than the file")
-        items = _items(f, _FOOTER, end, count)
+        f.seek(end - _FOOTER)
+        footer = f.read(8) == _PREAMBLE and end - _FOOTER >= _FOOTER  # (the size counts it, as mutagen reads it)
+        items = _items(f, _FOOTER, end - (_FOOTER if footer else 0), count)
         return _APETag(0, end, version, items)
     return None
 
@@ -85,6 +87,9 @@ def _items(f, start: int, end: int, count: int) -> list[tuple[bytes, int, bytes]
             raise ValueError("its APE tag's items run past the tag")
         items.append((data[pos + 8 : nul], flags, data[nul + 1 : nul + 1 + length]))
         pos = nul + 1 + length
+    if pos != len(data):  # mutagen reads `count` items, and a rewrite drops what follows them
+        raise ValueError(f"its APE tag's size counts {len(data) - pos} bytes more than its {count} item(s) hold (a "
+                         "wrong size or item count): a rewrite would drop them")  # fmt: skip
     return items
 
 
