@@ -1035,3 +1035,16 @@ def test_wavpack_tag_whose_size_holds_more_than_its_items_is_refused(tmp_path, c
         tags.write_instruments(song, **WRITE)
     assert "more than its" in err.value.reason and "left unchanged" in err.value.reason
     assert song.read_bytes() == original and _decoded_md5(song) == decoded
+
+
+@pytest.mark.parametrize("rate", [176_400, 352_800])
+def test_wavpack_at_a_rate_outside_its_table_is_tagged(tmp_path, rate):
+    """WavPack stores a rate outside its table of 15 (176.4 kHz hi-res, 352.8 kHz DXD) in the block
+    itself, where mutagen does not look (``list index out of range``): such a file was analysed and
+    then failed its tag write on every scan. Its tag is written, every byte before it kept."""
+    song = _ffmpeg(tmp_path / "hires.wv", "-ar", str(rate), "-c:a", "wavpack", "-fflags", "+bitexact")
+    audio, decoded = song.read_bytes(), _decoded_md5(song)
+    tags.write_instruments(song, **WRITE)
+    assert tags.read_instruments(song).instruments == ["bass", "guitar"]
+    assert song.read_bytes().startswith(audio) and _decoded_md5(song) == decoded
+    assert _ffprobe_tags(song)["instruments_model"] == WRITE["model_version"]

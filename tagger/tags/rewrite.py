@@ -187,6 +187,10 @@ def _open(path: str | os.PathLike, *, real: str | None = None, cls: type | None 
 
     name = real or os.fspath(path)
     try:
+        if cls is None and _starts_with(name, b"wvpk"):
+            from tagger.tags.storage.apev2 import wavpack_type
+
+            cls = wavpack_type()  # (mutagen's fails on a rate outside WavPack's table)
         if cls is None:
             audio = mutagen.File(name)
             if audio is None and _looks_like_mpeg(name):
@@ -240,6 +244,14 @@ def _load_id3(cls: type, name: str):
             frame.desc = ""
             audio.tags.add(frame)
     return audio
+
+
+def _starts_with(name: str, magic: bytes) -> bool:
+    try:
+        with open(name, "rb") as f:
+            return f.read(len(magic)) == magic
+    except OSError:
+        return False
 
 
 def _looks_like_mpeg(name: str) -> bool:

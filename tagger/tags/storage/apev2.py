@@ -11,6 +11,7 @@ after (`APEv2Storage.item_values`).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import struct
 from collections import Counter
@@ -176,6 +177,46 @@ class APEv2Storage(Storage):
             _hash_range(f, 0, tag.start, h)
             _hash_range(f, tag.end, size, h)
         return True
+
+
+@functools.cache
+def wavpack_type() -> type:
+    """mutagen's ``WavPack``, reading a sample rate outside WavPack's table of 15 (176.4 kHz hi-res,
+    352.8 and 384 kHz DXD: the header's rate index says "custom") from the first block's
+    ID_SAMPLE_RATE sub-block, where mutagen fails with ``list index out of range``. Same type name."""
+    from mutagen.wavpack import WavPack, WavPackInfo
+
+    class Info(WavPackInfo):
+        def __init__(self, fileobj):
+            start = fileobj.tell()
+            try:
+                super().__init__(fileobj)
+            except IndexError:
+                fileobj.seek(start)
+                head = fileobj.read(32)
+                block_size, version, total, flags = struct.unpack_from("<IH2xI8xI", head, 4)
+                self.version = version
+                self.channels = 1 if flags & 4 else 2
+                self.bits_per_sample = ((flags & 3) + 1) * 8
+                self.sample_rate = _custom_rate(fileobj.read(min(max(block_size - 24, 0), 1 << 16)))
+                known = total != 0xFFFFFFFF and self.sample_rate
+                self.length = total / self.sample_rate if known else 0.0
+
+    return type("WavPack", (WavPack,), {"_Info": Info, "__module__": __name__, "__qualname__": "WavPack"})
+
+
+def _custom_rate(subblocks: bytes) -> int:
+    """The rate of a WavPack block's ID_SAMPLE_RATE (0x27) metadata sub-block; 0 when it has none."""
+    pos = 0
+    while pos + 2 <= len(subblocks):
+        kind = subblocks[pos]
+        large = kind & 0x80
+        size = 2 * (int.from_bytes(subblocks[pos + 1 : pos + 4], "little") if large else subblocks[pos + 1])
+        data = pos + (4 if large else 2)
+        if kind & 0x3F == 0x27:
+            return int.from_bytes(subblocks[data : data + size - (1 if kind & 0x40 else 0)], "little")
+        pos = data + size
+    return 0
 
 
 def _written(key: str, value) -> tuple[bytes, int, bytes]:
