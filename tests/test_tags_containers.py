@@ -1048,3 +1048,61 @@ def test_wavpack_at_a_rate_outside_its_table_is_tagged(tmp_path, rate):
     assert tags.read_instruments(song).instruments == ["bass", "guitar"]
     assert song.read_bytes().startswith(audio) and _decoded_md5(song) == decoded
     assert _ffprobe_tags(song)["instruments_model"] == WRITE["model_version"]
+
+
+def _damaged(path: Path, start: bytes, new: bytes) -> Path:
+    """The file with its first bytes ``start`` replaced by ``new`` (what mutagen sniffs)."""
+    data = path.read_bytes()
+    assert data.startswith(start)
+    path.write_bytes(new + data[len(start) :])
+    return path
+
+
+DAMAGED = {
+    # name: (encoder options, the file's first bytes, what they become)
+    "song.wv": (["-c:a", "wavpack"], b"wvpk", b"APETAGEX"),
+    "song.ogg": (["-c:a", "libvorbis"], b"OggS", b"OggX"),
+    "song.opus": (["-c:a", "libopus"], b"OggS", b"OggX"),
+    "song.wma": (["-c:a", "wmav2"], bytes.fromhex("3026b275"), b"\0\0\0\0"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DAMAGED))
+def test_a_damaged_file_of_a_format_tagger_writes_is_a_failure_not_a_format_without_tags(tmp_path, name):
+    """mutagen tells a WavPack, Ogg or WMA file by its first bytes alone: one whose first bytes are
+    damaged was "a format without tags", which a scan stores as done and never tries again and
+    `untag` counts as unchanged. It is a file that cannot be read (retried, `untag` exits 1)."""
+    from tagger.errors import UntaggableError
+
+    options, start, new = DAMAGED[name]
+    song = _damaged(_ffmpeg(tmp_path / name, *options), start, new)
+    original = song.read_bytes()
+    for call in (lambda: tags.write_instruments(song, **WRITE), lambda: tags.remove_instruments(song)):
+        with pytest.raises(TagWriteError, match="cannot read tags") as err:
+            call()
+        assert not isinstance(err.value, UntaggableError)
+    assert song.read_bytes() == original
+
+
+def test_an_m4a_without_its_ftyp_atom_is_tagged(tmp_path):
+    """An MP4 file without an ``ftyp`` atom (QuickTime's older files; here blanked into a ``free``
+    atom, the offsets kept) decodes as ever, but mutagen's guess, which looks for ``ftyp``, said
+    "format without tags": never tagged, never retried. Its name says M4A: read as MP4, tagged."""
+    song = _ffmpeg(tmp_path / "song.m4a", "-c:a", "aac")
+    data = song.read_bytes()
+    size = struct.unpack(">I", data[:4])[0]
+    assert data[4:8] == b"ftyp"
+    song.write_bytes(data[:4] + b"free" + b"\0" * (size - 8) + data[size:])
+    decoded = _decoded_md5(song)
+    tags.write_instruments(song, **WRITE)
+    assert tags.read_instruments(song).instruments == ["bass", "guitar"] and _decoded_md5(song) == decoded
+
+
+def test_an_mp3_named_m4a_is_still_tagged_as_the_mp3_it_is(tmp_path):
+    """The name says a format only where mutagen recognises none: an MP3 saved as ``.m4a`` (as some
+    downloaders do) is tagged as an MP3, not refused as a damaged MP4."""
+    song = _ffmpeg(tmp_path / "song.mp3", "-c:a", "libmp3lame")
+    song = song.rename(tmp_path / "song.m4a")
+    tags.write_instruments(song, **WRITE)
+    assert song.read_bytes()[:3] == b"ID3" and tags.read_instruments(song).instruments == ["bass", "guitar"]
+

@@ -202,6 +202,13 @@ def _open(path: str | os.PathLike, *, real: str | None = None, cls: type | None 
                     audio = None
             elif audio is not None and type(audio).__name__ in _ID3_TYPES:
                 cls, audio = type(audio), None  # (let the first load go before the second)
+            if cls is None and (audio is None or type(audio).__name__ == "APEv2File"):
+                # mutagen knows some formats by their first bytes alone: a damaged or unusual file
+                # whose name says a format tagger writes is read as that format (an MP4 without an
+                # `ftyp` atom is read; a damaged one fails here, a failure, not a format without tags)
+                named = _named_type(name)
+                if named is not None:
+                    cls, audio = named, None
         if cls is not None:
             audio = _load_id3(cls, name) if cls.__name__ in _ID3_TYPES else cls(name)
     except FileNotFoundError:
@@ -212,6 +219,30 @@ def _open(path: str | os.PathLike, *, real: str | None = None, cls: type | None 
         what = "unknown" if audio is None else type(audio).__name__
         raise UntaggableError(path, f"unsupported format ({what}); tagger writes tags into {SUPPORTED_FORMATS}")
     return audio, STORAGES[type(audio).__name__]
+
+
+_NAMED = {
+    ".mp3": "mp3:MP3", ".mp2": "mp3:MP3", ".wav": "wave:WAVE", ".aif": "aiff:AIFF", ".aiff": "aiff:AIFF",
+    ".aifc": "aiff:AIFF", ".flac": "flac:FLAC", ".ogg": "oggvorbis:OggVorbis", ".oga": "oggvorbis:OggVorbis",
+    ".opus": "oggopus:OggOpus", ".m4a": "mp4:MP4", ".m4b": "mp4:MP4", ".mp4": "mp4:MP4", ".alac": "mp4:MP4",
+    ".wma": "asf:ASF", ".wv": "wavpack:WavPack", ".ape": "monkeysaudio:MonkeysAudio", ".mpc": "musepack:Musepack",
+}  # fmt: skip
+"""File extension -> the mutagen class (module:name) of the format tagger writes that it names."""
+
+
+def _named_type(name: str) -> type | None:
+    """The mutagen class of the format tagger writes that the file's extension names, or None."""
+    import importlib
+
+    named = _NAMED.get(os.path.splitext(name)[1].lower())
+    if named is None:
+        return None
+    if named == "wavpack:WavPack":
+        from tagger.tags.storage.apev2 import wavpack_type
+
+        return wavpack_type()
+    module, cls = named.split(":")
+    return getattr(importlib.import_module(f"mutagen.{module}"), cls)
 
 
 _UNREADABLE = (OSError, ValueError, struct.error, EOFError, IndexError, KeyError)
