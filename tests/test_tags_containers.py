@@ -1106,3 +1106,19 @@ def test_an_mp3_named_m4a_is_still_tagged_as_the_mp3_it_is(tmp_path):
     tags.write_instruments(song, **WRITE)
     assert song.read_bytes()[:3] == b"ID3" and tags.read_instruments(song).instruments == ["bass", "guitar"]
 
+
+def test_wavpack_untag_keeps_a_binary_item_named_like_ours(tmp_path):
+    """A binary (or link) item named like one of tagger's fields is someone else's (tagger writes
+    text; a write beside it is refused), but `untag` removed it with tagger's own fields, and the
+    checks, which leave out every item of those names, did not see it go. It is kept, byte for byte."""
+    theirs = (b"Instruments_Scores", 2, b"\x00\x01their own data")
+    ours = [(b"INSTRUMENTS", 0, b"bass"), (b"INSTRUMENTS_MODEL", 0, b"ova-test-1")]
+    song = _ffmpeg(tmp_path / "song.wv", "-c:a", "wavpack", "-fflags", "+bitexact")
+    audio = song.read_bytes()
+    song.write_bytes(audio + _ape_tag([*ours, theirs], header=True))
+    with pytest.raises(TagWriteError, match="Instruments_Scores"):
+        tags.write_instruments(song, **WRITE)
+    assert tags.remove_instruments(song).written
+    data = song.read_bytes()
+    assert data.startswith(audio) and b"INSTRUMENTS" not in data and not tags.read_instruments(song).tagged
+    assert struct.pack("<2I", len(theirs[2]), 2) + theirs[0] + b"\0" + theirs[2] in data

@@ -98,6 +98,12 @@ def _key(name: bytes) -> str:
     return name.decode("latin-1")
 
 
+def _ours(key: str, kind: int) -> bool:
+    """An item of one of tagger's fields: a text item (kind 0) named like one in any case. A binary or
+    link item of such a name is someone else's (`APEv2Storage.lookalikes`): kept and checked."""
+    return kind == 0 and ours(key, any_case=True) is not None
+
+
 @register("WavPack", "MonkeysAudio", "Musepack")
 class APEv2Storage(Storage):
     """APEv2 text items named like the fields (the keys ignore case), one item per field with its
@@ -122,7 +128,7 @@ class APEv2Storage(Storage):
         return (key for key, value in tags.items() if ours(key, any_case=True) and value.kind != TEXT)
 
     def write(self, tags, raw: Raw) -> None:
-        for key in [k for k in tags.keys() if ours(k, any_case=True)]:
+        for key in [k for k, value in tags.items() if _ours(k, value.kind)]:
             del tags[key]
         for name, values in raw.items():
             if values:
@@ -130,7 +136,7 @@ class APEv2Storage(Storage):
 
     def other_items(self, audio):
         return sorted((key.lower(), (value.kind, value.value)) for key, value in audio.tags.items()
-                      if not ours(key, any_case=True))  # fmt: skip
+                      if not _ours(key, value.kind))  # fmt: skip
 
     def cannot_keep(self, audio, path, version):
         with open(path, "rb") as f:
@@ -149,8 +155,8 @@ class APEv2Storage(Storage):
         if tag.version != 2000:
             return f"its APE tag is version {tag.version / 1000:g}, which a rewrite would convert to APEv2"
         kept = Counter(_written(key, value) for key, value in ([] if audio.tags is None else audio.tags.items())
-                       if not ours(key, any_case=True))  # fmt: skip
-        found = Counter(item for item in tag.items if not ours(_key(item[0]), any_case=True))
+                       if not _ours(key, value.kind))  # fmt: skip
+        found = Counter(item for item in tag.items if not _ours(_key(item[0]), item[1] >> 1 & 3))
         changed = sorted({_key(key) for key, _flags, _value in (found - kept) + (kept - found)})
         if not changed:
             return None
@@ -165,7 +171,7 @@ class APEv2Storage(Storage):
             tag = _find_tag(f, f.seek(0, 2))
         values: Counter = Counter()
         for key, flags, value in [] if tag is None else tag.items:
-            if not ours(_key(key), any_case=True):
+            if not _ours(_key(key), flags >> 1 & 3):
                 values[(_key(key), flags, hashlib.sha256(value).hexdigest())] += 1
         return values
 
