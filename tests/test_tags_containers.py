@@ -1122,3 +1122,13 @@ def test_wavpack_untag_keeps_a_binary_item_named_like_ours(tmp_path):
     data = song.read_bytes()
     assert data.startswith(audio) and b"INSTRUMENTS" not in data and not tags.read_instruments(song).tagged
     assert struct.pack("<2I", len(theirs[2]), 2) + theirs[0] + b"\0" + theirs[2] in data
+
+
+def test_wavpack_tagged_then_untagged_is_byte_for_byte_the_file_it_was(tmp_path):
+    """A WavPack file without an APE tag, tagged and untagged, kept an empty APE tag (64 bytes) that
+    tagger had created; it is removed, as an ID3 tag left empty is: the file is what it was."""
+    song = _ffmpeg(tmp_path / "song.wv", "-c:a", "wavpack", "-fflags", "+bitexact")
+    original = song.read_bytes()
+    tags.write_instruments(song, **WRITE)
+    assert tags.remove_instruments(song).written
+    assert song.read_bytes() == original

@@ -134,6 +134,12 @@ class APEv2Storage(Storage):
             if values:
                 tags[name] = list(values)
 
+    def save(self, audio, path, *, version, original):
+        if audio.tags is not None and not len(audio.tags):
+            audio.delete()  # nothing left in the APE tag (tagger created it): remove the tag altogether
+        else:
+            audio.save()
+
     def other_items(self, audio):
         return sorted((key.lower(), (value.kind, value.value)) for key, value in audio.tags.items()
                       if not _ours(key, value.kind))  # fmt: skip
