@@ -29,9 +29,10 @@ log = logging.getLogger(__name__)
 
 NON_AUDIO_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".txt", ".nfo", ".log", ".cue", ".m3u", ".m3u8",
-     ".pls", ".pdf", ".db", ".ini", ".json", ".xml", ".html", ".sfv", ".md5", ".accurip", ".lrc", ".py"}
+     ".pls", ".pdf", ".db", ".ini", ".json", ".xml", ".html", ".sfv", ".md5", ".accurip", ".lrc", ".py", ".wvc"}
 )  # fmt: skip
-"""Extensions never sniffed (common companions of music files)."""
+"""Extensions never sniffed (common companions of music files; a WavPack correction file, ``.wvc``,
+starts with a WavPack block header but holds no audio of its own)."""
 
 _ASF_GUID = bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c")
 _W64_GUID = b"riff" + bytes.fromhex("2e91cf11a5d628db04c1")  # Sony Wave64's first chunk

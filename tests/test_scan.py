@@ -444,6 +444,28 @@ def test_a_wavpack_file_is_scanned_and_tagged(tmp_path, db):
     assert (again.scanned, again.skipped) == (0, 1)
 
 
+
+def test_a_wavpack_correction_file_is_not_a_track(tmp_path, db):
+    """A hybrid WavPack file comes with a correction file (``.wvc``) beside it, which starts with a
+    WavPack block header but holds no audio of its own: the crawl sniffed it as audio, and every scan
+    reported it as a file ffmpeg could not decode (the scan failed). It is a companion file, passed over."""
+    import subprocess
+
+    from conftest import tone_signal, write_audio
+
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg not installed")
+    music = tmp_path / "music"
+    music.mkdir()
+    src = write_audio(tmp_path / "src.wav", tone_signal([110.0], seconds=5.0))
+    f = music / "bass.wv"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(src), "-c:a", "wavpack", str(f)], check=True)
+    correction = music / "bass.wvc"
+    correction.write_bytes(f.read_bytes()[:32] + bytes(4096))  # a block header, then no audio ffmpeg reads
+    assert [str(p) for p in crawl([music])] == [str(f)]
+    summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert (summary.scanned, summary.errors) == (1, []) and summary.ok
+
 def test_a_model_with_an_extra_family_tags_queries_and_retags_it(tmp_path, db):
     """A family the canonical list does not know (``ukulele``) is checked against the model that
     produced the result: the scan writes its tag, ``query --has ukulele`` and ``tag`` accept it."""
