@@ -1132,3 +1132,34 @@ def test_wavpack_tagged_then_untagged_is_byte_for_byte_the_file_it_was(tmp_path)
     tags.write_instruments(song, **WRITE)
     assert tags.remove_instruments(song).written
     assert song.read_bytes() == original
+
+
+def _id3v2(title: bytes) -> bytes:
+    """A small ID3v2.4 tag holding a title, with some padding."""
+    body = b"TIT2" + struct.pack(">I", len(title) + 1) + b"\0\0\x03" + title + b"\0" * 64
+    return b"ID3\x04\x00\x00" + bytes((len(body) >> s) & 0x7F for s in (21, 14, 7, 0)) + body
+
+
+@pytest.mark.parametrize("ext", ["wv", "ape", "mpc"])
+def test_a_wavpack_monkeys_or_musepack_file_behind_an_id3v2_tag_gets_its_ape_tag(tmp_path, ext):
+    """Some taggers put an ID3v2 tag in front of a WavPack, Monkey's Audio or Musepack file (their
+    decoders skip it). mutagen takes such a file for an MP3: tagger failed on it with "can't sync to
+    MPEG frame" on every scan, or, where the audio held a false MPEG frame header, wrote its fields
+    into that ID3v2 tag, where WavPack readers do not look. The file is read as what follows the ID3v2
+    tag: the fields go into the APEv2 tag at the end, the ID3v2 tag and the audio stay byte for byte."""
+    if ext == "wv":
+        audio = _ffmpeg(tmp_path / "plain.wv", "-c:a", "wavpack", "-fflags", "+bitexact").read_bytes()
+    else:
+        audio = _APE_HEADERS[ext] + bytes(range(256)) * 16
+    song = tmp_path / f"song.{ext}"
+    song.write_bytes(_id3v2(b"Blue") + audio)
+    original = song.read_bytes()
+    tags.write_instruments(song, **WRITE)
+    data = song.read_bytes()
+    assert data.startswith(original) and data[len(original) : len(original) + 8] == b"APETAGEX"
+    assert tags.read_instruments(song).instruments == ["bass", "guitar"]
+    if ext == "wv":
+        assert _decoded_md5(song) == _decoded_md5(tmp_path / "plain.wv")
+        assert _ffprobe_tags(song)["instruments_model"] == WRITE["model_version"]
+    tags.remove_instruments(song)
+    assert song.read_bytes() == original

@@ -187,10 +187,12 @@ def _open(path: str | os.PathLike, *, real: str | None = None, cls: type | None 
 
     name = real or os.fspath(path)
     try:
-        if cls is None and _starts_with(name, b"wvpk"):
-            from tagger.tags.storage.apev2 import wavpack_type
+        if cls is None:
+            from tagger.tags.storage.apev2 import ape_file_type
 
-            cls = wavpack_type()  # (mutagen's fails on a rate outside WavPack's table)
+            # (mutagen's classes fail on a WavPack rate outside its table, and mutagen takes one of
+            # these files behind an ID3v2 tag for an MP3)
+            cls = ape_file_type(name)
         if cls is None:
             audio = mutagen.File(name)
             if audio is None and _looks_like_mpeg(name):
@@ -237,11 +239,11 @@ def _named_type(name: str) -> type | None:
     named = _NAMED.get(os.path.splitext(name)[1].lower())
     if named is None:
         return None
-    if named == "wavpack:WavPack":
-        from tagger.tags.storage.apev2 import wavpack_type
-
-        return wavpack_type()
     module, cls = named.split(":")
+    if module in ("wavpack", "monkeysaudio", "musepack"):
+        from tagger.tags.storage.apev2 import ape_type
+
+        return ape_type(cls)
     return getattr(importlib.import_module(f"mutagen.{module}"), cls)
 
 
@@ -275,14 +277,6 @@ def _load_id3(cls: type, name: str):
             frame.desc = ""
             audio.tags.add(frame)
     return audio
-
-
-def _starts_with(name: str, magic: bytes) -> bool:
-    try:
-        with open(name, "rb") as f:
-            return f.read(len(magic)) == magic
-    except OSError:
-        return False
 
 
 def _looks_like_mpeg(name: str) -> bool:

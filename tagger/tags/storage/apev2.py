@@ -18,7 +18,7 @@ from collections import Counter
 from typing import NamedTuple
 
 from tagger.tags.fields import Raw, ours
-from tagger.tags.storage._bytes import _hash_range
+from tagger.tags.storage._bytes import _hash_range, _id3v2_end
 from tagger.tags.storage.base import Storage, register
 
 _PREAMBLE = b"APETAGEX"
@@ -191,19 +191,44 @@ class APEv2Storage(Storage):
         return True
 
 
-@functools.cache
-def wavpack_type() -> type:
-    """mutagen's ``WavPack``, reading a sample rate outside WavPack's table of 15 (176.4 kHz hi-res,
-    352.8 and 384 kHz DXD: the header's rate index says "custom") from the first block's
-    ID_SAMPLE_RATE sub-block, where mutagen fails with ``list index out of range``. Same type name."""
-    from mutagen.wavpack import WavPack, WavPackInfo
+_STREAMS = {b"wvpk": "WavPack", b"MAC ": "MonkeysAudio", b"MP+": "Musepack", b"MPCK": "Musepack"}
+"""The first bytes of each stream whose file carries an APEv2 tag -> its mutagen type name."""
 
-    class Info(WavPackInfo):
+
+def ape_file_type(path: str) -> type | None:
+    """The mutagen class (`ape_type`) of a WavPack, Monkey's Audio or Musepack file, told from the
+    stream's first bytes at the start of the file or behind ID3v2 tags there (some taggers put one
+    in front; the decoders skip it, and mutagen takes such a file for an MP3); None for another file."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(_id3v2_end(f))
+            head = f.read(4)
+    except OSError:
+        return None
+    name = next((name for magic, name in _STREAMS.items() if head.startswith(magic)), None)
+    return None if name is None else ape_type(name)
+
+
+@functools.cache
+def ape_type(name: str) -> type:
+    """mutagen's class of that name (``WavPack``, ``MonkeysAudio``, ``Musepack``), reading the stream
+    behind ID3v2 tags at the start of the file, and a WavPack rate outside WavPack's table of 15
+    (176.4 kHz hi-res, 352.8 and 384 kHz DXD: the header's rate index says "custom") from the first
+    block's ID_SAMPLE_RATE sub-block, where mutagen fails with ``list index out of range``."""
+    import importlib
+
+    module = {"WavPack": "wavpack", "MonkeysAudio": "monkeysaudio", "Musepack": "musepack"}[name]
+    base = getattr(importlib.import_module(f"mutagen.{module}"), name)
+
+    class Info(base._Info):
         def __init__(self, fileobj):
-            start = fileobj.tell()
+            start = _id3v2_end(fileobj)
+            fileobj.seek(start)
             try:
                 super().__init__(fileobj)
             except IndexError:
+                if name != "WavPack":
+                    raise
                 fileobj.seek(start)
                 head = fileobj.read(32)
                 block_size, version, total, flags = struct.unpack_from("<IH2xI8xI", head, 4)
@@ -214,7 +239,7 @@ def wavpack_type() -> type:
                 known = total != 0xFFFFFFFF and self.sample_rate
                 self.length = total / self.sample_rate if known else 0.0
 
-    return type("WavPack", (WavPack,), {"_Info": Info, "__module__": __name__, "__qualname__": "WavPack"})
+    return type(name, (base,), {"_Info": Info, "__module__": __name__, "__qualname__": name})
 
 
 def _custom_rate(subblocks: bytes) -> int:
