@@ -422,6 +422,29 @@ def test_lossless_and_matroska_files_are_scanned_and_formats_without_tags_do_not
     assert again.skipped == 1 and again.untaggable == [] and again.ok
 
 
+
+def test_an_rf64_wav_file_is_a_format_without_tags_not_a_failure(tmp_path, db):
+    """RF64 (the WAV of field recorders and DAWs past 4 GB, some always) is analysed, but mutagen
+    cannot tag it ("Root chunk must be a RIFF chunk"): its tag write failed on every scan, and every
+    scan exited 1. It is a format without tags: stored, said once, not a failure, left byte for byte."""
+    import subprocess
+
+    from tagger.library.scan import tag_writer
+
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg not installed")
+    music = tmp_path / "music"
+    music.mkdir()
+    f = music / "bass.wav"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i", "sine=frequency=110:duration=5",
+                    "-rf64", "always", str(f)], check=True)  # fmt: skip
+    before = f.read_bytes()
+    assert before[:4] == b"RF64"
+    summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=0, on_track=tag_writer(model_version="fake-1"))
+    assert (summary.scanned, summary.tag_errors) == (1, 0) and summary.ok
+    assert [p for p, _ in summary.untaggable] == [str(f)] and "RF64" in summary.untaggable[0][1]
+    assert track_instruments(db) == {str(f): ["bass"]} and f.read_bytes() == before
+
 def test_a_wavpack_file_is_scanned_and_tagged(tmp_path, db):
     """WavPack files were passed over by the crawl; now they are analysed and their APEv2 tag written."""
     import subprocess

@@ -193,6 +193,10 @@ def _open(path: str | os.PathLike, *, real: str | None = None, cls: type | None 
             # (mutagen's classes fail on a WavPack rate outside its table, and mutagen takes one of
             # these files behind an ID3v2 tag for an MP3)
             cls = ape_file_type(name)
+        variant = None if cls is not None else _wave64(name)
+        if variant:  # (mutagen tags only the RIFF WAV's ID3 chunk)
+            raise UntaggableError(path, f"unsupported format ({variant} WAV); tagger writes tags into "
+                                        f"{SUPPORTED_FORMATS}")  # fmt: skip
         if cls is None:
             audio = mutagen.File(name)
             if audio is None and _looks_like_mpeg(name):
@@ -277,6 +281,17 @@ def _load_id3(cls: type, name: str):
             frame.desc = ""
             audio.tags.add(frame)
     return audio
+
+
+def _wave64(name: str) -> str | None:
+    """``RF64`` or ``BW64`` for a WAV file of those 64-bit variants (field recorders and DAWs write
+    them past 4 GB, some always), which libsndfile decodes and mutagen does not tag; None otherwise."""
+    try:
+        with open(name, "rb") as f:
+            head = f.read(12)
+    except OSError:
+        return None
+    return head[:4].decode() if head[:4] in (b"RF64", b"BW64") and head[8:12] == b"WAVE" else None
 
 
 def _looks_like_mpeg(name: str) -> bool:
