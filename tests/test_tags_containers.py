@@ -1163,3 +1163,27 @@ def test_a_wavpack_monkeys_or_musepack_file_behind_an_id3v2_tag_gets_its_ape_tag
         assert _ffprobe_tags(song)["instruments_model"] == WRITE["model_version"]
     tags.remove_instruments(song)
     assert song.read_bytes() == original
+
+
+APE_UNREADABLE = {
+    # case: an item mutagen refuses to read
+    "a key that is not ASCII": ("Tïtle".encode(), 0, b"Blue"),
+    "a reserved key": (b"ID3", 0, b"Blue"),
+    "a one-letter key": (b"T", 0, b"Blue"),
+    "text that is not UTF-8": (b"Artist", 0, b"\xff\xfe"),
+    "an item of the reserved type 3": (b"Artist", 6, b"Ann"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(APE_UNREADABLE))
+def test_wavpack_tag_with_an_item_mutagen_cannot_read_is_refused_saying_so(tmp_path, case):
+    """An APEv2 item mutagen refuses (a key that is not ASCII, reserved or too short, text that is
+    not UTF-8, the reserved item type) made the file unreadable with mutagen's bare words (`'ascii'
+    codec can't decode byte 0xc3 in position 1`). The refusal says it is the APEv2 tag's item."""
+    song = _ffmpeg(tmp_path / "song.wv", "-c:a", "wavpack", "-fflags", "+bitexact")
+    with open(song, "ab") as f:
+        f.write(_ape_tag([(b"Album", 0, b"Kind of Test"), APE_UNREADABLE[case]]))
+    original = song.read_bytes()
+    with pytest.raises(TagWriteError, match="its APEv2 tag has an item mutagen cannot read"):
+        tags.write_instruments(song, **WRITE)
+    assert song.read_bytes() == original

@@ -220,7 +220,7 @@ def _open(path: str | os.PathLike, *, real: str | None = None, cls: type | None 
     except FileNotFoundError:
         raise TagWriteError(path, "no such file") from None
     except (mutagen.MutagenError, *_UNREADABLE) as exc:
-        raise TagWriteError(path, f"cannot read tags: {exc}") from exc
+        raise TagWriteError(path, f"cannot read tags: {_unreadable(exc)}") from exc
     if audio is None or type(audio).__name__ not in STORAGES:
         what = "unknown" if audio is None else type(audio).__name__
         raise UntaggableError(path, f"unsupported format ({what}); tagger writes tags into {SUPPORTED_FORMATS}")
@@ -249,6 +249,16 @@ def _named_type(name: str) -> type | None:
 
         return ape_type(cls)
     return getattr(importlib.import_module(f"mutagen.{module}"), cls)
+
+
+def _unreadable(exc: Exception) -> str:
+    """Why mutagen could not read a file, in words that name the part of the file at fault."""
+    from mutagen.apev2 import APEBadItemError
+
+    if isinstance(exc, APEBadItemError):
+        return (f"its APEv2 tag has an item mutagen cannot read (a key that is not ASCII, reserved or not 2 to 255 "
+                f"characters long, text that is not UTF-8, or the reserved item type): {exc}")  # fmt: skip
+    return str(exc)
 
 
 _UNREADABLE = (OSError, ValueError, struct.error, EOFError, IndexError, KeyError)
