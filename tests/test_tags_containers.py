@@ -983,6 +983,39 @@ def test_dsf_with_bytes_after_its_id3_tag_is_refused(tmp_path):
     assert song.read_bytes() == before
 
 
+def _dsf_with_id3(path: Path, *frames: bytes) -> Path:
+    """A DSF file (`dsf_file`) ending with an ID3v2.4 tag that holds exactly ``frames``, its header
+    pointing to it."""
+    from conftest import dsf_file
+
+    dsf_file(path, seconds=0.5, freq=440.0)
+    data = path.read_bytes()
+    body = b"".join(frames) + bytes(64)
+    tail = b"ID3\x04\x00\x00" + _syncsafe(len(body)) + body
+    path.write_bytes(data[:12] + struct.pack("<QQ", len(data) + len(tail), len(data)) + data[28:] + tail)
+    return path
+
+
+@pytest.mark.parametrize("ext", ["mp3", "dsf"])
+def test_untag_keeps_an_id3_frame_mutagen_does_not_know(tmp_path, ext):
+    """A frame mutagen does not know (an old ReplayGain tool's RGAD) is kept as it is, and a write
+    keeps it; but `untag` of a tag holding it beside tagger's fields alone took the tag for empty
+    and deleted it, which the verification caught: the file could never be untagged ("verification
+    failed: other tags changed"). The tag now stays, with that frame byte for byte."""
+    rgad = _id3_frame(b"RGAD", b"\x00\x00\x80\x00\x2e\x20\x00\x00")
+    if ext == "mp3":
+        song = _mp3_with_id3(tmp_path / "song.mp3", rgad)
+    else:
+        song = _dsf_with_id3(tmp_path / "song.dsf", rgad)
+    decoded = _decoded_md5(song)
+    tags.write_instruments(song, **WRITE)
+    assert rgad in song.read_bytes() and tags.read_instruments(song).tagged
+    assert tags.remove_instruments(song).written
+    data = song.read_bytes()
+    assert rgad in data and b"INSTRUMENTS" not in data and not tags.read_instruments(song).tagged
+    assert _decoded_md5(song) == decoded
+
+
 def _ape_block(*, size: int, count: int, flags: int) -> bytes:
     return b"APETAGEX" + struct.pack("<4I", 2000, size, count, flags) + b"\0" * 8
 

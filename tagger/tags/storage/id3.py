@@ -144,11 +144,10 @@ class ID3Storage(Storage):
 
     def expected_item_ids(self, audio, version):
         tags = audio.tags
-        if tags is None or not len(tags):
+        if tags is None:
             return Counter()
         ids = Counter(frame.FrameID for frame in tags.values() if not _empty_text(frame))  # (not written)
-        if tags.version[1] == version:
-            ids.update(bytes(d[:4]).decode("latin-1") for d in tags.unknown_frames if len(d) > 10)
+        ids.update(bytes(d[:4]).decode("latin-1") for d in _unknown_written(tags, version))
         return ids
 
     def id3_span(self, f, size: int) -> tuple[int, int] | None:
@@ -157,7 +156,7 @@ class ID3Storage(Storage):
         raise NotImplementedError
 
     def save(self, audio, path, *, version, original):
-        if not len(audio.tags):
+        if not _holds_frames(audio.tags, version):
             audio.delete()  # nothing left in the ID3 tag (tagger created it): remove the tag altogether
         else:
             audio.save(v2_version=version, v23_sep="/")
@@ -168,7 +167,7 @@ class MP3Storage(ID3Storage):
     """MP3: the audio is everything between the ID3v2 tag and an ID3v1 tag (kept byte for byte)."""
 
     def save(self, audio, path, *, version, original):
-        if not len(audio.tags):
+        if not _holds_frames(audio.tags, version):
             from mutagen.id3 import delete
 
             delete(path, delete_v1=False, delete_v2=True)
@@ -296,7 +295,7 @@ class DSFStorage(ID3Storage):
         return super().cannot_keep(audio, path, version)
 
     def save(self, audio, path, *, version, original):
-        if len(audio.tags):
+        if _holds_frames(audio.tags, version):
             audio.save(v2_version=version, v23_sep="/")
             return
         audio.delete()  # nothing left in the tag (tagger created it): removed, pointer back to 0
@@ -331,6 +330,18 @@ class _ID3Walk(NamedTuple):
     unsync: bool
     """Every frame unsynchronised (an ID3v2.4 tag flag: each frame's data is undone of it)."""
     frames: list[_ID3Frame]
+
+
+def _unknown_written(tags, version: int | None) -> list[bytes]:
+    """The frames mutagen does not know (kept as their bytes) that a save of ``tags`` at ``version``
+    writes: those of a tag of that version, each with some content."""
+    return [d for d in tags.unknown_frames if len(d) > 10] if tags.version[1] == version else []
+
+
+def _holds_frames(tags, version: int | None) -> bool:
+    """Whether a save of ``tags`` at ``version`` writes any frame: one mutagen loaded, or one it does
+    not know (`_unknown_written`). A tag without any is removed altogether instead (tagger created it)."""
+    return bool(len(tags)) or bool(_unknown_written(tags, version))
 
 
 def _empty_text(frame) -> bool:
