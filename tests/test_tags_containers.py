@@ -983,15 +983,15 @@ def test_dsf_with_bytes_after_its_id3_tag_is_refused(tmp_path):
     assert song.read_bytes() == before
 
 
-def _dsf_with_id3(path: Path, *frames: bytes) -> Path:
-    """A DSF file (`dsf_file`) ending with an ID3v2.4 tag that holds exactly ``frames``, its header
-    pointing to it."""
+def _dsf_with_id3(path: Path, *frames: bytes, major: int = 4, flags: int = 0, after: bytes = b"") -> Path:
+    """A DSF file (`dsf_file`) ending with an ID3v2 tag (version ``major``, header ``flags``) that
+    holds exactly ``frames``, its header pointing to it, then ``after``."""
     from conftest import dsf_file
 
     dsf_file(path, seconds=0.5, freq=440.0)
     data = path.read_bytes()
     body = b"".join(frames) + bytes(64)
-    tail = b"ID3\x04\x00\x00" + _syncsafe(len(body)) + body
+    tail = b"ID3" + bytes([major, 0, flags]) + _syncsafe(len(body)) + body + after
     path.write_bytes(data[:12] + struct.pack("<QQ", len(data) + len(tail), len(data)) + data[28:] + tail)
     return path
 
@@ -1014,6 +1014,37 @@ def test_untag_keeps_an_id3_frame_mutagen_does_not_know(tmp_path, ext):
     data = song.read_bytes()
     assert rgad in data and b"INSTRUMENTS" not in data and not tags.read_instruments(song).tagged
     assert _decoded_md5(song) == decoded
+
+
+DSF_FOOTER_FLAGS = {
+    # case: (ID3 version, the bytes after the tag's body)
+    "ID3v2.2 (no footer in that version)": (2, b"0123456789"),
+    "ID3v2.4, not a footer": (4, b"0123456789"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DSF_FOOTER_FLAGS))
+def test_dsf_id3_tag_whose_footer_flag_lies_is_refused(tmp_path, case):
+    """The footer flag of the ID3 tag a DSF file's pointer leads to made the 10 bytes after it count
+    as its footer whatever they were: in an ID3v2.2 tag (which has no footer) or without the footer's
+    ``3DI``, the tag did not end the file, yet mutagen cut those bytes off. Such a file is refused and
+    left as it is; a real footer is the tag's, replaced with it."""
+    major, after = DSF_FOOTER_FLAGS[case]
+    title = _id3_frame(b"TIT2", b"\x03Blue", major=major) if major > 2 else b"TT2\x00\x00\x05\x00Blue"
+    song = _dsf_with_id3(tmp_path / "song.dsf", title, major=major, flags=0x10, after=after)
+    original = song.read_bytes()
+    with pytest.raises(TagWriteError, match="metadata pointer does not lead to one ID3 tag ending the file"):
+        tags.write_instruments(song, **WRITE)
+    assert song.read_bytes() == original
+    title = _id3_frame(b"TIT2", b"\x03Blue")
+    footer = b"3DI\x04\x00\x10" + _syncsafe(len(title) + 64)
+    real = _dsf_with_id3(tmp_path / "footer.dsf", title, flags=0x10, after=footer)
+    before = real.read_bytes()
+    pointer = struct.unpack_from("<Q", before, 20)[0]
+    tags.write_instruments(real, **WRITE)
+    data = real.read_bytes()
+    assert data[28:pointer] == before[28:pointer] and b"3DI" not in data[pointer:]
+    assert tags.read_instruments(real).instruments == ["bass", "guitar"] and _ffprobe_tags(real)["title"] == "Blue"
 
 
 def _ape_block(*, size: int, count: int, flags: int) -> bytes:

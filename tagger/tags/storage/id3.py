@@ -288,7 +288,10 @@ class DSFStorage(ID3Storage):
             if pointer:
                 f.seek(pointer)
                 head = f.read(10)
-                tag_end = pointer + 10 + _syncsafe(head[6:10]) + (10 if head[5:6] and head[5] & 0x10 else 0)
+                tag_end = pointer + 10 + _syncsafe(head[6:10])
+                if len(head) == 10 and head[3] == 4 and head[5] & 0x10:  # a footer (ID3v2.4 only)
+                    f.seek(tag_end)
+                    tag_end += 10 if f.read(3) == b"3DI" else 0  # (the flag alone would make any 10 bytes one)
                 if pointer < end or head[:3] != b"ID3" or tag_end != size:
                     return ("its metadata pointer does not lead to one ID3 tag ending the file: a rewrite would "
                             "cut off or overwrite what lies there")  # fmt: skip
