@@ -1047,6 +1047,24 @@ def test_dsf_id3_tag_whose_footer_flag_lies_is_refused(tmp_path, case):
     assert tags.read_instruments(real).instruments == ["bass", "guitar"] and _ffprobe_tags(real)["title"] == "Blue"
 
 
+@pytest.mark.parametrize("ext", ["mp3", "dsf"])
+def test_id3_tag_mutagen_reads_past_the_file_is_refused_with_a_reason(tmp_path, ext):
+    """An ID3v2.2 tag with its compression flag (which mutagen takes for the later versions'
+    extended header, whose size it then reads from the first frame's name) makes mutagen read past
+    the end of the file and raise a bare error: the refusal said "cannot read tags: " and nothing
+    more. It now says what is wrong."""
+    title = b"TT2\x00\x00\x05\x00Blue"
+    if ext == "mp3":
+        song = _mp3_with_id3(tmp_path / "song.mp3", title, major=2)
+        _patch(song, b"ID3\x02\x00\x00", b"ID3\x02\x00\x40")
+    else:
+        song = _dsf_with_id3(tmp_path / "song.dsf", title, major=2, flags=0x40)
+    original = song.read_bytes()
+    with pytest.raises(TagWriteError, match=r"cannot read tags: a part of it runs past the end of the file \(as"):
+        tags.write_instruments(song, **WRITE)
+    assert song.read_bytes() == original
+
+
 def _ape_block(*, size: int, count: int, flags: int) -> bytes:
     return b"APETAGEX" + struct.pack("<4I", 2000, size, count, flags) + b"\0" * 8
 

@@ -258,7 +258,14 @@ def _unreadable(exc: Exception) -> str:
     if isinstance(exc, APEBadItemError):
         return (f"its APEv2 tag has an item mutagen cannot read (a key that is not ASCII, reserved or not 2 to 255 "
                 f"characters long, text that is not UTF-8, or the reserved item type): {exc}")  # fmt: skip
-    return str(exc)
+    if str(exc):
+        return str(exc)
+    root = exc  # mutagen wraps its errors in its own, and raises some bare: a read that runs out of bytes
+    while root.args and isinstance(root.args[0], BaseException):
+        root = root.args[0]
+    if type(root) is OSError and not root.args:  # (mutagen's `read_full`)
+        return "a part of it runs past the end of the file (as its headers give it: damaged or cut short?)"
+    return f"{type(root).__name__} (mutagen gives no reason)"
 
 
 _UNREADABLE = (OSError, ValueError, struct.error, EOFError, IndexError, KeyError)
