@@ -104,3 +104,34 @@ def test_a_file_that_changes_or_vanishes_during_analysis_is_not_stored_stale(tmp
             assert {t.path: t.instruments for t in find_tracks(s)} == {str(first): ["flute"], str(other): ["string"]}
     else:
         assert again.missing == 1 and track_rows(db)[str(first)][0] == "missing"
+
+
+def test_a_dead_workers_file_is_known_from_its_claim_alone():
+    """A worker sent word of the file it took (`Started`) on the results queue, whose messages a
+    thread of the worker sends: a decoder that killed its worker at once could take that word with
+    it, and the scan then waited for the file for ever (a 21-minute hang of the test above on a
+    loaded machine). The claim now comes on a queue of its own, written before the file is opened:
+    the dead worker's file fails as a crash and the scan goes on."""
+    import multiprocessing as mp
+
+    from tagger.library.messages import Started
+    from tagger.library.runner import Runner
+
+    class Proc:
+        def __init__(self, pid: int, alive: bool):
+            self.pid, self.exitcode, self.alive = pid, None if alive else -9, alive
+
+        def is_alive(self) -> bool:
+            return self.alive
+
+    runner = Runner.__new__(Runner)  # (only the worker bookkeeping is exercised)
+    runner.pending, runner.progressed, runner.file_timeout, runner.deaths = {7: None, 8: None}, {}, 3.0, 0
+    failed: list[tuple[int, str]] = []
+    runner.fail = lambda task_id, reason, transient=False: (failed.append((task_id, reason)), runner.pending.pop(task_id))
+    claims = mp.get_context("spawn").SimpleQueue()
+    claims.put(Started(7, 4242))  # the worker's last act before its decoder killed it
+    procs = [Proc(4242, alive=False), Proc(4343, alive=True)]
+    runner._check_workers(procs, {}, lambda: Proc(4444, alive=True), claims)
+    assert failed == [(7, "the decoder crashed (worker exit code -9)")]
+    assert [p.pid for p in procs] == [4444, 4343] and list(runner.pending) == [8]
+    claims.close()

@@ -153,8 +153,13 @@ def die_with_parent(parent: int | None = None) -> None:
         os._exit(1)
 
 
-def worker_main(tasks, results, config: AnalysisConfig, parent: int | None = None) -> None:
+def worker_main(tasks, results, config: AnalysisConfig, parent: int | None = None, claims=None) -> None:
     """Worker process loop: take ``(task_id, path)`` from `tasks` until ``None``; put messages on `results`.
+
+    The `Started` message of each file goes to `claims` (a ``SimpleQueue``) when given, written
+    before the file is opened: a decoder that kills its worker at once must not leave the scan
+    without word of which file the worker held (a message on `results` is sent by a thread of the
+    worker, which dies with it before it sends).
 
     Dies with the parent process `parent` (the scan; `die_with_parent`), and as a fallback exits by
     itself when it finds its parent gone. Never blocks at exit on a full `results` queue (the
@@ -194,7 +199,9 @@ def worker_main(tasks, results, config: AnalysisConfig, parent: int | None = Non
         if item is None:
             return
         task_id, path = item
-        if not put(Started(task_id, os.getpid())):
+        if claims is not None:
+            claims.put(Started(task_id, os.getpid()))  # (written to the pipe before put returns)
+        elif not put(Started(task_id, os.getpid())):
             return
         waited = 0.0
         for msg in analyse_file(task_id, path, config=config):

@@ -268,9 +268,10 @@ class Runner:
         ctx = mp.get_context("spawn")
         tasks = ctx.Queue()
         results = ctx.Queue(maxsize=4 * jobs)
+        claims = ctx.SimpleQueue()  # which worker took which file, written before it opens the file
 
         def start():
-            proc = ctx.Process(target=worker_main, args=(tasks, results, self.config, os.getpid()), daemon=True)
+            proc = ctx.Process(target=worker_main, args=(tasks, results, self.config, os.getpid(), claims), daemon=True)
             with single_threaded_children():
                 proc.start()
             return proc
@@ -292,8 +293,9 @@ class Runner:
                     with self.writer.clock("idle"):
                         first = results.get(timeout=0.5)
                 except _queue.Empty:
-                    self._check_workers(procs, holder, start)
+                    self._check_workers(procs, holder, start, claims)
                     continue
+                self._claims(claims, holder)
                 batch, n = [first], len(first.features) if isinstance(first, Windows) else 0
                 while n < self.predict_batch:
                     try:
@@ -310,7 +312,7 @@ class Runner:
                     self.progressed[m.task_id] = now
                 self.handle([m for m in batch if not isinstance(m, Started)])
                 if now - self.last_check >= 1.0:  # busy workers must not hide a dead or hung one
-                    self._check_workers(procs, holder, start)
+                    self._check_workers(procs, holder, start, claims)
         except BaseException:
             stopping = True  # interrupted or failed: the workers' files in progress are dropped
             raise
@@ -320,11 +322,26 @@ class Runner:
             results.close()
             tasks.join_thread()
             results.cancel_join_thread()
+            claims.close()
 
-    def _check_workers(self, procs: list, holder: dict[int, int], start: Callable[[], object]) -> None:
+    def _claims(self, claims, holder: dict[int, int]) -> None:
+        """Take in the workers' claims (`Started`: worker pid -> the file it took), which come on a
+        queue of their own, written before the worker opens the file."""
+        now = time.monotonic()
+        while not claims.empty():
+            m = claims.get()
+            holder[m.pid] = m.task_id
+            self.progressed[m.task_id] = now
+
+    def _check_workers(self, procs: list, holder: dict[int, int], start: Callable[[], object], claims=None) -> None:
         """A worker that died (e.g. a decoder crash) fails the file it held and is replaced; so does a
         worker that made no progress on its file for `file_timeout` seconds (a hung decoder), after
-        being stopped (SIGTERM, which also ends its decoder subprocess; SIGKILL if that is ignored)."""
+        being stopped (SIGTERM, which also ends its decoder subprocess; SIGKILL if that is ignored).
+        The claims are read first: a worker's claim is written before it opens its file, so a dead
+        worker's file is always known (its `Started` on the results queue could die with it unsent,
+        and the file would then wait for ever: the scan hung)."""
+        if claims is not None:
+            self._claims(claims, holder)
         now = self.last_check = time.monotonic()
         for i, p in enumerate(procs):
             if p.is_alive():
@@ -338,6 +355,8 @@ class Runner:
                     self.fail(task_id, f"timed out after {self.file_timeout:g} s without progress (a hung decoder?)")
                     procs[i] = start()
                 continue
+            if claims is not None:  # (a claim written after the read above, before the worker died)
+                self._claims(claims, holder)
             task_id = holder.pop(p.pid, None)
             log.warning("scan worker %s died (exit code %s)", p.pid, p.exitcode)
             if task_id is not None and task_id in self.pending:
