@@ -136,6 +136,22 @@ def test_a_format_without_tags_is_said_and_counted_but_not_a_failure(library, tm
     assert mka.read_bytes() == before
 
 
+def test_many_files_without_tags_are_named_five_then_counted(library):
+    """`tag` named every file of a format without tags on every run: a library of thousands of
+    Matroska files buried the summary under as many lines. The first five are named, the rest counted."""
+    music, files, preds = library
+    rows = []
+    for i in range(7):
+        mka = _tone(music / f"live{i}.mka", "flac")
+        rows.append(json.dumps({"path": str(mka), "instruments": ["vocal"], "scores": {"vocal": 0.9}}) + "\n")
+    preds.write_text(preds.read_text() + "".join(rows))
+    res = run("tag", "--from-json", str(preds), "--model-version", "m-1")
+    assert res.exit_code == 0, res.output
+    assert res.output.count("no tags for ") == 5
+    assert "tagger: ... and 2 more file(s) in formats without tags" in res.output
+    assert "3 tagged, 0 unchanged, 0 skipped, 7 in formats without tags" in res.output
+
+
 def test_changed_since_analysed_is_skipped(library):
     _music, files, preds = library
     st = files["a"].stat()

@@ -38,6 +38,19 @@ def echo(text: str = "", *, err: bool = False, nl: bool = True) -> None:
     typer.echo(shown(text), err=err, nl=nl)
 
 
+NOTES_SHOWN = 5
+"""Files named one by one in a note that repeats on every run (a format without tags); the rest are counted."""
+
+
+def echo_some(lines: list[str], *, more: str) -> None:
+    """The first `NOTES_SHOWN` of `lines` (to stderr), then ``... and N more {more}`` for the rest: a
+    library of thousands of Matroska files must not bury the summary under as many lines."""
+    for line in lines[:NOTES_SHOWN]:
+        echo(line, err=True)
+    if len(lines) > NOTES_SHOWN:
+        echo(f"tagger: ... and {len(lines) - NOTES_SHOWN} more {more}", err=True)
+
+
 class _ShownFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         return shown(super().format(record))

@@ -15,7 +15,7 @@ from pathlib import Path
 import typer
 
 from tagger.cli import options as F
-from tagger.cli.app import app, echo, handle_errors, quiet_tensorflow_for
+from tagger.cli.app import app, echo, echo_some, handle_errors, quiet_tensorflow_for
 from tagger.tags import DEFAULT_SETTLE_SECONDS
 
 DB_HELP = "Database: SQLAlchemy URL or SQLite file (default: $TAGGER_DB, else library.db in the user data folder)."
@@ -167,8 +167,8 @@ def scan(
         echo(f"tagger: skipped {path}: {reason}", err=True)
     for path, reason in summary.tag_failures:
         echo(f"tagger: tags not written {path}: {reason}", err=True)
-    for path, reason in summary.untaggable:
-        echo(f"tagger: no tags for {path}: {reason}; its instruments are in the database", err=True)
+    echo_some([f"tagger: no tags for {path}: {reason}; its instruments are in the database"
+               for path, reason in summary.untaggable], more="file(s) in formats without tags (their instruments are in the database)")  # fmt: skip
     for path, kept in summary.empty_roots:
         echo(f"tagger: warning: {path} is empty (a drive not mounted?): its {kept} track(s) were kept, "
                    "not marked missing", err=True)  # fmt: skip

@@ -11,7 +11,7 @@ from pathlib import Path
 import typer
 
 from tagger.cli import options as F
-from tagger.cli.app import app, echo, fail, handle_errors
+from tagger.cli.app import app, echo, echo_some, fail, handle_errors
 from tagger.tags import DEFAULT_SETTLE_SECONDS
 
 log = logging.getLogger("tagger.tags")
@@ -37,14 +37,14 @@ def _render(results, *, verb: str, dry_run: bool) -> None:
     counts it unchanged (tagger never wrote into it)."""
     from tagger.errors import TagWriteError, UntaggableError
 
-    done = unchanged = skipped = untaggable = 0
+    done = unchanged = skipped = 0
+    untaggable: list[str] = []
     for result in results:
         if isinstance(result, UntaggableError) and verb == "untag":
             unchanged += 1
             log.debug("no tags of tagger's in %s", result)
         elif isinstance(result, UntaggableError):
-            untaggable += 1
-            echo(f"tagger: no tags for {result}", err=True)
+            untaggable.append(f"tagger: no tags for {result}")
         elif isinstance(result, TagWriteError):
             skipped += 1
             echo(f"tagger: skipped {result}", err=True)
@@ -60,7 +60,8 @@ def _render(results, *, verb: str, dry_run: bool) -> None:
                 echo(f"{label} {result.path} (removed: {_values(result.before)})")
     past = f"{verb}ged"  # verb is "tag" or "untag"
     summary = f"{done} {'would be ' + past if dry_run else past}, {unchanged} unchanged, {skipped} skipped"
-    summary += f", {untaggable} in formats without tags" if untaggable else ""
+    echo_some(untaggable, more="file(s) in formats without tags")
+    summary += f", {len(untaggable)} in formats without tags" if untaggable else ""
     echo(summary, err=True)
     if skipped:
         raise typer.Exit(1)
