@@ -326,7 +326,8 @@ def _left_alone(path: str) -> str | None:
 def _file_holds(res) -> bool:
     """True when the file already carries the results ``res`` (then it is not rewritten): their
     families and model version, and no scores or their own (as ``tagger scan --scores`` writes them).
-    A format tagger does not tag (WavPack, APE, ...) is read as beets reads it."""
+    A format beets tags and tagger does not (none of the common ones since tagger tags APEv2 and DSF) is
+    read as beets reads it."""
     from tagger import tags
     from tagger.errors import TaggerError
 

@@ -175,7 +175,7 @@ def rewrite_tags(db: Database, result: FileResult, write: Callable[[], bool]) ->
 
 def _audio_digest(path: str) -> str | None:
     """`tagger.tags.audio_digest`, None where it has no answer: a format whose audio bytes it
-    cannot tell from its tags (one tagger does not tag, such as WavPack, or a malformed file)."""
+    cannot tell from its tags (one tagger does not tag, or a malformed file)."""
     from tagger.tags import audio_digest
 
     try:
