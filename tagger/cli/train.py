@@ -67,6 +67,10 @@ def train(
         0.0, min=0.0, max=1.0, help="Chance that a drum kit plays a beat under a training example (drums are no "
         "family: they must not be heard as one)."
     ),
+    codec_prob: float = typer.Option(
+        0.0, min=0.0, max=1.0, help="Chance that a training example is encoded and decoded by a lossy codec (MP3, AAC, "
+        "Opus or Vorbis at library bitrates), as most music in a library is (needs ffmpeg)."
+    ),
     negative_prob: float = typer.Option(
         0.4, min=0.0, max=1.0, help="Chance that a training mixture of one or more families also holds 1-2 sounds of no "
         "family (drum hits, synths, effects), which the classifiers must not hear as a family."
@@ -187,7 +191,7 @@ def train(
     from tagger.model.synth import SynthSettings
 
     synth = SynthSettings(recipe=recipe, morph_prob=morph_prob, warp_prob=warp_prob, chord_prob=chord_prob, drum_prob=drum_prob,
-                           section_prob=section_prob, negative_prob=negative_prob)
+                           section_prob=section_prob, codec_prob=codec_prob, negative_prob=negative_prob)
     if level_weights:
         try:
             weights = tuple(float(w) for w in level_weights.split(","))

@@ -29,6 +29,11 @@ section: 2-6 players of its family (the same instrument or another of the family
 pitch or an octave apart, each detuned by a few cents and entering a few milliseconds apart, as a
 brass section, a string section or a choir plays: an ensemble that no source holds as one
 instrument, made from the solo instruments it does. Its label is that one family.
+
+Codecs (off by default; `codec_prob`): a finished example is, with that chance, encoded and decoded
+by a lossy codec a library's files use (`tagger.model.lossy`: MP3, AAC, Opus, Vorbis at common and
+low bitrates), before its spectrogram (the EQ, applied to the spectrum, comes after it). Its draws
+come from a stream of their own, so every other example is the one made with codecs off.
 """
 
 from __future__ import annotations
@@ -78,6 +83,8 @@ class SynthSettings:
     """Chance that a drum kit plays a beat under an example (besides the other non-family sounds)."""
     section_prob: float = 0.0
     """Chance that a note a family entry plays is a section: 2-6 players of its family on one pitch."""
+    codec_prob: float = 0.0
+    """Chance that a finished example is sent through a lossy codec (MP3, AAC, Opus, Vorbis; `lossy`)."""
 
 
 class NotePool:
@@ -219,6 +226,10 @@ DRUM_SETTINGS = ("drum_prob",)
 """The settings of the drum beats (left out of example signatures while they are off)."""
 SECTION_SETTINGS = ("section_prob",)
 """The settings of the sections (left out of example signatures while they are off)."""
+CODEC_SETTINGS = ("codec_prob",)
+"""The settings of the codec augmentation (left out of example signatures while it is off)."""
+CODEC_STREAM = 7
+"""Seeds the codec draws of a chunk apart from its examples' (so the examples are the same with it off)."""
 SECTION_DETUNE_CENTS = 12.0
 """Largest detuning of a section's player (uniform in +-, in cents)."""
 SECTION_DELAY_S = 0.04
@@ -510,6 +521,10 @@ def generate_chunk(
         audio[i], labels[i] = make(pool, rng, settings, envelopes=envelopes)
         if rng.random() < settings.eq_prob:
             gains[i] = eq_curve(rng)
+    if settings.codec_prob:
+        from tagger.model import lossy
+
+        audio = lossy.augment(audio, np.random.default_rng([seed, chunk, CODEC_STREAM]), prob=settings.codec_prob)
     feats = np.concatenate(
         [
             F.compute(windows=audio[j : j + 64], config=feature_config, spectral_gain=gains[j : j + 64])
