@@ -31,7 +31,7 @@ def test_migrations_folder_is_found_and_has_its_revisions():
     d = migrations_dir()
     assert (d / "env.py").is_file() and (d / "script.py.mako").is_file()
     assert len(list((d / "versions").glob("0*.py"))) >= 2
-    assert head_revision() == "0006"
+    assert head_revision() == "0007"
 
 
 def test_migrated_schema_equals_the_orm_models(tmp_path):
@@ -69,7 +69,7 @@ def test_upgrade_from_first_revision_keeps_data(tmp_path):
         conn.execute(text("INSERT INTO segments (track_id, family, start, \"end\") VALUES (1, 'bass', 0.0, 8.0)"))
     engine.dispose()
 
-    db = open_database(tmp_path / "old.db")  # applies 0002 to 0006 automatically
+    db = open_database(tmp_path / "old.db")  # applies 0002 to 0007 automatically
     assert current_revision(db.engine) == head_revision()
     with db.session() as s:
         a = s.scalar(select(M.Track).where(M.Track.path == "/m/a.flac"))
@@ -87,13 +87,36 @@ def test_upgrade_from_first_revision_keeps_data(tmp_path):
     db.close()
 
 
+def test_upgrade_to_0007_marks_the_files_an_older_tagger_found_without_tags(tmp_path):
+    """Tracks that tagger 0006 recorded as tagged although their format holds no tags it wrote (a
+    Matroska file, say) are marked so that the next tag-writing scan tries them once more; tracks in
+    the formats it tagged, and tracks whose tags were not current, are left as they were."""
+    engine = make_engine(as_url(tmp_path / "old.db"))
+    upgrade(engine, revision="0006")
+    now = dt.datetime(2026, 12, 1)
+    rows = [("/m/a.mka", 1), ("/m/b.FLAC", 1), ("/m/c.webm", 0), ("/m/d.wv", 1), ("/m/e.caf", 1)]
+    with engine.begin() as conn:
+        for i, (path, current) in enumerate(rows, start=1):
+            conn.execute(
+                text("INSERT INTO tracks (id, path, size, mtime, fingerprint, status, windows, silent_windows, first_seen_at, "
+                     "updated_at, tags_current) VALUES (:id, :p, 10, 1.5, 'fp', 'ok', 3, 0, :now, :now, :cur)"),
+                {"id": i, "p": path, "now": now, "cur": current},
+            )  # fmt: skip
+    engine.dispose()
+    db = open_database(tmp_path / "old.db")
+    with db.session() as s:
+        got = dict(s.execute(select(M.Track.path, M.Track.untaggable_formats)).all())
+    assert got == {"/m/a.mka": "0006", "/m/b.FLAC": None, "/m/c.webm": None, "/m/d.wv": None, "/m/e.caf": "0006"}
+    db.close()
+
+
 def test_db_upgrade_command_creates_and_is_idempotent(tmp_path):
     path = tmp_path / "sub" / "lib.db"
     runner = CliRunner()
     for _ in range(2):
         r = runner.invoke(app, ["db", "upgrade", "--db", str(path)])
         assert r.exit_code == 0, r.output
-        assert "at revision 0006" in r.output
+        assert "at revision 0007" in r.output
     assert path.is_file()
 
 
@@ -167,7 +190,7 @@ def test_a_database_from_a_newer_tagger_is_one_line_naming_the_revision(tmp_path
     con.execute("UPDATE alembic_version SET version_num = '0099'")
     con.commit()
     con.close()
-    with pytest.raises(DatabaseError, match=r"schema revision 0099, which tagger .* does not know \(it knows up to 0006\)"):
+    with pytest.raises(DatabaseError, match=r"schema revision 0099, which tagger .* does not know \(it knows up to 0007\)"):
         open_database(path)
     r = CliRunner().invoke(app, ["stats", "--db", str(path)])
     assert r.exit_code == 1

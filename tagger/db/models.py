@@ -137,6 +137,10 @@ class Track(Base):
     move and cleared when the file's new facts are (revision 0006): a file that hashes to it is that
     copy (the analysed audio, tags holding these results), so a `tag` killed in between is recognised
     by the next one. Cleared too whenever a scan stores the track's file or results."""
+    untaggable_formats: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    """The file is in a format without tags tagger writes (revision 0007): the signature of what the
+    tagger that found it could tag (`tagger.tags.rewrite.formats_signature`). A tag-writing scan by a
+    tagger that can tag more (another signature) tries the file again; NULL for every other track."""
 
     model_version: Mapped[ModelVersion | None] = relationship(lazy="joined")
     detections: Mapped[list[Detection]] = relationship(

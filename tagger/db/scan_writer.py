@@ -185,6 +185,18 @@ class ScanWriter:
         _rename(track, path)
         self.touch()
 
+    def retag_untaggable(self, signature: str) -> int:
+        """Mark for a tag write (``tags_current`` false) the tracks found in a format without tags by
+        a tagger that could tag less or other than this one (``untaggable_formats`` set and not
+        `signature`); returns how many. A tag-writing scan calls it before it plans."""
+        done = self.session.execute(
+            update(M.Track)
+            .where(M.Track.untaggable_formats.is_not(None), M.Track.untaggable_formats != signature)
+            .values(tags_current=False, untaggable_formats=None)
+            .execution_options(synchronize_session=False)
+        )  # fmt: skip
+        return done.rowcount or 0
+
     def copied(self, src: M.Track, file: FileState) -> M.Track:
         """A copy of the analysed file of ``src`` (the same bytes) at ``file.path``: a new track with
         a copy of its results (and of its tags' state: the same bytes, the same tags)."""
@@ -193,7 +205,7 @@ class ScanWriter:
                       duration=src.duration, format=src.format, sample_rate=src.sample_rate, channels=src.channels,
                       status=M.STATUS_OK, windows=src.windows, silent_windows=src.silent_windows,
                       model_version_id=self.mv_id, scan_id=self.scan_id, analysed_at=src.analysed_at,
-                      tags_current=src.tags_current)  # fmt: skip
+                      tags_current=src.tags_current, untaggable_formats=src.untaggable_formats)  # fmt: skip
         self.session.add(dst)
         copy_results(self.session, src, dst)
         self.summary.copied += 1
@@ -209,7 +221,7 @@ class ScanWriter:
         self._set_file(track, work, meta)
         track.duration = duration
         track.status, track.error, track.error_transient = M.STATUS_OK, None, False
-        track.tags_current = False
+        track.tags_current, track.untaggable_formats = False, None
         track.windows, track.silent_windows = result.windows, result.silent_windows
         track.model_version_id = self.mv_id
         track.analysed_at = M.utcnow()
@@ -226,7 +238,7 @@ class ScanWriter:
         track = self.track_for(work)
         self._set_file(track, work, meta)
         track.status, track.error, track.error_transient = M.STATUS_ERROR, reason, transient
-        track.tags_current = False
+        track.tags_current, track.untaggable_formats = False, None
         track.model_version_id = None
         track.analysed_at = M.utcnow()
         if track.id is not None:

@@ -155,15 +155,19 @@ class Runner:
         try:
             with self.writer.clock("tags"):
                 change = self.on_track(work.path, result, analysed)
-        except UntaggableError as exc:  # nothing to write, ever: its results are in the database
+        except UntaggableError as exc:  # nothing to write: its results are in the database
             self.writer.summary.untaggable.append((work.path, exc.reason))
-            track.tags_current = True
+            track.tags_current = True  # (until a tagger that can tag more: `retag_untaggable`)
+            from tagger.tags.rewrite import formats_signature
+
+            track.untaggable_formats = formats_signature()
         except TaggerError as exc:
             log.debug("%s", exc)
             self.writer.summary.tag_errors += 1
             self.writer.summary.tag_failures.append((work.path, getattr(exc, "reason", str(exc))))
         else:
             changed, written = getattr(change, "changed", False), getattr(change, "written", False)
+            track.untaggable_formats = None
             if changed:
                 self.writer.summary.tags_written += 1
             track.tags_current = bool(written or not changed)

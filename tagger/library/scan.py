@@ -202,6 +202,10 @@ def _scan(roots: list[str], *, db: Database, analyser: Analyser, jobs, rescan_st
     crawled = CrawlReport()
     retag: list[FileState] = []
     try:
+        if on_track is not None:  # files in formats without tags that this tagger may have learned
+            from tagger.tags.rewrite import formats_signature
+
+            writer.retag_untaggable(formats_signature())
         with writer.clock("plan"):
             work = plan_files(roots, writer=writer, mv_id=mv_id, rescan_stale=rescan_stale, retry_errors=retry_errors,
                               quick=quick, include_hidden=include_hidden, progress=progress, t0=t0,

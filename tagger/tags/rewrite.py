@@ -35,6 +35,19 @@ from tagger.tags.storage import STORAGES, Storage, payload_digest
 
 
 SUPPORTED_FORMATS = "MP3, WAV, AIFF, DSF, FLAC, Ogg Vorbis, Opus, MP4/M4A, WMA, WavPack, Monkey's Audio, Musepack"
+
+
+def formats_signature() -> str:
+    """What this tagger can tag, as a short hash: the containers it writes (`STORAGES`) and the
+    mutagen that reads them. A file found in a format without tags is marked with it
+    (``tracks.untaggable_formats``) and tried again once it changes: a later tagger, or mutagen,
+    may have learned the format."""
+    import hashlib
+
+    import mutagen
+
+    what = ",".join(sorted(STORAGES)) + ";mutagen " + mutagen.version_string
+    return hashlib.sha256(what.encode()).hexdigest()[:16]
 _MTIME_TOLERANCE = 1e-3
 DEFAULT_SETTLE_SECONDS = 10.0
 """The commands' default settle time: a file modified less than this many seconds ago may still be
