@@ -445,25 +445,32 @@ def test_an_rf64_wav_file_is_a_format_without_tags_not_a_failure(tmp_path, db):
     assert [p for p, _ in summary.untaggable] == [str(f)] and "RF64" in summary.untaggable[0][1]
     assert track_instruments(db) == {str(f): ["bass"]} and f.read_bytes() == before
 
+def _wavpack_duo(tmp_path, music):
+    """A WavPack file of two tones (the fake analyser hears bass and flute) in a new folder `music`."""
+    import subprocess
+
+    from conftest import tone_signal, write_audio
+
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg not installed")
+    music.mkdir()
+    src = write_audio(tmp_path / "src.wav", tone_signal([110.0, 1000.0], seconds=5.0))
+    f = music / "duo.wv"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(src), "-c:a", "wavpack", str(f)], check=True)
+    return f
+
+
 def test_a_file_in_a_format_without_tags_is_tagged_once_a_later_tagger_can(tmp_path, db, monkeypatch):
     """A file found in a format without tags was stored as if its tags were current, for ever: a
     later tagger that learned the format (as this one learned WavPack) never wrote its tags without
     a forced rescan. The track is marked with what the tagger that found it could tag; a tagger that
     can tag more tries it again, once; the same tagger never does."""
-    import subprocess
-
-    from conftest import tone_signal, write_audio
     from tagger import tags
     from tagger.library.scan import tag_writer
     from tagger.tags.storage import STORAGES
 
-    if shutil.which("ffmpeg") is None:
-        pytest.skip("ffmpeg not installed")
     music = tmp_path / "music"
-    music.mkdir()
-    src = write_audio(tmp_path / "src.wav", tone_signal([110.0, 1000.0], seconds=5.0))
-    f = music / "duo.wv"
-    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(src), "-c:a", "wavpack", str(f)], check=True)
+    f = _wavpack_duo(tmp_path, music)
     before = f.read_bytes()
     with monkeypatch.context() as old_tagger:  # a tagger that could not tag WavPack
         old_tagger.delitem(STORAGES, "WavPack")
@@ -486,19 +493,11 @@ def test_a_file_in_a_format_without_tags_is_tagged_once_a_later_tagger_can(tmp_p
 
 def test_a_wavpack_file_is_scanned_and_tagged(tmp_path, db):
     """WavPack files were passed over by the crawl; now they are analysed and their APEv2 tag written."""
-    import subprocess
-
-    from conftest import tone_signal, write_audio
     from tagger import tags
     from tagger.library.scan import tag_writer
 
-    if shutil.which("ffmpeg") is None:
-        pytest.skip("ffmpeg not installed")
     music = tmp_path / "music"
-    music.mkdir()
-    src = write_audio(tmp_path / "src.wav", tone_signal([110.0, 1000.0], seconds=5.0))
-    f = music / "duo.wv"
-    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(src), "-c:a", "wavpack", str(f)], check=True)
+    f = _wavpack_duo(tmp_path, music)
     summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=0, on_track=tag_writer(model_version="fake-1"))
     assert (summary.scanned, summary.tags_written, summary.untaggable) == (1, 1, []) and summary.ok
     assert tags.read_instruments(f).instruments == ["bass", "flute"] == track_instruments(db)[str(f)]
