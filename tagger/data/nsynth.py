@@ -80,10 +80,7 @@ class NoteDataset:
         meta_path = root / "examples.json"
         if not meta_path.is_file():
             raise DatasetError(root, "not an NSynth-format dataset (examples.json is missing)")
-        try:
-            meta = json.loads(meta_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise DatasetError(meta_path, f"invalid JSON: {exc}") from None
+        meta = read_json(meta_path)
         if not isinstance(meta, dict):
             raise DatasetError(meta_path, "examples.json must map note_str to a note record")
         assignment = read_split(root)
@@ -151,9 +148,52 @@ _TEXT_FIELDS = ("instrument_family_str", "instrument_source_str", "instrument_st
 _INT_FIELDS = ("pitch", "velocity")
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, object]]) -> dict:
+    out: dict = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(f"the key {key!r} appears twice in one object (which one holds?)")
+        out[key] = value
+    return out
+
+
+def read_json(path: Path):
+    """The JSON content of a dataset's metadata file; a file that is not UTF-8 JSON, that repeats a key
+    (two records for one note: Python's json would keep the last one silently) or cannot be read is
+    a `DatasetError` naming it."""
+    try:
+        return json.loads(path.read_bytes().decode("utf-8"), object_pairs_hook=_no_duplicates)
+    except _DuplicateKey as exc:
+        raise DatasetError(path, f"invalid JSON: {exc}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DatasetError(path, f"invalid JSON: {exc}") from None
+    except OSError as exc:
+        raise DatasetError(path, f"cannot read it: {exc.strerror or exc}") from None
+
+
+MAX_NAME_BYTES = 240
+"""The longest note_str taken (its file name, ``<note_str>.wav``, must fit a file system's 255 bytes)."""
+
+
+def check_file_name(name: str) -> str | None:
+    """Why `name` cannot name a file inside its folder (a path separator, NUL, too long), or None."""
+    if "/" in name or "\\" in name or "\x00" in name:
+        return "holds a path separator or NUL (a note names a file inside audio/, never a path)"
+    if name in (".", ".."):
+        return "is not a file name"
+    if len(os.fsencode(name)) > MAX_NAME_BYTES:
+        return f"is longer than {MAX_NAME_BYTES} bytes"
+    return None
+
+
 def _check_record(meta_path: Path, key: str, rec) -> None:
     """Refuse a note record this reader cannot use, naming examples.json, the note and the field (a
-    partly downloaded or hand-edited NSynth must not end in a traceback)."""
+    partly downloaded or hand-edited NSynth must not end in a traceback, nor a note_str with path
+    parts read a file outside the dataset's audio/ folder)."""
     if not isinstance(rec, dict):
         raise DatasetError(meta_path, f"note {key!r} is {type(rec).__name__}, not a note record (an object)")
     missing = [f for f in REQUIRED_FIELDS if f not in rec]
@@ -166,6 +206,11 @@ def _check_record(meta_path: Path, key: str, rec) -> None:
         value = rec[field]
         if isinstance(value, bool) or not isinstance(value, int):
             raise DatasetError(meta_path, f"note {key!r}: {field} is {value!r}, expected a whole number")
+        if field in _INT_FIELDS and not 0 <= value <= 127:
+            raise DatasetError(meta_path, f"note {key!r}: {field} is {value!r}, expected a MIDI value (0-127)")
+    why = check_file_name(rec.get("note_str", key))
+    if why:
+        raise DatasetError(meta_path, f"note {key!r}: its note_str {why}")
 
 
 def load_note_audio(notes: Iterable[Note]) -> np.ndarray:
@@ -177,9 +222,10 @@ def load_note_audio(notes: Iterable[Note]) -> np.ndarray:
     notes = list(notes)
     out = np.zeros((len(notes), C.WINDOW_SAMPLES), dtype=np.float32)
     for i, note in enumerate(notes):
-        if not note.path.is_file():  # (soundfile says "System error" for a missing file)
-            raise DatasetError(note.path, "note audio file is missing")
         try:
+            if not note.path.is_file():  # (soundfile says "System error" for a missing file; a FIFO would block)
+                why = "is not a regular file" if note.path.exists() else "is missing"
+                raise DatasetError(note.path, f"note audio file {why}")
             data, rate = sf.read(str(note.path), dtype="float32", always_2d=True)
             clip = data.mean(axis=1)
             if rate != C.SAMPLE_RATE:
@@ -188,6 +234,8 @@ def load_note_audio(notes: Iterable[Note]) -> np.ndarray:
             raise DatasetError(note.path, "note audio file is missing") from None
         except (sf.LibsndfileError, RuntimeError) as exc:
             raise DatasetError(note.path, f"cannot read note audio: {exc}") from None
+        except OSError as exc:
+            raise DatasetError(note.path, f"cannot read note audio: {exc.strerror or exc}") from None
         n = min(len(clip), C.WINDOW_SAMPLES)
         out[i, :n] = clip[:n]
     return out
@@ -207,9 +255,12 @@ def read_split(root: str | os.PathLike) -> dict[str, str] | None:
     if not path.is_file():
         return None
     try:
-        data = json.loads(path.read_text())
+        data = read_json(path)
+    except DatasetError as exc:
+        raise DatasetError(path, f"invalid split file: {exc.reason}") from None
+    try:
         assignment = dict(data["instruments"])
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError) as exc:
         raise DatasetError(path, f"invalid split file: {exc}") from None
     bad = [(k, v) for k, v in assignment.items() if not isinstance(v, str)]
     if bad:  # (a split is a name: train, valid, test, or another, e.g. an ablation's "unused")

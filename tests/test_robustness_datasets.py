@@ -1,0 +1,150 @@
+"""Hostile and careless input to `tagger dataset` and `tagger evaluate`: every bad input is one line
+naming the file and the reason (exit 1, no traceback), nothing outside the dataset is read, no
+user file is overwritten or deleted, and an interrupted run never leaves output that passes as good.
+
+The datasets are tiny NSynth-format folders of tones written with soundfile.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+
+import numpy as np
+import pytest
+import soundfile as sf
+from typer.testing import CliRunner
+
+from tagger import constants as C
+from tagger.cli import app
+from tagger.data import mix as M
+from tagger.data import nsynth
+from tagger.errors import DatasetError, UserError
+from tagger.evaluate import report as R
+from tagger.instruments import FAMILIES
+
+runner = CliRunner()
+
+
+def make_dataset(root, extra=None, *, drop_family=None):
+    """One acoustic test note per family (a tone at 200 Hz x (index + 1)), plus `extra` records."""
+    (root / "audio").mkdir(parents=True)
+    t = np.arange(C.WINDOW_SAMPLES) / C.SAMPLE_RATE
+    examples, split = {}, {}
+    for i, fam in enumerate(FAMILIES):
+        if fam == drop_family:
+            continue
+        inst = f"{fam}_acoustic_000"
+        note = f"{inst}-060-100"
+        split[inst] = "test"
+        examples[note] = {
+            "note_str": note, "pitch": 60, "velocity": 100, "instrument_str": inst,
+            "instrument_family_str": fam, "instrument_source_str": "acoustic",
+        }  # fmt: skip
+        sf.write(root / "audio" / f"{note}.wav", 0.3 * np.sin(2 * np.pi * 200 * (i + 1) * t), C.SAMPLE_RATE, subtype="PCM_16")
+    for key, rec in (extra or {}).items():
+        examples[key] = rec
+        split[rec["instrument_str"]] = "test"
+    (root / "examples.json").write_text(json.dumps(examples))
+    (root / "split.json").write_text(json.dumps({"seed": 0, "instruments": split}))
+    return root
+
+
+def bass(**fields):
+    rec = {"pitch": 60, "velocity": 100, "instrument_str": "bass_acoustic_000",
+           "instrument_family_str": "bass", "instrument_source_str": "acoustic"}  # fmt: skip
+    rec.update(fields)
+    return rec
+
+
+def one_error_line(result, *needles):
+    """The command failed with exit 1 and one `tagger: error:` line holding every needle, no traceback."""
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("tagger: error: "), result.output
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+def snapshot(folder):
+    return {p.relative_to(folder).as_posix(): (p.read_bytes() if p.is_file() else None) for p in sorted(folder.rglob("*"))}
+
+
+# --- examples.json: names with path parts, wrong values ------------------------------------------
+
+
+@pytest.fixture
+def outside_note(tmp_path):
+    """A valid bass note WAV outside the dataset (what a hostile note_str would make us read)."""
+    path = tmp_path / "outside" / "secret.wav"
+    path.parent.mkdir()
+    t = np.arange(C.WINDOW_SAMPLES) / C.SAMPLE_RATE
+    sf.write(path, 0.3 * np.sin(2 * np.pi * 200 * t), C.SAMPLE_RATE, subtype="PCM_16")
+    return path
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["ABSOLUTE", "../../outside/secret", "sub/dir", "a\x00b", "x" * 300],
+    ids=["absolute", "dotdot", "slash", "nul", "too-long"],
+)
+def test_a_note_str_that_is_not_a_plain_file_name_is_refused_before_any_audio_is_read(tmp_path, outside_note, name):
+    name = str(outside_note.with_suffix("")) if name == "ABSOLUTE" else name
+    root = make_dataset(tmp_path / "ds", {"hostile": bass(note_str=name)}, drop_family="bass")
+    with pytest.raises(DatasetError) as err:
+        nsynth.NoteDataset.load(root)
+    assert err.value.path == str(root / "examples.json") and "'hostile'" in err.value.reason
+    # the command: one line, and no mixture made of the file outside
+    result = runner.invoke(app, ["dataset", "mix", str(root), str(tmp_path / "mix"), "--levels", "1", "--per-level", "20"])
+    one_error_line(result, "examples.json", "note_str")
+    assert not (tmp_path / "mix").exists()
+
+
+def test_a_key_with_path_parts_is_refused_when_the_record_has_no_note_str(tmp_path, outside_note):
+    root = make_dataset(tmp_path / "ds", {"../../outside/secret": bass()}, drop_family="bass")
+    with pytest.raises(DatasetError, match="path separator"):
+        nsynth.NoteDataset.load(root)
+
+
+def test_duplicate_keys_in_examples_json_are_refused_not_silently_dropped(tmp_path):
+    root = make_dataset(tmp_path / "ds")
+    text = (root / "examples.json").read_text()
+    first = text.index('"bass_acoustic_000-060-100": ')
+    record = text[first : text.index("}", first) + 1]
+    (root / "examples.json").write_text(text[:-1] + ", " + record.replace('"pitch": 60', '"pitch": 61') + "}")
+    result = runner.invoke(app, ["dataset", "split", str(root)])
+    one_error_line(result, str(root / "examples.json"), "bass_acoustic_000-060-100", "twice")
+
+
+@pytest.mark.parametrize("field,value", [("pitch", -5), ("pitch", 10**30), ("velocity", 128)])
+def test_pitch_and_velocity_must_be_midi_values(tmp_path, field, value):
+    root = make_dataset(tmp_path / "ds", {"odd": bass(note_str="odd", **{field: value})})
+    with pytest.raises(DatasetError, match=f"{field} is {value}, expected a MIDI value"):
+        nsynth.NoteDataset.load(root)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "folder"])
+def test_a_note_audio_path_that_is_no_regular_file_is_one_clear_error_without_blocking(tmp_path, kind):
+    root = make_dataset(tmp_path / "ds", {"odd": bass(note_str="odd")}, drop_family="bass")
+    path = root / "audio" / "odd.wav"
+    os.mkfifo(path) if kind == "fifo" else path.mkdir()
+    done = []
+    worker = threading.Thread(
+        target=lambda: done.append(runner.invoke(app, ["dataset", "mix", str(root), str(tmp_path / "mix"), "--levels", "10"])),
+        daemon=True,
+    )
+    worker.start()
+    worker.join(60)
+    assert done, "the command blocked on the FIFO"
+    one_error_line(done[0], str(path), "not a regular file")
+
+
+def test_split_json_with_duplicate_keys_or_bad_bytes_is_one_line(tmp_path):
+    root = make_dataset(tmp_path / "ds")
+    (root / "split.json").write_bytes(b'{"instruments": {"a": "train", "a": "test"}}')
+    one_error_line(runner.invoke(app, ["dataset", "mix", str(root), str(tmp_path / "m")]), "split.json", "twice")
+    (root / "split.json").write_bytes(b"\xff\xfe{}")
+    one_error_line(runner.invoke(app, ["dataset", "mix", str(root), str(tmp_path / "m")]), "split.json", "invalid JSON")
