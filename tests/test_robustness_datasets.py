@@ -148,3 +148,127 @@ def test_split_json_with_duplicate_keys_or_bad_bytes_is_one_line(tmp_path):
     one_error_line(runner.invoke(app, ["dataset", "mix", str(root), str(tmp_path / "m")]), "split.json", "twice")
     (root / "split.json").write_bytes(b"\xff\xfe{}")
     one_error_line(runner.invoke(app, ["dataset", "mix", str(root), str(tmp_path / "m")]), "split.json", "invalid JSON")
+
+
+# --- dataset mix: the output folder -------------------------------------------------------------
+
+
+def mix_args(root, out, *extra):
+    return ["dataset", "mix", str(root), str(out), "--levels", "1-2", "--per-level", "2", *extra]
+
+
+def test_mix_never_overwrites_a_users_labels_json(tmp_path):
+    root = make_dataset(tmp_path / "ds")
+    out = tmp_path / "music"
+    out.mkdir()
+    (out / "labels.json").write_text('{"my": "annotations"}')
+    (out / "song.flac").write_bytes(b"fLaC...")
+    before = snapshot(out)
+    one_error_line(runner.invoke(app, mix_args(root, out)), str(out / "labels.json"), "not a mixture manifest")
+    assert snapshot(out) == before  # nothing written, nothing removed
+
+
+@pytest.mark.parametrize("link", [False, True])
+def test_mix_never_overwrites_a_file_in_the_way_nor_writes_through_a_link(tmp_path, link):
+    root = make_dataset(tmp_path / "ds")
+    out = tmp_path / "music"
+    (out / "level01").mkdir(parents=True)
+    mine = tmp_path / "my-recording.wav"
+    mine.write_bytes(b"RIFF my recording")
+    target = out / "level01" / "mix_01_0000.wav"
+    target.symlink_to(mine) if link else target.write_bytes(mine.read_bytes())
+    before = snapshot(out)
+    one_error_line(runner.invoke(app, mix_args(root, out)), str(target), "already exists")
+    assert snapshot(out) == before and mine.read_bytes() == b"RIFF my recording"
+
+
+def test_mix_into_a_folder_of_other_files_leaves_them_alone(tmp_path):
+    root = make_dataset(tmp_path / "ds")
+    out = tmp_path / "music"
+    out.mkdir()
+    (out / "song.flac").write_bytes(b"fLaC...")
+    assert runner.invoke(app, mix_args(root, out)).exit_code == 0
+    assert (out / "song.flac").read_bytes() == b"fLaC..."
+    assert len(M.read_manifest(out)["mixtures"]) == 4
+
+
+def listed_and_present(out):
+    listed = sorted(rec["file"] for rec in M.read_manifest(out)["mixtures"])
+    present = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.wav"))
+    return listed, present
+
+
+def test_a_second_mix_replaces_the_first_whole(tmp_path):
+    root = make_dataset(tmp_path / "ds")
+    out = tmp_path / "mix"
+    assert runner.invoke(app, ["dataset", "mix", str(root), str(out), "--levels", "1-3", "--per-level", "5"]).exit_code == 0
+    (out / "notes.txt").write_text("mine")
+    assert runner.invoke(app, ["dataset", "mix", str(root), str(out), "--levels", "2", "--per-level", "2", "--seed", "3"]).exit_code == 0
+    listed, present = listed_and_present(out)
+    assert listed == present == ["level02/mix_02_0000.wav", "level02/mix_02_0001.wav"]  # no stale mixture of the first
+    assert not (out / "level01").exists() and (out / "notes.txt").read_text() == "mine"
+    manifest = M.read_manifest(out)
+    assert manifest["seed"] == 3 and not (out / M.INCOMPLETE).exists()
+
+
+def test_an_interrupted_mix_leaves_no_manifest_and_no_truncated_wav(tmp_path, monkeypatch):
+    root = make_dataset(tmp_path / "ds")
+    out = tmp_path / "mix"
+    ds = nsynth.NoteDataset.load(root, split="test")
+    M.write_mixtures(ds, out, per_level=4, levels=[1, 2], seed=0)
+    real, calls = M.render_mixture, []
+
+    def dies_on_the_fifth(rec):
+        calls.append(rec)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return real(rec)
+
+    monkeypatch.setattr(M, "render_mixture", dies_on_the_fifth)
+    with pytest.raises(KeyboardInterrupt):
+        M.write_mixtures(ds, out, per_level=4, levels=[1, 2], seed=1)
+    # the earlier manifest is gone (its files are partly the new run's): nothing passes as a whole set
+    assert not (out / M.MANIFEST).exists()
+    with pytest.raises(DatasetError, match="interrupted"):
+        M.read_manifest(out)
+    result = runner.invoke(app, ["evaluate", str(out), "--out", str(tmp_path / "report")])
+    one_error_line(result, "interrupted")
+    assert not (tmp_path / "report").exists()
+    for wav in out.rglob("mix_*.wav"):
+        assert sf.info(wav).frames == C.WINDOW_SAMPLES  # every WAV under a mixture's name is whole
+    monkeypatch.setattr(M, "render_mixture", real)
+    M.write_mixtures(ds, out, per_level=3, levels=[1, 2], seed=1)  # a rerun takes the folder back
+    listed, present = listed_and_present(out)
+    assert listed == present and len(listed) == 6
+
+
+# --- mixture manifests ----------------------------------------------------------------------------
+
+
+def test_a_manifest_never_makes_evaluate_read_outside_its_folder(tmp_path, outside_note):
+    root = make_dataset(tmp_path / "ds")
+    out = tmp_path / "mix"
+    M.write_mixtures(nsynth.NoteDataset.load(root, split="test"), out, per_level=1, levels=[1], seed=0)
+    manifest = json.loads((out / "labels.json").read_text())
+    for name in (str(outside_note), "../outside/secret.wav", "level01/../../outside/secret.wav"):
+        manifest["mixtures"][0]["file"] = name
+        (out / "labels.json").write_text(json.dumps(manifest))
+        with pytest.raises(DatasetError, match="outside the mixture folder"):
+            M.read_manifest(out)
+        result = runner.invoke(app, ["evaluate", str(out), "--out", str(tmp_path / "report")])
+        one_error_line(result, str(out / "labels.json"), "outside the mixture folder")
+
+
+@pytest.mark.parametrize(
+    "content,reason",
+    [
+        ({"mixtures": [1]}, "not an object"),
+        ({"mixtures": "level01"}, "list of mixtures"),
+        ({"mixtures": [], "families": "bass"}, "families"),
+        ({"mixtures": [{"file": None, "label": "1"}]}, "not a file name"),
+    ],
+)
+def test_a_malformed_manifest_is_one_clear_error(tmp_path, content, reason):
+    (tmp_path / "labels.json").write_text(json.dumps(content))
+    with pytest.raises(DatasetError, match=reason):
+        M.read_manifest(tmp_path)

@@ -10,18 +10,21 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
 from tagger import constants as C
-from tagger.data.nsynth import Note, NoteDataset, load_note_audio
+from tagger.data.nsynth import Note, NoteDataset, load_note_audio, read_json
 from tagger.errors import DatasetError
 from tagger.instruments import encode, to_bits
 
 MANIFEST = "labels.json"
+INCOMPLETE = ".labels.json.incomplete"
+"""Written before a mixture set's files, removed after its manifest: the files of an interrupted run."""
 PEAK = 0.9
 
 
@@ -127,15 +130,45 @@ def write_mixtures(
     seed: int = 0,
     settings: MixSettings = MixSettings(),
 ) -> Path:
-    """Write the mixture set (WAV files + ``labels.json``); returns the manifest path."""
+    """Write the mixture set (WAV files + ``labels.json``); returns the manifest path.
+
+    `out_dir` may be new, hold other files, or hold an earlier mixture set, which this one replaces:
+    a file in the way that is not one of that set's (a user's ``labels.json`` or WAV) is refused
+    before anything is written; the earlier manifest is removed before the first file is written
+    (an interrupted run leaves no manifest, so its folder never passes as a whole mixture set), each
+    WAV is written to a temporary name and renamed, the earlier set's files this one lacks are
+    removed, and ``labels.json`` is written last, atomically."""
     import soundfile as sf
 
     out = Path(out_dir)
     plan = draw_mixtures(dataset, per_level=per_level, levels=levels, seed=seed, settings=settings)
+    if out.exists() and not out.is_dir():
+        raise DatasetError(out, "exists and is not a folder (the mixtures go into a folder)")
+    earlier = _earlier_files(out)
+    for rec in plan:
+        path = out / rec["file"]
+        if (path.exists() or path.is_symlink()) and rec["file"] not in earlier:
+            raise DatasetError(path, "already exists and is not a file of an earlier `tagger dataset mix` here; "
+                                     "nothing was written: choose a new or empty folder")  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    new = {rec["file"] for rec in plan}
+    _write_text(out / INCOMPLETE, json.dumps(sorted(earlier | new)))
+    (out / MANIFEST).unlink(missing_ok=True)  # the earlier set is whole no more
     for rec in plan:
         path = out / rec["file"]
         path.parent.mkdir(parents=True, exist_ok=True)
-        sf.write(path, render_mixture(rec), C.SAMPLE_RATE, subtype="PCM_16")
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.unlink(missing_ok=True)
+        sf.write(tmp, render_mixture(rec), C.SAMPLE_RATE, subtype="PCM_16", format="WAV")
+        os.replace(tmp, path)  # never a truncated WAV under a mixture's name
+    for name in sorted(earlier - new):  # the earlier set's files that this one does not have
+        stale = out / name
+        if stale.is_file() and not stale.is_symlink():
+            stale.unlink()
+        try:
+            stale.parent.rmdir()  # only when empty
+        except OSError:
+            pass
     manifest = {
         "families": list(dataset.families),
         "source": str(dataset.root),
@@ -145,24 +178,63 @@ def write_mixtures(
         "mixtures": [{k: v for k, v in rec.items() if not k.startswith("_")} for rec in plan],
     }
     path = out / MANIFEST
-    tmp = out / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=1))
-    os.replace(tmp, path)
+    _write_text(path, json.dumps(manifest, indent=1))
+    (out / INCOMPLETE).unlink()
     return path
 
 
+_OUR_FILE = re.compile(r"level\d{2}/mix_\d{2}_\d{4,}\.wav")
+"""The names `draw_mixtures` gives: only such files of an earlier set are ever replaced or removed."""
+
+
+def _earlier_files(out: Path) -> set[str]:
+    """The files of an earlier mixture set in `out` (its manifest's, and an interrupted run's); a
+    ``labels.json`` there that is not a mixture manifest is refused, never replaced."""
+    names: list = []
+    if (out / MANIFEST).exists() or (out / MANIFEST).is_symlink():
+        try:
+            names += [rec["file"] for rec in read_manifest(out / MANIFEST)["mixtures"]]
+        except DatasetError as exc:
+            raise DatasetError(out / MANIFEST, f"is not a mixture manifest of tagger ({exc.reason}); nothing was "
+                                               "written: choose a new or empty folder") from None  # fmt: skip
+    if (out / INCOMPLETE).exists():
+        listed = read_json(out / INCOMPLETE)
+        names += listed if isinstance(listed, list) else []
+    return {n for n in names if isinstance(n, str) and _OUR_FILE.fullmatch(n)}
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write `path` whole or not at all (a temporary file renamed over it)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def read_manifest(path: str | os.PathLike) -> dict:
-    """Read a mixture manifest (a folder or its labels.json); file paths become absolute."""
+    """Read a mixture manifest (a folder or its labels.json); file paths become absolute.
+
+    Every mixture's ``file`` must name a file inside the manifest's folder (a relative path without
+    ``..``): a manifest never makes `tagger evaluate` read a file elsewhere."""
     p = Path(path)
     if p.is_dir():
         p = p / MANIFEST
     if not p.is_file():
+        if (p.parent / INCOMPLETE).exists():
+            raise DatasetError(p.parent, "an interrupted `tagger dataset mix` left this mixture folder incomplete "
+                                         "(no labels.json); run it again")  # fmt: skip
         raise DatasetError(p, "no mixture manifest (labels.json) here; make one with `tagger dataset mix`")
+    data = read_json(p)
     try:
-        data = json.loads(p.read_text())
+        if not isinstance(data, dict) or not isinstance(data["mixtures"], list):
+            raise TypeError("expected an object with a list of mixtures")
+        families = data.get("families")
+        if families is not None and (not isinstance(families, list) or not all(isinstance(f, str) for f in families)):
+            raise TypeError(f"families is {families!r}, expected a list of names")
         for rec in data["mixtures"]:
-            rec["path"] = str(p.parent / rec["file"])
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
+            if not isinstance(rec, dict):
+                raise TypeError(f"mixture {rec!r} is not an object")
+            rec["path"] = str(p.parent / _inside(rec["file"]))
+    except (KeyError, TypeError, ValueError) as exc:
         raise DatasetError(p, f"invalid mixture manifest: {exc}") from None
     for rec in data["mixtures"]:
         level = rec.get("level", 0)
@@ -170,3 +242,13 @@ def read_manifest(path: str | os.PathLike) -> dict:
             raise DatasetError(p, f"invalid mixture manifest: mixture {rec.get('file')!r} has level {level!r} "
                                   f"and label {rec.get('label')!r} (a whole number and a bit string)")  # fmt: skip
     return data
+
+
+def _inside(name) -> PurePosixPath:
+    """`name` as a relative path that stays inside its folder; ValueError otherwise."""
+    if not isinstance(name, str) or not name or "\x00" in name:
+        raise ValueError(f"mixture file {name!r} is not a file name")
+    rel = PurePosixPath(name)
+    if rel.is_absolute() or ".." in rel.parts:
+        raise ValueError(f"mixture file {name!r} lies outside the mixture folder (only relative paths inside it)")
+    return rel

@@ -346,7 +346,7 @@ def data_kind(path: str | os.PathLike) -> str:
         return "mixtures"
     if (p / "examples.json").is_file():
         return "notes"
-    if (p / M.MANIFEST).is_file():
+    if (p / M.MANIFEST).is_file() or (p / M.INCOMPLETE).exists():  # (the latter: `read_manifest` says why it is no set)
         return "mixtures"
     raise UserError(
         f"{p}: neither a note dataset (examples.json) nor a mixture folder (labels.json); "
