@@ -272,3 +272,105 @@ def test_a_malformed_manifest_is_one_clear_error(tmp_path, content, reason):
     (tmp_path / "labels.json").write_text(json.dumps(content))
     with pytest.raises(DatasetError, match=reason):
         M.read_manifest(tmp_path)
+
+
+# --- evaluate --out ---------------------------------------------------------------------------
+
+
+class Scorer:
+    families = FAMILIES
+    thresholds = np.full(len(FAMILIES), 0.5, dtype=np.float32)
+
+    def __init__(self, fail_after=None):
+        self.calls = 0
+        self.fail_after = fail_after
+
+    def predict(self, windows):
+        self.calls += 1
+        if self.fail_after is not None and self.calls > self.fail_after:
+            raise KeyboardInterrupt
+        return np.full((len(windows), len(FAMILIES)), 0.1, dtype=np.float32)
+
+
+@pytest.fixture
+def mixtures(tmp_path):
+    root = make_dataset(tmp_path / "ds")
+    out = tmp_path / "mix"
+    M.write_mixtures(nsynth.NoteDataset.load(root, split="test"), out, per_level=2, levels=[0, 1, 2], seed=0)
+    return out
+
+
+def no_model():
+    raise AssertionError("the model must not be loaded when --out cannot take the report")
+
+
+def test_evaluate_out_that_is_a_file_is_refused_before_the_model_loads(tmp_path, mixtures):
+    out = tmp_path / "notes.txt"
+    out.write_text("precious")
+    with pytest.raises(UserError, match="not a folder"):
+        R.evaluate(mixtures, out_dir=out, scorer=no_model, plots=False)
+    result = runner.invoke(app, ["evaluate", str(mixtures), "--out", str(out)])
+    one_error_line(result, str(out), "not a folder")
+    with pytest.raises(UserError, match="not a folder"):
+        R.evaluate(mixtures, out_dir=out / "sub", scorer=no_model, plots=False)
+    assert out.read_text() == "precious"
+
+
+def test_evaluate_never_overwrites_a_users_report_md(tmp_path, mixtures):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "report.md").write_text("my thesis")
+    with pytest.raises(UserError, match="report.md"):
+        R.evaluate(mixtures, out_dir=docs, scorer=no_model, plots=False)
+    assert snapshot(docs) == {"report.md": b"my thesis"}
+    # a folder of other files takes a report, and a rerun replaces the earlier report
+    (docs / "report.md").rename(docs / "thesis.md")
+    R.evaluate(mixtures, out_dir=docs, scorer=Scorer(), plots=False)
+    R.evaluate(mixtures, out_dir=docs, scorer=Scorer(), plots=False)
+    assert (docs / "thesis.md").read_text() == "my thesis" and (docs / "report.json").is_file()
+
+
+def test_an_interrupted_evaluate_leaves_no_report_beside_new_predictions(tmp_path, mixtures):
+    out = tmp_path / "report"
+    R.evaluate(mixtures, out_dir=out, scorer=Scorer(), plots=False, batch_size=2)
+    assert (out / "report.json").is_file()
+    with pytest.raises(KeyboardInterrupt):
+        R.evaluate(mixtures, out_dir=out, scorer=Scorer(fail_after=1), plots=False, batch_size=2)
+    assert (out / "report.json").is_file()  # stopped while scoring: the earlier report is still whole
+
+    import tagger.evaluate.protocols as P
+
+    real = P.Predictions.save
+
+    def half_written(self, path):
+        path.write_bytes(b"PK\x03\x04 half")
+        raise KeyboardInterrupt
+
+    P.Predictions.save = half_written
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            R.evaluate(mixtures, out_dir=out, scorer=Scorer(), plots=False)
+    finally:
+        P.Predictions.save = real
+    assert not (out / "report.json").exists() and not (out / "report.md").exists()
+    R.evaluate(mixtures, out_dir=out, scorer=Scorer(), plots=False)  # and a rerun writes it again
+    assert (out / "report.json").is_file()
+
+
+def test_saved_predictions_are_written_whole_or_not_at_all(tmp_path, monkeypatch, mixtures):
+    out = tmp_path / "report"
+    report = R.evaluate(mixtures, out_dir=out, scorer=Scorer(), plots=False)
+    path = out / R.POLYPHONY_PREDICTIONS
+    before = path.read_bytes()
+
+    def dies(file, **arrays):  # killed with a part of the archive written
+        if hasattr(file, "write"):
+            file.write(b"PK\x03\x04 half")
+        else:
+            open(file if str(file).endswith(".npz") else f"{file}.npz", "wb").write(b"PK\x03\x04 half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "savez_compressed", dies)
+    with pytest.raises(KeyboardInterrupt):
+        report.polyphony.predictions.save(path)
+    assert path.read_bytes() == before

@@ -75,17 +75,21 @@ class Predictions:
         return (self.scores >= self.thresholds).astype(np.uint8)
 
     def save(self, path: str | os.PathLike) -> Path:
+        """Write the predictions to `path` (.npz) whole or not at all (a temporary file renamed over it)."""
         path = Path(path)
-        np.savez_compressed(
-            path,
-            families=np.array(self.families, dtype=str),
-            ids=np.array(self.ids, dtype=str),
-            levels=self.levels,
-            truth=self.truth,
-            scores=self.scores,
-            thresholds=self.thresholds,
-            decisions=self.decisions,
-        )
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(
+                fh,
+                families=np.array(self.families, dtype=str),
+                ids=np.array(self.ids, dtype=str),
+                levels=self.levels,
+                truth=self.truth,
+                scores=self.scores,
+                thresholds=self.thresholds,
+                decisions=self.decisions,
+            )
+        os.replace(tmp, path)
         return path
 
     @classmethod

@@ -104,6 +104,8 @@ def evaluate(
     """
     if solo_notes is not None and solo_notes < 1:
         raise UserError(f"solo_notes must be at least 1, got {solo_notes}")
+    out = Path(out_dir)
+    check_out_dir(out)  # before the work: a report with nowhere to go must not cost an evaluation
 
     kind = data_kind(data)
     data_path = Path(data)
@@ -144,8 +146,14 @@ def evaluate(
     if solo_result is None and poly_result is None:
         raise UserError("nothing to evaluate: both the solo test and the polyphony levels are off")
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    check_out_dir(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{out}: cannot make the report folder: {exc.strerror or exc}") from None
+    _atomic_write(out / INCOMPLETE, "a tagger evaluate writing its report (or interrupted): rerun it\n")
+    for name in (REPORT_JSON, REPORT_MD):  # an earlier report's: a run stopped half-way must not leave
+        (out / name).unlink(missing_ok=True)  # it beside predictions it does not describe
     files: dict[str, Path] = {}
     if solo_result is not None:
         files["solo_predictions"] = solo_result.predictions.save(out / SOLO_PREDICTIONS)
@@ -181,7 +189,42 @@ def evaluate(
     md_path = out / REPORT_MD
     _atomic_write(md_path, render_markdown(content))
     files["json"], files["markdown"] = json_path, md_path
+    (out / INCOMPLETE).unlink()
     return Report(data=content, out_dir=out, files=files, solo=solo_result, polyphony=poly_result)
+
+
+INCOMPLETE = ".report.incomplete"
+"""Written before a report's files, removed after them: a folder an interrupted `evaluate` wrote to."""
+REPORT_FILES = (REPORT_JSON, REPORT_MD, SOLO_PREDICTIONS, POLYPHONY_PREDICTIONS, PLOTS_DIR)
+"""The names a report folder's files take."""
+
+
+def check_out_dir(out: Path) -> None:
+    """Refuse a report folder that is a file, or that holds files under a report's names
+    (`REPORT_FILES`: a user's own report.md, a plots/ folder) but no earlier tagger report, which
+    the new report would overwrite. A folder of other files, or an earlier report's, is fine."""
+    if (out.exists() or out.is_symlink()) and not out.is_dir():
+        raise UserError(f"{out}: --out exists and is not a folder; nothing was written")
+    above = next((p for p in out.parents if p.exists()), None)
+    if not out.exists() and above is not None and not above.is_dir():
+        raise UserError(f"{out}: --out lies under {above}, which is not a folder; nothing was written")
+    if not out.is_dir() or _is_report(out / REPORT_JSON) or (out / INCOMPLETE).is_file():
+        return
+    taken = [name for name in REPORT_FILES if (out / name).exists() or (out / name).is_symlink()]
+    if taken:
+        raise UserError(f"{out}: holds {', '.join(taken)} but no earlier tagger report that would be replaced; "
+                        "nothing was written: choose a new or empty folder for --out")  # fmt: skip
+
+
+def _is_report(path: Path) -> bool:
+    """Whether `path` is a report.json written by `evaluate`."""
+    if path.is_symlink() or not path.is_file():
+        return False
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and {"tagger_version", "model", "data", "paper", "files"} <= data.keys()
 
 
 def _atomic_write(path: Path, text: str) -> None:
