@@ -374,3 +374,33 @@ def test_saved_predictions_are_written_whole_or_not_at_all(tmp_path, monkeypatch
     with pytest.raises(KeyboardInterrupt):
         report.polyphony.predictions.save(path)
     assert path.read_bytes() == before
+
+
+def test_render_into_a_folder_of_a_users_files_is_refused_before_anything_is_written(tmp_path):
+    """`tagger dataset render OUT` writes render.json, split.json and audio/*.wav into OUT: pointed at
+    a folder of other files (a music folder, a typo) it overwrote a user's files of those names."""
+    music = tmp_path / "music"
+    (music / "audio").mkdir(parents=True)
+    (music / "split.json").write_text("mine")
+    (music / "audio" / "song.wav").write_bytes(b"RIFF mine")
+    before = sorted((p.relative_to(music), p.read_bytes()) for p in music.rglob("*") if p.is_file())
+    r = CliRunner().invoke(app, ["dataset", "render", str(music), "--no-stk", "--no-salamander", "--no-sample-negatives",
+                                 "--pitch-step", "127"])  # fmt: skip
+    assert r.exit_code == 1
+    assert str(music) in r.output and "no examples.json" in r.output and "Traceback" not in r.output
+    assert sorted((p.relative_to(music), p.read_bytes()) for p in music.rglob("*") if p.is_file()) == before
+    (tmp_path / "file").write_text("x")
+    r = CliRunner().invoke(app, ["dataset", "render", str(tmp_path / "file"), "--no-soundfonts", "--no-stk",
+                                 "--no-salamander", "--no-sample-negatives"])  # fmt: skip
+    assert r.exit_code == 1 and "not a folder" in r.output and (tmp_path / "file").read_text() == "x"
+
+
+def test_render_takes_an_empty_folder_or_a_dataset_to_add_to(tmp_path):
+    from tagger.data.examples import check_render_folder
+
+    check_render_folder(tmp_path / "new")  # missing
+    (tmp_path / "empty").mkdir()
+    check_render_folder(tmp_path / "empty")
+    (tmp_path / "ds" / "audio").mkdir(parents=True)
+    (tmp_path / "ds" / "examples.json").write_text("{}")
+    check_render_folder(tmp_path / "ds")

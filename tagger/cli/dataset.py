@@ -57,7 +57,9 @@ def render(
 
     from tagger.data import gm, nsynth, render as R
     from tagger.data import samples as M, stk as S
+    from tagger.data.examples import check_render_folder
 
+    check_render_folder(out)
     sfs = R.default_soundfonts() if not soundfont else {R.soundfont_key(p): p for p in soundfont}
     drums = R.default_drum_soundfonts() if not soundfont and negatives else {}
     vel = tuple(int(v) for v in velocities.split(","))

@@ -24,6 +24,24 @@ def read_examples(path: str | os.PathLike) -> dict[str, dict]:
     return data
 
 
+def check_render_folder(out_dir: str | os.PathLike) -> None:
+    """Refuse to render into a folder that holds files but is no dataset (no ``examples.json``): a
+    render writes ``render.json``, ``split.json`` and ``audio/*.wav`` there, over a user's files of
+    those names. An empty or missing folder, or a dataset to add instruments to, is fine."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise DatasetError(out, "not a folder")
+    if not out.is_dir() or (out / "examples.json").is_file():
+        return
+    try:
+        held = sorted(p.name for p in out.iterdir())
+    except OSError as exc:
+        raise DatasetError(out, f"cannot list the folder: {exc.strerror or exc}") from None
+    if held:
+        raise DatasetError(out, f"holds files but no examples.json ({', '.join(held[:3])}{', ...' if len(held) > 3 else ''}): "
+                                "not a dataset to add to; render into an empty or new folder")  # fmt: skip
+
+
 def existing_instruments(out_dir: str | os.PathLike) -> set[str]:
     """instrument_str of every note already in ``out_dir/examples.json``."""
     return {r["instrument_str"] for r in read_examples(Path(out_dir) / "examples.json").values()}
