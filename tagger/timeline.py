@@ -66,12 +66,20 @@ def from_result(path: str | os.PathLike, result, *, thresholds: Sequence[float],
     )
 
 
+MARK = "tagger timeline"
+"""Written into every picture's metadata (PNG ``Software``, SVG ``Creator``): a picture tagger drew is
+the only existing file a new one replaces."""
+
+
 def check_output(path: str | os.PathLike) -> Path:
-    """`path` as a `Path`, refused (UserError) unless it ends in .png or .svg."""
+    """`path` as a `Path`, refused (UserError) unless it ends in .png or .svg and no file is there but
+    an earlier timeline (`MARK`): a cover.png or anything else of the user's is never drawn over."""
+    from tagger.outputs import check_replaceable
+
     path = Path(path)
     if path.suffix.lower() not in FORMATS:
         raise UserError(f"{path}: the picture must be a .png or .svg file")
-    return path
+    return check_replaceable(path, ours=lambda head: MARK.encode() in head, what="a timeline picture")
 
 
 def figure_size(n_families: int) -> tuple[float, float]:
@@ -135,8 +143,12 @@ def draw(timeline: Timeline, out: str | os.PathLike, *, dpi: int = DPI) -> np.nd
     fig.suptitle(f"{name}  ·  model {timeline.model_version or '?'}  ·  {found}", fontsize=10, y=1 - 0.12 / height)
     fig.text(0.01, 0.06 / height, "step curve: window score (0-1); dashed: threshold; shaded: detected segments; "
              "grey: silent; bold name: present", ha="left", va="bottom", fontsize=7, color="0.3")  # fmt: skip
+    from tagger.outputs import write_atomic
+
+    kind = out.suffix.lower().lstrip(".")
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=dpi)
+    metadata = {"Software": MARK} if kind == "png" else {"Creator": MARK}
+    write_atomic(out, lambda tmp: fig.savefig(tmp, dpi=dpi, format=kind, metadata=metadata))
     return drawn
 
 

@@ -88,6 +88,24 @@ def test_query_table(scanned):
     assert "0:06" in body[files["sub/flute.m4a"]] and body[files["more/flute_string.aiff"]].endswith("flute, string")
 
 
+def test_query_output_never_replaces_a_users_music_or_picture(scanned, tmp_path):
+    """`query -o` wrote the track list over whatever file had the name, a song included. A text file
+    (an earlier playlist or list) is replaced whole; a binary file (audio, a picture) or a folder is
+    refused and left as it was."""
+    db, files = scanned
+    song = files["sub/flute.m4a"]
+    before = open(song, "rb").read()
+    for target in (song, str(tmp_path)):
+        r = CliRunner().invoke(app, ["query", "--db", db, "--format", "m3u", "--output", target])
+        assert r.exit_code == 1 and target in r.output and "Traceback" not in r.output, r.output
+    assert open(song, "rb").read() == before
+    old = tmp_path / "old.m3u"
+    old.write_text("#EXTM3U\n#EXTINF:1,x\n/gone/x.flac\n" * 50, encoding="utf-8")
+    r = CliRunner().invoke(app, ["query", "--db", db, "--has", "flute", "--format", "m3u", "--output", str(old)])
+    assert r.exit_code == 0, r.output
+    assert "/gone/x.flac" not in old.read_text(encoding="utf-8")  # replaced whole, no tail of the longer old list
+
+
 def test_query_m3u_playlist(scanned, tmp_path):
     db, files = scanned
     out = tmp_path / "flute.m3u"

@@ -102,6 +102,32 @@ def test_a_track_scanned_before_window_scores_asks_for_a_rescan(scanned, tmp_pat
     assert r.exit_code == 0 and "instruments: bass, flute, string" in r.output
 
 
+def test_a_plot_never_draws_over_a_users_file_and_replaces_an_earlier_timeline(scanned, tmp_path):
+    """`--plot cover.png` in an album folder drew over the album's cover art without a word. Only an
+    earlier timeline (tagger's mark in its metadata) or an empty file is replaced; anything else, a
+    folder or a link to a user's file is refused before anything is drawn, and left as it was."""
+    _, db, path, _ = scanned
+    cover = tmp_path / "cover.png"
+    cover.write_bytes(b"\x89PNG\r\n\x1a\n the album's only cover")
+    link = tmp_path / "link.svg"
+    link.symlink_to(cover)
+    for target in (cover, link, tmp_path):
+        r = CliRunner().invoke(app, ["show", "--db", db, path, "--plot", str(target)])
+        assert r.exit_code == 1 and str(target) in r.output and "Traceback" not in r.output, r.output
+    assert "tagger did not write" in CliRunner().invoke(app, ["show", "--db", db, path, "--plot", str(cover)]).output
+    assert cover.read_bytes() == b"\x89PNG\r\n\x1a\n the album's only cover" and link.is_symlink()
+    for name in ("walk.png", "walk.svg"):
+        out = tmp_path / name
+        for _ in range(2):  # a new picture, then the same one drawn again over it
+            r = CliRunner().invoke(app, ["show", "--db", db, path, "--plot", str(out)])
+            assert r.exit_code == 0, r.output
+        assert T.MARK.encode() in out.read_bytes()[:8192]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temporary file left
+    empty = tmp_path / "empty.png"
+    empty.touch()
+    assert CliRunner().invoke(app, ["show", "--db", db, path, "--plot", str(empty)]).exit_code == 0
+
+
 def test_plot_needs_png_or_svg(scanned, tmp_path):
     _, db, path, _ = scanned
     r = CliRunner().invoke(app, ["show", "--db", db, path, "--plot", str(tmp_path / "x.jpg")])

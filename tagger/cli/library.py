@@ -219,7 +219,9 @@ def query(
     tracks = _with_session(db, lambda s: find_tracks(s, where=where))
     text = render_tracks(tracks, fmt=fmt)
     if output is not None:
-        output.write_text(text, encoding="utf-8")
+        from tagger.outputs import check_replaceable, looks_like_text, write_atomic
+
+        write_atomic(check_replaceable(output, ours=looks_like_text, what="a track list (text)"), text)
         echo(f"{len(tracks)} track(s) written to {output}", err=True)
     else:
         echo(text, nl=False)

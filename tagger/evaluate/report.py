@@ -228,9 +228,9 @@ def _is_report(path: Path) -> bool:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    from tagger.outputs import write_atomic
+
+    write_atomic(path, text)
 
 
 def jsonable(value):

@@ -1,0 +1,97 @@
+"""Files tagger writes where a user asks (`show --plot`, `predict --plot`, `query --output`, reports):
+written whole or not at all, and never over a file of the user's.
+
+A music folder holds the user's only copies (cover art, playlists, the music itself) beside the
+place a picture or a playlist is asked for; one wrong name must not cost one of them. So an
+existing file is replaced only when it is one tagger could have written there (`check_replaceable`
+with the caller's test), and every write goes to a temporary file in the same folder first,
+moved over the name with one `os.replace` (a crash leaves the old file or the new one, and a
+symbolic link at the name is replaced, not written through).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from tagger.errors import UserError
+
+HEAD_BYTES = 8192
+"""How much of an existing file the tests of `check_replaceable` see."""
+
+
+def check_replaceable(path: str | os.PathLike, *, ours: Callable[[bytes], bool], what: str) -> Path:
+    """`path` as a `Path` when writing `what` there replaces nothing of the user's: it does not exist,
+    is an empty file, or a regular file whose first `HEAD_BYTES` bytes `ours` accepts. Otherwise a
+    `UserError` naming it and the reason (a folder, a FIFO or device, another kind of file)."""
+    path = Path(path)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return path
+    except OSError as exc:
+        raise UserError(f"{path}: cannot write {what} there ({exc.strerror or exc})") from None
+    import stat
+
+    if stat.S_ISDIR(st.st_mode):
+        raise UserError(f"{path}: is a folder; give a file name for {what}")
+    if not stat.S_ISREG(st.st_mode):
+        raise UserError(f"{path}: not a regular file; {what} is not written there")
+    if st.st_size == 0:
+        return path
+    try:
+        with open(path, "rb") as f:
+            head = f.read(HEAD_BYTES)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read the file already there ({exc.strerror or exc})") from None
+    if not ours(head):
+        raise UserError(f"{path}: a file is already there that tagger did not write (not {what}); "
+                        "left unchanged: choose another name, or move it away first")  # fmt: skip
+    return path
+
+
+def looks_like_text(head: bytes) -> bool:
+    """The start of a text file (a playlist, CSV, JSON): no NUL byte, valid UTF-8 (a character cut at
+    the end of `head` allowed). Audio, pictures and documents all fail it."""
+    if b"\0" in head:
+        return False
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return exc.start >= len(head) - 3  # (only a multi-byte character cut by the read)
+    return True
+
+
+def write_atomic(path: str | os.PathLike, data: bytes | str | Callable[[str], None]) -> None:
+    """Write `data` (bytes, text as UTF-8, or a function that writes the file whose name it is given)
+    to `path` through a temporary file in its folder, moved over `path` once complete. The folder
+    must exist. A new file gets the permissions a plain ``open`` would give it, a replaced one keeps its own."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        try:
+            mode = os.stat(path).st_mode & 0o7777  # (a file replaced keeps its permissions)
+        except OSError:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        os.fchmod(fd, mode)
+        if callable(data):
+            os.close(fd)
+            fd = -1
+            data(tmp)
+        else:
+            with os.fdopen(fd, "wb") as f:
+                fd = -1
+                f.write(data.encode("utf-8") if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
