@@ -135,3 +135,133 @@ def test_a_dead_workers_file_is_known_from_its_claim_alone():
     assert failed == [(7, "the decoder crashed (worker exit code -9)")]
     assert [p.pid for p in procs] == [4444, 4343] and list(runner.pending) == [8]
     claims.close()
+
+
+# -- workers killed at random moments ------------------------------------------------------------------
+
+KILLER_SCRIPT = """
+import faulthandler, json, os, random, signal, sys, threading, time
+sys.path[:0] = [{tests!r}, {root!r}]  # this checkout's tagger, whatever is installed
+from library_fakes import FakeAnalyser
+from tagger.db.session import open_database
+from tagger.library.scan import scan
+from conftest import track_rows, track_instruments
+
+
+class Dense(FakeAnalyser):
+    # Windows every 0.5 s: 32 windows of features are a 0.5 MB message, written to the pipe in many
+    # pieces (a kill lands inside a write); predictions slow enough that the workers wait on a full
+    # result queue in the middle of a write.
+    @property
+    def aggregation(self):
+        return {{**super().aggregation, "hop_seconds": 0.5}}
+
+
+def workers(min_age):
+    # The scan's worker processes (children of this process started by multiprocessing's spawn;
+    # not its resource tracker) that have lived at least `min_age` seconds (past their start-up:
+    # a worker killed before it is ready counts towards "scan workers keep exiting").
+    me, found = os.getpid(), []
+    tick, up = os.sysconf("SC_CLK_TCK"), float(open("/proc/uptime").read().split()[0])
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = open(f"/proc/{{entry}}/stat").read().rsplit(")", 1)[1].split()
+            cmd = open(f"/proc/{{entry}}/cmdline", "rb").read()
+        except OSError:
+            continue
+        if int(stat[1]) == me and b"spawn_main" in cmd and stat[0] != "Z" and up - int(stat[19]) / tick >= min_age:
+            found.append(int(entry))
+    return found
+
+
+def killer(stop, rng, kills, done, ready):
+    # Starts once the first file is done; kills workers older than the time that took (3 s at most).
+    t0 = time.monotonic()
+    while not ready.wait(0.05):
+        if stop.is_set():
+            return
+    min_age = min(3.0, time.monotonic() - t0)
+    while len(done) < kills and not stop.wait(rng.uniform(0.02, 0.6)):
+        pids = workers(min_age)
+        if pids:
+            pid = rng.choice(pids)
+            os.kill(pid, signal.SIGKILL)
+            done.append(pid)
+
+
+if __name__ == "__main__":
+    faulthandler.dump_traceback_later(float(sys.argv[5]), exit=True)  # a hang: where it waits
+    db = open_database(sys.argv[1])
+    seed, kills = int(sys.argv[3]), int(sys.argv[4])
+    stop, done, ready = threading.Event(), [], threading.Event()
+
+    def progress(p):
+        if p.phase == "analyse" and p.files_done >= 1:
+            ready.set()
+
+    thread = threading.Thread(target=killer, args=(stop, random.Random(seed), kills, done, ready), daemon=True)
+    thread.start()
+    t = time.monotonic()
+    first = scan([sys.argv[2]], db=db, analyser=Dense(delay=0.2), jobs=2, predict_batch=32, commit_every=1,
+                 progress=progress)
+    took = time.monotonic() - t
+    stop.set()
+    thread.join()
+    rows = track_rows(db)
+    found = track_instruments(db)
+    again = scan([sys.argv[2]], db=db, analyser=Dense(), jobs=2, retry_errors=True)
+    print(json.dumps({{"kills": len(done), "took": took, "rows": rows, "found": found,
+                      "failed": first.failed, "scanned": first.scanned, "retried": again.scanned,
+                      "after": track_rows(db), "found_after": track_instruments(db)}}), flush=True)
+    db.close()
+"""
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc (Linux)")
+@pytest.mark.integration
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_workers_killed_at_random_moments_fail_only_their_files(tmp_path, seed):
+    """SIGKILL (the OOM killer, ``kill -9``, a decoder crashing in-process) can land on a worker at
+    any moment: idle, waiting for a task, in the middle of writing a message. The workers shared
+    the locks of their task and result queues, and one killed while holding one left it taken for
+    ever: the scan then waited for ever. Now each kill fails at most the file its worker had opened
+    (recorded as a crash), the scan finishes, and a rerun with ``retry_errors`` analyses those."""
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    tests = Path(__file__).resolve().parent
+    music = tmp_path / "music"
+    freqs = (110.0, 1000.0, 4000.0)
+    names = {"0": "bass", "1": "flute", "2": "string"}
+    for i in range(30):
+        write_audio(music / f"{i:02d}_{i % 3}.wav", tone_signal([freqs[i % 3]], seconds=20.0))
+    script = tmp_path / "kill_workers.py"
+    script.write_text(KILLER_SCRIPT.format(tests=str(tests), root=str(tests.parent)))
+    cmd = [sys.executable, str(script), str(tmp_path / "lib.db"), str(music), str(seed), "12", "200"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:  # a hang ends after 200 s with the script's stacks on stderr (faulthandler), or is killed
+        out, err = proc.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # its workers, should any be left
+    except ProcessLookupError:
+        pass
+    assert proc.returncode == 0, f"the scan failed or hung (seed {seed}):\n{err[-5000:]}"
+    r = json.loads(out.strip().splitlines()[-1])
+    assert r["kills"] >= 6, r["kills"]
+    files = {str(p) for p in music.iterdir()}
+    assert set(r["rows"]) == files
+    crashed = {p for p, (status, _) in r["rows"].items() if status == "error"}
+    for p, (status, error) in r["rows"].items():
+        assert status == "ok" or error == "the decoder crashed (worker exit code -9)", (p, status, error)
+    assert len(crashed) <= r["kills"] and r["failed"] == len(crashed)
+    expected = {p: [names[Path(p).stem.split("_")[1]]] for p in files}
+    assert r["found"] == {p: v for p, v in expected.items() if p not in crashed}
+    assert r["retried"] == len(crashed)
+    assert r["after"] == {p: ["ok", None] for p in files} and r["found_after"] == expected
