@@ -110,12 +110,15 @@ def test_a_dead_workers_file_is_known_from_its_claim_alone():
     """A worker sent word of the file it took (`Started`) on the results queue, whose messages a
     thread of the worker sends: a decoder that killed its worker at once could take that word with
     it, and the scan then waited for the file for ever (a 21-minute hang of the test above on a
-    loaded machine). The claim now comes on a queue of its own, written before the file is opened:
-    the dead worker's file fails as a crash and the scan goes on."""
+    loaded machine). The claim is now written on the worker's own pipe, by the worker itself,
+    before it opens the file: the dead worker's file fails as a crash, the file sent to it that it
+    had not opened goes to another worker, and the scan goes on."""
     import multiprocessing as mp
+    from collections import deque
 
     from tagger.library.messages import Started
     from tagger.library.runner import Runner
+    from tagger.library.workers import Worker
 
     class Proc:
         def __init__(self, pid: int, alive: bool):
@@ -125,16 +128,22 @@ def test_a_dead_workers_file_is_known_from_its_claim_alone():
             return self.alive
 
     runner = Runner.__new__(Runner)  # (only the worker bookkeeping is exercised)
-    runner.pending, runner.progressed, runner.file_timeout, runner.deaths = {7: None, 8: None}, {}, 3.0, 0
+    runner.pending, runner.progressed, runner.file_timeout, runner.deaths = {7: None, 8: None, 9: None}, {}, 3.0, 0
+    runner.check_stop = lambda: None
+    runner.handle = lambda messages: None
     failed: list[tuple[int, str]] = []
     runner.fail = lambda task_id, reason, transient=False: (failed.append((task_id, reason)), runner.pending.pop(task_id))
-    claims = mp.get_context("spawn").SimpleQueue()
-    claims.put(Started(7, 4242))  # the worker's last act before its decoder killed it
-    procs = [Proc(4242, alive=False), Proc(4343, alive=True)]
-    runner._check_workers(procs, {}, lambda: Proc(4444, alive=True), claims)
+    ours, theirs = mp.get_context("spawn").Pipe()
+    theirs.send(Started(7, 4242))  # the worker's last act before its decoder killed it
+    theirs.close()
+    dead, alive = Worker(Proc(4242, alive=False), ours), Worker(Proc(4343, alive=True), None)
+    dead.sent.extend([7, 9])
+    alive.sent.append(8)
+    workers, todo = [dead, alive], deque([10])
+    runner._check_workers(workers, todo, lambda: Worker(Proc(4444, alive=True), None))
     assert failed == [(7, "the decoder crashed (worker exit code -9)")]
-    assert [p.pid for p in procs] == [4444, 4343] and list(runner.pending) == [8]
-    claims.close()
+    assert [w.pid for w in workers] == [4444, 4343] and sorted(runner.pending) == [8, 9]
+    assert list(todo) == [9, 10]  # sent to the dead worker, never opened: next in line
 
 
 # -- workers killed at random moments ------------------------------------------------------------------
@@ -183,7 +192,7 @@ def killer(stop, rng, kills, done, ready):
         if stop.is_set():
             return
     min_age = min(3.0, time.monotonic() - t0)
-    while len(done) < kills and not stop.wait(rng.uniform(0.02, 0.6)):
+    while len(done) < kills and not stop.wait(rng.uniform(0.02, 0.4)):
         pids = workers(min_age)
         if pids:
             pid = rng.choice(pids)
@@ -254,7 +263,7 @@ def test_workers_killed_at_random_moments_fail_only_their_files(tmp_path, seed):
         pass
     assert proc.returncode == 0, f"the scan failed or hung (seed {seed}):\n{err[-5000:]}"
     r = json.loads(out.strip().splitlines()[-1])
-    assert r["kills"] >= 6, r["kills"]
+    assert r["kills"] >= 4, r["kills"]  # (the scan may end before all 12)
     files = {str(p) for p in music.iterdir()}
     assert set(r["rows"]) == files
     crashed = {p for p, (status, _) in r["rows"].items() if status == "error"}

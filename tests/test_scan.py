@@ -598,9 +598,14 @@ def test_folder_condition_matches_the_folder_only(db):
 
 
 def test_a_crashed_worker_fails_its_file_and_is_replaced(db, tmp_path):
+    import multiprocessing as mp
+    from collections import deque
+
     from tagger.db.scan_writer import FileState, ScanWriter
     from tagger.library import scan as S
+    from tagger.library.messages import Started
     from tagger.library.runner import Runner
+    from tagger.library.workers import Worker
 
     class DeadProc:
         pid, exitcode = 4242, -11
@@ -620,10 +625,21 @@ def test_a_crashed_worker_fails_its_file_and_is_replaced(db, tmp_path):
     path = str(tmp_path / "crash.mp3")
     runner.pending[0] = runner.new_pending(FileState(path, 10, 1.0, "fp", None))
     started = []
-    procs = [DeadProc()]
-    runner._check_workers(procs, {4242: 0}, lambda: started.append(1) or "new")
+
+    def dead_worker(*claims):
+        """A dead worker whose pipe holds its `claims` (`Started` messages), then ends."""
+        ours, theirs = mp.get_context("spawn").Pipe()
+        for claim in claims:
+            theirs.send(claim)
+        theirs.close()
+        w = Worker(DeadProc(), ours)
+        w.sent.extend(c.task_id for c in claims)
+        return w
+
+    workers = [dead_worker(Started(0, 4242))]
+    runner._check_workers(workers, deque(), lambda: started.append(1) or "new")
     writer.finish()
-    assert procs == ["new"] and started == [1] and not runner.pending
+    assert workers == ["new"] and started == [1] and not runner.pending
     assert summary.failed == 1
     with db.session() as s:
         track = s.scalar(select(M.Track).where(M.Track.path == path))
@@ -633,7 +649,7 @@ def test_a_crashed_worker_fails_its_file_and_is_replaced(db, tmp_path):
 
     with pytest.raises(TaggerError, match="keep exiting"):
         for _ in range(5):
-            runner._check_workers([DeadProc()], {}, lambda: "new")
+            runner._check_workers([dead_worker()], deque(), lambda: "new")
 
 
 def test_quick_trusts_size_and_mtime_and_the_default_reads_the_fingerprint(lib, db):

@@ -1,8 +1,9 @@
 """The per-file work of a scan, run in worker processes: decode, resample, window, features.
 
 Nothing here imports TensorFlow or the database: a worker streams one file at a time through
-`analyse_file`, which yields plain-value messages (never raises), and puts them on a bounded queue
-that the main process drains (the main process runs the ensemble and writes the database).
+`analyse_file`, which yields plain-value messages (never raises), and sends them on its own pipe
+to the main process, which reads them as it goes (the main process runs the ensemble and writes
+the database).
 
 The messages are the small dataclasses of `tagger.library.messages` (`Started`, `FileInfo`,
 `Windows`, `Done`, `Failed`).
@@ -11,7 +12,6 @@ The messages are the small dataclasses of `tagger.library.messages` (`Started`, 
 from __future__ import annotations
 
 import os
-import queue as _queue
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -153,18 +153,19 @@ def die_with_parent(parent: int | None = None) -> None:
         os._exit(1)
 
 
-def worker_main(tasks, results, config: AnalysisConfig, parent: int | None = None, claims=None) -> None:
-    """Worker process loop: take ``(task_id, path)`` from `tasks` until ``None``; put messages on `results`.
+def worker_main(conn, config: AnalysisConfig, parent: int | None = None) -> None:
+    """Worker process loop: take ``(task_id, path)`` from `conn` (this worker's own pipe to the scan,
+    `tagger.library.workers.Worker`) until ``None``; send the file's messages back on it.
 
-    The `Started` message of each file goes to `claims` (a ``SimpleQueue``) when given, written
-    before the file is opened: a decoder that kills its worker at once must not leave the scan
-    without word of which file the worker held (a message on `results` is sent by a thread of the
-    worker, which dies with it before it sends).
+    Each file's `Started` is sent before the file is opened: a decoder that kills its worker at once
+    must not leave the scan without word of which file the worker held. Every message is written
+    whole by this thread before the next step (no sender thread, and no lock or queue shared with
+    the other workers: a worker killed in the middle of a write cuts only its own pipe short). A
+    message waits until the scan reads it, which bounds the memory of a scan that falls behind.
 
     Dies with the parent process `parent` (the scan; `die_with_parent`), and as a fallback exits by
-    itself when it finds its parent gone. Never blocks at exit on a full `results` queue (the
-    main process reads every message of a file before it sends ``None``; when it stops early it
-    drops the files in progress).
+    itself when it finds its parent gone or its pipe closed. Never blocks at exit: the scan reads
+    every message of a file before it sends ``None``; when it stops early it stops the worker.
     """
     import signal
 
@@ -173,41 +174,26 @@ def worker_main(tasks, results, config: AnalysisConfig, parent: int | None = Non
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     signal.signal(signal.SIGTERM, _exit_on_sigterm)  # stopped by the scan (a hung file): exit cleanly
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # a closed terminal is the main process's to handle
-    results.cancel_join_thread()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     _warm_up(config)  # imports and first-call compilation happen before the file timeout counts
 
-    def alive() -> bool:
-        return os.getppid() == parent
-
-    def put(msg) -> bool:
+    try:
         while True:
-            try:
-                results.put(msg, timeout=1.0)
-                return True
-            except _queue.Full:
-                if not alive():
-                    return False
-
-    while True:
-        try:
-            item = tasks.get(timeout=1.0)
-        except _queue.Empty:
-            if not alive():
+            if not conn.poll(1.0):
+                if os.getppid() != parent:
+                    return
+                continue
+            item = conn.recv()
+            if item is None:
                 return
-            continue
-        if item is None:
-            return
-        task_id, path = item
-        if claims is not None:
-            claims.put(Started(task_id, os.getpid()))  # (written to the pipe before put returns)
-        elif not put(Started(task_id, os.getpid())):
-            return
-        waited = 0.0
-        for msg in analyse_file(task_id, path, config=config):
-            if isinstance(msg, Done):
-                msg.stats["seconds"]["wait"] = waited
-            t = time.perf_counter()
-            if not put(msg):
-                return
-            waited += time.perf_counter() - t
+            task_id, path = item
+            conn.send(Started(task_id, os.getpid()))  # (in the pipe before the file is opened)
+            waited = 0.0
+            for msg in analyse_file(task_id, path, config=config):
+                if isinstance(msg, Done):
+                    msg.stats["seconds"]["wait"] = waited
+                t = time.perf_counter()
+                conn.send(msg)
+                waited += time.perf_counter() - t
+    except (EOFError, OSError):  # the scan closed its end of the pipe, or is gone
+        return

@@ -8,9 +8,10 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import os
-import queue as _queue
 import time
+from collections import deque
 from collections.abc import Callable
+from multiprocessing.connection import wait
 
 import numpy as np
 
@@ -24,12 +25,16 @@ from tagger.library.assemble import TrackAssembler
 from tagger.fingerprint import content_hash, fingerprint, read_back
 from tagger.library.messages import Done, Failed, FileInfo, Message, RemoteResult, Started, Windows
 from tagger.library.state import AnalysedFile, Analyser, OnTrack, Progress, ScanInterrupted, StopSignals
-from tagger.library.workers import single_threaded_children, stop_process, stop_workers
+from tagger.library.workers import Worker, start_worker, stop_process, stop_workers
 
 log = logging.getLogger("tagger.library.scan")
 
 DEFAULT_FILE_TIMEOUT = 300.0
 """Seconds a worker may go without progress on one file (see ``scan(file_timeout=...)``)."""
+
+TASKS_AHEAD = 2
+"""Files sent to a worker at once: the one it analyses and the next, waiting in its pipe so that it
+goes on without waiting for the main process."""
 
 
 def aggregation_params(analyser: Analyser) -> dict:
@@ -269,107 +274,144 @@ class Runner:
             self.handle(batch)
 
     def run_processes(self, work: list[FileState], *, jobs: int) -> None:
+        """Analyse `work` in `jobs` worker processes (`tagger.library.analyse.worker_main`), each with
+        a pipe of its own to this process (`tagger.library.workers.Worker`): up to `TASKS_AHEAD`
+        files are sent to a worker ahead, and its claims and messages are read from all the pipes
+        at once (`multiprocessing.connection.wait`). The workers share no queue or lock, so a worker
+        killed at any moment (the OOM killer, ``kill -9``, a decoder crashing in-process) stops
+        nothing but itself: its pipe ends, the file it had claimed fails, the files sent to it that
+        it had not opened go to the others, and a new worker takes its place (`_check_workers`)."""
         ctx = mp.get_context("spawn")
-        tasks = ctx.Queue()
-        results = ctx.Queue(maxsize=4 * jobs)
-        claims = ctx.SimpleQueue()  # which worker took which file, written before it opens the file
 
-        def start():
-            proc = ctx.Process(target=worker_main, args=(tasks, results, self.config, os.getpid(), claims), daemon=True)
-            with single_threaded_children():
-                proc.start()
-            return proc
+        def start() -> Worker:
+            return start_worker(ctx, worker_main, (self.config, os.getpid()))
 
-        procs = [start() for _ in range(jobs)]
-        holder: dict[int, int] = {}  # worker pid -> task id it works on
-        next_task = 0
-        max_ahead = 2 * jobs
+        workers = [start() for _ in range(jobs)]
+        todo: deque[int] = deque(range(len(work)))  # not sent, or sent to a worker that died before opening it
         self.report(force=True)
         stopping = False
         try:
-            while next_task < len(work) or self.pending:
+            while todo or self.pending:
                 self.check_stop()
-                while next_task < len(work) and len(self.pending) < max_ahead:
-                    self.pending[next_task] = self.new_pending(work[next_task])
-                    tasks.put((next_task, work[next_task].path))
-                    next_task += 1
-                try:
-                    with self.writer.clock("idle"):
-                        first = results.get(timeout=0.5)
-                except _queue.Empty:
-                    self._check_workers(procs, holder, start, claims)
-                    continue
-                self._claims(claims, holder)
-                batch, n = [first], len(first.features) if isinstance(first, Windows) else 0
-                while n < self.predict_batch:
-                    try:
-                        m = results.get_nowait()
-                    except _queue.Empty:
-                        break
-                    batch.append(m)
-                    if isinstance(m, Windows):
-                        n += len(m.features)
-                now = time.monotonic()
-                for m in batch:
-                    if isinstance(m, Started):
-                        holder[m.pid] = m.task_id
-                    self.progressed[m.task_id] = now
+                self._feed(workers, todo, work)
+                with self.writer.clock("idle"):
+                    ready = wait([w.conn for w in workers if not w.ended], timeout=0.5)
+                batch = self._receive(workers, ready)
                 self.handle([m for m in batch if not isinstance(m, Started)])
-                if now - self.last_check >= 1.0:  # busy workers must not hide a dead or hung one
-                    self._check_workers(procs, holder, start, claims)
+                # (busy workers must not hide a dead or hung one)
+                if not batch or any(w.ended for w in workers) or time.monotonic() - self.last_check >= 1.0:
+                    self._check_workers(workers, todo, start)
         except BaseException:
             stopping = True  # interrupted or failed: the workers' files in progress are dropped
             raise
         finally:
-            stop_workers(procs, tasks, now=stopping)
-            tasks.close()
-            results.close()
-            tasks.join_thread()
-            results.cancel_join_thread()
-            claims.close()
+            stop_workers(workers, now=stopping)
 
-    def _claims(self, claims, holder: dict[int, int]) -> None:
-        """Take in the workers' claims (`Started`: worker pid -> the file it took), which come on a
-        queue of their own, written before the worker opens the file."""
-        now = time.monotonic()
-        while not claims.empty():
-            m = claims.get()
-            holder[m.pid] = m.task_id
-            self.progressed[m.task_id] = now
+    def _feed(self, workers: list[Worker], todo: deque[int], work: list[FileState]) -> None:
+        """Send each worker files until it has `TASKS_AHEAD` (its next one waits in its pipe)."""
+        for w in workers:
+            while todo and not w.ended and len(w.sent) < TASKS_AHEAD:
+                task_id = todo[0]
+                try:
+                    w.conn.send((task_id, work[task_id].path))
+                except OSError:  # gone: `_check_workers` replaces it
+                    w.ended = True
+                    break
+                todo.popleft()
+                w.sent.append(task_id)
+                if task_id not in self.pending:
+                    self.pending[task_id] = self.new_pending(work[task_id])
 
-    def _check_workers(self, procs: list, holder: dict[int, int], start: Callable[[], object], claims=None) -> None:
-        """A worker that died (e.g. a decoder crash) fails the file it held and is replaced; so does a
-        worker that made no progress on its file for `file_timeout` seconds (a hung decoder), after
-        being stopped (SIGTERM, which also ends its decoder subprocess; SIGKILL if that is ignored).
-        The claims are read first: a worker's claim is written before it opens its file, so a dead
-        worker's file is always known (its `Started` on the results queue could die with it unsent,
-        and the file would then wait for ever: the scan hung)."""
-        if claims is not None:
-            self._claims(claims, holder)
+    def _receive(self, workers: list[Worker], ready: list) -> list[Message]:
+        """Read the messages waiting on the workers' pipes, one per ready pipe in turn, until they
+        hold `predict_batch` windows or none is waiting. A pipe that ends (a message cut short
+        included) marks its worker `ended`."""
+        by_conn = {w.conn: w for w in workers}
+        batch: list[Message] = []
+        n = 0
+        while ready:
+            for conn in ready:
+                m = self._read(by_conn[conn])
+                if m is not None:
+                    batch.append(m)
+                    n += len(m.features) if isinstance(m, Windows) else 0
+            if n >= self.predict_batch:
+                break
+            ready = wait([w.conn for w in workers if not w.ended], timeout=0)
+        return batch
+
+    def _read(self, w: Worker) -> Message | None:
+        """One message from worker `w`'s pipe, its claims and finished files noted; None when the
+        pipe ended."""
+        try:
+            m = w.conn.recv()
+        except (EOFError, OSError):  # the worker is gone (maybe killed in the middle of a message)
+            w.ended = True
+            return None
+        self.progressed[m.task_id] = time.monotonic()
+        if isinstance(m, Started):
+            w.current = m.task_id
+        elif isinstance(m, (Done, Failed)):
+            if m.task_id in w.sent:
+                w.sent.remove(m.task_id)
+            if w.current == m.task_id:
+                w.current = None
+            self.deaths = 0  # the workers do work: deaths until now were not a worker that cannot start
+        return m
+
+    def _drain(self, w: Worker) -> None:
+        """Handle what a dead worker wrote before it died (its pipe read to its end)."""
+        batch: list[Message] = []
+        while not w.ended and w.conn.poll(0):
+            m = self._read(w)
+            if m is not None:
+                batch.append(m)
+        self.handle([m for m in batch if not isinstance(m, Started)])
+
+    def _check_workers(self, workers: list[Worker], todo: deque[int], start: Callable[[], Worker]) -> None:
+        """A worker that died (e.g. a decoder crash, or killed) fails the file it had claimed and is
+        replaced; so does a worker that made no progress on its file for `file_timeout` seconds (a
+        hung decoder), after being stopped (SIGTERM, which also ends its decoder subprocess; SIGKILL
+        if that is ignored). The files sent to either that it had not opened go back to `todo`.
+        Everything a dead worker wrote before it died is handled first: its last claim names the
+        file it held. Deaths without a file, more than twice the workers with no file finished in
+        between, end the scan (workers that cannot start)."""
         now = self.last_check = time.monotonic()
-        for i, p in enumerate(procs):
-            if p.is_alive():
-                task_id = holder.get(p.pid)
+        for i, w in enumerate(workers):
+            if not w.ended and w.proc.is_alive():
+                task_id = w.current
                 if (self.file_timeout is not None and task_id in self.pending
                         and now - self.progressed.get(task_id, now) > self.file_timeout):  # fmt: skip
                     log.warning("scan worker %s: no progress on %s for %g s; restarting it",
-                                p.pid, self.pending[task_id].work.path, self.file_timeout)  # fmt: skip
-                    stop_process(p)
-                    holder.pop(p.pid, None)
+                                w.pid, self.pending[task_id].work.path, self.file_timeout)  # fmt: skip
+                    stop_process(w.proc)
+                    w.conn.close()
+                    self._requeue(w, todo)
                     self.fail(task_id, f"timed out after {self.file_timeout:g} s without progress (a hung decoder?)")
-                    procs[i] = start()
+                    workers[i] = start()
                 continue
-            if claims is not None:  # (a claim written after the read above, before the worker died)
-                self._claims(claims, holder)
-            task_id = holder.pop(p.pid, None)
-            log.warning("scan worker %s died (exit code %s)", p.pid, p.exitcode)
+            self._drain(w)
+            # A worker stopped by the signal that stops the scan (SIGTERM to the process group) fails
+            # no file: the scan stops here, and the next one analyses the files in progress.
+            self.check_stop()
+            stop_process(w.proc)  # (its pipe ended: it is exiting; reaped here, no zombie left)
+            w.conn.close()
+            self._requeue(w, todo)
+            task_id = w.current
+            log.warning("scan worker %s died (exit code %s)", w.pid, w.proc.exitcode)
             if task_id is not None and task_id in self.pending:
-                self.fail(task_id, f"the decoder crashed (worker exit code {p.exitcode})")
+                self.fail(task_id, f"the decoder crashed (worker exit code {w.proc.exitcode})")
             else:
                 self.deaths += 1
-                if self.deaths > 2 * len(procs):
-                    raise TaggerError(f"scan workers keep exiting (last exit code {p.exitcode}); see the log above")
-            procs[i] = start()
+                if self.deaths > 2 * len(workers):
+                    raise TaggerError(f"scan workers keep exiting (last exit code {w.proc.exitcode}); see the log above")
+            workers[i] = start()
+
+    @staticmethod
+    def _requeue(w: Worker, todo: deque[int]) -> None:
+        """The files sent to a worker that is gone and that it had not opened: first in line again."""
+        todo.extendleft(reversed(w.unclaimed()))
+        w.sent.clear()
 
 
 def changed_during_analysis(work: FileState, whole: str | None = None) -> str | None:

@@ -1,4 +1,5 @@
-"""The scan's worker processes: started single-threaded, stopped after their file or at once.
+"""The scan's worker processes: started single-threaded, each with a pipe of its own to the scan,
+stopped after their file or at once.
 
 Supervision (a dead worker fails its file and is replaced; a worker without progress for the
 file timeout is stopped and replaced) is `tagger.library.runner.Runner`'s, which knows the files.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import deque
 from contextlib import contextmanager
 
 
@@ -32,17 +34,61 @@ def single_threaded_children():
                 os.environ[k] = v
 
 
-def stop_workers(procs: list, tasks, *, now: bool) -> None:
+class Worker:
+    """A worker process and the scan's end of the pipe that only the two of them share: the scan
+    sends its tasks on it; the worker sends back, in order, its claim of each file (`Started`,
+    written before it opens the file) and the file's messages, each written whole by the worker's
+    own thread before it goes on.
+
+    Nothing is shared between workers (no queue, no lock): a worker killed at any moment, in the
+    middle of writing a message included, takes only its own pipe with it, which then reads as
+    ended (`ended`), and its last claim tells which file it held."""
+
+    def __init__(self, proc, conn) -> None:
+        self.proc = proc
+        self.conn = conn
+        self.sent: deque[int] = deque()
+        """Task ids sent to it and not finished, in the order it takes them."""
+        self.current: int | None = None
+        """The task it claimed (opened) and has not finished."""
+        self.ended = False
+        """Its pipe ended (EOF, or a message cut short): the worker is gone."""
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid
+
+    def unclaimed(self) -> list[int]:
+        """The tasks sent to it that it has not opened (another worker can take them)."""
+        return [t for t in self.sent if t != self.current]
+
+
+def start_worker(ctx, target, args: tuple) -> Worker:
+    """Start ``target(conn, *args)`` in a process of the multiprocessing context `ctx` (spawn), with
+    `conn` its end of a new pipe; only the worker keeps that end, so its death ends the pipe."""
+    ours, theirs = ctx.Pipe(duplex=True)
+    proc = ctx.Process(target=target, args=(theirs, *args), daemon=True)
+    with single_threaded_children():
+        proc.start()
+    theirs.close()
+    return Worker(proc, ours)
+
+
+def stop_workers(workers: list[Worker], *, now: bool) -> None:
     """End the worker processes: after their current file (a ``None`` task each), or, `now`, at once
-    (SIGTERM: a worker unwinds, ending its decoder subprocess, without flushing its queue), then
-    SIGKILL for any still there after a grace period."""
+    (SIGTERM: a worker unwinds, ending its decoder subprocess, without writing what it had left),
+    then SIGKILL for any still there after a grace period; their pipes are closed."""
+    procs = [w.proc for w in workers]
     if now:
         for p in procs:
             if p.is_alive():
                 p.terminate()
     else:
-        for _ in procs:
-            tasks.put(None)
+        for w in workers:
+            try:
+                w.conn.send(None)
+            except OSError:  # (gone already)
+                pass
     deadline = time.monotonic() + (1.0 if now else 5.0)
     for p in procs:
         p.join(timeout=max(0.05, deadline - time.monotonic()))
@@ -50,12 +96,15 @@ def stop_workers(procs: list, tasks, *, now: bool) -> None:
         if p.is_alive():
             p.kill()
             p.join(timeout=2.0)
+    for w in workers:
+        w.conn.close()
 
 
 def stop_process(proc, grace: float = 2.0) -> None:
     """Stop a worker: SIGTERM (it exits cleanly, ending its decoder subprocess), then SIGKILL."""
-    proc.terminate()
-    proc.join(timeout=grace)
+    if proc.is_alive():
+        proc.terminate()
+        proc.join(timeout=grace)
     if proc.is_alive():
         proc.kill()
         proc.join(timeout=grace)
