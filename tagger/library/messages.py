@@ -57,7 +57,7 @@ class Done:
     stats: dict = field(default_factory=dict)
     """``{"seconds": {"decode", "resample", "framing", "features"[, "wait"]}, "pid", "maxrss"}``: time
     spent on the file per stage (``decode`` includes reading the whole file for its content hash;
-    ``wait``: blocked on a full result queue, in a worker process) and the process's peak resident
+    ``wait``: waiting for the scan to read a message, in a worker process) and the process's peak resident
     memory so far in bytes."""
 
 

@@ -96,7 +96,7 @@ class ScanSummary:
     settle time ago, they may still be being written (nothing is stored for them)."""
     stage_seconds: dict[str, float] = field(default_factory=dict)
     """Seconds spent per stage. Analysis (``decode``, ``resample``, ``framing``, ``features``, and
-    ``wait``: workers blocked on a full result queue) is summed over the worker processes; the rest is
+    ``wait``: workers waiting for the scan to read their messages) is summed over the worker processes; the rest is
     the main process's: ``plan`` (crawl, fingerprints), ``inference``, ``aggregation``, ``database``,
     ``tags`` and ``idle`` (waiting for the workers)."""
     peak_rss: dict = field(default_factory=dict)
