@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import struct
 import zlib
 from collections import Counter
@@ -171,12 +172,36 @@ class FLACStorage(VorbisStorage):
 @register("OggVorbis")
 class OggVorbisStorage(VorbisStorage):
     """Ogg Vorbis: the codec header packets but the comment one, the later pages' bodies and
-    granule positions (mutagen renumbers pages) and whether every page's CRC is right."""
+    granule positions (mutagen renumbers pages) and whether every page's CRC is right; the pages
+    of the other streams multiplexed with it, and every byte after the first chain (the next songs
+    of a chained file, a radio rip), as they are.
+
+    mutagen renumbers every page of the stream's serial number to the end of the file when the
+    comment header takes another number of pages: in a chained file whose next chains have the
+    same serial number (encoders writing serial 0, one file copied after itself) their pages would
+    be numbered on from the first chain. `save` therefore lets mutagen write the first chain alone
+    and puts the rest of the file back after it as it was."""
 
     headers = 3
     """Codec header packets (packet 1 is the comment header)."""
     comment_magic = b"\x03vorbis"
     """How the comment header packet starts (the comments follow)."""
+    ident_magic = b"\x01vorbis"
+    """How the identification header packet (on the stream's first page) starts."""
+
+    def save(self, audio, path, *, version, original):
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            end = _ogg_first_chain_end(f)
+        if end >= size:
+            audio.save()
+            return
+        with open(path, "r+b") as f:
+            f.truncate(end)
+        audio.save()  # (mutagen reads and writes the first chain, all the file it now sees)
+        with open(original, "rb") as src, open(path, "ab") as dst:
+            src.seek(end)
+            shutil.copyfileobj(src, dst)
 
     def comment_blocks(self, audio, path):
         from mutagen.ogg import OggPage
@@ -203,7 +228,9 @@ class OggVorbisStorage(VorbisStorage):
         from mutagen.ogg import OggPage
 
         headers = self.headers
-        done, serial, partial = 0, None, bytearray()
+        serial = _ogg_stream_serial(f, self.ident_magic)
+        f.seek(0)
+        done, partial, chain = 0, bytearray(), set()
         while True:
             start = f.tell()
             try:
@@ -212,23 +239,31 @@ class OggVorbisStorage(VorbisStorage):
                 break
             end = f.tell()
             f.seek(start)
-            if not _ogg_crc_ok(f.read(end - start)):
+            raw = f.read(end - start)
+            if not _ogg_crc_ok(raw):
                 h.update(b"bad page CRC")  # (mutagen may split the header pages differently)
-            if serial is None:
-                serial = page.serial
+            if page.first:
+                chain.add(page.serial)
             if page.serial != serial:
-                continue
-            if done < headers:
+                h.update(b"other stream page %d:" % len(raw))  # multiplexed with it: kept as it is
+                h.update(raw)
+            elif done < headers:
                 complete, partial = _ogg_packets(page, partial)
                 for packet in complete:
                     if done != 1:
                         h.update(packet)
                     done += 1
-                continue
-            h.update(struct.pack("<qBB", page.position, page.continued, page.last))
-            for part in page.packets:
-                h.update(struct.pack("<I", len(part)))
-                h.update(part)
+            else:
+                h.update(struct.pack("<qBB", page.position, page.continued, page.last))
+                for part in page.packets:
+                    h.update(struct.pack("<I", len(part)))
+                    h.update(part)
+            if page.last:
+                chain.discard(page.serial)
+                if not chain:  # the first chain ends here: the rest is kept as it is
+                    h.update(b"after the first chain:")
+                    _hash_range(f, end, size, h)
+                    break
         return True
 
 
@@ -238,6 +273,7 @@ class OggOpusStorage(OggVorbisStorage):
 
     headers = 2
     comment_magic = b"OpusTags"
+    ident_magic = b"OpusHead"
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -313,6 +349,47 @@ def _ogg_packets(page, partial: bytearray) -> tuple[list[bytearray], bytearray]:
             complete.append(partial)
             partial = bytearray()
     return complete, partial
+
+
+def _ogg_stream_serial(f, ident: bytes) -> int | None:
+    """The serial number of the first logical stream of the open Ogg file ``f`` whose first packet
+    starts with ``ident`` (the one mutagen reads and tags); the first page's when there is none."""
+    from mutagen.ogg import OggPage
+
+    f.seek(0)
+    first = None
+    while True:
+        try:
+            page = OggPage(f)
+        except EOFError:
+            return first
+        if first is None:
+            first = page.serial
+        if page.first and page.packets and page.packets[0].startswith(ident):
+            return page.serial
+        if not page.first and first is not None:
+            return first  # (every stream's first page comes before any other page)
+
+
+def _ogg_first_chain_end(f) -> int:
+    """The offset where the first chain of the open Ogg file ``f`` ends: after the page that ends
+    the last of the logical streams begun before it (a chained file's next song starts there);
+    the end of the file when its streams do not all end."""
+    from mutagen.ogg import OggPage
+
+    f.seek(0)
+    chain: set[int] = set()
+    while True:
+        try:
+            page = OggPage(f)
+        except EOFError:
+            return f.seek(0, os.SEEK_END)
+        if page.first:
+            chain.add(page.serial)
+        if page.last:
+            chain.discard(page.serial)
+            if not chain:
+                return f.tell()
 
 
 _BITSWAP = bytes(int(f"{i:08b}"[::-1], 2) for i in range(256))

@@ -1,0 +1,114 @@
+"""Valid but unusual files that real libraries hold: a tag write keeps every byte outside tagger's
+fields (or refuses the file, saying why), checked from the bytes and with ffmpeg, not with mutagen.
+
+Chained Ogg (a radio rip: one song's streams after another's), an ID3v2.4 tag with a footer, a WAV
+whose last chunk has an odd size and no pad byte; and, as cheap regression cases, containers that
+were found to be kept whole (multiplexed Ogg, FLAC with CUESHEET/APPLICATION blocks, MP4 chapters,
+MP3 with APEv2 + Lyrics3v2 + ID3v1, Broadcast WAV).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import shutil
+import struct
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tagger import tags
+
+pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None, reason="needs ffmpeg")
+
+WRITE = dict(instruments=["guitar", "bass"], model_version="unusual-1")
+
+
+def _ffmpeg(path: Path, *args: str, sources: tuple[str, ...] = ("sine=frequency=440:duration=1",)) -> Path:
+    """Encode the lavfi ``sources`` with ``args``; bit-exact (an Ogg stream's serial number is 0)."""
+    inputs = [arg for source in sources for arg in ("-f", "lavfi", "-i", source)]
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", *inputs, "-map_metadata", "-1", "-fflags", "+bitexact",
+                    *args, str(path)], check=True)  # fmt: skip
+    return path
+
+
+def _decoded(path: Path) -> list[str]:
+    """The MD5 of every stream's decoded content, in order (ffmpeg complains of a chained stream of one
+    serial number, and decodes it)."""
+    streams = json.loads(subprocess.run(["ffprobe", "-v", "error", "-show_streams", "-of", "json", str(path)],
+                                        capture_output=True, text=True, check=True).stdout)["streams"]  # fmt: skip
+    return [subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-map", f"0:{s['index']}", "-f", "md5",
+                            "-"], capture_output=True, text=True).stdout for s in streams]  # fmt: skip
+
+
+# -- Ogg ------------------------------------------------------------------------------------------
+
+
+def _ogg_pages(data: bytes) -> list[tuple[int, int, int]]:
+    """(serial, sequence number, offset) of each page."""
+    from mutagen.ogg import OggPage
+
+    f, out = io.BytesIO(data), []
+    while True:
+        try:
+            page = OggPage(f)
+        except EOFError:
+            return out
+        out.append((page.serial, page.sequence, page.offset))
+
+
+@pytest.mark.parametrize("ext, codec", [("ogg", "libvorbis"), ("opus", "libopus")])
+def test_the_next_chains_of_a_chained_ogg_file_keep_every_byte(tmp_path, ext, codec):
+    from mutagen import File
+    from mutagen.flac import Picture
+
+    # The first song's comment header (a cover) fills its pages to the brim: our fields take one
+    # page more, and mutagen numbered every later page of serial 0 on from it, the next song's too.
+    first = _ffmpeg(tmp_path / f"first.{ext}", "-c:a", codec)
+    audio = File(first)
+    cover = Picture()
+    cover.type, cover.mime, cover.data = 3, "image/png", bytes(range(256)) * 242
+    audio["METADATA_BLOCK_PICTURE"] = [base64.b64encode(cover.write()).decode()]
+    audio["TITLE"] = ["first song"]
+    audio.save(padding=lambda info: 0)
+    second = _ffmpeg(tmp_path / f"second.{ext}", "-c:a", codec, "-metadata", "title=second song",
+                     sources=("sine=frequency=660:duration=1",)).read_bytes()  # fmt: skip
+    chained = tmp_path / f"chained.{ext}"
+    chained.write_bytes(first.read_bytes() + second)
+    assert {serial for serial, _, _ in _ogg_pages(chained.read_bytes())} == {0}
+    decoded = _decoded(chained)
+
+    assert tags.write_instruments(chained, **WRITE).written
+    data = chained.read_bytes()
+    assert data.endswith(second)  # the second song: every page as it was (numbered from 0, its CRCs)
+    assert len(_ogg_pages(data[: -len(second)])) == len(_ogg_pages(first.read_bytes())) + 1
+    assert tags.read_instruments(chained).instruments == ["bass", "guitar"]
+    assert _decoded(chained) == decoded
+    assert tags.remove_instruments(chained).written
+    assert chained.read_bytes().endswith(second)
+    assert File(chained)["TITLE"] == ["first song"]
+
+
+def test_a_stream_multiplexed_with_the_tagged_one_keeps_its_pages(tmp_path):
+    mixed = _ffmpeg(tmp_path / "mixed.ogg", "-map", "0:a", "-map", "1:a", "-c:a:0", "libopus", "-c:a:1", "libvorbis",
+                    sources=("sine=frequency=440:duration=1", "sine=frequency=880:duration=1"))  # fmt: skip
+    before = mixed.read_bytes()
+    opus_serial = _ogg_pages(before)[0][0]
+    decoded = _decoded(mixed)
+    assert tags.write_instruments(mixed, **WRITE).written  # (mutagen reads it as the Vorbis file it also is)
+
+    def opus_pages(data):
+        from mutagen.ogg import OggPage
+
+        f, out = io.BytesIO(data), []
+        for serial, _seq, offset in _ogg_pages(data):
+            f.seek(offset)
+            page = OggPage(f)
+            if serial == opus_serial:
+                out.append(data[offset : f.tell()])
+        return out
+
+    assert opus_pages(mixed.read_bytes()) == opus_pages(before)
+    assert _decoded(mixed) == decoded
