@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tagger import tags
+from tagger.tags.storage._bytes import _syncsafe as _tag_size
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None, reason="needs ffmpeg")
 
@@ -112,3 +113,45 @@ def test_a_stream_multiplexed_with_the_tagged_one_keeps_its_pages(tmp_path):
 
     assert opus_pages(mixed.read_bytes()) == opus_pages(before)
     assert _decoded(mixed) == decoded
+
+
+# -- MP3 ------------------------------------------------------------------------------------------
+
+
+def _syncsafe(n: int) -> bytes:
+    return bytes((n >> shift) & 0x7F for shift in (21, 14, 7, 0))
+
+
+def _id3v24(*frames: tuple[bytes, bytes], footer: bool = False) -> bytes:
+    """An ID3v2.4 tag of the (frame id, content) ``frames``, with a footer when asked."""
+    body = b"".join(fid + _syncsafe(len(data)) + b"\0\0" + data for fid, data in frames)
+    flags = b"\x10" if footer else b"\0"
+    return b"ID3\x04\x00" + flags + _syncsafe(len(body)) + body + (b"3DI\x04\x00" + flags + _syncsafe(len(body)) if footer else b"")
+
+
+def _mp3(tmp_path: Path) -> bytes:
+    """A 1 s MP3 (with its Xing/Info frame) without any tag."""
+    return _ffmpeg(tmp_path / "plain.mp3", "-c:a", "libmp3lame", "-b:a", "64k", "-id3v2_version", "0").read_bytes()
+
+
+def _title(path: Path) -> str | None:
+    out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format_tags=title", "-of", "json", str(path)],
+                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    return json.loads(out).get("format", {}).get("tags", {}).get("title")
+
+
+def test_an_id3v24_tag_with_a_footer_is_tagged_and_its_footer_not_left_in_front_of_the_audio(tmp_path):
+    # mutagen rewrote the tag and left the old footer between it and the audio: the audio check
+    # refused the file ("the audio payload changed"), a valid tag that could never be tagged
+    audio = _mp3(tmp_path)
+    song = tmp_path / "footer.mp3"
+    song.write_bytes(_id3v24((b"TIT2", b"\x03Footer song"), footer=True) + audio)
+
+    assert tags.write_instruments(song, **WRITE).written
+    data = song.read_bytes()
+    assert data.endswith(audio) and b"3DI" not in data[: -len(audio)]  # every audio byte, no stray footer
+    assert data[10 + _tag_size(data[6:10]) :] == audio  # the tag ends where the audio starts
+    assert tags.read_instruments(song).instruments == ["bass", "guitar"]
+    assert _title(song) == "Footer song"
+    assert tags.remove_instruments(song).written
+    assert song.read_bytes().endswith(audio) and _title(song) == "Footer song"

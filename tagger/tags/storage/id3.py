@@ -164,15 +164,23 @@ class ID3Storage(Storage):
 
 @register("MP3")
 class MP3Storage(ID3Storage):
-    """MP3: the audio is everything between the ID3v2 tag and an ID3v1 tag (kept byte for byte)."""
+    """MP3: the audio is everything between the ID3v2 tag and an ID3v1 tag (kept byte for byte).
+
+    mutagen does not know an ID3v2.4 tag's footer (``3DI``, a copy of its header after the frames):
+    it rewrites the header and frames and leaves the old footer where it was, in front of the
+    audio; `save` removes it (the tag it writes has no footer: the footer holds nothing else)."""
 
     def save(self, audio, path, *, version, original):
+        with open(original, "rb") as f:
+            footer = _id3v24_footer(f)
         if not _holds_frames(audio.tags, version):
             from mutagen.id3 import delete
 
             delete(path, delete_v1=False, delete_v2=True)
         else:
             audio.save(v2_version=version, v23_sep="/", v1=1)
+        if footer is not None:
+            _drop_footer_left(path, footer)
         _restore_id3v1(original, path)
 
     def id3_span(self, f, size):
@@ -572,6 +580,31 @@ def _lost_in_v23(tags) -> list[str]:
     back.update_to_v24()
     lost = {item.split("=", 1)[0] for item in (view(tags.values()) - view(back.values())).elements()}
     return sorted(lost | joined)
+
+
+def _id3v24_footer(f) -> bytes | None:
+    """The footer (10 bytes, ``3DI``) of the ID3v2.4 tag at the start of the open file ``f``; None
+    when it has none (no footer flag, or no footer where the flag says)."""
+    f.seek(0)
+    head = f.read(10)
+    if len(head) < 10 or head[:3] != b"ID3" or head[3] != 4 or not head[5] & 0x10:
+        return None
+    f.seek(10 + _syncsafe(head[6:10]))
+    footer = f.read(10)
+    return footer if len(footer) == 10 and footer[:3] == b"3DI" else None
+
+
+def _drop_footer_left(path: str, footer: bytes) -> None:
+    """Remove the old tag's ``footer`` that mutagen left right after the tag it wrote (or, where it
+    removed the tag, at the start) of the file ``path``; nothing when it is not there."""
+    from mutagen._util import delete_bytes
+
+    with open(path, "r+b") as f:
+        head = f.read(10)
+        at = 10 + _syncsafe(head[6:10]) if len(head) == 10 and head[:3] == b"ID3" else 0
+        f.seek(at)
+        if f.read(10) == footer:
+            delete_bytes(f, 10, at)
 
 
 def _restore_id3v1(original: str, tmp: str) -> None:
