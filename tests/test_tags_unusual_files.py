@@ -155,3 +155,30 @@ def test_an_id3v24_tag_with_a_footer_is_tagged_and_its_footer_not_left_in_front_
     assert _title(song) == "Footer song"
     assert tags.remove_instruments(song).written
     assert song.read_bytes().endswith(audio) and _title(song) == "Footer song"
+
+
+# -- WAV, AIFF ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ext, codec, little", [("wav", "pcm_u8", True), ("aiff", "pcm_s8", False)])
+def test_a_last_chunk_of_odd_size_without_its_pad_byte_gets_it_and_the_tag_chunk_after(tmp_path, ext, codec, little):
+    # An odd-sized last chunk (8-bit mono, an odd number of samples) written without the pad byte
+    # that should follow it: mutagen added the ID3 chunk at the odd offset, where no reader looks
+    # for a chunk, and the write failed its check ("fields read back as {}"), so it was never tagged.
+    made = _ffmpeg(tmp_path / f"made.{ext}", "-c:a", codec, "-ac", "1", "-ar", "8001").read_bytes()
+    fmt = "<I" if little else ">I"
+    assert made[-1:] == b"\0" and struct.unpack(fmt, made[4:8])[0] == len(made) - 8  # ffmpeg's pad byte
+    song = tmp_path / f"song.{ext}"
+    original = made[:4] + struct.pack(fmt, len(made) - 9) + made[8:-1]  # left out, as many writers do
+    song.write_bytes(original)
+    decoded = _decoded(song)
+
+    assert tags.write_instruments(song, **WRITE).written
+    data = song.read_bytes()
+    assert data[8 : len(original)] == original[8:] and data[len(original)] == 0  # the pad byte, then the tag
+    assert data[len(original) + 1 : len(original) + 5].upper() == b"ID3 "
+    assert struct.unpack(fmt, data[4:8])[0] == len(data) - 8
+    assert tags.read_instruments(song).instruments == ["bass", "guitar"]
+    assert _decoded(song) == decoded
+    assert tags.remove_instruments(song).written
+    assert song.read_bytes()[8:] == original[8:] + b"\0"

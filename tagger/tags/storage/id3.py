@@ -221,6 +221,33 @@ class WAVEStorage(ID3Storage):
                 found = True
         return found
 
+    def save(self, audio, path, *, version, original):
+        with open(path, "r+b") as f:
+            if self.id3_span(f, os.fstat(f.fileno()).st_size) is None:
+                self._pad_last_chunk(f)
+        super().save(audio, path, version=version, original=original)
+
+    def _pad_last_chunk(self, f) -> None:
+        """Give the last chunk of the open file ``f`` the pad byte that an odd-sized chunk is followed
+        by, where the file ends without it (many writers leave it out): mutagen adds its ID3 chunk
+        right after the last byte, at an odd offset where no reader (mutagen included) looks for a
+        chunk. The RIFF/FORM size counts the pad byte; nothing is done to a file whose RIFF/FORM size
+        is not its own."""
+        size = f.seek(0, os.SEEK_END)
+        f.seek(0)
+        head = f.read(8)
+        fmt = "<I" if self.little else ">I"
+        if len(head) < 8 or struct.unpack(fmt, head[4:8])[0] != size - 8:
+            return
+        last = None
+        for last in self._chunks(f, size):
+            pass
+        if last is not None and last[2] & 1 and last[1] + last[2] == size:
+            f.seek(size)
+            f.write(b"\0")
+            f.seek(4)
+            f.write(struct.pack(fmt, size + 1 - 8))
+
     def id3_span(self, f, size):
         for cid, start, length in self._chunks(f, size):
             if cid.upper() == b"ID3 ":  # as mutagen finds it: the first one, either case
