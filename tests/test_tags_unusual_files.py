@@ -182,3 +182,67 @@ def test_a_last_chunk_of_odd_size_without_its_pad_byte_gets_it_and_the_tag_chunk
     assert _decoded(song) == decoded
     assert tags.remove_instruments(song).written
     assert song.read_bytes()[8:] == original[8:] + b"\0"
+
+
+# -- kept whole already: cheap regression cases -----------------------------------------------------
+
+
+def test_an_mp3_with_apev2_lyrics3v2_and_id3v1_after_its_audio_keeps_them_byte_for_byte(tmp_path):
+    from mutagen.apev2 import APEv2
+
+    ape_file = tmp_path / "ape"
+    ape_file.write_bytes(b"")
+    ape = APEv2()
+    ape["Replaygain_track_gain"] = "-3.00 dB"
+    ape.save(str(ape_file))
+    fields = b"IND00003110" + b"LYR00011hello world"
+    lyrics3 = b"LYRICSBEGIN" + fields + b"%06dLYRICS200" % (11 + len(fields))
+    id3v1 = b"TAG" + b"v1 title".ljust(30, b"\0") + b"\0" * 94 + b"\x05"
+    after = _mp3(tmp_path) + ape_file.read_bytes() + lyrics3 + id3v1
+    song = tmp_path / "song.mp3"
+    song.write_bytes(_id3v24((b"TIT2", b"\x03v2 title")) + after)
+    assert tags.write_instruments(song, **WRITE).written
+    data = song.read_bytes()
+    assert data[10 + _tag_size(data[6:10]) :] == after
+    assert _title(song) == "v2 title"
+
+
+def test_flac_application_and_reserved_blocks_and_an_id3v2_tag_in_front_are_kept(tmp_path):
+    made = _ffmpeg(tmp_path / "made.flac", "-c:a", "flac").read_bytes()
+    assert made[:4] == b"fLaC" and made[4] == 0  # STREAMINFO, not last
+    streaminfo = made[4 : 8 + 34]
+    rest = made[8 + 34 :]
+    application = b"\x02" + (25).to_bytes(3, "big") + b"ATCH" + b"application's own data\0"[:21]
+    reserved = b"\x09" + (8).to_bytes(3, "big") + b"reserved"
+    front = _id3v24((b"TIT2", b"\x03in front"))
+    song = tmp_path / "song.flac"
+    song.write_bytes(front + b"fLaC" + streaminfo + application + reserved + rest)
+    frames = rest[-8000:]  # (the end of the audio frames)
+    decoded = _decoded(song)
+    assert tags.write_instruments(song, **WRITE).written
+    data = song.read_bytes()
+    assert data.startswith(front + b"fLaC" + streaminfo + application + reserved) and data.endswith(frames)
+    assert _decoded(song) == decoded
+
+
+def test_mp4_chapters_a_second_audio_track_and_a_video_track_are_kept(tmp_path):
+    chapters = tmp_path / "chapters.txt"
+    chapters.write_text(";FFMETADATA1\ntitle=Book\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=0\nEND=500\ntitle=One\n"
+                        "[CHAPTER]\nTIMEBASE=1/1000\nSTART=500\nEND=1000\ntitle=Two\n")  # fmt: skip
+    song = tmp_path / "song.m4v"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", "sine=frequency=440:duration=1",
+                    "-f", "lavfi", "-i", "sine=frequency=880:duration=1", "-f", "lavfi", "-i",
+                    "testsrc=size=32x32:rate=5:duration=1", "-i", str(chapters), "-map", "0:a", "-map", "1:a", "-map",
+                    "2:v", "-map_chapters", "3", "-map_metadata", "3", "-c:a", "aac", "-c:v", "mpeg4", "-movflags",
+                    "+faststart", "-f", "mp4", str(song)], check=True)  # fmt: skip
+
+    def probe():
+        out = subprocess.run(["ffprobe", "-v", "error", "-show_chapters", "-show_streams", "-show_entries",
+                              "format_tags=title", "-of", "json", str(song)], capture_output=True, text=True,
+                             check=True).stdout  # fmt: skip
+        return json.loads(out)
+
+    before, decoded = probe(), _decoded(song)
+    assert len(before["chapters"]) == 2 and len(before["streams"]) >= 3
+    assert tags.write_instruments(song, **WRITE).written  # (the moov before the audio grows: offsets move)
+    assert probe() == before and _decoded(song) == decoded
