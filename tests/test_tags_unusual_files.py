@@ -208,7 +208,8 @@ def test_an_mp3_with_apev2_lyrics3v2_and_id3v1_after_its_audio_keeps_them_byte_f
 
 
 def test_flac_application_and_reserved_blocks_and_an_id3v2_tag_in_front_are_kept(tmp_path):
-    made = _ffmpeg(tmp_path / "made.flac", "-c:a", "flac").read_bytes()
+    # (Vorbis comments of its own: without them the tag in front is refused, test below)
+    made = _ffmpeg(tmp_path / "made.flac", "-c:a", "flac", "-metadata", "TITLE=made").read_bytes()
     assert made[:4] == b"fLaC" and made[4] == 0  # STREAMINFO, not last
     streaminfo = made[4 : 8 + 34]
     rest = made[8 + 34 :]
@@ -246,3 +247,30 @@ def test_mp4_chapters_a_second_audio_track_and_a_video_track_are_kept(tmp_path):
     assert len(before["chapters"]) == 2 and len(before["streams"]) >= 3
     assert tags.write_instruments(song, **WRITE).written  # (the moov before the audio grows: offsets move)
     assert probe() == before and _decoded(song) == decoded
+
+
+def test_a_flac_whose_only_fields_are_an_id3v2_tag_in_front_is_left_alone(tmp_path):
+    """Players that read FLAC through ffmpeg show an ID3v2 tag in front of fLaC only while the
+    Vorbis comments are empty: writing tagger's fields hid the file's title and artist from them
+    (the ID3 bytes were kept, but nothing showed them). Such a file is left unchanged with the
+    reason; one whose Vorbis comments hold fields of their own is tagged as before."""
+    from mutagen.flac import FLAC
+    from mutagen.id3 import ID3, TIT2, TPE1
+
+    from tagger.errors import TagWriteError
+
+    f = _ffmpeg(tmp_path / "old-rip.flac", "-c:a", "flac")
+    id3 = ID3()
+    id3.add(TIT2(encoding=3, text=["Song"]))
+    id3.add(TPE1(encoding=3, text=["Artist"]))
+    id3.save(f)
+    before = f.read_bytes()
+    assert before[:3] == b"ID3" and not list(FLAC(f).tags or ())
+    with pytest.raises(TagWriteError, match=r"ID3v2 tag in front of its FLAC stream holds its fields \(TIT2, TPE1\)"):
+        tags.write_instruments(f, **WRITE)
+    assert f.read_bytes() == before
+    audio = FLAC(f)
+    audio["TITLE"] = "Song"
+    audio.save()
+    tags.write_instruments(f, **WRITE)
+    assert tags.read_instruments(f).instruments == ["bass", "guitar"]

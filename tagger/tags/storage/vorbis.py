@@ -114,6 +114,17 @@ class FLACStorage(VorbisStorage):
                 return
             pos = end
 
+    def cannot_keep(self, audio, path, version):
+        # Players that read FLAC through ffmpeg (mpv, VLC, ...) show an ID3v2 tag in front of fLaC
+        # only while the Vorbis comments are empty: tagger's fields would hide its title and artist.
+        if not any(True for _ in (audio.tags or ())):
+            shown = _id3_fields_in_front(path)
+            if shown:
+                return (f"an ID3v2 tag in front of its FLAC stream holds its fields ({shown}) and its Vorbis "
+                        "comments none: players that read Vorbis comments first would stop showing them once "
+                        "tagger's fields are there")  # fmt: skip
+        return super().cannot_keep(audio, path, version)
+
     def comment_blocks(self, audio, path):
         with open(path, "rb") as f:
             out = []
@@ -277,6 +288,19 @@ class OggOpusStorage(OggVorbisStorage):
 
 
 # -- helpers ------------------------------------------------------------------------------------
+
+
+def _id3_fields_in_front(path: str) -> str:
+    """The frames (IDs, e.g. "TIT2, TPE1") of an ID3v2 tag at the start of the file; "" when none."""
+    from mutagen.id3 import ID3, ID3NoHeaderError
+
+    try:
+        frames = sorted({key[:4] for key in ID3(path).keys()})
+    except ID3NoHeaderError:
+        return ""
+    except Exception:  # noqa: BLE001  (an unreadable tag in front: the save would keep its bytes as they are)
+        return ""
+    return ", ".join(frames[:6]) + (", ..." if len(frames) > 6 else "")
 
 
 def _shown(entry: bytes) -> str:
