@@ -1269,3 +1269,27 @@ def test_wavpack_tag_with_an_item_mutagen_cannot_read_is_refused_saying_so(tmp_p
     with pytest.raises(TagWriteError, match="its APEv2 tag has an item mutagen cannot read"):
         tags.write_instruments(song, **WRITE)
     assert song.read_bytes() == original
+
+
+def test_a_new_format_is_one_registered_storage_class(tmp_path):
+    """Adding a container is one class with its `Format`: the list of formats in messages and the
+    reading of a file by its extension follow, with no other list to edit."""
+    from mutagen.trueaudio import TrueAudio
+
+    from tagger.errors import UntaggableError
+    from tagger.tags.rewrite import _named_type
+    from tagger.tags.storage import FORMATS, STORAGES, Format, MP3Storage, format_named, register, supported_formats
+
+    song = tmp_path / "song.tta"
+    song.write_bytes(b"TTA1" + bytes(40))
+    assert "TTA" not in supported_formats() and format_named("x.tta") is None and _named_type("x.tta") is None
+    with pytest.raises(UntaggableError, match=r"tagger writes tags into MP3, WAV, .*Musepack$"):
+        tags.write_instruments(song, instruments=["bass"], model_version="m")
+    try:
+        register(Format("TrueAudio", "TTA", (".tta",)))(type("TTAStorage", (MP3Storage,), {}))
+        assert supported_formats().endswith("Musepack, TTA")
+        assert format_named("x.TTA").label == "TTA" and _named_type("x.tta") is TrueAudio
+    finally:
+        STORAGES.pop("TrueAudio", None)
+        FORMATS.pop("TrueAudio", None)
+    assert "TTA" not in supported_formats()

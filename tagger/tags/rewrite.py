@@ -31,10 +31,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from tagger.errors import AudioReadError, TagWriteError, UntaggableError
 from tagger.paths import TEMP_SUFFIX, is_temp_name
 from tagger.tags.fields import INSTRUMENTS_MODEL, Raw, TagChange, TagState, desired_raw, state
-from tagger.tags.storage import STORAGES, Storage, payload_digest
+from tagger.tags.storage import STORAGES, Storage, format_named, payload_digest, supported_formats
 
 
-SUPPORTED_FORMATS = "MP3, WAV, AIFF, DSF, FLAC, Ogg Vorbis, Opus, MP4/M4A, WMA, WavPack, Monkey's Audio, Musepack"
+SUPPORTED_FORMATS = supported_formats()
+"""The formats tagger writes tags into, as this module was imported (messages call `supported_formats`)."""
 
 
 def formats_signature() -> str:
@@ -209,7 +210,7 @@ def _open(path: str | os.PathLike, *, real: str | None = None, cls: type | None 
         variant = None if cls is not None else _wave64(name)
         if variant:  # (mutagen tags only the RIFF WAV's ID3 chunk)
             raise UntaggableError(path, f"unsupported format ({variant} WAV); tagger writes tags into "
-                                        f"{SUPPORTED_FORMATS}")  # fmt: skip
+                                        f"{supported_formats()}")  # fmt: skip
         if cls is None:
             audio = mutagen.File(name)
             if audio is None and _looks_like_mpeg(name):
@@ -236,32 +237,14 @@ def _open(path: str | os.PathLike, *, real: str | None = None, cls: type | None 
         raise TagWriteError(path, f"cannot read tags: {_unreadable(exc)}") from exc
     if audio is None or type(audio).__name__ not in STORAGES:
         what = "unknown" if audio is None else type(audio).__name__
-        raise UntaggableError(path, f"unsupported format ({what}); tagger writes tags into {SUPPORTED_FORMATS}")
+        raise UntaggableError(path, f"unsupported format ({what}); tagger writes tags into {supported_formats()}")
     return audio, STORAGES[type(audio).__name__]
-
-
-_NAMED = {
-    ".mp3": "mp3:MP3", ".mp2": "mp3:MP3", ".wav": "wave:WAVE", ".aif": "aiff:AIFF", ".aiff": "aiff:AIFF",
-    ".aifc": "aiff:AIFF", ".flac": "flac:FLAC", ".ogg": "oggvorbis:OggVorbis", ".oga": "oggvorbis:OggVorbis",
-    ".opus": "oggopus:OggOpus", ".m4a": "mp4:MP4", ".m4b": "mp4:MP4", ".mp4": "mp4:MP4", ".alac": "mp4:MP4",
-    ".wma": "asf:ASF", ".wv": "wavpack:WavPack", ".ape": "monkeysaudio:MonkeysAudio", ".mpc": "musepack:Musepack",
-}  # fmt: skip
-"""File extension -> the mutagen class (module:name) of the format tagger writes that it names."""
 
 
 def _named_type(name: str) -> type | None:
     """The mutagen class of the format tagger writes that the file's extension names, or None."""
-    import importlib
-
-    named = _NAMED.get(os.path.splitext(name)[1].lower())
-    if named is None:
-        return None
-    module, cls = named.split(":")
-    if module in ("wavpack", "monkeysaudio", "musepack"):
-        from tagger.tags.storage.apev2 import ape_type
-
-        return ape_type(cls)
-    return getattr(importlib.import_module(f"mutagen.{module}"), cls)
+    fmt = format_named(name)
+    return None if fmt is None else fmt.mutagen_class()
 
 
 def _unreadable(exc: Exception) -> str:

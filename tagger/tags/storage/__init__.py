@@ -9,7 +9,8 @@ Ogg carry Vorbis comments) is a small subclass that only says where its audio is
 One module per container family (its storage classes and the reading of its bytes they need):
 
 - `tagger.tags.storage.base`: the `Storage` base class, the registry (`register`, `storage_for`,
-  `STORAGES`: mutagen file type name -> storage) and `payload_digest`;
+  `STORAGES`: mutagen file type name -> storage; `FORMATS`: -> `Format`, its name and extensions)
+  and `payload_digest`;
 - `tagger.tags.storage.id3`: MP3, WAV, AIFF, DSF: ID3v2 ``TXXX`` frames;
 - `tagger.tags.storage.vorbis`: FLAC, Ogg Vorbis, Opus: Vorbis comments;
 - `tagger.tags.storage.mp4`: MP4/M4A: freeform atoms ``----:com.apple.iTunes:NAME``;
@@ -18,13 +19,16 @@ One module per container family (its storage classes and the reading of its byte
 - `tagger.tags.storage._bytes`: the byte helpers several of them use.
 
 Adding a container: one class beside its siblings (a new family: a new module, imported below),
-decorated with ``@register("MutagenTypeName", ...)``. Importing this package imports every container
+decorated with ``@register(Format("MutagenTypeName", "its name for users", (".ext", ...)), ...)``:
+the messages that list what tagger tags and the reading of a file by its extension follow. Importing this package imports every container
 module, so `STORAGES` is complete; every public name is importable from here.
 """
 
 from __future__ import annotations
 
-from tagger.tags.storage.base import STORAGES, Storage, payload_digest, register, storage_for
+from tagger.tags.storage.base import (
+    FORMATS, STORAGES, Format, Storage, format_named, payload_digest, register, storage_for, supported_formats,
+)
 
 # The container modules register their classes as they are imported (in this order: `STORAGES` keeps
 # the order it always had).
@@ -35,7 +39,7 @@ from tagger.tags.storage.asf import ASFStorage
 from tagger.tags.storage.apev2 import APEv2Storage
 
 __all__ = [
-    "AIFFStorage", "APEv2Storage", "ASFStorage", "DSFStorage", "FLACStorage", "ID3Storage", "MP3Storage", "MP4Storage", "MP4_FREEFORM_PREFIX",
+    "AIFFStorage", "APEv2Storage", "ASFStorage", "DSFStorage", "FLACStorage", "FORMATS", "Format", "ID3Storage", "MP3Storage", "MP4Storage", "MP4_FREEFORM_PREFIX",
     "OggOpusStorage", "OggVorbisStorage", "STORAGES", "Storage", "VorbisStorage", "WAVEStorage", "payload_digest",
-    "register", "storage_for",
+    "format_named", "register", "storage_for", "supported_formats",
 ]  # fmt: skip

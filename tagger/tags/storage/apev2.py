@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 from tagger.tags.fields import Raw, ours
 from tagger.tags.storage._bytes import _hash_range, _id3v2_end
-from tagger.tags.storage.base import Storage, register
+from tagger.tags.storage.base import Format, Storage, register
 
 _PREAMBLE = b"APETAGEX"
 _HAS_HEADER = 1 << 31
@@ -104,7 +104,11 @@ def _ours(key: str, kind: int) -> bool:
     return kind == 0 and ours(key, any_case=True) is not None
 
 
-@register("WavPack", "MonkeysAudio", "Musepack")
+@register(
+    Format("WavPack", "WavPack", (".wv",), load=lambda: ape_type("WavPack")),
+    Format("MonkeysAudio", "Monkey's Audio", (".ape",), load=lambda: ape_type("MonkeysAudio")),
+    Format("Musepack", "Musepack", (".mpc",), load=lambda: ape_type("Musepack")),
+)
 class APEv2Storage(Storage):
     """APEv2 text items named like the fields (the keys ignore case), one item per field with its
     values joined by NUL bytes; the audio is every byte outside the APEv2 tag."""

@@ -9,10 +9,10 @@ import struct
 
 from tagger.tags.fields import Raw, ours
 from tagger.tags.storage._bytes import _hash_range
-from tagger.tags.storage.base import Storage, register
+from tagger.tags.storage.base import Format, Storage, register
 
 
-@register("ASF")
+@register(Format("ASF", "WMA", (".wma",)))
 class ASFStorage(Storage):
     """ASF attributes with the field names, one per value; the audio is everything after the header object."""
 

@@ -1,5 +1,6 @@
 """The `Storage` base class, the registry of storages by mutagen file type (`register`,
-`storage_for`, `STORAGES`) and `payload_digest`, which dispatches to the storage of a file's type.
+`storage_for`, `STORAGES`, and each type's `Format`: its name for users and its extensions) and
+`payload_digest`, which dispatches to the storage of a file's type.
 """
 
 from __future__ import annotations
@@ -7,7 +8,8 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from tagger.tags.fields import INSTRUMENTS_MODEL, Raw
 from tagger.tags.storage._bytes import _feed
@@ -16,15 +18,54 @@ STORAGES: dict[str, Storage] = {}
 """mutagen file type name -> the storage of our fields in it."""
 
 
-def register(*mutagen_types: str):
-    """Class decorator: use this storage class for files of these mutagen types."""
+@dataclass(frozen=True)
+class Format:
+    """A file format tagger writes tags into, as its storage class registers it."""
+
+    mutagen_type: str
+    """The name of mutagen's class for it (``MP3``, ``OggVorbis``): what `STORAGES` is keyed by."""
+    label: str
+    """Its name for users (``Ogg Vorbis``), in `supported_formats`."""
+    extensions: tuple[str, ...] = ()
+    """The file extensions that name it: a file so named is read as this format even where mutagen
+    does not recognise its first bytes."""
+    load: Callable[[], type] | None = None
+    """Returns mutagen's class (default: class `mutagen_type` of module ``mutagen.<mutagen_type lower>``)."""
+
+    def mutagen_class(self) -> type:
+        if self.load is not None:
+            return self.load()
+        import importlib
+
+        return getattr(importlib.import_module(f"mutagen.{self.mutagen_type.lower()}"), self.mutagen_type)
+
+
+FORMATS: dict[str, Format] = {}
+"""mutagen file type name -> the format, in the order the storage classes registered them."""
+
+
+def register(*formats: Format):
+    """Class decorator: use this storage class for files of these formats (one instance for all)."""
 
     def add(cls):
-        for name in mutagen_types:
-            STORAGES[name] = cls()
+        storage = cls()
+        for fmt in formats:
+            STORAGES[fmt.mutagen_type] = storage
+            FORMATS[fmt.mutagen_type] = fmt
         return cls
 
     return add
+
+
+def supported_formats() -> str:
+    """The formats tagger writes tags into, for messages (``MP3, WAV, ...``)."""
+    return ", ".join(f.label for name, f in FORMATS.items() if name in STORAGES)
+
+
+def format_named(filename: str) -> Format | None:
+    """The format whose extension `filename` has, or None."""
+    ext = os.path.splitext(filename)[1].lower()
+    return next((f for name, f in FORMATS.items() if ext in f.extensions and name in STORAGES), None)
 
 
 def storage_for(audio) -> Storage | None:

@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 from tagger.tags.fields import INSTRUMENTS_MODEL, Raw, ours
 from tagger.tags.storage._bytes import _hash_range, _id3v2_end, _syncsafe
-from tagger.tags.storage.base import Storage, register
+from tagger.tags.storage.base import Format, Storage, register
 
 
 class ID3Storage(Storage):
@@ -162,7 +162,7 @@ class ID3Storage(Storage):
             audio.save(v2_version=version, v23_sep="/")
 
 
-@register("MP3")
+@register(Format("MP3", "MP3", (".mp3", ".mp2")))
 class MP3Storage(ID3Storage):
     """MP3: the audio is everything between the ID3v2 tag and an ID3v1 tag (kept byte for byte).
 
@@ -198,7 +198,7 @@ class MP3Storage(ID3Storage):
         return True
 
 
-@register("WAVE")
+@register(Format("WAVE", "WAV", (".wav",)))
 class WAVEStorage(ID3Storage):
     """WAV: an ID3 chunk; the audio is the ``data`` chunk."""
 
@@ -269,14 +269,14 @@ class WAVEStorage(ID3Storage):
         return super().cannot_keep(audio, path, version)
 
 
-@register("AIFF")
+@register(Format("AIFF", "AIFF", (".aif", ".aiff", ".aifc")))
 class AIFFStorage(WAVEStorage):
     """AIFF: an ID3 chunk; the audio is the ``SSND`` chunk (big-endian chunk sizes)."""
 
     little, audio_chunk = False, b"SSND"
 
 
-@register("DSF")
+@register(Format("DSF", "DSF", (".dsf",)))
 class DSFStorage(ID3Storage):
     """DSF (DSD): an ID3v2 tag at the end of the file, where the ``DSD `` chunk's metadata pointer
     says; the audio is the ``fmt `` and ``data`` chunks (and the ``DSD `` chunk's id and size, not its

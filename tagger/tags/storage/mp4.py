@@ -11,13 +11,13 @@ from collections import Counter
 
 from tagger.tags.fields import Raw, ours
 from tagger.tags.storage._bytes import _feed, _hash_range
-from tagger.tags.storage.base import Storage, register
+from tagger.tags.storage.base import Format, Storage, register
 
 MP4_FREEFORM_PREFIX = "----:com.apple.iTunes:"
 """MP4 freeform atom prefix (mean ``com.apple.iTunes``), as iTunes, beets and ffmpeg use it."""
 
 
-@register("MP4")
+@register(Format("MP4", "MP4/M4A", (".m4a", ".m4b", ".mp4", ".alac")))
 class MP4Storage(Storage):
     """MP4 freeform atoms ``----:com.apple.iTunes:NAME`` (UTF-8), one data atom per value; the
     audio is the ``mdat`` atoms. Fragmented files are refused (`cannot_keep`)."""

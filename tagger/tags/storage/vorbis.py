@@ -15,7 +15,7 @@ from collections import Counter
 
 from tagger.tags.fields import Raw, ours
 from tagger.tags.storage._bytes import _hash_range, _id3v2_end
-from tagger.tags.storage.base import Storage, register
+from tagger.tags.storage.base import Format, Storage, register
 
 
 class VorbisStorage(Storage):
@@ -81,7 +81,7 @@ class VorbisStorage(Storage):
         return []
 
 
-@register("FLAC")
+@register(Format("FLAC", "FLAC", (".flac",)))
 class FLACStorage(VorbisStorage):
     """FLAC: the audio is the frames after the metadata blocks (PICTURE blocks are other tags).
 
@@ -180,7 +180,7 @@ class FLACStorage(VorbisStorage):
         return True
 
 
-@register("OggVorbis")
+@register(Format("OggVorbis", "Ogg Vorbis", (".ogg", ".oga")))
 class OggVorbisStorage(VorbisStorage):
     """Ogg Vorbis: the codec header packets but the comment one, the later pages' bodies and
     granule positions (mutagen renumbers pages) and whether every page's CRC is right; the pages
@@ -278,7 +278,7 @@ class OggVorbisStorage(VorbisStorage):
         return True
 
 
-@register("OggOpus")
+@register(Format("OggOpus", "Opus", (".opus",)))
 class OggOpusStorage(OggVorbisStorage):
     """Opus in Ogg: as Ogg Vorbis, with two codec header packets."""
 
