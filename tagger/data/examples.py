@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from tagger.errors import DatasetError
+from tagger.outputs import write_atomic
 
 
 def read_examples(path: str | os.PathLike) -> dict[str, dict]:
@@ -62,9 +63,7 @@ def merge_examples(out_dir: str | os.PathLike, rows: Iterable[dict]) -> int:
         row["note"] = i
         ordered[key] = row
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / "examples.json.tmp"
-    tmp.write_text(json.dumps(ordered, indent=1))
-    os.replace(tmp, out / "examples.json")  # never a half-written file
+    write_atomic(out / "examples.json", json.dumps(ordered, indent=1))  # never a half-written file
     return len(ordered)
 
 

@@ -204,10 +204,10 @@ def _earlier_files(out: Path) -> set[str]:
 
 
 def _write_text(path: Path, text: str) -> None:
-    """Write `path` whole or not at all (a temporary file renamed over it)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    """Write `path` whole or not at all (`tagger.outputs.write_atomic`)."""
+    from tagger.outputs import write_atomic
+
+    write_atomic(path, text)
 
 
 def read_manifest(path: str | os.PathLike) -> dict:

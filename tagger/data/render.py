@@ -25,6 +25,7 @@ from tagger import constants as C
 from tagger.data.examples import note_record, read_examples
 from tagger.data.gm import Program, all_programs
 from tagger.errors import DatasetError, UserError
+from tagger.outputs import write_atomic
 
 NSYNTH_VELOCITIES = (25, 50, 75, 100, 127)
 HOLD_SECONDS = 3.0
@@ -340,9 +341,7 @@ def render_dataset(
     for i, row in enumerate(rows):
         row["note"] = i
         examples[row["note_str"]] = row
-    tmp = out / "examples.json.tmp"
-    tmp.write_text(json.dumps(examples, indent=1))
-    os.replace(tmp, out / "examples.json")
+    write_atomic(out / "examples.json", json.dumps(examples, indent=1))
     summary = summarise(rows)
     summary["kept_notes"] = len(existing)
     summary["requested_notes"] = requested
@@ -351,9 +350,7 @@ def render_dataset(
     earlier = _read_render_summary(out / "render.json") if existing else {}
     used = {**soundfonts, **(drum_soundfonts or {})}
     summary["soundfonts"] = {**earlier.get("soundfonts", {}), **{k: str(v) for k, v in used.items()}}
-    tmp = out / "render.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=1))
-    os.replace(tmp, out / "render.json")  # never a half-written file (nor one shared by a hard link)
+    write_atomic(out / "render.json", json.dumps(summary, indent=1))  # (nor one shared by a hard link)
     return summary
 
 
