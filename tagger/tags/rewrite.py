@@ -13,7 +13,9 @@ Other programs: a Linux read lease on the original is held from before the copy 
 rename (`_ReadLease`): a file open for writing elsewhere is refused, and one opened for writing
 meanwhile makes the write give up (the old file is put back if that happened at the rename). A
 file modified less than ``settle_seconds`` ago is refused too (the commands' default is
-`DEFAULT_SETTLE_SECONDS`). The copy is always read as the original's mutagen type.
+`DEFAULT_SETTLE_SECONDS`). The copy is always read as the original's mutagen type. Other tagger
+writers of the same file: an exclusive ``flock`` on the original, held over the same span
+(`_lock_writers`), refuses the second one.
 
 Where the fields live in each container is `tagger.tags.storage`'s business.
 """
@@ -526,6 +528,30 @@ def _link_backup(real: str, folder: str, prefix: str) -> str | None:
     return None
 
 
+WRITER_BUSY = ("being rewritten by another tagger process at this moment (a scan, `tagger tag` or `untag`); "
+               "left as it is for a later run")
+
+
+def _lock_writers(fd: int, shown: str) -> None:
+    """Take the writers' lock of the file open as ``fd``: an exclusive ``flock`` on it, held (with the
+    descriptor) until after the copy has been moved over the file. Two tagger writers of one file (a
+    scan's tag write and `tagger tag`, `untag`, a second `tag`) never both copy it: each moves its
+    copy over the file only after its last check that the file is still the one it copied, and
+    without the lock the other's ``rename`` could land between that check and its own, losing the
+    other's write (reported as written) and letting each record the other's file as its own. The
+    second writer is refused (`WRITER_BUSY`), never made to wait: the file it would copy is about to
+    be replaced. Other programs do not take it; the read lease (`_ReadLease`) guards against them."""
+    import errno
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            raise TagWriteError(shown, WRITER_BUSY) from None
+        # (a filesystem without flock: the other checks remain)
+
+
 class _BeforeReplaceFailed(Exception):
     """What the ``before_replace`` callback raised, carried past the rewrite's own error handling."""
 
@@ -618,12 +644,10 @@ def _rewrite_file(shown, real, st, *, target, id3v23, keep_mtime, dry_run, settl
 
         source = os.open(real, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
         lease = _ReadLease(source, shown)
-        if not _same_file(os.fstat(source), st):
+        _lock_writers(source, shown)  # (also "in use" for the backup name below)
+        # Checked once locked: a writer that held the lock until now has moved its copy over the file.
+        if not _same_file(os.fstat(source), st) or not _same_file(os.stat(real), st):
             raise TagWriteError(shown, changed_meanwhile)
-        try:
-            fcntl.flock(source, fcntl.LOCK_SH | fcntl.LOCK_NB)  # "in use" for the backup name below
-        except OSError:
-            pass
         payload = payload_digest(real, mutagen_type)
         values = storage.item_values(real)
         held, tmp = tempfile.mkstemp(prefix=prefix, suffix=TEMP_SUFFIX, dir=folder)
