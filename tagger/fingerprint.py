@@ -71,21 +71,25 @@ def content_hash(path: str | os.PathLike, *, block: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def read_back(path: str | os.PathLike, *, size: int | None, mtime: float | None) -> tuple[int, float, str, str] | None:
+def read_back(path: str | os.PathLike, *, size: int | None, mtime: float | None,
+              ctime_ns: int | None = None) -> tuple[int, float, str, str] | None:  # fmt: skip
     """(size, mtime, fingerprint, content hash) of the file ``path`` that a tag write has just left
-    with ``size`` and ``mtime`` (None: not known, taken from the file); None when the file is no
-    longer what the write left (another program changed it in between, or while it was read here):
-    then it must not be recorded as tagger's own. Raises `AudioReadError` when it cannot be read."""
+    with ``size`` and ``mtime`` (None: not known, taken from the file) and, when given, the status
+    change time ``ctime_ns`` (`tagger.tags.TagChange.ctime_ns`); None when the file is no longer what
+    the write left (another program changed it in between, or while it was read here): then it must
+    not be recorded as tagger's own. Size and mtime alone cannot tell: another tag write moved over
+    it with ``--keep-mtime`` (a second tagger, `untag`) leaves both as they were, the tag's padding
+    absorbing the change, but it made its file later. Raises `AudioReadError` when it cannot be read."""
 
-    def now() -> tuple[int, float]:
+    def now() -> tuple:
         try:
             st = os.stat(path)
         except OSError as exc:
             raise AudioReadError(path, f"cannot stat file: {exc.strerror or exc}") from None
-        return st.st_size, st.st_mtime
+        return st.st_size, st.st_mtime, *(() if ctime_ns is None else (st.st_ctime_ns,))
 
-    left = now() if size is None or mtime is None else (size, mtime)
+    left = now() if size is None or mtime is None else (size, mtime, *(() if ctime_ns is None else (ctime_ns,)))
     if now() != left:
         return None
     facts = fingerprint(path), content_hash(path)
-    return (*left, *facts) if now() == left else None
+    return (*left[:2], *facts) if now() == left else None

@@ -35,14 +35,16 @@ class Recorded(enum.Enum):
 
 
 def record_rewrite(session: Session, *, path: str, size: int | None, mtime: float | None,
-                   tags_current: bool | None = None, written: StoredResults | None = None) -> Recorded:  # fmt: skip
+                   tags_current: bool | None = None, written: StoredResults | None = None,
+                   ctime_ns: int | None = None) -> Recorded:  # fmt: skip
     """After a tag write rewrote the file ``path`` (leaving it with ``size`` and ``mtime``), store
     its new size, mtime, fingerprint and content hash (and forget the copy `record_pending` stored),
     so that the next scan sees the file unchanged and the next write is not refused; ``tags_current``:
     whether its tags now hold the stored results (None: not known, left as it is). Nothing is stored
     for a path the database does not know or a file no longer what the write left (another program
-    changed it since: the next scan sees it changed). Raises `tagger.errors.AudioReadError` when the
-    file cannot be read (nothing is stored then).
+    changed it since: the next scan sees it changed; ``ctime_ns``, the written file's
+    `tagger.tags.TagChange.ctime_ns`, tells it from another writer's file of the same size and
+    mtime). Raises `tagger.errors.AudioReadError` when the file cannot be read (nothing is stored then).
 
     ``written``: the results the tags were written from, as read before the write. The track is
     updated only while it still holds them and its file facts are still those read, checked in the
@@ -53,7 +55,7 @@ def record_rewrite(session: Session, *, path: str, size: int | None, mtime: floa
     track = session.scalar(select(M.Track).where(M.Track.path == path))
     if track is None:
         return Recorded.NOTHING
-    facts = read_back(path, size=size, mtime=mtime)
+    facts = read_back(path, size=size, mtime=mtime, ctime_ns=ctime_ns)
     if facts is None:
         log.warning("%s: changed by another program right after its tags were written; left for the next scan", path)
         return Recorded.NOTHING

@@ -186,7 +186,8 @@ class Runner:
         it changed) when it cannot be read, or is no longer what the write left: another program
         changed it right after (`tagger.fingerprint.read_back`)."""
         try:
-            facts = read_back(work.path, size=getattr(change, "size", None), mtime=getattr(change, "mtime", None))
+            facts = read_back(work.path, size=getattr(change, "size", None), mtime=getattr(change, "mtime", None),
+                              ctime_ns=getattr(change, "ctime_ns", None))
         except TaggerError as exc:
             log.warning("%s: cannot re-read after writing tags: %s", work.path, exc)
             return False

@@ -68,6 +68,10 @@ class TagChange:
     """The file's size after the operation (unchanged file: its current size)."""
     mtime: float | None = None
     """The file's mtime after the operation, for the database's changed-since check."""
+    ctime_ns: int | None = None
+    """The status-change time of the file a write left (None when nothing was written): another
+    writer's copy moved over it since (made and renamed later) has another, and so has a write in
+    place, even one leaving the same size and mtime (`tagger.fingerprint.read_back`)."""
 
 
 def ours(name: str, *, any_case: bool = False) -> str | None:

@@ -713,8 +713,9 @@ def _rewrite_file(shown, real, st, *, target, id3v23, keep_mtime, dry_run, settl
         if source is not None:
             os.close(source)
     return TagChange(
-        path=shown, before=before, after=after, changed=True, written=True, size=new.st_size, mtime=new.st_mtime
-    )
+        path=shown, before=before, after=after, changed=True, written=True, size=new.st_size, mtime=new.st_mtime,
+        ctime_ns=new.st_ctime_ns,
+    )  # fmt: skip
 
 
 def _write_copy(
