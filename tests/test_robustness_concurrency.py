@@ -183,3 +183,129 @@ def test_tag_never_records_another_writers_file_as_its_tagged_one(tagged_flac, m
     assert not read_instruments(song).tagged
     track = _track(db, song)
     assert not (track.tags_current and _describes(track, song))  # never "tagged" for a file without tags
+
+
+CLI_SCRIPT = """
+import os, sys, time
+sys.path[:0] = [{tests!r}, {root!r}]  # this checkout's tagger, whatever is installed
+from library_fakes import FakeAnalyser
+from tagger.model.ensemble import Ensemble
+from tagger.tags import rewrite
+
+Ensemble.load = classmethod(lambda cls, *a, **k: FakeAnalyser(version=os.environ["FAKE_MODEL"]))
+slow_copy = rewrite._write_copy
+
+def slow_write_copy(*args, **kwargs):  # widen each tag write, so that the commands' writes overlap
+    time.sleep(0.05)
+    return slow_copy(*args, **kwargs)
+
+rewrite._write_copy = slow_write_copy
+from tagger.cli import main
+sys.argv = ["tagger", *sys.argv[1:]]
+main()
+"""
+
+EDITOR_SCRIPT = """
+import sys, time
+from mutagen.flac import FLAC
+for i in range(int(sys.argv[2])):
+    f = FLAC(sys.argv[1])
+    f["TITLE"] = "take %d" % i
+    f.save()  # in place, as tag editors do
+    time.sleep(0.03)
+print("take %d" % i)
+"""
+
+
+def test_the_commands_side_by_side_lose_nothing(tmp_path):
+    """A re-analysing scan (new model, tag writes) beside `tag --scores`, `untag`, `query`, `show`,
+    `db prune`, a second scan, a tag editor saving one file in place and a file renamed meanwhile,
+    all real processes on one library and one database. Each command either does its work or says in
+    a line why not; afterwards no write is lost, nothing is left behind, the database never says a
+    file's tags hold its results when they do not, and one more scan brings every file's tags up to
+    date (and the one after it has nothing left to do)."""
+    music = tmp_path / "music"
+    files = [write_audio(music / f"d{i % 2}" / f"t{i}.flac", tone_signal([FREQ["bass"] + 7 * i], seconds=4.0))
+             for i in range(6)]  # fmt: skip
+    edited, renamed = files[0], files[5]
+    db_path = tmp_path / "library.db"
+    db = open_database(db_path)
+    scan([music], db=db, analyser=FakeAnalyser(version="fake-1"), jobs=0, on_track=tag_writer(model_version="fake-1"))
+    db.close()
+    script = tmp_path / "cli.py"
+    script.write_text(CLI_SCRIPT.format(tests=str(TESTS), root=str(TESTS.parent)))
+    editor = tmp_path / "editor.py"
+    editor.write_text(EDITOR_SCRIPT)
+    env = {**os.environ, "TAGGER_SETTLE_SECONDS": "0", "FAKE_MODEL": "fake-2", "TAGGER_DB": str(db_path)}
+
+    def start(*args):
+        return subprocess.Popen([sys.executable, str(script), *args], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)  # fmt: skip
+
+    procs = {
+        "scan": start("scan", str(music), "--jobs", "0", "--rescan-stale"),
+        "tag": start("tag", "--scores", str(music)),
+        "untag": start("untag", str(music / "d1")),
+        "query": start("query", "--format", "json"),
+        "show": start("show", str(files[2])),
+        "prune": start("db", "prune"),
+        "scan2": start("scan", str(music), "--jobs", "0"),
+        "editor": subprocess.Popen([sys.executable, str(editor), str(edited), "40"], stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True),  # fmt: skip
+    }
+    import time
+
+    time.sleep(2.0)
+    os.rename(renamed, renamed.with_name("moved.flac"))  # a file renamed meanwhile
+    renamed = renamed.with_name("moved.flac")
+    out = {}
+    for name, proc in procs.items():
+        out[name] = proc.communicate(timeout=240)[0]
+        assert "Traceback" not in out[name], (name, out[name])
+        assert proc.returncode in (0, 1), (name, proc.returncode, out[name])
+        if proc.returncode and name != "editor":  # a refusal or a skip: said in a line
+            assert "tagger:" in out[name], (name, out[name])
+    last_title = out["editor"].strip().splitlines()[-1]
+    assert FLAC_title(edited) == last_title  # the tag editor's last save was not replaced by a tagger copy
+    assert not list(music.rglob("*tagger-tmp"))
+    db = open_database(db_path)
+    try:
+        with db.session() as s:
+            assert s.connection().exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
+        _never_claims_wrong_tags(db)
+        # one more scan brings every file up to date, without analysing any again...
+        summary = scan([music], db=db, analyser=FakeAnalyser(version="fake-2"), jobs=0, rescan_stale=True,
+                       on_track=tag_writer(model_version="fake-2"))  # fmt: skip
+        assert summary.failed == 0 and summary.tag_errors == 0, summary
+        for song in [*files[:5], renamed]:
+            assert read_instruments(song).model_version == "fake-2", song
+        assert FLAC_title(edited) == last_title
+        _never_claims_wrong_tags(db)
+        # ... and the next has nothing left to do
+        summary = scan([music], db=db, analyser=FakeAnalyser(version="fake-2"), jobs=0, rescan_stale=True,
+                       on_track=tag_writer(model_version="fake-2"))  # fmt: skip
+        assert (summary.scanned, summary.tags_written, summary.skipped) == (0, 0, 6), summary
+    finally:
+        db.close()
+
+
+def FLAC_title(path) -> str:
+    from mutagen.flac import FLAC
+
+    return FLAC(path)["TITLE"][0]
+
+
+def _never_claims_wrong_tags(db) -> None:
+    """Every track the database says is tagged and unchanged (a scan would leave it alone) holds its
+    stored results in its file's tags."""
+    from tagger.db.queries import find_tracks
+
+    with db.session() as s:
+        found = {t.path: t for t in find_tracks(s)}
+        rows = s.scalars(select(M.Track).where(M.Track.status == M.STATUS_OK)).all()
+        for track in rows:
+            if not os.path.exists(track.path) or not (track.tags_current and _describes(track, track.path)):
+                continue
+            state = read_instruments(track.path)
+            assert state.model_version == track.model_version.version, track.path
+            assert state.instruments == found[track.path].instruments, track.path
