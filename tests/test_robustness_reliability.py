@@ -160,6 +160,42 @@ def test_a_transient_error_is_retried_without_retry_errors(tmp_path, db):
     assert scan([music], db=db, analyser=FakeAnalyser(), jobs=0).failed == 0
 
 
+class _Editor(FakeAnalyser):
+    """A tag editor saves the file (a new title, in place) while the scan analyses it again."""
+
+    def __init__(self, target: Path, **kw):
+        super().__init__(**kw)
+        self.target = target
+
+    def predict_features(self, feats):
+        if self.calls == 0:
+            import soundfile as sf
+
+            with sf.SoundFile(self.target, "r+") as f:  # (an in-place save: the same audio, a new INFO title)
+                f.title = "edited while analysed"
+        return super().predict_features(feats)
+
+
+def test_a_file_edited_while_analysed_again_keeps_its_results_until_the_next_scan(tmp_path, db):
+    """A tag editor (or `tagger tag`, or beets) saving a file while a scan analysed it again
+    (`--rescan-stale` after a model update) turned its track into an error row: its results were
+    deleted, and the library no longer found it by instrument until a later scan. The scan still
+    says the file changed while it was read, and the next scan analyses it again, but the results
+    stay meanwhile."""
+    music = tmp_path / "music"
+    song = write_audio(music / "a.wav", tone_signal([110.0], seconds=8.0))
+    assert scan([music], db=db, analyser=FakeAnalyser(), jobs=0).scanned == 1
+    editor = _Editor(song, version="fake-2")
+    again = scan([music], db=db, analyser=editor, jobs=0, predict_batch=1, rescan_stale=True)
+    assert again.failed == 1 and "changed" in again.errors[0][1], again.errors
+    assert _instruments(db) == {str(song): ["bass"]}  # still found
+    assert _rows(db)[str(song)][:2] == ("ok", None)
+    later = scan([music], db=db, analyser=FakeAnalyser(version="fake-2"), jobs=0, rescan_stale=True)
+    assert (later.scanned, later.failed) == (1, 0)
+    with db.session() as s:
+        assert s.scalar(select(M.Track).where(M.Track.path == str(song))).model_version.version == "fake-2"
+
+
 # -- 8: symbolic links to the library ---------------------------------------------------------------
 
 

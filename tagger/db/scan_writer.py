@@ -234,8 +234,16 @@ class ScanWriter:
 
     def store_error(self, work: FileState, meta: dict, reason: str, *, transient: bool = False) -> None:
         """Record a failed file; a `transient` error (the file changed or vanished while it was read)
-        is retried by the next scan and never follows a moved or copied file."""
+        is retried by the next scan and never follows a moved or copied file. A transient error of a
+        file whose track holds results (a tag editor or `tagger tag` saved it while it was analysed
+        again) leaves the track as it was, results and recorded facts: the next scan sees the file
+        changed and analyses it again, and until then the library still finds it."""
+        self.summary.failed += 1
+        self.summary.errors.append((work.path, reason))
         track = self.track_for(work)
+        if transient and track.id is not None and track.status == M.STATUS_OK and track.path == work.path:
+            self.touch()
+            return
         self._set_file(track, work, meta)
         track.status, track.error, track.error_transient = M.STATUS_ERROR, reason, transient
         track.tags_current, track.untaggable_formats = False, None
@@ -246,8 +254,6 @@ class ScanWriter:
             self.session.execute(delete(M.Segment).where(M.Segment.track_id == track.id))
             self.session.execute(delete(M.WindowScores).where(M.WindowScores.track_id == track.id))
             self.session.expire(track, ["detections", "segments", "window_scores"])
-        self.summary.failed += 1
-        self.summary.errors.append((work.path, reason))
         self.touch()
 
     def refresh_file(self, work: FileState, *, size: int, mtime: float, fingerprint: str,
