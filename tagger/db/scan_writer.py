@@ -232,16 +232,18 @@ class ScanWriter:
             self.touch()
         return track
 
-    def store_error(self, work: FileState, meta: dict, reason: str, *, transient: bool = False) -> None:
+    def store_error(self, work: FileState, meta: dict, reason: str, *, transient: bool = False,
+                    keep_results: bool = False) -> None:  # fmt: skip
         """Record a failed file; a `transient` error (the file changed or vanished while it was read)
-        is retried by the next scan and never follows a moved or copied file. A transient error of a
-        file whose track holds results (a tag editor or `tagger tag` saved it while it was analysed
-        again) leaves the track as it was, results and recorded facts: the next scan sees the file
-        changed and analyses it again, and until then the library still finds it."""
+        is retried by the next scan and never follows a moved or copied file. With `keep_results`
+        (the file changed while it was analysed: a tag editor or `tagger tag` saved it during a
+        re-analysis), a track that holds results is left as it was, results and recorded facts: the
+        next scan sees the file changed and analyses it again, and until then the library still
+        finds it."""
         self.summary.failed += 1
         self.summary.errors.append((work.path, reason))
         track = self.track_for(work)
-        if transient and track.id is not None and track.status == M.STATUS_OK and track.path == work.path:
+        if keep_results and track.id is not None and track.status == M.STATUS_OK and track.path == work.path:
             self.touch()
             return
         self._set_file(track, work, meta)

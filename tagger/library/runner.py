@@ -134,8 +134,8 @@ class Runner:
     def finish(self, task_id: int, *, samples: int) -> None:
         pending = self.pending[task_id]
         changed = changed_during_analysis(pending.work, (pending.meta or {}).get("content_hash"))
-        if changed is not None:
-            self.fail(task_id, changed, transient=True)
+        if changed is not None:  # (its stored results, if any, stay until the next scan analyses it)
+            self.fail(task_id, changed, transient=True, keep_results=True)
             return
         pend = self.pending.pop(task_id)
         duration = samples / C.SAMPLE_RATE
@@ -241,10 +241,10 @@ class Runner:
         backend.run([w.path for w in work], analyser=self.analyser, config=self.config,
                     predict_batch=self.predict_batch, store=store)  # fmt: skip
 
-    def fail(self, task_id: int, reason: str, *, transient: bool = False) -> None:
+    def fail(self, task_id: int, reason: str, *, transient: bool = False, keep_results: bool = False) -> None:
         pend = self.pending.pop(task_id)
         with self.writer.clock("database"):
-            self.writer.store_error(pend.work, pend.meta, reason, transient=transient)
+            self.writer.store_error(pend.work, pend.meta, reason, transient=transient, keep_results=keep_results)
         self.done += 1
         self.report()
 
