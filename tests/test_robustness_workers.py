@@ -132,7 +132,7 @@ def test_a_dead_workers_file_is_known_from_its_claim_alone():
     runner.check_stop = lambda: None
     runner.handle = lambda messages: None
     failed: list[tuple[int, str]] = []
-    runner.fail = lambda task_id, reason, **_:  (failed.append((task_id, reason)), runner.pending.pop(task_id))
+    runner.fail = lambda task_id, reason, **_: (failed.append((task_id, reason)), runner.pending.pop(task_id))
     ours, theirs = mp.get_context("spawn").Pipe()
     theirs.send(Started(7, 4242))  # the worker's last act before its decoder killed it
     theirs.close()

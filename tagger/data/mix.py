@@ -21,6 +21,7 @@ from tagger import constants as C
 from tagger.data.nsynth import Note, NoteDataset, load_note_audio, read_json
 from tagger.errors import DatasetError
 from tagger.instruments import encode, to_bits
+from tagger.outputs import write_atomic
 
 MANIFEST = "labels.json"
 INCOMPLETE = ".labels.json.incomplete"
@@ -152,15 +153,13 @@ def write_mixtures(
                                      "nothing was written: choose a new or empty folder")  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     new = {rec["file"] for rec in plan}
-    _write_text(out / INCOMPLETE, json.dumps(sorted(earlier | new)))
+    write_atomic(out / INCOMPLETE, json.dumps(sorted(earlier | new)))
     (out / MANIFEST).unlink(missing_ok=True)  # the earlier set is whole no more
     for rec in plan:
         path = out / rec["file"]
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.unlink(missing_ok=True)
-        sf.write(tmp, render_mixture(rec), C.SAMPLE_RATE, subtype="PCM_16", format="WAV")
-        os.replace(tmp, path)  # never a truncated WAV under a mixture's name
+        audio = render_mixture(rec)  # (never a truncated WAV under a mixture's name:)
+        write_atomic(path, lambda tmp: sf.write(tmp, audio, C.SAMPLE_RATE, subtype="PCM_16", format="WAV"))
     for name in sorted(earlier - new):  # the earlier set's files that this one does not have
         stale = out / name
         if stale.is_file() and not stale.is_symlink():
@@ -178,7 +177,7 @@ def write_mixtures(
         "mixtures": [{k: v for k, v in rec.items() if not k.startswith("_")} for rec in plan],
     }
     path = out / MANIFEST
-    _write_text(path, json.dumps(manifest, indent=1))
+    write_atomic(path, json.dumps(manifest, indent=1))
     (out / INCOMPLETE).unlink()
     return path
 
@@ -201,13 +200,6 @@ def _earlier_files(out: Path) -> set[str]:
         listed = read_json(out / INCOMPLETE)
         names += listed if isinstance(listed, list) else []
     return {n for n in names if isinstance(n, str) and _OUR_FILE.fullmatch(n)}
-
-
-def _write_text(path: Path, text: str) -> None:
-    """Write `path` whole or not at all (`tagger.outputs.write_atomic`)."""
-    from tagger.outputs import write_atomic
-
-    write_atomic(path, text)
 
 
 def read_manifest(path: str | os.PathLike) -> dict:

@@ -29,6 +29,7 @@ from tagger.data.nsynth import NoteDataset, load_note_audio
 from tagger.errors import DatasetError, UserError
 from tagger.evaluate import metrics as MX
 from tagger.instruments import from_bits
+from tagger.outputs import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -77,19 +78,14 @@ class Predictions:
     def save(self, path: str | os.PathLike) -> Path:
         """Write the predictions to `path` (.npz) whole or not at all (a temporary file renamed over it)."""
         path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(
-                fh,
-                families=np.array(self.families, dtype=str),
-                ids=np.array(self.ids, dtype=str),
-                levels=self.levels,
-                truth=self.truth,
-                scores=self.scores,
-                thresholds=self.thresholds,
-                decisions=self.decisions,
-            )
-        os.replace(tmp, path)
+        arrays = dict(families=np.array(self.families, dtype=str), ids=np.array(self.ids, dtype=str), levels=self.levels,
+                      truth=self.truth, scores=self.scores, thresholds=self.thresholds, decisions=self.decisions)
+
+        def save(tmp: str) -> None:
+            with open(tmp, "wb") as fh:  # (a file object: savez would add ".npz" to the temporary name)
+                np.savez_compressed(fh, **arrays)
+
+        write_atomic(path, save)
         return path
 
     @classmethod

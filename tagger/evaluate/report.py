@@ -39,6 +39,7 @@ from tagger.evaluate.protocols import (
 )
 from tagger.evaluate.render import render_markdown
 from tagger.hashing import sha256_file
+from tagger.outputs import write_atomic
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
@@ -151,7 +152,7 @@ def evaluate(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"{out}: cannot make the report folder: {exc.strerror or exc}") from None
-    _atomic_write(out / INCOMPLETE, "a tagger evaluate writing its report (or interrupted): rerun it\n")
+    write_atomic(out / INCOMPLETE, "a tagger evaluate writing its report (or interrupted): rerun it\n")
     for name in (REPORT_JSON, REPORT_MD):  # an earlier report's: a run stopped half-way must not leave
         (out / name).unlink(missing_ok=True)  # it beside predictions it does not describe
     files: dict[str, Path] = {}
@@ -185,9 +186,9 @@ def evaluate(
     }
     content = jsonable(content)
     json_path = out / REPORT_JSON
-    _atomic_write(json_path, json.dumps(content, indent=1, allow_nan=False) + "\n")
+    write_atomic(json_path, json.dumps(content, indent=1, allow_nan=False) + "\n")
     md_path = out / REPORT_MD
-    _atomic_write(md_path, render_markdown(content))
+    write_atomic(md_path, render_markdown(content))
     files["json"], files["markdown"] = json_path, md_path
     (out / INCOMPLETE).unlink()
     return Report(data=content, out_dir=out, files=files, solo=solo_result, polyphony=poly_result)
@@ -225,12 +226,6 @@ def _is_report(path: Path) -> bool:
     except (OSError, ValueError):
         return False
     return isinstance(data, dict) and {"tagger_version", "model", "data", "paper", "files"} <= data.keys()
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    from tagger.outputs import write_atomic
-
-    write_atomic(path, text)
 
 
 def jsonable(value):
