@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import functools
 import logging
-import re
 import sys
 
 import typer
 
+from tagger.display import shown
 from tagger.errors import TaggerError
 from tagger.model.backends import quiet_tensorflow  # noqa: F401  (re-exported for the commands)
 
@@ -22,20 +22,11 @@ app = typer.Typer(
 )
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-def shown(text: str) -> str:
-    """``text`` safe for a terminal: every control character but newline and tab (ESC and the
-    rest, which a file name or a tag value may carry to set a terminal's title, clear its screen or
-    colour what follows) written as a visible ``\\xNN`` escape."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
-
-
-def echo(text: str = "", *, err: bool = False, nl: bool = True) -> None:
-    """`typer.echo` of `shown` text: what every command prints goes through here (JSON is printed
-    escaped already)."""
-    typer.echo(shown(text), err=err, nl=nl)
+def echo(text: str = "", *, err: bool = False, nl: bool = True, lines: bool = False) -> None:
+    """`typer.echo` of `shown` text: what every command prints goes through here. One line: a line
+    break inside (a file name or tag value may hold one) is escaped too, unless ``lines``: text of
+    several lines that tagger composed (a table, a report, JSON), whose names went through `shown`."""
+    typer.echo(shown(text, keep_newlines=lines), err=err, nl=nl)
 
 
 NOTES_SHOWN = 5
@@ -52,8 +43,17 @@ def echo_some(lines: list[str], *, more: str) -> None:
 
 
 class _ShownFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return shown(super().format(record))
+    """One event, one line: the message (file names in it) escaped with `shown`; a traceback keeps
+    its lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return shown(super().formatMessage(record))
+
+    def formatException(self, ei) -> str:
+        return shown(super().formatException(ei), keep_newlines=True)
+
+    def formatStack(self, stack_info: str) -> str:
+        return shown(super().formatStack(stack_info), keep_newlines=True)
 
 
 @app.callback()

@@ -90,7 +90,7 @@ def render(
         summary["sample_negatives"] = M.render_sample_negatives(out, jobs=jobs)
     summary["split"] = nsynth.split_dataset(out, seed=split_seed)
     summary["seconds"] = round(time.time() - t0, 1)
-    echo(json.dumps(summary, indent=1))
+    echo(json.dumps(summary, indent=1), lines=True)
 
 
 @dataset_app.command("split")
@@ -102,7 +102,7 @@ def split(
     """Split train/valid/test by instrument (GM program across SoundFonts), never by note."""
     from tagger.data import nsynth
 
-    echo(json.dumps(nsynth.split_dataset(root, seed=seed), indent=1))
+    echo(json.dumps(nsynth.split_dataset(root, seed=seed), indent=1), lines=True)
 
 
 @dataset_app.command("mix")

@@ -157,7 +157,7 @@ def scan(
             bar.close()
         database.close()
     if as_json:
-        echo(json.dumps(summary.to_dict(), indent=1))
+        echo(json.dumps(summary.to_dict(), indent=1), lines=True)
         if not summary.ok:
             raise typer.Exit(1)
         return
@@ -224,7 +224,7 @@ def query(
         write_atomic(check_replaceable(output, ours=looks_like_text, what="a track list (text)"), text)
         echo(f"{len(tracks)} track(s) written to {output}", err=True)
     else:
-        echo(text, nl=False)
+        echo(text, nl=False, lines=True)
 
 
 @app.command("show")
@@ -248,7 +248,7 @@ def show(
         timeline.draw(_with_session(db, lambda s: track_timeline(s, path=_abspath(path))), plot)
         echo(f"timeline written to {plot}", err=True)
     detail = _with_session(db, lambda s: track_detail(s, path=_abspath(path)))
-    echo(json.dumps(detail.to_dict(), indent=1) if as_json else render_detail(detail), nl=as_json)
+    echo(json.dumps(detail.to_dict(), indent=1) if as_json else render_detail(detail), nl=as_json, lines=True)
 
 
 @app.command("stats")
@@ -262,7 +262,7 @@ def stats(
     from tagger.library.report import render_stats
 
     result = _with_session(db, library_stats)
-    echo(json.dumps(result, indent=1) if as_json else render_stats(result), nl=as_json)
+    echo(json.dumps(result, indent=1) if as_json else render_stats(result), nl=as_json, lines=True)
 
 
 @app.command("errors")
@@ -276,7 +276,7 @@ def errors(
     from tagger.library.report import render_errors
 
     rows = _with_session(db, failed_tracks)
-    echo(json.dumps(rows, indent=1) if as_json else render_errors(rows), nl=as_json)
+    echo(json.dumps(rows, indent=1) if as_json else render_errors(rows), nl=as_json, lines=True)
 
 
 @db_app.command("upgrade")
@@ -307,7 +307,7 @@ def db_prune(
     # (a scan restoring a moved track meanwhile would have it deleted by the ids read before)
     pruned = _with_session(db, prune_missing, locked="prune again")
     if as_json:
-        echo(json.dumps({"removed": pruned.removed, "kept": pruned.kept}, indent=1))
+        echo(json.dumps({"removed": pruned.removed, "kept": pruned.kept}, indent=1), lines=True)
         return
     for path in pruned.kept:
         echo(f"tagger: kept {path}: its file is there again, or its folder is empty (a drive not mounted?)",

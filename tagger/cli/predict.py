@@ -69,6 +69,7 @@ def predict(
         else:
             found = ", ".join(result.instruments) or "(no instrument)"
             scores = " ".join(f"{f}={s:.2f}" for f, s in result.scores.items())
-            echo(f"{path}: {found}\n    {scores}")
+            echo(f"{path}: {found}")
+            echo(f"    {scores}")
     if failed:
         raise fail(f"{failed} file(s) could not be read", 1)

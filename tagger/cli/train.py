@@ -213,7 +213,7 @@ def train(
         "validation": manifest.get("validation", {}),
         "validation_left_out": manifest.get("validation_left_out", {}),
     }
-    echo(json.dumps(summary, indent=1))
+    echo(json.dumps(summary, indent=1), lines=True)
 
 
 @app.command("combine")
@@ -262,4 +262,4 @@ def combine(
         "validation": manifest.get("validation", {}),
         "validation_left_out": manifest.get("validation_left_out", {}),
     }
-    echo(json.dumps(summary, indent=1))
+    echo(json.dumps(summary, indent=1), lines=True)

@@ -13,6 +13,7 @@ import os
 from collections.abc import Sequence
 
 from tagger.db.queries import TrackDetail, TrackSummary
+from tagger.display import shown
 
 QUERY_FORMATS = ("table", "json", "csv", "paths", "m3u")
 
@@ -93,18 +94,18 @@ def render_table(tracks: Sequence[TrackSummary]) -> str:
         return ""
     rows = [["PATH", "LENGTH", "INSTRUMENTS"]]
     for t in tracks:
-        rows.append([t.path, seconds_to_clock(t.duration), ", ".join(t.instruments) + (" (stale)" if t.stale else "")])
+        rows.append([shown(t.path), seconds_to_clock(t.duration), ", ".join(t.instruments) + (" (stale)" if t.stale else "")])
     return _columns(rows)
 
 
 def render_detail(d: TrackDetail) -> str:
     """The ``tagger show`` text."""
     head = [
-        d.path,
-        f"  status: {d.status}" + (f" ({d.error})" if d.error else ""),
+        shown(d.path),
+        f"  status: {d.status}" + (f" ({shown(d.error)})" if d.error else ""),
         f"  length: {seconds_to_clock(d.duration)}  format: {d.format or '?'}  "
         f"{d.sample_rate or '?'} Hz  {d.channels or '?'} ch",
-        f"  model: {d.model_version or '-'}" + ("  (stale: analysed by an older model)" if d.stale else ""),
+        f"  model: {shown(d.model_version or '-')}" + ("  (stale: analysed by an older model)" if d.stale else ""),
         f"  instruments: {', '.join(d.instruments) if d.instruments else '(none)'}",
     ]
     if not d.families:
@@ -135,4 +136,4 @@ def render_stats(stats: dict) -> str:
 
 
 def render_errors(errors: Sequence[dict]) -> str:
-    return "".join(f"{e['path']}: {e['error']}\n" for e in errors)
+    return "".join(f"{shown(e['path'])}: {shown(e['error'])}\n" for e in errors)

@@ -1,0 +1,93 @@
+"""Defects found by attacking what tagger writes (2026-12-06) with hostile file names and tag values:
+line breaks, tabs, bidi controls, line separators, names that are not UTF-8, ``$`` (matplotlib's
+mathtext). Every terminal line names one file in one line, escaped; every output a script reads
+(``query --format paths|m3u|csv|json``, ``predict --json``) holds the exact names or leaves a name
+out with a warning naming it, never a name that points elsewhere."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import tone_signal, write_audio
+from library_fakes import FakeAnalyser
+from tagger.cli import app
+from tagger.db.session import open_database
+from tagger.library.scan import scan
+
+HOSTILE = ("two\nlines.flac", "\u202eevil.flac", "tab\there.flac", "ls\u2028x.flac")
+"""Names a terminal would show as two lines, reversed, as two columns, or (splitlines) as two lines."""
+RAW = ("\n", "\u202e", "\t", "\u2028")
+
+
+def _library(tmp_path, names=HOSTILE, *, scanned=True):
+    music = tmp_path / "music"
+    files = [write_audio(music / name, tone_signal([110.0], seconds=4.0)) for name in names]
+    dbfile = tmp_path / "lib.db"
+    if scanned:
+        db = open_database(dbfile)
+        scan([music], db=db, analyser=FakeAnalyser(), jobs=0)  # analysed, no tags written
+        db.close()
+    return music, files, str(dbfile)
+
+
+def _invoke(*args: str):
+    result = CliRunner().invoke(app, list(args))
+    assert not result.exception or isinstance(result.exception, SystemExit), repr(result.exception)
+    return result
+
+
+def _no_raw_name(output: str) -> None:
+    """No name of `HOSTILE` is in ``output`` as it is; every one that is there is escaped on one line."""
+    for name in HOSTILE:
+        assert name not in output, output
+    for raw in RAW[1:]:
+        assert raw not in output, output
+
+
+def test_a_name_with_a_line_break_tab_or_bidi_control_is_one_escaped_line_in_every_command(tmp_path, fake_models):
+    import mutagen
+
+    music, files, _ = _library(tmp_path, scanned=False)
+    (music / "bad\nname.mp3").write_bytes(b"not audio " * 100)
+    dbfile = str(tmp_path / "lib.db")
+    scanned = _invoke("scan", str(music), "--db", dbfile, "--jobs", "0", "--no-write-tags")
+    assert f"tagger: failed {music}/bad\\x0aname.mp3: " in scanned.output, scanned.output
+    outputs = [scanned.output]
+    table = _invoke("query", "--db", dbfile).output
+    assert len(table.splitlines()) == 1 + len(files), table  # the header and one row per track
+    assert f"{music}/two\\x0alines.flac " in table and f"{music}/\\u202eevil.flac " in table, table
+    outputs.append(table)
+    for f in files:
+        shown = _invoke("show", str(f), "--db", dbfile).output
+        assert shown.splitlines()[1].startswith("  status: ok"), shown
+        outputs.append(shown)
+    errors = _invoke("errors", "--db", dbfile).output
+    assert errors.splitlines()[0].startswith(f"{music}/bad\\x0aname.mp3: not a readable audio file"), errors
+    outputs += [errors, _invoke("tag", str(music), "--db", dbfile, "--dry-run").output]
+    audio = mutagen.File(str(files[0]))
+    audio["INSTRUMENTS"] = ["bass\nbrass", "x\u202ey"]  # (written by another tool)
+    audio["INSTRUMENTS_MODEL"] = ["m-1"]
+    audio.save()
+    os.utime(files[0], (1, 1))  # an old file: past the settle time
+    untagged = _invoke("untag", str(files[0]), "--dry-run").output
+    assert untagged.splitlines()[0] == f"would untag {music}/two\\x0alines.flac (removed: bass\\x0abrass, x\\u202ey)", untagged
+    outputs.append(untagged)
+    for out in outputs:
+        _no_raw_name(out)
+
+
+def test_a_log_line_naming_a_file_is_one_line(tmp_path):
+    music, files, _ = _library(tmp_path, scanned=False)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, "-m", "tagger", "-v", "untag", str(music)], capture_output=True, text=True,
+                          env=env, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.startswith("DEBUG tagger.tags: unchanged ")]
+    assert sorted(lines) == sorted(f"DEBUG tagger.tags: unchanged {music}/{n}" for n in
+                                   ("two\\x0alines.flac", "\\u202eevil.flac", "tab\\x09here.flac", "ls\\u2028x.flac")), done.stderr  # fmt: skip
+    _no_raw_name(done.stderr)
