@@ -91,3 +91,18 @@ def test_a_log_line_naming_a_file_is_one_line(tmp_path):
     assert sorted(lines) == sorted(f"DEBUG tagger.tags: unchanged {music}/{n}" for n in
                                    ("two\\x0alines.flac", "\\u202eevil.flac", "tab\\x09here.flac", "ls\\u2028x.flac")), done.stderr  # fmt: skip
     _no_raw_name(done.stderr)
+
+
+def _not_utf8(music, song) -> str:
+    """Rename ``song`` to ``café.flac`` spelt in Latin-1 (a name that is not UTF-8); its str path."""
+    name = os.fsencode(music) + b"/caf\xe9.flac"
+    os.rename(song, name)
+    return os.fsdecode(name)  # (with a lone surrogate, as Python spells such a name)
+
+
+def test_a_name_that_is_not_utf8_is_printed_with_x_escapes_not_a_crash(tmp_path, fake_models):
+    music, (song,), _ = _library(tmp_path, names=("a.flac",), scanned=False)
+    name = _not_utf8(music, song)
+    result = _invoke("predict", name)
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0] == f"{music}/caf\\xe9.flac: bass", result.output
