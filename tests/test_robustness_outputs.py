@@ -106,3 +106,19 @@ def test_a_name_that_is_not_utf8_is_printed_with_x_escapes_not_a_crash(tmp_path,
     result = _invoke("predict", name)
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[0] == f"{music}/caf\\xe9.flac: bass", result.output
+
+
+def test_show_and_tag_of_a_name_that_is_not_utf8_are_one_error_line(tmp_path):
+    music, (song, _), _ = _library(tmp_path, names=("a.flac", "b.flac"), scanned=False)
+    name = _not_utf8(music, song)
+    dbfile = tmp_path / "lib.db"
+    db = open_database(dbfile)
+    scan([music], db=db, analyser=FakeAnalyser(), jobs=0)  # (b.flac analysed; the other an error row)
+    db.close()
+    for command in (["show", name], ["show", name, "--plot", str(tmp_path / "t.png")], ["tag", name]):
+        result = _invoke(*command, "--db", str(dbfile))
+        assert result.exit_code == 1, result.output
+        (line,) = result.output.splitlines()
+        assert line.startswith(f"tagger: error: ") and f"{music}/caf\\xe9.flac" in line, line
+    assert "not valid UTF-8" in _invoke("show", name, "--db", str(dbfile)).output
+    assert not (tmp_path / "t.png").exists()

@@ -124,10 +124,21 @@ class Under(Part):
         return under_any(os.path.abspath(item.path), self.roots)
 
 
+def storable_name(path: str) -> str:
+    """``path``, refused (`UserError`) when it is not valid UTF-8: the database holds UTF-8 text, so
+    it holds no results for such a file (a scan records it as an error under an escaped name)."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UserError(f"{path}: the file name is not valid UTF-8, so the library database holds no results "
+                        "for it (a scan records it as an error); rename the file and scan it") from None  # fmt: skip
+    return path
+
+
 def _path_forms(path: str | os.PathLike) -> tuple[str, ...]:
     """``path`` made absolute, and the same with the folders on its way resolved (its last part is
     left as it is: a track may be stored under the name of a link to a file)."""
-    given = os.path.abspath(os.path.expanduser(os.fspath(path)))
+    given = storable_name(os.path.abspath(os.path.expanduser(os.fspath(path))))
     folder, name = os.path.split(given)
     resolved = os.path.join(os.path.realpath(folder), name) if name else os.path.realpath(given)
     whole = os.path.realpath(given)  # a folder given through a link: the folder it points to

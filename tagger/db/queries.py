@@ -16,7 +16,7 @@ from sqlalchemy import and_, delete, exists, func, select
 from sqlalchemy.orm import Session, aliased, selectinload
 
 from tagger.db import models as M
-from tagger.db.filter import Candidate, TrackFilter
+from tagger.db.filter import Candidate, TrackFilter, storable_name
 from tagger.errors import UserError
 from tagger.instruments import FAMILIES
 
@@ -222,7 +222,8 @@ def _select(session: Session, where: TrackFilter | None, **options) -> list[tupl
 def track_detail(session: Session, *, path: str) -> TrackDetail:
     """Everything stored about the track at `path`; raises `UserError` if the database lacks it."""
     t = session.scalar(
-        select(M.Track).where(M.Track.path == path).options(selectinload(M.Track.detections), selectinload(M.Track.segments))
+        select(M.Track).where(M.Track.path == storable_name(path))
+        .options(selectinload(M.Track.detections), selectinload(M.Track.segments))
     )
     if t is None:
         raise UserError(f"{path}: not in the library database (scan its folder with `tagger scan`)")
@@ -264,7 +265,8 @@ def track_timeline(session: Session, *, path: str):
     from tagger.timeline import Timeline, thresholds_from_json
 
     t = session.scalar(
-        select(M.Track).where(M.Track.path == path).options(selectinload(M.Track.detections), selectinload(M.Track.segments))
+        select(M.Track).where(M.Track.path == storable_name(path))
+        .options(selectinload(M.Track.detections), selectinload(M.Track.segments))
     )
     if t is None:
         raise UserError(f"{path}: not in the library database (scan its folder with `tagger scan`)")
