@@ -19,6 +19,16 @@ def is_temp_name(name: str) -> bool:
     return _TEMP_NAME.fullmatch(name) is not None
 
 
+def is_utf8(name: str) -> bool:
+    """False for a name that is not valid UTF-8 (Python reads its bytes as lone surrogates): the
+    database, JSON and playlists cannot hold it exactly."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def folder_prefix(folder: str) -> str:
     """``folder`` with exactly one trailing separator: what every path under it starts with."""
     return folder.rstrip(os.sep) + os.sep

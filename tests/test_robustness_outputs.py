@@ -122,3 +122,15 @@ def test_show_and_tag_of_a_name_that_is_not_utf8_are_one_error_line(tmp_path):
         assert line.startswith(f"tagger: error: ") and f"{music}/caf\\xe9.flac" in line, line
     assert "not valid UTF-8" in _invoke("show", name, "--db", str(dbfile)).output
     assert not (tmp_path / "t.png").exists()
+
+
+def test_predict_json_refuses_a_name_that_is_not_utf8_and_stays_strict_json(tmp_path, fake_models):
+    import json
+
+    music, (song, other), _ = _library(tmp_path, names=("a.flac", "b.flac"), scanned=False)
+    _not_utf8(music, song)
+    result = _invoke("predict", str(music), "--json")
+    assert result.exit_code == 1, result.output
+    assert "\\ud" not in result.stdout  # (a lone surrogate escape: strict parsers refuse it)
+    assert [json.loads(line)["path"] for line in result.stdout.splitlines()] == [str(other)]
+    assert f"tagger: error: {music}/caf\\xe9.flac: the file name is not valid UTF-8" in result.stderr, result.stderr

@@ -37,6 +37,7 @@ def predict(
     from tagger.library.assemble import analyse_track
     from tagger.errors import AudioReadError, UserError
     from tagger.model.ensemble import Ensemble
+    from tagger.paths import is_utf8
 
     if not 0.05 <= hop <= 3600:  # (nan fails too)
         raise UserError(f"--hop {hop:g}: give the seconds between window starts, from 0.05 to 3600")
@@ -49,6 +50,11 @@ def predict(
     ensemble = Ensemble.load(models)
     failed = 0
     for path in iter_audio_paths(paths):
+        if as_json and not is_utf8(str(path)):  # (json.dumps would write a lone surrogate, which strict parsers refuse)
+            failed += 1
+            echo(f"tagger: error: {path}: the file name is not valid UTF-8, which JSON cannot hold exactly; "
+                 "rename the file (or run without --json)", err=True)  # fmt: skip
+            continue
         try:
             result = analyse_track(path, ensemble, hop_seconds=hop)
         except AudioReadError as exc:

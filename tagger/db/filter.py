@@ -21,7 +21,7 @@ from sqlalchemy import and_, exists, func
 
 from tagger.db import models as M
 from tagger.errors import UserError
-from tagger.paths import folder_prefix, under_any
+from tagger.paths import folder_prefix, is_utf8, under_any
 
 
 @dataclass(frozen=True)
@@ -127,11 +127,9 @@ class Under(Part):
 def storable_name(path: str) -> str:
     """``path``, refused (`UserError`) when it is not valid UTF-8: the database holds UTF-8 text, so
     it holds no results for such a file (a scan records it as an error under an escaped name)."""
-    try:
-        path.encode("utf-8")
-    except UnicodeEncodeError:
+    if not is_utf8(path):
         raise UserError(f"{path}: the file name is not valid UTF-8, so the library database holds no results "
-                        "for it (a scan records it as an error); rename the file and scan it") from None  # fmt: skip
+                        "for it (a scan records it as an error); rename the file and scan it")  # fmt: skip
     return path
 
 
