@@ -134,3 +134,29 @@ def test_predict_json_refuses_a_name_that_is_not_utf8_and_stays_strict_json(tmp_
     assert "\\ud" not in result.stdout  # (a lone surrogate escape: strict parsers refuse it)
     assert [json.loads(line)["path"] for line in result.stdout.splitlines()] == [str(other)]
     assert f"tagger: error: {music}/caf\\xe9.flac: the file name is not valid UTF-8" in result.stderr, result.stderr
+
+
+DATA_NAMES = ("esc\x1b[2J.flac", "tab\there.flac", "\u202eevil.flac", "plain.flac")
+
+
+@pytest.mark.parametrize("fmt", ["paths", "m3u", "csv"])
+def test_query_data_formats_on_a_pipe_hold_the_exact_names_and_on_a_terminal_escaped_ones(tmp_path, fmt, monkeypatch):
+    import csv
+    import importlib
+    import io
+
+    cli_app = importlib.import_module("tagger.cli.app")  # (tagger.cli.app is also the name of the typer app)
+
+    music, files, dbfile = _library(tmp_path, names=DATA_NAMES)
+
+    def entries(text: str) -> list[str]:
+        if fmt == "csv":
+            return [row[0] for row in csv.reader(io.StringIO(text))][1:]
+        return [line for line in text.splitlines() if not line.startswith("#")]
+
+    piped = _invoke("query", "--db", dbfile, "--format", fmt)
+    assert sorted(entries(piped.stdout)) == sorted(map(str, files)), piped.stdout  # (a script reads these)
+    monkeypatch.setattr(cli_app, "stdout_is_terminal", lambda: True)
+    shown = _invoke("query", "--db", dbfile, "--format", fmt).stdout
+    assert "\x1b" not in shown and "\u202e" not in shown, shown
+    assert f"{music}/esc\\x1b[2J.flac" in entries(shown) and f"{music}/\\u202eevil.flac" in entries(shown), shown

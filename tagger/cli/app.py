@@ -29,6 +29,20 @@ def echo(text: str = "", *, err: bool = False, nl: bool = True, lines: bool = Fa
     typer.echo(shown(text, keep_newlines=lines), err=err, nl=nl)
 
 
+def stdout_is_terminal() -> bool:
+    return sys.stdout.isatty()
+
+
+def echo_data(text: str) -> None:
+    """Output a script reads (bare paths, a playlist, CSV, JSON) on stdout: exactly as rendered when
+    stdout is a file or a pipe (``esc\\x1b[2J.flac`` there would name another file, or none), and
+    escaped as `echo` escapes it when stdout is a terminal."""
+    if stdout_is_terminal():
+        echo(text, nl=False, lines=True)
+    else:
+        typer.echo(text, nl=False, color=True)  # (color=True: click would strip what looks like an ANSI sequence)
+
+
 NOTES_SHOWN = 5
 """Files named one by one in a note that repeats on every run (a format without tags); the rest are counted."""
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import typer
 
 from tagger.cli import options as F
-from tagger.cli.app import app, echo, echo_some, handle_errors, quiet_tensorflow_for
+from tagger.cli.app import app, echo, echo_data, echo_some, handle_errors, quiet_tensorflow_for
 from tagger.tags import DEFAULT_SETTLE_SECONDS
 
 DB_HELP = "Database: SQLAlchemy URL or SQLite file (default: $TAGGER_DB, else library.db in the user data folder)."
@@ -223,8 +223,10 @@ def query(
 
         write_atomic(check_replaceable(output, ours=looks_like_text, what="a track list (text)"), text)
         echo(f"{len(tracks)} track(s) written to {output}", err=True)
-    else:
+    elif fmt == "table":  # (for a person, wherever it goes)
         echo(text, nl=False, lines=True)
+    else:
+        echo_data(text)
 
 
 @app.command("show")
