@@ -160,3 +160,18 @@ def test_query_data_formats_on_a_pipe_hold_the_exact_names_and_on_a_terminal_esc
     shown = _invoke("query", "--db", dbfile, "--format", fmt).stdout
     assert "\x1b" not in shown and "\u202e" not in shown, shown
     assert f"{music}/esc\\x1b[2J.flac" in entries(shown) and f"{music}/\\u202eevil.flac" in entries(shown), shown
+
+
+@pytest.mark.parametrize("fmt", ["paths", "m3u"])
+def test_line_formats_leave_out_a_name_holding_any_line_boundary_and_name_it(fmt, caplog):
+    from tagger.db.queries import TrackSummary
+    from tagger.library.report import render_tracks
+
+    names = ["/m/vt\x0bx.flac", "/m/ff\x0cx.flac", "/m/fs\x1cx.flac", "/m/nel\x85x.flac", "/m/ls\u2028x.flac",
+             "/m/ps\u2029x.flac", "/m/#1 hit.flac", "/m/good.flac"]  # fmt: skip
+    tracks = [TrackSummary(n, 10.0, "FLAC", ["bass"], {"bass": 0.9}, "v", False) for n in names]
+    with caplog.at_level("WARNING", logger="tagger.library.report"):
+        text = render_tracks(tracks, fmt=fmt)
+    entries = [line for line in text.splitlines() if not line.startswith("#")]  # (str.splitlines: every boundary)
+    assert entries == ["/m/#1 hit.flac", "/m/good.flac"], text
+    assert len([r for r in caplog.records if "left out of the" in r.getMessage()]) == 6, caplog.records

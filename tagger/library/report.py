@@ -10,6 +10,7 @@ import io
 import json
 import logging
 import os
+import re
 from collections.abc import Sequence
 
 from tagger.db.queries import TrackDetail, TrackSummary
@@ -19,13 +20,18 @@ QUERY_FORMATS = ("table", "json", "csv", "paths", "m3u")
 
 log = logging.getLogger(__name__)
 
+_LINE_BREAK = re.compile("[\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
+"""Every character `str.splitlines` ends a line at."""
+
 
 def _one_line(tracks: Sequence[TrackSummary], fmt: str) -> list[TrackSummary]:
     """The tracks whose path fits on one line: a path holding a line break would be split into two
-    entries of a line-based list (``paths``, ``m3u``), so it is left out, with a warning naming it."""
+    entries of a line-based list (``paths``, ``m3u``), so it is left out, with a warning naming it.
+    A line break is any boundary of `str.splitlines` (``\\v``, ``\\f``, ``\\x1c``-``\\x1e``, NEL,
+    U+2028, U+2029 too), as a script reading the list may split there."""
     kept = []
     for t in tracks:
-        if "\n" in t.path or "\r" in t.path:
+        if _LINE_BREAK.search(t.path):
             log.warning("left out of the %s output: %r (its name holds a line break)", fmt, t.path)
         else:
             kept.append(t)
