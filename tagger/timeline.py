@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from tagger import constants as C
+from tagger.display import shown
 from tagger.errors import UserError
 
 FORMATS = (".png", ".svg")
@@ -122,9 +123,9 @@ def draw(timeline: Timeline, out: str | os.PathLike, *, dpi: int = DPI) -> np.nd
         for a, b in timeline.segments.get(fam, ()):
             ax.axvspan(a, b, color=colour, alpha=0.18, lw=0)
         if len(col):
-            shown = np.append(col, col[-1])
-            ax.fill_between(edges, np.nan_to_num(shown), step="post", color=colour, alpha=0.85 if present else 0.35, lw=0)
-            ax.step(edges, shown, where="post", color=colour, lw=0.9)
+            steps = np.append(col, col[-1])
+            ax.fill_between(edges, np.nan_to_num(steps), step="post", color=colour, alpha=0.85 if present else 0.35, lw=0)
+            ax.step(edges, steps, where="post", color=colour, lw=0.9)
         silent = np.isnan(col)
         for s, e in zip(starts[silent], starts[silent] + step):
             ax.axvspan(s, e, color="0.85", lw=0, zorder=0)
@@ -138,9 +139,11 @@ def draw(timeline: Timeline, out: str | os.PathLike, *, dpi: int = DPI) -> np.nd
         for side in ("top", "right"):
             ax.spines[side].set_visible(False)
     axes[-1].set_xlabel("time (s)")
-    name = os.path.basename(timeline.path)
+    name = shown(os.path.basename(timeline.path))  # (one line; a name that is not UTF-8 with \x escapes)
     found = ", ".join(timeline.present) or "no instrument"
-    fig.suptitle(f"{name}  ·  model {timeline.model_version or '?'}  ·  {found}", fontsize=10, y=1 - 0.12 / height)
+    # parse_math=False: a name holding "$" ("x$^$y.flac") is text, not mathtext that fails to parse
+    fig.suptitle(f"{name}  ·  model {shown(timeline.model_version or '?')}  ·  {found}", fontsize=10,
+                 y=1 - 0.12 / height, parse_math=False)
     fig.text(0.01, 0.06 / height, "step curve: window score (0-1); dashed: threshold; shaded: detected segments; "
              "grey: silent; bold name: present", ha="left", va="bottom", fontsize=7, color="0.3")  # fmt: skip
     from tagger.outputs import write_atomic

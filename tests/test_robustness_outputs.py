@@ -175,3 +175,16 @@ def test_line_formats_leave_out_a_name_holding_any_line_boundary_and_name_it(fmt
     entries = [line for line in text.splitlines() if not line.startswith("#")]  # (str.splitlines: every boundary)
     assert entries == ["/m/#1 hit.flac", "/m/good.flac"], text
     assert len([r for r in caplog.records if "left out of the" in r.getMessage()]) == 6, caplog.records
+
+
+def test_a_timeline_of_a_name_with_dollars_or_odd_bytes_is_drawn(tmp_path, fake_models):
+    # "$...$" is mathtext to matplotlib: "x$^$y" and "$\foo{$" raised ValueError (ParseException);
+    # a name that is not UTF-8 raised TypeError in the font code
+    music, files, dbfile = _library(tmp_path, names=("x$^$y.flac", "$\\foo{$.flac", "a.flac", "two\nlines.flac"))
+    targets = [*map(str, files[:2]), _not_utf8(music, files[2]), str(files[3])]
+    for i, name in enumerate(targets):
+        picture = tmp_path / f"p{i}.png"
+        result = _invoke("predict", name, "--plot", str(picture))
+        assert result.exit_code == 0 and picture.stat().st_size > 0, result.output
+    result = _invoke("show", str(files[0]), "--db", dbfile, "--plot", str(tmp_path / "s.svg"))
+    assert result.exit_code == 0 and (tmp_path / "s.svg").stat().st_size > 0, result.output
