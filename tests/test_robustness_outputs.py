@@ -188,3 +188,16 @@ def test_a_timeline_of_a_name_with_dollars_or_odd_bytes_is_drawn(tmp_path, fake_
         assert result.exit_code == 0 and picture.stat().st_size > 0, result.output
     result = _invoke("show", str(files[0]), "--db", dbfile, "--plot", str(tmp_path / "s.svg"))
     assert result.exit_code == 0 and (tmp_path / "s.svg").stat().st_size > 0, result.output
+
+
+def test_scan_of_a_folder_whose_name_is_not_utf8_is_one_error_line_before_anything_is_created(tmp_path, fake_models):
+    music, (song,), _ = _library(tmp_path, names=("a.flac",), scanned=False)
+    folder = os.fsencode(tmp_path) + b"/m\xe9sica"
+    os.rename(music, folder)
+    dbfile = tmp_path / "lib.db"
+    for root in (os.fsdecode(folder), os.fsdecode(folder + b"/a.flac")):
+        result = _invoke("scan", root, "--db", str(dbfile), "--jobs", "0")
+        assert result.exit_code == 1, result.output
+        (line,) = result.output.splitlines()
+        assert line.startswith(f"tagger: error: {tmp_path}/m\\xe9sica") and "not valid UTF-8" in line, line
+        assert not dbfile.exists()

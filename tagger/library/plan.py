@@ -25,6 +25,7 @@ from tagger.errors import TaggerError, UserError
 from tagger.crawl import CrawlReport, crawl
 from tagger.fingerprint import content_hash, fingerprint
 from tagger.library.state import Progress, ScanInterrupted, ScanSummary, StopSignals
+from tagger.paths import is_utf8
 
 log = logging.getLogger("tagger.library.scan")
 
@@ -33,8 +34,9 @@ def check_roots(roots: Iterable[str | os.PathLike]) -> list[str]:
     """The folders (or files) to scan in canonical form: absolute, every symbolic link resolved, so
     that a library scanned through a link and directly is one library, its tracks stored once.
 
-    Raises `UserError` for a root that does not exist or is neither a folder nor a regular file
-    (checked before a scan creates or locks anything)."""
+    Raises `UserError` for a root that does not exist, is neither a folder nor a regular file, or
+    whose name is not valid UTF-8 (the database holds UTF-8 names; checked before a scan creates or
+    locks anything)."""
     out = []
     for root in roots:
         path = os.path.abspath(os.path.expanduser(os.fspath(root)))
@@ -43,6 +45,9 @@ def check_roots(roots: Iterable[str | os.PathLike]) -> list[str]:
             raise UserError(f"no such file or folder: {path}")
         if not (os.path.isdir(real) or os.path.isfile(real)):
             raise UserError(f"{path}: not a folder nor a regular file")
+        if not is_utf8(real):
+            raise UserError(f"{real}: the name is not valid UTF-8, which the library database cannot hold; rename it "
+                            "to scan it")  # fmt: skip
         if real not in out:
             out.append(real)
     return out
@@ -291,11 +296,9 @@ def defer_unsettled(work: list[FileState], settle_seconds: float, summary: ScanS
 def storable(path: str) -> str:
     """`path` as the database can hold it: a name that is not valid UTF-8 gets ``\\xNN`` escapes (a
     literal backslash is left as it is, so a valid name can spell the same: `_undecodable_name`)."""
-    try:
-        path.encode("utf-8")
+    if is_utf8(path):
         return path
-    except UnicodeEncodeError:
-        return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def after_crawl(crawled: CrawlReport, summary: ScanSummary, *, keep_temp_files: bool = False) -> None:
