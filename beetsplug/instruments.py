@@ -46,6 +46,14 @@ from beets.dbcore.query import FieldQuery
 from beets.plugins import BeetsPlugin
 from beets.util import displayable_path
 
+from tagger.display import shown
+
+
+def _named(item) -> str:
+    """The item's path for a log line: one line, escape sequences shown, not run (`tagger.display.shown`)."""
+    return shown(displayable_path(item.path))
+
+
 SEPARATOR = ", "
 """Between the family names of the ``instruments`` attribute."""
 
@@ -262,7 +270,7 @@ class InstrumentsPlugin(BeetsPlugin):
                 problem, written = self._give(database, item, res, write=write)
                 if problem:
                     counts["failed"] += 1
-                    self._log.error("{}: {}", displayable_path(item.path), problem)
+                    self._log.error("{}: {}", _named(item), shown(problem))
                     continue
                 counts["analysed" if res.analysed else "reused"] += 1
                 counts["written"] += written
@@ -285,7 +293,7 @@ class InstrumentsPlugin(BeetsPlugin):
         def give() -> None:
             item["instruments"] = SEPARATOR.join(res.instruments)
             item["instruments_model"] = res.model_version or ""
-            self._log.debug("{}: {}", displayable_path(item.path), item["instruments"] or "(no instrument)")
+            self._log.debug("{}: {}", _named(item), shown(item["instruments"] or "(no instrument)"))
             item.store()
 
         to_write = write and not _file_holds(res)
@@ -295,13 +303,13 @@ class InstrumentsPlugin(BeetsPlugin):
             if problem is None:
                 give()
                 if left:
-                    self._log.warning("{}: {}", displayable_path(item.path), left)
+                    self._log.warning("{}: {}", _named(item), shown(left))
             return problem, False
         done = rewrite_tags(database, res, lambda: give() or item.try_write(tags={"instruments_scores": None}))
         if not done.written:
             return done.problem, False  # (None: beets could not write it, and said why)
         if done.problem:
-            self._log.warning("{}: {}", displayable_path(item.path), done.problem)
+            self._log.warning("{}: {}", _named(item), shown(done.problem))
         return None, True
 
 
@@ -341,8 +349,8 @@ def _file_holds(res) -> bool:
         return (split_families(mf.instruments) == list(res.instruments) and mf.instruments_model == res.model_version
                 and not mf.instruments_scores)  # fmt: skip
 
-    def shown(scores: dict[str, float]) -> dict[str, str]:
+    def written(scores: dict[str, float]) -> dict[str, str]:
         return {family: f"{score:.{tags.SCORE_DECIMALS}f}" for family, score in scores.items()}
 
     return (list(state.instruments) == list(res.instruments) and state.model_version == res.model_version
-            and (state.scores is None or shown(state.scores) == shown(res.scores)))  # fmt: skip
+            and (state.scores is None or written(state.scores) == written(res.scores)))  # fmt: skip

@@ -277,3 +277,20 @@ def test_a_wavpack_item_is_written_once_and_its_rewrite_recorded(beets_lib, tmp_
     mtime = os.stat(wv).st_mtime_ns
     assert plugin.analyse([_item(lib, wv)], write=True) == {"analysed": 0, "reused": 1, "failed": 0, "written": 0}
     assert os.stat(wv).st_mtime_ns == mtime
+
+
+def test_a_name_with_a_line_break_or_an_escape_sequence_is_one_escaped_log_line(beets_lib, tmp_path, caplog):
+    from beets.library import Item
+
+    lib, plugin, files = beets_lib
+    hostile = os.path.join(os.path.dirname(files["bass.flac"]), "two\nlines\x1b]0;x\x07.flac")
+    shutil.copy(files["bass.flac"], hostile)
+    item = Item.from_path(hostile)
+    lib.add(item)
+    with open(hostile, "wb") as f:
+        f.write(b"RIFF this is no longer audio " * 40)
+    caplog.set_level(logging.DEBUG, logger="beets")
+    assert plugin.analyse([item], write=True)["failed"] == 1
+    (error,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    name = hostile.replace("\n", "\\x0a").replace("\x1b", "\\x1b").replace("\x07", "\\x07")
+    assert error.startswith(name + ": ") and "\n" not in error and "\x1b" not in error, error
