@@ -119,3 +119,59 @@ def make_library(root) -> dict:
     shutil.copy(out["bass.wav"], hidden / "secret.wav")
     os.symlink("..", root / "sub" / "loop")
     return out
+
+
+# -- a scan worker that misbehaves ------------------------------------------------------------------------
+
+
+def _frame(conn, msg) -> bytes:
+    """The bytes that ``conn.send(msg)`` writes on the pipe (in its own framing), caught in a file."""
+    import os
+    import tempfile
+
+    with tempfile.TemporaryFile() as f:
+        out = type(conn)(os.dup(f.fileno()), readable=False)
+        out.send(msg)
+        out.close()
+        f.seek(0)
+        return f.read()
+
+
+class _StallingEnd:
+    """A worker's end of its pipe (`worker_main`'s ``conn``) that, on the first message holding
+    features of a file named ``*stall*``, writes half of the message and pauses the worker
+    (SIGSTOP, as a debugger would, or a machine swapping hard for a while)."""
+
+    def __init__(self, conn) -> None:
+        self.conn, self.tasks = conn, set()
+
+    def poll(self, timeout=0.0):
+        return self.conn.poll(timeout)
+
+    def recv(self):
+        import os
+
+        item = self.conn.recv()
+        if item is not None and "stall" in os.path.basename(item[1]):
+            self.tasks.add(item[0])
+        return item
+
+    def send(self, msg) -> None:
+        import os
+        import signal
+
+        from tagger.library.messages import Windows
+
+        if msg.task_id in self.tasks and isinstance(msg, Windows) and len(msg.features):
+            frame = _frame(self.conn, msg)
+            os.write(self.conn.fileno(), frame[: len(frame) // 2])
+            os.kill(os.getpid(), signal.SIGSTOP)
+        self.conn.send(msg)
+
+
+def stalling_worker(conn, *args) -> None:
+    """`worker_main` pausing itself halfway through a message of each file named ``*stall*``
+    (a target for `tagger.library.runner.worker_main`, patched in by a test)."""
+    from tagger.library.analyse import worker_main
+
+    worker_main(_StallingEnd(conn), *args)

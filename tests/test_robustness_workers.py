@@ -274,3 +274,75 @@ def test_workers_killed_at_random_moments_fail_only_their_files(tmp_path, seed):
     assert r["found"] == {p: v for p, v in expected.items() if p not in crashed}
     assert r["retried"] == len(crashed)
     assert r["after"] == {p: ["ok", None] for p in files} and r["found_after"] == expected
+
+
+# -- workers that stall in the middle of a message, or flood the scan ------------------------------------
+
+
+def _children(state: str | None = None) -> list[int]:
+    """This process's child processes (in `state`, e.g. "T" for stopped, when given)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == os.getpid() and (state is None or fields[0] in state):
+                found.append(int(entry))
+    return found
+
+
+class _Rescue:
+    """After `after` seconds, SIGKILLs this process's children in `state` (all of them when None):
+    a scan that would wait on them for ever ends, and ``killed`` lists them, for the test to fail."""
+
+    def __init__(self, after: float, state: str | None = None) -> None:
+        import threading
+
+        self.after, self.state, self.killed = after, state, []
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        import signal
+
+        if not self.done.wait(self.after):
+            for pid in _children(self.state):
+                os.kill(pid, signal.SIGKILL)
+                self.killed.append(pid)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.done.set()
+        self.thread.join()
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc (Linux)")
+@pytest.mark.integration
+def test_a_worker_paused_in_the_middle_of_a_message_times_out_and_the_scan_goes_on(tmp_path, db, monkeypatch):
+    """A worker stopped (SIGSTOP, a debugger, a machine swapping hard) after writing part of a
+    message: the scan read the rest of that message with a blocking ``recv``, and waited for ever
+    (the file timeout never came round). Now the scan reads what the pipe holds and goes on; the
+    file timeout kills the paused worker and fails its file, and the other workers do the rest."""
+    import library_fakes
+
+    from tagger.library import runner
+
+    monkeypatch.setattr(runner, "worker_main", library_fakes.stalling_worker)
+    music = tmp_path / "music"
+    good = [write_audio(music / f"{i}_bass.wav", tone_signal([110.0 + i], seconds=4.0)) for i in range(4)]
+    stall = write_audio(music / "1_stall.wav", tone_signal([1000.0], seconds=8.0))
+    with _Rescue(after=40, state="Tt") as rescue:
+        summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=2, file_timeout=3.0, commit_every=1)
+    assert not rescue.killed, "the scan waited on the paused worker until the test killed it"
+    assert track_rows(db)[str(stall)] == ("error", "timed out after 3 s without progress (a hung decoder?)")
+    assert summary.errors == [(str(stall), "timed out after 3 s without progress (a hung decoder?)")]
+    assert summary.failed == 1 and summary.scanned == len(good)
+    with db.session() as s:
+        assert {t.path: t.instruments for t in find_tracks(s)} == {str(p): ["bass"] for p in good}
+    assert not _children("Tt")
+

@@ -324,16 +324,16 @@ class Runner:
                     self.pending[task_id] = self.new_pending(work[task_id])
 
     def _receive(self, workers: list[Worker], ready: list) -> list[Message]:
-        """Read the messages waiting on the workers' pipes, one per ready pipe in turn, until they
-        hold `predict_batch` windows or none is waiting. A pipe that ends (a message cut short
-        included) marks its worker `ended`."""
+        """Read the messages waiting on the workers' pipes, one read per ready pipe in turn
+        (`tagger.library.workers.MessageReader`: never waiting for a message a worker has only
+        partly written), until they hold `predict_batch` windows or no pipe is ready. A pipe that
+        ends (a message cut short included) marks its worker `ended`."""
         by_conn = {w.conn: w for w in workers}
         batch: list[Message] = []
         n = 0
         while ready:
             for conn in ready:
-                m = self._read(by_conn[conn])
-                if m is not None:
+                for m in self._read(by_conn[conn]):
                     batch.append(m)
                     n += len(m.features) if isinstance(m, Windows) else 0
             if n >= self.predict_batch:
@@ -341,32 +341,36 @@ class Runner:
             ready = wait([w.conn for w in workers if not w.ended], timeout=0)
         return batch
 
-    def _read(self, w: Worker) -> Message | None:
-        """One message from worker `w`'s pipe, its claims and finished files noted; None when the
-        pipe ended."""
+    def _read(self, w: Worker) -> list[Message]:
+        """The messages one read of worker `w`'s pipe completed, its claims and finished files
+        noted; none when the pipe ended (then `w` is marked ended)."""
         try:
-            m = w.conn.recv()
-        except (EOFError, OSError):  # the worker is gone (maybe killed in the middle of a message)
+            messages = w.reader.read()
+        except OSError:  # (as good as ended)
+            messages = None
+        except Exception as exc:  # not a message (unpickling failed): the worker is stopped and replaced
+            log.warning("scan worker %s sent something that is not a message: %r", w.pid, exc)
+            messages = None
+        if messages is None:  # the worker is gone (maybe killed in the middle of a message)
             w.ended = True
-            return None
-        self.progressed[m.task_id] = time.monotonic()
-        if isinstance(m, Started):
-            w.current = m.task_id
-        elif isinstance(m, (Done, Failed)):
-            if m.task_id in w.sent:
-                w.sent.remove(m.task_id)
-            if w.current == m.task_id:
-                w.current = None
-            self.deaths = 0  # the workers do work: deaths until now were not a worker that cannot start
-        return m
+            return []
+        for m in messages:
+            self.progressed[m.task_id] = time.monotonic()
+            if isinstance(m, Started):
+                w.current = m.task_id
+            elif isinstance(m, (Done, Failed)):
+                if m.task_id in w.sent:
+                    w.sent.remove(m.task_id)
+                if w.current == m.task_id:
+                    w.current = None
+                self.deaths = 0  # the workers do work: deaths until now were not a worker that cannot start
+        return messages
 
     def _drain(self, w: Worker) -> None:
         """Handle what a dead worker wrote before it died (its pipe read to its end)."""
         batch: list[Message] = []
         while not w.ended and w.conn.poll(0):
-            m = self._read(w)
-            if m is not None:
-                batch.append(m)
+            batch.extend(self._read(w))
         self.handle([m for m in batch if not isinstance(m, Started)])
 
     def _check_workers(self, workers: list[Worker], todo: deque[int], start: Callable[[], Worker]) -> None:

@@ -8,9 +8,12 @@ file timeout is stopped and replaced) is `tagger.library.runner.Runner`'s, which
 from __future__ import annotations
 
 import os
+import signal
+import struct
 import time
 from collections import deque
 from contextlib import contextmanager
+from multiprocessing.reduction import ForkingPickler
 
 
 _THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -34,11 +37,60 @@ def single_threaded_children():
                 os.environ[k] = v
 
 
+class MessageReader:
+    """The scan's reading of one worker's pipe, which never blocks: each `read` (called when
+    ``multiprocessing.connection.wait`` finds the pipe readable) reads once what the pipe holds and
+    returns the messages it completed. A message the worker has only partly written (a worker
+    paused by SIGSTOP or a debugger, or descheduled while swapping, in the middle of a write)
+    waits in the buffer: the scan goes on with the other workers, and the file timeout stops this
+    one. (``Connection.recv`` would wait for the rest, for ever if the worker never writes it.)
+
+    The worker writes with ``Connection.send``; its framing, kept by CPython for wire compatibility
+    between versions, is a 4-byte big-endian signed length (-1 then an 8-byte length for messages
+    over 2 GiB) and the pickled message."""
+
+    CHUNK = 1 << 16
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.buf = bytearray()
+        self.missing = 0
+        """Bytes of the next message not read yet (0: its length is not known yet)."""
+
+    def read(self) -> list | None:
+        """The messages completed by one read of the pipe (maybe none); None when the pipe ended
+        (a message cut short is dropped). Raises OSError when it cannot be read."""
+        data = os.read(self.fd, max(self.CHUNK, self.missing))
+        if not data:
+            return None
+        self.buf += data
+        out, pos, end = [], 0, len(self.buf)
+        while True:
+            head = 4
+            if end - pos < head:
+                break
+            (size,) = struct.unpack_from("!i", self.buf, pos)
+            if size == -1:
+                head = 12
+                if end - pos < head:
+                    break
+                (size,) = struct.unpack_from("!Q", self.buf, pos + 4)
+            if end - pos < head + size:
+                self.missing = head + size - (end - pos)
+                break
+            out.append(ForkingPickler.loads(self.buf[pos + head : pos + head + size]))
+            pos += head + size
+            self.missing = 0
+        del self.buf[:pos]
+        return out
+
+
 class Worker:
     """A worker process and the scan's end of the pipe that only the two of them share: the scan
     sends its tasks on it; the worker sends back, in order, its claim of each file (`Started`,
     written before it opens the file) and the file's messages, each written whole by the worker's
-    own thread before it goes on.
+    own thread before it goes on. The scan reads them with `reader` (`MessageReader`), never
+    waiting on one worker.
 
     Nothing is shared between workers (no queue, no lock): a worker killed at any moment, in the
     middle of writing a message included, takes only its own pipe with it, which then reads as
@@ -47,6 +99,7 @@ class Worker:
     def __init__(self, proc, conn) -> None:
         self.proc = proc
         self.conn = conn
+        self.reader = MessageReader(conn.fileno()) if conn is not None else None
         self.sent: deque[int] = deque()
         """Task ids sent to it and not finished, in the order it takes them."""
         self.current: int | None = None
@@ -81,8 +134,7 @@ def stop_workers(workers: list[Worker], *, now: bool) -> None:
     procs = [w.proc for w in workers]
     if now:
         for p in procs:
-            if p.is_alive():
-                p.terminate()
+            _terminate(p)
     else:
         for w in workers:
             try:
@@ -100,10 +152,21 @@ def stop_workers(workers: list[Worker], *, now: bool) -> None:
         w.conn.close()
 
 
+def _terminate(proc) -> None:
+    """SIGTERM, and SIGCONT so that a worker paused (SIGSTOP, a debugger) acts on it now and exits
+    cleanly, ending its decoder subprocess, rather than wait for SIGKILL."""
+    if proc.is_alive():
+        proc.terminate()
+        try:
+            os.kill(proc.pid, signal.SIGCONT)
+        except (ProcessLookupError, AttributeError):  # (gone already; no SIGCONT on Windows)
+            pass
+
+
 def stop_process(proc, grace: float = 2.0) -> None:
     """Stop a worker: SIGTERM (it exits cleanly, ending its decoder subprocess), then SIGKILL."""
     if proc.is_alive():
-        proc.terminate()
+        _terminate(proc)
         proc.join(timeout=grace)
     if proc.is_alive():
         proc.kill()
