@@ -346,3 +346,40 @@ def test_a_worker_paused_in_the_middle_of_a_message_times_out_and_the_scan_goes_
         assert {t.path: t.instruments for t in find_tracks(s)} == {str(p): ["bass"] for p in good}
     assert not _children("Tt")
 
+
+def test_the_last_files_are_not_sent_ahead_to_a_busy_worker():
+    """Each worker was sent two files at once, the second to wait in its pipe: at the end of a scan
+    the last file could wait there behind a long one while the other worker sat idle. Every worker
+    now gets its next file first, and a file goes ahead only while more are left than workers."""
+    from collections import deque
+    from types import SimpleNamespace
+
+    from tagger.library.runner import Runner
+    from tagger.library.workers import Worker
+
+    class Pipe:
+        def __init__(self):
+            self.tasks = []
+
+        def send(self, item):
+            self.tasks.append(item[0])
+
+    def workers(n: int) -> list[Worker]:
+        out = [Worker(None, None) for _ in range(n)]
+        for w in out:
+            w.conn = Pipe()
+        return out
+
+    runner = Runner.__new__(Runner)  # (only the feeding is exercised)
+    runner.pending, runner.new_pending = {}, lambda work: work
+    work = [SimpleNamespace(path=f"/music/{i}.flac") for i in range(10)]
+    pair, todo = workers(2), deque(range(3))
+    runner._feed(pair, todo, work)
+    assert [w.conn.tasks for w in pair] == [[0], [1]] and list(todo) == [2]
+    pair[1].sent.clear()  # the second worker finished its file; the first is still on its long one
+    runner._feed(pair, todo, work)
+    assert [w.conn.tasks for w in pair] == [[0], [1, 2]] and not todo
+    assert sorted(runner.pending) == [0, 1, 2]
+    pair, todo = workers(2), deque(range(10))  # with files to spare, each gets its next one ahead
+    runner._feed(pair, todo, work)
+    assert [list(w.sent) for w in pair] == [[0, 2], [1, 3]] and list(todo) == [4, 5, 6, 7, 8, 9]

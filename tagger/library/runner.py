@@ -34,7 +34,7 @@ DEFAULT_FILE_TIMEOUT = 300.0
 
 TASKS_AHEAD = 2
 """Files sent to a worker at once: the one it analyses and the next, waiting in its pipe so that it
-goes on without waiting for the main process."""
+goes on without waiting for the main process (not near the end of a scan: `Runner._feed`)."""
 
 
 def aggregation_params(analyser: Analyser) -> dict:
@@ -309,15 +309,22 @@ class Runner:
             stop_workers(workers, now=stopping)
 
     def _feed(self, workers: list[Worker], todo: deque[int], work: list[FileState]) -> None:
-        """Send each worker files until it has `TASKS_AHEAD` (its next one waits in its pipe)."""
-        for w in workers:
-            while todo and not w.ended and len(w.sent) < TASKS_AHEAD:
+        """Send each worker without a file its next one; then, while more files are left than
+        workers, one more each, up to `TASKS_AHEAD` (it waits in the worker's pipe, so that the
+        worker goes on without waiting for the main process). Near the end of the scan no file is
+        sent ahead: it could wait there behind a long file while another worker sits idle."""
+        for slot in range(TASKS_AHEAD):
+            for w in workers:
+                if not todo or (slot and len(todo) <= len(workers)):
+                    return
+                if w.ended or len(w.sent) > slot:
+                    continue
                 task_id = todo[0]
                 try:
                     w.conn.send((task_id, work[task_id].path))
                 except OSError:  # gone: `_check_workers` replaces it
                     w.ended = True
-                    break
+                    continue
                 todo.popleft()
                 w.sent.append(task_id)
                 if task_id not in self.pending:
