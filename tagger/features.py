@@ -209,11 +209,35 @@ def harmonic_mask(*, power: np.ndarray, frames: int = HARMONIC_FRAMES, bins: int
     return np.where(total > 0, h / np.where(total > 0, total, 1.0), 0.5).astype(np.float32)
 
 
+PEAK_LIMIT = 2.0**20
+"""The largest sample magnitude `compute` takes as it is (about 120 dB above full scale). A float
+file can hold samples up to 3.4e38, whose power spectrum overflows float32 (from about 1e15 up);
+a window with a larger peak is scaled down by a power of two first, which changes nothing in the
+output, relative to the window's maximum."""
+
+
+def _within_peak_limit(x: np.ndarray) -> np.ndarray:
+    """`x` [shape=(n, samples)], its rows whose peak exceeds `PEAK_LIMIT` scaled to a peak of at
+    most 1 by a power of two (a copy only when one is)."""
+    with np.errstate(invalid="ignore"):
+        peak = np.maximum(x.max(axis=1), -x.min(axis=1))
+    big = peak > PEAK_LIMIT
+    if not big.any():
+        return x
+    x = x.copy()
+    shift = np.ceil(np.log2(peak[big].astype(np.float64)))
+    x[big] = (x[big].astype(np.float64) * np.exp2(-shift)[:, None]).astype(np.float32)
+    return x
+
+
 def compute(*, windows: np.ndarray, config: FeatureConfig, spectral_gain: np.ndarray | None = None) -> np.ndarray:
     """Normalised model input for a batch of windows.
 
     `spectral_gain` [shape=(n, n_fft // 2 + 1)], used by training augmentation only, multiplies each
     window's power spectrum (an equaliser) before the front end.
+
+    The same for a window and the window times any factor: windows beyond `PEAK_LIMIT` are scaled
+    down first.
 
     Returns
     -------
@@ -224,6 +248,7 @@ def compute(*, windows: np.ndarray, config: FeatureConfig, spectral_gain: np.nda
         raise ValueError(f"windows must hold {config.window_samples} samples, got {x.shape[1]}")
     if config.kind not in ("stft", "logmel"):
         raise ValueError(f"unknown feature kind {config.kind!r} (expected 'stft' or 'logmel')")
+    x = _within_peak_limit(x)
     power = power_spectrogram(windows=x, n_fft=config.n_fft, hop_length=config.hop_length)
     if spectral_gain is not None:
         power = power * np.asarray(spectral_gain, dtype=np.float32)[:, :, None]

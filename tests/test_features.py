@@ -40,6 +40,18 @@ def test_normalised_features_are_level_invariant_and_in_range():
     np.testing.assert_allclose(a, b, atol=1e-4)
 
 
+@pytest.mark.parametrize("kind", ["logmel", "stft"])
+def test_windows_of_huge_samples_give_the_same_features(kind):
+    """Up to float32's largest values (a float file of 1e30 samples), where the power overflows."""
+    cfg = F.FeatureConfig(kind=kind, n_mels=64)
+    x = tone_signal([220.0, 660.0], seconds=4.0) + 0.01 * np.random.default_rng(0).standard_normal(64_000).astype(np.float32)
+    batch = np.stack([x, x * np.float32(1e30), x / np.abs(x).max() * np.float32(3e38)])
+    out = F.compute(windows=batch, config=cfg)
+    assert np.isfinite(out).all()
+    np.testing.assert_allclose(out[1:], np.broadcast_to(out[0], out[1:].shape), atol=1e-4)
+    np.testing.assert_array_equal(out[0], F.compute(windows=x, config=cfg)[0])
+
+
 def test_batches_equal_single_windows():
     cfg = F.FeatureConfig(kind="stft")
     x = np.random.default_rng(2).standard_normal((3, 64_000)).astype(np.float32)
