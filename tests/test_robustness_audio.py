@@ -41,3 +41,37 @@ def test_float_files_of_huge_samples_are_analysed_as_their_shape(tmp_path, db, s
     assert summary.failed == 0 and summary.scanned == 4, summary.errors
     assert all(found == ["bass"] for found in track_instruments(db).values()), track_instruments(db)
     assert all(math.isfinite(s) for s in stored_scores(db))
+
+
+class NaNForFlute(FakeAnalyser):
+    """A model that goes wrong on one kind of input: NaN scores for the windows of a flute tone."""
+
+    def predict_features(self, feats, batch_size=None):
+        probs = super().predict_features(feats, batch_size)
+        probs[probs[:, self.families.index("flute")] > 0.5] = np.nan
+        return probs
+
+
+def test_non_finite_model_scores_fail_their_file_and_the_scan_goes_on(tmp_path, db):
+    music = tmp_path / "music"
+    music.mkdir()
+    for name, freq in (("a_bass.wav", BASS), ("b_flute.wav", FREQ["flute"]), ("c_bass.wav", BASS)):
+        sf.write(str(music / name), tone_signal([freq], seconds=6.0), 16_000)
+    summary = scan([music], db=db, analyser=NaNForFlute(), jobs=0)
+    rows = track_rows(db)
+    assert summary.scanned == 2 and summary.failed == 1
+    status, reason = rows[str(music / "b_flute.wav")]
+    assert status == "error" and reason.startswith("the model gave NaN or infinite scores"), reason
+    assert dict(summary.errors)[str(music / "b_flute.wav")] == reason
+    assert track_instruments(db) == {str(music / "a_bass.wav"): ["bass"], str(music / "c_bass.wav"): ["bass"]}
+    assert all(math.isfinite(s) for s in stored_scores(db))
+
+
+def test_predict_names_the_file_whose_scores_are_not_finite(tmp_path):
+    from tagger.errors import AudioReadError
+    from tagger.library.assemble import analyse_track
+
+    path = tmp_path / "flute.wav"
+    sf.write(str(path), tone_signal([FREQ["flute"]], seconds=6.0), 16_000)
+    with pytest.raises(AudioReadError, match=r"flute\.wav: the model gave NaN or infinite scores"):
+        analyse_track(path, NaNForFlute())

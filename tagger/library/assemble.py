@@ -14,6 +14,7 @@ import numpy as np
 
 from tagger import constants as C
 from tagger.aggregate import TrackResult, aggregate
+from tagger.errors import AudioReadError
 from tagger.library.messages import Done, Failed, FileInfo, Message, Windows
 
 
@@ -45,13 +46,20 @@ class TrackAssembler:
         self.add(starts, silent, full)
 
     def result(self, *, samples: int) -> TrackResult:
-        """The aggregated result of the file, which decoded to ``samples`` samples at 16 kHz."""
+        """The aggregated result of the file, which decoded to ``samples`` samples at 16 kHz.
+
+        Raises `AudioReadError` (without a path: the caller names the file) when a scored window's
+        probability is NaN or infinite: such a score is no answer, and nothing of it is stored."""
         if self._starts:
             probs, silent = np.concatenate(self._probs), np.concatenate(self._silent)
             starts = np.concatenate(self._starts)
         else:
             probs = np.zeros((0, len(self.families)), dtype=np.float32)
             silent, starts = np.zeros(0, dtype=bool), np.zeros(0)
+        bad = ~np.isfinite(probs[~silent]).all(axis=1)
+        if bad.any():
+            raise AudioReadError(None, f"the model gave NaN or infinite scores for {int(bad.sum())} of its "
+                                       f"{int((~silent).sum())} windows; nothing stored for it")  # fmt: skip
         return aggregate(probs, silent, starts, families=self.families, thresholds=self.thresholds,
                          duration=samples / C.SAMPLE_RATE, **self.params)  # fmt: skip
 
@@ -101,7 +109,6 @@ def analyse_track(path: str | os.PathLike, ensemble, *, hop_seconds: float = C.W
 
     Raises `AudioReadError` when the file cannot be decoded.
     """
-    from tagger.errors import AudioReadError
     from tagger.library.analyse import AnalysisConfig, analyse_file
 
     config = AnalysisConfig(features=ensemble.feature_config.to_dict(), hop_seconds=hop_seconds, batch_size=batch_size)
@@ -116,4 +123,7 @@ def analyse_track(path: str | os.PathLike, ensemble, *, hop_seconds: float = C.W
                        batch=batch_size, on_block=on_block)  # fmt: skip
     if isinstance(end, Failed):
         raise AudioReadError(path, end.reason)
-    return assembler.result(samples=end.samples if isinstance(end, Done) else 0)
+    try:
+        return assembler.result(samples=end.samples if isinstance(end, Done) else 0)
+    except AudioReadError as exc:
+        raise AudioReadError(path, exc.reason) from None

@@ -19,7 +19,7 @@ from tagger import constants as C
 from tagger.aggregate import DEFAULT_AGGREGATION, FamilyResult, TrackResult
 from tagger.db import models as M
 from tagger.db.scan_writer import FileState, ScanWriter
-from tagger.errors import TaggerError, UntaggableError
+from tagger.errors import AudioReadError, TaggerError, UntaggableError
 from tagger.library.analyse import AnalysisConfig, analyse_file, worker_main
 from tagger.library.assemble import TrackAssembler
 from tagger.fingerprint import content_hash, fingerprint, read_back
@@ -137,10 +137,14 @@ class Runner:
         if changed is not None:  # (its stored results, if any, stay until the next scan analyses it)
             self.fail(task_id, changed, transient=True, keep_results=True)
             return
-        pend = self.pending.pop(task_id)
         duration = samples / C.SAMPLE_RATE
-        with self.writer.clock("aggregation"):
-            result = pend.assembler.result(samples=samples)
+        try:
+            with self.writer.clock("aggregation"):
+                result = self.pending[task_id].assembler.result(samples=samples)
+        except AudioReadError as exc:  # (NaN scores: the file fails, the scan goes on)
+            self.fail(task_id, exc.reason)
+            return
+        pend = self.pending.pop(task_id)
         # With a tag hook, the batch is committed only after the tags are written: a scan killed in
         # between has not stored the track, so the next scan analyses it (and tags it) again.
         with self.writer.clock("database"):
