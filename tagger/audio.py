@@ -40,6 +40,10 @@ FFMPEG_MAX_RATE = 192_000
 """The highest PCM rate ffmpeg hands over (`AudioInfo.decode_rate`); above it, it resamples."""
 BLOCK_SECONDS = 30.0
 """Decoded block length when streaming (bounded memory)."""
+MAX_NON_FINITE = 0.01
+"""The largest share of a file's samples that may be NaN or infinite (a float file's glitches):
+they are analysed as silence. A file with more (a float file of garbage, one of NaN only, one of
+samples too large to resample) is an error: its silence would be a wrong answer."""
 
 
 @dataclass(frozen=True)
@@ -361,8 +365,20 @@ def _ffmpeg_blocks(path: Path, meta: AudioInfo, block_frames: int) -> Iterator[n
                 proc.stdout.close()
 
 
-def _downmix(block: np.ndarray) -> np.ndarray:
-    """Mean of the channels [shape=(m, c)] -> [shape=(m,)] float32, NaN/inf samples set to 0.
+def _zero_non_finite(mono: np.ndarray) -> int:
+    """Set the NaN and infinite samples of `mono` to 0, in place; returns how many there were."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        finite = np.isfinite(mono.sum())  # a NaN or inf sample makes the sum non-finite: one cheap pass
+    if finite:
+        return 0
+    bad = int(np.count_nonzero(~np.isfinite(mono)))
+    np.nan_to_num(mono, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+    return bad
+
+
+def _downmix(block: np.ndarray) -> tuple[np.ndarray, int]:
+    """Mean of the channels [shape=(m, c)] -> [shape=(m,)] float32, NaN/inf samples set to 0, and
+    how many of those there were.
 
     The same as ``block.mean(axis=1, dtype=np.float32)`` (bit for bit up to 7 channels, within float32
     rounding beyond) but summed column by column: numpy's reduction over a short last axis costs
@@ -376,11 +392,7 @@ def _downmix(block: np.ndarray) -> np.ndarray:
         for c in range(2, n):
             mono += block[:, c]
         mono /= np.float32(n)
-    with np.errstate(invalid="ignore", over="ignore"):
-        finite = np.isfinite(mono.sum())  # a NaN or inf sample makes the sum non-finite: one cheap pass
-    if not finite:
-        np.nan_to_num(mono, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
-    return mono
+    return mono, _zero_non_finite(mono)
 
 
 def stream(
@@ -392,7 +404,8 @@ def stream(
 ) -> Iterator[np.ndarray]:
     """Decode a file as mono float32 blocks at 16 kHz, in bounded memory.
 
-    Channels are averaged (downmix), NaN/inf samples become 0, and the audio is resampled with a
+    Channels are averaged (downmix), NaN/inf samples become 0 (more than `MAX_NON_FINITE` of them:
+    `AudioReadError` at the end of the stream), and the audio is resampled with a
     streaming soxr resampler from any rate in 8-192 kHz. `meta` is the file's `info` when the caller
     already has it (saves a second probe, an ffprobe run for M4A/WMA); `timings`, when given,
     accumulates the seconds spent in ``"decode"`` (decoding and downmix) and ``"resample"``.
@@ -416,11 +429,15 @@ def stream(
     resampler = None
     if rate != C.SAMPLE_RATE:
         resampler = soxr.ResampleStream(rate, C.SAMPLE_RATE, 1, dtype="float32", quality="HQ")
+    decoded = bad = resampled = bad_resampled = 0
     produced = False
     for block in blocks:
-        mono = _downmix(block)
+        mono, n_bad = _downmix(block)
+        decoded, bad = decoded + len(mono), bad + n_bad
         t1 = clock()
         out = mono if resampler is None else resampler.resample_chunk(mono, last=False)
+        if resampler is not None:  # (samples beyond about 1e36 overflow the resampler: NaN out)
+            resampled, bad_resampled = resampled + len(out), bad_resampled + _zero_non_finite(out)
         if timings is not None:
             t2 = clock()
             timings["decode"] = timings.get("decode", 0.0) + (t1 - t)
@@ -431,11 +448,17 @@ def stream(
         t = clock()
     if resampler is not None:
         tail = resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
+        resampled, bad_resampled = resampled + len(tail), bad_resampled + _zero_non_finite(tail)
         if len(tail):
             produced = True
             yield tail.astype(np.float32, copy=False)
     if not produced:
         raise AudioReadError(p, "the file holds no audio samples")
+    for share, what in ((bad / decoded, "NaN or infinite"),
+                        (bad_resampled / max(resampled, 1), "too large to resample (beyond about 1e36)")):  # fmt: skip
+        if share > MAX_NON_FINITE:
+            raise AudioReadError(p, f"{share:.1%} of its samples are {what}: not analysed (up to "
+                                    f"{MAX_NON_FINITE:.0%} of them are taken as silence)")  # fmt: skip
 
 
 def load(path: str | os.PathLike, *, max_seconds: float | None = None) -> np.ndarray:

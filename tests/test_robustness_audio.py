@@ -75,3 +75,46 @@ def test_predict_names_the_file_whose_scores_are_not_finite(tmp_path):
     sf.write(str(path), tone_signal([FREQ["flute"]], seconds=6.0), 16_000)
     with pytest.raises(AudioReadError, match=r"flute\.wav: the model gave NaN or infinite scores"):
         analyse_track(path, NaNForFlute())
+
+
+def test_files_mostly_of_nan_or_infinity_are_errors_and_a_few_such_samples_are_silence(tmp_path, db):
+    """Up to 1% of NaN/inf samples are a float file's glitches, analysed as silence; a file of more
+    is no audio (was: analysed as silence, `no instrument`, a wrong answer)."""
+    music = tmp_path / "music"
+    music.mkdir()
+    tone = tone_signal([BASS], seconds=6.0).astype(np.float64)
+    files = {}
+    for ext, fmt in FLOAT_FORMATS:
+        for subtype in ("FLOAT", "DOUBLE"):
+            nan = np.full_like(tone, np.nan)
+            files[f"nan_{subtype}.{ext}"] = (nan, subtype, fmt)
+    half = tone.copy()
+    half[: len(half) // 2] = np.inf
+    files["half_inf.wav"] = (half, "FLOAT", "WAV")
+    files["beyond_float32.wav"] = (tone * 1e300, "DOUBLE", "WAV")  # (read as float32: inf)
+    glitches = tone.copy()
+    glitches[::997], glitches[5::1999], glitches[7::2999] = np.nan, np.inf, -np.inf
+    files["glitches.caf"] = (glitches, "FLOAT", "CAF")
+    for name, (y, subtype, fmt) in files.items():
+        sf.write(str(music / name), y, 16_000, subtype=subtype, format=fmt)
+    summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    rows = track_rows(db)
+    assert summary.scanned == 1 and summary.failed == len(files) - 1, summary.errors
+    assert rows[str(music / "glitches.caf")] == ("ok", None)
+    assert track_instruments(db) == {str(music / "glitches.caf"): ["bass"]}
+    for name in files:
+        if name != "glitches.caf":
+            status, reason = rows[str(music / name)]
+            share = "50.0%" if name == "half_inf.wav" else "100.0%"
+            assert status == "error" and reason.startswith(f"{share} of its samples are NaN or infinite: not analysed"), (name, reason)
+    assert all(math.isfinite(s) for s in stored_scores(db))
+
+
+def test_samples_too_large_to_resample_are_an_error_not_nan(tmp_path, db):
+    path = tmp_path / "huge.wav"
+    sf.write(str(path), tone_signal([BASS], seconds=6.0, sr=44_100) / 0.3 * np.float32(3e38), 44_100, subtype="FLOAT")
+    summary = scan([path], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert summary.failed == 1
+    status, reason = track_rows(db)[str(path)]
+    assert status == "error" and "of its samples are too large to resample" in reason, reason
+

@@ -282,11 +282,12 @@ def test_downmix_equals_the_channel_mean(channels):
     from tagger.audio import _downmix
 
     block = np.random.default_rng(channels).standard_normal((5000, channels)).astype(np.float32)
-    assert np.array_equal(_downmix(block), block.mean(axis=1, dtype=np.float32))
+    mono, bad = _downmix(block)
+    assert np.array_equal(mono, block.mean(axis=1, dtype=np.float32)) and bad == 0
     block[10, 0], block[20, -1], block[30, 0] = np.nan, np.inf, -np.inf
     want = np.nan_to_num(block.mean(axis=1, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-    got = _downmix(np.frombuffer(block.tobytes(), dtype=np.float32).reshape(block.shape))  # read-only, as from ffmpeg
-    assert np.array_equal(got, want) and np.isfinite(got).all()
+    got, bad = _downmix(np.frombuffer(block.tobytes(), dtype=np.float32).reshape(block.shape))  # read-only, as from ffmpeg
+    assert np.array_equal(got, want) and np.isfinite(got).all() and bad == 3
 
 
 def test_stream_reports_decode_and_resample_time(tmp_path):
