@@ -430,7 +430,6 @@ def stream(
     if rate != C.SAMPLE_RATE:
         resampler = soxr.ResampleStream(rate, C.SAMPLE_RATE, 1, dtype="float32", quality="HQ")
     decoded = bad = resampled = bad_resampled = 0
-    produced = False
     for block in blocks:
         mono, n_bad = _downmix(block)
         decoded, bad = decoded + len(mono), bad + n_bad
@@ -443,16 +442,14 @@ def stream(
             timings["decode"] = timings.get("decode", 0.0) + (t1 - t)
             timings["resample"] = timings.get("resample", 0.0) + (t2 - t1)
         if len(out):
-            produced = True
             yield out.astype(np.float32, copy=False)
         t = clock()
     if resampler is not None:
         tail = resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
         resampled, bad_resampled = resampled + len(tail), bad_resampled + _zero_non_finite(tail)
         if len(tail):
-            produced = True
             yield tail.astype(np.float32, copy=False)
-    if not produced:
+    if not decoded:
         raise AudioReadError(p, "the file holds no audio samples")
     for share, what in ((bad / decoded, "NaN or infinite"),
                         (bad_resampled / max(resampled, 1), "too large to resample (beyond about 1e36)")):  # fmt: skip

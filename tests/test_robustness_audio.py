@@ -118,3 +118,11 @@ def test_samples_too_large_to_resample_are_an_error_not_nan(tmp_path, db):
     status, reason = track_rows(db)[str(path)]
     assert status == "error" and "of its samples are too large to resample" in reason, reason
 
+
+
+def test_one_sample_at_44_khz_is_too_short_not_empty(tmp_path, db):
+    """It resamples to no sample at 16 kHz (was: `the file holds no audio samples`, untrue)."""
+    path = tmp_path / "one.wav"
+    sf.write(str(path), np.full(1, 0.5, dtype=np.float32), 44_100)
+    scan([path], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert track_rows(db)[str(path)] == ("error", "too short to analyse: 0.000 s of audio (at least 0.1 s needed)")
