@@ -142,6 +142,24 @@ def test_a_note_audio_path_that_is_no_regular_file_is_one_clear_error_without_bl
     one_error_line(done[0], str(path), "not a regular file")
 
 
+@pytest.mark.parametrize("bad,rate,why", [(np.nan, C.SAMPLE_RATE, "NaN or infinite"), (np.inf, 44_100, "NaN or infinite"),
+                                          (1e30, C.SAMPLE_RATE, "beyond")], ids=["nan", "inf-44k", "huge"])  # fmt: skip
+def test_a_note_of_nan_infinite_or_absurd_samples_is_refused_with_its_file_named(tmp_path, bad, rate, why):
+    """Such a note would make a NaN mixture (or drown the others of its mixture, whose labels then
+    lie), and NaN features for training (was: read unchecked)."""
+    root = make_dataset(tmp_path / "ds", {"odd": bass(note_str="odd")}, drop_family="bass")
+    y = 0.3 * np.sin(2 * np.pi * 110 * np.arange(rate * 4) / rate)
+    y[1000:1010] = bad
+    path = root / "audio" / "odd.wav"
+    sf.write(path, y, rate, subtype="FLOAT")
+    with pytest.raises(DatasetError, match=why) as err:
+        nsynth.load_note_audio(nsynth.NoteDataset.load(root).notes)
+    assert err.value.path == str(path)
+    result = runner.invoke(app, ["dataset", "mix", str(root), str(tmp_path / "mix"), "--levels", "10", "--per-level", "1"])
+    one_error_line(result, str(path), why)
+    assert not (tmp_path / "mix" / "labels.json").exists()
+
+
 def test_split_json_with_duplicate_keys_or_bad_bytes_is_one_line(tmp_path):
     root = make_dataset(tmp_path / "ds")
     (root / "split.json").write_bytes(b'{"instruments": {"a": "train", "a": "test"}}')

@@ -213,8 +213,26 @@ def _check_record(meta_path: Path, key: str, rec) -> None:
         raise DatasetError(meta_path, f"note {key!r}: its note_str {why}")
 
 
+def _check_samples(path: Path, data: np.ndarray) -> None:
+    """Refuse a note of NaN or infinite samples (NaN features, a NaN mixture) or of samples beyond
+    `tagger.features.PEAK_LIMIT` (a mixture's other notes would be inaudible under it, their labels
+    wrong): a float file of garbage, not a recording."""
+    from tagger.features import PEAK_LIMIT
+
+    bad = int(np.count_nonzero(~np.isfinite(data)))
+    if bad:
+        raise DatasetError(path, f"note audio holds {bad} NaN or infinite samples")
+    peak = float(np.abs(data).max()) if data.size else 0.0
+    if peak > PEAK_LIMIT:
+        raise DatasetError(path, f"note audio holds samples of {peak:.3g}, beyond {PEAK_LIMIT:.0f} "
+                                 "(full scale is 1): not a recording")  # fmt: skip
+
+
 def load_note_audio(notes: Iterable[Note]) -> np.ndarray:
-    """Decode notes as mono 16 kHz windows [shape=(n, 64000), dtype=float32] (padded/trimmed to 4 s)."""
+    """Decode notes as mono 16 kHz windows [shape=(n, 64000), dtype=float32] (padded/trimmed to 4 s).
+
+    Raises `DatasetError` naming the note's file when it cannot be read or holds NaN, infinite or
+    absurdly large samples."""
     import soundfile as sf
 
     from tagger import audio
@@ -227,6 +245,7 @@ def load_note_audio(notes: Iterable[Note]) -> np.ndarray:
                 why = "is not a regular file" if note.path.exists() else "is missing"
                 raise DatasetError(note.path, f"note audio file {why}")
             data, rate = sf.read(str(note.path), dtype="float32", always_2d=True)
+            _check_samples(note.path, data)
             clip = data.mean(axis=1)
             if rate != C.SAMPLE_RATE:
                 clip = audio.load(note.path, max_seconds=C.WINDOW_SECONDS)
