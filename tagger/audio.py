@@ -357,12 +357,35 @@ def _ffmpeg_blocks(path: Path, meta: AudioInfo, block_frames: int) -> Iterator[n
                 err = errfile.read().decode("utf-8", "replace").strip()
                 last = err.splitlines()[-1] if err else f"exit code {proc.returncode}"
                 raise AudioReadError(path, f"ffmpeg could not decode the file: {_said(last, path)}")
+            failed, first = _decoding_errors(errfile)
+            if first:
+                what = f"{failed} of its frames" if failed else "all of it"
+                raise AudioReadError(path, f"corrupt audio: ffmpeg could not decode {what} ({_said(first, path)}); "
+                                           "nothing stored, as a result would leave them out")  # fmt: skip
         finally:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
             if proc.stdout:
                 proc.stdout.close()
+
+
+def _decoding_errors(errfile) -> tuple[int, str]:
+    """What an ffmpeg run that exited 0 printed at level ``error`` (its stderr, `errfile`): the
+    number of frames it could not decode (and skipped), and its first message ("" for none), with
+    the decoder's ``[aac @ 0x...]`` prefix shortened to ``aac:``. Read a line at a time (a file of
+    corrupt frames prints one line or two per frame)."""
+    import re
+
+    errfile.seek(0)
+    failed, first = 0, ""
+    for raw in errfile:
+        line = raw.decode("utf-8", "replace").strip()
+        if line.startswith("Error while decoding stream"):
+            failed += 1
+        if line and not first:
+            first = re.sub(r"^\[(\w+) @ 0x[0-9a-f]+\] ", r"\1: ", line)
+    return failed, first
 
 
 def _zero_non_finite(mono: np.ndarray) -> int:

@@ -126,3 +126,30 @@ def test_one_sample_at_44_khz_is_too_short_not_empty(tmp_path, db):
     sf.write(str(path), np.full(1, 0.5, dtype=np.float32), 44_100)
     scan([path], db=db, analyser=FakeAnalyser(), jobs=0)
     assert track_rows(db)[str(path)] == ("error", "too short to analyse: 0.000 s of audio (at least 0.1 s needed)")
+
+
+needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
+
+
+@needs_ffmpeg
+def test_an_m4a_with_corrupt_frames_in_the_middle_is_an_error_that_says_so(tmp_path, db):
+    """ffmpeg skips the frames it cannot decode and exits 0: the scan analysed what was left and
+    stored it as the whole track, saying nothing (was: `ok`, 16.6 s of a 20 s file)."""
+    import random
+
+    from conftest import write_audio
+
+    music = tmp_path / "music"
+    good = write_audio(music / "good.m4a", tone_signal([BASS], seconds=20.0))
+    data = bytearray(good.read_bytes())
+    rng = random.Random(1)
+    for i in range(len(data) // 3, len(data) // 2):
+        data[i] = rng.randrange(256)
+    (music / "corrupt.m4a").write_bytes(bytes(data))
+    summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    rows = track_rows(db)
+    assert rows[str(good)] == ("ok", None) and summary.scanned == 1 and summary.failed == 1
+    status, reason = rows[str(music / "corrupt.m4a")]
+    assert status == "error" and reason.startswith("corrupt audio: ffmpeg could not decode "), reason
+    assert "frames" in reason and "aac" in reason and "nothing stored" in reason and str(music) not in reason
+    assert track_instruments(db) == {str(good): ["bass"]}
