@@ -191,6 +191,12 @@ class _DecoderStderr:
             self.file = None
 
 
+UNKNOWN_FRAMES = 2**62
+"""libsndfile reports a length it does not know as 2**63 - 1 frames (a FLAC written by a streaming
+encoder, whose STREAMINFO says 0 samples), and then fails to read it (``Internal psf_fseek()
+failed``): such a file goes to ffmpeg, which decodes it."""
+
+
 def _soundfile_info(path: Path) -> AudioInfo | None:
     import soundfile as sf
 
@@ -199,6 +205,8 @@ def _soundfile_info(path: Path) -> AudioInfo | None:
         with trap, sf.SoundFile(str(path)) as f:
             frames = f.frames
             rate = f.samplerate
+            if frames >= UNKNOWN_FRAMES:  # (a FLAC of unknown length: libsndfile fails reading it)
+                return None
             duration = frames / rate if frames and frames > 0 and rate else None
             return AudioInfo(str(path), f.format, rate, f.channels, duration, "soundfile")
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError):

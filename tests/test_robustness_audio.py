@@ -153,3 +153,26 @@ def test_an_m4a_with_corrupt_frames_in_the_middle_is_an_error_that_says_so(tmp_p
     assert status == "error" and reason.startswith("corrupt audio: ffmpeg could not decode "), reason
     assert "frames" in reason and "aac" in reason and "nothing stored" in reason and str(music) not in reason
     assert track_instruments(db) == {str(good): ["bass"]}
+
+
+@needs_ffmpeg
+def test_a_flac_of_unknown_length_is_analysed(tmp_path, db):
+    """A FLAC written by a streaming encoder (to a pipe: a live recording, a captured stream) declares
+    0 samples ("unknown") in its STREAMINFO; libsndfile cannot read it (was: `decoding failed:
+    Internal psf_fseek() failed.`), ffmpeg can. One of no audio at all says so."""
+    import subprocess
+
+    src = tmp_path / "src.wav"
+    sf.write(str(src), tone_signal([BASS], seconds=6.0), 16_000)
+    streamed = tmp_path / "streamed.flac"
+    with open(streamed, "wb") as out:
+        subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(src), "-f", "flac", "-"], stdout=out, check=True)
+    empty = tmp_path / "empty.flac"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i", "anullsrc=r=44100:cl=stereo", "-t", "0",
+                    str(empty)], check=True)  # fmt: skip
+    summary = scan([streamed, empty], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert summary.scanned == 1 and summary.failed == 1
+    assert track_instruments(db) == {str(streamed): ["bass"]}
+    assert track_rows(db)[str(empty)] == ("error", "the file holds no audio samples")
+    with db.session() as s:
+        assert abs(s.scalar(select(M.Track.duration).where(M.Track.path == str(streamed))) - 6.0) < 0.01
