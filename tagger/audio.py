@@ -39,7 +39,9 @@ the DSD rate / 8 (352.8 kHz for DSD64, up to 1.4 MHz for DSD256), which it is as
 FFMPEG_MAX_RATE = 192_000
 """The highest PCM rate ffmpeg hands over (`AudioInfo.decode_rate`); above it, it resamples."""
 BLOCK_SECONDS = 30.0
-"""Decoded block length when streaming (bounded memory)."""
+"""Decoded block length when streaming (bounded memory): at most this many seconds of 2 channels at
+`FFMPEG_MAX_RATE` a block (46 MB of float32), shorter for more channels (libsndfile reads WAVs of
+up to 1024)."""
 MAX_NON_FINITE = 0.01
 """The largest share of a file's samples that may be NaN or infinite (a float file's glitches):
 they are analysed as silence. A file with more (a float file of garbage, one of NaN only, one of
@@ -455,7 +457,8 @@ def stream(
     p = Path(path)
     meta = meta or info(p)
     rate = meta.decode_rate
-    block_frames = max(1024, int(block_seconds * min(rate, FFMPEG_MAX_RATE)))  # bounded memory at any rate
+    block_frames = max(1024, min(int(block_seconds * min(rate, FFMPEG_MAX_RATE)),  # bounded memory at any rate
+                                 int(block_seconds * FFMPEG_MAX_RATE * 2) // meta.channels))  # and channel count
     blocks = _soundfile_blocks(p, block_frames) if meta.decoder == "soundfile" else _ffmpeg_blocks(p, meta, block_frames)
     resampler = None
     if rate != C.SAMPLE_RATE:

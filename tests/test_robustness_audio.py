@@ -176,3 +176,25 @@ def test_a_flac_of_unknown_length_is_analysed(tmp_path, db):
     assert track_rows(db)[str(empty)] == ("error", "the file holds no audio samples")
     with db.session() as s:
         assert abs(s.scalar(select(M.Track.duration).where(M.Track.path == str(streamed))) - 6.0) < 0.01
+
+
+def test_a_file_of_many_channels_is_decoded_in_blocks_of_bounded_size(tmp_path):
+    """A block held 30 s of every channel: 30 s of a 1024-channel WAV at 384 kHz (which libsndfile
+    reads) is 47 GB of float32. Blocks are now bounded in samples, whatever the channel count."""
+    import tracemalloc
+
+    from tagger import audio
+
+    rate, channels = 48_000, 64
+    path = tmp_path / "many.wav"
+    one = (tone_signal([BASS], seconds=2.0, sr=rate) * 32767).astype("<i2")
+    sf.write(str(path), np.repeat(one[:, None], channels, axis=1), rate, subtype="PCM_16")
+    second = rate * channels * 4  # one second of the file as float32: 12.3 MB
+    tracemalloc.start()
+    try:
+        y = np.concatenate(list(audio.stream(path, block_seconds=1.0)))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert abs(len(y) - 2 * 16_000) <= 2 and np.abs(y).max() > 0.25
+    assert peak < second / 2, f"peak {peak / 1e6:.1f} MB"  # at most 1 s of 2 channels at 192 kHz a block: 1.5 MB
