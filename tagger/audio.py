@@ -368,10 +368,12 @@ def _ffmpeg_blocks(path: Path, meta: AudioInfo, block_frames: int) -> Iterator[n
                 last = err.splitlines()[-1] if err else f"exit code {proc.returncode}"
                 raise AudioReadError(path, f"ffmpeg could not decode the file: {_said(last, path)}")
             failed, first = _decoding_errors(errfile)
-            if first:
-                what = f"{failed} of its frames" if failed else "all of it"
-                raise AudioReadError(path, f"corrupt audio: ffmpeg could not decode {what} ({_said(first, path)}); "
-                                           "nothing stored, as a result would leave them out")  # fmt: skip
+            if failed:
+                raise AudioReadError(path, f"corrupt audio: ffmpeg could not decode {failed} of its frames "
+                                           f"({_said(first, path)}); nothing stored, as a result would leave them out")  # fmt: skip
+            if first:  # (a file cut short: "File ended prematurely", "partial file")
+                raise AudioReadError(path, f"ffmpeg could not read all of the file ({_said(first, path)}); nothing "
+                                           "stored, as a result would leave out what it could not read")  # fmt: skip
         finally:
             if proc.poll() is None:
                 proc.kill()

@@ -5,14 +5,16 @@ the file; nothing non-finite reaches the database or the tags, and no file stops
 from __future__ import annotations
 
 import math
+import random
 import shutil
+import subprocess
 
 import numpy as np
 import pytest
 import soundfile as sf
 from sqlalchemy import select
 
-from conftest import tone_signal, track_instruments, track_rows
+from conftest import tone_signal, track_instruments, track_rows, write_audio
 from library_fakes import FREQ, FakeAnalyser
 from tagger.db import models as M
 from tagger.library.scan import scan
@@ -135,10 +137,6 @@ needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs 
 def test_an_m4a_with_corrupt_frames_in_the_middle_is_an_error_that_says_so(tmp_path, db):
     """ffmpeg skips the frames it cannot decode and exits 0: the scan analysed what was left and
     stored it as the whole track, saying nothing (was: `ok`, 16.6 s of a 20 s file)."""
-    import random
-
-    from conftest import write_audio
-
     music = tmp_path / "music"
     good = write_audio(music / "good.m4a", tone_signal([BASS], seconds=20.0))
     data = bytearray(good.read_bytes())
@@ -160,8 +158,6 @@ def test_a_flac_of_unknown_length_is_analysed(tmp_path, db):
     """A FLAC written by a streaming encoder (to a pipe: a live recording, a captured stream) declares
     0 samples ("unknown") in its STREAMINFO; libsndfile cannot read it (was: `decoding failed:
     Internal psf_fseek() failed.`), ffmpeg can. One of no audio at all says so."""
-    import subprocess
-
     src = tmp_path / "src.wav"
     sf.write(str(src), tone_signal([BASS], seconds=6.0), 16_000)
     streamed = tmp_path / "streamed.flac"
@@ -198,3 +194,16 @@ def test_a_file_of_many_channels_is_decoded_in_blocks_of_bounded_size(tmp_path):
         tracemalloc.stop()
     assert abs(len(y) - 2 * 16_000) <= 2 and np.abs(y).max() > 0.25
     assert peak < second / 2, f"peak {peak / 1e6:.1f} MB"  # at most 1 s of 2 channels at 192 kHz a block: 1.5 MB
+
+
+@needs_ffmpeg
+def test_a_webm_cut_short_is_an_error_that_says_so(tmp_path, db):
+    """ffmpeg decodes what is there and exits 0 (was: `ok`, shorter, saying nothing)."""
+    good = write_audio(tmp_path / "good.opus", tone_signal([BASS], seconds=20.0))
+    webm = tmp_path / "cut.webm"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(good), "-c", "copy", str(webm)], check=True)
+    webm.write_bytes(webm.read_bytes()[: webm.stat().st_size // 2])
+    scan([webm], db=db, analyser=FakeAnalyser(), jobs=0)
+    status, reason = track_rows(db)[str(webm)]
+    assert status == "error" and reason.startswith("ffmpeg could not read all of the file ("), reason
+    assert "nothing stored" in reason and str(tmp_path) not in reason
