@@ -385,7 +385,8 @@ def _ffmpeg_blocks(path: Path, meta: AudioInfo, block_frames: int) -> Iterator[n
 def _decoding_errors(errfile) -> tuple[int, str]:
     """What an ffmpeg run that exited 0 printed at level ``error`` (its stderr, `errfile`): the
     number of frames it could not decode (and skipped), and its first message ("" for none), with
-    the decoder's ``[aac @ 0x...]`` prefix shortened to ``aac:``. Read a line at a time (a file of
+    the decoder's or demuxer's ``[aac @ 0x...]`` prefix shortened to ``aac:`` (the address
+    changes from run to run). Read a line at a time (a file of
     corrupt frames prints one line or two per frame)."""
     import re
 
@@ -396,7 +397,7 @@ def _decoding_errors(errfile) -> tuple[int, str]:
         if line.startswith("Error while decoding stream"):
             failed += 1
         if line and not first:
-            first = re.sub(r"^\[(\w+) @ 0x[0-9a-f]+\] ", r"\1: ", line)
+            first = re.sub(r"^\[([^\]]+?) @ 0x[0-9a-f]+\] ", r"\1: ", line)
     return failed, first
 
 
