@@ -207,3 +207,31 @@ def test_a_webm_cut_short_is_an_error_that_says_so(tmp_path, db):
     status, reason = track_rows(db)[str(webm)]
     assert status == "error" and reason.startswith("ffmpeg could not read all of the file (matroska,webm: "), reason
     assert "nothing stored" in reason and str(tmp_path) not in reason and " @ 0x" not in reason
+
+
+@needs_ffmpeg
+def test_video_streams_and_cover_art_are_never_taken_for_audio(tmp_path, db):
+    """Found right, kept right: a cover picture stream (MP3, FLAC, M4A) or a video stream (MP4,
+    WebM) beside the audio is ignored, and a video without audio is `no audio stream`."""
+    music = tmp_path / "music"
+    music.mkdir()
+    src = tmp_path / "bass.wav"
+    sf.write(str(src), tone_signal([BASS], seconds=6.0), 16_000)
+    cover = tmp_path / "cover.png"
+    ff = ["ffmpeg", "-nostdin", "-v", "error", "-y"]
+    subprocess.run([*ff, "-f", "lavfi", "-i", "testsrc=s=64x64:d=1", "-frames:v", "1", str(cover)], check=True)
+    for ext, codec in (("mp3", []), ("flac", []), ("m4a", ["-c:a", "aac"])):
+        subprocess.run([*ff, "-i", str(cover), "-i", str(src), "-map", "0:v", "-map", "1:a", *codec, "-c:v", "png",
+                        "-disposition:v", "attached_pic", str(music / f"art.{ext}")], check=True)  # fmt: skip
+    video = ["-f", "lavfi", "-i", "testsrc=s=64x64:d=6"]
+    subprocess.run([*ff, *video, "-i", str(src), "-c:v", "mpeg4", "-c:a", "aac", str(music / "clip.mp4")], check=True)
+    subprocess.run([*ff, *video, "-i", str(src), "-c:v", "libvpx", "-c:a", "libopus", str(music / "clip.webm")], check=True)
+    subprocess.run([*ff, *video, "-c:v", "mpeg4", str(music / "silent_film.mp4")], check=True)
+    summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert summary.scanned == 5 and summary.failed == 1
+    assert track_rows(db)[str(music / "silent_film.mp4")] == ("error", "no audio stream in this file")
+    found = track_instruments(db)
+    assert found == {str(music / n): ["bass"] for n in ("art.mp3", "art.flac", "art.m4a", "clip.mp4", "clip.webm")}
+    with db.session() as s:
+        for path, duration in s.execute(select(M.Track.path, M.Track.duration).where(M.Track.status == "ok")):
+            assert abs(duration - 6.0) < 0.1, (path, duration)
