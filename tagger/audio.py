@@ -367,12 +367,12 @@ def _ffmpeg_blocks(path: Path, meta: AudioInfo, block_frames: int) -> Iterator[n
                 err = errfile.read().decode("utf-8", "replace").strip()
                 last = err.splitlines()[-1] if err else f"exit code {proc.returncode}"
                 raise AudioReadError(path, f"ffmpeg could not decode the file: {_said(last, path)}")
-            failed, first = _decoding_errors(errfile)
+            failed, first, cut = _decoding_errors(errfile)
             if failed:
                 raise AudioReadError(path, f"corrupt audio: ffmpeg could not decode {failed} of its frames "
                                            f"({_said(first, path)}); nothing stored, as a result would leave them out")  # fmt: skip
-            if first:  # (a file cut short: "File ended prematurely", "partial file")
-                raise AudioReadError(path, f"ffmpeg could not read all of the file ({_said(first, path)}); nothing "
+            if cut:
+                raise AudioReadError(path, f"ffmpeg could not read all of the file ({_said(cut, path)}); nothing "
                                            "stored, as a result would leave out what it could not read")  # fmt: skip
         finally:
             if proc.poll() is None:
@@ -382,23 +382,31 @@ def _ffmpeg_blocks(path: Path, meta: AudioInfo, block_frames: int) -> Iterator[n
                 proc.stdout.close()
 
 
-def _decoding_errors(errfile) -> tuple[int, str]:
+CUT_SHORT = ("ended prematurely", "partial file")
+"""What ffmpeg's demuxers say at level ``error`` of a file that ends before its audio does (Matroska
+and WebM, MP4), exiting 0. Other messages of that level without a decoding error are not taken for
+a loss: a chained Ogg Opus file prints ``failed to create or replace stream`` and is decoded whole."""
+
+
+def _decoding_errors(errfile) -> tuple[int, str, str]:
     """What an ffmpeg run that exited 0 printed at level ``error`` (its stderr, `errfile`): the
-    number of frames it could not decode (and skipped), and its first message ("" for none), with
-    the decoder's or demuxer's ``[aac @ 0x...]`` prefix shortened to ``aac:`` (the address
-    changes from run to run). Read a line at a time (a file of
-    corrupt frames prints one line or two per frame)."""
+    number of frames it could not decode (and skipped) with the first decoder message about them,
+    and the first message saying that the file is cut short (`CUT_SHORT`); "" for none. Messages
+    lose their ``[aac @ 0x...]`` prefix's address (it changes from run to run): ``aac: ...``.
+    Read a line at a time (a file of corrupt frames prints one line or two per frame)."""
     import re
 
     errfile.seek(0)
-    failed, first = 0, ""
+    failed, first, cut, before = 0, "", "", ""
     for raw in errfile:
-        line = raw.decode("utf-8", "replace").strip()
+        line = re.sub(r"^\[([^\]]+?) @ 0x[0-9a-f]+\] ", r"\1: ", raw.decode("utf-8", "replace").strip())
         if line.startswith("Error while decoding stream"):
             failed += 1
-        if line and not first:
-            first = re.sub(r"^\[([^\]]+?) @ 0x[0-9a-f]+\] ", r"\1: ", line)
-    return failed, first
+            first = first or (before if before and not before.startswith("Error while") else line)
+        elif not cut and any(words in line for words in CUT_SHORT):
+            cut = line
+        before = line
+    return failed, first, cut
 
 
 def _zero_non_finite(mono: np.ndarray) -> int:
