@@ -42,6 +42,11 @@ BLOCK_SECONDS = 30.0
 """Decoded block length when streaming (bounded memory): at most this many seconds of 2 channels at
 `FFMPEG_MAX_RATE` a block (46 MB of float32), shorter for more channels (libsndfile reads WAVs of
 up to 1024)."""
+MAX_LOST_SHARE = 0.01
+"""The largest share of a file's length that ffmpeg may fail to decode (damaged frames it skips)
+for the rest to be analysed, with a note saying what was left out (`stream`'s ``notes``): one bad
+frame of an AAC file is 23 ms, which no player stops at and no tag depends on. A file with more, or
+of unknown length, is an error: its result would leave out too much."""
 MAX_NON_FINITE = 0.01
 """The largest share of a file's samples that may be NaN or infinite (a float file's glitches):
 they are analysed as silence. A file with more (a float file of garbage, one of NaN only, one of
@@ -338,7 +343,10 @@ def _soundfile_blocks(path: Path, block_frames: int) -> Iterator[np.ndarray]:
         trap.close()
 
 
-def _ffmpeg_blocks(path: Path, meta: AudioInfo, block_frames: int) -> Iterator[np.ndarray]:
+def _ffmpeg_blocks(path: Path, meta: AudioInfo, block_frames: int, notes: list[str] | None = None) -> Iterator[np.ndarray]:
+    """The file's decoded blocks [shape=(m, channels)] from ffmpeg. Damaged frames ffmpeg skips are
+    an `AudioReadError` at the end, unless `notes` is given and they are at most `MAX_LOST_SHARE` of
+    the file's length: then one note saying what was left out is appended to it."""
     import tempfile
 
     cmd = [
@@ -350,6 +358,7 @@ def _ffmpeg_blocks(path: Path, meta: AudioInfo, block_frames: int) -> Iterator[n
     with tempfile.TemporaryFile() as errfile:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errfile, preexec_fn=_decoder_preexec())
         frame_bytes = 4 * meta.channels
+        frames = 0
         try:
             assert proc.stdout is not None
             while True:
@@ -357,6 +366,7 @@ def _ffmpeg_blocks(path: Path, meta: AudioInfo, block_frames: int) -> Iterator[n
                 if not buf:
                     break
                 usable = len(buf) - len(buf) % frame_bytes
+                frames += usable // frame_bytes
                 yield np.frombuffer(buf[:usable], dtype="<f4").reshape(-1, meta.channels)
             try:
                 proc.wait(timeout=60)
@@ -369,8 +379,14 @@ def _ffmpeg_blocks(path: Path, meta: AudioInfo, block_frames: int) -> Iterator[n
                 raise AudioReadError(path, f"ffmpeg could not decode the file: {_said(last, path)}")
             failed, first, cut = _decoding_errors(errfile)
             if failed:
-                raise AudioReadError(path, f"corrupt audio: ffmpeg could not decode {failed} of its frames "
-                                           f"({_said(first, path)}); nothing stored, as a result would leave them out")  # fmt: skip
+                lost = (meta.duration or 0.0) - frames / meta.decode_rate
+                if notes is not None and meta.duration and lost <= MAX_LOST_SHARE * meta.duration:
+                    notes.append(f"ffmpeg could not decode {failed} of its frames ({_said(first, path)}): analysed "
+                                 f"without them ({max(lost, 0.0):.3f} s of {meta.duration:.1f} s left out)")  # fmt: skip
+                else:
+                    raise AudioReadError(path, f"corrupt audio: ffmpeg could not decode {failed} of its frames "
+                                               f"({_said(first, path)}); nothing stored, as a result would leave "
+                                               f"{'them' if not meta.duration else f'{max(lost, 0.0):.1f} s of {meta.duration:.1f} s'} out")  # fmt: skip
             if cut:
                 raise AudioReadError(path, f"ffmpeg could not read all of the file ({_said(cut, path)}); nothing "
                                            "stored, as a result would leave out what it could not read")  # fmt: skip
@@ -445,6 +461,7 @@ def stream(
     block_seconds: float = BLOCK_SECONDS,
     meta: AudioInfo | None = None,
     timings: dict[str, float] | None = None,
+    notes: list[str] | None = None,
 ) -> Iterator[np.ndarray]:
     """Decode a file as mono float32 blocks at 16 kHz, in bounded memory.
 
@@ -452,7 +469,9 @@ def stream(
     `AudioReadError` at the end of the stream), and the audio is resampled with a
     streaming soxr resampler from any rate in 8-192 kHz. `meta` is the file's `info` when the caller
     already has it (saves a second probe, an ffprobe run for M4A/WMA); `timings`, when given,
-    accumulates the seconds spent in ``"decode"`` (decoding and downmix) and ``"resample"``.
+    accumulates the seconds spent in ``"decode"`` (decoding and downmix) and ``"resample"``;
+    `notes`, when given, receives what the caller should say about a file analysed in part (damaged
+    frames ffmpeg skipped, up to `MAX_LOST_SHARE` of its length; without `notes` they are an error).
 
     Yields
     ------
@@ -470,7 +489,7 @@ def stream(
     rate = meta.decode_rate
     block_frames = max(1024, min(int(block_seconds * min(rate, FFMPEG_MAX_RATE)),  # bounded memory at any rate
                                  int(block_seconds * FFMPEG_MAX_RATE * 2) // meta.channels))  # and channel count
-    blocks = _soundfile_blocks(p, block_frames) if meta.decoder == "soundfile" else _ffmpeg_blocks(p, meta, block_frames)
+    blocks = _soundfile_blocks(p, block_frames) if meta.decoder == "soundfile" else _ffmpeg_blocks(p, meta, block_frames, notes)
     resampler = None
     if rate != C.SAMPLE_RATE:
         resampler = soxr.ResampleStream(rate, C.SAMPLE_RATE, 1, dtype="float32", quality="HQ")

@@ -165,6 +165,8 @@ def scan(
         echo(f"tagger: failed {path}: {reason}", err=True)
     for path, reason in summary.deferred:
         echo(f"tagger: skipped {path}: {reason}", err=True)
+    for path, note in summary.analysed_in_part:
+        echo(f"tagger: warning: {path}: {note}", err=True)
     for path, reason in summary.tag_failures:
         echo(f"tagger: tags not written {path}: {reason}", err=True)
     echo_some([f"tagger: no tags for {path}: {reason}; its instruments are in the database"

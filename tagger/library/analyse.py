@@ -48,6 +48,7 @@ def analyse_file(task_id: int, path: str, *, config: AnalysisConfig) -> Iterator
     counted = [0]
     clock = time.perf_counter
     seconds = {"decode": 0.0, "resample": 0.0, "framing": 0.0, "features": 0.0}
+    notes: list[str] = []
 
     def counting(blocks):
         for block in blocks:
@@ -63,7 +64,7 @@ def analyse_file(task_id: int, path: str, *, config: AnalysisConfig) -> Iterator
                                  "channels": meta.channels, "duration": meta.duration,
                                  "content_hash": digest})  # fmt: skip
         frames = audio.frame_windows(
-            counting(audio.stream(path, meta=meta, timings=seconds)),
+            counting(audio.stream(path, meta=meta, timings=seconds, notes=notes)),
             hop_samples=int(round(config.hop_seconds * C.SAMPLE_RATE)),
             silence_dbfs=config.silence_dbfs,
             batch_size=config.batch_size,
@@ -86,7 +87,7 @@ def analyse_file(task_id: int, path: str, *, config: AnalysisConfig) -> Iterator
             yield Failed(task_id, f"too short to analyse: {counted[0] / C.SAMPLE_RATE:.3f} s of audio "
                                   f"(at least {MIN_SECONDS:g} s needed)")  # fmt: skip
             return
-        yield Done(task_id, counted[0], {"seconds": seconds, "pid": os.getpid(), "maxrss": peak_rss()})
+        yield Done(task_id, counted[0], {"seconds": seconds, "pid": os.getpid(), "maxrss": peak_rss()}, "; ".join(notes))
     except TaggerError as exc:
         yield Failed(task_id, getattr(exc, "reason", None) or str(exc))
     except MemoryError:

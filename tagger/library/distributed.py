@@ -207,7 +207,7 @@ def analyse_remote(path: str, *, spec: AnalyserSpec, config: AnalysisConfig, pre
     stats = dict(end.stats or {})
     stats["seconds"] = {**(stats.get("seconds") or {}), "inference": inference[0]}
     return RemoteResult(
-        path, meta=meta, samples=int(end.samples), stats=stats,
+        path, meta=meta, samples=int(end.samples), stats=stats, note=end.note,
         starts=np.concatenate(starts) if starts else np.zeros(0, dtype=np.int64),
         silent=np.concatenate(silent) if silent else np.zeros(0, dtype=bool),
         probs=np.concatenate(probs) if probs else np.zeros((0, n_fam), dtype=np.float32),

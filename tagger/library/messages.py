@@ -59,6 +59,9 @@ class Done:
     spent on the file per stage (``decode`` includes reading the whole file for its content hash;
     ``wait``: waiting for the scan to read a message, in a worker process) and the process's peak resident
     memory so far in bytes."""
+    note: str = ""
+    """What the user should know about a file analysed in part (damaged frames left out:
+    `tagger.audio.stream`'s ``notes``); "" for none."""
 
 
 @dataclass(frozen=True)
@@ -89,5 +92,7 @@ class RemoteResult:
     """[shape=(n, n_families), float32] zeros for silent windows."""
     samples: int = 0
     stats: dict = field(default_factory=dict)
+    note: str = ""
+    """As `Done.note`."""
     error: str | None = None
     fatal: str | None = None

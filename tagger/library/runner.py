@@ -115,7 +115,7 @@ class Runner:
                 pend.assembler.add_scored(m.starts, m.silent, by_msg.get(id(m)))
             elif isinstance(m, Done):
                 self._add_worker_stats(m.stats)
-                self.finish(m.task_id, samples=int(m.samples))
+                self.finish(m.task_id, samples=int(m.samples), note=m.note)
             elif isinstance(m, Failed):
                 self.fail(m.task_id, str(m.reason))
         self.writer.maybe_commit()
@@ -131,7 +131,7 @@ class Runner:
             self.worker_rss[pid] = max(self.worker_rss.get(pid, 0), int(stats.get("maxrss") or 0))
             summary.peak_rss["workers"] = sorted(self.worker_rss.values(), reverse=True)
 
-    def finish(self, task_id: int, *, samples: int) -> None:
+    def finish(self, task_id: int, *, samples: int, note: str = "") -> None:
         pending = self.pending[task_id]
         changed = changed_during_analysis(pending.work, (pending.meta or {}).get("content_hash"))
         if changed is not None:  # (its stored results, if any, stay until the next scan analyses it)
@@ -149,6 +149,8 @@ class Runner:
         # between has not stored the track, so the next scan analyses it (and tags it) again.
         with self.writer.clock("database"):
             track = self.writer.store_result(pend.work, pend.meta, result, duration, touch=self.on_track is None)
+        if note:
+            self.writer.summary.analysed_in_part.append((pend.work.path, note))
         self.done += 1
         if self.on_track is not None:
             self._write_tags(track, pend.work, result)
@@ -239,7 +241,7 @@ class Runner:
             else:
                 pend.assembler.add(result.starts, result.silent, result.probs)
                 self._add_worker_stats(result.stats)
-                self.finish(task_id, samples=int(result.samples))
+                self.finish(task_id, samples=int(result.samples), note=result.note)
             self.writer.maybe_commit()
 
         backend.run([w.path for w in work], analyser=self.analyser, config=self.config,

@@ -88,6 +88,9 @@ class ScanSummary:
     """(path, reason) of the files whose format holds no tags tagger writes (`UntaggableError`):
     their results are stored, no tag write is tried again, and they are not a failure."""
     errors: list[tuple[str, str]] = field(default_factory=list)
+    analysed_in_part: list[tuple[str, str]] = field(default_factory=list)
+    """(path, note) of the files analysed and stored without a small part ffmpeg could not decode
+    (damaged frames, at most `tagger.audio.MAX_LOST_SHARE` of the file): not a failure."""
     temp_files: list[str] = field(default_factory=list)
     """Temporary files left by killed tag writes that this scan deleted, or with ``keep_temp_files``
     (a dry run) found and left in place."""
@@ -115,6 +118,7 @@ class ScanSummary:
         out = asdict(self)
         out["errors"] = [{"path": p, "error": e} for p, e in self.errors]
         out["deferred"] = [{"path": p, "reason": r} for p, r in self.deferred]
+        out["analysed_in_part"] = [{"path": p, "note": n} for p, n in self.analysed_in_part]
         out["tag_failures"] = [{"path": p, "error": e} for p, e in self.tag_failures]
         out["empty_roots"] = [{"path": p, "tracks_kept": n} for p, n in self.empty_roots]
         out["relinked"] = [{"from": a, "to": b} for a, b in self.relinked]
