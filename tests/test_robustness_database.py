@@ -1,5 +1,5 @@
 """Defects found by attacking the library database (2026-12-06), each kept fixed here: another
-program's database, a
+program's database, an empty file given as the database, a
 full disk while a scan writes tags, and a database inside the folder being scanned."""
 
 from __future__ import annotations
@@ -63,3 +63,17 @@ def test_another_programs_database_is_refused_before_a_migration_on_any_server(t
     con = sqlite3.connect(path)
     assert [t for (t,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")] == ["contacts"]
     con.close()
+
+
+def test_an_empty_file_is_no_library_for_the_commands_that_only_use_one(tmp_path, fake_models):
+    # was: `stats`, `query`, `tag`, `db prune` ... migrated it into a new, empty library
+    music, (song,), _ = _library(tmp_path)
+    empty = tmp_path / "empty.db"
+    empty.write_bytes(b"")
+    for command in _commands(music, song)[:-2]:
+        result = CliRunner().invoke(app, [*command, "--db", str(empty)])
+        _one_line_error(result, f"no library database at {empty} (an empty file)")
+        assert empty.read_bytes() == b"", command
+    result = CliRunner().invoke(app, ["scan", str(music), "--jobs", "0", "--no-write-tags", "--db", str(empty)])
+    assert result.exit_code == 0, result.output  # scan makes its library in it, as in a new file
+    assert CliRunner().invoke(app, ["query", "--format", "paths", "--db", str(empty)]).output == f"{song}\n"

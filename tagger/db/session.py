@@ -416,17 +416,34 @@ class Database:
         self.engine.dispose()
 
 
+def _holds_no_tables(path: Path) -> bool:
+    """True for a SQLite file without a table (empty, or a database never migrated): a command that
+    only uses a library would migrate it, that is create a library where the user has none."""
+    try:
+        if not path.is_file():
+            return False
+        with open(path, "rb") as f:
+            head = f.read(len(_SQLITE_HEADER))
+    except OSError:
+        return False  # reported where it is opened
+    if not head:
+        return True
+    schema = _sqlite_schema(path) if head == _SQLITE_HEADER else None  # (another file: `_refuse_other_files`)
+    return schema is not None and not {t for t in schema[0] if not t.startswith("sqlite_")}
+
+
 def open_database(db: str | os.PathLike | None = None, *, migrate: bool = True, create: bool = True) -> Database:
     """Open (and by default create or upgrade to the latest schema) the library database.
 
     ``create=False`` (the commands that only use a library: query, show, stats, tag, ...): a SQLite
-    file that does not exist is an error, not a new empty database (nor a new folder) made at a
-    mistyped path."""
+    file that does not exist, or holds no table (an empty file), is an error, not a new empty
+    database (nor a new folder) made at a mistyped path."""
     url = as_url(db)
     if not create:
         path = sqlite_file(url)
-        if path is not None and not path.exists():
-            raise DatabaseError(f"no library database at {path}: `tagger scan FOLDER` creates it (or give --db)")
+        if path is not None and (not path.exists() or _holds_no_tables(path)):
+            empty = " (an empty file)" if path.exists() else ""
+            raise DatabaseError(f"no library database at {path}{empty}: `tagger scan FOLDER` creates it (or give --db)")
     engine = make_engine(url)
     if migrate:
         try:
