@@ -1,5 +1,5 @@
 """Defects found by attacking the library database (2026-12-06), each kept fixed here: another
-program's database, an empty file given as the database, a
+program's database, an empty file, a folder or a path that is not UTF-8 given as the database, a
 full disk while a scan writes tags, and a database inside the folder being scanned."""
 
 from __future__ import annotations
@@ -77,3 +77,18 @@ def test_an_empty_file_is_no_library_for_the_commands_that_only_use_one(tmp_path
     result = CliRunner().invoke(app, ["scan", str(music), "--jobs", "0", "--no-write-tags", "--db", str(empty)])
     assert result.exit_code == 0, result.output  # scan makes its library in it, as in a new file
     assert CliRunner().invoke(app, ["query", "--format", "paths", "--db", str(empty)]).output == f"{song}\n"
+
+
+def test_a_folder_or_a_path_that_is_not_utf8_as_the_database_is_one_line(tmp_path, fake_models):
+    # was: "unable to open database file"; and a traceback for a name that is not UTF-8, after
+    # an empty database had been made there
+    music, (song,), _ = _library(tmp_path)
+    folder = tmp_path / "dbs"
+    folder.mkdir()
+    for command in _commands(music, song):
+        _one_line_error(CliRunner().invoke(app, [*command, "--db", str(folder)]), f"{folder} is a folder")
+    odd = os.fsdecode(os.fsencode(str(folder)) + b"/caf\xe9.db")
+    for command in _commands(music, song):
+        result = CliRunner().invoke(app, [*command, "--db", odd])
+        _one_line_error(result, "caf\\xe9.db: the database path is not UTF-8")
+    assert os.listdir(folder) == []

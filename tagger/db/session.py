@@ -109,13 +109,17 @@ _SQLITE_HEADER = b"SQLite format 3\x00"
 
 def _refuse_other_files(path: Path | None) -> None:
     """Refuse a SQLite path that holds a file of something else (``--db notes.txt``, a song): SQLite
-    would refuse most, but turns a file of one byte into a database; and the database of another application
+    would refuse most, but turns a file of one byte into a database; a folder; a path that is not
+    UTF-8 (a SQLAlchemy URL cannot hold it); and the database of another application
     (`foreign_tables`), before anything (WAL mode, a migration) changes it. An empty file is what
     SQLite makes of a new database, and is used."""
     if path is None:
         return  # another database
+    _refuse_undecodable(path)
+    if path.is_dir():
+        raise DatabaseError(f"{path} is a folder, not a database file: give --db a file in it (e.g. {path / DB_FILENAME})")
     if not path.is_file():
-        return  # missing (created), a folder: reported where it is opened
+        return  # missing (created): reported where it is opened
     try:
         with open(path, "rb") as f:
             head = f.read(len(_SQLITE_HEADER))
@@ -129,6 +133,16 @@ def _refuse_other_files(path: Path | None) -> None:
     if foreign:
         raise DatabaseError(f"{path} is not a tagger library database (it holds the table(s) {foreign} of another "
                             "program); left untouched: give --db a library database or a new file name")  # fmt: skip
+
+
+def _refuse_undecodable(path: Path) -> None:
+    """Refuse a database path whose names are not UTF-8: a SQLAlchemy URL cannot hold it."""
+    try:
+        os.fspath(path).encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(path).decode("utf-8", "backslashreplace")
+        raise DatabaseError(f"{shown}: the database path is not UTF-8, which a database URL must be; "
+                            "give --db a path of UTF-8 names") from None  # fmt: skip
 
 
 OUR_TABLE = "tracks"
@@ -441,6 +455,8 @@ def open_database(db: str | os.PathLike | None = None, *, migrate: bool = True, 
     url = as_url(db)
     if not create:
         path = sqlite_file(url)
+        if path is not None:
+            _refuse_undecodable(path)
         if path is not None and (not path.exists() or _holds_no_tables(path)):
             empty = " (an empty file)" if path.exists() else ""
             raise DatabaseError(f"no library database at {path}{empty}: `tagger scan FOLDER` creates it (or give --db)")
