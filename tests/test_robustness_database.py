@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import create_engine
 from typer.testing import CliRunner
 
+from conftest import tone_signal, write_audio
 from test_robustness_attacks import _library, _one_line_error
 from tagger.cli import app
 from tagger.db.session import DatabaseError, upgrade
@@ -92,3 +93,48 @@ def test_a_folder_or_a_path_that_is_not_utf8_as_the_database_is_one_line(tmp_pat
         result = CliRunner().invoke(app, [*command, "--db", odd])
         _one_line_error(result, "caf\\xe9.db: the database path is not UTF-8")
     assert os.listdir(folder) == []
+
+
+def test_a_scan_whose_commits_fail_never_leaves_tags_for_results_it_did_not_store(tmp_path, monkeypatch):
+    # A full disk (or a lock held past the wait) from the 3rd commit on. Was: the tracks of the
+    # open batch were tagged before their commit, so the files held results the database lacked.
+    from sqlalchemy.exc import OperationalError
+
+    from conftest import track_instruments
+    from library_fakes import FREQ, FakeAnalyser
+    from tagger import tags
+    from tagger.db.scan_writer import ScanWriter
+    from tagger.db.session import open_database
+    from tagger.library.scan import scan, tag_writer
+
+    music = tmp_path / "music"
+    files = [write_audio(music / f"t{i:02}.wav", tone_signal([FREQ["bass"] + 7 * i], seconds=4.0)) for i in range(12)]
+    commit = ScanWriter._commit
+    calls = []
+
+    def full(self):
+        calls.append(1)
+        if len(calls) > 2:
+            raise OperationalError("COMMIT", {}, sqlite3.OperationalError("database or disk is full"))
+        commit(self)
+
+    monkeypatch.setattr(ScanWriter, "_commit", full)
+    db = open_database(tmp_path / "lib.db")
+    hook = tag_writer(model_version="fake-1", settle_seconds=0.0)
+    try:
+        with pytest.raises(DatabaseError, match="database or disk is full; everything stored before is kept"):
+            scan([music], db=db, analyser=FakeAnalyser(), jobs=0, on_track=hook, commit_every=5)
+        stored = track_instruments(db)
+        tagged = {str(f): tags.read_instruments(f) for f in files if tags.read_instruments(f).tagged}
+        assert tagged, "the scan tagged no file before the disk filled: the test proves nothing"
+        assert all(str(f) in stored and stored[str(f)] == list(t.instruments) for f, t in tagged.items()), (tagged, stored)
+        monkeypatch.undo()
+        with db.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
+        summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=0, on_track=hook)  # resumes
+        assert summary.failed == 0 and summary.scanned + summary.skipped == len(files)
+        assert all(tags.read_instruments(f).instruments == ["bass"] for f in files)
+        assert all(v == ["bass"] for v in track_instruments(db).values()) and len(track_instruments(db)) == len(files)
+    finally:
+        db.close()
+

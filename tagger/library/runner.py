@@ -145,10 +145,15 @@ class Runner:
             self.fail(task_id, exc.reason)
             return
         pend = self.pending.pop(task_id)
-        # With a tag hook, the batch is committed only after the tags are written: a scan killed in
-        # between has not stored the track, so the next scan analyses it (and tags it) again.
+        # With a tag hook, the track is committed before its tags are written (``tags_current``
+        # false): a file never holds results the database lacks (a full disk, a lock held past the
+        # wait, a kill). A scan stopped before the write writes the tags next time without
+        # re-analysis; one stopped after it, before its new file facts are committed, finds the file
+        # changed and analyses it again.
         with self.writer.clock("database"):
             track = self.writer.store_result(pend.work, pend.meta, result, duration, touch=self.on_track is None)
+            if self.on_track is not None:
+                self.writer.commit()
         if note:
             self.writer.summary.analysed_in_part.append((pend.work.path, note))
         self.done += 1
