@@ -138,3 +138,27 @@ def test_a_scan_whose_commits_fail_never_leaves_tags_for_results_it_did_not_stor
     finally:
         db.close()
 
+
+@pytest.mark.parametrize("name", ["library.flac", "sub/library.db"])
+def test_a_database_inside_the_scanned_folder_is_not_scanned(tmp_path, name):
+    # was: a database named like a song was analysed (an error row for it), its -wal and lock with it
+    from conftest import track_rows
+    from library_fakes import FakeAnalyser
+    from tagger.db.session import open_database
+    from tagger.library.scan import scan, tag_writer
+
+    music = tmp_path / "music"
+    song = write_audio(music / "a.flac", tone_signal([110.0], seconds=4.0))
+    dbfile = music / name
+    dbfile.parent.mkdir(exist_ok=True)
+    db = open_database(dbfile)
+    try:
+        for _ in range(2):
+            summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=0, on_track=tag_writer(model_version="fake-1"))
+            assert (summary.found, summary.failed) == (1, 0), summary.errors
+            assert set(track_rows(db)) == {str(song)}
+    finally:
+        db.close()
+    con = sqlite3.connect(dbfile)
+    assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    con.close()

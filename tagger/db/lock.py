@@ -53,6 +53,20 @@ def lock_path(url: str) -> Path | None:
     return None if db is None else db.with_name(db.name + LOCK_SUFFIX)
 
 
+SQLITE_COMPANIONS = ("-wal", "-shm", "-journal", LOCK_SUFFIX)
+"""The files SQLite (and the scan lock) keep beside a database file."""
+
+
+def database_files(url: str) -> frozenset[str]:
+    """The real paths of the SQLite database `url` and of the files beside it that belong to it
+    (write-ahead log, shared memory, rollback journal, scan lock); empty for another database. A
+    scan never takes them for music (`--db` inside the scanned folder)."""
+    db = sqlite_file(url)
+    if db is None:
+        return frozenset()
+    return frozenset([str(db), *(f"{db}{suffix}" for suffix in SQLITE_COMPANIONS)])
+
+
 def _holder(fd: int) -> str:
     try:
         text = os.pread(fd, 64, 0).decode("ascii", "replace").strip()

@@ -98,6 +98,7 @@ class ScanWriter:
     def __init__(self, *, db: Database, scan_id: int, model_version_id: int, summary,
                  commit_every: int, commit_seconds: float) -> None:  # fmt: skip
         self.session: Session = db.sessionmaker()
+        self.url = db.url
         self.scan_id = scan_id
         self.mv_id = model_version_id
         self.summary = summary

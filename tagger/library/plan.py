@@ -20,6 +20,7 @@ from sqlalchemy import select
 
 from tagger.db import models as M
 from tagger.db.filter import under_clause
+from tagger.db.lock import database_files
 from tagger.db.scan_writer import FileState, ScanWriter
 from tagger.errors import TaggerError, UserError
 from tagger.crawl import CrawlReport, crawl
@@ -154,6 +155,7 @@ def plan_files(roots, *, writer: ScanWriter, mv_id: int, rescan_stale: bool, ret
         ):
             existing[row[0]] = tuple(row[1:])
     last_report = 0.0
+    own = database_files(writer.url)  # a database kept in the scanned folder is no music
 
     def needs_analysis(status: str, track_mv: int | None, transient: bool = False) -> bool:
         if status == M.STATUS_ERROR:
@@ -169,6 +171,9 @@ def plan_files(roots, *, writer: ScanWriter, mv_id: int, rescan_stale: bool, ret
         if stop is not None and stop.requested:
             raise ScanInterrupted(stop.signum, 0)
         path = str(p)
+        if own and os.path.realpath(path) in own:
+            log.debug("not scanning %s: it is the library database's own file", path)
+            continue
         shown = storable(path)
         summary.found += 1
         if shown != path:
