@@ -162,3 +162,16 @@ def test_a_database_inside_the_scanned_folder_is_not_scanned(tmp_path, name):
     con = sqlite3.connect(dbfile)
     assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     con.close()
+
+
+def test_a_database_without_tables_is_no_library_either(tmp_path):
+    # (what a scan killed before its first migration commits, or `sqlite3 x.db 'PRAGMA journal_mode=WAL'`, leaves)
+    path = tmp_path / "lib.db"
+    con = sqlite3.connect(path)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.close()
+    content = path.read_bytes()
+    assert content
+    result = CliRunner().invoke(app, ["stats", "--db", str(path)])
+    _one_line_error(result, f"no library database at {path} (a database without tables)")
+    assert path.read_bytes() == content

@@ -458,7 +458,7 @@ def open_database(db: str | os.PathLike | None = None, *, migrate: bool = True, 
         if path is not None:
             _refuse_undecodable(path)
         if path is not None and (not path.exists() or _holds_no_tables(path)):
-            empty = " (an empty file)" if path.exists() else ""
+            empty = "" if not path.exists() else " (an empty file)" if not path.stat().st_size else " (a database without tables)"
             raise DatabaseError(f"no library database at {path}{empty}: `tagger scan FOLDER` creates it (or give --db)")
     engine = make_engine(url)
     if migrate:
