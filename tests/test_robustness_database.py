@@ -175,3 +175,21 @@ def test_a_database_without_tables_is_no_library_either(tmp_path):
     result = CliRunner().invoke(app, ["stats", "--db", str(path)])
     _one_line_error(result, f"no library database at {path} (a database without tables)")
     assert path.read_bytes() == content
+
+
+def test_a_newer_taggers_database_opened_read_only_is_called_that(tmp_path):
+    # was: "is in a read-only folder and at schema revision 0099; this tagger needs 0007: open it
+    # once where it can be written" (where it would then be refused as a newer tagger's)
+    from tagger.db.session import open_database
+
+    path = tmp_path / "lib.db"
+    open_database(path).close()
+    con = sqlite3.connect(path)
+    con.execute("UPDATE alembic_version SET version_num = '0099'")
+    con.commit()
+    con.close()
+    content = path.read_bytes()
+    read_only = f"sqlite:///file:{path}?mode=ro&uri=true"  # (what a read-only folder or mount gets; root writes anywhere)
+    result = CliRunner().invoke(app, ["stats", "--db", read_only])
+    _one_line_error(result, "has schema revision 0099, which tagger", "made by a newer tagger")
+    assert "read-only folder" not in result.output and path.read_bytes() == content

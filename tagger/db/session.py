@@ -467,6 +467,11 @@ def open_database(db: str | os.PathLike | None = None, *, migrate: bool = True, 
         except SQLAlchemyError as exc:
             raise database_error(engine.url, exc, doing="open") from None
         if needs and read_only_path(engine) is not None:
+            try:  # a newer tagger's database, or another program's, is that first: no writable place helps
+                with engine.connect() as conn:
+                    _check_known_revision(conn, alembic_config(engine))
+            except SQLAlchemyError as exc:
+                raise database_error(engine.url, exc, doing="open") from None
             raise DatabaseError(
                 f"the database {read_only_path(engine)} is in a read-only folder and at schema revision "
                 f"{current_revision(engine)}; this tagger needs {head_revision()}: open it once where it can be written"
