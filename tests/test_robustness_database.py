@@ -193,3 +193,16 @@ def test_a_newer_taggers_database_opened_read_only_is_called_that(tmp_path):
     result = CliRunner().invoke(app, ["stats", "--db", read_only])
     _one_line_error(result, "has schema revision 0099, which tagger", "made by a newer tagger")
     assert "read-only folder" not in result.output and path.read_bytes() == content
+
+
+def test_a_library_copied_without_its_schema_revision_is_refused_as_such(tmp_path):
+    # (a migration would fail half-way on "table tracks already exists"; it is not another program's)
+    music, _, dbfile = _library(tmp_path)
+    con = sqlite3.connect(dbfile)
+    con.execute("DROP TABLE alembic_version")
+    con.commit()
+    con.close()
+    content = dbfile.read_bytes()
+    result = CliRunner().invoke(app, ["stats", "--db", str(dbfile)])
+    _one_line_error(result, f"{dbfile} is not a tagger library database (it holds tagger's tables but no schema revision")
+    assert dbfile.read_bytes() == content

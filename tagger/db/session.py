@@ -111,7 +111,7 @@ def _refuse_other_files(path: Path | None) -> None:
     """Refuse a SQLite path that holds a file of something else (``--db notes.txt``, a song): SQLite
     would refuse most, but turns a file of one byte into a database; a folder; a path that is not
     UTF-8 (a SQLAlchemy URL cannot hold it); and the database of another application
-    (`foreign_tables`), before anything (WAL mode, a migration) changes it. An empty file is what
+    (`not_a_library`), before anything (WAL mode, a migration) changes it. An empty file is what
     SQLite makes of a new database, and is used."""
     if path is None:
         return  # another database
@@ -129,10 +129,10 @@ def _refuse_other_files(path: Path | None) -> None:
         raise DatabaseError(f"{path} is not a SQLite database (it does not start with SQLite's header); "
                             "left untouched: give --db a database or a new file name")  # fmt: skip
     schema = _sqlite_schema(path) if head else None
-    foreign = None if schema is None else foreign_tables(*schema)
+    foreign = None if schema is None else not_a_library(*schema)
     if foreign:
-        raise DatabaseError(f"{path} is not a tagger library database (it holds the table(s) {foreign} of another "
-                            "program); left untouched: give --db a library database or a new file name")  # fmt: skip
+        raise DatabaseError(f"{path} is not a tagger library database ({foreign}); left untouched: "
+                            "give --db a library database or a new file name")  # fmt: skip
 
 
 def _refuse_undecodable(path: Path) -> None:
@@ -150,16 +150,18 @@ OUR_TABLE = "tracks"
 such table is another program's (Alembic is common)."""
 
 
-def foreign_tables(tables: set[str], revisions: list[str]) -> str | None:
-    """The tables (a comma-separated list) that make a database another program's: tables but no
-    schema revision of ours (a migration would add our tables among them), or another program's
-    Alembic revision (a database without ``tracks``); None for a library database or an empty one."""
+def not_a_library(tables: set[str], revisions: list[str]) -> str | None:
+    """Why a database is not one tagger may use or migrate: tables but no schema revision of ours (a
+    migration would add our tables among another program's), or another program's Alembic revision
+    (a database without ``tracks``); None for a library database or an empty one."""
     tables = {t for t in tables if not t.startswith("sqlite_")}
     others = sorted(tables - {"alembic_version"})
     if not others or (revisions and OUR_TABLE in tables):
         return None
+    if OUR_TABLE in tables:  # (a copy made without alembic_version: no migration knows where it stands)
+        return "it holds tagger's tables but no schema revision (its alembic_version table is missing or empty)"
     shown = others[:5] + ([f"... ({len(others) - 5} more)"] if len(others) > 5 else [])
-    return ", ".join(shown)
+    return f"it holds the table(s) {', '.join(shown)} of another program"
 
 
 def _sqlite_schema(path: Path) -> tuple[set[str], list[str]] | None:
@@ -357,21 +359,21 @@ def _one_transaction(conn):
 
 def _check_known_revision(conn, cfg) -> None:
     """Refuse, in one line, a database whose schema revision these scripts do not know (it was
-    made or upgraded by a newer tagger), and another program's database (`foreign_tables`)."""
+    made or upgraded by a newer tagger), and another program's database (`not_a_library`)."""
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
 
-    from tagger import __version__
-
     from sqlalchemy import inspect
+
+    from tagger import __version__
 
     script = ScriptDirectory.from_config(cfg)
     current = MigrationContext.configure(conn).get_current_heads()
-    foreign = foreign_tables(set(inspect(conn).get_table_names()), list(current))
+    foreign = not_a_library(set(inspect(conn).get_table_names()), list(current))
     if foreign:
         raise DatabaseError(
-            f"the database {_shown(conn.engine)} is not a tagger library database (it holds the table(s) {foreign} "
-            "of another program); left untouched: give --db a library database or an empty one"
+            f"the database {_shown(conn.engine)} is not a tagger library database ({foreign}); left untouched: "
+            "give --db a library database or an empty one"
         )
     known = {rev.revision for rev in script.walk_revisions()}
     unknown = [rev for rev in current if rev not in known]
