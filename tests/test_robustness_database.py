@@ -206,3 +206,26 @@ def test_a_library_copied_without_its_schema_revision_is_refused_as_such(tmp_pat
     result = CliRunner().invoke(app, ["stats", "--db", str(dbfile)])
     _one_line_error(result, f"{dbfile} is not a tagger library database (it holds tagger's tables but no schema revision")
     assert dbfile.read_bytes() == content
+
+
+def test_a_database_locked_by_another_program_is_waited_for_once(tmp_path, monkeypatch):
+    # was: the cheap "at the latest revision?" check took the lock error for "ask Alembic", which
+    # waited for the lock a second time: `tagger stats` said so after twice the busy timeout
+    from tagger.db import session as S
+
+    music, _, dbfile = _library(tmp_path)
+    monkeypatch.setattr(S, "BUSY_TIMEOUT_S", 0.2)
+    asked = []
+    monkeypatch.setattr(S, "current_revision", lambda engine: asked.append(engine) or None)
+    holder = sqlite3.connect(dbfile, isolation_level=None)
+    try:
+        holder.execute("PRAGMA locking_mode=EXCLUSIVE")
+        holder.execute("BEGIN EXCLUSIVE")
+        holder.execute("UPDATE tracks SET error = NULL")  # holds the write lock, readers shut out too
+        with pytest.raises(DatabaseError, match=f"cannot open the database sqlite:///{dbfile}: database is locked"):
+            S.open_database(dbfile, create=False)
+        assert asked == []  # the lock was waited for once, by the first look
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    S.open_database(dbfile, create=False).close()

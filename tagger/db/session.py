@@ -22,6 +22,8 @@ from tagger.errors import TaggerError, UserError
 
 DB_ENV = "TAGGER_DB"
 DB_FILENAME = "library.db"
+BUSY_TIMEOUT_S = 30.0
+"""How long a SQLite command waits for a lock another process holds before it says so."""
 
 
 class DatabaseError(TaggerError):
@@ -78,7 +80,7 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
     finally:
         cur.close()
 
@@ -87,7 +89,7 @@ def _sqlite_read_only_pragmas(dbapi_conn, _record) -> None:
     cur = dbapi_conn.cursor()
     try:
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
     finally:
         cur.close()
 
@@ -180,7 +182,7 @@ def _sqlite_schema(path: Path) -> tuple[set[str], list[str]] | None:
         logged = True
     uri = f"file:{quote(os.fsencode(path.resolve()))}?mode=ro{'' if logged else '&immutable=1'}"
     try:
-        con = sqlite3.connect(uri, uri=True, timeout=5)
+        con = sqlite3.connect(uri, uri=True, timeout=1)  # (locked: the engine waits, and says so)
     except sqlite3.Error:
         return None
     try:
@@ -214,7 +216,7 @@ def make_engine(url: str) -> Engine:
             wal = Path(f"{read_only}-wal")
             # with a write-ahead log left beside it, the log holds committed data: read it (read-only)
             immutable = "" if wal.is_file() and wal.stat().st_size else "&immutable=1"
-            engine = create_engine(f"sqlite:///file:{read_only}?mode=ro{immutable}&uri=true", connect_args={"timeout": 30})
+            engine = create_engine(f"sqlite:///file:{read_only}?mode=ro{immutable}&uri=true", connect_args={"timeout": BUSY_TIMEOUT_S})
             event.listen(engine, "connect", _sqlite_read_only_pragmas)
             return engine
         if path is not None:
@@ -223,7 +225,7 @@ def make_engine(url: str) -> Engine:
                 folder.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise DatabaseError(f"cannot create the database folder {folder}: {exc.strerror or exc}") from None
-        engine = create_engine(url, connect_args={"timeout": 30})
+        engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_S})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     if parsed.drivername == "postgresql" and _installed("psycopg") and not _installed("psycopg2"):
@@ -304,17 +306,18 @@ def _script_head() -> str | None:
 
 def _at_head(engine: Engine) -> bool:
     """True when the database is certainly at the scripts' head (a cheap check that spares commands
-    like ``tagger query`` the Alembic import); False means "ask Alembic"."""
-    from sqlalchemy import text
+    like ``tagger query`` the Alembic import); False means "ask Alembic". A database that cannot be
+    read (locked past the busy timeout, damaged) raises SQLAlchemy's error at once (was: taken for
+    "ask Alembic", which waited for the lock a second time)."""
+    from sqlalchemy import inspect, text
 
     head = _script_head()
     if head is None:
         return False
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(text("SELECT version_num FROM alembic_version")).fetchall()
-    except SQLAlchemyError:
-        return False
+    with engine.connect() as conn:
+        if not inspect(conn).has_table("alembic_version"):
+            return False
+        rows = conn.execute(text("SELECT version_num FROM alembic_version")).fetchall()
     return len(rows) == 1 and rows[0][0] == head
 
 
