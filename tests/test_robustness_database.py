@@ -229,3 +229,35 @@ def test_a_database_locked_by_another_program_is_waited_for_once(tmp_path, monke
         holder.execute("ROLLBACK")
         holder.close()
     S.open_database(dbfile, create=False).close()
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+def test_a_database_deleted_or_replaced_during_a_scan_stops_it(tmp_path, how):
+    # was: SQLite wrote on into the file that went, and the scan reported every file scanned and
+    # tagged, exit 0, with the results in no database
+    from library_fakes import FakeAnalyser
+    from tagger import tags
+    from tagger.db.session import open_database
+    from tagger.library.scan import scan, tag_writer
+
+    music = tmp_path / "music"
+    files = [write_audio(music / f"t{i}.flac", tone_signal([110.0 + 20 * i], seconds=4.0)) for i in range(4)]
+    dbfile = tmp_path / "lib.db"
+    db = open_database(dbfile)
+    write = tag_writer(model_version="fake-1")
+
+    def hook(path, result, analysed):
+        change = write(path, result, analysed)
+        if path == str(files[0]):
+            for name in ("lib.db", "lib.db-wal", "lib.db-shm"):
+                (tmp_path / name).unlink(missing_ok=True)
+            if how == "replaced":  # (a backup restored over it)
+                open_database(dbfile).close()
+        return change
+
+    try:
+        with pytest.raises(DatabaseError, match=f"the database {dbfile} was deleted or replaced while the scan wrote it"):
+            scan([music], db=db, analyser=FakeAnalyser(), jobs=0, on_track=hook)
+    finally:
+        db.close()
+    assert [tags.read_instruments(f).tagged for f in files] == [True, False, False, False]

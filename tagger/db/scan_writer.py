@@ -24,7 +24,8 @@ from tagger import constants as C
 from tagger.aggregate import TrackResult
 from tagger.db import models as M
 from tagger.db.filter import under_clause
-from tagger.db.session import Database
+from tagger.db.lock import sqlite_file
+from tagger.db.session import Database, DatabaseError
 from tagger.paths import folder_prefix, is_under, looks_unmounted, under_any
 
 
@@ -99,6 +100,8 @@ class ScanWriter:
                  commit_every: int, commit_seconds: float) -> None:  # fmt: skip
         self.session: Session = db.sessionmaker()
         self.url = db.url
+        self.file = sqlite_file(db.url)
+        self.file_id = _file_id(str(self.file)) if self.file is not None else None
         self.scan_id = scan_id
         self.mv_id = model_version_id
         self.summary = summary
@@ -124,6 +127,7 @@ class ScanWriter:
             self._commit()
 
     def _commit(self) -> None:
+        self.check_file()
         scan = self.session.get(M.Scan, self.scan_id)
         s = self.summary
         scan.scanned, scan.skipped, scan.failed = s.scanned, s.skipped, s.failed
@@ -131,6 +135,17 @@ class ScanWriter:
         self.session.commit()
         self.dirty = 0
         self.last_commit = time.monotonic()
+
+    def check_file(self) -> None:
+        """Raise `DatabaseError` when the SQLite file being written is no longer at its path (deleted,
+        or another file moved over it): SQLite would go on writing into the file that went, and the
+        scan would report results stored where no command finds them."""
+        if self.file_id is None or _file_id(str(self.file)) == self.file_id:
+            return
+        raise DatabaseError(
+            f"the database {self.file} was deleted or replaced while the scan wrote it: stopped, its results "
+            "since then are in no database; scan again"
+        )
 
     def finish(self) -> None:
         try:
