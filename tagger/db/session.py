@@ -187,7 +187,9 @@ def _sqlite_schema(path: Path) -> tuple[set[str], list[str]] | None:
         return None
     try:
         tables = {name for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        revisions = [r for (r,) in con.execute("SELECT version_num FROM alembic_version")] if "alembic_version" in tables else []
+        revisions = []
+        if "alembic_version" in tables:
+            revisions = [r for (r,) in con.execute("SELECT version_num FROM alembic_version")]
     except sqlite3.Error:
         return None
     finally:
@@ -216,7 +218,8 @@ def make_engine(url: str) -> Engine:
             wal = Path(f"{read_only}-wal")
             # with a write-ahead log left beside it, the log holds committed data: read it (read-only)
             immutable = "" if wal.is_file() and wal.stat().st_size else "&immutable=1"
-            engine = create_engine(f"sqlite:///file:{read_only}?mode=ro{immutable}&uri=true", connect_args={"timeout": BUSY_TIMEOUT_S})
+            engine = create_engine(f"sqlite:///file:{read_only}?mode=ro{immutable}&uri=true",
+                                   connect_args={"timeout": BUSY_TIMEOUT_S})  # fmt: skip
             event.listen(engine, "connect", _sqlite_read_only_pragmas)
             return engine
         if path is not None:
