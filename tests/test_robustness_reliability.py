@@ -265,6 +265,10 @@ def progress(p):
         print("analysed", p.files_done, flush=True)
 
 if __name__ == "__main__":
+    # (a test run started in the background by a shell without job control inherits SIGINT ignored,
+    # which the scan rightly keeps ignored; these tests are about a terminal's Ctrl-C)
+    import signal
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     db = open_database(sys.argv[1])
     try:  # nothing committed before the end or a stop: what is stored after a stop was stored by it
         scan([sys.argv[2]], db=db, analyser=FakeAnalyser(delay=0.3), jobs=2, predict_batch=1,
