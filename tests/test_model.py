@@ -111,6 +111,68 @@ def test_tampered_missing_and_mismatched_models_are_refused(tmp_path):
         Ensemble.load(_model_dir(tmp_path / "m3"), families=["vocal"])
 
 
+def _nan_in_first(model, index):
+    if index == 0:  # a diverged run: one weight of the first classifier is NaN
+        weights = model.get_weights()
+        weights[-1] = weights[-1] * np.nan
+        model.set_weights(weights)
+    return model
+
+
+def _three_scores_for_second(model, index):
+    """The second family's file is a valid Keras model reading the features, with 3 outputs."""
+    if index != 1:
+        return model
+    import keras
+
+    inp = keras.Input(shape=A.COMPACT_FEATURES.shape)
+    x = keras.layers.GlobalAveragePooling1D()(inp)
+    return keras.Model(inp, keras.layers.Dense(3, activation="sigmoid")(x))
+
+
+@pytest.mark.parametrize("runtime", ["auto", "keras"])
+def test_models_with_nan_weights_or_a_head_of_another_shape_are_refused_at_load(tmp_path, monkeypatch, runtime):
+    # Before: both loaded; NaN scores passed no threshold (the family silently never tagged), and
+    # the 3-score head shifted every later column (a broadcasting error on every file).
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("TAGGER_RUNTIME", runtime)
+    nan = compact_models(tmp_path / "nan", ("bass", "flute"), version="n1", seed=0, weights=_nan_in_first)
+    with pytest.raises(ModelError, match=r"nan/bass.keras: weights .* NaN or infinite"):
+        Ensemble.load(nan)
+    wide = compact_models(tmp_path / "wide", ("bass", "flute"), version="w1", seed=0, weights=_three_scores_for_second)
+    with pytest.raises(ModelError, match=r"wide/flute.keras: classifier output \(3,\) is not one score"):
+        Ensemble.load(wide)
+    assert not list((tmp_path / "cache").rglob("*.onnx"))  # never exported, so never loaded from the cache either
+
+
+def test_a_runner_whose_scores_are_not_probabilities_is_refused_at_load(tmp_path, monkeypatch):
+    # Whatever the backend (a graph exported by an older tagger, cached): one test batch decides.
+    from tagger.model import backends as B
+
+    d = _model_dir(tmp_path / "m")
+    for scores, reason in ((lambda n: np.full((n, 2), np.nan, np.float32), "not probabilities"),
+                           (lambda n: np.full((n, 3), 0.5, np.float32), r"give \(3,\) scores per window.*need 2"),
+                           (lambda n: np.full((n, 2), 1.5, np.float32), "not probabilities")):  # fmt: skip
+        monkeypatch.setattr(B, "load_runner", lambda files, scores=scores: lambda feats: scores(len(feats)))
+        with pytest.raises(ModelError, match=f"{tmp_path / 'm'}: the classifiers {reason}|{tmp_path / 'm'}: .*{reason}"):
+            Ensemble.load(d)
+
+
+def test_a_scan_with_a_broken_model_touches_no_file(tmp_path, monkeypatch, make_tone_file):
+    from typer.testing import CliRunner
+
+    from tagger.cli.app import app
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    song = make_tone_file(tmp_path / "music" / "a.flac", [440.0])
+    before = song.read_bytes()
+    nan = compact_models(tmp_path / "nan", ("bass", "flute"), version="n1", seed=0, weights=_nan_in_first)
+    result = CliRunner().invoke(app, ["scan", str(tmp_path / "music"), "--models", str(nan), "--db", str(tmp_path / "l.db")])
+    assert result.exit_code == 1, result.output
+    assert "nan/bass.keras" in result.output and "NaN or infinite" in result.output
+    assert song.read_bytes() == before and not (tmp_path / "l.db").exists()
+
+
 @pytest.mark.model
 def test_a_resumed_run_goes_on_with_the_optimizer_state_of_its_checkpoint(tmp_path):
     keras = pytest.importorskip("keras")

@@ -8,6 +8,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import tone_signal, write_audio
@@ -62,7 +63,11 @@ def test_a_tampered_classifier_is_refused_before_anything_is_loaded(tmp_path, mo
     with open(d / "nested" / "flute.keras", "r+b") as f:
         f.write(b"N")  # one byte changed, size unchanged
     loaded = []
-    monkeypatch.setattr(backends, "_load_combined", lambda members, cfg: loaded.append(members[0].classifiers) or (None, []))
+    def recording(files):  # the backend: records what reaches it, scores every window 0.5
+        loaded.append(files.members[0].classifiers)
+        return lambda feats: np.full((len(feats), 2), 0.5, np.float32)
+
+    monkeypatch.setattr(backends, "load_runner", recording)
     with pytest.raises(ModelError, match="sha256 mismatch for 'flute'"):
         Ensemble.load(d)
     assert loaded == []  # nothing deserialised, not even the intact classifier

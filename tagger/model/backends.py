@@ -199,6 +199,13 @@ def _load_member(member: Member, cfg: F.FeatureConfig):
     paths = (*member.classifiers, member.gate) if member.gate is not None else member.classifiers
     models = [load_classifier(p) for p in paths]
     trunk_model = load_classifier(member.trunk) if member.trunk is not None else None
+    for path, m in ((member.trunk, trunk_model), *zip(paths, models)):
+        if m is not None:
+            _check_weights(path, m)
+    for path, m in zip(paths, models):
+        if tuple(m.output_shape[1:]) != (1,):
+            raise ModelError(path, f"classifier output {m.output_shape[1:]} is not one score per window (1,): "
+                                   "the file holds another model than a family's classifier")  # fmt: skip
     if trunk_model is not None and tuple(trunk_model.input_shape[1:]) != cfg.shape:
         raise ModelError(member.trunk, f"trunk input {trunk_model.input_shape[1:]} does not match the feature shape {cfg.shape}")
     head_input = tuple(trunk_model.output_shape[1:]) if trunk_model is not None else cfg.shape
@@ -207,6 +214,19 @@ def _load_member(member: Member, cfg: F.FeatureConfig):
             what = "the trunk's embedding" if trunk_model is not None else "the feature shape"
             raise ModelError(path, f"classifier input {m.input_shape[1:]} does not match {what} {head_input}")
     return trunk_model, models
+
+
+def _check_weights(path, model) -> None:
+    """Refuse a model with a weight that is not a finite number (NaN or infinite, e.g. from a run
+    that diverged): its scores would be NaN, which no threshold passes, so every track would silently
+    lose that family."""
+    import keras
+
+    for w in model.weights:
+        values = np.asarray(keras.ops.convert_to_numpy(w))
+        if values.dtype.kind == "f" and not np.isfinite(values).all():
+            bad = int(np.size(values) - np.isfinite(values).sum())
+            raise ModelError(path, f"weights {w.path} hold {bad} value(s) that are NaN or infinite (refusing to load)")
 
 
 def _load_combined(members: Sequence[Member], cfg: F.FeatureConfig):

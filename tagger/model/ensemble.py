@@ -298,6 +298,7 @@ class Ensemble:
             members = (_model_files(model_dir, manifest, run_fams, gated=gate is not None),)
         files = B.ModelFiles(members=members, feature_config=cfg, graph_hash=graph_hash(manifest, run_fams), families=run_fams)
         runner = B.load_runner(files)
+        _check_runner(model_dir, runner, cfg, width=len(run_fams) + (gate is not None))
         return cls(
             model_dir=model_dir,
             manifest=manifest,
@@ -353,6 +354,24 @@ class Ensemble:
     def decide(self, scores: np.ndarray) -> np.ndarray:
         """Presence decisions (bool) from scores with the calibrated thresholds."""
         return np.asarray(scores) >= self.thresholds
+
+
+def _check_runner(model_dir: Path, runner: Callable[[np.ndarray], np.ndarray], cfg: F.FeatureConfig, *,
+                  width: int) -> None:  # fmt: skip
+    """Run the loaded classifiers once, on `runtime.reference_batch`, before any music is analysed:
+    refuse models whose scores are not one probability per family (and gate) per window, in [0, 1]
+    (a head of another shape, NaN from a weight, a stale export), instead of tagging wrong answers."""
+    x = R.reference_batch(cfg.shape, n=2)
+    try:
+        out = np.asarray(runner(x))
+    except Exception as exc:  # noqa: BLE001  (a backend's own error type: ours names the folder)
+        raise ModelError(model_dir, f"the classifiers fail on a test batch: {type(exc).__name__}: {exc}") from None
+    if out.shape != (len(x), width):
+        raise ModelError(model_dir, f"the classifiers give {out.shape[1:] if out.ndim > 1 else out.shape} scores per "
+                                    f"window, the manifest's families (and gate) need {width}")  # fmt: skip
+    if not (np.isfinite(out).all() and out.min() >= 0.0 and out.max() <= 1.0):
+        raise ModelError(model_dir, "the classifiers give scores that are not probabilities in [0, 1] (NaN or out of "
+                                    "range) on a test batch (refusing to load)")  # fmt: skip
 
 
 def _model_files(model_dir: Path, manifest: dict, families: Sequence[str], *, gated: bool) -> B.Member:
