@@ -394,6 +394,12 @@ def test_scores_written_by_tag_survive_the_next_plain_scan(tmp_path):
     (lambda m: {**m, "aggregation": {**m.get("aggregation", {}), "quantile": 2}}, "aggregation quantile is 2"),
     (lambda m: {**m, "aggregation": {"hop_seconds": "x"}}, "aggregation hop_seconds is 'x'"),
     (lambda m: {**m, "aggregation": {"hop_seconds": 0}}, "aggregation hop_seconds is 0"),
+    (lambda m: {**m, "families": None}, "families must be a list of names, not None"),
+    (lambda m: {**m, "families": []}, "families must be a list of names, not \\[\\]"),
+    (lambda m: {**m, "families": ["bass", ["flute"]]}, "families must be a list of names"),
+    (lambda m: {**m, "families": ["bass", "bass"]}, "lists a family twice"),
+    (lambda m: {**m, "features": 1}, "features must be an object, not 1"),
+    (lambda m: {**m, "version": {}}, "version must be a name, not {}"),
 ])  # fmt: skip
 def test_a_tampered_manifest_is_refused_at_load_in_one_line(tmp_path, change, says):
     import json
@@ -405,6 +411,33 @@ def test_a_tampered_manifest_is_refused_at_load_in_one_line(tmp_path, change, sa
     shipped = json.loads((Path(__file__).resolve().parents[1] / "models" / "manifest.json").read_text())
     (tmp_path / "manifest.json").write_text(json.dumps(change(shipped)))
     with pytest.raises(ModelError, match=f"{tmp_path / 'manifest.json'}: .*{says}"):
+        read_manifest(tmp_path)
+
+
+@pytest.mark.parametrize("key, value", [("n_mels", "64"), ("n_mels", 0), ("fmin", None), ("fmin", 9000.0),
+                                        ("top_db", 0), ("top_db", [80]), ("harmonic", "yes")])  # fmt: skip
+def test_feature_settings_no_tagger_computes_are_refused_at_load(tmp_path, key, value):
+    # Before: the model loaded, then every file failed part-way through the scan with a TypeError
+    # (n_mels '64', fmin None), or silently scored NaN features (top_db 0), or took "yes" for True.
+    import json
+    from pathlib import Path
+
+    from tagger.errors import ModelError
+    from tagger.model.ensemble import Ensemble
+
+    shipped = json.loads((Path(__file__).resolve().parents[1] / "models" / "manifest.json").read_text())
+    shipped["features"][key] = value
+    (tmp_path / "manifest.json").write_text(json.dumps(shipped))
+    with pytest.raises(ModelError, match=f"{tmp_path / 'manifest.json'}: feature setting {key}="):
+        Ensemble.load(tmp_path)
+
+
+def test_a_manifest_number_too_long_to_read_is_invalid_json(tmp_path):
+    from tagger.errors import ModelError
+    from tagger.model.ensemble import read_manifest
+
+    (tmp_path / "manifest.json").write_text('{"format": 1, "version": ' + "9" * 5000 + "}")
+    with pytest.raises(ModelError, match="invalid manifest JSON"):  # was: a ValueError's traceback
         read_manifest(tmp_path)
 
 

@@ -79,7 +79,7 @@ def read_manifest(model_dir: str | os.PathLike) -> dict:
         raise ModelError(path, "model manifest not found (train models with `tagger train` or pass --models DIR)")
     try:
         manifest = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # (ValueError: also an integer of 5,000 digits)
         raise ModelError(path, f"invalid manifest JSON: {exc}") from None
     if not isinstance(manifest, dict):
         raise ModelError(path, f"a manifest is a JSON object, not {type(manifest).__name__}")
@@ -89,6 +89,16 @@ def read_manifest(model_dir: str | os.PathLike) -> dict:
     for key in ("families", "features", "classifiers", "version"):
         if key not in manifest:
             raise ModelError(path, f"manifest lacks {key!r}")
+    families = manifest["families"]
+    if not isinstance(families, list) or not families or not all(isinstance(f, str) and f.strip() for f in families):
+        raise ModelError(path, f"the manifest's families must be a list of names, not {families!r}")
+    if len(set(families)) != len(families):
+        raise ModelError(path, f"the manifest lists a family twice ({', '.join(families)})")
+    if not isinstance(manifest["features"], dict):
+        raise ModelError(path, f"the manifest's features must be an object, not {manifest['features']!r}")
+    version = manifest["version"]
+    if isinstance(version, bool) or not isinstance(version, (str, int)) or not str(version).strip():
+        raise ModelError(path, f"the manifest's version must be a name, not {version!r}")
     if not isinstance(manifest["classifiers"], dict) or not manifest["classifiers"]:
         raise ModelError(path, "the manifest's classifiers must be an object with one entry per family")
     _check_aggregation(path, manifest.get("aggregation", {}))
@@ -212,6 +222,16 @@ def check_feature_config(path: Path, recorded: dict) -> F.FeatureConfig:
             raise ModelError(path, f"feature configuration mismatch: {key}={getattr(cfg, key)!r}, this tagger uses {value!r}")
     if cfg.kind not in ("logmel", "stft"):
         raise ModelError(path, f"unknown feature kind {cfg.kind!r}")
+    # the settings a model may choose: of the right type and range, or every file would fail (or
+    # silently score NaN features) part-way through a scan instead of the model at load
+    limits = {"n_mels": (int, 1, C.N_FFT // 2 + 1), "fmin": ((int, float), 0.0, C.SAMPLE_RATE / 2),
+              "top_db": ((int, float), 1e-3, 1e3), "harmonic": (bool, False, True)}  # fmt: skip
+    for key, (kind, low, high) in limits.items():
+        value = getattr(cfg, key)
+        wrong_type = not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool)
+        if wrong_type or not low <= value <= high or (key == "fmin" and value >= high):
+            raise ModelError(path, f"feature setting {key}={value!r} is not a {key} this tagger can compute "
+                                   f"(it lies in [{low:g}, {high:g}])")  # fmt: skip
     return cfg
 
 
