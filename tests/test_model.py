@@ -173,6 +173,35 @@ def test_a_scan_with_a_broken_model_touches_no_file(tmp_path, monkeypatch, make_
     assert song.read_bytes() == before and not (tmp_path / "l.db").exists()
 
 
+def test_a_model_folder_replaced_while_loading_is_refused_and_one_loaded_is_kept(tmp_path, monkeypatch):
+    from tagger.model import backends as B
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    old = compact_models(tmp_path / "old", ("bass", "flute"), version="old-1", seed=1)
+    new = compact_models(tmp_path / "new", ("bass", "flute"), version="new-1", seed=2)
+    x = np.random.default_rng(0).standard_normal((2, 64_000)).astype(np.float32) * 0.1
+    want = Ensemble.load(old).predict(x)
+    live = tmp_path / "live"
+    shutil.copytree(old, live)
+    real = B.load_runner
+
+    def replaced_after_the_check(files, **kw):  # `tagger combine` renames another model into place
+        shutil.rmtree(live)
+        shutil.copytree(new, live)
+        return real(files, **kw)
+
+    monkeypatch.setattr(B, "load_runner", replaced_after_the_check)
+    with pytest.raises(ModelError, match=r"live/bass.keras: changed while the models were loading"):
+        Ensemble.load(live)  # was: the new weights ran under the old manifest's version and thresholds
+    monkeypatch.setattr(B, "load_runner", real)
+    shutil.rmtree(live)
+    shutil.copytree(old, live)
+    loaded = Ensemble.load(live)
+    shutil.rmtree(live)
+    shutil.copytree(new, live)  # replaced once loaded: the loaded model runs on, under its own version
+    assert loaded.version == "old-1" and np.allclose(loaded.predict(x), want)
+
+
 @pytest.mark.model
 def test_a_resumed_run_goes_on_with_the_optimizer_state_of_its_checkpoint(tmp_path):
     keras = pytest.importorskip("keras")

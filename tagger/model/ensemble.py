@@ -312,12 +312,20 @@ class Ensemble:
             if entry is None:
                 raise ModelError(mpath, f"manifest lists family {fam!r} without a classifier entry")
             thresholds[fam] = float(entry.get("threshold", 0.5)) if isinstance(entry, dict) else 0.5
-        if manifest.get("members"):
-            members = tuple(_member_files(model_dir, manifest, m, run_fams) for m in _members_of(mpath, manifest))
-        else:
-            members = (_model_files(model_dir, manifest, run_fams, gated=gate is not None),)
-        files = B.ModelFiles(members=members, feature_config=cfg, graph_hash=graph_hash(manifest, run_fams), families=run_fams)
+
+        def verified() -> tuple[B.Member, ...]:
+            if manifest.get("members"):
+                return tuple(_member_files(model_dir, manifest, m, run_fams) for m in _members_of(mpath, manifest))
+            return (_model_files(model_dir, manifest, run_fams, gated=gate is not None),)
+
+        files = B.ModelFiles(members=verified(), feature_config=cfg, graph_hash=graph_hash(manifest, run_fams),
+                             families=run_fams)  # fmt: skip
         runner = B.load_runner(files)
+        try:  # the backend read the files after they were checked: they must be the ones checked
+            verified()
+        except ModelError as exc:
+            raise ModelError(exc.path, f"changed while the models were loading (replaced meanwhile, e.g. by tagger "
+                                       f"combine; run again): {exc.reason}") from None  # fmt: skip
         _check_runner(model_dir, runner, cfg, width=len(run_fams) + (gate is not None))
         return cls(
             model_dir=model_dir,
