@@ -256,6 +256,44 @@ def test_a_cached_export_changed_since_it_was_written_is_not_run(tmp_path):
     assert R.load_cached(key) is None
 
 
+def test_a_cache_on_a_full_disk_warns_and_leaves_no_temporary_file(tmp_path):
+    # A file size limit (RLIMIT_FSIZE) stands for a full disk: the write fails part-way.
+    code = textwrap.dedent(f"""
+        import logging, resource
+        logging.basicConfig(level=logging.WARNING)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1000, 1000))
+        from tagger.model import runtime as R
+        R.store_cached("{"0" * 32}-x-v1.onnx", b"g" * 5000)
+        assert R.load_cached("{"0" * 32}-x-v1.onnx") is None
+    """)  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "cannot cache the exported model in" in done.stderr and "next load exports it again" in done.stderr
+    assert not [p.name for p in R.cache_dir().iterdir() if p.name.endswith(".tmp")]  # was: a 1000-byte .tmp per try
+
+
+def test_the_cache_is_never_a_relative_folder(tmp_path, monkeypatch, caplog):
+    import pwd
+
+    monkeypatch.chdir(tmp_path)  # (a scan may start in the music folder)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CACHE_HOME", "cache")  # relative: ignored, as the XDG specification says
+    assert R.cache_dir() == tmp_path / "home" / ".cache" / "tagger" / "runtime"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.delenv("HOME")
+
+    def no_entry(uid):
+        raise KeyError(uid)
+
+    monkeypatch.setattr(pwd, "getpwuid", no_entry)  # no $HOME, no home in the user database
+    assert R.cache_dir() is None  # was: "~/.cache/tagger/runtime", under the current folder
+    with caplog.at_level("WARNING"):
+        R.store_cached("0" * 32 + "-x-v1.onnx", b"graph")
+    assert "no cache folder for the exported model" in caplog.text
+    assert R.load_cached("0" * 32 + "-x-v1.onnx") is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written under the current folder
+
+
 # -- features and audio ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("sr,n_fft,n_mels,fmin", [(16_000, 2048, 64, 30.0), (16_000, 2048, 128, 30.0),
                                                    (22_050, 1024, 40, 0.0), (16_000, 512, 96, 100.0)])  # fmt: skip

@@ -119,7 +119,9 @@ def quiet_tensorflow_for(models) -> None:
 
     try:
         key = export_key(read_manifest(models if models is not None else default_model_dir()))
-        cached = B.choice() in ("auto", "onnxruntime") and R.onnxruntime_available() and (R.cache_dir() / key).is_file()
+        folder = R.cache_dir()
+        cached = (folder is not None and B.choice() in ("auto", "onnxruntime") and R.onnxruntime_available()
+                  and (folder / key).is_file())  # fmt: skip
     except Exception:  # noqa: BLE001  (a bad directory is reported by the load itself)
         cached = False
     if not cached:

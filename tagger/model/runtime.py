@@ -47,9 +47,17 @@ def onnxruntime_available() -> bool:
     return True
 
 
-def cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/tagger/runtime`` (usually ``~/.cache/tagger/runtime``)."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+def cache_dir() -> Path | None:
+    """``$XDG_CACHE_HOME/tagger/runtime`` (usually ``~/.cache/tagger/runtime``); None when neither
+    names an absolute folder (a relative ``$XDG_CACHE_HOME`` is ignored, as the XDG specification
+    says; no ``$HOME`` and no home in the user database): exports are then not cached, rather than
+    written under the current folder (which may be the music library)."""
+    base = os.environ.get("XDG_CACHE_HOME")
+    if not base or not os.path.isabs(base):
+        home = os.path.expanduser("~")
+        if not os.path.isabs(home):
+            return None
+        base = os.path.join(home, ".cache")
     return Path(base) / "tagger" / "runtime"
 
 
@@ -287,10 +295,13 @@ def max_difference(runner, keras_model, input_shape: tuple[int, ...]) -> float:
 def load_cached(key: str) -> bytes | None:
     """The cached export ``key`` when its bytes are those exported (the SHA-256 written beside it
     at export); None otherwise: missing, damaged, or changed since, it is exported again."""
-    path = cache_dir() / key
+    folder = cache_dir()
+    if folder is None:
+        return None
+    path = folder / key
     try:
         blob = path.read_bytes()
-        recorded = (cache_dir() / f"{key}.sha256").read_text().strip()
+        recorded = (folder / f"{key}.sha256").read_text().strip()
     except OSError:
         return None
     if hashlib.sha256(blob).hexdigest() != recorded:
@@ -300,18 +311,31 @@ def load_cached(key: str) -> bytes | None:
 
 
 def store_cached(key: str, model: bytes) -> None:
-    """Write an exported graph and its SHA-256 into the cache atomically (a failure only costs a
-    later re-export)."""
+    """Write an exported graph and its SHA-256 into the cache atomically. A failure (a read-only
+    or full disk) is a warning: the export runs from memory, and the next load exports it again;
+    no temporary file is left behind."""
     folder = cache_dir()
+    later = "the model runs from memory, and the next load exports it again (seconds, with TensorFlow)"
+    if folder is None:
+        log.warning("no cache folder for the exported model ($XDG_CACHE_HOME is not an absolute path and there is no "
+                    "home directory): %s", later)  # fmt: skip
+        return
+    tmp = None
     try:
         folder.mkdir(parents=True, exist_ok=True)
         for name, data in ((f"{key}.sha256", hashlib.sha256(model).hexdigest().encode()), (key, model)):
             tmp = folder / f".{name}.{os.getpid()}.tmp"
             tmp.write_bytes(data)
             os.replace(tmp, folder / name)
+            tmp = None
         entries = sorted(folder.glob("*.onnx"), key=lambda p: p.stat().st_mtime, reverse=True)
         for old in entries[CACHE_ENTRIES:]:
             old.unlink(missing_ok=True)
             (folder / f"{old.name}.sha256").unlink(missing_ok=True)
     except OSError as exc:
-        log.debug("cannot cache the exported model in %s: %s", folder, exc)
+        log.warning("cannot cache the exported model in %s (%s): %s", folder, exc.strerror or exc, later)
+        if tmp is not None:
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
