@@ -375,3 +375,40 @@ def test_combining_exports_the_pairs_graph_once(pair, tmp_path, monkeypatch):
     assert [p.name for p in R.cache_dir().glob("*.onnx")] == [R.cache_key(ens.graph_hash, ens.families)]
     AV.combine(tmp_path / "prod", [a, b], reference=tmp_path / "p")  # the same members decided by a reference
     assert len(list(R.cache_dir().glob("*.onnx"))) == 1
+
+
+def _tree(folder) -> dict:
+    from pathlib import Path
+
+    return {str(p.relative_to(folder)): sha256_file(p) for p in sorted(Path(folder).rglob("*")) if p.is_file()}
+
+
+def test_models_are_never_written_into_the_shipped_models_a_member_or_a_music_folder(tmp_path, monkeypatch):
+    # Before: `combine --out models` replaced the shipped models, `train --out ENSEMBLE/member-models/X`
+    # changed a member in place (its ensemble no longer loaded: sha256 mismatch), and `train --out
+    # ~/Music` wrote manifest.json and *.keras files among the songs.
+    import shutil
+
+    from tagger.model.ensemble import MODELS_ENV, default_model_dir
+    from tagger.model.train import TrainSettings, train_ensemble
+
+    monkeypatch.delenv(MODELS_ENV, raising=False)
+    shipped = default_model_dir()
+    before = _tree(shipped)
+    copy = tmp_path / "ensemble"
+    shutil.copytree(shipped, copy)
+    members = [shutil.copytree(p, tmp_path / p.name) for p in sorted((shipped / AV.MEMBERS_DIR).iterdir())]
+    with pytest.raises(UserError, match="is tagger's shipped models: combine into another folder"):
+        AV.combine(shipped, members, reference=copy)
+    with pytest.raises(UserError, match="is tagger's shipped models: train into a new or empty folder"):
+        train_ensemble(tmp_path / "no-dataset", shipped / AV.MEMBERS_DIR / members[0].name, settings=TrainSettings())
+    assert _tree(shipped) == before
+    with pytest.raises(UserError, match=r"is a member of the averaged ensemble .*ensemble, which records"):
+        train_ensemble(tmp_path / "no-dataset", copy / AV.MEMBERS_DIR / members[0].name, settings=TrainSettings())
+    music = tmp_path / "music"
+    music.mkdir()
+    (music / "song.flac").write_bytes(b"fLaC")
+    with pytest.raises(UserError, match=r"music holds files that are not a model's \(song.flac\)"):
+        train_ensemble(tmp_path / "no-dataset", music, settings=TrainSettings())
+    assert [p.name for p in music.iterdir()] == ["song.flac"]
+    Ensemble.load(copy)  # the copy still loads: nothing was written into it

@@ -131,6 +131,7 @@ def combine(out_dir: str | os.PathLike, members: Sequence[str | os.PathLike], *,
     complete: a failure leaves it as it was)."""
     say = say or (lambda stage, info: None)
     out_dir = Path(out_dir)
+    E.check_output_dir(out_dir, hint="combine into another folder", other_files=False)  # (those: below)
     if not out_dir.exists() and _older(out_dir).exists():
         # an earlier combine stopped between its two renames: the older ensemble goes back first
         os.replace(_older(out_dir), out_dir)

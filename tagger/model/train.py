@@ -366,8 +366,9 @@ def train_ensemble(
     import keras
 
     from tagger.model import store
-    from tagger.model.ensemble import read_manifest
+    from tagger.model.ensemble import check_output_dir, read_manifest
 
+    check_output_dir(out_dir, hint="train into a new or empty folder, or a model folder of its own")
     say = progress or (lambda stage, info: log.info("%s %s", stage, info))
     t_start = time.time()
     ref_manifest = read_manifest(reference) if reference is not None else None
