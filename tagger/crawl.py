@@ -4,7 +4,10 @@ The walk is recursive and follows symbolic links to folders inside the scanned f
 link to a folder that holds the link (a loop), and never enters a folder twice (by device and
 inode). A symbolic link (to a folder or a file) that points outside every scanned folder is not
 followed unless ``follow_external_symlinks``: a scan then never reads, nor writes tags, outside the
-library. Hidden folders and files (name starting with ".") are skipped unless asked for. Folders
+library. The kernel's own file systems (``/proc``, ``/sys``, ``/dev`` and their kind: `SYSTEM_FS_TYPES`)
+are never entered, nor a link into them followed: their files are the kernel's state and devices,
+some of which block for ever when read (``/proc/kmsg``). Hidden folders and files (name starting
+with ".") are skipped unless asked for. Folders
 that cannot be listed and leftover temporary files of interrupted tag writes are reported in a
 `CrawlReport`; the crawler itself never writes anything. A file is audio when its extension says so (`tagger.audio.AUDIO_EXTENSIONS`)
 or, for a file with another or no extension, when its first bytes carry a known audio signature
@@ -16,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +40,54 @@ starts with a WavPack block header but holds no audio of its own)."""
 
 _ASF_GUID = bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c")
 _W64_GUID = b"riff" + bytes.fromhex("2e91cf11a5d628db04c1")  # Sony Wave64's first chunk
+
+
+SYSTEM_FS_TYPES = frozenset(
+    {"proc", "sysfs", "devtmpfs", "devpts", "cgroup", "cgroup2", "debugfs", "tracefs", "securityfs", "pstore",
+     "bpf", "configfs", "fusectl", "mqueue", "hugetlbfs", "binfmt_misc", "efivarfs", "selinuxfs", "rpc_pipefs",
+     "nsfs"}
+)  # fmt: skip
+"""File system types of the kernel's state and devices (Linux): a crawl never enters their mounts."""
+MOUNTINFO = "/proc/self/mountinfo"
+
+
+def system_mounts(mountinfo: str | None = None) -> dict[str, str]:
+    """{mount point: file system type} of every mount (the last one mounted at a point wins), read
+    from ``mountinfo`` (default `MOUNTINFO`, Linux's ``/proc/self/mountinfo``); empty where it
+    cannot be read (another system), or when no mount is of a `SYSTEM_FS_TYPES` type."""
+    try:
+        with open(mountinfo or MOUNTINFO, encoding="utf-8", errors="surrogateescape") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return {}
+    out = {}
+    for line in lines:
+        left, sep, right = line.partition(" - ")
+        fields, kind = left.split(), right.split()[:1]
+        if sep and len(fields) >= 5 and kind:
+            # (the kernel writes a space, tab, line break or backslash in a mount point as \ooo)
+            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])
+            out[point] = kind[0]
+    return out if any(kind in SYSTEM_FS_TYPES for kind in out.values()) else {}
+
+
+def system_folder(real: str, mounts: dict[str, str]) -> str | None:
+    """The type of the kernel's file system (``proc``, ...) that the real path ``real`` is on, by
+    the deepest of `mounts` (`system_mounts`) that holds it; None for any other file system
+    (``/dev/shm``, a tmpfs mounted inside ``/dev``, is one of those)."""
+    point = max((p for p in mounts if paths.is_under(real, p)), key=len, default=None)
+    kind = mounts.get(point) if point is not None else None
+    return kind if kind in SYSTEM_FS_TYPES else None
+
+
+def refuse_system_root(path: str | os.PathLike, mounts: dict[str, str] | None = None) -> None:
+    """Raise `UserError` for a folder or file to scan that lies on one of the kernel's file systems
+    (``tagger scan /proc``): its files are not music, and reading some of them blocks for ever."""
+    real = os.path.realpath(path)
+    kind = system_folder(real, system_mounts() if mounts is None else mounts)
+    if kind is not None:
+        raise UserError(f"{os.fspath(path)}: on the kernel's {kind} file system (its files are the system's state "
+                        "and devices, not music): not scanned")  # fmt: skip
 
 
 def sniff_audio(head: bytes) -> bool:
@@ -96,6 +148,23 @@ def crawl(
     report = report if report is not None else CrawlReport()
     roots = [Path(os.path.abspath(os.path.expanduser(os.fspath(r)))) for r in roots]
     inside = [os.path.realpath(r) for r in roots if r.is_dir()]
+    mounts = system_mounts()
+
+    def system(path: str, here: str | None = None) -> bool:
+        """The folder or file ``path`` is the kernel's: never entered nor read (``/proc`` under a
+        scanned ``/``, a link to ``/proc/kmsg``). ``here``: the real path of its folder, which lies
+        on no such file system (the walk never enters one): a name there that is no link is one of
+        them only when it is a mount point (one look-up, no system call)."""
+        if not mounts:
+            return False
+        if here is not None and not os.path.islink(path):
+            kind = mounts.get(os.path.join(here, os.path.basename(path)))
+            kind = kind if kind in SYSTEM_FS_TYPES else None
+        else:
+            kind = system_folder(os.path.realpath(path), mounts)
+        if kind is not None:
+            log.info("not entering %s: the kernel's %s file system, not files", path, kind)
+        return kind is not None
 
     def allowed(path: str) -> bool:
         """A symbolic link may be followed: it stays inside a scanned folder, or we were asked to."""
@@ -139,6 +208,7 @@ def crawl(
                 d for d in dirnames
                 if (include_hidden or not d.startswith(".")) and not _loops(os.path.join(dirpath, d), here)
                 and allowed(os.path.join(dirpath, d))
+                and not system(os.path.join(dirpath, d), here)
             )  # fmt: skip
             for d in [d for d in dirnames if _internal_link(os.path.join(dirpath, d), inside)]:
                 dirnames.remove(d)
@@ -150,7 +220,9 @@ def crawl(
                 if not include_hidden and name.startswith("."):
                     continue
                 path = os.path.join(dirpath, name)
-                if path in seen_files or not os.path.isfile(path) or not allowed(path) or not is_audio_file(path):
+                if path in seen_files or not os.path.isfile(path) or not allowed(path):
+                    continue
+                if os.path.islink(path) and system(path) or not is_audio_file(path):
                     continue
                 seen_files.add(path)
                 if os.path.islink(path) and is_under(os.path.realpath(path), inside):
@@ -160,6 +232,7 @@ def crawl(
                 yield Path(path)
 
     for root in roots:
+        refuse_system_root(root, mounts)
         if root.is_file():
             if str(root) not in seen_files:
                 seen_files.add(str(root))

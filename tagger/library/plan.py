@@ -23,7 +23,7 @@ from tagger.db.filter import under_clause
 from tagger.db.lock import database_files
 from tagger.db.scan_writer import FileState, ScanWriter
 from tagger.errors import TaggerError, UserError
-from tagger.crawl import CrawlReport, crawl
+from tagger.crawl import CrawlReport, crawl, refuse_system_root, system_mounts
 from tagger.fingerprint import content_hash, fingerprint
 from tagger.library.state import Progress, ScanInterrupted, ScanSummary, StopSignals
 from tagger.paths import is_utf8
@@ -35,15 +35,18 @@ def check_roots(roots: Iterable[str | os.PathLike]) -> list[str]:
     """The folders (or files) to scan in canonical form: absolute, every symbolic link resolved, so
     that a library scanned through a link and directly is one library, its tracks stored once.
 
-    Raises `UserError` for a root that does not exist, is neither a folder nor a regular file, or
-    whose name is not valid UTF-8 (the database holds UTF-8 names; checked before a scan creates or
-    locks anything)."""
+    Raises `UserError` for a root that does not exist, is neither a folder nor a regular file, lies
+    on one of the kernel's file systems (``/proc``: `tagger.crawl.refuse_system_root`), or whose name
+    is not valid UTF-8 (the database holds UTF-8 names; checked before a scan creates or locks
+    anything)."""
+    mounts = system_mounts()
     out = []
     for root in roots:
         path = os.path.abspath(os.path.expanduser(os.fspath(root)))
         real = os.path.realpath(path)
         if not os.path.exists(real):
             raise UserError(f"no such file or folder: {path}")
+        refuse_system_root(path, mounts)
         if not (os.path.isdir(real) or os.path.isfile(real)):
             raise UserError(f"{path}: not a folder nor a regular file")
         if not is_utf8(real):

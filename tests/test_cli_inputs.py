@@ -1,0 +1,84 @@
+"""Attacks on what the user types: scan roots, settings and option values, query filters. Each bad
+value is one clear error line naming the option and the value (exit code 1 or 2), never a
+traceback, never a command that runs with a nonsense setting."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import tone_signal, write_audio
+from library_fakes import FakeAnalyser
+from tagger import crawl as C
+from tagger.cli import app
+from tagger.db.session import open_database
+from tagger.errors import UserError
+from tagger.library.scan import scan
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _song(path, freq=110.0) -> Path:
+    return write_audio(path, tone_signal([freq], seconds=1.0))
+
+
+# -- the kernel's file systems (/proc, /sys, /dev) are never walked nor read -------------------------
+
+
+def _mountinfo(tmp_path, mounts: dict[str, str]) -> str:
+    """A mountinfo file (Linux's format) declaring ``mounts`` ({mount point: type}) besides "/"."""
+    lines = ["1 0 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw"]
+    for i, (point, kind) in enumerate(mounts.items(), start=2):
+        escaped = point.replace("\\", "\\134").replace(" ", "\\040")
+        lines.append(f"{i} 1 0:{i} / {escaped} rw,nosuid shared:{i} - {kind} {kind} rw")
+    path = tmp_path / "mountinfo"
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+def test_mountinfo_is_read_with_its_escapes_and_the_deepest_mount_decides(tmp_path):
+    info = _mountinfo(tmp_path, {"/proc": "proc", "/dev": "devtmpfs", "/dev/shm": "tmpfs", "/mnt/my music": "proc"})
+    mounts = C.system_mounts(info)
+    assert mounts["/mnt/my music"] == "proc" and mounts["/dev/shm"] == "tmpfs"
+    assert C.system_folder("/proc/kmsg", mounts) == "proc"
+    assert C.system_folder("/dev/sda", mounts) == "devtmpfs"
+    assert C.system_folder("/dev/shm/song.flac", mounts) is None  # a tmpfs inside /dev holds files
+    assert C.system_folder("/processed/song.flac", mounts) is None  # a name that only starts alike
+    assert C.system_folder("/home/me/Music", mounts) is None
+    assert C.system_mounts(str(tmp_path / "none")) == {}  # not Linux: nothing is left out
+
+
+def test_a_walk_never_enters_the_kernels_file_systems(tmp_path, monkeypatch):
+    """A scan of "/" walked /proc and /sys and opened every one of their files to sniff it (47,000 in
+    25 s here; /proc/kmsg blocks for ever when read). A mount of the kernel's kind under a scanned
+    folder is not entered now, nor a link to a folder or a file there followed."""
+    lib = tmp_path / "lib"
+    _song(lib / "music" / "a.wav")
+    kernel = lib / "kernel"
+    _song(kernel / "status.wav").rename(kernel / "status")  # a file without extension: sniffed when walked
+    _song(kernel / "shm" / "b.wav")  # a tmpfs inside it: not reached, its parent is not entered
+    (lib / "link").symlink_to(kernel)
+    (lib / "kmsg.mp3").symlink_to(kernel / "status")
+    monkeypatch.setattr(C, "MOUNTINFO", _mountinfo(tmp_path, {str(kernel): "proc", str(kernel / "shm"): "tmpfs"}))
+    found = sorted(os.path.relpath(p, lib) for p in C.crawl([lib], follow_external_symlinks=True))
+    assert found == ["music/a.wav"]
+    with pytest.raises(UserError, match=r"kernel: on the kernel's proc file system"):
+        list(C.crawl([kernel]))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
+def test_a_scan_of_proc_is_refused_before_the_database_is_made(tmp_path, fake_models):
+    dbfile = tmp_path / "data" / "lib.db"
+    for root in ("/proc", "/proc/self", str(tmp_path)):
+        if root == str(tmp_path):
+            (tmp_path / "proc").symlink_to("/proc")
+            root = str(tmp_path / "proc")
+        r = CliRunner().invoke(app, ["scan", root, "--db", str(dbfile)])
+        assert r.exit_code == 1 and "on the kernel's proc file system" in r.output and "Traceback" not in r.output, r.output
+        assert not (tmp_path / "data").exists()
