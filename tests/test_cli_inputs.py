@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _song(path, freq=110.0) -> Path:
-    return write_audio(path, tone_signal([freq], seconds=1.0))
+    return write_audio(path, tone_signal([freq], seconds=2.0))
 
 
 # -- the kernel's file systems (/proc, /sys, /dev) are never walked nor read -------------------------
@@ -82,3 +82,52 @@ def test_a_scan_of_proc_is_refused_before_the_database_is_made(tmp_path, fake_mo
         r = CliRunner().invoke(app, ["scan", root, "--db", str(dbfile)])
         assert r.exit_code == 1 and "on the kernel's proc file system" in r.output and "Traceback" not in r.output, r.output
         assert not (tmp_path / "data").exists()
+
+
+# -- query filters that could only select nothing (or everything) in silence -----------------------
+
+
+@pytest.fixture(scope="module")
+def library_db(tmp_path_factory):
+    """A database of two analysed tracks: lib/bass.wav (bass) and lib/sub/flute.flac (flute)."""
+    base = tmp_path_factory.mktemp("filters")
+    _song(base / "lib" / "bass.wav", 110.0)
+    _song(base / "lib" / "sub" / "flute.flac", 1000.0)
+    db = open_database(base / "lib.db")
+    try:
+        assert scan([base / "lib"], db=db, analyser=FakeAnalyser(), jobs=0).scanned == 2
+    finally:
+        db.close()
+    return str(base / "lib.db"), str(base / "lib")
+
+
+def _query(db, *args):
+    return CliRunner().invoke(app, ["query", "--db", db, "--format", "paths", *args])
+
+
+@pytest.mark.parametrize("command", [["query"], ["tag", "--dry-run"]])
+def test_filters_that_can_match_nothing_are_refused(library_db, command):
+    db, _ = library_db
+    refused = {  # was: exit 0 and no track (or, for -1, every --has track) in silence
+        ("--has", "flute", "--min-score", "inf"): "--min-score inf: a score lies between 0 and 1",
+        ("--has", "flute", "--min-score", "1.5"): "--min-score 1.5: a score lies between 0 and 1",
+        ("--has", "flute", "--min-score", "-1"): "--min-score -1: a score lies between 0 and 1",
+        ("--has", "flute", "--lacks", "Flute"): "flute given both to --has and to --lacks: no track can match",
+        ("--path-glob", "["): "--path-glob '[' matches the whole absolute path, so it must start with / or *",
+        ("--path-glob", "\\"): "--path-glob '\\' matches the whole absolute path",
+        ("--path-glob", "Jazz"): "it can match no track (did you mean '*Jazz*'?)",
+        ("--path-glob", ""): "--path-glob '' matches the whole absolute path",
+    }
+    for args, message in refused.items():
+        r = CliRunner().invoke(app, [*command, "--db", db, *args])
+        assert r.exit_code == 1 and message in r.output and "Traceback" not in r.output, (args, r.output)
+
+
+def test_odd_path_globs_that_can_match_still_select_their_tracks(library_db):
+    db, lib = library_db
+    both = [f"{lib}/bass.wav", f"{lib}/sub/flute.flac"]
+    for pattern, expected in {"**": both, "[/]*": both, "*/sub/*": both[1:], "/*[": [], f"{lib}/*.wav": both[:1]}.items():
+        r = _query(db, "--path-glob", pattern)
+        assert r.exit_code == 0 and r.output.split() == expected, (pattern, r.output)
+    r = _query(db, "--has", "flute", "--min-score", "0")
+    assert r.exit_code == 0 and r.output.split() == both[1:]

@@ -124,6 +124,23 @@ class Under(Part):
         return under_any(os.path.abspath(item.path), self.roots)
 
 
+def check_path_glob(pattern: str | None) -> str | None:
+    """``pattern`` (`PathGlob`), refused (`UserError`) when it can match no absolute path: an empty
+    one, or one whose first character cannot be ``/`` (``Jazz``, ``[``, a backslash: fnmatch has no
+    escape character). Such a pattern would select nothing, in silence."""
+    if pattern is None:
+        return None
+    first = pattern[:1]
+    if first in ("/", "*", "?"):
+        return pattern
+    close = pattern.find("]", 2) if first == "[" else -1
+    if close > 0 and fnmatch.fnmatchcase("/", pattern[: close + 1]):
+        return pattern  # a character class holding "/"
+    hint = f" (did you mean '*{pattern}*'?)" if pattern.strip() else ""
+    raise UserError(f"--path-glob '{pattern}' matches the whole absolute path, so it must start with / or *: "
+                    f"it can match no track{hint}")  # fmt: skip
+
+
 def storable_name(path: str) -> str:
     """``path``, refused (`UserError`) when it is not valid UTF-8: the database holds UTF-8 text, so
     it holds no results for such a file (a scan records it as an error under an escaped name)."""
@@ -166,13 +183,20 @@ class TrackFilter:
         if min_score is not None:  # (otherwise it would select everything, or nothing, in silence)
             if math.isnan(min_score):
                 raise UserError("--min-score must be a number, got nan")
+            if not 0.0 <= min_score <= 1.0:  # scores are probabilities: above 1 nothing, below 0 all
+                raise UserError(f"--min-score {min_score:g}: a score lies between 0 and 1")
             if not has:
                 raise UserError("--min-score is the least score of each --has family: give --has FAMILY with it")
+        has = tuple(f.strip().lower() for f in has or ())
+        lacks = tuple(f.strip().lower() for f in lacks or ())
+        both = sorted(set(has) & set(lacks))
+        if both:  # (no track can match)
+            raise UserError(f"{', '.join(both)} given both to --has and to --lacks: no track can match")
         return cls(
-            has=tuple(f.strip().lower() for f in has or ()),
-            lacks=tuple(f.strip().lower() for f in lacks or ()),
+            has=has,
+            lacks=lacks,
             min_score=min_score,
-            path_glob=path_glob or None,
+            path_glob=check_path_glob(path_glob),
             paths=tuple(dict.fromkeys(form for p in paths or () for form in _path_forms(p))),
             given=tuple(dict.fromkeys(_path_forms(p)[0] for p in paths or ())),
         )
