@@ -131,3 +131,25 @@ def test_odd_path_globs_that_can_match_still_select_their_tracks(library_db):
         assert r.exit_code == 0 and r.output.split() == expected, (pattern, r.output)
     r = _query(db, "--has", "flute", "--min-score", "0")
     assert r.exit_code == 0 and r.output.split() == both[1:]
+
+
+# -- settings out of range -----------------------------------------------------------------------------
+
+
+def test_a_nonsense_jobs_count_is_refused_before_anything_is_made(tmp_path, fake_models, monkeypatch):
+    """--jobs -3 ran with one worker per core (as -1 does), --jobs 100000 would start as many
+    processes as the library has files (was: both ran)."""
+    import tagger.library.scan as S
+
+    monkeypatch.setattr(S, "default_jobs", lambda: 2)
+    _song(tmp_path / "lib" / "a.wav")
+    dbfile = tmp_path / "data" / "lib.db"
+    for jobs in ("-3", "9", "100000"):
+        r = CliRunner().invoke(app, ["scan", str(tmp_path / "lib"), "--db", str(dbfile), "--jobs", jobs])
+        assert r.exit_code == 1 and "Traceback" not in r.output, r.output
+        assert f"--jobs {jobs}: give a number of worker processes from 0 (none: all in one process) to 8" in r.output
+        assert not (tmp_path / "data").exists()
+    with pytest.raises(UserError, match="--jobs -2"):
+        scan([tmp_path / "lib"], db=open_database(tmp_path / "other.db"), analyser=FakeAnalyser(), jobs=-2)
+    assert S.check_jobs(-1) == S.check_jobs(None) == 2 and S.check_jobs(8) == 8 and S.check_jobs(0) == 0
+

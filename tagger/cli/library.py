@@ -61,7 +61,7 @@ def scan(
     paths: list[Path] = typer.Argument(..., help="Music folders (or files) to scan recursively."),
     db: str = typer.Option(None, "--db", help=DB_HELP),
     models: Path = typer.Option(None, "--models", help="Model directory (default: $TAGGER_MODELS or the shipped models)."),
-    jobs: int = typer.Option(None, "--jobs", "-j", help="Worker processes decoding audio (default or -1: all cores; 0: none, all in one process)."),
+    jobs: int = typer.Option(None, "--jobs", "-j", help="Worker processes decoding audio (default or -1: all cores; 0: none, all in one process; at most 4 per core)."),
     rescan_stale: bool = typer.Option(False, "--rescan-stale", help="Re-analyse tracks analysed by another model version."),
     retry_errors: bool = typer.Option(False, "--retry-errors", help="Re-analyse unchanged files that failed before."),
     quick: bool = typer.Option(False, "--quick", help="Trust size+mtime: skip the content fingerprint of unchanged files."),
@@ -107,10 +107,11 @@ def scan(
         scheduler = check_scheduler_address(scheduler)
     from tqdm import tqdm
 
-    from tagger.library.scan import check_roots, tag_writer
+    from tagger.library.scan import check_jobs, check_roots, tag_writer
     from tagger.library.scan import scan as run_scan
 
     paths = check_roots(paths)  # before anything is loaded, created or locked
+    check_jobs(jobs)
     quiet_tensorflow_for(models)
     from tagger.model.ensemble import Ensemble
 

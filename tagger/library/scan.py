@@ -39,6 +39,7 @@ from tagger.db.lock import scan_lock
 from tagger.db.scan_writer import FileState, ScanWriter, mark_missing
 from tagger.db.scan_writer import register_model as _register_model
 from tagger.db.session import Database, database_error
+from tagger.errors import UserError
 from tagger.library.analyse import AnalysisConfig, peak_rss
 from tagger.crawl import CrawlReport
 from tagger.library.messages import RemoteResult
@@ -58,7 +59,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "DEFAULT_FILE_TIMEOUT", "AnalysedFile", "Analyser", "OnTrack", "Progress", "RemoteBackend", "ScanInterrupted",
-    "ScanSummary", "check_roots", "default_jobs", "register_model", "scan", "tag_writer",
+    "ScanSummary", "check_jobs", "check_roots", "default_jobs", "register_model", "scan", "tag_writer",
 ]  # fmt: skip
 
 
@@ -110,6 +111,23 @@ def default_jobs() -> int:
     return os.cpu_count() or 1
 
 
+JOBS_PER_CORE = 4
+"""The most worker processes a scan starts per core (each decodes one file, about 100 MB)."""
+
+
+def check_jobs(jobs: int | None) -> int:
+    """The number of worker processes for ``jobs`` (None or -1: one per core; 0: none, all in this
+    process). Raises `UserError` for a number below -1 or above `JOBS_PER_CORE` per core: a scan of
+    a large library would start that many processes (``--jobs 100000``)."""
+    if jobs is None or jobs == -1:
+        return default_jobs()
+    most = JOBS_PER_CORE * default_jobs()
+    if not 0 <= jobs <= most:
+        raise UserError(f"--jobs {jobs}: give a number of worker processes from 0 (none: all in one process) to {most} "
+                        f"({JOBS_PER_CORE} per core), or -1 for one per core")  # fmt: skip
+    return int(jobs)
+
+
 def _exclusive(func):
     """Run a scan holding its database's scan lock (`tagger.db.lock`: a second scan of the same
     SQLite database refuses, naming the first one's PID); a database that cannot be written (disk
@@ -155,7 +173,8 @@ def scan(
 
     Parameters
     ----------
-    jobs : worker processes (None or negative = all cores; 0 = analyse in this process, for debugging).
+    jobs : worker processes (None or -1 = all cores; 0 = analyse in this process, for debugging;
+        at most `JOBS_PER_CORE` per core: `check_jobs`).
     rescan_stale : re-analyse tracks whose results come from another model version.
     retry_errors : re-analyse unchanged files that failed before.
     quick : trust size and mtime (do not read the fingerprint of files whose size and mtime match).
@@ -176,6 +195,7 @@ def scan(
     keep_temp_files : leave the temporary files of killed tag writes where they are, only listing
         them in ``summary.temp_files`` (a dry run changes no file; otherwise stale ones are deleted).
     """
+    jobs = check_jobs(jobs)
     with StopSignals() as stop:
         return _scan(roots, db=db, analyser=analyser, jobs=jobs, rescan_stale=rescan_stale, retry_errors=retry_errors,
                      quick=quick, include_hidden=include_hidden, follow_external_symlinks=follow_external_symlinks,
@@ -189,7 +209,6 @@ def _scan(roots: list[str], *, db: Database, analyser: Analyser, jobs, rescan_st
           commit_seconds: float, predict_batch: int, progress, on_track: OnTrack | None, backend,
           settle_seconds: float, keep_temp_files: bool, stop: StopSignals) -> ScanSummary:  # fmt: skip
     t0 = time.monotonic()
-    jobs = default_jobs() if jobs is None or jobs < 0 else int(jobs)
     with db.session() as s:
         mv = register_model(s, analyser)
         scan_row = M.Scan(roots=json.dumps(roots), model_version_id=mv.id)
