@@ -153,3 +153,34 @@ def test_a_nonsense_jobs_count_is_refused_before_anything_is_made(tmp_path, fake
         scan([tmp_path / "lib"], db=open_database(tmp_path / "other.db"), analyser=FakeAnalyser(), jobs=-2)
     assert S.check_jobs(-1) == S.check_jobs(None) == 2 and S.check_jobs(8) == 8 and S.check_jobs(0) == 0
 
+
+# -- special files in the library -----------------------------------------------------------------------
+
+
+def test_fifos_sockets_and_device_nodes_in_the_library_never_hold_a_scan(tmp_path):
+    """A FIFO named like a song (and one without extension, which would be sniffed), a socket and
+    links to device nodes: a scan in a process of its own ends, finds the one song, opens none of them."""
+    import socket
+
+    lib = tmp_path / "lib"
+    _song(lib / "song.wav")
+    os.mkfifo(lib / "fifo.mp3")
+    os.mkfifo(lib / "fifo")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(lib / "socket.flac"))
+    (lib / "zero.mp3").symlink_to("/dev/zero")
+    (lib / "tty").symlink_to("/dev/tty")
+    script = ("import sys; sys.path[:0] = sys.argv[1:3]\n"
+              "from library_fakes import FakeAnalyser\nfrom tagger.db.session import open_database\n"
+              "from tagger.library.scan import scan\n"
+              "if __name__ == '__main__':\n"
+              "    s = scan([sys.argv[3]], db=open_database(sys.argv[4]), analyser=FakeAnalyser(), jobs=1,\n"
+              "             follow_external_symlinks=True)\n"
+              "    print(s.found, s.scanned, s.failed)\n")  # fmt: skip
+    try:
+        out = subprocess.run([sys.executable, "-c", script, str(ROOT / "tests"), str(ROOT), str(lib), str(tmp_path / "lib.db")],
+                             capture_output=True, text=True, timeout=120)  # fmt: skip
+    finally:
+        sock.close()
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["1", "1", "0"], out.stdout
