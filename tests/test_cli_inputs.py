@@ -184,3 +184,33 @@ def test_fifos_sockets_and_device_nodes_in_the_library_never_hold_a_scan(tmp_pat
         sock.close()
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["1", "1", "0"], out.stdout
+
+
+# -- empty names: never the current folder -----------------------------------------------------------------
+
+
+def test_an_empty_path_is_refused_not_taken_for_the_current_folder(tmp_path, fake_models, monkeypatch):
+    """`tagger scan "$MUSIC"` with $MUSIC unset: Path('') is '.', so the scan analysed and tagged
+    whatever folder the shell was in; `--models ''` loaded the current folder. Each empty name is
+    refused now (exit 2, naming the option), nothing read, created or written."""
+    lib = tmp_path / "cwd"
+    song = _song(lib / "song.wav")
+    before = song.read_bytes()
+    monkeypatch.chdir(lib)
+    dbfile = str(tmp_path / "data" / "lib.db")
+    runs = {
+        ("scan", "", "--db", dbfile): "Invalid value for 'paths': '' is an empty name",
+        ("scan", " ", "--db", dbfile): "Invalid value for 'paths': ' ' is an empty name",
+        ("scan", str(lib), "--models", "", "--db", dbfile): "Invalid value for '--models': '' is an empty name",
+        ("untag", ""): "Invalid value for 'paths': '' is an empty name",
+        ("tag", "", "--db", dbfile): "Invalid value for 'paths': '' is an empty name",
+        ("predict", ""): "Invalid value for 'paths': '' is an empty name",
+        ("query", "--db", dbfile, "--output", ""): "'' is an empty name",
+    }
+    for args, message in runs.items():
+        r = CliRunner().invoke(app, list(args))
+        assert r.exit_code == 2 and message in " ".join(r.output.replace("│", " ").split()), (args, r.output)
+        assert "Traceback" not in r.output
+    assert song.read_bytes() == before and os.listdir(lib) == ["song.wav"]
+    assert not (tmp_path / "data").exists()
+

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import typer
 
+from tagger.cli import options as F
 from tagger.cli.app import app, echo, handle_errors, quiet_tensorflow
 from tagger.errors import UserError
 from tagger.evaluate.protocols import DEFAULT_BATCH, DEFAULT_PER_LEVEL, DEFAULT_SEED, DEFAULT_SPLIT, data_kind
@@ -18,9 +19,9 @@ from tagger.evaluate.render import format_levels
 @app.command("evaluate")
 @handle_errors
 def evaluate(
-    data: Path = typer.Argument(..., help="A note dataset folder (examples.json) or a mixture folder (labels.json)."),
-    models: Path = typer.Option(None, "--models", help="Model directory (default: the shipped models)."),
-    out: Path = typer.Option(..., "--out", help="Report folder to write (report.json, report.md, plots/)."),
+    data: Path = typer.Argument(..., parser=F.path, help="A note dataset folder (examples.json) or a mixture folder (labels.json)."),
+    models: Path = typer.Option(None, "--models", parser=F.path, help="Model directory (default: the shipped models)."),
+    out: Path = typer.Option(..., "--out", parser=F.path, help="Report folder to write (report.json, report.md, plots/)."),
     split: str = typer.Option(DEFAULT_SPLIT, "--split", help="Split of a note dataset to test on."),
     per_level: int = typer.Option(DEFAULT_PER_LEVEL, "--per-level", help="Mixtures per polyphony level."),
     seed: int = typer.Option(DEFAULT_SEED, "--seed", help="Seed of the mixture draw."),

@@ -58,9 +58,9 @@ def _abspath(path: Path) -> str:
 @app.command("scan")
 @handle_errors
 def scan(
-    paths: list[Path] = typer.Argument(..., help="Music folders (or files) to scan recursively."),
+    paths: list[Path] = typer.Argument(..., parser=F.path, help="Music folders (or files) to scan recursively."),
     db: str = typer.Option(None, "--db", help=DB_HELP),
-    models: Path = typer.Option(None, "--models", help="Model directory (default: $TAGGER_MODELS or the shipped models)."),
+    models: Path = typer.Option(None, "--models", parser=F.path, help="Model directory (default: $TAGGER_MODELS or the shipped models)."),
     jobs: int = typer.Option(None, "--jobs", "-j", help="Worker processes decoding audio (default or -1: all cores; 0: none, all in one process; at most 4 per core)."),
     rescan_stale: bool = typer.Option(False, "--rescan-stale", help="Re-analyse tracks analysed by another model version."),
     retry_errors: bool = typer.Option(False, "--retry-errors", help="Re-analyse unchanged files that failed before."),
@@ -208,7 +208,7 @@ def query(
     min_score: float = F.min_score(),
     path_glob: str = F.path_glob(),
     fmt: str = typer.Option("table", "--format", "-f", help="table, json, csv, paths or m3u."),
-    output: Path = typer.Option(None, "--output", "-o", help="Write to this file instead of stdout (e.g. a .m3u)."),
+    output: Path = typer.Option(None, "--output", "-o", parser=F.path, help="Write to this file instead of stdout (e.g. a .m3u)."),
     db: str = typer.Option(None, "--db", help=DB_HELP),
 ) -> None:
     """List the analysed tracks matching every condition."""
@@ -235,10 +235,10 @@ def query(
 @app.command("show")
 @handle_errors
 def show(
-    path: Path = typer.Argument(..., help="An audio file in the library."),
+    path: Path = typer.Argument(..., parser=F.path, help="An audio file in the library."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     plot: Path = typer.Option(
-        None, "--plot", help="Also draw the track's timeline (window scores, thresholds, segments) into this .png or .svg."
+        None, "--plot", parser=F.path, help="Also draw the track's timeline (window scores, thresholds, segments) into this .png or .svg."
     ),
     db: str = typer.Option(None, "--db", help=DB_HELP),
 ) -> None:

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 HAS_HELP = "Family that must be present (repeatable)."
@@ -45,3 +47,14 @@ def track_filter(*, has=None, lacks=None, min_score=None, path_glob=None, paths=
     from tagger.db.filter import TrackFilter
 
     return TrackFilter.of(has=has, lacks=lacks, min_score=min_score, path_glob=path_glob, paths=paths)
+
+
+def path(value) -> Path:
+    """The typer ``parser`` of every file or folder argument and option: a name that is empty (or
+    only blanks) is refused, exit 2, instead of read as ``.``, the current folder (``tagger scan
+    "$MUSIC"`` with ``$MUSIC`` unset scanned, and tagged, whatever folder the shell was in)."""
+    if isinstance(value, Path):
+        return value  # a default
+    if not str(value).strip():
+        raise typer.BadParameter(f"{str(value)!r} is an empty name (it would mean the current folder): give a path")
+    return Path(value)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from tagger.cli import options as F
 from tagger.cli.app import app, echo, fail, handle_errors, quiet_tensorflow
 
 
@@ -24,12 +25,12 @@ def iter_audio_paths(paths: list[Path]):
 @app.command("predict")
 @handle_errors
 def predict(
-    paths: list[Path] = typer.Argument(..., help="Audio files or folders."),
-    models: Path = typer.Option(None, "--models", help="Model directory (default: the shipped models)."),
+    paths: list[Path] = typer.Argument(..., parser=F.path, help="Audio files or folders."),
+    models: Path = typer.Option(None, "--models", parser=F.path, help="Model directory (default: the shipped models)."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
     hop: float = typer.Option(4.0, help="Seconds between window starts."),
     plot: Path = typer.Option(
-        None, "--plot", help="Draw the file's timeline (window scores, thresholds, segments) into this .png or .svg (one file only)."
+        None, "--plot", parser=F.path, help="Draw the file's timeline (window scores, thresholds, segments) into this .png or .svg (one file only)."
     ),
 ) -> None:
     """Print the instrument families present in each file and per-family scores."""

@@ -70,7 +70,7 @@ def _render(results, *, verb: str, dry_run: bool) -> None:
 @app.command("tag")
 @handle_errors
 def tag(
-    paths: list[Path] = typer.Argument(None, help="Only files (or folders of files) among the analysed tracks."),
+    paths: list[Path] = typer.Argument(None, parser=F.path, help="Only files (or folders of files) among the analysed tracks."),
     has: list[str] = F.has(),
     lacks: list[str] = F.lacks(),
     min_score: float = F.min_score(),
@@ -79,7 +79,7 @@ def tag(
     query_lacks: list[str] = F.old_lacks(),
     db: str = typer.Option(None, "--db", help="Library database URL or SQLite file (default: $TAGGER_DB or the user data dir)."),
     from_json: Path = typer.Option(
-        None, "--from-json", help="Take the predictions from this `tagger predict --json` output instead of the database."
+        None, "--from-json", parser=F.path, help="Take the predictions from this `tagger predict --json` output instead of the database."
     ),
     model_version: str = typer.Option(
         None, "--model-version", help="INSTRUMENTS_MODEL for --from-json rows without one (default: the shipped model's)."
@@ -137,7 +137,7 @@ def _shipped_model_version() -> str | None:
 @app.command("untag")
 @handle_errors
 def untag(
-    paths: list[Path] = typer.Argument(..., help="Audio files or folders (recursively)."),
+    paths: list[Path] = typer.Argument(..., parser=F.path, help="Audio files or folders (recursively)."),
     keep_mtime: bool = typer.Option(False, "--keep-mtime", help="Keep each file's modification time."),
     dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Show what would change; write nothing."),
     settle_seconds: float = settle_option(),
