@@ -214,3 +214,16 @@ def test_an_empty_path_is_refused_not_taken_for_the_current_folder(tmp_path, fak
     assert song.read_bytes() == before and os.listdir(lib) == ["song.wav"]
     assert not (tmp_path / "data").exists()
 
+
+def test_an_empty_database_name_is_refused(tmp_path, monkeypatch):
+    """`--db ''` was taken for a file named '' (the current folder): 'cannot open the database
+    sqlite:///<the current folder>: unable to open database file' named something the user never gave."""
+    monkeypatch.chdir(tmp_path)
+    for db in ("", "  "):
+        for args in (["query", "--db", db], ["stats", "--db", db], ["db", "upgrade", "--db", db]):
+            r = CliRunner().invoke(app, args)
+            assert r.exit_code == 1 and f"the database name {db!r} is empty: give a SQLite file or a database URL" in r.output, r.output
+    monkeypatch.setenv("TAGGER_DB", " ")
+    r = CliRunner().invoke(app, ["stats"])
+    assert r.exit_code == 1 and "the database name ' ' is empty" in r.output and "$TAGGER_DB" in r.output, r.output
+    assert os.listdir(tmp_path) == []

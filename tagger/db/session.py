@@ -60,6 +60,9 @@ def as_url(db: str | os.PathLike | None) -> str:
     if db is None:
         return default_db_url()
     text = os.fspath(db)
+    if not text.strip():  # (a file named '' is the current folder: SQLite's 'unable to open' named it)
+        raise UserError(f"the database name {text!r} is empty: give a SQLite file or a database URL "
+                        f"(--db, ${DB_ENV})")  # fmt: skip
     if "://" in text:
         return text
     return f"sqlite:///{Path(text).expanduser().resolve()}"
