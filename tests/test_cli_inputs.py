@@ -227,3 +227,19 @@ def test_an_empty_database_name_is_refused(tmp_path, monkeypatch):
     r = CliRunner().invoke(app, ["stats"])
     assert r.exit_code == 1 and "the database name ' ' is empty" in r.output and "$TAGGER_DB" in r.output, r.output
     assert os.listdir(tmp_path) == []
+
+
+def test_a_nonsense_inference_thread_count_is_refused(monkeypatch):
+    """$TAGGER_INFERENCE_THREADS of 0 or -5 was taken for 1 in silence, and 100000 was handed to the
+    inference runtime as its thread pool's size."""
+    from tagger.model import backends as B
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    for value in ("0", "-5", "9", "100000", "two", "2.5", " "):
+        monkeypatch.setenv(B.THREADS_ENV, value)
+        with pytest.raises(UserError) as caught:
+            B.default_threads()
+        assert str(caught.value) == f"$TAGGER_INFERENCE_THREADS is {value!r}: give a number of threads from 1 to 8 (4 per core), e.g. 2"
+    for value, n in (("1", 1), (" 8 ", 8), ("", 2)):
+        monkeypatch.setenv(B.THREADS_ENV, value)
+        assert B.default_threads() == n

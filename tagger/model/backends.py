@@ -85,15 +85,21 @@ def quiet_tensorflow() -> None:
 def default_threads() -> int:
     """Intra-op threads for inference: ``$TAGGER_INFERENCE_THREADS``, else all cores (the scan's
     workers mostly wait on the model)."""
+    cores = os.cpu_count() or 1
     env = os.environ.get(THREADS_ENV)
     if env:
-        try:
-            return max(1, int(env))
-        except ValueError:
-            from tagger.errors import UserError
+        from tagger.errors import UserError
 
-            raise UserError(f"${THREADS_ENV} is {env!r}: give a number of threads, e.g. 2") from None
-    return os.cpu_count() or 1
+        most = 4 * cores  # (0 or -5 was taken for 1 in silence; 100000 threads were asked of the runtime)
+        try:
+            n = int(env)
+        except ValueError:
+            n = None
+        if n is None or not 1 <= n <= most:
+            raise UserError(f"${THREADS_ENV} is {env!r}: give a number of threads from 1 to {most} (4 per core), "
+                            f"e.g. {cores}")  # fmt: skip
+        return n
+    return cores
 
 
 def configure_tensorflow_threads(threads: int = 0, *, inter: int | None = None) -> None:
