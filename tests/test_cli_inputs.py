@@ -243,3 +243,21 @@ def test_a_nonsense_inference_thread_count_is_refused(monkeypatch):
     for value, n in (("1", 1), (" 8 ", 8), ("", 2)):
         monkeypatch.setenv(B.THREADS_ENV, value)
         assert B.default_threads() == n
+
+
+def test_an_infinite_settle_time_is_refused(tmp_path, fake_models, monkeypatch):
+    """--settle-seconds inf (or $TAGGER_SETTLE_SECONDS=inf) left every file, however old, alone for
+    ever: the scan analysed nothing and said each was 'still being written?'."""
+    song = _song(tmp_path / "lib" / "a.wav")
+    os.utime(song, (1e9, 1e9))  # modified in 2001
+    dbfile = str(tmp_path / "data" / "lib.db")
+    runs = [(["scan", str(tmp_path / "lib"), "--db", dbfile, "--settle-seconds", "inf"], {}),
+            (["scan", str(tmp_path / "lib"), "--db", dbfile], {"TAGGER_SETTLE_SECONDS": "inf"}),
+            (["untag", str(song), "--settle-seconds", "1e400"], {}),
+            (["tag", "--db", dbfile, "--settle-seconds", "inf"], {})]  # fmt: skip
+    for args, env in runs:
+        r = CliRunner().invoke(app, args, env=env)
+        assert r.exit_code == 2 and "inf: give a finite number of seconds" in r.output, (args, r.output)
+    assert not (tmp_path / "data").exists()
+    r = CliRunner().invoke(app, ["scan", str(tmp_path / "lib"), "--db", dbfile, "--settle-seconds", "1e8", "--json"])
+    assert r.exit_code == 0 and '"scanned": 1' in r.output, r.output  # a finite time however long: taken as given

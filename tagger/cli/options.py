@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import typer
@@ -58,3 +59,11 @@ def path(value) -> Path:
     if not str(value).strip():
         raise typer.BadParameter(f"{str(value)!r} is an empty name (it would mean the current folder): give a path")
     return Path(value)
+
+
+def finite(value: float | None) -> float | None:
+    """The typer ``callback`` of a number of seconds that must be finite: ``--settle-seconds inf``
+    (or ``$TAGGER_SETTLE_SECONDS=inf``) left every file, of any age, alone for ever."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value:g}: give a finite number of seconds")
+    return value
