@@ -257,7 +257,23 @@ def test_an_infinite_settle_time_is_refused(tmp_path, fake_models, monkeypatch):
             (["tag", "--db", dbfile, "--settle-seconds", "inf"], {})]  # fmt: skip
     for args, env in runs:
         r = CliRunner().invoke(app, args, env=env)
-        assert r.exit_code == 2 and "inf: give a finite number of seconds" in r.output, (args, r.output)
+        assert r.exit_code == 2 and "inf: give a finite number of seconds, 0 or more" in r.output, (args, r.output)
     assert not (tmp_path / "data").exists()
     r = CliRunner().invoke(app, ["scan", str(tmp_path / "lib"), "--db", dbfile, "--settle-seconds", "1e8", "--json"])
     assert r.exit_code == 0 and '"scanned": 1' in r.output, r.output  # a finite time however long: taken as given
+
+
+def test_a_refused_number_of_seconds_names_its_value(tmp_path, fake_models):
+    """`--file-timeout nan` and `$TAGGER_SETTLE_SECONDS=nan` were refused as 'Input should be greater
+    than or equal to 0', which named no value (nan is no number below 0); `--file-timeout inf` ran."""
+    lib = str(_song(tmp_path / "lib" / "a.wav").parent)
+    dbfile = str(tmp_path / "data" / "lib.db")
+    runs = [(["scan", lib, "--db", dbfile, "--file-timeout", "nan"], {}, "'--file-timeout': nan:"),
+            (["scan", lib, "--db", dbfile, "--file-timeout", "-1"], {}, "'--file-timeout': -1:"),
+            (["scan", lib, "--db", dbfile, "--file-timeout", "inf"], {}, "'--file-timeout': inf:"),
+            (["untag", lib], {"TAGGER_SETTLE_SECONDS": "nan"}, "'TAGGER_SETTLE_SECONDS'): nan:")]  # fmt: skip
+    for args, env, where in runs:
+        r = CliRunner().invoke(app, args, env=env)
+        text = " ".join(r.output.replace("│", " ").split())
+        assert r.exit_code == 2 and f"{where} give a finite number of seconds, 0 or more" in text, (args, r.output)
+    assert not (tmp_path / "data").exists()

@@ -70,7 +70,7 @@ def scan(
         False, "--follow-external-symlinks", help="Also follow symbolic links that point outside the scanned folders."
     ),
     file_timeout: float = typer.Option(
-        None, "--file-timeout", min=0.0,
+        None, "--file-timeout", callback=F.seconds,
         help="Seconds a worker may go without progress on one file (a hung decoder) before the file fails "
         "(default 300; 0: no limit).",
     ),  # fmt: skip
@@ -82,7 +82,7 @@ def scan(
     id3v23: bool = typer.Option(False, "--id3v23", help="Write ID3v2.3 instead of ID3v2.4 into MP3/WAV/AIFF."),
     keep_mtime: bool = typer.Option(False, "--keep-mtime", help="Keep each file's modification time when tagging."),
     settle_seconds: float = typer.Option(
-        DEFAULT_SETTLE_SECONDS, "--settle-seconds", envvar="TAGGER_SETTLE_SECONDS", min=0.0, callback=F.finite,
+        DEFAULT_SETTLE_SECONDS, "--settle-seconds", envvar="TAGGER_SETTLE_SECONDS", callback=F.seconds,
         help="When writing tags, leave new or changed files modified less than this many seconds ago "
         "(they may still be being written) for a later scan.",
     ),  # fmt: skip

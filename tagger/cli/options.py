@@ -61,9 +61,10 @@ def path(value) -> Path:
     return Path(value)
 
 
-def finite(value: float | None) -> float | None:
-    """The typer ``callback`` of a number of seconds that must be finite: ``--settle-seconds inf``
-    (or ``$TAGGER_SETTLE_SECONDS=inf``) left every file, of any age, alone for ever."""
-    if value is not None and not math.isfinite(value):
-        raise typer.BadParameter(f"{value:g}: give a finite number of seconds")
+def seconds(value: float | None) -> float | None:
+    """The typer ``callback`` of a number of seconds: 0 or more, and finite. ``--settle-seconds inf``
+    (or ``$TAGGER_SETTLE_SECONDS=inf``) left every file, of any age, alone for ever; a NaN was
+    refused by typer's range check without its value named."""
+    if value is not None and not (math.isfinite(value) and value >= 0):
+        raise typer.BadParameter(f"{value:g}: give a finite number of seconds, 0 or more")
     return value

@@ -24,8 +24,8 @@ FOLLOW_HELP = "Also change files reached through symbolic links that point outsi
 
 
 def settle_option():
-    return typer.Option(DEFAULT_SETTLE_SECONDS, "--settle-seconds", envvar="TAGGER_SETTLE_SECONDS", min=0.0,
-                        callback=F.finite, help=SETTLE_HELP)  # fmt: skip
+    return typer.Option(DEFAULT_SETTLE_SECONDS, "--settle-seconds", envvar="TAGGER_SETTLE_SECONDS", callback=F.seconds,
+                        help=SETTLE_HELP)  # fmt: skip
 
 
 def _values(state) -> str:
