@@ -148,13 +148,19 @@ def crawl(
     report = report if report is not None else CrawlReport()
     roots = [Path(os.path.abspath(os.path.expanduser(os.fspath(r)))) for r in roots]
     inside = [os.path.realpath(r) for r in roots if r.is_dir()]
-    mounts = system_mounts()
+    every_mount = system_mounts()
+    for root in roots:
+        refuse_system_root(root, every_mount)
+    reachable = follow_external_symlinks or any(
+        kind in SYSTEM_FS_TYPES and is_under(point, inside) for point, kind in every_mount.items()
+    )
+    mounts = every_mount if reachable else {}  # (none can be reached: no look-up on the way)
 
     def system(path: str, here: str | None = None) -> bool:
         """The folder or file ``path`` is the kernel's: never entered nor read (``/proc`` under a
         scanned ``/``, a link to ``/proc/kmsg``). ``here``: the real path of its folder, which lies
         on no such file system (the walk never enters one): a name there that is no link is one of
-        them only when it is a mount point (one look-up, no system call)."""
+        them only when it is a mount point (a look-up in the table, not a walk up its path)."""
         if not mounts:
             return False
         if here is not None and not os.path.islink(path):
@@ -222,7 +228,7 @@ def crawl(
                 path = os.path.join(dirpath, name)
                 if path in seen_files or not os.path.isfile(path) or not allowed(path):
                     continue
-                if os.path.islink(path) and system(path) or not is_audio_file(path):
+                if mounts and os.path.islink(path) and system(path) or not is_audio_file(path):
                     continue
                 seen_files.add(path)
                 if os.path.islink(path) and is_under(os.path.realpath(path), inside):
@@ -232,7 +238,6 @@ def crawl(
                 yield Path(path)
 
     for root in roots:
-        refuse_system_root(root, mounts)
         if root.is_file():
             if str(root) not in seen_files:
                 seen_files.add(str(root))
