@@ -4,13 +4,13 @@ The walk is recursive and follows symbolic links to folders inside the scanned f
 link to a folder that holds the link (a loop), and never enters a folder twice (by device and
 inode). A symbolic link (to a folder or a file) that points outside every scanned folder is not
 followed unless ``follow_external_symlinks``: a scan then never reads, nor writes tags, outside the
-library. The kernel's own file systems (``/proc``, ``/sys``, ``/dev`` and their kind: `SYSTEM_FS_TYPES`)
-are never entered, nor a link into them followed: their files are the kernel's state and devices,
-some of which block for ever when read (``/proc/kmsg``). Hidden folders and files (name starting
-with ".") are skipped unless asked for. Folders
-that cannot be listed and leftover temporary files of interrupted tag writes are reported in a
-`CrawlReport`; the crawler itself never writes anything. A file is audio when its extension says so (`tagger.audio.AUDIO_EXTENSIONS`)
-or, for a file with another or no extension, when its first bytes carry a known audio signature
+library. The kernel's own file systems (``/proc``, ``/sys``, ``/dev`` and their kind:
+`SYSTEM_FS_TYPES`) are never entered, nor a link into them followed: their files are the kernel's
+state and devices, some of which wait when read (``/proc/kmsg``, for the next kernel message).
+Hidden folders and files (name starting with ".") are skipped unless asked for. Folders that
+cannot be listed and leftover temporary files of interrupted tag writes are reported in a
+`CrawlReport`; the crawler itself never writes anything. A file is audio when its extension says so
+(`tagger.audio.AUDIO_EXTENSIONS`) or, for a file with another or no extension, when its first bytes carry a known audio signature
 (ID3/MPEG, FLAC, Ogg, RIFF/WAVE, FORM/AIFF, ISO-BMFF ``ftyp`` M4A, ASF/WMA).
 """
 

@@ -56,8 +56,8 @@ def test_mountinfo_is_read_with_its_escapes_and_the_deepest_mount_decides(tmp_pa
 
 def test_a_walk_never_enters_the_kernels_file_systems(tmp_path, monkeypatch):
     """A scan of "/" walked /proc and /sys and opened every one of their files to sniff it (47,000 in
-    25 s here; /proc/kmsg blocks for ever when read). A mount of the kernel's kind under a scanned
-    folder is not entered now, nor a link to a folder or a file there followed."""
+    25 s here; a read of /proc/kmsg waits for a kernel message). A mount of the kernel's kind under a
+    scanned folder is not entered now, nor a link to a folder or a file there followed."""
     lib = tmp_path / "lib"
     _song(lib / "music" / "a.wav")
     kernel = lib / "kernel"

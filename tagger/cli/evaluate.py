@@ -19,9 +19,13 @@ from tagger.evaluate.render import format_levels
 @app.command("evaluate")
 @handle_errors
 def evaluate(
-    data: Path = typer.Argument(..., parser=F.path, help="A note dataset folder (examples.json) or a mixture folder (labels.json)."),
+    data: Path = typer.Argument(
+        ..., parser=F.path, help="A note dataset folder (examples.json) or a mixture folder (labels.json)."
+    ),
     models: Path = typer.Option(None, "--models", parser=F.path, help="Model directory (default: the shipped models)."),
-    out: Path = typer.Option(..., "--out", parser=F.path, help="Report folder to write (report.json, report.md, plots/)."),
+    out: Path = typer.Option(
+        ..., "--out", parser=F.path, help="Report folder to write (report.json, report.md, plots/)."
+    ),
     split: str = typer.Option(DEFAULT_SPLIT, "--split", help="Split of a note dataset to test on."),
     per_level: int = typer.Option(DEFAULT_PER_LEVEL, "--per-level", help="Mixtures per polyphony level."),
     seed: int = typer.Option(DEFAULT_SEED, "--seed", help="Seed of the mixture draw."),

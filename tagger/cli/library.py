@@ -60,8 +60,13 @@ def _abspath(path: Path) -> str:
 def scan(
     paths: list[Path] = typer.Argument(..., parser=F.path, help="Music folders (or files) to scan recursively."),
     db: str = typer.Option(None, "--db", help=DB_HELP),
-    models: Path = typer.Option(None, "--models", parser=F.path, help="Model directory (default: $TAGGER_MODELS or the shipped models)."),
-    jobs: int = typer.Option(None, "--jobs", "-j", help="Worker processes decoding audio (default or -1: all cores; 0: none, all in one process; at most 4 per core)."),
+    models: Path = typer.Option(
+        None, "--models", parser=F.path, help="Model directory (default: $TAGGER_MODELS or the shipped models)."
+    ),
+    jobs: int = typer.Option(
+        None, "--jobs", "-j",
+        help="Worker processes decoding audio (default or -1: all cores; 0: none, all in one process; at most 4 per core).",
+    ),  # fmt: skip
     rescan_stale: bool = typer.Option(False, "--rescan-stale", help="Re-analyse tracks analysed by another model version."),
     retry_errors: bool = typer.Option(False, "--retry-errors", help="Re-analyse unchanged files that failed before."),
     quick: bool = typer.Option(False, "--quick", help="Trust size+mtime: skip the content fingerprint of unchanged files."),
@@ -208,7 +213,9 @@ def query(
     min_score: float = F.min_score(),
     path_glob: str = F.path_glob(),
     fmt: str = typer.Option("table", "--format", "-f", help="table, json, csv, paths or m3u."),
-    output: Path = typer.Option(None, "--output", "-o", parser=F.path, help="Write to this file instead of stdout (e.g. a .m3u)."),
+    output: Path = typer.Option(
+        None, "--output", "-o", parser=F.path, help="Write to this file instead of stdout (e.g. a .m3u)."
+    ),
     db: str = typer.Option(None, "--db", help=DB_HELP),
 ) -> None:
     """List the analysed tracks matching every condition."""

@@ -71,7 +71,9 @@ def _render(results, *, verb: str, dry_run: bool) -> None:
 @app.command("tag")
 @handle_errors
 def tag(
-    paths: list[Path] = typer.Argument(None, parser=F.path, help="Only files (or folders of files) among the analysed tracks."),
+    paths: list[Path] = typer.Argument(
+        None, parser=F.path, help="Only files (or folders of files) among the analysed tracks."
+    ),
     has: list[str] = F.has(),
     lacks: list[str] = F.lacks(),
     min_score: float = F.min_score(),

@@ -17,8 +17,12 @@ from tagger.model.gate import GATE_COST
 @app.command("train")
 @handle_errors
 def train(
-    data: Path = typer.Option(..., "--data", parser=F.path, help="Rendered NSynth-format dataset with a split (tagger dataset render)."),
-    out: Path = typer.Option(Path("models"), "--out", parser=F.path, help="Model directory to write (manifest.json + <family>.keras)."),
+    data: Path = typer.Option(
+        ..., "--data", parser=F.path, help="Rendered NSynth-format dataset with a split (tagger dataset render)."
+    ),
+    out: Path = typer.Option(
+        Path("models"), "--out", parser=F.path, help="Model directory to write (manifest.json + <family>.keras)."
+    ),
     family: list[str] = typer.Option(None, "--family", help="Train only this family (repeatable); a new name adds an instrument."),
     architecture: str = typer.Option(
         None, help="trunk (shipped: a shared trunk and one head per family), compact (one small CNN per family) or "
@@ -220,8 +224,12 @@ def train(
 @app.command("combine")
 @handle_errors
 def combine(
-    members: list[Path] = typer.Argument(..., parser=F.path, help="Model directories to average (two or more, the same families and features)."),
-    out: Path = typer.Option(..., "--out", parser=F.path, help="The averaged ensemble's directory (new, empty, or an averaged ensemble to replace)."),
+    members: list[Path] = typer.Argument(
+        ..., parser=F.path, help="Model directories to average (two or more, the same families and features)."
+    ),
+    out: Path = typer.Option(
+        ..., "--out", parser=F.path, help="The averaged ensemble's directory (new, empty, or an averaged ensemble to replace)."
+    ),
     valid: Path = typer.Option(
         None, "--valid", help="The members' cached validation set (<cache>/train/examples-<signature>): choose the "
         "thresholds, the gate and its override on it (members trained on held-out instruments)."
