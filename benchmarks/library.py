@@ -67,8 +67,13 @@ _ENCODERS = {
 
 
 def default_cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/tagger/bench`` (usually ``~/.cache/tagger/bench``)."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    """``$XDG_CACHE_HOME/tagger/bench`` (usually ``~/.cache/tagger/bench``: `tagger.paths.cache_home`)."""
+    from tagger.paths import cache_home
+
+    base = cache_home()
+    if base is None:
+        raise SystemExit("no cache folder: $XDG_CACHE_HOME is not an absolute path and there is no home folder; "
+                         "give --cache")  # fmt: skip
     return Path(base) / "tagger" / "bench"
 
 

@@ -1,5 +1,5 @@
-"""Paths inside folders (the one test of "this path is that folder, or lies under it") and the
-names of tagger's temporary files."""
+"""Paths inside folders (the one test of "this path is that folder, or lies under it"), the names
+of tagger's temporary files, and where tagger's caches live."""
 
 from __future__ import annotations
 
@@ -11,6 +11,19 @@ TEMP_SUFFIX = ".tagger-tmp"
 """Suffix of the hidden temporary files of an atomic tag write (never an audio extension)."""
 _TEMP_NAME = re.compile(r"\..*\.[a-z0-9_]{8}" + re.escape(TEMP_SUFFIX), re.DOTALL)
 """The exact names `tempfile.mkstemp` gives those files: ``.NAME.XXXXXXXX.tagger-tmp``."""
+
+
+def cache_home() -> str | None:
+    """The user's cache folder: ``$XDG_CACHE_HOME``, or ``~/.cache`` when that is unset or not an
+    absolute path (the XDG specification says to ignore a relative one); None when there is no home
+    either (no ``$HOME``, no entry in the user database). Every cache of tagger (exported models,
+    training examples, downloaded sample packages, the benchmark's library) lives under its
+    ``tagger/`` folder, never under the current folder, which may be the music library."""
+    base = os.environ.get("XDG_CACHE_HOME")
+    if base and os.path.isabs(base):
+        return base
+    home = os.path.expanduser("~")
+    return os.path.join(home, ".cache") if os.path.isabs(home) else None
 
 
 def is_temp_name(name: str) -> bool:

@@ -13,10 +13,12 @@ import numpy as np
 import pytest
 
 from conftest import compact_models
+from tagger.errors import UserError
 from tagger.model import architectures as A
 from tagger.model import backends as B
 from tagger.model import runtime as R
 from tagger.model import store
+from tagger.model import train as T
 
 keras = pytest.importorskip("keras")
 needs_ort = pytest.mark.skipif(not R.onnxruntime_available(), reason="onnxruntime/onnx not installed")
@@ -278,7 +280,10 @@ def test_the_cache_is_never_a_relative_folder(tmp_path, monkeypatch, caplog):
     monkeypatch.chdir(tmp_path)  # (a scan may start in the music folder)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("XDG_CACHE_HOME", "cache")  # relative: ignored, as the XDG specification says
+    monkeypatch.delenv("TAGGER_CACHE", raising=False)
     assert R.cache_dir() == tmp_path / "home" / ".cache" / "tagger" / "runtime"
+    # training's cache follows the same rule (was: "cache/tagger" under the current folder)
+    assert T.cache_root() == tmp_path / "home" / ".cache" / "tagger"
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.delenv("HOME")
 
@@ -287,6 +292,8 @@ def test_the_cache_is_never_a_relative_folder(tmp_path, monkeypatch, caplog):
 
     monkeypatch.setattr(pwd, "getpwuid", no_entry)  # no $HOME, no home in the user database
     assert R.cache_dir() is None  # was: "~/.cache/tagger/runtime", under the current folder
+    with pytest.raises(UserError, match="set TAGGER_CACHE"):
+        T.cache_root()
     with caplog.at_level("WARNING"):
         R.store_cached("0" * 32 + "-x-v1.onnx", b"graph")
     assert "no cache folder for the exported model" in caplog.text

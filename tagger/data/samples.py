@@ -345,9 +345,13 @@ def render_sample_negatives(
 
 
 def default_salamander_folder() -> Path | None:
-    """``~/.cache/tagger/sources/package`` when the npm package was unpacked there, else None."""
-    folder = Path.home() / ".cache" / "tagger" / "sources" / "package"
-    return folder if (folder / "audio").is_dir() else None
+    """``~/.cache/tagger/sources/package`` (in the user's cache folder, `tagger.paths.cache_home`)
+    when the npm package was unpacked there, else None."""
+    from tagger.paths import cache_home
+
+    base = cache_home()
+    folder = None if base is None else Path(base) / "tagger" / "sources" / "package"
+    return folder if folder is not None and (folder / "audio").is_dir() else None
 
 
 def sample_negatives_installed() -> bool:

@@ -52,13 +52,10 @@ def cache_dir() -> Path | None:
     names an absolute folder (a relative ``$XDG_CACHE_HOME`` is ignored, as the XDG specification
     says; no ``$HOME`` and no home in the user database): exports are then not cached, rather than
     written under the current folder (which may be the music library)."""
-    base = os.environ.get("XDG_CACHE_HOME")
-    if not base or not os.path.isabs(base):
-        home = os.path.expanduser("~")
-        if not os.path.isabs(home):
-            return None
-        base = os.path.join(home, ".cache")
-    return Path(base) / "tagger" / "runtime"
+    from tagger.paths import cache_home
+
+    base = cache_home()
+    return None if base is None else Path(base) / "tagger" / "runtime"
 
 
 def cache_key(graph_hash: str, families: Sequence[str]) -> str:

@@ -185,8 +185,18 @@ def load_checkpoint(model, path: Path, *, iterations: int) -> None:
 
 
 def cache_root() -> Path:
-    base = os.environ.get("TAGGER_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "tagger")
-    return Path(os.path.expanduser(base))
+    """Where training keeps its examples, pools and checkpoints: ``$TAGGER_CACHE``, else
+    ``tagger/`` in the user's cache folder (`tagger.paths.cache_home`); a `UserError` when there is
+    none (never the current folder)."""
+    from tagger.paths import cache_home
+
+    if os.environ.get("TAGGER_CACHE"):
+        return Path(os.path.expanduser(os.environ["TAGGER_CACHE"])).absolute()
+    base = cache_home()
+    if base is None:
+        raise UserError("no cache folder for training: $XDG_CACHE_HOME is not an absolute path and there is no home "
+                        "folder; set TAGGER_CACHE to one")  # fmt: skip
+    return Path(base) / "tagger"
 
 
 def _weighted_bce(pos_weight: float, neg_weight: float):
