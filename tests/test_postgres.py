@@ -94,6 +94,35 @@ def test_plain_postgresql_url_uses_psycopg3_and_errors_hide_the_password():
         make_engine("postgresql+nosuchdriver://u@h/db")
 
 
+@pytest.mark.parametrize("url", [
+    "postgresql+psycopg://someone@127.0.0.1:{port}/music?password=s3cret-pw&connect_timeout=3",
+    "postgresql+psycopg://127.0.0.1:{port}/music?user=someone&sslpassword=s3cret-pw&connect_timeout=3",
+    "postgresql+psycopg://someone:s3cret-pw@127.0.0.1:{port}/music?password=s3cret-pw&connect_timeout=3",
+])  # fmt: skip
+def test_a_password_given_as_a_url_parameter_is_never_printed(url, monkeypatch):
+    """libpq takes the password as a query parameter too (``?password=``): errors, from the library
+    and from every command reading $TAGGER_DB, mask it as they mask ``user:password@``."""
+    pytest.importorskip("psycopg")
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        url = url.format(port=s.getsockname()[1])  # nothing listens there
+    with pytest.raises(DatabaseError) as info:
+        open_database(url)
+    assert "s3cret-pw" not in str(info.value) and "127.0.0.1" in str(info.value) and "=***" in str(info.value)
+    monkeypatch.setenv("TAGGER_DB", url)
+    for args in (["stats"], ["stats", "--json"], ["errors"], ["db", "upgrade"], ["scan", "/nonexistent-dir", "--json"]):
+        r = CliRunner().invoke(app, args)
+        assert r.exit_code == 1 and "s3cret-pw" not in r.output and "tagger: error:" in r.output, (args, r.output)
+
+
+def test_an_unparsable_database_url_is_refused_without_its_password():
+    with pytest.raises(UserError, match="invalid database URL") as info:
+        make_engine("://someone:s3cret-pw@db.example/music")
+    assert "s3cret-pw" not in str(info.value) and "someone:***@" in str(info.value)
+
+
 # -- every command, on PostgreSQL and SQLite -------------------------------------------------------
 
 

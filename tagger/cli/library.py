@@ -295,7 +295,7 @@ def errors(
 @handle_errors
 def db_upgrade(db: str = typer.Option(None, "--db", help=DB_HELP)) -> None:
     """Create the database or apply pending schema migrations."""
-    from tagger.db.session import as_url, make_engine, upgrade
+    from tagger.db.session import as_url, make_engine, shown_url, upgrade
 
     url = as_url(db)
     engine = make_engine(url)
@@ -303,7 +303,7 @@ def db_upgrade(db: str = typer.Option(None, "--db", help=DB_HELP)) -> None:
         revision = upgrade(engine)
     finally:
         engine.dispose()
-    echo(f"{engine.url.render_as_string(hide_password=True)}: at revision {revision}")
+    echo(f"{shown_url(engine.url)}: at revision {revision}")
 
 
 @db_app.command("prune")

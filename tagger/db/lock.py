@@ -138,9 +138,9 @@ def postgres_scan_lock(url: str, *, then: str = "scan again"):
     if parsed.get_backend_name() != "postgresql":
         yield None
         return
-    from tagger.db.session import DatabaseError, make_engine
+    from tagger.db.session import DatabaseError, make_engine, shown_url
 
-    where = parsed.render_as_string(hide_password=True)
+    where = shown_url(parsed)
     engine = make_engine(url)
     try:
         try:

@@ -9,6 +9,7 @@ SQLAlchemy database. The schema is created and upgraded only by the Alembic migr
 from __future__ import annotations
 
 import os
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,10 +34,23 @@ class DatabaseError(TaggerError):
 def database_error(url, exc: SQLAlchemyError, *, doing: str, then: str = "") -> DatabaseError:
     """Our error for SQLAlchemy's ``exc``, raised while ``doing`` ("read", "write") the database
     at ``url``: one line naming the database (password hidden) and the driver's reason."""
-    from sqlalchemy.engine import make_url
+    return DatabaseError(f"cannot {doing} the database {shown_url(url)}: {driver_reason(exc)}{'; ' + then if then else ''}")
 
-    where = make_url(url).render_as_string(hide_password=True)
-    return DatabaseError(f"cannot {doing} the database {where}: {driver_reason(exc)}{'; ' + then if then else ''}")
+
+_SECRET_PARAMETER = re.compile(r"(?i)([?&](?:ssl)?password=)[^&#]*")
+"""A connection parameter in a URL's query string that holds a secret (libpq's ``password`` and
+``sslpassword``)."""
+
+
+def shown_url(url) -> str:
+    """The database URL `url` (a string or SQLAlchemy URL) as it may be printed: the password, in
+    its place (``user:***@``) or as a query parameter (``?password=***``, ``sslpassword``), masked;
+    a URL SQLAlchemy cannot parse has its ``user:password@`` part masked the same way."""
+    try:
+        text = make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError, TypeError):
+        text = re.sub(r"(://[^:/@?#]*:)[^@/?#]*@", r"\1***@", str(url))
+    return _SECRET_PARAMETER.sub(r"\1***", text)
 
 
 def driver_reason(exc: Exception) -> str:
@@ -208,7 +222,7 @@ def make_engine(url: str) -> Engine:
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
-        raise UserError(f"invalid database URL {url!r}: {exc}") from None
+        raise UserError(f"invalid database URL {shown_url(url)}: {exc}") from None
     if parsed.get_backend_name() == "sqlite":
         path = sqlite_file(parsed)
         _refuse_other_files(path)
@@ -240,7 +254,7 @@ def make_engine(url: str) -> Engine:
         return create_engine(parsed, pool_pre_ping=True)
     except (ArgumentError, ModuleNotFoundError) as exc:
         hint = " (pip install 'tagger[postgres]')" if parsed.get_backend_name() == "postgresql" else ""
-        raise UserError(f"cannot use database URL {parsed.render_as_string(hide_password=True)}: {exc}{hint}") from None
+        raise UserError(f"cannot use database URL {shown_url(parsed)}: {exc}{hint}") from None
 
 
 def read_only_path(engine: Engine) -> str | None:
@@ -335,7 +349,7 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def _shown(engine: Engine) -> str:
-    return engine.url.render_as_string(hide_password=True)
+    return shown_url(engine.url)
 
 
 @contextmanager
