@@ -123,6 +123,20 @@ def test_an_unparsable_database_url_is_refused_without_its_password():
     assert "s3cret-pw" not in str(info.value) and "someone:***@" in str(info.value)
 
 
+@pytest.mark.parametrize("url", ["postgresql://someone:s3cret-pw@db.example:abc/music",
+                                 "postgresql://someone:s3cret-pw@[::1/music", "://someone:s3cret-pw@db.example/music"])
+def test_a_database_url_with_a_port_that_is_no_number_is_one_error_line(url, monkeypatch):
+    """(was: a ValueError traceback from every command)"""
+    with pytest.raises(UserError, match="invalid database URL") as info:
+        open_database(url, create=False)
+    assert "s3cret-pw" not in str(info.value)
+    monkeypatch.setenv("TAGGER_DB", url)
+    for args in (["stats"], ["db", "upgrade"], ["query", "--has", "flute"]):
+        r = CliRunner().invoke(app, args)
+        assert r.exit_code == 1 and "tagger: error: invalid database URL" in r.output, (args, r.output)
+        assert "Traceback" not in r.output and "s3cret-pw" not in r.output
+
+
 # -- every command, on PostgreSQL and SQLite -------------------------------------------------------
 
 

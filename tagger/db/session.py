@@ -78,6 +78,12 @@ def as_url(db: str | os.PathLike | None) -> str:
         raise UserError(f"the database name {text!r} is empty: give a SQLite file or a database URL "
                         f"(--db, ${DB_ENV})")  # fmt: skip
     if "://" in text:
+        try:
+            make_url(text)
+        except (ArgumentError, ValueError) as exc:  # (ValueError: a port that is not a number)
+            reason = "its port is not a number" if isinstance(exc, ValueError) else "it is not HOST:PORT/NAME form"
+            raise UserError(f"invalid database URL {shown_url(text)}: {reason} (expected e.g. "
+                            "postgresql://user@host:5432/name, or a SQLite file path)") from None  # fmt: skip
         return text
     return f"sqlite:///{Path(text).expanduser().resolve()}"
 
