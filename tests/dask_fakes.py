@@ -19,3 +19,23 @@ class CrashingAnalyser(FakeAnalyser):
         if len(feats) == self.crash_windows:
             os._exit(3)
         return super().predict_features(feats)
+
+
+class GatedAnalyser(FakeAnalyser):
+    """The FakeAnalyser, except that it holds every file until the file `gate` exists (at most
+    `hold` seconds): it creates ``<gate>.started`` when it begins to wait and ``<gate>.finished``
+    when it lets the file go on."""
+
+    def __init__(self, *, gate: str, hold: float = 60.0, **kwargs):
+        super().__init__(**kwargs)
+        self.gate, self.hold = gate, hold
+
+    def predict_features(self, feats):
+        import time
+
+        open(f"{self.gate}.started", "w").close()
+        deadline = time.monotonic() + self.hold
+        while not os.path.exists(self.gate) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        open(f"{self.gate}.finished", "w").close()
+        return super().predict_features(feats)

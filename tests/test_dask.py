@@ -400,6 +400,100 @@ def test_losing_the_scheduler_stops_the_scan_and_keeps_what_was_stored(template,
     db.close()
 
 
+def test_losing_every_worker_stops_the_scan_and_keeps_what_was_stored(template, tmp_path):
+    """Every worker dies mid-scan (the scheduler stays): the scan waits `worker_timeout` seconds for
+    one, then ends with a ClusterError; the files stored so far stay, none is recorded as failed,
+    and the next scan does the rest (was: the scan waited for ever)."""
+    import threading
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), str(REPO)]), OMP_NUM_THREADS="1")
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    sched = _start_scheduler(port, env)
+    worker = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
+                               "--no-nanny", "--no-dashboard", "--host", "127.0.0.1", "--death-timeout", "60",
+                               "--local-directory", str(tmp_path / "w")],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    root = tmp_path / "music"
+    root.mkdir()
+    for i in range(10):
+        shutil.copy(template / "bass.wav", root / f"bass{i:02d}.wav")
+        with open(root / f"bass{i:02d}.wav", "ab") as f:
+            f.write(bytes([i]))  # distinct fingerprints, no copies
+    db = open_database(tmp_path / "lib.db")
+    slow = AnalyserSpec(kind="factory", factory="library_fakes:FakeAnalyser", kwargs=(("delay", 0.5),))
+    killed = []
+
+    def kill_after_three(p):
+        if p.phase == "analyse" and p.files_done >= 3 and not killed:
+            killed.append(p.files_done)
+            threading.Thread(target=worker.kill).start()
+
+    outcome = []
+
+    def run():
+        try:
+            outcome.append(scan([root], db=db, analyser=FakeAnalyser(), progress=kill_after_three, commit_every=1,
+                                backend=DaskBackend(address, spec=slow, connect_timeout=60, worker_timeout=2)))  # fmt: skip
+        except BaseException as exc:
+            outcome.append(exc)
+
+    try:
+        t = threading.Thread(target=run, daemon=True)
+        t.start()
+        t.join(120)  # (a scan that waits for ever fails here instead of hanging the test run)
+    finally:
+        sched.kill()
+        worker.kill()
+        sched.wait()
+        worker.wait()
+    assert outcome and isinstance(outcome[0], ClusterError), outcome
+    assert "every Dask worker left the scheduler" in str(outcome[0]) and "run the scan again" in str(outcome[0])
+    with db.session() as s:
+        status = [st for (st,) in s.query(M.Track.status)]
+    assert 3 <= len(status) < 10 and set(status) == {M.STATUS_OK}
+    again = scan([root], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert again.scanned == 10 - len(status) and again.skipped == len(status) and again.failed == 0
+    db.close()
+
+
+def test_a_stop_signal_is_heard_while_the_files_are_still_on_the_workers(cluster, template, tmp_path):
+    """SIGINT while every file in flight is still being analysed: the scan stops at once (was: at
+    the next file to come back), cancels what it submitted, and stores and tags nothing."""
+    import signal
+    import threading
+
+    from tagger import tags
+    from tagger.library.scan import ScanInterrupted
+
+    address, _ = cluster
+    root = tmp_path / "music"
+    root.mkdir()
+    shutil.copy(template / "duo.flac", root / "duo.flac")
+    gate = tmp_path / "gate"
+    spec = AnalyserSpec(kind="factory", factory="dask_fakes:GatedAnalyser", kwargs=(("gate", str(gate)),))
+    db = open_database(tmp_path / "lib.db")
+
+    def interrupt_once_started():
+        deadline = time.monotonic() + 60
+        while not os.path.exists(f"{gate}.started") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt_once_started, daemon=True).start()
+    try:
+        with pytest.raises(ScanInterrupted):
+            scan([root], db=db, analyser=FakeAnalyser(), backend=DaskBackend(address, spec=spec),
+                 on_track=tag_writer(model_version="fake-1"))  # fmt: skip
+        assert not os.path.exists(f"{gate}.finished")  # stopped while the worker still held the file
+    finally:
+        gate.touch()  # let the worker go
+    with db.session() as s:
+        assert s.query(M.Track).count() == 0
+    assert tags.read_instruments(str(root / "duo.flac")).instruments == []
+    db.close()
+
+
 @pytest.mark.slow
 def test_a_file_that_kills_its_worker_becomes_an_error_row(template, tmp_path):
     """A worker dying on a file (a decoder crash) fails that file, as with local workers; the nanny

@@ -232,17 +232,23 @@ class DaskBackend:
     in_flight: int = 2
     connect_timeout: float = 10.0
     retries: int = 1
+    worker_timeout: float = 60.0
+    """Seconds the scan waits with no worker connected to the scheduler (all gone: killed, machines
+    lost) before it stops with `ClusterError`; a nanny restarting its worker takes a few seconds."""
 
     def __post_init__(self) -> None:
         if isinstance(self.scheduler, str):
             self.scheduler = check_scheduler_address(self.scheduler)
 
     def run(self, paths: Sequence[str], *, analyser, config: AnalysisConfig, predict_batch: int,
-            store: Callable[[int, RemoteResult], None]) -> None:  # fmt: skip
-        """Analyse `paths` on the cluster; calls ``store(index, result)`` in this thread as files finish.
+            store: Callable[[int, RemoteResult], None], poll: Callable[[], None] | None = None) -> None:  # fmt: skip
+        """Analyse `paths` on the cluster; calls ``store(index, result)`` in this thread as files finish,
+        and ``poll()`` about every 0.1 s while it waits for them (it may raise to stop the scan: a
+        Ctrl-C is then heard while every file in flight is still being analysed).
 
-        Raises `ClusterError` when the scheduler cannot be reached, no worker can analyse, or a
-        worker has another model than `analyser`.
+        Raises `ClusterError` when the scheduler cannot be reached, no worker can analyse, a
+        worker has another model than `analyser`, or no worker is left for `worker_timeout` seconds.
+        The tasks still in flight when it returns or raises are cancelled.
         """
         try:
             from distributed import Client, KilledWorker, as_completed
@@ -277,7 +283,12 @@ class DaskBackend:
 
             first = [f for f in (submit_next() for _ in range(window)) if f is not None]
             futures = as_completed(first, loop=client.loop)
-            for fut in futures:
+            idle = _Idle(client, self.worker_timeout, poll)
+            while not futures.is_empty():
+                if not futures.has_ready():
+                    idle.wait(len(index))  # `poll` may raise; so does a cluster without a worker for too long
+                    continue
+                fut = next(futures)
                 i, _ = index.pop(fut.key)
                 try:
                     result = fut.result()
@@ -290,6 +301,7 @@ class DaskBackend:
                 if result.fatal is not None:
                     raise ClusterError(result.fatal)
                 store(i, result)
+                idle.reset()
                 nxt = submit_next()
                 if nxt is not None:
                     futures.add(nxt)
@@ -317,3 +329,39 @@ class DaskBackend:
             raise ClusterError("; ".join(f"worker {w}: {e}" for w, e in sorted(bad.items())))
         log.info("dask: %d worker(s) ready with model %s", len(reports), spec.expected_version)
         return max(1, sum(client.nthreads().values()))
+
+
+class _Idle:
+    """Waiting for a result: calls ``poll`` every wait, and checks about every second that the
+    scheduler still has a worker; raises `ClusterError` once it has had none for ``timeout`` s."""
+
+    def __init__(self, client, timeout: float, poll: Callable[[], None] | None) -> None:
+        self.client, self.timeout, self.poll = client, timeout, poll
+        self.checked = time.monotonic()
+        self.none_since: float | None = None
+
+    def reset(self) -> None:
+        self.none_since = None
+
+    def wait(self, in_flight: int) -> None:
+        time.sleep(0.05)
+        if self.poll is not None:
+            self.poll()
+        now = time.monotonic()
+        if now - self.checked < 1.0:
+            return
+        self.checked = now
+        if getattr(self.client, "status", "running") != "running":
+            return  # reconnecting to a lost scheduler: its futures are cancelled, and reported as such
+        info = self.client.scheduler_info(n_workers=0)
+        workers = info.get("n_workers", len(info.get("workers") or ()))
+        if workers:
+            self.none_since = None
+            return
+        if self.none_since is None:
+            self.none_since = now
+            log.warning("dask: no worker is connected to the scheduler; waiting up to %.0f s for one", self.timeout)
+        elif now - self.none_since >= self.timeout:
+            raise ClusterError(f"every Dask worker left the scheduler (none for {self.timeout:.0f} s) with {in_flight} "
+                               "file(s) in flight: the results stored so far are kept; start workers and run the scan "
+                               "again")  # fmt: skip

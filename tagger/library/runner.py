@@ -250,7 +250,7 @@ class Runner:
             self.writer.maybe_commit()
 
         backend.run([w.path for w in work], analyser=self.analyser, config=self.config,
-                    predict_batch=self.predict_batch, store=store)  # fmt: skip
+                    predict_batch=self.predict_batch, store=store, poll=self.check_stop)  # fmt: skip
 
     def fail(self, task_id: int, reason: str, *, transient: bool = False, keep_results: bool = False) -> None:
         pend = self.pending.pop(task_id)

@@ -76,10 +76,10 @@ def _under(root: str, session):
 class RemoteBackend(Protocol):
     """Analyses files elsewhere (`tagger.library.distributed`): calls ``store(index, result)`` in the
     calling thread for each finished file, ``result`` as `tagger.library.distributed.analyse_remote`
-    returns it."""
+    returns it, and ``poll()`` (which raises `ScanInterrupted` on a stop signal) while it waits."""
 
     def run(self, paths: Sequence[str], *, analyser: Analyser, config: AnalysisConfig, predict_batch: int,
-            store: Callable[[int, RemoteResult], None]) -> None: ...  # fmt: skip
+            store: Callable[[int, RemoteResult], None], poll: Callable[[], None] | None = None) -> None: ...  # fmt: skip
 
 
 
