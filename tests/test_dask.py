@@ -212,6 +212,26 @@ def test_workers_with_another_model_stop_the_scan(cluster, template, tmp_path):
     db.close()
 
 
+def test_workers_with_another_tagger_version_stop_the_scan(cluster, template, tmp_path, monkeypatch):
+    """The workers run this repository's tagger; a client of another version is refused by each of
+    them before any file is analysed (was: only the model was compared)."""
+    import tagger
+
+    address, _ = cluster
+    root = _copy(template, tmp_path / "music")
+    db = open_database(tmp_path / "lib.db")
+    monkeypatch.setattr(tagger, "__version__", "0.0.1-other")
+    with pytest.raises(ClusterError, match="worker runs tagger .* the client 0.0.1-other: install the same tagger version"):
+        scan([root], db=db, analyser=FakeAnalyser(), backend=DaskBackend(address, spec=FAKE))
+    with db.session() as s:
+        assert s.query(M.Track).count() == 0
+    db.close()
+    import tagger.library.distributed as D  # a worker that joins after the check refuses each file
+
+    other = AnalyserSpec(kind="factory", factory="library_fakes:FakeAnalyser", expected_tagger="0.0.2-other")
+    assert "install the same tagger version" in D.analyse_remote(str(root / "bass.wav"), spec=other, config=None).fatal
+
+
 def test_unreachable_scheduler_is_a_clear_error(template, tmp_path):
     root = tmp_path / "music"
     (root).mkdir()

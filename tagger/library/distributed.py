@@ -61,7 +61,7 @@ class AnalyserSpec:
     ``$TAGGER_MODELS`` or the shipped models). ``factory``: ``"package.module:callable"`` called
     with ``kwargs`` (any object with the `tagger.library.scan.Analyser` interface; used by tests).
     ``expected_hash`` / ``expected_version``: what the client's analyser reports; a worker whose
-    analyser differs refuses to work.
+    analyser differs refuses to work, as does one whose tagger is not ``expected_tagger``.
     """
 
     kind: str = "models"
@@ -71,6 +71,9 @@ class AnalyserSpec:
     kwargs: tuple = ()
     expected_hash: str | None = None
     expected_version: str | None = None
+    expected_tagger: str | None = None
+    """The client's tagger version: a worker running another refuses (its decoding, features or
+    aggregation inputs may differ from the client's, and would mix into one database)."""
 
     def key(self) -> tuple:
         return (self.kind, self.model_dir, self.families, self.factory, self.kwargs)
@@ -125,8 +128,19 @@ def _load_analyser(spec: AnalyserSpec, worker=None):
     raise UserError(f"unknown analyser spec {spec!r}")
 
 
+def _check_tagger(spec: AnalyserSpec) -> None:
+    """Raise `UserError` when this worker runs another tagger version than the client's."""
+    from tagger import __version__
+
+    if spec.expected_tagger is not None and __version__ != spec.expected_tagger:
+        raise UserError(f"the worker runs tagger {__version__}, the client {spec.expected_tagger}: install the same "
+                        "tagger version on every machine")  # fmt: skip
+
+
 def _worker_analyser(spec: AnalyserSpec, worker=None):
-    """The worker process's analyser for `spec` (loaded once); raises `ModelError` on a mismatch."""
+    """The worker process's analyser for `spec` (loaded once); raises `ModelError` on a mismatch
+    (and `UserError` when the worker runs another tagger version)."""
+    _check_tagger(spec)
     with _LOCK:
         analyser = _ANALYSERS.get(spec.key())
         if analyser is not None and spec.expected_hash is not None and analyser.hash != spec.expected_hash:
@@ -254,7 +268,10 @@ class DaskBackend:
             from distributed import Client, KilledWorker, as_completed
         except ImportError:
             raise UserError("the dask backend needs dask.distributed: pip install 'tagger[dask]'") from None
-        spec = AnalyserSpec(**{**self.spec.__dict__, "expected_hash": analyser.hash, "expected_version": analyser.version})
+        from tagger import __version__
+
+        spec = AnalyserSpec(**{**self.spec.__dict__, "expected_hash": analyser.hash, "expected_version": analyser.version,
+                               "expected_tagger": __version__})  # fmt: skip
         own = not hasattr(self.scheduler, "submit")
         if own:
             try:
