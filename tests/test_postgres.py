@@ -260,3 +260,57 @@ def test_one_scan_at_a_time_per_postgres_database(pg_url, tmp_path):
         pass
     other.dispose()
     db.close()
+
+
+def _terminate_scan_lock_connection(url) -> None:
+    """End the server connection that holds the scan lock (as a server restart or a network cut would)."""
+    admin = make_engine(url)
+    with admin.connect() as c:
+        c.execute(text("SELECT pg_terminate_backend(l.pid) FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted "
+                       "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"))  # fmt: skip
+    admin.dispose()
+
+
+@pytest.mark.parametrize("taken_meanwhile", [False, True])
+def test_a_scan_whose_lock_connection_ends_takes_the_lock_again_or_stops(pg_url, tmp_path, taken_meanwhile):
+    """The server drops the scan lock with its connection: the scan takes it again before its next
+    commit, so a second scan is still refused; when another scan took it meanwhile, the scan stops
+    with DatabaseBusy and keeps what it stored (was: it went on writing without any lock)."""
+    from library_fakes import make_library
+    from tagger.db.lock import DatabaseBusy, postgres_scan_lock
+    from tagger.library.scan import scan
+
+    root = tmp_path / "music"
+    make_library(root)
+    db = open_database(pg_url)
+    events, other, stored_files = [], [], []
+
+    def after_each_track(path, result, analysed):  # (called once a track is committed)
+        stored_files.append(path)
+        if len(stored_files) == 2:
+            events.append("cut")
+            _terminate_scan_lock_connection(pg_url)
+            if taken_meanwhile:  # another scan starts in the gap
+                other.append(postgres_scan_lock(pg_url))
+                other[0].__enter__()
+        elif len(stored_files) == 4 and not taken_meanwhile:
+            events.append("second")
+            with pytest.raises(DatabaseBusy):
+                with postgres_scan_lock(pg_url):
+                    pass
+    try:
+        if taken_meanwhile:
+            with pytest.raises(DatabaseBusy, match="lost the scan lock .* another tagger scan or prune holds it now"):
+                scan([root], db=db, analyser=FakeAnalyser(), jobs=0, on_track=after_each_track)
+        else:
+            summary = scan([root], db=db, analyser=FakeAnalyser(), jobs=0, on_track=after_each_track)
+            assert summary.scanned == len(EXPECTED) and events == ["cut", "second"]
+    finally:
+        if other:
+            other[0].__exit__(None, None, None)
+    with db.session() as s:
+        stored = s.scalar(text("SELECT count(*) FROM tracks WHERE status = 'ok'"))
+    assert stored == (2 if taken_meanwhile else len(EXPECTED))
+    with postgres_scan_lock(pg_url):  # released at the end either way
+        pass
+    db.close()

@@ -43,7 +43,7 @@ def _with_session(db: str | None, read, *, locked: str | None = None):
 
     database = _open(db)
     try:
-        with scan_lock(database.url, then=locked) if locked else contextlib.nullcontext(), database.session() as s:
+        with scan_lock(database.url, then=locked, engine=database.engine) if locked else contextlib.nullcontext(), database.session() as s:
             return read(s)
     except SQLAlchemyError as exc:
         raise database_error(database.url, exc, doing="read") from None

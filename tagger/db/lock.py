@@ -17,11 +17,14 @@ Other databases get no lock.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 from contextlib import contextmanager
 from pathlib import Path
 
 from tagger.errors import TaggerError, UserError
+
+log = logging.getLogger(__name__)
 
 LOCK_SUFFIX = ".lock"
 
@@ -76,17 +79,18 @@ def _holder(fd: int) -> str:
 
 
 @contextmanager
-def scan_lock(url: str, *, then: str = "scan again"):
+def scan_lock(url: str, *, then: str = "scan again", engine=None):
     """Hold the scan lock of the database `url` for the duration of the block (a scan; and `db
     prune`, which must not delete tracks a scan is restoring meanwhile). ``then``: what the
-    refusal tells the user to do once the holder is done.
+    refusal tells the user to do once the holder is done. ``engine``: the engine that writes
+    (PostgreSQL: each of its commits first checks that the lock is still held, `postgres_scan_lock`).
 
     Raises `DatabaseBusy` (a `UserError`) naming the holder's PID when another process holds it,
     and `TaggerError` when the lock file cannot be created (e.g. a read-only database folder).
     """
     path = lock_path(url)
     if path is None:  # PostgreSQL: an advisory lock in the server
-        with postgres_scan_lock(url, then=then):
+        with postgres_scan_lock(url, then=then, guard=engine):
             yield None
         return
     import fcntl
@@ -124,13 +128,18 @@ SCAN_LOCK_KEY = 0x7461676765720001
 
 
 @contextmanager
-def postgres_scan_lock(url: str, *, then: str = "scan again"):
+def postgres_scan_lock(url: str, *, then: str = "scan again", guard=None):
     """Hold the scan lock of the PostgreSQL database `url` for the duration of the block.
 
     Raises `DatabaseBusy` naming the holder (client address and server PID)
     when another scan holds it. Other databases: does nothing.
+
+    ``guard``: an engine whose every commit first checks that the lock is still held. The server
+    drops the lock with its connection (a server restart, a terminated backend, a network cut):
+    the lock is then taken again on a new connection, or, when another scan took it meanwhile, the
+    commit is refused with `DatabaseBusy` (what was committed before stays).
     """
-    from sqlalchemy import text
+    from sqlalchemy import event, text
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -163,13 +172,45 @@ def postgres_scan_lock(url: str, *, then: str = "scan again"):
                 f"another tagger scan or prune ({who}) is using the database {where}; "
                 f"wait for it to finish (or stop it), then {then}"
             )
+        held = [conn]
+
+        def check(_conn) -> None:  # before each commit of `guard`
+            try:
+                held[0].exec_driver_sql("SELECT 1")
+                return
+            except SQLAlchemyError:
+                pass  # the lock's connection is gone, and the lock with it
+            try:
+                held[0].close()
+            except SQLAlchemyError:
+                pass
+            try:
+                again = engine.connect()
+                again.execution_options(isolation_level="AUTOCOMMIT")
+                got = again.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": SCAN_LOCK_KEY})
+            except SQLAlchemyError as exc:
+                reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+                raise DatabaseError(f"lost the scan lock of the database {where} (its connection ended) and cannot "
+                                    f"take it again: {reason}; what was stored before is kept, {then}") from None  # fmt: skip
+            if not got:
+                again.close()
+                raise DatabaseBusy(f"lost the scan lock of the database {where} (its connection ended) and another "
+                                   f"tagger scan or prune holds it now: stopped; what was stored before is kept, "
+                                   f"wait for it to finish, then {then}")  # fmt: skip
+            held[0] = again
+            log.warning("the scan lock's connection to %s ended; the lock was taken again", where)
+
+        if guard is not None:
+            event.listen(guard, "commit", check)
         try:
             yield conn
         finally:
+            if guard is not None:
+                event.remove(guard, "commit", check)
             try:
-                conn.scalar(text("SELECT pg_advisory_unlock(:k)"), {"k": SCAN_LOCK_KEY})
+                held[0].scalar(text("SELECT pg_advisory_unlock(:k)"), {"k": SCAN_LOCK_KEY})
             except SQLAlchemyError:
                 pass  # the connection is gone: so is the lock
-            conn.close()
+            held[0].close()
     finally:
         engine.dispose()
