@@ -31,7 +31,7 @@ def test_migrations_folder_is_found_and_has_its_revisions():
     d = migrations_dir()
     assert (d / "env.py").is_file() and (d / "script.py.mako").is_file()
     assert len(list((d / "versions").glob("0*.py"))) >= 2
-    assert head_revision() == "0007"
+    assert head_revision() == "0008"
 
 
 def test_migrated_schema_equals_the_orm_models(tmp_path):
@@ -69,7 +69,7 @@ def test_upgrade_from_first_revision_keeps_data(tmp_path):
         conn.execute(text("INSERT INTO segments (track_id, family, start, \"end\") VALUES (1, 'bass', 0.0, 8.0)"))
     engine.dispose()
 
-    db = open_database(tmp_path / "old.db")  # applies 0002 to 0007 automatically
+    db = open_database(tmp_path / "old.db")  # applies 0002 to 0008 automatically
     assert current_revision(db.engine) == head_revision()
     with db.session() as s:
         a = s.scalar(select(M.Track).where(M.Track.path == "/m/a.flac"))
@@ -116,7 +116,7 @@ def test_db_upgrade_command_creates_and_is_idempotent(tmp_path):
     for _ in range(2):
         r = runner.invoke(app, ["db", "upgrade", "--db", str(path)])
         assert r.exit_code == 0, r.output
-        assert "at revision 0007" in r.output
+        assert "at revision 0008" in r.output
     assert path.is_file()
 
 
@@ -190,7 +190,7 @@ def test_a_database_from_a_newer_tagger_is_one_line_naming_the_revision(tmp_path
     con.execute("UPDATE alembic_version SET version_num = '0099'")
     con.commit()
     con.close()
-    with pytest.raises(DatabaseError, match=r"schema revision 0099, which tagger .* does not know \(it knows up to 0007\)"):
+    with pytest.raises(DatabaseError, match=r"schema revision 0099, which tagger .* does not know \(it knows up to 0008\)"):
         open_database(path)
     r = CliRunner().invoke(app, ["stats", "--db", str(path)])
     assert r.exit_code == 1

@@ -499,3 +499,59 @@ def test_tag_killed_between_the_rename_and_the_database_record_recovers_without_
     summary = _scan(music, dbfile, on_track=tag_writer(model_version="fake-1"))
     assert (summary.scanned, summary.tags_written) == (1, 1)  # the swapped file only
     assert tags.read_instruments(swapped).instruments == _rows(dbfile)[str(swapped)]["instruments"] == ["string"]
+
+
+def _same_mtime(*paths) -> None:
+    """Give the files the first one's mtime (as files unpacked from one archive have)."""
+    st = os.stat(paths[0])
+    for p in paths[1:]:
+        os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_two_files_of_one_size_mtime_and_fingerprint_swapped_by_name_are_analysed_again(tmp_path):
+    # Two stems unpacked from one archive (one size, one mtime, silent where the fingerprint reads),
+    # scanned without tags, then their names swapped with mv: size, mtime and fingerprint at each
+    # path were the stored ones, so both kept the other's results, and the next tag-writing scan
+    # wrote them into the files. A changed status-change time (ctime) now sends a file to the hash
+    # of its whole content, as a changed mtime does.
+    from tagger import tags
+    from tagger.library.scan import tag_writer
+
+    music, dbfile = tmp_path / "music", tmp_path / "lib.db"
+    song = write_audio(music / "bass.wav", tone_signal([110.0], seconds=40.0))
+    twin = _unseen_by_the_fingerprint(song, music / "strings.wav")
+    _old(song)
+    _same_mtime(song, twin)
+    _scan(music, dbfile)  # no tags written
+    before = _rows(dbfile)
+    assert before[str(song)]["instruments"] != before[str(twin)]["instruments"]
+    os.rename(song, music / "swap.tmp")
+    os.rename(twin, song)
+    os.rename(music / "swap.tmp", twin)
+    summary = _scan(music, dbfile, on_track=tag_writer(model_version="fake-1"))
+    assert (summary.scanned, summary.skipped) == (2, 0)
+    rows = _rows(dbfile)
+    assert rows[str(song)]["instruments"] == before[str(twin)]["instruments"] == tags.read_instruments(song).instruments
+    assert rows[str(twin)]["instruments"] == before[str(song)]["instruments"] == tags.read_instruments(twin).instruments
+    for path in (song, twin):
+        assert rows[str(path)]["content_hash"] == content_hash(path)
+    summary = _scan(music, dbfile, on_track=tag_writer(model_version="fake-1"))
+    assert (summary.scanned, summary.skipped, summary.tags_written) == (0, 2, 0)  # recorded as they are now
+
+
+def test_a_quick_scan_analyses_a_file_written_over_in_place_with_its_size_and_mtime_kept(tmp_path):
+    # cp --preserve=timestamps of another song of the same size over an analysed file (the same
+    # inode, written in place, its mtime set back): `--quick` trusted size and mtime and kept the
+    # old song's results. Its ctime is another now: the fingerprint is read, and tells.
+    music, dbfile = tmp_path / "music", tmp_path / "lib.db"
+    song, incoming = _same_size_and_mtime(tmp_path)
+    _scan(music, dbfile)
+    inode = os.stat(song).st_ino
+    shutil.copyfile(incoming, song)
+    _same_mtime(incoming, song)
+    assert os.stat(song).st_ino == inode
+    summary = _scan(music, dbfile, quick=True)
+    assert (summary.scanned, summary.skipped) == (1, 0)
+    assert _rows(dbfile)[str(song)]["instruments"] == ["string"]
+    assert _scan(music, dbfile, quick=True).skipped == 1
+

@@ -63,7 +63,7 @@ def test_postgres_upgrade_from_first_revision_keeps_data(pg_url):
                          {"id": i, "p": f"/m/{i}.flac", "st": status, "now": now})  # fmt: skip
         conn.execute(text("INSERT INTO detections (track_id, family, present, score, coverage) VALUES (1, 'bass', true, 0.9, 0.5)"))
     engine.dispose()
-    db = open_database(pg_url)  # applies 0002 to 0007
+    db = open_database(pg_url)  # applies 0002 to 0008
     assert current_revision(db.engine) == head_revision()
     with db.session() as s:
         a, b = s.scalars(select(M.Track).order_by(M.Track.id)).all()

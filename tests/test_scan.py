@@ -652,16 +652,23 @@ def test_a_crashed_worker_fails_its_file_and_is_replaced(db, tmp_path):
             runner._check_workers([dead_worker()], deque(), lambda: "new")
 
 
-def test_quick_trusts_size_and_mtime_and_the_default_reads_the_fingerprint(lib, db):
+def test_quick_trusts_size_mtime_and_ctime_and_the_default_reads_the_fingerprint(lib, db, monkeypatch):
     from conftest import tone_signal, write_audio
+
+    from tagger.library import plan
 
     root, files = lib
     scan([root], db=db, analyser=FakeAnalyser(), jobs=0)
+    read = []
+    monkeypatch.setattr(plan, "fingerprint", lambda p, _f=plan.fingerprint: read.append(p) or _f(p))
+    quick = scan([root], db=db, analyser=FakeAnalyser(), jobs=0, quick=True)
+    assert (quick.scanned, read) == (0, [])  # nothing read of the unchanged files
+    full = scan([root], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert full.scanned == 0 and len(read) == full.found
     path = files["bass.wav"]
     st = os.stat(path)
     write_audio(path, tone_signal([1000.0], seconds=9.0))  # same size, new content...
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # ...and the old mtime
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # ...and the old mtime: its ctime tells (was: kept "bass")
+    read.clear()
     quick = scan([root], db=db, analyser=FakeAnalyser(), jobs=0, quick=True)
-    assert quick.scanned == 0 and track_instruments(db)[path] == ["bass"]
-    full = scan([root], db=db, analyser=FakeAnalyser(), jobs=0)
-    assert full.scanned == 1 and track_instruments(db)[path] == ["flute"]
+    assert quick.scanned == 1 and read == [path] and track_instruments(db)[path] == ["flute"]

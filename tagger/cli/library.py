@@ -69,7 +69,7 @@ def scan(
     ),  # fmt: skip
     rescan_stale: bool = typer.Option(False, "--rescan-stale", help="Re-analyse tracks analysed by another model version."),
     retry_errors: bool = typer.Option(False, "--retry-errors", help="Re-analyse unchanged files that failed before."),
-    quick: bool = typer.Option(False, "--quick", help="Trust size+mtime: skip the content fingerprint of unchanged files."),
+    quick: bool = typer.Option(False, "--quick", help="Trust size+mtime+ctime: skip the content fingerprint of unchanged files."),
     include_hidden: bool = typer.Option(False, "--include-hidden", help="Also enter hidden folders and files."),
     follow_external_symlinks: bool = typer.Option(
         False, "--follow-external-symlinks", help="Also follow symbolic links that point outside the scanned folders."

@@ -141,6 +141,13 @@ class Track(Base):
     """The file is in a format without tags tagger writes (revision 0007): the signature of what the
     tagger that found it could tag (`tagger.tags.rewrite.formats_signature`). A tag-writing scan by a
     tagger that can tag more (another signature) tries the file again; NULL for every other track."""
+    ctime_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    """The file's status-change time (``st_ctime_ns``) when its size, mtime, fingerprint and content
+    hash were recorded (revision 0008). A rename, a copy or an in-place write changes it (nobody can
+    set it back), so a file of the stored size, mtime and fingerprint whose ctime is another (two
+    stems of one archive swapped by name) has its whole content compared with the content hash
+    before its results are kept. NULL where not known: the next scan records it for a file it finds
+    unchanged."""
 
     model_version: Mapped[ModelVersion | None] = relationship(lazy="joined")
     detections: Mapped[list[Detection]] = relationship(

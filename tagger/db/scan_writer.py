@@ -170,11 +170,11 @@ class ScanWriter:
             self.session.add(track)
         return track
 
-    def touched(self, track_id: int, *, mtime: float) -> str:
-        """An unchanged file whose mtime changed, or whose track was missing and is back: record
-        it; returns the track's status now."""
+    def touched(self, track_id: int, *, mtime: float, ctime_ns: int | None) -> str:
+        """An unchanged file whose mtime or ctime changed, or whose track was missing and is back:
+        record it; returns the track's status now."""
         track = self.session.get(M.Track, track_id)
-        track.mtime, track.rewrite_hash = mtime, None
+        track.mtime, track.ctime_ns, track.rewrite_hash = mtime, ctime_ns, None
         if track.status == M.STATUS_MISSING:
             track.status = restored_status(track)
             track.missing_since = None
@@ -182,13 +182,18 @@ class ScanWriter:
         self.touch()
         return track.status
 
-    def moved(self, track: M.Track, *, path: str, mtime: float) -> None:
+    def known_ctime(self, track_id: int, ctime_ns: int) -> None:
+        """Record the ctime of an unchanged file whose track has none (stored before revision 0008)."""
+        self.session.get(M.Track, track_id).ctime_ns = ctime_ns
+        self.touch()
+
+    def moved(self, track: M.Track, *, path: str, mtime: float, ctime_ns: int | None) -> None:
         """The file of ``track`` is now at ``path``: the row follows it (results kept)."""
         old_path = track.path
         if track.status == M.STATUS_MISSING:
             track.status = restored_status(track)
         _rename(track, path)
-        track.mtime, track.missing_since, track.rewrite_hash = mtime, None, None
+        track.mtime, track.ctime_ns, track.missing_since, track.rewrite_hash = mtime, ctime_ns, None, None
         self.seen.discard(old_path)
         self.summary.moved += 1
         self.touch()
@@ -217,7 +222,7 @@ class ScanWriter:
         """A copy of the analysed file of ``src`` (the same bytes) at ``file.path``: a new track with
         a copy of its results (and of its tags' state: the same bytes, the same tags)."""
         dst = M.Track(path=file.path, size=file.size, mtime=file.mtime, fingerprint=file.fingerprint,
-                      content_hash=src.content_hash,
+                      content_hash=src.content_hash, ctime_ns=file.ctime_ns,
                       duration=src.duration, format=src.format, sample_rate=src.sample_rate, channels=src.channels,
                       status=M.STATUS_OK, windows=src.windows, silent_windows=src.silent_windows,
                       model_version_id=self.mv_id, scan_id=self.scan_id, analysed_at=src.analysed_at,
@@ -275,15 +280,18 @@ class ScanWriter:
         self.touch()
 
     def refresh_file(self, work: FileState, *, size: int, mtime: float, fingerprint: str,
-                     content_hash: str | None) -> None:  # fmt: skip
-        """Record a file's new size, mtime, fingerprint and content hash after we rewrote it (tags)."""
+                     content_hash: str | None, ctime_ns: int | None) -> None:  # fmt: skip
+        """Record a file's new size, mtime, fingerprint, content hash and ctime (None: not known)
+        after we rewrote it (tags)."""
         track = self.track_for(work)
         track.size, track.mtime, track.fingerprint, track.content_hash = size, mtime, fingerprint, content_hash
+        track.ctime_ns = ctime_ns
         track.rewrite_hash = None
         self.touch()
 
     def _set_file(self, track: M.Track, work: FileState, meta: dict) -> None:
         track.path, track.size, track.mtime, track.fingerprint = work.path, work.size, work.mtime, work.fingerprint
+        track.ctime_ns = work.ctime_ns
         track.content_hash = meta.get("content_hash")  # None: the file could not be read whole
         track.rewrite_hash = None  # (an interrupted `tag`'s copy: the scan's facts and results are the track's now)
         track.format = meta.get("format", track.format)

@@ -61,11 +61,11 @@ def record_rewrite(session: Session, *, path: str, size: int | None, mtime: floa
         return Recorded.NOTHING
     if written is None:
         track.size, track.mtime, track.fingerprint, track.content_hash = facts
-        track.rewrite_hash = None
+        track.ctime_ns, track.rewrite_hash = ctime_ns, None
         if tags_current is not None:
             track.tags_current = tags_current
         return Recorded.FILE
-    new = {**_facts(facts), "rewrite_hash": None}
+    new = {**_facts(facts, ctime_ns=ctime_ns), "rewrite_hash": None}
     same_file = _same_file(path, written)
     values = new if tags_current is None else {**new, "tags_current": tags_current}
     if _update(session, [*same_file, *_same_results(written)], values):
@@ -104,7 +104,7 @@ def recover_rewrite(session: Session, *, path: str, written: StoredResults,
         return None
     if facts is None or facts[3] != written.rewrite_hash:
         return None
-    new = _facts(facts)
+    new = _facts(facts, ctime_ns=None)
     if not dry_run:
         where = [*_same_file(path, written), *_same_results(written), M.Track.rewrite_hash == written.rewrite_hash]
         if not _update(session, where, {**new, "tags_current": True, "rewrite_hash": None}):
@@ -114,9 +114,10 @@ def recover_rewrite(session: Session, *, path: str, written: StoredResults,
                                rewrite_hash=None)  # fmt: skip
 
 
-def _facts(facts: tuple[int, float, str, str]) -> dict:
-    """`tagger.fingerprint.read_back`'s answer as the track's columns."""
-    return dict(zip(("size", "mtime", "fingerprint", "content_hash"), facts))
+def _facts(facts: tuple[int, float, str, str], *, ctime_ns: int | None) -> dict:
+    """`tagger.fingerprint.read_back`'s answer, and the file's ctime (None: not known, the next scan
+    records it), as the track's columns."""
+    return {**dict(zip(("size", "mtime", "fingerprint", "content_hash"), facts)), "ctime_ns": ctime_ns}
 
 
 def _same_file(path: str, written: StoredResults) -> list:

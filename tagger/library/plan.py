@@ -154,7 +154,7 @@ def plan_files(roots, *, writer: ScanWriter, mv_id: int, rescan_stale: bool, ret
         for row in s.execute(
             select(M.Track.path, M.Track.id, M.Track.size, M.Track.mtime, M.Track.fingerprint, M.Track.status,
                    M.Track.model_version_id, M.Track.error_transient, M.Track.tags_current,
-                   M.Track.content_hash).where(cond)  # fmt: skip
+                   M.Track.content_hash, M.Track.ctime_ns).where(cond)  # fmt: skip
         ):
             existing[row[0]] = tuple(row[1:])
     last_report = 0.0
@@ -195,7 +195,8 @@ def plan_files(roots, *, writer: ScanWriter, mv_id: int, rescan_stale: bool, ret
         size, mtime = st.st_size, st.st_mtime
         row = existing.get(path)
         try:
-            if quick and row is not None and row[1] == size and row[2] == mtime and row[4] != M.STATUS_MISSING:
+            if (quick and row is not None and row[1] == size and row[2] == mtime and row[4] != M.STATUS_MISSING
+                    and row[9] in (None, st.st_ctime_ns)):  # (another ctime: written, renamed or copied here since)
                 fp = row[3]
             else:
                 fp = fingerprint(path)
@@ -214,16 +215,22 @@ def plan_files(roots, *, writer: ScanWriter, mv_id: int, rescan_stale: bool, ret
             existing.pop(twin.path, None)
             writer.relinked(twin, path=path)
             row = existing[path] = (twin.id, twin.size, twin.mtime, twin.fingerprint, twin.status,
-                                    twin.model_version_id, twin.error_transient, twin.tags_current, twin.content_hash)
+                                    twin.model_version_id, twin.error_transient, twin.tags_current, twin.content_hash,
+                                    twin.ctime_ns)  # fmt: skip
         if row is not None:
-            track_id, old_size, old_mtime, old_fp, status, track_mv, transient, tags_current, old_hash = row
+            track_id, old_size, old_mtime, old_fp, status, track_mv, transient, tags_current, old_hash, old_ctime = row
             if old_size == size and old_fp == fp:
-                touched = old_mtime != mtime or status == M.STATUS_MISSING
+                # Another ctime: the file was renamed, copied or written here since (its mtime may
+                # have been set back: two stems of one archive swapped by name), or only chmod-ed.
+                touched = (old_mtime != mtime or status == M.STATUS_MISSING
+                           or (old_ctime is not None and old_ctime != st.st_ctime_ns))  # fmt: skip
                 if touched and not _same_bytes(path, old_hash):
                     work.append(FileState.of(path, st, fp, track_id))  # rewritten where the fingerprint does not read
                     continue
                 if touched:
-                    status = writer.touched(track_id, mtime=mtime)
+                    status = writer.touched(track_id, mtime=mtime, ctime_ns=st.st_ctime_ns)
+                elif old_ctime is None:
+                    writer.known_ctime(track_id, st.st_ctime_ns)
                 if needs_analysis(status, track_mv, transient):
                     work.append(FileState.of(path, st, fp, track_id))
                 else:
@@ -242,7 +249,7 @@ def plan_files(roots, *, writer: ScanWriter, mv_id: int, rescan_stale: bool, ret
         track = origin(path, gone, digest=digest)
         if track is not None:
             old_path = track.path
-            writer.moved(track, path=path, mtime=mtime)
+            writer.moved(track, path=path, mtime=mtime, ctime_ns=st.st_ctime_ns)
             existing.pop(old_path, None)
             log.debug("moved: %s -> %s", old_path, path)
             if needs_analysis(track.status, track.model_version_id):

@@ -208,7 +208,8 @@ class Runner:
             return False
         with self.writer.clock("database"):
             size, mtime, fp, digest = facts
-            self.writer.refresh_file(work, size=size, mtime=mtime, fingerprint=fp, content_hash=digest)
+            self.writer.refresh_file(work, size=size, mtime=mtime, fingerprint=fp, content_hash=digest,
+                                     ctime_ns=getattr(change, "ctime_ns", None))
         return True
 
     def retag(self, work: list[FileState]) -> None:
