@@ -5,7 +5,9 @@ then moved, or moved with its library to another disk behind a link; and a dry r
 no file. From a later audit the same day: results a scan replaced while `tag` wrote the old ones,
 and a file replaced by another of the same size and mtime (``mv``) during a scan or before `tag`;
 later, one replaced between its analysis and the scan's tag write, and `tag` killed between its
-rename and its record. One test each, on the scan with the `FakeAnalyser`."""
+rename and its record. From the identity audit: two files of one size, mtime and fingerprint
+swapped by name, before a scan and before `tag`, and a file written over in place under `--quick`.
+One test each, on the scan with the `FakeAnalyser`."""
 
 from __future__ import annotations
 
@@ -555,3 +557,41 @@ def test_a_quick_scan_analyses_a_file_written_over_in_place_with_its_size_and_mt
     assert _rows(dbfile)[str(song)]["instruments"] == ["string"]
     assert _scan(music, dbfile, quick=True).skipped == 1
 
+
+def test_tag_refuses_two_files_of_one_size_mtime_and_fingerprint_swapped_by_name(tmp_path):
+    # The same two stems, scanned without tags and swapped by name, then `tagger tag`: it checked size,
+    # mtime and fingerprint, all the stored ones, and wrote each file the other's results (recording
+    # them as current). A file of another ctime must now hash to the content the results are of.
+    from tagger import tags
+    from tagger.errors import TagWriteError
+
+    music, dbfile = tmp_path / "music", tmp_path / "lib.db"
+    song = write_audio(music / "bass.wav", tone_signal([110.0], seconds=40.0))
+    twin = _unseen_by_the_fingerprint(song, music / "strings.wav")
+    _old(song)
+    _same_mtime(song, twin)
+    _scan(music, dbfile)  # no tags written
+    before = _rows(dbfile)
+    os.rename(song, music / "swap.tmp")
+    os.rename(twin, song)
+    os.rename(music / "swap.tmp", twin)
+    db = open_database(dbfile)
+    try:
+        results = list(tags.tag_from_database(db, settle_seconds=0))
+    finally:
+        db.close()
+    assert [type(r) for r in results] == [TagWriteError, TagWriteError], results
+    assert all(r.reason.startswith("file changed since it was analysed") for r in results)
+    assert not tags.read_instruments(song).tagged and not tags.read_instruments(twin).tagged
+    assert _rows(dbfile) == before
+    os.rename(song, music / "swap.tmp")  # swapped back: other ctimes, but the bytes analysed: tagged
+    os.rename(twin, song)
+    os.rename(music / "swap.tmp", twin)
+    db = open_database(dbfile)
+    try:
+        results = list(tags.tag_from_database(db, settle_seconds=0))
+    finally:
+        db.close()
+    assert [r.written for r in results] == [True, True], results
+    assert tags.read_instruments(song).instruments == before[str(song)]["instruments"]
+    assert tags.read_instruments(twin).instruments == before[str(twin)]["instruments"]

@@ -138,6 +138,12 @@ class StoredResults:
     rewrite_hash: str | None = None
     """`tagger.db.models.Track.rewrite_hash`: a `tag` run was moving a copy that hashes to it over the
     file when it stopped (`tagger.db.writes.recover_rewrite`)."""
+    content_hash: str | None = None
+    """The hash of the whole file the results are of (None: not known)."""
+    ctime_ns: int | None = None
+    """The file's ctime when its facts were recorded (None: not known): a file of another ctime (put
+    there by a rename or a copy: two stems of one size, mtime and fingerprint swapped by name) must
+    hash to ``content_hash`` too."""
 
 
 @dataclass
@@ -163,7 +169,7 @@ def tracks_to_tag(session: Session, where: TrackFilter) -> list[TrackToTag]:
     for summary, row in _select(session, where):
         if summary.model_version:
             stored = StoredResults(row.id, row.model_version_id, row.scan_id, row.analysed_at, row.size, row.mtime,
-                                   row.fingerprint, row.rewrite_hash)  # fmt: skip
+                                   row.fingerprint, row.rewrite_hash, row.content_hash, row.ctime_ns)  # fmt: skip
             out.append(TrackToTag(summary.path, summary.instruments, summary.scores, summary.model_version,
                                   row.size, row.mtime, tuple(json.loads(row.families or "[]")), stored))  # fmt: skip
     return out
@@ -185,7 +191,7 @@ def _select(session: Session, where: TrackFilter | None, **options) -> list[tupl
     stmt = (
         select(M.Track.id, M.Track.path, M.Track.duration, M.Track.format, M.Track.model_version_id, M.Track.size,
                M.Track.mtime, M.Track.fingerprint, M.Track.scan_id, M.Track.analysed_at, M.Track.rewrite_hash,
-               M.ModelVersion.version, M.ModelVersion.families)  # fmt: skip
+               M.Track.content_hash, M.Track.ctime_ns, M.ModelVersion.version, M.ModelVersion.families)  # fmt: skip
         .outerjoin(M.ModelVersion, M.ModelVersion.id == M.Track.model_version_id)
         .where(*conds)
         .order_by(by_path(session))

@@ -111,7 +111,7 @@ def recover_rewrite(session: Session, *, path: str, written: StoredResults,
             return None
         log.info("%s: recorded the tags an interrupted `tagger tag` wrote", path)
     return dataclasses.replace(written, size=new["size"], mtime=new["mtime"], fingerprint=new["fingerprint"],
-                               rewrite_hash=None)  # fmt: skip
+                               rewrite_hash=None, content_hash=new["content_hash"], ctime_ns=None)  # fmt: skip
 
 
 def _facts(facts: tuple[int, float, str, str], *, ctime_ns: int | None) -> dict:

@@ -191,6 +191,8 @@ def write_predictions(
                 scores=pred.scores if scores else None, id3v23=id3v23, keep_mtime=keep_mtime,
                 dry_run=dry_run, expected=pred.expected, settle_seconds=settle_seconds, families=pred.families,
                 fingerprint=pred.stored.fingerprint if pred.stored else None,
+                content_hash=pred.stored.content_hash if pred.stored else None,
+                ctime_ns=pred.stored.ctime_ns if pred.stored else None,
                 before_replace=None if before_replace is None else functools.partial(before_replace, pred),
             )  # fmt: skip
         except TagWriteError as exc:

@@ -102,6 +102,7 @@ def write_instruments(
     fingerprint: str | None = None,
     inode: tuple[int, int] | None = None,
     content_hash: str | None = None,
+    ctime_ns: int | None = None,
     before_replace: Callable[[str], None] | None = None,
 ) -> TagChange:
     """Write INSTRUMENTS and INSTRUMENTS_MODEL (and INSTRUMENTS_SCORES when ``scores`` is given;
@@ -113,7 +114,8 @@ def write_instruments(
     was analysed with (another file of the same size and mtime moved over it); with ``inode``
     (``(st_dev, st_ino)`` of the file analysed), a file of another inode is refused unless its whole
     content hashes to ``content_hash`` (when known): a file that differs only where the fingerprint
-    does not read has its fingerprint. ``id3v23``: write
+    does not read has its fingerprint; so is a file whose ctime is not ``ctime_ns`` (the one recorded
+    with its facts, when known: put there by a rename or a copy). ``id3v23``: write
     ID3v2.3 instead of ID3v2.4 (ID3 carriers). A file already holding these values is left
     untouched (``written=False``).
     ``settle_seconds``: refuse a file modified less than this many seconds ago (it may still be
@@ -131,7 +133,7 @@ def write_instruments(
     return _rewrite(
         path, target=lambda _before: raw, id3v23=id3v23, keep_mtime=keep_mtime, dry_run=dry_run, expected=expected,
         settle_seconds=settle_seconds, fingerprint=fingerprint, inode=inode, content_hash=content_hash,
-        before_replace=before_replace,
+        ctime_ns=ctime_ns, before_replace=before_replace,
     )  # fmt: skip
 
 
@@ -334,11 +336,13 @@ def _check_expected(path, st: os.stat_result, expected: tuple[int, float] | None
 
 
 def _check_fingerprint(path, real: str, st: os.stat_result, wanted: str | None, *,
-                       inode: tuple[int, int] | None = None, whole: str | None = None) -> None:  # fmt: skip
+                       inode: tuple[int, int] | None = None, whole: str | None = None,
+                       ctime_ns: int | None = None) -> None:  # fmt: skip
     """Refuse the file (found as ``st``) when its content fingerprint is not ``wanted`` (its size and
     mtime alone cannot tell it from another file moved over it), or when it is another file than
-    ``inode`` whose whole content does not hash to ``whole`` (known): the fingerprint cannot tell it
-    from one that differs only where it does not read. Another inode holding the same content passes,
+    ``inode``, or has another ctime than ``ctime_ns`` (renamed or copied there: two stems of one
+    archive swapped by name), whose whole content does not hash to ``whole`` (known): the
+    fingerprint cannot tell it from one that differs only where it does not read. Another inode holding the same content passes,
     as in the scan (`tagger.library.runner.changed_during_analysis`): some network and FUSE
     filesystems number their files anew from one look to the next."""
     if wanted is None:
@@ -346,7 +350,8 @@ def _check_fingerprint(path, real: str, st: os.stat_result, wanted: str | None, 
     from tagger.fingerprint import content_hash, fingerprint
 
     try:
-        other = inode is not None and (st.st_dev, st.st_ino) != tuple(inode)
+        other = (inode is not None and (st.st_dev, st.st_ino) != tuple(inode)) or (
+            ctime_ns is not None and st.st_ctime_ns != ctime_ns)  # fmt: skip
         same = fingerprint(real) == wanted and (not other or whole is None or content_hash(real) == whole)
     except AudioReadError as exc:
         raise TagWriteError(path, exc.reason) from None
@@ -572,6 +577,7 @@ def _rewrite(
     fingerprint: str | None = None,
     inode: tuple[int, int] | None = None,
     content_hash: str | None = None,
+    ctime_ns: int | None = None,
     before_replace: Callable[[str], None] | None = None,
 ) -> TagChange:
     shown = os.fspath(path)
@@ -585,7 +591,7 @@ def _rewrite(
     if not stat.S_ISREG(st.st_mode):
         raise TagWriteError(shown, "not a regular file")
     _check_expected(shown, st, expected)
-    _check_fingerprint(shown, real, st, fingerprint, inode=inode, whole=content_hash)
+    _check_fingerprint(shown, real, st, fingerprint, inode=inode, whole=content_hash, ctime_ns=ctime_ns)
 
     import mutagen
 
