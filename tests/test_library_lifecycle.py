@@ -595,3 +595,22 @@ def test_tag_refuses_two_files_of_one_size_mtime_and_fingerprint_swapped_by_name
     assert [r.written for r in results] == [True, True], results
     assert tags.read_instruments(song).instruments == before[str(song)]["instruments"]
     assert tags.read_instruments(twin).instruments == before[str(twin)]["instruments"]
+
+
+def test_a_track_stored_before_ctimes_gets_its_files_ctime_on_the_next_scan_without_reading_it(tmp_path, monkeypatch):
+    from tagger.library import plan
+
+    music, dbfile = tmp_path / "music", tmp_path / "lib.db"
+    song = write_audio(music / "song.wav", tone_signal([110.0], seconds=4.0))
+    _old(song)
+    _scan(music, dbfile)
+    con = sqlite3.connect(dbfile)
+    with con:
+        con.execute("update tracks set ctime_ns = null")  # as revision 0008 leaves an older track
+    read = []
+    monkeypatch.setattr(plan, "content_hash", lambda p, _f=plan.content_hash: read.append(p) or _f(p))
+    assert _scan(music, dbfile).skipped == 1
+    assert read == []  # trusted as before, by size, mtime and fingerprint
+    assert con.execute("select ctime_ns from tracks").fetchone()[0] == os.stat(song).st_ctime_ns
+    con.close()
+    assert _scan(music, dbfile).skipped == 1 and read == []
