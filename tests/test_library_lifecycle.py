@@ -6,7 +6,8 @@ no file. From a later audit the same day: results a scan replaced while `tag` wr
 and a file replaced by another of the same size and mtime (``mv``) during a scan or before `tag`;
 later, one replaced between its analysis and the scan's tag write, and `tag` killed between its
 rename and its record. From the identity audit: two files of one size, mtime and fingerprint
-swapped by name, before a scan and before `tag`, and a file written over in place under `--quick`.
+swapped by name, before a scan and before `tag`, a file written over in place under `--quick`, and
+a folder of the library mounted a second time inside it.
 One test each, on the scan with the `FakeAnalyser`."""
 
 from __future__ import annotations
@@ -614,3 +615,60 @@ def test_a_track_stored_before_ctimes_gets_its_files_ctime_on_the_next_scan_with
     assert con.execute("select ctime_ns from tracks").fetchone()[0] == os.stat(song).st_ctime_ns
     con.close()
     assert _scan(music, dbfile).skipped == 1 and read == []
+
+
+@pytest.fixture
+def bind_mount():
+    """``bind_mount(source, target)``: mount folder ``source`` again at ``target`` (both names reach the
+    same files, as a bind mount or a second mount of one share does); unmounted after the test.
+    Skips the test where mounting is not allowed (it needs root)."""
+    import subprocess
+
+    mounted = []
+
+    def mount(source, target):
+        os.makedirs(target, exist_ok=True)
+        if os.geteuid() != 0 or subprocess.run(["mount", "--bind", str(source), str(target)],
+                                               capture_output=True).returncode != 0:  # fmt: skip
+            pytest.skip("mounting a folder needs root")
+        mounted.append(target)
+
+    yield mount
+    for target in reversed(mounted):
+        subprocess.run(["umount", str(target)], check=False)
+
+
+def test_a_folder_of_the_library_mounted_again_under_another_name_keeps_one_track_per_file(tmp_path, bind_mount):
+    # A folder bind-mounted a second time inside the library, its name sorting first: the walk reaches
+    # the files there first and skips the folder reached twice, so the files' tracks under their
+    # first name were never looked at again, yet kept (their files are there): a duplicate of each
+    # track, which kept the old results for good when the file changed (`query --has bass` listed a
+    # song with no bass left). A track under a name of a file that the scan found under another name
+    # is removed now, as one stored under a symbolic link is; the scan's own name has the results.
+    from tagger.db.queries import find_tracks
+
+    music, dbfile = tmp_path / "music", tmp_path / "lib.db"
+    song = write_audio(music / "real" / "x.wav", tone_signal([110.0], seconds=4.0))
+    _old(song)
+    _scan(music, dbfile)
+    again = music / "0again" / "x.wav"
+    bind_mount(music / "real", music / "0again")
+    summary = _scan(music, dbfile)
+    rows = _rows(dbfile)
+    assert list(rows) == [str(again)] and rows[str(again)]["instruments"] == ["bass"]
+    assert (summary.copied, summary.duplicates) == (1, [str(song)])
+    write_audio(song, tone_signal([4000.0], seconds=4.0))
+    _old(song)
+    assert _scan(music, dbfile).scanned == 1
+    db = open_database(dbfile)
+    try:
+        with db.session() as s:
+            assert {t.path: t.instruments for t in find_tracks(s)} == {str(again): ["string"]}
+    finally:
+        db.close()
+    hidden = write_audio(music / ".hidden" / "h.wav", tone_signal([1000.0], seconds=4.0))
+    os.link(hidden, music / "real" / "h.wav")  # a link to a file the walk skips on purpose: both kept
+    _old(hidden)
+    _scan(music, dbfile, include_hidden=True)
+    assert _scan(music, dbfile).duplicates == []
+    assert {str(hidden), str(music / "0again" / "h.wav")} <= set(_rows(dbfile))

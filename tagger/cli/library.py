@@ -187,6 +187,10 @@ def scan(
     for path in summary.merged:
         echo(f"tagger: {path} is a link to a file of the library: its duplicate track was removed "
              "(the file's own track holds its results)")  # fmt: skip
+    for path in summary.duplicates:
+        echo(f"tagger: {path} is a second name of a file this scan found under another (a folder mounted twice, or "
+             "a name in other case on a drive that ignores case?): "
+             "its duplicate track was removed (the track under the name the scan found holds its results)")  # fmt: skip
     echo(
         f"{summary.scanned} scanned, {summary.skipped} skipped unchanged ({summary.stale} stale), "
         f"{summary.failed} failed, {summary.moved} moved, {summary.missing} newly missing; "

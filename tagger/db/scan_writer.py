@@ -351,6 +351,11 @@ class Missing:
     """Tracks stored under a name that reaches, through a symbolic link (to the file or to a folder
     on its way), a file this scan saw under its own name (older taggers stored such names as tracks
     of their own): deleted, the file's own track holds the same results."""
+    duplicates: list[str] = field(default_factory=list)
+    """Tracks stored under a name, with no symbolic link on its way, of a file this scan saw under
+    another name and did not walk to under this one: a folder reached twice (a bind mount of a
+    folder of the library, whose other name the walk reached first). Deleted: the track under the
+    name the scan saw holds the file's results, and this one was looked at by no scan any more."""
 
 
 def mark_missing(session: Session, *, roots: Iterable[str], seen: set[str], unlisted: Sequence[str] = (),
@@ -362,7 +367,9 @@ def mark_missing(session: Session, *, roots: Iterable[str], seen: set[str], unli
     could not be listed: their files may well be there, nor those under a root that is an empty
     folder, as an unmounted drive's mount point is: its files are most likely only out of reach
     (whichever root's walk they are under: ``scan lib/drive lib`` keeps those of ``lib/drive``).
-    A regular file the walk skipped on purpose (in a hidden folder) keeps its track as it was."""
+    A regular file the walk skipped on purpose (in a hidden folder) keeps its track as it was. A track
+    under a name of a file that the scan found under another name (a symbolic link on its way:
+    ``merged``; none, a folder reached twice: ``duplicates``) is deleted."""
     from tagger.db.queries import delete_tracks
 
     roots = list(roots)
@@ -370,14 +377,17 @@ def mark_missing(session: Session, *, roots: Iterable[str], seen: set[str], unli
     unlisted_prefixes = tuple(folder_prefix(f) for f in unlisted)
     gone: dict[int, str] = {}  # by id: roots may hold one another
     merged: dict[int, str] = {}
+    duplicates: dict[int, str] = {}
     for root in roots:
         cond = under_clause(root, session.get_bind().dialect.name) & (M.Track.status != M.STATUS_MISSING)
         unseen = [(tid, path) for tid, path in session.execute(select(M.Track.id, M.Track.path).where(cond))
                   if path not in seen and not path.startswith(unlisted_prefixes)]  # fmt: skip
         # (a name through a link to the file or to a folder on its way, as older taggers stored)
         merged.update((tid, path) for tid, path in unseen if os.path.realpath(path) != path and seen_files.holds(path))
+        duplicates.update((tid, path) for tid, path in unseen if tid not in merged and not _hidden_below(path, root)
+                          and os.path.isfile(path) and seen_files.holds(path))  # fmt: skip
         gone.update((tid, path) for tid, path in unseen if (not os.path.isfile(path) or under_any(path, unfollowed))
-                    and tid not in merged)  # fmt: skip
+                    and tid not in merged and tid not in duplicates)  # fmt: skip
     empty = [root for root in roots if gone and looks_unmounted(root)]
     kept = [(root, k) for root in empty if (k := sum(is_under(path, root) for path in gone.values()))]
     marked = [tid for tid, path in gone.items() if not under_any(path, empty)]
@@ -388,9 +398,15 @@ def mark_missing(session: Session, *, roots: Iterable[str], seen: set[str], unli
             .where(M.Track.id.in_(marked[i : i + 500]))
             .values(status=M.STATUS_MISSING, missing_since=now, updated_at=now)
         )
-    delete_tracks(session, list(merged))
+    delete_tracks(session, [*merged, *duplicates])
     session.commit()
-    return Missing(marked=len(marked), kept=kept, merged=sorted(merged.values()))
+    return Missing(marked=len(marked), kept=kept, merged=sorted(merged.values()), duplicates=sorted(duplicates.values()))
+
+
+def _hidden_below(path: str, root: str) -> bool:
+    """Whether a name on the way from folder ``root`` to ``path`` under it is hidden (the walk may
+    have skipped it on purpose: such a file keeps its track as it is)."""
+    return any(part.startswith(".") for part in path[len(folder_prefix(root)):].split(os.sep))
 
 
 class _Inodes:

@@ -248,6 +248,7 @@ def _scan(roots: list[str], *, db: Database, analyser: Analyser, jobs, rescan_st
                                unlisted=[folder for folder, _ in crawled.unreadable],
                                unfollowed=crawled.external_links)  # fmt: skip
         summary.missing, summary.empty_roots, summary.merged = missing.marked, missing.kept, missing.merged
+        summary.duplicates = missing.duplicates
     except ScanInterrupted:
         # Asked to stop: the open batch holds only whole tracks (each checked in between two
         # files), so it is stored; files still being analysed are redone by the next scan.

@@ -72,6 +72,10 @@ class ScanSummary:
     merged: list[str] = field(default_factory=list)
     """Tracks an older tagger stored under the name of a symbolic link to a file of the library,
     deleted: the file's own track holds the same results."""
+    duplicates: list[str] = field(default_factory=list)
+    """Tracks stored under another name of a file this scan found under the name its walk reached
+    (a folder of the library mounted a second time, `tagger.db.scan_writer.Missing.duplicates`):
+    deleted, the found name's track holds the file's results."""
     relinked: list[tuple[str, str]] = field(default_factory=list)
     """(old, new) of the tracks stored under a path that leads through a symbolic link to a file
     this scan found under its real path (a library moved, a link left at its old place): the row
