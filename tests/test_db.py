@@ -12,6 +12,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, select, text
 from typer.testing import CliRunner
 
+from old_databases import check_upgraded, write_database_at
 from tagger.cli import app
 from tagger.db import models as M
 from tagger.db.session import (
@@ -208,3 +209,38 @@ def test_tagger_db_env_accepts_a_plain_file_path_like_the_db_option(tmp_path, mo
     r = CliRunner().invoke(app, ["stats", "--json"])
     assert r.exit_code == 0, r.output
     assert (tmp_path / "x.db").is_file()
+
+
+# -- every old revision, with a library in it (`old_databases`) -----------------------------------------
+OLD_REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006", "0007")
+
+
+@pytest.mark.parametrize("revision", OLD_REVISIONS)
+def test_a_library_of_every_old_revision_is_upgraded_by_a_command_with_every_row_kept(tmp_path, revision):
+    """A library as the tagger of each older revision stored it (analysed, failed and missing tracks,
+    two model versions, detections, segments, window scores where the revision has them) is upgraded by
+    the first command that opens it; each row keeps every value, each new column gets what its
+    migration gives it, and query and show give the old results."""
+    url = as_url(tmp_path / "old.db")
+    written = write_database_at(url, revision)
+    check_upgraded(url, written, revision, cli_db=str(tmp_path / "old.db"))
+
+
+def test_a_users_own_index_column_view_and_trigger_do_not_stop_the_upgrade(tmp_path):
+
+    path = tmp_path / "old.db"
+    written = write_database_at(as_url(path), "0001")
+    con = sqlite3.connect(path)
+    con.executescript("""
+        CREATE INDEX my_paths ON tracks (path, status);
+        ALTER TABLE tracks ADD COLUMN my_rating INTEGER;
+        CREATE VIEW my_ok AS SELECT * FROM tracks WHERE status = 'ok';
+        CREATE TABLE my_log (path TEXT);
+        CREATE TRIGGER my_trigger AFTER UPDATE OF status ON tracks BEGIN INSERT INTO my_log VALUES (new.path); END;
+    """)
+    con.close()
+    check_upgraded(as_url(path), written, "0001", schema_as_ours=False)
+    con = sqlite3.connect(path)
+    assert con.execute("SELECT count(*) FROM my_ok").fetchone()[0] == sum(t["status"] == "ok" for t in written["tracks"])
+    assert {r[0] for r in con.execute("SELECT name FROM sqlite_master")} >= {"my_paths", "my_ok", "my_log", "my_trigger"}
+    con.close()

@@ -314,3 +314,13 @@ def test_a_scan_whose_lock_connection_ends_takes_the_lock_again_or_stops(pg_url,
     with postgres_scan_lock(pg_url):  # released at the end either way
         pass
     db.close()
+
+
+@pytest.mark.parametrize("revision", ["0001", "0007"])
+def test_a_postgres_library_of_an_old_revision_is_upgraded_with_every_row_kept(pg_url, revision):
+    """The oldest revision and the one before head, with a library in them (`old_databases`), on
+    PostgreSQL: every row keeps its values after the first command's upgrade; query and show agree."""
+    from old_databases import check_upgraded, write_database_at
+
+    written = write_database_at(pg_url, revision)
+    check_upgraded(pg_url, written, revision)
