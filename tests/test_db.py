@@ -12,7 +12,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, select, text
 from typer.testing import CliRunner
 
-from old_databases import check_upgraded, write_database_at
+from old_databases import check_upgraded, expected_at_head, table_rows, write_database_at
 from tagger.cli import app
 from tagger.db import models as M
 from tagger.db.session import (
@@ -224,6 +224,60 @@ def test_a_library_of_every_old_revision_is_upgraded_by_a_command_with_every_row
     url = as_url(tmp_path / "old.db")
     written = write_database_at(url, revision)
     check_upgraded(url, written, revision, cli_db=str(tmp_path / "old.db"))
+
+
+def migrations_with(tmp_path, monkeypatch, body: str):
+    """The shipped migrations and a revision 0009 after them whose ``upgrade()`` runs `body`."""
+    import shutil
+    import textwrap
+
+    import tagger.db.session as session
+
+    folder = tmp_path / "migrations"
+    shutil.copytree(migrations_dir(), folder, ignore=shutil.ignore_patterns("__pycache__"))
+    (folder / "versions" / "0009_test.py").write_text(
+        '"""A test migration."""\nimport sqlalchemy as sa\nfrom alembic import op\n\n'
+        'revision = "0009"\ndown_revision = "0008"\nbranch_labels = None\ndepends_on = None\n\n\n'
+        "def upgrade() -> None:\n" + textwrap.indent(textwrap.dedent(body), "    ") + "\n"
+    )
+    monkeypatch.setattr(session, "migrations_dir", lambda: folder)
+
+
+def test_a_migration_copying_the_tracks_table_keeps_the_results_that_reference_it(tmp_path, monkeypatch):
+    """SQLite batch mode copies a table to change a column: with foreign keys on, dropping the old
+    ``tracks`` deleted its rows first and cascaded to every detection, segment and window score."""
+
+    url = as_url(tmp_path / "lib.db")
+    written = expected_at_head(write_database_at(url, "0008"), "0008")
+    migrations_with(tmp_path, monkeypatch, """
+        with op.batch_alter_table("tracks", recreate="always") as batch:
+            batch.alter_column("format", type_=sa.String(60))
+    """)
+    db = open_database(tmp_path / "lib.db")
+    assert current_revision(db.engine) == "0009"
+    for table in ("tracks", "detections", "segments", "window_scores"):
+        assert table_rows(db.engine, table) == written[table], table
+    with db.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1  # on again for the commands
+        assert conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall() == []
+    db.close()
+
+
+def test_a_migration_leaving_rows_without_their_track_is_rolled_back(tmp_path, monkeypatch):
+
+    url = as_url(tmp_path / "lib.db")
+    write_database_at(url, "0008")
+    migrations_with(tmp_path, monkeypatch, """
+        op.execute("DELETE FROM tracks WHERE id = 1")
+    """)
+    with pytest.raises(DatabaseError, match=r"lib.db: \d+ row\(s\) would reference rows that do not exist \(the first: row 1 "
+                                             r"of \w+, to tracks\); it was left as it was"):  # fmt: skip
+        open_database(tmp_path / "lib.db")
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        assert current_revision(engine) == "0008"
+        assert conn.exec_driver_sql("SELECT count(*) FROM tracks WHERE id = 1").scalar() == 1
+    engine.dispose()
 
 
 def test_a_users_own_index_column_view_and_trigger_do_not_stop_the_upgrade(tmp_path):

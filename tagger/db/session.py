@@ -366,7 +366,13 @@ def _one_transaction(conn):
     pysqlite opens transactions only before INSERT/UPDATE/DELETE and commits before other
     statements, so DDL would autocommit one statement at a time: for SQLite the driver's own
     transaction handling is switched off (``isolation_level = None``) and ``BEGIN IMMEDIATE`` is
-    issued here. PostgreSQL has transactional DDL as it is."""
+    issued here. PostgreSQL has transactional DDL as it is.
+
+    SQLite's foreign keys are off during the block (SQLite's own procedure for schema changes): a
+    migration that copies a table in batch mode drops the old one, and with foreign keys on that
+    drop deletes its rows first, cascading to every row that references them (was: all detections,
+    segments and window scores deleted by a copy of ``tracks``). The references are checked before
+    the commit (`ForeignKeyViolation`: rolled back)."""
     if conn.dialect.name != "sqlite":
         with conn.begin():
             yield
@@ -375,15 +381,31 @@ def _one_transaction(conn):
     saved = dbapi.isolation_level
     dbapi.isolation_level = None
     try:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        foreign_keys = dbapi.execute("PRAGMA foreign_keys").fetchone()[0]
+        dbapi.execute("PRAGMA foreign_keys=OFF")  # (a no-op inside a transaction: before BEGIN)
         try:
-            yield
-        except BaseException:
-            conn.rollback()
-            raise
-        conn.commit()
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            try:
+                yield
+                broken = dbapi.execute("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    table, rowid, parent, _ = broken[0]
+                    raise ForeignKeyViolation(
+                        f"{len(broken)} row(s) would reference rows that do not exist (the first: row {rowid} "
+                        f"of {table}, to {parent})"
+                    )
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
+        finally:
+            dbapi.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
     finally:
         dbapi.isolation_level = saved
+
+
+class ForeignKeyViolation(Exception):
+    """A migration left rows referencing rows that do not exist (rolled back)."""
 
 
 def _check_known_revision(conn, cfg) -> None:
@@ -430,7 +452,7 @@ def upgrade(engine: Engine, *, revision: str = "head") -> str | None:
             with _one_transaction(conn):
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, revision)
-    except (SQLAlchemyError, CommandError) as exc:
+    except (SQLAlchemyError, CommandError, ForeignKeyViolation) as exc:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         raise DatabaseError(
             f"cannot migrate the database {_shown(engine)}: {reason}; it was left as it was"
