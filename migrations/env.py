@@ -15,12 +15,18 @@ config = context.config
 target_metadata = Base.metadata
 
 
+def _applied(*, ctx, step, heads, run_args) -> None:
+    """Note each step applied, so that a failure names the step that failed (`tagger.db.session.upgrade`)."""
+    config.attributes.setdefault("applied", []).append(step.up_revision_id)
+
+
 def _configure(connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        on_version_apply=_applied,
     )
 
 

@@ -226,6 +226,38 @@ def test_a_library_of_every_old_revision_is_upgraded_by_a_command_with_every_row
     check_upgraded(url, written, revision, cli_db=str(tmp_path / "old.db"))
 
 
+def test_an_upgrade_failing_at_a_later_step_leaves_the_old_revision_with_its_rows(tmp_path, monkeypatch):
+    """Steps 0004 to 0006 applied, 0007 fails (a full disk): the database is at 0003 as it was, not
+    half-migrated, and the next command upgrades it whole."""
+    from alembic.ddl.impl import DefaultImpl
+    from sqlalchemy.exc import OperationalError
+
+
+    url = as_url(tmp_path / "old.db")
+    written = write_database_at(url, "0003")
+    real_add_column = DefaultImpl.add_column
+    added = []
+
+    def add_column(self, table_name, column, *args, **kwargs):
+        added.append(column.name)
+        if column.name == "untaggable_formats":
+            raise OperationalError("ALTER TABLE", {}, Exception("database or disk is full"))
+        return real_add_column(self, table_name, column, *args, **kwargs)
+
+    monkeypatch.setattr(DefaultImpl, "add_column", add_column)
+    with pytest.raises(DatabaseError, match=r"\(step 0007: .*\): database or disk is full; it was left as it was, at revision 0003$"):
+        open_database(tmp_path / "old.db")
+    assert added == ["tags_current", "error_transient", "content_hash", "rewrite_hash", "untaggable_formats"]
+    engine = make_engine(url)
+    assert current_revision(engine) == "0003"
+    assert "tags_current" not in {c["name"] for c in inspect(engine).get_columns("tracks")}
+    for table, rows in written.items():
+        assert [{k: r[k] for k in rows[0]} for r in table_rows(engine, table)] == rows, table
+    engine.dispose()
+    monkeypatch.setattr(DefaultImpl, "add_column", real_add_column)  # the disk has room again
+    check_upgraded(url, written, "0003")
+
+
 def migrations_with(tmp_path, monkeypatch, body: str):
     """The shipped migrations and a revision 0009 after them whose ``upgrade()`` runs `body`."""
     import shutil
@@ -271,13 +303,40 @@ def test_a_migration_leaving_rows_without_their_track_is_rolled_back(tmp_path, m
         op.execute("DELETE FROM tracks WHERE id = 1")
     """)
     with pytest.raises(DatabaseError, match=r"lib.db: \d+ row\(s\) would reference rows that do not exist \(the first: row 1 "
-                                             r"of \w+, to tracks\); it was left as it was"):  # fmt: skip
+                                             r"of \w+, to tracks\); it was left as it was, at revision 0008"):  # fmt: skip
         open_database(tmp_path / "lib.db")
     engine = make_engine(url)
     with engine.connect() as conn:
         assert current_revision(engine) == "0008"
         assert conn.exec_driver_sql("SELECT count(*) FROM tracks WHERE id = 1").scalar() == 1
     engine.dispose()
+
+
+@pytest.mark.parametrize(("revision", "change", "undo"), [
+    ("0001", "ALTER TABLE tracks ADD COLUMN missing_since TEXT", "ALTER TABLE tracks DROP COLUMN missing_since"),
+    ("0002", "CREATE TABLE window_scores (track_id INTEGER)", "DROP TABLE window_scores"),
+    ("0001", "CREATE INDEX ix_tracks_fingerprint ON tracks (fingerprint, size)", "DROP INDEX ix_tracks_fingerprint"),
+])  # fmt: skip
+def test_a_schema_changed_by_hand_where_a_step_adds_is_one_line_naming_the_step(tmp_path, revision, change, undo):
+    """A column, table or index a user added under the name a later revision gives its own: the
+    command says which step failed, that the database is as it was, and what to look for."""
+
+    path = tmp_path / "old.db"
+    written = write_database_at(as_url(path), revision)
+    con = sqlite3.connect(path)
+    con.execute(change)
+    con.close()
+    r = CliRunner().invoke(app, ["stats", "--db", str(path)])
+    assert r.exit_code == 1
+    lines = r.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tagger: error: cannot migrate the database"), r.output
+    assert f"it was left as it was, at revision {revision}" in lines[0] and "by hand" in lines[0]
+    assert f"(step {int(revision) + 1:04d}: " in lines[0]
+    con = sqlite3.connect(path)
+    assert con.execute("SELECT version_num FROM alembic_version").fetchall() == [(revision,)]
+    con.execute(undo)
+    con.close()
+    check_upgraded(as_url(path), written, revision)
 
 
 def test_a_users_own_index_column_view_and_trigger_do_not_stop_the_upgrade(tmp_path):

@@ -348,10 +348,8 @@ def _at_head(engine: Engine) -> bool:
 
 
 def current_revision(engine: Engine) -> str | None:
-    from alembic.runtime.migration import MigrationContext
-
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        return current_revision_of(conn)
 
 
 def _shown(engine: Engine) -> str:
@@ -445,19 +443,58 @@ def upgrade(engine: Engine, *, revision: str = "head") -> str | None:
     from alembic.util import CommandError
 
     cfg = alembic_config(engine)
+    start = None
     try:
         with engine.connect() as conn:
             _check_known_revision(conn, cfg)
+            start = current_revision_of(conn)
             conn.rollback()  # end the check's read transaction: the migration opens its own
             with _one_transaction(conn):
                 cfg.attributes["connection"] = conn
+                cfg.attributes["applied"] = []  # filled by migrations/env.py, step by step
                 command.upgrade(cfg, revision)
     except (SQLAlchemyError, CommandError, ForeignKeyViolation) as exc:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        step = _failed_step(cfg, start, revision)
+        at = f", at revision {start}" if start else ""
+        hint = ""
+        if step and HAND_MADE.search(reason):
+            hint = (f". Its schema is not the one revision {start or 'base'} made (a table, column, index, view "
+                    "or trigger added or dropped by hand?): undo that change, or restore a backup, and run the command again")  # fmt: skip
         raise DatabaseError(
-            f"cannot migrate the database {_shown(engine)}: {reason}; it was left as it was"
+            f"cannot migrate the database {_shown(engine)}{step}: {reason}; it was left as it was{at}{hint}"
         ) from None
     return current_revision(engine)
+
+
+HAND_MADE = re.compile(r"already exists|duplicate column|no such (table|column|index)|error in (view|trigger)|"
+                       r"does not exist|depends on", re.I)  # fmt: skip
+"""The errors of a migration step meeting a schema that is not the one of its revision (SQLite's and
+PostgreSQL's words)."""
+
+
+def current_revision_of(conn) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    return MigrationContext.configure(conn).get_current_revision()
+
+
+def _failed_step(cfg, start: str | None, target: str) -> str:
+    """`` (step 0002: its title)``, the migration step that failed: the one after those applied, of
+    the steps from `start` to `target`; empty when not known."""
+    from alembic.script import ScriptDirectory
+
+    try:
+        script = ScriptDirectory.from_config(cfg)
+        steps = list(reversed(list(script.iterate_revisions(target, start or "base"))))
+        done = len(cfg.attributes.get("applied") or [])
+        if done >= len(steps):
+            return ""
+        failed = steps[done]
+    except Exception:  # noqa: BLE001 - the message goes on without the step
+        return ""
+    title = (failed.doc or "").strip().splitlines()[0].rstrip(".") if failed.doc else ""
+    return f" (step {failed.revision}" + (f": {title})" if title else ")")
 
 
 @dataclass
