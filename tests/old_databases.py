@@ -178,3 +178,32 @@ def check_upgraded(url, written, revision, *, cli_db=None, schema_as_ours=True):
     assert [(f["family"], f["present"], f["score"], f["coverage"]) for f in shown["families"]] == [
         (d["family"], d["present"], d["score"], d["coverage"]) for d in expected["detections"] if d["track_id"] == 1
     ]
+
+
+def measure(url: str, tracks: int) -> None:
+    """Build a library of `tracks` tracks at revision 0001 at `url`, then upgrade it one step at a
+    time, printing each step's time and Python memory peak."""
+    import time
+    import tracemalloc
+
+    t = time.perf_counter()
+    write_database_at(url, "0001", tracks=tracks)
+    print(f"{tracks} tracks written at revision 0001 in {time.perf_counter() - t:.1f} s", flush=True)
+    engine = make_engine(url)
+    for revision in ("0002", "0003", "0004", "0005", "0006", "0007", "0008"):
+        tracemalloc.start()
+        t = time.perf_counter()
+        upgrade(engine, revision=revision)
+        seconds = time.perf_counter() - t
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        print(f"step {revision}: {seconds:.2f} s, Python memory peak {peak / 1e6:.1f} MB", flush=True)
+    engine.dispose()
+
+
+if __name__ == "__main__":  # python tests/old_databases.py FILE_OR_URL TRACKS (an empty or new database)
+    import sys
+
+    from tagger.db.session import as_url
+
+    measure(as_url(sys.argv[1]), int(sys.argv[2]))
