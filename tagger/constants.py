@@ -30,3 +30,9 @@ SILENCE_DBFS = -60.0
 
 RENDER_SAMPLE_RATE = 48_000
 """SoundFonts are rendered at 48 kHz, then resampled to 16 kHz (direct 16 kHz aliases)."""
+
+GATE_COST = 0.15
+"""Default share of validation windows holding a family that the presence gate may turn down
+(`tagger.model.gate`; chosen on held-out instruments with ``scripts/held_out_detail.py --report
+--gate-costs``: the README's "Presence gate" lever). Here, not in the gate's module, so that
+`tagger train`'s option reads it without importing numpy into every command's start-up."""

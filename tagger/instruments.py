@@ -9,10 +9,12 @@ model manifest carries its own family list, which is what inference uses.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from tagger.errors import UserError
+
+if TYPE_CHECKING:
+    import numpy as np  # imported by the functions that build arrays: `tagger query` needs none
 
 FAMILIES: tuple[str, ...] = (
     "bass",
@@ -45,6 +47,8 @@ def encode(names: Iterable[str], *, families: Sequence[str] = FAMILIES) -> np.nd
     np.ndarray [shape=(len(families),), dtype=uint8]
         1 where the family is present, 0 elsewhere; all zeros for no instrument.
     """
+    import numpy as np
+
     label = np.zeros(len(families), dtype=np.uint8)
     for name in names:
         label[list(families).index(check_family(name, families=families))] = 1
@@ -53,6 +57,8 @@ def encode(names: Iterable[str], *, families: Sequence[str] = FAMILIES) -> np.nd
 
 def decode(label: Sequence[int] | np.ndarray, *, families: Sequence[str] = FAMILIES) -> list[str]:
     """Decode a presence array into family names in canonical order."""
+    import numpy as np
+
     arr = np.asarray(label)
     if arr.shape != (len(families),):
         raise UserError(f"a label must have {len(families)} entries, got shape {arr.shape}")
@@ -70,9 +76,12 @@ def from_bits(bits: str, *, families: Sequence[str] = FAMILIES) -> np.ndarray:
     """Parse a bit string written by `to_bits`."""
     if len(bits) != len(families) or set(bits) - {"0", "1"}:
         raise UserError(f"a label bit string has {len(families)} characters of 0/1, got {bits!r}")
+    import numpy as np
+
     return np.array([int(c) for c in bits], dtype=np.uint8)
 
 
 def canonical_order(names: Iterable[str], *, families: Sequence[str] = FAMILIES) -> list[str]:
     """Unique family names sorted into canonical order (validating each)."""
-    return decode(encode(names, families=families), families=families)
+    present = {check_family(name, families=families) for name in names}
+    return [f for f in families if f in present]

@@ -7,6 +7,12 @@ import os
 import re
 from collections.abc import Iterable
 
+DEFAULT_SETTLE_SECONDS = 10.0
+"""The commands' default settle time: a file modified less than this many seconds ago may still be
+being written, and is left for a later run (``--settle-seconds``, ``$TAGGER_SETTLE_SECONDS``). Here,
+not in `tagger.tags.rewrite`, so that the commands' options read it without importing mutagen and
+SQLAlchemy (`tagger.tags`) into every command's start-up."""
+
 TEMP_SUFFIX = ".tagger-tmp"
 """Suffix of the hidden temporary files of an atomic tag write (never an audio extension)."""
 _TEMP_NAME = re.compile(r"\..*\.[a-z0-9_]{8}" + re.escape(TEMP_SUFFIX), re.DOTALL)

@@ -12,6 +12,7 @@ import ast
 from collections import defaultdict
 from pathlib import Path
 
+import pytest
 
 import tagger
 
@@ -151,3 +152,70 @@ def test_every_shipped_model_file_ships_in_the_wheel():
     assert "manifest.json" in files
     unshipped = [f for f in files if not any(fnmatch.fnmatchcase(f, pat) and f.count("/") == pat.count("/") for pat in patterns)]
     assert unshipped == []
+
+
+# -- what the fast commands import -------------------------------------------------------------------
+NOT_FOR_FAST_COMMANDS = ("numpy", "scipy", "librosa", "soundfile", "mutagen", "alembic", "onnxruntime", "tensorflow",
+                         "keras", "matplotlib", "tqdm")  # fmt: skip
+"""What `tagger --help`, `query`, `show` (without ``--plot``), `stats` and `errors` never need: each
+cost tens of milliseconds (numpy 40-80 ms) to seconds (TensorFlow) of a command run many times a day."""
+
+
+@pytest.fixture(scope="module")
+def small_library(tmp_path_factory):
+    from benchmarks.bench import synth_database
+
+    return str(synth_database(tmp_path_factory.mktemp("lib") / "library.db", tracks=24))
+
+
+def _imported_by(*args: str) -> set[str]:
+    """The top-level packages loaded by a whole ``python -m tagger ARGS`` process (exit code 0)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import json, runpy, sys\n"
+        f"sys.argv = ['tagger', *{list(args)!r}]\n"
+        "try:\n"
+        "    runpy.run_module('tagger', run_name='__main__', alter_sys=True)\n"
+        "except SystemExit as exc:\n"
+        "    assert exc.code in (0, None), exc.code\n"
+        "print('\\nMODULES ' + json.dumps(sorted({m.split('.')[0] for m in sys.modules})))\n"
+    )
+    # the tagger under test, whatever the working folder (``python -c`` puts it first on the path)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT.parent), os.environ.get("PYTHONPATH", "")])}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env, cwd=ROOT.parent)
+    assert r.returncode == 0, r.stderr
+    return set(json.loads(r.stdout.rpartition("\nMODULES ")[2]))
+
+
+@pytest.mark.integration
+def test_help_imports_neither_the_database_nor_the_audio_stack():
+    loaded = _imported_by("--help")
+    assert loaded.isdisjoint({*NOT_FOR_FAST_COMMANDS, "sqlalchemy"}), sorted(loaded & {*NOT_FOR_FAST_COMMANDS, "sqlalchemy"})
+    assert "tagger" in loaded and "typer" in loaded
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["query", "--help"],
+        ["query", "--has", "flute", "--lacks", "vocal"],
+        ["query", "--has", "organ", "--format", "json"],
+        ["query", "--has", "bass", "--format", "m3u"],
+        ["query", "--has", "bass", "--format", "csv"],
+        ["show", "/music/artist-000/album-0000/01 track 0.flac"],
+        ["show", "/music/artist-000/album-0000/01 track 0.flac", "--json"],
+        ["stats"],
+        ["errors"],
+    ],
+    ids=" ".join,
+)
+def test_fast_commands_do_not_import_numpy_or_the_models(small_library, command):
+    loaded = _imported_by(*command, *([] if "--help" in command else ["--db", small_library]))
+    assert loaded.isdisjoint(NOT_FOR_FAST_COMMANDS), sorted(loaded & set(NOT_FOR_FAST_COMMANDS))
+    if "--help" not in command:
+        assert "sqlalchemy" in loaded and "rich" not in loaded  # (the check sees the command's run: rich only formats help)

@@ -10,7 +10,6 @@ import typer
 
 from tagger.display import shown
 from tagger.errors import TaggerError
-from tagger.model.backends import quiet_tensorflow  # noqa: F401  (re-exported for the commands)
 
 app = typer.Typer(
     name="tagger",
@@ -106,6 +105,14 @@ def handle_errors(func):
             raise fail(f"database error: {driver_reason(exc)}", 1) from None
 
     return wrapper
+
+
+def quiet_tensorflow() -> None:
+    """`tagger.model.backends.quiet_tensorflow`, imported only by the commands that call it: that
+    module imports numpy, which `tagger --help` and `tagger query` do not need."""
+    from tagger.model.backends import quiet_tensorflow as quiet
+
+    quiet()
 
 
 def quiet_tensorflow_for(models) -> None:

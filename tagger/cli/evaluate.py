@@ -12,7 +12,7 @@ import typer
 from tagger.cli import options as F
 from tagger.cli.app import app, echo, handle_errors, quiet_tensorflow
 from tagger.errors import UserError
-from tagger.evaluate.protocols import DEFAULT_BATCH, DEFAULT_PER_LEVEL, DEFAULT_SEED, DEFAULT_SPLIT, data_kind
+from tagger.evaluate.defaults import DEFAULT_BATCH, DEFAULT_PER_LEVEL, DEFAULT_SEED, DEFAULT_SPLIT
 from tagger.evaluate.render import format_levels
 
 
@@ -45,6 +45,7 @@ def evaluate(
 
     from tagger.cli.dataset import parse_levels
     from tagger.evaluate import report as R
+    from tagger.evaluate.protocols import data_kind
     from tagger.evaluate.render import summary_lines
 
     try:

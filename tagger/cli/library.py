@@ -16,7 +16,7 @@ import typer
 
 from tagger.cli import options as F
 from tagger.cli.app import app, echo, echo_data, echo_some, handle_errors, quiet_tensorflow_for
-from tagger.tags import DEFAULT_SETTLE_SECONDS
+from tagger.paths import DEFAULT_SETTLE_SECONDS
 
 DB_HELP = "Database: SQLAlchemy URL or SQLite file (default: $TAGGER_DB, else library.db in the user data folder)."
 

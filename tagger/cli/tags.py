@@ -12,7 +12,7 @@ import typer
 
 from tagger.cli import options as F
 from tagger.cli.app import app, echo, echo_some, fail, handle_errors
-from tagger.tags import DEFAULT_SETTLE_SECONDS
+from tagger.paths import DEFAULT_SETTLE_SECONDS
 
 log = logging.getLogger("tagger.tags")
 

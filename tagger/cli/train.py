@@ -11,7 +11,7 @@ import typer
 from tagger.cli import options as F
 from tagger.cli.app import app, echo, handle_errors, quiet_tensorflow
 from tagger.errors import UserError
-from tagger.model.gate import GATE_COST
+from tagger.constants import GATE_COST
 
 
 @app.command("train")

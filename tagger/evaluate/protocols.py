@@ -28,15 +28,12 @@ from tagger.data import mix as M
 from tagger.data.nsynth import NoteDataset, load_note_audio
 from tagger.errors import DatasetError, UserError
 from tagger.evaluate import metrics as MX
+from tagger.evaluate.defaults import DEFAULT_BATCH, DEFAULT_PER_LEVEL, DEFAULT_SEED, DEFAULT_SPLIT  # noqa: F401
 from tagger.instruments import from_bits
 from tagger.outputs import write_atomic
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PER_LEVEL = 100
-DEFAULT_SEED = 0
-DEFAULT_SPLIT = "test"
-DEFAULT_BATCH = 64
 
 Progress = Callable[[int, int], None]
 """progress(done, total), called after each batch."""

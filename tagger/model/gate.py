@@ -36,12 +36,9 @@ from collections.abc import Callable
 
 import numpy as np
 
+from tagger.constants import GATE_COST  # noqa: F401  (here for its users: G.GATE_COST)
 from tagger.evaluate.metrics import THRESHOLD_BETA, fbeta_from_counts
 
-GATE_COST = 0.15
-"""Default share of validation windows holding a family that the gate may turn down (chosen on
-held-out instruments with ``scripts/held_out_detail.py --report --gate-costs``: the README's
-"Presence gate" lever)."""
 GATE_OVERRIDES = (0.98, 0.95, 0.9, 0.85, 0.8)
 """Head scores tried as the gate's override, from the strictest (`choose_override`)."""
 DRUMS_SILENT_MIN = 0.95

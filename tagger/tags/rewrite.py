@@ -31,7 +31,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from tagger.errors import AudioReadError, TagWriteError, UntaggableError
-from tagger.paths import TEMP_SUFFIX, is_temp_name
+from tagger.paths import DEFAULT_SETTLE_SECONDS, TEMP_SUFFIX, is_temp_name  # noqa: F401  (DEFAULT_SETTLE_SECONDS: re-exported)
 from tagger.tags.fields import INSTRUMENTS_MODEL, Raw, TagChange, TagState, desired_raw, state
 from tagger.tags.storage import STORAGES, Storage, format_named, payload_digest, supported_formats
 
@@ -52,9 +52,6 @@ def formats_signature() -> str:
     what = ",".join(sorted(STORAGES)) + ";mutagen " + mutagen.version_string
     return hashlib.sha256(what.encode()).hexdigest()[:16]
 _MTIME_TOLERANCE = 1e-3
-DEFAULT_SETTLE_SECONDS = 10.0
-"""The commands' default settle time: a file modified less than this many seconds ago may still be
-being written, and is left for a later run (``--settle-seconds``, ``$TAGGER_SETTLE_SECONDS``)."""
 
 
 def read_instruments(path: str | os.PathLike) -> TagState:
