@@ -225,3 +225,19 @@ def test_query_and_workers_do_not_import_tensorflow(scanned, tmp_path):
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_track_summary_to_dict_is_asdict():
+    """`TrackSummary.to_dict` (the ``query --format json`` object) is built by hand for speed: it
+    must stay `dataclasses.asdict`, every field in order, values copied."""
+    import dataclasses
+
+    from tagger.db.queries import TrackSummary
+
+    t = TrackSummary(path="/m/a.flac", duration=1.5, format="FLAC", instruments=["bass"], scores={"bass": 0.9},
+                     model_version="v1", stale=False)  # fmt: skip
+    d = t.to_dict()
+    assert list(d.items()) == list(dataclasses.asdict(t).items())
+    d["instruments"].append("flute")
+    d["scores"]["flute"] = 0.1
+    assert t.instruments == ["bass"] and t.scores == {"bass": 0.9}
