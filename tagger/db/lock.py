@@ -151,14 +151,20 @@ def postgres_scan_lock(url: str, *, then: str = "scan again", guard=None):
 
     where = shown_url(parsed)
     engine = make_engine(url)
-    try:
+
+    def try_lock(failed):
+        """A new connection and whether it took the lock; `DatabaseError` with ``failed(reason)``
+        (the server's reason) when it cannot connect."""
         try:
             conn = engine.connect()
             conn.execution_options(isolation_level="AUTOCOMMIT")
-            got = conn.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": SCAN_LOCK_KEY})
+            return conn, conn.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": SCAN_LOCK_KEY})
         except SQLAlchemyError as exc:
             reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-            raise DatabaseError(f"cannot open the database {where}: {reason}") from None
+            raise DatabaseError(failed(reason)) from None
+
+    try:
+        conn, got = try_lock(lambda reason: f"cannot open the database {where}: {reason}")
         if not got:
             holder = conn.execute(
                 text("SELECT a.pid, host(a.client_addr), a.application_name FROM pg_locks l "
@@ -184,14 +190,8 @@ def postgres_scan_lock(url: str, *, then: str = "scan again", guard=None):
                 held[0].close()
             except SQLAlchemyError:
                 pass
-            try:
-                again = engine.connect()
-                again.execution_options(isolation_level="AUTOCOMMIT")
-                got = again.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": SCAN_LOCK_KEY})
-            except SQLAlchemyError as exc:
-                reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-                raise DatabaseError(f"lost the scan lock of the database {where} (its connection ended) and cannot "
-                                    f"take it again: {reason}; what was stored before is kept, {then}") from None  # fmt: skip
+            again, got = try_lock(lambda reason: f"lost the scan lock of the database {where} (its connection ended) "
+                                                 f"and cannot take it again: {reason}; what was stored before is kept, {then}")  # fmt: skip
             if not got:
                 again.close()
                 raise DatabaseBusy(f"lost the scan lock of the database {where} (its connection ended) and another "
