@@ -56,6 +56,25 @@ def _start_scheduler(port: int, env: dict) -> subprocess.Popen:
     proc.kill()
     pytest.fail("the Dask scheduler did not listen within 120 s")
 
+def _start_bare_worker(address: str, env: dict, folder, *, death_timeout: int) -> subprocess.Popen:
+    """One single-threaded worker process without a nanny (killing it kills the worker)."""
+    return subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
+                             "--no-nanny", "--no-dashboard", "--host", "127.0.0.1", "--death-timeout",
+                             str(death_timeout), "--local-directory", str(folder)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+
+
+def _distinct_copies(template, n: int, root):
+    """`n` copies of the template's bass WAV in `root`, each with one more byte: distinct
+    fingerprints, so that the scan takes none for a copy of another."""
+    root.mkdir()
+    for i in range(n):
+        shutil.copy(template / "bass.wav", root / f"bass{i:02d}.wav")
+        with open(root / f"bass{i:02d}.wav", "ab") as f:
+            f.write(bytes([i]))
+    return root
+
+
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
@@ -379,18 +398,9 @@ def test_losing_the_scheduler_stops_the_scan_and_keeps_what_was_stored(template,
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), str(REPO)]), OMP_NUM_THREADS="1")
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
-    py = sys.executable
     sched = _start_scheduler(port, env)
-    worker = subprocess.Popen([py, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1", "--no-nanny",
-                               "--no-dashboard", "--host", "127.0.0.1", "--death-timeout", "5",
-                               "--local-directory", str(tmp_path / "w")],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    root = tmp_path / "music"
-    root.mkdir()
-    for i in range(12):
-        shutil.copy(template / "bass.wav", root / f"bass{i:02d}.wav")
-        with open(root / f"bass{i:02d}.wav", "ab") as f:
-            f.write(bytes([i]))  # distinct fingerprints, no copies
+    worker = _start_bare_worker(address, env, tmp_path / "w", death_timeout=5)
+    root = _distinct_copies(template, 12, tmp_path / "music")
     db = open_database(tmp_path / "lib.db")
     slow = AnalyserSpec(kind="factory", factory="library_fakes:FakeAnalyser", kwargs=(("delay", 0.5),))
     stored = []
@@ -430,16 +440,8 @@ def test_losing_every_worker_stops_the_scan_and_keeps_what_was_stored(template, 
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
     sched = _start_scheduler(port, env)
-    worker = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
-                               "--no-nanny", "--no-dashboard", "--host", "127.0.0.1", "--death-timeout", "60",
-                               "--local-directory", str(tmp_path / "w")],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    root = tmp_path / "music"
-    root.mkdir()
-    for i in range(10):
-        shutil.copy(template / "bass.wav", root / f"bass{i:02d}.wav")
-        with open(root / f"bass{i:02d}.wav", "ab") as f:
-            f.write(bytes([i]))  # distinct fingerprints, no copies
+    worker = _start_bare_worker(address, env, tmp_path / "w", death_timeout=60)
+    root = _distinct_copies(template, 10, tmp_path / "music")
     db = open_database(tmp_path / "lib.db")
     slow = AnalyserSpec(kind="factory", factory="library_fakes:FakeAnalyser", kwargs=(("delay", 0.5),))
     killed = []

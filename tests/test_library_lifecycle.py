@@ -510,6 +510,21 @@ def _same_mtime(*paths) -> None:
     for p in paths[1:]:
         os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
 
+def _swapped_twins(music, dbfile):
+    """Two stems of one size and mtime, silent where the fingerprint reads, scanned without tags,
+    then their names swapped with mv: (song, twin, the rows stored before the swap)."""
+    song = write_audio(music / "bass.wav", tone_signal([110.0], seconds=40.0))
+    twin = _unseen_by_the_fingerprint(song, music / "strings.wav")
+    _old(song)
+    _same_mtime(song, twin)
+    _scan(music, dbfile)  # no tags written
+    before = _rows(dbfile)
+    os.rename(song, music / "swap.tmp")
+    os.rename(twin, song)
+    os.rename(music / "swap.tmp", twin)
+    return song, twin, before
+
+
 
 def test_two_files_of_one_size_mtime_and_fingerprint_swapped_by_name_are_analysed_again(tmp_path):
     # Two stems unpacked from one archive (one size, one mtime, silent where the fingerprint reads),
@@ -521,16 +536,8 @@ def test_two_files_of_one_size_mtime_and_fingerprint_swapped_by_name_are_analyse
     from tagger.library.scan import tag_writer
 
     music, dbfile = tmp_path / "music", tmp_path / "lib.db"
-    song = write_audio(music / "bass.wav", tone_signal([110.0], seconds=40.0))
-    twin = _unseen_by_the_fingerprint(song, music / "strings.wav")
-    _old(song)
-    _same_mtime(song, twin)
-    _scan(music, dbfile)  # no tags written
-    before = _rows(dbfile)
+    song, twin, before = _swapped_twins(music, dbfile)
     assert before[str(song)]["instruments"] != before[str(twin)]["instruments"]
-    os.rename(song, music / "swap.tmp")
-    os.rename(twin, song)
-    os.rename(music / "swap.tmp", twin)
     summary = _scan(music, dbfile, on_track=tag_writer(model_version="fake-1"))
     assert (summary.scanned, summary.skipped) == (2, 0)
     rows = _rows(dbfile)
@@ -567,15 +574,7 @@ def test_tag_refuses_two_files_of_one_size_mtime_and_fingerprint_swapped_by_name
     from tagger.errors import TagWriteError
 
     music, dbfile = tmp_path / "music", tmp_path / "lib.db"
-    song = write_audio(music / "bass.wav", tone_signal([110.0], seconds=40.0))
-    twin = _unseen_by_the_fingerprint(song, music / "strings.wav")
-    _old(song)
-    _same_mtime(song, twin)
-    _scan(music, dbfile)  # no tags written
-    before = _rows(dbfile)
-    os.rename(song, music / "swap.tmp")
-    os.rename(twin, song)
-    os.rename(music / "swap.tmp", twin)
+    song, twin, before = _swapped_twins(music, dbfile)
     db = open_database(dbfile)
     try:
         results = list(tags.tag_from_database(db, settle_seconds=0))
