@@ -97,6 +97,21 @@ def pg_url():
     yield from postgres_url_fixture()
 
 
+def library_of_a_newer_tagger(path: Path, revision: str = "0099") -> Path:
+    """A library database at `path` stamped with a schema revision this tagger does not know (as a
+    newer tagger would leave it)."""
+    import sqlite3
+
+    from tagger.db.session import open_database
+
+    open_database(path).close()
+    con = sqlite3.connect(path)
+    con.execute("UPDATE alembic_version SET version_num = ?", (revision,))
+    con.commit()
+    con.close()
+    return path
+
+
 def track_rows(db) -> dict[str, tuple[str, str | None]]:
     """{path: (status, error)} of every track in the database."""
     from sqlalchemy import select

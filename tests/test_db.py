@@ -12,6 +12,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, select, text
 from typer.testing import CliRunner
 
+from conftest import library_of_a_newer_tagger
 from old_databases import check_upgraded, expected_at_head, table_rows, write_database_at
 from tagger.cli import app
 from tagger.db import models as M
@@ -185,12 +186,7 @@ def test_a_migration_failing_midway_leaves_the_database_as_it_was(tmp_path, monk
 
 
 def test_a_database_from_a_newer_tagger_is_one_line_naming_the_revision(tmp_path):
-    path = tmp_path / "lib.db"
-    open_database(path).close()
-    con = sqlite3.connect(path)
-    con.execute("UPDATE alembic_version SET version_num = '0099'")
-    con.commit()
-    con.close()
+    path = library_of_a_newer_tagger(tmp_path / "lib.db")
     with pytest.raises(DatabaseError, match=r"schema revision 0099, which tagger .* does not know \(it knows up to 0008\)"):
         open_database(path)
     r = CliRunner().invoke(app, ["stats", "--db", str(path)])

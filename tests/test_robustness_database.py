@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import create_engine
 from typer.testing import CliRunner
 
-from conftest import tone_signal, write_audio
+from conftest import library_of_a_newer_tagger, tone_signal, write_audio
 from test_robustness_attacks import _library, _one_line_error
 from tagger.cli import app
 from tagger.db.session import DatabaseError, upgrade
@@ -180,14 +180,7 @@ def test_a_database_without_tables_is_no_library_either(tmp_path):
 def test_a_newer_taggers_database_opened_read_only_is_called_that(tmp_path):
     # was: "is in a read-only folder and at schema revision 0099; this tagger needs 0007: open it
     # once where it can be written" (where it would then be refused as a newer tagger's)
-    from tagger.db.session import open_database
-
-    path = tmp_path / "lib.db"
-    open_database(path).close()
-    con = sqlite3.connect(path)
-    con.execute("UPDATE alembic_version SET version_num = '0099'")
-    con.commit()
-    con.close()
+    path = library_of_a_newer_tagger(tmp_path / "lib.db")
     content = path.read_bytes()
     read_only = f"sqlite:///file:{path}?mode=ro&uri=true"  # (what a read-only folder or mount gets; root writes anywhere)
     result = CliRunner().invoke(app, ["stats", "--db", read_only])
