@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
 from tagger.errors import UserError
@@ -95,3 +96,66 @@ def write_atomic(path: str | os.PathLike, data: bytes | str | Callable[[str], No
         except OSError:
             pass
         raise
+
+
+LOCK_NAME = ".tagger.lock"
+"""The lock file a run writing into an output folder holds there (`folder_lock`)."""
+
+
+class FolderBusy(UserError):
+    """Another tagger run is writing into the same output folder."""
+
+
+@contextmanager
+def folder_lock(folder: str | os.PathLike, *, what: str):
+    """Hold an exclusive ``fcntl.flock`` on ``<folder>/.tagger.lock`` for the duration of the block:
+    one run writing into `folder` at a time (`tagger dataset mix`, `tagger evaluate --out`), so two
+    runs never interleave their files. The folder must exist. `what`: the command, for the refusal.
+
+    Raises `FolderBusy` (a `UserError`) naming the folder and the holder's PID when another process
+    holds it; the refused run writes nothing. The holder writes its PID into the file and removes it
+    as it finishes (still holding the lock: a process that locked the removed file sees the name
+    gone and tries again), so a finished run leaves nothing behind; the kernel releases the lock of
+    a run that dies, however it dies."""
+    import errno
+    import fcntl
+
+    from tagger.db.lock import _holder
+
+    folder = Path(folder)
+    path = folder / LOCK_NAME
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise UserError(f"{folder}: cannot create the lock file {LOCK_NAME} there: {exc.strerror or exc}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            pid = _holder(fd)
+            os.close(fd)
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise UserError(f"{path}: cannot lock: {exc.strerror or exc}") from None
+            who = f"process {pid}" if pid else "another process"
+            raise FolderBusy(f"{folder}: another {what} ({who}) is writing into this folder; nothing was written: "
+                             "wait for it to finish (or stop it), then run again") from None  # fmt: skip
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(path))
+        except OSError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # the holder removed it as it finished: lock the new one
+    try:
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError:
+            pass  # the PID is only informative
+        yield path
+    finally:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        os.close(fd)

@@ -260,6 +260,62 @@ def test_an_interrupted_mix_leaves_no_manifest_and_no_truncated_wav(tmp_path, mo
     assert listed == present and len(listed) == 6
 
 
+def paused_in_a_thread(monkeypatch, module, name, run):
+    """Start `run()` in a thread whose first call of `module.name` waits until released: a run held
+    between two of its files. Returns (release, join); join() gives what the thread raised, if anything."""
+    real, reached, go, raised = getattr(module, name), threading.Event(), threading.Event(), []
+    worker = None
+
+    def paused(*args, **kwargs):
+        if threading.current_thread() is worker and not reached.is_set():
+            reached.set()
+            assert go.wait(30)
+        return real(*args, **kwargs)
+
+    def target():
+        try:
+            run()
+        except BaseException as exc:  # noqa: BLE001 (handed to the test)
+            raised.append(exc)
+
+    monkeypatch.setattr(module, name, paused)
+    worker = threading.Thread(target=target)
+    worker.start()
+    assert reached.wait(30)
+
+    def join():
+        go.set()
+        worker.join(30)
+        return raised[0] if raised else None
+
+    return go.set, join
+
+
+def test_two_mixes_into_one_folder_at_once_never_interleave(tmp_path, monkeypatch):
+    """Two `tagger dataset mix` runs into one folder at the same time wrote each other's WAVs under
+    one manifest: the second is refused while the first holds the folder, and writes nothing."""
+    root = make_dataset(tmp_path / "ds")
+    out = tmp_path / "mix"
+    ds = nsynth.NoteDataset.load(root, split="test")
+    release, join = paused_in_a_thread(
+        monkeypatch, M, "render_mixture", lambda: M.write_mixtures(ds, out, per_level=2, levels=[1, 2], seed=0)
+    )
+    try:
+        before = snapshot(out)
+        with pytest.raises(UserError, match="another tagger dataset mix"):
+            M.write_mixtures(ds, out, per_level=3, levels=[1, 2, 3], seed=5)
+        line = one_error_line(runner.invoke(app, mix_args(root, out, "--seed", "5")), str(out), "another tagger dataset mix")
+        assert f"process {os.getpid()}" in line
+        assert snapshot(out) == before  # the refused runs touched nothing
+    finally:
+        assert join() is None
+    manifest = M.read_manifest(out)
+    listed, present = listed_and_present(out)
+    assert manifest["seed"] == 0 and listed == present and len(listed) == 4
+    assert not (out / ".tagger.lock").exists()  # a finished run leaves no lock file behind
+    assert runner.invoke(app, mix_args(root, out, "--seed", "5")).exit_code == 0  # and the folder is free again
+
+
 # --- mixture manifests ----------------------------------------------------------------------------
 
 
@@ -373,6 +429,33 @@ def test_an_interrupted_evaluate_leaves_no_report_beside_new_predictions(tmp_pat
     assert not (out / "report.json").exists() and not (out / "report.md").exists()
     R.evaluate(mixtures, out_dir=out, scorer=Scorer(), plots=False)  # and a rerun writes it again
     assert (out / "report.json").is_file()
+
+
+def test_two_evaluations_into_one_out_folder_at_once_are_refused_not_interleaved(tmp_path, monkeypatch, mixtures):
+    """Two `tagger evaluate --out DIR` runs at the same time wrote one's predictions beside the
+    other's report: the second is refused, before its model loads, while the first holds DIR."""
+    import tagger.evaluate.protocols as P
+
+    out = tmp_path / "report"
+    release, join = paused_in_a_thread(
+        monkeypatch, P, "_read_mixture_windows", lambda: R.evaluate(mixtures, out_dir=out, scorer=Scorer(), plots=False)
+    )
+    try:
+        before = snapshot(out)
+        with pytest.raises(UserError, match="another tagger evaluate"):
+            R.evaluate(mixtures, out_dir=out, scorer=no_model, plots=False)
+        one_error_line(runner.invoke(app, ["evaluate", str(mixtures), "--out", str(out)]), str(out), "another tagger evaluate")
+        assert snapshot(out) == before
+    finally:
+        assert join() is None
+    assert (out / "report.json").is_file() and not (out / ".tagger.lock").exists()
+
+    def missing_model():
+        raise UserError("no model here")
+
+    with pytest.raises(UserError, match="no model here"):  # a run that fails before writing leaves no folder
+        R.evaluate(mixtures, out_dir=tmp_path / "never", scorer=missing_model, plots=False)
+    assert not (tmp_path / "never").exists()
 
 
 def test_saved_predictions_are_written_whole_or_not_at_all(tmp_path, monkeypatch, mixtures):

@@ -21,7 +21,7 @@ from tagger import constants as C
 from tagger.data.nsynth import Note, NoteDataset, load_note_audio, read_json
 from tagger.errors import DatasetError
 from tagger.instruments import encode, to_bits
-from tagger.outputs import write_atomic
+from tagger.outputs import folder_lock, write_atomic
 
 MANIFEST = "labels.json"
 INCOMPLETE = ".labels.json.incomplete"
@@ -138,48 +138,53 @@ def write_mixtures(
     before anything is written; the earlier manifest is removed before the first file is written
     (an interrupted run leaves no manifest, so its folder never passes as a whole mixture set), each
     WAV is written to a temporary name and renamed, the earlier set's files this one lacks are
-    removed, and ``labels.json`` is written last, atomically."""
+    removed, and ``labels.json`` is written last, atomically. One run at a time writes into a folder
+    (`folder_lock`): a second one is refused with `FolderBusy` and writes nothing."""
     import soundfile as sf
 
     out = Path(out_dir)
     plan = draw_mixtures(dataset, per_level=per_level, levels=levels, seed=seed, settings=settings)
     if out.exists() and not out.is_dir():
         raise DatasetError(out, "exists and is not a folder (the mixtures go into a folder)")
-    earlier = _earlier_files(out)
-    for rec in plan:
-        path = out / rec["file"]
-        if (path.exists() or path.is_symlink()) and rec["file"] not in earlier:
-            raise DatasetError(path, "already exists and is not a file of an earlier `tagger dataset mix` here; "
-                                     "nothing was written: choose a new or empty folder")  # fmt: skip
-    out.mkdir(parents=True, exist_ok=True)
-    new = {rec["file"] for rec in plan}
-    write_atomic(out / INCOMPLETE, json.dumps(sorted(earlier | new)))
-    (out / MANIFEST).unlink(missing_ok=True)  # the earlier set is whole no more
-    for rec in plan:
-        path = out / rec["file"]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        audio = render_mixture(rec)  # (never a truncated WAV under a mixture's name:)
-        write_atomic(path, lambda tmp: sf.write(tmp, audio, C.SAMPLE_RATE, subtype="PCM_16", format="WAV"))
-    for name in sorted(earlier - new):  # the earlier set's files that this one does not have
-        stale = out / name
-        if stale.is_file() and not stale.is_symlink():
-            stale.unlink()
-        try:
-            stale.parent.rmdir()  # only when empty
-        except OSError:
-            pass
-    manifest = {
-        "families": list(dataset.families),
-        "source": str(dataset.root),
-        "seed": seed,
-        "per_level": per_level,
-        "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in settings.__dict__.items()},
-        "mixtures": [{k: v for k, v in rec.items() if not k.startswith("_")} for rec in plan],
-    }
-    path = out / MANIFEST
-    write_atomic(path, json.dumps(manifest, indent=1))
-    (out / INCOMPLETE).unlink()
-    return path
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DatasetError(out, f"cannot make the folder: {exc.strerror or exc}") from None
+    with folder_lock(out, what="tagger dataset mix"):  # (the checks too: what is there may change until it is held)
+        earlier = _earlier_files(out)
+        for rec in plan:
+            path = out / rec["file"]
+            if (path.exists() or path.is_symlink()) and rec["file"] not in earlier:
+                raise DatasetError(path, "already exists and is not a file of an earlier `tagger dataset mix` here; "
+                                         "nothing was written: choose a new or empty folder")  # fmt: skip
+        new = {rec["file"] for rec in plan}
+        write_atomic(out / INCOMPLETE, json.dumps(sorted(earlier | new)))
+        (out / MANIFEST).unlink(missing_ok=True)  # the earlier set is whole no more
+        for rec in plan:
+            path = out / rec["file"]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            audio = render_mixture(rec)  # (never a truncated WAV under a mixture's name:)
+            write_atomic(path, lambda tmp: sf.write(tmp, audio, C.SAMPLE_RATE, subtype="PCM_16", format="WAV"))
+        for name in sorted(earlier - new):  # the earlier set's files that this one does not have
+            stale = out / name
+            if stale.is_file() and not stale.is_symlink():
+                stale.unlink()
+            try:
+                stale.parent.rmdir()  # only when empty
+            except OSError:
+                pass
+        manifest = {
+            "families": list(dataset.families),
+            "source": str(dataset.root),
+            "seed": seed,
+            "per_level": per_level,
+            "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in settings.__dict__.items()},
+            "mixtures": [{k: v for k, v in rec.items() if not k.startswith("_")} for rec in plan],
+        }
+        path = out / MANIFEST
+        write_atomic(path, json.dumps(manifest, indent=1))
+        (out / INCOMPLETE).unlink()
+        return path
 
 
 _OUR_FILE = re.compile(r"level\d{2}/mix_\d{2}_\d{4,}\.wav")

@@ -39,7 +39,7 @@ from tagger.evaluate.protocols import (
 )
 from tagger.evaluate.render import render_markdown
 from tagger.hashing import sha256_file
-from tagger.outputs import write_atomic
+from tagger.outputs import folder_lock, write_atomic
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
@@ -123,75 +123,84 @@ def evaluate(
         meta_file = data_path if data_path.is_file() else data_path / M.MANIFEST
     if not polyphony and (not solo or kind == "mixtures"):
         raise UserError("nothing to evaluate: the polyphony levels are off and there is no solo test to run")
-    if not hasattr(scorer, "predict"):  # a loader
-        scorer = scorer()
-    stage = progress or (lambda _name: None)
-    solo_result = poly_result = None
-    if kind == "notes":
-        if not set(scorer.families) <= set(ds.families):  # a model with families beyond the canonical ten
-            ds = NoteDataset.load(data_path, split=split, sources=sources, families=scorer.families)
-        ds = _restrict(ds, scorer.families)
-        if not ds.notes:
-            raise DatasetError(data_path, f"no notes of the model's families ({', '.join(scorer.families)}) in split {split!r}")
-        if polyphony:  # first: a level the split cannot fill fails before the solo test has run
-            poly_result = evaluate_polyphony(
-                scorer, ds, per_level=per_level, levels=levels, seed=seed, settings=settings,
-                batch_size=batch_size, progress=stage("polyphony"),
-            )  # fmt: skip
-        if solo:
-            solo_result = evaluate_solo(
-                scorer, ds, batch_size=batch_size, progress=stage("solo"), max_notes=solo_notes, seed=seed
-            )
-    else:
-        poly_result = evaluate_polyphony(scorer, manifest, levels=levels, batch_size=batch_size, progress=stage("polyphony"))
-    if solo_result is None and poly_result is None:
-        raise UserError("nothing to evaluate: both the solo test and the polyphony levels are off")
-
-    check_out_dir(out)
+    created = not out.is_dir()
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"{out}: cannot make the report folder: {exc.strerror or exc}") from None
-    write_atomic(out / INCOMPLETE, "a tagger evaluate writing its report (or interrupted): rerun it\n")
-    for name in (REPORT_JSON, REPORT_MD):  # an earlier report's: a run stopped half-way must not leave
-        (out / name).unlink(missing_ok=True)  # it beside predictions it does not describe
-    files: dict[str, Path] = {}
-    if solo_result is not None:
-        files["solo_predictions"] = solo_result.predictions.save(out / SOLO_PREDICTIONS)
-    if poly_result is not None:
-        files["polyphony_predictions"] = poly_result.predictions.save(out / POLYPHONY_PREDICTIONS)
-    if plots:
-        from tagger.evaluate import plots as P
+    try:
+        with folder_lock(out, what="tagger evaluate"):  # held from before the model loads to the last file
+            check_out_dir(out)  # (again: what is in the folder may have changed until the lock was held)
+            if not hasattr(scorer, "predict"):  # a loader
+                scorer = scorer()
+            stage = progress or (lambda _name: None)
+            solo_result = poly_result = None
+            if kind == "notes":
+                if not set(scorer.families) <= set(ds.families):  # a model with families beyond the canonical ten
+                    ds = NoteDataset.load(data_path, split=split, sources=sources, families=scorer.families)
+                ds = _restrict(ds, scorer.families)
+                if not ds.notes:
+                    raise DatasetError(data_path, f"no notes of the model's families ({', '.join(scorer.families)}) in split {split!r}")
+                if polyphony:  # first: a level the split cannot fill fails before the solo test has run
+                    poly_result = evaluate_polyphony(
+                        scorer, ds, per_level=per_level, levels=levels, seed=seed, settings=settings,
+                        batch_size=batch_size, progress=stage("polyphony"),
+                    )  # fmt: skip
+                if solo:
+                    solo_result = evaluate_solo(
+                        scorer, ds, batch_size=batch_size, progress=stage("solo"), max_notes=solo_notes, seed=seed
+                    )
+            else:
+                poly_result = evaluate_polyphony(scorer, manifest, levels=levels, batch_size=batch_size, progress=stage("polyphony"))
+            if solo_result is None and poly_result is None:
+                raise UserError("nothing to evaluate: both the solo test and the polyphony levels are off")
 
-        files.update(P.write_plots(out / PLOTS_DIR, solo=solo_result, polyphony=poly_result))
+            write_atomic(out / INCOMPLETE, "a tagger evaluate writing its report (or interrupted): rerun it\n")
+            for name in (REPORT_JSON, REPORT_MD):  # an earlier report's: a run stopped half-way must not leave
+                (out / name).unlink(missing_ok=True)  # it beside predictions it does not describe
+            files: dict[str, Path] = {}
+            if solo_result is not None:
+                files["solo_predictions"] = solo_result.predictions.save(out / SOLO_PREDICTIONS)
+            if poly_result is not None:
+                files["polyphony_predictions"] = poly_result.predictions.save(out / POLYPHONY_PREDICTIONS)
+            if plots:
+                from tagger.evaluate import plots as P
 
-    from tagger import __version__ as tagger_version
+                files.update(P.write_plots(out / PLOTS_DIR, solo=solo_result, polyphony=poly_result))
 
-    content = {
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "tagger_version": tagger_version,
-        "command": command,
-        "model": _model_info(scorer),
-        "data": {
-            "path": str(data_path.resolve()),
-            "kind": kind,
-            "split": split if kind == "notes" else None,
-            "acoustic_only": acoustic_only if kind == "notes" else None,
-            "sha256": sha256_file(meta_file),
-        },
-        "paper": paper.as_dict(),
-        "solo": solo_result.metrics if solo_result is not None else None,
-        "polyphony": {"source": poly_result.source, **poly_result.metrics} if poly_result is not None else None,
-        "files": {k: str(v.relative_to(out)) for k, v in sorted(files.items())},
-    }
-    content = jsonable(content)
-    json_path = out / REPORT_JSON
-    write_atomic(json_path, json.dumps(content, indent=1, allow_nan=False) + "\n")
-    md_path = out / REPORT_MD
-    write_atomic(md_path, render_markdown(content))
-    files["json"], files["markdown"] = json_path, md_path
-    (out / INCOMPLETE).unlink()
-    return Report(data=content, out_dir=out, files=files, solo=solo_result, polyphony=poly_result)
+            from tagger import __version__ as tagger_version
+
+            content = {
+                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                "tagger_version": tagger_version,
+                "command": command,
+                "model": _model_info(scorer),
+                "data": {
+                    "path": str(data_path.resolve()),
+                    "kind": kind,
+                    "split": split if kind == "notes" else None,
+                    "acoustic_only": acoustic_only if kind == "notes" else None,
+                    "sha256": sha256_file(meta_file),
+                },
+                "paper": paper.as_dict(),
+                "solo": solo_result.metrics if solo_result is not None else None,
+                "polyphony": {"source": poly_result.source, **poly_result.metrics} if poly_result is not None else None,
+                "files": {k: str(v.relative_to(out)) for k, v in sorted(files.items())},
+            }
+            content = jsonable(content)
+            json_path = out / REPORT_JSON
+            write_atomic(json_path, json.dumps(content, indent=1, allow_nan=False) + "\n")
+            md_path = out / REPORT_MD
+            write_atomic(md_path, render_markdown(content))
+            files["json"], files["markdown"] = json_path, md_path
+            (out / INCOMPLETE).unlink()
+            return Report(data=content, out_dir=out, files=files, solo=solo_result, polyphony=poly_result)
+    finally:
+        if created:
+            try:
+                out.rmdir()  # a run that wrote nothing leaves no empty folder
+            except OSError:
+                pass
 
 
 INCOMPLETE = ".report.incomplete"
