@@ -20,7 +20,7 @@ from tagger import constants as C
 from tagger.cli import app
 from tagger.data import mix as M
 from tagger.data import nsynth
-from tagger.errors import DatasetError, UserError
+from tagger.errors import AudioReadError, DatasetError, UserError
 from tagger.evaluate import report as R
 from tagger.instruments import FAMILIES
 
@@ -456,6 +456,33 @@ def test_two_evaluations_into_one_out_folder_at_once_are_refused_not_interleaved
     with pytest.raises(UserError, match="no model here"):  # a run that fails before writing leaves no folder
         R.evaluate(mixtures, out_dir=tmp_path / "never", scorer=missing_model, plots=False)
     assert not (tmp_path / "never").exists()
+
+
+def test_a_mixture_shorter_than_the_window_is_evaluated_padded_and_the_report_names_it(tmp_path, mixtures):
+    """A hand-made manifest's WAV shorter than 4 s was padded with silence without a word: it is still
+    scored padded (as a scan pads a track's last window), and the report counts and names it."""
+    short = mixtures / "level01" / "mix_01_0000.wav"
+    tone = 0.5 * np.sin(2 * np.pi * 440 * np.arange(int(1.5 * C.SAMPLE_RATE)) / C.SAMPLE_RATE)
+    sf.write(short, tone, C.SAMPLE_RATE, subtype="FLOAT")
+    seen = []
+
+    class Recording(Scorer):
+        def predict(self, windows):
+            seen.extend(windows)
+            return super().predict(windows)
+
+    report = R.evaluate(mixtures, out_dir=tmp_path / "report", scorer=Recording(), plots=False)
+    window = seen[report.polyphony.predictions.ids.index("level01/mix_01_0000.wav")]
+    assert np.allclose(window[: len(tone)], tone, atol=1e-6) and not window[len(tone) :].any()  # padded with silence
+    padded = json.loads((tmp_path / "report" / "report.json").read_text())["polyphony"]["source"]["padded"]
+    assert padded == {"count": 1, "window_seconds": C.WINDOW_SECONDS, "files": [{"file": "level01/mix_01_0000.wav", "seconds": 1.5}]}
+    assert "1 mixture(s) shorter than the 4 s window were evaluated padded with silence" in (tmp_path / "report" / "report.md").read_text()
+    assert "`level01/mix_01_0000.wav` (1.5 s)" in (tmp_path / "report" / "report.md").read_text()
+
+    sf.write(short, np.zeros(0), C.SAMPLE_RATE, subtype="PCM_16")  # no audio at all: refused, named
+    with pytest.raises(AudioReadError, match="holds no audio") as exc:
+        R.evaluate(mixtures, out_dir=tmp_path / "report2", scorer=Scorer(), plots=False)
+    assert str(short) in str(exc.value)
 
 
 def test_saved_predictions_are_written_whole_or_not_at_all(tmp_path, monkeypatch, mixtures):

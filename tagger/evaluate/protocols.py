@@ -242,12 +242,17 @@ def _restrict(dataset: NoteDataset, families: Sequence[str]) -> NoteDataset:
     )
 
 
-def _read_mixture_windows(records: Sequence[dict]) -> np.ndarray:
+def _read_mixture_windows(records: Sequence[dict], *, padded: list[dict] | None = None) -> np.ndarray:
+    """The first 4 s window of each mixture file [shape=(n, WINDOW_SAMPLES)]. A clip shorter than the
+    window is padded with silence (as a scan pads a track's last window) and, when `padded` is
+    given, listed there with its length (a file with no audio at all: `AudioReadError` from `audio.load`)."""
     from tagger import audio
 
     out = np.zeros((len(records), C.WINDOW_SAMPLES), dtype=np.float32)
     for i, rec in enumerate(records):
         clip = audio.load(rec["path"], max_seconds=C.WINDOW_SECONDS)
+        if len(clip) < C.WINDOW_SAMPLES and padded is not None:
+            padded.append({"file": rec["file"], "seconds": round(len(clip) / C.SAMPLE_RATE, 3)})
         out[i, : len(clip)] = clip[: C.WINDOW_SAMPLES]
     return out
 
@@ -307,7 +312,11 @@ def evaluate_polyphony(
         unknown = sorted(set(source_families) - set(fams))
         if unknown:
             log.warning("the model has no classifier for %s; those instruments are scored as distractors", unknown)
-        load = _read_mixture_windows
+        padded: list[dict] = []  # (filled while the files are read: the report's "padded")
+
+        def load(chunk):
+            return _read_mixture_windows(chunk, padded=padded)
+
         info = {
             "kind": "manifest",
             "per_level": source.get("per_level"),
@@ -326,6 +335,11 @@ def evaluate_polyphony(
         scores=scores,
         thresholds=np.asarray(scorer.thresholds, dtype=np.float32),
     )
+    if info["kind"] == "manifest":
+        info["padded"] = {"count": len(padded), "window_seconds": C.WINDOW_SECONDS, "files": padded}
+        if padded:
+            log.warning("%d mixture(s) shorter than the %g s window were evaluated padded with silence: %s",
+                        len(padded), C.WINDOW_SECONDS, ", ".join(p["file"] for p in padded[:5]) + (" ..." if len(padded) > 5 else ""))  # fmt: skip
     return PolyphonyResult(predictions=preds, metrics=polyphony_metrics(preds), source=info)
 
 

@@ -123,6 +123,15 @@ def render_markdown(report: dict) -> str:
             "Overall = the unweighted mean over levels, as the paper computes it.",
             "",
         ]
+        pad = src.get("padded") or {}
+        if pad.get("count"):
+            names = ", ".join(f"`{p['file']}` ({p['seconds']:g} s)" for p in pad["files"][:20])
+            more = f" and {pad['count'] - 20} more (all in report.json)" if pad["count"] > 20 else ""
+            lines += [
+                f"**{pad['count']} mixture(s) shorter than the {pad['window_seconds']:g} s window were evaluated "
+                f"padded with silence:** {names}{more}.",
+                "",
+            ]
         if sorted(int(k) for k in poly["levels"]) != sorted(int(k) for k in pap["level_accuracy"]):
             lines += [
                 f"Only levels {format_levels([int(k) for k in poly['levels']])} were run: our overall values "
