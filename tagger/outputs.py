@@ -120,7 +120,7 @@ def folder_lock(folder: str | os.PathLike, *, what: str):
     import errno
     import fcntl
 
-    from tagger.db.lock import _holder
+    from tagger.db.lock import lock_holder
 
     folder = Path(folder)
     path = folder / LOCK_NAME
@@ -132,7 +132,7 @@ def folder_lock(folder: str | os.PathLike, *, what: str):
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
-            pid = _holder(fd)
+            pid = lock_holder(fd)
             os.close(fd)
             if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise UserError(f"{path}: cannot lock: {exc.strerror or exc}") from None

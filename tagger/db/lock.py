@@ -70,7 +70,8 @@ def database_files(url: str) -> frozenset[str]:
     return frozenset([str(db), *(f"{db}{suffix}" for suffix in SQLITE_COMPANIONS)])
 
 
-def _holder(fd: int) -> str:
+def lock_holder(fd: int) -> str:
+    """The process id a lock file (open as `fd`) names, as its holder wrote it; "" when unreadable."""
     try:
         text = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
     except OSError:
@@ -107,7 +108,7 @@ def scan_lock(url: str, *, then: str = "scan again", engine=None):
         except OSError as exc:
             if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise TaggerError(f"{path}: cannot lock: {exc.strerror or exc}") from None
-            pid = _holder(fd)
+            pid = lock_holder(fd)
             who = f"process {pid}" if pid else "another process"
             raise DatabaseBusy(
                 f"another tagger scan or prune ({who}) is using the database {sqlite_file(url)}; "
