@@ -478,6 +478,16 @@ def test_a_mixture_shorter_than_the_window_is_evaluated_padded_and_the_report_na
     assert padded == {"count": 1, "window_seconds": C.WINDOW_SECONDS, "files": [{"file": "level01/mix_01_0000.wav", "seconds": 1.5}]}
     assert "1 mixture(s) shorter than the 4 s window were evaluated padded with silence" in (tmp_path / "report" / "report.md").read_text()
     assert "`level01/mix_01_0000.wav` (1.5 s)" in (tmp_path / "report" / "report.md").read_text()
+    assert json.loads((tmp_path / "report" / "report.json").read_text())["polyphony"]["source"]["cut"]["count"] == 0
+
+    long = 0.5 * np.sin(2 * np.pi * 440 * np.arange(int(6.5 * C.SAMPLE_RATE)) / C.SAMPLE_RATE)
+    sf.write(short, long, C.SAMPLE_RATE, subtype="FLOAT")  # longer than the window: was scored on 4 s without a word
+    R.evaluate(mixtures, out_dir=tmp_path / "report-long", scorer=Scorer(), plots=False)
+    source = json.loads((tmp_path / "report-long" / "report.json").read_text())["polyphony"]["source"]
+    assert source["cut"] == {"count": 1, "window_seconds": C.WINDOW_SECONDS, "files": [{"file": "level01/mix_01_0000.wav", "seconds": 6.5}]}
+    assert source["padded"]["count"] == 0
+    text = (tmp_path / "report-long" / "report.md").read_text()
+    assert "1 mixture(s) longer than the 4 s window were scored on their first window only:** `level01/mix_01_0000.wav` (6.5 s)" in text
 
     sf.write(short, np.zeros(0), C.SAMPLE_RATE, subtype="PCM_16")  # no audio at all: refused, named
     with pytest.raises(AudioReadError, match="holds no audio") as exc:

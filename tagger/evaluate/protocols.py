@@ -242,10 +242,13 @@ def _restrict(dataset: NoteDataset, families: Sequence[str]) -> NoteDataset:
     )
 
 
-def _read_mixture_windows(records: Sequence[dict], *, padded: list[dict] | None = None) -> np.ndarray:
+def _read_mixture_windows(records: Sequence[dict], *, padded: list[dict] | None = None,
+                          cut: list[dict] | None = None) -> np.ndarray:  # fmt: skip
     """The first 4 s window of each mixture file [shape=(n, WINDOW_SAMPLES)]. A clip shorter than the
     window is padded with silence (as a scan pads a track's last window) and, when `padded` is
-    given, listed there with its length (a file with no audio at all: `AudioReadError` from `audio.load`)."""
+    given, listed there with its length; a clip longer than the window (by more than 10 ms, as its
+    container gives its length) is scored on its first window and, when `cut` is given, listed there
+    with its length (a file with no audio at all: `AudioReadError` from `audio.load`)."""
     from tagger import audio
 
     out = np.zeros((len(records), C.WINDOW_SAMPLES), dtype=np.float32)
@@ -253,6 +256,10 @@ def _read_mixture_windows(records: Sequence[dict], *, padded: list[dict] | None 
         clip = audio.load(rec["path"], max_seconds=C.WINDOW_SECONDS)
         if len(clip) < C.WINDOW_SAMPLES and padded is not None:
             padded.append({"file": rec["file"], "seconds": round(len(clip) / C.SAMPLE_RATE, 3)})
+        elif cut is not None:
+            length = audio.info(rec["path"]).duration
+            if length is not None and length > C.WINDOW_SECONDS + 0.01:
+                cut.append({"file": rec["file"], "seconds": round(length, 3)})
         out[i, : len(clip)] = clip[: C.WINDOW_SAMPLES]
     return out
 
@@ -312,10 +319,11 @@ def evaluate_polyphony(
         unknown = sorted(set(source_families) - set(fams))
         if unknown:
             log.warning("the model has no classifier for %s; those instruments are scored as distractors", unknown)
-        padded: list[dict] = []  # (filled while the files are read: the report's "padded")
+        padded: list[dict] = []  # (filled while the files are read: the report's "padded" and "cut")
+        cut: list[dict] = []
 
         def load(chunk):
-            return _read_mixture_windows(chunk, padded=padded)
+            return _read_mixture_windows(chunk, padded=padded, cut=cut)
 
         info = {
             "kind": "manifest",
@@ -337,9 +345,12 @@ def evaluate_polyphony(
     )
     if info["kind"] == "manifest":
         info["padded"] = {"count": len(padded), "window_seconds": C.WINDOW_SECONDS, "files": padded}
-        if padded:
-            log.warning("%d mixture(s) shorter than the %g s window were evaluated padded with silence: %s",
-                        len(padded), C.WINDOW_SECONDS, ", ".join(p["file"] for p in padded[:5]) + (" ..." if len(padded) > 5 else ""))  # fmt: skip
+        info["cut"] = {"count": len(cut), "window_seconds": C.WINDOW_SECONDS, "files": cut}
+        for clips, what in ((padded, "shorter than the %g s window were evaluated padded with silence"),
+                            (cut, "longer than the %g s window were scored on their first window only")):  # fmt: skip
+            if clips:
+                log.warning("%d mixture(s) " + what + ": %s", len(clips), C.WINDOW_SECONDS,
+                            ", ".join(p["file"] for p in clips[:5]) + (" ..." if len(clips) > 5 else ""))  # fmt: skip
     return PolyphonyResult(predictions=preds, metrics=polyphony_metrics(preds), source=info)
 
 

@@ -123,15 +123,13 @@ def render_markdown(report: dict) -> str:
             "Overall = the unweighted mean over levels, as the paper computes it.",
             "",
         ]
-        pad = src.get("padded") or {}
-        if pad.get("count"):
-            names = ", ".join(f"`{p['file']}` ({p['seconds']:g} s)" for p in pad["files"][:20])
-            more = f" and {pad['count'] - 20} more (all in report.json)" if pad["count"] > 20 else ""
-            lines += [
-                f"**{pad['count']} mixture(s) shorter than the {pad['window_seconds']:g} s window were evaluated "
-                f"padded with silence:** {names}{more}.",
-                "",
-            ]
+        for key, what in (("padded", "shorter than the {w:g} s window were evaluated padded with silence"),
+                          ("cut", "longer than the {w:g} s window were scored on their first window only")):  # fmt: skip
+            clips = src.get(key) or {}
+            if clips.get("count"):
+                names = ", ".join(f"`{p['file']}` ({p['seconds']:g} s)" for p in clips["files"][:20])
+                more = f" and {clips['count'] - 20} more (all in report.json)" if clips["count"] > 20 else ""
+                lines += [f"**{clips['count']} mixture(s) {what.format(w=clips['window_seconds'])}:** {names}{more}.", ""]
         if sorted(int(k) for k in poly["levels"]) != sorted(int(k) for k in pap["level_accuracy"]):
             lines += [
                 f"Only levels {format_levels([int(k) for k in poly['levels']])} were run: our overall values "
