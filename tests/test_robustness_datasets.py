@@ -533,6 +533,25 @@ def test_render_into_a_folder_of_a_users_files_is_refused_before_anything_is_wri
     assert r.exit_code == 1 and "not a folder" in r.output and (tmp_path / "file").read_text() == "x"
 
 
+def test_two_renders_into_one_folder_at_once_are_refused_not_interleaved(tmp_path):
+    """`dataset render` had no lock on its folder (as `dataset mix` and `evaluate --out` had none):
+    two renders at once wrote examples.json and the audio of both. The second is refused now, in one
+    line naming the folder, and writes nothing; once the first is done, the folder takes a render."""
+    from tagger.outputs import LOCK_NAME, folder_lock
+
+    out = tmp_path / "ds"
+    out.mkdir()
+    args = ["dataset", "render", str(out), "--no-soundfonts", "--no-stk", "--no-salamander", "--no-sample-negatives"]
+    with folder_lock(out, what="tagger dataset render"):  # (a render in progress)
+        r = CliRunner().invoke(app, args)
+        assert r.exit_code == 1 and "Traceback" not in r.output, r.output
+        assert f"{out}: another tagger dataset render (process {os.getpid()}) is writing into this folder" in r.output
+        assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME]
+    assert not any(out.iterdir())  # (the lock file goes with the run that held it)
+    r = CliRunner().invoke(app, args)  # (no source: only the split of an empty dataset is written)
+    assert "another tagger dataset render" not in r.output and LOCK_NAME not in {p.name for p in out.iterdir()}
+
+
 def test_render_takes_an_empty_folder_or_a_dataset_to_add_to(tmp_path):
     from tagger.data.examples import check_render_folder
 

@@ -53,13 +53,26 @@ def render(
 
     Instruments already in OUT are kept, so rerunning with more programs (--variants) renders only those.
     """
+    from tagger.data.examples import check_render_folder
+    from tagger.outputs import folder_lock
+
+    check_render_folder(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with folder_lock(out, what="tagger dataset render"):  # (one render into a folder at a time)
+        check_render_folder(out)  # (again, held: another run may have written there meanwhile)
+        _render(out, soundfont=soundfont, soundfonts=soundfonts, negatives=negatives, variants=variants,
+                velocities=velocities, pitch_step=pitch_step, jobs=jobs, stk=stk, stk_variants=stk_variants,
+                stk_notes=stk_notes, no_salamander=no_salamander, salamander=salamander,
+                sample_negatives=sample_negatives, split_seed=split_seed)  # fmt: skip
+
+
+def _render(out: Path, *, soundfont, soundfonts, negatives, variants, velocities, pitch_step, jobs, stk, stk_variants,
+            stk_notes, no_salamander, salamander, sample_negatives, split_seed) -> None:  # fmt: skip
     from tqdm import tqdm
 
     from tagger.data import gm, nsynth, render as R
     from tagger.data import samples as M, stk as S
-    from tagger.data.examples import check_render_folder
 
-    check_render_folder(out)
     sfs = R.default_soundfonts() if not soundfont else {R.soundfont_key(p): p for p in soundfont}
     drums = R.default_drum_soundfonts() if not soundfont and negatives else {}
     vel = tuple(int(v) for v in velocities.split(","))

@@ -34,8 +34,10 @@ def check_render_folder(out_dir: str | os.PathLike) -> None:
         raise DatasetError(out, "not a folder")
     if not out.is_dir() or (out / "examples.json").is_file():
         return
+    from tagger.outputs import LOCK_NAME
+
     try:
-        held = sorted(p.name for p in out.iterdir())
+        held = sorted(p.name for p in out.iterdir() if p.name != LOCK_NAME)
     except OSError as exc:
         raise DatasetError(out, f"cannot list the folder: {exc.strerror or exc}") from None
     if held:
