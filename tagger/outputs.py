@@ -106,6 +106,16 @@ class FolderBusy(UserError):
     """Another tagger run is writing into the same output folder."""
 
 
+def lock_holder(fd: int) -> str:
+    """The process id a lock file (open as `fd`) names, as its holder wrote it; "" when unreadable
+    (the scan's database lock and `folder_lock` both write their holder's)."""
+    try:
+        text = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+    except OSError:
+        return ""
+    return text if text.isdigit() else ""
+
+
 @contextmanager
 def folder_lock(folder: str | os.PathLike, *, what: str):
     """Hold an exclusive ``fcntl.flock`` on ``<folder>/.tagger.lock`` for the duration of the block:
@@ -119,8 +129,6 @@ def folder_lock(folder: str | os.PathLike, *, what: str):
     a run that dies, however it dies."""
     import errno
     import fcntl
-
-    from tagger.db.lock import lock_holder
 
     folder = Path(folder)
     path = folder / LOCK_NAME

@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from tagger.errors import TaggerError, UserError
+from tagger.outputs import lock_holder
 
 log = logging.getLogger(__name__)
 
@@ -68,15 +69,6 @@ def database_files(url: str) -> frozenset[str]:
     if db is None:
         return frozenset()
     return frozenset([str(db), *(f"{db}{suffix}" for suffix in SQLITE_COMPANIONS)])
-
-
-def lock_holder(fd: int) -> str:
-    """The process id a lock file (open as `fd`) names, as its holder wrote it; "" when unreadable."""
-    try:
-        text = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
-    except OSError:
-        return ""
-    return text if text.isdigit() else ""
 
 
 @contextmanager
