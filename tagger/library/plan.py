@@ -159,6 +159,7 @@ def plan_files(roots, *, writer: ScanWriter, mv_id: int, rescan_stale: bool, ret
             existing[row[0]] = tuple(row[1:])
     last_report = 0.0
     own = database_files(writer.url)  # a database kept in the scanned folder is no music
+    own_names = {os.path.basename(f) for f in own}  # (realpath, a syscall per folder level, only for those names)
 
     def needs_analysis(status: str, track_mv: int | None, transient: bool = False) -> bool:
         if status == M.STATUS_ERROR:
@@ -174,7 +175,7 @@ def plan_files(roots, *, writer: ScanWriter, mv_id: int, rescan_stale: bool, ret
         if stop is not None and stop.requested:
             raise ScanInterrupted(stop.signum, 0)
         path = str(p)
-        if own and os.path.realpath(path) in own:
+        if os.path.basename(path) in own_names and os.path.realpath(path) in own:
             log.debug("not scanning %s: it is the library database's own file", path)
             continue
         shown = storable(path)
