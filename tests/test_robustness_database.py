@@ -254,3 +254,31 @@ def test_a_database_deleted_or_replaced_during_a_scan_stops_it(tmp_path, how):
     finally:
         db.close()
     assert [tags.read_instruments(f).tagged for f in files] == [True, False, False, False]
+
+
+@pytest.mark.parametrize("kind", ["notes", "link", "fifo"])
+def test_a_users_own_file_where_the_scan_lock_goes_is_never_overwritten(tmp_path, fake_models, kind):
+    # was: `scan` and `db prune` opened `<db>.lock` whatever it was, truncated it and wrote their PID
+    # into it (through a symbolic link too): the user's file of that name was lost
+    music, (song,), _ = _library(tmp_path)
+    dbfile, lock, notes = tmp_path / "mine.db", tmp_path / "mine.db.lock", tmp_path / "notes.txt"
+    notes.write_text("my notes, not a lock\n")
+    if kind == "notes":
+        lock.write_text("12 bars of blues\n")
+    elif kind == "link":
+        lock.symlink_to(notes)
+    else:
+        os.mkfifo(lock)
+    why = {"notes": "it holds 17 bytes of other data", "link": "it is a symbolic link", "fifo": "it is not a regular file"}
+    for command in (["scan", str(music), "--jobs", "0", "--no-write-tags"], ["db", "prune"]):
+        result = CliRunner().invoke(app, [*command, "--db", str(dbfile)])
+        _one_line_error(result, f"{lock} exists and is not tagger's scan lock ({why[kind]})", "left untouched")
+    assert notes.read_text() == "my notes, not a lock\n"
+    if kind == "notes":
+        assert lock.read_text() == "12 bars of blues\n"
+    lock.unlink()
+    result = CliRunner().invoke(app, ["scan", str(music), "--jobs", "0", "--no-write-tags", "--db", str(dbfile)])
+    assert result.exit_code == 0, result.output
+    assert lock.read_text().strip().isdigit()  # tagger's own lock, holding a PID, is taken again
+    result = CliRunner().invoke(app, ["db", "prune", "--db", str(dbfile)])
+    assert result.exit_code == 0, result.output

@@ -4,7 +4,9 @@ SQLite: `scan_lock` takes an exclusive ``fcntl.flock`` on ``<database>.lock`` (c
 missing, never deleted: removing a lock file would let two processes lock two different files).
 The holder writes its PID into it, so that a second scan refuses with a message naming the process
 that holds the database. The kernel releases the lock when the holder exits, however it exits
-(``kill -9`` included), so a crashed scan never leaves a stale lock behind.
+(``kill -9`` included), so a crashed scan never leaves a stale lock behind. A file of that name
+that is not such a lock (empty, or a PID) is never written: the scan refuses, naming it
+(`NotOurLock`).
 
 PostgreSQL: a database shared by several machines is locked in the server: a scan holds
 ``pg_try_advisory_lock(SCAN_LOCK_KEY)`` on a connection of its own for as long as it runs
@@ -19,6 +21,8 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
+import stat
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -32,6 +36,27 @@ LOCK_SUFFIX = ".lock"
 
 class DatabaseBusy(UserError):
     """Another scan holds the library database."""
+
+
+class NotOurLock(UserError):
+    """A file where the scan lock goes is not one: the user's own, which the lock would overwrite."""
+
+
+_LOCK_CONTENT = re.compile(rb"\d{1,20}\n?")
+"""What a scan lock holds: nothing, or the PID of the last scan that held it."""
+
+
+def _not_a_lock(fd: int) -> str | None:
+    """Why the file open as `fd` is not a scan lock tagger made (another file of that name, which
+    writing our PID into would destroy); None when it is one."""
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        return "it is not a regular file"
+    if info.st_size == 0:
+        return None
+    if info.st_size > 64 or not _LOCK_CONTENT.fullmatch(os.pread(fd, 64, 0)):
+        return f"it holds {info.st_size} bytes of other data"
+    return None
 
 
 def sqlite_file(url: str) -> Path | None:
@@ -88,13 +113,23 @@ def scan_lock(url: str, *, then: str = "scan again", engine=None):
         return
     import fcntl
 
+    refuse = ("exists and is not tagger's scan lock ({}); a scan keeps its lock in a file of that name beside "
+              "the database and would overwrite it: left untouched, move it away (or give --db another name)")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        # (not through a symbolic link, nor a terminal made ours: never anything but a plain file)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NOCTTY | os.O_NONBLOCK, 0o644)
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise NotOurLock(f"{path} {refuse.format('it is a symbolic link')}") from None
         hint = " (the database folder is read-only)" if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM) else ""
+        if hint and path.exists():
+            hint = " (the lock file is not writable by this user: run as the user who owns it)"
         raise TaggerError(f"{path}: cannot create the scan lock file: {exc.strerror or exc}{hint}") from None
     try:
+        why = _not_a_lock(fd)
+        if why:
+            raise NotOurLock(f"{path} {refuse.format(why)}")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
