@@ -282,3 +282,93 @@ def test_a_users_own_file_where_the_scan_lock_goes_is_never_overwritten(tmp_path
     assert lock.read_text().strip().isdigit()  # tagger's own lock, holding a PID, is taken again
     result = CliRunner().invoke(app, ["db", "prune", "--db", str(dbfile)])
     assert result.exit_code == 0, result.output
+
+
+def _as_another_user(run):
+    """``run()`` in a child process of user nobody (65534), as a user who does not own the files
+    (this is root: root writes anything); here when this is not root. Returns what it returns. (The
+    child is forked, not started: it could not read this Python where it is installed.)"""
+    import pickle
+    import traceback
+
+    if os.geteuid() != 0:
+        return run()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        status = 0
+        try:
+            os.close(read)
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            out = pickle.dumps(("ok", run()))
+        except BaseException:  # noqa: BLE001 - handed to the parent
+            out, status = pickle.dumps(("failed", traceback.format_exc())), 1
+        finally:
+            try:
+                with os.fdopen(write, "wb") as f:
+                    f.write(out)
+            finally:
+                os._exit(status)
+    os.close(write)
+    with os.fdopen(read, "rb") as f:
+        kind, value = pickle.loads(f.read())
+    os.waitpid(pid, 0)
+    assert kind == "ok", value
+    return value
+
+
+@pytest.mark.parametrize("where", ["file", "folder"])
+def test_a_read_only_database_answers_reads_and_refuses_writes_in_one_line(tmp_path, fake_models, where):
+    # A database file of mode 0444, or in a folder of mode 0555, used by a user who does not own it.
+    # Was: `scan` loaded its models, made its lock file beside the database, then stopped at its
+    # first write on SQLite's "attempt to write a readonly database"; `tag` the same.
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    if not hasattr(os, "fork"):
+        pytest.skip("needs fork")
+    home = Path(tempfile.mkdtemp(prefix="tagger-ro-"))  # (tmp_path is not open to other users)
+    try:
+        os.chmod(home, 0o755)
+        music, (song,), dbfile = _library(home)
+        reads = [["query"], ["query", "--format", "json"], ["show", str(song)], ["stats"], ["errors"]]
+        writes = [["scan", str(music), "--jobs", "0"], ["db", "prune"], ["tag", str(music)]]
+        # as the owner: the answers, and every command once (the child imports nothing it cannot read)
+        copy = tmp_path / "copy.db"
+        shutil.copy(dbfile, copy)
+        for command in writes[:2] + [["tag", str(music), "--dry-run"]]:
+            CliRunner().invoke(app, [*command, "--db", str(copy)])
+        answers = [CliRunner().invoke(app, [*command, "--db", str(dbfile)]).output for command in reads]
+        if os.geteuid() == 0:
+            for name in [music, *music.iterdir()]:
+                os.chown(name, 65534, 65534)  # the music is theirs: only the database stops them
+        if where == "file":
+            (home / "lib.db.lock").unlink()  # (was made again by the refused scan)
+            os.chmod(dbfile, 0o444)
+            os.chmod(home, 0o777)
+        else:
+            os.chmod(home, 0o555)
+        before, content = sorted(os.listdir(home)), dbfile.read_bytes()
+
+        def run_all():
+            results = [CliRunner().invoke(app, [*c, "--db", str(dbfile)]) for c in reads + writes]
+            return [(r.exit_code, r.output, repr(r.exception)) for r in results], sorted(os.listdir(home))
+
+        results, after = _as_another_user(run_all)
+        for command, answer, (code, output, _) in zip(reads, answers, results):
+            assert code == 0 and output == answer, (command, output)
+        for command, (code, output, exception) in zip(writes, results[len(reads) :]):
+            lines = output.strip().splitlines()
+            assert code == 1 and "SystemExit" in exception and len(lines) == 1, (command, output)
+            assert lines[0].startswith(f"tagger: error: the database {dbfile} cannot be written ("), lines[0]
+            assert f"`tagger {' '.join(command[:2]) if command[0] == 'db' else command[0]}` writes it and changed nothing" in lines[0]
+            assert ("the file is read-only for this user (mode -r--r--r--)" if where == "file" else
+                    f"its folder {home} is read-only for this user") in lines[0]  # fmt: skip
+        assert after == before  # no -wal, -shm, -journal or lock file left behind
+        assert dbfile.read_bytes() == content
+    finally:
+        os.chmod(home, 0o755)
+        shutil.rmtree(home)

@@ -369,7 +369,8 @@ def test_a_read_only_database_is_a_clear_error_and_loses_nothing(tmp_path):
     write_audio(music / "b.wav", tone_signal([FREQ["flute"]], seconds=4.0))
     ro = open_database(f"sqlite:///file:{db_path}?mode=ro&uri=true")  # read-only, even for root
     try:
-        with pytest.raises(DatabaseError, match="cannot write the database .*readonly database; everything stored before is kept"):
+        with pytest.raises(DatabaseError, match=r"the database .*library.db cannot be written \(it was opened read-only\): "
+                                                 r"`tagger scan` writes it and changed nothing"):  # fmt: skip
             scan([music], db=ro, analyser=FakeAnalyser(), jobs=0)
     finally:
         ro.close()
@@ -428,7 +429,7 @@ def test_a_full_disk_and_a_read_only_filesystem_are_clear_errors_and_lose_nothin
     res = CliRunner().invoke(app, ["scan", str(music), "--db", str(db_path), "--jobs", "0", "--no-write-tags"])
     assert res.exit_code == 1 and "Traceback" not in res.output, res.output
     assert res.output.strip().splitlines()[-1].startswith("tagger: error:"), res.output
-    assert "cannot create the scan lock file" in res.output and "(the database folder is read-only)" in res.output  # before any write
+    assert f"the database {db_path} cannot be written (it is on a read-only file system ({small_disk}))" in res.output  # before any write
     subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=True)
     db = open_database(db_path)
     try:

@@ -31,11 +31,11 @@ def _open(db: str | None, *, create: bool = False):
     return open_database(db, create=create)
 
 
-def _with_session(db: str | None, read, *, locked: str | None = None):
+def _with_session(db: str | None, read, *, locked: str | None = None, command: str = ""):
     """Open the library database, return `read(session)`, and close the database. A database that
     cannot be read (damaged, locked, gone) is one line naming it, not SQLAlchemy's traceback.
     ``locked``: hold the scan lock meanwhile (a change no scan may run beside), the refusal telling
-    the user to do that once the scan is done."""
+    the user to do that once the scan is done; a read-only database refuses ``command`` first."""
     from sqlalchemy.exc import SQLAlchemyError
 
     from tagger.db.lock import scan_lock
@@ -43,6 +43,8 @@ def _with_session(db: str | None, read, *, locked: str | None = None):
 
     database = _open(db)
     try:
+        if locked:  # (a change: refused on a read-only database before the lock file is made)
+            database.require_writable(command=command)
         with scan_lock(database.url, then=locked, engine=database.engine) if locked else contextlib.nullcontext(), database.session() as s:
             return read(s)
     except SQLAlchemyError as exc:
@@ -307,7 +309,7 @@ def db_upgrade(db: str = typer.Option(None, "--db", help=DB_HELP)) -> None:
         revision = upgrade(engine)
     finally:
         engine.dispose()
-    echo(f"{shown_url(engine.url)}: at revision {revision}")
+    echo(f"{shown_url(url)}: at revision {revision}")  # (the URL given: a read-only database's engine has another)
 
 
 @db_app.command("prune")
@@ -321,7 +323,7 @@ def db_prune(
     from tagger.db.queries import prune_missing
 
     # (a scan restoring a moved track meanwhile would have it deleted by the ids read before)
-    pruned = _with_session(db, prune_missing, locked="prune again")
+    pruned = _with_session(db, prune_missing, locked="prune again", command="db prune")
     if as_json:
         echo(json.dumps({"removed": pruned.removed, "kept": pruned.kept}, indent=1), lines=True)
         return

@@ -119,6 +119,8 @@ def tag(
 
     database = open_database(db, create=False)
     try:
+        if not dry_run:  # (it records each rewritten file: refused before any file is touched)
+            database.require_writable(command="tag")
         results = tags.tag_from_database(database, where=where, **options)
         _render(results, verb="tag", dry_run=dry_run)
     finally:

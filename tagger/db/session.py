@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -284,6 +285,24 @@ def _read_only_sqlite_file(database: str | None) -> Path | None:
     return path.resolve()
 
 
+def _not_writable(path: Path) -> str | None:
+    """Why this process cannot write the SQLite database file `path` (None: it could)."""
+    try:
+        if os.statvfs(path.parent).f_flag & os.ST_RDONLY:
+            return f"it is on a read-only file system ({path.parent})"
+    except OSError:
+        pass
+    if not os.access(path.parent, os.W_OK):
+        return f"its folder {path.parent} is read-only for this user, and SQLite writes its -wal and -shm files there"
+    if not os.access(path, os.W_OK):
+        try:
+            mode = f" (mode {stat.filemode(path.stat().st_mode)})"
+        except OSError:
+            mode = ""
+        return f"the file is read-only for this user{mode}"
+    return None
+
+
 def _installed(module: str) -> bool:
     import importlib.util
 
@@ -518,6 +537,19 @@ class Database:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def require_writable(self, *, command: str) -> None:
+        """Refuse `command` (one that writes the database) when the database was opened read-only
+        (`make_engine`: a file or folder this user cannot write), before it locks or changes
+        anything: one `DatabaseError` naming the file and why (was: the scan loaded its models,
+        created its lock file beside the database, then failed at its first write)."""
+        path = read_only_path(self.engine)
+        if path is None:
+            return
+        file = Path(path)
+        why = (_not_writable(file) if file.is_file() else None) or "it was opened read-only"
+        raise DatabaseError(f"the database {file} cannot be written ({why}): `tagger {command}` writes it and changed "
+                            "nothing; `query`, `show`, `stats` and `errors` read it as it is")  # fmt: skip
 
 
 def _holds_no_tables(path: Path) -> bool:

@@ -137,6 +137,7 @@ def _exclusive(func):
     @functools.wraps(func)
     def wrapper(roots, *, db: Database, **kwargs):
         roots = check_roots(roots)
+        db.require_writable(command="scan")
         with scan_lock(db.url, engine=db.engine):
             try:
                 return func(roots, db=db, **kwargs)
