@@ -353,3 +353,73 @@ def test_a_users_own_index_column_view_and_trigger_do_not_stop_the_upgrade(tmp_p
     assert con.execute("SELECT count(*) FROM my_ok").fetchone()[0] == sum(t["status"] == "ok" for t in written["tracks"])
     assert {r[0] for r in con.execute("SELECT name FROM sqlite_master")} >= {"my_paths", "my_ok", "my_log", "my_trigger"}
     con.close()
+
+
+OWN_OBJECTS = {  # a user's own views and triggers on the table a step copies, and one on another table using it
+    "view": "CREATE VIEW my_ok AS SELECT path, format FROM tracks WHERE status = 'ok'",
+    "trigger on it": "CREATE TRIGGER my_trigger AFTER UPDATE OF status ON tracks BEGIN INSERT INTO my_log VALUES (new.path); END",
+    "trigger using it": "CREATE TRIGGER my_trigger AFTER INSERT ON my_log BEGIN UPDATE tracks SET error = 'seen' WHERE path = new.path; END",
+}
+COPY_TRACKS = """
+    with op.batch_alter_table("tracks", recreate="always") as batch:
+        batch.alter_column("format", type_=sa.String(60))
+"""
+
+
+@pytest.mark.parametrize("kind", OWN_OBJECTS)
+def test_a_users_view_or_trigger_on_a_table_a_step_copies_is_kept_and_works(tmp_path, monkeypatch, kind):
+    """Was: a view on ``tracks`` stopped a step that copies it ("error in view my_ok: no such table:
+    main.tracks"), so did a trigger of another table using it, and a trigger on it was dropped with
+    the old table without a word."""
+    path = tmp_path / "lib.db"
+    url = as_url(path)
+    written = expected_at_head(write_database_at(url, "0008"), "0008")
+    con = sqlite3.connect(path)
+    con.executescript(f"CREATE TABLE my_log (path TEXT); {OWN_OBJECTS[kind]};")
+    con.close()
+    migrations_with(tmp_path, monkeypatch, COPY_TRACKS)
+    db = open_database(path)
+    assert current_revision(db.engine) == "0009"
+    with db.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE name LIKE 'my\\_%' ESCAPE '\\' AND name != 'my_log'").scalars().all() == [
+            OWN_OBJECTS[kind]]  # fmt: skip
+        assert conn.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
+    for table in ("tracks", "detections", "segments", "window_scores"):
+        assert table_rows(db.engine, table) == written[table], table
+    first = written["tracks"][0]["path"]
+    with db.engine.begin() as conn:  # the object still does its work
+        if kind == "view":
+            assert conn.exec_driver_sql("SELECT count(*) FROM my_ok").scalar() == sum(t["status"] == "ok" for t in written["tracks"])
+        elif kind == "trigger on it":
+            conn.exec_driver_sql("UPDATE tracks SET status = 'missing' WHERE path = ?", (first,))
+            assert conn.exec_driver_sql("SELECT path FROM my_log").scalars().all() == [first]
+        else:
+            conn.exec_driver_sql("INSERT INTO my_log VALUES (?)", (first,))
+            assert conn.exec_driver_sql("SELECT error FROM tracks WHERE path = ?", (first,)).scalar() == "seen"
+    db.close()
+
+
+def test_a_users_view_that_no_longer_fits_the_new_schema_is_named_and_nothing_is_migrated(tmp_path, monkeypatch):
+    path = tmp_path / "lib.db"
+    written = write_database_at(as_url(path), "0008")
+    con = sqlite3.connect(path)
+    con.execute("CREATE VIEW my_errors AS SELECT path, error FROM tracks WHERE status = 'error'")
+    con.close()
+    migrations_with(tmp_path, monkeypatch, """
+        with op.batch_alter_table("tracks") as batch:
+            batch.drop_column("error")
+    """)
+    r = CliRunner().invoke(app, ["stats", "--db", str(path)])
+    lines = r.output.strip().splitlines()
+    assert r.exit_code == 1 and len(lines) == 1, r.output
+    assert lines[0].startswith(f"tagger: error: cannot migrate the database sqlite:///{path} to revision 0009: the view "
+                               "my_errors, made by hand, does not fit the new schema (no such column: error): save its "
+                               "definition"), lines[0]  # fmt: skip
+    assert "drop it (DROP VIEW my_errors), run the command again" in lines[0]
+    assert lines[0].endswith("it was left as it was, at revision 0008"), lines[0]
+    engine = make_engine(as_url(path))
+    with engine.connect() as conn:
+        assert current_revision(engine) == "0008"
+        assert conn.exec_driver_sql("SELECT count(*) FROM my_errors").scalar() == sum(t["status"] == "error" for t in written["tracks"])
+    assert [{k: r[k] for k in written["tracks"][0]} for r in table_rows(engine, "tracks")] == written["tracks"]
+    engine.dispose()

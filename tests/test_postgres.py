@@ -324,3 +324,28 @@ def test_a_postgres_library_of_an_old_revision_is_upgraded_with_every_row_kept(p
 
     written = write_database_at(pg_url, revision)
     check_upgraded(pg_url, written, revision)
+
+
+def test_a_users_view_on_what_a_postgres_step_changes_is_named(pg_url, tmp_path, monkeypatch):
+    """Was: "cannot alter type of a column used by a view or rule" alone (the server's first line):
+    the view's name, in the server's DETAIL, was left out."""
+    from old_databases import table_rows, write_database_at
+    from test_db import migrations_with
+
+    written = write_database_at(pg_url, "0008")
+    engine = make_engine(pg_url)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE VIEW my_formats AS SELECT path, format FROM tracks"))
+    migrations_with(tmp_path, monkeypatch, """
+        op.alter_column("tracks", "format", type_=sa.String(60))
+    """)
+    with pytest.raises(DatabaseError) as caught:
+        upgrade(engine)
+    message = str(caught.value)
+    assert "(step 0009: A test migration): cannot alter type of a column used by a view or rule" in message, message
+    assert "rule _RETURN on view my_formats depends on column \"format\"" in message, message
+    assert "made by hand: save its definition, drop it, run the command again, then create it again" in message, message
+    assert "; it was left as it was, at revision 0008" in message
+    assert current_revision(engine) == "0008"
+    assert [{k: r[k] for k in written["tracks"][0]} for r in table_rows(engine, "tracks")] == written["tracks"]
+    engine.dispose()

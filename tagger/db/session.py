@@ -421,6 +421,65 @@ def _one_transaction(conn):
         dbapi.isolation_level = saved
 
 
+class OwnObjectUnfit(Exception):
+    """A view or trigger made by hand does not fit the migrated schema (rolled back)."""
+
+
+def _set_aside_own_objects(conn) -> list[tuple[str, str, str]]:
+    """SQLite: drop the views and triggers of the database (tagger makes none: the user's own) for
+    the migration, and return ``(type, name, sql)`` of each for `_restore_own_objects`. A step that
+    copies a table (batch mode) drops it: its triggers went with it, unsaid, and a view on it stopped
+    the step on "error in view NAME: no such table: main.tracks". Elsewhere: nothing (PostgreSQL
+    keeps them through a step, or refuses it naming them: `_dependents`)."""
+    if conn.dialect.name != "sqlite":
+        return []
+    own = [tuple(row) for row in conn.exec_driver_sql(
+        "SELECT type, name, sql FROM sqlite_master WHERE type IN ('view', 'trigger') AND sql IS NOT NULL "
+        "ORDER BY type = 'trigger', rowid")]  # fmt: skip
+    for kind, name, _ in reversed(own):
+        conn.exec_driver_sql(f'DROP {kind.upper()} IF EXISTS "{name.replace(chr(34), chr(34) * 2)}"')
+    return own
+
+
+def _restore_own_objects(conn, own: list[tuple[str, str, str]]) -> None:
+    """Create again, as they were written, the views and triggers `_set_aside_own_objects` dropped,
+    and check them against the new schema (SQLite creates a view of a column that is gone without a
+    word: the rename of a scratch table makes it check every view and trigger); `OwnObjectUnfit`
+    naming the first that no longer fits (the migration is rolled back)."""
+    if not own:
+        return
+
+    def unfit(kind: str, name: str, reason: str) -> OwnObjectUnfit:
+        return OwnObjectUnfit(
+            f"the {kind} {name}, made by hand, does not fit the new schema ({reason}): save its definition "
+            f"(sqlite3 DATABASE '.schema {name}'), drop it (DROP {kind.upper()} {name}), run the command again, then "
+            "create it again to fit the new schema"
+        )
+
+    for kind, name, sql in own:
+        try:
+            conn.exec_driver_sql(sql)
+        except SQLAlchemyError as exc:
+            raise unfit(kind, name, driver_reason(exc)) from None
+    conn.exec_driver_sql('CREATE TABLE "_tagger_schema_check" (x)')
+    try:
+        conn.exec_driver_sql('ALTER TABLE "_tagger_schema_check" RENAME TO "_tagger_schema_checked"')
+    except SQLAlchemyError as exc:
+        found = re.match(r"error in (view|trigger) (.+?): (.*)", driver_reason(exc))
+        if found is None:
+            raise
+        raise unfit(*found.groups()) from None
+    conn.exec_driver_sql('DROP TABLE "_tagger_schema_checked"')
+
+
+def _dependents(exc) -> str:
+    """The objects the database server names as depending on what a migration step changes
+    (PostgreSQL's DETAIL: "view my_ok depends on column format of table tracks"); empty if none."""
+    detail = getattr(getattr(getattr(exc, "orig", None), "diag", None), "message_detail", None) or ""
+    lines = [line.strip() for line in detail.splitlines() if "depends on" in line]
+    return "; ".join(lines[:3]) + ("; ..." if len(lines) > 3 else "")
+
+
 class ForeignKeyViolation(Exception):
     """A migration left rows referencing rows that do not exist (rolled back)."""
 
@@ -471,13 +530,23 @@ def upgrade(engine: Engine, *, revision: str = "head") -> str | None:
             with _one_transaction(conn):
                 cfg.attributes["connection"] = conn
                 cfg.attributes["applied"] = []  # filled by migrations/env.py, step by step
+                own = _set_aside_own_objects(conn)
                 command.upgrade(cfg, revision)
+                _restore_own_objects(conn, own)
+    except OwnObjectUnfit as exc:
+        at = f", at revision {start}" if start else ""
+        raise DatabaseError(f"cannot migrate the database {_shown(engine)} to revision {revision if revision != 'head' else head_revision()}: "
+                            f"{exc}; it was left as it was{at}") from None  # fmt: skip
     except (SQLAlchemyError, CommandError, ForeignKeyViolation) as exc:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        detail = _dependents(exc)
         step = _failed_step(cfg, start, revision)
         at = f", at revision {start}" if start else ""
         hint = ""
-        if step and HAND_MADE.search(reason):
+        if step and detail:  # (PostgreSQL: a view, rule or trigger made by hand on what the step changes)
+            reason = f"{reason} ({detail})"
+            hint = ". That object was made by hand: save its definition, drop it, run the command again, then create it again"
+        elif step and HAND_MADE.search(reason):
             hint = (f". Its schema is not the one revision {start or 'base'} made (a table, column, index, view "
                     "or trigger added or dropped by hand?): undo that change, or restore a backup, and run the command again")  # fmt: skip
         raise DatabaseError(
