@@ -33,7 +33,7 @@ def test_migrations_folder_is_found_and_has_its_revisions():
     d = migrations_dir()
     assert (d / "env.py").is_file() and (d / "script.py.mako").is_file()
     assert len(list((d / "versions").glob("0*.py"))) >= 2
-    assert head_revision() == "0008"
+    assert head_revision() == HEAD
 
 
 def test_migrated_schema_equals_the_orm_models(tmp_path):
@@ -71,7 +71,7 @@ def test_upgrade_from_first_revision_keeps_data(tmp_path):
         conn.execute(text("INSERT INTO segments (track_id, family, start, \"end\") VALUES (1, 'bass', 0.0, 8.0)"))
     engine.dispose()
 
-    db = open_database(tmp_path / "old.db")  # applies 0002 to 0008 automatically
+    db = open_database(tmp_path / "old.db")  # applies 0002 to 0009 automatically
     assert current_revision(db.engine) == head_revision()
     with db.session() as s:
         a = s.scalar(select(M.Track).where(M.Track.path == "/m/a.flac"))
@@ -118,7 +118,7 @@ def test_db_upgrade_command_creates_and_is_idempotent(tmp_path):
     for _ in range(2):
         r = runner.invoke(app, ["db", "upgrade", "--db", str(path)])
         assert r.exit_code == 0, r.output
-        assert "at revision 0008" in r.output
+        assert f"at revision {HEAD}" in r.output
     assert path.is_file()
 
 
@@ -187,7 +187,7 @@ def test_a_migration_failing_midway_leaves_the_database_as_it_was(tmp_path, monk
 
 def test_a_database_from_a_newer_tagger_is_one_line_naming_the_revision(tmp_path):
     path = library_of_a_newer_tagger(tmp_path / "lib.db")
-    with pytest.raises(DatabaseError, match=r"schema revision 0099, which tagger .* does not know \(it knows up to 0008\)"):
+    with pytest.raises(DatabaseError, match=r"schema revision 0099, which tagger .* does not know \(it knows up to 0009\)"):
         open_database(path)
     r = CliRunner().invoke(app, ["stats", "--db", str(path)])
     assert r.exit_code == 1
@@ -207,8 +207,14 @@ def test_tagger_db_env_accepts_a_plain_file_path_like_the_db_option(tmp_path, mo
     assert (tmp_path / "x.db").is_file()
 
 
+HEAD = "0009"
+"""The shipped migrations' head (checked by `test_migrations_folder_is_found_and_has_its_revisions`)."""
+TEST_STEP = "0100"
+"""The revision of a test's own migration after `HEAD` (`migrations_with`)."""
+
+
 # -- every old revision, with a library in it (`old_databases`) -----------------------------------------
-OLD_REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006", "0007")
+OLD_REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008")
 
 
 @pytest.mark.parametrize("revision", OLD_REVISIONS)
@@ -255,7 +261,7 @@ def test_an_upgrade_failing_at_a_later_step_leaves_the_old_revision_with_its_row
 
 
 def migrations_with(tmp_path, monkeypatch, body: str):
-    """The shipped migrations and a revision 0009 after them whose ``upgrade()`` runs `body`."""
+    """The shipped migrations and a revision `TEST_STEP` after their head whose ``upgrade()`` runs `body`."""
     import shutil
     import textwrap
 
@@ -263,9 +269,10 @@ def migrations_with(tmp_path, monkeypatch, body: str):
 
     folder = tmp_path / "migrations"
     shutil.copytree(migrations_dir(), folder, ignore=shutil.ignore_patterns("__pycache__"))
-    (folder / "versions" / "0009_test.py").write_text(
+    head = head_revision()
+    (folder / "versions" / f"{TEST_STEP}_test.py").write_text(
         '"""A test migration."""\nimport sqlalchemy as sa\nfrom alembic import op\n\n'
-        'revision = "0009"\ndown_revision = "0008"\nbranch_labels = None\ndepends_on = None\n\n\n'
+        f'revision = "{TEST_STEP}"\ndown_revision = "{head}"\nbranch_labels = None\ndepends_on = None\n\n\n'
         "def upgrade() -> None:\n" + textwrap.indent(textwrap.dedent(body), "    ") + "\n"
     )
     monkeypatch.setattr(session, "migrations_dir", lambda: folder)
@@ -276,13 +283,13 @@ def test_a_migration_copying_the_tracks_table_keeps_the_results_that_reference_i
     ``tracks`` deleted its rows first and cascaded to every detection, segment and window score."""
 
     url = as_url(tmp_path / "lib.db")
-    written = expected_at_head(write_database_at(url, "0008"), "0008")
+    written = expected_at_head(write_database_at(url, HEAD), HEAD)
     migrations_with(tmp_path, monkeypatch, """
         with op.batch_alter_table("tracks", recreate="always") as batch:
             batch.alter_column("format", type_=sa.String(60))
     """)
     db = open_database(tmp_path / "lib.db")
-    assert current_revision(db.engine) == "0009"
+    assert current_revision(db.engine) == TEST_STEP
     for table in ("tracks", "detections", "segments", "window_scores"):
         assert table_rows(db.engine, table) == written[table], table
     with db.engine.connect() as conn:
@@ -294,16 +301,16 @@ def test_a_migration_copying_the_tracks_table_keeps_the_results_that_reference_i
 def test_a_migration_leaving_rows_without_their_track_is_rolled_back(tmp_path, monkeypatch):
 
     url = as_url(tmp_path / "lib.db")
-    write_database_at(url, "0008")
+    write_database_at(url, HEAD)
     migrations_with(tmp_path, monkeypatch, """
         op.execute("DELETE FROM tracks WHERE id = 1")
     """)
     with pytest.raises(DatabaseError, match=r"lib.db: \d+ row\(s\) would reference rows that do not exist \(the first: row 1 "
-                                             r"of \w+, to tracks\); it was left as it was, at revision 0008"):  # fmt: skip
+                                             rf"of \w+, to tracks\); it was left as it was, at revision {HEAD}"):  # fmt: skip
         open_database(tmp_path / "lib.db")
     engine = make_engine(url)
     with engine.connect() as conn:
-        assert current_revision(engine) == "0008"
+        assert current_revision(engine) == HEAD
         assert conn.exec_driver_sql("SELECT count(*) FROM tracks WHERE id = 1").scalar() == 1
     engine.dispose()
 
@@ -373,13 +380,13 @@ def test_a_users_view_or_trigger_on_a_table_a_step_copies_is_kept_and_works(tmp_
     the old table without a word."""
     path = tmp_path / "lib.db"
     url = as_url(path)
-    written = expected_at_head(write_database_at(url, "0008"), "0008")
+    written = expected_at_head(write_database_at(url, HEAD), HEAD)
     con = sqlite3.connect(path)
     con.executescript(f"CREATE TABLE my_log (path TEXT); {OWN_OBJECTS[kind]};")
     con.close()
     migrations_with(tmp_path, monkeypatch, COPY_TRACKS)
     db = open_database(path)
-    assert current_revision(db.engine) == "0009"
+    assert current_revision(db.engine) == TEST_STEP
     with db.engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE name LIKE 'my\\_%' ESCAPE '\\' AND name != 'my_log'").scalars().all() == [
             OWN_OBJECTS[kind]]  # fmt: skip
@@ -401,7 +408,7 @@ def test_a_users_view_or_trigger_on_a_table_a_step_copies_is_kept_and_works(tmp_
 
 def test_a_users_view_that_no_longer_fits_the_new_schema_is_named_and_nothing_is_migrated(tmp_path, monkeypatch):
     path = tmp_path / "lib.db"
-    written = write_database_at(as_url(path), "0008")
+    written = write_database_at(as_url(path), HEAD)
     con = sqlite3.connect(path)
     con.execute("CREATE VIEW my_errors AS SELECT path, error FROM tracks WHERE status = 'error'")
     con.close()
@@ -412,14 +419,14 @@ def test_a_users_view_that_no_longer_fits_the_new_schema_is_named_and_nothing_is
     r = CliRunner().invoke(app, ["stats", "--db", str(path)])
     lines = r.output.strip().splitlines()
     assert r.exit_code == 1 and len(lines) == 1, r.output
-    assert lines[0].startswith(f"tagger: error: cannot migrate the database sqlite:///{path} to revision 0009: the view "
+    assert lines[0].startswith(f"tagger: error: cannot migrate the database sqlite:///{path} to revision {TEST_STEP}: the view "
                                "my_errors, made by hand, does not fit the new schema (no such column: error): save its "
                                "definition"), lines[0]  # fmt: skip
     assert "drop it (DROP VIEW my_errors), run the command again" in lines[0]
-    assert lines[0].endswith("it was left as it was, at revision 0008"), lines[0]
+    assert lines[0].endswith(f"it was left as it was, at revision {HEAD}"), lines[0]
     engine = make_engine(as_url(path))
     with engine.connect() as conn:
-        assert current_revision(engine) == "0008"
+        assert current_revision(engine) == HEAD
         assert conn.exec_driver_sql("SELECT count(*) FROM my_errors").scalar() == sum(t["status"] == "error" for t in written["tracks"])
     assert [{k: r[k] for k in written["tracks"][0]} for r in table_rows(engine, "tracks")] == written["tracks"]
     engine.dispose()

@@ -671,3 +671,38 @@ def test_a_folder_of_the_library_mounted_again_under_another_name_keeps_one_trac
     _scan(music, dbfile, include_hidden=True)
     assert _scan(music, dbfile).duplicates == []
     assert {str(hidden), str(music / "0again" / "h.wav")} <= set(_rows(dbfile))
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
+def test_a_file_analysed_in_part_says_so_in_show_and_query_until_it_is_repaired(tmp_path, fake_models):
+    # was: only the scan's own output said it (`tagger: warning: FILE: ffmpeg could not decode 1 of
+    # its frames ...`); once that scrolled away, show and query gave the results as of a whole file
+    import json
+
+    from typer.testing import CliRunner
+
+    from tagger.cli import app
+    from test_robustness_audio import m4a_with_one_damaged_frame
+
+    music = tmp_path / "music"
+    good, damaged = m4a_with_one_damaged_frame(music)
+    db = ["--db", str(tmp_path / "lib.db")]
+    run = CliRunner().invoke
+    r = run(app, ["scan", str(music), "--jobs", "0", *db])
+    assert r.exit_code == 0, r.output
+    [warning] = [line for line in r.output.splitlines() if line.startswith("tagger: warning:")]
+    note = warning.removeprefix(f"tagger: warning: {damaged}: ")
+    assert note.startswith("ffmpeg could not decode 1 of its frames (aac: ") and note.endswith("of 20.0 s left out)"), note
+    shown = run(app, ["show", str(damaged), *db]).output
+    assert f"  warning: analysed in part: {note}\n" in shown, shown
+    assert "warning" not in run(app, ["show", str(good), *db]).output
+    assert json.loads(run(app, ["show", str(damaged), "--json", *db]).output)["analysed_in_part"] == note
+    rows = json.loads(run(app, ["query", "--format", "json", *db]).output)
+    assert {row["path"]: row["analysed_in_part"] for row in rows} == {str(damaged): note, str(good): None}
+
+    shutil.copyfile(good, damaged)  # repaired (a new download)
+    r = run(app, ["scan", str(music), "--jobs", "0", *db])
+    assert r.exit_code == 0 and "warning" not in r.output, r.output
+    assert "warning" not in run(app, ["show", str(damaged), *db]).output
+    rows = json.loads(run(app, ["query", "--format", "json", *db]).output)
+    assert {row["path"]: row["analysed_in_part"] for row in rows} == {str(damaged): None, str(good): None}

@@ -60,7 +60,8 @@ def test_query_json_is_documented_shape(scanned):
     rows = json.loads(run("query", "--db", db, "--has", "bass", "--format", "json"))
     assert [r["path"] for r in rows] == expected_paths(files, lambda f: "bass" in f)
     for r in rows:
-        assert set(r) == {"path", "duration", "format", "instruments", "scores", "model_version", "stale"}
+        assert set(r) == {"path", "duration", "format", "instruments", "scores", "model_version", "stale", "analysed_in_part"}
+        assert r["analysed_in_part"] is None
         assert list(r["scores"]) == ["bass", "flute", "string"]
         assert r["model_version"] == "fake-1" and r["stale"] is False
         assert "bass" in r["instruments"] and r["scores"]["bass"] >= 0.5

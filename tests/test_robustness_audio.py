@@ -153,19 +153,26 @@ def test_an_m4a_with_corrupt_frames_in_the_middle_is_an_error_that_says_so(tmp_p
     assert track_instruments(db) == {str(good): ["bass"]}
 
 
+def m4a_with_one_damaged_frame(folder):
+    """``good.m4a`` (20 s of a bass tone) and ``damaged.m4a``, the same with 40 bytes in its middle
+    made random: one AAC frame (23 ms) ffmpeg cannot decode, which a scan leaves out and says so."""
+    good = write_audio(folder / "good.m4a", tone_signal([BASS], seconds=20.0))
+    data = bytearray(good.read_bytes())
+    rng = random.Random(2)
+    for i in range(len(data) // 2, len(data) // 2 + 40):
+        data[i] = rng.randrange(256)
+    damaged = folder / "damaged.m4a"
+    damaged.write_bytes(bytes(data))
+    return good, damaged
+
+
 @needs_ffmpeg
 def test_an_m4a_with_one_damaged_frame_is_analysed_without_it_and_says_so(tmp_path, db):
     """One damaged AAC frame (23 ms of 20 s), which players skip: the rest is analysed and stored,
     the scan names the file and what was left out (was: an error, the track never tagged, while the
     same damage in an MP3 is decoded past without a word); the rule of more damage above stands."""
     music = tmp_path / "music"
-    good = write_audio(music / "good.m4a", tone_signal([BASS], seconds=20.0))
-    data = bytearray(good.read_bytes())
-    rng = random.Random(2)
-    for i in range(len(data) // 2, len(data) // 2 + 40):
-        data[i] = rng.randrange(256)
-    damaged = music / "damaged.m4a"
-    damaged.write_bytes(bytes(data))
+    good, damaged = m4a_with_one_damaged_frame(music)
     summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
     assert track_rows(db)[str(damaged)] == ("ok", None) and summary.failed == 0 and summary.ok
     assert track_instruments(db) == {str(good): ["bass"], str(damaged): ["bass"]}

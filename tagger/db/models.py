@@ -148,6 +148,11 @@ class Track(Base):
     stems of one archive swapped by name) has its whole content compared with the content hash
     before its results are kept. NULL where not known: the next scan records it for a file it finds
     unchanged."""
+    analysed_in_part: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """What the scan said of a file it analysed without a small part it could not decode (up to 1%:
+    `tagger.audio.MAX_LOST_SHARE`; revision 0009), e.g. ``ffmpeg could not decode 1 of its frames
+    (...): analysed without them (0.023 s of 20.0 s left out)``; NULL for a file analysed whole
+    (and for tracks analysed before the revision). Each analysis of the file sets or clears it."""
 
     model_version: Mapped[ModelVersion | None] = relationship(lazy="joined")
     detections: Mapped[list[Detection]] = relationship(

@@ -32,6 +32,8 @@ class TrackSummary:
     scores: dict[str, float]
     model_version: str | None
     stale: bool
+    analysed_in_part: str | None = None
+    """What the scan said of the file analysed without a small part it could not decode (`tracks.analysed_in_part`)."""
 
     def to_dict(self) -> dict:
         """`dataclasses.asdict`'s dict, built by hand: asdict deep-copies every value, a third of a
@@ -39,6 +41,7 @@ class TrackSummary:
         return {
             "path": self.path, "duration": self.duration, "format": self.format, "instruments": list(self.instruments),
             "scores": dict(self.scores), "model_version": self.model_version, "stale": self.stale,
+            "analysed_in_part": self.analysed_in_part,
         }  # fmt: skip
 
 
@@ -72,6 +75,8 @@ class TrackDetail:
     analysed_at: str | None
     instruments: list[str]
     families: list[FamilyDetail]
+    analysed_in_part: str | None = None
+    """What the scan said of the file analysed without a small part it could not decode."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -196,7 +201,7 @@ def _select(session: Session, where: TrackFilter | None, **options) -> list[tupl
     stmt = (
         select(M.Track.id, M.Track.path, M.Track.duration, M.Track.format, M.Track.model_version_id, M.Track.size,
                M.Track.mtime, M.Track.fingerprint, M.Track.scan_id, M.Track.analysed_at, M.Track.rewrite_hash,
-               M.Track.content_hash, M.Track.ctime_ns, M.ModelVersion.version, M.ModelVersion.families)  # fmt: skip
+               M.Track.content_hash, M.Track.ctime_ns, M.Track.analysed_in_part, M.ModelVersion.version, M.ModelVersion.families)  # fmt: skip
         .outerjoin(M.ModelVersion, M.ModelVersion.id == M.Track.model_version_id)
         .where(*conds)
         .order_by(by_path(session))
@@ -225,6 +230,7 @@ def _select(session: Session, where: TrackFilter | None, **options) -> list[tupl
             scores={fam: score for fam, _, score in ds},
             model_version=r.version,
             stale=r.model_version_id != latest,
+            analysed_in_part=r.analysed_in_part,
         )
         out.append((summary, r))
     return out
@@ -264,6 +270,7 @@ def track_detail(session: Session, *, path: str) -> TrackDetail:
         analysed_at=t.analysed_at.isoformat(timespec="seconds") + "Z" if t.analysed_at else None,
         instruments=_present(t, order),
         families=fams,
+        analysed_in_part=t.analysed_in_part if t.status == M.STATUS_OK else None,
     )
 
 

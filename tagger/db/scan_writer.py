@@ -226,7 +226,8 @@ class ScanWriter:
                       duration=src.duration, format=src.format, sample_rate=src.sample_rate, channels=src.channels,
                       status=M.STATUS_OK, windows=src.windows, silent_windows=src.silent_windows,
                       model_version_id=self.mv_id, scan_id=self.scan_id, analysed_at=src.analysed_at,
-                      tags_current=src.tags_current, untaggable_formats=src.untaggable_formats)  # fmt: skip
+                      tags_current=src.tags_current, untaggable_formats=src.untaggable_formats,
+                      analysed_in_part=src.analysed_in_part)  # fmt: skip
         self.session.add(dst)
         copy_results(self.session, src, dst)
         self.summary.copied += 1
@@ -235,9 +236,10 @@ class ScanWriter:
         return dst
 
     def store_result(self, work: FileState, meta: dict, result: TrackResult, duration: float, *,
-                     touch: bool = True) -> M.Track:  # fmt: skip
+                     touch: bool = True, note: str = "") -> M.Track:  # fmt: skip
         """Add a track's results to the open batch (``touch=False``: the caller commits, via `touch`, later).
-        Its tags are not current until a tag write says so."""
+        Its tags are not current until a tag write says so. ``note``: the file was analysed in part
+        (`Done.note`), kept with the results (``tracks.analysed_in_part``); "" clears an old one."""
         track = self.track_for(work)
         self._set_file(track, work, meta)
         track.duration = duration
@@ -246,6 +248,7 @@ class ScanWriter:
         track.windows, track.silent_windows = result.windows, result.silent_windows
         track.model_version_id = self.mv_id
         track.analysed_at = M.utcnow()
+        track.analysed_in_part = note or None
         replace_results(self.session, track, result)
         self.summary.scanned += 1
         self.summary.audio_seconds += duration
@@ -272,6 +275,7 @@ class ScanWriter:
         track.tags_current, track.untaggable_formats = False, None
         track.model_version_id = None
         track.analysed_at = M.utcnow()
+        track.analysed_in_part = None
         if track.id is not None:
             self.session.execute(delete(M.Detection).where(M.Detection.track_id == track.id))
             self.session.execute(delete(M.Segment).where(M.Segment.track_id == track.id))

@@ -114,6 +114,8 @@ def render_detail(d: TrackDetail) -> str:
         f"  model: {shown(d.model_version or '-')}" + ("  (stale: analysed by an older model)" if d.stale else ""),
         f"  instruments: {', '.join(d.instruments) if d.instruments else '(none)'}",
     ]
+    if d.analysed_in_part:
+        head.append(f"  warning: analysed in part: {shown(d.analysed_in_part)}")
     if not d.families:
         return "\n".join(head) + "\n"
     rows = [["FAMILY", "PRESENT", "SCORE", "COVERAGE", "WHERE"]]

@@ -151,7 +151,8 @@ class Runner:
         # re-analysis; one stopped after it, before its new file facts are committed, finds the file
         # changed and analyses it again.
         with self.writer.clock("database"):
-            track = self.writer.store_result(pend.work, pend.meta, result, duration, touch=self.on_track is None)
+            track = self.writer.store_result(pend.work, pend.meta, result, duration, touch=self.on_track is None,
+                                             note=note)
             if self.on_track is not None:
                 self.writer.commit()
         if note:
