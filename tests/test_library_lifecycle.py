@@ -677,6 +677,12 @@ def test_a_folder_of_the_library_mounted_again_under_another_name_keeps_one_trac
 def test_a_file_analysed_in_part_says_so_in_show_and_query_until_it_is_repaired(tmp_path, fake_models):
     # was: only the scan's own output said it (`tagger: warning: FILE: ffmpeg could not decode 1 of
     # its frames ...`); once that scrolled away, show and query gave the results as of a whole file
+    check_analysed_in_part(tmp_path, str(tmp_path / "lib.db"))
+
+
+def check_analysed_in_part(tmp_path, database: str) -> None:
+    """Scan a library with a file analysed in part into `database` (a file or URL; fake models),
+    check what show and query say of it, repair it, scan again, check the note is gone."""
     import json
 
     from typer.testing import CliRunner
@@ -686,7 +692,7 @@ def test_a_file_analysed_in_part_says_so_in_show_and_query_until_it_is_repaired(
 
     music = tmp_path / "music"
     good, damaged = m4a_with_one_damaged_frame(music)
-    db = ["--db", str(tmp_path / "lib.db")]
+    db = ["--db", database]
     run = CliRunner().invoke
     r = run(app, ["scan", str(music), "--jobs", "0", *db])
     assert r.exit_code == 0, r.output

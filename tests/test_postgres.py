@@ -349,3 +349,10 @@ def test_a_users_view_on_what_a_postgres_step_changes_is_named(pg_url, tmp_path,
     assert current_revision(engine) == HEAD
     assert [{k: r[k] for k in written["tracks"][0]} for r in table_rows(engine, "tracks")] == written["tracks"]
     engine.dispose()
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
+def test_a_file_analysed_in_part_says_so_on_postgres_too(pg_url, tmp_path, fake_models):
+    from test_library_lifecycle import check_analysed_in_part
+
+    check_analysed_in_part(tmp_path, pg_url)
