@@ -65,6 +65,12 @@ def looks_like_text(head: bytes) -> bool:
     return True
 
 
+def looks_like_path_list(head: bytes) -> bool:
+    """The start of a list of absolute paths, one a line or NUL-separated (``tagger query --format
+    paths0 -o``), or any other text file (`looks_like_text`)."""
+    return looks_like_text(head) or (head.startswith(b"/") and looks_like_text(head.replace(b"\0", b"\n")))
+
+
 def write_atomic(path: str | os.PathLike, data: bytes | str | Callable[[str], None]) -> None:
     """Write `data` (bytes, text as UTF-8, or a function that writes the file whose name it is given)
     to `path` through a temporary file in its folder, moved over `path` once complete. The folder

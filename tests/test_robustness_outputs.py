@@ -201,3 +201,27 @@ def test_scan_of_a_folder_whose_name_is_not_utf8_is_one_error_line_before_anythi
         (line,) = result.output.splitlines()
         assert line.startswith(f"tagger: error: {tmp_path}/m\\xe9sica") and "not valid UTF-8" in line, line
         assert not dbfile.exists()
+
+
+def test_paths0_holds_every_name_whole_separated_by_nul_for_xargs_0(tmp_path, monkeypatch):
+    """``paths`` leaves out a name holding a line break; ``paths0`` carries every name, as ``find
+    -print0`` does, for ``xargs -0``; into a file (``-o``) too, which a second run may replace."""
+    import importlib
+
+    cli_app = importlib.import_module("tagger.cli.app")
+    names = (*HOSTILE, "nel\x85x.flac", "esc\x1b[2J.flac", "plain.flac")
+    music, files, dbfile = _library(tmp_path, names=names)
+    piped = _invoke("query", "--db", dbfile, "--format", "paths0")
+    assert piped.exit_code == 0, piped.output
+    assert piped.stdout.endswith("\0") and sorted(piped.stdout.split("\0")[:-1]) == sorted(map(str, files)), piped.stdout
+    out = tmp_path / "list"
+    for _ in range(2):  # (the second run replaces the list the first wrote)
+        written = _invoke("query", "--db", dbfile, "--format", "paths0", "-o", str(out))
+        assert written.exit_code == 0, written.output
+    assert sorted(out.read_bytes().split(b"\0")[:-1]) == sorted(os.fsencode(f) for f in files)
+    xargs = subprocess.run(["xargs", "-0", "ls", "-1d", "--quoting-style=escape"], input=out.read_bytes(),
+                           capture_output=True)  # fmt: skip
+    assert xargs.returncode == 0 and len(xargs.stdout.splitlines()) == len(files), xargs
+    monkeypatch.setattr(cli_app, "stdout_is_terminal", lambda: True)  # on a terminal: escaped, NUL included
+    shown = _invoke("query", "--db", dbfile, "--format", "paths0").stdout
+    assert "\0" not in shown and f"{music}/two\\x0alines.flac\\x00" in shown.splitlines(), shown

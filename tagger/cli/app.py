@@ -32,11 +32,15 @@ def stdout_is_terminal() -> bool:
     return sys.stdout.isatty()
 
 
-def echo_data(text: str) -> None:
+def echo_data(text: str, *, end: str = "\n") -> None:
     """Output a script reads (bare paths, a playlist, CSV, JSON) on stdout: exactly as rendered when
     stdout is a file or a pipe (``esc\\x1b[2J.flac`` there would name another file, or none), and
-    escaped as `echo` escapes it when stdout is a terminal."""
-    if stdout_is_terminal():
+    escaped as `echo` escapes it when stdout is a terminal. ``end``: what ends each entry, when it is
+    not a line break (``"\\0"``): on a terminal each entry is escaped whole, its line breaks too, and
+    shown on a line of its own, ending in the escaped ``end`` (``\\x00``)."""
+    if stdout_is_terminal() and end != "\n":
+        echo("".join(shown(entry + end) + "\n" for entry in text.split(end)[:-1]), nl=False, lines=True)
+    elif stdout_is_terminal():
         echo(text, nl=False, lines=True)
     else:
         typer.echo(text, nl=False, color=True)  # (color=True: click would strip what looks like an ANSI sequence)

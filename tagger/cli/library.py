@@ -218,7 +218,7 @@ def query(
     lacks: list[str] = F.lacks(),
     min_score: float = F.min_score(),
     path_glob: str = F.path_glob(),
-    fmt: str = typer.Option("table", "--format", "-f", help="table, json, csv, paths or m3u."),
+    fmt: str = typer.Option("table", "--format", "-f", help="table, json, csv, paths (one a line), paths0 (NUL-separated, for xargs -0) or m3u."),
     output: Path = typer.Option(
         None, "--output", "-o", parser=F.path, help="Write to this file instead of stdout (e.g. a .m3u)."
     ),
@@ -235,14 +235,14 @@ def query(
     tracks = _with_session(db, lambda s: find_tracks(s, where=where))
     text = render_tracks(tracks, fmt=fmt)
     if output is not None:
-        from tagger.outputs import check_replaceable, looks_like_text, write_atomic
+        from tagger.outputs import check_replaceable, looks_like_path_list, write_atomic
 
-        write_atomic(check_replaceable(output, ours=looks_like_text, what="a track list (text)"), text)
+        write_atomic(check_replaceable(output, ours=looks_like_path_list, what="a track list (text)"), text)
         echo(f"{len(tracks)} track(s) written to {output}", err=True)
     elif fmt == "table":  # (for a person, wherever it goes)
         echo(text, nl=False, lines=True)
     else:
-        echo_data(text)
+        echo_data(text, end="\0" if fmt == "paths0" else "\n")
 
 
 @app.command("show")

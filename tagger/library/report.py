@@ -1,4 +1,5 @@
-"""Render library query results as text: table, JSON, CSV, bare paths or an M3U playlist.
+"""Render library query results as text: table, JSON, CSV, bare paths (one a line, or NUL-separated)
+or an M3U playlist.
 
 Pure functions from the plain values of `tagger.db.queries` to strings; the CLI only prints them.
 """
@@ -16,7 +17,7 @@ from collections.abc import Sequence
 from tagger.db.queries import TrackDetail, TrackSummary
 from tagger.display import shown
 
-QUERY_FORMATS = ("table", "json", "csv", "paths", "m3u")
+QUERY_FORMATS = ("table", "json", "csv", "paths", "paths0", "m3u")
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,8 @@ def render_tracks(tracks: Sequence[TrackSummary], *, fmt: str) -> str:
         return json.dumps([t.to_dict() for t in tracks], indent=1) + "\n"
     if fmt == "paths":
         return "".join(t.path + "\n" for t in _one_line(tracks, fmt))
+    if fmt == "paths0":  # (a name holds any character but NUL: every one is carried whole, for `xargs -0`)
+        return "".join(t.path + "\0" for t in tracks)
     if fmt == "m3u":
         return render_m3u(tracks)
     if fmt == "csv":
