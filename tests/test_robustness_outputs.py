@@ -225,3 +225,26 @@ def test_paths0_holds_every_name_whole_separated_by_nul_for_xargs_0(tmp_path, mo
     monkeypatch.setattr(cli_app, "stdout_is_terminal", lambda: True)  # on a terminal: escaped, NUL included
     shown = _invoke("query", "--db", dbfile, "--format", "paths0").stdout
     assert "\0" not in shown and f"{music}/two\\x0alines.flac\\x00" in shown.splitlines(), shown
+
+
+def test_every_usage_error_is_one_line_naming_the_option_and_the_reason(tmp_path):
+    """click and typer's rich panel spread a usage error over four to eight lines (the usage, a hint,
+    a box wrapped mid-sentence at the terminal's width); it is one ``tagger: error:`` line now, a
+    hostile name in it escaped as `tagger.display.shown` escapes it, exit status 2."""
+    hostile = "b\x1b]0;owned\x07\u202e\nx.flac"
+    runs = {
+        ("query", "--fo\x1b[2Jo"): "No such option: --fo\\x1b[2Jo",
+        ("scan", "-j", "many", str(tmp_path)): "'--jobs' / '-j'",
+        ("scan", "", "--db", str(tmp_path / "x.db")): "Invalid value for 'paths': '' is an empty name (it would mean the current folder): give a path",
+        ("show", "a.flac", hostile): "Got unexpected extra argument(s) (b\\x1b]0;owned\\x07\\u202e\\x0ax.flac)",
+        ("query", "--format"): "Option '--format' requires an argument",
+        ("scan", "--settle-seconds", "nan", str(tmp_path)): "'--settle-seconds' (env var: 'TAGGER_SETTLE_SECONDS'): nan: give a finite number of seconds, 0 or more",
+        ("show",): "Missing argument 'path'",
+        ("db", "nosuch"): "No such command 'nosuch'",
+    }
+    for args, message in runs.items():
+        r = CliRunner().invoke(app, list(args), terminal_width=40)
+        (line,) = r.output.splitlines()
+        assert r.exit_code == 2 and line.startswith("tagger: error: ") and message in line, (args, r.output)
+        assert "\x1b" not in line and "\u202e" not in line and "\x07" not in line, line
+    assert "Usage:" in CliRunner().invoke(app, []).output  # (no command: the help, as before)

@@ -7,11 +7,38 @@ import logging
 import sys
 
 import typer
+import typer.core
 
 from tagger.display import shown
 from tagger.errors import TaggerError
 
+class _Group(typer.core.TyperGroup):
+    """The app's click group: a usage error (an unknown option or command, a bad or missing value) is
+    one line on stderr, ``tagger: error: MESSAGE (see 'tagger CMD -h')``, the names in it escaped with
+    `shown`, exit status 2 (click and typer's rich panel spread it over four to eight lines, wrapped
+    mid-sentence at the terminal's width, a name in it printed raw)."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except typer.TyperException as exc:  # (click's exceptions, as typer vendors them)
+            ctx = getattr(exc, "ctx", None)
+            if type(exc).__name__ == "NoArgsIsHelpError":  # a group without its command: its help, as before
+                typer.echo(ctx.get_help(), err=True)
+            else:
+                hint = f" (see '{ctx.command_path} {ctx.help_option_names[0]}')" if ctx is not None else ""
+                echo(f"tagger: error: {exc.format_message().rstrip('.')}{hint}", err=True)
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            echo("tagger: error: aborted", err=True)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
 app = typer.Typer(
+    cls=_Group,
     name="tagger",
     help="Listen to a music library and tag which instrument families play in every track.",
     no_args_is_help=True,
