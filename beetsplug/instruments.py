@@ -46,12 +46,12 @@ from beets.dbcore.query import FieldQuery
 from beets.plugins import BeetsPlugin
 from beets.util import displayable_path
 
-from tagger.display import shown
+from tagger.display import named, shown
 
 
 def _named(item) -> str:
-    """The item's path for a log line: one line, escape sequences shown, not run (`tagger.display.shown`)."""
-    return shown(displayable_path(item.path))
+    """The item's path for a log line: one line, escape sequences shown, not run (`tagger.display.named`)."""
+    return named(displayable_path(item.path))
 
 
 SEPARATOR = ", "

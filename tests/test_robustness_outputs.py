@@ -248,3 +248,36 @@ def test_every_usage_error_is_one_line_naming_the_option_and_the_reason(tmp_path
         assert r.exit_code == 2 and line.startswith("tagger: error: ") and message in line, (args, r.output)
         assert "\x1b" not in line and "\u202e" not in line and "\x07" not in line, line
     assert "Usage:" in CliRunner().invoke(app, []).output  # (no command: the help, as before)
+
+
+def test_names_a_terminal_showed_alike_are_shown_apart_and_piped_exactly(tmp_path, monkeypatch):
+    r"""``a\x1b.flac`` spelt with a real backslash and ``a`` + ESC were both shown ``a\x1b.flac``, and a
+    zero-width space or joiner (``a\u200bb``) was invisible: two names looked like one. A backslash
+    that would read as an escape is shown ``\\`` and every format character (Unicode Cf) escaped; a
+    pipe still gets the exact names."""
+    import importlib
+    import itertools
+    import unicodedata
+
+    from tagger.display import named
+
+    cli_app = importlib.import_module("tagger.cli.app")
+    names = ("a\\x1b.flac", "a\x1b.flac", "ab.flac", "a\u200bb.flac", "a\u200db.flac", "a\ufeffb.flac", "AC\\DC.flac")
+    music, files, dbfile = _library(tmp_path, names=names)
+    piped = _invoke("query", "--db", dbfile, "--format", "paths0").stdout
+    assert sorted(piped.split("\0")[:-1]) == sorted(map(str, files))
+    monkeypatch.setattr(cli_app, "stdout_is_terminal", lambda: True)
+    want = {f"{music}/{n}" for n in ("a\\\\x1b.flac", "a\\x1b.flac", "ab.flac", "a\\u200bb.flac", "a\\u200db.flac",
+                                     "a\\ufeffb.flac", "AC\\DC.flac")}  # fmt: skip
+    for fmt in ("paths", "table"):
+        out = _invoke("query", "--db", dbfile, "--format", fmt).stdout
+        got = {line.split("  ")[0] for line in out.splitlines()} - {"PATH"}
+        assert got == want, (fmt, out)
+    assert _invoke("show", str(files[0]), "--db", dbfile).stdout.splitlines()[0] == f"{music}/a\\\\x1b.flac"
+    # no two texts are shown alike (every text over these characters, up to 5 long), and every Cf is escaped
+    seen: dict[str, str] = {}
+    for n in range(1, 6):
+        for chars in itertools.product(("\\", "x", "1", "b", "u", "\x1b", "\x01", "\u200b"), repeat=n):
+            text = "".join(chars)
+            assert seen.setdefault(named(text), text) == text, (text, seen[named(text)])
+    assert not [hex(c) for c in range(0x110000) if unicodedata.category(chr(c)) == "Cf" and named(chr(c)) == chr(c)]

@@ -9,7 +9,7 @@ import sys
 import typer
 import typer.core
 
-from tagger.display import shown
+from tagger.display import named, shown
 from tagger.errors import TaggerError
 
 class _Group(typer.core.TyperGroup):
@@ -29,7 +29,10 @@ class _Group(typer.core.TyperGroup):
                 typer.echo(ctx.get_help(), err=True)
             else:
                 hint = f" (see '{ctx.command_path} {ctx.help_option_names[0]}')" if ctx is not None else ""
-                echo(f"tagger: error: {exc.format_message().rstrip('.')}{hint}", err=True)
+                # (click escapes the control characters of the names it quotes, as `\\x1b`, and leaves
+                # their backslashes: escaping those again would show a backslash the name has not)
+                message = shown(exc.format_message().rstrip("."), keep_newlines=True).replace("\n", "\\x0a")
+                typer.echo(f"tagger: error: {message}{shown(hint)}", err=True)
             sys.exit(exc.exit_code)
         except typer.Abort:
             echo("tagger: error: aborted", err=True)
@@ -59,18 +62,21 @@ def stdout_is_terminal() -> bool:
     return sys.stdout.isatty()
 
 
-def echo_data(text: str, *, end: str = "\n") -> None:
+def echo_data(text: str, *, end: str | None = "\n") -> None:
     """Output a script reads (bare paths, a playlist, CSV, JSON) on stdout: exactly as rendered when
     stdout is a file or a pipe (``esc\\x1b[2J.flac`` there would name another file, or none), and
-    escaped as `echo` escapes it when stdout is a terminal. ``end``: what ends each entry, when it is
-    not a line break (``"\\0"``): on a terminal each entry is escaped whole, its line breaks too, and
-    shown on a line of its own, ending in the escaped ``end`` (``\\x00``)."""
-    if stdout_is_terminal() and end != "\n":
-        echo("".join(shown(entry + end) + "\n" for entry in text.split(end)[:-1]), nl=False, lines=True)
-    elif stdout_is_terminal():
+    escaped when stdout is a terminal: each entry (what ``end`` ends: a line, or a NUL-ended name)
+    escaped whole by `tagger.display.named`, on a line of its own (a NUL shown as ``\\x00``);
+    ``end`` None: text that escapes its own characters (JSON), escaped as `echo` ``lines`` escapes it."""
+    if not stdout_is_terminal():
+        typer.echo(text, nl=False, color=True)  # (color=True: click would strip what looks like an ANSI sequence)
+    elif end is None:
         echo(text, nl=False, lines=True)
     else:
-        typer.echo(text, nl=False, color=True)  # (color=True: click would strip what looks like an ANSI sequence)
+        entries = text.split(end)
+        shown_end = "" if end == "\n" else shown(end)
+        last = [named(entries[-1])] if entries[-1] else []  # (text not ending with `end`)
+        echo("".join(named(entry) + shown_end + "\n" for entry in entries[:-1]) + "".join(last), nl=False, lines=True)
 
 
 NOTES_SHOWN = 5

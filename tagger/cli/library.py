@@ -16,6 +16,7 @@ import typer
 
 from tagger.cli import options as F
 from tagger.cli.app import app, echo, echo_data, echo_some, handle_errors, quiet_tensorflow_for
+from tagger.display import named
 from tagger.paths import DEFAULT_SETTLE_SECONDS
 
 DB_HELP = "Database: SQLAlchemy URL or SQLite file (default: $TAGGER_DB, else library.db in the user data folder)."
@@ -170,27 +171,27 @@ def scan(
             raise typer.Exit(1)
         return
     for path, reason in summary.errors:
-        echo(f"tagger: failed {path}: {reason}", err=True)
+        echo(f"tagger: failed {named(path)}: {reason}", err=True)
     for path, reason in summary.deferred:
-        echo(f"tagger: skipped {path}: {reason}", err=True)
+        echo(f"tagger: skipped {named(path)}: {reason}", err=True)
     for path, note in summary.analysed_in_part:
-        echo(f"tagger: warning: {path}: {note}", err=True)
+        echo(f"tagger: warning: {named(path)}: {note}", err=True)
     for path, reason in summary.tag_failures:
-        echo(f"tagger: tags not written {path}: {reason}", err=True)
-    echo_some([f"tagger: no tags for {path}: {reason}; its instruments are in the database"
+        echo(f"tagger: tags not written {named(path)}: {reason}", err=True)
+    echo_some([f"tagger: no tags for {named(path)}: {reason}; its instruments are in the database"
                for path, reason in summary.untaggable], more="file(s) in formats without tags (their instruments are in the database)")  # fmt: skip
     for path, kept in summary.empty_roots:
-        echo(f"tagger: warning: {path} is empty (a drive not mounted?): its {kept} track(s) were kept, "
+        echo(f"tagger: warning: {named(path)} is empty (a drive not mounted?): its {kept} track(s) were kept, "
                    "not marked missing", err=True)  # fmt: skip
     for path in summary.temp_files if dry_run else ():
-        echo(f"tagger: would remove {path}, left over by an interrupted tag write (unless in use)")
+        echo(f"tagger: would remove {named(path)}, left over by an interrupted tag write (unless in use)")
     for old, new in summary.relinked:
-        echo(f"tagger: {old} leads through a symbolic link to {new}: its track is stored under that name now")
+        echo(f"tagger: {named(old)} leads through a symbolic link to {named(new)}: its track is stored under that name now")
     for path in summary.merged:
-        echo(f"tagger: {path} is a link to a file of the library: its duplicate track was removed "
+        echo(f"tagger: {named(path)} is a link to a file of the library: its duplicate track was removed "
              "(the file's own track holds its results)")  # fmt: skip
     for path in summary.duplicates:
-        echo(f"tagger: {path} is a second name of a file this scan found under another (a folder mounted twice, or "
+        echo(f"tagger: {named(path)} is a second name of a file this scan found under another (a folder mounted twice, or "
              "a name in other case on a drive that ignores case?): "
              "its duplicate track was removed (the track under the name the scan found holds its results)")  # fmt: skip
     echo(
@@ -242,7 +243,7 @@ def query(
     elif fmt == "table":  # (for a person, wherever it goes)
         echo(text, nl=False, lines=True)
     else:
-        echo_data(text, end="\0" if fmt == "paths0" else "\n")
+        echo_data(text, end={"paths0": "\0", "json": None}.get(fmt, "\n"))
 
 
 @app.command("show")
@@ -328,6 +329,6 @@ def db_prune(
         echo(json.dumps({"removed": pruned.removed, "kept": pruned.kept}, indent=1), lines=True)
         return
     for path in pruned.kept:
-        echo(f"tagger: kept {path}: its file is there again, or its folder is empty (a drive not mounted?)",
+        echo(f"tagger: kept {named(path)}: its file is there again, or its folder is empty (a drive not mounted?)",
                    err=True)  # fmt: skip
     echo(f"{len(pruned.removed)} missing track(s) removed, {len(pruned.kept)} kept")

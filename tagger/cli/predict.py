@@ -9,6 +9,7 @@ import typer
 
 from tagger.cli import options as F
 from tagger.cli.app import app, echo, fail, handle_errors, quiet_tensorflow
+from tagger.display import named
 
 
 def iter_audio_paths(paths: list[Path]):
@@ -53,7 +54,7 @@ def predict(
     for path in iter_audio_paths(paths):
         if as_json and not is_utf8(str(path)):  # (json.dumps would write a lone surrogate, which strict parsers refuse)
             failed += 1
-            echo(f"tagger: error: {path}: the file name is not valid UTF-8, which JSON cannot hold exactly; "
+            echo(f"tagger: error: {named(path)}: the file name is not valid UTF-8, which JSON cannot hold exactly; "
                  "rename the file (or run without --json)", err=True)  # fmt: skip
             continue
         try:
@@ -76,7 +77,7 @@ def predict(
         else:
             found = ", ".join(result.instruments) or "(no instrument)"
             scores = " ".join(f"{f}={s:.2f}" for f, s in result.scores.items())
-            echo(f"{path}: {found}")
+            echo(f"{named(path)}: {found}")
             echo(f"    {scores}")
     if failed:
         raise fail(f"{failed} file(s) could not be read", 1)

@@ -12,6 +12,7 @@ import typer
 
 from tagger.cli import options as F
 from tagger.cli.app import app, echo, echo_some, fail, handle_errors
+from tagger.display import named
 from tagger.paths import DEFAULT_SETTLE_SECONDS
 
 log = logging.getLogger("tagger.tags")
@@ -56,9 +57,9 @@ def _render(results, *, verb: str, dry_run: bool) -> None:
             done += 1
             label = f"would {verb}" if dry_run else f"{verb}ged"
             if verb == "tag":
-                echo(f"{label} {result.path}: {_values(result.after)} (was: {_values(result.before)})")
+                echo(f"{label} {named(result.path)}: {_values(result.after)} (was: {_values(result.before)})")
             else:
-                echo(f"{label} {result.path} (removed: {_values(result.before)})")
+                echo(f"{label} {named(result.path)} (removed: {_values(result.before)})")
     past = f"{verb}ged"  # verb is "tag" or "untag"
     summary = f"{done} {'would be ' + past if dry_run else past}, {unchanged} unchanged, {skipped} skipped"
     echo_some(untaggable, more="file(s) in formats without tags")

@@ -15,7 +15,7 @@ import re
 from collections.abc import Sequence
 
 from tagger.db.queries import TrackDetail, TrackSummary
-from tagger.display import shown
+from tagger.display import named, shown
 
 QUERY_FORMATS = ("table", "json", "csv", "paths", "paths0", "m3u")
 
@@ -103,14 +103,14 @@ def render_table(tracks: Sequence[TrackSummary]) -> str:
         return ""
     rows = [["PATH", "LENGTH", "INSTRUMENTS"]]
     for t in tracks:
-        rows.append([shown(t.path), seconds_to_clock(t.duration), ", ".join(t.instruments) + (" (stale)" if t.stale else "")])
+        rows.append([named(t.path), seconds_to_clock(t.duration), ", ".join(t.instruments) + (" (stale)" if t.stale else "")])
     return _columns(rows)
 
 
 def render_detail(d: TrackDetail) -> str:
     """The ``tagger show`` text."""
     head = [
-        shown(d.path),
+        named(d.path),
         f"  status: {d.status}" + (f" ({shown(d.error)})" if d.error else ""),
         f"  length: {seconds_to_clock(d.duration)}  format: {d.format or '?'}  "
         f"{d.sample_rate or '?'} Hz  {d.channels or '?'} ch",
@@ -147,4 +147,4 @@ def render_stats(stats: dict) -> str:
 
 
 def render_errors(errors: Sequence[dict]) -> str:
-    return "".join(f"{shown(e['path'])}: {shown(e['error'])}\n" for e in errors)
+    return "".join(f"{named(e['path'])}: {shown(e['error'])}\n" for e in errors)
