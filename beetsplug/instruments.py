@@ -159,8 +159,45 @@ class HasInstrumentQuery(FieldQuery[str]):
         return pattern in split_families(value)
 
 
+UNWRITTEN = "instruments_unwritten"
+"""The item attribute saying that its results are held by beets alone (given without being written into
+the file: ``-W``, ``import.write: no``, a read-only file or someone else's fields there)."""
+
+
+def _follow_unwritten(item_class) -> None:
+    """Wrap beets' ``Item.read`` and ``Item.write`` (once per process) so that results beets alone
+    holds (`UNWRITTEN`) survive ``beet update``: ``read`` sets every media field from the file, and
+    reading none of tagger's fields there emptied them, which reads as "no instrument found". They are
+    kept while the file holds none of tagger's fields; once a write puts them into the file (``beet
+    write``, ``modify -w``, the plugin's own), or the file holds results of tagger's, the item follows
+    the file again, so that a file `tagger untag` emptied empties its item too. (beets sends no event
+    on a read, and its ``after_write`` event cannot reach a plugin whose own listener is running: an
+    import with ``auto``.)"""
+    read, write = item_class.read, item_class.write
+    if getattr(read, "_tagger", False):
+        return
+
+    def read_keeping_unwritten(item, *args, **kwargs):
+        kept = {f: item.get(f) for f in ("instruments", "instruments_model")} if item.get(UNWRITTEN) else None
+        read(item, *args, **kwargs)
+        if kept is not None and not item.get("instruments_model"):
+            item.update(kept)
+        elif kept is not None:  # the file holds results now: they are the item's
+            item[UNWRITTEN] = False
+
+    def write_noting_written(item, path=None, *args, **kwargs):
+        write(item, path, *args, **kwargs)  # (raises when it could not write)
+        if item.get(UNWRITTEN) and (path is None or path == item.path) and not _left_alone(os.fsdecode(item.path)):
+            item[UNWRITTEN] = False  # (stored by the caller: beets' try_sync, the plugin's _give)
+
+    for wrapper, original in ((read_keeping_unwritten, read), (write_noting_written, write)):
+        wrapper._tagger = True
+        wrapper.__name__, wrapper.__doc__ = original.__name__, original.__doc__
+    item_class.read, item_class.write = read_keeping_unwritten, write_noting_written
+
+
 class InstrumentsPlugin(BeetsPlugin):
-    item_types = {"instruments": types.STRING, "instruments_model": types.STRING}
+    item_types = {"instruments": types.STRING, "instruments_model": types.STRING, UNWRITTEN: types.BOOLEAN}
     item_queries = {"has_instrument": HasInstrumentQuery}
 
     def __init__(self, name: str | None = None) -> None:
@@ -170,6 +207,9 @@ class InstrumentsPlugin(BeetsPlugin):
                                   ("instruments_scores", ScoresField)):  # fmt: skip
             self._add_media_field(field, descriptor(), item_field=descriptor is not ScoresField)
         self._analyser = None
+        from beets import library
+
+        _follow_unwritten(library.Item)
         if self.config["auto"].get(bool):
             self.register_listener("import_task_files", self.import_task_files)
 
@@ -290,24 +330,28 @@ class InstrumentsPlugin(BeetsPlugin):
         if not res.ok:
             return res.error, False
 
-        def give() -> None:
+        def give(*, unwritten: bool) -> None:
             item["instruments"] = SEPARATOR.join(res.instruments)
             item["instruments_model"] = res.model_version or ""
+            item[UNWRITTEN] = unwritten
             self._log.debug("{}: {}", _named(item), shown(item["instruments"] or "(no instrument)"))
             item.store()
 
-        to_write = write and not _file_holds(res)
+        holds = _file_holds(res)
+        to_write = write and not holds
         left = _left_alone(res.path) if to_write else None
         if not to_write or left:
             problem = changed_since_analysis(res)
             if problem is None:
-                give()
+                give(unwritten=not holds)
                 if left:
                     self._log.warning("{}: {}", _named(item), shown(left))
             return problem, False
-        done = rewrite_tags(database, res, lambda: give() or item.try_write(tags={"instruments_scores": None}))
+        # (written: `_follow_unwritten` notes that the results are in the file)
+        done = rewrite_tags(database, res, lambda: give(unwritten=True) or item.try_write(tags={"instruments_scores": None}))
         if not done.written:
             return done.problem, False  # (None: beets could not write it, and said why)
+        item.store()
         if done.problem:
             self._log.warning("{}: {}", _named(item), shown(done.problem))
         return None, True

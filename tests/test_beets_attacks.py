@@ -10,6 +10,7 @@ import logging
 import os
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -294,3 +295,41 @@ def test_a_name_with_a_line_break_or_an_escape_sequence_is_one_escaped_log_line(
     (error,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     name = hostile.replace("\n", "\\x0a").replace("\x1b", "\\x1b").replace("\x07", "\\x07")
     assert error.startswith(name + ": ") and "\n" not in error and "\x1b" not in error, error
+
+
+def _touched(path: str) -> None:
+    """Another program changes the file (its modification time moves on): `beet update` reads it."""
+    st = os.stat(path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))
+
+
+def test_beet_update_keeps_results_only_beets_holds_and_follows_the_files_tags_otherwise(beets_lib):
+    """Results given without writing them (``-W``, ``import.write: no``, a read-only file) are held by
+    beets alone: ``beet update`` of a file changed meanwhile read no INSTRUMENTS there and emptied
+    them, which reads as "no instrument found". They are kept now; results that were in the file
+    follow it: still there, kept; removed by ``tagger untag``, removed from the item too."""
+    lib, plugin, files = beets_lib
+    duo, bass = files["duo.mp3"], files["bass.flac"]
+    beet(lib, "instruments", "-W", "path:" + duo, ",", "path:" + bass)
+    assert tags.read_instruments(duo).tagged is False
+    _touched(duo)
+    beet(lib, "update", "path:" + duo)
+    assert (_item(lib, duo)["instruments"], _item(lib, duo)["instruments_model"]) == ("bass, flute", "fake-1")
+    # written by beets (modify -w), then removed by tagger untag: the item follows the file
+    beet(lib, "modify", "-y", "-w", "path:" + duo, "title=Duo")
+    assert tags.read_instruments(duo).instruments == ["bass", "flute"]
+    result = subprocess.run([sys.executable, "-m", "tagger", "untag", "--settle-seconds", "0", duo],
+                            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})  # fmt: skip
+    assert result.returncode == 0 and tags.read_instruments(duo).tagged is False, result.stderr
+    _touched(duo)
+    beet(lib, "update", "path:" + duo)
+    assert not _item(lib, duo).get("instruments") and not _item(lib, duo).get("instruments_model")
+    # written by the plugin: an update of the changed file keeps them, and one after untag drops them
+    beet(lib, "instruments", "-w", "path:" + bass)
+    _touched(bass)
+    beet(lib, "update", "path:" + bass)
+    assert _item(lib, bass)["instruments"] == "bass"
+    tags.remove_instruments(bass)
+    _touched(bass)
+    beet(lib, "update", "path:" + bass)
+    assert not _item(lib, bass).get("instruments") and not _item(lib, bass).get("instruments_model")
