@@ -281,3 +281,29 @@ def test_names_a_terminal_showed_alike_are_shown_apart_and_piped_exactly(tmp_pat
             text = "".join(chars)
             assert seen.setdefault(named(text), text) == text, (text, seen[named(text)])
     assert not [hex(c) for c in range(0x110000) if unicodedata.category(chr(c)) == "Cf" and named(chr(c)) == chr(c)]
+
+
+def test_query_output_of_a_large_library_is_written_piece_by_piece(tmp_path):
+    """The JSON of 100,000 tracks (46 MB) was built whole, with a dict per track first: 400 MB. Every
+    format but the table is rendered in pieces of a few hundred tracks now, the text unchanged."""
+    import json
+    import tracemalloc
+
+    from tagger.db.queries import TrackSummary
+    from tagger.library.report import QUERY_FORMATS, iter_rendered, render_tracks
+
+    scores = {f: 0.123456 for f in ("bass", "brass", "flute", "guitar", "keyboard", "mallet", "organ", "reed")}
+    tracks = [TrackSummary(f"/music/album {i // 10}/track {i:05d}.flac", 183.4, "FLAC", ["bass", "flute"], scores,
+                           "compact-mix-1", False) for i in range(20_000)]  # fmt: skip
+    text = render_tracks(tracks, fmt="json")
+    assert text == json.dumps([t.to_dict() for t in tracks], indent=1) + "\n"
+    for fmt in QUERY_FORMATS:
+        if fmt == "table":
+            continue
+        tracemalloc.start()
+        size = largest = 0
+        for piece in iter_rendered(tracks, fmt=fmt):
+            size, largest = size + len(piece), max(largest, len(piece))
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert largest < size / 20 and peak < size / 4, (fmt, size, largest, peak)

@@ -228,22 +228,27 @@ def query(
     """List the analysed tracks matching every condition."""
     from tagger.db.queries import find_tracks
     from tagger.errors import UserError
-    from tagger.library.report import QUERY_FORMATS, render_tracks
+    from tagger.library.report import QUERY_FORMATS, iter_rendered
 
     if fmt not in QUERY_FORMATS:
         raise UserError(f"unknown format {fmt!r}; choose one of {', '.join(QUERY_FORMATS)}")
     where = F.track_filter(has=has, lacks=lacks, min_score=min_score, path_glob=path_glob)
     tracks = _with_session(db, lambda s: find_tracks(s, where=where))
-    text = render_tracks(tracks, fmt=fmt)
+    pieces = iter_rendered(tracks, fmt=fmt)  # (written piece by piece: never the whole text at once)
     if output is not None:
         from tagger.outputs import check_replaceable, looks_like_path_list, write_atomic
 
-        write_atomic(check_replaceable(output, ours=looks_like_path_list, what="a track list (text)"), text)
+        def write(name: str) -> None:
+            with open(name, "w", encoding="utf-8", newline="") as f:
+                f.writelines(pieces)
+
+        write_atomic(check_replaceable(output, ours=looks_like_path_list, what="a track list (text)"), write)
         echo(f"{len(tracks)} track(s) written to {output}", err=True)
     elif fmt == "table":  # (for a person, wherever it goes)
-        echo(text, nl=False, lines=True)
+        echo("".join(pieces), nl=False, lines=True)
     else:
-        echo_data(text, end={"paths0": "\0", "json": None}.get(fmt, "\n"))
+        for piece in pieces:
+            echo_data(piece, end={"paths0": "\0", "json": None}.get(fmt, "\n"))
 
 
 @app.command("show")
