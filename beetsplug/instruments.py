@@ -161,16 +161,31 @@ class HasInstrumentQuery(FieldQuery[str]):
 
 UNWRITTEN = "instruments_unwritten"
 """The item attribute saying that its results are held by beets alone (given without being written into
-the file: ``-W``, ``import.write: no``, a read-only file or someone else's fields there)."""
+the file: ``-W``, ``import.write: no``, a read-only file or someone else's fields there): the hash of
+the file's audio bytes they were made from (`tagger.tags.audio_digest`); empty otherwise."""
+
+
+def _audio_of(path) -> str:
+    """`tagger.tags.audio_digest` of ``path``, or "" when it has none (a format without the check) or
+    cannot be read."""
+    from tagger import tags
+    from tagger.errors import TaggerError
+
+    try:
+        return tags.audio_digest(os.fsdecode(path)) or ""
+    except (TaggerError, OSError):
+        return ""
 
 
 def _follow_unwritten(item_class) -> None:
     """Wrap beets' ``Item.read`` and ``Item.write`` (once per process) so that results beets alone
     holds (`UNWRITTEN`) survive ``beet update``: ``read`` sets every media field from the file, and
     reading none of tagger's fields there emptied them, which reads as "no instrument found". They are
-    kept while the file holds none of tagger's fields; once a write puts them into the file (``beet
-    write``, ``modify -w``, the plugin's own), or the file holds results of tagger's, the item follows
-    the file again, so that a file `tagger untag` emptied empties its item too. (beets sends no event
+    kept while the file holds none of tagger's fields and its audio bytes are still those the results
+    were made from (tags edited by another program: kept; other audio put there: emptied, a wrong
+    answer being worse than none); once a write puts them into the file (``beet write``, ``modify
+    -w``, the plugin's own), or the file holds results of tagger's, the item follows the file again,
+    so that a file `tagger untag` emptied empties its item too. (beets sends no event
     on a read, and its ``after_write`` event cannot reach a plugin whose own listener is running: an
     import with ``auto``.)"""
     read, write = item_class.read, item_class.write
@@ -178,17 +193,18 @@ def _follow_unwritten(item_class) -> None:
         return
 
     def read_keeping_unwritten(item, *args, **kwargs):
-        kept = {f: item.get(f) for f in ("instruments", "instruments_model")} if item.get(UNWRITTEN) else None
+        audio = item.get(UNWRITTEN)
+        kept = {f: item.get(f) for f in ("instruments", "instruments_model")} if audio else None
         read(item, *args, **kwargs)
-        if kept is not None and not item.get("instruments_model"):
+        if kept is not None and not item.get("instruments_model") and _audio_of(item.path) == audio:
             item.update(kept)
-        elif kept is not None:  # the file holds results now: they are the item's
-            item[UNWRITTEN] = False
+        elif kept is not None:  # the file holds results now (they are the item's), or other audio
+            item[UNWRITTEN] = ""
 
     def write_noting_written(item, path=None, *args, **kwargs):
         write(item, path, *args, **kwargs)  # (raises when it could not write)
         if item.get(UNWRITTEN) and (path is None or path == item.path) and not _left_alone(os.fsdecode(item.path)):
-            item[UNWRITTEN] = False  # (stored by the caller: beets' try_sync, the plugin's _give)
+            item[UNWRITTEN] = ""  # (stored by the caller: beets' try_sync, the plugin's _give)
 
     for wrapper, original in ((read_keeping_unwritten, read), (write_noting_written, write)):
         wrapper._tagger = True
@@ -197,7 +213,7 @@ def _follow_unwritten(item_class) -> None:
 
 
 class InstrumentsPlugin(BeetsPlugin):
-    item_types = {"instruments": types.STRING, "instruments_model": types.STRING, UNWRITTEN: types.BOOLEAN}
+    item_types = {"instruments": types.STRING, "instruments_model": types.STRING, UNWRITTEN: types.STRING}
     item_queries = {"has_instrument": HasInstrumentQuery}
 
     def __init__(self, name: str | None = None) -> None:
@@ -333,7 +349,7 @@ class InstrumentsPlugin(BeetsPlugin):
         def give(*, unwritten: bool) -> None:
             item["instruments"] = SEPARATOR.join(res.instruments)
             item["instruments_model"] = res.model_version or ""
-            item[UNWRITTEN] = unwritten
+            item[UNWRITTEN] = _audio_of(res.path) if unwritten else ""
             self._log.debug("{}: {}", _named(item), shown(item["instruments"] or "(no instrument)"))
             item.store()
 
@@ -347,11 +363,9 @@ class InstrumentsPlugin(BeetsPlugin):
                 if left:
                     self._log.warning("{}: {}", _named(item), shown(left))
             return problem, False
-        # (written: `_follow_unwritten` notes that the results are in the file)
-        done = rewrite_tags(database, res, lambda: give(unwritten=True) or item.try_write(tags={"instruments_scores": None}))
+        done = rewrite_tags(database, res, lambda: give(unwritten=False) or item.try_write(tags={"instruments_scores": None}))
         if not done.written:
             return done.problem, False  # (None: beets could not write it, and said why)
-        item.store()
         if done.problem:
             self._log.warning("{}: {}", _named(item), shown(done.problem))
         return None, True

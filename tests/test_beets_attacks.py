@@ -303,7 +303,7 @@ def _touched(path: str) -> None:
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))
 
 
-def test_beet_update_keeps_results_only_beets_holds_and_follows_the_files_tags_otherwise(beets_lib):
+def test_beet_update_keeps_results_only_beets_holds_and_follows_the_files_tags_otherwise(beets_lib, tmp_path):
     """Results given without writing them (``-W``, ``import.write: no``, a read-only file) are held by
     beets alone: ``beet update`` of a file changed meanwhile read no INSTRUMENTS there and emptied
     them, which reads as "no instrument found". They are kept now; results that were in the file
@@ -312,9 +312,15 @@ def test_beet_update_keeps_results_only_beets_holds_and_follows_the_files_tags_o
     duo, bass = files["duo.mp3"], files["bass.flac"]
     beet(lib, "instruments", "-W", "path:" + duo, ",", "path:" + bass)
     assert tags.read_instruments(duo).tagged is False
+    import mediafile
+
+    mf = mediafile.MediaFile(duo)
+    mf.title = "Duo (edited elsewhere)"  # another program edits its tags: the audio is the one analysed
+    mf.save()
     _touched(duo)
     beet(lib, "update", "path:" + duo)
     assert (_item(lib, duo)["instruments"], _item(lib, duo)["instruments_model"]) == ("bass, flute", "fake-1")
+    assert _item(lib, duo).title == "Duo (edited elsewhere)"
     # written by beets (modify -w), then removed by tagger untag: the item follows the file
     beet(lib, "modify", "-y", "-w", "path:" + duo, "title=Duo")
     assert tags.read_instruments(duo).instruments == ["bass", "flute"]
@@ -330,6 +336,13 @@ def test_beet_update_keeps_results_only_beets_holds_and_follows_the_files_tags_o
     beet(lib, "update", "path:" + bass)
     assert _item(lib, bass)["instruments"] == "bass"
     tags.remove_instruments(bass)
+    _touched(bass)
+    beet(lib, "update", "path:" + bass)
+    assert not _item(lib, bass).get("instruments") and not _item(lib, bass).get("instruments_model")
+    # beets' alone, then other audio put in the file: emptied (its results are not this audio's)
+    beet(lib, "instruments", "-W", "path:" + bass)
+    assert _item(lib, bass)["instruments"] == "bass"
+    _replace_with_flute(bass, tmp_path)
     _touched(bass)
     beet(lib, "update", "path:" + bass)
     assert not _item(lib, bass).get("instruments") and not _item(lib, bass).get("instruments_model")
