@@ -12,6 +12,8 @@ symbolic link at the name is replaced, not written through).
 from __future__ import annotations
 
 import os
+import re
+import stat
 import tempfile
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -34,7 +36,6 @@ def check_replaceable(path: str | os.PathLike, *, ours: Callable[[bytes], bool],
         return path
     except OSError as exc:
         raise UserError(f"{path}: cannot write {what} there ({exc.strerror or exc})") from None
-    import stat
 
     if stat.S_ISDIR(st.st_mode):
         raise UserError(f"{path}: is a folder; give a file name for {what}")
@@ -122,6 +123,24 @@ def lock_holder(fd: int) -> str:
     return text if text.isdigit() else ""
 
 
+_LOCK_CONTENT = re.compile(rb"\d{1,20}\n?")
+"""What a lock file of tagger's holds: nothing, or the PID of the last process that held it."""
+
+
+def not_a_lock(fd: int) -> str | None:
+    """Why the file open as `fd` is not a lock file tagger made (another file of that name, which
+    writing a PID into would destroy); None when it is one: empty, or a PID. Shared by the scan's
+    database lock and `folder_lock`."""
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        return "it is not a regular file"
+    if info.st_size == 0:
+        return None
+    if info.st_size > 64 or not _LOCK_CONTENT.fullmatch(os.pread(fd, 64, 0)):
+        return f"it holds {info.st_size} bytes of other data"
+    return None
+
+
 @contextmanager
 def folder_lock(folder: str | os.PathLike, *, what: str):
     """Hold an exclusive ``fcntl.flock`` on ``<folder>/.tagger.lock`` for the duration of the block:
@@ -138,11 +157,21 @@ def folder_lock(folder: str | os.PathLike, *, what: str):
 
     folder = Path(folder)
     path = folder / LOCK_NAME
+    refuse = ("exists and is not tagger's lock ({}); a {} keeps its lock in a file of that name in the folder "
+              "it writes, and would overwrite and then remove it: left untouched, move it away (or write elsewhere)")
     while True:
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            # (not through a symbolic link, nor a FIFO or terminal: never anything but a plain file)
+            flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NOCTTY | os.O_NONBLOCK
+            fd = os.open(path, flags, 0o644)
         except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise UserError(f"{path} {refuse.format('it is a symbolic link', what)}") from None
             raise UserError(f"{folder}: cannot create the lock file {LOCK_NAME} there: {exc.strerror or exc}") from None
+        why = not_a_lock(fd)
+        if why:
+            os.close(fd)
+            raise UserError(f"{path} {refuse.format(why, what)}")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:

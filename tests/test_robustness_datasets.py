@@ -561,3 +561,38 @@ def test_render_takes_an_empty_folder_or_a_dataset_to_add_to(tmp_path):
     (tmp_path / "ds" / "audio").mkdir(parents=True)
     (tmp_path / "ds" / "examples.json").write_text("{}")
     check_render_folder(tmp_path / "ds")
+
+
+@pytest.mark.parametrize("kind", ["notes", "link", "fifo"])
+def test_a_users_own_tagger_lock_file_in_an_output_folder_is_never_overwritten_or_removed(tmp_path, kind):
+    """was: `dataset mix`/`render` and `evaluate --out` opened `<folder>/.tagger.lock` whatever it
+    was, wrote their PID over it (through a symbolic link too) and removed it when done: a user's
+    file of that name was lost. Now refused in one line naming it, the folder untouched; a lock file
+    tagger left (empty, or a PID) is taken as before."""
+    from tagger.outputs import LOCK_NAME
+
+    root = make_dataset(tmp_path / "ds")
+    out = tmp_path / "music"
+    out.mkdir()
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes, not a lock\n")
+    lock = out / LOCK_NAME
+    if kind == "notes":
+        lock.write_text("12 bars of blues\n")
+    elif kind == "link":
+        lock.symlink_to(notes)
+    else:
+        os.mkfifo(lock)
+    why = {"notes": "it holds 17 bytes of other data", "link": "it is a symbolic link", "fifo": "it is not a regular file"}
+    before = snapshot(out)
+    one_error_line(runner.invoke(app, mix_args(root, out)), f"{lock} exists and is not tagger's lock ({why[kind]})",
+                   "left untouched")  # fmt: skip
+    assert notes.read_text() == "my notes, not a lock\n"
+    assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME] and lock.is_symlink() == (kind == "link")
+    if kind != "fifo":
+        assert snapshot(out) == before
+    lock.unlink()
+    lock.write_text("4242\n")  # (a lock a killed run left: taken, then removed as the run ends)
+    result = runner.invoke(app, mix_args(root, out))
+    assert result.exit_code == 0, result.output
+    assert (out / "labels.json").exists() and not lock.exists()

@@ -21,13 +21,11 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import re
-import stat
 from contextlib import contextmanager
 from pathlib import Path
 
 from tagger.errors import TaggerError, UserError
-from tagger.outputs import lock_holder
+from tagger.outputs import lock_holder, not_a_lock
 
 log = logging.getLogger(__name__)
 
@@ -40,23 +38,6 @@ class DatabaseBusy(UserError):
 
 class NotOurLock(UserError):
     """A file where the scan lock goes is not one: the user's own, which the lock would overwrite."""
-
-
-_LOCK_CONTENT = re.compile(rb"\d{1,20}\n?")
-"""What a scan lock holds: nothing, or the PID of the last scan that held it."""
-
-
-def _not_a_lock(fd: int) -> str | None:
-    """Why the file open as `fd` is not a scan lock tagger made (another file of that name, which
-    writing our PID into would destroy); None when it is one."""
-    info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode):
-        return "it is not a regular file"
-    if info.st_size == 0:
-        return None
-    if info.st_size > 64 or not _LOCK_CONTENT.fullmatch(os.pread(fd, 64, 0)):
-        return f"it holds {info.st_size} bytes of other data"
-    return None
 
 
 def sqlite_file(url: str) -> Path | None:
@@ -127,7 +108,7 @@ def scan_lock(url: str, *, then: str = "scan again", engine=None):
             hint = " (the lock file is not writable by this user: run as the user who owns it)"
         raise TaggerError(f"{path}: cannot create the scan lock file: {exc.strerror or exc}{hint}") from None
     try:
-        why = _not_a_lock(fd)
+        why = not_a_lock(fd)
         if why:
             raise NotOurLock(f"{path} {refuse.format(why)}")
         try:
