@@ -227,6 +227,22 @@ def test_paths0_holds_every_name_whole_separated_by_nul_for_xargs_0(tmp_path, mo
     assert "\0" not in shown and f"{music}/two\\x0alines.flac\\x00" in shown.splitlines(), shown
 
 
+def test_a_list_written_to_a_file_counts_only_the_names_it_holds(tmp_path):
+    """``query -o FILE -f paths|m3u`` said ``N track(s) written`` counting the names it left out for
+    holding a line break; it counts those it wrote and says how many it left out and why."""
+    names = ("two\nlines.flac", "plain.flac", "other.flac")
+    _, files, dbfile = _library(tmp_path, names=names)
+    for fmt in ("paths", "m3u", "paths0"):
+        out = tmp_path / f"list.{fmt}"
+        r = _invoke("query", "--db", dbfile, "--format", fmt, "-o", str(out))
+        assert r.exit_code == 0, r.output
+        held = [p for p in out.read_text().replace("\0", "\n").splitlines() if p and not p.startswith("#")]
+        if fmt == "paths0":
+            assert f"3 track(s) written to {out}" in r.stderr and "left out" not in r.stderr, r.stderr
+        else:
+            assert len(held) == 2 and f"2 track(s) written to {out} (1 left out: a name holding a line break)" in r.stderr, (r.stderr, held)
+
+
 def test_every_usage_error_is_one_line_naming_the_option_and_the_reason(tmp_path):
     """click and typer's rich panel spread a usage error over four to eight lines (the usage, a hint,
     a box wrapped mid-sentence at the terminal's width); it is one ``tagger: error:`` line now, a

@@ -228,7 +228,7 @@ def query(
     """List the analysed tracks matching every condition."""
     from tagger.db.queries import find_tracks
     from tagger.errors import UserError
-    from tagger.library.report import QUERY_FORMATS, iter_rendered
+    from tagger.library.report import QUERY_FORMATS, iter_rendered, left_out
 
     if fmt not in QUERY_FORMATS:
         raise UserError(f"unknown format {fmt!r}; choose one of {', '.join(QUERY_FORMATS)}")
@@ -243,7 +243,9 @@ def query(
                 f.writelines(pieces)
 
         write_atomic(check_replaceable(output, ours=looks_like_path_list, what="a track list (text)"), write)
-        echo(f"{len(tracks)} track(s) written to {output}", err=True)
+        skipped = left_out(tracks, fmt)
+        but = f" ({skipped} left out: a name holding a line break)" if skipped else ""
+        echo(f"{len(tracks) - skipped} track(s) written to {output}{but}", err=True)
     elif fmt == "table":  # (for a person, wherever it goes)
         echo("".join(pieces), nl=False, lines=True)
     else:

@@ -38,6 +38,12 @@ def _one_line(tracks: Sequence[TrackSummary], fmt: str) -> Iterator[TrackSummary
             yield t
 
 
+def left_out(tracks: Sequence[TrackSummary], fmt: str) -> int:
+    """How many of `tracks` the ``fmt`` output leaves out (`_one_line`: a name holding a line break in a
+    line-based list); 0 for the other formats."""
+    return sum(1 for t in tracks if _LINE_BREAK.search(t.path)) if fmt in ("paths", "m3u") else 0
+
+
 def seconds_to_clock(seconds: float | None) -> str:
     """``m:ss`` (or ``h:mm:ss``) for a duration; ``?`` when unknown."""
     if seconds is None:
