@@ -60,22 +60,34 @@ def _ogg_pages(data: bytes) -> list[tuple[int, int, int]]:
         out.append((page.serial, page.sequence, page.offset))
 
 
-@pytest.mark.parametrize("ext, codec", [("ogg", "libvorbis"), ("opus", "libopus")])
-def test_the_next_chains_of_a_chained_ogg_file_keep_every_byte(tmp_path, ext, codec):
+def _brimful_song(path: Path, codec: str) -> Path:
+    """A one-second Ogg song whose comment header (a cover) fills its pages to the brim: tagger's
+    fields take one page more, and mutagen numbers every later page of its serial number on."""
     from mutagen import File
     from mutagen.flac import Picture
 
-    # The first song's comment header (a cover) fills its pages to the brim: our fields take one
-    # page more, and mutagen numbered every later page of serial 0 on from it, the next song's too.
-    first = _ffmpeg(tmp_path / f"first.{ext}", "-c:a", codec)
+    first = _ffmpeg(path, "-c:a", codec)
     audio = File(first)
     cover = Picture()
     cover.type, cover.mime, cover.data = 3, "image/png", bytes(range(256)) * 242
     audio["METADATA_BLOCK_PICTURE"] = [base64.b64encode(cover.write()).decode()]
     audio["TITLE"] = ["first song"]
     audio.save(padding=lambda info: 0)
-    second = _ffmpeg(tmp_path / f"second.{ext}", "-c:a", codec, "-metadata", "title=second song",
-                     sources=("sine=frequency=660:duration=1",)).read_bytes()  # fmt: skip
+    return first
+
+
+def _second_song(path: Path, codec: str, *args: str) -> bytes:
+    return _ffmpeg(path, "-c:a", codec, "-metadata", "title=second song", *args,
+                   sources=("sine=frequency=660:duration=1",)).read_bytes()  # fmt: skip
+
+
+@pytest.mark.parametrize("ext, codec", [("ogg", "libvorbis"), ("opus", "libopus")])
+def test_the_next_chains_of_a_chained_ogg_file_keep_every_byte(tmp_path, ext, codec):
+    from mutagen import File
+
+    # mutagen numbered every later page of serial 0 on from the first song, the next song's too.
+    first = _brimful_song(tmp_path / f"first.{ext}", codec)
+    second = _second_song(tmp_path / f"second.{ext}", codec)
     chained = tmp_path / f"chained.{ext}"
     chained.write_bytes(first.read_bytes() + second)
     assert {serial for serial, _, _ in _ogg_pages(chained.read_bytes())} == {0}
@@ -90,6 +102,38 @@ def test_the_next_chains_of_a_chained_ogg_file_keep_every_byte(tmp_path, ext, co
     assert tags.remove_instruments(chained).written
     assert chained.read_bytes().endswith(second)
     assert File(chained)["TITLE"] == ["first song"]
+
+
+@pytest.mark.parametrize("serial", ["the same serial number", "another serial number"])
+@pytest.mark.parametrize("ext, codec", [("ogg", "libvorbis"), ("opus", "libopus")])
+def test_a_chained_ogg_file_whose_first_song_has_no_end_of_stream_page_keeps_the_next_song(tmp_path, ext, codec,
+                                                                                          serial):  # fmt: skip
+    """A chain whose first song's last page lacks its end-of-stream flag (a cut radio rip, a careless
+    joiner): the first chain was taken to run to the end of the file, and mutagen renumbered the next
+    song's pages when they had the first's serial number. The next song starts at its
+    beginning-of-stream page, after a page that was not one; it is kept byte for byte."""
+    from mutagen.ogg import OggPage
+
+    first = _brimful_song(tmp_path / f"first.{ext}", codec).read_bytes()
+    last = first.rindex(b"OggS")
+    page = OggPage(io.BytesIO(first[last:]))
+    assert page.last
+    page.last = False
+    first = first[:last] + page.write()
+    second = _second_song(tmp_path / f"second.{ext}", codec,
+                          *([] if serial.startswith("the same") else ["-serial_offset", "77"]))  # fmt: skip
+    chained = tmp_path / f"chained.{ext}"
+    chained.write_bytes(first + second)
+    decoded = _decoded(chained)
+
+    assert tags.write_instruments(chained, **WRITE).written
+    data = chained.read_bytes()
+    assert data.endswith(second)
+    assert len(_ogg_pages(data[: -len(second)])) == len(_ogg_pages(first)) + 1
+    assert tags.read_instruments(chained).instruments == ["bass", "guitar"]
+    assert _decoded(chained) == decoded
+    assert tags.remove_instruments(chained).written
+    assert chained.read_bytes().endswith(second)
 
 
 def test_a_stream_multiplexed_with_the_tagged_one_keeps_its_pages(tmp_path):

@@ -241,7 +241,7 @@ class OggVorbisStorage(VorbisStorage):
         headers = self.headers
         serial = _ogg_stream_serial(f, self.ident_magic)
         f.seek(0)
-        done, partial, chain = 0, bytearray(), set()
+        done, partial, chain, begun = 0, bytearray(), set(), False
         while True:
             start = f.tell()
             try:
@@ -249,6 +249,11 @@ class OggVorbisStorage(VorbisStorage):
             except EOFError:
                 break
             end = f.tell()
+            if _ogg_next_chain(page, begun):  # (as `save` finds it: the rest is kept as it is)
+                h.update(b"after the first chain:")
+                _hash_range(f, start, size, h)
+                break
+            begun = begun or not page.first
             f.seek(start)
             raw = f.read(end - start)
             if not _ogg_crc_ok(raw):
@@ -397,23 +402,37 @@ def _ogg_stream_serial(f, ident: bytes) -> int | None:
 
 def _ogg_first_chain_end(f) -> int:
     """The offset where the first chain of the open Ogg file ``f`` ends: after the page that ends
-    the last of the logical streams begun before it (a chained file's next song starts there);
-    the end of the file when its streams do not all end."""
+    the last of the logical streams begun before it, or before a beginning-of-stream page that
+    follows a page that is not one (`_ogg_next_chain`: the next song of a chain whose first song
+    lacks its end-of-stream page); the end of the file when neither is found."""
     from mutagen.ogg import OggPage
 
     f.seek(0)
     chain: set[int] = set()
+    begun = False
     while True:
+        start = f.tell()
         try:
             page = OggPage(f)
         except EOFError:
             return f.seek(0, os.SEEK_END)
+        if _ogg_next_chain(page, begun):
+            return start
+        begun = begun or not page.first
         if page.first:
             chain.add(page.serial)
         if page.last:
             chain.discard(page.serial)
             if not chain:
                 return f.tell()
+
+
+def _ogg_next_chain(page, begun: bool) -> bool:
+    """Whether ``page`` begins the next chain of an Ogg file: a beginning-of-stream page after a page
+    that was not one (``begun``). Every stream of a chain begins before any of its data pages (the
+    Ogg specification), so such a page is the next song's even where the first song's last page
+    lacks its end-of-stream flag (a cut radio rip, a careless joiner)."""
+    return begun and page.first
 
 
 _BITSWAP = bytes(int(f"{i:08b}"[::-1], 2) for i in range(256))
