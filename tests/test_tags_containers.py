@@ -983,6 +983,27 @@ def test_dsf_with_bytes_after_its_id3_tag_is_refused(tmp_path):
     assert song.read_bytes() == before
 
 
+def test_dsf_whose_metadata_pointer_is_its_size_is_tagged_as_one_without_a_tag(tmp_path):
+    """Some writers point a DSF file without metadata at its end instead of writing 0 (the DSF
+    specification's "none"): nothing lies there, yet the file was refused as if the pointer led to
+    something a rewrite would cut off. The tag is added there, as to a file whose pointer is 0."""
+    from conftest import dsf_file
+
+    song = dsf_file(tmp_path / "song.dsf", seconds=0.5, freq=440.0)
+    data = song.read_bytes()
+    song.write_bytes(data[:20] + struct.pack("<Q", len(data)) + data[28:])
+    original = song.read_bytes()
+    decoded = _decoded_md5(song)
+    assert not tags.read_instruments(song).tagged
+    assert tags.write_instruments(song, **WRITE).written
+    data = song.read_bytes()
+    assert data[:12] == original[:12] and data[28 : len(original)] == original[28:]
+    assert struct.unpack_from("<QQ", data, 12) == (len(data), len(original)) and data[len(original) :].startswith(b"ID3")
+    assert tags.read_instruments(song).instruments == ["bass", "guitar"] and _decoded_md5(song) == decoded
+    assert tags.remove_instruments(song).written
+    assert song.read_bytes()[28:] == original[28:] and _decoded_md5(song) == decoded
+
+
 def _dsf_with_id3(path: Path, *frames: bytes, major: int = 4, flags: int = 0, after: bytes = b"") -> Path:
     """A DSF file (`dsf_file`) ending with an ID3v2 tag (version ``major``, header ``flags``) that
     holds exactly ``frames``, its header pointing to it, then ``after``."""

@@ -302,7 +302,7 @@ class DSFStorage(ID3Storage):
 
     def id3_span(self, f, size):
         _end, pointer = self._layout(f, size)
-        return (pointer, size - pointer) if pointer else None
+        return (pointer, size - pointer) if _points_to_tag(pointer, size) else None
 
     def payload(self, f, size, h):
         end, _pointer = self._layout(f, size)
@@ -320,7 +320,7 @@ class DSFStorage(ID3Storage):
             if end > size:
                 return (f"its data chunk claims {end - size} bytes more than the file holds (cut short?); the audio "
                         "is analysed as it is, the tags are not written")  # fmt: skip
-            if pointer:
+            if _points_to_tag(pointer, size):
                 f.seek(pointer)
                 head = f.read(10)
                 tag_end = pointer + 10 + _syncsafe(head[6:10])
@@ -344,6 +344,13 @@ class DSFStorage(ID3Storage):
 
 
 # -- helpers ------------------------------------------------------------------------------------
+
+
+def _points_to_tag(pointer: int, size: int) -> bool:
+    """Whether a DSF metadata pointer says the file (``size`` bytes) has a tag: 0 is the DSF
+    specification's "none", and some writers point a file without one at its end (mutagen reads
+    none there either; a save puts the tag there, as for 0)."""
+    return pointer != 0 and pointer != size
 
 
 class _ID3Frame(NamedTuple):
