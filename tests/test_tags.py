@@ -529,6 +529,32 @@ def test_unsupported_format_is_skipped_with_a_clear_message(tmp_path):
         tags.write_instruments(tmp_path / "missing.mp3", **WRITE)
 
 
+OGG_WITHOUT_TAGS = {
+    # name: (ffmpeg output arguments, what the message calls it)
+    "flac.oga": (["-c:a", "flac"], "Ogg FLAC"),
+    "theora.ogg": (["-c:v", "libtheora", "-c:a", "libvorbis"], "Ogg Theora video"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(OGG_WITHOUT_TAGS))
+def test_ogg_flac_and_theora_are_refused_by_name_and_left_alone(tmp_path, name):
+    """FLAC in Ogg and a Theora video with a Vorbis soundtrack (mutagen reads both, tagger writes
+    neither) are each one `UntaggableError` saying which format it is in words (was: mutagen's class
+    name, ``OggFLAC``), the file unchanged."""
+    from tagger.errors import UntaggableError
+
+    args, label = OGG_WITHOUT_TAGS[name]
+    song = tmp_path / name
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i", "testsrc=duration=1:size=64x64:rate=5",
+                    "-f", "lavfi", "-i", "sine=duration=1", *(["-map", "1:a"] if "theora" not in name else []),
+                    *args, str(song)], check=True)  # fmt: skip
+    data = song.read_bytes()
+    for attempt in (lambda: tags.write_instruments(song, **WRITE), lambda: tags.read_instruments(song)):
+        with pytest.raises(UntaggableError, match=rf"{song}: unsupported format \({label}\); tagger writes tags into MP3"):
+            attempt()
+    assert song.read_bytes() == data
+
+
 def test_bad_values_are_refused_before_touching_the_file(originals, tmp_path):
     song = tmp_path / "song.flac"
     shutil.copy2(originals("flac"), song)

@@ -237,9 +237,16 @@ def _open(path: str | os.PathLike, *, real: str | None = None, cls: type | None 
     except (mutagen.MutagenError, *_UNREADABLE) as exc:
         raise TagWriteError(path, f"cannot read tags: {_unreadable(exc)}") from exc
     if audio is None or type(audio).__name__ not in STORAGES:
-        what = "unknown" if audio is None else type(audio).__name__
+        what = "unknown" if audio is None else _UNTAGGED_LABELS.get(type(audio).__name__, type(audio).__name__)
         raise UntaggableError(path, f"unsupported format ({what}); tagger writes tags into {supported_formats()}")
     return audio, STORAGES[type(audio).__name__]
+
+
+_UNTAGGED_LABELS = {
+    "OggFLAC": "Ogg FLAC", "OggTheora": "Ogg Theora video", "OggSpeex": "Ogg Speex", "AAC": "raw AAC (ADTS)",
+    "AC3": "AC-3", "SMF": "MIDI", "DSDIFF": "DSDIFF (DFF)",
+}  # fmt: skip
+"""The names for users of formats mutagen reads and tagger does not tag (others: mutagen's class name)."""
 
 
 def _named_type(name: str) -> type | None:
