@@ -201,6 +201,50 @@ def test_a_folder_default_acl_does_not_leak_onto_the_rewritten_file(tmp_path):
     assert {name: os.getxattr(song, name) for name in os.listxattr(song)} == before
 
 
+# -- 2b. what is the file's fault, what is tagger's ---------------------------------------------
+
+
+def _raising_in_mutagen(exc: Exception):
+    """A function that raises ``exc`` from a frame of mutagen's own code (as mutagen tripping over a
+    malformed file with an error of no kind of its own would)."""
+    import mutagen.flac
+
+    scope: dict = {}
+    exec(compile("def boom(*args, **kwargs):\n    raise exc\n", mutagen.flac.__file__, "exec"), {"exc": exc}, scope)
+    return scope["boom"]
+
+
+def test_a_bug_in_tagger_is_not_reported_as_the_files_fault_nor_a_mutagen_crash_as_a_bug(tmp_path, monkeypatch):
+    """Every exception of the rewrite became "tag write failed (TypeError: ...)", a fault of the
+    file's, so a bug in tagger read as thousands of bad files; and a TypeError that mutagen raised
+    while loading a file escaped and stopped the batch. A bug in tagger's code now propagates as it
+    is (the file unchanged, no copy left); mutagen's own errors of any kind stay one line naming the file."""
+    import mutagen.flac
+
+    from tagger.tags.storage import STORAGES
+
+    song = write_audio(tmp_path / "song.flac", tone_signal([440.0], seconds=1.0))
+    _backdate(song)
+    before = song.read_bytes()
+
+    def bug(*args, **kwargs):
+        raise TypeError("tagger's own mistake")
+
+    monkeypatch.setattr(STORAGES["FLAC"], "save", bug)
+    with pytest.raises(TypeError, match="tagger's own mistake"):
+        tags.write_instruments(song, **WRITE)
+    assert song.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["song.flac"]
+    monkeypatch.undo()
+
+    for method in ("save", "load"):
+        with monkeypatch.context() as patch:
+            patch.setattr(mutagen.flac.FLAC, method, _raising_in_mutagen(TypeError("mutagen tripped")))
+            with pytest.raises(TagWriteError, match=rf"{song}: .*TypeError: mutagen tripped"):
+                tags.write_instruments(song, **WRITE)
+        assert song.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["song.flac"]
+    assert tags.write_instruments(song, **WRITE).written
+
+
 # -- 3. a concurrent tag editor ------------------------------------------------------------------
 
 

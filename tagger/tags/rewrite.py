@@ -30,7 +30,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
-from tagger.errors import AudioReadError, TagWriteError, UntaggableError
+from tagger.errors import AudioReadError, TaggerError, TagWriteError, UntaggableError
 from tagger.paths import DEFAULT_SETTLE_SECONDS, TEMP_SUFFIX, is_temp_name  # noqa: F401  (DEFAULT_SETTLE_SECONDS: re-exported)
 from tagger.tags.fields import INSTRUMENTS_MODEL, Raw, TagChange, TagState, desired_raw, state
 from tagger.tags.storage import STORAGES, Storage, format_named, payload_digest, supported_formats
@@ -236,6 +236,10 @@ def _open(path: str | os.PathLike, *, real: str | None = None, cls: type | None 
         raise TagWriteError(path, "no such file") from None
     except (mutagen.MutagenError, *_UNREADABLE) as exc:
         raise TagWriteError(path, f"cannot read tags: {_unreadable(exc)}") from exc
+    except Exception as exc:
+        if not _raised_in_mutagen(exc):
+            raise  # a bug in tagger: its own traceback, not the file's fault
+        raise TagWriteError(path, f"cannot read tags: mutagen failed on it ({type(exc).__name__}: {exc})") from exc
     if audio is None or type(audio).__name__ not in STORAGES:
         what = "unknown" if audio is None else _UNTAGGED_LABELS.get(type(audio).__name__, type(audio).__name__)
         raise UntaggableError(path, f"unsupported format ({what}); tagger writes tags into {supported_formats()}")
@@ -275,6 +279,24 @@ def _unreadable(exc: Exception) -> str:
 _UNREADABLE = (OSError, ValueError, struct.error, EOFError, IndexError, KeyError)
 """What reading a malformed file's tags may raise (besides mutagen's own errors), in mutagen or in
 tagger's checks of the bytes: one line naming the file, never a traceback that stops a scan."""
+
+
+def _raised_in_mutagen(exc: BaseException) -> bool:
+    """Whether ``exc`` (of a kind not in `_UNREADABLE`) was raised in mutagen's code rather than
+    tagger's: the last frame of its traceback that is either one's is mutagen's (a TypeError or a
+    ZeroDivisionError of mutagen's on a malformed file is the file's; one of tagger's is a bug, which
+    must reach the user as a traceback, not as one bad file among others)."""
+    import mutagen
+
+    roots = (os.path.dirname(mutagen.__file__) + os.sep, os.path.dirname(os.path.dirname(__file__)) + os.sep)
+    last = None
+    tb = exc.__traceback__
+    while tb is not None:
+        name = tb.tb_frame.f_code.co_filename
+        if name.startswith(roots):
+            last = name
+        tb = tb.tb_next
+    return last is not None and last.startswith(roots[0])
 
 _ID3_TYPES = ("MP3", "WAVE", "AIFF", "DSF")
 """mutagen file types whose tag is ID3v2."""
@@ -604,7 +626,11 @@ def _rewrite(
                              settle_seconds=settle_seconds, before_replace=before_replace)  # fmt: skip
     except _BeforeReplaceFailed as failed:
         raise failed.error  # noqa: B904  (the callback's own error, as it raised it)
-    except (mutagen.MutagenError, *_UNREADABLE) as exc:  # a file malformed in a way nobody foresaw
+    except TaggerError:
+        raise
+    except Exception as exc:  # a file malformed in a way nobody foresaw
+        if not isinstance(exc, (mutagen.MutagenError, *_UNREADABLE)) and not _raised_in_mutagen(exc):
+            raise  # a bug in tagger: its own traceback, not the file's fault
         raise TagWriteError(shown, f"cannot read its tags ({type(exc).__name__}: {exc}); left unchanged") from exc
 
 
@@ -705,9 +731,11 @@ def _rewrite_file(shown, real, st, *, target, id3v23, keep_mtime, dry_run, settl
         raise TagWriteError(shown, exc.reason if exc.path == shown else f"{exc.reason}; file left unchanged") from exc
     except _BeforeReplaceFailed:
         raise  # (unwrapped by `_rewrite`)
-    except Exception as exc:  # mutagen, OS and anything unexpected: our error, with the reason
+    except Exception as exc:  # mutagen's, the file's and the system's errors: our error, with the reason
         import mutagen
 
+        if not isinstance(exc, (mutagen.MutagenError, *_UNREADABLE)) and not _raised_in_mutagen(exc):
+            raise  # a bug in tagger: its own traceback, not the file's fault (the copy is removed below)
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
         kind_of = "mutagen" if isinstance(exc, mutagen.MutagenError) else type(exc).__name__
         raise TagWriteError(shown, f"tag write failed ({kind_of}: {reason}); file left unchanged") from exc
