@@ -201,6 +201,48 @@ def test_a_folder_default_acl_does_not_leak_onto_the_rewritten_file(tmp_path):
     assert {name: os.getxattr(song, name) for name in os.listxattr(song)} == before
 
 
+def _chattr(path: Path, flags: str) -> bool:
+    """``chattr flags path``; False where the attribute cannot be set (not root, a filesystem without it)."""
+    if shutil.which("chattr") is None:
+        return False
+    return subprocess.run(["chattr", flags, str(path)], capture_output=True).returncode == 0
+
+
+IMMUTABLE_CASES = {
+    # case: (what gets the attribute, the attribute, the reason given)
+    "immutable file": ("file", "i", r"file is immutable \(chattr \+i\)"),
+    "append-only file": ("file", "a", r"file is append-only \(chattr \+a\)"),
+    "immutable folder": ("folder", "i", r"folder .* is immutable \(chattr \+i\)"),
+    "append-only folder": ("folder", "a", r"folder .* is append-only \(chattr \+a\)"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(IMMUTABLE_CASES))
+def test_an_immutable_or_append_only_file_or_folder_is_refused_with_its_attribute(tmp_path, case):
+    """An append-only folder let tagger create its copy and a backup link, then refused the rename
+    and their removal: both stayed in the folder (no later scan could remove them either) and the
+    error named the failed clean-up as unreadable tags. An append-only file was copied and verified
+    before the rename failed ("Operation not permitted"), an immutable one called read-only. Each is
+    now refused before anything is written, naming the attribute."""
+    what, attribute, reason = IMMUTABLE_CASES[case]
+    folder = tmp_path / "music"
+    folder.mkdir()
+    song = write_audio(folder / "song.flac", tone_signal([440.0], seconds=1.0))
+    _backdate(song)
+    before = song.read_bytes()
+    target = song if what == "file" else folder
+    if not _chattr(target, "+" + attribute):
+        pytest.skip(f"cannot set chattr +{attribute} here")
+    try:
+        for dry_run in (True, False):
+            with pytest.raises(TagWriteError, match=reason):
+                tags.write_instruments(song, **WRITE, dry_run=dry_run)
+        names = sorted(p.name for p in folder.iterdir())
+    finally:
+        _chattr(target, "-" + attribute)
+    assert names == ["song.flac"] and song.read_bytes() == before
+
+
 # -- 2b. what is the file's fault, what is tagger's ---------------------------------------------
 
 

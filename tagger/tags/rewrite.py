@@ -410,15 +410,49 @@ def _check_writable(path, real: str, st: os.stat_result) -> None:
     """Refuse a file or folder the user may not write, and one without any write permission bit:
     root may write anything, but a read-only mode says the owner wants it left alone."""
     writable = stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH
+    folder = os.path.dirname(real) or "."
+    attribute = _fixed_attribute(real)
+    if attribute:
+        raise TagWriteError(path, f"file is {attribute}; left as it is")
     if not os.access(real, os.W_OK) or not st.st_mode & writable:
         raise TagWriteError(path, "file is read-only")
-    folder = os.path.dirname(real) or "."
+    attribute = _fixed_attribute(folder)
+    if attribute:
+        raise TagWriteError(path, f"folder {folder} is {attribute}: none of its files can be replaced (needed for "
+                                  "the atomic replace); left as it is")  # fmt: skip
     try:
         folder_mode = os.stat(folder).st_mode
     except OSError as exc:
         raise TagWriteError(path, f"cannot stat its folder {folder}: {exc.strerror or exc}") from exc
     if not os.access(folder, os.W_OK | os.X_OK) or not folder_mode & writable:
         raise TagWriteError(path, f"folder {folder} is not writable (needed for the atomic replace)")
+
+
+_FS_IOC_GETFLAGS = (2 << 30) | (struct.calcsize("l") << 16) | (ord("f") << 8) | 1  # _IOR('f', 1, long)
+_FIXED_ATTRIBUTES = ((0x10, "immutable (chattr +i)"), (0x20, "append-only (chattr +a)"))
+
+
+def _fixed_attribute(path: str) -> str | None:
+    """The Linux inode attribute of the file or folder ``path`` that forbids replacing it or a file
+    in it, root included (immutable, append-only), in words; None when it has none or the
+    filesystem does not say. A rename over such a file, or in such a folder, fails only once the
+    copy is written, and an append-only folder keeps the copy and the backup link: their removal
+    fails too."""
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        buf = bytearray(8)
+        fcntl.ioctl(fd, _FS_IOC_GETFLAGS, buf)
+    except OSError:
+        return None  # (a filesystem without these attributes)
+    finally:
+        os.close(fd)
+    flags = int.from_bytes(buf[:4], "little" if struct.pack("=I", 1)[0] else "big")
+    return next((words for bit, words in _FIXED_ATTRIBUTES if flags & bit), None)
 
 
 _F_SETLEASE = 1024
