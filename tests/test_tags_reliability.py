@@ -243,6 +243,35 @@ def test_an_immutable_or_append_only_file_or_folder_is_refused_with_its_attribut
     assert names == ["song.flac"] and song.read_bytes() == before
 
 
+def test_a_copy_that_cannot_be_removed_does_not_hide_why_the_write_failed(tmp_path, monkeypatch):
+    """Where the rename fails and so does the removal of the copy (a folder that lets files be
+    created but not removed), the removal's error replaced the rename's and was reported as
+    "cannot read its tags", and the file's descriptors stayed open. The rename's error is reported;
+    the hidden copy is left for a later scan to remove."""
+    import errno
+
+    song = write_audio(tmp_path / "song.flac", tone_signal([440.0], seconds=1.0))
+    _backdate(song)
+    before = song.read_bytes()
+    real_unlink = os.unlink
+
+    def refused(*args, **kwargs):
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    def unlink(name, *args, **kwargs):
+        if str(name).endswith(tags.TEMP_SUFFIX):
+            refused()
+        return real_unlink(name, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(tags.os, "replace", refused)
+        patch.setattr(tags.os, "unlink", unlink)
+        with pytest.raises(TagWriteError, match=r"tag write failed \(PermissionError: Operation not permitted\); file left"):
+            tags.write_instruments(song, **WRITE)
+    assert song.read_bytes() == before
+    assert tags.remove_stale_temp_files(list(tmp_path.iterdir()), min_age=0) and sorted(os.listdir(tmp_path)) == ["song.flac"]
+
+
 # -- 2b. what is the file's fault, what is tagger's ---------------------------------------------
 
 

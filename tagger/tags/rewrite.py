@@ -778,8 +778,8 @@ def _rewrite_file(shown, real, st, *, target, id3v23, keep_mtime, dry_run, settl
             if name is not None:
                 try:
                     os.unlink(name)
-                except FileNotFoundError:
-                    pass
+                except OSError:  # (gone, or a folder that refuses removals: a later scan removes it if it can;
+                    pass  # the error that stopped the write is the one reported, and the descriptors are closed)
         if held is not None:
             os.close(held)
         if source is not None:
