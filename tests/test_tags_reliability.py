@@ -243,6 +243,33 @@ def test_an_immutable_or_append_only_file_or_folder_is_refused_with_its_attribut
     assert names == ["song.flac"] and song.read_bytes() == before
 
 
+def test_a_file_on_a_read_only_mount_is_refused_naming_the_mount(tmp_path):
+    """A file with write permission on a file system mounted read-only (a read-only bind mount of the
+    library) was refused as "file is read-only", which its mode contradicts; the reason now says
+    that the file system is mounted read-only. (A bind mount in a mount namespace of its own, which
+    goes away with the process; skipped where one cannot be made.)"""
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare")
+    song = write_audio(tmp_path / "song.flac", tone_signal([440.0], seconds=1.0))
+    _backdate(song)
+    before = song.read_bytes()
+    script = ("import sys\nfrom tagger import tags\nfrom tagger.errors import TagWriteError\ntry:\n"
+              "    tags.write_instruments(sys.argv[1], instruments=['bass'], model_version='m')\n"
+              "except TagWriteError as exc:\n    print(exc)\n")  # fmt: skip
+
+    def read_only(*command: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["unshare", "-m", "sh", "-c", 'mount --bind -o ro "$1" "$1" && shift && exec "$@"', "sh",
+                               str(tmp_path), *command], capture_output=True, text=True)  # fmt: skip
+
+    mounted = read_only("true")
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot make a read-only bind mount here: {mounted.stderr.strip()}")
+    probe = read_only(sys.executable, "-c", script, str(song))
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.strip() == f"{song}: its file system is mounted read-only; left as it is"
+    assert song.read_bytes() == before
+
+
 def test_a_copy_that_cannot_be_removed_does_not_hide_why_the_write_failed(tmp_path, monkeypatch):
     """Where the rename fails and so does the removal of the copy (a folder that lets files be
     created but not removed), the removal's error replaced the rename's and was reported as

@@ -411,6 +411,12 @@ def _check_writable(path, real: str, st: os.stat_result) -> None:
     root may write anything, but a read-only mode says the owner wants it left alone."""
     writable = stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH
     folder = os.path.dirname(real) or "."
+    try:
+        mounted_read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):  # (no statvfs: the checks below find it read-only, in other words)
+        mounted_read_only = False
+    if mounted_read_only:
+        raise TagWriteError(path, "its file system is mounted read-only; left as it is")
     attribute = _fixed_attribute(real)
     if attribute:
         raise TagWriteError(path, f"file is {attribute}; left as it is")
