@@ -556,6 +556,20 @@ def test_ogg_flac_and_theora_are_refused_by_name_and_left_alone(tmp_path, name):
     assert song.read_bytes() == data
 
 
+@pytest.mark.parametrize("ext", ["mp3", "flac", "wav", "ogg", "m4a", "dsf"])
+def test_an_empty_file_with_a_music_extension_is_one_clear_error(tmp_path, ext):
+    """A 0-byte file named like music (an interrupted copy) gave mutagen's words for it ("Header size
+    < 8", "file said 4 bytes, read 0 bytes", "can't sync to MPEG frame"); it is now "empty file (0
+    bytes)", as the scan's decoder says, for a read, a write and a removal, and stays empty."""
+    empty = tmp_path / f"empty.{ext}"
+    empty.touch()
+    for attempt in (lambda: tags.read_instruments(empty), lambda: tags.write_instruments(empty, **WRITE),
+                    lambda: tags.remove_instruments(empty)):  # fmt: skip
+        with pytest.raises(TagWriteError, match=rf"^{empty}: empty file \(0 bytes\)"):
+            attempt()
+    assert empty.stat().st_size == 0 and os.listdir(tmp_path) == [empty.name]
+
+
 def test_bad_values_are_refused_before_touching_the_file(originals, tmp_path):
     song = tmp_path / "song.flac"
     shutil.copy2(originals("flac"), song)

@@ -202,6 +202,8 @@ def _open(path: str | os.PathLike, *, real: str | None = None, cls: type | None 
 
     name = real or os.fspath(path)
     try:
+        if os.stat(name).st_size == 0:  # (mutagen's words for it name a header or a frame: "Header size < 8")
+            raise TagWriteError(path, "empty file (0 bytes): no audio, no tags; left as it is")
         if cls is None:
             from tagger.tags.storage.apev2 import ape_file_type
 
@@ -232,6 +234,8 @@ def _open(path: str | os.PathLike, *, real: str | None = None, cls: type | None 
                     cls, audio = named, None
         if cls is not None:
             audio = _load_id3(cls, name) if cls.__name__ in _ID3_TYPES else cls(name)
+    except TaggerError:
+        raise
     except FileNotFoundError:
         raise TagWriteError(path, "no such file") from None
     except (mutagen.MutagenError, *_UNREADABLE) as exc:
