@@ -551,7 +551,7 @@ def test_ogg_flac_and_theora_are_refused_by_name_and_left_alone(tmp_path, name):
                     *args, str(song)], check=True)  # fmt: skip
     data = song.read_bytes()
     for attempt in (lambda: tags.write_instruments(song, **WRITE), lambda: tags.read_instruments(song)):
-        with pytest.raises(UntaggableError, match=rf"{song}: unsupported format \({label}\); tagger writes tags into MP3"):
+        with pytest.raises(UntaggableError, match=rf"{song}: unsupported format \({label}\); tagger writes tags into "):
             attempt()
     assert song.read_bytes() == data
 
