@@ -136,6 +136,48 @@ def test_a_chained_ogg_file_whose_first_song_has_no_end_of_stream_page_keeps_the
     assert chained.read_bytes().endswith(second)
 
 
+def test_a_stream_begun_late_in_a_multiplexed_file_is_not_taken_for_the_next_song(tmp_path):
+    """A second stream whose beginning-of-stream page comes after the first stream's data pages
+    (against the Ogg specification; ffmpeg refuses such a file) while the first stream goes on: not
+    taken for the next song of a chain, which would have left the first stream's later pages
+    numbered as before while its comment header took a page more. The file is one chain: the tagged
+    stream's pages are numbered on without a gap, the other stream's kept byte for byte."""
+    from mutagen import File
+    from mutagen.flac import Picture
+    from mutagen.ogg import OggPage
+
+    mixed = _ffmpeg(tmp_path / "mixed.ogg", "-map", "0:a", "-map", "1:a", "-c:a:0", "libvorbis", "-c:a:1", "libopus",
+                    sources=("sine=frequency=440:duration=1", "sine=frequency=880:duration=1"))  # fmt: skip
+    audio = File(mixed)
+    cover = Picture()
+    cover.type, cover.mime, cover.data = 3, "image/png", bytes(range(256)) * 242
+    audio["METADATA_BLOCK_PICTURE"] = [base64.b64encode(cover.write()).decode()]
+    audio.save(padding=lambda info: 0)
+
+    def pages(data: bytes) -> list[tuple[OggPage, bytes]]:
+        out = []
+        for _serial, _seq, offset in _ogg_pages(data):
+            f = io.BytesIO(data)
+            f.seek(offset)
+            out.append((OggPage(f), data[offset : f.tell()]))
+        return out
+
+    before = pages(mixed.read_bytes())
+    vorbis = before[0][0].serial
+    late = next(i for i, (page, _raw) in enumerate(before) if page.first and page.serial != vorbis)
+    moved = before.pop(late)
+    before.insert(next(i for i, (page, _raw) in enumerate(before) if page.serial == moved[0].serial), moved)
+    assert any(not page.first for page, _raw in before[: before.index(moved)])  # after the Vorbis stream's pages
+    mixed.write_bytes(b"".join(raw for _page, raw in before))
+
+    assert tags.write_instruments(mixed, **WRITE).written
+    after = pages(mixed.read_bytes())
+    numbers = [page.sequence for page, _raw in after if page.serial == vorbis]
+    assert numbers == list(range(len(numbers))) and len(numbers) == sum(p.serial == vorbis for p, _ in before) + 1
+    assert [raw for page, raw in after if page.serial != vorbis] == [raw for page, raw in before if page.serial != vorbis]
+    assert tags.read_instruments(mixed).instruments == ["bass", "guitar"]
+
+
 def test_a_stream_multiplexed_with_the_tagged_one_keeps_its_pages(tmp_path):
     mixed = _ffmpeg(tmp_path / "mixed.ogg", "-map", "0:a", "-map", "1:a", "-c:a:0", "libopus", "-c:a:1", "libvorbis",
                     sources=("sine=frequency=440:duration=1", "sine=frequency=880:duration=1"))  # fmt: skip

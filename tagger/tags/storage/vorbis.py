@@ -240,26 +240,20 @@ class OggVorbisStorage(VorbisStorage):
 
         headers = self.headers
         serial = _ogg_stream_serial(f, self.ident_magic)
+        chain_end = _ogg_first_chain_end(f)  # (as `save` finds it: the rest is kept as it is)
         f.seek(0)
-        done, partial, chain, begun = 0, bytearray(), set(), False
-        while True:
+        done, partial = 0, bytearray()
+        while f.tell() < chain_end:
             start = f.tell()
             try:
                 page = OggPage(f)
             except EOFError:
                 break
             end = f.tell()
-            if _ogg_next_chain(page, begun):  # (as `save` finds it: the rest is kept as it is)
-                h.update(b"after the first chain:")
-                _hash_range(f, start, size, h)
-                break
-            begun = begun or not page.first
             f.seek(start)
             raw = f.read(end - start)
             if not _ogg_crc_ok(raw):
                 h.update(b"bad page CRC")  # (mutagen may split the header pages differently)
-            if page.first:
-                chain.add(page.serial)
             if page.serial != serial:
                 h.update(b"other stream page %d:" % len(raw))  # multiplexed with it: kept as it is
                 h.update(raw)
@@ -274,12 +268,8 @@ class OggVorbisStorage(VorbisStorage):
                 for part in page.packets:
                     h.update(struct.pack("<I", len(part)))
                     h.update(part)
-            if page.last:
-                chain.discard(page.serial)
-                if not chain:  # the first chain ends here: the rest is kept as it is
-                    h.update(b"after the first chain:")
-                    _hash_range(f, end, size, h)
-                    break
+        h.update(b"after the first chain:")
+        _hash_range(f, chain_end, size, h)
         return True
 
 
@@ -401,38 +391,51 @@ def _ogg_stream_serial(f, ident: bytes) -> int | None:
 
 
 def _ogg_first_chain_end(f) -> int:
-    """The offset where the first chain of the open Ogg file ``f`` ends: after the page that ends
-    the last of the logical streams begun before it, or before a beginning-of-stream page that
-    follows a page that is not one (`_ogg_next_chain`: the next song of a chain whose first song
-    lacks its end-of-stream page); the end of the file when neither is found."""
+    """The offset where the first chain of the open Ogg file ``f`` ends (a chained file's next song
+    starts there; the end of the file for a file of one chain): after the page that ends the last
+    of the logical streams begun before it; or, where the first song's last page lacks its
+    end-of-stream flag (a cut radio rip, a careless joiner), before the first beginning-of-stream
+    page that follows a page that is not one. Every stream of a chain begins before any of its data
+    pages (the Ogg specification), so such a page is the next song's, unless a stream of the first
+    chain has pages after it without beginning again (a stream begun late, against the
+    specification): then the end-of-stream flags alone decide."""
     from mutagen.ogg import OggPage
 
     f.seek(0)
-    chain: set[int] = set()
-    begun = False
+    streams: set[int] = set()  # (the streams begun and not yet ended)
+    first_chain: set[int] = set()
+    begun_again: set[int] = set()
+    data_seen = False
+    next_song: int | None | bool = None  # (False: a candidate the first chain went on past)
+    ended = None
     while True:
         start = f.tell()
         try:
             page = OggPage(f)
         except EOFError:
-            return f.seek(0, os.SEEK_END)
-        if _ogg_next_chain(page, begun):
-            return start
-        begun = begun or not page.first
-        if page.first:
-            chain.add(page.serial)
-        if page.last:
-            chain.discard(page.serial)
-            if not chain:
-                return f.tell()
-
-
-def _ogg_next_chain(page, begun: bool) -> bool:
-    """Whether ``page`` begins the next chain of an Ogg file: a beginning-of-stream page after a page
-    that was not one (``begun``). Every stream of a chain begins before any of its data pages (the
-    Ogg specification), so such a page is the next song's even where the first song's last page
-    lacks its end-of-stream flag (a cut radio rip, a careless joiner)."""
-    return begun and page.first
+            break
+        if next_song is None and data_seen and page.first:
+            next_song = start
+        data_seen = data_seen or not page.first
+        if next_song is None:
+            if page.first:
+                first_chain.add(page.serial)
+        elif page.first:
+            begun_again.add(page.serial)
+        elif next_song is not False and page.serial in first_chain and page.serial not in begun_again:
+            next_song = False
+        if ended is None:
+            if page.first:
+                streams.add(page.serial)
+            if page.last:
+                streams.discard(page.serial)
+                if not streams:
+                    ended = f.tell()
+                    if next_song is None:
+                        return ended
+    if next_song:
+        return next_song
+    return ended if ended is not None else f.seek(0, os.SEEK_END)
 
 
 _BITSWAP = bytes(int(f"{i:08b}"[::-1], 2) for i in range(256))
