@@ -12,6 +12,7 @@ import shutil
 import struct
 import zlib
 from collections import Counter
+from typing import NamedTuple
 
 from tagger.tags.fields import Raw, ours
 from tagger.tags.storage._bytes import _hash_range, _id3v2_end
@@ -399,8 +400,6 @@ def _ogg_first_chain_end(f) -> int:
     pages (the Ogg specification), so such a page is the next song's, unless a stream of the first
     chain has pages after it without beginning again (a stream begun late, against the
     specification): then the end-of-stream flags alone decide."""
-    from mutagen.ogg import OggPage
-
     f.seek(0)
     streams: set[int] = set()  # (the streams begun and not yet ended)
     first_chain: set[int] = set()
@@ -408,12 +407,7 @@ def _ogg_first_chain_end(f) -> int:
     data_seen = False
     next_song: int | None | bool = None  # (False: a candidate the first chain went on past)
     ended = None
-    while True:
-        start = f.tell()
-        try:
-            page = OggPage(f)
-        except EOFError:
-            break
+    for start, page in _ogg_page_heads(f):
         if next_song is None and data_seen and page.first:
             next_song = start
         data_seen = data_seen or not page.first
@@ -430,12 +424,40 @@ def _ogg_first_chain_end(f) -> int:
             if page.last:
                 streams.discard(page.serial)
                 if not streams:
-                    ended = f.tell()
+                    ended = page.end
                     if next_song is None:
                         return ended
     if next_song:
         return next_song
     return ended if ended is not None else f.seek(0, os.SEEK_END)
+
+
+class _OggHead(NamedTuple):
+    serial: int
+    first: bool
+    last: bool
+    end: int
+    """The offset after the page."""
+
+
+def _ogg_page_heads(f):
+    """(offset, `_OggHead`) of each page of the open Ogg file ``f`` from its position, read from the
+    page headers alone (the bodies are skipped: a tenth of the time of mutagen's `OggPage`); a
+    page header cut short ends them, bytes that are not one raise ``ValueError``, as mutagen's
+    reading of the file does."""
+    while True:
+        start = f.tell()
+        head = f.read(27)
+        if len(head) < 27:
+            return
+        if head[:4] != b"OggS":
+            raise ValueError(f"not an Ogg page at offset {start}")
+        table = f.read(head[26])
+        if len(table) < head[26]:
+            return
+        end = start + 27 + len(table) + sum(table)
+        f.seek(end)
+        yield start, _OggHead(int.from_bytes(head[14:18], "little"), bool(head[5] & 2), bool(head[5] & 4), end)
 
 
 _BITSWAP = bytes(int(f"{i:08b}"[::-1], 2) for i in range(256))
