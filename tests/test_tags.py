@@ -328,14 +328,14 @@ class TestRoundTrip:
         assert tags.write_instruments(song, **WRITE, expected=(st.st_size, st.st_mtime)).written
 
     def test_failure_during_verify_leaves_original_and_no_temp(self, song, monkeypatch):
-        """(An error of tagger's own code propagates as it is, not as the file's fault.)"""
+        """(An error of tagger's own code is that file's error, said to be tagger's, not the file's fault.)"""
         data = song.read_bytes()
 
         def boom(*args, **kwargs):
             raise RuntimeError("simulated crash while verifying")
 
         monkeypatch.setattr(tags.rewrite, "_verify", boom)
-        with pytest.raises(RuntimeError, match="simulated crash"):
+        with pytest.raises(TagWriteError, match="an error in tagger itself.*RuntimeError: simulated crash"):
             tags.write_instruments(song, **WRITE)
         assert song.read_bytes() == data
         assert temp_files(song.parent) == []

@@ -317,7 +317,9 @@ def test_a_bug_in_tagger_is_not_reported_as_the_files_fault_nor_a_mutagen_crash_
     """Every exception of the rewrite became "tag write failed (TypeError: ...)", a fault of the
     file's, so a bug in tagger read as thousands of bad files; and a TypeError that mutagen raised
     while loading a file escaped and stopped the batch. A bug in tagger's code now propagates as it
-    is (the file unchanged, no copy left); mutagen's own errors of any kind stay one line naming the file."""
+    is that file's error, said to be tagger's and to be reported (the file unchanged, no copy left, the
+    batch going on: one file must not stop a scan); mutagen's own errors of any kind stay one line
+    naming the file as its fault."""
     import mutagen.flac
 
     from tagger.tags.storage import STORAGES
@@ -330,7 +332,8 @@ def test_a_bug_in_tagger_is_not_reported_as_the_files_fault_nor_a_mutagen_crash_
         raise TypeError("tagger's own mistake")
 
     monkeypatch.setattr(STORAGES["FLAC"], "save", bug)
-    with pytest.raises(TypeError, match="tagger's own mistake"):
+    with pytest.raises(TagWriteError, match=rf"{song}: an error in tagger itself, not in the file \(TypeError: "
+                                            r"tagger's own mistake\).*please report it"):
         tags.write_instruments(song, **WRITE)
     assert song.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["song.flac"]
     monkeypatch.undo()

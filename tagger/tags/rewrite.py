@@ -22,6 +22,7 @@ Where the fields live in each container is `tagger.tags.storage`'s business.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import stat
@@ -34,6 +35,8 @@ from tagger.errors import AudioReadError, TaggerError, TagWriteError, Untaggable
 from tagger.paths import DEFAULT_SETTLE_SECONDS, TEMP_SUFFIX, is_temp_name  # noqa: F401  (DEFAULT_SETTLE_SECONDS: re-exported)
 from tagger.tags.fields import INSTRUMENTS_MODEL, Raw, TagChange, TagState, desired_raw, state
 from tagger.tags.storage import STORAGES, Storage, format_named, payload_digest, supported_formats
+
+log = logging.getLogger(__name__)
 
 
 SUPPORTED_FORMATS = supported_formats()
@@ -674,7 +677,12 @@ def _rewrite(
         raise
     except Exception as exc:  # a file malformed in a way nobody foresaw
         if not isinstance(exc, (mutagen.MutagenError, *_UNREADABLE)) and not _raised_in_mutagen(exc):
-            raise  # a bug in tagger: its own traceback, not the file's fault
+            # A bug in tagger, not the file's fault, and said so; but one file that trips it must not
+            # stop a scan of thousands (the same file would stop every later scan at the same place):
+            # it is this file's error, with the traceback in the `-v` log for the report.
+            log.debug("tagger's error while writing the tags of %r", shown, exc_info=True)
+            raise TagWriteError(shown, f"an error in tagger itself, not in the file ({type(exc).__name__}: {exc}); "
+                                       "left unchanged: please report it (the traceback is in the -v log)") from exc
         raise TagWriteError(shown, f"cannot read its tags ({type(exc).__name__}: {exc}); left unchanged") from exc
 
 
