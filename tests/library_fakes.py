@@ -175,3 +175,41 @@ def stalling_worker(conn, *args) -> None:
     from tagger.library.analyse import worker_main
 
     worker_main(_StallingEnd(conn), *args)
+
+
+class _FreezingEnd(_StallingEnd):
+    """A worker's end of its pipe that, on taking a file named ``*freeze*``, pauses the worker
+    (SIGSTOP) before it claims the file, once per scan (the flag file `flag`, made on the first
+    pause, spares the worker that takes the file next): a worker stopped between two files."""
+
+    def __init__(self, conn, flag: str) -> None:
+        super().__init__(conn)
+        self.flag = flag
+
+    def recv(self):
+        import os
+        import signal
+
+        item = self.conn.recv()
+        if item is not None and "freeze" in os.path.basename(item[1]) and not os.path.exists(self.flag):
+            open(self.flag, "w").close()
+            os.kill(os.getpid(), signal.SIGSTOP)
+        return item
+
+
+def freezing_worker(conn, *args) -> None:
+    """`worker_main` pausing itself before it claims the first file named ``*freeze*`` of a scan
+    (the flag file is ``$TAGGER_TEST_FREEZE_FLAG``; a target for `tagger.library.runner.worker_main`)."""
+    import os
+
+    from tagger.library.analyse import worker_main
+
+    worker_main(_FreezingEnd(conn, os.environ["TAGGER_TEST_FREEZE_FLAG"]), *args)
+
+
+def hanging_worker(conn, *args) -> None:
+    """A worker that hangs in its start-up (a model or library load that never returns) and never
+    reads its pipe (a target for `tagger.library.runner.worker_main`)."""
+    import time
+
+    time.sleep(3600)

@@ -4,13 +4,14 @@ replaced, a file that changes or vanishes while it is analysed is not stored wit
 from __future__ import annotations
 
 import os
+import re
 import stat
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import tone_signal, track_rows, write_audio
+from conftest import tone_signal, track_instruments, track_rows, write_audio
 from library_fakes import FakeAnalyser
 from tagger.db.queries import find_tracks
 from tagger.library.scan import scan
@@ -293,6 +294,13 @@ def _children(state: str | None = None) -> list[int]:
     return found
 
 
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:  # (gone)
+        return b""
+
+
 class _Rescue:
     """After `after` seconds, SIGKILLs this process's children in `state` (all of them when None):
     a scan that would wait on them for ever ends, and ``killed`` lists them, for the test to fail."""
@@ -383,3 +391,53 @@ def test_the_last_files_are_not_sent_ahead_to_a_busy_worker():
     pair, todo = workers(2), deque(range(10))  # with files to spare, each gets its next one ahead
     runner._feed(pair, todo, work)
     assert [list(w.sent) for w in pair] == [[0, 2], [1, 3]] and list(todo) == [4, 5, 6, 7, 8, 9]
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc (Linux)")
+@pytest.mark.integration
+def test_a_worker_paused_before_it_claims_a_file_is_replaced_and_the_file_analysed(tmp_path, db, monkeypatch):
+    """A worker stopped (SIGSTOP) after a file was sent to it but before it claimed it: only a
+    claimed file had a timeout, so the scan waited for ever. Now a worker that holds files it has
+    not claimed and says nothing for the file timeout is stopped and replaced; its files go to
+    the others, and none of them fails (it never opened them)."""
+    import library_fakes
+
+    from tagger.library import runner
+
+    monkeypatch.setattr(runner, "worker_main", library_fakes.freezing_worker)
+    monkeypatch.setenv("TAGGER_TEST_FREEZE_FLAG", str(tmp_path / "froze"))  # (the workers inherit it)
+    music = tmp_path / "music"
+    files = [write_audio(music / f"{i}_bass.wav", tone_signal([110.0 + i], seconds=4.0)) for i in range(3)]
+    files.append(write_audio(music / "2_freeze.wav", tone_signal([1000.0], seconds=4.0)))
+    with _Rescue(after=40, state="Tt") as rescue:
+        summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=2, file_timeout=3.0, commit_every=1)
+    assert not rescue.killed, "the scan waited on the paused worker until the test killed it"
+    assert (tmp_path / "froze").exists()
+    assert summary.failed == 0 and summary.scanned == len(files), summary.errors
+    assert track_instruments(db) == {str(p): ["flute" if "freeze" in p.name else "bass"] for p in files}
+    assert not _children("Tt")
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc (Linux)")
+@pytest.mark.integration
+def test_workers_that_hang_in_their_start_up_end_the_scan_with_an_error_naming_one(tmp_path, db, monkeypatch):
+    """Workers that never finish starting (a library or model load that hangs) claimed no file,
+    so no timeout applied and the scan waited for ever. Now a worker that says nothing for the
+    start-up timeout (the file timeout, at least `START_TIMEOUT`) is replaced, and when the
+    replacements hang too the scan ends with an error naming the last one."""
+    import library_fakes
+
+    from tagger.errors import TaggerError
+    from tagger.library import runner
+
+    monkeypatch.setattr(runner, "worker_main", library_fakes.hanging_worker)
+    monkeypatch.setattr(runner, "START_TIMEOUT", 1.0)
+    music = tmp_path / "music"
+    for i in range(3):
+        write_audio(music / f"{i}_bass.wav", tone_signal([110.0], seconds=4.0))
+    with _Rescue(after=60) as rescue, pytest.raises(TaggerError) as err:
+        scan([music], db=db, analyser=FakeAnalyser(), jobs=2, file_timeout=1.5, commit_every=1)
+    assert not rescue.killed, "the scan waited on the hung workers until the test killed them"
+    assert re.fullmatch(r"scan workers keep hanging before they take a file \(the last, process \d+, said nothing "
+                        r"for 1\.5 s after it started\); see the log above", str(err.value)), str(err.value)
+    assert not [pid for pid in _children() if b"spawn_main" in _cmdline(pid)], "hung workers outlived the scan"

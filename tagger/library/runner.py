@@ -32,6 +32,10 @@ log = logging.getLogger("tagger.library.scan")
 DEFAULT_FILE_TIMEOUT = 300.0
 """Seconds a worker may go without progress on one file (see ``scan(file_timeout=...)``)."""
 
+START_TIMEOUT = 120.0
+"""Seconds a new worker may take to start (imports, warm-up) and claim its first file, when the file
+timeout is shorter: on a loaded machine start-up alone can take tens of seconds."""
+
 TASKS_AHEAD = 2
 """Files sent to a worker at once: the one it analyses and the next, waiting in its pipe so that it
 goes on without waiting for the main process (not near the end of a scan: `Runner._feed`)."""
@@ -339,6 +343,8 @@ class Runner:
                     w.ended = True
                     continue
                 todo.popleft()
+                if not w.sent:
+                    w.given = time.monotonic()
                 w.sent.append(task_id)
                 if task_id not in self.pending:
                     self.pending[task_id] = self.new_pending(work[task_id])
@@ -374,8 +380,9 @@ class Runner:
         if messages is None:  # the worker is gone (maybe killed in the middle of a message)
             w.ended = True
             return []
+        w.heard = time.monotonic()
         for m in messages:
-            self.progressed[m.task_id] = time.monotonic()
+            self.progressed[m.task_id] = w.heard
             if isinstance(m, Started):
                 w.current = m.task_id
             elif isinstance(m, (Done, Failed)):
@@ -414,6 +421,10 @@ class Runner:
                     self._requeue(w, todo)
                     self.fail(task_id, f"timed out after {self.file_timeout:g} s without progress (a hung decoder?)")
                     workers[i] = start()
+                elif task_id is None and w.sent and self.file_timeout is not None:
+                    self._check_silent(w, todo, now, len(workers))
+                    if w.ended:
+                        workers[i] = start()
                 continue
             self._drain(w)
             # A worker stopped by the signal that stops the scan (SIGTERM to the process group) fails
@@ -431,6 +442,26 @@ class Runner:
                 if self.deaths > 2 * len(workers):
                     raise TaggerError(f"scan workers keep exiting (last exit code {w.proc.exitcode}); see the log above")
             workers[i] = start()
+
+    def _check_silent(self, w: Worker, todo: deque[int], now: float, n_workers: int) -> None:
+        """A worker that holds files it has not claimed and has said nothing for the file timeout
+        (for `START_TIMEOUT` at least, if it has never spoken: it may still be starting up) is
+        stopped (paused by SIGSTOP or a debugger, or hung in its start-up) and marked `ended`; its
+        files go back to `todo` (it opened none: none fails). Such workers, more than twice the
+        workers with no file finished in between, end the scan: they cannot start."""
+        limit = self.file_timeout if w.heard is not None else max(self.file_timeout, START_TIMEOUT)
+        if now - w.silent_since() <= limit:
+            return
+        what = "after it started" if w.heard is None else "while it held files it had not taken"
+        log.warning("scan worker %s: said nothing for %g s %s; restarting it", w.pid, limit, what)
+        stop_process(w.proc)
+        w.conn.close()
+        w.ended = True
+        self._requeue(w, todo)
+        self.deaths += 1
+        if self.deaths > 2 * n_workers:
+            raise TaggerError(f"scan workers keep hanging before they take a file (the last, process {w.pid}, said "
+                              f"nothing for {limit:g} s {what}); see the log above")  # fmt: skip
 
     @staticmethod
     def _requeue(w: Worker, todo: deque[int]) -> None:

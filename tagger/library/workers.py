@@ -106,10 +106,19 @@ class Worker:
         """The task it claimed (opened) and has not finished."""
         self.ended = False
         """Its pipe ended (EOF, or a message cut short): the worker is gone."""
+        self.started = time.monotonic()
+        self.heard: float | None = None
+        """When its last message came (None: it has sent none, it may still be starting up)."""
+        self.given: float = self.started
+        """When it was last given a task while it held none (an idle worker owes no word)."""
 
     @property
     def pid(self) -> int | None:
         return self.proc.pid
+
+    def silent_since(self) -> float:
+        """Since when it owes a claim of the tasks it holds (`sent`) and has said nothing."""
+        return max(self.given, self.heard or self.started)
 
     def unclaimed(self) -> list[int]:
         """The tasks sent to it that it has not opened (another worker can take them)."""
