@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +47,15 @@ MAX_LOST_SHARE = 0.01
 for the rest to be analysed, with a note saying what was left out (`stream`'s ``notes``): one bad
 frame of an AAC file is 23 ms, which no player stops at and no tag depends on. A file with more, or
 of unknown length, is an error: its result would leave out too much."""
+OVERRUN_FACTOR, OVERRUN_SECONDS = 2.0, 60.0
+"""A decoder that gives more than twice a file's declared length plus a minute of audio is stopped
+and the file is an error (`stream`): a file still being written, a FIFO or a device swapped in
+after the file was checked, or a wrong length in its header would otherwise be decoded without
+end, each block counting as progress for the scan's file timeout. Generous, as ffprobe estimates
+some lengths from the bit rate (raw AAC)."""
+MAX_UNKNOWN_SECONDS = 24 * 3600.0
+"""The bound of `OVERRUN_FACTOR` for a file that declares no length (a FLAC written to a pipe, a
+chained Ogg file): more audio than this is an error."""
 MAX_NON_FINITE = 0.01
 """The largest share of a file's samples that may be NaN or infinite (a float file's glitches):
 they are analysed as silence. A file with more (a float file of garbage, one of NaN only, one of
@@ -316,7 +325,9 @@ def info(path: str | os.PathLike) -> AudioInfo:
     _check_file(p)
     meta = _soundfile_info(p)
     if meta is not None and meta.format == "OGG" and ffmpeg_available() and _chained_ogg(p):
-        meta = None  # decoded whole by ffmpeg, not its first stream alone
+        # Decoded whole by ffmpeg, not its first stream alone; ffprobe gives the length of its last
+        # stream, not of the whole: unknown.
+        meta = replace(_ffprobe_info(p), duration=None)
     meta = meta or (_mp4_info(p) if ffmpeg_available() else None) or _ffprobe_info(p)
     _check_rate(p, meta.sample_rate, meta.decoder)
     return meta
@@ -494,9 +505,16 @@ def stream(
     if rate != C.SAMPLE_RATE:
         resampler = soxr.ResampleStream(rate, C.SAMPLE_RATE, 1, dtype="float32", quality="HQ")
     decoded = bad = resampled = bad_resampled = 0
+    most = _most_frames(meta)
     for block in blocks:
         mono, n_bad = _downmix(block)
         decoded, bad = decoded + len(mono), bad + n_bad
+        if decoded > most:
+            blocks.close()  # (ends a decoder subprocess now)
+            declares = f"{meta.duration:.1f} s" if meta.duration else "no length"
+            raise AudioReadError(p, f"the decoder gave more than {most / rate:.0f} s of audio for a file that declares "
+                                    f"{declares} (a file still being written, or a wrong length in its header): "
+                                    "not analysed")  # fmt: skip
         t1 = clock()
         out = mono if resampler is None else resampler.resample_chunk(mono, last=False)
         if resampler is not None:  # (samples beyond about 1e36 overflow the resampler: NaN out)
@@ -520,6 +538,13 @@ def stream(
         if share > MAX_NON_FINITE:
             raise AudioReadError(p, f"{share:.1%} of its samples are {what}: not analysed (up to "
                                     f"{MAX_NON_FINITE:.0%} of them are taken as silence)")  # fmt: skip
+
+
+def _most_frames(meta: AudioInfo) -> int:
+    """The most frames (at `AudioInfo.decode_rate`) a decoder may give for the file `meta` (see
+    `OVERRUN_FACTOR`)."""
+    seconds = OVERRUN_FACTOR * meta.duration + OVERRUN_SECONDS if meta.duration else MAX_UNKNOWN_SECONDS
+    return int(seconds * meta.decode_rate)
 
 
 def load(path: str | os.PathLike, *, max_seconds: float | None = None) -> np.ndarray:

@@ -5,6 +5,7 @@ the file; nothing non-finite reaches the database or the tags, and no file stops
 from __future__ import annotations
 
 import math
+import os
 import random
 import shutil
 import subprocess
@@ -264,3 +265,44 @@ def test_video_streams_and_cover_art_are_never_taken_for_audio(tmp_path, db):
     with db.session() as s:
         for path, duration in s.execute(select(M.Track.path, M.Track.duration).where(M.Track.status == "ok")):
             assert abs(duration - 6.0) < 0.1, (path, duration)
+
+
+ENDLESS_FFPROBE = """#!/bin/sh
+echo '{"streams": [{"codec_type": "audio", "codec_name": "aac", "sample_rate": "16000", "channels": 1%s}], "format": {}}'
+"""
+ENDLESS_FFMPEG = """#!/bin/sh
+exec cat /dev/zero
+"""
+
+
+@pytest.mark.parametrize("declared", [4.0, None])
+def test_a_decoder_that_never_ends_is_stopped_and_says_why(tmp_path, monkeypatch, declared):
+    """A decoder whose output never ends (ffmpeg reading a file still being written, or a FIFO or a
+    device swapped in after the file was checked; a header with a wrong length): every block was
+    progress, so the file timeout never fired and the scan never ended. Decoding now stops at
+    twice the declared length plus 60 s (24 h when no length is declared) with an error that says so."""
+    from tagger import audio
+    from tagger.errors import AudioReadError
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    extra = "" if declared is None else f', "duration": "{declared}"'
+    for name, text in (("ffprobe", ENDLESS_FFPROBE % extra), ("ffmpeg", ENDLESS_FFMPEG)):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o700)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    if declared is None:
+        monkeypatch.setattr(audio, "MAX_UNKNOWN_SECONDS", 90.0)  # (24 h of zeros take minutes to decode)
+    path = tmp_path / "endless.m4a"
+    path.write_bytes(b"\0\0\0\x20ftypM4A " + bytes(2000))  # not for libsndfile or mutagen: ffprobe describes it
+    got = 0
+    with pytest.raises(AudioReadError) as err:
+        for block in audio.stream(path):
+            got += len(block)
+            assert got < 200 * 16_000, "the decoder's output was taken without end"
+    assert str(path) in str(err.value)
+    limit = "68" if declared else "90"
+    assert err.value.reason == (
+        f"the decoder gave more than {limit} s of audio for a file that declares "
+        f"{'4.0 s' if declared else 'no length'} (a file still being written, or a wrong length in its header): "
+        "not analysed"), err.value.reason
