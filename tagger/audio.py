@@ -354,6 +354,42 @@ def _soundfile_blocks(path: Path, block_frames: int) -> Iterator[np.ndarray]:
         trap.close()
 
 
+def _flac_blocks(path: Path, meta: AudioInfo, block_frames: int, notes: list[str] | None) -> Iterator[np.ndarray]:
+    """A FLAC file's blocks from libsndfile, and, when libsndfile fails before the end (a file cut
+    short, whose header declares more samples than it holds: ``Internal psf_fseek() failed``,
+    ``flac decoder lost sync``), the rest of what is there from ffmpeg (which decodes the file
+    again; the frames already given are skipped, both decoders being exact), with `_ffmpeg_blocks`'s
+    rule for what it cannot decode."""
+    done = 0
+    try:
+        for block in _soundfile_blocks(path, block_frames):
+            done += len(block)
+            yield block
+        return
+    except AudioReadError:
+        if not ffmpeg_available() or meta.sample_rate > FFMPEG_MAX_RATE:
+            raise
+    skip, total, noted = done, done, len(notes or ())
+    for block in _ffmpeg_blocks(path, replace(meta, decoder="ffmpeg"), block_frames, notes):
+        if skip >= len(block):
+            skip -= len(block)
+            continue
+        total += len(block) - skip
+        yield block[skip:]
+        skip = 0
+    declared = round((meta.duration or 0.0) * meta.sample_rate)
+    if total >= declared or len(notes or ()) > noted:  # (whole, or ffmpeg's own rule said what was lost)
+        return
+    lost = (declared - total) / meta.sample_rate  # (cut where a frame begins: ffmpeg says nothing)
+    if notes is not None and lost <= MAX_LOST_SHARE * meta.duration:
+        notes.append(f"the file ends before the length its header declares: analysed without the rest "
+                     f"({lost:.3f} s of {meta.duration:.1f} s left out)")  # fmt: skip
+    else:
+        raise AudioReadError(path, f"cut short: the file holds {total / meta.sample_rate:.1f} s of the "
+                                   f"{meta.duration:.1f} s its header declares; nothing stored, as a result "
+                                   f"would leave {lost:.1f} s out")  # fmt: skip
+
+
 def _ffmpeg_blocks(path: Path, meta: AudioInfo, block_frames: int, notes: list[str] | None = None) -> Iterator[np.ndarray]:
     """The file's decoded blocks [shape=(m, channels)] from ffmpeg. Damaged frames ffmpeg skips are
     an `AudioReadError` at the end, unless `notes` is given and they are at most `MAX_LOST_SHARE` of
@@ -500,7 +536,12 @@ def stream(
     rate = meta.decode_rate
     block_frames = max(1024, min(int(block_seconds * min(rate, FFMPEG_MAX_RATE)),  # bounded memory at any rate
                                  int(block_seconds * FFMPEG_MAX_RATE * 2) // meta.channels))  # and channel count
-    blocks = _soundfile_blocks(p, block_frames) if meta.decoder == "soundfile" else _ffmpeg_blocks(p, meta, block_frames, notes)
+    if meta.decoder != "soundfile":
+        blocks = _ffmpeg_blocks(p, meta, block_frames, notes)
+    elif meta.format == "FLAC":
+        blocks = _flac_blocks(p, meta, block_frames, notes)
+    else:
+        blocks = _soundfile_blocks(p, block_frames)
     resampler = None
     if rate != C.SAMPLE_RATE:
         resampler = soxr.ResampleStream(rate, C.SAMPLE_RATE, 1, dtype="float32", quality="HQ")

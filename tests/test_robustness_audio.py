@@ -306,3 +306,38 @@ def test_a_decoder_that_never_ends_is_stopped_and_says_why(tmp_path, monkeypatch
         f"the decoder gave more than {limit} s of audio for a file that declares "
         f"{'4.0 s' if declared else 'no length'} (a file still being written, or a wrong length in its header): "
         "not analysed"), err.value.reason
+
+
+@needs_ffmpeg
+def test_a_flac_cut_short_is_analysed_as_far_as_it_goes_or_is_an_error_that_says_so(tmp_path, db):
+    """A FLAC whose header declares more samples than it holds (a download or a copy cut short):
+    libsndfile stopped at the cut with `decoding failed: Internal psf_fseek() failed.` or `flac
+    decoder lost sync`, whatever was lost. ffmpeg now decodes what is there, and the rule for damaged
+    frames applies: up to 1% of the length lost is a note and the rest is analysed; more is an error."""
+    music = tmp_path / "music"
+    whole = write_audio(music / "whole.flac", tone_signal([BASS], seconds=60.0))
+    data = whole.read_bytes()
+    nearly, half = music / "nearly.flac", music / "half.flac"
+    nearly.write_bytes(data[: len(data) - 300])
+    half.write_bytes(data[: len(data) // 2])
+    # Cut where a frame begins (its sync code), ffmpeg decodes what is left without a word.
+    last, middle = music / "last_frame.flac", music / "frame_half.flac"
+    last.write_bytes(data[: data.rfind(b"\xff\xf8")])
+    middle.write_bytes(data[: data.rfind(b"\xff\xf8", 0, len(data) // 2)])
+    summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    rows = track_rows(db)
+    assert rows[str(whole)] == rows[str(nearly)] == rows[str(last)] == ("ok", None), rows
+    assert track_instruments(db) == {str(whole): ["bass"], str(nearly): ["bass"], str(last): ["bass"]}
+    notes = dict(summary.analysed_in_part)
+    assert notes.pop(str(last)) == ("the file ends before the length its header declares: analysed without the rest "
+                                    "(0.096 s of 60.0 s left out)")  # (its last frame: 1,536 samples)
+    [(path, note)] = notes.items()
+    assert path == str(nearly) and note.startswith("ffmpeg could not decode 1 of its frames (flac: ") and "of 60.0 s left out" in note, note
+    with db.session() as s:
+        duration = s.scalar(select(M.Track.duration).where(M.Track.path == str(nearly)))
+    assert 59.4 < duration < 60.0, duration
+    status, reason = rows[str(half)]
+    assert status == "error" and reason.startswith("corrupt audio: ffmpeg could not decode 1 of its frames (flac: "), reason
+    assert reason.endswith("of 60.0 s out") and "psf_fseek" not in reason and "lost sync" not in reason, reason
+    assert rows[str(middle)] == ("error", "cut short: the file holds 30.0 s of the 60.0 s its header declares; nothing "
+                                          "stored, as a result would leave 30.0 s out"), rows[str(middle)]
