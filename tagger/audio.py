@@ -495,10 +495,11 @@ def _downmix(block: np.ndarray) -> tuple[np.ndarray, int]:
     if n == 1:
         mono = np.array(block[:, 0], dtype=np.float32)
     else:
-        mono = np.add(block[:, 0], block[:, 1], dtype=np.float32)
-        for c in range(2, n):
-            mono += block[:, c]
-        mono /= np.float32(n)
+        with np.errstate(invalid="ignore", over="ignore"):  # (inf + -inf: NaN, counted below)
+            mono = np.add(block[:, 0], block[:, 1], dtype=np.float32)
+            for c in range(2, n):
+                mono += block[:, c]
+            mono /= np.float32(n)
     return mono, _zero_non_finite(mono)
 
 
@@ -546,10 +547,13 @@ def stream(
     if rate != C.SAMPLE_RATE:
         resampler = soxr.ResampleStream(rate, C.SAMPLE_RATE, 1, dtype="float32", quality="HQ")
     decoded = bad = resampled = bad_resampled = 0
+    bad_by_channel = np.zeros(meta.channels, dtype=np.int64)
     most = _most_frames(meta)
     for block in blocks:
         mono, n_bad = _downmix(block)
         decoded, bad = decoded + len(mono), bad + n_bad
+        if n_bad and block.shape[1] > 1:
+            bad_by_channel[: block.shape[1]] += np.count_nonzero(~np.isfinite(block), axis=0)[: meta.channels]
         if decoded > most:
             blocks.close()  # (ends a decoder subprocess now)
             declares = f"{meta.duration:.1f} s" if meta.duration else "no length"
@@ -574,6 +578,8 @@ def stream(
             yield tail.astype(np.float32, copy=False)
     if not decoded:
         raise AudioReadError(p, "the file holds no audio samples")
+    if bad / decoded > MAX_NON_FINITE:
+        _check_channels(p, bad_by_channel / decoded)
     for share, what in ((bad / decoded, "NaN or infinite"),
                         (bad_resampled / max(resampled, 1), "too large to resample (beyond about 1e36)")):  # fmt: skip
         if share > MAX_NON_FINITE:
@@ -586,6 +592,25 @@ def _most_frames(meta: AudioInfo) -> int:
     `OVERRUN_FACTOR`)."""
     seconds = OVERRUN_FACTOR * meta.duration + OVERRUN_SECONDS if meta.duration else MAX_UNKNOWN_SECONDS
     return int(seconds * meta.decode_rate)
+
+
+def _check_channels(path: Path, shares: np.ndarray) -> None:
+    """Raise the error naming the channels of a multichannel file with more than `MAX_NON_FINITE` of
+    NaN or infinite samples, `shares` [shape=(channels,)] being each channel's share, when some of
+    its channels are fine. The file is not analysed from those: what is panned to a broken channel
+    would be missing from the result, a wrong answer. (All channels broken: `stream`'s error.)"""
+    broken = [i for i, share in enumerate(shares) if share > MAX_NON_FINITE]
+    if not broken or len(broken) == len(shares):
+        return
+
+    def listed(items: list[str]) -> str:
+        return items[0] if len(items) == 1 else ", ".join(items[:-1]) + f" and {items[-1]}"
+
+    names, percent = listed([str(i + 1) for i in broken]), listed([f"{shares[i]:.1%}" for i in broken])
+    which = f"channel {names} of {len(shares)} is" if len(broken) == 1 else f"channels {names} of {len(shares)} are"
+    raise AudioReadError(path, f"{which} NaN or infinite ({percent} of {'its' if len(broken) == 1 else 'their'} "
+                               "samples): not analysed, as the other channels alone could miss instruments (up to "
+                               f"{MAX_NON_FINITE:.0%} of a file's samples are taken as silence)")  # fmt: skip
 
 
 def load(path: str | os.PathLike, *, max_seconds: float | None = None) -> np.ndarray:

@@ -341,3 +341,28 @@ def test_a_flac_cut_short_is_analysed_as_far_as_it_goes_or_is_an_error_that_says
     assert reason.endswith("of 60.0 s out") and "psf_fseek" not in reason and "lost sync" not in reason, reason
     assert rows[str(middle)] == ("error", "cut short: the file holds 30.0 s of the 60.0 s its header declares; nothing "
                                           "stored, as a result would leave 30.0 s out"), rows[str(middle)]
+
+
+def test_a_file_with_one_channel_of_nan_is_an_error_naming_the_channel(tmp_path, db):
+    """One channel of NaN or infinity (a float file's broken channel) made every downmixed sample
+    NaN: `100.0% of its samples are NaN or infinite`, untrue of the good channels. It stays an
+    error (the good channels alone could miss what is panned to the broken one: a wrong answer),
+    now naming the channel."""
+    music = tmp_path / "music"
+    music.mkdir()
+    tone = tone_signal([BASS], seconds=6.0)
+    stereo = np.stack([tone, np.full_like(tone, np.nan)], axis=1)
+    quad = np.stack([tone, tone, np.full_like(tone, np.inf), tone], axis=1)
+    quad[::50, 1] = -np.inf  # (2% of channel 2 too)
+    sf.write(str(music / "stereo.wav"), stereo, 16_000, subtype="FLOAT")
+    sf.write(str(music / "quad.wav"), quad, 16_000, subtype="FLOAT")
+    summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert summary.failed == 2 and not summary.scanned
+    assert track_rows(db) == {
+        str(music / "stereo.wav"): ("error", "channel 2 of 2 is NaN or infinite (100.0% of its samples): not analysed, "
+                                             "as the other channels alone could miss instruments (up to 1% of a "
+                                             "file's samples are taken as silence)"),
+        str(music / "quad.wav"): ("error", "channels 2 and 3 of 4 are NaN or infinite (2.0% and 100.0% of their "
+                                           "samples): not analysed, as the other channels alone could miss instruments "
+                                           "(up to 1% of a file's samples are taken as silence)"),
+    }
