@@ -441,3 +441,28 @@ def test_workers_that_hang_in_their_start_up_end_the_scan_with_an_error_naming_o
     assert re.fullmatch(r"scan workers keep hanging before they take a file \(the last, process \d+, said nothing "
                         r"for 1\.5 s after it started\); see the log above", str(err.value)), str(err.value)
     assert not [pid for pid in _children() if b"spawn_main" in _cmdline(pid)], "hung workers outlived the scan"
+
+
+class _Truncator(FakeAnalyser):
+    """Cuts a file to half its length in place (another program rewriting it) on the first prediction."""
+
+    def __init__(self, target: Path):
+        super().__init__()
+        self.target = target
+
+    def predict_features(self, feats):
+        if self.calls == 0:
+            os.truncate(self.target, self.target.stat().st_size // 2)
+        return super().predict_features(feats)
+
+
+def test_a_file_that_shrinks_while_it_is_decoded_is_recorded_as_changed_not_corrupt(tmp_path, db):
+    """A file cut short by another program while the scan decoded it failed with the decoder's
+    message (`cut short: ...`, `decoding failed: ...`), stored as if the file were damaged. The
+    failure of a file that changed meanwhile is now recorded as the change, and the next scan
+    analyses the file again."""
+    music = tmp_path / "music"
+    song = write_audio(music / "a.flac", tone_signal([110.0], seconds=400.0))  # (its first windows: 150 s decoded)
+    summary = scan([music], db=db, analyser=_Truncator(song), jobs=0, predict_batch=1)
+    reason = "the file changed while it was being analysed; the next scan analyses it again"
+    assert track_rows(db) == {str(song): ("error", reason)} and summary.errors == [(str(song), reason)]

@@ -121,7 +121,7 @@ class Runner:
                 self._add_worker_stats(m.stats)
                 self.finish(m.task_id, samples=int(m.samples), note=m.note)
             elif isinstance(m, Failed):
-                self.fail(m.task_id, str(m.reason))
+                self.fail_file(m.task_id, str(m.reason))
         self.writer.maybe_commit()
 
     def _add_worker_stats(self, stats: dict | None) -> None:
@@ -248,7 +248,7 @@ class Runner:
             pend = self.pending[task_id] = self.new_pending(work[task_id])
             pend.assembler.meta = result.meta or {}
             if result.error is not None:
-                self.fail(task_id, str(result.error))
+                self.fail_file(task_id, str(result.error))
             else:
                 pend.assembler.add(result.starts, result.silent, result.probs)
                 self._add_worker_stats(result.stats)
@@ -257,6 +257,17 @@ class Runner:
 
         backend.run([w.path for w in work], analyser=self.analyser, config=self.config,
                     predict_batch=self.predict_batch, store=store, poll=self.check_stop)  # fmt: skip
+
+    def fail_file(self, task_id: int, reason: str) -> None:
+        """Record the analysis of a file as failed for `reason`, or, when the file changed or vanished
+        meanwhile (another program rewriting it makes the decoder fail), as changed: its decoder's
+        complaint says nothing of the file as it is now; the next scan analyses it again."""
+        pend = self.pending[task_id]
+        changed = changed_during_analysis(pend.work, (pend.meta or {}).get("content_hash"))
+        if changed is not None:
+            self.fail(task_id, changed, transient=True, keep_results=True)
+        else:
+            self.fail(task_id, reason)
 
     def fail(self, task_id: int, reason: str, *, transient: bool = False, keep_results: bool = False) -> None:
         pend = self.pending.pop(task_id)
