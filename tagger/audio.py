@@ -47,15 +47,14 @@ MAX_LOST_SHARE = 0.01
 for the rest to be analysed, with a note saying what was left out (`stream`'s ``notes``): one bad
 frame of an AAC file is 23 ms, which no player stops at and no tag depends on. A file with more, or
 of unknown length, is an error: its result would leave out too much."""
-OVERRUN_FACTOR, OVERRUN_SECONDS = 2.0, 60.0
-"""A decoder that gives more than twice a file's declared length plus a minute of audio is stopped
-and the file is an error (`stream`): a file still being written, a FIFO or a device swapped in
-after the file was checked, or a wrong length in its header would otherwise be decoded without
-end, each block counting as progress for the scan's file timeout. Generous, as ffprobe estimates
-some lengths from the bit rate (raw AAC)."""
-MAX_UNKNOWN_SECONDS = 24 * 3600.0
-"""The bound of `OVERRUN_FACTOR` for a file that declares no length (a FLAC written to a pipe, a
-chained Ogg file): more audio than this is an error."""
+MAX_SECONDS = 24 * 3600.0
+"""A decoder that gives more audio than this, or than twice the file's declared length plus a
+minute where that is more, is stopped and the file is an error (`stream`): a FIFO or a device
+swapped in after the file was checked, or a demuxer that loops, would otherwise be decoded without
+end, each block counting as progress for the scan's file timeout. Not tighter: ffprobe estimates
+some lengths from the first frames' bit rate (an MP3 or raw AAC file without a length header), as
+libsndfile does (it declares 2 minutes for a 10-minute VBR MP3 without one). A file that grows
+while it is decoded is stopped at once: its size is checked at each block."""
 MAX_NON_FINITE = 0.01
 """The largest share of a file's samples that may be NaN or infinite (a float file's glitches):
 they are analysed as silence. A file with more (a float file of garbage, one of NaN only, one of
@@ -548,17 +547,21 @@ def stream(
         resampler = soxr.ResampleStream(rate, C.SAMPLE_RATE, 1, dtype="float32", quality="HQ")
     decoded = bad = resampled = bad_resampled = 0
     bad_by_channel = np.zeros(meta.channels, dtype=np.int64)
-    most = _most_frames(meta)
+    most, size = _most_frames(meta), _size(p)
     for block in blocks:
         mono, n_bad = _downmix(block)
         decoded, bad = decoded + len(mono), bad + n_bad
         if n_bad and block.shape[1] > 1:
             bad_by_channel[: block.shape[1]] += np.count_nonzero(~np.isfinite(block), axis=0)[: meta.channels]
-        if decoded > most:
+        now = _size(p)
+        if decoded > most or now != size:
             blocks.close()  # (ends a decoder subprocess now)
+            if now != size:
+                raise AudioReadError(p, f"the file changed while it was being decoded (its size went from {size} to "
+                                        f"{f'{now} bytes' if now >= 0 else 'nothing: it is gone'})")  # fmt: skip
             declares = f"{meta.duration:.1f} s" if meta.duration else "no length"
             raise AudioReadError(p, f"the decoder gave more than {most / rate:.0f} s of audio for a file that declares "
-                                    f"{declares} (a file still being written, or a wrong length in its header): "
+                                    f"{declares} (a FIFO or a device swapped in, or a demuxer that loops): "
                                     "not analysed")  # fmt: skip
         t1 = clock()
         out = mono if resampler is None else resampler.resample_chunk(mono, last=False)
@@ -587,11 +590,18 @@ def stream(
                                     f"{MAX_NON_FINITE:.0%} of them are taken as silence)")  # fmt: skip
 
 
+def _size(path: Path) -> int:
+    """The file's size in bytes; -1 when it is gone."""
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return -1
+
+
 def _most_frames(meta: AudioInfo) -> int:
     """The most frames (at `AudioInfo.decode_rate`) a decoder may give for the file `meta` (see
-    `OVERRUN_FACTOR`)."""
-    seconds = OVERRUN_FACTOR * meta.duration + OVERRUN_SECONDS if meta.duration else MAX_UNKNOWN_SECONDS
-    return int(seconds * meta.decode_rate)
+    `MAX_SECONDS`)."""
+    return int(max(MAX_SECONDS, 2 * (meta.duration or 0.0) + 60.0) * meta.decode_rate)
 
 
 def _check_channels(path: Path, shares: np.ndarray) -> None:

@@ -273,39 +273,66 @@ echo '{"streams": [{"codec_type": "audio", "codec_name": "aac", "sample_rate": "
 ENDLESS_FFMPEG = """#!/bin/sh
 exec cat /dev/zero
 """
+GROWING_FFMPEG = """#!/bin/sh
+while [ "$1" != "-i" ]; do shift; done
+while true; do head -c 65536 /dev/zero; printf x >> "$2"; done
+"""
+
+
+def _fake_decoder(tmp_path, monkeypatch, ffmpeg: str, declared: float | None):
+    """An M4A-named file that ffprobe (a script) declares `declared` seconds long (None: no length)
+    and ffmpeg (the script `ffmpeg`) decodes."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    extra = "" if declared is None else f', "duration": "{declared}"'
+    for name, text in (("ffprobe", ENDLESS_FFPROBE % extra), ("ffmpeg", ffmpeg)):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o700)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    path = tmp_path / "music" / "endless.m4a"
+    path.parent.mkdir()
+    path.write_bytes(b"\0\0\0\x20ftypM4A " + bytes(2000))  # not for libsndfile or mutagen: ffprobe describes it
+    return path
 
 
 @pytest.mark.parametrize("declared", [4.0, None])
 def test_a_decoder_that_never_ends_is_stopped_and_says_why(tmp_path, monkeypatch, declared):
-    """A decoder whose output never ends (ffmpeg reading a file still being written, or a FIFO or a
-    device swapped in after the file was checked; a header with a wrong length): every block was
-    progress, so the file timeout never fired and the scan never ended. Decoding now stops at
-    twice the declared length plus 60 s (24 h when no length is declared) with an error that says so."""
+    """A decoder whose output never ends (a FIFO or a device swapped in after the file was checked,
+    a demuxer that loops): every block was progress, so the file timeout never fired and the scan
+    never ended. Decoding now stops after `MAX_SECONDS` of audio (24 h; twice the declared length
+    plus a minute where that is more) with an error that says so."""
     from tagger import audio
     from tagger.errors import AudioReadError
 
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    extra = "" if declared is None else f', "duration": "{declared}"'
-    for name, text in (("ffprobe", ENDLESS_FFPROBE % extra), ("ffmpeg", ENDLESS_FFMPEG)):
-        (bin_dir / name).write_text(text)
-        (bin_dir / name).chmod(0o700)
-    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
-    if declared is None:
-        monkeypatch.setattr(audio, "MAX_UNKNOWN_SECONDS", 90.0)  # (24 h of zeros take minutes to decode)
-    path = tmp_path / "endless.m4a"
-    path.write_bytes(b"\0\0\0\x20ftypM4A " + bytes(2000))  # not for libsndfile or mutagen: ffprobe describes it
+    path = _fake_decoder(tmp_path, monkeypatch, ENDLESS_FFMPEG, declared)
+    monkeypatch.setattr(audio, "MAX_SECONDS", 90.0)  # (24 h of zeros take minutes to decode)
     got = 0
     with pytest.raises(AudioReadError) as err:
         for block in audio.stream(path):
             got += len(block)
             assert got < 200 * 16_000, "the decoder's output was taken without end"
-    assert str(path) in str(err.value)
-    limit = "68" if declared else "90"
-    assert err.value.reason == (
-        f"the decoder gave more than {limit} s of audio for a file that declares "
-        f"{'4.0 s' if declared else 'no length'} (a file still being written, or a wrong length in its header): "
-        "not analysed"), err.value.reason
+    assert err.value.path == str(path) and err.value.reason == (
+        f"the decoder gave more than 90 s of audio for a file that declares {'4.0 s' if declared else 'no length'} "
+        "(a FIFO or a device swapped in, or a demuxer that loops): not analysed"), err.value.reason
+
+
+def test_a_file_that_grows_while_it_is_decoded_is_stopped_at_once(tmp_path, monkeypatch, db):
+    """A file still being written (a recording, a download) that ffmpeg decodes as it grows: its
+    decoding went on as long as the file grew. It stops at the first block after the file grew,
+    and the scan records the file as changed (the next scan analyses it again)."""
+    from tagger import audio
+    from tagger.errors import AudioReadError
+
+    path = _fake_decoder(tmp_path, monkeypatch, GROWING_FFMPEG, 4.0)
+    size, got = path.stat().st_size, 0
+    with pytest.raises(AudioReadError) as err:
+        for block in audio.stream(path):
+            got += len(block)
+            assert got < 200 * 16_000, "the decoder's output was taken as long as the file grew"
+    assert err.value.reason.startswith(f"the file changed while it was being decoded (its size went from {size} to ")
+    scan([path.parent], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert track_rows(db) == {str(path): ("error", "the file changed while it was being analysed; the next scan "
+                                                   "analyses it again")}
 
 
 @needs_ffmpeg
