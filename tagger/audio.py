@@ -318,6 +318,56 @@ def _chained_ogg(path: Path) -> bool:
     return False
 
 
+_MP3_KBPS = ((0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),  # MPEG 2 and 2.5, layer III
+             (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320))  # MPEG 1, layer III
+_MP3_RATES = {0: (11025, 12000, 8000), 2: (22050, 24000, 16000), 3: (44100, 48000, 32000)}
+
+
+def _mp3_frame(data: bytes, i: int) -> tuple[int, int] | None:
+    """(bit rate in kbps, length in bytes) of the MPEG layer III frame whose header begins at
+    ``data[i]``; None where none does."""
+    if i + 4 > len(data):
+        return None
+    h = int.from_bytes(data[i : i + 4], "big")
+    version, layer, index, rate = (h >> 19) & 3, (h >> 17) & 3, (h >> 12) & 15, (h >> 10) & 3
+    if h >> 21 != 0x7FF or version == 1 or layer != 1 or index in (0, 15) or rate == 3:
+        return None
+    kbps = _MP3_KBPS[version == 3][index]
+    return kbps, (144 if version == 3 else 72) * kbps * 1000 // _MP3_RATES[version][rate] + ((h >> 9) & 1)
+
+
+def _mp3_length_guessed(path: Path, probes: int = 8) -> bool:
+    """An MP3 without a header of its length (Xing, Info, VBRI) whose frames' bit rates vary: the
+    length libsndfile declares for it, from its first frame's bit rate, is wrong, and libsndfile
+    stops reading there (it declares 119.6 s for a 600 s file, and decodes no more). Frames are
+    looked for at `probes` places through the file (two in a row, to trust a header found)."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            head = f.read(10)
+            start = 0
+            if head[:3] == b"ID3" and len(head) == 10:
+                start = 10 + ((head[6] & 0x7F) << 21 | (head[7] & 0x7F) << 14 | (head[8] & 0x7F) << 7 | head[9] & 0x7F)
+            first = None
+            for k in range(probes):
+                f.seek(start + (size - start) * k // probes)
+                data = f.read(16384)
+                for i in range(len(data) - 4):
+                    frame = _mp3_frame(data, i)
+                    if frame is None or _mp3_frame(data, i + frame[1]) is None:
+                        continue
+                    if first is None:
+                        if any(tag in data[i : i + frame[1]] for tag in (b"Xing", b"Info", b"VBRI")):
+                            return False  # its length is known
+                        first = frame[0]
+                    elif frame[0] != first:
+                        return True
+                    break
+    except OSError:
+        return False
+    return False
+
+
 def info(path: str | os.PathLike) -> AudioInfo:
     """Describe an audio file without decoding it; raises `AudioReadError`."""
     p = Path(path)
@@ -327,6 +377,8 @@ def info(path: str | os.PathLike) -> AudioInfo:
         # Decoded whole by ffmpeg, not its first stream alone; ffprobe gives the length of its last
         # stream, not of the whole: unknown.
         meta = replace(_ffprobe_info(p), duration=None)
+    if meta is not None and meta.format == "MP3" and ffmpeg_available() and _mp3_length_guessed(p):
+        meta = replace(meta, decoder="ffmpeg", duration=None)  # decoded to its end, of a length not known
     meta = meta or (_mp4_info(p) if ffmpeg_available() else None) or _ffprobe_info(p)
     _check_rate(p, meta.sample_rate, meta.decoder)
     return meta

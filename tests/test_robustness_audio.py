@@ -393,3 +393,28 @@ def test_a_file_with_one_channel_of_nan_is_an_error_naming_the_channel(tmp_path,
                                            "samples): not analysed, as the other channels alone could miss instruments "
                                            "(up to 1% of a file's samples are taken as silence)"),
     }
+
+
+@needs_ffmpeg
+def test_a_vbr_mp3_without_a_length_header_is_analysed_to_its_end(tmp_path, db):
+    """A VBR MP3 without a Xing/Info/VBRI header: libsndfile takes its length from the first frame's
+    bit rate (here 160 kbps, then 32) and stops reading there, so the scan analysed its first 24 s
+    of 120 as if whole (the flute after 30 s missing from the result: a wrong answer). Such a file
+    is now decoded to its end by ffmpeg; one of constant bit rate stays with libsndfile."""
+    from tagger import audio
+
+    music = tmp_path / "music"
+    music.mkdir()
+    src = tmp_path / "src.wav"
+    sf.write(str(src), np.concatenate([tone_signal([BASS], seconds=30.0), tone_signal([FREQ["flute"]], seconds=90.0)]), 16_000)
+    vbr, cbr = music / "vbr.mp3", tmp_path / "cbr.mp3"
+    for out, rate in ((vbr, ["-q:a", "9"]), (cbr, ["-b:a", "64k"])):
+        subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(src), "-c:a", "libmp3lame", *rate,
+                        "-write_xing", "0", str(out)], check=True)  # fmt: skip
+    assert sf.info(str(vbr)).duration < 60  # (libsndfile's guess)
+    assert audio.info(cbr).decoder == "soundfile"
+    summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert summary.scanned == 1, summary.errors
+    assert track_instruments(db) == {str(vbr): ["bass", "flute"]}
+    with db.session() as s:
+        assert abs(s.scalar(select(M.Track.duration)) - 120.0) < 0.2
