@@ -420,11 +420,14 @@ def test_a_worker_paused_before_it_claims_a_file_is_replaced_and_the_file_analys
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc (Linux)")
 @pytest.mark.integration
-def test_workers_that_hang_in_their_start_up_end_the_scan_with_an_error_naming_one(tmp_path, db, monkeypatch):
+@pytest.mark.parametrize(("file_timeout", "limit"), [(1.5, "1.5"), (None, "1")])
+def test_workers_that_hang_in_their_start_up_end_the_scan_with_an_error_naming_one(tmp_path, db, monkeypatch,
+                                                                                   file_timeout, limit):
     """Workers that never finish starting (a library or model load that hangs) claimed no file,
     so no timeout applied and the scan waited for ever. Now a worker that says nothing for the
-    start-up timeout (the file timeout, at least `START_TIMEOUT`) is replaced, and when the
-    replacements hang too the scan ends with an error naming the last one."""
+    start-up timeout (the file timeout, at least `START_TIMEOUT`, which applies without a file
+    timeout too) is replaced, and when the replacements hang too the scan ends with an error naming
+    the last one."""
     import library_fakes
 
     from tagger.errors import TaggerError
@@ -436,10 +439,10 @@ def test_workers_that_hang_in_their_start_up_end_the_scan_with_an_error_naming_o
     for i in range(3):
         write_audio(music / f"{i}_bass.wav", tone_signal([110.0], seconds=4.0))
     with _Rescue(after=60) as rescue, pytest.raises(TaggerError) as err:
-        scan([music], db=db, analyser=FakeAnalyser(), jobs=2, file_timeout=1.5, commit_every=1)
+        scan([music], db=db, analyser=FakeAnalyser(), jobs=2, file_timeout=file_timeout, commit_every=1)
     assert not rescue.killed, "the scan waited on the hung workers until the test killed them"
     assert re.fullmatch(r"scan workers keep hanging before they take a file \(the last, process \d+, said nothing "
-                        r"for 1\.5 s after it started\); see the log above", str(err.value)), str(err.value)
+                        rf"for {re.escape(limit)} s after it started\); see the log above", str(err.value)), str(err.value)
     assert not [pid for pid in _children() if b"spawn_main" in _cmdline(pid)], "hung workers outlived the scan"
 
 

@@ -432,7 +432,7 @@ class Runner:
                     self._requeue(w, todo)
                     self.fail(task_id, f"timed out after {self.file_timeout:g} s without progress (a hung decoder?)")
                     workers[i] = start()
-                elif task_id is None and w.sent and self.file_timeout is not None:
+                elif task_id is None and w.sent:
                     self._check_silent(w, todo, now, len(workers))
                     if w.ended:
                         workers[i] = start()
@@ -456,12 +456,13 @@ class Runner:
 
     def _check_silent(self, w: Worker, todo: deque[int], now: float, n_workers: int) -> None:
         """A worker that holds files it has not claimed and has said nothing for the file timeout
-        (for `START_TIMEOUT` at least, if it has never spoken: it may still be starting up) is
+        (for `START_TIMEOUT` at least, if it has never spoken: it may still be starting up; that
+        one also without a file timeout, which is for files) is
         stopped (paused by SIGSTOP or a debugger, or hung in its start-up) and marked `ended`; its
         files go back to `todo` (it opened none: none fails). Such workers, more than twice the
         workers with no file finished in between, end the scan: they cannot start."""
-        limit = self.file_timeout if w.heard is not None else max(self.file_timeout, START_TIMEOUT)
-        if now - w.silent_since() <= limit:
+        limit = self.file_timeout if w.heard is not None else max(self.file_timeout or 0.0, START_TIMEOUT)
+        if limit is None or now - w.silent_since() <= limit:
             return
         what = "after it started" if w.heard is None else "while it held files it had not taken"
         log.warning("scan worker %s: said nothing for %g s %s; restarting it", w.pid, limit, what)
