@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+from collections.abc import Generator
 
 from tagger.errors import AudioReadError
 
@@ -61,11 +62,25 @@ def fingerprint(path: str | os.PathLike, *, chunk: int = CHUNK) -> str:
 
 def content_hash(path: str | os.PathLike, *, block: int = 1 << 20) -> str:
     """BLAKE2b (128-bit) of the whole file as 32 hex digits; raises `AudioReadError` if unreadable."""
+    steps = content_hash_steps(path, block=block)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as end:
+            return end.value
+
+
+def content_hash_steps(path: str | os.PathLike, *, block: int = 1 << 20) -> Generator[int, None, str]:
+    """`content_hash` a block at a time: yields the bytes read so far after each block, and returns
+    the hash (for a caller that reports its progress on a large file)."""
     h = hashlib.blake2b(digest_size=16)
+    done = 0
     try:
         with _open_regular(path) as f:
             for data in iter(lambda: f.read(block), b""):
                 h.update(data)
+                done += len(data)
+                yield done
     except OSError as exc:
         raise AudioReadError(path, f"cannot read file: {exc.strerror or exc}") from None
     return h.hexdigest()

@@ -213,3 +213,33 @@ def hanging_worker(conn, *args) -> None:
     import time
 
     time.sleep(3600)
+
+
+class _SlowFile:
+    """A file whose reads take 0.8 s each (a network share)."""
+
+    def __init__(self, f) -> None:
+        self.f = f
+
+    def read(self, n=-1):
+        import time
+
+        time.sleep(0.8)
+        return self.f.read(n)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.f.close()
+
+
+def slow_storage_worker(conn, *args) -> None:
+    """`worker_main` reading the whole of each file (its content hash) as from slow storage: 0.8 s
+    per 1 MiB block (a target for `tagger.library.runner.worker_main`)."""
+    from tagger import fingerprint
+    from tagger.library.analyse import worker_main
+
+    plain = fingerprint._open_regular
+    fingerprint._open_regular = lambda path: _SlowFile(plain(path))
+    worker_main(conn, *args)

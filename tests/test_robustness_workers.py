@@ -469,3 +469,21 @@ def test_a_file_that_shrinks_while_it_is_decoded_is_recorded_as_changed_not_corr
     summary = scan([music], db=db, analyser=_Truncator(song), jobs=0, predict_batch=1)
     reason = "the file changed while it was being analysed; the next scan analyses it again"
     assert track_rows(db) == {str(song): ("error", reason)} and summary.errors == [(str(song), reason)]
+
+
+@pytest.mark.integration
+def test_a_large_file_on_slow_storage_is_not_taken_for_a_hung_decoder(tmp_path, db, monkeypatch):
+    """A worker reads a file whole (its content hash) before it decodes it, and said nothing
+    meanwhile: a file that takes longer to read than the file timeout (a 3 GB DSD file over a 10 MB/s
+    share, against the default 300 s) failed as `timed out ... (a hung decoder?)` at every scan.
+    The worker now reports its reading each second."""
+    import library_fakes
+
+    from tagger.library import runner
+
+    monkeypatch.setattr(runner, "worker_main", library_fakes.slow_storage_worker)
+    music = tmp_path / "music"
+    big = write_audio(music / "big.wav", tone_signal([110.0], seconds=150.0))  # 4.8 MB: 5 reads, 4 s
+    summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=1, file_timeout=3.0)
+    assert summary.scanned == 1 and not summary.errors, summary.errors
+    assert track_instruments(db) == {str(big): ["bass"]}

@@ -5,23 +5,23 @@ Nothing here imports TensorFlow or the database: a worker streams one file at a 
 to the main process, which reads them as it goes (the main process runs the ensemble and writes
 the database).
 
-The messages are the small dataclasses of `tagger.library.messages` (`Started`, `FileInfo`,
-`Windows`, `Done`, `Failed`).
+The messages are the small dataclasses of `tagger.library.messages` (`Started`, `Reading`,
+`FileInfo`, `Windows`, `Done`, `Failed`).
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
 from tagger import constants as C
 from tagger.errors import TaggerError
-from tagger.fingerprint import content_hash
-from tagger.library.messages import Done, Failed, FileInfo, Message, Started, Windows
+from tagger.fingerprint import content_hash_steps
+from tagger.library.messages import Done, Failed, FileInfo, Message, Reading, Started, Windows
 
 
 MIN_SECONDS = 0.1
@@ -57,7 +57,7 @@ def analyse_file(task_id: int, path: str, *, config: AnalysisConfig) -> Iterator
 
     try:
         t = clock()
-        digest = content_hash(path)  # read whole before decoding (the decoder then reads it from cache)
+        digest = yield from _read_whole(task_id, path)
         meta = audio.info(path)
         seconds["decode"] += clock() - t
         yield FileInfo(task_id, {"format": meta.format, "sample_rate": meta.sample_rate,
@@ -94,6 +94,21 @@ def analyse_file(task_id: int, path: str, *, config: AnalysisConfig) -> Iterator
         yield Failed(task_id, "out of memory while decoding")
     except Exception as exc:  # a worker returns every failure as a value, never raises
         yield Failed(task_id, f"unexpected {type(exc).__name__}: {exc}")
+
+
+def _read_whole(task_id: int, path: str) -> Generator[Reading, None, str]:
+    """The file's content hash, read whole before decoding (the decoder then reads it from cache),
+    with a `Reading` message each second meanwhile: a large file on slow storage (a 3 GB DSD file
+    at 10 MB/s takes 300 s, the default file timeout) must not be taken for a hung decoder."""
+    steps, last = content_hash_steps(path), time.monotonic()
+    while True:
+        try:
+            done = next(steps)
+        except StopIteration as end:
+            return end.value
+        if time.monotonic() - last >= 1.0:
+            last = time.monotonic()
+            yield Reading(task_id, done)
 
 
 def _warm_up(config: AnalysisConfig) -> None:

@@ -1,7 +1,8 @@
 """What crosses the process boundary between a scan's workers and its main process: one small
 frozen dataclass per message (cheap to pickle), never a positional tuple.
 
-A worker sends, per file: `Started` (worker processes only), `FileInfo`, any number of `Windows`,
+A worker sends, per file: `Started` (worker processes only), any number of `Reading`, `FileInfo`,
+any number of `Windows`,
 then exactly one of `Done` or `Failed`. Every message names its ``task_id`` (the index of the file
 in the scan's work list) and its ``kind``.
 """
@@ -21,6 +22,16 @@ class Started:
     kind: ClassVar[str] = "start"
     task_id: int
     pid: int
+
+
+@dataclass(frozen=True)
+class Reading:
+    """The worker is reading the file whole before decoding it (its content hash), about once a
+    second: progress, so that a large file on slow storage is not taken for a hung decoder."""
+
+    kind: ClassVar[str] = "reading"
+    task_id: int
+    bytes_read: int
 
 
 @dataclass(frozen=True)
@@ -73,7 +84,7 @@ class Failed:
     reason: str
 
 
-Message = Union[Started, FileInfo, Windows, Done, Failed]
+Message = Union[Started, Reading, FileInfo, Windows, Done, Failed]
 
 
 @dataclass(frozen=True, eq=False)
