@@ -244,7 +244,7 @@ def test_a_non_numeric_score_is_a_one_line_error_naming_the_file_and_line(librar
     res = run("tag", "--from-json", str(bad), "--model-version", "m", "--scores")
     assert res.exit_code == 1
     assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1, res.output
-    assert f"{bad} line 1" in res.output and "'loud'" in res.output
+    assert f"{bad} line 1: {files['a']}: " in res.output and '"loud"' in res.output
     assert not tags.read_instruments(files["a"]).tagged
 
 

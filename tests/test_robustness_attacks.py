@@ -544,5 +544,5 @@ def test_an_unknown_family_in_a_prediction_row_is_named_by_file_and_line(tmp_pat
     rows = tmp_path / "found.jsonl"
     rows.write_text('\n{"path": "%s", "instruments": ["kazoo"], "model_version": "m-1"}\n' % song)
     result = CliRunner().invoke(app, ["tag", "--from-json", str(rows), "--settle-seconds", "0"])
-    _one_line_error(result, f"{rows} line 2: unknown instrument family 'kazoo'")
+    _one_line_error(result, f"{rows} line 2: {song}: unknown instrument family 'kazoo'")
     assert not tags.read_instruments(song).tagged

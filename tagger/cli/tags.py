@@ -5,6 +5,7 @@ Thin: parse flags, call `tagger.tags`, render one line per changed or skipped fi
 
 from __future__ import annotations
 
+import itertools
 import logging
 from pathlib import Path
 
@@ -110,11 +111,17 @@ def tag(
                    follow_external_symlinks=follow_external_symlinks)  # fmt: skip
     if from_json is not None:
         version = model_version if model_version is not None else _shipped_model_version()
-        predictions = tags.read_predictions_jsonl(from_json, model_version=version)
-        predictions = tags.select_predictions(predictions, where=where)
+        rows = tags.load_predictions_jsonl(from_json, model_version=version, override=model_version is not None)
+        if rows.rejected and not rows.predictions:  # (the wrong file given? one line, not one per line)
+            more = len(rows.rejected) - 1
+            raise UserError(f"{rows.rejected[0]}" + (f" (and {more} more bad line{'s' * (more > 1)})" if more else ""))
+        predictions = tags.select_predictions(rows.predictions, where=where)
         if not predictions:
+            for rejected in rows.rejected:
+                echo(f"tagger: skipped {rejected}", err=True)
             raise fail("no analysed track matches", 1)
-        _render(tags.write_predictions(predictions, roots=paths or None, **options), verb="tag", dry_run=dry_run)
+        written = tags.write_predictions(predictions, roots=paths or None, **options)
+        _render(itertools.chain(rows.rejected, written), verb="tag", dry_run=dry_run)  # (bad rows first: checked first)
         return
     from tagger.db.session import open_database
 

@@ -26,7 +26,10 @@ import os  # noqa: F401  (tests patch ``tags.os.replace``)
 
 from tagger.tags.batch import (
     Prediction,
+    PredictionRows,
+    RejectedRow,
     find_audio_files,
+    load_predictions_jsonl,
     predictions_from_database,
     read_predictions_jsonl,
     remove_all,
@@ -62,9 +65,10 @@ from tagger.tags.storage import MP4_FREEFORM_PREFIX, STORAGES, Storage, payload_
 
 __all__ = [
     "DEFAULT_SETTLE_SECONDS", "FIELDS", "INSTRUMENTS", "INSTRUMENTS_MODEL", "INSTRUMENTS_SCORES", "MP4_FREEFORM_PREFIX",
-    "Prediction", "Raw", "SCORE_DECIMALS", "STORAGES", "SUPPORTED_FORMATS", "Storage", "TEMP_SUFFIX", "TagChange",
-    "TagState", "audio_digest", "find_audio_files", "foreign_fields", "foreign_reason", "is_temp_name",
-    "mediafile_styles", "payload_digest", "predictions_from_database", "read_instruments", "read_predictions_jsonl",
-    "register_mediafile_fields", "remove_all", "remove_instruments", "remove_stale_temp_files", "select_predictions",
-    "tag_from_database", "unsettled_reason", "write_instruments", "write_predictions",
+    "Prediction", "PredictionRows", "Raw", "RejectedRow", "SCORE_DECIMALS", "STORAGES", "SUPPORTED_FORMATS", "Storage",
+    "TEMP_SUFFIX", "TagChange", "TagState", "audio_digest", "find_audio_files", "foreign_fields", "foreign_reason",
+    "is_temp_name", "load_predictions_jsonl", "mediafile_styles", "payload_digest", "predictions_from_database",
+    "read_instruments", "read_predictions_jsonl", "register_mediafile_fields", "remove_all", "remove_instruments",
+    "remove_stale_temp_files", "select_predictions", "tag_from_database", "unsettled_reason", "write_instruments",
+    "write_predictions",
 ]  # fmt: skip

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tagger.db.filter import Candidate, TrackFilter
+from tagger.display import named
 from tagger.errors import TagWriteError, UserError
-from tagger.instruments import FAMILIES
+from tagger.instruments import FAMILIES, canonical_order
 from tagger.tags.fields import TagChange, check_model_version, model_families
 from tagger.tags.rewrite import remove_instruments, write_instruments
 
@@ -73,62 +74,171 @@ class Prediction:
     them are recorded as current only while the track still holds them."""
 
 
-def read_predictions_jsonl(path: str | os.PathLike, *, model_version: str | None = None) -> list[Prediction]:
-    """Predictions from `tagger predict --json` output: one JSON object per line with ``path``,
-    ``instruments`` and ``scores`` (``model_version``, ``size`` and ``mtime`` when present).
+MAX_LINE_BYTES = 1 << 20
+"""The longest line of a predictions file read (`tagger predict --json` writes a few hundred bytes
+a row; a longer line is refused unread, so a wrong file given cannot fill the memory)."""
 
-    ``model_version`` is used for rows that do not name theirs. Raises `UserError` on bad input.
-    """
-    import json
 
-    rows: list[Prediction] = []
+class RejectedRow(TagWriteError):
+    """A row of a predictions file that is not written, and why: ``path`` names the predictions
+    file and its line, ``reason`` the music file (when the row names one) and what is wrong."""
+
+    def __init__(self, source: str | os.PathLike, line: int, reason: str, file: str | None = None) -> None:
+        super().__init__(f"{os.fsdecode(source)} line {line}", f"{named(file)}: {reason}" if file else reason)
+        self.source, self.line, self.file = os.fsdecode(source), line, file
+
+
+@dataclass(frozen=True)
+class PredictionRows:
+    """A predictions file read and checked: the rows that may be written, and those that may not."""
+
+    predictions: list[Prediction]
+    rejected: list[RejectedRow]
+
+
+def load_predictions_jsonl(path: str | os.PathLike, *, model_version: str | None = None,
+                           override: bool = False) -> PredictionRows:  # fmt: skip
+    """Every row of `tagger predict --json` output, checked before any file is touched: one JSON
+    object per line with ``path``, ``instruments`` and ``scores`` (``model_version``, ``families``,
+    ``size`` and ``mtime`` when present; other keys are ignored). A line that is not such a row (not
+    UTF-8, not JSON, a wrong type, an unknown family, a score that is not a number from 0 to 1, a
+    family without a score) is a `RejectedRow` naming the file, the line and the reason; blank lines,
+    a UTF-8 byte-order mark and CRLF line ends are read. A relative ``path`` is taken from the current
+    folder.
+
+    ``model_version`` is used for rows that do not name theirs; with ``override`` (the user named it)
+    a row naming another is rejected. Raises `UserError` when the file cannot be read."""
+    predictions: list[Prediction] = []
+    rejected: list[RejectedRow] = []
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        f = open(path, "rb")
     except OSError as exc:
         raise UserError(f"cannot read {os.fspath(path)}: {exc.strerror or exc}") from None
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        where = f"{os.fspath(path)} line {number}"
-        try:
-            row = json.loads(line)
-            file, instruments = row["path"], row["instruments"]
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise UserError(f"{where}: expected a JSON object with 'path' and 'instruments' ({exc})") from None
-        version = row.get("model_version") or model_version
-        if not version:
-            raise UserError(f"{where}: no model version (pass --model-version)")
-        try:
-            expected = (int(row["size"]), float(row["mtime"])) if "size" in row and "mtime" in row else None
-            scores = row.get("scores")
-            if scores is not None:
-                scores = {str(k): _score(v) for k, v in dict(scores).items()}
-            if isinstance(instruments, str) or not all(isinstance(name, str) for name in instruments):
-                raise TypeError(f"'instruments' is a list of family names, got {instruments!r}")
-            families = row.get("families")
-            if families is None:
-                families = (*FAMILIES, *(f.lower() for f in scores or () if f.lower() not in FAMILIES))
-            elif isinstance(families, str):
-                raise TypeError(f"'families' is a list of family names, got {families!r}")
-            families = model_families(families)  # a model's "Guitar" is the family "guitar"
-            unknown = [name for name in instruments if name.strip().lower() not in families]
-            if unknown:
-                raise ValueError(f"unknown instrument family {unknown[0]!r}; known families: {', '.join(families)}")
-            version = check_model_version(version)
-        except (TypeError, ValueError, UserError) as exc:
-            raise UserError(f"{where}: {exc}") from None
-        rows.append(Prediction(str(file), list(instruments), version, scores, expected, families))
-    return rows
+    with f:
+        number = 0
+        while True:
+            try:
+                data = f.readline(MAX_LINE_BYTES + 1)
+            except OSError as exc:
+                raise UserError(f"cannot read {os.fspath(path)}: {exc.strerror or exc}") from None
+            if not data:
+                break
+            number += 1
+            if len(data) > MAX_LINE_BYTES and not data.endswith(b"\n"):
+                while data and not data.endswith(b"\n"):  # (the rest of the line, unkept)
+                    data = f.readline(MAX_LINE_BYTES)
+                rejected.append(RejectedRow(path, number, "a line of more than 1 MiB: not a row of `tagger predict --json`"))
+                continue
+            if number == 1 and data.startswith(b"\xef\xbb\xbf"):
+                data = data[3:]
+            if not data.strip():
+                continue
+            row = None
+            try:
+                row = _parse_row(data)
+                predictions.append(_prediction(row, model_version=model_version, override=override))
+            except ValueError as exc:
+                file = row.get("path") if isinstance(row, dict) and _is_name(row.get("path")) else None
+                rejected.append(RejectedRow(path, number, str(exc), file))
+    return PredictionRows(predictions, rejected)
 
 
-def _score(value) -> float:
-    """A score read from JSON (a number; a numeric string is accepted)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise ValueError(f"a score is a number between 0 and 1, got {value!r}")
+def read_predictions_jsonl(path: str | os.PathLike, *, model_version: str | None = None) -> list[Prediction]:
+    """The rows of `load_predictions_jsonl`; raises `UserError` naming the first bad line."""
+    rows = load_predictions_jsonl(path, model_version=model_version)
+    if rows.rejected:
+        raise UserError(str(rows.rejected[0]))
+    return rows.predictions
+
+
+def _parse_row(data: bytes) -> dict:
+    import json
+
     try:
-        return float(value)
-    except ValueError:
-        raise ValueError(f"a score is a number between 0 and 1, got {value!r}") from None
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not UTF-8 (byte {exc.start + 1}): not a row of `tagger predict --json`") from None
+    try:
+        row = json.loads(text)
+    except (ValueError, RecursionError) as exc:  # (ValueError: also an integer of 5,000 digits)
+        raise ValueError(f"not a JSON object ({exc})") from None
+    if not isinstance(row, dict):
+        raise ValueError(f"not a JSON object with 'path' and 'instruments' (a JSON {type(row).__name__})")
+    return row
+
+
+def _is_name(value) -> bool:
+    return isinstance(value, str) and bool(value.strip()) and "\0" not in value
+
+
+def _json(value) -> str:
+    """``value`` as the JSON it was read from (``true``, ``null``, ``"0.9"``, ``NaN``), at most 60 characters."""
+    import json
+
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _prediction(row: dict, *, model_version: str | None, override: bool) -> Prediction:
+    """The `Prediction` of one row of `tagger predict --json`; raises ValueError saying what is wrong."""
+    import math
+
+    file = row.get("path")
+    if not _is_name(file):
+        raise ValueError(f"'path' is a file name (a non-empty text without NUL), got {_json(file)}")
+    if "instruments" not in row:
+        raise ValueError("no 'instruments' (a list of family names)")
+    instruments = row["instruments"]
+    if not isinstance(instruments, list) or not all(isinstance(name, str) for name in instruments):
+        raise ValueError(f"'instruments' is a list of family names, got {_json(instruments)}")
+    families = row.get("families")
+    if families is not None and (not isinstance(families, list) or not families):
+        raise ValueError(f"'families' is a list of family names, got {_json(families)}")
+    try:
+        families = model_families(families) if families is not None else FAMILIES
+        names = canonical_order(instruments, families=families)
+    except UserError as exc:
+        raise ValueError(str(exc)) from None
+    scores = row.get("scores")
+    if scores is not None:
+        if not isinstance(scores, dict):
+            raise ValueError(f"'scores' is an object of family: score, got {_json(scores)}")
+        checked: dict[str, float] = {}
+        for name, value in scores.items():
+            family = name.strip().lower()
+            if family not in families:
+                raise ValueError(f"a score for the unknown family {name!r}; known families: {', '.join(families)}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+                raise ValueError(f"a score is a number from 0 to 1, got {name}={_json(value)}")  # (NaN fails too)
+            if checked.get(family, value) != value:
+                raise ValueError(f"two different scores for the family {family!r} (names differing in case or spaces)")
+            checked[family] = float(value)
+        missing = [name for name in names if name not in checked]
+        if missing:
+            raise ValueError(f"no score for {', '.join(missing)}, which it lists in 'instruments'")
+        scores = {str(k): float(v) for k, v in scores.items()}
+    version = row.get("model_version")
+    if version is not None and not isinstance(version, str):
+        raise ValueError(f"'model_version' is a text, got {_json(version)}")
+    try:
+        version = check_model_version(version) if version is not None else None
+        if version is not None and override and model_version is not None and version != check_model_version(model_version):
+            raise ValueError(f"its model version is {version!r}, not --model-version {model_version!r}")
+        version = version or model_version
+        if not version:
+            raise ValueError("no model version (pass --model-version)")
+        version = check_model_version(version)
+    except UserError as exc:
+        raise ValueError(str(exc)) from None
+    expected = None
+    if "size" in row or "mtime" in row:
+        size, mtime = row.get("size"), row.get("mtime")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise ValueError(f"'size' is a whole number of bytes, got {_json(size)}")
+        if isinstance(mtime, bool) or not isinstance(mtime, (int, float)) or not math.isfinite(mtime):
+            raise ValueError(f"'mtime' is a time in seconds, got {_json(mtime)}")
+        expected = (size, float(mtime))
+    return Prediction(file, list(instruments), version, scores, expected, families)
 
 
 def select_predictions(

@@ -1,0 +1,150 @@
+"""`tagger tag --from-json`: the rows of a `tagger predict --json` file are checked, every one,
+before any music file is touched; a bad row is that row's error (JSON file, line, reason), the
+good rows are written; only what `predict` could have written, for the file as it is now."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from conftest import tone_signal, write_audio
+from typer.testing import CliRunner
+
+from tagger import tags
+from tagger.cli import app
+
+
+def _song(path):
+    return write_audio(path, tone_signal([220.0], seconds=1.0))
+
+
+def _row(song, **change) -> dict:
+    """A row as `tagger predict --json` writes it for ``song`` as it is now."""
+    from tagger.fingerprint import fingerprint
+
+    st = os.stat(song)
+    row = {"path": os.path.abspath(song), "instruments": ["bass"], "scores": {"bass": 0.9, "vocal": 0.1},
+           "windows": 1, "model_version": "m-1", "size": st.st_size, "mtime": st.st_mtime,
+           "fingerprint": fingerprint(song)}  # fmt: skip
+    row.update(change)
+    return {k: v for k, v in row.items() if v is not ...}
+
+
+def _lines(path, *rows) -> str:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    return str(path)
+
+
+def _tag(rows_file, *args):
+    return CliRunner().invoke(app, ["tag", "--from-json", str(rows_file), "--settle-seconds", "0", *args])
+
+
+def _untouched(*songs) -> bool:
+    return not any(tags.read_instruments(s).tagged for s in songs)
+
+
+BAD_ROWS = [
+    ({"instruments": "bass"}, "'instruments' is a list of family names"),
+    ({"instruments": {"bass": 1}}, "'instruments' is a list of family names"),
+    ({"instruments": None}, "'instruments' is a list of family names"),
+    ({"instruments": [""]}, "unknown instrument family ''"),
+    ({"instruments": ["gui\x00tar"]}, "unknown instrument family 'gui\\x00tar'"),
+    ({"instruments": ["kazoo"], "scores": {"kazoo": 0.9}}, "unknown instrument family 'kazoo'"),
+    ({"scores": {"bass": 0.9, "kazoo": 0.5}}, "a score for the unknown family 'kazoo'"),
+    ({"scores": {"vocal": 0.1}}, "no score for bass"),
+    ({"scores": {"bass": float("nan")}}, "a score is a number from 0 to 1, got bass=NaN"),
+    ({"scores": {"bass": 1e999}}, "got bass=Infinity"),
+    ({"scores": {"bass": 1.5}}, "got bass=1.5"),
+    ({"scores": {"bass": -0.1}}, "got bass=-0.1"),
+    ({"scores": {"bass": True}}, "got bass=true"),
+    ({"scores": {"bass": "0.9"}}, 'got bass="0.9"'),
+    ({"scores": [["bass", 0.9]]}, "'scores' is an object of family: score"),
+    ({"scores": {"bass": 0.9, "Bass ": 0.2}}, "two different scores for the family 'bass'"),
+    ({"path": 5}, "'path' is a file name (a non-empty text without NUL), got 5"),
+    ({"path": None}, "'path' is a file name (a non-empty text without NUL), got null"),
+    ({"path": ""}, "'path' is a file name"),
+    ({"path": "/music/a\x00.flac"}, "'path' is a file name"),
+    ({"size": 1e999}, "'size' is a whole number of bytes"),
+    ({"size": True}, "'size' is a whole number of bytes"),
+    ({"mtime": "yesterday"}, "'mtime' is a time in seconds"),
+    ({"model_version": 7}, "'model_version' is a text"),
+]
+
+
+@pytest.mark.parametrize("change, says", BAD_ROWS, ids=[f"{i}-{next(iter(c))}" for i, (c, _) in enumerate(BAD_ROWS)])
+def test_a_bad_row_is_its_own_error_and_the_good_rows_are_written(tmp_path, change, says):
+    good, bad = _song(tmp_path / "good.flac"), _song(tmp_path / "bad.flac")
+    before = bad.read_bytes()
+    rows = _lines(tmp_path / "found.jsonl", _row(good), _row(bad, **change))
+    result = _tag(rows, "--scores")
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output and isinstance(result.exception, SystemExit)
+    (line,) = [x for x in result.output.splitlines() if "line 2" in x]
+    assert line.startswith(f"tagger: skipped {rows} line 2: ") and says in line, line
+    assert "1 tagged, 0 unchanged, 1 skipped" in result.output
+    assert bad.read_bytes() == before
+    assert tags.read_instruments(good).instruments == ["bass"]
+
+
+@pytest.mark.parametrize("text, says", [
+    ("[" * 100_000, "not a JSON object"),
+    ('{"path": "a", "size": ' + "9" * 5000 + "}", "not a JSON object"),
+    ("# a comment", "not a JSON object"),
+    ('["a.flac", ["bass"]]', "not a JSON object"),
+    (b'{"path": "\xe9.flac"}', "not UTF-8"),
+    ('{"path": "a.flac", "instruments": ["bass"], "sco', "not a JSON object"),
+])  # fmt: skip
+def test_a_line_that_is_not_a_row_is_named_and_nothing_else_stops(tmp_path, text, says):
+    good = _song(tmp_path / "good.flac")
+    rows = tmp_path / "found.jsonl"
+    rows.write_bytes(json.dumps(_row(good)).encode() + b"\n" + (text if isinstance(text, bytes) else text.encode()))
+    result = _tag(rows)
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    (line,) = [x for x in result.output.splitlines() if "line 2" in x]
+    assert line.startswith(f"tagger: skipped {rows} line 2: ") and says in line, line
+    assert "1 tagged, 0 unchanged, 1 skipped" in result.output
+
+
+def test_a_line_of_100_mb_is_refused_without_being_parsed(tmp_path):
+    good = _song(tmp_path / "good.flac")
+    rows = tmp_path / "found.jsonl"
+    with open(rows, "wb") as f:
+        f.write(b'{"path": "' + b"a" * 100_000_000 + b'"}\n')
+        f.write(json.dumps(_row(good)).encode() + b"\n")
+    result = _tag(rows)
+    assert result.exit_code == 1, result.output
+    assert f"tagger: skipped {rows} line 1: a line of more than 1 MiB" in result.output
+    assert "1 tagged, 0 unchanged, 1 skipped" in result.output
+
+
+def test_bom_crlf_and_blank_lines_are_read(tmp_path):
+    a, b = _song(tmp_path / "a.flac"), _song(tmp_path / "b.flac")
+    rows = tmp_path / "found.jsonl"
+    rows.write_bytes(b"\xef\xbb\xbf" + json.dumps(_row(a)).encode() + b"\r\n\r\n   \r\n" + json.dumps(_row(b)).encode())
+    result = _tag(rows)
+    assert result.exit_code == 0, result.output
+    assert "2 tagged, 0 unchanged, 0 skipped" in result.output
+
+
+def test_a_wrong_score_never_leaves_the_batch_half_written(tmp_path):
+    """A score out of range was found only when its file was written: the files of the rows before
+    it were tagged, the rest not, and the run ended with an error naming neither file nor line."""
+    songs = [_song(tmp_path / f"{i}.flac") for i in range(3)]
+    rows = _lines(tmp_path / "found.jsonl", _row(songs[0]), _row(songs[1], scores={"bass": 1.5}), _row(songs[2]))
+    result = _tag(rows, "--scores")
+    assert result.exit_code == 1, result.output
+    assert f"tagger: skipped {rows} line 2: {songs[1]}: a score is a number from 0 to 1, got bass=1.5" in result.output
+    assert "2 tagged, 0 unchanged, 1 skipped" in result.output
+    assert _untouched(songs[1]) and tags.read_instruments(songs[2]).instruments == ["bass"]
+
+
+def test_when_no_row_is_good_it_is_one_error_and_no_file_is_touched(tmp_path):
+    song = _song(tmp_path / "a.flac")
+    rows = _lines(tmp_path / "found.jsonl", _row(song, instruments=["kazoo"]), "not json")
+    result = _tag(rows)
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    errors = [x for x in result.output.splitlines() if x.startswith("tagger: error:")]
+    assert errors == [f"tagger: error: {rows} line 1: {song}: unknown instrument family 'kazoo'; known families: "
+                      f"bass, brass, flute, guitar, keyboard, mallet, organ, reed, string, vocal (and 1 more bad line)"]
+    assert _untouched(song)
