@@ -148,3 +148,35 @@ def test_when_no_row_is_good_it_is_one_error_and_no_file_is_touched(tmp_path):
     assert errors == [f"tagger: error: {rows} line 1: {song}: unknown instrument family 'kazoo'; known families: "
                       f"bass, brass, flute, guitar, keyboard, mallet, organ, reed, string, vocal (and 1 more bad line)"]
     assert _untouched(song)
+
+
+@pytest.mark.parametrize("alias", ["same", "dot", "symlink", "hardlink"])
+def test_two_rows_for_one_file_with_other_results_write_neither(tmp_path, monkeypatch, alias):
+    """The same file twice with different results (a predict run appended to an older one, two
+    names of one file): the last row won, without a word; which one is right cannot be told."""
+    song = _song(tmp_path / "a.flac")
+    monkeypatch.chdir(tmp_path)
+    other = {"same": str(song), "dot": "./a.flac", "symlink": str(tmp_path / "link.flac"),
+             "hardlink": str(tmp_path / "hard.flac")}[alias]  # fmt: skip
+    if alias == "symlink":
+        os.symlink(song, other)
+    elif alias == "hardlink":
+        os.link(song, other)
+    good = _song(tmp_path / "good.flac")
+    rows = _lines(tmp_path / "found.jsonl", _row(song), _row(good), _row(song, path=other, instruments=["vocal"],
+                                                                         scores={"vocal": 0.8, "bass": 0.2}))  # fmt: skip
+    result = _tag(rows)
+    assert result.exit_code == 1, result.output
+    assert f"tagger: skipped {rows} line 1: {song}: line 3 gives other results for the same file" in result.output
+    assert f"tagger: skipped {rows} line 3: {other}: line 1 gives other results" in result.output
+    assert "1 tagged, 0 unchanged, 2 skipped" in result.output
+    assert _untouched(song) and tags.read_instruments(good).tagged
+
+
+def test_two_rows_for_one_file_with_the_same_results_write_it_once(tmp_path, monkeypatch):
+    song = _song(tmp_path / "a.flac")
+    monkeypatch.chdir(tmp_path)
+    rows = _lines(tmp_path / "found.jsonl", _row(song), _row(song, path="a.flac"))
+    result = _tag(rows)
+    assert result.exit_code == 0, result.output
+    assert "1 tagged, 0 unchanged, 0 skipped" in result.output

@@ -108,7 +108,7 @@ def load_predictions_jsonl(path: str | os.PathLike, *, model_version: str | None
 
     ``model_version`` is used for rows that do not name theirs; with ``override`` (the user named it)
     a row naming another is rejected. Raises `UserError` when the file cannot be read."""
-    predictions: list[Prediction] = []
+    found: list[tuple[int, Prediction]] = []
     rejected: list[RejectedRow] = []
     try:
         f = open(path, "rb")
@@ -136,11 +136,45 @@ def load_predictions_jsonl(path: str | os.PathLike, *, model_version: str | None
             row = None
             try:
                 row = _parse_row(data)
-                predictions.append(_prediction(row, model_version=model_version, override=override))
+                found.append((number, _prediction(row, model_version=model_version, override=override)))
             except ValueError as exc:
                 file = row.get("path") if isinstance(row, dict) and _is_name(row.get("path")) else None
                 rejected.append(RejectedRow(path, number, str(exc), file))
-    return PredictionRows(predictions, rejected)
+    predictions, contradicting = _one_row_per_file(path, found)
+    return PredictionRows(predictions, sorted([*rejected, *contradicting], key=lambda r: r.line))
+
+
+def _one_row_per_file(source, found: list[tuple[int, Prediction]]) -> tuple[list[Prediction], list[RejectedRow]]:
+    """One prediction per file: rows naming the same file (the same name, ``./a.flac`` and ``a.flac``,
+    a symbolic or hard link to it) with the same results are written once; with different results
+    (which is right?) none of them is, each a `RejectedRow`."""
+    by_file: dict[tuple, list[tuple[int, Prediction]]] = {}
+    for number, pred in found:
+        try:
+            st = os.stat(pred.path)
+            key: tuple = ("inode", st.st_dev, st.st_ino)
+        except OSError:  # (the write says why: no such file, ...)
+            key = ("name", os.path.abspath(pred.path))
+        by_file.setdefault(key, []).append((number, pred))
+    keep: set[int] = set()
+    rejected: list[RejectedRow] = []
+    for rows in by_file.values():
+        if len({_results(pred) for _, pred in rows}) == 1:
+            keep.add(rows[0][0])
+            continue
+        for number, pred in rows:
+            others = ", ".join(str(n) for n, _ in rows if n != number)
+            rejected.append(RejectedRow(source, number, f"line {others} gives other results for the same file: "
+                                                        "which is right? Neither is written", pred.path))  # fmt: skip
+    return [pred for number, pred in found if number in keep], rejected
+
+
+def _results(pred: Prediction) -> tuple:
+    """What a prediction would write and check, comparable across rows."""
+    families = pred.families or FAMILIES
+    scores = {name.strip().lower(): value for name, value in (pred.scores or {}).items()}
+    return (tuple(canonical_order(pred.instruments, families=families)), pred.model_version,
+            None if pred.scores is None else tuple(sorted(scores.items())), tuple(families), pred.expected)  # fmt: skip
 
 
 def read_predictions_jsonl(path: str | os.PathLike, *, model_version: str | None = None) -> list[Prediction]:
