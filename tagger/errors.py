@@ -28,6 +28,11 @@ class TagWriteError(_FileError):
     """A file's tags could not be read or written."""
 
 
+class ChangedSinceError(TagWriteError):
+    """A file to be tagged is not the one its results were made from (its size, mtime or content
+    fingerprint differ): it changed since it was analysed."""
+
+
 class UntaggableError(TagWriteError):
     """A file's format holds no tags that tagger writes (raw AAC, Matroska, CAF, ...): its results
     live in the database only. Not a failure of a scan, which stores them and goes on."""

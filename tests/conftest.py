@@ -68,6 +68,16 @@ def write_audio(path: str | Path, audio: np.ndarray, *, sr: int = 16_000) -> Pat
     return path
 
 
+def predicted(path: str | Path, **row) -> dict:
+    """``row``, a row of `tagger predict --json` for the file ``path`` as it is now: ``path``, and the
+    ``size``, ``mtime`` and ``fingerprint`` that `tagger tag --from-json` checks, added (``row`` may
+    override them)."""
+    from tagger.fingerprint import fingerprint
+
+    st = os.stat(path)
+    return {"path": str(path), "size": st.st_size, "mtime": st.st_mtime, "fingerprint": fingerprint(path), **row}
+
+
 @pytest.fixture
 def make_tone_file():
     """``make_tone_file(path, freqs, seconds=..., sr=..., silence=...)`` writes a tone file and returns its path."""

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 
 import pytest
+from conftest import predicted
 from typer.testing import CliRunner
 
 from tagger import tags
@@ -35,9 +36,9 @@ def library(tmp_path):
         "c": _tone(music / "c.ogg", "libvorbis"),
     }
     rows = [
-        {"path": str(files["a"]), "instruments": ["guitar", "bass"], "scores": {"bass": 0.91, "guitar": 0.8, "vocal": 0.1}},
-        {"path": str(files["b"]), "instruments": ["vocal"], "scores": {"bass": 0.2, "guitar": 0.1, "vocal": 0.95}},
-        {"path": str(files["c"]), "instruments": ["vocal", "string"], "scores": {"string": 0.7, "vocal": 0.6}},
+        predicted(files["a"], instruments=["guitar", "bass"], scores={"bass": 0.91, "guitar": 0.8, "vocal": 0.1}),
+        predicted(files["b"], instruments=["vocal"], scores={"bass": 0.2, "guitar": 0.1, "vocal": 0.95}),
+        predicted(files["c"], instruments=["vocal", "string"], scores={"string": 0.7, "vocal": 0.6}),
     ]
     preds = tmp_path / "preds.jsonl"
     preds.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -96,6 +97,7 @@ def test_dry_run_and_keep_mtime(library):
     assert res.exit_code == 0 and "would tag" in res.output and "3 would be tagged" in res.output
     assert files["b"].read_bytes() == data
     os.utime(files["b"], (1_000_000_000, 1_000_000_000))
+    preds.write_text(json.dumps(predicted(files["b"], instruments=["vocal"])) + "\n")  # (as predict sees it now)
     res = run("tag", "--from-json", str(preds), "--model-version", "m-1", "--keep-mtime", "--id3v23")
     assert res.exit_code == 0
     assert files["b"].stat().st_mtime == 1_000_000_000
@@ -124,7 +126,7 @@ def test_a_format_without_tags_is_said_and_counted_but_not_a_failure(library, tm
     music, files, preds = library
     mka = _tone(music / "live.mka", "flac")
     before = mka.read_bytes()
-    rows = preds.read_text() + json.dumps({"path": str(mka), "instruments": ["vocal"], "scores": {"vocal": 0.9}}) + "\n"
+    rows = preds.read_text() + json.dumps(predicted(mka, instruments=["vocal"], scores={"vocal": 0.9})) + "\n"
     preds.write_text(rows)
     res = run("tag", "--from-json", str(preds), "--model-version", "m-1")
     assert res.exit_code == 0, res.output
@@ -143,7 +145,7 @@ def test_many_files_without_tags_are_named_five_then_counted(library):
     rows = []
     for i in range(7):
         mka = _tone(music / f"live{i}.mka", "flac")
-        rows.append(json.dumps({"path": str(mka), "instruments": ["vocal"], "scores": {"vocal": 0.9}}) + "\n")
+        rows.append(json.dumps(predicted(mka, instruments=["vocal"], scores={"vocal": 0.9})) + "\n")
     preds.write_text(preds.read_text() + "".join(rows))
     res = run("tag", "--from-json", str(preds), "--model-version", "m-1")
     assert res.exit_code == 0, res.output
@@ -155,8 +157,7 @@ def test_many_files_without_tags_are_named_five_then_counted(library):
 def test_changed_since_analysed_is_skipped(library):
     _music, files, preds = library
     st = files["a"].stat()
-    rows = [{"path": str(files["a"]), "instruments": ["bass"], "model_version": "m-2", "size": st.st_size,
-             "mtime": st.st_mtime - 100}]  # fmt: skip
+    rows = [predicted(files["a"], instruments=["bass"], model_version="m-2", mtime=st.st_mtime - 100)]
     preds.write_text(json.dumps(rows[0]) + "\n")
     res = run("tag", "--from-json", str(preds))
     assert res.exit_code == 1 and "changed since it was analysed" in res.output

@@ -320,7 +320,7 @@ def test_tag_refuses_a_file_replaced_by_one_of_the_same_size_and_mtime(tmp_path)
     # the old file's results into it and recorded its fingerprint and content hash, so no later scan
     # analysed it.
     from tagger import tags
-    from tagger.errors import TagWriteError
+    from tagger.errors import ChangedSinceError
     from tagger.library.scan import tag_writer
 
     music, dbfile = tmp_path / "music", tmp_path / "lib.db"
@@ -333,7 +333,7 @@ def test_tag_refuses_a_file_replaced_by_one_of_the_same_size_and_mtime(tmp_path)
         results = list(tags.tag_from_database(db, settle_seconds=0))
     finally:
         db.close()
-    assert [type(r) for r in results] == [TagWriteError], results
+    assert [type(r) for r in results] == [ChangedSinceError], results
     assert results[0].reason.startswith("file changed since it was analysed (the same size and modification time")
     assert not tags.read_instruments(song).tagged
     assert _rows(dbfile) == before  # neither its fingerprint nor its content hash taken on
@@ -451,7 +451,7 @@ def test_tag_killed_between_the_rename_and_the_database_record_recovers_without_
     one whose audio another file replaced since is still refused."""
     from tagger import tags
     from tagger.db import writes
-    from tagger.errors import TagWriteError
+    from tagger.errors import ChangedSinceError
     from tagger.library.scan import tag_writer
 
     class Killed(BaseException):
@@ -496,7 +496,7 @@ def test_tag_killed_between_the_rename_and_the_database_record_recovers_without_
     assert _rows(dbfile)[str(song)]["content_hash"] == content_hash(song)
     assert _tags_current(dbfile, song)
     results = tag(swapped)
-    assert [type(r) for r in results] == [TagWriteError], results
+    assert [type(r) for r in results] == [ChangedSinceError], results
     assert results[0].reason.startswith("file changed since it was analysed")
     assert _rows(dbfile)[str(swapped)] == before[str(swapped)]
     summary = _scan(music, dbfile, on_track=tag_writer(model_version="fake-1"))
@@ -571,7 +571,7 @@ def test_tag_refuses_two_files_of_one_size_mtime_and_fingerprint_swapped_by_name
     # mtime and fingerprint, all the stored ones, and wrote each file the other's results (recording
     # them as current). A file of another ctime must now hash to the content the results are of.
     from tagger import tags
-    from tagger.errors import TagWriteError
+    from tagger.errors import ChangedSinceError
 
     music, dbfile = tmp_path / "music", tmp_path / "lib.db"
     song, twin, before = _swapped_twins(music, dbfile)
@@ -580,7 +580,7 @@ def test_tag_refuses_two_files_of_one_size_mtime_and_fingerprint_swapped_by_name
         results = list(tags.tag_from_database(db, settle_seconds=0))
     finally:
         db.close()
-    assert [type(r) for r in results] == [TagWriteError, TagWriteError], results
+    assert [type(r) for r in results] == [ChangedSinceError, ChangedSinceError], results
     assert all(r.reason.startswith("file changed since it was analysed") for r in results)
     assert not tags.read_instruments(song).tagged and not tags.read_instruments(twin).tagged
     assert _rows(dbfile) == before

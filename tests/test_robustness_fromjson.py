@@ -8,7 +8,7 @@ import json
 import os
 
 import pytest
-from conftest import tone_signal, write_audio
+from conftest import predicted, tone_signal, write_audio
 from typer.testing import CliRunner
 
 from tagger import tags
@@ -20,13 +20,9 @@ def _song(path):
 
 
 def _row(song, **change) -> dict:
-    """A row as `tagger predict --json` writes it for ``song`` as it is now."""
-    from tagger.fingerprint import fingerprint
-
-    st = os.stat(song)
-    row = {"path": os.path.abspath(song), "instruments": ["bass"], "scores": {"bass": 0.9, "vocal": 0.1},
-           "windows": 1, "model_version": "m-1", "size": st.st_size, "mtime": st.st_mtime,
-           "fingerprint": fingerprint(song)}  # fmt: skip
+    """A row as `tagger predict --json` writes it for ``song`` as it is now (``...``: a key left out)."""
+    row = predicted(os.path.abspath(song), instruments=["bass"], scores={"bass": 0.9, "vocal": 0.1}, windows=1,
+                    model_version="m-1")  # fmt: skip
     row.update(change)
     return {k: v for k, v in row.items() if v is not ...}
 
@@ -180,3 +176,109 @@ def test_two_rows_for_one_file_with_the_same_results_write_it_once(tmp_path, mon
     result = _tag(rows)
     assert result.exit_code == 0, result.output
     assert "1 tagged, 0 unchanged, 0 skipped" in result.output
+
+
+def test_a_row_without_the_files_facts_is_refused(tmp_path):
+    """Rows of an older `predict` (no size, mtime, fingerprint) gave their results to whatever file
+    bore the name when `tag` ran: a file replaced since got another file's instruments."""
+    song = _song(tmp_path / "a.flac")
+    rows = _lines(tmp_path / "found.jsonl", _row(song, size=..., mtime=..., fingerprint=...))
+    result = _tag(rows)
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert f"{rows} line 1: {song}: no size, mtime and fingerprint of the file as `tagger predict` read it" in result.output
+    assert _untouched(song)
+
+
+def test_a_file_replaced_since_predict_by_one_of_the_same_size_and_time_is_refused(tmp_path):
+    song = _song(tmp_path / "a.wav")  # (PCM: another tone of the same length has the same size)
+    rows = _lines(tmp_path / "found.jsonl", _row(song))
+    st = song.stat()
+    other = write_audio(tmp_path / "other.wav", tone_signal([660.0], seconds=1.0))
+    assert other.stat().st_size == st.st_size and other.read_bytes() != song.read_bytes()
+    os.utime(other, ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.replace(other, song)
+    result = _tag(rows)
+    assert result.exit_code == 1, result.output
+    assert f"skipped {song}: file changed since it was analysed (the same size and modification time, other content" \
+        in result.output  # fmt: skip
+    assert _untouched(song)
+
+
+def test_the_same_rows_again_leave_the_files_they_tagged_unchanged(tmp_path):
+    """The rows' size and mtime are the file's before `tag` rewrote it: a second run is no refusal."""
+    song = _song(tmp_path / "a.flac")
+    rows = _lines(tmp_path / "found.jsonl", _row(song))
+    assert "1 tagged" in _tag(rows, "--scores").output
+    again = _tag(rows, "--scores")
+    assert again.exit_code == 0 and "0 tagged, 1 unchanged, 0 skipped" in again.output, again.output
+    other = _tag(rows)  # (without --scores the file would change: it changed since predict, so refused)
+    assert other.exit_code == 1 and "file changed since it was analysed" in other.output
+
+
+def test_model_version_contradicting_a_rows_own_is_refused(tmp_path):
+    a, b = _song(tmp_path / "a.flac"), _song(tmp_path / "b.flac")
+    rows = _lines(tmp_path / "found.jsonl", _row(a, model_version="m-2"), _row(b, model_version=...))
+    result = _tag(rows, "--model-version", "m-1")
+    assert result.exit_code == 1, result.output
+    assert f"{rows} line 1: {a}: its model version is 'm-2', not --model-version 'm-1'" in result.output
+    assert _untouched(a) and tags.read_instruments(b).model_version == "m-1"
+
+
+def test_a_relative_path_is_taken_from_the_current_folder(tmp_path, monkeypatch):
+    (tmp_path / "here").mkdir()
+    song = _song(tmp_path / "here" / "a.flac")
+    decoy = _song(tmp_path / "a.flac")  # (beside the JSON file: not the one meant)
+    rows = _lines(tmp_path / "found.jsonl", _row(song, path="a.flac"))
+    monkeypatch.chdir(tmp_path / "here")
+    assert _tag(rows).exit_code == 0
+    assert tags.read_instruments(song).instruments == ["bass"] and _untouched(decoy)
+
+
+def test_a_folder_or_a_fifo_in_a_row_is_skipped_unopened(tmp_path):
+    folder, fifo = tmp_path / "album.flac", tmp_path / "pipe.flac"
+    folder.mkdir()
+    os.mkfifo(fifo)
+    good = _song(tmp_path / "good.flac")
+    fake = dict(size=0, mtime=0.0, fingerprint="0" * 32)
+    rows = _lines(tmp_path / "found.jsonl", _row(good), _row(good, path=str(folder), **fake),
+                  _row(good, path=str(fifo), **fake))  # fmt: skip
+    result = _tag(rows)
+    assert result.exit_code == 1, result.output
+    assert f"skipped {folder}: not a regular file" in result.output and f"skipped {fifo}: not a regular file" in result.output
+    assert "1 tagged, 0 unchanged, 2 skipped" in result.output
+
+
+def test_predict_json_rows_carry_what_tag_checks_and_tag_writes_their_model(tmp_path, fake_models, monkeypatch):
+    """`predict --json` wrote neither its model's version (`tag` wrote the shipped model's, whatever
+    `--models` made the results) nor the file's facts, and the path as given (relative to wherever
+    predict ran)."""
+    song = _song(tmp_path / "music" / "a.flac")
+    monkeypatch.chdir(tmp_path / "music")
+    out = CliRunner().invoke(app, ["predict", "--json", "a.flac"])
+    assert out.exit_code == 0, out.output
+    (row,) = [json.loads(line) for line in out.stdout.splitlines()]
+    assert row["path"] == str(song) and row["model_version"] == "fake-1" and row["families"]
+    assert (row["size"], row["mtime"]) == (song.stat().st_size, song.stat().st_mtime) and len(row["fingerprint"]) == 32
+    rows = _lines(tmp_path / "found.jsonl", out.stdout.strip())
+    monkeypatch.chdir(tmp_path)
+    result = _tag(rows)
+    assert result.exit_code == 0, result.output
+    assert tags.read_instruments(song).model_version == "fake-1"
+
+
+def test_predict_refuses_a_file_that_changed_while_it_was_analysed(tmp_path, fake_models, monkeypatch):
+    from tagger.library import assemble
+
+    song = _song(tmp_path / "a.flac")
+    analyse = assemble.analyse_track
+
+    def analyse_then_change(path, *args, **kwargs):
+        result = analyse(path, *args, **kwargs)
+        with open(path, "ab") as f:
+            f.write(b"\0")
+        return result
+
+    monkeypatch.setattr(assemble, "analyse_track", analyse_then_change)
+    out = CliRunner().invoke(app, ["predict", "--json", str(song)])
+    assert out.exit_code == 1 and out.stdout == ""
+    assert f"tagger: error: {song}: the file changed while it was analysed" in out.output

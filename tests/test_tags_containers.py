@@ -21,6 +21,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from conftest import predicted
 
 from tagger import tags
 from tagger.errors import TagWriteError, UserError
@@ -751,8 +752,8 @@ def test_model_families_differing_in_case_or_spaces_are_the_canonical_ones(tmp_p
     state = tags.read_instruments(song)
     assert state.instruments == ["guitar"] and state.scores == {"guitar": 0.8, "vocal": 0.1}
     listing = tmp_path / "pred.jsonl"
-    listing.write_text(json.dumps({"path": str(song), "instruments": ["Guitar"], "model_version": "m-1",
-                                   "families": ["Guitar", "Vocal"]}) + "\n")  # fmt: skip
+    listing.write_text(json.dumps(predicted(song, instruments=["Guitar"], model_version="m-1",
+                                            families=["Guitar", "Vocal"])) + "\n")  # fmt: skip
     (pred,) = tags.read_predictions_jsonl(listing)
     assert pred.families == ("guitar", "vocal")
     with pytest.raises(UserError, match="two different scores for the family 'guitar'"):

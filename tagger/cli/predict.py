@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import typer
@@ -21,6 +22,23 @@ def iter_audio_paths(paths: list[Path]):
             yield from crawl([p])
         else:
             yield p
+
+
+def _facts(path: Path, *, before: dict | None = None) -> dict:
+    """The file's size, mtime and content fingerprint, which `tagger tag --from-json` checks so that
+    a file changed since is not given these results. With ``before`` (the facts before the analysis),
+    raises `AudioReadError` when the file changed while it was analysed."""
+    from tagger.errors import AudioReadError
+    from tagger.fingerprint import fingerprint
+
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise AudioReadError(path, f"cannot stat: {exc.strerror or exc}") from None
+    facts = {"size": st.st_size, "mtime": st.st_mtime, "fingerprint": fingerprint(path)}
+    if before is not None and facts != before:
+        raise AudioReadError(path, "the file changed while it was analysed; run predict again")
+    return facts
 
 
 @app.command("predict")
@@ -58,7 +76,9 @@ def predict(
                  "rename the file (or run without --json)", err=True)  # fmt: skip
             continue
         try:
+            before = _facts(path) if as_json else None
             result = analyse_track(path, ensemble, hop_seconds=hop)
+            facts = _facts(path, before=before) if as_json else None
         except AudioReadError as exc:
             failed += 1
             echo(f"tagger: error: {exc}", err=True)
@@ -68,10 +88,13 @@ def predict(
             echo(f"timeline written to {plot}", err=True)
         if as_json:
             row = {
-                "path": str(path),
+                "path": os.path.abspath(path),
                 "instruments": result.instruments,
                 "scores": {f: round(s, 4) for f, s in result.scores.items()},
                 "windows": result.windows,
+                "model_version": ensemble.version,
+                "families": list(ensemble.families),
+                **facts,
             }
             echo(json.dumps(row))
         else:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from tagger.db.filter import Candidate, TrackFilter
 from tagger.display import named
-from tagger.errors import TagWriteError, UserError
+from tagger.errors import ChangedSinceError, TagWriteError, UserError
 from tagger.instruments import FAMILIES, canonical_order
 from tagger.tags.fields import TagChange, check_model_version, model_families
 from tagger.tags.rewrite import remove_instruments, write_instruments
@@ -72,6 +72,9 @@ class Prediction:
     """Which results of the library database these are (`predictions_from_database`): the file is
     written only while its fingerprint is the one they were made from, and the tags written from
     them are recorded as current only while the track still holds them."""
+    fingerprint: str | None = None
+    """The file's content fingerprint when it was analysed (`tagger.fingerprint.fingerprint`: a row of
+    `tagger predict --json`); None to skip the check (``stored`` carries the database's)."""
 
 
 MAX_LINE_BYTES = 1 << 20
@@ -174,7 +177,8 @@ def _results(pred: Prediction) -> tuple:
     families = pred.families or FAMILIES
     scores = {name.strip().lower(): value for name, value in (pred.scores or {}).items()}
     return (tuple(canonical_order(pred.instruments, families=families)), pred.model_version,
-            None if pred.scores is None else tuple(sorted(scores.items())), tuple(families), pred.expected)  # fmt: skip
+            None if pred.scores is None else tuple(sorted(scores.items())), tuple(families), pred.expected,
+            pred.fingerprint)  # fmt: skip
 
 
 def read_predictions_jsonl(path: str | os.PathLike, *, model_version: str | None = None) -> list[Prediction]:
@@ -264,15 +268,18 @@ def _prediction(row: dict, *, model_version: str | None, override: bool) -> Pred
         version = check_model_version(version)
     except UserError as exc:
         raise ValueError(str(exc)) from None
-    expected = None
-    if "size" in row or "mtime" in row:
-        size, mtime = row.get("size"), row.get("mtime")
-        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-            raise ValueError(f"'size' is a whole number of bytes, got {_json(size)}")
-        if isinstance(mtime, bool) or not isinstance(mtime, (int, float)) or not math.isfinite(mtime):
-            raise ValueError(f"'mtime' is a time in seconds, got {_json(mtime)}")
-        expected = (size, float(mtime))
-    return Prediction(file, list(instruments), version, scores, expected, families)
+    if not {"size", "mtime", "fingerprint"} & row.keys():
+        raise ValueError("no size, mtime and fingerprint of the file as `tagger predict` read it (a row of an older "
+                         "tagger, or not of `predict`?), so a file changed since cannot be told: run "
+                         "`tagger predict --json` again")  # fmt: skip
+    size, mtime, print_ = row.get("size"), row.get("mtime"), row.get("fingerprint")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        raise ValueError(f"'size' is a whole number of bytes, got {_json(size)}")
+    if isinstance(mtime, bool) or not isinstance(mtime, (int, float)) or not math.isfinite(mtime):
+        raise ValueError(f"'mtime' is a time in seconds, got {_json(mtime)}")
+    if not isinstance(print_, str) or len(print_) != 32 or not all(c in "0123456789abcdef" for c in print_):
+        raise ValueError(f"'fingerprint' is 32 hex digits, got {_json(print_)}")
+    return Prediction(file, list(instruments), version, scores, (size, float(mtime)), families, fingerprint=print_)
 
 
 def select_predictions(
@@ -334,13 +341,27 @@ def write_predictions(
                 pred.path, instruments=pred.instruments, model_version=pred.model_version,
                 scores=pred.scores if scores else None, id3v23=id3v23, keep_mtime=keep_mtime,
                 dry_run=dry_run, expected=pred.expected, settle_seconds=settle_seconds, families=pred.families,
-                fingerprint=pred.stored.fingerprint if pred.stored else None,
+                fingerprint=pred.stored.fingerprint if pred.stored else pred.fingerprint,
                 content_hash=pred.stored.content_hash if pred.stored else None,
                 ctime_ns=pred.stored.ctime_ns if pred.stored else None,
                 before_replace=None if before_replace is None else functools.partial(before_replace, pred),
             )  # fmt: skip
+        except ChangedSinceError as exc:
+            yield exc if pred.stored is not None else _unchanged_or(exc, pred, scores=scores, id3v23=id3v23)
         except TagWriteError as exc:
             yield exc
+
+
+def _unchanged_or(exc: ChangedSinceError, pred: Prediction, *, scores: bool, id3v23: bool) -> TagChange | TagWriteError:
+    """A file changed since its row of `tagger predict --json` was made that already holds what the row
+    would write (tagged from it by an earlier run) is unchanged, not skipped; otherwise ``exc``."""
+    try:
+        again = write_instruments(pred.path, instruments=pred.instruments, model_version=pred.model_version,
+                                  scores=pred.scores if scores else None, id3v23=id3v23, dry_run=True,
+                                  families=pred.families)  # fmt: skip
+    except (TagWriteError, UserError):
+        return exc
+    return exc if again.changed else again
 
 
 def remove_all(

@@ -31,7 +31,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
-from tagger.errors import AudioReadError, TaggerError, TagWriteError, UntaggableError
+from tagger.errors import AudioReadError, ChangedSinceError, TaggerError, TagWriteError, UntaggableError
 from tagger.paths import DEFAULT_SETTLE_SECONDS, TEMP_SUFFIX, is_temp_name  # noqa: F401  (DEFAULT_SETTLE_SECONDS: re-exported)
 from tagger.tags.fields import INSTRUMENTS_MODEL, Raw, TagChange, TagState, desired_raw, state
 from tagger.tags.storage import STORAGES, Storage, format_named, payload_digest, supported_formats
@@ -361,7 +361,7 @@ def _check_expected(path, st: os.stat_result, expected: tuple[int, float] | None
         return
     size, mtime = expected
     if st.st_size != int(size) or abs(st.st_mtime - float(mtime)) > _MTIME_TOLERANCE:
-        raise TagWriteError(
+        raise ChangedSinceError(
             path,
             f"file changed since it was analysed (size {st.st_size} vs {int(size)}, "
             f"mtime {st.st_mtime:.3f} vs {float(mtime):.3f}); scan it again",
@@ -389,7 +389,7 @@ def _check_fingerprint(path, real: str, st: os.stat_result, wanted: str | None, 
     except AudioReadError as exc:
         raise TagWriteError(path, exc.reason) from None
     if not same:
-        raise TagWriteError(path, "file changed since it was analysed (the same size and modification time, other "
+        raise ChangedSinceError(path, "file changed since it was analysed (the same size and modification time, other "
                                   "content: another file moved over it?); scan it again")  # fmt: skip
     try:
         again = os.stat(real)
