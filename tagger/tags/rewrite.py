@@ -571,6 +571,24 @@ def _copy_xattrs(src: str, dst: str, shown: str) -> dict[str, bytes]:
     return want
 
 
+def _copy_mode(tmp: str, st: os.stat_result, shown: str) -> None:
+    """Give ``tmp`` the mode of the original (``st``). A file system that keeps no Unix modes (FAT
+    through FUSE refuses ``chmod`` with ENOSYS, the kernel's vfat with EPERM for bits it cannot
+    store) gives every file the same mode: the copy already has the original's, and that is enough.
+    Raises `TagWriteError` when the mode can be neither set nor found already there."""
+    import errno
+
+    mode = stat.S_IMODE(st.st_mode)
+    try:
+        os.chmod(tmp, mode)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSYS, errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise
+        if stat.S_IMODE(os.stat(tmp).st_mode) != mode:
+            raise TagWriteError(shown, f"the file system refuses to give the new copy the file's mode "
+                                       f"({stat.filemode(st.st_mode)}): {exc.strerror or exc}") from None  # fmt: skip
+
+
 def _copy_owner(tmp: str, st: os.stat_result) -> None:
     """Give ``tmp`` the owner and group of the original (``st``), as far as permitted.
 
@@ -742,12 +760,12 @@ def _rewrite_file(shown, real, st, *, target, id3v23, keep_mtime, dry_run, settl
         fcntl.flock(held, fcntl.LOCK_EX)  # "in use" until we are done or dead (remove_stale_temp_files)
         shutil.copyfile(real, tmp)
         _copy_owner(tmp, st)  # before the mode: a chown clears a setgid bit set before it
-        os.chmod(tmp, stat.S_IMODE(st.st_mode))
+        _copy_mode(tmp, st, shown)
         xattrs = _copy_xattrs(real, tmp, shown)
         if lease.broken():
             raise TagWriteError(shown, changed_meanwhile)
         items = _write_copy(tmp, cls=cls, storage=storage, raw=after_raw, version=version, original=real)
-        os.chmod(tmp, stat.S_IMODE(st.st_mode))  # a write by a user other than root clears a setgid bit
+        _copy_mode(tmp, st, shown)  # a write by a user other than root clears a setgid bit
         _verify(tmp, cls=cls, storage=storage, raw=after_raw, others=others, items=items, values=values,
                 payload=payload, mutagen_type=mutagen_type)  # fmt: skip
         if _xattrs(tmp) != xattrs or stat.S_IMODE(os.stat(tmp).st_mode) != stat.S_IMODE(st.st_mode):
