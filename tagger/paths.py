@@ -64,6 +64,41 @@ def under_any(path: str, folders: Iterable[str]) -> bool:
     return any(is_under(path, f) for f in folders)
 
 
+class Spelling:
+    """Whether a path is spelled as its folders list it (`as_listed`), each folder listed once.
+
+    On a drive that ignores case (exFAT, FAT, NTFS mounted for Windows names) ``Song.flac`` still
+    opens the file listed as ``song.flac`` after a rename in case only, and through FUSE
+    (exfat-fuse) it even has another inode number: only the listing tells that the name is no
+    longer the file's own."""
+
+    def __init__(self) -> None:
+        self._names: dict[str, frozenset[str] | None] = {}
+
+    def _listed(self, folder: str) -> frozenset[str] | None:
+        if folder not in self._names:
+            try:
+                self._names[folder] = frozenset(os.listdir(folder))
+            except OSError:
+                self._names[folder] = None  # cannot be listed: taken as spelled right
+        return self._names[folder]
+
+    def as_listed(self, path: str) -> bool:
+        """True when every name on the way to the absolute ``path`` is in its folder's listing
+        exactly as written (or the folder cannot be listed)."""
+        folder, name = os.path.split(path)
+        while name:
+            names = self._listed(folder or os.sep)
+            if names is not None and name not in names:
+                return False
+            folder, name = os.path.split(folder)
+        return True
+
+    def is_file(self, path: str) -> bool:
+        """``path`` is a regular file (followed) under this very spelling."""
+        return os.path.isfile(path) and self.as_listed(path)
+
+
 def looks_unmounted(folder: str) -> bool:
     """``folder`` exists and holds nothing at all: what the mount point of a drive that is not
     mounted looks like (a library folder emptied on purpose looks the same, and is then left as it

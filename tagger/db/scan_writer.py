@@ -26,7 +26,7 @@ from tagger.db import models as M
 from tagger.db.filter import under_clause
 from tagger.db.lock import sqlite_file
 from tagger.db.session import Database, DatabaseError
-from tagger.paths import folder_prefix, is_under, looks_unmounted, under_any
+from tagger.paths import Spelling, folder_prefix, is_under, looks_unmounted, under_any
 
 
 @dataclass
@@ -378,6 +378,8 @@ def mark_missing(session: Session, *, roots: Iterable[str], seen: set[str], unli
 
     roots = list(roots)
     seen_files = _Inodes(seen)
+    spelling = Spelling()
+    seen_folded = {path.casefold() for path in seen}
     unlisted_prefixes = tuple(folder_prefix(f) for f in unlisted)
     gone: dict[int, str] = {}  # by id: roots may hold one another
     merged: dict[int, str] = {}
@@ -388,9 +390,12 @@ def mark_missing(session: Session, *, roots: Iterable[str], seen: set[str], unli
                   if path not in seen and not path.startswith(unlisted_prefixes)]  # fmt: skip
         # (a name through a link to the file or to a folder on its way, as older taggers stored)
         merged.update((tid, path) for tid, path in unseen if os.path.realpath(path) != path and seen_files.holds(path))
+        # (another spelling of a name the scan saw, on a drive that ignores case: one file, whatever
+        # inode numbers a FUSE mount gives each spelling)
         duplicates.update((tid, path) for tid, path in unseen if tid not in merged and not _hidden_below(path, root)
-                          and os.path.isfile(path) and seen_files.holds(path))  # fmt: skip
-        gone.update((tid, path) for tid, path in unseen if (not os.path.isfile(path) or under_any(path, unfollowed))
+                          and os.path.isfile(path) and (seen_files.holds(path) or (
+                              not spelling.as_listed(path) and path.casefold() in seen_folded)))  # fmt: skip
+        gone.update((tid, path) for tid, path in unseen if (not spelling.is_file(path) or under_any(path, unfollowed))
                     and tid not in merged and tid not in duplicates)  # fmt: skip
     empty = [root for root in roots if gone and looks_unmounted(root)]
     kept = [(root, k) for root in empty if (k := sum(is_under(path, root) for path in gone.values()))]

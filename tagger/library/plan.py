@@ -26,7 +26,7 @@ from tagger.errors import TaggerError, UserError
 from tagger.crawl import CrawlReport, crawl, refuse_system_root, system_mounts
 from tagger.fingerprint import content_hash, fingerprint
 from tagger.library.state import Progress, ScanInterrupted, ScanSummary, StopSignals
-from tagger.paths import is_utf8
+from tagger.paths import Spelling, is_utf8
 
 log = logging.getLogger("tagger.library.scan")
 
@@ -158,6 +158,7 @@ def plan_files(roots, *, writer: ScanWriter, mv_id: int, rescan_stale: bool, ret
         ):
             existing[row[0]] = tuple(row[1:])
     last_report = 0.0
+    spelling = Spelling()
     own = database_files(writer.url)  # a database kept in the scanned folder is no music
     own_names = {os.path.basename(f) for f in own}  # (realpath, a syscall per folder level, only for those names)
 
@@ -244,7 +245,9 @@ def plan_files(roots, *, writer: ScanWriter, mv_id: int, rescan_stale: bool, ret
         # A path the database does not know: moved, copied or new.
         # A transient error belongs to the old file's read, not to its content: it never follows a
         # moved or copied file (that file is analysed as new; the old row goes missing).
-        gone = [t for t in candidates if (t.status == M.STATUS_MISSING or not os.path.exists(t.path))
+        # (a name renamed in case only still opens the file on a drive that ignores case: gone all the same)
+        gone = [t for t in candidates if (t.status == M.STATUS_MISSING or not os.path.exists(t.path)
+                                          or not spelling.as_listed(t.path))
                 and not (t.error and t.error_transient)]  # fmt: skip
         digest = functools.cache(functools.partial(_content_hash_or_none, path))  # read once, if at all
         track = origin(path, gone, digest=digest)
