@@ -16,11 +16,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import tone_signal, track_rows, write_audio
+from conftest import tone_signal, track_instruments, track_rows, write_audio
 from library_fakes import FakeAnalyser
 from tagger import tags
 from tagger.db.session import open_database
 from tagger.library.scan import scan, tag_writer
+from tagger.paths import Spelling
 
 # file system: (the programs it needs, how to format an image, how to mount it)
 FILE_SYSTEMS = {
@@ -135,4 +136,80 @@ def test_a_tag_write_on_fat_keeps_the_file_whole_and_the_next_scan_leaves_it(dri
     again = scan([music], db=db, analyser=FakeAnalyser(), jobs=0, on_track=tag_writer(model_version="fake-1"))
     assert (again.scanned, again.skipped, again.tags_written, again.tag_failures) == (0, 1, 0, [])
     assert track_rows(db)[str(song)] == ("ok", None)
+    db.close()
+
+
+# -- names that differ only in case ------------------------------------------------------------------
+
+
+def test_a_rename_in_case_only_on_exfat_is_a_move_not_a_second_track(drive, tmp_path):
+    """exFAT ignores case: after ``Song.flac`` -> ``song.flac`` the old name still opens the file,
+    and through exfat-fuse with another inode number than the new one. The scan kept both names as
+    tracks for ever (the new one a copy of the results, the old one never missing: it opened)."""
+    exfat = drive("exfat")
+    music = exfat.path / "music"
+    (music / "Album").mkdir(parents=True)
+    song = write_audio(music / "Album" / "Song.flac", tone_signal([110.0], seconds=4.0))
+    other = write_audio(music / "Album" / "Other.flac", tone_signal([1000.0], seconds=4.0))
+    db = open_database(tmp_path / "lib.db")
+    scan([music], db=db, analyser=FakeAnalyser(), jobs=0, on_track=tag_writer(model_version="fake-1"))
+    os.rename(song, music / "Album" / "song.flac")
+    assert os.path.isfile(song)  # (the old spelling still opens it)
+    again = scan([music], db=db, analyser=FakeAnalyser(), jobs=0, on_track=tag_writer(model_version="fake-1"))
+    assert again.scanned == 0 and again.failed == 0
+    assert track_rows(db) == {str(music / "Album" / "song.flac"): ("ok", None), str(other): ("ok", None)}
+    assert track_instruments(db)[str(music / "Album" / "song.flac")] == ["bass"]
+    # a folder renamed in case only: its tracks follow it too, none kept under the old name or missing
+    os.rename(music / "Album", music / "album")
+    third = scan([music], db=db, analyser=FakeAnalyser(), jobs=0, on_track=tag_writer(model_version="fake-1"))
+    assert third.scanned == 0 and third.failed == 0
+    assert track_rows(db) == {str(music / "album" / "song.flac"): ("ok", None),
+                              str(music / "album" / "Other.flac"): ("ok", None)}  # fmt: skip
+    db.close()
+
+
+def test_a_track_kept_under_an_old_spelling_is_removed_as_a_second_name(drive, tmp_path, monkeypatch):
+    """A database an older tagger left with both spellings of one file (the old one and its copy)
+    keeps the spelling the folder lists; the other is a second name of that file, not missing."""
+    exfat = drive("exfat")
+    music = exfat.path / "music"
+    song = write_audio(music / "Song.flac", tone_signal([110.0], seconds=4.0))
+    db = open_database(tmp_path / "lib.db")
+    scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    os.rename(song, music / "song.flac")
+    with monkeypatch.context() as older:  # an older tagger, which did not compare names with the listing
+        older.setattr(Spelling, "as_listed", lambda self, path: True)
+        scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert len(track_rows(db)) == 2  # (both spellings stored, as that tagger left them)
+    again = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert track_rows(db) == {str(music / "song.flac"): ("ok", None)}
+    assert again.duplicates == [str(song)]
+    db.close()
+
+
+# -- a drive that goes away ----------------------------------------------------------------------------
+
+
+def test_a_drive_pulled_out_mid_scan_keeps_the_results_of_the_files_not_reached(drive, tmp_path):
+    """The drive goes (unmounted, pulled out) while a re-analysis under a new model runs: the files
+    it had not reached failed to read, and each was stored as a lasting error with its results
+    deleted (`cannot read file: No such file or directory`, retried only with --retry-errors). Now
+    each keeps its track and results, and the next scan tries it again."""
+    ext4 = drive("ext4")
+    music = ext4.path / "music"
+    songs = [write_audio(music / f"s{i}.flac", tone_signal([110.0], seconds=4.0)) for i in range(4)]
+    db = open_database(tmp_path / "lib.db")
+    scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+
+    class PulledOut(FakeAnalyser):
+        def predict_features(self, feats, batch_size=None):
+            if self.calls == 1:
+                ext4.unmount(lazy=True)
+            return super().predict_features(feats, batch_size)
+
+    s = scan([music], db=db, analyser=PulledOut(version="fake-2"), jobs=0, predict_batch=1, rescan_stale=True)
+    assert s.failed >= 3
+    assert {reason for _path, reason in s.errors} == {"the file disappeared while it was being analysed"}
+    assert track_rows(db) == {str(p): ("ok", None) for p in songs}
+    assert set(map(tuple, track_instruments(db).values())) == {("bass",)}
     db.close()
