@@ -21,7 +21,12 @@ class _FileError(TaggerError):
 
 
 class AudioReadError(_FileError):
-    """A file could not be decoded as audio."""
+    """A file could not be decoded as audio. ``unreadable``: its bytes could not be read at all (an
+    I/O error: a failing or vanished drive), which says nothing about its content and may pass."""
+
+    def __init__(self, path: str | os.PathLike | None, reason: str, *, unreadable: bool = False):
+        super().__init__(path, reason)
+        self.unreadable = unreadable
 
 
 class TagWriteError(_FileError):

@@ -56,7 +56,7 @@ def fingerprint(path: str | os.PathLike, *, chunk: int = CHUNK) -> str:
                     f.seek(offset)
                     h.update(f.read(chunk))
     except OSError as exc:
-        raise AudioReadError(path, f"cannot read file: {exc.strerror or exc}") from None
+        raise AudioReadError(path, f"cannot read file: {exc.strerror or exc}", unreadable=True) from None
     return h.hexdigest()
 
 
@@ -82,7 +82,7 @@ def content_hash_steps(path: str | os.PathLike, *, block: int = 1 << 20) -> Gene
                 done += len(data)
                 yield done
     except OSError as exc:
-        raise AudioReadError(path, f"cannot read file: {exc.strerror or exc}") from None
+        raise AudioReadError(path, f"cannot read file: {exc.strerror or exc}", unreadable=True) from None
     return h.hexdigest()
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -212,4 +213,64 @@ def test_a_drive_pulled_out_mid_scan_keeps_the_results_of_the_files_not_reached(
     assert {reason for _path, reason in s.errors} == {"the file disappeared while it was being analysed"}
     assert track_rows(db) == {str(p): ("ok", None) for p in songs}
     assert set(map(tuple, track_instruments(db).values())) == {("bass",)}
+    db.close()
+
+
+def _fuse_python() -> str | None:
+    """A Python that can run tests/eio_fuse.py (one with fusepy), or None."""
+    for python in (sys.executable, "/usr/bin/python3"):
+        if os.path.exists(python) and subprocess.run(
+            [python, "-c", "try:\n import fusepy\nexcept ImportError:\n import fuse; fuse.FUSE"], capture_output=True
+        ).returncode == 0:
+            return python
+    return None
+
+
+@pytest.fixture
+def failing_disk(tmp_path):
+    """(folder, fail): a folder on a FUSE file system whose reads of the files named by
+    ``fail(name, ...)`` end in EIO (``fail()``: none)."""
+    python = _fuse_python()
+    if os.geteuid() != 0 or not os.path.exists("/dev/fuse") or python is None:
+        pytest.skip("needs root, /dev/fuse and fusepy (apt-get install python3-fusepy)")
+    backing, mount, control = tmp_path / "backing", tmp_path / "disk", tmp_path / "failing"
+    backing.mkdir(), mount.mkdir(), control.write_text("")
+    server = subprocess.Popen([python, str(Path(__file__).with_name("eio_fuse.py")), str(backing), str(mount), str(control)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        for _ in range(100):
+            if os.path.ismount(mount) or server.poll() is not None:
+                break
+            time.sleep(0.05)
+        if not os.path.ismount(mount):
+            pytest.skip(f"cannot mount the failing disk: {server.stderr.read().decode() if server.poll() is not None else 'timeout'}")
+        yield backing, mount, lambda *names: control.write_text("\n".join(names))
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True, timeout=60)
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_a_file_on_a_failing_disk_is_a_transient_error_and_keeps_its_results(failing_disk, tmp_path):
+    """Reads of one analysed file end in EIO (bad sectors): its results were deleted, in a plain scan
+    (the fingerprint's read) until a scan read it again, and in a re-analysis for good (a lasting
+    error: `cannot read file: Input/output error`, tried again only with --retry-errors). Now the
+    scan names it in its errors, keeps its results and tries it again next time."""
+    backing, disk, fail = failing_disk
+    for name in ("a.flac", "b.flac"):
+        write_audio(backing / name, tone_signal([110.0], seconds=4.0))
+    db = open_database(tmp_path / "lib.db")
+    assert scan([disk], db=db, analyser=FakeAnalyser(), jobs=0).scanned == 2
+    fail("a.flac")
+    every = {str(disk / "a.flac"): ["bass"], str(disk / "b.flac"): ["bass"]}
+    plain = scan([disk], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert plain.errors == [(str(disk / "a.flac"), "cannot read file: Input/output error")]
+    assert track_instruments(db) == every
+    again = scan([disk], db=db, analyser=FakeAnalyser(version="fake-2"), jobs=0, rescan_stale=True, quick=True)
+    assert again.errors == [(str(disk / "a.flac"), "cannot read file: Input/output error")]
+    assert track_instruments(db) == every  # (fake-1's results for a.flac, fake-2's for b.flac)
+    fail()
+    repaired = scan([disk], db=db, analyser=FakeAnalyser(version="fake-2"), jobs=0, rescan_stale=True)
+    assert (repaired.scanned, repaired.failed) == (1, 0)
+    assert track_rows(db) == {path: ("ok", None) for path in every}
     db.close()

@@ -89,7 +89,7 @@ def analyse_file(task_id: int, path: str, *, config: AnalysisConfig) -> Iterator
             return
         yield Done(task_id, counted[0], {"seconds": seconds, "pid": os.getpid(), "maxrss": peak_rss()}, "; ".join(notes))
     except TaggerError as exc:
-        yield Failed(task_id, getattr(exc, "reason", None) or str(exc))
+        yield Failed(task_id, getattr(exc, "reason", None) or str(exc), unreadable=getattr(exc, "unreadable", False))
     except MemoryError:
         yield Failed(task_id, "out of memory while decoding")
     except Exception as exc:  # a worker returns every failure as a value, never raises

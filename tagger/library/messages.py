@@ -82,6 +82,8 @@ class Failed:
     kind: ClassVar[str] = "error"
     task_id: int
     reason: str
+    unreadable: bool = False
+    """The file's bytes could not be read (`tagger.errors.AudioReadError.unreadable`): may pass."""
 
 
 Message = Union[Started, Reading, FileInfo, Windows, Done, Failed]

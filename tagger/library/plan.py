@@ -203,8 +203,11 @@ def plan_files(roots, *, writer: ScanWriter, mv_id: int, rescan_stale: bool, ret
             else:
                 fp = fingerprint(path)
         except TaggerError as exc:
+            # cannot read it now (a failing drive): cheap to try again; the results stored for it stay
+            # while its size and mtime are those they were made from (a changed file's would be wrong)
+            as_stored = row is not None and (row[1], row[2]) == (size, mtime)
             writer.store_error(FileState(path, size, mtime, "", row[0] if row else None), {}, getattr(exc, "reason", str(exc)),
-                               transient=True)  # cannot read it now: cheap to try again
+                               transient=True, keep_results=as_stored)  # fmt: skip
             continue
         candidates = [] if row is not None else s.scalars(
             select(M.Track).where(M.Track.fingerprint == fp, M.Track.size == size, M.Track.path != path).order_by(M.Track.id)

@@ -121,7 +121,7 @@ class Runner:
                 self._add_worker_stats(m.stats)
                 self.finish(m.task_id, samples=int(m.samples), note=m.note)
             elif isinstance(m, Failed):
-                self.fail_file(m.task_id, str(m.reason))
+                self.fail_file(m.task_id, str(m.reason), unreadable=m.unreadable)
         self.writer.maybe_commit()
 
     def _add_worker_stats(self, stats: dict | None) -> None:
@@ -258,14 +258,18 @@ class Runner:
         backend.run([w.path for w in work], analyser=self.analyser, config=self.config,
                     predict_batch=self.predict_batch, store=store, poll=self.check_stop)  # fmt: skip
 
-    def fail_file(self, task_id: int, reason: str) -> None:
+    def fail_file(self, task_id: int, reason: str, *, unreadable: bool = False) -> None:
         """Record the analysis of a file as failed for `reason`, or, when the file changed or vanished
         meanwhile (another program rewriting it makes the decoder fail), as changed: its decoder's
-        complaint says nothing of the file as it is now; the next scan analyses it again."""
+        complaint says nothing of the file as it is now; the next scan analyses it again. A file
+        whose bytes could not be read (``unreadable``: an I/O error, a failing drive) is such an
+        error too: its stored results stay, and the next scan tries it again."""
         pend = self.pending[task_id]
         changed = changed_during_analysis(pend.work, (pend.meta or {}).get("content_hash"))
         if changed is not None:
             self.fail(task_id, changed, transient=True, keep_results=True)
+        elif unreadable:
+            self.fail(task_id, reason, transient=True, keep_results=True)
         else:
             self.fail(task_id, reason)
 
