@@ -274,3 +274,44 @@ def test_a_file_on_a_failing_disk_is_a_transient_error_and_keeps_its_results(fai
     assert (repaired.scanned, repaired.failed) == (1, 0)
     assert track_rows(db) == {path: ("ok", None) for path in every}
     db.close()
+
+
+# -- the database on such a drive ----------------------------------------------------------------------
+
+
+def _journal_and_check(path) -> tuple[str, str]:
+    import sqlite3
+
+    con = sqlite3.connect(path)
+    try:
+        return con.execute("PRAGMA journal_mode").fetchone()[0], con.execute("PRAGMA integrity_check").fetchone()[0]
+    finally:
+        con.close()
+
+
+def test_a_database_on_fat_uses_a_rollback_journal_where_the_write_ahead_log_cannot_work(drive, tmp_path):
+    """fusefat refuses ftruncate, so SQLite's write-ahead log cannot size its shared-memory index:
+    `--db` on such a drive failed with `disk I/O error` after setting WAL mode in the file, and every
+    later open failed the same way. tagger now probes the folder and uses a rollback journal there,
+    and takes a database an earlier run left in WAL mode out of it."""
+    fat = drive("fat")
+    music = fat.path / "music"
+    song = write_audio(music / "a.flac", tone_signal([110.0], seconds=4.0))
+    db = open_database(fat.path / "lib.db")
+    s = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert (s.scanned, s.failed) == (1, 0)
+    db.close()
+    assert _journal_and_check(fat.path / "lib.db") == ("delete", "ok")
+    again = open_database(fat.path / "lib.db", create=False)
+    assert track_instruments(again) == {str(song): ["bass"]}
+    again.close()
+    # a library database in WAL mode copied onto the drive (or left there by an earlier tagger)
+    local = open_database(tmp_path / "local.db")
+    scan([music], db=local, analyser=FakeAnalyser(), jobs=0)
+    local.close()
+    assert _journal_and_check(tmp_path / "local.db")[0] == "wal"
+    shutil.copyfile(tmp_path / "local.db", fat.path / "copied.db")
+    copied = open_database(fat.path / "copied.db", create=False)
+    assert track_instruments(copied) == {str(song): ["bass"]}
+    copied.close()
+    assert _journal_and_check(fat.path / "copied.db") == ("delete", "ok")

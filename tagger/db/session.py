@@ -8,6 +8,7 @@ SQLAlchemy database. The schema is created and upgraded only by the Alembic migr
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import stat
@@ -98,15 +99,72 @@ def migrations_dir() -> Path:
     return here.parent / "migrations"
 
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:
+def _sqlite_pragmas(dbapi_conn, _record, *, wal: bool = True) -> None:
+    """WAL journaling where the database's folder can hold SQLite's shared-memory index
+    (`shared_memory_works`); elsewhere a rollback journal, with a full sync at each commit, and a
+    database an earlier run left in WAL mode there is taken out of it (possible only while holding
+    it exclusively)."""
     cur = dbapi_conn.cursor()
     try:
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=NORMAL")
+        if wal:
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+        else:
+            cur.execute("PRAGMA locking_mode=EXCLUSIVE")
+            cur.execute("PRAGMA journal_mode=DELETE")
+            cur.execute("PRAGMA locking_mode=NORMAL")
+            cur.execute("PRAGMA synchronous=FULL")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
     finally:
         cur.close()
+
+
+_SHARED_MEMORY: dict[str, bool] = {}
+
+
+def shared_memory_works(folder: Path) -> bool:
+    """Whether a file in ``folder`` can be sized and mapped shared, as SQLite's write-ahead log needs
+    for its ``-shm`` index (once per folder and process). FAT through FUSE (fusefat) refuses
+    ``ftruncate``, and there SQLite set WAL mode, then failed every access with "disk I/O error",
+    even another process's that would have changed the journal mode back. A folder that cannot be
+    probed (not writable) counts as working: SQLite then says what fails."""
+    import logging
+    import mmap
+    import tempfile
+
+    key = os.fspath(folder)
+    if key not in _SHARED_MEMORY:
+        works = True
+        try:
+            fd, name = tempfile.mkstemp(prefix=".tagger-shm-probe-", dir=folder)
+        except OSError:
+            fd = None
+        if fd is not None:
+            try:
+                os.write(fd, bytes(mmap.PAGESIZE))  # (written, not mapped, first: a full disk raises here)
+            except OSError:
+                fd_written = False  # a full disk: nothing learnt; SQLite says what fails
+            else:
+                fd_written = True
+            try:
+                if fd_written:
+                    os.ftruncate(fd, mmap.PAGESIZE)  # (as SQLite sizes its index)
+                    with mmap.mmap(fd, mmap.PAGESIZE, mmap.MAP_SHARED) as mapped:
+                        mapped[0] = 1
+            except (OSError, ValueError):
+                works = False
+                logging.getLogger("tagger.db").warning(
+                    "the file system of %s cannot map files shared, which SQLite's write-ahead log needs: "
+                    "the database there uses a rollback journal", key)  # fmt: skip
+            finally:
+                os.close(fd)
+                try:
+                    os.unlink(name)
+                except OSError:
+                    pass
+        _SHARED_MEMORY[key] = works
+    return _SHARED_MEMORY[key]
 
 
 def _sqlite_read_only_pragmas(dbapi_conn, _record) -> None:
@@ -253,7 +311,8 @@ def make_engine(url: str) -> Engine:
             except OSError as exc:
                 raise DatabaseError(f"cannot create the database folder {folder}: {exc.strerror or exc}") from None
         engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_S})
-        event.listen(engine, "connect", _sqlite_pragmas)
+        wal = path is None or shared_memory_works(path.expanduser().absolute().parent)
+        event.listen(engine, "connect", functools.partial(_sqlite_pragmas, wal=wal))
         return engine
     if parsed.drivername == "postgresql" and _installed("psycopg") and not _installed("psycopg2"):
         parsed = parsed.set(drivername="postgresql+psycopg")  # plain postgresql:// with psycopg 3 (tagger[postgres])
