@@ -140,6 +140,28 @@ def test_a_tag_write_on_fat_keeps_the_file_whole_and_the_next_scan_leaves_it(dri
     db.close()
 
 
+def test_a_same_size_rewrite_within_fats_two_seconds_is_seen_by_the_next_scan(drive, tmp_path):
+    """FAT stores mtimes in 2 s steps and no ctime of its own (it reads as the mtime): a file
+    rewritten in place with the same size within those 2 s has the size, mtime and ctime recorded.
+    The scan reads each file's fingerprint (whole for a file under 192 KiB) and analyses it again."""
+    fat = drive("fat")
+    music = fat.path / "music"
+    song = write_audio(music / "a.wav", tone_signal([110.0], seconds=4.0))
+    db = open_database(tmp_path / "lib.db")
+    scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    st = os.stat(song)
+    other = write_audio(tmp_path / "other.wav", tone_signal([1000.0], seconds=4.0)).read_bytes()
+    assert len(other) == st.st_size
+    with open(song, "r+b") as f:  # (another program saving in place)
+        f.write(other)
+    os.utime(song, ns=(st.st_atime_ns, st.st_mtime_ns))
+    now = os.stat(song)
+    assert (now.st_size, now.st_mtime_ns, now.st_ctime_ns) == (st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    again = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert again.scanned == 1 and track_instruments(db) == {str(song): ["flute"]}
+    db.close()
+
+
 # -- names that differ only in case ------------------------------------------------------------------
 
 
