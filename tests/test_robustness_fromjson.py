@@ -282,3 +282,38 @@ def test_predict_refuses_a_file_that_changed_while_it_was_analysed(tmp_path, fak
     out = CliRunner().invoke(app, ["predict", "--json", str(song)])
     assert out.exit_code == 1 and out.stdout == ""
     assert f"tagger: error: {song}: the file changed while it was analysed" in out.output
+
+
+def test_rows_in_unrelated_trees_are_refused_unless_the_folders_are_named(tmp_path):
+    """Without folders, writes stayed in the folder holding every listed file: one stray row
+    (/dev/null) made that folder `/`, and a link out of the library was followed for every row."""
+    (tmp_path / "music").mkdir()
+    outside = _song(tmp_path / "outside" / "o.flac")
+    link = tmp_path / "music" / "link.flac"
+    os.symlink(outside, link)
+    song = _song(tmp_path / "music" / "a.flac")
+    stray = _row(song, path="/dev/null", size=0, mtime=0.0, fingerprint="0" * 32)
+    rows = _lines(tmp_path / "found.jsonl", _row(outside, path=str(link)), _row(song), stray)
+    result = _tag(rows)
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert f"tagger: error: {rows}: its rows have no folder in common but / (/dev/null, {song})" in result.output
+    assert "name the folders to write in" in result.output
+    assert _untouched(outside, song)
+    named = _tag(rows, str(tmp_path / "music"))
+    assert named.exit_code == 1, named.output
+    assert f"skipped {link}: a symbolic link pointing outside the given folders" in named.output
+    assert "1 tagged, 0 unchanged, 1 skipped" in named.output
+    assert _untouched(outside) and tags.read_instruments(song).tagged
+
+
+def test_rows_in_one_tree_keep_the_guard_of_the_folder_holding_them(tmp_path):
+    (tmp_path / "music" / "a").mkdir(parents=True)
+    outside = _song(tmp_path / "outside" / "o.flac")
+    link = tmp_path / "music" / "a" / "link.flac"
+    os.symlink(outside, link)
+    song = _song(tmp_path / "music" / "b" / "b.flac")
+    rows = _lines(tmp_path / "found.jsonl", _row(outside, path=str(link)), _row(song))
+    result = _tag(rows)
+    assert f"skipped {link}: a symbolic link pointing outside the given folders" in result.output, result.output
+    assert "1 tagged, 0 unchanged, 1 skipped" in result.output
+    assert _untouched(outside) and tags.read_instruments(song).tagged

@@ -120,7 +120,8 @@ def tag(
             for rejected in rows.rejected:
                 echo(f"tagger: skipped {rejected}", err=True)
             raise fail("no analysed track matches", 1)
-        written = tags.write_predictions(predictions, roots=paths or None, **options)
+        roots = paths or [tags.rows_folder(predictions, source=from_json)]
+        written = tags.write_predictions(predictions, roots=roots, **options)
         _render(itertools.chain(rows.rejected, written), verb="tag", dry_run=dry_run)  # (bad rows first: checked first)
         return
     from tagger.db.session import open_database

@@ -33,6 +33,7 @@ from tagger.tags.batch import (
     predictions_from_database,
     read_predictions_jsonl,
     remove_all,
+    rows_folder,
     select_predictions,
     tag_from_database,
     write_predictions,
@@ -69,6 +70,6 @@ __all__ = [
     "TEMP_SUFFIX", "TagChange", "TagState", "audio_digest", "find_audio_files", "foreign_fields", "foreign_reason",
     "is_temp_name", "load_predictions_jsonl", "mediafile_styles", "payload_digest", "predictions_from_database",
     "read_instruments", "read_predictions_jsonl", "register_mediafile_fields", "remove_all", "remove_instruments",
-    "remove_stale_temp_files", "select_predictions", "tag_from_database", "unsettled_reason", "write_instruments",
+    "remove_stale_temp_files", "rows_folder", "select_predictions", "tag_from_database", "unsettled_reason", "write_instruments",
     "write_predictions",
 ]  # fmt: skip

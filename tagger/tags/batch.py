@@ -320,18 +320,15 @@ def write_predictions(
 
     ``roots``: the files and folders the writes must stay in (as a scan's folders): a file reached
     through a symbolic link pointing outside them is skipped unless ``follow_external_symlinks``.
-    None: the folder holding every listed file. ``before_replace(prediction, copy)``: called before
-    each verified copy is moved over its file (`write_instruments`).
+    None: `rows_folder` (raises `UserError` for rows in unrelated folders). ``before_replace(prediction,
+    copy)``: called before each verified copy is moved over its file (`write_instruments`).
     """
     import functools
 
     from tagger.crawl import external_link_target
 
     predictions = list(predictions)
-    if roots is None:
-        folders = [os.path.dirname(os.path.abspath(p.path)) for p in predictions]
-        roots = [os.path.commonpath(folders)] if folders else []
-    roots = list(roots)
+    roots = list(roots) if roots is not None else [rows_folder(predictions)] if predictions else []
     for pred in predictions:
         try:
             target = None if follow_external_symlinks else external_link_target(pred.path, roots)
@@ -350,6 +347,28 @@ def write_predictions(
             yield exc if pred.stored is not None else _unchanged_or(exc, pred, scores=scores, id3v23=id3v23)
         except TagWriteError as exc:
             yield exc
+
+
+def rows_folder(predictions: Iterable[Prediction], *, source: str | os.PathLike | None = None) -> str:
+    """The folder holding every listed file: where the writes of rows given without folders must
+    stay (`write_predictions`' ``roots``). Rows whose only common folder is the file system's root
+    (a stray row, /dev/null, or files of unrelated trees) would switch off the guard against
+    symbolic links pointing outside: `UserError` naming two of them (``source``: the rows' file)."""
+    paths = sorted({os.path.abspath(p.path) for p in predictions})
+    if not paths:
+        raise UserError("no rows to write")
+    folder = os.path.commonpath([os.path.dirname(p) for p in paths])
+    if os.path.dirname(folder) != folder:
+        return folder
+    first = paths[0]
+    other = next(p for p in paths if os.path.commonpath([os.path.dirname(first), os.path.dirname(p)]) == folder)
+    where = f"{os.fspath(source)}: its rows" if source is not None else "the rows"
+    raise UserError(
+        f"{where} have no folder in common but / ({', '.join(dict.fromkeys([first, other]))}), so no folder would "
+        "keep the writes from "
+        "following symbolic links out of the library; name the folders to write in "
+        "(tagger tag --from-json FILE FOLDER...)"
+    )
 
 
 def _unchanged_or(exc: ChangedSinceError, pred: Prediction, *, scores: bool, id3v23: bool) -> TagChange | TagWriteError:
