@@ -317,3 +317,29 @@ def test_rows_in_one_tree_keep_the_guard_of_the_folder_holding_them(tmp_path):
     assert f"skipped {link}: a symbolic link pointing outside the given folders" in result.output, result.output
     assert "1 tagged, 0 unchanged, 1 skipped" in result.output
     assert _untouched(outside) and tags.read_instruments(song).tagged
+
+
+def test_an_endless_line_stops_the_reading_with_an_error(tmp_path, monkeypatch):
+    """`--from-json /dev/zero` (no newline, ever) read for ever, skipping its over-long line."""
+    from tagger.tags import batch
+
+    monkeypatch.setattr(batch, "MAX_SKIPPED_BYTES", 8 << 20)  # (the bound, small enough for a quick test)
+    song = _song(tmp_path / "a.flac")
+    result = _tag("/dev/zero")
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert result.output == ("tagger: error: /dev/zero line 1: a line without end (more than 8 MiB): "
+                             "not `tagger predict --json` output; nothing was written\n")  # fmt: skip
+    assert _untouched(song)
+
+
+def test_endless_bad_lines_stop_the_reading_with_an_error(tmp_path):
+    """`--from-json /dev/urandom` (endless lines, none a row) read for ever, keeping each bad line."""
+    good = _song(tmp_path / "good.flac")
+    rows = tmp_path / "found.jsonl"
+    rows.write_text(json.dumps(_row(good)) + "\n" + "not json\n" * 999 + json.dumps(_row(good)) + "\n" + "x\n" * 1000)
+    result = _tag(rows)
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert result.output.startswith(f"tagger: error: {rows}: 1000 bad lines in a row (lines 1002 to 2001; line 1002: "
+                                    "not a JSON object")  # fmt: skip
+    assert result.output.endswith("): not `tagger predict --json` output; nothing was written\n")
+    assert _untouched(good)

@@ -81,6 +81,14 @@ MAX_LINE_BYTES = 1 << 20
 """The longest line of a predictions file read (`tagger predict --json` writes a few hundred bytes
 a row; a longer line is refused unread, so a wrong file given cannot fill the memory)."""
 
+MAX_SKIPPED_BYTES = 256 << 20
+"""The most of one over-long line skipped (unkept) before the reading stops with an error: input
+without a newline (``/dev/zero``, a stream) would otherwise be skipped for ever."""
+
+MAX_BAD_LINES_IN_A_ROW = 1000
+"""The most bad lines one after the other before the reading stops with an error (endless input
+with newlines, ``/dev/urandom``, is no `tagger predict --json` output)."""
+
 
 class RejectedRow(TagWriteError):
     """A row of a predictions file that is not written, and why: ``path`` names the predictions
@@ -117,19 +125,36 @@ def load_predictions_jsonl(path: str | os.PathLike, *, model_version: str | None
         f = open(path, "rb")
     except OSError as exc:
         raise UserError(f"cannot read {os.fspath(path)}: {exc.strerror or exc}") from None
+    def readline(size: int) -> bytes:
+        try:
+            return f.readline(size)
+        except OSError as exc:
+            raise UserError(f"cannot read {os.fspath(path)}: {exc.strerror or exc}") from None
+
+    def check_bad_run() -> None:
+        if len(rejected) - good_rejected >= MAX_BAD_LINES_IN_A_ROW:
+            first = rejected[good_rejected]
+            raise UserError(f"{os.fspath(path)}: {MAX_BAD_LINES_IN_A_ROW} bad lines in a row (lines {first.line} to "
+                            f"{number}; line {first.line}: {first.reason}): not `tagger predict --json` output; "
+                            "nothing was written")  # fmt: skip
+
     with f:
-        number = 0
+        number = good_rejected = 0  # (good_rejected: the rejected rows before the last good one)
         while True:
-            try:
-                data = f.readline(MAX_LINE_BYTES + 1)
-            except OSError as exc:
-                raise UserError(f"cannot read {os.fspath(path)}: {exc.strerror or exc}") from None
+            check_bad_run()
+            data = readline(MAX_LINE_BYTES + 1)
             if not data:
                 break
             number += 1
             if len(data) > MAX_LINE_BYTES and not data.endswith(b"\n"):
+                skipped = len(data)
                 while data and not data.endswith(b"\n"):  # (the rest of the line, unkept)
-                    data = f.readline(MAX_LINE_BYTES)
+                    if skipped > MAX_SKIPPED_BYTES:
+                        raise UserError(f"{os.fspath(path)} line {number}: a line without end (more than "
+                                        f"{MAX_SKIPPED_BYTES >> 20} MiB): not `tagger predict --json` output; "
+                                        "nothing was written")  # fmt: skip
+                    data = readline(MAX_LINE_BYTES)
+                    skipped += len(data)
                 rejected.append(RejectedRow(path, number, "a line of more than 1 MiB: not a row of `tagger predict --json`"))
                 continue
             if number == 1 and data.startswith(b"\xef\xbb\xbf"):
@@ -140,6 +165,7 @@ def load_predictions_jsonl(path: str | os.PathLike, *, model_version: str | None
             try:
                 row = _parse_row(data)
                 found.append((number, _prediction(row, model_version=model_version, override=override)))
+                good_rejected = len(rejected)
             except ValueError as exc:
                 file = row.get("path") if isinstance(row, dict) and _is_name(row.get("path")) else None
                 rejected.append(RejectedRow(path, number, str(exc), file))
