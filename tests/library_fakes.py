@@ -215,6 +215,47 @@ def hanging_worker(conn, *args) -> None:
     time.sleep(3600)
 
 
+class _ChangingEnd(_StallingEnd):
+    """A worker's end of its pipe that, on the first features of a file named ``*hang*`` or
+    ``*crash*``, changes that file (``hang``: replaced by a FIFO, then the worker hangs; ``crash``:
+    a byte appended, then the worker is killed): a file that changed while its decoder hung or died."""
+
+    def recv(self):
+        import os
+
+        item = self.conn.recv()
+        if item is not None and any(word in os.path.basename(item[1]) for word in ("hang", "crash")):
+            self.tasks.add(item[0])
+            self.paths = getattr(self, "paths", {}) | {item[0]: item[1]}
+        return item
+
+    def send(self, msg) -> None:
+        import os
+        import signal
+        import time
+
+        from tagger.library.messages import Windows
+
+        if msg.task_id in self.tasks and isinstance(msg, Windows) and len(msg.features):
+            path = self.paths[msg.task_id]
+            if "hang" in os.path.basename(path):
+                os.unlink(path)
+                os.mkfifo(path)
+                time.sleep(3600)
+            with open(path, "ab") as f:
+                f.write(b"\0")
+            os.kill(os.getpid(), signal.SIGKILL)
+        self.conn.send(msg)
+
+
+def changing_worker(conn, *args) -> None:
+    """`worker_main` changing each file named ``*hang*`` or ``*crash*`` while it analyses it, then
+    hanging or dying (`_ChangingEnd`; a target for `tagger.library.runner.worker_main`)."""
+    from tagger.library.analyse import worker_main
+
+    worker_main(_ChangingEnd(conn), *args)
+
+
 class _SlowFile:
     """A file whose reads take 0.8 s each (a network share)."""
 

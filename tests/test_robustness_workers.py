@@ -133,7 +133,7 @@ def test_a_dead_workers_file_is_known_from_its_claim_alone():
     runner.check_stop = lambda: None
     runner.handle = lambda messages: None
     failed: list[tuple[int, str]] = []
-    runner.fail = lambda task_id, reason, **_: (failed.append((task_id, reason)), runner.pending.pop(task_id))
+    runner.fail_file = lambda task_id, reason, **_: (failed.append((task_id, reason)), runner.pending.pop(task_id))
     ours, theirs = mp.get_context("spawn").Pipe()
     theirs.send(Started(7, 4242))  # the worker's last act before its decoder killed it
     theirs.close()
@@ -487,3 +487,24 @@ def test_a_large_file_on_slow_storage_is_not_taken_for_a_hung_decoder(tmp_path, 
     summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=1, file_timeout=3.0)
     assert summary.scanned == 1 and not summary.errors, summary.errors
     assert track_instruments(db) == {str(big): ["bass"]}
+
+
+@pytest.mark.integration
+def test_a_file_that_changed_while_its_decoder_hung_or_crashed_keeps_its_results(tmp_path, db, monkeypatch):
+    """The timeout and crash paths stored their own reason as a lasting error and deleted the file's
+    results, even when the file had changed or vanished meanwhile (replaced by a FIFO, which then
+    hung the decoder): such a failure is the change now (transient, results kept), as on the other
+    failure paths."""
+    import library_fakes
+
+    from tagger.library import runner
+
+    music = tmp_path / "music"
+    songs = [write_audio(music / f"{name}.wav", tone_signal([110.0], seconds=4.0)) for name in ("hang", "crash", "ok")]
+    assert scan([music], db=db, analyser=FakeAnalyser(), jobs=0).scanned == 3
+    monkeypatch.setattr(runner, "worker_main", library_fakes.changing_worker)
+    summary = scan([music], db=db, analyser=FakeAnalyser(version="fake-2"), jobs=2, file_timeout=3.0,
+                   rescan_stale=True, commit_every=1)  # fmt: skip
+    changed = "the file changed while it was being analysed; the next scan analyses it again"
+    assert sorted(summary.errors) == [(str(songs[1]), changed), (str(songs[0]), changed)]
+    assert track_instruments(db) == {str(p): ["bass"] for p in songs}  # (fake-1's results kept for the two)

@@ -434,7 +434,7 @@ class Runner:
                     stop_process(w.proc)
                     w.conn.close()
                     self._requeue(w, todo)
-                    self.fail(task_id, f"timed out after {self.file_timeout:g} s without progress (a hung decoder?)")
+                    self.fail_file(task_id, f"timed out after {self.file_timeout:g} s without progress (a hung decoder?)")
                     workers[i] = start()
                 elif task_id is None and w.sent:
                     self._check_silent(w, todo, now, len(workers))
@@ -451,7 +451,7 @@ class Runner:
             task_id = w.current
             log.warning("scan worker %s died (exit code %s)", w.pid, w.proc.exitcode)
             if task_id is not None and task_id in self.pending:
-                self.fail(task_id, f"the decoder crashed (worker exit code {w.proc.exitcode})")
+                self.fail_file(task_id, f"the decoder crashed (worker exit code {w.proc.exitcode})")
             else:
                 self.deaths += 1
                 if self.deaths > 2 * len(workers):
