@@ -561,3 +561,34 @@ def test_a_file_that_kills_its_worker_becomes_an_error_row(template, tmp_path):
     assert rows[str(root / "crash.wav")] == M.STATUS_ERROR
     assert sorted(v for k, v in rows.items() if "ok" in os.path.basename(k)) == [M.STATUS_OK] * 3
     db.close()
+
+
+def test_a_file_the_worker_cannot_read_keeps_its_results(tmp_path, db, monkeypatch):
+    """A read error on a Dask worker (EIO: a failing disk) came back as a plain string, so the file's
+    results were deleted and a lasting error stored, where a local worker's mark (unreadable) keeps
+    them and tries the file again next scan. The mark now travels in `RemoteResult`."""
+    import errno
+
+    import tagger.library.distributed as D
+    from conftest import tone_signal, track_instruments, write_audio
+    from tagger import fingerprint
+
+    songs = [write_audio(tmp_path / "music" / f"{name}.wav", tone_signal([110.0], seconds=4.0)) for name in "ab"]
+    assert scan([tmp_path / "music"], db=db, analyser=FakeAnalyser(), jobs=0).scanned == 2
+    plain = fingerprint._open_regular
+
+    def failing_disk(path):
+        if os.path.basename(path) == "a.wav":
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        return plain(path)
+
+    class InProcess:  # (the cluster's part, here: analyse_remote as a worker runs it)
+        def run(self, paths, *, analyser, config, predict_batch, store, poll):
+            monkeypatch.setattr(fingerprint, "_open_regular", failing_disk)
+            for i, path in enumerate(paths):
+                store(i, D.analyse_remote(path, spec=FAKE, config=config, predict_batch=predict_batch))
+
+    summary = scan([tmp_path / "music"], db=db, analyser=FakeAnalyser(version="fake-2"), backend=InProcess(),
+                   rescan_stale=True)  # fmt: skip
+    assert summary.errors == [(str(songs[0]), "cannot read file: Input/output error")]
+    assert track_instruments(db) == {str(p): ["bass"] for p in songs}  # (fake-1's results kept for a.wav)

@@ -215,7 +215,7 @@ def analyse_remote(path: str, *, spec: AnalyserSpec, config: AnalysisConfig, pre
 
     end = score_blocks(analyse_file(0, path, config=config), predict, batch=predict_batch, on_block=on_block)
     if isinstance(end, Failed):
-        return RemoteResult(path, meta=meta, error=str(end.reason))
+        return RemoteResult(path, meta=meta, error=str(end.reason), unreadable=end.unreadable)
     if not isinstance(end, Done):
         return RemoteResult(path, meta=meta, error="the analysis ended without a result")
     stats = dict(end.stats or {})

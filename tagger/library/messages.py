@@ -108,4 +108,6 @@ class RemoteResult:
     note: str = ""
     """As `Done.note`."""
     error: str | None = None
+    unreadable: bool = False
+    """As `Failed.unreadable`: the ``error`` is that the file's bytes could not be read (may pass)."""
     fatal: str | None = None

@@ -248,7 +248,7 @@ class Runner:
             pend = self.pending[task_id] = self.new_pending(work[task_id])
             pend.assembler.meta = result.meta or {}
             if result.error is not None:
-                self.fail_file(task_id, str(result.error))
+                self.fail_file(task_id, str(result.error), unreadable=result.unreadable)
             else:
                 pend.assembler.add(result.starts, result.silent, result.probs)
                 self._add_worker_stats(result.stats)
