@@ -372,3 +372,19 @@ def test_a_read_only_database_answers_reads_and_refuses_writes_in_one_line(tmp_p
     finally:
         os.chmod(home, 0o755)
         shutil.rmtree(home)
+
+
+def test_a_scan_refuses_a_read_only_database_before_it_loads_its_models(tmp_path, monkeypatch):
+    # was: the models were loaded (a few seconds for the real ones), then the scan refused
+    from library_fakes import FakeAnalyser
+
+    from tagger.model.ensemble import Ensemble
+
+    music, _, dbfile = _library(tmp_path)
+    loads = []
+    monkeypatch.setattr(Ensemble, "load", classmethod(lambda cls, *a, **k: loads.append(a) or FakeAnalyser()))
+    content = dbfile.read_bytes()
+    read_only = f"sqlite:///file:{dbfile}?mode=ro&uri=true"
+    result = CliRunner().invoke(app, ["scan", str(music), "--jobs", "0", "--db", read_only])
+    _one_line_error(result, f"the database {dbfile} cannot be written", "`tagger scan` writes it and changed nothing")
+    assert loads == [] and dbfile.read_bytes() == content

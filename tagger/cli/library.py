@@ -58,6 +58,24 @@ def _abspath(path: Path) -> str:
     return os.path.realpath(os.path.expanduser(os.fspath(path)))
 
 
+def _open_for_scan(db: str | None):
+    """The library database a scan writes, refused when it cannot be written
+    (`Database.require_writable`); None when its SQLite file does not exist yet (made once the
+    models have loaded: a scan that cannot load them leaves no empty library behind)."""
+    from tagger.db.session import as_url, sqlite_file
+
+    path = sqlite_file(as_url(db))
+    if path is not None and not path.exists():
+        return None
+    database = _open(db, create=True)
+    try:
+        database.require_writable(command="scan")
+    except BaseException:
+        database.close()
+        raise
+    return database
+
+
 @app.command("scan")
 @handle_errors
 def scan(
@@ -120,11 +138,17 @@ def scan(
 
     paths = check_roots(paths)  # before anything is loaded, created or locked
     check_jobs(jobs)
-    quiet_tensorflow_for(models)
-    from tagger.model.ensemble import Ensemble
+    database = _open_for_scan(db)  # (a read-only one refused before the models load: seconds for nothing)
+    try:
+        quiet_tensorflow_for(models)
+        from tagger.model.ensemble import Ensemble
 
-    ensemble = Ensemble.load(models)
-    database = _open(db, create=True)
+        ensemble = Ensemble.load(models)
+        database = database or _open(db, create=True)
+    except BaseException:
+        if database is not None:
+            database.close()
+        raise
     bars: dict = {}
 
     def progress(p) -> None:
