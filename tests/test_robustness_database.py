@@ -388,3 +388,37 @@ def test_a_scan_refuses_a_read_only_database_before_it_loads_its_models(tmp_path
     result = CliRunner().invoke(app, ["scan", str(music), "--jobs", "0", "--db", read_only])
     _one_line_error(result, f"the database {dbfile} cannot be written", "`tagger scan` writes it and changed nothing")
     assert loads == [] and dbfile.read_bytes() == content
+
+
+@pytest.mark.parametrize("where", ["file", "folder"])
+def test_a_read_only_database_at_an_old_revision_names_what_is_read_only(where):
+    # was: "is in a read-only folder" for a file of mode 0444 in a folder anyone may write
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from tagger.db.session import open_database
+
+    if not hasattr(os, "fork"):
+        pytest.skip("needs fork")
+    home = Path(tempfile.mkdtemp(prefix="tagger-ro-"))  # (tmp_path is not open to other users)
+    try:
+        dbfile = home / "lib.db"
+        library_of_a_newer_tagger(dbfile, revision="0008")  # (an older tagger's revision, as it happens)
+        os.chmod(dbfile, 0o444 if where == "file" else 0o644)
+        os.chmod(home, 0o777 if where == "file" else 0o555)
+
+        def opened():
+            try:
+                open_database(dbfile).close()
+            except DatabaseError as exc:
+                return str(exc)
+
+        message = _as_another_user(opened)
+        assert message is not None and f"the database {dbfile} cannot be written (" in message, message
+        assert ("(the file is read-only for this user (mode -r--r--r--))" if where == "file" else
+                f"its folder {home} is read-only for this user") in message  # fmt: skip
+        assert "at schema revision 0008; this tagger needs" in message
+    finally:
+        os.chmod(home, 0o755)
+        shutil.rmtree(home)

@@ -362,6 +362,13 @@ def _not_writable(path: Path) -> str | None:
     return None
 
 
+def read_only_reason(path: str | os.PathLike) -> str:
+    """Why the SQLite database file `path`, opened read-only (`read_only_path`), cannot be written:
+    its file system, its folder or the file itself (`_not_writable`)."""
+    file = Path(path)
+    return (_not_writable(file) if file.is_file() else None) or "it was opened read-only"
+
+
 def _installed(module: str) -> bool:
     import importlib.util
 
@@ -674,10 +681,8 @@ class Database:
         path = read_only_path(self.engine)
         if path is None:
             return
-        file = Path(path)
-        why = (_not_writable(file) if file.is_file() else None) or "it was opened read-only"
-        raise DatabaseError(f"the database {file} cannot be written ({why}): `tagger {command}` writes it and changed "
-                            "nothing; `query`, `show`, `stats` and `errors` read it as it is")  # fmt: skip
+        raise DatabaseError(f"the database {path} cannot be written ({read_only_reason(path)}): `tagger {command}` writes "
+                            "it and changed nothing; `query`, `show`, `stats` and `errors` read it as it is")  # fmt: skip
 
 
 def _holds_no_tables(path: Path) -> bool:
@@ -723,8 +728,9 @@ def open_database(db: str | os.PathLike | None = None, *, migrate: bool = True, 
             except SQLAlchemyError as exc:
                 raise database_error(engine.url, exc, doing="open") from None
             raise DatabaseError(
-                f"the database {read_only_path(engine)} is in a read-only folder and at schema revision "
-                f"{current_revision(engine)}; this tagger needs {head_revision()}: open it once where it can be written"
+                f"the database {read_only_path(engine)} cannot be written ({read_only_reason(read_only_path(engine))}) "
+                f"and is at schema revision {current_revision(engine)}; this tagger needs {head_revision()}: open it "
+                "once where this user can write it"
             )
         if needs:
             upgrade(engine)
