@@ -22,6 +22,9 @@ def _register() -> None:
 
 
 def main() -> None:
+    from tagger.cli.app import standard_streams
+
+    standard_streams()
     _register()
     app()
 

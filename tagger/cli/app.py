@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
+import os
 import sys
 
 import typer
@@ -26,13 +28,13 @@ class _Group(typer.core.TyperGroup):
         except typer.TyperException as exc:  # (click's exceptions, as typer vendors them)
             ctx = getattr(exc, "ctx", None)
             if type(exc).__name__ == "NoArgsIsHelpError":  # a group without its command: its help, as before
-                typer.echo(ctx.get_help(), err=True)
+                echo(ctx.get_help(), err=True, lines=True)
             else:
                 hint = f" (see '{ctx.command_path} {ctx.help_option_names[0]}')" if ctx is not None else ""
                 # (click escapes the control characters of the names it quotes, as `\\x1b`, and leaves
                 # their backslashes: escaping those again would show a backslash the name has not)
                 message = shown(exc.format_message().rstrip("."), keep_newlines=True).replace("\n", "\\x0a")
-                typer.echo(f"tagger: error: {message}{shown(hint)}", err=True)
+                echo(f"tagger: error: {message}{shown(hint)}", err=True)
             sys.exit(exc.exit_code)
         except typer.Abort:
             echo("tagger: error: aborted", err=True)
@@ -51,15 +53,75 @@ app = typer.Typer(
 )
 
 
+class OutputError(TaggerError):
+    """Standard output cannot be written: closed (``>&-``), a full disk (``> /dev/full``), a terminal
+    that went away. What the command did before is done (a scan's results are stored before its
+    summary is printed); the output is not all there, so the command fails."""
+
+
+def standard_streams() -> None:
+    """A standard file descriptor (0, 1, 2) that is closed (``tagger scan 2>&-``) is opened on
+    /dev/null, so that the next file opened (the database, a music file) does not get its number and
+    receive what a library or decoder writes there (libmpg123's messages, ONNX Runtime's warnings on
+    fd 2). A closed stderr is then a silent one (``sys.stderr`` writes to /dev/null: tqdm and the
+    decoders' fd 2 capture in `tagger.audio` need one); a closed stdout stays ``sys.stdout is None``
+    (Python's sign of it), which the commands report (`OutputError`). The processes
+    tagger starts (scan workers, ffmpeg) inherit them. Called by `tagger.cli.main` first."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+            os.set_inheritable(fd, True)  # (os.open's are not: the workers and ffmpeg would find it closed again)
+    if sys.stderr is None:
+        sys.stderr = open(2, "w", closefd=False, errors="backslashreplace")  # noqa: SIM115
+
+
+def _write(write, *, err: bool) -> None:
+    """Call ``write``, which writes to stderr (``err``) or stdout. A line stderr cannot take (closed,
+    a full disk, a terminal gone, a reader that stopped) is dropped: there is nowhere left to say
+    it, and the command goes on (a scan storing its results). stdout that cannot be written fails the
+    command with an `OutputError` (stderr says why); a reader that stopped reading (``| head``) is
+    typer's to handle: exit status 1 without a word. After a failure the stream writes to /dev/null,
+    so that Python's last flush at exit does not print a traceback of its own."""
+    stream = sys.stderr if err else sys.stdout
+    if stream is None:
+        if err:
+            return
+        raise OutputError("cannot write to standard output: it is closed")
+    try:
+        write()
+    except OSError as exc:
+        if exc.errno == errno.EPIPE and not err:
+            raise
+        _silence(2 if err else 1)
+        if not err:
+            raise OutputError(f"cannot write to standard output: {exc.strerror or exc}") from None
+
+
+def _silence(fd: int) -> None:
+    """Point file descriptor ``fd`` at /dev/null (its stream's buffered text goes there at exit)."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, fd)
+        os.close(null)
+    except OSError:
+        pass
+
+
 def echo(text: str = "", *, err: bool = False, nl: bool = True, lines: bool = False) -> None:
     """`typer.echo` of `shown` text: what every command prints goes through here. One line: a line
     break inside (a file name or tag value may hold one) is escaped too, unless ``lines``: text of
-    several lines that tagger composed (a table, a report, JSON), whose names went through `shown`."""
-    typer.echo(shown(text, keep_newlines=lines), err=err, nl=nl)
+    several lines that tagger composed (a table, a report, JSON), whose names went through `shown`.
+    A stream that cannot be written: see `_write`."""
+    _write(lambda: typer.echo(shown(text, keep_newlines=lines), err=err, nl=nl), err=err)
 
 
 def stdout_is_terminal() -> bool:
-    return sys.stdout.isatty()
+    return sys.stdout is not None and sys.stdout.isatty()
 
 
 def echo_data(text: str, *, end: str | None = "\n") -> None:
@@ -68,8 +130,8 @@ def echo_data(text: str, *, end: str | None = "\n") -> None:
     escaped when stdout is a terminal: each entry (what ``end`` ends: a line, or a NUL-ended name)
     escaped whole by `tagger.display.named`, on a line of its own (a NUL shown as ``\\x00``);
     ``end`` None: text that escapes its own characters (JSON), escaped as `echo` ``lines`` escapes it."""
-    if not stdout_is_terminal():
-        typer.echo(text, nl=False, color=True)  # (color=True: click would strip what looks like an ANSI sequence)
+    if not stdout_is_terminal():  # (color=True: click would strip what looks like an ANSI sequence)
+        _write(lambda: typer.echo(text, nl=False, color=True), err=False)
     elif end is None:
         echo(text, nl=False, lines=True)
     else:

@@ -1,0 +1,146 @@
+"""Defects found by attacking tagger's process environment (2026-12-06): standard streams closed, full
+or gone, resource limits, environment variables. Every failure is one line on stderr naming what
+failed and why, never a traceback; no music file or database is damaged or left half-written."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import tone_signal, write_audio
+from library_fakes import FakeAnalyser
+from tagger.db.session import open_database
+from tagger.library.scan import scan
+
+TESTS = Path(__file__).resolve().parent
+
+CLI_SCRIPT = """
+import sys
+sys.path[:0] = [{tests!r}, {root!r}]  # this checkout's tagger, whatever is installed
+from library_fakes import FakeAnalyser
+from tagger.model.ensemble import Ensemble
+
+Ensemble.load = classmethod(lambda cls, *a, **k: FakeAnalyser())
+if __name__ == "__main__":
+    sys.argv[0] = "tagger"
+    from tagger.cli import main
+
+    main()
+"""
+
+
+@pytest.fixture
+def library(tmp_path):
+    """(music folder, its files, database file) of three WAV/FLAC files scanned (no tags written)."""
+    music = tmp_path / "music"
+    files = [write_audio(music / name, tone_signal([f], seconds=4.0))
+             for name, f in (("bass.wav", 110.0), ("flute.flac", 1000.0), ("string.wav", 4000.0))]  # fmt: skip
+    dbfile = tmp_path / "lib.db"
+    db = open_database(dbfile)
+    scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    db.close()
+    return music, files, dbfile
+
+
+def tagger(tmp_path, *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, close=(), preexec=None, env=None,
+           timeout=120) -> subprocess.CompletedProcess:  # fmt: skip
+    """``tagger ARGS`` in a process of its own (the models: `library_fakes.FakeAnalyser`), with the
+    standard file descriptors in ``close`` closed and ``preexec`` run before it starts."""
+    script = tmp_path / "tagger_cli.py"
+    if not script.exists():
+        script.write_text(CLI_SCRIPT.format(tests=str(TESTS), root=str(TESTS.parent)))
+
+    def before() -> None:
+        for fd in close:
+            os.close(fd)
+        if preexec is not None:
+            preexec()
+
+    return subprocess.run([sys.executable, str(script), *map(str, args)], stdout=stdout, stderr=stderr,
+                          preexec_fn=before, env=env, timeout=timeout, text=True)  # fmt: skip
+
+
+def integrity(dbfile) -> str:
+    con = sqlite3.connect(dbfile)
+    try:
+        return con.execute("PRAGMA integrity_check").fetchone()[0]
+    finally:
+        con.close()
+
+
+def statuses(dbfile) -> dict[str, str]:
+    con = sqlite3.connect(dbfile)
+    try:
+        return dict(con.execute("SELECT path, status FROM tracks"))
+    finally:
+        con.close()
+
+
+# -- standard streams -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stdout", ["closed", "/dev/full"])
+def test_stdout_closed_or_full_is_one_error_line_not_a_traceback_nor_silence(tmp_path, library, stdout):
+    """``tagger query >&-`` printed nothing and exited 0 (the table format) or gave a traceback
+    (``'NoneType' object has no attribute 'isatty'``, the other formats); ``> /dev/full`` gave a
+    traceback of ENOSPC. Each is now one line saying standard output could not be written, and why,
+    exit status 1."""
+    if stdout == "/dev/full" and not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full here")
+    _, files, dbfile = library
+    out = open(stdout, "w") if stdout != "closed" else subprocess.DEVNULL  # noqa: SIM115
+    try:
+        for args in (["query"], ["query", "--format", "paths"], ["query", "--format", "json"], ["stats"],
+                     ["show", files[0]]):  # fmt: skip
+            done = tagger(tmp_path, *args, "--db", dbfile, stdout=out, close=(1,) if stdout == "closed" else ())
+            reason = "it is closed" if stdout == "closed" else "No space left on device"
+            assert done.returncode == 1, (args, done.stderr)
+            assert done.stderr == f"tagger: error: cannot write to standard output: {reason}\n", (args, done.stderr)
+    finally:
+        if stdout != "closed":
+            out.close()
+    assert integrity(dbfile) == "ok"
+
+
+def test_a_reader_that_stopped_reading_ends_the_command_without_a_word(tmp_path, library):
+    """``tagger query | head -1`` after ``head`` is gone: exit status 1, nothing on stderr."""
+    _, _, dbfile = library
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        done = tagger(tmp_path, "query", "--db", dbfile, stdout=w)
+    finally:
+        os.close(w)
+    assert (done.returncode, done.stderr) == (1, "")
+
+
+@pytest.mark.parametrize("stderr", ["closed", "/dev/full"])
+def test_a_scan_whose_stderr_is_closed_or_full_stores_every_file(tmp_path, stderr):
+    """``tagger scan DIR 2>&-`` analysed nothing (tqdm got ``file=None``: a traceback to nowhere, exit
+    status 1); its workers, started with fd 2 closed, failed every file with ``unexpected
+    AttributeError`` and stored that as its error. With stderr a full disk, the lines of the end
+    (``tagger: failed ...``) raised ENOSPC: a traceback instead of the scan's own exit status. Now the
+    scan stores every file, and a line stderr cannot take is dropped."""
+    if stderr == "/dev/full" and not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full here")
+    music = tmp_path / "music"
+    for name, f in (("bass.wav", 110.0), ("flute.flac", 1000.0), ("string.wav", 4000.0)):
+        write_audio(music / name, tone_signal([f], seconds=4.0))
+    (music / "broken.mp3").write_bytes(b"not audio " * 100)
+    dbfile = tmp_path / "lib.db"
+    err = open(stderr, "w") if stderr != "closed" else subprocess.DEVNULL  # noqa: SIM115
+    try:
+        done = tagger(tmp_path, "scan", music, "--db", dbfile, "--jobs", "2", "--no-write-tags", stderr=err,
+                      close=(2,) if stderr == "closed" else ())  # fmt: skip
+    finally:
+        if stderr != "closed":
+            err.close()
+    assert done.returncode == 1  # (the broken file)
+    assert done.stdout.startswith("3 scanned, 0 skipped unchanged (0 stale), 1 failed"), done.stdout
+    assert sorted(statuses(dbfile).values()) == ["error", "ok", "ok", "ok"]
+    assert integrity(dbfile) == "ok"
