@@ -144,3 +144,31 @@ def test_a_scan_whose_stderr_is_closed_or_full_stores_every_file(tmp_path, stder
     assert done.stdout.startswith("3 scanned, 0 skipped unchanged (0 stale), 1 failed"), done.stdout
     assert sorted(statuses(dbfile).values()) == ["error", "ok", "ok", "ok"]
     assert integrity(dbfile) == "ok"
+
+
+# -- limits -----------------------------------------------------------------------------------------------
+
+
+def test_a_scan_starts_only_the_workers_the_open_file_limit_leaves_room_for(tmp_path):
+    """With ``ulimit -n 24``, ``tagger scan --jobs 4`` failed at a worker's start with a traceback
+    ("Too many open files"), nothing analysed. It now starts as many workers as the limit leaves
+    room for (here one, or none: all in the scan's process), says so in one line, and stores every file."""
+    import resource
+
+    music = tmp_path / "music"
+    for i in range(5):
+        write_audio(music / f"bass{i}.wav", tone_signal([110.0], seconds=4.0))
+    dbfile = tmp_path / "lib.db"
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard < 24:
+        pytest.skip(f"the hard open-file limit here is {hard}")
+    done = tagger(tmp_path, "scan", music, "--db", dbfile, "--jobs", "4", "--settle-seconds", "0",
+                  preexec=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (24, hard)))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    warning, = done.stderr.splitlines()
+    assert "instead of 4: the open-file limit (ulimit -n 24, " in warning, warning
+    assert done.stdout.startswith("5 scanned, 0 skipped unchanged (0 stale), 0 failed"), done.stdout
+    assert "tags: 5 tagged, 0 failed" in done.stdout
+    assert sorted(statuses(dbfile).values()) == ["ok"] * 5
+    assert integrity(dbfile) == "ok"

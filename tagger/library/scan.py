@@ -45,6 +45,7 @@ from tagger.crawl import CrawlReport
 from tagger.library.messages import RemoteResult
 from tagger.library.plan import after_crawl, check_roots, defer_unsettled, plan_files
 from tagger.library.runner import DEFAULT_FILE_TIMEOUT, Runner, aggregation_params
+from tagger.library.workers import workers_within_fd_limit
 from tagger.library.state import (  # noqa: F401  (the scan's public names)
     AnalysedFile,
     Analyser,
@@ -239,10 +240,14 @@ def _scan(roots: list[str], *, db: Database, analyser: Analyser, jobs, rescan_st
         runner.file_timeout = file_timeout
         if backend is not None and work:
             runner.run_remote(work, backend)
-        elif jobs == 0 or len(work) == 0:
-            runner.run_inline(work)
         else:
-            runner.run_processes(work, jobs=min(jobs, len(work)))
+            jobs, fewer = workers_within_fd_limit(min(jobs, len(work)))
+            if fewer:
+                log.warning("%s", fewer)
+            if jobs == 0:
+                runner.run_inline(work)
+            else:
+                runner.run_processes(work, jobs=jobs)
         runner.retag(retag)
         writer.commit()
         missing = mark_missing(writer.session, roots=roots, seen=writer.seen,

@@ -18,6 +18,35 @@ from multiprocessing.reduction import ForkingPickler
 
 _THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
+FDS_PER_WORKER = 3
+"""File descriptors the scan holds per worker: its pipe end and its process's sentinel (3 measured
+while one starts), with one to spare."""
+FDS_SPARE = 10
+"""File descriptors kept free for the scan's own files while its workers run: the database, its
+journal and lock, a tag write's file and its copy, a replaced worker's start."""
+
+
+def workers_within_fd_limit(jobs: int) -> tuple[int, str | None]:
+    """``jobs``, or fewer worker processes: as many as the open-file limit (``ulimit -n``, the soft
+    RLIMIT_NOFILE) leaves room for, beside the files open now and `FDS_SPARE`; and, when fewer, why
+    (for a warning). With ``ulimit -n 32``, ``--jobs 8`` failed at the fourth worker's start with a
+    traceback ("Too many open files")."""
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return jobs, None
+    try:
+        used = len(os.listdir("/proc/self/fd" if os.path.isdir("/proc/self/fd") else "/dev/fd"))
+    except OSError:
+        return jobs, None
+    room = max(0, (soft - used - FDS_SPARE) // FDS_PER_WORKER)
+    if room >= jobs:
+        return jobs, None
+    said = f"{room} worker process(es)" if room else "no worker process (all in this one)"
+    return room, (f"scanning with {said} instead of {jobs}: the open-file limit (ulimit -n {soft}, {used} open) "
+                  "leaves no room for more")  # fmt: skip
+
 
 @contextmanager
 def single_threaded_children():
