@@ -172,3 +172,27 @@ def test_a_scan_starts_only_the_workers_the_open_file_limit_leaves_room_for(tmp_
     assert "tags: 5 tagged, 0 failed" in done.stdout
     assert sorted(statuses(dbfile).values()) == ["ok"] * 5
     assert integrity(dbfile) == "ok"
+
+
+# -- environment variables ----------------------------------------------------------------------------------
+
+
+def test_loading_onnx_runtime_writes_nothing_into_the_home_and_says_nothing(tmp_path):
+    """ONNX Runtime 1.32's telemetry wrote a device ID and an event store (1.1 MB after a day) under
+    ``~/.cache/Microsoft`` whenever tagger imported it; with a home that cannot be written (here a
+    file), every command that loads the models printed a coloured "Failed to persist telemetry device
+    ID" line on stderr. It is off now (``ORT_DISABLE_TELEMETRY=1``, unless the user set it)."""
+    pytest.importorskip("onnxruntime")
+    code = (f"import sys; sys.path.insert(0, {str(TESTS.parent)!r})\n"
+            "from tagger.model.runtime import onnxruntime_available\n"
+            "assert onnxruntime_available()\n")  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "ORT_"))}
+    home = tmp_path / "home"
+    home.mkdir()
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    for where in (home, not_a_folder):
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                              env={**env, "HOME": str(where)})  # fmt: skip
+        assert (done.returncode, done.stderr) == (0, ""), done.stderr
+    assert list(home.iterdir()) == []

@@ -38,10 +38,23 @@ class UnsupportedModel(Exception):
     """The classifier has a layer or setting the exporter does not handle."""
 
 
+def import_onnxruntime():
+    """``import onnxruntime``, its telemetry off (``ORT_DISABLE_TELEMETRY=1``, unless the user set
+    it): ONNX Runtime 1.32 otherwise writes a device ID and an event store (1.1 MB after a day of
+    runs) under ``~/.cache/Microsoft/DeveloperTools/.onnxruntime`` at every import, and where the
+    home cannot be written prints a coloured line on stderr ("Failed to persist telemetry device
+    ID") on every command that loads the models."""
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+    import onnxruntime
+
+    return onnxruntime
+
+
 def onnxruntime_available() -> bool:
     try:
         import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
+
+        import_onnxruntime()
     except ImportError:
         return False
     return True
@@ -257,8 +270,7 @@ class OnnxRunner:
     name = "onnxruntime"
 
     def __init__(self, model: bytes, *, threads: int | None = None) -> None:
-        import onnxruntime as ort
-
+        ort = import_onnxruntime()
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads or os.cpu_count() or 1
         opts.inter_op_num_threads = 1
