@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from tagger import constants as C
-from tagger.errors import AudioReadError
+from tagger.errors import AudioReadError, MissingToolError
 
 AUDIO_EXTENSIONS = frozenset(
     {".mp3", ".mp2", ".flac", ".ogg", ".oga", ".opus", ".spx", ".m4a", ".m4b", ".mp4", ".aac", ".alac", ".wav", ".w64",
@@ -230,12 +230,15 @@ def _soundfile_info(path: Path) -> AudioInfo | None:
         trap.close()
 
 
+INSTALL_FFMPEG = "install ffmpeg (Debian: apt-get install ffmpeg)"
+
+
 def _ffprobe_info(path: Path) -> AudioInfo:
     if not ffmpeg_available():
-        raise AudioReadError(
+        raise MissingToolError(
             path,
             "libsndfile cannot decode this file and ffmpeg is not installed; "
-            "install ffmpeg (Debian: apt-get install ffmpeg) to read M4A/AAC/ALAC, WMA, WavPack, APE and other files libsndfile cannot",
+            f"{INSTALL_FFMPEG} to read M4A/AAC/ALAC, WMA, WavPack, APE and other files libsndfile cannot",
         )
     cmd = ["ffprobe", "-v", "error", "-print_format", "json", "-show_streams", "-show_format", "--", str(path)]
     try:
@@ -373,11 +376,21 @@ def info(path: str | os.PathLike) -> AudioInfo:
     p = Path(path)
     _check_file(p)
     meta = _soundfile_info(p)
-    if meta is not None and meta.format == "OGG" and ffmpeg_available() and _chained_ogg(p):
+    # A chained Ogg and a VBR MP3 without a length header are decoded whole by ffmpeg only: without
+    # it (not on $PATH), libsndfile gave the first stream, or the first 24 s of a 60 s MP3, stored
+    # as the whole track (a wrong answer); they are the machine's error now, retried by the next scan.
+    if meta is not None and meta.format == "OGG" and _chained_ogg(p):
+        if not ffmpeg_available():
+            raise MissingToolError(p, "a chained Ogg file (streams one after another): libsndfile decodes only the "
+                                      f"first, and ffmpeg, which decodes them all, is not installed; {INSTALL_FFMPEG}")  # fmt: skip
         # Decoded whole by ffmpeg, not its first stream alone; ffprobe gives the length of its last
         # stream, not of the whole: unknown.
         meta = replace(_ffprobe_info(p), duration=None)
-    if meta is not None and meta.format == "MP3" and ffmpeg_available() and _mp3_length_guessed(p):
+    if meta is not None and meta.format == "MP3" and _mp3_length_guessed(p):
+        if not ffmpeg_available():
+            raise MissingToolError(p, "a VBR MP3 without a length header: libsndfile decodes only the part its first "
+                                      f"frame's bit rate gives, and ffmpeg, which decodes it whole, is not installed; "
+                                      f"{INSTALL_FFMPEG}")  # fmt: skip
         meta = replace(meta, decoder="ffmpeg", duration=None)  # decoded to its end, of a length not known
     meta = meta or (_mp4_info(p) if ffmpeg_available() else None) or _ffprobe_info(p)
     _check_rate(p, meta.sample_rate, meta.decoder)

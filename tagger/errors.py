@@ -29,6 +29,15 @@ class AudioReadError(_FileError):
         self.unreadable = unreadable
 
 
+class MissingToolError(AudioReadError):
+    """A program needed to read this file whole (ffmpeg) is not installed: the machine's failure,
+    not the file's, which may pass like an ``unreadable`` file's: a scan keeps the track's earlier
+    results and analyses the file again at its next run, without ``--retry-errors``."""
+
+    def __init__(self, path: str | os.PathLike | None, reason: str):
+        super().__init__(path, reason, unreadable=True)
+
+
 class TagWriteError(_FileError):
     """A file's tags could not be read or written."""
 

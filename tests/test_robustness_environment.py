@@ -5,14 +5,16 @@ failed and why, never a traceback; no music file or database is damaged or left 
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from conftest import tone_signal, write_audio
+from conftest import tone_signal, track_instruments, write_audio
 from library_fakes import FakeAnalyser
 from tagger.db.session import open_database
 from tagger.library.scan import scan
@@ -196,3 +198,46 @@ def test_loading_onnx_runtime_writes_nothing_into_the_home_and_says_nothing(tmp_
                               env={**env, "HOME": str(where)})  # fmt: skip
         assert (done.returncode, done.stderr) == (0, ""), done.stderr
     assert list(home.iterdir()) == []
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg (to make the files)")
+def test_without_ffmpeg_on_path_no_file_is_analysed_in_part_and_the_next_scan_retries(tmp_path, monkeypatch):
+    """$PATH without ffmpeg: a VBR MP3 without a length header was analysed by libsndfile up to the
+    length its first frame's bit rate gives (12 s of 40, stored ``ok`` as the whole track: a wrong
+    answer), a chained Ogg as its first stream alone; an M4A failed ("ffmpeg is not installed"),
+    and once ffmpeg was installed the next scan skipped it as an unchanged failed file ("0 failed").
+    Each is now an error naming ffmpeg, the machine's (transient), which the next scan retries."""
+    import soundfile as sf
+
+    music = tmp_path / "music"
+    music.mkdir()
+    src = tmp_path / "src.wav"
+    sf.write(str(src), np.concatenate([tone_signal([110.0], seconds=10.0), tone_signal([1000.0], seconds=30.0)]), 16_000)
+    ffmpeg = ["ffmpeg", "-nostdin", "-v", "error", "-i"]
+    subprocess.run([*ffmpeg, str(src), "-c:a", "libmp3lame", "-q:a", "9", "-write_xing", "0", str(music / "vbr.mp3")],
+                   check=True)  # fmt: skip
+    assert sf.info(str(music / "vbr.mp3")).duration < 30  # (libsndfile's guess)
+    halves = []
+    for i, (a, b) in enumerate(((0, 10), (10, 40))):
+        half = tmp_path / f"half{i}.ogg"
+        subprocess.run([*ffmpeg, str(src), "-ss", str(a), "-to", str(b), "-c:a", "libvorbis", str(half)], check=True)
+        halves.append(half.read_bytes())
+    (music / "chained.ogg").write_bytes(b"".join(halves))
+    write_audio(music / "flute.m4a", tone_signal([1000.0], seconds=4.0))
+    write_audio(music / "bass.flac", tone_signal([110.0], seconds=4.0))
+    db = open_database(tmp_path / "lib.db")
+    path = os.environ["PATH"]
+    nobin = tmp_path / "bin"
+    nobin.mkdir()
+    monkeypatch.setenv("PATH", str(nobin))
+    first = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert first.scanned == 1 and first.failed == 3, first.errors
+    errors = dict(first.errors)
+    assert all("ffmpeg" in errors[str(music / name)] and "is not installed" in errors[str(music / name)]
+               for name in ("vbr.mp3", "chained.ogg", "flute.m4a")), errors  # fmt: skip
+    monkeypatch.setenv("PATH", path)
+    second = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert (second.scanned, second.failed, second.skipped) == (3, 0, 1), second.errors
+    assert track_instruments(db) == {str(music / "vbr.mp3"): ["bass", "flute"], str(music / "chained.ogg"): ["bass", "flute"],
+                                     str(music / "flute.m4a"): ["flute"], str(music / "bass.flac"): ["bass"]}  # fmt: skip
+    db.close()
