@@ -38,6 +38,25 @@ def is_temp_name(name: str) -> bool:
     return _TEMP_NAME.fullmatch(name) is not None
 
 
+def check_filesystem_encoding() -> None:
+    """Raise `UserError` when Python does not read file names as UTF-8 (``PYTHONUTF8=0`` in the C
+    locale: ASCII; a legacy locale such as ``LANG=de_DE.ISO-8859-1``: Latin-1). The database holds
+    names as UTF-8: under ASCII every name beyond it failed as "not valid UTF-8", and `scan` and
+    `tag` ended in a UnicodeEncodeError traceback; under Latin-1 ``Björk.flac`` would read as
+    ``BjÃ¶rk.flac``, a new track, its stored one then missing. (Python's UTF-8 mode, on by itself
+    in the C and POSIX locales since 3.7, or a UTF-8 locale, reads them right.)"""
+    import codecs
+    import sys
+
+    from tagger.errors import UserError
+
+    encoding = sys.getfilesystemencoding()
+    if codecs.lookup(encoding).name != "utf-8":
+        raise UserError(f"Python reads file names as {encoding} here, not UTF-8 (the locale's encoding, or PYTHONUTF8=0): "
+                        "tagger would take the names of the library for others; run it with PYTHONUTF8=1 (or in a "
+                        "UTF-8 locale)")  # fmt: skip
+
+
 def is_utf8(name: str) -> bool:
     """False for a name that is not valid UTF-8 (Python reads its bytes as lone surrogates): the
     database, JSON and playlists cannot hold it exactly."""

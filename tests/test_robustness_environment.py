@@ -241,3 +241,28 @@ def test_without_ffmpeg_on_path_no_file_is_analysed_in_part_and_the_next_scan_re
     assert track_instruments(db) == {str(music / "vbr.mp3"): ["bass", "flute"], str(music / "chained.ogg"): ["bass", "flute"],
                                      str(music / "flute.m4a"): ["flute"], str(music / "bass.flac"): ["bass"]}  # fmt: skip
     db.close()
+
+
+def test_a_file_system_encoding_that_is_not_utf8_is_refused_in_one_line(tmp_path):
+    """``PYTHONUTF8=0`` in the C locale (Python then reads file names as ASCII): a scan of a library
+    holding ``Björk.wav`` ended in a UnicodeEncodeError traceback (``realpath``), `tag` too, and a
+    first scan failed each such file as "not valid UTF-8 ... rename it"; under a Latin-1 locale the
+    names would read as others. Every command now refuses in one line saying how to run it; the
+    database is left as it was."""
+    music = tmp_path / "music"
+    names = ("Björk – Jóga.wav", "日本.flac")
+    for name in names:
+        write_audio(music / name, tone_signal([110.0], seconds=4.0))
+    dbfile = tmp_path / "lib.db"
+    db = open_database(dbfile)
+    scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    db.close()
+    before = statuses(dbfile)
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("LC_", "LANG", "PYTHONUTF8"))},
+           "LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}  # fmt: skip
+    for args in (["scan", music, "--jobs", "0"], ["tag", "--settle-seconds", "0"]):
+        done = tagger(tmp_path, *args, "--db", dbfile, env=env)
+        assert done.returncode == 1, done.stderr
+        assert done.stderr.startswith("tagger: error: Python reads file names as ascii here, not UTF-8 (")
+        assert done.stderr.count("\n") == 1, done.stderr
+    assert statuses(dbfile) == before == {str(music / name): "ok" for name in names}
