@@ -266,3 +266,26 @@ def test_a_file_system_encoding_that_is_not_utf8_is_refused_in_one_line(tmp_path
         assert done.stderr.startswith("tagger: error: Python reads file names as ascii here, not UTF-8 (")
         assert done.stderr.count("\n") == 1, done.stderr
     assert statuses(dbfile) == before == {str(music / name): "ok" for name in names}
+
+
+@pytest.mark.parametrize("url", ["sqlite:///", "sqlite://", "sqlite:///:memory:", "sqlite:///file:lib?mode=memory&uri=true"])
+def test_a_database_url_naming_no_file_is_refused_before_a_file_is_touched(tmp_path, monkeypatch, fake_models, url):
+    """``TAGGER_DB="sqlite:///$DBFILE"`` with $DBFILE unset is an in-memory SQLite database: `scan`
+    analysed and tagged the files, said "1 scanned", exit 0, and its results were gone with the
+    process (`query` on it: nothing, exit 0). Such a URL is now refused in one line, the music
+    untouched."""
+    from typer.testing import CliRunner
+
+    from tagger.cli import app
+
+    music = tmp_path / "music"
+    song = write_audio(music / "bass.flac", tone_signal([110.0], seconds=4.0))
+    os.utime(song, (1, 1))  # (past the settle time)
+    before = song.read_bytes()
+    monkeypatch.setenv("TAGGER_DB", url)
+    for args in (["scan", str(music), "--jobs", "0"], ["query"]):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 1, result.output
+        assert result.output.startswith("tagger: error: the database URL sqlite:"), result.output
+        assert "names no file: SQLite would hold the library in memory" in result.output
+    assert song.read_bytes() == before

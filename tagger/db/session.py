@@ -81,11 +81,18 @@ def as_url(db: str | os.PathLike | None) -> str:
                         f"(--db, ${DB_ENV})")  # fmt: skip
     if "://" in text:
         try:
-            make_url(text)
+            parsed = make_url(text)
         except (ArgumentError, ValueError) as exc:  # (ValueError: a port that is not a number)
             reason = "its port is not a number" if isinstance(exc, ValueError) else "it is not HOST:PORT/NAME form"
             raise UserError(f"invalid database URL {shown_url(text)}: {reason} (expected e.g. "
                             "postgresql://user@host:5432/name, or a SQLite file path)") from None  # fmt: skip
+        name = parsed.database or ""
+        if parsed.get_backend_name() == "sqlite" and (name in ("", ":memory:") or "mode=memory" in name
+                                                      or parsed.query.get("mode") == "memory"):  # fmt: skip
+            # (``TAGGER_DB="sqlite:///$DBFILE"`` with $DBFILE unset: a scan analysed and tagged the
+            # files, said "1 scanned", exit 0, and its results were gone with the process)
+            raise UserError(f"the database URL {shown_url(text)} names no file: SQLite would hold the library in "
+                            "memory, lost when tagger exits; give a file (sqlite:////path/library.db, or a plain path)")  # fmt: skip
         return text
     return f"sqlite:///{Path(text).expanduser().resolve()}"
 
