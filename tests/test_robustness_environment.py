@@ -176,6 +176,28 @@ def test_a_scan_starts_only_the_workers_the_open_file_limit_leaves_room_for(tmp_
     assert integrity(dbfile) == "ok"
 
 
+def test_a_file_size_limit_that_stops_the_database_is_named_and_the_database_stays_whole(tmp_path):
+    """With ``ulimit -f`` below what the database grows to, SQLite's write fails with EFBIG, which it
+    reports as ``disk I/O error``: the scan's one line now names the limit (it sent the user to
+    check a disk that is fine); the database passes its integrity check and the music is as it was."""
+    import resource
+
+    music = tmp_path / "music"
+    files = [write_audio(music / f"bass{i}.wav", tone_signal([110.0], seconds=4.0)) for i in range(3)]
+    before = [f.read_bytes() for f in files]
+    dbfile = tmp_path / "lib.db"
+    open_database(dbfile).close()  # (the empty library: 68 KiB; its write-ahead log may not grow past 16)
+    limit = 16384
+    done = tagger(tmp_path, "scan", music, "--db", dbfile, "--jobs", "0", "--no-write-tags",
+                  preexec=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)))  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.startswith("tagger: error: cannot ") and done.stderr.count("\n") == 1, done.stderr
+    assert (f" the database sqlite:///{dbfile}: disk I/O error (this process may write files of at most {limit} bytes: "
+            "ulimit -f)") in done.stderr, done.stderr  # fmt: skip
+    assert integrity(dbfile) == "ok"
+    assert [f.read_bytes() for f in files] == before
+
+
 # -- environment variables ----------------------------------------------------------------------------------
 
 

@@ -56,9 +56,19 @@ def shown_url(url) -> str:
 
 
 def driver_reason(exc: Exception) -> str:
-    """The first line of the database driver's own message in SQLAlchemy's error ``exc``."""
+    """The first line of the database driver's own message in SQLAlchemy's error ``exc``; SQLite's
+    write errors (``disk I/O error``, ``database or disk is full``) name the process's file size
+    limit when it has one (``ulimit -f``: a write past it fails with EFBIG, which SQLite reports as
+    an I/O error, sending the user to check a disk that is fine)."""
     text = str(getattr(exc, "orig", None) or exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    reason = text.splitlines()[0] if text else type(exc).__name__
+    if reason in ("disk I/O error", "database or disk is full"):
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        if limit != resource.RLIM_INFINITY:
+            reason += f" (this process may write files of at most {limit} bytes: ulimit -f)"
+    return reason
 
 
 def default_db_url() -> str:
