@@ -622,8 +622,10 @@ def test_a_crashed_worker_fails_its_file_and_is_replaced(db, tmp_path):
     summary = S.ScanSummary(scan_id=scan_id, model_version="fake-1")
     writer = ScanWriter(db=db, scan_id=scan_id, model_version_id=mv_id, summary=summary, commit_every=1, commit_seconds=1)
     runner = Runner(analyser=FakeAnalyser(), writer=writer, predict_batch=4, on_track=None, progress=None, total=1, t0=0)
-    path = str(tmp_path / "crash.mp3")
-    runner.pending[0] = runner.new_pending(FileState(path, 10, 1.0, "fp", None))
+    path = str(tmp_path / "crash.mp3")  # (a file that is still there, as the planning found it: its crash is its error)
+    with open(path, "wb") as f:
+        f.write(b"\xff\xfb" + bytes(8))
+    runner.pending[0] = runner.new_pending(FileState.of(path, os.stat(path), fingerprint(path), None))
     started = []
 
     def dead_worker(*claims):
