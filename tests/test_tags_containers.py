@@ -1299,7 +1299,7 @@ def test_a_new_format_is_one_registered_storage_class(tmp_path):
     from mutagen.trueaudio import TrueAudio
 
     from tagger.errors import UntaggableError
-    from tagger.tags.rewrite import _named_type
+    from tagger.tags.formats import _named_type
     from tagger.tags.storage import FORMATS, STORAGES, Format, MP3Storage, format_named, register, supported_formats
 
     song = tmp_path / "song.tta"

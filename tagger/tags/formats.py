@@ -1,0 +1,185 @@
+"""Recognising an audio file's format and loading its tags with mutagen (`open_file`).
+
+Which mutagen class reads a file: mutagen's guess from the name and the first bytes, corrected
+where it is wrong or silent (APE-family files, RF64/BW64 WAV, an MP3 without a tag, a damaged file
+whose extension names a format tagger writes), an ID3 tag loaded as it is in the file (`_load_id3`),
+and the `Storage` that holds tagger's fields in it. Every failure comes out as our own error naming
+the file and the reason (`TagWriteError`, `UntaggableError` for a format tagger does not tag);
+`UNREADABLE` and `raised_in_mutagen` tell a malformed file from a bug in tagger.
+
+Kept apart from `tagger.tags.rewrite` so that the rewrite reads as its steps: reading a file
+(`tagger.tags.rewrite.read_instruments`, `audio_digest`) and checking the written copy both load
+it here. Which formats tagger writes, and where its fields live in each, is `tagger.tags.storage`'s
+business.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+
+from tagger.errors import TaggerError, TagWriteError, UntaggableError
+from tagger.tags.storage import STORAGES, format_named, supported_formats
+
+
+def open_file(path: str | os.PathLike, *, real: str | None = None, cls: type | None = None):
+    """Load ``path`` with mutagen -> (file object, its `Storage`); our errors only.
+
+    ``cls``: the mutagen class to use (the original's, for its temporary copy: mutagen guesses a
+    file's type partly from its name, and a ``.tagger-tmp`` name says nothing, so an MP3 without an
+    ID3 tag, e.g. an 8 kHz MPEG 2.5 one, would not be recognised from the copy). Without ``cls`` the
+    type comes from the name and the first bytes, with our own MPEG frame check as a last resort.
+    """
+    import mutagen
+
+    name = real or os.fspath(path)
+    try:
+        if os.stat(name).st_size == 0:  # (mutagen's words for it name a header or a frame: "Header size < 8")
+            raise TagWriteError(path, "empty file (0 bytes): no audio, no tags; left as it is")
+        if cls is None:
+            from tagger.tags.storage.apev2 import ape_file_type
+
+            # (mutagen's classes fail on a WavPack rate outside its table, and mutagen takes one of
+            # these files behind an ID3v2 tag for an MP3)
+            cls = ape_file_type(name)
+        variant = None if cls is not None else _wave64(name)
+        if variant:  # (mutagen tags only the RIFF WAV's ID3 chunk)
+            raise UntaggableError(path, f"unsupported format ({variant} WAV); tagger writes tags into "
+                                        f"{supported_formats()}")  # fmt: skip
+        if cls is None:
+            audio = mutagen.File(name)
+            if audio is None and _looks_like_mpeg(name):
+                from mutagen.mp3 import MP3
+
+                try:
+                    audio = _load_id3(MP3, name)
+                except mutagen.MutagenError:
+                    audio = None
+            elif audio is not None and type(audio).__name__ in _ID3_TYPES:
+                cls, audio = type(audio), None  # (let the first load go before the second)
+            if cls is None and (audio is None or type(audio).__name__ == "APEv2File"):
+                # mutagen knows some formats by their first bytes alone: a damaged or unusual file
+                # whose name says a format tagger writes is read as that format (an MP4 without an
+                # `ftyp` atom is read; a damaged one fails here, a failure, not a format without tags)
+                named = _named_type(name)
+                if named is not None:
+                    cls, audio = named, None
+        if cls is not None:
+            audio = _load_id3(cls, name) if cls.__name__ in _ID3_TYPES else cls(name)
+    except TaggerError:
+        raise
+    except FileNotFoundError:
+        raise TagWriteError(path, "no such file") from None
+    except (mutagen.MutagenError, *UNREADABLE) as exc:
+        raise TagWriteError(path, f"cannot read tags: {_unreadable(exc)}") from exc
+    except Exception as exc:
+        if not raised_in_mutagen(exc):
+            raise  # a bug in tagger: its own traceback, not the file's fault
+        raise TagWriteError(path, f"cannot read tags: mutagen failed on it ({type(exc).__name__}: {exc})") from exc
+    if audio is None or type(audio).__name__ not in STORAGES:
+        what = "unknown" if audio is None else _UNTAGGED_LABELS.get(type(audio).__name__, type(audio).__name__)
+        raise UntaggableError(path, f"unsupported format ({what}); tagger writes tags into {supported_formats()}")
+    return audio, STORAGES[type(audio).__name__]
+
+
+_UNTAGGED_LABELS = {
+    "OggFLAC": "Ogg FLAC", "OggTheora": "Ogg Theora video", "OggSpeex": "Ogg Speex", "AAC": "raw AAC (ADTS)",
+    "AC3": "AC-3", "SMF": "MIDI", "DSDIFF": "DSDIFF (DFF)",
+}  # fmt: skip
+"""The names for users of formats mutagen reads and tagger does not tag (others: mutagen's class name)."""
+
+
+def _named_type(name: str) -> type | None:
+    """The mutagen class of the format tagger writes that the file's extension names, or None."""
+    fmt = format_named(name)
+    return None if fmt is None else fmt.mutagen_class()
+
+
+def _unreadable(exc: Exception) -> str:
+    """Why mutagen could not read a file, in words that name the part of the file at fault."""
+    from mutagen.apev2 import APEBadItemError
+
+    if isinstance(exc, APEBadItemError):
+        return (f"its APEv2 tag has an item mutagen cannot read (a key that is not ASCII, reserved or not 2 to 255 "
+                f"characters long, text that is not UTF-8, or the reserved item type): {exc}")  # fmt: skip
+    if str(exc):
+        return str(exc)
+    root = exc  # mutagen wraps its errors in its own, and raises some bare: a read that runs out of bytes
+    while root.args and isinstance(root.args[0], BaseException):
+        root = root.args[0]
+    if type(root) is OSError and not root.args:  # (mutagen's `read_full`)
+        return "a part of it runs past the end of the file (as its headers give it: damaged or cut short?)"
+    return f"{type(root).__name__} (mutagen gives no reason)"
+
+
+UNREADABLE = (OSError, ValueError, struct.error, EOFError, IndexError, KeyError)
+"""What reading a malformed file's tags may raise (besides mutagen's own errors), in mutagen or in
+tagger's checks of the bytes: one line naming the file, never a traceback that stops a scan."""
+
+
+def raised_in_mutagen(exc: BaseException) -> bool:
+    """Whether ``exc`` (of a kind not in `UNREADABLE`) was raised in mutagen's code rather than
+    tagger's: the last frame of its traceback that is either one's is mutagen's (a TypeError or a
+    ZeroDivisionError of mutagen's on a malformed file is the file's; one of tagger's is a bug, which
+    must reach the user as a traceback, not as one bad file among others)."""
+    import mutagen
+
+    roots = (os.path.dirname(mutagen.__file__) + os.sep, os.path.dirname(os.path.dirname(__file__)) + os.sep)
+    last = None
+    tb = exc.__traceback__
+    while tb is not None:
+        name = tb.tb_frame.f_code.co_filename
+        if name.startswith(roots):
+            last = name
+        tb = tb.tb_next
+    return last is not None and last.startswith(roots[0])
+
+_ID3_TYPES = ("MP3", "WAVE", "AIFF", "DSF")
+"""mutagen file types whose tag is ID3v2."""
+
+
+def _load_id3(cls: type, name: str):
+    """Load the file ``name`` of an ID3 type ``cls`` with its frames as they are in the file:
+    mutagen's default load renames and drops frames of other ID3 versions (TYER becomes TDRC, RVAD
+    goes), which a save would then write.
+
+    An MP3's ID3v1 tag is folded into the loaded tag only when the file has no ID3v2 tag: the
+    ID3v2 tag a write adds then carries its title, artist, album, year, comment, track and genre
+    (players and ffmpeg read ID3v1 only where there is no ID3v2 tag, and would show none of them
+    any more). Beside an ID3v2 tag it would add frames. The ID3v1 tag itself is kept byte for
+    byte (`MP3Storage.save`)."""
+    if cls.__name__ != "MP3":
+        return cls(name, translate=False)
+    audio = cls(name, translate=False, load_v1=False)
+    if audio.tags is None:
+        audio = cls(name, translate=False, load_v1=True)  # (tags None again when there is no ID3v1 tag)
+        for frame in [] if audio.tags is None else audio.tags.getall("COMM"):
+            # mutagen describes the comment "ID3v1 Comment"; readers show the comment without a
+            # description as the file's comment (ffmpeg's "comment")
+            del audio.tags[frame.HashKey]
+            frame.desc = ""
+            audio.tags.add(frame)
+    return audio
+
+
+def _wave64(name: str) -> str | None:
+    """``RF64`` or ``BW64`` for a WAV file of those 64-bit variants (field recorders and DAWs write
+    them past 4 GB, some always), which libsndfile decodes and mutagen does not tag; None otherwise."""
+    try:
+        with open(name, "rb") as f:
+            head = f.read(12)
+    except OSError:
+        return None
+    return head[:4].decode() if head[:4] in (b"RF64", b"BW64") and head[8:12] == b"WAVE" else None
+
+
+def _looks_like_mpeg(name: str) -> bool:
+    """An ID3v2 tag or an MPEG audio frame header (layer I-III, any MPEG version) at the start."""
+    try:
+        with open(name, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        return False
+    if head.startswith(b"ID3"):
+        return True
+    return len(head) == 4 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0 and head[1] & 0x06 != 0 and head[2] >> 4 != 0xF
