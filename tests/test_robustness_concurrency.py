@@ -23,7 +23,7 @@ from tagger.db import models as M
 from tagger.db.session import open_database
 from tagger.errors import TagWriteError
 from tagger.library.scan import scan, tag_writer
-from tagger.tags import read_instruments, remove_instruments, rewrite, write_instruments
+from tagger.tags import filesystem, read_instruments, remove_instruments, write_instruments
 
 TESTS = Path(__file__).resolve().parent
 
@@ -49,12 +49,12 @@ def _leases_here(folder: Path) -> bool:
 
 
 class Pause:
-    """Pauses the thread named ``who`` in `rewrite._link_backup`: after the rewrite's last check that
+    """Pauses the thread named ``who`` in `filesystem.link_backup`: after the rewrite's last check that
     the file is still the one it copied, right before its ``rename``."""
 
     def __init__(self, monkeypatch, who: str) -> None:
         self.inside, self.go = threading.Event(), threading.Event()
-        original = rewrite._link_backup
+        original = filesystem.link_backup
 
         def link_backup(real, folder, prefix):
             if threading.current_thread().name == who:
@@ -62,7 +62,7 @@ class Pause:
                 assert self.go.wait(30)
             return original(real, folder, prefix)
 
-        monkeypatch.setattr(rewrite, "_link_backup", link_backup)
+        monkeypatch.setattr(filesystem, "link_backup", link_backup)
 
 
 def test_two_writers_of_one_file_never_both_replace_it(tmp_path, monkeypatch):

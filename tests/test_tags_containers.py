@@ -590,7 +590,7 @@ def shared_folder():
 
 
 def test_owner_that_cannot_be_given_away_keeps_the_group(tmp_path, monkeypatch):
-    from tagger.tags import rewrite
+    from tagger.tags import filesystem
 
     song = _ffmpeg(tmp_path / "song.flac", "-c:a", "flac")
     calls = []
@@ -601,7 +601,7 @@ def test_owner_that_cannot_be_given_away_keeps_the_group(tmp_path, monkeypatch):
             raise PermissionError(errno.EPERM, "Operation not permitted")
 
     monkeypatch.setattr(os, "chown", chown)
-    rewrite._copy_owner(str(song), SimpleNamespace(st_uid=4242, st_gid=4343))
+    filesystem.copy_owner(str(song), SimpleNamespace(st_uid=4242, st_gid=4343))
     assert calls == [(4242, 4343), (-1, 4343)]  # the owner refused: the group at least
 
 

@@ -11,10 +11,11 @@ The package:
 - `tagger.tags.fields`: the fields, declared once, and the `TagState` / `TagChange` results;
 - `tagger.tags.storage`: one storage class per tag container (ID3, Vorbis comment, MP4 freeform,
   ASF, APEv2; a module per container family) with read / write / delete / other tags / audio payload;
-- `tagger.tags.rewrite`: the atomic, verified rewrite of one file (Linux read lease, extended
-  attributes kept, settle time, the checks that it is the file analysed), `read_instruments`,
-  `write_instruments`, `remove_instruments`;
+- `tagger.tags.rewrite`: the atomic, verified rewrite of one file (settle time, the checks that it
+  is the file analysed), `read_instruments`, `write_instruments`, `remove_instruments`;
 - `tagger.tags.formats`: which format a file is, and loading it with mutagen (our errors only);
+- `tagger.tags.filesystem`: the file-system facts a rewrite checks and keeps (Linux read lease,
+  writers' lock, owner, mode, extended attributes, fsync);
 - `tagger.tags.batch`: many files: predictions (JSONL or the database), selection with
   `tagger.db.filter.TrackFilter`, `write_predictions`, `remove_all`, `tag_from_database`;
 - `tagger.tags.beets`: the fields registered on beets' ``mediafile``.

@@ -10,15 +10,17 @@ rewritten). The file mode and extended attributes (POSIX ACLs included) are kept
 modification time is updated unless ``keep_mtime``.
 
 Other programs: a Linux read lease on the original is held from before the copy until after the
-rename (`_ReadLease`): a file open for writing elsewhere is refused, and one opened for writing
+rename (`filesystem.ReadLease`): a file open for writing elsewhere is refused, and one opened for writing
 meanwhile makes the write give up (the old file is put back if that happened at the rename). A
 file modified less than ``settle_seconds`` ago is refused too (the commands' default is
 `DEFAULT_SETTLE_SECONDS`). The copy is always read as the original's mutagen type. Other tagger
 writers of the same file: an exclusive ``flock`` on the original, held over the same span
-(`_lock_writers`), refuses the second one.
+(`filesystem.lock_writers`), refuses the second one.
 
 Where the fields live in each container is `tagger.tags.storage`'s business. Recognising a file's
-format and loading it with mutagen is in `tagger.tags.formats`.
+format and loading it with mutagen is in `tagger.tags.formats`; the file-system checks and the facts
+kept on the copy (lease, writers' lock, mode, owner, extended attributes, fsync) are in
+`tagger.tags.filesystem`.
 """
 
 from __future__ import annotations
@@ -27,14 +29,13 @@ import logging
 import os
 import shutil
 import stat
-import struct
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from tagger.errors import AudioReadError, ChangedSinceError, TaggerError, TagWriteError
 from tagger.paths import DEFAULT_SETTLE_SECONDS, TEMP_SUFFIX, is_temp_name  # noqa: F401  (DEFAULT_SETTLE_SECONDS: re-exported)
-from tagger.tags import formats
+from tagger.tags import filesystem, formats
 from tagger.tags.fields import INSTRUMENTS_MODEL, Raw, TagChange, TagState, desired_raw, state
 from tagger.tags.storage import STORAGES, Storage, payload_digest, supported_formats
 
@@ -122,7 +123,7 @@ def write_instruments(
     untouched (``written=False``).
     ``settle_seconds``: refuse a file modified less than this many seconds ago (it may still be
     being written; the commands pass `DEFAULT_SETTLE_SECONDS`). A file open for writing by another
-    program is refused whatever the settle time (where Linux leases are available; see `_ReadLease`).
+    program is refused whatever the settle time (where Linux leases are available; see `filesystem.ReadLease`).
     ``families``: the families of the model that produced the result (names are checked against
     them and written in their order); None: the canonical families (`tagger.instruments.FAMILIES`).
     ``before_replace``: called with the path of the verified, flushed copy just before it is moved
@@ -234,7 +235,7 @@ def _check_fingerprint(path, real: str, st: os.stat_result, wanted: str | None, 
         again = os.stat(real)
     except OSError as exc:
         raise TagWriteError(path, f"cannot stat: {exc.strerror or exc}") from None
-    if not _same_file(again, st):  # swapped while it was read: what was read proves nothing
+    if not filesystem.same_file(again, st):  # swapped while it was read: what was read proves nothing
         raise TagWriteError(path, "file changed while it was being checked; scan it again")
 
 
@@ -250,241 +251,6 @@ def unsettled_reason(mtime: float, settle_seconds: float, *, now: float | None =
     if settle_seconds <= 0 or abs(age) >= settle_seconds:
         return None
     return f"changed {max(age, 0.0):.0f} s ago, still being written? (settle time {settle_seconds:g} s); left for a later run"
-
-
-def _check_writable(path, real: str, st: os.stat_result) -> None:
-    """Refuse a file or folder the user may not write, and one without any write permission bit:
-    root may write anything, but a read-only mode says the owner wants it left alone."""
-    writable = stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH
-    folder = os.path.dirname(real) or "."
-    try:
-        mounted_read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
-    except (OSError, AttributeError):  # (no statvfs: the checks below find it read-only, in other words)
-        mounted_read_only = False
-    if mounted_read_only:
-        raise TagWriteError(path, "its file system is mounted read-only; left as it is")
-    attribute = _fixed_attribute(real)
-    if attribute:
-        raise TagWriteError(path, f"file is {attribute}; left as it is")
-    if not os.access(real, os.W_OK) or not st.st_mode & writable:
-        raise TagWriteError(path, "file is read-only")
-    attribute = _fixed_attribute(folder)
-    if attribute:
-        raise TagWriteError(path, f"folder {folder} is {attribute}: none of its files can be replaced (needed for "
-                                  "the atomic replace); left as it is")  # fmt: skip
-    try:
-        folder_mode = os.stat(folder).st_mode
-    except OSError as exc:
-        raise TagWriteError(path, f"cannot stat its folder {folder}: {exc.strerror or exc}") from exc
-    if not os.access(folder, os.W_OK | os.X_OK) or not folder_mode & writable:
-        raise TagWriteError(path, f"folder {folder} is not writable (needed for the atomic replace)")
-
-
-_FS_IOC_GETFLAGS = (2 << 30) | (struct.calcsize("l") << 16) | (ord("f") << 8) | 1  # _IOR('f', 1, long)
-_FIXED_ATTRIBUTES = ((0x10, "immutable (chattr +i)"), (0x20, "append-only (chattr +a)"))
-
-
-def _fixed_attribute(path: str) -> str | None:
-    """The Linux inode attribute of the file or folder ``path`` that forbids replacing it or a file
-    in it, root included (immutable, append-only), in words; None when it has none or the
-    filesystem does not say. A rename over such a file, or in such a folder, fails only once the
-    copy is written, and an append-only folder keeps the copy and the backup link: their removal
-    fails too."""
-    import fcntl
-
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        buf = bytearray(8)
-        fcntl.ioctl(fd, _FS_IOC_GETFLAGS, buf)
-    except OSError:
-        return None  # (a filesystem without these attributes)
-    finally:
-        os.close(fd)
-    flags = int.from_bytes(buf[:4], "little" if struct.pack("=I", 1)[0] else "big")
-    return next((words for bit, words in _FIXED_ATTRIBUTES if flags & bit), None)
-
-
-_F_SETLEASE = 1024
-_F_GETLEASE = 1025
-_F_SETSIG = 10
-
-
-class _ReadLease:
-    """A Linux read lease on the original file, held from before the copy until after the rename.
-
-    The kernel refuses the lease (EAGAIN) while any process has the file open for writing, and
-    breaks it as soon as one opens it for writing (or truncates it): `broken` then says so, and that
-    opener's ``open`` waits until the lease is released (at most ``/proc/sys/fs/lease-break-time``
-    seconds), so its writes cannot go to the file we are about to replace. Readers neither prevent
-    nor break it. Where leases are not available (not Linux, not the file's owner without
-    CAP_LEASE, network and FUSE filesystems, leases disabled) `active` is False and the writer
-    relies on its other checks (settle time, size/mtime/inode unchanged).
-
-    The lease-break notification (a signal) goes nowhere: SIGURG (ignored by default) is chosen
-    before the lease is taken and the descriptor's owner is cleared right after.
-    """
-
-    def __init__(self, fd: int, shown: str) -> None:
-        import fcntl
-        import signal
-        import sys
-
-        self.fd = fd
-        self.active = False
-        self.unavailable: str | None = None
-        if not sys.platform.startswith("linux"):
-            self.unavailable = "leases are Linux only"
-            return
-        try:
-            fcntl.fcntl(fd, getattr(fcntl, "F_SETSIG", _F_SETSIG), signal.SIGURG)
-            fcntl.fcntl(fd, getattr(fcntl, "F_SETLEASE", _F_SETLEASE), fcntl.F_RDLCK)
-        except OSError as exc:
-            import errno
-
-            if exc.errno == errno.EAGAIN:
-                raise TagWriteError(
-                    shown, "open for writing by another program (still being written?); left as it is for a later run"
-                ) from None
-            self.unavailable = exc.strerror or str(exc)  # EACCES (not the owner), EINVAL (filesystem) ...
-            return
-        self.active = True
-        fcntl.fcntl(fd, fcntl.F_SETOWN, 0)
-
-    def broken(self) -> bool:
-        """True when another program opened the file for writing since the lease was taken."""
-        if not self.active:
-            return False
-        import fcntl
-
-        return fcntl.fcntl(self.fd, getattr(fcntl, "F_GETLEASE", _F_GETLEASE)) != fcntl.F_RDLCK
-
-
-def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
-    return (a.st_dev, a.st_ino, a.st_size, a.st_mtime_ns) == (b.st_dev, b.st_ino, b.st_size, b.st_mtime_ns)
-
-
-def _xattrs(path: str) -> dict[str, bytes]:
-    """A file's extended attributes (POSIX ACLs included: ``system.posix_acl_access``)."""
-    import errno
-
-    try:
-        names = os.listxattr(path)
-    except OSError as exc:
-        if exc.errno in (errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS):
-            return {}
-        raise
-    out = {}
-    for name in names:
-        try:
-            out[name] = os.getxattr(path, name)
-        except OSError as exc:
-            if exc.errno != errno.ENODATA:  # removed meanwhile
-                raise
-    return out
-
-
-def _copy_xattrs(src: str, dst: str, shown: str) -> dict[str, bytes]:
-    """Give ``dst`` exactly the extended attributes of ``src`` (user attributes, POSIX ACLs, ...);
-    returns them. Raises `TagWriteError` naming the attributes that cannot be kept."""
-    want = _xattrs(src)
-    have = _xattrs(dst)  # e.g. an ACL inherited from the folder's default ACL, a security label
-    problems = []
-    for name in have.keys() - want.keys():
-        try:
-            os.removexattr(dst, name)
-        except OSError as exc:
-            problems.append(f"{name} ({exc.strerror or exc})")
-    for name, value in want.items():
-        if have.get(name) != value:
-            try:
-                os.setxattr(dst, name, value)
-            except OSError as exc:
-                problems.append(f"{name} ({exc.strerror or exc})")
-    if not problems and _xattrs(dst) != want:
-        problems.append("the attributes read back differ")
-    if problems:
-        raise TagWriteError(shown, f"cannot keep the extended attributes on the new copy: {', '.join(problems)}")
-    return want
-
-
-def _copy_mode(tmp: str, st: os.stat_result, shown: str) -> None:
-    """Give ``tmp`` the mode of the original (``st``). A file system that keeps no Unix modes (FAT
-    through FUSE refuses ``chmod`` with ENOSYS, the kernel's vfat with EPERM for bits it cannot
-    store) gives every file the same mode: the copy already has the original's, and that is enough.
-    Raises `TagWriteError` when the mode can be neither set nor found already there."""
-    import errno
-
-    mode = stat.S_IMODE(st.st_mode)
-    try:
-        os.chmod(tmp, mode)
-    except OSError as exc:
-        if exc.errno not in (errno.ENOSYS, errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP):
-            raise
-        if stat.S_IMODE(os.stat(tmp).st_mode) != mode:
-            raise TagWriteError(shown, f"the file system refuses to give the new copy the file's mode "
-                                       f"({stat.filemode(st.st_mode)}): {exc.strerror or exc}") from None  # fmt: skip
-
-
-def _copy_owner(tmp: str, st: os.stat_result) -> None:
-    """Give ``tmp`` the owner and group of the original (``st``), as far as permitted.
-
-    Only root may give a file away; a user who may not (documented: the writer then owns the
-    file) still keeps its group where they are a member of it, so that a library shared through a
-    group stays writable by the group."""
-    now = os.stat(tmp)
-    if (now.st_uid, now.st_gid) == (st.st_uid, st.st_gid):
-        return
-    try:
-        os.chown(tmp, st.st_uid, st.st_gid)
-    except OSError:
-        try:
-            os.chown(tmp, -1, st.st_gid)
-        except OSError:
-            pass  # not a member of the file's group either: the writer's group it is
-
-
-def _link_backup(real: str, folder: str, prefix: str) -> str | None:
-    """A second name (a hidden temporary-file name) for the original, so that it can be put back
-    after the rename; None where the filesystem has no hard links."""
-    import secrets
-
-    for _ in range(10):
-        name = os.path.join(folder, prefix + secrets.token_hex(4) + TEMP_SUFFIX)
-        try:
-            os.link(real, name)
-            return name
-        except FileExistsError:
-            continue
-        except OSError:
-            return None
-    return None
-
-
-WRITER_BUSY = ("being rewritten by another tagger process at this moment (a scan, `tagger tag` or `untag`); "
-               "left as it is for a later run")
-
-
-def _lock_writers(fd: int, shown: str) -> None:
-    """Take the writers' lock of the file open as ``fd``: an exclusive ``flock`` on it, held (with the
-    descriptor) until after the copy has been moved over the file. Two tagger writers of one file (a
-    scan's tag write and `tagger tag`, `untag`, a second `tag`) never both copy it: each moves its
-    copy over the file only after its last check that the file is still the one it copied, and
-    without the lock the other's ``rename`` could land between that check and its own, losing the
-    other's write (reported as written) and letting each record the other's file as its own. The
-    second writer is refused (`WRITER_BUSY`), never made to wait: the file it would copy is about to
-    be replaced. Other programs do not take it; the read lease (`_ReadLease`) guards against them."""
-    import errno
-    import fcntl
-
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-            raise TagWriteError(shown, WRITER_BUSY) from None
-        # (a filesystem without flock: the other checks remain)
 
 
 class _BeforeReplaceFailed(Exception):
@@ -563,14 +329,14 @@ def _rewrite_file(shown, real, st, *, target, id3v23, keep_mtime, dry_run, settl
             raise TagWriteError(shown, f"{loss}; left unchanged")
     if not changed or dry_run:
         if changed:
-            _check_writable(shown, real, st)
+            filesystem.check_writable(shown, real, st)
             if unsettled:
                 raise TagWriteError(shown, unsettled)
         return TagChange(
             path=shown, before=before, after=after if changed else before, changed=changed, written=False,
             dry_run=dry_run, size=st.st_size, mtime=st.st_mtime,
         )  # fmt: skip
-    _check_writable(shown, real, st)
+    filesystem.check_writable(shown, real, st)
     if unsettled:
         raise TagWriteError(shown, unsettled)
     # Only a digest of the other tags is kept: the loaded tag (cover art included) is let go now.
@@ -588,39 +354,39 @@ def _rewrite_file(shown, real, st, *, target, id3v23, keep_mtime, dry_run, settl
         import fcntl
 
         source = os.open(real, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-        lease = _ReadLease(source, shown)
-        _lock_writers(source, shown)  # (also "in use" for the backup name below)
+        lease = filesystem.ReadLease(source, shown)
+        filesystem.lock_writers(source, shown)  # (also "in use" for the backup name below)
         # Checked once locked: a writer that held the lock until now has moved its copy over the file.
-        if not _same_file(os.fstat(source), st) or not _same_file(os.stat(real), st):
+        if not filesystem.same_file(os.fstat(source), st) or not filesystem.same_file(os.stat(real), st):
             raise TagWriteError(shown, changed_meanwhile)
         payload = payload_digest(real, mutagen_type)
         values = storage.item_values(real)
         held, tmp = tempfile.mkstemp(prefix=prefix, suffix=TEMP_SUFFIX, dir=folder)
         fcntl.flock(held, fcntl.LOCK_EX)  # "in use" until we are done or dead (remove_stale_temp_files)
         shutil.copyfile(real, tmp)
-        _copy_owner(tmp, st)  # before the mode: a chown clears a setgid bit set before it
-        _copy_mode(tmp, st, shown)
-        xattrs = _copy_xattrs(real, tmp, shown)
+        filesystem.copy_owner(tmp, st)  # before the mode: a chown clears a setgid bit set before it
+        filesystem.copy_mode(tmp, st, shown)
+        xattrs = filesystem.copy_xattrs(real, tmp, shown)
         if lease.broken():
             raise TagWriteError(shown, changed_meanwhile)
         items = _write_copy(tmp, cls=cls, storage=storage, raw=after_raw, version=version, original=real)
-        _copy_mode(tmp, st, shown)  # a write by a user other than root clears a setgid bit
+        filesystem.copy_mode(tmp, st, shown)  # a write by a user other than root clears a setgid bit
         _verify(tmp, cls=cls, storage=storage, raw=after_raw, others=others, items=items, values=values,
                 payload=payload, mutagen_type=mutagen_type)  # fmt: skip
-        if _xattrs(tmp) != xattrs or stat.S_IMODE(os.stat(tmp).st_mode) != stat.S_IMODE(st.st_mode):
+        if filesystem.xattrs(tmp) != xattrs or stat.S_IMODE(os.stat(tmp).st_mode) != stat.S_IMODE(st.st_mode):
             raise TagWriteError(tmp, "verification failed: the extended attributes or the mode changed")
         if keep_mtime:
             os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
-        _fsync(tmp)
+        filesystem.fsync(tmp)
         if before_replace is not None:
             try:
                 before_replace(tmp)
             except Exception as exc:
                 raise _BeforeReplaceFailed(exc) from exc
-        if lease.broken() or not _same_file(os.fstat(source), st) or not _same_file(os.stat(real), st):
+        if lease.broken() or not filesystem.same_file(os.fstat(source), st) or not filesystem.same_file(os.stat(real), st):
             raise TagWriteError(shown, changed_meanwhile)
         if lease.active:
-            backup = _link_backup(real, folder, prefix)
+            backup = filesystem.link_backup(real, folder, prefix)
         os.replace(tmp, real)
         tmp = None
         if lease.broken():
@@ -634,7 +400,7 @@ def _rewrite_file(shown, real, st, *, target, id3v23, keep_mtime, dry_run, settl
             raise TagWriteError(shown, changed_meanwhile)
         os.close(source)  # the lease ends here
         source = None
-        _fsync_dir(folder)
+        filesystem.fsync_dir(folder)
         new = os.stat(real)
     except TagWriteError as exc:
         raise TagWriteError(shown, exc.reason if exc.path == shown else f"{exc.reason}; file left unchanged") from exc
@@ -707,24 +473,3 @@ def _verify(
                                      "into a form mutagen reads as the same values")  # fmt: skip
     if payload is not None and payload_digest(tmp, mutagen_type) != payload:
         raise TagWriteError(tmp, "verification failed: the audio payload changed")
-
-
-def _fsync(name: str) -> None:
-    fd = os.open(name, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(folder: str) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
