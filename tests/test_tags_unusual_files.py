@@ -333,6 +333,61 @@ def test_flac_application_and_reserved_blocks_and_an_id3v2_tag_in_front_are_kept
     assert _decoded(song) == decoded
 
 
+def _cuesheet(*, reserved: bytes = b"\0" * 258, after: bytes = b"") -> bytes:
+    """A CUESHEET block's content: one track of one index at sample 0 and the lead-out track (170)
+    at sample 44100; ``reserved``: the header's 258 reserved bytes; ``after``: bytes past its end."""
+    head = struct.pack(">128sQB", b"1234567890123", 88200, 0x80) + reserved + bytes([2])
+    track = struct.pack(">QB12sB13xB", 0, 1, b"USABC1234567", 0, 1) + struct.pack(">QB3x", 0, 1)
+    lead_out = struct.pack(">QB12sB13xB", 44100, 170, b"\0" * 12, 0, 0)
+    return head + track + lead_out + after
+
+
+def _seektable(*, after: bytes = b"") -> bytes:
+    """A SEEKTABLE block's content: a seek point at sample 0 and a placeholder point."""
+    return struct.pack(">QQH", 0, 0, 4608) + struct.pack(">QQH", 2**64 - 1, 0, 0) + after
+
+
+def _flac_with_blocks(tmp_path: Path, *blocks: tuple[int, bytes]) -> Path:
+    """A 1 s FLAC with its own Vorbis comments and the (type, content) ``blocks`` after STREAMINFO."""
+    made = _ffmpeg(tmp_path / "made.flac", "-c:a", "flac", "-metadata", "TITLE=made").read_bytes()
+    assert made[:4] == b"fLaC" and made[4] == 0  # STREAMINFO, not last
+    song = tmp_path / "song.flac"
+    extra = b"".join(bytes([code]) + len(data).to_bytes(3, "big") + data for code, data in blocks)
+    song.write_bytes(made[: 8 + 34] + extra + made[8 + 34 :])
+    return song
+
+
+def test_flac_cuesheet_and_seektable_blocks_are_kept_byte_for_byte(tmp_path):
+    """A README promise (*Unusual containers kept whole*) that no test checked: CUESHEET and
+    SEEKTABLE blocks come out of a tag write as they went in."""
+    blocks = (3, _seektable()), (5, _cuesheet())
+    song = _flac_with_blocks(tmp_path, *blocks)
+    start = song.read_bytes()[: 8 + 34 + sum(4 + len(data) for _, data in blocks)]
+    decoded = _decoded(song)
+    assert tags.write_instruments(song, **WRITE).written
+    assert song.read_bytes().startswith(start) and _decoded(song) == decoded
+
+
+@pytest.mark.parametrize("block, named", [
+    ((5, _cuesheet(reserved=b"\0" * 200 + b"cue tool" + b"\0" * 50)), "CUESHEET"),
+    ((5, _cuesheet(after=b"\x01\x02\x03")), "CUESHEET"),
+    ((3, _seektable(after=b"\x07" * 5)), "SEEKTABLE"),
+], ids=["cuesheet reserved bytes", "cuesheet bytes past its end", "seektable partial point"])  # fmt: skip
+def test_a_flac_block_that_mutagen_would_write_back_otherwise_is_left_alone(tmp_path, block, named):
+    """mutagen writes a CUESHEET or SEEKTABLE block back from the fields it parsed: bytes in its
+    reserved fields or past its last track or seek point were dropped without a word (the file
+    tagged, `flac -t` passing, the block no longer as it was). Such a file is left unchanged,
+    the block named."""
+    from tagger.errors import TagWriteError
+
+    song = _flac_with_blocks(tmp_path, block)
+    before = song.read_bytes()
+    with pytest.raises(TagWriteError, match=rf"its FLAC metadata has blocks that a rewrite would change \({named}"):
+        tags.write_instruments(song, **WRITE)
+    assert song.read_bytes() == before
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(tags.TEMP_SUFFIX)]
+
+
 def test_mp4_chapters_a_second_audio_track_and_a_video_track_are_kept(tmp_path):
     chapters = tmp_path / "chapters.txt"
     chapters.write_text(";FFMETADATA1\ntitle=Book\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=0\nEND=500\ntitle=One\n"

@@ -82,6 +82,10 @@ class VorbisStorage(Storage):
         return []
 
 
+_BLOCK_NAMES = {0: "STREAMINFO", 2: "APPLICATION", 3: "SEEKTABLE", 5: "CUESHEET"}
+"""FLAC metadata block types by number, as a reason names them."""
+
+
 @register(Format("FLAC", "FLAC", (".flac",)))
 class FLACStorage(VorbisStorage):
     """FLAC: the audio is the frames after the metadata blocks (PICTURE blocks are other tags).
@@ -124,7 +128,28 @@ class FLACStorage(VorbisStorage):
                 return (f"an ID3v2 tag in front of its FLAC stream holds its fields ({shown}) and its Vorbis "
                         "comments none: players that read Vorbis comments first would stop showing them once "
                         "tagger's fields are there")  # fmt: skip
+        changed = self.blocks_changed(audio, path)
+        if changed:
+            return (f"its FLAC metadata has blocks that a rewrite would change ({', '.join(changed)}: bytes in "
+                    "reserved fields or past their last entry, which mutagen does not write back)")  # fmt: skip
         return super().cannot_keep(audio, path, version)
+
+    def blocks_changed(self, audio, path: str) -> list[str]:
+        """The metadata blocks other than padding, comments and pictures (checked on their own)
+        that a save would not write back byte for byte: mutagen writes STREAMINFO, SEEKTABLE and
+        CUESHEET from the fields it parsed, so their reserved bytes and any bytes after their last
+        seek point or track were dropped."""
+        with open(path, "rb") as f:
+            raw = []
+            for code, start, end in list(self._blocks(f)):
+                if code not in (1, 4, 6):
+                    f.seek(start)
+                    raw.append((code, f.read(end - start)))
+        loaded = [block for block in audio.metadata_blocks if block.code not in (1, 4, 6)]
+        if [code for code, _ in raw] != [block.code for block in loaded]:
+            return [f"{len(raw)} such block(s) in the file, {len(loaded)} read by mutagen"]
+        return [_BLOCK_NAMES.get(code, f"block type {code}") for (code, data), block in zip(raw, loaded)
+                if bytes(block.write()) != data]  # fmt: skip
 
     def comment_blocks(self, audio, path):
         with open(path, "rb") as f:
