@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import os
 import random
+import re
 import shutil
 import struct
 import subprocess
@@ -84,6 +85,28 @@ def _lease_available(path: Path) -> bool:
 # -- 1. a file still being written ---------------------------------------------------------------
 
 
+def test_a_player_reading_the_file_neither_blocks_nor_aborts_a_write(tmp_path):
+    """A README promise (*Safety*, *Never under another program's feet*) that no test checked:
+    another process holding the file open for reading (a player) does not stop the tag write, and
+    goes on reading the content it opened."""
+    song = write_audio(tmp_path / "song.flac", tone_signal([440.0], seconds=2.0))
+    _backdate(song)
+    before = song.read_bytes()
+    player = subprocess.Popen(
+        [sys.executable, "-c", "import sys; f = open(sys.argv[1], 'rb'); print('open', flush=True); "
+         "sys.stdin.read(); sys.stdout.buffer.write(f.read())", str(song)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE)  # fmt: skip
+    try:
+        assert player.stdout.readline() == b"open\n"
+        assert tags.write_instruments(song, **WRITE).written
+        assert tags.read_instruments(song).instruments == ["bass", "guitar"]
+        read, _ = player.communicate(timeout=30)
+    finally:
+        player.kill()
+        player.wait()
+    assert read == before  # the player read the whole file it opened, undisturbed
+
+
 @pytest.mark.skipif(not LINUX, reason="leases are Linux only")
 def test_appending_writer_loses_nothing_a_file_open_for_writing_is_not_replaced(tmp_path):
     """A program appending to a file (descriptor kept open) must not have its later writes sent to
@@ -119,6 +142,27 @@ def test_recently_changed_file_is_left_for_a_later_run_settle_time(tmp_path):
     assert tags.write_instruments(song, **WRITE, settle_seconds=30).written
     # a file that needs no change is never refused (nothing would be written)
     assert not tags.write_instruments(song, **WRITE, settle_seconds=30).changed
+
+
+def test_untag_leaves_a_just_changed_file_alone_by_default(tmp_path, monkeypatch):
+    """A README promise (*Safety*, *Settle time*) that no test checked, the tests running with
+    ``TAGGER_SETTLE_SECONDS=0``: without the option the commands wait 10 s, `untag` right after a
+    write skips the file (exit 1, the file unchanged), and `--settle-seconds 0` untags it."""
+    from typer.testing import CliRunner
+
+    from tagger.cli import app
+
+    monkeypatch.delenv("TAGGER_SETTLE_SECONDS")
+    song = write_audio(tmp_path / "song.flac", tone_signal([440.0], seconds=2.0))
+    tags.write_instruments(song, **WRITE)
+    before = song.read_bytes()
+    result = CliRunner().invoke(app, ["untag", str(song)])
+    assert result.exit_code == 1, result.output
+    assert re.search(rf"skipped {re.escape(str(song))}: changed \d+ s ago, still being written\? \(settle time 10 s\)",
+                     result.output), result.output
+    assert song.read_bytes() == before
+    result = CliRunner().invoke(app, ["untag", str(song), "--settle-seconds", "0"])
+    assert result.exit_code == 0 and not tags.read_instruments(song).tagged, result.output
 
 
 def test_scan_defers_files_still_being_written_and_a_later_scan_tags_them(tmp_path):
@@ -199,6 +243,35 @@ def test_a_folder_default_acl_does_not_leak_onto_the_rewritten_file(tmp_path):
     assert "system.posix_acl_access" not in before  # created before the default ACL
     tags.write_instruments(song, **WRITE)
     assert {name: os.getxattr(song, name) for name in os.listxattr(song)} == before
+
+
+@pytest.mark.skipif(not hasattr(os, "setxattr"), reason="no extended attributes on this platform")
+def test_an_attribute_the_copy_cannot_be_given_skips_the_file_naming_it(tmp_path, monkeypatch):
+    """A README promise (*Safety*) that no test checked: a file whose extended attributes cannot
+    be reproduced on the copy (a security label only root may set) is skipped with the attribute
+    named, the file and its attributes as they were, no copy left. The kernel's refusal is made
+    here by refusing that one name in `os.setxattr` (the tests may run as root)."""
+    song = write_audio(tmp_path / "song.flac", tone_signal([440.0], seconds=2.0))
+    try:
+        os.setxattr(song, "user.label", b"top secret")
+        os.setxattr(song, "user.rating", b"5")
+    except OSError as exc:
+        pytest.skip(f"no user extended attributes here: {exc}")
+    _backdate(song)
+    before, attrs = song.read_bytes(), {name: os.getxattr(song, name) for name in os.listxattr(song)}
+    real_setxattr = os.setxattr
+
+    def refuse_label(path, name, value, *args, **kwargs):
+        if name == "user.label":
+            raise OSError(errno.EPERM, os.strerror(errno.EPERM))
+        return real_setxattr(path, name, value, *args, **kwargs)
+
+    monkeypatch.setattr(os, "setxattr", refuse_label)
+    with pytest.raises(TagWriteError, match=r"cannot keep the extended attributes on the new copy: user\.label \("):
+        tags.write_instruments(song, **WRITE)
+    assert song.read_bytes() == before
+    assert {name: os.getxattr(song, name) for name in os.listxattr(song)} == attrs
+    assert [p.name for p in tmp_path.iterdir()] == ["song.flac"]
 
 
 def _chattr(path: Path, flags: str) -> bool:
