@@ -311,3 +311,36 @@ def test_a_database_url_naming_no_file_is_refused_before_a_file_is_touched(tmp_p
         assert result.output.startswith("tagger: error: the database URL sqlite:"), result.output
         assert "names no file: SQLite would hold the library in memory" in result.output
     assert song.read_bytes() == before
+
+
+def test_the_library_entry_points_refuse_a_file_system_encoding_that_is_not_utf8(tmp_path, monkeypatch):
+    """The check lived only in the command line: `scan()` called from Python (the beets plugin calls
+    it through `analyse_files`) went on reading names as ASCII. Each entry point that reads the
+    library's file names now refuses first (`tagger.paths.check_filesystem_encoding`), the database
+    and the files left as they were."""
+    from tagger import tags
+    from tagger.db.queries import prune_missing
+    from tagger.errors import UserError
+    from tagger.library.files import analyse_files
+
+    music = tmp_path / "music"
+    write_audio(music / "Björk – Jóga.wav", tone_signal([110.0], seconds=4.0))
+    dbfile = tmp_path / "lib.db"
+    db = open_database(dbfile)
+    scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    before, data = statuses(dbfile), (music / "Björk – Jóga.wav").read_bytes()
+    monkeypatch.setattr(sys, "getfilesystemencoding", lambda: "ascii")
+    calls = {
+        "scan": lambda: scan([music], db=db, analyser=FakeAnalyser(), jobs=0),
+        "analyse_files": lambda: analyse_files([music / "Björk – Jóga.wav"], db=db, analyser=FakeAnalyser(), jobs=0),
+        "tag_from_database": lambda: list(tags.tag_from_database(db)),
+        "write_predictions": lambda: list(tags.write_predictions([], roots=[music])),
+        "remove_all": lambda: list(tags.remove_all([music])),
+        "prune_missing": lambda: prune_missing(db.sessionmaker()),
+    }
+    for name, call in calls.items():
+        with pytest.raises(UserError, match="^Python reads file names as ascii here, not UTF-8 "):
+            call()
+    db.close()
+    assert statuses(dbfile) == before == {str(music / "Björk – Jóga.wav"): "ok"}
+    assert (music / "Björk – Jóga.wav").read_bytes() == data

@@ -404,9 +404,11 @@ def prune_missing(session: Session) -> Pruned:
     scan restores it; a symbolic link whose target is out of reach counts as there) or when a
     folder a scan was given and that holds it is empty, as the mount point of a drive that is not
     mounted is (`tagger.paths.looks_unmounted`). A folder or anything else that is no regular file,
-    found where the file was, is not the file."""
-    from tagger.paths import folder_prefix, looks_unmounted
+    found where the file was, is not the file. Raises `UserError` where Python does not read file
+    names as UTF-8 (`tagger.paths.check_filesystem_encoding`)."""
+    from tagger.paths import check_filesystem_encoding, folder_prefix, looks_unmounted
 
+    check_filesystem_encoding()
     rows = session.execute(
         select(M.Track.id, M.Track.path).where(M.Track.status == M.STATUS_MISSING).order_by(by_path(session))
     ).all()

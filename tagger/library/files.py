@@ -24,6 +24,7 @@ from tagger.db.queries import StoredResults
 from tagger.db.session import Database
 from tagger.errors import TaggerError
 from tagger.library.plan import storable
+from tagger.paths import check_filesystem_encoding
 from tagger.library.scan import Analyser, ScanSummary, scan
 
 
@@ -63,7 +64,9 @@ def analyse_files(
     """Scan `paths` (files) into `db` and return the scan's summary (None when no file exists)
     and each file's `FileResult`, keyed by its absolute path as given (a path through symbolic
     links, say a beets library reached through a link, gets the result of the file it leads to,
-    which the scan stores under its real path: `FileResult.path`)."""
+    which the scan stores under its real path: `FileResult.path`). Raises `UserError` where Python
+    does not read file names as UTF-8 (`tagger.paths.check_filesystem_encoding`)."""
+    check_filesystem_encoding()
     wanted = [os.path.abspath(os.path.expanduser(os.fspath(p))) for p in paths]
     results: dict[str, FileResult] = {}
     present: dict[str, str] = {}  # given path -> its real path (the scan stores a file under it)

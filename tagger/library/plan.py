@@ -26,7 +26,7 @@ from tagger.errors import TaggerError, UserError
 from tagger.crawl import CrawlReport, crawl, refuse_system_root, system_mounts
 from tagger.fingerprint import content_hash, fingerprint
 from tagger.library.state import Progress, ScanInterrupted, ScanSummary, StopSignals
-from tagger.paths import Spelling, is_utf8
+from tagger.paths import Spelling, check_filesystem_encoding, is_utf8
 
 log = logging.getLogger("tagger.library.scan")
 
@@ -38,7 +38,8 @@ def check_roots(roots: Iterable[str | os.PathLike]) -> list[str]:
     Raises `UserError` for a root that does not exist, is neither a folder nor a regular file, lies
     on one of the kernel's file systems (``/proc``: `tagger.crawl.refuse_system_root`), or whose name
     is not valid UTF-8 (the database holds UTF-8 names; checked before a scan creates or locks
-    anything)."""
+    anything), and where Python does not read file names as UTF-8 (`check_filesystem_encoding`)."""
+    check_filesystem_encoding()
     mounts = system_mounts()
     out = []
     for root in roots:

@@ -16,6 +16,7 @@ from tagger.db.filter import Candidate, TrackFilter
 from tagger.display import named
 from tagger.errors import ChangedSinceError, TagWriteError, UserError
 from tagger.instruments import FAMILIES, canonical_order
+from tagger.paths import check_filesystem_encoding
 from tagger.tags.fields import TagChange, check_model_version, model_families
 from tagger.tags.rewrite import remove_instruments, write_instruments
 
@@ -353,6 +354,7 @@ def write_predictions(
 
     from tagger.crawl import external_link_target
 
+    check_filesystem_encoding()
     predictions = list(predictions)
     roots = list(roots) if roots is not None else [rows_folder(predictions)] if predictions else []
     for pred in predictions:
@@ -420,6 +422,7 @@ def remove_all(
     """`remove_instruments` on files and the audio files of folders (found as a scan finds them,
     `find_audio_files`); a file that cannot be changed, or is not followed, yields its
     `TagWriteError` (the others go on)."""
+    check_filesystem_encoding()
     for file in find_audio_files(paths, follow_external_symlinks=follow_external_symlinks):
         if isinstance(file, TagWriteError):
             yield file
@@ -488,6 +491,7 @@ def tag_from_database(
     from tagger.errors import AudioReadError
     from tagger.fingerprint import content_hash
 
+    check_filesystem_encoding()
     if where is None:
         where = TrackFilter.of(has=has, lacks=lacks, paths=paths)
     try:
