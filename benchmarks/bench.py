@@ -338,6 +338,8 @@ def synth_database(path: Path, *, tracks: int, seed: int = 0) -> Path:
             thresholds=json.dumps({f: 0.5 for f in FAMILIES}), aggregation="{}", created_at=now)).inserted_primary_key[0]  # fmt: skip
         track_rows, det_rows, seg_rows = [], [], []
         for i in range(tracks):
+            if len(track_rows) == 10_000:  # (in parts: 200,000 tracks held at once took gigabytes)
+                _insert_rows(conn, track_rows, det_rows, seg_rows)
             dur = rng.uniform(120, 420)
             track_rows.append({
                 "id": i + 1, "path": f"/music/artist-{i // 120:03d}/album-{i // 12:04d}/{i % 12 + 1:02d} track {i}.flac",
@@ -355,12 +357,22 @@ def synth_database(path: Path, *, tracks: int, seed: int = 0) -> Path:
                 if on:
                     a = rng.uniform(0, dur / 2)
                     seg_rows.append({"track_id": i + 1, "family": fam, "start": a, "end": min(dur, a + rng.uniform(8, dur / 2))})
-        conn.execute(insert(M.Track), track_rows)
-        conn.execute(insert(M.Detection), det_rows)
-        conn.execute(insert(M.Segment), seg_rows)
+        _insert_rows(conn, track_rows, det_rows, seg_rows)
     db.close()
     os.replace(tmp, path)
     return path
+
+
+def _insert_rows(conn, track_rows: list, det_rows: list, seg_rows: list) -> None:
+    """Insert the rows of `synth_database` and empty the lists."""
+    from sqlalchemy import insert
+
+    from tagger.db import models as M
+
+    for table, rows in ((M.Track, track_rows), (M.Detection, det_rows), (M.Segment, seg_rows)):
+        if rows:
+            conn.execute(insert(table), rows)
+        rows.clear()
 
 
 QUERIES = (

@@ -33,10 +33,18 @@ def _open(db: str | None, *, create: bool = False):
 
 
 def _with_session(db: str | None, read, *, locked: str | None = None, command: str = ""):
-    """Open the library database, return `read(session)`, and close the database. A database that
-    cannot be read (damaged, locked, gone) is one line naming it, not SQLAlchemy's traceback.
-    ``locked``: hold the scan lock meanwhile (a change no scan may run beside), the refusal telling
-    the user to do that once the scan is done; a read-only database refuses ``command`` first."""
+    """Open the library database, return `read(session)`, and close the database (`_session`)."""
+    with _session(db, locked=locked, command=command) as s:
+        return read(s)
+
+
+@contextlib.contextmanager
+def _session(db: str | None, *, locked: str | None = None, command: str = ""):
+    """Open the library database, give a session, and close the database when the block ends. A
+    database that cannot be read (damaged, locked, gone) is one line naming it, not SQLAlchemy's
+    traceback. ``locked``: hold the scan lock meanwhile (a change no scan may run beside), the
+    refusal telling the user to do that once the scan is done; a read-only database refuses
+    ``command`` first."""
     from sqlalchemy.exc import SQLAlchemyError
 
     from tagger.db.lock import scan_lock
@@ -47,7 +55,7 @@ def _with_session(db: str | None, read, *, locked: str | None = None, command: s
         if locked:  # (a change: refused on a read-only database before the lock file is made)
             database.require_writable(command=command)
         with scan_lock(database.url, then=locked, engine=database.engine) if locked else contextlib.nullcontext(), database.session() as s:
-            return read(s)
+            yield s
     except SQLAlchemyError as exc:
         raise database_error(database.url, exc, doing="read") from None
     finally:
@@ -250,31 +258,44 @@ def query(
     db: str = typer.Option(None, "--db", help=DB_HELP),
 ) -> None:
     """List the analysed tracks matching every condition."""
-    from tagger.db.queries import find_tracks
+    from tagger.db.queries import iter_tracks
     from tagger.errors import UserError
     from tagger.library.report import QUERY_FORMATS, iter_rendered, left_out
 
     if fmt not in QUERY_FORMATS:
         raise UserError(f"unknown format {fmt!r}; choose one of {', '.join(QUERY_FORMATS)}")
     where = F.track_filter(has=has, lacks=lacks, min_score=min_score, path_glob=path_glob)
-    tracks = _with_session(db, lambda s: find_tracks(s, where=where))
-    pieces = iter_rendered(tracks, fmt=fmt)  # (written piece by piece: never the whole text at once)
     if output is not None:
         from tagger.outputs import check_replaceable, looks_like_path_list, write_atomic
 
-        def write(name: str) -> None:
-            with open(name, "w", encoding="utf-8", newline="") as f:
-                f.writelines(pieces)
+        output = check_replaceable(output, ours=looks_like_path_list, what="a track list (text)")
+    counts = {"tracks": 0, "left out": 0}
 
-        write_atomic(check_replaceable(output, ours=looks_like_path_list, what="a track list (text)"), write)
-        skipped = left_out(tracks, fmt)
+    def counted(tracks):
+        for t in tracks:
+            counts["tracks"] += 1
+            counts["left out"] += left_out((t,), fmt)
+            yield t
+
+    # (read from the database as it is written, piece by piece: never every track, nor the whole text, at once)
+    with _session(db) as s:
+        pieces = iter_rendered(counted(iter_tracks(s, where=where)), fmt=fmt)
+        if output is not None:
+
+            def write(name: str) -> None:
+                with open(name, "w", encoding="utf-8", newline="") as f:
+                    f.writelines(pieces)
+
+            write_atomic(output, write)
+        elif fmt == "table":  # (for a person, wherever it goes)
+            echo("".join(pieces), nl=False, lines=True)
+        else:
+            for piece in pieces:
+                echo_data(piece, end={"paths0": "\0", "json": None}.get(fmt, "\n"))
+    if output is not None:
+        skipped = counts["left out"]
         but = f" ({skipped} left out: a name holding a line break)" if skipped else ""
-        echo(f"{len(tracks) - skipped} track(s) written to {output}{but}", err=True)
-    elif fmt == "table":  # (for a person, wherever it goes)
-        echo("".join(pieces), nl=False, lines=True)
-    else:
-        for piece in pieces:
-            echo_data(piece, end={"paths0": "\0", "json": None}.get(fmt, "\n"))
+        echo(f"{counts['tracks'] - skipped} track(s) written to {output}{but}", err=True)
 
 
 @app.command("show")
