@@ -445,13 +445,23 @@ def _flac_blocks(path: Path, meta: AudioInfo, block_frames: int, notes: list[str
     if total >= declared or len(notes or ()) > noted:  # (whole, or ffmpeg's own rule said what was lost)
         return
     lost = (declared - total) / meta.sample_rate  # (cut where a frame begins: ffmpeg says nothing)
-    if notes is not None and lost <= MAX_LOST_SHARE * meta.duration:
-        notes.append(f"the file ends before the length its header declares: analysed without the rest "
-                     f"({lost:.3f} s of {meta.duration:.1f} s left out)")  # fmt: skip
+    _note_or_refuse(path, notes, lost=lost, duration=meta.duration,
+                    note=f"the file ends before the length its header declares: analysed without the rest "
+                         f"({lost:.3f} s of {meta.duration or 0.0:.1f} s left out)",
+                    refusal=f"cut short: the file holds {total / meta.sample_rate:.1f} s of the "
+                            f"{meta.duration:.1f} s its header declares; nothing stored, as a result "
+                            f"would leave {lost:.1f} s out")  # fmt: skip
+
+
+def _note_or_refuse(path: Path, notes: list[str] | None, *, lost: float, duration: float | None, note: str,
+                    refusal: str) -> None:  # fmt: skip
+    """The rule for audio a decoder could not give (`MAX_LOST_SHARE`): `note` appended to `notes` when
+    `lost` seconds are at most that share of the known `duration` and the caller takes notes; else an
+    `AudioReadError` of `refusal` (a result would leave too much out, or how much is not known)."""
+    if notes is not None and duration and lost <= MAX_LOST_SHARE * duration:
+        notes.append(note)
     else:
-        raise AudioReadError(path, f"cut short: the file holds {total / meta.sample_rate:.1f} s of the "
-                                   f"{meta.duration:.1f} s its header declares; nothing stored, as a result "
-                                   f"would leave {lost:.1f} s out")  # fmt: skip
+        raise AudioReadError(path, refusal)
 
 
 def _ffmpeg_blocks(path: Path, meta: AudioInfo, block_frames: int, notes: list[str] | None = None) -> Iterator[np.ndarray]:
@@ -491,13 +501,12 @@ def _ffmpeg_blocks(path: Path, meta: AudioInfo, block_frames: int, notes: list[s
             failed, first, cut = _decoding_errors(errfile)
             if failed:
                 lost = (meta.duration or 0.0) - frames / meta.decode_rate
-                if notes is not None and meta.duration and lost <= MAX_LOST_SHARE * meta.duration:
-                    notes.append(f"ffmpeg could not decode {failed} of its frames ({_said(first, path)}): analysed "
-                                 f"without them ({max(lost, 0.0):.3f} s of {meta.duration:.1f} s left out)")  # fmt: skip
-                else:
-                    raise AudioReadError(path, f"corrupt audio: ffmpeg could not decode {failed} of its frames "
-                                               f"({_said(first, path)}); nothing stored, as a result would leave "
-                                               f"{'them' if not meta.duration else f'{max(lost, 0.0):.1f} s of {meta.duration:.1f} s'} out")  # fmt: skip
+                left_out = "them" if not meta.duration else f"{max(lost, 0.0):.1f} s of {meta.duration:.1f} s"
+                _note_or_refuse(path, notes, lost=lost, duration=meta.duration,
+                                note=f"ffmpeg could not decode {failed} of its frames ({_said(first, path)}): analysed "
+                                     f"without them ({max(lost, 0.0):.3f} s of {meta.duration or 0.0:.1f} s left out)",
+                                refusal=f"corrupt audio: ffmpeg could not decode {failed} of its frames "
+                                        f"({_said(first, path)}); nothing stored, as a result would leave {left_out} out")  # fmt: skip
             if cut:
                 raise AudioReadError(path, f"ffmpeg could not read all of the file ({_said(cut, path)}); nothing "
                                            "stored, as a result would leave out what it could not read")  # fmt: skip

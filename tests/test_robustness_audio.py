@@ -184,6 +184,24 @@ def test_an_m4a_with_one_damaged_frame_is_analysed_without_it_and_says_so(tmp_pa
 
 
 @needs_ffmpeg
+def test_damaged_frames_of_a_file_of_unknown_length_are_refused_not_left_out(tmp_path):
+    """The 1% rule needs the file's length: where it is unknown, how much the damaged frames hide is
+    too, so such a file is an error saying so (the rule's note is never made from the unknown length)."""
+    from dataclasses import replace
+
+    from tagger import audio
+    from tagger.errors import AudioReadError
+
+    _good, damaged = m4a_with_one_damaged_frame(tmp_path)
+    meta = replace(audio.info(damaged), duration=None)
+    notes: list[str] = []
+    with pytest.raises(AudioReadError, match=r"could not decode 1 of its frames .*would leave them out"):
+        for _ in audio._ffmpeg_blocks(damaged, meta, 16_000, notes):
+            pass
+    assert notes == []
+
+
+@needs_ffmpeg
 def test_a_flac_of_unknown_length_is_analysed(tmp_path, db):
     """A FLAC written by a streaming encoder (to a pipe: a live recording, a captured stream) declares
     0 samples ("unknown") in its STREAMINFO; libsndfile cannot read it (was: `decoding failed:
