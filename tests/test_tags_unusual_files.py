@@ -201,6 +201,51 @@ def test_a_stream_multiplexed_with_the_tagged_one_keeps_its_pages(tmp_path):
     assert _decoded(mixed) == decoded
 
 
+def _with_comment_tail(path: Path, codec: str, magic: bytes, tail: bytes) -> Path:
+    """A one-second Ogg song whose comment header packet ends with ``tail`` after its comments (and,
+    for Vorbis, after the framing byte 1 that ffmpeg writes)."""
+    from mutagen.ogg import OggPage
+
+    _ffmpeg(path, "-c:a", codec, "-metadata", "TITLE=made")
+    with open(path, "r+b") as f:
+        OggPage(f)  # the identification header's page
+        old = [OggPage(f)]
+        while not (old[-1].complete or len(old[-1].packets) > 1):
+            old.append(OggPage(f))
+        packets = OggPage.to_packets(old, strict=False)
+        assert packets[0].startswith(magic)
+        packets[0] += tail
+        OggPage.replace(f, old, OggPage._from_packets_try_preserve(packets, old))
+    return path
+
+
+@pytest.mark.parametrize("ext, codec, magic, tail, kept", [
+    ("ogg", "libvorbis", b"\x03vorbis", b"\0" * 9, True),
+    ("ogg", "libvorbis", b"\x03vorbis", b"tool data", False),
+    ("opus", "libopus", b"OpusTags", b"\0" * 9, True),
+    ("opus", "libopus", b"OpusTags", b"\x01tool data", True),
+    ("opus", "libopus", b"OpusTags", b"\x02tool data", False),
+], ids=["vorbis zeros", "vorbis data", "opus zeros", "opus data to keep", "opus data marked padding"])  # fmt: skip
+def test_bytes_after_the_ogg_comments_are_kept_or_the_file_left_alone(tmp_path, ext, codec, magic, tail, kept):
+    """mutagen writes the comment header packet from the comments it parsed, then zeros: bytes after
+    the comments (after Vorbis's framing byte; an Opus tail whose first byte has its lowest bit
+    clear) were replaced with zeros without a word. Zeros are padding and are written over; other
+    bytes leave the file unchanged, named; an Opus tail marked to be kept is kept."""
+    from tagger.errors import TagWriteError
+
+    song = _with_comment_tail(tmp_path / f"song.{ext}", codec, magic, tail)
+    before = song.read_bytes()
+    if not kept:
+        with pytest.raises(TagWriteError, match="comment header holds bytes after its comments"):
+            tags.write_instruments(song, **WRITE)
+        assert song.read_bytes() == before
+        return
+    decoded = _decoded(song)
+    assert tags.write_instruments(song, **WRITE).written
+    assert not any(tail) or tail in song.read_bytes()
+    assert _decoded(song) == decoded
+
+
 # -- MP3 ------------------------------------------------------------------------------------------
 
 

@@ -222,6 +222,8 @@ class OggVorbisStorage(VorbisStorage):
     headers = 3
     """Codec header packets (packet 1 is the comment header)."""
     comment_magic = b"\x03vorbis"
+    codec = "Vorbis"
+    """The codec's name, as a reason names it."""
     """How the comment header packet starts (the comments follow)."""
     ident_magic = b"\x01vorbis"
     """How the identification header packet (on the stream's first page) starts."""
@@ -240,7 +242,34 @@ class OggVorbisStorage(VorbisStorage):
             src.seek(end)
             shutil.copyfileobj(src, dst)
 
+    def cannot_keep(self, audio, path, version):
+        packet = self.comment_packet(audio, path)
+        if packet is not None:
+            data = io.BytesIO(packet)
+            _vorbis_entries(data, len(packet))
+            tail = packet[data.tell() :]
+            if not self.tail_kept(tail):
+                return (f"its {self.codec} comment header holds bytes after its "
+                        f"comments ({_shown(bytes(tail))}) that a rewrite would replace with zeros (mutagen writes "
+                        "only the comments back)")  # fmt: skip
+        return super().cannot_keep(audio, path, version)
+
+    @staticmethod
+    def tail_kept(tail: bytes) -> bool:
+        """Whether mutagen writes back the bytes ``tail`` that follow the comments in the comment
+        header packet: it writes the framing byte as 1 and zeros after it."""
+        return tail[:1] == b"\x01" and not any(tail[1:])
+
     def comment_blocks(self, audio, path):
+        packet = self.comment_packet(audio, path)
+        if packet is None:
+            return None
+        data = io.BytesIO(packet)
+        return [_vorbis_entries(data, len(packet))]
+
+    def comment_packet(self, audio, path: str) -> memoryview | None:
+        """The comment header packet of the stream mutagen reads (``audio``) in the file ``path``,
+        after its magic, read from its pages; None when it cannot be found."""
         from mutagen.ogg import OggPage
 
         serial = audio.info.serial  # the stream mutagen reads (the first of this codec)
@@ -256,8 +285,7 @@ class OggVorbisStorage(VorbisStorage):
                 complete, partial = _ogg_packets(page, partial)
                 for packet in complete:
                     if packet.startswith(self.comment_magic):
-                        data = io.BytesIO(memoryview(packet)[len(self.comment_magic) :])
-                        return [_vorbis_entries(data, len(data.getbuffer()))]
+                        return memoryview(packet)[len(self.comment_magic) :]
                     packets += 1
         return None
 
@@ -305,7 +333,14 @@ class OggOpusStorage(OggVorbisStorage):
 
     headers = 2
     comment_magic = b"OpusTags"
+    codec = "Opus"
     ident_magic = b"OpusHead"
+
+    @staticmethod
+    def tail_kept(tail: bytes) -> bool:
+        """Opus (RFC 7845 5.2): bytes after the comments whose first byte has its lowest bit set are
+        kept as they are; others are padding, which mutagen writes back as zeros."""
+        return not tail or bool(tail[0] & 1) or not any(tail)
 
 
 # -- helpers ------------------------------------------------------------------------------------
