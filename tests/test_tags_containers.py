@@ -458,6 +458,22 @@ def test_id3_frame_with_the_grouping_flag_is_refused(tmp_path, major, flag):
     assert song.read_bytes() == original
 
 
+@pytest.mark.parametrize("major, flag, named", [
+    (4, 0x4000, "discard it once the tag is altered"), (4, 0x1000, "read-only"),
+    (3, 0x8000, "discard it once the tag is altered"), (3, 0x2000, "read-only"),
+], ids=["v2.4 tag alter", "v2.4 read-only", "v2.3 tag alter", "v2.3 read-only"])  # fmt: skip
+def test_id3_frame_with_status_flags_is_refused(tmp_path, major, flag, named):
+    """mutagen writes every frame with its status flags cleared: a frame marked to be discarded once
+    the tag is altered was kept, unmarked, and a read-only mark was dropped, without a word (it
+    reads the same text back, so only the frame headers tell)."""
+    marked = _id3_frame(b"TIT2", b"\x03Title", flags=flag, major=major)
+    song = _mp3_with_id3(tmp_path / "song.mp3", _id3_frame(b"TPE1", b"\x03Ann", major=major), marked, major=major)
+    original = song.read_bytes()
+    with pytest.raises(TagWriteError, match=rf"frames that a rewrite would change: TIT2 \(flags mutagen drops: {named}"):
+        tags.write_instruments(song, **WRITE)
+    assert song.read_bytes() == original
+
+
 @pytest.mark.parametrize(
     "frame",
     [

@@ -473,6 +473,17 @@ def _walk_frames(f, base: int, pos: int, size: int, major: int, sizes: str) -> l
 _ID3_GROUPED = {3: 0x0020, 4: 0x0040}
 """The grouping flag of a frame, per ID3v2 version."""
 
+_ID3_STATUS = {
+    3: ((0x8000, "discard it once the tag is altered"), (0x4000, "discard it once the file is altered"),
+        (0x2000, "read-only")),
+    4: ((0x4000, "discard it once the tag is altered"), (0x2000, "discard it once the file is altered"),
+        (0x1000, "read-only")),
+}  # fmt: skip
+"""A frame's status flags, per ID3v2 version, which mutagen does not keep (it writes them as 0)."""
+
+_ID3_ENCRYPTED = {3: 0x0040, 4: 0x0004}
+"""The encryption flag of a frame, per ID3v2 version (mutagen keeps such a frame's bytes as they are)."""
+
 
 def _id3_changed_frames(walk: _ID3Walk, tags) -> list[str]:
     """The frames of the walked tag that mutagen loads (as ``tags``) in a form it would write back
@@ -484,7 +495,10 @@ def _id3_changed_frames(walk: _ID3Walk, tags) -> list[str]:
     for frame in walk.frames:
         if frame.fid not in known:
             continue
-        if frame.flags & _ID3_GROUPED.get(walk.major, 0):
+        status = [what for flag, what in _ID3_STATUS.get(walk.major, ()) if frame.flags & flag]
+        if status and not frame.flags & _ID3_ENCRYPTED[walk.major]:
+            changed.append(f"{frame.fid} (flags mutagen drops: {', '.join(status)})")
+        elif frame.flags & _ID3_GROUPED.get(walk.major, 0):
             # mutagen does not know the flag: it reads the group byte as the frame's first byte (a
             # text's encoding) and writes the frame back without the flag
             changed.append(f"{frame.fid} (grouped with other frames, a flag mutagen drops)")
