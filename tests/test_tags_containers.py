@@ -362,6 +362,48 @@ def test_mp4_values_stored_in_an_equivalent_form_are_tagged(tmp_path):
     assert tags.read_instruments(song).instruments == ["bass", "guitar"]
 
 
+def _m4a_with_meta(path: Path, order: tuple[bytes, ...], free: bytes) -> Path:
+    """An M4A whose ``meta`` holds its ``hdlr``, an ``ilst`` with a title and a ``free`` atom of
+    content ``free``, in the ``order`` of their names."""
+    from mutagen.mp4 import Atoms
+
+    _m4a_with_atoms(path, TITLE)
+    data = bytearray(path.read_bytes())
+    with open(path, "rb") as f:
+        chain = Atoms(f).path(b"moov", b"udta", b"meta")
+    meta = chain[-1]
+    children = {c.name: bytes(data[c.offset : c.offset + c.length]) for c in meta.children if c.name != b"free"}
+    children[b"free"] = _atom(b"free", free)
+    start, end = meta.offset + meta.length - meta.datalength + 4, meta.offset + meta.length  # (after version, flags)
+    content = b"".join(children[name] for name in order)
+    data[start:end] = content
+    grow = len(content) - (end - start)
+    for atom in chain:
+        data[atom.offset : atom.offset + 4] = struct.pack(">I", atom.length + grow)
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("order, free, refused", [
+    ((b"hdlr", b"ilst", b"free"), bytes(16), None),
+    ((b"hdlr", b"ilst", b"free"), b"tool data", "it holds bytes that are not zeros"),
+    ((b"ilst", b"hdlr", b"free"), bytes(16), "other atoms lie between them"),
+], ids=["zeros after ilst", "data after ilst", "last child, ilst first"])  # fmt: skip
+def test_mp4_free_atom_mutagen_would_write_over_is_refused(tmp_path, order, free, refused):
+    """mutagen takes a ``free`` child of ``meta`` beside ``ilst`` for the tag's padding and writes
+    over it: bytes in it that are not zeros were lost without a word, and where ``ilst`` is the first
+    child it takes the last one, however far, and wrote over the atoms between them (here the
+    ``hdlr``). Zeros beside ``ilst`` are padding, written over as before."""
+    song = _m4a_with_meta(tmp_path / "song.m4a", order, free)
+    original = song.read_bytes()
+    if refused is None:
+        assert tags.write_instruments(song, **WRITE).written
+        return
+    with pytest.raises(TagWriteError, match=rf"a 'free' atom beside 'ilst' that a rewrite would overwrite \({refused}"):
+        tags.write_instruments(song, **WRITE)
+    assert song.read_bytes() == original
+
+
 def test_ffmpeg_m4a_with_the_usual_tags_and_a_cover_is_tagged(tmp_path):
     import mutagen
 

@@ -63,6 +63,9 @@ class MP4Storage(Storage):
             return ("it is a fragmented MP4 (moof atoms), whose audio a tag write would break (mutagen does "
                     "not move every fragment's offsets); the audio is analysed as it is, the tags are not "
                     "written")  # fmt: skip
+        padding = self.padding_changed(path)
+        if padding:
+            return f"its MP4 tag has a 'free' atom beside 'ilst' that a rewrite would overwrite ({padding})"
         # mutagen converts some atoms as it loads them (an ID3-style "gnre" becomes "©gen", merged with
         # a "©gen" already there) and merges repeated ones: a save writes its view, and the other-tags
         # digest, taken from that view, cannot see the change. The atom names tell.
@@ -76,6 +79,35 @@ class MP4Storage(Storage):
                     return None  # a lone ID3-style genre becomes the same genre as text: read the same
         what = ", ".join(repr(name) for name in sorted(set((found - kept) | (kept - found))))
         return f"its MP4 tag has atoms that a rewrite would convert, merge or drop ({what})"
+
+    @staticmethod
+    def padding_changed(path: str) -> str | None:
+        """What a save would lose in the ``free`` atom that mutagen takes for the tag's padding and
+        writes over (the child of ``meta`` before ``ilst``, or after it; "before" the first child
+        is the last one), or None: bytes that are not zeros, or atoms between it and ``ilst``."""
+        from mutagen.mp4 import Atoms
+
+        with open(path, "rb") as f:
+            try:
+                meta, ilst = Atoms(f).path(b"moov", b"udta", b"meta", b"ilst")[-2:]
+            except KeyError:
+                return None
+            index = meta.children.index(ilst)
+            near = [meta.children[index - 1], *meta.children[index + 1 : index + 2]]
+            free = next((atom for atom in near if atom.name == b"free"), None)
+            if free is None:
+                return None
+            if free.offset + free.length != ilst.offset and ilst.offset + ilst.length != free.offset:
+                return "other atoms lie between them"
+            start = free.offset + free.length - free.datalength
+            f.seek(start)
+            while f.tell() < free.offset + free.length:
+                block = f.read(min(1 << 20, free.offset + free.length - f.tell()))
+                if not block:
+                    break
+                if any(block):
+                    return "it holds bytes that are not zeros"
+        return None
 
     def item_ids(self, path):
         """The keys of the ``ilst`` atom's children as mutagen names them (a freeform atom as
