@@ -467,6 +467,42 @@ def test_asf_values_mutagen_would_write_back_differently_are_refused(tmp_path, c
     assert song.read_bytes() == original
 
 
+_ASF_CD = bytes.fromhex("3326b2758e66cf11a6d900aa0062ce6c")  # Content Description GUID
+_ASF_HE = bytes.fromhex("b503bf5f2ea9cf118ee300c00c205365")  # Header Extension GUID
+
+
+@pytest.mark.parametrize("case, said", [
+    ("title extra NULs", "the Content Description's Title"), ("title unended", "the Content Description's Title"),
+    ("reserved", "the Header Extension's reserved fields"), ("value after NUL", "'WM/Foo', whose text"),
+    ("name unended", "'WM/Fooo', whose name"),
+])  # fmt: skip
+def test_asf_header_bytes_mutagen_would_write_back_differently_are_refused(tmp_path, case, said):
+    """mutagen writes every text as itself and one NUL (extra NULs went, an unended text got one)
+    and the Header Extension's reserved fields as the specification's; it reads the same values
+    back, so a tag write changed these bytes without a word."""
+    import mutagen
+    from mutagen.asf import ASFUnicodeAttribute
+
+    song = _ffmpeg(tmp_path / "song.wma", "-metadata", "title=abc", "-c:a", "wmav2")
+    audio = mutagen.File(str(song))
+    audio.tags["WM/Foo"] = [ASFUnicodeAttribute("abc")]
+    audio.save()
+    data = bytearray(song.read_bytes())
+    title, ext = data.find(_ASF_CD) + 34, data.find(_ASF_HE) + 24
+    assert data[title : title + 8] == _utf16z("abc") and data[ext + 16 : ext + 18] == b"\x06\0"
+    foo = _utf16z("WM/Foo") + b"\0\0\x08\0" + _utf16z("abc")
+    edits = {"title extra NULs": (title, _utf16z("a") + b"\0" * 4), "title unended": (title, _utf16z("ab") + "c".encode("utf-16-le")),
+             "reserved": (ext + 16, b"\x07\0"), "value after NUL": (data.find(foo) + 18, _utf16z("ab") + "c".encode("utf-16-le")),
+             "name unended": (data.find(_utf16z("WM/Foo")), "WM/Fooo".encode("utf-16-le"))}  # fmt: skip
+    at, new = edits[case]
+    data[at : at + len(new)] = new
+    song.write_bytes(bytes(data))
+    with pytest.raises(TagWriteError, match="ASF attributes hold values that a rewrite would change") as caught:
+        tags.write_instruments(song, **WRITE)
+    assert said in caught.value.reason
+    assert song.read_bytes() == bytes(data)
+
+
 # -- ID3 frames mutagen would write back differently ----------------------------------------------
 
 

@@ -43,19 +43,29 @@ class ASFStorage(Storage):
 
     def cannot_keep(self, audio, path, version):
         # mutagen reads a BOOL as "is it 1" and writes it back as 0 or 1 (a true 0xFFFFFFFF becomes
-        # false), and writes a Metadata object attribute's reserved field as 0: it reads the same
-        # values back, so the other-tags digest cannot see the change. The header's bytes tell.
+        # false), writes a Metadata object attribute's reserved field as 0, writes every name, text
+        # value and Content Description field as its text up to the last character that is not a NUL
+        # and one NUL (extra NULs and an unended text change), and the Header Extension's reserved
+        # fields as the specification's: it reads the same values back, so the other-tags digest
+        # cannot see the change. The header's bytes tell.
         changed = []
         with open(path, "rb") as f:
-            for where, name, kind, lead, value in _asf_attributes(f, os.fstat(f.fileno()).st_size):
+            size = os.fstat(f.fileno()).st_size
+            for where, name, kind, lead, value in _asf_attributes(f, size):
+                shown = _asf_name(name)
+                if not _asf_text_kept(name):
+                    changed.append(f"{shown!r}, whose name is not one text and one NUL")
+                if kind == 0 and value is not None and not _asf_text_kept(value):
+                    changed.append(f"{shown!r}, whose text is not one text and one NUL")
                 if kind == 2 and value is not None and int.from_bytes(value, "little") not in (0, 1):
-                    changed.append(f"{name!r}, a BOOL stored as 0x{value[::-1].hex()}")
+                    changed.append(f"{shown!r}, a BOOL stored as 0x{value[::-1].hex()}")
                 if where == "Metadata" and lead:
-                    changed.append(f"{name!r}, whose reserved field in the Metadata object is {lead}")
+                    changed.append(f"{shown!r}, whose reserved field in the Metadata object is {lead}")
+            changed += _asf_header_changes(f, size)
         if not changed:
             return None
-        return ("its ASF attributes hold values that a rewrite would change (mutagen writes a BOOL back as 0 or 1 "
-                f"and a reserved field as 0): {', '.join(changed)}")  # fmt: skip
+        return ("its ASF attributes hold values that a rewrite would change (mutagen writes a BOOL back as 0 or 1, "
+                f"a reserved field as 0 and a text as itself and one NUL): {', '.join(changed)}")  # fmt: skip
 
     def payload(self, f, size, h):
         f.seek(16)
@@ -75,6 +85,10 @@ def _asf_guid(text: str) -> bytes:
 
 _ASF_EXTENDED_CONTENT = _asf_guid("D2D0A440-E307-11D2-97F0-00A0C95EA850")
 _ASF_HEADER_EXTENSION = _asf_guid("5FBF03B5-A92E-11CF-8EE3-00C00C205365")
+_ASF_HEADER_EXTENSION_RESERVED = _asf_guid("ABD3D211-A9BA-11CF-8EE6-00C00C205365") + b"\x06\x00"
+"""The Header Extension's two reserved fields as the specification (and mutagen's write) has them."""
+_ASF_CONTENT_DESCRIPTION = _asf_guid("75B22633-668E-11CF-A6D9-00AA0062CE6C")
+_ASF_CONTENT_FIELDS = ("Title", "Author", "Copyright", "Description", "Rating")
 _ASF_METADATA = {
     _asf_guid("C5F8CBEA-5BAF-4877-8467-AA8C44FA4CCA"): "Metadata",
     _asf_guid("44231C94-9498-49D1-A141-1D134E457054"): "Metadata Library",
@@ -96,9 +110,10 @@ def _asf_objects(f, pos: int, end: int):
 def _asf_attributes(f, size: int):
     """(object, name, type, first field, value) of each attribute of the Extended Content
     Description, Metadata and Metadata Library objects of the ASF file open as ``f`` (``size``
-    bytes), read from the header's bytes. The first field is the Metadata object's reserved one
-    (the Metadata Library's language), None in the Extended Content Description; the value is read
-    only for a BOOL (type 2), None otherwise (a picture may be large). The walk stops where an
+    bytes), read from the header's bytes; the name as its bytes. The first field is the Metadata
+    object's reserved one (the Metadata Library's language), None in the Extended Content
+    Description; the value is read only for a text (type 0) or a BOOL (type 2), None otherwise (a
+    picture may be large). The walk stops where an
     object's content does not hold what it declares."""
     f.seek(0)
     head = f.read(30)
@@ -121,8 +136,8 @@ def _asf_attributes(f, size: int):
                 pos += 6 + name_length + value_length
                 if pos > end:
                     return
-                value = f.read(value_length) if kind == 2 else None
-                yield "Extended Content Description", _asf_name(name), kind, None, value
+                value = f.read(value_length) if kind in (0, 2) else None
+                yield "Extended Content Description", name, kind, None, value
         elif guid == _ASF_HEADER_EXTENSION and end - start >= 22:
             f.seek(start + 18)
             inner_end = min(start + 22 + struct.unpack("<I", f.read(4))[0], end)
@@ -141,9 +156,40 @@ def _asf_attributes(f, size: int):
                     pos += 12 + name_length + value_length
                     if pos > last:
                         return
-                    value = f.read(value_length) if kind == 2 else None
-                    yield where, _asf_name(name), kind, lead, value
+                    value = f.read(value_length) if kind in (0, 2) else None
+                    yield where, name, kind, lead, value
 
 
 def _asf_name(data: bytes) -> str:
     return data.decode("utf-16-le", "replace").strip("\x00")
+
+
+def _asf_text_kept(data: bytes) -> bool:
+    """Whether mutagen writes the UTF-16 text ``data`` back as it is: its text up to the last
+    character that is not a NUL, then one NUL (an odd length fails mutagen's load before this)."""
+    text = data.decode("utf-16-le", "replace").strip("\x00")
+    return data == text.encode("utf-16-le", "surrogatepass") + b"\0\0"
+
+
+def _asf_header_changes(f, size: int) -> list[str]:
+    """What mutagen's write would change in the ASF file open as ``f`` (``size`` bytes) outside its
+    attributes: a Content Description field that is not one text and one NUL, Header Extension
+    reserved fields other than the specification's (mutagen writes those)."""
+    f.seek(0)
+    head = f.read(30)
+    if len(head) < 30:
+        return []
+    changed = []
+    for guid, start, end in list(_asf_objects(f, 30, min(struct.unpack("<Q", head[16:24])[0], size))):
+        f.seek(start)
+        data = f.read(end - start)
+        if guid == _ASF_CONTENT_DESCRIPTION and len(data) >= 10:
+            pos = 10
+            for name, length in zip(_ASF_CONTENT_FIELDS, struct.unpack("<5H", data[:10])):
+                field = data[pos : pos + length]
+                if length and not (len(field) % 2 == 0 and _asf_text_kept(field)):
+                    changed.append(f"the Content Description's {name}, which is not one text and one NUL")
+                pos += length
+        elif guid == _ASF_HEADER_EXTENSION and len(data) >= 18 and data[:18] != _ASF_HEADER_EXTENSION_RESERVED:
+            changed.append(f"the Header Extension's reserved fields ({data[:18].hex()})")
+    return changed
