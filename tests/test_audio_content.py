@@ -1,0 +1,64 @@
+"""Valid but unusual audio content: channels that cancel in a plain downmix, lengths around one
+window, rates, sample formats and levels at the edges. Each file is analysed for what it holds, or
+is one clear error naming it; none is stored as something it is not."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import tone_signal, track_instruments, write_audio
+from library_fakes import FREQ, FakeAnalyser
+from tagger import audio
+from tagger.library.scan import scan
+
+BASS, FLUTE, STRING = FREQ["bass"], FREQ["flute"], FREQ["string"]
+
+
+def rms_db(y: np.ndarray) -> float:
+    return float(10 * np.log10(np.mean(np.square(y, dtype=np.float64)) + 1e-20))
+
+
+@pytest.mark.parametrize("ext", ["wav", "flac", "m4a", "mp3"])
+def test_channels_in_antiphase_are_analysed_not_cancelled(tmp_path, db, ext):
+    """L = -R (a phase-inverted recording): the mean of the channels is silence, and the loud file
+    was stored with no instruments. A channel in antiphase is inverted before the mean now."""
+    music = tmp_path / "music"
+    y = tone_signal([BASS, FLUTE], seconds=9.0, sr=44_100)
+    path = write_audio(music / f"antiphase.{ext}", np.stack([y, -y], axis=1), sr=44_100)
+    assert rms_db(audio.load(path)) > rms_db(y) - 1.0
+    summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert summary.failed == 0, summary.errors
+    assert track_instruments(db) == {str(path): ["bass", "flute"]}
+
+
+def test_a_channel_wired_the_wrong_way_round_keeps_what_is_in_the_centre(tmp_path, db):
+    """Right channel inverted: the bass in the centre cancelled in the mean, and only what is panned
+    to one side (a flute left, strings right) was found."""
+    music = tmp_path / "music"
+    bass = tone_signal([BASS], seconds=9.0)
+    flute, string = tone_signal([FLUTE], seconds=9.0, amplitude=0.1), tone_signal([STRING], seconds=9.0, amplitude=0.1)
+    path = write_audio(music / "inverted.wav", np.stack([bass + flute, -(bass + string)], axis=1))
+    summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert summary.failed == 0, summary.errors
+    assert track_instruments(db) == {str(path): ["bass", "flute", "string"]}
+
+
+def test_channels_of_an_ordinary_mix_are_averaged_as_they_are(tmp_path):
+    """Channels that correlate (a mix) or do not (two microphones, a mid/side pair stored as M and S)
+    keep the plain mean; only a chunk with a channel in antiphase is treated apart, and only it."""
+    rng = np.random.default_rng(0)
+    centre, left, right = (rng.standard_normal(32_000).astype(np.float32) * 0.1 for _ in range(3))
+    mix = np.stack([centre + left, centre + right, left, right * 0.5], axis=1)
+    path = tmp_path / "mix.wav"
+    sf.write(path, mix, 16_000, subtype="FLOAT")
+    np.testing.assert_allclose(audio.load(path), mix.mean(axis=1), atol=1e-6)
+    flipped = mix.copy()
+    flipped[16_000:, 1] *= -1  # the second channel in antiphase with the first for the second second only
+    flipped[16_000:, 0] = -flipped[16_000:, 1]
+    path = tmp_path / "half.wav"
+    sf.write(path, flipped, 16_000, subtype="FLOAT")
+    y = audio.load(path)
+    np.testing.assert_allclose(y[:16_000], flipped[:16_000].mean(axis=1), atol=1e-6)
+    assert rms_db(y[16_000:]) > rms_db(flipped[16_000:].mean(axis=1)) + 6
