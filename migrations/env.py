@@ -1,6 +1,6 @@
 """Alembic environment for the tagger library database.
 
-`tagger.db.session.upgrade` passes an open connection in ``config.attributes["connection"]``; the
+`tagger.db.migrate.upgrade` passes an open connection in ``config.attributes["connection"]``; the
 ``alembic`` command line works too, with ``sqlalchemy.url`` set in its configuration.
 """
 
@@ -16,7 +16,7 @@ target_metadata = Base.metadata
 
 
 def _applied(*, ctx, step, heads, run_args) -> None:
-    """Note each step applied, so that a failure names the step that failed (`tagger.db.session.upgrade`)."""
+    """Note each step applied, so that a failure names the step that failed (`tagger.db.migrate.upgrade`)."""
     config.attributes.setdefault("applied", []).append(step.up_revision_id)
 
 

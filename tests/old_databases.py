@@ -15,7 +15,8 @@ import json
 
 from sqlalchemy import MetaData, Table, insert, inspect, select, text
 
-from tagger.db.session import make_engine, upgrade
+from tagger.db.migrate import upgrade
+from tagger.db.session import make_engine
 
 FAMILIES = ("bass", "brass", "flute", "guitar", "keyboard", "mallet", "organ", "reed", "string", "vocal")
 TABLES = ("model_versions", "scans", "tracks", "detections", "segments", "window_scores")
@@ -146,7 +147,7 @@ def check_upgraded(url, written, revision, *, cli_db=None, schema_as_ours=True):
 
     from tagger.cli import app
     from tagger.db import models as M
-    from tagger.db.session import current_revision, head_revision
+    from tagger.db.migrate import current_revision, head_revision
 
     runner = CliRunner()
     cli_db = cli_db or url
@@ -205,6 +206,6 @@ def measure(url: str, tracks: int) -> None:
 if __name__ == "__main__":  # python tests/old_databases.py FILE_OR_URL TRACKS (an empty or new database)
     import sys
 
-    from tagger.db.session import as_url
+    from tagger.db.urls import as_url
 
     measure(as_url(sys.argv[1]), int(sys.argv[2]))

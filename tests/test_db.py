@@ -16,17 +16,9 @@ from conftest import library_of_a_newer_tagger
 from old_databases import check_upgraded, expected_at_head, table_rows, write_database_at
 from tagger.cli import app
 from tagger.db import models as M
-from tagger.db.session import (
-    DatabaseError,
-    as_url,
-    current_revision,
-    default_db_url,
-    head_revision,
-    make_engine,
-    migrations_dir,
-    open_database,
-    upgrade,
-)
+from tagger.db.migrate import current_revision, head_revision, migrations_dir, upgrade
+from tagger.db.session import make_engine, open_database
+from tagger.db.urls import DatabaseError, as_url, default_db_url
 
 
 def test_migrations_folder_is_found_and_has_its_revisions():
@@ -265,7 +257,7 @@ def migrations_with(tmp_path, monkeypatch, body: str):
     import shutil
     import textwrap
 
-    import tagger.db.session as session
+    import tagger.db.migrate as migrate
 
     folder = tmp_path / "migrations"
     shutil.copytree(migrations_dir(), folder, ignore=shutil.ignore_patterns("__pycache__"))
@@ -275,7 +267,7 @@ def migrations_with(tmp_path, monkeypatch, body: str):
         f'revision = "{TEST_STEP}"\ndown_revision = "{head}"\nbranch_labels = None\ndepends_on = None\n\n\n'
         "def upgrade() -> None:\n" + textwrap.indent(textwrap.dedent(body), "    ") + "\n"
     )
-    monkeypatch.setattr(session, "migrations_dir", lambda: folder)
+    monkeypatch.setattr(migrate, "migrations_dir", lambda: folder)
 
 
 def test_a_migration_copying_the_tracks_table_keeps_the_results_that_reference_it(tmp_path, monkeypatch):

@@ -17,7 +17,9 @@ from library_fakes import BROKEN, EXPECTED, FakeAnalyser, make_library
 from pgserver import postgres_url_fixture
 from tagger.cli import app
 from tagger.db import models as M
-from tagger.db.session import DatabaseError, as_url, current_revision, head_revision, make_engine, open_database, upgrade
+from tagger.db.migrate import current_revision, head_revision, upgrade
+from tagger.db.session import make_engine, open_database
+from tagger.db.urls import DatabaseError, as_url
 from tagger.errors import UserError
 
 pytestmark = pytest.mark.integration

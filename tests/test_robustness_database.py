@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 from conftest import library_of_a_newer_tagger, tone_signal, write_audio
 from test_robustness_attacks import _library, _one_line_error
 from tagger.cli import app
-from tagger.db.session import DatabaseError, upgrade
+from tagger.db.migrate import upgrade
+from tagger.db.urls import DatabaseError
 
 
 def _commands(music, song):

@@ -26,8 +26,9 @@ from conftest import tone_signal, write_audio
 from library_fakes import FREQ, FakeAnalyser
 from tagger import tags
 from tagger.db.queries import find_tracks
-from tagger.db.session import DatabaseError, open_database
+from tagger.db.session import open_database
 from tagger.db.lock import DatabaseBusy
+from tagger.db.urls import DatabaseError
 from tagger.library.scan import scan, tag_writer
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")

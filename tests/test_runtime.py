@@ -350,14 +350,16 @@ def test_stream_reports_decode_and_resample_time(tmp_path):
 
 # -- database ---------------------------------------------------------------------------------------------
 def test_fast_schema_check_agrees_with_alembic(tmp_path):
-    from tagger.db import session as S
+    from tagger.db import migrate
+    from tagger.db.session import make_engine, open_database
+    from tagger.db.urls import as_url
 
-    assert S._script_head() == S.head_revision()
-    engine = S.make_engine(S.as_url(str(tmp_path / "new.db")))
-    assert S._at_head(engine) is False  # no alembic_version table: Alembic decides
+    assert migrate._script_head() == migrate.head_revision()
+    engine = make_engine(as_url(str(tmp_path / "new.db")))
+    assert migrate.at_head(engine) is False  # no alembic_version table: Alembic decides
     engine.dispose()
-    db = S.open_database(str(tmp_path / "new.db"))
-    assert S._at_head(db.engine) is True
+    db = open_database(str(tmp_path / "new.db"))
+    assert migrate.at_head(db.engine) is True
     db.close()
 
 

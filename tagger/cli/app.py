@@ -203,7 +203,7 @@ def handle_errors(func):
             sa = sys.modules.get("sqlalchemy.exc")
             if sa is None or not isinstance(exc, sa.SQLAlchemyError):
                 raise
-            from tagger.db.session import driver_reason
+            from tagger.db.urls import driver_reason
 
             raise fail(f"database error: {driver_reason(exc)}", 1) from None
 

@@ -48,7 +48,7 @@ def _session(db: str | None, *, locked: str | None = None, command: str = ""):
     from sqlalchemy.exc import SQLAlchemyError
 
     from tagger.db.lock import scan_lock
-    from tagger.db.session import database_error
+    from tagger.db.urls import database_error
 
     database = _open(db)
     try:
@@ -70,7 +70,7 @@ def _open_for_scan(db: str | None):
     """The library database a scan writes, refused when it cannot be written
     (`Database.require_writable`); None when its SQLite file does not exist yet (made once the
     models have loaded: a scan that cannot load them leaves no empty library behind)."""
-    from tagger.db.session import as_url, sqlite_file
+    from tagger.db.urls import as_url, sqlite_file
 
     path = sqlite_file(as_url(db))
     if path is not None and not path.exists():
@@ -354,7 +354,9 @@ def errors(
 @handle_errors
 def db_upgrade(db: str = typer.Option(None, "--db", help=DB_HELP)) -> None:
     """Create the database or apply pending schema migrations."""
-    from tagger.db.session import as_url, make_engine, shown_url, upgrade
+    from tagger.db.migrate import upgrade
+    from tagger.db.session import make_engine
+    from tagger.db.urls import as_url, shown_url
 
     url = as_url(db)
     engine = make_engine(url)

@@ -156,7 +156,8 @@ def postgres_scan_lock(url: str, *, then: str = "scan again", guard=None):
     if parsed.get_backend_name() != "postgresql":
         yield None
         return
-    from tagger.db.session import DatabaseError, make_engine, shown_url
+    from tagger.db.session import make_engine
+    from tagger.db.urls import DatabaseError, shown_url
 
     where = shown_url(parsed)
     engine = make_engine(url)

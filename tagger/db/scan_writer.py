@@ -25,7 +25,8 @@ from tagger.aggregate import TrackResult
 from tagger.db import models as M
 from tagger.db.filter import under_clause
 from tagger.db.lock import sqlite_file
-from tagger.db.session import Database, DatabaseError
+from tagger.db.session import Database
+from tagger.db.urls import DatabaseError
 from tagger.paths import Spelling, folder_prefix, is_under, looks_unmounted, under_any
 
 

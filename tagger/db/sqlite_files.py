@@ -1,0 +1,186 @@
+"""The SQLite file behind a library database, checked before anything opens it: another program's
+file or database (refused, untouched), a path that is not UTF-8, a file or folder this process cannot
+write (opened read-only), a file without tables, and whether its folder can hold SQLite's
+shared-memory index (the write-ahead log needs it).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from tagger.db.migrate import not_a_library
+from tagger.db.urls import DB_FILENAME, DatabaseError
+
+_SHARED_MEMORY: dict[str, bool] = {}
+
+
+def shared_memory_works(folder: Path) -> bool:
+    """Whether a file in ``folder`` can be sized and mapped shared, as SQLite's write-ahead log needs
+    for its ``-shm`` index (once per folder and process). FAT through FUSE (fusefat) refuses
+    ``ftruncate``, and there SQLite set WAL mode, then failed every access with "disk I/O error",
+    even another process's that would have changed the journal mode back. A folder that cannot be
+    probed (not writable) counts as working: SQLite then says what fails."""
+    import logging
+    import mmap
+    import tempfile
+
+    key = os.fspath(folder)
+    if key not in _SHARED_MEMORY:
+        works = True
+        try:
+            fd, name = tempfile.mkstemp(prefix=".tagger-shm-probe-", dir=folder)
+        except OSError:
+            fd = None
+        if fd is not None:
+            try:
+                os.write(fd, bytes(mmap.PAGESIZE))  # (written, not mapped, first: a full disk raises here)
+            except OSError:
+                fd_written = False  # a full disk: nothing learnt; SQLite says what fails
+            else:
+                fd_written = True
+            try:
+                if fd_written:
+                    os.ftruncate(fd, mmap.PAGESIZE)  # (as SQLite sizes its index)
+                    with mmap.mmap(fd, mmap.PAGESIZE, mmap.MAP_SHARED) as mapped:
+                        mapped[0] = 1
+            except (OSError, ValueError):
+                works = False
+                logging.getLogger("tagger.db").warning(
+                    "the file system of %s cannot map files shared, which SQLite's write-ahead log needs: "
+                    "the database there uses a rollback journal", key)  # fmt: skip
+            finally:
+                os.close(fd)
+                try:
+                    os.unlink(name)
+                except OSError:
+                    pass
+        _SHARED_MEMORY[key] = works
+    return _SHARED_MEMORY[key]
+
+
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def refuse_other_files(path: Path | None) -> None:
+    """Refuse a SQLite path that holds a file of something else (``--db notes.txt``, a song): SQLite
+    would refuse most, but turns a file of one byte into a database; a folder; a path that is not
+    UTF-8 (a SQLAlchemy URL cannot hold it); and the database of another application
+    (`not_a_library`), before anything (WAL mode, a migration) changes it. An empty file is what
+    SQLite makes of a new database, and is used."""
+    if path is None:
+        return  # another database
+    refuse_undecodable(path)
+    if path.is_dir():
+        raise DatabaseError(f"{path} is a folder, not a database file: give --db a file in it (e.g. {path / DB_FILENAME})")
+    if not path.is_file():
+        return  # missing (created): reported where it is opened
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(_SQLITE_HEADER))
+    except OSError:
+        return  # unreadable: reported where it is opened
+    if head and not _SQLITE_HEADER.startswith(head):
+        raise DatabaseError(f"{path} is not a SQLite database (it does not start with SQLite's header); "
+                            "left untouched: give --db a database or a new file name")  # fmt: skip
+    schema = _sqlite_schema(path) if head else None
+    foreign = None if schema is None else not_a_library(*schema)
+    if foreign:
+        raise DatabaseError(f"{path} is not a tagger library database ({foreign}); left untouched: "
+                            "give --db a library database or a new file name")  # fmt: skip
+
+
+def refuse_undecodable(path: Path) -> None:
+    """Refuse a database path whose names are not UTF-8: a SQLAlchemy URL cannot hold it."""
+    try:
+        os.fspath(path).encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(path).decode("utf-8", "backslashreplace")
+        raise DatabaseError(f"{shown}: the database path is not UTF-8, which a database URL must be; "
+                            "give --db a path of UTF-8 names") from None  # fmt: skip
+
+
+def _sqlite_schema(path: Path) -> tuple[set[str], list[str]] | None:
+    """The table names and ``alembic_version`` rows of the SQLite file `path`, read without writing
+    anything (no WAL mode set, no journal left); None when it cannot be read (reported where it is
+    opened). Without a write-ahead log holding data, the file alone is read (``immutable``: a WAL
+    database opened read-only would leave empty ``-wal``/``-shm`` files beside another program's
+    database)."""
+    import sqlite3
+    from urllib.parse import quote
+
+    wal = Path(f"{path}-wal")
+    try:
+        logged = wal.is_file() and wal.stat().st_size > 0
+    except OSError:
+        logged = True
+    uri = f"file:{quote(os.fsencode(path.resolve()))}?mode=ro{'' if logged else '&immutable=1'}"
+    try:
+        con = sqlite3.connect(uri, uri=True, timeout=1)  # (locked: the engine waits, and says so)
+    except sqlite3.Error:
+        return None
+    try:
+        tables = {name for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        revisions = []
+        if "alembic_version" in tables:
+            revisions = [r for (r,) in con.execute("SELECT version_num FROM alembic_version")]
+    except sqlite3.Error:
+        return None
+    finally:
+        con.close()
+    return tables, revisions
+
+
+def read_only_sqlite_file(database: str | None) -> Path | None:
+    """The path of an existing SQLite database file that this process cannot write (its folder or
+    the file itself not writable, e.g. a read-only mount), else None."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    path = Path(database).expanduser()
+    if not path.is_file():
+        return None
+    if os.access(path.parent, os.W_OK) and os.access(path, os.W_OK):
+        return None
+    return path.resolve()
+
+
+def _not_writable(path: Path) -> str | None:
+    """Why this process cannot write the SQLite database file `path` (None: it could)."""
+    try:
+        if os.statvfs(path.parent).f_flag & os.ST_RDONLY:
+            return f"it is on a read-only file system ({path.parent})"
+    except OSError:
+        pass
+    if not os.access(path.parent, os.W_OK):
+        return f"its folder {path.parent} is read-only for this user, and SQLite writes its -wal and -shm files there"
+    if not os.access(path, os.W_OK):
+        try:
+            mode = f" (mode {stat.filemode(path.stat().st_mode)})"
+        except OSError:
+            mode = ""
+        return f"the file is read-only for this user{mode}"
+    return None
+
+
+def read_only_reason(path: str | os.PathLike) -> str:
+    """Why the SQLite database file `path`, opened read-only (`read_only_path`), cannot be written:
+    its file system, its folder or the file itself (`_not_writable`)."""
+    file = Path(path)
+    return (_not_writable(file) if file.is_file() else None) or "it was opened read-only"
+
+
+def holds_no_tables(path: Path) -> bool:
+    """True for a SQLite file without a table (empty, or a database never migrated): a command that
+    only uses a library would migrate it, that is create a library where the user has none."""
+    try:
+        if not path.is_file():
+            return False
+        with open(path, "rb") as f:
+            head = f.read(len(_SQLITE_HEADER))
+    except OSError:
+        return False  # reported where it is opened
+    if not head:
+        return True
+    schema = _sqlite_schema(path) if head == _SQLITE_HEADER else None  # (another file: `refuse_other_files`)
+    return schema is not None and not {t for t in schema[0] if not t.startswith("sqlite_")}
