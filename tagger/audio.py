@@ -92,7 +92,7 @@ class Windows:
     audio : np.ndarray [shape=(n, 64000), dtype=float32]
         Mono audio; the last window of a file is zero-padded.
     silent : np.ndarray [shape=(n,), dtype=bool]
-        True where the window's RMS (over its real samples) is below the silence floor.
+        True where the window's RMS about its mean (over its real samples) is below the silence floor.
     """
 
     start: np.ndarray
@@ -738,13 +738,16 @@ def load(path: str | os.PathLike, *, max_seconds: float | None = None) -> np.nda
 
 
 def window_rms_dbfs(audio: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
-    """RMS level (dBFS) of each row of `audio` [shape=(n, m)], over the first `lengths[i]` samples."""
-    sq = np.square(audio, dtype=np.float64)
-    if lengths is None:
-        mean = sq.mean(axis=-1)
-    else:
-        mean = sq.sum(axis=-1) / np.maximum(lengths, 1)
-    return 10.0 * np.log10(np.maximum(mean, 1e-20))
+    """RMS level (dBFS) of each row of `audio` [shape=(n, m)] about its mean (a DC offset is no
+    sound), over the first `lengths[i]` samples (the rest being zero padding).
+
+    A window holding a constant (the "silence" of a recording with a DC offset, 36 of 32768 in a
+    16-bit WAV) was not silent by its plain RMS (-59 dBFS), and the shipped models scored it as reed
+    or brass above their thresholds: a wrong answer for a file of silence."""
+    n = audio.shape[-1] if lengths is None else np.maximum(lengths, 1)
+    mean = audio.sum(axis=-1, dtype=np.float64) / n
+    power = np.maximum(np.square(audio, dtype=np.float64).sum(axis=-1) / n - np.square(mean), 0.0)
+    return 10.0 * np.log10(np.maximum(power, 1e-20))
 
 
 def frame_windows(

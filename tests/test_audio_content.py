@@ -62,3 +62,30 @@ def test_channels_of_an_ordinary_mix_are_averaged_as_they_are(tmp_path):
     y = audio.load(path)
     np.testing.assert_allclose(y[:16_000], flipped[:16_000].mean(axis=1), atol=1e-6)
     assert rms_db(y[16_000:]) > rms_db(flipped[16_000:].mean(axis=1)) + 6
+
+
+@pytest.mark.parametrize("rate", [16_000, 44_100])
+def test_a_constant_is_silence_whatever_its_offset(tmp_path, rate):
+    """A file holding a constant (the silence of a recording with a DC offset: 36 to 160 of 32768)
+    was not silent by its RMS (-59 to -46 dBFS), and the shipped models stored it as reed or brass.
+    Its windows are silent now; sound on an offset is not."""
+    path = tmp_path / "offset.wav"
+    sf.write(path, np.full(8 * rate, 36, dtype=np.int16), rate)
+    assert all(w.silent.all() for w in audio.iter_windows(path))
+    sf.write(path, np.full(8 * rate, 160, dtype=np.int16), rate)
+    assert all(w.silent.all() for w in audio.iter_windows(path))
+    y = tone_signal([FLUTE], seconds=8.0, sr=rate, amplitude=0.01) + 0.3
+    sf.write(path, y, rate)
+    assert not any(w.silent.any() for w in audio.iter_windows(path))
+
+
+def test_the_silence_floor_is_measured_over_the_real_samples_about_their_mean():
+    windows = np.zeros((3, 64_000), np.float32)
+    windows[0] = 0.5  # a constant: silence
+    windows[1, :1000] = 0.5  # the same constant over the real samples of a padded last window
+    windows[2, :1000] = 0.001 * np.sin(np.arange(1000))  # -63 dBFS about its mean
+    windows[2, :1000] += 0.3
+    lengths = np.array([64_000, 1000, 1000])
+    assert (audio.window_rms_dbfs(windows, lengths) < -60).all()
+    windows[2, :1000] += 0.003 * np.sin(np.arange(1000))  # 0.004 in all: -51 dBFS
+    assert audio.window_rms_dbfs(windows, lengths)[2] == pytest.approx(-51.0, abs=0.2)
