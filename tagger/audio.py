@@ -326,49 +326,94 @@ _MP3_KBPS = ((0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),  # 
 _MP3_RATES = {0: (11025, 12000, 8000), 2: (22050, 24000, 16000), 3: (44100, 48000, 32000)}
 
 
-def _mp3_frame(data: bytes, i: int) -> tuple[int, int] | None:
-    """(bit rate in kbps, length in bytes) of the MPEG layer III frame whose header begins at
-    ``data[i]``; None where none does."""
+def _mp3_frame(data: bytes, i: int) -> tuple[int, int, int] | None:
+    """(bit rate in kbps, length in bytes, sample rate in Hz) of the MPEG layer III frame whose
+    header begins at ``data[i]``; None where none does."""
     if i + 4 > len(data):
         return None
     h = int.from_bytes(data[i : i + 4], "big")
     version, layer, index, rate = (h >> 19) & 3, (h >> 17) & 3, (h >> 12) & 15, (h >> 10) & 3
     if h >> 21 != 0x7FF or version == 1 or layer != 1 or index in (0, 15) or rate == 3:
         return None
-    kbps = _MP3_KBPS[version == 3][index]
-    return kbps, (144 if version == 3 else 72) * kbps * 1000 // _MP3_RATES[version][rate] + ((h >> 9) & 1)
+    kbps, hz = _MP3_KBPS[version == 3][index], _MP3_RATES[version][rate]
+    return kbps, (144 if version == 3 else 72) * kbps * 1000 // hz + ((h >> 9) & 1), hz
 
 
-def _mp3_length_guessed(path: Path, probes: int = 8) -> bool:
-    """An MP3 without a header of its length (Xing, Info, VBRI) whose frames' bit rates vary: the
-    length libsndfile declares for it, from its first frame's bit rate, is wrong, and libsndfile
-    stops reading there (it declares 119.6 s for a 600 s file, and decodes no more). Frames are
-    looked for at `probes` places through the file (two in a row, to trust a header found)."""
+def _mp3_frames_at(data: bytes) -> tuple[int, tuple[int, int, int]] | None:
+    """The first MPEG layer III frame of `data` followed by another (two in a row, to trust a header
+    found): (its offset, `_mp3_frame`); None where there is none."""
+    for i in range(len(data) - 4):
+        frame = _mp3_frame(data, i)
+        if frame is not None and _mp3_frame(data, i + frame[1]) is not None:
+            return i, frame
+    return None
+
+
+def _declared_bytes(frame: bytes) -> int | None:
+    """The length in bytes of the MPEG stream that a Xing/Info or VBRI header in `frame` (the
+    stream's first frame) declares; None where it declares none."""
+    for tag in (b"Xing", b"Info"):
+        at = frame.find(tag)
+        if at >= 0 and at + 16 <= len(frame):
+            flags = int.from_bytes(frame[at + 4 : at + 8], "big")
+            field = at + 8 + (4 if flags & 1 else 0)  # (the frame count comes first when present)
+            return int.from_bytes(frame[field : field + 4], "big") or None if flags & 2 else None
+    at = frame.find(b"VBRI")
+    if at >= 0 and at + 14 <= len(frame):
+        return int.from_bytes(frame[at + 10 : at + 14], "big") or None
+    return None
+
+
+def _id3v2_end(data: bytes) -> int:
+    """The length of the ID3v2 tag `data` begins with (0 for none)."""
+    if data[:3] != b"ID3" or len(data) < 10:
+        return 0
+    footer = 10 if data[5] & 0x10 else 0
+    return 10 + footer + ((data[6] & 0x7F) << 21 | (data[7] & 0x7F) << 14 | (data[8] & 0x7F) << 7 | data[9] & 0x7F)
+
+
+def _mp3_decoded_in_part(path: Path, probes: int = 8) -> str | None:
+    """Why libsndfile would decode an MP3 only in part, or None: a VBR MP3 without a header of its
+    length (Xing, Info, VBRI) whose length libsndfile takes from its first frame's bit rate and stops
+    reading at (it declares 119.6 s for a 600 s file, and decodes no more); MP3 files joined one after
+    another (``cat a.mp3 b.mp3``), whose first header declares the first file only (libsndfile
+    decoded 6 s of 16); frames of another sample rate than the first's (joined files again), at which
+    libsndfile stops without a word. Frames are looked for at `probes` places through the file, and
+    after the bytes a header declares (past an ID3v2 tag there)."""
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
-            head = f.read(10)
-            start = 0
-            if head[:3] == b"ID3" and len(head) == 10:
-                start = 10 + ((head[6] & 0x7F) << 21 | (head[7] & 0x7F) << 14 | (head[8] & 0x7F) << 7 | head[9] & 0x7F)
-            first = None
+            start = _id3v2_end(f.read(10))
+            first, known = None, False
             for k in range(probes):
                 f.seek(start + (size - start) * k // probes)
                 data = f.read(16384)
-                for i in range(len(data) - 4):
-                    frame = _mp3_frame(data, i)
-                    if frame is None or _mp3_frame(data, i + frame[1]) is None:
-                        continue
-                    if first is None:
-                        if any(tag in data[i : i + frame[1]] for tag in (b"Xing", b"Info", b"VBRI")):
-                            return False  # its length is known
-                        first = frame[0]
-                    elif frame[0] != first:
-                        return True
-                    break
+                found = _mp3_frames_at(data)
+                if found is None:
+                    continue
+                i, (kbps, length, hz) = found
+                if first is None:
+                    first, frame = (kbps, hz), data[i : i + length]
+                    known = any(tag in frame for tag in (b"Xing", b"Info", b"VBRI"))
+                    declared = _declared_bytes(frame)
+                    if declared is not None and _frames_after(f, start + i + declared):
+                        return "MP3 files joined one after another (its first header declares the length of the first only)"
+                elif hz != first[1]:
+                    return f"MP3 files joined one after another (frames of {hz} Hz after frames of {first[1]} Hz)"
+                elif not known and kbps != first[0]:
+                    return "a VBR MP3 without a length header"
     except OSError:
-        return False
-    return False
+        return None
+    return None
+
+
+def _frames_after(f, pos: int) -> bool:
+    """Whether MPEG layer III frames (two in a row) begin within 4 KiB of `pos` in the open file `f`,
+    past an ID3v2 tag there."""
+    f.seek(pos)
+    head = f.read(10)
+    f.seek(pos + _id3v2_end(head))
+    return _mp3_frames_at(f.read(4096)) is not None
 
 
 def info(path: str | os.PathLike) -> AudioInfo:
@@ -386,11 +431,11 @@ def info(path: str | os.PathLike) -> AudioInfo:
         # Decoded whole by ffmpeg, not its first stream alone; ffprobe gives the length of its last
         # stream, not of the whole: unknown.
         meta = replace(_ffprobe_info(p), duration=None)
-    if meta is not None and meta.format == "MP3" and _mp3_length_guessed(p):
+    why = _mp3_decoded_in_part(p) if meta is not None and meta.format == "MP3" else None
+    if why:
         if not ffmpeg_available():
-            raise MissingToolError(p, "a VBR MP3 without a length header: libsndfile decodes only the part its first "
-                                      f"frame's bit rate gives, and ffmpeg, which decodes it whole, is not installed; "
-                                      f"{INSTALL_FFMPEG}")  # fmt: skip
+            raise MissingToolError(p, f"{why}: libsndfile decodes only a part of it, and ffmpeg, which decodes it "
+                                      f"whole, is not installed; {INSTALL_FFMPEG}")  # fmt: skip
         meta = replace(meta, decoder="ffmpeg", duration=None)  # decoded to its end, of a length not known
     meta = meta or (_mp4_info(p) if ffmpeg_available() else None) or _ffprobe_info(p)
     _check_rate(p, meta.sample_rate, meta.decoder)

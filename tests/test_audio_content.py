@@ -4,6 +4,9 @@ is one clear error naming it; none is stored as something it is not."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -89,3 +92,46 @@ def test_the_silence_floor_is_measured_over_the_real_samples_about_their_mean():
     assert (audio.window_rms_dbfs(windows, lengths) < -60).all()
     windows[2, :1000] += 0.003 * np.sin(np.arange(1000))  # 0.004 in all: -51 dBFS
     assert audio.window_rms_dbfs(windows, lengths)[2] == pytest.approx(-51.0, abs=0.2)
+
+
+def _mp3(path, y, sr, *args) -> bytes:
+    """The bytes of an MP3 of `y` encoded by LAME at 64 kbps (`args`: more of ffmpeg's options)."""
+    src = path.with_suffix(".src.wav")
+    sf.write(str(src), y, sr)
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(src), "-c:a", "libmp3lame", "-b:a", "64k", *args,
+                    str(path)], check=True)  # fmt: skip
+    src.unlink()
+    return path.read_bytes()
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
+@pytest.mark.parametrize("second_rate", [44_100, 22_050])
+@pytest.mark.parametrize("xing", [True, False])
+def test_mp3_files_joined_one_after_another_are_analysed_whole(tmp_path, db, xing, second_rate):
+    """``cat flute.mp3 bass.mp3``: the first file's Info header declares its own length, and
+    libsndfile stopped there; without one, it stopped where the sample rate changes. Either way the
+    scan stored the flute alone as the whole track, 6 s of 16 (a wrong answer). Such a file is now
+    decoded by ffmpeg to its end (with an ID3 tag between the parts, which ffmpeg cannot decode, it is
+    an error); single files stay with libsndfile."""
+    music = tmp_path / "music"
+    music.mkdir()
+    args = [] if xing else ["-write_xing", "0"]
+    first = _mp3(tmp_path / "a.mp3", tone_signal([FLUTE], seconds=6.0, sr=44_100), 44_100, *args)
+    second = _mp3(tmp_path / "b.mp3", tone_signal([BASS], seconds=10.0, sr=second_rate), second_rate,
+                  "-id3v2_version", "0", *args)  # fmt: skip
+    path = music / "joined.mp3"
+    path.write_bytes(first + second)
+    # (two CBR streams of one rate without headers are one CBR stream, which libsndfile decodes whole)
+    assert audio.info(path).decoder == ("ffmpeg" if xing or second_rate != 44_100 else "soundfile")
+    assert abs(len(audio.load(path)) / 16_000 - 16.0) < 0.2
+    summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert summary.failed == 0, summary.errors
+    assert track_instruments(db) == {str(path): ["bass", "flute"]}
+    for one in (tmp_path / "a.mp3", tmp_path / "b.mp3"):
+        assert audio.info(one).decoder == "soundfile"
+    if xing:  # with the second file's ID3 tag between them: an error, not the first part as the whole
+        tagged = music / "tagged.mp3"
+        tagged.write_bytes(first + first)
+        summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+        assert [path for path, _ in summary.errors] == [str(tagged)]
+        assert "ffmpeg could not decode 1 of its frames" in summary.errors[0][1]
