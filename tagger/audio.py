@@ -606,13 +606,21 @@ ANTIPHASE = -0.5
 is averaged with its polarity inverted: channels in antiphase (L = -R: a phase-inverted recording, a
 channel wired the wrong way round) cancel in the plain mean, which left a loud file silent (stored
 with no instruments) or without what is in the centre (the bass, the voice). Music mixed the
-ordinary way correlates above 0; a chunk with no such channel is the plain mean, bit for bit."""
+ordinary way correlates above 0."""
+EMPTY_CHANNEL_DB = -60.0
+"""A channel this far or further below the loudest over a `_downmix` chunk is left out of the mean:
+empty channels (the silent surrounds of a 5.1 file, the empty side of a mono transfer stored as
+stereo) lowered the level of what the others hold (by 15.6 dB for a 5.1 file of the centre alone),
+and quiet passages fell under the silence floor (`constants.SILENCE_DBFS`) that they were above in
+the same recording as a mono file. A chunk with neither such channel nor one in antiphase is the
+plain mean, bit for bit."""
 
 
 def _downmix(block: np.ndarray, *, chunk: int | None = None) -> tuple[np.ndarray, int]:
     """Mean of the channels [shape=(m, c)] -> [shape=(m,)] float32, NaN/inf samples set to 0, and
     how many of those there were. In each `chunk` of frames (None: the whole block), a channel in
-    antiphase with the loudest one (`ANTIPHASE`) is inverted before the mean.
+    antiphase with the loudest one (`ANTIPHASE`) is inverted before the mean, and an empty one
+    (`EMPTY_CHANNEL_DB`) left out of it.
 
     The same as ``block.mean(axis=1, dtype=np.float32)`` (bit for bit up to 7 channels, within float32
     rounding beyond) but summed column by column: numpy's reduction over a short last axis costs
@@ -627,14 +635,16 @@ def _downmix(block: np.ndarray, *, chunk: int | None = None) -> tuple[np.ndarray
             for c in range(2, n):
                 mono += block[:, c]
             mono /= np.float32(n)
-            _undo_antiphase(block, mono, chunk or len(block))
+            _mix_unusual_chunks(block, mono, chunk or len(block))
     return mono, _zero_non_finite(mono)
 
 
-def _undo_antiphase(block: np.ndarray, mono: np.ndarray, chunk: int) -> None:
-    """Replace, in place, each `chunk` of `mono` (the mean of `block`'s channels) where a channel is
-    in antiphase with the loudest one by the mean with that channel inverted (see `ANTIPHASE`)."""
+def _mix_unusual_chunks(block: np.ndarray, mono: np.ndarray, chunk: int) -> None:
+    """Replace, in place, each `chunk` of `mono` (the mean of `block`'s channels) where a channel is in
+    antiphase with the loudest one (`ANTIPHASE`) or empty (`EMPTY_CHANNEL_DB`) by the mean of the
+    channels not empty, those in antiphase inverted."""
     n = block.shape[1]
+    empty = np.float32(10 ** (EMPTY_CHANNEL_DB / 10))
     for start in range(0, len(block), max(chunk, 1)):
         x = block[start : start + chunk]
         gram = x.T @ x if n <= 8 else None  # (one BLAS call: a third of the time of the sums below)
@@ -644,8 +654,10 @@ def _undo_antiphase(block: np.ndarray, mono: np.ndarray, chunk: int) -> None:
             continue
         dots = x.T @ x[:, loudest] if gram is None else gram[:, loudest]
         flip = dots < ANTIPHASE * np.sqrt(power * power[loudest])
-        if flip.any():
-            mono[start : start + len(x)] = x @ np.where(flip, np.float32(-1), np.float32(1)) / np.float32(n)
+        kept = power > empty * power[loudest]
+        if flip.any() or not kept.all():
+            weights = np.where(flip, np.float32(-1), np.float32(1)) * kept / np.float32(kept.sum())
+            mono[start : start + len(x)] = x @ weights.astype(np.float32)
 
 
 def stream(

@@ -135,3 +135,20 @@ def test_mp3_files_joined_one_after_another_are_analysed_whole(tmp_path, db, xin
         summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
         assert [path for path, _ in summary.errors] == [str(tagged)]
         assert "ffmpeg could not decode 1 of its frames" in summary.errors[0][1]
+
+
+@pytest.mark.parametrize(("channels", "playing"), [(2, [0]), (6, [2]), (6, [0, 1])])
+def test_empty_channels_do_not_push_quiet_music_under_the_silence_floor(tmp_path, db, channels, playing):
+    """A quiet passage (-52 dBFS) in the centre channel of a 5.1 file with nothing else, or on one
+    side of a mono transfer stored as stereo: the mean over every channel lowered it by up to 15.6 dB
+    to under the -60 dBFS silence floor, and the track was stored with no instruments, where the
+    same recording as a mono file is analysed. Empty channels are left out of the mean now."""
+    music = tmp_path / "music"
+    y = tone_signal([FLUTE], seconds=8.0, amplitude=np.sqrt(2) * 10 ** (-52 / 20))
+    block = np.zeros((len(y), channels), np.float32)
+    block[:, playing] = y[:, None]
+    path = write_audio(music / f"quiet{channels}.flac", block)
+    assert rms_db(audio.load(path)) == pytest.approx(-52.0, abs=0.2)
+    summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert summary.failed == 0, summary.errors
+    assert track_instruments(db) == {str(path): ["flute"]}
