@@ -498,6 +498,54 @@ def _flac_blocks(path: Path, meta: AudioInfo, block_frames: int, notes: list[str
                             f"would leave {lost:.1f} s out")  # fmt: skip
 
 
+def _data_chunk(path: Path, fmt: str) -> tuple[int, int] | None:
+    """(bytes its header declares, bytes there are) of the audio data chunk of a WAV ('data') or
+    AIFF ('SSND') file; None where the file is of another kind, declares no size (0, or 0xFFFFFFFF as
+    streaming writers leave it) or has no such chunk in its first 64 KiB of chunk headers."""
+    kinds = {"WAV": (b"RIFF", b"data", "<", 0), "AIFF": (b"FORM", b"SSND", ">", 8)}
+    if fmt not in kinds:
+        return None
+    magic, wanted, order, skip = kinds[fmt]
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if f.read(12)[:4] != magic:
+                return None
+            pos = 12
+            while pos + 8 <= min(size, 65536):
+                f.seek(pos)
+                head = f.read(8)
+                length = int.from_bytes(head[4:], "little" if order == "<" else "big")
+                if head[:4] == wanted:
+                    if length in (0, 0xFFFFFFFF) or length <= skip:
+                        return None
+                    return length - skip, max(size - pos - 8 - skip, 0)
+                pos += 8 + length + (length & 1)
+    except OSError:
+        return None
+    return None
+
+
+def _check_data_chunk(path: Path, meta: AudioInfo, notes: list[str] | None) -> None:
+    """A WAV or AIFF file whose audio data chunk declares more bytes than the file holds (cut short: a
+    copy or download that stopped, a disk that filled) was decoded as far as it goes by libsndfile,
+    which takes the length from what is there, and stored as the whole track without a word; it now
+    comes under `_note_or_refuse`'s rule, against the length its header declares."""
+    chunk = _data_chunk(path, meta.format)
+    if chunk is None or not meta.duration or chunk[1] >= chunk[0]:
+        return
+    declared, there = chunk
+    if there <= 0:
+        return  # (libsndfile finds no samples: "the file holds no audio samples")
+    full = meta.duration * declared / there
+    lost = full - meta.duration
+    _note_or_refuse(path, notes, lost=lost, duration=full,
+                    note=f"the file ends before the length its header declares: analysed without the rest "
+                         f"({lost:.3f} s of {full:.1f} s left out)",
+                    refusal=f"cut short: the file holds {meta.duration:.1f} s of the {full:.1f} s its header "
+                            f"declares; nothing stored, as a result would leave {lost:.1f} s out")  # fmt: skip
+
+
 def _note_or_refuse(path: Path, notes: list[str] | None, *, lost: float, duration: float | None, note: str,
                     refusal: str) -> None:  # fmt: skip
     """The rule for audio a decoder could not give (`MAX_LOST_SHARE`): `note` appended to `notes` when
@@ -699,6 +747,7 @@ def stream(
     elif meta.format == "FLAC":
         blocks = _flac_blocks(p, meta, block_frames, notes)
     else:
+        _check_data_chunk(p, meta, notes)
         blocks = _soundfile_blocks(p, block_frames)
     resampler = None
     if rate != C.SAMPLE_RATE:

@@ -152,3 +152,28 @@ def test_empty_channels_do_not_push_quiet_music_under_the_silence_floor(tmp_path
     summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
     assert summary.failed == 0, summary.errors
     assert track_instruments(db) == {str(path): ["flute"]}
+
+
+@pytest.mark.parametrize("ext", ["wav", "aiff"])
+def test_a_wav_or_aiff_cut_short_is_analysed_as_far_as_it_goes_or_is_an_error_that_says_so(tmp_path, db, ext):
+    """A WAV or AIFF whose data chunk declares more than the file holds (a copy that stopped, a full
+    disk): libsndfile takes the length from what is there, and the first 4 s of a 10 s file were
+    stored as the whole track without a word. The FLAC rule applies now: up to 1% of the declared
+    length lost, analysed with the note; more, an error naming what is missing."""
+    from sqlalchemy import select
+
+    from tagger.db import models as M
+
+    music = tmp_path / "music"
+    y = tone_signal([BASS], seconds=10.0, sr=44_100)
+    whole = write_audio(tmp_path / f"whole.{ext}", y, sr=44_100).read_bytes()
+    music.mkdir()
+    (music / f"half.{ext}").write_bytes(whole[: len(whole) * 2 // 5])
+    (music / f"tail.{ext}").write_bytes(whole[: len(whole) - 4410])  # 0.05 s of 10 s
+    summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert summary.errors == [(str(music / f"half.{ext}"), "cut short: the file holds 4.0 s of the 10.0 s its header "
+                                                            "declares; nothing stored, as a result would leave 6.0 s out")]  # fmt: skip
+    assert track_instruments(db) == {str(music / f"tail.{ext}"): ["bass"]}
+    with db.session() as s:
+        note = s.scalar(select(M.Track.analysed_in_part).where(M.Track.path == str(music / f"tail.{ext}")))
+    assert note == "the file ends before the length its header declares: analysed without the rest (0.050 s of 10.0 s left out)"
