@@ -500,8 +500,8 @@ def _flac_blocks(path: Path, meta: AudioInfo, block_frames: int, notes: list[str
 
 def _data_chunk(path: Path, fmt: str) -> tuple[int, int] | None:
     """(bytes its header declares, bytes there are) of the audio data chunk of a WAV ('data') or
-    AIFF ('SSND') file; None where the file is of another kind, declares no size (0, or 0xFFFFFFFF as
-    streaming writers leave it) or has no such chunk in its first 64 KiB of chunk headers."""
+    AIFF ('SSND') file; None where the file is of another kind, declares 0 bytes or has no such
+    chunk in its first 64 KiB of chunk headers."""
     kinds = {"WAV": (b"RIFF", b"data", "<", 0), "AIFF": (b"FORM", b"SSND", ">", 8)}
     if fmt not in kinds:
         return None
@@ -517,7 +517,7 @@ def _data_chunk(path: Path, fmt: str) -> tuple[int, int] | None:
                 head = f.read(8)
                 length = int.from_bytes(head[4:], "little" if order == "<" else "big")
                 if head[:4] == wanted:
-                    if length in (0, 0xFFFFFFFF) or length <= skip:
+                    if length <= skip:
                         return None
                     return length - skip, max(size - pos - 8 - skip, 0)
                 pos += 8 + length + (length & 1)
@@ -532,11 +532,18 @@ def _check_data_chunk(path: Path, meta: AudioInfo, notes: list[str] | None) -> N
     which takes the length from what is there, and stored as the whole track without a word; it now
     comes under `_note_or_refuse`'s rule, against the length its header declares."""
     chunk = _data_chunk(path, meta.format)
-    if chunk is None or not meta.duration or chunk[1] >= chunk[0]:
-        return
+    if chunk is None or not meta.duration or chunk[1] <= 0:
+        return  # (no samples there: libsndfile's "the file holds no audio samples")
     declared, there = chunk
-    if there <= 0:
-        return  # (libsndfile finds no samples: "the file holds no audio samples")
+    if there > 0xFFFFFFFF and meta.format == "WAV" and declared < there:
+        # More than a RIFF header can declare: its size is 0xFFFFFFFF or wrapped past 4 GiB, and
+        # libsndfile reads that much only (60 s of a 94-minute 192 kHz file, for a wrapped one).
+        full = meta.duration * there / declared
+        raise AudioReadError(path, f"a WAV of more audio data than its header can declare (over 4 GiB; RF64 and "
+                                   f"Wave64 files can): libsndfile would read {meta.duration:.1f} s of its "
+                                   f"{full:.1f} s; nothing stored")  # fmt: skip
+    if there >= declared or declared == 0xFFFFFFFF:
+        return  # (whole; or of a length left undeclared by a streaming writer, which libsndfile reads to its end)
     full = meta.duration * declared / there
     lost = full - meta.duration
     _note_or_refuse(path, notes, lost=lost, duration=full,

@@ -177,3 +177,27 @@ def test_a_wav_or_aiff_cut_short_is_analysed_as_far_as_it_goes_or_is_an_error_th
     with db.session() as s:
         note = s.scalar(select(M.Track.analysed_in_part).where(M.Track.path == str(music / f"tail.{ext}")))
     assert note == "the file ends before the length its header declares: analysed without the rest (0.050 s of 10.0 s left out)"
+
+
+@pytest.mark.parametrize("field", ["wrapped", "undeclared"])
+def test_a_wav_of_more_than_4_gib_is_an_error_not_its_first_part(tmp_path, field):
+    """A RIFF WAV holds at most 4 GiB by its header: past that, writers leave the size wrapped
+    (modulo 2**32) or 0xFFFFFFFF, and libsndfile read 60 s of a 94-minute 192 kHz file (or stopped at
+    4 GiB), stored as the whole track. Such a file is an error saying so (a sparse file here: nothing
+    is decoded)."""
+    import struct
+
+    rate, data = 192_000, 2**32 + 192_000 * 4 * 60  # 16-bit stereo: 4 GiB and 60 s
+    size = data % 2**32 if field == "wrapped" else 0xFFFFFFFF
+    fmt = struct.pack("<IHHIIHH", 16, 1, 2, rate, rate * 4, 4, 16)
+    head = b"RIFF" + struct.pack("<I", (36 + data) % 2**32) + b"WAVEfmt " + fmt + b"data" + struct.pack("<I", size)
+    path = tmp_path / "long.wav"
+    with open(path, "wb") as f:
+        f.write(head)
+        f.truncate(len(head) + data)
+    with pytest.raises(audio.AudioReadError, match="more audio data than its header can declare .* of its 5652.4 s"):
+        next(audio.stream(path))
+    with open(path, "r+b") as f:  # the same header on a file of 10 s: read to its end, as before
+        f.truncate(len(head) + rate * 4 * 10)
+    if field == "undeclared":
+        assert abs(len(audio.load(path)) - 10 * 16_000) <= 2
