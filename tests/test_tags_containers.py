@@ -978,14 +978,30 @@ APE_CASES = {
     "APEv1 tag": (_ape_tag([(b"Title", 0, b"Blue")], version=1000), "version 1"),
     "ID3v1 after the APE tag": (_ape_tag([(b"Title", 0, b"Blue")]) + b"TAG" + b"Blue".ljust(125, b"\0"), "ID3v1"),
     "ID3v1 alone": (b"TAG" + b"Blue".ljust(125, b"\0"), "ID3v1"),
+    # mutagen writes the header and footer anew: flags "has a header" alone, zeros in the reserved bytes
+    "read-only tag": (_ape_tag([(b"Title", 0, b"Blue")])[:-12] + struct.pack("<I", 1) + bytes(8),
+                      "footer's flags 0x00000001 (read only)"),
+    "read-only tag with a header": (_ape_tag([(b"Title", 0, b"Blue")], header=True).replace(
+        struct.pack("<I", 0x80000000) + bytes(8), struct.pack("<I", 0x80000001) + bytes(8)), "(read only, has a header)"),
+    "footer's reserved bytes": (_ape_tag([(b"Title", 0, b"Blue")])[:-8] + b"abcdefgh", "reserved bytes 6162636465666768"),
+    "a header that disagrees with its footer": (
+        (lambda t: t[:16] + struct.pack("<I", 5) + t[20:])(_ape_tag([(b"Title", 0, b"Blue")], header=True)),
+        "header's version, size and item count 2000/50/5, which disagree with its footer's 2000/50/1"),
+    "an item flag mutagen does not know": (_ape_tag([(b"Title", 0x10, b"Blue")]), "'Title'"),
+    "what old PyMusepack versions left": (b"APETAGEX" + struct.pack("<4I", 2000, 50, 1, 0)
+                                          + _ape_tag([(b"Title", 0, b"Blue")], header=True), "PyMusepack"),
 }
 
 
 @pytest.mark.parametrize("case", sorted(APE_CASES))
 def test_wavpack_tags_a_rewrite_would_change_are_refused(tmp_path, case):
     """mutagen rewrites an APEv2 tag from its own view: it drops an item's read-only flag, merges
-    repeated keys, converts an APEv1 tag, and drops (or buries behind the new tag) an ID3v1 tag at
-    the end of the file. Such a file is refused, naming what would change, and left byte for byte."""
+    repeated keys, converts an APEv1 tag, drops (or buries behind the new tag) an ID3v1 tag at the
+    end of the file, writes the header and footer anew (the tag's read-only flag cleared, reserved
+    bytes zeroed, a header that disagrees with the footer made to agree) and drops 24 bytes before
+    the tag that begin with ``APETAGEX``. Such a file is refused, naming what would change, and
+    left byte for byte (the tag's flags, reserved bytes, header and leftover were changed or dropped
+    without a word)."""
     tail, named = APE_CASES[case]
     song = _ffmpeg(tmp_path / "song.wv", "-c:a", "wavpack", "-fflags", "+bitexact")
     with open(song, "ab") as f:
@@ -1015,6 +1031,24 @@ def test_wavpack_tag_with_a_header_and_binary_items_is_kept_and_the_audio_bytes_
     data = song.read_bytes()
     assert data.startswith(audio) and b"INSTRUMENTS" not in data and not tags.read_instruments(song).tagged
     assert all(struct.pack("<2I", len(value), flags) + key + b"\0" + value in data for key, flags, value in items)
+
+
+def test_wavpack_tag_without_a_header_and_items_out_of_size_order_gets_a_header_and_size_order(tmp_path):
+    """What a rewrite changes and loses nothing by: mutagen writes every APEv2 tag with a header and
+    its items sorted by size (the specification recommends both; readers find items by key). Every
+    item keeps its key, flags and bytes, every byte before the tag is kept, ffmpeg reads the same
+    tags and decodes the same audio."""
+    items = [(b"Comment", 0, b"a long comment, longer than the rest"), (b"Artist", 0, b"Ann"), (b"Year", 0, b"1959")]
+    song = _ffmpeg(tmp_path / "song.wv", "-c:a", "wavpack", "-fflags", "+bitexact")
+    audio, decoded = song.read_bytes(), _decoded_md5(song)
+    song.write_bytes(audio + _ape_tag(items))
+    shown = _ffprobe_tags(song)
+    tags.write_instruments(song, **WRITE)
+    data = song.read_bytes()
+    assert data.startswith(audio) and data[len(audio) : len(audio) + 8] == b"APETAGEX"
+    at = [data.index(struct.pack("<2I", len(value), flags) + key + b"\0" + value) for key, flags, value in items]
+    assert at[2] < at[1] < at[0]  # (Year, Artist, Comment: by size, 17, 18 and 51 bytes)
+    assert _decoded_md5(song) == decoded and {k: v for k, v in _ffprobe_tags(song).items() if k in shown} == shown
 
 
 _APE_HEADERS = {

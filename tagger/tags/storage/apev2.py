@@ -3,10 +3,13 @@ several values joined by NUL bytes as the APEv2 specification has it.
 
 mutagen rewrites the whole APEv2 tag at the end of the file (a header and a footer, the items sorted
 by size); it drops an ID3v1 tag after it, or, where there is no APEv2 tag yet, buries the ID3v1 tag
-in front of the new one, and it keeps only part of an item's flags (not "read only"). So a file
-ending in an ID3v1 tag, an APEv1 tag (not UTF-8) and items that mutagen would store otherwise are
-refused (`APEv2Storage.cannot_keep`), and every other item's stored bytes are compared before and
-after (`APEv2Storage.item_values`).
+in front of the new one, and it keeps only part of an item's flags (not "read only"). It writes the
+header and footer anew (flags "has a header" alone, zero reserved bytes) and drops 24 bytes before
+the tag that begin with ``APETAGEX`` (its repair of old PyMusepack writes). So a file ending in an
+ID3v1 tag, an APEv1 tag (not UTF-8), items that mutagen would store otherwise and a header or
+footer it would write otherwise (`_frame_changes`) are refused (`APEv2Storage.cannot_keep`), and
+every other item's stored bytes are compared before and after (`APEv2Storage.item_values`). A
+header added to a tag without one and the items' new order (by size) lose nothing.
 """
 
 from __future__ import annotations
@@ -38,6 +41,10 @@ class _APETag(NamedTuple):
     version: int
     items: list[tuple[bytes, int, bytes]]
     """(key, flags, value) of each item, in the file's order."""
+    header: bytes | None
+    """Its header's 32 bytes (None where it has none)."""
+    footer: bytes | None
+    """Its footer's 32 bytes (None for a tag at the start without one)."""
 
 
 def _find_tag(f, size: int) -> _APETag | None:
@@ -55,12 +62,19 @@ def _find_tag(f, size: int) -> _APETag | None:
             start = first - (_FOOTER if flags & _HAS_HEADER else 0)
             if first < 0 or start < 0:
                 raise ValueError("its APE tag says it is larger than the file")
+            header = None
             if start < first:  # mutagen takes these 32 bytes for the header, whatever they hold
                 f.seek(start)
-                if f.read(8) != _PREAMBLE:
+                header = f.read(_FOOTER)
+                if header[:8] != _PREAMBLE:
                     raise ValueError("its APE tag's footer says it has a header, and the 32 bytes before its items "
                                      "are not one: a rewrite would cut them off the audio")  # fmt: skip
-            return _APETag(start, end, version, _items(f, first, end - _FOOTER, count))
+            if start >= 24:  # (mutagen's repair of old PyMusepack writes, which left 24 bytes of a header)
+                f.seek(start - 24)
+                if f.read(8) == _PREAMBLE:
+                    raise ValueError("the 24 bytes before its APE tag begin as an APE tag does (what old PyMusepack "
+                                     "versions left of a tag's header), and a rewrite would drop them")  # fmt: skip
+            return _APETag(start, end, version, _items(f, first, end - _FOOTER, count), header, block)
     f.seek(0)
     block = f.read(_FOOTER)
     if block[:8] == _PREAMBLE and block[8:24] and struct.unpack("<4I", block[8:24])[3] & _IS_HEADER:
@@ -69,9 +83,11 @@ def _find_tag(f, size: int) -> _APETag | None:
         if end > size:
             raise ValueError("its APE tag says it is larger than the file")
         f.seek(end - _FOOTER)
-        footer = f.read(8) == _PREAMBLE and end - _FOOTER >= _FOOTER  # (the size counts it, as mutagen reads it)
+        footer = f.read(_FOOTER)
+        if footer[:8] != _PREAMBLE or end - _FOOTER < _FOOTER:  # (the size counts it, as mutagen reads it)
+            footer = None
         items = _items(f, _FOOTER, end - (_FOOTER if footer else 0), count)
-        return _APETag(0, end, version, items)
+        return _APETag(0, end, version, items, block, footer)
     return None
 
 
@@ -164,6 +180,9 @@ class APEv2Storage(Storage):
             return None
         if tag.version != 2000:
             return f"its APE tag is version {tag.version / 1000:g}, which a rewrite would convert to APEv2"
+        changes = _frame_changes(tag)
+        if changes:
+            return changes
         kept = Counter(_written(key, value) for key, value in ([] if audio.tags is None else audio.tags.items())
                        if not _ours(key, value.kind))  # fmt: skip
         found = Counter(item for item in tag.items if not _ours(_key(item[0]), item[1] >> 1 & 3))
@@ -258,6 +277,36 @@ def _custom_rate(subblocks: bytes) -> int:
             return int.from_bytes(subblocks[data : data + size - (1 if kind & 0x40 else 0)], "little")
         pos = data + size
     return 0
+
+
+_FLAG_NAMES = {1: "read only", _HAS_HEADER: "has a header", 1 << 30: "has no footer", _IS_HEADER: "is the header"}
+
+
+def _frame_changes(tag: _APETag) -> str | None:
+    """What a rewrite would change in the APE tag's header and footer (mutagen writes them anew, at
+    the end of the file, with the flags "has a header" (and "is the header") alone and zeros in the
+    reserved bytes): None where only a header would be added to a tag that has none, which holds
+    nothing (the APEv2 specification recommends one)."""
+    if tag.footer is None:
+        return "its APE tag is at the start of the file, with no footer: a rewrite would move it to the end"
+    changed = []
+    for name, block, wanted in (("header", tag.header, _HAS_HEADER | _IS_HEADER), ("footer", tag.footer, _HAS_HEADER)):
+        if block is None:
+            continue
+        flags = struct.unpack_from("<I", block, 20)[0]
+        if flags not in (wanted, 0 if name == "footer" and tag.header is None else wanted):
+            said = [text for bit, text in _FLAG_NAMES.items() if flags & bit]
+            said += [f"0x{flags & ~sum(_FLAG_NAMES):08x}"] if flags & ~sum(_FLAG_NAMES) else []
+            changed.append(f"its {name}'s flags 0x{flags:08x} ({', '.join(said)}) to 0x{wanted:08x}")
+        if block[24:32] != bytes(8):
+            changed.append(f"its {name}'s reserved bytes {block[24:32].hex()} to zeros")
+    if tag.header is not None and tag.header[8:20] != tag.footer[8:20]:
+        header, footer = struct.unpack_from("<3I", tag.header, 8), struct.unpack_from("<3I", tag.footer, 8)
+        changed.append("its header's version, size and item count {}, which disagree with its footer's {}".format(
+            "/".join(map(str, header)), "/".join(map(str, footer))))  # fmt: skip
+    if not changed:
+        return None
+    return f"a rewrite of its APE tag would change {'; '.join(changed)}"
 
 
 def _written(key: str, value) -> tuple[bytes, int, bytes]:
