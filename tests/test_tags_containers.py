@@ -503,6 +503,89 @@ def test_asf_header_bytes_mutagen_would_write_back_differently_are_refused(tmp_p
     assert song.read_bytes() == bytes(data)
 
 
+def _wma_with(path: Path, attributes: dict, renames: tuple[tuple[str, str], ...] = ()) -> Path:
+    """A WMA file (ffmpeg, title "abc") holding ``attributes`` (name -> mutagen attributes), then
+    attribute names renamed in its bytes (same length: to make what mutagen itself never writes)."""
+    import mutagen
+
+    song = _ffmpeg(path, "-metadata", "title=abc", "-c:a", "wmav2")
+    audio = mutagen.File(str(song))
+    for name, values in attributes.items():
+        audio.tags[name] = values
+    audio.save()
+    data = song.read_bytes()
+    for old, new in renames:
+        assert len(old) == len(new) and data.count(_utf16z(old)) == 1
+        data = data.replace(_utf16z(old), _utf16z(new))
+    song.write_bytes(data)
+    return song
+
+
+def _wma_cases():
+    from mutagen.asf import ASFUnicodeAttribute as Text
+
+    return {
+        # case: (attributes, renames, what the refusal names)
+        "a name twice in the Extended Content Description": (
+            {"WM/Foo": [Text("one")], "WM/Fop": [Text("two")]}, (("WM/Fop", "WM/Foo"),),
+            "'WM/Foo' from the Extended Content Description to the Metadata Library"),
+        "a name twice in the Metadata object": (
+            {"WM/Mx": [Text("one", stream=1)], "WM/My": [Text("two", stream=2)]}, (("WM/My", "WM/Mx"),),
+            "'WM/Mx' from the Metadata to the Metadata Library"),
+        # moves a reader shows nothing of: every value of the name the same (None: tagged)
+        "a Content Description name in the Extended Content Description": (
+            {"WM/Tit": [Text("Ann")]}, (("WM/Tit", "Author"),), None),
+        "a name twice in the Extended Content Description with one value": (
+            {"WM/Foo": [Text("one")], "WM/Fop": [Text("one")]}, (("WM/Fop", "WM/Foo"),), None),
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(_wma_cases()))
+def test_asf_attributes_mutagen_would_move_to_another_object_are_refused(tmp_path, case):
+    """mutagen writes one attribute of a name into the Extended Content Description (or the Metadata
+    object) and moves the others to the Metadata Library, and a Content Description name into that
+    object, whichever object held it. ffmpeg shows the last value of a name it reads, in the file's
+    order: a repeated WM/Foo shown as "two" was shown as "one" after a write, without a word. Such
+    a file is refused, naming the attributes, and left byte for byte."""
+    attributes, renames, named = _wma_cases()[case]
+    song = _wma_with(tmp_path / "song.wma", attributes, renames)
+    original, shown = song.read_bytes(), _ffprobe_tags(song)
+    if named is None:  # (ffmpeg's twin Author, `test_an_ffmpeg_wma_with_an_artist_is_tagged`, is one of these)
+        tags.write_instruments(song, **WRITE)
+        assert {k: v for k, v in _ffprobe_tags(song).items() if k in shown} == shown
+        return
+    with pytest.raises(TagWriteError, match="a rewrite would move its ASF attributes to other header objects") as err:
+        tags.write_instruments(song, **WRITE)
+    assert named in err.value.reason and "left unchanged" in err.value.reason
+    assert song.read_bytes() == original and _ffprobe_tags(song) == shown
+    if case.startswith("a name twice in the Extended"):
+        assert shown["wm/foo"] == "two"
+
+
+def test_asf_languages_streams_and_a_name_in_several_objects_are_kept_byte_for_byte(tmp_path):
+    """Metadata Library attributes with a language and a stream number, a Metadata attribute on a
+    stream, and a name both in the Extended Content Description and the Metadata Library stay in
+    their objects with their numbers: each attribute's bytes are in the written file as they were,
+    ffmpeg shows the same tags and decodes the same audio."""
+    from mutagen.asf import ASFUnicodeAttribute as Text
+
+    song = _wma_with(tmp_path / "song.wma", {"WM/Genre": [Text("Jazz"), Text("Rock", language=0, stream=0)],
+                                            "WM/Mood": [Text("calm", language=1, stream=1), Text("dark", language=2)],
+                                            "WM/Bar": [Text("x", stream=1)]})  # fmt: skip
+    records = [struct.pack("<HHHHI", language, stream, len(_utf16z(name)), 0, len(_utf16z(value))) + _utf16z(name)
+               + _utf16z(value) for name, value, language, stream in
+               [("WM/Genre", "Rock", 0, 0), ("WM/Mood", "calm", 1, 1), ("WM/Mood", "dark", 2, 0), ("WM/Bar", "x", 0, 1)]]
+    records.append(struct.pack("<H", len(_utf16z("WM/Genre"))) + _utf16z("WM/Genre") + struct.pack("<HH", 0, 10)
+                   + _utf16z("Jazz"))  # fmt: skip
+    data = song.read_bytes()
+    assert all(data.count(record) == 1 for record in records)
+    shown, decoded = _ffprobe_tags(song), _decoded_md5(song)
+    tags.write_instruments(song, **WRITE)
+    data = song.read_bytes()
+    assert all(data.count(record) == 1 for record in records)
+    assert {k: v for k, v in _ffprobe_tags(song).items() if k in shown} == shown and _decoded_md5(song) == decoded
+
+
 # -- ID3 frames mutagen would write back differently ----------------------------------------------
 
 

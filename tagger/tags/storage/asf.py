@@ -1,11 +1,13 @@
 """ASF (WMA): tagger's fields as ASF attributes with those names, one per value. The check on
-mutagen's round trip reads the header's attributes from the file's bytes (`_asf_attributes`).
+mutagen's round trip reads the header's attributes from the file's bytes (`_asf_attributes`),
+and where mutagen's write would put each of them (`_asf_moves`).
 """
 
 from __future__ import annotations
 
 import os
 import struct
+from typing import NamedTuple
 
 from tagger.tags.fields import Raw, ours
 from tagger.tags.storage._bytes import _hash_range
@@ -51,7 +53,7 @@ class ASFStorage(Storage):
         changed = []
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
-            for where, name, kind, lead, value in _asf_attributes(f, size):
+            for where, name, kind, lead, _stream, _length, value in _asf_attributes(f, size):
                 shown = _asf_name(name)
                 if not _asf_text_kept(name):
                     changed.append(f"{shown!r}, whose name is not one text and one NUL")
@@ -62,6 +64,16 @@ class ASFStorage(Storage):
                 if where == "Metadata" and lead:
                     changed.append(f"{shown!r}, whose reserved field in the Metadata object is {lead}")
             changed += _asf_header_changes(f, size)
+            # (a move is a change a reader can show only where the values of that name differ: ffmpeg's
+            # twin Author, in the Content Description and the Extended Content Description, moves harmlessly)
+            values = {} if audio.tags is None else audio.tags.as_dict()
+            moved = [said for name, said in _asf_moves(f, size)
+                     if len({(type(v).__name__, v.value) for v in values.get(name, ())}) > 1]  # fmt: skip
+        if moved and not changed:
+            return ("a rewrite would move its ASF attributes to other header objects (mutagen keeps one attribute "
+                    "of a name in the Extended Content Description and in the Metadata object and moves the others "
+                    "to the Metadata Library; a reader that shows one value of a name, such as ffmpeg, may then show "
+                    f"another): {', '.join(moved)}")  # fmt: skip
         if not changed:
             return None
         return ("its ASF attributes hold values that a rewrite would change (mutagen writes a BOOL back as 0 or 1, "
@@ -107,14 +119,29 @@ def _asf_objects(f, pos: int, end: int):
         pos += size
 
 
+class _Attribute(NamedTuple):
+    """One attribute as the header's bytes hold it."""
+
+    where: str
+    """Its object: ``Extended Content Description``, ``Metadata`` or ``Metadata Library``."""
+    name: bytes
+    kind: int
+    """Its data type (0 text, 1 bytes, 2 BOOL, 3 DWORD, 4 QWORD, 5 WORD, 6 GUID)."""
+    lead: int | None
+    """The Metadata object's reserved field (the Metadata Library's language), None in the Extended
+    Content Description."""
+    stream: int | None
+    """Its stream number (None in the Extended Content Description)."""
+    length: int
+    """The length of its value."""
+    value: bytes | None
+    """Its value, read only for a text or a BOOL (None otherwise: a picture may be large)."""
+
+
 def _asf_attributes(f, size: int):
-    """(object, name, type, first field, value) of each attribute of the Extended Content
-    Description, Metadata and Metadata Library objects of the ASF file open as ``f`` (``size``
-    bytes), read from the header's bytes; the name as its bytes. The first field is the Metadata
-    object's reserved one (the Metadata Library's language), None in the Extended Content
-    Description; the value is read only for a text (type 0) or a BOOL (type 2), None otherwise (a
-    picture may be large). The walk stops where an
-    object's content does not hold what it declares."""
+    """Each attribute (`_Attribute`) of the Extended Content Description, Metadata and Metadata
+    Library objects of the ASF file open as ``f`` (``size`` bytes), read from the header's bytes,
+    in the file's order. The walk stops where an object's content does not hold what it declares."""
     f.seek(0)
     head = f.read(30)
     if len(head) < 30:
@@ -137,7 +164,7 @@ def _asf_attributes(f, size: int):
                 if pos > end:
                     return
                 value = f.read(value_length) if kind in (0, 2) else None
-                yield "Extended Content Description", name, kind, None, value
+                yield _Attribute("Extended Content Description", name, kind, None, None, value_length, value)
         elif guid == _ASF_HEADER_EXTENSION and end - start >= 22:
             f.seek(start + 18)
             inner_end = min(start + 22 + struct.unpack("<I", f.read(4))[0], end)
@@ -151,13 +178,13 @@ def _asf_attributes(f, size: int):
                     if pos + 12 > last:
                         return
                     f.seek(pos)
-                    lead, _stream, name_length, kind, value_length = struct.unpack("<HHHHI", f.read(12))
+                    lead, stream, name_length, kind, value_length = struct.unpack("<HHHHI", f.read(12))
                     name = f.read(name_length)
                     pos += 12 + name_length + value_length
                     if pos > last:
                         return
                     value = f.read(value_length) if kind in (0, 2) else None
-                    yield where, name, kind, lead, value
+                    yield _Attribute(where, name, kind, lead, stream, value_length, value)
 
 
 def _asf_name(data: bytes) -> str:
@@ -169,6 +196,58 @@ def _asf_text_kept(data: bytes) -> bool:
     character that is not a NUL, then one NUL (an odd length fails mutagen's load before this)."""
     text = data.decode("utf-16-le", "replace").strip("\x00")
     return data == text.encode("utf-16-le", "surrogatepass") + b"\0\0"
+
+
+_ASF_LOAD_ORDER = ("Content Description", "Extended Content Description", "Metadata", "Metadata Library")
+"""The objects whose attributes mutagen loads, in the order it loads them (whatever the file's order)."""
+
+
+def _asf_moves(f, size: int) -> list[tuple[str, str]]:
+    """(name, what moves where) of the attributes (not tagger's) of the ASF file open as ``f`` (``size`` bytes) that mutagen's
+    write would put into another object than the one holding them, as mutagen's `save` routes them:
+    the Metadata Library for a GUID, a value over 64 KiB, a language, and every attribute of a name
+    already written to the object it would go to (a Content Description field too, and a field of
+    that name that is not a text); a stream number to the Metadata object, a Content Description
+    name to that object, any other to the Extended Content Description. Texts are counted as they
+    are stored (`cannot_keep` refuses one that mutagen writes otherwise)."""
+    found = [("Content Description", name, 0, None, None, length) for name, length in _asf_content_fields(f, size)]
+    found += [(a.where, _asf_name(a.name), a.kind, a.lead if a.where == "Metadata Library" else None, a.stream,
+               4 if a.kind == 2 else a.length) for a in _asf_attributes(f, size)]  # fmt: skip
+    found.sort(key=lambda attribute: _ASF_LOAD_ORDER.index(attribute[0]))  # (a stable sort: the file's order within each)
+    taken: dict[str, set[str]] = {where: set() for where in _ASF_LOAD_ORDER}
+    moved = []
+    for where, name, kind, language, stream, length in found:
+        if ours(name):
+            continue  # (rewritten by tagger, in the Extended Content Description)
+        if kind == 6 or length > 0xFFFF or language is not None:
+            goes = "Metadata Library"
+        elif stream is not None:
+            goes = "Metadata"
+        elif name in _ASF_CONTENT_FIELDS:
+            goes = "Content Description" if kind == 0 else "Metadata Library"
+        else:
+            goes = "Extended Content Description"
+        if goes != "Metadata Library" and name in taken[goes]:
+            goes = "Metadata Library"
+        taken[goes].add(name)
+        if goes != where:
+            moved.append((name, f"{name!r} from the {where} to the {goes}"))
+    return moved
+
+
+def _asf_content_fields(f, size: int) -> list[tuple[str, int]]:
+    """(name, length) of each Content Description field the ASF file open as ``f`` (``size`` bytes)
+    holds (mutagen loads one that is not empty as an attribute of that name)."""
+    f.seek(0)
+    head = f.read(30)
+    if len(head) < 30:
+        return []
+    fields = []
+    for guid, start, end in list(_asf_objects(f, 30, min(struct.unpack("<Q", head[16:24])[0], size))):
+        if guid == _ASF_CONTENT_DESCRIPTION and end - start >= 10:
+            f.seek(start)
+            fields += [(name, n) for name, n in zip(_ASF_CONTENT_FIELDS, struct.unpack("<5H", f.read(10))) if n]
+    return fields
 
 
 def _asf_header_changes(f, size: int) -> list[str]:
