@@ -586,6 +586,40 @@ def test_asf_languages_streams_and_a_name_in_several_objects_are_kept_byte_for_b
     assert {k: v for k, v in _ffprobe_tags(song).items() if k in shown} == shown and _decoded_md5(song) == decoded
 
 
+@pytest.mark.parametrize("where, named", [("value", "the value of 'WM/Foo' in the Extended Content Description"),
+                                          ("library value", "the value of 'WM/Foo' in the Metadata Library"),
+                                          ("name", "the name 'WM/Foo'... in the Extended Content Description"),
+                                          ("title", "the Content Description's Title")])  # fmt: skip
+def test_asf_text_of_an_odd_number_of_bytes_is_refused_naming_it(tmp_path, where, named):
+    """A text stored in an odd number of bytes (not UTF-16: a damaged header) stopped mutagen with
+    its bare words (`'utf-16-le' codec can't decode byte 0x00 in position 6: truncated data`). The
+    refusal names the text and the object holding it; the file is left as it is."""
+    from mutagen.asf import ASFUnicodeAttribute as Text
+
+    song = _wma_with(tmp_path / "song.wma", {"WM/Foo": [Text("abc", language=0 if where == "library value" else None)]})
+    data = song.read_bytes()
+    value = _utf16z("abc")
+    if where == "value":
+        old = _utf16z("WM/Foo") + struct.pack("<HH", 0, 8) + value
+        new = _utf16z("WM/Foo") + struct.pack("<HH", 0, 7) + value[:-1]
+    elif where == "library value":
+        old = struct.pack("<HI", 0, 8) + _utf16z("WM/Foo") + value
+        new = struct.pack("<HI", 0, 7) + _utf16z("WM/Foo") + value[:-1]
+    elif where == "name":
+        old = struct.pack("<H", 14) + _utf16z("WM/Foo") + struct.pack("<HH", 0, 8)
+        new = struct.pack("<H", 13) + _utf16z("WM/Foo")[:-1] + struct.pack("<HH", 0, 8)
+    else:
+        old = struct.pack("<5H", 8, 0, 0, 0, 0) + value
+        new = struct.pack("<5H", 7, 0, 0, 0, 0) + value[:-1]
+    assert data.count(old) == 1
+    data = data.replace(old, new + b"\0")  # (the byte after the text stands in for what followed: same sizes)
+    song.write_bytes(data)
+    with pytest.raises(TagWriteError, match="texts of an odd number of bytes, which mutagen cannot read") as err:
+        tags.write_instruments(song, **WRITE)
+    assert named in err.value.reason
+    assert song.read_bytes() == data
+
+
 # -- ID3 frames mutagen would write back differently ----------------------------------------------
 
 

@@ -71,7 +71,7 @@ def open_file(path: str | os.PathLike, *, real: str | None = None, cls: type | N
     except FileNotFoundError:
         raise TagWriteError(path, "no such file") from None
     except (mutagen.MutagenError, *UNREADABLE) as exc:
-        raise TagWriteError(path, f"cannot read tags: {_unreadable(exc)}") from exc
+        raise TagWriteError(path, f"cannot read tags: {_unreadable(exc, name)}") from exc
     except Exception as exc:
         if not raised_in_mutagen(exc):
             raise  # a bug in tagger: its own traceback, not the file's fault
@@ -95,18 +95,25 @@ def _named_type(name: str) -> type | None:
     return None if fmt is None else fmt.mutagen_class()
 
 
-def _unreadable(exc: Exception) -> str:
-    """Why mutagen could not read a file, in words that name the part of the file at fault."""
+def _unreadable(exc: Exception, name: str) -> str:
+    """Why mutagen could not read the file ``name``, in words that name the part of the file at fault."""
     from mutagen.apev2 import APEBadItemError
 
     if isinstance(exc, APEBadItemError):
         return (f"its APEv2 tag has an item mutagen cannot read (a key that is not ASCII, reserved or not 2 to 255 "
                 f"characters long, text that is not UTF-8, or the reserved item type): {exc}")  # fmt: skip
-    if str(exc):
-        return str(exc)
     root = exc  # mutagen wraps its errors in its own, and raises some bare: a read that runs out of bytes
     while root.args and isinstance(root.args[0], BaseException):
         root = root.args[0]
+    if isinstance(root, UnicodeDecodeError) and root.encoding == "utf-16-le":
+        from tagger.tags.storage.asf import odd_texts
+
+        odd = odd_texts(name)
+        if odd:
+            return (f"its ASF (WMA) header has texts of an odd number of bytes, which mutagen cannot read (UTF-16 "
+                    f"has 2 bytes a character: damaged?): {', '.join(odd)}")  # fmt: skip
+    if str(exc):
+        return str(exc)
     if type(root) is OSError and not root.args:  # (mutagen's `read_full`)
         return "a part of it runs past the end of the file (as its headers give it: damaged or cut short?)"
     return f"{type(root).__name__} (mutagen gives no reason)"

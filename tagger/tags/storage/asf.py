@@ -1,6 +1,7 @@
 """ASF (WMA): tagger's fields as ASF attributes with those names, one per value. The check on
 mutagen's round trip reads the header's attributes from the file's bytes (`_asf_attributes`),
-and where mutagen's write would put each of them (`_asf_moves`).
+and where mutagen's write would put each of them (`_asf_moves`). A text of an odd number of bytes,
+which mutagen cannot read, is named for the refusal (`odd_texts`).
 """
 
 from __future__ import annotations
@@ -233,6 +234,24 @@ def _asf_moves(f, size: int) -> list[tuple[str, str]]:
         if goes != where:
             moved.append((name, f"{name!r} from the {where} to the {goes}"))
     return moved
+
+
+def odd_texts(path: str) -> list[str]:
+    """The texts of the ASF file ``path`` stored in an odd number of bytes (mutagen fails to read
+    them as UTF-16): attribute names and text values, Content Description fields, as a user reads them."""
+    odd = []
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            for a in _asf_attributes(f, size):
+                if len(a.name) % 2:
+                    odd.append(f"the name {_asf_name(a.name[:-1])!r}... in the {a.where}")
+                elif a.kind == 0 and a.length % 2:
+                    odd.append(f"the value of {_asf_name(a.name)!r} in the {a.where}")
+            odd += [f"the Content Description's {name}" for name, length in _asf_content_fields(f, size) if length % 2]
+    except (OSError, struct.error):  # (a header that does not hold what it declares: mutagen's words stand)
+        return []
+    return odd
 
 
 def _asf_content_fields(f, size: int) -> list[tuple[str, int]]:
