@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import shutil
 import struct
 import subprocess
@@ -402,6 +403,30 @@ def test_every_byte_of_a_wav_or_aiff_outside_its_id3_chunk_is_kept(tmp_path, ext
     assert new_chunk[:4].upper() == b"ID3 " and b"INSTRUMENTS" in new_chunk
     assert tags.read_instruments(song).instruments == ["bass", "guitar"] and _decoded(song) == decoded
     assert _title(song) == title  # (ffmpeg shows the title it read last: a text chunk's, the second ID3 chunk's)
+
+
+@pytest.mark.parametrize("ext, module, name", [("wav", "wave", "WAVE"), ("aiff", "aiff", "AIFF")])
+def test_a_wav_or_aiff_is_loaded_once_to_be_tagged(tmp_path, monkeypatch, ext, module, name):
+    """Telling a file's type with mutagen's guess loads its tags (a cover of 20 MB included), which
+    were then let go and loaded again as they are in the file: a WAV or AIFF file is told from its
+    first 12 bytes, and the original is loaded once per write (its copy once to write, once to check)."""
+    import importlib
+
+    import numpy as np
+    from conftest import write_audio
+
+    cls = getattr(importlib.import_module(f"mutagen.{module}"), name)
+    song = write_audio(tmp_path / f"song.{ext}", np.zeros(1600, dtype="float32"))
+    loaded, load = [], cls.load
+
+    def counted(self, filething, *args, **kwargs):
+        loaded.append(os.path.realpath(filething))
+        return load(self, filething, *args, **kwargs)
+
+    monkeypatch.setattr(cls, "load", counted)
+    assert tags.write_instruments(song, **WRITE).written
+    assert loaded.count(os.path.realpath(song)) == 1 and len(loaded) == 3
+    assert tags.read_instruments(song).instruments == ["bass", "guitar"]
 
 
 # -- kept whole already: cheap regression cases -----------------------------------------------------

@@ -47,6 +47,8 @@ def open_file(path: str | os.PathLike, *, real: str | None = None, cls: type | N
             raise UntaggableError(path, f"unsupported format ({variant} WAV); tagger writes tags into "
                                         f"{supported_formats()}")  # fmt: skip
         if cls is None:
+            cls = _iff_type(name)  # (mutagen.File would load the tags, cover art included, to be loaded again)
+        if cls is None:
             audio = mutagen.File(name)
             if audio is None and _looks_like_mpeg(name):
                 from mutagen.mp3 import MP3
@@ -178,6 +180,25 @@ def _wave64(name: str) -> str | None:
     except OSError:
         return None
     return head[:4].decode() if head[:4] in (b"RF64", b"BW64") and head[8:12] == b"WAVE" else None
+
+
+def _iff_type(name: str) -> type | None:
+    """mutagen's class for a RIFF WAV or an AIFF/AIFF-C file, told from its first 12 bytes (as
+    mutagen's guess would tell it, whatever the name); None for another file."""
+    try:
+        with open(name, "rb") as f:
+            head = f.read(12)
+    except OSError:
+        return None
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        from mutagen.wave import WAVE
+
+        return WAVE
+    if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+        from mutagen.aiff import AIFF
+
+        return AIFF
+    return None
 
 
 def _looks_like_mpeg(name: str) -> bool:
