@@ -1088,13 +1088,17 @@ def _ape_tag(items: list[tuple[bytes, int, bytes]], *, version: int = 2000, head
     return (block(0xA0000000) if header else b"") + body + block(0x80000000 if header else 0)
 
 
+_ID3V1 = b"TAG" + b"Blue".ljust(30, b"\0") + b"Ann".ljust(30, b"\0") + bytes(64) + b"\x05"
+_LYRICS3V2 = b"LYRICSBEGIN" + b"IND00003110" + b"%06dLYRICS200" % 22
+
 APE_CASES = {
     # case: (the tag's bytes after the audio, what the refusal names)
     "read-only item": (_ape_tag([(b"Title", 1, b"Blue"), (b"Artist", 0, b"Ann")]), "'Title'"),
     "repeated key": (_ape_tag([(b"Artist", 0, b"Ann"), (b"ARTIST", 0, b"Bob")]), "'Artist'"),
     "APEv1 tag": (_ape_tag([(b"Title", 0, b"Blue")], version=1000), "version 1"),
-    "ID3v1 after the APE tag": (_ape_tag([(b"Title", 0, b"Blue")]) + b"TAG" + b"Blue".ljust(125, b"\0"), "ID3v1"),
-    "ID3v1 alone": (b"TAG" + b"Blue".ljust(125, b"\0"), "ID3v1"),
+    "ID3v1 behind a Lyrics3v2 block after the APE tag": (_ape_tag([(b"Title", 0, b"Blue")]) + _LYRICS3V2 + _ID3V1,
+                                                         "ID3v1 tag behind a Lyrics3 block"),
+    "ID3v1 behind an extended ID3v1 block": (b"TAG+" + bytes(223) + _ID3V1, "extended ID3v1 (TAG+)"),
     # mutagen writes the header and footer anew: flags "has a header" alone, zeros in the reserved bytes
     "read-only tag": (_ape_tag([(b"Title", 0, b"Blue")])[:-12] + struct.pack("<I", 1) + bytes(8),
                       "footer's flags 0x00000001 (read only)"),
@@ -1113,8 +1117,8 @@ APE_CASES = {
 @pytest.mark.parametrize("case", sorted(APE_CASES))
 def test_wavpack_tags_a_rewrite_would_change_are_refused(tmp_path, case):
     """mutagen rewrites an APEv2 tag from its own view: it drops an item's read-only flag, merges
-    repeated keys, converts an APEv1 tag, drops (or buries behind the new tag) an ID3v1 tag at the
-    end of the file, writes the header and footer anew (the tag's read-only flag cleared, reserved
+    repeated keys, converts an APEv1 tag, adds the new tag in front of an ID3v1 tag behind a Lyrics3
+    or extended ID3v1 block (where an old APE tag may lie), writes the header and footer anew (the tag's read-only flag cleared, reserved
     bytes zeroed, a header that disagrees with the footer made to agree) and drops 24 bytes before
     the tag that begin with ``APETAGEX``. Such a file is refused, naming what would change, and
     left byte for byte (the tag's flags, reserved bytes, header and leftover were changed or dropped
@@ -1128,6 +1132,33 @@ def test_wavpack_tags_a_rewrite_would_change_are_refused(tmp_path, case):
         tags.write_instruments(song, **WRITE)
     assert named in err.value.reason and "left unchanged" in err.value.reason
     assert song.read_bytes() == original
+
+
+@pytest.mark.parametrize("ape", [True, False], ids=["after an APE tag", "alone"])
+def test_wavpack_id3v1_tag_after_the_ape_tag_is_kept_there(tmp_path, ape):
+    """An ID3v1 tag after the APE tag (the APEv2 specification's place for it, as foobar2000 and EAC
+    write it; or alone): mutagen drops it when it writes the APE tag, or buries it in front of a new
+    one, so such files were refused. The ID3v1 tag is set aside and put back after the new APE tag:
+    every byte before the tag and the ID3v1 tag are kept, the items too, the audio decodes the same;
+    `untag` of a file tagger gave its only APE tag returns the very bytes it had."""
+    items = [(b"Title", 0, b"Blue"), (b"Artist", 0, b"Ann")]
+    song = _ffmpeg(tmp_path / "song.wv", "-c:a", "wavpack", "-fflags", "+bitexact")
+    audio, decoded = song.read_bytes(), _decoded_md5(song)
+    original = audio + (_ape_tag(items, header=True) if ape else b"") + _ID3V1
+    song.write_bytes(original)
+    tags.write_instruments(song, **WRITE)
+    data = song.read_bytes()
+    assert data.startswith(audio) and data.endswith(b"APETAGEX" + data[-160:-128][8:] + _ID3V1)
+    assert all(struct.pack("<2I", len(v), f) + k + b"\0" + v in data for k, f, v in (items if ape else []))
+    assert tags.read_instruments(song).instruments == ["bass", "guitar"] and _decoded_md5(song) == decoded
+    tags.remove_instruments(song)
+    data = song.read_bytes()
+    assert not tags.read_instruments(song).tagged and data.endswith(_ID3V1)
+    if ape:  # the same tag, its items in size order
+        assert len(data) == len(original) and data[: len(audio) + 32] == original[: len(audio) + 32]
+        assert all(struct.pack("<2I", len(v), f) + k + b"\0" + v in data[len(audio) : -160] for k, f, v in items)
+    else:
+        assert data == original
 
 
 def test_wavpack_tag_with_a_header_and_binary_items_is_kept_and_the_audio_bytes_too(tmp_path):

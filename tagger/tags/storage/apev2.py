@@ -3,10 +3,11 @@ several values joined by NUL bytes as the APEv2 specification has it.
 
 mutagen rewrites the whole APEv2 tag at the end of the file (a header and a footer, the items sorted
 by size); it drops an ID3v1 tag after it, or, where there is no APEv2 tag yet, buries the ID3v1 tag
-in front of the new one, and it keeps only part of an item's flags (not "read only"). It writes the
-header and footer anew (flags "has a header" alone, zero reserved bytes) and drops 24 bytes before
-the tag that begin with ``APETAGEX`` (its repair of old PyMusepack writes). So a file ending in an
-ID3v1 tag, an APEv1 tag (not UTF-8), items that mutagen would store otherwise and a header or
+in front of the new one: `APEv2Storage.save` sets the ID3v1 tag aside and puts it back after the
+new tag. It keeps only part of an item's flags (not "read only"), writes the header and footer anew
+(flags "has a header" alone, zero reserved bytes) and drops 24 bytes before the tag that begin with
+``APETAGEX`` (its repair of old PyMusepack writes). So an ID3v1 tag behind a Lyrics3 or extended
+ID3v1 block, an APEv1 tag (not UTF-8), items that mutagen would store otherwise and a header or
 footer it would write otherwise (`_frame_changes`) are refused (`APEv2Storage.cannot_keep`), and
 every other item's stored bytes are compared before and after (`APEv2Storage.item_values`). A
 header added to a tag without one and the items' new order (by size) lose nothing.
@@ -155,10 +156,21 @@ class APEv2Storage(Storage):
                 tags[name] = list(values)
 
     def save(self, audio, path, *, version, original):
+        # mutagen writes the tag at the very end, dropping an ID3v1 tag after the old one (or burying
+        # one that ends a file without an APE tag): it is set aside and put back after the new tag,
+        # where the APEv2 specification has it
+        with open(path, "r+b") as f:
+            size = f.seek(0, 2)
+            id3v1 = _id3v1_after(f, size, _find_tag(f, size))
+            if id3v1:
+                f.truncate(size - len(id3v1))
         if audio.tags is not None and not len(audio.tags):
             audio.delete()  # nothing left in the APE tag (tagger created it): remove the tag altogether
         else:
             audio.save()
+        if id3v1:
+            with open(path, "ab") as f:
+                f.write(id3v1)
 
     def other_items(self, audio):
         return sorted((key.lower(), (value.kind, value.value)) for key, value in audio.tags.items()
@@ -171,11 +183,15 @@ class APEv2Storage(Storage):
                 tag = _find_tag(f, size)
             except ValueError as exc:
                 return str(exc)
-            if size >= _ID3V1 and (tag is None or tag.end <= size - _ID3V1):
-                f.seek(size - _ID3V1)
-                if f.read(3) == b"TAG":
-                    return ("it ends with an ID3v1 tag, which a rewrite of its APEv2 tag would drop or hide "
-                            "behind the new one")  # fmt: skip
+            if tag is None and _id3v1_after(f, size, tag) and size >= _ID3V1 + 9:
+                # (mutagen finds an APE tag in front of a Lyrics3v2 tag; other readers look behind an
+                # extended ID3v1 block: a new tag between them and the ID3v1 tag would sit beside an old one)
+                f.seek(size - _ID3V1 - 9)
+                lyrics = f.read(9) in (b"LYRICS200", b"LYRICSEND")
+                f.seek(max(size - _ID3V1 - 227, 0))
+                if lyrics or (size >= _ID3V1 + 227 and f.read(4) == b"TAG+"):
+                    return (f"it ends with an ID3v1 tag behind {'a Lyrics3' if lyrics else 'an extended ID3v1 (TAG+)'} "
+                            "block, in front of which a rewrite would add its APEv2 tag (where an old one may lie)")  # fmt: skip
         if tag is None:
             return None
         if tag.version != 2000:
@@ -277,6 +293,17 @@ def _custom_rate(subblocks: bytes) -> int:
             return int.from_bytes(subblocks[data : data + size - (1 if kind & 0x40 else 0)], "little")
         pos = data + size
     return 0
+
+
+def _id3v1_after(f, size: int, tag: _APETag | None) -> bytes:
+    """The ID3v1 tag (128 bytes) that ends the open file ``f`` (``size`` bytes) after its APE tag
+    ``tag`` (or, where it has none, after the audio); empty where there is none."""
+    if size >= _ID3V1 and (tag is None or tag.end <= size - _ID3V1):
+        f.seek(size - _ID3V1)
+        block = f.read(_ID3V1)
+        if block[:3] == b"TAG":
+            return block
+    return b""
 
 
 _FLAG_NAMES = {1: "read only", _HAS_HEADER: "has a header", 1 << 30: "has no footer", _IS_HEADER: "is the header"}
