@@ -190,8 +190,9 @@ class APEv2Storage(Storage):
                 lyrics = f.read(9) in (b"LYRICS200", b"LYRICSEND")
                 f.seek(max(size - _ID3V1 - 227, 0))
                 if lyrics or (size >= _ID3V1 + 227 and f.read(4) == b"TAG+"):
-                    return (f"it ends with an ID3v1 tag behind {'a Lyrics3' if lyrics else 'an extended ID3v1 (TAG+)'} "
-                            "block, in front of which a rewrite would add its APEv2 tag (where an old one may lie)")  # fmt: skip
+                    block = "a Lyrics3" if lyrics else "an extended ID3v1 (TAG+)"
+                    return (f"it ends with an ID3v1 tag behind {block} block, in front of which a rewrite would "
+                            "add its APEv2 tag (where an old one may lie)")  # fmt: skip
         if tag is None:
             return None
         if tag.version != 2000:

@@ -204,17 +204,18 @@ _ASF_LOAD_ORDER = ("Content Description", "Extended Content Description", "Metad
 
 
 def _asf_moves(f, size: int) -> list[tuple[str, str]]:
-    """(name, what moves where) of the attributes (not tagger's) of the ASF file open as ``f`` (``size`` bytes) that mutagen's
-    write would put into another object than the one holding them, as mutagen's `save` routes them:
-    the Metadata Library for a GUID, a value over 64 KiB, a language, and every attribute of a name
-    already written to the object it would go to (a Content Description field too, and a field of
-    that name that is not a text); a stream number to the Metadata object, a Content Description
-    name to that object, any other to the Extended Content Description. Texts are counted as they
-    are stored (`cannot_keep` refuses one that mutagen writes otherwise)."""
+    """(name, what moves where) of each attribute (not tagger's) of the ASF file open as ``f``
+    (``size`` bytes) that mutagen's write would put into another object than the one holding it, as
+    mutagen's `save` routes them: the Metadata Library for a GUID, a value over 64 KiB, a language,
+    and every attribute of a name already written to the object it would go to (a Content
+    Description field too, and a field of that name that is not a text); a stream number to the
+    Metadata object, a Content Description name to that object, any other to the Extended Content
+    Description. Texts are counted as they are stored (`cannot_keep` refuses one that mutagen writes
+    otherwise)."""
     found = [("Content Description", name, 0, None, None, length) for name, length in _asf_content_fields(f, size)]
     found += [(a.where, _asf_name(a.name), a.kind, a.lead if a.where == "Metadata Library" else None, a.stream,
                4 if a.kind == 2 else a.length) for a in _asf_attributes(f, size)]  # fmt: skip
-    found.sort(key=lambda attribute: _ASF_LOAD_ORDER.index(attribute[0]))  # (a stable sort: the file's order within each)
+    found.sort(key=lambda attribute: _ASF_LOAD_ORDER.index(attribute[0]))  # (stable: the file's order within each)
     taken: dict[str, set[str]] = {where: set() for where in _ASF_LOAD_ORDER}
     moved = []
     for where, name, kind, language, stream, length in found:
