@@ -201,3 +201,64 @@ def test_a_wav_of_more_than_4_gib_is_an_error_not_its_first_part(tmp_path, field
         f.truncate(len(head) + rate * 4 * 10)
     if field == "undeclared":
         assert abs(len(audio.load(path)) - 10 * 16_000) <= 2
+
+
+@pytest.mark.parametrize(("seconds", "starts", "silent"), [
+    (1.0, [0], [False]), (3.99, [0], [False]), (4.0, [0], [False]),
+    (4.0 + 1 / 16_000, [0, 64_000], [False, True]),  # (one sample is no sound: it has no variance)
+    (4.0 + 2 / 16_000, [0, 64_000], [False, False]), (8.0, [0, 64_000], [False, False]),
+])  # fmt: skip
+def test_lengths_around_one_window(tmp_path, seconds, starts, silent):
+    y = tone_signal([FLUTE], seconds=8.0)[: int(round(seconds * 16_000))]
+    y[-2:] = [0.3, -0.3]  # (a last sample of sound)
+    path = write_audio(tmp_path / "x.wav", y)
+    (w,) = list(audio.iter_windows(path))
+    assert w.start.tolist() == starts and w.silent.tolist() == silent
+
+
+@pytest.mark.parametrize(("name", "rate", "subtype", "gain"), [
+    ("u8.wav", 44_100, "PCM_U8", 1.0), ("ulaw.wav", 44_100, "ULAW", 1.0), ("alaw.wav", 44_100, "ALAW", 1.0),
+    ("s24.wav", 96_000, "PCM_24", 1.0), ("s32.wav", 192_000, "PCM_32", 1.0),
+    ("over_full_scale.wav", 44_100, "FLOAT", 8.0),  # (float samples up to 2.4: analysed as they are, not clipped)
+    ("quiet.flac", 44_100, "PCM_24", 10 ** (-45 / 20) / 0.3 * np.sqrt(2)),  # (-45 dBFS RMS: analysed)
+    ("rate8k.wav", 8_000, "PCM_16", 1.0), ("rate384k.wav", 384_000, "PCM_16", 1.0),
+])  # fmt: skip
+def test_sample_formats_rates_and_levels_are_analysed_for_what_they_hold(tmp_path, db, name, rate, subtype, gain):
+    music = tmp_path / "music"
+    music.mkdir()
+    path = music / name
+    y = tone_signal([BASS, FLUTE], seconds=6.0, sr=rate) * gain
+    sf.write(str(path), y, rate, subtype=subtype)
+    summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert summary.failed == 0, summary.errors
+    assert track_instruments(db) == {str(path): ["bass", "flute"]}
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
+def test_a_tag_write_keeps_every_stream_of_an_mp4(tmp_path):
+    """An M4A with two audio tracks and an MP4 with a video track: the first audio track is analysed
+    (the one whose length is stored), and a tag write keeps every stream's decoded content."""
+    from tagger.tags import write_instruments
+
+    def digests(path) -> list[str]:
+        out = []
+        for spec in ("0:a:0", "0:a:1?", "0:v:0?"):
+            done = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-map", spec, "-f", "md5", "-"],
+                                  capture_output=True, text=True, check=True)  # fmt: skip
+            out.append(done.stdout)
+        return out
+
+    flute, bass = tmp_path / "flute.wav", tmp_path / "bass.wav"
+    sf.write(flute, tone_signal([FLUTE], seconds=4.0), 16_000)
+    sf.write(bass, tone_signal([BASS], seconds=8.0), 16_000)
+    two, video = tmp_path / "two.m4a", tmp_path / "video.mp4"
+    ff = ["ffmpeg", "-nostdin", "-v", "error"]
+    subprocess.run([*ff, "-i", flute, "-i", bass, "-map", "0:a", "-map", "1:a", "-c:a", "aac", two], check=True)
+    subprocess.run([*ff, "-f", "lavfi", "-i", "color=c=black:s=32x32:d=8", "-i", flute, "-map", "0:v", "-map", "1:a",
+                    "-c:v", "mpeg4", "-c:a", "aac", video], check=True)  # fmt: skip
+    for path in (two, video):
+        assert abs(audio.info(path).duration - 4.0) < 0.1 and abs(len(audio.load(path)) / 16_000 - 4.0) < 0.1
+        before, data = digests(path), path.read_bytes()
+        write_instruments(path, instruments=["flute"], model_version="test-1")
+        assert path.read_bytes() != data and b"INSTRUMENTS" in path.read_bytes()
+        assert digests(path) == before and all(before[:2])
