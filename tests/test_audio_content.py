@@ -262,3 +262,20 @@ def test_a_tag_write_keeps_every_stream_of_an_mp4(tmp_path):
         write_instruments(path, instruments=["flute"], model_version="test-1")
         assert path.read_bytes() != data and b"INSTRUMENTS" in path.read_bytes()
         assert digests(path) == before and all(before[:2])
+
+
+def test_show_says_when_a_track_is_without_instruments_because_every_window_is_silent(tmp_path, db):
+    """A track stored with no instruments because nothing in it reached the silence floor (a master
+    at -65 dBFS, a file of silence) read in `tagger show` as one analysed and found without any."""
+    from tagger.db.queries import track_detail
+    from tagger.library.report import render_detail
+
+    music = tmp_path / "music"
+    quiet = write_audio(music / "quiet.flac", tone_signal([FLUTE], seconds=6.0, amplitude=np.sqrt(2) * 10 ** (-65 / 20)))
+    loud = write_audio(music / "loud.flac", tone_signal([FLUTE], seconds=6.0))
+    summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert summary.failed == 0, summary.errors
+    with db.session() as s:
+        shown = {p: render_detail(track_detail(s, path=str(p))) for p in (quiet, loud)}
+    assert "  instruments: (none)  (every window is silent: 2 of 2 below -60 dBFS)\n" in shown[quiet]
+    assert "  instruments: flute\n" in shown[loud]

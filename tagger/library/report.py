@@ -15,6 +15,7 @@ import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
 
+from tagger.constants import SILENCE_DBFS
 from tagger.db.queries import TrackDetail, TrackSummary
 from tagger.display import named, shown
 
@@ -160,6 +161,8 @@ def render_detail(d: TrackDetail) -> str:
         f"  model: {shown(d.model_version or '-')}" + ("  (stale: analysed by an older model)" if d.stale else ""),
         f"  instruments: {', '.join(d.instruments) if d.instruments else '(none)'}",
     ]
+    if d.windows and d.silent_windows == d.windows:  # (nothing was listened to: not "found nothing")
+        head[-1] += f"  (every window is silent: {d.windows} of {d.windows} below {SILENCE_DBFS:g} dBFS)"
     if d.analysed_in_part:
         head.append(f"  warning: analysed in part: {shown(d.analysed_in_part)}")
     if not d.families:
