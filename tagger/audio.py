@@ -263,12 +263,24 @@ def _ffprobe_info(path: Path) -> AudioInfo:
         raise AudioReadError(path, "invalid sample rate or channel count in the stream") from None
     if rate <= 0 or channels <= 0:
         raise AudioReadError(path, "audio stream has no sample rate or channels")
-    dur = s.get("duration") or meta.get("format", {}).get("duration")
-    try:
-        duration = float(dur) if dur not in (None, "N/A") else None
-    except ValueError:
-        duration = None
+    duration = _seconds(s.get("duration")) or _seconds((s.get("tags") or {}).get("DURATION"))
+    others = [t for t in meta.get("streams", []) if t is not s and not (t.get("disposition") or {}).get("attached_pic")]
+    if duration is None and not others:  # (the file's length is its stream's; a cover picture has none)
+        duration = _seconds(meta.get("format", {}).get("duration"))
     return AudioInfo(str(path), str(s.get("codec_name", "unknown")), rate, channels, duration, "ffmpeg")
+
+
+def _seconds(value) -> float | None:
+    """Seconds from ffprobe: a number (``"6.000000"``) or, in a Matroska stream's tags, a clock
+    (``"00:00:06.000000000"``); None for none or nonsense (``"N/A"``)."""
+    try:
+        if isinstance(value, str) and value.count(":") == 2:
+            h, m, sec = value.split(":")
+            value = int(h) * 3600 + int(m) * 60 + float(sec)
+        seconds = float(value)
+    except (TypeError, ValueError):
+        return None
+    return seconds if seconds > 0 and seconds == seconds and seconds != float("inf") else None
 
 
 MP4_CODECS = {"mp4a.40.2": "aac", "alac": "alac"}

@@ -279,3 +279,23 @@ def test_show_says_when_a_track_is_without_instruments_because_every_window_is_s
         shown = {p: render_detail(track_detail(s, path=str(p))) for p in (quiet, loud)}
     assert "  instruments: (none)  (every window is silent: 2 of 2 below -60 dBFS)\n" in shown[quiet]
     assert "  instruments: flute\n" in shown[loud]
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
+def test_the_length_of_a_matroska_file_is_that_of_the_stream_analysed(tmp_path):
+    """A Matroska file of two audio streams (6 s, then 12 s), or of a longer video: ffprobe gives no
+    length for a Matroska stream but in its tags, and the file's length (12 s) was taken for that of
+    the first audio stream, which is the one decoded: the 1% rule for damaged frames measured the
+    6 s it decodes against 12 (6 s "left out": the file refused, its reason wrong)."""
+    flute, bass = tmp_path / "flute.wav", tmp_path / "bass.wav"
+    sf.write(flute, tone_signal([FLUTE], seconds=6.0), 16_000)
+    sf.write(bass, tone_signal([BASS], seconds=12.0), 16_000)
+    two, video = tmp_path / "two.mka", tmp_path / "video.webm"
+    ff = ["ffmpeg", "-nostdin", "-v", "error"]
+    subprocess.run([*ff, "-i", flute, "-i", bass, "-map", "0:a", "-map", "1:a", "-c:a", "flac", two], check=True)
+    subprocess.run([*ff, "-f", "lavfi", "-i", "color=c=black:s=32x32:d=12", "-i", flute, "-map", "0:v", "-map", "1:a",
+                    "-c:v", "libvpx", "-c:a", "libopus", video], check=True)  # fmt: skip
+    for path in (two, video):
+        meta = audio.info(path)
+        assert meta.decoder == "ffmpeg" and abs(meta.duration - 6.0) < 0.05, meta
+        assert abs(len(audio.load(path)) / 16_000 - 6.0) < 0.05
