@@ -566,6 +566,43 @@ def test_a_quick_scan_analyses_a_file_written_over_in_place_with_its_size_and_mt
     assert _scan(music, dbfile, quick=True).skipped == 1
 
 
+def test_a_hard_link_to_a_file_rewritten_in_place_with_its_mtime_kept_is_analysed_not_given_old_results(tmp_path,
+                                                                                                     monkeypatch):
+    # A song edited in place (the same size, the fingerprint's chunks untouched), its mtime set back
+    # (`touch -r`), then hard-linked into another folder: the link was taken for a link to the
+    # unchanged file (same inode, the stored mtime) without reading it, and given the old results for
+    # good, while the song itself, its ctime another, was analysed again. A link is now taken unread
+    # only when the ctime is the stored one too; otherwise its content is read, once per file however
+    # many names it has.
+    from tagger.library import plan
+
+    music, dbfile = tmp_path / "music", tmp_path / "lib.db"
+    song = write_audio(music / "song.wav", tone_signal([110.0], seconds=40.0))  # bass
+    _old(song)
+    _scan(music, dbfile)
+    st = os.stat(song)
+    edited = _unseen_by_the_fingerprint(song, tmp_path / "edited.wav")  # string outside the chunks
+    with open(song, "r+b") as f:
+        f.write(edited.read_bytes())
+    os.utime(song, ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.link(song, music / "a_link.wav")
+    summary = _scan(music, dbfile)
+    assert (summary.scanned, summary.copied) == (2, 0)
+    rows = _rows(dbfile)
+    assert rows[str(music / "a_link.wav")]["instruments"] == rows[str(song)]["instruments"] == ["bass", "string"]
+    read = []
+    monkeypatch.setattr(plan, "content_hash", lambda p, _f=plan.content_hash: read.append(p) or _f(p))
+    links = [music / f"link{i}.wav" for i in range(3)]
+    for link in links:
+        os.link(song, link)
+    summary = _scan(music, dbfile)
+    assert (summary.scanned, summary.copied) == (0, 3)
+    assert len(read) == 1, read  # one file, read once for its five names
+    assert all(_rows(dbfile)[str(link)]["instruments"] == ["bass", "string"] for link in links)
+    read.clear()
+    assert _scan(music, dbfile).skipped == 5 and read == []
+
+
 def test_tag_refuses_two_files_of_one_size_mtime_and_fingerprint_swapped_by_name(tmp_path):
     # The same two stems, scanned without tags and swapped by name, then `tagger tag`: it checked size,
     # mtime and fingerprint, all the stored ones, and wrote each file the other's results (recording

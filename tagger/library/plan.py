@@ -58,19 +58,22 @@ def check_roots(roots: Iterable[str | os.PathLike]) -> list[str]:
     return out
 
 
-def copied_from(done: list[M.Track], path: str, *, mtime: float, digest) -> M.Track | None:
+def copied_from(done: list[M.Track], path: str, *, st: os.stat_result, digest) -> M.Track | None:
     """The analysed track whose results are those of the file ``path``, a copy of its file; None
     when none is. ``done`` are the analysed tracks of this model with the file's size and
-    fingerprint; ``digest()`` gives the file's content hash (None when it cannot be read).
+    fingerprint; ``st`` is the file's `os.stat`; ``digest()`` gives the file's content hash (None
+    when it cannot be read).
 
     Results hold for the bytes they were made from, whose hash is stored with them: the original
     file may have been rewritten since (new audio where the fingerprint does not read) and not yet
     analysed again, so its current bytes prove nothing. A track stored before content hashes
     (revision 0005) has none: the file is analysed as new. A hard link to a track's file whose mtime
-    is the stored one is that file unchanged, by the rule that skips unchanged files: taken without
-    reading it (a thousand links to one large file would otherwise be read a thousand times)."""
+    and ctime are the stored ones is that file unchanged, by the rule that skips unchanged files:
+    taken without reading it. Making a link changes the file's ctime, as a write in place with the
+    mtime set back (``touch -r``) does: a link made since the analysis is read (`ContentHashes`
+    reads a file once for all its names)."""
     for t in done:
-        if t.mtime == mtime and _same_inode(t.path, path):
+        if t.mtime == st.st_mtime and t.ctime_ns == st.st_ctime_ns and _same_inode(t.path, path):
             return t
     if not any(t.content_hash for t in done):
         return None
@@ -85,6 +88,32 @@ def _same_inode(a: str, b: str) -> bool:
     except OSError:
         return False
     return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+
+
+class ContentHashes:
+    """The content hashes a scan's planning reads of files with several names (hard links), one per
+    file as `os.stat` found it (device, inode, size, mtime, ctime): read once between its names. (A
+    file of one name is not kept: a remounted library hashes every file.)"""
+
+    def __init__(self) -> None:
+        self._hashes: dict[tuple[int, ...], str | None] = {}
+
+    def of(self, path: str, st: os.stat_result) -> str | None:
+        """The content hash of the file ``path``, whose `os.stat` is ``st``; None when it cannot be
+        read (its analysis reports it)."""
+        if st.st_nlink < 2:
+            return _content_hash_or_none(path)
+        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        if key not in self._hashes:
+            self._hashes[key] = _content_hash_or_none(path)
+        return self._hashes[key]
+
+
+def _content_hash_or_none(path: str) -> str | None:
+    try:
+        return content_hash(path)
+    except TaggerError:
+        return None  # unreadable now: the analysis reports it
 
 
 def origin(path: str, gone: list[M.Track], *, digest) -> M.Track | None:
@@ -118,26 +147,18 @@ def origin(path: str, gone: list[M.Track], *, digest) -> M.Track | None:
     return None
 
 
-def _content_hash_or_none(path: str) -> str | None:
-    try:
-        return content_hash(path)
-    except TaggerError:
-        return None  # unreadable now: the analysis reports it
-
-
-def _same_bytes(path: str, stored: str | None) -> bool:
-    """Whether the file ``path``, whose size and fingerprint are the stored ones but whose mtime is
-    not (or which was missing), still holds the bytes analysed: its whole content against the content
-    hash stored at analysis or at the last tag write. New audio written over a file, or two files of
-    one size swapped that agree where the fingerprint reads (stems silent at the start, middle and
-    end), must not keep the old results. A track stored before content hashes (revision 0005) has
-    none to compare: analysed again. An unreadable file counts as changed (its analysis reports it)."""
+def _same_bytes(digest, stored: str | None) -> bool:
+    """Whether a file whose size and fingerprint are the stored ones but whose mtime or ctime is
+    not (or which was missing) still holds the bytes analysed: its whole content (``digest()``, None
+    when it cannot be read) against the content hash stored at analysis or at the last tag write.
+    New audio written over a file, or two files of one size swapped that agree where the fingerprint
+    reads (stems silent at the start, middle and end), must not keep the old results. A track stored
+    before content hashes (revision 0005) has none to compare: analysed again. An unreadable file
+    counts as changed (its analysis reports it)."""
     if not stored:
         return False
-    try:
-        return content_hash(path) == stored
-    except TaggerError:
-        return False
+    wanted = digest()
+    return wanted is not None and wanted == stored
 
 
 def plan_files(roots, *, writer: ScanWriter, mv_id: int, rescan_stale: bool, retry_errors: bool, quick: bool,
@@ -160,6 +181,7 @@ def plan_files(roots, *, writer: ScanWriter, mv_id: int, rescan_stale: bool, ret
             existing[row[0]] = tuple(row[1:])
     last_report = 0.0
     spelling = Spelling()
+    hashes = ContentHashes()
     own = database_files(writer.url)  # a database kept in the scanned folder is no music
     own_names = {os.path.basename(f) for f in own}  # (realpath, a syscall per folder level, only for those names)
 
@@ -197,6 +219,7 @@ def plan_files(roots, *, writer: ScanWriter, mv_id: int, rescan_stale: bool, ret
             continue
         size, mtime = st.st_size, st.st_mtime
         row = existing.get(path)
+        digest = functools.cache(functools.partial(hashes.of, path, st))  # read once, if at all
         try:
             if (quick and row is not None and row[1] == size and row[2] == mtime and row[4] != M.STATUS_MISSING
                     and row[9] in (None, st.st_ctime_ns)):  # (another ctime: written, renamed or copied here since)
@@ -230,7 +253,7 @@ def plan_files(roots, *, writer: ScanWriter, mv_id: int, rescan_stale: bool, ret
                 # have been set back: two stems of one archive swapped by name), or only chmod-ed.
                 touched = (old_mtime != mtime or status == M.STATUS_MISSING
                            or (old_ctime is not None and old_ctime != st.st_ctime_ns))  # fmt: skip
-                if touched and not _same_bytes(path, old_hash):
+                if touched and not _same_bytes(digest, old_hash):
                     work.append(FileState.of(path, st, fp, track_id))  # rewritten where the fingerprint does not read
                     continue
                 if touched:
@@ -253,7 +276,6 @@ def plan_files(roots, *, writer: ScanWriter, mv_id: int, rescan_stale: bool, ret
         gone = [t for t in candidates if (t.status == M.STATUS_MISSING or not os.path.exists(t.path)
                                           or not spelling.as_listed(t.path))
                 and not (t.error and t.error_transient)]  # fmt: skip
-        digest = functools.cache(functools.partial(_content_hash_or_none, path))  # read once, if at all
         track = origin(path, gone, digest=digest)
         if track is not None:
             old_path = track.path
@@ -271,7 +293,7 @@ def plan_files(roots, *, writer: ScanWriter, mv_id: int, rescan_stale: bool, ret
         # A copy gets its original's results only when its whole content is the one they were made
         # from: files that differ outside the fingerprint's three chunks are different audio.
         done = [t for t in candidates if t.status == M.STATUS_OK and t.model_version_id == mv_id]
-        src = copied_from(done, path, mtime=mtime, digest=digest) if done else None
+        src = copied_from(done, path, st=st, digest=digest) if done else None
         if src is not None:
             dst = writer.copied(src, FileState.of(path, st, fp, None))
             if retag is not None and not dst.tags_current:
