@@ -709,22 +709,36 @@ def _downmix(block: np.ndarray, *, chunk: int | None = None) -> tuple[np.ndarray
 def _mix_unusual_chunks(block: np.ndarray, mono: np.ndarray, chunk: int) -> None:
     """Replace, in place, each `chunk` of `mono` (the mean of `block`'s channels) where a channel is in
     antiphase with the loudest one (`ANTIPHASE`) or empty (`EMPTY_CHANNEL_DB`) by the mean of the
-    channels not empty, those in antiphase inverted."""
+    channels not empty, those in antiphase inverted. A chunk holding NaN or infinite samples keeps the
+    plain mean (`stream` counts them)."""
     n = block.shape[1]
-    empty = np.float32(10 ** (EMPTY_CHANNEL_DB / 10))
+    empty = 10 ** (EMPTY_CHANNEL_DB / 10)
     for start in range(0, len(block), max(chunk, 1)):
         x = block[start : start + chunk]
-        gram = x.T @ x if n <= 8 else None  # (one BLAS call: a third of the time of the sums below)
-        power = np.einsum("ic,ic->c", x, x) if gram is None else np.diagonal(gram)
+        power, dots = _channel_stats(x)
+        if not np.isfinite(power).all():  # (samples beyond about 1e17 square past float32: in float64)
+            power, dots = _channel_stats(x.astype(np.float64))
+            if not np.isfinite(power).all():
+                continue
         loudest = int(np.argmax(power))
-        if not power[loudest] > 0:  # (silence, or NaN/inf: left to the checks of non-finite samples)
+        if not power[loudest] > 0:
             continue
-        dots = x.T @ x[:, loudest] if gram is None else gram[:, loudest]
+        dots = dots[:, loudest] if dots.ndim == 2 else x.T.astype(power.dtype, copy=False) @ x[:, loudest].astype(power.dtype)
         flip = dots < ANTIPHASE * np.sqrt(power * power[loudest])
         kept = power > empty * power[loudest]
         if flip.any() or not kept.all():
-            weights = np.where(flip, np.float32(-1), np.float32(1)) * kept / np.float32(kept.sum())
+            weights = np.where(flip, -1.0, 1.0) * kept / kept.sum()
             mono[start : start + len(x)] = x @ weights.astype(np.float32)
+
+
+def _channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each channel's power [shape=(c,)] in `x` [shape=(m, c)], and its products with every other
+    [shape=(c, c)] for up to 8 channels (one BLAS call: a third of the time of the sums), or an empty
+    array beyond (then computed for the loudest channel alone)."""
+    if x.shape[1] <= 8:
+        gram = x.T @ x
+        return np.diagonal(gram), gram
+    return np.einsum("ic,ic->c", x, x), np.zeros(0)
 
 
 def stream(

@@ -299,3 +299,21 @@ def test_the_length_of_a_matroska_file_is_that_of_the_stream_analysed(tmp_path):
         meta = audio.info(path)
         assert meta.decoder == "ffmpeg" and abs(meta.duration - 6.0) < 0.05, meta
         assert abs(len(audio.load(path)) / 16_000 - 6.0) < 0.05
+
+
+def test_channels_of_huge_or_a_few_non_finite_samples_are_still_mixed_as_before(tmp_path):
+    """The channel statistics of the downmix square the samples: float samples of 1e30 overflow
+    float32 there (the 1e30 stereo file became NaN, "100.0% of its samples are NaN or infinite", once
+    the statistics were added); they are taken in float64 then. A few infinite samples (up to 1% are
+    silence) leave their chunk the plain mean."""
+    y = tone_signal([BASS], seconds=3.0).astype(np.float64) * 1e30
+    for name, right in (("same.wav", 0.5 * y), ("antiphase.wav", -y)):
+        sf.write(tmp_path / name, np.stack([y, right], axis=1), 16_000, subtype="FLOAT")
+        out = audio.load(tmp_path / name)
+        assert np.isfinite(out).all() and rms_db(out / 1e30) > rms_db(y / 1e30) - 3
+    z = tone_signal([BASS], seconds=3.0)
+    stereo = np.stack([z, -z], axis=1)
+    stereo[100, 0] = np.inf
+    sf.write(tmp_path / "inf.wav", stereo, 16_000, subtype="FLOAT")
+    out = audio.load(tmp_path / "inf.wav")
+    assert np.isfinite(out).all() and out[100] == 0 and rms_db(out[16_000:]) > rms_db(z) - 1
