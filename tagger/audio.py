@@ -513,7 +513,7 @@ def _flac_blocks(path: Path, meta: AudioInfo, block_frames: int, notes: list[str
 def _data_chunk(path: Path, fmt: str) -> tuple[int, int] | None:
     """(bytes its header declares, bytes there are) of the audio data chunk of a WAV ('data') or
     AIFF ('SSND') file; None where the file is of another kind, declares 0 bytes or has no such
-    chunk in its first 64 KiB of chunk headers."""
+    chunk among its first 256."""
     kinds = {"WAV": (b"RIFF", b"data", "<", 0), "AIFF": (b"FORM", b"SSND", ">", 8)}
     if fmt not in kinds:
         return None
@@ -524,7 +524,9 @@ def _data_chunk(path: Path, fmt: str) -> tuple[int, int] | None:
             if f.read(12)[:4] != magic:
                 return None
             pos = 12
-            while pos + 8 <= min(size, 65536):
+            for _ in range(256):  # (chunks are skipped, not read: a recorder's large iXML or JUNK costs nothing)
+                if pos + 8 > size:
+                    break
                 f.seek(pos)
                 head = f.read(8)
                 length = int.from_bytes(head[4:], "little" if order == "<" else "big")

@@ -317,3 +317,19 @@ def test_channels_of_huge_or_a_few_non_finite_samples_are_still_mixed_as_before(
     sf.write(tmp_path / "inf.wav", stereo, 16_000, subtype="FLOAT")
     out = audio.load(tmp_path / "inf.wav")
     assert np.isfinite(out).all() and out[100] == 0 and rms_db(out[16_000:]) > rms_db(z) - 1
+
+
+def test_a_wav_cut_short_after_a_large_chunk_is_still_found(tmp_path):
+    """Recorders put large chunks (iXML, JUNK padding) before the audio: the data chunk was looked for
+    in the first 64 KiB only, so such a WAV cut short passed as whole."""
+    import struct
+
+    whole = write_audio(tmp_path / "whole.wav", tone_signal([BASS], seconds=10.0)).read_bytes()
+    junk = b"JUNK" + struct.pack("<I", 100_000) + bytes(100_000)
+    padded = whole[:4] + struct.pack("<I", len(whole) - 8 + len(junk)) + whole[8:12] + junk + whole[12:]
+    path = tmp_path / "padded.wav"
+    path.write_bytes(padded)
+    assert abs(len(audio.load(path)) - 160_000) <= 2
+    path.write_bytes(padded[: len(padded) // 2])
+    with pytest.raises(audio.AudioReadError, match="cut short"):
+        audio.load(path)
