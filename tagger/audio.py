@@ -777,6 +777,7 @@ def stream(
     rate = meta.decode_rate
     block_frames = max(1024, min(int(block_seconds * min(rate, FFMPEG_MAX_RATE)),  # bounded memory at any rate
                                  int(block_seconds * FFMPEG_MAX_RATE * 2) // meta.channels))  # and channel count
+    noted = len(notes or ())
     if meta.decoder != "soundfile":
         blocks = _ffmpeg_blocks(p, meta, block_frames, notes)
     elif meta.format == "FLAC":
@@ -823,6 +824,7 @@ def stream(
             yield tail.astype(np.float32, copy=False)
     if not decoded:
         raise AudioReadError(p, "the file holds no audio samples")
+    _check_shortfall(p, meta, decoded, notes, noted)
     if bad / decoded > MAX_NON_FINITE:
         _check_channels(p, bad_by_channel / decoded)
     for share, what in ((bad / decoded, "NaN or infinite"),
@@ -830,6 +832,46 @@ def stream(
         if share > MAX_NON_FINITE:
             raise AudioReadError(p, f"{share:.1%} of its samples are {what}: not analysed (up to "
                                     f"{MAX_NON_FINITE:.0%} of them are taken as silence)")  # fmt: skip
+
+
+EXACT_LENGTHS = {("soundfile", "MP3"), ("ffmpeg", "wavpack"), ("ffmpeg", "ape"), ("ffmpeg", "tta")}
+"""(decoder, format) of the files whose declared length is exact (an MP3's Xing/Info/VBRI header, the
+headers of WavPack, Monkey's Audio and TTA), so that audio missing from its end is known
+(`_check_shortfall`). Not lengths estimated from a bit rate (an MP3 without such a header, raw AAC)."""
+SHORTFALL_SLACK = 0.05
+"""Seconds a decoder may give less than the declared length without a word (rounding, an MP3's
+padding): a twentieth of a second is no part of a 4 s window worth a note."""
+
+
+def _check_shortfall(path: Path, meta: AudioInfo, decoded: int, notes: list[str] | None, noted: int) -> None:
+    """A file that decoded to less than the exact length its header declares (`EXACT_LENGTHS`), by
+    more than `SHORTFALL_SLACK`, and of which no decoder said so: cut short (a copy or download that
+    stopped). An MP3 cut to 40% gave 3.95 s of 10 through libsndfile, a WavPack 4.0 s of 10 through
+    ffmpeg, each without a word, and was stored as the whole track; they come under
+    `_note_or_refuse`'s rule now. `noted`: the number of `notes` before decoding (one said already)."""
+    if not meta.duration or (meta.decoder, meta.format) not in EXACT_LENGTHS or len(notes or ()) > noted:
+        return
+    lost = meta.duration - decoded / meta.decode_rate
+    if lost <= SHORTFALL_SLACK or (meta.format == "MP3" and not _mp3_length_declared(path)):
+        return
+    _note_or_refuse(path, notes, lost=lost, duration=meta.duration,
+                    note=f"the file ends before the length its header declares: analysed without the rest "
+                         f"({lost:.3f} s of {meta.duration:.1f} s left out)",
+                    refusal=f"cut short: the file holds {meta.duration - lost:.1f} s of the {meta.duration:.1f} s "
+                            f"its header declares; nothing stored, as a result would leave {lost:.1f} s out")  # fmt: skip
+
+
+def _mp3_length_declared(path: Path) -> bool:
+    """Whether an MP3's first frame holds a Xing, Info or VBRI header (its length exact; else
+    libsndfile estimates it from the file's size, which tags at its end make too long)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(_id3v2_end(f.read(10)))
+            data = f.read(16384)
+    except OSError:
+        return False
+    found = _mp3_frames_at(data)
+    return found is not None and any(t in data[found[0] : found[0] + found[1][1]] for t in (b"Xing", b"Info", b"VBRI"))
 
 
 def _size(path: Path) -> int:

@@ -333,3 +333,36 @@ def test_a_wav_cut_short_after_a_large_chunk_is_still_found(tmp_path):
     path.write_bytes(padded[: len(padded) // 2])
     with pytest.raises(audio.AudioReadError, match="cut short"):
         audio.load(path)
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
+def test_an_mp3_or_wavpack_cut_short_is_analysed_as_far_as_it_goes_or_is_an_error_that_says_so(tmp_path, db):
+    """An MP3 with a Xing/Info header, or a WavPack, cut to 40% (a copy or download that stopped):
+    libsndfile and ffmpeg decoded what is there without a word (3.95 s of 10), stored as the whole
+    track. Up to 1% of the declared length missing: analysed with the note; more: an error."""
+    from sqlalchemy import select
+
+    from tagger.db import models as M
+
+    music = tmp_path / "music"
+    music.mkdir()
+    y = tone_signal([BASS], seconds=10.0, sr=44_100)
+    cuts = {}
+    for ext, codec in (("mp3", ["-c:a", "libmp3lame", "-b:a", "128k"]), ("vbr.mp3", ["-c:a", "libmp3lame", "-q:a", "4"]),
+                       ("wv", ["-c:a", "wavpack"])):  # fmt: skip
+        src = tmp_path / "src.wav"
+        sf.write(src, y, 44_100)
+        whole = tmp_path / f"whole.{ext}"
+        subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", src, *codec, whole], check=True)
+        data = whole.read_bytes()
+        (music / f"half.{ext}").write_bytes(data[: len(data) * 4 // 10])
+        cuts[ext] = data
+    (music / "tail.mp3").write_bytes(cuts["mp3"][: len(cuts["mp3"]) - 1254])  # three frames of 418 bytes: 0.078 s
+    summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    errors = dict(summary.errors)
+    assert sorted(errors) == sorted(str(music / f"half.{ext}") for ext in cuts), errors
+    assert all(e.startswith("cut short: the file holds ") and "of the 10.0 s its header declares" in e for e in errors.values())
+    assert track_instruments(db) == {str(music / "tail.mp3"): ["bass"]}
+    with db.session() as s:
+        note = s.scalar(select(M.Track.analysed_in_part).where(M.Track.path == str(music / "tail.mp3")))
+    assert note.startswith("the file ends before the length its header declares: analysed without the rest (0.0")
