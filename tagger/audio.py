@@ -713,7 +713,6 @@ def _mix_unusual_chunks(block: np.ndarray, mono: np.ndarray, chunk: int) -> None
     antiphase with the loudest one (`ANTIPHASE`) or empty (`EMPTY_CHANNEL_DB`) by the mean of the
     channels not empty, those in antiphase inverted. A chunk holding NaN or infinite samples keeps the
     plain mean (`stream` counts them)."""
-    n = block.shape[1]
     empty = 10 ** (EMPTY_CHANNEL_DB / 10)
     for start in range(0, len(block), max(chunk, 1)):
         x = block[start : start + chunk]
@@ -725,7 +724,10 @@ def _mix_unusual_chunks(block: np.ndarray, mono: np.ndarray, chunk: int) -> None
         loudest = int(np.argmax(power))
         if not power[loudest] > 0:
             continue
-        dots = dots[:, loudest] if dots.ndim == 2 else x.T.astype(power.dtype, copy=False) @ x[:, loudest].astype(power.dtype)
+        if dots.ndim == 2:
+            dots = dots[:, loudest]
+        else:
+            dots = x.T.astype(power.dtype, copy=False) @ x[:, loudest].astype(power.dtype)
         flip = dots < ANTIPHASE * np.sqrt(power * power[loudest])
         kept = power > empty * power[loudest]
         if flip.any() or not kept.all():

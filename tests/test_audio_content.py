@@ -366,3 +366,11 @@ def test_an_mp3_or_wavpack_cut_short_is_analysed_as_far_as_it_goes_or_is_an_erro
     with db.session() as s:
         note = s.scalar(select(M.Track.analysed_in_part).where(M.Track.path == str(music / "tail.mp3")))
     assert note.startswith("the file ends before the length its header declares: analysed without the rest (0.0")
+
+
+def test_channels_in_antiphase_beyond_eight_are_inverted_too(tmp_path):
+    y = tone_signal([FLUTE], seconds=2.0)
+    block = np.stack([y if i % 2 else -y for i in range(10)], axis=1)  # 10 channels, every other inverted
+    block[:, 9] = 0.0  # and one empty
+    sf.write(tmp_path / "ten.wav", block, 16_000, subtype="FLOAT")
+    assert rms_db(audio.load(tmp_path / "ten.wav")) == pytest.approx(rms_db(y), abs=0.1)
