@@ -407,6 +407,72 @@ def test_a_file_replaced_during_its_analysis_by_one_the_fingerprint_cannot_tell_
     assert _rows(dbfile)[str(song)]["content_hash"] == content_hash(song)
 
 
+def _write_over_in_place(path, data: bytes) -> None:
+    """Write ``data`` over the file ``path`` in place (the same inode) and set its mtime back to what
+    it was, as ``cp --preserve=timestamps`` or a restore from a backup does."""
+    st = os.stat(path)
+    with open(path, "r+b") as f:
+        f.write(data)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_a_file_written_over_in_place_during_its_analysis_with_its_mtime_kept_is_analysed_again(tmp_path):
+    """The same file (inode) written over in place while it was analysed, its mtime set back, by a
+    stem that differs only where the fingerprint does not read: another ctime sent it to the
+    fingerprint check alone, which it passed, so the old audio's results were stored and written
+    into it as tags, its facts recorded: no later scan looked at it again. Another ctime now needs
+    the whole content analysed, as it does when the scan plans."""
+    from tagger import tags
+    from tagger.library.scan import tag_writer
+
+    music, dbfile = tmp_path / "music", tmp_path / "lib.db"
+    song = write_audio(music / "stem.wav", tone_signal([110.0], seconds=40.0))  # bass
+    edited = _unseen_by_the_fingerprint(song, tmp_path / "edited.wav").read_bytes()  # string outside the chunks
+    _old(song)
+    inode = os.stat(song).st_ino
+
+    class Rewriting(FakeAnalyser):
+        def predict_features(self, feats):
+            if song.read_bytes() != edited:
+                _write_over_in_place(song, edited)
+            return super().predict_features(feats)
+
+    writer = tag_writer(model_version="fake-1")
+    summary = _scan(music, dbfile, analyser=Rewriting(), on_track=writer)
+    assert summary.errors == [(str(song), "the file changed while it was being analysed; the next scan analyses it again")]
+    assert os.stat(song).st_ino == inode and not tags.read_instruments(song).tagged
+    summary = _scan(music, dbfile, on_track=writer)
+    assert (summary.scanned, summary.tags_written) == (1, 1)
+    assert _rows(dbfile)[str(song)]["instruments"] == tags.read_instruments(song).instruments == ["bass", "string"]
+
+
+def test_a_scans_tag_write_refuses_a_file_written_over_in_place_after_its_analysis_with_its_mtime_kept(tmp_path):
+    """The same, after the analysis and its check, before the scan's tag write: the write was given
+    no ctime, so the same inode passed on its fingerprint alone and got the old audio's results."""
+    from tagger import tags
+    from tagger.library.scan import tag_writer
+
+    music, dbfile = tmp_path / "music", tmp_path / "lib.db"
+    song = write_audio(music / "stem.wav", tone_signal([110.0], seconds=40.0))  # bass
+    edited = _unseen_by_the_fingerprint(song, tmp_path / "edited.wav").read_bytes()
+    _old(song)
+    analysed = content_hash(song)
+    writer = tag_writer(model_version="fake-1")
+
+    def written_over_first(path, result, expected):
+        _write_over_in_place(song, edited)
+        return writer(path, result, expected)
+
+    summary = _scan(music, dbfile, on_track=written_over_first)
+    assert (summary.scanned, summary.tags_written) == (1, 0)
+    assert [p for p, _ in summary.tag_failures] == [str(song)]
+    assert summary.tag_failures[0][1].startswith("file changed since it was analysed")
+    assert not tags.read_instruments(song).tagged
+    assert _rows(dbfile)[str(song)]["content_hash"] == analysed and not _tags_current(dbfile, song)
+    assert _scan(music, dbfile, on_track=writer).scanned == 1  # (another ctime than the one stored)
+    assert _rows(dbfile)[str(song)]["instruments"] == tags.read_instruments(song).instruments == ["bass", "string"]
+
+
 @pytest.mark.parametrize("unseen", [False, True], ids=["other-audio", "other-audio-the-fingerprint-does-not-read"])
 def test_a_scans_tag_write_refuses_a_file_replaced_after_its_analysis_by_one_of_the_same_size_and_mtime(tmp_path,
                                                                                                         unseen):

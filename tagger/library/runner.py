@@ -172,7 +172,7 @@ class Runner:
         `result` (false after a failed write or a dry run that found changes: the next scan retries)."""
         analysed = AnalysedFile(size=work.size, mtime=work.mtime, fingerprint=work.fingerprint or None,
                                 inode=None if work.inode is None else (work.device, work.inode),
-                                content_hash=track.content_hash)  # fmt: skip
+                                content_hash=track.content_hash, ctime_ns=work.ctime_ns)  # fmt: skip
         try:
             with self.writer.clock("tags"):
                 change = self.on_track(work.path, result, analysed)
@@ -231,7 +231,7 @@ class Runner:
                                  silent_windows=track.silent_windows)  # fmt: skip
             # The file was planned at the start of the scan: another file of the same size and mtime
             # moved over it since would pass the tag write's own size/mtime check.
-            changed = changed_during_analysis(w)
+            changed = changed_during_analysis(w, track.content_hash)
             if changed is not None:
                 self.writer.summary.tag_errors += 1
                 self.writer.summary.tag_failures.append((w.path, changed.replace("being analysed", "scanned")))
@@ -493,9 +493,9 @@ def changed_during_analysis(work: FileState, whole: str | None = None) -> str | 
     of a file unpacked from the same archive) has another inode. Another inode, mtime or ctime
     (``touch``, ``chmod``, written in place with its mtime set back) counts as unchanged only while
     the fingerprint is (not the inode alone: some network and FUSE filesystems number their files
-    anew from one look to the next), and, for another inode, while the whole content hashes to
-    ``whole`` (the hash of the bytes analysed, when known): two stems silent where the fingerprint
-    reads have the same fingerprint."""
+    anew from one look to the next), and, for another inode or ctime, while the whole content hashes
+    to ``whole`` (the hash of the bytes analysed, when known): two stems silent where the fingerprint
+    reads have the same fingerprint, and one written over the other in place keeps its inode."""
     changed = "the file changed while it was being analysed; the next scan analyses it again"
     try:
         st = os.stat(work.path)
@@ -509,7 +509,8 @@ def changed_during_analysis(work: FileState, whole: str | None = None) -> str | 
         return None
     if st.st_size == work.size and work.fingerprint:
         try:
-            if fingerprint(work.path) == work.fingerprint and (same_inode or whole is None or content_hash(work.path) == whole):
+            if fingerprint(work.path) == work.fingerprint and ((same_inode and same_ctime) or whole is None
+                                                               or content_hash(work.path) == whole):
                 return None  # only touched (or numbered anew)
         except TaggerError:
             pass

@@ -92,7 +92,7 @@ def tag_writer(
     """An ``on_track`` hook writing the detected instruments into each file with `tagger.tags`.
 
     A file that changed since it was analysed (another size, mtime or fingerprint; another inode
-    whose whole content is not the one analysed), or less than ``settle_seconds`` ago, or that
+    or ctime, and a whole content that is not the one analysed), or less than ``settle_seconds`` ago, or that
     another program has open for writing, is refused (TagWriteError); per-family scores are written
     only when `scores` is true. Family names are those of the model that produced the result.
     """
@@ -103,7 +103,8 @@ def tag_writer(
             path, instruments=result.instruments, model_version=model_version,
             scores=result.scores if scores else None, id3v23=id3v23, keep_mtime=keep_mtime, dry_run=dry_run,
             expected=(analysed.size, analysed.mtime), fingerprint=analysed.fingerprint, inode=analysed.inode,
-            content_hash=analysed.content_hash, settle_seconds=settle_seconds, families=result.families,
+            content_hash=analysed.content_hash, ctime_ns=analysed.ctime_ns, settle_seconds=settle_seconds,
+            families=result.families,
         )  # fmt: skip
 
     return write

@@ -184,7 +184,7 @@ class StopSignals:
 class AnalysedFile:
     """The file a track's results were made from, as the scan found it: what the ``on_track`` hook
     checks the file against before it writes into it (`tagger.tags.write_instruments`'s ``expected``,
-    ``fingerprint``, ``inode`` and ``content_hash``), so that another file moved over it meanwhile
+    ``fingerprint``, ``inode``, ``content_hash`` and ``ctime_ns``), so that another file moved over it meanwhile
     never gets its results."""
 
     size: int
@@ -194,6 +194,9 @@ class AnalysedFile:
     """(st_dev, st_ino); None where not known."""
     content_hash: str | None = None
     """The hash of its whole content (`tagger.fingerprint.content_hash`); None where not known."""
+    ctime_ns: int | None = None
+    """Its status-change time (``st_ctime_ns``): a file written over in place with its mtime set back
+    keeps its inode but not its ctime; None where not known."""
 
 
 OnTrack = Callable[[str, TrackResult, AnalysedFile], object]
