@@ -815,3 +815,40 @@ def check_analysed_in_part(tmp_path, database: str) -> None:
     assert "warning" not in run(app, ["show", str(damaged), *db]).output
     rows = json.loads(run(app, ["query", "--format", "json", *db]).output)
     assert {row["path"]: row["analysed_in_part"] for row in rows} == {str(damaged): None, str(good): None}
+
+
+def test_a_drive_mounted_elsewhere_with_its_clock_an_hour_off_keeps_its_results_each_file_read_once(tmp_path,
+                                                                                                   monkeypatch):
+    # What the README promises of a removable drive: mounted under another name, every mtime an
+    # hour later (a FAT drive after a change to summer time) or in the future (a wrong clock), its
+    # files keep their results, each read whole once, under --quick too, and nothing is analysed
+    # again; the tracks of files deleted while it was away stay under the old name until a scan of
+    # a folder holding it.
+    from tagger.library import plan
+
+    media, dbfile = tmp_path / "media", tmp_path / "lib.db"
+    songs = [write_audio(media / "usb1" / name, tone_signal([f], seconds=4.0))
+             for name, f in (("a.wav", 110.0), ("b.wav", 1000.0), ("c/d.wav", 4000.0))]  # fmt: skip
+    _old(*songs)
+    _scan(media / "usb1", dbfile)
+    before = _rows(dbfile)
+    read = []
+    monkeypatch.setattr(plan, "content_hash", lambda p, _f=plan.content_hash: read.append(p) or _f(p))
+    songs[1].unlink()
+    (media / "usb1").rename(media / "usb2")
+    summary = _scan(media / "usb2", dbfile, quick=True)
+    assert (summary.scanned, summary.moved, summary.missing, len(read)) == (0, 2, 0, 2)
+    rows = _rows(dbfile)
+    assert rows == {**{p.replace("usb1", "usb2"): v for p, v in before.items() if p != str(songs[1])},
+                    str(songs[1]): before[str(songs[1])]}  # fmt: skip
+    for shift in (3600, 10 * 365 * 86400):
+        read.clear()
+        for p in (media / "usb2").rglob("*.wav"):
+            st = os.stat(p)
+            os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns + shift * 10**9))
+        summary = _scan(media / "usb2", dbfile, quick=True, settle_seconds=10)
+        assert (summary.scanned, summary.skipped, len(read)) == (0, 2, 2)
+        assert _rows(dbfile) == rows
+    summary = _scan(media, dbfile)
+    assert (summary.scanned, summary.missing) == (0, 1)
+    assert _rows(dbfile)[str(songs[1])]["status"] == "missing"
