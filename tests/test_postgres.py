@@ -358,3 +358,41 @@ def test_a_file_analysed_in_part_says_so_on_postgres_too(pg_url, tmp_path, fake_
     from test_library_lifecycle import check_analysed_in_part
 
     check_analysed_in_part(tmp_path, pg_url)
+
+
+@pytest.mark.parametrize("encoding", ["SQL_ASCII", "LATIN1"])
+def test_a_postgres_database_not_in_utf8_keeps_every_file_name_or_is_refused(encoding, tmp_path):
+    """Was: a SQL_ASCII database failed every command with a TypeError traceback (psycopg hands out
+    bytes there), and a LATIN1 one stopped a scan at the first file whose name it cannot hold with
+    a UnicodeEncodeError, every track analysed before it lost. Connections now speak UTF-8: a
+    SQL_ASCII database stores and gives back any name; a LATIN1 one is refused in one line, naming
+    its encoding, before anything is written."""
+    from conftest import tone_signal, write_audio
+    from pgserver import postgres_server
+    from tagger.library.scan import scan
+
+    names = ["\u0427\u0430\u0439\u043a\u043e\u0432\u0441\u043a\u0438\u0439.wav", "caf\u00e9.wav", "plain.wav"]
+    songs = [write_audio(tmp_path / "m" / name, tone_signal([110.0], seconds=4.0)) for name in names]
+    server = postgres_server()
+    url = server.create_database("tagger_enc", f"ENCODING '{encoding}' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0")
+    try:
+        if encoding == "LATIN1":
+            with pytest.raises(DatabaseError, match="encoding LATIN1.* UTF8") as info:
+                open_database(url)
+            assert "ENCODING 'UTF8'" in str(info.value)
+            r = CliRunner().invoke(app, ["scan", str(tmp_path / "m"), "--db", url, "--json"])
+            assert r.exit_code == 1 and "encoding LATIN1" in r.output and "Traceback" not in r.output, r.output
+            import psycopg
+            from sqlalchemy.engine import make_url
+
+            u = make_url(url)
+            with psycopg.connect(host=u.host, port=u.port, user=u.username, dbname=u.database) as conn:
+                assert conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone()[0] == 0
+            return
+        db = open_database(url)
+        assert scan([tmp_path / "m"], db=db, analyser=FakeAnalyser(), jobs=0).scanned == 3
+        db.close()
+        assert run("query", "--db", url, "--format", "paths").splitlines() == sorted(str(p) for p in songs)
+        assert json.loads(run("show", str(songs[0]), "--db", url, "--json"))["path"] == str(songs[0])
+    finally:
+        server.drop_database(url)

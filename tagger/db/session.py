@@ -104,11 +104,34 @@ def make_engine(url: str) -> Engine:
         return engine
     if parsed.drivername == "postgresql" and _installed("psycopg") and not _installed("psycopg2"):
         parsed = parsed.set(drivername="postgresql+psycopg")  # plain postgresql:// with psycopg 3 (tagger[postgres])
+    postgres = parsed.get_backend_name() == "postgresql"
     try:
-        return create_engine(parsed, pool_pre_ping=True)
+        # (file names are Unicode: a connection in the database's own encoding handed out bytes on
+        # SQL_ASCII, and could not send a name outside LATIN1 to a LATIN1 database)
+        engine = create_engine(parsed, pool_pre_ping=True, **({"connect_args": {"client_encoding": "UTF8"}} if postgres else {}))
     except (ArgumentError, ModuleNotFoundError) as exc:
-        hint = " (pip install 'tagger[postgres]')" if parsed.get_backend_name() == "postgresql" else ""
+        hint = " (pip install 'tagger[postgres]')" if postgres else ""
         raise UserError(f"cannot use database URL {shown_url(parsed)}: {exc}{hint}") from None
+    if postgres:
+        event.listen(engine, "connect", functools.partial(_refuse_narrow_encoding, shown=shown_url(parsed)))
+    return engine
+
+
+def _refuse_narrow_encoding(dbapi_conn, _record, *, shown: str) -> None:
+    """Refuse a PostgreSQL database whose encoding cannot hold every file name (LATIN1, WIN1252,
+    ...): a name outside it would fail its track's write and stop the scan. UTF8 holds any name;
+    SQL_ASCII stores the bytes as the client (UTF-8 here) sends them."""
+    info = getattr(dbapi_conn, "info", None)
+    status = getattr(info, "parameter_status", None)
+    encoding = status("server_encoding") if status is not None else None
+    if isinstance(encoding, bytes):
+        encoding = encoding.decode("ascii", "replace")
+    if encoding and encoding.upper() not in ("UTF8", "SQL_ASCII"):
+        dbapi_conn.close()
+        raise DatabaseError(f"the database {shown} has encoding {encoding}, which cannot hold every file name; tagger "
+                            "needs UTF8: create the database with ENCODING 'UTF8' (createdb -E UTF8 -T template0), "
+                            "then scan into it (a library stored here moves over with pg_dump and pg_restore); "
+                            "nothing was written")  # fmt: skip
 
 
 def read_only_path(engine: Engine) -> str | None:
