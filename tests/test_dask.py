@@ -592,3 +592,33 @@ def test_a_file_the_worker_cannot_read_keeps_its_results(tmp_path, db, monkeypat
                    rescan_stale=True)  # fmt: skip
     assert summary.errors == [(str(songs[0]), "cannot read file: Input/output error")]
     assert track_instruments(db) == {str(p): ["bass"] for p in songs}  # (fake-1's results kept for a.wav)
+
+
+def test_a_batch_is_committed_while_the_scan_waits_for_the_cluster(tmp_path, db, monkeypatch):
+    """Files stored from a cluster waited, uncommitted, until the next file came back: a long (or
+    hung) file on a worker kept the batch open past ``commit_seconds`` (a kill lost it; PostgreSQL's
+    idle_in_transaction_session_timeout ended the connection and the scan). The wait commits it."""
+    import sqlite3
+
+    import tagger.library.distributed as D
+    from conftest import tone_signal, write_audio
+
+    for name in "ab":
+        write_audio(tmp_path / "music" / f"{name}.wav", tone_signal([110.0], seconds=4.0))
+    seen = []
+
+    class SlowSecondFile:  # the first file comes back at once, the second after a long wait
+        def run(self, paths, *, analyser, config, predict_batch, store, poll):
+            store(0, D.analyse_remote(paths[0], spec=FAKE, config=config, predict_batch=predict_batch))
+            deadline = time.monotonic() + 1.0
+            while time.monotonic() < deadline:
+                time.sleep(0.05)
+                poll()
+            with sqlite3.connect(str(tmp_path / "library.db")) as other:  # another reader, meanwhile
+                seen.append(other.execute("SELECT count(*) FROM tracks WHERE status = 'ok'").fetchone()[0])
+            store(1, D.analyse_remote(paths[1], spec=FAKE, config=config, predict_batch=predict_batch))
+
+    summary = scan([tmp_path / "music"], db=db, analyser=FakeAnalyser(), backend=SlowSecondFile(),
+                   commit_every=50, commit_seconds=0.3)  # fmt: skip
+    assert summary.scanned == 2
+    assert seen == [1]

@@ -255,8 +255,12 @@ class Runner:
                 self.finish(task_id, samples=int(result.samples), note=result.note)
             self.writer.maybe_commit()
 
+        def poll() -> None:  # while the cluster holds every file in flight
+            self.check_stop()
+            self.writer.maybe_commit()  # (was: the batch waited, uncommitted, for the next file back)
+
         backend.run([w.path for w in work], analyser=self.analyser, config=self.config,
-                    predict_batch=self.predict_batch, store=store, poll=self.check_stop)  # fmt: skip
+                    predict_batch=self.predict_batch, store=store, poll=poll)  # fmt: skip
 
     def fail_file(self, task_id: int, reason: str, *, unreadable: bool = False) -> None:
         """Record the analysis of a file as failed for `reason`, or, when the file changed or vanished
