@@ -39,3 +39,19 @@ class GatedAnalyser(FakeAnalyser):
             time.sleep(0.05)
         open(f"{self.gate}.finished", "w").close()
         return super().predict_features(feats)
+
+
+class HangingAnalyser(FakeAnalyser):
+    """The FakeAnalyser, except that the worker hangs (as on a decoder blocked for good: a stalled
+    network mount) when a file has exactly `hang_windows` non-silent windows, for `hold` seconds."""
+
+    def __init__(self, *, hang_windows: int = 7, hold: float = 600.0, **kwargs):
+        super().__init__(**kwargs)
+        self.hang_windows, self.hold = hang_windows, hold
+
+    def predict_features(self, feats):
+        import time
+
+        if len(feats) == self.hang_windows:
+            time.sleep(self.hold)
+        return super().predict_features(feats)

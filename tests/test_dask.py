@@ -583,7 +583,7 @@ def test_a_file_the_worker_cannot_read_keeps_its_results(tmp_path, db, monkeypat
         return plain(path)
 
     class InProcess:  # (the cluster's part, here: analyse_remote as a worker runs it)
-        def run(self, paths, *, analyser, config, predict_batch, store, poll):
+        def run(self, paths, *, analyser, config, predict_batch, store, poll, file_timeout=None):
             monkeypatch.setattr(fingerprint, "_open_regular", failing_disk)
             for i, path in enumerate(paths):
                 store(i, D.analyse_remote(path, spec=FAKE, config=config, predict_batch=predict_batch))
@@ -608,7 +608,7 @@ def test_a_batch_is_committed_while_the_scan_waits_for_the_cluster(tmp_path, db,
     seen = []
 
     class SlowSecondFile:  # the first file comes back at once, the second after a long wait
-        def run(self, paths, *, analyser, config, predict_batch, store, poll):
+        def run(self, paths, *, analyser, config, predict_batch, store, poll, file_timeout=None):
             store(0, D.analyse_remote(paths[0], spec=FAKE, config=config, predict_batch=predict_batch))
             deadline = time.monotonic() + 1.0
             while time.monotonic() < deadline:
@@ -622,3 +622,56 @@ def test_a_batch_is_committed_while_the_scan_waits_for_the_cluster(tmp_path, db,
                    commit_every=50, commit_seconds=0.3)  # fmt: skip
     assert summary.scanned == 2
     assert seen == [1]
+
+
+def test_a_file_that_hangs_its_worker_times_out_and_the_scan_goes_on(template, tmp_path):
+    """A worker stuck in one file (a decoder blocked for good) held the scan for ever: the file
+    timeout applied to local workers only, and the stuck worker was still connected. Now the file
+    becomes an error row after `file_timeout` seconds of running, its task is cancelled, its worker
+    restarted by the nanny, and the other files are analysed."""
+    import threading
+
+    from conftest import tone_signal, write_audio
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), str(REPO)]), OMP_NUM_THREADS="1")
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    procs = [_start_scheduler(port, env),
+             subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
+                               "--no-dashboard", "--host", "127.0.0.1", "--death-timeout", "60", "--local-directory",
+                               str(tmp_path / "w")], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]  # fmt: skip
+    root = tmp_path / "music"
+    write_audio(root / "hang.wav", tone_signal([110.0], seconds=26.0))  # 7 windows: hangs its worker
+    for i in range(3):
+        write_audio(root / f"ok{i}.wav", tone_signal([1000.0], seconds=4.0 + 4 * i))
+    db = open_database(tmp_path / "lib.db")
+    spec = AnalyserSpec(kind="factory", factory="dask_fakes:HangingAnalyser")
+    outcome = []
+
+    def run():
+        try:
+            outcome.append(scan([root], db=db, analyser=FakeAnalyser(), file_timeout=3,
+                                backend=DaskBackend(address, spec=spec, connect_timeout=60, in_flight=1)))  # fmt: skip
+        except BaseException as exc:
+            outcome.append(exc)
+
+    try:
+        t = threading.Thread(target=run, daemon=True)
+        t.start()
+        t.join(150)  # (a scan that waits for ever fails here instead of hanging the test run)
+    finally:
+        for p in procs:
+            p.kill()
+        for p in procs:
+            p.wait()
+    assert outcome, "the scan still waited for the hung file"
+    summary = outcome[0]
+    assert not isinstance(summary, BaseException), summary
+    assert (summary.scanned, summary.failed) == (3, 1)
+    [(path, reason)] = summary.errors
+    assert os.path.basename(path) == "hang.wav" and "timed out after" in reason and "Dask worker" in reason, reason
+    with db.session() as s:
+        rows = dict(s.query(M.Track.path, M.Track.status))
+    assert rows[str(root / "hang.wav")] == M.STATUS_ERROR
+    assert sorted(v for k, v in rows.items() if "ok" in os.path.basename(k)) == [M.STATUS_OK] * 3
+    db.close()

@@ -255,10 +255,15 @@ class DaskBackend:
             self.scheduler = check_scheduler_address(self.scheduler)
 
     def run(self, paths: Sequence[str], *, analyser, config: AnalysisConfig, predict_batch: int,
-            store: Callable[[int, RemoteResult], None], poll: Callable[[], None] | None = None) -> None:  # fmt: skip
+            store: Callable[[int, RemoteResult], None], poll: Callable[[], None] | None = None,
+            file_timeout: float | None = None) -> None:  # fmt: skip
         """Analyse `paths` on the cluster; calls ``store(index, result)`` in this thread as files finish,
         and ``poll()`` about every 0.1 s while it waits for them (it may raise to stop the scan: a
         Ctrl-C is then heard while every file in flight is still being analysed).
+
+        ``file_timeout``: seconds a worker may run one file's task (a hung decoder: a stalled
+        network mount) before the file is stored as an error, its task cancelled and the worker
+        restarted (by its nanny; a worker without one is closed); None: no limit.
 
         Raises `ClusterError` when the scheduler cannot be reached, no worker can analyse, a
         worker has another model than `analyser`, or no worker is left for `worker_timeout` seconds.
@@ -301,11 +306,22 @@ class DaskBackend:
             first = [f for f in (submit_next() for _ in range(window)) if f is not None]
             futures = as_completed(first, loop=client.loop)
             idle = _Idle(client, self.worker_timeout, poll)
-            while not futures.is_empty():
+            while index:  # (a cancelled task may stay in `futures`)
                 if not futures.has_ready():
-                    idle.wait(len(index))  # `poll` may raise; so does a cluster without a worker for too long
+                    if idle.wait(len(index)) and file_timeout is not None:  # (`poll` may raise; so does a
+                        for key, worker, seconds in _overdue(client, index, file_timeout):  # cluster without a worker)
+                            i, fut = index.pop(key)
+                            self._give_up(client, fut, worker)
+                            store(i, RemoteResult(paths[i], error=f"timed out after {seconds:.0f} s on the Dask worker "
+                                                                  f"{worker} (a hung decoder?)"))  # fmt: skip
+                            idle.reset()
+                            nxt = submit_next()
+                            if nxt is not None:
+                                futures.add(nxt)
                     continue
                 fut = next(futures)
+                if fut.key not in index:
+                    continue  # a task given up on (`_give_up`), cancelled
                 i, _ = index.pop(fut.key)
                 try:
                     result = fut.result()
@@ -328,6 +344,22 @@ class DaskBackend:
             if own:
                 client.close()
 
+    def _give_up(self, client, fut, worker: str) -> None:
+        """Cancel a task that has run past the file timeout, then restart its worker (its thread is
+        still stuck in the file: it would take no other task): by its nanny, or, without one, close
+        it (the scheduler sends it nothing more; its process is left to whoever started it)."""
+        fut.cancel()  # (first: the scheduler would hand the task to the next worker)
+        nanny = (client.scheduler_info(n_workers=-1).get("workers", {}).get(worker) or {}).get("nanny")
+        try:
+            if nanny:
+                client.restart_workers([worker], timeout=self.connect_timeout * 3, raise_for_error=False)
+            else:
+                client.retire_workers([worker], close_workers=True)
+        except Exception as exc:  # noqa: BLE001 - the scan goes on with the other workers
+            log.warning("dask: cannot restart the worker %s: %s", worker, exc)
+        log.warning("dask: the worker %s ran one file past the file timeout: %s", worker,
+                    "restarted" if nanny else "closed (it has no nanny; its process may still be stuck)")  # fmt: skip
+
     def _check_workers(self, client, spec: AnalyserSpec, sample_path: str | None) -> int:
         """Every worker loads the analyser, agrees with the client and sees the files; returns the
         number of worker threads."""
@@ -348,6 +380,26 @@ class DaskBackend:
         return max(1, sum(client.nthreads().values()))
 
 
+def _overdue(client, index: dict, timeout: float) -> list[tuple[str, str, float]]:
+    """``(key, worker, seconds)`` of the tasks in `index` that a worker has been running for more
+    than `timeout` seconds, as the scheduler knows from the workers' heartbeats (a task waiting
+    for its turn on a worker is not counted)."""
+
+    def executing(dask_scheduler=None) -> dict:  # (on the scheduler: nested, so pickled by value)
+        import time as clock
+
+        now = clock.time()
+        return {ts.key: (ws.address, seconds + max(0.0, now - ws.last_seen))
+                for ws in dask_scheduler.workers.values() for ts, seconds in ws.executing.items()}  # fmt: skip
+
+    try:
+        running = client.run_on_scheduler(executing)
+    except Exception as exc:  # noqa: BLE001 - a scheduler going away is reported by the futures
+        log.debug("dask: cannot ask the scheduler what runs: %s", exc)
+        return []
+    return [(key, worker, seconds) for key, (worker, seconds) in running.items() if key in index and seconds > timeout]
+
+
 class _Idle:
     """Waiting for a result: calls ``poll`` every wait, and checks about every second that the
     scheduler still has a worker; raises `ClusterError` once it has had none for ``timeout`` s."""
@@ -360,21 +412,22 @@ class _Idle:
     def reset(self) -> None:
         self.none_since = None
 
-    def wait(self, in_flight: int) -> None:
+    def wait(self, in_flight: int) -> bool:
+        """Wait a little; True when the cluster was checked (about every second) and has a worker."""
         time.sleep(0.05)
         if self.poll is not None:
             self.poll()
         now = time.monotonic()
         if now - self.checked < 1.0:
-            return
+            return False
         self.checked = now
         if getattr(self.client, "status", "running") != "running":
-            return  # reconnecting to a lost scheduler: its futures are cancelled, and reported as such
+            return False  # reconnecting to a lost scheduler: its futures are cancelled, and reported as such
         info = self.client.scheduler_info(n_workers=0)
         workers = info.get("n_workers", len(info.get("workers") or ()))
         if workers:
             self.none_since = None
-            return
+            return True
         if self.none_since is None:
             self.none_since = now
             log.warning("dask: no worker is connected to the scheduler; waiting up to %.0f s for one", self.timeout)
@@ -382,3 +435,4 @@ class _Idle:
             raise ClusterError(f"every Dask worker left the scheduler (none for {self.timeout:.0f} s) with {in_flight} "
                                "file(s) in flight: the results stored so far are kept; start workers and run the scan "
                                "again")  # fmt: skip
+        return False

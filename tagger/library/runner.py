@@ -260,7 +260,7 @@ class Runner:
             self.writer.maybe_commit()  # (was: the batch waited, uncommitted, for the next file back)
 
         backend.run([w.path for w in work], analyser=self.analyser, config=self.config,
-                    predict_batch=self.predict_batch, store=store, poll=poll)  # fmt: skip
+                    predict_batch=self.predict_batch, store=store, poll=poll, file_timeout=self.file_timeout)  # fmt: skip
 
     def fail_file(self, task_id: int, reason: str, *, unreadable: bool = False) -> None:
         """Record the analysis of a file as failed for `reason`, or, when the file changed or vanished

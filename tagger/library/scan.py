@@ -78,10 +78,12 @@ def _under(root: str, session):
 class RemoteBackend(Protocol):
     """Analyses files elsewhere (`tagger.library.distributed`): calls ``store(index, result)`` in the
     calling thread for each finished file, ``result`` as `tagger.library.distributed.analyse_remote`
-    returns it, and ``poll()`` (which raises `ScanInterrupted` on a stop signal) while it waits."""
+    returns it, and ``poll()`` (which raises `ScanInterrupted` on a stop signal) while it waits;
+    a file whose analysis runs past ``file_timeout`` seconds (None: no limit) is stored as an error."""
 
     def run(self, paths: Sequence[str], *, analyser: Analyser, config: AnalysisConfig, predict_batch: int,
-            store: Callable[[int, RemoteResult], None], poll: Callable[[], None] | None = None) -> None: ...  # fmt: skip
+            store: Callable[[int, RemoteResult], None], poll: Callable[[], None] | None = None,
+            file_timeout: float | None = None) -> None: ...  # fmt: skip
 
 
 
@@ -184,7 +186,8 @@ def scan(
     quick : trust size and mtime (do not read the fingerprint of files whose size and mtime match).
     follow_external_symlinks : also follow symbolic links that point outside the scanned folders.
     file_timeout : seconds a worker may spend on a file without progress (a hung decoder) before it
-        is killed and replaced and the file recorded as an error; None = no limit. Worker processes only.
+        is killed and replaced and the file recorded as an error; None = no limit. With a `backend`:
+        seconds its worker may run the file's task (its worker is then restarted).
     backend : analyse on a cluster instead of local processes (`tagger.library.distributed.DaskBackend`);
         planning, database writes, tags, progress and the summary stay in this process.
     on_track : called after each analysed track is stored (e.g. `tag_writer`); also for the unchanged
