@@ -55,3 +55,16 @@ class HangingAnalyser(FakeAnalyser):
         if len(feats) == self.hang_windows:
             time.sleep(self.hold)
         return super().predict_features(feats)
+
+
+class DyingOnLoadAnalyser(FakeAnalyser):
+    """The FakeAnalyser, except that the first worker process to load it dies while loading (as a
+    worker killed for its memory while it loads the model): the one that creates `marker`."""
+
+    def __init__(self, *, marker: str, **kwargs):
+        try:
+            os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            super().__init__(**kwargs)
+            return
+        os._exit(3)

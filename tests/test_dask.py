@@ -675,3 +675,45 @@ def test_a_file_that_hangs_its_worker_times_out_and_the_scan_goes_on(template, t
     assert rows[str(root / "hang.wav")] == M.STATUS_ERROR
     assert sorted(v for k, v in rows.items() if "ok" in os.path.basename(k)) == [M.STATUS_OK] * 3
     db.close()
+
+
+def test_a_worker_dying_in_its_start_up_check_leaves_the_scan_to_the_others(template, tmp_path):
+    """A worker that died while it loaded the model (its check is pinned to it) left its check
+    waiting for ever, and the scan with it, deaf to a first Ctrl-C. Now the check of a worker that
+    left is dropped, and the scan goes on with the workers that passed theirs."""
+    import threading
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), str(REPO)]), OMP_NUM_THREADS="1")
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    procs = [_start_scheduler(port, env)]
+    procs += [_start_bare_worker(address, env, tmp_path / f"w{i}", death_timeout=60) for i in range(2)]
+    root = _distinct_copies(template, 3, tmp_path / "music")
+    db = open_database(tmp_path / "lib.db")
+    spec = AnalyserSpec(kind="factory", factory="dask_fakes:DyingOnLoadAnalyser",
+                        kwargs=(("marker", str(tmp_path / "died")),))  # fmt: skip
+    outcome = []
+
+    def run():
+        try:
+            backend = DaskBackend(address, spec=spec, connect_timeout=60)
+            with distributed.Client(address, timeout=60, set_as_default=False) as watcher:
+                watcher.wait_for_workers(2, timeout=60)  # (both start the check)
+            outcome.append(scan([root], db=db, analyser=FakeAnalyser(), backend=backend))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    try:
+        t = threading.Thread(target=run, daemon=True)
+        t.start()
+        t.join(120)  # (a scan that waits for ever fails here instead of hanging the test run)
+    finally:
+        for p in procs:
+            p.kill()
+        for p in procs:
+            p.wait()
+    assert (tmp_path / "died").exists()
+    assert outcome, "the scan still waited for the dead worker's check"
+    assert not isinstance(outcome[0], BaseException), outcome[0]
+    assert (outcome[0].scanned, outcome[0].failed) == (3, 0)
+    db.close()

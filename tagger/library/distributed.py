@@ -247,6 +247,8 @@ class DaskBackend:
     connect_timeout: float = 10.0
     retries: int = 1
     worker_timeout: float = 60.0
+    check_timeout: float = 600.0
+    """Seconds the workers may take to load the model and answer the check before a scan."""
     """Seconds the scan waits with no worker connected to the scheduler (all gone: killed, machines
     lost) before it stops with `ClusterError`; a nanny restarting its worker takes a few seconds."""
 
@@ -288,7 +290,7 @@ class DaskBackend:
             client = self.scheduler
         index: dict = {}  # task key -> (position in paths, future), for the tasks in flight
         try:
-            threads = self._check_workers(client, spec, paths[0] if paths else None)
+            threads = self._check_workers(client, spec, paths[0] if paths else None, poll)
             window = max(1, self.in_flight * threads)
             todo = iter(enumerate(paths))
 
@@ -344,6 +346,48 @@ class DaskBackend:
             if own:
                 client.close()
 
+    def _gather_checks(self, client, checks: dict, poll: Callable[[], None] | None) -> dict:
+        """The reports of the checks (`worker_check`, one pinned to each worker); a check whose
+        worker left the scheduler is dropped (pinned, it would wait for that worker for ever).
+        Raises `ClusterError` when no worker is left, or when the checks take `check_timeout`."""
+        reports, pending = {}, dict(checks)
+        try:
+            self._await_checks(client, pending, reports, poll)
+        finally:
+            if pending:  # (stopped: Ctrl-C, too slow)
+                client.cancel(list(pending.values()))
+        if not reports:
+            raise ClusterError("every Dask worker left the scheduler while it loaded the model: nothing was analysed; "
+                               "see their logs (killed for memory?)")  # fmt: skip
+        return reports
+
+    def _await_checks(self, client, pending: dict, reports: dict, poll: Callable[[], None] | None) -> None:
+        started = checked = time.monotonic()
+        while pending:
+            for w, fut in list(pending.items()):
+                if fut.done():
+                    del pending[w]
+                    try:
+                        reports[w] = fut.result()
+                    except Exception as exc:  # noqa: BLE001 - said in the report
+                        reports[w] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+            if not pending:
+                break
+            time.sleep(0.05)
+            if poll is not None:
+                poll()
+            now = time.monotonic()
+            if now - checked >= 1.0 and getattr(client, "status", "running") == "running":
+                checked = now  # (not while reconnecting to a lost scheduler: its futures come back cancelled)
+                present = set(client.scheduler_info(n_workers=-1).get("workers") or ())
+                for w in [w for w in pending if w not in present]:
+                    log.warning("dask: the worker %s left during its check (killed while loading the model?); "
+                                "the scan goes on without it", w)  # fmt: skip
+                    pending.pop(w).cancel()
+            if now - started >= self.check_timeout:
+                raise ClusterError(f"the Dask worker(s) {', '.join(sorted(pending))} did not load the model and answer "
+                                   f"within {self.check_timeout:.0f} s: nothing was analysed; see their logs")  # fmt: skip
+
     def _give_up(self, client, fut, worker: str) -> None:
         """Cancel a task that has run past the file timeout, then restart its worker (its thread is
         still stuck in the file: it would take no other task): by its nanny, or, without one, close
@@ -360,9 +404,11 @@ class DaskBackend:
         log.warning("dask: the worker %s ran one file past the file timeout: %s", worker,
                     "restarted" if nanny else "closed (it has no nanny; its process may still be stuck)")  # fmt: skip
 
-    def _check_workers(self, client, spec: AnalyserSpec, sample_path: str | None) -> int:
+    def _check_workers(self, client, spec: AnalyserSpec, sample_path: str | None,
+                       poll: Callable[[], None] | None = None) -> int:  # fmt: skip
         """Every worker loads the analyser, agrees with the client and sees the files; returns the
-        number of worker threads."""
+        number of worker threads. A worker that leaves during its check (killed while it loads the
+        model) is left out; ``poll()`` is called while the checks run (a Ctrl-C is heard)."""
         try:
             client.wait_for_workers(1, timeout=self.connect_timeout)
         except (OSError, TimeoutError) as exc:
@@ -372,7 +418,7 @@ class DaskBackend:
         workers = list(client.nthreads())
         checks = [client.submit(worker_check, spec, sample_path, key=f"tagger-check-{w}-{os.urandom(4).hex()}",
                                 workers=[w], allow_other_workers=False, pure=False) for w in workers]  # fmt: skip
-        reports = dict(zip(workers, client.gather(checks)))
+        reports = self._gather_checks(client, dict(zip(workers, checks)), poll)
         bad = {w: r["error"] for w, r in reports.items() if not r["ok"]}
         if bad:
             raise ClusterError("; ".join(f"worker {w}: {e}" for w, e in sorted(bad.items())))
