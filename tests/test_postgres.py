@@ -396,3 +396,58 @@ def test_a_postgres_database_not_in_utf8_keeps_every_file_name_or_is_refused(enc
         assert json.loads(run("show", str(songs[0]), "--db", url, "--json"))["path"] == str(songs[0])
     finally:
         server.drop_database(url)
+
+
+def test_two_clients_opening_a_new_postgres_database_at_once_both_get_the_schema(pg_url, tmp_path):
+    """The first command of two machines on a new (or old) library database both migrate it: the
+    second waited for the first's tables, then failed with 'duplicate key value violates unique
+    constraint "pg_type_typname_nsp_index"'. Migrations now take turns (an advisory lock held for
+    the migration's transaction), and the second finds the schema made."""
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    gate, migrated = tmp_path / "go", tmp_path / "migrated"
+    first = subprocess.Popen([sys.executable, "-c", f"""
+import os, time
+import tagger.db.migrate as m
+restore = m._restore_own_objects
+def held(conn, own):  # (inside the migration's transaction, every step applied)
+    restore(conn, own)
+    open({str(migrated)!r}, "w").close()
+    deadline = time.monotonic() + 60
+    while not os.path.exists({str(gate)!r}) and time.monotonic() < deadline:
+        time.sleep(0.05)
+m._restore_own_objects = held
+from tagger.db.session import open_database
+open_database({pg_url!r}).close()
+"""], env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))  # fmt: skip
+    outcome = []
+    try:
+        deadline = time.monotonic() + 60
+        while not migrated.exists() and time.monotonic() < deadline and first.poll() is None:
+            time.sleep(0.05)
+        assert migrated.exists(), "the first client did not migrate"
+
+        def second():
+            try:
+                db = open_database(pg_url)
+                outcome.append(current_revision(db.engine))
+                db.close()
+            except BaseException as exc:
+                outcome.append(exc)
+
+        t = threading.Thread(target=second, daemon=True)
+        t.start()
+        watcher = make_engine(pg_url)
+        with watcher.connect() as c:  # the second waits (on a lock) for the first
+            while time.monotonic() < deadline and not c.scalar(text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")):  # fmt: skip
+                time.sleep(0.05)
+        watcher.dispose()
+    finally:
+        gate.touch()
+    t.join(60)
+    assert first.wait(60) == 0
+    assert outcome == [head_revision()], outcome

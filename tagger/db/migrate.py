@@ -108,6 +108,11 @@ def _shown(engine: Engine) -> str:
     return shown_url(engine.url)
 
 
+MIGRATION_LOCK_KEY = 0x7461676765720002
+"""The advisory lock key a PostgreSQL migration holds for its transaction (`_one_transaction`;
+the scan's is `tagger.db.lock.SCAN_LOCK_KEY`): two clients migrating one database take turns."""
+
+
 @contextmanager
 def _one_transaction(conn):
     """Run the block in one database transaction, DDL included: committed at the end, rolled back
@@ -122,9 +127,16 @@ def _one_transaction(conn):
     migration that copies a table in batch mode drops the old one, and with foreign keys on that
     drop deletes its rows first, cascading to every row that references them (was: all detections,
     segments and window scores deleted by a copy of ``tracks``). The references are checked before
-    the commit (`ForeignKeyViolation`: rolled back)."""
+    the commit (`ForeignKeyViolation`: rolled back).
+
+    On PostgreSQL the transaction first takes `MIGRATION_LOCK_KEY`: a second client migrating the
+    same database waits for the first's commit, then reads the revision it left (was: it waited
+    for the first's tables, then failed on them as already there). SQLite's ``BEGIN IMMEDIATE``
+    does the same."""
     if conn.dialect.name != "sqlite":
         with conn.begin():
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")
             yield
         return
     dbapi = conn.connection.driver_connection
