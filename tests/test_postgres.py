@@ -451,3 +451,32 @@ open_database({pg_url!r}).close()
     t.join(60)
     assert first.wait(60) == 0
     assert outcome == [head_revision()], outcome
+
+
+def test_a_postgres_migration_whose_connection_is_cut_is_rolled_back_whole(pg_url, monkeypatch):
+    """Its backend terminated (pg_terminate_backend) with every step applied but not committed: one
+    error line, the database left at its revision with every row, and the next command migrates it."""
+    import tagger.db.migrate as migrate
+    from old_databases import table_rows, write_database_at
+
+    written = write_database_at(pg_url, "0001")
+    restore = migrate._restore_own_objects
+
+    def cut(conn, own):
+        restore(conn, own)
+        other = make_engine(pg_url)
+        with other.connect() as c:
+            c.execute(text("SELECT pg_terminate_backend(:p)"), {"p": conn.connection.dbapi_connection.info.backend_pid})
+        other.dispose()
+
+    monkeypatch.setattr(migrate, "_restore_own_objects", cut)
+    with pytest.raises(DatabaseError, match="terminating connection .*; it was left as it was, at revision 0001"):
+        open_database(pg_url)
+    monkeypatch.setattr(migrate, "_restore_own_objects", restore)
+    engine = make_engine(pg_url)
+    assert current_revision(engine) == "0001"
+    assert [{k: r[k] for k in written["tracks"][0]} for r in table_rows(engine, "tracks")] == written["tracks"]
+    engine.dispose()
+    db = open_database(pg_url)
+    assert current_revision(db.engine) == head_revision()
+    db.close()
