@@ -480,3 +480,28 @@ def test_a_postgres_migration_whose_connection_is_cut_is_rolled_back_whole(pg_ur
     db = open_database(pg_url)
     assert current_revision(db.engine) == head_revision()
     db.close()
+
+
+def test_the_scan_lock_outlives_a_servers_idle_session_timeout(pg_url):
+    """A DBA's ``idle_session_timeout`` (PostgreSQL 14+) ended the scan lock's connection, idle
+    between the scan's commits, and the lock with it: a second scan started then took the lock and
+    the first stopped at its next commit. The lock's connection now opts out of that timeout."""
+    import time
+
+    from sqlalchemy.engine import make_url
+
+    from tagger.db.lock import DatabaseBusy, postgres_scan_lock
+
+    engine = make_engine(pg_url)
+    if engine.dialect.server_version_info is None:
+        engine.connect().close()
+    if engine.dialect.server_version_info < (14,):
+        pytest.skip("idle_session_timeout is PostgreSQL 14's")
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+        c.exec_driver_sql(f'ALTER DATABASE "{make_url(pg_url).database}" SET idle_session_timeout = 500')
+    engine.dispose()
+    with postgres_scan_lock(pg_url):
+        time.sleep(1.5)
+        with pytest.raises(DatabaseBusy):
+            with postgres_scan_lock(pg_url):
+                pass

@@ -168,6 +168,9 @@ def postgres_scan_lock(url: str, *, then: str = "scan again", guard=None):
         try:
             conn = engine.connect()
             conn.execution_options(isolation_level="AUTOCOMMIT")
+            if (conn.dialect.server_version_info or (0,)) >= (14,):
+                # (idle between the scan's commits: a DBA's idle_session_timeout ended it, and the lock with it)
+                conn.exec_driver_sql("SET idle_session_timeout = 0")
             return conn, conn.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": SCAN_LOCK_KEY})
         except SQLAlchemyError as exc:
             reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
