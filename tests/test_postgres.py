@@ -505,3 +505,56 @@ def test_the_scan_lock_outlives_a_servers_idle_session_timeout(pg_url):
         with pytest.raises(DatabaseBusy):
             with postgres_scan_lock(pg_url):
                 pass
+
+
+def test_a_postgres_server_that_never_answers_is_an_error_not_a_hang(monkeypatch):
+    """A host that takes the TCP connection and then says nothing (a server hung, a firewall that
+    drops the replies): libpq waits for ever by default, so every command hung. tagger sets a
+    connect timeout (and TCP keepalives for connections cut later) unless the URL or PGCONNECT_TIMEOUT
+    gives one; the command ends with one line naming the server."""
+    import socket
+    import threading
+
+    from tagger.db import session
+
+    monkeypatch.setattr(session, "PG_CONNECT_TIMEOUT_S", 2)
+    monkeypatch.delenv("PGCONNECT_TIMEOUT", raising=False)
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(4)  # (the kernel completes the handshake; nothing is ever read or sent)
+    url = f"postgresql://tagger@127.0.0.1:{silent.getsockname()[1]}/library"
+    outcome = []
+
+    def connect():
+        try:
+            open_database(url)
+        except DatabaseError as exc:
+            outcome.append(str(exc))
+
+    worker = threading.Thread(target=connect, daemon=True)
+    worker.start()
+    worker.join(60)
+    silent.close()
+    assert not worker.is_alive(), "opening the database hung on a server that never answers"
+    assert len(outcome) == 1 and "127.0.0.1" in outcome[0] and "timeout" in outcome[0].lower(), outcome
+
+
+@pytest.mark.parametrize(("query", "env", "expected"), [
+    ("?keepalives_idle=9", None, 30),
+    ("?keepalives_idle=9&connect_timeout=5", None, None),  # (the URL's own goes to libpq as it is)
+    ("?keepalives_idle=9", "7", None),  # (libpq reads PGCONNECT_TIMEOUT itself)
+])  # fmt: skip
+def test_the_connect_timeout_and_keepalives_defer_to_the_users_settings(monkeypatch, query, env, expected):
+    from sqlalchemy.engine import make_url
+
+    from tagger.db.session import libpq_defaults
+
+    if env is None:
+        monkeypatch.delenv("PGCONNECT_TIMEOUT", raising=False)
+    else:
+        monkeypatch.setenv("PGCONNECT_TIMEOUT", env)
+    args = libpq_defaults(make_url(f"postgresql+psycopg://u@db.example/lib{query}"))
+    assert args.get("connect_timeout") == expected
+    assert "keepalives_idle" not in args  # the URL's own
+    assert args["keepalives"] == 1 and args["tcp_user_timeout"] == 120_000 and args["client_encoding"] == "UTF8"
+    assert libpq_defaults(make_url("postgresql+pg8000://u@db.example/lib")) == {"client_encoding": "UTF8"}

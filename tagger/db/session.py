@@ -106,15 +106,42 @@ def make_engine(url: str) -> Engine:
         parsed = parsed.set(drivername="postgresql+psycopg")  # plain postgresql:// with psycopg 3 (tagger[postgres])
     postgres = parsed.get_backend_name() == "postgresql"
     try:
-        # (file names are Unicode: a connection in the database's own encoding handed out bytes on
-        # SQL_ASCII, and could not send a name outside LATIN1 to a LATIN1 database)
-        engine = create_engine(parsed, pool_pre_ping=True, **({"connect_args": {"client_encoding": "UTF8"}} if postgres else {}))
+        engine = create_engine(parsed, pool_pre_ping=True, **({"connect_args": libpq_defaults(parsed)} if postgres else {}))
     except (ArgumentError, ModuleNotFoundError) as exc:
         hint = " (pip install 'tagger[postgres]')" if postgres else ""
         raise UserError(f"cannot use database URL {shown_url(parsed)}: {exc}{hint}") from None
     if postgres:
         event.listen(engine, "connect", functools.partial(_refuse_narrow_encoding, shown=shown_url(parsed)))
     return engine
+
+
+PG_CONNECT_TIMEOUT_S = 30
+"""libpq's ``connect_timeout`` unless the URL or ``PGCONNECT_TIMEOUT`` gives one: libpq's own default
+is to wait for ever, and a server that takes the connection and never answers hung every command."""
+
+PG_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 60, "keepalives_interval": 10, "keepalives_count": 6,
+                 "tcp_user_timeout": 120_000}  # fmt: skip
+"""TCP keepalives (and a limit on unacknowledged data, in ms) for connections to PostgreSQL, unless the
+URL sets them: a network cut silently (a laptop's Wi-Fi gone, a NAT entry expired) otherwise stalled
+a scan for the system's TCP retransmission time (about 15 minutes) before anything failed; now the
+connection fails after about two minutes, and the scan stops with its stored tracks kept (or, for
+the scan lock's connection, takes the lock again)."""
+
+
+def libpq_defaults(parsed) -> dict:
+    """The connection arguments tagger gives a PostgreSQL driver (`make_engine`): UTF-8, and, for the
+    libpq drivers (psycopg 3, psycopg2), `PG_CONNECT_TIMEOUT_S` and `PG_KEEPALIVES` where neither the
+    URL's parameters nor libpq's environment (``PGCONNECT_TIMEOUT``) say otherwise."""
+    # (file names are Unicode: a connection in the database's own encoding handed out bytes on
+    # SQL_ASCII, and could not send a name outside LATIN1 to a LATIN1 database)
+    args: dict = {"client_encoding": "UTF8"}
+    if parsed.get_driver_name() not in ("psycopg", "psycopg2"):
+        return args
+    given = set(parsed.query)
+    if "connect_timeout" not in given and not os.environ.get("PGCONNECT_TIMEOUT"):
+        args["connect_timeout"] = PG_CONNECT_TIMEOUT_S
+    args.update({k: v for k, v in PG_KEEPALIVES.items() if k not in given})
+    return args
 
 
 def _refuse_narrow_encoding(dbapi_conn, _record, *, shown: str) -> None:
