@@ -100,7 +100,7 @@ KINDS = ("protocol", "music-like", "single notes")
 
 
 def _load(folder: Path):
-    from tagger.model.train import ValidationSet
+    from tagger.model.validation import ValidationSet
 
     if not (folder / "valid_x.npy").is_file():
         return None

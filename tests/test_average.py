@@ -85,7 +85,7 @@ def pair(tmp_path_factory):
 
 def test_the_average_of_two_runs_is_one_model_decided_as_one_run_is(pair, monkeypatch, tmp_path):
     from tagger.model import backends as B
-    from tagger.model import train as T
+    from tagger.model import validation as V
 
     root, a, b, valid, out, manifest, sources = pair
     assert manifest["format"] == AVERAGED_MANIFEST_FORMAT == 5 and manifest["version"] == "pair-1"
@@ -96,7 +96,7 @@ def test_the_average_of_two_runs_is_one_model_decided_as_one_run_is(pair, monkey
         assert entry["sha256"] == sha256_file(copy / "manifest.json") == sha256_file(src / "manifest.json")
         assert sorted(p.name for p in copy.iterdir()) == sorted(p.name for p in src.iterdir())
     assert {p: sha256_file(p) for p in sources} == sources
-    vs = T.ValidationSet.cached(valid, lambda: None)
+    vs = V.ValidationSet.cached(valid, lambda: None)
     ens, ra, rb = Ensemble.load(out), Ensemble.load(a), Ensemble.load(b)
     assert ens.families == FAMILIES and ens.runtime == "onnxruntime" and ens.gate_threshold is not None
     x = vs.feats[:32].astype(np.float32)
@@ -271,7 +271,7 @@ def _gate_case(seed: int = 5):
 
 
 def test_a_soft_gate_replaces_the_hard_one_where_it_does_better_on_validation():
-    from tagger.model import train as T
+    from tagger.model import validation as V
 
     heads, gate, truth, kind = _gate_case()
     hard_only = AV.choose_operating_point(heads, gate, truth=truth, kind=kind, cost=0.15)
@@ -288,7 +288,7 @@ def test_a_soft_gate_replaces_the_hard_one_where_it_does_better_on_validation():
     # the thresholds are the ones chosen on the softened scores, as for any scores
     soft = G.softened(heads, gate, g["exponent"])
     for j in range(2):
-        assert point["thresholds"][j] == pytest.approx(T.family_threshold(truth[:, j], soft[:, j], kind)[0])
+        assert point["thresholds"][j] == pytest.approx(V.family_threshold(truth[:, j], soft[:, j], kind)[0])
     assert [round(float(t), 4) for t in point["thresholds"]] == first["thresholds"]
     # where the gate is less sure of the drums (0.8: under its hard threshold, but no softening silences
     # them: a third of them stay set off), the hard gate stays
@@ -346,11 +346,11 @@ def test_a_soft_gate_decides_what_the_ensemble_scores_and_is_carried_over(pair, 
 def test_one_se_thresholds_are_more_precise_within_the_error_of_the_best(pair, tmp_path):
     """`tagger combine --one-se-thresholds`: every family's threshold is `calibrate_threshold`'s
     one-standard-error choice on the same averaged scores, which records the F0.5-best beside it."""
-    from tagger.model import train as T
+    from tagger.model import validation as V
 
     _root, a, b, valid, _out, manifest, _ = pair
     one_se = AV.combine(tmp_path / "p", [a, b], valid=valid, threshold_resamples=300)
-    vs = T.ValidationSet.cached(valid, lambda: None)
+    vs = V.ValidationSet.cached(valid, lambda: None)
     held = (Ensemble.load(a).predict_raw(vs.feats) + Ensemble.load(b).predict_raw(vs.feats)) / 2
     asked = vs.kind < 3
     for j, f in enumerate(FAMILIES):

@@ -561,7 +561,7 @@ def test_held_out_detail_scores_the_silence_of_non_family_sounds(tmp_path):
 def test_two_regime_thresholds_recover_quiet_single_notes_that_one_threshold_loses():
     import importlib.util
 
-    from tagger.model.train import ValidationSet
+    from tagger.model.validation import ValidationSet
 
     spec = importlib.util.spec_from_file_location("detail", Path(__file__).parents[1] / "scripts" / "held_out_detail.py")
     detail = importlib.util.module_from_spec(spec)

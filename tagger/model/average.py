@@ -55,7 +55,7 @@ def choose_operating_point(heads: np.ndarray, gate: np.ndarray | None, *, truth:
                            soft: bool = False, threshold_resamples: int = 0) -> dict:  # fmt: skip
     """The decisions of a model chosen on its validation windows, as `tagger train` chooses them for
     one run: from head scores [shape=(n, k)] before any gate, the gate's scores [shape=(n,)] or None,
-    `truth` [bool, shape=(n, k)] and each window's `kind` (`tagger.model.train.ValidationSet`: 0-2
+    `truth` [bool, shape=(n, k)] and each window's `kind` (`tagger.model.validation.ValidationSet`: 0-2
     with a family question, 3 drums alone); `other_kits`, head and gate scores of another library's
     kits alone (`tagger.model.gate.choose_override`).
 
@@ -69,7 +69,7 @@ def choose_operating_point(heads: np.ndarray, gate: np.ndarray | None, *, truth:
 
     Returns {"thresholds": [k], "metrics": [k per-family dicts], "gate": {"threshold", "override",
     "exponent", "metrics"} or None}."""
-    from tagger.model.train import family_threshold
+    from tagger.model.validation import family_threshold
 
     truth = np.asarray(truth, dtype=bool)
     kind = np.asarray(kind)
@@ -313,7 +313,7 @@ def _validation_set(folder: Path, manifest: dict, *, columns_from: Path | None =
     columns those of the ensemble's families (as ``families.json`` of `columns_from`, default
     `folder`, names them; a set cached before that file was written must have as many columns as
     the ensemble has families, in its order)."""
-    from tagger.model.train import ValidationSet
+    from tagger.model.validation import ValidationSet
 
     if not (folder / "valid_x.npy").is_file():
         raise UserError(f"{folder} holds no cached validation set (valid_x.npy): pass the examples-<signature> folder "
