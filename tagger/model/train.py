@@ -23,6 +23,12 @@ dataset's train split and validates on its valid split:
    adding a family).
 
 Checkpoints after every epoch let an interrupted run resume where it stopped.
+
+`train_ensemble` runs these as named stages, one function each, in order: `_load_notes`,
+`_open_manifest` (with `_gate_plan` and `_frozen_trunk`: what the run must train),
+`_prepare_examples` (pools, examples, validation sets: `tagger.model.validation`), `_train_heads`
+(`_start_trunk`, `_compile_joint`, `_fit_with_checkpoints`, `_save_heads`), `_gate_stage` and
+`_record_run`.
 """
 
 from __future__ import annotations
@@ -259,21 +265,103 @@ def train_ensemble(
     rule are carried over (for a production fit, whose own validation data were seen in training); its
     gate's threshold too, and when the run adds only a gate, every head's threshold as well.
     `version` names the models: a new folder's, or an existing folder's whose models this run changes.
-    """
-    import keras
 
-    from tagger.model import store
-    from tagger.model.ensemble import check_output_dir, read_manifest
+    The stages, in order: the notes (`_load_notes`), the folder's manifest and what this run must
+    train (`_open_manifest`, `_gate_plan`, `_frozen_trunk`), the pools, examples and validation sets
+    (`_prepare_examples`), the heads and the trunk (`_train_heads`), the presence gate
+    (`_gate_stage`), the manifest's record of the run (`_record_run`), then the per-track rule.
+    """
+    from tagger.model.ensemble import check_output_dir
 
     check_output_dir(out_dir, hint="train into a new or empty folder, or a model folder of its own")
     say = progress or (lambda stage, info: log.info("%s %s", stage, info))
     t_start = time.time()
+    ref_manifest = _reference_manifest(reference)
+    notes = _load_notes(Path(dataset_root), settings, families)
+    fcfg = replace(A.feature_config(settings.architecture), harmonic=settings.harmonic)
+    synth = synth or S.SynthSettings(recipe=settings.recipe)
+    data_sig = _data_signature(notes)
+    manifest, fcfg = _open_manifest(out_dir, settings, fcfg, wanted=notes.wanted, force=force, version=version)
+    todo = [f for f in notes.wanted if force or f not in manifest["classifiers"]]
+    gate_cost, need_gate = _gate_plan(out_dir, manifest, settings, todo=todo, reference=ref_manifest)
+    if not todo and not need_gate:
+        say("skip", {"reason": "all requested families are trained", "families": notes.wanted})
+        return manifest
+    frozen_trunk, todo = _frozen_trunk(out_dir, manifest, settings, todo=todo, force=force, say=say)
+    if ref_manifest is not None:
+        _check_reference(ref_manifest, reference, manifest, todo=todo, feature_config=fcfg)
+    ex = _prepare_examples(notes, settings, synth, fcfg, data_sig=data_sig, say=say)
+
+    _configure_threads(settings.threads)
+    predict_batch = A.predict_batch(settings.architecture)
+    trunk, history = None, []
+    if todo:
+        trunk, history = _train_heads(out_dir, manifest, settings, ex, fcfg, todo=todo, all_families=notes.all_families,
+                                      frozen_trunk=frozen_trunk, reference=ref_manifest, predict_batch=predict_batch,
+                                      say=say)  # fmt: skip
+    _gate_stage(out_dir, manifest, settings, ex, trunk=trunk if todo else frozen_trunk, todo=todo, need_gate=need_gate,
+                gate_cost=gate_cost, all_families=notes.all_families, reference=ref_manifest, say=say)  # fmt: skip
+    _record_run(out_dir, manifest, settings, notes, ex, synth, todo=todo, history=history, t_start=t_start,
+                version=version, reference=ref_manifest, predict_batch=predict_batch)  # fmt: skip
+    from tagger.model.ensemble import read_manifest, write_manifest
+
+    write_manifest(out_dir, manifest)
+    if manifest.get("validation") and ref_manifest is None:
+        from tagger.model.calibrate import calibrate_aggregation
+
+        say("aggregation", calibrate_aggregation(out_dir, ex.valid_pool.directory, tracks=settings.aggregation_tracks))
+        manifest = read_manifest(out_dir)
+    return manifest
+
+
+# -- the stages of train_ensemble, in the order it runs them ----------------------------------------
+@dataclass
+class _Notes:
+    """The notes a run trains and validates on (`_load_notes`)."""
+
+    root: Path
+    all_families: list[str]
+    """The label columns, in order: the dataset's families, then new ones asked for."""
+    wanted: list[str]
+    """The families asked for (default: all)."""
+    train: NoteDataset
+    valid: NoteDataset
+    left_out: NoteDataset | None
+    """The left-out sources' instruments (``leave_out``), else None."""
+
+
+@dataclass
+class _Examples:
+    """What a run trains and validates on, from the cache (`_prepare_examples`)."""
+
+    cache: Path
+    pool_sig: str
+    ex_sig: str
+    train_pool: S.NotePool
+    valid_pool: S.NotePool
+    x: np.ndarray
+    """The training features (memory-mapped) [shape=(examples, bins, frames)]."""
+    y: np.ndarray
+    """Their labels [shape=(examples, len(all_families))]."""
+    vs: ValidationSet
+    vs_left_out: ValidationSet | None
+
+
+def _reference_manifest(reference: str | os.PathLike | None) -> dict | None:
+    """The manifest of the `reference` models, or None; a `UserError` for an averaged ensemble."""
+    from tagger.model.ensemble import read_manifest
+
     ref_manifest = read_manifest(reference) if reference is not None else None
     if ref_manifest is not None and ref_manifest.get("members"):
         raise UserError(f"{reference} is an averaged ensemble: its thresholds and gate decide averaged scores. A single "
                         "run's production fit takes the held-out run of its own recipe as --reference (and an averaged "
                         "ensemble of production fits takes its held-out pair: tagger combine --reference)")  # fmt: skip
-    dataset_root = Path(dataset_root)
+    return ref_manifest
+
+
+def _load_notes(dataset_root: Path, settings: TrainSettings, families: Sequence[str] | None) -> _Notes:
+    """The train and valid notes of the dataset, without the left-out sources and with the
+    instrument share of `settings`; a `DatasetError` when a wanted family has no training notes."""
     train_split = None if settings.all_instruments else "train"
     all_families = list(NoteDataset.load(dataset_root, split="valid").families)
     all_families += [f for f in (families or []) if f not in all_families]
@@ -291,12 +379,26 @@ def train_ensemble(
     for f in wanted:
         if not any(n.family == f for n in train_ds.notes):
             raise DatasetError(dataset_root, f"no training notes for family {f!r} in the train split")
-    fcfg = replace(A.feature_config(settings.architecture), harmonic=settings.harmonic)
-    synth = synth or S.SynthSettings(recipe=settings.recipe)
-    data_sig = _signature(
+    return _Notes(dataset_root, all_families, wanted, train_ds, valid_ds, left_out_ds)
+
+
+def _data_signature(notes: _Notes) -> str:
+    """The signature of the dataset's notes and families (part of every cache signature)."""
+    dataset_root = notes.root
+    return _signature(
         {"dataset": str(dataset_root.resolve()), "examples_json_size": (dataset_root / "examples.json").stat().st_size,
-         "split": (dataset_root / "split.json").read_text(), "families": all_families}
+         "split": (dataset_root / "split.json").read_text(), "families": notes.all_families}
     )  # fmt: skip
+
+
+def _open_manifest(out_dir, settings: TrainSettings, fcfg: F.FeatureConfig, *, wanted: Sequence[str], force: bool,
+                   version: str | None) -> tuple[dict, F.FeatureConfig]:  # fmt: skip
+    """The output folder's manifest (a new one when there is none, or when `force` retrains every
+    model on another front end) and the front end to train on (the frozen trunk's, for new heads);
+    a `UserError` when the folder holds models of another kind (members, architecture, front end,
+    recipe)."""
+    from tagger.model import store
+
     manifest = store.open_or_create(
         out_dir,
         architecture=settings.architecture,
@@ -325,7 +427,13 @@ def train_ensemble(
                         "or into another folder")
     if manifest.get("recipe") != settings.recipe:
         raise UserError(f"{out_dir} holds models of the {manifest.get('recipe')!r} recipe; train into another folder")
-    todo = [f for f in wanted if force or f not in manifest["classifiers"]]
+    return manifest, fcfg
+
+
+def _gate_plan(out_dir, manifest: dict, settings: TrainSettings, *, todo: Sequence[str],
+               reference: dict | None) -> tuple[float, bool]:  # fmt: skip
+    """The presence gate's cost and whether this run fits one. Returns (cost, needed)."""
+    ref_manifest = reference
     shared = settings.architecture in A.SHARED_TRUNK
     # the presence gate of a shared trunk (`tagger.model.gate`) is trained with new heads, or alone
     # when it is missing; a production fit takes the reference's threshold, so it needs a reference gate
@@ -337,9 +445,15 @@ def train_ensemble(
     need_gate = (shared and settings.recipe == "mixture" and settings.gate_cost > 0
                  and (ref_manifest is None or "gate" in ref_manifest)
                  and (bool(todo) or _gate_outdated(Path(out_dir), manifest, gate_cost, ref_manifest)))  # fmt: skip
-    if not todo and not need_gate:
-        say("skip", {"reason": "all requested families are trained", "families": wanted})
-        return manifest
+    return gate_cost, need_gate
+
+
+def _frozen_trunk(out_dir, manifest: dict, settings: TrainSettings, *, todo: list[str], force: bool,
+                  say: Callable[[str, dict], None]) -> tuple[object | None, list[str]]:  # fmt: skip
+    """The folder's shared trunk, loaded to train new heads on it frozen (None when there is none,
+    or with `force`), and the families to train: with a new trunk, every head of the folder too.
+    Returns (frozen trunk or None, families to train)."""
+    shared = settings.architecture in A.SHARED_TRUNK
     frozen_trunk = None
     if shared and manifest.get("trunk") and not force:
         from tagger.model.ensemble import _verified_file, load_classifier
@@ -348,15 +462,28 @@ def train_ensemble(
         say("trunk", {"frozen": manifest["trunk"]["file"], "new_heads": todo})
     elif shared:
         todo = list(dict.fromkeys([*manifest["families"], *todo]))  # a new trunk: every head trains anew
-    if ref_manifest is not None:
-        # a run that trains no head (a gate added) takes the reference's thresholds for the heads it keeps
-        lacking = [f for f in (todo or manifest["classifiers"]) if f not in ref_manifest["classifiers"]]
-        if lacking:
-            raise UserError(f"the reference models in {reference} have no threshold for {', '.join(lacking)}")
-        if F.FeatureConfig.from_dict(ref_manifest["features"]) != fcfg:
-            raise UserError(f"the reference models in {reference} hear another front end than this training "
-                            "(--harmonic must be the same): their thresholds do not carry over")  # fmt: skip
+    return frozen_trunk, todo
 
+
+def _check_reference(ref_manifest: dict, reference, manifest: dict, *, todo: Sequence[str],
+                     feature_config: F.FeatureConfig) -> None:  # fmt: skip
+    """A `UserError` unless the reference models have a threshold for every head this run keeps or
+    trains and hear the same front end."""
+    # a run that trains no head (a gate added) takes the reference's thresholds for the heads it keeps
+    lacking = [f for f in (todo or manifest["classifiers"]) if f not in ref_manifest["classifiers"]]
+    if lacking:
+        raise UserError(f"the reference models in {reference} have no threshold for {', '.join(lacking)}")
+    if F.FeatureConfig.from_dict(ref_manifest["features"]) != feature_config:
+        raise UserError(f"the reference models in {reference} hear another front end than this training "
+                        "(--harmonic must be the same): their thresholds do not carry over")  # fmt: skip
+
+
+def _prepare_examples(notes: _Notes, settings: TrainSettings, synth: S.SynthSettings, fcfg: F.FeatureConfig, *,
+                      data_sig: str, say: Callable[[str, dict], None]) -> _Examples:  # fmt: skip
+    """The note pools, the training examples and the validation sets (and the left-out sources'),
+    each from the cache under `cache_root()`, made and saved there the first time (deterministic for
+    the seed; their signatures name what shapes them, not how they are trained on)."""
+    train_ds, valid_ds, left_out_ds, all_families = notes.train, notes.valid, notes.left_out, notes.all_families
     cache = cache_root() / "train"
     pool_sig = _signature({"data": data_sig, "max": settings.max_notes_per_instrument, "seed": settings.seed,
                            "leave_out": sorted(settings.leave_out), "all": settings.all_instruments,
@@ -408,110 +535,182 @@ def train_ensemble(
             return ValidationSet.build(left_out_ds, lo_pool.directory, settings, fcfg, mixture)
 
         vs_left_out = ValidationSet.cached(ex_dir / "left_out", build_left_out)
+    return _Examples(cache, pool_sig, ex_sig, train_pool, valid_pool, x, y, vs, vs_left_out)
 
-    _configure_threads(settings.threads)
-    predict_batch = A.predict_batch(settings.architecture)
-    if todo:
-        fam_idx = [all_families.index(f) for f in todo]
-        start_trunk, freeze = frozen_trunk, True
-        if shared and frozen_trunk is None and settings.pretrain_steps:
-            from tagger.model import pretrain as P
 
-            psettings = P.PretrainSettings(steps=settings.pretrain_steps, seed=settings.seed)
-            pre_sig = _signature({"pool": pool_sig, "pretrain": asdict(psettings), "features": fcfg.to_dict(),
-                                  "trunk": list(settings.trunk_filters),
-                                  **({"pooling": settings.pooling} if settings.pooling != "max" else {})})  # fmt: skip
-            start_trunk = P.pretrained_trunk(
-                lambda: A.build_trunk(fcfg.shape, name="trunk", filters=tuple(settings.trunk_filters),
-                                      pooling=settings.pooling),
-                train_pool.directory, cache / f"pretrain-{pre_sig}", psettings,
-                fcfg, say=say,
-            )  # fmt: skip
-            freeze = False
-        joint, members, trunk = build_joint(todo, settings.architecture, seed=settings.seed, trunk=start_trunk, freeze=freeze,
-                                            trunk_filters=settings.trunk_filters, pooling=settings.pooling)  # fmt: skip
-        losses = {}
-        for f, j in zip(todo, fam_idx):
-            if settings.recipe == "solo":
-                pos = max(float(y[:, j].mean()), 1e-3)
-                losses[f] = _weighted_bce(0.5 / pos, 0.5 / (1 - pos))
-            else:
-                losses[f] = "binary_crossentropy"
-        steps = int(np.ceil(len(y) / settings.batch_size)) * settings.epochs
-        schedule = keras.optimizers.schedules.CosineDecay(settings.learning_rate, decay_steps=steps, alpha=0.05)
-        joint.compile(optimizer=keras.optimizers.Adam(schedule), loss=losses)
+def _train_heads(out_dir, manifest: dict, settings: TrainSettings, ex: _Examples, fcfg: F.FeatureConfig, *,
+                 todo: list[str], all_families: Sequence[str], frozen_trunk, reference: dict | None,
+                 predict_batch: int, say: Callable[[str, dict], None]) -> tuple[object | None, list[dict]]:  # fmt: skip
+    """Train the heads of `todo` (and a new trunk, unless `frozen_trunk`) as one graph, save them
+    with their thresholds (and the new trunk) and register them in the manifest. Returns (the
+    trunk or None, the epochs' history)."""
+    fam_idx = [all_families.index(f) for f in todo]
+    start_trunk, freeze = _start_trunk(settings, ex, fcfg, frozen_trunk=frozen_trunk, say=say)
+    joint, members, trunk = build_joint(todo, settings.architecture, seed=settings.seed, trunk=start_trunk, freeze=freeze,
+                                        trunk_filters=settings.trunk_filters, pooling=settings.pooling)  # fmt: skip
+    _compile_joint(joint, settings, ex.y, todo=todo, fam_idx=fam_idx)
+    ckpt_dir = ex.cache / f"ckpt-{_run_signature(settings, ex, manifest, todo=todo, frozen_trunk=frozen_trunk)}"
+    history = _fit_with_checkpoints(joint, settings, ex, ckpt_dir, todo=todo, fam_idx=fam_idx, predict_batch=predict_batch,
+                                    say=say)  # fmt: skip
+    _save_heads(out_dir, manifest, settings, joint, members, trunk, ex.vs, todo=todo, fam_idx=fam_idx,
+                new_trunk=settings.architecture in A.SHARED_TRUNK and frozen_trunk is None, reference=reference,
+                predict_batch=predict_batch)  # fmt: skip
+    return trunk, history
 
-        run_sig = _signature({"examples": ex_sig, "families": todo, "epochs": settings.epochs, "lr": settings.learning_rate,
-                              "batch_size": settings.batch_size, "architecture": settings.architecture,
-                              **({"pretrain_steps": settings.pretrain_steps} if settings.pretrain_steps else {}),
-                              **({"mask_prob": settings.mask_prob} if settings.mask_prob else {}),
-                              **({"shift": [settings.shift_prob, settings.shift_bands]} if settings.shift_prob else {}),
-                              **({"trunk": list(settings.trunk_filters)} if tuple(settings.trunk_filters) != A.TRUNK_FILTERS else {}),
-                              **({"pooling": settings.pooling} if settings.pooling != "max" else {}),
-                              "frozen_trunk": (manifest.get("trunk") or {}).get("sha256") if frozen_trunk is not None else None})  # fmt: skip
-        ckpt_dir = cache / f"ckpt-{run_sig}"
-        ckpt_dir.mkdir(parents=True, exist_ok=True)
-        done_epochs = 0
-        state_path = ckpt_dir / "state.json"
-        if state_path.is_file():
-            state = json.loads(state_path.read_text())
-            done_epochs = int(state["epochs"])
-            load_checkpoint(joint, ckpt_dir / "joint.weights.h5", iterations=int(state["iterations"]))
-            history = list(state.get("history", []))
-            say("resume", {"epochs_done": done_epochs})
+
+def _start_trunk(settings: TrainSettings, ex: _Examples, fcfg: F.FeatureConfig, *, frozen_trunk,
+                 say: Callable[[str, dict], None]) -> tuple[object | None, bool]:  # fmt: skip
+    """The trunk the heads start on and whether it stays frozen: the folder's (frozen), a new one
+    contrastively pretrained (``pretrain_steps``, cached; trained on with the heads), or None (a
+    new one built with the heads). Returns (trunk or None, freeze)."""
+    start_trunk, freeze = frozen_trunk, True
+    if settings.architecture in A.SHARED_TRUNK and frozen_trunk is None and settings.pretrain_steps:
+        from tagger.model import pretrain as P
+
+        psettings = P.PretrainSettings(steps=settings.pretrain_steps, seed=settings.seed)
+        pre_sig = _signature({"pool": ex.pool_sig, "pretrain": asdict(psettings), "features": fcfg.to_dict(),
+                              "trunk": list(settings.trunk_filters),
+                              **({"pooling": settings.pooling} if settings.pooling != "max" else {})})  # fmt: skip
+        start_trunk = P.pretrained_trunk(
+            lambda: A.build_trunk(fcfg.shape, name="trunk", filters=tuple(settings.trunk_filters),
+                                  pooling=settings.pooling),
+            ex.train_pool.directory, ex.cache / f"pretrain-{pre_sig}", psettings,
+            fcfg, say=say,
+        )  # fmt: skip
+        freeze = False
+    return start_trunk, freeze
+
+
+def _compile_joint(joint, settings: TrainSettings, y: np.ndarray, *, todo: Sequence[str], fam_idx: Sequence[int]) -> None:
+    """Compile the joint graph: a binary cross-entropy per head (the solo recipe weights each
+    family's positives by its class balance in `y`), Adam on a cosine-decayed learning rate."""
+    import keras
+
+    losses = {}
+    for f, j in zip(todo, fam_idx):
+        if settings.recipe == "solo":
+            pos = max(float(y[:, j].mean()), 1e-3)
+            losses[f] = _weighted_bce(0.5 / pos, 0.5 / (1 - pos))
         else:
-            history = []
+            losses[f] = "binary_crossentropy"
+    steps = int(np.ceil(len(y) / settings.batch_size)) * settings.epochs
+    schedule = keras.optimizers.schedules.CosineDecay(settings.learning_rate, decay_steps=steps, alpha=0.05)
+    joint.compile(optimizer=keras.optimizers.Adam(schedule), loss=losses)
 
-        y_out = {f: y[:, j : j + 1].astype(np.float32) for f, j in zip(todo, fam_idx)}
-        for epoch in range(done_epochs, settings.epochs):
-            t0 = time.time()
-            order = np.random.default_rng([settings.seed, epoch]).permutation(len(y))
-            mask_rng = np.random.default_rng([settings.seed, epoch, 1])
-            shift_rng = np.random.default_rng([settings.seed, epoch, 2])
-            losses_seen = []
-            bs = settings.batch_size
-            for b in range(0, len(order), bs):
-                idx = np.sort(order[b : b + bs])
-                xb = np.asarray(x[idx], dtype=np.float32)
-                if settings.mask_prob:
-                    spec_mask(xb, mask_rng, prob=settings.mask_prob)
-                if settings.shift_prob:
-                    spec_shift(xb, shift_rng, prob=settings.shift_prob, max_bands=settings.shift_bands)
-                out = joint.train_on_batch(xb, {f: y_out[f][idx] for f in todo}, return_dict=True)
-                losses_seen.append(float(out["loss"]))
-                if (b // bs) % 50 == 0:
-                    say("batch", {"epoch": epoch + 1, "of": settings.epochs, "done": b + len(idx), "total": len(order),
-                                  "loss": round(float(np.mean(losses_seen[-50:])), 4)})  # fmt: skip
-            history.append({"epoch": epoch + 1, "loss": round(float(np.mean(losses_seen)), 4),
-                            "seconds": round(time.time() - t0, 1)})  # fmt: skip
-            # checkpoint first: a failure while validating must not lose the epoch
-            joint.save_weights(ckpt_dir / "joint.weights.h5")
-            state = {"epochs": epoch + 1, "iterations": int(joint.optimizer.iterations.numpy()), "history": history}
-            state_path.write_text(json.dumps(state))
-            probs = _predict_joint(joint, vs.feats, todo, batch=predict_batch)
-            history[-1]["valid_auc"] = {
-                f: round(_auc(vs.labels[:, j], probs[:, i]), 4) for i, (f, j) in enumerate(zip(todo, fam_idx))
-            }
-            say("epoch", history[-1])
-            state_path.write_text(json.dumps(state))
 
+def _run_signature(settings: TrainSettings, ex: _Examples, manifest: dict, *, todo: Sequence[str], frozen_trunk) -> str:
+    """The signature of a training run (its checkpoint folder): the examples and what shapes the
+    training on them."""
+    return _signature({"examples": ex.ex_sig, "families": todo, "epochs": settings.epochs, "lr": settings.learning_rate,
+                       "batch_size": settings.batch_size, "architecture": settings.architecture,
+                       **({"pretrain_steps": settings.pretrain_steps} if settings.pretrain_steps else {}),
+                       **({"mask_prob": settings.mask_prob} if settings.mask_prob else {}),
+                       **({"shift": [settings.shift_prob, settings.shift_bands]} if settings.shift_prob else {}),
+                       **({"trunk": list(settings.trunk_filters)} if tuple(settings.trunk_filters) != A.TRUNK_FILTERS else {}),
+                       **({"pooling": settings.pooling} if settings.pooling != "max" else {}),
+                       "frozen_trunk": (manifest.get("trunk") or {}).get("sha256") if frozen_trunk is not None else None})  # fmt: skip
+
+
+def _fit_with_checkpoints(joint, settings: TrainSettings, ex: _Examples, ckpt_dir: Path, *, todo: Sequence[str],
+                          fam_idx: Sequence[int], predict_batch: int, say: Callable[[str, dict], None]) -> list[dict]:  # fmt: skip
+    """Train the compiled joint graph for the epochs of `settings`, resuming from the checkpoint in
+    `ckpt_dir` (`load_checkpoint`) when one is there, and checkpointing after every epoch (before
+    validating it). Each epoch shuffles with its own seed, so a resumed run draws what an
+    uninterrupted one would. Returns the history, one entry per epoch (loss, seconds, valid AUC)."""
+    x, y, vs = ex.x, ex.y, ex.vs
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    done_epochs = 0
+    state_path = ckpt_dir / "state.json"
+    if state_path.is_file():
+        state = json.loads(state_path.read_text())
+        done_epochs = int(state["epochs"])
+        load_checkpoint(joint, ckpt_dir / "joint.weights.h5", iterations=int(state["iterations"]))
+        history = list(state.get("history", []))
+        say("resume", {"epochs_done": done_epochs})
+    else:
+        history = []
+
+    y_out = {f: y[:, j : j + 1].astype(np.float32) for f, j in zip(todo, fam_idx)}
+    for epoch in range(done_epochs, settings.epochs):
+        t0 = time.time()
+        order = np.random.default_rng([settings.seed, epoch]).permutation(len(y))
+        mask_rng = np.random.default_rng([settings.seed, epoch, 1])
+        shift_rng = np.random.default_rng([settings.seed, epoch, 2])
+        losses_seen = []
+        bs = settings.batch_size
+        for b in range(0, len(order), bs):
+            idx = np.sort(order[b : b + bs])
+            xb = np.asarray(x[idx], dtype=np.float32)
+            if settings.mask_prob:
+                spec_mask(xb, mask_rng, prob=settings.mask_prob)
+            if settings.shift_prob:
+                spec_shift(xb, shift_rng, prob=settings.shift_prob, max_bands=settings.shift_bands)
+            out = joint.train_on_batch(xb, {f: y_out[f][idx] for f in todo}, return_dict=True)
+            losses_seen.append(float(out["loss"]))
+            if (b // bs) % 50 == 0:
+                say("batch", {"epoch": epoch + 1, "of": settings.epochs, "done": b + len(idx), "total": len(order),
+                              "loss": round(float(np.mean(losses_seen[-50:])), 4)})  # fmt: skip
+        history.append({"epoch": epoch + 1, "loss": round(float(np.mean(losses_seen)), 4),
+                        "seconds": round(time.time() - t0, 1)})  # fmt: skip
+        # checkpoint first: a failure while validating must not lose the epoch
+        joint.save_weights(ckpt_dir / "joint.weights.h5")
+        state = {"epochs": epoch + 1, "iterations": int(joint.optimizer.iterations.numpy()), "history": history}
+        state_path.write_text(json.dumps(state))
         probs = _predict_joint(joint, vs.feats, todo, batch=predict_batch)
-        if shared and frozen_trunk is None:
-            store.save_trunk(out_dir, manifest, trunk)
-        for i, (f, j) in enumerate(zip(todo, fam_idx)):
-            t, metrics = family_threshold(vs.labels[:, j], probs[:, i], vs.kind, resamples=settings.threshold_resamples)
-            if ref_manifest is not None:
-                metrics["own_threshold"] = t
-                t = float(ref_manifest["classifiers"][f]["threshold"])
-            store.save_classifier(out_dir, manifest, f, members[f], threshold=t, metrics=metrics)
+        history[-1]["valid_auc"] = {
+            f: round(_auc(vs.labels[:, j], probs[:, i]), 4) for i, (f, j) in enumerate(zip(todo, fam_idx))
+        }
+        say("epoch", history[-1])
+        state_path.write_text(json.dumps(state))
+    return history
+
+
+def _save_heads(out_dir, manifest: dict, settings: TrainSettings, joint, members: dict, trunk, vs: ValidationSet, *,
+                todo: Sequence[str], fam_idx: Sequence[int], new_trunk: bool, reference: dict | None,
+                predict_batch: int) -> None:  # fmt: skip
+    """Save the trained heads (and the trunk, when `new_trunk`) and register them in the manifest,
+    each head with its threshold chosen on validation (`family_threshold`), or the reference's
+    (its own then kept in its metrics)."""
+    from tagger.model import store
+
+    ref_manifest = reference
+    probs = _predict_joint(joint, vs.feats, todo, batch=predict_batch)
+    if new_trunk:
+        store.save_trunk(out_dir, manifest, trunk)
+    for i, (f, j) in enumerate(zip(todo, fam_idx)):
+        t, metrics = family_threshold(vs.labels[:, j], probs[:, i], vs.kind, resamples=settings.threshold_resamples)
+        if ref_manifest is not None:
+            metrics["own_threshold"] = t
+            t = float(ref_manifest["classifiers"][f]["threshold"])
+        store.save_classifier(out_dir, manifest, f, members[f], threshold=t, metrics=metrics)
+
+
+def _gate_stage(out_dir, manifest: dict, settings: TrainSettings, ex: _Examples, *, trunk, todo: Sequence[str],
+                need_gate: bool, gate_cost: float, all_families: Sequence[str], reference: dict | None,
+                say: Callable[[str, dict], None]) -> None:  # fmt: skip
+    """Fit the presence gate on `trunk` (`_train_gate`) when the run needs one, or drop a gate that
+    the new heads outdate and that cannot be refitted."""
+    from tagger.model import store
+
+    ref_manifest = reference
+    shared = settings.architecture in A.SHARED_TRUNK
     if need_gate:
-        gate_trunk = trunk if todo else frozen_trunk
-        _train_gate(out_dir, manifest, gate_trunk, x, y, vs, all_families, cost=gate_cost, reference=ref_manifest,
-                    say=say, left_out=vs_left_out)  # fmt: skip
+        _train_gate(out_dir, manifest, trunk, ex.x, ex.y, ex.vs, all_families, cost=gate_cost, reference=ref_manifest,
+                    say=say, left_out=ex.vs_left_out)  # fmt: skip
     elif shared and manifest.get("gate") and todo:
         # heads changed under a gate that cannot be retrained (no reference gate, or --gate-cost 0): drop it
         del manifest["gate"]
         store.write_manifest(out_dir, manifest)
+
+
+def _record_run(out_dir, manifest: dict, settings: TrainSettings, notes: _Notes, ex: _Examples, synth: S.SynthSettings, *,
+                todo: Sequence[str], history: list[dict], t_start: float, version: str | None, reference: dict | None,
+                predict_batch: int) -> None:  # fmt: skip
+    """Record the run in the manifest (not yet written): with a reference and no head trained, every
+    head's threshold is the reference's; then the run's data, its training (when heads were
+    trained), the ensemble's validation over every classifier in the folder (and on the left-out
+    sources), its version, and the reference whose thresholds and per-track rule it carries."""
+    ref_manifest, vs, vs_left_out, all_families = reference, ex.vs, ex.vs_left_out, notes.all_families
     if ref_manifest is not None and not todo:
         # the heads stay as they were, their thresholds are the reference's: the record below names that run
         for f, entry in manifest["classifiers"].items():
@@ -519,13 +718,13 @@ def train_ensemble(
     # ensemble-level validation, over every classifier in the directory
     final_fams = [f for f in manifest["families"] if f in manifest["classifiers"]]
     manifest["data"] = {
-        "dataset": dataset_root.name,
+        "dataset": notes.root.name,
         "left_out_sources": list(settings.leave_out),
         "all_instruments": settings.all_instruments,
-        "render": _read_json(dataset_root / "render.json").get("soundfonts", {}),
-        "train_instruments": len({n.instrument for n in train_ds.notes}),
-        "valid_instruments": len({n.instrument for n in valid_ds.notes}),
-        "pool_notes": {"train": int(len(train_pool.family)), "valid": int(len(valid_pool.family))},
+        "render": _read_json(notes.root / "render.json").get("soundfonts", {}),
+        "train_instruments": len({n.instrument for n in notes.train.notes}),
+        "valid_instruments": len({n.instrument for n in notes.valid.notes}),
+        "pool_notes": {"train": int(len(ex.train_pool.family)), "valid": int(len(ex.valid_pool.family))},
         "examples": settings.examples,
         "synth": S.settings_dict(synth),
     }
@@ -559,15 +758,6 @@ def train_ensemble(
             "validation_left_out": ref_manifest.get("validation_left_out", {}),
             "aggregation_calibration": ref_manifest.get("aggregation_calibration", {}),
         }
-    from tagger.model.ensemble import write_manifest
-
-    write_manifest(out_dir, manifest)
-    if manifest.get("validation") and ref_manifest is None:
-        from tagger.model.calibrate import calibrate_aggregation
-
-        say("aggregation", calibrate_aggregation(out_dir, valid_pool.directory, tracks=settings.aggregation_tracks))
-        manifest = read_manifest(out_dir)
-    return manifest
 
 
 def _train_gate(out_dir, manifest: dict, trunk, x, y: np.ndarray, vs: ValidationSet, all_families: Sequence[str], *,
