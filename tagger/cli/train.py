@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
@@ -124,11 +125,42 @@ def train(
 ) -> None:
     """Train the ensemble (or one family) from a rendered dataset's train split, validating on its valid split."""
     quiet_tensorflow()
-    from tqdm import tqdm
-
-    from tagger.model.architectures import ARCHITECTURES, POOLINGS, SHARED_TRUNK, TRUNK_FILTERS
     from tagger.model.calibrate import BOOTSTRAP_RESAMPLES
     from tagger.model.train import TrainSettings, train_ensemble
+
+    architecture = _architecture(architecture, out)
+    filters = _trunk_options(architecture, pretrain_steps=pretrain_steps, trunk_filters=trunk_filters, pooling=pooling)
+    if recipe not in ("mixture", "solo"):
+        raise typer.BadParameter("recipe must be 'mixture' or 'solo'")
+    settings = TrainSettings(
+        architecture=architecture, recipe=recipe, examples=examples, epochs=epochs, batch_size=batch_size,
+        learning_rate=learning_rate, seed=seed, max_notes_per_instrument=max_notes_per_instrument,
+        valid_per_level=valid_per_level, aggregation_tracks=aggregation_tracks,
+        valid_music_examples=valid_examples, valid_solo_notes=valid_examples,
+        leave_out=tuple(s.strip().lower() for s in leave_out or ()), all_instruments=all_instruments,
+        pretrain_steps=pretrain_steps, instrument_fraction=instrument_fraction, trunk_filters=filters,
+        pooling=pooling, harmonic=harmonic, mask_prob=mask_prob, shift_prob=shift_prob, shift_bands=shift_bands,
+        gate_cost=gate_cost, threshold_resamples=BOOTSTRAP_RESAMPLES if one_se_thresholds else 0,
+    )  # fmt: skip
+    progress = _progress_reporter(examples)
+    fams = [f.strip().lower() for f in family] if family else None
+    from tagger.model.synth import SynthSettings
+
+    synth = SynthSettings(recipe=recipe, morph_prob=morph_prob, warp_prob=warp_prob, chord_prob=chord_prob, drum_prob=drum_prob,
+                           section_prob=section_prob, codec_prob=codec_prob, negative_prob=negative_prob)
+    if level_weights:
+        synth = dataclasses.replace(synth, level_weights=_level_weights(level_weights))
+    manifest = train_ensemble(
+        data, out, settings=settings, families=fams, force=force, version=version, progress=progress, reference=reference,
+        synth=synth,
+    )
+    echo(json.dumps(_summary(out, manifest), indent=1), lines=True)
+
+
+def _architecture(architecture: str | None, out: Path) -> str:
+    """The architecture asked for, else that of the models already in `out`, else ``trunk``; a
+    `UserError` for an averaged ensemble's folder, `typer.BadParameter` for an unknown name."""
+    from tagger.model.architectures import ARCHITECTURES
 
     if architecture is None:
         from tagger.model.ensemble import MANIFEST, read_manifest
@@ -141,6 +173,14 @@ def train(
         architecture = existing.get("architecture", "trunk")
     if architecture not in ARCHITECTURES:
         raise typer.BadParameter(f"architecture must be one of {', '.join(ARCHITECTURES)}")
+    return architecture
+
+
+def _trunk_options(architecture: str, *, pretrain_steps: int, trunk_filters: str | None, pooling: str) -> tuple[int, ...]:
+    """Check the shared-trunk options (--pretrain-steps, --trunk-filters, --pooling) against the
+    architecture; `typer.BadParameter` when one does not fit. Returns the trunk's filters."""
+    from tagger.model.architectures import POOLINGS, SHARED_TRUNK, TRUNK_FILTERS
+
     if pretrain_steps and architecture not in SHARED_TRUNK:
         raise typer.BadParameter("--pretrain-steps needs a shared-trunk architecture (trunk)")
     filters = TRUNK_FILTERS
@@ -155,18 +195,25 @@ def train(
         raise typer.BadParameter(f"--pooling must be one of {', '.join(POOLINGS)}")
     if pooling != "max" and architecture not in SHARED_TRUNK:
         raise typer.BadParameter("--pooling needs the trunk architecture")
-    if recipe not in ("mixture", "solo"):
-        raise typer.BadParameter("recipe must be 'mixture' or 'solo'")
-    settings = TrainSettings(
-        architecture=architecture, recipe=recipe, examples=examples, epochs=epochs, batch_size=batch_size,
-        learning_rate=learning_rate, seed=seed, max_notes_per_instrument=max_notes_per_instrument,
-        valid_per_level=valid_per_level, aggregation_tracks=aggregation_tracks,
-        valid_music_examples=valid_examples, valid_solo_notes=valid_examples,
-        leave_out=tuple(s.strip().lower() for s in leave_out or ()), all_instruments=all_instruments,
-        pretrain_steps=pretrain_steps, instrument_fraction=instrument_fraction, trunk_filters=filters,
-        pooling=pooling, harmonic=harmonic, mask_prob=mask_prob, shift_prob=shift_prob, shift_bands=shift_bands,
-        gate_cost=gate_cost, threshold_resamples=BOOTSTRAP_RESAMPLES if one_se_thresholds else 0,
-    )  # fmt: skip
+    return filters
+
+
+def _level_weights(level_weights: str) -> tuple[float, ...]:
+    """--level-weights as numbers; `typer.BadParameter` unless non-negative with a positive sum."""
+    try:
+        weights = tuple(float(w) for w in level_weights.split(","))
+    except ValueError:
+        raise typer.BadParameter("--level-weights takes comma-separated numbers") from None
+    if not weights or any(w < 0 for w in weights) or not sum(weights):
+        raise typer.BadParameter("--level-weights must be non-negative with a positive sum")
+    return weights
+
+
+def _progress_reporter(examples: int) -> Callable[[str, dict], None]:
+    """The `progress` of a training: progress bars for the examples generated, the pretraining steps
+    and each epoch's batches (said as lines when not a terminal), every other stage as a line."""
+    from tqdm import tqdm
+
     bars: dict[str, tqdm] = {}
 
     def progress(stage: str, info: dict) -> None:
@@ -192,24 +239,12 @@ def train(
             bars.clear()
             echo(f"{stage}: {json.dumps(info)}", err=True)
 
-    fams = [f.strip().lower() for f in family] if family else None
-    from tagger.model.synth import SynthSettings
+    return progress
 
-    synth = SynthSettings(recipe=recipe, morph_prob=morph_prob, warp_prob=warp_prob, chord_prob=chord_prob, drum_prob=drum_prob,
-                           section_prob=section_prob, codec_prob=codec_prob, negative_prob=negative_prob)
-    if level_weights:
-        try:
-            weights = tuple(float(w) for w in level_weights.split(","))
-        except ValueError:
-            raise typer.BadParameter("--level-weights takes comma-separated numbers") from None
-        if not weights or any(w < 0 for w in weights) or not sum(weights):
-            raise typer.BadParameter("--level-weights must be non-negative with a positive sum")
-        synth = dataclasses.replace(synth, level_weights=weights)
-    manifest = train_ensemble(
-        data, out, settings=settings, families=fams, force=force, version=version, progress=progress, reference=reference,
-        synth=synth,
-    )
-    summary = {
+
+def _summary(out: Path, manifest: dict) -> dict:
+    """What `tagger train` prints when done: the folder, version, families, thresholds, gate and validation."""
+    return {
         "model_dir": str(out),
         "version": manifest["version"],
         "families": manifest["families"],
@@ -218,7 +253,6 @@ def train(
         "validation": manifest.get("validation", {}),
         "validation_left_out": manifest.get("validation_left_out", {}),
     }
-    echo(json.dumps(summary, indent=1), lines=True)
 
 
 @app.command("combine")
