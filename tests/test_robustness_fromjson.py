@@ -65,6 +65,8 @@ BAD_ROWS = [
     ({"size": True}, "'size' is a whole number of bytes"),
     ({"mtime": "yesterday"}, "'mtime' is a time in seconds"),
     ({"model_version": 7}, "'model_version' is a text"),
+    ({"ctime_ns": 1.5}, "'ctime_ns' is a whole number of nanoseconds, got 1.5"),
+    ({"content_hash": "ABC"}, "'content_hash' is 32 hex digits, got \"ABC\""),
 ]
 
 
@@ -343,3 +345,30 @@ def test_endless_bad_lines_stop_the_reading_with_an_error(tmp_path):
                                     "not a JSON object")  # fmt: skip
     assert result.output.endswith("): not `tagger predict --json` output; nothing was written\n")
     assert _untouched(good)
+
+
+def test_a_file_written_over_in_place_since_predict_with_its_mtime_kept_is_refused(tmp_path, fake_models, monkeypatch):
+    """A row carried the file's size, mtime and fingerprint only: the file written over in place
+    since (the same inode, its mtime set back: `cp --preserve=timestamps`, a restore from a
+    backup) by other audio where the fingerprint does not read passed all three and was tagged
+    with the row's results. A row now carries the file's ctime and the hash of its whole content:
+    another ctime needs the content `predict` read."""
+    from test_library_lifecycle import _unseen_by_the_fingerprint, _write_over_in_place
+
+    song = write_audio(tmp_path / "music" / "stem.wav", tone_signal([110.0], seconds=40.0))
+    edited = _unseen_by_the_fingerprint(song, tmp_path / "edited.wav")
+    out = CliRunner().invoke(app, ["predict", "--json", str(song)])
+    assert out.exit_code == 0, out.output
+    (row,) = [json.loads(line) for line in out.stdout.splitlines()]
+    assert (row["ctime_ns"], len(row["content_hash"])) == (song.stat().st_ctime_ns, 32)
+    rows = _lines(tmp_path / "found.jsonl", row)
+    predicted_bytes = song.read_bytes()
+    _write_over_in_place(song, edited.read_bytes())
+    result = _tag(rows)
+    assert result.exit_code == 1, result.output
+    assert f"skipped {song}: file changed since it was analysed" in result.output
+    assert _untouched(song)
+    _write_over_in_place(song, predicted_bytes)  # the bytes predict read, another ctime: tagged
+    result = _tag(rows)
+    assert result.exit_code == 0, result.output
+    assert tags.read_instruments(song).instruments == row["instruments"]

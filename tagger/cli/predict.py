@@ -25,19 +25,26 @@ def iter_audio_paths(paths: list[Path]):
 
 
 def _facts(path: Path, *, before: dict | None = None) -> dict:
-    """The file's size, mtime and content fingerprint, which `tagger tag --from-json` checks so that
-    a file changed since is not given these results. With ``before`` (the facts before the analysis),
-    raises `AudioReadError` when the file changed while it was analysed."""
+    """The file's size, mtime, ctime and content fingerprint, which `tagger tag --from-json` checks
+    so that a file changed since is not given these results. With ``before`` (the facts before the
+    analysis), raises `AudioReadError` when the file changed while it was analysed, and adds the hash
+    of its whole content: a file of another ctime when `tag` runs (written over in place with its
+    mtime set back, other audio where the fingerprint does not read) must still hash to it. (The
+    ctime unchanged, the bytes hashed after the analysis are the ones analysed.)"""
     from tagger.errors import AudioReadError
-    from tagger.fingerprint import fingerprint
+    from tagger.fingerprint import content_hash, fingerprint
 
     try:
         st = os.stat(path)
     except OSError as exc:
         raise AudioReadError(path, f"cannot stat: {exc.strerror or exc}") from None
-    facts = {"size": st.st_size, "mtime": st.st_mtime, "fingerprint": fingerprint(path)}
-    if before is not None and facts != before:
-        raise AudioReadError(path, "the file changed while it was analysed; run predict again")
+    facts = {"size": st.st_size, "mtime": st.st_mtime, "ctime_ns": st.st_ctime_ns, "fingerprint": fingerprint(path)}
+    if before is not None:
+        if facts != before:
+            raise AudioReadError(path, "the file changed while it was analysed; run predict again")
+        facts["content_hash"] = content_hash(path)
+        if os.stat(path).st_ctime_ns != st.st_ctime_ns:
+            raise AudioReadError(path, "the file changed while it was analysed; run predict again")
     return facts
 
 

@@ -76,6 +76,11 @@ class Prediction:
     fingerprint: str | None = None
     """The file's content fingerprint when it was analysed (`tagger.fingerprint.fingerprint`: a row of
     `tagger predict --json`); None to skip the check (``stored`` carries the database's)."""
+    ctime_ns: int | None = None
+    """The file's ctime when it was analysed (a row of `tagger predict --json`; None: not known, as
+    in an older predict's row): a file of another ctime must hash to ``content_hash``."""
+    content_hash: str | None = None
+    """The hash of the whole file analysed (`tagger.fingerprint.content_hash`; None: not known)."""
 
 
 MAX_LINE_BYTES = 1 << 20
@@ -304,9 +309,20 @@ def _prediction(row: dict, *, model_version: str | None, override: bool) -> Pred
         raise ValueError(f"'size' is a whole number of bytes, got {_json(size)}")
     if isinstance(mtime, bool) or not isinstance(mtime, (int, float)) or not math.isfinite(mtime):
         raise ValueError(f"'mtime' is a time in seconds, got {_json(mtime)}")
-    if not isinstance(print_, str) or len(print_) != 32 or not all(c in "0123456789abcdef" for c in print_):
+    if not _is_digest(print_):
         raise ValueError(f"'fingerprint' is 32 hex digits, got {_json(print_)}")
-    return Prediction(file, list(instruments), version, scores, (size, float(mtime)), families, fingerprint=print_)
+    ctime_ns, whole = row.get("ctime_ns"), row.get("content_hash")  # (not in an older predict's rows)
+    if ctime_ns is not None and (isinstance(ctime_ns, bool) or not isinstance(ctime_ns, int)):
+        raise ValueError(f"'ctime_ns' is a whole number of nanoseconds, got {_json(ctime_ns)}")
+    if whole is not None and not _is_digest(whole):
+        raise ValueError(f"'content_hash' is 32 hex digits, got {_json(whole)}")
+    return Prediction(file, list(instruments), version, scores, (size, float(mtime)), families, fingerprint=print_,
+                      ctime_ns=ctime_ns, content_hash=whole)  # fmt: skip
+
+
+def _is_digest(value) -> bool:
+    """``value`` is 32 lower-case hex digits (a fingerprint or content hash as `tagger predict` writes it)."""
+    return isinstance(value, str) and len(value) == 32 and all(c in "0123456789abcdef" for c in value)
 
 
 def select_predictions(
@@ -367,8 +383,8 @@ def write_predictions(
                 scores=pred.scores if scores else None, id3v23=id3v23, keep_mtime=keep_mtime,
                 dry_run=dry_run, expected=pred.expected, settle_seconds=settle_seconds, families=pred.families,
                 fingerprint=pred.stored.fingerprint if pred.stored else pred.fingerprint,
-                content_hash=pred.stored.content_hash if pred.stored else None,
-                ctime_ns=pred.stored.ctime_ns if pred.stored else None,
+                content_hash=pred.stored.content_hash if pred.stored else pred.content_hash,
+                ctime_ns=pred.stored.ctime_ns if pred.stored else pred.ctime_ns,
                 before_replace=None if before_replace is None else functools.partial(before_replace, pred),
             )  # fmt: skip
         except ChangedSinceError as exc:
