@@ -7,6 +7,7 @@ import soundfile as sf
 
 from tagger import audio
 from tagger import constants as C
+from tagger.audio import probe
 from tagger.errors import AudioReadError
 
 from conftest import dsf_file, tone_signal, write_audio
@@ -156,7 +157,7 @@ def test_clear_error_without_ffmpeg(tmp_path, monkeypatch):
     src = tmp_path / "src.wav"
     sf.write(src, stereo_tone(1.0, 44_100), 44_100)
     m4a = ffmpeg_encode(src, tmp_path / "x.m4a", "-c:a", "aac")
-    monkeypatch.setattr(audio.shutil, "which", lambda name: None)
+    monkeypatch.setattr(probe.shutil, "which", lambda name: None)
     with pytest.raises(AudioReadError, match="ffmpeg is not installed"):
         audio.load(m4a)
 
@@ -188,9 +189,9 @@ def test_m4a_is_described_like_ffprobe_does(tmp_path, ext, rate):
     src = tmp_path / "src.wav"
     sf.write(src, stereo_tone(2.0, rate), rate)
     path = ffmpeg_encode(src, tmp_path / f"tone.{ext}", *FORMATS[ext])
-    probed = audio._ffprobe_info(path)
-    fast = audio._mp4_info(path)
-    assert (fast is None) == (rate < audio.MP4_MIN_RATE)
+    probed = probe._ffprobe_info(path)
+    fast = probe._mp4_info(path)
+    assert (fast is None) == (rate < probe.MP4_MIN_RATE)
     meta = audio.info(path)
     assert (meta.format, meta.sample_rate, meta.channels) == (probed.format, probed.sample_rate, probed.channels)
     assert abs(meta.duration - probed.duration) < 0.1
@@ -205,6 +206,6 @@ def test_an_m4a_without_an_audio_track_still_fails_clearly(tmp_path):
                         "-c:v", "mpeg4", "-f", "mp4", str(path)], capture_output=True)  # fmt: skip
     if r.returncode != 0:
         pytest.skip("ffmpeg cannot write a video-only MP4")
-    assert audio._mp4_info(path) is None
+    assert probe._mp4_info(path) is None
     with pytest.raises(AudioReadError, match="no audio stream"):
         audio.info(path)

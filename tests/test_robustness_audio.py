@@ -190,13 +190,14 @@ def test_damaged_frames_of_a_file_of_unknown_length_are_refused_not_left_out(tmp
     from dataclasses import replace
 
     from tagger import audio
+    from tagger.audio import decoders
     from tagger.errors import AudioReadError
 
     _good, damaged = m4a_with_one_damaged_frame(tmp_path)
     meta = replace(audio.info(damaged), duration=None)
     notes: list[str] = []
     with pytest.raises(AudioReadError, match=r"could not decode 1 of its frames .*would leave them out"):
-        for _ in audio._ffmpeg_blocks(damaged, meta, 16_000, notes):
+        for _ in decoders._ffmpeg_blocks(damaged, meta, 16_000, notes):
             pass
     assert notes == []
 
@@ -320,10 +321,11 @@ def test_a_decoder_that_never_ends_is_stopped_and_says_why(tmp_path, monkeypatch
     never ended. Decoding now stops after `MAX_SECONDS` of audio (24 h; twice the declared length
     plus a minute where that is more) with an error that says so."""
     from tagger import audio
+    from tagger.audio import decoders
     from tagger.errors import AudioReadError
 
     path = _fake_decoder(tmp_path, monkeypatch, ENDLESS_FFMPEG, declared)
-    monkeypatch.setattr(audio, "MAX_SECONDS", 90.0)  # (24 h of zeros take minutes to decode)
+    monkeypatch.setattr(decoders, "MAX_SECONDS", 90.0)  # (24 h of zeros take minutes to decode)
     got = 0
     with pytest.raises(AudioReadError) as err:
         for block in audio.stream(path):

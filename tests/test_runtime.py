@@ -324,7 +324,7 @@ def test_features_do_not_import_librosa():
 
 @pytest.mark.parametrize("channels", [1, 2, 3, 6, 7])
 def test_downmix_equals_the_channel_mean(channels):
-    from tagger.audio import _downmix
+    from tagger.audio.downmix import _downmix
 
     block = np.random.default_rng(channels).standard_normal((5000, channels)).astype(np.float32)
     mono, bad = _downmix(block)

@@ -64,7 +64,7 @@ def standard_streams() -> None:
     /dev/null, so that the next file opened (the database, a music file) does not get its number and
     receive what a library or decoder writes there (libmpg123's messages, ONNX Runtime's warnings on
     fd 2). A closed stderr is then a silent one (``sys.stderr`` writes to /dev/null: tqdm and the
-    decoders' fd 2 capture in `tagger.audio` need one); a closed stdout stays ``sys.stdout is None``
+    decoders' fd 2 capture in `tagger.audio.plumbing` need one); a closed stdout stays ``sys.stdout is None``
     (Python's sign of it), which the commands report (`OutputError`). The processes
     tagger starts (scan workers, ffmpeg) inherit them. Called by `tagger.cli.main` first."""
     for fd in (0, 1, 2):

@@ -1,0 +1,61 @@
+"""Decode any common audio format, downmix, resample to 16 kHz and cut NSynth-length windows.
+
+Decoding goes through libsndfile (soundfile) for WAV, FLAC, OGG Vorbis, Opus, MP3 and AIFF, and
+through the ``ffmpeg`` program for what libsndfile cannot read (M4A/AAC/ALAC, WMA, WavPack, APE, ...). Long files
+are streamed in blocks, so memory stays bounded whatever the file's length: a two-hour file is
+never loaded whole. Every failure surfaces as `AudioReadError` naming the file and the reason.
+
+The package:
+
+- `tagger.audio.probe`: what a file holds without decoding it (`info`, `AudioInfo`; libsndfile,
+  ffprobe, MP4 atoms, chained Ogg, MP3 frame headers), and the lengths headers declare exactly
+  (`EXACT_LENGTHS`, WAV/AIFF data chunks) against which a file cut short is found;
+- `tagger.audio.decoders`: libsndfile blocks, FLAC, the ``ffmpeg`` subprocess (its stderr, its
+  limits: `MAX_SECONDS`);
+- `tagger.audio.losses`: the rule for audio a decoder could not give (`MAX_LOST_SHARE`, notes or
+  refusal), NaN or infinite samples (`MAX_NON_FINITE`) and the channels that hold them;
+- `tagger.audio.downmix`: channels to mono (antiphase inverted, empty channels left out);
+- `tagger.audio.windows`: `stream` (decode, downmix, resample), `load`, `frame_windows`,
+  `iter_windows`, `window_rms_dbfs`, `Windows`;
+- `tagger.audio.plumbing`: what the probe and the decoders share (a decoder subprocess that dies
+  with its parent, libsndfile's fd 2 capture, messages without the file's path).
+
+Everything callers use is importable from here (``from tagger import audio; audio.stream``). The
+constants below are for reading: a test that changes one patches the module that defines it, where
+the code looks it up (``monkeypatch.setattr(decoders, "MAX_SECONDS", ...)``), not this package.
+"""
+
+from __future__ import annotations
+
+from tagger.audio.decoders import MAX_SECONDS
+from tagger.audio.losses import MAX_LOST_SHARE, MAX_NON_FINITE
+from tagger.audio.probe import (
+    AUDIO_EXTENSIONS,
+    FFMPEG_MAX_RATE,
+    MAX_RATE,
+    MIN_RATE,
+    AudioInfo,
+    ffmpeg_available,
+    info,
+)
+from tagger.audio.windows import BLOCK_SECONDS, Windows, frame_windows, iter_windows, load, stream, window_rms_dbfs
+
+__all__ = [
+    "AUDIO_EXTENSIONS",
+    "BLOCK_SECONDS",
+    "FFMPEG_MAX_RATE",
+    "MAX_LOST_SHARE",
+    "MAX_NON_FINITE",
+    "MAX_RATE",
+    "MAX_SECONDS",
+    "MIN_RATE",
+    "AudioInfo",
+    "Windows",
+    "ffmpeg_available",
+    "frame_windows",
+    "info",
+    "iter_windows",
+    "load",
+    "stream",
+    "window_rms_dbfs",
+]

@@ -1,0 +1,180 @@
+"""The decoders: libsndfile in blocks, FLAC (libsndfile, then ffmpeg for the rest of a file cut
+short), the ``ffmpeg`` subprocess (its stderr read for damaged frames and files cut short), and the
+limit on how much audio a decoder may give (`MAX_SECONDS`). Each yields blocks
+[shape=(m, channels)] at the file's `AudioInfo.decode_rate`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from tagger.audio.losses import _note_or_refuse
+from tagger.audio.plumbing import _decoder_preexec, _DecoderStderr, _said
+from tagger.audio.probe import FFMPEG_MAX_RATE, AudioInfo, ffmpeg_available
+from tagger.errors import AudioReadError
+
+
+MAX_SECONDS = 24 * 3600.0
+"""A decoder that gives more audio than this, or than twice the file's declared length plus a
+minute where that is more, is stopped and the file is an error (`stream`): a FIFO or a device
+swapped in after the file was checked, or a demuxer that loops, would otherwise be decoded without
+end, each block counting as progress for the scan's file timeout. Not tighter: ffprobe estimates
+some lengths from the first frames' bit rate (an MP3 or raw AAC file without a length header), as
+libsndfile does (it declares 2 minutes for a 10-minute VBR MP3 without one). A file that grows
+while it is decoded is stopped at once: its size is checked at each block."""
+
+
+def _soundfile_blocks(path: Path, block_frames: int) -> Iterator[np.ndarray]:
+    import soundfile as sf
+
+    trap = _DecoderStderr()
+    try:
+        with trap:
+            f = sf.SoundFile(str(path))
+        with f:
+            while True:
+                with trap:
+                    block = f.read(block_frames, dtype="float32", always_2d=True)
+                if not len(block):
+                    return
+                yield block
+    except (sf.LibsndfileError, RuntimeError) as exc:
+        said = trap.first_line()
+        raise AudioReadError(path, _said(f"decoding failed: {exc}" + (f" ({said})" if said else ""), path)) from None
+    finally:
+        trap.close()
+
+
+def _flac_blocks(path: Path, meta: AudioInfo, block_frames: int, notes: list[str] | None) -> Iterator[np.ndarray]:
+    """A FLAC file's blocks from libsndfile, and, when libsndfile fails before the end (a file cut
+    short, whose header declares more samples than it holds: ``Internal psf_fseek() failed``,
+    ``flac decoder lost sync``), the rest of what is there from ffmpeg (which decodes the file
+    again; the frames already given are skipped, both decoders being exact), with `_ffmpeg_blocks`'s
+    rule for what it cannot decode."""
+    done = 0
+    try:
+        for block in _soundfile_blocks(path, block_frames):
+            done += len(block)
+            yield block
+        return
+    except AudioReadError:
+        if not ffmpeg_available() or meta.sample_rate > FFMPEG_MAX_RATE:
+            raise
+    skip, total, noted = done, done, len(notes or ())
+    for block in _ffmpeg_blocks(path, replace(meta, decoder="ffmpeg"), block_frames, notes):
+        if skip >= len(block):
+            skip -= len(block)
+            continue
+        total += len(block) - skip
+        yield block[skip:]
+        skip = 0
+    declared = round((meta.duration or 0.0) * meta.sample_rate)
+    if total >= declared or len(notes or ()) > noted:  # (whole, or ffmpeg's own rule said what was lost)
+        return
+    lost = (declared - total) / meta.sample_rate  # (cut where a frame begins: ffmpeg says nothing)
+    _note_or_refuse(path, notes, lost=lost, duration=meta.duration,
+                    note=f"the file ends before the length its header declares: analysed without the rest "
+                         f"({lost:.3f} s of {meta.duration or 0.0:.1f} s left out)",
+                    refusal=f"cut short: the file holds {total / meta.sample_rate:.1f} s of the "
+                            f"{meta.duration:.1f} s its header declares; nothing stored, as a result "
+                            f"would leave {lost:.1f} s out")  # fmt: skip
+
+
+def _ffmpeg_blocks(path: Path, meta: AudioInfo, block_frames: int, notes: list[str] | None = None) -> Iterator[np.ndarray]:
+    """The file's decoded blocks [shape=(m, channels)] from ffmpeg. Damaged frames ffmpeg skips are
+    an `AudioReadError` at the end, unless `notes` is given and they are at most `MAX_LOST_SHARE` of
+    the file's length: then one note saying what was left out is appended to it."""
+    import tempfile
+
+    cmd = [
+        "ffmpeg", "-nostdin", "-v", "error", "-i", os.path.abspath(path), "-map", "0:a:0",
+        "-f", "f32le", "-acodec", "pcm_f32le", "-ac", str(meta.channels), "-ar", str(meta.decode_rate), "-",
+    ]  # fmt: skip
+    # stderr goes to a file: a broken file can make ffmpeg print more than a pipe holds, and a
+    # full stderr pipe nobody reads would hang it.
+    with tempfile.TemporaryFile() as errfile:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errfile, preexec_fn=_decoder_preexec())
+        frame_bytes = 4 * meta.channels
+        frames = 0
+        try:
+            assert proc.stdout is not None
+            while True:
+                buf = proc.stdout.read(block_frames * frame_bytes)
+                if not buf:
+                    break
+                usable = len(buf) - len(buf) % frame_bytes
+                frames += usable // frame_bytes
+                yield np.frombuffer(buf[:usable], dtype="<f4").reshape(-1, meta.channels)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                raise AudioReadError(path, "ffmpeg did not exit after decoding the file") from None
+            if proc.returncode != 0:
+                errfile.seek(max(0, errfile.seek(0, os.SEEK_END) - 4096))
+                err = errfile.read().decode("utf-8", "replace").strip()
+                last = err.splitlines()[-1] if err else f"exit code {proc.returncode}"
+                raise AudioReadError(path, f"ffmpeg could not decode the file: {_said(last, path)}")
+            failed, first, cut = _decoding_errors(errfile)
+            if failed:
+                lost = (meta.duration or 0.0) - frames / meta.decode_rate
+                left_out = "them" if not meta.duration else f"{max(lost, 0.0):.1f} s of {meta.duration:.1f} s"
+                _note_or_refuse(path, notes, lost=lost, duration=meta.duration,
+                                note=f"ffmpeg could not decode {failed} of its frames ({_said(first, path)}): analysed "
+                                     f"without them ({max(lost, 0.0):.3f} s of {meta.duration or 0.0:.1f} s left out)",
+                                refusal=f"corrupt audio: ffmpeg could not decode {failed} of its frames "
+                                        f"({_said(first, path)}); nothing stored, as a result would leave {left_out} out")  # fmt: skip
+            if cut:
+                raise AudioReadError(path, f"ffmpeg could not read all of the file ({_said(cut, path)}); nothing "
+                                           "stored, as a result would leave out what it could not read")  # fmt: skip
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            if proc.stdout:
+                proc.stdout.close()
+
+
+CUT_SHORT = ("ended prematurely", "partial file")
+"""What ffmpeg's demuxers say at level ``error`` of a file that ends before its audio does (Matroska
+and WebM, MP4), exiting 0. Other messages of that level without a decoding error are not taken for
+a loss: a chained Ogg Opus file prints ``failed to create or replace stream`` and is decoded whole."""
+
+
+def _decoding_errors(errfile) -> tuple[int, str, str]:
+    """What an ffmpeg run that exited 0 printed at level ``error`` (its stderr, `errfile`): the
+    number of frames it could not decode (and skipped) with the first decoder message about them,
+    and the first message saying that the file is cut short (`CUT_SHORT`); "" for none. Messages
+    lose their ``[aac @ 0x...]`` prefix's address (it changes from run to run): ``aac: ...``.
+    Read a line at a time (a file of corrupt frames prints one line or two per frame)."""
+    import re
+
+    errfile.seek(0)
+    failed, first, cut, before = 0, "", "", ""
+    for raw in errfile:
+        line = re.sub(r"^\[([^\]]+?) @ 0x[0-9a-f]+\] ", r"\1: ", raw.decode("utf-8", "replace").strip())
+        if line.startswith("Error while decoding stream"):
+            failed += 1
+            first = first or (before if before and not before.startswith("Error while") else line)
+        elif not cut and any(words in line for words in CUT_SHORT):
+            cut = line
+        before = line
+    return failed, first, cut
+
+
+def _size(path: Path) -> int:
+    """The file's size in bytes; -1 when it is gone."""
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return -1
+
+
+def _most_frames(meta: AudioInfo) -> int:
+    """The most frames (at `AudioInfo.decode_rate`) a decoder may give for the file `meta` (see
+    `MAX_SECONDS`)."""
+    return int(max(MAX_SECONDS, 2 * (meta.duration or 0.0) + 60.0) * meta.decode_rate)

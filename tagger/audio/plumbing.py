@@ -1,0 +1,84 @@
+"""What the probe and the decoders share: a decoder subprocess that dies with its parent, the
+capture of what libsndfile's decoders print on fd 2, and a decoder's message without the file's path."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+
+
+def _decoder_preexec():
+    """A ``preexec_fn`` making a decoder subprocess die with the process that started it (Linux
+    ``PR_SET_PDEATHSIG``), so that a killed scan worker never leaves a running ffmpeg behind."""
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved here, before the fork
+    except (OSError, AttributeError):
+        return None
+
+    def die_with_parent() -> None:
+        prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+
+    return die_with_parent
+
+
+def _said(text: str, path: str | os.PathLike) -> str:
+    """A decoder's message without the file's path, which ffmpeg and libsndfile put in theirs: the
+    reason is stored with the track and must stay true when the file is moved (the error names the
+    file already)."""
+    for p in dict.fromkeys((str(path), os.path.abspath(path))):
+        text = text.replace(f"{p}: ", "").replace(repr(p), "the file").replace(p, "the file")
+    return text
+
+
+class _DecoderStderr:
+    """Catches what libsndfile's decoders print on file descriptor 2 (libmpg123 reports each
+    corrupt MP3 frame there) during the calls made inside ``with trap:``, into one temporary file
+    per decoded file, instead of the terminal; `first_line` is kept for the file's error message.
+    fd 2 is process-wide: calls from several threads are serialised."""
+
+    _lock = threading.Lock()
+
+    def __init__(self) -> None:
+        self.file = None
+        self.saved: int | None = None
+
+    def __enter__(self) -> _DecoderStderr:
+        self._lock.acquire()
+        try:
+            if self.file is None:
+                import tempfile
+
+                self.file = tempfile.TemporaryFile()
+            sys.stderr.flush()
+            self.saved = os.dup(2)
+            os.dup2(self.file.fileno(), 2)
+        except BaseException:
+            self._lock.release()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            os.dup2(self.saved, 2)
+            os.close(self.saved)
+        finally:
+            self._lock.release()
+
+    def first_line(self) -> str:
+        if self.file is None:
+            return ""
+        self.file.seek(0)
+        lines = self.file.read(4096).decode("utf-8", "replace").strip().splitlines()
+        return lines[0].strip() if lines else ""
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None

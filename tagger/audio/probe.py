@@ -1,0 +1,426 @@
+"""Describe an audio file without decoding it (`info`, `AudioInfo`): libsndfile's header, ffprobe,
+an MP4's atoms (mutagen), the Ogg pages of a chained file, the MP3 frame headers that tell a file
+libsndfile would decode only in part; and, after decoding, the lengths headers declare exactly
+(`EXACT_LENGTHS`, a WAV/AIFF data chunk) against which a file cut short is found."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from tagger.audio.losses import _note_or_refuse
+from tagger.audio.plumbing import _decoder_preexec, _DecoderStderr, _said
+from tagger.errors import AudioReadError, MissingToolError
+
+
+AUDIO_EXTENSIONS = frozenset(
+    {".mp3", ".mp2", ".flac", ".ogg", ".oga", ".opus", ".spx", ".m4a", ".m4b", ".mp4", ".aac", ".alac", ".wav", ".w64",
+     ".aif", ".aiff", ".aifc", ".caf", ".au", ".snd", ".wma", ".wv", ".ape", ".mpc", ".tta", ".mka", ".webm", ".dsf",
+     ".dff", ".ac3", ".dts"}
+)  # fmt: skip
+"""File extensions the crawler treats as audio: every format of a music library that libsndfile or
+ffmpeg decodes (lossless WavPack, Monkey's Audio, TTA and DSD included; Matroska and WebM audio as
+saved by downloaders)."""
+
+MIN_RATE, MAX_RATE = 8_000, 384_000
+"""Sample rates analysed (DXD's 352.8 and 384 kHz included). ffmpeg decodes DSD to a PCM rate of
+the DSD rate / 8 (352.8 kHz for DSD64, up to 1.4 MHz for DSD256), which it is asked to bring down to
+`FFMPEG_MAX_RATE` itself: a DSD file is analysed whatever its rate."""
+FFMPEG_MAX_RATE = 192_000
+"""The highest PCM rate ffmpeg hands over (`AudioInfo.decode_rate`); above it, it resamples."""
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What a file holds, as its decoder reports it."""
+
+    path: str
+    format: str
+    """Container/codec name ('WAV', 'FLAC', 'MP3', 'aac', ...)."""
+    sample_rate: int
+    channels: int
+    duration: float | None
+    """Seconds, when the container says; None when unknown before decoding."""
+    decoder: str
+    """'soundfile' or 'ffmpeg'."""
+
+    @property
+    def decode_rate(self) -> int:
+        """The rate of the decoded samples: the file's, but at most `FFMPEG_MAX_RATE` from ffmpeg."""
+        return min(self.sample_rate, FFMPEG_MAX_RATE) if self.decoder == "ffmpeg" else self.sample_rate
+
+
+def ffmpeg_available() -> bool:
+    return shutil.which("ffmpeg") is not None and shutil.which("ffprobe") is not None
+
+
+def _check_file(path: Path) -> None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise AudioReadError(path, "file not found") from None
+    except PermissionError:
+        raise AudioReadError(path, "permission denied") from None
+    except OSError as exc:
+        raise AudioReadError(path, f"cannot stat file: {exc.strerror or exc}") from None
+    if not path.is_file():
+        raise AudioReadError(path, "not a regular file")
+    if st.st_size == 0:
+        raise AudioReadError(path, "empty file (0 bytes)")
+    if not os.access(path, os.R_OK):
+        raise AudioReadError(path, "permission denied")
+
+
+def _check_rate(path: Path, rate: int, decoder: str) -> None:
+    top = MAX_RATE if decoder == "soundfile" else 8 * MAX_RATE  # (DSD512 through ffmpeg: 2.8 MHz)
+    if not MIN_RATE <= rate <= top:
+        raise AudioReadError(path, f"unsupported sample rate {rate} Hz (supported: {MIN_RATE}-{top} Hz)")
+
+
+UNKNOWN_FRAMES = 2**62
+"""libsndfile reports a length it does not know as 2**63 - 1 frames (a FLAC written by a streaming
+encoder, whose STREAMINFO says 0 samples), and then fails to read it (``Internal psf_fseek()
+failed``): such a file goes to ffmpeg, which decodes it."""
+
+
+def _soundfile_info(path: Path) -> AudioInfo | None:
+    import soundfile as sf
+
+    trap = _DecoderStderr()
+    try:
+        with trap, sf.SoundFile(str(path)) as f:
+            frames = f.frames
+            rate = f.samplerate
+            if frames >= UNKNOWN_FRAMES:  # (a FLAC of unknown length: libsndfile fails reading it)
+                return None
+            duration = frames / rate if frames and frames > 0 and rate else None
+            return AudioInfo(str(path), f.format, rate, f.channels, duration, "soundfile")
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError):
+        return None
+    finally:
+        trap.close()
+
+
+INSTALL_FFMPEG = "install ffmpeg (Debian: apt-get install ffmpeg)"
+
+
+def _ffprobe_info(path: Path) -> AudioInfo:
+    if not ffmpeg_available():
+        raise MissingToolError(
+            path,
+            "libsndfile cannot decode this file and ffmpeg is not installed; "
+            f"{INSTALL_FFMPEG} to read M4A/AAC/ALAC, WMA, WavPack, APE and other files libsndfile cannot",
+        )
+    cmd = ["ffprobe", "-v", "error", "-print_format", "json", "-show_streams", "-show_format", "--", str(path)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, timeout=60, check=False, preexec_fn=_decoder_preexec())
+    except subprocess.TimeoutExpired:
+        raise AudioReadError(path, "ffprobe timed out reading the file") from None
+    if proc.returncode != 0:
+        msg = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise AudioReadError(path, f"not a readable audio file ({_said(msg[-1], path) if msg else 'ffprobe failed'})")
+    try:
+        meta = json.loads(proc.stdout or b"{}")
+    except json.JSONDecodeError:
+        raise AudioReadError(path, "ffprobe returned unreadable metadata") from None
+    streams = [s for s in meta.get("streams", []) if s.get("codec_type") == "audio"]
+    if not streams:
+        raise AudioReadError(path, "no audio stream in this file")
+    s = streams[0]
+    try:
+        rate = int(s.get("sample_rate") or 0)
+        channels = int(s.get("channels") or 0)
+    except ValueError:
+        raise AudioReadError(path, "invalid sample rate or channel count in the stream") from None
+    if rate <= 0 or channels <= 0:
+        raise AudioReadError(path, "audio stream has no sample rate or channels")
+    duration = _seconds(s.get("duration")) or _seconds((s.get("tags") or {}).get("DURATION"))
+    others = [t for t in meta.get("streams", []) if t is not s and not (t.get("disposition") or {}).get("attached_pic")]
+    if duration is None and not others:  # (the file's length is its stream's; a cover picture has none)
+        duration = _seconds(meta.get("format", {}).get("duration"))
+    return AudioInfo(str(path), str(s.get("codec_name", "unknown")), rate, channels, duration, "ffmpeg")
+
+
+def _seconds(value) -> float | None:
+    """Seconds from ffprobe: a number (``"6.000000"``) or, in a Matroska stream's tags, a clock
+    (``"00:00:06.000000000"``); None for none or nonsense (``"N/A"``)."""
+    try:
+        if isinstance(value, str) and value.count(":") == 2:
+            h, m, sec = value.split(":")
+            value = int(h) * 3600 + int(m) * 60 + float(sec)
+        seconds = float(value)
+    except (TypeError, ValueError):
+        return None
+    return seconds if seconds > 0 and seconds == seconds and seconds != float("inf") else None
+
+
+MP4_CODECS = {"mp4a.40.2": "aac", "alac": "alac"}
+"""MP4 audio codecs described from the container (mutagen) instead of by ffprobe: AAC-LC and ALAC."""
+MP4_MIN_RATE = 32000
+"""Below this, AAC may carry implicit SBR (the decoder doubles the rate the container declares)."""
+
+
+def _mp4_info(path: Path) -> AudioInfo | None:
+    """An M4A/MP4 file's AAC-LC or ALAC track described from its atoms (mutagen, under a
+    millisecond) instead of an ffprobe process (about 100 ms a file, as much as decoding a third of
+    a 30 s track); None for anything else, which ffprobe then describes. The decoder is told the
+    rate (``-ar``), so what it outputs always matches."""
+    if path.suffix.lower() not in (".m4a", ".mp4", ".m4b"):
+        return None
+    try:
+        from mutagen.mp4 import MP4
+
+        st = MP4(str(path)).info
+        codec = MP4_CODECS.get(str(getattr(st, "codec", "")))
+        rate, channels, length = int(st.sample_rate or 0), int(st.channels or 0), float(st.length or 0.0)
+    except Exception:  # noqa: BLE001  (anything mutagen cannot read: ffprobe decides)
+        return None
+    if codec is None or rate < MP4_MIN_RATE or not 0 < channels <= 8 or length <= 0:
+        return None
+    return AudioInfo(str(path), codec, rate, channels, length, "ffmpeg")
+
+
+def _chained_ogg(path: Path) -> bool:
+    """An Ogg file of several streams one after the other (a "chained" file: two recordings joined,
+    an internet radio capture): a stream begins after another's pages. libsndfile decodes only the
+    first; ffmpeg decodes them all. Reads the page headers only (27 bytes and a segment table a page)."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            pos, seen_data = 0, False
+            while pos + 27 <= size:
+                f.seek(pos)
+                head = f.read(27)
+                if head[:4] != b"OggS":
+                    return False  # not a page where one must begin: leave the file to libsndfile
+                table = f.read(head[26])
+                begins = bool(head[5] & 0x02)
+                if begins and seen_data:
+                    return True
+                seen_data = seen_data or not begins
+                pos += 27 + len(table) + sum(table)
+    except OSError:
+        return False
+    return False
+
+
+_MP3_KBPS = ((0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),  # MPEG 2 and 2.5, layer III
+             (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320))  # MPEG 1, layer III
+_MP3_RATES = {0: (11025, 12000, 8000), 2: (22050, 24000, 16000), 3: (44100, 48000, 32000)}
+
+
+def _mp3_frame(data: bytes, i: int) -> tuple[int, int, int] | None:
+    """(bit rate in kbps, length in bytes, sample rate in Hz) of the MPEG layer III frame whose
+    header begins at ``data[i]``; None where none does."""
+    if i + 4 > len(data):
+        return None
+    h = int.from_bytes(data[i : i + 4], "big")
+    version, layer, index, rate = (h >> 19) & 3, (h >> 17) & 3, (h >> 12) & 15, (h >> 10) & 3
+    if h >> 21 != 0x7FF or version == 1 or layer != 1 or index in (0, 15) or rate == 3:
+        return None
+    kbps, hz = _MP3_KBPS[version == 3][index], _MP3_RATES[version][rate]
+    return kbps, (144 if version == 3 else 72) * kbps * 1000 // hz + ((h >> 9) & 1), hz
+
+
+def _mp3_frames_at(data: bytes) -> tuple[int, tuple[int, int, int]] | None:
+    """The first MPEG layer III frame of `data` followed by another (two in a row, to trust a header
+    found): (its offset, `_mp3_frame`); None where there is none."""
+    for i in range(len(data) - 4):
+        frame = _mp3_frame(data, i)
+        if frame is not None and _mp3_frame(data, i + frame[1]) is not None:
+            return i, frame
+    return None
+
+
+def _declared_bytes(frame: bytes) -> int | None:
+    """The length in bytes of the MPEG stream that a Xing/Info or VBRI header in `frame` (the
+    stream's first frame) declares; None where it declares none."""
+    for tag in (b"Xing", b"Info"):
+        at = frame.find(tag)
+        if at >= 0 and at + 16 <= len(frame):
+            flags = int.from_bytes(frame[at + 4 : at + 8], "big")
+            field = at + 8 + (4 if flags & 1 else 0)  # (the frame count comes first when present)
+            return int.from_bytes(frame[field : field + 4], "big") or None if flags & 2 else None
+    at = frame.find(b"VBRI")
+    if at >= 0 and at + 14 <= len(frame):
+        return int.from_bytes(frame[at + 10 : at + 14], "big") or None
+    return None
+
+
+def _id3v2_end(data: bytes) -> int:
+    """The length of the ID3v2 tag `data` begins with (0 for none)."""
+    if data[:3] != b"ID3" or len(data) < 10:
+        return 0
+    footer = 10 if data[5] & 0x10 else 0
+    return 10 + footer + ((data[6] & 0x7F) << 21 | (data[7] & 0x7F) << 14 | (data[8] & 0x7F) << 7 | data[9] & 0x7F)
+
+
+def _mp3_decoded_in_part(path: Path, probes: int = 8) -> str | None:
+    """Why libsndfile would decode an MP3 only in part, or None: a VBR MP3 without a header of its
+    length (Xing, Info, VBRI) whose length libsndfile takes from its first frame's bit rate and stops
+    reading at (it declares 119.6 s for a 600 s file, and decodes no more); MP3 files joined one after
+    another (``cat a.mp3 b.mp3``), whose first header declares the first file only (libsndfile
+    decoded 6 s of 16); frames of another sample rate than the first's (joined files again), at which
+    libsndfile stops without a word. Frames are looked for at `probes` places through the file, and
+    after the bytes a header declares (past an ID3v2 tag there)."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            start = _id3v2_end(f.read(10))
+            first, known = None, False
+            for k in range(probes):
+                f.seek(start + (size - start) * k // probes)
+                data = f.read(16384)
+                found = _mp3_frames_at(data)
+                if found is None:
+                    continue
+                i, (kbps, length, hz) = found
+                if first is None:
+                    first, frame = (kbps, hz), data[i : i + length]
+                    known = any(tag in frame for tag in (b"Xing", b"Info", b"VBRI"))
+                    declared = _declared_bytes(frame)
+                    if declared is not None and _frames_after(f, start + i + declared):
+                        return "MP3 files joined one after another (its first header declares the length of the first only)"
+                elif hz != first[1]:
+                    return f"MP3 files joined one after another (frames of {hz} Hz after frames of {first[1]} Hz)"
+                elif not known and kbps != first[0]:
+                    return "a VBR MP3 without a length header"
+    except OSError:
+        return None
+    return None
+
+
+def _frames_after(f, pos: int) -> bool:
+    """Whether MPEG layer III frames (two in a row) begin within 4 KiB of `pos` in the open file `f`,
+    past an ID3v2 tag there."""
+    f.seek(pos)
+    head = f.read(10)
+    f.seek(pos + _id3v2_end(head))
+    return _mp3_frames_at(f.read(4096)) is not None
+
+
+def info(path: str | os.PathLike) -> AudioInfo:
+    """Describe an audio file without decoding it; raises `AudioReadError`."""
+    p = Path(path)
+    _check_file(p)
+    meta = _soundfile_info(p)
+    # A chained Ogg and a VBR MP3 without a length header are decoded whole by ffmpeg only: without
+    # it (not on $PATH), libsndfile gave the first stream, or the first 24 s of a 60 s MP3, stored
+    # as the whole track (a wrong answer); they are the machine's error now, retried by the next scan.
+    if meta is not None and meta.format == "OGG" and _chained_ogg(p):
+        if not ffmpeg_available():
+            raise MissingToolError(p, "a chained Ogg file (streams one after another): libsndfile decodes only the "
+                                      f"first, and ffmpeg, which decodes them all, is not installed; {INSTALL_FFMPEG}")  # fmt: skip
+        # Decoded whole by ffmpeg, not its first stream alone; ffprobe gives the length of its last
+        # stream, not of the whole: unknown.
+        meta = replace(_ffprobe_info(p), duration=None)
+    why = _mp3_decoded_in_part(p) if meta is not None and meta.format == "MP3" else None
+    if why:
+        if not ffmpeg_available():
+            raise MissingToolError(p, f"{why}: libsndfile decodes only a part of it, and ffmpeg, which decodes it "
+                                      f"whole, is not installed; {INSTALL_FFMPEG}")  # fmt: skip
+        meta = replace(meta, decoder="ffmpeg", duration=None)  # decoded to its end, of a length not known
+    meta = meta or (_mp4_info(p) if ffmpeg_available() else None) or _ffprobe_info(p)
+    _check_rate(p, meta.sample_rate, meta.decoder)
+    return meta
+
+
+def _data_chunk(path: Path, fmt: str) -> tuple[int, int] | None:
+    """(bytes its header declares, bytes there are) of the audio data chunk of a WAV ('data') or
+    AIFF ('SSND') file; None where the file is of another kind, declares 0 bytes or has no such
+    chunk among its first 256."""
+    kinds = {"WAV": (b"RIFF", b"data", "<", 0), "AIFF": (b"FORM", b"SSND", ">", 8)}
+    if fmt not in kinds:
+        return None
+    magic, wanted, order, skip = kinds[fmt]
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if f.read(12)[:4] != magic:
+                return None
+            pos = 12
+            for _ in range(256):  # (chunks are skipped, not read: a recorder's large iXML or JUNK costs nothing)
+                if pos + 8 > size:
+                    break
+                f.seek(pos)
+                head = f.read(8)
+                length = int.from_bytes(head[4:], "little" if order == "<" else "big")
+                if head[:4] == wanted:
+                    if length <= skip:
+                        return None
+                    return length - skip, max(size - pos - 8 - skip, 0)
+                pos += 8 + length + (length & 1)
+    except OSError:
+        return None
+    return None
+
+
+def _check_data_chunk(path: Path, meta: AudioInfo, notes: list[str] | None) -> None:
+    """A WAV or AIFF file whose audio data chunk declares more bytes than the file holds (cut short: a
+    copy or download that stopped, a disk that filled) was decoded as far as it goes by libsndfile,
+    which takes the length from what is there, and stored as the whole track without a word; it now
+    comes under `_note_or_refuse`'s rule, against the length its header declares."""
+    chunk = _data_chunk(path, meta.format)
+    if chunk is None or not meta.duration or chunk[1] <= 0:
+        return  # (no samples there: libsndfile's "the file holds no audio samples")
+    declared, there = chunk
+    if there > 0xFFFFFFFF and meta.format == "WAV" and declared < there:
+        # More than a RIFF header can declare: its size is 0xFFFFFFFF or wrapped past 4 GiB, and
+        # libsndfile reads that much only (60 s of a 94-minute 192 kHz file, for a wrapped one).
+        full = meta.duration * there / declared
+        raise AudioReadError(path, f"a WAV of more audio data than its header can declare (over 4 GiB; RF64 and "
+                                   f"Wave64 files can): libsndfile would read {meta.duration:.1f} s of its "
+                                   f"{full:.1f} s; nothing stored")  # fmt: skip
+    if there >= declared or declared == 0xFFFFFFFF:
+        return  # (whole; or of a length left undeclared by a streaming writer, which libsndfile reads to its end)
+    full = meta.duration * declared / there
+    lost = full - meta.duration
+    _note_or_refuse(path, notes, lost=lost, duration=full,
+                    note=f"the file ends before the length its header declares: analysed without the rest "
+                         f"({lost:.3f} s of {full:.1f} s left out)",
+                    refusal=f"cut short: the file holds {meta.duration:.1f} s of the {full:.1f} s its header "
+                            f"declares; nothing stored, as a result would leave {lost:.1f} s out")  # fmt: skip
+
+
+EXACT_LENGTHS = {("soundfile", "MP3"), ("ffmpeg", "wavpack"), ("ffmpeg", "ape"), ("ffmpeg", "tta")}
+"""(decoder, format) of the files whose declared length is exact (an MP3's Xing/Info/VBRI header, the
+headers of WavPack, Monkey's Audio and TTA), so that audio missing from its end is known
+(`_check_shortfall`). Not lengths estimated from a bit rate (an MP3 without such a header, raw AAC)."""
+SHORTFALL_SLACK = 0.05
+"""Seconds a decoder may give less than the declared length without a word (rounding, an MP3's
+padding): a twentieth of a second is no part of a 4 s window worth a note."""
+
+
+def _check_shortfall(path: Path, meta: AudioInfo, decoded: int, notes: list[str] | None, noted: int) -> None:
+    """A file that decoded to less than the exact length its header declares (`EXACT_LENGTHS`), by
+    more than `SHORTFALL_SLACK`, and of which no decoder said so: cut short (a copy or download that
+    stopped). An MP3 cut to 40% gave 3.95 s of 10 through libsndfile, a WavPack 4.0 s of 10 through
+    ffmpeg, each without a word, and was stored as the whole track; they come under
+    `_note_or_refuse`'s rule now. `noted`: the number of `notes` before decoding (one said already)."""
+    if not meta.duration or (meta.decoder, meta.format) not in EXACT_LENGTHS or len(notes or ()) > noted:
+        return
+    lost = meta.duration - decoded / meta.decode_rate
+    if lost <= SHORTFALL_SLACK or (meta.format == "MP3" and not _mp3_length_declared(path)):
+        return
+    _note_or_refuse(path, notes, lost=lost, duration=meta.duration,
+                    note=f"the file ends before the length its header declares: analysed without the rest "
+                         f"({lost:.3f} s of {meta.duration:.1f} s left out)",
+                    refusal=f"cut short: the file holds {meta.duration - lost:.1f} s of the {meta.duration:.1f} s "
+                            f"its header declares; nothing stored, as a result would leave {lost:.1f} s out")  # fmt: skip
+
+
+def _mp3_length_declared(path: Path) -> bool:
+    """Whether an MP3's first frame holds a Xing, Info or VBRI header (its length exact; else
+    libsndfile estimates it from the file's size, which tags at its end make too long)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(_id3v2_end(f.read(10)))
+            data = f.read(16384)
+    except OSError:
+        return False
+    found = _mp3_frames_at(data)
+    return found is not None and any(t in data[found[0] : found[0] + found[1][1]] for t in (b"Xing", b"Info", b"VBRI"))

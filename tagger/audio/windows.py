@@ -1,0 +1,244 @@
+"""A file as 16 kHz mono blocks (`stream`: probe, decode, downmix, resample, the checks at its
+end), whole (`load`), and cut into 4 s windows (`frame_windows`, `iter_windows`) with their
+silence (`window_rms_dbfs`)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tagger import constants as C
+from tagger.audio.decoders import _ffmpeg_blocks, _flac_blocks, _most_frames, _size, _soundfile_blocks
+from tagger.audio.downmix import _downmix, _zero_non_finite
+from tagger.audio.losses import MAX_NON_FINITE, _check_channels
+from tagger.audio.probe import FFMPEG_MAX_RATE, AudioInfo, _check_data_chunk, _check_shortfall, info
+from tagger.errors import AudioReadError
+
+
+BLOCK_SECONDS = 30.0
+"""Decoded block length when streaming (bounded memory): at most this many seconds of 2 channels at
+`FFMPEG_MAX_RATE` a block (46 MB of float32), shorter for more channels (libsndfile reads WAVs of
+up to 1024)."""
+
+
+@dataclass
+class Windows:
+    """A batch of consecutive 4 s analysis windows of one file.
+
+    Attributes
+    ----------
+    start : np.ndarray [shape=(n,), dtype=int64]
+        First sample of each window at 16 kHz.
+    audio : np.ndarray [shape=(n, 64000), dtype=float32]
+        Mono audio; the last window of a file is zero-padded.
+    silent : np.ndarray [shape=(n,), dtype=bool]
+        True where the window's RMS about its mean (over its real samples) is below the silence floor.
+    """
+
+    start: np.ndarray
+    audio: np.ndarray
+    silent: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.start)
+
+
+def stream(
+    path: str | os.PathLike,
+    *,
+    block_seconds: float = BLOCK_SECONDS,
+    meta: AudioInfo | None = None,
+    timings: dict[str, float] | None = None,
+    notes: list[str] | None = None,
+) -> Iterator[np.ndarray]:
+    """Decode a file as mono float32 blocks at 16 kHz, in bounded memory.
+
+    Channels are averaged (downmix), NaN/inf samples become 0 (more than `MAX_NON_FINITE` of them:
+    `AudioReadError` at the end of the stream), and the audio is resampled with a
+    streaming soxr resampler from any rate in 8-192 kHz. `meta` is the file's `info` when the caller
+    already has it (saves a second probe, an ffprobe run for M4A/WMA); `timings`, when given,
+    accumulates the seconds spent in ``"decode"`` (decoding and downmix) and ``"resample"``;
+    `notes`, when given, receives what the caller should say about a file analysed in part (damaged
+    frames ffmpeg skipped, up to `MAX_LOST_SHARE` of its length; without `notes` they are an error).
+
+    Yields
+    ------
+    np.ndarray [shape=(m,), dtype=float32]
+        Consecutive blocks; their concatenation is the whole file at 16 kHz.
+    """
+    import time
+
+    import soxr
+
+    clock = time.perf_counter
+    t = clock()
+    p = Path(path)
+    meta = meta or info(p)
+    rate = meta.decode_rate
+    block_frames = max(1024, min(int(block_seconds * min(rate, FFMPEG_MAX_RATE)),  # bounded memory at any rate
+                                 int(block_seconds * FFMPEG_MAX_RATE * 2) // meta.channels))  # and channel count
+    noted = len(notes or ())
+    if meta.decoder != "soundfile":
+        blocks = _ffmpeg_blocks(p, meta, block_frames, notes)
+    elif meta.format == "FLAC":
+        blocks = _flac_blocks(p, meta, block_frames, notes)
+    else:
+        _check_data_chunk(p, meta, notes)
+        blocks = _soundfile_blocks(p, block_frames)
+    resampler = None
+    if rate != C.SAMPLE_RATE:
+        resampler = soxr.ResampleStream(rate, C.SAMPLE_RATE, 1, dtype="float32", quality="HQ")
+    decoded = bad = resampled = bad_resampled = 0
+    bad_by_channel = np.zeros(meta.channels, dtype=np.int64)
+    most, size = _most_frames(meta), _size(p)
+    for block in blocks:
+        mono, n_bad = _downmix(block, chunk=rate)
+        decoded, bad = decoded + len(mono), bad + n_bad
+        if n_bad and block.shape[1] > 1:
+            bad_by_channel[: block.shape[1]] += np.count_nonzero(~np.isfinite(block), axis=0)[: meta.channels]
+        now = _size(p)
+        if decoded > most or now != size:
+            blocks.close()  # (ends a decoder subprocess now)
+            if now != size:
+                raise AudioReadError(p, f"the file changed while it was being decoded (its size went from {size} to "
+                                        f"{f'{now} bytes' if now >= 0 else 'nothing: it is gone'})")  # fmt: skip
+            declares = f"{meta.duration:.1f} s" if meta.duration else "no length"
+            raise AudioReadError(p, f"the decoder gave more than {most / rate:.0f} s of audio for a file that declares "
+                                    f"{declares} (a FIFO or a device swapped in, or a demuxer that loops): "
+                                    "not analysed")  # fmt: skip
+        t1 = clock()
+        out = mono if resampler is None else resampler.resample_chunk(mono, last=False)
+        if resampler is not None:  # (samples beyond about 1e36 overflow the resampler: NaN out)
+            resampled, bad_resampled = resampled + len(out), bad_resampled + _zero_non_finite(out)
+        if timings is not None:
+            t2 = clock()
+            timings["decode"] = timings.get("decode", 0.0) + (t1 - t)
+            timings["resample"] = timings.get("resample", 0.0) + (t2 - t1)
+        if len(out):
+            yield out.astype(np.float32, copy=False)
+        t = clock()
+    if resampler is not None:
+        tail = resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
+        resampled, bad_resampled = resampled + len(tail), bad_resampled + _zero_non_finite(tail)
+        if len(tail):
+            yield tail.astype(np.float32, copy=False)
+    if not decoded:
+        raise AudioReadError(p, "the file holds no audio samples")
+    _check_shortfall(p, meta, decoded, notes, noted)
+    if bad / decoded > MAX_NON_FINITE:
+        _check_channels(p, bad_by_channel / decoded)
+    for share, what in ((bad / decoded, "NaN or infinite"),
+                        (bad_resampled / max(resampled, 1), "too large to resample (beyond about 1e36)")):  # fmt: skip
+        if share > MAX_NON_FINITE:
+            raise AudioReadError(p, f"{share:.1%} of its samples are {what}: not analysed (up to "
+                                    f"{MAX_NON_FINITE:.0%} of them are taken as silence)")  # fmt: skip
+
+
+def load(path: str | os.PathLike, *, max_seconds: float | None = None) -> np.ndarray:
+    """Decode a whole (short) file as mono float32 at 16 kHz, optionally stopping after max_seconds."""
+    parts, total = [], 0
+    limit = None if max_seconds is None else int(max_seconds * C.SAMPLE_RATE)
+    for block in stream(path):
+        parts.append(block)
+        total += len(block)
+        if limit is not None and total >= limit:
+            break
+    audio = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+    return audio if limit is None else audio[:limit]
+
+
+def window_rms_dbfs(audio: np.ndarray, lengths: np.ndarray | None = None) -> np.ndarray:
+    """RMS level (dBFS) of each row of `audio` [shape=(n, m)] about its mean (a DC offset is no
+    sound), over the first `lengths[i]` samples (the rest being zero padding).
+
+    A window holding a constant (the "silence" of a recording with a DC offset, 36 of 32768 in a
+    16-bit WAV) was not silent by its plain RMS (-59 dBFS), and the shipped models scored it as reed
+    or brass above their thresholds: a wrong answer for a file of silence."""
+    n = audio.shape[-1] if lengths is None else np.maximum(lengths, 1)
+    mean = audio.sum(axis=-1, dtype=np.float64) / n
+    power = np.maximum(np.square(audio, dtype=np.float64).sum(axis=-1) / n - np.square(mean), 0.0)
+    return 10.0 * np.log10(np.maximum(power, 1e-20))
+
+
+def frame_windows(
+    blocks: Iterable[np.ndarray],
+    *,
+    hop_samples: int = C.WINDOW_SAMPLES,
+    silence_dbfs: float = C.SILENCE_DBFS,
+    batch_size: int = 32,
+) -> Iterator[Windows]:
+    """Cut a stream of 16 kHz blocks into 4 s windows every `hop_samples`, in batches.
+
+    A window starts every `hop_samples`; the last window, which may run past the end, is zero-padded
+    and emitted only if it holds samples no earlier window covered (so a 9 s file with a 4 s hop
+    yields windows at 0, 4 and 8 s). A stream shorter than 4 s yields one padded window.
+    """
+    if hop_samples <= 0:
+        raise ValueError("hop_samples must be positive")
+    w = C.WINDOW_SAMPLES
+    buf = np.zeros(0, dtype=np.float32)
+    offset = 0  # absolute sample index of buf[0]
+    next_start = 0
+    covered = 0  # samples covered by emitted windows
+    total = 0
+    pending_start: list[int] = []
+    pending_audio: list[np.ndarray] = []
+    pending_len: list[int] = []
+
+    def flush() -> Windows:
+        audio = np.stack(pending_audio)
+        lengths = np.asarray(pending_len)
+        out = Windows(
+            start=np.asarray(pending_start, dtype=np.int64),
+            audio=audio,
+            silent=window_rms_dbfs(audio, lengths) < silence_dbfs,
+        )
+        pending_start.clear()
+        pending_audio.clear()
+        pending_len.clear()
+        return out
+
+    for block in blocks:
+        buf = np.concatenate([buf, np.asarray(block, dtype=np.float32)])
+        total += len(block)
+        while next_start + w <= offset + len(buf):
+            i = next_start - offset
+            pending_start.append(next_start)
+            pending_audio.append(buf[i : i + w].copy())
+            pending_len.append(w)
+            covered = next_start + w
+            next_start += hop_samples
+            if len(pending_start) >= batch_size:
+                yield flush()
+        drop = min(next_start - offset, len(buf))
+        if drop > 0:
+            buf = buf[drop:]
+            offset += drop
+    if total > covered and next_start < total:
+        i = next_start - offset
+        tail = buf[i:]
+        pending_start.append(next_start)
+        pending_audio.append(np.pad(tail, (0, w - len(tail))))
+        pending_len.append(len(tail))
+    if pending_start:
+        yield flush()
+
+
+def iter_windows(
+    path: str | os.PathLike,
+    *,
+    hop_seconds: float = C.WINDOW_SECONDS,
+    silence_dbfs: float = C.SILENCE_DBFS,
+    batch_size: int = 32,
+) -> Iterator[Windows]:
+    """Stream a file's 4 s windows (see `frame_windows`); raises `AudioReadError`."""
+    return frame_windows(
+        stream(path),
+        hop_samples=int(round(hop_seconds * C.SAMPLE_RATE)),
+        silence_dbfs=silence_dbfs,
+        batch_size=batch_size,
+    )
