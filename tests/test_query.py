@@ -131,6 +131,23 @@ def test_query_min_score_and_path_glob(scanned):
     assert run("query", "--db", db, "--path-glob", "*.flac", "--format", "paths").split() == [files["duo.flac"]]
 
 
+def test_a_path_glob_through_a_symbolic_link_selects_the_tracks_stored_under_the_real_folder(scanned, tmp_path):
+    """A scan stores each track under the real path of its folders, so `--path-glob "$HOME/Music/*"`
+    with ~/Music a link to another disk selected nothing (a missing answer, in silence); the glob's
+    folder part (what comes before its first wildcard) is now also tried with its links resolved."""
+    db, files = scanned
+    real = os.path.dirname(files["duo.flac"])
+    link = tmp_path / "Music"
+    link.symlink_to(real, target_is_directory=True)
+    through_link = run("query", "--db", db, "--path-glob", f"{link}/*", "--format", "paths").split()
+    assert through_link == run("query", "--db", db, "--path-glob", f"{real}/*", "--format", "paths").split()
+    assert files["duo.flac"] in through_link
+    sub = run("query", "--db", db, "--path-glob", f"{link}/sub/*", "--format", "paths").split()
+    assert sub == sorted(p for rel, p in files.items() if rel.startswith("sub/") and rel != BROKEN)
+    assert run("query", "--db", db, "--path-glob", f"{link}/*.flac", "--format", "paths").split() == [files["duo.flac"]]
+    assert run("query", "--db", db, "--path-glob", f"{tmp_path}/Musi?/*", "--format", "paths") == ""  # (a wildcard in the folder: as written)
+
+
 def test_query_rejects_unknown_family_and_format(scanned):
     db, _ = scanned
     r = CliRunner().invoke(app, ["query", "--db", db, "--has", "kazoo"])

@@ -12,6 +12,7 @@ Adding a filter: one `Part` subclass here, a field of `TrackFilter` and its CLI 
 from __future__ import annotations
 
 import fnmatch
+import functools
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -98,7 +99,8 @@ class Lacks(Part):
 
 @dataclass(frozen=True)
 class PathGlob(Part):
-    """The whole absolute path matches a shell pattern (``'*/Jazz/*'``, ``'*.flac'``), case-sensitively."""
+    """The whole absolute path matches a shell pattern (``'*/Jazz/*'``, ``'*.flac'``), case-sensitively,
+    or the same pattern with its folder part's links resolved (`glob_forms`)."""
 
     pattern: str
 
@@ -106,7 +108,21 @@ class PathGlob(Part):
         return None  # SQL LIKE/GLOB differ per database and from fnmatch: checked in Python
 
     def match(self, item):
-        return fnmatch.fnmatchcase(item.path, self.pattern)
+        return any(fnmatch.fnmatchcase(item.path, form) for form in glob_forms(self.pattern))
+
+
+@functools.lru_cache(maxsize=16)
+def glob_forms(pattern: str) -> tuple[str, ...]:
+    """``pattern``, and, when the folder it begins with (up to the last ``/`` before its first
+    wildcard) exists and has a symbolic link on its way, the same pattern with that folder's real
+    path: a scan stores tracks under the real path of their folders, so ``"$HOME/Music/*"`` with
+    ``~/Music`` a link to another disk would select nothing."""
+    wild = min((i for i in (pattern.find(c) for c in "*?[") if i >= 0), default=len(pattern))
+    folder = pattern[: pattern.rfind("/", 0, wild) + 1]
+    if len(folder) <= 1 or not os.path.isdir(folder):
+        return (pattern,)
+    real = os.path.join(os.path.realpath(folder), "")
+    return (pattern,) if real == folder else (pattern, real + pattern[len(folder) :])
 
 
 @dataclass(frozen=True)
