@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -294,3 +295,57 @@ def test_query_reads_the_database_in_pieces_and_writes_the_same_bytes(tmp_path):
     assert len(want) == 1_200 and seen == want
     assert run("query", "--format", "json", "--db", str(path)) == json.dumps(want, indent=1) + "\n"
     assert run("query", "--format", "paths", "--db", str(path)) == "".join(w["path"] + "\n" for w in want)
+
+
+# -- a query whose output is paused (a pager, a pipe nobody reads) -----------------------------------------
+_PAUSED_QUERY = """
+import runpy, sys
+from tagger.db import session
+session.shared_memory_works = lambda folder: False  # (a FAT drive: a rollback journal, no WAL)
+sys.argv = ["tagger", *sys.argv[1:]]
+runpy.run_module("tagger", run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("fmt", ["json", "csv", "table"])
+def test_a_query_paused_in_its_output_does_not_block_a_scan(tmp_path, monkeypatch, fmt):
+    """On a database with a rollback journal (a FAT drive, where SQLite's write-ahead log cannot
+    work) the query held its read open while its output was written: paused there (``| less``, a
+    pipe not read), it held SQLite's shared lock, and a scan's commit waited for it, then failed
+    with "database is locked". The query now reads in pages, each in a short transaction."""
+    from benchmarks.bench import synth_database
+    from tagger.db import session as S
+
+    monkeypatch.setattr(S, "shared_memory_works", lambda folder: False)
+    monkeypatch.setattr(S, "BUSY_TIMEOUT_S", 1.0)
+    dbfile = synth_database(tmp_path / "lib.db", tracks=3000)
+    open_database(dbfile).close()  # (out of WAL mode: a rollback journal from now on)
+    music = tmp_path / "music"
+    files = make_library(music)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(S.__file__).parents[2]), os.environ.get("PYTHONPATH", "")])}
+    query = subprocess.Popen([sys.executable, "-c", _PAUSED_QUERY, "query", "--db", str(dbfile), "--format", fmt],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)  # fmt: skip
+    try:
+        head = query.stdout.read(100)  # it is writing; the rest waits in a full pipe, unread
+        assert head, query.stderr.read()
+        database = open_database(dbfile)
+        try:
+            summary = scan([music], db=database, analyser=FakeAnalyser(), jobs=0)
+        finally:
+            database.close()
+        assert summary.scanned == len(files) - 1 and summary.errors == [(files[BROKEN], summary.errors[0][1])]
+        out = query.stdout.read()  # (not communicate(): it reads past what the buffer holds already)
+        err = query.stderr.read()
+        query.wait(timeout=60)
+    finally:
+        query.kill()
+        query.wait()
+    assert query.returncode == 0, err
+    text = (head + out).decode()
+    if fmt == "json":
+        assert len(json.loads(text)) >= 3000
+    elif fmt == "csv":
+        assert len(list(csv.DictReader(io.StringIO(text)))) >= 3000
+    else:
+        assert len(text.splitlines()) >= 3001

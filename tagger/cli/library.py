@@ -40,22 +40,30 @@ def _with_session(db: str | None, read, *, locked: str | None = None, command: s
 
 @contextlib.contextmanager
 def _session(db: str | None, *, locked: str | None = None, command: str = ""):
-    """Open the library database, give a session, and close the database when the block ends. A
-    database that cannot be read (damaged, locked, gone) is one line naming it, not SQLAlchemy's
-    traceback. ``locked``: hold the scan lock meanwhile (a change no scan may run beside), the
+    """Open the library database, give a session, and close the database when the block ends
+    (`_database`). ``locked``: hold the scan lock meanwhile (a change no scan may run beside), the
     refusal telling the user to do that once the scan is done; a read-only database refuses
     ``command`` first."""
-    from sqlalchemy.exc import SQLAlchemyError
-
     from tagger.db.lock import scan_lock
-    from tagger.db.urls import database_error
 
-    database = _open(db)
-    try:
+    with _database(db) as database:
         if locked:  # (a change: refused on a read-only database before the lock file is made)
             database.require_writable(command=command)
         with scan_lock(database.url, then=locked, engine=database.engine) if locked else contextlib.nullcontext(), database.session() as s:
             yield s
+
+
+@contextlib.contextmanager
+def _database(db: str | None):
+    """Open the library database, give it, and close it when the block ends. A database that
+    cannot be read (damaged, locked, gone) is one line naming it, not SQLAlchemy's traceback."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from tagger.db.urls import database_error
+
+    database = _open(db)
+    try:
+        yield database
     except SQLAlchemyError as exc:
         raise database_error(database.url, exc, doing="read") from None
     finally:
@@ -258,7 +266,7 @@ def query(
     db: str = typer.Option(None, "--db", help=DB_HELP),
 ) -> None:
     """List the analysed tracks matching every condition."""
-    from tagger.db.queries import iter_tracks
+    from tagger.db.queries import stream_tracks
     from tagger.errors import UserError
     from tagger.library.report import QUERY_FORMATS, iter_rendered, left_out
 
@@ -277,9 +285,10 @@ def query(
             counts["left out"] += left_out((t,), fmt)
             yield t
 
-    # (read from the database as it is written, piece by piece: never every track, nor the whole text, at once)
-    with _session(db) as s:
-        pieces = iter_rendered(counted(iter_tracks(s, where=where)), fmt=fmt)
+    # (read from the database as it is written, piece by piece, each in a short transaction of its own:
+    # never every track, nor the whole text, at once, and no lock held while the output waits)
+    with _database(db) as database:
+        pieces = iter_rendered(counted(stream_tracks(database, where=where)), fmt=fmt)
         if output is not None:
 
             def write(name: str) -> None:

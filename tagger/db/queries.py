@@ -6,6 +6,7 @@ latest scan. Queries only consider analysed tracks (status ``ok``) unless they s
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
@@ -100,10 +101,15 @@ def _family_order(session: Session) -> dict[str, int]:
 
 
 def by_path(session: Session):
-    """ORDER BY path, bytewise on every database: SQLite compares text bytewise, PostgreSQL would
-    use its locale's collation (e.g. en_US puts ``/m/a`` before ``/m/B``), so there the ``C``
-    collation is asked for."""
-    if session.get_bind().dialect.name == "postgresql":
+    """ORDER BY path, bytewise on every database (`by_path_of`)."""
+    return by_path_of(_dialect(session))
+
+
+def by_path_of(dialect: str):
+    """The path to sort by (and compare with), bytewise on every database: SQLite compares text
+    bytewise, PostgreSQL would use its locale's collation (e.g. en_US puts ``/m/a`` before
+    ``/m/B``), so there the ``C`` collation is asked for."""
+    if dialect == "postgresql":
         return M.Track.path.collate("C")
     return M.Track.path
 
@@ -213,41 +219,79 @@ def scanned_roots(session: Session) -> list[str]:
 
 def _select(session: Session, where: TrackFilter | None, *, batch: int = STREAM_BATCH,
             **options) -> Iterator[tuple[TrackSummary, object]]:  # fmt: skip
-    """The tracks ``where`` selects with their row, read `batch` at a time as they are gone through;
-    the filter is checked at the call."""
+    """The tracks ``where`` selects with their row, read `batch` at a time in the session's
+    transaction as they are gone through; the filter is checked at the call."""
     if where is None:
         where = TrackFilter.of(**options)
-    dialect = session.get_bind().dialect.name
     where.check(known_families(session))
-    conds = [M.Track.status == M.STATUS_OK, *where.clauses(dialect)]
-    in_python = where.python_only(dialect)
-    # Plain rows, not ORM objects: a 10,000-track library answers in tens of milliseconds.
-    stmt = (
-        select(M.Track.id, M.Track.path, M.Track.duration, M.Track.format, M.Track.model_version_id, M.Track.size,
-               M.Track.mtime, M.Track.fingerprint, M.Track.scan_id, M.Track.analysed_at, M.Track.rewrite_hash,
-               M.Track.content_hash, M.Track.ctime_ns, M.Track.analysed_in_part, M.ModelVersion.version, M.ModelVersion.families)  # fmt: skip
-        .outerjoin(M.ModelVersion, M.ModelVersion.id == M.Track.model_version_id)
-        .where(*conds)
-        .order_by(by_path(session))
-    )
-    latest = latest_model_version_id(session)
-    order = _family_order(session)
-    return _summaries(session, stmt.execution_options(yield_per=batch), in_python, latest=latest, order=order)
+    return _pages(lambda: contextlib.nullcontext(session), where, batch=batch, order=_family_order(session))
 
 
-def _summaries(session: Session, stmt, in_python, *, latest: int | None,
-               order: dict[str, int]) -> Iterator[tuple[TrackSummary, object]]:  # fmt: skip
+def stream_tracks(database, *, where: TrackFilter, batch: int = STREAM_BATCH) -> Iterator[TrackSummary]:
+    """`iter_tracks` on the `tagger.db.session.Database` ``database``, each `batch` of tracks read in
+    a short transaction of its own, closed before the tracks are handed over: a caller that pauses
+    between them (a query writing to a pager, or a pipe nobody reads) holds no lock nor snapshot of
+    the database, so a scan's commits go on beside it (on a rollback-journal database, a FAT drive,
+    the read held SQLite's shared lock, and a scan's commit failed after waiting for it).
+
+    Each track is read whole (its row and detections) in one transaction and matches the filter
+    then; the tracks come sorted by path, each path once (each batch starts after the last path
+    of the one before). A change committed between two batches shows in the tracks not yet read:
+    a track a scan moves meanwhile from a path after the last one read to one before it is left
+    out, and one moved the other way is listed under both names. The filter is checked (unknown
+    family: `UserError`) before this returns."""
+    with database.engine.connect() as conn:
+        where.check(known_families(conn))
+        order = _family_order(conn)
+    return (summary for summary, _ in _pages(database.engine.connect, where, batch=batch, order=order))
+
+
+def _dialect(db) -> str:
+    """The dialect name of a Session or a Connection."""
+    dialect = getattr(db, "dialect", None)
+    return (dialect or db.get_bind().dialect).name
+
+
+def _pages(connect, where: TrackFilter, *, batch: int,
+           order: dict[str, int]) -> Iterator[tuple[TrackSummary, object]]:  # fmt: skip
+    """The tracks ``where`` selects, with their row, sorted by path, read `batch` rows at a time,
+    each batch (tracks and their detections) through ``connect()``, a context manager giving a
+    Session or a Connection, released before its tracks are yielded."""
     last = len(order)
-    for part in session.execute(stmt).partitions():  # (the statement's yield_per rows each)
-        rows = [r for r in part if all(p.match(Candidate(r.path, ())) for p in in_python)]
-        dets: dict[int, list[tuple[str, bool, float]]] = {}
-        if rows:
-            for tid, fam, present, score in session.execute(
-                select(M.Detection.track_id, M.Detection.family, M.Detection.present, M.Detection.score).where(
-                    M.Detection.track_id.in_([r.id for r in rows])
-                )
-            ):
-                dets.setdefault(tid, []).append((fam, bool(present), score))
+    after: str | None = None
+    while True:
+        with connect() as conn:
+            dialect = _dialect(conn)
+            key = by_path_of(dialect)
+            conds = [M.Track.status == M.STATUS_OK, *where.clauses(dialect)]
+            if after is not None:  # (keyset paging: the path is unique)
+                conds.append(key > after)
+            # Plain rows, not ORM objects: a 10,000-track library answers in tens of milliseconds.
+            stmt = (
+                select(M.Track.id, M.Track.path, M.Track.duration, M.Track.format, M.Track.model_version_id, M.Track.size,
+                       M.Track.mtime, M.Track.fingerprint, M.Track.scan_id, M.Track.analysed_at, M.Track.rewrite_hash,
+                       M.Track.content_hash, M.Track.ctime_ns, M.Track.analysed_in_part, M.ModelVersion.version,
+                       M.ModelVersion.families)  # fmt: skip
+                .outerjoin(M.ModelVersion, M.ModelVersion.id == M.Track.model_version_id)
+                .where(*conds)
+                .order_by(key)
+                .limit(batch)
+            )
+            page = conn.execute(stmt).all()
+            if not page:
+                return
+            after = page[-1].path
+            in_python = where.python_only(dialect)
+            rows = [r for r in page if all(p.match(Candidate(r.path, ())) for p in in_python)]
+            dets: dict[int, list[tuple[str, bool, float]]] = {}
+            if rows:
+                for tid, fam, present, score in conn.execute(
+                    select(M.Detection.track_id, M.Detection.family, M.Detection.present, M.Detection.score).where(
+                        M.Detection.track_id.in_([r.id for r in rows])
+                    )
+                ):
+                    dets.setdefault(tid, []).append((fam, bool(present), score))
+            latest = latest_model_version_id(conn)
         for r in rows:
             ds = sorted(dets.get(r.id, ()), key=lambda d: order.get(d[0], last))
             summary = TrackSummary(
@@ -261,6 +305,8 @@ def _summaries(session: Session, stmt, in_python, *, latest: int | None,
                 analysed_in_part=r.analysed_in_part,
             )
             yield summary, r
+        if len(page) < batch:
+            return
 
 
 def track_detail(session: Session, *, path: str) -> TrackDetail:
