@@ -14,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from library_fakes import BROKEN, EXPECTED, FakeAnalyser, make_library
+from tagger.instruments import FAMILIES
 from tagger.cli import app
 from tagger.db.session import open_database
 from tagger.library.scan import scan
@@ -295,6 +296,48 @@ def test_query_reads_the_database_in_pieces_and_writes_the_same_bytes(tmp_path):
     assert len(want) == 1_200 and seen == want
     assert run("query", "--format", "json", "--db", str(path)) == json.dumps(want, indent=1) + "\n"
     assert run("query", "--format", "paths", "--db", str(path)) == "".join(w["path"] + "\n" for w in want)
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv", "table", "paths"])
+def test_every_query_format_is_written_before_every_track_is_read(tmp_path, monkeypatch, fmt):
+    """``--format csv`` and ``table`` read every track (scores included) before the first line was
+    written, as the column set (CSV) and widths (table) depend on every row: the memory of the whole
+    answer at once. The CSV's score columns are now asked of the database first, and the table's
+    widths are measured on a first read of the paths and lengths alone: the first 500 tracks' lines
+    are written once they are read."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    from benchmarks.bench import synth_database
+    from tagger.cli import library as L
+
+    path = synth_database(tmp_path / "lib.db", tracks=1_200, seed=5)
+    reads: list[str] = []
+    written: list[int] = []
+
+    def listen(conn, cursor, statement, *rest):
+        if "FROM detections" in statement and "scored" not in statement:  # (not the CSV columns' query)
+            reads.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", listen)
+    for name in ("echo", "echo_data"):
+        real = getattr(L, name)
+        monkeypatch.setattr(L, name, lambda *a, real=real, **k: (written.append(len(reads)), real(*a, **k))[1])
+    try:
+        out = run("query", "--format", fmt, "--db", str(path))
+    finally:
+        event.remove(Engine, "before_cursor_execute", listen)
+    assert len(reads) == 3 and written[0] <= 1 and len(written) >= 3, (reads, written)  # (3 pieces of 500 tracks)
+    whole = CliRunner().invoke(app, ["query", "--format", fmt, "--db", str(path), "--output", str(tmp_path / "out")])
+    assert whole.exit_code == 0 and (tmp_path / "out").read_text(encoding="utf-8") == out
+    if fmt == "csv":
+        assert out.splitlines()[0].split(",")[6:] == [f"score_{f}" for f in FAMILIES]
+        assert len(list(csv.DictReader(io.StringIO(out)))) == 1_200
+    if fmt == "table":
+        lines = out.splitlines()
+        col = lines[0].index("LENGTH")  # (every row's length under it: the widths of every row)
+        assert len(lines) == 1_201 and col == max(len(line.split("  ")[0]) for line in lines) + 2
+        assert all(line[col - 2 : col] == "  " and line[col] != " " for line in lines[1:])
 
 
 # -- a query whose output is paused (a pager, a pipe nobody reads) -----------------------------------------

@@ -266,9 +266,9 @@ def query(
     db: str = typer.Option(None, "--db", help=DB_HELP),
 ) -> None:
     """List the analysed tracks matching every condition."""
-    from tagger.db.queries import stream_tracks
+    from tagger.db.queries import scored_families, stream_tracks
     from tagger.errors import UserError
-    from tagger.library.report import QUERY_FORMATS, iter_rendered, left_out
+    from tagger.library.report import QUERY_FORMATS, iter_rendered, left_out, table_widths
 
     if fmt not in QUERY_FORMATS:
         raise UserError(f"unknown format {fmt!r}; choose one of {', '.join(QUERY_FORMATS)}")
@@ -288,7 +288,11 @@ def query(
     # (read from the database as it is written, piece by piece, each in a short transaction of its own:
     # never every track, nor the whole text, at once, and no lock held while the output waits)
     with _database(db) as database:
-        pieces = iter_rendered(counted(stream_tracks(database, where=where)), fmt=fmt)
+        tracks = stream_tracks(database, where=where)
+        # (the CSV's score columns, and the widths of the table's, known before the first row)
+        families = scored_families(database, where=where) if fmt == "csv" else None
+        widths = table_widths(stream_tracks(database, where=where, scores=False)) if fmt == "table" else None
+        pieces = iter_rendered(counted(tracks), fmt=fmt, families=families, widths=widths)
         if output is not None:
 
             def write(name: str) -> None:
@@ -297,7 +301,8 @@ def query(
 
             write_atomic(output, write)
         elif fmt == "table":  # (for a person, wherever it goes)
-            echo("".join(pieces), nl=False, lines=True)
+            for piece in pieces:
+                echo(piece, nl=False, lines=True)
         else:
             for piece in pieces:
                 echo_data(piece, end={"paths0": "\0", "json": None}.get(fmt, "\n"))

@@ -227,7 +227,8 @@ def _select(session: Session, where: TrackFilter | None, *, batch: int = STREAM_
     return _pages(lambda: contextlib.nullcontext(session), where, batch=batch, order=_family_order(session))
 
 
-def stream_tracks(database, *, where: TrackFilter, batch: int = STREAM_BATCH) -> Iterator[TrackSummary]:
+def stream_tracks(database, *, where: TrackFilter, batch: int = STREAM_BATCH,
+                  scores: bool = True) -> Iterator[TrackSummary]:  # fmt: skip
     """`iter_tracks` on the `tagger.db.session.Database` ``database``, each `batch` of tracks read in
     a short transaction of its own, closed before the tracks are handed over: a caller that pauses
     between them (a query writing to a pager, or a pipe nobody reads) holds no lock nor snapshot of
@@ -238,12 +239,27 @@ def stream_tracks(database, *, where: TrackFilter, batch: int = STREAM_BATCH) ->
     then; the tracks come sorted by path, each path once (each batch starts after the last path
     of the one before). A change committed between two batches shows in the tracks not yet read:
     a track a scan moves meanwhile from a path after the last one read to one before it is left
-    out, and one moved the other way is listed under both names. The filter is checked (unknown
-    family: `UserError`) before this returns."""
+    out, and one moved the other way is listed under both names. ``scores`` False: no detections
+    read (``instruments`` and ``scores`` empty; what the width of a table's columns needs). The
+    filter is checked (unknown family: `UserError`) before this returns."""
     with database.engine.connect() as conn:
         where.check(known_families(conn))
         order = _family_order(conn)
-    return (summary for summary, _ in _pages(database.engine.connect, where, batch=batch, order=order))
+    pages = _pages(database.engine.connect, where, batch=batch, order=order, scores=scores)
+    return (summary for summary, _ in pages)
+
+
+def scored_families(database, *, where: TrackFilter) -> list[str]:
+    """The families scored for the analysed tracks that the SQL conditions of ``where`` select (its
+    parts checked in Python, ``--path-glob``, left aside: a superset), in the known families'
+    order: the score columns of ``query --format csv``, known before its first row is written."""
+    with database.engine.connect() as conn:
+        dialect = _dialect(conn)
+        detections = M.Detection.__table__.alias("scored")
+        tracks = select(M.Track.id).where(M.Track.status == M.STATUS_OK, *where.clauses(dialect))
+        found = set(conn.scalars(select(detections.c.family).distinct().where(detections.c.track_id.in_(tracks))))
+        order = _family_order(conn)
+    return sorted(found, key=lambda f: (order.get(f, len(order)), f))
 
 
 def _dialect(db) -> str:
@@ -252,11 +268,11 @@ def _dialect(db) -> str:
     return (dialect or db.get_bind().dialect).name
 
 
-def _pages(connect, where: TrackFilter, *, batch: int,
-           order: dict[str, int]) -> Iterator[tuple[TrackSummary, object]]:  # fmt: skip
+def _pages(connect, where: TrackFilter, *, batch: int, order: dict[str, int],
+           scores: bool = True) -> Iterator[tuple[TrackSummary, object]]:  # fmt: skip
     """The tracks ``where`` selects, with their row, sorted by path, read `batch` rows at a time,
-    each batch (tracks and their detections) through ``connect()``, a context manager giving a
-    Session or a Connection, released before its tracks are yielded."""
+    each batch (tracks and, with ``scores``, their detections) through ``connect()``, a context
+    manager giving a Session or a Connection, released before its tracks are yielded."""
     last = len(order)
     after: str | None = None
     while True:
@@ -284,7 +300,7 @@ def _pages(connect, where: TrackFilter, *, batch: int,
             in_python = where.python_only(dialect)
             rows = [r for r in page if all(p.match(Candidate(r.path, ())) for p in in_python)]
             dets: dict[int, list[tuple[str, bool, float]]] = {}
-            if rows:
+            if rows and scores:
                 for tid, fam, present, score in conn.execute(
                     select(M.Detection.track_id, M.Detection.family, M.Detection.present, M.Detection.score).where(
                         M.Detection.track_id.in_([r.id for r in rows])

@@ -64,22 +64,23 @@ STREAM_BATCH = 500
 """Tracks per piece of `iter_rendered`."""
 
 
-def iter_rendered(tracks: Iterable[TrackSummary], *, fmt: str, batch: int = STREAM_BATCH) -> Iterator[str]:
-    """`render_tracks` in pieces of at most ``batch`` tracks each (the table, aligned over all rows, in
-    one), each ending where an entry ends: a library of any size is written without its whole text,
-    nor for JSON a dict per track, held at once (the JSON of 100,000 tracks, 46 MB, took 400 MB
-    built in one piece). `tracks` is gone through once, as the pieces are asked for (an iterator
-    such as `tagger.db.queries.iter_tracks` is never held whole), except for the table and CSV,
-    whose columns depend on every track."""
+def iter_rendered(tracks: Iterable[TrackSummary], *, fmt: str, batch: int = STREAM_BATCH,
+                  families: Sequence[str] | None = None, widths: tuple[int, int] | None = None) -> Iterator[str]:  # fmt: skip
+    """`render_tracks` in pieces of at most ``batch`` tracks each, each ending where an entry ends:
+    a library of any size is written without its whole text, nor for JSON a dict per track, held
+    at once (the JSON of 100,000 tracks, 46 MB, took 400 MB built in one piece). `tracks` is gone
+    through once, as the pieces are asked for (an iterator such as
+    `tagger.db.queries.stream_tracks` is never held whole), except for a CSV without ``families``
+    (its score columns: `tagger.db.queries.scored_families`; else those of every track) and a
+    table without ``widths`` (of its PATH and LENGTH columns: `table_widths`; else measured on
+    every track)."""
     if fmt not in QUERY_FORMATS:
         raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(QUERY_FORMATS)}")
-    if fmt == "table":
-        yield render_table(list(tracks))
-        return
-    if fmt == "csv":
+    if (fmt == "csv" and families is None) or (fmt == "table" and widths is None):
         tracks = list(tracks)
+        families = _families(tracks) if fmt == "csv" else None
+        widths = table_widths(tracks) if fmt == "table" else None
     entries = _one_line(tracks, fmt) if fmt in ("paths", "m3u") else iter(tracks)
-    families = _families(tracks) if fmt == "csv" else []
     if fmt == "m3u":
         yield "#EXTM3U\n"
     elif fmt == "csv":
@@ -90,15 +91,17 @@ def iter_rendered(tracks: Iterable[TrackSummary], *, fmt: str, batch: int = STRE
         if fmt == "json":  # (json.dumps of the whole list, indent=1, item by item)
             items = ",\n".join(" " + json.dumps(t.to_dict(), indent=1).replace("\n", "\n ") for t in part)
             yield ("[\n" if first else ",\n") + items
-            first = False
         elif fmt == "paths":
             yield "".join(t.path + "\n" for t in part)
         elif fmt == "paths0":  # (a name holds any character but NUL: every one is carried whole, for `xargs -0`)
             yield "".join(t.path + "\0" for t in part)
         elif fmt == "m3u":
             yield "".join(_m3u_entry(t) for t in part)
+        elif fmt == "table":
+            yield (_table_line(TABLE_HEADER, widths) if first else "") + "".join(_table_line(_table_row(t), widths) for t in part)
         else:
             yield _csv_rows([_csv_row(t, families) for t in part])
+        first = False
     if fmt == "json":
         yield "[]\n" if first else "\n]\n"
 
@@ -126,7 +129,11 @@ def _families(tracks: Sequence[TrackSummary]) -> list[str]:
     return list(families)
 
 
-def _csv_row(t: TrackSummary, families: list[str]) -> list:
+def _csv_row(t: TrackSummary, families: Sequence[str]) -> list:
+    unlisted = [f for f in t.scores if f not in families]
+    if unlisted:  # (a model of other families stored results after the columns were chosen)
+        log.warning("%r: its score(s) for %s are not in the CSV columns (stored while the output was written)",
+                    t.path, ", ".join(unlisted))  # fmt: skip
     return [t.path, "" if t.duration is None else round(t.duration, 3), t.format or "", ";".join(t.instruments),
             t.model_version or "", int(t.stale), *(t.scores.get(f, "") for f in families)]  # fmt: skip
 
@@ -142,13 +149,28 @@ def _columns(rows: list[list[str]]) -> str:
     return "".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() + "\n" for r in rows)
 
 
-def render_table(tracks: Sequence[TrackSummary]) -> str:
-    if not tracks:
-        return ""
-    rows = [["PATH", "LENGTH", "INSTRUMENTS"]]
+TABLE_HEADER = ("PATH", "LENGTH", "INSTRUMENTS")
+
+
+def _table_row(t: TrackSummary) -> tuple[str, str, str]:
+    return named(t.path), seconds_to_clock(t.duration), ", ".join(t.instruments) + (" (stale)" if t.stale else "")
+
+
+def _table_line(row: Sequence[str], widths: tuple[int, int]) -> str:
+    return f"{row[0].ljust(widths[0])}  {row[1].ljust(widths[1])}  {row[2]}".rstrip() + "\n"
+
+
+def table_widths(tracks: Iterable[TrackSummary]) -> tuple[int, int]:
+    """The widths of the table's PATH and LENGTH columns for `tracks` (its last column is not padded):
+    what `iter_rendered` needs to write the table row by row. Gone through once, nothing kept."""
+    path, length = len(TABLE_HEADER[0]), len(TABLE_HEADER[1])
     for t in tracks:
-        rows.append([named(t.path), seconds_to_clock(t.duration), ", ".join(t.instruments) + (" (stale)" if t.stale else "")])
-    return _columns(rows)
+        path, length = max(path, len(named(t.path))), max(length, len(seconds_to_clock(t.duration)))
+    return path, length
+
+
+def render_table(tracks: Sequence[TrackSummary]) -> str:
+    return render_tracks(tracks, fmt="table")
 
 
 def render_detail(d: TrackDetail) -> str:
