@@ -156,9 +156,11 @@ def test_every_shipped_model_file_ships_in_the_wheel():
 
 # -- what the fast commands import -------------------------------------------------------------------
 NOT_FOR_FAST_COMMANDS = ("numpy", "scipy", "librosa", "soundfile", "mutagen", "alembic", "onnxruntime", "tensorflow",
-                         "keras", "matplotlib", "tqdm")  # fmt: skip
+                         "keras", "matplotlib", "tqdm", "pydantic")  # fmt: skip
 """What `tagger --help`, `query`, `show` (without ``--plot``), `stats` and `errors` never need: each
-cost tens of milliseconds (numpy 40-80 ms) to seconds (TensorFlow) of a command run many times a day."""
+cost tens of milliseconds (numpy 40-80 ms; pydantic, which typer 0.29 converts every option's value
+with, 70-130 ms: `tagger.cli.app._convert_without_pydantic`) to seconds (TensorFlow) of a command
+run many times a day."""
 
 
 @pytest.fixture(scope="module")
@@ -219,3 +221,28 @@ def test_fast_commands_do_not_import_numpy_or_the_models(small_library, command)
     assert loaded.isdisjoint(NOT_FOR_FAST_COMMANDS), sorted(loaded & set(NOT_FOR_FAST_COMMANDS))
     if "--help" not in command:
         assert "sqlalchemy" in loaded and "rich" not in loaded  # (the check sees the command's run: rich only formats help)
+
+
+def test_options_are_converted_without_pydantic_as_typer_converts_them():
+    """typer 0.29 converts every option's value with a pydantic adapter (pydantic's import and the
+    adapters: 70-130 ms of each ``tagger query``); `_plain_value` converts the values of our options
+    in plain Python, to what typer's adapter gives, and hands every other value to typer."""
+    import math
+    import sys
+
+    pytest.importorskip("typer._adapters")
+    from typer._adapters import try_build_adapter
+    from typer.models import OptionInfo
+
+    import tagger.cli.app  # noqa: F401  (the module: `tagger.cli.app` is the app object in the package)
+
+    A = sys.modules["tagger.cli.app"]
+    for annotation, value in [(float, "0.5"), (float, " 0.5 "), (float, "-.5E+3"), (float, "Inf"), (float, "inf"), (float, "1e400"), (float, "-0"), (float, 2),
+                              (int, "-3"), (int, " 7 "), (int, "+08"), (str, "x\ny"), (list[str], ("a", "b")), (bool, True)]:  # fmt: skip
+        want = try_build_adapter(annotation, OptionInfo()).validate_python(value)
+        assert A._plain_value(annotation, OptionInfo(), value) == want and type(want) is type(A._plain_value(annotation, OptionInfo(), value))
+    assert math.isnan(A._plain_value(float, OptionInfo(), "nan"))
+    for annotation, value in [(float, "\u0661"), (float, "abc"), (float, " 1_0 "), (float, "1_0"), (int, "1.0"), (int, "\u0661"), (bool, "yes"), (float, b"1"),
+                              (list[str], "a")]:  # fmt: skip
+        assert A._plain_value(annotation, OptionInfo(), value) is A._SLOW, (annotation, value)
+    assert A._plain_value(float, OptionInfo(min=0), "0.5") is A._SLOW  # (a range: typer words the refusal)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import functools
 import logging
 import os
+import re
 import sys
 
 import typer
@@ -21,6 +23,7 @@ class _Group(typer.core.TyperGroup):
     mid-sentence at the terminal's width, a name in it printed raw)."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        _convert_without_pydantic(self)
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         try:
@@ -40,6 +43,90 @@ class _Group(typer.core.TyperGroup):
             echo("tagger: error: aborted", err=True)
             sys.exit(1)
         sys.exit(rv if isinstance(rv, int) else 0)
+
+
+_FAST_INT = re.compile(r"\s*[+-]?[0-9]+\s*")
+_FAST_FLOAT = re.compile(r"\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?\s*|\s*[+-]?(inf|nan)\s*", re.I)
+"""Numbers read alike by Python and pydantic (which differ on "1_0" with blanks, or other digits)."""
+
+
+def _plain_value(annotation, info, value):
+    """``value`` converted to ``annotation`` as typer's pydantic adapter converts it, for the values
+    where the two certainly agree (a str as a str, an ASCII number as Python reads it, a flag's
+    bool, a list of str, a value given to the option's ``parser``); `_SLOW` for any other, which
+    goes to typer's own conversion (its error messages included)."""
+    import typing
+
+    if typing.get_origin(annotation) is list and len(typing.get_args(annotation)) == 1:
+        if not isinstance(value, (list, tuple)):
+            return _SLOW
+        items = [_plain_value(typing.get_args(annotation)[0], info, item) for item in value]  # (as typer: item by item)
+        return _SLOW if any(item is _SLOW for item in items) else items
+    if typing.get_origin(annotation) is not None:
+        return _SLOW
+    if info.parser is not None:
+        try:
+            return info.parser(value)
+        except (ValueError, AssertionError):
+            return _SLOW  # (typer words the message)
+    if isinstance(value, bool):
+        return value if annotation is bool else _SLOW
+    if annotation is str and isinstance(value, str):
+        return value
+    if getattr(info, "min", None) is not None or getattr(info, "max", None) is not None:
+        return _SLOW
+    if annotation is float and isinstance(value, (int, float)):
+        return float(value)
+    if annotation is float and isinstance(value, str) and value.isascii() and _FAST_FLOAT.fullmatch(value):
+        return float(value)
+    if annotation is int and isinstance(value, str) and value.isascii() and _FAST_INT.fullmatch(value):
+        return int(value)
+    return _SLOW
+
+
+_SLOW = object()
+
+
+def _convert_without_pydantic(group) -> None:
+    """Give every parameter of the commands of ``group`` a conversion that imports nothing: typer
+    (0.29) converts each parameter's value with a pydantic ``TypeAdapter``, and importing pydantic
+    and building them took 70-130 ms of every ``tagger query`` (a third of its start-up over the
+    0.3 s budget). The values of our options (text, numbers, names, flags) are converted in plain
+    Python as pydantic would (`_plain_value`); any other value still goes to typer's own
+    conversion. Nothing is done with a typer that converts otherwise (the attributes are typer's
+    private ones; `tests/test_imports.py` checks that ``query`` loads no pydantic)."""
+    try:
+        from typer._coercion import RuntimeParam, build_runtime_param
+    except ImportError:
+        return
+
+    @dataclasses.dataclass(frozen=True)
+    class Plain(RuntimeParam):
+        def _coerce_value(self, value, param, ctx):
+            converted = _plain_value(self.annotation, self.parameter_info, value)
+            if converted is _SLOW:
+                return build_runtime_param(param.type_descriptor)._coerce_value(value, param=param, ctx=ctx)
+            return converted
+
+    def plain(param):
+        descriptor = getattr(param, "type_descriptor", None)
+        if descriptor is not None and getattr(param, "_runtime_param", False) is None:
+            param._runtime_param = Plain(parameter_info=descriptor.parameter_info, annotation=descriptor.annotation)
+        return param
+
+    commands = [group]
+    while commands:
+        command = commands.pop()
+        commands += getattr(command, "commands", {}).values()
+        for param in command.params:
+            plain(param)
+        command.get_help_option = functools.partial(_plain_help, made=command.get_help_option, plain=plain)
+
+
+def _plain_help(ctx, *, made, plain):
+    """The command's --help option (made for each run, its value None unless given), converted by `plain`."""
+    option = made(ctx)
+    return option if option is None else plain(option)
 
 
 app = typer.Typer(
