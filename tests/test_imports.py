@@ -170,8 +170,9 @@ def small_library(tmp_path_factory):
     return str(synth_database(tmp_path_factory.mktemp("lib") / "library.db", tracks=24))
 
 
-def _imported_by(*args: str) -> set[str]:
-    """The top-level packages loaded by a whole ``python -m tagger ARGS`` process (exit code 0)."""
+def _imported_by(*args: str, modules: bool = False) -> set[str]:
+    """The top-level packages loaded by a whole ``python -m tagger ARGS`` process (exit code 0);
+    ``modules``: every module's full name."""
     import json
     import os
     import subprocess
@@ -184,13 +185,14 @@ def _imported_by(*args: str) -> set[str]:
         "    runpy.run_module('tagger', run_name='__main__', alter_sys=True)\n"
         "except SystemExit as exc:\n"
         "    assert exc.code in (0, None), exc.code\n"
-        "print('\\nMODULES ' + json.dumps(sorted({m.split('.')[0] for m in sys.modules})))\n"
+        "print('\\nMODULES ' + json.dumps(sorted(sys.modules)))\n"
     )
     # the tagger under test, whatever the working folder (``python -c`` puts it first on the path)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT.parent), os.environ.get("PYTHONPATH", "")])}
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env, cwd=ROOT.parent)
     assert r.returncode == 0, r.stderr
-    return set(json.loads(r.stdout.rpartition("\nMODULES ")[2]))
+    loaded = set(json.loads(r.stdout.rpartition("\nMODULES ")[2]))
+    return loaded if modules else {m.split(".")[0] for m in loaded}
 
 
 @pytest.mark.integration
@@ -221,6 +223,18 @@ def test_fast_commands_do_not_import_numpy_or_the_models(small_library, command)
     assert loaded.isdisjoint(NOT_FOR_FAST_COMMANDS), sorted(loaded & set(NOT_FOR_FAST_COMMANDS))
     if "--help" not in command:
         assert "sqlalchemy" in loaded and "rich" not in loaded  # (the check sees the command's run: rich only formats help)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("command", [["query", "--has", "bass"], ["query", "-f", "json"], ["query", "-f", "csv"], ["stats"],
+                                     ["errors"]], ids=" ".join)  # fmt: skip
+def test_query_stats_and_errors_read_without_the_orm(small_library, command):
+    """``tagger query``, ``stats`` and ``errors`` read the Core tables of `tagger.db.tables` over the
+    same engine: SQLAlchemy's ORM and the mapped classes of `tagger.db.models` (about 80 ms of each
+    run) are not loaded."""
+    loaded = _imported_by(*command, "--db", small_library, modules=True)
+    assert "sqlalchemy.engine" in loaded and "tagger.db.tables" in loaded
+    assert not {m for m in loaded if m.startswith("sqlalchemy.orm") or m == "tagger.db.models"}
 
 
 def test_options_are_converted_without_pydantic_as_typer_converts_them():

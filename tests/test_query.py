@@ -340,6 +340,38 @@ def test_every_query_format_is_written_before_every_track_is_read(tmp_path, monk
         assert all(line[col - 2 : col] == "  " and line[col] != " " for line in lines[1:])
 
 
+@pytest.mark.parametrize("flags", [{}, {"has": ["flute"], "lacks": ["vocal"]}, {"path_glob": "*/artist-00*"}])
+def test_each_page_of_a_query_walks_the_path_index(tmp_path, flags):
+    """Each page of 500 tracks is a statement of its own (``path > last ORDER BY path LIMIT 500``).
+    SQLite took the status index for it and sorted every analysed track again for each page: a
+    200,000-track ``query --format json`` took 116 s instead of 16. Each page now walks the path's
+    unique index from where the last one ended, no sort."""
+    from sqlalchemy import event
+
+    from benchmarks.bench import synth_database
+    from tagger.db.filter import TrackFilter
+    from tagger.db.queries import stream_tracks
+
+    db = open_database(str(synth_database(tmp_path / "lib.db", tracks=1_200, seed=5)))
+    pages: list[tuple] = []
+
+    def listen(conn, cursor, statement, parameters, *rest):
+        if "LIMIT" in statement and "FROM tracks" in statement:
+            pages.append((statement, parameters))
+
+    event.listen(db.engine, "before_cursor_execute", listen)
+    try:
+        found = list(stream_tracks(db, where=TrackFilter.of(**flags), batch=100))
+        event.remove(db.engine, "before_cursor_execute", listen)
+        with db.engine.connect() as conn:
+            plans = [" / ".join(row[-1] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", params)) for sql, params in pages]
+    finally:
+        db.close()
+    assert found and len(pages) >= 2
+    for plan in plans:
+        assert "TEMP B-TREE" not in plan and "sqlite_autoindex_tracks" in plan, plan
+
+
 # -- a query whose output is paused (a pager, a pipe nobody reads) -----------------------------------------
 _PAUSED_QUERY = """
 import runpy, sys

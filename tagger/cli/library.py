@@ -38,6 +38,13 @@ def _with_session(db: str | None, read, *, locked: str | None = None, command: s
         return read(s)
 
 
+def _reading(db: str | None, read):
+    """Open the library database, return `read(connection)` (SQLAlchemy Core: the ORM is not
+    loaded), and close the database (`_database`)."""
+    with _database(db) as database, database.engine.connect() as conn:
+        return read(conn)
+
+
 @contextlib.contextmanager
 def _session(db: str | None, *, locked: str | None = None, command: str = ""):
     """Open the library database, give a session, and close the database when the block ends
@@ -346,7 +353,7 @@ def stats(
     from tagger.db.queries import library_stats
     from tagger.library.report import render_stats
 
-    result = _with_session(db, library_stats)
+    result = _reading(db, library_stats)
     echo(json.dumps(result, indent=1) if as_json else render_stats(result), nl=as_json, lines=True)
 
 
@@ -360,7 +367,7 @@ def errors(
     from tagger.db.queries import failed_tracks
     from tagger.library.report import render_errors
 
-    rows = _with_session(db, failed_tracks)
+    rows = _reading(db, failed_tracks)
     echo(json.dumps(rows, indent=1) if as_json else render_errors(rows), nl=as_json, lines=True)
 
 

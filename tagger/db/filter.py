@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import and_, exists, func
 
-from tagger.db import models as M
+from tagger.db import tables as T
 from tagger.errors import UserError
 from tagger.paths import folder_prefix, is_utf8, under_any
 
@@ -38,7 +38,7 @@ class Part:
     """One condition of a filter."""
 
     def clause(self, dialect: str):
-        """SQLAlchemy condition on `M.Track` (``dialect``: the database's), or None when only
+        """SQLAlchemy condition on `tagger.db.tables.tracks` (``dialect``: the database's), or None when only
         `match` can check it."""
         raise NotImplementedError
 
@@ -54,10 +54,10 @@ def under_clause(root: str, dialect: str):
     """
     prefix = folder_prefix(root)
     if dialect == "sqlite":
-        inside = (M.Track.path >= prefix) & (M.Track.path < prefix[:-1] + chr(ord(os.sep) + 1))
+        inside = (T.tracks.c.path >= prefix) & (T.tracks.c.path < prefix[:-1] + chr(ord(os.sep) + 1))
     else:
-        inside = func.substr(M.Track.path, 1, len(prefix)) == prefix
-    return inside | (M.Track.path == root)
+        inside = func.substr(T.tracks.c.path, 1, len(prefix)) == prefix
+    return inside | (T.tracks.c.path == root)
 
 
 @dataclass(frozen=True)
@@ -68,9 +68,9 @@ class Has(Part):
     min_score: float | None = None
 
     def clause(self, dialect):
-        c = [M.Detection.track_id == M.Track.id, M.Detection.family == self.family, M.Detection.present.is_(True)]
+        c = [T.detections.c.track_id == T.tracks.c.id, T.detections.c.family == self.family, T.detections.c.present.is_(True)]
         if self.min_score is not None:
-            c.append(M.Detection.score >= float(self.min_score))
+            c.append(T.detections.c.score >= float(self.min_score))
         return exists().where(and_(*c))
 
     def match(self, item):
@@ -90,7 +90,7 @@ class Lacks(Part):
 
     def clause(self, dialect):
         return ~exists().where(
-            and_(M.Detection.track_id == M.Track.id, M.Detection.family == self.family, M.Detection.present.is_(True))
+            and_(T.detections.c.track_id == T.tracks.c.id, T.detections.c.family == self.family, T.detections.c.present.is_(True))
         )
 
     def match(self, item):

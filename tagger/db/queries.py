@@ -12,14 +12,17 @@ import json
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 from sqlalchemy import and_, delete, exists, func, select
-from sqlalchemy.orm import Session, aliased, selectinload
 
-from tagger.db import models as M
+from tagger.db import tables as T
 from tagger.db.filter import Candidate, TrackFilter, storable_name
 from tagger.errors import UserError
 from tagger.instruments import FAMILIES
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 
 @dataclass
@@ -85,13 +88,13 @@ class TrackDetail:
 
 def latest_model_version_id(session: Session) -> int | None:
     """The model version of the most recent scan (what "stale" is measured against)."""
-    return session.scalar(select(M.Scan.model_version_id).order_by(M.Scan.id.desc()).limit(1))
+    return session.scalar(select(T.scans.c.model_version_id).order_by(T.scans.c.id.desc()).limit(1))
 
 
 def known_families(session: Session) -> list[str]:
     """The canonical families plus any family a stored model version knows, in canonical order first."""
     out = list(FAMILIES)
-    for fams in session.scalars(select(M.ModelVersion.families)):
+    for fams in session.scalars(select(T.model_versions.c.families)):
         out += [f for f in json.loads(fams) if f not in out]
     return out
 
@@ -110,11 +113,11 @@ def by_path_of(dialect: str):
     bytewise, PostgreSQL would use its locale's collation (e.g. en_US puts ``/m/a`` before
     ``/m/B``), so there the ``C`` collation is asked for."""
     if dialect == "postgresql":
-        return M.Track.path.collate("C")
-    return M.Track.path
+        return T.tracks.c.path.collate("C")
+    return T.tracks.c.path
 
 
-def _present(track: M.Track, order: dict[str, int]) -> list[str]:
+def _present(track, order: dict[str, int]) -> list[str]:
     return sorted((d.family for d in track.detections if d.present), key=lambda f: order.get(f, len(order)))
 
 
@@ -214,7 +217,7 @@ def tracks_to_tag(session: Session, where: TrackFilter) -> list[TrackToTag]:
 
 def scanned_roots(session: Session) -> list[str]:
     """Every folder (or file) a scan of this database was given, sorted."""
-    return sorted({r for (text,) in session.execute(select(M.Scan.roots)) for r in json.loads(text)})
+    return sorted({r for (text,) in session.execute(select(T.scans.c.roots)) for r in json.loads(text)})
 
 
 def _select(session: Session, where: TrackFilter | None, *, batch: int = STREAM_BATCH,
@@ -255,8 +258,8 @@ def scored_families(database, *, where: TrackFilter) -> list[str]:
     order: the score columns of ``query --format csv``, known before its first row is written."""
     with database.engine.connect() as conn:
         dialect = _dialect(conn)
-        detections = M.Detection.__table__.alias("scored")
-        tracks = select(M.Track.id).where(M.Track.status == M.STATUS_OK, *where.clauses(dialect))
+        detections = T.detections.alias("scored")
+        tracks = select(T.tracks.c.id).where(T.tracks.c.status == T.STATUS_OK, *where.clauses(dialect))
         found = set(conn.scalars(select(detections.c.family).distinct().where(detections.c.track_id.in_(tracks))))
         order = _family_order(conn)
     return sorted(found, key=lambda f: (order.get(f, len(order)), f))
@@ -270,63 +273,83 @@ def _dialect(db) -> str:
 
 def _pages(connect, where: TrackFilter, *, batch: int, order: dict[str, int],
            scores: bool = True) -> Iterator[tuple[TrackSummary, object]]:  # fmt: skip
-    """The tracks ``where`` selects, with their row, sorted by path, read `batch` rows at a time,
-    each batch (tracks and, with ``scores``, their detections) through ``connect()``, a context
-    manager giving a Session or a Connection, released before its tracks are yielded."""
-    last = len(order)
+    """The tracks ``where`` selects, with their row, sorted by path, read `batch` rows at a time
+    (with ``scores``, their detections too) through ``connect()``, a context manager giving a
+    Session or a Connection. SQLite: each batch read through a ``connect()`` of its own, released
+    before its tracks are yielded (keyset on the path, walked along its unique index). Other
+    databases (PostgreSQL: a reader there blocks no writer) read one statement through one
+    ``connect()``, `batch` rows at a time (their collation is not the path index's, so each batch
+    would sort the whole table)."""
     after: str | None = None
     while True:
         with connect() as conn:
             dialect = _dialect(conn)
             key = by_path_of(dialect)
-            conds = [M.Track.status == M.STATUS_OK, *where.clauses(dialect)]
+            # (status || '': not the status index, which SQLite took, sorting every track for each batch)
+            conds = [(T.tracks.c.status + "" if dialect == "sqlite" else T.tracks.c.status) == T.STATUS_OK,
+                     *where.clauses(dialect)]  # fmt: skip
             if after is not None:  # (keyset paging: the path is unique)
                 conds.append(key > after)
             # Plain rows, not ORM objects: a 10,000-track library answers in tens of milliseconds.
+            t, mv = T.tracks.c, T.model_versions.c
             stmt = (
-                select(M.Track.id, M.Track.path, M.Track.duration, M.Track.format, M.Track.model_version_id, M.Track.size,
-                       M.Track.mtime, M.Track.fingerprint, M.Track.scan_id, M.Track.analysed_at, M.Track.rewrite_hash,
-                       M.Track.content_hash, M.Track.ctime_ns, M.Track.analysed_in_part, M.ModelVersion.version,
-                       M.ModelVersion.families)  # fmt: skip
-                .outerjoin(M.ModelVersion, M.ModelVersion.id == M.Track.model_version_id)
+                select(t.id, t.path, t.duration, t.format, t.model_version_id, t.size, t.mtime, t.fingerprint, t.scan_id,
+                       t.analysed_at, t.rewrite_hash, t.content_hash, t.ctime_ns, t.analysed_in_part, mv.version, mv.families)  # fmt: skip
+                .outerjoin(T.model_versions, mv.id == t.model_version_id)
                 .where(*conds)
                 .order_by(key)
-                .limit(batch)
             )
-            page = conn.execute(stmt).all()
+            if dialect != "sqlite":
+                for part in conn.execute(stmt.execution_options(yield_per=batch)).partitions():
+                    yield from _summaries(conn, part, where, dialect=dialect, order=order, scores=scores)
+                return
+            page = conn.execute(stmt.limit(batch)).all()
             if not page:
                 return
             after = page[-1].path
-            in_python = where.python_only(dialect)
-            rows = [r for r in page if all(p.match(Candidate(r.path, ())) for p in in_python)]
-            dets: dict[int, list[tuple[str, bool, float]]] = {}
-            if rows and scores:
-                for tid, fam, present, score in conn.execute(
-                    select(M.Detection.track_id, M.Detection.family, M.Detection.present, M.Detection.score).where(
-                        M.Detection.track_id.in_([r.id for r in rows])
-                    )
-                ):
-                    dets.setdefault(tid, []).append((fam, bool(present), score))
-            latest = latest_model_version_id(conn)
-        for r in rows:
-            ds = sorted(dets.get(r.id, ()), key=lambda d: order.get(d[0], last))
-            summary = TrackSummary(
-                path=r.path,
-                duration=r.duration,
-                format=r.format,
-                instruments=[fam for fam, present, _ in ds if present],
-                scores={fam: score for fam, _, score in ds},
-                model_version=r.version,
-                stale=r.model_version_id != latest,
-                analysed_in_part=r.analysed_in_part,
-            )
-            yield summary, r
+            summaries = _summaries(conn, page, where, dialect=dialect, order=order, scores=scores)
+        yield from summaries
         if len(page) < batch:
             return
 
 
+def _summaries(conn, page, where: TrackFilter, *, dialect: str, order: dict[str, int],
+               scores: bool) -> list[tuple[TrackSummary, object]]:  # fmt: skip
+    """The tracks of the rows ``page`` that the parts of ``where`` SQL cannot check select, with
+    their detections (``scores``) read through ``conn``."""
+    in_python = where.python_only(dialect)
+    rows = [r for r in page if all(p.match(Candidate(r.path, ())) for p in in_python)]
+    dets: dict[int, list[tuple[str, bool, float]]] = {}
+    if rows and scores:
+        d = T.detections.c
+        for tid, fam, present, score in conn.execute(
+            select(d.track_id, d.family, d.present, d.score).where(d.track_id.in_([r.id for r in rows]))
+        ):
+            dets.setdefault(tid, []).append((fam, bool(present), score))
+    latest = latest_model_version_id(conn)
+    out = []
+    for r in rows:
+        ds = sorted(dets.get(r.id, ()), key=lambda x: order.get(x[0], len(order)))
+        summary = TrackSummary(
+            path=r.path,
+            duration=r.duration,
+            format=r.format,
+            instruments=[fam for fam, present, _ in ds if present],
+            scores={fam: score for fam, _, score in ds},
+            model_version=r.version,
+            stale=r.model_version_id != latest,
+            analysed_in_part=r.analysed_in_part,
+        )
+        out.append((summary, r))
+    return out
+
+
 def track_detail(session: Session, *, path: str) -> TrackDetail:
     """Everything stored about the track at `path`; raises `UserError` if the database lacks it."""
+    from sqlalchemy.orm import selectinload
+
+    from tagger.db import models as M
+
     t = session.scalar(
         select(M.Track).where(M.Track.path == storable_name(path))
         .options(selectinload(M.Track.detections), selectinload(M.Track.segments))
@@ -369,6 +392,9 @@ def track_timeline(session: Session, *, path: str):
     Raises `UserError` when the database lacks the track, when it could not be analysed, or when it
     was analysed before the database kept window scores (revision 0003): then it needs a rescan.
     """
+    from sqlalchemy.orm import selectinload
+
+    from tagger.db import models as M
     from tagger.timeline import Timeline, thresholds_from_json
 
     t = session.scalar(
@@ -406,52 +432,52 @@ def track_timeline(session: Session, *, path: str):
 
 def library_stats(session: Session) -> dict:
     """Totals, tracks per family and co-occurrence of families (the ``stats --json`` object)."""
-    by_status = dict(session.execute(select(M.Track.status, func.count()).group_by(M.Track.status)).all())
+    by_status = dict(session.execute(select(T.tracks.c.status, func.count()).group_by(T.tracks.c.status)).all())
     latest = latest_model_version_id(session)
-    ok = M.Track.status == M.STATUS_OK
+    ok = T.tracks.c.status == T.STATUS_OK
     stale = session.scalar(
-        select(func.count()).select_from(M.Track).where(ok, (M.Track.model_version_id != latest) | M.Track.model_version_id.is_(None))
+        select(func.count()).select_from(T.tracks).where(ok, (T.tracks.c.model_version_id != latest) | T.tracks.c.model_version_id.is_(None))
     ) if latest is not None else 0  # fmt: skip
-    audio = session.scalar(select(func.coalesce(func.sum(M.Track.duration), 0.0)).where(ok))
+    audio = session.scalar(select(func.coalesce(func.sum(T.tracks.c.duration), 0.0)).where(ok))
     order = _family_order(session)
     per_family = dict(
         session.execute(
-            select(M.Detection.family, func.count())
-            .join(M.Track, M.Track.id == M.Detection.track_id)
-            .where(ok, M.Detection.present.is_(True))
-            .group_by(M.Detection.family)
+            select(T.detections.c.family, func.count())
+            .join(T.tracks, T.tracks.c.id == T.detections.c.track_id)
+            .where(ok, T.detections.c.present.is_(True))
+            .group_by(T.detections.c.family)
         ).all()
     )
     none = session.scalar(
         select(func.count())
-        .select_from(M.Track)
-        .where(ok, ~exists().where(and_(M.Detection.track_id == M.Track.id, M.Detection.present.is_(True))))
+        .select_from(T.tracks)
+        .where(ok, ~exists().where(and_(T.detections.c.track_id == T.tracks.c.id, T.detections.c.present.is_(True))))
     )
-    d1, d2 = aliased(M.Detection), aliased(M.Detection)
+    d1, d2 = T.detections.alias(), T.detections.alias()
     pairs = session.execute(
-        select(d1.family, d2.family, func.count())
-        .join(d2, and_(d2.track_id == d1.track_id, d2.present.is_(True)))
-        .join(M.Track, M.Track.id == d1.track_id)
-        .where(ok, d1.present.is_(True))
-        .group_by(d1.family, d2.family)
+        select(d1.c.family, d2.c.family, func.count())
+        .join(d2, and_(d2.c.track_id == d1.c.track_id, d2.c.present.is_(True)))
+        .join(T.tracks, T.tracks.c.id == d1.c.track_id)
+        .where(ok, d1.c.present.is_(True))
+        .group_by(d1.c.family, d2.c.family)
     ).all()
     fams = sorted(per_family, key=lambda f: order.get(f, len(order)))
     co = {a: {b: 0 for b in fams} for a in fams}
     for a, b, n in pairs:
         co[a][b] = n
     versions = session.execute(
-        select(M.ModelVersion.version, M.ModelVersion.manifest_hash, func.count(M.Track.id))
-        .join(M.Track, and_(M.Track.model_version_id == M.ModelVersion.id, ok), isouter=True)
-        .group_by(M.ModelVersion.id)
-        .order_by(M.ModelVersion.id)
+        select(T.model_versions.c.version, T.model_versions.c.manifest_hash, func.count(T.tracks.c.id))
+        .join(T.tracks, and_(T.tracks.c.model_version_id == T.model_versions.c.id, ok), isouter=True)
+        .group_by(T.model_versions.c.id)
+        .order_by(T.model_versions.c.id)
     ).all()
-    last_scan = session.scalar(select(M.Scan).order_by(M.Scan.id.desc()).limit(1))
+    last_scan = session.execute(select(T.scans).order_by(T.scans.c.id.desc()).limit(1)).first()
     return {
         "tracks": {
             "total": sum(by_status.values()),
-            "ok": by_status.get(M.STATUS_OK, 0),
-            "error": by_status.get(M.STATUS_ERROR, 0),
-            "missing": by_status.get(M.STATUS_MISSING, 0),
+            "ok": by_status.get(T.STATUS_OK, 0),
+            "error": by_status.get(T.STATUS_ERROR, 0),
+            "missing": by_status.get(T.STATUS_MISSING, 0),
             "stale": stale,
             "no_instrument": none,
         },
@@ -474,7 +500,7 @@ def library_stats(session: Session) -> dict:
 def failed_tracks(session: Session) -> list[dict]:
     """Files that could not be analysed: ``[{"path", "error", "when"}]`` sorted by path."""
     rows = session.execute(
-        select(M.Track.path, M.Track.error, M.Track.updated_at).where(M.Track.status == M.STATUS_ERROR).order_by(by_path(session))
+        select(T.tracks.c.path, T.tracks.c.error, T.tracks.c.updated_at).where(T.tracks.c.status == T.STATUS_ERROR).order_by(by_path(session))
     ).all()
     return [{"path": p, "error": e or "", "when": w.isoformat(timespec="seconds") + "Z"} for p, e, w in rows]
 
@@ -499,7 +525,7 @@ def prune_missing(session: Session) -> Pruned:
 
     check_filesystem_encoding()
     rows = session.execute(
-        select(M.Track.id, M.Track.path).where(M.Track.status == M.STATUS_MISSING).order_by(by_path(session))
+        select(T.tracks.c.id, T.tracks.c.path).where(T.tracks.c.status == T.STATUS_MISSING).order_by(by_path(session))
     ).all()
     empty = tuple(folder_prefix(root) for root in scanned_roots(session) if looks_unmounted(root))
     removed, kept, ids = [], [], []
@@ -518,7 +544,7 @@ def delete_tracks(session: Session, ids: Sequence[int]) -> None:
     """Delete these tracks with everything stored for them (not committed)."""
     for i in range(0, len(ids), 500):
         batch = ids[i : i + 500]
-        session.execute(delete(M.Segment).where(M.Segment.track_id.in_(batch)))
-        session.execute(delete(M.WindowScores).where(M.WindowScores.track_id.in_(batch)))
-        session.execute(delete(M.Detection).where(M.Detection.track_id.in_(batch)))
-        session.execute(delete(M.Track).where(M.Track.id.in_(batch)))
+        session.execute(delete(T.segments).where(T.segments.c.track_id.in_(batch)))
+        session.execute(delete(T.window_scores).where(T.window_scores.c.track_id.in_(batch)))
+        session.execute(delete(T.detections).where(T.detections.c.track_id.in_(batch)))
+        session.execute(delete(T.tracks).where(T.tracks.c.id.in_(batch)))

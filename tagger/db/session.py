@@ -19,7 +19,6 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
 
 from tagger.db.migrate import alembic_config, at_head, check_known_revision, current_revision, head_revision, upgrade
 from tagger.db.sqlite_files import (
@@ -177,11 +176,17 @@ def _installed(module: str) -> bool:
 
 @dataclass
 class Database:
-    """An open library database: its engine and a session factory."""
+    """An open library database: its engine and a session factory (made when first asked for: the
+    commands that only read use the engine, and never import SQLAlchemy's ORM)."""
 
     url: str
     engine: Engine
-    sessionmaker: sessionmaker
+
+    @functools.cached_property
+    def sessionmaker(self):
+        from sqlalchemy.orm import Session, sessionmaker
+
+        return sessionmaker(self.engine, class_=Session, expire_on_commit=False)
 
     @contextmanager
     def session(self):
@@ -242,4 +247,4 @@ def open_database(db: str | os.PathLike | None = None, *, migrate: bool = True, 
             )
         if needs:
             upgrade(engine)
-    return Database(url=url, engine=engine, sessionmaker=sessionmaker(engine, class_=Session, expire_on_commit=False))
+    return Database(url=url, engine=engine)
