@@ -424,3 +424,18 @@ def test_a_query_paused_in_its_output_does_not_block_a_scan(tmp_path, monkeypatc
         assert len(list(csv.DictReader(io.StringIO(text)))) >= 3000
     else:
         assert len(text.splitlines()) >= 3001
+
+
+def test_a_csv_row_with_a_score_outside_its_columns_says_so(caplog):
+    """The CSV's score columns are chosen before its first row (`scored_families`); a track whose
+    results a scan stored meanwhile with a model of other families has a score no column holds:
+    the row is written with the columns there are, and a warning names the track and the family."""
+    from tagger.db.queries import TrackSummary
+    from tagger.library.report import iter_rendered
+
+    t = TrackSummary("/m/a.flac", 10.0, "FLAC", ["ukulele"], {"bass": 0.1, "ukulele": 0.9}, "other-2", False)
+    with caplog.at_level("WARNING"):
+        text = "".join(iter_rendered([t], fmt="csv", families=["bass"]))
+    assert text.splitlines() == ["path,duration,format,instruments,model_version,stale,score_bass",
+                                 "/m/a.flac,10.0,FLAC,ukulele,other-2,0,0.1"]  # fmt: skip
+    assert "'/m/a.flac': its score(s) for ukulele are not in the CSV columns" in caplog.text
