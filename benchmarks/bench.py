@@ -396,7 +396,7 @@ def measure_query(db: Path, *, runs: int = 5) -> dict:
         walls, n = [], 0
         for _ in range(runs):
             t = time.perf_counter()
-            proc = subprocess.run(cmd, capture_output=True, env=child_env())
+            proc = subprocess.run(cmd, capture_output=True, env=child_env(), cwd=child_cwd())
             walls.append(time.perf_counter() - t)
             if proc.returncode != 0:
                 raise SystemExit(f"tagger query failed: {proc.stderr.decode(errors='replace')[-500:]}")
@@ -424,7 +424,7 @@ def measure_query(db: Path, *, runs: int = 5) -> dict:
     start = []
     for _ in range(runs):
         t = time.perf_counter()
-        subprocess.run(tagger_cmd("--help"), capture_output=True, env=child_env())
+        subprocess.run(tagger_cmd("--help"), capture_output=True, env=child_env(), cwd=child_cwd())
         start.append(time.perf_counter() - t)
     out["python_startup_seconds_median"] = round(statistics.median(start), 4)
     return out
