@@ -86,6 +86,9 @@ def _plain_value(annotation, info, value):
 
 _SLOW = object()
 
+PLAIN_TYPER = (["0", "29"],)
+"""The typer versions (major, minor) whose private conversion `_convert_without_pydantic` replaces."""
+
 
 def _convert_without_pydantic(group) -> None:
     """Give every parameter of the commands of ``group`` a conversion that imports nothing: typer
@@ -94,7 +97,11 @@ def _convert_without_pydantic(group) -> None:
     0.3 s budget). The values of our options (text, numbers, names, flags) are converted in plain
     Python as pydantic would (`_plain_value`); any other value still goes to typer's own
     conversion. Nothing is done with a typer that converts otherwise (the attributes are typer's
-    private ones; `tests/test_imports.py` checks that ``query`` loads no pydantic)."""
+    private ones, so only the typer versions it was written and tested for, `PLAIN_TYPER`, get it:
+    another one keeps its own conversion, slower but never broken; `tests/test_imports.py` checks
+    that ``query`` loads no pydantic where it applies)."""
+    if typer.__version__.split(".")[:2] not in PLAIN_TYPER:
+        return
     try:
         from typer._coercion import RuntimeParam, build_runtime_param
     except ImportError:
