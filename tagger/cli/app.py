@@ -262,8 +262,31 @@ class _ShownFormatter(logging.Formatter):
         return shown(super().formatStack(stack_info), keep_newlines=True)
 
 
+def _version(value: bool) -> None:
+    """``tagger --version``: tagger's version, then the models it uses (`tagger.model.ensemble.model_info`:
+    every file's hash checked; a missing or tampered file is an error, exit status 1)."""
+    if not value:
+        return
+    from tagger import __version__
+
+    echo(f"tagger {__version__}")
+    try:
+        from tagger.model.ensemble import model_info
+
+        info = model_info()
+    except TaggerError as exc:
+        raise fail(str(exc)) from None
+    created = f", made {info.created}" if info.created else ""
+    echo(f"models {info.version} (manifest sha256 {info.manifest_sha256[:16]}{created}) in {info.model_dir}")
+    raise typer.Exit()
+
+
 @app.callback()
-def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging on stderr.")) -> None:
+def _root(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging on stderr."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, expose_value=False,
+                                 help="Print tagger's version and its models' (version, manifest hash, folder)."),
+) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_ShownFormatter("%(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, handlers=[handler])

@@ -354,9 +354,7 @@ class Ensemble:
             thresholds[fam] = float(entry.get("threshold", 0.5)) if isinstance(entry, dict) else 0.5
 
         def verified() -> tuple[B.Member, ...]:
-            if manifest.get("members"):
-                return tuple(_member_files(model_dir, manifest, m, run_fams) for m in _members_of(mpath, manifest))
-            return (_model_files(model_dir, manifest, run_fams, gated=gate is not None),)
+            return _verified_members(model_dir, manifest, run_fams)
 
         files = B.ModelFiles(members=verified(), feature_config=cfg, graph_hash=graph_hash(manifest, run_fams),
                              families=run_fams)  # fmt: skip
@@ -440,6 +438,40 @@ def _check_runner(model_dir: Path, runner: Callable[[np.ndarray], np.ndarray], c
     if not (np.isfinite(out).all() and out.min() >= 0.0 and out.max() <= 1.0):
         raise ModelError(model_dir, "the classifiers give scores that are not probabilities in [0, 1] (NaN or out of "
                                     "range) on a test batch (refusing to load)")  # fmt: skip
+
+
+def _verified_members(model_dir: Path, manifest: dict, families: Sequence[str]) -> tuple[B.Member, ...]:
+    """The verified files of every member that runs `families` (one for a plain ensemble)."""
+    if manifest.get("members"):
+        mpath = model_dir / MANIFEST
+        return tuple(_member_files(model_dir, manifest, m, families) for m in _members_of(mpath, manifest))
+    return (_model_files(model_dir, manifest, families, gated=manifest.get("gate") is not None),)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Which models a tagger uses (`tagger --version`): their folder, the version their manifest
+    names (what the tags' INSTRUMENTS_MODEL and the database record), when they were made, and the
+    sha256 of the manifest, which records every weight file's sha256: two installations whose
+    manifests hash the same run the same weights."""
+
+    model_dir: Path
+    version: str
+    created: str | None
+    manifest_sha256: str
+
+
+def model_info(model_dir: str | os.PathLike | None = None) -> ModelInfo:
+    """The `ModelInfo` of a model directory (default: `default_model_dir`), its feature settings
+    and every file's sha256 checked as `Ensemble.load` checks them, without loading TensorFlow or
+    ONNX Runtime. Raises `ModelError` for a missing, tampered or mismatched file."""
+    model_dir = Path(model_dir) if model_dir is not None else default_model_dir()
+    manifest = read_manifest(model_dir)
+    check_feature_config(model_dir / MANIFEST, manifest["features"])
+    _verified_members(model_dir, manifest, runner_families(manifest))
+    created = manifest.get("created")
+    return ModelInfo(model_dir=model_dir, version=str(manifest["version"]), created=str(created) if created else None,
+                     manifest_sha256=sha256_file(model_dir / MANIFEST))  # fmt: skip
 
 
 def _model_files(model_dir: Path, manifest: dict, families: Sequence[str], *, gated: bool) -> B.Member:
