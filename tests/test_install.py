@@ -68,3 +68,99 @@ def test_model_info_loads_no_tensorflow():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split(" ", 1)[1].strip() == "[]"
+
+
+# -- the package: pyproject, wheel, sdist -----------------------------------------------------------
+def _pyproject() -> dict:
+    import tomllib
+
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def _minimum(requirement: str) -> tuple[int, ...]:
+    """The version a ``name>=X.Y`` requirement asks for at least, as a tuple (0 when it names none)."""
+    import re
+
+    m = re.search(r">=\s*([0-9][0-9.]*)", requirement)
+    return tuple(int(p) for p in m.group(1).split(".")) if m else (0,)
+
+
+def test_the_build_requires_a_setuptools_that_reads_the_pyproject():
+    """`license = "MIT"` (a PEP 639 string) is read by setuptools 77 and later only: with the
+    ``setuptools>=68`` the build asked for, a build without isolation on setuptools 68..76 (Debian's
+    python3-setuptools, `pip install --no-build-isolation .`) refused the whole pyproject."""
+    config = _pyproject()
+    setuptools_req = [r for r in config["build-system"]["requires"] if r.startswith("setuptools")]
+    assert len(setuptools_req) == 1
+    if isinstance(config["project"].get("license"), str):
+        assert _minimum(setuptools_req[0]) >= (77,), setuptools_req
+    test_extra = [r for r in config["project"]["optional-dependencies"]["test"] if r.startswith("setuptools")]
+    assert test_extra and _minimum(test_extra[0]) >= _minimum(setuptools_req[0])  # (the wheel test builds with it)
+
+
+SOURCES = ("pyproject.toml", "README.md", "tagger", "models", "migrations", "beetsplug")
+"""What the package is built from (a copy of them: the build writes build/ and *.egg-info beside them)."""
+
+
+def _build_env() -> dict:
+    env = {**os.environ, "PIP_NO_INDEX": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}  # (offline)
+    env.pop("PYTHONPATH", None)
+    return env
+
+
+def _expected_files() -> set[str]:
+    """Every file the wheel must hold: the code, the models (as tagger/models), the Alembic scripts
+    (as tagger/migrations) and the beets plugin."""
+    mapped = {"models": "tagger/models", "migrations": "tagger/migrations", "tagger": "tagger", "beetsplug": "beetsplug"}
+    files = set()
+    for folder, inside in mapped.items():
+        for p in (ROOT / folder).rglob("*"):
+            if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc":
+                files.add(f"{inside}/{p.relative_to(ROOT / folder).as_posix()}")
+    return files
+
+
+def _wheel_files(wheel: Path) -> tuple[set[str], str]:
+    import zipfile
+
+    with zipfile.ZipFile(wheel) as z:
+        names = set(z.namelist())
+        metadata = next(n for n in names if n.endswith(".dist-info/METADATA"))
+        return names, z.read(metadata).decode()
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_the_wheel_and_the_sdist_hold_the_models_migrations_and_plugin(tmp_path):
+    """`pip wheel .`, and a wheel built from the sdist, hold every model file, the Alembic env and
+    revisions and the beets plugin, and name the version tagger reports (offline: no build isolation)."""
+    pytest.importorskip("setuptools", minversion="77", reason="the test extra's setuptools>=77: ./setup.sh --test")
+    from tagger import __version__
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in SOURCES:
+        copy = shutil.copytree if (ROOT / name).is_dir() else shutil.copy2
+        copy(ROOT / name, src / name, **({"ignore": shutil.ignore_patterns("__pycache__")} if copy is shutil.copytree else {}))
+    expected = _expected_files()
+    assert {"tagger/models/manifest.json", "tagger/migrations/env.py", "tagger/migrations/script.py.mako",
+            "beetsplug/instruments.py"} <= expected  # fmt: skip
+
+    def wheel_of(source: Path, out: Path) -> Path:
+        r = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(out),
+                            str(source)], capture_output=True, text=True, env=_build_env(), timeout=300)  # fmt: skip
+        assert r.returncode == 0, r.stderr[-3000:]
+        (wheel,) = out.glob("tagger-*.whl")
+        return wheel
+
+    def check(wheel: Path) -> None:
+        names, metadata = _wheel_files(wheel)
+        assert sorted(expected - names) == []
+        assert f"\nVersion: {__version__}\n" in metadata
+
+    check(wheel_of(src, tmp_path / "wheel"))
+    code = "import sys; from setuptools import build_meta as b; print(b.build_sdist(sys.argv[1]))"
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "sdist")], cwd=src, capture_output=True, text=True,
+                       env=_build_env(), timeout=300)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    check(wheel_of(tmp_path / "sdist" / r.stdout.split()[-1], tmp_path / "from-sdist"))
