@@ -98,6 +98,14 @@ def test_the_build_requires_a_setuptools_that_reads_the_pyproject():
     assert test_extra and _minimum(test_extra[0]) >= _minimum(setuptools_req[0])  # (the wheel test builds with it)
 
 
+def test_the_version_is_written_once():
+    """pyproject's version was a second copy of tagger.__version__ (what `tagger --version` and the
+    Dask workers' check read): bumping one left the installed metadata and the code apart."""
+    config = _pyproject()
+    assert "version" not in config["project"] and "version" in config["project"]["dynamic"]
+    assert config["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "tagger.__version__"}
+
+
 SOURCES = ("pyproject.toml", "README.md", "tagger", "models", "migrations", "beetsplug")
 """What the package is built from (a copy of them: the build writes build/ and *.egg-info beside them)."""
 
