@@ -309,3 +309,112 @@ def _never_claims_wrong_tags(db) -> None:
             state = read_instruments(track.path)
             assert state.model_version == track.model_version.version, track.path
             assert state.instruments == found[track.path].instruments, track.path
+
+
+class PausedScan:
+    """A tag-writing scan of ``music`` run in a thread and paused in its plan, reading the fingerprint
+    of the file named ``at`` (a large library's plan reads files for minutes)."""
+
+    def __init__(self, monkeypatch, music, db, *, at: str, version: str = "fake-1", before=None) -> None:
+        from tagger.library import plan
+
+        self.inside, self.go = threading.Event(), threading.Event()
+        original = plan.fingerprint
+
+        def fingerprint(path):
+            if before is not None and threading.current_thread().name == "scan":
+                before(path)
+            if os.path.basename(path) == at and threading.current_thread().name == "scan":
+                self.inside.set()
+                assert self.go.wait(30)
+            return original(path)
+
+        monkeypatch.setattr(plan, "fingerprint", fingerprint)
+        self.done: dict = {}
+
+        def run():
+            try:
+                self.done["summary"] = scan([music], db=db, analyser=FakeAnalyser(version=version), jobs=0,
+                                            on_track=tag_writer(model_version=version))  # fmt: skip
+            except BaseException as exc:  # (reported by `finish`)
+                self.done["error"] = exc
+
+        self.thread = threading.Thread(target=run, name="scan")
+        self.thread.start()
+        assert self.inside.wait(30)
+
+    def finish(self):
+        self.go.set()
+        self.thread.join(60)
+        assert "error" not in self.done, self.done
+        return self.done["summary"]
+
+
+def test_a_scans_plan_leaves_the_database_to_tag_beside_it(tmp_path, monkeypatch):
+    """Was: a tag-writing scan began a write transaction before its plan (an UPDATE marking the
+    tracks of formats without tags for a retry, matching none) and held SQLite's write lock until
+    its first commit, after the plan: on a library whose plan reads files for minutes, `tagger tag`
+    (and any writer) beside it failed with `database is locked` after the 30 s wait."""
+    from tagger.db import session as S
+    from tagger.tags import tag_from_database
+
+    music = tmp_path / "music"
+    files = [write_audio(music / f"t{i}.flac", tone_signal([FREQ["bass"] + 7 * i], seconds=3.0)) for i in range(3)]
+    db = open_database(tmp_path / "library.db")
+    scan([music], db=db, analyser=FakeAnalyser(version="fake-1"), jobs=0, on_track=tag_writer(model_version="fake-1"))
+    monkeypatch.setattr(S, "BUSY_TIMEOUT_S", 0.5)
+    other = open_database(tmp_path / "library.db", create=False)  # `tagger tag`, in its own process
+    paused = PausedScan(monkeypatch, music, db, at="t2.flac")
+    try:
+        results = list(tag_from_database(other, paths=[files[0]], scores=True))
+    finally:
+        summary = paused.finish()
+        other.close()
+    assert [type(r).__name__ for r in results] == ["TagChange"] and results[0].written
+    assert read_instruments(files[0]).scores  # the write, recorded: the scan beside it leaves it alone
+    assert summary.failed == 0 and summary.tag_errors == 0 and summary.skipped == 3, summary
+    assert _track(db, files[0]).tags_current and _describes(_track(db, files[0]), files[0])
+    db.close()
+
+
+def test_a_write_of_the_plan_is_committed_within_seconds(tmp_path, monkeypatch):
+    """Was: a write of the plan (a file touched, then a new file's look-up flushing it) held SQLite's
+    write lock until the plan's next write came after `commit_seconds`, or until the plan ended: a
+    library whose other files were unchanged kept `tagger tag` beside the scan locked out for the
+    rest of the plan. Now the plan commits a batch `commit_seconds` old before each file (a fake
+    clock passes a minute while one file is read)."""
+    import time
+    import types
+
+    from tagger.db import scan_writer
+    from tagger.db import session as S
+    from tagger.tags import tag_from_database
+
+    music = tmp_path / "music"
+    names = ["a_touched.flac", "b_plain.flac", "d_plain.flac", "e_paused.flac"]
+    files = [write_audio(music / n, tone_signal([FREQ["bass"] + 7 * i], seconds=3.0)) for i, n in enumerate(names)]
+    db = open_database(tmp_path / "library.db")
+    scan([music], db=db, analyser=FakeAnalyser(version="fake-1"), jobs=0, on_track=tag_writer(model_version="fake-1"))
+    st = os.stat(files[0])
+    os.utime(files[0], ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # touched: the plan records its mtime
+    write_audio(music / "c_new.flac", tone_signal([FREQ["flute"]], seconds=3.0))  # looked up: the write flushed
+    late = [0.0]
+    monkeypatch.setattr(scan_writer, "time", types.SimpleNamespace(monotonic=lambda: time.monotonic() + late[0],
+                                                                   perf_counter=time.perf_counter))  # fmt: skip
+
+    def slow(path):  # d_plain.flac takes a minute to read
+        if path.endswith("d_plain.flac"):
+            late[0] += 60.0
+
+    monkeypatch.setattr(S, "BUSY_TIMEOUT_S", 0.5)
+    other = open_database(tmp_path / "library.db", create=False)
+    paused = PausedScan(monkeypatch, music, db, at="e_paused.flac", before=slow)
+    try:
+        results = list(tag_from_database(other, paths=[files[1]], scores=True))
+    finally:
+        summary = paused.finish()
+        other.close()
+    assert [type(r).__name__ for r in results] == ["TagChange"] and results[0].written
+    assert summary.failed == 0 and summary.tag_errors == 0 and summary.scanned == 1, summary
+    assert _describes(_track(db, files[0]), files[0]) and _track(db, files[1]).tags_current
+    db.close()

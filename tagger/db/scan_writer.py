@@ -210,13 +210,16 @@ class ScanWriter:
     def retag_untaggable(self, signature: str) -> int:
         """Mark for a tag write (``tags_current`` false) the tracks found in a format without tags by
         a tagger that could tag less or other than this one (``untaggable_formats`` set and not
-        `signature`); returns how many. A tag-writing scan calls it before it plans."""
+        `signature`); returns how many. A tag-writing scan calls it before it plans. Committed at once:
+        the UPDATE takes SQLite's write lock even when it matches no track (was: held through the
+        whole plan, so that `tagger tag` beside a scan failed on "database is locked")."""
         done = self.session.execute(
             update(M.Track)
             .where(M.Track.untaggable_formats.is_not(None), M.Track.untaggable_formats != signature)
             .values(tags_current=False, untaggable_formats=None)
             .execution_options(synchronize_session=False)
         )  # fmt: skip
+        self.commit()
         return done.rowcount or 0
 
     def copied(self, src: M.Track, file: FileState) -> M.Track:

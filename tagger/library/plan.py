@@ -198,6 +198,7 @@ def plan_files(roots, *, writer: ScanWriter, mv_id: int, rescan_stale: bool, ret
                    report=crawled):  # fmt: skip
         if stop is not None and stop.requested:
             raise ScanInterrupted(stop.signum, 0)
+        writer.maybe_commit()  # (a write of the plan holds SQLite's write lock: never for long)
         path = str(p)
         if os.path.basename(path) in own_names and os.path.realpath(path) in own:
             log.debug("not scanning %s: it is the library database's own file", path)
