@@ -4,6 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
+die() { echo "setup.sh: error: $*" >&2; exit 1; }
+new_enough='import sys; sys.exit(sys.version_info < (3, 10))'  # tagger's requires-python
+command -v python3 >/dev/null || die "python3 not found: install it (apt-get install python3), then run $0 again"
+python3 -c "$new_enough" || die "python3 is $(python3 -V 2>&1): tagger needs Python 3.10 or later"
+
 extras=""
 [ "${1:-}" = "--test" ] && extras="[test]"
 
@@ -17,11 +22,24 @@ for p in "${apt_packages[@]}"; do
 done
 if [ ${#missing[@]} -gt 0 ]; then
   sudo_cmd=""
-  [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || die "the Debian packages ${missing[*]} are missing and there is no sudo to install them: as root, apt-get install ${missing[*]}; then run $0 again"
+    sudo_cmd="sudo"
+  fi
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-[ -x .venv/bin/python ] || python3 -m venv .venv
+# An existing .venv is used as it is (never removed: it may hold someone's work), when its Python runs
+# and is new enough; one made without pip (python3 -m venv --without-pip) gets it from ensurepip.
+if { [ ! -e .venv ] && [ ! -L .venv ]; } || { [ -d .venv ] && [ -z "$(ls -A .venv)" ]; }; then
+  python3 -m venv .venv
+elif ! .venv/bin/python -c "$new_enough" 2>/dev/null; then
+  if [ ! -d .venv ]; then reason="is not a folder"
+  elif .venv/bin/python -V >/dev/null 2>&1; then reason="runs $(.venv/bin/python -V 2>&1), and tagger needs Python 3.10 or later"
+  else reason="is no virtual environment whose Python runs (made by a Python since removed or moved?)"; fi
+  die "$PWD/.venv $reason: move it away (or remove it), then run $0 again"
+fi
+.venv/bin/python -m pip --version >/dev/null 2>&1 || .venv/bin/python -m ensurepip --upgrade >/dev/null
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".${extras}"

@@ -172,3 +172,94 @@ def test_the_wheel_and_the_sdist_hold_the_models_migrations_and_plugin(tmp_path)
                        env=_build_env(), timeout=300)  # fmt: skip
     assert r.returncode == 0, r.stderr[-3000:]
     check(wheel_of(tmp_path / "sdist" / r.stdout.split()[-1], tmp_path / "from-sdist"))
+
+
+# -- setup.sh ---------------------------------------------------------------------------------------
+FAKE_PYTHON = """#!/bin/sh
+# a .venv's python for setup.sh: records its calls; pip works once ensurepip ran (or .venv/pip is there)
+here=$(dirname "$0")/..
+echo "$*" >> "$here/calls"
+case "$1 $2" in
+  "-m pip") [ -e "$here/pip" ] || {{ echo "No module named pip" >&2; exit 1; }} ;;
+  "-m ensurepip") : > "$here/pip" ;;
+  "-c "*) exit {too_old} ;;
+  "-V ") echo "Python {version}" ;;
+esac
+"""
+
+
+def _setup_folder(tmp_path: Path, *, packages_installed: bool = True, uid: int = 0) -> tuple[Path, dict]:
+    """A copy of setup.sh in a folder whose path has spaces and non-ASCII letters, and a PATH of stubs:
+    dpkg-query (every package installed, or none), id (`uid`), and the few tools setup.sh runs (no sudo)."""
+    folder = tmp_path / "My Music Tools" / "tagger-ü"
+    folder.mkdir(parents=True)
+    shutil.copy2(ROOT / "setup.sh", folder / "setup.sh")
+    stubs = tmp_path / "bin"
+    stubs.mkdir()
+    (stubs / "dpkg-query").write_text(f"#!/bin/sh\n{'echo install ok installed' if packages_installed else 'exit 1'}\n")
+    (stubs / "id").write_text(f"#!/bin/sh\necho {uid}\n")
+    (stubs / "apt-get").write_text("#!/bin/sh\necho apt-get must not run here >&2; exit 99\n")
+    for stub in stubs.iterdir():
+        stub.chmod(0o755)
+    for tool in ("dirname", "grep", "ls", "sh", "env"):
+        os.symlink(shutil.which(tool), stubs / tool)
+    os.symlink(sys.executable, stubs / "python3")  # (a Python >= 3.10: the tests run on one)
+    return folder, {**os.environ, "PATH": str(stubs)}
+
+
+def _fake_venv(folder: Path, *, version: str = "3.11.2", pip: bool = True, runs: bool = True) -> Path:
+    bin_dir = folder / ".venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    if runs:
+        too_old = int(tuple(map(int, version.split("."))) < (3, 10))
+        (bin_dir / "python").write_text(FAKE_PYTHON.format(too_old=too_old, version=version))
+        (bin_dir / "python").chmod(0o755)
+    else:  # (the Python that made it is gone)
+        os.symlink("/nonexistent/python3", bin_dir / "python")
+    if pip:
+        (folder / ".venv" / "pip").touch()
+    (folder / ".venv" / "site-packages-of-someone").write_text("kept")
+    return folder / ".venv"
+
+
+def _run_setup(folder: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([shutil.which("bash"), str(folder / "setup.sh"), *args], capture_output=True, text=True,
+                          env=env, cwd=folder.parent, timeout=60)  # fmt: skip
+
+
+def test_setup_gives_an_existing_venv_without_pip_its_pip(tmp_path):
+    """A .venv made with ``python3 -m venv --without-pip`` stopped setup.sh at once: "No module named pip"."""
+    folder, env = _setup_folder(tmp_path)
+    venv = _fake_venv(folder, pip=False)
+    for _ in range(2):  # (twice: the second run finds pip there)
+        r = _run_setup(folder, env)
+        assert r.returncode == 0, r.stderr
+    calls = (venv / "calls").read_text().splitlines()
+    assert calls.count("-m ensurepip --upgrade") == 1
+    assert calls.index("-m ensurepip --upgrade") < calls.index("-m pip install -q -e .")
+    assert calls.count("-m pip install -q -e .") == 2
+    assert (venv / "site-packages-of-someone").read_text() == "kept"
+
+
+@pytest.mark.parametrize("kind", ["broken", "old"])
+def test_setup_refuses_a_venv_it_cannot_use_and_keeps_it(tmp_path, kind):
+    """A .venv whose Python is gone (``python3 -m venv`` then failed: "[Errno 2] No such file or
+    directory: '.venv/bin/python3'") or too old: a clear error naming it, the folder left as it is."""
+    folder, env = _setup_folder(tmp_path)
+    venv = _fake_venv(folder, version="3.8.10") if kind == "old" else _fake_venv(folder, runs=False)
+    r = _run_setup(folder, env)
+    assert r.returncode == 1
+    reason = ("runs Python 3.8.10, and tagger needs Python 3.10 or later" if kind == "old"
+              else "is no virtual environment whose Python runs (made by a Python since removed or moved?)")  # fmt: skip
+    assert r.stderr == f"setup.sh: error: {venv} {reason}: move it away (or remove it), then run {folder / 'setup.sh'} again\n"
+    assert (venv / "site-packages-of-someone").read_text() == "kept"
+
+
+def test_setup_without_root_or_sudo_names_the_missing_packages(tmp_path):
+    """Not root, no sudo: "sudo: command not found" was all setup.sh said."""
+    folder, env = _setup_folder(tmp_path, packages_installed=False, uid=1000)
+    r = _run_setup(folder, env)
+    assert r.returncode == 1
+    assert r.stderr.startswith("setup.sh: error: the Debian packages ffmpeg fluidsynth fluid-soundfont-gm "
+                               "musescore-general-soundfont python3-venv are missing and there is no sudo")  # fmt: skip
+    assert "apt-get must not run" not in r.stderr and not (folder / ".venv").exists()
