@@ -418,3 +418,49 @@ def test_a_write_of_the_plan_is_committed_within_seconds(tmp_path, monkeypatch):
     assert summary.failed == 0 and summary.tag_errors == 0 and summary.scanned == 1, summary
     assert _describes(_track(db, files[0]), files[0]) and _track(db, files[1]).tags_current
     db.close()
+
+
+def test_tag_beside_a_suspended_scan_on_postgresql_stops_in_one_line(tmp_path, monkeypatch, pg_url):
+    """Was: on PostgreSQL (which waits for a lock for ever by default) `tagger tag` beside a scan
+    suspended with its batch open (Ctrl-Z, a stuck client) waited on the track's row lock for as
+    long, holding its file's writer lock and temporary copy; SQLite gives up after the 30 s wait.
+    Now PostgreSQL waits as long, then the command stops in one line, the file untouched."""
+    from sqlalchemy import text
+
+    from tagger.db import session as S
+    from tagger.db.urls import DatabaseError
+    from tagger.tags import tag_from_database
+
+    music = tmp_path / "music"
+    song = write_audio(music / "song.flac", tone_signal([FREQ["bass"]], seconds=3.0))
+    db = open_database(pg_url)
+    scan([music], db=db, analyser=FakeAnalyser(version="fake-1"), jobs=0, on_track=tag_writer(model_version="fake-1"))
+    before = song.read_bytes()
+    monkeypatch.setattr(S, "BUSY_TIMEOUT_S", 0.5)
+    other = open_database(pg_url, create=False)
+    suspended = db.engine.connect()  # the scan's open batch: the track updated, not committed
+    suspended.execute(text("UPDATE tracks SET updated_at = updated_at"))
+    done: dict = {}
+
+    def tag():
+        try:
+            done["results"] = list(tag_from_database(other, paths=[music], scores=True))
+        except BaseException as exc:
+            done["error"] = exc
+
+    thread = threading.Thread(target=tag, daemon=True)
+    thread.start()
+    thread.join(60)  # (a bound on a wait that used to last for ever, not a timing)
+    try:
+        assert not thread.is_alive(), "tag waited for the scan's lock for ever"
+        assert isinstance(done.get("error"), DatabaseError), done
+        assert "lock timeout" in str(done["error"]) and "left alone" in str(done["error"])
+        assert song.read_bytes() == before and not list(music.glob(".*tagger-tmp"))
+    finally:
+        suspended.rollback()
+        suspended.close()
+    # the scan resumed and done, the same command works
+    results = list(tag_from_database(other, paths=[music], scores=True))
+    assert [r.written for r in results] == [True] and read_instruments(song).scores
+    other.close()
+    db.close()

@@ -111,7 +111,27 @@ def make_engine(url: str) -> Engine:
         raise UserError(f"cannot use database URL {shown_url(parsed)}: {exc}{hint}") from None
     if postgres:
         event.listen(engine, "connect", functools.partial(_refuse_narrow_encoding, shown=shown_url(parsed)))
+        event.listen(engine, "connect", _postgres_lock_timeout)
     return engine
+
+
+def _postgres_lock_timeout(dbapi_conn, _record) -> None:
+    """Wait at most `BUSY_TIMEOUT_S` for a lock another session holds, as SQLite does, unless the
+    server, database, role or ``PGOPTIONS`` sets a ``lock_timeout`` of its own: PostgreSQL waits for
+    ever by default, and a scan suspended with its batch open (Ctrl-Z) or stuck on a lost client
+    left `tagger tag` beside it waiting on that track's row lock for as long, holding its file's
+    writer lock and temporary copy meanwhile."""
+    autocommit = dbapi_conn.autocommit
+    dbapi_conn.autocommit = True  # (a SET outside the connection's first transaction, kept for the session)
+    try:
+        cur = dbapi_conn.cursor()
+        try:
+            cur.execute(f"SELECT set_config('lock_timeout', '{int(BUSY_TIMEOUT_S * 1000)}ms', false) "
+                        "WHERE current_setting('lock_timeout') IN ('0', '0ms')")  # fmt: skip
+        finally:
+            cur.close()
+    finally:
+        dbapi_conn.autocommit = autocommit
 
 
 PG_CONNECT_TIMEOUT_S = 30
