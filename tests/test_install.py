@@ -106,7 +106,8 @@ def test_the_version_is_written_once():
     assert config["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "tagger.__version__"}
 
 
-SOURCES = ("pyproject.toml", "README.md", "tagger", "models", "migrations", "beetsplug")
+SOURCES = ("pyproject.toml", "MANIFEST.in", "README.md", "scripts/build_backend.py", "tagger", "models", "migrations",
+           "beetsplug")  # fmt: skip
 """What the package is built from (a copy of them: the build writes build/ and *.egg-info beside them)."""
 
 
@@ -149,6 +150,7 @@ def test_the_wheel_and_the_sdist_hold_the_models_migrations_and_plugin(tmp_path)
     src.mkdir()
     for name in SOURCES:
         copy = shutil.copytree if (ROOT / name).is_dir() else shutil.copy2
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
         copy(ROOT / name, src / name, **({"ignore": shutil.ignore_patterns("__pycache__")} if copy is shutil.copytree else {}))
     expected = _expected_files()
     assert {"tagger/models/manifest.json", "tagger/migrations/env.py", "tagger/migrations/script.py.mako",
@@ -163,11 +165,15 @@ def test_the_wheel_and_the_sdist_hold_the_models_migrations_and_plugin(tmp_path)
 
     def check(wheel: Path) -> None:
         names, metadata = _wheel_files(wheel)
-        assert sorted(expected - names) == []
+        assert sorted(expected - names) == [] and "tagger/gone.py" not in names
         assert f"\nVersion: {__version__}\n" in metadata
 
+    # a module built once and deleted since: setuptools' build/lib kept it, and the next wheel shipped it
+    (src / "tagger" / "gone.py").write_text("")
+    assert "tagger/gone.py" in _wheel_files(wheel_of(src, tmp_path / "before"))[0]
+    (src / "tagger" / "gone.py").unlink()
     check(wheel_of(src, tmp_path / "wheel"))
-    code = "import sys; from setuptools import build_meta as b; print(b.build_sdist(sys.argv[1]))"
+    code = "import sys; sys.path.insert(0, 'scripts'); import build_backend as b; print(b.build_sdist(sys.argv[1]))"
     r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "sdist")], cwd=src, capture_output=True, text=True,
                        env=_build_env(), timeout=300)  # fmt: skip
     assert r.returncode == 0, r.stderr[-3000:]
