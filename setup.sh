@@ -5,9 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 die() { echo "setup.sh: error: $*" >&2; exit 1; }
-new_enough='import sys; sys.exit(sys.version_info < (3, 10))'  # tagger's requires-python
+new_enough='import sys; sys.exit(sys.version_info < (3, 11))'  # tagger's requires-python
 command -v python3 >/dev/null || die "python3 not found: install it (apt-get install python3), then run $0 again"
-python3 -c "$new_enough" || die "python3 is $(python3 -V 2>&1): tagger needs Python 3.10 or later"
+python3 -c "$new_enough" || die "python3 is $(python3 -V 2>&1): tagger needs Python 3.11 or later"
 
 extras=""
 [ "${1:-}" = "--test" ] && extras="[test]"
@@ -36,7 +36,7 @@ if { [ ! -e .venv ] && [ ! -L .venv ]; } || { [ -d .venv ] && [ -z "$(ls -A .ven
   python3 -m venv .venv
 elif ! .venv/bin/python -c "$new_enough" 2>/dev/null; then
   if [ ! -d .venv ]; then reason="is not a folder"
-  elif .venv/bin/python -V >/dev/null 2>&1; then reason="runs $(.venv/bin/python -V 2>&1), and tagger needs Python 3.10 or later"
+  elif .venv/bin/python -V >/dev/null 2>&1; then reason="runs $(.venv/bin/python -V 2>&1), and tagger needs Python 3.11 or later"
   else reason="is no virtual environment whose Python runs (made by a Python since removed or moved?)"; fi
   die "$PWD/.venv $reason: move it away (or remove it), then run $0 again"
 fi

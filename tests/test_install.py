@@ -106,6 +106,46 @@ def test_the_version_is_written_once():
     assert config["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "tagger.__version__"}
 
 
+def _saved_by() -> dict[str, str]:
+    """The Keras version that saved each shipped model file (its ``metadata.json``)."""
+    import zipfile
+
+    saved = {}
+    for path in sorted((ROOT / "models").rglob("*.keras")):
+        with zipfile.ZipFile(path) as z:
+            saved[path.relative_to(ROOT).as_posix()] = json.loads(z.read("metadata.json"))["keras_version"]
+    return saved
+
+
+def _requirement(name: str) -> str:
+    (req,) = [r for r in _pyproject()["project"]["dependencies"] if r.split(">")[0].split("=")[0].strip() == name]
+    return req
+
+
+def test_the_keras_required_reads_the_shipped_models():
+    """pyproject asked for keras>=3.0, but the shipped models, saved by Keras 3.15.1, do not load in
+    3.14 or older ("GlorotUniform.__init__() got an unexpected keyword argument 'input_axes'"): a
+    .venv that had an older Keras kept it, and on Python 3.10 pip could install no newer one (3.12.4),
+    so the installed tagger could not load its models. The minimum is the newest version (major.minor)
+    that saved one of them."""
+    saved = _saved_by()
+    assert saved
+    newest = max(tuple(int(p) for p in v.split(".")[:2]) for v in saved.values())
+    assert _minimum(_requirement("keras"))[:2] >= newest, (_requirement("keras"), saved)
+
+
+def test_requires_python_is_one_the_model_runtime_supports():
+    """requires-python said 3.10, where neither the Keras the models need nor the ONNX Runtime
+    installed here exist: pip's resolver must refuse such a Python at once, naming it."""
+    from importlib.metadata import metadata
+
+    ours = _minimum(_pyproject()["project"]["requires-python"])
+    for dist in ("keras", "onnxruntime"):
+        theirs = metadata(dist).get("Requires-Python")
+        if theirs:
+            assert ours >= _minimum(theirs), (dist, theirs)
+
+
 SOURCES = ("pyproject.toml", "MANIFEST.in", "README.md", "scripts/build_backend.py", "tagger", "models", "migrations",
            "beetsplug")  # fmt: skip
 """What the package is built from (a copy of them: the build writes build/ and *.egg-info beside them)."""
@@ -209,7 +249,7 @@ def _setup_folder(tmp_path: Path, *, packages_installed: bool = True, uid: int =
         stub.chmod(0o755)
     for tool in ("dirname", "grep", "ls", "sh", "env"):
         os.symlink(shutil.which(tool), stubs / tool)
-    os.symlink(sys.executable, stubs / "python3")  # (a Python >= 3.10: the tests run on one)
+    os.symlink(sys.executable, stubs / "python3")  # (a Python >= 3.11: the tests run on one)
     return folder, {**os.environ, "PATH": str(stubs)}
 
 
@@ -217,7 +257,7 @@ def _fake_venv(folder: Path, *, version: str = "3.11.2", pip: bool = True, runs:
     bin_dir = folder / ".venv" / "bin"
     bin_dir.mkdir(parents=True)
     if runs:
-        too_old = int(tuple(map(int, version.split("."))) < (3, 10))
+        too_old = int(tuple(map(int, version.split("."))) < (3, 11))
         (bin_dir / "python").write_text(FAKE_PYTHON.format(too_old=too_old, version=version))
         (bin_dir / "python").chmod(0o755)
     else:  # (the Python that made it is gone)
@@ -252,10 +292,10 @@ def test_setup_refuses_a_venv_it_cannot_use_and_keeps_it(tmp_path, kind):
     """A .venv whose Python is gone (``python3 -m venv`` then failed: "[Errno 2] No such file or
     directory: '.venv/bin/python3'") or too old: a clear error naming it, the folder left as it is."""
     folder, env = _setup_folder(tmp_path)
-    venv = _fake_venv(folder, version="3.8.10") if kind == "old" else _fake_venv(folder, runs=False)
+    venv = _fake_venv(folder, version="3.10.13") if kind == "old" else _fake_venv(folder, runs=False)
     r = _run_setup(folder, env)
     assert r.returncode == 1
-    reason = ("runs Python 3.8.10, and tagger needs Python 3.10 or later" if kind == "old"
+    reason = ("runs Python 3.10.13, and tagger needs Python 3.11 or later" if kind == "old"
               else "is no virtual environment whose Python runs (made by a Python since removed or moved?)")  # fmt: skip
     assert r.stderr == f"setup.sh: error: {venv} {reason}: move it away (or remove it), then run {folder / 'setup.sh'} again\n"
     assert (venv / "site-packages-of-someone").read_text() == "kept"
