@@ -464,3 +464,103 @@ def test_tag_beside_a_suspended_scan_on_postgresql_stops_in_one_line(tmp_path, m
     assert [r.written for r in results] == [True] and read_instruments(song).scores
     other.close()
     db.close()
+
+
+SUSPENDED_SCAN = """
+import os, signal, sys
+sys.path[:0] = [{tests!r}, {root!r}]
+from library_fakes import FakeAnalyser
+from tagger.db.scan_writer import ScanWriter
+from tagger.db.session import open_database
+from tagger.library.scan import scan
+
+store = ScanWriter.store_result
+
+def store_then_stop(self, *args, **kwargs):  # Ctrl-Z with the batch open: its first track rewritten
+    track = store(self, *args, **kwargs)
+    if self.summary.scanned == 1:
+        self.session.flush()
+        os.kill(os.getpid(), signal.SIGSTOP)
+    return track
+
+ScanWriter.store_result = store_then_stop
+db = open_database(sys.argv[1])
+summary = scan([sys.argv[2]], db=db, analyser=FakeAnalyser(version="fake-2"), jobs=0, rescan_stale=True)
+print("scanned", summary.scanned)
+"""
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def library_url(request, tmp_path):
+    if request.param == "sqlite":
+        yield str(tmp_path / "library.db")
+    else:
+        from pgserver import postgres_url_fixture
+
+        yield from postgres_url_fixture()
+
+
+def test_a_command_locked_out_by_a_suspended_scan_names_it(tmp_path, monkeypatch, library_url):
+    """Was: `tagger tag` beside a scan suspended (Ctrl-Z) with its batch open stopped on the driver's
+    bare words (`cannot write the database ...: database is locked`; PostgreSQL: `canceling
+    statement due to lock timeout`), leaving the user to guess what held it. Now the line names
+    the scan that holds the database, its process, and (SQLite, one machine) that it is stopped."""
+    import signal
+
+    from typer.testing import CliRunner
+
+    from tagger.cli import app
+    from tagger.db import session as S
+
+    music = tmp_path / "music"
+    files = [write_audio(music / f"t{i}.flac", tone_signal([FREQ["bass"] + 7 * i], seconds=3.0)) for i in range(2)]
+    db = open_database(library_url)
+    scan([music], db=db, analyser=FakeAnalyser(version="fake-1"), jobs=0)
+    db.close()
+    script = tmp_path / "scan.py"
+    script.write_text(SUSPENDED_SCAN.format(tests=str(TESTS), root=str(TESTS.parent)))
+    child = subprocess.Popen([sys.executable, str(script), library_url, str(music)], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    try:
+        _, status = os.waitpid(child.pid, os.WUNTRACED)
+        assert os.WIFSTOPPED(status), status
+        monkeypatch.setattr(S, "BUSY_TIMEOUT_S", 0.5)
+        result = CliRunner().invoke(app, ["tag", str(music), "--db", library_url, "--settle-seconds", "0"])
+        assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+        line, = [line for line in result.output.splitlines() if line.startswith("tagger: error:")]
+        assert "another tagger scan or prune (" in line and "holds it" in line, line
+        if "postgresql" in library_url:
+            assert "lock timeout" in line and "server process" in line, line
+        else:
+            assert f"database is locked (another tagger scan or prune (process {child.pid}) holds it; it is stopped" in line
+            assert f"kill -CONT {child.pid}" in line, line
+        assert not any(read_instruments(f).tagged for f in files)
+    finally:
+        os.kill(child.pid, signal.SIGCONT)
+        out = child.communicate(timeout=120)[0]
+    assert child.returncode == 0 and "scanned 2" in out, out
+
+
+def test_a_scan_locked_out_never_names_itself(tmp_path, monkeypatch):
+    """The scan holds the scan lock itself: a write lock another program holds past the wait is
+    that program's, and the line says so rather than naming the scan's own process."""
+    import sqlite3
+
+    from tagger.db import session as S
+    from tagger.db.urls import DatabaseError
+
+    music = tmp_path / "music"
+    write_audio(music / "t.flac", tone_signal([FREQ["bass"]], seconds=3.0))
+    monkeypatch.setattr(S, "BUSY_TIMEOUT_S", 0.5)
+    db = open_database(tmp_path / "library.db")
+    other = sqlite3.connect(tmp_path / "library.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(DatabaseError) as caught:
+            scan([music], db=db, analyser=FakeAnalyser(version="fake-1"), jobs=0)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+        db.close()
+    assert "database is locked (another program or tagger command held it past the 0.5 s wait)" in str(caught.value)
+    assert str(os.getpid()) not in str(caught.value)

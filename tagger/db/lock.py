@@ -87,6 +87,30 @@ def scan_lock(url: str, *, then: str = "scan again", engine=None):
     Raises `DatabaseBusy` (a `UserError`) naming the holder's PID when another process holds it,
     and `TaggerError` when the lock file cannot be created (e.g. a read-only database folder).
     """
+    key = _database_key(url)
+    _HELD.add(key)
+    try:
+        with _scan_lock(url, then=then, engine=engine) as held:
+            yield held
+    finally:
+        _HELD.discard(key)
+
+
+_HELD: set[tuple] = set()
+"""The databases whose scan lock this process holds (`scan_lock_holder` never names itself)."""
+
+
+def _database_key(url) -> tuple:
+    """The database a URL (string or SQLAlchemy URL) names, whatever its driver and spelling."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    file = sqlite_file(parsed.render_as_string(hide_password=False)) if parsed.get_backend_name() == "sqlite" else None
+    return (parsed.get_backend_name(), str(file) if file else parsed.database, parsed.host, parsed.port, parsed.username)
+
+
+@contextmanager
+def _scan_lock(url: str, *, then: str, engine):
     path = lock_path(url)
     if path is None:  # PostgreSQL: an advisory lock in the server
         with postgres_scan_lock(url, then=then, guard=engine):
@@ -130,6 +154,76 @@ def scan_lock(url: str, *, then: str = "scan again", engine=None):
         yield path
     finally:
         os.close(fd)  # releases the flock
+
+
+def scan_lock_holder(url: str) -> str | None:
+    """Who holds the scan lock of the database `url` now, in words (``another tagger scan or prune
+    (process 1234) holds it``, and whether that process is stopped), for a command that waited for
+    a database lock in vain (`tagger.db.urls.database_error`); None when no process holds it or it
+    cannot be told, or this process holds it. Looks only: the lock is never taken (a scan starting
+    meanwhile must not be refused because of this look)."""
+    if _database_key(url) in _HELD:
+        return None
+    path = lock_path(url)
+    if path is None:
+        return _postgres_lock_holder(url)
+    pid = _flock_holder(path)
+    if pid is None or pid == os.getpid():
+        return None
+    stopped = ""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rsplit(b")", 1)[1].split()[0]
+        if state in (b"T", b"t"):
+            stopped = f"; it is stopped (suspended: `fg` in its terminal, or `kill -CONT {pid}`, lets it go on)"
+    except (OSError, IndexError):
+        pass
+    return f"another tagger scan or prune (process {pid}) holds it{stopped}"
+
+
+def _flock_holder(path: Path) -> int | None:
+    """The process holding a ``flock`` on the file `path`, read from ``/proc/locks`` (Linux); None
+    when none does, or it cannot be told."""
+    try:
+        st = os.stat(path)
+        with open("/proc/locks", encoding="ascii", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    ident = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    for line in lines:
+        fields = line.split()  # "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF" ("1: -> FLOCK ...": waiting)
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == ident and fields[4].isdigit() and int(fields[4]):
+            return int(fields[4])
+    return None
+
+
+def _postgres_lock_holder(url: str) -> str | None:
+    """`scan_lock_holder` on PostgreSQL: the server process and client of the scan lock's session."""
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    if make_url(url).get_backend_name() != "postgresql":
+        return None
+    from tagger.db.session import make_engine
+
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            holder = conn.execute(
+                text("SELECT a.pid, host(a.client_addr) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                     "WHERE l.locktype = 'advisory' AND l.granted "
+                     "AND (l.classid::bigint << 32 | l.objid::bigint) = :k LIMIT 1"),
+                {"k": SCAN_LOCK_KEY},
+            ).first()  # fmt: skip
+    except SQLAlchemyError:
+        return None
+    finally:
+        engine.dispose()
+    if holder is None:
+        return None
+    return f"another tagger scan or prune (server process {holder[0]}, client {holder[1] or 'local socket'}) holds it"
 
 
 SCAN_LOCK_KEY = 0x7461676765720001
