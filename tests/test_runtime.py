@@ -494,3 +494,30 @@ def test_scan_imports_tensorflow_only_when_loading_needs_it(tmp_path, monkeypatc
     monkeypatch.delenv(B.RUNTIME_ENV)
     cli_app.quiet_tensorflow_for(tmp_path / "no-such-models")  # the load reports it; quiet meanwhile
     assert calls == [1, 1, 1]
+
+
+def test_a_file_saved_by_a_newer_keras_names_the_versions(tmp_path, monkeypatch):
+    """Keras 3.12 (Python 3.10's newest) failed on the shipped models, saved by 3.15.1, with a page of
+    layer configuration ending in "Unrecognized keyword arguments passed to Dense"; the error now
+    names both versions and the upgrade. A file from the same or an older Keras keeps Keras' reason."""
+    import json
+    import zipfile
+
+    from tagger.errors import ModelError
+
+    path = tmp_path / "bass.keras"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("metadata.json", json.dumps({"keras_version": "3.15.1", "date_saved": "2026-12-05@19:57:38"}))
+
+    def refuse(*args, **kwargs):
+        raise TypeError("Unrecognized keyword arguments passed to Dense: {'quantization_config': None}")
+
+    monkeypatch.setattr(keras.saving, "load_model", refuse)
+    monkeypatch.setattr(keras, "__version__", "3.12.4")
+    with pytest.raises(ModelError) as info:
+        B.load_classifier(path)
+    assert str(info.value) == (f"{path}: cannot load classifier: it was saved by Keras 3.15.1, which this Keras 3.12.4 "
+                               "cannot read (pip install 'keras>=3.15.1')")  # fmt: skip
+    monkeypatch.setattr(keras, "__version__", "3.15.1")
+    with pytest.raises(ModelError, match=r"cannot load classifier: TypeError: Unrecognized keyword arguments passed to Dense"):
+        B.load_classifier(path)

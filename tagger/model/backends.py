@@ -196,7 +196,34 @@ def load_classifier(path: str | os.PathLike):
     try:
         return keras.saving.load_model(str(path), compile=False, safe_mode=True)
     except Exception as exc:  # Keras raises many types for corrupt/unsafe files
-        raise ModelError(path, f"cannot load classifier: {type(exc).__name__}: {exc}") from None
+        reason = _newer_keras(path, keras.__version__) or f"{type(exc).__name__}: {exc}"
+        raise ModelError(path, f"cannot load classifier: {reason}") from None
+
+
+def _release(version: str) -> tuple[int, ...]:
+    """The release numbers of a version string: '3.15.1' -> (3, 15, 1), '3.16.0.dev1' -> (3, 16, 0)."""
+    import re
+
+    m = re.match(r"\d+(?:\.\d+)*", version.strip())
+    return tuple(int(p) for p in m.group(0).split(".")) if m else ()
+
+
+def _newer_keras(path: str | os.PathLike, running: str) -> str | None:
+    """Why a file failed to load when a newer Keras than `running` saved it (its ``metadata.json``):
+    an older Keras refuses the layer settings it does not know with a page-long error (Keras 3.12 on
+    models saved by 3.15: "Unrecognized keyword arguments passed to Dense: {'quantization_config':
+    None}"). None when the file names no newer Keras."""
+    import json
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            saved = str(json.loads(z.read("metadata.json"))["keras_version"])
+    except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile):
+        return None
+    if not _release(saved) or _release(running) >= _release(saved):
+        return None
+    return f"it was saved by Keras {saved}, which this Keras {running} cannot read (pip install 'keras>={saved}')"
 
 
 def _load_member(member: Member, cfg: F.FeatureConfig):
