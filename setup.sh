@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Set up tagger on a fresh Debian machine (python3 + pip): system packages, a virtual environment in
 # .venv and the package itself. `./setup.sh --test` also installs what the test suite needs.
+# `sh setup.sh` (dash) stopped at once with "set: Illegal option -o pipefail": run again under bash
+if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi
 set -euo pipefail
 cd "$(dirname "$0")"
 
