@@ -97,8 +97,9 @@ def test_a_folder_or_a_path_that_is_not_utf8_as_the_database_is_one_line(tmp_pat
 
 
 def test_a_scan_whose_commits_fail_never_leaves_tags_for_results_it_did_not_store(tmp_path, monkeypatch):
-    # A full disk (or a lock held past the wait) from the 3rd commit on. Was: the tracks of the
-    # open batch were tagged before their commit, so the files held results the database lacked.
+    # A full disk (or a lock held past the wait) from the 4th commit on (the 1st ends the write
+    # before the plan, the 2nd the plan's). Was: the tracks of the open batch were tagged before
+    # their commit, so the files held results the database lacked.
     from sqlalchemy.exc import OperationalError
 
     from conftest import track_instruments
@@ -115,7 +116,7 @@ def test_a_scan_whose_commits_fail_never_leaves_tags_for_results_it_did_not_stor
 
     def full(self):
         calls.append(1)
-        if len(calls) > 2:
+        if len(calls) > 3:
             raise OperationalError("COMMIT", {}, sqlite3.OperationalError("database or disk is full"))
         commit(self)
 
