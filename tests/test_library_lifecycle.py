@@ -248,13 +248,13 @@ def test_tags_written_from_results_a_scan_replaced_meanwhile_are_not_recorded_as
     _scan(music, dbfile)  # fake-1: bass; no tags written
     other = FakeAnalyser(version="fake-2", bands={"string": BANDS["bass"], "flute": BANDS["flute"],
                                                   "bass": BANDS["string"]})  # fmt: skip
-    write = batch.write_predictions
+    write = batch.write_instruments
 
-    def scan_then_write(predictions, **options):  # the scan commits between tag's read and its write
-        _scan(music, dbfile, analyser=other, rescan_stale=True)
-        return write(predictions, **options)
+    def scan_then_write(path, **options):  # the scan commits between tag's read (of each track,
+        _scan(music, dbfile, analyser=other, rescan_stale=True)  # right before its write) and the write
+        return write(path, **options)
 
-    monkeypatch.setattr(batch, "write_predictions", scan_then_write)
+    monkeypatch.setattr(batch, "write_instruments", scan_then_write)
     db = open_database(dbfile)
     try:
         results = list(tags.tag_from_database(db, settle_seconds=0))

@@ -564,3 +564,51 @@ def test_a_scan_locked_out_never_names_itself(tmp_path, monkeypatch):
         db.close()
     assert "database is locked (another program or tagger command held it past the 0.5 s wait)" in str(caught.value)
     assert str(os.getpid()) not in str(caught.value)
+
+
+@pytest.fixture
+def analysed_library(tmp_path):
+    """Two FLAC files analysed (model fake-1), their tags not written yet."""
+    music = tmp_path / "music"
+    files = [write_audio(music / f"t{i}.flac", tone_signal([FREQ["bass"] + 7 * i], seconds=3.0)) for i in range(2)]
+    db = open_database(tmp_path / "library.db")
+    scan([music], db=db, analyser=FakeAnalyser(version="fake-1"), jobs=0)
+    yield music, files, db
+    db.close()
+
+
+def test_two_tag_runs_at_once_both_write(analysed_library, tmp_path):
+    """Was: a `tagger tag --scores` that read the library before another `tagger tag` rewrote (and
+    recorded) a file skipped that file as `changed since it was analysed ...; scan it again`, exit
+    1, though the database described the file as it was (a scan then had nothing to do). Each file
+    is now written from the track as the database holds it right before its write."""
+    from tagger.tags import tag_from_database
+
+    music, files, db = analysed_library
+    first = tag_from_database(open_database(tmp_path / "library.db", create=False), paths=[music], scores=True)
+    assert next(first).written  # t0, and the library read: t1 next
+    second = list(tag_from_database(open_database(tmp_path / "library.db", create=False), paths=[music]))
+    assert [r.written for r in second] == [True, True]  # t0 without scores again, t1
+    rest = list(first)
+    assert [type(r).__name__ for r in rest] == ["TagChange"] and rest[0].written, rest
+    assert read_instruments(files[1]).scores and not read_instruments(files[0]).scores  # the last write of each
+    for song in files:
+        track = _track(db, song)
+        assert track.tags_current and _describes(track, song)
+
+
+def test_tag_writes_the_results_a_scan_stored_during_its_run(analysed_library, tmp_path):
+    """Was: a `tagger tag` run wrote the results it read at its start into every file, also where a
+    scan (another model, without tag writing) had stored new ones since: the file got superseded
+    results (reported, not recorded as current). It now writes those the track holds at the write."""
+    from tagger.tags import tag_from_database
+
+    music, files, db = analysed_library
+    run = tag_from_database(open_database(tmp_path / "library.db", create=False), paths=[music])
+    assert next(run).after.model_version == "fake-1"
+    scan([files[1]], db=db, analyser=FakeAnalyser(version="fake-2"), jobs=0, rescan_stale=True)
+    rest = list(run)
+    assert [type(r).__name__ for r in rest] == ["TagChange"] and rest[0].after.model_version == "fake-2", rest
+    assert read_instruments(files[1]).model_version == "fake-2"
+    track = _track(db, files[1])
+    assert track.tags_current and _describes(track, files[1])

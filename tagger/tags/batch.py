@@ -357,9 +357,12 @@ def write_predictions(
     roots: Iterable[str | os.PathLike] | None = None,
     follow_external_symlinks: bool = False,
     before_replace: Callable[[Prediction, str], None] | None = None,
+    refresh: Callable[[Prediction], Prediction] | None = None,
 ) -> Iterator[TagChange | TagWriteError]:
     """`write_instruments` for each prediction; a file that cannot be tagged yields its
     `TagWriteError` (the others go on). ``scores``: also write INSTRUMENTS_SCORES.
+    ``refresh(prediction)``: the prediction to write, read again right before its write (raises
+    `TagWriteError` when there is none to write any more).
 
     ``roots``: the files and folders the writes must stay in (as a scan's folders): a file reached
     through a symbolic link pointing outside them is skipped unless ``follow_external_symlinks``.
@@ -375,6 +378,8 @@ def write_predictions(
     roots = list(roots) if roots is not None else [rows_folder(predictions)] if predictions else []
     for pred in predictions:
         try:
+            if refresh is not None:
+                pred = refresh(pred)
             target = None if follow_external_symlinks else external_link_target(pred.path, roots)
             if target is not None:
                 raise TagWriteError(pred.path, _external_reason(target))
@@ -544,12 +549,35 @@ def tag_from_database(
             then = f"{pred.path} and the files after it were left alone"
             raise database_error(database.url, exc, doing="write", then=then) from None
 
+    read = {p.path: p.stored for p in predictions}
+
+    def refresh(pred: Prediction) -> Prediction:
+        """The track of ``pred`` as the database holds it now: another `tag` may have rewritten and
+        recorded its file since the run began, or a scan stored new results for it (was: the file
+        was skipped as "changed since it was analysed", or given the superseded results). A dry run
+        keeps what it read (a file it found to be an interrupted run's copy is recorded by no one)."""
+        if pred.stored is None or dry_run:
+            return pred
+        try:
+            with database.session() as session:
+                fresh = predictions_from_database(session, where=replace(where, paths=(pred.path,), given=(pred.path,)))
+        except SQLAlchemyError as exc:
+            raise database_error(database.url, exc, doing="read", then=f"{pred.path} and the files after it were "
+                                                                        "left alone") from None  # fmt: skip
+        fresh = [p for p in fresh if p.path == pred.path and p.stored is not None
+                 and p.stored.track_id == pred.stored.track_id]  # fmt: skip
+        if not fresh:
+            raise TagWriteError(pred.path, "since this run began its track was changed (a scan stored other results, "
+                                           "or found it changed or gone) and the selection no longer holds it; left "
+                                           "as it is")  # fmt: skip
+        read[pred.path] = fresh[0].stored
+        return fresh[0]
+
     results = write_predictions(
         predictions, scores=scores, id3v23=id3v23, keep_mtime=keep_mtime, dry_run=dry_run,
         settle_seconds=settle_seconds, roots=roots, follow_external_symlinks=follow_external_symlinks,
-        before_replace=pending,
+        before_replace=pending, refresh=refresh,
     )  # fmt: skip
-    read = {p.path: p.stored for p in predictions}
     for result in results:
         if isinstance(result, TagChange) and result.written:
             try:
