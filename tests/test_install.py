@@ -309,3 +309,17 @@ def test_setup_without_root_or_sudo_names_the_missing_packages(tmp_path):
     assert r.stderr.startswith("setup.sh: error: the Debian packages ffmpeg fluidsynth fluid-soundfont-gm "
                                "musescore-general-soundfont python3-venv are missing and there is no sudo")  # fmt: skip
     assert "apt-get must not run" not in r.stderr and not (folder / ".venv").exists()
+
+
+# -- the user's folders -----------------------------------------------------------------------------
+def test_a_scan_whose_database_folder_cannot_be_made_stops_before_the_models_load(tmp_path):
+    """XDG_DATA_HOME naming a file (or a read-only home): `tagger scan` loaded the models (seconds,
+    an ONNX export each run where the cache cannot be written either), then stopped on the database
+    folder. It stops first now, with the same error (a model folder that does not exist shows it)."""
+    (tmp_path / "music").mkdir()
+    (tmp_path / "a-file").write_text("")
+    r = _tagger("scan", "music", "--models", str(tmp_path / "no-models"), cwd=tmp_path,
+                env={"XDG_DATA_HOME": str(tmp_path / "a-file"), "TAGGER_DB": ""})  # fmt: skip
+    assert r.returncode == 1
+    assert r.stderr == f"tagger: error: cannot create the database folder {tmp_path / 'a-file' / 'tagger'}: Not a directory\n"
+    assert (tmp_path / "a-file").read_text() == ""

@@ -85,10 +85,12 @@ def _open_for_scan(db: str | None):
     """The library database a scan writes, refused when it cannot be written
     (`Database.require_writable`); None when its SQLite file does not exist yet (made once the
     models have loaded: a scan that cannot load them leaves no empty library behind)."""
+    from tagger.db.session import check_folder_can_be_made
     from tagger.db.urls import as_url, sqlite_file
 
     path = sqlite_file(as_url(db))
     if path is not None and not path.exists():
+        check_folder_can_be_made(path.parent)  # (nothing made yet: a folder that cannot be, refused now)
         return None
     database = _open(db, create=True)
     try:

@@ -66,6 +66,27 @@ def _sqlite_read_only_pragmas(dbapi_conn, _record) -> None:
         cur.close()
 
 
+def check_folder_can_be_made(folder: Path) -> None:
+    """Raise the `DatabaseError` that `make_engine` would raise creating the missing `folder` of a
+    SQLite file, without creating anything: its nearest existing parent is a file (``XDG_DATA_HOME``
+    naming one), on a read-only file system (a read-only home) or not writable. `tagger scan` asks
+    before its models load (seconds, an ONNX export each run where the cache cannot be written)."""
+    import errno
+
+    above = folder
+    while not above.exists() and above != above.parent:
+        above = above.parent
+    if above == folder:
+        return
+    if not above.is_dir():
+        code = errno.ENOTDIR
+    elif not os.access(above, os.W_OK | os.X_OK):
+        code = errno.EROFS if os.statvfs(above).f_flag & os.ST_RDONLY else errno.EACCES
+    else:
+        return
+    raise DatabaseError(f"cannot create the database folder {folder}: {os.strerror(code)}")
+
+
 def make_engine(url: str) -> Engine:
     """An engine for `url`; SQLite gets WAL journaling, foreign keys and a busy timeout.
 
