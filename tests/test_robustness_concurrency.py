@@ -612,3 +612,25 @@ def test_tag_writes_the_results_a_scan_stored_during_its_run(analysed_library, t
     assert read_instruments(files[1]).model_version == "fake-2"
     track = _track(db, files[1])
     assert track.tags_current and _describes(track, files[1])
+
+
+def test_two_databases_of_one_library_never_claim_the_others_tags(tmp_path):
+    """Scans of one folder into two databases (a parent folder into one, a sub-folder into the other,
+    each its own model) both write tags: neither database says a file holds its results once the
+    other rewrote it; each next scan analyses the file again and writes its own (README, *One scan
+    per database*: right, but surprising)."""
+    music = tmp_path / "music"
+    song = write_audio(music / "sub" / "song.flac", tone_signal([FREQ["bass"]], seconds=3.0))
+    dbs = {"parent": open_database(tmp_path / "a.db"), "sub": open_database(tmp_path / "b.db")}
+    runs = [("parent", music, "fake-1"), ("sub", music / "sub", "fake-2")] * 2
+    try:
+        for name, root, version in runs:
+            summary = scan([root], db=dbs[name], analyser=FakeAnalyser(version=version), jobs=0,
+                           on_track=tag_writer(model_version=version))  # fmt: skip
+            assert (summary.scanned, summary.tags_written) == (1, 1), (name, summary)
+            assert read_instruments(song).model_version == version
+            for db in dbs.values():
+                _never_claims_wrong_tags(db)
+    finally:
+        for db in dbs.values():
+            db.close()
