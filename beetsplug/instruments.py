@@ -284,7 +284,7 @@ class InstrumentsPlugin(BeetsPlugin):
         return [cmd]
 
     def command(self, lib, opts, args) -> None:
-        from tagger.db.session import DatabaseError
+        from tagger.db.urls import DatabaseError
         from tagger.errors import TaggerError
 
         items = list(lib.items(args))

@@ -16,7 +16,7 @@ import json
 from sqlalchemy import MetaData, Table, insert, inspect, select, text
 
 from tagger.db.migrate import upgrade
-from tagger.db.session import make_engine
+from tagger.db.engine import make_engine
 
 FAMILIES = ("bass", "brass", "flute", "guitar", "keyboard", "mallet", "organ", "reed", "string", "vocal")
 TABLES = ("model_versions", "scans", "tracks", "detections", "segments", "window_scores")

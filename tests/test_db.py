@@ -17,7 +17,8 @@ from old_databases import check_upgraded, expected_at_head, table_rows, write_da
 from tagger.cli import app
 from tagger.db import models as M
 from tagger.db.migrate import current_revision, head_revision, migrations_dir, upgrade
-from tagger.db.session import make_engine, open_database
+from tagger.db.engine import make_engine
+from tagger.db.session import open_database
 from tagger.db.urls import DatabaseError, as_url, default_db_url
 
 

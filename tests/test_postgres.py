@@ -18,7 +18,8 @@ from pgserver import postgres_url_fixture
 from tagger.cli import app
 from tagger.db import models as M
 from tagger.db.migrate import current_revision, head_revision, upgrade
-from tagger.db.session import make_engine, open_database
+from tagger.db.engine import make_engine
+from tagger.db.session import open_database
 from tagger.db.urls import DatabaseError, as_url
 from tagger.errors import UserError
 
@@ -515,9 +516,9 @@ def test_a_postgres_server_that_never_answers_is_an_error_not_a_hang(monkeypatch
     import socket
     import threading
 
-    from tagger.db import session
+    from tagger.db import engine
 
-    monkeypatch.setattr(session, "PG_CONNECT_TIMEOUT_S", 2)
+    monkeypatch.setattr(engine, "PG_CONNECT_TIMEOUT_S", 2)
     monkeypatch.delenv("PGCONNECT_TIMEOUT", raising=False)
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
@@ -547,7 +548,7 @@ def test_a_postgres_server_that_never_answers_is_an_error_not_a_hang(monkeypatch
 def test_the_connect_timeout_and_keepalives_defer_to_the_users_settings(monkeypatch, query, env, expected):
     from sqlalchemy.engine import make_url
 
-    from tagger.db.session import libpq_defaults
+    from tagger.db.engine import libpq_defaults
 
     if env is None:
         monkeypatch.delenv("PGCONNECT_TIMEOUT", raising=False)

@@ -375,8 +375,9 @@ def test_each_page_of_a_query_walks_the_path_index(tmp_path, flags):
 # -- a query whose output is paused (a pager, a pipe nobody reads) -----------------------------------------
 _PAUSED_QUERY = """
 import runpy, sys
-from tagger.db import session
-session.shared_memory_works = lambda folder: False  # (a FAT drive: a rollback journal, no WAL)
+from tagger.db import engine
+assert callable(engine.shared_memory_works)  # (replaced where make_engine looks it up)
+engine.shared_memory_works = lambda folder: False  # (a FAT drive: a rollback journal, no WAL)
 sys.argv = ["tagger", *sys.argv[1:]]
 runpy.run_module("tagger", run_name="__main__", alter_sys=True)
 """
@@ -390,10 +391,11 @@ def test_a_query_paused_in_its_output_does_not_block_a_scan(tmp_path, monkeypatc
     pipe not read), it held SQLite's shared lock, and a scan's commit waited for it, then failed
     with "database is locked". The query now reads in pages, each in a short transaction."""
     from benchmarks.bench import synth_database
+    from tagger.db import engine as E
     from tagger.db import session as S
 
-    monkeypatch.setattr(S, "shared_memory_works", lambda folder: False)
-    monkeypatch.setattr(S, "BUSY_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(E, "shared_memory_works", lambda folder: False)
+    monkeypatch.setattr(E, "BUSY_TIMEOUT_S", 1.0)
     dbfile = synth_database(tmp_path / "lib.db", tracks=3000)
     open_database(dbfile).close()  # (out of WAL mode: a rollback journal from now on)
     music = tmp_path / "music"

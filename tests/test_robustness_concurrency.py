@@ -355,14 +355,14 @@ def test_a_scans_plan_leaves_the_database_to_tag_beside_it(tmp_path, monkeypatch
     tracks of formats without tags for a retry, matching none) and held SQLite's write lock until
     its first commit, after the plan: on a library whose plan reads files for minutes, `tagger tag`
     (and any writer) beside it failed with `database is locked` after the 30 s wait."""
-    from tagger.db import session as S
+    from tagger.db import engine as E
     from tagger.tags import tag_from_database
 
     music = tmp_path / "music"
     files = [write_audio(music / f"t{i}.flac", tone_signal([FREQ["bass"] + 7 * i], seconds=3.0)) for i in range(3)]
     db = open_database(tmp_path / "library.db")
     scan([music], db=db, analyser=FakeAnalyser(version="fake-1"), jobs=0, on_track=tag_writer(model_version="fake-1"))
-    monkeypatch.setattr(S, "BUSY_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(E, "BUSY_TIMEOUT_S", 0.5)
     other = open_database(tmp_path / "library.db", create=False)  # `tagger tag`, in its own process
     paused = PausedScan(monkeypatch, music, db, at="t2.flac")
     try:
@@ -387,7 +387,7 @@ def test_a_write_of_the_plan_is_committed_within_seconds(tmp_path, monkeypatch):
     import types
 
     from tagger.db import scan_writer
-    from tagger.db import session as S
+    from tagger.db import engine as E
     from tagger.tags import tag_from_database
 
     music = tmp_path / "music"
@@ -406,7 +406,7 @@ def test_a_write_of_the_plan_is_committed_within_seconds(tmp_path, monkeypatch):
         if path.endswith("d_plain.flac"):
             late[0] += 60.0
 
-    monkeypatch.setattr(S, "BUSY_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(E, "BUSY_TIMEOUT_S", 0.5)
     other = open_database(tmp_path / "library.db", create=False)
     paused = PausedScan(monkeypatch, music, db, at="e_paused.flac", before=slow)
     try:
@@ -427,7 +427,8 @@ def test_tag_beside_a_suspended_scan_on_postgresql_stops_in_one_line(tmp_path, m
     Now PostgreSQL waits as long, then the command stops in one line, the file untouched."""
     from sqlalchemy import text
 
-    from tagger.db import session as S
+    from tagger.db import engine as E
+
     from tagger.db.urls import DatabaseError
     from tagger.tags import tag_from_database
 
@@ -436,7 +437,7 @@ def test_tag_beside_a_suspended_scan_on_postgresql_stops_in_one_line(tmp_path, m
     db = open_database(pg_url)
     scan([music], db=db, analyser=FakeAnalyser(version="fake-1"), jobs=0, on_track=tag_writer(model_version="fake-1"))
     before = song.read_bytes()
-    monkeypatch.setattr(S, "BUSY_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(E, "BUSY_TIMEOUT_S", 0.5)
     other = open_database(pg_url, create=False)
     suspended = db.engine.connect()  # the scan's open batch: the track updated, not committed
     suspended.execute(text("UPDATE tracks SET updated_at = updated_at"))
@@ -510,7 +511,7 @@ def test_a_command_locked_out_by_a_suspended_scan_names_it(tmp_path, monkeypatch
     from typer.testing import CliRunner
 
     from tagger.cli import app
-    from tagger.db import session as S
+    from tagger.db import engine as E
 
     music = tmp_path / "music"
     files = [write_audio(music / f"t{i}.flac", tone_signal([FREQ["bass"] + 7 * i], seconds=3.0)) for i in range(2)]
@@ -524,7 +525,7 @@ def test_a_command_locked_out_by_a_suspended_scan_names_it(tmp_path, monkeypatch
     try:
         _, status = os.waitpid(child.pid, os.WUNTRACED)
         assert os.WIFSTOPPED(status), status
-        monkeypatch.setattr(S, "BUSY_TIMEOUT_S", 0.5)
+        monkeypatch.setattr(E, "BUSY_TIMEOUT_S", 0.5)
         result = CliRunner().invoke(app, ["tag", str(music), "--db", library_url, "--settle-seconds", "0"])
         assert result.exit_code == 1 and "Traceback" not in result.output, result.output
         line, = [line for line in result.output.splitlines() if line.startswith("tagger: error:")]
@@ -546,12 +547,13 @@ def test_a_scan_locked_out_never_names_itself(tmp_path, monkeypatch):
     that program's, and the line says so rather than naming the scan's own process."""
     import sqlite3
 
-    from tagger.db import session as S
+    from tagger.db import engine as E
+
     from tagger.db.urls import DatabaseError
 
     music = tmp_path / "music"
     write_audio(music / "t.flac", tone_signal([FREQ["bass"]], seconds=3.0))
-    monkeypatch.setattr(S, "BUSY_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(E, "BUSY_TIMEOUT_S", 0.5)
     db = open_database(tmp_path / "library.db")
     other = sqlite3.connect(tmp_path / "library.db", isolation_level=None)
     other.execute("BEGIN IMMEDIATE")

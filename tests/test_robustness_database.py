@@ -206,10 +206,11 @@ def test_a_library_copied_without_its_schema_revision_is_refused_as_such(tmp_pat
 def test_a_database_locked_by_another_program_is_waited_for_once(tmp_path, monkeypatch):
     # was: the cheap "at the latest revision?" check took the lock error for "ask Alembic", which
     # waited for the lock a second time: `tagger stats` said so after twice the busy timeout
+    from tagger.db import engine as E
     from tagger.db import session as S
 
     music, _, dbfile = _library(tmp_path)
-    monkeypatch.setattr(S, "BUSY_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(E, "BUSY_TIMEOUT_S", 0.2)
     asked = []
     monkeypatch.setattr(S, "current_revision", lambda engine: asked.append(engine) or None)
     holder = sqlite3.connect(dbfile, isolation_level=None)

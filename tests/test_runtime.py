@@ -351,7 +351,8 @@ def test_stream_reports_decode_and_resample_time(tmp_path):
 # -- database ---------------------------------------------------------------------------------------------
 def test_fast_schema_check_agrees_with_alembic(tmp_path):
     from tagger.db import migrate
-    from tagger.db.session import make_engine, open_database
+    from tagger.db.engine import make_engine
+    from tagger.db.session import open_database
     from tagger.db.urls import as_url
 
     assert migrate._script_head() == migrate.head_revision()

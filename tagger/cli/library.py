@@ -66,7 +66,7 @@ def _database(db: str | None):
     cannot be read (damaged, locked, gone) is one line naming it, not SQLAlchemy's traceback."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from tagger.db.urls import database_error
+    from tagger.db.session import database_error
 
     database = _open(db)
     try:
@@ -85,7 +85,7 @@ def _open_for_scan(db: str | None):
     """The library database a scan writes, refused when it cannot be written
     (`Database.require_writable`); None when its SQLite file does not exist yet (made once the
     models have loaded: a scan that cannot load them leaves no empty library behind)."""
-    from tagger.db.session import check_folder_can_be_made
+    from tagger.db.engine import check_folder_can_be_made
     from tagger.db.urls import as_url, sqlite_file
 
     path = sqlite_file(as_url(db))
@@ -378,7 +378,7 @@ def errors(
 def db_upgrade(db: str = typer.Option(None, "--db", help=DB_HELP)) -> None:
     """Create the database or apply pending schema migrations."""
     from tagger.db.migrate import upgrade
-    from tagger.db.session import make_engine
+    from tagger.db.engine import make_engine
     from tagger.db.urls import as_url, shown_url
 
     url = as_url(db)

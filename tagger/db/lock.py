@@ -159,7 +159,7 @@ def _scan_lock(url: str, *, then: str, engine):
 def scan_lock_holder(url: str) -> str | None:
     """Who holds the scan lock of the database `url` now, in words (``another tagger scan or prune
     (process 1234) holds it``, and whether that process is stopped), for a command that waited for
-    a database lock in vain (`tagger.db.urls.database_error`); None when no process holds it or it
+    a database lock in vain (`tagger.db.session.database_error`); None when no process holds it or it
     cannot be told, or this process holds it. Looks only: the lock is never taken (a scan starting
     meanwhile must not be refused because of this look)."""
     if _database_key(url) in _HELD:
@@ -206,7 +206,7 @@ def _postgres_lock_holder(url: str) -> str | None:
 
     if make_url(url).get_backend_name() != "postgresql":
         return None
-    from tagger.db.session import make_engine
+    from tagger.db.engine import make_engine
 
     engine = make_engine(url)
     try:
@@ -250,7 +250,7 @@ def postgres_scan_lock(url: str, *, then: str = "scan again", guard=None):
     if parsed.get_backend_name() != "postgresql":
         yield None
         return
-    from tagger.db.session import make_engine
+    from tagger.db.engine import make_engine
     from tagger.db.urls import DatabaseError, shown_url
 
     where = shown_url(parsed)

@@ -1,5 +1,6 @@
-"""Opening the library database: the engine (SQLite in WAL mode where its folder allows) and
-`open_database`, which checks the file, opens it and migrates it when needed.
+"""Opening the library database: `open_database`, which checks the file, opens it with the engine
+(`tagger.db.engine`) and migrates it when needed; `database_error`, the one-line error for a
+driver's failure.
 
 The database is SQLite by default, in the user's data directory (``platformdirs.user_data_dir``,
 e.g. ``~/.local/share/tagger/library.db``); ``TAGGER_DB`` or an explicit URL selects any
@@ -14,205 +15,41 @@ import functools
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
+from tagger.db import engine as db_engine
+from tagger.db.engine import make_engine, read_only_path
 from tagger.db.migrate import alembic_config, at_head, check_known_revision, current_revision, head_revision, upgrade
-from tagger.db.sqlite_files import (
-    holds_no_tables,
-    read_only_reason,
-    read_only_sqlite_file,
-    refuse_other_files,
-    refuse_undecodable,
-    shared_memory_works,
-)
-from tagger.db.urls import DatabaseError, as_url, database_error, shown_url, sqlite_file
-from tagger.errors import UserError
-
-BUSY_TIMEOUT_S = 30.0
-"""How long a SQLite command waits for a lock another process holds before it says so."""
+from tagger.db.sqlite_files import holds_no_tables, read_only_reason, refuse_undecodable
+from tagger.db.urls import DatabaseError, as_url, driver_reason, shown_url, sqlite_file
 
 
-def _sqlite_pragmas(dbapi_conn, _record, *, wal: bool = True) -> None:
-    """WAL journaling where the database's folder can hold SQLite's shared-memory index
-    (`shared_memory_works`); elsewhere a rollback journal, with a full sync at each commit, and a
-    database an earlier run left in WAL mode there is taken out of it (possible only while holding
-    it exclusively)."""
-    cur = dbapi_conn.cursor()
+def database_error(url, exc: SQLAlchemyError, *, doing: str, then: str = "") -> DatabaseError:
+    """Our error for SQLAlchemy's ``exc``, raised while ``doing`` ("read", "write") the database
+    at ``url``: one line naming the database (password hidden) and the driver's reason. A lock
+    waited for in vain (SQLite's "database is locked", PostgreSQL's lock timeout) names the tagger
+    scan or prune holding the database, when one does (`tagger.db.lock.scan_lock_holder`)."""
+    reason = driver_reason(exc)
+    if reason.startswith(LOCK_WAITS):
+        holder = _lock_holder(url) or f"another program or tagger command held it past the {db_engine.BUSY_TIMEOUT_S:g} s wait"
+        reason += f" ({holder})"
+    return DatabaseError(f"cannot {doing} the database {shown_url(url)}: {reason}{'; ' + then if then else ''}")
+
+
+LOCK_WAITS = ("database is locked", "database table is locked", "canceling statement due to lock timeout")
+"""The drivers' words for a lock another connection held past the wait (SQLite's busy timeout,
+PostgreSQL's ``lock_timeout``)."""
+
+
+def _lock_holder(url) -> str | None:
+    from tagger.db.lock import scan_lock_holder
+
     try:
-        if wal:
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-        else:
-            cur.execute("PRAGMA locking_mode=EXCLUSIVE")
-            cur.execute("PRAGMA journal_mode=DELETE")
-            cur.execute("PRAGMA locking_mode=NORMAL")
-            cur.execute("PRAGMA synchronous=FULL")
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
-    finally:
-        cur.close()
-
-
-def _sqlite_read_only_pragmas(dbapi_conn, _record) -> None:
-    cur = dbapi_conn.cursor()
-    try:
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
-    finally:
-        cur.close()
-
-
-def check_folder_can_be_made(folder: Path) -> None:
-    """Raise the `DatabaseError` that `make_engine` would raise creating the missing `folder` of a
-    SQLite file, without creating anything: its nearest existing parent is a file (``XDG_DATA_HOME``
-    naming one), on a read-only file system (a read-only home) or not writable. `tagger scan` asks
-    before its models load (seconds, an ONNX export each run where the cache cannot be written)."""
-    import errno
-
-    above = folder
-    while not above.exists() and above != above.parent:
-        above = above.parent
-    if above == folder:
-        return
-    if not above.is_dir():
-        code = errno.ENOTDIR
-    elif not os.access(above, os.W_OK | os.X_OK):
-        code = errno.EROFS if os.statvfs(above).f_flag & os.ST_RDONLY else errno.EACCES
-    else:
-        return
-    raise DatabaseError(f"cannot create the database folder {folder}: {os.strerror(code)}")
-
-
-def make_engine(url: str) -> Engine:
-    """An engine for `url`; SQLite gets WAL journaling, foreign keys and a busy timeout.
-
-    The parent folder of a SQLite file is created when missing.
-    """
-    try:
-        parsed = make_url(url)
-    except ArgumentError as exc:
-        raise UserError(f"invalid database URL {shown_url(url)}: {exc}") from None
-    if parsed.get_backend_name() == "sqlite":
-        path = sqlite_file(parsed)
-        refuse_other_files(path)
-        read_only = read_only_sqlite_file(parsed.database)
-        if read_only is not None:
-            # A database in a folder (or on a file system) this process cannot write: SQLite could
-            # neither set WAL mode nor create its -wal/-shm files, so open it read-only and immutable
-            # (nobody can be writing it: a writer would need those files too). Reads work; writes
-            # fail with "read-only" and migrations are refused (`ReadOnlyDatabase`).
-            wal = Path(f"{read_only}-wal")
-            # with a write-ahead log left beside it, the log holds committed data: read it (read-only)
-            immutable = "" if wal.is_file() and wal.stat().st_size else "&immutable=1"
-            engine = create_engine(f"sqlite:///file:{read_only}?mode=ro{immutable}&uri=true",
-                                   connect_args={"timeout": BUSY_TIMEOUT_S})  # fmt: skip
-            event.listen(engine, "connect", _sqlite_read_only_pragmas)
-            return engine
-        if path is not None:
-            folder = path.parent
-            try:
-                folder.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise DatabaseError(f"cannot create the database folder {folder}: {exc.strerror or exc}") from None
-        engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_S})
-        wal = path is None or shared_memory_works(path.expanduser().absolute().parent)
-        event.listen(engine, "connect", functools.partial(_sqlite_pragmas, wal=wal))
-        return engine
-    if parsed.drivername == "postgresql" and _installed("psycopg") and not _installed("psycopg2"):
-        parsed = parsed.set(drivername="postgresql+psycopg")  # plain postgresql:// with psycopg 3 (tagger[postgres])
-    postgres = parsed.get_backend_name() == "postgresql"
-    try:
-        engine = create_engine(parsed, pool_pre_ping=True, **({"connect_args": libpq_defaults(parsed)} if postgres else {}))
-    except (ArgumentError, ModuleNotFoundError) as exc:
-        hint = " (pip install 'tagger[postgres]')" if postgres else ""
-        raise UserError(f"cannot use database URL {shown_url(parsed)}: {exc}{hint}") from None
-    if postgres:
-        event.listen(engine, "connect", functools.partial(_refuse_narrow_encoding, shown=shown_url(parsed)))
-        event.listen(engine, "connect", _postgres_lock_timeout)
-    return engine
-
-
-def _postgres_lock_timeout(dbapi_conn, _record) -> None:
-    """Wait at most `BUSY_TIMEOUT_S` for a lock another session holds, as SQLite does, unless the
-    server, database, role or ``PGOPTIONS`` sets a ``lock_timeout`` of its own: PostgreSQL waits for
-    ever by default, and a scan suspended with its batch open (Ctrl-Z) or stuck on a lost client
-    left `tagger tag` beside it waiting on that track's row lock for as long, holding its file's
-    writer lock and temporary copy meanwhile."""
-    autocommit = dbapi_conn.autocommit
-    dbapi_conn.autocommit = True  # (a SET outside the connection's first transaction, kept for the session)
-    try:
-        cur = dbapi_conn.cursor()
-        try:
-            cur.execute(f"SELECT set_config('lock_timeout', '{int(BUSY_TIMEOUT_S * 1000)}ms', false) "
-                        "WHERE current_setting('lock_timeout') IN ('0', '0ms')")  # fmt: skip
-        finally:
-            cur.close()
-    finally:
-        dbapi_conn.autocommit = autocommit
-
-
-PG_CONNECT_TIMEOUT_S = 30
-"""libpq's ``connect_timeout`` unless the URL or ``PGCONNECT_TIMEOUT`` gives one: libpq's own default
-is to wait for ever, and a server that takes the connection and never answers hung every command."""
-
-PG_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 60, "keepalives_interval": 10, "keepalives_count": 6,
-                 "tcp_user_timeout": 120_000}  # fmt: skip
-"""TCP keepalives (and a limit on unacknowledged data, in ms) for connections to PostgreSQL, unless the
-URL sets them: a network cut silently (a laptop's Wi-Fi gone, a NAT entry expired) otherwise stalled
-a scan for the system's TCP retransmission time (about 15 minutes) before anything failed; now the
-connection fails after about two minutes, and the scan stops with its stored tracks kept (or, for
-the scan lock's connection, takes the lock again)."""
-
-
-def libpq_defaults(parsed) -> dict:
-    """The connection arguments tagger gives a PostgreSQL driver (`make_engine`): UTF-8, and, for the
-    libpq drivers (psycopg 3, psycopg2), `PG_CONNECT_TIMEOUT_S` and `PG_KEEPALIVES` where neither the
-    URL's parameters nor libpq's environment (``PGCONNECT_TIMEOUT``) say otherwise."""
-    # (file names are Unicode: a connection in the database's own encoding handed out bytes on
-    # SQL_ASCII, and could not send a name outside LATIN1 to a LATIN1 database)
-    args: dict = {"client_encoding": "UTF8"}
-    if parsed.get_driver_name() not in ("psycopg", "psycopg2"):
-        return args
-    given = set(parsed.query)
-    if "connect_timeout" not in given and not os.environ.get("PGCONNECT_TIMEOUT"):
-        args["connect_timeout"] = PG_CONNECT_TIMEOUT_S
-    args.update({k: v for k, v in PG_KEEPALIVES.items() if k not in given})
-    return args
-
-
-def _refuse_narrow_encoding(dbapi_conn, _record, *, shown: str) -> None:
-    """Refuse a PostgreSQL database whose encoding cannot hold every file name (LATIN1, WIN1252,
-    ...): a name outside it would fail its track's write and stop the scan. UTF8 holds any name;
-    SQL_ASCII stores the bytes as the client (UTF-8 here) sends them."""
-    info = getattr(dbapi_conn, "info", None)
-    status = getattr(info, "parameter_status", None)
-    encoding = status("server_encoding") if status is not None else None
-    if isinstance(encoding, bytes):
-        encoding = encoding.decode("ascii", "replace")
-    if encoding and encoding.upper() not in ("UTF8", "SQL_ASCII"):
-        dbapi_conn.close()
-        raise DatabaseError(f"the database {shown} has encoding {encoding}, which cannot hold every file name; tagger "
-                            "needs UTF8: create the database with ENCODING 'UTF8' (createdb -E UTF8 -T template0), "
-                            "then scan into it (a library stored here moves over with pg_dump and pg_restore); "
-                            "nothing was written")  # fmt: skip
-
-
-def read_only_path(engine: Engine) -> str | None:
-    """The file of a SQLite database opened read-only by `make_engine`, else None."""
-    url = engine.url
-    if url.get_backend_name() == "sqlite" and url.query.get("mode") == "ro" and (url.database or "").startswith("file:"):
-        return url.database[len("file:") :]
-    return None
-
-
-def _installed(module: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(module) is not None
+        return scan_lock_holder(url if isinstance(url, str) else url.render_as_string(hide_password=False))
+    except Exception:  # noqa: BLE001 - only a detail of the message: the error itself goes on
+        return None
 
 
 @dataclass

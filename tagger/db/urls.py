@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError
 
 from tagger.errors import TaggerError, UserError
 
@@ -19,34 +19,6 @@ DB_FILENAME = "library.db"
 
 class DatabaseError(TaggerError):
     """The library database cannot be opened, migrated or written."""
-
-
-def database_error(url, exc: SQLAlchemyError, *, doing: str, then: str = "") -> DatabaseError:
-    """Our error for SQLAlchemy's ``exc``, raised while ``doing`` ("read", "write") the database
-    at ``url``: one line naming the database (password hidden) and the driver's reason. A lock
-    waited for in vain (SQLite's "database is locked", PostgreSQL's lock timeout) names the tagger
-    scan or prune holding the database, when one does (`tagger.db.lock.scan_lock_holder`)."""
-    reason = driver_reason(exc)
-    if reason.startswith(LOCK_WAITS):
-        from tagger.db.session import BUSY_TIMEOUT_S
-
-        holder = _lock_holder(url) or f"another program or tagger command held it past the {BUSY_TIMEOUT_S:g} s wait"
-        reason += f" ({holder})"
-    return DatabaseError(f"cannot {doing} the database {shown_url(url)}: {reason}{'; ' + then if then else ''}")
-
-
-LOCK_WAITS = ("database is locked", "database table is locked", "canceling statement due to lock timeout")
-"""The drivers' words for a lock another connection held past the wait (SQLite's busy timeout,
-PostgreSQL's ``lock_timeout``)."""
-
-
-def _lock_holder(url) -> str | None:
-    from tagger.db.lock import scan_lock_holder
-
-    try:
-        return scan_lock_holder(url if isinstance(url, str) else url.render_as_string(hide_password=False))
-    except Exception:  # noqa: BLE001 - only a detail of the message: the error itself goes on
-        return None
 
 
 _SECRET_PARAMETER = re.compile(r"(?i)([?&](?:ssl)?password=)[^&#]*")

@@ -39,7 +39,7 @@ from tagger.db.lock import scan_lock
 from tagger.db.scan_writer import FileState, ScanWriter, mark_missing
 from tagger.db.scan_writer import register_model as _register_model
 from tagger.db.session import Database
-from tagger.db.urls import database_error
+from tagger.db.session import database_error
 from tagger.errors import UserError
 from tagger.library.analyse import AnalysisConfig, peak_rss
 from tagger.crawl import CrawlReport

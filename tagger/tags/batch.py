@@ -508,7 +508,7 @@ def tag_from_database(
     from sqlalchemy.exc import SQLAlchemyError
 
     from tagger.db import queries, writes
-    from tagger.db.urls import database_error
+    from tagger.db.session import database_error
     from tagger.errors import AudioReadError
     from tagger.fingerprint import content_hash
 
