@@ -636,3 +636,46 @@ def test_two_databases_of_one_library_never_claim_the_others_tags(tmp_path):
     finally:
         for db in dbs.values():
             db.close()
+
+
+def test_a_scan_writing_the_tags_of_unchanged_tracks_leaves_the_database_to_tag_beside_it(analysed_library, tmp_path,
+                                                                                          monkeypatch):  # fmt: skip
+    """Was: a scan writing the stored results of unchanged tracks into their files (their tags did
+    not hold them) flushed the previous file's new facts as it read the next track, and so held
+    SQLite's write lock through that file's tag write: a long write (a large file, a slow drive)
+    kept `tagger tag` beside it out past the 30 s wait. The next track is now read without
+    writing; the facts go in with the batch's commit."""
+    from tagger.db import engine as E
+    from tagger.tags import tag_from_database
+
+    music, files, db = analysed_library
+    music2 = tmp_path / "other"
+    song = write_audio(music2 / "song.flac", tone_signal([FREQ["flute"]], seconds=3.0))
+    scan([music2], db=db, analyser=FakeAnalyser(version="fake-1"), jobs=0)
+    inside, go = threading.Event(), threading.Event()
+    write = tag_writer(model_version="fake-1")
+
+    def slow_second(path, result, analysed):
+        if path == str(files[1]):  # a long tag write, after the first file's
+            inside.set()
+            assert go.wait(30)
+        return write(path, result, analysed)
+
+    done: dict = {}
+    thread = threading.Thread(target=lambda: done.setdefault("summary", scan(
+        [music], db=db, analyser=FakeAnalyser(version="fake-1"), jobs=0, on_track=slow_second)), name="scan")  # fmt: skip
+    thread.start()
+    monkeypatch.setattr(E, "BUSY_TIMEOUT_S", 0.5)
+    other = open_database(tmp_path / "library.db", create=False)
+    try:
+        assert inside.wait(30)
+        results = list(tag_from_database(other, paths=[song]))
+    finally:
+        go.set()
+        thread.join(60)
+        other.close()
+    assert [r.written for r in results] == [True], results
+    assert done["summary"].tags_written == 2, done
+    for path in [*files, song]:
+        track = _track(db, path)
+        assert track.tags_current and _describes(track, path), path

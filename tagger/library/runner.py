@@ -222,11 +222,14 @@ class Runner:
         by_family = {f: i for i, f in enumerate(self.families)}
         for w in work:
             self.check_stop()
-            track = self.writer.track_for(w)
-            results = sorted(
-                (FamilyResult(d.family, d.present, d.score, d.coverage) for d in track.detections),
-                key=lambda r: by_family.get(r.family, len(by_family)),
-            )
+            # (read without flushing the previous file's new facts: a flush takes SQLite's write lock,
+            # which the tag write below would then hold; they go in with the batch's commit)
+            with self.writer.session.no_autoflush:
+                track = self.writer.track_for(w)
+                results = sorted(
+                    (FamilyResult(d.family, d.present, d.score, d.coverage) for d in track.detections),
+                    key=lambda r: by_family.get(r.family, len(by_family)),
+                )
             result = TrackResult(families=self.families, results=results, windows=track.windows,
                                  silent_windows=track.silent_windows)  # fmt: skip
             # The file was planned at the start of the scan: another file of the same size and mtime
