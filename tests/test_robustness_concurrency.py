@@ -679,3 +679,44 @@ def test_a_scan_writing_the_tags_of_unchanged_tracks_leaves_the_database_to_tag_
     for path in [*files, song]:
         track = _track(db, path)
         assert track.tags_current and _describes(track, path), path
+
+
+def test_a_scan_never_reports_a_file_tag_wrote_meanwhile_as_a_tag_error(analysed_library, tmp_path, monkeypatch):
+    """Was: a scan writing the stored results of unchanged tracks into their files found a file that
+    `tagger tag` had tagged and recorded since the plan "changed while it was scanned; the next scan
+    analyses it again": a tag error (exit 1 for a cron job) for a file whose tags held its results,
+    which no scan analysed again. It now reads the track again: recorded as tagged, as the file is,
+    it is done."""
+    from tagger.library import runner
+    from tagger.tags import tag_from_database
+
+    music, files, db = analysed_library
+    inside, go = threading.Event(), threading.Event()
+    changed = runner.changed_during_analysis
+
+    def pause_at_second(work, whole=None):
+        if work.path == str(files[1]) and threading.current_thread().name == "scan":
+            inside.set()
+            assert go.wait(30)
+        return changed(work, whole)
+
+    monkeypatch.setattr(runner, "changed_during_analysis", pause_at_second)
+    done: dict = {}
+    thread = threading.Thread(target=lambda: done.setdefault("summary", scan(
+        [music], db=db, analyser=FakeAnalyser(version="fake-1"), jobs=0,
+        on_track=tag_writer(model_version="fake-1"))), name="scan")  # fmt: skip
+    thread.start()
+    try:
+        assert inside.wait(30)
+        results = list(tag_from_database(open_database(tmp_path / "library.db", create=False), paths=[files[1]],
+                                         scores=True))  # fmt: skip
+    finally:
+        go.set()
+        thread.join(60)
+    assert [r.written for r in results] == [True]
+    summary = done["summary"]
+    assert (summary.tags_written, summary.tag_errors, summary.tag_failures) == (1, 0, []), summary
+    assert read_instruments(files[1]).scores  # tag's write, left as it is
+    for song in files:
+        track = _track(db, song)
+        assert track.tags_current and _describes(track, song), song

@@ -235,12 +235,28 @@ class Runner:
             # The file was planned at the start of the scan: another file of the same size and mtime
             # moved over it since would pass the tag write's own size/mtime check.
             changed = changed_during_analysis(w, track.content_hash)
+            if changed is not None and self._tagged_meanwhile(track, w.path):
+                continue  # (`tagger tag` wrote and recorded it since the plan: done, not an error)
             if changed is not None:
                 self.writer.summary.tag_errors += 1
                 self.writer.summary.tag_failures.append((w.path, changed.replace("being analysed", "scanned")))
                 track.tags_current = False
                 continue
             self._write_tags(track, w, result)
+
+    def _tagged_meanwhile(self, track: M.Track, path: str) -> bool:
+        """Whether the track, read again, is recorded as tagged for the file as it is now (size, mtime
+        and ctime): another tagger command wrote its tags and recorded the file it left since the plan."""
+        session = self.writer.session
+        with session.no_autoflush:
+            session.refresh(track)
+        try:
+            st = os.stat(path)
+        except OSError:
+            return False
+        return bool(track.tags_current and track.status == M.STATUS_OK and track.model_version_id == self.writer.mv_id
+                    and (track.size, track.mtime) == (st.st_size, st.st_mtime)
+                    and track.ctime_ns is not None and track.ctime_ns == st.st_ctime_ns)  # fmt: skip
 
     def run_remote(self, work: list[FileState], backend) -> None:
         """Files analysed by `backend` (window probabilities computed there); aggregated and stored here."""
