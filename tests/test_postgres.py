@@ -66,7 +66,7 @@ def test_postgres_upgrade_from_first_revision_keeps_data(pg_url):
                          {"id": i, "p": f"/m/{i}.flac", "st": status, "now": now})  # fmt: skip
         conn.execute(text("INSERT INTO detections (track_id, family, present, score, coverage) VALUES (1, 'bass', true, 0.9, 0.5)"))
     engine.dispose()
-    db = open_database(pg_url)  # applies 0002 to 0009
+    db = open_database(pg_url)  # applies 0002 to 0010
     assert current_revision(db.engine) == head_revision()
     with db.session() as s:
         a, b = s.scalars(select(M.Track).order_by(M.Track.id)).all()
@@ -319,7 +319,7 @@ def test_a_scan_whose_lock_connection_ends_takes_the_lock_again_or_stops(pg_url,
     db.close()
 
 
-@pytest.mark.parametrize("revision", ["0001", "0008"])
+@pytest.mark.parametrize("revision", ["0001", "0009"])
 def test_a_postgres_library_of_an_old_revision_is_upgraded_with_every_row_kept(pg_url, revision):
     """The oldest revision and the one before head, with a library in them (`old_databases`), on
     PostgreSQL: every row keeps its values after the first command's upgrade; query and show agree."""
@@ -559,3 +559,9 @@ def test_the_connect_timeout_and_keepalives_defer_to_the_users_settings(monkeypa
     assert "keepalives_idle" not in args  # the URL's own
     assert args["keepalives"] == 1 and args["tcp_user_timeout"] == 120_000 and args["client_encoding"] == "UTF8"
     assert libpq_defaults(make_url("postgresql+pg8000://u@db.example/lib")) == {"client_encoding": "UTF8"}
+
+
+def test_step_0010_and_its_downgrade_on_postgres_too(pg_url):
+    from test_db import check_audio_digest_step
+
+    check_audio_digest_step(pg_url)

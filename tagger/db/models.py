@@ -87,6 +87,13 @@ class Track(Base):
     decode 1 of its frames (...): analysed without them (0.023 s of 20.0 s left out)``; NULL for a
     file analysed whole (and for tracks analysed before the revision). Each analysis of the file
     sets or clears it.
+
+    ``audio_digest``: a hash of the bytes that carry the file's audio, tags excluded
+    (`tagger.tags.audio_digest`), as it was analysed (revision 0010); a tag write by tagger leaves
+    those bytes as they were (it checks that). A file that reads as changed (another size,
+    fingerprint or content hash) whose audio digest is still this one had only its tags rewritten
+    by another program: its results are kept without analysis. NULL where not known (a format
+    without the check, a file analysed before the revision): such a file is analysed again.
     """
 
     __table__ = T.tracks

@@ -106,6 +106,7 @@ tracks = Table(
     Column("untaggable_formats", String(16), nullable=True),
     Column("ctime_ns", BigInteger, nullable=True),
     Column("analysed_in_part", Text, nullable=True),
+    Column("audio_digest", String(64), nullable=True),
     Index("ix_tracks_fingerprint", "fingerprint"),  # revision 0002: finds moved files fast
     Index("ix_tracks_status", "status"),
 )  # fmt: skip
