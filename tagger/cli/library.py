@@ -249,6 +249,9 @@ def scan(
         f"{summary.audio_seconds / 3600:.2f} h audio in {summary.wall_seconds:.1f} s "
         f"({summary.realtime_factor:.1f}x real time)"
     )
+    if summary.retagged:
+        echo(f"{summary.retagged} file(s) whose tags another program rewrote kept their results (the same audio: "
+             "not analysed again)")  # fmt: skip
     if write_tags:
         verb = "would be tagged" if dry_run else "tagged"
         untaggable = f", {len(summary.untaggable)} in formats without tags" if summary.untaggable else ""

@@ -226,7 +226,7 @@ class ScanWriter:
         """A copy of the analysed file of ``src`` (the same bytes) at ``file.path``: a new track with
         a copy of its results (and of its tags' state: the same bytes, the same tags)."""
         dst = M.Track(path=file.path, size=file.size, mtime=file.mtime, fingerprint=file.fingerprint,
-                      content_hash=src.content_hash, ctime_ns=file.ctime_ns,
+                      content_hash=src.content_hash, audio_digest=src.audio_digest, ctime_ns=file.ctime_ns,
                       duration=src.duration, format=src.format, sample_rate=src.sample_rate, channels=src.channels,
                       status=M.STATUS_OK, windows=src.windows, silent_windows=src.silent_windows,
                       model_version_id=self.mv_id, scan_id=self.scan_id, analysed_at=src.analysed_at,
@@ -288,19 +288,43 @@ class ScanWriter:
         self.touch()
 
     def refresh_file(self, work: FileState, *, size: int, mtime: float, fingerprint: str,
-                     content_hash: str | None, ctime_ns: int | None) -> None:  # fmt: skip
+                     content_hash: str | None, ctime_ns: int | None, audio_digest: str | None = None) -> None:  # fmt: skip
         """Record a file's new size, mtime, fingerprint, content hash and ctime (None: not known)
-        after we rewrote it (tags)."""
+        after we rewrote it (tags). The write left its audio bytes as they were (it checks that):
+        ``audio_digest``, their hash as the write read them, is recorded where given (a track
+        analysed before revision 0010 has none)."""
         track = self.track_for(work)
         track.size, track.mtime, track.fingerprint, track.content_hash = size, mtime, fingerprint, content_hash
         track.ctime_ns = ctime_ns
         track.rewrite_hash = None
+        if audio_digest is not None:
+            track.audio_digest = audio_digest
         self.touch()
+
+    def retagged(self, track_id: int, file: FileState, *, content_hash: str) -> str:
+        """The file of ``track_id`` changed, but only in its tags: the bytes that carry its audio
+        hash as they did when it was analysed (another program rewrote its tags). Its new size,
+        mtime, fingerprint, ctime and content hash are recorded, its results and model version kept;
+        its tags are not known to hold them now (``tags_current`` false: a tag-writing scan looks,
+        and writes tagger's fields back if the other program removed them). Returns the track's
+        status now."""
+        track = self.session.get(M.Track, track_id)
+        track.size, track.mtime, track.fingerprint = file.size, file.mtime, file.fingerprint
+        track.ctime_ns, track.content_hash, track.rewrite_hash = file.ctime_ns, content_hash, None
+        track.tags_current = False
+        if track.status == M.STATUS_MISSING:
+            track.status = restored_status(track)
+            track.missing_since = None
+        track.updated_at = M.utcnow()
+        self.summary.retagged += 1
+        self.touch()
+        return track.status
 
     def _set_file(self, track: M.Track, work: FileState, meta: dict) -> None:
         track.path, track.size, track.mtime, track.fingerprint = work.path, work.size, work.mtime, work.fingerprint
         track.ctime_ns = work.ctime_ns
         track.content_hash = meta.get("content_hash")  # None: the file could not be read whole
+        track.audio_digest = meta.get("audio_digest")  # None: a format without the check (or unreadable)
         track.rewrite_hash = None  # (an interrupted `tag`'s copy: the scan's facts and results are the track's now)
         track.format = meta.get("format", track.format)
         track.sample_rate = meta.get("sample_rate", track.sample_rate)

@@ -36,7 +36,7 @@ class Recorded(enum.Enum):
 
 def record_rewrite(session: Session, *, path: str, size: int | None, mtime: float | None,
                    tags_current: bool | None = None, written: StoredResults | None = None,
-                   ctime_ns: int | None = None) -> Recorded:  # fmt: skip
+                   ctime_ns: int | None = None, audio_digest: str | None = None) -> Recorded:  # fmt: skip
     """After a tag write rewrote the file ``path`` (leaving it with ``size`` and ``mtime``), store
     its new size, mtime, fingerprint and content hash (and forget the copy `record_pending` stored),
     so that the next scan sees the file unchanged and the next write is not refused; ``tags_current``:
@@ -44,7 +44,10 @@ def record_rewrite(session: Session, *, path: str, size: int | None, mtime: floa
     for a path the database does not know or a file no longer what the write left (another program
     changed it since: the next scan sees it changed; ``ctime_ns``, the written file's
     `tagger.tags.TagChange.ctime_ns`, tells it from another writer's file of the same size and
-    mtime). Raises `tagger.errors.AudioReadError` when the file cannot be read (nothing is stored then).
+    mtime). ``audio_digest``: the hash of the file's audio bytes as the write read them and checked it
+    left them (`tagger.tags.TagChange.audio_digest`), recorded with the facts where given (a track
+    analysed before revision 0010 has none). Raises `tagger.errors.AudioReadError` when the file
+    cannot be read (nothing is stored then).
 
     ``written``: the results the tags were written from, as read before the write. The track is
     updated only while it still holds them and its file facts are still those read, checked in the
@@ -62,10 +65,14 @@ def record_rewrite(session: Session, *, path: str, size: int | None, mtime: floa
     if written is None:
         track.size, track.mtime, track.fingerprint, track.content_hash = facts
         track.ctime_ns, track.rewrite_hash = ctime_ns, None
+        if audio_digest is not None:
+            track.audio_digest = audio_digest
         if tags_current is not None:
             track.tags_current = tags_current
         return Recorded.FILE
     new = {**_facts(facts, ctime_ns=ctime_ns), "rewrite_hash": None}
+    if audio_digest is not None:
+        new["audio_digest"] = audio_digest
     same_file = _same_file(path, written)
     values = new if tags_current is None else {**new, "tags_current": tags_current}
     if _update(session, [*same_file, *_same_results(written)], values):

@@ -1,6 +1,6 @@
 """The per-file work of a scan, run in worker processes: decode, resample, window, features.
 
-Nothing here imports TensorFlow or the database: a worker streams one file at a time through
+Nothing here imports TensorFlow or opens the database: a worker streams one file at a time through
 `analyse_file`, which yields plain-value messages (never raises), and sends them on its own pipe
 to the main process, which reads them as it goes (the main process runs the ensemble and writes
 the database).
@@ -58,11 +58,12 @@ def analyse_file(task_id: int, path: str, *, config: AnalysisConfig) -> Iterator
     try:
         t = clock()
         digest = yield from _read_whole(task_id, path)
+        audio_digest = _audio_digest(path)  # (the file is in the page cache now)
         meta = audio.info(path)
         seconds["decode"] += clock() - t
         yield FileInfo(task_id, {"format": meta.format, "sample_rate": meta.sample_rate,
                                  "channels": meta.channels, "duration": meta.duration,
-                                 "content_hash": digest})  # fmt: skip
+                                 "content_hash": digest, "audio_digest": audio_digest})  # fmt: skip
         frames = audio.frame_windows(
             counting(audio.stream(path, meta=meta, timings=seconds, notes=notes)),
             hop_samples=int(round(config.hop_seconds * C.SAMPLE_RATE)),
@@ -111,11 +112,27 @@ def _read_whole(task_id: int, path: str) -> Generator[Reading, None, str]:
             yield Reading(task_id, done)
 
 
+def _audio_digest(path: str) -> str | None:
+    """`tagger.tags.audio_digest` of the file, read just after its content hash (from the page cache:
+    a few milliseconds for a 4-minute FLAC), or None where it has no answer: a format whose audio
+    bytes it cannot tell from its tags, a file mutagen cannot read, even an error of tagger's own in
+    the check (its analysis goes on: the file is only analysed again after a tag edit). The
+    results then hold for this digest as they do for the content hash: the scan stores neither
+    when the file changed meanwhile (`tagger.library.runner.changed_during_analysis`)."""
+    from tagger.tags import audio_digest
+
+    try:
+        return audio_digest(path)
+    except Exception:
+        return None
+
+
 def _warm_up(config: AnalysisConfig) -> None:
     """Import the decoders and compute one window's features, so that a worker's first file is not
     charged with start-up time (the scan's per-file timeout measures files, not imports)."""
     from tagger import audio  # noqa: F401
     from tagger import features as F
+    from tagger import tags  # noqa: F401  (`_audio_digest`)
 
     cfg = F.FeatureConfig.from_dict(config.features)
     try:

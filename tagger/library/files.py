@@ -161,7 +161,7 @@ def rewrite_tags(db: Database, result: FileResult, write: Callable[[], bool]) ->
                                  f"program?): {again}")  # fmt: skip
         with db.session() as s:
             recorded = writes.record_rewrite(s, path=real, size=st.st_size, mtime=st.st_mtime, written=result.stored,
-                                             ctime_ns=st.st_ctime_ns)
+                                             ctime_ns=st.st_ctime_ns, audio_digest=before)
             if recorded is writes.Recorded.FILE:  # the same results, for the file as it is now (another item
                 s.flush()  # of the same file, through a link, is checked against these)
                 fp = s.scalar(select(M.Track.fingerprint).where(M.Track.id == result.stored.track_id))

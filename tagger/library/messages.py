@@ -36,8 +36,9 @@ class Reading:
 
 @dataclass(frozen=True)
 class FileInfo:
-    """The file's format as probed: ``{"format", "sample_rate", "channels", "duration", "content_hash"}``
-    (the hash of the whole file as the worker read it: `tagger.fingerprint.content_hash`)."""
+    """The file's format as probed: ``{"format", "sample_rate", "channels", "duration", "content_hash",
+    "audio_digest"}`` (the hash of the whole file as the worker read it: `tagger.fingerprint.content_hash`;
+    the hash of its audio bytes, tags excluded: `tagger.tags.audio_digest`, None where it has none)."""
 
     kind: ClassVar[str] = "info"
     task_id: int

@@ -4,8 +4,11 @@ fingerprint and whole-content hash match a track whose file is gone is a *move* 
 the file; otherwise the file is analysed as new: `origin`); a track stored under a path that leads
 through a symbolic link to the file is the file's own (it takes the real path: a library moved, a
 link left at its old place); a copy of an analysed file, its whole content the one analysed, gets
-a copy of its results (`copied_from`); tracks from another model version are *stale*. The moves,
-copies and touched files are written through the scan's `tagger.db.scan_writer.ScanWriter`.
+a copy of its results (`copied_from`); a stored file that reads as changed but whose audio bytes
+hash as they did when it was analysed had only its tags rewritten by another program (Picard,
+beets, a backup from before tagger tagged it): it keeps its results without analysis
+(`only_tags_changed`); tracks from another model version are *stale*. The moves, copies and
+touched and retagged files are written through the scan's `tagger.db.scan_writer.ScanWriter`.
 """
 
 from __future__ import annotations
@@ -161,6 +164,41 @@ def _same_bytes(digest, stored: str | None) -> bool:
     return wanted is not None and wanted == stored
 
 
+def only_tags_changed(path: str, st: os.stat_result, stored: str | None, digest) -> str | None:
+    """The content hash of the file ``path`` (found as ``st``), which reads as changed since its
+    track's results were made (another size, fingerprint or whole content), when only its tags
+    changed: the bytes that carry its audio hash to ``stored``, the `tagger.tags.audio_digest` of
+    the file analysed. None otherwise, and wherever that cannot be told: no stored digest (a track
+    analysed before revision 0010, or a format without the check), a file whose digest cannot be
+    read now, or that changed while it was read (another size, mtime, ctime or inode after the
+    reads than ``st``, taken before them: a write in place changes the ctime, which nobody can set
+    back, so the fingerprint, the digest and ``digest()``, the content hash, are of one file). The
+    file is then analysed, as any changed file is."""
+    if not stored:
+        return None
+    from tagger.tags import audio_digest
+
+    try:
+        now = audio_digest(path)
+    except Exception:  # (unreadable, or an error of tagger's own in the check: analysed, as before)
+        log.debug("%s: no audio digest, analysed again", path, exc_info=True)
+        return None
+    if now is None or now != stored:
+        return None
+    whole = digest()
+    try:
+        again = os.stat(path)
+    except OSError:
+        return None
+    if whole is None or _identity(again) != _identity(st):
+        return None
+    return whole
+
+
+def _identity(st: os.stat_result) -> tuple[int, ...]:
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
 def plan_files(roots, *, writer: ScanWriter, mv_id: int, rescan_stale: bool, retry_errors: bool, quick: bool,
           include_hidden: bool, progress, t0: float, follow_external_symlinks: bool = False,
           crawled: CrawlReport | None = None, retag: list[FileState] | None = None,
@@ -176,7 +214,7 @@ def plan_files(roots, *, writer: ScanWriter, mv_id: int, rescan_stale: bool, ret
         for row in s.execute(
             select(M.Track.path, M.Track.id, M.Track.size, M.Track.mtime, M.Track.fingerprint, M.Track.status,
                    M.Track.model_version_id, M.Track.error_transient, M.Track.tags_current,
-                   M.Track.content_hash, M.Track.ctime_ns).where(cond)  # fmt: skip
+                   M.Track.content_hash, M.Track.ctime_ns, M.Track.audio_digest).where(cond)  # fmt: skip
         ):
             existing[row[0]] = tuple(row[1:])
     last_report = 0.0
@@ -246,29 +284,33 @@ def plan_files(roots, *, writer: ScanWriter, mv_id: int, rescan_stale: bool, ret
             writer.relinked(twin, path=path)
             row = existing[path] = (twin.id, twin.size, twin.mtime, twin.fingerprint, twin.status,
                                     twin.model_version_id, twin.error_transient, twin.tags_current, twin.content_hash,
-                                    twin.ctime_ns)  # fmt: skip
+                                    twin.ctime_ns, twin.audio_digest)  # fmt: skip
         if row is not None:
-            track_id, old_size, old_mtime, old_fp, status, track_mv, transient, tags_current, old_hash, old_ctime = row
-            if old_size == size and old_fp == fp:
-                # Another ctime: the file was renamed, copied or written here since (its mtime may
-                # have been set back: two stems of one archive swapped by name), or only chmod-ed.
-                touched = (old_mtime != mtime or status == M.STATUS_MISSING
-                           or (old_ctime is not None and old_ctime != st.st_ctime_ns))  # fmt: skip
-                if touched and not _same_bytes(digest, old_hash):
-                    work.append(FileState.of(path, st, fp, track_id))  # rewritten where the fingerprint does not read
-                    continue
-                if touched:
-                    status = writer.touched(track_id, mtime=mtime, ctime_ns=st.st_ctime_ns)
-                elif old_ctime is None:
+            (track_id, old_size, old_mtime, old_fp, status, track_mv, transient, tags_current, old_hash, old_ctime,
+             old_audio) = row  # fmt: skip
+            same = old_size == size and old_fp == fp
+            # Another ctime: the file was renamed, copied or written here since (its mtime may have
+            # been set back: two stems of one archive swapped by name), or only chmod-ed.
+            touched = same and (old_mtime != mtime or status == M.STATUS_MISSING
+                                or (old_ctime is not None and old_ctime != st.st_ctime_ns))  # fmt: skip
+            if same and touched and _same_bytes(digest, old_hash):
+                status = writer.touched(track_id, mtime=mtime, ctime_ns=st.st_ctime_ns)
+            elif same and not touched:
+                if old_ctime is None:
                     writer.known_ctime(track_id, st.st_ctime_ns)
-                if needs_analysis(status, track_mv, transient):
+            else:  # other bytes (maybe where the fingerprint does not read): other audio, or only other tags
+                whole = only_tags_changed(path, st, old_audio, digest) if status == M.STATUS_OK else None
+                if whole is None:
                     work.append(FileState.of(path, st, fp, track_id))
-                else:
-                    summary.skipped += 1
-                    if retag is not None and status == M.STATUS_OK and track_mv == mv_id and not tags_current:
-                        retag.append(FileState.of(path, st, fp, track_id))
-                continue
-            work.append(FileState.of(path, st, fp, track_id))
+                    continue
+                status = writer.retagged(track_id, FileState.of(path, st, fp, track_id), content_hash=whole)
+                tags_current = False
+            if needs_analysis(status, track_mv, transient):
+                work.append(FileState.of(path, st, fp, track_id))
+            else:
+                summary.skipped += 1
+                if retag is not None and status == M.STATUS_OK and track_mv == mv_id and not tags_current:
+                    retag.append(FileState.of(path, st, fp, track_id))
             continue
         # A path the database does not know: moved, copied or new.
         # A transient error belongs to the old file's read, not to its content: it never follows a

@@ -214,7 +214,8 @@ class Runner:
         with self.writer.clock("database"):
             size, mtime, fp, digest = facts
             self.writer.refresh_file(work, size=size, mtime=mtime, fingerprint=fp, content_hash=digest,
-                                     ctime_ns=getattr(change, "ctime_ns", None))
+                                     ctime_ns=getattr(change, "ctime_ns", None),
+                                     audio_digest=getattr(change, "audio_digest", None))
         return True
 
     def retag(self, work: list[FileState]) -> None:

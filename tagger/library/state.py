@@ -64,6 +64,9 @@ class ScanSummary:
     """Skipped files whose results come from another model version (see ``rescan_stale``)."""
     moved: int = 0
     copied: int = 0
+    retagged: int = 0
+    """Files that read as changed whose audio bytes were those analysed (another program rewrote
+    their tags): results kept without analysis, counted in ``skipped`` too."""
     missing: int = 0
     """Tracks newly marked missing."""
     empty_roots: list[tuple[str, int]] = field(default_factory=list)

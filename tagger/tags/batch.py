@@ -584,7 +584,8 @@ def tag_from_database(
                 with database.session() as session:
                     recorded = writes.record_rewrite(session, path=result.path, size=result.size, mtime=result.mtime,
                                                      tags_current=True,  # a later scan leaves these tags (--scores) alone
-                                                     written=read.get(result.path), ctime_ns=result.ctime_ns)  # fmt: skip
+                                                     written=read.get(result.path), ctime_ns=result.ctime_ns,
+                                                     audio_digest=result.audio_digest)  # fmt: skip
             except AudioReadError as exc:  # gone or unreadable right after the write: the next scan sees it
                 yield result
                 yield TagWriteError(result.path, f"tags written, but the file could not be read back to record it: "

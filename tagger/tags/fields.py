@@ -72,6 +72,10 @@ class TagChange:
     """The status-change time of the file a write left (None when nothing was written): another
     writer's copy moved over it since (made and renamed later) has another, and so has a write in
     place, even one leaving the same size and mtime (`tagger.fingerprint.read_back`)."""
+    audio_digest: str | None = None
+    """The hash of the bytes that carry the written file's audio (`tagger.tags.audio_digest`), which
+    the write checked it left as they were; None when nothing was written or the format has no such
+    check."""
 
 
 def ours(name: str, *, any_case: bool = False) -> str | None:

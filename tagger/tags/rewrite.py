@@ -427,7 +427,7 @@ def _rewrite_file(shown, real, st, *, target, id3v23, keep_mtime, dry_run, settl
             os.close(source)
     return TagChange(
         path=shown, before=before, after=after, changed=True, written=True, size=new.st_size, mtime=new.st_mtime,
-        ctime_ns=new.st_ctime_ns,
+        ctime_ns=new.st_ctime_ns, audio_digest=payload,
     )  # fmt: skip
 
 

@@ -1,0 +1,245 @@
+"""A file whose tags another program rewrote (Picard, beets, kid3, foobar2000 retagging a library; a
+backup from before tagger tagged it put back): the same audio, so the next scan keeps its results
+without analysing it again (`tagger.library.plan.only_tags_changed`), keeps the other program's tags
+and writes tagger's fields back where they were removed. Any doubt (other audio, a format without an
+audio digest, a track stored before revision 0010) is an analysis, as before."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+from sqlalchemy import select, update
+
+from conftest import tone_signal, write_audio
+from library_fakes import FakeAnalyser
+from tagger import tags
+from tagger.db import models as M
+from tagger.fingerprint import content_hash, fingerprint
+from tagger.library.plan import only_tags_changed
+from tagger.library.scan import scan, tag_writer
+
+FORMATS = ("flac", "mp3", "m4a")
+COVER = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 300
+"""A cover of about 77 kB: a retag that adds it moves the audio and changes the fingerprint."""
+
+
+def retag(path, *, title: str, cover: bool = True, drop_ours: bool = False) -> None:
+    """Another program's tag edit, with mutagen directly: a new title, a cover added, and with
+    ``drop_ours`` tagger's fields removed (a tagger that writes only the fields it knows)."""
+    import mutagen
+    from mutagen.flac import Picture
+    from mutagen.id3 import APIC, TIT2
+    from mutagen.mp4 import MP4Cover
+
+    f = mutagen.File(path)
+    if f.tags is None:
+        f.add_tags()
+    kind = type(f).__name__
+    if drop_ours:
+        for key in [k for k in f.tags.keys() if "INSTRUMENTS" in k.upper()]:
+            del f.tags[key]
+    if kind == "FLAC":
+        f.tags["TITLE"] = title
+        if cover:
+            pic = Picture()
+            pic.type, pic.mime, pic.data = 3, "image/png", COVER
+            f.add_picture(pic)
+    elif kind == "MP3":
+        f.tags.add(TIT2(encoding=3, text=[title]))
+        if cover:
+            f.tags.add(APIC(encoding=3, mime="image/png", type=3, desc="front", data=COVER))
+    elif kind == "MP4":
+        f.tags["\xa9nam"] = [title]
+        if cover:
+            f.tags["covr"] = [MP4Cover(COVER, imageformat=MP4Cover.FORMAT_PNG)]
+    else:
+        raise AssertionError(kind)
+    f.save()
+
+
+def other_tags(path) -> tuple[str, bytes | None]:
+    """(title, first cover's bytes) as the other program wrote them."""
+    import mutagen
+
+    f = mutagen.File(path)
+    kind = type(f).__name__
+    if kind == "FLAC":
+        return f.tags["TITLE"][0], (f.pictures[0].data if f.pictures else None)
+    if kind == "MP3":
+        apic = f.tags.getall("APIC")
+        return str(f.tags["TIT2"]), (apic[0].data if apic else None)
+    covers = f.tags.get("covr")
+    return f.tags["\xa9nam"][0], (bytes(covers[0]) if covers else None)
+
+
+def stored(db, path) -> dict:
+    """What the database holds for the track of ``path``: results, model, when analysed, file facts."""
+    with db.session() as s:
+        t = s.scalar(select(M.Track).where(M.Track.path == str(path)))
+        return {"results": [(d.family, d.present, d.score, d.coverage) for d in t.detections],
+                "segments": [(g.family, g.start, g.end) for g in t.segments], "model": t.model_version_id,
+                "analysed_at": t.analysed_at, "status": t.status, "size": t.size, "fingerprint": t.fingerprint,
+                "content_hash": t.content_hash, "ctime_ns": t.ctime_ns, "audio_digest": t.audio_digest,
+                "tags_current": t.tags_current}  # fmt: skip
+
+
+def analysed_and_tagged(tmp_path, db, ext: str):
+    f = write_audio(tmp_path / "music" / f"duo.{ext}", tone_signal([110.0, 1000.0], seconds=5.0))
+    first = scan([f.parent], db=db, analyser=FakeAnalyser(), jobs=0, on_track=tag_writer(model_version="fake-1"))
+    assert first.scanned == 1 and first.tags_written == 1
+    before = stored(db, f)
+    assert before["audio_digest"] == tags.audio_digest(f) and before["audio_digest"] is not None
+    assert before["tags_current"] and tags.read_instruments(f).instruments == ["bass", "flute"]
+    return f, before
+
+
+@pytest.mark.parametrize("drop_ours", [False, True], ids=["tagger-fields-kept", "tagger-fields-removed"])
+@pytest.mark.parametrize("ext", FORMATS)
+def test_a_file_retagged_by_another_program_keeps_its_results_without_analysis(tmp_path, db, ext, drop_ours):
+    f, before = analysed_and_tagged(tmp_path, db, ext)
+    retag(f, title="Another title", drop_ours=drop_ours)
+    assert (os.path.getsize(f), fingerprint(f)) != (before["size"], before["fingerprint"])  # it reads as changed
+    assert tags.read_instruments(f).tagged is not drop_ours
+
+    analyser = FakeAnalyser()
+    again = scan([f.parent], db=db, analyser=analyser, jobs=0, on_track=tag_writer(model_version="fake-1"))
+    assert analyser.calls == 0 and again.scanned == 0 and (again.retagged, again.skipped) == (1, 1)
+    assert again.ok and again.tag_errors == 0 and again.tags_written == (1 if drop_ours else 0)
+    after = stored(db, f)
+    for key in ("results", "segments", "model", "analysed_at", "status", "audio_digest"):
+        assert after[key] == before[key], key
+    assert other_tags(f) == ("Another title", COVER)  # the other program's tags kept
+    state = tags.read_instruments(f)  # tagger's fields there (written back where they were removed)
+    assert state.instruments == ["bass", "flute"] and state.model_version == "fake-1"
+    st = os.stat(f)
+    assert (after["size"], after["fingerprint"], after["content_hash"], after["ctime_ns"]) == (
+        st.st_size, fingerprint(f), content_hash(f), st.st_ctime_ns)  # fmt: skip
+    assert after["tags_current"]
+
+    third = scan([f.parent], db=db, analyser=analyser, jobs=0, on_track=tag_writer(model_version="fake-1"))
+    assert analyser.calls == 0 and (third.skipped, third.retagged, third.tags_written) == (1, 0, 0)
+
+
+def test_a_scan_without_tag_writes_keeps_the_results_and_a_later_one_writes_tagger_fields_back(tmp_path, db):
+    f, before = analysed_and_tagged(tmp_path, db, "flac")
+    retag(f, title="Picard's title", drop_ours=True)
+    analyser = FakeAnalyser()
+    plain = scan([f.parent], db=db, analyser=analyser, jobs=0)
+    assert analyser.calls == 0 and plain.retagged == 1 and plain.tags_written == 0
+    assert stored(db, f)["results"] == before["results"] and not stored(db, f)["tags_current"]
+    assert not tags.read_instruments(f).tagged
+    writing = scan([f.parent], db=db, analyser=analyser, jobs=0, on_track=tag_writer(model_version="fake-1"))
+    assert analyser.calls == 0 and writing.retagged == 0 and writing.tags_written == 1
+    assert tags.read_instruments(f).instruments == ["bass", "flute"] and other_tags(f)[0] == "Picard's title"
+    assert stored(db, f)["tags_current"]
+
+
+def copy_tags(src, dst) -> None:
+    """Every tag of ``src`` put into ``dst`` with mutagen (a file re-encoded, its tags carried over)."""
+    import mutagen
+
+    a, b = mutagen.File(src), mutagen.File(dst)
+    if b.tags is None:
+        b.add_tags()
+    for key in list(b.tags.keys()):
+        del b.tags[key]
+    for key in a.tags.keys():
+        b.tags[key] = a.tags[key]
+    for pic in getattr(a, "pictures", ()):  # (FLAC keeps its covers beside the Vorbis comment)
+        b.add_picture(pic)
+    b.save()
+
+
+@pytest.mark.parametrize("ext", FORMATS)
+def test_other_audio_with_the_tags_kept_is_analysed_again(tmp_path, db, ext):
+    f, before = analysed_and_tagged(tmp_path, db, ext)
+    retag(f, title="Old song")
+    old = shutil.copy(f, tmp_path / f"old.{ext}")
+    write_audio(f, tone_signal([4000.0], seconds=5.0))  # new audio at the path
+    copy_tags(old, f)  # ... carrying the old file's tags, tagger's fields included
+    assert tags.read_instruments(f).instruments == ["bass", "flute"] and other_tags(f) == ("Old song", COVER)
+    analyser = FakeAnalyser()
+    again = scan([f.parent], db=db, analyser=analyser, jobs=0, on_track=tag_writer(model_version="fake-1"))
+    assert analyser.calls > 0 and again.scanned == 1 and again.retagged == 0
+    after = stored(db, f)
+    assert after["audio_digest"] == tags.audio_digest(f) != before["audio_digest"]
+    assert [d[0] for d in after["results"] if d[1]] == ["string"]
+    assert tags.read_instruments(f).instruments == ["string"] and other_tags(f) == ("Old song", COVER)
+
+
+def test_a_format_without_an_audio_digest_is_analysed_again(tmp_path, db):
+    """A TrueAudio file (no tags tagger writes, so no audio digest), given an ID3 tag by another
+    program: analysed again, as every changed file was."""
+    import subprocess
+
+    from mutagen.id3 import TIT2
+    from mutagen.trueaudio import TrueAudio
+
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg not installed")
+    src = write_audio(tmp_path / "src.wav", tone_signal([110.0], seconds=5.0))
+    f = tmp_path / "music" / "bass.tta"
+    f.parent.mkdir()
+    if subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(src), "-c:a", "tta", str(f)]).returncode != 0:
+        pytest.skip("ffmpeg cannot encode tta")
+    scan([f.parent], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert stored(db, f)["audio_digest"] is None
+    t = TrueAudio(f)
+    t.add_tags()
+    t.tags.add(TIT2(encoding=3, text=["A title"]))
+    t.save()
+    analyser = FakeAnalyser()
+    again = scan([f.parent], db=db, analyser=analyser, jobs=0)
+    assert analyser.calls > 0 and again.scanned == 1 and again.retagged == 0
+
+
+def test_a_track_stored_before_audio_digests_is_analysed_once_then_kept(tmp_path, db):
+    """A track from before revision 0010 (no audio digest): its retagged file is analysed again once,
+    which records the digest; the next retag keeps the results."""
+    f, before = analysed_and_tagged(tmp_path, db, "mp3")
+    with db.session() as s:
+        s.execute(update(M.Track).values(audio_digest=None))
+        s.commit()
+    retag(f, title="First retag")
+    analyser = FakeAnalyser()
+    once = scan([f.parent], db=db, analyser=analyser, jobs=0, on_track=tag_writer(model_version="fake-1"))
+    assert analyser.calls > 0 and once.scanned == 1 and once.retagged == 0
+    assert stored(db, f)["audio_digest"] == before["audio_digest"]
+    retag(f, title="Second retag", cover=False, drop_ours=True)
+    analyser = FakeAnalyser()
+    kept = scan([f.parent], db=db, analyser=analyser, jobs=0, on_track=tag_writer(model_version="fake-1"))
+    assert analyser.calls == 0 and kept.retagged == 1 and kept.tags_written == 1
+    assert tags.read_instruments(f).instruments == ["bass", "flute"] and other_tags(f)[0] == "Second retag"
+
+
+def test_taggers_own_tag_write_records_the_digest_of_a_track_stored_without_one(tmp_path, db):
+    """A scan that writes the tags of a track stored before revision 0010 records its audio digest
+    (the write checks it left the audio bytes as they were): a later retag keeps the results."""
+    f = write_audio(tmp_path / "music" / "duo.m4a", tone_signal([110.0, 1000.0], seconds=5.0))
+    scan([f.parent], db=db, analyser=FakeAnalyser(), jobs=0)  # no tags written
+    with db.session() as s:
+        s.execute(update(M.Track).values(audio_digest=None))
+        s.commit()
+    analyser = FakeAnalyser()
+    writing = scan([f.parent], db=db, analyser=analyser, jobs=0, on_track=tag_writer(model_version="fake-1"))
+    assert analyser.calls == 0 and writing.tags_written == 1
+    assert stored(db, f)["audio_digest"] == tags.audio_digest(f) is not None
+    retag(f, title="Retitled")
+    kept = scan([f.parent], db=db, analyser=analyser, jobs=0)
+    assert analyser.calls == 0 and kept.retagged == 1
+
+
+def test_a_file_changed_while_its_digest_was_read_is_not_taken_for_the_same_audio(tmp_path):
+    """The file's facts are those of one file: written to after its stat (its ctime moves on), its
+    audio digest and content hash prove nothing of what the stat saw."""
+    f = write_audio(tmp_path / "duo.flac", tone_signal([110.0, 1000.0], seconds=3.0))
+    digest = tags.audio_digest(f)
+    st = os.stat(f)
+    assert only_tags_changed(str(f), st, digest, lambda: content_hash(f)) == content_hash(f)
+    retag(f, title="Meanwhile")  # the same audio, but not the file the stat saw
+    assert tags.audio_digest(f) == digest
+    assert only_tags_changed(str(f), st, digest, lambda: content_hash(f)) is None
+    assert only_tags_changed(str(f), os.stat(f), None, lambda: content_hash(f)) is None  # no stored digest
+    assert only_tags_changed(str(f), os.stat(f), "0" * 64, lambda: content_hash(f)) is None  # other audio
