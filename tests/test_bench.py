@@ -191,3 +191,20 @@ def test_the_ensemble_alone_is_timed_with_the_runtime_it_ships_and_on_one_thread
     assert out["windows"] == 4 and out["runtime"] == "onnxruntime"
     assert out["one_thread"]["threads"] == 1 and out["one_thread"]["x_realtime"] > 0
     assert out["all_cores"]["x_realtime"] > 0 and out["architectures"]["compact_ms_per_window"] > 0
+
+
+def test_the_retagged_benchmark_rewrites_tags_only(tmp_path):
+    """`benchmarks.retagged`'s files in each format, retagged as it does: another fingerprint (a scan
+    finds them changed), the same audio digest (a scan keeps their results)."""
+    from benchmarks import retagged as R
+    from tagger.fingerprint import fingerprint
+    from tagger.tags import audio_digest
+
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg not installed")
+    files = R.make_files(tmp_path, tracks=3, seconds=1.0)
+    assert sorted(p.suffix for p in files) == [".flac", ".m4a", ".mp3"]
+    for p in files:
+        before = (fingerprint(p), audio_digest(p))
+        R.retag(p, "A title")
+        assert fingerprint(p) != before[0] and audio_digest(p) == before[1] is not None
