@@ -268,6 +268,9 @@ class _SlowFile:
         time.sleep(0.8)
         return self.f.read(n)
 
+    def __getattr__(self, name):  # seek, tell, ...: as the file's
+        return getattr(self.f, name)
+
     def __enter__(self):
         return self
 
@@ -283,4 +286,17 @@ def slow_storage_worker(conn, *args) -> None:
 
     plain = fingerprint._open_regular
     fingerprint._open_regular = lambda path: _SlowFile(plain(path))
+    worker_main(conn, *args)
+
+
+def slow_digest_worker(conn, *args) -> None:
+    """`worker_main` reading the audio bytes of each file for their digest (`tagger.tags.audio_digest`)
+    as from slow storage, 0.8 s per read (the file no longer in the page cache after its content
+    hash); its content hash is read at the usual speed."""
+    import builtins
+
+    from tagger.library.analyse import worker_main
+    from tagger.tags.storage import base
+
+    base.open = lambda path, mode="r": _SlowFile(builtins.open(path, mode))
     worker_main(conn, *args)

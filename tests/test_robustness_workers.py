@@ -10,9 +10,11 @@ import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from conftest import tone_signal, track_instruments, track_rows, write_audio
 from library_fakes import FakeAnalyser
+from tagger.db import models as M
 from tagger.db.queries import find_tracks
 from tagger.library.scan import scan
 
@@ -487,6 +489,26 @@ def test_a_large_file_on_slow_storage_is_not_taken_for_a_hung_decoder(tmp_path, 
     summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=1, file_timeout=3.0)
     assert summary.scanned == 1 and not summary.errors, summary.errors
     assert track_instruments(db) == {str(big): ["bass"]}
+
+
+@pytest.mark.integration
+def test_a_large_file_read_slowly_for_its_audio_digest_is_not_taken_for_a_hung_decoder(tmp_path, db, monkeypatch):
+    """After its content hash, a worker reads the bytes that carry the file's audio for their digest
+    (`tagger.tags.audio_digest`): from slow storage, when the page cache could not keep the file,
+    that read reports its progress too, and the digest is stored."""
+    import library_fakes
+
+    from tagger import tags
+    from tagger.library import runner
+
+    monkeypatch.setattr(runner, "worker_main", library_fakes.slow_digest_worker)
+    music = tmp_path / "music"
+    big = write_audio(music / "big.wav", tone_signal([110.0], seconds=150.0))  # 4.8 MB: 5 reads, 4 s
+    summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=1, file_timeout=3.0)
+    assert summary.scanned == 1 and not summary.errors, summary.errors
+    assert track_instruments(db) == {str(big): ["bass"]}
+    with db.session() as s:
+        assert s.scalar(select(M.Track.audio_digest)) == tags.audio_digest(big) is not None
 
 
 @pytest.mark.integration

@@ -58,7 +58,7 @@ def analyse_file(task_id: int, path: str, *, config: AnalysisConfig) -> Iterator
     try:
         t = clock()
         digest = yield from _read_whole(task_id, path)
-        audio_digest = _audio_digest(path)  # (the file is in the page cache now)
+        audio_digest = yield from _digest_audio(task_id, path)  # (from the page cache, as a rule)
         meta = audio.info(path)
         seconds["decode"] += clock() - t
         yield FileInfo(task_id, {"format": meta.format, "sample_rate": meta.sample_rate,
@@ -112,7 +112,31 @@ def _read_whole(task_id: int, path: str) -> Generator[Reading, None, str]:
             yield Reading(task_id, done)
 
 
-def _audio_digest(path: str) -> str | None:
+def _digest_audio(task_id: int, path: str) -> Generator[Reading, None, str | None]:
+    """`_audio_digest` of the file, computed in a thread of its own while this one sends a `Reading`
+    message each second in which it hashed more bytes (as `_read_whole` does): a large file that the
+    page cache could not keep is read again, and must not be taken for a hung decoder (a read that
+    makes no progress sends nothing: the file timeout still stops it)."""
+    import threading
+
+    done, out = [0], [None]
+
+    def run() -> None:
+        out[0] = _audio_digest(path, progress=lambda n: done.__setitem__(0, done[0] + n))
+
+    thread = threading.Thread(target=run, name="audio-digest", daemon=True)
+    thread.start()
+    told = 0
+    while True:
+        thread.join(1.0)
+        if not thread.is_alive():
+            return out[0]
+        if done[0] != told:
+            told = done[0]
+            yield Reading(task_id, told)
+
+
+def _audio_digest(path: str, *, progress=None) -> str | None:
     """`tagger.tags.audio_digest` of the file, read just after its content hash (from the page cache:
     a few milliseconds for a 4-minute FLAC), or None where it has no answer: a format whose audio
     bytes it cannot tell from its tags, a file mutagen cannot read, even an error of tagger's own in
@@ -122,7 +146,7 @@ def _audio_digest(path: str) -> str | None:
     from tagger.tags import audio_digest
 
     try:
-        return audio_digest(path)
+        return audio_digest(path, progress=progress)
     except Exception:
         return None
 

@@ -26,8 +26,9 @@ class Started:
 
 @dataclass(frozen=True)
 class Reading:
-    """The worker is reading the file whole before decoding it (its content hash), about once a
-    second: progress, so that a large file on slow storage is not taken for a hung decoder."""
+    """The worker is reading the file whole before decoding it (its content hash, then the bytes that
+    carry its audio for their digest; ``bytes_read`` counts those of the read under way), about once
+    a second: progress, so that a large file on slow storage is not taken for a hung decoder."""
 
     kind: ClassVar[str] = "reading"
     task_id: int

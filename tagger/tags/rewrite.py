@@ -77,15 +77,16 @@ def foreign_reason(foreign: Sequence[str]) -> str:
             "beside them): someone else's, never overwritten; left unchanged")  # fmt: skip
 
 
-def audio_digest(path: str | os.PathLike) -> str | None:
+def audio_digest(path: str | os.PathLike, *, progress: Callable[[int], None] | None = None) -> str | None:
     """A hash of the bytes of ``path`` that carry its audio (tags and container headers excluded):
     equal before and after a write that changed only tags, whichever program wrote them; None when
-    the format has no cheap check. Raises `TagWriteError` when the file cannot be read."""
+    the format has no cheap check. ``progress``: called with the length of each block of audio
+    bytes as it is hashed. Raises `TagWriteError` when the file cannot be read."""
     audio, _storage = formats.open_file(path)
     mutagen_type = type(audio).__name__
     del audio
     try:
-        return payload_digest(os.fspath(path), mutagen_type)
+        return payload_digest(os.fspath(path), mutagen_type, progress=progress)
     except formats.UNREADABLE as exc:
         raise TagWriteError(path, f"cannot read its audio: {exc}") from None
 

@@ -184,15 +184,28 @@ class Storage:
         return h.hexdigest()
 
 
-def payload_digest(path: str, mutagen_type: str) -> str | None:
+def payload_digest(path: str, mutagen_type: str, *, progress: Callable[[int], None] | None = None) -> str | None:
     """Hash of the bytes that carry the audio of the file ``path`` (read as ``mutagen_type``),
-    tags and container headers excluded; None when the format has no cheap check."""
+    tags and container headers excluded; None when the format has no cheap check. ``progress``:
+    called with the length of each block as it is hashed (for a caller that reports its progress
+    on a large file)."""
     storage = STORAGES.get(mutagen_type)
     if storage is None:
         return None
     h = hashlib.sha256()
     size = os.path.getsize(path)
     with open(path, "rb") as f:
-        if not storage.payload(f, size, h):
+        if not storage.payload(f, size, h if progress is None else _Counted(h, progress)):
             return None
     return h.hexdigest()
+
+
+class _Counted:
+    """A hash whose every `update` is also reported to ``progress`` (its length)."""
+
+    def __init__(self, h, progress: Callable[[int], None]) -> None:
+        self.h, self.progress = h, progress
+
+    def update(self, data) -> None:
+        self.h.update(data)
+        self.progress(len(data))
