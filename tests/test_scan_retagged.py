@@ -243,3 +243,26 @@ def test_a_file_changed_while_its_digest_was_read_is_not_taken_for_the_same_audi
     assert only_tags_changed(str(f), st, digest, lambda: content_hash(f)) is None
     assert only_tags_changed(str(f), os.stat(f), None, lambda: content_hash(f)) is None  # no stored digest
     assert only_tags_changed(str(f), os.stat(f), "0" * 64, lambda: content_hash(f)) is None  # other audio
+
+
+def test_tagger_scan_says_how_many_retagged_files_kept_their_results(tmp_path, fake_models):
+    import json
+
+    from typer.testing import CliRunner
+
+    from tagger.cli import app
+
+    f = write_audio(tmp_path / "music" / "duo.mp3", tone_signal([110.0, 1000.0], seconds=5.0))
+    db = ["--db", str(tmp_path / "lib.db"), "--jobs", "0", "--settle-seconds", "0"]
+    run = CliRunner().invoke
+    assert run(app, ["scan", str(f.parent), *db]).exit_code == 0
+    retag(f, title="Another title", drop_ours=True)
+    r = run(app, ["scan", str(f.parent), *db])
+    assert r.exit_code == 0, r.output
+    assert "0 scanned, 1 skipped unchanged" in r.output
+    assert "1 file(s) whose tags another program rewrote kept their results (the same audio: not analysed again)" in r.output
+    assert "tags: 1 tagged, 0 failed" in r.output
+    retag(f, title="Once more")
+    r = run(app, ["scan", str(f.parent), "--json", *db])
+    assert r.exit_code == 0, r.output
+    assert (json.loads(r.output)["retagged"], json.loads(r.output)["scanned"]) == (1, 0)

@@ -66,7 +66,8 @@ class ScanSummary:
     copied: int = 0
     retagged: int = 0
     """Files that read as changed whose audio bytes were those analysed (another program rewrote
-    their tags): results kept without analysis, counted in ``skipped`` too."""
+    their tags): results kept without analysis (counted in ``skipped`` too; stale ones are analysed
+    again only with ``rescan_stale``, as an unchanged file's)."""
     missing: int = 0
     """Tracks newly marked missing."""
     empty_roots: list[tuple[str, int]] = field(default_factory=list)
