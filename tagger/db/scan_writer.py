@@ -301,24 +301,19 @@ class ScanWriter:
             track.audio_digest = audio_digest
         self.touch()
 
-    def retagged(self, track_id: int, file: FileState, *, content_hash: str) -> str:
-        """The file of ``track_id`` changed, but only in its tags: the bytes that carry its audio
-        hash as they did when it was analysed (another program rewrote its tags). Its new size,
+    def retagged(self, track_id: int, file: FileState, *, content_hash: str) -> None:
+        """The analysed file of ``track_id`` changed, but only in its tags: the bytes that carry its
+        audio hash as they did when it was analysed (another program rewrote its tags). Its new size,
         mtime, fingerprint, ctime and content hash are recorded, its results and model version kept;
         its tags are not known to hold them now (``tags_current`` false: a tag-writing scan looks,
-        and writes tagger's fields back if the other program removed them). Returns the track's
-        status now."""
+        and writes tagger's fields back if the other program removed them)."""
         track = self.session.get(M.Track, track_id)
         track.size, track.mtime, track.fingerprint = file.size, file.mtime, file.fingerprint
         track.ctime_ns, track.content_hash, track.rewrite_hash = file.ctime_ns, content_hash, None
         track.tags_current = False
-        if track.status == M.STATUS_MISSING:
-            track.status = restored_status(track)
-            track.missing_since = None
         track.updated_at = M.utcnow()
         self.summary.retagged += 1
         self.touch()
-        return track.status
 
     def _set_file(self, track: M.Track, work: FileState, meta: dict) -> None:
         track.path, track.size, track.mtime, track.fingerprint = work.path, work.size, work.mtime, work.fingerprint

@@ -303,7 +303,7 @@ def plan_files(roots, *, writer: ScanWriter, mv_id: int, rescan_stale: bool, ret
                 if whole is None:
                     work.append(FileState.of(path, st, fp, track_id))
                     continue
-                status = writer.retagged(track_id, FileState.of(path, st, fp, track_id), content_hash=whole)
+                writer.retagged(track_id, FileState.of(path, st, fp, track_id), content_hash=whole)
                 tags_current = False
             if needs_analysis(status, track_mv, transient):
                 work.append(FileState.of(path, st, fp, track_id))
