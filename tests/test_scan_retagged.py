@@ -266,3 +266,31 @@ def test_tagger_scan_says_how_many_retagged_files_kept_their_results(tmp_path, f
     r = run(app, ["scan", str(f.parent), "--json", *db])
     assert r.exit_code == 0, r.output
     assert (json.loads(r.output)["retagged"], json.loads(r.output)["scanned"]) == (1, 0)
+
+
+def _forget_digests(db) -> None:
+    with db.session() as s:
+        s.execute(update(M.Track).values(audio_digest=None))
+        s.commit()
+
+
+def test_tagger_tag_records_the_digest_of_a_track_stored_without_one(tmp_path, db):
+    f = write_audio(tmp_path / "music" / "duo.flac", tone_signal([110.0, 1000.0], seconds=5.0))
+    scan([f.parent], db=db, analyser=FakeAnalyser(), jobs=0)
+    _forget_digests(db)
+    [change] = [r for r in tags.tag_from_database(db, settle_seconds=0)]
+    assert change.written
+    assert stored(db, f)["audio_digest"] == tags.audio_digest(f) is not None
+
+
+def test_a_recorded_write_by_another_program_records_the_digest_of_a_track_stored_without_one(tmp_path, db):
+    """`tagger.library.files.rewrite_tags` (the beets plugin's write, beets' ``try_write``)."""
+    from tagger.library.files import analyse_files, rewrite_tags
+
+    f = write_audio(tmp_path / "music" / "duo.mp3", tone_signal([110.0, 1000.0], seconds=5.0))
+    analyse_files([f], db=db, analyser=FakeAnalyser(), jobs=0)
+    _forget_digests(db)
+    _, results = analyse_files([f], db=db, analyser=FakeAnalyser(), jobs=0)
+    done = rewrite_tags(db, results[str(f)], lambda: retag(f, title="beets' title") or True)
+    assert done.written and done.problem is None
+    assert stored(db, f)["audio_digest"] == tags.audio_digest(f) is not None
