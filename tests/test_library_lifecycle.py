@@ -852,3 +852,28 @@ def test_a_drive_mounted_elsewhere_with_its_clock_an_hour_off_keeps_its_results_
     summary = _scan(media, dbfile)
     assert (summary.scanned, summary.missing) == (0, 1)
     assert _rows(dbfile)[str(songs[1])]["status"] == "missing"
+
+
+def test_the_beets_path_refuses_a_file_written_over_in_place_since_its_analysis_with_its_mtime_kept(tmp_path):
+    """`tagger.library.files` (the beets plugin's checks before it gives results to an item or lets
+    beets write them): a file written over in place since its analysis, its mtime set back, by audio
+    that differs only where the fingerprint does not read, passed on size, mtime and fingerprint, so
+    the old audio's results were given and written. Another ctime than the stored one now needs the
+    whole content to hash as analysed, as the scan and `tagger tag` require."""
+    from tagger.library.files import CHANGED, analyse_files, changed_since_analysis, rewrite_tags
+
+    song = write_audio(tmp_path / "music" / "stem.wav", tone_signal([110.0], seconds=40.0))  # bass
+    edited = _unseen_by_the_fingerprint(song, tmp_path / "edited.wav").read_bytes()
+    _old(song)
+    db = open_database(tmp_path / "lib.db")
+    try:
+        _, results = analyse_files([song], db=db, analyser=FakeAnalyser(), jobs=0)
+        result = results[str(song)]
+        assert changed_since_analysis(result) is None  # (untouched: the same file)
+        _write_over_in_place(song, edited)
+        assert changed_since_analysis(result) == CHANGED
+        written = []
+        done = rewrite_tags(db, result, lambda: written.append(1) or True)
+        assert (done.written, done.problem, written) == (False, CHANGED, [])
+    finally:
+        db.close()

@@ -108,7 +108,8 @@ def _result(track: M.Track, *, since) -> FileResult:
         scores={d.family: d.score for d in track.detections},
         analysed=analysed,
         stored=StoredResults(track.id, track.model_version_id, track.scan_id, track.analysed_at, track.size,
-                             track.mtime, track.fingerprint),  # fmt: skip
+                             track.mtime, track.fingerprint, content_hash=track.content_hash,
+                             ctime_ns=track.ctime_ns),  # fmt: skip
     )
 
 
@@ -164,8 +165,10 @@ def rewrite_tags(db: Database, result: FileResult, write: Callable[[], bool]) ->
                                              ctime_ns=st.st_ctime_ns, audio_digest=before)
             if recorded is writes.Recorded.FILE:  # the same results, for the file as it is now (another item
                 s.flush()  # of the same file, through a link, is checked against these)
-                fp = s.scalar(select(M.Track.fingerprint).where(M.Track.id == result.stored.track_id))
-                result.stored = replace(result.stored, size=st.st_size, mtime=st.st_mtime, fingerprint=fp)
+                fp, whole, ctime_ns = s.execute(select(M.Track.fingerprint, M.Track.content_hash, M.Track.ctime_ns)
+                                                .where(M.Track.id == result.stored.track_id)).one()  # fmt: skip
+                result.stored = replace(result.stored, size=st.st_size, mtime=st.st_mtime, fingerprint=fp,
+                                        content_hash=whole, ctime_ns=ctime_ns)  # fmt: skip
     except OSError as exc:
         return Rewrite(True, f"tags written, but the file cannot be read back: {exc.strerror or exc}; {again}")
     except TaggerError as exc:
@@ -191,8 +194,12 @@ def _audio_digest(path: str) -> str | None:
 def _check(result: FileResult, *, audio: bool) -> tuple[str | None, str | None]:
     """(why the file of ``result`` is not the one its results were made from, or None; with
     ``audio``, the hash of its audio bytes, read while it was that file). One stat before and one
-    after every read: a file swapped meanwhile is not taken for the one that was read."""
-    from tagger.fingerprint import fingerprint
+    after every read: a file swapped meanwhile is not taken for the one that was read. A file whose
+    ctime is not the stored one (written over in place with its mtime set back, renamed or copied
+    there) must hash whole to the stored content hash, where one is known, as for `tagger tag`
+    (`tagger.tags.rewrite`): the fingerprint cannot tell it from one that differs only where it does
+    not read."""
+    from tagger.fingerprint import content_hash, fingerprint
 
     stored = result.stored
     if stored is None:
@@ -201,6 +208,9 @@ def _check(result: FileResult, *, audio: bool) -> tuple[str | None, str | None]:
     try:
         st = os.stat(real)
         if (st.st_size, st.st_mtime) != (stored.size, stored.mtime) or fingerprint(real) != stored.fingerprint:
+            return CHANGED, None
+        other_ctime = stored.ctime_ns is not None and st.st_ctime_ns != stored.ctime_ns
+        if other_ctime and stored.content_hash is not None and content_hash(real) != stored.content_hash:
             return CHANGED, None
         digest = _audio_digest(real) if audio else None
         now = os.stat(real)
