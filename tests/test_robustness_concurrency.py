@@ -720,3 +720,32 @@ def test_a_scan_never_reports_a_file_tag_wrote_meanwhile_as_a_tag_error(analysed
     for song in files:
         track = _track(db, song)
         assert track.tags_current and _describes(track, song), song
+
+
+def test_tag_beside_another_writer_of_the_same_file_in_the_same_instant_writes(analysed_library, tmp_path,
+                                                                               monkeypatch):  # fmt: skip
+    """Was: when another `tagger tag` (or a scan's tag write) rewrote and recorded a file between
+    this run's read of its track and its own write, the file was skipped as `changed since it was
+    analysed ...; scan it again` (exit 1; a scan had nothing to do). The track is read once more
+    and, when the database now records other facts for it, the write is made from those."""
+    from tagger.tags import batch, tag_from_database
+
+    music, files, db = analysed_library
+    write = batch.write_instruments
+    interleaved = []
+
+    def other_writer_first(path, **options):  # the other run's write and record land in between
+        if not interleaved:
+            interleaved.append([])
+            interleaved[0] = list(tag_from_database(open_database(tmp_path / "library.db", create=False),
+                                                    paths=[path]))  # fmt: skip
+        return write(path, **options)
+
+    monkeypatch.setattr(batch, "write_instruments", other_writer_first)
+    results = list(tag_from_database(open_database(tmp_path / "library.db", create=False), paths=[files[0]],
+                                     scores=True))  # fmt: skip
+    assert [r.written for r in interleaved[0]] == [True]
+    assert [type(r).__name__ for r in results] == ["TagChange"] and results[0].written, results
+    assert read_instruments(files[0]).scores
+    track = _track(db, files[0])
+    assert track.tags_current and _describes(track, files[0])

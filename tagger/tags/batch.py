@@ -376,22 +376,35 @@ def write_predictions(
     check_filesystem_encoding()
     predictions = list(predictions)
     roots = list(roots) if roots is not None else [rows_folder(predictions)] if predictions else []
+    def write(pred: Prediction) -> TagChange:
+        target = None if follow_external_symlinks else external_link_target(pred.path, roots)
+        if target is not None:
+            raise TagWriteError(pred.path, _external_reason(target))
+        return write_instruments(
+            pred.path, instruments=pred.instruments, model_version=pred.model_version,
+            scores=pred.scores if scores else None, id3v23=id3v23, keep_mtime=keep_mtime,
+            dry_run=dry_run, expected=pred.expected, settle_seconds=settle_seconds, families=pred.families,
+            fingerprint=pred.stored.fingerprint if pred.stored else pred.fingerprint,
+            content_hash=pred.stored.content_hash if pred.stored else pred.content_hash,
+            ctime_ns=pred.stored.ctime_ns if pred.stored else pred.ctime_ns,
+            before_replace=None if before_replace is None else functools.partial(before_replace, pred),
+        )  # fmt: skip
+
     for pred in predictions:
         try:
             if refresh is not None:
                 pred = refresh(pred)
-            target = None if follow_external_symlinks else external_link_target(pred.path, roots)
-            if target is not None:
-                raise TagWriteError(pred.path, _external_reason(target))
-            yield write_instruments(
-                pred.path, instruments=pred.instruments, model_version=pred.model_version,
-                scores=pred.scores if scores else None, id3v23=id3v23, keep_mtime=keep_mtime,
-                dry_run=dry_run, expected=pred.expected, settle_seconds=settle_seconds, families=pred.families,
-                fingerprint=pred.stored.fingerprint if pred.stored else pred.fingerprint,
-                content_hash=pred.stored.content_hash if pred.stored else pred.content_hash,
-                ctime_ns=pred.stored.ctime_ns if pred.stored else pred.ctime_ns,
-                before_replace=None if before_replace is None else functools.partial(before_replace, pred),
-            )  # fmt: skip
+            try:
+                change = write(pred)
+            except ChangedSinceError:
+                # (another tagger writer rewrote and recorded the file since the read: once more, from
+                # the database's facts now; the same facts: the file changed outside tagger)
+                again = pred if refresh is None or pred.stored is None else refresh(pred)
+                if again.stored == pred.stored:
+                    raise
+                pred = again
+                change = write(pred)
+            yield change
         except ChangedSinceError as exc:
             yield exc if pred.stored is not None else _unchanged_or(exc, pred, scores=scores, id3v23=id3v23)
         except TagWriteError as exc:
