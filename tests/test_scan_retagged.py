@@ -294,3 +294,22 @@ def test_a_recorded_write_by_another_program_records_the_digest_of_a_track_store
     done = rewrite_tags(db, results[str(f)], lambda: retag(f, title="beets' title") or True)
     assert done.written and done.problem is None
     assert stored(db, f)["audio_digest"] == tags.audio_digest(f) is not None
+
+
+def test_a_retagged_file_that_a_rescan_of_stale_results_analyses_again_is_not_counted_as_kept(tmp_path, db):
+    """A stale track (another model's results) whose tags another program rewrote is analysed again by
+    a scan with ``rescan_stale``: its results are not kept, so it is no retagged file that kept them
+    (the scan's line said it was), and its audio digest is not read for nothing in the plan."""
+    from unittest import mock
+
+    import tagger.library.plan as plan
+
+    f, before = analysed_and_tagged(tmp_path, db, "flac")
+    retag(f, title="Another title")
+    analyser = FakeAnalyser(version="fake-2")
+    with mock.patch.object(plan, "only_tags_changed", wraps=plan.only_tags_changed) as check:
+        again = scan([f.parent], db=db, analyser=analyser, jobs=0, rescan_stale=True)
+    assert again.scanned == 1 and analyser.calls > 0
+    assert again.retagged == 0
+    assert check.call_count == 0
+    assert stored(db, f)["model"] != before["model"]

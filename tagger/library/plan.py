@@ -299,7 +299,10 @@ def plan_files(roots, *, writer: ScanWriter, mv_id: int, rescan_stale: bool, ret
                 if old_ctime is None:
                     writer.known_ctime(track_id, st.st_ctime_ns)
             else:  # other bytes (maybe where the fingerprint does not read): other audio, or only other tags
-                whole = only_tags_changed(path, st, old_audio, digest) if status == M.STATUS_OK else None
+                # (only where the results would be kept: a stale track a scan with rescan_stale
+                # analyses again keeps nothing, and its digest would be read for nothing)
+                keeps = status == M.STATUS_OK and (track_mv == mv_id or not rescan_stale)
+                whole = only_tags_changed(path, st, old_audio, digest) if keeps else None
                 if whole is None:
                     work.append(FileState.of(path, st, fp, track_id))
                     continue
