@@ -313,3 +313,30 @@ def test_a_retagged_file_that_a_rescan_of_stale_results_analyses_again_is_not_co
     assert again.retagged == 0
     assert check.call_count == 0
     assert stored(db, f)["model"] != before["model"]
+
+
+@pytest.mark.parametrize("ext", ["wav", "aiff"])
+def test_a_wav_or_aiff_whose_format_chunk_now_says_another_rate_is_analysed_again(tmp_path, db, ext):
+    """The same sample bytes under another ``fmt `` (WAV) or ``COMM`` (AIFF) chunk are other audio (here
+    twice the sample rate: the music an octave up, in half the time), though the audio digest hashed
+    the data chunk alone and the scan took the file for one whose tags only had changed: the old
+    results were kept for it. The format chunk is hashed with the audio now."""
+    import struct
+
+    f = write_audio(tmp_path / "music" / f"duo.{ext}", tone_signal([110.0, 1000.0], seconds=5.0))
+    scan([f.parent], db=db, analyser=FakeAnalyser(), jobs=0)
+    before = stored(db, f)
+    assert before["audio_digest"] is not None
+    data = bytearray(f.read_bytes())
+    if ext == "wav":
+        at = data.index(b"fmt ") + 8
+        rate, byte_rate = struct.unpack_from("<II", data, at + 4)
+        struct.pack_into("<II", data, at + 4, rate * 2, byte_rate * 2)
+    else:  # (COMM: channels, frames, bits, then the rate as an 80-bit float: one more in its exponent doubles it)
+        at = data.index(b"COMM") + 8 + 8
+        struct.pack_into(">H", data, at, struct.unpack_from(">H", data, at)[0] + 1)
+    f.write_bytes(data)
+    analyser = FakeAnalyser()
+    again = scan([f.parent], db=db, analyser=analyser, jobs=0)
+    assert (again.retagged, again.scanned) == (0, 1) and analyser.calls > 0
+    assert stored(db, f)["audio_digest"] == tags.audio_digest(f) != before["audio_digest"]

@@ -200,9 +200,10 @@ class MP3Storage(ID3Storage):
 
 @register(Format("WAVE", "WAV", (".wav",)))
 class WAVEStorage(ID3Storage):
-    """WAV: an ID3 chunk; the audio is the ``data`` chunk."""
+    """WAV: an ID3 chunk; the audio is the ``data`` chunk, read as its ``fmt `` chunk says (both are
+    hashed: the same samples under another rate or sample format are other audio)."""
 
-    little, audio_chunk = True, b"data"
+    little, audio_chunk, format_chunk = True, b"data", b"fmt "
 
     def _chunks(self, f, end: int):
         """(id, data offset, declared data length) of each top-level chunk that starts before ``end``."""
@@ -216,9 +217,9 @@ class WAVEStorage(ID3Storage):
     def payload(self, f, size, h):
         found = False
         for cid, start, length in self._chunks(f, size):
-            if cid == self.audio_chunk:
+            if cid in (self.audio_chunk, self.format_chunk):
                 _hash_range(f, start, min(start + length, size), h)
-                found = True
+                found = found or cid == self.audio_chunk
         return found
 
     def save(self, audio, path, *, version, original):
@@ -271,9 +272,10 @@ class WAVEStorage(ID3Storage):
 
 @register(Format("AIFF", "AIFF", (".aif", ".aiff", ".aifc")))
 class AIFFStorage(WAVEStorage):
-    """AIFF: an ID3 chunk; the audio is the ``SSND`` chunk (big-endian chunk sizes)."""
+    """AIFF: an ID3 chunk; the audio is the ``SSND`` chunk, read as its ``COMM`` chunk says
+    (big-endian chunk sizes)."""
 
-    little, audio_chunk = False, b"SSND"
+    little, audio_chunk, format_chunk = False, b"SSND", b"COMM"
 
 
 @register(Format("DSF", "DSF", (".dsf",)))
