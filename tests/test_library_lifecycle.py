@@ -877,3 +877,34 @@ def test_the_beets_path_refuses_a_file_written_over_in_place_since_its_analysis_
         assert (done.written, done.problem, written) == (False, CHANGED, [])
     finally:
         db.close()
+
+
+def test_the_beets_path_refuses_a_file_written_over_in_place_while_it_is_checked(tmp_path, monkeypatch):
+    """`tagger.library.files._check` stats the file before and after its reads (fingerprint, audio
+    digest), but compared inode, size and mtime only: a file written over in place during the reads,
+    its mtime set back, passed, and the digest of the new audio was taken for the analysed one's
+    (``rewrite_tags`` then let the write go on and recorded that digest with the old results). The
+    ctime (which nobody can set back) is compared too now."""
+    from tagger.library import files
+    from tagger.library.files import CHANGED, analyse_files, changed_since_analysis, rewrite_tags
+
+    song = write_audio(tmp_path / "music" / "stem.wav", tone_signal([110.0], seconds=40.0))  # bass
+    edited = _unseen_by_the_fingerprint(song, tmp_path / "edited.wav").read_bytes()
+    _old(song)
+    db = open_database(tmp_path / "lib.db")
+    try:
+        _, results = analyse_files([song], db=db, analyser=FakeAnalyser(), jobs=0)
+        result = results[str(song)]
+        assert changed_since_analysis(result) is None
+        digest = files._audio_digest
+
+        def written_over_meanwhile(path):
+            _write_over_in_place(song, edited)  # (between the check's two stats)
+            return digest(path)
+
+        monkeypatch.setattr(files, "_audio_digest", written_over_meanwhile)
+        written = []
+        done = rewrite_tags(db, result, lambda: written.append(1) or True)
+        assert (done.written, done.problem, written) == (False, CHANGED, [])
+    finally:
+        db.close()

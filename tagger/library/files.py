@@ -23,7 +23,7 @@ from tagger.db import models as M
 from tagger.db.queries import StoredResults
 from tagger.db.session import Database
 from tagger.errors import TaggerError
-from tagger.library.plan import storable
+from tagger.library.plan import file_identity, storable
 from tagger.paths import check_filesystem_encoding
 from tagger.library.scan import Analyser, ScanSummary, scan
 
@@ -218,6 +218,7 @@ def _check(result: FileResult, *, audio: bool) -> tuple[str | None, str | None]:
         return f"cannot stat file: {exc.strerror or exc}", None
     except TaggerError as exc:
         return getattr(exc, "reason", str(exc)), None
-    if (now.st_ino, now.st_size, now.st_mtime_ns) != (st.st_ino, st.st_size, st.st_mtime_ns):
+    # (the ctime too: a file written over in place meanwhile, its mtime set back, keeps the rest)
+    if file_identity(now) != file_identity(st):
         return CHANGED, None
     return None, digest

@@ -190,12 +190,15 @@ def only_tags_changed(path: str, st: os.stat_result, stored: str | None, digest)
         again = os.stat(path)
     except OSError:
         return None
-    if whole is None or _identity(again) != _identity(st):
+    if whole is None or file_identity(again) != file_identity(st):
         return None
     return whole
 
 
-def _identity(st: os.stat_result) -> tuple[int, ...]:
+def file_identity(st: os.stat_result) -> tuple[int, ...]:
+    """What of a file's `os.stat` must agree before and after reading it for the reads to be of one
+    file: device, inode, size, mtime and ctime (a write in place with the mtime set back changes the
+    ctime, which nobody can set back)."""
     return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
