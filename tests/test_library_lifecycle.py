@@ -908,3 +908,33 @@ def test_the_beets_path_refuses_a_file_written_over_in_place_while_it_is_checked
         assert (done.written, done.problem, written) == (False, CHANGED, [])
     finally:
         db.close()
+
+
+def test_a_tag_write_refuses_a_file_written_over_in_place_while_it_is_checked(tmp_path, monkeypatch):
+    """The tag write's check (`tagger.tags.rewrite._check_fingerprint`) and the checks up to its rename
+    (`tagger.tags.filesystem.same_file`) compared the file's stat before and after reading it by
+    inode, size and mtime only: a file written over in place while its fingerprint was read, its mtime
+    set back, passed (its ctime was the analysed one at the first stat, so no whole-content hash was
+    asked), and the old audio's results were written into the new audio. The ctime is compared too now."""
+    import tagger.fingerprint as fingerprints
+    from tagger import tags
+    from tagger.errors import TagWriteError
+
+    song = write_audio(tmp_path / "music" / "stem.wav", tone_signal([110.0], seconds=40.0))  # bass
+    edited = _unseen_by_the_fingerprint(song, tmp_path / "edited.wav").read_bytes()
+    _old(song)
+    st, analysed = os.stat(song), content_hash(song)
+    read = fingerprints.fingerprint
+    wanted = read(song)
+
+    def written_over_meanwhile(path, *args, **kwargs):
+        if song.read_bytes() != edited:
+            _write_over_in_place(song, edited)
+        return read(path, *args, **kwargs)
+
+    monkeypatch.setattr(fingerprints, "fingerprint", written_over_meanwhile)
+    with pytest.raises(TagWriteError):
+        tags.write_instruments(song, instruments=["bass"], model_version="fake-1", families=tuple(BANDS),
+                               expected=(st.st_size, st.st_mtime), fingerprint=wanted, content_hash=analysed,
+                               ctime_ns=st.st_ctime_ns, inode=(st.st_dev, st.st_ino))  # fmt: skip
+    assert song.read_bytes() == edited and not tags.read_instruments(song).tagged

@@ -132,7 +132,10 @@ class ReadLease:
 
 
 def same_file(a: os.stat_result, b: os.stat_result) -> bool:
-    return (a.st_dev, a.st_ino, a.st_size, a.st_mtime_ns) == (b.st_dev, b.st_ino, b.st_size, b.st_mtime_ns)
+    """Whether two stats are of one file unchanged between them: its device, inode, size, mtime and
+    ctime (a file written over in place with its mtime set back keeps the others)."""
+    return ((a.st_dev, a.st_ino, a.st_size, a.st_mtime_ns, a.st_ctime_ns)
+            == (b.st_dev, b.st_ino, b.st_size, b.st_mtime_ns, b.st_ctime_ns))  # fmt: skip
 
 
 def xattrs(path: str) -> dict[str, bytes]:
