@@ -302,6 +302,19 @@ def test_the_length_of_a_matroska_file_is_that_of_the_stream_analysed(tmp_path):
         assert abs(len(audio.load(path)) / 16_000 - 6.0) < 0.05
 
 
+def test_a_matroska_streams_length_is_read_from_its_tag_in_mkvmerges_spelling_too():
+    """mkvmerge writes a stream's length as ``DURATION-eng`` (with the track's language), ffmpeg's
+    muxer as ``DURATION``: only the latter was read, so such a file's length was unknown and one
+    damaged frame refused it instead of a note (ffmpeg cannot write the former: checked on ffprobe's
+    own output, a dictionary)."""
+    from tagger.audio.probe import _tagged_duration
+
+    assert _tagged_duration({"DURATION-eng": "00:01:02.500000000", "ENCODER": "x"}) == 62.5
+    assert _tagged_duration({"duration": "00:00:06.000000000"}) == 6.0
+    assert _tagged_duration({"DURATION-und": "N/A", "DURATION": "00:00:03.000000000"}) == 3.0
+    assert _tagged_duration({"DURATIONS": "00:00:03.0", "TITLE": "x"}) is None
+
+
 def test_channels_of_huge_or_a_few_non_finite_samples_are_still_mixed_as_before(tmp_path):
     """The channel statistics of the downmix square the samples: float samples of 1e30 overflow
     float32 there (the 1e30 stereo file became NaN, "100.0% of its samples are NaN or infinite", once

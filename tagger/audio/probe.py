@@ -138,11 +138,23 @@ def _ffprobe_info(path: Path) -> AudioInfo:
         raise AudioReadError(path, "invalid sample rate or channel count in the stream") from None
     if rate <= 0 or channels <= 0:
         raise AudioReadError(path, "audio stream has no sample rate or channels")
-    duration = _seconds(s.get("duration")) or _seconds((s.get("tags") or {}).get("DURATION"))
+    duration = _seconds(s.get("duration")) or _tagged_duration(s.get("tags") or {})
     others = [t for t in meta.get("streams", []) if t is not s and not (t.get("disposition") or {}).get("attached_pic")]
     if duration is None and not others:  # (the file's length is its stream's; a cover picture has none)
         duration = _seconds(meta.get("format", {}).get("duration"))
     return AudioInfo(str(path), str(s.get("codec_name", "unknown")), rate, channels, duration, "ffmpeg")
+
+
+def _tagged_duration(tags: dict) -> float | None:
+    """A Matroska stream's length from its tags: ``DURATION`` as ffmpeg's muxer writes it, or with a
+    language as mkvmerge writes it (``DURATION-eng``), in any case; None when none holds one."""
+    for key, value in tags.items():
+        name = str(key).upper()
+        if name == "DURATION" or name.startswith("DURATION-"):
+            seconds = _seconds(value)
+            if seconds is not None:
+                return seconds
+    return None
 
 
 def _seconds(value) -> float | None:
