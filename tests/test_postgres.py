@@ -399,15 +399,21 @@ def test_a_postgres_database_not_in_utf8_keeps_every_file_name_or_is_refused(enc
         server.drop_database(url)
 
 
-def test_two_clients_opening_a_new_postgres_database_at_once_both_get_the_schema(pg_url, tmp_path):
+def test_two_clients_opening_a_new_postgres_database_at_once_both_get_the_schema(pg_url, tmp_path, monkeypatch):
     """The first command of two machines on a new (or old) library database both migrate it: the
     second waited for the first's tables, then failed with 'duplicate key value violates unique
     constraint "pg_type_typname_nsp_index"'. Migrations now take turns (an advisory lock held for
-    the migration's transaction), and the second finds the schema made."""
+    the migration's transaction), and the second finds the schema made, however long the first
+    takes: the lock wait of tagger's connections (`lock_timeout`, here 0.5 s) does not apply to that
+    turn (it did: the second gave up once the first took longer)."""
     import subprocess
     import sys
     import threading
     import time
+
+    from tagger.db import engine as E
+
+    monkeypatch.setattr(E, "BUSY_TIMEOUT_S", 0.5)  # (the second client's: a thread of this process)
 
     gate, migrated = tmp_path / "go", tmp_path / "migrated"
     first = subprocess.Popen([sys.executable, "-c", f"""
@@ -447,6 +453,7 @@ open_database({pg_url!r}).close()
                     "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")):  # fmt: skip
                 time.sleep(0.05)
         watcher.dispose()
+        time.sleep(1.5)  # (the first takes longer than the second's lock wait)
     finally:
         gate.touch()
     t.join(60)

@@ -136,7 +136,12 @@ def _one_transaction(conn):
     if conn.dialect.name != "sqlite":
         with conn.begin():
             if conn.dialect.name == "postgresql":
+                # (the turn is waited for however long the other migration takes: the connection's
+                # lock_timeout, for locks a paused scan may hold, is set back once it is taken)
+                wait = conn.exec_driver_sql("SHOW lock_timeout").scalar()
+                conn.exec_driver_sql("SET LOCAL lock_timeout = 0")
                 conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")
+                conn.exec_driver_sql("SELECT set_config('lock_timeout', %(wait)s, true)", {"wait": wait})
             yield
         return
     dbapi = conn.connection.driver_connection
