@@ -717,3 +717,18 @@ def test_a_worker_dying_in_its_start_up_check_leaves_the_scan_to_the_others(temp
     assert not isinstance(outcome[0], BaseException), outcome[0]
     assert (outcome[0].scanned, outcome[0].failed) == (3, 0)
     db.close()
+
+
+def test_a_large_file_gets_time_for_its_size_before_it_counts_as_hung(tmp_path):
+    """A Dask task sends no progress, so the file timeout capped a file's whole analysis there: a
+    3 GB DSD file over a slow share (which a local worker's reading messages keep alive) was stored as
+    'timed out' at every scan. A worker now has the file timeout plus a second per megabyte."""
+    from tagger.library.distributed import SLOWEST_READ, task_limit
+
+    small, large = tmp_path / "small.wav", tmp_path / "large.dsf"
+    small.write_bytes(bytes(1000))
+    with open(large, "wb") as f:
+        f.truncate(3 * 10**9)  # (sparse: 3 GB that take no room)
+    assert task_limit(str(small), 300.0) == pytest.approx(300.0, abs=0.01)
+    assert task_limit(str(large), 300.0) == 300.0 + 3 * 10**9 / SLOWEST_READ == 3300.0
+    assert task_limit(str(tmp_path / "gone.wav"), 300.0) == 300.0

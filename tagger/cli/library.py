@@ -123,7 +123,7 @@ def scan(
     file_timeout: float = typer.Option(
         None, "--file-timeout", callback=F.seconds,
         help="Seconds a worker may go without progress on one file (a hung decoder) before the file fails "
-        "(default 300; 0: no limit; with --backend dask: seconds a worker may run one file).",
+        "(default 300; 0: no limit; with --backend dask: seconds a worker may run one file, plus one per MB).",
     ),  # fmt: skip
     write_tags: bool = typer.Option(
         True, "--write-tags/--no-write-tags", help="Write INSTRUMENTS/INSTRUMENTS_MODEL tags into each analysed file."

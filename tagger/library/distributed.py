@@ -264,8 +264,10 @@ class DaskBackend:
         Ctrl-C is then heard while every file in flight is still being analysed).
 
         ``file_timeout``: seconds a worker may run one file's task (a hung decoder: a stalled
-        network mount) before the file is stored as an error, its task cancelled and the worker
-        restarted (by its nanny; a worker without one is closed); None: no limit.
+        network mount), plus a second per megabyte of the file (`SLOWEST_READ`: a worker sends no
+        progress, so a long file must not look hung), before the file is stored as an error, its
+        task cancelled and the worker restarted (by its nanny; a worker without one is closed);
+        None: no limit.
 
         Raises `ClusterError` when the scheduler cannot be reached, no worker can analyse, a
         worker has another model than `analyser`, or no worker is left for `worker_timeout` seconds.
@@ -289,6 +291,7 @@ class DaskBackend:
         else:
             client = self.scheduler
         index: dict = {}  # task key -> (position in paths, future), for the tasks in flight
+        limits: dict = {}  # task key -> seconds its worker may run it (`task_limit`)
         try:
             threads = self._check_workers(client, spec, paths[0] if paths else None, poll)
             window = max(1, self.in_flight * threads)
@@ -303,6 +306,8 @@ class DaskBackend:
                                     key=f"tagger-analyse-{i}-{os.urandom(4).hex()}", pure=False,
                                     retries=self.retries)  # fmt: skip
                 index[fut.key] = (i, fut)
+                if file_timeout is not None:
+                    limits[fut.key] = task_limit(path, file_timeout)
                 return fut
 
             first = [f for f in (submit_next() for _ in range(window)) if f is not None]
@@ -311,7 +316,7 @@ class DaskBackend:
             while index:  # (a cancelled task may stay in `futures`)
                 if not futures.has_ready():
                     if idle.wait(len(index)) and file_timeout is not None:  # (`poll` may raise; so does a
-                        for key, worker, seconds in _overdue(client, index, file_timeout):  # cluster without a worker)
+                        for key, worker, seconds in _overdue(client, index, limits):  # cluster without a worker)
                             i, fut = index.pop(key)
                             self._give_up(client, fut, worker)
                             store(i, RemoteResult(paths[i], error=f"timed out after {seconds:.0f} s on the Dask worker "
@@ -426,10 +431,26 @@ class DaskBackend:
         return max(1, sum(client.nthreads().values()))
 
 
-def _overdue(client, index: dict, timeout: float) -> list[tuple[str, str, float]]:
+SLOWEST_READ = 1_000_000
+"""Bytes a second a Dask worker is allowed, beyond the file timeout, to read and analyse a file: a
+task sends no progress, so a 3 GB DSD file over a slow share (which a local worker's ``Reading``
+messages keep alive) was stored as an error at every scan once it ran past the file timeout."""
+
+
+def task_limit(path: str, timeout: float) -> float:
+    """Seconds a worker may run the task of the file at `path`: the file timeout, plus a second per
+    `SLOWEST_READ` bytes of the file (as the client sees it; none when it cannot)."""
+    try:
+        size = os.stat(path).st_size
+    except OSError:
+        size = 0
+    return timeout + size / SLOWEST_READ
+
+
+def _overdue(client, index: dict, limits: dict) -> list[tuple[str, str, float]]:
     """``(key, worker, seconds)`` of the tasks in `index` that a worker has been running for more
-    than `timeout` seconds, as the scheduler knows from the workers' heartbeats (a task waiting
-    for its turn on a worker is not counted)."""
+    than their `limits` (seconds, by task key), as the scheduler knows from the workers'
+    heartbeats (a task waiting for its turn on a worker is not counted)."""
 
     def executing(dask_scheduler=None) -> dict:  # (on the scheduler: nested, so pickled by value)
         import time as clock
@@ -443,7 +464,8 @@ def _overdue(client, index: dict, timeout: float) -> list[tuple[str, str, float]
     except Exception as exc:  # noqa: BLE001 - a scheduler going away is reported by the futures
         log.debug("dask: cannot ask the scheduler what runs: %s", exc)
         return []
-    return [(key, worker, seconds) for key, (worker, seconds) in running.items() if key in index and seconds > timeout]
+    return [(key, worker, seconds) for key, (worker, seconds) in running.items()
+            if key in index and seconds > limits.get(key, float("inf"))]  # fmt: skip
 
 
 class _Idle:
