@@ -9,7 +9,9 @@
 3. Runs the real ``tagger scan`` (tags written, fresh database, shipped models unless ``--models``)
    on a copy, rewrites every file's tags with mutagen as a tag editor would (a new title, a 77 kB
    cover), and times the rescan. ``--src DIR`` runs the scans from another checkout (the code
-   before this change re-analyses every retagged file).
+   before this change re-analyses every retagged file). ``--move``: each file is also moved, as
+   beets' path formats do it, to ``Artist N/Album/NN title.ext`` (the code before the retagged
+   move re-analyses every file and marks its old track missing).
 """
 
 from __future__ import annotations
@@ -103,6 +105,7 @@ def main(argv=None) -> int:
     ap.add_argument("--models", type=Path, default=None, help="model directory (default: the shipped models)")
     ap.add_argument("--src", type=Path, default=None, help="run the scans from this checkout (older code)")
     ap.add_argument("--cache", type=Path, default=None, help="cache folder (default ~/.cache/tagger/bench)")
+    ap.add_argument("--move", action="store_true", help="move each retagged file to another folder and name")
     args = ap.parse_args(argv)
     if args.src:
         B.SOURCE[:] = [str(args.src.resolve())]
@@ -125,12 +128,17 @@ def main(argv=None) -> int:
     first = B.run_scan([music], db=work / "lib.db", models=models, jobs=args.jobs, tags=True)
     s = first["summary"]
     B.say(f"first scan ({source}): {s['scanned']} analysed in {first['process_wall_seconds']:.1f} s")
-    for p in sorted(music.iterdir()):
+    for i, p in enumerate(sorted(music.iterdir())):
         retag(p, "Retagged by another program")
+        if args.move:  # beets' path formats: $albumartist/$album/$track $title
+            dst = music / f"Artist {i % 4}" / "Album" / f"{i:02d} Retagged{p.suffix}"
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            p.rename(dst)
     again = B.run_scan([music], db=work / "lib.db", models=models, jobs=args.jobs, tags=True)
     s = again["summary"]
-    B.say(f"rescan after every file was retagged ({source}): {s['scanned']} analysed, {s.get('retagged', 0)} kept "
-          f"as retagged, {s['skipped']} skipped, in {again['process_wall_seconds']:.1f} s")  # fmt: skip
+    B.say(f"rescan after every file was retagged{' and moved' if args.move else ''} ({source}): {s['scanned']} "
+          f"analysed, {s.get('retagged', 0)} kept as retagged, {s['moved']} moved, {s['missing']} missing, "
+          f"{s['skipped']} skipped, in {again['process_wall_seconds']:.1f} s")  # fmt: skip
     shutil.rmtree(music, ignore_errors=True)
     return 0
 

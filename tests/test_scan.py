@@ -247,19 +247,20 @@ def test_a_new_file_sharing_a_gone_files_fingerprint_is_not_taken_for_it(tmp_pat
 
 
 def test_tracks_stored_before_content_hashes_move_by_fingerprint_alone(tmp_path, db):
-    """Rows from before revision 0005 hold no content hash: one gone candidate is taken as before
-    (nothing else can be compared); two or more leave the file to be analysed as new."""
+    """Rows from before revision 0005 hold no content hash (nor an audio digest, revision 0010): one
+    gone candidate is taken as before (nothing else can be compared); two or more leave the file to
+    be analysed as new."""
     root = tmp_path / "music"
     stems = _stems(root / "stems")
     scan([root], db=db, analyser=FakeAnalyser(), jobs=0)
     with db.session() as s:
-        s.execute(M.Track.__table__.update().values(content_hash=None))
+        s.execute(M.Track.__table__.update().values(content_hash=None, audio_digest=None))
     os.rename(stems["flute"], root / "flute.wav")
     summary = scan([root], db=db, analyser=FakeAnalyser(), jobs=0)
     assert summary.moved == 1 and summary.scanned == 0
     assert track_instruments(db)[str(root / "flute.wav")] == ["flute"]
     with db.session() as s:
-        s.execute(M.Track.__table__.update().values(content_hash=None))
+        s.execute(M.Track.__table__.update().values(content_hash=None, audio_digest=None))
     (root / "moved").mkdir()
     os.rename(stems["bass"], root / "moved" / "2.wav")
     os.rename(stems["string"], root / "moved" / "1.wav")

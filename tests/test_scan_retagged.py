@@ -340,3 +340,203 @@ def test_a_wav_or_aiff_whose_format_chunk_now_says_another_rate_is_analysed_agai
     again = scan([f.parent], db=db, analyser=analyser, jobs=0)
     assert (again.retagged, again.scanned) == (0, 1) and analyser.calls > 0
     assert stored(db, f)["audio_digest"] == tags.audio_digest(f) != before["audio_digest"]
+
+
+# A file retagged and moved at once (beets' `import`/`modify` with path formats, Picard's "rename
+# files", foobar2000's file operations): the same audio under a new name, its old name gone.
+
+
+def beets_move(f, root, *, title: str, drop_ours: bool = False):
+    """``f`` retagged and moved to ``root/Artist/Album/01 title.ext``, as beets does; returns the new path."""
+    retag(f, title=title, drop_ours=drop_ours)
+    new = root / "Artist" / "Album" / f"01 {title}{f.suffix}"
+    new.parent.mkdir(parents=True, exist_ok=True)
+    os.rename(f, new)
+    return new
+
+
+def track_paths(db) -> dict[str, str]:
+    with db.session() as s:
+        return {t.path: t.status for t in s.scalars(select(M.Track))}
+
+
+@pytest.mark.parametrize("drop_ours", [False, True], ids=["tagger-fields-kept", "tagger-fields-removed"])
+@pytest.mark.parametrize("ext", ("flac", "mp3"))
+def test_a_file_retagged_and_moved_keeps_its_results_without_analysis(tmp_path, db, ext, drop_ours):
+    f, before = analysed_and_tagged(tmp_path, db, ext)
+    new = beets_move(f, f.parent, title="Another title", drop_ours=drop_ours)
+    assert fingerprint(new) != before["fingerprint"] and tags.audio_digest(new) == before["audio_digest"]
+
+    analyser = FakeAnalyser()
+    again = scan([f.parent], db=db, analyser=analyser, jobs=0, on_track=tag_writer(model_version="fake-1"))
+    assert analyser.calls == 0 and again.scanned == 0
+    assert (again.moved, again.retagged, again.skipped, again.missing) == (1, 1, 1, 0)
+    assert again.ok and again.tag_errors == 0 and again.tags_written == (1 if drop_ours else 0)
+    assert track_paths(db) == {str(new): M.STATUS_OK}  # the track followed its file
+    after = stored(db, new)
+    for key in ("results", "segments", "model", "analysed_at", "status", "audio_digest"):
+        assert after[key] == before[key], key
+    assert other_tags(new) == ("Another title", COVER)
+    state = tags.read_instruments(new)
+    assert state.instruments == ["bass", "flute"] and state.model_version == "fake-1"
+    st = os.stat(new)
+    assert (after["size"], after["fingerprint"], after["content_hash"], after["ctime_ns"]) == (
+        st.st_size, fingerprint(new), content_hash(new), st.st_ctime_ns)  # fmt: skip
+    assert after["tags_current"]
+
+    third = scan([f.parent], db=db, analyser=analyser, jobs=0, on_track=tag_writer(model_version="fake-1"))
+    assert analyser.calls == 0 and (third.skipped, third.moved, third.retagged, third.tags_written) == (1, 0, 0, 0)
+
+
+def test_a_quick_scan_without_tag_writes_takes_the_move_and_a_later_one_writes_tagger_fields_back(tmp_path, db):
+    f, before = analysed_and_tagged(tmp_path, db, "flac")
+    new = beets_move(f, tmp_path / "music", title="Picard's title", drop_ours=True)
+    analyser = FakeAnalyser()
+    plain = scan([f.parent], db=db, analyser=analyser, jobs=0, quick=True)
+    assert analyser.calls == 0 and (plain.moved, plain.retagged, plain.missing, plain.tags_written) == (1, 1, 0, 0)
+    assert stored(db, new)["results"] == before["results"] and not stored(db, new)["tags_current"]
+    writing = scan([f.parent], db=db, analyser=analyser, jobs=0, quick=True,
+                   on_track=tag_writer(model_version="fake-1"))
+    assert analyser.calls == 0 and writing.tags_written == 1 and writing.moved == 0
+    assert tags.read_instruments(new).instruments == ["bass", "flute"] and other_tags(new)[0] == "Picard's title"
+    assert stored(db, new)["tags_current"]
+
+
+def test_a_retagged_copy_is_no_move(tmp_path, db):
+    """The old file still there: the retagged copy is other bytes, analysed (the copy rule takes
+    only a copy of the whole content); the original keeps its track."""
+    f, before = analysed_and_tagged(tmp_path, db, "mp3")
+    copy = tmp_path / "music" / "copies" / "duo copy.mp3"
+    copy.parent.mkdir()
+    shutil.copy(f, copy)
+    retag(copy, title="A copy")
+    analyser = FakeAnalyser()
+    again = scan([f.parent], db=db, analyser=analyser, jobs=0)
+    assert analyser.calls > 0 and (again.scanned, again.moved, again.retagged, again.missing) == (1, 0, 0, 0)
+    assert track_paths(db) == {str(f): M.STATUS_OK, str(copy): M.STATUS_OK}
+    assert stored(db, f)["analysed_at"] == before["analysed_at"]
+
+
+def test_two_gone_tracks_of_one_audio_leave_the_moved_file_to_analysis(tmp_path, db):
+    f, _ = analysed_and_tagged(tmp_path, db, "flac")
+    twin = tmp_path / "music" / "other" / "duo.flac"
+    twin.parent.mkdir()
+    shutil.copy(f, twin)
+    retag(twin, title="Twin")  # the same audio, another file: analysed, its own track
+    scan([f.parent], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert stored(db, twin)["audio_digest"] == stored(db, f)["audio_digest"]
+    new = beets_move(f, tmp_path / "music", title="Moved")
+    twin.unlink()
+    analyser = FakeAnalyser()
+    again = scan([f.parent], db=db, analyser=analyser, jobs=0)
+    assert analyser.calls > 0 and (again.scanned, again.moved, again.retagged, again.missing) == (1, 0, 0, 2)
+    assert track_paths(db) == {str(f): M.STATUS_MISSING, str(twin): M.STATUS_MISSING, str(new): M.STATUS_OK}
+
+
+def test_one_gone_track_whose_audio_two_new_files_hold_leaves_both_to_analysis(tmp_path, db):
+    f, _ = analysed_and_tagged(tmp_path, db, "mp3")
+    shutil.copy(f, tmp_path / "second.mp3")
+    one = beets_move(f, tmp_path / "music", title="One")
+    two = tmp_path / "music" / "Other" / "two.mp3"
+    two.parent.mkdir()
+    shutil.move(tmp_path / "second.mp3", two)
+    retag(two, title="Two")
+    analyser = FakeAnalyser()
+    again = scan([f.parent], db=db, analyser=analyser, jobs=0)
+    assert analyser.calls > 0 and (again.scanned, again.moved, again.retagged, again.missing) == (2, 0, 0, 1)
+    assert track_paths(db) == {str(f): M.STATUS_MISSING, str(one): M.STATUS_OK, str(two): M.STATUS_OK}
+
+
+def test_new_audio_under_the_old_name_and_a_retagged_move_at_once(tmp_path, db):
+    """The old name holds other audio now: its track is not gone, so it is no one's to take; both
+    files are analysed, each given the results of its own audio."""
+    f, before = analysed_and_tagged(tmp_path, db, "flac")
+    new = beets_move(f, tmp_path / "music", title="Moved")
+    write_audio(f, tone_signal([4000.0], seconds=5.0))
+    analyser = FakeAnalyser()
+    again = scan([f.parent], db=db, analyser=analyser, jobs=0, on_track=tag_writer(model_version="fake-1"))
+    assert (again.scanned, again.moved, again.retagged, again.missing) == (2, 0, 0, 0) and again.tag_errors == 0
+    assert [d[0] for d in stored(db, f)["results"] if d[1]] == ["string"]
+    assert [d[0] for d in stored(db, new)["results"] if d[1]] == ["bass", "flute"]
+    assert tags.read_instruments(f).instruments == ["string"]
+    assert tags.read_instruments(new).instruments == ["bass", "flute"] and other_tags(new)[0] == "Moved"
+
+
+def test_a_gone_track_without_an_audio_digest_is_no_move(tmp_path, db):
+    """A track stored before revision 0010 (no digest): the retagged, moved file is analysed."""
+    f, _ = analysed_and_tagged(tmp_path, db, "flac")
+    _forget_digests(db)
+    new = beets_move(f, tmp_path / "music", title="Moved")
+    analyser = FakeAnalyser()
+    again = scan([f.parent], db=db, analyser=analyser, jobs=0)
+    assert analyser.calls > 0 and (again.scanned, again.moved, again.retagged, again.missing) == (1, 0, 0, 1)
+    assert track_paths(db) == {str(f): M.STATUS_MISSING, str(new): M.STATUS_OK}
+
+
+def test_new_files_are_read_for_an_audio_digest_only_when_a_gone_track_could_be_theirs(tmp_path, db, monkeypatch):
+    """No gone track (a first scan, files added), or none named like the new file: no digest read in
+    the plan."""
+    from tagger.library import plan
+
+    reads = []
+    real = plan._audio_digest_or_none
+    monkeypatch.setattr(plan, "_audio_digest_or_none", lambda path: reads.append(path) or real(path))
+    music = tmp_path / "music"
+    a = write_audio(music / "a.flac", tone_signal([110.0], seconds=3.0))
+    scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    write_audio(music / "b.flac", tone_signal([220.0], seconds=3.0))
+    scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert reads == []  # a first scan, then a file added: nothing gone
+    a.unlink()
+    c = write_audio(music / "c.mp3", tone_signal([330.0], seconds=3.0))
+    done = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert reads == [] and (done.scanned, done.missing) == (1, 1)  # a FLAC gone, an MP3 new
+    d = write_audio(music / "d.flac", tone_signal([440.0], seconds=3.0))
+    done = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert reads == [str(d)] and (done.scanned, done.moved) == (1, 0)  # read, and other audio
+    assert str(c) in track_paths(db)
+
+
+def test_a_track_the_walk_skipped_is_not_gone(tmp_path, db):
+    """A file in a hidden folder, which a scan without --include-hidden does not walk, is still
+    there: a retagged copy of it elsewhere is analysed, and the hidden file keeps its track."""
+    music = tmp_path / "music"
+    hidden = write_audio(music / ".staging" / "duo.flac", tone_signal([110.0, 1000.0], seconds=5.0))
+    scan([music], db=db, analyser=FakeAnalyser(), jobs=0, include_hidden=True)
+    copy = music / "Artist" / "duo.flac"
+    copy.parent.mkdir()
+    shutil.copy(hidden, copy)
+    retag(copy, title="A copy")
+    analyser = FakeAnalyser()
+    again = scan([music], db=db, analyser=analyser, jobs=0)
+    assert analyser.calls > 0 and (again.scanned, again.moved, again.retagged, again.missing) == (1, 0, 0, 0)
+    assert track_paths(db) == {str(hidden): M.STATUS_OK, str(copy): M.STATUS_OK}
+
+
+def test_a_retagged_move_of_a_stale_track_is_analysed_again_under_its_new_name_with_rescan_stale(tmp_path, db):
+    """Its results are not kept, so it is no retagged file that kept them (as in place)."""
+    f, before = analysed_and_tagged(tmp_path, db, "mp3")
+    new = beets_move(f, tmp_path / "music", title="Moved")
+    analyser = FakeAnalyser(version="fake-2")
+    again = scan([f.parent], db=db, analyser=analyser, jobs=0, rescan_stale=True)
+    assert analyser.calls > 0 and (again.moved, again.retagged, again.scanned, again.missing) == (1, 0, 1, 0)
+    assert track_paths(db) == {str(new): M.STATUS_OK}  # the row followed its file; its results are redone
+    assert stored(db, new)["model"] != before["model"]
+    assert stored(db, new)["audio_digest"] == tags.audio_digest(new)
+
+
+def test_a_track_gone_missing_takes_its_file_retagged_when_it_comes_back_under_another_name(tmp_path, db):
+    """The file retagged and moved out of the library (a scan marks its track missing), then into it
+    under another name: the missing track is its own, restored with its results."""
+    f, before = analysed_and_tagged(tmp_path, db, "flac")
+    (f.parent / "notes.txt").write_text("not empty: no unmounted drive")
+    out = beets_move(f, tmp_path / "inbox", title="Away")
+    assert scan([f.parent], db=db, analyser=FakeAnalyser(), jobs=0).missing == 1
+    back = f.parent / "Returned" / "01 Away.flac"
+    back.parent.mkdir()
+    os.rename(out, back)
+    analyser = FakeAnalyser()
+    again = scan([f.parent], db=db, analyser=analyser, jobs=0)
+    assert analyser.calls == 0 and (again.moved, again.retagged, again.scanned, again.missing) == (1, 1, 0, 0)
+    assert track_paths(db) == {str(back): M.STATUS_OK}
+    assert stored(db, back)["results"] == before["results"] and stored(db, back)["analysed_at"] == before["analysed_at"]

@@ -7,8 +7,11 @@ link left at its old place); a copy of an analysed file, its whole content the o
 a copy of its results (`copied_from`); a stored file that reads as changed but whose audio bytes
 hash as they did when it was analysed had only its tags rewritten by another program (Picard,
 beets, a backup from before tagger tagged it): it keeps its results without analysis
-(`only_tags_changed`); tracks from another model version are *stale*. The moves, copies and
-touched and retagged files are written through the scan's `tagger.db.scan_writer.ScanWriter`.
+(`only_tags_changed`), and so does a new file whose audio bytes hash as those of the one track
+gone in this scan with that hash, moved and retagged at once (beets' path formats, Picard's
+"rename files": `moved_with_new_tags`); tracks from another model version are *stale*. The
+moves, copies and touched and retagged files are written through the scan's
+`tagger.db.scan_writer.ScanWriter`.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ import functools
 import logging
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 from sqlalchemy import select
 
@@ -29,7 +33,7 @@ from tagger.errors import TaggerError, UserError
 from tagger.crawl import CrawlReport, crawl, refuse_system_root, system_mounts
 from tagger.fingerprint import content_hash, fingerprint
 from tagger.library.state import Progress, ScanInterrupted, ScanSummary, StopSignals
-from tagger.paths import Spelling, check_filesystem_encoding, is_utf8
+from tagger.paths import Spelling, check_filesystem_encoding, folder_prefix, is_utf8
 
 log = logging.getLogger("tagger.library.scan")
 
@@ -176,15 +180,26 @@ def only_tags_changed(path: str, st: os.stat_result, stored: str | None, digest)
     file is then analysed, as any changed file is."""
     if not stored:
         return None
+    now = _audio_digest_or_none(path)
+    if now is None or now != stored:
+        return None
+    return _read_whole(path, st, digest)
+
+
+def _audio_digest_or_none(path: str) -> str | None:
+    """`tagger.tags.audio_digest` of ``path``; None where it cannot be read (or the format has none)."""
     from tagger.tags import audio_digest
 
     try:
-        now = audio_digest(path)
+        return audio_digest(path)
     except Exception:  # (unreadable, or an error of tagger's own in the check: analysed, as before)
         log.debug("%s: no audio digest, analysed again", path, exc_info=True)
         return None
-    if now is None or now != stored:
-        return None
+
+
+def _read_whole(path: str, st: os.stat_result, digest) -> str | None:
+    """The content hash of ``path`` (``digest()``) when the file is still the one `os.stat` found as
+    ``st`` (taken before every read of it) after the reads; None otherwise."""
     whole = digest()
     try:
         again = os.stat(path)
@@ -193,6 +208,72 @@ def only_tags_changed(path: str, st: os.stat_result, stored: str | None, digest)
     if whole is None or file_identity(again) != file_identity(st):
         return None
     return whole
+
+
+@dataclass
+class NewFile:
+    """A file the database does not know, which is no gone track's file by content, nor a copy."""
+
+    path: str
+    st: os.stat_result
+    fingerprint: str
+    content_hash: Callable[[], str | None]
+    """Its whole content's hash, read once (None when it cannot be read)."""
+
+
+@dataclass
+class MovedRetagged:
+    """A `NewFile` that is the file of the gone track ``track_id``, its tags rewritten."""
+
+    file: NewFile
+    track_id: int
+    content_hash: str
+
+
+def gone_digests(existing: dict[str, tuple], *, seen: set[str], unlisted: Sequence[str],
+                 spelling: Spelling) -> dict[int, tuple[str, str]]:  # fmt: skip
+    """{track id: (path, audio digest)} of the tracks stored under the scanned folders (``existing``,
+    the plan's rows) with an audio digest whose file is gone: the scan did not see it and no
+    regular file is there under that spelling. Not those under a folder that could not be listed
+    (``unlisted``): their files may well be there."""
+    prefixes = tuple(folder_prefix(f) for f in unlisted)
+    return {row[0]: (path, row[10]) for path, row in existing.items() if row[10] and path not in seen
+            and not path.startswith(prefixes) and not spelling.is_file(path)}  # fmt: skip
+
+
+def moved_with_new_tags(fresh: Sequence[NewFile], gone: dict[int, tuple[str, str]], *,
+                        stop: StopSignals | None = None) -> list[MovedRetagged]:  # fmt: skip
+    """The new files of ``fresh`` that are gone tracks' files, moved and retagged at once (beets'
+    path formats, Picard's "rename files", foobar2000's file operations): the bytes that carry a
+    file's audio hash (`tagger.tags.audio_digest`) to the stored digest of exactly one gone track
+    (``gone``: `gone_digests`), and no other new file's do. Two gone tracks of one digest, two
+    new files of one, a file whose digest cannot be read, or that changed while it was read: none
+    is taken (analysed as new). Only the new files with the extension of a gone track's name are
+    read (a tag editor keeps the extension; another one leaves the file to analysis), and the plan
+    calls this only where a track is gone: a first scan reads nothing more."""
+    by_digest: dict[str, list[int]] = {}
+    for track_id, (_path, digest) in gone.items():
+        by_digest.setdefault(digest, []).append(track_id)
+    kinds = {os.path.splitext(path)[1].casefold() for path, _digest in gone.values()}
+    found: dict[str, list[NewFile]] = {}
+    for new in fresh:
+        if stop is not None and stop.requested:
+            raise ScanInterrupted(stop.signum, 0)
+        if os.path.splitext(new.path)[1].casefold() not in kinds:
+            continue
+        digest = _audio_digest_or_none(new.path)
+        if digest in by_digest:
+            found.setdefault(digest, []).append(new)
+    out = []
+    for digest, files in found.items():
+        if len(files) > 1 or len(by_digest[digest]) > 1:
+            log.info("%s: its audio is that of %d gone track(s) and %d new file(s); not a move",
+                     files[0].path, len(by_digest[digest]), len(files))  # fmt: skip
+            continue
+        whole = _read_whole(files[0].path, files[0].st, files[0].content_hash)
+        if whole is not None:
+            out.append(MovedRetagged(files[0], by_digest[digest][0], whole))
+    return out
 
 
 def file_identity(st: os.stat_result) -> tuple[int, ...]:
@@ -210,7 +291,9 @@ def plan_files(roots, *, writer: ScanWriter, mv_id: int, rescan_stale: bool, ret
     tracks of this model whose tags do not hold their results are added to `retag` (when given)."""
     s = writer.session
     summary = writer.summary
+    crawled = crawled if crawled is not None else CrawlReport()
     work: list[FileState] = []
+    fresh: list[NewFile] = []  # new files matched to no track: analysed unless moved and retagged
     existing: dict[str, tuple] = {}
     for root in roots:
         cond = under_clause(root, s.get_bind().dialect.name)
@@ -349,7 +432,35 @@ def plan_files(roots, *, writer: ScanWriter, mv_id: int, rescan_stale: bool, ret
                 retag.append(FileState.of(path, st, fp, None))
             continue
         work.append(FileState.of(path, st, fp, None))
-    return work
+        fresh.append(NewFile(path, st, fp, digest))
+    gone = gone_digests(existing, seen=writer.seen, unlisted=[f for f, _ in crawled.unreadable],
+                        spelling=spelling) if fresh else {}  # fmt: skip
+    if not gone:
+        return work
+    # New files that are gone tracks' files whose tags another program rewrote as it moved them:
+    # a move (results, model version), with their new file facts recorded as a retag's are.
+    instead: dict[str, FileState | None] = {}
+    if writer.dirty:  # (the digests' reads may be long: no write lock held through them)
+        writer.commit()
+    for found in moved_with_new_tags(fresh, gone, stop=stop):
+        writer.maybe_commit()
+        track = s.get(M.Track, found.track_id)
+        if track.error or track.status not in (M.STATUS_OK, M.STATUS_MISSING) or track.model_version_id is None:
+            continue  # no results to take (a failed file): analysed as new
+        new, old_path = found.file, track.path
+        file = FileState.of(new.path, new.st, new.fingerprint, track.id)
+        writer.moved(track, path=new.path, mtime=new.st.st_mtime, ctime_ns=new.st.st_ctime_ns)
+        existing.pop(old_path, None)
+        log.debug("moved and retagged: %s -> %s", old_path, new.path)
+        if needs_analysis(track.status, track.model_version_id):
+            instead[new.path] = file  # (stale, with rescan_stale: the row follows, its results are redone)
+        else:
+            writer.retagged(track.id, file, content_hash=found.content_hash)
+            instead[new.path] = None
+            summary.skipped += 1
+            if retag is not None and track.model_version_id == mv_id:
+                retag.append(file)
+    return [kept for w in work if (kept := instead.get(w.path, w)) is not None]
 
 
 def _undecodable_name(writer: ScanWriter, shown: str, row: tuple | None) -> None:
