@@ -113,16 +113,18 @@ def _read_whole(task_id: int, path: str) -> Generator[Reading, None, str]:
 
 
 def _digest_audio(task_id: int, path: str) -> Generator[Reading, None, str | None]:
-    """`_audio_digest` of the file, computed in a thread of its own while this one sends a `Reading`
+    """`tagger.tags.audio_digest_or_none` of the file, computed in a thread of its own while this one sends a `Reading`
     message each second in which it hashed more bytes (as `_read_whole` does): a large file that the
     page cache could not keep is read again, and must not be taken for a hung decoder (a read that
     makes no progress sends nothing: the file timeout still stops it)."""
     import threading
 
+    from tagger.tags import audio_digest_or_none
+
     done, out = [0], [None]
 
     def run() -> None:
-        out[0] = _audio_digest(path, progress=lambda n: done.__setitem__(0, done[0] + n))
+        out[0] = audio_digest_or_none(path, progress=lambda n: done.__setitem__(0, done[0] + n))
 
     thread = threading.Thread(target=run, name="audio-digest", daemon=True)
     thread.start()
@@ -136,27 +138,12 @@ def _digest_audio(task_id: int, path: str) -> Generator[Reading, None, str | Non
             yield Reading(task_id, told)
 
 
-def _audio_digest(path: str, *, progress=None) -> str | None:
-    """`tagger.tags.audio_digest` of the file, read just after its content hash (from the page cache:
-    a few milliseconds for a 4-minute FLAC), or None where it has no answer: a format whose audio
-    bytes it cannot tell from its tags, a file mutagen cannot read, even an error of tagger's own in
-    the check (its analysis goes on: the file is only analysed again after a tag edit). The
-    results then hold for this digest as they do for the content hash: the scan stores neither
-    when the file changed meanwhile (`tagger.library.runner.changed_during_analysis`)."""
-    from tagger.tags import audio_digest
-
-    try:
-        return audio_digest(path, progress=progress)
-    except Exception:
-        return None
-
-
 def _warm_up(config: AnalysisConfig) -> None:
     """Import the decoders and compute one window's features, so that a worker's first file is not
     charged with start-up time (the scan's per-file timeout measures files, not imports)."""
     from tagger import audio  # noqa: F401
     from tagger import features as F
-    from tagger import tags  # noqa: F401  (`_audio_digest`)
+    from tagger import tags  # noqa: F401  (`audio_digest_or_none`)
 
     cfg = F.FeatureConfig.from_dict(config.features)
     try:

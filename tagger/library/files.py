@@ -181,14 +181,11 @@ def rewrite_tags(db: Database, result: FileResult, write: Callable[[], bool]) ->
 
 
 def _audio_digest(path: str) -> str | None:
-    """`tagger.tags.audio_digest`, None where it has no answer: a format whose audio bytes it
-    cannot tell from its tags (one tagger does not tag, or a malformed file)."""
-    from tagger.tags import audio_digest
+    """`tagger.tags.audio_digest_or_none` (imported when first needed; looked up here, where the
+    tests count this module's reads)."""
+    from tagger.tags import audio_digest_or_none
 
-    try:
-        return audio_digest(path)
-    except TaggerError:
-        return None
+    return audio_digest_or_none(path)
 
 
 def _check(result: FileResult, *, audio: bool) -> tuple[str | None, str | None]:

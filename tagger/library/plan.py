@@ -187,14 +187,11 @@ def only_tags_changed(path: str, st: os.stat_result, stored: str | None, digest)
 
 
 def _audio_digest_or_none(path: str) -> str | None:
-    """`tagger.tags.audio_digest` of ``path``; None where it cannot be read (or the format has none)."""
-    from tagger.tags import audio_digest
+    """`tagger.tags.audio_digest_or_none` (imported when first needed; looked up here, where the
+    tests count this module's reads)."""
+    from tagger.tags import audio_digest_or_none
 
-    try:
-        return audio_digest(path)
-    except Exception:  # (unreadable, or an error of tagger's own in the check: analysed, as before)
-        log.debug("%s: no audio digest, analysed again", path, exc_info=True)
-        return None
+    return audio_digest_or_none(path)
 
 
 def _read_whole(path: str, st: os.stat_result, digest) -> str | None:

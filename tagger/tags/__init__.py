@@ -57,6 +57,7 @@ from tagger.tags.rewrite import (
     SUPPORTED_FORMATS,
     TEMP_SUFFIX,
     audio_digest,
+    audio_digest_or_none,
     foreign_reason,
     is_temp_name,
     read_instruments,
@@ -70,7 +71,7 @@ from tagger.tags.storage import MP4_FREEFORM_PREFIX, STORAGES, Storage, payload_
 __all__ = [
     "DEFAULT_SETTLE_SECONDS", "FIELDS", "INSTRUMENTS", "INSTRUMENTS_MODEL", "INSTRUMENTS_SCORES", "MP4_FREEFORM_PREFIX",
     "Prediction", "PredictionRows", "Raw", "RejectedRow", "SCORE_DECIMALS", "STORAGES", "SUPPORTED_FORMATS", "Storage",
-    "TEMP_SUFFIX", "TagChange", "TagState", "audio_digest", "find_audio_files", "foreign_fields", "foreign_reason",
+    "TEMP_SUFFIX", "TagChange", "TagState", "audio_digest", "audio_digest_or_none", "find_audio_files", "foreign_fields", "foreign_reason",
     "is_temp_name", "load_predictions_jsonl", "mediafile_styles", "payload_digest", "predictions_from_database",
     "read_instruments", "read_predictions_jsonl", "register_mediafile_fields", "remove_all", "remove_instruments",
     "remove_stale_temp_files", "rows_folder", "select_predictions", "tag_from_database", "unsettled_reason", "write_instruments",

@@ -91,6 +91,18 @@ def audio_digest(path: str | os.PathLike, *, progress: Callable[[int], None] | N
         raise TagWriteError(path, f"cannot read its audio: {exc}") from None
 
 
+def audio_digest_or_none(path: str | os.PathLike, *, progress: Callable[[int], None] | None = None) -> str | None:
+    """`audio_digest`, or None where there is no answer to trust: a format without the check, a file
+    that cannot be read, even an error of tagger's own in the check (logged). The callers (the
+    worker after its content hash, the scan's plan, the beets path) then fall back to what they do
+    without a digest: analyse the file again, or record nothing."""
+    try:
+        return audio_digest(path, progress=progress)
+    except Exception:  # noqa: BLE001 - see above: no digest is always the safe answer
+        log.debug("%s: no audio digest", path, exc_info=True)
+        return None
+
+
 def write_instruments(
     path: str | os.PathLike,
     *,
