@@ -200,7 +200,6 @@ def _flock_holder(path: Path) -> int | None:
 
 def _postgres_lock_holder(url: str) -> str | None:
     """`scan_lock_holder` on PostgreSQL: the server process and client of the scan lock's session."""
-    from sqlalchemy import text
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -211,12 +210,7 @@ def _postgres_lock_holder(url: str) -> str | None:
     engine = make_engine(url)
     try:
         with engine.connect() as conn:
-            holder = conn.execute(
-                text("SELECT a.pid, host(a.client_addr) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-                     "WHERE l.locktype = 'advisory' AND l.granted "
-                     "AND (l.classid::bigint << 32 | l.objid::bigint) = :k LIMIT 1"),
-                {"k": SCAN_LOCK_KEY},
-            ).first()  # fmt: skip
+            holder = _scan_lock_owner(conn)
     except SQLAlchemyError:
         return None
     finally:
@@ -228,6 +222,19 @@ def _postgres_lock_holder(url: str) -> str | None:
 
 SCAN_LOCK_KEY = 0x7461676765720001
 """The advisory lock key of `tagger scan` (``b"tagger"`` + 1, a signed 64-bit integer)."""
+
+
+def _scan_lock_owner(conn) -> tuple | None:
+    """(server process id, client address or None) of the PostgreSQL session holding the scan lock
+    (`SCAN_LOCK_KEY`), as ``conn`` sees it; None when none does."""
+    from sqlalchemy import text
+
+    return conn.execute(
+        text("SELECT a.pid, host(a.client_addr) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+             "WHERE l.locktype = 'advisory' AND l.granted "
+             "AND (l.classid::bigint << 32 | l.objid::bigint) = :k LIMIT 1"),
+        {"k": SCAN_LOCK_KEY},
+    ).first()  # fmt: skip
 
 
 @contextmanager
@@ -273,12 +280,7 @@ def postgres_scan_lock(url: str, *, then: str = "scan again", guard=None):
     try:
         conn, got = try_lock(lambda reason: f"cannot open the database {where}: {reason}")
         if not got:
-            holder = conn.execute(
-                text("SELECT a.pid, host(a.client_addr), a.application_name FROM pg_locks l "
-                     "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted "
-                     "AND (l.classid::bigint << 32 | l.objid::bigint) = :k LIMIT 1"),
-                {"k": SCAN_LOCK_KEY},
-            ).first()  # fmt: skip
+            holder = _scan_lock_owner(conn)
             conn.close()
             who = f"server process {holder[0]}, client {holder[1] or 'local socket'}" if holder else "another client"
             raise DatabaseBusy(
