@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import unicodedata
 from collections.abc import Iterable
 
 DEFAULT_SETTLE_SECONDS = 10.0
@@ -65,6 +66,13 @@ def is_utf8(name: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def nfc(text: str) -> str:
+    """``text`` in Unicode's composed form (NFC: ``é`` one character). Names are compared in it where
+    they may come in either form: macOS writes them decomposed (NFD: ``e`` and a combining accent),
+    Linux keeps whichever bytes it was given, and a user types NFC."""
+    return text if text.isascii() else unicodedata.normalize("NFC", text)
 
 
 def folder_prefix(folder: str) -> str:

@@ -14,7 +14,8 @@ import typer
 HAS_HELP = "Family that must be present (repeatable)."
 LACKS_HELP = "Family that must be absent (repeatable)."
 MIN_SCORE_HELP = "Minimum score of every --has family."
-PATH_GLOB_HELP = "Shell pattern on the absolute path, e.g. '*/Jazz/*'."
+PATH_GLOB_HELP = ("Shell pattern on the whole absolute path, e.g. '*/Jazz/*' (* also matches /); case-sensitive "
+                  "('*/[Jj]azz/*' for either), accented letters matched in either Unicode form (NFC or NFD).")
 
 
 def has():

@@ -22,7 +22,7 @@ from sqlalchemy import and_, exists, func
 
 from tagger.db import tables as T
 from tagger.errors import UserError
-from tagger.paths import folder_prefix, is_utf8, under_any
+from tagger.paths import folder_prefix, is_utf8, nfc, under_any
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,9 @@ class Lacks(Part):
 @dataclass(frozen=True)
 class PathGlob(Part):
     """The whole absolute path matches a shell pattern (``'*/Jazz/*'``, ``'*.flac'``), case-sensitively,
-    or the same pattern with its folder part's links resolved (`glob_forms`)."""
+    or the same pattern with its folder part's links resolved (`glob_forms`); either as they are or
+    both in Unicode's NFC form (a name copied from macOS is stored decomposed, NFD: ``e`` and a
+    combining accent, where a user types ``é``)."""
 
     pattern: str
 
@@ -108,7 +110,11 @@ class PathGlob(Part):
         return None  # SQL LIKE/GLOB differ per database and from fnmatch: checked in Python
 
     def match(self, item):
-        return any(fnmatch.fnmatchcase(item.path, form) for form in glob_forms(self.pattern))
+        forms = glob_forms(self.pattern)
+        if any(fnmatch.fnmatchcase(item.path, form) for form in forms):
+            return True
+        path = nfc(item.path)
+        return any(fnmatch.fnmatchcase(path, nfc(form)) for form in forms)
 
 
 @functools.lru_cache(maxsize=16)
