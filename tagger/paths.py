@@ -75,6 +75,30 @@ def nfc(text: str) -> str:
     return text if text.isascii() else unicodedata.normalize("NFC", text)
 
 
+def spelled_on_disk(path: str) -> str:
+    """``path`` with each name on its way that does not exist as written replaced by the one entry
+    of its folder that is the same name in another Unicode form (`nfc`); ``path`` as it is when it
+    exists, or where no entry, or more than one, is that name. Linux opens a file by its exact
+    bytes: ``Beyoncé/`` typed as one ``é`` does not open the folder a copy from macOS made, whose
+    name holds ``e`` and a combining accent."""
+    if path.isascii() or os.path.lexists(path):
+        return path
+    if path.endswith(os.sep) and path.strip(os.sep):  # ("Beyoncé/", as a shell completes a folder)
+        return spelled_on_disk(path.rstrip(os.sep)) + os.sep
+    head, name = os.path.split(path)
+    if not name or head == path:
+        return path
+    folder = spelled_on_disk(head) if head else head
+    if not os.path.lexists(os.path.join(folder, name)):
+        try:
+            alike = [entry for entry in os.listdir(folder or os.curdir) if nfc(entry) == nfc(name)]
+        except OSError:
+            alike = []
+        if len(alike) == 1:
+            name = alike[0]
+    return os.path.join(folder, name)
+
+
 def folder_prefix(folder: str) -> str:
     """``folder`` with exactly one trailing separator: what every path under it starts with."""
     return folder.rstrip(os.sep) + os.sep

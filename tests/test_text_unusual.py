@@ -88,3 +88,81 @@ def test_path_glob_is_case_sensitive_and_its_help_says_so(library):
     assert r.output.splitlines() == [paths["nfd"]]
     help_text = " ".join(run("query", "--help").output.split())
     assert "case-sensitive" in help_text and "NFC" in help_text
+
+
+def test_show_finds_a_file_named_in_another_unicode_form(library, tmp_path, monkeypatch):
+    """``tagger show`` of a name typed in NFC said "not in the library database" of the NFD file."""
+    db, paths = library
+    typed = os.path.join(os.path.dirname(os.path.dirname(paths["nfd"])), nfc(ARTIST), nfc(TITLE))
+    assert typed != paths["nfd"] and not os.path.exists(typed)
+    r = run("show", "--db", db, "--json", typed)
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["path"] == paths["nfd"]
+    assert json.loads(r.output)["instruments"] == ["flute"]
+    monkeypatch.chdir(os.path.dirname(paths["nfd"]))  # a relative name too
+    r = run("show", "--db", db, "--json", nfc(TITLE))
+    assert r.exit_code == 0 and json.loads(r.output)["path"] == paths["nfd"]
+
+
+def test_show_finds_a_stored_track_named_in_another_unicode_form_whose_file_is_gone(tmp_path):
+    """With no file on disk to spell the name, the database's names are compared in NFC."""
+    from tagger.db.queries import track_detail
+    from tagger.errors import UserError
+
+    paths = _library(tmp_path / "music", tmp_path / "lib.db")
+    os.unlink(paths["nfd"])
+    typed = nfc(paths["nfd"])
+    database = open_database(tmp_path / "lib.db")
+    try:
+        with database.session() as s:
+            assert track_detail(s, path=typed).path == paths["nfd"]
+            with pytest.raises(UserError, match="not in the library database"):
+                track_detail(s, path=nfc(paths["nfd"]).replace("Café", "Cafe"))
+    finally:
+        database.close()
+
+
+def test_show_of_a_name_two_stored_tracks_have_in_other_unicode_forms_names_both(tmp_path):
+    from tagger.db.queries import track_detail
+    from tagger.errors import UserError
+
+    music = tmp_path / "music"
+    for folder, name in ((nfd(ARTIST), nfc(TITLE)), (nfc(ARTIST), nfd(TITLE))):
+        (music / folder).mkdir(parents=True)
+        write_audio(music / folder / name, tone_signal([FREQ["flute"]], seconds=1.0))
+    database = open_database(tmp_path / "lib.db")
+    try:
+        scan([music], db=database, analyser=FakeAnalyser(), jobs=0)
+        with database.session() as s, pytest.raises(UserError, match="holds 2 tracks of this name in different Unicode forms"):
+            track_detail(s, path=str(music / nfc(ARTIST) / nfc(TITLE)))
+    finally:
+        database.close()
+
+
+def test_tag_and_untag_take_a_folder_named_in_another_unicode_form(tmp_path):
+    """``tagger tag ~/Music/Beyoncé`` typed in NFC was "no such file or folder" for the NFD folder."""
+    from tagger.tags import read_instruments
+
+    paths = _library(tmp_path / "music", tmp_path / "lib.db")
+    folder = str(tmp_path / "music" / nfc(ARTIST))
+    r = run("tag", "--db", str(tmp_path / "lib.db"), "--settle-seconds", "0", folder)
+    assert r.exit_code == 0, r.output
+    assert "1 tagged" in r.output
+    assert read_instruments(paths["nfd"]).instruments == ["flute"]
+    assert not read_instruments(paths["japanese"]).tagged  # only that folder
+    r = run("untag", "--settle-seconds", "0", folder)
+    assert r.exit_code == 0, r.output
+    assert "1 untagged" in r.output
+    assert not read_instruments(paths["nfd"]).tagged
+
+
+def test_a_name_in_both_unicode_forms_is_left_as_typed(tmp_path):
+    """Two files whose names differ only in their Unicode form are two files: the one typed is meant."""
+    from tagger.paths import spelled_on_disk
+
+    write_audio(tmp_path / nfc(TITLE), tone_signal([FREQ["flute"]], seconds=0.5))
+    write_audio(tmp_path / nfd(TITLE), tone_signal([FREQ["bass"]], seconds=0.5))
+    assert spelled_on_disk(str(tmp_path / nfc(TITLE))) == str(tmp_path / nfc(TITLE))
+    assert spelled_on_disk(str(tmp_path / nfd(TITLE))) == str(tmp_path / nfd(TITLE))
+    other = nfd("Ça va.flac")  # neither file: left as typed, to be refused as it was
+    assert spelled_on_disk(str(tmp_path / other)) == str(tmp_path / other)

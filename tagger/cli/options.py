@@ -11,6 +11,8 @@ from pathlib import Path
 
 import typer
 
+from tagger.paths import spelled_on_disk
+
 HAS_HELP = "Family that must be present (repeatable)."
 LACKS_HELP = "Family that must be absent (repeatable)."
 MIN_SCORE_HELP = "Minimum score of every --has family."
@@ -54,12 +56,14 @@ def track_filter(*, has=None, lacks=None, min_score=None, path_glob=None, paths=
 def path(value) -> Path:
     """The typer ``parser`` of every file or folder argument and option: a name that is empty (or
     only blanks) is refused, exit 2, instead of read as ``.``, the current folder (``tagger scan
-    "$MUSIC"`` with ``$MUSIC`` unset scanned, and tagged, whatever folder the shell was in)."""
+    "$MUSIC"`` with ``$MUSIC`` unset scanned, and tagged, whatever folder the shell was in). A name
+    that is not there as typed but is there in another Unicode form (typed NFC, copied from macOS
+    in NFD) is taken in the form on disk (`tagger.paths.spelled_on_disk`)."""
     if isinstance(value, Path):
         return value  # a default
     if not str(value).strip():
         raise typer.BadParameter(f"{str(value)!r} is an empty name (it would mean the current folder): give a path")
-    return Path(value)
+    return Path(spelled_on_disk(str(value)))
 
 
 def seconds(value: float | None) -> float | None:

@@ -344,6 +344,29 @@ def _summaries(conn, page, where: TrackFilter, *, dialect: str, order: dict[str,
     return out
 
 
+def stored_name(session: Session, path: str) -> str:
+    """The name the database stores the track at ``path`` under: ``path`` itself when a track has it,
+    else the one stored name that is ``path`` in another Unicode form (`tagger.paths.nfc`: a file
+    copied from macOS is stored decomposed, NFD, where a user types NFC; its file may be gone, so
+    that no name on disk tells the form), else ``path``. Two such stored names are refused, naming
+    them. Raises `UserError` for a name that is not UTF-8 (`storable_name`)."""
+    from tagger.display import named
+    from tagger.paths import nfc
+
+    path = storable_name(path)
+    if path.isascii() or session.scalar(select(T.tracks.c.id).where(T.tracks.c.path == path)) is not None:
+        return path
+    # (the stored name starts as the typed one does up to its first letter that is not ASCII, but
+    # for the letter before it, which an accent may compose with)
+    common = path[: max(0, next(i for i, c in enumerate(path) if not c.isascii()) - 1)]
+    stored = session.scalars(select(T.tracks.c.path).where(T.tracks.c.path.startswith(common, autoescape=True)))
+    alike = [name for name in stored if nfc(name) == nfc(path)]
+    if len(alike) > 1:
+        raise UserError(f"{named(path)}: the library holds {len(alike)} tracks of this name in different Unicode forms "
+                        f"({', '.join(ascii(a) for a in alike)}): give the name in the form it has on disk")  # fmt: skip
+    return alike[0] if alike else path
+
+
 def track_detail(session: Session, *, path: str) -> TrackDetail:
     """Everything stored about the track at `path`; raises `UserError` if the database lacks it."""
     from sqlalchemy.orm import selectinload
@@ -351,7 +374,7 @@ def track_detail(session: Session, *, path: str) -> TrackDetail:
     from tagger.db import models as M
 
     t = session.scalar(
-        select(M.Track).where(M.Track.path == storable_name(path))
+        select(M.Track).where(M.Track.path == stored_name(session, path))
         .options(selectinload(M.Track.detections), selectinload(M.Track.segments))
     )
     if t is None:
@@ -398,7 +421,7 @@ def track_timeline(session: Session, *, path: str):
     from tagger.timeline import Timeline, thresholds_from_json
 
     t = session.scalar(
-        select(M.Track).where(M.Track.path == storable_name(path))
+        select(M.Track).where(M.Track.path == stored_name(session, path))
         .options(selectinload(M.Track.detections), selectinload(M.Track.segments))
     )
     if t is None:
