@@ -166,3 +166,36 @@ def test_a_name_in_both_unicode_forms_is_left_as_typed(tmp_path):
     assert spelled_on_disk(str(tmp_path / nfd(TITLE))) == str(tmp_path / nfd(TITLE))
     other = nfd("Ça va.flac")  # neither file: left as typed, to be refused as it was
     assert spelled_on_disk(str(tmp_path / other)) == str(tmp_path / other)
+
+
+# -- 3: an output whose encoding is not UTF-8 ---------------------------------------------------------
+
+
+def _tagger(*args: str, **env: str) -> subprocess.CompletedProcess:
+    """``python -m tagger ARGS`` of the tagger under test, with ``env`` added; output as bytes."""
+    full = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]), **env}
+    return subprocess.run([sys.executable, "-m", "tagger", *args], capture_output=True, env=full, timeout=120)
+
+
+def test_an_output_encoding_without_the_names_letters_is_no_traceback(library):
+    """With ``PYTHONIOENCODING=latin-1`` (a Latin-1 terminal's setting) every command printing ネコ or a
+    combining accent ended in a UnicodeEncodeError traceback. Text for reading escapes what the
+    encoding lacks; the formats a script reads are UTF-8, the names' own bytes, as ``-o`` writes them."""
+    db, paths = library
+    names = sorted([paths["nfd"], paths["japanese"]])
+    latin1 = {"PYTHONIOENCODING": "latin-1"}
+    table = _tagger("query", "--db", db, **latin1)
+    assert table.returncode == 0 and b"Traceback" not in table.stderr, table.stderr
+    assert "\\u30cd\\u30b3.flac" in table.stdout.decode("latin-1")
+    shown = _tagger("show", "--db", db, paths["japanese"], **latin1)
+    assert shown.returncode == 0, shown.stderr
+    assert "\\u30cd\\u30b3.flac" in shown.stdout.decode("latin-1") and "bass" in shown.stdout.decode("latin-1")
+    expected = {"paths": "".join(n + "\n" for n in names), "paths0": "".join(n + "\0" for n in names)}
+    for fmt, text in expected.items():
+        done = _tagger("query", "--db", db, "-f", fmt, **latin1)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == text.encode("utf-8")  # the bytes that open the files
+    out = Path(db).parent / "out.m3u"
+    assert _tagger("query", "--db", db, "-f", "m3u", "-o", str(out), **latin1).returncode == 0
+    assert _tagger("query", "--db", db, "-f", "m3u", **latin1).stdout == out.read_bytes()  # as -o writes it
+    assert all(n.encode("utf-8") in out.read_bytes() for n in names)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import codecs
+import contextlib
 import dataclasses
 import errno
 import functools
@@ -160,7 +162,12 @@ def standard_streams() -> None:
     fd 2). A closed stderr is then a silent one (``sys.stderr`` writes to /dev/null: tqdm and the
     decoders' fd 2 capture in `tagger.audio.plumbing` need one); a closed stdout stays ``sys.stdout is None``
     (Python's sign of it), which the commands report (`OutputError`). The processes
-    tagger starts (scan workers, ffmpeg) inherit them. Called by `tagger.cli.main` first."""
+    tagger starts (scan workers, ffmpeg) inherit them. Called by `tagger.cli.main` first.
+
+    A stream whose encoding is not UTF-8 (``PYTHONIOENCODING=latin-1``) writes a character it lacks
+    as a ``\\u30cd`` escape, as `tagger.display.shown` writes what a terminal must not print (ネコ
+    ended every command naming it in a UnicodeEncodeError traceback); `echo_data` writes the
+    formats a script reads as UTF-8 bytes whatever the encoding."""
     for fd in (0, 1, 2):
         try:
             os.fstat(fd)
@@ -172,6 +179,10 @@ def standard_streams() -> None:
             os.set_inheritable(fd, True)  # (os.open's are not: the workers and ffmpeg would find it closed again)
     if sys.stderr is None:
         sys.stderr = open(2, "w", closefd=False, errors="backslashreplace")  # noqa: SIM115
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None and codecs.lookup(getattr(stream, "encoding", None) or "utf-8").name != "utf-8":
+            with contextlib.suppress(AttributeError, ValueError):  # (not a TextIOWrapper)
+                stream.reconfigure(errors="backslashreplace")
 
 
 def _write(write, *, err: bool) -> None:
@@ -219,13 +230,15 @@ def stdout_is_terminal() -> bool:
 
 
 def echo_data(text: str, *, end: str | None = "\n") -> None:
-    """Output a script reads (bare paths, a playlist, CSV, JSON) on stdout: exactly as rendered when
+    """Output a script reads (bare paths, a playlist, CSV, JSON) on stdout: exactly as rendered, in
+    UTF-8 as ``-o`` writes it (the bytes of the names on disk, whatever stdout's encoding), when
     stdout is a file or a pipe (``esc\\x1b[2J.flac`` there would name another file, or none), and
     escaped when stdout is a terminal: each entry (what ``end`` ends: a line, or a NUL-ended name)
     escaped whole by `tagger.display.named`, on a line of its own (a NUL shown as ``\\x00``);
     ``end`` None: text that escapes its own characters (JSON), escaped as `echo` ``lines`` escapes it."""
     if not stdout_is_terminal():  # (color=True: click would strip what looks like an ANSI sequence)
-        _write(lambda: typer.echo(text, nl=False, color=True), err=False)
+        data = text.encode("utf-8", "surrogateescape")  # the names' own bytes, whatever stdout's encoding
+        _write(lambda: typer.echo(data, nl=False, color=True), err=False)
     elif end is None:
         echo(text, nl=False, lines=True)
     else:
