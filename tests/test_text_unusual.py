@@ -199,3 +199,31 @@ def test_an_output_encoding_without_the_names_letters_is_no_traceback(library):
     assert _tagger("query", "--db", db, "-f", "m3u", "-o", str(out), **latin1).returncode == 0
     assert _tagger("query", "--db", db, "-f", "m3u", **latin1).stdout == out.read_bytes()  # as -o writes it
     assert all(n.encode("utf-8") in out.read_bytes() for n in names)
+
+
+# -- 2: names that are not UTF-8 ----------------------------------------------------------------------
+
+
+def test_a_name_that_is_not_utf8_is_an_error_row_and_every_format_runs(library):
+    db, paths = library
+    r = run("errors", "--db", db, "--json")
+    assert r.exit_code == 0
+    [row] = json.loads(r.output)
+    assert row["path"] == paths["latin1"].replace("\udce9", "\\xe9")  # stored with the byte as a \xNN escape
+    assert "not valid UTF-8" in row["error"]
+    for fmt in ("table", "json", "csv", "paths", "paths0", "m3u"):
+        r = run("query", "--db", db, "-f", fmt)
+        assert r.exit_code == 0, (fmt, r.output)
+        assert "caf" not in r.output  # an error row: no results to list
+    r = run("show", "--db", db, paths["latin1"])
+    assert r.exit_code == 1 and "the file name is not valid UTF-8" in r.output
+
+
+def test_a_path_glob_that_is_not_utf8_is_refused_it_can_match_no_track(library):
+    """``--path-glob $'*caf\\xe9*'`` (a Latin-1 byte) printed nothing, exit 0: the database holds UTF-8
+    names only, the pattern can select no track."""
+    db, _ = library
+    r = run("query", "--db", db, "--path-glob", os.fsdecode(b"*caf\xe9*"))
+    assert r.exit_code == 1
+    assert r.output.splitlines() == ["tagger: error: --path-glob '*caf\\xe9*' is not valid UTF-8 (a byte shown as \\xNN): "
+                                     "the library database holds UTF-8 names only, so it can match no track"]

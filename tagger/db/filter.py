@@ -149,9 +149,13 @@ class Under(Part):
 def check_path_glob(pattern: str | None) -> str | None:
     """``pattern`` (`PathGlob`), refused (`UserError`) when it can match no absolute path: an empty
     one, or one whose first character cannot be ``/`` (``Jazz``, ``[``, a backslash: fnmatch has no
-    escape character). Such a pattern would select nothing, in silence."""
+    escape character), or one that is not UTF-8 (no stored name is). Such a pattern would select
+    nothing, in silence."""
     if pattern is None:
         return None
+    if not is_utf8(pattern):  # (a byte of a Latin-1 name typed in a shell: stored names are UTF-8 only)
+        raise UserError(f"--path-glob '{pattern}' is not valid UTF-8 (a byte shown as \\xNN): the library database "
+                        "holds UTF-8 names only, so it can match no track")  # fmt: skip
     first = pattern[:1]
     if first in ("/", "*", "?"):
         return pattern
