@@ -54,3 +54,13 @@ def named(name: str | os.PathLike) -> str:
     if "\\" in name:
         name = name.replace("\\", "\\\\") if _UNSAFE.search(name) else _BACKSLASH.sub(r"\\\\", name)
     return shown(name)
+
+
+def named_failed(path: str, error: str) -> str:
+    """`named` of the file a scan failed (``path`` and ``error`` as a scan reports them and the database
+    stores them): a name that is not UTF-8 is stored with ``\\xNN`` escapes (its error says so), and is
+    shown as `named` shows the name itself, ``caf\\xe9.flac``, not as the name spelt with a
+    backslash, ``caf\\\\xe9.flac``."""
+    from tagger.paths import UNDECODABLE, unescaped_name
+
+    return named(unescaped_name(path) if error.startswith(UNDECODABLE) else path)

@@ -99,6 +99,26 @@ def spelled_on_disk(path: str) -> str:
     return os.path.join(folder, name)
 
 
+UNDECODABLE = "the file name is not valid UTF-8 (shown here with \\x escapes"
+"""How the error of a file whose name is not UTF-8 begins: the scan stores it under its name with
+each such byte written ``\\xNN`` (`escaped_name`)."""
+
+
+def escaped_name(path: str) -> str:
+    """``path`` as the database can hold it: a name that is not valid UTF-8 gets ``\\xNN`` escapes for
+    the bytes that are not (a literal backslash is left as it is, so a valid name can spell the same)."""
+    if is_utf8(path):
+        return path
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def unescaped_name(stored: str) -> str:
+    """The name `escaped_name` wrote as ``stored``: each ``\\x80``..``\\xff`` escape back as the byte it
+    stands for (the lone surrogate Python reads it as), so that `tagger.display.named` shows it as it
+    shows the file's own name."""
+    return re.sub(r"\\x([89a-f][0-9a-f])", lambda m: chr(0xDC00 + int(m.group(1), 16)), stored)
+
+
 def folder_prefix(folder: str) -> str:
     """``folder`` with exactly one trailing separator: what every path under it starts with."""
     return folder.rstrip(os.sep) + os.sep

@@ -227,3 +227,26 @@ def test_a_path_glob_that_is_not_utf8_is_refused_it_can_match_no_track(library):
     assert r.exit_code == 1
     assert r.output.splitlines() == ["tagger: error: --path-glob '*caf\\xe9*' is not valid UTF-8 (a byte shown as \\xNN): "
                                      "the library database holds UTF-8 names only, so it can match no track"]
+
+
+def test_errors_and_the_scan_name_a_file_that_is_not_utf8_as_every_command_does(library, tmp_path, fake_models):
+    """``caf<E9>.flac`` was named ``caf\\\\xe9.flac`` by ``errors`` and the scan, which is how tagger shows
+    the name spelt with a backslash (``show``, ``predict`` and ``tag`` name it ``caf\\xe9.flac``)."""
+    db, paths = library
+    shown = paths["latin1"].replace("\udce9", "\\xe9")  # one backslash, as `tagger.display.named` shows the byte
+    r = run("errors", "--db", db)
+    assert r.exit_code == 0
+    assert r.output.splitlines() == [f"{shown}: the file name is not valid UTF-8 (shown here with \\x escapes); "
+                                     "rename the file to analyse it"]  # fmt: skip
+    r = run("show", "--db", db, paths["latin1"])
+    assert shown + ":" in r.output and "\\\\x" not in r.output
+    music = tmp_path / "music"
+    music.mkdir()
+    latin1 = os.fsencode(music) + b"/a\\b\xff.flac"  # a backslash of its own: shown doubled, as ever
+    with open(paths["japanese"], "rb") as src, open(latin1, "wb") as dst:
+        dst.write(src.read())
+    r = run("scan", "--db", str(tmp_path / "lib.db"), "--jobs", "0", "--no-write-tags", "--settle-seconds", "0", str(music))
+    assert r.exit_code == 1
+    assert f"tagger: failed {music}/a\\\\b\\xff.flac: the file name is not valid UTF-8" in r.output
+    r = run("errors", "--db", str(tmp_path / "lib.db"))
+    assert r.output.startswith(f"{music}/a\\\\b\\xff.flac: ")

@@ -16,7 +16,7 @@ import typer
 
 from tagger.cli import options as F
 from tagger.cli.app import app, echo, echo_data, echo_some, handle_errors, quiet_tensorflow_for
-from tagger.display import named
+from tagger.display import named, named_failed
 from tagger.paths import DEFAULT_SETTLE_SECONDS
 
 DB_HELP = "Database: SQLAlchemy URL or SQLite file (default: $TAGGER_DB, else library.db in the user data folder)."
@@ -220,7 +220,7 @@ def scan(
             raise typer.Exit(1)
         return
     for path, reason in summary.errors:
-        echo(f"tagger: failed {named(path)}: {reason}", err=True)
+        echo(f"tagger: failed {named_failed(path, reason)}: {reason}", err=True)
     for path, reason in summary.deferred:
         echo(f"tagger: skipped {named(path)}: {reason}", err=True)
     for path, note in summary.analysed_in_part:

@@ -33,7 +33,7 @@ from tagger.errors import TaggerError, UserError
 from tagger.crawl import CrawlReport, crawl, refuse_system_root, system_mounts
 from tagger.fingerprint import content_hash, fingerprint
 from tagger.library.state import Progress, ScanInterrupted, ScanSummary, StopSignals
-from tagger.paths import Spelling, check_filesystem_encoding, folder_prefix, is_utf8
+from tagger.paths import UNDECODABLE, Spelling, check_filesystem_encoding, escaped_name, folder_prefix, is_utf8
 
 log = logging.getLogger("tagger.library.scan")
 
@@ -468,13 +468,13 @@ def _undecodable_name(writer: ScanWriter, shown: str, row: tuple | None) -> None
     summary's errors) and nothing is stored for it."""
     if os.path.lexists(shown) or (row is not None and row[5] is not None):
         writer.summary.failed += 1
-        writer.summary.errors.append((shown, "the file name is not valid UTF-8 (shown here with \\x escapes, which "
+        writer.summary.errors.append((shown, f"{UNDECODABLE}, which "
                                              "spell the name of another file: nothing is stored for this one); "
                                              "rename the file to analyse it"))  # fmt: skip
         return
     writer.seen.add(shown)
     writer.store_error(FileState(shown, 0, 0.0, "", row[0] if row else None), {},
-                       "the file name is not valid UTF-8 (shown here with \\x escapes); rename the file to analyse it")
+                       f"{UNDECODABLE}); rename the file to analyse it")
 
 
 def defer_unsettled(work: list[FileState], settle_seconds: float, summary: ScanSummary) -> list[FileState]:
@@ -496,11 +496,10 @@ def defer_unsettled(work: list[FileState], settle_seconds: float, summary: ScanS
 
 
 def storable(path: str) -> str:
-    """`path` as the database can hold it: a name that is not valid UTF-8 gets ``\\xNN`` escapes (a
-    literal backslash is left as it is, so a valid name can spell the same: `_undecodable_name`)."""
-    if is_utf8(path):
-        return path
-    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    """`path` as the database can hold it (`tagger.paths.escaped_name`: a name that is not valid UTF-8
+    gets ``\\xNN`` escapes, a literal backslash is left as it is, so a valid name can spell the same:
+    `_undecodable_name`)."""
+    return escaped_name(path)
 
 
 def after_crawl(crawled: CrawlReport, summary: ScanSummary, *, keep_temp_files: bool = False) -> None:

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 from tagger.constants import SILENCE_DBFS
 from tagger.db.queries import TrackDetail, TrackSummary
-from tagger.display import named, shown
+from tagger.display import named, named_failed, shown
 
 QUERY_FORMATS = ("table", "json", "csv", "paths", "paths0", "m3u")
 
@@ -215,4 +215,4 @@ def render_stats(stats: dict) -> str:
 
 
 def render_errors(errors: Sequence[dict]) -> str:
-    return "".join(f"{named(e['path'])}: {shown(e['error'])}\n" for e in errors)
+    return "".join(f"{named_failed(e['path'], e['error'])}: {shown(e['error'])}\n" for e in errors)
