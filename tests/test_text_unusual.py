@@ -250,3 +250,26 @@ def test_errors_and_the_scan_name_a_file_that_is_not_utf8_as_every_command_does(
     assert f"tagger: failed {music}/a\\\\b\\xff.flac: the file name is not valid UTF-8" in r.output
     r = run("errors", "--db", str(tmp_path / "lib.db"))
     assert r.output.startswith(f"{music}/a\\\\b\\xff.flac: ")
+
+
+# -- 4: tag values another program wrote --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("values", [["Flute; Vocal"], ["flute\x00vocal"], ["FLUTE", " vocal "], ["flute;vocal"]])
+def test_values_in_another_form_are_read_one_family_a_value_and_rewritten_in_tagger_s(tmp_path, values):
+    """The rule the README states: values trimmed and lower-cased, never split inside a Vorbis comment;
+    `tag` compares them as stored, so the field is rewritten in tagger's form, which beets reads alike."""
+    import mutagen.flac
+    from mediafile import MediaFile
+
+    from tagger.tags import read_instruments, register_mediafile_fields, write_instruments
+
+    path = write_audio(tmp_path / "a.flac", tone_signal([FREQ["flute"]], seconds=0.5))
+    f = mutagen.flac.FLAC(path)
+    f["INSTRUMENTS"], f["INSTRUMENTS_MODEL"] = values, "other-1"
+    f.save()
+    assert read_instruments(path).instruments == [v.strip().lower() for v in values]
+    change = write_instruments(path, instruments=["flute", "vocal"], model_version="other-1", settle_seconds=0)
+    assert change.changed and change.written
+    register_mediafile_fields()
+    assert read_instruments(path).instruments == MediaFile(str(path)).instruments == ["flute", "vocal"]
