@@ -388,3 +388,64 @@ def test_channels_in_antiphase_beyond_eight_are_inverted_too(tmp_path):
     block[:, 9] = 0.0  # and one empty
     sf.write(tmp_path / "ten.wav", block, 16_000, subtype="FLOAT")
     assert rms_db(audio.load(tmp_path / "ten.wav")) == pytest.approx(rms_db(y), abs=0.1)
+
+
+def _frame_starts(data: bytes) -> list[int]:
+    """Where each MPEG-1 layer III frame of an MP3 written by ffmpeg begins (after its ID3v2 tag),
+    read from the frame headers: 144 * bit rate / sample rate bytes, plus one where padded."""
+    kbps = (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320)
+    pos = 10 + int.from_bytes(bytes(b & 0x7F for b in data[6:10]), "big") if data[:3] == b"ID3" else 0
+    starts = []
+    while pos + 4 <= len(data) and data[pos] == 0xFF and data[pos + 1] & 0xFE == 0xFA:  # (MPEG-1 layer III)
+        starts.append(pos)
+        bits = data[pos + 2]
+        pos += 144_000 * kbps[bits >> 4] // (44_100, 48_000, 32_000)[bits >> 2 & 3] + (bits >> 1 & 1)
+    assert pos == len(data), "not an MPEG-1 layer III file of frames alone"
+    return starts
+
+
+ID3V1 = b"TAG" + b"a cut of the original".ljust(30, b"\0") + bytes(94) + b"\x0c"  # (128 bytes: title, genre)
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
+@pytest.mark.parametrize("mode", [["-b:a", "128k"], ["-q:a", "4"]], ids=["cbr", "vbr"])
+def test_an_mp3_cut_by_an_editor_that_kept_its_header_is_analysed_and_one_cut_short_is_still_an_error(tmp_path, db, mode):
+    """A cutter (mp3DirectCut, an old ``ffmpeg -c copy``) leaves the Xing/Info header's frame count
+    of the original: the file holds 4 s of the 10 s its header declares and was refused as cut
+    short, although it plays. A cut file ends on a whole frame, often followed by an ID3v1 or APEv2
+    tag; a download that stopped ends inside a frame, without one. Only the first is analysed now
+    (with a note); a file ending inside a frame, or on a frame without a tag after it, stays an error."""
+    from mutagen.apev2 import APEv2
+    from sqlalchemy import select
+
+    from tagger.db import models as M
+
+    music = tmp_path / "music"
+    music.mkdir()
+    data = _mp3(tmp_path / "whole.mp3", tone_signal([BASS], seconds=10.0, sr=44_100), 44_100, *mode, "-write_xing", "1")
+    assert b"Xing" in data or b"Info" in data
+    frames = _frame_starts(data)
+    edge = frames[len(frames) * 4 // 10]  # (a frame's first byte: the cut ends on a whole frame)
+    (music / "edited-id3v1.mp3").write_bytes(data[:edge] + ID3V1)
+    (music / "edited-apev2.mp3").write_bytes(data[:edge])
+    tag = APEv2()
+    tag["Title"] = "a cut of the original"
+    tag.save(music / "edited-apev2.mp3")
+    (music / "edited-both.mp3").write_bytes((music / "edited-apev2.mp3").read_bytes() + ID3V1)
+    refused = {"edge.mp3": data[:edge], "stopped.mp3": data[: edge + 100],  # (a download stopped inside a frame)
+               "stopped-id3v1.mp3": data[: edge + 100] + ID3V1}  # (and tagged by a tool appending ID3v1)  # fmt: skip
+    for name, cut in refused.items():
+        (music / name).write_bytes(cut)
+    summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    errors = dict(summary.errors)
+    assert sorted(errors) == sorted(str(music / name) for name in refused), errors
+    assert all(errors[str(music / name)].startswith("cut short: the file holds 4.0 s of the 10.0 s its header declares")
+               for name in ("edge.mp3", "stopped.mp3")), errors  # (libsndfile may fail at the cut frame before the tag)  # fmt: skip
+    edited = sorted(str(music / f"edited-{kind}.mp3") for kind in ("id3v1", "apev2", "both"))
+    assert track_instruments(db) == {path: ["bass"] for path in edited}
+    with db.session() as s:
+        notes = dict(s.execute(select(M.Track.path, M.Track.analysed_in_part)).all())
+    assert all(notes[path].startswith("its header declares 10.0 s, the file holds 4.0 s and ends on a whole frame followed by an ")
+               for path in edited), notes  # fmt: skip
+    for path in edited:
+        assert abs(len(audio.load(path)) / 16_000 - 4.0) < 0.1
