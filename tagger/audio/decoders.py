@@ -90,15 +90,22 @@ def _ffmpeg_blocks(path: Path, meta: AudioInfo, block_frames: int, notes: list[s
     an `AudioReadError` at the end, unless `notes` is given and they are at most `MAX_LOST_SHARE` of
     the file's length: then one note saying what was left out is appended to it."""
     import tempfile
+    import threading
 
+    source = ["-f", "mp3", "-i", "pipe:0"] if meta.feed else ["-i", os.path.abspath(path)]
     cmd = [
-        "ffmpeg", "-nostdin", "-v", "error", "-i", os.path.abspath(path), "-map", "0:a:0",
+        "ffmpeg", "-nostdin", "-v", "error", *source, "-map", "0:a:0",
         "-f", "f32le", "-acodec", "pcm_f32le", "-ac", str(meta.channels), "-ar", str(meta.decode_rate), "-",
     ]  # fmt: skip
     # stderr goes to a file: a broken file can make ffmpeg print more than a pipe holds, and a
     # full stderr pipe nobody reads would hang it.
+    feeder = None
     with tempfile.TemporaryFile() as errfile:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errfile, preexec_fn=_decoder_preexec())
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE if meta.feed else None, stdout=subprocess.PIPE,
+                                stderr=errfile, preexec_fn=_decoder_preexec())  # fmt: skip
+        if meta.feed:
+            feeder = threading.Thread(target=_feed, args=(path, meta.feed, proc.stdin), daemon=True)
+            feeder.start()
         frame_bytes = 4 * meta.channels
         frames = 0
         try:
@@ -135,8 +142,34 @@ def _ffmpeg_blocks(path: Path, meta: AudioInfo, block_frames: int, notes: list[s
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+            if feeder is not None:
+                feeder.join()  # (ffmpeg gone: its writes fail at once)
             if proc.stdout:
                 proc.stdout.close()
+
+
+def _feed(path: Path, ranges: tuple[tuple[int, int], ...], pipe) -> None:
+    """Write the byte `ranges` of the file `path` into `pipe` (an ffmpeg's stdin: `AudioInfo.feed`),
+    then close it. A file that cannot be read, or an ffmpeg that is gone (stopped early, killed),
+    ends the feed: ffmpeg's exit, or the stream's checks of the file, say what happened."""
+    try:
+        with open(path, "rb") as f:
+            for start, end in ranges:
+                f.seek(start)
+                left = end - start
+                while left > 0:
+                    block = f.read(min(1 << 20, left))
+                    if not block:
+                        return
+                    pipe.write(block)
+                    left -= len(block)
+    except (OSError, ValueError):
+        return
+    finally:
+        try:
+            pipe.close()
+        except OSError:
+            pass
 
 
 CUT_SHORT = ("ended prematurely", "partial file")

@@ -47,6 +47,9 @@ class AudioInfo:
     """Seconds, when the container says; None when unknown before decoding."""
     decoder: str
     """'soundfile' or 'ffmpeg'."""
+    feed: tuple[tuple[int, int], ...] = ()
+    """The byte ranges ffmpeg is given (through a pipe) instead of the file, where tags lie between
+    an MP3's frames (files joined one after another: `_mp3_feed`); () for the file as it is."""
 
     @property
     def decode_rate(self) -> int:
@@ -335,7 +338,9 @@ def info(path: str | os.PathLike) -> AudioInfo:
         if not ffmpeg_available():
             raise MissingToolError(p, f"{why}: libsndfile decodes only a part of it, and ffmpeg, which decodes it "
                                       f"whole, is not installed; {INSTALL_FFMPEG}")  # fmt: skip
-        meta = replace(meta, decoder="ffmpeg", duration=None)  # decoded to its end, of a length not known
+        # Decoded to its end, of a length not known; without the tags between its parts, which
+        # ffmpeg decodes as frames it cannot ("Header missing", a frame lost, more for a cover).
+        meta = replace(meta, decoder="ffmpeg", duration=None, feed=_mp3_feed(p))
     meta = meta or (_mp4_info(p) if ffmpeg_available() else None) or _ffprobe_info(p)
     _check_rate(p, meta.sample_rate, meta.decoder)
     return meta
@@ -447,6 +452,39 @@ def _mp3_length_declared(path: Path) -> bool:
     return found is not None and any(t in data[found[0] : found[0] + found[1][1]] for t in (b"Xing", b"Info", b"VBRI"))
 
 
+@dataclass(frozen=True)
+class _Mp3Layout:
+    """What an MP3's bytes are, frame headers and tags read (`_mp3_layout`)."""
+
+    size: int
+    end: int
+    """Where its audio ends: before the tags at the end of the file (`_trailing_tags`)."""
+    trailing: list[str]
+    """The names of those tags, the last one first ("an ID3v1 tag")."""
+    walked: int
+    """Where its frames, followed one by one from the first, end (`_mp3_walk`): `end` when whole."""
+    between: list[tuple[int, int]]
+    """(first, last + 1) byte of each tag between its frames (files joined one after another)."""
+
+
+def _mp3_layout(path: Path) -> _Mp3Layout | None:
+    """The layout of an MP3 (its frames followed from the first, past an ID3v2 tag at its start);
+    None where no frame is found or it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            start = _id3v2_end(f.read(10))
+            f.seek(start)
+            found = _mp3_frames_at(f.read(16384))
+            if found is None:
+                return None
+            end, trailing = _trailing_tags(f, size)
+            walked, between = _mp3_walk(f, start + found[0], end)
+    except (OSError, ValueError):
+        return None
+    return _Mp3Layout(size, end, trailing, walked, between)
+
+
 def _mp3_end_intact(path: Path) -> str | None:
     """What follows the last MPEG frame of an MP3 whose frames, followed one by one from the first,
     end whole right before a tag at the end of the file (ID3v1, APEv2, Lyrics3: "an ID3v1 tag"), or
@@ -454,18 +492,27 @@ def _mp3_end_intact(path: Path) -> str | None:
     original's frame count in its Xing/Info/VBRI header: its end is intact, the header overstates.
     A download that stopped ends inside a frame (on a frame's end about one time in 400) and has no
     tag after its frames; a tool that later appends an ID3v1 tag leaves the cut frame before it."""
-    try:
-        with open(path, "rb") as f:
-            start = _id3v2_end(f.read(10))
-            f.seek(start)
-            found = _mp3_frames_at(f.read(16384))
-            if found is None:
-                return None
-            end, tags = _trailing_tags(f, os.fstat(f.fileno()).st_size)
-            walked, _between = _mp3_walk(f, start + found[0], end)
-    except (OSError, ValueError):
+    layout = _mp3_layout(path)
+    if layout is None or not layout.trailing or layout.walked != layout.end:
         return None
-    return " and ".join(reversed(tags)) if tags and walked == end else None
+    return " and ".join(reversed(layout.trailing))
+
+
+def _mp3_feed(path: Path) -> tuple[tuple[int, int], ...]:
+    """The byte ranges of an MP3 to give ffmpeg (`AudioInfo.feed`) where tags lie between its frames
+    (``cat a.mp3 b.mp3``, b beginning with its ID3v2 tag): all but those tags, and but the tags at
+    its end where its frames reach them (ffmpeg, reading a pipe, cannot look for those); () where no
+    tag lies between its frames, for ffmpeg to read the file itself. Where the walk stops at bytes
+    that are neither frames nor tags (damage), the rest is given as it is, for ffmpeg's own rule."""
+    layout = _mp3_layout(path)
+    if layout is None or not layout.between:
+        return ()
+    ranges, pos = [], 0
+    for first, after in layout.between:
+        ranges.append((pos, first))
+        pos = after
+    ranges.append((pos, layout.end if layout.walked == layout.end else layout.size))
+    return tuple((a, b) for a, b in ranges if b > a)
 
 
 def _tag_at(head: bytes) -> int:
