@@ -100,6 +100,9 @@ def _id3v2_length(data: bytes) -> int:
     return 10 + sum((b & 0x7F) << 7 * (3 - i) for i, b in enumerate(data[6:10])) if data[:3] == b"ID3" else 0
 
 
+ID3V1 = b"TAG" + b"a cut of the original".ljust(30, b"\0") + bytes(94) + b"\x0c"  # (128 bytes: title, genre)
+
+
 def _mp3(path, y, sr, *args) -> bytes:
     """The bytes of an MP3 of `y` encoded by LAME at 64 kbps (`args`: more of ffmpeg's options)."""
     src = path.with_suffix(".src.wav")
@@ -432,6 +435,33 @@ def test_channels_in_antiphase_beyond_eight_are_inverted_too(tmp_path):
     assert rms_db(audio.load(tmp_path / "ten.wav")) == pytest.approx(rms_db(y), abs=0.1)
 
 
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
+@pytest.mark.parametrize("kind", ["id3v1", "apev2"])
+def test_mp3_files_joined_after_the_first_ones_tag_at_its_end_are_analysed_whole(tmp_path, db, kind):
+    """``cat flute.mp3 bass.mp3`` where the first ends with its ID3v1 or APEv2 tag (foobar2000 writes
+    APEv2 to MP3s, a cover in it): frames were looked for within 4 KiB after the bytes the first
+    file's Info header declares, and past an APEv2 tag of 9 KB none were found: libsndfile decoded
+    the first 6 s, stored as the whole 16 s track. Tags there are skipped now, by their lengths."""
+    from mutagen.apev2 import APEv2
+
+    music = tmp_path / "music"
+    music.mkdir()
+    _mp3(tmp_path / "a.mp3", tone_signal([FLUTE], seconds=6.0, sr=44_100), 44_100, "-write_xing", "1")
+    if kind == "apev2":
+        tag = APEv2()
+        tag["Title"] = "the first part"
+        tag["Cover Art (Front)"] = b"cover.jpg\0" + bytes(range(256)) * 36
+        tag.save(tmp_path / "a.mp3")
+    first = (tmp_path / "a.mp3").read_bytes() + (ID3V1 if kind == "id3v1" else b"")
+    second = _mp3(tmp_path / "b.mp3", tone_signal([BASS], seconds=10.0, sr=44_100), 44_100, "-id3v2_version", "0")
+    path = music / "joined.mp3"
+    path.write_bytes(first + second)
+    assert abs(len(audio.load(path)) / 16_000 - 16.0) < 0.2
+    summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert summary.failed == 0, summary.errors
+    assert track_instruments(db) == {str(path): ["bass", "flute"]}
+
+
 def _frame_starts(data: bytes) -> list[int]:
     """Where each MPEG-1 layer III frame of an MP3 written by ffmpeg begins (after its ID3v2 tag),
     read from the frame headers: 144 * bit rate / sample rate bytes, plus one where padded."""
@@ -444,9 +474,6 @@ def _frame_starts(data: bytes) -> list[int]:
         pos += 144_000 * kbps[bits >> 4] // (44_100, 48_000, 32_000)[bits >> 2 & 3] + (bits >> 1 & 1)
     assert pos == len(data), "not an MPEG-1 layer III file of frames alone"
     return starts
-
-
-ID3V1 = b"TAG" + b"a cut of the original".ljust(30, b"\0") + bytes(94) + b"\x0c"  # (128 bytes: title, genre)
 
 
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")

@@ -311,10 +311,15 @@ def _mp3_decoded_in_part(path: Path, probes: int = 8) -> str | None:
 
 def _frames_after(f, pos: int) -> bool:
     """Whether MPEG layer III frames (two in a row) begin within 4 KiB of `pos` in the open file `f`,
-    past an ID3v2 tag there."""
+    past the tags there (`_tag_at`: the first part's ID3v1 or APEv2 tag, the second's ID3v2 tag;
+    an APEv2 tag holding a cover was longer than 4 KiB, and the parts after it went unseen)."""
+    for _ in range(8):
+        f.seek(pos)
+        length = _tag_at(f.read(32))
+        if not length:
+            break
+        pos += length
     f.seek(pos)
-    head = f.read(10)
-    f.seek(pos + _id3v2_end(head))
     return _mp3_frames_at(f.read(4096)) is not None
 
 
