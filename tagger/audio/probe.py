@@ -571,18 +571,20 @@ def _mp3_walk(f, start: int, stop: int) -> tuple[int, list[tuple[int, int]]]:
     `stop` (where its audio ends: `_trailing_tags`), past tags between them (`_tag_at`: joined
     files): where the walk ends (`stop` when every byte up to it is a frame or a tag; short of it at a
     frame the file cuts, or at bytes that are neither), and the (first, last + 1) byte of each tag
-    passed. About 1 µs a frame (30 ms for 10 minutes); only for files already found odd."""
-    import mmap
-
+    passed. Read a MiB at a time (not mapped: a file cut while it is read would kill the process
+    with SIGBUS); 40-50 ms for a 10-minute 128 kbps file on a busy 2-core machine."""
     tags: list[tuple[int, int]] = []
-    pos = start
-    with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        while pos < stop:
-            frame = _mp3_frame(data, pos)
-            length = frame[1] if frame is not None else _tag_at(data[pos : pos + 32])
-            if not length or pos + length > stop:
-                break
-            if frame is None:
-                tags.append((pos, pos + length))
-            pos += length
+    pos, base, data = start, start, b""
+    while pos < stop:
+        i = pos - base
+        if i + 32 > len(data) and base + len(data) < stop:
+            f.seek(pos)
+            base, i, data = pos, 0, f.read(1 << 20)
+        frame = _mp3_frame(data, i)
+        length = frame[1] if frame is not None else _tag_at(data[i : i + 32])
+        if not length or pos + length > stop:
+            break
+        if frame is None:
+            tags.append((pos, pos + length))
+        pos += length
     return pos, tags
