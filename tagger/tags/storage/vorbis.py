@@ -88,7 +88,8 @@ _BLOCK_NAMES = {0: "STREAMINFO", 2: "APPLICATION", 3: "SEEKTABLE", 5: "CUESHEET"
 
 @register(Format("FLAC", "FLAC", (".flac",)))
 class FLACStorage(VorbisStorage):
-    """FLAC: the audio is the frames after the metadata blocks (PICTURE blocks are other tags).
+    """FLAC: the audio is the STREAMINFO block and the frames after the metadata blocks (PICTURE
+    blocks are other tags; padding, seek table and cue sheet do not change what the frames decode to).
 
     mutagen writes back every VORBIS_COMMENT block (it shows the first one) and every PICTURE
     block from what it loaded: `cannot_keep` compares each with the file's bytes."""
@@ -199,9 +200,14 @@ class FLACStorage(VorbisStorage):
             head = f.read(4)
             if len(head) < 4:
                 return False
-            pos += 4 + int.from_bytes(head[1:4], "big")
+            length = int.from_bytes(head[1:4], "big")
+            if head[0] & 0x7F == 0:  # STREAMINFO: the rate, channels, bits and length the frames decode to
+                h.update(b"STREAMINFO %d:" % length)
+                _hash_range(f, pos + 4, pos + 4 + length, h)
+            pos += 4 + length
             if head[0] & 0x80:
                 break
+        h.update(b"frames:")
         _hash_range(f, pos, size, h)
         return True
 
