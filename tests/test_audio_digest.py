@@ -40,6 +40,25 @@ def encoded(path, *, faststart: bool = False):
 # -- where the fields are ------------------------------------------------------------------------
 
 
+def _mp4_atom(data: bytes, *names: bytes) -> int:
+    """Offset of the content of the atom at path ``names`` (``moov``, ``trak``, ...) in the MP4 file ``data``."""
+    start, end = 0, len(data)
+    for name in names:
+        pos = start
+        while pos + 8 <= end:
+            size, kind = struct.unpack_from(">I4s", data, pos)
+            if kind == name:
+                break
+            pos += size
+        else:
+            raise AssertionError(f"no {name!r} atom")
+        start, end = pos + 8 + {b"stsd": 8, b"mp4a": 28, b"esds": 4}.get(name, 0), pos + size
+    return start
+
+
+_STBL = (b"moov", b"trak", b"mdia", b"minf", b"stbl")
+
+
 def _add(data: bytearray, fmt: str, at: int, delta: int) -> None:
     struct.pack_into(fmt, data, at, struct.unpack_from(fmt, data, at)[0] + delta)
 
@@ -54,6 +73,45 @@ def flac_channels_changed(data: bytearray) -> None:
     data[data.index(b"fLaC") + 8 + 12] ^= 0x02  # (channels - 1: bits 3-1 of STREAMINFO's byte 12)
 
 
+def mp4_mdhd_timescale(data: bytearray) -> None:
+    _add(data, ">I", _mp4_atom(data, b"moov", b"trak", b"mdia", b"mdhd") + 12, 1000)
+
+
+def mp4_esds_channels(data: bytearray) -> None:
+    at = _mp4_atom(data, *_STBL, b"stsd", b"mp4a", b"esds")
+    for tag, skip in ((3, 3), (4, 13), (5, 0)):  # ES, DecoderConfig, DecoderSpecificInfo (the AudioSpecificConfig)
+        assert data[at] == tag
+        at += 1
+        while data[at] & 0x80:  # (a descriptor's size, in as many bytes as the muxer chose)
+            at += 1
+        at += 1 + skip
+    data[at + 1] ^= 0x18  # (object type: 5 bits, rate index: 4, channel configuration: 4)
+
+
+def mp4_stsd_rate(data: bytearray) -> None:
+    _add(data, ">I", _mp4_atom(data, *_STBL, b"stsd") + 8 + 24, 1 << 16)  # (16.16 fixed point)
+
+
+def mp4_elst_start(data: bytearray) -> None:
+    at = _mp4_atom(data, b"moov", b"trak", b"edts", b"elst") + 8 + 4  # (first edit's media time)
+    assert struct.unpack_from(">I", data, at)[0] == 1024  # (the AAC encoder's delay, which decoders drop)
+    struct.pack_into(">I", data, at, 0)
+
+
+def mp4_stts_delta(data: bytearray) -> None:
+    _add(data, ">I", _mp4_atom(data, *_STBL, b"stts") + 12, 1)
+
+
+def mp4_stsz_sizes(data: bytearray) -> None:
+    at = _mp4_atom(data, *_STBL, b"stsz") + 12  # (after the default size and the count)
+    _add(data, ">I", at, 1)
+    _add(data, ">I", at + 4, -1)  # (the same bytes, one more in the first frame)
+
+
+def mp4_stco_offset(data: bytearray) -> None:
+    _add(data, ">I", _mp4_atom(data, *_STBL, b"stco") + 8, 1)
+
+
 def opus_pre_skip(data: bytearray) -> None:
     _add(data, "<H", data.index(b"OpusHead") + 10, 48)
 
@@ -64,6 +122,8 @@ def vorbis_rate(data: bytearray) -> None:
 
 EDITS = {
     "flac": [flac_rate_doubled, flac_channels_changed],
+    "m4a": [mp4_mdhd_timescale, mp4_esds_channels, mp4_stsd_rate, mp4_elst_start, mp4_stts_delta, mp4_stsz_sizes,
+            mp4_stco_offset],
     "opus": [opus_pre_skip],
     "ogg": [vorbis_rate],
 }  # fmt: skip
@@ -129,7 +189,49 @@ def test_a_tag_write_that_moves_the_audio_keeps_the_digest(tmp_path, ext, fastst
     assert change.written and change.audio_digest == before == tags.audio_digest(f)
 
 
-@pytest.mark.parametrize("edit", [flac_rate_doubled], ids=lambda e: e.__name__)
+def test_a_tag_write_that_moves_moov_before_mdat_keeps_the_digest(tmp_path):
+    """A tagger that moves ``moov`` in front of the audio (as qt-faststart, iTunes and some taggers
+    save): every chunk offset changes by the size of ``moov``, the audio they point at does not."""
+    f = encoded(tmp_path / "tone.m4a")
+    before = tags.audio_digest(f)
+    data = f.read_bytes()
+    at = data.index(b"moov") - 4
+    assert data.index(b"mdat") < at and struct.unpack_from(">I", data, at)[0] == len(data) - at  # (moov last)
+    ftyp = struct.unpack_from(">I", data, 0)[0]
+    moved = bytearray(data[:ftyp] + data[at:] + data[ftyp:at])
+    table = _mp4_atom(moved, *_STBL, b"stco")
+    for n in range(struct.unpack_from(">I", moved, table + 4)[0]):
+        _add(moved, ">I", table + 8 + 4 * n, len(data) - at)
+    f.write_bytes(moved)
+    assert tags.audio_digest(f) == before
+    mp4_stco_offset(moved)  # (and one offset pointing elsewhere is other audio)
+    f.write_bytes(moved)
+    assert tags.audio_digest(f) != before
+
+
+def test_a_fragmented_mp4_keeps_its_digest_through_a_tag_write_and_not_through_an_edit_of_its_fragments(tmp_path):
+    """A fragmented MP4 (``moof`` atoms: their ``trun`` say which bytes of ``mdat`` are which frames;
+    ``tfhd`` holds a file offset that a tag write shifts, as ``stco`` does)."""
+    frag = tmp_path / "frag.m4a"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(encoded(tmp_path / "tone.m4a")), "-c", "copy",
+                    "-movflags", "frag_keyframe+empty_moov", str(frag)], check=True)  # fmt: skip
+    before, size = tags.audio_digest(frag), frag.stat().st_size
+    retag_with_cover(frag)
+    assert frag.stat().st_size > size + len(BIG_COVER)
+    assert tags.audio_digest(frag) == before
+    data = bytearray(frag.read_bytes())
+    at = data.index(b"trun") + 4
+    flags = int.from_bytes(data[at + 1 : at + 4], "big")
+    assert flags & 0x200  # (each sample's size)
+    at += 8 + (4 if flags & 1 else 0) + (4 if flags & 4 else 0) + (4 if flags & 0x100 else 0)
+    entry = 4 * bin(flags & 0xF00).count("1")
+    _add(data, ">I", at, 1)
+    _add(data, ">I", at + entry, -1)  # (the same bytes, one more in the first frame)
+    frag.write_bytes(data)
+    assert tags.audio_digest(frag) != before
+
+
+@pytest.mark.parametrize("edit", [flac_rate_doubled, mp4_elst_start], ids=lambda e: e.__name__)
 def test_a_file_whose_codec_header_now_says_other_audio_is_analysed_again(tmp_path, db, edit):
     """End to end: the scan took such a file for one whose tags only had changed and kept the old
     results for audio it no longer holds."""

@@ -20,7 +20,8 @@ MP4_FREEFORM_PREFIX = "----:com.apple.iTunes:"
 @register(Format("MP4", "MP4/M4A", (".m4a", ".m4b", ".mp4", ".alac")))
 class MP4Storage(Storage):
     """MP4 freeform atoms ``----:com.apple.iTunes:NAME`` (UTF-8), one data atom per value; the
-    audio is the ``mdat`` atoms. Fragmented files are refused (`cannot_keep`)."""
+    audio is the ``mdat`` atoms and the tracks' descriptions (`payload`). Fragmented files are
+    refused (`cannot_keep`)."""
 
     kind = "mp4"
 
@@ -186,13 +187,33 @@ class MP4Storage(Storage):
         return Counter(tags.keys()) + Counter(failed)
 
     def payload(self, f, size, h):
+        """The ``mdat`` atoms, and what says how they decode: ``moov``'s timescale (``mvhd``) and tracks
+        (`_mp4_tables`: sample descriptions, edit lists, sample tables with their chunk offsets
+        made relative to the atom they point into) and fragments (``mvex``, ``moof``); not ``udta``
+        nor ``meta`` (tags), nor padding. A tag write that grows ``moov`` or moves it in front of
+        the audio shifts the chunk offsets and the audio together: the digest stays."""
         from mutagen.mp4 import Atoms
 
+        top = Atoms(f).atoms
+        targets = [(atom.offset, atom.offset + atom.length) for atom in top if atom.name in (b"mdat", b"moof")]
+        moov = hashlib.sha256()  # (fed last: a tag editor may move moov before or after the audio)
         found = False
-        for atom in Atoms(f).atoms:
+        for atom in top:
+            start, end = atom.offset + atom.length - atom.datalength, atom.offset + atom.length
             if atom.name == b"mdat":
-                _hash_range(f, atom.offset + atom.length - atom.datalength, atom.offset + atom.length, h)
+                _hash_range(f, start, end, h)
                 found = True
+            elif atom.name == b"moof":
+                _mp4_tables(f, b"moof", start, end, h, targets)
+            elif atom.name == b"moov":
+                for name, child, child_end in _mp4_atoms(f, start, end):
+                    if name == b"mvhd":  # its timescale, that of the edit lists
+                        f.seek(child)
+                        head = f.read(24)
+                        moov.update(b"mvhd:" + head[20:24] if head[:1] == b"\x01" else b"mvhd:" + head[12:16])
+                    elif name in (b"trak", b"mvex", None):
+                        _mp4_tables(f, name or b"?", child, child_end, moov, targets)
+        h.update(b"moov:" + moov.digest())
         return found
 
 
@@ -253,3 +274,78 @@ def _mp4_item_digest(f, name: bytes, start: int, end: int, h) -> None:
         pos += size
     _feed(h, "<rest>")
     _hash_range(f, pos, end, h)
+
+
+_MP4_PARENTS = frozenset({b"trak", b"mdia", b"minf", b"stbl", b"edts", b"dinf", b"mvex", b"moof", b"traf"})
+"""The atoms of a track's or fragment's description whose content is atoms (walked by `_mp4_tables`)."""
+_MP4_NOT_AUDIO = frozenset({b"udta", b"meta", b"free", b"skip", b"wide"})
+"""Atoms that do not say how the audio decodes, which tag editors rewrite: tags and padding."""
+
+
+def _mp4_atoms(f, start: int, end: int):
+    """(name, content offset, end) of each atom from ``start`` to ``end`` in the open file ``f``;
+    where the bytes left are not an atom that fits, (None, their offset, ``end``) ends them."""
+    pos = start
+    while pos < end:
+        f.seek(pos)
+        head = f.read(16)
+        size, name = struct.unpack(">I4s", head[:8]) if len(head) >= 8 else (0, b"")
+        header = 8
+        if size == 1 and len(head) == 16:
+            size, header = struct.unpack(">Q", head[8:16])[0], 16
+        if size < header or pos + size > end:
+            yield None, pos, end
+            return
+        yield name, pos + header, pos + size
+        pos += size
+
+
+def _mp4_tables(f, name: bytes, start: int, end: int, h, targets: list[tuple[int, int]], depth: int = 0) -> None:
+    """Feed to the hash ``h`` the atom ``name`` whose content spans ``start`` to ``end`` in the open
+    file ``f``, a part of a track's or fragment's description: its children's names and contents but
+    tags and padding (`_MP4_NOT_AUDIO`), the file offsets of chunk offset tables (``stco``, ``co64``)
+    and fragment headers (``tfhd``) as (which of ``targets``, offset in it) (`_mp4_where`). Atoms
+    nested deeper than any description nests them are hashed as they are."""
+    h.update(b"<%s %d>" % (name, end - start))
+    if name not in _MP4_PARENTS or depth > 8:
+        f.seek(start)
+        if name in (b"stco", b"co64") and end - start >= 8:
+            head = f.read(8)
+            width = 4 if name == b"stco" else 8
+            count = min(struct.unpack(">I", head[4:8])[0], (end - start - 8) // width)
+            offsets = struct.unpack(f">{count}{'I' if width == 4 else 'Q'}", f.read(count * width))
+            h.update(head)
+            h.update(_mp4_where(offsets, targets))
+            _hash_range(f, start + 8 + count * width, end, h)
+        elif name == b"tfhd" and end - start >= 16:
+            head = f.read(16)
+            if head[3] & 1:  # (flag base-data-offset-present)
+                h.update(head[:8])
+                h.update(_mp4_where(struct.unpack(">Q", head[8:16]), targets))
+                _hash_range(f, start + 16, end, h)
+            else:
+                _hash_range(f, start, end, h)
+        else:
+            _hash_range(f, start, end, h)
+        return
+    for child, child_start, child_end in list(_mp4_atoms(f, start, end)):
+        if child not in _MP4_NOT_AUDIO:
+            _mp4_tables(f, child or b"?", child_start, child_end, h, targets, depth + 1)
+    h.update(b"</%s>" % name)
+
+
+def _mp4_where(offsets, targets: list[tuple[int, int]]) -> bytes:
+    """File ``offsets`` as (index of the span of ``targets`` holding it, offset from its start), packed;
+    (-1, the offset) for one outside them. Equal before and after a write that moves the spans."""
+    import bisect
+
+    starts = [start for start, _end in targets]
+    if offsets:
+        i = bisect.bisect_right(starts, min(offsets)) - 1
+        if i >= 0 and max(offsets) < targets[i][1]:  # (as a rule: all in one mdat)
+            return struct.pack(">q", i) + struct.pack(f">{len(offsets)}q", *(o - starts[i] for o in offsets))
+    out = []
+    for o in offsets:
+        i = bisect.bisect_right(starts, o) - 1
+        out += (i, o - starts[i]) if i >= 0 and o < targets[i][1] else (-1, o)
+    return struct.pack(f">{len(out)}q", *out)
