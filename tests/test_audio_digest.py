@@ -59,6 +59,16 @@ def _mp4_atom(data: bytes, *names: bytes) -> int:
 _STBL = (b"moov", b"trak", b"mdia", b"minf", b"stbl")
 
 
+def _asf_object(data: bytes, guid: str) -> int:
+    """Offset of the content of the first ASF header object ``guid`` in the ASF file ``data``."""
+    import uuid
+
+    want, pos = uuid.UUID(guid).bytes_le, 30
+    while data[pos : pos + 16] != want:
+        pos += struct.unpack_from("<Q", data, pos + 16)[0]
+    return pos + 24
+
+
 def _add(data: bytearray, fmt: str, at: int, delta: int) -> None:
     struct.pack_into(fmt, data, at, struct.unpack_from(fmt, data, at)[0] + delta)
 
@@ -112,6 +122,25 @@ def mp4_stco_offset(data: bytearray) -> None:
     _add(data, ">I", _mp4_atom(data, *_STBL, b"stco") + 8, 1)
 
 
+_STREAM_PROPERTIES = "B7DC0791-A9B7-11CF-8EE6-00C00C205365"
+
+
+def asf_rate_doubled(data: bytearray) -> None:
+    at = _asf_object(bytes(data), _STREAM_PROPERTIES) + 54 + 4  # (WAVEFORMATEX: tag, channels, rate)
+    _add(data, "<I", at, struct.unpack_from("<I", data, at)[0])
+
+
+def asf_codec_data(data: bytearray) -> None:
+    at = _asf_object(bytes(data), _STREAM_PROPERTIES) + 54 + 18  # (the codec's data after WAVEFORMATEX)
+    data[at] ^= 0x01
+
+
+def asf_packet_size(data: bytearray) -> None:
+    at = _asf_object(bytes(data), "8CABDCA1-A947-11CF-8EE4-00C00C205365") + 68  # (minimum and maximum)
+    _add(data, "<I", at, -16)
+    _add(data, "<I", at + 4, -16)
+
+
 def opus_pre_skip(data: bytearray) -> None:
     _add(data, "<H", data.index(b"OpusHead") + 10, 48)
 
@@ -124,6 +153,7 @@ EDITS = {
     "flac": [flac_rate_doubled, flac_channels_changed],
     "m4a": [mp4_mdhd_timescale, mp4_esds_channels, mp4_stsd_rate, mp4_elst_start, mp4_stts_delta, mp4_stsz_sizes,
             mp4_stco_offset],
+    "wma": [asf_rate_doubled, asf_codec_data, asf_packet_size],
     "opus": [opus_pre_skip],
     "ogg": [vorbis_rate],
 }  # fmt: skip
@@ -231,7 +261,7 @@ def test_a_fragmented_mp4_keeps_its_digest_through_a_tag_write_and_not_through_a
     assert tags.audio_digest(frag) != before
 
 
-@pytest.mark.parametrize("edit", [flac_rate_doubled, mp4_elst_start], ids=lambda e: e.__name__)
+@pytest.mark.parametrize("edit", [flac_rate_doubled, mp4_elst_start, asf_rate_doubled], ids=lambda e: e.__name__)
 def test_a_file_whose_codec_header_now_says_other_audio_is_analysed_again(tmp_path, db, edit):
     """End to end: the scan took such a file for one whose tags only had changed and kept the old
     results for audio it no longer holds."""

@@ -17,7 +17,8 @@ from tagger.tags.storage.base import Format, Storage, register
 
 @register(Format("ASF", "WMA", (".wma",)))
 class ASFStorage(Storage):
-    """ASF attributes with the field names, one per value; the audio is everything after the header object."""
+    """ASF attributes with the field names, one per value; the audio is everything after the header
+    object, and the header's stream descriptions (`payload`)."""
 
     kind = "asf"
 
@@ -81,8 +82,25 @@ class ASFStorage(Storage):
                 f"a reserved field as 0 and a text as itself and one NUL): {', '.join(changed)}")  # fmt: skip
 
     def payload(self, f, size, h):
+        """Everything after the header object, and the header's objects that say how it decodes:
+        each Stream Properties object (the codec, its WAVEFORMATEX and data, the audio's spread), the
+        File Properties' preroll, flags and packet sizes (not its file size and dates, which
+        editors update), each Extended Stream Properties object in the Header Extension."""
         f.seek(16)
         (header_size,) = struct.unpack("<Q", f.read(8))
+        for guid, start, end in list(_asf_objects(f, 30, min(header_size, size))):
+            if guid == _ASF_STREAM_PROPERTIES:
+                h.update(b"Stream Properties %d:" % (end - start))
+                _hash_range(f, start, end, h)
+            elif guid == _ASF_FILE_PROPERTIES:
+                h.update(b"File Properties:")
+                _hash_range(f, start + 56, min(start + 76, end), h)
+            elif guid == _ASF_HEADER_EXTENSION:
+                for inner, inner_start, inner_end in list(_asf_objects(f, start + 22, end)):
+                    if inner == _ASF_EXTENDED_STREAM_PROPERTIES:
+                        h.update(b"Extended Stream Properties %d:" % (inner_end - inner_start))
+                        _hash_range(f, inner_start, inner_end, h)
+        h.update(b"data:")
         _hash_range(f, header_size, size, h)
         return True
 
@@ -100,6 +118,9 @@ _ASF_EXTENDED_CONTENT = _asf_guid("D2D0A440-E307-11D2-97F0-00A0C95EA850")
 _ASF_HEADER_EXTENSION = _asf_guid("5FBF03B5-A92E-11CF-8EE3-00C00C205365")
 _ASF_HEADER_EXTENSION_RESERVED = _asf_guid("ABD3D211-A9BA-11CF-8EE6-00C00C205365") + b"\x06\x00"
 """The Header Extension's two reserved fields as the specification (and mutagen's write) has them."""
+_ASF_STREAM_PROPERTIES = _asf_guid("B7DC0791-A9B7-11CF-8EE6-00C00C205365")
+_ASF_FILE_PROPERTIES = _asf_guid("8CABDCA1-A947-11CF-8EE4-00C00C205365")
+_ASF_EXTENDED_STREAM_PROPERTIES = _asf_guid("14E6A5CB-C672-4332-8399-A96952065B5A")
 _ASF_CONTENT_DESCRIPTION = _asf_guid("75B22633-668E-11CF-A6D9-00AA0062CE6C")
 _ASF_CONTENT_FIELDS = ("Title", "Author", "Copyright", "Description", "Rating")
 _ASF_METADATA = {
