@@ -78,10 +78,11 @@ def foreign_reason(foreign: Sequence[str]) -> str:
 
 
 def audio_digest(path: str | os.PathLike, *, progress: Callable[[int], None] | None = None) -> str | None:
-    """A hash of the bytes of ``path`` that carry its audio (tags and container headers excluded):
-    equal before and after a write that changed only tags, whichever program wrote them; None when
-    the format has no cheap check. ``progress``: called with the length of each block of audio
-    bytes as it is hashed. Raises `TagWriteError` when the file cannot be read."""
+    """A hash of the bytes of ``path`` that decide what it decodes to (its audio and codec headers,
+    not its tags: `tagger.tags.storage.payload_digest`): equal before and after a write that
+    changed only tags, whichever program wrote them; None when the format has no cheap check.
+    ``progress``: called with the length of each block of audio bytes as it is hashed. Raises
+    `TagWriteError` when the file cannot be read."""
     audio, _storage = formats.open_file(path)
     mutagen_type = type(audio).__name__
     del audio

@@ -128,8 +128,9 @@ class Storage:
         return None
 
     def payload(self, f, size: int, h) -> bool:
-        """Feed the bytes that carry the audio (tags and container headers excluded) of the open
-        file ``f`` (``size`` bytes) to the hash ``h``; False when the format has no cheap check."""
+        """Feed the bytes that decide what the open file ``f`` (``size`` bytes) decodes to (its audio
+        and codec headers; not its tags, nor what a tag write rewrites) to the hash ``h``
+        (`payload_digest` lists them per format); False when the format has no cheap check."""
         return False
 
     # -- shared by every container ----------------------------------------------------------------
@@ -185,10 +186,36 @@ class Storage:
 
 
 def payload_digest(path: str, mutagen_type: str, *, progress: Callable[[int], None] | None = None) -> str | None:
-    """Hash of the bytes that carry the audio of the file ``path`` (read as ``mutagen_type``),
-    tags and container headers excluded; None when the format has no cheap check. ``progress``:
-    called with the length of each block as it is hashed (for a caller that reports its progress
-    on a large file)."""
+    """Hash of the bytes that decide what the file ``path`` (read as ``mutagen_type``) decodes to:
+    its audio and its codec headers, not its tags nor what tag writes rewrite (padding, offsets,
+    page numbers); None when the format has no cheap check. ``progress``: called with the length of
+    each block as it is hashed (for a caller that reports its progress on a large file).
+
+    What each storage's `Storage.payload` hashes (and leaves out):
+
+    - MP3: every byte between the ID3v2 tag(s) and an ID3v1 tag (frame headers, Xing/LAME header
+      and an APEv2 tag at the end included; a tagger that adds the latter costs one analysis);
+    - FLAC: STREAMINFO and the frames (not the other metadata blocks: comments, pictures, padding,
+      seek table, cue sheet, application blocks; nor an ID3v2 tag in front);
+    - Ogg Vorbis, Opus: the codec header packets but the comment one (identification: rate,
+      channels, Opus pre-skip and gain; Vorbis setup), the audio packets with each page's granule
+      position and flags, whether each page's CRC is right, other multiplexed streams' pages and
+      every byte after the first chain (not page numbers, CRCs nor page boundaries of the headers,
+      which a longer comment header changes). Ogg FLAC has no storage (no digest);
+    - MP4/M4A: the ``mdat`` atoms, ``mvhd``'s timescale and every ``trak`` (``tkhd``, ``mdhd``,
+      ``hdlr``, ``elst``, ``stsd`` with ``esds``, ``stts``, ``stsc``, ``stsz``, ``ctts``, ``sgpd``/``sbgp``,
+      ``stco``/``co64`` as offsets into the ``mdat`` they point at), ``mvex`` and ``moof`` (``tfhd``'s
+      base offset made relative alike); not ``udta``/``meta`` (tags, iTunSMPB included), padding,
+      nor ``mvhd``'s dates and duration;
+    - WMA (ASF): everything after the header object, each Stream Properties and Extended Stream
+      Properties object, the File Properties' preroll, flags and packet sizes (not its file size,
+      dates and durations, nor the tag objects, codec list or padding);
+    - WAV, AIFF: the contents of the ``fmt ``/``COMM`` and ``data``/``SSND`` chunks, one after the
+      other (not their IDs and sizes, nor ``LIST``, ``ID3 `` and other chunks);
+    - DSF: the ``DSD `` chunk's ID and size, the ``fmt `` and ``data`` chunks (not the file size and
+      metadata pointer, nor the ID3v2 tag at the end);
+    - WavPack, Monkey's Audio, Musepack: every byte but the APEv2 tag (stream headers included).
+    """
     storage = STORAGES.get(mutagen_type)
     if storage is None:
         return None
