@@ -239,6 +239,20 @@ def test_a_tag_write_that_moves_moov_before_mdat_keeps_the_digest(tmp_path):
     assert tags.audio_digest(f) != before
 
 
+def test_the_dates_in_an_mp4_track_header_are_not_audio(tmp_path):
+    """A tagger that sets the modification time of the tracks it saves (``tkhd``, ``mdhd``) changed
+    nothing that decodes: the digest stays."""
+    f = encoded(tmp_path / "tone.m4a")
+    before = tags.audio_digest(f)
+    data = bytearray(f.read_bytes())
+    for header in (b"tkhd", b"mdhd"):
+        at = _mp4_atom(data, b"moov", b"trak", *((b"mdia",) if header == b"mdhd" else ()), header)
+        assert data[at] == 0  # (version 0: 32-bit creation and modification times)
+        _add(data, ">I", at + 8, 86_400)
+    f.write_bytes(data)
+    assert tags.audio_digest(f) == before
+
+
 def test_a_fragmented_mp4_keeps_its_digest_through_a_tag_write_and_not_through_an_edit_of_its_fragments(tmp_path):
     """A fragmented MP4 (``moof`` atoms: their ``trun`` say which bytes of ``mdat`` are which frames;
     ``tfhd`` holds a file offset that a tag write shifts, as ``stco`` does)."""

@@ -206,7 +206,7 @@ def payload_digest(path: str, mutagen_type: str, *, progress: Callable[[int], No
       ``hdlr``, ``elst``, ``stsd`` with ``esds``, ``stts``, ``stsc``, ``stsz``, ``ctts``, ``sgpd``/``sbgp``,
       ``stco``/``co64`` as offsets into the ``mdat`` they point at), ``mvex`` and ``moof`` (``tfhd``'s
       base offset made relative alike); not ``udta``/``meta`` (tags, iTunSMPB included), padding,
-      nor ``mvhd``'s dates and duration;
+      ``mvhd`` but its timescale, nor the dates in ``tkhd`` and ``mdhd``;
     - WMA (ASF): everything after the header object, each Stream Properties and Extended Stream
       Properties object, the File Properties' preroll, flags and packet sizes (not its file size,
       dates and durations, nor the tag objects, codec list or padding);

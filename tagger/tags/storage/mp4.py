@@ -304,7 +304,8 @@ def _mp4_tables(f, name: bytes, start: int, end: int, h, targets: list[tuple[int
     """Feed to the hash ``h`` the atom ``name`` whose content spans ``start`` to ``end`` in the open
     file ``f``, a part of a track's or fragment's description: its children's names and contents but
     tags and padding (`_MP4_NOT_AUDIO`), the file offsets of chunk offset tables (``stco``, ``co64``)
-    and fragment headers (``tfhd``) as (which of ``targets``, offset in it) (`_mp4_where`). Atoms
+    and fragment headers (``tfhd``) as (which of ``targets``, offset in it) (`_mp4_where`), and
+    ``tkhd``'s and ``mdhd``'s dates as zeros. Atoms
     nested deeper than any description nests them are hashed as they are."""
     h.update(b"<%s %d>" % (name, end - start))
     if name not in _MP4_PARENTS or depth > 8:
@@ -325,6 +326,11 @@ def _mp4_tables(f, name: bytes, start: int, end: int, h, targets: list[tuple[int
                 _hash_range(f, start + 16, end, h)
             else:
                 _hash_range(f, start, end, h)
+        elif name in (b"tkhd", b"mdhd") and end - start >= 12:
+            head = f.read(20)
+            dates = 16 if head[:1] == b"\x01" else 8  # (creation and modification times, which editors may set)
+            h.update(head[:4] + bytes(dates))
+            _hash_range(f, start + 4 + dates, end, h)
         else:
             _hash_range(f, start, end, h)
         return
