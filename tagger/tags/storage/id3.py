@@ -81,6 +81,11 @@ class ID3Storage(Storage):
         unknown = [bytes(d[: 3 if current == 2 else 4]).decode("latin-1") for d in tags.unknown_frames]
         lost: list[str] = []
         found = self.item_ids(path)
+        if found is None:
+            past = self.frame_past_end(path)
+            if past:  # (mutagen reads such a frame as the rest of the tag, the frames after it inside it)
+                return (f"its ID3v2.{current} tag is damaged: {past} (mutagen reads the rest of the tag as that "
+                        "frame's content, the frames after it included, and a rewrite would store it so)")
         if found is not None:  # frames mutagen could not read are dropped by any save
             if current == 2:  # mutagen loads v2.2 frames as their v2.3 successors: compare counts
                 missing = sum(found.values()) - len(tags) - len(unknown)
@@ -105,6 +110,17 @@ class ID3Storage(Storage):
         if changed:
             return f"its ID3v2.{current} tag has frames that a rewrite would change: {', '.join(changed)}"
         return None
+
+    def frame_past_end(self, path: str) -> str | None:
+        """Where the file's ID3v2 tag holds a frame that declares more bytes than the tag holds
+        (``APIC declares 268435455 bytes where 117 are left``), read from its frame headers; None
+        where none does."""
+        with open(path, "rb") as f:
+            span = self.id3_span(f, os.fstat(f.fileno()).st_size)
+            why: list[str] = []
+            if span is not None and _id3_walk(f, *span, why=why) is None and why:
+                return why[0]
+            return None
 
     def empty_frames(self, path: str) -> Counter:
         """The IDs of the frames of the file's ID3v2 tag that hold nothing: no content, or a text
@@ -408,10 +424,12 @@ def _id3_frame_ids(f, start: int, span: int) -> Counter | None:
     return None if walk is None else Counter(frame.fid for frame in walk.frames)
 
 
-def _id3_walk(f, start: int, span: int) -> _ID3Walk | None:
+def _id3_walk(f, start: int, span: int, *, why: list[str] | None = None) -> _ID3Walk | None:
     """The frames of the ID3v2 tag at ``start`` in the open file ``f`` (at most ``span`` bytes),
     read from the frame headers. Frame data is skipped, not read (a cover may be large). None when
-    the headers cannot be walked to the end (a tag this reader does not understand)."""
+    the headers cannot be walked to the end (a tag this reader does not understand); then, where
+    ``why`` is given and a frame declares more bytes than the tag holds (with every reading of
+    its frame sizes), that frame is appended to it (`_walk_frames`)."""
     f.seek(start)
     head = f.read(10)
     if len(head) < 10 or head[:3] != b"ID3" or head[3] not in (2, 3, 4):
@@ -439,14 +457,22 @@ def _id3_walk(f, start: int, span: int) -> _ID3Walk | None:
             first = 4 + int.from_bytes(ext, "big") if major == 3 else _syncsafe(ext)
     # v2.4 frame sizes are syncsafe, but some writers (old iTunes) wrote plain ones: the walk that
     # reaches the end cleanly is the tag's
+    past: list[list[str]] = []
     for sizes in ("syncsafe", "plain") if major == 4 else ("plain",):
-        frames = _walk_frames(body, body_start, first, size, major, sizes)
+        past.append([])
+        frames = _walk_frames(body, body_start, first, size, major, sizes, past=past[-1])
         if frames is not None:
             return _ID3Walk(body, major, sizes, major == 4 and bool(flags & 0x80), frames)
+    if why is not None and all(past):
+        why.append(past[0][0])
     return None
 
 
-def _walk_frames(f, base: int, pos: int, size: int, major: int, sizes: str) -> list[_ID3Frame] | None:
+def _walk_frames(f, base: int, pos: int, size: int, major: int, sizes: str, *,
+                 past: list[str] | None = None) -> list[_ID3Frame] | None:  # fmt: skip
+    """The frames of a tag body of ``size`` bytes at ``base`` in ``f``, from ``pos`` on, their sizes
+    read as ``sizes``; None where they cannot be walked to the end. A frame that declares more bytes
+    than the tag holds is described in ``past`` (when given)."""
     head, id_len = (6, 3) if major == 2 else (10, 4)
     if pos > size:
         return None  # (an extended header said to run past the tag)
@@ -462,6 +488,8 @@ def _walk_frames(f, base: int, pos: int, size: int, major: int, sizes: str) -> l
         raw = header[id_len : id_len + (3 if major == 2 else 4)]
         length = _syncsafe(raw) if sizes == "syncsafe" else int.from_bytes(raw, "big")
         if pos + head + length > size:
+            if past is not None:
+                past.append(f"its {fid.decode('ascii')} frame declares {length} bytes where {size - pos - head} are left")
             return None
         flags = 0 if major == 2 else int.from_bytes(header[8:10], "big")
         frames.append(_ID3Frame(fid.decode("ascii"), flags, base + pos + head, length))
