@@ -7,18 +7,64 @@ file, in bounded memory, the file left byte for byte as it was.
 
 from __future__ import annotations
 
+import json
 import shutil
 import struct
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from test_tags_containers import _id3_frame, _mp3_with_id3, _syncsafe
+from conftest import tone_signal, write_audio
+from test_tags_containers import _id3_frame, _mp3_with_id3, _ogg_crc, _syncsafe
 from tagger import tags
 from tagger.errors import TagWriteError
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None, reason="needs ffmpeg")
 
 WRITE = dict(instruments=["flute"], model_version="bomb-test-1")
+
+
+def _ogg_pages(data: bytes):
+    """(start, end) of each Ogg page of ``data``."""
+    pos = 0
+    while pos < len(data):
+        assert data[pos : pos + 4] == b"OggS"
+        table = data[pos + 27 : pos + 27 + data[pos + 26]]
+        yield pos, pos + 27 + len(table) + sum(table)
+        pos += 27 + len(table) + sum(table)
+
+
+def _with_page_patched(path: Path, page: int, offset: int, new: bytes) -> Path:
+    """The Ogg file ``path`` with ``new`` written at ``offset`` in its page number ``page`` (-1: the
+    last), the page's CRC made right again."""
+    data = bytearray(path.read_bytes())
+    start, end = list(_ogg_pages(bytes(data)))[page]
+    data[start + offset : start + offset + len(new)] = new
+    data[start + 22 : start + 26] = bytes(4)
+    data[start + 22 : start + 26] = _ogg_crc(bytes(data[start:end]))
+    path.write_bytes(data)
+    return path
+
+
+def _atoms(data: bytes, start: int = 0, end: int | None = None):
+    """(offset, size, name) of every MP4 atom of ``data`` on the path to the sample tables."""
+    pos, end = start, len(data) if end is None else end
+    while pos + 8 <= end:
+        size, name = struct.unpack(">I4s", data[pos : pos + 8])
+        yield pos, size, name
+        if name in (b"moov", b"trak", b"mdia", b"minf", b"stbl"):
+            yield from _atoms(data, pos + 8, pos + size)
+        pos += size
+
+
+def _patch_atom(path: Path, name: bytes, offset: int, new: bytes) -> Path:
+    data = bytearray(path.read_bytes())
+    at = next(pos for pos, _size, found in _atoms(bytes(data)) if found == name)
+    data[at + offset : at + offset + len(new)] = new
+    path.write_bytes(data)
+    return path
 
 
 # -- tags that declare sizes the file cannot hold ----------------------------------------------------
@@ -45,3 +91,139 @@ def test_an_id3_frame_declaring_more_than_its_tag_holds_is_refused_not_rewritten
             assert str(song) in str(caught.value) and "left unchanged" in str(caught.value)
             assert song.read_bytes() == original
         assert tags.read_instruments(song).instruments == ["bass"]  # (reading it still works)
+
+
+def _wavpack(tmp_path: Path, name: str, tail: bytes) -> Path:
+    path = tmp_path / name
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i", "sine=f=440:r=44100", "-t", "1",
+                    "-c:a", "wavpack", str(path)], check=True)  # fmt: skip
+    path.write_bytes(path.read_bytes() + tail)
+    return path
+
+
+def _ape_footer(size: int, count: int) -> bytes:
+    return struct.pack("<II", 5, 0) + b"Title\x00Song!" + b"APETAGEX" + struct.pack("<4I", 2000, size, count, 0) + bytes(8)
+
+
+def _m4a_atom_2_63(tmp_path: Path) -> Path:  # (a last top-level atom of 64-bit size 2**63 - 1)
+    path = write_audio(tmp_path / "atom.m4a", tone_signal([440.0], seconds=1.0), sr=16_000)
+    path.write_bytes(path.read_bytes() + struct.pack(">I4sQ", 1, b"free", 2**63 - 1) + bytes(16))
+    return path
+
+
+def _flac_blocks(path: Path) -> tuple[list[tuple[int, bytes]], bytes]:
+    """The metadata blocks (type, content) of a FLAC file and the frames after them."""
+    data, blocks, pos = path.read_bytes(), [], 4
+    while True:
+        kind, size = data[pos], int.from_bytes(data[pos + 1 : pos + 4], "big")
+        blocks.append((kind & 0x7F, data[pos + 4 : pos + 4 + size]))
+        pos += 4 + size
+        if kind & 0x80:
+            return blocks, data[pos:]
+
+
+def _flac_with(tmp_path: Path, name: str, edit) -> Path:
+    """A FLAC file whose metadata blocks are ``edit(blocks)``: (type, content) or (type, content,
+    the size its header declares)."""
+    path = write_audio(tmp_path / name, tone_signal([440.0], seconds=1.0), sr=16_000)
+    blocks, frames = _flac_blocks(path)
+    edited = edit(blocks)
+    out = b"fLaC"
+    for i, (kind, content, *declared) in enumerate(edited):
+        last = 0x80 if i == len(edited) - 1 else 0
+        out += bytes([kind | last]) + (declared[0] if declared else len(content)).to_bytes(3, "big") + content
+    path.write_bytes(out + frames)
+    return path
+
+
+def _flac_picture_16_mb(tmp_path: Path) -> Path:  # (a last PICTURE block declaring 16 MB, holding 150 bytes)
+    picture = struct.pack(">II", 3, 10) + b"image/jpeg" + struct.pack(">I5I", 0, 1, 1, 24, 0, 2**24) + b"\xff\xd8" * 50
+    return _flac_with(tmp_path, "picture.flac", lambda blocks: [*blocks, (6, picture, 0xFFFFFF)])
+
+
+def _vorbis_comment_count(content: bytes, count: int) -> bytes:
+    vendor = struct.unpack("<I", content[:4])[0]
+    return content[: 4 + vendor] + struct.pack("<I", count) + content[8 + vendor :]
+
+
+def _flac_2_31_comments(tmp_path: Path) -> Path:
+    return _flac_with(tmp_path, "comments.flac",
+                      lambda blocks: [(k, _vorbis_comment_count(c, 2**31) if k == 4 else c) for k, c in blocks])  # fmt: skip
+
+
+def _ogg_2_31_comments(tmp_path: Path) -> Path:
+    path = write_audio(tmp_path / "comments.ogg", tone_signal([440.0], seconds=1.0), sr=16_000)
+    data = path.read_bytes()
+    start = list(_ogg_pages(data))[1][0]
+    at = data.find(b"\x03vorbis", start) - start
+    vendor = struct.unpack("<I", data[start + at + 7 : start + at + 11])[0]
+    return _with_page_patched(path, 1, at + 11 + vendor, struct.pack("<I", 2**31))
+
+
+def _mp3_id3_tag_256_mb(tmp_path: Path) -> Path:  # (the ID3v2 tag's size: 2**28 - 1, syncsafe)
+    song = _mp3_with_id3(tmp_path / "tag.mp3", _id3_frame(b"TIT2", b"\x03Song"))
+    data = bytearray(song.read_bytes())
+    data[6:10] = _syncsafe(2**28 - 1)
+    song.write_bytes(data)
+    return song
+
+
+TAG_BOMBS = {
+    "id3v2 tag of 256 MB": (_mp3_id3_tag_256_mb, "a part of it runs past the end of the file"),
+    "apev2 tag of 2 GB": (lambda tmp: _wavpack(tmp, "big.wv", _ape_footer(2**31, 1)),
+                          "its APE tag says it is larger than the file"),
+    "apev2 tag of 2^31 items": (lambda tmp: _wavpack(tmp, "items.wv", _ape_footer(32 + 17, 2**31)),
+                                "its APE tag's items run past the tag"),
+    "flac picture of 16 MB": (_flac_picture_16_mb, "cannot read tags"),
+    "flac 2^31 comments": (_flac_2_31_comments, "cannot read tags"),
+    "ogg 2^31 comments": (_ogg_2_31_comments, "not a valid Vorbis comment"),
+    "mp4 atom of 2^63 bytes": (_m4a_atom_2_63, "a size in its headers is too large to be true"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(TAG_BOMBS))
+def test_a_tag_declaring_an_impossible_size_is_an_error_naming_the_file(tmp_path, case):
+    """Reading, writing and removing tags give one error naming the file and the part at fault,
+    and leave it byte for byte as it was; the scan's audio digest is None (no answer to trust).
+    mutagen said ``[Errno 22] Invalid argument`` of the 2 GB APEv2 tag, ``error (mutagen gives no
+    reason)`` of the 2**31 items, ``cannot fit 'int' into an offset-sized integer`` of the atom."""
+    make, said = TAG_BOMBS[case]
+    path = make(tmp_path)
+    original = path.read_bytes()
+    for op in (tags.read_instruments, lambda p: tags.write_instruments(p, **WRITE), tags.remove_instruments):
+        with pytest.raises(TagWriteError, match=said) as caught:
+            op(path)
+        assert str(path) in str(caught.value)
+        assert path.read_bytes() == original
+    assert tags.audio_digest_or_none(path) is None
+
+
+BOUNDED = """
+import json, resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (768 << 20, 768 << 20))
+from tagger import tags
+out = {}
+for path in sys.argv[1:]:
+    for name, op in (("read", tags.read_instruments), ("digest", tags.audio_digest),
+                     ("write", lambda p: tags.write_instruments(p, instruments=["flute"], model_version="m")),
+                     ("remove", tags.remove_instruments)):
+        try:
+            op(path)
+            out[f"{path} {name}"] = "no error"
+        except BaseException as exc:
+            out[f"{path} {name}"] = type(exc).__name__
+print(json.dumps(out))
+"""
+
+
+def test_every_tag_bomb_is_refused_within_768_mb_of_address_space(tmp_path):
+    """In a process that may not map more than 768 MB (tagger with mutagen maps about 310 MB), none
+    of the tags above is allocated at its declared size (256 MB to 2**63 bytes): each operation is
+    our error (TagWriteError), never a MemoryError."""
+    paths = []
+    for i, (make, _said) in enumerate(TAG_BOMBS.values()):
+        (tmp_path / str(i)).mkdir()
+        paths.append(str(make(tmp_path / str(i))))
+    run = subprocess.run([sys.executable, "-c", BOUNDED, *paths], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert set(json.loads(run.stdout).values()) == {"TagWriteError"}, run.stdout

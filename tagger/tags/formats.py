@@ -15,6 +15,7 @@ business.
 
 from __future__ import annotations
 
+import errno
 import os
 import struct
 
@@ -107,6 +108,15 @@ def _unreadable(exc: Exception, name: str) -> str:
     root = exc  # mutagen wraps its errors in its own, and raises some bare: a read that runs out of bytes
     while root.args and isinstance(root.args[0], BaseException):
         root = root.args[0]
+    from tagger.tags.storage.apev2 import ape_tag_damage
+
+    damage = ape_tag_damage(name)
+    if damage:
+        return damage
+    if "offset-sized integer" in str(root) or (isinstance(root, OSError) and root.errno == errno.EINVAL):
+        # (a seek to an offset beyond 2**63 or before the file's start: ``cannot fit 'int' into an
+        # offset-sized integer``, ``[Errno 22] Invalid argument``)
+        return f"a size in its headers is too large to be true (damaged?): {root}"
     if isinstance(root, UnicodeDecodeError) and root.encoding == "utf-16-le":
         from tagger.tags.storage.asf import odd_texts
 

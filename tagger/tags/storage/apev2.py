@@ -231,6 +231,21 @@ class APEv2Storage(Storage):
         return True
 
 
+def ape_tag_damage(path: str) -> str | None:
+    """Why the APE tag at the end or the start of the file ``path`` does not fit it (`_find_tag`'s
+    words: a tag that says it is larger than the file, items that run past it), read from its bytes;
+    None where it fits or there is none. mutagen says ``[Errno 22] Invalid argument`` of a tag that
+    declares 2 GB, and nothing of a tag whose items run past it."""
+    try:
+        with open(path, "rb") as f:
+            _find_tag(f, f.seek(0, 2))
+    except ValueError as exc:
+        return str(exc)
+    except OSError:
+        return None
+    return None
+
+
 _STREAMS = {b"wvpk": "WavPack", b"MAC ": "MonkeysAudio", b"MP+": "Musepack", b"MPCK": "Musepack"}
 """The first bytes of each stream whose file carries an APEv2 tag -> its mutagen type name."""
 
