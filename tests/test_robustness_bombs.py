@@ -15,11 +15,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from conftest import tone_signal, write_audio
+from library_fakes import FakeAnalyser
 from test_tags_containers import _id3_frame, _mp3_with_id3, _ogg_crc, _syncsafe
 from tagger import tags
+from tagger.db import models as M
 from tagger.errors import TagWriteError
+from tagger.library.scan import scan
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None, reason="needs ffmpeg")
 
@@ -227,3 +231,58 @@ def test_every_tag_bomb_is_refused_within_768_mb_of_address_space(tmp_path):
     run = subprocess.run([sys.executable, "-c", BOUNDED, *paths], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert set(json.loads(run.stdout).values()) == {"TagWriteError"}, run.stdout
+
+
+# -- tiny files whose headers declare hours, days or centuries of audio ---------------------------
+
+
+def _ogg_granule_2_62(tmp_path: Path) -> Path:  # (the last page's granule position: 2**62 samples)
+    path = write_audio(tmp_path / "granule.ogg", tone_signal([440.0], seconds=2.0, sr=44_100), sr=44_100)
+    return _with_page_patched(path, -1, 6, struct.pack("<Q", 2**62))
+
+
+def _opus_granule_2_40(tmp_path: Path) -> Path:  # (libsndfile takes it for 22.9 million seconds)
+    path = write_audio(tmp_path / "granule.opus", tone_signal([440.0], seconds=2.0, sr=48_000), sr=48_000)
+    return _with_page_patched(path, -1, 6, struct.pack("<Q", 2**40))
+
+
+def _m4a_stts_2_31(tmp_path: Path) -> Path:  # (its first time-to-sample entry: 2**31 samples)
+    path = write_audio(tmp_path / "stts.m4a", tone_signal([440.0], seconds=2.0, sr=44_100), sr=44_100)
+    return _patch_atom(path, b"stts", 16, struct.pack(">I", 2**31))
+
+
+def _m4a_mdhd_27_hours(tmp_path: Path) -> Path:  # (the media header's duration: 2**32 - 1 ticks)
+    path = write_audio(tmp_path / "mdhd.m4a", tone_signal([440.0], seconds=2.0, sr=44_100), sr=44_100)
+    assert path.read_bytes()[path.read_bytes().find(b"mdhd") + 4] == 0  # (version 0: 32-bit fields)
+    return _patch_atom(path, b"mdhd", 24, struct.pack(">I", 0xFFFFFFFF))
+
+
+@pytest.mark.parametrize("make", [_ogg_granule_2_62, _opus_granule_2_40, _m4a_stts_2_31, _m4a_mdhd_27_hours],
+                         ids=["ogg granule 2^62", "opus granule 2^40", "m4a stts 2^31", "m4a mdhd 2^32-1"])  # fmt: skip
+def test_a_small_file_declaring_an_impossible_length_is_analysed_as_what_it_holds(tmp_path, db, make):
+    """Nothing is sized by the declared length (up to 3 million years of audio here): the 2 s the
+    file holds are decoded, analysed and stored as 2 s, in the time and memory of 2 s."""
+    path = make(tmp_path)
+    original = path.read_bytes()
+    summary = scan([path], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert summary.failed == 0, summary.errors
+    with db.session() as s:
+        track = s.scalar(select(M.Track))
+        assert track.status == "ok" and abs(track.duration - 2.0) < 0.05 and track.windows == 1
+    assert path.read_bytes() == original
+
+
+# -- paths at the file system's limits --------------------------------------------------------------
+
+
+def test_a_file_name_of_255_bytes_of_multibyte_utf8_is_analysed_and_tagged(tmp_path, db):
+    """NAME_MAX of 3-byte characters: the temporary copy a tag write makes beside it takes the
+    first 80 bytes of the name, cut inside a character (decoded without it), never a name too long."""
+    name = "音" * 83 + "ab.wav"  # (249 + 6 = 255 bytes)
+    assert len(name.encode()) == 255
+    music = tmp_path / "music"
+    path = write_audio(music / name, tone_signal([440.0], seconds=2.0))
+    summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert summary.scanned == 1 and summary.failed == 0, summary.errors
+    assert tags.write_instruments(path, **WRITE).written
+    assert tags.read_instruments(path).instruments == ["flute"] and [p.name for p in music.iterdir()] == [name]
