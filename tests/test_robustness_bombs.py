@@ -286,3 +286,19 @@ def test_a_file_name_of_255_bytes_of_multibyte_utf8_is_analysed_and_tagged(tmp_p
     assert summary.scanned == 1 and summary.failed == 0, summary.errors
     assert tags.write_instruments(path, **WRITE).written
     assert tags.read_instruments(path).instruments == ["flute"] and [p.name for p in music.iterdir()] == [name]
+
+
+def test_an_ogg_whose_comment_header_declares_2_31_comments_is_analysed_by_ffmpeg(tmp_path, db):
+    """libsndfile opens it, declares its length and reads not one frame, without a word: it was an
+    error saying that the file holds no audio samples (untrue). ffmpeg decodes it whole now; its
+    tags stay a failure naming the file, which is left as it was."""
+    path = _ogg_2_31_comments(tmp_path)
+    original = path.read_bytes()
+    summary = scan([path], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert summary.failed == 0, summary.errors
+    with db.session() as s:
+        track = s.scalar(select(M.Track))
+        assert track.status == "ok" and abs(track.duration - 1.0) < 0.05
+    with pytest.raises(TagWriteError, match="not a valid Vorbis comment"):
+        tags.write_instruments(path, **WRITE)
+    assert path.read_bytes() == original

@@ -85,6 +85,21 @@ def _flac_blocks(path: Path, meta: AudioInfo, block_frames: int, notes: list[str
                             f"would leave {lost:.1f} s out")  # fmt: skip
 
 
+def _soundfile_or_ffmpeg_blocks(path: Path, meta: AudioInfo, block_frames: int,
+                                notes: list[str] | None) -> Iterator[np.ndarray]:  # fmt: skip
+    """A file's blocks from libsndfile, or, where libsndfile gives not one frame of the length it
+    declares, from ffmpeg: an Ogg Vorbis whose comment header declares 2**31 comments is opened by
+    libsndfile, which declares its length and then reads nothing (without a word), and was an error
+    saying that the file holds no audio samples (untrue: ffmpeg decodes it whole)."""
+    given = False
+    for block in _soundfile_blocks(path, block_frames):
+        given = True
+        yield block
+    if given or not meta.duration or not ffmpeg_available() or meta.sample_rate > FFMPEG_MAX_RATE:
+        return
+    yield from _ffmpeg_blocks(path, replace(meta, decoder="ffmpeg"), block_frames, notes)
+
+
 def _ffmpeg_blocks(path: Path, meta: AudioInfo, block_frames: int, notes: list[str] | None = None) -> Iterator[np.ndarray]:
     """The file's decoded blocks [shape=(m, channels)] from ffmpeg. Damaged frames ffmpeg skips are
     an `AudioReadError` at the end, unless `notes` is given and they are at most `MAX_LOST_SHARE` of

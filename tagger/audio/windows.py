@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from tagger import constants as C
-from tagger.audio.decoders import _ffmpeg_blocks, _flac_blocks, _most_frames, _size, _soundfile_blocks
+from tagger.audio.decoders import _ffmpeg_blocks, _flac_blocks, _most_frames, _size, _soundfile_or_ffmpeg_blocks
 from tagger.audio.downmix import _downmix, _zero_non_finite
 from tagger.audio.losses import MAX_NON_FINITE, _check_channels
 from tagger.audio.probe import FFMPEG_MAX_RATE, AudioInfo, _check_data_chunk, _check_shortfall, info
@@ -88,7 +88,7 @@ def stream(
         blocks = _flac_blocks(p, meta, block_frames, notes)
     else:
         _check_data_chunk(p, meta, notes)
-        blocks = _soundfile_blocks(p, block_frames)
+        blocks = _soundfile_or_ffmpeg_blocks(p, meta, block_frames, notes)
     resampler = None
     if rate != C.SAMPLE_RATE:
         resampler = soxr.ResampleStream(rate, C.SAMPLE_RATE, 1, dtype="float32", quality="HQ")
