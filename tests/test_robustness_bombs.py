@@ -8,6 +8,7 @@ file, in bounded memory, the file left byte for byte as it was.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import struct
 import subprocess
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from conftest import tone_signal, write_audio
+from conftest import tone_signal, track_rows, write_audio
 from library_fakes import FakeAnalyser
 from test_tags_containers import _id3_frame, _mp3_with_id3, _ogg_crc, _syncsafe
 from tagger import tags
@@ -302,3 +303,22 @@ def test_an_ogg_whose_comment_header_declares_2_31_comments_is_analysed_by_ffmpe
     with pytest.raises(TagWriteError, match="not a valid Vorbis comment"):
         tags.write_instruments(path, **WRITE)
     assert path.read_bytes() == original
+
+
+@pytest.mark.parametrize("make, said", [
+    (_mp3_id3_tag_256_mb, r"its ID3v2 tag declares 268435465 bytes where the file holds \d+ \(damaged or cut short\?\)"),
+    (_flac_picture_16_mb, r"its FLAC PICTURE metadata block declares 16777215 bytes where the file holds \d+ "
+                          r"\(damaged or cut short\?\)"),
+], ids=["id3v2 tag of 256 MB", "flac picture of 16 MB"])  # fmt: skip
+def test_a_header_running_past_the_end_of_the_file_is_named_in_its_error(tmp_path, db, make, said):
+    """Neither decoder reads such a file; the error row said ffprobe's words alone, ``not a readable
+    audio file (Invalid argument)`` and ``(Input/output error)``, which name neither the part at
+    fault nor the file's state. The rest of the library is analysed."""
+    music = tmp_path / "music"
+    music.mkdir()
+    path = make(music)
+    write_audio(music / "fine.wav", tone_signal([440.0], seconds=2.0))
+    summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert summary.scanned == 1 and summary.failed == 1
+    status, error = track_rows(db)[str(path)]
+    assert status == "error" and re.fullmatch("not a readable audio file: " + said, error), error

@@ -124,6 +124,9 @@ def _ffprobe_info(path: Path) -> AudioInfo:
     except subprocess.TimeoutExpired:
         raise AudioReadError(path, "ffprobe timed out reading the file") from None
     if proc.returncode != 0:
+        past = _header_past_end(path)
+        if past:
+            raise AudioReadError(path, f"not a readable audio file: {past}")
         msg = proc.stderr.decode("utf-8", "replace").strip().splitlines()
         raise AudioReadError(path, f"not a readable audio file ({_said(msg[-1], path) if msg else 'ffprobe failed'})")
     try:
@@ -146,6 +149,48 @@ def _ffprobe_info(path: Path) -> AudioInfo:
     if duration is None and not others:  # (the file's length is its stream's; a cover picture has none)
         duration = _seconds(meta.get("format", {}).get("duration"))
     return AudioInfo(str(path), str(s.get("codec_name", "unknown")), rate, channels, duration, "ffmpeg")
+
+
+_FLAC_BLOCKS = ("STREAMINFO", "PADDING", "APPLICATION", "SEEKTABLE", "VORBIS_COMMENT", "CUESHEET", "PICTURE")
+
+
+def _header_past_end(path: Path) -> str | None:
+    """What at the start of the file declares more bytes than the file holds, where neither
+    decoder can read it: an ID3v2 tag (one of 256 MB on a 50 KB MP3, of which ffprobe said
+    ``Invalid argument``) or a FLAC metadata block (a PICTURE of 16 MB on an 80 KB FLAC:
+    ``Input/output error``); None where nothing does. Reads the headers alone."""
+    try:
+        with open(path, "rb") as f:
+            size, pos = os.fstat(f.fileno()).st_size, 0
+            for _ in range(16):  # (ID3v2 tags one after another, as some taggers leave them)
+                f.seek(pos)
+                length = _id3v2_end(f.read(10))
+                if not length:
+                    break
+                if pos + length > size:
+                    return (f"its ID3v2 tag declares {length} bytes where the file holds {size - pos} "
+                            "(damaged or cut short?)")  # fmt: skip
+                pos += length
+            f.seek(pos)
+            if f.read(4) != b"fLaC":
+                return None
+            pos += 4
+            for _ in range(4096):
+                head = f.read(4)
+                if len(head) < 4:
+                    return None
+                kind, length = head[0] & 0x7F, int.from_bytes(head[1:4], "big")
+                if pos + 4 + length > size:
+                    name = _FLAC_BLOCKS[kind] if kind < len(_FLAC_BLOCKS) else f"type {kind}"
+                    return (f"its FLAC {name} metadata block declares {length} bytes where the file holds "
+                            f"{size - pos - 4} (damaged or cut short?)")  # fmt: skip
+                if head[0] & 0x80:
+                    return None
+                pos += 4 + length
+                f.seek(pos)
+    except OSError:
+        return None
+    return None
 
 
 def _tagged_duration(tags: dict) -> float | None:
