@@ -322,3 +322,20 @@ def test_a_header_running_past_the_end_of_the_file_is_named_in_its_error(tmp_pat
     assert summary.scanned == 1 and summary.failed == 1
     status, error = track_rows(db)[str(path)]
     assert status == "error" and re.fullmatch("not a readable audio file: " + said, error), error
+
+
+def test_an_ffmpeg_playlist_named_like_music_is_an_error_not_hours_of_another_file(tmp_path, db):
+    """ffmpeg recognises a concat script by its content whatever its name: a ``song.mp3`` of 1.4 KB
+    naming ``real.wav`` 100 times was analysed as a 400 s track of that file's audio (a 300 KB one
+    names 24 hours of it). It is an error row now; the file it names is analysed as itself."""
+    music = tmp_path / "music"
+    real = write_audio(music / "real.wav", tone_signal([440.0], seconds=4.0))
+    playlist = music / "song.mp3"
+    playlist.write_text("ffconcat version 1.0\n" + "file real.wav\n" * 100)
+    summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert summary.scanned == 1 and summary.failed == 1
+    assert track_rows(db) == {
+        str(real): ("ok", None),
+        str(playlist): ("error", "not an audio file but a playlist of other files or streams (ffmpeg's concat format): "
+                                 "not analysed"),
+    }  # fmt: skip

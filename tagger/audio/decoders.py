@@ -15,7 +15,7 @@ import numpy as np
 
 from tagger.audio.losses import _note_or_refuse
 from tagger.audio.plumbing import _decoder_preexec, _DecoderStderr, _said
-from tagger.audio.probe import FFMPEG_MAX_RATE, AudioInfo, ffmpeg_available
+from tagger.audio.probe import FFMPEG_INPUT_OPTIONS, FFMPEG_MAX_RATE, AudioInfo, ffmpeg_available
 from tagger.errors import AudioReadError
 
 
@@ -107,7 +107,8 @@ def _ffmpeg_blocks(path: Path, meta: AudioInfo, block_frames: int, notes: list[s
     import tempfile
     import threading
 
-    source = ["-f", "mp3", "-i", "pipe:0"] if meta.feed else ["-i", os.path.abspath(path)]
+    source = (["-protocol_whitelist", "pipe", "-f", "mp3", "-i", "pipe:0"] if meta.feed
+              else [*FFMPEG_INPUT_OPTIONS, "-i", os.path.abspath(path)])  # fmt: skip
     cmd = [
         "ffmpeg", "-nostdin", "-v", "error", *source, "-map", "0:a:0",
         "-f", "f32le", "-acodec", "pcm_f32le", "-ac", str(meta.channels), "-ar", str(meta.decode_rate), "-",

@@ -110,6 +110,15 @@ def _soundfile_info(path: Path) -> AudioInfo | None:
 
 INSTALL_FFMPEG = "install ffmpeg (Debian: apt-get install ffmpeg)"
 
+PLAYLIST_FORMATS = frozenset({"concat", "hls", "dash", "sdp", "imf"})
+"""ffmpeg's demuxers of files that name other files or streams, which ffmpeg recognises by their
+content whatever the name: a 14 KB ``song.mp3`` holding ``ffconcat version 1.0`` and ``file
+real.wav`` a thousand times was analysed as a 4,000 s track of another file's audio (a 24-hour one
+for 21,600 lines). Such a file is an error."""
+FFMPEG_INPUT_OPTIONS = ("-protocol_whitelist", "file")
+"""Given to ffprobe and ffmpeg before the input: a file (and whatever it names) is read from the
+file system only, never over a network."""
+
 
 def _ffprobe_info(path: Path) -> AudioInfo:
     if not ffmpeg_available():
@@ -118,7 +127,8 @@ def _ffprobe_info(path: Path) -> AudioInfo:
             "libsndfile cannot decode this file and ffmpeg is not installed; "
             f"{INSTALL_FFMPEG} to read M4A/AAC/ALAC, WMA, WavPack, APE and other files libsndfile cannot",
         )
-    cmd = ["ffprobe", "-v", "error", "-print_format", "json", "-show_streams", "-show_format", "--", str(path)]
+    cmd = ["ffprobe", "-v", "error", *FFMPEG_INPUT_OPTIONS, "-print_format", "json", "-show_streams", "-show_format",
+           "--", str(path)]  # fmt: skip
     try:
         proc = subprocess.run(cmd, capture_output=True, timeout=60, check=False, preexec_fn=_decoder_preexec())
     except subprocess.TimeoutExpired:
@@ -133,6 +143,10 @@ def _ffprobe_info(path: Path) -> AudioInfo:
         meta = json.loads(proc.stdout or b"{}")
     except json.JSONDecodeError:
         raise AudioReadError(path, "ffprobe returned unreadable metadata") from None
+    demuxer = str((meta.get("format") or {}).get("format_name") or "")
+    if set(demuxer.split(",")) & PLAYLIST_FORMATS:
+        raise AudioReadError(path, f"not an audio file but a playlist of other files or streams (ffmpeg's {demuxer} "
+                                   "format): not analysed")  # fmt: skip
     streams = [s for s in meta.get("streams", []) if s.get("codec_type") == "audio"]
     if not streams:
         raise AudioReadError(path, "no audio stream in this file")
