@@ -273,6 +273,19 @@ def test_a_small_file_declaring_an_impossible_length_is_analysed_as_what_it_hold
     assert path.read_bytes() == original
 
 
+def test_a_wma_whose_header_declares_2_63_bytes_is_refused_naming_it(tmp_path):
+    """mutagen reads the attributes that are there and its save then fails seeking past the header
+    it believes in: the write said ``tag write failed (OSError: Invalid argument)``. It is refused
+    before anything is written, with the sizes; the file is left as it was."""
+    path = write_audio(tmp_path / "song.wma", tone_signal([440.0], seconds=1.0))
+    data = bytearray(path.read_bytes())
+    data[16:24] = struct.pack("<Q", 2**63 - 1)
+    path.write_bytes(data)
+    with pytest.raises(TagWriteError, match=rf"its ASF header declares {2**63 - 1} bytes where the file holds "
+                                            rf"{len(data)} \(damaged\?\); left unchanged"):  # fmt: skip
+        tags.write_instruments(path, **WRITE)
+    assert path.read_bytes() == data
+
 # -- paths at the file system's limits --------------------------------------------------------------
 
 

@@ -55,6 +55,10 @@ class ASFStorage(Storage):
         changed = []
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
+            f.seek(16)
+            declared = int.from_bytes(f.read(8), "little")
+            if declared > size:  # (mutagen reads what is there, and its save fails: "OSError: Invalid argument")
+                return f"its ASF header declares {declared} bytes where the file holds {size} (damaged?)"
             for where, name, kind, lead, _stream, _length, value in _asf_attributes(f, size):
                 shown = _asf_name(name)
                 if not _asf_text_kept(name):
