@@ -675,3 +675,35 @@ def test_quick_trusts_size_mtime_and_ctime_and_the_default_reads_the_fingerprint
     read.clear()
     quick = scan([root], db=db, analyser=FakeAnalyser(), jobs=0, quick=True)
     assert quick.scanned == 1 and read == [path] and track_instruments(db)[path] == ["flute"]
+
+
+def test_crawl_reports_temp_files_yields_a_given_file_once_and_a_link_only_when_its_file_is_unreached(tmp_path):
+    """The crawl's branches that the scans above reach only indirectly, on files named as audio:
+    a file given twice (and its folder after it), a leftover tag-write temp file (reported, never
+    yielded), a link to a file of the library (yielded only when the walk does not reach the file
+    itself: a hidden folder), a link to a folder that holds it (a loop), a special file root."""
+    from tagger.crawl import CrawlReport
+    from tagger.errors import UserError
+    from tagger.paths import TEMP_SUFFIX
+
+    music = tmp_path / "music"
+    (music / "a").mkdir(parents=True)
+    (music / ".stash").mkdir()
+    for rel in ("a/1.flac", "a/2.wav", ".stash/h.flac", "a/cover.jpg"):
+        (music / rel).write_bytes(b"\0" * 64)
+    temp = music / "a" / f".1.flac.abcd1234{TEMP_SUFFIX}"
+    temp.write_bytes(b"\0")
+    (music / "a" / "same.flac").symlink_to("1.flac")  # the file itself is reached: not yielded
+    (music / "a" / "hidden.flac").symlink_to("../.stash/h.flac")  # only this way: yielded
+    (music / "a" / "loop").symlink_to(".")
+    report = CrawlReport()
+    found = [str(p) for p in crawl([music / "a" / "2.wav", music / "a" / "2.wav", music], report=report)]
+    assert found == [str(music / "a" / "2.wav"), str(music / "a" / "1.flac"), str(music / "a" / "hidden.flac")]
+    assert report.temp_files == [str(temp)] and report.unreadable == [] and report.external_links == []
+    with_hidden = [str(p) for p in crawl([music], include_hidden=True)]
+    assert with_hidden == [str(music / ".stash" / "h.flac"), str(music / "a" / "1.flac"), str(music / "a" / "2.wav")]
+    os.mkfifo(music / "pipe")
+    with pytest.raises(UserError, match="not a folder nor a regular file"):
+        list(crawl([music / "pipe"]))
+    with pytest.raises(UserError, match="no such file or folder"):
+        list(crawl([music / "gone"]))
