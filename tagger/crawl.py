@@ -142,131 +142,186 @@ def crawl(
 
     Raises `UserError` for a root that does not exist. `report`, when given, collects the folders
     that could not be listed, the external links not followed and leftover tag-write temp files.
-    """
-    from tagger.paths import is_temp_name
 
+    The steps: `_Walk.start` (the roots' real folders, the kernel's mounts a walk can reach, a root
+    on one of them refused), `_Walk.root` for each root, `_Walk.linked_folders` (folders reached
+    only through a link), `_Walk.linked_files` (links to files the walk did not reach by name).
+    """
     report = report if report is not None else CrawlReport()
     roots = [Path(os.path.abspath(os.path.expanduser(os.fspath(r)))) for r in roots]
-    inside = [os.path.realpath(r) for r in roots if r.is_dir()]
-    every_mount = system_mounts()
+    walk = _Walk.start(roots, include_hidden=include_hidden, follow_external_symlinks=follow_external_symlinks,
+                       report=report)  # fmt: skip
     for root in roots:
-        refuse_system_root(root, every_mount)
-    reachable = follow_external_symlinks or any(
-        kind in SYSTEM_FS_TYPES and is_under(point, inside) for point, kind in every_mount.items()
-    )
-    mounts = every_mount if reachable else {}  # (none can be reached: no look-up on the way)
+        yield from walk.root(root)
+    yield from walk.linked_folders()
+    yield from walk.linked_files()
 
-    def system(path: str, here: str | None = None) -> bool:
+
+@dataclass
+class _Walk:
+    """The state one `crawl` shares between its steps: what it was asked, what it has met."""
+
+    include_hidden: bool
+    follow_external_symlinks: bool
+    report: CrawlReport
+    inside: list[str]
+    """The real paths of the folders to scan."""
+    mounts: dict[str, str]
+    """`system_mounts`, or empty when no kernel's file system can be reached (no look-up on the way)."""
+    seen_dirs: set[tuple[int, int]] = field(default_factory=set)
+    seen_files: set[str] = field(default_factory=set)
+    found: list[str] = field(default_factory=list)
+    """The files yielded under their own name."""
+    links: list[str] = field(default_factory=list)
+    """Links to files inside the scanned folders: yielded after the walk, if still new."""
+    folder_links: list[str] = field(default_factory=list)
+    """Links to folders inside the scanned folders: walked after the folders themselves, and only
+    when their folder was not reached (a hidden one), so that a file is found under its real path
+    even where a link to its folder sorts first (`alink -> real`)."""
+
+    @classmethod
+    def start(cls, roots: list[Path], *, include_hidden: bool, follow_external_symlinks: bool,
+              report: CrawlReport) -> _Walk:  # fmt: skip
+        """Decide which folders are inside the scan and whether the kernel's file systems must be
+        looked for on the way (one of their mounts lies under a scanned folder, or external links
+        are followed); raise `UserError` for a root that lies on one of them."""
+        inside = [os.path.realpath(r) for r in roots if r.is_dir()]
+        every_mount = system_mounts()
+        for root in roots:
+            refuse_system_root(root, every_mount)
+        reachable = follow_external_symlinks or any(
+            kind in SYSTEM_FS_TYPES and is_under(point, inside) for point, kind in every_mount.items()
+        )
+        return cls(include_hidden, follow_external_symlinks, report, inside, every_mount if reachable else {})
+
+    def system(self, path: str, here: str | None = None) -> bool:
         """The folder or file ``path`` is the kernel's: never entered nor read (``/proc`` under a
         scanned ``/``, a link to ``/proc/kmsg``). ``here``: the real path of its folder, which lies
         on no such file system (the walk never enters one): a name there that is no link is one of
         them only when it is a mount point (a look-up in the table, not a walk up its path)."""
-        if not mounts:
+        if not self.mounts:
             return False
         if here is not None and not os.path.islink(path):
-            kind = mounts.get(os.path.join(here, os.path.basename(path)))
+            kind = self.mounts.get(os.path.join(here, os.path.basename(path)))
             kind = kind if kind in SYSTEM_FS_TYPES else None
         else:
-            kind = system_folder(os.path.realpath(path), mounts)
+            kind = system_folder(os.path.realpath(path), self.mounts)
         if kind is not None:
             log.info("not entering %s: the kernel's %s file system, not files", path, kind)
         return kind is not None
 
-    def allowed(path: str) -> bool:
+    def allowed(self, path: str) -> bool:
         """A symbolic link may be followed: it stays inside a scanned folder, or we were asked to."""
-        if follow_external_symlinks or not os.path.islink(path):
+        if self.follow_external_symlinks or not os.path.islink(path):
             return True
         target = os.path.realpath(path)
-        if is_under(target, inside):
+        if is_under(target, self.inside):
             return True
         log.info("not following %s: it points outside the scanned folders (to %s)", path, target)
-        report.external_links.append(path)
+        self.report.external_links.append(path)
         return False
 
-    def walk_error(exc: OSError) -> None:
+    def walk_error(self, exc: OSError) -> None:
+        """A folder that cannot be listed: logged and reported, its files not seen."""
         reason = exc.strerror or str(exc)
         log.warning("cannot list %s: %s", exc.filename, reason)
-        report.unreadable.append((os.fsdecode(exc.filename) if exc.filename is not None else "?", reason))
+        self.report.unreadable.append((os.fsdecode(exc.filename) if exc.filename is not None else "?", reason))
 
-    seen_dirs: set[tuple[int, int]] = set()
-    seen_files: set[str] = set()
-    found: list[str] = []  # the files yielded under their own name
-    links: list[str] = []  # links to files inside the scanned folders: after the walk, if still new
-    # Links to folders inside the scanned folders: walked after the folders themselves, and only
-    # when their folder was not reached (a hidden one), so that a file is found under its real path
-    # even where a link to its folder sorts first (`alink -> real`).
-    folder_links: list[str] = []
+    def root(self, root: Path) -> Iterator[Path]:
+        """A root given as a file is yielded as is (once); a folder is walked; anything else is a
+        `UserError`."""
+        if root.is_file():
+            if str(root) not in self.seen_files:
+                self.seen_files.add(str(root))
+                yield root
+            return
+        if not root.exists():
+            raise UserError(f"no such file or folder: {root}")
+        if not root.is_dir():
+            raise UserError(f"{root}: not a folder nor a regular file")
+        yield from self.walk(str(root))
 
-    def walk(top: str) -> Iterator[Path]:
-        for dirpath, dirnames, filenames in os.walk(top, followlinks=True, onerror=walk_error):
+    def linked_folders(self) -> Iterator[Path]:
+        """Walk the folders met through links (a folder reached through a link may hold links of
+        its own); `walk` skips those whose folder was reached already."""
+        while self.folder_links:
+            yield from self.walk(self.folder_links.pop(0))
+
+    def walk(self, top: str) -> Iterator[Path]:
+        """Walk ``top`` in name order, each folder once (by device and inode), yielding the audio
+        files found under their own name; links to files and folders of the library are set aside."""
+        for dirpath, dirnames, filenames in os.walk(top, followlinks=True, onerror=self.walk_error):
             try:
                 st = os.stat(dirpath)
             except OSError:
                 dirnames[:] = []
                 continue
             key = (st.st_dev, st.st_ino)
-            if key in seen_dirs:
+            if key in self.seen_dirs:
                 dirnames[:] = []  # a symlink loop or a folder reached twice
                 continue
-            seen_dirs.add(key)
-            here = os.path.realpath(dirpath)
-            dirnames[:] = sorted(
-                d for d in dirnames
-                if (include_hidden or not d.startswith(".")) and not _loops(os.path.join(dirpath, d), here)
-                and allowed(os.path.join(dirpath, d))
-                and not system(os.path.join(dirpath, d), here)
-            )  # fmt: skip
-            for d in [d for d in dirnames if _internal_link(os.path.join(dirpath, d), inside)]:
-                dirnames.remove(d)
-                folder_links.append(os.path.join(dirpath, d))
-            for name in sorted(filenames):
-                if is_temp_name(name):
-                    report.temp_files.append(os.path.join(dirpath, name))
-                    continue
-                if not include_hidden and name.startswith("."):
-                    continue
-                path = os.path.join(dirpath, name)
-                if path in seen_files or not os.path.isfile(path) or not allowed(path):
-                    continue
-                if mounts and os.path.islink(path) and system(path) or not is_audio_file(path):
-                    continue
-                seen_files.add(path)
-                if os.path.islink(path) and is_under(os.path.realpath(path), inside):
-                    links.append(path)
-                    continue
-                found.append(path)
-                yield Path(path)
+            self.seen_dirs.add(key)
+            dirnames[:] = self.subfolders(dirpath, dirnames)
+            yield from self.files(dirpath, filenames)
 
-    for root in roots:
-        if root.is_file():
-            if str(root) not in seen_files:
-                seen_files.add(str(root))
-                yield root
-            continue
-        if not root.exists():
-            raise UserError(f"no such file or folder: {root}")
-        if not root.is_dir():
-            raise UserError(f"{root}: not a folder nor a regular file")
-        yield from walk(str(root))
-    while folder_links:  # (a folder reached through a link may hold links of its own)
-        yield from walk(folder_links.pop(0))  # skipped by `walk` when its folder was reached
-    # A link to a file of the library is the same file under a second name: scanned once, under the
-    # file's own name (a tag write through the link would change that file while it waits for its
-    # turn), unless the walk did not reach the file itself (a hidden folder). The files found are
-    # told apart by inode only when there are such links (no second stat of every file otherwise).
-    yielded: set[tuple[int, int]] = set()
-    for path in found if links else ():
-        with contextlib.suppress(OSError):
-            st = os.stat(path)
-            yielded.add((st.st_dev, st.st_ino))
-    for path in links:
-        try:
-            st = os.stat(path)
-        except OSError:
-            continue  # gone since: nothing to scan
-        if (st.st_dev, st.st_ino) not in yielded:
-            yielded.add((st.st_dev, st.st_ino))
+    def subfolders(self, dirpath: str, dirnames: list[str]) -> list[str]:
+        """The subfolders of ``dirpath`` to walk, in name order: not hidden (unless asked), no loop,
+        no external link (unless asked), not the kernel's; links to folders of the library are set
+        aside in `folder_links`."""
+        here = os.path.realpath(dirpath)
+        dirnames = sorted(
+            d for d in dirnames
+            if (self.include_hidden or not d.startswith(".")) and not _loops(os.path.join(dirpath, d), here)
+            and self.allowed(os.path.join(dirpath, d))
+            and not self.system(os.path.join(dirpath, d), here)
+        )  # fmt: skip
+        for d in [d for d in dirnames if _internal_link(os.path.join(dirpath, d), self.inside)]:
+            dirnames.remove(d)
+            self.folder_links.append(os.path.join(dirpath, d))
+        return dirnames
+
+    def files(self, dirpath: str, filenames: list[str]) -> Iterator[Path]:
+        """The audio files among ``filenames`` (of ``dirpath``), in name order: temp files of tag
+        writes reported, hidden files skipped (unless asked), a file seen before, an external link
+        (unless asked) or a link to the kernel's files skipped, links to files of the library set
+        aside in `links`."""
+        for name in sorted(filenames):
+            if paths.is_temp_name(name):
+                self.report.temp_files.append(os.path.join(dirpath, name))
+                continue
+            if not self.include_hidden and name.startswith("."):
+                continue
+            path = os.path.join(dirpath, name)
+            if path in self.seen_files or not os.path.isfile(path) or not self.allowed(path):
+                continue
+            if self.mounts and os.path.islink(path) and self.system(path) or not is_audio_file(path):
+                continue
+            self.seen_files.add(path)
+            if os.path.islink(path) and is_under(os.path.realpath(path), self.inside):
+                self.links.append(path)
+                continue
+            self.found.append(path)
             yield Path(path)
+
+    def linked_files(self) -> Iterator[Path]:
+        """A link to a file of the library is the same file under a second name: scanned once, under
+        the file's own name (a tag write through the link would change that file while it waits for
+        its turn), unless the walk did not reach the file itself (a hidden folder). The files found
+        are told apart by inode only when there are such links (no second stat of every file
+        otherwise)."""
+        yielded: set[tuple[int, int]] = set()
+        for path in self.found if self.links else ():
+            with contextlib.suppress(OSError):
+                st = os.stat(path)
+                yielded.add((st.st_dev, st.st_ino))
+        for path in self.links:
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue  # gone since: nothing to scan
+            if (st.st_dev, st.st_ino) not in yielded:
+                yielded.add((st.st_dev, st.st_ino))
+                yield Path(path)
 
 
 def is_under(target: str, folders: Iterable[str]) -> bool:
