@@ -233,6 +233,7 @@ class _Walk:
         if root.is_file():
             if str(root) not in self.seen_files:
                 self.seen_files.add(str(root))
+                self.found.append(str(root))
                 yield root
             return
         if not root.exists():

@@ -707,3 +707,13 @@ def test_crawl_reports_temp_files_yields_a_given_file_once_and_a_link_only_when_
         list(crawl([music / "pipe"]))
     with pytest.raises(UserError, match="no such file or folder"):
         list(crawl([music / "gone"]))
+
+
+def test_a_file_given_with_its_folder_is_not_yielded_again_through_a_link_to_it(tmp_path):
+    """`tagger scan song.flac .` with `alias.flac -> song.flac` in the folder: the file given was left
+    out of the files told apart by inode, so the link yielded it a second time, under its name."""
+    music = tmp_path / "music"
+    music.mkdir()
+    (music / "song.flac").write_bytes(b"\0" * 64)
+    (music / "alias.flac").symlink_to("song.flac")
+    assert [str(p) for p in crawl([music / "song.flac", music])] == [str(music / "song.flac")]
