@@ -339,3 +339,23 @@ def test_bad_counts_are_refused_with_the_flag_that_set_them(notes_root, tmp_path
         assert result.exit_code == 1 and f"{flag} must be at least 1, got 0" in result.output, result.output
     assert not (tmp_path / "rep").exists()
 
+
+
+def test_report_md_names_at_most_20_short_mixtures_and_links_every_plot(mixture_root, tmp_path):
+    """The parts of report.md that only a long manifest or the plots write: 'and N more' past 20
+    named mixtures, the solo confusion image, the per-level plots and confusion grid links."""
+    from tagger.evaluate.render import render_markdown
+
+    data = R.evaluate(mixture_root, out_dir=tmp_path / "rep", scorer=ToneScorer(), plots=False).data
+    clips = [{"file": f"level01/m{i:02d}.wav", "seconds": 1.5} for i in range(23)]
+    data["polyphony"]["source"]["padded"] = {"count": 23, "window_seconds": 4.0, "files": clips}
+    data["files"] = {"metrics_vs_level": "plots/m.png", "family_tpr_vs_level": "plots/tpr.png",
+                     "confusion_level_02": "plots/c2.png", "solo_confusion": "plots/solo.png"}  # fmt: skip
+    md = render_markdown(data)
+    assert "`level01/m19.wav` (1.5 s) and 3 more (all in report.json).\n" in md and "m20.wav" not in md
+    assert "**23 mixture(s) shorter than the 4 s window were evaluated padded with silence:** `level01/m00" in md
+    assert "\n![Metrics against polyphony level](plots/m.png)\n" in md
+    assert "\n![Per-family true-positive rate TP/(TP+FN) (n/a: the family is in no mixture of the level)](plots/tpr.png)\n" in md
+    assert "### Per-family confusion matrices per level (Figs. 9-14)\n\n- level 2: [plots/c2.png](plots/c2.png)\n\n## What" in md
+    assert "solo.png" not in md  # no solo test on a mixture folder: no solo section
+    assert md.endswith("Confusion matrices are [[TN, FP], [FN, TP]].\n")
