@@ -35,7 +35,21 @@ def _table(header: Sequence[str], rows: Iterable[Sequence]) -> list[str]:
 
 
 def render_markdown(report: dict) -> str:
-    """report.md from the report's content (the same dict that report.json holds)."""
+    """report.md from the report's content (the same dict that report.json holds): the header
+    (`_header`), the solo test (`_solo_section`), the polyphony levels (`_polyphony_section`),
+    what the metrics mean (`_GLOSSARY`)."""
+    files = report.get("files", {})
+    lines = _header(report)
+    if report.get("solo"):
+        lines += _solo_section(report["solo"], report["paper"], files)
+    if report.get("polyphony"):
+        lines += _polyphony_section(report["polyphony"], report["paper"], report["model"]["families"], files)
+    return "\n".join(lines + _GLOSSARY)
+
+
+def _header(report: dict) -> list[str]:
+    """The model and data the report scores, when and by what it was made, the command that reruns
+    it (when known), and each family's decision threshold."""
     model, data = report["model"], report["data"]
     fams = model["families"]
     lines = [
@@ -58,147 +72,182 @@ def render_markdown(report: dict) -> str:
     ]
     lines += _table(["family", *fams], [["threshold", *(_num(model["thresholds"][f]) for f in fams)]])
     lines.append("")
-    files = report.get("files", {})
-    solo = report.get("solo")
-    if solo:
-        sl = solo["single_label"]
-        lines += [
-            "## Solo test (the paper's Table VI)",
-            "",
-            f"{solo['n']} single notes. Each note gets one predicted family: the highest-scoring family among",
-            "those whose score reaches their threshold, or *none* when no family does (counted as a miss).",
-            "",
-        ]
-        rows = [
-            [f, _num(v["precision"]), _num(v["recall"]), _num(v["f1"]), v["support"]] for f, v in sl["families"].items()
-        ]
-        rows.append(["**accuracy**", "", "", _num(sl["accuracy"]), sl["macro_avg"]["support"]])
-        for name in ("macro_avg", "weighted_avg"):
-            avg = sl[name]
-            rows.append([name.replace("_", " "), _num(avg["precision"]), _num(avg["recall"]), _num(avg["f1"]), avg["support"]])
-        lines += _table(["family", "precision", "recall", "F1", "support"], rows)
-        lines += [
-            "",
-            f"Accuracy: ours **{pct(sl['accuracy'])}**, the paper's {pct(report['paper']['solo_accuracy'], 0)} "
-            f"(on NSynth test notes; not the same notes). Notes with no family above threshold: {sl['none']}.",
-            "",
-            f"Ranking alone, thresholds aside: the highest-scoring family is the right one for "
-            f"{pct(solo['ranking']['top1_accuracy'])} of the notes.",
-            "",
-            "Confusion matrix (rows: true family, columns: predicted family):",
-            "",
-        ]
-        cm = solo["confusion"]
-        lines += _table(["true \\ predicted", *cm["columns"]], [[r, *row] for r, row in zip(cm["rows"], cm["counts"])])
-        ml = solo["multilabel"]
-        lines += [
-            "",
-            "Each classifier on its own (thresholded decisions; a note may get several families or none): "
-            f"exact match {pct(ml['emr'])}, Jaccard {pct(ml['jaccard'])}, Hamming {pct(ml['hamming'])}.",
-            "",
-        ]
-        lines += _table(
-            ["family", "accuracy", "TPR", "FPR", "precision", "F1", "support"],
-            [
-                [f, pct(v["accuracy"]), pct(v["tpr"]), pct(v["fpr"]), pct(v["precision"]), pct(v["f1"]), v["support"]]
-                for f, v in ml["families"].items()
-            ],
-        )
-        if "solo_confusion" in files:
-            lines += ["", f"![Solo confusion matrix]({files['solo_confusion']})"]
-        lines.append("")
-    poly = report.get("polyphony")
-    if poly:
-        src = poly["source"]
-        pap = report["paper"]
-        made = (
-            f"{src['per_level']} mixtures per level drawn with seed {src['seed']} and rendered in memory"
-            if src["kind"] == "rendered"
-            else f"mixtures read from the folder's labels.json (made with seed {src.get('seed')}, {src.get('per_level')} per level)"
-        )
-        lines += [
-            "## Polyphony levels (the paper's Table V and Fig. 6)",
-            "",
-            f"{poly['n']} mixtures; level k sums k notes of k distinct families; {made}.",
-            "Overall = the unweighted mean over levels, as the paper computes it.",
-            "",
-        ]
-        for key, what in (("padded", "shorter than the {w:g} s window were evaluated padded with silence"),
-                          ("cut", "longer than the {w:g} s window were scored on their first window only")):  # fmt: skip
-            clips = src.get(key) or {}
-            if clips.get("count"):
-                names = ", ".join(f"`{p['file']}` ({p['seconds']:g} s)" for p in clips["files"][:20])
-                more = f" and {clips['count'] - 20} more (all in report.json)" if clips["count"] > 20 else ""
-                lines += [f"**{clips['count']} mixture(s) {what.format(w=clips['window_seconds'])}:** {names}{more}.", ""]
-        if sorted(int(k) for k in poly["levels"]) != sorted(int(k) for k in pap["level_accuracy"]):
-            lines += [
-                f"Only levels {format_levels([int(k) for k in poly['levels']])} were run: our overall values "
-                "are not comparable with the paper's (levels 0-10).",
-                "",
-            ]
-        rows = []
-        for k, v in poly["levels"].items():
-            rows.append([
-                k, v["n"], pct(v["jaccard"]), pct(pap["level_accuracy"].get(k), 0), pct(v["hamming"]),
-                pct(v["emr"]), pct(pap["level_emr"].get(k), 0),
-            ])  # fmt: skip
-        ov = poly["overall"]
-        rows.append([
-            "**overall**", poly["n"], pct(ov["jaccard"]), pct(pap["overall_accuracy"], 0), pct(ov["hamming"]),
-            pct(ov["emr"]), pct(pap["overall_emr"], 0),
-        ])  # fmt: skip
-        lines += _table(
-            ["level", "n", "accuracy (Jaccard)", "paper accuracy", "Hamming accuracy", "EMR", "paper EMR"], rows
-        )
-        oc = poly.get("oracle_count")
-        if oc:
-            lines += [
-                "",
-                "Ranking alone, thresholds aside: keeping each mixture's k highest-scoring families, k being its",
-                "true number of families (an oracle count no tagger has), gives per level",
-                "",
-            ]
-            lines += _table(
-                ["", *oc["levels"], "overall"],
-                [
-                    ["Jaccard", *(pct(v["jaccard"]) for v in oc["levels"].values()), pct(oc["overall"]["jaccard"])],
-                    ["EMR", *(pct(v["emr"]) for v in oc["levels"].values()), pct(oc["overall"]["emr"])],
-                ],
-            )
-        if "metrics_vs_level" in files:
-            lines += ["", f"![Metrics against polyphony level]({files['metrics_vs_level']})"]
-        level_keys = list(poly["levels"])
-        for key, title in (
-            ("accuracy", "Per-family accuracy (share of mixtures where the family's bit is right)"),
-            ("tpr", "Per-family true-positive rate TP/(TP+FN) (n/a: the family is in no mixture of the level)"),
-            ("fpr", "Per-family false-positive rate FP/(FP+TN) (n/a: the family is in every mixture of the level)"),
-        ):
-            lines += ["", f"### {title}", ""]
-            rows = [
-                [f, *(pct(poly["levels"][k]["families"][f][key], 0) for k in level_keys), pct(poly["family_overall"][f][key], 0)]
-                for f in fams
-            ]
-            lines += _table(["family", *(f"L{k}" for k in level_keys), "mean"], rows)
-            if f"family_{key}_vs_level" in files:
-                lines += ["", f"![{title}]({files[f'family_{key}_vs_level']})"]
-        grids = [(k, files[f"confusion_level_{int(k):02d}"]) for k in level_keys if f"confusion_level_{int(k):02d}" in files]
-        if grids:
-            lines += ["", "### Per-family confusion matrices per level (Figs. 9-14)", ""]
-            lines += [f"- level {k}: [{path}]({path})" for k, path in grids]
-        lines.append("")
-    lines += [
-        "## What the metrics mean",
+    return lines
+
+
+def _solo_section(solo: dict, pap: dict, files: dict) -> list[str]:
+    """The solo test: one family per note (precision, recall, F1, accuracy next to the paper's),
+    the ranking's top-1 accuracy, the confusion matrix, each classifier on its own, the confusion
+    image when one was drawn."""
+    sl = solo["single_label"]
+    lines = [
+        "## Solo test (the paper's Table VI)",
         "",
-        "- **Accuracy (Jaccard)**: per mixture |true ∩ predicted| / |true ∪ predicted|, averaged; a mixture with",
-        "  no instrument and no prediction scores 1. The paper calls it multilabel accuracy.",
-        "- **Hamming accuracy**: share of the 10 presence bits that are right, over all mixtures.",
-        "- **EMR** (exact match ratio): share of mixtures whose whole set of families is right.",
-        "- **TPR** = TP/(TP+FN): of the mixtures that contain the family, the share where it was found.",
-        "- **FPR** = FP/(FP+TN): of the mixtures without the family, the share where it was reported.",
-        "- Per-family **accuracy** = (TP+TN)/n. Confusion matrices are [[TN, FP], [FN, TP]].",
+        f"{solo['n']} single notes. Each note gets one predicted family: the highest-scoring family among",
+        "those whose score reaches their threshold, or *none* when no family does (counted as a miss).",
         "",
     ]
-    return "\n".join(lines)
+    rows = [
+        [f, _num(v["precision"]), _num(v["recall"]), _num(v["f1"]), v["support"]] for f, v in sl["families"].items()
+    ]
+    rows.append(["**accuracy**", "", "", _num(sl["accuracy"]), sl["macro_avg"]["support"]])
+    for name in ("macro_avg", "weighted_avg"):
+        avg = sl[name]
+        rows.append([name.replace("_", " "), _num(avg["precision"]), _num(avg["recall"]), _num(avg["f1"]), avg["support"]])
+    lines += _table(["family", "precision", "recall", "F1", "support"], rows)
+    lines += [
+        "",
+        f"Accuracy: ours **{pct(sl['accuracy'])}**, the paper's {pct(pap['solo_accuracy'], 0)} "
+        f"(on NSynth test notes; not the same notes). Notes with no family above threshold: {sl['none']}.",
+        "",
+        f"Ranking alone, thresholds aside: the highest-scoring family is the right one for "
+        f"{pct(solo['ranking']['top1_accuracy'])} of the notes.",
+        "",
+        "Confusion matrix (rows: true family, columns: predicted family):",
+        "",
+    ]
+    cm = solo["confusion"]
+    lines += _table(["true \\ predicted", *cm["columns"]], [[r, *row] for r, row in zip(cm["rows"], cm["counts"])])
+    ml = solo["multilabel"]
+    lines += [
+        "",
+        "Each classifier on its own (thresholded decisions; a note may get several families or none): "
+        f"exact match {pct(ml['emr'])}, Jaccard {pct(ml['jaccard'])}, Hamming {pct(ml['hamming'])}.",
+        "",
+    ]
+    lines += _table(
+        ["family", "accuracy", "TPR", "FPR", "precision", "F1", "support"],
+        [
+            [f, pct(v["accuracy"]), pct(v["tpr"]), pct(v["fpr"]), pct(v["precision"]), pct(v["f1"]), v["support"]]
+            for f, v in ml["families"].items()
+        ],
+    )
+    if "solo_confusion" in files:
+        lines += ["", f"![Solo confusion matrix]({files['solo_confusion']})"]
+    lines.append("")
+    return lines
+
+
+def _polyphony_section(poly: dict, pap: dict, fams: Sequence[str], files: dict) -> list[str]:
+    """The polyphony levels: how the mixtures were made (`_clip_notes`), whether the overall values
+    compare with the paper's, the per-level table next to the paper's (`_levels_table`), the oracle
+    count (`_oracle_table`), the per-family tables (`_family_tables`) and the confusion grids."""
+    src = poly["source"]
+    made = (
+        f"{src['per_level']} mixtures per level drawn with seed {src['seed']} and rendered in memory"
+        if src["kind"] == "rendered"
+        else f"mixtures read from the folder's labels.json (made with seed {src.get('seed')}, {src.get('per_level')} per level)"
+    )
+    lines = [
+        "## Polyphony levels (the paper's Table V and Fig. 6)",
+        "",
+        f"{poly['n']} mixtures; level k sums k notes of k distinct families; {made}.",
+        "Overall = the unweighted mean over levels, as the paper computes it.",
+        "",
+    ]
+    lines += _clip_notes(src)
+    if sorted(int(k) for k in poly["levels"]) != sorted(int(k) for k in pap["level_accuracy"]):
+        lines += [
+            f"Only levels {format_levels([int(k) for k in poly['levels']])} were run: our overall values "
+            "are not comparable with the paper's (levels 0-10).",
+            "",
+        ]
+    lines += _levels_table(poly, pap)
+    if poly.get("oracle_count"):
+        lines += _oracle_table(poly["oracle_count"])
+    if "metrics_vs_level" in files:
+        lines += ["", f"![Metrics against polyphony level]({files['metrics_vs_level']})"]
+    lines += _family_tables(poly, fams, files)
+    level_keys = list(poly["levels"])
+    grids = [(k, files[f"confusion_level_{int(k):02d}"]) for k in level_keys if f"confusion_level_{int(k):02d}" in files]
+    if grids:
+        lines += ["", "### Per-family confusion matrices per level (Figs. 9-14)", ""]
+        lines += [f"- level {k}: [{path}]({path})" for k, path in grids]
+    lines.append("")
+    return lines
+
+
+def _clip_notes(src: dict) -> list[str]:
+    """A note for the mixtures shorter than the window (padded) and those longer (cut), naming the
+    first 20 of each."""
+    lines = []
+    for key, what in (("padded", "shorter than the {w:g} s window were evaluated padded with silence"),
+                      ("cut", "longer than the {w:g} s window were scored on their first window only")):  # fmt: skip
+        clips = src.get(key) or {}
+        if clips.get("count"):
+            names = ", ".join(f"`{p['file']}` ({p['seconds']:g} s)" for p in clips["files"][:20])
+            more = f" and {clips['count'] - 20} more (all in report.json)" if clips["count"] > 20 else ""
+            lines += [f"**{clips['count']} mixture(s) {what.format(w=clips['window_seconds'])}:** {names}{more}.", ""]
+    return lines
+
+
+def _levels_table(poly: dict, pap: dict) -> list[str]:
+    """One row per level and the overall row: our Jaccard, Hamming and EMR next to the paper's."""
+    rows = []
+    for k, v in poly["levels"].items():
+        rows.append([
+            k, v["n"], pct(v["jaccard"]), pct(pap["level_accuracy"].get(k), 0), pct(v["hamming"]),
+            pct(v["emr"]), pct(pap["level_emr"].get(k), 0),
+        ])  # fmt: skip
+    ov = poly["overall"]
+    rows.append([
+        "**overall**", poly["n"], pct(ov["jaccard"]), pct(pap["overall_accuracy"], 0), pct(ov["hamming"]),
+        pct(ov["emr"]), pct(pap["overall_emr"], 0),
+    ])  # fmt: skip
+    return _table(["level", "n", "accuracy (Jaccard)", "paper accuracy", "Hamming accuracy", "EMR", "paper EMR"], rows)
+
+
+def _oracle_table(oc: dict) -> list[str]:
+    """The ranking alone: Jaccard and EMR per level when each mixture keeps its k best families."""
+    lines = [
+        "",
+        "Ranking alone, thresholds aside: keeping each mixture's k highest-scoring families, k being its",
+        "true number of families (an oracle count no tagger has), gives per level",
+        "",
+    ]
+    lines += _table(
+        ["", *oc["levels"], "overall"],
+        [
+            ["Jaccard", *(pct(v["jaccard"]) for v in oc["levels"].values()), pct(oc["overall"]["jaccard"])],
+            ["EMR", *(pct(v["emr"]) for v in oc["levels"].values()), pct(oc["overall"]["emr"])],
+        ],
+    )
+    return lines
+
+
+def _family_tables(poly: dict, fams: Sequence[str], files: dict) -> list[str]:
+    """Per family and level: accuracy, TPR and FPR, each table followed by its plot when drawn."""
+    lines = []
+    level_keys = list(poly["levels"])
+    for key, title in (
+        ("accuracy", "Per-family accuracy (share of mixtures where the family's bit is right)"),
+        ("tpr", "Per-family true-positive rate TP/(TP+FN) (n/a: the family is in no mixture of the level)"),
+        ("fpr", "Per-family false-positive rate FP/(FP+TN) (n/a: the family is in every mixture of the level)"),
+    ):
+        lines += ["", f"### {title}", ""]
+        rows = [
+            [f, *(pct(poly["levels"][k]["families"][f][key], 0) for k in level_keys), pct(poly["family_overall"][f][key], 0)]
+            for f in fams
+        ]
+        lines += _table(["family", *(f"L{k}" for k in level_keys), "mean"], rows)
+        if f"family_{key}_vs_level" in files:
+            lines += ["", f"![{title}]({files[f'family_{key}_vs_level']})"]
+    return lines
+
+
+_GLOSSARY = [
+    "## What the metrics mean",
+    "",
+    "- **Accuracy (Jaccard)**: per mixture |true ∩ predicted| / |true ∪ predicted|, averaged; a mixture with",
+    "  no instrument and no prediction scores 1. The paper calls it multilabel accuracy.",
+    "- **Hamming accuracy**: share of the 10 presence bits that are right, over all mixtures.",
+    "- **EMR** (exact match ratio): share of mixtures whose whole set of families is right.",
+    "- **TPR** = TP/(TP+FN): of the mixtures that contain the family, the share where it was found.",
+    "- **FPR** = FP/(FP+TN): of the mixtures without the family, the share where it was reported.",
+    "- Per-family **accuracy** = (TP+TN)/n. Confusion matrices are [[TN, FP], [FN, TP]].",
+    "",
+]
+"""What the metrics mean: the last section of every report.md."""
 
 
 def summary_lines(report: dict) -> list[str]:
