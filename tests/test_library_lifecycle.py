@@ -938,3 +938,58 @@ def test_a_tag_write_refuses_a_file_written_over_in_place_while_it_is_checked(tm
                                expected=(st.st_size, st.st_mtime), fingerprint=wanted, content_hash=analysed,
                                ctime_ns=st.st_ctime_ns, inode=(st.st_dev, st.st_ino))  # fmt: skip
     assert song.read_bytes() == edited and not tags.read_instruments(song).tagged
+
+
+def test_tag_from_database_names_a_copy_it_cannot_read_a_file_it_cannot_read_back_and_a_track_gone_meanwhile(
+    tmp_path, monkeypatch
+):
+    """Three ways `tag_from_database` leaves a file's record alone, each a `TagWriteError` naming the
+    file: its new copy cannot be hashed (the file left unchanged), the file cannot be read back after
+    the write (tags written, not recorded), its track left the selection since the run began."""
+    from tagger import fingerprint, tags
+    from tagger.db import writes
+    from tagger.errors import AudioReadError, TagWriteError
+    from tagger.tags import batch
+
+    music, dbfile = tmp_path / "music", tmp_path / "lib.db"
+    song = write_audio(music / "song.flac", tone_signal([110.0], seconds=4.0))
+    _old(song)
+    _scan(music, dbfile)
+    original = song.read_bytes()
+
+    def tag():
+        db = open_database(dbfile)
+        try:
+            return list(tags.tag_from_database(db, paths=[song], settle_seconds=0))
+        finally:
+            db.close()
+
+    def unreadable(*args, **kwargs):
+        raise AudioReadError(str(kwargs.get("path", args[0] if args else "")), "no such file")
+
+    monkeypatch.setattr(fingerprint, "content_hash", unreadable)
+    [error] = tag()
+    assert isinstance(error, TagWriteError) and error.path == str(song)
+    assert "cannot read its new copy: no such file; file left unchanged" in str(error)
+    assert song.read_bytes() == original and not list(music.glob(".*tagger-tmp"))
+    monkeypatch.undo()
+
+    calls, real = [], batch.predictions_from_database
+
+    def gone_after_the_first_read(*args, **kwargs):  # (a prune or a scan, between the read and the write)
+        calls.append(1)
+        return real(*args, **kwargs) if len(calls) == 1 else []
+
+    monkeypatch.setattr(batch, "predictions_from_database", gone_after_the_first_read)
+    [error] = tag()
+    assert isinstance(error, TagWriteError) and "the selection no longer holds it; left as it is" in str(error)
+    assert song.read_bytes() == original
+    monkeypatch.undo()
+
+    monkeypatch.setattr(writes, "record_rewrite", unreadable)
+    change, error = tag()
+    assert isinstance(change, tags.TagChange) and change.written and tags.read_instruments(song).instruments == ["bass"]
+    assert isinstance(error, TagWriteError) and error.path == str(song)
+    assert "tags written, but the file could not be read back to record it: no such file; scan it again" in str(error)
+    monkeypatch.undo()
+    assert _rows(dbfile)[str(song)]["content_hash"] != content_hash(song)  # not recorded: the next scan sees it
