@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -517,17 +517,36 @@ def tag_from_database(
 
     Writes stay inside the filter's paths (or, when none are given, the folders the database's
     scans were given): a file reached through a symbolic link pointing elsewhere is skipped unless
-    ``follow_external_symlinks``."""
-    from sqlalchemy.exc import SQLAlchemyError
+    ``follow_external_symlinks``.
 
-    from tagger.db import queries, writes
-    from tagger.db.session import database_error
-    from tagger.errors import AudioReadError
-    from tagger.fingerprint import content_hash
-
+    The steps: `_selected_tracks` (read), `_recover_stopped_runs` (when a run stopped at a rename),
+    `write_predictions` with `_DatabaseWrites` recording around each write."""
     check_filesystem_encoding()
     if where is None:
         where = TrackFilter.of(has=has, lacks=lacks, paths=paths)
+    predictions, roots = _selected_tracks(database, where)
+    if any(p.stored is not None and p.stored.rewrite_hash for p in predictions):  # a run stopped at a rename
+        predictions = _recover_stopped_runs(database, predictions, dry_run=dry_run,
+                                            inside=None if follow_external_symlinks else roots)  # fmt: skip
+    run = _DatabaseWrites(database, where, dry_run=dry_run, read={p.path: p.stored for p in predictions})
+    results = write_predictions(
+        predictions, scores=scores, id3v23=id3v23, keep_mtime=keep_mtime, dry_run=dry_run,
+        settle_seconds=settle_seconds, roots=roots, follow_external_symlinks=follow_external_symlinks,
+        before_replace=run.pending, refresh=run.refresh,
+    )  # fmt: skip
+    for result in results:
+        yield from run.record(result)
+
+
+def _selected_tracks(database, where: TrackFilter) -> tuple[list[Prediction], list[str]]:
+    """The tracks ``where`` selects, as predictions, and the folders the writes must stay in (the
+    filter's paths, or the folders the database's scans were given); `UserError` when paths were
+    given and no analysed track lies under them."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from tagger.db import queries
+    from tagger.db.session import database_error
+
     try:
         with database.session() as session:
             predictions = predictions_from_database(session, where=where)
@@ -537,17 +556,49 @@ def tag_from_database(
     if where.paths and not predictions:
         raise UserError(f"no analysed track matches under {', '.join(where.shown_paths)}: scan it first "
                         "(or check the filter)")  # fmt: skip
-    if any(p.stored is not None and p.stored.rewrite_hash for p in predictions):  # a run stopped at a rename
-        inside = None if follow_external_symlinks else roots
-        try:
-            with database.session() as session:
-                predictions = [_recovered(session, p, dry_run=dry_run, inside=inside) for p in predictions]
-        except SQLAlchemyError as exc:
-            raise database_error(database.url, exc, doing="write", then="no file was changed") from None
+    return predictions, roots
 
-    pended: set[str] = set()  # the files whose copy's hash is recorded
 
-    def pending(pred: Prediction, copy: str) -> None:
+def _recover_stopped_runs(database, predictions: list[Prediction], *, dry_run: bool,
+                          inside: list | None) -> list[Prediction]:  # fmt: skip
+    """``predictions``, each file that an earlier run moved its copy over before it stopped taking its
+    facts now (`_recovered`)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from tagger.db.session import database_error
+
+    try:
+        with database.session() as session:
+            return [_recovered(session, p, dry_run=dry_run, inside=inside) for p in predictions]
+    except SQLAlchemyError as exc:
+        raise database_error(database.url, exc, doing="write", then="no file was changed") from None
+
+
+@dataclass
+class _DatabaseWrites:
+    """What `tag_from_database` records around each write: the copy's hash before it replaces its
+    file (`pending`), the track as it stands just before the write (`refresh`), the file's new facts
+    after it (`record`)."""
+
+    database: object
+    where: TrackFilter
+    dry_run: bool
+    read: dict
+    """path -> the stored results the write of that file is made from (`StoredResults` or None)."""
+    pended: set[str] = field(default_factory=set)
+    """The files whose copy's hash is recorded."""
+
+    def pending(self, pred: Prediction, copy: str) -> None:
+        """Record the content hash of ``pred``'s new copy before it replaces the file, so that the next
+        run recognises the file when this one stops before recording it; `TagWriteError` (the file
+        left unchanged) when the copy cannot be read."""
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from tagger.db import writes
+        from tagger.db.session import database_error
+        from tagger.errors import AudioReadError
+        from tagger.fingerprint import content_hash
+
         if pred.stored is None:
             return
         try:
@@ -555,69 +606,77 @@ def tag_from_database(
         except AudioReadError as exc:
             raise TagWriteError(pred.path, f"cannot read its new copy: {exc.reason}; file left unchanged") from None
         try:
-            with database.session() as session:
+            with self.database.session() as session:
                 if writes.record_pending(session, path=pred.path, written=pred.stored, content_hash=digest):
-                    pended.add(pred.path)
+                    self.pended.add(pred.path)
         except SQLAlchemyError as exc:
             then = f"{pred.path} and the files after it were left alone"
-            raise database_error(database.url, exc, doing="write", then=then) from None
+            raise database_error(self.database.url, exc, doing="write", then=then) from None
 
-    read = {p.path: p.stored for p in predictions}
-
-    def refresh(pred: Prediction) -> Prediction:
+    def refresh(self, pred: Prediction) -> Prediction:
         """The track of ``pred`` as the database holds it now: another `tag` may have rewritten and
         recorded its file since the run began, or a scan stored new results for it (was: the file
         was skipped as "changed since it was analysed", or given the superseded results). A dry run
         keeps what it read (a file it found to be an interrupted run's copy is recorded by no one)."""
-        if pred.stored is None or dry_run:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from tagger.db.session import database_error
+
+        if pred.stored is None or self.dry_run:
             return pred
         try:
-            with database.session() as session:
-                fresh = predictions_from_database(session, where=replace(where, paths=(pred.path,), given=(pred.path,)))
+            with self.database.session() as session:
+                fresh = predictions_from_database(session, where=replace(self.where, paths=(pred.path,),
+                                                                         given=(pred.path,)))  # fmt: skip
         except SQLAlchemyError as exc:
-            raise database_error(database.url, exc, doing="read", then=f"{pred.path} and the files after it were "
-                                                                        "left alone") from None  # fmt: skip
+            raise database_error(self.database.url, exc, doing="read", then=f"{pred.path} and the files after it "
+                                                                             "were left alone") from None  # fmt: skip
         fresh = [p for p in fresh if p.path == pred.path and p.stored is not None
                  and p.stored.track_id == pred.stored.track_id]  # fmt: skip
         if not fresh:
             raise TagWriteError(pred.path, "since this run began its track was changed (a scan stored other results, "
                                            "or found it changed or gone) and the selection no longer holds it; left "
                                            "as it is")  # fmt: skip
-        read[pred.path] = fresh[0].stored
+        self.read[pred.path] = fresh[0].stored
         return fresh[0]
 
-    results = write_predictions(
-        predictions, scores=scores, id3v23=id3v23, keep_mtime=keep_mtime, dry_run=dry_run,
-        settle_seconds=settle_seconds, roots=roots, follow_external_symlinks=follow_external_symlinks,
-        before_replace=pending, refresh=refresh,
-    )  # fmt: skip
-    for result in results:
+    def record(self, result: TagChange | TagWriteError) -> Iterator[TagChange | TagWriteError]:
+        """``result``, after recording a written file's new size, mtime and fingerprint as current;
+        followed by a `TagWriteError` when the file cannot be read back or a scan stored new results
+        meanwhile. A database that cannot record it stops the run (`database_error`), the result
+        yielded first."""
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from tagger.db import writes
+        from tagger.db.session import database_error
+        from tagger.errors import AudioReadError
+
         if isinstance(result, TagChange) and result.written:
             try:
-                with database.session() as session:
+                with self.database.session() as session:
                     recorded = writes.record_rewrite(session, path=result.path, size=result.size, mtime=result.mtime,
                                                      tags_current=True,  # a later scan leaves these tags (--scores) alone
-                                                     written=read.get(result.path), ctime_ns=result.ctime_ns,
+                                                     written=self.read.get(result.path), ctime_ns=result.ctime_ns,
                                                      audio_digest=result.audio_digest)  # fmt: skip
             except AudioReadError as exc:  # gone or unreadable right after the write: the next scan sees it
                 yield result
                 yield TagWriteError(result.path, f"tags written, but the file could not be read back to record it: "
                                                  f"{exc.reason}; scan it again")  # fmt: skip
-                continue
+                return
             except SQLAlchemyError as exc:
                 # The file holds its new tags but the database its old size and time (and, recorded
                 # before the rename, the copy's hash: the next `tag` recognises the file; a scan analyses
                 # it again); no further file is written while the database cannot record them.
                 yield result
-                later = "the next `tagger tag` records them" if result.path in pended else "scan it again"
+                later = "the next `tagger tag` records them" if result.path in self.pended else "scan it again"
                 then = (f"the tags of {result.path} are written but not recorded ({later}); the files after it were "
                         "left alone")  # fmt: skip
-                raise database_error(database.url, exc, doing="write", then=then) from None
+                raise database_error(self.database.url, exc, doing="write", then=then) from None
             if recorded is writes.Recorded.NOT_CURRENT:
                 yield result
                 yield TagWriteError(result.path, "tags written, but a scan stored new results for it meanwhile: "
                                                  "not recorded as current; the next scan writes the right ones")  # fmt: skip
-                continue
+                return
         yield result
 
 
