@@ -717,3 +717,46 @@ def test_a_file_given_with_its_folder_is_not_yielded_again_through_a_link_to_it(
     (music / "song.flac").write_bytes(b"\0" * 64)
     (music / "alias.flac").symlink_to("song.flac")
     assert [str(p) for p in crawl([music / "song.flac", music])] == [str(music / "song.flac")]
+
+
+def test_a_moved_and_a_copied_file_whose_tags_are_not_written_are_tagged_without_analysis(lib, db):
+    """The plan hands a moved file and a copy, both with results of this model but no tags holding
+    them, to the tag writer (as it does an unchanged file): tagged, not analysed."""
+    from tagger import tags
+    from tagger.library.scan import tag_writer
+
+    root, files = lib
+    scan([root], db=db, analyser=FakeAnalyser(), jobs=0)  # no tags written
+    moved, copy = root / "moved bass.wav", root / "copy of duo.flac"
+    os.rename(files["bass.wav"], moved)
+    shutil.copy2(files["duo.flac"], copy)
+    spy = FakeAnalyser()
+    summary = scan([root], db=db, analyser=spy, jobs=0, on_track=tag_writer(model_version=spy.version))
+    assert (summary.moved, summary.copied, summary.scanned, spy.calls) == (1, 1, 0, 0)
+    assert tags.read_instruments(moved).instruments == ["bass"]
+    assert tags.read_instruments(copy).instruments == ["bass", "flute"]
+
+
+def test_a_file_that_cannot_be_fingerprinted_is_a_transient_error_that_keeps_its_results(lib, db, monkeypatch):
+    """A stored file the plan cannot read now (a failing drive) fails, and keeps the results stored
+    for it while its size and mtime are those they were made from; the next scan reads it again."""
+    from tagger.errors import AudioReadError
+    from tagger.library import plan
+
+    root, files = lib
+    scan([root], db=db, analyser=FakeAnalyser(), jobs=0)
+    bass, real = files["bass.wav"], plan.fingerprint
+
+    def failing(path, *args, **kwargs):
+        if str(path) == bass:
+            raise AudioReadError(str(path), "Input/output error")
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(plan, "fingerprint", failing)
+    summary = scan([root], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert summary.failed == 1 and [p for p, _ in summary.errors] == [bass]
+    assert "Input/output error" in dict(summary.errors)[bass]
+    assert track_instruments(db)[bass] == ["bass"]
+    monkeypatch.undo()
+    summary = scan([root], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert summary.failed == 0 and _status(db)[bass] == "ok"
