@@ -21,7 +21,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
@@ -285,12 +285,26 @@ def plan_files(roots, *, writer: ScanWriter, mv_id: int, rescan_stale: bool, ret
           crawled: CrawlReport | None = None, retag: list[FileState] | None = None,
           stop: StopSignals | None = None) -> list[FileState]:  # fmt: skip
     """Crawl and decide per file; moves, copies and touched files are written here. Unchanged
-    tracks of this model whose tags do not hold their results are added to `retag` (when given)."""
-    s = writer.session
-    summary = writer.summary
+    tracks of this model whose tags do not hold their results are added to `retag` (when given).
+
+    The steps, on a `_Plan` holding what they share: `_stored_rows` (the tracks under the roots),
+    `_Plan.file` for each file crawled (`_Plan.fingerprint`, `_Plan.known` for a stored path,
+    `_Plan.unknown` for a new one: moved, copied or new), `_Plan.retagged_moves` (new files
+    that are gone tracks' files whose tags were rewritten as they moved)."""
     crawled = crawled if crawled is not None else CrawlReport()
-    work: list[FileState] = []
-    fresh: list[NewFile] = []  # new files matched to no track: analysed unless moved and retagged
+    own = database_files(writer.url)  # a database kept in the scanned folder is no music
+    plan = _Plan(writer, mv_id=mv_id, rescan_stale=rescan_stale, retry_errors=retry_errors, quick=quick,
+                 progress=progress, t0=t0, retag=retag, stop=stop, existing=_stored_rows(writer.session, roots),
+                 own=own, own_names={os.path.basename(f) for f in own})  # fmt: skip
+    for p in crawl(roots, include_hidden=include_hidden, follow_external_symlinks=follow_external_symlinks,
+                   report=crawled):  # fmt: skip
+        plan.file(str(p))
+    return plan.retagged_moves(crawled)
+
+
+def _stored_rows(s, roots) -> dict[str, tuple]:
+    """path -> (id, size, mtime, fingerprint, status, model version id, transient error, tags
+    current, content hash, ctime, audio digest) of every track stored under ``roots``."""
     existing: dict[str, tuple] = {}
     for root in roots:
         cond = under_clause(root, s.get_bind().dialect.name)
@@ -300,164 +314,219 @@ def plan_files(roots, *, writer: ScanWriter, mv_id: int, rescan_stale: bool, ret
                    M.Track.content_hash, M.Track.ctime_ns, M.Track.audio_digest).where(cond)  # fmt: skip
         ):
             existing[row[0]] = tuple(row[1:])
-    last_report = 0.0
-    spelling = Spelling()
-    hashes = ContentHashes()
-    own = database_files(writer.url)  # a database kept in the scanned folder is no music
-    own_names = {os.path.basename(f) for f in own}  # (realpath, a syscall per folder level, only for those names)
+    return existing
 
-    def needs_analysis(status: str, track_mv: int | None, transient: bool = False) -> bool:
+
+@dataclass
+class _Plan:
+    """The state `plan_files` shares between its steps: the scan's settings, the stored tracks
+    (`existing`, a row dropped once its track moves), the files to analyse (`work`) and the new
+    files matched to no track (`fresh`)."""
+
+    writer: ScanWriter
+    mv_id: int
+    rescan_stale: bool
+    retry_errors: bool
+    quick: bool
+    progress: Callable | None
+    t0: float
+    retag: list[FileState] | None
+    stop: StopSignals | None
+    existing: dict[str, tuple]
+    own: frozenset[str]
+    """The library database's own files (a database kept in the scanned folder is no music)."""
+    own_names: set[str]
+    """Their names: a file's real path is looked up (a syscall per folder level) only for those."""
+    work: list[FileState] = field(default_factory=list)
+    fresh: list[NewFile] = field(default_factory=list)
+    """New files matched to no track: analysed unless moved and retagged."""
+    last_report: float = 0.0
+    spelling: Spelling = field(default_factory=Spelling)
+    hashes: ContentHashes = field(default_factory=ContentHashes)
+
+    @property
+    def summary(self) -> ScanSummary:
+        return self.writer.summary
+
+    def needs_analysis(self, status: str, track_mv: int | None, transient: bool = False) -> bool:
+        """A failed track is analysed again when asked to (or when its error was transient); a track
+        of another model version when ``rescan_stale`` (else it is counted stale)."""
         if status == M.STATUS_ERROR:
-            return retry_errors or transient
-        if track_mv != mv_id:
-            if rescan_stale:
+            return self.retry_errors or transient
+        if track_mv != self.mv_id:
+            if self.rescan_stale:
                 return True
-            summary.stale += 1
+            self.summary.stale += 1
         return False
 
-    for p in crawl(roots, include_hidden=include_hidden, follow_external_symlinks=follow_external_symlinks,
-                   report=crawled):  # fmt: skip
-        if stop is not None and stop.requested:
-            raise ScanInterrupted(stop.signum, 0)
+    def file(self, path: str) -> None:
+        """Decide one crawled file: the database's own file is passed over, a name that is not
+        UTF-8 recorded as such, a file that cannot be stat-ed or fingerprinted stored as a transient
+        error; then `known` (a stored path, or one a stored track leads to through a link) or
+        `unknown`."""
+        if self.stop is not None and self.stop.requested:
+            raise ScanInterrupted(self.stop.signum, 0)
+        writer = self.writer
         writer.maybe_commit()  # (a write of the plan holds SQLite's write lock: never for long)
-        path = str(p)
-        if os.path.basename(path) in own_names and os.path.realpath(path) in own:
+        if os.path.basename(path) in self.own_names and os.path.realpath(path) in self.own:
             log.debug("not scanning %s: it is the library database's own file", path)
-            continue
+            return
         shown = storable(path)
-        summary.found += 1
+        self.summary.found += 1
         if shown != path:
-            _undecodable_name(writer, shown, existing.get(shown))
-            continue
+            _undecodable_name(writer, shown, self.existing.get(shown))
+            return
         writer.seen.add(path)
-        if progress is not None and time.monotonic() - last_report > 0.2:
-            last_report = time.monotonic()
-            progress(Progress(phase="plan", files_done=summary.found, elapsed=time.monotonic() - t0))
+        if self.progress is not None and time.monotonic() - self.last_report > 0.2:
+            self.last_report = time.monotonic()
+            self.progress(Progress(phase="plan", files_done=self.summary.found, elapsed=time.monotonic() - self.t0))
         try:
             st = os.stat(path)
         except OSError as exc:
-            w = FileState(path, 0, 0.0, "", existing.get(path, (None,))[0])
+            w = FileState(path, 0, 0.0, "", self.existing.get(path, (None,))[0])
             writer.store_error(w, {}, f"cannot stat file: {exc.strerror or exc}", transient=True)
-            continue
-        size, mtime = st.st_size, st.st_mtime
-        row = existing.get(path)
-        digest = functools.cache(functools.partial(hashes.of, path, st))  # read once, if at all
-        try:
-            if (quick and row is not None and row[1] == size and row[2] == mtime and row[4] != M.STATUS_MISSING
-                    and row[9] in (None, st.st_ctime_ns)):  # (another ctime: written, renamed or copied here since)
-                fp = row[3]
-            else:
-                fp = fingerprint(path)
-        except TaggerError as exc:
-            # cannot read it now (a failing drive): cheap to try again; the results stored for it stay
-            # while its size and mtime are those they were made from (a changed file's would be wrong)
-            as_stored = row is not None and (row[1], row[2]) == (size, mtime)
-            writer.store_error(FileState(path, size, mtime, "", row[0] if row else None), {}, getattr(exc, "reason", str(exc)),
-                               transient=True, keep_results=as_stored)  # fmt: skip
-            continue
-        candidates = [] if row is not None else s.scalars(
-            select(M.Track).where(M.Track.fingerprint == fp, M.Track.size == size, M.Track.path != path).order_by(M.Track.id)
+            return
+        row = self.existing.get(path)
+        fp = self.fingerprint(path, st, row)
+        if fp is None:
+            return
+        digest = functools.cache(functools.partial(self.hashes.of, path, st))  # read once, if at all
+        candidates = [] if row is not None else writer.session.scalars(
+            select(M.Track).where(M.Track.fingerprint == fp, M.Track.size == st.st_size, M.Track.path != path)
+            .order_by(M.Track.id)
         ).all()  # fmt: skip
         # A track stored under a path that leads through a symbolic link to this very file (a library
         # moved to another disk, a link left at its old place) is this file's own: its row takes the
         # file's real name, results and all, and is then checked as any stored file is.
         twin = next((t for t in candidates if os.path.realpath(t.path) == path), None)
         if twin is not None:
-            existing.pop(twin.path, None)
+            self.existing.pop(twin.path, None)
             writer.relinked(twin, path=path)
-            row = existing[path] = (twin.id, twin.size, twin.mtime, twin.fingerprint, twin.status,
-                                    twin.model_version_id, twin.error_transient, twin.tags_current, twin.content_hash,
-                                    twin.ctime_ns, twin.audio_digest)  # fmt: skip
+            row = self.existing[path] = (twin.id, twin.size, twin.mtime, twin.fingerprint, twin.status,
+                                         twin.model_version_id, twin.error_transient, twin.tags_current,
+                                         twin.content_hash, twin.ctime_ns, twin.audio_digest)  # fmt: skip
         if row is not None:
-            (track_id, old_size, old_mtime, old_fp, status, track_mv, transient, tags_current, old_hash, old_ctime,
-             old_audio) = row  # fmt: skip
-            same = old_size == size and old_fp == fp
-            # Another ctime: the file was renamed, copied or written here since (its mtime may have
-            # been set back: two stems of one archive swapped by name), or only chmod-ed.
-            touched = same and (old_mtime != mtime or status == M.STATUS_MISSING
-                                or (old_ctime is not None and old_ctime != st.st_ctime_ns))  # fmt: skip
-            if same and touched and _same_bytes(digest, old_hash):
-                status = writer.touched(track_id, mtime=mtime, ctime_ns=st.st_ctime_ns)
-            elif same and not touched:
-                if old_ctime is None:
-                    writer.known_ctime(track_id, st.st_ctime_ns)
-            else:  # other bytes (maybe where the fingerprint does not read): other audio, or only other tags
-                # (only where the results would be kept: a stale track a scan with rescan_stale
-                # analyses again keeps nothing, and its digest would be read for nothing)
-                keeps = status == M.STATUS_OK and (track_mv == mv_id or not rescan_stale)
-                whole = only_tags_changed(path, st, old_audio, digest) if keeps else None
-                if whole is None:
-                    work.append(FileState.of(path, st, fp, track_id))
-                    continue
-                writer.retagged(track_id, FileState.of(path, st, fp, track_id), content_hash=whole)
-                tags_current = False
-            if needs_analysis(status, track_mv, transient):
-                work.append(FileState.of(path, st, fp, track_id))
-            else:
-                summary.skipped += 1
-                if retag is not None and status == M.STATUS_OK and track_mv == mv_id and not tags_current:
-                    retag.append(FileState.of(path, st, fp, track_id))
-            continue
-        # A path the database does not know: moved, copied or new.
+            self.known(path, st, fp, row, digest)
+        else:
+            self.unknown(path, st, fp, candidates, digest)
+
+    def fingerprint(self, path: str, st: os.stat_result, row: tuple | None) -> str | None:
+        """The file's content fingerprint: the stored one with ``quick`` when size, mtime and ctime
+        are those stored; None when it cannot be read now (stored as a transient error)."""
+        size, mtime = st.st_size, st.st_mtime
+        try:
+            if (self.quick and row is not None and row[1] == size and row[2] == mtime and row[4] != M.STATUS_MISSING
+                    and row[9] in (None, st.st_ctime_ns)):  # (another ctime: written, renamed or copied here since)
+                return row[3]
+            return fingerprint(path)
+        except TaggerError as exc:
+            # cannot read it now (a failing drive): cheap to try again; the results stored for it stay
+            # while its size and mtime are those they were made from (a changed file's would be wrong)
+            as_stored = row is not None and (row[1], row[2]) == (size, mtime)
+            self.writer.store_error(FileState(path, size, mtime, "", row[0] if row else None), {},
+                                    getattr(exc, "reason", str(exc)), transient=True, keep_results=as_stored)  # fmt: skip
+            return None
+
+    def known(self, path: str, st: os.stat_result, fp: str, row: tuple, digest) -> None:
+        """A stored path: unchanged (skipped, or analysed when failed or stale and asked to),
+        touched (its new mtime and ctime recorded), only its tags rewritten (its results kept), or
+        other bytes (analysed)."""
+        writer, mtime = self.writer, st.st_mtime
+        (track_id, old_size, old_mtime, old_fp, status, track_mv, transient, tags_current, old_hash, old_ctime,
+         old_audio) = row  # fmt: skip
+        same = old_size == st.st_size and old_fp == fp
+        # Another ctime: the file was renamed, copied or written here since (its mtime may have
+        # been set back: two stems of one archive swapped by name), or only chmod-ed.
+        touched = same and (old_mtime != mtime or status == M.STATUS_MISSING
+                            or (old_ctime is not None and old_ctime != st.st_ctime_ns))  # fmt: skip
+        if same and touched and _same_bytes(digest, old_hash):
+            status = writer.touched(track_id, mtime=mtime, ctime_ns=st.st_ctime_ns)
+        elif same and not touched:
+            if old_ctime is None:
+                writer.known_ctime(track_id, st.st_ctime_ns)
+        else:  # other bytes (maybe where the fingerprint does not read): other audio, or only other tags
+            # (only where the results would be kept: a stale track a scan with rescan_stale
+            # analyses again keeps nothing, and its digest would be read for nothing)
+            keeps = status == M.STATUS_OK and (track_mv == self.mv_id or not self.rescan_stale)
+            whole = only_tags_changed(path, st, old_audio, digest) if keeps else None
+            if whole is None:
+                self.work.append(FileState.of(path, st, fp, track_id))
+                return
+            writer.retagged(track_id, FileState.of(path, st, fp, track_id), content_hash=whole)
+            tags_current = False
+        if self.needs_analysis(status, track_mv, transient):
+            self.work.append(FileState.of(path, st, fp, track_id))
+        else:
+            self.summary.skipped += 1
+            if self.retag is not None and status == M.STATUS_OK and track_mv == self.mv_id and not tags_current:
+                self.retag.append(FileState.of(path, st, fp, track_id))
+
+    def unknown(self, path: str, st: os.stat_result, fp: str, candidates: list[M.Track], digest) -> None:
+        """A path the database does not know: moved (a gone track's file: `origin`), copied (an
+        analysed file's copy: `copied_from`) or new."""
         # A transient error belongs to the old file's read, not to its content: it never follows a
         # moved or copied file (that file is analysed as new; the old row goes missing).
         # (a name renamed in case only still opens the file on a drive that ignores case: gone all the same)
         gone = [t for t in candidates if (t.status == M.STATUS_MISSING or not os.path.exists(t.path)
-                                          or not spelling.as_listed(t.path))
+                                          or not self.spelling.as_listed(t.path))
                 and not (t.error and t.error_transient)]  # fmt: skip
         track = origin(path, gone, digest=digest)
         if track is not None:
             old_path = track.path
-            writer.moved(track, path=path, mtime=mtime, ctime_ns=st.st_ctime_ns)
-            existing.pop(old_path, None)
+            self.writer.moved(track, path=path, mtime=st.st_mtime, ctime_ns=st.st_ctime_ns)
+            self.existing.pop(old_path, None)
             log.debug("moved: %s -> %s", old_path, path)
-            if needs_analysis(track.status, track.model_version_id):
-                work.append(FileState.of(path, st, fp, track.id))
+            if self.needs_analysis(track.status, track.model_version_id):
+                self.work.append(FileState.of(path, st, fp, track.id))
             else:
-                summary.skipped += 1
-                if (retag is not None and track.status == M.STATUS_OK and track.model_version_id == mv_id
+                self.summary.skipped += 1
+                if (self.retag is not None and track.status == M.STATUS_OK and track.model_version_id == self.mv_id
                         and not track.tags_current):  # fmt: skip
-                    retag.append(FileState.of(path, st, fp, track.id))
-            continue
+                    self.retag.append(FileState.of(path, st, fp, track.id))
+            return
         # A copy gets its original's results only when its whole content is the one they were made
         # from: files that differ outside the fingerprint's three chunks are different audio.
-        done = [t for t in candidates if t.status == M.STATUS_OK and t.model_version_id == mv_id]
+        done = [t for t in candidates if t.status == M.STATUS_OK and t.model_version_id == self.mv_id]
         src = copied_from(done, path, st=st, digest=digest) if done else None
         if src is not None:
-            dst = writer.copied(src, FileState.of(path, st, fp, None))
-            if retag is not None and not dst.tags_current:
-                retag.append(FileState.of(path, st, fp, None))
-            continue
-        work.append(FileState.of(path, st, fp, None))
-        fresh.append(NewFile(path, st, fp, digest))
-    gone = gone_digests(existing, seen=writer.seen, unlisted=[f for f, _ in crawled.unreadable],
-                        spelling=spelling) if fresh else {}  # fmt: skip
-    if not gone:
-        return work
-    # New files that are gone tracks' files whose tags another program rewrote as it moved them:
-    # a move (results, model version), with their new file facts recorded as a retag's are.
-    instead: dict[str, FileState | None] = {}
-    if writer.dirty:  # (the digests' reads may be long: no write lock held through them)
-        writer.commit()
-    for found in moved_with_new_tags(fresh, gone, stop=stop):
-        writer.maybe_commit()
-        track = s.get(M.Track, found.track_id)
-        if track.error or track.status not in (M.STATUS_OK, M.STATUS_MISSING) or track.model_version_id is None:
-            continue  # no results to take (a failed file): analysed as new
-        new, old_path = found.file, track.path
-        file = FileState.of(new.path, new.st, new.fingerprint, track.id)
-        writer.moved(track, path=new.path, mtime=new.st.st_mtime, ctime_ns=new.st.st_ctime_ns)
-        existing.pop(old_path, None)
-        log.debug("moved and retagged: %s -> %s", old_path, new.path)
-        if needs_analysis(track.status, track.model_version_id):
-            instead[new.path] = file  # (stale, with rescan_stale: the row follows, its results are redone)
-        else:
-            writer.retagged(track.id, file, content_hash=found.content_hash)
-            instead[new.path] = None
-            summary.skipped += 1
-            if retag is not None and track.model_version_id == mv_id:
-                retag.append(file)
-    return [kept for w in work if (kept := instead.get(w.path, w)) is not None]
+            dst = self.writer.copied(src, FileState.of(path, st, fp, None))
+            if self.retag is not None and not dst.tags_current:
+                self.retag.append(FileState.of(path, st, fp, None))
+            return
+        self.work.append(FileState.of(path, st, fp, None))
+        self.fresh.append(NewFile(path, st, fp, digest))
+
+    def retagged_moves(self, crawled: CrawlReport) -> list[FileState]:
+        """The files to analyse, less the new files that are gone tracks' files whose tags another
+        program rewrote as it moved them: a move (results, model version), with their new file facts
+        recorded as a retag's are."""
+        gone = gone_digests(self.existing, seen=self.writer.seen, unlisted=[f for f, _ in crawled.unreadable],
+                            spelling=self.spelling) if self.fresh else {}  # fmt: skip
+        if not gone:
+            return self.work
+        writer = self.writer
+        instead: dict[str, FileState | None] = {}
+        if writer.dirty:  # (the digests' reads may be long: no write lock held through them)
+            writer.commit()
+        for found in moved_with_new_tags(self.fresh, gone, stop=self.stop):
+            writer.maybe_commit()
+            track = writer.session.get(M.Track, found.track_id)
+            if track.error or track.status not in (M.STATUS_OK, M.STATUS_MISSING) or track.model_version_id is None:
+                continue  # no results to take (a failed file): analysed as new
+            new, old_path = found.file, track.path
+            file = FileState.of(new.path, new.st, new.fingerprint, track.id)
+            writer.moved(track, path=new.path, mtime=new.st.st_mtime, ctime_ns=new.st.st_ctime_ns)
+            self.existing.pop(old_path, None)
+            log.debug("moved and retagged: %s -> %s", old_path, new.path)
+            if self.needs_analysis(track.status, track.model_version_id):
+                instead[new.path] = file  # (stale, with rescan_stale: the row follows, its results are redone)
+            else:
+                writer.retagged(track.id, file, content_hash=found.content_hash)
+                instead[new.path] = None
+                self.summary.skipped += 1
+                if self.retag is not None and track.model_version_id == self.mv_id:
+                    self.retag.append(file)
+        return [kept for w in self.work if (kept := instead.get(w.path, w)) is not None]
 
 
 def _undecodable_name(writer: ScanWriter, shown: str, row: tuple | None) -> None:
