@@ -5,6 +5,7 @@ traceback, never a command that runs with a nonsense setting."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -278,3 +279,18 @@ def test_a_refused_number_of_seconds_names_its_value(tmp_path, fake_models):
         text = " ".join(r.output.replace("│", " ").split())
         assert r.exit_code == 2 and f"{where} give a finite number of seconds, 0 or more" in text, (args, r.output)
     assert not (tmp_path / "data").exists()
+
+
+def test_a_scan_names_the_files_it_left_for_a_later_scan_and_counts_them(tmp_path, fake_models):
+    """The lines of `tagger scan` for a file changed too recently to tag (``--settle-seconds``): the
+    file named with the reason, its count in the summary; the exit code 0 (nothing failed)."""
+    music = tmp_path / "music"
+    song = write_audio(music / "bass.wav", tone_signal([110.0], seconds=4.0))
+    r = CliRunner().invoke(app, ["scan", str(music), "--db", str(tmp_path / "lib.db"), "--jobs", "0",
+                                 "--settle-seconds", "3600"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    skipped, totals, *rest = r.output.splitlines()
+    assert re.fullmatch(rf"tagger: skipped {re.escape(str(song))}: changed \d+ s ago, still being written\? "
+                        r"\(settle time 3600 s\); left for a later run", skipped), skipped  # fmt: skip
+    assert totals.startswith("0 scanned, 0 skipped unchanged (0 stale), 0 failed, 0 moved, 0 newly missing; 0.00 h audio")
+    assert rest == ["tags: 0 tagged, 0 failed", "1 file(s) changed in the last 3600 s were left for a later scan"]
