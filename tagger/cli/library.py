@@ -147,6 +147,49 @@ def scan(
     ),  # fmt: skip
 ) -> None:
     """Analyse every audio file under PATHS into the library database (incremental and resumable)."""
+    # (the steps: _scan_scheduler, _load_for_scan, _ScanBars, _scan_backend, the scan itself,
+    # _scan_notes and _scan_totals)
+    scheduler = _scan_scheduler(backend, scheduler)
+    from tagger.library.scan import check_jobs, check_roots, tag_writer
+    from tagger.library.scan import scan as run_scan
+
+    paths = check_roots(paths)  # before anything is loaded, created or locked
+    check_jobs(jobs)
+    database, ensemble = _load_for_scan(db, models)
+    bars = _ScanBars()
+    cluster = _scan_backend(backend, scheduler, models=models, ensemble=ensemble)
+    hook = (
+        tag_writer(model_version=ensemble.version, dry_run=dry_run, scores=scores, id3v23=id3v23, keep_mtime=keep_mtime,
+                   settle_seconds=settle_seconds)  # fmt: skip
+        if write_tags
+        else None
+    )
+    try:
+        summary = run_scan(
+            paths, db=database, analyser=ensemble, jobs=jobs, rescan_stale=rescan_stale, retry_errors=retry_errors,
+            quick=quick, include_hidden=include_hidden, progress=bars, on_track=hook,
+            follow_external_symlinks=follow_external_symlinks, backend=cluster,
+            settle_seconds=settle_seconds if write_tags and not dry_run else 0.0, keep_temp_files=dry_run,
+            **({} if file_timeout is None else {"file_timeout": file_timeout or None}),
+        )  # fmt: skip
+    finally:
+        bars.close()
+        database.close()
+    if as_json:
+        echo(json.dumps(summary.to_dict(), indent=1), lines=True)
+        if not summary.ok:
+            raise typer.Exit(1)
+        return
+    _scan_notes(summary, dry_run=dry_run)
+    _scan_totals(summary, write_tags=write_tags, dry_run=dry_run, settle_seconds=settle_seconds,
+                 rescan_stale=rescan_stale)  # fmt: skip
+    if not summary.ok:  # a file, a folder or a tag write failed: scripts (cron) must see it
+        raise typer.Exit(1)
+
+
+def _scan_scheduler(backend: str, scheduler: str | None) -> str | None:
+    """Refuse an unknown ``--backend``, and ``--backend dask`` without a scheduler; the scheduler's
+    address checked (dask) or as given."""
     from tagger.errors import UserError
     from tagger.library.distributed import BACKENDS, check_scheduler_address
 
@@ -156,13 +199,13 @@ def scan(
         raise UserError("--backend dask needs --scheduler tcp://HOST:PORT (or $TAGGER_DASK_SCHEDULER)")
     if backend == "dask":
         scheduler = check_scheduler_address(scheduler)
-    from tqdm import tqdm
+    return scheduler
 
-    from tagger.library.scan import check_jobs, check_roots, tag_writer
-    from tagger.library.scan import scan as run_scan
 
-    paths = check_roots(paths)  # before anything is loaded, created or locked
-    check_jobs(jobs)
+def _load_for_scan(db: str | None, models: Path | None):
+    """(the library database, the ensemble): a database that cannot be written is refused before
+    the models load; a new SQLite file is made only once they have loaded; the database is closed
+    again when they cannot be."""
     database = _open_for_scan(db)  # (a read-only one refused before the models load: seconds for nothing)
     try:
         quiet_tensorflow_for(models)
@@ -174,51 +217,52 @@ def scan(
         if database is not None:
             database.close()
         raise
-    bars: dict = {}
+    return database, ensemble
 
-    def progress(p) -> None:
-        bar = bars.get(p.phase)
+
+class _ScanBars:
+    """The scan's progress: one bar per phase ("check" while planning, "scan" while analysing, with
+    the hours of audio and the real-time factor), the previous one closed when the next begins;
+    silent when standard error is not a terminal."""
+
+    def __init__(self) -> None:
+        self.bars: dict = {}
+
+    def __call__(self, p) -> None:
+        from tqdm import tqdm
+
+        bar = self.bars.get(p.phase)
         if bar is None:
-            for other in bars.values():
+            for other in self.bars.values():
                 other.close()
             desc = "check" if p.phase == "plan" else "scan"
-            bar = bars[p.phase] = tqdm(total=p.files_total, unit="file", desc=desc, disable=None, file=sys.stderr,
-                                       dynamic_ncols=True)  # fmt: skip
+            bar = self.bars[p.phase] = tqdm(total=p.files_total, unit="file", desc=desc, disable=None, file=sys.stderr,
+                                            dynamic_ncols=True)  # fmt: skip
         if p.phase == "analyse":
             bar.set_postfix_str(f"{p.audio_seconds / 3600:.2f} h audio, {p.realtime_factor:.1f}x real time", refresh=False)
         bar.update(p.files_done - bar.n)
 
-    cluster = None
-    if backend == "dask":
-        from tagger.library.distributed import AnalyserSpec, DaskBackend
-
-        # Workers load the same model directory (shared storage) or, without --models, their own
-        # default models; either way they must have the client's manifest hash.
-        spec = AnalyserSpec(model_dir=str(Path(ensemble.model_dir).resolve()) if models is not None else None)
-        cluster = DaskBackend(scheduler, spec=spec)
-    hook = (
-        tag_writer(model_version=ensemble.version, dry_run=dry_run, scores=scores, id3v23=id3v23, keep_mtime=keep_mtime,
-                   settle_seconds=settle_seconds)  # fmt: skip
-        if write_tags
-        else None
-    )
-    try:
-        summary = run_scan(
-            paths, db=database, analyser=ensemble, jobs=jobs, rescan_stale=rescan_stale, retry_errors=retry_errors,
-            quick=quick, include_hidden=include_hidden, progress=progress, on_track=hook,
-            follow_external_symlinks=follow_external_symlinks, backend=cluster,
-            settle_seconds=settle_seconds if write_tags and not dry_run else 0.0, keep_temp_files=dry_run,
-            **({} if file_timeout is None else {"file_timeout": file_timeout or None}),
-        )  # fmt: skip
-    finally:
-        for bar in bars.values():
+    def close(self) -> None:
+        for bar in self.bars.values():
             bar.close()
-        database.close()
-    if as_json:
-        echo(json.dumps(summary.to_dict(), indent=1), lines=True)
-        if not summary.ok:
-            raise typer.Exit(1)
-        return
+
+
+def _scan_backend(backend: str, scheduler: str | None, *, models: Path | None, ensemble):
+    """The Dask cluster files are analysed on (``--backend dask``), None for local workers."""
+    if backend != "dask":
+        return None
+    from tagger.library.distributed import AnalyserSpec, DaskBackend
+
+    # Workers load the same model directory (shared storage) or, without --models, their own
+    # default models; either way they must have the client's manifest hash.
+    spec = AnalyserSpec(model_dir=str(Path(ensemble.model_dir).resolve()) if models is not None else None)
+    return DaskBackend(scheduler, spec=spec)
+
+
+def _scan_notes(summary, *, dry_run: bool) -> None:
+    """One line per file the scan has something to say about: failed, left for later, analysed in
+    part, not tagged, in a format without tags, an empty root, a leftover temp file (``--dry-run``),
+    a track that took a file's real name, a duplicate track removed."""
     for path, reason in summary.errors:
         echo(f"tagger: failed {named_failed(path, reason)}: {reason}", err=True)
     for path, reason in summary.deferred:
@@ -243,6 +287,12 @@ def scan(
         echo(f"tagger: {named(path)} is a second name of a file this scan found under another (a folder mounted twice, or "
              "a name in other case on a drive that ignores case?): "
              "its duplicate track was removed (the track under the name the scan found holds its results)")  # fmt: skip
+
+
+def _scan_totals(summary, *, write_tags: bool, dry_run: bool, settle_seconds: float, rescan_stale: bool) -> None:
+    """The closing counts: files scanned, skipped, failed, moved and missing, the audio and time,
+    the files that kept their results after another program's tag write, the tags written, the
+    files left for later, and the stale tracks to rescan."""
     echo(
         f"{summary.scanned} scanned, {summary.skipped} skipped unchanged ({summary.stale} stale), "
         f"{summary.failed} failed, {summary.moved} moved, {summary.missing} newly missing; "
@@ -260,8 +310,6 @@ def scan(
         echo(f"{len(summary.deferred)} file(s) changed in the last {settle_seconds:g} s were left for a later scan")
     if summary.stale and not rescan_stale:
         echo(f"{summary.stale} track(s) were analysed by another model version: run `tagger scan --rescan-stale`")
-    if not summary.ok:  # a file, a folder or a tag write failed: scripts (cron) must see it
-        raise typer.Exit(1)
 
 
 @app.command("query")
