@@ -22,7 +22,7 @@ from tagger import constants as C
 from tagger.cli import app
 from tagger.data import mix as M
 from tagger.data.nsynth import NoteDataset
-from tagger.errors import UserError
+from tagger.errors import DatasetError, UserError
 from tagger.evaluate import metrics as MX
 from tagger.evaluate import paper
 from tagger.evaluate import protocols as P
@@ -359,3 +359,59 @@ def test_report_md_names_at_most_20_short_mixtures_and_links_every_plot(mixture_
     assert "### Per-family confusion matrices per level (Figs. 9-14)\n\n- level 2: [plots/c2.png](plots/c2.png)\n\n## What" in md
     assert "solo.png" not in md  # no solo test on a mixture folder: no solo section
     assert md.endswith("Confusion matrices are [[TN, FP], [FN, TP]].\n")
+
+
+# --- the refusals and the model's own families (pinned before `evaluate` was split into steps) ---
+
+
+def no_model():
+    raise AssertionError("the model must not be loaded when there is nothing to evaluate")
+
+
+def test_nothing_to_evaluate_is_refused_before_the_model_loads(notes_root, mixture_root, tmp_path):
+    for data, solo in ((notes_root, False), (mixture_root, True)):  # a mixture folder has no solo test
+        with pytest.raises(UserError, match="nothing to evaluate: the polyphony levels are off"):
+            R.evaluate(data, out_dir=tmp_path / "rep", scorer=no_model, solo=solo, polyphony=False, plots=False)
+    assert not (tmp_path / "rep").exists()
+
+
+def test_an_acoustic_only_split_without_notes_names_the_filter(notes_root, tmp_path):
+    with pytest.raises(DatasetError, match="no acoustic notes of the known families in split 'valid'"):
+        R.evaluate(notes_root, out_dir=tmp_path / "rep", scorer=no_model, split="valid", acoustic_only=True, plots=False)
+    assert not (tmp_path / "rep").exists()
+
+
+class FamiliesScorer(ToneScorer):
+    """The tone scorer's columns for `families` only; a family it does not know always scores 0."""
+
+    def __init__(self, families):
+        super().__init__()
+        self.families = tuple(families)
+        self.thresholds = np.full(len(self.families), 0.3, dtype=np.float32)
+
+    def predict(self, windows):
+        scores = super().predict(windows)
+        known = [FAMILIES.index(f) if f in FAMILIES else None for f in self.families]
+        return np.stack([scores[:, i] if i is not None else np.zeros(len(scores), np.float32) for i in known], axis=1)
+
+
+def test_a_model_is_evaluated_on_its_own_families_only(notes_root, tmp_path):
+    rep = R.evaluate(notes_root, out_dir=tmp_path / "two", scorer=FamiliesScorer(("bass", "flute")), polyphony=False, plots=False)
+    assert rep.data["solo"]["n"] == 6  # 3 test notes each of bass and flute, the other families' left out
+    assert {i.split("_")[0] for i in rep.solo.predictions.ids} == {"bass", "flute"}
+    assert rep.data["model"]["families"] == ["bass", "flute"]
+    with pytest.raises(DatasetError, match=r"no notes of the model's families \(theremin\) in split 'test'"):
+        R.evaluate(notes_root, out_dir=tmp_path / "other", scorer=FamiliesScorer(("theremin",)), plots=False)
+    assert not (tmp_path / "other").exists()  # a run that wrote nothing leaves no folder
+
+
+def test_a_report_folder_that_cannot_be_made_is_a_clear_error(notes_root, tmp_path, monkeypatch):
+    import errno
+    import pathlib
+
+    def refused(self, *args, **kwargs):
+        raise OSError(errno.EACCES, "Permission denied", str(self))
+
+    monkeypatch.setattr(pathlib.Path, "mkdir", refused)
+    with pytest.raises(UserError, match=r"rep: cannot make the report folder: Permission denied"):
+        R.evaluate(notes_root, out_dir=tmp_path / "rep", scorer=no_model, plots=False)
