@@ -107,100 +107,185 @@ def evaluate(
         raise UserError(f"solo_notes must be at least 1, got {solo_notes}")
     out = Path(out_dir)
     check_out_dir(out)  # before the work: a report with nowhere to go must not cost an evaluation
-
-    kind = data_kind(data)
-    data_path = Path(data)
-    sources = PAPER_SOURCES if acoustic_only else None
-    # Read and check the data before loading the model (TensorFlow start-up is the slow part).
-    if kind == "notes":
-        ds = NoteDataset.load(data_path, split=split, sources=sources)
-        meta_file = data_path / "examples.json"
-        if not ds.notes:
-            which = "acoustic notes" if acoustic_only else "notes"
-            raise DatasetError(data_path, f"no {which} of the known families in split {split!r} (pick another split)")
-    else:
-        manifest = M.read_manifest(data_path)
-        meta_file = data_path if data_path.is_file() else data_path / M.MANIFEST
-    if not polyphony and (not solo or kind == "mixtures"):
+    source = _read_data(data, split=split, acoustic_only=acoustic_only)
+    if not polyphony and (not solo or source.kind == "mixtures"):
         raise UserError("nothing to evaluate: the polyphony levels are off and there is no solo test to run")
-    created = not out.is_dir()
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"{out}: cannot make the report folder: {exc.strerror or exc}") from None
+    created = _make_out_dir(out)
     try:
         with folder_lock(out, what="tagger evaluate"):  # held from before the model loads to the last file
             check_out_dir(out)  # (again: what is in the folder may have changed until the lock was held)
             if not hasattr(scorer, "predict"):  # a loader
                 scorer = scorer()
             stage = progress or (lambda _name: None)
-            solo_result = poly_result = None
-            if kind == "notes":
-                if not set(scorer.families) <= set(ds.families):  # a model with families beyond the canonical ten
-                    ds = NoteDataset.load(data_path, split=split, sources=sources, families=scorer.families)
-                ds = _restrict(ds, scorer.families)
-                if not ds.notes:
-                    raise DatasetError(data_path, f"no notes of the model's families ({', '.join(scorer.families)}) in split {split!r}")
-                if polyphony:  # first: a level the split cannot fill fails before the solo test has run
-                    poly_result = evaluate_polyphony(
-                        scorer, ds, per_level=per_level, levels=levels, seed=seed, settings=settings,
-                        batch_size=batch_size, progress=stage("polyphony"),
-                    )  # fmt: skip
-                if solo:
-                    solo_result = evaluate_solo(
-                        scorer, ds, batch_size=batch_size, progress=stage("solo"), max_notes=solo_notes, seed=seed
-                    )
+            if source.kind == "notes":
+                ds = _notes_for_model(source, scorer)
+                solo_result, poly_result = _run_on_notes(
+                    scorer, ds, solo=solo, solo_notes=solo_notes, polyphony=polyphony, per_level=per_level,
+                    levels=levels, seed=seed, settings=settings, batch_size=batch_size, stage=stage,
+                )  # fmt: skip
             else:
-                poly_result = evaluate_polyphony(scorer, manifest, levels=levels, batch_size=batch_size, progress=stage("polyphony"))
+                solo_result = None
+                poly_result = evaluate_polyphony(scorer, source.manifest, levels=levels, batch_size=batch_size, progress=stage("polyphony"))
             if solo_result is None and poly_result is None:
                 raise UserError("nothing to evaluate: both the solo test and the polyphony levels are off")
-
-            write_atomic(out / INCOMPLETE, "a tagger evaluate writing its report (or interrupted): rerun it\n")
-            for name in (REPORT_JSON, REPORT_MD):  # an earlier report's: a run stopped half-way must not leave
-                (out / name).unlink(missing_ok=True)  # it beside predictions it does not describe
-            files: dict[str, Path] = {}
-            if solo_result is not None:
-                files["solo_predictions"] = solo_result.predictions.save(out / SOLO_PREDICTIONS)
-            if poly_result is not None:
-                files["polyphony_predictions"] = poly_result.predictions.save(out / POLYPHONY_PREDICTIONS)
-            if plots:
-                from tagger.evaluate import plots as P
-
-                files.update(P.write_plots(out / PLOTS_DIR, solo=solo_result, polyphony=poly_result))
-
-            from tagger import __version__ as tagger_version
-
-            content = {
-                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                "tagger_version": tagger_version,
-                "command": command,
-                "model": _model_info(scorer),
-                "data": {
-                    "path": str(data_path.resolve()),
-                    "kind": kind,
-                    "split": split if kind == "notes" else None,
-                    "acoustic_only": acoustic_only if kind == "notes" else None,
-                    "sha256": sha256_file(meta_file),
-                },
-                "paper": paper.as_dict(),
-                "solo": solo_result.metrics if solo_result is not None else None,
-                "polyphony": {"source": poly_result.source, **poly_result.metrics} if poly_result is not None else None,
-                "files": {k: str(v.relative_to(out)) for k, v in sorted(files.items())},
-            }
-            content = jsonable(content)
-            json_path = out / REPORT_JSON
-            write_atomic(json_path, json.dumps(content, indent=1, allow_nan=False) + "\n")
-            md_path = out / REPORT_MD
-            write_atomic(md_path, render_markdown(content))
-            files["json"], files["markdown"] = json_path, md_path
-            (out / INCOMPLETE).unlink()
-            return Report(data=content, out_dir=out, files=files, solo=solo_result, polyphony=poly_result)
+            return _write_report(out, scorer, source, solo_result, poly_result, plots=plots, command=command)
     finally:
         if created:
             try:
                 out.rmdir()  # a run that wrote nothing leaves no empty folder
             except OSError:
                 pass
+
+
+@dataclass
+class _Data:
+    """The evaluation data as read before the model loads: a note dataset's split or a mixture folder's manifest."""
+
+    path: Path
+    kind: str  # 'notes' or 'mixtures' (`data_kind`)
+    meta_file: Path  # the file whose hash the report gives: examples.json or the mixture manifest
+    split: str
+    sources: Sequence[str] | None  # the instrument sources kept (`PAPER_SOURCES` with acoustic_only)
+    acoustic_only: bool
+    notes: NoteDataset | None = None
+    manifest: dict | None = None
+
+
+def _read_data(data: str | os.PathLike, *, split: str, acoustic_only: bool) -> _Data:
+    """Read and check the data before the model loads (TensorFlow start-up is the slow part): a note
+    dataset must hold notes of the known families in `split` (acoustic ones with `acoustic_only`),
+    else `DatasetError`; a mixture folder must have a readable manifest (`mix.read_manifest`)."""
+    kind = data_kind(data)
+    data_path = Path(data)
+    sources = PAPER_SOURCES if acoustic_only else None
+    if kind == "notes":
+        ds = NoteDataset.load(data_path, split=split, sources=sources)
+        if not ds.notes:
+            which = "acoustic notes" if acoustic_only else "notes"
+            raise DatasetError(data_path, f"no {which} of the known families in split {split!r} (pick another split)")
+        return _Data(data_path, kind, data_path / "examples.json", split, sources, acoustic_only, notes=ds)
+    manifest = M.read_manifest(data_path)
+    meta_file = data_path if data_path.is_file() else data_path / M.MANIFEST
+    return _Data(data_path, kind, meta_file, split, sources, acoustic_only, manifest=manifest)
+
+
+def _make_out_dir(out: Path) -> bool:
+    """Make the report folder (and those above it); whether this run created it, so that a run
+    that writes nothing removes it again. A folder that cannot be made is a `UserError`."""
+    created = not out.is_dir()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{out}: cannot make the report folder: {exc.strerror or exc}") from None
+    return created
+
+
+def _notes_for_model(source: _Data, scorer: Scorer) -> NoteDataset:
+    """The notes the model is judged on: those of its own families (read again from the dataset
+    when it has families beyond the canonical ten); none of them in the split is a `DatasetError`."""
+    ds = source.notes
+    if not set(scorer.families) <= set(ds.families):  # a model with families beyond the canonical ten
+        ds = NoteDataset.load(source.path, split=source.split, sources=source.sources, families=scorer.families)
+    ds = _restrict(ds, scorer.families)
+    if not ds.notes:
+        raise DatasetError(source.path, f"no notes of the model's families ({', '.join(scorer.families)}) in split {source.split!r}")
+    return ds
+
+
+def _run_on_notes(
+    scorer: Scorer,
+    ds: NoteDataset,
+    *,
+    solo: bool,
+    solo_notes: int | None,
+    polyphony: bool,
+    per_level: int,
+    levels: Sequence[int] | None,
+    seed: int,
+    settings: M.MixSettings,
+    batch_size: int,
+    stage: Callable[[str], Progress | None],
+) -> tuple[SoloResult | None, PolyphonyResult | None]:
+    """Run the protocols that are on for a note dataset: the polyphony levels first (a level the
+    split cannot fill fails before the solo test has run), then the solo test."""
+    solo_result = poly_result = None
+    if polyphony:
+        poly_result = evaluate_polyphony(
+            scorer, ds, per_level=per_level, levels=levels, seed=seed, settings=settings,
+            batch_size=batch_size, progress=stage("polyphony"),
+        )  # fmt: skip
+    if solo:
+        solo_result = evaluate_solo(scorer, ds, batch_size=batch_size, progress=stage("solo"), max_notes=solo_notes, seed=seed)
+    return solo_result, poly_result
+
+
+def _write_report(
+    out: Path,
+    scorer: Scorer,
+    source: _Data,
+    solo_result: SoloResult | None,
+    poly_result: PolyphonyResult | None,
+    *,
+    plots: bool,
+    command: str | None,
+) -> Report:
+    """Write the report folder: the `INCOMPLETE` mark first (and an earlier report.json/report.md
+    removed, so that a run stopped half-way leaves no report beside predictions it does not
+    describe), then the predictions, the plots, report.json and report.md, and the mark removed last."""
+    write_atomic(out / INCOMPLETE, "a tagger evaluate writing its report (or interrupted): rerun it\n")
+    for name in (REPORT_JSON, REPORT_MD):
+        (out / name).unlink(missing_ok=True)
+    files: dict[str, Path] = {}
+    if solo_result is not None:
+        files["solo_predictions"] = solo_result.predictions.save(out / SOLO_PREDICTIONS)
+    if poly_result is not None:
+        files["polyphony_predictions"] = poly_result.predictions.save(out / POLYPHONY_PREDICTIONS)
+    if plots:
+        from tagger.evaluate import plots as P
+
+        files.update(P.write_plots(out / PLOTS_DIR, solo=solo_result, polyphony=poly_result))
+    content = jsonable(_report_content(out, scorer, source, solo_result, poly_result, files=files, command=command))
+    json_path = out / REPORT_JSON
+    write_atomic(json_path, json.dumps(content, indent=1, allow_nan=False) + "\n")
+    md_path = out / REPORT_MD
+    write_atomic(md_path, render_markdown(content))
+    files["json"], files["markdown"] = json_path, md_path
+    (out / INCOMPLETE).unlink()
+    return Report(data=content, out_dir=out, files=files, solo=solo_result, polyphony=poly_result)
+
+
+def _report_content(
+    out: Path,
+    scorer: Scorer,
+    source: _Data,
+    solo_result: SoloResult | None,
+    poly_result: PolyphonyResult | None,
+    *,
+    files: dict[str, Path],
+    command: str | None,
+) -> dict:
+    """report.json's content before `jsonable`: when and by what it was made, the model, the data
+    (and the hash of its metadata file), the paper's numbers, ours, and the files beside it."""
+    from tagger import __version__ as tagger_version
+
+    notes = source.kind == "notes"
+    return {
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "tagger_version": tagger_version,
+        "command": command,
+        "model": _model_info(scorer),
+        "data": {
+            "path": str(source.path.resolve()),
+            "kind": source.kind,
+            "split": source.split if notes else None,
+            "acoustic_only": source.acoustic_only if notes else None,
+            "sha256": sha256_file(source.meta_file),
+        },
+        "paper": paper.as_dict(),
+        "solo": solo_result.metrics if solo_result is not None else None,
+        "polyphony": {"source": poly_result.source, **poly_result.metrics} if poly_result is not None else None,
+        "files": {k: str(v.relative_to(out)) for k, v in sorted(files.items())},
+    }
 
 
 INCOMPLETE = ".report.incomplete"
