@@ -232,6 +232,53 @@ def test_what_cannot_be_averaged_is_refused_with_the_reason(pair, tmp_path):
     assert res.exit_code == 1 and "--one-se-thresholds chooses the thresholds" in res.output and not (tmp_path / "x").exists()
 
 
+def test_members_and_references_that_do_not_match_are_refused_with_the_reason(pair, tmp_path):
+    """(Pinned before `combine` was split into steps.)"""
+    import shutil
+
+    root, a, b, valid, out, manifest, _ = pair
+
+    def edited(src, name, change):
+        copy = shutil.copytree(src, tmp_path / name)
+        m = read_manifest(copy)
+        change(m)
+        write_manifest(copy, m)
+        return copy
+
+    other_features = edited(a, "f", lambda m: m["features"].update(n_mels=m["features"].get("n_mels", 0) + 1))
+    with pytest.raises(UserError, match=r"f hears other features than .*a: their scores cannot be averaged"):
+        AV.combine(tmp_path / "x", [a, other_features], valid=valid)
+    two_families = edited(out, "ref-families", lambda m: m.update(families=["bass", "flute"]))
+    with pytest.raises(UserError, match="ref-families decides other families or features than the members"):
+        AV.combine(tmp_path / "x", [a, b], reference=two_families)
+    no_gate = edited(out, "ref-ungated", lambda m: m.pop("gate"))
+    with pytest.raises(UserError, match="ref-ungated has no presence gate, unlike its members"):
+        AV.combine(tmp_path / "x", [a, b], reference=no_gate)
+    with pytest.raises(UserError, match="pair averages 2 models; 3 given"):
+        AV.combine(tmp_path / "x", [a, b, a], reference=out)
+    inside = out / AV.MEMBERS_DIR / manifest["members"][0]["dir"].split("/")[-1]
+    with pytest.raises(UserError, match="pair holds a member; combine into another folder"):
+        AV.combine(out, [inside, b], reference=out)
+    assert not (tmp_path / "x").exists() and not list(tmp_path.glob(".x.*")) and not list(root.glob(".pair.*"))
+    assert read_manifest(out)["version"] == "pair-1"
+
+
+def test_combine_says_what_it_restored_and_what_it_combined(pair, tmp_path):
+    """(Pinned before `combine` was split into steps.)"""
+    root, a, b, valid, out, manifest, _ = pair
+    said = []
+    AV.combine(tmp_path / "prod", [a, b], reference=out, version="prod-1", say=lambda stage, info: said.append((stage, info)))
+    assert said == [("combined", {"out": str(tmp_path / "prod"), "members": ["run-a", "run-b"]})]
+    os.replace(tmp_path / "prod", tmp_path / ".prod.combine.old")  # a combine stopped between its two renames
+    said.clear()
+    AV.combine(tmp_path / "prod", [b, a], reference=out, version="prod-2", say=lambda stage, info: said.append((stage, info)))
+    assert said == [
+        ("restored", {"out": str(tmp_path / "prod"), "from": str(tmp_path / ".prod.combine.old")}),
+        ("combined", {"out": str(tmp_path / "prod"), "members": ["run-b", "run-a"]}),
+    ]  # fmt: skip
+    assert read_manifest(tmp_path / "prod")["version"] == "prod-2" and not list(tmp_path.glob(".prod*"))
+
+
 def test_the_runs_table_names_the_members_and_counts_their_parameters(pair, capsys):
     import importlib.util
     from pathlib import Path
