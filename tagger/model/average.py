@@ -132,14 +132,49 @@ def combine(out_dir: str | os.PathLike, members: Sequence[str | os.PathLike], *,
     say = say or (lambda stage, info: None)
     out_dir = Path(out_dir)
     E.check_output_dir(out_dir, hint="combine into another folder", other_files=False)  # (those: below)
-    if not out_dir.exists() and _older(out_dir).exists():
-        # an earlier combine stopped between its two renames: the older ensemble goes back first
-        os.replace(_older(out_dir), out_dir)
-        say("restored", {"out": str(out_dir), "from": str(_older(out_dir))})
+    _restore_older(out_dir, say)
     if (valid is None) == (reference is None):
         raise UserError("combine needs a validation set of held-out runs (--valid) or an averaged held-out ensemble "
                         "(--reference), one of the two")  # fmt: skip
     dirs = [Path(m) for m in members]
+    manifests = _member_manifests(dirs)
+    gated = all(m.get("gate") for m in manifests)  # (all or none: `_member_manifests`)
+    ref = _reference_manifest(reference, manifests[0], gated=gated, n_members=len(dirs)) if reference is not None else None
+    _check_out_dir(out_dir, dirs)
+
+    tmp = out_dir.parent / f".{out_dir.name}.combine.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        entries = _copy_members(tmp, dirs, manifests)
+        manifest = _new_manifest(manifests, entries, version=version, gated=gated)
+        if ref is not None:
+            _carry_over(manifest, ref, gated=gated)
+            E.write_manifest(tmp, manifest)
+            E.Ensemble.load(tmp)  # every member loads and runs as one graph
+        else:
+            E.write_manifest(tmp, manifest)
+            _choose_on_validation(tmp, manifest, Path(valid), manifests, soft=soft_gate, say=say,
+                                  threshold_resamples=threshold_resamples)  # fmt: skip
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # (the folder asked for is untouched)
+        raise
+    _replace(tmp, out_dir)
+    say("combined", {"out": str(out_dir), "members": [e["version"] for e in entries]})
+    return E.read_manifest(out_dir)
+
+
+def _restore_older(out_dir: Path, say: Callable[[str, dict], None]) -> None:
+    """Put back an older ensemble that an earlier combine, stopped between its two renames
+    (`_replace`), left at `_older`, before anything else is decided."""
+    if not out_dir.exists() and _older(out_dir).exists():
+        os.replace(_older(out_dir), out_dir)
+        say("restored", {"out": str(out_dir), "from": str(_older(out_dir))})
+
+
+def _member_manifests(dirs: Sequence[Path]) -> list[dict]:
+    """The members' manifests, once they are known to average: at least two, none an averaged
+    ensemble itself, all of the first's features and families (in its order), all with a presence
+    gate or none; else a `UserError` naming the member and what to do."""
     if len(dirs) < 2:
         raise UserError(f"an averaged ensemble needs at least two members; {len(dirs)} given")
     manifests = [_member_manifest(d) for d in dirs]
@@ -154,78 +189,90 @@ def combine(out_dir: str | os.PathLike, members: Sequence[str | os.PathLike], *,
     if any(with_gate) and not all(with_gate):
         raise UserError(f"{dirs[with_gate.index(False)]} has no presence gate and {dirs[with_gate.index(True)]} has one: "
                         "fit a gate into every member (tagger train --out MEMBER), or none")  # fmt: skip
-    gated = all(with_gate)
-    ref = None
-    if reference is not None:
-        ref = E.read_manifest(reference)
-        if not ref.get("members"):
-            raise UserError(f"{reference} is not an averaged ensemble: its operating point is one model's")
-        if list(ref["families"]) != list(first["families"]) or ref["features"] != first["features"]:
-            raise UserError(f"{reference} decides other families or features than the members")
-        if bool(ref.get("gate")) != gated:
-            raise UserError(f"{reference} {'has' if ref.get('gate') else 'has no'} presence gate, unlike its members")
-        if len(ref["members"]) != len(dirs):
-            raise UserError(f"{reference} averages {len(ref['members'])} models; {len(dirs)} given")
+    return manifests
+
+
+def _reference_manifest(reference: str | os.PathLike, first: dict, *, gated: bool, n_members: int) -> dict:
+    """The manifest of the averaged held-out ensemble whose decisions are carried over, once it is
+    known to fit the members: an averaged ensemble of as many models, deciding the same families
+    on the same features, with a presence gate exactly when they have one."""
+    ref = E.read_manifest(reference)
+    if not ref.get("members"):
+        raise UserError(f"{reference} is not an averaged ensemble: its operating point is one model's")
+    if list(ref["families"]) != list(first["families"]) or ref["features"] != first["features"]:
+        raise UserError(f"{reference} decides other families or features than the members")
+    if bool(ref.get("gate")) != gated:
+        raise UserError(f"{reference} {'has' if ref.get('gate') else 'has no'} presence gate, unlike its members")
+    if len(ref["members"]) != n_members:
+        raise UserError(f"{reference} averages {len(ref['members'])} models; {n_members} given")
+    return ref
+
+
+def _check_out_dir(out_dir: Path, dirs: Sequence[Path]) -> None:
+    """Refuse an output folder that holds something other than an averaged ensemble (which is
+    replaced whole), or that is or holds one of the members."""
     if out_dir.exists() and any(out_dir.iterdir()):
         if not (out_dir / E.MANIFEST).is_file() or not E.read_manifest(out_dir).get("members"):
             raise UserError(f"{out_dir} holds something other than an averaged ensemble; combine into a new folder")
     if any(out_dir.resolve() == d.resolve() or out_dir.resolve() in d.resolve().parents for d in dirs):
         raise UserError(f"{out_dir} holds a member; combine into another folder")
 
-    tmp = out_dir.parent / f".{out_dir.name}.combine.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        names = _member_names(dirs, manifests)
-        entries = []
-        for d, m, name in zip(dirs, manifests, names):
-            sub = tmp / MEMBERS_DIR / name
-            _copy_model(d, m, sub)
-            entries.append({"dir": f"{MEMBERS_DIR}/{name}", "sha256": sha256_file(sub / E.MANIFEST), "version": m["version"]})
-        stamp = _dt.datetime.now(_dt.timezone.utc)
-        families = list(first["families"])
-        manifest = {
-            "format": E.AVERAGED_MANIFEST_FORMAT,
-            "version": version or "averaged-" + "+".join(str(m["version"]) for m in manifests),
-            "created": stamp.isoformat(timespec="seconds"),
-            "architecture": ARCHITECTURE,
-            "recipe": first.get("recipe"),
-            "families": families,
-            "features": dict(first["features"]),
-            "members": entries,
-            "aggregation": dict(DEFAULT_AGGREGATION),
-            "data": {"members": [{"version": e["version"], **m.get("data", {})} for e, m in zip(entries, manifests)]},
-            "classifiers": {f: {"threshold": 0.5} for f in families},
-            "validation": {},
-        }
-        if gated:
-            manifest["gate"] = {"threshold": 0.0, "override": None}
-        if ref is not None:
-            manifest["classifiers"] = {f: {"threshold": float(ref["classifiers"][f]["threshold"])} for f in families}
-            if gated:
-                manifest["gate"] = {**{k: ref["gate"].get(k) for k in G.DECIDING},
-                                    "metrics": {"cost": ref["gate"].get("metrics", {}).get("cost")}}  # fmt: skip
-            manifest["aggregation"] = dict(ref.get("aggregation", DEFAULT_AGGREGATION))
-            manifest["reference"] = {
-                "version": ref["version"],
-                "auc": {f: c.get("metrics", {}).get("auc") for f, c in ref["classifiers"].items()},
-                "why": "thresholds, presence gate and aggregation rule carried over from this averaged ensemble of runs on "
-                       "held-out instruments",
-                "validation": ref.get("validation", {}),
-                "validation_left_out": ref.get("validation_left_out", {}),
-                "aggregation_calibration": ref.get("aggregation_calibration", {}),
-            }  # fmt: skip
-            E.write_manifest(tmp, manifest)
-            E.Ensemble.load(tmp)  # every member loads and runs as one graph
-        else:
-            E.write_manifest(tmp, manifest)
-            _choose_on_validation(tmp, manifest, Path(valid), manifests, soft=soft_gate, say=say,
-                                  threshold_resamples=threshold_resamples)  # fmt: skip
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)  # (the folder asked for is untouched)
-        raise
-    _replace(tmp, out_dir)
-    say("combined", {"out": str(out_dir), "members": [e["version"] for e in entries]})
-    return E.read_manifest(out_dir)
+
+def _copy_members(tmp: Path, dirs: Sequence[Path], manifests: Sequence[dict]) -> list[dict]:
+    """Copy each member (checked against its manifest's hashes) into ``tmp/member-models/<name>``;
+    the ensemble manifest's entry for each: its folder, its manifest's sha256, its version."""
+    entries = []
+    for d, m, name in zip(dirs, manifests, _member_names(dirs, manifests)):
+        sub = tmp / MEMBERS_DIR / name
+        _copy_model(d, m, sub)
+        entries.append({"dir": f"{MEMBERS_DIR}/{name}", "sha256": sha256_file(sub / E.MANIFEST), "version": m["version"]})
+    return entries
+
+
+def _new_manifest(manifests: Sequence[dict], entries: list[dict], *, version: str | None, gated: bool) -> dict:
+    """The ensemble's manifest before its operating point is decided: the first member's families,
+    features and recipe, the members, each member's data, placeholder thresholds (0.5) and gate,
+    the default per-track rule; the version given, else the members' versions joined."""
+    first = manifests[0]
+    families = list(first["families"])
+    manifest = {
+        "format": E.AVERAGED_MANIFEST_FORMAT,
+        "version": version or "averaged-" + "+".join(str(m["version"]) for m in manifests),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "architecture": ARCHITECTURE,
+        "recipe": first.get("recipe"),
+        "families": families,
+        "features": dict(first["features"]),
+        "members": entries,
+        "aggregation": dict(DEFAULT_AGGREGATION),
+        "data": {"members": [{"version": e["version"], **m.get("data", {})} for e, m in zip(entries, manifests)]},
+        "classifiers": {f: {"threshold": 0.5} for f in families},
+        "validation": {},
+    }
+    if gated:
+        manifest["gate"] = {"threshold": 0.0, "override": None}
+    return manifest
+
+
+def _carry_over(manifest: dict, ref: dict, *, gated: bool) -> None:
+    """Decide `manifest` as the reference ensemble `ref` decides: its thresholds, its gate's
+    deciding values and cost, its per-track rule, and a ``reference`` entry saying where they came
+    from with the reference's validation figures."""
+    families = manifest["families"]
+    manifest["classifiers"] = {f: {"threshold": float(ref["classifiers"][f]["threshold"])} for f in families}
+    if gated:
+        manifest["gate"] = {**{k: ref["gate"].get(k) for k in G.DECIDING},
+                            "metrics": {"cost": ref["gate"].get("metrics", {}).get("cost")}}  # fmt: skip
+    manifest["aggregation"] = dict(ref.get("aggregation", DEFAULT_AGGREGATION))
+    manifest["reference"] = {
+        "version": ref["version"],
+        "auc": {f: c.get("metrics", {}).get("auc") for f, c in ref["classifiers"].items()},
+        "why": "thresholds, presence gate and aggregation rule carried over from this averaged ensemble of runs on "
+               "held-out instruments",
+        "validation": ref.get("validation", {}),
+        "validation_left_out": ref.get("validation_left_out", {}),
+        "aggregation_calibration": ref.get("aggregation_calibration", {}),
+    }  # fmt: skip
 
 
 def _member_manifest(d: Path) -> dict:
