@@ -68,3 +68,21 @@ class DyingOnLoadAnalyser(FakeAnalyser):
             super().__init__(**kwargs)
             return
         os._exit(3)
+
+
+class ReplacedAnalyser(FakeAnalyser):
+    """The FakeAnalyser, except that its model is replaced once it has scored a file: after its first
+    prediction (which creates `marker`) it reports another hash, as a worker whose model folder was
+    replaced in the middle of a scan."""
+
+    def __init__(self, *, marker: str, **kwargs):
+        super().__init__(**kwargs)
+        self.marker = marker
+
+    @property
+    def hash(self) -> str:
+        return "hash-replaced" if os.path.exists(self.marker) else super().hash
+
+    def predict_features(self, feats, batch_size=None):
+        open(self.marker, "w").close()
+        return super().predict_features(feats, batch_size)

@@ -251,6 +251,31 @@ def test_workers_with_another_tagger_version_stop_the_scan(cluster, template, tm
     assert "install the same tagger version" in D.analyse_remote(str(root / "bass.wav"), spec=other, config=None).fatal
 
 
+def test_a_model_replaced_on_a_worker_during_the_scan_stops_it_and_keeps_what_was_stored(cluster, template, tmp_path):
+    """A task that finds its worker's model no longer the client's (`RemoteResult.fatal`: the model
+    folder replaced after the workers' check) stops the scan with a ClusterError; the files stored
+    before it stay. (Pinned before `DaskBackend.run` was split into steps.)"""
+    address, _ = cluster
+    root = _copy(template, tmp_path / "music")
+    db = open_database(tmp_path / "lib.db")
+    spec = AnalyserSpec(kind="factory", factory="dask_fakes:ReplacedAnalyser", kwargs=(("marker", str(tmp_path / "replaced")),))
+    with pytest.raises(ClusterError, match="hash-replaced.*install the same models on every machine"):
+        scan([root], db=db, analyser=FakeAnalyser(), backend=DaskBackend(address, spec=spec, in_flight=1), commit_every=1)
+    with db.session() as s:
+        status = [st for (st,) in s.query(M.Track.status)]
+    assert set(status) <= {M.STATUS_OK} and len(status) < len(EXPECTED)
+    db.close()
+
+
+def test_without_dask_distributed_the_backend_says_what_to_install(monkeypatch):
+    """(Pinned before `DaskBackend.run` was split into steps.)"""
+    from tagger.errors import UserError
+
+    monkeypatch.setitem(sys.modules, "distributed", None)  # (an import of it raises ImportError)
+    with pytest.raises(UserError, match=r"the dask backend needs dask.distributed: pip install 'tagger\[dask\]'"):
+        DaskBackend("tcp://127.0.0.1:8786").run([], analyser=FakeAnalyser(), config=None, predict_batch=8, store=None)
+
+
 def test_unreachable_scheduler_is_a_clear_error(template, tmp_path):
     root = tmp_path / "music"
     (root).mkdir()
