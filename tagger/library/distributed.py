@@ -273,83 +273,56 @@ class DaskBackend:
         worker has another model than `analyser`, or no worker is left for `worker_timeout` seconds.
         The tasks still in flight when it returns or raises are cancelled.
         """
-        try:
-            from distributed import Client, KilledWorker, as_completed
-        except ImportError:
-            raise UserError("the dask backend needs dask.distributed: pip install 'tagger[dask]'") from None
+        Client, KilledWorker, as_completed = _import_distributed()
         from tagger import __version__
 
         spec = AnalyserSpec(**{**self.spec.__dict__, "expected_hash": analyser.hash, "expected_version": analyser.version,
                                "expected_tagger": __version__})  # fmt: skip
         own = not hasattr(self.scheduler, "submit")
-        if own:
-            try:
-                client = Client(self.scheduler, timeout=self.connect_timeout, set_as_default=False)
-            except (OSError, TimeoutError, ValueError) as exc:
-                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise ClusterError(f"cannot reach the Dask scheduler {self.scheduler}: {reason}") from None
-        else:
-            client = self.scheduler
-        index: dict = {}  # task key -> (position in paths, future), for the tasks in flight
-        limits: dict = {}  # task key -> seconds its worker may run it (`task_limit`)
+        client = self._connect(Client) if own else self.scheduler
+        tasks = _Tasks(client, paths, spec=spec, config=config, predict_batch=predict_batch, retries=self.retries,
+                       file_timeout=file_timeout)  # fmt: skip
         try:
             threads = self._check_workers(client, spec, paths[0] if paths else None, poll)
-            window = max(1, self.in_flight * threads)
-            todo = iter(enumerate(paths))
-
-            def submit_next():
-                nxt = next(todo, None)
-                if nxt is None:
-                    return None
-                i, path = nxt
-                fut = client.submit(analyse_remote, path, spec=spec, config=config, predict_batch=predict_batch,
-                                    key=f"tagger-analyse-{i}-{os.urandom(4).hex()}", pure=False,
-                                    retries=self.retries)  # fmt: skip
-                index[fut.key] = (i, fut)
-                if file_timeout is not None:
-                    limits[fut.key] = task_limit(path, file_timeout)
-                return fut
-
-            first = [f for f in (submit_next() for _ in range(window)) if f is not None]
+            first = [f for f in (tasks.submit_next() for _ in range(max(1, self.in_flight * threads))) if f is not None]
             futures = as_completed(first, loop=client.loop)
             idle = _Idle(client, self.worker_timeout, poll)
-            while index:  # (a cancelled task may stay in `futures`)
+            while tasks.index:  # (a cancelled task may stay in `futures`)
                 if not futures.has_ready():
-                    if idle.wait(len(index)) and file_timeout is not None:  # (`poll` may raise; so does a
-                        for key, worker, seconds in _overdue(client, index, limits):  # cluster without a worker)
-                            i, fut = index.pop(key)
-                            self._give_up(client, fut, worker)
-                            store(i, RemoteResult(paths[i], error=f"timed out after {seconds:.0f} s on the Dask worker "
-                                                                  f"{worker} (a hung decoder?)"))  # fmt: skip
-                            idle.reset()
-                            nxt = submit_next()
-                            if nxt is not None:
-                                futures.add(nxt)
+                    if idle.wait(len(tasks.index)) and file_timeout is not None:  # (`poll` may raise; so does a
+                        self._time_out_overdue(client, tasks, futures, idle, store)  # cluster without a worker)
                     continue
                 fut = next(futures)
-                if fut.key not in index:
+                if fut.key not in tasks.index:
                     continue  # a task given up on (`_give_up`), cancelled
-                i, _ = index.pop(fut.key)
-                try:
-                    result = fut.result()
-                except KilledWorker:  # every worker that tried it died: a decoder crash, as locally
-                    result = RemoteResult(paths[i], error="the decoder crashed (the Dask workers analysing it died)")
-                except Exception as exc:  # the task never raises for a file: the cluster itself failed
-                    raise ClusterError(f"the Dask cluster failed while analysing {paths[i]}: {type(exc).__name__}: {exc} "
-                                       "(the results stored so far are kept: run the scan again)") from None  # fmt: skip
-                fut.release()
-                if result.fatal is not None:
-                    raise ClusterError(result.fatal)
-                store(i, result)
+                store(*tasks.finished(fut, KilledWorker))
                 idle.reset()
-                nxt = submit_next()
-                if nxt is not None:
-                    futures.add(nxt)
+                tasks.submit_into(futures)
         finally:
-            if index:  # stopped early (error, Ctrl-C): the cluster drops the rest
-                client.cancel([f for _, f in index.values()])
+            if tasks.index:  # stopped early (error, Ctrl-C): the cluster drops the rest
+                client.cancel([f for _, f in tasks.index.values()])
             if own:
                 client.close()
+
+    def _connect(self, client_class):
+        """A client of the scheduler at the address `scheduler`, made here (and closed by `run`);
+        `ClusterError` when it cannot be reached within `connect_timeout`."""
+        try:
+            return client_class(self.scheduler, timeout=self.connect_timeout, set_as_default=False)
+        except (OSError, TimeoutError, ValueError) as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ClusterError(f"cannot reach the Dask scheduler {self.scheduler}: {reason}") from None
+
+    def _time_out_overdue(self, client, tasks: _Tasks, futures, idle: _Idle, store: Callable[[int, RemoteResult], None]) -> None:
+        """Store as an error each file whose task a worker has run past its limit (`task_limit`),
+        give that worker up (`_give_up`: restarted or closed) and submit the next file in its place."""
+        for key, worker, seconds in _overdue(client, tasks.index, tasks.limits):
+            i, fut = tasks.index.pop(key)
+            self._give_up(client, fut, worker)
+            store(i, RemoteResult(tasks.paths[i], error=f"timed out after {seconds:.0f} s on the Dask worker "
+                                                        f"{worker} (a hung decoder?)"))  # fmt: skip
+            idle.reset()
+            tasks.submit_into(futures)
 
     def _gather_checks(self, client, checks: dict, poll: Callable[[], None] | None) -> dict:
         """The reports of the checks (`worker_check`, one pinned to each worker); a check whose
@@ -429,6 +402,76 @@ class DaskBackend:
             raise ClusterError("; ".join(f"worker {w}: {e}" for w, e in sorted(bad.items())))
         log.info("dask: %d worker(s) ready with model %s", len(reports), spec.expected_version)
         return max(1, sum(client.nthreads().values()))
+
+
+def _import_distributed():
+    """dask.distributed's ``Client``, ``KilledWorker`` and ``as_completed``, imported when a scan
+    uses the cluster; a `UserError` saying what to install when it is missing."""
+    try:
+        from distributed import Client, KilledWorker, as_completed
+    except ImportError:
+        raise UserError("the dask backend needs dask.distributed: pip install 'tagger[dask]'") from None
+    return Client, KilledWorker, as_completed
+
+
+@dataclass
+class _Tasks:
+    """A scan's files as tasks on the cluster: submitted one at a time, in order, and followed while
+    they are in flight."""
+
+    client: object
+    paths: Sequence[str]
+    spec: AnalyserSpec
+    config: AnalysisConfig
+    predict_batch: int
+    retries: int
+    file_timeout: float | None
+    index: dict = field(default_factory=dict)
+    """Task key -> (position in paths, future), for the tasks in flight."""
+    limits: dict = field(default_factory=dict)
+    """Task key -> seconds its worker may run it (`task_limit`; only with a file timeout)."""
+
+    def __post_init__(self) -> None:
+        self._todo = iter(enumerate(self.paths))
+
+    def submit_next(self):
+        """Submit the next file's task (`analyse_remote`) and return its future; None when every
+        file has been submitted."""
+        nxt = next(self._todo, None)
+        if nxt is None:
+            return None
+        i, path = nxt
+        fut = self.client.submit(analyse_remote, path, spec=self.spec, config=self.config, predict_batch=self.predict_batch,
+                                 key=f"tagger-analyse-{i}-{os.urandom(4).hex()}", pure=False,
+                                 retries=self.retries)  # fmt: skip
+        self.index[fut.key] = (i, fut)
+        if self.file_timeout is not None:
+            self.limits[fut.key] = task_limit(path, self.file_timeout)
+        return fut
+
+    def submit_into(self, futures) -> None:
+        """Submit the next file's task, if a file is left, and add it to `futures` (``as_completed``)."""
+        nxt = self.submit_next()
+        if nxt is not None:
+            futures.add(nxt)
+
+    def finished(self, fut, killed_worker: type[Exception]) -> tuple[int, RemoteResult]:
+        """The position and result of the file whose task `fut` has finished (no longer in flight).
+        Every worker that tried it having died (`killed_worker`) is the file's error, as a decoder
+        crash is locally; any other failure of the task is the cluster's, and a worker that cannot
+        analyse at all (`RemoteResult.fatal`) stops the scan too: both raise `ClusterError`."""
+        i, _ = self.index.pop(fut.key)
+        try:
+            result = fut.result()
+        except killed_worker:  # every worker that tried it died: a decoder crash, as locally
+            result = RemoteResult(self.paths[i], error="the decoder crashed (the Dask workers analysing it died)")
+        except Exception as exc:  # the task never raises for a file: the cluster itself failed
+            raise ClusterError(f"the Dask cluster failed while analysing {self.paths[i]}: {type(exc).__name__}: {exc} "
+                               "(the results stored so far are kept: run the scan again)") from None  # fmt: skip
+        fut.release()
+        if result.fatal is not None:
+            raise ClusterError(result.fatal)
+        return i, result
 
 
 SLOWEST_READ = 1_000_000
