@@ -265,6 +265,51 @@ def test_one_scan_at_a_time_per_postgres_database(pg_url, tmp_path):
     db.close()
 
 
+def test_the_postgres_scan_lock_on_another_database_or_an_unreachable_server(tmp_path):
+    """(Pinned before `postgres_scan_lock` was split into steps.) Another database gets no lock; a
+    server that cannot be reached is a `DatabaseError` naming it, its password masked."""
+    import socket
+
+    from tagger.db.lock import postgres_scan_lock
+
+    with postgres_scan_lock(as_url(tmp_path / "lib.db")) as held:
+        assert held is None
+    with socket.socket() as s:  # (a port nothing listens on)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(DatabaseError, match=rf"^cannot open the database postgresql\+psycopg://tagger:\*\*\*@127.0.0.1:{port}/lib: "):
+        with postgres_scan_lock(f"postgresql+psycopg://tagger:secret@127.0.0.1:{port}/lib"):
+            raise AssertionError("no lock without a server")
+
+
+def test_a_scan_lock_that_cannot_be_taken_again_stops_the_next_commit(pg_url):
+    """(Pinned before `postgres_scan_lock` was split into steps.) The lock's connection ends and the
+    server takes no new one: the next commit of the guarded engine is refused, saying so."""
+    from sqlalchemy.engine import make_url
+
+    from tagger.db.lock import postgres_scan_lock
+
+    url = make_url(pg_url)
+    name = url.database  # (ALTER DATABASE ... ALLOW_CONNECTIONS from another database: the server's own)
+    admin = make_engine(url.set(database="postgres").render_as_string(hide_password=False))
+    guard = make_engine(pg_url)
+    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as a, guard.connect() as g:
+        try:
+            with postgres_scan_lock(pg_url, guard=guard, then="run the test again") as held:
+                a.execute(text("SELECT pg_terminate_backend(:p)"), {"p": held.connection.dbapi_connection.info.backend_pid})
+                a.exec_driver_sql(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
+                g.execute(text("SELECT 1"))
+                with pytest.raises(DatabaseError, match=r"lost the scan lock of the database .* \(its connection ended\) and "
+                                                        r"cannot take it again: .*; what was stored before is kept, run the test again"):
+                    g.commit()
+        finally:
+            a.exec_driver_sql(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true')
+    admin.dispose()
+    guard.dispose()
+    with postgres_scan_lock(pg_url):  # (the server had released it with its connection)
+        pass
+
+
 def _terminate_scan_lock_connection(url) -> None:
     """End the server connection that holds the scan lock (as a server restart or a network cut would)."""
     admin = make_engine(url)
