@@ -21,7 +21,9 @@ from __future__ import annotations
 import errno
 import logging
 import os
+from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from tagger.errors import TaggerError, UserError
@@ -249,25 +251,54 @@ def postgres_scan_lock(url: str, *, then: str = "scan again", guard=None):
     the lock is then taken again on a new connection, or, when another scan took it meanwhile, the
     commit is refused with `DatabaseBusy` (what was committed before stays).
     """
-    from sqlalchemy import event, text
+    from sqlalchemy import event
     from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import SQLAlchemyError
 
     parsed = make_url(url)
     if parsed.get_backend_name() != "postgresql":
         yield None
         return
     from tagger.db.engine import make_engine
-    from tagger.db.urls import DatabaseError, shown_url
+    from tagger.db.urls import shown_url
 
     where = shown_url(parsed)
-    engine = make_engine(url)
+    lock = _PostgresLock(make_engine(url), where=where, then=then)
+    try:
+        conn = lock.take()
+        check = lock.check  # before each commit of `guard`
+        if guard is not None:
+            event.listen(guard, "commit", check)
+        try:
+            yield conn
+        finally:
+            if guard is not None:
+                event.remove(guard, "commit", check)
+            lock.release()
+    finally:
+        lock.engine.dispose()
 
-    def try_lock(failed):
+
+@dataclass
+class _PostgresLock:
+    """The scan lock of one PostgreSQL database, held by a connection of its own (`conn`)."""
+
+    engine: object
+    where: str
+    """The database as it may be shown (`tagger.db.urls.shown_url`: the password masked)."""
+    then: str
+    """What a refusal tells the user to do once the holder is done."""
+    conn: object = None
+
+    def try_lock(self, failed: Callable[[str], str]):
         """A new connection and whether it took the lock; `DatabaseError` with ``failed(reason)``
         (the server's reason) when it cannot connect."""
+        from sqlalchemy import text
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from tagger.db.urls import DatabaseError
+
         try:
-            conn = engine.connect()
+            conn = self.engine.connect()
             conn.execution_options(isolation_level="AUTOCOMMIT")
             if (conn.dialect.server_version_info or (0,)) >= (14,):
                 # (idle between the scan's commits: a DBA's idle_session_timeout ended it, and the lock with it)
@@ -277,49 +308,55 @@ def postgres_scan_lock(url: str, *, then: str = "scan again", guard=None):
             reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
             raise DatabaseError(failed(reason)) from None
 
-    try:
-        conn, got = try_lock(lambda reason: f"cannot open the database {where}: {reason}")
+    def take(self):
+        """Take the lock on a new connection and return that connection; `DatabaseBusy` naming the
+        session that holds it (server process and client) when another does."""
+        conn, got = self.try_lock(lambda reason: f"cannot open the database {self.where}: {reason}")
         if not got:
             holder = _scan_lock_owner(conn)
             conn.close()
             who = f"server process {holder[0]}, client {holder[1] or 'local socket'}" if holder else "another client"
             raise DatabaseBusy(
-                f"another tagger scan or prune ({who}) is using the database {where}; "
-                f"wait for it to finish (or stop it), then {then}"
+                f"another tagger scan or prune ({who}) is using the database {self.where}; "
+                f"wait for it to finish (or stop it), then {self.then}"
             )
-        held = [conn]
+        self.conn = conn
+        return conn
 
-        def check(_conn) -> None:  # before each commit of `guard`
-            try:
-                held[0].exec_driver_sql("SELECT 1")
-                return
-            except SQLAlchemyError:
-                pass  # the lock's connection is gone, and the lock with it
-            try:
-                held[0].close()
-            except SQLAlchemyError:
-                pass
-            again, got = try_lock(lambda reason: f"lost the scan lock of the database {where} (its connection ended) "
-                                                 f"and cannot take it again: {reason}; what was stored before is kept, {then}")  # fmt: skip
-            if not got:
-                again.close()
-                raise DatabaseBusy(f"lost the scan lock of the database {where} (its connection ended) and another "
-                                   f"tagger scan or prune holds it now: stopped; what was stored before is kept, "
-                                   f"wait for it to finish, then {then}")  # fmt: skip
-            held[0] = again
-            log.warning("the scan lock's connection to %s ended; the lock was taken again", where)
+    def check(self, _conn) -> None:
+        """Before a commit of the guarded engine: whether the lock's connection is still there;
+        when it ended (and the lock with it), take the lock again on a new one, or refuse the commit
+        (`DatabaseBusy` when another scan took it meanwhile, `DatabaseError` when the server cannot
+        be reached)."""
+        from sqlalchemy.exc import SQLAlchemyError
 
-        if guard is not None:
-            event.listen(guard, "commit", check)
         try:
-            yield conn
-        finally:
-            if guard is not None:
-                event.remove(guard, "commit", check)
-            try:
-                held[0].scalar(text("SELECT pg_advisory_unlock(:k)"), {"k": SCAN_LOCK_KEY})
-            except SQLAlchemyError:
-                pass  # the connection is gone: so is the lock
-            held[0].close()
-    finally:
-        engine.dispose()
+            self.conn.exec_driver_sql("SELECT 1")
+            return
+        except SQLAlchemyError:
+            pass  # the lock's connection is gone, and the lock with it
+        try:
+            self.conn.close()
+        except SQLAlchemyError:
+            pass
+        where, then = self.where, self.then
+        again, got = self.try_lock(lambda reason: f"lost the scan lock of the database {where} (its connection ended) "
+                                                  f"and cannot take it again: {reason}; what was stored before is kept, {then}")  # fmt: skip
+        if not got:
+            again.close()
+            raise DatabaseBusy(f"lost the scan lock of the database {where} (its connection ended) and another "
+                               f"tagger scan or prune holds it now: stopped; what was stored before is kept, "
+                               f"wait for it to finish, then {then}")  # fmt: skip
+        self.conn = again
+        log.warning("the scan lock's connection to %s ended; the lock was taken again", where)
+
+    def release(self) -> None:
+        """Give the lock back and close its connection (a connection already gone took the lock with it)."""
+        from sqlalchemy import text
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            self.conn.scalar(text("SELECT pg_advisory_unlock(:k)"), {"k": SCAN_LOCK_KEY})
+        except SQLAlchemyError:
+            pass  # the connection is gone: so is the lock
+        self.conn.close()
