@@ -209,6 +209,60 @@ def test_soundfont_presets_come_from_the_preset_headers(tmp_path):
         R.soundfont_presets(no_presets)
 
 
+def _soundfont(path, presets) -> Path:
+    """A SoundFont of no samples whose preset headers name `presets` ((name, program, bank) each)."""
+    phdr = b"".join(_phdr_record(*p) for p in presets) + _phdr_record("EOP", 0, 0)
+    path.write_bytes(_riff_chunk(b"RIFF", b"sfbk" + _riff_chunk(b"LIST", b"pdta" + _riff_chunk(b"phdr", phdr))))
+    return path
+
+
+def test_render_plans_programs_kits_and_missing_presets_and_adds_to_a_dataset(tmp_path, monkeypatch):
+    """What `render_dataset` renders, skips, counts and writes, FluidSynth faked (a note of velocity
+    25 comes out near-silent). (Pinned before `render_dataset` was split into steps.)"""
+    from tagger.data.examples import note_record
+    from tagger.errors import UserError
+
+    rendered = []
+
+    def fake_render(job):
+        sf_key, soundfont, program, notes, audio_dir, gain = job
+        rendered.append((sf_key, program.name, len(notes)))
+        inst = R.instrument_str(program, sf_key)
+        return [note_record(note_str=f"{inst}-{n.pitch:03d}-{n.velocity:03d}", pitch=n.pitch, velocity=n.velocity,
+                            instrument=inst, family=program.family, source=program.source, level=-20.0, soundfont=sf_key,
+                            program=program.program, bank=program.bank) for n in notes if n.velocity != 25]  # fmt: skip
+
+    monkeypatch.setattr(R, "_render_program", fake_render)
+    melodic = _soundfont(tmp_path / "gm.sf2", [("Flute", 73, 0), ("Dulcimer", 15, 0)])
+    kits = _soundfont(tmp_path / "kit.sf2", [("Kit", 0, 0)])
+    flute, dulcimer = (next(p for p in gm.all_programs() if p.name == name) for name in ("flute", "dulcimer"))
+    mellow = next(v for v in gm.VARIANT_PROGRAMS if v.name == "mellow grand piano")  # not in gm.sf2
+    opts = dict(soundfonts={"gm": melodic}, velocities=(25, 100), pitch_step=12, negative_pitch_step=12,
+                negative_velocities=(50,), jobs=1)  # fmt: skip
+    done = []
+    first = R.render_dataset(tmp_path / "ds", programs=[flute, dulcimer, mellow], drum_soundfonts={"kit": kits},
+                             progress=lambda *a: done.append(a), **opts)  # fmt: skip
+    assert rendered == [("kit", "kit drum kit", 47), ("gm", "flute", 8), ("gm", "dulcimer", 4)]  # the longest first
+    assert done == [(1, 3), (2, 3), (3, 3)]
+    assert first == {
+        "notes_per_family": {"percussion": {"kit": 47}, "flute": {"gm": 4}, "ethnic": {"gm": 4}}, "notes": 55,
+        "kept_notes": 0, "requested_notes": 59, "dropped_silent": 4, "missing_presets": ["keyboard_acoustic_gm000v008"],
+        "soundfonts": {"gm": str(melodic), "kit": str(kits)},
+    }  # fmt: skip
+    assert json.loads((tmp_path / "ds" / "render.json").read_text()) == first
+    examples = json.loads((tmp_path / "ds" / "examples.json").read_text())
+    assert list(examples) == sorted(examples) and [r["note"] for r in examples.values()] == list(range(55))
+    written = (tmp_path / "ds" / "examples.json").read_bytes()
+    # again, with the kits left out: nothing is rendered again, and render.json keeps the kits' SoundFont
+    rendered.clear()
+    again = R.render_dataset(tmp_path / "ds", programs=[flute, dulcimer], **opts)
+    assert rendered == [] and (tmp_path / "ds" / "examples.json").read_bytes() == written
+    assert again == {**first, "kept_notes": 55, "requested_notes": 0, "dropped_silent": 0, "missing_presets": []}
+    with pytest.raises(UserError, match="no SoundFont found"):
+        R.render_dataset(tmp_path / "none", soundfonts={})
+    assert not (tmp_path / "none").exists()
+
+
 def test_variation_presets_keep_their_base_program():
     base = {(p.program, p.family) for p in gm.FAMILY_PROGRAMS}
     assert gm.VARIANT_PROGRAMS and all((v.program, v.family) in base and 0 < v.bank < 128 for v in gm.VARIANT_PROGRAMS)
