@@ -18,11 +18,12 @@ import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from tagger import constants as C
-from tagger.data.examples import note_record, read_examples
+from tagger.data.examples import merge_examples, note_record, read_examples, render_in_parallel
 from tagger.data.gm import Program, all_programs
 from tagger.errors import DatasetError, UserError
 from tagger.outputs import write_atomic
@@ -238,9 +239,21 @@ def soundfont_presets(path: str | os.PathLike) -> set[tuple[int, int]]:
     raise DatasetError(path, "no preset headers (pdta/phdr) found")
 
 
-def _render_program(job: tuple[str, Path, Program, list[NoteSpec], Path, float]) -> list[dict]:
-    import soundfile as sf
+class _RenderJob(NamedTuple):
+    """One instrument to render: a program (or a drum kit) of one SoundFont over its notes."""
 
+    sf_key: str
+    soundfont: Path
+    program: Program
+    notes: list[NoteSpec]
+    audio_dir: Path
+    gain: float
+
+
+def _render_program(job: _RenderJob) -> list[dict]:
+    """Render one instrument's notes into `audio_dir`; the examples.json rows of those not dropped as
+    near-silent (`SILENT_NOTE_DBFS`)."""
+    import soundfile as sf
 
     sf_key, soundfont, program, notes, audio_dir, gain = job
     audio = render_notes(soundfont, program, notes, gain=gain)
@@ -286,25 +299,56 @@ def render_dataset(
     not rendered again, so adding programs to a dataset renders only the new ones.
     Returns a summary dict (notes per family and soundfont, dropped notes, skipped presets).
     """
-    from joblib import Parallel, delayed
-
-    soundfonts = soundfonts if soundfonts is not None else default_soundfonts()
-    if not soundfonts:
-        raise UserError(
-            "no SoundFont found: install fluid-soundfont-gm and musescore-general-soundfont "
-            "or pass --soundfont PATH"
-        )
+    soundfonts = _soundfonts_to_render(soundfonts)
     out = Path(out_dir)
     audio_dir = out / "audio"
     audio_dir.mkdir(parents=True, exist_ok=True)
     progs = list(programs) if programs is not None else list(all_programs())
     existing = read_examples(out / "examples.json")
     have = {r["instrument_str"] for r in existing.values()}
-    jobs_list = []
+    jobs_list, missing = _program_jobs(soundfonts, progs, have=have, audio_dir=audio_dir, gain=gain, velocities=velocities,
+                                       pitch_step=pitch_step, negative_velocities=negative_velocities,
+                                       negative_pitch_step=negative_pitch_step)  # fmt: skip
+    jobs_list += _drum_kit_jobs(drum_soundfonts or {}, have=have, audio_dir=audio_dir, gain=gain, velocities=negative_velocities)
+    jobs_list.sort(key=lambda j: -len(j.notes))  # longest jobs first so both cores stay busy to the end
+    requested = sum(len(j.notes) for j in jobs_list)
+    new_rows, dropped = render_in_parallel(_render_counted, jobs_list, jobs=jobs, progress=progress)
+    merge_examples(out, new_rows)
+    summary = summarise(sorted([*existing.values(), *new_rows], key=lambda r: r["note_str"]))  # (families in that order)
+    summary["kept_notes"] = len(existing)
+    summary["requested_notes"] = requested
+    summary["dropped_silent"] = dropped
+    summary["missing_presets"] = sorted(missing)
+    earlier = _read_render_summary(out / "render.json") if existing else {}
+    used = {**soundfonts, **(drum_soundfonts or {})}
+    summary["soundfonts"] = {**earlier.get("soundfonts", {}), **{k: str(v) for k, v in used.items()}}
+    write_atomic(out / "render.json", json.dumps(summary, indent=1))  # (nor one shared by a hard link)
+    return summary
+
+
+def _soundfonts_to_render(soundfonts: dict[str, Path] | None) -> dict[str, Path]:
+    """The SoundFonts given, else the training ones installed (`default_soundfonts`); none is a
+    `UserError` saying what to install."""
+    soundfonts = soundfonts if soundfonts is not None else default_soundfonts()
+    if not soundfonts:
+        raise UserError(
+            "no SoundFont found: install fluid-soundfont-gm and musescore-general-soundfont "
+            "or pass --soundfont PATH"
+        )
+    return soundfonts
+
+
+def _program_jobs(soundfonts: dict[str, Path], programs: Sequence[Program], *, have: set[str], audio_dir: Path, gain: float,
+                  velocities: Sequence[int], pitch_step: int, negative_velocities: Sequence[int],
+                  negative_pitch_step: int) -> tuple[list[_RenderJob], list[str]]:  # fmt: skip
+    """A job per (SoundFont, program) not yet in the dataset (`have`: instrument_str), a negative
+    program's notes the sparser ones; and the instruments whose preset the SoundFont lacks (skipped:
+    FluidSynth would silently play another preset)."""
+    jobs_list: list[_RenderJob] = []
     missing: list[str] = []
     for sf_key, sf_path in soundfonts.items():
         presets = soundfont_presets(sf_path)
-        for prog in progs:
+        for prog in programs:
             if (prog.bank, prog.program) not in presets:
                 missing.append(instrument_str(prog, sf_key))
                 continue
@@ -316,42 +360,30 @@ def render_dataset(
                 velocities=negative_velocities if negative else velocities,
                 pitch_step=negative_pitch_step if negative else pitch_step,
             )
-            jobs_list.append((sf_key, Path(sf_path), prog, notes, audio_dir, gain))
-    # longest jobs first so both cores stay busy to the end
-    for sf_key, sf_path in (drum_soundfonts or {}).items():
+            jobs_list.append(_RenderJob(sf_key, Path(sf_path), prog, notes, audio_dir, gain))
+    return jobs_list, missing
+
+
+def _drum_kit_jobs(drum_soundfonts: dict[str, Path], *, have: set[str], audio_dir: Path, gain: float,
+                   velocities: Sequence[int]) -> list[_RenderJob]:  # fmt: skip
+    """A job per preset of each one-kit SoundFont not yet in the dataset: the kit played on a
+    melodic channel over every GM drum key (`DRUM_KEYS`) at `velocities`, as a percussion negative."""
+    jobs_list = []
+    for sf_key, sf_path in drum_soundfonts.items():
         for bank, number in sorted(soundfont_presets(sf_path)):
             kit = Program(number, f"{sf_key} drum kit", "percussion", *DRUM_KEYS, bank=bank)
             if instrument_str(kit, sf_key) in have:
                 continue
-            notes = program_notes(kit, velocities=negative_velocities, pitch_step=1)
-            jobs_list.append((sf_key, Path(sf_path), kit, notes, audio_dir, gain))
-    jobs_list.sort(key=lambda j: -len(j[3]))
-    rows: list[dict] = list(existing.values())
-    requested = sum(len(j[3]) for j in jobs_list)
-    done = 0
-    for result in Parallel(n_jobs=jobs, return_as="generator_unordered")(
-        delayed(_render_program)(j) for j in jobs_list
-    ):
-        rows.extend(result)
-        done += 1
-        if progress:
-            progress(done, len(jobs_list))
-    rows.sort(key=lambda r: r["note_str"])
-    examples = {}
-    for i, row in enumerate(rows):
-        row["note"] = i
-        examples[row["note_str"]] = row
-    write_atomic(out / "examples.json", json.dumps(examples, indent=1))
-    summary = summarise(rows)
-    summary["kept_notes"] = len(existing)
-    summary["requested_notes"] = requested
-    summary["dropped_silent"] = requested - (len(rows) - len(existing))
-    summary["missing_presets"] = sorted(missing)
-    earlier = _read_render_summary(out / "render.json") if existing else {}
-    used = {**soundfonts, **(drum_soundfonts or {})}
-    summary["soundfonts"] = {**earlier.get("soundfonts", {}), **{k: str(v) for k, v in used.items()}}
-    write_atomic(out / "render.json", json.dumps(summary, indent=1))  # (nor one shared by a hard link)
-    return summary
+            notes = program_notes(kit, velocities=velocities, pitch_step=1)
+            jobs_list.append(_RenderJob(sf_key, Path(sf_path), kit, notes, audio_dir, gain))
+    return jobs_list
+
+
+def _render_counted(job: _RenderJob) -> tuple[list[dict], int]:
+    """`_render_program`'s rows and how many of the job's notes it dropped as near-silent (the job
+    `render_in_parallel` runs)."""
+    rows = _render_program(job)
+    return rows, len(job.notes) - len(rows)
 
 
 def _read_render_summary(path: Path) -> dict:
