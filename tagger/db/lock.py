@@ -42,6 +42,12 @@ class NotOurLock(UserError):
     """A file where the scan lock goes is not one: the user's own, which the lock would overwrite."""
 
 
+def _busy(who: str, database, then: str) -> DatabaseBusy:
+    """The refusal of a scan lock that `who` holds on `database`; `then`: what to do once it is done."""
+    return DatabaseBusy(f"another tagger scan or prune ({who}) is using the database {database}; "
+                        f"wait for it to finish (or stop it), then {then}")  # fmt: skip
+
+
 def sqlite_file(url: str) -> Path | None:
     """The file of a SQLite database URL (``sqlite:///path`` or ``sqlite:///file:path?...``), else None."""
     from sqlalchemy.engine import make_url
@@ -144,10 +150,7 @@ def _scan_lock(url: str, *, then: str, engine):
                 raise TaggerError(f"{path}: cannot lock: {exc.strerror or exc}") from None
             pid = lock_holder(fd)
             who = f"process {pid}" if pid else "another process"
-            raise DatabaseBusy(
-                f"another tagger scan or prune ({who}) is using the database {sqlite_file(url)}; "
-                f"wait for it to finish (or stop it), then {then}"
-            ) from None
+            raise _busy(who, sqlite_file(url), then) from None
         try:
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
@@ -219,7 +222,12 @@ def _postgres_lock_holder(url: str) -> str | None:
         engine.dispose()
     if holder is None:
         return None
-    return f"another tagger scan or prune (server process {holder[0]}, client {holder[1] or 'local socket'}) holds it"
+    return f"another tagger scan or prune ({_postgres_session(holder)}) holds it"
+
+
+def _postgres_session(holder: tuple) -> str:
+    """The PostgreSQL session holding the scan lock (`_scan_lock_owner`), in words."""
+    return f"server process {holder[0]}, client {holder[1] or 'local socket'}"
 
 
 SCAN_LOCK_KEY = 0x7461676765720001
@@ -315,11 +323,7 @@ class _PostgresLock:
         if not got:
             holder = _scan_lock_owner(conn)
             conn.close()
-            who = f"server process {holder[0]}, client {holder[1] or 'local socket'}" if holder else "another client"
-            raise DatabaseBusy(
-                f"another tagger scan or prune ({who}) is using the database {self.where}; "
-                f"wait for it to finish (or stop it), then {self.then}"
-            )
+            raise _busy(_postgres_session(holder) if holder else "another client", self.where, self.then)
         self.conn = conn
         return conn
 
