@@ -386,14 +386,18 @@ def _m4a_with_meta(path: Path, order: tuple[bytes, ...], free: bytes) -> Path:
 
 @pytest.mark.parametrize("order, free, refused", [
     ((b"hdlr", b"ilst", b"free"), bytes(16), None),
+    ((b"hdlr", b"ilst", b"free"), b"\x01" * 16, None),
     ((b"hdlr", b"ilst", b"free"), b"tool data", "it holds bytes that are not zeros"),
+    ((b"hdlr", b"ilst", b"free"), b"\x01\x00" * 8, "it holds bytes that are not zeros"),
     ((b"ilst", b"hdlr", b"free"), bytes(16), "other atoms lie between them"),
-], ids=["zeros after ilst", "data after ilst", "last child, ilst first"])  # fmt: skip
+], ids=["zeros after ilst", "TagLib's padding after ilst", "data after ilst", "ones and zeros after ilst",
+        "last child, ilst first"])  # fmt: skip
 def test_mp4_free_atom_mutagen_would_write_over_is_refused(tmp_path, order, free, refused):
     """mutagen takes a ``free`` child of ``meta`` beside ``ilst`` for the tag's padding and writes
     over it: bytes in it that are not zeros were lost without a word, and where ``ilst`` is the first
     child it takes the last one, however far, and wrote over the atoms between them (here the
-    ``hdlr``). Zeros beside ``ilst`` are padding, written over as before."""
+    ``hdlr``). Zeros beside ``ilst`` are padding, written over as before, and so are bytes that are
+    all 0x01: TagLib (kid3, Strawberry) fills the padding it adds with them (was: refused)."""
     song = _m4a_with_meta(tmp_path / "song.m4a", order, free)
     original = song.read_bytes()
     if refused is None:

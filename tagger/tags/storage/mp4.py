@@ -85,7 +85,9 @@ class MP4Storage(Storage):
     def padding_changed(path: str) -> str | None:
         """What a save would lose in the ``free`` atom that mutagen takes for the tag's padding and
         writes over (the child of ``meta`` before ``ilst``, or after it; "before" the first child
-        is the last one), or None: bytes that are not zeros, or atoms between it and ``ilst``."""
+        is the last one), or None: bytes that are not zeros, or atoms between it and ``ilst``.
+        Bytes that are all 0x01 are padding too: TagLib (kid3, Strawberry) fills the ``free`` atom it
+        adds beside ``ilst`` with them."""
         from mutagen.mp4 import Atoms
 
         with open(path, "rb") as f:
@@ -102,11 +104,13 @@ class MP4Storage(Storage):
                 return "other atoms lie between them"
             start = free.offset + free.length - free.datalength
             f.seek(start)
+            filler = None  # (zeros, or TagLib's 0x01, throughout)
             while f.tell() < free.offset + free.length:
                 block = f.read(min(1 << 20, free.offset + free.length - f.tell()))
                 if not block:
                     break
-                if any(block):
+                filler = block[0] if filler is None else filler
+                if filler not in (0, 1) or block.strip(bytes([filler])):
                     return "it holds bytes that are not zeros"
         return None
 
