@@ -419,23 +419,30 @@ def test_audio_payload_bytes_unchanged(originals, tmp_path, ext):
 
 
 def test_wav_info_chunk_untouched(tmp_path):
-    """ffmpeg writes WAV metadata as LIST/INFO: it stays byte for byte; our fields go to an ID3 chunk.
+    """ffmpeg writes WAV metadata as LIST/INFO: it stays byte for byte; our fields go to an ID3 chunk,
+    with the LIST/INFO fields copied beside them (TagLib shows the ID3 chunk alone once there is one:
+    tests/test_tags_taglib.py), which `untag` leaves there.
 
     (ffmpeg/ffprobe ignore a WAV's ID3 chunk when a LIST/INFO chunk exists: "Discarding ID3 tags
     because more suitable tags were found"; mediafile and mutagen read it.)
     """
     song = ffmpeg_tone(tmp_path / "info.wav", "wav")
     before = _riff_chunks(song.read_bytes(), little=True)
-    assert b"LIST" in before
+    assert b"LIST" in before and b"id3 " not in before
     tags.write_instruments(song, **WRITE)
     after = _riff_chunks(song.read_bytes(), little=True)
     assert after[b"LIST"] == before[b"LIST"] and after[b"data"] == before[b"data"]
     assert b"id3 " in after or b"ID3 " in after
     tags.register_mediafile_fields()
-    assert mediafile.MediaFile(str(song)).instruments == ["bass", "guitar"]
+    copied = mediafile.MediaFile(str(song))
+    assert copied.instruments == ["bass", "guitar"]
+    assert (copied.title, copied.artist, copied.album, copied.genre, copied.comments, copied.track, copied.year) == (
+        TEXT_TAGS["title"], TEXT_TAGS["artist"], TEXT_TAGS["album"], TEXT_TAGS["genre"], TEXT_TAGS["comment"], 3, 1959)
     assert ffprobe_tags(song)["format:title"] == TEXT_TAGS["title"]
     tags.remove_instruments(song)
-    assert _riff_chunks(song.read_bytes(), little=True) == before
+    untagged = _riff_chunks(song.read_bytes(), little=True)
+    assert {k: v for k, v in untagged.items() if k != b"id3 "} == before
+    assert not tags.read_instruments(song).tagged and mediafile.MediaFile(str(song)).title == TEXT_TAGS["title"]
 
 
 @pytest.mark.parametrize("ext", ["mp3", "wav", "aiff"])

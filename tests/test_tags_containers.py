@@ -11,6 +11,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import shutil
 import stat
 import struct
@@ -1224,6 +1225,52 @@ def test_monkeys_audio_and_musepack_take_apev2_tags_and_keep_every_other_byte(tm
     assert data.startswith(audio) and struct.pack("<2I", 13, 0) + b"Title\0Blue in Green" in data
     tags.remove_instruments(song)
     assert not tags.read_instruments(song).tagged and song.read_bytes().startswith(audio)
+
+
+def _wav_with_info(path: Path, items: dict[bytes, bytes]) -> Path:
+    """A short silent WAV whose only tags are a LIST/INFO chunk of ``items``."""
+    info = b"INFO"
+    for item, value in items.items():
+        value += b"\0"
+        info += item + struct.pack("<I", len(value)) + value + b"\0" * (len(value) & 1)
+    fmt = b"fmt " + struct.pack("<IHHIIHH", 16, 1, 1, 8000, 16000, 2, 16)
+    body = b"WAVE" + fmt + b"data" + struct.pack("<I", 1600) + bytes(1600) + b"LIST" + struct.pack("<I", len(info)) + info
+    path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+    return path
+
+
+@pytest.mark.parametrize("items, named", [
+    ({b"INAM": b"Song", b"IENG": b"Ann"}, "IENG (TagLib's ARRANGER)"),
+    ({b"INAM": b"Song", b"IGNR": b"17"}, "IGNR '17' (an ID3 genre number)"),
+    ({b"INAM": b"Song", b"ICRD": b"March 1959"}, "ICRD 'March 1959' (no ID3 date)"),
+], ids=["engineer", "genre number", "date in words"])  # fmt: skip
+def test_wav_list_info_fields_no_id3_frame_shows_alike_are_refused(tmp_path, items, named):
+    """A WAV's LIST/INFO fields are copied into the ID3 chunk a write adds (TagLib shows the ID3 chunk
+    alone once there is one: tests/test_tags_taglib.py); one that no ID3 frame would show as TagLib
+    shows it leaves the file unchanged, named. Not copied, it would vanish from TagLib's view."""
+    song = _wav_with_info(tmp_path / "info.wav", items)
+    original = song.read_bytes()
+    with pytest.raises(TagWriteError, match=re.escape(named)):
+        tags.write_instruments(song, **WRITE)
+    assert song.read_bytes() == original
+
+
+def test_wav_list_info_fields_are_copied_into_the_id3_chunk_and_kept_by_untag(tmp_path):
+    """The copies are what mutagen, beets and TagLib then read; the LIST/INFO chunk stays byte for
+    byte, and `untag` removes tagger's fields alone (the copies stay: the file's fields read the same)."""
+    import mutagen
+
+    song = _wav_with_info(tmp_path / "info.wav", {b"INAM": b"Song", b"IART": "Ann Exämple".encode(), b"ITRK": b"3",
+                                                  b"ICRD": b"1959", b"ICMT": b"a comment"})  # fmt: skip
+    original = song.read_bytes()
+    tags.write_instruments(song, **WRITE)
+    data = song.read_bytes()
+    assert data[12 : len(original)] == original[12:]  # (the ID3 chunk comes after the LIST chunk)
+    frames = {key: str(frame) for key, frame in mutagen.File(str(song)).tags.items() if not key.startswith("TXXX")}
+    assert frames == {"TIT2": "Song", "TPE1": "Ann Exämple", "TDRC": "1959", "COMM::eng": "a comment"}
+    tags.remove_instruments(song)
+    assert not tags.read_instruments(song).tagged
+    assert {key: str(frame) for key, frame in mutagen.File(str(song)).tags.items()} == frames
 
 
 # -- DSF (ID3 at the end) ---------------------------------------------------------------------------

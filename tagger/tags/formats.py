@@ -166,7 +166,20 @@ def _load_id3(cls: type, name: str):
     ID3v2 tag a write adds then carries its title, artist, album, year, comment, track and genre
     (players and ffmpeg read ID3v1 only where there is no ID3v2 tag, and would show none of them
     any more). Beside an ID3v2 tag it would add frames. The ID3v1 tag itself is kept byte for
-    byte (`MP3Storage.save`)."""
+    byte (`MP3Storage.save`).
+
+    A WAV file without an ID3 chunk is loaded with the fields of its ``LIST/INFO`` chunk as ID3
+    frames (`WAVEStorage.info_frames`), likewise: TagLib shows a WAV's ID3 chunk alone once it has
+    one, and would show none of them any more. The LIST/INFO chunk itself is kept byte for byte."""
+    if cls.__name__ == "WAVE":
+        audio = cls(name, translate=False)
+        if audio.tags is None:  # (a LIST/INFO chunk's fields, which TagLib shows only while there is no ID3 chunk)
+            frames, _refused = STORAGES["WAVE"].info_frames(name)  # (refused: `WAVEStorage.cannot_keep`)
+            if frames:
+                audio.add_tags()
+                for frame in frames:
+                    audio.tags.add(frame)
+        return audio
     if cls.__name__ != "MP3":
         return cls(name, translate=False)
     audio = cls(name, translate=False, load_v1=False)

@@ -271,7 +271,49 @@ class WAVEStorage(ID3Storage):
                 return start, min(length, size - start)
         return None
 
+    def info_frames(self, path: str) -> tuple[list, list[str]]:
+        """The fields of the WAV file's ``LIST/INFO`` chunk that TagLib shows, as the ID3 frames it
+        shows the same way, and the items it shows that no ID3 frame would show as they are (each
+        named, with why). TagLib 2's property map shows a WAV's ID3 chunk alone once it has one
+        that is not empty: a tag write adds these frames to the new ID3 chunk (`_load_id3` in
+        `tagger.tags.formats`), as it copies an MP3's ID3v1 fields. ([], []) for a file without
+        such a chunk, and for AIFF."""
+        if not self.little:
+            return [], []
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            lists = []
+            for cid, start, length in self._chunks(f, size):
+                if cid == b"LIST" and length >= 4:
+                    f.seek(start)
+                    if f.read(4) == b"INFO":
+                        lists.append(f.read(min(length, size - start) - 4))
+        if len(lists) > 1:
+            return [], [f"{len(lists)} LIST/INFO chunks"]
+        frames, refused = [], []
+        for item, text in _info_items(lists[0] if lists else b"").items():
+            name = item.decode("ascii")
+            fid = _INFO_AS_ID3.get(item)
+            if item in _INFO_NOT_COPIED:
+                refused.append(f"{name} (TagLib's {_INFO_NOT_COPIED[item]})")
+            elif fid == "TCON" and text[:1] in "(0123456789":  # (TagLib shows an ID3 genre "17" as "Rock")
+                refused.append(f"{name} {text!r} (an ID3 genre number)")
+            elif fid is not None:
+                frame = _text_frame(fid, text)
+                if fid == "TDRC" and str(frame) != text:
+                    refused.append(f"{name} {text!r} (no ID3 date)")
+                else:
+                    frames.append(frame)
+        return frames, refused
+
     def cannot_keep(self, audio, path, version):
+        with open(path, "rb") as f:
+            no_id3 = self.id3_span(f, os.fstat(f.fileno()).st_size) is None
+        _frames, refused = self.info_frames(path) if no_id3 else ([], [])
+        if refused:
+            return ("its fields are in a LIST/INFO chunk, which TagLib shows no more once the file has an ID3 "
+                    "chunk, and tagger copies them into the ID3 chunk it adds; these have no ID3 frame that "
+                    f"TagLib shows the same way: {', '.join(refused)}")  # fmt: skip
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
             head = f.read(8)
@@ -362,6 +404,52 @@ class DSFStorage(ID3Storage):
 
 
 # -- helpers ------------------------------------------------------------------------------------
+
+_INFO_AS_ID3 = {
+    b"INAM": "TIT2", b"IART": "TPE1", b"IPRD": "TALB", b"ICMT": "COMM", b"IGNR": "TCON", b"ICRD": "TDRC",
+    b"IPRT": "TRCK", b"ISFT": "TSSE", b"ICOP": "TCOP", b"IMUS": "TCOM", b"ITCH": "TENC", b"ILNG": "TLAN",
+    b"IWRI": "TEXT", b"IMED": "TMED", b"ISRC": "TSRC", b"IBPM": "TBPM",
+}  # fmt: skip
+"""The WAV ``LIST/INFO`` items TagLib 2 shows, and the ID3 frame it shows under the same name (TITLE,
+ARTIST, ALBUM, COMMENT, GENRE, DATE, TRACKNUMBER, ENCODING, COPYRIGHT, COMPOSER, ENCODEDBY,
+LANGUAGE, LYRICIST, MEDIA, ISRC, BPM: measured with TagLib 2.1). It shows no other item (ITRK,
+IKEY, ISBJ ...) but those of `_INFO_NOT_COPIED`."""
+_INFO_NOT_COPIED = {b"IENG": "ARRANGER", b"IDIT": "ENCODINGTIME", b"ISTR": "PERFORMER", b"ICNT": "RELEASECOUNTRY"}
+"""``LIST/INFO`` items TagLib 2 shows (under these names) that no ID3 text frame shows the same way."""
+
+
+def _info_items(data: bytes) -> dict[bytes, str]:
+    """The items of a ``LIST/INFO`` chunk's content (after ``INFO``) as TagLib reads them: an item's
+    id must be 4 printable ASCII characters, its text is UTF-8 up to its first NUL (not UTF-8, or
+    empty: not shown), a repeated id's last text counts, and the reading stops at an item that runs
+    past the chunk."""
+    items: dict[bytes, str] = {}
+    pos = 0
+    while pos + 8 <= len(data):
+        item, length = data[pos : pos + 4], struct.unpack_from("<I", data, pos + 4)[0]
+        if length > len(data) - pos - 8:
+            break
+        if all(32 <= c <= 126 for c in item):
+            try:
+                text = data[pos + 8 : pos + 8 + length].split(b"\0", 1)[0].decode("utf-8")
+            except UnicodeDecodeError:
+                text = ""
+            if text:
+                items[item] = text
+            else:
+                items.pop(item, None)
+        pos += 8 + length + (length & 1)
+    return items
+
+
+def _text_frame(fid: str, text: str):
+    """An ID3 frame ``fid`` (a text frame, or ``COMM`` without a description) holding ``text`` (UTF-8)."""
+    from mutagen.id3 import COMM, Encoding, Frames
+
+    if fid == "COMM":
+        return COMM(encoding=Encoding.UTF8, lang="eng", desc="", text=[text])
+    return Frames[fid](encoding=Encoding.UTF8, text=[text])
+
 
 
 def _points_to_tag(pointer: int, size: int) -> bool:
