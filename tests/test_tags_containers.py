@@ -398,7 +398,7 @@ def test_mp4_free_atom_mutagen_would_write_over_is_refused(tmp_path, order, free
     over it: bytes in it that are not zeros were lost without a word, and where ``ilst`` is the first
     child it takes the last one, however far, and wrote over the atoms between them (here the
     ``hdlr``). Zeros beside ``ilst`` are padding, written over as before, and so are bytes that are
-    all 0x01: TagLib (kid3, Strawberry) fills the padding it adds with them (was: refused)."""
+    all 0x01: TagLib (kid3 ...) fills the padding it adds with them (was: refused)."""
     song = _m4a_with_meta(tmp_path / "song.m4a", order, free)
     original = song.read_bytes()
     if refused is None:

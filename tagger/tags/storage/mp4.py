@@ -86,8 +86,8 @@ class MP4Storage(Storage):
         """What a save would lose in the ``free`` atom that mutagen takes for the tag's padding and
         writes over (the child of ``meta`` before ``ilst``, or after it; "before" the first child
         is the last one), or None: bytes that are not zeros, or atoms between it and ``ilst``.
-        Bytes that are all 0x01 are padding too: TagLib (kid3, Strawberry) fills the ``free`` atom it
-        adds beside ``ilst`` with them."""
+        Bytes that are all 0x01 are padding too: TagLib (kid3 ...) fills the ``free`` atom it adds
+        beside ``ilst`` with them."""
         from mutagen.mp4 import Atoms
 
         with open(path, "rb") as f:
