@@ -13,6 +13,7 @@ tagger's own with it. What TagLib shows differently is a limit of the reader, sa
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ from tagger import tags
 from tagger.errors import TagWriteError
 
 taglib = pytest.importorskip("taglib")
+pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
 
 OURS = ("INSTRUMENTS", "INSTRUMENTS_MODEL", "INSTRUMENTS_SCORES")
 WRITTEN = {
@@ -95,7 +97,7 @@ def test_taglib_reads_the_fields_written_and_every_other_tag_as_before(tmp_path,
     assert before["tags"]["TITLE"] == ["Blue in Green"] and not set(OURS) & set(before["tags"])
     if kind != "wav-info":
         assert before["tags"]["LYRICS"] == ["la la\nlo"] and before["pictures"]
-        assert before["tags" if kind != "wma" else "unsupported"].__contains__("TAGGER_TEST_NOTE")
+        assert "TAGGER_TEST_NOTE" in (before["unsupported"] if kind == "wma" else before["tags"])
     v23 = kind == "mp3-id3v23"
     tags.write_instruments(song, **WRITE, scores=SCORES, id3v23=v23)
     after = taglib_view(song)
@@ -173,8 +175,8 @@ def test_taglib_stores_no_field_of_ours_in_a_wma_file(tmp_path):
 INFO_ITEMS = {
     b"INAM": b"Blue in Green", b"IART": "Ann Exämple".encode(), b"IPRD": b"Kind of Test", b"ICMT": b"a\ncomment",
     b"IGNR": b"Jazz", b"ICRD": b"1959-03-02", b"IPRT": b"3/5", b"ISFT": b"Lavf", b"ICOP": b"(c) Nobody",
-    b"IMUS": b"Bill Example", b"ITCH": b"Ann", b"ILNG": b"en", b"IWRI": b"Bob", b"IMED": b"CD", b"ISRC": b"XX0000000001",
-    b"IBPM": b"120", b"ITRK": b"3", b"IKEY": b"jazz; modal", b"ISBJ": b"a subject",
+    b"IMUS": b"Bill Example", b"ITCH": b"Ann", b"ILNG": b"en", b"IWRI": b"Bob", b"IMED": b"CD",
+    b"ISRC": b"XX0000000001", b"IBPM": b"120", b"ITRK": b"3", b"IKEY": b"jazz; modal", b"ISBJ": b"a subject",
 }  # fmt: skip
 """Every LIST/INFO item TagLib shows and has an ID3 frame for, and some it does not show."""
 
