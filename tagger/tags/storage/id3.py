@@ -287,7 +287,9 @@ class WAVEStorage(ID3Storage):
                 if cid == b"LIST" and length >= 4:
                     f.seek(start)
                     if f.read(4) == b"INFO":
-                        lists.append(f.read(min(length, size - start) - 4))
+                        if length > _INFO_MOST:  # (a damaged size; read, it would be held in memory)
+                            return [], [f"a LIST/INFO chunk of {length} bytes"]
+                        lists.append(f.read(length - 4))
         if len(lists) > 1:
             return [], [f"{len(lists)} LIST/INFO chunks"]
         frames, refused = [], []
@@ -312,8 +314,8 @@ class WAVEStorage(ID3Storage):
         _frames, refused = self.info_frames(path) if no_id3 else ([], [])
         if refused:
             return ("its fields are in a LIST/INFO chunk, which TagLib shows no more once the file has an ID3 "
-                    "chunk, and tagger copies them into the ID3 chunk it adds; these have no ID3 frame that "
-                    f"TagLib shows the same way: {', '.join(refused)}")  # fmt: skip
+                    "chunk; tagger copies them into the ID3 chunk it adds, and cannot copy these as TagLib shows "
+                    f"them: {', '.join(refused)}")  # fmt: skip
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
             head = f.read(8)
@@ -414,6 +416,8 @@ _INFO_AS_ID3 = {
 ARTIST, ALBUM, COMMENT, GENRE, DATE, TRACKNUMBER, ENCODING, COPYRIGHT, COMPOSER, ENCODEDBY,
 LANGUAGE, LYRICIST, MEDIA, ISRC, BPM: measured with TagLib 2.1). It shows no other item (ITRK,
 IKEY, ISBJ ...) but those of `_INFO_NOT_COPIED`."""
+_INFO_MOST = 1 << 20
+"""The most bytes of a ``LIST/INFO`` chunk read (its fields are a few short texts)."""
 _INFO_NOT_COPIED = {b"IENG": "ARRANGER", b"IDIT": "ENCODINGTIME", b"ISTR": "PERFORMER", b"ICNT": "RELEASECOUNTRY"}
 """``LIST/INFO`` items TagLib 2 shows (under these names) that no ID3 text frame shows the same way."""
 
