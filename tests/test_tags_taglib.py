@@ -196,3 +196,31 @@ def test_a_wav_files_list_info_fields_stay_visible_to_taglib_beside_the_id3_chun
     assert {k: _without_ours(after)[k] for k in shown} == {k: before[k] for k in shown}
     tags.remove_instruments(song)
     assert {k: taglib_view(song)[k] for k in shown} == {k: before[k] for k in shown}
+
+
+def test_a_scan_writes_what_taglib_reads(tmp_path, db):
+    """A tag-writing scan (the test analyser: a 110 Hz tone is bass) of files with fields of their own."""
+    from conftest import tone_signal, write_audio
+    from library_fakes import FakeAnalyser
+
+    from tagger.library.scan import scan, tag_writer
+
+    music = tmp_path / "music"
+    songs = [write_audio(music / f"bass.{ext}", tone_signal([110.0], seconds=4.0)) for ext in ("flac", "mp3", "wav")]
+    for song in songs[:-1]:
+        with taglib.File(str(song)) as f:
+            f.tags.update({"TITLE": ["Low"], "ARTIST": ["Ann"]})
+            assert f.save() == {}
+    import soundfile as sf
+
+    with sf.SoundFile(songs[-1], "r+") as f:  # (libsndfile writes a WAV's fields in a LIST/INFO chunk alone)
+        f.title, f.artist = "Low", "Ann"
+    before = {song: taglib_view(song) for song in songs}
+    assert all(view["tags"]["TITLE"] == ["Low"] for view in before.values())
+    writer = tag_writer(model_version="fake-1")
+    assert scan([music], db=db, analyser=FakeAnalyser(), jobs=0, on_track=writer).scanned == len(songs)
+    for song in songs:
+        view = taglib_view(song)
+        assert {k: view["tags"].get(k) for k in OURS} == {
+            "INSTRUMENTS": ["bass"], "INSTRUMENTS_MODEL": ["fake-1"], "INSTRUMENTS_SCORES": None}  # fmt: skip
+        assert _without_ours(view)["tags"] == before[song]["tags"] and view["audio"] == before[song]["audio"]
