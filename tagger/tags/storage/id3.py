@@ -2,8 +2,9 @@
 on request, where multiple values are joined with ``/``; a file already carrying an ID3v2.3 tag is
 kept at v2.3 so that no other frame is converted).
 
-WAV and AIFF carry the tag in an ``ID3`` chunk, found by walking their chunks as the audio is; DSF
-at the end of the file, where its header points. The
+WAV and AIFF carry the tag in an ``ID3`` chunk, found by walking their chunks as the audio is (a WAV
+whose fields are in a ``LIST/INFO`` chunk alone gets them copied into it: `WAVEStorage.info_frames`);
+DSF at the end of the file, where its header points. The
 checks on mutagen's round trip read the tag's frames from the file's bytes (`_id3_walk`).
 """
 
@@ -453,7 +454,6 @@ def _text_frame(fid: str, text: str):
     if fid == "COMM":
         return COMM(encoding=Encoding.UTF8, lang="eng", desc="", text=[text])
     return Frames[fid](encoding=Encoding.UTF8, text=[text])
-
 
 
 def _points_to_tag(pointer: int, size: int) -> bool:
