@@ -352,3 +352,18 @@ def test_an_ffmpeg_playlist_named_like_music_is_an_error_not_hours_of_another_fi
         str(playlist): ("error", "not an audio file but a playlist of other files or streams (ffmpeg's concat format): "
                                  "not analysed"),
     }  # fmt: skip
+
+
+def test_a_script_ffmpeg_synthesises_named_like_music_is_an_error_not_hours_of_tones(tmp_path, db):
+    """ffmpeg also recognises an SBaGen script (binaural beats) by its content and synthesises the
+    tones it lists: a 60-byte text ``beats.mp3`` was analysed as 10 s of audio, and one saying
+    ``+24:00:00`` as a 24-hour track (results for a file that holds no audio). An error row now."""
+    music = tmp_path / "music"
+    write_audio(music / "real.wav", tone_signal([440.0], seconds=2.0))
+    script = music / "beats.mp3"
+    script.write_text("-SE\nalpha: 200+10/50\nNOW alpha\n+0:00:10 alpha\n")
+    summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert summary.scanned == 1 and summary.failed == 1
+    assert track_rows(db)[str(script)] == (
+        "error", "not an audio file but a script of tones that ffmpeg synthesises (ffmpeg's sbg format, SBaGen "
+                 "binaural beats): not analysed")  # fmt: skip

@@ -115,6 +115,10 @@ PLAYLIST_FORMATS = frozenset({"concat", "hls", "dash", "sdp", "imf"})
 content whatever the name: a 14 KB ``song.mp3`` holding ``ffconcat version 1.0`` and ``file
 real.wav`` a thousand times was analysed as a 4,000 s track of another file's audio (a 24-hour one
 for 21,600 lines). Such a file is an error."""
+SYNTH_FORMATS = {"sbg": "SBaGen binaural beats"}
+"""ffmpeg's demuxers of text scripts whose tones ffmpeg synthesises, which it also recognises by
+their content: a 60-byte ``beats.mp3`` listing ``+24:00:00`` was analysed as a 24-hour track of
+tones (results for a file that holds no audio). Such a file is an error."""
 FFMPEG_INPUT_OPTIONS = ("-protocol_whitelist", "file")
 """Given to ffprobe and ffmpeg before the input: a file (and whatever it names) is read from the
 file system only, never over a network."""
@@ -147,6 +151,10 @@ def _ffprobe_info(path: Path) -> AudioInfo:
     if set(demuxer.split(",")) & PLAYLIST_FORMATS:
         raise AudioReadError(path, f"not an audio file but a playlist of other files or streams (ffmpeg's {demuxer} "
                                    "format): not analysed")  # fmt: skip
+    synth = next((f for f in demuxer.split(",") if f in SYNTH_FORMATS), None)
+    if synth:
+        raise AudioReadError(path, f"not an audio file but a script of tones that ffmpeg synthesises (ffmpeg's {synth} "
+                                   f"format, {SYNTH_FORMATS[synth]}): not analysed")  # fmt: skip
     streams = [s for s in meta.get("streams", []) if s.get("codec_type") == "audio"]
     if not streams:
         raise AudioReadError(path, "no audio stream in this file")
