@@ -169,34 +169,39 @@ class Dense(FakeAnalyser):
         return {{**super().aggregation, "hop_seconds": 0.5}}
 
 
-def workers(min_age):
+worked = set()  # the workers seen holding a file of the library open: past their start-up
+
+
+def workers(music):
     # The scan's worker processes (children of this process started by multiprocessing's spawn;
-    # not its resource tracker) that have lived at least `min_age` seconds (past their start-up:
-    # a worker killed before it is ready counts towards "scan workers keep exiting").
+    # not its resource tracker) that have been seen holding a file of `music` open. A worker killed
+    # before it is ready counts towards "scan workers keep exiting", and its start-up (imports, the
+    # warm-up) takes seconds on a loaded machine: killing workers older than 3 s killed them in it,
+    # and five such kills in a row ended the scan (the test failed now and then under load).
     me, found = os.getpid(), []
-    tick, up = os.sysconf("SC_CLK_TCK"), float(open("/proc/uptime").read().split()[0])
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             stat = open(f"/proc/{{entry}}/stat").read().rsplit(")", 1)[1].split()
             cmd = open(f"/proc/{{entry}}/cmdline", "rb").read()
+            if int(stat[1]) != me or b"spawn_main" not in cmd or stat[0] == "Z":
+                continue
+            pid = int(entry)
+            if pid not in worked and any(os.readlink(f"/proc/{{pid}}/fd/{{fd}}").startswith(music)
+                                         for fd in os.listdir(f"/proc/{{pid}}/fd")):
+                worked.add(pid)
         except OSError:
             continue
-        if int(stat[1]) == me and b"spawn_main" in cmd and stat[0] != "Z" and up - int(stat[19]) / tick >= min_age:
-            found.append(int(entry))
+        if pid in worked:
+            found.append(pid)
     return found
 
 
-def killer(stop, rng, kills, done, ready):
-    # Starts once the first file is done; kills workers older than the time that took (3 s at most).
-    t0 = time.monotonic()
-    while not ready.wait(0.05):
-        if stop.is_set():
-            return
-    min_age = min(3.0, time.monotonic() - t0)
+def killer(stop, rng, kills, done, music):
+    # Kills a worker past its start-up (`workers`) at random moments: idle, mid-file, mid-write.
     while len(done) < kills and not stop.wait(rng.uniform(0.02, 0.4)):
-        pids = workers(min_age)
+        pids = workers(music)
         if pids:
             pid = rng.choice(pids)
             os.kill(pid, signal.SIGKILL)
@@ -207,17 +212,12 @@ if __name__ == "__main__":
     faulthandler.dump_traceback_later(float(sys.argv[5]), exit=True)  # a hang: where it waits
     db = open_database(sys.argv[1])
     seed, kills = int(sys.argv[3]), int(sys.argv[4])
-    stop, done, ready = threading.Event(), [], threading.Event()
-
-    def progress(p):
-        if p.phase == "analyse" and p.files_done >= 1:
-            ready.set()
-
-    thread = threading.Thread(target=killer, args=(stop, random.Random(seed), kills, done, ready), daemon=True)
+    stop, done = threading.Event(), []
+    music = os.path.realpath(sys.argv[2]) + os.sep
+    thread = threading.Thread(target=killer, args=(stop, random.Random(seed), kills, done, music), daemon=True)
     thread.start()
     t = time.monotonic()
-    first = scan([sys.argv[2]], db=db, analyser=Dense(delay=0.2), jobs=2, predict_batch=32, commit_every=1,
-                 progress=progress)
+    first = scan([sys.argv[2]], db=db, analyser=Dense(delay=0.2), jobs=2, predict_batch=32, commit_every=1)
     took = time.monotonic() - t
     stop.set()
     thread.join()
