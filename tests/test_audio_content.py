@@ -183,6 +183,40 @@ def test_mp3_files_joined_with_a_tag_between_them_are_analysed_whole_and_keep_it
     np.testing.assert_array_equal(audio.load(path), expected)
 
 
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
+def test_the_feed_of_joined_mp3_parts_ends_with_its_stream_and_a_file_cut_or_gone_meanwhile_is_an_error(tmp_path):
+    """The thread that feeds ffmpeg the parts of a joined MP3 (`AudioInfo.feed`): a stream closed
+    early (a scan stopped, an error in a later step) ends ffmpeg and the thread at once; a file cut
+    short or deleted while it is fed is an error saying so, not a shorter track taken for the whole."""
+    import threading
+
+    first = _mp3(tmp_path / "a.mp3", tone_signal([FLUTE], seconds=60.0, sr=44_100), 44_100, "-write_xing", "1")
+    second = _mp3(tmp_path / "b.mp3", tone_signal([BASS], seconds=60.0, sr=44_100), 44_100, "-metadata", "title=b")
+    assert second.startswith(b"ID3")  # (a tag between the parts: fed through the pipe)
+    path = tmp_path / "joined.mp3"
+    path.write_bytes(first + second)
+    assert audio.info(path).feed
+    before = threading.active_count()
+    blocks = audio.stream(path, block_seconds=1.0)
+    next(blocks)
+    assert threading.active_count() == before + 1  # (the feeder)
+    blocks.close()
+    assert threading.active_count() == before
+    for cut in ("cut", "deleted"):
+        blocks = audio.stream(path, block_seconds=1.0)
+        next(blocks)
+        if cut == "cut":
+            with open(path, "r+b") as f:
+                f.truncate(len(first) // 2)
+        else:
+            path.unlink()
+        with pytest.raises(AudioReadError, match="the file changed while it was being decoded"):
+            for _ in blocks:
+                pass
+        assert threading.active_count() == before
+        path.write_bytes(first + second)
+
+
 @pytest.mark.parametrize(("channels", "playing"), [(2, [0]), (6, [2]), (6, [0, 1])])
 def test_empty_channels_do_not_push_quiet_music_under_the_silence_floor(tmp_path, db, channels, playing):
     """A quiet passage (-52 dBFS) in the centre channel of a 5.1 file with nothing else, or on one
