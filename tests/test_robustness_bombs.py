@@ -203,6 +203,20 @@ def test_a_tag_declaring_an_impossible_size_is_an_error_naming_the_file(tmp_path
     assert tags.audio_digest_or_none(path) is None
 
 
+
+def test_a_file_shorter_than_an_ape_header_that_begins_as_one_is_an_error_naming_the_file(tmp_path):
+    """The check that names a damaged APE tag (run on every file mutagen cannot read) unpacked the
+    header of a file of under 32 bytes beginning with ``APETAGEX``: `tags.read_instruments` raised
+    a bare ``struct.error: unpack requires a buffer of 16 bytes`` (no file named), and a write or an
+    untag gave that as the reason. Each is mutagen's reason now, naming the file, which is left as it was."""
+    path = tmp_path / "tiny.mp3"
+    path.write_bytes(b"APETAGEX" + bytes([1]) * 12)
+    for op in (tags.read_instruments, lambda p: tags.write_instruments(p, **WRITE), tags.remove_instruments):
+        with pytest.raises(TagWriteError) as caught:
+            op(path)
+        assert str(path) in str(caught.value) and "unpack" not in str(caught.value), caught.value
+        assert path.read_bytes() == b"APETAGEX" + bytes([1]) * 12
+
 BOUNDED = """
 import json, resource, sys
 resource.setrlimit(resource.RLIMIT_AS, (768 << 20, 768 << 20))

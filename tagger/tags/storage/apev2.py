@@ -78,7 +78,7 @@ def _find_tag(f, size: int) -> _APETag | None:
             return _APETag(start, end, version, _items(f, first, end - _FOOTER, count), header, block)
     f.seek(0)
     block = f.read(_FOOTER)
-    if block[:8] == _PREAMBLE and block[8:24] and struct.unpack("<4I", block[8:24])[3] & _IS_HEADER:
+    if block[:8] == _PREAMBLE and len(block) == _FOOTER and struct.unpack("<4I", block[8:24])[3] & _IS_HEADER:
         version, tag_size, count, _flags = struct.unpack("<4I", block[8:24])
         end = _FOOTER + tag_size
         if end > size:
