@@ -17,6 +17,7 @@ import pytest
 from conftest import tone_signal, write_audio
 from library_fakes import FakeAnalyser
 from tagger import tags
+from tagger.errors import TagWriteError
 from tagger.library.scan import scan
 
 BIG_COVER = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4096
@@ -286,3 +287,14 @@ def test_a_file_whose_codec_header_now_says_other_audio_is_analysed_again(tmp_pa
     analyser = FakeAnalyser()
     again = scan([f.parent], db=db, analyser=analyser, jobs=0)
     assert again.retagged == 0 and analyser.calls > 0
+
+
+def test_an_ogg_cut_inside_a_page_is_a_tag_error_naming_the_file_not_mutagens(tmp_path):
+    """`audio_digest` raises `TagWriteError` for a file it cannot read, as its callers expect: an
+    Opus file cut inside a page's lacing values raised mutagen's own ``ogg.error`` (caught only by
+    `audio_digest_or_none`'s catch-all, with no file named)."""
+    path = encoded(tmp_path / "a.opus")
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(TagWriteError) as err:
+        tags.audio_digest(path)
+    assert str(path) in str(err.value) and "cannot read its audio" in str(err.value)

@@ -86,9 +86,11 @@ def audio_digest(path: str | os.PathLike, *, progress: Callable[[int], None] | N
     audio, _storage = formats.open_file(path)
     mutagen_type = type(audio).__name__
     del audio
+    from mutagen import MutagenError
+
     try:
         return payload_digest(os.fspath(path), mutagen_type, progress=progress)
-    except formats.UNREADABLE as exc:
+    except (*formats.UNREADABLE, MutagenError) as exc:  # (an Ogg page cut inside: mutagen's ogg.error)
         raise TagWriteError(path, f"cannot read its audio: {exc}") from None
 
 
