@@ -4,6 +4,7 @@ programs. Each answer is the right one, or one line saying why there is none; ne
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
@@ -250,6 +251,37 @@ def test_errors_and_the_scan_name_a_file_that_is_not_utf8_as_every_command_does(
     assert f"tagger: failed {music}/a\\\\b\\xff.flac: the file name is not valid UTF-8" in r.output
     r = run("errors", "--db", str(tmp_path / "lib.db"))
     assert r.output.startswith(f"{music}/a\\\\b\\xff.flac: ")
+
+
+def test_the_scan_names_a_folder_that_is_not_utf8_as_it_names_such_a_file(tmp_path, fake_models, monkeypatch):
+    """A folder ``caf<E9>`` the scan cannot list, and a leftover temp file in a folder ``ok<E9>``, were
+    named ``caf\\\\xe9`` in the scan's lines, tagger's way of writing a name spelt with a backslash; a
+    real ``back\\xe9`` is still shown so, and ``--json`` keeps the ``\\xNN`` escapes as for a file."""
+    music = os.fsencode(tmp_path / "music")
+    locked = [music + b"/caf\xe9", music + b"/back\\xe9"]  # the second a UTF-8 name with a backslash
+    for folder in [*locked, music + b"/ok\xe9"]:
+        os.makedirs(folder)
+    open(music + b"/ok\xe9/.a.flac.abcd1234.tagger-tmp", "wb").close()
+    real_scandir = os.scandir
+
+    def refuse_scandir(path="."):  # (as root, permissions 000 would not stop the listing)
+        if os.fsencode(path) in locked:
+            raise PermissionError(errno.EACCES, "Permission denied", path)
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refuse_scandir)
+    scan_args = ("scan", "--db", str(tmp_path / "lib.db"), "--jobs", "0", "--settle-seconds", "0", "--dry-run")
+    r = run(*scan_args, os.fsdecode(music))
+    assert r.exit_code == 1
+    shown = str(tmp_path / "music")
+    assert sorted(line for line in r.output.splitlines() if line.startswith("tagger: ")) == [
+        f"tagger: failed {shown}/back\\\\xe9: cannot list the folder: Permission denied; its files were left as they are",
+        f"tagger: failed {shown}/caf\\xe9: cannot list the folder: Permission denied; its files were left as they are",
+        f"tagger: would remove {shown}/ok\\xe9/.a.flac.abcd1234.tagger-tmp, left over by an interrupted tag write (unless in use)"]  # fmt: skip
+    summary = json.loads(run(*scan_args, "--json", os.fsdecode(music)).output)
+    assert sorted(e["path"] for e in summary["errors"]) == [f"{shown}/back\\xe9", f"{shown}/caf\\xe9"]
+    assert summary["temp_files"] == [f"{shown}/ok\\xe9/.a.flac.abcd1234.tagger-tmp"]
+
 
 
 # -- 4: tag values another program wrote --------------------------------------------------------------

@@ -576,11 +576,11 @@ def after_crawl(crawled: CrawlReport, summary: ScanSummary, *, keep_temp_files: 
     `keep_temp_files` (a dry run, which changes no file) only list them in ``summary.temp_files``."""
     from tagger.tags import remove_stale_temp_files
 
-    for folder, reason in crawled.unreadable:
-        summary.errors.append((storable(folder), f"cannot list the folder: {reason}; its files were left as they are"))
+    for folder, reason in crawled.unreadable:  # (under their own names, as `tagger.display.named` shows them)
+        summary.errors.append((folder, f"cannot list the folder: {reason}; its files were left as they are"))
     if keep_temp_files:
-        summary.temp_files = [storable(path) for path in crawled.temp_files]
+        summary.temp_files = list(crawled.temp_files)
         return
     for path in remove_stale_temp_files(crawled.temp_files):
         log.info("removed %s, left over by an interrupted tag write", path)
-        summary.temp_files.append(storable(path))
+        summary.temp_files.append(path)

@@ -13,6 +13,7 @@ import numpy as np
 
 from tagger.aggregate import TrackResult
 from tagger.errors import TaggerError
+from tagger.paths import escaped_name
 
 
 class Analyser(Protocol):
@@ -96,12 +97,16 @@ class ScanSummary:
     """(path, reason) of the files whose format holds no tags tagger writes (`UntaggableError`):
     their results are stored, no tag write is tried again, and they are not a failure."""
     errors: list[tuple[str, str]] = field(default_factory=list)
+    """(path, reason) of each file that failed, under the name it is stored as (one that is not UTF-8
+    with ``\\xNN`` escapes, `tagger.paths.escaped_name`), and of each folder that could not be listed,
+    under its own name (`to_dict` escapes it as a file's)."""
     analysed_in_part: list[tuple[str, str]] = field(default_factory=list)
     """(path, note) of the files analysed and stored without a small part ffmpeg could not decode
     (damaged frames, at most `tagger.audio.MAX_LOST_SHARE` of the file): not a failure."""
     temp_files: list[str] = field(default_factory=list)
     """Temporary files left by killed tag writes that this scan deleted, or with ``keep_temp_files``
-    (a dry run) found and left in place."""
+    (a dry run) found and left in place, under their own names (`to_dict` escapes a name that is not
+    UTF-8)."""
     deferred: list[tuple[str, str]] = field(default_factory=list)
     """(path, reason) of the new or changed files left for a later scan: modified less than the
     settle time ago, they may still be being written (nothing is stored for them)."""
@@ -124,7 +129,8 @@ class ScanSummary:
 
     def to_dict(self) -> dict:
         out = asdict(self)
-        out["errors"] = [{"path": p, "error": e} for p, e in self.errors]
+        out["errors"] = [{"path": escaped_name(p), "error": e} for p, e in self.errors]
+        out["temp_files"] = [escaped_name(p) for p in self.temp_files]  # (JSON holds no lone surrogate)
         out["deferred"] = [{"path": p, "reason": r} for p, r in self.deferred]
         out["analysed_in_part"] = [{"path": p, "note": n} for p, n in self.analysed_in_part]
         out["tag_failures"] = [{"path": p, "error": e} for p, e in self.tag_failures]
