@@ -283,6 +283,17 @@ def test_the_scan_names_a_folder_that_is_not_utf8_as_it_names_such_a_file(tmp_pa
     assert summary["temp_files"] == [f"{shown}/ok\\xe9/.a.flac.abcd1234.tagger-tmp"]
 
 
+def test_tag_says_a_folder_given_whose_name_is_not_utf8_is_a_folder(library, tmp_path):
+    """``tagger tag caf<E9>/`` said "the file name is not valid UTF-8" of a folder."""
+    db, _ = library
+    folder = os.fsencode(tmp_path) + b"/caf\xe9"
+    os.mkdir(folder)
+    r = run("tag", "--db", db, os.fsdecode(folder))
+    assert r.exit_code == 1
+    assert r.output.splitlines() == [f"tagger: error: {tmp_path}/caf\\xe9: the folder name is not valid UTF-8, so the "
+                                     "library database holds no results for its files (a scan records each as an "
+                                     "error); rename the folder and scan it"]  # fmt: skip
+
 
 # -- 4: tag values another program wrote --------------------------------------------------------------
 

@@ -169,8 +169,12 @@ def check_path_glob(pattern: str | None) -> str | None:
 
 def storable_name(path: str) -> str:
     """``path``, refused (`UserError`) when it is not valid UTF-8: the database holds UTF-8 text, so
-    it holds no results for such a file (a scan records it as an error under an escaped name)."""
+    it holds no results for such a file, nor for the files of such a folder (a scan records each as an
+    error under an escaped name)."""
     if not is_utf8(path):
+        if os.path.isdir(path):
+            raise UserError(f"{path}: the folder name is not valid UTF-8, so the library database holds no results "
+                            "for its files (a scan records each as an error); rename the folder and scan it")  # fmt: skip
         raise UserError(f"{path}: the file name is not valid UTF-8, so the library database holds no results "
                         "for it (a scan records it as an error); rename the file and scan it")  # fmt: skip
     return path
