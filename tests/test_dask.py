@@ -3,12 +3,14 @@ test, results stored in a real PostgreSQL database, compared with a local scan i
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,6 +32,8 @@ pytestmark = pytest.mark.integration
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
 FAKE = AnalyserSpec(kind="factory", factory="library_fakes:FakeAnalyser")
+SLOW = AnalyserSpec(kind="factory", factory="library_fakes:FakeAnalyser", kwargs=(("delay", 0.5),))
+"""The fake taking half a second a file: a scan is still running when a test kills part of its cluster."""
 
 
 def _free_port() -> int:
@@ -74,6 +78,24 @@ def _distinct_copies(template, n: int, root):
             f.write(bytes([i]))
     return root
 
+
+@contextlib.contextmanager
+def _own_cluster(folder: Path, *, death_timeout: int) -> Iterator[tuple[str, subprocess.Popen, subprocess.Popen]]:
+    """(address, scheduler, worker) of a cluster for one test that kills part of it: a scheduler
+    (`_start_scheduler`) and one bare worker (`_start_bare_worker`, its files in ``folder/w``), both
+    killed and waited for when the block ends."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), str(REPO)]), OMP_NUM_THREADS="1")
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    sched = _start_scheduler(port, env)
+    worker = _start_bare_worker(address, env, folder / "w", death_timeout=death_timeout)
+    try:
+        yield address, sched, worker
+    finally:
+        sched.kill()
+        worker.kill()
+        sched.wait()
+        worker.wait()
 
 
 @pytest.fixture(scope="module")
@@ -420,33 +442,22 @@ def test_losing_the_scheduler_stops_the_scan_and_keeps_what_was_stored(template,
     no file is recorded as failed, and the next scan (on a new cluster) does the rest."""
     import threading
 
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), str(REPO)]), OMP_NUM_THREADS="1")
-    port = _free_port()
-    address = f"tcp://127.0.0.1:{port}"
-    sched = _start_scheduler(port, env)
-    worker = _start_bare_worker(address, env, tmp_path / "w", death_timeout=5)
-    root = _distinct_copies(template, 12, tmp_path / "music")
-    db = open_database(tmp_path / "lib.db")
-    slow = AnalyserSpec(kind="factory", factory="library_fakes:FakeAnalyser", kwargs=(("delay", 0.5),))
-    stored = []
+    with _own_cluster(tmp_path, death_timeout=5) as (address, sched, _):
+        root = _distinct_copies(template, 12, tmp_path / "music")
+        db = open_database(tmp_path / "lib.db")
+        stored = []
 
-    def kill_after_three(p):
-        if p.phase == "analyse" and p.files_done >= 3 and not stored:
-            stored.append(p.files_done)
-            threading.Thread(target=sched.kill).start()
+        def kill_after_three(p):
+            if p.phase == "analyse" and p.files_done >= 3 and not stored:
+                stored.append(p.files_done)
+                threading.Thread(target=sched.kill).start()
 
-    try:
         t0 = time.monotonic()
         with pytest.raises(ClusterError, match="Dask cluster failed") as info:
             scan([root], db=db, analyser=FakeAnalyser(), progress=kill_after_three, commit_every=1,
-                 backend=DaskBackend(address, spec=slow, connect_timeout=60))  # fmt: skip
+                 backend=DaskBackend(address, spec=SLOW, connect_timeout=60))  # fmt: skip
         assert "run the scan again" in str(info.value)
         assert time.monotonic() - t0 < 120
-    finally:
-        sched.kill()
-        worker.kill()
-        sched.wait()
-        worker.wait()
     with db.session() as s:
         status = [st for (st,) in s.query(M.Track.status)]
     assert 3 <= len(status) < 12 and set(status) == {M.STATUS_OK}
@@ -461,39 +472,28 @@ def test_losing_every_worker_stops_the_scan_and_keeps_what_was_stored(template, 
     and the next scan does the rest (was: the scan waited for ever)."""
     import threading
 
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), str(REPO)]), OMP_NUM_THREADS="1")
-    port = _free_port()
-    address = f"tcp://127.0.0.1:{port}"
-    sched = _start_scheduler(port, env)
-    worker = _start_bare_worker(address, env, tmp_path / "w", death_timeout=60)
-    root = _distinct_copies(template, 10, tmp_path / "music")
-    db = open_database(tmp_path / "lib.db")
-    slow = AnalyserSpec(kind="factory", factory="library_fakes:FakeAnalyser", kwargs=(("delay", 0.5),))
-    killed = []
+    with _own_cluster(tmp_path, death_timeout=60) as (address, _, worker):
+        root = _distinct_copies(template, 10, tmp_path / "music")
+        db = open_database(tmp_path / "lib.db")
+        killed = []
 
-    def kill_after_three(p):
-        if p.phase == "analyse" and p.files_done >= 3 and not killed:
-            killed.append(p.files_done)
-            threading.Thread(target=worker.kill).start()
+        def kill_after_three(p):
+            if p.phase == "analyse" and p.files_done >= 3 and not killed:
+                killed.append(p.files_done)
+                threading.Thread(target=worker.kill).start()
 
-    outcome = []
+        outcome = []
 
-    def run():
-        try:
-            outcome.append(scan([root], db=db, analyser=FakeAnalyser(), progress=kill_after_three, commit_every=1,
-                                backend=DaskBackend(address, spec=slow, connect_timeout=60, worker_timeout=2)))  # fmt: skip
-        except BaseException as exc:
-            outcome.append(exc)
+        def run():
+            try:
+                outcome.append(scan([root], db=db, analyser=FakeAnalyser(), progress=kill_after_three, commit_every=1,
+                                    backend=DaskBackend(address, spec=SLOW, connect_timeout=60, worker_timeout=2)))  # fmt: skip
+            except BaseException as exc:
+                outcome.append(exc)
 
-    try:
         t = threading.Thread(target=run, daemon=True)
         t.start()
         t.join(120)  # (a scan that waits for ever fails here instead of hanging the test run)
-    finally:
-        sched.kill()
-        worker.kill()
-        sched.wait()
-        worker.wait()
     assert outcome and isinstance(outcome[0], ClusterError), outcome
     assert "every Dask worker left the scheduler" in str(outcome[0]) and "run the scan again" in str(outcome[0])
     with db.session() as s:
