@@ -1242,9 +1242,11 @@ def _wav_with_info(path: Path, items: dict[bytes, bytes]) -> Path:
 @pytest.mark.parametrize("items, named", [
     ({b"INAM": b"Song", b"IENG": b"Ann"}, "IENG (TagLib's ARRANGER)"),
     ({b"INAM": b"Song", b"IGNR": b"17"}, "IGNR '17' (an ID3 genre number)"),
+    ({b"INAM": b"Song", b"IGNR": b" +17"}, "IGNR ' +17' (an ID3 genre number)"),
+    ({b"INAM": b"Song", b"IGNR": b"(Live) Set"}, "IGNR '(Live) Set' (an ID3 genre number)"),
     ({b"INAM": b"Song", b"ICRD": b"March 1959"}, "ICRD 'March 1959' (no ID3 date)"),
     ({b"INAM": b"Song", b"ISBJ": bytes(1 << 20)}, "a LIST/INFO chunk of 1048604 bytes"),
-], ids=["engineer", "genre number", "date in words", "over 1 MiB"])  # fmt: skip
+], ids=["engineer", "genre number", "genre number spaced", "genre in brackets", "date in words", "over 1 MiB"])  # fmt: skip
 def test_wav_list_info_fields_no_id3_frame_shows_alike_are_refused(tmp_path, items, named):
     """A WAV's LIST/INFO fields are copied into the ID3 chunk a write adds (TagLib shows the ID3 chunk
     alone once there is one: tests/test_tags_taglib.py); one that no ID3 frame would show as TagLib

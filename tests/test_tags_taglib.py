@@ -198,6 +198,19 @@ def test_a_wav_files_list_info_fields_stay_visible_to_taglib_beside_the_id3_chun
     assert {k: taglib_view(song)[k] for k in shown} == {k: before[k] for k in shown}
 
 
+@pytest.mark.parametrize("genre", ["80s Pop", "2 Tone", "8-bit", "1990s", "3rd Wave Ska", "17 Rock", "(Live", "17 "])
+def test_a_list_info_genre_beginning_with_a_digit_is_copied_as_taglib_shows_it(tmp_path, genre):
+    """TagLib reads an ID3 genre that is a number ("17", " 17", "+17") or begins with "(...)" ("(17)",
+    "(RX)", "(Live) Set") otherwise than the text (Rock, RX, " Set"): such IGNR items are refused. Any
+    other genre it shows as written, digits first or not (was: every IGNR beginning with a digit or
+    "(" refused, "80s Pop" and "2 Tone" among them)."""
+    song = _wav_with_info(tmp_path / "info.wav", {b"INAM": b"Song", b"IGNR": genre.encode()})
+    before = taglib_view(song)["tags"]
+    assert before == {"TITLE": ["Song"], "GENRE": [genre]}
+    tags.write_instruments(song, **WRITE)
+    assert _without_ours(taglib_view(song))["tags"] == before
+
+
 def test_a_scan_writes_what_taglib_reads(tmp_path, db):
     """A tag-writing scan (the test analyser: a 110 Hz tone is bass) of files with fields of their own."""
     from conftest import tone_signal, write_audio

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import struct
 import zlib
 from collections import Counter
@@ -299,7 +300,7 @@ class WAVEStorage(ID3Storage):
             fid = _INFO_AS_ID3.get(item)
             if item in _INFO_NOT_COPIED:
                 refused.append(f"{name} (TagLib's {_INFO_NOT_COPIED[item]})")
-            elif fid == "TCON" and text[:1] in "(0123456789":  # (TagLib shows an ID3 genre "17" as "Rock")
+            elif fid == "TCON" and _taglib_reads_genre_otherwise(text):
                 refused.append(f"{name} {text!r} (an ID3 genre number)")
             elif fid is not None:
                 frame = _text_frame(fid, text)
@@ -445,6 +446,14 @@ def _info_items(data: bytes) -> dict[bytes, str]:
                 items.pop(item, None)
         pos += 8 + length + (length & 1)
     return items
+
+
+def _taglib_reads_genre_otherwise(text: str) -> bool:
+    """Whether TagLib shows an ID3 genre (``TCON``) holding ``text`` otherwise than ``text``: a number
+    as wcstol reads one whole (" 17", "+17": "Rock"; "256": nothing), or a text beginning with "("
+    and holding ")" (it reads "(17)", "(RX)", "(Live) Set" as ID3v1 genre codes: "Rock", "RX",
+    " Set"). "80s Pop", "2 Tone", "17 " and "(Live" it shows as they are (measured with TagLib 2.1)."""
+    return re.fullmatch(r"[ \t\n\v\f\r]*[+-]?[0-9]+", text) is not None or (text[:1] == "(" and ")" in text)
 
 
 def _text_frame(fid: str, text: str):
