@@ -1276,6 +1276,42 @@ def test_wav_list_info_fields_are_copied_into_the_id3_chunk_and_kept_by_untag(tm
     assert {key: str(frame) for key, frame in mutagen.File(str(song)).tags.items()} == frames
 
 
+@pytest.mark.parametrize("kind", ["wav", "mp3"])
+def test_untag_removes_an_id3_tag_holding_ours_alone_beside_list_info_or_id3v1(tmp_path, kind):
+    """A WAV whose other fields are in a LIST/INFO chunk, or an MP3 whose other fields are in an ID3v1
+    tag, with an ID3 tag holding tagger's fields alone (as tagger wrote them before it copied those
+    fields, or as another program did): `untag` removes the ID3 tag, the file byte for byte as it was
+    before it had one. Was: 'verification failed: other tags changed', the written copy's reload
+    taking the LIST/INFO or ID3v1 fields (which a write copies) for frames of its ID3 tag."""
+    from mutagen.id3 import ID3, TXXX
+    from mutagen.wave import WAVE
+    from test_tags import ffmpeg_tone
+
+    if kind == "wav":
+        song = _wav_with_info(tmp_path / "info.wav", {b"INAM": b"Song", b"IART": b"Ann"})
+    else:
+        song = ffmpeg_tone(tmp_path / "v1.mp3", "mp3", seconds=0.5, extra=["-write_id3v1", "1", "-id3v2_version", "0"])
+        assert song.read_bytes()[-128:-125] == b"TAG"
+    original = song.read_bytes()
+    ours = [TXXX(encoding=3, desc="INSTRUMENTS", text=["bass"]), TXXX(encoding=3, desc="INSTRUMENTS_MODEL", text=["m-0"])]
+    if kind == "wav":
+        audio = WAVE(str(song))
+        audio.add_tags()
+        for frame in ours:
+            audio.tags.add(frame)
+        audio.save()
+    else:
+        tag = ID3()
+        for frame in ours:
+            tag.add(frame)
+        tag.save(str(song), v1=0)  # (mutagen would write the ID3v1 tag over from the ID3v2 one)
+        with open(song, "ab") as f:
+            f.write(original[-128:])
+    assert tags.read_instruments(song) == tags.TagState(["bass"], "m-0")
+    tags.remove_instruments(song)
+    assert song.read_bytes() == original
+
+
 # -- DSF (ID3 at the end) ---------------------------------------------------------------------------
 
 

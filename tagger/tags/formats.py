@@ -23,13 +23,15 @@ from tagger.errors import TaggerError, TagWriteError, UntaggableError
 from tagger.tags.storage import STORAGES, format_named, supported_formats
 
 
-def open_file(path: str | os.PathLike, *, real: str | None = None, cls: type | None = None):
+def open_file(path: str | os.PathLike, *, real: str | None = None, cls: type | None = None, copies: bool = True):
     """Load ``path`` with mutagen -> (file object, its `Storage`); our errors only.
 
     ``cls``: the mutagen class to use (the original's, for its temporary copy: mutagen guesses a
     file's type partly from its name, and a ``.tagger-tmp`` name says nothing, so an MP3 without an
     ID3 tag, e.g. an 8 kHz MPEG 2.5 one, would not be recognised from the copy). Without ``cls`` the
     type comes from the name and the first bytes, with our own MPEG frame check as a last resort.
+    ``copies``: False loads an ID3 tag alone, without the fields a write copies into a new one (an
+    MP3's ID3v1 tag, a WAV's LIST/INFO chunk: `_load_id3`), as a written copy is checked.
     """
     import mutagen
 
@@ -68,7 +70,7 @@ def open_file(path: str | os.PathLike, *, real: str | None = None, cls: type | N
                 if named is not None:
                     cls, audio = named, None
         if cls is not None:
-            audio = _load_id3(cls, name) if cls.__name__ in _ID3_TYPES else cls(name)
+            audio = _load_id3(cls, name, copies=copies) if cls.__name__ in _ID3_TYPES else cls(name)
     except TaggerError:
         raise
     except FileNotFoundError:
@@ -157,7 +159,7 @@ _ID3_TYPES = ("MP3", "WAVE", "AIFF", "DSF")
 """mutagen file types whose tag is ID3v2."""
 
 
-def _load_id3(cls: type, name: str):
+def _load_id3(cls: type, name: str, *, copies: bool = True):
     """Load the file ``name`` of an ID3 type ``cls`` with its frames as they are in the file:
     mutagen's default load renames and drops frames of other ID3 versions (TYER becomes TDRC, RVAD
     goes), which a save would then write.
@@ -170,10 +172,11 @@ def _load_id3(cls: type, name: str):
 
     A WAV file without an ID3 chunk is loaded with the fields of its ``LIST/INFO`` chunk as ID3
     frames (`WAVEStorage.info_frames`), likewise: TagLib shows a WAV's ID3 chunk alone once it has
-    one, and would show none of them any more. The LIST/INFO chunk itself is kept byte for byte."""
+    one, and would show none of them any more. The LIST/INFO chunk itself is kept byte for byte.
+    ``copies`` False: neither is loaded (the file's ID3 tag alone, None where it has none)."""
     if cls.__name__ == "WAVE":
         audio = cls(name, translate=False)
-        if audio.tags is None:  # (a LIST/INFO chunk's fields, which TagLib shows only while there is no ID3 chunk)
+        if audio.tags is None and copies:  # (LIST/INFO fields: TagLib shows them only while there is no ID3 chunk)
             frames, _refused = STORAGES["WAVE"].info_frames(name)  # (refused: `WAVEStorage.cannot_keep`)
             if frames:
                 audio.add_tags()
@@ -183,7 +186,7 @@ def _load_id3(cls: type, name: str):
     if cls.__name__ != "MP3":
         return cls(name, translate=False)
     audio = cls(name, translate=False, load_v1=False)
-    if audio.tags is None:
+    if audio.tags is None and copies:
         audio = cls(name, translate=False, load_v1=True)  # (tags None again when there is no ID3v1 tag)
         for frame in [] if audio.tags is None else audio.tags.getall("COMM"):
             # mutagen describes the comment "ID3v1 Comment"; readers show the comment without a

@@ -470,7 +470,7 @@ def _verify(
     item of the tag that the save wrote present in its bytes, the other items' stored values as
     they were in the original (``values``: `Storage.item_values`, mutagen's view of them being the
     same before and after), the audio payload unchanged."""
-    audio, storage_now = formats.open_file(tmp, cls=cls)
+    audio, storage_now = formats.open_file(tmp, cls=cls, copies=False)  # (a removed tag: no ID3v1/INFO copies)
     if storage_now is not storage or type(audio).__name__ != mutagen_type:
         raise TagWriteError(tmp, "verification failed: the written copy is no longer the same format")
     got = storage.get(audio)
