@@ -179,6 +179,16 @@ def compact_models(path, families: Sequence[str], *, version: str, threshold=0.5
     return path
 
 
+def ffmpeg_demuxers() -> set[str]:
+    """The names of the demuxers of the ffmpeg on $PATH (``ffmpeg -demuxers``: ``mov,mp4,m4a,...``
+    split at its commas); skips the test where there is no ffmpeg."""
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("needs ffmpeg")
+    out = subprocess.run(["ffmpeg", "-hide_banner", "-demuxers"], capture_output=True, text=True, check=True).stdout
+    rows = [line.split() for line in out.split("--", 1)[-1].splitlines()]
+    return {name for row in rows if len(row) >= 2 and "D" in row[0] for name in row[1].split(",")}
+
+
 def dsf_file(path, *, seconds: float, freq: float, dsd_rate: int = 2_822_400) -> Path:
     """A mono DSD64 DSF file made here (no encoder writes DSD): a 1-bit stream whose density of ones
     follows a sine (noise-shaped by a random threshold), stored least significant bit first."""

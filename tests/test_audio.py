@@ -10,7 +10,7 @@ from tagger import constants as C
 from tagger.audio import probe
 from tagger.errors import AudioReadError
 
-from conftest import dsf_file, tone_signal, write_audio
+from conftest import dsf_file, ffmpeg_demuxers, tone_signal, write_audio
 
 
 def dominant_hz(y: np.ndarray, sr: int = C.SAMPLE_RATE) -> float:
@@ -37,8 +37,13 @@ FORMATS = {
     "mp3": ["-c:a", "libmp3lame"], "m4a": ["-c:a", "aac"], "alac.m4a": ["-c:a", "alac"], "wma": ["-c:a", "wmav2"],
     "wv": ["-c:a", "wavpack"], "tta": ["-c:a", "tta"], "mka": ["-c:a", "flac"], "webm": ["-c:a", "libopus"],
     "m4b": ["-c:a", "aac"], "caf": ["-c:a", "pcm_s16le"], "w64": [], "mp2": ["-c:a", "mp2"], "spx": ["-c:a", "libspeex"],
-    "ac3": ["-c:a", "ac3"],
+    "ac3": ["-c:a", "ac3"], "aac": ["-c:a", "aac"], "eac3": ["-c:a", "eac3"], "dts": ["-c:a", "dca", "-strict", "-2"],
+    "thd": ["-c:a", "truehd", "-strict", "-2"], "mlp": ["-c:a", "mlp", "-strict", "-2"], "ra": ["-c:a", "ac3"],
+    "mov": ["-c:a", "aac"], "avi": ["-c:a", "libmp3lame"], "mpg": ["-c:a", "mp2"], "ts": ["-c:a", "mp2"],
+    "flv": ["-c:a", "libmp3lame"],
 }  # fmt: skip
+"""One file of each format family tagger decodes (each of `probe.AUDIO_DEMUXERS` that ffmpeg here
+encodes): audio files, and the containers of music videos."""
 
 
 @pytest.mark.parametrize("ext", sorted(FORMATS))
@@ -53,6 +58,35 @@ def test_every_format_decodes_to_mono_16k(tmp_path, ext):
     assert abs(len(y) / C.SAMPLE_RATE - 3.0) < 0.1  # codec priming may add a few ms
     assert abs(dominant_hz(y) - 440) < 3
     assert 0.2 < np.max(np.abs(y)) < 0.45  # mean of the two channels: 0.3
+
+
+def _module(path, *, period: int = 428):
+    """A ProTracker module (MOD, 4 channels) written byte by byte: one sample of a square wave of
+    32 bytes a cycle, looped, played once at `period` (8287 Hz at 428: a 259 Hz tone) for one pattern
+    of 64 rows at speed 6 and 125 BPM (7.68 s)."""
+    import struct
+
+    sample = b"square".ljust(22, b"\0") + struct.pack(">HBBHH", 1024, 0, 64, 0, 1024)  # (lengths in words)
+    empty = b"\0" * 22 + struct.pack(">HBBHH", 0, 0, 0, 0, 1)
+    pattern = bytearray(1024)  # (64 rows of 4 channels of 4 bytes)
+    pattern[0:4] = bytes([period >> 8, period & 0xFF, 0x10, 0x00])  # (sample 1, no effect)
+    wave = np.repeat(np.tile(np.array([100, -100], np.int8), 64), 16).tobytes()
+    path.write_bytes(b"tone".ljust(20, b"\0") + sample + empty * 30 + bytes([1, 127]) + bytes(128) + b"M.K."
+                     + bytes(pattern) + wave)  # fmt: skip
+    return path
+
+
+def test_a_module_is_music_ffmpeg_renders(tmp_path):
+    """Modules (tracker music: MOD, XM, IT, S3M) are music: ffmpeg renders them from the file's own
+    samples and notes (libopenmpt), once through, whatever the file's name."""
+    if "libopenmpt" not in ffmpeg_demuxers():
+        pytest.skip("needs ffmpeg with libopenmpt")
+    for name in ("tune.mod", "tune.mp3"):
+        meta = audio.info(_module(tmp_path / name))
+        assert meta.decoder == "ffmpeg" and abs(meta.duration - 7.68) < 0.01
+        y = audio.load(tmp_path / name)
+        assert abs(len(y) / C.SAMPLE_RATE - 7.68) < 0.2
+        assert abs(dominant_hz(y[: 2 * C.SAMPLE_RATE]) - 259.0) < 3
 
 
 @pytest.mark.parametrize("rate", [8_000, 11_025, 22_050, 44_100, 48_000, 96_000, 192_000, 352_800, 384_000])

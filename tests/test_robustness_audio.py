@@ -287,7 +287,7 @@ def test_video_streams_and_cover_art_are_never_taken_for_audio(tmp_path, db):
 
 
 ENDLESS_FFPROBE = """#!/bin/sh
-echo '{"streams": [{"codec_type": "audio", "codec_name": "aac", "sample_rate": "16000", "channels": 1%s}], "format": {}}'
+echo '{"streams": [{"codec_type": "audio", "codec_name": "aac", "sample_rate": "16000", "channels": 1%s}], "format": {"format_name": "mov"}}'
 """
 ENDLESS_FFMPEG = """#!/bin/sh
 exec cat /dev/zero

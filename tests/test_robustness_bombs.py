@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from conftest import tone_signal, track_rows, write_audio
+from conftest import ffmpeg_demuxers, tone_signal, track_rows, write_audio
 from library_fakes import FakeAnalyser
 from test_tags_containers import _id3_frame, _mp3_with_id3, _ogg_crc, _syncsafe
 from tagger import tags
@@ -381,3 +381,46 @@ def test_a_script_ffmpeg_synthesises_named_like_music_is_an_error_not_hours_of_t
     assert track_rows(db)[str(script)] == (
         "error", "not an audio file but a script of tones that ffmpeg synthesises (ffmpeg's sbg format, SBaGen "
                  "binaural beats): not analysed")  # fmt: skip
+
+
+def _westwood_aud(path: Path) -> Path:
+    """A Westwood Studios AUD file (a game's sound: its ``wsaud`` format) of 2 s of IMA ADPCM whose
+    samples are random bytes: 12 bytes of header and chunks marked 0xDEAF, all ffmpeg checks."""
+    data = bytes(range(256)) * 86
+    parts = [data[i : i + 512] for i in range(0, len(data), 512)]
+    chunks = b"".join(struct.pack("<HHI", len(part), 4 * len(part), 0xDEAF) + part for part in parts)
+    path.write_bytes(struct.pack("<HIIBB", 22050, 4 * len(data), len(chunks), 0, 99) + chunks)
+    return path
+
+
+def _ffmetadata(path: Path) -> Path:
+    path.write_text(";FFMETADATA1\ntitle=Song\n")
+    return path
+
+
+@pytest.mark.parametrize("make, demuxer", [(_westwood_aud, "wsaud"), (_ffmetadata, "ffmetadata")],
+                         ids=["game sound", "ffmpeg metadata"])  # fmt: skip
+def test_a_file_ffmpeg_reads_as_no_audio_file_format_is_an_error_naming_the_format(tmp_path, db, make, demuxer):
+    """ffmpeg picks its demuxer (of 355) by the file's content whatever its name; tagger analyses
+    what it reads with the demuxer of an audio file format (`AUDIO_DEMUXERS`) only. A ``sound.mp3``
+    holding 12 bytes of a game's sound header and 11 KB of anything was analysed as 2 s of audio;
+    an ffmpeg metadata text was 'no audio stream in this file'. Each is an error naming the format."""
+    music = tmp_path / "music"
+    write_audio(music / "real.wav", tone_signal([440.0], seconds=2.0))
+    path = make(music / "sound.mp3")
+    summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert summary.scanned == 1 and summary.failed == 1
+    assert track_rows(db)[str(path)] == (
+        "error", f"ffmpeg reads it as {demuxer}, which is not an audio file format tagger analyses: not analysed")
+
+
+def test_every_audio_demuxer_is_one_this_ffmpeg_has():
+    """The allowlist names ffmpeg's demuxers as ``ffmpeg -demuxers`` does (a misspelt name would
+    refuse every file of its format); those of external libraries (libopenmpt, libgme) where this
+    ffmpeg was built with them."""
+    from tagger.audio import probe
+
+    known = ffmpeg_demuxers()
+    assert {"mp3", "flac", "ogg", "mov", "matroska", "wav"} <= known  # (the list was read)
+    assert probe.AUDIO_DEMUXERS - {"libopenmpt", "libgme"} <= known, probe.AUDIO_DEMUXERS - known
+    assert not (probe.PLAYLIST_FORMATS | set(probe.SYNTH_FORMATS)) & probe.AUDIO_DEMUXERS

@@ -30,7 +30,7 @@ pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ff
 BASS = 110.0
 FORBIDDEN = ("unexpected", "Traceback", "Error:", "errno")
 """Words of an error that escaped our own error types."""
-NOT_AUDIO = "not a readable audio file|no audio stream"
+NOT_AUDIO = "not a readable audio file|no audio stream|which is not an audio file format tagger analyses"
 
 
 def _clear(reason: str) -> bool:

@@ -21,7 +21,7 @@ from tagger.library.scan import scan
 MARK = "987654"  # the hanging fake decoder sleeps this long: find leftovers by it
 
 FAKE_FFPROBE = """#!/bin/sh
-echo '{"streams": [{"codec_type": "audio", "codec_name": "aac", "sample_rate": "16000", "channels": 1}], "format": {}}'
+echo '{"streams": [{"codec_type": "audio", "codec_name": "aac", "sample_rate": "16000", "channels": 1}], "format": {"format_name": "mov"}}'
 """
 FAKE_FFMPEG = f"""#!/bin/sh
 case "$*" in

@@ -51,6 +51,7 @@ class AudioInfo:
     """The byte ranges ffmpeg is given (through a pipe) instead of the file, where tags lie between
     an MP3's frames (files joined one after another: `_mp3_feed`); () for the file as it is."""
 
+
     @property
     def decode_rate(self) -> int:
         """The rate of the decoded samples: the file's, but at most `FFMPEG_MAX_RATE` from ffmpeg."""
@@ -110,15 +111,30 @@ def _soundfile_info(path: Path) -> AudioInfo | None:
 
 INSTALL_FFMPEG = "install ffmpeg (Debian: apt-get install ffmpeg)"
 
+AUDIO_DEMUXERS = frozenset({
+    "mp3", "flac", "ogg", "mov", "matroska", "asf", "wav", "w64", "aiff", "caf", "au", "ape", "wv", "mpc", "mpc8",
+    "tta", "tak", "shn", "dsf", "iff", "wsd", "aac", "loas", "ac3", "eac3", "dts", "dtshd", "truehd", "mlp", "amr",
+    "oma", "rm", "avi", "mpeg", "mpegts", "flv", "libopenmpt", "libgme",
+})  # fmt: skip
+"""The ffmpeg demuxers (of ``ffmpeg -demuxers``) of the files a music library holds: audio files
+(``mp3`` reads MP2 too, ``wav`` RF64 and BW64, ``iff`` DSDIFF, ``ogg`` Vorbis, Opus, Speex and FLAC,
+``mov`` M4A/MP4/ALAC, ``matroska`` MKA and WebM, ``asf`` WMA, ``rm`` RealAudio, ``oma`` ATRAC),
+the containers of music videos (``avi``, ``mpeg``, ``mpegts``, ``flv``), and modules and game music
+(``libopenmpt``: MOD, XM, IT, S3M...; ``libgme``: NSF, SPC, VGM...), which ffmpeg renders from the
+file's own samples and notes. ffmpeg picks its demuxer by the file's content whatever its name; a
+file it reads with any other demuxer (of 355 in ffmpeg 5.1: a playlist, a script of tones, a
+subtitle, a picture, a game's sound bank, raw samples guessed from a few header bytes) is an error,
+not analysed (`_ffprobe_info`). A list of what is allowed, not of what is refused: each refusal
+before it (`PLAYLIST_FORMATS`, `SYNTH_FORMATS`) was found only after such a file had been analysed."""
 PLAYLIST_FORMATS = frozenset({"concat", "hls", "dash", "sdp", "imf"})
 """ffmpeg's demuxers of files that name other files or streams, which ffmpeg recognises by their
 content whatever the name: a 14 KB ``song.mp3`` holding ``ffconcat version 1.0`` and ``file
 real.wav`` a thousand times was analysed as a 4,000 s track of another file's audio (a 24-hour one
-for 21,600 lines). Such a file is an error."""
+for 21,600 lines). Outside `AUDIO_DEMUXERS`, and said so in the error."""
 SYNTH_FORMATS = {"sbg": "SBaGen binaural beats"}
 """ffmpeg's demuxers of text scripts whose tones ffmpeg synthesises, which it also recognises by
 their content: a 60-byte ``beats.mp3`` listing ``+24:00:00`` was analysed as a 24-hour track of
-tones (results for a file that holds no audio). Such a file is an error."""
+tones (results for a file that holds no audio). Outside `AUDIO_DEMUXERS`, and said so in the error."""
 FFMPEG_INPUT_OPTIONS = ("-protocol_whitelist", "file")
 """Given to ffprobe and ffmpeg before the input: a file (and whatever it names) is read from the
 file system only, never over a network."""
@@ -155,6 +171,9 @@ def _ffprobe_info(path: Path) -> AudioInfo:
     if synth:
         raise AudioReadError(path, f"not an audio file but a script of tones that ffmpeg synthesises (ffmpeg's {synth} "
                                    f"format, {SYNTH_FORMATS[synth]}): not analysed")  # fmt: skip
+    if not set(demuxer.split(",")) & AUDIO_DEMUXERS:
+        raise AudioReadError(path, f"ffmpeg reads it as {demuxer or 'no format'}, which is not an audio file format "
+                                   "tagger analyses: not analysed")  # fmt: skip
     streams = [s for s in meta.get("streams", []) if s.get("codec_type") == "audio"]
     if not streams:
         raise AudioReadError(path, "no audio stream in this file")
