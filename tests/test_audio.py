@@ -83,10 +83,24 @@ def test_a_module_is_music_ffmpeg_renders(tmp_path):
         pytest.skip("needs ffmpeg with libopenmpt")
     for name in ("tune.mod", "tune.mp3"):
         meta = audio.info(_module(tmp_path / name))
-        assert meta.decoder == "ffmpeg" and abs(meta.duration - 7.68) < 0.01
+        assert (meta.decoder, meta.demuxer) == ("ffmpeg", "libopenmpt") and abs(meta.duration - 7.68) < 0.01
         y = audio.load(tmp_path / name)
         assert abs(len(y) / C.SAMPLE_RATE - 7.68) < 0.2
         assert abs(dominant_hz(y[: 2 * C.SAMPLE_RATE]) - 259.0) < 3
+
+
+@pytest.mark.parametrize("ext", ["m4a", "wv"])
+def test_a_file_replaced_after_it_was_described_is_not_read_as_another_format(tmp_path, ext):
+    """ffmpeg decodes a file with the demuxer that described it (an M4A's atoms read by mutagen, a
+    WavPack by ffprobe): a file replaced by an SBaGen script in between was decoded as the tones
+    ffmpeg synthesised from it (10 s for a 60-byte text); ffmpeg now fails, and the file is an error."""
+    src = tmp_path / "src.wav"
+    sf.write(src, stereo_tone(2.0, 44_100), 44_100)
+    path = ffmpeg_encode(src, tmp_path / f"tone.{ext}", *FORMATS[ext])
+    meta = audio.info(path)
+    path.write_text("-SE\nalpha: 200+10/50\nNOW alpha\n+0:00:10 alpha\n")
+    with pytest.raises(AudioReadError, match="ffmpeg could not decode the file"):
+        list(audio.stream(path, meta=meta))
 
 
 @pytest.mark.parametrize("rate", [8_000, 11_025, 22_050, 44_100, 48_000, 96_000, 192_000, 352_800, 384_000])

@@ -423,4 +423,5 @@ def test_every_audio_demuxer_is_one_this_ffmpeg_has():
     known = ffmpeg_demuxers()
     assert {"mp3", "flac", "ogg", "mov", "matroska", "wav"} <= known  # (the list was read)
     assert probe.AUDIO_DEMUXERS - {"libopenmpt", "libgme"} <= known, probe.AUDIO_DEMUXERS - known
+    assert set(probe.SOUNDFILE_DEMUXERS.values()) <= probe.AUDIO_DEMUXERS
     assert not (probe.PLAYLIST_FORMATS | set(probe.SYNTH_FORMATS)) & probe.AUDIO_DEMUXERS

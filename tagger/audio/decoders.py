@@ -15,7 +15,9 @@ import numpy as np
 
 from tagger.audio.losses import _note_or_refuse
 from tagger.audio.plumbing import _decoder_preexec, _DecoderStderr, _said
-from tagger.audio.probe import FFMPEG_INPUT_OPTIONS, FFMPEG_MAX_RATE, AudioInfo, ffmpeg_available
+from tagger.audio.probe import (
+    AUDIO_DEMUXERS, FFMPEG_INPUT_OPTIONS, FFMPEG_MAX_RATE, SOUNDFILE_DEMUXERS, AudioInfo, ffmpeg_available,
+)
 from tagger.errors import AudioReadError
 
 
@@ -66,7 +68,7 @@ def _flac_blocks(path: Path, meta: AudioInfo, block_frames: int, notes: list[str
         if not ffmpeg_available() or meta.sample_rate > FFMPEG_MAX_RATE:
             raise
     skip, total, noted = done, done, len(notes or ())
-    for block in _ffmpeg_blocks(path, replace(meta, decoder="ffmpeg"), block_frames, notes):
+    for block in _ffmpeg_blocks(path, _as_ffmpeg(meta), block_frames, notes):
         if skip >= len(block):
             skip -= len(block)
             continue
@@ -97,7 +99,12 @@ def _soundfile_or_ffmpeg_blocks(path: Path, meta: AudioInfo, block_frames: int,
         yield block
     if given or not meta.duration or not ffmpeg_available() or meta.sample_rate > FFMPEG_MAX_RATE:
         return
-    yield from _ffmpeg_blocks(path, replace(meta, decoder="ffmpeg"), block_frames, notes)
+    yield from _ffmpeg_blocks(path, _as_ffmpeg(meta), block_frames, notes)
+
+
+def _as_ffmpeg(meta: AudioInfo) -> AudioInfo:
+    """`meta` (of a file libsndfile described) for ffmpeg to decode, with the demuxer of its format."""
+    return replace(meta, decoder="ffmpeg", demuxer=SOUNDFILE_DEMUXERS.get(meta.format, ""))
 
 
 def _ffmpeg_blocks(path: Path, meta: AudioInfo, block_frames: int, notes: list[str] | None = None) -> Iterator[np.ndarray]:
@@ -107,8 +114,11 @@ def _ffmpeg_blocks(path: Path, meta: AudioInfo, block_frames: int, notes: list[s
     import tempfile
     import threading
 
+    # The demuxer that described the file (-f), or where none did one of AUDIO_DEMUXERS: a file
+    # replaced after it was described is not read as a playlist, a script or a picture.
+    demuxer = ["-f", meta.demuxer] if meta.demuxer else ["-format_whitelist", ",".join(sorted(AUDIO_DEMUXERS))]
     source = (["-protocol_whitelist", "pipe", "-f", "mp3", "-i", "pipe:0"] if meta.feed
-              else [*FFMPEG_INPUT_OPTIONS, "-i", os.path.abspath(path)])  # fmt: skip
+              else [*FFMPEG_INPUT_OPTIONS, *demuxer, "-i", os.path.abspath(path)])  # fmt: skip
     cmd = [
         "ffmpeg", "-nostdin", "-v", "error", *source, "-map", "0:a:0",
         "-f", "f32le", "-acodec", "pcm_f32le", "-ac", str(meta.channels), "-ar", str(meta.decode_rate), "-",

@@ -50,7 +50,10 @@ class AudioInfo:
     feed: tuple[tuple[int, int], ...] = ()
     """The byte ranges ffmpeg is given (through a pipe) instead of the file, where tags lie between
     an MP3's frames (files joined one after another: `_mp3_feed`); () for the file as it is."""
-
+    demuxer: str = ""
+    """The ffmpeg demuxer that read the file when it was described (ffprobe's first name of it, 'mov'
+    for an MP4 read by mutagen): ffmpeg decodes it with that one (``-f``), so that a file replaced
+    between the two is not read as another format; "" where libsndfile described it."""
 
     @property
     def decode_rate(self) -> int:
@@ -126,6 +129,10 @@ file it reads with any other demuxer (of 355 in ffmpeg 5.1: a playlist, a script
 subtitle, a picture, a game's sound bank, raw samples guessed from a few header bytes) is an error,
 not analysed (`_ffprobe_info`). A list of what is allowed, not of what is refused: each refusal
 before it (`PLAYLIST_FORMATS`, `SYNTH_FORMATS`) was found only after such a file had been analysed."""
+SOUNDFILE_DEMUXERS = {"FLAC": "flac", "OGG": "ogg", "MP3": "mp3", "WAV": "wav", "RF64": "wav", "W64": "w64",
+                      "AIFF": "aiff", "CAF": "caf", "AU": "au"}  # fmt: skip
+"""The ffmpeg demuxer of a file libsndfile described (`AudioInfo.format`), for ffmpeg to decode what
+libsndfile cannot of it (`AudioInfo.demuxer`); ffmpeg takes the others only as one of `AUDIO_DEMUXERS`."""
 PLAYLIST_FORMATS = frozenset({"concat", "hls", "dash", "sdp", "imf"})
 """ffmpeg's demuxers of files that name other files or streams, which ffmpeg recognises by their
 content whatever the name: a 14 KB ``song.mp3`` holding ``ffconcat version 1.0`` and ``file
@@ -189,7 +196,8 @@ def _ffprobe_info(path: Path) -> AudioInfo:
     others = [t for t in meta.get("streams", []) if t is not s and not (t.get("disposition") or {}).get("attached_pic")]
     if duration is None and not others:  # (the file's length is its stream's; a cover picture has none)
         duration = _seconds(meta.get("format", {}).get("duration"))
-    return AudioInfo(str(path), str(s.get("codec_name", "unknown")), rate, channels, duration, "ffmpeg")
+    return AudioInfo(str(path), str(s.get("codec_name", "unknown")), rate, channels, duration, "ffmpeg",
+                     demuxer=demuxer.split(",")[0])  # fmt: skip
 
 
 _FLAC_BLOCKS = ("STREAMINFO", "PADDING", "APPLICATION", "SEEKTABLE", "VORBIS_COMMENT", "CUESHEET", "PICTURE")
@@ -282,7 +290,7 @@ def _mp4_info(path: Path) -> AudioInfo | None:
         return None
     if codec is None or rate < MP4_MIN_RATE or not 0 < channels <= 8 or length <= 0:
         return None
-    return AudioInfo(str(path), codec, rate, channels, length, "ffmpeg")
+    return AudioInfo(str(path), codec, rate, channels, length, "ffmpeg", demuxer="mov")
 
 
 def _chained_ogg(path: Path) -> bool:
@@ -431,7 +439,7 @@ def info(path: str | os.PathLike) -> AudioInfo:
                                       f"whole, is not installed; {INSTALL_FFMPEG}")  # fmt: skip
         # Decoded to its end, of a length not known; without the tags between its parts, which
         # ffmpeg decodes as frames it cannot ("Header missing", a frame lost, more for a cover).
-        meta = replace(meta, decoder="ffmpeg", duration=None, feed=_mp3_feed(p))
+        meta = replace(meta, decoder="ffmpeg", duration=None, feed=_mp3_feed(p), demuxer="mp3")
     meta = meta or (_mp4_info(p) if ffmpeg_available() else None) or _ffprobe_info(p)
     _check_rate(p, meta.sample_rate, meta.decoder)
     return meta
