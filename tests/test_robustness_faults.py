@@ -78,9 +78,12 @@ def _decoded_md5(path: Path) -> str:
 
 
 def _other_tags(path: Path) -> list:
-    import mutagen
+    """Every tag of the file but tagger's, as tagger reads them: with the fields a write copies into
+    the ID3 tag it adds (a WAV's LIST/INFO chunk, an MP3's ID3v1 tag: `formats._load_id3`), which a
+    WAV tagged then shows in its ID3 chunk too."""
+    from tagger.tags import formats
 
-    f = mutagen.File(str(path))
+    f, _storage = formats.open_file(path)
     out = []
     for key, value in (f.tags.items() if f.tags is not None else []):
         if not any(name in str(key).upper() for name in tags.FIELDS):
