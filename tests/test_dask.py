@@ -80,22 +80,37 @@ def _distinct_copies(template, n: int, root):
 
 
 @contextlib.contextmanager
-def _own_cluster(folder: Path, *, death_timeout: int) -> Iterator[tuple[str, subprocess.Popen, subprocess.Popen]]:
-    """(address, scheduler, worker) of a cluster for one test that kills part of it: a scheduler
-    (`_start_scheduler`) and one bare worker (`_start_bare_worker`, its files in ``folder/w``), both
-    killed and waited for when the block ends."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), str(REPO)]), OMP_NUM_THREADS="1")
+def _own_cluster(folder: Path, *, death_timeout: int = 60, workers: int = 1, nanny: bool = False,
+                 **env_extra: str) -> Iterator[tuple[str, subprocess.Popen, list[subprocess.Popen]]]:
+    """(address, scheduler, workers) of a cluster for one test that kills part of it or its files kill
+    it: a scheduler (`_start_scheduler`) and ``workers`` single-threaded workers, their files in
+    ``folder/w0``, ``folder/w1``...: bare (`_start_bare_worker`: killing one kills it) or, with
+    ``nanny``, each under a nanny that restarts it. ``env_extra``: more environment (Dask settings).
+    All are stopped when the block ends (asked first, killed after 10 s: a nanny asked to stop takes
+    its worker with it)."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), str(REPO)]), OMP_NUM_THREADS="1", **env_extra)
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
-    sched = _start_scheduler(port, env)
-    worker = _start_bare_worker(address, env, folder / "w", death_timeout=death_timeout)
+    procs = [_start_scheduler(port, env)]
+    for i in range(workers):
+        if nanny:
+            procs.append(subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads",
+                                           "1", "--no-dashboard", "--host", "127.0.0.1", "--death-timeout",
+                                           str(death_timeout), "--local-directory", str(folder / f"w{i}")],
+                                          env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))  # fmt: skip
+        else:
+            procs.append(_start_bare_worker(address, env, folder / f"w{i}", death_timeout=death_timeout))
     try:
-        yield address, sched, worker
+        yield address, procs[0], procs[1:]
     finally:
-        sched.kill()
-        worker.kill()
-        sched.wait()
-        worker.wait()
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
 
 
 @pytest.fixture(scope="module")
@@ -472,7 +487,7 @@ def test_losing_every_worker_stops_the_scan_and_keeps_what_was_stored(template, 
     and the next scan does the rest (was: the scan waited for ever)."""
     import threading
 
-    with _own_cluster(tmp_path, death_timeout=60) as (address, _, worker):
+    with _own_cluster(tmp_path, death_timeout=60) as (address, _, [worker]):
         root = _distinct_copies(template, 10, tmp_path / "music")
         db = open_database(tmp_path / "lib.db")
         killed = []
@@ -551,34 +566,16 @@ def test_a_file_that_kills_its_worker_becomes_an_error_row(template, tmp_path):
     restarts the worker and the scan goes on."""
     from conftest import tone_signal, write_audio
 
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), str(REPO)]), OMP_NUM_THREADS="1",
-               DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES="0")  # fmt: skip
-    port = _free_port()
-    address = f"tcp://127.0.0.1:{port}"
-    py = sys.executable
-    procs = [_start_scheduler(port, env),
-             subprocess.Popen([py, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1", "--no-dashboard",
-                               "--host", "127.0.0.1", "--death-timeout", "60", "--local-directory", str(tmp_path / "w")],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]  # fmt: skip
     root = tmp_path / "music"
     write_audio(root / "crash.wav", tone_signal([110.0], seconds=26.0))  # 7 windows: kills the worker
     for i in range(3):
         write_audio(root / f"ok{i}.wav", tone_signal([1000.0], seconds=4.0 + 4 * i))
     db = open_database(tmp_path / "lib.db")
     spec = AnalyserSpec(kind="factory", factory="dask_fakes:CrashingAnalyser")
-    try:
+    with _own_cluster(tmp_path, nanny=True, DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES="0") as (address, _, _):
         # one task at a time: a task queued on the dying worker would die with it
         backend = DaskBackend(address, spec=spec, connect_timeout=60, in_flight=1)
         summary = scan([root], db=db, analyser=FakeAnalyser(), backend=backend)
-    finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
     assert (summary.scanned, summary.failed) == (3, 1)
     assert [(os.path.basename(p), "decoder crashed" in e) for p, e in summary.errors] == [("crash.wav", True)]
     with db.session() as s:
@@ -658,13 +655,6 @@ def test_a_file_that_hangs_its_worker_times_out_and_the_scan_goes_on(template, t
 
     from conftest import tone_signal, write_audio
 
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), str(REPO)]), OMP_NUM_THREADS="1")
-    port = _free_port()
-    address = f"tcp://127.0.0.1:{port}"
-    procs = [_start_scheduler(port, env),
-             subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
-                               "--no-dashboard", "--host", "127.0.0.1", "--death-timeout", "60", "--local-directory",
-                               str(tmp_path / "w")], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]  # fmt: skip
     root = tmp_path / "music"
     write_audio(root / "hang.wav", tone_signal([110.0], seconds=26.0))  # 7 windows: hangs its worker
     for i in range(3):
@@ -673,22 +663,18 @@ def test_a_file_that_hangs_its_worker_times_out_and_the_scan_goes_on(template, t
     spec = AnalyserSpec(kind="factory", factory="dask_fakes:HangingAnalyser")
     outcome = []
 
-    def run():
-        try:
-            outcome.append(scan([root], db=db, analyser=FakeAnalyser(), file_timeout=3,
-                                backend=DaskBackend(address, spec=spec, connect_timeout=60, in_flight=1)))  # fmt: skip
-        except BaseException as exc:
-            outcome.append(exc)
+    with _own_cluster(tmp_path, nanny=True) as (address, _, _):
 
-    try:
+        def run():
+            try:
+                outcome.append(scan([root], db=db, analyser=FakeAnalyser(), file_timeout=3,
+                                    backend=DaskBackend(address, spec=spec, connect_timeout=60, in_flight=1)))  # fmt: skip
+            except BaseException as exc:
+                outcome.append(exc)
+
         t = threading.Thread(target=run, daemon=True)
         t.start()
         t.join(150)  # (a scan that waits for ever fails here instead of hanging the test run)
-    finally:
-        for p in procs:
-            p.kill()
-        for p in procs:
-            p.wait()
     assert outcome, "the scan still waited for the hung file"
     summary = outcome[0]
     assert not isinstance(summary, BaseException), summary
@@ -708,35 +694,26 @@ def test_a_worker_dying_in_its_start_up_check_leaves_the_scan_to_the_others(temp
     left is dropped, and the scan goes on with the workers that passed theirs."""
     import threading
 
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), str(REPO)]), OMP_NUM_THREADS="1")
-    port = _free_port()
-    address = f"tcp://127.0.0.1:{port}"
-    procs = [_start_scheduler(port, env)]
-    procs += [_start_bare_worker(address, env, tmp_path / f"w{i}", death_timeout=60) for i in range(2)]
     root = _distinct_copies(template, 3, tmp_path / "music")
     db = open_database(tmp_path / "lib.db")
     spec = AnalyserSpec(kind="factory", factory="dask_fakes:DyingOnLoadAnalyser",
                         kwargs=(("marker", str(tmp_path / "died")),))  # fmt: skip
     outcome = []
 
-    def run():
-        try:
-            backend = DaskBackend(address, spec=spec, connect_timeout=60)
-            with distributed.Client(address, timeout=60, set_as_default=False) as watcher:
-                watcher.wait_for_workers(2, timeout=60)  # (both start the check)
-            outcome.append(scan([root], db=db, analyser=FakeAnalyser(), backend=backend))
-        except BaseException as exc:
-            outcome.append(exc)
+    with _own_cluster(tmp_path, workers=2) as (address, _, _):
 
-    try:
+        def run():
+            try:
+                backend = DaskBackend(address, spec=spec, connect_timeout=60)
+                with distributed.Client(address, timeout=60, set_as_default=False) as watcher:
+                    watcher.wait_for_workers(2, timeout=60)  # (both start the check)
+                outcome.append(scan([root], db=db, analyser=FakeAnalyser(), backend=backend))
+            except BaseException as exc:
+                outcome.append(exc)
+
         t = threading.Thread(target=run, daemon=True)
         t.start()
         t.join(120)  # (a scan that waits for ever fails here instead of hanging the test run)
-    finally:
-        for p in procs:
-            p.kill()
-        for p in procs:
-            p.wait()
     assert (tmp_path / "died").exists()
     assert outcome, "the scan still waited for the dead worker's check"
     assert not isinstance(outcome[0], BaseException), outcome[0]
