@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import unicodedata
 
 _UNSAFE = re.compile(
     "[\x00-\x1f\x7f-\x9f"  # C0 and C1 controls: ESC starts the sequences that retitle or clear a terminal
@@ -64,3 +65,24 @@ def named_failed(path: str, error: str) -> str:
     from tagger.paths import UNDECODABLE, unescaped_name
 
     return named(unescaped_name(path) if error.startswith(UNDECODABLE) else path)
+
+
+def width(text: str) -> int:
+    """How many terminal columns ``text`` (as `shown` or `named` gave it) takes: East Asian wide and
+    full-width characters (CJK, most emoji) take two, combining marks (the accent of an NFD ``é``)
+    and other zero-width characters none, every other character one. What tables pad by, so that a
+    column after a Japanese or a decomposed name still lines up."""
+    if text.isascii():
+        return len(text)
+    return sum(_char_width(c) for c in text)
+
+
+def _char_width(c: str) -> int:
+    if unicodedata.combining(c) or unicodedata.category(c) in ("Mn", "Me", "Cf"):
+        return 0
+    return 2 if unicodedata.east_asian_width(c) in ("W", "F") else 1
+
+
+def padded(text: str, columns: int) -> str:
+    """``text`` followed by the spaces that make it ``columns`` terminal columns wide (`width`)."""
+    return text + " " * (columns - width(text))

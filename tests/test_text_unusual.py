@@ -316,3 +316,40 @@ def test_values_in_another_form_are_read_one_family_a_value_and_rewritten_in_tag
     assert change.changed and change.written
     register_mediafile_fields()
     assert read_instruments(path).instruments == MediaFile(str(path)).instruments == ["flute", "vocal"]
+
+
+def test_the_query_table_lines_up_after_wide_and_decomposed_names():
+    """Padding counted characters, not columns: after a Japanese name (two columns a character) the
+    LENGTH column started further right than after an ASCII one, and after an NFD name (a combining
+    accent: no column) one column further left. Columns now line up as a terminal shows them."""
+    from tagger.db.queries import TrackSummary
+    from tagger.display import width
+    from tagger.library.report import render_table
+
+    names = ["/m/plain.flac", "/m/日本の歌.flac", "/m/" + nfd("Beyoncé Café.flac"), "/m/🎻 solo.flac"]
+    tracks = [TrackSummary(n, 61.0, "FLAC", ["flute"], {"flute": 0.9}, "v", False) for n in names]
+    lines = render_table(tracks).splitlines()
+    assert len(lines) == 5
+    starts = []
+    for line in lines[1:]:
+        at = line.index("1:01")
+        starts.append(width(line[:at]))
+    assert len(set(starts)) == 1, lines
+    assert width(lines[0][: lines[0].index("LENGTH")]) == starts[0]
+    assert width("日本") == 4 and width(nfd("é")) == 1 and width("abc") == 3
+
+
+def test_the_show_and_stats_columns_line_up_after_a_wide_family_name():
+    """A model's own family (``tagger train --family``) may be named in any script: the stats table
+    pads by columns too."""
+    from tagger.display import width
+    from tagger.library.report import render_stats
+
+    fams = {"flute": 3, "二胡": 2}
+    stats = {"tracks": {"total": 3, "ok": 3, "error": 0, "missing": 0, "stale": 0, "no_instrument": 0},
+             "audio_seconds": 60.0, "families": fams,
+             "cooccurrence": {f: {g: 1 for g in fams} for f in fams}}  # fmt: skip
+    rows = render_stats(stats).splitlines()[-3:]
+    assert rows[0].startswith("FAMILY")
+    starts = {width(r[: r.index(c)]) for r, c in zip(rows, ("TRACKS", "3", "2"))}
+    assert len(starts) == 1, rows

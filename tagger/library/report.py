@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 from tagger.constants import SILENCE_DBFS
 from tagger.db.queries import TrackDetail, TrackSummary
-from tagger.display import named, named_failed, shown
+from tagger.display import named, named_failed, padded, shown, width
 
 QUERY_FORMATS = ("table", "json", "csv", "paths", "paths0", "m3u")
 
@@ -145,8 +145,8 @@ def _csv_rows(rows: list[list]) -> str:
 
 
 def _columns(rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() + "\n" for r in rows)
+    widths = [max(width(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "".join("  ".join(padded(c, w) for c, w in zip(r, widths)).rstrip() + "\n" for r in rows)
 
 
 TABLE_HEADER = ("PATH", "LENGTH", "INSTRUMENTS")
@@ -157,7 +157,7 @@ def _table_row(t: TrackSummary) -> tuple[str, str, str]:
 
 
 def _table_line(row: Sequence[str], widths: tuple[int, int]) -> str:
-    return f"{row[0].ljust(widths[0])}  {row[1].ljust(widths[1])}  {row[2]}".rstrip() + "\n"
+    return f"{padded(row[0], widths[0])}  {padded(row[1], widths[1])}  {row[2]}".rstrip() + "\n"
 
 
 def table_widths(tracks: Iterable[TrackSummary]) -> tuple[int, int]:
@@ -165,7 +165,7 @@ def table_widths(tracks: Iterable[TrackSummary]) -> tuple[int, int]:
     what `iter_rendered` needs to write the table row by row. Gone through once, nothing kept."""
     path, length = len(TABLE_HEADER[0]), len(TABLE_HEADER[1])
     for t in tracks:
-        path, length = max(path, len(named(t.path))), max(length, len(seconds_to_clock(t.duration)))
+        path, length = max(path, width(named(t.path))), max(length, len(seconds_to_clock(t.duration)))
     return path, length
 
 
