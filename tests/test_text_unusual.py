@@ -353,3 +353,26 @@ def test_the_show_and_stats_columns_line_up_after_a_wide_family_name():
     assert rows[0].startswith("FAMILY")
     starts = {width(r[: r.index(c)]) for r, c in zip(rows, ("TRACKS", "3", "2"))}
     assert len(starts) == 1, rows
+
+
+def test_a_file_in_a_folder_that_is_not_utf8_names_the_folder_to_rename(library, tmp_path, fake_models):
+    """``caf<E9>/song.flac``: the error said "rename the file to analyse it", though the file's own name
+    is fine and renaming it changes nothing: it names the folder whose name holds the bytes now."""
+    db, paths = library
+    music = tmp_path / "music"
+    folder = os.fsencode(music) + b"/caf\xe9"
+    os.makedirs(folder + b"/inner")
+    with open(paths["japanese"], "rb") as src:
+        data = src.read()
+    for name in (b"/inner/song.flac", b"/caf\xe9.flac"):
+        with open(folder + name, "wb") as dst:
+            dst.write(data)
+    r = run("scan", "--db", str(tmp_path / "lib.db"), "--jobs", "0", "--no-write-tags", "--settle-seconds", "0", str(music))
+    assert r.exit_code == 1
+    r = run("errors", "--db", str(tmp_path / "lib.db"), "--json")
+    errors = {row["path"]: row["error"] for row in json.loads(r.output)}
+    assert errors[f"{music}/caf\\xe9/inner/song.flac"].endswith(
+        f"the bytes are in the name of its folder {music}/caf\\xe9: rename that folder to analyse the files in it")
+    assert errors[f"{music}/caf\\xe9/caf\\xe9.flac"].endswith("rename the file to analyse it")
+    r = run("errors", "--db", str(tmp_path / "lib.db"))
+    assert f"its folder {music}/caf\\xe9: rename" in r.output

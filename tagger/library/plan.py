@@ -374,7 +374,7 @@ class _Plan:
         shown = storable(path)
         self.summary.found += 1
         if shown != path:
-            _undecodable_name(writer, shown, self.existing.get(shown))
+            _undecodable_name(writer, path, shown, self.existing.get(shown))
             return
         writer.seen.add(path)
         if self.progress is not None and time.monotonic() - self.last_report > 0.2:
@@ -529,21 +529,32 @@ class _Plan:
         return [kept for w in self.work if (kept := instead.get(w.path, w)) is not None]
 
 
-def _undecodable_name(writer: ScanWriter, shown: str, row: tuple | None) -> None:
+def _undecodable_name(writer: ScanWriter, path: str, shown: str, row: tuple | None) -> None:
     """Record a file whose name is not valid UTF-8 as an error under its escaped name ``shown``
     (`storable`), unless that is also the exact name of a file, or of a track holding results
     (``row``, the database's row of that path): a file may be named with a real backslash,
     ``a\\xff.flac``, and that file's row is its own. Then the error is only reported (failed, in the
     summary's errors) and nothing is stored for it."""
+    folder, name = os.path.split(path)
+    rename = ("rename the file to analyse it" if not is_utf8(name) else  # (else a folder above it holds the bytes)
+              f"the bytes are in the name of its folder {escaped_name(_undecodable_folder(folder))}: "
+              "rename that folder to analyse the files in it")  # fmt: skip
     if os.path.lexists(shown) or (row is not None and row[5] is not None):
         writer.summary.failed += 1
         writer.summary.errors.append((shown, f"{UNDECODABLE}, which "
-                                             "spell the name of another file: nothing is stored for this one); "
-                                             "rename the file to analyse it"))  # fmt: skip
+                                             f"spell the name of another file: nothing is stored for this one); {rename}"))
         return
     writer.seen.add(shown)
-    writer.store_error(FileState(shown, 0, 0.0, "", row[0] if row else None), {},
-                       f"{UNDECODABLE}); rename the file to analyse it")
+    writer.store_error(FileState(shown, 0, 0.0, "", row[0] if row else None), {}, f"{UNDECODABLE}); {rename}")
+
+
+def _undecodable_folder(folder: str) -> str:
+    """The outermost folder of ``folder`` whose own name is not valid UTF-8 (the one to rename)."""
+    parts = folder.split(os.sep)
+    for i, part in enumerate(parts):
+        if not is_utf8(part):
+            return os.sep.join(parts[: i + 1])
+    return folder
 
 
 def defer_unsettled(work: list[FileState], settle_seconds: float, summary: ScanSummary) -> list[FileState]:
