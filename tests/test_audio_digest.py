@@ -298,3 +298,114 @@ def test_an_ogg_cut_inside_a_page_is_a_tag_error_naming_the_file_not_mutagens(tm
     with pytest.raises(TagWriteError) as err:
         tags.audio_digest(path)
     assert str(path) in str(err.value) and "cannot read its audio" in str(err.value)
+
+
+# -- WAV, AIFF: the format and audio chunks, each with its id and size -----------------------------
+
+
+def _iff(path) -> tuple[bytearray, str, dict[bytes, tuple[int, int]]]:
+    """The bytes of the WAV or AIFF file ``path``, its size format, and each top-level chunk's id ->
+    (offset of its header, declared length)."""
+    data = bytearray(path.read_bytes())
+    fmt = "<I" if data[:4] == b"RIFF" else ">I"
+    chunks, pos = {}, 12
+    while pos + 8 <= len(data):
+        length = struct.unpack_from(fmt, data, pos + 4)[0]
+        chunks[bytes(data[pos : pos + 4])] = (pos, length)
+        pos += 8 + length + (length & 1)
+    return data, fmt, chunks
+
+
+def wav_channels(data, fmt, chunks):
+    at = chunks[b"fmt "][0] + 8
+    channels, rate, byte_rate, align = struct.unpack_from("<HIIH", data, at + 2)
+    struct.pack_into("<HIIH", data, at + 2, 2, rate // 2, byte_rate, align * 2)  # (the same bytes as stereo)
+
+
+def wav_rate(data, fmt, chunks):
+    _add(data, "<I", chunks[b"fmt "][0] + 8 + 4, 1000)
+
+
+def wav_bits(data, fmt, chunks):
+    at = chunks[b"fmt "][0] + 8
+    struct.pack_into("<IHH", data, at + 8, struct.unpack_from("<I", data, at + 8)[0] // 2, 1, 8)  # (16 -> 8 bits)
+
+
+def aiff_channels(data, fmt, chunks):
+    _add(data, ">H", chunks[b"COMM"][0] + 8, 1)
+
+
+def format_chunk_grown_into_the_audio(data, fmt, chunks):
+    """The format chunk 2 bytes longer (a WAV's cbSize, an AIFF COMM's pad), taken from the start of
+    the audio chunk, which is 2 bytes shorter: the same bytes one after the other, other audio."""
+    (form_at, form_len), (audio_at, audio_len) = (chunks[c] for c in ((b"fmt ", b"data") if fmt == "<I" else
+                                                                      (b"COMM", b"SSND")))  # fmt: skip
+    assert form_at + 8 + form_len == audio_at and data[audio_at + 8 : audio_at + 10] == b"\0\0"
+    struct.pack_into(fmt, data, form_at + 4, form_len + 2)
+    data[audio_at : audio_at + 10] = data[audio_at + 8 : audio_at + 10] + data[audio_at : audio_at + 8]
+    struct.pack_into(fmt, data, audio_at + 2 + 4, audio_len - 2)
+
+
+IFF_EDITS = {"wav": [wav_channels, wav_rate, wav_bits, format_chunk_grown_into_the_audio],
+             "aiff": [aiff_channels, format_chunk_grown_into_the_audio]}  # fmt: skip
+
+
+@pytest.mark.parametrize(("ext", "edit"), [(ext, edit) for ext, edits in IFF_EDITS.items() for edit in edits],
+                         ids=lambda v: getattr(v, "__name__", v))  # fmt: skip
+def test_an_edit_of_a_wav_or_aiff_format_chunk_alone_changes_the_digest(tmp_path, ext, edit):
+    """The format chunk decides how the audio chunk's bytes decode (channels, rate, sample format),
+    and so does where one ends and the other begins: its size. The digest hashed the two chunks'
+    contents one after the other, so a format chunk grown by 2 bytes taken from the audio hashed the
+    same."""
+    f = encoded(tmp_path / f"tone.{ext}")
+    before = tags.audio_digest(f)
+    data, fmt, chunks = _iff(f)
+    edit(data, fmt, chunks)
+    f.write_bytes(data)
+    assert tags.audio_digest(f) != before
+
+
+def test_a_wav_whose_data_size_is_a_streaming_placeholder_hashes_its_audio_to_the_end(tmp_path):
+    """A WAV written by a streaming writer that never went back to fill in its ``data`` chunk's size
+    (0, or 0xFFFFFFFF): ffmpeg decodes it to the end of the file. The digest hashed the 0 bytes the
+    chunk declared: every such file of one format hashed the same, whatever its audio."""
+    f = encoded(tmp_path / "tone.wav")
+    data, fmt, chunks = _iff(f)
+    at = chunks[b"data"][0]
+    for placeholder in (0, 0xFFFFFFFF):
+        struct.pack_into("<I", data, at + 4, placeholder)
+        f.write_bytes(data)
+        before = tags.audio_digest(f)
+        other = bytearray(data)
+        other[-100] ^= 0x01
+        f.write_bytes(other)
+        assert tags.audio_digest(f) != before
+
+
+@pytest.mark.parametrize("ext", ["wav", "aiff"])
+def test_tags_only_edits_of_a_wav_or_aiff_keep_the_digest(tmp_path, ext):
+    """An ID3 chunk (with a cover of 1 MB), a LIST/INFO or NAME chunk and a JUNK/padding chunk added
+    before the audio, and tagger's write: none is audio."""
+    from mutagen.id3 import APIC, TIT2
+
+    f = encoded(tmp_path / f"tone.{ext}")
+    before = tags.audio_digest(f)
+    data, fmt, chunks = _iff(f)
+    little = fmt == "<I"
+    text = (b"LIST", b"INFOINAM\x06\0\0\0Title\0") if little else (b"NAME", b"A name")
+    extra = b"".join(cid + struct.pack(fmt, len(body)) + body for cid, body in (text, (b"JUNK", b"\0" * 28)))
+    at = chunks[b"data" if little else b"SSND"][0]
+    data[at:at] = extra
+    struct.pack_into(fmt, data, 4, len(data) - 8)
+    f.write_bytes(data)
+    assert tags.audio_digest(f) == before
+    import mutagen
+
+    song = mutagen.File(f)
+    song.add_tags()
+    song.tags.add(TIT2(encoding=3, text=["Retagged"]))
+    song.tags.add(APIC(encoding=3, mime="image/png", type=3, desc="", data=BIG_COVER))
+    song.save()
+    assert tags.audio_digest(f) == before
+    change = tags.write_instruments(f, instruments=["bass"], model_version="digest-test-1")
+    assert change.written and change.audio_digest == before == tags.audio_digest(f)

@@ -233,11 +233,17 @@ class WAVEStorage(ID3Storage):
             pos += 8 + clen + (clen & 1)
 
     def payload(self, f, size, h):
+        # Each chunk's id and declared size too: the boundary between the format chunk and the audio
+        # is part of what decodes (a format chunk grown by 2 bytes taken from the audio is other audio).
         found = False
         for cid, start, length in self._chunks(f, size):
             if cid in (self.audio_chunk, self.format_chunk):
-                _hash_range(f, start, min(start + length, size), h)
+                h.update(cid + struct.pack(">Q", length))
+                to_end = cid == self.audio_chunk and self.little and length in (0, 0xFFFFFFFF)
+                _hash_range(f, start, size if to_end else min(start + length, size), h)
                 found = found or cid == self.audio_chunk
+                if to_end:  # a streaming writer's placeholder: ffmpeg decodes to the end of the file
+                    break
         return found
 
     def save(self, audio, path, *, version, original):
