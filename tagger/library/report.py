@@ -11,9 +11,11 @@ import io
 import itertools
 import json
 import logging
+import math
 import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
+from json.encoder import encode_basestring_ascii as _json_str
 
 from tagger.constants import SILENCE_DBFS
 from tagger.db.queries import TrackDetail, TrackSummary
@@ -89,7 +91,7 @@ def iter_rendered(tracks: Iterable[TrackSummary], *, fmt: str, batch: int = STRE
     first = True
     while part := list(itertools.islice(entries, batch)):
         if fmt == "json":  # (json.dumps of the whole list, indent=1, item by item)
-            items = ",\n".join(" " + json.dumps(t.to_dict(), indent=1).replace("\n", "\n ") for t in part)
+            items = ",\n".join(" " + _json_indented(t.to_dict()).replace("\n", "\n ") for t in part)
             yield ("[\n" if first else ",\n") + items
         elif fmt == "paths":
             yield "".join(t.path + "\n" for t in part)
@@ -104,6 +106,54 @@ def iter_rendered(tracks: Iterable[TrackSummary], *, fmt: str, batch: int = STRE
         first = False
     if fmt == "json":
         yield "[]\n" if first else "\n]\n"
+
+
+_JSON_WORDS = {None: "null", True: "true", False: "false"}
+
+
+def _json_value(value) -> str | None:
+    """``json.dumps(value)`` for a str, None, a bool, an int or a float; None for anything else."""
+    kind = type(value)
+    if kind is str:
+        return _json_str(value)
+    if kind is float:
+        if value != value:
+            return "NaN"
+        return float.__repr__(value) if abs(value) != math.inf else "Infinity" if value > 0 else "-Infinity"
+    if value is None or kind is bool:
+        return _JSON_WORDS[value]
+    if kind is int:
+        return int.__repr__(value)
+    return None
+
+
+def _json_indented(d: dict) -> str:
+    """``json.dumps(d, indent=1)``, the same text, for a dict of str keys whose values are `_json_value`'s
+    scalars, lists of them or dicts of str keys to them (a `TrackSummary.to_dict`); anything else goes
+    to `json.dumps`. json's encoder written in C does not indent, and its Python one took 40-70 ms of
+    a 2,106-track ``tagger query --format json`` (about a sixth of the whole process)."""
+    lines = []
+    for key, value in d.items():
+        if type(key) is not str:
+            return json.dumps(d, indent=1)
+        text = _json_value(value)
+        if text is None:
+            kind = type(value)
+            if kind is list:
+                items = [_json_value(v) for v in value]
+                if None in items:
+                    return json.dumps(d, indent=1)
+                text = "[\n  " + ",\n  ".join(items) + "\n ]" if items else "[]"
+            elif kind is dict:
+                items = [_json_value(v) for v in value.values()]
+                if None in items or any(type(k) is not str for k in value):
+                    return json.dumps(d, indent=1)
+                pairs = [f"{_json_str(k)}: {v}" for k, v in zip(value, items)]
+                text = "{\n  " + ",\n  ".join(pairs) + "\n }" if pairs else "{}"
+            else:
+                return json.dumps(d, indent=1)
+        lines.append(f"{_json_str(key)}: {text}")
+    return "{\n " + ",\n ".join(lines) + "\n}" if lines else "{}"
 
 
 def render_m3u(tracks: Sequence[TrackSummary]) -> str:
