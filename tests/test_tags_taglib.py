@@ -237,3 +237,63 @@ def test_a_scan_writes_what_taglib_reads(tmp_path, db):
         assert {k: view["tags"].get(k) for k in OURS} == {
             "INSTRUMENTS": ["bass"], "INSTRUMENTS_MODEL": ["fake-1"], "INSTRUMENTS_SCORES": None}  # fmt: skip
         assert _without_ours(view)["tags"] == before[song]["tags"] and view["audio"] == before[song]["audio"]
+
+
+def _with_chunks(song: Path, *chunks: bytes) -> Path:
+    """``song`` (a WAV) with ``chunks`` (each its header, content and pad byte) added at its end."""
+    import struct
+
+    data = song.read_bytes() + b"".join(chunks)
+    song.write_bytes(data[:4] + struct.pack("<I", len(data) - 8) + data[8:])
+    return song
+
+
+def _chunk(cid: bytes, content: bytes) -> bytes:
+    import struct
+
+    return cid + struct.pack("<I", len(content)) + content + b"\0" * (len(content) & 1)
+
+
+@pytest.mark.parametrize("id3", [
+    _chunk(b"id3 ", b"ID3\x04\0\0\0\0\0\x10" + bytes(16)),
+    _chunk(b"ID3 ", b"ID3\x03\0\0\0\0\0\x10" + bytes(16)),
+    _chunk(b"ID3 ", b""),
+], ids=["v2.4 tag of padding alone", "v2.3 tag of padding alone", "empty chunk"])  # fmt: skip
+def test_a_wav_whose_id3_chunk_holds_no_frame_gets_its_list_info_fields_copied(tmp_path, id3):
+    """TagLib shows the first of a WAV's tags that is not empty: beside an ID3 chunk without frames
+    (a tagger that removed its fields and left the chunk), the LIST/INFO fields. A write that put
+    tagger's fields into that chunk made TagLib show them alone (was: the copies were made only for
+    a file without an ID3 chunk). `untag` keeps the copies, as for a file without one."""
+    items = {b"INAM": b"Song", b"IART": "Ann Exämple".encode(), b"ICRD": b"1959", b"IGNR": b"Jazz"}
+    song = _with_chunks(_wav_with_info(tmp_path / "info.wav", items), id3)
+    before = taglib_view(song)
+    assert before["tags"] == {"TITLE": ["Song"], "ARTIST": ["Ann Exämple"], "DATE": ["1959"], "GENRE": ["Jazz"]}
+    assert tags.write_instruments(song, **WRITE).written
+    assert _without_ours(taglib_view(song))["tags"] == before["tags"]
+    assert tags.remove_instruments(song).written
+    assert taglib_view(song)["tags"] == before["tags"]
+
+
+def test_of_two_list_info_chunks_the_one_taglib_shows_is_copied(tmp_path):
+    """TagLib shows a WAV's first LIST/INFO chunk alone ("Duplicate INFO tag found"); ffmpeg shows
+    both (the later's value where both hold an item) and ignores an ID3 chunk beside them. The first
+    is copied into the ID3 chunk: each reader shows what it showed before, tagger's fields beside
+    (was: refused, '2 LIST/INFO chunks')."""
+    import subprocess
+
+    def ffprobe_tags(path: Path) -> dict:
+        out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format_tags", "-of", "json", str(path)],
+                             capture_output=True, check=True, text=True).stdout  # fmt: skip
+        return json.loads(out)["format"].get("tags", {})
+
+    song = _wav_with_info(tmp_path / "info.wav", {b"INAM": b"First", b"IART": b"Ann"})
+    _with_chunks(song, _chunk(b"LIST", b"INFO" + _chunk(b"INAM", b"Second\0") + _chunk(b"IPRD", b"Album\0")))
+    original = song.read_bytes()
+    before, ffmpeg_before = taglib_view(song)["tags"], ffprobe_tags(song)
+    assert before == {"TITLE": ["First"], "ARTIST": ["Ann"]}
+    assert ffmpeg_before == {"title": "Second", "artist": "Ann", "album": "Album"}
+    assert tags.write_instruments(song, **WRITE).written
+    assert song.read_bytes()[8 : len(original)] == original[8:]  # (both chunks kept, the ID3 chunk after them)
+    assert _without_ours(taglib_view(song))["tags"] == before and ffprobe_tags(song) == ffmpeg_before
+    assert tags.remove_instruments(song).written
+    assert taglib_view(song)["tags"] == before and ffprobe_tags(song) == ffmpeg_before

@@ -170,15 +170,18 @@ def _load_id3(cls: type, name: str, *, copies: bool = True):
     any more). Beside an ID3v2 tag it would add frames. The ID3v1 tag itself is kept byte for
     byte (`MP3Storage.save`).
 
-    A WAV file without an ID3 chunk is loaded with the fields of its ``LIST/INFO`` chunk as ID3
-    frames (`WAVEStorage.info_frames`), likewise: TagLib shows a WAV's ID3 chunk alone once it has
-    one, and would show none of them any more. The LIST/INFO chunk itself is kept byte for byte.
+    A WAV file without an ID3 chunk, or with one that holds no frame, is loaded with the fields of
+    its ``LIST/INFO`` chunk as ID3 frames (`WAVEStorage.info_frames`), likewise: TagLib shows a WAV's
+    ID3 chunk alone once it holds a frame, and would show none of them any more. The LIST/INFO
+    chunk itself is kept byte for byte.
     ``copies`` False: neither is loaded (the file's ID3 tag alone, None where it has none)."""
     if cls.__name__ == "WAVE":
         audio = cls(name, translate=False)
-        if audio.tags is None and copies:  # (LIST/INFO fields: TagLib shows them only while there is no ID3 chunk)
-            frames, _refused = STORAGES["WAVE"].info_frames(name)  # (refused: `WAVEStorage.cannot_keep`)
+        storage = STORAGES["WAVE"]
+        if copies and storage.info_shown(name):  # (TagLib shows LIST/INFO fields while the ID3 chunk holds no frame)
+            frames, _refused = storage.info_frames(name)  # (refused: `WAVEStorage.cannot_keep`)
             if frames:
+                audio.tags = None  # (an ID3 chunk without frames, of any version: a new tag, as where there is none)
                 audio.add_tags()
                 for frame in frames:
                     audio.tags.add(frame)

@@ -3,7 +3,8 @@ on request, where multiple values are joined with ``/``; a file already carrying
 kept at v2.3 so that no other frame is converted).
 
 WAV and AIFF carry the tag in an ``ID3`` chunk, found by walking their chunks as the audio is (a WAV
-whose fields are in a ``LIST/INFO`` chunk alone gets them copied into it: `WAVEStorage.info_frames`);
+whose fields are in a ``LIST/INFO`` chunk alone, or beside an ID3 chunk without frames, gets them
+copied into it: `WAVEStorage.info_frames`);
 DSF at the end of the file, where its header points. The
 checks on mutagen's round trip read the tag's frames from the file's bytes (`_id3_walk`).
 """
@@ -279,29 +280,40 @@ class WAVEStorage(ID3Storage):
                 return start, min(length, size - start)
         return None
 
+    def info_shown(self, path: str) -> bool:
+        """Whether TagLib shows the fields of the WAV file's ``LIST/INFO`` chunk: TagLib 2's property
+        map shows the first of a WAV's tags that is not empty, the ID3 chunk's first, so it does where
+        the file has no ID3 chunk, or one that holds no frame (an empty chunk, a tag of padding
+        alone, as the frame headers in the file's bytes say). False for AIFF."""
+        if not self.little:
+            return False
+        with open(path, "rb") as f:
+            span = self.id3_span(f, os.fstat(f.fileno()).st_size)
+            return span is None or span[1] == 0 or _id3_frame_ids(f, *span) == Counter()
+
     def info_frames(self, path: str) -> tuple[list, list[str]]:
         """The fields of the WAV file's ``LIST/INFO`` chunk that TagLib shows, as the ID3 frames it
         shows the same way, and the items it shows that no ID3 frame would show as they are (each
         named, with why). TagLib 2's property map shows a WAV's ID3 chunk alone once it has one
-        that is not empty: a tag write adds these frames to the new ID3 chunk (`_load_id3` in
-        `tagger.tags.formats`), as it copies an MP3's ID3v1 fields. ([], []) for a file without
-        such a chunk, and for AIFF."""
+        that is not empty (`info_shown`): a tag write adds these frames to the ID3 chunk
+        (`_load_id3` in `tagger.tags.formats`), as it copies an MP3's ID3v1 fields. Of two
+        LIST/INFO chunks TagLib shows the first alone, the one copied (ffmpeg shows both, and
+        ignores the ID3 chunk beside them). ([], []) for a file without such a chunk, and for AIFF."""
         if not self.little:
             return [], []
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
-            lists = []
+            shown = b""
             for cid, start, length in self._chunks(f, size):
                 if cid == b"LIST" and length >= 4:
                     f.seek(start)
                     if f.read(4) == b"INFO":
                         if length > _INFO_MOST:  # (a damaged size; read, it would be held in memory)
                             return [], [f"a LIST/INFO chunk of {length} bytes"]
-                        lists.append(f.read(length - 4))
-        if len(lists) > 1:
-            return [], [f"{len(lists)} LIST/INFO chunks"]
+                        shown = f.read(length - 4)
+                        break
         frames, refused = [], []
-        for item, text in _info_items(lists[0] if lists else b"").items():
+        for item, text in _info_items(shown).items():
             name = item.decode("ascii")
             fid = _INFO_AS_ID3.get(item)
             if item in _INFO_NOT_COPIED:
@@ -317,9 +329,7 @@ class WAVEStorage(ID3Storage):
         return frames, refused
 
     def cannot_keep(self, audio, path, version):
-        with open(path, "rb") as f:
-            no_id3 = self.id3_span(f, os.fstat(f.fileno()).st_size) is None
-        _frames, refused = self.info_frames(path) if no_id3 else ([], [])
+        _frames, refused = self.info_frames(path) if self.info_shown(path) else ([], [])
         if refused:
             return ("its fields are in a LIST/INFO chunk, which TagLib shows no more once the file has an ID3 "
                     "chunk; tagger copies them into the ID3 chunk it adds, and cannot copy these as TagLib shows "
