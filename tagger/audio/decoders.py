@@ -5,6 +5,7 @@ limit on how much audio a decoder may give (`MAX_SECONDS`). Each yields blocks
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 from collections.abc import Iterator
@@ -31,13 +32,57 @@ libsndfile does (it declares 2 minutes for a 10-minute VBR MP3 without one). A f
 while it is decoded is stopped at once: its size is checked at each block."""
 
 
-def _soundfile_blocks(path: Path, block_frames: int) -> Iterator[np.ndarray]:
+class _Head(io.RawIOBase):
+    """The first `end` bytes of the file `path`, as a file (for libsndfile: `_soundfile_blocks`)."""
+
+    def __init__(self, path: Path, end: int) -> None:
+        super().__init__()
+        self._file, self._end, self._pos = open(path, "rb"), end, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._pos, os.SEEK_END: self._end}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def read(self, n: int = -1) -> bytes:
+        n = self._end - self._pos if n is None or n < 0 else min(n, self._end - self._pos)
+        if n <= 0:
+            return b""
+        self._file.seek(self._pos)
+        data = self._file.read(n)
+        self._pos += len(data)
+        return data
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
+def _soundfile_blocks(path: Path, block_frames: int, end: int | None = None) -> Iterator[np.ndarray]:
+    """The file's blocks from libsndfile; of its first `end` bytes only where given (an MP3 cut
+    inside a frame before the tags at its end: libsndfile decoded the tag as the cut frame's rest
+    and failed, ``Unspecified internal error``)."""
     import soundfile as sf
 
     trap = _DecoderStderr()
+    head = _Head(path, end) if end is not None else None
     try:
         with trap:
-            f = sf.SoundFile(str(path))
+            f = sf.SoundFile(head if head is not None else str(path))
         with f:
             while True:
                 with trap:
@@ -50,6 +95,8 @@ def _soundfile_blocks(path: Path, block_frames: int) -> Iterator[np.ndarray]:
         raise AudioReadError(path, _said(f"decoding failed: {exc}" + (f" ({said})" if said else ""), path)) from None
     finally:
         trap.close()
+        if head is not None:
+            head.close()
 
 
 def _flac_blocks(path: Path, meta: AudioInfo, block_frames: int, notes: list[str] | None) -> Iterator[np.ndarray]:
@@ -87,14 +134,15 @@ def _flac_blocks(path: Path, meta: AudioInfo, block_frames: int, notes: list[str
                             f"would leave {lost:.1f} s out")  # fmt: skip
 
 
-def _soundfile_or_ffmpeg_blocks(path: Path, meta: AudioInfo, block_frames: int,
-                                notes: list[str] | None) -> Iterator[np.ndarray]:  # fmt: skip
+def _soundfile_or_ffmpeg_blocks(path: Path, meta: AudioInfo, block_frames: int, notes: list[str] | None,
+                                end: int | None = None) -> Iterator[np.ndarray]:  # fmt: skip
     """A file's blocks from libsndfile, or, where libsndfile gives not one frame of the length it
     declares, from ffmpeg: an Ogg Vorbis whose comment header declares 2**31 comments is opened by
     libsndfile, which declares its length and then reads nothing (without a word), and was an error
-    saying that the file holds no audio samples (untrue: ffmpeg decodes it whole)."""
+    saying that the file holds no audio samples (untrue: ffmpeg decodes it whole). `end`: see
+    `_soundfile_blocks`."""
     given = False
-    for block in _soundfile_blocks(path, block_frames):
+    for block in _soundfile_blocks(path, block_frames, end):
         given = True
         yield block
     if given or not meta.duration or not ffmpeg_available() or meta.sample_rate > FFMPEG_MAX_RATE:

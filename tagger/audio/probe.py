@@ -538,6 +538,25 @@ def _check_shortfall(path: Path, meta: AudioInfo, decoded: int, notes: list[str]
                             f"its header declares; nothing stored, as a result would leave {lost:.1f} s out")  # fmt: skip
 
 
+def _check_mp3_cut(path: Path, meta: AudioInfo, tail: _Mp3Tail | None, decoded: int, notes: list[str] | None) -> None:
+    """An MP3 without a header of its length (Xing, Info, VBRI) whose last frame the file cuts
+    (`_mp3_tail`: a copy or download that stopped, ID3v1-tagged afterwards or not) is analysed as
+    what it holds, with a note saying so; how much is missing is not known (a CBR file's length is
+    estimated from its size, which the cut made). A file with such a header comes under
+    `_check_shortfall`'s rule, against the length it declares."""
+    if tail is None or not tail.held or _mp3_length_declared(path):
+        return
+    seconds = decoded / meta.decode_rate
+    where = (f"inside an MPEG frame ({tail.held} of its {tail.length} bytes)" if tail.length
+             else f"inside an MPEG frame's header ({tail.held} of its 4 bytes)")  # fmt: skip
+    after = f", before {' and '.join(reversed(tail.trailing))}" if tail.trailing else ""
+    if notes is None:
+        raise AudioReadError(path, f"cut short: the file ends {where}{after}; nothing stored, as how much is "
+                                   "missing is not known (no header declares its length)")  # fmt: skip
+    notes.append(f"the file ends {where}{after}: cut short (a copy or download that stopped?), analysed as the "
+                 f"{seconds:.1f} s it holds; how much is missing is not known (no header declares its length)")
+
+
 def _mp3_length_declared(path: Path) -> bool:
     """Whether an MP3's first frame holds a Xing, Info or VBRI header (its length exact; else
     libsndfile estimates it from the file's size, which tags at its end make too long)."""
@@ -595,6 +614,56 @@ def _mp3_end_intact(path: Path) -> str | None:
     if layout is None or not layout.trailing or layout.walked != layout.end:
         return None
     return " and ".join(reversed(layout.trailing))
+
+
+@dataclass(frozen=True)
+class _Mp3Tail:
+    """How an MP3's frames end (`_mp3_tail`)."""
+
+    end: int
+    """Where its audio ends: before the tags at the end of the file (`_trailing_tags`)."""
+    trailing: list[str]
+    """The names of those tags, the last one first ("an ID3v1 tag")."""
+    held: int
+    """The bytes the file holds of its last frame where it ends inside it (cut), 0 where it ends on
+    a whole frame."""
+    length: int
+    """That frame's length in bytes (0 where even its header is cut)."""
+
+
+MP3_MAX_FRAME = 1441
+"""The longest MPEG layer III frame in bytes (320 kbps at 32 kHz, padded; 160 kbps at 8 kHz)."""
+
+
+def _mp3_tail(path: Path) -> _Mp3Tail | None:
+    """How the frames of an MP3 end before the tags at its end, read from its last few frames (a
+    few KiB, whatever its length: not `_mp3_walk`'s walk from the first): on a whole frame, or inside
+    one (cut: a copy or download that stopped). None where no chain of frames reaches its end
+    (bytes that are neither frames nor tags there) or it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            start = _id3v2_end(f.read(10))
+            end, trailing = _trailing_tags(f, size)
+            first = max(start, end - 4 * MP3_MAX_FRAME)
+            f.seek(first)
+            data = f.read(end - first)
+    except (OSError, ValueError):
+        return None
+    found = _mp3_frames_at(data[: 2 * MP3_MAX_FRAME + 4])
+    if found is None:
+        return None
+    pos = found[0]
+    while pos < len(data):
+        frame = _mp3_frame(data, pos)
+        if frame is None:  # (the header itself cut, 1-3 bytes of it left, or bytes that are no frame)
+            left = data[pos:]
+            header = len(left) < 4 and left[0] == 0xFF and (len(left) == 1 or left[1] & 0xE0 == 0xE0)
+            return _Mp3Tail(end, trailing, len(left), 0) if header else None
+        if pos + frame[1] > len(data):
+            return _Mp3Tail(end, trailing, len(data) - pos, frame[1])
+        pos += frame[1]
+    return _Mp3Tail(end, trailing, 0, 0)
 
 
 def _mp3_feed(path: Path) -> tuple[tuple[int, int], ...]:

@@ -15,7 +15,9 @@ from tagger import constants as C
 from tagger.audio.decoders import _ffmpeg_blocks, _flac_blocks, _most_frames, _size, _soundfile_or_ffmpeg_blocks
 from tagger.audio.downmix import _downmix, _zero_non_finite
 from tagger.audio.losses import MAX_NON_FINITE, _check_channels
-from tagger.audio.probe import FFMPEG_MAX_RATE, AudioInfo, _check_data_chunk, _check_shortfall, info
+from tagger.audio.probe import (
+    FFMPEG_MAX_RATE, AudioInfo, _check_data_chunk, _check_mp3_cut, _check_shortfall, _mp3_tail, info,
+)
 from tagger.errors import AudioReadError
 
 
@@ -82,13 +84,17 @@ def stream(
     block_frames = max(1024, min(int(block_seconds * min(rate, FFMPEG_MAX_RATE)),  # bounded memory at any rate
                                  int(block_seconds * FFMPEG_MAX_RATE * 2) // meta.channels))  # and channel count
     noted = len(notes or ())
+    ends = None
     if meta.decoder != "soundfile":
         blocks = _ffmpeg_blocks(p, meta, block_frames, notes)
     elif meta.format == "FLAC":
         blocks = _flac_blocks(p, meta, block_frames, notes)
     else:
         _check_data_chunk(p, meta, notes)
-        blocks = _soundfile_or_ffmpeg_blocks(p, meta, block_frames, notes)
+        ends = _mp3_tail(p) if meta.format == "MP3" else None
+        # An MP3 cut inside a frame and then tagged: libsndfile is given the bytes before the tags.
+        end = ends.end if ends is not None and ends.held and ends.trailing else None
+        blocks = _soundfile_or_ffmpeg_blocks(p, meta, block_frames, notes, end)
     resampler = None
     if rate != C.SAMPLE_RATE:
         resampler = soxr.ResampleStream(rate, C.SAMPLE_RATE, 1, dtype="float32", quality="HQ")
@@ -128,6 +134,7 @@ def stream(
             yield tail.astype(np.float32, copy=False)
     if not decoded:
         raise AudioReadError(p, "the file holds no audio samples")
+    _check_mp3_cut(p, meta, ends, decoded, notes)
     _check_shortfall(p, meta, decoded, notes, noted)
     if bad / decoded > MAX_NON_FINITE:
         _check_channels(p, bad_by_channel / decoded)
