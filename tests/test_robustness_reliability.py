@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from conftest import tone_signal, write_audio
+from conftest import predicted, tone_signal, write_audio
 from library_fakes import FakeAnalyser
 from tagger import tags
 from tagger.cli import app
@@ -381,6 +381,65 @@ def test_ctrl_c_stores_the_files_already_analysed_and_stops_within_a_second(tmp_
             assert all(len(t.detections) == 3 for t in stored)
     finally:
         db.close()
+
+
+def _start_tagger(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "tagger", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True, cwd=str(TESTS.parent),
+                            env={**os.environ, "PYTHONPATH": str(TESTS.parent)})  # fmt: skip
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="signals as on Linux")
+@pytest.mark.parametrize("command, sig", [("tag", signal.SIGTERM), ("tag", signal.SIGHUP), ("tag", signal.SIGINT),
+                                          ("tag --from-json", signal.SIGTERM), ("untag", signal.SIGTERM)])  # fmt: skip
+def test_a_signal_stops_tag_and_untag_after_the_file_they_were_on(tmp_path, command, sig):
+    """SIGTERM (a service stopped, `timeout`) or SIGHUP (a closed terminal) killed `tag` and `untag`
+    wherever they were: no summary, no word, exit status -15, and a hidden copy of the file being
+    written left in the library (`.NAME.XXXXXXXX.tagger-tmp`, found by hand). Now they stop as a scan
+    does: after the file they were on, that file written (and recorded) whole, the summary, one line
+    naming the signal, exit status 128 + its number."""
+    music = tmp_path / "music"
+    files = [write_audio(music / f"{i:02}.flac", tone_signal([110.0 * (1 + i % 4)], seconds=1.0)) for i in range(30)]
+    dbfile = tmp_path / "lib.db"
+    db = open_database(dbfile)
+    try:
+        scan([music], db=db, analyser=FakeAnalyser(), jobs=0)  # stored, no tags written
+    finally:
+        db.close()
+    if command == "untag":
+        r = CliRunner().invoke(app, ["tag", "--db", str(dbfile)])
+        assert r.exit_code == 0 and "30 tagged" in r.output, r.output
+        args = ["untag", str(music)]
+    elif command == "tag --from-json":
+        rows = tmp_path / "rows.jsonl"
+        rows.write_text("".join(json.dumps(predicted(f, instruments=["bass"], model_version="m-1")) + "\n" for f in files))
+        args = ["tag", "--from-json", str(rows)]
+    else:
+        args = ["tag", "--db", str(dbfile)]
+    proc = _start_tagger(*args)
+    try:
+        first = proc.stdout.readline()
+        assert first.startswith(f"{args[0]}ged "), first + proc.stderr.read()
+        os.kill(proc.pid, sig)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 128 + sig, (proc.returncode, err)
+    assert f"tagger: error: interrupted ({signal.Signals(sig).name}): stopped after the file it was on" in err
+    done = {line.split(" ")[1].rstrip(":") for line in [first, *out.splitlines()]}
+    assert 1 <= len(done) < len(files)  # stopped, not run to the end
+    assert f"{len(done)} {args[0]}ged, 0 unchanged, 0 skipped" in err
+    assert [p.name for p in music.iterdir() if p.name.startswith(".")] == []  # no copy left behind
+    for f in files:  # each file as its line says: written (whole, its tags readable) or left as it was
+        assert tags.read_instruments(f).tagged == ((str(f) in done) != (command == "untag")), f
+    if command == "tag":
+        db = open_database(dbfile)
+        try:
+            assert {p for p, (_st, _e, current) in _rows(db).items() if current} == done  # each written one recorded
+        finally:
+            db.close()
 
 
 # -- 15: small lies ------------------------------------------------------------------------------------

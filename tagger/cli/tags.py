@@ -34,10 +34,15 @@ def _values(state) -> str:
     return ", ".join(state.instruments) or ("(no instrument)" if state.tagged else "-")
 
 
-def _render(results, *, verb: str, dry_run: bool) -> None:
+def _render(results, *, verb: str, dry_run: bool, stop=None, recorded: bool = False) -> None:
     """One line per changed or skipped file, a summary, exit code 1 when a file was skipped. A file
     in a format that holds no tags tagger writes is not skipped: `tag` says so and counts it, `untag`
-    counts it unchanged (tagger never wrote into it)."""
+    counts it unchanged (tagger never wrote into it). ``stop``: the run's `StopSignals`; a run it
+    stopped (SIGINT, SIGTERM, SIGHUP: after the file it was writing) ends with its summary, a line
+    saying so and exit code 128 + the signal number (``recorded``: the files written are recorded
+    in the library database)."""
+    import signal
+
     from tagger.errors import TagWriteError, UntaggableError
 
     done = unchanged = skipped = 0
@@ -66,6 +71,12 @@ def _render(results, *, verb: str, dry_run: bool) -> None:
     echo_some(untaggable, more="file(s) in formats without tags")
     summary += f", {len(untaggable)} in formats without tags" if untaggable else ""
     echo(summary, err=True)
+    if stop is not None and stop.requested:
+        name = signal.Signals(stop.signum).name
+        done_so_far = ("nothing was written" if dry_run else
+                       f"the files {past} are whole{' and recorded' if recorded else ''}, the rest left as they were")
+        raise fail(f"interrupted ({name}): stopped after the file it was on; {done_so_far}; run it again to continue",
+                   128 + stop.signum)  # fmt: skip
     if skipped:
         raise typer.Exit(1)
 
@@ -101,6 +112,7 @@ def tag(
     The tracks are chosen with the options of `tagger query` (--has, --lacks, --min-score, --path-glob)."""
     from tagger import tags
     from tagger.errors import UserError
+    from tagger.library.state import StopSignals
 
     for path in paths or ():
         if not path.exists():
@@ -121,8 +133,9 @@ def tag(
                 echo(f"tagger: skipped {rejected}", err=True)
             raise fail("no analysed track matches", 1)
         roots = paths or [tags.rows_folder(predictions, source=from_json)]
-        written = tags.write_predictions(predictions, roots=roots, **options)
-        _render(itertools.chain(rows.rejected, written), verb="tag", dry_run=dry_run)  # (bad rows first: checked first)
+        with StopSignals() as stop:
+            written = tags.write_predictions(predictions, roots=roots, stop=lambda: stop.requested, **options)
+            _render(itertools.chain(rows.rejected, written), verb="tag", dry_run=dry_run, stop=stop)  # (bad rows first)
         return
     from tagger.db.session import open_database
 
@@ -130,8 +143,9 @@ def tag(
     try:
         if not dry_run:  # (it records each rewritten file: refused before any file is touched)
             database.require_writable(command="tag")
-        results = tags.tag_from_database(database, where=where, **options)
-        _render(results, verb="tag", dry_run=dry_run)
+        with StopSignals() as stop:
+            results = tags.tag_from_database(database, where=where, stop=lambda: stop.requested, **options)
+            _render(results, verb="tag", dry_run=dry_run, stop=stop, recorded=True)
     finally:
         database.close()
 
@@ -159,9 +173,11 @@ def untag(
 ) -> None:
     """Remove exactly the fields tagger wrote (INSTRUMENTS, INSTRUMENTS_MODEL, INSTRUMENTS_SCORES)."""
     from tagger import tags
+    from tagger.library.state import StopSignals
 
-    results = tags.remove_all(
-        paths, keep_mtime=keep_mtime, dry_run=dry_run, settle_seconds=settle_seconds,
-        follow_external_symlinks=follow_external_symlinks,
-    )  # fmt: skip
-    _render(results, verb="untag", dry_run=dry_run)
+    with StopSignals() as stop:
+        results = tags.remove_all(
+            paths, keep_mtime=keep_mtime, dry_run=dry_run, settle_seconds=settle_seconds,
+            follow_external_symlinks=follow_external_symlinks, stop=lambda: stop.requested,
+        )  # fmt: skip
+        _render(results, verb="untag", dry_run=dry_run, stop=stop)

@@ -358,9 +358,12 @@ def write_predictions(
     follow_external_symlinks: bool = False,
     before_replace: Callable[[Prediction, str], None] | None = None,
     refresh: Callable[[Prediction], Prediction] | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> Iterator[TagChange | TagWriteError]:
     """`write_instruments` for each prediction; a file that cannot be tagged yields its
     `TagWriteError` (the others go on). ``scores``: also write INSTRUMENTS_SCORES.
+    ``stop()``: asked before each file; when true the run ends there (the file before it written
+    and, by the caller, recorded: a signal handler sets it, as `tagger.library.state.StopSignals`).
     ``refresh(prediction)``: the prediction to write, read again right before its write (raises
     `TagWriteError` when there is none to write any more).
 
@@ -391,6 +394,8 @@ def write_predictions(
         )  # fmt: skip
 
     for pred in predictions:
+        if stop is not None and stop():
+            return
         try:
             if refresh is not None:
                 pred = refresh(pred)
@@ -452,12 +457,15 @@ def remove_all(
     dry_run: bool = False,
     settle_seconds: float = 0.0,
     follow_external_symlinks: bool = False,
+    stop: Callable[[], bool] | None = None,
 ) -> Iterator[TagChange | TagWriteError]:
     """`remove_instruments` on files and the audio files of folders (found as a scan finds them,
     `find_audio_files`); a file that cannot be changed, or is not followed, yields its
-    `TagWriteError` (the others go on)."""
+    `TagWriteError` (the others go on). ``stop()``: asked before each file, as by `write_predictions`."""
     check_filesystem_encoding()
     for file in find_audio_files(paths, follow_external_symlinks=follow_external_symlinks):
+        if stop is not None and stop():
+            return
         if isinstance(file, TagWriteError):
             yield file
             continue
@@ -504,6 +512,7 @@ def tag_from_database(
     dry_run: bool = False,
     settle_seconds: float = 0.0,
     follow_external_symlinks: bool = False,
+    stop: Callable[[], bool] | None = None,
 ) -> Iterator[TagChange | TagWriteError]:
     """Write the stored results of the library database (a `tagger.db.session.Database`) into the
     files, without re-analysis, recording each rewritten file's new size/mtime/fingerprint
@@ -517,7 +526,8 @@ def tag_from_database(
 
     Writes stay inside the filter's paths (or, when none are given, the folders the database's
     scans were given): a file reached through a symbolic link pointing elsewhere is skipped unless
-    ``follow_external_symlinks``.
+    ``follow_external_symlinks``. ``stop()``: asked before each file (`write_predictions`); each file
+    written before it is recorded.
 
     The steps: `_selected_tracks` (read), `_recover_stopped_runs` (when a run stopped at a rename),
     `write_predictions` with `_DatabaseWrites` recording around each write."""
@@ -532,7 +542,7 @@ def tag_from_database(
     results = write_predictions(
         predictions, scores=scores, id3v23=id3v23, keep_mtime=keep_mtime, dry_run=dry_run,
         settle_seconds=settle_seconds, roots=roots, follow_external_symlinks=follow_external_symlinks,
-        before_replace=run.pending, refresh=run.refresh,
+        before_replace=run.pending, refresh=run.refresh, stop=stop,
     )  # fmt: skip
     for result in results:
         yield from run.record(result)
