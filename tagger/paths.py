@@ -58,6 +58,22 @@ def check_filesystem_encoding() -> None:
                         "UTF-8 locale)")  # fmt: skip
 
 
+def check_working_folder() -> None:
+    """Raise `UserError` when the current folder no longer exists (deleted while a shell was in it,
+    as `rm -r` of the folder one is in leaves it): a relative name cannot be found from it, and the
+    scan's worker processes cannot start (Python's `multiprocessing` reads the current folder for
+    them). Both ended in a `FileNotFoundError` traceback, the latter after the models had loaded."""
+    from tagger.errors import UserError
+
+    try:
+        os.getcwd()
+    except FileNotFoundError:
+        raise UserError("the current folder no longer exists (it was deleted while this shell was in it): "
+                        "`cd` into a folder that exists and run the command again") from None
+    except OSError:  # (unreadable in some other way: relative names may still work; leave it to them)
+        pass
+
+
 def is_utf8(name: str) -> bool:
     """False for a name that is not valid UTF-8 (Python reads its bytes as lone surrogates): the
     database, JSON and playlists cannot hold it exactly."""

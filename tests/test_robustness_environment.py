@@ -344,3 +344,47 @@ def test_the_library_entry_points_refuse_a_file_system_encoding_that_is_not_utf8
     db.close()
     assert statuses(dbfile) == before == {str(music / "Björk – Jóga.wav"): "ok"}
     assert (music / "Björk – Jóga.wav").read_bytes() == data
+
+
+def test_a_current_folder_that_was_deleted_is_refused_in_one_line(tmp_path, library):
+    """A shell left in a folder that was deleted (`rm -r` of the folder one is in, an unmounted
+    drive): `tagger scan` of the library by its absolute path loaded its models, planned, then ended
+    in a FileNotFoundError traceback when its workers started (multiprocessing reads the current
+    folder); a relative path (`scan ../music`, `query --db lib.db`) in another. Every command now
+    refuses in one line saying what to do, before it reads or creates anything; `scan()` from Python
+    raises the same error."""
+    from tagger.errors import UserError
+
+    music, files, dbfile = library
+    new_music = music / "new.wav"
+    write_audio(new_music, tone_signal([220.0], seconds=4.0))
+    before, beside = statuses(dbfile), {p.name for p in tmp_path.iterdir()} | {"tagger_cli.py"}
+    gone = tmp_path / "gone"
+
+    def leave_a_deleted_folder() -> None:
+        gone.mkdir()
+        os.chdir(gone)
+        gone.rmdir()
+
+    for args in (["scan", music, "--db", dbfile], ["scan", "../music", "--db", dbfile], ["query", "--db", dbfile],
+                 ["tag", music, "--db", dbfile]):  # fmt: skip
+        done = tagger(tmp_path, *args, preexec=leave_a_deleted_folder)
+        assert done.returncode == 1, done.stderr
+        assert done.stderr == ("tagger: error: the current folder no longer exists (it was deleted while this shell "
+                               "was in it): `cd` into a folder that exists and run the command again\n")  # fmt: skip
+        assert done.stdout == ""
+    assert statuses(dbfile) == before and str(new_music) not in before
+    assert {p.name for p in tmp_path.iterdir()} == beside  # (tagger_cli.py: the script the runs start)
+
+    here = os.getcwd()
+    leave_a_deleted_folder()
+    try:
+        db = open_database(dbfile)
+        try:
+            with pytest.raises(UserError, match="the current folder no longer exists"):
+                scan([music], db=db, analyser=FakeAnalyser(), jobs=1)
+        finally:
+            db.close()
+    finally:
+        os.chdir(here)
+    assert statuses(dbfile) == before

@@ -314,14 +314,16 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 def handle_errors(func):
     """Render our own errors as one clear line instead of a traceback: exit code 1, or the error's
     ``exit_code`` (an interrupted scan: 128 + the signal number). A command refuses to start where
-    Python does not read file names as UTF-8 (`tagger.paths.check_filesystem_encoding`)."""
+    Python does not read file names as UTF-8 (`tagger.paths.check_filesystem_encoding`) or the
+    current folder no longer exists (`tagger.paths.check_working_folder`)."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
-        from tagger.paths import check_filesystem_encoding
+        from tagger.paths import check_filesystem_encoding, check_working_folder
 
         try:
             check_filesystem_encoding()
+            check_working_folder()
             return func(*args, **kwargs)
         except TaggerError as exc:
             raise fail(str(exc), getattr(exc, "exit_code", 1)) from None

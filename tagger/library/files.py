@@ -24,7 +24,7 @@ from tagger.db.queries import StoredResults
 from tagger.db.session import Database
 from tagger.errors import TaggerError
 from tagger.library.plan import file_identity, storable
-from tagger.paths import check_filesystem_encoding
+from tagger.paths import check_filesystem_encoding, check_working_folder
 from tagger.library.scan import Analyser, ScanSummary, scan
 
 
@@ -65,8 +65,10 @@ def analyse_files(
     and each file's `FileResult`, keyed by its absolute path as given (a path through symbolic
     links, say a beets library reached through a link, gets the result of the file it leads to,
     which the scan stores under its real path: `FileResult.path`). Raises `UserError` where Python
-    does not read file names as UTF-8 (`tagger.paths.check_filesystem_encoding`)."""
+    does not read file names as UTF-8 (`tagger.paths.check_filesystem_encoding`) or the current folder
+    no longer exists (`tagger.paths.check_working_folder`)."""
     check_filesystem_encoding()
+    check_working_folder()
     wanted = [os.path.abspath(os.path.expanduser(os.fspath(p))) for p in paths]
     results: dict[str, FileResult] = {}
     present: dict[str, str] = {}  # given path -> its real path (the scan stores a file under it)

@@ -33,7 +33,15 @@ from tagger.errors import TaggerError, UserError
 from tagger.crawl import CrawlReport, crawl, refuse_system_root, system_mounts
 from tagger.fingerprint import content_hash, fingerprint
 from tagger.library.state import Progress, ScanInterrupted, ScanSummary, StopSignals
-from tagger.paths import UNDECODABLE, Spelling, check_filesystem_encoding, escaped_name, folder_prefix, is_utf8
+from tagger.paths import (
+    UNDECODABLE,
+    Spelling,
+    check_filesystem_encoding,
+    check_working_folder,
+    escaped_name,
+    folder_prefix,
+    is_utf8,
+)
 
 log = logging.getLogger("tagger.library.scan")
 
@@ -45,8 +53,10 @@ def check_roots(roots: Iterable[str | os.PathLike]) -> list[str]:
     Raises `UserError` for a root that does not exist, is neither a folder nor a regular file, lies
     on one of the kernel's file systems (``/proc``: `tagger.crawl.refuse_system_root`), or whose name
     is not valid UTF-8 (the database holds UTF-8 names; checked before a scan creates or locks
-    anything), and where Python does not read file names as UTF-8 (`check_filesystem_encoding`)."""
+    anything), where Python does not read file names as UTF-8 (`check_filesystem_encoding`), and
+    where the current folder no longer exists (`check_working_folder`)."""
     check_filesystem_encoding()
+    check_working_folder()
     mounts = system_mounts()
     out = []
     for root in roots:
