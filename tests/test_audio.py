@@ -257,3 +257,29 @@ def test_an_m4a_without_an_audio_track_still_fails_clearly(tmp_path):
     assert probe._mp4_info(path) is None
     with pytest.raises(AudioReadError, match="no audio stream"):
         audio.info(path)
+
+
+def test_the_mp3_frame_search_tries_every_offset_a_header_can_begin_at():
+    """`probe._mp3_frames_at` tries only the offsets of a 0xFF byte (each byte of the 16 KiB of each
+    of the 8 probes of an MP3 was tried in Python, about 10 ms a file): the same frame found as by
+    trying every offset, at any start in the stream, in noise, and in runs of 0xFF bytes."""
+    import random
+
+    def every_offset(data):
+        for i in range(len(data) - 4):
+            frame = probe._mp3_frame(data, i)
+            if frame is not None and probe._mp3_frame(data, i + frame[1]) is not None:
+                return i, frame
+        return None
+
+    # MPEG-1 layer III headers at 44.1 kHz: 128 kbps (417 bytes) and 192 kbps with padding (627)
+    frames = [b"\xff\xfb\x90\x00" + bytes(413), b"\xff\xfb\xb2\x00" + bytes(623)]
+    rng = random.Random(3)
+    stream = b"".join(rng.choice(frames) for _ in range(60))
+    cases = [stream[a : a + n] for a in rng.sample(range(len(stream)), 200) for n in (0, 4, 5, 420, 4096, 16384)]
+    cases += [bytes(rng.choice((0xFF, 0xFB, 0x90, 0xB2, 0x00, rng.randrange(256))) for _ in range(rng.randrange(3000)))
+              for _ in range(300)]  # fmt: skip
+    cases += [b"\xff" * 50 + stream[:900], bytes(7) + stream[:4], stream[:417] + b"\xff\xfb\x90"]
+    found = [probe._mp3_frames_at(c) for c in cases]
+    assert found == [every_offset(c) for c in cases]
+    assert sum(f is not None for f in found) > 100  # (the cases do hold frames)

@@ -337,11 +337,16 @@ def _mp3_frame(data: bytes, i: int) -> tuple[int, int, int] | None:
 
 def _mp3_frames_at(data: bytes) -> tuple[int, tuple[int, int, int]] | None:
     """The first MPEG layer III frame of `data` followed by another (two in a row, to trust a header
-    found): (its offset, `_mp3_frame`); None where there is none."""
-    for i in range(len(data) - 4):
+    found): (its offset, `_mp3_frame`); None where there is none. Only the offsets of a 0xFF byte
+    are tried (a header begins with 11 set bits): trying each of the 16 KiB read at a probe in
+    Python took about 10 ms of each MP3's analysis."""
+    end = len(data) - 4
+    i = data.find(b"\xff", 0, end)
+    while i >= 0:
         frame = _mp3_frame(data, i)
         if frame is not None and _mp3_frame(data, i + frame[1]) is not None:
             return i, frame
+        i = data.find(b"\xff", i + 1, end)
     return None
 
 
