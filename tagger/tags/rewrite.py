@@ -32,6 +32,7 @@ import stat
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 from tagger.errors import AudioReadError, ChangedSinceError, TaggerError, TagWriteError
 from tagger.paths import DEFAULT_SETTLE_SECONDS, TEMP_SUFFIX, is_temp_name  # noqa: F401  (DEFAULT_SETTLE_SECONDS: re-exported)
@@ -326,97 +327,21 @@ def _rewrite(
 
 
 def _rewrite_file(shown, real, st, *, target, id3v23, keep_mtime, dry_run, settle_seconds, before_replace=None):
-    """`_rewrite` once the file is found: load it, decide, check, and write the verified copy (the
-    loaded tag is let go before the copy is made: covers can be tens of megabytes)."""
-    audio, storage = formats.open_file(shown, real=real)
-    cls = type(audio)
-    before_raw = storage.get(audio)
-    after_raw = target(before_raw)
-    foreign = storage.foreign(audio) if after_raw else []  # (a removal leaves them alone: not ours)
-    if foreign:
-        raise TagWriteError(shown, foreign_reason(foreign))
-    version, convert = storage.version(audio, id3v23, after_raw)
-    changed = before_raw != after_raw or convert
-    before, after = state(before_raw), state(after_raw)
-    unsettled = unsettled_reason(st.st_mtime, settle_seconds)
-    if changed:
-        loss = storage.cannot_keep(audio, real, version)
-        if loss:
-            raise TagWriteError(shown, f"{loss}; left unchanged")
-    if not changed or dry_run:
-        if changed:
-            filesystem.check_writable(shown, real, st)
-            if unsettled:
-                raise TagWriteError(shown, unsettled)
+    """`_rewrite` once the file is found: decide (`_decide`), then write the verified copy and move it
+    over the file (`_Write`'s steps), its errors said as the file's."""
+    decision = _decide(shown, real, st, target=target, id3v23=id3v23, dry_run=dry_run, settle_seconds=settle_seconds)
+    if not decision.changed or dry_run:
         return TagChange(
-            path=shown, before=before, after=after if changed else before, changed=changed, written=False,
-            dry_run=dry_run, size=st.st_size, mtime=st.st_mtime,
+            path=shown, before=decision.before, after=decision.after if decision.changed else decision.before,
+            changed=decision.changed, written=False, dry_run=dry_run, size=st.st_size, mtime=st.st_mtime,
         )  # fmt: skip
-    filesystem.check_writable(shown, real, st)
-    if unsettled:
-        raise TagWriteError(shown, unsettled)
-    # Only a digest of the other tags is kept: the loaded tag (cover art included) is let go now.
-    others = None if convert else storage.other_tags(audio)
-    del audio
-
-    mutagen_type = cls.__name__
-    folder = os.path.dirname(real) or "."
-    base = os.path.basename(real)
-    prefix = "." + os.fsencode(base)[:80].decode("utf-8", "ignore") + "."
-    changed_meanwhile = "file changed while its tags were being written (another program wrote to it); left as it is"
-    tmp = backup = None
-    held = source = None
+    write = _Write(shown, real, st, decision)
     try:
-        import fcntl
-
-        source = os.open(real, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-        lease = filesystem.ReadLease(source, shown)
-        filesystem.lock_writers(source, shown)  # (also "in use" for the backup name below)
-        # Checked once locked: a writer that held the lock until now has moved its copy over the file.
-        if not filesystem.same_file(os.fstat(source), st) or not filesystem.same_file(os.stat(real), st):
-            raise TagWriteError(shown, changed_meanwhile)
-        payload = payload_digest(real, mutagen_type)
-        values = storage.item_values(real)
-        held, tmp = tempfile.mkstemp(prefix=prefix, suffix=TEMP_SUFFIX, dir=folder)
-        fcntl.flock(held, fcntl.LOCK_EX)  # "in use" until we are done or dead (remove_stale_temp_files)
-        shutil.copyfile(real, tmp)
-        filesystem.copy_owner(tmp, st)  # before the mode: a chown clears a setgid bit set before it
-        filesystem.copy_mode(tmp, st, shown)
-        xattrs = filesystem.copy_xattrs(real, tmp, shown)
-        if lease.broken():
-            raise TagWriteError(shown, changed_meanwhile)
-        items = _write_copy(tmp, cls=cls, storage=storage, raw=after_raw, version=version, original=real)
-        filesystem.copy_mode(tmp, st, shown)  # a write by a user other than root clears a setgid bit
-        _verify(tmp, cls=cls, storage=storage, raw=after_raw, others=others, items=items, values=values,
-                payload=payload, mutagen_type=mutagen_type)  # fmt: skip
-        if filesystem.xattrs(tmp) != xattrs or stat.S_IMODE(os.stat(tmp).st_mode) != stat.S_IMODE(st.st_mode):
-            raise TagWriteError(tmp, "verification failed: the extended attributes or the mode changed")
-        if keep_mtime:
-            os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
-        filesystem.fsync(tmp)
-        if before_replace is not None:
-            try:
-                before_replace(tmp)
-            except Exception as exc:
-                raise _BeforeReplaceFailed(exc) from exc
-        if lease.broken() or not filesystem.same_file(os.fstat(source), st) or not filesystem.same_file(os.stat(real), st):
-            raise TagWriteError(shown, changed_meanwhile)
-        if lease.active:
-            backup = filesystem.link_backup(real, folder, prefix)
-        os.replace(tmp, real)
-        tmp = None
-        if lease.broken():
-            # Someone opened the old file for writing between the last check and the rename: their
-            # writes would go to the replaced file. Put the old file back, with our copy gone.
-            if backup is None:
-                raise TagWriteError(shown, "tags written, but another program opened the file for writing at that "
-                                           "moment; its changes may be lost: check the file")  # fmt: skip
-            os.replace(backup, real)
-            backup = None
-            raise TagWriteError(shown, changed_meanwhile)
-        os.close(source)  # the lease ends here
-        source = None
-        filesystem.fsync_dir(folder)
+        write.lock()
+        write.copy()
+        write.change_and_verify()
+        write.flush(keep_mtime=keep_mtime, before_replace=before_replace)
+        write.replace()
         new = os.stat(real)
     except TagWriteError as exc:
         raise TagWriteError(shown, exc.reason if exc.path == shown else f"{exc.reason}; file left unchanged") from exc
@@ -431,20 +356,188 @@ def _rewrite_file(shown, real, st, *, target, id3v23, keep_mtime, dry_run, settl
         kind_of = "mutagen" if isinstance(exc, mutagen.MutagenError) else type(exc).__name__
         raise TagWriteError(shown, f"tag write failed ({kind_of}: {reason}); file left unchanged") from exc
     finally:
-        for name in (tmp, backup):
+        write.close()
+    return TagChange(
+        path=shown, before=decision.before, after=decision.after, changed=True, written=True, size=new.st_size,
+        mtime=new.st_mtime, ctime_ns=new.st_ctime_ns, audio_digest=write.payload,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _Decision:
+    """What `_decide` read in the file and decided: the fields to write, and what the write needs of
+    the loaded file once it is let go."""
+
+    cls: type
+    """The file's mutagen type (the copy is read as the same)."""
+    storage: Storage
+    raw: Raw
+    """Our fields as they are to be."""
+    version: int | None
+    """The tag version to save (`Storage.version`)."""
+    changed: bool
+    """The fields, or the tag version, change."""
+    before: TagState
+    after: TagState
+    others: str | None
+    """The digest of the other tags (`Storage.other_tags`) that the verification compares; None for a
+    version conversion (`Storage.cannot_keep` checked it) and when nothing is written."""
+
+
+def _decide(shown, real, st, *, target, id3v23, dry_run, settle_seconds) -> _Decision:
+    """Load the file and decide: the fields it has and those it is to have, refused (`TagWriteError`)
+    when its fields are someone else's, when a change would lose what the file holds, and when it
+    would change a file that cannot be written or was changed too recently. The loaded tag is let go
+    on return, before the copy is made: covers can be tens of megabytes."""
+    audio, storage = formats.open_file(shown, real=real)
+    before_raw = storage.get(audio)
+    after_raw = target(before_raw)
+    foreign = storage.foreign(audio) if after_raw else []  # (a removal leaves them alone: not ours)
+    if foreign:
+        raise TagWriteError(shown, foreign_reason(foreign))
+    version, convert = storage.version(audio, id3v23, after_raw)
+    changed = before_raw != after_raw or convert
+    before, after = state(before_raw), state(after_raw)
+    unsettled = unsettled_reason(st.st_mtime, settle_seconds)
+    if changed:
+        loss = storage.cannot_keep(audio, real, version)
+        if loss:
+            raise TagWriteError(shown, f"{loss}; left unchanged")
+        filesystem.check_writable(shown, real, st)
+        if unsettled:
+            raise TagWriteError(shown, unsettled)
+    # Only a digest of the other tags is kept: the loaded tag (cover art included) is let go.
+    others = storage.other_tags(audio) if changed and not dry_run and not convert else None
+    return _Decision(cls=type(audio), storage=storage, raw=after_raw, version=version, changed=changed,
+                     before=before, after=after, others=others)  # fmt: skip
+
+
+_CHANGED_MEANWHILE = "file changed while its tags were being written (another program wrote to it); left as it is"
+
+
+@dataclass
+class _Write:
+    """The state the steps of one write share: the file (``shown``, its ``real`` path, found as
+    ``st``), the decision, the original open (``source``, holding the read lease and the writers'
+    lock), the temporary copy (``tmp``, with ``held`` holding its flock), the backup link, and what
+    the verification compares. Each step raises on the first thing wrong; `close` lets go of the
+    descriptors and removes the copy and the backup, whatever happened."""
+
+    shown: str
+    real: str
+    st: os.stat_result
+    decision: _Decision
+    source: int | None = None
+    lease: filesystem.ReadLease | None = None
+    held: int | None = None
+    tmp: str | None = None
+    backup: str | None = None
+    payload: str | None = None
+    """The audio payload's digest (`payload_digest`), None where the format has no cheap check."""
+    values: Counter | None = None
+    xattrs: dict | None = None
+
+    @property
+    def folder(self) -> str:
+        return os.path.dirname(self.real) or "."
+
+    @property
+    def prefix(self) -> str:
+        """The start of the temporary file's and the backup's names: hidden, after the file's own."""
+        return "." + os.fsencode(os.path.basename(self.real))[:80].decode("utf-8", "ignore") + "."
+
+    @property
+    def mutagen_type(self) -> str:
+        return self.decision.cls.__name__
+
+    def still_the_file(self) -> bool:
+        """The original open and the path both still the file found (size, mtime, inode)."""
+        st = self.st
+        return filesystem.same_file(os.fstat(self.source), st) and filesystem.same_file(os.stat(self.real), st)
+
+    def lock(self) -> None:
+        """Open the original, take its read lease and the writers' lock, and check it is still the file
+        found: a writer that held the lock until now has moved its copy over the file."""
+        self.source = os.open(self.real, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        self.lease = filesystem.ReadLease(self.source, self.shown)
+        filesystem.lock_writers(self.source, self.shown)  # (also "in use" for the backup name in `replace`)
+        if not self.still_the_file():
+            raise TagWriteError(self.shown, _CHANGED_MEANWHILE)
+
+    def copy(self) -> None:
+        """Read what the verification compares (the audio payload's digest, the tag items' stored
+        values), then copy the file to the temporary file with its owner, mode and extended attributes."""
+        import fcntl
+
+        self.payload = payload_digest(self.real, self.mutagen_type)
+        self.values = self.decision.storage.item_values(self.real)
+        self.held, self.tmp = tempfile.mkstemp(prefix=self.prefix, suffix=TEMP_SUFFIX, dir=self.folder)
+        fcntl.flock(self.held, fcntl.LOCK_EX)  # "in use" until we are done or dead (remove_stale_temp_files)
+        shutil.copyfile(self.real, self.tmp)
+        filesystem.copy_owner(self.tmp, self.st)  # before the mode: a chown clears a setgid bit set before it
+        filesystem.copy_mode(self.tmp, self.st, self.shown)
+        self.xattrs = filesystem.copy_xattrs(self.real, self.tmp, self.shown)
+        if self.lease.broken():
+            raise TagWriteError(self.shown, _CHANGED_MEANWHILE)
+
+    def change_and_verify(self) -> None:
+        """Change our fields in the copy and verify it (`_write_copy`, `_verify`): its mode and
+        extended attributes the original's too."""
+        d, tmp = self.decision, self.tmp
+        items = _write_copy(tmp, cls=d.cls, storage=d.storage, raw=d.raw, version=d.version, original=self.real)
+        filesystem.copy_mode(tmp, self.st, self.shown)  # a write by a user other than root clears a setgid bit
+        _verify(tmp, cls=d.cls, storage=d.storage, raw=d.raw, others=d.others, items=items, values=self.values,
+                payload=self.payload, mutagen_type=self.mutagen_type)  # fmt: skip
+        if filesystem.xattrs(tmp) != self.xattrs or stat.S_IMODE(os.stat(tmp).st_mode) != stat.S_IMODE(self.st.st_mode):
+            raise TagWriteError(tmp, "verification failed: the extended attributes or the mode changed")
+
+    def flush(self, *, keep_mtime: bool, before_replace: Callable[[str], None] | None) -> None:
+        """The copy's modification time (the original's with ``keep_mtime``), its bytes on the disk,
+        then ``before_replace`` (its error carried out as `_BeforeReplaceFailed`)."""
+        if keep_mtime:
+            os.utime(self.tmp, ns=(self.st.st_atime_ns, self.st.st_mtime_ns))
+        filesystem.fsync(self.tmp)
+        if before_replace is not None:
+            try:
+                before_replace(self.tmp)
+            except Exception as exc:
+                raise _BeforeReplaceFailed(exc) from exc
+
+    def replace(self) -> None:
+        """Move the copy over the file, unless the file changed meanwhile; the old file put back where
+        another program opened it for writing at that moment (through the backup link, where a lease
+        is held); the lease let go, the folder flushed."""
+        if self.lease.broken() or not self.still_the_file():
+            raise TagWriteError(self.shown, _CHANGED_MEANWHILE)
+        if self.lease.active:
+            self.backup = filesystem.link_backup(self.real, self.folder, self.prefix)
+        os.replace(self.tmp, self.real)
+        self.tmp = None
+        if self.lease.broken():
+            # Someone opened the old file for writing between the last check and the rename: their
+            # writes would go to the replaced file. Put the old file back, with our copy gone.
+            if self.backup is None:
+                raise TagWriteError(self.shown, "tags written, but another program opened the file for writing at "
+                                                "that moment; its changes may be lost: check the file")  # fmt: skip
+            os.replace(self.backup, self.real)
+            self.backup = None
+            raise TagWriteError(self.shown, _CHANGED_MEANWHILE)
+        os.close(self.source)  # the lease ends here
+        self.source = None
+        filesystem.fsync_dir(self.folder)
+
+    def close(self) -> None:
+        """Remove the copy and the backup (where still there) and close the descriptors."""
+        for name in (self.tmp, self.backup):
             if name is not None:
                 try:
                     os.unlink(name)
                 except OSError:  # (gone, or a folder that refuses removals: a later scan removes it if it can;
                     pass  # the error that stopped the write is the one reported, and the descriptors are closed)
-        if held is not None:
-            os.close(held)
-        if source is not None:
-            os.close(source)
-    return TagChange(
-        path=shown, before=before, after=after, changed=True, written=True, size=new.st_size, mtime=new.st_mtime,
-        ctime_ns=new.st_ctime_ns, audio_digest=payload,
-    )  # fmt: skip
+        if self.held is not None:
+            os.close(self.held)
+        if self.source is not None:
+            os.close(self.source)
 
 
 def _write_copy(
