@@ -125,36 +125,59 @@ def train(
 ) -> None:
     """Train the ensemble (or one family) from a rendered dataset's train split, validating on its valid split."""
     quiet_tensorflow()
+    from tagger.model.train import train_ensemble
+
+    settings = _train_settings(
+        out, architecture=architecture, recipe=recipe, examples=examples, epochs=epochs, batch_size=batch_size,
+        learning_rate=learning_rate, seed=seed, max_notes_per_instrument=max_notes_per_instrument,
+        valid_per_level=valid_per_level, valid_examples=valid_examples, aggregation_tracks=aggregation_tracks,
+        leave_out=leave_out, all_instruments=all_instruments, pretrain_steps=pretrain_steps,
+        instrument_fraction=instrument_fraction, trunk_filters=trunk_filters, pooling=pooling, harmonic=harmonic,
+        mask_prob=mask_prob, shift_prob=shift_prob, shift_bands=shift_bands, gate_cost=gate_cost,
+        one_se_thresholds=one_se_thresholds,
+    )  # fmt: skip
+    synth = _synth_settings(
+        recipe=recipe, level_weights=level_weights, morph_prob=morph_prob, warp_prob=warp_prob, chord_prob=chord_prob,
+        drum_prob=drum_prob, section_prob=section_prob, codec_prob=codec_prob, negative_prob=negative_prob,
+    )  # fmt: skip
+    fams = [f.strip().lower() for f in family] if family else None
+    manifest = train_ensemble(
+        data, out, settings=settings, families=fams, force=force, version=version,
+        progress=_progress_reporter(examples), reference=reference, synth=synth,
+    )  # fmt: skip
+    echo(json.dumps(_summary(out, manifest), indent=1), lines=True)
+
+
+def _train_settings(out: Path, *, architecture: str | None, recipe: str, trunk_filters: str | None, pooling: str,
+                    pretrain_steps: int, valid_examples: int, leave_out: list[str] | None, one_se_thresholds: bool,
+                    **same):  # fmt: skip
+    """The `TrainSettings` of `train`'s flags, checked: the architecture (`_architecture`), the
+    shared-trunk options against it (`_trunk_options`), the recipe; ``same``: the flags named as
+    the settings' fields."""
     from tagger.model.calibrate import BOOTSTRAP_RESAMPLES
-    from tagger.model.train import TrainSettings, train_ensemble
+    from tagger.model.train import TrainSettings
 
     architecture = _architecture(architecture, out)
     filters = _trunk_options(architecture, pretrain_steps=pretrain_steps, trunk_filters=trunk_filters, pooling=pooling)
     if recipe not in ("mixture", "solo"):
         raise typer.BadParameter("recipe must be 'mixture' or 'solo'")
-    settings = TrainSettings(
-        architecture=architecture, recipe=recipe, examples=examples, epochs=epochs, batch_size=batch_size,
-        learning_rate=learning_rate, seed=seed, max_notes_per_instrument=max_notes_per_instrument,
-        valid_per_level=valid_per_level, aggregation_tracks=aggregation_tracks,
-        valid_music_examples=valid_examples, valid_solo_notes=valid_examples,
-        leave_out=tuple(s.strip().lower() for s in leave_out or ()), all_instruments=all_instruments,
-        pretrain_steps=pretrain_steps, instrument_fraction=instrument_fraction, trunk_filters=filters,
-        pooling=pooling, harmonic=harmonic, mask_prob=mask_prob, shift_prob=shift_prob, shift_bands=shift_bands,
-        gate_cost=gate_cost, threshold_resamples=BOOTSTRAP_RESAMPLES if one_se_thresholds else 0,
+    return TrainSettings(
+        architecture=architecture, recipe=recipe, valid_music_examples=valid_examples, valid_solo_notes=valid_examples,
+        leave_out=tuple(s.strip().lower() for s in leave_out or ()), pretrain_steps=pretrain_steps,
+        trunk_filters=filters, pooling=pooling, threshold_resamples=BOOTSTRAP_RESAMPLES if one_se_thresholds else 0,
+        **same,
     )  # fmt: skip
-    progress = _progress_reporter(examples)
-    fams = [f.strip().lower() for f in family] if family else None
+
+
+def _synth_settings(*, recipe: str, level_weights: str | None, **probs: float):
+    """The `SynthSettings` of `train`'s flags: the recipe, the chances (``probs``, named as the
+    settings' fields) and --level-weights (`_level_weights`)."""
     from tagger.model.synth import SynthSettings
 
-    synth = SynthSettings(recipe=recipe, morph_prob=morph_prob, warp_prob=warp_prob, chord_prob=chord_prob, drum_prob=drum_prob,
-                           section_prob=section_prob, codec_prob=codec_prob, negative_prob=negative_prob)
+    synth = SynthSettings(recipe=recipe, **probs)
     if level_weights:
         synth = dataclasses.replace(synth, level_weights=_level_weights(level_weights))
-    manifest = train_ensemble(
-        data, out, settings=settings, families=fams, force=force, version=version, progress=progress, reference=reference,
-        synth=synth,
-    )
-    echo(json.dumps(_summary(out, manifest), indent=1), lines=True)
+    return synth
 
 
 def _architecture(architecture: str | None, out: Path) -> str:
