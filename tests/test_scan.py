@@ -49,6 +49,17 @@ def test_crawl_finds_audio_by_extension_and_content_skips_hidden_and_loops(lib):
     assert len(with_hidden) == len(found) + 1
 
 
+def test_every_extension_a_tag_container_names_is_crawled():
+    """A file named as a format tagger writes tags into is one the crawler takes as audio
+    (`AUDIO_EXTENSIONS`, read from `AUDIO_FORMATS`): a container's extension never goes unscanned."""
+    from tagger.audio.probe import AUDIO_EXTENSIONS
+    from tagger.tags.storage import FORMATS
+
+    named = {ext for fmt in FORMATS.values() for ext in fmt.extensions}
+    assert {".mp3", ".flac", ".m4a", ".wv"} <= named  # (the registry was read)
+    assert named <= AUDIO_EXTENSIONS, named - AUDIO_EXTENSIONS
+
+
 def test_sniff_audio_signatures():
     assert sniff_audio(b"RIFF\x00\x00\x00\x00WAVEfmt ")
     assert sniff_audio(b"fLaC\x00\x00")

@@ -17,15 +17,6 @@ from tagger.audio.plumbing import _decoder_preexec, _DecoderStderr, _said
 from tagger.errors import AudioReadError, MissingToolError
 
 
-AUDIO_EXTENSIONS = frozenset(
-    {".mp3", ".mp2", ".flac", ".ogg", ".oga", ".opus", ".spx", ".m4a", ".m4b", ".mp4", ".aac", ".alac", ".wav", ".w64",
-     ".aif", ".aiff", ".aifc", ".caf", ".au", ".snd", ".wma", ".wv", ".ape", ".mpc", ".tta", ".mka", ".webm", ".dsf",
-     ".dff", ".ac3", ".dts"}
-)  # fmt: skip
-"""File extensions the crawler treats as audio: every format of a music library that libsndfile or
-ffmpeg decodes (lossless WavPack, Monkey's Audio, TTA and DSD included; Matroska and WebM audio as
-saved by downloaders)."""
-
 MIN_RATE, MAX_RATE = 8_000, 384_000
 """Sample rates analysed (DXD's 352.8 and 384 kHz included). ffmpeg decodes DSD to a PCM rate of
 the DSD rate / 8 (352.8 kHz for DSD64, up to 1.4 MHz for DSD256), which it is asked to bring down to
@@ -114,21 +105,34 @@ def _soundfile_info(path: Path) -> AudioInfo | None:
 
 INSTALL_FFMPEG = "install ffmpeg (Debian: apt-get install ffmpeg)"
 
-AUDIO_DEMUXERS = frozenset({
-    "mp3", "flac", "ogg", "mov", "matroska", "asf", "wav", "w64", "aiff", "caf", "au", "ape", "wv", "mpc", "mpc8",
-    "tta", "tak", "shn", "dsf", "iff", "wsd", "aac", "loas", "ac3", "eac3", "dts", "dtshd", "truehd", "mlp", "amr",
-    "oma", "rm", "avi", "mpeg", "mpegts", "flv", "libopenmpt", "libgme",
-})  # fmt: skip
-"""The ffmpeg demuxers (of ``ffmpeg -demuxers``) of the files a music library holds: audio files
-(``mp3`` reads MP2 too, ``wav`` RF64 and BW64, ``iff`` DSDIFF, ``ogg`` Vorbis, Opus, Speex and FLAC,
-``mov`` M4A/MP4/ALAC, ``matroska`` MKA and WebM, ``asf`` WMA, ``rm`` RealAudio, ``oma`` ATRAC),
-the containers of music videos (``avi``, ``mpeg``, ``mpegts``, ``flv``), and modules and game music
-(``libopenmpt``: MOD, XM, IT, S3M...; ``libgme``: NSF, SPC, VGM...), which ffmpeg renders from the
-file's own samples and notes. ffmpeg picks its demuxer by the file's content whatever its name; a
-file it reads with any other demuxer (of 355 in ffmpeg 5.1: a playlist, a script of tones, a
-subtitle, a picture, a game's sound bank, raw samples guessed from a few header bytes) is an error,
-not analysed (`_ffprobe_info`). A list of what is allowed, not of what is refused: each refusal
-before it (`PLAYLIST_FORMATS`, `SYNTH_FORMATS`) was found only after such a file had been analysed."""
+AUDIO_FORMATS: dict[str, tuple[str, ...]] = {
+    "mp3": (".mp3", ".mp2"), "flac": (".flac",), "ogg": (".ogg", ".oga", ".opus", ".spx"),
+    "mov": (".m4a", ".m4b", ".mp4", ".alac"), "matroska": (".mka", ".webm"), "asf": (".wma",), "wav": (".wav",),
+    "w64": (".w64",), "aiff": (".aif", ".aiff", ".aifc"), "caf": (".caf",), "au": (".au", ".snd"), "ape": (".ape",),
+    "wv": (".wv",), "mpc": (".mpc",), "mpc8": (), "tta": (".tta",), "tak": (), "shn": (), "dsf": (".dsf",),
+    "iff": (".dff",), "wsd": (), "aac": (".aac",), "loas": (), "ac3": (".ac3",), "eac3": (), "dts": (".dts",),
+    "dtshd": (), "truehd": (), "mlp": (), "amr": (), "oma": (), "rm": (), "avi": (), "mpeg": (), "mpegts": (),
+    "flv": (), "libopenmpt": (), "libgme": (),
+}  # fmt: skip
+"""The formats tagger analyses, declared once: each ffmpeg demuxer (of ``ffmpeg -demuxers``) of the
+files a music library holds, with the file extensions the crawler takes as audio for it (where
+none: found by its first bytes, `tagger.crawl.sniff_audio`, or under another format's extension).
+Audio files (``mp3`` reads MP2 too, ``wav`` RF64 and BW64, ``iff`` DSDIFF, ``ogg`` Vorbis, Opus,
+Speex and FLAC, ``mov`` M4A/MP4/ALAC, ``matroska`` MKA and WebM, ``asf`` WMA, ``rm`` RealAudio,
+``oma`` ATRAC; lossless WavPack, Monkey's Audio, TTA and DSD included), the containers of music
+videos (``avi``, ``mpeg``, ``mpegts``, ``flv``), and modules and game music (``libopenmpt``: MOD,
+XM, S3M, IT...; ``libgme``: NSF, SPC, VGM...), which ffmpeg renders from the file's own samples and
+notes. `AUDIO_DEMUXERS` and `AUDIO_EXTENSIONS` are read from it: a new format is one entry here."""
+AUDIO_DEMUXERS = frozenset(AUDIO_FORMATS)
+"""The demuxers ffmpeg may read a file with (`AUDIO_FORMATS`). ffmpeg picks its demuxer by the
+file's content whatever its name; a file it reads with any other demuxer (of 355 in ffmpeg 5.1: a
+playlist, a script of tones, a subtitle, a picture, a game's sound bank, raw samples guessed from a
+few header bytes) is an error, not analysed (`_ffprobe_info`). A list of what is allowed, not of
+what is refused: each refusal before it (`PLAYLIST_FORMATS`, `SYNTH_FORMATS`) was found only after
+such a file had been analysed."""
+AUDIO_EXTENSIONS = frozenset(ext for extensions in AUDIO_FORMATS.values() for ext in extensions)
+"""File extensions the crawler treats as audio (`AUDIO_FORMATS`): every format of a music library that
+libsndfile or ffmpeg decodes."""
 SOUNDFILE_DEMUXERS = {"FLAC": "flac", "OGG": "ogg", "MP3": "mp3", "WAV": "wav", "RF64": "wav", "W64": "w64",
                       "AIFF": "aiff", "CAF": "caf", "AU": "au"}  # fmt: skip
 """The ffmpeg demuxer of a file libsndfile described (`AudioInfo.format`), for ffmpeg to decode what
