@@ -13,6 +13,7 @@ import base64
 import io
 import json
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -21,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tagger import tags
+from tagger.errors import TagWriteError
 from tagger.tags.storage._bytes import _syncsafe as _tag_size
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None, reason="needs ffmpeg")
@@ -232,8 +234,6 @@ def test_bytes_after_the_ogg_comments_are_kept_or_the_file_left_alone(tmp_path, 
     the comments (after Vorbis's framing byte; an Opus tail whose first byte has its lowest bit
     clear) were replaced with zeros without a word. Zeros are padding and are written over; other
     bytes leave the file unchanged, named; an Opus tail marked to be kept is kept."""
-    from tagger.errors import TagWriteError
-
     song = _with_comment_tail(tmp_path / f"song.{ext}", codec, magic, tail)
     before = song.read_bytes()
     if not kept:
@@ -335,6 +335,71 @@ def test_a_last_chunk_of_odd_size_without_its_pad_byte_gets_it_and_the_tag_chunk
     assert _decoded(song) == decoded
     assert tags.remove_instruments(song).written
     assert song.read_bytes()[8:] == original[8:] + b"\0"
+
+
+@pytest.mark.parametrize("ext, codec, little", [("wav", "pcm_u8", True), ("aiff", "pcm_s8", False)])
+def test_an_odd_sized_audio_chunk_without_its_pad_byte_before_a_text_chunk_gets_it(tmp_path, ext, codec, little):
+    """8-bit mono of an odd number of samples written without the pad byte, a text chunk (LIST/INFO,
+    NAME) right after it, as some writers leave it: libsndfile and ffmpeg decode it, but mutagen (and
+    tagger's chunk walk, and TagLib) read the text chunk's header a byte late, and the write was
+    refused naming a chunk that is not there ("its 'IST\\x0e' chunk claims ... cut short?"). The copy
+    gets the pad byte (the text chunk moves by one, as it was), then the ID3 chunk; a WAV's INFO title
+    is copied into it, ffmpeg shows it, and the audio decodes the same."""
+    made = _iff_chunks(_ffmpeg(tmp_path / f"made.{ext}", "-c:a", codec, "-ac", "1", "-ar", "8001").read_bytes(), little)
+    fmt_id, audio_id = (b"fmt ", b"data") if little else (b"COMM", b"SSND")
+    audio = made[audio_id]
+    assert audio[-1:] == b"\0" and len(audio) % 2 == 0  # (ffmpeg's pad byte, left out below)
+    text = (_iff_chunk(b"LIST", b"INFO" + _iff_chunk(b"INAM", b"Song\0", True), True) if little else
+            _iff_chunk(b"NAME", b"A name", False))  # fmt: skip
+    body = (b"WAVE" if little else b"AIFF") + made[fmt_id] + audio[:-1] + text
+    size = struct.pack("<I" if little else ">I", len(body))
+    original = (b"RIFF" if little else b"FORM") + size + body
+    song = tmp_path / f"song.{ext}"
+    song.write_bytes(original)
+    decoded, title = _decoded(song), _title(song)
+    assert decoded[0] and title is None  # (ffmpeg reads no text chunk a byte late either)
+
+    assert tags.write_instruments(song, **WRITE).written
+    data = song.read_bytes()
+    repaired = original[8:].replace(audio[:-1], audio)  # the pad byte, every chunk as it was
+    assert data[8 : 8 + len(repaired)] == repaired and data[8 + len(repaired) :][:4].upper() == b"ID3 "
+    assert struct.unpack("<I" if little else ">I", data[4:8])[0] == len(data) - 8
+    assert tags.read_instruments(song).instruments == ["bass", "guitar"] and _decoded(song) == decoded
+    assert _title(song) == ("Song" if little else "A name")
+    assert tags.remove_instruments(song).written
+    assert _decoded(song) == decoded and tags.read_instruments(song).instruments == []
+
+
+def test_an_id3_chunk_after_an_odd_sized_chunk_without_its_pad_byte_is_refused(tmp_path):
+    """mutagen does not find an ID3 chunk after an odd-sized chunk that lacks its pad byte (TagLib
+    does): a write would add a second one, the first one's frames not in it. Refused, named."""
+    made = _iff_chunks(_ffmpeg(tmp_path / "made.wav", "-c:a", "pcm_u8", "-ac", "1", "-ar", "8001").read_bytes(), True)
+    body = b"WAVE" + made[b"fmt "] + made[b"data"][:-1] + _id3_chunk_bytes(b"ID3 ", b"Song", True)
+    song = tmp_path / "song.wav"
+    original = b"RIFF" + struct.pack("<I", len(body)) + body
+    song.write_bytes(original)
+    with pytest.raises(TagWriteError, match="its ID3 chunk follows the 'data' chunk of an odd size .8001 bytes. "
+                                                 "without its pad byte"):  # fmt: skip
+        tags.write_instruments(song, **WRITE)
+    assert song.read_bytes() == original
+
+
+@pytest.mark.parametrize("placeholder, named", [
+    (0, "its 'data' chunk declares 0 bytes, a streaming writer's placeholder never filled in"),
+    (0xFFFFFFFF, "its 'data' chunk claims 4294967295 bytes but the file ends 16000 bytes into it (a streaming "
+                 "writer's placeholder)"),
+], ids=["0", "0xFFFFFFFF"])  # fmt: skip
+def test_a_wav_whose_data_size_is_a_streaming_placeholder_is_refused_naming_it(tmp_path, placeholder, named):
+    """ffmpeg decodes such a file to its end: a tag chunk added after the audio would be decoded as
+    audio. A size of 0 was refused naming a chunk read from the samples ("its '\\x80\\xa1..' chunk")."""
+    made = _iff_chunks(_ffmpeg(tmp_path / "made.wav", "-c:a", "pcm_s16le", "-ac", "1", "-ar", "8000").read_bytes(), True)
+    body = b"WAVE" + made[b"fmt "] + b"data" + struct.pack("<I", placeholder) + made[b"data"][8:]
+    song = tmp_path / "song.wav"
+    original = b"RIFF" + struct.pack("<I", len(body)) + body
+    song.write_bytes(original)
+    with pytest.raises(TagWriteError, match=re.escape(named)):
+        tags.write_instruments(song, **WRITE)
+    assert song.read_bytes() == original
 
 
 def _iff_chunks(data: bytes, little: bool) -> dict[bytes, bytes]:
@@ -516,8 +581,6 @@ def test_a_flac_block_that_mutagen_would_write_back_otherwise_is_left_alone(tmp_
     reserved fields or past its last track or seek point were dropped without a word (the file
     tagged, `flac -t` passing, the block no longer as it was). Such a file is left unchanged,
     the block named."""
-    from tagger.errors import TagWriteError
-
     song = _flac_with_blocks(tmp_path, block)
     before = song.read_bytes()
     with pytest.raises(TagWriteError, match=rf"its FLAC metadata has blocks that a rewrite would change \({named}"):
@@ -556,8 +619,6 @@ def test_a_flac_whose_only_fields_are_an_id3v2_tag_in_front_is_left_alone(tmp_pa
     reason; one whose Vorbis comments hold fields of their own is tagged as before."""
     from mutagen.flac import FLAC
     from mutagen.id3 import ID3, TIT2, TPE1
-
-    from tagger.errors import TagWriteError
 
     f = _ffmpeg(tmp_path / "old-rip.flac", "-c:a", "flac")
     id3 = ID3()

@@ -226,12 +226,38 @@ class WAVEStorage(ID3Storage):
 
     def _chunks(self, f, end: int):
         """(id, data offset, declared data length) of each top-level chunk that starts before ``end``."""
+        for cid, start, length, _next in self._walk(f, end):
+            yield cid, start, length
+
+    def _walk(self, f, end: int):
+        """(id, data offset, declared data length, offset of the next chunk) of each top-level chunk
+        that starts before ``end``. An odd-sized chunk is followed by a pad byte; where one lacks it
+        (some writers leave it out: 8-bit or 24-bit mono with an odd number of samples, an odd text)
+        and the next chunk starts right after its last byte, the next chunk is read there, as
+        libsndfile and ffmpeg find the audio after such a chunk (`_pad_missing`)."""
         pos = 12
         while pos + 8 <= end:
             f.seek(pos)
             cid, clen = struct.unpack("<4sI" if self.little else ">4sI", f.read(8))
-            yield cid, pos + 8, clen
-            pos += 8 + clen + (clen & 1)
+            after = pos + 8 + clen
+            nxt = after + 1 if clen & 1 and not self._pad_missing(f, after, end) else after
+            yield cid, pos + 8, clen, nxt
+            pos = nxt
+
+    def _pad_missing(self, f, at: int, end: int) -> bool:
+        """Whether the odd-sized chunk ending at ``at`` lacks its pad byte: the byte there is not 0,
+        a chunk header cannot start after it (an id of 4 printable ASCII characters and a size that
+        ends before ``end``: the pad byte of some writers is not 0) and one starts at it."""
+        f.seek(at)
+        head = f.read(9)
+        if len(head) < 9 or head[0] == 0:
+            return False
+
+        def header(data: bytes, pos: int) -> bool:
+            size = struct.unpack("<I" if self.little else ">I", data[4:8])[0]
+            return all(32 <= c <= 126 for c in data[:4]) and pos + 8 + size <= end
+
+        return not header(head[1:9], at + 1) and all(32 <= c <= 126 for c in head[:4])
 
     def payload(self, f, size, h):
         # Each chunk's id and declared size too: the boundary between the format chunk and the audio
@@ -250,29 +276,40 @@ class WAVEStorage(ID3Storage):
     def save(self, audio, path, *, version, original):
         with open(path, "r+b") as f:
             if self.id3_span(f, os.fstat(f.fileno()).st_size) is None:
-                self._pad_last_chunk(f)
+                self._pad_odd_chunks(f)
         super().save(audio, path, version=version, original=original)
 
-    def _pad_last_chunk(self, f) -> None:
-        """Give the last chunk of the open file ``f`` the pad byte that an odd-sized chunk is followed
-        by, where the file ends without it (many writers leave it out): mutagen adds its ID3 chunk
-        right after the last byte, at an odd offset where no reader (mutagen included) looks for a
-        chunk. The RIFF/FORM size counts the pad byte; nothing is done to a file whose RIFF/FORM size
-        is not its own."""
+    def _pad_odd_chunks(self, f) -> None:
+        """Give each odd-sized chunk of the open file ``f`` that lacks it the pad byte that should
+        follow it (many writers leave it out), before mutagen adds its ID3 chunk after the last one:
+        mutagen walks the chunks by their sizes and pad bytes, and finds nothing after such a chunk
+        (nor the tag chunk it adds: `_walk`), nor after the last chunk where the file ends at an odd
+        offset (its ID3 chunk would start there). The chunks after one move by a byte, each kept as
+        it was; the RIFF/FORM size counts the pad bytes. The last chunk gets none where the
+        RIFF/FORM size is not the file's."""
+        from mutagen._util import insert_bytes
+
         size = f.seek(0, os.SEEK_END)
         f.seek(0)
         head = f.read(8)
-        fmt = "<I" if self.little else ">I"
-        if len(head) < 8 or struct.unpack(fmt, head[4:8])[0] != size - 8:
+        if len(head) < 8:
             return
-        last = None
-        for last in self._chunks(f, size):
-            pass
-        if last is not None and last[2] & 1 and last[1] + last[2] == size:
-            f.seek(size)
+        fmt = "<I" if self.little else ">I"
+        declared = struct.unpack(fmt, head[4:8])[0]
+        chunks = list(self._walk(f, min(size, 8 + declared)))
+        missing = [start + length for _cid, start, length, nxt in chunks[:-1] if nxt == start + length and length & 1]
+        if chunks and declared == size - 8:
+            _cid, start, length, _nxt = chunks[-1]
+            if length & 1 and start + length == size:
+                missing.append(size)
+        for at in reversed(missing):
+            if at < size:
+                insert_bytes(f, 1, at)
+            f.seek(at)
             f.write(b"\0")
+        if missing:
             f.seek(4)
-            f.write(struct.pack(fmt, size + 1 - 8))
+            f.write(struct.pack(fmt, declared + len(missing)))
 
     def id3_span(self, f, size):
         for cid, start, length in self._chunks(f, size):
@@ -338,13 +375,24 @@ class WAVEStorage(ID3Storage):
             size = os.fstat(f.fileno()).st_size
             head = f.read(8)
             declared = struct.unpack("<I" if self.little else ">I", head[4:8])[0] if len(head) == 8 else 0
+            unpadded = None  # (the first odd-sized chunk without its pad byte that chunks follow)
             # (bytes after the RIFF/FORM chunk are not its chunks)
-            for cid, start, length in self._chunks(f, min(size, 8 + declared)):
+            for cid, start, length, nxt in self._walk(f, min(size, 8 + declared)):
+                name = cid.decode("latin-1").strip() or "?"
+                if cid == self.audio_chunk and length == 0 and self.little and start < size:
+                    return (f"its {name!r} chunk declares 0 bytes, a streaming writer's placeholder never filled in "
+                            "(ffmpeg decodes the rest of the file as its audio): a tag chunk after it would be "
+                            "decoded as audio; the tags are not written")  # fmt: skip
                 if start + length > size:  # a recording cut short, or a streamed file's placeholder size
-                    name = cid.decode("latin-1").strip() or "?"
+                    why = "a streaming writer's placeholder" if length == 0xFFFFFFFF else "cut short?"
                     return (f"its {name!r} chunk claims {length} bytes but the file ends {size - start} bytes into "
-                            "it (cut short?): a tag chunk after it would be read as part of it; the audio is "
+                            f"it ({why}): a tag chunk after it would be read as part of it; the audio is "
                             "analysed as it is, the tags are not written")  # fmt: skip
+                if cid.upper() == b"ID3 " and unpadded is not None:
+                    return (f"its ID3 chunk follows {unpadded}, where mutagen does not look for chunks: a "
+                            "write would add a second ID3 chunk without the first one's frames")  # fmt: skip
+                if unpadded is None and length & 1 and nxt == start + length and nxt + 8 <= size:
+                    unpadded = f"the {name!r} chunk of an odd size ({length} bytes) without its pad byte"
         return super().cannot_keep(audio, path, version)
 
 
