@@ -5,7 +5,9 @@ full disk while a scan writes tags, and a database inside the folder being scann
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
+import subprocess
 
 import pytest
 from sqlalchemy import create_engine
@@ -94,6 +96,56 @@ def test_a_folder_or_a_path_that_is_not_utf8_as_the_database_is_one_line(tmp_pat
         result = CliRunner().invoke(app, [*command, "--db", odd])
         _one_line_error(result, "caf\\xe9.db: the database path is not UTF-8")
     assert os.listdir(folder) == []
+
+
+def _made_beside(path) -> list[str]:
+    """The files SQLite or tagger would make beside the database ``path`` that are there."""
+    return [name for name in (f"{path}-journal", f"{path}-wal", f"{path}-shm", f"{path}.lock") if os.path.lexists(name)]
+
+
+def test_a_device_or_a_fifo_as_the_database_is_refused_and_left_untouched(tmp_path, fake_models):
+    """`--db /dev/null` (or `TAGGER_DB` naming it): every command failed with "cannot migrate the
+    database sqlite:////dev/null: disk I/O error", having made a `/dev/null-journal` (as root, in
+    /dev); a FIFO likewise. Refused in one line now, nothing made beside it."""
+    music, (song,), _ = _library(tmp_path)
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    for db, kind in (("/dev/null", "a character device"), (str(fifo), "a FIFO (named pipe)")):
+        before = _made_beside(db)
+        for command in _commands(music, song):
+            result = CliRunner().invoke(app, [*command, "--db", db])
+            _one_line_error(result, f"{db} is {kind}, not a database file; left untouched")
+        assert _made_beside(db) == before
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("losetup") is None or shutil.which("mkfs.ext4") is None,
+                    reason="needs root, losetup and mkfs.ext4")  # fmt: skip
+def test_a_scan_never_writes_its_database_over_a_disk_partition(tmp_path, fake_models):
+    """`tagger scan --db /dev/sdb1` (a slip of the tab key, a `TAGGER_DB` left naming a drive) wrote a
+    SQLite database over the partition: SQLite opens a device as a file, the first 1,024 bytes of an
+    ext4 file system are zeros, which it took for a new database, and its pages went over the
+    superblock (`e2fsck`: "Bad magic number in super-block"), with `-wal`, `-shm` and `.lock` files
+    made in /dev. Found with an ext4 image on a loop device. Refused now, the device untouched."""
+    music, (song,), _ = _library(tmp_path)
+    image = tmp_path / "disk.img"
+    with open(image, "wb") as f:
+        f.truncate(8 << 20)
+    subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True)
+    before = image.read_bytes()
+    made = subprocess.run(["losetup", "-f", "--show", str(image)], capture_output=True, text=True)
+    if made.returncode:
+        pytest.skip(f"no loop device: {made.stderr.strip()}")
+    device = made.stdout.strip()
+    try:
+        for command in (["scan", str(music), "--jobs", "0"], ["db", "upgrade"], ["query"]):
+            result = CliRunner().invoke(app, [*command, "--db", device])
+            _one_line_error(result, f"{device} is a block device (a disk or a partition), not a database file")
+        assert _made_beside(device) == []
+    finally:
+        for name in _made_beside(device):  # (what the old code left in /dev)
+            os.unlink(name)
+        subprocess.run(["losetup", "-d", device], check=True)
+    assert image.read_bytes() == before
 
 
 def test_a_scan_whose_commits_fail_never_leaves_tags_for_results_it_did_not_store(tmp_path, monkeypatch):

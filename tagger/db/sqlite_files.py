@@ -68,12 +68,23 @@ def refuse_other_files(path: Path | None) -> None:
     would refuse most, but turns a file of one byte into a database; a folder; a path that is not
     UTF-8 (a SQLAlchemy URL cannot hold it); and the database of another application
     (`not_a_library`), before anything (WAL mode, a migration) changes it. An empty file is what
-    SQLite makes of a new database, and is used."""
+    SQLite makes of a new database, and is used. A path that is neither a file nor a folder (a disk
+    or partition, ``/dev/null``, a FIFO, a socket) is refused too: SQLite opens a device as a file,
+    and one whose first bytes are zeros (an ext4 partition's are) reads to it as a new database, so
+    `tagger scan --db /dev/sdb1` wrote a database over the partition's file system, its ``-wal``,
+    ``-shm`` and ``.lock`` files beside it in ``/dev``."""
     if path is None:
         return  # another database
     refuse_undecodable(path)
     if path.is_dir():
         raise DatabaseError(f"{path} is a folder, not a database file: give --db a file in it (e.g. {path / DB_FILENAME})")
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        mode = None  # missing (created), or a dangling link: reported where it is opened
+    if mode is not None and not stat.S_ISREG(mode):
+        raise DatabaseError(f"{path} is {_kind(mode)}, not a database file; left untouched: give --db a database "
+                            "file or a new file name")  # fmt: skip
     if not path.is_file():
         return  # missing (created): reported where it is opened
     try:
@@ -89,6 +100,19 @@ def refuse_other_files(path: Path | None) -> None:
     if foreign:
         raise DatabaseError(f"{path} is not a tagger library database ({foreign}); left untouched: "
                             "give --db a library database or a new file name")  # fmt: skip
+
+
+def _kind(mode: int) -> str:
+    """What a file that is not a regular file or a folder is, in words."""
+    if stat.S_ISBLK(mode):
+        return "a block device (a disk or a partition)"
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
 
 
 def refuse_undecodable(path: Path) -> None:
