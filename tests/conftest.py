@@ -189,6 +189,20 @@ def ffmpeg_demuxers() -> set[str]:
     return {name for row in rows if len(row) >= 2 and "D" in row[0] for name in row[1].split(",")}
 
 
+def module_file(path, *, period: int = 428) -> Path:
+    """A ProTracker module (MOD, 4 channels) written byte by byte: one sample of a square wave of
+    32 bytes a cycle, looped, played once at `period` (8287 Hz at 428: a 259 Hz tone) for one pattern
+    of 64 rows at speed 6 and 125 BPM (7.68 s)."""
+    sample = b"square".ljust(22, b"\0") + struct.pack(">HBBHH", 1024, 0, 64, 0, 1024)  # (lengths in words)
+    empty = b"\0" * 22 + struct.pack(">HBBHH", 0, 0, 0, 0, 1)
+    pattern = bytearray(1024)  # (64 rows of 4 channels of 4 bytes)
+    pattern[0:4] = bytes([period >> 8, period & 0xFF, 0x10, 0x00])  # (sample 1, no effect)
+    wave = np.repeat(np.tile(np.array([100, -100], np.int8), 64), 16).tobytes()
+    path.write_bytes(b"tone".ljust(20, b"\0") + sample + empty * 30 + bytes([1, 127]) + bytes(128) + b"M.K."
+                     + bytes(pattern) + wave)  # fmt: skip
+    return path
+
+
 def dsf_file(path, *, seconds: float, freq: float, dsd_rate: int = 2_822_400) -> Path:
     """A mono DSD64 DSF file made here (no encoder writes DSD): a 1-bit stream whose density of ones
     follows a sine (noise-shaped by a random threshold), stored least significant bit first."""

@@ -10,7 +10,7 @@ from tagger import constants as C
 from tagger.audio import probe
 from tagger.errors import AudioReadError
 
-from conftest import dsf_file, ffmpeg_demuxers, tone_signal, write_audio
+from conftest import dsf_file, ffmpeg_demuxers, module_file, tone_signal, write_audio
 
 
 def dominant_hz(y: np.ndarray, sr: int = C.SAMPLE_RATE) -> float:
@@ -62,29 +62,13 @@ def test_every_format_decodes_to_mono_16k(tmp_path, ext):
         assert path.suffix in probe.AUDIO_FORMATS[probe._ffprobe_info(path).demuxer]
 
 
-def _module(path, *, period: int = 428):
-    """A ProTracker module (MOD, 4 channels) written byte by byte: one sample of a square wave of
-    32 bytes a cycle, looped, played once at `period` (8287 Hz at 428: a 259 Hz tone) for one pattern
-    of 64 rows at speed 6 and 125 BPM (7.68 s)."""
-    import struct
-
-    sample = b"square".ljust(22, b"\0") + struct.pack(">HBBHH", 1024, 0, 64, 0, 1024)  # (lengths in words)
-    empty = b"\0" * 22 + struct.pack(">HBBHH", 0, 0, 0, 0, 1)
-    pattern = bytearray(1024)  # (64 rows of 4 channels of 4 bytes)
-    pattern[0:4] = bytes([period >> 8, period & 0xFF, 0x10, 0x00])  # (sample 1, no effect)
-    wave = np.repeat(np.tile(np.array([100, -100], np.int8), 64), 16).tobytes()
-    path.write_bytes(b"tone".ljust(20, b"\0") + sample + empty * 30 + bytes([1, 127]) + bytes(128) + b"M.K."
-                     + bytes(pattern) + wave)  # fmt: skip
-    return path
-
-
 def test_a_module_is_music_ffmpeg_renders(tmp_path):
     """Modules (tracker music: MOD, XM, IT, S3M) are music: ffmpeg renders them from the file's own
     samples and notes (libopenmpt), once through, whatever the file's name."""
     if "libopenmpt" not in ffmpeg_demuxers():
         pytest.skip("needs ffmpeg with libopenmpt")
     for name in ("tune.mod", "tune.mp3"):
-        meta = audio.info(_module(tmp_path / name))
+        meta = audio.info(module_file(tmp_path / name))
         assert (meta.decoder, meta.demuxer) == ("ffmpeg", "libopenmpt") and abs(meta.duration - 7.68) < 0.01
         y = audio.load(tmp_path / name)
         assert abs(len(y) / C.SAMPLE_RATE - 7.68) < 0.2

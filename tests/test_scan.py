@@ -9,14 +9,16 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from conftest import track_instruments
+from conftest import ffmpeg_demuxers, module_file, track_instruments, track_rows
 from library_fakes import BROKEN, EXPECTED, FREQ, FakeAnalyser, make_library
 from tagger.db import models as M
 from tagger.db.queries import find_tracks, prune_missing, track_detail
 from tagger.db.session import open_database
+from tagger.errors import UntaggableError
 from tagger.crawl import crawl, sniff_audio
 from tagger.fingerprint import content_hash, fingerprint
 from tagger.library.scan import scan
+from tagger.tags import write_instruments
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +60,27 @@ def test_every_extension_a_tag_container_names_is_crawled():
     named = {ext for fmt in FORMATS.values() for ext in fmt.extensions}
     assert {".mp3", ".flac", ".m4a", ".wv"} <= named  # (the registry was read)
     assert named <= AUDIO_EXTENSIONS, named - AUDIO_EXTENSIONS
+
+
+@pytest.mark.parametrize("ext", ["mod", "xm", "s3m", "it"])
+def test_a_tracker_module_in_the_library_is_scanned(tmp_path, db, ext):
+    """Modules decode through ffmpeg's libopenmpt, a demuxer tagger allowed, but the crawler took
+    no module by its extension (nor by its first bytes: a MOD's signature lies at byte 1080): a .mod
+    in the library was never scanned. It is analysed now, and stored as a track (its instruments in
+    the database: a module holds no tags tagger writes)."""
+    if "libopenmpt" not in ffmpeg_demuxers():
+        pytest.skip("needs ffmpeg with libopenmpt")
+    music = tmp_path / "music"
+    music.mkdir()
+    path = module_file(music / f"tune.{ext}")  # (a MOD's bytes under each name: libopenmpt reads them by content)
+    assert [str(p) for p in crawl([music])] == [str(path)]
+    summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert (summary.scanned, summary.failed) == (1, 0)
+    assert track_rows(db) == {str(path): ("ok", None)}
+    with db.session() as s:
+        assert abs(s.execute(select(M.Track.duration)).scalar_one() - 7.68) < 0.2
+    with pytest.raises(UntaggableError):
+        write_instruments(path, instruments=["keyboard"], model_version="v1")
 
 
 def test_sniff_audio_signatures():

@@ -112,7 +112,7 @@ AUDIO_FORMATS: dict[str, tuple[str, ...]] = {
     "wv": (".wv",), "mpc": (".mpc",), "mpc8": (), "tta": (".tta",), "tak": (), "shn": (), "dsf": (".dsf",),
     "iff": (".dff",), "wsd": (), "aac": (".aac",), "loas": (), "ac3": (".ac3",), "eac3": (), "dts": (".dts",),
     "dtshd": (), "truehd": (), "mlp": (), "amr": (), "oma": (), "rm": (), "avi": (), "mpeg": (), "mpegts": (),
-    "flv": (), "libopenmpt": (), "libgme": (),
+    "flv": (), "libopenmpt": (".mod", ".xm", ".s3m", ".it"), "libgme": (),
 }  # fmt: skip
 """The formats tagger analyses, declared once: each ffmpeg demuxer (of ``ffmpeg -demuxers``) of the
 files a music library holds, with the file extensions the crawler takes as audio for it (where
