@@ -365,15 +365,17 @@ def test_an_edit_of_a_wav_or_aiff_format_chunk_alone_changes_the_digest(tmp_path
     assert tags.audio_digest(f) != before
 
 
-def test_a_wav_whose_data_size_is_a_streaming_placeholder_hashes_its_audio_to_the_end(tmp_path):
-    """A WAV written by a streaming writer that never went back to fill in its ``data`` chunk's size
-    (0, or 0xFFFFFFFF): ffmpeg decodes it to the end of the file. The digest hashed the 0 bytes the
-    chunk declared: every such file of one format hashed the same, whatever its audio."""
-    f = encoded(tmp_path / "tone.wav")
+@pytest.mark.parametrize("ext", ["wav", "aiff"])
+def test_an_audio_chunk_size_left_as_a_streaming_placeholder_hashes_the_audio_to_the_end(tmp_path, ext):
+    """A WAV or AIFF written by a streaming writer that never went back to fill in its audio chunk's
+    size (0, or 0xFFFFFFFF): ffmpeg decodes such a WAV, libsndfile (tagger's decoder) such an AIFF,
+    to the end of the file. The digest hashed the 0 bytes the chunk declared: every such file of one
+    format hashed the same, whatever its audio."""
+    f = encoded(tmp_path / f"tone.{ext}")
     data, fmt, chunks = _iff(f)
-    at = chunks[b"data"][0]
+    at = chunks[b"data" if ext == "wav" else b"SSND"][0]
     for placeholder in (0, 0xFFFFFFFF):
-        struct.pack_into("<I", data, at + 4, placeholder)
+        struct.pack_into(fmt, data, at + 4, placeholder)
         f.write_bytes(data)
         before = tags.audio_digest(f)
         other = bytearray(data)

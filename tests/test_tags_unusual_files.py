@@ -384,18 +384,24 @@ def test_an_id3_chunk_after_an_odd_sized_chunk_without_its_pad_byte_is_refused(t
     assert song.read_bytes() == original
 
 
-@pytest.mark.parametrize("placeholder, named", [
-    (0, "its 'data' chunk declares 0 bytes, a streaming writer's placeholder never filled in"),
-    (0xFFFFFFFF, "its 'data' chunk claims 4294967295 bytes but the file ends 16000 bytes into it (a streaming "
-                 "writer's placeholder)"),
-], ids=["0", "0xFFFFFFFF"])  # fmt: skip
-def test_a_wav_whose_data_size_is_a_streaming_placeholder_is_refused_naming_it(tmp_path, placeholder, named):
-    """ffmpeg decodes such a file to its end: a tag chunk added after the audio would be decoded as
-    audio. A size of 0 was refused naming a chunk read from the samples ("its '\\x80\\xa1..' chunk")."""
-    made = _iff_chunks(_ffmpeg(tmp_path / "made.wav", "-c:a", "pcm_s16le", "-ac", "1", "-ar", "8000").read_bytes(), True)
-    body = b"WAVE" + made[b"fmt "] + b"data" + struct.pack("<I", placeholder) + made[b"data"][8:]
-    song = tmp_path / "song.wav"
-    original = b"RIFF" + struct.pack("<I", len(body)) + body
+@pytest.mark.parametrize("ext, placeholder, named", [
+    ("wav", 0, "its 'data' chunk declares 0 bytes, a streaming writer's placeholder never filled in"),
+    ("aiff", 0, "its 'SSND' chunk declares 0 bytes, a streaming writer's placeholder never filled in"),
+    ("wav", 0xFFFFFFFF, "its 'data' chunk claims 4294967295 bytes but the file ends 16000 bytes into it (a "
+                        "streaming writer's placeholder)"),
+], ids=["wav 0", "aiff 0", "wav 0xFFFFFFFF"])  # fmt: skip
+def test_an_audio_chunk_size_left_as_a_streaming_placeholder_is_refused_naming_it(tmp_path, ext, placeholder, named):
+    """ffmpeg decodes such a WAV, libsndfile such an AIFF, to the end of the file: a tag chunk added
+    after the audio would be decoded as audio. A size of 0 was refused naming a chunk read from the
+    samples ("its '\\x80\\xa1..' chunk")."""
+    little = ext == "wav"
+    made = _iff_chunks(_ffmpeg(tmp_path / f"made.{ext}", "-c:a", "pcm_s16le" if little else "pcm_s16be", "-ac", "1",
+                               "-ar", "8000").read_bytes(), little)  # fmt: skip
+    fmt_id, audio_id, fmt = (b"fmt ", b"data", "<I") if little else (b"COMM", b"SSND", ">I")
+    audio = audio_id + struct.pack(fmt, placeholder) + made[audio_id][8:]
+    body = (b"WAVE" if little else b"AIFF") + made[fmt_id] + audio
+    song = tmp_path / f"song.{ext}"
+    original = (b"RIFF" if little else b"FORM") + struct.pack(fmt, len(body)) + body
     song.write_bytes(original)
     with pytest.raises(TagWriteError, match=re.escape(named)):
         tags.write_instruments(song, **WRITE)

@@ -211,9 +211,9 @@ def payload_digest(path: str, mutagen_type: str, *, progress: Callable[[int], No
       Properties object, the File Properties' preroll, flags and packet sizes (not its file size,
       dates and durations, nor the tag objects, codec list or padding);
     - WAV, AIFF: the ``fmt ``/``COMM`` and ``data``/``SSND`` chunks, each its ID, declared size and
-      contents (a WAV ``data`` chunk declaring 0 or 0xFFFFFFFF bytes, a streaming writer's
-      placeholder, to the end of the file, as ffmpeg decodes it); not ``LIST``, ``ID3 `` nor other
-      chunks, nor the RIFF/FORM size;
+      contents (an audio chunk declaring 0 or 0xFFFFFFFF bytes, a streaming writer's placeholder,
+      to the end of the file, as ffmpeg decodes a WAV and libsndfile an AIFF); not ``LIST``, ``ID3 ``
+      nor other chunks, nor the RIFF/FORM size;
     - DSF: the ``DSD `` chunk's ID and size, the ``fmt `` and ``data`` chunks (not the file size and
       metadata pointer, nor the ID3v2 tag at the end);
     - WavPack, Monkey's Audio, Musepack: every byte but the APEv2 tag (stream headers included).

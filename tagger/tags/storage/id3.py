@@ -266,11 +266,11 @@ class WAVEStorage(ID3Storage):
         for cid, start, length in self._chunks(f, size):
             if cid in (self.audio_chunk, self.format_chunk):
                 h.update(cid + struct.pack(">Q", length))
-                to_end = cid == self.audio_chunk and self.little and length in (0, 0xFFFFFFFF)
+                to_end = cid == self.audio_chunk and length in (0, 0xFFFFFFFF)
                 _hash_range(f, start, size if to_end else min(start + length, size), h)
                 found = found or cid == self.audio_chunk
-                if to_end:  # a streaming writer's placeholder: ffmpeg decodes to the end of the file
-                    break
+                if to_end:  # a streaming writer's placeholder: read to the end of the file (0: ffmpeg a
+                    break  # WAV's, libsndfile an AIFF's; 0xFFFFFFFF: both)
         return found
 
     def save(self, audio, path, *, version, original):
@@ -379,10 +379,10 @@ class WAVEStorage(ID3Storage):
             # (bytes after the RIFF/FORM chunk are not its chunks)
             for cid, start, length, nxt in self._walk(f, min(size, 8 + declared)):
                 name = cid.decode("latin-1").strip() or "?"
-                if cid == self.audio_chunk and length == 0 and self.little and start < size:
+                if cid == self.audio_chunk and length == 0 and start < size:
                     return (f"its {name!r} chunk declares 0 bytes, a streaming writer's placeholder never filled in "
-                            "(ffmpeg decodes the rest of the file as its audio): a tag chunk after it would be "
-                            "decoded as audio; the tags are not written")  # fmt: skip
+                            "(ffmpeg reads a WAV's, libsndfile an AIFF's, to the end of the file): a tag chunk after "
+                            "it would be decoded as audio; the tags are not written")  # fmt: skip
                 if start + length > size:  # a recording cut short, or a streamed file's placeholder size
                     why = "a streaming writer's placeholder" if length == 0xFFFFFFFF else "cut short?"
                     return (f"its {name!r} chunk claims {length} bytes but the file ends {size - start} bytes into "
