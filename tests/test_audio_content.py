@@ -603,3 +603,109 @@ def test_a_cbr_mp3_cut_inside_a_frame_is_analysed_as_what_it_holds_with_a_note(t
     assert np.array_equal(*decoded) and abs(len(decoded[0]) / 16_000 - 4.0) < 0.05
     with pytest.raises(AudioReadError, match=r"cut short: the file ends inside an MPEG frame \(200 of its"):
         audio.load(music / "cut.mp3")  # (a caller that takes no notes)
+
+
+def _ogg_pages(data: bytes) -> list[tuple[int, int, int]]:
+    """(offset, length, granule position) of each whole page of an Ogg file's bytes."""
+    pages, pos = [], 0
+    while pos + 27 <= len(data) and data[pos : pos + 4] == b"OggS":
+        table = data[pos + 27 : pos + 27 + data[pos + 26]]
+        length = 27 + len(table) + sum(table)
+        if pos + length > len(data):
+            break
+        pages.append((pos, length, int.from_bytes(data[pos + 6 : pos + 14], "little", signed=True)))
+        pos += length
+    return pages
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
+@pytest.mark.parametrize("codec, ext", [("libvorbis", "ogg"), ("libopus", "opus")])
+def test_an_ogg_cut_short_is_analysed_with_a_note_or_is_an_error_that_says_so(tmp_path, db, codec, ext):
+    """A Vorbis or Opus file cut short (inside a page, or missing its last pages: a copy or download
+    that stopped) was analysed as far as it goes, as if whole, without a word (libsndfile takes its
+    length from the last granule position there). A stream must end on a whole end-of-stream page:
+    where the file ends inside that page, its header's granule position tells what is missing and
+    `MAX_LOST_SHARE`'s rule applies (an Opus's last 6 ms: a note; a Vorbis's last 0.8 s: an error);
+    where it ends earlier, how much is missing is not known: an error. Whole files are analysed as
+    before, chained ones and ones with a cover in their comment header included."""
+    import base64
+
+    from mutagen import File
+    from mutagen.flac import Picture
+    from sqlalchemy import select
+
+    from tagger.db import models as M
+
+    music = tmp_path / "music"
+    music.mkdir()
+
+    def encode(name: str, freq: float, seconds: float) -> bytes:
+        src = tmp_path / "src.wav"
+        sf.write(src, tone_signal([freq], seconds=seconds, sr=48_000), 48_000)
+        subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", src, "-c:a", codec, tmp_path / name], check=True)
+        return (tmp_path / name).read_bytes()
+
+    data, second = encode(f"whole.{ext}", BASS, 10.0), encode(f"second.{ext}", FLUTE, 4.0)
+    pages = _ogg_pages(data)
+    assert data[pages[-1][0] + 5] & 0x04 and not data[pages[-2][0] + 5] & 0x04  # (its end-of-stream page, the last)
+    last, before = pages[-1], pages[-2]
+    middle = pages[len(pages) // 2]
+    whole = {"whole": data, "chained": data + second, "cover": data}
+    cut = {"inside-a-page": data[: middle[0] + middle[1] // 2],  # (cut inside a page: its last pages missing)
+           "on-a-page": data[: middle[0]],  # (cut after a whole page that does not end the stream)
+           "in-its-header": data[: last[0] + 20],  # (the last page's header cut: its granule position unknown)
+           "inside-the-last-page": data[: last[0] + last[1] - 3],
+           "inside-the-last-page-tagged": data[: last[0] + last[1] - 3] + ID3V1}  # fmt: skip
+    for name, body in {**whole, **cut}.items():
+        (music / f"{name}.{ext}").write_bytes(body)
+    tagged = File(music / f"cover.{ext}")
+    picture = Picture()
+    picture.type, picture.mime, picture.data = 3, "image/png", bytes(range(256)) * 400  # (100 KB: several pages)
+    tagged["METADATA_BLOCK_PICTURE"] = [base64.b64encode(picture.write()).decode()]
+    tagged.save()
+    summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    errors = {path.rsplit("/", 1)[1]: e for path, e in summary.errors}
+    lost = (last[2] - before[2]) / 48_000  # (the audio of the last page: Vorbis 0.8 s, Opus 6.5 ms)
+    unknown = "a copy or download that stopped; nothing stored, as how much is missing is not known"
+    expected = {f"inside-a-page.{ext}": f"cut short: the file ends inside an Ogg page (its last pages missing or cut), {unknown}",
+                f"on-a-page.{ext}": f"cut short: the file ends on an Ogg page that does not end its stream (its last "
+                                    f"pages missing), {unknown}",
+                f"in-its-header.{ext}": f"cut short: the file ends inside an Ogg page (its last pages missing or cut), "
+                                        f"{unknown}"}  # fmt: skip
+    note = None
+    if ext == "ogg":
+        assert lost > 0.1
+        for name in ("inside-the-last-page", "inside-the-last-page-tagged"):
+            expected[f"{name}.{ext}"] = (f"cut short: the file holds {10.0 - lost:.1f} s of the 10.0 s its last Ogg page "
+                                         f"declares; nothing stored, as a result would leave {lost:.1f} s out")  # fmt: skip
+    else:
+        assert lost < 0.01
+        note = f"the file ends inside its last Ogg page: analysed without the rest ({lost:.3f} s of 10.0 s left out)"
+    assert errors == expected
+    analysed = {str(music / f"{name}.{ext}") for name in whole}
+    if note:
+        analysed |= {str(music / f"inside-the-last-page.{ext}"), str(music / f"inside-the-last-page-tagged.{ext}")}
+    assert track_instruments(db) == {path: ["bass"] if "chained" not in path else ["bass", "flute"] for path in analysed}
+    with db.session() as s:
+        notes = dict(s.execute(select(M.Track.path, M.Track.analysed_in_part)).all())
+    assert {path: notes[path] for path in analysed} == {path: note if "inside" in path else None for path in analysed}
+
+
+@pytest.mark.parametrize("tool", ["oggenc", "opusenc", "libsndfile-vorbis", "libsndfile-opus"])
+def test_whole_ogg_files_of_other_encoders_are_not_taken_for_cut_ones(tmp_path, tool):
+    """The end-of-stream page that a cut Ogg lacks is written by every encoder: oggenc and opusenc
+    (where installed), libsndfile's Vorbis and Opus."""
+    y = tone_signal([BASS], seconds=6.0, sr=48_000)
+    src = tmp_path / "src.wav"
+    sf.write(src, y, 48_000)
+    path = tmp_path / ("song.opus" if "opus" in tool else "song.ogg")
+    if tool.startswith("libsndfile"):
+        sf.write(path, y, 48_000, format="OGG", subtype="OPUS" if "opus" in tool else "VORBIS")
+    elif shutil.which(tool) is None:
+        pytest.skip(f"{tool} is not installed")
+    else:
+        args = ["-Q", "-o", path, src] if tool == "oggenc" else ["--quiet", src, path]
+        subprocess.run([tool, *args], check=True)
+    notes: list[str] = []
+    assert abs(len(np.concatenate(list(audio.stream(path, notes=notes)))) / 16_000 - 6.0) < 0.01
+    assert notes == []

@@ -8,8 +8,9 @@ never loaded whole. Every failure surfaces as `AudioReadError` naming the file a
 The package:
 
 - `tagger.audio.probe`: what a file holds without decoding it (`info`, `AudioInfo`; libsndfile,
-  ffprobe, MP4 atoms, chained Ogg, MP3 frame headers), and the lengths headers declare exactly
-  (`EXACT_LENGTHS`, WAV/AIFF data chunks) against which a file cut short is found;
+  ffprobe, MP4 atoms, Ogg pages, MP3 frame headers), and the lengths headers declare exactly
+  (`EXACT_LENGTHS`, WAV/AIFF data chunks), an Ogg's end-of-stream page and an MP3's last frame,
+  against which a file cut short is found;
 - `tagger.audio.decoders`: libsndfile blocks, FLAC, the ``ffmpeg`` subprocess (its stderr, its
   limits: `MAX_SECONDS`);
 - `tagger.audio.losses`: the rule for audio a decoder could not give (`MAX_LOST_SHARE`, notes or

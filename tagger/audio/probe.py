@@ -1,10 +1,12 @@
 """Describe an audio file without decoding it (`info`, `AudioInfo`): libsndfile's header, ffprobe,
 an MP4's atoms (mutagen), the Ogg pages of a chained file, the MP3 frame headers that tell a file
 libsndfile would decode only in part; and, after decoding, the lengths headers declare exactly
-(`EXACT_LENGTHS`, a WAV/AIFF data chunk) against which a file cut short is found."""
+(`EXACT_LENGTHS`, a WAV/AIFF data chunk), an Ogg's end-of-stream page (`_check_ogg_end`) and an
+MP3's last frame (`_check_mp3_cut`), against which a file cut short is found."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -300,25 +302,160 @@ def _mp4_info(path: Path) -> AudioInfo | None:
 def _chained_ogg(path: Path) -> bool:
     """An Ogg file of several streams one after the other (a "chained" file: two recordings joined,
     an internet radio capture): a stream begins after another's pages. libsndfile decodes only the
-    first; ffmpeg decodes them all. Reads the page headers only (27 bytes and a segment table a page)."""
+    first; ffmpeg decodes them all (`_ogg_walk`)."""
+    walk = _ogg_walk(path)
+    return walk is not None and walk.chained
+
+
+@dataclass(frozen=True)
+class _OggStream:
+    """One logical stream of an Ogg file as its page headers tell it (`_ogg_walk`)."""
+
+    codec: str
+    """'vorbis', 'opus', 'flac', 'speex' (from its first packet), or '' for another (video, skeleton)."""
+    rate: int
+    """The rate of its granule positions: 48 kHz for Opus, the sample rate for the others (0: unknown)."""
+    granule: int = -1
+    """The granule position (samples from its start) of its last whole page that has one; -1 for none."""
+    ended: bool = False
+    """Whether its last page, whole and of a correct checksum, carries the end-of-stream flag."""
+    last: int = 0
+    """The number of its last page in the file (from 0)."""
+
+
+@dataclass(frozen=True)
+class _OggWalk:
+    """An Ogg file's pages read one after another from its start (`_ogg_walk`)."""
+
+    chained: bool
+    """Whether a stream begins after another's data pages (a chained file)."""
+    link: int
+    """The number of the first page of its last link (of its only one where it is not chained)."""
+    streams: dict[int, _OggStream]
+    """Its streams by serial number, in the order they begin."""
+    cut: tuple[int, int, int] | None
+    """(serial, granule position, flags) of the page the file ends inside (its header read whole);
+    None where it ends on a whole page, or inside a page's header."""
+    ends_in_page: bool
+    """Whether the file ends inside a page (its header or its body)."""
+
+
+def _ogg_crc(data: bytes) -> int:
+    """The Ogg page checksum (CRC-32, polynomial 0x04C11DB7, not reflected) of `data`, a page
+    whose checksum field is zeroed."""
+    table = _ogg_crc_table()
+    crc = 0
+    for byte in data:
+        crc = ((crc << 8) & 0xFFFFFFFF) ^ table[(crc >> 24) ^ byte]
+    return crc
+
+
+@functools.lru_cache(maxsize=1)
+def _ogg_crc_table() -> tuple[int, ...]:
+    table = []
+    for i in range(256):
+        r = i << 24
+        for _ in range(8):
+            r = ((r << 1) ^ 0x04C11DB7) & 0xFFFFFFFF if r & 0x80000000 else r << 1
+        table.append(r)
+    return tuple(table)
+
+
+def _ogg_codec(packet: bytes) -> tuple[str, int]:
+    """(codec, rate of its granule positions) of an Ogg stream whose first packet begins `packet`."""
+    if packet[:7] == b"\x01vorbis" and len(packet) >= 16:
+        return "vorbis", int.from_bytes(packet[12:16], "little")
+    if packet[:8] == b"OpusHead":
+        return "opus", 48_000
+    if packet[:5] == b"\x7fFLAC" and len(packet) >= 30:
+        return "flac", packet[27] << 12 | packet[28] << 4 | packet[29] >> 4
+    if packet[:8] == b"Speex   " and len(packet) >= 40:
+        return "speex", int.from_bytes(packet[36:40], "little")
+    return "", 0
+
+
+def _ogg_walk(path: Path) -> _OggWalk | None:
+    """The pages of an Ogg file followed from its start by their lengths (27 bytes of header and a
+    segment table read a page, and the checksum of each end-of-stream page: 1-6 ms for a 10-minute
+    file): which streams it holds, whether it is chained, which of them end with an end-of-stream
+    page, and where the file ends inside a page (cut short). Stops at bytes that are not a page
+    (junk after the last page, damage); None where the file does not begin with a page or cannot be
+    read."""
+    import struct
+
+    streams: dict[int, _OggStream] = {}
+    chained = seen_data = False
+    link = 0
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
-            pos, seen_data = 0, False
-            while pos + 27 <= size:
+            pos = page = 0
+            while pos < size:
                 f.seek(pos)
                 head = f.read(27)
+                if len(head) < 27:
+                    partial = b"OggS"[: len(head)] == head[:4] and head[4:5] in (b"", b"\0")
+                    return _OggWalk(chained, link, streams, None, partial) if streams else None
                 if head[:4] != b"OggS":
-                    return False  # not a page where one must begin: leave the file to libsndfile
+                    break  # (not a page where one must begin: junk after the last page, or damage)
                 table = f.read(head[26])
-                begins = bool(head[5] & 0x02)
-                if begins and seen_data:
-                    return True
-                seen_data = seen_data or not begins
-                pos += 27 + len(table) + sum(table)
+                length = 27 + len(table) + sum(table)
+                flags, (granule, serial) = head[5], struct.unpack("<qI", head[6:18])
+                if flags & 0x02:  # (a stream begins: after another's data pages, the next link of a chain)
+                    link = page if seen_data else link
+                    chained = chained or seen_data
+                    first = f.read(min(sum(table), 64))
+                    streams.pop(serial, None)  # (a serial number used again, by the next link)
+                    streams[serial] = _OggStream(*_ogg_codec(first), last=page)
+                seen_data = seen_data or not flags & 0x02
+                if len(table) < head[26] or pos + length > size:
+                    return _OggWalk(chained, link, streams, (serial, granule, flags) if len(table) == head[26] else None, True)
+                stream = streams.get(serial)
+                if stream is not None:
+                    ended = bool(flags & 0x04)
+                    if ended:
+                        f.seek(pos)
+                        whole = bytearray(f.read(length))
+                        crc, whole[22:26] = int.from_bytes(whole[22:26], "little"), bytes(4)
+                        if _ogg_crc(bytes(whole)) != crc:  # (a page cut, and bytes appended after it)
+                            return _OggWalk(chained, link, streams, (serial, granule, flags), True)
+                    streams[serial] = replace(stream, granule=granule if granule != -1 else stream.granule,
+                                              ended=ended, last=page)  # fmt: skip
+                pos += length
+                page += 1
     except OSError:
-        return False
-    return False
+        return None
+    return _OggWalk(chained, link, streams, None, False) if streams else None
+
+
+def _check_ogg_end(path: Path, meta: AudioInfo, notes: list[str] | None) -> None:
+    """An Ogg file cut short (a copy or download that stopped: inside a page, or missing its last
+    pages) was decoded as far as it goes, by libsndfile or ffmpeg, and stored as if whole without a
+    word. A stream of its last link (`_ogg_walk`) that does not end with a whole end-of-stream page
+    is cut: where the file ends inside that last page, its header's granule position says how much
+    is missing (the rest of the page), which comes under `_note_or_refuse`'s rule against the file's
+    length; where not (its last pages missing, or only their header there), how much is missing is
+    not known, and the file is an error."""
+    walk = _ogg_walk(path)
+    if walk is None:
+        return
+    cut = [(serial, s) for serial, s in walk.streams.items() if s.codec and not s.ended and s.last >= walk.link]
+    if not cut:
+        return
+    serial, stream = cut[-1]
+    last = walk.cut if walk.cut is not None and walk.cut[0] == serial and walk.cut[2] & 0x04 else None
+    where = ("inside its last Ogg page" if last is not None else
+             "inside an Ogg page (its last pages missing or cut)" if walk.ends_in_page else
+             "on an Ogg page that does not end its stream (its last pages missing)")  # fmt: skip
+    if last is None or last[1] < 0 or stream.granule < 0 or not stream.rate or not meta.duration:
+        raise AudioReadError(path, f"cut short: the file ends {where}, a copy or download that stopped; nothing "
+                                   "stored, as how much is missing is not known")  # fmt: skip
+    lost = max(last[1] - stream.granule, 0) / stream.rate
+    full = meta.duration + lost
+    _note_or_refuse(path, notes, lost=lost, duration=full,
+                    note=f"the file ends {where}: analysed without the rest ({lost:.3f} s of {full:.1f} s left out)",
+                    refusal=f"cut short: the file holds {meta.duration:.1f} s of the {full:.1f} s its last Ogg page "
+                            f"declares; nothing stored, as a result would leave {lost:.1f} s out")  # fmt: skip
 
 
 _MP3_KBPS = ((0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),  # MPEG 2 and 2.5, layer III

@@ -16,7 +16,7 @@ from tagger.audio.decoders import _ffmpeg_blocks, _flac_blocks, _most_frames, _s
 from tagger.audio.downmix import _downmix, _zero_non_finite
 from tagger.audio.losses import MAX_NON_FINITE, _check_channels
 from tagger.audio.probe import (
-    FFMPEG_MAX_RATE, AudioInfo, _check_data_chunk, _check_mp3_cut, _check_shortfall, _mp3_tail, info,
+    FFMPEG_MAX_RATE, AudioInfo, _check_data_chunk, _check_mp3_cut, _check_ogg_end, _check_shortfall, _mp3_tail, info,
 )
 from tagger.errors import AudioReadError
 
@@ -85,6 +85,8 @@ def stream(
                                  int(block_seconds * FFMPEG_MAX_RATE * 2) // meta.channels))  # and channel count
     noted = len(notes or ())
     ends = None
+    if meta.format == "OGG" or meta.demuxer == "ogg":
+        _check_ogg_end(p, meta, notes)
     if meta.decoder != "soundfile":
         blocks = _ffmpeg_blocks(p, meta, block_frames, notes)
     elif meta.format == "FLAC":
