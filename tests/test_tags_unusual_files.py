@@ -384,6 +384,22 @@ def test_an_id3_chunk_after_an_odd_sized_chunk_without_its_pad_byte_is_refused(t
     assert song.read_bytes() == original
 
 
+def test_a_pad_byte_that_is_not_zero_before_an_audio_chunk_cut_short_is_a_pad_byte(tmp_path):
+    """A printable pad byte ('x') after an odd text chunk, then a data chunk that claims more bytes than
+    the file holds (a recording cut short): no chunk fits after the pad byte, none at it either, so it
+    is a pad byte, and the data chunk is the one named (the walk must not take 'xdat' for a chunk)."""
+    made = _iff_chunks(_ffmpeg(tmp_path / "made.wav", "-c:a", "pcm_s16le", "-ac", "1", "-ar", "8000").read_bytes(), True)
+    text = _iff_chunk(b"LIST", b"INFO" + _iff_chunk(b"INAM", b"Song", True) + b"x", True, pad=b"x")
+    body = b"WAVE" + made[b"fmt "] + text + made[b"data"][:-4000]
+    song = tmp_path / "song.wav"
+    original = b"RIFF" + struct.pack("<I", len(body)) + body
+    song.write_bytes(original)
+    assert tags.audio_digest(song) is not None
+    with pytest.raises(TagWriteError, match="its 'data' chunk claims 16000 bytes but the file ends 12000 bytes into it"):
+        tags.write_instruments(song, **WRITE)
+    assert song.read_bytes() == original
+
+
 @pytest.mark.parametrize("ext, placeholder, named", [
     ("wav", 0, "its 'data' chunk declares 0 bytes, a streaming writer's placeholder never filled in"),
     ("aiff", 0, "its 'SSND' chunk declares 0 bytes, a streaming writer's placeholder never filled in"),

@@ -246,8 +246,8 @@ class WAVEStorage(ID3Storage):
 
     def _pad_missing(self, f, at: int, end: int) -> bool:
         """Whether the odd-sized chunk ending at ``at`` lacks its pad byte: the byte there is not 0,
-        a chunk header cannot start after it (an id of 4 printable ASCII characters and a size that
-        ends before ``end``: the pad byte of some writers is not 0) and one starts at it."""
+        no chunk header starts after it (an id of 4 printable ASCII characters, a size that ends by
+        ``end``: the pad byte of some writers is not 0) and one starts at it."""
         f.seek(at)
         head = f.read(9)
         if len(head) < 9 or head[0] == 0:
@@ -257,7 +257,7 @@ class WAVEStorage(ID3Storage):
             size = struct.unpack("<I" if self.little else ">I", data[4:8])[0]
             return all(32 <= c <= 126 for c in data[:4]) and pos + 8 + size <= end
 
-        return not header(head[1:9], at + 1) and all(32 <= c <= 126 for c in head[:4])
+        return not header(head[1:9], at + 1) and header(head[:8], at)
 
     def payload(self, f, size, h):
         # Each chunk's id and declared size too: the boundary between the format chunk and the audio
