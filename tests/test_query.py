@@ -457,3 +457,34 @@ def test_a_csv_row_with_a_score_outside_its_columns_says_so(caplog):
     assert text.splitlines() == ["path,duration,format,instruments,model_version,stale,score_bass",
                                  "/m/a.flac,10.0,FLAC,ukulele,other-2,0,0.1"]  # fmt: skip
     assert "'/m/a.flac': its score(s) for ukulele are not in the CSV columns" in caplog.text
+
+
+def test_query_and_tag_take_the_filter_options_declared_once(monkeypatch):
+    """The filter's options are declared once (`cli.options.FILTER_OPTIONS`) and every command that
+    selects tracks takes them where its ``where`` stands (query and tag each listed them, and passed
+    them on, by hand: a new one had to be added to both); tag also takes their hidden old names."""
+    import typer
+    import typer.main
+
+    from tagger.cli import options as F
+
+    group = typer.main.get_command(app)
+    names = list(F.FILTER_OPTIONS)
+    assert [p.name for p in group.commands["query"].params][: len(names)] == names
+    tag_params = [p.name for p in group.commands["tag"].params]
+    assert tag_params[1 : len(names) + 3] == [*names, "query_has", "query_lacks"]
+
+    # A new entry reaches a decorated command, its values handed over with the others.
+    monkeypatch.setitem(F.FILTER_OPTIONS, "genre", (str, lambda: typer.Option(None, "--genre")))
+    seen = {}
+    one = typer.Typer()
+
+    @one.command()
+    @F.filter_options(old_names=True)
+    def pick(where: dict = F.FILTER, db: str = typer.Option(None, "--db")) -> None:
+        seen.update(where, db=db)
+
+    res = CliRunner().invoke(one, ["--genre", "jazz", "--has", "flute", "--query-has", "organ", "--db", "x.db"])
+    assert res.exit_code == 0, res.output
+    assert seen == {"has": ["flute", "organ"], "lacks": None, "min_score": None, "path_glob": None, "genre": "jazz",
+                    "db": "x.db"}  # fmt: skip

@@ -314,11 +314,9 @@ def _scan_totals(summary, *, write_tags: bool, dry_run: bool, settle_seconds: fl
 
 @app.command("query")
 @handle_errors
+@F.filter_options()
 def query(
-    has: list[str] = F.has(),
-    lacks: list[str] = F.lacks(),
-    min_score: float = F.min_score(),
-    path_glob: str = F.path_glob(),
+    where: dict = F.FILTER,
     fmt: str = typer.Option("table", "--format", "-f", help="table, json, csv, paths (one a line), paths0 (NUL-separated, for xargs -0) or m3u."),
     output: Path = typer.Option(
         None, "--output", "-o", parser=F.path, help="Write to this file instead of stdout (e.g. a .m3u)."
@@ -332,7 +330,7 @@ def query(
 
     if fmt not in QUERY_FORMATS:
         raise UserError(f"unknown format {fmt!r}; choose one of {', '.join(QUERY_FORMATS)}")
-    where = F.track_filter(has=has, lacks=lacks, min_score=min_score, path_glob=path_glob)
+    where = F.track_filter(**where)
     if output is not None:
         from tagger.outputs import check_replaceable, looks_like_path_list, write_atomic
 

@@ -1,12 +1,17 @@
 """Options shared by several commands: the track filter of ``query`` and ``tag`` is declared once.
 
-`FilterOptions` holds the typer option declarations; a command lists them as parameters
-(``has: list[str] = F.has()``) and builds the filter with `track_filter`.
+`FILTER_OPTIONS` lists the filter's options; a command that selects tracks is decorated with
+`filter_options`, which puts them in the place of its parameter ``where`` and calls it with their
+values, from which it builds the filter (`track_filter`). A new filter option is one entry of
+`FILTER_OPTIONS`: every such command gets it.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
@@ -46,11 +51,64 @@ def old_lacks():
     return typer.Option(None, "--query-lacks", hidden=True, help=LACKS_HELP)
 
 
-def track_filter(*, has=None, lacks=None, min_score=None, path_glob=None, paths=None):
-    """The `tagger.db.filter.TrackFilter` of a command's filter options."""
+FILTER_OPTIONS: dict[str, tuple[object, Callable[[], typer.models.OptionInfo]]] = {
+    "has": (list[str], has), "lacks": (list[str], lacks), "min_score": (float, min_score),
+    "path_glob": (str, path_glob),
+}  # fmt: skip
+"""The filter's options, in the order a command lists them: parameter name -> (its type, its
+declaration); each name is a keyword of `track_filter`."""
+OLD_FILTER_OPTIONS: dict[str, tuple[str, Callable[[], typer.models.OptionInfo]]] = {
+    "query_has": ("has", old_has), "query_lacks": ("lacks", old_lacks),
+}  # fmt: skip
+"""Hidden old names of filter options (``tag --query-has``): parameter name -> (the option whose
+values it adds to, its declaration)."""
+FILTER = object()
+"""The default of a command's parameter ``where``, which `filter_options` replaces."""
+
+
+def filter_options(*, old_names: bool = False):
+    """Decorator of a command that selects tracks: its parameter ``where`` (``where: dict = F.FILTER``)
+    is replaced by the filter's options (`FILTER_OPTIONS`; with ``old_names`` their hidden old names
+    too, `OLD_FILTER_OPTIONS`), in its place, and the command is called with ``where`` holding their
+    values by name (an old name's added to its option's): ``track_filter(**where)``."""
+    added = {name: kind for name, (kind, _) in FILTER_OPTIONS.items()}
+    olds = OLD_FILTER_OPTIONS if old_names else {}
+
+    def decorate(command):
+        signature = inspect.signature(command)
+        params = []
+        for param in signature.parameters.values():
+            if param.name != "where":
+                params.append(param)
+                continue
+            params += [param.replace(name=name, default=declare(), annotation=kind)
+                       for name, (kind, declare) in FILTER_OPTIONS.items()]  # fmt: skip
+            params += [param.replace(name=name, default=declare(), annotation=list[str])
+                       for name, (_, declare) in olds.items()]  # fmt: skip
+
+        @functools.wraps(command)
+        def run(*args, **kwargs):
+            where = {name: kwargs.pop(name) for name in FILTER_OPTIONS}
+            for name, (option, _) in olds.items():
+                old = kwargs.pop(name)
+                if old:
+                    where[option] = [*(where[option] or ()), *old]
+            return command(*args, where=where, **kwargs)
+
+        run.__signature__ = signature.replace(parameters=params)
+        run.__annotations__ = {**{k: v for k, v in command.__annotations__.items() if k != "where"}, **added,
+                               **{name: list[str] for name in olds}}  # fmt: skip
+        return run
+
+    return decorate
+
+
+def track_filter(*, paths=None, **options):
+    """The `tagger.db.filter.TrackFilter` of a command's filter options (``options``, by the names of
+    `FILTER_OPTIONS`: `TrackFilter.of`'s keywords) and ``paths``."""
     from tagger.db.filter import TrackFilter
 
-    return TrackFilter.of(has=has, lacks=lacks, min_score=min_score, path_glob=path_glob, paths=paths)
+    return TrackFilter.of(**options, paths=paths)
 
 
 def path(value) -> Path:

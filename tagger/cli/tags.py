@@ -83,16 +83,12 @@ def _render(results, *, verb: str, dry_run: bool, stop=None, recorded: bool = Fa
 
 @app.command("tag")
 @handle_errors
+@F.filter_options(old_names=True)
 def tag(
     paths: list[Path] = typer.Argument(
         None, parser=F.path, help="Only files (or folders of files) among the analysed tracks."
     ),
-    has: list[str] = F.has(),
-    lacks: list[str] = F.lacks(),
-    min_score: float = F.min_score(),
-    path_glob: str = F.path_glob(),
-    query_has: list[str] = F.old_has(),
-    query_lacks: list[str] = F.old_lacks(),
+    where: dict = F.FILTER,
     db: str = typer.Option(None, "--db", help="Library database URL or SQLite file (default: $TAGGER_DB or the user data dir)."),
     from_json: Path = typer.Option(
         None, "--from-json", parser=F.path, help="Take the predictions from this `tagger predict --json` output instead of the database."
@@ -117,8 +113,7 @@ def tag(
     for path in paths or ():
         if not path.exists():
             raise UserError(f"no such file or folder: {path}")
-    where = F.track_filter(has=[*(has or ()), *(query_has or ())], lacks=[*(lacks or ()), *(query_lacks or ())],
-                           min_score=min_score, path_glob=path_glob, paths=paths)  # fmt: skip
+    where = F.track_filter(**where, paths=paths)
     options = dict(scores=scores, id3v23=id3v23, keep_mtime=keep_mtime, dry_run=dry_run, settle_seconds=settle_seconds,
                    follow_external_symlinks=follow_external_symlinks)  # fmt: skip
     if from_json is not None:

@@ -6,7 +6,9 @@ Python match (`~Part.match`, on a `Candidate`: a stored track or a prediction re
 `TrackFilter` combines them; ``tagger query`` and ``tagger tag`` build it from the same options
 (`tagger.cli.options`).
 
-Adding a filter: one `Part` subclass here, a field of `TrackFilter` and its CLI option.
+Adding a filter: one `Part` subclass here, a field of `TrackFilter` (and its keyword of
+`TrackFilter.of`), and its CLI option: one entry of `tagger.cli.options.FILTER_OPTIONS`, which
+query and tag both take.
 """
 
 from __future__ import annotations
