@@ -709,3 +709,44 @@ def test_whole_ogg_files_of_other_encoders_are_not_taken_for_cut_ones(tmp_path, 
     notes: list[str] = []
     assert abs(len(np.concatenate(list(audio.stream(path, notes=notes)))) / 16_000 - 6.0) < 0.01
     assert notes == []
+
+
+def _with_vbri(data: bytes, kbps_index: int) -> bytes:
+    """An MP3 written by LAME with its Xing header (`data`) as a Fraunhofer encoder writes it: its
+    first frame, of bit rate `kbps_index` (of MPEG-1 layer III's table), holds a VBRI header (32
+    bytes after the frame header) declaring the file's bytes and its frames."""
+    import struct
+
+    starts = _frame_starts(data)
+    first, rest = starts[0], data[starts[1] :]
+    header = (int.from_bytes(data[first : first + 4], "big") & ~(0xF << 12) & ~(1 << 9)) | kbps_index << 12
+    length = 144_000 * (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320)[kbps_index] // 44_100
+    frame = bytearray(length)
+    frame[:4] = header.to_bytes(4, "big")
+    frame[36:62] = b"VBRI" + struct.pack(">HHHII", 1, 1105, 75, length + len(rest), len(starts) - 1) + struct.pack(
+        ">HHHH", 0, 1, 2, 1)  # fmt: skip
+    return data[:first] + bytes(frame) + rest
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
+@pytest.mark.parametrize("kbps_index", [1, 14], ids=["32-kbps-first-frame", "320-kbps-first-frame"])
+def test_an_mp3_with_a_vbri_header_is_analysed_whole_and_one_cut_short_is_an_error(tmp_path, db, kbps_index):
+    """libsndfile does not read a VBRI header (Fraunhofer's encoders): it took a VBR file's length
+    from its first frame's bit rate, and a whole 10 s file was refused as cut short (the header's
+    frame at 32 kbps: 14.1 s declared), or stored as the whole track from its first 1.4 s (at 320
+    kbps: libsndfile stops at the length it declares). ffmpeg decodes such a file now, against the
+    length the VBRI header declares: whole, it is analysed whole; cut short, it is an error."""
+    music = tmp_path / "music"
+    music.mkdir()
+    y = tone_signal([BASS], seconds=10.0, sr=44_100)
+    y[: 3 * 44_100] += np.random.default_rng(1).standard_normal(3 * 44_100).astype(np.float32) * 0.3  # (VBR: 3 s of noise)
+    data = _with_vbri(_mp3(tmp_path / "lame.mp3", y, 44_100, "-q:a", "4", "-write_xing", "1"), kbps_index)
+    (music / "whole.mp3").write_bytes(data)
+    (music / "half.mp3").write_bytes(data[: len(data) // 2])
+    meta = audio.info(music / "whole.mp3")
+    assert (meta.decoder, round(meta.duration, 2)) == ("ffmpeg", 10.03)
+    assert abs(len(audio.load(music / "whole.mp3")) / 16_000 - 10.03) < 0.01
+    summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert [e for _, e in summary.errors] == [summary.errors[0][1]] and summary.errors[0][0] == str(music / "half.mp3")
+    assert summary.errors[0][1].startswith("cut short: the file holds ") and "of the 10.0 s its header declares" in summary.errors[0][1]
+    assert track_instruments(db) == {str(music / "whole.mp3"): ["bass"]}

@@ -506,6 +506,28 @@ def _declared_bytes(frame: bytes) -> int | None:
     return None
 
 
+def _vbri_seconds(path: Path) -> float | None:
+    """The length in seconds that the VBRI header of an MP3 (Fraunhofer's encoders: 32 bytes after
+    its first frame's header, where no Xing/Info header is) declares, from its frame count; None
+    where there is none."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(_id3v2_end(f.read(10)))
+            data = f.read(16384)
+    except OSError:
+        return None
+    found = _mp3_frames_at(data)
+    if found is None:
+        return None
+    i, (_kbps, length, hz) = found
+    frame = data[i : i + length]
+    if frame[36:40] != b"VBRI" or b"Xing" in frame or b"Info" in frame or len(frame) < 54:
+        return None
+    frames = int.from_bytes(frame[50:54], "big")
+    mpeg1 = (frame[1] >> 3) & 3 == 3
+    return frames * (1152 if mpeg1 else 576) / hz if frames else None
+
+
 def _id3v2_end(data: bytes) -> int:
     """The length of the ID3v2 tag `data` begins with (0 for none)."""
     if data[:3] != b"ID3" or len(data) < 10:
@@ -586,6 +608,16 @@ def info(path: str | os.PathLike) -> AudioInfo:
         # Decoded to its end, of a length not known; without the tags between its parts, which
         # ffmpeg decodes as frames it cannot ("Header missing", a frame lost, more for a cover).
         meta = replace(meta, decoder="ffmpeg", duration=None, feed=_mp3_feed(p), demuxer="mp3")
+    vbri = _vbri_seconds(p) if meta is not None and meta.format == "MP3" and meta.decoder == "soundfile" else None
+    if vbri:
+        if not ffmpeg_available():
+            raise MissingToolError(p, "an MP3 with a VBRI header (Fraunhofer's encoders), which libsndfile does not "
+                                      "read: it would decode the file only in part, and ffmpeg, which reads it, is "
+                                      f"not installed; {INSTALL_FFMPEG}")  # fmt: skip
+        # libsndfile takes the length from the first frame's bit rate and stops there (1.4 s of
+        # 10 s) or declares more than there is (14.1 s, the file then refused as cut short): ffmpeg
+        # decodes it, of the length its VBRI header declares (against which a cut is found).
+        meta = replace(meta, decoder="ffmpeg", duration=vbri, feed=_mp3_feed(p), demuxer="mp3")
     meta = meta or (_mp4_info(p) if ffmpeg_available() else None) or _ffprobe_info(p)
     _check_rate(p, meta.sample_rate, meta.decoder)
     return meta
@@ -648,10 +680,12 @@ def _check_data_chunk(path: Path, meta: AudioInfo, notes: list[str] | None) -> N
                             f"declares; nothing stored, as a result would leave {lost:.1f} s out")  # fmt: skip
 
 
-EXACT_LENGTHS = {("soundfile", "MP3"), ("ffmpeg", "wavpack"), ("ffmpeg", "ape"), ("ffmpeg", "tta")}
+EXACT_LENGTHS = {("soundfile", "MP3"), ("ffmpeg", "MP3"), ("ffmpeg", "wavpack"), ("ffmpeg", "ape"), ("ffmpeg", "tta")}
 """(decoder, format) of the files whose declared length is exact (an MP3's Xing/Info/VBRI header, the
 headers of WavPack, Monkey's Audio and TTA), so that audio missing from its end is known
-(`_check_shortfall`). Not lengths estimated from a bit rate (an MP3 without such a header, raw AAC)."""
+(`_check_shortfall`). Not lengths estimated from a bit rate (an MP3 without such a header, raw AAC).
+("ffmpeg", "MP3"): an MP3 libsndfile described and ffmpeg decodes, of a known length only where its
+VBRI header declares it (`_vbri_seconds`; joined files and VBR files without a header: unknown)."""
 SHORTFALL_SLACK = 0.05
 """Seconds a decoder may give less than the declared length without a word (rounding, an MP3's
 padding): a twentieth of a second is no part of a 4 s window worth a note."""
@@ -668,7 +702,9 @@ def _check_shortfall(path: Path, meta: AudioInfo, decoded: int, notes: list[str]
     if not meta.duration or (meta.decoder, meta.format) not in EXACT_LENGTHS or len(notes or ()) > noted:
         return
     lost = meta.duration - decoded / meta.decode_rate
-    if lost <= SHORTFALL_SLACK or (meta.format == "MP3" and not _mp3_length_declared(path)):
+    # (a VBRI header's frame count holds its own frame or not, as encoders go: one frame more allowed)
+    slack = SHORTFALL_SLACK + (1152 / meta.sample_rate if meta.decoder == "ffmpeg" and meta.format == "MP3" else 0.0)
+    if lost <= slack or (meta.format == "MP3" and not _mp3_length_declared(path)):
         return
     after = _mp3_end_intact(path) if meta.format == "MP3" else None
     if after:  # (an editor's cut: analysed as what it holds, and said)
