@@ -454,6 +454,41 @@ IFF_LAYOUTS = {
 }
 
 
+RIFF_ENDS = {
+    # case: the RIFF/FORM size (None: the file's), the chunks after the audio, and what the refusal names
+    "an ID3 chunk after the RIFF/FORM chunk": (None, "ID3", "its ID3 chunk lies after the end its {form} size"),
+    "a RIFF/FORM size ending inside the audio": (100, "", "its {form} size (100 bytes) ends inside its {audio!r}"),
+    "a RIFF/FORM size left as a placeholder": (0xFFFFFFFF, "", "its {form} size is 0xFFFFFFFF, a streaming writer's"),
+}
+
+
+@pytest.mark.parametrize("ext, codec, little", [("wav", "pcm_s16le", True), ("aiff", "pcm_s16be", False)])
+@pytest.mark.parametrize("case", sorted(RIFF_ENDS))
+def test_a_wav_or_aiff_whose_riff_size_mutagen_cannot_add_a_tag_chunk_at_is_refused(tmp_path, ext, codec, little, case):
+    """mutagen reads the chunks up to the end the RIFF/FORM size gives and adds its ID3 chunk there.
+    An ID3 chunk after that end (a tool that appended it and left the size), which TagLib and ffmpeg
+    read, was not seen: the write added a second one, and TagLib showed tagger's fields alone, the
+    title gone. A size ending inside the audio chunk made mutagen add the tag chunk inside it
+    ("verification failed: fields read back as {}"), and a size of 0xFFFFFFFF could not grow ("tag
+    write failed (error: 'I' format requires ...)"). Each is refused before the file is touched, named."""
+    made = _iff_chunks(_ffmpeg(tmp_path / f"made.{ext}", "-c:a", codec, "-ac", "1", "-ar", "8000").read_bytes(), little)
+    fmt_id, audio_id, fmt = (b"fmt ", b"data", "<I") if little else (b"COMM", b"SSND", ">I")
+    declared, after, named = RIFF_ENDS[case]
+    body = (b"WAVE" if little else b"AIFF") + made[fmt_id] + made[audio_id]
+    outside = _id3_chunk_bytes(b"ID3 ", b"Outside", little) if after else b""
+    original = (b"RIFF" if little else b"FORM") + struct.pack(fmt, declared or len(body)) + body + outside
+    song = tmp_path / f"song.{ext}"
+    song.write_bytes(original)
+    if after:
+        taglib = pytest.importorskip("taglib")
+        with taglib.File(str(song)) as f:
+            assert f.tags["TITLE"] == ["Outside"]  # (TagLib reads it)
+    message = named.format(form="RIFF" if little else "FORM", audio=audio_id.decode())
+    with pytest.raises(TagWriteError, match=re.escape(message)):
+        tags.write_instruments(song, **WRITE)
+    assert song.read_bytes() == original
+
+
 @pytest.mark.parametrize("ext, codec, little", [("wav", "pcm_s16le", True), ("aiff", "pcm_s16be", False)])
 @pytest.mark.parametrize("case", sorted(IFF_LAYOUTS))
 def test_every_byte_of_a_wav_or_aiff_outside_its_id3_chunk_is_kept(tmp_path, ext, codec, little, case):

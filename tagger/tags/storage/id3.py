@@ -393,7 +393,31 @@ class WAVEStorage(ID3Storage):
                             "write would add a second ID3 chunk without the first one's frames")  # fmt: skip
                 if unpadded is None and length & 1 and nxt == start + length and nxt + 8 <= size:
                     unpadded = f"the {name!r} chunk of an odd size ({length} bytes) without its pad byte"
+            if self.id3_span(f, min(size, 8 + declared)) is None:  # (mutagen adds one where the RIFF/FORM ends)
+                why = self._riff_end_unfit(f, size, declared)
+                if why:
+                    return why
         return super().cannot_keep(audio, path, version)
+
+    def _riff_end_unfit(self, f, size: int, declared: int) -> str | None:
+        """Why the open file ``f`` (``size`` bytes, without an ID3 chunk inside its RIFF/FORM chunk,
+        which declares ``declared`` bytes) cannot get one where mutagen adds it, at the end of the
+        RIFF/FORM chunk, growing its size; None where it can."""
+        form = "RIFF" if self.little else "FORM"
+        if declared == 0xFFFFFFFF:
+            return (f"its {form} size is 0xFFFFFFFF, a streaming writer's placeholder, which cannot grow by the tag "
+                    "chunk")  # fmt: skip
+        end = 8 + declared
+        for cid, start, length, _nxt in self._walk(f, size):
+            name = cid.decode("latin-1").strip() or "?"
+            if start - 8 < end < start + length:
+                return (f"its {form} size ({declared} bytes) ends inside its {name!r} chunk, where mutagen would add "
+                        "the tag chunk")  # fmt: skip
+            if start - 8 >= end and cid.upper() == b"ID3 ":
+                return (f"its ID3 chunk lies after the end its {form} size ({declared} bytes) gives, where mutagen "
+                        "does not look for it (TagLib and ffmpeg read it): a write would add a second ID3 chunk "
+                        "without its frames, which TagLib would show instead")  # fmt: skip
+        return None
 
 
 @register(Format("AIFF", "AIFF", (".aif", ".aiff", ".aifc")))
