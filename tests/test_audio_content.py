@@ -750,3 +750,37 @@ def test_an_mp3_with_a_vbri_header_is_analysed_whole_and_one_cut_short_is_an_err
     assert [e for _, e in summary.errors] == [summary.errors[0][1]] and summary.errors[0][0] == str(music / "half.mp3")
     assert summary.errors[0][1].startswith("cut short: the file holds ") and "of the 10.0 s its header declares" in summary.errors[0][1]
     assert track_instruments(db) == {str(music / "whole.mp3"): ["bass"]}
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
+@pytest.mark.parametrize("skip", [312, 3840, 4000, 60000])
+def test_an_opus_whose_pre_skip_drops_its_start_is_analysed_with_a_note_or_is_an_error(tmp_path, skip):
+    """The decoders drop an Opus stream's pre-skip from its start: encoders write 312 (libopus's
+    lookahead) to 3840 (80 ms); a damaged or wrongly written header's 60000 had 1.25 s of a 10 s file
+    dropped without a word (analysed as 8.76 s). Beyond 3840, what is dropped (from 312) comes under
+    the 1% rule: 4000 drops 0.077 s (a note), 60000 1.2 s (an error)."""
+    import io
+
+    from mutagen.ogg import OggPage
+
+    path = tmp_path / "song.opus"
+    sf.write(tmp_path / "src.wav", tone_signal([BASS], seconds=10.0, sr=48_000), 48_000)
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", tmp_path / "src.wav", "-c:a", "libopus", path], check=True)
+    data = path.read_bytes()
+    first = OggPage(io.BytesIO(data))
+    assert first.packets[0][:8] == b"OpusHead" and int.from_bytes(first.packets[0][10:12], "little") == 312
+    first.packets[0] = first.packets[0][:10] + skip.to_bytes(2, "little") + first.packets[0][12:]
+    path.write_bytes(first.write() + data[first.size :])  # (its checksum written anew)
+    notes: list[str] = []
+    lost = (skip - 312) / 48_000
+    if skip <= 3840:
+        assert abs(len(np.concatenate(list(audio.stream(path, notes=notes)))) / 16_000 - (10.0 - lost)) < 0.002
+        assert notes == []
+    elif skip == 4000:
+        assert abs(len(np.concatenate(list(audio.stream(path, notes=notes)))) / 16_000 - (10.0 - lost)) < 0.002
+        assert notes == ["its Opus header's pre-skip (4000 samples, where encoders write 312 to 3840) has its first "
+                         "0.077 s dropped: analysed without them (0.077 s of 10.0 s left out)"]  # fmt: skip
+    else:
+        with pytest.raises(AudioReadError, match=r"its Opus header's pre-skip \(60000 samples, where encoders write 312 "
+                                                 r"to 3840\) has the decoders drop its first 1\.2 s"):  # fmt: skip
+            audio.load(path)

@@ -321,6 +321,8 @@ class _OggStream:
     """Whether its last page, whole and of a correct checksum, carries the end-of-stream flag."""
     last: int = 0
     """The number of its last page in the file (from 0)."""
+    skip: int = 0
+    """An Opus stream's pre-skip (its header's: the samples at 48 kHz a decoder drops from its start)."""
 
 
 @dataclass(frozen=True)
@@ -406,7 +408,9 @@ def _ogg_walk(path: Path) -> _OggWalk | None:
                     chained = chained or seen_data
                     first = f.read(min(sum(table), 64))
                     streams.pop(serial, None)  # (a serial number used again, by the next link)
-                    streams[serial] = _OggStream(*_ogg_codec(first), last=page)
+                    codec, rate = _ogg_codec(first)
+                    skip = int.from_bytes(first[10:12], "little") if codec == "opus" and len(first) >= 12 else 0
+                    streams[serial] = _OggStream(codec, rate, last=page, skip=skip)
                 seen_data = seen_data or not flags & 0x02
                 if len(table) < head[26] or pos + length > size:
                     return _OggWalk(chained, link, streams, (serial, granule, flags) if len(table) == head[26] else None, True)
@@ -439,6 +443,7 @@ def _check_ogg_end(path: Path, meta: AudioInfo, notes: list[str] | None) -> None
     walk = _ogg_walk(path)
     if walk is None:
         return
+    _check_opus_skip(path, meta, walk, notes)
     cut = [(serial, s) for serial, s in walk.streams.items() if s.codec and not s.ended and s.last >= walk.link]
     if not cut:
         return
@@ -456,6 +461,33 @@ def _check_ogg_end(path: Path, meta: AudioInfo, notes: list[str] | None) -> None
                     note=f"the file ends {where}: analysed without the rest ({lost:.3f} s of {full:.1f} s left out)",
                     refusal=f"cut short: the file holds {meta.duration:.1f} s of the {full:.1f} s its last Ogg page "
                             f"declares; nothing stored, as a result would leave {lost:.1f} s out")  # fmt: skip
+
+
+OPUS_MAX_SKIP = 3840
+"""The largest pre-skip (samples at 48 kHz: 80 ms) an Opus encoder writes: its lookahead (libopus's
+312, 6.5 ms; opusenc adds its resampler's delay) and at most the 80 ms that RFC 7845 asks a decoder
+to drop when it seeks. More is a damaged or wrong header, which has the decoders drop real audio."""
+OPUS_SKIP = 312
+"""The pre-skip libopus's encoders write (its lookahead): what a wrong one drops is measured from it."""
+
+
+def _check_opus_skip(path: Path, meta: AudioInfo, walk: _OggWalk, notes: list[str] | None) -> None:
+    """An Opus stream whose header's pre-skip is more than `OPUS_MAX_SKIP` (a damaged or wrongly
+    written header) had the decoders drop as much from its start, without a word: a 10 s file with a
+    pre-skip of 60000 was analysed as 8.76 s. What is dropped beyond `OPUS_SKIP` comes under
+    `_note_or_refuse`'s rule, against the file's length."""
+    skip = max((s.skip for s in walk.streams.values() if s.codec == "opus"), default=0)
+    if skip <= OPUS_MAX_SKIP:
+        return
+    lost = (skip - OPUS_SKIP) / 48_000
+    full = (meta.duration or 0.0) + lost
+    _note_or_refuse(path, notes, lost=lost, duration=full if meta.duration else None,
+                    note=f"its Opus header's pre-skip ({skip} samples, where encoders write {OPUS_SKIP} to "
+                         f"{OPUS_MAX_SKIP}) has its first {lost:.3f} s dropped: analysed without them ({lost:.3f} s "
+                         f"of {full:.1f} s left out)",
+                    refusal=f"its Opus header's pre-skip ({skip} samples, where encoders write {OPUS_SKIP} to "
+                            f"{OPUS_MAX_SKIP}) has the decoders drop its first {lost:.1f} s (a damaged or wrongly "
+                            "written header); nothing stored, as a result would leave them out")  # fmt: skip
 
 
 _MP3_KBPS = ((0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),  # MPEG 2 and 2.5, layer III
