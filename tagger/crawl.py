@@ -148,7 +148,7 @@ def crawl(
     only through a link), `_Walk.linked_files` (links to files the walk did not reach by name).
     """
     report = report if report is not None else CrawlReport()
-    roots = [Path(os.path.abspath(os.path.expanduser(os.fspath(r)))) for r in roots]
+    roots = [Path(paths.absolute(os.path.expanduser(os.fspath(r)))) for r in roots]
     walk = _Walk.start(roots, include_hidden=include_hidden, follow_external_symlinks=follow_external_symlinks,
                        report=report)  # fmt: skip
     for root in roots:

@@ -58,6 +58,22 @@ def check_filesystem_encoding() -> None:
                         "UTF-8 locale)")  # fmt: skip
 
 
+def absolute(path: str | os.PathLike) -> str:
+    """``path`` made absolute, naming what the kernel opens under it: `os.path.abspath`, but the
+    ``..`` of a path that goes through a symbolic link first (``Music/link/../song.flac``) leads to
+    the parent of the link's target, as ``cat`` and every other program read it, not back to the
+    folder holding the link (abspath drops ``link/..`` as text: `untag` rewrote another file than
+    the one named, which `show` named, and `scan` stored another folder's files). Symbolic links
+    after the last ``..`` are kept as they are (a link to a file stays a link)."""
+    path = os.fspath(path)
+    parts = path.split(os.sep)
+    if ".." not in parts:
+        return os.path.abspath(path)
+    last = len(parts) - 1 - parts[::-1].index("..")
+    head = os.sep.join(parts[: last + 1]) or os.sep
+    return os.path.abspath(os.path.join(os.path.realpath(head), *parts[last + 1 :]))
+
+
 def check_working_folder() -> None:
     """Raise `UserError` when the current folder no longer exists (deleted while a shell was in it,
     as `rm -r` of the folder one is in leaves it): a relative name cannot be found from it, and the

@@ -4,6 +4,7 @@ traceback, never a command that runs with a nonsense setting."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -293,3 +294,49 @@ def test_a_scan_names_the_files_it_left_for_a_later_scan_and_counts_them(tmp_pat
                         r"\(settle time 3600 s\); left for a later run", skipped), skipped  # fmt: skip
     assert totals.startswith("0 scanned, 0 skipped unchanged (0 stale), 0 failed, 0 moved, 0 newly missing; 0.00 h audio")
     assert rest == ["tags: 0 tagged, 0 failed", "1 file(s) changed in the last 3600 s were left for a later scan"]
+
+
+# -- a `..` after a symbolic link -------------------------------------------------------------------------
+
+
+def test_a_dotdot_after_a_symbolic_link_names_what_the_kernel_opens(tmp_path, monkeypatch, fake_models):
+    """`other/ln/../x.flac`, where `ln` links to `real/sub`, is `real/x.flac` to the kernel (`cat`,
+    a player, `tagger show`), but tagger made paths absolute as text (`os.path.abspath` drops
+    `ln/..`): `untag` rewrote `other/x.flac`, a file not named, `predict --json` gave the results
+    of `real/x.flac` under that other file's name, and `scan other/ln/..` stored the files of
+    `other/`. Found by comparing `show` and `untag` of one such path. Each now names what the
+    kernel opens (`tagger.paths.absolute`)."""
+    from tagger import tags
+
+    real = _song(tmp_path / "real" / "x.flac", 220.0)
+    other = _song(tmp_path / "other" / "x.flac", 440.0)
+    (tmp_path / "real" / "sub").mkdir()
+    (tmp_path / "other" / "ln").symlink_to("../real/sub")
+    for f in (real, other):
+        tags.write_instruments(f, instruments=["bass"], model_version="m-1")
+    monkeypatch.chdir(tmp_path / "other")
+    given = os.path.join("ln", "..", "x.flac")
+    assert open(given, "rb").read() == real.read_bytes()  # (what the path names)
+
+    result = CliRunner().invoke(app, ["untag", given])
+    assert result.exit_code == 0, result.output
+    assert f"untagged {real}" in result.output
+    assert not tags.read_instruments(real).tagged
+    assert tags.read_instruments(other).tagged  # the file not named is left as it was
+
+    db = tmp_path / "lib.db"
+    result = CliRunner().invoke(app, ["scan", os.path.join("ln", ".."), "--db", str(db), "--jobs", "0",
+                                      "--no-write-tags"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    database = open_database(db)
+    try:
+        from tagger.db.queries import find_tracks
+
+        with database.session() as s:
+            assert [t.path for t in find_tracks(s)] == [str(real)]
+    finally:
+        database.close()
+
+    result = CliRunner().invoke(app, ["predict", given, "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["path"] == str(real)

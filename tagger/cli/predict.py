@@ -64,7 +64,7 @@ def predict(
     from tagger.library.assemble import analyse_track
     from tagger.errors import AudioReadError, UserError
     from tagger.model.ensemble import Ensemble
-    from tagger.paths import is_utf8
+    from tagger.paths import absolute, is_utf8
 
     if not 0.05 <= hop <= 3600:  # (nan fails too)
         raise UserError(f"--hop {hop:g}: give the seconds between window starts, from 0.05 to 3600")
@@ -95,7 +95,7 @@ def predict(
             echo(f"timeline written to {plot}", err=True)
         if as_json:
             row = {
-                "path": os.path.abspath(path),
+                "path": absolute(path),
                 "instruments": result.instruments,
                 "scores": {f: round(s, 4) for f, s in result.scores.items()},
                 "windows": result.windows,

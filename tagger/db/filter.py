@@ -24,7 +24,7 @@ from sqlalchemy import and_, exists, func
 
 from tagger.db import tables as T
 from tagger.errors import UserError
-from tagger.paths import folder_prefix, is_utf8, nfc, under_any
+from tagger.paths import absolute, folder_prefix, is_utf8, nfc, under_any
 
 
 @dataclass(frozen=True)
@@ -185,7 +185,7 @@ def storable_name(path: str) -> str:
 def _path_forms(path: str | os.PathLike) -> tuple[str, ...]:
     """``path`` made absolute, and the same with the folders on its way resolved (its last part is
     left as it is: a track may be stored under the name of a link to a file)."""
-    given = storable_name(os.path.abspath(os.path.expanduser(os.fspath(path))))
+    given = storable_name(absolute(os.path.expanduser(os.fspath(path))))
     folder, name = os.path.split(given)
     resolved = os.path.join(os.path.realpath(folder), name) if name else os.path.realpath(given)
     whole = os.path.realpath(given)  # a folder given through a link: the folder it points to

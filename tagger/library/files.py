@@ -24,7 +24,7 @@ from tagger.db.queries import StoredResults
 from tagger.db.session import Database
 from tagger.errors import TaggerError
 from tagger.library.plan import file_identity, storable
-from tagger.paths import check_filesystem_encoding, check_working_folder
+from tagger.paths import absolute, check_filesystem_encoding, check_working_folder
 from tagger.library.scan import Analyser, ScanSummary, scan
 
 
@@ -69,7 +69,7 @@ def analyse_files(
     no longer exists (`tagger.paths.check_working_folder`)."""
     check_filesystem_encoding()
     check_working_folder()
-    wanted = [os.path.abspath(os.path.expanduser(os.fspath(p))) for p in paths]
+    wanted = [absolute(os.path.expanduser(os.fspath(p))) for p in paths]
     results: dict[str, FileResult] = {}
     present: dict[str, str] = {}  # given path -> its real path (the scan stores a file under it)
     for p in dict.fromkeys(wanted):

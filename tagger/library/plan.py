@@ -36,6 +36,7 @@ from tagger.library.state import Progress, ScanInterrupted, ScanSummary, StopSig
 from tagger.paths import (
     UNDECODABLE,
     Spelling,
+    absolute,
     check_filesystem_encoding,
     check_working_folder,
     escaped_name,
@@ -60,7 +61,7 @@ def check_roots(roots: Iterable[str | os.PathLike]) -> list[str]:
     mounts = system_mounts()
     out = []
     for root in roots:
-        path = os.path.abspath(os.path.expanduser(os.fspath(root)))
+        path = absolute(os.path.expanduser(os.fspath(root)))
         real = os.path.realpath(path)
         if not os.path.exists(real):
             raise UserError(f"no such file or folder: {path}")
