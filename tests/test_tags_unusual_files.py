@@ -554,6 +554,51 @@ def test_a_wav_or_aiff_is_loaded_once_to_be_tagged(tmp_path, monkeypatch, ext, m
 # -- kept whole already: cheap regression cases -----------------------------------------------------
 
 
+def _broadcast_wav(tmp_path: Path) -> bytes:
+    """A broadcast WAV as recorders and DAWs write it: ``bext`` (description, originator, date, time
+    reference, coding history) and ``JUNK`` before the audio, ``cue ``, ``LIST/adtl`` (a marker's
+    label) and ``smpl`` (a loop) after it."""
+    made = _iff_chunks(_ffmpeg(tmp_path / "made.wav", "-c:a", "pcm_s16le", "-ac", "1", "-ar", "8000").read_bytes(), True)
+    bext = (b"A take".ljust(256, b"\0") + b"Recorder".ljust(32, b"\0") + b"ref".ljust(32, b"\0") + b"2026-12-06"
+            + b"12:00:00" + struct.pack("<QH", 48000 * 3600, 1) + bytes(64 + 190) + b"A=PCM,F=8000,W=16,M=mono\r\n")
+    cue = struct.pack("<I", 1) + struct.pack("<II4sIII", 1, 0, b"data", 0, 0, 4000)
+    adtl = b"adtl" + _iff_chunk(b"labl", struct.pack("<I", 1) + b"Marker one\0", True)
+    smpl = struct.pack("<9I", 0, 0, 125000, 60, 0, 0, 0, 1, 0) + struct.pack("<6I", 0, 0, 0, 7999, 0, 0)
+    body = (b"WAVE" + _iff_chunk(b"bext", bext, True) + _iff_chunk(b"JUNK", bytes(28), True) + made[b"fmt "]
+            + made[b"data"] + _iff_chunk(b"cue ", cue, True) + _iff_chunk(b"LIST", adtl, True)
+            + _iff_chunk(b"smpl", smpl, True))  # fmt: skip
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+@pytest.mark.parametrize("kind", ["broadcast wav", "aiff-c sowt"])
+def test_broadcast_wav_chunks_and_an_aiff_c_keep_every_chunk_through_tag_and_untag(tmp_path, kind):
+    """Every chunk but the ID3 one is kept byte for byte in its place (the ID3 chunk is added after the
+    last), the audio digest and the decoded audio are the same, ffmpeg still reads the ``bext``
+    fields, and `untag` gives back the file as it was."""
+    if kind == "broadcast wav":
+        song = tmp_path / "take.wav"
+        song.write_bytes(_broadcast_wav(tmp_path))
+    else:  # (ffmpeg writes little-endian PCM in an AIFF-C file, compression type sowt)
+        song = _ffmpeg(tmp_path / "take.aifc", "-c:a", "pcm_s16le", "-ac", "1", "-ar", "8000")
+        assert song.read_bytes()[8:12] == b"AIFC" and b"sowt" in song.read_bytes()[:100]
+    def shown(path: Path) -> dict:  # (what ffprobe shows of the file's tags, but tagger's fields)
+        out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format_tags", "-of", "json", str(path)],
+                             capture_output=True, text=True, check=True).stdout  # fmt: skip
+        found = json.loads(out).get("format", {}).get("tags", {})
+        return {k: v for k, v in found.items() if not k.upper().startswith("INSTRUMENTS")}
+
+    original = song.read_bytes()
+    decoded, digest, before = _decoded(song), tags.audio_digest(song), shown(song)
+    assert kind != "broadcast wav" or before["coding_history"] == "A=PCM,F=8000,W=16,M=mono\r\n"
+    assert tags.write_instruments(song, **WRITE).written
+    data = song.read_bytes()
+    assert data[8 : len(original)] == original[8:] and data[len(original) : len(original) + 4].upper() == b"ID3 "
+    assert _decoded(song) == decoded and tags.audio_digest(song) == digest and shown(song) == before
+    assert tags.read_instruments(song).instruments == ["bass", "guitar"]
+    assert tags.remove_instruments(song).written
+    assert song.read_bytes() == original
+
+
 def test_an_mp3_with_apev2_lyrics3v2_and_id3v1_after_its_audio_keeps_them_byte_for_byte(tmp_path):
     from mutagen.apev2 import APEv2
 
