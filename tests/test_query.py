@@ -279,6 +279,53 @@ def test_query_json_is_json_dumps_indented(value):
     assert _json_indented(value) == json.dumps(value, indent=1)
 
 
+@pytest.mark.parametrize("flags", [[], ["--has", "flute", "--lacks", "vocal"], ["--has", "bass", "--min-score", "0.7"]])
+def test_each_format_reads_only_the_detections_it_shows_and_writes_what_all_of_them_give(tmp_path, monkeypatch, flags):
+    """``query`` reads the detections its format shows (`tagger.library.report.SHOWN`): every one
+    for JSON and CSV, the families present for a table, none for a list of paths (all of them were
+    read for every format). Each format writes the bytes it writes from tracks read whole
+    (`find_tracks`)."""
+    from sqlalchemy import event
+
+    from benchmarks.bench import synth_database
+    from tagger.db.queries import find_tracks
+    from tagger.library.report import QUERY_FORMATS, SHOWN, render_tracks
+
+    assert set(SHOWN) == set(QUERY_FORMATS)
+    path = str(synth_database(tmp_path / "lib.db", tracks=700, seed=7))
+    db = open_database(path)
+    try:
+        with db.session() as s:
+            whole = find_tracks(s, has=flags[1:2], lacks=flags[3:4] if "--lacks" in flags else (),
+                                min_score=float(flags[3]) if "--min-score" in flags else None)  # fmt: skip
+    finally:
+        db.close()
+    assert len(whole) > 50
+    reads: list[str] = []
+
+    def count(conn, cursor, statement, *rest):
+        if "FROM detections" in statement and "EXISTS" not in statement:
+            reads.append(statement)
+
+    from tagger.db import session as S
+
+    real = S.make_engine
+
+    def counting_engine(url):
+        engine = real(url)
+        event.listen(engine, "before_cursor_execute", count)
+        return engine
+
+    monkeypatch.setattr(S, "make_engine", counting_engine)
+    for fmt in QUERY_FORMATS:
+        reads.clear()
+        assert run("query", *flags, "--format", fmt, "--db", path) == render_tracks(whole, fmt=fmt), fmt
+        if not SHOWN[fmt]:
+            assert reads == [], fmt
+        else:
+            assert reads and all(("present IS 1" in r) == ("scores" not in SHOWN[fmt]) for r in reads), (fmt, reads)
+
+
 def test_query_reads_the_database_in_pieces_and_writes_the_same_bytes(tmp_path):
     """`find_tracks` loaded every matching track with its detections before the first line was
     written (``query --format json`` of 200,000 tracks: 711 MiB). `iter_tracks` reads them a batch
@@ -326,13 +373,17 @@ def test_every_query_format_is_written_before_every_track_is_read(tmp_path, monk
 
     from benchmarks.bench import synth_database
     from tagger.cli import library as L
+    from tagger.library.report import SHOWN
 
     path = synth_database(tmp_path / "lib.db", tracks=1_200, seed=5)
     reads: list[str] = []
     written: list[int] = []
 
     def listen(conn, cursor, statement, *rest):
-        if "FROM detections" in statement and "scored" not in statement:  # (not the CSV columns' query)
+        if SHOWN[fmt]:  # (its detections read a batch at a time; not the CSV columns' query)
+            if "FROM detections" in statement and "scored" not in statement:
+                reads.append(statement)
+        elif "FROM tracks" in statement and "LIMIT" in statement:  # (a list of paths reads none: its pages)
             reads.append(statement)
 
     event.listen(Engine, "before_cursor_execute", listen)

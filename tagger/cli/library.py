@@ -326,7 +326,7 @@ def query(
     """List the analysed tracks matching every condition."""
     from tagger.db.queries import scored_families, stream_tracks
     from tagger.errors import UserError
-    from tagger.library.report import QUERY_FORMATS, iter_rendered, left_out, table_widths
+    from tagger.library.report import QUERY_FORMATS, SHOWN, iter_rendered, left_out, table_widths
 
     if fmt not in QUERY_FORMATS:
         raise UserError(f"unknown format {fmt!r}; choose one of {', '.join(QUERY_FORMATS)}")
@@ -346,10 +346,10 @@ def query(
     # (read from the database as it is written, piece by piece, each in a short transaction of its own:
     # never every track, nor the whole text, at once, and no lock held while the output waits)
     with _database(db) as database:
-        tracks = stream_tracks(database, where=where)
+        tracks = stream_tracks(database, where=where, scores="scores" in SHOWN[fmt], instruments="instruments" in SHOWN[fmt])
         # (the CSV's score columns, and the widths of the table's, known before the first row)
         families = scored_families(database, where=where) if fmt == "csv" else None
-        widths = table_widths(stream_tracks(database, where=where, scores=False)) if fmt == "table" else None
+        widths = table_widths(stream_tracks(database, where=where, scores=False, instruments=False)) if fmt == "table" else None
         pieces = iter_rendered(counted(tracks), fmt=fmt, families=families, widths=widths)
         if output is not None:
 

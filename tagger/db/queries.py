@@ -232,8 +232,8 @@ def _select(session: Session, where: TrackFilter | None, *, batch: int = STREAM_
     return _pages(lambda: contextlib.nullcontext(session), where, batch=batch, order=_family_order(session), stored=stored)
 
 
-def stream_tracks(database, *, where: TrackFilter, batch: int = STREAM_BATCH,
-                  scores: bool = True) -> Iterator[TrackSummary]:  # fmt: skip
+def stream_tracks(database, *, where: TrackFilter, batch: int = STREAM_BATCH, scores: bool = True,
+                  instruments: bool = True) -> Iterator[TrackSummary]:  # fmt: skip
     """`iter_tracks` on the `tagger.db.session.Database` ``database``, each `batch` of tracks read in
     a short transaction of its own, closed before the tracks are handed over: a caller that pauses
     between them (a query writing to a pager, or a pipe nobody reads) holds no lock nor snapshot of
@@ -244,13 +244,15 @@ def stream_tracks(database, *, where: TrackFilter, batch: int = STREAM_BATCH,
     then; the tracks come sorted by path, each path once (each batch starts after the last path
     of the one before). A change committed between two batches shows in the tracks not yet read:
     a track a scan moves meanwhile from a path after the last one read to one before it is left
-    out, and one moved the other way is listed under both names. ``scores`` False: no detections
-    read (``instruments`` and ``scores`` empty; what the width of a table's columns needs). The
-    filter is checked (unknown family: `UserError`) before this returns."""
+    out, and one moved the other way is listed under both names. ``scores`` False: ``scores`` left
+    empty, and only the detections of the families present read (a table's ``instruments``: a third
+    of the rows); with ``instruments`` False too, no detections read (``instruments`` empty as well:
+    a list of paths, or what the width of a table's columns needs). The filter is checked (unknown
+    family: `UserError`) before this returns."""
     with database.engine.connect() as conn:
         where.check(known_families(conn))
         order = _family_order(conn)
-    pages = _pages(database.engine.connect, where, batch=batch, order=order, scores=scores)
+    pages = _pages(database.engine.connect, where, batch=batch, order=order, scores=scores, instruments=instruments)
     return (summary for summary, _ in pages)
 
 
@@ -274,9 +276,9 @@ def _dialect(db) -> str:
 
 
 def _pages(connect, where: TrackFilter, *, batch: int, order: dict[str, int], scores: bool = True,
-           stored: bool = False) -> Iterator[tuple[TrackSummary, object]]:  # fmt: skip
+           instruments: bool = True, stored: bool = False) -> Iterator[tuple[TrackSummary, object]]:  # fmt: skip
     """The tracks ``where`` selects, with their row, sorted by path, read `batch` rows at a time
-    (with ``scores``, their detections too; with ``stored``, the row's columns that `StoredResults`
+    (their detections as `stream_tracks` reads them for ``scores`` and ``instruments``; with ``stored``, the row's columns that `StoredResults`
     holds too) through ``connect()``, a context manager giving a
     Session or a Connection. SQLite: each batch read through a ``connect()`` of its own, released
     before its tracks are yielded (keyset on the path, walked along its unique index). Other
@@ -307,32 +309,33 @@ def _pages(connect, where: TrackFilter, *, batch: int, order: dict[str, int], sc
             )
             if dialect != "sqlite":
                 for part in conn.execute(stmt.execution_options(yield_per=batch)).partitions():
-                    yield from _summaries(conn, part, where, dialect=dialect, order=order, scores=scores)
+                    yield from _summaries(conn, part, where, dialect=dialect, order=order, scores=scores,
+                                          instruments=instruments)  # fmt: skip
                 return
             page = conn.execute(stmt.limit(batch)).all()
             if not page:
                 return
             after = page[-1].path
-            summaries = _summaries(conn, page, where, dialect=dialect, order=order, scores=scores)
+            summaries = _summaries(conn, page, where, dialect=dialect, order=order, scores=scores, instruments=instruments)
         yield from summaries
         if len(page) < batch:
             return
 
 
-def _summaries(conn, page, where: TrackFilter, *, dialect: str, order: dict[str, int],
-               scores: bool) -> list[tuple[TrackSummary, object]]:  # fmt: skip
+def _summaries(conn, page, where: TrackFilter, *, dialect: str, order: dict[str, int], scores: bool,
+               instruments: bool = True) -> list[tuple[TrackSummary, object]]:  # fmt: skip
     """The tracks of the rows ``page`` that the parts of ``where`` SQL cannot check select, with
-    their detections (``scores``) read through ``conn``."""
+    their detections read through ``conn`` (every one with ``scores``; else those of the families
+    present with ``instruments``; else none)."""
     in_python = where.python_only(dialect)
     rows = [r for r in page if all(p.match(Candidate(r.path, ())) for p in in_python)]
     dets: dict[int, list[tuple[int, str, bool, float]]] = {}
-    if rows and scores:
+    if rows and (scores or instruments):
         d = T.detections.c
         last = len(order)
+        wanted = [d.track_id.in_([r.id for r in rows])] + ([] if scores else [d.present.is_(True)])
         # (all rows at once: one by one through the Result took a fifth of a 10,000-track query)
-        for tid, fam, present, score in conn.execute(
-            select(d.track_id, d.family, d.present, d.score).where(d.track_id.in_([r.id for r in rows]))
-        ).all():
+        for tid, fam, present, score in conn.execute(select(d.track_id, d.family, d.present, d.score).where(*wanted)).all():
             dets.setdefault(tid, []).append((order.get(fam, last), fam, bool(present), score))
     latest = latest_model_version_id(conn)
     out = []
@@ -343,7 +346,7 @@ def _summaries(conn, page, where: TrackFilter, *, dialect: str, order: dict[str,
             duration=r.duration,
             format=r.format,
             instruments=[fam for fam, present, _ in ds if present],
-            scores={fam: score for fam, _, score in ds},
+            scores={fam: score for fam, _, score in ds} if scores else {},
             model_version=r.version,
             stale=r.model_version_id != latest,
             analysed_in_part=r.analysed_in_part,

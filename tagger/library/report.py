@@ -23,6 +23,12 @@ from tagger.display import named, named_failed, padded, shown, width
 
 QUERY_FORMATS = ("table", "json", "csv", "paths", "paths0", "m3u")
 
+SHOWN = {"table": ("instruments",), "json": ("instruments", "scores"), "csv": ("instruments", "scores"), "paths": (),
+         "paths0": (), "m3u": ()}  # fmt: skip
+"""What of a track's detections each of `QUERY_FORMATS` shows: the query reads those only
+(`tagger.db.queries.stream_tracks`: a table's present families are a third of the rows, a list of
+paths needs none)."""
+
 log = logging.getLogger(__name__)
 
 _LINE_BREAK = re.compile("[\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
