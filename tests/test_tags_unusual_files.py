@@ -454,6 +454,22 @@ IFF_LAYOUTS = {
 }
 
 
+@pytest.mark.parametrize("ext", ["wav", "aiff"])
+def test_a_riff_or_form_size_of_0_is_refused_naming_it(tmp_path, ext):
+    """A streaming writer that never went back to fill in the RIFF/FORM size (0) leaves a file that
+    libsndfile and ffmpeg read, and mutagen reads no chunk of: the refusal said mutagen's words,
+    "Container chunk data size < 4"."""
+    little = ext == "wav"
+    song = _ffmpeg(tmp_path / f"song.{ext}", "-c:a", "pcm_s16le" if little else "pcm_s16be", "-ac", "1", "-ar", "8000")
+    data = bytearray(song.read_bytes())
+    data[4:8] = bytes(4)
+    song.write_bytes(data)
+    form = "RIFF" if little else "FORM"
+    with pytest.raises(TagWriteError, match=re.escape(f"its {form} size is 0 (a streaming writer's placeholder")):
+        tags.write_instruments(song, **WRITE)
+    assert song.read_bytes() == data
+
+
 RIFF_ENDS = {
     # case: the RIFF/FORM size (None: the file's), the chunks after the audio, and what the refusal names
     "an ID3 chunk after the RIFF/FORM chunk": (None, "ID3", "its ID3 chunk lies after the end its {form} size"),

@@ -112,7 +112,7 @@ def _unreadable(exc: Exception, name: str) -> str:
         root = root.args[0]
     from tagger.tags.storage.apev2 import ape_tag_damage
 
-    damage = ape_tag_damage(name)
+    damage = ape_tag_damage(name) or _iff_size_placeholder(name)
     if damage:
         return damage
     if "offset-sized integer" in str(root) or (isinstance(root, OSError) and root.errno == errno.EINVAL):
@@ -209,6 +209,24 @@ def _wave64(name: str) -> str | None:
     except OSError:
         return None
     return head[:4].decode() if head[:4] in (b"RF64", b"BW64") and head[8:12] == b"WAVE" else None
+
+
+def _iff_size_placeholder(name: str) -> str | None:
+    """Why mutagen reads no chunk of the WAV or AIFF file ``name``: its RIFF/FORM size is under 4
+    bytes (0: a streaming writer's placeholder, never filled in; libsndfile and ffmpeg read the
+    chunks after it all the same); None for another file."""
+    try:
+        with open(name, "rb") as f:
+            head = f.read(12)
+    except OSError:
+        return None
+    if len(head) < 12 or (head[:4], head[8:12]) not in ((b"RIFF", b"WAVE"), (b"FORM", b"AIFF"), (b"FORM", b"AIFC")):
+        return None
+    size = int.from_bytes(head[4:8], "little" if head[:4] == b"RIFF" else "big")
+    if size >= 4:
+        return None
+    return (f"its {head[:4].decode()} size is {size} (a streaming writer's placeholder, never filled in?), so mutagen "
+            "reads no chunk in it; the audio is analysed as it is, the tags are not written")
 
 
 def _iff_type(name: str) -> type | None:
