@@ -784,3 +784,29 @@ def test_an_opus_whose_pre_skip_drops_its_start_is_analysed_with_a_note_or_is_an
         with pytest.raises(AudioReadError, match=r"its Opus header's pre-skip \(60000 samples, where encoders write 312 "
                                                  r"to 3840\) has the decoders drop its first 1\.2 s"):  # fmt: skip
             audio.load(path)
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
+@pytest.mark.parametrize("ext, codec", [("m4a", ["-c:a", "aac", "-movflags", "+faststart"]), ("webm", ["-c:a", "libopus"])])
+def test_an_m4a_or_webm_cut_short_comes_under_the_one_percent_rule_as_a_flac_does(tmp_path, ext, codec):
+    """ffmpeg reads an M4A whose mdat is cut (or a WebM whose last cluster is) to the cut and says
+    so (``partial file``, ``File ended prematurely``): such a file was an error however little was
+    missing, where a FLAC cut short by as little is analysed with a note. What is missing from the
+    length the file declares comes under the same 1% rule now, and the note or error says how much."""
+    src = tmp_path / "src.wav"
+    sf.write(src, tone_signal([BASS], seconds=20.0, sr=48_000), 48_000)
+    whole = tmp_path / f"whole.{ext}"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", src, *codec, whole], check=True)
+    data = whole.read_bytes()
+    tail, half = tmp_path / f"tail.{ext}", tmp_path / f"half.{ext}"
+    tail.write_bytes(data[:-1000])
+    half.write_bytes(data[: len(data) // 2])
+    notes: list[str] = []
+    assert len(np.concatenate(list(audio.stream(whole, notes=notes)))) / 16_000 > 19.99 and notes == []
+    decoded = len(np.concatenate(list(audio.stream(tail, notes=notes)))) / 16_000
+    assert len(notes) == 1 and notes[0].startswith("ffmpeg could not read all of the file ("), notes
+    lost = float(notes[0].split("analysed without the rest (")[1].split(" s of 20.0 s left out)")[0])
+    assert 0.0 < lost < 0.2 and abs(decoded + lost - 20.0) < 0.03
+    with pytest.raises(AudioReadError, match=r"ffmpeg could not read all of the file \(.*\); nothing stored, as a "
+                                             r"result would leave (9|10)\.\d s of 20\.0 s out"):  # fmt: skip
+        list(audio.stream(half, notes=[]))

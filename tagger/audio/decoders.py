@@ -201,7 +201,7 @@ def _ffmpeg_blocks(path: Path, meta: AudioInfo, block_frames: int, notes: list[s
                 last = err.splitlines()[-1] if err else f"exit code {proc.returncode}"
                 raise AudioReadError(path, f"ffmpeg could not decode the file: {_said(last, path)}")
             failed, first, cut = _decoding_errors(errfile)
-            if failed:
+            if failed and not cut:  # (a file cut short: its last frame cut, said below as such)
                 lost = (meta.duration or 0.0) - frames / meta.decode_rate
                 left_out = "them" if not meta.duration else f"{max(lost, 0.0):.1f} s of {meta.duration:.1f} s"
                 _note_or_refuse(path, notes, lost=lost, duration=meta.duration,
@@ -210,8 +210,17 @@ def _ffmpeg_blocks(path: Path, meta: AudioInfo, block_frames: int, notes: list[s
                                 refusal=f"corrupt audio: ffmpeg could not decode {failed} of its frames "
                                         f"({_said(first, path)}); nothing stored, as a result would leave {left_out} out")  # fmt: skip
             if cut:
-                raise AudioReadError(path, f"ffmpeg could not read all of the file ({_said(cut, path)}); nothing "
-                                           "stored, as a result would leave out what it could not read")  # fmt: skip
+                # A file cut short (an M4A's mdat, a WebM's last cluster): as a FLAC cut short, what is
+                # missing from the length the file declares comes under the 1% rule (was: an error,
+                # even for the last 20 ms of a 20 s M4A, where a FLAC cut so is analysed with a note).
+                lost = (meta.duration or 0.0) - frames / meta.decode_rate
+                left_out = (f"{max(lost, 0.0):.1f} s of {meta.duration:.1f} s" if meta.duration
+                            else "what it could not read")  # fmt: skip
+                _note_or_refuse(path, notes, lost=lost, duration=meta.duration,
+                                note=f"ffmpeg could not read all of the file ({_said(cut, path)}): analysed without "
+                                     f"the rest ({max(lost, 0.0):.3f} s of {meta.duration or 0.0:.1f} s left out)",
+                                refusal=f"ffmpeg could not read all of the file ({_said(cut, path)}); nothing stored, "
+                                        f"as a result would leave {left_out} out")  # fmt: skip
         finally:
             if proc.poll() is None:
                 proc.kill()
