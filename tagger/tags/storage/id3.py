@@ -286,7 +286,7 @@ class WAVEStorage(ID3Storage):
         (nor the tag chunk it adds: `_walk`), nor after the last chunk where the file ends at an odd
         offset (its ID3 chunk would start there). The chunks after one move by a byte, each kept as
         it was; the RIFF/FORM size counts the pad bytes. The last chunk gets none where the
-        RIFF/FORM size is not the file's."""
+        RIFF/FORM size is not the file's (nor the file's and the missing pad byte)."""
         from mutagen._util import insert_bytes
 
         size = f.seek(0, os.SEEK_END)
@@ -298,10 +298,12 @@ class WAVEStorage(ID3Storage):
         declared = struct.unpack(fmt, head[4:8])[0]
         chunks = list(self._walk(f, min(size, 8 + declared)))
         missing = [start + length for _cid, start, length, nxt in chunks[:-1] if nxt == start + length and length & 1]
-        if chunks and declared == size - 8:
+        counted = 0  # (a RIFF/FORM size that counts the last chunk's missing pad byte already: one more than the file)
+        if chunks and declared in (size - 8, size - 7):
             _cid, start, length, _nxt = chunks[-1]
             if length & 1 and start + length == size:
                 missing.append(size)
+                counted = int(declared == size - 7)
         for at in reversed(missing):
             if at < size:
                 insert_bytes(f, 1, at)
@@ -309,7 +311,7 @@ class WAVEStorage(ID3Storage):
             f.write(b"\0")
         if missing:
             f.seek(4)
-            f.write(struct.pack(fmt, declared + len(missing)))
+            f.write(struct.pack(fmt, declared + len(missing) - counted))
 
     def id3_span(self, f, size):
         for cid, start, length in self._chunks(f, size):
