@@ -148,6 +148,34 @@ def test_a_scan_never_writes_its_database_over_a_disk_partition(tmp_path, fake_m
     assert image.read_bytes() == before
 
 
+@pytest.mark.parametrize("name", ["my?lib.db", "50%41.db", "a#b%3F.db"])
+def test_a_database_file_name_holding_url_characters_is_the_file_named(tmp_path, fake_models, monkeypatch, name):
+    """A plain path given as `--db` went into a SQLAlchemy URL as it was: a `?` began the URL's
+    options, so `--db 'my?lib.db'` stored the library in a file named `my`, and `%41` was decoded,
+    `--db 50%41.db` making `50A.db` (found trying odd characters in `--db`). The file named is the
+    database now, read-only too (a `file:` URI, where SQLite reads `?`, `#` and `%` likewise)."""
+    from pathlib import Path
+
+    from tagger.db import engine as E
+
+    music, (song,), _ = _library(tmp_path)
+    folder = tmp_path / "dbs"
+    folder.mkdir()
+    db = folder / name
+    result = CliRunner().invoke(app, ["scan", str(music), "--jobs", "0", "--no-write-tags", "--db", str(db)])
+    assert result.exit_code == 0, result.output
+    assert db.is_file() and all(entry.startswith(name) for entry in os.listdir(folder)), os.listdir(folder)
+    result = CliRunner().invoke(app, ["query", "--db", str(db), "--format", "paths"])
+    assert result.exit_code == 0 and result.output == f"{song}\n", result.output
+    # opened read-only (a folder this user cannot write: as root, said so here)
+    monkeypatch.setattr(E, "read_only_sqlite_file", lambda database: Path(database))
+    result = CliRunner().invoke(app, ["query", "--db", str(db), "--format", "paths"])
+    assert result.exit_code == 0 and result.output == f"{song}\n", result.output
+    result = CliRunner().invoke(app, ["scan", str(music), "--jobs", "0", "--db", str(db)])
+    _one_line_error(result, f"the database {db} cannot be written")
+    assert all(entry.startswith(name) for entry in os.listdir(folder)), os.listdir(folder)
+
+
 def test_a_scan_whose_commits_fail_never_leaves_tags_for_results_it_did_not_store(tmp_path, monkeypatch):
     # A full disk (or a lock held past the wait) from the 4th commit on (the 1st ends the write
     # before the plan, the 2nd the plan's). Was: the tracks of the open batch were tagged before

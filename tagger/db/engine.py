@@ -7,9 +7,10 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
+from urllib.parse import quote, unquote
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from tagger.db.sqlite_files import read_only_sqlite_file, refuse_other_files, shared_memory_works
@@ -91,8 +92,11 @@ def make_engine(url: str) -> Engine:
             # fail with "read-only" and migrations are refused (`ReadOnlyDatabase`).
             wal = Path(f"{read_only}-wal")
             # with a write-ahead log left beside it, the log holds committed data: read it (read-only)
-            immutable = "" if wal.is_file() and wal.stat().st_size else "&immutable=1"
-            engine = create_engine(f"sqlite:///file:{read_only}?mode=ro{immutable}&uri=true",
+            immutable = {} if wal.is_file() and wal.stat().st_size else {"immutable": "1"}
+            # (a URL object, its name not parsed again: the path quoted as SQLite's URI names are, so
+            # that a ``?``, ``#`` or ``%`` in it opens this very file)
+            query = {"mode": "ro", **immutable, "uri": "true"}
+            engine = create_engine(URL.create("sqlite", database=f"file:{quote(os.fspath(read_only))}", query=query),
                                    connect_args={"timeout": BUSY_TIMEOUT_S})  # fmt: skip
             event.listen(engine, "connect", _sqlite_read_only_pragmas)
             return engine
@@ -189,7 +193,7 @@ def read_only_path(engine: Engine) -> str | None:
     """The file of a SQLite database opened read-only by `make_engine`, else None."""
     url = engine.url
     if url.get_backend_name() == "sqlite" and url.query.get("mode") == "ro" and (url.database or "").startswith("file:"):
-        return url.database[len("file:") :]
+        return unquote(url.database[len("file:") :])
     return None
 
 

@@ -60,7 +60,7 @@ def default_db_url() -> str:
         return as_url(env)  # a URL or a plain file path, as with --db
     import platformdirs
 
-    return f"sqlite:///{Path(platformdirs.user_data_dir('tagger', appauthor=False)) / DB_FILENAME}"
+    return sqlite_url(Path(platformdirs.user_data_dir("tagger", appauthor=False)) / DB_FILENAME)
 
 
 def as_url(db: str | os.PathLike | None) -> str:
@@ -86,7 +86,15 @@ def as_url(db: str | os.PathLike | None) -> str:
             raise UserError(f"the database URL {shown_url(text)} names no file: SQLite would hold the library in "
                             "memory, lost when tagger exits; give a file (sqlite:////path/library.db, or a plain path)")  # fmt: skip
         return text
-    return f"sqlite:///{Path(text).expanduser().resolve()}"
+    return sqlite_url(Path(text).expanduser().resolve())
+
+
+def sqlite_url(path: str | os.PathLike) -> str:
+    """The SQLAlchemy URL of the SQLite file ``path``, its name escaped where a URL would read it
+    otherwise: SQLAlchemy takes a ``?`` for the start of the URL's options and decodes ``%XX``, so
+    ``--db 'my?lib.db'`` stored the library in a file named ``my``, and ``--db 50%41.db`` in
+    ``50A.db``. Every other character is left as it is (the URL still reads as the path)."""
+    return "sqlite:///" + os.fspath(path).replace("%", "%25").replace("?", "%3F")
 
 
 def sqlite_file(url) -> Path | None:
