@@ -810,3 +810,23 @@ def test_an_m4a_or_webm_cut_short_comes_under_the_one_percent_rule_as_a_flac_doe
     with pytest.raises(AudioReadError, match=r"ffmpeg could not read all of the file \(.*\); nothing stored, as a "
                                              r"result would leave (9|10)\.\d s of 20\.0 s out"):  # fmt: skip
         list(audio.stream(half, notes=[]))
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
+@pytest.mark.parametrize("codec, ext", [("libvorbis", "ogg"), ("libopus", "opus")])
+def test_an_ogg_damaged_in_the_middle_is_not_taken_for_one_cut_short(tmp_path, codec, ext):
+    """The page walk that finds a cut Ogg stopped at the first bytes that are not a page: a file with
+    3000 bytes zeroed across a page header in its middle (the decoders go on past them) was refused
+    as `cut short ... its last pages missing`. The walk goes on at the next page of a right checksum;
+    the file is decoded as before, to its end, and its end is whole."""
+    src = tmp_path / "src.wav"
+    sf.write(src, tone_signal([BASS], seconds=10.0, sr=48_000), 48_000)
+    path = tmp_path / f"damaged.{ext}"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", src, "-c:a", codec, path], check=True)
+    data = bytearray(path.read_bytes())
+    middle = _ogg_pages(bytes(data))[len(_ogg_pages(bytes(data))) // 2][0]
+    data[middle - 10 : middle + 2990] = bytes(3000)
+    path.write_bytes(bytes(data))
+    notes: list[str] = []
+    decoded = len(np.concatenate(list(audio.stream(path, notes=notes)))) / 16_000
+    assert notes == [] and decoded > 8.0

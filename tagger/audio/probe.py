@@ -398,8 +398,11 @@ def _ogg_walk(path: Path) -> _OggWalk | None:
                 if len(head) < 27:
                     partial = b"OggS"[: len(head)] == head[:4] and head[4:5] in (b"", b"\0")
                     return _OggWalk(chained, link, streams, None, partial) if streams else None
-                if head[:4] != b"OggS":
-                    break  # (not a page where one must begin: junk after the last page, or damage)
+                if head[:4] != b"OggS":  # (not a page where one must begin: damage, or junk after the last page)
+                    pos = _next_ogg_page(f, pos + 1, size)
+                    if pos < 0:
+                        break
+                    continue
                 table = head[27 : 27 + head[26]]
                 length = 27 + len(table) + sum(table)
                 flags, (granule, serial) = head[5], struct.unpack("<qI", head[6:18])
@@ -431,6 +434,29 @@ def _ogg_walk(path: Path) -> _OggWalk | None:
     except OSError:
         return None
     return _OggWalk(chained, link, streams, None, False) if streams else None
+
+
+def _next_ogg_page(f, pos: int, size: int) -> int:
+    """Where the next whole Ogg page of a right checksum begins at or after `pos` in the open file
+    `f` (past damage in the middle of a file: the decoders go on there too); -1 where none does."""
+    while pos < size:
+        f.seek(pos)
+        data = f.read(1 << 16)
+        at = data.find(b"OggS")
+        if at < 0:
+            pos += max(len(data) - 3, 1)
+            continue
+        f.seek(pos + at)
+        page = bytearray(f.read(27 + 255))
+        if len(page) >= 27:
+            length = 27 + page[26] + sum(page[27 : 27 + page[26]])
+            f.seek(pos + at)
+            page = bytearray(f.read(length))
+            crc, page[22:26] = int.from_bytes(page[22:26], "little"), bytes(4)
+            if len(page) == length and _ogg_crc(bytes(page)) == crc:
+                return pos + at
+        pos += at + 1
+    return -1
 
 
 def _check_ogg_end(path: Path, meta: AudioInfo, notes: list[str] | None) -> None:
