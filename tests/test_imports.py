@@ -231,11 +231,12 @@ def test_fast_commands_do_not_import_numpy_or_the_models(small_library, command)
 
 @pytest.mark.integration
 @pytest.mark.parametrize("command", [["query", "--has", "bass"], ["query", "-f", "json"], ["query", "-f", "csv"], ["stats"],
-                                     ["errors"]], ids=" ".join)  # fmt: skip
+                                     ["errors"], ["show", "/music/artist-000/album-0000/01 track 0.flac"],
+                                     ["show", "/music/artist-000/album-0000/01 track 0.flac", "--json"]], ids=" ".join)  # fmt: skip
 def test_query_stats_and_errors_read_without_the_orm(small_library, command):
-    """``tagger query``, ``stats`` and ``errors`` read the Core tables of `tagger.db.tables` over the
-    same engine: SQLAlchemy's ORM and the mapped classes of `tagger.db.models` (about 80 ms of each
-    run) are not loaded."""
+    """``tagger query``, ``stats``, ``errors`` and ``show`` (without ``--plot``) read the Core tables of
+    `tagger.db.tables` over the same engine: SQLAlchemy's ORM and the mapped classes of
+    `tagger.db.models` (about 80 ms of each run) are not loaded."""
     loaded = _imported_by(*command, "--db", small_library, modules=True)
     assert "sqlalchemy.engine" in loaded and "tagger.db.tables" in loaded
     assert not {m for m in loaded if m.startswith("sqlalchemy.orm") or m == "tagger.db.models"}

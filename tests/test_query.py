@@ -247,6 +247,59 @@ def test_query_and_workers_do_not_import_tensorflow(scanned, tmp_path):
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
+def _detail_through_the_orm(session, path):
+    """`track_detail` as it was read through the ORM (the reference of the Core reading)."""
+    from sqlalchemy import select
+    from sqlalchemy.orm import selectinload
+
+    from tagger.db import models as M
+    from tagger.db.queries import FamilyDetail, TrackDetail, _family_order, latest_model_version_id
+
+    t = session.scalar(select(M.Track).where(M.Track.path == path)
+                       .options(selectinload(M.Track.detections), selectinload(M.Track.segments)))  # fmt: skip
+    order = _family_order(session)
+    segs: dict = {}
+    for g in sorted(t.segments, key=lambda g: g.start):
+        segs.setdefault(g.family, []).append([g.start, g.end])
+    ranked = sorted(t.detections, key=lambda d: order.get(d.family, len(order)))
+    return TrackDetail(
+        path=t.path, status=t.status, error=t.error, size=t.size, mtime=t.mtime, fingerprint=t.fingerprint,
+        duration=t.duration, format=t.format, sample_rate=t.sample_rate, channels=t.channels, windows=t.windows,
+        silent_windows=t.silent_windows, model_version=t.model_version.version if t.model_version else None,
+        stale=t.status == M.STATUS_OK and t.model_version_id != latest_model_version_id(session),
+        analysed_at=t.analysed_at.isoformat(timespec="seconds") + "Z" if t.analysed_at else None,
+        instruments=[d.family for d in ranked if d.present],
+        families=[FamilyDetail(d.family, bool(d.present), d.score, d.coverage, segs.get(d.family, [])) for d in ranked],
+        analysed_in_part=t.analysed_in_part if t.status == M.STATUS_OK else None,
+    )  # fmt: skip
+
+
+def test_show_reads_without_the_orm_what_the_orm_read(scanned, tmp_path):
+    """``tagger show`` reads its track with SQLAlchemy Core (the ORM's import and mapping were about
+    80 ms of each run): every field of every track, failed ones and synthesised ones with segments
+    included, as the ORM read them."""
+    from sqlalchemy import select
+
+    from benchmarks.bench import synth_database
+    from tagger.db import tables as T
+    from tagger.db.queries import track_detail
+
+    statuses = set()
+    for path in (scanned[0], str(synth_database(tmp_path / "lib.db", tracks=40, seed=3))):
+        db = open_database(path)
+        try:
+            with db.session() as s:
+                names = list(s.scalars(select(T.tracks.c.path)))
+                want = [_detail_through_the_orm(s, name).to_dict() for name in names]
+            with db.engine.connect() as conn:
+                got = [track_detail(conn, path=name).to_dict() for name in names]
+        finally:
+            db.close()
+        assert len(names) > 5 and got == want
+        statuses |= {d["status"] for d in got}
+    assert any(f["segments"] for d in got for f in d["families"]) and statuses >= {"ok", "error"}
+
+
 def test_track_summary_to_dict_is_asdict():
     """`TrackSummary.to_dict` (the ``query --format json`` object) is built by hand for speed: it
     must stay `dataclasses.asdict`, every field in order, values copied."""

@@ -390,7 +390,7 @@ def show(
         timeline.check_output(plot)
         timeline.draw(_with_session(db, lambda s: track_timeline(s, path=_abspath(path))), plot)
         echo(f"timeline written to {plot}", err=True)
-    detail = _with_session(db, lambda s: track_detail(s, path=_abspath(path)))
+    detail = _reading(db, lambda conn: track_detail(conn, path=_abspath(path)))
     echo(json.dumps(detail.to_dict(), indent=1) if as_json else render_detail(detail), nl=as_json, lines=True)
 
 

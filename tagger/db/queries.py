@@ -379,25 +379,23 @@ def stored_name(session: Session, path: str) -> str:
 
 
 def track_detail(session: Session, *, path: str) -> TrackDetail:
-    """Everything stored about the track at `path`; raises `UserError` if the database lacks it."""
-    from sqlalchemy.orm import selectinload
-
-    from tagger.db import models as M
-
-    t = session.scalar(
-        select(M.Track).where(M.Track.path == stored_name(session, path))
-        .options(selectinload(M.Track.detections), selectinload(M.Track.segments))
-    )
+    """Everything stored about the track at `path`; raises `UserError` if the database lacks it.
+    Read with SQLAlchemy Core (``session``: a Session or a Connection): ``tagger show`` loads
+    no ORM (about 80 ms of each run)."""
+    t = session.execute(select(T.tracks).where(T.tracks.c.path == stored_name(session, path))).first()
     if t is None:
         raise UserError(f"{path}: not in the library database (scan its folder with `tagger scan`)")
+    d, g = T.detections.c, T.segments.c
+    detections = session.execute(select(d.family, d.present, d.score, d.coverage).where(d.track_id == t.id)).all()
+    segments = session.execute(select(g.family, g.start, g.end).where(g.track_id == t.id)).all()
+    version = None if t.model_version_id is None else session.scalar(
+        select(T.model_versions.c.version).where(T.model_versions.c.id == t.model_version_id))  # fmt: skip
     order = _family_order(session)
     segs: dict[str, list[list[float]]] = {}
-    for g in sorted(t.segments, key=lambda g: g.start):
-        segs.setdefault(g.family, []).append([g.start, g.end])
-    fams = [
-        FamilyDetail(d.family, bool(d.present), d.score, d.coverage, segs.get(d.family, []))
-        for d in sorted(t.detections, key=lambda d: order.get(d.family, len(order)))
-    ]
+    for family, start, end in sorted(segments, key=lambda row: row.start):
+        segs.setdefault(family, []).append([start, end])
+    ranked = sorted(detections, key=lambda row: order.get(row.family, len(order)))
+    fams = [FamilyDetail(r.family, bool(r.present), r.score, r.coverage, segs.get(r.family, [])) for r in ranked]
     return TrackDetail(
         path=t.path,
         status=t.status,
@@ -411,12 +409,12 @@ def track_detail(session: Session, *, path: str) -> TrackDetail:
         channels=t.channels,
         windows=t.windows,
         silent_windows=t.silent_windows,
-        model_version=t.model_version.version if t.model_version else None,
-        stale=t.status == M.STATUS_OK and t.model_version_id != latest_model_version_id(session),
+        model_version=version,
+        stale=t.status == T.STATUS_OK and t.model_version_id != latest_model_version_id(session),
         analysed_at=t.analysed_at.isoformat(timespec="seconds") + "Z" if t.analysed_at else None,
-        instruments=_present(t, order),
+        instruments=[r.family for r in ranked if r.present],
         families=fams,
-        analysed_in_part=t.analysed_in_part if t.status == M.STATUS_OK else None,
+        analysed_in_part=t.analysed_in_part if t.status == T.STATUS_OK else None,
     )
 
 
