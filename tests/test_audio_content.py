@@ -730,7 +730,8 @@ def _with_vbri(data: bytes, kbps_index: int) -> bytes:
 
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
 @pytest.mark.parametrize("kbps_index", [1, 14], ids=["32-kbps-first-frame", "320-kbps-first-frame"])
-def test_an_mp3_with_a_vbri_header_is_analysed_whole_and_one_cut_short_is_an_error(tmp_path, db, kbps_index):
+def test_an_mp3_with_a_vbri_header_is_analysed_whole_and_one_cut_short_is_an_error(tmp_path, db, kbps_index,
+                                                                                   monkeypatch):  # fmt: skip
     """libsndfile does not read a VBRI header (Fraunhofer's encoders): it took a VBR file's length
     from its first frame's bit rate, and a whole 10 s file was refused as cut short (the header's
     frame at 32 kbps: 14.1 s declared), or stored as the whole track from its first 1.4 s (at 320
@@ -750,6 +751,11 @@ def test_an_mp3_with_a_vbri_header_is_analysed_whole_and_one_cut_short_is_an_err
     assert [e for _, e in summary.errors] == [summary.errors[0][1]] and summary.errors[0][0] == str(music / "half.mp3")
     assert summary.errors[0][1].startswith("cut short: the file holds ") and "of the 10.0 s its header declares" in summary.errors[0][1]
     assert track_instruments(db) == {str(music / "whole.mp3"): ["bass"]}
+    from tagger.audio import probe
+
+    monkeypatch.setattr(probe.shutil, "which", lambda name: None)  # (without ffmpeg: the machine's error)
+    with pytest.raises(AudioReadError, match=r"an MP3 with a VBRI header .*ffmpeg, which reads it, is not installed"):
+        audio.info(music / "whole.mp3")
 
 
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
