@@ -107,6 +107,10 @@ def test_tampered_missing_and_mismatched_models_are_refused(tmp_path):
         Ensemble.load(d2)
     with pytest.raises(ModelError, match="manifest not found"):
         Ensemble.load(tmp_path / "nothing")
+    a_file = tmp_path / "song.flac"  # (was: ".../song.flac/manifest.json: model manifest not found")
+    a_file.write_bytes(b"fLaC")
+    with pytest.raises(ModelError, match=r"song.flac: is a file, not a model folder: give --models \(or \$TAGGER_MODELS\)"):
+        Ensemble.load(a_file)
     with pytest.raises(UserError, match="no classifier for vocal"):
         Ensemble.load(_model_dir(tmp_path / "m3"), families=["vocal"])
 

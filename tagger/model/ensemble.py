@@ -115,6 +115,9 @@ def check_output_dir(out_dir: str | os.PathLike, *, hint: str, other_files: bool
 
 def read_manifest(model_dir: str | os.PathLike) -> dict:
     path = Path(model_dir) / MANIFEST
+    if Path(model_dir).exists() and not Path(model_dir).is_dir():  # (--models song.flac: "song.flac/manifest.json")
+        raise ModelError(model_dir, "is a file, not a model folder: give --models (or $TAGGER_MODELS) the folder "
+                                    "holding manifest.json")  # fmt: skip
     if not path.is_file():
         raise ModelError(path, "model manifest not found (train models with `tagger train` or pass --models DIR)")
     try:
