@@ -836,3 +836,22 @@ def test_an_ogg_damaged_in_the_middle_is_not_taken_for_one_cut_short(tmp_path, c
     notes: list[str] = []
     decoded = len(np.concatenate(list(audio.stream(path, notes=notes)))) / 16_000
     assert notes == [] and decoded > 8.0
+
+
+def test_a_flac_damaged_in_its_middle_is_not_said_to_be_cut_short(tmp_path):
+    """A FLAC with 20 KB zeroed in its middle (its length and end intact): libsndfile fails there,
+    ffmpeg decodes on past the damage without a word, and what is missing (2 s of 20) was refused as
+    `cut short: the file holds 18.0 s of the 20.0 s its header declares`, untrue. A file whose last
+    frame is whole and ends on the last sample its header declares lost frames in its middle: the
+    error says so. A file cut short between two frames still says `cut short`."""
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("needs ffmpeg")
+    path = tmp_path / "damaged.flac"
+    sf.write(path, np.repeat(tone_signal([BASS], seconds=20.0, sr=44_100)[:, None], 2, axis=1), 44_100)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 3 : len(data) // 3 + 20_000] = bytes(20_000)
+    path.write_bytes(bytes(data))
+    with pytest.raises(AudioReadError, match=r"corrupt audio: frames in its middle could not be decoded \(damaged; the "
+                                             r"file holds 1\d\.\d s of the 20\.0 s its header declares, its end "
+                                             r"whole\); nothing stored"):  # fmt: skip
+        list(audio.stream(path, notes=[]))

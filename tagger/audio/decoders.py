@@ -17,7 +17,8 @@ import numpy as np
 from tagger.audio.losses import _note_or_refuse
 from tagger.audio.plumbing import _decoder_preexec, _DecoderStderr, _said
 from tagger.audio.probe import (
-    AUDIO_DEMUXERS, FFMPEG_INPUT_OPTIONS, FFMPEG_MAX_RATE, SOUNDFILE_DEMUXERS, AudioInfo, ffmpeg_available,
+    AUDIO_DEMUXERS, FFMPEG_INPUT_OPTIONS, FFMPEG_MAX_RATE, SOUNDFILE_DEMUXERS, AudioInfo, _flac_end_whole,
+    ffmpeg_available,
 )
 from tagger.errors import AudioReadError
 
@@ -126,6 +127,14 @@ def _flac_blocks(path: Path, meta: AudioInfo, block_frames: int, notes: list[str
     if total >= declared or len(notes or ()) > noted:  # (whole, or ffmpeg's own rule said what was lost)
         return
     lost = (declared - total) / meta.sample_rate  # (cut where a frame begins: ffmpeg says nothing)
+    if _flac_end_whole(path, declared):  # (its end is there: frames lost in its middle, skipped without a word)
+        _note_or_refuse(path, notes, lost=lost, duration=meta.duration,
+                        note=f"frames in its middle could not be decoded (damaged): analysed without them "
+                             f"({lost:.3f} s of {meta.duration or 0.0:.1f} s left out)",
+                        refusal=f"corrupt audio: frames in its middle could not be decoded (damaged; the file holds "
+                                f"{total / meta.sample_rate:.1f} s of the {meta.duration:.1f} s its header declares, "
+                                f"its end whole); nothing stored, as a result would leave {lost:.1f} s out")  # fmt: skip
+        return
     _note_or_refuse(path, notes, lost=lost, duration=meta.duration,
                     note=f"the file ends before the length its header declares: analysed without the rest "
                          f"({lost:.3f} s of {meta.duration or 0.0:.1f} s left out)",
