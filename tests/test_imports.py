@@ -287,6 +287,7 @@ def test_another_typer_keeps_its_own_conversion_and_the_commands_work():
     (["-v", "stats", "--json"], (["stats"], [])),
     (["db", "prune", "--help"], ([], ["db"])),
     (["--help"], None), ([], None), (["quer"], None), (["--version"], None),
+    (["--help", "query"], None), (["-v", "-h", "db", "prune"], None), (["--version", "stats"], None),
 ])  # fmt: skip
 def test_a_run_builds_only_the_command_it_invokes(args, built):
     """typer builds a click command of every registered command on each run (13-15 ms of a
@@ -311,7 +312,8 @@ def test_the_invoked_command_alone_says_what_the_whole_app_says(tmp_path):
     import tagger.cli as cli
 
     for args in (["query", "--help"], ["query", "--bogus"], ["db", "prune", "--help"], ["show"],
-                 ["stats", "--db", str(tmp_path / "none.db")]):  # fmt: skip
+                 ["stats", "--db", str(tmp_path / "none.db")],
+                 ["--help", "query"], ["-h", "db"], ["-v", "--help", "stats"]):  # (the root's help: every command)
         whole = CliRunner().invoke(cli.app, args)
         alone = CliRunner().invoke(cli.only_invoked(cli.app, args), args)
         assert (alone.exit_code, alone.output) == (whole.exit_code, whole.output), args

@@ -41,7 +41,10 @@ def only_invoked(typer_app, args: list[str]):
     the whole app (its list of commands, ``--help``)."""
     import copy
 
-    word = next((a for a in args if not a.startswith("-")), None)
+    at = next((i for i, a in enumerate(args) if not a.startswith("-")), None)
+    if at is None or not set(args[:at]) <= _plain_root_flags(typer_app):
+        return typer_app  # (``tagger --help query``: the root's help, listing every command)
+    word = args[at]
     commands = [c for c in typer_app.registered_commands if c.name is not None and c.name == word]
     groups = [g for g in typer_app.registered_groups if g.name is not None and g.name == word]
     if not commands and not groups:
@@ -49,6 +52,22 @@ def only_invoked(typer_app, args: list[str]):
     trimmed = copy.copy(typer_app)
     trimmed.registered_commands, trimmed.registered_groups = commands, groups
     return trimmed
+
+
+def _plain_root_flags(typer_app) -> set[str]:
+    """The names of the root options that may stand before the command in a trimmed app (`only_invoked`):
+    the flags that are not eager. An eager one (``--help``, ``--version``) acts on the root before the
+    command is read: ``tagger --help query`` prints the root's help, whose list of commands must be whole."""
+    import inspect
+
+    import typer.models
+
+    callback = typer_app.registered_callback.callback if typer_app.registered_callback else None
+    if callback is None:
+        return set()
+    return {name for p in inspect.signature(callback).parameters.values()
+            if isinstance(p.default, typer.models.OptionInfo) and not p.default.is_eager
+            for name in p.default.param_decls}  # fmt: skip
 
 
 _register()
