@@ -431,6 +431,45 @@ def test_ffmpeg_m4a_with_the_usual_tags_and_a_cover_is_tagged(tmp_path):
     assert not tags.read_instruments(song).tagged
 
 
+def _covr_atom(path: Path) -> bytes:
+    from mutagen.mp4 import Atoms
+
+    with open(path, "rb") as f:
+        covr = [atom for atom in Atoms(f).path(b"moov", b"udta", b"meta", b"ilst")[-1].children if atom.name == b"covr"]
+        f.seek(covr[0].offset)
+        return f.read(covr[0].length)
+
+
+@pytest.mark.parametrize("kind", ["ffmpeg's BMP cover (27)", "GIF (12)", "implicit type (0)", "JPEG and BMP"])
+def test_an_m4a_cover_neither_jpeg_nor_png_keeps_its_type(tmp_path, kind):
+    """mutagen reads a cover whose data atom's type is neither JPEG (13) nor PNG (14) as a JPEG and
+    writes it back so: every such M4A was refused after the write, `verification failed: other tags
+    changed` (naming nothing), among them every M4A that ffmpeg gave a BMP cover (type 27). Found
+    tagging covers of each type the iTunes specification lists. The cover keeps its type now,
+    through tag and untag; ffprobe reads the same tags and the cover."""
+    if kind.startswith("ffmpeg"):
+        cover = tmp_path / "cover.bmp"
+        subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i", "color=red:size=16x16", "-frames:v",
+                        "1", str(cover)], check=True)  # fmt: skip
+        song = tmp_path / "song.m4a"
+        subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i", "sine=frequency=440:duration=1",
+                        "-i", str(cover), "-map", "0", "-map", "1", "-c:a", "aac", "-c:v", "copy",
+                        "-disposition:v", "attached_pic", "-metadata", "title=Café", str(song)], check=True)  # fmt: skip
+    else:
+        datas = {"GIF (12)": _data(12, b"GIF89a" + bytes(40)), "implicit type (0)": _data(0, b"\xff\xd8\xff" + bytes(40)),
+                 "JPEG and BMP": _data(13, b"\xff\xd8\xff" + bytes(40)) + _data(27, b"BM" + bytes(40))}[kind]  # fmt: skip
+        song = _m4a_with_atoms(tmp_path / "song.m4a", TITLE + _atom(b"covr", datas))
+    covr = _covr_atom(song)
+    assert covr[20:24] != struct.pack(">I", 13)
+    before, decoded = _ffprobe_tags(song), _decoded_md5(song)
+    assert tags.write_instruments(song, **WRITE).written
+    assert _covr_atom(song) == covr
+    assert {k: v for k, v in _ffprobe_tags(song).items() if not k.startswith("instruments")} == before
+    assert _decoded_md5(song) == decoded and tags.read_instruments(song).instruments == ["bass", "guitar"]
+    tags.remove_instruments(song)
+    assert _covr_atom(song) == covr and not tags.read_instruments(song).tagged
+
+
 # -- ASF (WMA) attributes mutagen writes back differently -----------------------------------------
 
 

@@ -81,6 +81,10 @@ class MP4Storage(Storage):
         what = ", ".join(repr(name) for name in sorted(set((found - kept) | (kept - found))))
         return f"its MP4 tag has atoms that a rewrite would convert, merge or drop ({what})"
 
+    def save(self, audio, path, *, version, original):
+        _keep_cover_types(audio, path)
+        audio.save()
+
     @staticmethod
     def padding_changed(path: str) -> str | None:
         """What a save would lose in the ``free`` atom that mutagen takes for the tag's padding and
@@ -235,6 +239,34 @@ def _mp4_children(data: bytes) -> dict[bytes, bytes]:
         out.setdefault(name, data[pos + 8 : pos + size])
         pos += size
     return out
+
+
+def _keep_cover_types(audio, path: str) -> None:
+    """Give each cover of the loaded file ``audio`` the type its data atom has in the file at ``path``
+    (the copy, not yet saved). mutagen reads a cover of a type other than JPEG (13) or PNG (14) as
+    a JPEG and writes it back so: a BMP (27, as ffmpeg stores a BMP cover), a GIF (12), a cover of
+    the implicit type (0); it writes back the type a cover object holds."""
+    covers = audio.tags.get("covr") if audio.tags is not None else None
+    if not covers:
+        return
+    with open(path, "rb") as f:
+        found = [atom for key, atom in MP4Storage._ilst(f) if key == "covr"]
+        if len(found) != 1:
+            return  # (repeated atoms are refused beforehand: `MP4Storage.cannot_keep`)
+        atom = found[0]
+        f.seek(atom.offset + atom.length - atom.datalength)
+        content = f.read(atom.datalength)
+    kinds, pos = [], 0
+    while pos + 16 <= len(content):  # (the data atoms, as mutagen reads them: a "name" child skipped)
+        size, name, kind = struct.unpack(">I4sI", content[pos : pos + 12])
+        if size < 8:
+            return
+        if name == b"data":
+            kinds.append(kind)
+        pos += size
+    if len(kinds) == len(covers):
+        for cover, kind in zip(covers, kinds):
+            cover.imageformat = kind
 
 
 _INTEGER_ITEMS = frozenset({b"tmpo", b"cpil", b"pgap", b"pcst", b"hdvd", b"stik", b"rtng", b"tves", b"tvsn", b"plID",
