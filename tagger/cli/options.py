@@ -1,4 +1,5 @@
-"""Options shared by several commands: the track filter of ``query`` and ``tag`` is declared once.
+"""Options shared by several commands: the track filter of ``query`` and ``tag`` is declared once;
+an option's default is the library's (`default`), not written again.
 
 `FILTER_OPTIONS` lists the filter's options; a command that selects tracks is decorated with
 `filter_options`, which puts them in the place of its parameter ``where`` and calls it with their
@@ -8,6 +9,7 @@ values, from which it builds the filter (`track_filter`). A new filter option is
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import math
@@ -131,3 +133,14 @@ def seconds(value: float | None) -> float | None:
     if value is not None and not (math.isfinite(value) and value >= 0):
         raise typer.BadParameter(f"{value:g}: give a finite number of seconds, 0 or more")
     return value
+
+
+def default(settings, name: str):
+    """The default of field ``name`` of the dataclass ``settings`` (e.g. ``TrainSettings``): the
+    default of the option that sets it, so that a default is written once, in the library (its
+    ``--help`` shows it). ``settings`` lives in a module without numpy (`tagger.model.settings`):
+    every command's options are read when any command starts."""
+    field = {f.name: f for f in dataclasses.fields(settings)}[name]
+    if field.default is dataclasses.MISSING:
+        raise ValueError(f"{settings.__name__}.{name} has no plain default")
+    return field.default

@@ -12,7 +12,9 @@ import typer
 from tagger.cli import options as F
 from tagger.cli.app import app, echo, handle_errors, quiet_tensorflow
 from tagger.errors import UserError
-from tagger.constants import GATE_COST
+from tagger.model.settings import TRUNK_FILTERS, SynthSettings, TrainSettings
+
+T, S = TrainSettings, SynthSettings
 
 
 @app.command("train")
@@ -29,16 +31,28 @@ def train(
         None, help="trunk (shipped: a shared trunk and one head per family), compact (one small CNN per family) or "
         "paper (Table IV); default: the architecture of the models already in --out, else trunk."
     ),
-    recipe: str = typer.Option("mixture", help="mixture (default) or solo (the paper's)."),
-    examples: int = typer.Option(60_000, help="Training examples to generate."),
-    epochs: int = typer.Option(4),
-    batch_size: int = typer.Option(64),
-    learning_rate: float = typer.Option(3e-3),
-    seed: int = typer.Option(0),
-    max_notes_per_instrument: int = typer.Option(150, help="Notes per instrument loaded into the training pool."),
-    valid_per_level: int = typer.Option(100, help="Validation mixtures per polyphony level (Table V protocol)."),
-    valid_examples: int = typer.Option(2000, help="Music-like validation mixtures, and validation solo notes."),
-    aggregation_tracks: int = typer.Option(300, help="Synthetic validation tracks to calibrate the per-track rule."),
+    recipe: str = typer.Option(F.default(T, "recipe"), help="mixture (default) or solo (the paper's)."),
+    examples: int = typer.Option(F.default(T, "examples"), help="Training examples to generate."),
+    epochs: int = typer.Option(F.default(T, "epochs")),
+    batch_size: int = typer.Option(F.default(T, "batch_size")),
+    learning_rate: float = typer.Option(F.default(T, "learning_rate")),
+    seed: int = typer.Option(F.default(T, "seed")),
+    max_notes_per_instrument: int = typer.Option(
+        F.default(T, "max_notes_per_instrument"),
+        help="Notes per instrument loaded into the training pool."
+    ),
+    valid_per_level: int = typer.Option(
+        F.default(T, "valid_per_level"),
+        help="Validation mixtures per polyphony level (Table V protocol)."
+    ),
+    valid_examples: int = typer.Option(
+        F.default(T, "valid_music_examples"),
+        help="Music-like validation mixtures, and validation solo notes."
+    ),
+    aggregation_tracks: int = typer.Option(
+        F.default(T, "aggregation_tracks"),
+        help="Synthetic validation tracks to calibrate the per-track rule."
+    ),
     version: str = typer.Option(
         None, help="Version string recorded in the manifest (default: generated; a folder whose models change keeps its own)."
     ),
@@ -47,69 +61,88 @@ def train(
         None, "--leave-out", help="Leave a whole source out of training (e.g. generaluser) and validate on its instruments too."
     ),
     all_instruments: bool = typer.Option(
-        False, help="Production fit: train on the instruments of every split (use --reference for the thresholds)."
+        F.default(T, "all_instruments"),
+        help="Production fit: train on the instruments of every split (use --reference for the thresholds)."
     ),
     level_weights: str = typer.Option(
         None, help="Relative weights of 0..10 families per training mixture, comma-separated (default: the "
         "recipe's); e.g. 0.6,2,1.8,1.5,1.2,1,0.8,0.6,0.5,0.4,0.3 favours few instruments."
     ),
     morph_prob: float = typer.Option(
-        0.0, min=0.0, max=1.0, help="Timbre augmentation: chance that an instrument of a training mixture takes part "
+        F.default(S, "morph_prob"),
+        min=0.0, max=1.0, help="Timbre augmentation: chance that an instrument of a training mixture takes part "
         "of the spectral envelope of another instrument of its family."
     ),
     warp_prob: float = typer.Option(
-        0.0, min=0.0, max=1.0, help="Timbre augmentation: chance that an instrument's spectral envelope is stretched "
+        F.default(S, "warp_prob"),
+        min=0.0, max=1.0, help="Timbre augmentation: chance that an instrument's spectral envelope is stretched "
         "along frequency (up to 4 semitones, pitch unchanged)."
     ),
     chord_prob: float = typer.Option(
-        0.0, min=0.0, max=1.0, help="Chance that a note an instrument plays in a training mixture is a chord of 2-4 "
+        F.default(S, "chord_prob"),
+        min=0.0, max=1.0, help="Chance that a note an instrument plays in a training mixture is a chord of 2-4 "
         "of its notes (as pianos, guitars, organs and string sections play in music)."
     ),
     section_prob: float = typer.Option(
-        0.0, min=0.0, max=1.0, help="Chance that a note an instrument plays in a training mixture is a section: 2-6 "
+        F.default(S, "section_prob"),
+        min=0.0, max=1.0, help="Chance that a note an instrument plays in a training mixture is a section: 2-6 "
         "players of its family on one pitch, detuned and a little apart (as a brass or string section or a choir)."
     ),
     drum_prob: float = typer.Option(
-        0.0, min=0.0, max=1.0, help="Chance that a drum kit plays a beat under a training example (drums are no "
+        F.default(S, "drum_prob"),
+        min=0.0, max=1.0, help="Chance that a drum kit plays a beat under a training example (drums are no "
         "family: they must not be heard as one)."
     ),
     codec_prob: float = typer.Option(
-        0.0, min=0.0, max=1.0, help="Chance that a training example is encoded and decoded by a lossy codec (MP3, AAC, "
+        F.default(S, "codec_prob"),
+        min=0.0, max=1.0, help="Chance that a training example is encoded and decoded by a lossy codec (MP3, AAC, "
         "Opus or Vorbis at library bitrates), as most music in a library is (needs ffmpeg)."
     ),
     negative_prob: float = typer.Option(
-        0.4, min=0.0, max=1.0, help="Chance that a training mixture of one or more families also holds 1-2 sounds of no "
+        F.default(S, "negative_prob"),
+        min=0.0, max=1.0, help="Chance that a training mixture of one or more families also holds 1-2 sounds of no "
         "family (drum hits, synths, effects), which the classifiers must not hear as a family."
     ),
     instrument_fraction: float = typer.Option(
-        1.0, min=0.01, max=1.0, help="Ablation: train on this share of each family's training instruments."
+        F.default(T, "instrument_fraction"),
+        min=0.01, max=1.0, help="Ablation: train on this share of each family's training instruments."
     ),
     trunk_filters: str = typer.Option(
-        None, help="Shared trunk: filters of its conv blocks, comma-separated (default 24,48,96,192,192)."
+        None, help="Shared trunk: filters of its conv blocks, comma-separated (default "
+        f"{','.join(map(str, TRUNK_FILTERS))})."
     ),
     pooling: str = typer.Option(
-        "max", help="Shared trunk: how it halves its maps between conv blocks: 'max' (2x2 max-pool) or 'blur' "
+        F.default(T, "pooling"),
+        help="Shared trunk: how it halves its maps between conv blocks: 'max' (2x2 max-pool) or 'blur' "
         "(anti-aliased max-pool: scores that move smoothly when a sound's spectrum moves by a mel band)."
     ),
     pretrain_steps: int = typer.Option(
-        0, min=0, help="Shared trunk: supervised contrastive pretraining steps on instrument identity (single notes; "
+        F.default(T, "pretrain_steps"),
+        min=0, help="Shared trunk: supervised contrastive pretraining steps on instrument identity (single notes; "
         "same instrument at other pitches = positives) before the mixture training; 0 = none."
     ),
     mask_prob: float = typer.Option(
-        0.0, min=0.0, max=1.0, help="Chance that a training example's spectrogram has two frequency bands and two "
+        F.default(T, "mask_prob"),
+        min=0.0, max=1.0, help="Chance that a training example's spectrogram has two frequency bands and two "
         "time stretches masked (SpecAugment)."
     ),
     shift_prob: float = typer.Option(
-        0.0, min=0.0, max=1.0, help="Chance that a training example's spectrogram is shifted up or down by 1 to "
+        F.default(T, "shift_prob"),
+        min=0.0, max=1.0, help="Chance that a training example's spectrogram is shifted up or down by 1 to "
         "--shift-bands mel bands (the spectral envelope moved a little)."
     ),
-    shift_bands: int = typer.Option(2, min=1, max=8, help="Largest shift of --shift-prob, in mel bands."),
+    shift_bands: int = typer.Option(
+        F.default(T, "shift_bands"),
+        min=1, max=8, help="Largest shift of --shift-prob, in mel bands."
+    ),
     harmonic: bool = typer.Option(
-        False, "--harmonic", help="Front end: keep the harmonic part of the spectrogram only (drum hits damped by "
+        F.default(T, "harmonic"),
+        "--harmonic", help="Front end: keep the harmonic part of the spectrogram only (drum hits damped by "
         "median-filter separation); recorded in the manifest and used by every scan with these models."
     ),
     gate_cost: float = typer.Option(
-        GATE_COST, min=0.0, max=0.5, help="Shared trunk: a presence gate (any family playing?) on the trunk's embedding may turn "
+        F.default(T, "gate_cost"),
+        min=0.0, max=0.5, help="Shared trunk: a presence gate (any family playing?) on the trunk's embedding may turn "
         "down this share of the validation windows that hold a family, so that windows of drums or other sounds of no "
         "family get none, unless a head is sure of its family (the override, chosen on the same windows); 0 = no gate. "
         "Models already trained without a gate, with a gate of another cost or without an override, or whose gate file "
@@ -155,7 +188,6 @@ def _train_settings(out: Path, *, architecture: str | None, recipe: str, trunk_f
     shared-trunk options against it (`_trunk_options`), the recipe; ``same``: the flags named as
     the settings' fields."""
     from tagger.model.calibrate import BOOTSTRAP_RESAMPLES
-    from tagger.model.train import TrainSettings
 
     architecture = _architecture(architecture, out)
     filters = _trunk_options(architecture, pretrain_steps=pretrain_steps, trunk_filters=trunk_filters, pooling=pooling)
@@ -172,8 +204,6 @@ def _train_settings(out: Path, *, architecture: str | None, recipe: str, trunk_f
 def _synth_settings(*, recipe: str, level_weights: str | None, **probs: float):
     """The `SynthSettings` of `train`'s flags: the recipe, the chances (``probs``, named as the
     settings' fields) and --level-weights (`_level_weights`)."""
-    from tagger.model.synth import SynthSettings
-
     synth = SynthSettings(recipe=recipe, **probs)
     if level_weights:
         synth = dataclasses.replace(synth, level_weights=_level_weights(level_weights))
@@ -193,7 +223,7 @@ def _architecture(architecture: str | None, out: Path) -> str:
             from tagger.model.ensemble import TRAIN_INTO_MEMBERS
 
             raise UserError(TRAIN_INTO_MEMBERS.format(out=out))
-        architecture = existing.get("architecture", "trunk")
+        architecture = existing.get("architecture", F.default(TrainSettings, "architecture"))
     if architecture not in ARCHITECTURES:
         raise typer.BadParameter(f"architecture must be one of {', '.join(ARCHITECTURES)}")
     return architecture
@@ -202,7 +232,7 @@ def _architecture(architecture: str | None, out: Path) -> str:
 def _trunk_options(architecture: str, *, pretrain_steps: int, trunk_filters: str | None, pooling: str) -> tuple[int, ...]:
     """Check the shared-trunk options (--pretrain-steps, --trunk-filters, --pooling) against the
     architecture; `typer.BadParameter` when one does not fit. Returns the trunk's filters."""
-    from tagger.model.architectures import POOLINGS, SHARED_TRUNK, TRUNK_FILTERS
+    from tagger.model.architectures import POOLINGS, SHARED_TRUNK
 
     if pretrain_steps and architecture not in SHARED_TRUNK:
         raise typer.BadParameter("--pretrain-steps needs a shared-trunk architecture (trunk)")

@@ -14,12 +14,12 @@ TensorFlow/Keras is imported inside the functions so that importing this module 
 from __future__ import annotations
 
 from tagger.features import FeatureConfig
+from tagger.model.settings import TRUNK_FILTERS  # noqa: F401  (here for its users: A.TRUNK_FILTERS)
 
 ARCHITECTURES = ("compact", "paper", "trunk")
 SHARED_TRUNK = ("trunk",)
 """Architectures made of one shared trunk and per-family heads (the others: one model per family)."""
 
-TRUNK_FILTERS = (24, 48, 96, 192, 192)
 HEAD_UNITS = 64
 POOLINGS = ("max", "blur")
 """How the trunk halves its maps between conv blocks: ``max``, a 2x2 max-pool; ``blur``, an

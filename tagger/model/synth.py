@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -48,43 +48,10 @@ import numpy as np
 from tagger import constants as C
 from tagger import features as F
 from tagger.data.nsynth import Note, NoteDataset, load_note_audio
+from tagger.model.settings import SynthSettings
 
 L = C.WINDOW_SAMPLES
 SR = C.SAMPLE_RATE
-
-
-@dataclass(frozen=True)
-class SynthSettings:
-    recipe: str = "mixture"
-    level_weights: tuple[float, ...] = (0.6, 1.3, 1.3, 1.2, 1.1, 1.0, 0.9, 0.9, 0.8, 0.8, 0.8)
-    """Relative frequency of mixtures with 0..10 families."""
-    gain_db: tuple[float, float] = (-12.0, 0.0)
-    aligned_share: float = 0.5
-    """Share of family entries played as one whole note at time 0 (the paper's protocol)."""
-    negative_prob: float = 0.4
-    """Chance that a mixture also holds non-family sounds (always for level 0 unless silent)."""
-    silent_level0_prob: float = 0.15
-    reverb_prob: float = 0.3
-    noise_prob: float = 0.3
-    eq_prob: float = 0.6
-    solo_negative_share: float = 0.25
-    """solo recipe: share of examples that are negatives or silence."""
-    morph_prob: float = 0.0
-    """Chance that a family entry takes part of the spectral envelope of another instrument of its family."""
-    warp_prob: float = 0.0
-    """Chance that a family entry's spectral envelope is stretched along frequency (pitch unchanged)."""
-    morph_amount: tuple[float, float] = (0.3, 1.0)
-    """How far towards the other instrument's envelope a morph goes (uniform)."""
-    warp_semitones: float = 4.0
-    """Largest envelope stretch, as a frequency ratio in semitones (uniform in +-)."""
-    chord_prob: float = 0.0
-    """Chance that a note a family entry plays is a chord: 2-4 notes of the same instrument at once."""
-    drum_prob: float = 0.0
-    """Chance that a drum kit plays a beat under an example (besides the other non-family sounds)."""
-    section_prob: float = 0.0
-    """Chance that a note a family entry plays is a section: 2-6 players of its family on one pitch."""
-    codec_prob: float = 0.0
-    """Chance that a finished example is sent through a lossy codec (MP3, AAC, Opus, Vorbis; `lossy`)."""
 
 
 class NotePool:

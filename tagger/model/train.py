@@ -52,64 +52,10 @@ from tagger.model import architectures as A
 from tagger.model import gate as G
 from tagger.model import synth as S
 from tagger.model.backends import configure_tensorflow_threads as _configure_threads
+from tagger.model.settings import TrainSettings
 from tagger.model.validation import ValidationSet, family_threshold
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    architecture: str = "trunk"
-    recipe: str = "mixture"
-    examples: int = 60_000
-    epochs: int = 4
-    batch_size: int = 64
-    learning_rate: float = 3e-3
-    seed: int = 0
-    max_notes_per_instrument: int = 150
-    valid_per_level: int = 100
-    valid_music_examples: int = 2_000
-    valid_solo_notes: int = 2_000
-    aggregation_tracks: int = 300
-    """Synthetic validation tracks used to calibrate the per-track aggregation rule."""
-    threads: int = 0
-    """TensorFlow intra-op threads (0 = all cores)."""
-    leave_out: tuple[str, ...] = ()
-    """Sources (the ``soundfont`` of the notes, e.g. 'generaluser') left out of training altogether;
-    their instruments of the train and valid splits become a second validation set (leave-one-source-out)."""
-    all_instruments: bool = False
-    """A production fit: train on the instruments of every split (validation figures are then on
-    instruments seen in training and are not a measure of generalisation)."""
-    instrument_fraction: float = 1.0
-    """Train on this share of the training instruments only (drawn per family with the seed; the
-    non-family sounds are all kept): an ablation that measures what more instruments are worth."""
-    trunk_filters: tuple[int, ...] = A.TRUNK_FILTERS
-    """Shared trunk only: filters of its conv blocks (the embedding is twice the last)."""
-    pooling: str = "max"
-    """Shared trunk only: how it halves its maps between conv blocks (`architectures.downsample`):
-    ``max`` (2x2 max-pool) or ``blur`` (anti-aliased max-pool)."""
-    pretrain_steps: int = 0
-    """Shared trunk only: supervised contrastive pretraining steps on instrument identity before the
-    mixture training (`tagger.model.pretrain`); 0 = none."""
-    mask_prob: float = 0.0
-    """Chance that a training example's spectrogram has bands and stretches masked (`spec_mask`,
-    SpecAugment): the network must recognise a family from what is left of its sound."""
-    shift_prob: float = 0.0
-    """Chance that a training example's spectrogram is shifted up or down by 1 to `shift_bands` mel
-    bands (`spec_shift`): the trunk's 2x2 max-pools make its scores depend on where a spectral
-    envelope sits against their grid, which says nothing of the instrument."""
-    shift_bands: int = 2
-    """The largest shift of `shift_prob`, in mel bands."""
-    harmonic: bool = False
-    """Train on the harmonic part of the spectrogram only (`FeatureConfig.harmonic`: drum hits damped);
-    recorded in the manifest, so inference uses the same front end."""
-    threshold_resamples: int = 0
-    """With resamples (e.g. 500), each family's threshold is the most precise within one bootstrap
-    standard error of its F0.5-best (`family_threshold`, `tagger combine --one-se-thresholds`); 0:
-    the F0.5-best itself."""
-    gate_cost: float = G.GATE_COST
-    """Shared trunk only: the presence gate (`tagger.model.gate`) may turn down this share of the
-    validation windows that hold a family; 0 = no gate."""
 
 
 _TRAINING_ONLY = ("epochs", "batch_size", "learning_rate", "threads", "pretrain_steps", "trunk_filters", "pooling",

@@ -1,0 +1,102 @@
+"""The settings of a training (`TrainSettings`) and of its examples (`SynthSettings`), in a module
+without numpy: `tagger train`'s options take their defaults from these fields (`tagger.cli.options.
+default`), so each default is written once, here, and every command starts without importing the
+training stack. `tagger.model.train` and `tagger.model.synth` use them under the same names."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tagger.constants import GATE_COST
+
+TRUNK_FILTERS = (24, 48, 96, 192, 192)
+"""The shared trunk's filters of its conv blocks (`tagger.model.architectures.build_trunk`)."""
+
+
+@dataclass(frozen=True)
+class SynthSettings:
+    recipe: str = "mixture"
+    level_weights: tuple[float, ...] = (0.6, 1.3, 1.3, 1.2, 1.1, 1.0, 0.9, 0.9, 0.8, 0.8, 0.8)
+    """Relative frequency of mixtures with 0..10 families."""
+    gain_db: tuple[float, float] = (-12.0, 0.0)
+    aligned_share: float = 0.5
+    """Share of family entries played as one whole note at time 0 (the paper's protocol)."""
+    negative_prob: float = 0.4
+    """Chance that a mixture also holds non-family sounds (always for level 0 unless silent)."""
+    silent_level0_prob: float = 0.15
+    reverb_prob: float = 0.3
+    noise_prob: float = 0.3
+    eq_prob: float = 0.6
+    solo_negative_share: float = 0.25
+    """solo recipe: share of examples that are negatives or silence."""
+    morph_prob: float = 0.0
+    """Chance that a family entry takes part of the spectral envelope of another instrument of its family."""
+    warp_prob: float = 0.0
+    """Chance that a family entry's spectral envelope is stretched along frequency (pitch unchanged)."""
+    morph_amount: tuple[float, float] = (0.3, 1.0)
+    """How far towards the other instrument's envelope a morph goes (uniform)."""
+    warp_semitones: float = 4.0
+    """Largest envelope stretch, as a frequency ratio in semitones (uniform in +-)."""
+    chord_prob: float = 0.0
+    """Chance that a note a family entry plays is a chord: 2-4 notes of the same instrument at once."""
+    drum_prob: float = 0.0
+    """Chance that a drum kit plays a beat under an example (besides the other non-family sounds)."""
+    section_prob: float = 0.0
+    """Chance that a note a family entry plays is a section: 2-6 players of its family on one pitch."""
+    codec_prob: float = 0.0
+    """Chance that a finished example is sent through a lossy codec (MP3, AAC, Opus, Vorbis; `lossy`)."""
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    architecture: str = "trunk"
+    recipe: str = "mixture"
+    examples: int = 60_000
+    epochs: int = 4
+    batch_size: int = 64
+    learning_rate: float = 3e-3
+    seed: int = 0
+    max_notes_per_instrument: int = 150
+    valid_per_level: int = 100
+    valid_music_examples: int = 2_000
+    valid_solo_notes: int = 2_000
+    aggregation_tracks: int = 300
+    """Synthetic validation tracks used to calibrate the per-track aggregation rule."""
+    threads: int = 0
+    """TensorFlow intra-op threads (0 = all cores)."""
+    leave_out: tuple[str, ...] = ()
+    """Sources (the ``soundfont`` of the notes, e.g. 'generaluser') left out of training altogether;
+    their instruments of the train and valid splits become a second validation set (leave-one-source-out)."""
+    all_instruments: bool = False
+    """A production fit: train on the instruments of every split (validation figures are then on
+    instruments seen in training and are not a measure of generalisation)."""
+    instrument_fraction: float = 1.0
+    """Train on this share of the training instruments only (drawn per family with the seed; the
+    non-family sounds are all kept): an ablation that measures what more instruments are worth."""
+    trunk_filters: tuple[int, ...] = TRUNK_FILTERS
+    """Shared trunk only: filters of its conv blocks (the embedding is twice the last)."""
+    pooling: str = "max"
+    """Shared trunk only: how it halves its maps between conv blocks (`architectures.downsample`):
+    ``max`` (2x2 max-pool) or ``blur`` (anti-aliased max-pool)."""
+    pretrain_steps: int = 0
+    """Shared trunk only: supervised contrastive pretraining steps on instrument identity before the
+    mixture training (`tagger.model.pretrain`); 0 = none."""
+    mask_prob: float = 0.0
+    """Chance that a training example's spectrogram has bands and stretches masked (`spec_mask`,
+    SpecAugment): the network must recognise a family from what is left of its sound."""
+    shift_prob: float = 0.0
+    """Chance that a training example's spectrogram is shifted up or down by 1 to `shift_bands` mel
+    bands (`spec_shift`): the trunk's 2x2 max-pools make its scores depend on where a spectral
+    envelope sits against their grid, which says nothing of the instrument."""
+    shift_bands: int = 2
+    """The largest shift of `shift_prob`, in mel bands."""
+    harmonic: bool = False
+    """Train on the harmonic part of the spectrogram only (`FeatureConfig.harmonic`: drum hits damped);
+    recorded in the manifest, so inference uses the same front end."""
+    threshold_resamples: int = 0
+    """With resamples (e.g. 500), each family's threshold is the most precise within one bootstrap
+    standard error of its F0.5-best (`family_threshold`, `tagger combine --one-se-thresholds`); 0:
+    the F0.5-best itself."""
+    gate_cost: float = GATE_COST
+    """Shared trunk only: the presence gate (`tagger.model.gate`) may turn down this share of the
+    validation windows that hold a family; 0 = no gate."""
