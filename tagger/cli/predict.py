@@ -10,6 +10,7 @@ import typer
 
 from tagger.cli import options as F
 from tagger.cli.app import app, echo, fail, handle_errors, quiet_tensorflow
+from tagger.constants import WINDOW_SECONDS
 from tagger.display import named
 
 
@@ -54,7 +55,7 @@ def predict(
     paths: list[Path] = typer.Argument(..., parser=F.path, help="Audio files or folders."),
     models: Path = typer.Option(None, "--models", parser=F.path, help="Model directory (default: the shipped models)."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line."),
-    hop: float = typer.Option(4.0, help="Seconds between window starts."),
+    hop: float = typer.Option(WINDOW_SECONDS, help="Seconds between window starts."),
     plot: Path = typer.Option(
         None, "--plot", parser=F.path, help="Draw the file's timeline (window scores, thresholds, segments) into this .png or .svg (one file only)."
     ),

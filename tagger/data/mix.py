@@ -12,12 +12,12 @@ import json
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 
 from tagger import constants as C
+from tagger.data.defaults import MIXTURES_PER_LEVEL, MixSettings
 from tagger.data.nsynth import Note, NoteDataset, load_note_audio, read_json
 from tagger.errors import DatasetError
 from tagger.instruments import encode, to_bits
@@ -27,19 +27,6 @@ MANIFEST = "labels.json"
 INCOMPLETE = ".labels.json.incomplete"
 """Written before a mixture set's files, removed after its manifest: the files of an interrupted run."""
 PEAK = 0.9
-
-
-@dataclass(frozen=True)
-class MixSettings:
-    """Random ranges of the mixer (all draws come from one seeded generator)."""
-
-    gain_db: tuple[float, float] = (-6.0, 0.0)
-    """Relative gain of each note, uniform in dB."""
-    max_onset_seconds: float = 0.0
-    """Each note starts at a uniform offset in [0, max_onset_seconds] (0 = all together, as the paper)."""
-    pitch_range: tuple[int, int] = (0, 127)
-    velocities: tuple[int, ...] | None = None
-    """Allowed velocities; None = any."""
 
 
 def mix_clips(clips: np.ndarray, *, gains_db: Sequence[float], onsets: Sequence[int], peak: float = PEAK) -> np.ndarray:
@@ -72,7 +59,7 @@ def _eligible(notes: list[Note], settings: MixSettings) -> list[Note]:
 def draw_mixtures(
     dataset: NoteDataset,
     *,
-    per_level: int = 100,
+    per_level: int = MIXTURES_PER_LEVEL,
     levels: Sequence[int] | None = None,
     seed: int = 0,
     settings: MixSettings = MixSettings(),
@@ -126,7 +113,7 @@ def write_mixtures(
     dataset: NoteDataset,
     out_dir: str | os.PathLike,
     *,
-    per_level: int = 100,
+    per_level: int = MIXTURES_PER_LEVEL,
     levels: Sequence[int] | None = None,
     seed: int = 0,
     settings: MixSettings = MixSettings(),

@@ -23,12 +23,12 @@ from typing import NamedTuple
 import numpy as np
 
 from tagger import constants as C
+from tagger.data.defaults import NSYNTH_VELOCITIES
 from tagger.data.examples import merge_examples, note_record, read_examples, render_in_parallel
 from tagger.data.gm import Program, all_programs
 from tagger.errors import DatasetError, UserError
 from tagger.outputs import write_atomic
 
-NSYNTH_VELOCITIES = (25, 50, 75, 100, 127)
 HOLD_SECONDS = 3.0
 SLOT_SECONDS = 4.25
 """Each note gets a 4.25 s slot: 3 s held, release until 4 s, all-sound-off, then a short gap."""

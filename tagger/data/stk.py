@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from tagger import constants as C
+from tagger.data.defaults import NOTES_PER_VARIANT, VARIANTS_PER_VOICE
 from tagger.data.examples import existing_instruments, merge_examples, note_record, render_in_parallel
 from tagger.data.gm import SOURCE_ACOUSTIC, SOURCE_ELECTRONIC
 from tagger.data.render import HOLD_SECONDS, SILENT_NOTE_DBFS, rms_dbfs
@@ -37,8 +38,6 @@ from tagger.errors import DatasetError, UserError
 SOUNDFONT_KEY = "stk"
 """The ``soundfont`` field of STK notes (the renderer's name for a sample library)."""
 VELOCITY_RANGE = (50, 127)
-NOTES_PER_VARIANT = 40
-VARIANTS_PER_VOICE = 3
 
 
 @dataclass(frozen=True)

@@ -22,15 +22,13 @@ from tagger.db.scan_writer import FileState, ScanWriter
 from tagger.errors import AudioReadError, TaggerError, UntaggableError
 from tagger.library.analyse import AnalysisConfig, analyse_file, worker_main
 from tagger.library.assemble import TrackAssembler
+from tagger.library.defaults import DEFAULT_FILE_TIMEOUT
 from tagger.fingerprint import content_hash, fingerprint, read_back
 from tagger.library.messages import Done, Failed, FileInfo, Message, RemoteResult, Started, Windows
 from tagger.library.state import AnalysedFile, Analyser, OnTrack, Progress, ScanInterrupted, StopSignals
 from tagger.library.workers import Worker, start_worker, stop_process, stop_workers
 
 log = logging.getLogger("tagger.library.scan")
-
-DEFAULT_FILE_TIMEOUT = 300.0
-"""Seconds a worker may go without progress on one file (see ``scan(file_timeout=...)``)."""
 
 START_TIMEOUT = 120.0
 """Seconds a new worker may take to start (imports, warm-up) and claim its first file, when the file

@@ -45,7 +45,8 @@ from tagger.library.analyse import AnalysisConfig, peak_rss
 from tagger.crawl import CrawlReport
 from tagger.library.messages import RemoteResult
 from tagger.library.plan import after_crawl, check_roots, defer_unsettled, plan_files
-from tagger.library.runner import DEFAULT_FILE_TIMEOUT, Runner, aggregation_params
+from tagger.library.defaults import DEFAULT_FILE_TIMEOUT
+from tagger.library.runner import Runner, aggregation_params
 from tagger.library.workers import workers_within_fd_limit
 from tagger.library.state import (  # noqa: F401  (the scan's public names)
     AnalysedFile,
