@@ -372,3 +372,36 @@ def test_a_file_written_over_in_place_since_predict_with_its_mtime_kept_is_refus
     result = _tag(rows)
     assert result.exit_code == 0, result.output
     assert tags.read_instruments(song).instruments == row["instruments"]
+
+
+def test_a_prediction_row_is_declared_once_and_reads_back_as_written(tmp_path):
+    """`PredictionRow` is the row both sides use: `tagger predict` writes its `to_dict` and `tagger
+    tag --from-json` reads it with `from_dict`; what is written reads back the same, with the keys
+    in the order predict has always written them."""
+    import dataclasses
+
+    from tagger.fingerprint import content_hash
+    from tagger.tags.rows import PredictionRow
+
+    song = _song(tmp_path / "a.wav")
+    st = os.stat(song)
+    row = PredictionRow(
+        path=os.path.abspath(song), instruments=["bass"], scores={"bass": 0.9, "vocal": 0.1234}, windows=3,
+        model_version="m-1", families=["bass", "vocal", "Flute"], size=st.st_size, mtime=st.st_mtime,
+        ctime_ns=st.st_ctime_ns, fingerprint=predicted(song)["fingerprint"], content_hash=content_hash(song),
+    )  # fmt: skip
+    written = row.to_dict()
+    assert list(written) == ["path", "instruments", "scores", "windows", "model_version", "families", "size", "mtime",
+                             "ctime_ns", "fingerprint", "content_hash"]  # fmt: skip
+    assert PredictionRow.from_dict(json.loads(json.dumps(written))) == row
+    assert PredictionRow.from_dict(written).known_families == ("bass", "vocal", "flute")
+    # an older predict's row: no ctime, hash, families or windows; the version given by the command
+    old = {k: v for k, v in written.items() if k not in ("ctime_ns", "content_hash", "families", "windows", "model_version")}
+    read = PredictionRow.from_dict(old, model_version="m-2")
+    assert read == dataclasses.replace(row, ctime_ns=None, content_hash=None, families=None, windows=None, model_version="m-2")
+    with pytest.raises(ValueError, match="'size' is a whole number of bytes, got \"12\""):
+        PredictionRow.from_dict({**written, "size": "12"})
+    # and the command writes such a row
+    res = _tag(_lines(tmp_path / "rows.jsonl", written))
+    assert res.exit_code == 0, res.output
+    assert tags.read_instruments(song).instruments == ["bass"]

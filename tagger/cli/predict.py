@@ -26,12 +26,13 @@ def iter_audio_paths(paths: list[Path]):
 
 
 def _facts(path: Path, *, before: dict | None = None) -> dict:
-    """The file's size, mtime, ctime and content fingerprint, which `tagger tag --from-json` checks
-    so that a file changed since is not given these results. With ``before`` (the facts before the
-    analysis), raises `AudioReadError` when the file changed while it was analysed, and adds the hash
-    of its whole content: a file of another ctime when `tag` runs (written over in place with its
-    mtime set back, other audio where the fingerprint does not read) must still hash to it. (The
-    ctime unchanged, the bytes hashed after the analysis are the ones analysed.)"""
+    """The file's size, mtime, ctime and content fingerprint (named as `PredictionRow`'s fields),
+    which `tagger tag --from-json` checks so that a file changed since is not given these results.
+    With ``before`` (the facts before the analysis), raises `AudioReadError` when the file changed
+    while it was analysed, and adds the hash of its whole content: a file of another ctime when
+    `tag` runs (written over in place with its mtime set back, other audio where the fingerprint does
+    not read) must still hash to it. (The ctime unchanged, the bytes hashed after the analysis are
+    the ones analysed.)"""
     from tagger.errors import AudioReadError
     from tagger.fingerprint import content_hash, fingerprint
 
@@ -66,6 +67,7 @@ def predict(
     from tagger.errors import AudioReadError, UserError
     from tagger.model.ensemble import Ensemble
     from tagger.paths import absolute, is_utf8
+    from tagger.tags.rows import PredictionRow
 
     if not 0.05 <= hop <= 3600:  # (nan fails too)
         raise UserError(f"--hop {hop:g}: give the seconds between window starts, from 0.05 to 3600")
@@ -95,16 +97,12 @@ def predict(
             timeline.draw(timeline.from_result(path, result, thresholds=ensemble.thresholds, model_version=ensemble.version), plot)
             echo(f"timeline written to {plot}", err=True)
         if as_json:
-            row = {
-                "path": absolute(path),
-                "instruments": result.instruments,
-                "scores": {f: round(s, 4) for f, s in result.scores.items()},
-                "windows": result.windows,
-                "model_version": ensemble.version,
-                "families": list(ensemble.families),
-                **facts,
-            }
-            echo(json.dumps(row))
+            row = PredictionRow(
+                path=absolute(path), instruments=result.instruments,
+                scores={f: round(s, 4) for f, s in result.scores.items()}, windows=result.windows,
+                model_version=ensemble.version, families=list(ensemble.families), **facts,
+            )  # fmt: skip
+            echo(json.dumps(row.to_dict()))
         else:
             found = ", ".join(result.instruments) or "(no instrument)"
             scores = " ".join(f"{f}={s:.2f}" for f, s in result.scores.items())

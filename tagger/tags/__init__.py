@@ -18,6 +18,8 @@ The package:
   writers' lock, owner, mode, extended attributes, fsync);
 - `tagger.tags.batch`: many files: predictions (JSONL or the database), selection with
   `tagger.db.filter.TrackFilter`, `write_predictions`, `remove_all`, `tag_from_database`;
+- `tagger.tags.rows`: a row of `tagger predict --json` (`PredictionRow`), which predict writes
+  and the batch reads;
 - `tagger.tags.beets`: the fields registered on beets' ``mediafile``.
 
 Everything callers use is importable from here (``from tagger import tags; tags.write_instruments``).
@@ -66,11 +68,12 @@ from tagger.tags.rewrite import (
     unsettled_reason,
     write_instruments,
 )
+from tagger.tags.rows import PredictionRow
 from tagger.tags.storage import MP4_FREEFORM_PREFIX, STORAGES, Storage, payload_digest
 
 __all__ = [
     "DEFAULT_SETTLE_SECONDS", "FIELDS", "INSTRUMENTS", "INSTRUMENTS_MODEL", "INSTRUMENTS_SCORES", "MP4_FREEFORM_PREFIX",
-    "Prediction", "PredictionRows", "Raw", "RejectedRow", "SCORE_DECIMALS", "STORAGES", "SUPPORTED_FORMATS", "Storage",
+    "Prediction", "PredictionRow", "PredictionRows", "Raw", "RejectedRow", "SCORE_DECIMALS", "STORAGES", "SUPPORTED_FORMATS", "Storage",
     "TEMP_SUFFIX", "TagChange", "TagState", "audio_digest", "audio_digest_or_none", "find_audio_files", "foreign_fields", "foreign_reason",
     "is_temp_name", "load_predictions_jsonl", "mediafile_styles", "payload_digest", "predictions_from_database",
     "read_instruments", "read_predictions_jsonl", "register_mediafile_fields", "remove_all", "remove_instruments",

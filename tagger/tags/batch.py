@@ -17,8 +17,9 @@ from tagger.display import named
 from tagger.errors import ChangedSinceError, TagWriteError, UserError
 from tagger.instruments import FAMILIES, canonical_order
 from tagger.paths import check_filesystem_encoding
-from tagger.tags.fields import TagChange, check_model_version, model_families
+from tagger.tags.fields import TagChange, model_families
 from tagger.tags.rewrite import remove_instruments, write_instruments
+from tagger.tags.rows import PredictionRow, is_name
 
 if TYPE_CHECKING:
     from tagger.db.queries import StoredResults
@@ -173,7 +174,7 @@ def load_predictions_jsonl(path: str | os.PathLike, *, model_version: str | None
                 found.append((number, _prediction(row, model_version=model_version, override=override)))
                 good_rejected = len(rejected)
             except ValueError as exc:
-                file = row.get("path") if isinstance(row, dict) and _is_name(row.get("path")) else None
+                file = row.get("path") if isinstance(row, dict) and is_name(row.get("path")) else None
                 rejected.append(RejectedRow(path, number, str(exc), file))
     predictions, contradicting = _one_row_per_file(path, found)
     return PredictionRows(predictions, sorted([*rejected, *contradicting], key=lambda r: r.line))
@@ -237,92 +238,13 @@ def _parse_row(data: bytes) -> dict:
     return row
 
 
-def _is_name(value) -> bool:
-    return isinstance(value, str) and bool(value.strip()) and "\0" not in value
-
-
-def _json(value) -> str:
-    """``value`` as the JSON it was read from (``true``, ``null``, ``"0.9"``, ``NaN``), at most 60 characters."""
-    import json
-
-    text = json.dumps(value, ensure_ascii=False)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def _prediction(row: dict, *, model_version: str | None, override: bool) -> Prediction:
-    """The `Prediction` of one row of `tagger predict --json`; raises ValueError saying what is wrong."""
-    import math
-
-    file = row.get("path")
-    if not _is_name(file):
-        raise ValueError(f"'path' is a file name (a non-empty text without NUL), got {_json(file)}")
-    if "instruments" not in row:
-        raise ValueError("no 'instruments' (a list of family names)")
-    instruments = row["instruments"]
-    if not isinstance(instruments, list) or not all(isinstance(name, str) for name in instruments):
-        raise ValueError(f"'instruments' is a list of family names, got {_json(instruments)}")
-    families = row.get("families")
-    if families is not None and (not isinstance(families, list) or not families):
-        raise ValueError(f"'families' is a list of family names, got {_json(families)}")
-    try:
-        families = model_families(families) if families is not None else FAMILIES
-        names = canonical_order(instruments, families=families)
-    except UserError as exc:
-        raise ValueError(str(exc)) from None
-    scores = row.get("scores")
-    if scores is not None:
-        if not isinstance(scores, dict):
-            raise ValueError(f"'scores' is an object of family: score, got {_json(scores)}")
-        checked: dict[str, float] = {}
-        for name, value in scores.items():
-            family = name.strip().lower()
-            if family not in families:
-                raise ValueError(f"a score for the unknown family {name!r}; known families: {', '.join(families)}")
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-                raise ValueError(f"a score is a number from 0 to 1, got {name}={_json(value)}")  # (NaN fails too)
-            if checked.get(family, value) != value:
-                raise ValueError(f"two different scores for the family {family!r} (names differing in case or spaces)")
-            checked[family] = float(value)
-        missing = [name for name in names if name not in checked]
-        if missing:
-            raise ValueError(f"no score for {', '.join(missing)}, which it lists in 'instruments'")
-        scores = {str(k): float(v) for k, v in scores.items()}
-    version = row.get("model_version")
-    if version is not None and not isinstance(version, str):
-        raise ValueError(f"'model_version' is a text, got {_json(version)}")
-    try:
-        version = check_model_version(version) if version is not None else None
-        if version is not None and override and model_version is not None and version != check_model_version(model_version):
-            raise ValueError(f"its model version is {version!r}, not --model-version {model_version!r}")
-        version = version or model_version
-        if not version:
-            raise ValueError("no model version (pass --model-version)")
-        version = check_model_version(version)
-    except UserError as exc:
-        raise ValueError(str(exc)) from None
-    if not {"size", "mtime", "fingerprint"} & row.keys():
-        raise ValueError("no size, mtime and fingerprint of the file as `tagger predict` read it (a row of an older "
-                         "tagger, or not of `predict`?), so a file changed since cannot be told: run "
-                         "`tagger predict --json` again")  # fmt: skip
-    size, mtime, print_ = row.get("size"), row.get("mtime"), row.get("fingerprint")
-    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-        raise ValueError(f"'size' is a whole number of bytes, got {_json(size)}")
-    if isinstance(mtime, bool) or not isinstance(mtime, (int, float)) or not math.isfinite(mtime):
-        raise ValueError(f"'mtime' is a time in seconds, got {_json(mtime)}")
-    if not _is_digest(print_):
-        raise ValueError(f"'fingerprint' is 32 hex digits, got {_json(print_)}")
-    ctime_ns, whole = row.get("ctime_ns"), row.get("content_hash")  # (not in an older predict's rows)
-    if ctime_ns is not None and (isinstance(ctime_ns, bool) or not isinstance(ctime_ns, int)):
-        raise ValueError(f"'ctime_ns' is a whole number of nanoseconds, got {_json(ctime_ns)}")
-    if whole is not None and not _is_digest(whole):
-        raise ValueError(f"'content_hash' is 32 hex digits, got {_json(whole)}")
-    return Prediction(file, list(instruments), version, scores, (size, float(mtime)), families, fingerprint=print_,
-                      ctime_ns=ctime_ns, content_hash=whole)  # fmt: skip
-
-
-def _is_digest(value) -> bool:
-    """``value`` is 32 lower-case hex digits (a fingerprint or content hash as `tagger predict` writes it)."""
-    return isinstance(value, str) and len(value) == 32 and all(c in "0123456789abcdef" for c in value)
+    """The `Prediction` of one row of `tagger predict --json` (`PredictionRow.from_dict`); raises
+    ValueError saying what is wrong."""
+    checked = PredictionRow.from_dict(row, model_version=model_version, override=override)
+    return Prediction(checked.path, checked.instruments, checked.model_version, checked.scores,
+                      (checked.size, checked.mtime), checked.known_families, fingerprint=checked.fingerprint,
+                      ctime_ns=checked.ctime_ns, content_hash=checked.content_hash)  # fmt: skip
 
 
 def select_predictions(
