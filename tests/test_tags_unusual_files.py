@@ -710,6 +710,29 @@ def test_a_flac_block_that_mutagen_would_write_back_otherwise_is_left_alone(tmp_
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(tags.TEMP_SUFFIX)]
 
 
+def test_vorbis_comments_that_tagger_s_fields_would_take_past_16_mib_are_refused_saying_so(tmp_path):
+    """A FLAC metadata block holds at most 2^24 - 1 bytes. A VORBIS_COMMENT block within a few bytes of
+    that (lyrics, or a cover stored as a comment, as some taggers do) has no room for tagger's fields:
+    mutagen 1.48 failed on it with an AttributeError of its own, shown as `tag write failed
+    (AttributeError: 'VCFLACDict' object has no attribute '_invalid_overflow_size')`. Found tagging a
+    FLAC with a comment block just under 16 MiB. The refusal says what it is; the file is unchanged,
+    and `untag`, which only shrinks the block, is not concerned."""
+    from mutagen.flac import FLAC
+
+    song = _ffmpeg(tmp_path / "song.flac", "-c:a", "flac", "-metadata", "TITLE=made")
+    audio = FLAC(song)
+    audio["LYRICS"] = "la"
+    empty = len(audio.tags.write())
+    audio["LYRICS"] = "l" * ((1 << 24) - 1 - empty - 40)
+    audio.save()
+    before = song.read_bytes()
+    with pytest.raises(TagWriteError, match=r"its Vorbis comments with tagger's fields would take 16,777,2\d\d bytes, "
+                                            r"more than a FLAC metadata block holds \(16,777,215\); file left unchanged"):
+        tags.write_instruments(song, **WRITE)
+    assert song.read_bytes() == before
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(tags.TEMP_SUFFIX)]
+
+
 def test_mp4_chapters_a_second_audio_track_and_a_video_track_are_kept(tmp_path):
     chapters = tmp_path / "chapters.txt"
     chapters.write_text(";FFMETADATA1\ntitle=Book\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=0\nEND=500\ntitle=One\n"

@@ -14,6 +14,7 @@ import zlib
 from collections import Counter
 from typing import NamedTuple
 
+from tagger.errors import TagWriteError
 from tagger.tags.fields import Raw, ours
 from tagger.tags.storage._bytes import _hash_range, _id3v2_end
 from tagger.tags.storage.base import Format, Storage, register
@@ -84,6 +85,8 @@ class VorbisStorage(Storage):
 
 _BLOCK_NAMES = {0: "STREAMINFO", 2: "APPLICATION", 3: "SEEKTABLE", 5: "CUESHEET"}
 """FLAC metadata block types by number, as a reason names them."""
+_FLAC_BLOCK_MAX = (1 << 24) - 1
+"""The most bytes a FLAC metadata block holds (its length is a 24-bit number)."""
 
 
 @register(Format("FLAC", "FLAC", (".flac",)))
@@ -134,6 +137,16 @@ class FLACStorage(VorbisStorage):
             return (f"its FLAC metadata has blocks that a rewrite would change ({', '.join(changed)}: bytes in "
                     "reserved fields or past their last entry, which mutagen does not write back)")  # fmt: skip
         return super().cannot_keep(audio, path, version)
+
+    def save(self, audio, path, *, version, original):
+        # mutagen refuses a VORBIS_COMMENT block too long for its 24-bit length with an error of
+        # its own (in mutagen 1.48, an AttributeError): say what it is
+        for block in self.loaded_comments(audio):
+            size = len(block.write())
+            if size > _FLAC_BLOCK_MAX:
+                raise TagWriteError(path, f"its Vorbis comments with tagger's fields would take {size:,} bytes, "
+                                          f"more than a FLAC metadata block holds ({_FLAC_BLOCK_MAX:,})")  # fmt: skip
+        audio.save()
 
     def blocks_changed(self, audio, path: str) -> list[str]:
         """The metadata blocks other than padding, comments and pictures (checked on their own)
