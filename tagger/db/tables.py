@@ -1,7 +1,7 @@
 """The library database schema as SQLAlchemy Core tables: what every query reads and writes.
 
 The ORM classes of `tagger.db.models` are mapped onto these tables (the scan and the tag writes
-use them); the commands that only read (``tagger query``, ``stats``, ``errors``) build their
+use them); the commands that only read (``tagger query``, ``show``, ``stats``, ``errors``) build their
 statements on these tables alone and never import the ORM (about 80 ms of every run: SQLAlchemy's
 ORM and the mapping of the classes). The tables are described in `tagger.db.models`. The schema is
 created and changed only through the Alembic migrations in ``migrations/``; a test checks that the
