@@ -838,6 +838,45 @@ def test_an_ogg_damaged_in_the_middle_is_not_taken_for_one_cut_short(tmp_path, c
     assert notes == [] and decoded > 8.0
 
 
+def _ogg_crc_bit_by_bit(page: bytes) -> bytes:
+    """The checksum field of an Ogg page as the specification computes it, a bit at a time (CRC-32,
+    polynomial 0x04C11DB7, not reflected, over the page with the field zeroed; stored little-endian)."""
+    crc = 0
+    for byte in page[:22] + bytes(4) + page[26:]:
+        crc ^= byte << 24
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x04C11DB7) & 0xFFFFFFFF if crc & 0x80000000 else (crc << 1) & 0xFFFFFFFF
+    return crc.to_bytes(4, "little")
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
+def test_one_ogg_page_checksum_serves_the_probe_and_the_tags(tmp_path):
+    """The probe's cut-Ogg check (since a107f46) had an Ogg checksum of its own, a byte at a time in
+    Python (about 20 ms for a page of 64 KiB, its page search trying one a candidate), beside the
+    zlib one of the Ogg tag storage; both now call `tagger.hashing.ogg_page_intact`, which holds
+    every page of an ffmpeg Ogg and no page with one byte changed."""
+    from tagger import hashing
+    from tagger.audio import probe
+    from tagger.tags.storage import vorbis
+
+    assert probe.ogg_page_intact is hashing.ogg_page_intact and vorbis.ogg_page_intact is hashing.ogg_page_intact
+    src = tmp_path / "src.wav"
+    sf.write(src, tone_signal([BASS], seconds=3.0, sr=48_000), 48_000)
+    path = tmp_path / "tone.ogg"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", src, "-c:a", "libvorbis", path], check=True)
+    data = path.read_bytes()
+    pages = _ogg_pages(data)
+    assert len(pages) > 3
+    for pos, length, _granule in pages:
+        page = data[pos : pos + length]
+        assert page[22:26] == _ogg_crc_bit_by_bit(page) and hashing.ogg_page_intact(page)
+        for at in (5, 22, length - 1):
+            changed = bytearray(page)
+            changed[at] ^= 0x10
+            assert not hashing.ogg_page_intact(bytes(changed))
+    assert not hashing.ogg_page_intact(data[:26])
+
+
 def test_a_flac_damaged_in_its_middle_is_not_said_to_be_cut_short(tmp_path):
     """A FLAC with 20 KB zeroed in its middle (its length and end intact): libsndfile fails there,
     ffmpeg decodes on past the damage without a word, and what is missing (2 s of 20) was refused as

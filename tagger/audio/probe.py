@@ -17,6 +17,7 @@ from pathlib import Path
 from tagger.audio.losses import _note_or_refuse
 from tagger.audio.plumbing import _decoder_preexec, _DecoderStderr, _said
 from tagger.errors import AudioReadError, MissingToolError
+from tagger.hashing import ogg_page_intact
 
 
 MIN_RATE, MAX_RATE = 8_000, 384_000
@@ -342,27 +343,6 @@ class _OggWalk:
     """Whether the file ends inside a page (its header or its body)."""
 
 
-def _ogg_crc(data: bytes) -> int:
-    """The Ogg page checksum (CRC-32, polynomial 0x04C11DB7, not reflected) of `data`, a page
-    whose checksum field is zeroed."""
-    table = _ogg_crc_table()
-    crc = 0
-    for byte in data:
-        crc = ((crc << 8) & 0xFFFFFFFF) ^ table[(crc >> 24) ^ byte]
-    return crc
-
-
-@functools.lru_cache(maxsize=1)
-def _ogg_crc_table() -> tuple[int, ...]:
-    table = []
-    for i in range(256):
-        r = i << 24
-        for _ in range(8):
-            r = ((r << 1) ^ 0x04C11DB7) & 0xFFFFFFFF if r & 0x80000000 else r << 1
-        table.append(r)
-    return tuple(table)
-
-
 def _ogg_codec(packet: bytes) -> tuple[str, int]:
     """(codec, rate of its granule positions) of an Ogg stream whose first packet begins `packet`."""
     if packet[:7] == b"\x01vorbis" and len(packet) >= 16:
@@ -423,9 +403,7 @@ def _ogg_walk(path: Path) -> _OggWalk | None:
                     ended = bool(flags & 0x04)
                     if ended:
                         f.seek(pos)
-                        whole = bytearray(f.read(length))
-                        crc, whole[22:26] = int.from_bytes(whole[22:26], "little"), bytes(4)
-                        if _ogg_crc(bytes(whole)) != crc:  # (a page cut, and bytes appended after it)
+                        if not ogg_page_intact(f.read(length)):  # (a page cut, and bytes appended after it)
                             return _OggWalk(chained, link, streams, (serial, granule, flags), True)
                     stream.granule = granule if granule != -1 else stream.granule
                     stream.ended, stream.last = ended, page
@@ -451,9 +429,8 @@ def _next_ogg_page(f, pos: int, size: int) -> int:
         if len(page) >= 27:
             length = 27 + page[26] + sum(page[27 : 27 + page[26]])
             f.seek(pos + at)
-            page = bytearray(f.read(length))
-            crc, page[22:26] = int.from_bytes(page[22:26], "little"), bytes(4)
-            if len(page) == length and _ogg_crc(bytes(page)) == crc:
+            page = f.read(length)
+            if len(page) == length and ogg_page_intact(page):
                 return pos + at
         pos += at + 1
     return -1

@@ -1,7 +1,7 @@
 """Vorbis comments (FLAC, Ogg Vorbis, Opus): tagger's fields as comments, one entry per value.
 
 FLAC and Ogg differ in where the comments and the audio are; the Ogg page helpers (`_ogg_packets`,
-`_ogg_crc_ok`) serve the comment check and the payload digest of both Ogg codecs.
+`tagger.hashing.ogg_page_intact`) serve the comment check and the payload digest of both Ogg codecs.
 """
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ import io
 import os
 import shutil
 import struct
-import zlib
 from collections import Counter
 from typing import NamedTuple
 
 from tagger.errors import TagWriteError
+from tagger.hashing import ogg_page_intact
 from tagger.tags.fields import Raw, ours
 from tagger.tags.storage._bytes import _hash_range, _id3v2_end
 from tagger.tags.storage.base import Format, Storage, register
@@ -325,7 +325,7 @@ class OggVorbisStorage(VorbisStorage):
             end = f.tell()
             f.seek(start)
             raw = f.read(end - start)
-            if not _ogg_crc_ok(raw):
+            if not ogg_page_intact(raw):
                 h.update(b"bad page CRC")  # (mutagen may split the header pages differently)
             if page.serial != serial:
                 h.update(b"other stream page %d:" % len(raw))  # multiplexed with it: kept as it is
@@ -539,13 +539,3 @@ def _ogg_page_heads(f):
         yield start, _OggHead(int.from_bytes(head[14:18], "little"), bool(head[5] & 2), bool(head[5] & 4), end)
 
 
-_BITSWAP = bytes(int(f"{i:08b}"[::-1], 2) for i in range(256))
-
-
-def _ogg_crc_ok(page: bytes) -> bool:
-    """Whether an Ogg page's stored CRC matches its bytes (Ogg's CRC is zlib's on bit-swapped bytes)."""
-    if len(page) < 27:
-        return False
-    data = page[:22] + b"\0\0\0\0" + page[26:]
-    crc = (~zlib.crc32(data.translate(_BITSWAP), -1)) & 0xFFFFFFFF
-    return struct.pack(">I", crc).translate(_BITSWAP) == page[22:26]
