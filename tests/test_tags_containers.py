@@ -26,6 +26,7 @@ from conftest import predicted
 
 from tagger import tags
 from tagger.errors import TagWriteError, UserError
+from tagger.tags.storage._bytes import _syncsafe as _tag_size
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None, reason="needs ffmpeg")
 
@@ -1039,6 +1040,47 @@ def _prepend_v23_tag(song: Path, frames: bytes, *, flags: int = 0) -> None:
     body = frames + bytes(32)
     size = bytes((len(body) >> shift) & 0x7F for shift in (21, 14, 7, 0))
     song.write_bytes(b"ID3\x03\x00" + bytes([flags]) + size + body + song.read_bytes())
+
+
+def _frame_order(path: Path) -> list[bytes]:
+    """The IDs of the frames of the ID3v2.3/2.4 tag an MP3 starts with, in the order of its bytes."""
+    data = path.read_bytes()
+    end, pos, ids = 10 + _tag_size(data[6:10]), 10, []
+    while pos + 10 <= end and data[pos : pos + 4].strip(b"\0"):
+        size = _tag_size(data[pos + 4 : pos + 8]) if data[3] == 4 else struct.unpack(">I", data[pos + 4 : pos + 8])[0]
+        ids.append(data[pos : pos + 4])
+        pos += 10 + size
+    return ids
+
+
+@pytest.mark.parametrize("major", [3, 4])
+def test_id3_frames_stay_in_their_order_so_readers_show_the_same_first_value(tmp_path, major):
+    """mutagen writes an ID3 tag's frames sorted (a few text frames first, then by size): of two
+    comments in different languages, ffmpeg (and the players built on it) showed the shorter one as
+    the file's comment after a tag write, and TagLib listed two comments, two artist URLs (WOAR) and
+    lyrics in two languages the other way round. Found comparing ffprobe's and TagLib's view of
+    frames written in a foreign order. The frames keep the file's order now, tagger's last; `untag`
+    leaves them in it."""
+    lang = (lambda text: b"\x00" + text) if major == 3 else (lambda text: b"\x03" + text)
+    frames = [_id3_frame(b"TPE1", lang(b"Artist"), major=major), _id3_frame(b"TIT2", lang(b"Song"), major=major),
+              _id3_frame(b"COMM", lang(b"eng\0") + b"the comment a player shows", major=major),
+              _id3_frame(b"COMM", lang(b"deu\0") + b"kurz", major=major),
+              _id3_frame(b"WOAR", b"http://artist.example.com/home", major=major),
+              _id3_frame(b"WOAR", b"http://a.example", major=major),
+              _id3_frame(b"USLT", lang(b"eng\0") + b"la la la la", major=major),
+              _id3_frame(b"USLT", lang(b"deu\0") + b"la", major=major)]  # fmt: skip
+    song = _mp3_with_id3(tmp_path / "song.mp3", *frames, major=major)
+    order = _frame_order(song)
+    assert _ffprobe_tags(song)["comment"] == "the comment a player shows"
+    tags.write_instruments(song, **WRITE)
+    assert _frame_order(song) == order + [b"TXXX", b"TXXX"]
+    assert _ffprobe_tags(song)["comment"] == "the comment a player shows"
+    taglib = pytest.importorskip("taglib")
+    with taglib.File(str(song)) as f:
+        assert f.tags["COMMENT"] == ["the comment a player shows", "kurz"]
+        assert f.tags["ARTISTWEBPAGE"] == ["http://artist.example.com/home", "http://a.example"]
+    tags.remove_instruments(song)
+    assert _frame_order(song) == order and _ffprobe_tags(song)["comment"] == "the comment a player shows"
 
 
 @pytest.mark.parametrize("version", [3, 4])

@@ -155,6 +155,8 @@ class ID3Storage(Storage):
         # as v2.4 ones, convert without loss)
         if audio.tags is not None and audio.tags.version[1] in (1, 4) and version == 3:
             audio.tags.update_to_v23()
+        if audio.tags is not None:
+            _write_in_file_order(audio.tags)
 
     def item_ids(self, path):
         with open(path, "rb") as f:
@@ -560,6 +562,26 @@ def _points_to_tag(pointer: int, size: int) -> bool:
     specification's "none", and some writers point a file without one at its end (mutagen reads
     none there either; a save puts the tag there, as for 0)."""
     return pointer != 0 and pointer != size
+
+
+def _write_in_file_order(tags) -> None:
+    """Have mutagen write the frames of the loaded tag ``tags`` in the order it loaded them: the
+    file's, the frames added since (tagger's) last. mutagen sorts them (a few text frames first, then
+    by size; the pictures alone keep their order), and readers show the first of the frames that they
+    show under one name: two comments in different languages (ffmpeg's ``comment``), two ``WOAR``
+    URLs, lyrics in two languages (TagLib's lists). The frames mutagen could not read, which it
+    writes back as they were, stay last, as mutagen writes them."""
+    import types
+
+    from mutagen.id3._tags import save_frame
+
+    def _write(self, config):  # (mutagen's ``ID3Tags._write``, without the sort)
+        data = [save_frame(frame, config=config) for frame in self.values()]
+        if self._unknown_v2_version == config.v2_version:
+            data.extend(frame for frame in self.unknown_frames if len(frame) > 10)
+        return bytearray().join(data)
+
+    tags._write = types.MethodType(_write, tags)
 
 
 class _ID3Frame(NamedTuple):
