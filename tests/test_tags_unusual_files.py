@@ -310,6 +310,38 @@ def test_an_id3v24_tag_with_a_footer_is_tagged_and_its_footer_not_left_in_front_
     assert song.read_bytes().endswith(audio) and _title(song) == "Footer song"
 
 
+@pytest.mark.parametrize("case", ["v2.3 compressed frame", "v2.4 compressed frame", "v2.3 unsynchronised tag"])
+def test_compressed_frames_and_unsynchronisation_are_written_plain_with_the_same_content(tmp_path, case):
+    """A README promise (*What a rewrite does not keep*): mutagen writes no frame compressed and no
+    tag unsynchronised; the frames hold what they held (mutagen reads them the same), and readers that
+    cannot decompress a frame (TagLib; ffmpeg in an ID3v2.3 tag) show it after the write."""
+    import zlib
+
+    from mutagen.id3 import ID3
+
+    text = b"\x00Compressed title" if case.startswith("v2.3") else b"\x03Compressed title"
+    if case == "v2.3 compressed frame":  # the flag 0x0080 and the size before compression
+        frame = b"TIT2" + struct.pack(">IH", 4 + len(zlib.compress(text)), 0x0080) + struct.pack(">I", len(text))
+        tag = b"ID3\x03\x00\x00" + _syncsafe(len(frame) + len(zlib.compress(text)))
+        tag += frame + zlib.compress(text)
+    elif case == "v2.4 compressed frame":  # compression (0x0008) needs the data length indicator (0x0001)
+        body = _syncsafe(len(text)) + zlib.compress(text)
+        frame = b"TIT2" + _syncsafe(len(body)) + struct.pack(">H", 0x0009) + body
+        tag = b"ID3\x04\x00\x00" + _syncsafe(len(frame)) + frame
+    else:  # an 0xFF byte followed by 0xE0 in a frame: a 0 byte inserted after it
+        private = b"owner\0\xff\xe0\xff\xfb"
+        frame = b"TIT2" + struct.pack(">IH", len(text), 0) + text + b"PRIV" + struct.pack(">IH", len(private), 0) + private
+        body = frame.replace(b"\xff", b"\xff\x00") + bytes(8)
+        tag = b"ID3\x03\x00\x80" + _syncsafe(len(body)) + body
+    song = tmp_path / "song.mp3"
+    song.write_bytes(tag + _mp3(tmp_path))
+    frames = sorted(repr(frame) for frame in ID3(song, translate=False).values())
+    assert tags.write_instruments(song, **WRITE).written
+    written = ID3(song, translate=False)
+    assert sorted(repr(f) for f in written.values() if "INSTRUMENTS" not in repr(f)) == frames
+    assert not song.read_bytes()[5] & 0x80 and _title(song) == "Compressed title"
+
+
 # -- WAV, AIFF ------------------------------------------------------------------------------------
 
 
