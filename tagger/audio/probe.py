@@ -443,7 +443,8 @@ def _check_ogg_end(path: Path, meta: AudioInfo, notes: list[str] | None) -> None
     is cut: where the file ends inside that last page, its header's granule position says how much
     is missing (the rest of the page), which comes under `_note_or_refuse`'s rule against the file's
     length; where not (its last pages missing, or only their header there), how much is missing is
-    not known, and the file is an error."""
+    not known: the file is analysed as what it holds, with a note saying so, as an MP3 whose last
+    frame is cut (`_check_mp3_cut`), and an error for a caller that takes no notes."""
     walk = _ogg_walk(path)
     if walk is None:
         return
@@ -457,8 +458,15 @@ def _check_ogg_end(path: Path, meta: AudioInfo, notes: list[str] | None) -> None
              "inside an Ogg page (its last pages missing or cut)" if walk.ends_in_page else
              "on an Ogg page that does not end its stream (its last pages missing)")  # fmt: skip
     if last is None or last[1] < 0 or stream.granule < 0 or not stream.rate or not meta.duration:
-        raise AudioReadError(path, f"cut short: the file ends {where}, a copy or download that stopped; nothing "
-                                   "stored, as how much is missing is not known")  # fmt: skip
+        if notes is None:
+            raise AudioReadError(path, f"cut short: the file ends {where}, a copy or download that stopped; nothing "
+                                       "stored, as how much is missing is not known")  # fmt: skip
+        # (as an MP3 whose last frame is cut, `_check_mp3_cut`: the file plays as far as it goes, and what
+        # it holds is analysed, the note saying so; a radio recording that never ended its stream too)
+        held = f"the {meta.duration:.1f} s it holds" if meta.duration else "what it holds"
+        notes.append(f"the file ends {where}: cut short (a copy or download that stopped?), analysed as {held}; "
+                     "how much is missing is not known")
+        return
     lost = max(last[1] - stream.granule, 0) / stream.rate
     full = meta.duration + lost
     _note_or_refuse(path, notes, lost=lost, duration=full,
