@@ -1042,6 +1042,33 @@ def _prepend_v23_tag(song: Path, frames: bytes, *, flags: int = 0) -> None:
     song.write_bytes(b"ID3\x03\x00" + bytes([flags]) + size + body + song.read_bytes())
 
 
+def test_an_id3v23_tag_with_utf8_or_utf16be_text_is_tagged_with_the_same_text(tmp_path):
+    """ID3v2.3 has no UTF-8 (3) nor UTF-16BE (2) text encoding, but many programs write them in v2.3
+    tags all the same, and every reader reads them; mutagen writes such text as UTF-16 (1), the same
+    text, which the verification took for a change: every such file was refused after the write,
+    `verification failed: other tags changed`. Found writing frames of each text encoding in tags
+    of each version. Now tagged: ffprobe, TagLib and mutagen read the same text, and so after untag."""
+    from mutagen.id3 import ID3
+
+    frames = [_id3_frame(b"TIT2", b"\x03Caf\xc3\xa9", major=3), _id3_frame(b"TPE1", b"\x02" + "Édith".encode("utf-16-be"), major=3),
+              _id3_frame(b"COMM", b"\x03eng\0d\xc3\xa9j\xc3\xa0", major=3), _id3_frame(b"TALB", b"\x00Album", major=3)]  # fmt: skip
+    song = _mp3_with_id3(tmp_path / "song.mp3", *frames, major=3)
+
+    def texts():
+        return sorted((key, [str(t) for t in frame.text]) for key, frame in ID3(song).items() if "INSTRUMENTS" not in key)
+
+    before, shown = texts(), _ffprobe_tags(song)
+    assert shown["title"] == "Café" and shown["artist"] == "Édith" and shown["comment"] == "déjà"
+    assert tags.write_instruments(song, **WRITE).written
+    assert texts() == before and {k: v for k, v in _ffprobe_tags(song).items() if "instruments" not in k} == shown
+    assert song.read_bytes()[3] == 3 and tags.read_instruments(song).instruments == ["bass", "guitar"]
+    taglib = pytest.importorskip("taglib")
+    with taglib.File(str(song)) as f:
+        assert (f.tags["TITLE"], f.tags["ARTIST"], f.tags["COMMENT"]) == (["Café"], ["Édith"], ["déjà"])
+    tags.remove_instruments(song)
+    assert texts() == before and _ffprobe_tags(song) == shown
+
+
 def _frame_order(path: Path) -> list[bytes]:
     """The IDs of the frames of the ID3v2.3/2.4 tag an MP3 starts with, in the order of its bytes."""
     data = path.read_bytes()

@@ -54,7 +54,7 @@ class ID3Storage(Storage):
     def other_items(self, audio):
         tags = audio.tags
         items = sorted(
-            ((key, frame) for key, frame in tags.items()
+            ((key, _unicode_as_one(frame)) for key, frame in tags.items()
              if not (frame.FrameID == "TXXX" and ours(frame.desc)) and not _empty_text(frame)),
             key=lambda item: item[0],
         )  # fmt: skip
@@ -562,6 +562,18 @@ def _points_to_tag(pointer: int, size: int) -> bool:
     specification's "none", and some writers point a file without one at its end (mutagen reads
     none there either; a save puts the tag there, as for 0)."""
     return pointer != 0 and pointer != size
+
+
+def _unicode_as_one(frame):
+    """``frame`` as the other-tags digest compares it: its text encoding UTF-16 where it is any of
+    the Unicode ones. mutagen writes the UTF-8 and UTF-16BE text of an ID3v2.3 tag (encodings that
+    version does not have, which many programs write all the same) as UTF-16: the same text."""
+    if getattr(frame, "encoding", None) in (2, 3):
+        import copy
+
+        frame = copy.copy(frame)
+        frame.encoding = 1
+    return frame
 
 
 def _write_in_file_order(tags) -> None:
