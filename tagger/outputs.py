@@ -75,9 +75,16 @@ def looks_like_path_list(head: bytes) -> bool:
 def write_atomic(path: str | os.PathLike, data: bytes | str | Callable[[str], None]) -> None:
     """Write `data` (bytes, text as UTF-8, or a function that writes the file whose name it is given)
     to `path` through a temporary file in its folder, moved over `path` once complete. The folder
-    must exist. A new file gets the permissions a plain ``open`` would give it, a replaced one keeps its own."""
+    must exist: a folder that does not, or where no file can be made (read-only, ``/proc``), is a
+    `UserError` naming `path` and the reason (was: an OSError traceback from ``query -o``, ``show
+    --plot``). A new file gets the permissions a plain ``open`` would give it, a replaced one keeps its own."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        reason = (f"no file can be made in its folder {path.parent}: {exc.strerror or exc}" if path.parent.is_dir() else
+                  f"{path.parent} is not a folder" if path.parent.exists() else f"its folder {path.parent} does not exist")  # fmt: skip
+        raise UserError(f"{path}: cannot write it there ({reason})") from None
     try:
         try:
             mode = os.stat(path).st_mode & 0o7777  # (a file replaced keeps its permissions)

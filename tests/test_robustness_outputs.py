@@ -323,3 +323,31 @@ def test_query_output_of_a_large_library_is_written_piece_by_piece(tmp_path):
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
         assert largest < size / 20 and peak < size / 4, (fmt, size, largest, peak)
+
+
+def test_query_output_into_a_folder_not_there_yet_makes_it_and_a_bad_folder_is_one_line(tmp_path):
+    """`query -o lists/organ.m3u` with no folder `lists` ended in a FileNotFoundError traceback (the
+    temporary file could not be made), where `show --plot`, `evaluate` and `dataset` make the folders
+    they are given: the folder is made now, and the list written. A folder that cannot hold the file
+    (a file where the folder would be) is one line naming it, for `-o` and for `write_atomic`'s
+    other callers alike."""
+    from tagger.errors import UserError
+    from tagger.outputs import write_atomic
+
+    music, files, dbfile = _library(tmp_path, names=("a.flac", "b.flac"))
+    out = tmp_path / "lists" / "new" / "all.m3u"
+    r = _invoke("query", "--db", dbfile, "--format", "paths", "-o", str(out))
+    assert r.exit_code == 0, r.output
+    assert sorted(out.read_text(encoding="utf-8").splitlines()) == sorted(str(f) for f in files)
+    assert "2 track(s) written to" in r.output
+
+    (tmp_path / "plain").write_text("a file, not a folder")
+    r = _invoke("query", "--db", dbfile, "-o", str(tmp_path / "plain" / "x.m3u"))
+    assert r.exit_code == 1 and r.output.startswith(f"tagger: error: {tmp_path / 'plain' / 'x.m3u'}: "), r.output
+    assert r.output.count("\n") == 1 and (tmp_path / "plain").read_text() == "a file, not a folder"
+
+    with pytest.raises(UserError, match=r"x\.txt: cannot write it there \(its folder .*none does not exist\)"):
+        write_atomic(tmp_path / "none" / "x.txt", "text")
+    with pytest.raises(UserError, match=r"x\.txt: cannot write it there \(.*plain is not a folder\)"):
+        write_atomic(tmp_path / "plain" / "x.txt", "text")
+    assert not (tmp_path / "none").exists()

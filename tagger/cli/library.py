@@ -78,6 +78,17 @@ def _database(db: str | None):
         database.close()
 
 
+def _make_folder(folder: Path) -> None:
+    """Make ``folder`` (and the folders above it) where it is not there yet; `UserError` naming it
+    where it cannot be made."""
+    from tagger.errors import UserError
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{folder}: cannot make the folder ({exc.strerror or exc})") from None
+
+
 def _abspath(path: Path) -> str:
     return os.path.realpath(os.path.expanduser(os.fspath(path)))
 
@@ -358,6 +369,7 @@ def query(
                 with open(name, "w", encoding="utf-8", newline="") as f:
                     f.writelines(pieces)
 
+            _make_folder(output.parent)  # (as --plot, reports and datasets do: `-o lists/organ.m3u`)
             write_atomic(output, write)
         elif fmt == "table":  # (for a person, wherever it goes)
             for piece in pieces:
