@@ -554,17 +554,10 @@ def _vbri_seconds(path: Path) -> float | None:
     """The length in seconds that the VBRI header of an MP3 (Fraunhofer's encoders: 32 bytes after
     its first frame's header, where no Xing/Info header is) declares, from its frame count; None
     where there is none."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(_id3v2_end(f.read(10)))
-            data = f.read(16384)
-    except OSError:
+    frame = _first_mp3_frame(path)
+    if frame is None:
         return None
-    found = _mp3_frames_at(data)
-    if found is None:
-        return None
-    i, (_kbps, length, hz) = found
-    frame = data[i : i + length]
+    hz = _mp3_frame(frame, 0)[2]
     if frame[36:40] != b"VBRI" or b"Xing" in frame or b"Info" in frame or len(frame) < 54:
         return None
     frames = int.from_bytes(frame[50:54], "big")
@@ -876,14 +869,24 @@ def _check_mp3_cut(path: Path, meta: AudioInfo, tail: _Mp3Tail | None, decoded: 
 def _mp3_length_declared(path: Path) -> bool:
     """Whether an MP3's first frame holds a Xing, Info or VBRI header (its length exact; else
     libsndfile estimates it from the file's size, which tags at its end make too long)."""
+    frame = _first_mp3_frame(path)
+    return frame is not None and any(t in frame for t in (b"Xing", b"Info", b"VBRI"))
+
+
+def _first_mp3_frame(path: Path) -> bytes | None:
+    """The bytes of an MP3's first MPEG frame (after its ID3v2 tag, within its first 16 KiB), where a
+    Xing, Info or VBRI header stands; None where none is found or the file cannot be read."""
     try:
         with open(path, "rb") as f:
             f.seek(_id3v2_end(f.read(10)))
             data = f.read(16384)
     except OSError:
-        return False
+        return None
     found = _mp3_frames_at(data)
-    return found is not None and any(t in data[found[0] : found[0] + found[1][1]] for t in (b"Xing", b"Info", b"VBRI"))
+    if found is None:
+        return None
+    i, (_kbps, length, _hz) = found
+    return data[i : i + length]
 
 
 @dataclass(frozen=True)
