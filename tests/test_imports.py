@@ -317,3 +317,38 @@ def test_the_invoked_command_alone_says_what_the_whole_app_says(tmp_path):
         whole = CliRunner().invoke(cli.app, args)
         alone = CliRunner().invoke(cli.only_invoked(cli.app, args), args)
         assert (alone.exit_code, alone.output) == (whole.exit_code, whole.output), args
+
+
+@pytest.mark.integration
+def test_a_scan_worker_loads_no_database_code(tmp_path):
+    """A scan worker's start-up and its files (`worker_main`'s warm-up, then `analyse_file`, the audio
+    digest of `tagger.tags` included) load neither SQLAlchemy nor ``tagger.db``: the worker never
+    opens the database, and ``tagger.tags`` once loaded ``tagger.db.filter`` (SQLAlchemy: 0.15-0.4 s
+    of every worker's start-up)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import numpy as np
+    import soundfile as sf
+
+    path = tmp_path / "tone.flac"
+    sf.write(path, 0.3 * np.sin(2 * np.pi * 440 * np.arange(16000 * 5) / 16000), 16000)
+    code = (
+        "import json, sys\n"
+        "from tagger import features as F\n"
+        "from tagger.library.analyse import AnalysisConfig, _warm_up, analyse_file\n"
+        "config = AnalysisConfig(features=F.FeatureConfig().to_dict())\n"
+        "_warm_up(config)\n"
+        "kinds = [type(m).__name__ for m in analyse_file(0, sys.argv[1], config=config)]\n"
+        "print('\\nMODULES ' + json.dumps([kinds, sorted(sys.modules)]))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT.parent), os.environ.get("PYTHONPATH", "")])}
+    r = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120, env=env,
+                       cwd=ROOT.parent)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    kinds, loaded = json.loads(r.stdout.rpartition("\nMODULES ")[2])
+    assert kinds[-1] == "Done" and "FileInfo" in kinds, kinds
+    assert "tagger.tags" in loaded  # (the audio digest)
+    assert not {m for m in loaded if m.split(".")[0] == "sqlalchemy" or m.startswith("tagger.db")}

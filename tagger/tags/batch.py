@@ -12,7 +12,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tagger.db.filter import Candidate, TrackFilter
 from tagger.display import named
 from tagger.errors import ChangedSinceError, TagWriteError, UserError
 from tagger.instruments import FAMILIES, canonical_order
@@ -22,6 +21,7 @@ from tagger.tags.rewrite import remove_instruments, write_instruments
 from tagger.tags.rows import PredictionRow, is_name
 
 if TYPE_CHECKING:
+    from tagger.db.filter import TrackFilter
     from tagger.db.queries import StoredResults
 
 
@@ -258,6 +258,8 @@ def select_predictions(
     """The predictions the filter ``where`` selects (the in-memory evaluator of `TrackFilter`), or,
     without it, those whose file is (under) one of ``paths`` (all when empty), holding every family
     of ``has`` and none of ``lacks``. Family names must be known to the predictions' models."""
+    from tagger.db.filter import Candidate, TrackFilter  # (SQLAlchemy: not for the scan's workers, which import this package)
+
     predictions = list(predictions)
     if where is None:
         where = TrackFilter.of(has=has, lacks=lacks, paths=paths)
@@ -411,6 +413,7 @@ def predictions_from_database(
     families of the model that produced them and which stored results they are. Tracks without a
     model version are left out."""
     from tagger.db import queries
+    from tagger.db.filter import TrackFilter
 
     if where is None:
         where = TrackFilter.of(has=has, lacks=lacks, paths=paths)
@@ -453,6 +456,8 @@ def tag_from_database(
 
     The steps: `_selected_tracks` (read), `_recover_stopped_runs` (when a run stopped at a rename),
     `write_predictions` with `_DatabaseWrites` recording around each write."""
+    from tagger.db.filter import TrackFilter
+
     check_filesystem_encoding()
     if where is None:
         where = TrackFilter.of(has=has, lacks=lacks, paths=paths)
