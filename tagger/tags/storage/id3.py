@@ -582,18 +582,25 @@ def _write_in_file_order(tags) -> None:
     by size; the pictures alone keep their order), and readers show the first of the frames that they
     show under one name: two comments in different languages (ffmpeg's ``comment``), two ``WOAR``
     URLs, lyrics in two languages (TagLib's lists). The frames mutagen could not read, which it
-    writes back as they were, stay last, as mutagen writes them."""
-    import types
+    writes back as they were, stay last, as mutagen writes them.
+
+    The function set on ``tags`` holds it by a weak reference: a bound method would make a cycle
+    that keeps the loaded tag (a cover of tens of megabytes) in memory until the garbage collector
+    runs, after it is let go."""
+    import weakref
 
     from mutagen.id3._tags import save_frame
 
-    def _write(self, config):  # (mutagen's ``ID3Tags._write``, without the sort)
-        data = [save_frame(frame, config=config) for frame in self.values()]
-        if self._unknown_v2_version == config.v2_version:
-            data.extend(frame for frame in self.unknown_frames if len(frame) > 10)
+    held = weakref.ref(tags)
+
+    def _write(config):  # (mutagen's ``ID3Tags._write``, without the sort)
+        tags = held()
+        data = [save_frame(frame, config=config) for frame in tags.values()]
+        if tags._unknown_v2_version == config.v2_version:
+            data.extend(frame for frame in tags.unknown_frames if len(frame) > 10)
         return bytearray().join(data)
 
-    tags._write = types.MethodType(_write, tags)
+    tags._write = _write
 
 
 class _ID3Frame(NamedTuple):
