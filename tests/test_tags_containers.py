@@ -295,6 +295,30 @@ def test_mp4_atoms_mutagen_keeps_are_tagged_and_listed_again(tmp_path):
     assert sorted(_ilst_names(song)) == sorted(_ilst_names(_m4a_with_atoms(tmp_path / "again.m4a", atoms)))
 
 
+def test_the_verification_names_the_other_tags_a_save_changed(tmp_path, monkeypatch):
+    """A save that changes another program's tag fails the verification, the file unchanged; the
+    refusal names the tags (was: `verification failed: other tags changed`, naming none, so that
+    nobody could tell which of a file's tags mutagen would have written otherwise)."""
+    from mutagen.flac import FLAC
+
+    from tagger.tags.storage import FLACStorage
+
+    song = _ffmpeg(tmp_path / "song.flac", "-c:a", "flac", "-metadata", "TITLE=Song", "-metadata", "ARTIST=Ann")
+    saved = FLACStorage.save
+
+    def save_and_change(self, audio, path, **kwargs):  # (as a save that rewrote the title would)
+        saved(self, audio, path, **kwargs)
+        written = FLAC(path)
+        written["TITLE"] = "Other"
+        written.save()
+
+    monkeypatch.setattr(FLACStorage, "save", save_and_change)
+    before = song.read_bytes()
+    with pytest.raises(TagWriteError, match=r"verification failed: other tags changed \('TITLE'\); file left unchanged"):
+        tags.write_instruments(song, **WRITE)
+    assert song.read_bytes() == before
+
+
 def test_mp4_atom_lost_by_the_save_fails_the_verification(tmp_path, monkeypatch):
     """The atoms of the written copy are listed from its bytes: one the save lost (here an atom
     mutagen could not parse, which the other-tags digest does not see) fails the write."""

@@ -379,8 +379,8 @@ class _Decision:
     """The fields, or the tag version, change."""
     before: TagState
     after: TagState
-    others: str | None
-    """The digest of the other tags (`Storage.other_tags`) that the verification compares; None for a
+    others: dict[str, str] | None
+    """The digests of the other tags (`Storage.other_tags`) that the verification compares; None for a
     version conversion (`Storage.cannot_keep` checked it) and when nothing is written."""
 
 
@@ -555,11 +555,11 @@ def _write_copy(
 
 
 def _verify(
-    tmp: str, *, cls: type, storage: Storage, raw: Raw, others: str | None, items: Counter | None,
+    tmp: str, *, cls: type, storage: Storage, raw: Raw, others: dict[str, str] | None, items: Counter | None,
     values: Counter | None, payload: str | None, mutagen_type: str,
 ) -> None:  # fmt: skip
     """Re-read the written copy: our fields as intended, other tags unchanged (``others``: their
-    digest, None for a version conversion, which `Storage.cannot_keep` checked beforehand), every
+    digests per key, None for a version conversion, which `Storage.cannot_keep` checked beforehand), every
     item of the tag that the save wrote present in its bytes, the other items' stored values as
     they were in the original (``values``: `Storage.item_values`, mutagen's view of them being the
     same before and after), the audio payload unchanged."""
@@ -569,8 +569,12 @@ def _verify(
     got = storage.get(audio)
     if got != raw:
         raise TagWriteError(tmp, f"verification failed: fields read back as {got}, expected {raw}")
-    if others is not None and storage.other_tags(audio) != others:
-        raise TagWriteError(tmp, "verification failed: other tags changed")
+    if others is not None:
+        now = storage.other_tags(audio)
+        changed = sorted(key for key in others.keys() | now.keys() if others.get(key) != now.get(key))
+        if changed:
+            named = ", ".join(map(repr, changed[:5])) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+            raise TagWriteError(tmp, f"verification failed: other tags changed ({named})")
     del audio
     if items is not None and storage.item_ids(tmp) != items:
         raise TagWriteError(tmp, "verification failed: the tag's items read from its bytes are not the ones written")

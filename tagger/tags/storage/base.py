@@ -168,21 +168,24 @@ class Storage:
             audio.add_tags()
         self.write(audio.tags, raw)
 
-    def other_tags(self, audio) -> str:
-        """A digest of every tag of the file except ours (cover art included): equal digests, equal tags.
+    def other_tags(self, audio) -> dict[str, str]:
+        """A digest of every tag of the file except ours (cover art included), per key (the FLAC
+        PICTURE blocks as ``<pictures>``): equal mappings, equal tags; the keys that differ name
+        what changed.
 
-        Streamed into a hash: no copy of the tag data is held (covers can be tens of megabytes).
+        Streamed into hashes: no copy of the tag data is held (covers can be tens of megabytes).
         """
-        h = hashlib.sha256()
+        hashes: dict = {}
         for key, value in [] if audio.tags is None else self.other_items(audio):
+            h = hashes.setdefault(str(key), hashlib.sha256())
             _feed(h, key)
             _feed(h, value)
         pictures = getattr(audio, "pictures", None)  # FLAC PICTURE blocks
         if pictures is not None:
-            _feed(h, "<pictures>")
+            h = hashes.setdefault("<pictures>", hashlib.sha256())
             for pic in pictures:
                 _feed(h, [pic.type, pic.mime, pic.desc, pic.width, pic.height, pic.depth, pic.colors, pic.data])
-        return h.hexdigest()
+        return {key: h.hexdigest() for key, h in hashes.items()}
 
 
 def payload_digest(path: str, mutagen_type: str, *, progress: Callable[[int], None] | None = None) -> str | None:
