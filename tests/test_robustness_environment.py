@@ -350,9 +350,10 @@ def test_a_current_folder_that_was_deleted_is_refused_in_one_line(tmp_path, libr
     """A shell left in a folder that was deleted (`rm -r` of the folder one is in, an unmounted
     drive): `tagger scan` of the library by its absolute path loaded its models, planned, then ended
     in a FileNotFoundError traceback when its workers started (multiprocessing reads the current
-    folder); a relative path (`scan ../music`, `query --db lib.db`) in another. Every command now
-    refuses in one line saying what to do, before it reads or creates anything; `scan()` from Python
-    raises the same error."""
+    folder); a relative path (`scan ../music`, `query --db lib.db`) in another. A scan now refuses
+    in one line saying what to do, before it reads or creates anything, and so does every command
+    given a relative path; `scan()` from Python raises the same error. Commands given absolute
+    paths need no current folder and run (`query`, `tag`, `show`)."""
     from tagger.errors import UserError
 
     music, files, dbfile = library
@@ -366,14 +367,20 @@ def test_a_current_folder_that_was_deleted_is_refused_in_one_line(tmp_path, libr
         os.chdir(gone)
         gone.rmdir()
 
-    for args in (["scan", music, "--db", dbfile], ["scan", "../music", "--db", dbfile], ["query", "--db", dbfile],
-                 ["tag", music, "--db", dbfile]):  # fmt: skip
+    relative_db = os.path.relpath(dbfile, tmp_path)
+    for args in (["scan", music, "--db", dbfile], ["scan", "../music", "--db", dbfile],
+                 ["query", "--db", f"../{relative_db}"], ["show", "../music/" + os.path.basename(files[0]), "--db", dbfile],
+                 ["tag", "../music", "--db", dbfile]):  # fmt: skip
         done = tagger(tmp_path, *args, preexec=leave_a_deleted_folder)
-        assert done.returncode == 1, done.stderr
+        assert done.returncode == 1, (args, done.stderr)
         assert done.stderr == ("tagger: error: the current folder no longer exists (it was deleted while this shell "
-                               "was in it): `cd` into a folder that exists and run the command again\n")  # fmt: skip
+                               "was in it): `cd` into a folder that exists and run the command again\n"), args  # fmt: skip
         assert done.stdout == ""
     assert statuses(dbfile) == before and str(new_music) not in before
+    for args in (["query", "--db", dbfile, "-f", "paths"], ["show", files[0], "--db", dbfile], ["stats", "--db", dbfile]):
+        done = tagger(tmp_path, *args, preexec=leave_a_deleted_folder)  # (absolute paths: no current folder needed)
+        assert done.returncode == 0 and done.stderr == "" and done.stdout, (args, done.stderr)
+    assert statuses(dbfile) == before
     assert {p.name for p in tmp_path.iterdir()} == beside  # (tagger_cli.py: the script the runs start)
 
     here = os.getcwd()

@@ -314,8 +314,10 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 def handle_errors(func):
     """Render our own errors as one clear line instead of a traceback: exit code 1, or the error's
     ``exit_code`` (an interrupted scan: 128 + the signal number). A command refuses to start where
-    Python does not read file names as UTF-8 (`tagger.paths.check_filesystem_encoding`) or the
-    current folder no longer exists (`tagger.paths.check_working_folder`)."""
+    Python does not read file names as UTF-8 (`tagger.paths.check_filesystem_encoding`). Where the
+    current folder no longer exists, a command given absolute paths runs (a scan refuses before it
+    starts: its workers need the folder), and one that needed the folder (a relative path) ends in
+    the one line of `tagger.paths.check_working_folder`, not in a traceback."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
@@ -323,8 +325,11 @@ def handle_errors(func):
 
         try:
             check_filesystem_encoding()
-            check_working_folder()
-            return func(*args, **kwargs)
+            try:
+                return func(*args, **kwargs)
+            except FileNotFoundError:
+                check_working_folder()  # (a relative name read against a folder that is gone: say that)
+                raise
         except TaggerError as exc:
             raise fail(str(exc), getattr(exc, "exit_code", 1)) from None
         except KeyboardInterrupt:
