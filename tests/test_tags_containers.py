@@ -1093,6 +1093,25 @@ def test_an_id3v23_tag_with_utf8_or_utf16be_text_is_tagged_with_the_same_text(tm
     assert texts() == before and _ffprobe_tags(song) == shown
 
 
+def test_an_id3v23_chapter_with_utf8_titles_is_tagged_with_the_same_chapters(tmp_path):
+    """The same for the sub-frames of a chapter (podcasts: CHAP frames with their titles), which the
+    verification compared with their encoding (was: `verification failed: other tags changed
+    ('CHAP:c1')`)."""
+    title = _id3_frame(b"TIT2", b"\x03Kapitel \xc3\xa9ins", major=3)
+    chapter = _id3_frame(b"CHAP", b"c1\0" + struct.pack(">4I", 0, 500, 2**32 - 1, 2**32 - 1) + title, major=3)
+    song = _mp3_with_id3(tmp_path / "song.mp3", _id3_frame(b"TIT2", b"\x00Podcast", major=3), chapter, major=3)
+
+    def chapters():
+        out = subprocess.run(["ffprobe", "-v", "error", "-show_chapters", "-of", "json", str(song)],
+                             capture_output=True, text=True, check=True).stdout  # fmt: skip
+        return json.loads(out)["chapters"]
+
+    before = chapters()
+    assert before[0]["tags"]["title"] == "Kapitel éins"
+    assert tags.write_instruments(song, **WRITE).written
+    assert chapters() == before and _ffprobe_tags(song)["title"] == "Podcast"
+
+
 def _frame_order(path: Path) -> list[bytes]:
     """The IDs of the frames of the ID3v2.3/2.4 tag an MP3 starts with, in the order of its bytes."""
     data = path.read_bytes()

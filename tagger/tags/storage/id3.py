@@ -566,13 +566,18 @@ def _points_to_tag(pointer: int, size: int) -> bool:
 
 def _unicode_as_one(frame):
     """``frame`` as the other-tags digest compares it: its text encoding UTF-16 where it is any of
-    the Unicode ones. mutagen writes the UTF-8 and UTF-16BE text of an ID3v2.3 tag (encodings that
-    version does not have, which many programs write all the same) as UTF-16: the same text."""
-    if getattr(frame, "encoding", None) in (2, 3):
-        import copy
+    the Unicode ones, and so in its sub-frames (a chapter's). mutagen writes the UTF-8 and UTF-16BE
+    text of an ID3v2.3 tag (encodings that version does not have, which many programs write all the
+    same) as UTF-16: the same text."""
+    import copy
 
+    unicode, sub_frames = getattr(frame, "encoding", None) in (2, 3), getattr(frame, "sub_frames", None)
+    if unicode or sub_frames:
         frame = copy.copy(frame)
-        frame.encoding = 1
+        if unicode:
+            frame.encoding = 1
+        if sub_frames:
+            frame.sub_frames = [_unicode_as_one(sub) for sub in sub_frames.values()]
     return frame
 
 
