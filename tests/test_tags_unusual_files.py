@@ -578,6 +578,49 @@ def test_every_byte_of_a_wav_or_aiff_outside_its_id3_chunk_is_kept(tmp_path, ext
     assert _title(song) == title  # (ffmpeg shows the title it read last: a text chunk's, the second ID3 chunk's)
 
 
+ID3V1 = (b"TAG" + b"V1 title".ljust(30, b"\0") + b"V1 artist".ljust(30, b"\0") + b"V1 album".ljust(30, b"\0") + b"1999"
+         + b"V1 comment".ljust(28, b"\0") + b"\0\x05\x11")  # fmt: skip
+"""An ID3v1.1 tag (title, artist, album, year, comment, track 5, genre 17)."""
+
+
+@pytest.mark.parametrize("ext, codec, little", [("wav", "pcm_s16le", True), ("aiff", "pcm_s16be", False)])
+@pytest.mark.parametrize("with_chunk", [False, True], ids=["no ID3 chunk", "an ID3 chunk"])
+def test_an_id3v1_tag_after_a_wav_or_aiff_stays_there_and_out_of_the_id3_chunk(tmp_path, ext, codec, little,
+                                                                                 with_chunk):  # fmt: skip
+    """Some tools append a 128-byte ID3v1 tag after a WAV's or an AIFF's RIFF/FORM chunk. No reader
+    shows it (TagLib, ffmpeg; mutagen not where the file has no ID3 chunk); mutagen folds it into the
+    ID3 chunk's tag where there is one. A file without an ID3 chunk was refused with "verification
+    failed: other tags changed" (the copy had one, and mutagen showed the ID3v1 fields), and one
+    with an ID3 chunk got the ID3v1 fields written into it, where TagLib then showed them. The ID3
+    chunk is loaded alone now: tagger's fields are written, the ID3v1 bytes stay at the end, what
+    TagLib shows is the same but for tagger's fields, and an untag gives back the file as it was (where
+    it added the ID3 chunk; mutagen rewrites one that was there)."""
+    taglib = pytest.importorskip("taglib")
+    made = _iff_chunks(_ffmpeg(tmp_path / f"made.{ext}", "-c:a", codec, "-ac", "1", "-ar", "8000").read_bytes(), little)
+    fmt_id, audio_id = (b"fmt ", b"data") if little else (b"COMM", b"SSND")
+    chunk = _id3_chunk_bytes(b"ID3 ", b"Chunk title", little) if with_chunk else b""
+    body = (b"WAVE" if little else b"AIFF") + made[fmt_id] + made[audio_id] + chunk
+    original = (b"RIFF" if little else b"FORM") + struct.pack("<I" if little else ">I", len(body)) + body + ID3V1
+    song = tmp_path / f"song.{ext}"
+    song.write_bytes(original)
+
+    def shown() -> dict:  # (what TagLib shows, but tagger's fields)
+        with taglib.File(str(song)) as f:
+            return {k: v for k, v in f.tags.items() if not k.startswith("INSTRUMENTS")}
+
+    before, decoded = shown(), _decoded(song)
+    assert before == ({"TITLE": ["Chunk title"]} if with_chunk else {})
+    assert tags.write_instruments(song, **WRITE).written
+    data = song.read_bytes()
+    kept = 12 + len(made[fmt_id]) + len(made[audio_id])  # (the ID3 chunk is resized where it is, or added there)
+    assert data[8:kept] == original[8:kept] and data.endswith(ID3V1) and data[kept : kept + 4].upper() == b"ID3 "
+    assert b"INSTRUMENTS" in data[kept:-128] and b"V1 title" not in data[:-128]
+    assert shown() == before and _decoded(song) == decoded
+    assert tags.read_instruments(song).instruments == ["bass", "guitar"]
+    assert tags.remove_instruments(song).written
+    assert song.read_bytes() == original if not with_chunk else song.read_bytes().endswith(ID3V1) and shown() == before
+
+
 @pytest.mark.parametrize("ext, module, name", [("wav", "wave", "WAVE"), ("aiff", "aiff", "AIFF")])
 def test_a_wav_or_aiff_is_loaded_once_to_be_tagged(tmp_path, monkeypatch, ext, module, name):
     """Telling a file's type with mutagen's guess loads its tags (a cover of 20 MB included), which

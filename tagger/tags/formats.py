@@ -174,11 +174,17 @@ def _load_id3(cls: type, name: str, *, copies: bool = True):
     its ``LIST/INFO`` chunk as ID3 frames (`WAVEStorage.info_frames`), likewise: TagLib shows a WAV's
     ID3 chunk alone once it holds a frame, and would show none of them any more. The LIST/INFO
     chunk itself is kept byte for byte.
-    ``copies`` False: neither is loaded (the file's ID3 tag alone, None where it has none)."""
-    if cls.__name__ == "WAVE":
-        audio = cls(name, translate=False)
-        storage = STORAGES["WAVE"]
-        if copies and storage.info_shown(name):  # (TagLib shows LIST/INFO fields while the ID3 chunk holds no frame)
+    ``copies`` False: neither is loaded (the file's ID3 tag alone, None where it has none).
+
+    A WAV's or an AIFF's ID3 chunk is loaded alone, never with an ID3v1 tag at the end of the file
+    (some tools append one after the RIFF/FORM chunk): mutagen would fold its fields into the tag
+    where the file has an ID3 chunk (and not where it has none), and a save would write them into
+    the chunk, where TagLib and ffmpeg, which read no ID3v1 tag in these files, would show them.
+    The ID3v1 bytes stay where they are, after the chunks."""
+    if cls.__name__ in ("WAVE", "AIFF"):
+        audio = cls(name, translate=False, load_v1=False)
+        storage = STORAGES[cls.__name__]
+        if copies and storage.info_shown(name):  # (TagLib shows a WAV's LIST/INFO fields while its ID3 chunk holds no frame)
             frames, _refused = storage.info_frames(name)  # (refused: `WAVEStorage.cannot_keep`)
             if frames:
                 audio.tags = None  # (an ID3 chunk without frames, of any version: a new tag, as where there is none)
