@@ -1112,6 +1112,29 @@ def test_an_id3v23_chapter_with_utf8_titles_is_tagged_with_the_same_chapters(tmp
     assert chapters() == before and _ffprobe_tags(song)["title"] == "Podcast"
 
 
+@pytest.mark.parametrize("major", [3, 4])
+def test_a_chapter_whose_sub_frames_mutagen_sorts_is_tagged_with_the_same_chapters(tmp_path, major):
+    """mutagen writes a chapter's sub-frames sorted (the title first, then by size): a chapter whose
+    link (WXXX) came before its title was refused, `verification failed: other tags changed
+    ('CHAP:c1')`. Found once that refusal named the frame. Its sub-frames are one of each kind, so
+    their order changes no chapter as readers show it: tagged, ffprobe reading the same chapters."""
+    text = b"\x03" if major == 4 else b"\x00"
+    subs = _id3_frame(b"WXXX", b"\x00\0http://chapter.example/a/long/link", major=major)
+    subs += _id3_frame(b"TIT2", text + b"One", major=major)
+    chapter = _id3_frame(b"CHAP", b"c1\0" + struct.pack(">4I", 0, 500, 2**32 - 1, 2**32 - 1) + subs, major=major)
+    song = _mp3_with_id3(tmp_path / "song.mp3", _id3_frame(b"TIT2", text + b"Podcast", major=major), chapter, major=major)
+
+    def chapters():
+        out = subprocess.run(["ffprobe", "-v", "error", "-show_chapters", "-of", "json", str(song)],
+                             capture_output=True, text=True, check=True).stdout  # fmt: skip
+        return json.loads(out)["chapters"]
+
+    before = chapters()
+    assert before[0]["tags"]["title"] == "One"
+    assert tags.write_instruments(song, **WRITE).written
+    assert chapters() == before and tags.read_instruments(song).instruments == ["bass", "guitar"]
+
+
 def _frame_order(path: Path) -> list[bytes]:
     """The IDs of the frames of the ID3v2.3/2.4 tag an MP3 starts with, in the order of its bytes."""
     data = path.read_bytes()

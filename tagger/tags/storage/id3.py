@@ -566,9 +566,12 @@ def _points_to_tag(pointer: int, size: int) -> bool:
 
 def _unicode_as_one(frame):
     """``frame`` as the other-tags digest compares it: its text encoding UTF-16 where it is any of
-    the Unicode ones, and so in its sub-frames (a chapter's). mutagen writes the UTF-8 and UTF-16BE
-    text of an ID3v2.3 tag (encodings that version does not have, which many programs write all the
-    same) as UTF-16: the same text."""
+    the Unicode ones, and so in its sub-frames (a chapter's), which are taken in the order of their
+    keys. mutagen writes the UTF-8 and UTF-16BE text of an ID3v2.3 tag (encodings that version does
+    not have, which many programs write all the same) as UTF-16: the same text; and it writes a
+    chapter's sub-frames sorted (the title first, then by size; `_write_in_file_order` keeps the
+    tag's own frames in their order, not these), which changes no chapter as readers show it: its
+    sub-frames are one of each kind."""
     import copy
 
     unicode, sub_frames = getattr(frame, "encoding", None) in (2, 3), getattr(frame, "sub_frames", None)
@@ -577,7 +580,7 @@ def _unicode_as_one(frame):
         if unicode:
             frame.encoding = 1
         if sub_frames:
-            frame.sub_frames = [_unicode_as_one(sub) for sub in sub_frames.values()]
+            frame.sub_frames = [_unicode_as_one(sub) for _key, sub in sorted(sub_frames.items())]
     return frame
 
 
