@@ -49,7 +49,9 @@ def test_windows_of_huge_samples_give_the_same_features(kind):
     out = F.compute(windows=batch, config=cfg)
     assert np.isfinite(out).all()
     np.testing.assert_allclose(out[1:], np.broadcast_to(out[0], out[1:].shape), atol=1e-4)
-    np.testing.assert_array_equal(out[0], F.compute(windows=x, config=cfg)[0])
+    # (the window alone as in the batch: equal but for float32 rounding, which the FFT's batch and
+    # single paths may do differently; exact equality failed once in a full run: 153 values 1 ulp apart)
+    np.testing.assert_allclose(out[0], F.compute(windows=x, config=cfg)[0], rtol=1e-6, atol=1e-6)
 
 
 def test_batches_equal_single_windows():

@@ -383,8 +383,8 @@ def test_ctrl_c_stores_the_files_already_analysed_and_stops_within_a_second(tmp_
         db.close()
 
 
-def _start_tagger(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "tagger", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+def _start_tagger(*args: str, stdout=subprocess.PIPE) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "tagger", *args], stdout=stdout, stderr=subprocess.PIPE,
                             text=True, start_new_session=True, cwd=str(TESTS.parent),
                             env={**os.environ, "PYTHONPATH": str(TESTS.parent)})  # fmt: skip
 
@@ -397,9 +397,13 @@ def test_a_signal_stops_tag_and_untag_after_the_file_they_were_on(tmp_path, comm
     wherever they were: no summary, no word, exit status -15, and a hidden copy of the file being
     written left in the library (`.NAME.XXXXXXXX.tagger-tmp`, found by hand). Now they stop as a scan
     does: after the file they were on, that file written (and recorded) whole, the summary, one line
-    naming the signal, exit status 128 + its number."""
+    naming the signal, exit status 128 + its number. Its output goes to a pipe of one page (4096
+    bytes) read only once the signal is sent, and each line names a file of a 200-letter name: the
+    command blocks on its output after about a dozen of the 30 files, so the signal always comes
+    before the last file, however loaded the machine (it ran to the end, exit 0, in a busy run)."""
     music = tmp_path / "music"
-    files = [write_audio(music / f"{i:02}.flac", tone_signal([110.0 * (1 + i % 4)], seconds=1.0)) for i in range(30)]
+    long = "x" * 200
+    files = [write_audio(music / f"{i:02}{long}.flac", tone_signal([110.0 * (1 + i % 4)], seconds=1.0)) for i in range(30)]
     dbfile = tmp_path / "lib.db"
     db = open_database(dbfile)
     try:
@@ -416,19 +420,33 @@ def test_a_signal_stops_tag_and_untag_after_the_file_they_were_on(tmp_path, comm
         args = ["tag", "--from-json", str(rows)]
     else:
         args = ["tag", "--db", str(dbfile)]
-    proc = _start_tagger(*args)
+    import fcntl
+    import termios
+
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, 4096)
+    proc = _start_tagger(*args, stdout=write_end)
+    os.close(write_end)
     try:
-        first = proc.stdout.readline()
-        assert first.startswith(f"{args[0]}ged "), first + proc.stderr.read()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:  # (until the pipe is about full: blocked)
+            held = fcntl.ioctl(read_end, termios.FIONREAD, b"\0\0\0\0")
+            if int.from_bytes(held, sys.byteorder) >= 4096 - 600:
+                break
+            time.sleep(0.01)
         os.kill(proc.pid, sig)
-        out, err = proc.communicate(timeout=60)
+        with os.fdopen(read_end, "r") as pipe:
+            out = pipe.read()
+        err = proc.stderr.read()
+        proc.wait(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+    assert out.startswith(f"{args[0]}ged "), out + err
     assert proc.returncode == 128 + sig, (proc.returncode, err)
     assert f"tagger: error: interrupted ({signal.Signals(sig).name}): stopped after the file it was on" in err
-    done = {line.split(" ")[1].rstrip(":") for line in [first, *out.splitlines()]}
+    done = {line.split(" ")[1].rstrip(":") for line in out.splitlines()}
     assert 1 <= len(done) < len(files)  # stopped, not run to the end
     assert f"{len(done)} {args[0]}ged, 0 unchanged, 0 skipped" in err
     assert [p.name for p in music.iterdir() if p.name.startswith(".")] == []  # no copy left behind
