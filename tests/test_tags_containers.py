@@ -456,6 +456,31 @@ def test_ffmpeg_m4a_with_the_usual_tags_and_a_cover_is_tagged(tmp_path):
     assert not tags.read_instruments(song).tagged
 
 
+def test_an_m4a_whose_tags_are_in_a_quicktime_style_meta_atom_is_left_unchanged(tmp_path):
+    """QuickTime's ``meta`` atom has no version and flags (its ``hdlr`` right after its header), where
+    the ISO form has 4 bytes of them; ffmpeg and TagLib read both. mutagen finds no tags in the
+    QuickTime form and added a second ``meta`` atom in front of it holding tagger's fields alone:
+    TagLib then showed neither the title nor tagger's fields (was: tagged, without a word). Found
+    writing an M4A whose ``meta`` atom was in QuickTime's form. Left unchanged, saying why."""
+    from mutagen.mp4 import Atoms
+
+    song = _ffmpeg(tmp_path / "song.m4a", "-c:a", "aac", "-metadata", "title=QuickTime")
+    data = bytearray(song.read_bytes())
+    with open(song, "rb") as f:
+        chain = Atoms(f).path(b"moov", b"udta", b"meta")
+    meta = chain[-1]
+    assert data[meta.offset + 8 : meta.offset + 12] == bytes(4)  # (version and flags: the ISO form)
+    del data[meta.offset + 8 : meta.offset + 12]
+    for atom in chain:  # (moov after mdat: no chunk offset moves)
+        data[atom.offset : atom.offset + 4] = struct.pack(">I", atom.length - 4)
+    song.write_bytes(bytes(data))
+    assert _ffprobe_tags(song)["title"] == "QuickTime"
+    with pytest.raises(TagWriteError, match=r"its MP4 tags are in a 'meta' atom of QuickTime's form \(without version "
+                                            r"and flags\), which mutagen does not read.*; left unchanged"):
+        tags.write_instruments(song, **WRITE)
+    assert song.read_bytes() == data
+
+
 def _covr_atom(path: Path) -> bytes:
     from mutagen.mp4 import Atoms
 

@@ -64,6 +64,10 @@ class MP4Storage(Storage):
             return ("it is a fragmented MP4 (moof atoms), whose audio a tag write would break (mutagen does "
                     "not move every fragment's offsets); the audio is analysed as it is, the tags are not "
                     "written")  # fmt: skip
+        if self.quicktime_meta(path):
+            return ("its MP4 tags are in a 'meta' atom of QuickTime's form (without version and flags), which "
+                    "mutagen does not read: a rewrite would put a second 'meta' atom in front of it, and TagLib "
+                    "would show the tags of neither")  # fmt: skip
         padding = self.padding_changed(path)
         if padding:
             return f"its MP4 tag has a 'free' atom beside 'ilst' that a rewrite would overwrite ({padding})"
@@ -84,6 +88,27 @@ class MP4Storage(Storage):
     def save(self, audio, path, *, version, original):
         _keep_cover_types(audio, path)
         audio.save()
+
+    @staticmethod
+    def quicktime_meta(path: str) -> bool:
+        """Whether a ``meta`` atom in ``moov``/``udta`` has QuickTime's form: its children right after
+        its header (a ``hdlr`` first), where the ISO form (which mutagen reads) has 4 bytes of
+        version and flags. mutagen finds no tags in it and adds a ``meta`` atom of its own."""
+        from mutagen.mp4 import Atoms
+
+        with open(path, "rb") as f:
+            try:
+                udta = Atoms(f).path(b"moov", b"udta")[-1]
+            except KeyError:
+                return False
+            for atom in udta.children or ():
+                if atom.name == b"meta":
+                    f.seek(atom.offset)
+                    head = f.read(24)
+                    start = 16 if head[:4] == b"\0\0\0\x01" else 8
+                    if head[start + 4 : start + 8] == b"hdlr":
+                        return True
+        return False
 
     @staticmethod
     def padding_changed(path: str) -> str | None:
