@@ -118,6 +118,45 @@ def test_a_device_or_a_fifo_as_the_database_is_refused_and_left_untouched(tmp_pa
         assert _made_beside(db) == before
 
 
+def test_a_sqlite_uri_as_the_database_gets_the_checks_of_the_file_it_names(tmp_path, fake_models, monkeypatch):
+    """`--db 'sqlite:///file:/dev/null?uri=true'` skipped every check of the file (`sqlite_file` gave
+    no file for a `file:` URI): it failed with "disk I/O error" having made `/dev/null-journal`, and
+    another program's database named by a URI was not refused as one (the reviewer's cases). The
+    checks, the scan lock and the files a scan leaves out see the file SQLite opens now."""
+    from pathlib import Path
+
+    from tagger.db.lock import database_files, lock_path
+    from tagger.db.urls import sqlite_file
+
+    music, (song,), dbfile = _library(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    other = tmp_path / "other program.db"
+    content = _other_program(other)
+    cases = [(f"sqlite:///file:{fifo}?uri=true", f"{fifo} is a FIFO (named pipe), not a database file; left untouched"),
+             ("sqlite:///file:other%20program.db?mode=ro&uri=true", "other program.db is not a tagger library database"),
+             (f"sqlite:///file://localhost{other}?uri=true", f"{other} is not a tagger library database")]  # fmt: skip
+    if os.path.exists("/dev/null"):
+        cases.append(("sqlite:///file:/dev/null?uri=true", "/dev/null is a character device, not a database file"))
+    for url, message in cases:
+        before = _made_beside(sqlite_file(url))
+        for command in _commands(music, song):
+            result = CliRunner().invoke(app, [*command, "--db", url])
+            _one_line_error(result, message)
+        assert _made_beside(sqlite_file(url)) == before
+    assert other.read_bytes() == content and _made_beside(other) == []
+    # the library itself, named by a URI: read, its scan lock and companions beside it
+    url = f"sqlite:///file:{dbfile}?uri=true"
+    result = CliRunner().invoke(app, ["query", "--db", url, "--format", "paths"])
+    assert result.exit_code == 0 and result.output == f"{song}\n", result.output
+    assert lock_path(url) == Path(f"{os.path.realpath(dbfile)}.lock") and str(os.path.realpath(dbfile)) in database_files(url)
+    # without uri=true SQLite opens the name as it is, "file:" and all; memory and temporary names are no file
+    assert sqlite_file("sqlite:///file:lib.db") == Path("file:lib.db")
+    for url in ("sqlite:///file::memory:?uri=true", "sqlite:///file:lib.db?mode=memory&uri=true", "sqlite:///file:?uri=true"):
+        assert sqlite_file(url) is None and lock_path(url) is None
+
+
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("losetup") is None or shutil.which("mkfs.ext4") is None,
                     reason="needs root, losetup and mkfs.ext4")  # fmt: skip
 def test_a_scan_never_writes_its_database_over_a_disk_partition(tmp_path, fake_models):

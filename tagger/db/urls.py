@@ -8,7 +8,7 @@ import os
 import re
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from tagger.errors import TaggerError, UserError
@@ -98,12 +98,47 @@ def sqlite_url(path: str | os.PathLike) -> str:
 
 
 def sqlite_file(url) -> Path | None:
-    """The file of a SQLite URL (None for another database, an in-memory one or a URI)."""
+    """The file SQLite opens for the URL ``url`` (a string or SQLAlchemy URL), as it is written (a
+    leading ``~`` expanded, not resolved); None for another database, an in-memory or temporary one,
+    or a URL SQLAlchemy cannot parse (reported by `tagger.db.engine.make_engine`).
+
+    With ``uri=true`` SQLAlchemy hands the name to SQLite as a URI: ``file:lib.db?mode=ro&uri=true``
+    names ``lib.db``, as SQLite reads it (an empty or ``localhost`` authority, ``%XX`` decoded; no
+    file for ``mode=memory``, ``:memory:`` or an empty path). Without it the name is the file's,
+    ``file:`` and all. The one reading of a URL's file: the checks before SQLite opens it
+    (`tagger.db.sqlite_files`), the scan lock beside it and the files a scan leaves out (`tagger.db.lock`)
+    all see the file SQLite opens (was: a URI skipped every check, so ``--db
+    'sqlite:///file:/dev/null?uri=true'`` made ``/dev/null-journal``)."""
     try:
-        parsed = make_url(url)
-    except ArgumentError:
-        return None  # reported by `make_engine`
-    database = parsed.database
-    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:" or database.startswith("file:"):
+        parsed = url if isinstance(url, URL) else make_url(url)
+    except (ArgumentError, ValueError):
         return None
-    return Path(database).expanduser()
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    if not (_uri_flag(parsed) and database.startswith("file:")):
+        return Path(database).expanduser()
+    from urllib.parse import unquote
+
+    name = database[len("file:") :].split("#", 1)[0]
+    if name.startswith("//"):  # (``file://localhost/path`` or ``file:///path``)
+        authority, _slash, rest = name[2:].partition("/")
+        if authority not in ("", "localhost"):
+            return None  # (SQLite refuses it: "invalid uri authority")
+        name = "/" + rest
+    name = unquote(name)
+    modes = parsed.query.get("mode", ())
+    if not name or name == ":memory:" or "memory" in ((modes,) if isinstance(modes, str) else modes):
+        return None
+    return Path(name)
+
+
+def _uri_flag(parsed: URL) -> bool:
+    """Whether SQLAlchemy's SQLite driver opens the URL's name as a SQLite URI (``uri=true``)."""
+    from sqlalchemy.util import asbool
+
+    flag = parsed.query.get("uri")
+    try:
+        return flag is not None and asbool(flag)  # (a repeated ``uri``, a tuple, is true to it, as to SQLAlchemy)
+    except ValueError:
+        return False  # (SQLAlchemy refuses the URL: nothing is opened)
