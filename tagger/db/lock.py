@@ -48,26 +48,18 @@ def _busy(who: str, database, then: str) -> DatabaseBusy:
                         f"wait for it to finish (or stop it), then {then}")  # fmt: skip
 
 
-def sqlite_file(url: str) -> Path | None:
-    """The file of a SQLite database URL (``sqlite:///path`` or ``sqlite:///file:path?...``), else None."""
-    from sqlalchemy.engine import make_url
+def real_sqlite_file(url) -> Path | None:
+    """The real path of the file SQLite opens for the database ``url`` (`tagger.db.urls.sqlite_file`:
+    ``sqlite:///path`` or a ``file:`` URI), else None."""
+    from tagger.db.urls import sqlite_file
 
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite":
-        return None
-    name = parsed.database
-    if not name or name == ":memory:":
-        return None
-    if name.startswith("file:"):
-        name = name[len("file:") :].split("?", 1)[0]
-        if not name or name.startswith(":memory:") or "mode=memory" in parsed.database:
-            return None
-    return Path(os.path.realpath(os.path.expanduser(name)))
+    db = sqlite_file(url)
+    return None if db is None else Path(os.path.realpath(db))
 
 
 def lock_path(url: str) -> Path | None:
     """Where the scan lock of the database `url` lives (None: not a SQLite file)."""
-    db = sqlite_file(url)
+    db = real_sqlite_file(url)
     return None if db is None else db.with_name(db.name + LOCK_SUFFIX)
 
 
@@ -79,7 +71,7 @@ def database_files(url: str) -> frozenset[str]:
     """The real paths of the SQLite database `url` and of the files beside it that belong to it
     (write-ahead log, shared memory, rollback journal, scan lock); empty for another database. A
     scan never takes them for music (`--db` inside the scanned folder)."""
-    db = sqlite_file(url)
+    db = real_sqlite_file(url)
     if db is None:
         return frozenset()
     return frozenset([str(db), *(f"{db}{suffix}" for suffix in SQLITE_COMPANIONS)])
@@ -113,7 +105,7 @@ def _database_key(url) -> tuple:
     from sqlalchemy.engine import make_url
 
     parsed = make_url(url)
-    file = sqlite_file(parsed.render_as_string(hide_password=False)) if parsed.get_backend_name() == "sqlite" else None
+    file = real_sqlite_file(parsed)
     return (parsed.get_backend_name(), str(file) if file else parsed.database, parsed.host, parsed.port, parsed.username)
 
 
@@ -150,7 +142,7 @@ def _scan_lock(url: str, *, then: str, engine):
                 raise TaggerError(f"{path}: cannot lock: {exc.strerror or exc}") from None
             pid = lock_holder(fd)
             who = f"process {pid}" if pid else "another process"
-            raise _busy(who, sqlite_file(url), then) from None
+            raise _busy(who, real_sqlite_file(url), then) from None
         try:
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)

@@ -24,7 +24,7 @@ from tagger import constants as C
 from tagger.aggregate import TrackResult
 from tagger.db import models as M
 from tagger.db.filter import under_clause
-from tagger.db.lock import sqlite_file
+from tagger.db.lock import real_sqlite_file
 from tagger.db.session import Database
 from tagger.db.urls import DatabaseError
 from tagger.paths import Spelling, folder_prefix, is_under, looks_unmounted, under_any
@@ -101,7 +101,7 @@ class ScanWriter:
                  commit_every: int, commit_seconds: float) -> None:  # fmt: skip
         self.session: Session = db.sessionmaker()
         self.url = db.url
-        self.file = sqlite_file(db.url)
+        self.file = real_sqlite_file(db.url)
         self.file_id = _file_id(str(self.file)) if self.file is not None else None
         self.scan_id = scan_id
         self.mv_id = model_version_id
