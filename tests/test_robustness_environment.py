@@ -352,7 +352,8 @@ def test_a_current_folder_that_was_deleted_is_refused_in_one_line(tmp_path, libr
     in a FileNotFoundError traceback when its workers started (multiprocessing reads the current
     folder); a relative path (`scan ../music`, `query --db lib.db`) in another. A scan now refuses
     in one line saying what to do, before it reads or creates anything, and so does every command
-    given a relative path; `scan()` from Python raises the same error. Commands given absolute
+    given a relative path (`tag song.wav`, `untag`, `predict`: was 'no such file or folder: song.wav',
+    where the folder may be there again under the same name); `scan()` from Python raises the same error. Commands given absolute
     paths need no current folder and run (`query`, `tag`, `show`)."""
     from tagger.errors import UserError
 
@@ -370,7 +371,8 @@ def test_a_current_folder_that_was_deleted_is_refused_in_one_line(tmp_path, libr
     relative_db = os.path.relpath(dbfile, tmp_path)
     for args in (["scan", music, "--db", dbfile], ["scan", "../music", "--db", dbfile],
                  ["query", "--db", f"../{relative_db}"], ["show", "../music/" + os.path.basename(files[0]), "--db", dbfile],
-                 ["tag", "../music", "--db", dbfile]):  # fmt: skip
+                 ["tag", "../music", "--db", dbfile], ["tag", "new.wav", "--db", dbfile], ["untag", "new.wav"],
+                 ["predict", "new.wav"]):  # fmt: skip  (a plain relative name: was 'no such file or folder')
         done = tagger(tmp_path, *args, preexec=leave_a_deleted_folder)
         assert done.returncode == 1, (args, done.stderr)
         assert done.stderr == ("tagger: error: the current folder no longer exists (it was deleted while this shell "

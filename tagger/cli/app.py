@@ -316,8 +316,10 @@ def handle_errors(func):
     ``exit_code`` (an interrupted scan: 128 + the signal number). A command refuses to start where
     Python does not read file names as UTF-8 (`tagger.paths.check_filesystem_encoding`). Where the
     current folder no longer exists, a command given absolute paths runs (a scan refuses before it
-    starts: its workers need the folder), and one that needed the folder (a relative path) ends in
-    the one line of `tagger.paths.check_working_folder`, not in a traceback."""
+    starts: its workers need the folder), and one given a relative path, which names nothing there,
+    refuses before it starts with the one line of `tagger.paths.check_working_folder` (not 'no such
+    file or folder', where the folder may be there again under its name), as one that reads a
+    relative name in another way ends in it, not in a traceback."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
@@ -325,6 +327,8 @@ def handle_errors(func):
 
         try:
             check_filesystem_encoding()
+            if _relative_path_given(kwargs):
+                check_working_folder()  # (a name the command checks itself: 'no such file or folder' otherwise)
             try:
                 return func(*args, **kwargs)
             except FileNotFoundError:
@@ -345,6 +349,18 @@ def handle_errors(func):
             raise fail(f"database error: {driver_reason(exc)}", 1) from None
 
     return wrapper
+
+
+def _relative_path_given(kwargs: dict) -> bool:
+    """Whether a command's arguments hold a relative path (a file or folder argument or option,
+    `tagger.cli.options.path`: a `Path`, alone or in a list)."""
+    from pathlib import PurePath
+
+    for value in kwargs.values():
+        for item in value if isinstance(value, (list, tuple)) else (value,):
+            if isinstance(item, PurePath) and not item.is_absolute():
+                return True
+    return False
 
 
 def quiet_tensorflow() -> None:
