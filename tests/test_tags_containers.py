@@ -832,6 +832,34 @@ def _mp3_v1_only(path: Path) -> Path:
     return path
 
 
+@pytest.mark.parametrize("id3v1", [False, True], ids=["APEv2 alone", "APEv2 and ID3v1"])
+def test_an_mp3_whose_fields_are_in_an_apev2_tag_alone_is_left_unchanged(tmp_path, id3v1):
+    """TagLib shows the first tag of an MP3 that holds anything, of its ID3v2, APEv2 and ID3v1 tags:
+    the title, artist and ReplayGain of an MP3 whose only tag is APEv2 (old foobar2000, MP3Gain)
+    stopped showing once tagger's ID3v2 tag was there (was: tagged, TagLib showing tagger's fields
+    alone, or the ID3v1 fields tagger copies where there is an ID3v1 tag: the APEv2 title and
+    artist hidden). Found tagging MP3s as these programs leave them. Left unchanged, saying why;
+    one with an ID3v2 tag of its own is tagged as before."""
+    from mutagen.apev2 import APEv2
+    from mutagen.id3 import ID3, TIT2
+
+    song = _ffmpeg(tmp_path / "song.mp3", "-c:a", "libmp3lame", "-id3v2_version", "0", "-write_xing", "0")
+    ape = APEv2()
+    ape["Title"], ape["Artist"], ape["REPLAYGAIN_TRACK_GAIN"] = "Ape title", "Ape artist", "-3.10 dB"
+    ape.save(str(song))
+    if id3v1:
+        song.write_bytes(song.read_bytes() + b"TAG" + b"v1 title".ljust(30, b"\0") + bytes(94) + b"\x05")
+    before = song.read_bytes()
+    with pytest.raises(TagWriteError, match=r"an APEv2 tag after its audio holds its fields \(Title, Artist, "
+                                            r"REPLAYGAIN_TRACK_GAIN\) and it has no ID3v2 tag: TagLib shows"):
+        tags.write_instruments(song, **WRITE)
+    assert song.read_bytes() == before
+    own = ID3()
+    own.add(TIT2(encoding=3, text="ID3 title"))
+    own.save(song, v1=1)
+    assert tags.write_instruments(song, **WRITE).written
+
+
 @pytest.mark.parametrize("id3v23", [False, True], ids=["v2.4", "v2.3"])
 def test_id3v1_only_mp3_keeps_showing_its_fields_after_tag_and_untag(tmp_path, id3v23):
     """ffmpeg (and players) read the ID3v1 tag only where there is no ID3v2 tag: the ID3v2 tag

@@ -204,6 +204,16 @@ class MP3Storage(ID3Storage):
             _drop_footer_left(path, footer)
         _restore_id3v1(original, path)
 
+    def cannot_keep(self, audio, path, version):
+        # TagLib shows the first tag of an MP3 that holds anything, of its ID3v2, APEv2 and ID3v1
+        # tags: an APEv2 tag's fields (foobar2000's, MP3Gain's) stop showing once an ID3v2 tag is there
+        if audio.tags is None or audio.tags.version[1] == 1 or not len(audio.tags):
+            shown = _apev2_keys(path)
+            if shown:
+                return (f"an APEv2 tag after its audio holds its fields ({shown}) and it has no ID3v2 tag: TagLib "
+                        "shows an MP3's APEv2 tag only while it has none, so tagger's fields would hide them")  # fmt: skip
+        return super().cannot_keep(audio, path, version)
+
     def id3_span(self, f, size):
         f.seek(0)
         return (0, size) if f.read(3) == b"ID3" else None
@@ -562,6 +572,19 @@ def _points_to_tag(pointer: int, size: int) -> bool:
     specification's "none", and some writers point a file without one at its end (mutagen reads
     none there either; a save puts the tag there, as for 0)."""
     return pointer != 0 and pointer != size
+
+
+def _apev2_keys(path: str) -> str:
+    """The keys of the APEv2 tag at the end of the file ``path`` (before an ID3v1 tag), five named
+    then a count; "" when it has none or mutagen cannot read it."""
+    import mutagen
+    from mutagen.apev2 import APEv2
+
+    try:
+        keys = list(APEv2(path).keys())
+    except (mutagen.MutagenError, OSError, ValueError):
+        return ""
+    return ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
 
 
 def _unicode_as_one(frame):
