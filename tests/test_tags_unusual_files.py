@@ -831,6 +831,22 @@ def test_mp4_chapters_a_second_audio_track_and_a_video_track_are_kept(tmp_path):
     assert probe() == before and _decoded(song) == decoded
 
 
+def test_a_flac_whose_only_fields_are_an_id3v1_tag_at_its_end_is_refused_naming_that_tag(tmp_path):
+    """A FLAC whose fields are in an ID3v1 tag at its end (its Vorbis comments empty) was refused as
+    holding 'an ID3v2 tag in front of its FLAC stream', a tag it does not have: the check loaded
+    the file's ID3 tag with mutagen, which falls back on an ID3v1 tag. Found tagging FLACs with an
+    ID3v1 tag alone. TagLib shows that tag only while the Vorbis comments are empty: still left
+    unchanged, the refusal naming the ID3v1 tag."""
+    song = _ffmpeg(tmp_path / "song.flac", "-c:a", "flac")
+    song.write_bytes(song.read_bytes() + b"TAG" + b"v1 title".ljust(30, b"\0") + b"v1 artist".ljust(30, b"\0")
+                     + bytes(64) + b"\x05")  # fmt: skip
+    before = song.read_bytes()
+    with pytest.raises(TagWriteError, match=r"an ID3v1 tag at its end holds its fields \(TCON, TIT2, TPE1\) and its "
+                                            r"Vorbis comments none: TagLib shows them"):
+        tags.write_instruments(song, **WRITE)
+    assert song.read_bytes() == before
+
+
 def test_a_flac_whose_only_fields_are_an_id3v2_tag_in_front_is_left_alone(tmp_path):
     """Players that read FLAC through ffmpeg show an ID3v2 tag in front of fLaC only while the
     Vorbis comments are empty: writing tagger's fields hid the file's title and artist from them

@@ -132,6 +132,11 @@ class FLACStorage(VorbisStorage):
                 return (f"an ID3v2 tag in front of its FLAC stream holds its fields ({shown}) and its Vorbis "
                         "comments none: players that read Vorbis comments first would stop showing them once "
                         "tagger's fields are there")  # fmt: skip
+            shown = _id3v1_fields(path)
+            if shown:  # (TagLib shows a FLAC's ID3v1 tag only while its Vorbis comments are empty)
+                return (f"an ID3v1 tag at its end holds its fields ({shown}) and its Vorbis comments none: TagLib "
+                        "shows them only while the Vorbis comments are empty, so tagger's fields would hide "
+                        "them")  # fmt: skip
         changed = self.blocks_changed(audio, path)
         if changed:
             return (f"its FLAC metadata has blocks that a rewrite would change ({', '.join(changed)}: bytes in "
@@ -365,12 +370,25 @@ class OggOpusStorage(OggVorbisStorage):
 # -- helpers ------------------------------------------------------------------------------------
 
 
+def _id3v1_fields(path: str) -> str:
+    """The fields (as ID3v2 frame IDs, e.g. "TIT2, TPE1") of an ID3v1 tag ending the file; "" when none."""
+    from mutagen.id3 import ParseID3v1
+
+    with open(path, "rb") as f:
+        if f.seek(0, 2) < 128:
+            return ""
+        f.seek(-128, 2)
+        frames = ParseID3v1(f.read(128)) or {}
+    return ", ".join(sorted(frames))
+
+
 def _id3_fields_in_front(path: str) -> str:
-    """The frames (IDs, e.g. "TIT2, TPE1") of an ID3v2 tag at the start of the file; "" when none."""
+    """The frames (IDs, e.g. "TIT2, TPE1") of an ID3v2 tag at the start of the file; "" when none
+    (an ID3v1 tag at its end is not one)."""
     from mutagen.id3 import ID3, ID3NoHeaderError
 
     try:
-        frames = sorted({key[:4] for key in ID3(path).keys()})
+        frames = sorted({key[:4] for key in ID3(path, load_v1=False).keys()})
     except ID3NoHeaderError:
         return ""
     except Exception:  # noqa: BLE001  (an unreadable tag in front: the save would keep its bytes as they are)
