@@ -885,6 +885,32 @@ def test_one_ogg_page_checksum_serves_the_probe_and_the_tags(tmp_path):
     assert not hashing.ogg_page_intact(data[:26])
 
 
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
+def test_one_id3v2_length_and_one_ogg_page_walk_serve_the_probe_and_the_tags(tmp_path):
+    """The probe and the tag storage each had their own ID3v2 tag length and their own walk over an
+    Ogg file's page headers (the reviewer's leftover); both read `tagger.containers` now: a tag's
+    length counts its footer where the flag gives one and is 0 for fewer than 10 bytes; the walk
+    gives every page, stops before junk and after a segment table cut short."""
+    import io
+
+    from tagger import containers
+    from tagger.tags.storage import _bytes
+
+    tag = b"ID3\x04\x00\x00\x00\x00\x01\x00"  # (128 bytes of frames)
+    assert containers.id3v2_length(tag) == 138 and containers.id3v2_length(tag[:5] + b"\x10" + tag[6:]) == 148
+    assert containers.id3v2_length(tag[:9]) == 0 and containers.id3v2_length(b"TAG" + tag[3:]) == 0
+    assert _bytes._id3v2_end(io.BytesIO(tag + bytes(128) + tag + bytes(128) + b"\xff\xfb"), 0) == 276
+    src = tmp_path / "src.wav"
+    sf.write(src, tone_signal([BASS], seconds=3.0, sr=48_000), 48_000)
+    path = tmp_path / "tone.ogg"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", src, "-c:a", "libvorbis", path], check=True)
+    data = path.read_bytes()
+    pages = [(p.offset, p.length, p.granule) for p in containers.ogg_page_heads(io.BytesIO(data + b"junk" * 10))]
+    assert pages == _ogg_pages(data) and len(pages) > 3
+    last = list(containers.ogg_page_heads(io.BytesIO(data[: pages[-1][0] + 28])))[-1]
+    assert last.offset == pages[-1][0] and not last.whole
+
+
 def test_a_flac_damaged_in_its_middle_is_not_said_to_be_cut_short(tmp_path):
     """A FLAC with 20 KB zeroed in its middle (its length and end intact): libsndfile fails there,
     ffmpeg decodes on past the damage without a word, and what is missing (2 s of 20) was refused as

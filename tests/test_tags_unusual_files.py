@@ -23,7 +23,7 @@ import pytest
 
 from tagger import tags
 from tagger.errors import TagWriteError
-from tagger.tags.storage._bytes import _syncsafe as _tag_size
+from tagger.containers import syncsafe as _tag_size
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None, reason="needs ffmpeg")
 

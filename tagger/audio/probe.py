@@ -17,6 +17,7 @@ from pathlib import Path
 from tagger.audio.losses import _note_or_refuse
 from tagger.audio.plumbing import _decoder_preexec, _DecoderStderr, _said
 from tagger.errors import AudioReadError, MissingToolError
+from tagger.containers import id3v2_length, ogg_page_heads
 from tagger.hashing import ogg_page_intact
 
 
@@ -220,7 +221,7 @@ def _header_past_end(path: Path) -> str | None:
             size, pos = os.fstat(f.fileno()).st_size, 0
             for _ in range(16):  # (ID3v2 tags one after another, as some taggers leave them)
                 f.seek(pos)
-                length = _id3v2_end(f.read(10))
+                length = id3v2_length(f.read(10))
                 if not length:
                     break
                 if pos + length > size:
@@ -363,52 +364,48 @@ def _ogg_walk(path: Path) -> _OggWalk | None:
     page, and where the file ends inside a page (cut short). Stops at bytes that are not a page
     (junk after the last page, damage); None where the file does not begin with a page or cannot be
     read."""
-    import struct
-
     streams: dict[int, _OggStream] = {}
     chained = seen_data = False
     link = 0
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
-            pos = page = 0
+            pos = number = 0
             while pos < size:
+                for page in ogg_page_heads(f, pos):
+                    if page.first:  # (a stream begins: after another's data pages, the next link of a chain)
+                        link = number if seen_data else link
+                        chained = chained or seen_data
+                        f.seek(page.offset + page.header)
+                        first = f.read(min(page.length - page.header, 64))
+                        streams.pop(page.serial, None)  # (a serial number used again, by the next link)
+                        codec, rate = _ogg_codec(first)
+                        skip = int.from_bytes(first[10:12], "little") if codec == "opus" and len(first) >= 12 else 0
+                        streams[page.serial] = _OggStream(codec, rate, last=number, skip=skip)
+                    seen_data = seen_data or not page.first
+                    cut = (page.serial, page.granule, page.flags)
+                    if not page.whole or page.end > size:
+                        return _OggWalk(chained, link, streams, cut if page.whole else None, True)
+                    stream = streams.get(page.serial)
+                    if stream is not None:
+                        if page.last:
+                            f.seek(page.offset)
+                            if not ogg_page_intact(f.read(page.length)):  # (a page cut, and bytes appended after it)
+                                return _OggWalk(chained, link, streams, cut, True)
+                        stream.granule = page.granule if page.granule != -1 else stream.granule
+                        stream.ended, stream.last = page.last, number
+                    pos = page.end
+                    number += 1
+                if pos >= size:
+                    break
                 f.seek(pos)
-                head = f.read(27 + 255)  # (the header and its segment table, in one read)
+                head = f.read(27)
                 if len(head) < 27:
                     partial = b"OggS"[: len(head)] == head[:4] and head[4:5] in (b"", b"\0")
                     return _OggWalk(chained, link, streams, None, partial) if streams else None
-                if head[:4] != b"OggS":  # (not a page where one must begin: damage, or junk after the last page)
-                    pos = _next_ogg_page(f, pos + 1, size)
-                    if pos < 0:
-                        break
-                    continue
-                table = head[27 : 27 + head[26]]
-                length = 27 + len(table) + sum(table)
-                flags, (granule, serial) = head[5], struct.unpack("<qI", head[6:18])
-                if flags & 0x02:  # (a stream begins: after another's data pages, the next link of a chain)
-                    link = page if seen_data else link
-                    chained = chained or seen_data
-                    f.seek(pos + 27 + len(table))
-                    first = f.read(min(sum(table), 64))
-                    streams.pop(serial, None)  # (a serial number used again, by the next link)
-                    codec, rate = _ogg_codec(first)
-                    skip = int.from_bytes(first[10:12], "little") if codec == "opus" and len(first) >= 12 else 0
-                    streams[serial] = _OggStream(codec, rate, last=page, skip=skip)
-                seen_data = seen_data or not flags & 0x02
-                if len(table) < head[26] or pos + length > size:
-                    return _OggWalk(chained, link, streams, (serial, granule, flags) if len(table) == head[26] else None, True)
-                stream = streams.get(serial)
-                if stream is not None:
-                    ended = bool(flags & 0x04)
-                    if ended:
-                        f.seek(pos)
-                        if not ogg_page_intact(f.read(length)):  # (a page cut, and bytes appended after it)
-                            return _OggWalk(chained, link, streams, (serial, granule, flags), True)
-                    stream.granule = granule if granule != -1 else stream.granule
-                    stream.ended, stream.last = ended, page
-                pos += length
-                page += 1
+                pos = _next_ogg_page(f, pos + 1, size)  # (not a page where one must begin: damage, or junk after the last page)
+                if pos < 0:
+                    break
     except OSError:
         return None
     return _OggWalk(chained, link, streams, None, False) if streams else None
@@ -565,14 +562,6 @@ def _vbri_seconds(path: Path) -> float | None:
     return frames * (1152 if mpeg1 else 576) / hz if frames else None
 
 
-def _id3v2_end(data: bytes) -> int:
-    """The length of the ID3v2 tag `data` begins with (0 for none)."""
-    if data[:3] != b"ID3" or len(data) < 10:
-        return 0
-    footer = 10 if data[5] & 0x10 else 0
-    return 10 + footer + ((data[6] & 0x7F) << 21 | (data[7] & 0x7F) << 14 | (data[8] & 0x7F) << 7 | data[9] & 0x7F)
-
-
 def _mp3_decoded_in_part(path: Path, probes: int = 8) -> str | None:
     """Why libsndfile would decode an MP3 only in part, or None: a VBR MP3 without a header of its
     length (Xing, Info, VBRI) whose length libsndfile takes from its first frame's bit rate and stops
@@ -584,7 +573,7 @@ def _mp3_decoded_in_part(path: Path, probes: int = 8) -> str | None:
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
-            start = _id3v2_end(f.read(10))
+            start = id3v2_length(f.read(10))
             first, known = None, False
             for k in range(probes):
                 f.seek(start + (size - start) * k // probes)
@@ -668,7 +657,7 @@ def _flac_end_whole(path: Path, total: int) -> bool:
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
-            start = _id3v2_end(f.read(10))
+            start = id3v2_length(f.read(10))
             f.seek(start)
             head = f.read(4 + 4 + 4)
             if head[:4] != b"fLaC" or head[4] & 0x7F != 0:
@@ -878,7 +867,7 @@ def _first_mp3_frame(path: Path) -> bytes | None:
     Xing, Info or VBRI header stands; None where none is found or the file cannot be read."""
     try:
         with open(path, "rb") as f:
-            f.seek(_id3v2_end(f.read(10)))
+            f.seek(id3v2_length(f.read(10)))
             data = f.read(16384)
     except OSError:
         return None
@@ -910,7 +899,7 @@ def _mp3_layout(path: Path) -> _Mp3Layout | None:
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
-            start = _id3v2_end(f.read(10))
+            start = id3v2_length(f.read(10))
             f.seek(start)
             found = _mp3_frames_at(f.read(16384))
             if found is None:
@@ -962,7 +951,7 @@ def _mp3_tail(path: Path) -> _Mp3Tail | None:
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
-            start = _id3v2_end(f.read(10))
+            start = id3v2_length(f.read(10))
             end, trailing = _trailing_tags(f, size)
             first = max(start, end - 4 * MP3_MAX_FRAME)
             f.seek(first)
@@ -1007,7 +996,7 @@ def _tag_at(head: bytes) -> int:
     begin) begins with: an ID3v2 tag, an ID3v1 tag (128 bytes) or an APEv2 tag with its header (as
     joined files hold between their parts); 0 where none does."""
     if head[:3] == b"ID3" and len(head) >= 10 and head[3] in (2, 3, 4) and max(head[6:10]) < 0x80:
-        return _id3v2_end(head)
+        return id3v2_length(head)
     if head[:3] == b"TAG":
         return 128
     if head[:8] == b"APETAGEX" and len(head) >= 24 and int.from_bytes(head[20:24], "little") & 1 << 29:

@@ -1,9 +1,12 @@
 """Byte helpers that more than one container's storage uses: hashing a range of a file and a tag
-value (`_hash_range`, `_feed`), reading an ID3v2 size (`_syncsafe`) and finding the end of the
-ID3v2 tag(s) at the start of a file (`_id3v2_end`: an MP3's, or one in front of a FLAC stream).
+value (`_hash_range`, `_feed`), and finding the end of the ID3v2 tag(s) at the start of a file
+(`_id3v2_end`: an MP3's, or one in front of a FLAC stream; each tag's length and size are
+`tagger.containers`', as the audio probe reads them).
 """
 
 from __future__ import annotations
+
+from tagger.containers import id3v2_length
 
 _CHUNK = 1 << 20
 
@@ -55,19 +58,12 @@ def _feed(h, value) -> None:
         h.update(data)
 
 
-def _syncsafe(data: bytes) -> int:
-    size = 0
-    for b in data:
-        size = (size << 7) | (b & 0x7F)
-    return size
-
-
 def _id3v2_end(f, start: int = 0) -> int:
-    """Offset after the ID3v2 tag(s) at ``start`` (``start`` when there is none)."""
+    """Offset after the ID3v2 tag(s) at ``start`` in the open file ``f`` (``start`` when there is none)."""
     pos = start
     while True:
         f.seek(pos)
-        head = f.read(10)
-        if len(head) < 10 or head[:3] != b"ID3":
+        length = id3v2_length(f.read(10))
+        if not length:
             return pos
-        pos += 10 + _syncsafe(head[6:10]) + (10 if head[5] & 0x10 else 0)
+        pos += length

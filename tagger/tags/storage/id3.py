@@ -19,8 +19,9 @@ import zlib
 from collections import Counter
 from typing import NamedTuple
 
+from tagger.containers import syncsafe
 from tagger.tags.fields import INSTRUMENTS_MODEL, Raw, ours
-from tagger.tags.storage._bytes import _hash_range, _id3v2_end, _syncsafe
+from tagger.tags.storage._bytes import _hash_range, _id3v2_end
 from tagger.tags.storage.base import Format, Storage, register
 
 
@@ -489,7 +490,7 @@ class DSFStorage(ID3Storage):
             if _points_to_tag(pointer, size):
                 f.seek(pointer)
                 head = f.read(10)
-                tag_end = pointer + 10 + _syncsafe(head[6:10])
+                tag_end = pointer + 10 + syncsafe(head[6:10])
                 if len(head) == 10 and head[3] == 4 and head[5] & 0x10:  # a footer (ID3v2.4 only)
                     f.seek(tag_end)
                     tag_end += 10 if f.read(3) == b"3DI" else 0  # (the flag alone would make any 10 bytes one)
@@ -698,7 +699,7 @@ def _id3_walk(f, start: int, span: int, *, why: list[str] | None = None) -> _ID3
     if len(head) < 10 or head[:3] != b"ID3" or head[3] not in (2, 3, 4):
         return None
     major, flags = head[3], head[5]
-    size = min(_syncsafe(head[6:10]), span - 10)
+    size = min(syncsafe(head[6:10]), span - 10)
     if major == 2 and flags & 0x40:  # a compressed ID3v2.2 tag
         return None
     if major < 4 and flags & 0x80:  # the whole tag unsynchronised (v2.4 does it frame by frame): rare, read it
@@ -717,7 +718,7 @@ def _id3_walk(f, start: int, span: int, *, why: list[str] | None = None) -> _ID3
         if ext.decode("latin-1") in Frames:
             first = 0  # the flag set without an extended header (some writers): frames follow, as mutagen reads it
         else:
-            first = 4 + int.from_bytes(ext, "big") if major == 3 else _syncsafe(ext)
+            first = 4 + int.from_bytes(ext, "big") if major == 3 else syncsafe(ext)
     # v2.4 frame sizes are syncsafe, but some writers (old iTunes) wrote plain ones: the walk that
     # reaches the end cleanly is the tag's
     past: list[list[str]] = []
@@ -749,7 +750,7 @@ def _walk_frames(f, base: int, pos: int, size: int, major: int, sizes: str, *,
         if len(header) < head or not all(48 <= b <= 57 or 65 <= b <= 90 for b in fid):
             return None
         raw = header[id_len : id_len + (3 if major == 2 else 4)]
-        length = _syncsafe(raw) if sizes == "syncsafe" else int.from_bytes(raw, "big")
+        length = syncsafe(raw) if sizes == "syncsafe" else int.from_bytes(raw, "big")
         if pos + head + length > size:
             if past is not None:
                 past.append(f"its {fid.decode('ascii')} frame declares {length} bytes where {size - pos - head} are left")
@@ -930,7 +931,7 @@ def _id3v24_footer(f) -> bytes | None:
     head = f.read(10)
     if len(head) < 10 or head[:3] != b"ID3" or head[3] != 4 or not head[5] & 0x10:
         return None
-    f.seek(10 + _syncsafe(head[6:10]))
+    f.seek(10 + syncsafe(head[6:10]))
     footer = f.read(10)
     return footer if len(footer) == 10 and footer[:3] == b"3DI" else None
 
@@ -942,7 +943,7 @@ def _drop_footer_left(path: str, footer: bytes) -> None:
 
     with open(path, "r+b") as f:
         head = f.read(10)
-        at = 10 + _syncsafe(head[6:10]) if len(head) == 10 and head[:3] == b"ID3" else 0
+        at = 10 + syncsafe(head[6:10]) if len(head) == 10 and head[:3] == b"ID3" else 0
         f.seek(at)
         if f.read(10) == footer:
             delete_bytes(f, 10, at)

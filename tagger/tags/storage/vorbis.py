@@ -11,8 +11,8 @@ import os
 import shutil
 import struct
 from collections import Counter
-from typing import NamedTuple
 
+from tagger.containers import ogg_page_heads
 from tagger.errors import TagWriteError
 from tagger.hashing import ogg_page_intact
 from tagger.tags.fields import Raw, ours
@@ -529,31 +529,17 @@ def _ogg_first_chain_end(f) -> int:
     return ended if ended is not None else f.seek(0, os.SEEK_END)
 
 
-class _OggHead(NamedTuple):
-    serial: int
-    first: bool
-    last: bool
-    end: int
-    """The offset after the page."""
-
-
 def _ogg_page_heads(f):
-    """(offset, `_OggHead`) of each page of the open Ogg file ``f`` from its position, read from the
-    page headers alone (the bodies are skipped: a tenth of the time of mutagen's `OggPage`); a
-    page header cut short ends them, bytes that are not one raise ``ValueError``, as mutagen's
-    reading of the file does."""
-    while True:
-        start = f.tell()
-        head = f.read(27)
-        if len(head) < 27:
+    """(offset, `OggPageHead`) of each page of the open Ogg file ``f`` from its position, read from
+    the page headers alone (`tagger.containers.ogg_page_heads`: the bodies are skipped, a tenth of
+    the time of mutagen's `OggPage`); a page header or segment table cut short ends them, bytes
+    that are not one raise ``ValueError``, as mutagen's reading of the file does."""
+    pos = f.tell()
+    for page in ogg_page_heads(f, pos):
+        if not page.whole:
             return
-        if head[:4] != b"OggS":
-            raise ValueError(f"not an Ogg page at offset {start}")
-        table = f.read(head[26])
-        if len(table) < head[26]:
-            return
-        end = start + 27 + len(table) + sum(table)
-        f.seek(end)
-        yield start, _OggHead(int.from_bytes(head[14:18], "little"), bool(head[5] & 2), bool(head[5] & 4), end)
-
-
+        yield page.offset, page
+        pos = page.end
+    f.seek(pos)
+    if len(head := f.read(27)) == 27 and head[:4] != b"OggS":
+        raise ValueError(f"not an Ogg page at offset {pos}")
