@@ -1321,6 +1321,7 @@ def _ape_tag(items: list[tuple[bytes, int, bytes]], *, version: int = 2000, head
 
 
 _ID3V1 = b"TAG" + b"Blue".ljust(30, b"\0") + b"Ann".ljust(30, b"\0") + bytes(64) + b"\x05"
+_EMPTY_ID3V1 = b"TAG" + bytes(124) + b"\xff"  # (no title, ..., no genre)
 _LYRICS3V2 = b"LYRICSBEGIN" + b"IND00003110" + b"%06dLYRICS200" % 22
 
 APE_CASES = {
@@ -1366,26 +1367,43 @@ def test_wavpack_tags_a_rewrite_would_change_are_refused(tmp_path, case):
     assert song.read_bytes() == original
 
 
+@pytest.mark.parametrize("ape", [False, True], ids=["no APE tag", "an empty APE tag"])
+def test_wavpack_whose_fields_are_in_an_id3v1_tag_alone_is_left_unchanged(tmp_path, ape):
+    """TagLib shows the first of a WavPack's (Monkey's Audio's, Musepack's) APEv2 and ID3v1 tags that
+    holds anything: the title and artist of a file whose only fields are in an ID3v1 tag stopped
+    showing once tagger's APEv2 tag was there (was: tagged, TagLib showing tagger's fields alone).
+    Found tagging a WavPack with an ID3v1 tag alone. Left unchanged, saying why."""
+    song = _ffmpeg(tmp_path / "song.wv", "-c:a", "wavpack", "-fflags", "+bitexact")
+    song.write_bytes(song.read_bytes() + (_ape_tag([], header=True) if ape else b"") + _ID3V1)
+    before = song.read_bytes()
+    with pytest.raises(TagWriteError, match=r"an ID3v1 tag at its end holds its fields \(TCON, TIT2, TPE1\) and its APEv2 "
+                                            r"tag none: TagLib shows them only while the APEv2 tag is empty"):
+        tags.write_instruments(song, **WRITE)
+    assert song.read_bytes() == before
+
+
 @pytest.mark.parametrize("ape", [True, False], ids=["after an APE tag", "alone"])
 def test_wavpack_id3v1_tag_after_the_ape_tag_is_kept_there(tmp_path, ape):
     """An ID3v1 tag after the APE tag (the APEv2 specification's place for it, as foobar2000 and EAC
     write it; or alone): mutagen drops it when it writes the APE tag, or buries it in front of a new
     one, so such files were refused. The ID3v1 tag is set aside and put back after the new APE tag:
     every byte before the tag and the ID3v1 tag are kept, the items too, the audio decodes the same;
-    `untag` of a file tagger gave its only APE tag returns the very bytes it had."""
+    `untag` of a file tagger gave its only APE tag returns the very bytes it had. (An ID3v1 tag alone
+    holds no field here: one that holds fields is refused, next test.)"""
     items = [(b"Title", 0, b"Blue"), (b"Artist", 0, b"Ann")]
     song = _ffmpeg(tmp_path / "song.wv", "-c:a", "wavpack", "-fflags", "+bitexact")
     audio, decoded = song.read_bytes(), _decoded_md5(song)
-    original = audio + (_ape_tag(items, header=True) if ape else b"") + _ID3V1
+    id3v1 = _ID3V1 if ape else _EMPTY_ID3V1
+    original = audio + (_ape_tag(items, header=True) if ape else b"") + id3v1
     song.write_bytes(original)
     tags.write_instruments(song, **WRITE)
     data = song.read_bytes()
-    assert data.startswith(audio) and data.endswith(b"APETAGEX" + data[-160:-128][8:] + _ID3V1)
+    assert data.startswith(audio) and data.endswith(b"APETAGEX" + data[-160:-128][8:] + id3v1)
     assert all(struct.pack("<2I", len(v), f) + k + b"\0" + v in data for k, f, v in (items if ape else []))
     assert tags.read_instruments(song).instruments == ["bass", "guitar"] and _decoded_md5(song) == decoded
     tags.remove_instruments(song)
     data = song.read_bytes()
-    assert not tags.read_instruments(song).tagged and data.endswith(_ID3V1)
+    assert not tags.read_instruments(song).tagged and data.endswith(id3v1)
     if ape:  # the same tag, its items in size order
         assert len(data) == len(original) and data[: len(audio) + 32] == original[: len(audio) + 32]
         assert all(struct.pack("<2I", len(v), f) + k + b"\0" + v in data[len(audio) : -160] for k, f, v in items)

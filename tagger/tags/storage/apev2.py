@@ -193,6 +193,14 @@ class APEv2Storage(Storage):
                     block = "a Lyrics3" if lyrics else "an extended ID3v1 (TAG+)"
                     return (f"it ends with an ID3v1 tag behind {block} block, in front of which a rewrite would "
                             "add its APEv2 tag (where an old one may lie)")  # fmt: skip
+            id3v1 = _id3v1_after(f, size, tag)
+            if id3v1 and (tag is None or not tag.items):
+                from mutagen.id3 import ParseID3v1
+
+                shown = ", ".join(sorted(ParseID3v1(id3v1) or {}))
+                if shown:  # (TagLib shows the first of the APEv2 and ID3v1 tags that holds anything)
+                    return (f"an ID3v1 tag at its end holds its fields ({shown}) and its APEv2 tag none: TagLib shows "
+                            "them only while the APEv2 tag is empty, so tagger's fields would hide them")  # fmt: skip
         if tag is None:
             return None
         if tag.version != 2000:
