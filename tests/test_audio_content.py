@@ -911,19 +911,28 @@ def test_one_id3v2_length_and_one_ogg_page_walk_serve_the_probe_and_the_tags(tmp
     assert last.offset == pages[-1][0] and not last.whole
 
 
-def test_a_flac_damaged_in_its_middle_is_not_said_to_be_cut_short(tmp_path):
+_ID3V1 = b"TAG" + b"title".ljust(30, b"\0") + bytes(95)
+_APEV2 = ((4).to_bytes(4, "little") + bytes(4) + b"a\0abcd"  # (one item, "a" = "abcd", then the tag's footer)
+          + b"APETAGEX" + (2000).to_bytes(4, "little") + (14 + 32).to_bytes(4, "little") + (1).to_bytes(4, "little")
+          + bytes(12))  # fmt: skip
+
+
+@pytest.mark.parametrize("tail", [b"", _ID3V1, _APEV2 + _ID3V1], ids=["no tag after it", "ID3v1", "APEv2 and ID3v1"])
+def test_a_flac_damaged_in_its_middle_is_not_said_to_be_cut_short(tmp_path, tail):
     """A FLAC with 20 KB zeroed in its middle (its length and end intact): libsndfile fails there,
     ffmpeg decodes on past the damage without a word, and what is missing (2 s of 20) was refused as
     `cut short: the file holds 18.0 s of the 20.0 s its header declares`, untrue. A file whose last
     frame is whole and ends on the last sample its header declares lost frames in its middle: the
-    error says so. A file cut short between two frames still says `cut short`."""
+    error says so, also where a tagger appended an ID3v1 or APEv2 tag after its last frame (they were
+    taken for its end, and the file said cut short). A file cut short between two frames still says
+    `cut short`."""
     if shutil.which("ffmpeg") is None:
         pytest.skip("needs ffmpeg")
     path = tmp_path / "damaged.flac"
     sf.write(path, np.repeat(tone_signal([BASS], seconds=20.0, sr=44_100)[:, None], 2, axis=1), 44_100)
     data = bytearray(path.read_bytes())
     data[len(data) // 3 : len(data) // 3 + 20_000] = bytes(20_000)
-    path.write_bytes(bytes(data))
+    path.write_bytes(bytes(data) + tail)
     with pytest.raises(AudioReadError, match=r"corrupt audio: frames in its middle could not be decoded \(damaged; the "
                                              r"file holds 1\d\.\d s of the 20\.0 s its header declares, its end "
                                              r"whole\); nothing stored"):  # fmt: skip

@@ -653,22 +653,29 @@ def _flac_end_whole(path: Path, total: int) -> bool:
     """Whether a FLAC file ends on a whole frame (its CRC-16 right) whose last sample is the
     `total`-th its STREAMINFO declares: its end is there, and audio missing from a decode was lost
     in its middle (damaged frames that the decoders skip), not cut off. Reads its STREAMINFO and its
-    last 256 KiB."""
+    last 256 KiB; its audio ends before the tags some taggers append (`_trailing_tags`: ID3v1,
+    APEv2), and its last frame is looked for among the headers within STREAMINFO's largest frame of
+    its end (a few at most)."""
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
             start = id3v2_length(f.read(10))
             f.seek(start)
-            head = f.read(4 + 4 + 4)
+            head = f.read(4 + 4 + 10)
             if head[:4] != b"fLaC" or head[4] & 0x7F != 0:
                 return False
             nominal = int.from_bytes(head[10:12], "big")  # (STREAMINFO's largest block: a fixed-size stream's)
-            first = max(start, size - (1 << 18))
+            largest = int.from_bytes(head[15:18], "big")  # (its largest frame in bytes; 0: not known)
+            end, _tags = _trailing_tags(f, size)  # (an ID3v1 or APEv2 tag that some taggers append)
+            first = max(start, end - (1 << 18))
             f.seek(first)
-            data = f.read(size - first)
+            data = f.read(end - first)
     except OSError:
         return False
+    tries = 0
     for i in range(len(data) - 6, -1, -1):
+        if largest and len(data) - i > largest:
+            break  # (no frame is that long)
         if data[i] != 0xFF or data[i + 1] not in (0xF8, 0xF9):
             continue
         frame = _flac_frame_header(data, i)
@@ -678,6 +685,9 @@ def _flac_end_whole(path: Path, total: int) -> bool:
         first_sample = number if data[i + 1] == 0xF9 else number * nominal
         if _crc16_flac(data[i:-2]) == int.from_bytes(data[-2:], "big"):
             return first_sample + blocksize == total
+        tries += 1
+        if tries == 4:  # (the last frame begins at one of the last headers, past a false one or two inside it;
+            break  # a cut one is no frame: each header tried is a CRC-16 in Python over all that follows)
     return False
 
 
@@ -1005,8 +1015,8 @@ def _tag_at(head: bytes) -> int:
 
 
 def _trailing_tags(f, size: int) -> tuple[int, list[str]]:
-    """Where the audio of the open MP3 `f` of `size` bytes ends: before the tags at its end (ID3v1,
-    APEv2 by its footer, Lyrics3 v2, in any order), and their names, the last one first."""
+    """Where the audio of the open MP3 (or FLAC) `f` of `size` bytes ends: before the tags at its end
+    (ID3v1, APEv2 by its footer, Lyrics3 v2, in any order), and their names, the last one first."""
     end, names = size, []
 
     def read(at: int, n: int) -> bytes:
