@@ -347,29 +347,35 @@ def test_compressed_frames_and_unsynchronisation_are_written_plain_with_the_same
 
 @pytest.mark.parametrize("ext, codec, little", [("wav", "pcm_u8", True), ("aiff", "pcm_s8", False)])
 @pytest.mark.parametrize("counted", [False, True], ids=["size without it", "size counting it"])
+@pytest.mark.parametrize("v1", [False, True], ids=["no tag after it", "an ID3v1 tag after it"])
 def test_a_last_chunk_of_odd_size_without_its_pad_byte_gets_it_and_the_tag_chunk_after(tmp_path, ext, codec, little,
-                                                                                        counted):  # fmt: skip
+                                                                                        counted, v1):  # fmt: skip
     # An odd-sized last chunk (8-bit mono, an odd number of samples) written without the pad byte
     # that should follow it: mutagen added the ID3 chunk at the odd offset, where no reader looks
     # for a chunk, and the write failed its check ("fields read back as {}"), so it was never tagged.
     # Some writers count the pad byte they leave out in the RIFF/FORM size (was: that failure still).
+    # An ID3v1 tag appended after the chunks (some tools do) stays the file's last 128 bytes (was:
+    # mutagen took its first byte for the pad byte and added its ID3 chunk after it, inside the tag).
     made = _ffmpeg(tmp_path / f"made.{ext}", "-c:a", codec, "-ac", "1", "-ar", "8001").read_bytes()
     fmt = "<I" if little else ">I"
     assert made[-1:] == b"\0" and struct.unpack(fmt, made[4:8])[0] == len(made) - 8  # ffmpeg's pad byte
     song = tmp_path / f"song.{ext}"
+    tail = ID3V1 if v1 else b""
     original = made[:4] + struct.pack(fmt, len(made) - (8 if counted else 9)) + made[8:-1]  # left out, as many do
-    song.write_bytes(original)
+    song.write_bytes(original + tail)
     decoded = _decoded(song)
 
     assert tags.write_instruments(song, **WRITE).written
     data = song.read_bytes()
+    assert data.endswith(tail)
+    data = data[: len(data) - len(tail)]
     assert data[8 : len(original)] == original[8:] and data[len(original)] == 0  # the pad byte, then the tag
     assert data[len(original) + 1 : len(original) + 5].upper() == b"ID3 "
     assert struct.unpack(fmt, data[4:8])[0] == len(data) - 8
     assert tags.read_instruments(song).instruments == ["bass", "guitar"]
     assert _decoded(song) == decoded
     assert tags.remove_instruments(song).written
-    assert song.read_bytes()[8:] == original[8:] + b"\0"
+    assert song.read_bytes()[8:] == original[8:] + b"\0" + tail
 
 
 @pytest.mark.parametrize("ext, codec, little", [("wav", "pcm_u8", True), ("aiff", "pcm_s8", False)])

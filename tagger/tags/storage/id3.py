@@ -299,7 +299,9 @@ class WAVEStorage(ID3Storage):
         (nor the tag chunk it adds: `_walk`), nor after the last chunk where the file ends at an odd
         offset (its ID3 chunk would start there). The chunks after one move by a byte, each kept as
         it was; the RIFF/FORM size counts the pad bytes. The last chunk gets none where the
-        RIFF/FORM size is not the file's (nor the file's and the missing pad byte)."""
+        RIFF/FORM size is not the file's (nor the file's and the missing pad byte), the file's
+        without an ID3v1 tag appended after the chunks (`_load_id3`) counted as the file's: mutagen
+        would take the tag's first byte for the pad byte and add its ID3 chunk inside the ID3v1 tag."""
         from mutagen._util import insert_bytes
 
         size = f.seek(0, os.SEEK_END)
@@ -309,14 +311,19 @@ class WAVEStorage(ID3Storage):
             return
         fmt = "<I" if self.little else ">I"
         declared = struct.unpack(fmt, head[4:8])[0]
+        end = size  # (where the chunks end: before an ID3v1 tag appended after them, which stays last)
+        if size >= 8 + 128 and declared + 8 in (size - 128, size - 127):
+            f.seek(size - 128)
+            if f.read(3) == b"TAG":
+                end = size - 128
         chunks = list(self._walk(f, min(size, 8 + declared)))
         missing = [start + length for _cid, start, length, nxt in chunks[:-1] if nxt == start + length and length & 1]
         counted = 0  # (a RIFF/FORM size that counts the last chunk's missing pad byte already: one more than the file)
-        if chunks and declared in (size - 8, size - 7):
+        if chunks and declared in (end - 8, end - 7):
             _cid, start, length, _nxt = chunks[-1]
-            if length & 1 and start + length == size:
-                missing.append(size)
-                counted = int(declared == size - 7)
+            if length & 1 and start + length == end:
+                missing.append(end)
+                counted = int(declared == end - 7)
         for at in reversed(missing):
             if at < size:
                 insert_bytes(f, 1, at)
