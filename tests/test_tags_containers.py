@@ -832,6 +832,27 @@ def _mp3_v1_only(path: Path) -> Path:
     return path
 
 
+@pytest.mark.parametrize("major", [3, 4])
+def test_an_mp3_with_an_empty_id3v2_tag_keeps_showing_its_id3v1_fields(tmp_path, major):
+    """An ID3v2 tag without frames (a tag editor's leftover once every field was cleared) beside an
+    ID3v1 tag: players, ffmpeg and TagLib show the ID3v1 fields, as where there is no ID3v2 tag, and
+    showed none once tagger's fields were in the ID3v2 tag (the ID3v1 fields were copied only where
+    there was no ID3v2 tag at all). Found tagging MP3s with an empty ID3v2 tag. They are copied into
+    it now, as into a new one; ffprobe and TagLib show the same title, artist and genre."""
+    song = _mp3_with_id3(tmp_path / "song.mp3", major=major)
+    song.write_bytes(song.read_bytes() + b"TAG" + b"v1 title".ljust(30, b"\0") + b"v1 artist".ljust(30, b"\0")
+                     + bytes(64) + b"\x05")  # fmt: skip
+    before = _ffprobe_tags(song)
+    assert before == {"title": "v1 title", "artist": "v1 artist", "genre": "Funk"}
+    assert tags.write_instruments(song, **WRITE).written
+    assert {k: v for k, v in _ffprobe_tags(song).items() if "instruments" not in k} == before
+    taglib = pytest.importorskip("taglib")
+    with taglib.File(str(song)) as f:
+        assert (f.tags["TITLE"], f.tags["ARTIST"], f.tags["GENRE"]) == (["v1 title"], ["v1 artist"], ["Funk"])
+    tags.remove_instruments(song)
+    assert _ffprobe_tags(song) == before
+
+
 @pytest.mark.parametrize("id3v1", [False, True], ids=["APEv2 alone", "APEv2 and ID3v1"])
 def test_an_mp3_whose_fields_are_in_an_apev2_tag_alone_is_left_unchanged(tmp_path, id3v1):
     """TagLib shows the first tag of an MP3 that holds anything, of its ID3v2, APEv2 and ID3v1 tags:
@@ -851,7 +872,7 @@ def test_an_mp3_whose_fields_are_in_an_apev2_tag_alone_is_left_unchanged(tmp_pat
         song.write_bytes(song.read_bytes() + b"TAG" + b"v1 title".ljust(30, b"\0") + bytes(94) + b"\x05")
     before = song.read_bytes()
     with pytest.raises(TagWriteError, match=r"an APEv2 tag after its audio holds its fields \(Title, Artist, "
-                                            r"REPLAYGAIN_TRACK_GAIN\) and it has no ID3v2 tag: TagLib shows"):
+                                            r"REPLAYGAIN_TRACK_GAIN\) and no ID3v2 tag does: TagLib shows"):
         tags.write_instruments(song, **WRITE)
     assert song.read_bytes() == before
     own = ID3()

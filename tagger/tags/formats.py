@@ -195,14 +195,26 @@ def _load_id3(cls: type, name: str, *, copies: bool = True):
     if cls.__name__ != "MP3":
         return cls(name, translate=False)
     audio = cls(name, translate=False, load_v1=False)
-    if audio.tags is None and copies:
+    if not copies or not (audio.tags is None or (not len(audio.tags) and not audio.tags.unknown_frames)):
+        return audio
+    if audio.tags is None:
         audio = cls(name, translate=False, load_v1=True)  # (tags None again when there is no ID3v1 tag)
-        for frame in [] if audio.tags is None else audio.tags.getall("COMM"):
-            # mutagen describes the comment "ID3v1 Comment"; readers show the comment without a
-            # description as the file's comment (ffmpeg's "comment")
-            del audio.tags[frame.HashKey]
-            frame.desc = ""
-            audio.tags.add(frame)
+    else:  # an ID3v2 tag without frames: players and ffmpeg read the ID3v1 tag, as where there is none
+        from mutagen.id3 import ParseID3v1
+
+        with open(name, "rb") as f:
+            frames = ParseID3v1(f.read(128)) if f.seek(0, 2) >= 128 and f.seek(-128, 2) >= 0 else None
+        if frames:
+            audio.tags = None  # (a new tag in place of the empty one)
+            audio.add_tags()
+            for frame in frames.values():
+                audio.tags.add(frame)
+    for frame in [] if audio.tags is None else audio.tags.getall("COMM"):
+        # mutagen describes the comment "ID3v1 Comment"; readers show the comment without a
+        # description as the file's comment (ffmpeg's "comment")
+        del audio.tags[frame.HashKey]
+        frame.desc = ""
+        audio.tags.add(frame)
     return audio
 
 

@@ -208,11 +208,13 @@ class MP3Storage(ID3Storage):
     def cannot_keep(self, audio, path, version):
         # TagLib shows the first tag of an MP3 that holds anything, of its ID3v2, APEv2 and ID3v1
         # tags: an APEv2 tag's fields (foobar2000's, MP3Gain's) stop showing once an ID3v2 tag is there
-        if audio.tags is None or audio.tags.version[1] == 1 or not len(audio.tags):
+        frames = self.item_ids(path)  # (in the file's ID3v2 tag: none where it has none or an empty one)
+        if frames is not None and not frames:
             shown = _apev2_keys(path)
             if shown:
-                return (f"an APEv2 tag after its audio holds its fields ({shown}) and it has no ID3v2 tag: TagLib "
-                        "shows an MP3's APEv2 tag only while it has none, so tagger's fields would hide them")  # fmt: skip
+                return (f"an APEv2 tag after its audio holds its fields ({shown}) and no ID3v2 tag does: TagLib "
+                        "shows an MP3's APEv2 tag only while its ID3v2 tag is missing or empty, so tagger's fields "
+                        "would hide them")  # fmt: skip
         return super().cannot_keep(audio, path, version)
 
     def id3_span(self, f, size):
