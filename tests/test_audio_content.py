@@ -140,6 +140,40 @@ def test_mp3_files_joined_one_after_another_are_analysed_whole(tmp_path, db, xin
 
 
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
+@pytest.mark.parametrize("tail", ["apev2", "apev2 without its header", "lyrics3", "id3v1"])
+def test_a_vbr_mp3_without_a_length_header_and_a_tag_at_its_end_is_analysed_whole(tmp_path, tail):
+    """A whole VBR MP3 without a Xing/Info header (decoded by ffmpeg, which finds its length) with a
+    Lyrics3 tag, or an APEv2 tag of a footer alone (the APEv1 form, which the specification lets
+    v2 writers use too), after its frames: ffmpeg decoded the tag as frames it could not
+    ('mp3float: Header missing') and the file was an error, 'corrupt audio: ffmpeg could not decode
+    1 of its frames'. The tag is left out of what ffmpeg is given now, as tags between the parts of
+    joined files: the same samples as the file without it, and no note (as with an ID3v1 tag, or an
+    APEv2 tag with its header, which ffmpeg skips itself)."""
+    from mutagen.apev2 import APEv2
+
+    data = _mp3(tmp_path / "plain.mp3", tone_signal([BASS], seconds=6.0, sr=44_100), 44_100, "-q:a", "4",
+                "-write_xing", "0")  # fmt: skip
+    assert b"Xing" not in data and b"Info" not in data
+    path = tmp_path / "tagged.mp3"
+    lyrics = b"LYRICSBEGIN" + b"IND00002" + b"10"
+    item = (7).to_bytes(4, "little") + bytes(4) + b"Title\0a title"
+    footer = b"APETAGEX" + (2000).to_bytes(4, "little") + (len(item) + 32).to_bytes(4, "little") + (1).to_bytes(4, "little")
+    path.write_bytes(data + {"apev2": b"", "id3v1": ID3V1, "apev2 without its header": item + footer + bytes(12),
+                             "lyrics3": lyrics + b"%06d" % len(lyrics) + b"LYRICS200" + ID3V1}[tail])  # fmt: skip
+    if tail == "apev2":
+        tag = APEv2()
+        tag["Title"] = "a title"
+        tag.save(path)
+    elif tail == "apev2 without its header":
+        assert APEv2(path)["Title"] == "a title"  # (a tag as mutagen reads it)
+    assert audio.info(path).decoder == "ffmpeg"
+    notes: list[str] = []
+    got = np.concatenate(list(audio.stream(path, notes=notes)))
+    assert notes == []
+    np.testing.assert_array_equal(got, audio.load(tmp_path / "plain.mp3"))
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
 @pytest.mark.parametrize("second_rate", [44_100, 22_050])
 @pytest.mark.parametrize("cover", [False, True])
 def test_mp3_files_joined_with_a_tag_between_them_are_analysed_whole_and_keep_it_through_a_tag_write(

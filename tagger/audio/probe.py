@@ -989,9 +989,15 @@ def _mp3_feed(path: Path) -> tuple[tuple[int, int], ...]:
     (``cat a.mp3 b.mp3``, b beginning with its ID3v2 tag): all but those tags, and but the tags at
     its end where its frames reach them (ffmpeg, reading a pipe, cannot look for those); () where no
     tag lies between its frames, for ffmpeg to read the file itself. Where the walk stops at bytes
-    that are neither frames nor tags (damage), the rest is given as it is, for ffmpeg's own rule."""
+    that are neither frames nor tags (damage), the rest is given as it is, for ffmpeg's own rule.
+    An APEv2 or Lyrics3 tag at its end that its frames reach is left out too, tags between them or
+    not: ffmpeg skips an ID3v1 tag there, and decodes those as frames it cannot ("Header missing",
+    a whole VBR MP3 without a length header then an error)."""
     layout = _mp3_layout(path)
-    if layout is None or not layout.between:
+    if layout is None:
+        return ()
+    ends_in_others = layout.walked == layout.end and any(t != "an ID3v1 tag" for t in layout.trailing)
+    if not layout.between and not ends_in_others:
         return ()
     ranges, pos = [], 0
     for first, after in layout.between:
