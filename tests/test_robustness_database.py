@@ -544,3 +544,24 @@ def test_a_read_only_database_at_an_old_revision_names_what_is_read_only(where):
     finally:
         os.chmod(home, 0o755)
         shutil.rmtree(home)
+
+
+def test_a_sqlite_url_of_a_name_beginning_with_a_tilde_is_refused_saying_how_to_write_it(tmp_path, fake_models, monkeypatch):
+    """`--db sqlite:///~/lib.db`: SQLite opens a URL's name as written, `./~/lib.db` (a folder named
+    `~` under the current one), while the checks before it read `$HOME/lib.db`; a scan failed with
+    'unable to open database file' after those checks. Refused in one line naming both ways to write
+    it, before anything is made; the plain path `~/lib.db` is expanded as ever."""
+    music, (song,), _ = _library(tmp_path)
+    home, here = tmp_path / "home", tmp_path / "here"
+    home.mkdir()
+    here.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(here)
+    for command in (["scan", str(music), "--jobs", "0", "--no-write-tags"], ["query"]):
+        result = CliRunner().invoke(app, [*command, "--db", "sqlite:///~/lib.db"])
+        _one_line_error(result, "the database URL sqlite:///~/lib.db begins its file name with '~', which a URL does "
+                                f"not expand (SQLite would open a folder named '~' under the current one): write the "
+                                f"path in full, sqlite:///{home}/lib.db, or give the plain path, ~/lib.db")  # fmt: skip
+    assert os.listdir(here) == [] and os.listdir(home) == []
+    result = CliRunner().invoke(app, ["scan", str(music), "--jobs", "0", "--no-write-tags", "--db", "~/lib.db"])
+    assert result.exit_code == 0 and (home / "lib.db").is_file(), result.output

@@ -85,6 +85,12 @@ def as_url(db: str | os.PathLike | None) -> str:
             # files, said "1 scanned", exit 0, and its results were gone with the process)
             raise UserError(f"the database URL {shown_url(text)} names no file: SQLite would hold the library in "
                             "memory, lost when tagger exits; give a file (sqlite:////path/library.db, or a plain path)")  # fmt: skip
+        if parsed.get_backend_name() == "sqlite" and name.startswith("~"):
+            # (SQLite opens a URL's name as written: ``sqlite:///~/lib.db`` is ``./~/lib.db``, a folder
+            # named ``~`` under the current one, while the checks before it read ``$HOME/lib.db``)
+            raise UserError(f"the database URL {shown_url(text)} begins its file name with '~', which a URL does not "
+                            f"expand (SQLite would open a folder named '~' under the current one): write the path in "
+                            f"full, sqlite:///{Path(name).expanduser()}, or give the plain path, {name}")  # fmt: skip
         return text
     return sqlite_url(Path(text).expanduser().resolve())
 
