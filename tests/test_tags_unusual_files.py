@@ -876,3 +876,22 @@ def test_a_flac_whose_only_fields_are_an_id3v2_tag_in_front_is_left_alone(tmp_pa
     audio.save()
     tags.write_instruments(f, **WRITE)
     assert tags.read_instruments(f).instruments == ["bass", "guitar"]
+
+
+def test_an_mp3_whose_second_id3v2_tag_holds_taggers_fields_is_refused_naming_it(tmp_path):
+    """An MP3 starting with two ID3v2 tags back to back (another program prepended one), the second
+    holding tagger's fields: mutagen and TagLib read the first tag alone, ffmpeg both. A write went
+    into the first tag, and after an untag ffprobe still showed the old instruments. Refused now
+    before any write, naming the second tag's fields; the file is untouched."""
+    audio = _mp3(tmp_path)
+    ours = [(b"TXXX", b"\x03" + desc + b"\0" + value) for desc, value in ((b"INSTRUMENTS", b"piano"),
+                                                                            (b"INSTRUMENTS_MODEL", b"old-1"))]  # fmt: skip
+    song = tmp_path / "double.mp3"
+    original = _id3v24((b"TIT2", b"\x03First title")) + _id3v24(*ours) + audio
+    song.write_bytes(original)
+    with pytest.raises(TagWriteError, match=r"second ID3v2 tag .*TXXX:INSTRUMENTS=piano.*left unchanged"):
+        tags.write_instruments(song, **WRITE)
+    assert song.read_bytes() == original
+    # a second tag without tagger's fields is no obstacle
+    song.write_bytes(_id3v24((b"TIT2", b"\x03First title")) + _id3v24((b"TPE1", b"\x03Artist")) + audio)
+    assert tags.write_instruments(song, **WRITE).written

@@ -208,6 +208,11 @@ class MP3Storage(ID3Storage):
     def cannot_keep(self, audio, path, version):
         # TagLib shows the first tag of an MP3 that holds anything, of its ID3v2, APEv2 and ID3v1
         # tags: an APEv2 tag's fields (foobar2000's, MP3Gain's) stop showing once an ID3v2 tag is there
+        later = _later_id3v2_fields(path)
+        if later:
+            return (f"a second ID3v2 tag right after its first one holds tagger's fields ({later}): ffmpeg reads "
+                    "both tags, mutagen and TagLib the first alone, so a write to the first would leave those "
+                    "values shown beside (or instead of) the new ones")  # fmt: skip
         frames = self.item_ids(path)  # (in the file's ID3v2 tag: none where it has none or an empty one)
         if frames is not None and not frames:
             shown = _apev2_keys(path)
@@ -582,6 +587,40 @@ def _points_to_tag(pointer: int, size: int) -> bool:
     specification's "none", and some writers point a file without one at its end (mutagen reads
     none there either; a save puts the tag there, as for 0)."""
     return pointer != 0 and pointer != size
+
+
+def _later_id3v2_fields(path: str) -> str:
+    """tagger's fields (``TXXX`` frames, any case) in the ID3v2 tags that follow an MP3's first one
+    back to back (another program prepended its own tag), named in one text; "" where there are
+    none, or no such tag mutagen can read."""
+    import mutagen
+    from mutagen.id3 import ID3
+
+    from tagger.containers import id3v2_length
+
+    found: list[str] = []
+    with open(path, "rb") as f:
+        pos = id3v2_length(f.read(10))
+        while pos:
+            f.seek(pos)
+            length = id3v2_length(f.read(10))
+            if not length:
+                break
+            f.seek(pos)
+            try:
+                tag = ID3(io.BytesIO(f.read(length)), translate=False, load_v1=False)
+            except (mutagen.MutagenError, *_UNREADABLE_TAG):
+                tag = None
+            for frame in [] if tag is None else tag.getall("TXXX"):
+                name = ours(frame.desc, any_case=True)
+                if name:
+                    found.append(f"TXXX:{frame.desc}={'/'.join(str(t) for t in frame.text)}")
+            pos += length
+    return ", ".join(dict.fromkeys(found))
+
+
+_UNREADABLE_TAG = (OSError, ValueError, struct.error, EOFError, IndexError, KeyError)
+"""What mutagen may raise reading a malformed tag besides its own errors."""
 
 
 def _apev2_keys(path: str) -> str:
