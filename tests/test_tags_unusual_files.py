@@ -895,3 +895,46 @@ def test_an_mp3_whose_second_id3v2_tag_holds_taggers_fields_is_refused_naming_it
     # a second tag without tagger's fields is no obstacle
     song.write_bytes(_id3v24((b"TIT2", b"\x03First title")) + _id3v24((b"TPE1", b"\x03Artist")) + audio)
     assert tags.write_instruments(song, **WRITE).written
+
+
+@pytest.mark.parametrize("ext, codec, little", [("wav", "pcm_u8", True), ("aiff", "pcm_s8", False)])
+@pytest.mark.parametrize("v1", [False, True], ids=["no tag after it", "an ID3v1 tag after it"])
+def test_a_riff_size_counting_a_missing_pad_byte_in_the_middle_is_right_after_a_write(tmp_path, ext, codec, little,
+                                                                                       v1):  # fmt: skip
+    """An odd-sized audio chunk without its pad byte, a text chunk after it, the RIFF/FORM size
+    counting the missing byte (one more than the chunks). With an ID3v1 tag appended the write was
+    refused naming a chunk that is not there ("its RIFF size ... ends inside its 'TAGV' chunk": the
+    tag's 'TAG' and its title's first letter); without one the file was tagged and its RIFF/FORM
+    size left one byte too large (it counted the pad byte the write added). Now both are tagged: the
+    pad byte, the ID3 chunk, a RIFF/FORM size that is the chunks', the ID3v1 tag last as it was."""
+    made = _iff_chunks(_ffmpeg(tmp_path / f"made.{ext}", "-c:a", codec, "-ac", "1", "-ar", "8001").read_bytes(), little)
+    fmt_id, audio_id = (b"fmt ", b"data") if little else (b"COMM", b"SSND")
+    text = (_iff_chunk(b"LIST", b"INFO" + _iff_chunk(b"INAM", b"Song\0", True), True) if little else
+            _iff_chunk(b"NAME", b"A name", False))  # fmt: skip
+    body = (b"WAVE" if little else b"AIFF") + made[fmt_id] + made[audio_id][:-1] + text
+    fmt = "<I" if little else ">I"
+    tail = ID3V1 if v1 else b""
+    song = tmp_path / f"song.{ext}"
+    song.write_bytes((b"RIFF" if little else b"FORM") + struct.pack(fmt, len(body) + 1) + body + tail)
+    decoded = _decoded(song)
+
+    assert tags.write_instruments(song, **WRITE).written
+    data = song.read_bytes()
+    assert data.endswith(tail) and b"V1 title" not in data[: len(data) - len(tail)]
+    chunks = data[: len(data) - len(tail)]
+    assert struct.unpack(fmt, chunks[4:8])[0] == len(chunks) - 8
+    assert list(_iff_chunks(chunks, little)) == [fmt_id, audio_id, text[:4], b"id3 " if little else b"ID3 "]
+    assert tags.read_instruments(song).instruments == ["bass", "guitar"] and _decoded(song) == decoded
+
+
+def test_a_riff_size_ending_inside_an_id3v1_tag_is_refused_naming_the_tag(tmp_path):
+    """A RIFF size that ends inside an ID3v1 tag appended after the chunks (not at its start, nor a
+    byte after it) is refused naming the ID3v1 tag, not a chunk 'TAGV' read from its bytes."""
+    made = _iff_chunks(_ffmpeg(tmp_path / "made.wav", "-c:a", "pcm_u8", "-ac", "1", "-ar", "8000").read_bytes(), True)
+    body = b"WAVE" + made[b"fmt "] + made[b"data"]
+    song = tmp_path / "song.wav"
+    original = b"RIFF" + struct.pack("<I", len(body) + 20) + body + ID3V1
+    song.write_bytes(original)
+    with pytest.raises(TagWriteError, match=r"RIFF size \(\d+ bytes\) ends inside the ID3v1 tag appended"):
+        tags.write_instruments(song, **WRITE)
+    assert song.read_bytes() == original

@@ -318,19 +318,15 @@ class WAVEStorage(ID3Storage):
             return
         fmt = "<I" if self.little else ">I"
         declared = struct.unpack(fmt, head[4:8])[0]
-        end = size  # (where the chunks end: before an ID3v1 tag appended after them, which stays last)
-        if size >= 8 + 128 and declared + 8 in (size - 128, size - 127):
-            f.seek(size - 128)
-            if f.read(3) == b"TAG":
-                end = size - 128
+        end = self._chunks_end(f, size, declared)  # (before an ID3v1 tag appended after them, which stays last)
         chunks = list(self._walk(f, min(size, 8 + declared)))
         missing = [start + length for _cid, start, length, nxt in chunks[:-1] if nxt == start + length and length & 1]
-        counted = 0  # (a RIFF/FORM size that counts the last chunk's missing pad byte already: one more than the file)
         if chunks and declared in (end - 8, end - 7):
             _cid, start, length, _nxt = chunks[-1]
             if length & 1 and start + length == end:
                 missing.append(end)
-                counted = int(declared == end - 7)
+        # (a RIFF/FORM size one more than the chunks counts a missing pad byte already, whichever chunk lacks it)
+        counted = int(bool(missing) and declared == end - 7)
         for at in reversed(missing):
             if at < size:
                 insert_bytes(f, 1, at)
@@ -339,6 +335,17 @@ class WAVEStorage(ID3Storage):
         if missing:
             f.seek(4)
             f.write(struct.pack(fmt, declared + len(missing) - counted))
+
+    @staticmethod
+    def _chunks_end(f, size: int, declared: int) -> int:
+        """Where the chunks of the open file ``f`` (``size`` bytes, its RIFF/FORM chunk declaring
+        ``declared``) end: before an ID3v1 tag appended after them (some tools do: `_load_id3`) where
+        the RIFF/FORM chunk ends there (or a byte after, counting a missing pad byte), else ``size``."""
+        if size >= 8 + 128 and declared + 8 in (size - 128, size - 127):
+            f.seek(size - 128)
+            if f.read(3) == b"TAG":
+                return size - 128
+        return size
 
     def id3_span(self, f, size):
         for cid, start, length in self._chunks(f, size):
@@ -412,6 +419,8 @@ class WAVEStorage(ID3Storage):
                     return (f"its {name!r} chunk declares 0 bytes, a streaming writer's placeholder never filled in "
                             "(ffmpeg reads a WAV's, libsndfile an AIFF's, to the end of the file): a tag chunk after "
                             "it would be decoded as audio; the tags are not written")  # fmt: skip
+                if start - 8 == size - 128 and cid[:3] == b"TAG":  # (not a chunk: ID3v1's 'TAG' and a title)
+                    return _riff_into_id3v1(self.little, declared)
                 if start + length > size:  # a recording cut short, or a streamed file's placeholder size
                     why = "a streaming writer's placeholder" if length == 0xFFFFFFFF else "cut short?"
                     return (f"its {name!r} chunk claims {length} bytes but the file ends {size - start} bytes into "
@@ -437,9 +446,11 @@ class WAVEStorage(ID3Storage):
             return (f"its {form} size is 0xFFFFFFFF, a streaming writer's placeholder, which cannot grow by the tag "
                     "chunk")  # fmt: skip
         end = 8 + declared
-        for cid, start, length, _nxt in self._walk(f, size):
+        for cid, start, length, _nxt in self._walk(f, self._chunks_end(f, size, declared)):
             name = cid.decode("latin-1").strip() or "?"
             if start - 8 < end < start + length:
+                if start - 8 == size - 128 and cid[:3] == b"TAG":  # (not a chunk: ID3v1's 'TAG' and a title)
+                    return _riff_into_id3v1(self.little, declared)
                 return (f"its {form} size ({declared} bytes) ends inside its {name!r} chunk, where mutagen would add "
                         "the tag chunk")  # fmt: skip
             if start - 8 >= end and cid.upper() == b"ID3 ":
@@ -539,6 +550,13 @@ _INFO_MOST = 1 << 20
 """The most bytes of a ``LIST/INFO`` chunk read (its fields are a few short texts)."""
 _INFO_NOT_COPIED = {b"IENG": "ARRANGER", b"IDIT": "ENCODINGTIME", b"ISTR": "PERFORMER", b"ICNT": "RELEASECOUNTRY"}
 """``LIST/INFO`` items TagLib 2 shows (under these names) that no ID3 text frame shows the same way."""
+
+
+def _riff_into_id3v1(little: bool, declared: int) -> str:
+    """Why a WAV (``little``) or an AIFF whose RIFF/FORM chunk declares ``declared`` bytes, ending
+    inside an ID3v1 tag appended after its chunks, is not written."""
+    return (f"its {'RIFF' if little else 'FORM'} size ({declared} bytes) ends inside the ID3v1 tag appended after "
+            "its chunks (not at its start), where mutagen would add the tag chunk")  # fmt: skip
 
 
 def _info_items(data: bytes) -> dict[bytes, str]:
