@@ -938,3 +938,42 @@ def test_a_riff_size_ending_inside_an_id3v1_tag_is_refused_naming_the_tag(tmp_pa
     with pytest.raises(TagWriteError, match=r"RIFF size \(\d+ bytes\) ends inside the ID3v1 tag appended"):
         tags.write_instruments(song, **WRITE)
     assert song.read_bytes() == original
+
+
+@pytest.mark.parametrize("with_tag", [False, True], ids=["no ID3v2 tag", "an ID3v2 tag"])
+def test_an_id3v1_tag_after_a_dsf_stays_at_its_end_and_out_of_the_id3v2_tag(tmp_path, with_tag):
+    """Some tools append an ID3v1 tag to a DSF file, after its ID3v2 tag (or its data chunk). No
+    reader shows it (TagLib, ffmpeg); mutagen folded it into the ID3v2 tag as it loaded it. A file
+    with an ID3v2 tag was refused ("its metadata pointer does not lead to one ID3 tag ending the
+    file"), and one without got its new ID3v2 tag after the ID3v1 tag, which was no longer at the
+    end. The ID3v2 tag is loaded alone now (as a WAV's ID3 chunk, 62467bc), the ID3v1 tag is taken
+    off before mutagen writes and cuts the file and put back after: it stays the file's last 128
+    bytes, out of the ID3v2 tag, and an untag gives back the file as it was."""
+    taglib = pytest.importorskip("taglib")
+    from conftest import dsf_file
+    from mutagen.dsf import DSF
+    from mutagen.id3 import TIT2
+
+    song = dsf_file(tmp_path / "song.dsf", seconds=0.5, freq=440.0)
+    if with_tag:
+        made = DSF(song)
+        made.add_tags()
+        made.tags.add(TIT2(encoding=3, text=["Dsf title"]))
+        made.save()
+    with open(song, "ab") as f:
+        f.write(ID3V1)
+    original = song.read_bytes()
+
+    def shown() -> dict:  # (what TagLib shows, but tagger's fields)
+        with taglib.File(str(song)) as f:
+            return {k: v for k, v in f.tags.items() if not k.startswith("INSTRUMENTS")}
+
+    before, decoded = shown(), _decoded(song)
+    assert before == ({"TITLE": ["Dsf title"]} if with_tag else {})
+    assert tags.write_instruments(song, **WRITE).written
+    data = song.read_bytes()
+    assert data.endswith(ID3V1) and b"V1 title" not in data[:-128] and b"INSTRUMENTS" in data[:-128]
+    assert shown() == before and _decoded(song) == decoded
+    assert tags.read_instruments(song).instruments == ["bass", "guitar"]
+    assert tags.remove_instruments(song).written
+    assert song.read_bytes() == original

@@ -180,7 +180,8 @@ def _load_id3(cls: type, name: str, *, copies: bool = True):
     (some tools append one after the RIFF/FORM chunk): mutagen would fold its fields into the tag
     where the file has an ID3 chunk (and not where it has none), and a save would write them into
     the chunk, where TagLib and ffmpeg, which read no ID3v1 tag in these files, would show them.
-    The ID3v1 bytes stay where they are, after the chunks."""
+    The ID3v1 bytes stay where they are, after the chunks. So does a DSF's ID3v2 tag (its ID3v1
+    tag, after the ID3v2 one, is kept by `DSFStorage.save`)."""
     if cls.__name__ in ("WAVE", "AIFF"):
         audio = cls(name, translate=False, load_v1=False)
         storage = STORAGES[cls.__name__]
@@ -192,8 +193,8 @@ def _load_id3(cls: type, name: str, *, copies: bool = True):
                 for frame in frames:
                     audio.tags.add(frame)
         return audio
-    if cls.__name__ != "MP3":
-        return cls(name, translate=False)
+    if cls.__name__ != "MP3":  # a DSF: its ID3v2 tag alone, as a WAV's (no reader shows an ID3v1 tag after it)
+        return cls(name, translate=False, load_v1=False)
     audio = cls(name, translate=False, load_v1=False)
     if not copies or not (audio.tags is None or (not len(audio.tags) and not audio.tags.unknown_frames)):
         return audio

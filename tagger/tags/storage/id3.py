@@ -515,24 +515,55 @@ class DSFStorage(ID3Storage):
             if _points_to_tag(pointer, size):
                 f.seek(pointer)
                 head = f.read(10)
-                tag_end = pointer + 10 + syncsafe(head[6:10])
-                if len(head) == 10 and head[3] == 4 and head[5] & 0x10:  # a footer (ID3v2.4 only)
-                    f.seek(tag_end)
-                    tag_end += 10 if f.read(3) == b"3DI" else 0  # (the flag alone would make any 10 bytes one)
-                if pointer < end or head[:3] != b"ID3" or tag_end != size:
-                    return ("its metadata pointer does not lead to one ID3 tag ending the file: a rewrite would "
-                            "cut off or overwrite what lies there")  # fmt: skip
+                tag_end = self._tag_end(f, pointer)
+                if pointer < end or head[:3] != b"ID3" or tag_end not in (size, size - len(self._id3v1(f, size))):
+                    return ("its metadata pointer does not lead to one ID3 tag ending the file (or an ID3v1 tag "
+                            "after it): a rewrite would cut off or overwrite what lies there")  # fmt: skip
         return super().cannot_keep(audio, path, version)
 
+    @staticmethod
+    def _tag_end(f, pointer: int) -> int:
+        """Where the ID3v2 tag at ``pointer`` in the open file ``f`` ends, its footer included."""
+        f.seek(pointer)
+        head = f.read(10)
+        tag_end = pointer + 10 + syncsafe(head[6:10]) if len(head) == 10 else pointer
+        if len(head) == 10 and head[3] == 4 and head[5] & 0x10:  # a footer (ID3v2.4 only)
+            f.seek(tag_end)
+            tag_end += 10 if f.read(3) == b"3DI" else 0  # (the flag alone would make any 10 bytes one)
+        return tag_end
+
+    def _id3v1(self, f, size: int) -> bytes:
+        """The ID3v1 tag some tool appended to the open DSF file ``f`` (``size`` bytes) right after its
+        ID3v2 tag, or after its ``data`` chunk where it has none; b"" where there is none."""
+        if size < 128:
+            return b""
+        end, pointer = self._layout(f, size)
+        last = self._tag_end(f, pointer) if _points_to_tag(pointer, size) else end
+        f.seek(size - 128)
+        tag = f.read(128)
+        return tag if last == size - 128 and tag[:3] == b"TAG" else b""
+
     def save(self, audio, path, *, version, original):
+        """mutagen writes the ID3v2 tag at the end of the file (or where the pointer says) and cuts
+        the file after it: an ID3v1 tag appended after it (which TagLib and ffmpeg do not read in a
+        DSF, and which `_load_id3` does not fold into the ID3v2 tag) is taken off first and put back
+        after, byte for byte; the header's file size counts the chunks and the ID3v2 tag, as mutagen
+        writes it."""
+        with open(path, "r+b") as f:
+            v1 = self._id3v1(f, f.seek(0, 2))
+            if v1:
+                f.truncate(f.seek(0, 2) - 128)
         if _holds_frames(audio.tags, version):
             audio.save(v2_version=version, v23_sep="/")
-            return
-        audio.delete()  # nothing left in the tag (tagger created it): removed, pointer back to 0
-        with open(path, "r+b") as f:  # (mutagen leaves the header's file size as it was)
-            size = f.seek(0, 2)
-            f.seek(12)
-            f.write(struct.pack("<Q", size))
+        else:
+            audio.delete()  # nothing left in the tag (tagger created it): removed, pointer back to 0
+            with open(path, "r+b") as f:  # (mutagen leaves the header's file size as it was)
+                size = f.seek(0, 2)
+                f.seek(12)
+                f.write(struct.pack("<Q", size))
+        if v1:
+            with open(path, "ab") as f:
+                f.write(v1)
 
 
 # -- helpers ------------------------------------------------------------------------------------
