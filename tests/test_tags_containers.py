@@ -1167,6 +1167,13 @@ def test_an_id3v23_tag_with_utf8_or_utf16be_text_is_tagged_with_the_same_text(tm
     assert texts() == before and _ffprobe_tags(song) == shown
 
 
+def _ffprobe_chapters(path) -> list[dict]:
+    """The chapters ffprobe reads in ``path`` (their times and tags)."""
+    out = subprocess.run(["ffprobe", "-v", "error", "-show_chapters", "-of", "json", str(path)],
+                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    return json.loads(out)["chapters"]
+
+
 def test_an_id3v23_chapter_with_utf8_titles_is_tagged_with_the_same_chapters(tmp_path):
     """The same for the sub-frames of a chapter (podcasts: CHAP frames with their titles), which the
     verification compared with their encoding (was: `verification failed: other tags changed
@@ -1175,15 +1182,10 @@ def test_an_id3v23_chapter_with_utf8_titles_is_tagged_with_the_same_chapters(tmp
     chapter = _id3_frame(b"CHAP", b"c1\0" + struct.pack(">4I", 0, 500, 2**32 - 1, 2**32 - 1) + title, major=3)
     song = _mp3_with_id3(tmp_path / "song.mp3", _id3_frame(b"TIT2", b"\x00Podcast", major=3), chapter, major=3)
 
-    def chapters():
-        out = subprocess.run(["ffprobe", "-v", "error", "-show_chapters", "-of", "json", str(song)],
-                             capture_output=True, text=True, check=True).stdout  # fmt: skip
-        return json.loads(out)["chapters"]
-
-    before = chapters()
+    before = _ffprobe_chapters(song)
     assert before[0]["tags"]["title"] == "Kapitel éins"
     assert tags.write_instruments(song, **WRITE).written
-    assert chapters() == before and _ffprobe_tags(song)["title"] == "Podcast"
+    assert _ffprobe_chapters(song) == before and _ffprobe_tags(song)["title"] == "Podcast"
 
 
 @pytest.mark.parametrize("major", [3, 4])
@@ -1198,15 +1200,10 @@ def test_a_chapter_whose_sub_frames_mutagen_sorts_is_tagged_with_the_same_chapte
     chapter = _id3_frame(b"CHAP", b"c1\0" + struct.pack(">4I", 0, 500, 2**32 - 1, 2**32 - 1) + subs, major=major)
     song = _mp3_with_id3(tmp_path / "song.mp3", _id3_frame(b"TIT2", text + b"Podcast", major=major), chapter, major=major)
 
-    def chapters():
-        out = subprocess.run(["ffprobe", "-v", "error", "-show_chapters", "-of", "json", str(song)],
-                             capture_output=True, text=True, check=True).stdout  # fmt: skip
-        return json.loads(out)["chapters"]
-
-    before = chapters()
+    before = _ffprobe_chapters(song)
     assert before[0]["tags"]["title"] == "One"
     assert tags.write_instruments(song, **WRITE).written
-    assert chapters() == before and tags.read_instruments(song).instruments == ["bass", "guitar"]
+    assert _ffprobe_chapters(song) == before and tags.read_instruments(song).instruments == ["bass", "guitar"]
 
 
 def _frame_order(path: Path) -> list[bytes]:
