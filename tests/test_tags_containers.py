@@ -881,6 +881,26 @@ def test_an_mp3_whose_fields_are_in_an_apev2_tag_alone_is_left_unchanged(tmp_pat
     assert tags.write_instruments(song, **WRITE).written
 
 
+def test_an_mp3_whose_apev2_tag_holds_only_mp3gain_bookkeeping_is_tagged(tmp_path):
+    """MP3Gain's MP3GAIN_MINMAX and MP3GAIN_UNDO items are its own bookkeeping, read by MP3Gain from
+    the APEv2 tag itself, not fields anyone views: an MP3 whose APEv2 tag holds only these was refused
+    as holding 'its fields (MP3GAIN_MINMAX, MP3GAIN_UNDO)' (de1577b), a file tagged before it. Found
+    reviewing de1577b. Tagged, the APEv2 tag kept; beside a title they go unnamed."""
+    from mutagen.apev2 import APEv2
+
+    song = _ffmpeg(tmp_path / "song.mp3", "-c:a", "libmp3lame", "-id3v2_version", "0", "-write_xing", "0")
+    ape = APEv2()
+    ape["MP3GAIN_MINMAX"], ape["MP3GAIN_UNDO"] = "120,180", "+002,+002,N"
+    ape.save(str(song))
+    assert tags.write_instruments(song, **WRITE).written
+    assert dict(APEv2(str(song))) == dict(ape)
+    titled = _ffmpeg(tmp_path / "titled.mp3", "-c:a", "libmp3lame", "-id3v2_version", "0", "-write_xing", "0")
+    ape["Title"] = "Ape title"
+    ape.save(str(titled))
+    with pytest.raises(TagWriteError, match=r"holds its fields \(Title\) and no ID3v2 tag does"):
+        tags.write_instruments(titled, **WRITE)
+
+
 @pytest.mark.parametrize("id3v23", [False, True], ids=["v2.4", "v2.3"])
 def test_id3v1_only_mp3_keeps_showing_its_fields_after_tag_and_untag(tmp_path, id3v23):
     """ffmpeg (and players) read the ID3v1 tag only where there is no ID3v2 tag: the ID3v2 tag

@@ -674,12 +674,16 @@ _UNREADABLE_TAG = (OSError, ValueError, struct.error, EOFError, IndexError, KeyE
 
 def _apev2_keys(path: str) -> str:
     """The keys of the APEv2 tag at the end of the file ``path`` (before an ID3v1 tag), five named
-    then a count; "" when it has none or mutagen cannot read it."""
+    then a count; "" when it has none, only MP3Gain's own items or mutagen cannot read it.
+
+    MP3Gain's ``MP3GAIN_MINMAX``, ``MP3GAIN_ALBUM_MINMAX`` and ``MP3GAIN_UNDO`` are its bookkeeping
+    (the undo of the gain it applied), which MP3Gain reads from the APEv2 tag itself, not fields a
+    user views: hiding them from TagLib's view hides nothing (was: such an MP3 was refused)."""
     import mutagen
     from mutagen.apev2 import APEv2
 
     try:
-        keys = list(APEv2(path).keys())
+        keys = [key for key in APEv2(path).keys() if not key.upper().startswith("MP3GAIN_")]
     except (mutagen.MutagenError, OSError, ValueError):
         return ""
     return ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
