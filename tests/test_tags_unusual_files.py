@@ -897,6 +897,32 @@ def test_an_mp3_whose_second_id3v2_tag_holds_taggers_fields_is_refused_naming_it
     assert tags.write_instruments(song, **WRITE).written
 
 
+def test_untag_of_an_mp3_whose_second_id3v2_tag_alone_holds_taggers_fields_says_why_it_is_left(tmp_path):
+    """`untag` of an MP3 whose first ID3v2 tag holds none of tagger's fields and whose second one
+    (right after it) does, as older taggers or other tools left such files (7d4f2c7 refuses to
+    write one): mutagen and TagLib read the first tag alone, so untag found nothing of tagger's,
+    changed nothing and said nothing, while ffprobe went on showing the instruments. Found
+    reviewing 7d4f2c7. It says now, in one line naming the fields, why the file is left as it is
+    (a failure, exit 1: tagger's fields are still in it, as where `tag` refuses it). The file is untouched."""
+    from typer.testing import CliRunner
+
+    from tagger.cli import app
+
+    ours = [(b"TXXX", b"\x03" + desc + b"\0" + value) for desc, value in ((b"INSTRUMENTS", b"piano"),
+                                                                            (b"INSTRUMENTS_MODEL", b"old-1"))]  # fmt: skip
+    song = tmp_path / "double.mp3"
+    original = _id3v24((b"TIT2", b"\x03First title")) + _id3v24(*ours) + _mp3(tmp_path)
+    song.write_bytes(original)
+    with pytest.raises(TagWriteError, match=r"second ID3v2 tag .*TXXX:INSTRUMENTS=piano.*left unchanged"):
+        tags.remove_instruments(song)
+    assert song.read_bytes() == original
+    result = CliRunner().invoke(app, ["untag", str(song), "--settle-seconds", "0"])
+    assert result.exit_code == 1
+    said = [line for line in result.output.splitlines() if str(song) in line]
+    assert len(said) == 1 and "TXXX:INSTRUMENTS=piano" in said[0], result.output
+    assert song.read_bytes() == original
+
+
 @pytest.mark.parametrize("ext, codec, little", [("wav", "pcm_u8", True), ("aiff", "pcm_s8", False)])
 @pytest.mark.parametrize("v1", [False, True], ids=["no tag after it", "an ID3v1 tag after it"])
 def test_a_riff_size_counting_a_missing_pad_byte_in_the_middle_is_right_after_a_write(tmp_path, ext, codec, little,

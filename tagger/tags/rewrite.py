@@ -406,6 +406,10 @@ def _decide(shown, real, st, *, target, id3v23, dry_run, settle_seconds) -> _Dec
         filesystem.check_writable(shown, real, st)
         if unsettled:
             raise TagWriteError(shown, unsettled)
+    else:  # (where it changes, `cannot_keep` refuses such a file)
+        hidden = storage.fields_out_of_reach(real)
+        if hidden:  # (was: an untag that found none of tagger's fields where it looks said nothing)
+            raise TagWriteError(shown, f"{hidden}; left unchanged")
     # Only a digest of the other tags is kept: the loaded tag (cover art included) is let go.
     others = storage.other_tags(audio) if changed and not dry_run and not convert else None
     return _Decision(cls=type(audio), storage=storage, raw=after_raw, version=version, changed=changed,

@@ -108,6 +108,12 @@ class Storage:
         not ours (then nothing is written), or None."""
         return None
 
+    def fields_out_of_reach(self, path: str) -> str | None:
+        """Why the file ``path`` holds tagger's fields where tagger neither reads nor writes them (an
+        MP3's second ID3v2 tag), which a write or removal that changes nothing where it looks would
+        leave there without a word; None where it holds none."""
+        return None
+
     def prepare(self, audio, version: int | None) -> None:
         """Convert the loaded file's other tags for a save at ``version`` (`cannot_keep` said yes)."""
 

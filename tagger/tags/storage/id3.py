@@ -222,6 +222,14 @@ class MP3Storage(ID3Storage):
                         "would hide them")  # fmt: skip
         return super().cannot_keep(audio, path, version)
 
+    def fields_out_of_reach(self, path):
+        later = _later_id3v2_fields(path)
+        if later:
+            return (f"a second ID3v2 tag right after its first one holds tagger's fields ({later}), which ffmpeg "
+                    "shows: mutagen and TagLib read the first tag alone, where tagger writes and removes its "
+                    "fields, so it cannot change or remove these")  # fmt: skip
+        return None
+
     def id3_span(self, f, size):
         f.seek(0)
         return (0, size) if f.read(3) == b"ID3" else None
