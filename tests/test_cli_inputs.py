@@ -296,6 +296,28 @@ def test_a_scan_names_the_files_it_left_for_a_later_scan_and_counts_them(tmp_pat
     assert rest == ["tags: 0 tagged, 0 failed", "1 file(s) changed in the last 3600 s were left for a later scan"]
 
 
+def test_a_dry_run_scan_leaves_a_just_changed_file_as_the_scan_would(tmp_path, fake_models):
+    """`tagger scan --dry-run` analysed a file changed too recently to tag and stored its results,
+    then its dry tag write refused the file (`tags not written ...: changed 0 s ago, still being
+    written?`): `tags: 0 would be tagged, 1 failed`, exit 1, and so at every dry run after it, where
+    the scan itself leaves the file for a later scan and exits 0. Found checking README's settle
+    time against the scan. A dry run leaves it as the scan would, and says so."""
+    music = tmp_path / "music"
+    song = write_audio(music / "bass.wav", tone_signal([110.0], seconds=4.0))
+    db = str(tmp_path / "lib.db")
+    for _ in range(2):
+        r = CliRunner().invoke(app, ["scan", str(music), "--db", db, "--jobs", "0", "--dry-run",
+                                     "--settle-seconds", "3600"])  # fmt: skip
+        assert r.exit_code == 0, r.output
+        skipped, totals, *rest = r.output.splitlines()
+        assert skipped.startswith(f"tagger: skipped {song}: changed ") and "left for a later run" in skipped, skipped
+        assert totals.startswith("0 scanned, 0 skipped unchanged (0 stale), 0 failed"), totals
+        assert rest == ["tags: 0 would be tagged, 0 failed",
+                        "1 file(s) changed in the last 3600 s were left for a later scan"]  # fmt: skip
+    r = CliRunner().invoke(app, ["scan", str(music), "--db", db, "--jobs", "0", "--dry-run", "--settle-seconds", "0"])
+    assert r.exit_code == 0 and "1 scanned" in r.output and "tags: 1 would be tagged, 0 failed" in r.output, r.output
+
+
 # -- a `..` after a symbolic link -------------------------------------------------------------------------
 
 

@@ -181,7 +181,7 @@ def scan(
             paths, db=database, analyser=ensemble, jobs=jobs, rescan_stale=rescan_stale, retry_errors=retry_errors,
             quick=quick, include_hidden=include_hidden, progress=bars, on_track=hook,
             follow_external_symlinks=follow_external_symlinks, backend=cluster,
-            settle_seconds=settle_seconds if write_tags and not dry_run else 0.0, keep_temp_files=dry_run,
+            settle_seconds=settle_seconds if write_tags else 0.0, keep_temp_files=dry_run,
             **({} if file_timeout is None else {"file_timeout": file_timeout or None}),
         )  # fmt: skip
     finally:
