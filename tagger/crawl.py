@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tagger.audio import AUDIO_EXTENSIONS
+from tagger.audio.probe import FORMAT_MAGICS
 from tagger import paths
 from tagger.errors import UserError
 from tagger.paths import under_any
@@ -93,7 +94,7 @@ def refuse_system_root(path: str | os.PathLike, mounts: dict[str, str] | None = 
 def sniff_audio(head: bytes) -> bool:
     """True when the first bytes of a file look like a known audio container."""
     if head.startswith((b"ID3", b"fLaC", b"OggS", b".snd", b"wvpk", b"MAC ", b"MPCK", b"MP+", b"TTA1", b"caff",
-                        b"DSD ", b"FRM8")) or head.startswith((_ASF_GUID, _W64_GUID)):  # fmt: skip
+                        b"DSD ", b"FRM8", *FORMAT_MAGICS)) or head.startswith((_ASF_GUID, _W64_GUID)):  # fmt: skip
         return True
     if head[:4] == b"RIFF" and head[8:12] in (b"WAVE", b"RF64"):
         return True

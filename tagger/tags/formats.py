@@ -82,7 +82,8 @@ def open_file(path: str | os.PathLike, *, real: str | None = None, cls: type | N
             raise  # a bug in tagger: its own traceback, not the file's fault
         raise TagWriteError(path, f"cannot read tags: mutagen failed on it ({type(exc).__name__}: {exc})") from exc
     if audio is None or type(audio).__name__ not in STORAGES:
-        what = "unknown" if audio is None else _UNTAGGED_LABELS.get(type(audio).__name__, type(audio).__name__)
+        kind = None if audio is None else type(audio).__name__
+        what = _unknown_format(name) if kind is None else _UNTAGGED_LABELS.get(kind, kind)
         raise UntaggableError(path, f"unsupported format ({what}); tagger writes tags into {supported_formats()}")
     return audio, STORAGES[type(audio).__name__]
 
@@ -92,6 +93,23 @@ _UNTAGGED_LABELS = {
     "AC3": "AC-3", "SMF": "MIDI", "DSDIFF": "DSDIFF (DFF)",
 }  # fmt: skip
 """The names for users of formats mutagen reads and tagger does not tag (others: mutagen's class name)."""
+
+
+def _unknown_format(name: str) -> str:
+    """The name of the format of ``name``, which mutagen does not know, by its first bytes or its
+    extension (`tagger.audio.probe.FORMAT_MAGICS`, `FORMAT_NAMES`: Shorten, RealAudio...);
+    ``unknown`` for any other."""
+    from tagger.audio.probe import AUDIO_FORMATS, FORMAT_MAGICS, FORMAT_NAMES
+
+    try:
+        with open(name, "rb") as f:
+            head = f.read(max(map(len, FORMAT_MAGICS)))
+    except OSError:
+        head = b""
+    demuxer = next((d for magic, d in FORMAT_MAGICS.items() if head.startswith(magic)), None)
+    ext = os.path.splitext(name)[1].lower()
+    demuxer = demuxer or next((d for d, extensions in AUDIO_FORMATS.items() if ext in extensions), None)
+    return FORMAT_NAMES.get(demuxer or "", "unknown")
 
 
 def _named_type(name: str) -> type | None:
