@@ -871,8 +871,8 @@ def test_an_mp3_whose_fields_are_in_an_apev2_tag_alone_is_left_unchanged(tmp_pat
     if id3v1:
         song.write_bytes(song.read_bytes() + b"TAG" + b"v1 title".ljust(30, b"\0") + bytes(94) + b"\x05")
     before = song.read_bytes()
-    with pytest.raises(TagWriteError, match=r"an APEv2 tag after its audio holds its fields \(Title, Artist, "
-                                            r"REPLAYGAIN_TRACK_GAIN\) and no ID3v2 tag does: TagLib shows"):
+    with pytest.raises(TagWriteError, match=r"an APEv2 tag after its audio holds its fields \(Title, Artist\) and "
+                                            r"no ID3v2 tag does: TagLib shows"):
         tags.write_instruments(song, **WRITE)
     assert song.read_bytes() == before
     own = ID3()
@@ -899,6 +899,102 @@ def test_an_mp3_whose_apev2_tag_holds_only_mp3gain_bookkeeping_is_tagged(tmp_pat
     ape.save(str(titled))
     with pytest.raises(TagWriteError, match=r"holds its fields \(Title\) and no ID3v2 tag does"):
         tags.write_instruments(titled, **WRITE)
+
+
+REPLAYGAIN = {"REPLAYGAIN_TRACK_GAIN": "-3.10 dB", "REPLAYGAIN_TRACK_PEAK": "0.912345",
+              "REPLAYGAIN_ALBUM_GAIN": "-2.50 dB", "REPLAYGAIN_ALBUM_PEAK": "0.988831"}  # fmt: skip
+"""The ReplayGain items MP3Gain and foobar2000 write into an MP3's APEv2 tag."""
+
+
+def _replaygain_seen(path: Path) -> dict[str, object]:
+    """The ReplayGain of the file ``path`` as TagLib (its property map), mediafile and ffprobe read it."""
+    import mediafile
+
+    taglib = pytest.importorskip("taglib")
+    with taglib.File(str(path)) as f:
+        seen: dict[str, object] = {f"taglib {k}": v for k, v in f.tags.items() if k.startswith("REPLAYGAIN_")}
+    media = mediafile.MediaFile(str(path))
+    seen.update({f"mediafile {name}": getattr(media, name)
+                 for name in ("rg_track_gain", "rg_track_peak", "rg_album_gain", "rg_album_peak")})  # fmt: skip
+    seen.update({f"ffprobe {k}": v for k, v in _ffprobe_tags(path).items() if k.startswith("replaygain_")})
+    return seen
+
+
+@pytest.mark.parametrize("case", ["APEv2 alone", "lower-case keys, ID3v2.3", "and an ID3v1 tag"])
+def test_an_mp3_whose_apev2_tag_holds_replaygain_alone_is_tagged_with_it_copied(tmp_path, case):
+    """An MP3 without an ID3v2 tag whose APEv2 tag holds ReplayGain items and MP3Gain's undo (as
+    MP3Gain and foobar2000 leave many MP3s) was refused since de1577b: TagLib shows an MP3's APEv2
+    tag only while it has no ID3v2 tag, and the gain would have gone from its view. Found tagging
+    such files. The ReplayGain items are copied into the new ID3v2 tag as TXXX:REPLAYGAIN_TRACK_GAIN
+    etc. (mediafile's, TagLib's, ffmpeg's, foobar2000's and mpd's names), the APEv2 tag kept byte for
+    byte: TagLib reads the same gain, mediafile and ffprobe (which read no APEv2 tag in an MP3) read
+    it too; untag gives back the file. Beside any other item (a title) it is refused as before."""
+    from mutagen.apev2 import APEv2
+    from mutagen.id3 import ID3
+
+    song = _ffmpeg(tmp_path / "song.mp3", "-c:a", "libmp3lame", "-id3v2_version", "0", "-write_xing", "0")
+    ape = APEv2()
+    for key, value in REPLAYGAIN.items():
+        ape[key.lower() if case.startswith("lower") else key] = value
+    ape["MP3GAIN_MINMAX"], ape["MP3GAIN_UNDO"] = "120,180", "+002,+002,N"
+    ape.save(str(song))
+    if case == "and an ID3v1 tag":
+        song.write_bytes(song.read_bytes() + V1)
+    original = song.read_bytes()
+    before = _replaygain_seen(song)
+    assert before["taglib REPLAYGAIN_TRACK_GAIN"] == ["-3.10 dB"] and before["mediafile rg_track_gain"] is None
+
+    id3v23 = case.endswith("ID3v2.3")
+    assert tags.write_instruments(song, id3v23=id3v23, **WRITE).written
+    data = song.read_bytes()
+    assert data[:3] == b"ID3" and data[3] == (3 if id3v23 else 4)
+    assert data.endswith(original)  # an ID3v2 tag in front, the audio and the APEv2 tag (ID3v1 too) byte for byte
+    frames = ID3(str(song), load_v1=False, translate=False)
+    assert {key: str(frames[f"TXXX:{key}"]) for key in REPLAYGAIN} == REPLAYGAIN
+    after = _replaygain_seen(song)
+    assert {k: v for k, v in after.items() if k.startswith("taglib")} == {
+        k: v for k, v in before.items() if k.startswith("taglib")}  # fmt: skip
+    assert (after["mediafile rg_track_gain"], after["mediafile rg_track_peak"], after["mediafile rg_album_gain"],
+            after["mediafile rg_album_peak"]) == (-3.10, 0.912345, -2.50, 0.988831)  # fmt: skip
+    assert {k.split()[1]: v for k, v in after.items() if k.startswith("ffprobe")} == {
+        k.lower(): v for k, v in REPLAYGAIN.items()}  # fmt: skip
+    assert tags.read_instruments(song).instruments == ["bass", "guitar"]
+
+    tags.remove_instruments(song)
+    if case == "and an ID3v1 tag":  # the frames copied from the ID3v1 tag stay, as where it is alone (documented)
+        assert song.read_bytes().endswith(original) and _ffprobe_tags(song)["title"] == "V1 Title"
+    else:
+        assert song.read_bytes() == original
+        assert _replaygain_seen(song) == before
+
+    titled = _ffmpeg(tmp_path / "titled.mp3", "-c:a", "libmp3lame", "-id3v2_version", "0", "-write_xing", "0")
+    ape["Title"] = "Ape title"
+    ape.save(str(titled))
+    kept = titled.read_bytes()
+    with pytest.raises(TagWriteError, match=r"holds its fields \(Title\) and no ID3v2 tag does"):
+        tags.write_instruments(titled, **WRITE)
+    assert titled.read_bytes() == kept
+
+
+def test_untag_keeps_replaygain_frames_that_no_longer_copy_the_apev2_tag(tmp_path):
+    """untag removes the ReplayGain frames tagger copied from an MP3's APEv2 tag, with the ID3v2 tag,
+    only while they still copy it: once another program changed either (MP3Gain run again), they
+    are that program's and stay, tagger's fields alone removed."""
+    from mutagen.apev2 import APEv2
+    from mutagen.id3 import ID3
+
+    song = _ffmpeg(tmp_path / "song.mp3", "-c:a", "libmp3lame", "-id3v2_version", "0", "-write_xing", "0")
+    ape = APEv2()
+    ape.update(REPLAYGAIN)
+    ape.save(str(song))
+    assert tags.write_instruments(song, **WRITE).written
+    ape = APEv2(str(song))
+    ape["REPLAYGAIN_TRACK_GAIN"] = "-4.00 dB"
+    ape.save(str(song))
+    tags.remove_instruments(song)
+    frames = ID3(str(song), load_v1=False, translate=False)
+    assert sorted(frames.keys()) == sorted(f"TXXX:{key}" for key in REPLAYGAIN)
+    assert str(frames["TXXX:REPLAYGAIN_TRACK_GAIN"]) == "-3.10 dB"
 
 
 @pytest.mark.parametrize("id3v23", [False, True], ids=["v2.4", "v2.3"])

@@ -191,8 +191,10 @@ def _load_id3(cls: type, name: str, *, copies: bool = True):
     A WAV file without an ID3 chunk, or with one that holds no frame, is loaded with the fields of
     its ``LIST/INFO`` chunk as ID3 frames (`WAVEStorage.info_frames`), likewise: TagLib shows a WAV's
     ID3 chunk alone once it holds a frame, and would show none of them any more. The LIST/INFO
-    chunk itself is kept byte for byte.
-    ``copies`` False: neither is loaded (the file's ID3 tag alone, None where it has none).
+    chunk itself is kept byte for byte. So is an MP3's APEv2 tag, whose ReplayGain items are
+    loaded as ``TXXX`` frames where it has no ID3v2 tag (or an empty one), as TagLib shows them only
+    then (`MP3Storage.apev2_frames`).
+    ``copies`` False: none is loaded (the file's ID3 tag alone, None where it has none).
 
     A WAV's or an AIFF's ID3 chunk is loaded alone, never with an ID3v1 tag at the end of the file
     (some tools append one after the RIFF/FORM chunk): mutagen would fold its fields into the tag
@@ -233,6 +235,11 @@ def _load_id3(cls: type, name: str, *, copies: bool = True):
         # description as the file's comment (ffmpeg's "comment")
         del audio.tags[frame.HashKey]
         frame.desc = ""
+        audio.tags.add(frame)
+    replaygain = STORAGES[cls.__name__].apev2_frames(name)  # (TagLib shows the APEv2 tag while there is none)
+    if replaygain and audio.tags is None:
+        audio.add_tags()
+    for frame in replaygain:
         audio.tags.add(frame)
     return audio
 

@@ -382,6 +382,8 @@ class _Decision:
     others: dict[str, str] | None
     """The digests of the other tags (`Storage.other_tags`) that the verification compares; None for a
     version conversion (`Storage.cannot_keep` checked it) and when nothing is written."""
+    drop: tuple[str, ...] = ()
+    """The keys of the other items a removal removes too: copies tagger added (`Storage.copies_left`)."""
 
 
 def _decide(shown, real, st, *, target, id3v23, dry_run, settle_seconds) -> _Decision:
@@ -410,10 +412,14 @@ def _decide(shown, real, st, *, target, id3v23, dry_run, settle_seconds) -> _Dec
         hidden = storage.fields_out_of_reach(real)
         if hidden:  # (was: an untag that found none of tagger's fields where it looks said nothing)
             raise TagWriteError(shown, f"{hidden}; left unchanged")
+    # a removal that leaves nothing but copies tagger added with its tag removes them too (`Storage.copies_left`)
+    drop = tuple(storage.copies_left(audio, real)) if changed and not after_raw else ()
     # Only a digest of the other tags is kept: the loaded tag (cover art included) is let go.
     others = storage.other_tags(audio) if changed and not dry_run and not convert else None
+    for key in [] if others is None else drop:
+        others.pop(key, None)
     return _Decision(cls=type(audio), storage=storage, raw=after_raw, version=version, changed=changed,
-                     before=before, after=after, others=others)  # fmt: skip
+                     before=before, after=after, others=others, drop=drop)  # fmt: skip
 
 
 _CHANGED_MEANWHILE = "file changed while its tags were being written (another program wrote to it); left as it is"
@@ -488,7 +494,8 @@ class _Write:
         """Change our fields in the copy and verify it (`_write_copy`, `_verify`): its mode and
         extended attributes the original's too."""
         d, tmp = self.decision, self.tmp
-        items = _write_copy(tmp, cls=d.cls, storage=d.storage, raw=d.raw, version=d.version, original=self.real)
+        items = _write_copy(tmp, cls=d.cls, storage=d.storage, raw=d.raw, version=d.version, original=self.real,
+                            drop=d.drop)  # fmt: skip
         filesystem.copy_mode(tmp, self.st, self.shown)  # a write by a user other than root clears a setgid bit
         _verify(tmp, cls=d.cls, storage=d.storage, raw=d.raw, others=d.others, items=items, values=self.values,
                 payload=self.payload, mutagen_type=self.mutagen_type)  # fmt: skip
@@ -545,13 +552,13 @@ class _Write:
 
 
 def _write_copy(
-    tmp: str, *, cls: type, storage: Storage, raw: Raw, version: int | None, original: str
+    tmp: str, *, cls: type, storage: Storage, raw: Raw, version: int | None, original: str, drop: Sequence[str] = ()
 ) -> Counter | None:
     """Change our fields in the temporary copy ``tmp`` (read as ``cls``, the original's mutagen
-    type) -> the tag items its bytes must then list (`Storage.expected_item_ids`; None where the
-    container has no such listing)."""
+    type), removing the items ``drop`` too -> the tag items its bytes must then list
+    (`Storage.expected_item_ids`; None where the container has no such listing)."""
     audio, _ = formats.open_file(tmp, cls=cls)
-    storage.set(audio, raw)
+    storage.set(audio, raw, drop=drop)
     storage.prepare(audio, version)
     items = storage.expected_item_ids(audio, version)
     storage.save(audio, tmp, version=version, original=original)

@@ -108,6 +108,14 @@ class Storage:
         not ours (then nothing is written), or None."""
         return None
 
+    def copies_left(self, audio, path: str) -> list[str]:
+        """The keys (as `other_items` gives them) of the items of the loaded file's tag (from
+        ``path``) that are copies, still the same, of another tag's fields that tagger added as it
+        created the tag (an MP3's APEv2 ReplayGain items: `MP3Storage.apev2_frames`), where the tag
+        holds nothing else but tagger's fields: a removal of tagger's fields removes them too, and
+        the tag with them, giving back the file as it was. None by default."""
+        return []
+
     def fields_out_of_reach(self, path: str) -> str | None:
         """Why the file ``path`` holds tagger's fields where tagger neither reads nor writes them (an
         MP3's second ID3v2 tag), which a write or removal that changes nothing where it looks would
@@ -166,13 +174,16 @@ class Storage:
             return {}
         return {k: v for k, v in self.read(audio.tags).items() if v}
 
-    def set(self, audio, raw: Raw) -> None:
-        """Replace our fields in a loaded file, adding a tag when it has none and ``raw`` is not empty."""
+    def set(self, audio, raw: Raw, *, drop: Iterable[str] = ()) -> None:
+        """Replace our fields in a loaded file, adding a tag when it has none and ``raw`` is not empty;
+        remove the items ``drop`` too (their keys, as `copies_left` gives them)."""
         if audio.tags is None:
             if not raw:
                 return
             audio.add_tags()
         self.write(audio.tags, raw)
+        for key in drop:
+            del audio.tags[key]
 
     def other_tags(self, audio) -> dict[str, str]:
         """A digest of every tag of the file except ours (cover art included), per key (the FLAC

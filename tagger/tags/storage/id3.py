@@ -222,6 +222,32 @@ class MP3Storage(ID3Storage):
                         "would hide them")  # fmt: skip
         return super().cannot_keep(audio, path, version)
 
+    def apev2_frames(self, path: str) -> list:
+        """The ReplayGain items of the MP3's APEv2 tag (`REPLAYGAIN`, text, any case) as the ``TXXX``
+        frames of their names in upper case (mediafile reads those; TagLib and ffmpeg any case),
+        their values as they are. TagLib shows an MP3's APEv2 tag only while its ID3v2 tag is
+        missing or empty: the ID3v2 tag a write adds carries them (`_load_id3` in
+        `tagger.tags.formats`), as it carries an ID3v1 tag's fields, and the APEv2 tag stays byte
+        for byte. An APEv2 tag with other items but MP3Gain's own is refused (`cannot_keep`)."""
+        from mutagen.id3 import TXXX, Encoding
+
+        return [TXXX(encoding=Encoding.UTF8, desc=key.upper(), text=list(value))
+                for key, value in _apev2_items(path) if _copied_from_apev2(key, value)]  # fmt: skip
+
+    def copies_left(self, audio, path):
+        # the ID3v2 tag holds nothing but tagger's fields and the copies of the APEv2 tag's ReplayGain
+        # items it added (`apev2_frames`), still the same: an untag removes the tag, as it was missing
+        tags = audio.tags
+        if tags is None or tags.version[1] == 1 or tags.unknown_frames:
+            return []
+        rest = {key: frame for key, frame in tags.items() if not (frame.FrameID == "TXXX" and ours(frame.desc))}
+        copies = {frame.HashKey: frame for frame in self.apev2_frames(path)}
+        if not copies or rest.keys() != copies.keys():
+            return []
+        if any([str(t) for t in rest[key].text] != copies[key].text for key in copies):
+            return []  # (changed since: MP3Gain run again, or a tag editor's)
+        return sorted(copies)
+
     def fields_out_of_reach(self, path):
         later = _later_id3v2_fields(path)
         if later:
@@ -680,20 +706,43 @@ _UNREADABLE_TAG = (OSError, ValueError, struct.error, EOFError, IndexError, KeyE
 """What mutagen may raise reading a malformed tag besides its own errors."""
 
 
-def _apev2_keys(path: str) -> str:
-    """The keys of the APEv2 tag at the end of the file ``path`` (before an ID3v1 tag), five named
-    then a count; "" when it has none, only MP3Gain's own items or mutagen cannot read it.
+REPLAYGAIN = ("REPLAYGAIN_TRACK_GAIN", "REPLAYGAIN_TRACK_PEAK", "REPLAYGAIN_ALBUM_GAIN", "REPLAYGAIN_ALBUM_PEAK")
+"""The ReplayGain items of an MP3's APEv2 tag (MP3Gain's, foobar2000's) that the ID3v2 tag tagger
+adds carries as ``TXXX`` frames of these descriptions: the names mediafile (beets), TagLib, ffmpeg,
+foobar2000 and mpd read ReplayGain from in an ID3v2 tag (`MP3Storage.apev2_frames`)."""
 
-    MP3Gain's ``MP3GAIN_MINMAX``, ``MP3GAIN_ALBUM_MINMAX`` and ``MP3GAIN_UNDO`` are its bookkeeping
-    (the undo of the gain it applied), which MP3Gain reads from the APEv2 tag itself, not fields a
-    user views: hiding them from TagLib's view hides nothing (was: such an MP3 was refused)."""
+
+def _apev2_items(path: str) -> list[tuple[str, object]]:
+    """(key, value) of each item of the APEv2 tag at the end of the file ``path`` (before an ID3v1
+    tag), in the tag's order; none when it has none or mutagen cannot read it."""
     import mutagen
     from mutagen.apev2 import APEv2
 
     try:
-        keys = [key for key in APEv2(path).keys() if not key.upper().startswith("MP3GAIN_")]
+        return list(APEv2(path).items())
     except (mutagen.MutagenError, OSError, ValueError):
-        return ""
+        return []
+
+
+def _copied_from_apev2(key: str, value) -> bool:
+    """Whether the APEv2 item ``key`` (of ``value``) is one the ID3v2 tag tagger adds carries: a
+    ReplayGain item (`REPLAYGAIN`, any case) holding text."""
+    from mutagen.apev2 import TEXT
+
+    return key.upper() in REPLAYGAIN and value.kind == TEXT
+
+
+def _apev2_keys(path: str) -> str:
+    """The keys of the APEv2 tag at the end of the file ``path`` (before an ID3v1 tag) that no reader
+    would show once the file has an ID3v2 tag, five named then a count; "" when it has none but
+    MP3Gain's own items and the ReplayGain items copied into the ID3v2 tag, or mutagen cannot read it.
+
+    MP3Gain's ``MP3GAIN_MINMAX``, ``MP3GAIN_ALBUM_MINMAX`` and ``MP3GAIN_UNDO`` are its bookkeeping
+    (the undo of the gain it applied), which MP3Gain reads from the APEv2 tag itself, not fields a
+    user views: hiding them from TagLib's view hides nothing (was: such an MP3 was refused). The
+    ReplayGain items are shown from their copies (`MP3Storage.apev2_frames`; was: refused)."""
+    keys = [key for key, value in _apev2_items(path)
+            if not key.upper().startswith("MP3GAIN_") and not _copied_from_apev2(key, value)]  # fmt: skip
     return ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
 
 
