@@ -471,6 +471,48 @@ def test_a_signal_stops_tag_and_untag_after_the_file_they_were_on(tmp_path, comm
             db.close()
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="signals and leases as on Linux")
+@pytest.mark.parametrize("step", ["copy", "backup", "removal"])
+def test_a_second_signal_as_a_hidden_copy_is_made_or_removed_leaves_none(tmp_path, monkeypatch, step):
+    """The second SIGTERM (or SIGINT, SIGHUP) of a `tag` or `untag` run interrupts at once, wherever
+    Python is. Arriving right as the hidden copy was created (``copy``: inside `tempfile.mkstemp`,
+    which gives the name only once the file exists) or the backup link made (``backup``), it left
+    that file in the library (`.NAME.XXXXXXXX.tagger-tmp`), its name never recorded for the
+    clean-up; arriving as the clean-up began (``removal``, after a write), it left the backup link.
+    The signal is sent here from inside that system call; the run is interrupted still (the first
+    signal came before), but after the clean-up."""
+    from tagger.library.state import StopSignals
+
+    song = write_audio(tmp_path / "song.flac", tone_signal([110.0], seconds=1.0))
+    before = song.read_bytes()
+    real = {"copy": os.open, "backup": os.link, "removal": os.unlink}[step]
+    sent = []
+
+    def signalled(*args, **kwargs):
+        name = os.path.basename(args[1] if step == "backup" else args[0])
+        if step == "removal" and not sent and tags.is_temp_name(name):
+            sent.append(name)
+            os.kill(os.getpid(), signal.SIGTERM)  # (before the removal)
+        result = real(*args, **kwargs)
+        if step != "removal" and not sent and tags.is_temp_name(name):
+            sent.append(name)
+            os.kill(os.getpid(), signal.SIGTERM)  # (the file there, its name not yet returned)
+        return result
+
+    monkeypatch.setattr(os, {"copy": "open", "backup": "link", "removal": "unlink"}[step], signalled)
+    with StopSignals() as stop:
+        stop.signum = signal.SIGTERM  # the first signal came: the run stops after this file
+        with pytest.raises(KeyboardInterrupt):
+            tags.write_instruments(song, instruments=["bass"], model_version="m-1")
+    monkeypatch.undo()
+    assert sent, "the write never reached the step"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    if step == "removal":  # (interrupted after the rename: the file is the tagged one, whole)
+        assert tags.read_instruments(song).instruments == ["bass"]
+    else:
+        assert song.read_bytes() == before
+
+
 # -- 15: small lies ------------------------------------------------------------------------------------
 
 

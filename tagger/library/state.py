@@ -14,6 +14,7 @@ import numpy as np
 from tagger.aggregate import TrackResult
 from tagger.errors import TaggerError
 from tagger.paths import escaped_name
+from tagger.signals import STOP_SIGNALS
 
 
 class Analyser(Protocol):
@@ -160,7 +161,7 @@ class StopSignals:
     (within about a second). A second signal interrupts at once (KeyboardInterrupt). A signal that
     was ignored before the scan (``nohup``) stays ignored."""
 
-    NAMES = ("SIGINT", "SIGTERM", "SIGHUP")
+    NAMES = STOP_SIGNALS
 
     def __init__(self) -> None:
         self.signum: int | None = None

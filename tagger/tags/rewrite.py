@@ -34,6 +34,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from tagger import signals
 from tagger.errors import AudioReadError, ChangedSinceError, TaggerError, TagWriteError
 from tagger.paths import DEFAULT_SETTLE_SECONDS, TEMP_SUFFIX, is_temp_name  # noqa: F401  (DEFAULT_SETTLE_SECONDS: re-exported)
 from tagger.tags import filesystem, formats
@@ -481,8 +482,9 @@ class _Write:
 
         self.payload = payload_digest(self.real, self.mutagen_type)
         self.values = self.decision.storage.item_values(self.real)
-        self.held, self.tmp = tempfile.mkstemp(prefix=self.prefix, suffix=TEMP_SUFFIX, dir=self.folder)
-        fcntl.flock(self.held, fcntl.LOCK_EX)  # "in use" until we are done or dead (remove_stale_temp_files)
+        with signals.held():  # (created and recorded for `close` as one step)
+            self.held, self.tmp = tempfile.mkstemp(prefix=self.prefix, suffix=TEMP_SUFFIX, dir=self.folder)
+            fcntl.flock(self.held, fcntl.LOCK_EX)  # "in use" until we are done or dead (remove_stale_temp_files)
         shutil.copyfile(self.real, self.tmp)
         filesystem.copy_owner(self.tmp, self.st)  # before the mode: a chown clears a setgid bit set before it
         filesystem.copy_mode(self.tmp, self.st, self.shown)
@@ -521,7 +523,8 @@ class _Write:
         if self.lease.broken() or not self.still_the_file():
             raise TagWriteError(self.shown, _CHANGED_MEANWHILE)
         if self.lease.active:
-            self.backup = filesystem.link_backup(self.real, self.folder, self.prefix)
+            with signals.held():  # (linked and recorded for `close` as one step)
+                self.backup = filesystem.link_backup(self.real, self.folder, self.prefix)
         os.replace(self.tmp, self.real)
         self.tmp = None
         if self.lease.broken():
@@ -538,17 +541,19 @@ class _Write:
         filesystem.fsync_dir(self.folder)
 
     def close(self) -> None:
-        """Remove the copy and the backup (where still there) and close the descriptors."""
-        for name in (self.tmp, self.backup):
-            if name is not None:
-                try:
-                    os.unlink(name)
-                except OSError:  # (gone, or a folder that refuses removals: a later scan removes it if it can;
-                    pass  # the error that stopped the write is the one reported, and the descriptors are closed)
-        if self.held is not None:
-            os.close(self.held)
-        if self.source is not None:
-            os.close(self.source)
+        """Remove the copy and the backup (where still there) and close the descriptors, whole: a stop
+        signal arriving meanwhile comes after (`tagger.signals.held`)."""
+        with signals.held():
+            for name in (self.tmp, self.backup):
+                if name is not None:
+                    try:
+                        os.unlink(name)
+                    except OSError:  # (gone, or a folder that refuses removals: a later scan removes it if it can;
+                        pass  # the error that stopped the write is the one reported, and the descriptors are closed)
+            if self.held is not None:
+                os.close(self.held)
+            if self.source is not None:
+                os.close(self.source)
 
 
 def _write_copy(
