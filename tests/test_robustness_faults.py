@@ -22,7 +22,7 @@ import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
-from conftest import tone_signal, write_audio
+from conftest import predicted, tone_signal, write_audio
 from library_fakes import FREQ, FakeAnalyser
 from tagger import tags
 from tagger.db.queries import find_tracks
@@ -317,6 +317,59 @@ def test_stale_temp_files_are_removed_and_nothing_else(tmp_path):
     fresh.write_bytes(b"x")  # just created by a writer that has not locked it yet: left alone
     assert tags.remove_stale_temp_files([busy, fresh]) == [str(busy)]
     assert fresh.exists()
+
+
+@pytest.mark.parametrize("command", ["untag", "tag --from-json", "tag --db"])
+def test_tag_and_untag_remove_the_stale_copies_of_the_files_they_visit(tmp_path, command):
+    """A hidden copy (or backup link) that a killed `tag` or `untag` left (`kill -9`, or a second
+    signal before bae4af0) stayed beside its file through every later `tag` and
+    `untag` of it: only a scan of the folder deleted it. They delete the stale copies of each file
+    they visit, as a scan does (not in use, not just made), written or not; a dry run deletes
+    none, nor are another file's touched."""
+    import fcntl
+    import json
+
+    from tagger.cli import app
+
+    music = tmp_path / "music"
+    song = write_audio(music / "song.flac", tone_signal([110.0], seconds=1.0))
+    other = write_audio(music / "other.flac", tone_signal([220.0], seconds=1.0))
+    old = time.time() - 3600
+    stale, backup = music / ".song.flac.ab12cd34.tagger-tmp", music / ".song.flac.0f0f0f0f.tagger-tmp"
+    busy, fresh = music / ".song.flac.zz99yy00.tagger-tmp", music / ".song.flac.fr35hh00.tagger-tmp"
+    others = [music / ".other.flac.ab12cd34.tagger-tmp", music / ".song.flac.ab12cd34.tagger-tmp.flac"]
+    for p in (stale, busy, fresh, *others):
+        p.write_bytes(b"x")
+    os.link(song, backup)  # (a backup link: the old file's second name)
+    for p in (stale, backup, busy, *others):
+        os.utime(p, (old, old))
+    if command == "untag":
+        args = ["untag", str(song), "--settle-seconds", "0"]
+    elif command == "tag --from-json":
+        rows = tmp_path / "rows.jsonl"
+        rows.write_text(json.dumps(predicted(song, instruments=["bass"], model_version="m-1")) + "\n")
+        args = ["tag", "--from-json", str(rows), str(music), "--settle-seconds", "0"]
+    else:
+        db = open_database(tmp_path / "lib.db")
+        try:
+            scan([music], db=db, analyser=FakeAnalyser(), jobs=0, keep_temp_files=True)  # (its own removal off)
+        finally:
+            db.close()
+        args = ["tag", "--db", str(tmp_path / "lib.db"), str(song), "--settle-seconds", "0"]
+    holder = os.open(busy, os.O_RDONLY)
+    fcntl.flock(holder, fcntl.LOCK_EX)  # a write in progress elsewhere
+    try:
+        left = {p.name for p in music.iterdir()}
+        r = CliRunner().invoke(app, [*args, "--dry-run"])
+        assert r.exit_code == 0, r.output
+        assert {p.name for p in music.iterdir()} == left  # a dry run changes no file
+        r = CliRunner().invoke(app, args)
+        assert r.exit_code == 0, r.output
+    finally:
+        os.close(holder)
+    assert not stale.exists() and not backup.exists()
+    assert busy.exists() and fresh.exists() and all(p.exists() for p in others)
+    assert song.exists() and other.exists()
 
 
 @pytest.mark.integration

@@ -17,7 +17,7 @@ from tagger.errors import ChangedSinceError, TagWriteError, UserError
 from tagger.instruments import FAMILIES, canonical_order
 from tagger.paths import check_filesystem_encoding
 from tagger.tags.fields import TagChange, model_families
-from tagger.tags.rewrite import remove_instruments, write_instruments
+from tagger.tags.rewrite import LeftoverCopies, remove_instruments, write_instruments
 from tagger.tags.rows import PredictionRow, is_name
 
 if TYPE_CHECKING:
@@ -294,7 +294,8 @@ def write_predictions(
     ``roots``: the files and folders the writes must stay in (as a scan's folders): a file reached
     through a symbolic link pointing outside them is skipped unless ``follow_external_symlinks``.
     None: `rows_folder` (raises `UserError` for rows in unrelated folders). ``before_replace(prediction,
-    copy)``: called before each verified copy is moved over its file (`write_instruments`).
+    copy)``: called before each verified copy is moved over its file (`write_instruments`). Unless
+    ``dry_run``, the hidden copies that killed writes left of each file are deleted (`LeftoverCopies`).
     """
     import functools
 
@@ -303,10 +304,14 @@ def write_predictions(
     check_filesystem_encoding()
     predictions = list(predictions)
     roots = list(roots) if roots is not None else [rows_folder(predictions)] if predictions else []
+    leftovers = LeftoverCopies()
+
     def write(pred: Prediction) -> TagChange:
         target = None if follow_external_symlinks else external_link_target(pred.path, roots)
         if target is not None:
             raise TagWriteError(pred.path, _external_reason(target))
+        if not dry_run:
+            leftovers.remove(pred.path)
         return write_instruments(
             pred.path, instruments=pred.instruments, model_version=pred.model_version,
             scores=pred.scores if scores else None, id3v23=id3v23, keep_mtime=keep_mtime,
@@ -385,14 +390,18 @@ def remove_all(
 ) -> Iterator[TagChange | TagWriteError]:
     """`remove_instruments` on files and the audio files of folders (found as a scan finds them,
     `find_audio_files`); a file that cannot be changed, or is not followed, yields its
-    `TagWriteError` (the others go on). ``stop()``: asked before each file, as by `write_predictions`."""
+    `TagWriteError` (the others go on). ``stop()``: asked before each file, as by `write_predictions`.
+    Unless ``dry_run``, the hidden copies that killed writes left of each file are deleted (`LeftoverCopies`)."""
     check_filesystem_encoding()
+    leftovers = LeftoverCopies()
     for file in find_audio_files(paths, follow_external_symlinks=follow_external_symlinks):
         if stop is not None and stop():
             return
         if isinstance(file, TagWriteError):
             yield file
             continue
+        if not dry_run:
+            leftovers.remove(file)
         try:
             yield remove_instruments(file, keep_mtime=keep_mtime, dry_run=dry_run, settle_seconds=settle_seconds)
         except TagWriteError as exc:

@@ -214,6 +214,39 @@ def remove_stale_temp_files(paths: Iterable[str | os.PathLike], *, min_age: floa
     return removed
 
 
+def temp_prefix(real: str) -> str:
+    """The start of the names of the hidden copy and backup link that a write of the file at ``real``
+    makes beside it: ``.NAME.`` (the name's first 80 bytes), 8 random letters and `TEMP_SUFFIX` follow."""
+    return "." + os.fsencode(os.path.basename(real))[:80].decode("utf-8", "ignore") + "."
+
+
+class LeftoverCopies:
+    """The hidden copies and backup links that killed writes left of the files a run of `tag` or
+    `untag` visits (`remove`): deleted as a scan deletes those of its folders (`remove_stale_temp_files`:
+    not in use, not just made), each folder listed once."""
+
+    def __init__(self) -> None:
+        self._listed: dict[str, list[str]] = {}
+
+    def remove(self, path: str | os.PathLike) -> list[str]:
+        """Delete the stale hidden copies of the file ``path`` (of its target, for a symbolic link: the
+        copies are made beside it) -> the deleted paths (logged)."""
+        real = os.path.realpath(path)
+        folder = os.path.dirname(real) or "."
+        if folder not in self._listed:
+            try:
+                self._listed[folder] = [name for name in os.listdir(folder) if is_temp_name(name)]
+            except OSError:  # (the write says what is wrong with the folder)
+                self._listed[folder] = []
+        prefix = temp_prefix(real)
+        length = len(prefix) + 8 + len(TEMP_SUFFIX)
+        names = [os.path.join(folder, n) for n in self._listed[folder] if n.startswith(prefix) and len(n) == length]
+        removed = remove_stale_temp_files(names)
+        for name in removed:
+            log.info("removed %s, left over by an interrupted tag write", name)
+        return removed
+
+
 def _check_expected(path, st: os.stat_result, expected: tuple[int, float] | None) -> None:
     if expected is None:
         return
@@ -455,7 +488,7 @@ class _Write:
     @property
     def prefix(self) -> str:
         """The start of the temporary file's and the backup's names: hidden, after the file's own."""
-        return "." + os.fsencode(os.path.basename(self.real))[:80].decode("utf-8", "ignore") + "."
+        return temp_prefix(self.real)
 
     @property
     def mutagen_type(self) -> str:
