@@ -54,6 +54,8 @@ def test_help(command):
     res = run(command, "--help")
     assert res.exit_code == 0
     assert "--dry-run" in res.output and "--keep-mtime" in res.output
+    # (untag's --settle-seconds said "a later run tags them", its help shared with tag's)
+    assert "--settle-seconds" in res.output and "tags them" not in " ".join(res.output.replace("│", " ").split())
 
 
 def test_tag_from_json_then_untag(library):

@@ -20,7 +20,7 @@ log = logging.getLogger("tagger.tags")
 
 SETTLE_HELP = (
     "Leave alone files modified less than this many seconds ago (they may still be being written); "
-    "a later run tags them."
+    "a later run changes them."
 )
 FOLLOW_HELP = "Also change files reached through symbolic links that point outside the given folders."
 
