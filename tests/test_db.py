@@ -115,6 +115,24 @@ def test_db_upgrade_command_creates_and_is_idempotent(tmp_path):
     assert path.is_file()
 
 
+def test_a_sqlite_database_is_named_as_its_file_is_named(tmp_path):
+    """`db upgrade` and the database errors named a SQLite file through SQLAlchemy's rendering of
+    its URL, which percent-encodes the file name: `sqlite:////music/Bibliothe%CC%80que%3A2/lib.db`
+    for `Bibliothèque:2`, a name no file has. Found running the README's commands on a folder with
+    an accent and a colon. The file name is shown as it is; a password still masked."""
+    from tagger.db.urls import shown_url
+
+    folder = tmp_path / "Bibliothèque: 2 #1"
+    folder.mkdir()
+    r = CliRunner().invoke(app, ["db", "upgrade", "--db", str(folder / "lib.db")])
+    assert r.exit_code == 0 and r.output == f"sqlite:///{folder}/lib.db: at revision {HEAD}\n", r.output
+    (folder / "bad.db").write_bytes(b"SQLite format 3\0" + bytes(200))
+    r = CliRunner().invoke(app, ["query", "--db", str(folder / "bad.db")])
+    assert r.exit_code == 1 and f"the database sqlite:///{folder}/bad.db: " in r.output, r.output
+    assert shown_url("sqlite:///file:/m/a b.db?mode=ro&uri=true") == "sqlite:///file:/m/a b.db?mode=ro&uri=true"
+    assert shown_url("postgresql://u:secret@h/db?sslmode=require") == "postgresql://u:***@h/db?sslmode=require"
+
+
 def test_database_location_env_and_user_data_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("TAGGER_DB", "sqlite:///" + str(tmp_path / "env.db"))
     assert default_db_url() == "sqlite:///" + str(tmp_path / "env.db")

@@ -29,9 +29,15 @@ _SECRET_PARAMETER = re.compile(r"(?i)([?&](?:ssl)?password=)[^&#]*")
 def shown_url(url) -> str:
     """The database URL `url` (a string or SQLAlchemy URL) as it may be printed: the password, in
     its place (``user:***@``) or as a query parameter (``?password=***``, ``sslpassword``), masked;
-    a URL SQLAlchemy cannot parse has its ``user:password@`` part masked the same way."""
+    a URL SQLAlchemy cannot parse has its ``user:password@`` part masked the same way. A SQLite
+    file is named as it is (SQLAlchemy percent-encodes it: ``Biblioth%C3%A8que%3A2`` for
+    ``Bibliothèque:2``, a name no file has)."""
     try:
-        text = make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
+        text = parsed.render_as_string(hide_password=True)
+        if parsed.get_backend_name() == "sqlite" and parsed.database:
+            head, sep, query = parsed.set(database="").render_as_string(hide_password=True).partition("?")
+            text = f"{head}{parsed.database}{sep}{query}"
     except (ArgumentError, ValueError, TypeError):
         text = re.sub(r"(://[^:/@?#]*:)[^@/?#]*@", r"\1***@", str(url))
     return _SECRET_PARAMETER.sub(r"\1***", text)
