@@ -1,10 +1,10 @@
 """Formats of `probe.AUDIO_FORMATS` that the crawler passed over: Shorten (``.shn``, the live-concert
-tape trading archives), RealAudio (``.ra``, and ``.rm`` by its first bytes) and VGM game music
-(``.vgm``, ``.vgz``). ffmpeg decoded each, but the crawler knew neither their extensions nor their
-first bytes, so a scan of a folder of them said nothing at all: ``0 scanned, ... 0 failed``. Each
-file here is made in the test (ffmpeg encodes RealAudio 1.0; Shorten and VGM are written byte by
-byte, as ffmpeg's decoders read them), found, analysed for what it holds, and stored as a format
-without tags."""
+tape trading archives), TAK (``.tak``), WSD (``.wsd``, 1-bit DSD), RealAudio (``.ra``, and ``.rm``
+by its first bytes) and VGM game music (``.vgm``, ``.vgz``). ffmpeg decoded each, but the crawler
+knew neither their extensions nor their first bytes, so a scan of a folder of them said nothing at
+all: ``0 scanned, ... 0 failed``. Each file here is made in the test (ffmpeg encodes RealAudio 1.0;
+the others are written byte by byte, as ffmpeg's demuxers and decoders read them), found, analysed
+for what it holds, and stored as a format without tags."""
 
 from __future__ import annotations
 
@@ -84,6 +84,121 @@ def shorten_file(path, samples: np.ndarray, rate: int, *, blocksize: int = 256):
     return path
 
 
+def _crc24(data: bytes) -> bytes:
+    """TAK's CRC-24 (OpenPGP's: polynomial 0x864CFB, from 0xB704CE), as TAK stores it."""
+    crc = 0xB704CE
+    for byte in data:
+        crc ^= byte << 16
+        for _ in range(8):
+            crc = ((crc << 1) ^ (0x864CFB if crc & 0x800000 else 0)) & 0xFFFFFF
+    return crc.to_bytes(3, "little")
+
+
+class _BitsLE:
+    """Bits written least significant first, as TAK's reader takes them."""
+
+    def __init__(self):
+        self.bits: list[int] = []
+
+    def put(self, value: int, n: int) -> None:
+        self.bits.extend((value >> i) & 1 for i in range(n))
+
+    def bytes(self) -> bytes:
+        self.bits.extend([0] * (-len(self.bits) % 8))
+        return np.packbits(np.array(self.bits, np.uint8).reshape(-1, 8), axis=1, bitorder="little").tobytes()
+
+
+_TAK_CODES = [
+    (1, 0x1), (2, 0x3), (3, 0x5), (3, 0x3), (4, 0xB), (4, 0x6), (5, 0x16), (5, 0xC), (6, 0x2C), (6, 0x18), (7, 0x58),
+    (7, 0x30), (8, 0xB0), (8, 0x60), (9, 0x160), (9, 0xC0), (10, 0x2C0), (10, 0x180), (11, 0x580), (11, 0x300),
+    (12, 0xB00), (12, 0x600), (13, 0x1600), (13, 0xC00), (14, 0x2C00), (14, 0x1800), (15, 0x5800), (15, 0x3000),
+    (16, 0xB000), (16, 0x6000), (17, 0x16000), (17, 0xC000),
+]  # fmt: skip
+"""(bits, escape) of TAK's first 32 residual coding modes (ffmpeg's ``xcodes``; mode 1 first): a
+value below the escape is its bits alone."""
+
+
+def _tak_streaminfo(bits: _BitsLE, rate: int, channels: int, samples: int) -> None:
+    bits.put(2, 6)  # codec: mono/stereo
+    bits.put(0, 4)  # profile
+    bits.put(4, 4)  # frames of 4096 samples
+    bits.put(samples, 35)
+    bits.put(0, 3)  # PCM
+    bits.put(rate - 6000, 18)
+    bits.put(16 - 8, 5)  # 16-bit
+    bits.put(channels - 1, 4)
+    bits.put(0, 1)  # no channel layout
+
+
+def tak_file(path, samples: np.ndarray, rate: int):
+    """A TAK file of 16-bit ``samples`` [shape=(n, channels)], written here as ffmpeg's
+    ``libavformat/takdec.c`` and ``libavcodec/takdec.c`` read it (no encoder of ours writes TAK):
+    ``tBaK``, a STREAMINFO block, then frames of 4096 samples, each with the stream's info in its
+    header, a channel's first sample, then its differences (LPC mode 1) in one residual coding mode
+    wide enough for all of them, each header and frame ending on its CRC-24."""
+    n, channels = samples.shape
+    x = samples.astype(np.int64)
+    info = _BitsLE()
+    _tak_streaminfo(info, rate, channels, n)
+    block = info.bytes()
+    out = bytearray(b"tBaK" + bytes([1]) + (len(block) + 3).to_bytes(3, "little") + block + _crc24(block) + bytes(4))
+    for number, start in enumerate(range(0, n, 4096)):
+        frame, last = x[start : start + 4096], start + 4096 >= n
+        head = _BitsLE()
+        head.put(0xA0FF, 16)  # sync
+        head.put(2 | last, 3)  # flags: has info, is last
+        head.put(number, 21)
+        if last:
+            head.put(len(frame) - 1, 14)
+            head.put(0, 2)
+        _tak_streaminfo(head, rate, channels, n)
+        head.put(0, 6)
+        header = head.bytes()
+        data = _BitsLE()
+        for c in range(channels):
+            if len(frame) < 16:  # (a frame this short holds its samples as they are)
+                for v in frame[:, c].tolist():
+                    data.put(v & 0xFFFF, 16)
+                continue
+            data.put(0, 1)  # no sample shift
+            data.put(int(frame[0, c]) & 0xFFFF, 16)
+            data.put(1, 2)  # LPC mode 1: the residuals are the differences
+            data.put(0, 3)  # one subframe
+            data.put(0, 1)  # no filter
+            diff = np.diff(frame[:, c])
+            zigzag = np.where(diff >= 0, 2 * diff, -2 * diff - 1)
+            mode = next(m for m, (_, escape) in enumerate(_TAK_CODES, 1) if escape > int(zigzag.max()))
+            data.put(0, 1)  # one coding mode for the subframe
+            data.put(mode, 6)
+            for v in zigzag.tolist():
+                data.put(v, _TAK_CODES[mode - 1][0])
+        if channels == 2 and len(frame) >= 16:
+            data.put(0, 1)
+            data.put(0, 3)  # no decorrelation
+        payload = data.bytes()
+        out += header + _crc24(header) + payload + _crc24(payload)
+    path.write_bytes(bytes(out))
+    return path
+
+
+def wsd_file(path, *, seconds: float, freq: float, channels: int = 2, dsd_rate: int = 2_822_400):
+    """A WSD file (1-bit DSD64, version 1.1), written here as ffmpeg's ``wsddec.c`` reads it: a
+    2048-byte header, then the channels' bytes interleaved, most significant bit first, of a
+    1-bit stream whose density of ones follows a sine (as `conftest.dsf_file`)."""
+    n = int(seconds * dsd_rate) // 8 * 8
+    t = np.arange(n) / dsd_rate
+    bits = (0.5 * np.sin(2 * np.pi * freq * t) > np.random.default_rng(0).uniform(-1, 1, n)).astype(np.uint8)
+    data = np.repeat(np.packbits(bits.reshape(-1, 8), axis=1).reshape(-1, 1), channels, axis=1).tobytes()
+    header = bytearray(2048)
+    header[0:4], header[8] = b"1bit", 0x11
+    struct.pack_into(">QII", header, 12, 2048 + len(data), 0x80, 0x800)  # file size, text and data offsets
+    struct.pack_into(">I", header, 36, dsd_rate)
+    header[44] = channels
+    struct.pack_into(">I", header, 48, (1 << channels) - 1)  # channel assignment
+    path.write_bytes(bytes(header) + data)
+    return path
+
+
 PSG_CLOCK = 3_579_545
 
 
@@ -153,12 +268,16 @@ def dominant_hz(y: np.ndarray, sr: int = C.SAMPLE_RATE) -> float:
 
 
 def make(kind: str, path, tmp_path, *, seconds: float = 3.0, freq: float = 440.0):
-    """A file of ``kind`` (``shn``, ``rm``, ``ra3``: the oldest RealAudio, ``libgme``: VGM) at
-    ``path`` holding a tone of ``freq`` for ``seconds``."""
+    """A file of ``kind`` (``shn``, ``tak``, ``wsd``, ``rm``, ``ra3``: the oldest RealAudio,
+    ``libgme``: VGM) at ``path`` holding a tone of ``freq`` for ``seconds``."""
     if shutil.which("ffmpeg") is None:
         pytest.skip("needs ffmpeg")
     if kind == "shn":
         return shorten_file(path, tone(seconds, 22_050, (freq, freq)), 22_050)
+    if kind == "tak":
+        return tak_file(path, tone(seconds, 22_050, (freq, freq)), 22_050)
+    if kind == "wsd":
+        return wsd_file(path, seconds=seconds, freq=freq)
     if kind in ("rm", "ra3"):
         src = tmp_path / f"src-{path.stem}.wav"
         sf.write(src, tone(seconds, 8000, (freq,)), 8000, subtype="PCM_16")
@@ -170,8 +289,8 @@ def make(kind: str, path, tmp_path, *, seconds: float = 3.0, freq: float = 440.0
     return vgm_file(path, seconds=seconds, freq=freq)
 
 
-FOUND = [("shn", "tone.shn"), ("rm", "tone.ra"), ("rm", "tone.rm"), ("ra3", "old.ra"), ("libgme", "tone.vgm"),
-         ("libgme", "tone.vgz")]  # fmt: skip
+FOUND = [("shn", "tone.shn"), ("tak", "tone.tak"), ("wsd", "tone.wsd"), ("rm", "tone.ra"), ("rm", "tone.rm"),
+         ("ra3", "old.ra"), ("libgme", "tone.vgm"), ("libgme", "tone.vgz")]  # fmt: skip
 """(the kind of file, `make`; a file name) of each format and name the crawler did not find."""
 
 
@@ -198,15 +317,19 @@ def test_the_crawler_finds_each_format_and_ffmpeg_reads_it_with_its_demuxer(tmp_
     assert f.suffix in probe.AUDIO_FORMATS[demuxer] or name == "tone.rm"
 
 
-def test_a_shorten_file_decodes_to_the_samples_written(tmp_path):
-    """Lossless: ffmpeg gives back every sample written, and tagger analyses what it analyses of the
-    same samples in a WAV, to float rounding."""
-    x = tone(2.3, 22_050)  # (a last block of 134 samples: a BLOCKSIZE command)
-    f = shorten_file(tmp_path / "tone.shn", x, 22_050)
+@pytest.mark.parametrize("seconds", [2.3, 0.1863])
+@pytest.mark.parametrize("write", [shorten_file, tak_file])
+def test_a_lossless_file_decodes_to_the_samples_written(tmp_path, write, seconds):
+    """Shorten and TAK: ffmpeg gives back every sample written (TAK's CRCs checked), and tagger
+    analyses what it analyses of the same samples in a WAV, to float rounding. (2.3 s: a last
+    Shorten block of 134 samples, a BLOCKSIZE command; 0.1863 s: a last TAK frame of 12 samples,
+    stored as they are.)"""
+    x = tone(seconds, 22_050)
+    f = write(tmp_path / f"tone.{'shn' if write is shorten_file else 'tak'}", x, 22_050)
     if shutil.which("ffmpeg") is None:
         pytest.skip("needs ffmpeg")
-    raw = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(f), "-f", "s16le", "-"], capture_output=True,
-                         check=True).stdout  # fmt: skip
+    raw = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-err_detect", "crccheck+explode", "-i", str(f),
+                          "-f", "s16le", "-"], capture_output=True, check=True).stdout  # fmt: skip
     assert np.array_equal(np.frombuffer(raw, "<i2").reshape(-1, 2), x)
     wav = tmp_path / "tone.wav"
     sf.write(wav, x, 22_050, subtype="PCM_16")
@@ -214,11 +337,12 @@ def test_a_shorten_file_decodes_to_the_samples_written(tmp_path):
     assert len(y) == len(ref) and np.max(np.abs(y - ref)) < 1e-4
 
 
-@pytest.mark.parametrize("kind,name,freq", [("rm", "tone.ra", 440.0), ("ra3", "old.ra", 1000.0),
-                                            ("libgme", "tone.vgm", 440.0), ("libgme", "tone.vgz", 1000.0)])  # fmt: skip
+@pytest.mark.parametrize("kind,name,freq", [("wsd", "tone.wsd", 440.0), ("rm", "tone.ra", 440.0),
+                                            ("ra3", "old.ra", 1000.0), ("libgme", "tone.vgm", 440.0),
+                                            ("libgme", "tone.vgz", 1000.0)])  # fmt: skip
 def test_lossy_and_synthesised_formats_decode_to_the_tone_and_length(tmp_path, kind, name, freq):
-    """RealAudio 1.0 (8 kHz, 14.4 kbps) and the PSG's square wave (at the period nearest the tone:
-    440.4 and 998.8 Hz) decode to the tone written, for its length."""
+    """1-bit DSD (WSD), RealAudio 1.0 (8 kHz) and the PSG's square wave (at the period nearest the
+    tone: 440.4 and 998.8 Hz) decode to the tone written, for its length."""
     f = make(kind, tmp_path / name, tmp_path, seconds=3.0, freq=freq)
     y = audio.load(f)
     assert abs(len(y) / C.SAMPLE_RATE - 3.0) < 0.06
@@ -226,8 +350,9 @@ def test_lossy_and_synthesised_formats_decode_to_the_tone_and_length(tmp_path, k
     assert 0.05 < np.sqrt(np.mean(y[: 2 * C.SAMPLE_RATE] ** 2)) < 1
 
 
-SCANNED = [("shn", "bass.shn", "Shorten"), ("rm", "bass.ra", "RealAudio"), ("rm", "bass.rm", "RealAudio"),
-           ("ra3", "bass.ra", "RealAudio"), ("libgme", "bass.vgm", "game music"), ("libgme", "bass.vgz", "game music")]
+SCANNED = [("shn", "bass.shn", "Shorten"), ("tak", "bass.tak", "TAK"), ("wsd", "bass.wsd", "WSD"),
+           ("rm", "bass.ra", "RealAudio"), ("rm", "bass.rm", "RealAudio"), ("ra3", "bass.ra", "RealAudio"),
+           ("libgme", "bass.vgm", "game music"), ("libgme", "bass.vgz", "game music")]  # fmt: skip
 """(the kind of file, `make`; a file name; the name of its format in the message saying it has no tags)"""
 
 
