@@ -458,6 +458,30 @@ def test_two_evaluations_into_one_out_folder_at_once_are_refused_not_interleaved
     assert not (tmp_path / "never").exists()
 
 
+def test_a_hand_made_mixture_manifest_without_families_is_read_in_the_papers_family_order(tmp_path):
+    """README's "a hand-made `labels.json`": one without `families` (`tagger dataset mix` writes
+    them; a user's own need not) stopped the evaluation at its first label, `a label bit string has
+    0 characters of 0/1, got '1000000000'`, the labels read over no family at all. Found evaluating a
+    hand-made folder as the README describes it. Its bit strings are read over the ten families in
+    the paper's order (Table I), as `to_bits` writes them."""
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    tone = 0.3 * np.sin(2 * np.pi * 220 * np.arange(2 * C.SAMPLE_RATE) / C.SAMPLE_RATE)
+    for name in ("bass.wav", "bass-vocal.wav", "none.wav"):
+        sf.write(folder / name, tone if name != "none.wav" else 0 * tone, C.SAMPLE_RATE)
+    labels = {"bass.wav": "1000000000", "bass-vocal.wav": "1000000001", "none.wav": "0000000000"}
+    (folder / "labels.json").write_text(json.dumps({"mixtures": [{"file": f, "label": b} for f, b in labels.items()]}))
+    report = R.evaluate(folder, out_dir=tmp_path / "report", scorer=Scorer(), plots=False)
+    predictions = report.polyphony.predictions
+    assert predictions.ids == list(labels) and predictions.levels.tolist() == [1, 2, 0]
+    assert predictions.truth[1].tolist() == [1, 0, 0, 0, 0, 0, 0, 0, 0, 1]
+    assert M.read_manifest(folder)["families"] == list(FAMILIES)
+    bad = {"mixtures": [{"file": "bass.wav", "label": "10"}]}
+    (folder / "labels.json").write_text(json.dumps(bad))
+    with pytest.raises(UserError, match="a label bit string has 10 characters of 0/1, got '10'"):
+        R.evaluate(folder, out_dir=tmp_path / "report2", scorer=Scorer(), plots=False)
+
+
 def test_a_mixture_shorter_than_the_window_is_evaluated_padded_and_the_report_names_it(tmp_path, mixtures):
     """A hand-made manifest's WAV shorter than 4 s was padded with silence without a word: it is still
     scored padded (as a scan pads a track's last window), and the report counts and names it."""

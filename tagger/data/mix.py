@@ -20,7 +20,7 @@ from tagger import constants as C
 from tagger.data.defaults import MIXTURES_PER_LEVEL, MixSettings
 from tagger.data.nsynth import Note, NoteDataset, load_note_audio, read_json
 from tagger.errors import DatasetError
-from tagger.instruments import encode, to_bits
+from tagger.instruments import FAMILIES, encode, to_bits
 from tagger.outputs import folder_lock, write_atomic
 
 MANIFEST = "labels.json"
@@ -198,7 +198,9 @@ def read_manifest(path: str | os.PathLike) -> dict:
     """Read a mixture manifest (a folder or its labels.json); file paths become absolute.
 
     Every mixture's ``file`` must name a file inside the manifest's folder (a relative path without
-    ``..``): a manifest never makes `tagger evaluate` read a file elsewhere."""
+    ``..``): a manifest never makes `tagger evaluate` read a file elsewhere. A manifest without
+    ``families`` (a hand-made one) has its labels' bits in the paper's order, `FAMILIES` (was: read
+    over no family, every label refused as not 0 characters long)."""
     p = Path(path)
     if p.is_dir():
         p = p / MANIFEST
@@ -211,8 +213,10 @@ def read_manifest(path: str | os.PathLike) -> dict:
     try:
         if not isinstance(data, dict) or not isinstance(data["mixtures"], list):
             raise TypeError("expected an object with a list of mixtures")
-        families = data.get("families")
-        if families is not None and (not isinstance(families, list) or not all(isinstance(f, str) for f in families)):
+        if data.get("families") is None:
+            data["families"] = list(FAMILIES)
+        families = data["families"]
+        if not isinstance(families, list) or not all(isinstance(f, str) for f in families):
             raise TypeError(f"families is {families!r}, expected a list of names")
         for rec in data["mixtures"]:
             if not isinstance(rec, dict):
