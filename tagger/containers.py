@@ -41,6 +41,9 @@ class OggPageHead:
     """Its granule position (-1: no packet ends on it)."""
     serial: int
     """The serial number of its logical stream."""
+    sequence: int
+    """Its number in its logical stream (0 for the first, one more for each page after: a number
+    skipped is a page missing)."""
     header: int
     """The length of its header with its segment table (where its body begins, from ``offset``)."""
     length: int
@@ -75,9 +78,10 @@ def ogg_page_heads(f, pos: int = 0) -> Iterator[OggPageHead]:
         if len(head) < 27 or head[:4] != b"OggS":
             return
         table = head[27 : 27 + head[26]]
-        granule, serial = struct.unpack("<qI", head[6:18])
+        granule, serial, sequence = struct.unpack("<qII", head[6:22])
         whole = len(table) == head[26]
-        page = OggPageHead(pos, head[5], granule, serial, 27 + len(table), 27 + len(table) + sum(table), whole)
+        page = OggPageHead(pos, head[5], granule, serial, sequence, 27 + len(table), 27 + len(table) + sum(table),
+                           whole)  # fmt: skip
         yield page
         if not whole:
             return

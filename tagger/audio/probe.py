@@ -336,6 +336,25 @@ class _OggStream:
     """The number of its last page in the file (from 0)."""
     skip: int = 0
     """An Opus stream's pre-skip (its header's: the samples at 48 kHz a decoder drops from its start)."""
+    sequence: int = 0
+    """The page number (`OggPageHead.sequence`) its next page must have."""
+    gap_from: int | None = None
+    """The granule position before pages found missing, until a page after them gives one (None: no gap open)."""
+
+
+@dataclass
+class _OggGaps:
+    """The pages missing from the middle of an Ogg file's audio streams (their page numbers skip), as
+    `_ogg_walk` finds them."""
+
+    pages: int = 0
+    """How many pages are missing."""
+    seconds: float = 0.0
+    """At most how much audio they held: for each gap, from the granule position before it to the one
+    of the first page after it that has one (that page's own audio included: a decoder may drop its
+    first packet, which began on a missing page)."""
+    known: bool = True
+    """False where a gap's audio cannot be told (a stream of unknown rate, no granule position after it)."""
 
 
 @dataclass(frozen=True)
@@ -353,6 +372,8 @@ class _OggWalk:
     None where it ends on a whole page, or inside a page's header."""
     ends_in_page: bool
     """Whether the file ends inside a page (its header or its body)."""
+    gaps: _OggGaps
+    """The pages missing from its middle."""
 
 
 def _ogg_codec(packet: bytes) -> tuple[str, int]:
@@ -374,10 +395,11 @@ def _ogg_walk(path: Path) -> _OggWalk | None:
     file): which streams it holds, whether it is chained, which of them end with an end-of-stream
     page, and where the file ends inside a page (cut short). Stops at bytes that are not a page
     (junk after the last page, damage); None where the file does not begin with a page or cannot be
-    read."""
+    read. Pages whose numbers skip in a stream of audio are missing from the middle (`_OggGaps`)."""
     streams: dict[int, _OggStream] = {}
     chained = seen_data = False
     link = 0
+    gaps = _OggGaps()
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
@@ -396,13 +418,14 @@ def _ogg_walk(path: Path) -> _OggWalk | None:
                     seen_data = seen_data or not page.first
                     cut = (page.serial, page.granule, page.flags)
                     if not page.whole or page.end > size:
-                        return _OggWalk(chained, link, streams, cut if page.whole else None, True)
+                        return _OggWalk(chained, link, streams, cut if page.whole else None, True, gaps)
                     stream = streams.get(page.serial)
                     if stream is not None:
                         if page.last:
                             f.seek(page.offset)
                             if not ogg_page_intact(f.read(page.length)):  # (a page cut, and bytes appended after it)
-                                return _OggWalk(chained, link, streams, cut, True)
+                                return _OggWalk(chained, link, streams, cut, True, gaps)
+                        _count_gap(gaps, stream, page)
                         stream.granule = page.granule if page.granule != -1 else stream.granule
                         stream.ended, stream.last = page.last, number
                     pos = page.end
@@ -413,13 +436,30 @@ def _ogg_walk(path: Path) -> _OggWalk | None:
                 head = f.read(27)
                 if len(head) < 27:
                     partial = b"OggS"[: len(head)] == head[:4] and head[4:5] in (b"", b"\0")
-                    return _OggWalk(chained, link, streams, None, partial) if streams else None
+                    return _OggWalk(chained, link, streams, None, partial, gaps) if streams else None
                 pos = _next_ogg_page(f, pos + 1, size)  # (not a page where one must begin: damage, or junk after the last page)
                 if pos < 0:
                     break
     except OSError:
         return None
-    return _OggWalk(chained, link, streams, None, False) if streams else None
+    return _OggWalk(chained, link, streams, None, False, gaps) if streams else None
+
+
+def _count_gap(gaps: _OggGaps, stream: _OggStream, page) -> None:
+    """Count in ``gaps`` the pages of ``stream`` missing before its whole page ``page`` (an
+    `OggPageHead`: its number beyond the one due), and the audio they held once a page gives the
+    granule position after them. A stream of no audio tagger knows (video, a skeleton) is passed over."""
+    if stream.codec and page.sequence > stream.sequence and not page.first:
+        gaps.pages += page.sequence - stream.sequence
+        if stream.gap_from is None:
+            stream.gap_from = max(stream.granule, 0)
+    stream.sequence = max(stream.sequence, page.sequence + 1)
+    if stream.gap_from is not None and page.granule != -1:
+        if stream.rate:
+            gaps.seconds += max(page.granule - stream.gap_from, 0) / stream.rate
+        else:
+            gaps.known = False
+        stream.gap_from = None
 
 
 def _next_ogg_page(f, pos: int, size: int) -> int:
@@ -457,6 +497,7 @@ def _check_ogg_end(path: Path, meta: AudioInfo, notes: list[str] | None) -> None
     if walk is None:
         return
     _check_opus_skip(path, meta, walk, notes)
+    _check_ogg_gaps(path, meta, walk, notes)
     cut = [(serial, s) for serial, s in walk.streams.items() if s.codec and not s.ended and s.last >= walk.link]
     if not cut:
         return
@@ -481,6 +522,27 @@ def _check_ogg_end(path: Path, meta: AudioInfo, notes: list[str] | None) -> None
                     note=f"the file ends {where}: analysed without the rest ({lost:.3f} s of {full:.1f} s left out)",
                     refusal=f"cut short: the file holds {meta.duration:.1f} s of the {full:.1f} s its last Ogg page "
                             f"declares; nothing stored, as a result would leave {lost:.1f} s out")  # fmt: skip
+
+
+def _check_ogg_gaps(path: Path, meta: AudioInfo, walk: _OggWalk, notes: list[str] | None) -> None:
+    """Pages missing from the middle of an Ogg file (a download that lost a range, a bad copy: the
+    page numbers of a stream skip) were decoded past without a word, libsndfile and ffmpeg going
+    on after the gap: a 10 s Opus file missing 4 s of pages was analysed as whole. What the missing
+    pages held, at most (`_OggGaps.seconds`), comes under `_note_or_refuse`'s rule against the
+    file's length (its last granule position's, which counts them); where it cannot be told, the
+    file is refused. (Pages missing at its end: `_check_ogg_end`.)"""
+    gaps = walk.gaps
+    if not gaps.pages:
+        return
+    pages = f"{gaps.pages} Ogg page{'s are' if gaps.pages > 1 else ' is'} missing from its middle"
+    known = gaps.known and not any(s.gap_from is not None and s.ended for s in walk.streams.values())
+    _note_or_refuse(path, notes, lost=gaps.seconds, duration=meta.duration if known else None,
+                    note=f"{pages} (a download that lost a range, a bad copy?): analysed without them (at most "
+                         f"{gaps.seconds:.3f} s of {meta.duration or 0:.1f} s left out)",
+                    refusal=f"{pages} (a download that lost a range, a bad copy): "
+                            + (f"up to {gaps.seconds:.1f} s of its {meta.duration:.1f} s; " if known and meta.duration
+                               else "how much audio they held is not known; ")
+                            + "nothing stored, as a result would leave them out")  # fmt: skip
 
 
 OPUS_MAX_SKIP = 3840
