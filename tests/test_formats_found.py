@@ -1,6 +1,7 @@
 """Formats of `probe.AUDIO_FORMATS` that the crawler passed over: Shorten (``.shn``, the live-concert
-tape trading archives), TAK (``.tak``), WSD (``.wsd``, 1-bit DSD), RealAudio (``.ra``, and ``.rm``
-by its first bytes) and VGM game music (``.vgm``, ``.vgz``). ffmpeg decoded each, but the crawler
+tape trading archives), TAK (``.tak``), WSD (``.wsd``, 1-bit DSD), Sony's OpenMG (``.oma``, ``.aa3``,
+``.omg``), RealAudio (``.ra``, and ``.rm`` by its first bytes) and VGM game music (``.vgm``,
+``.vgz``). ffmpeg decoded each, but the crawler
 knew neither their extensions nor their first bytes, so a scan of a folder of them said nothing at
 all: ``0 scanned, ... 0 failed``. Each file here is made in the test (ffmpeg encodes RealAudio 1.0;
 the others are written byte by byte, as ffmpeg's demuxers and decoders read them), found, analysed
@@ -25,6 +26,7 @@ from tagger import constants as C
 from tagger.audio import probe
 from tagger.crawl import crawl, sniff_audio
 from tagger.db import models as M
+from tagger.errors import AudioReadError
 from tagger.library.scan import scan, tag_writer
 
 
@@ -199,6 +201,22 @@ def wsd_file(path, *, seconds: float, freq: float, channels: int = 2, dsd_rate: 
     return path
 
 
+def oma_file(path, *, pcm: np.ndarray | None = None, mp3: bytes = b"", encrypted: bool = False):
+    """An OpenMG file (Sony's ``.oma``), written here as ffmpeg's ``omadec.c`` reads it: the ``ea3``
+    tag (an ID3v2 tag by another name, empty), the 96-byte ``EA3`` header naming the codec, then the
+    audio: 16-bit big-endian stereo PCM at 44.1 kHz [shape=(n, 2)] (LPCM, codec 4) or MP3 frames
+    (codec 3), the two of Sony's codecs besides ATRAC, which no encoder of ours writes. ``encrypted``:
+    the header says the audio is encrypted (Sony's DRM), without the key's data in the tag."""
+    size = 1024 - 10
+    tag = b"ea3\x03\0\0" + bytes((size >> s) & 0x7F for s in (21, 14, 7, 0)) + bytes(size)  # (a syncsafe size)
+    header = bytearray(96)
+    header[0:8] = b"EA3\x02\0\x60" + (b"\0\x01" if encrypted else b"\xff\xff")  # version, header size, encryption
+    header[32] = 4 if pcm is not None else 3
+    body = pcm.astype(">i2").tobytes() if pcm is not None else mp3
+    path.write_bytes(tag + bytes(header) + body)
+    return path
+
+
 PSG_CLOCK = 3_579_545
 
 
@@ -268,8 +286,8 @@ def dominant_hz(y: np.ndarray, sr: int = C.SAMPLE_RATE) -> float:
 
 
 def make(kind: str, path, tmp_path, *, seconds: float = 3.0, freq: float = 440.0):
-    """A file of ``kind`` (``shn``, ``tak``, ``wsd``, ``rm``, ``ra3``: the oldest RealAudio,
-    ``libgme``: VGM) at ``path`` holding a tone of ``freq`` for ``seconds``."""
+    """A file of ``kind`` (``shn``, ``tak``, ``wsd``, ``oma``: LPCM, ``oma-mp3``, ``rm``, ``ra3``:
+    the oldest RealAudio, ``libgme``: VGM) at ``path`` holding a tone of ``freq`` for ``seconds``."""
     if shutil.which("ffmpeg") is None:
         pytest.skip("needs ffmpeg")
     if kind == "shn":
@@ -278,6 +296,13 @@ def make(kind: str, path, tmp_path, *, seconds: float = 3.0, freq: float = 440.0
         return tak_file(path, tone(seconds, 22_050, (freq, freq)), 22_050)
     if kind == "wsd":
         return wsd_file(path, seconds=seconds, freq=freq)
+    if kind == "oma":
+        return oma_file(path, pcm=tone(seconds, 44_100, (freq, freq)))
+    if kind == "oma-mp3":
+        src = tmp_path / f"src-{path.stem}.mp3"
+        subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", f"sine={freq}:duration={seconds}",
+                        "-c:a", "libmp3lame", "-id3v2_version", "0", "-write_xing", "0", str(src)], check=True)  # fmt: skip
+        return oma_file(path, mp3=src.read_bytes())
     if kind in ("rm", "ra3"):
         src = tmp_path / f"src-{path.stem}.wav"
         sf.write(src, tone(seconds, 8000, (freq,)), 8000, subtype="PCM_16")
@@ -289,8 +314,9 @@ def make(kind: str, path, tmp_path, *, seconds: float = 3.0, freq: float = 440.0
     return vgm_file(path, seconds=seconds, freq=freq)
 
 
-FOUND = [("shn", "tone.shn"), ("tak", "tone.tak"), ("wsd", "tone.wsd"), ("rm", "tone.ra"), ("rm", "tone.rm"),
-         ("ra3", "old.ra"), ("libgme", "tone.vgm"), ("libgme", "tone.vgz")]  # fmt: skip
+FOUND = [("shn", "tone.shn"), ("tak", "tone.tak"), ("wsd", "tone.wsd"), ("oma", "tone.oma"), ("oma-mp3", "tone.aa3"),
+         ("oma", "tone.omg"), ("rm", "tone.ra"), ("rm", "tone.rm"), ("ra3", "old.ra"), ("libgme", "tone.vgm"),
+         ("libgme", "tone.vgz")]  # fmt: skip
 """(the kind of file, `make`; a file name) of each format and name the crawler did not find."""
 
 
@@ -307,7 +333,7 @@ def test_the_crawler_finds_each_format_and_ffmpeg_reads_it_with_its_demuxer(tmp_
     music = tmp_path / "music"
     music.mkdir()
     f = make(kind, music / name, tmp_path)
-    demuxer = "rm" if kind == "ra3" else kind
+    demuxer = {"ra3": "rm", "oma-mp3": "oma"}.get(kind, kind)
     unnamed = music / "track.bin"
     unnamed.write_bytes(f.read_bytes())
     expected = [str(f)] if name.endswith(".vgz") else [str(f), str(unnamed)]
@@ -317,32 +343,39 @@ def test_the_crawler_finds_each_format_and_ffmpeg_reads_it_with_its_demuxer(tmp_
     assert f.suffix in probe.AUDIO_FORMATS[demuxer] or name == "tone.rm"
 
 
+LOSSLESS = {"shn": lambda path, x: shorten_file(path, x, 22_050), "tak": lambda path, x: tak_file(path, x, 22_050),
+            "oma": lambda path, x: oma_file(path, pcm=x)}  # fmt: skip
+"""The lossless formats, by extension: each writer takes 16-bit stereo samples at 22.05 kHz (OpenMG's
+LPCM at 44.1)."""
+
+
 @pytest.mark.parametrize("seconds", [2.3, 0.1863])
-@pytest.mark.parametrize("write", [shorten_file, tak_file])
-def test_a_lossless_file_decodes_to_the_samples_written(tmp_path, write, seconds):
-    """Shorten and TAK: ffmpeg gives back every sample written (TAK's CRCs checked), and tagger
-    analyses what it analyses of the same samples in a WAV, to float rounding. (2.3 s: a last
-    Shorten block of 134 samples, a BLOCKSIZE command; 0.1863 s: a last TAK frame of 12 samples,
-    stored as they are.)"""
-    x = tone(seconds, 22_050)
-    f = write(tmp_path / f"tone.{'shn' if write is shorten_file else 'tak'}", x, 22_050)
+@pytest.mark.parametrize("ext", sorted(LOSSLESS))
+def test_a_lossless_file_decodes_to_the_samples_written(tmp_path, ext, seconds):
+    """Shorten, TAK and LPCM OpenMG: ffmpeg gives back every sample written (TAK's CRCs checked),
+    and tagger analyses what it analyses of the same samples in a WAV, to float rounding. (2.3 s: a
+    last Shorten block of 134 samples, a BLOCKSIZE command; 0.1863 s: a last TAK frame of 12
+    samples, stored as they are.)"""
+    rate = 44_100 if ext == "oma" else 22_050
+    x = tone(seconds, rate)
+    f = LOSSLESS[ext](tmp_path / f"tone.{ext}", x)
     if shutil.which("ffmpeg") is None:
         pytest.skip("needs ffmpeg")
     raw = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-err_detect", "crccheck+explode", "-i", str(f),
                           "-f", "s16le", "-"], capture_output=True, check=True).stdout  # fmt: skip
     assert np.array_equal(np.frombuffer(raw, "<i2").reshape(-1, 2), x)
     wav = tmp_path / "tone.wav"
-    sf.write(wav, x, 22_050, subtype="PCM_16")
+    sf.write(wav, x, rate, subtype="PCM_16")
     y, ref = audio.load(f), audio.load(wav)
     assert len(y) == len(ref) and np.max(np.abs(y - ref)) < 1e-4
 
 
-@pytest.mark.parametrize("kind,name,freq", [("wsd", "tone.wsd", 440.0), ("rm", "tone.ra", 440.0),
-                                            ("ra3", "old.ra", 1000.0), ("libgme", "tone.vgm", 440.0),
-                                            ("libgme", "tone.vgz", 1000.0)])  # fmt: skip
+@pytest.mark.parametrize("kind,name,freq", [("wsd", "tone.wsd", 440.0), ("oma-mp3", "tone.oma", 440.0),
+                                            ("rm", "tone.ra", 440.0), ("ra3", "old.ra", 1000.0),
+                                            ("libgme", "tone.vgm", 440.0), ("libgme", "tone.vgz", 1000.0)])  # fmt: skip
 def test_lossy_and_synthesised_formats_decode_to_the_tone_and_length(tmp_path, kind, name, freq):
-    """1-bit DSD (WSD), RealAudio 1.0 (8 kHz) and the PSG's square wave (at the period nearest the
-    tone: 440.4 and 998.8 Hz) decode to the tone written, for its length."""
+    """1-bit DSD (WSD), MP3 in OpenMG, RealAudio 1.0 (8 kHz) and the PSG's square wave (at the
+    period nearest the tone: 440.4 and 998.8 Hz) decode to the tone written, for its length."""
     f = make(kind, tmp_path / name, tmp_path, seconds=3.0, freq=freq)
     y = audio.load(f)
     assert abs(len(y) / C.SAMPLE_RATE - 3.0) < 0.06
@@ -350,8 +383,21 @@ def test_lossy_and_synthesised_formats_decode_to_the_tone_and_length(tmp_path, k
     assert 0.05 < np.sqrt(np.mean(y[: 2 * C.SAMPLE_RATE] ** 2)) < 1
 
 
+def test_an_encrypted_openmg_file_is_an_error_saying_so(tmp_path):
+    """Sony's DRM: ffmpeg cannot decode it and says why, then only ``Operation not permitted``, which
+    the error gave alone, as if the file's permissions were at fault."""
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("needs ffmpeg")
+    f = oma_file(tmp_path / "locked.oma", pcm=tone(1.0, 44_100), encrypted=True)
+    assert [str(p) for p in crawl([tmp_path])] == [str(f)]
+    with pytest.raises(AudioReadError) as err:
+        audio.info(f)
+    assert "encrypted (DRM), which ffmpeg cannot decode (oma: " in str(err.value) and "@ 0x" not in str(err.value)
+
+
 SCANNED = [("shn", "bass.shn", "Shorten"), ("tak", "bass.tak", "TAK"), ("wsd", "bass.wsd", "WSD"),
-           ("rm", "bass.ra", "RealAudio"), ("rm", "bass.rm", "RealAudio"), ("ra3", "bass.ra", "RealAudio"),
+           ("oma", "bass.oma", "OpenMG"), ("oma-mp3", "bass.oma", "OpenMG"), ("rm", "bass.ra", "RealAudio"),
+           ("rm", "bass.rm", "RealAudio"), ("ra3", "bass.ra", "RealAudio"),
            ("libgme", "bass.vgm", "game music"), ("libgme", "bass.vgz", "game music")]  # fmt: skip
 """(the kind of file, `make`; a file name; the name of its format in the message saying it has no tags)"""
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass, replace
@@ -115,27 +116,31 @@ AUDIO_FORMATS: dict[str, tuple[str, ...]] = {
     "w64": (".w64",), "aiff": (".aif", ".aiff", ".aifc"), "caf": (".caf",), "au": (".au", ".snd"), "ape": (".ape",),
     "wv": (".wv",), "mpc": (".mpc",), "mpc8": (), "tta": (".tta",), "tak": (".tak",), "shn": (".shn",),
     "dsf": (".dsf",), "iff": (".dff",), "wsd": (".wsd",), "aac": (".aac",), "loas": (), "ac3": (".ac3",), "eac3": (),
-    "dts": (".dts",), "dtshd": (), "truehd": (), "mlp": (), "amr": (), "oma": (), "rm": (".ra",), "avi": (),
-    "mpeg": (), "mpegts": (), "flv": (), "libopenmpt": (".mod", ".xm", ".s3m", ".it"), "libgme": (".vgm", ".vgz"),
+    "dts": (".dts",), "dtshd": (), "truehd": (), "mlp": (), "amr": (), "oma": (".oma", ".aa3", ".omg"),
+    "rm": (".ra",), "avi": (), "mpeg": (), "mpegts": (), "flv": (), "libopenmpt": (".mod", ".xm", ".s3m", ".it"),
+    "libgme": (".vgm", ".vgz"),
 }  # fmt: skip
 """The formats tagger analyses, declared once: each ffmpeg demuxer (of ``ffmpeg -demuxers``) of the
 files a music library holds, with the file extensions the crawler takes as audio for it (and
 `FORMAT_MAGICS`, the first bytes it takes whatever the name: `tagger.crawl.sniff_audio`). One with
-neither (``amr``, ``oma``, ``mpc8``...) reads a file named on the command line, or one under another
+neither (``amr``, ``mpc8``...) reads a file named on the command line, or one under another
 format's extension (an SV8 Musepack ``.mpc``): add only what a test has a file of.
 Audio files (``mp3`` reads MP2 too, ``wav`` RF64 and BW64, ``iff`` DSDIFF, ``ogg`` Vorbis, Opus,
 Speex and FLAC, ``mov`` M4A/MP4/ALAC, ``matroska`` MKA and WebM, ``asf`` WMA, ``rm`` RealAudio,
-``oma`` ATRAC; lossless WavPack, Monkey's Audio, TTA and DSD included), the containers of music
+``oma`` Sony's OpenMG, ATRAC; lossless WavPack, Monkey's Audio, TTA and DSD included), the containers of music
 videos (``avi``, ``mpeg``, ``mpegts``, ``flv``), and modules and game music (``libopenmpt``: MOD,
 XM, S3M, IT...; ``libgme``: NSF, SPC, VGM...), which ffmpeg renders from the file's own samples and
 notes. `AUDIO_DEMUXERS` and `AUDIO_EXTENSIONS` are read from it: a new format is one entry here."""
 FORMAT_MAGICS: dict[bytes, str] = {
-    b"ajkg": "shn", b"tBaK": "tak", b"1bit\0\0\0\0": "wsd", b".RMF\0\0": "rm", b".ra\xfd": "rm", b"Vgm ": "libgme",
+    b"ajkg": "shn", b"tBaK": "tak", b"1bit\0\0\0\0": "wsd", b"ea3\x03": "oma", b".RMF\0\0": "rm", b".ra\xfd": "rm",
+    b"Vgm ": "libgme",
 }  # fmt: skip
 """The first bytes of files of `AUDIO_FORMATS` that the crawler takes as audio whatever their names
 (`tagger.crawl.sniff_audio`), with the demuxer of each: each is what ffmpeg's demuxer looks for.
 A RealVideo ``.rm`` or ``.rmvb`` (a music video) is one, as an ``.mp4`` is."""
-FORMAT_NAMES = {"shn": "Shorten", "wsd": "WSD", "rm": "RealAudio/RealMedia", "libgme": "game music"}
+FORMAT_NAMES = {
+    "shn": "Shorten", "wsd": "WSD", "oma": "OpenMG/ATRAC", "rm": "RealAudio/RealMedia", "libgme": "game music",
+}  # fmt: skip
 """The names for users of formats of `AUDIO_FORMATS` that mutagen does not know, which a tag write
 names as formats it has no tags for (`tagger.tags.formats`)."""
 AUDIO_DEMUXERS = frozenset(AUDIO_FORMATS)
@@ -184,6 +189,10 @@ def _ffprobe_info(path: Path) -> AudioInfo:
         if past:
             raise AudioReadError(path, f"not a readable audio file: {past}")
         msg = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        drm = next((line for line in msg if line.startswith("[") and "crypt" in line.lower()), None)
+        if drm:  # (Sony's DRM, in an OpenMG file: ffmpeg says why, then just "Operation not permitted")
+            reason = _said(re.sub(r"^\[([^\]]+?) @ 0x[0-9a-f]+\] ", r"\1: ", drm.strip()), path)
+            raise AudioReadError(path, f"encrypted (DRM), which ffmpeg cannot decode ({reason}): not analysed")
         raise AudioReadError(path, f"not a readable audio file ({_said(msg[-1], path) if msg else 'ffprobe failed'})")
     try:
         meta = json.loads(proc.stdout or b"{}")
