@@ -617,3 +617,50 @@ def test_step_0010_and_its_downgrade_on_postgres_too(pg_url):
     from test_db import check_audio_digest_step
 
     check_audio_digest_step(pg_url)
+
+
+def test_the_query_sql_selects_the_same_tracks_on_postgres_and_sqlite(pg_url, tmp_path):
+    """The filter's conditions and the query's reads are SQL text written once (`tagger.db.sql`),
+    run by ``sqlite3`` on SQLite and by SQLAlchemy on PostgreSQL (there: a folder compared with
+    ``substr``, the path in the ``C`` collation, the rows streamed in partitions): the same tracks,
+    scores and stored results on both, for every filter."""
+    import datetime as dt
+
+    from tagger.db.filter import TrackFilter
+    from tagger.db.queries import scored_families, stream_tracks, tracks_to_tag
+    from tagger.db.session import Database, SqliteLibrary, open_for_reading
+    from tagger.library.scan import scan
+
+    root = tmp_path / "music"
+    files = make_library(root)
+    sqlite = str(tmp_path / "lib.db")
+    for db in (sqlite, pg_url):
+        database = open_database(db)
+        try:
+            scan([root], db=database, analyser=FakeAnalyser(), jobs=0)
+        finally:
+            database.close()
+    filters = [{}, {"has": ["flute"], "lacks": ["bass"]}, {"has": ["bass"], "min_score": 0.5}, {"paths": [str(root / "sub")]},
+               {"lacks": ["string"], "paths": [str(root / "sub"), files["duo.flac"]]}, {"path_glob": "*/sub/*"}]  # fmt: skip
+    for flags in filters:
+        where = TrackFilter.of(**flags)
+        got = {}
+        for db, kind in ((sqlite, SqliteLibrary), (pg_url, Database)):
+            database = open_for_reading(db)
+            try:
+                assert isinstance(database, kind)
+                listed = [t.to_dict() for t in stream_tracks(database, where=where, batch=2)]
+                families = scored_families(database, where=where)
+            finally:
+                database.close()
+            database = open_database(db)
+            try:
+                with database.session() as s:
+                    to_tag = tracks_to_tag(s, where)
+                    stored = {t.path: t.analysed_at for t in s.scalars(select(M.Track))}
+            finally:
+                database.close()
+            assert all(isinstance(t.stored.analysed_at, dt.datetime) and t.stored.analysed_at == stored[t.path] for t in to_tag)
+            got[kind] = (listed, families, [(t.path, t.instruments, t.scores, t.families) for t in to_tag])
+        assert got[SqliteLibrary] == got[Database], flags
+        assert got[Database][0] and [t["path"] for t in got[Database][0]] == [p for p, *_ in got[Database][2]], flags

@@ -338,8 +338,6 @@ def test_each_format_reads_only_the_detections_it_shows_and_writes_what_all_of_t
     for JSON and CSV, the families present for a table, none for a list of paths (all of them were
     read for every format). Each format writes the bytes it writes from tracks read whole
     (`find_tracks`)."""
-    from sqlalchemy import event
-
     from benchmarks.bench import synth_database
     from tagger.db.queries import find_tracks
     from tagger.library.report import QUERY_FORMATS, SHOWN, render_tracks
@@ -354,29 +352,31 @@ def test_each_format_reads_only_the_detections_it_shows_and_writes_what_all_of_t
     finally:
         db.close()
     assert len(whole) > 50
-    reads: list[str] = []
-
-    def count(conn, cursor, statement, *rest):
-        if "FROM detections" in statement and "EXISTS" not in statement:
-            reads.append(statement)
-
-    from tagger.db import session as S
-
-    real = S.make_engine
-
-    def counting_engine(url):
-        engine = real(url)
-        event.listen(engine, "before_cursor_execute", count)
-        return engine
-
-    monkeypatch.setattr(S, "make_engine", counting_engine)
+    reads = _statements(monkeypatch, lambda statement: "FROM detections" in statement and "EXISTS" not in statement)
     for fmt in QUERY_FORMATS:
         reads.clear()
         assert run("query", *flags, "--format", fmt, "--db", path) == render_tracks(whole, fmt=fmt), fmt
         if not SHOWN[fmt]:
             assert reads == [], fmt
         else:
-            assert reads and all(("present IS 1" in r) == ("scores" not in SHOWN[fmt]) for r in reads), (fmt, reads)
+            assert reads and all(("present = TRUE" in r) == ("scores" not in SHOWN[fmt]) for r in reads), (fmt, reads)
+
+
+def _statements(monkeypatch, keep) -> list[str]:
+    """The statements a ``tagger query`` of a SQLite library runs (through ``sqlite3``:
+    `tagger.db.sql.SqliteReader`) for which ``keep(text)`` is true, in turn, as the list fills."""
+    from tagger.db.sql import SqliteReader
+
+    kept: list[str] = []
+    real = SqliteReader.rows
+
+    def rows(self, statement):
+        if keep(statement.text):
+            kept.append(statement.text)
+        return real(self, statement)
+
+    monkeypatch.setattr(SqliteReader, "rows", rows)
+    return kept
 
 
 def test_query_reads_the_database_in_pieces_and_writes_the_same_bytes(tmp_path):
@@ -421,32 +421,23 @@ def test_every_query_format_is_written_before_every_track_is_read(tmp_path, monk
     answer at once. The CSV's score columns are now asked of the database first, and the table's
     widths are measured on a first read of the paths and lengths alone: the first 500 tracks' lines
     are written once they are read."""
-    from sqlalchemy import event
-    from sqlalchemy.engine import Engine
-
     from benchmarks.bench import synth_database
     from tagger.cli import library as L
     from tagger.library.report import SHOWN
 
     path = synth_database(tmp_path / "lib.db", tracks=1_200, seed=5)
-    reads: list[str] = []
     written: list[int] = []
 
-    def listen(conn, cursor, statement, *rest):
+    def listen(statement):
         if SHOWN[fmt]:  # (its detections read a batch at a time; not the CSV columns' query)
-            if "FROM detections" in statement and "scored" not in statement:
-                reads.append(statement)
-        elif "FROM tracks" in statement and "LIMIT" in statement:  # (a list of paths reads none: its pages)
-            reads.append(statement)
+            return "FROM detections" in statement and "scored" not in statement
+        return "FROM tracks" in statement and "LIMIT" in statement  # (a list of paths reads none: its pages)
 
-    event.listen(Engine, "before_cursor_execute", listen)
+    reads = _statements(monkeypatch, listen)
     for name in ("echo", "echo_data"):
         real = getattr(L, name)
         monkeypatch.setattr(L, name, lambda *a, real=real, **k: (written.append(len(reads)), real(*a, **k))[1])
-    try:
-        out = run("query", "--format", fmt, "--db", str(path))
-    finally:
-        event.remove(Engine, "before_cursor_execute", listen)
+    out = run("query", "--format", fmt, "--db", str(path))
     assert len(reads) == 3 and written[0] <= 1 and len(written) >= 3, (reads, written)  # (3 pieces of 500 tracks)
     whole = CliRunner().invoke(app, ["query", "--format", fmt, "--db", str(path), "--output", str(tmp_path / "out")])
     assert whole.exit_code == 0 and (tmp_path / "out").read_text(encoding="utf-8") == out
@@ -592,3 +583,140 @@ def test_query_and_tag_take_the_filter_options_declared_once(monkeypatch):
     assert res.exit_code == 0, res.output
     assert seen == {"has": ["flute", "organ"], "lacks": None, "min_score": None, "path_glob": None, "genre": "jazz",
                     "db": "x.db"}  # fmt: skip
+
+
+# -- the query of a SQLite library through sqlite3 alone ---------------------------------------------------
+@pytest.mark.parametrize("name", ["/m/library.db", "/m/a%25b.db", "/m/a%3Fb.db", "/m/a#b@c:d e.db", "/m/\u00e9t\u00e9/x.db",
+                                  "/m/100%zz.db", "/m/a%2Fb.db", "//m/x.db"])  # fmt: skip
+def test_a_plain_sqlite_url_names_the_file_sqlalchemy_opens(name):
+    """`plain_sqlite_file` reads a ``sqlite:////path`` URL without SQLAlchemy (``tagger query``
+    does not import it): the file it names is the one SQLAlchemy's URL names; a URL with options, a
+    relative name or another database is left to SQLAlchemy (None)."""
+    from sqlalchemy.engine import make_url
+
+    from tagger.db.urls import plain_sqlite_file, sqlite_file, sqlite_url
+
+    url = "sqlite:///" + name
+    assert str(plain_sqlite_file(url)) == make_url(url).database == str(sqlite_file(url))
+    assert str(plain_sqlite_file(sqlite_url(name))) == name  # (a path as --db gives it, %, ? and all)
+    for other in (url + "?mode=ro&uri=true", "sqlite:///relative.db", "sqlite:///file:x.db", "postgresql://u@h/db"):
+        assert plain_sqlite_file(other) is None, other
+
+
+FILTERS = [{}, {"has": ["flute"], "lacks": ["vocal"]}, {"has": ["bass", "string"], "min_score": 0.6},
+           {"path_glob": "*/artist-00[13]*"}, {"lacks": ["organ"], "paths": ["/music/artist-002", "/music/artist-004/"]}]  # fmt: skip
+
+
+@pytest.mark.parametrize("flags", FILTERS)
+def test_sqlite3_and_sqlalchemy_read_the_same_tracks(tmp_path, flags):
+    """``tagger query`` reads a SQLite library through ``sqlite3`` (`open_for_reading`), other
+    commands through SQLAlchemy (`open_database`, a session): the same SQL text (`tagger.db.sql`)
+    gives the same tracks, in pages that cross, for every filter and every reading of them."""
+    from benchmarks.bench import synth_database
+    from tagger.db.filter import TrackFilter
+    from tagger.db.queries import find_tracks, scored_families, stream_tracks
+    from tagger.db.session import Database, SqliteLibrary, open_for_reading
+
+    path = str(synth_database(tmp_path / "lib.db", tracks=1_200, seed=5))
+    where = TrackFilter.of(**flags)
+    fast, alchemy = open_for_reading(path), open_database(path)
+    try:
+        assert isinstance(fast, SqliteLibrary) and isinstance(alchemy, Database)
+        with alchemy.session() as s:
+            whole = [t.to_dict() for t in find_tracks(s, where=where)]
+        assert len(whole) > 30
+        for scores, instruments in ((True, True), (False, True), (False, False)):
+            got = [[t.to_dict() for t in stream_tracks(db, where=where, batch=100, scores=scores, instruments=instruments)]
+                   for db in (fast, alchemy)]  # fmt: skip
+            assert got[0] == got[1], (scores, instruments)
+            assert got[0] == [{**t, "scores": t["scores"] if scores else {},
+                               "instruments": t["instruments"] if instruments else []} for t in whole]  # fmt: skip
+        assert scored_families(fast, where=where) == scored_families(alchemy, where=where) != []
+    finally:
+        fast.close()
+        alchemy.close()
+
+
+def test_the_filter_conditions_are_one_sql_text_with_parameters_of_their_own():
+    """Each condition of a filter is SQL text with named parameters (`tagger.db.sql.Sql`): put
+    together (two folders, two families) no name is used twice, and a place left without a value
+    is refused."""
+    from tagger.db.filter import TrackFilter, under_clause
+    from tagger.db.sql import joined, sql
+
+    where = TrackFilter(has=("flute", "bass"), lacks=("vocal",), min_score=0.5, paths=("/m/a", "/m/b"))
+    for dialect in ("sqlite", "postgresql"):
+        whole = joined(" AND ", where.clauses(dialect))
+        names = [word[1:] for word in whole.text.replace("(", " ").replace(")", " ").split() if word.startswith(":")]
+        assert sorted(names) == sorted(whole.params) and len(set(names)) == len(names) == 2 + 1 + 2 + 2 * (3 if dialect == "sqlite" else 2)
+        assert ("substr" in whole.text) == (dialect != "sqlite")
+    assert sorted(under_clause("/m/a", "sqlite").params.values()) == ["/m/a", "/m/a/", "/m/a0"]
+    with pytest.raises(ValueError):
+        sql("a = {} AND b = {}", 1)
+
+
+def test_a_query_opens_what_sqlite3_alone_cannot_read_through_sqlalchemy(tmp_path):
+    """`open_for_reading` opens with ``sqlite3`` only a writable SQLite library at the latest
+    revision named by a path: a SQLite URI, and a library to migrate, go through `open_database`
+    as before (the URI read, the library migrated), and ``tagger query`` lists the same tracks."""
+    from benchmarks.bench import synth_database
+    from old_databases import write_database_at
+    from tagger.db.queries import find_tracks
+    from tagger.db.session import Database, SqliteLibrary, open_for_reading
+    from tagger.db.urls import sqlite_url
+
+    path = synth_database(tmp_path / "lib.db", tracks=30, seed=3)
+    uri = f"sqlite:///file:{path}?mode=ro&uri=true"
+    kinds = {}
+    for db in (str(path), sqlite_url(path), uri):
+        database = open_for_reading(db)
+        kinds[db] = type(database)
+        database.close()
+    assert kinds == {str(path): SqliteLibrary, sqlite_url(path): SqliteLibrary, uri: Database}
+    assert run("query", "--db", uri, "-f", "paths") == run("query", "--db", str(path), "-f", "paths") != ""
+    old = tmp_path / "old.db"
+    write_database_at(sqlite_url(old), "0001", tracks=5)
+    listed = run("query", "--db", str(old), "-f", "paths").splitlines()  # (migrated, then read)
+    database = open_for_reading(str(old))
+    assert isinstance(database, SqliteLibrary)  # (at the latest revision now)
+    database.close()
+    database = open_database(str(old))
+    try:
+        with database.session() as s:
+            assert listed == [t.path for t in find_tracks(s)] != []
+    finally:
+        database.close()
+
+
+@pytest.mark.parametrize("damage", ["missing", "empty", "no tables", "not sqlite", "damaged", "newer", "other program"])
+def test_a_query_refuses_a_database_as_the_other_commands_do(tmp_path, damage):
+    """``tagger query`` opens a SQLite library without SQLAlchemy; a database it cannot use gets
+    the one line that ``tagger stats`` (through SQLAlchemy, as the query before) gives, word for word."""
+    import sqlite3
+
+    from benchmarks.bench import synth_database
+    from conftest import library_of_a_newer_tagger
+
+    path = tmp_path / "lib.db"
+    if damage == "empty":
+        path.write_bytes(b"")
+    elif damage == "no tables":
+        sqlite3.connect(path).execute("PRAGMA user_version = 1").connection.close()
+    elif damage == "not sqlite":
+        path.write_text("a shopping list\n")
+    elif damage == "damaged":
+        good = synth_database(tmp_path / "good.db", tracks=20).read_bytes()
+        path.write_bytes(good[:100] + bytes(len(good) - 100))
+    elif damage == "newer":
+        library_of_a_newer_tagger(path)
+    elif damage == "other program":
+        con = sqlite3.connect(path)
+        con.execute("CREATE TABLE contacts (name TEXT)")
+        con.commit()
+        con.close()
+    before = path.read_bytes() if path.exists() else None
+    results = [CliRunner().invoke(app, [command, "--db", str(path)]) for command in ("query", "stats")]
+    assert [r.exit_code for r in results] == [1, 1], [r.output for r in results]
+    query, stats = (r.output.strip() for r in results)
+    assert query == stats and query.startswith("tagger: error: ") and "\n" not in query, (query, stats)
+    assert (path.read_bytes() if path.exists() else None) == before

@@ -340,11 +340,10 @@ def handle_errors(func):
             raise fail("interrupted", 130) from None
         except Exception as exc:
             # A database error no command turned into ours (they name the database): still one line.
-            # (SQLAlchemy's errors can only come from a command that imported it.)
-            sa = sys.modules.get("sqlalchemy.exc")
-            if sa is None or not isinstance(exc, sa.SQLAlchemyError):
+            from tagger.db.urls import driver_reason, is_driver_error
+
+            if not is_driver_error(exc):
                 raise
-            from tagger.db.urls import driver_reason
 
             raise fail(f"database error: {driver_reason(exc)}", 1) from None
 

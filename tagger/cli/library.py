@@ -62,17 +62,20 @@ def _session(db: str | None, *, locked: str | None = None, command: str = ""):
 
 
 @contextlib.contextmanager
-def _database(db: str | None):
-    """Open the library database, give it, and close it when the block ends. A database that
-    cannot be read (damaged, locked, gone) is one line naming it, not SQLAlchemy's traceback."""
-    from sqlalchemy.exc import SQLAlchemyError
+def _database(db: str | None, *, reading: bool = False):
+    """Open the library database, give it, and close it when the block ends (``reading``: for a
+    command that only reads it, through ``sqlite3`` alone where it can be, `open_for_reading`). A
+    database that cannot be read (damaged, locked, gone) is one line naming it, not the driver's
+    traceback."""
+    from tagger.db.session import database_error, open_for_reading
+    from tagger.db.urls import is_driver_error
 
-    from tagger.db.session import database_error
-
-    database = _open(db)
+    database = open_for_reading(db) if reading else _open(db)
     try:
         yield database
-    except SQLAlchemyError as exc:
+    except Exception as exc:
+        if not is_driver_error(exc):
+            raise
         raise database_error(database.url, exc, doing="read") from None
     finally:
         database.close()
@@ -357,7 +360,7 @@ def query(
 
     # (read from the database as it is written, piece by piece, each in a short transaction of its own:
     # never every track, nor the whole text, at once, and no lock held while the output waits)
-    with _database(db) as database:
+    with _database(db, reading=True) as database:
         tracks = stream_tracks(database, where=where, scores="scores" in SHOWN[fmt], instruments="instruments" in SHOWN[fmt])
         # (the CSV's score columns, and the widths of the table's, known before the first row)
         families = scored_families(database, where=where) if fmt == "csv" else None

@@ -7,15 +7,15 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote
-
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
 
 from tagger.db.sqlite_files import read_only_sqlite_file, refuse_other_files, shared_memory_works
 from tagger.db.urls import DatabaseError, shown_url, sqlite_file
 from tagger.errors import UserError
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 BUSY_TIMEOUT_S = 30.0
 """How long a SQLite command waits for a lock another process holds before it says so."""
@@ -77,6 +77,10 @@ def make_engine(url: str) -> Engine:
 
     The parent folder of a SQLite file is created when missing.
     """
+    from sqlalchemy import create_engine, event
+    from sqlalchemy.engine import URL, make_url
+    from sqlalchemy.exc import ArgumentError
+
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
@@ -107,8 +111,7 @@ def make_engine(url: str) -> Engine:
             except OSError as exc:
                 raise DatabaseError(f"cannot create the database folder {folder}: {exc.strerror or exc}") from None
         engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_S})
-        wal = path is None or shared_memory_works(path.expanduser().absolute().parent)
-        event.listen(engine, "connect", functools.partial(_sqlite_pragmas, wal=wal))
+        event.listen(engine, "connect", functools.partial(_sqlite_pragmas, wal=_wal_works(path)))
         return engine
     if parsed.drivername == "postgresql" and _installed("psycopg") and not _installed("psycopg2"):
         parsed = parsed.set(drivername="postgresql+psycopg")  # plain postgresql:// with psycopg 3 (tagger[postgres])
@@ -122,6 +125,28 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", functools.partial(_refuse_narrow_encoding, shown=shown_url(parsed)))
         event.listen(engine, "connect", _postgres_lock_timeout)
     return engine
+
+
+def _wal_works(path: Path | None) -> bool:
+    """Whether the SQLite database ``path`` (None: not a file) is to use a write-ahead log:
+    where its folder can hold SQLite's shared-memory index (`shared_memory_works`)."""
+    return path is None or shared_memory_works(path.expanduser().absolute().parent)
+
+
+def connect_sqlite(path: Path):
+    """A ``sqlite3`` connection to the SQLite library file ``path`` (absolute, writable: not one
+    `read_only_sqlite_file` names), set up as each connection of `make_engine`'s engine for it is
+    (the busy timeout, `_sqlite_pragmas`): what ``tagger query`` reads through without SQLAlchemy
+    (`tagger.db.session.open_for_reading`). Raises ``sqlite3.Error``."""
+    import sqlite3
+
+    connection = sqlite3.connect(os.fspath(path), timeout=BUSY_TIMEOUT_S)
+    try:
+        _sqlite_pragmas(connection, None, wal=_wal_works(path))
+    except BaseException:
+        connection.close()
+        raise
+    return connection
 
 
 def _postgres_lock_timeout(dbapi_conn, _record) -> None:

@@ -1,7 +1,8 @@
 """Which tracks a command works on: one filter value, read both by SQL and in memory.
 
 In the style of beets' ``dbcore/query.py``: each part of a filter knows its SQL clause
-(`~Part.clause`, over the ``tracks`` table; None when it can only be checked in Python) and its
+(`~Part.clause`: SQL text over the ``tracks`` table, `tagger.db.sql.Sql`; None when it can only be
+checked in Python) and its
 Python match (`~Part.match`, on a `Candidate`: a stored track or a prediction read from a file).
 `TrackFilter` combines them; ``tagger query`` and ``tagger tag`` build it from the same options
 (`tagger.cli.options`).
@@ -20,9 +21,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import and_, exists, func
-
-from tagger.db import tables as T
+from tagger.db.sql import Sql, joined, sql
 from tagger.errors import UserError
 from tagger.paths import absolute, folder_prefix, is_utf8, nfc, under_any
 
@@ -39,8 +38,8 @@ class Candidate:
 class Part:
     """One condition of a filter."""
 
-    def clause(self, dialect: str):
-        """SQLAlchemy condition on `tagger.db.tables.tracks` (``dialect``: the database's), or None when only
+    def clause(self, dialect: str) -> Sql | None:
+        """The SQL condition on the ``tracks`` table (``dialect``: the database's), or None when only
         `match` can check it."""
         raise NotImplementedError
 
@@ -48,7 +47,7 @@ class Part:
         raise NotImplementedError
 
 
-def under_clause(root: str, dialect: str):
+def under_clause(root: str, dialect: str) -> Sql:
     """SQL condition: the track's path is `root` or lies under folder `root`.
 
     SQLite compares text bytewise, so a range scan on the path index does it; other databases may
@@ -56,10 +55,17 @@ def under_clause(root: str, dialect: str):
     """
     prefix = folder_prefix(root)
     if dialect == "sqlite":
-        inside = (T.tracks.c.path >= prefix) & (T.tracks.c.path < prefix[:-1] + chr(ord(os.sep) + 1))
-    else:
-        inside = func.substr(T.tracks.c.path, 1, len(prefix)) == prefix
-    return inside | (T.tracks.c.path == root)
+        inside = sql("tracks.path >= {} AND tracks.path < {}", prefix, prefix[:-1] + chr(ord(os.sep) + 1))
+    else:  # (the length a literal: a driver may send an int parameter as a type substr takes no such argument of)
+        inside = sql(f"substr(tracks.path, 1, {len(prefix):d}) = {{}}", prefix)
+    return sql("{} OR tracks.path = {}", inside, root)
+
+
+def _detected(family: str, min_score: float | None = None) -> Sql:
+    """SQL condition: the track has ``family`` detected (with a score of at least ``min_score``)."""
+    score = sql("") if min_score is None else sql(" AND detections.score >= {}", float(min_score))
+    return sql("EXISTS (SELECT 1 FROM detections WHERE detections.track_id = tracks.id AND detections.family = {} "
+               "AND detections.present = TRUE{})", family, score)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -70,10 +76,7 @@ class Has(Part):
     min_score: float | None = None
 
     def clause(self, dialect):
-        c = [T.detections.c.track_id == T.tracks.c.id, T.detections.c.family == self.family, T.detections.c.present.is_(True)]
-        if self.min_score is not None:
-            c.append(T.detections.c.score >= float(self.min_score))
-        return exists().where(and_(*c))
+        return _detected(self.family, self.min_score)
 
     def match(self, item):
         if self.family not in {f.lower() for f in item.instruments}:
@@ -91,9 +94,7 @@ class Lacks(Part):
     family: str
 
     def clause(self, dialect):
-        return ~exists().where(
-            and_(T.detections.c.track_id == T.tracks.c.id, T.detections.c.family == self.family, T.detections.c.present.is_(True))
-        )
+        return sql("NOT {}", _detected(self.family))
 
     def match(self, item):
         return self.family not in {f.lower() for f in item.instruments}
@@ -140,9 +141,7 @@ class Under(Part):
     roots: tuple[str, ...]
 
     def clause(self, dialect):
-        from sqlalchemy import or_
-
-        return or_(*(under_clause(r, dialect) for r in self.roots))
+        return joined(" OR ", (under_clause(r, dialect) for r in self.roots))
 
     def match(self, item):
         return under_any(os.path.abspath(item.path), self.roots)
@@ -255,7 +254,7 @@ class TrackFilter:
             parts.append(PathGlob(self.path_glob))
         return parts
 
-    def clauses(self, dialect: str) -> list:
+    def clauses(self, dialect: str) -> list[Sql]:
         """The SQL conditions of the parts that have one."""
         return [c for c in (p.clause(dialect) for p in self.parts) if c is not None]
 

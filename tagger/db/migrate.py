@@ -8,11 +8,13 @@ from __future__ import annotations
 import re
 from contextlib import contextmanager
 from pathlib import Path
-
-from sqlalchemy import Engine, create_engine
-from sqlalchemy.exc import SQLAlchemyError
+from typing import TYPE_CHECKING
 
 from tagger.db.urls import DatabaseError, driver_reason, shown_url
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
 
 def migrations_dir() -> Path:
     """The Alembic scripts: the installed ``tagger/migrations``, else the repository's ``migrations/``."""
@@ -53,6 +55,7 @@ def alembic_config(engine: Engine):
 
 def head_revision() -> str:
     from alembic.script import ScriptDirectory
+    from sqlalchemy import create_engine
 
     cfg = alembic_config(create_engine("sqlite://"))
     return ScriptDirectory.from_config(cfg).get_current_head()
@@ -95,7 +98,25 @@ def at_head(engine: Engine) -> bool:
     with engine.connect() as conn:
         if not inspect(conn).has_table("alembic_version"):
             return False
-        rows = conn.execute(text("SELECT version_num FROM alembic_version")).fetchall()
+        return _is_head(conn.execute(text(_REVISIONS)).fetchall(), head)
+
+
+def sqlite_at_head(connection) -> bool:
+    """`at_head` on a ``sqlite3`` connection (``tagger query`` without SQLAlchemy); raises
+    ``sqlite3.Error`` as that raises SQLAlchemy's."""
+    head = _script_head()
+    if head is None:
+        return False
+    if connection.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'").fetchone() is None:
+        return False
+    return _is_head(connection.execute(_REVISIONS).fetchall(), head)
+
+
+_REVISIONS = "SELECT version_num FROM alembic_version"
+
+
+def _is_head(rows: list, head: str) -> bool:
+    """Whether the rows of ``alembic_version`` say the database is at ``head`` (one row, that one)."""
     return len(rows) == 1 and rows[0][0] == head
 
 
@@ -198,6 +219,7 @@ def _restore_own_objects(conn, own: list[tuple[str, str, str]]) -> None:
     naming the first that no longer fits (the migration is rolled back)."""
     if not own:
         return
+    from sqlalchemy.exc import SQLAlchemyError
 
     def unfit(kind: str, name: str, reason: str) -> OwnObjectUnfit:
         return OwnObjectUnfit(
@@ -269,6 +291,7 @@ def upgrade(engine: Engine, *, revision: str = "head") -> str | None:
     Raises `DatabaseError` when the database cannot be migrated or its revision is unknown."""
     from alembic import command
     from alembic.util import CommandError
+    from sqlalchemy.exc import SQLAlchemyError
 
     cfg = alembic_config(engine)
     start = None

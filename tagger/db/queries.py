@@ -2,6 +2,12 @@
 
 A track's results are *stale* when they come from another model version than the one used by the
 latest scan. Queries only consider analysed tracks (status ``ok``) unless they say otherwise.
+
+What ``tagger query`` reads (`stream_tracks`, `scored_families`, with `known_families` and
+`latest_model_version_id`) is SQL text written once (`tagger.db.sql`), run by Python's ``sqlite3``
+on a SQLite library (`tagger.db.session.open_for_reading`: SQLAlchemy is not imported) and by
+SQLAlchemy elsewhere; the rest reads through SQLAlchemy Core (`tagger.db.tables`), imported where
+it is used.
 """
 
 from __future__ import annotations
@@ -15,10 +21,9 @@ from dataclasses import asdict, dataclass, field
 from operator import itemgetter
 from typing import TYPE_CHECKING
 
-from sqlalchemy import and_, delete, exists, func, select
-
-from tagger.db import tables as T
+from tagger.db import sql as Q
 from tagger.db.filter import Candidate, TrackFilter, storable_name
+from tagger.db.sql import Reader, Sql, joined, reader_of, sql
 from tagger.errors import UserError
 from tagger.instruments import FAMILIES
 
@@ -87,15 +92,16 @@ class TrackDetail:
         return asdict(self)
 
 
-def latest_model_version_id(session: Session) -> int | None:
+def latest_model_version_id(session: Session | Reader) -> int | None:
     """The model version of the most recent scan (what "stale" is measured against)."""
-    return session.scalar(select(T.scans.c.model_version_id).order_by(T.scans.c.id.desc()).limit(1))
+    rows = reader_of(session).rows(Sql("SELECT model_version_id FROM scans ORDER BY id DESC LIMIT 1"))
+    return rows[0][0] if rows else None
 
 
-def known_families(session: Session) -> list[str]:
+def known_families(session: Session | Reader) -> list[str]:
     """The canonical families plus any family a stored model version knows, in canonical order first."""
     out = list(FAMILIES)
-    for fams in session.scalars(select(T.model_versions.c.families)):
+    for (fams,) in reader_of(session).rows(Sql("SELECT families FROM model_versions")):
         out += [f for f in json.loads(fams) if f not in out]
     return out
 
@@ -105,17 +111,19 @@ def _family_order(session: Session) -> dict[str, int]:
 
 
 def by_path(session: Session):
-    """ORDER BY path, bytewise on every database (`by_path_of`)."""
-    return by_path_of(_dialect(session))
+    """ORDER BY path, bytewise on every database (`path_key`), as a SQLAlchemy clause."""
+    from sqlalchemy import literal_column
+
+    return literal_column(path_key(reader_of(session).dialect))
 
 
-def by_path_of(dialect: str):
+def path_key(dialect: str) -> str:
     """The path to sort by (and compare with), bytewise on every database: SQLite compares text
     bytewise, PostgreSQL would use its locale's collation (e.g. en_US puts ``/m/a`` before
     ``/m/B``), so there the ``C`` collation is asked for."""
     if dialect == "postgresql":
-        return T.tracks.c.path.collate("C")
-    return T.tracks.c.path
+        return 'tracks.path COLLATE "C"'
+    return "tracks.path"
 
 
 def _present(track, order: dict[str, int]) -> list[str]:
@@ -209,16 +217,22 @@ def tracks_to_tag(session: Session, where: TrackFilter) -> list[TrackToTag]:
     out = []
     for summary, row in _select(session, where, stored=True):
         if summary.model_version:
-            stored = StoredResults(row.id, row.model_version_id, row.scan_id, row.analysed_at, row.size, row.mtime,
-                                   row.fingerprint, row.rewrite_hash, row.content_hash, row.ctime_ns)  # fmt: skip
+            stored = StoredResults(row.id, row.model_version_id, row.scan_id, _datetime(row.analysed_at), row.size,
+                                   row.mtime, row.fingerprint, row.rewrite_hash, row.content_hash, row.ctime_ns)  # fmt: skip
             out.append(TrackToTag(summary.path, summary.instruments, summary.scores, summary.model_version,
                                   row.size, row.mtime, tuple(json.loads(row.families or "[]")), stored))  # fmt: skip
     return out
 
 
+def _datetime(value) -> _dt.datetime | None:
+    """A stored time as the database driver gives it (SQLite: the text SQLAlchemy's ``DateTime``
+    writes, ``2026-12-07 01:47:12.123456``; PostgreSQL: a datetime) as a datetime."""
+    return _dt.datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
 def scanned_roots(session: Session) -> list[str]:
     """Every folder (or file) a scan of this database was given, sorted."""
-    return sorted({r for (text,) in session.execute(select(T.scans.c.roots)) for r in json.loads(text)})
+    return sorted({r for (text,) in reader_of(session).rows(Sql("SELECT roots FROM scans")) for r in json.loads(text)})
 
 
 def _select(session: Session, where: TrackFilter | None, *, batch: int = STREAM_BATCH, stored: bool = False,
@@ -228,13 +242,15 @@ def _select(session: Session, where: TrackFilter | None, *, batch: int = STREAM_
     is checked at the call."""
     if where is None:
         where = TrackFilter.of(**options)
-    where.check(known_families(session))
-    return _pages(lambda: contextlib.nullcontext(session), where, batch=batch, order=_family_order(session), stored=stored)
+    reader = reader_of(session)
+    where.check(known_families(reader))
+    return _pages(lambda: contextlib.nullcontext(reader), where, batch=batch, order=_family_order(reader), stored=stored)
 
 
 def stream_tracks(database, *, where: TrackFilter, batch: int = STREAM_BATCH, scores: bool = True,
                   instruments: bool = True) -> Iterator[TrackSummary]:  # fmt: skip
-    """`iter_tracks` on the `tagger.db.session.Database` ``database``, each `batch` of tracks read in
+    """`iter_tracks` on the library database ``database`` (`tagger.db.session.Database`, or
+    `tagger.db.session.SqliteLibrary`), each `batch` of tracks read in
     a short transaction of its own, closed before the tracks are handed over: a caller that pauses
     between them (a query writing to a pager, or a pipe nobody reads) holds no lock nor snapshot of
     the database, so a scan's commits go on beside it (on a rollback-journal database, a FAT drive,
@@ -249,10 +265,10 @@ def stream_tracks(database, *, where: TrackFilter, batch: int = STREAM_BATCH, sc
     of the rows); with ``instruments`` False too, no detections read (``instruments`` empty as well:
     a list of paths, or what the width of a table's columns needs). The filter is checked (unknown
     family: `UserError`) before this returns."""
-    with database.engine.connect() as conn:
-        where.check(known_families(conn))
-        order = _family_order(conn)
-    pages = _pages(database.engine.connect, where, batch=batch, order=order, scores=scores, instruments=instruments)
+    with database.reader() as reader:
+        where.check(known_families(reader))
+        order = _family_order(reader)
+    pages = _pages(database.reader, where, batch=batch, order=order, scores=scores, instruments=instruments)
     return (summary for summary, _ in pages)
 
 
@@ -260,19 +276,21 @@ def scored_families(database, *, where: TrackFilter) -> list[str]:
     """The families scored for the analysed tracks that the SQL conditions of ``where`` select (its
     parts checked in Python, ``--path-glob``, left aside: a superset), in the known families'
     order: the score columns of ``query --format csv``, known before its first row is written."""
-    with database.engine.connect() as conn:
-        dialect = _dialect(conn)
-        detections = T.detections.alias("scored")
-        tracks = select(T.tracks.c.id).where(T.tracks.c.status == T.STATUS_OK, *where.clauses(dialect))
-        found = set(conn.scalars(select(detections.c.family).distinct().where(detections.c.track_id.in_(tracks))))
-        order = _family_order(conn)
+    with database.reader() as reader:
+        selected = joined(" AND ", [sql("tracks.status = {}", Q.STATUS_OK), *where.clauses(reader.dialect)])
+        found = {family for (family,) in reader.rows(sql(
+            "SELECT DISTINCT scored.family AS family FROM detections AS scored "
+            "WHERE scored.track_id IN (SELECT tracks.id FROM tracks WHERE {})", selected))}  # fmt: skip
+        order = _family_order(reader)
     return sorted(found, key=lambda f: (order.get(f, len(order)), f))
 
 
-def _dialect(db) -> str:
-    """The dialect name of a Session or a Connection."""
-    dialect = getattr(db, "dialect", None)
-    return (dialect or db.get_bind().dialect).name
+_PAGE_COLUMNS = ("tracks.id", "tracks.path", "tracks.duration", "tracks.format", "tracks.model_version_id",
+                 "tracks.analysed_in_part", "model_versions.version")  # fmt: skip
+"""The columns of a query's page of tracks (`_pages`)."""
+_STORED_COLUMNS = ("tracks.size", "tracks.mtime", "tracks.fingerprint", "tracks.scan_id", "tracks.analysed_at",
+                   "tracks.rewrite_hash", "tracks.content_hash", "tracks.ctime_ns", "model_versions.families")  # fmt: skip
+"""The columns `tracks_to_tag` reads besides (`StoredResults`)."""
 
 
 def _pages(connect, where: TrackFilter, *, batch: int, order: dict[str, int], scores: bool = True,
@@ -280,64 +298,60 @@ def _pages(connect, where: TrackFilter, *, batch: int, order: dict[str, int], sc
     """The tracks ``where`` selects, with their row, sorted by path, read `batch` rows at a time
     (their detections as `stream_tracks` reads them for ``scores`` and ``instruments``; with ``stored``, the row's columns that `StoredResults`
     holds too) through ``connect()``, a context manager giving a
-    Session or a Connection. SQLite: each batch read through a ``connect()`` of its own, released
+    `tagger.db.sql.Reader`. SQLite: each batch read through a ``connect()`` of its own, released
     before its tracks are yielded (keyset on the path, walked along its unique index). Other
     databases (PostgreSQL: a reader there blocks no writer) read one statement through one
     ``connect()``, `batch` rows at a time (their collation is not the path index's, so each batch
     would sort the whole table)."""
     after: str | None = None
+    # Plain rows, not ORM objects: a 10,000-track library answers in tens of milliseconds. The
+    # columns only `tracks_to_tag` needs are left out of a query's (``analysed_at``'s text turned
+    # into a datetime for every row took a fifth of a 10,000-track ``tagger query``).
+    columns = ", ".join(f"{c} AS {c.split('.')[1]}" for c in (*_PAGE_COLUMNS, *(_STORED_COLUMNS if stored else ())))
     while True:
-        with connect() as conn:
-            dialect = _dialect(conn)
-            key = by_path_of(dialect)
+        with connect() as reader:
+            dialect = reader.dialect
+            key = path_key(dialect)
             # (status || '': not the status index, which SQLite took, sorting every track for each batch)
-            conds = [(T.tracks.c.status + "" if dialect == "sqlite" else T.tracks.c.status) == T.STATUS_OK,
-                     *where.clauses(dialect)]  # fmt: skip
+            status = "tracks.status || ''" if dialect == "sqlite" else "tracks.status"
+            conds = [sql(f"{status} = {{}}", Q.STATUS_OK), *where.clauses(dialect)]
             if after is not None:  # (keyset paging: the path is unique)
-                conds.append(key > after)
-            # Plain rows, not ORM objects: a 10,000-track library answers in tens of milliseconds. The
-            # columns only `tracks_to_tag` needs are left out of a query's (``analysed_at``'s text turned
-            # into a datetime for every row took a fifth of a 10,000-track ``tagger query``).
-            t, mv = T.tracks.c, T.model_versions.c
-            extra = (t.size, t.mtime, t.fingerprint, t.scan_id, t.analysed_at, t.rewrite_hash, t.content_hash,
-                     t.ctime_ns, mv.families) if stored else ()  # fmt: skip
-            stmt = (
-                select(t.id, t.path, t.duration, t.format, t.model_version_id, t.analysed_in_part, mv.version, *extra)
-                .outerjoin(T.model_versions, mv.id == t.model_version_id)
-                .where(*conds)
-                .order_by(key)
-            )
+                conds.append(sql(f"{key} > {{}}", after))
+            stmt = sql(f"SELECT {columns} FROM tracks LEFT OUTER JOIN model_versions ON model_versions.id = "
+                       f"tracks.model_version_id WHERE {{}} ORDER BY {key}", joined(" AND ", conds))  # fmt: skip
             if dialect != "sqlite":
-                for part in conn.execute(stmt.execution_options(yield_per=batch)).partitions():
-                    yield from _summaries(conn, part, where, dialect=dialect, order=order, scores=scores,
-                                          instruments=instruments)  # fmt: skip
+                for part in reader.partitions(stmt, batch):
+                    yield from _summaries(reader, part, where, order=order, scores=scores, instruments=instruments)
                 return
-            page = conn.execute(stmt.limit(batch)).all()
+            page = reader.rows(sql(f"{{}} LIMIT {int(batch):d}", stmt))
             if not page:
                 return
             after = page[-1].path
-            summaries = _summaries(conn, page, where, dialect=dialect, order=order, scores=scores, instruments=instruments)
+            summaries = _summaries(reader, page, where, order=order, scores=scores, instruments=instruments)
         yield from summaries
         if len(page) < batch:
             return
 
 
-def _summaries(conn, page, where: TrackFilter, *, dialect: str, order: dict[str, int], scores: bool,
+def _summaries(reader: Reader, page, where: TrackFilter, *, order: dict[str, int], scores: bool,
                instruments: bool = True) -> list[tuple[TrackSummary, object]]:  # fmt: skip
     """The tracks of the rows ``page`` that the parts of ``where`` SQL cannot check select, with
-    their detections read through ``conn`` (every one with ``scores``; else those of the families
+    their detections read through ``reader`` (every one with ``scores``; else those of the families
     present with ``instruments``; else none)."""
-    in_python = where.python_only(dialect)
+    in_python = where.python_only(reader.dialect)
     rows = [r for r in page if all(p.match(Candidate(r.path, ())) for p in in_python)]
     dets: dict[int, list[tuple[int, str, bool, float]]] = {}
     if rows and (scores or instruments):
-        d = T.detections.c
         last = len(order)
-        wanted = [d.track_id.in_([r.id for r in rows])] + ([] if scores else [d.present.is_(True)])
+        # (the ids are the database's integers, written into the text: one statement, not one
+        # parameter per track)
+        ids = ", ".join(str(int(r.id)) for r in rows)
+        only_present = "" if scores else " AND present = TRUE"
         # (all rows at once: one by one through the Result took a fifth of a 10,000-track query)
-        for tid, fam, present, score in conn.execute(select(d.track_id, d.family, d.present, d.score).where(*wanted)).all():
+        for tid, fam, present, score in reader.rows(Sql(
+                f"SELECT track_id, family, present, score FROM detections WHERE track_id IN ({ids}){only_present}")):  # fmt: skip
             dets.setdefault(tid, []).append((order.get(fam, last), fam, bool(present), score))
-    latest = latest_model_version_id(conn)
+    latest = latest_model_version_id(reader)
     out = []
     for r in rows:
         ds = [x[1:] for x in sorted(dets.get(r.id, ()), key=itemgetter(0))]
@@ -361,6 +375,9 @@ def stored_name(session: Session, path: str) -> str:
     copied from macOS is stored decomposed, NFD, where a user types NFC; its file may be gone, so
     that no name on disk tells the form), else ``path``. Two such stored names are refused, naming
     them. Raises `UserError` for a name that is not UTF-8 (`storable_name`)."""
+    from sqlalchemy import select
+
+    from tagger.db import tables as T
     from tagger.display import named
     from tagger.paths import nfc
 
@@ -382,6 +399,10 @@ def track_detail(session: Session, *, path: str) -> TrackDetail:
     """Everything stored about the track at `path`; raises `UserError` if the database lacks it.
     Read with SQLAlchemy Core (``session``: a Session or a Connection): ``tagger show`` loads
     no ORM (about 80 ms of each run)."""
+    from sqlalchemy import select
+
+    from tagger.db import tables as T
+
     t = session.execute(select(T.tracks).where(T.tracks.c.path == stored_name(session, path))).first()
     if t is None:
         raise UserError(f"{path}: not in the library database (scan its folder with `tagger scan`)")
@@ -424,6 +445,7 @@ def track_timeline(session: Session, *, path: str):
     Raises `UserError` when the database lacks the track, when it could not be analysed, or when it
     was analysed before the database kept window scores (revision 0003): then it needs a rescan.
     """
+    from sqlalchemy import select
     from sqlalchemy.orm import selectinload
 
     from tagger.db import models as M
@@ -464,6 +486,10 @@ def track_timeline(session: Session, *, path: str):
 
 def library_stats(session: Session) -> dict:
     """Totals, tracks per family and co-occurrence of families (the ``stats --json`` object)."""
+    from sqlalchemy import and_, exists, func, select
+
+    from tagger.db import tables as T
+
     by_status = dict(session.execute(select(T.tracks.c.status, func.count()).group_by(T.tracks.c.status)).all())
     latest = latest_model_version_id(session)
     ok = T.tracks.c.status == T.STATUS_OK
@@ -531,6 +557,10 @@ def library_stats(session: Session) -> dict:
 
 def failed_tracks(session: Session) -> list[dict]:
     """Files that could not be analysed: ``[{"path", "error", "when"}]`` sorted by path."""
+    from sqlalchemy import select
+
+    from tagger.db import tables as T
+
     rows = session.execute(
         select(T.tracks.c.path, T.tracks.c.error, T.tracks.c.updated_at).where(T.tracks.c.status == T.STATUS_ERROR).order_by(by_path(session))
     ).all()
@@ -553,6 +583,9 @@ def prune_missing(session: Session) -> Pruned:
     mounted is (`tagger.paths.looks_unmounted`). A folder or anything else that is no regular file,
     found where the file was, is not the file. Raises `UserError` where Python does not read file
     names as UTF-8 (`tagger.paths.check_filesystem_encoding`)."""
+    from sqlalchemy import select
+
+    from tagger.db import tables as T
     from tagger.paths import check_filesystem_encoding, folder_prefix, looks_unmounted
 
     check_filesystem_encoding()
@@ -574,6 +607,10 @@ def prune_missing(session: Session) -> Pruned:
 
 def delete_tracks(session: Session, ids: Sequence[int]) -> None:
     """Delete these tracks with everything stored for them (not committed)."""
+    from sqlalchemy import delete
+
+    from tagger.db import tables as T
+
     for i in range(0, len(ids), 500):
         batch = ids[i : i + 500]
         session.execute(delete(T.segments).where(T.segments.c.track_id.in_(batch)))

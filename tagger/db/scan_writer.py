@@ -24,6 +24,7 @@ from tagger import constants as C
 from tagger.aggregate import TrackResult
 from tagger.db import models as M
 from tagger.db.filter import under_clause
+from tagger.db.sql import as_clause
 from tagger.db.lock import real_sqlite_file
 from tagger.db.session import Database
 from tagger.db.urls import DatabaseError
@@ -408,7 +409,7 @@ def mark_missing(session: Session, *, roots: Iterable[str], seen: set[str], unli
     merged: dict[int, str] = {}
     duplicates: dict[int, str] = {}
     for root in roots:
-        cond = under_clause(root, session.get_bind().dialect.name) & (M.Track.status != M.STATUS_MISSING)
+        cond = as_clause(under_clause(root, session.get_bind().dialect.name)) & (M.Track.status != M.STATUS_MISSING)
         unseen = [(tid, path) for tid, path in session.execute(select(M.Track.id, M.Track.path).where(cond))
                   if path not in seen and not path.startswith(unlisted_prefixes)]  # fmt: skip
         # (a name through a link to the file or to a folder on its way, as older taggers stored)

@@ -13,21 +13,29 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-
-from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tagger.db import engine as db_engine
 from tagger.db.engine import make_engine, read_only_path
-from tagger.db.migrate import alembic_config, at_head, check_known_revision, current_revision, head_revision, upgrade
-from tagger.db.sqlite_files import holds_no_tables, read_only_reason, refuse_undecodable
-from tagger.db.urls import DatabaseError, as_url, driver_reason, shown_url, sqlite_file
+from tagger.db.migrate import (alembic_config, at_head, check_known_revision, current_revision, head_revision,
+                               sqlite_at_head, upgrade)  # fmt: skip
+from tagger.db.sql import AlchemyReader, Reader, SqliteReader
+from tagger.db.sqlite_files import (holds_no_tables, read_only_reason, read_only_sqlite_file, refuse_other_files,
+                                    refuse_undecodable)  # fmt: skip
+from tagger.db.urls import DatabaseError, as_url, driver_reason, plain_sqlite_file, shown_url, sqlite_file
+
+if TYPE_CHECKING:
+    import sqlite3
+
+    from sqlalchemy import Engine
 
 
-def database_error(url, exc: SQLAlchemyError, *, doing: str, then: str = "") -> DatabaseError:
-    """Our error for SQLAlchemy's ``exc``, raised while ``doing`` ("read", "write") the database
+def database_error(url, exc: Exception, *, doing: str, then: str = "") -> DatabaseError:
+    """Our error for SQLAlchemy's ``exc`` (or ``sqlite3``'s), raised while ``doing`` ("read", "write") the database
     at ``url``: one line naming the database (password hidden) and the driver's reason. A lock
     waited for in vain (SQLite's "database is locked", PostgreSQL's lock timeout) names the tagger
     scan or prune holding the database, when one does (`tagger.db.lock.scan_lock_holder`)."""
@@ -77,6 +85,12 @@ class Database:
                 s.rollback()
                 raise
 
+    @contextmanager
+    def reader(self) -> Iterator[Reader]:
+        """A `tagger.db.sql.Reader` on a connection of the engine, released when the block ends."""
+        with self.engine.connect() as conn:
+            yield AlchemyReader(conn)
+
     def close(self) -> None:
         self.engine.dispose()
 
@@ -98,14 +112,11 @@ def open_database(db: str | os.PathLike | None = None, *, migrate: bool = True, 
     ``create=False`` (the commands that only use a library: query, show, stats, tag, ...): a SQLite
     file that does not exist, or holds no table (an empty file), is an error, not a new empty
     database (nor a new folder) made at a mistyped path."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     url = as_url(db)
     if not create:
-        path = sqlite_file(url)
-        if path is not None:
-            refuse_undecodable(path)
-        if path is not None and (not path.exists() or holds_no_tables(path)):
-            empty = "" if not path.exists() else " (an empty file)" if not path.stat().st_size else " (a database without tables)"
-            raise DatabaseError(f"no library database at {path}{empty}: `tagger scan FOLDER` creates it (or give --db)")
+        _refuse_no_library(sqlite_file(url))
     engine = make_engine(url)
     if migrate:
         try:
@@ -126,3 +137,65 @@ def open_database(db: str | os.PathLike | None = None, *, migrate: bool = True, 
         if needs:
             upgrade(engine)
     return Database(url=url, engine=engine)
+
+
+def _refuse_no_library(path: Path | None) -> None:
+    """Refuse (`DatabaseError`) a SQLite file ``path`` that does not exist or holds no table (an
+    empty file), or whose name is not UTF-8: a command that only uses a library would make one."""
+    if path is None:
+        return
+    refuse_undecodable(path)
+    if not path.exists() or holds_no_tables(path):
+        empty = "" if not path.exists() else " (an empty file)" if not path.stat().st_size else " (a database without tables)"
+        raise DatabaseError(f"no library database at {path}{empty}: `tagger scan FOLDER` creates it (or give --db)")
+
+
+@dataclass
+class SqliteLibrary:
+    """A SQLite library database open for reading through Python's ``sqlite3`` alone
+    (`open_for_reading`): SQLAlchemy is not imported. One connection, set up as the engine's
+    (`tagger.db.engine.connect_sqlite`), holding nothing between two `reader` blocks."""
+
+    url: str
+    connection: sqlite3.Connection
+
+    @contextmanager
+    def reader(self) -> Iterator[Reader]:
+        """A `tagger.db.sql.Reader` on the connection; any transaction ended when the block ends (as
+        SQLAlchemy's pool does with a connection given back)."""
+        try:
+            yield SqliteReader(self.connection)
+        finally:
+            self.connection.rollback()
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def open_for_reading(db: str | os.PathLike | None = None) -> Database | SqliteLibrary:
+    """The library database for a command that only reads it (``tagger query``): a SQLite file named
+    by a path (or a plain ``sqlite:////path`` URL), writable and at the latest schema revision, is
+    opened with ``sqlite3`` alone (`SqliteLibrary`), after the checks `open_database` makes before it
+    opens one (no such file, no tables, another program's file: the same errors); a database that
+    cannot be read is the same one line. Any other (PostgreSQL, a SQLite URI or URL with options, a
+    read-only file, one to migrate or refuse) is `open_database(db, create=False)`'s."""
+    import sqlite3
+
+    url = as_url(db)
+    path = plain_sqlite_file(url)
+    if path is None or read_only_sqlite_file(os.fspath(path)) is not None:
+        return open_database(db, create=False)
+    _refuse_no_library(path)
+    refuse_other_files(path)
+    connection = None
+    try:
+        connection = db_engine.connect_sqlite(path)
+        current = sqlite_at_head(connection)
+    except sqlite3.Error as exc:
+        if connection is not None:
+            connection.close()
+        raise database_error(url, exc, doing="open") from None
+    if not current:
+        connection.close()
+        return open_database(db, create=False)
+    return SqliteLibrary(url=url, connection=connection)

@@ -1,9 +1,10 @@
 """The library database schema as SQLAlchemy Core tables: what every query reads and writes.
 
 The ORM classes of `tagger.db.models` are mapped onto these tables (the scan and the tag writes
-use them); the commands that only read (``tagger query``, ``show``, ``stats``, ``errors``) build their
-statements on these tables alone and never import the ORM (about 80 ms of every run: SQLAlchemy's
-ORM and the mapping of the classes). The tables are described in `tagger.db.models`. The schema is
+use them); ``tagger show``, ``stats`` and ``errors`` build their statements on these tables alone
+and never import the ORM (about 80 ms of every run: SQLAlchemy's ORM and the mapping of the
+classes); ``tagger query`` reads SQL text over them (`tagger.db.sql`) and, on SQLite, imports no
+SQLAlchemy at all. The tables are described in `tagger.db.models`. The schema is
 created and changed only through the Alembic migrations in ``migrations/``; a test checks that the
 migrated schema equals these tables.
 """
@@ -29,10 +30,10 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-STATUS_OK = "ok"
-STATUS_ERROR = "error"
-STATUS_MISSING = "missing"
-STATUSES = (STATUS_OK, STATUS_ERROR, STATUS_MISSING)
+from tagger.db import sql
+
+STATUS_OK, STATUS_ERROR, STATUS_MISSING, STATUSES = sql.STATUS_OK, sql.STATUS_ERROR, sql.STATUS_MISSING, sql.STATUSES
+"""The values of ``tracks.status`` (defined in `tagger.db.sql`, which the reads of ``tagger query`` import alone)."""
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",

@@ -7,11 +7,12 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from typing import TYPE_CHECKING
 
 from tagger.errors import TaggerError, UserError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 DB_ENV = "TAGGER_DB"
 DB_FILENAME = "library.db"
@@ -32,6 +33,9 @@ def shown_url(url) -> str:
     a URL SQLAlchemy cannot parse has its ``user:password@`` part masked the same way. A SQLite
     file is named as it is (SQLAlchemy percent-encodes it: ``Biblioth%C3%A8que%3A2`` for
     ``Bibliothèque:2``, a name no file has)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
     try:
         parsed = make_url(url)
         text = parsed.render_as_string(hide_password=True)
@@ -59,6 +63,16 @@ def driver_reason(exc: Exception) -> str:
     return reason
 
 
+def is_driver_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is a database's error: SQLAlchemy's (looked for only where SQLAlchemy was
+    imported: none can come from elsewhere) or Python's ``sqlite3``'s (`tagger.db.sql.SqliteReader`)."""
+    import sqlite3
+    import sys
+
+    alchemy = sys.modules.get("sqlalchemy.exc")
+    return isinstance(exc, sqlite3.Error) or (alchemy is not None and isinstance(exc, alchemy.SQLAlchemyError))
+
+
 def default_db_url() -> str:
     """``$TAGGER_DB``, else SQLite at ``<user data dir>/tagger/library.db``."""
     env = os.environ.get(DB_ENV)
@@ -78,6 +92,9 @@ def as_url(db: str | os.PathLike | None) -> str:
         raise UserError(f"the database name {text!r} is empty: give a SQLite file or a database URL "
                         f"(--db, ${DB_ENV})")  # fmt: skip
     if "://" in text:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
         try:
             parsed = make_url(text)
         except (ArgumentError, ValueError) as exc:  # (ValueError: a port that is not a number)
@@ -121,6 +138,12 @@ def sqlite_file(url) -> Path | None:
     (`tagger.db.sqlite_files`), the scan lock beside it and the files a scan leaves out (`tagger.db.lock`)
     all see the file SQLite opens (was: a URI skipped every check, so ``--db
     'sqlite:///file:/dev/null?uri=true'`` made ``/dev/null-journal``)."""
+    plain = plain_sqlite_file(url) if isinstance(url, str) else None
+    if plain is not None:
+        return plain
+    from sqlalchemy.engine import URL, make_url
+    from sqlalchemy.exc import ArgumentError
+
     try:
         parsed = url if isinstance(url, URL) else make_url(url)
     except (ArgumentError, ValueError):
@@ -143,6 +166,19 @@ def sqlite_file(url) -> Path | None:
     if not name or name == ":memory:" or "memory" in ((modes,) if isinstance(modes, str) else modes):
         return None
     return Path(name)
+
+
+def plain_sqlite_file(url: str) -> Path | None:
+    """The file of ``url`` when it is a SQLite URL of an absolute path with no options
+    (``sqlite:////music/library.db``: what `sqlite_url` makes of a path), read as SQLAlchemy reads
+    it (its ``%XX`` decoded) without importing SQLAlchemy; else None (another URL: `sqlite_file`
+    asks SQLAlchemy)."""
+    from urllib.parse import unquote
+
+    if not url.startswith("sqlite:///") or "?" in url:
+        return None
+    name = unquote(url[len("sqlite:///") :])
+    return Path(name) if name.startswith("/") else None
 
 
 def _uri_flag(parsed: URL) -> bool:

@@ -27,6 +27,7 @@ from sqlalchemy import select
 
 from tagger.db import models as M
 from tagger.db.filter import under_clause
+from tagger.db.sql import as_clause
 from tagger.db.lock import database_files
 from tagger.db.scan_writer import FileState, ScanWriter
 from tagger.errors import TaggerError, UserError
@@ -318,7 +319,7 @@ def _stored_rows(s, roots) -> dict[str, tuple]:
     current, content hash, ctime, audio digest) of every track stored under ``roots``."""
     existing: dict[str, tuple] = {}
     for root in roots:
-        cond = under_clause(root, s.get_bind().dialect.name)
+        cond = as_clause(under_clause(root, s.get_bind().dialect.name))
         for row in s.execute(
             select(M.Track.path, M.Track.id, M.Track.size, M.Track.mtime, M.Track.fingerprint, M.Track.status,
                    M.Track.model_version_id, M.Track.error_transient, M.Track.tags_current,

@@ -35,6 +35,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from tagger.aggregate import TrackResult
 from tagger.db import models as M
 from tagger.db.filter import under_clause
+from tagger.db.sql import as_clause
 from tagger.db.lock import scan_lock
 from tagger.db.scan_writer import FileState, ScanWriter, mark_missing
 from tagger.db.scan_writer import register_model as _register_model
@@ -73,7 +74,7 @@ def register_model(session, analyser: Analyser) -> M.ModelVersion:
 
 def _under(root: str, session):
     """SQL condition: the track's path is `root` or lies under folder `root` (`tagger.db.filter.under_clause`)."""
-    return under_clause(root, session.get_bind().dialect.name)
+    return as_clause(under_clause(root, session.get_bind().dialect.name))
 
 
 class RemoteBackend(Protocol):
