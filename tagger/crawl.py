@@ -91,8 +91,12 @@ def refuse_system_root(path: str | os.PathLike, mounts: dict[str, str] | None = 
                         "and devices, not music): not scanned")  # fmt: skip
 
 
+SNIFF_BYTES = 32
+"""How many of a file's first bytes `sniff_audio` is given: the longest signature is SPC's (27)."""
+
+
 def sniff_audio(head: bytes) -> bool:
-    """True when the first bytes of a file look like a known audio container."""
+    """True when the first bytes of a file (`SNIFF_BYTES` of them) look like a known audio container."""
     if head.startswith((b"ID3", b"fLaC", b"OggS", b".snd", b"wvpk", b"MAC ", b"MPCK", b"MP+", b"TTA1", b"caff",
                         b"DSD ", b"FRM8", *FORMAT_MAGICS)) or head.startswith((_ASF_GUID, _W64_GUID)):  # fmt: skip
         return True
@@ -115,7 +119,7 @@ def is_audio_file(path: str | os.PathLike) -> bool:
         return False
     try:
         with open(path, "rb") as f:
-            return sniff_audio(f.read(16))
+            return sniff_audio(f.read(SNIFF_BYTES))
     except OSError:
         return False
 

@@ -24,7 +24,7 @@ from library_fakes import FakeAnalyser
 from tagger import audio
 from tagger import constants as C
 from tagger.audio import probe
-from tagger.crawl import crawl, sniff_audio
+from tagger.crawl import SNIFF_BYTES, crawl, sniff_audio
 from tagger.db import models as M
 from tagger.errors import AudioReadError
 from tagger.library.scan import scan, tag_writer
@@ -246,6 +246,30 @@ def vgm_file(path, *, seconds: float, freq: float):
     return path
 
 
+def spc_file(path, *, seconds: int, freq: float):
+    """An SPC file (the SNES's sound chip, v0.30 with an ID666 tag giving ``seconds``), written here as
+    libgme reads it: the SPC700 looping on itself (``BRA -2``), and the DSP registers as saved with
+    voice 0 keyed on, playing a looped BRR sample of a square wave of 32 samples at the pitch nearest
+    ``freq``, no echo."""
+    spc = bytearray(0x10200)
+    spc[0:37] = b"SNES-SPC700 Sound File Data v0.30\x1a\x1a\x1a\x1e"  # (has an ID666 tag; minor version 30)
+    struct.pack_into("<HBBBBB", spc, 0x25, 0x0200, 0, 0, 0, 0x02, 0xEF)  # PC, A, X, Y, PSW, SP
+    spc[0x2E:0x32] = b"tone"
+    spc[0xA9:0xB1] = b"%03d00000" % seconds  # seconds to play, fade (ms), as text
+    ram = 0x100
+    spc[ram + 0x200 : ram + 0x202] = b"\x2f\xfe"  # BRA -2
+    struct.pack_into("<HH", spc, ram + 0x300, 0x400, 0x400)  # sample 0: its start and loop point
+    brr = b"\xb0" + b"\x77" * 8 + b"\xb3" + b"\x99" * 8  # (shift 11: 16 samples of +7, 16 of -7; end, loop)
+    spc[ram + 0x400 : ram + 0x400 + len(brr)] = brr
+    pitch = round(freq * 32 * 4096 / 32000)  # (4096: the sample's 32 kHz)
+    dsp = {0x00: 0x7F, 0x01: 0x7F, 0x02: pitch & 0xFF, 0x03: pitch >> 8, 0x07: 0x7F, 0x0C: 0x7F, 0x1C: 0x7F,
+           0x4C: 0x01, 0x6C: 0x20, 0x5D: 0x03, 0x6D: 0x80}  # volumes, pitch, gain; KON, FLG, DIR, ESA  # fmt: skip
+    for reg, value in dsp.items():
+        spc[0x10100 + reg] = value
+    path.write_bytes(bytes(spc))
+    return path
+
+
 def realaudio_file(path, src):
     """A RealAudio 1.0 (14.4) file in a RealMedia container, encoded by ffmpeg."""
     proc = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(src), "-ar", "8000", "-ac", "1",
@@ -287,7 +311,7 @@ def dominant_hz(y: np.ndarray, sr: int = C.SAMPLE_RATE) -> float:
 
 def make(kind: str, path, tmp_path, *, seconds: float = 3.0, freq: float = 440.0):
     """A file of ``kind`` (``shn``, ``tak``, ``wsd``, ``oma``: LPCM, ``oma-mp3``, ``rm``, ``ra3``:
-    the oldest RealAudio, ``libgme``: VGM) at ``path`` holding a tone of ``freq`` for ``seconds``."""
+    the oldest RealAudio, ``libgme``: VGM, ``spc``) at ``path`` holding a tone of ``freq`` for ``seconds``."""
     if shutil.which("ffmpeg") is None:
         pytest.skip("needs ffmpeg")
     if kind == "shn":
@@ -300,8 +324,9 @@ def make(kind: str, path, tmp_path, *, seconds: float = 3.0, freq: float = 440.0
         return oma_file(path, pcm=tone(seconds, 44_100, (freq, freq)))
     if kind == "oma-mp3":
         src = tmp_path / f"src-{path.stem}.mp3"
-        subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", f"sine={freq}:duration={seconds}",
-                        "-c:a", "libmp3lame", "-id3v2_version", "0", "-write_xing", "0", str(src)], check=True)  # fmt: skip
+        subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i",
+                        f"sine={freq}:duration={seconds}", "-c:a", "libmp3lame", "-id3v2_version", "0",
+                        "-write_xing", "0", str(src)], check=True)  # fmt: skip
         return oma_file(path, mp3=src.read_bytes())
     if kind in ("rm", "ra3"):
         src = tmp_path / f"src-{path.stem}.wav"
@@ -311,36 +336,50 @@ def make(kind: str, path, tmp_path, *, seconds: float = 3.0, freq: float = 440.0
         return realaudio_v3_file(path, realaudio_file(tmp_path / f"src-{path.stem}.rm", src))
     if "libgme" not in ffmpeg_demuxers():
         pytest.skip("needs ffmpeg with libgme")
+    if kind == "spc":
+        return spc_file(path, seconds=round(seconds), freq=freq)
     return vgm_file(path, seconds=seconds, freq=freq)
 
 
 FOUND = [("shn", "tone.shn"), ("tak", "tone.tak"), ("wsd", "tone.wsd"), ("oma", "tone.oma"), ("oma-mp3", "tone.aa3"),
          ("oma", "tone.omg"), ("rm", "tone.ra"), ("rm", "tone.rm"), ("ra3", "old.ra"), ("libgme", "tone.vgm"),
-         ("libgme", "tone.vgz")]  # fmt: skip
+         ("libgme", "tone.vgz"), ("spc", "tone.spc")]  # fmt: skip
 """(the kind of file, `make`; a file name) of each format and name the crawler did not find."""
+
+
+MAGIC_ONLY = {".rm": b"rm -rf build/\n", ".spc": bytes.fromhex("308206a406092a864886f70d010702a0")}
+"""Extensions of these formats that other files have too, with the first bytes of such a file: a
+shell script, a code-signing certificate (``.spc``, DER). The crawler takes these formats by their
+first bytes alone."""
+
+
+@pytest.mark.parametrize("ext", sorted(MAGIC_ONLY))
+def test_other_files_with_an_extension_of_these_formats_are_not_crawled(tmp_path, ext):
+    assert ext not in probe.AUDIO_EXTENSIONS
+    (tmp_path / f"other{ext}").write_bytes(MAGIC_ONLY[ext] + bytes(100))
+    assert list(crawl([tmp_path])) == []
 
 
 @pytest.mark.parametrize("magic", sorted(probe.FORMAT_MAGICS))
 def test_the_first_bytes_of_each_format_are_audio(magic):
-    assert sniff_audio(magic + bytes(10))
+    assert sniff_audio((magic + bytes(32))[:SNIFF_BYTES])
 
 
 @pytest.mark.parametrize("kind,name", FOUND)
 def test_the_crawler_finds_each_format_and_ffmpeg_reads_it_with_its_demuxer(tmp_path, kind, name):
-    """Found by its extension (``.rm`` by its first bytes: the extension is RealVideo's as much as
-    RealAudio's), and by its first bytes under a name that says nothing (``.vgz``, gzip, only by
-    its extension)."""
+    """Found by its extension (`MAGIC_ONLY` by its first bytes), and by its first bytes under a name
+    that says nothing (``.vgz``, gzip, only by its extension)."""
     music = tmp_path / "music"
     music.mkdir()
     f = make(kind, music / name, tmp_path)
-    demuxer = {"ra3": "rm", "oma-mp3": "oma"}.get(kind, kind)
+    demuxer = {"ra3": "rm", "oma-mp3": "oma", "spc": "libgme"}.get(kind, kind)
     unnamed = music / "track.bin"
     unnamed.write_bytes(f.read_bytes())
     expected = [str(f)] if name.endswith(".vgz") else [str(f), str(unnamed)]
     assert sorted(str(p) for p in crawl([music])) == sorted(expected)
     meta = audio.info(f)
     assert (meta.decoder, meta.demuxer) == ("ffmpeg", demuxer)
-    assert f.suffix in probe.AUDIO_FORMATS[demuxer] or name == "tone.rm"
+    assert f.suffix in probe.AUDIO_FORMATS[demuxer] or f.suffix in MAGIC_ONLY
 
 
 LOSSLESS = {"shn": lambda path, x: shorten_file(path, x, 22_050), "tak": lambda path, x: tak_file(path, x, 22_050),
@@ -372,10 +411,12 @@ def test_a_lossless_file_decodes_to_the_samples_written(tmp_path, ext, seconds):
 
 @pytest.mark.parametrize("kind,name,freq", [("wsd", "tone.wsd", 440.0), ("oma-mp3", "tone.oma", 440.0),
                                             ("rm", "tone.ra", 440.0), ("ra3", "old.ra", 1000.0),
-                                            ("libgme", "tone.vgm", 440.0), ("libgme", "tone.vgz", 1000.0)])  # fmt: skip
+                                            ("libgme", "tone.vgm", 440.0), ("libgme", "tone.vgz", 1000.0),
+                                            ("spc", "tone.spc", 440.0)])  # fmt: skip
 def test_lossy_and_synthesised_formats_decode_to_the_tone_and_length(tmp_path, kind, name, freq):
-    """1-bit DSD (WSD), MP3 in OpenMG, RealAudio 1.0 (8 kHz) and the PSG's square wave (at the
-    period nearest the tone: 440.4 and 998.8 Hz) decode to the tone written, for its length."""
+    """1-bit DSD (WSD), MP3 in OpenMG, RealAudio 1.0 (8 kHz), the PSG's square wave (at the period
+    nearest the tone: 440.4 and 998.8 Hz) and the SNES's (439.9 Hz) decode to the tone written, for
+    its length."""
     f = make(kind, tmp_path / name, tmp_path, seconds=3.0, freq=freq)
     y = audio.load(f)
     assert abs(len(y) / C.SAMPLE_RATE - 3.0) < 0.06
@@ -397,8 +438,8 @@ def test_an_encrypted_openmg_file_is_an_error_saying_so(tmp_path):
 
 SCANNED = [("shn", "bass.shn", "Shorten"), ("tak", "bass.tak", "TAK"), ("wsd", "bass.wsd", "WSD"),
            ("oma", "bass.oma", "OpenMG"), ("oma-mp3", "bass.oma", "OpenMG"), ("rm", "bass.ra", "RealAudio"),
-           ("rm", "bass.rm", "RealAudio"), ("ra3", "bass.ra", "RealAudio"),
-           ("libgme", "bass.vgm", "game music"), ("libgme", "bass.vgz", "game music")]  # fmt: skip
+           ("rm", "bass.rm", "RealAudio"), ("ra3", "bass.ra", "RealAudio"), ("libgme", "bass.vgm", "game music"),
+           ("libgme", "bass.vgz", "game music"), ("spc", "bass.spc", "game music")]  # fmt: skip
 """(the kind of file, `make`; a file name; the name of its format in the message saying it has no tags)"""
 
 

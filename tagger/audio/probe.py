@@ -129,15 +129,17 @@ Audio files (``mp3`` reads MP2 too, ``wav`` RF64 and BW64, ``iff`` DSDIFF, ``ogg
 Speex and FLAC, ``mov`` M4A/MP4/ALAC, ``matroska`` MKA and WebM, ``asf`` WMA, ``rm`` RealAudio,
 ``oma`` Sony's OpenMG, ATRAC; lossless WavPack, Monkey's Audio, TTA and DSD included), the containers of music
 videos (``avi``, ``mpeg``, ``mpegts``, ``flv``), and modules and game music (``libopenmpt``: MOD,
-XM, S3M, IT...; ``libgme``: NSF, SPC, VGM...), which ffmpeg renders from the file's own samples and
+XM, S3M, IT...; ``libgme``: VGM, SPC, NSF...), which ffmpeg renders from the file's own samples and
 notes. `AUDIO_DEMUXERS` and `AUDIO_EXTENSIONS` are read from it: a new format is one entry here."""
 FORMAT_MAGICS: dict[bytes, str] = {
     b"ajkg": "shn", b"tBaK": "tak", b"1bit\0\0\0\0": "wsd", b"ea3\x03": "oma", b".RMF\0\0": "rm", b".ra\xfd": "rm",
-    b"Vgm ": "libgme",
+    b"Vgm ": "libgme", b"SNES-SPC700 Sound File Data": "libgme",
 }  # fmt: skip
 """The first bytes of files of `AUDIO_FORMATS` that the crawler takes as audio whatever their names
 (`tagger.crawl.sniff_audio`), with the demuxer of each: each is what ffmpeg's demuxer looks for.
-A RealVideo ``.rm`` or ``.rmvb`` (a music video) is one, as an ``.mp4`` is."""
+Formats whose extension other files share are found by these alone: RealMedia ``.rm`` (a RealVideo
+``.rm`` or ``.rmvb`` music video too, as an ``.mp4`` is) and SNES ``.spc`` music (``.spc`` is also
+a code-signing certificate's, and a spectrum's)."""
 FORMAT_NAMES = {
     "shn": "Shorten", "wsd": "WSD", "oma": "OpenMG/ATRAC", "rm": "RealAudio/RealMedia", "libgme": "game music",
 }  # fmt: skip
