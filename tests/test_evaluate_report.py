@@ -225,6 +225,33 @@ def test_unknown_data_folder_is_a_clear_error(tmp_path):
     assert "neither a note dataset" in result.output
 
 
+def test_the_report_names_the_models_by_the_manifest_sha256_that_tagger_version_prints(tmp_path):
+    """report.json's `model.manifest_sha256` (and report.md's "manifest sha256") held the hash of the
+    manifest's parsed content (`manifest_hash`, what the database records), not the sha256 of
+    manifest.json that `tagger --version` prints under the same name: `49727e6c...` against
+    `64ebaf93...` for the same shipped models. Found comparing an evaluation's report with
+    `tagger --version`. It is the file's sha256, as the name says."""
+    import hashlib
+    from pathlib import Path
+
+    from tagger.model.ensemble import manifest_hash, model_info
+
+    models = Path(__file__).resolve().parent.parent / "models"
+    manifest = json.loads((models / "manifest.json").read_text())
+
+    class Shipped:
+        model_dir, families = models, FAMILIES
+        thresholds = np.full(len(FAMILIES), 0.5, dtype=np.float32)
+        hash = manifest_hash(manifest)
+
+    Shipped.manifest = manifest
+    info = R._model_info(Shipped())
+    assert info["manifest_sha256"] == hashlib.sha256((models / "manifest.json").read_bytes()).hexdigest()
+    assert info["manifest_sha256"] == model_info(models).manifest_sha256 != Shipped.hash
+    Shipped.model_dir = tmp_path  # (a scorer whose folder holds no manifest: the hash it gives)
+    assert R._model_info(Shipped())["manifest_sha256"] == Shipped.hash
+
+
 def test_evaluate_help():
     result = runner.invoke(app, ["evaluate", "--help"])
     assert result.exit_code == 0

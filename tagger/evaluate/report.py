@@ -59,14 +59,24 @@ class Report:
     polyphony: PolyphonyResult | None
 
 
+MODEL_MANIFEST = "manifest.json"
+"""A model folder's manifest (`tagger.model.ensemble.MANIFEST`, which evaluate does not import: the
+model package imports evaluate's metrics)."""
+
+
 def _model_info(scorer: Scorer) -> dict:
-    """What the report says of the model: an `Ensemble`'s directory, manifest and its hash, or only
-    the families and thresholds of another scorer."""
+    """What the report says of the model: an `Ensemble`'s directory, manifest and its sha256 (of
+    manifest.json, as `tagger --version` prints it; the scorer's `hash`, of the manifest's content,
+    where its folder holds none), or only the families and thresholds of another scorer."""
     manifest = getattr(scorer, "manifest", None) or {}
+    model_dir = getattr(scorer, "model_dir", None)
+    digest = getattr(scorer, "hash", None) if manifest else None
+    if manifest and model_dir and os.path.isfile(Path(model_dir) / MODEL_MANIFEST):
+        digest = sha256_file(Path(model_dir) / MODEL_MANIFEST)
     return {
-        "dir": os.fspath(getattr(scorer, "model_dir", None) or ""),
+        "dir": os.fspath(model_dir or ""),
         "version": manifest.get("version"),
-        "manifest_sha256": getattr(scorer, "hash", None) if manifest else None,
+        "manifest_sha256": digest,
         "architecture": manifest.get("architecture"),
         "recipe": manifest.get("recipe"),
         "families": list(scorer.families),
