@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import subprocess
 import sys
 import unicodedata
@@ -188,6 +189,11 @@ def test_an_output_encoding_without_the_names_letters_is_no_traceback(library):
     table = _tagger("query", "--db", db, **latin1)
     assert table.returncode == 0 and b"Traceback" not in table.stderr, table.stderr
     assert "\\u30cd\\u30b3.flac" in table.stdout.decode("latin-1")
+    # its LENGTH column lines up after the escapes (it was padded by the letters' terminal columns:
+    # two for each of ネコ, none for the NFD name's combining accent, printed as 6-letter escapes)
+    lines = table.stdout.decode("latin-1").splitlines()
+    starts = [re.search(r"  (LENGTH|\d+:\d\d)  ", line).start(1) for line in lines]
+    assert lines[0].startswith("PATH ") and len(lines) == 3 and len(set(starts)) == 1, lines
     shown = _tagger("show", "--db", db, paths["japanese"], **latin1)
     assert shown.returncode == 0, shown.stderr
     assert "\\u30cd\\u30b3.flac" in shown.stdout.decode("latin-1") and "bass" in shown.stdout.decode("latin-1")

@@ -229,6 +229,13 @@ def stdout_is_terminal() -> bool:
     return sys.stdout is not None and sys.stdout.isatty()
 
 
+def stdout_encoding() -> str | None:
+    """The encoding of standard output where it is not UTF-8 (``PYTHONIOENCODING=latin-1``: its
+    stream writes a letter it lacks as an escape, `standard_streams`), else None."""
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    return None if codecs.lookup(encoding).name == "utf-8" else encoding
+
+
 def echo_data(text: str, *, end: str | None = "\n") -> None:
     """Output a script reads (bare paths, a playlist, CSV, JSON) on stdout: exactly as rendered, in
     UTF-8 as ``-o`` writes it (the bytes of the names on disk, whatever stdout's encoding), when

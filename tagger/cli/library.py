@@ -15,7 +15,7 @@ from pathlib import Path
 import typer
 
 from tagger.cli import options as F
-from tagger.cli.app import app, echo, echo_data, echo_some, handle_errors, quiet_tensorflow_for
+from tagger.cli.app import app, echo, echo_data, echo_some, handle_errors, quiet_tensorflow_for, stdout_encoding
 from tagger.display import named, named_failed
 from tagger.library.defaults import DEFAULT_FILE_TIMEOUT
 from tagger.paths import DEFAULT_SETTLE_SECONDS
@@ -364,8 +364,10 @@ def query(
         tracks = stream_tracks(database, where=where, scores="scores" in SHOWN[fmt], instruments="instruments" in SHOWN[fmt])
         # (the CSV's score columns, and the widths of the table's, known before the first row)
         families = scored_families(database, where=where) if fmt == "csv" else None
-        widths = table_widths(stream_tracks(database, where=where, scores=False, instruments=False)) if fmt == "table" else None
-        pieces = iter_rendered(counted(tracks), fmt=fmt, families=families, widths=widths)
+        encoding = stdout_encoding() if output is None else None  # (a table printed escaped is padded so)
+        widths = (table_widths(stream_tracks(database, where=where, scores=False, instruments=False), encoding=encoding)
+                  if fmt == "table" else None)  # fmt: skip
+        pieces = iter_rendered(counted(tracks), fmt=fmt, families=families, widths=widths, encoding=encoding)
         if output is not None:
 
             def write(name: str) -> None:

@@ -73,7 +73,8 @@ STREAM_BATCH = 500
 
 
 def iter_rendered(tracks: Iterable[TrackSummary], *, fmt: str, batch: int = STREAM_BATCH,
-                  families: Sequence[str] | None = None, widths: tuple[int, int] | None = None) -> Iterator[str]:  # fmt: skip
+                  families: Sequence[str] | None = None, widths: tuple[int, int] | None = None,
+                  encoding: str | None = None) -> Iterator[str]:  # fmt: skip
     """`render_tracks` in pieces of at most ``batch`` tracks each, each ending where an entry ends:
     a library of any size is written without its whole text, nor for JSON a dict per track, held
     at once (the JSON of 100,000 tracks, 46 MB, took 400 MB built in one piece). `tracks` is gone
@@ -81,13 +82,14 @@ def iter_rendered(tracks: Iterable[TrackSummary], *, fmt: str, batch: int = STRE
     `tagger.db.queries.stream_tracks` is never held whole), except for a CSV without ``families``
     (its score columns: `tagger.db.queries.scored_families`; else those of every track) and a
     table without ``widths`` (of its PATH and LENGTH columns: `table_widths`; else measured on
-    every track)."""
+    every track). ``encoding``: that of the stream a table is printed on, where it is not UTF-8
+    (`escaped_for`)."""
     if fmt not in QUERY_FORMATS:
         raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(QUERY_FORMATS)}")
     if (fmt == "csv" and families is None) or (fmt == "table" and widths is None):
         tracks = list(tracks)
         families = _families(tracks) if fmt == "csv" else None
-        widths = table_widths(tracks) if fmt == "table" else None
+        widths = table_widths(tracks, encoding=encoding) if fmt == "table" else None
     entries = _one_line(tracks, fmt) if fmt in ("paths", "m3u") else iter(tracks)
     if fmt == "m3u":
         yield "#EXTM3U\n"
@@ -106,7 +108,8 @@ def iter_rendered(tracks: Iterable[TrackSummary], *, fmt: str, batch: int = STRE
         elif fmt == "m3u":
             yield "".join(_m3u_entry(t) for t in part)
         elif fmt == "table":
-            yield (_table_line(TABLE_HEADER, widths) if first else "") + "".join(_table_line(_table_row(t), widths) for t in part)
+            yield (_table_line(TABLE_HEADER, widths) if first else "") + "".join(
+                _table_line(_table_row(t, encoding), widths) for t in part)
         else:
             yield _csv_rows([_csv_row(t, families) for t in part])
         first = False
@@ -208,20 +211,30 @@ def _columns(rows: list[list[str]]) -> str:
 TABLE_HEADER = ("PATH", "LENGTH", "INSTRUMENTS")
 
 
-def _table_row(t: TrackSummary) -> tuple[str, str, str]:
-    return named(t.path), seconds_to_clock(t.duration), ", ".join(t.instruments) + (" (stale)" if t.stale else "")
+def escaped_for(text: str, encoding: str | None) -> str:
+    """``text`` as a stream of ``encoding`` prints it (`tagger.cli.app.standard_streams`: a letter the
+    encoding lacks as a ``\\u30cd`` escape), so that a table pads it by what is printed (a table of
+    ネコ.flac padded by its 4 terminal columns printed 12 letters under PYTHONIOENCODING=latin-1);
+    ``text`` itself for None (UTF-8)."""
+    return text if encoding is None else text.encode(encoding, "backslashreplace").decode(encoding)
+
+
+def _table_row(t: TrackSummary, encoding: str | None = None) -> tuple[str, str, str]:
+    path = escaped_for(named(t.path), encoding)
+    return path, seconds_to_clock(t.duration), ", ".join(t.instruments) + (" (stale)" if t.stale else "")
 
 
 def _table_line(row: Sequence[str], widths: tuple[int, int]) -> str:
     return f"{padded(row[0], widths[0])}  {padded(row[1], widths[1])}  {row[2]}".rstrip() + "\n"
 
 
-def table_widths(tracks: Iterable[TrackSummary]) -> tuple[int, int]:
+def table_widths(tracks: Iterable[TrackSummary], *, encoding: str | None = None) -> tuple[int, int]:
     """The widths of the table's PATH and LENGTH columns for `tracks` (its last column is not padded):
     what `iter_rendered` needs to write the table row by row. Gone through once, nothing kept."""
     path, length = len(TABLE_HEADER[0]), len(TABLE_HEADER[1])
     for t in tracks:
-        path, length = max(path, width(named(t.path))), max(length, len(seconds_to_clock(t.duration)))
+        path = max(path, width(escaped_for(named(t.path), encoding)))
+        length = max(length, len(seconds_to_clock(t.duration)))
     return path, length
 
 
