@@ -115,10 +115,10 @@ AUDIO_FORMATS: dict[str, tuple[str, ...]] = {
     "mov": (".m4a", ".m4b", ".mp4", ".alac"), "matroska": (".mka", ".webm"), "asf": (".wma",), "wav": (".wav",),
     "w64": (".w64",), "aiff": (".aif", ".aiff", ".aifc"), "caf": (".caf",), "au": (".au", ".snd"), "ape": (".ape",),
     "wv": (".wv",), "mpc": (".mpc",), "mpc8": (), "tta": (".tta",), "tak": (".tak",), "shn": (".shn",),
-    "dsf": (".dsf",), "iff": (".dff",), "wsd": (".wsd",), "aac": (".aac",), "loas": (), "ac3": (".ac3",), "eac3": (),
-    "dts": (".dts",), "dtshd": (), "truehd": (), "mlp": (), "amr": (), "oma": (".oma", ".aa3", ".omg"),
-    "rm": (".ra",), "avi": (), "mpeg": (), "mpegts": (), "flv": (), "libopenmpt": (".mod", ".xm", ".s3m", ".it"),
-    "libgme": (".vgm", ".vgz"),
+    "dsf": (".dsf",), "iff": (".dff",), "wsd": (".wsd",), "aac": (".aac",), "loas": (), "ac3": (".ac3",),
+    "eac3": (".eac3", ".ec3"), "dts": (".dts",), "dtshd": (), "truehd": (".thd", ".truehd"), "mlp": (".mlp",),
+    "amr": (), "oma": (".oma", ".aa3", ".omg"), "rm": (".ra",), "avi": (), "mpeg": (), "mpegts": (), "flv": (),
+    "libopenmpt": (".mod", ".xm", ".s3m", ".it"), "libgme": (".vgm", ".vgz"),
 }  # fmt: skip
 """The formats tagger analyses, declared once: each ffmpeg demuxer (of ``ffmpeg -demuxers``) of the
 files a music library holds, with the file extensions the crawler takes as audio for it (and
@@ -141,7 +141,8 @@ Formats whose extension other files share are found by these alone: RealMedia ``
 ``.rm`` or ``.rmvb`` music video too, as an ``.mp4`` is) and SNES ``.spc`` music (``.spc`` is also
 a code-signing certificate's, and a spectrum's)."""
 FORMAT_NAMES = {
-    "shn": "Shorten", "wsd": "WSD", "oma": "OpenMG/ATRAC", "rm": "RealAudio/RealMedia", "libgme": "game music",
+    "shn": "Shorten", "wsd": "WSD", "truehd": "TrueHD", "mlp": "MLP", "oma": "OpenMG/ATRAC",
+    "rm": "RealAudio/RealMedia", "libgme": "game music",
 }  # fmt: skip
 """The names for users of formats of `AUDIO_FORMATS` that mutagen does not know, which a tag write
 names as formats it has no tags for (`tagger.tags.formats`)."""

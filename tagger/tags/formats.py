@@ -83,6 +83,8 @@ def open_file(path: str | os.PathLike, *, real: str | None = None, cls: type | N
         raise TagWriteError(path, f"cannot read tags: mutagen failed on it ({type(exc).__name__}: {exc})") from exc
     if audio is None or type(audio).__name__ not in STORAGES:
         kind = None if audio is None else type(audio).__name__
+        if kind == "AC3" and getattr(audio.info, "codec", "") == "ec-3":
+            kind = "EAC3"
         what = _unknown_format(name) if kind is None else _UNTAGGED_LABELS.get(kind, kind)
         raise UntaggableError(path, f"unsupported format ({what}); tagger writes tags into {supported_formats()}")
     return audio, STORAGES[type(audio).__name__]
@@ -90,7 +92,7 @@ def open_file(path: str | os.PathLike, *, real: str | None = None, cls: type | N
 
 _UNTAGGED_LABELS = {
     "OggFLAC": "Ogg FLAC", "OggTheora": "Ogg Theora video", "OggSpeex": "Ogg Speex", "AAC": "raw AAC (ADTS)",
-    "AC3": "AC-3", "SMF": "MIDI", "DSDIFF": "DSDIFF (DFF)",
+    "AC3": "AC-3", "EAC3": "E-AC-3", "SMF": "MIDI", "DSDIFF": "DSDIFF (DFF)",
 }  # fmt: skip
 """The names for users of formats mutagen reads and tagger does not tag (others: mutagen's class name)."""
 
