@@ -690,12 +690,14 @@ def test_a_query_opens_what_sqlite3_alone_cannot_read_through_sqlalchemy(tmp_pat
 
 @pytest.mark.parametrize("damage", ["missing", "empty", "no tables", "not sqlite", "damaged", "newer", "other program"])
 def test_a_query_refuses_a_database_as_the_other_commands_do(tmp_path, damage):
-    """``tagger query`` opens a SQLite library without SQLAlchemy; a database it cannot use gets
-    the one line that ``tagger stats`` (through SQLAlchemy, as the query before) gives, word for word."""
+    """``tagger query``, ``show``, ``stats`` and ``errors`` open a SQLite library without
+    SQLAlchemy; a database they cannot use gets the one line that `open_database` (through
+    SQLAlchemy, as they did before, and as every other command does) gives, word for word."""
     import sqlite3
 
     from benchmarks.bench import synth_database
     from conftest import library_of_a_newer_tagger
+    from tagger.errors import TaggerError
 
     path = tmp_path / "lib.db"
     if damage == "empty":
@@ -715,8 +717,33 @@ def test_a_query_refuses_a_database_as_the_other_commands_do(tmp_path, damage):
         con.commit()
         con.close()
     before = path.read_bytes() if path.exists() else None
-    results = [CliRunner().invoke(app, [command, "--db", str(path)]) for command in ("query", "stats")]
-    assert [r.exit_code for r in results] == [1, 1], [r.output for r in results]
-    query, stats = (r.output.strip() for r in results)
-    assert query == stats and query.startswith("tagger: error: ") and "\n" not in query, (query, stats)
+    with pytest.raises(TaggerError) as refused:
+        open_database(str(path), create=False).close()
+    for command in (["query"], ["show", str(tmp_path / "song.flac")], ["stats"], ["errors"]):
+        r = CliRunner().invoke(app, [*command, "--db", str(path)])
+        assert (r.exit_code, r.output) == (1, f"tagger: error: {refused.value}\n"), command
     assert (path.read_bytes() if path.exists() else None) == before
+
+
+def test_show_stats_and_errors_read_the_same_through_sqlite3_and_sqlalchemy(scanned):
+    """``show``, ``stats`` and ``errors`` read a SQLite library through ``sqlite3`` (their SQL text
+    run as it is, times as SQLite stores them): what they read is what SQLAlchemy's session reads
+    with the same text (times as datetimes), every field, for every track."""
+    from tagger.db.queries import failed_tracks, library_stats, track_detail
+    from tagger.db.session import SqliteLibrary, open_for_reading
+
+    db, files = scanned
+    fast, alchemy = open_for_reading(db), open_database(db)
+    try:
+        assert isinstance(fast, SqliteLibrary)
+        with fast.reader() as reader, alchemy.session() as s:
+            stats = library_stats(reader)
+            assert stats == library_stats(s) and stats["last_scan"] and stats["tracks"]["error"] == 1
+            assert failed_tracks(reader) == failed_tracks(s) != []
+            for path in files.values():  # (the file that failed too)
+                detail = track_detail(reader, path=path).to_dict()
+                assert detail == track_detail(s, path=path).to_dict(), path
+                assert detail["analysed_at"] is None or detail["analysed_at"].endswith("Z"), path
+    finally:
+        fast.close()
+        alchemy.close()

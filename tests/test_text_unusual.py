@@ -107,21 +107,27 @@ def test_show_finds_a_file_named_in_another_unicode_form(library, tmp_path, monk
 
 
 def test_show_finds_a_stored_track_named_in_another_unicode_form_whose_file_is_gone(tmp_path):
-    """With no file on disk to spell the name, the database's names are compared in NFC."""
+    """With no file on disk to spell the name, the database's names are compared in NFC: through
+    SQLAlchemy (a session) and through ``sqlite3`` (``tagger show``), under a folder whose name
+    holds LIKE's wildcards and its escape character."""
     from tagger.db.queries import track_detail
+    from tagger.db.session import open_for_reading
     from tagger.errors import UserError
 
-    paths = _library(tmp_path / "music", tmp_path / "lib.db")
+    paths = _library(tmp_path / "50%_off/\\x" / "music", tmp_path / "lib.db")
     os.unlink(paths["nfd"])
     typed = nfc(paths["nfd"])
     database = open_database(tmp_path / "lib.db")
+    reading = open_for_reading(tmp_path / "lib.db")
     try:
-        with database.session() as s:
-            assert track_detail(s, path=typed).path == paths["nfd"]
-            with pytest.raises(UserError, match="not in the library database"):
-                track_detail(s, path=nfc(paths["nfd"]).replace("Café", "Cafe"))
+        with database.session() as s, reading.reader() as reader:
+            for db in (s, reader):
+                assert track_detail(db, path=typed).path == paths["nfd"]
+                with pytest.raises(UserError, match="not in the library database"):
+                    track_detail(db, path=nfc(paths["nfd"]).replace("Café", "Cafe"))
     finally:
         database.close()
+        reading.close()
 
 
 def test_show_of_a_name_two_stored_tracks_have_in_other_unicode_forms_names_both(tmp_path):

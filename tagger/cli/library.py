@@ -40,10 +40,10 @@ def _with_session(db: str | None, read, *, locked: str | None = None, command: s
 
 
 def _reading(db: str | None, read):
-    """Open the library database, return `read(connection)` (SQLAlchemy Core: the ORM is not
-    loaded), and close the database (`_database`)."""
-    with _database(db) as database, database.engine.connect() as conn:
-        return read(conn)
+    """Open the library database for reading (`_database`: a SQLite library through ``sqlite3``
+    alone), return `read(reader)` (a `tagger.db.sql.Reader`), and close the database."""
+    with _database(db, reading=True) as database, database.reader() as reader:
+        return read(reader)
 
 
 @contextlib.contextmanager

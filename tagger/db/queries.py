@@ -3,11 +3,12 @@
 A track's results are *stale* when they come from another model version than the one used by the
 latest scan. Queries only consider analysed tracks (status ``ok``) unless they say otherwise.
 
-What ``tagger query`` reads (`stream_tracks`, `scored_families`, with `known_families` and
+What ``tagger query``, ``show``, ``stats`` and ``errors`` read (`stream_tracks`, `scored_families`,
+`track_detail`, `library_stats`, `failed_tracks`, with `known_families` and
 `latest_model_version_id`) is SQL text written once (`tagger.db.sql`), run by Python's ``sqlite3``
 on a SQLite library (`tagger.db.session.open_for_reading`: SQLAlchemy is not imported) and by
-SQLAlchemy elsewhere; the rest reads through SQLAlchemy Core (`tagger.db.tables`), imported where
-it is used.
+SQLAlchemy elsewhere; the writes and the ORM reads (`track_timeline`, `prune_missing`) import
+SQLAlchemy where they use it.
 """
 
 from __future__ import annotations
@@ -375,19 +376,18 @@ def stored_name(session: Session, path: str) -> str:
     copied from macOS is stored decomposed, NFD, where a user types NFC; its file may be gone, so
     that no name on disk tells the form), else ``path``. Two such stored names are refused, naming
     them. Raises `UserError` for a name that is not UTF-8 (`storable_name`)."""
-    from sqlalchemy import select
-
-    from tagger.db import tables as T
     from tagger.display import named
     from tagger.paths import nfc
 
+    reader = reader_of(session)
     path = storable_name(path)
-    if path.isascii() or session.scalar(select(T.tracks.c.id).where(T.tracks.c.path == path)) is not None:
+    if path.isascii() or reader.rows(sql("SELECT id FROM tracks WHERE path = {}", path)):
         return path
     # (the stored name starts as the typed one does up to its first letter that is not ASCII, but
     # for the letter before it, which an accent may compose with)
     common = path[: max(0, next(i for i, c in enumerate(path) if not c.isascii()) - 1)]
-    stored = session.scalars(select(T.tracks.c.path).where(T.tracks.c.path.startswith(common, autoescape=True)))
+    pattern = common.replace("/", "//").replace("%", "/%").replace("_", "/_") + "%"  # ('/' escapes: LIKE's own)
+    stored = [name for (name,) in reader.rows(sql("SELECT path FROM tracks WHERE path LIKE {} ESCAPE '/'", pattern))]
     alike = [name for name in stored if nfc(name) == nfc(path)]
     if len(alike) > 1:
         raise UserError(f"{named(path)}: the library holds {len(alike)} tracks of this name in different Unicode forms "
@@ -395,23 +395,25 @@ def stored_name(session: Session, path: str) -> str:
     return alike[0] if alike else path
 
 
-def track_detail(session: Session, *, path: str) -> TrackDetail:
+_DETAIL_COLUMNS = ("id", "path", "status", "error", "size", "mtime", "fingerprint", "duration", "format", "sample_rate",
+                   "channels", "windows", "silent_windows", "model_version_id", "analysed_at", "analysed_in_part")  # fmt: skip
+"""The columns of ``tracks`` that `track_detail` reads."""
+
+
+def track_detail(session: Session | Reader, *, path: str) -> TrackDetail:
     """Everything stored about the track at `path`; raises `UserError` if the database lacks it.
-    Read with SQLAlchemy Core (``session``: a Session or a Connection): ``tagger show`` loads
-    no ORM (about 80 ms of each run)."""
-    from sqlalchemy import select
-
-    from tagger.db import tables as T
-
-    t = session.execute(select(T.tracks).where(T.tracks.c.path == stored_name(session, path))).first()
-    if t is None:
+    ``session``: a `tagger.db.sql.Reader`, or a Session or a Connection (``tagger show`` reads
+    through ``sqlite3`` alone, as ``query`` does)."""
+    reader = reader_of(session)
+    found = reader.rows(sql(f"SELECT {', '.join(_DETAIL_COLUMNS)} FROM tracks WHERE path = {{}}", stored_name(reader, path)))
+    if not found:
         raise UserError(f"{path}: not in the library database (scan its folder with `tagger scan`)")
-    d, g = T.detections.c, T.segments.c
-    detections = session.execute(select(d.family, d.present, d.score, d.coverage).where(d.track_id == t.id)).all()
-    segments = session.execute(select(g.family, g.start, g.end).where(g.track_id == t.id)).all()
-    version = None if t.model_version_id is None else session.scalar(
-        select(T.model_versions.c.version).where(T.model_versions.c.id == t.model_version_id))  # fmt: skip
-    order = _family_order(session)
+    t = found[0]
+    detections = reader.rows(sql("SELECT family, present, score, coverage FROM detections WHERE track_id = {}", t.id))
+    segments = reader.rows(sql('SELECT family, start, "end" FROM segments WHERE track_id = {}', t.id))
+    version = None if t.model_version_id is None else reader.rows(
+        sql("SELECT version FROM model_versions WHERE id = {}", t.model_version_id))[0][0]  # fmt: skip
+    order = _family_order(reader)
     segs: dict[str, list[list[float]]] = {}
     for family, start, end in sorted(segments, key=lambda row: row.start):
         segs.setdefault(family, []).append([start, end])
@@ -431,11 +433,11 @@ def track_detail(session: Session, *, path: str) -> TrackDetail:
         windows=t.windows,
         silent_windows=t.silent_windows,
         model_version=version,
-        stale=t.status == T.STATUS_OK and t.model_version_id != latest_model_version_id(session),
-        analysed_at=t.analysed_at.isoformat(timespec="seconds") + "Z" if t.analysed_at else None,
+        stale=t.status == Q.STATUS_OK and t.model_version_id != latest_model_version_id(reader),
+        analysed_at=_datetime(t.analysed_at).isoformat(timespec="seconds") + "Z" if t.analysed_at else None,
         instruments=[r.family for r in ranked if r.present],
         families=fams,
-        analysed_in_part=t.analysed_in_part if t.status == T.STATUS_OK else None,
+        analysed_in_part=t.analysed_in_part if t.status == Q.STATUS_OK else None,
     )
 
 
@@ -484,58 +486,42 @@ def track_timeline(session: Session, *, path: str):
     )
 
 
-def library_stats(session: Session) -> dict:
+def library_stats(session: Session | Reader) -> dict:
     """Totals, tracks per family and co-occurrence of families (the ``stats --json`` object)."""
-    from sqlalchemy import and_, exists, func, select
-
-    from tagger.db import tables as T
-
-    by_status = dict(session.execute(select(T.tracks.c.status, func.count()).group_by(T.tracks.c.status)).all())
-    latest = latest_model_version_id(session)
-    ok = T.tracks.c.status == T.STATUS_OK
-    stale = session.scalar(
-        select(func.count()).select_from(T.tracks).where(ok, (T.tracks.c.model_version_id != latest) | T.tracks.c.model_version_id.is_(None))
-    ) if latest is not None else 0  # fmt: skip
-    audio = session.scalar(select(func.coalesce(func.sum(T.tracks.c.duration), 0.0)).where(ok))
-    order = _family_order(session)
-    per_family = dict(
-        session.execute(
-            select(T.detections.c.family, func.count())
-            .join(T.tracks, T.tracks.c.id == T.detections.c.track_id)
-            .where(ok, T.detections.c.present.is_(True))
-            .group_by(T.detections.c.family)
-        ).all()
-    )
-    none = session.scalar(
-        select(func.count())
-        .select_from(T.tracks)
-        .where(ok, ~exists().where(and_(T.detections.c.track_id == T.tracks.c.id, T.detections.c.present.is_(True))))
-    )
-    d1, d2 = T.detections.alias(), T.detections.alias()
-    pairs = session.execute(
-        select(d1.c.family, d2.c.family, func.count())
-        .join(d2, and_(d2.c.track_id == d1.c.track_id, d2.c.present.is_(True)))
-        .join(T.tracks, T.tracks.c.id == d1.c.track_id)
-        .where(ok, d1.c.present.is_(True))
-        .group_by(d1.c.family, d2.c.family)
-    ).all()
+    reader = reader_of(session)
+    ok = sql("tracks.status = {}", Q.STATUS_OK)
+    present = "present = TRUE"
+    by_status = dict(tuple(r) for r in reader.rows(Sql("SELECT status, count(*) FROM tracks GROUP BY status")))
+    latest = latest_model_version_id(reader)
+    stale = reader.rows(sql("SELECT count(*) FROM tracks WHERE {} AND (model_version_id != {} OR model_version_id IS NULL)",
+                            ok, latest))[0][0] if latest is not None else 0  # fmt: skip
+    audio = reader.rows(sql("SELECT coalesce(sum(duration), 0.0) FROM tracks WHERE {}", ok))[0][0]
+    order = _family_order(reader)
+    per_family = dict(tuple(r) for r in reader.rows(sql(
+        f"SELECT detections.family, count(*) FROM detections JOIN tracks ON tracks.id = detections.track_id "
+        f"WHERE {{}} AND detections.{present} GROUP BY detections.family", ok)))  # fmt: skip
+    none = reader.rows(sql(f"SELECT count(*) FROM tracks WHERE {{}} AND NOT EXISTS (SELECT 1 FROM detections WHERE "
+                           f"detections.track_id = tracks.id AND detections.{present})", ok))[0][0]  # fmt: skip
+    pairs = reader.rows(sql(
+        f"SELECT d1.family, d2.family, count(*) FROM detections AS d1 JOIN detections AS d2 ON d2.track_id = d1.track_id "
+        f"AND d2.{present} JOIN tracks ON tracks.id = d1.track_id WHERE {{}} AND d1.{present} GROUP BY d1.family, d2.family",
+        ok))  # fmt: skip
     fams = sorted(per_family, key=lambda f: order.get(f, len(order)))
     co = {a: {b: 0 for b in fams} for a in fams}
     for a, b, n in pairs:
         co[a][b] = n
-    versions = session.execute(
-        select(T.model_versions.c.version, T.model_versions.c.manifest_hash, func.count(T.tracks.c.id))
-        .join(T.tracks, and_(T.tracks.c.model_version_id == T.model_versions.c.id, ok), isouter=True)
-        .group_by(T.model_versions.c.id)
-        .order_by(T.model_versions.c.id)
-    ).all()
-    last_scan = session.execute(select(T.scans).order_by(T.scans.c.id.desc()).limit(1)).first()
+    versions = reader.rows(sql(
+        "SELECT model_versions.version, model_versions.manifest_hash, count(tracks.id) FROM model_versions "
+        "LEFT OUTER JOIN tracks ON tracks.model_version_id = model_versions.id AND {} "
+        "GROUP BY model_versions.id ORDER BY model_versions.id", ok))  # fmt: skip
+    scans = reader.rows(Sql("SELECT started_at, finished_at, scanned, skipped, failed FROM scans ORDER BY id DESC LIMIT 1"))
+    last_scan = scans[0] if scans else None
     return {
         "tracks": {
             "total": sum(by_status.values()),
-            "ok": by_status.get(T.STATUS_OK, 0),
-            "error": by_status.get(T.STATUS_ERROR, 0),
-            "missing": by_status.get(T.STATUS_MISSING, 0),
+            "ok": by_status.get(Q.STATUS_OK, 0),
+            "error": by_status.get(Q.STATUS_ERROR, 0),
+            "missing": by_status.get(Q.STATUS_MISSING, 0),
             "stale": stale,
             "no_instrument": none,
         },
@@ -546,8 +532,8 @@ def library_stats(session: Session) -> dict:
         "last_scan": None
         if last_scan is None
         else {
-            "started_at": last_scan.started_at.isoformat(timespec="seconds") + "Z",
-            "finished_at": last_scan.finished_at.isoformat(timespec="seconds") + "Z" if last_scan.finished_at else None,
+            "started_at": _datetime(last_scan.started_at).isoformat(timespec="seconds") + "Z",
+            "finished_at": _datetime(last_scan.finished_at).isoformat(timespec="seconds") + "Z" if last_scan.finished_at else None,
             "scanned": last_scan.scanned,
             "skipped": last_scan.skipped,
             "failed": last_scan.failed,
@@ -555,16 +541,12 @@ def library_stats(session: Session) -> dict:
     }
 
 
-def failed_tracks(session: Session) -> list[dict]:
+def failed_tracks(session: Session | Reader) -> list[dict]:
     """Files that could not be analysed: ``[{"path", "error", "when"}]`` sorted by path."""
-    from sqlalchemy import select
-
-    from tagger.db import tables as T
-
-    rows = session.execute(
-        select(T.tracks.c.path, T.tracks.c.error, T.tracks.c.updated_at).where(T.tracks.c.status == T.STATUS_ERROR).order_by(by_path(session))
-    ).all()
-    return [{"path": p, "error": e or "", "when": w.isoformat(timespec="seconds") + "Z"} for p, e, w in rows]
+    reader = reader_of(session)
+    rows = reader.rows(sql(f"SELECT path, error, updated_at FROM tracks WHERE status = {{}} ORDER BY {path_key(reader.dialect)}",
+                           Q.STATUS_ERROR))  # fmt: skip
+    return [{"path": p, "error": e or "", "when": _datetime(w).isoformat(timespec="seconds") + "Z"} for p, e, w in rows]
 
 
 @dataclass(frozen=True)

@@ -173,7 +173,8 @@ class SqliteLibrary:
 
 
 def open_for_reading(db: str | os.PathLike | None = None) -> Database | SqliteLibrary:
-    """The library database for a command that only reads it (``tagger query``): a SQLite file named
+    """The library database for a command that only reads it (``tagger query``, ``show``, ``stats``,
+    ``errors``): a SQLite file named
     by a path (or a plain ``sqlite:////path`` URL), writable and at the latest schema revision, is
     opened with ``sqlite3`` alone (`SqliteLibrary`), after the checks `open_database` makes before it
     opens one (no such file, no tables, another program's file: the same errors); a database that

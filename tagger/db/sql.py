@@ -105,7 +105,8 @@ class SqliteReader(Reader):
 
 @functools.lru_cache(maxsize=64)
 def _row_type(names: tuple[str, ...]):
-    return namedtuple("Row", names)
+    """The named tuple of a statement's columns (one unnamed, ``count(*)``, or named twice: ``_2``)."""
+    return namedtuple("Row", names, rename=True)
 
 
 class AlchemyReader(Reader):

@@ -1,10 +1,8 @@
 """The library database schema as SQLAlchemy Core tables: what every query reads and writes.
 
 The ORM classes of `tagger.db.models` are mapped onto these tables (the scan and the tag writes
-use them); ``tagger show``, ``stats`` and ``errors`` build their statements on these tables alone
-and never import the ORM (about 80 ms of every run: SQLAlchemy's ORM and the mapping of the
-classes); ``tagger query`` reads SQL text over them (`tagger.db.sql`) and, on SQLite, imports no
-SQLAlchemy at all. The tables are described in `tagger.db.models`. The schema is
+use them); ``tagger query``, ``show``, ``stats`` and ``errors`` read SQL text over them
+(`tagger.db.sql`, `tagger.db.queries`) and, on SQLite, import no SQLAlchemy at all. The tables are described in `tagger.db.models`. The schema is
 created and changed only through the Alembic migrations in ``migrations/``; a test checks that the
 migrated schema equals these tables.
 """
