@@ -298,12 +298,24 @@ def realaudio_v3_file(path, rmf):
     return path
 
 
-def ffmpeg_file(path, src, codec: str):
+def ffmpeg_file(path, src, codec: str, *, encoder: str = ""):
     """``src`` encoded by ffmpeg with ``codec`` (``eac3``, ``truehd``, ``mlp``: Blu-ray's and DVD-Audio's)."""
-    proc = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(src), "-c:a", codec, "-strict", "-2",
-                           "-f", codec, str(path)], capture_output=True)  # fmt: skip
+    proc = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(src), "-c:a", encoder or codec,
+                           "-strict", "-2", "-f", codec, str(path)], capture_output=True)  # fmt: skip
     if proc.returncode != 0:
         pytest.skip(f"ffmpeg cannot encode {codec}: {proc.stderr.decode()[-200:]}")
+    return path
+
+
+def dtshd_file(path, src):
+    """A DTS-HD file (``.dtshd``) holding a DTS core alone, encoded by ffmpeg (which writes no DTS-HD
+    file): the ``DTSHDHDR`` chunk (its fields left empty), then the core's frames in ``STRMDATA``,
+    as ffmpeg's ``dtshddec.c`` reads them."""
+    core = ffmpeg_file(path.with_suffix(".dts"), src, "dts", encoder="dca")
+    frames = core.read_bytes()
+    core.unlink()
+    path.write_bytes(b"DTSHDHDR" + struct.pack(">Q", 8) + bytes(8) + b"STRMDATA" + struct.pack(">Q", len(frames))
+                     + frames)  # fmt: skip
     return path
 
 
@@ -320,7 +332,7 @@ def dominant_hz(y: np.ndarray, sr: int = C.SAMPLE_RATE) -> float:
 
 def make(kind: str, path, tmp_path, *, seconds: float = 3.0, freq: float = 440.0):
     """A file of ``kind`` (``shn``, ``tak``, ``wsd``, ``oma``: LPCM, ``oma-mp3``, ``eac3``, ``truehd``,
-    ``mlp``, ``rm``, ``ra3``: the oldest RealAudio, ``libgme``: VGM, ``spc``) at ``path`` holding a
+    ``mlp``, ``dtshd``, ``rm``, ``ra3``: the oldest RealAudio, ``libgme``: VGM, ``spc``) at ``path`` holding a
     tone of ``freq`` for ``seconds``."""
     if shutil.which("ffmpeg") is None:
         pytest.skip("needs ffmpeg")
@@ -338,10 +350,10 @@ def make(kind: str, path, tmp_path, *, seconds: float = 3.0, freq: float = 440.0
                         f"sine={freq}:duration={seconds}", "-c:a", "libmp3lame", "-id3v2_version", "0",
                         "-write_xing", "0", str(src)], check=True)  # fmt: skip
         return oma_file(path, mp3=src.read_bytes())
-    if kind in ("eac3", "truehd", "mlp"):
+    if kind in ("eac3", "truehd", "mlp", "dtshd"):
         src = tmp_path / f"src-{path.stem}.wav"
         sf.write(src, tone(seconds, 48_000, (freq, freq)), 48_000, subtype="PCM_16")
-        return ffmpeg_file(path, src, kind)
+        return dtshd_file(path, src) if kind == "dtshd" else ffmpeg_file(path, src, kind)
     if kind in ("rm", "ra3"):
         src = tmp_path / f"src-{path.stem}.wav"
         sf.write(src, tone(seconds, 8000, (freq,)), 8000, subtype="PCM_16")
@@ -358,7 +370,7 @@ def make(kind: str, path, tmp_path, *, seconds: float = 3.0, freq: float = 440.0
 FOUND = [("shn", "tone.shn"), ("tak", "tone.tak"), ("wsd", "tone.wsd"), ("oma", "tone.oma"), ("oma-mp3", "tone.aa3"),
          ("oma", "tone.omg"), ("rm", "tone.ra"), ("rm", "tone.rm"), ("ra3", "old.ra"), ("libgme", "tone.vgm"),
          ("libgme", "tone.vgz"), ("spc", "tone.spc"), ("eac3", "tone.eac3"), ("eac3", "tone.ec3"),
-         ("truehd", "tone.thd"), ("truehd", "tone.truehd"), ("mlp", "tone.mlp")]  # fmt: skip
+         ("truehd", "tone.thd"), ("truehd", "tone.truehd"), ("mlp", "tone.mlp"), ("dtshd", "tone.dtshd")]  # fmt: skip
 """(the kind of file, `make`; a file name) of each format and name the crawler did not find."""
 
 
@@ -443,11 +455,11 @@ def test_a_lossless_file_decodes_to_the_samples_written(tmp_path, ext, seconds):
 @pytest.mark.parametrize("kind,name,freq", [("wsd", "tone.wsd", 440.0), ("oma-mp3", "tone.oma", 440.0),
                                             ("rm", "tone.ra", 440.0), ("ra3", "old.ra", 1000.0),
                                             ("libgme", "tone.vgm", 440.0), ("libgme", "tone.vgz", 1000.0),
-                                            ("spc", "tone.spc", 440.0)])  # fmt: skip
+                                            ("spc", "tone.spc", 440.0), ("dtshd", "tone.dtshd", 440.0)])  # fmt: skip
 def test_lossy_and_synthesised_formats_decode_to_the_tone_and_length(tmp_path, kind, name, freq):
     """1-bit DSD (WSD), MP3 in OpenMG, RealAudio 1.0 (8 kHz), the PSG's square wave (at the period
-    nearest the tone: 440.4 and 998.8 Hz) and the SNES's (439.9 Hz) decode to the tone written, for
-    its length."""
+    nearest the tone: 440.4 and 998.8 Hz), the SNES's (439.9 Hz) and a DTS core in a DTS-HD file
+    decode to the tone written, for its length."""
     f = make(kind, tmp_path / name, tmp_path, seconds=3.0, freq=freq)
     y = audio.load(f)
     assert abs(len(y) / C.SAMPLE_RATE - 3.0) < 0.06
@@ -471,7 +483,7 @@ SCANNED = [("shn", "bass.shn", "Shorten"), ("tak", "bass.tak", "TAK"), ("wsd", "
            ("oma", "bass.oma", "OpenMG"), ("oma-mp3", "bass.oma", "OpenMG"), ("rm", "bass.ra", "RealAudio"),
            ("rm", "bass.rm", "RealAudio"), ("ra3", "bass.ra", "RealAudio"), ("libgme", "bass.vgm", "game music"),
            ("libgme", "bass.vgz", "game music"), ("spc", "bass.spc", "game music"), ("eac3", "bass.eac3", "E-AC-3"),
-           ("truehd", "bass.thd", "TrueHD"), ("mlp", "bass.mlp", "MLP")]  # fmt: skip
+           ("truehd", "bass.thd", "TrueHD"), ("mlp", "bass.mlp", "MLP"), ("dtshd", "bass.dtshd", "DTS-HD")]  # fmt: skip
 """(the kind of file, `make`; a file name; the name of its format in the message saying it has no tags)"""
 
 

@@ -116,7 +116,7 @@ AUDIO_FORMATS: dict[str, tuple[str, ...]] = {
     "w64": (".w64",), "aiff": (".aif", ".aiff", ".aifc"), "caf": (".caf",), "au": (".au", ".snd"), "ape": (".ape",),
     "wv": (".wv",), "mpc": (".mpc",), "mpc8": (), "tta": (".tta",), "tak": (".tak",), "shn": (".shn",),
     "dsf": (".dsf",), "iff": (".dff",), "wsd": (".wsd",), "aac": (".aac",), "loas": (), "ac3": (".ac3",),
-    "eac3": (".eac3", ".ec3"), "dts": (".dts",), "dtshd": (), "truehd": (".thd", ".truehd"), "mlp": (".mlp",),
+    "eac3": (".eac3", ".ec3"), "dts": (".dts",), "dtshd": (".dtshd",), "truehd": (".thd", ".truehd"), "mlp": (".mlp",),
     "amr": (), "oma": (".oma", ".aa3", ".omg"), "rm": (".ra",), "avi": (), "mpeg": (), "mpegts": (), "flv": (),
     "libopenmpt": (".mod", ".xm", ".s3m", ".it"), "libgme": (".vgm", ".vgz"),
 }  # fmt: skip
@@ -133,7 +133,7 @@ XM, S3M, IT...; ``libgme``: VGM, SPC, NSF...), which ffmpeg renders from the fil
 notes. `AUDIO_DEMUXERS` and `AUDIO_EXTENSIONS` are read from it: a new format is one entry here."""
 FORMAT_MAGICS: dict[bytes, str] = {
     b"ajkg": "shn", b"tBaK": "tak", b"1bit\0\0\0\0": "wsd", b"ea3\x03": "oma", b".RMF\0\0": "rm", b".ra\xfd": "rm",
-    b"Vgm ": "libgme", b"SNES-SPC700 Sound File Data": "libgme",
+    b"DTSHDHDR": "dtshd", b"Vgm ": "libgme", b"SNES-SPC700 Sound File Data": "libgme",
 }  # fmt: skip
 """The first bytes of files of `AUDIO_FORMATS` that the crawler takes as audio whatever their names
 (`tagger.crawl.sniff_audio`), with the demuxer of each: each is what ffmpeg's demuxer looks for.
@@ -141,7 +141,7 @@ Formats whose extension other files share are found by these alone: RealMedia ``
 ``.rm`` or ``.rmvb`` music video too, as an ``.mp4`` is) and SNES ``.spc`` music (``.spc`` is also
 a code-signing certificate's, and a spectrum's)."""
 FORMAT_NAMES = {
-    "shn": "Shorten", "wsd": "WSD", "truehd": "TrueHD", "mlp": "MLP", "oma": "OpenMG/ATRAC",
+    "shn": "Shorten", "wsd": "WSD", "dtshd": "DTS-HD", "truehd": "TrueHD", "mlp": "MLP", "oma": "OpenMG/ATRAC",
     "rm": "RealAudio/RealMedia", "libgme": "game music",
 }  # fmt: skip
 """The names for users of formats of `AUDIO_FORMATS` that mutagen does not know, which a tag write
