@@ -467,6 +467,18 @@ def test_lossy_and_synthesised_formats_decode_to_the_tone_and_length(tmp_path, k
     assert 0.05 < np.sqrt(np.mean(y[: 2 * C.SAMPLE_RATE] ** 2)) < 1
 
 
+def test_a_tak_file_cut_short_is_an_error_not_a_shorter_track(tmp_path):
+    """Its STREAMINFO declares its exact length, as WavPack's, Monkey's Audio's and TTA's headers do
+    (`probe.EXACT_LENGTHS`): cut in half it decoded to 1.3 s without a word, analysed as the whole."""
+    f = tak_file(tmp_path / "cut.tak", tone(2.3, 22_050), 22_050)
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("needs ffmpeg")
+    data = f.read_bytes()
+    f.write_bytes(data[: len(data) // 2])
+    with pytest.raises(AudioReadError, match=r"cut short: the file holds 1\.3 s of the 2\.3 s its header declares"):
+        audio.load(f)
+
+
 def test_an_encrypted_openmg_file_is_an_error_saying_so(tmp_path):
     """Sony's DRM: ffmpeg cannot decode it and says why, then only ``Operation not permitted``, which
     the error gave alone, as if the file's permissions were at fault."""

@@ -891,9 +891,10 @@ def _check_data_chunk(path: Path, meta: AudioInfo, notes: list[str] | None) -> N
                             f"declares; nothing stored, as a result would leave {lost:.1f} s out")  # fmt: skip
 
 
-EXACT_LENGTHS = {("soundfile", "MP3"), ("ffmpeg", "MP3"), ("ffmpeg", "wavpack"), ("ffmpeg", "ape"), ("ffmpeg", "tta")}
+EXACT_LENGTHS = {("soundfile", "MP3"), ("ffmpeg", "MP3"), ("ffmpeg", "wavpack"), ("ffmpeg", "ape"), ("ffmpeg", "tta"),
+                 ("ffmpeg", "tak")}  # fmt: skip
 """(decoder, format) of the files whose declared length is exact (an MP3's Xing/Info/VBRI header, the
-headers of WavPack, Monkey's Audio and TTA), so that audio missing from its end is known
+headers of WavPack, Monkey's Audio, TTA and TAK), so that audio missing from its end is known
 (`_check_shortfall`). Not lengths estimated from a bit rate (an MP3 without such a header, raw AAC).
 ("ffmpeg", "MP3"): an MP3 libsndfile described and ffmpeg decodes, of a known length only where its
 VBRI header declares it (`_vbri_seconds`; joined files and VBR files without a header: unknown)."""
