@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tagger.audio import AUDIO_EXTENSIONS
-from tagger.audio.probe import FORMAT_MAGICS
+from tagger.audio.probe import FORMAT_MAGICS, OTHER_FILES
 from tagger import paths
 from tagger.errors import UserError
 from tagger.paths import under_any
@@ -113,6 +113,12 @@ def sniff_audio(head: bytes) -> bool:
 
 def is_audio_file(path: str | os.PathLike) -> bool:
     ext = os.path.splitext(os.fsdecode(path))[1].lower()
+    if ext in OTHER_FILES:  # (an audio extension that other files have too: those are left out)
+        try:
+            with open(path, "rb") as f:
+                return not f.read(SNIFF_BYTES).startswith(OTHER_FILES[ext])
+        except OSError:
+            return True  # (the scan says why it cannot be read)
     if ext in AUDIO_EXTENSIONS:
         return True
     if ext in NON_AUDIO_EXTENSIONS:

@@ -19,7 +19,7 @@ import pytest
 import soundfile as sf
 from sqlalchemy import select
 
-from conftest import ffmpeg_demuxers, track_instruments
+from conftest import ffmpeg_demuxers, module_file, track_instruments
 from library_fakes import FakeAnalyser
 from tagger import audio
 from tagger import constants as C
@@ -390,6 +390,21 @@ def test_other_files_with_an_extension_of_these_formats_are_not_crawled(tmp_path
     assert ext not in probe.AUDIO_EXTENSIONS
     (tmp_path / f"other{ext}").write_bytes(MAGIC_ONLY[ext] + bytes(100))
     assert list(crawl([tmp_path])) == []
+
+
+def test_a_camcorder_mod_video_is_not_crawled_as_a_tracker_module(tmp_path):
+    """JVC's and Panasonic's camcorders name their videos ``.MOD`` (MPEG-2 in a program stream): the
+    crawler took one for a tracker module, and ffmpeg's ``mpeg`` demuxer (a music video's) read it,
+    so a scan stored a home video's sound as a track. Left out by its first bytes
+    (`probe.OTHER_FILES`); a module of that extension is crawled as before."""
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("needs ffmpeg")
+    clip = tmp_path / "MOV001.MOD"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=64x48:rate=25",
+                    "-f", "lavfi", "-i", "sine=440", "-t", "2", "-c:v", "mpeg2video", "-c:a", "ac3", "-f", "vob",
+                    str(clip)], check=True)  # fmt: skip
+    tune = module_file(tmp_path / "tune.mod")
+    assert [str(p) for p in crawl([tmp_path])] == [str(tune)]
 
 
 @pytest.mark.parametrize("magic", sorted(probe.FORMAT_MAGICS))

@@ -140,6 +140,10 @@ FORMAT_MAGICS: dict[bytes, str] = {
 Formats whose extension other files share are found by these alone: RealMedia ``.rm`` (a RealVideo
 ``.rm`` or ``.rmvb`` music video too, as an ``.mp4`` is) and SNES ``.spc`` music (``.spc`` is also
 a code-signing certificate's, and a spectrum's)."""
+OTHER_FILES: dict[str, tuple[bytes, ...]] = {".mod": (b"\0\0\1\xba",)}
+"""Extensions of `AUDIO_FORMATS` that other files share, with the first bytes of those, which the
+crawler leaves out (`tagger.crawl.is_audio_file`): a camcorder's ``.MOD`` (JVC's, Panasonic's:
+MPEG-2 video in a program stream, its pack header first) is no tracker module."""
 FORMAT_NAMES = {
     "shn": "Shorten", "wsd": "WSD", "dtshd": "DTS-HD", "truehd": "TrueHD", "mlp": "MLP", "oma": "OpenMG/ATRAC",
     "rm": "RealAudio/RealMedia", "libgme": "game music",
