@@ -464,11 +464,17 @@ def _ogg_walk(path: Path) -> _OggWalk | None:
 def _count_gap(gaps: _OggGaps, stream: _OggStream, page) -> None:
     """Count in ``gaps`` the pages of ``stream`` missing before its whole page ``page`` (an
     `OggPageHead`: its number beyond the one due), and the audio they held once a page gives the
-    granule position after them. A stream of no audio tagger knows (video, a skeleton) is passed over."""
-    if stream.codec and page.sequence > stream.sequence and not page.first:
+    granule position after them. A stream of no audio tagger knows (video, a skeleton) is passed over,
+    and so is a skip before its first page of audio (no granule position past 0 yet): there a stream
+    joined while it played begins (an internet radio recorded from its Icecast server, which sends
+    the header pages, then the pages of the moment as they are: numbered on from thousands, their
+    granule positions counting the hours played; a tool that rewrote the header pages into fewer
+    without numbering the rest again), no audio of the file missing (was refused as thousands of
+    pages missing, up to an hour of a 10 s file)."""
+    if stream.codec and page.sequence > stream.sequence and not page.first and stream.granule > 0:
         gaps.pages += page.sequence - stream.sequence
         if stream.gap_from is None:
-            stream.gap_from = max(stream.granule, 0)
+            stream.gap_from = stream.granule
     stream.sequence = max(stream.sequence, page.sequence + 1)
     if stream.gap_from is not None and page.granule != -1:
         if stream.rate:
