@@ -299,7 +299,8 @@ def realaudio_v3_file(path, rmf):
 
 
 def ffmpeg_file(path, src, codec: str, *, encoder: str = ""):
-    """``src`` encoded by ffmpeg with ``codec`` (``eac3``, ``truehd``, ``mlp``: Blu-ray's and DVD-Audio's)."""
+    """``src`` encoded by ffmpeg with ``codec`` (``eac3``, ``truehd``, ``mlp``: Blu-ray's and DVD-Audio's;
+    ``latm``: AAC as digital TV broadcasts it) by ``encoder`` (default: ``codec``)."""
     proc = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(src), "-c:a", encoder or codec,
                            "-strict", "-2", "-f", codec, str(path)], capture_output=True)  # fmt: skip
     if proc.returncode != 0:
@@ -332,7 +333,7 @@ def dominant_hz(y: np.ndarray, sr: int = C.SAMPLE_RATE) -> float:
 
 def make(kind: str, path, tmp_path, *, seconds: float = 3.0, freq: float = 440.0):
     """A file of ``kind`` (``shn``, ``tak``, ``wsd``, ``oma``: LPCM, ``oma-mp3``, ``eac3``, ``truehd``,
-    ``mlp``, ``dtshd``, ``rm``, ``ra3``: the oldest RealAudio, ``libgme``: VGM, ``spc``) at ``path`` holding a
+    ``mlp``, ``dtshd``, ``loas``, ``rm``, ``ra3``: the oldest RealAudio, ``libgme``: VGM, ``spc``) at ``path`` holding a
     tone of ``freq`` for ``seconds``."""
     if shutil.which("ffmpeg") is None:
         pytest.skip("needs ffmpeg")
@@ -350,9 +351,11 @@ def make(kind: str, path, tmp_path, *, seconds: float = 3.0, freq: float = 440.0
                         f"sine={freq}:duration={seconds}", "-c:a", "libmp3lame", "-id3v2_version", "0",
                         "-write_xing", "0", str(src)], check=True)  # fmt: skip
         return oma_file(path, mp3=src.read_bytes())
-    if kind in ("eac3", "truehd", "mlp", "dtshd"):
+    if kind in ("eac3", "truehd", "mlp", "dtshd", "loas"):
         src = tmp_path / f"src-{path.stem}.wav"
         sf.write(src, tone(seconds, 48_000, (freq, freq)), 48_000, subtype="PCM_16")
+        if kind == "loas":
+            return ffmpeg_file(path, src, "latm", encoder="aac")
         return dtshd_file(path, src) if kind == "dtshd" else ffmpeg_file(path, src, kind)
     if kind in ("rm", "ra3"):
         src = tmp_path / f"src-{path.stem}.wav"
@@ -370,7 +373,8 @@ def make(kind: str, path, tmp_path, *, seconds: float = 3.0, freq: float = 440.0
 FOUND = [("shn", "tone.shn"), ("tak", "tone.tak"), ("wsd", "tone.wsd"), ("oma", "tone.oma"), ("oma-mp3", "tone.aa3"),
          ("oma", "tone.omg"), ("rm", "tone.ra"), ("rm", "tone.rm"), ("ra3", "old.ra"), ("libgme", "tone.vgm"),
          ("libgme", "tone.vgz"), ("spc", "tone.spc"), ("eac3", "tone.eac3"), ("eac3", "tone.ec3"),
-         ("truehd", "tone.thd"), ("truehd", "tone.truehd"), ("mlp", "tone.mlp"), ("dtshd", "tone.dtshd")]  # fmt: skip
+         ("truehd", "tone.thd"), ("truehd", "tone.truehd"), ("mlp", "tone.mlp"), ("dtshd", "tone.dtshd"),
+         ("loas", "tone.loas"), ("loas", "tone.latm")]  # fmt: skip
 """(the kind of file, `make`; a file name) of each format and name the crawler did not find."""
 
 
@@ -380,9 +384,9 @@ shell script, a code-signing certificate (``.spc``, DER). The crawler takes thes
 first bytes alone."""
 
 
-NAME_ONLY = {".vgz", ".eac3", ".ec3", ".thd", ".truehd", ".mlp"}
+NAME_ONLY = {".vgz", ".eac3", ".ec3", ".thd", ".truehd", ".mlp", ".loas", ".latm"}
 """Extensions of formats without first bytes of their own: gzip (VGZ), AC-3's sync word (E-AC-3),
-none at the start (TrueHD and MLP, whose major sync comes 4 bytes in)."""
+none at the start (TrueHD and MLP, whose major sync comes 4 bytes in), an 11-bit sync word (LOAS)."""
 
 
 @pytest.mark.parametrize("ext", sorted(MAGIC_ONLY))
@@ -470,11 +474,12 @@ def test_a_lossless_file_decodes_to_the_samples_written(tmp_path, ext, seconds):
 @pytest.mark.parametrize("kind,name,freq", [("wsd", "tone.wsd", 440.0), ("oma-mp3", "tone.oma", 440.0),
                                             ("rm", "tone.ra", 440.0), ("ra3", "old.ra", 1000.0),
                                             ("libgme", "tone.vgm", 440.0), ("libgme", "tone.vgz", 1000.0),
-                                            ("spc", "tone.spc", 440.0), ("dtshd", "tone.dtshd", 440.0)])  # fmt: skip
+                                            ("spc", "tone.spc", 440.0), ("dtshd", "tone.dtshd", 440.0),
+                                            ("loas", "tone.latm", 440.0)])  # fmt: skip
 def test_lossy_and_synthesised_formats_decode_to_the_tone_and_length(tmp_path, kind, name, freq):
     """1-bit DSD (WSD), MP3 in OpenMG, RealAudio 1.0 (8 kHz), the PSG's square wave (at the period
-    nearest the tone: 440.4 and 998.8 Hz), the SNES's (439.9 Hz) and a DTS core in a DTS-HD file
-    decode to the tone written, for its length."""
+    nearest the tone: 440.4 and 998.8 Hz), the SNES's (439.9 Hz), a DTS core in a DTS-HD file and
+    AAC in LOAS decode to the tone written, for its length."""
     f = make(kind, tmp_path / name, tmp_path, seconds=3.0, freq=freq)
     y = audio.load(f)
     assert abs(len(y) / C.SAMPLE_RATE - 3.0) < 0.06
@@ -510,7 +515,8 @@ SCANNED = [("shn", "bass.shn", "Shorten"), ("tak", "bass.tak", "TAK"), ("wsd", "
            ("oma", "bass.oma", "OpenMG"), ("oma-mp3", "bass.oma", "OpenMG"), ("rm", "bass.ra", "RealAudio"),
            ("rm", "bass.rm", "RealAudio"), ("ra3", "bass.ra", "RealAudio"), ("libgme", "bass.vgm", "game music"),
            ("libgme", "bass.vgz", "game music"), ("spc", "bass.spc", "game music"), ("eac3", "bass.eac3", "E-AC-3"),
-           ("truehd", "bass.thd", "TrueHD"), ("mlp", "bass.mlp", "MLP"), ("dtshd", "bass.dtshd", "DTS-HD")]  # fmt: skip
+           ("truehd", "bass.thd", "TrueHD"), ("mlp", "bass.mlp", "MLP"), ("dtshd", "bass.dtshd", "DTS-HD"),
+           ("loas", "bass.latm", "LATM/LOAS")]  # fmt: skip
 """(the kind of file, `make`; a file name; the name of its format in the message saying it has no tags)"""
 
 

@@ -115,7 +115,7 @@ AUDIO_FORMATS: dict[str, tuple[str, ...]] = {
     "mov": (".m4a", ".m4b", ".mp4", ".alac"), "matroska": (".mka", ".webm"), "asf": (".wma",), "wav": (".wav",),
     "w64": (".w64",), "aiff": (".aif", ".aiff", ".aifc"), "caf": (".caf",), "au": (".au", ".snd"), "ape": (".ape",),
     "wv": (".wv",), "mpc": (".mpc",), "mpc8": (), "tta": (".tta",), "tak": (".tak",), "shn": (".shn",),
-    "dsf": (".dsf",), "iff": (".dff",), "wsd": (".wsd",), "aac": (".aac",), "loas": (), "ac3": (".ac3",),
+    "dsf": (".dsf",), "iff": (".dff",), "wsd": (".wsd",), "aac": (".aac",), "loas": (".loas", ".latm"), "ac3": (".ac3",),
     "eac3": (".eac3", ".ec3"), "dts": (".dts",), "dtshd": (".dtshd",), "truehd": (".thd", ".truehd"), "mlp": (".mlp",),
     "amr": (), "oma": (".oma", ".aa3", ".omg"), "rm": (".ra",), "avi": (), "mpeg": (), "mpegts": (), "flv": (),
     "libopenmpt": (".mod", ".xm", ".s3m", ".it"), "libgme": (".vgm", ".vgz"),
@@ -145,7 +145,7 @@ OTHER_FILES: dict[str, tuple[bytes, ...]] = {".mod": (b"\0\0\1\xba",)}
 crawler leaves out (`tagger.crawl.is_audio_file`): a camcorder's ``.MOD`` (JVC's, Panasonic's:
 MPEG-2 video in a program stream, its pack header first) is no tracker module."""
 FORMAT_NAMES = {
-    "shn": "Shorten", "wsd": "WSD", "dtshd": "DTS-HD", "truehd": "TrueHD", "mlp": "MLP", "oma": "OpenMG/ATRAC",
+    "shn": "Shorten", "wsd": "WSD", "loas": "LATM/LOAS AAC", "dtshd": "DTS-HD", "truehd": "TrueHD", "mlp": "MLP", "oma": "OpenMG/ATRAC",
     "rm": "RealAudio/RealMedia", "libgme": "game music",
 }  # fmt: skip
 """The names for users of formats of `AUDIO_FORMATS` that mutagen does not know, which a tag write
