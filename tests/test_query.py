@@ -368,14 +368,14 @@ def _statements(monkeypatch, keep) -> list[str]:
     from tagger.db.sql import SqliteReader
 
     kept: list[str] = []
-    real = SqliteReader.rows
+    for method in ("rows", "tuples"):
 
-    def rows(self, statement):
-        if keep(statement.text):
-            kept.append(statement.text)
-        return real(self, statement)
+        def counted(self, statement, real=getattr(SqliteReader, method)):
+            if keep(statement.text):
+                kept.append(statement.text)
+            return real(self, statement)
 
-    monkeypatch.setattr(SqliteReader, "rows", rows)
+        monkeypatch.setattr(SqliteReader, method, counted)
     return kept
 
 

@@ -19,7 +19,6 @@ import json
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from operator import itemgetter
 from typing import TYPE_CHECKING
 
 from tagger.db import sql as Q
@@ -348,20 +347,21 @@ def _summaries(reader: Reader, page, where: TrackFilter, *, order: dict[str, int
         # parameter per track)
         ids = ", ".join(str(int(r.id)) for r in rows)
         only_present = "" if scores else " AND present = TRUE"
-        # (all rows at once: one by one through the Result took a fifth of a 10,000-track query)
-        for tid, fam, present, score in reader.rows(Sql(
+        # (all rows at once: one by one through the Result took a fifth of a 10,000-track query;
+        # plain tuples, not named ones: 21,000 of them for a 2,106-track JSON query)
+        for tid, fam, present, score in reader.tuples(Sql(
                 f"SELECT track_id, family, present, score FROM detections WHERE track_id IN ({ids}){only_present}")):  # fmt: skip
-            dets.setdefault(tid, []).append((order.get(fam, last), fam, bool(present), score))
+            dets.setdefault(tid, []).append((order.get(fam, last), fam, present, score))
     latest = latest_model_version_id(reader)
     out = []
     for r in rows:
-        ds = [x[1:] for x in sorted(dets.get(r.id, ()), key=itemgetter(0))]
+        ds = sorted(dets.get(r.id, ()))  # (in the families' order: a track has each family once)
         summary = TrackSummary(
             path=r.path,
             duration=r.duration,
             format=r.format,
-            instruments=[fam for fam, present, _ in ds if present],
-            scores={fam: score for fam, _, score in ds} if scores else {},
+            instruments=[fam for _, fam, present, _ in ds if present],
+            scores={fam: score for _, fam, _, score in ds} if scores else {},
             model_version=r.version,
             stale=r.model_version_id != latest,
             analysed_in_part=r.analysed_in_part,
