@@ -43,12 +43,13 @@ def _ulong(bits: list[str], value: int) -> None:
     _rice(bits, value, k)
 
 
-def shorten_file(path, samples: np.ndarray, rate: int, *, blocksize: int = 256):
+def shorten_file(path, samples: np.ndarray, rate: int, *, blocksize: int = 256, declared: int | None = None):
     """A Shorten (version 2) file of 16-bit ``samples`` [shape=(n, channels)], written here as ffmpeg's
     ``libavcodec/shorten.c`` reads it (no encoder of ours writes Shorten): the header (type s16 LE,
     channels, block size, no LPC, no running mean), the WAV header in a verbatim block, then per block
     and channel a DIFF0 (the samples) or DIFF1 (their differences) block, whichever is smaller, of
-    Rice-coded residuals, a BLOCKSIZE command before a short last block, and QUIT."""
+    Rice-coded residuals, a BLOCKSIZE command before a short last block, and QUIT. ``declared``: the
+    size its WAV header's data chunk declares (default: the samples')."""
     n, channels = samples.shape
     bits = ["".join(format(b, "08b") for b in b"ajkg\x02")]
     for v in (5, channels, blocksize, 0, 0, 0):  # type (s16 LE), channels, block size, maxnlpc, nmean, skip bytes
@@ -56,7 +57,7 @@ def shorten_file(path, samples: np.ndarray, rate: int, *, blocksize: int = 256):
     data = samples.astype("<i2").tobytes()
     wav = (b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVEfmt "
            + struct.pack("<IHHIIHH", 16, 1, channels, rate, rate * 2 * channels, 2 * channels, 16)
-           + b"data" + struct.pack("<I", len(data)))  # fmt: skip
+           + b"data" + struct.pack("<I", len(data) if declared is None else declared))  # fmt: skip
     _rice(bits, 9, 2)  # FN_VERBATIM
     _rice(bits, len(wav), 5)
     for b in wav:
@@ -497,6 +498,36 @@ def test_a_tak_file_cut_short_is_an_error_not_a_shorter_track(tmp_path):
     f.write_bytes(data[: len(data) // 2])
     with pytest.raises(AudioReadError, match=r"cut short: the file holds 1\.3 s of the 2\.3 s its header declares"):
         audio.load(f)
+
+
+def test_a_shorten_file_cut_short_is_an_error_not_a_shorter_track(tmp_path):
+    """The WAV header a Shorten file holds declares its length (ffprobe says none): cut anywhere, it
+    was analysed as what it held, as the whole, where the cut let ffmpeg's decoder stop without a
+    word (at 2 of these 4 places: 0.93 s and 1.40 s of 3.0 s stored as whole tracks). Now
+    `probe.EXACT_LENGTHS` holds it to that length."""
+    x = tone(3.0, 22_050)
+    f = shorten_file(tmp_path / "whole.shn", x, 22_050)
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("needs ffmpeg")
+    assert audio.info(f).duration == pytest.approx(3.0)
+    data = f.read_bytes()
+    for share in (0.31, 0.47, 0.62, 0.83):
+        cut = tmp_path / f"cut-{share}.shn"
+        cut.write_bytes(data[: int(len(data) * share)])
+        with pytest.raises(AudioReadError, match=r"(cut short: the file holds [\d.]+ s of the 3\.0 s its header "
+                                                  r"declares|corrupt audio: .* of 3\.0 s out)"):  # fmt: skip
+            audio.load(cut)
+
+
+@pytest.mark.parametrize("declared", [0, 0xFFFFFFFF])
+def test_a_shorten_file_of_an_undeclared_length_is_analysed(tmp_path, declared):
+    """A WAV header of a streaming writer (its data size 0 or 0xFFFFFFFF) declares no length: the file
+    is analysed for what it holds, not refused as cut short."""
+    f = shorten_file(tmp_path / "stream.shn", tone(3.0, 22_050), 22_050, declared=declared)
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("needs ffmpeg")
+    assert audio.info(f).duration is None
+    assert len(audio.load(f)) == 3 * C.SAMPLE_RATE
 
 
 def test_an_encrypted_openmg_file_is_an_error_saying_so(tmp_path):

@@ -115,10 +115,11 @@ AUDIO_FORMATS: dict[str, tuple[str, ...]] = {
     "mov": (".m4a", ".m4b", ".mp4", ".alac"), "matroska": (".mka", ".webm"), "asf": (".wma",), "wav": (".wav",),
     "w64": (".w64",), "aiff": (".aif", ".aiff", ".aifc"), "caf": (".caf",), "au": (".au", ".snd"), "ape": (".ape",),
     "wv": (".wv",), "mpc": (".mpc",), "mpc8": (), "tta": (".tta",), "tak": (".tak",), "shn": (".shn",),
-    "dsf": (".dsf",), "iff": (".dff",), "wsd": (".wsd",), "aac": (".aac",), "loas": (".loas", ".latm"), "ac3": (".ac3",),
-    "eac3": (".eac3", ".ec3"), "dts": (".dts",), "dtshd": (".dtshd",), "truehd": (".thd", ".truehd"), "mlp": (".mlp",),
-    "amr": (), "oma": (".oma", ".aa3", ".omg"), "rm": (".ra",), "avi": (), "mpeg": (), "mpegts": (), "flv": (),
-    "libopenmpt": (".mod", ".xm", ".s3m", ".it"), "libgme": (".vgm", ".vgz"),
+    "dsf": (".dsf",), "iff": (".dff",), "wsd": (".wsd",), "aac": (".aac",), "loas": (".loas", ".latm"),
+    "ac3": (".ac3",), "eac3": (".eac3", ".ec3"), "dts": (".dts",), "dtshd": (".dtshd",),
+    "truehd": (".thd", ".truehd"), "mlp": (".mlp",), "amr": (), "oma": (".oma", ".aa3", ".omg"), "rm": (".ra",),
+    "avi": (), "mpeg": (), "mpegts": (), "flv": (), "libopenmpt": (".mod", ".xm", ".s3m", ".it"),
+    "libgme": (".vgm", ".vgz"),
 }  # fmt: skip
 """The formats tagger analyses, declared once: each ffmpeg demuxer (of ``ffmpeg -demuxers``) of the
 files a music library holds, with the file extensions the crawler takes as audio for it (and
@@ -145,7 +146,8 @@ OTHER_FILES: dict[str, tuple[bytes, ...]] = {".mod": (b"\0\0\1\xba",)}
 crawler leaves out (`tagger.crawl.is_audio_file`): a camcorder's ``.MOD`` (JVC's, Panasonic's:
 MPEG-2 video in a program stream, its pack header first) is no tracker module."""
 FORMAT_NAMES = {
-    "shn": "Shorten", "wsd": "WSD", "loas": "LATM/LOAS AAC", "dtshd": "DTS-HD", "truehd": "TrueHD", "mlp": "MLP", "oma": "OpenMG/ATRAC",
+    "shn": "Shorten", "wsd": "WSD", "loas": "LATM/LOAS AAC", "dtshd": "DTS-HD", "truehd": "TrueHD", "mlp": "MLP",
+    "oma": "OpenMG/ATRAC",
     "rm": "RealAudio/RealMedia", "libgme": "game music",
 }  # fmt: skip
 """The names for users of formats of `AUDIO_FORMATS` that mutagen does not know, which a tag write
@@ -231,8 +233,67 @@ def _ffprobe_info(path: Path) -> AudioInfo:
     others = [t for t in meta.get("streams", []) if t is not s and not (t.get("disposition") or {}).get("attached_pic")]
     if duration is None and not others:  # (the file's length is its stream's; a cover picture has none)
         duration = _seconds(meta.get("format", {}).get("duration"))
+    if duration is None and demuxer.split(",")[0] == "shn":
+        duration = _shorten_seconds(path)
     return AudioInfo(str(path), str(s.get("codec_name", "unknown")), rate, channels, duration, "ffmpeg",
                      demuxer=demuxer.split(",")[0])  # fmt: skip
+
+
+def _shorten_seconds(path: Path) -> float | None:
+    """The length a Shorten file declares, of which ffprobe says nothing: the data chunk of the WAV
+    header it holds verbatim (Rice-coded, after its own header: as ffmpeg's ``shorten.c`` reads
+    them). None where it declares none: an AIFF header, a WAV's data chunk of an undeclared length
+    (0, 0xFFFFFFFF) or larger than its RIFF size allows, a header that cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(24_576)  # (a verbatim header is under 16 KiB, each byte Rice-coded in 9 bits or more)
+    except OSError:
+        return None
+    if len(head) < 8 or head[:4] != b"ajkg":
+        return None
+    version, bits, pos = head[4], "".join(format(b, "08b") for b in head[5:]), 0
+
+    def rice(k: int) -> int:
+        nonlocal pos
+        one = bits.find("1", pos)
+        if one < 0 or one + 1 + k > len(bits):
+            raise ValueError("past the bytes read")
+        value = ((one - pos) << k) | int(bits[one + 1 : one + 1 + k] or "0", 2)
+        pos = one + 1 + k
+        return value
+
+    def number(k: int) -> int:  # (version 1 on: its Rice parameter first)
+        return rice(rice(2) if version else k)
+
+    try:
+        number(4)  # the sample type
+        number(0)  # channels
+        if version:
+            number(8)  # block size
+            number(2)  # LPC order
+            number(0)  # blocks of the running mean
+            skip = number(1)  # bytes skipped (read before `pos` is: it moves it)
+            pos += 8 * skip
+        if rice(2) != 9:  # (FN_VERBATIM)
+            return None
+        wav = bytes(rice(8) & 0xFF for _ in range(rice(5)))
+    except ValueError:
+        return None
+    if wav[:4] != b"RIFF" or wav[8:12] != b"WAVE":
+        return None
+    at, rate, frame = 12, 0, 0
+    while at + 8 <= len(wav):
+        kind, size = wav[at : at + 4], int.from_bytes(wav[at + 4 : at + 8], "little")
+        if kind == b"fmt " and size >= 16 and at + 24 <= len(wav):
+            rate = int.from_bytes(wav[at + 12 : at + 16], "little")
+            frame = int.from_bytes(wav[at + 20 : at + 22], "little")  # (bytes a sample of every channel)
+        elif kind == b"data":
+            riff_end = int.from_bytes(wav[4:8], "little") + 8
+            if not rate or not frame or size in (0, 0xFFFFFFFF) or at + 8 + size > riff_end:
+                return None
+            return size // frame / rate
+        at += 8 + size + (size & 1)
+    return None
 
 
 _FLAC_BLOCKS = ("STREAMINFO", "PADDING", "APPLICATION", "SEEKTABLE", "VORBIS_COMMENT", "CUESHEET", "PICTURE")
@@ -902,9 +963,9 @@ def _check_data_chunk(path: Path, meta: AudioInfo, notes: list[str] | None) -> N
 
 
 EXACT_LENGTHS = {("soundfile", "MP3"), ("ffmpeg", "MP3"), ("ffmpeg", "wavpack"), ("ffmpeg", "ape"), ("ffmpeg", "tta"),
-                 ("ffmpeg", "tak")}  # fmt: skip
+                 ("ffmpeg", "tak"), ("ffmpeg", "shorten")}  # fmt: skip
 """(decoder, format) of the files whose declared length is exact (an MP3's Xing/Info/VBRI header, the
-headers of WavPack, Monkey's Audio, TTA and TAK), so that audio missing from its end is known
+headers of WavPack, Monkey's Audio, TTA and TAK, the WAV header a Shorten file holds: `_shorten_seconds`), so that audio missing from its end is known
 (`_check_shortfall`). Not lengths estimated from a bit rate (an MP3 without such a header, raw AAC).
 ("ffmpeg", "MP3"): an MP3 libsndfile described and ffmpeg decodes, of a known length only where its
 VBRI header declares it (`_vbri_seconds`; joined files and VBR files without a header: unknown)."""
