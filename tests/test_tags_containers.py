@@ -2050,11 +2050,11 @@ def test_a_new_format_is_one_registered_storage_class(tmp_path):
     song = tmp_path / "song.tta"
     song.write_bytes(b"TTA1" + bytes(40))
     assert "TTA" not in supported_formats() and format_named("x.tta") is None and _named_type("x.tta") is None
-    with pytest.raises(UntaggableError, match=r"tagger writes tags into MP3, WAV, .*Musepack$"):
+    with pytest.raises(UntaggableError, match=r"tagger writes tags into MP3, WAV, .*Musepack, TAK$"):
         tags.write_instruments(song, instruments=["bass"], model_version="m")
     try:
         register(Format("TrueAudio", "TTA", (".tta",)))(type("TTAStorage", (MP3Storage,), {}))
-        assert supported_formats().endswith("Musepack, TTA")
+        assert supported_formats().endswith("Musepack, TAK, TTA")
         assert format_named("x.TTA").label == "TTA" and _named_type("x.tta") is TrueAudio
     finally:
         STORAGES.pop("TrueAudio", None)

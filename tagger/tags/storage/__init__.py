@@ -15,7 +15,7 @@ One module per container family (its storage classes and the reading of its byte
 - `tagger.tags.storage.vorbis`: FLAC, Ogg Vorbis, Opus: Vorbis comments;
 - `tagger.tags.storage.mp4`: MP4/M4A: freeform atoms ``----:com.apple.iTunes:NAME``;
 - `tagger.tags.storage.asf`: WMA: ASF attributes;
-- `tagger.tags.storage.apev2`: WavPack, Monkey's Audio, Musepack: APEv2 text items;
+- `tagger.tags.storage.apev2`: WavPack, Monkey's Audio, Musepack, TAK: APEv2 text items;
 - `tagger.tags.storage._bytes`: the byte helpers several of them use.
 
 Adding a container: one class beside its siblings (a new family: a new module, imported below),

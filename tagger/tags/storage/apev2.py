@@ -1,4 +1,4 @@
-"""WavPack, Monkey's Audio, Musepack: tagger's fields as APEv2 text items (``INSTRUMENTS``, ...),
+"""WavPack, Monkey's Audio, Musepack, TAK: tagger's fields as APEv2 text items (``INSTRUMENTS``, ...),
 several values joined by NUL bytes as the APEv2 specification has it.
 
 mutagen rewrites the whole APEv2 tag at the end of the file (a header and a footer, the items sorted
@@ -125,6 +125,7 @@ def _ours(key: str, kind: int) -> bool:
     Format("WavPack", "WavPack", (".wv",), load=lambda: ape_type("WavPack")),
     Format("MonkeysAudio", "Monkey's Audio", (".ape",), load=lambda: ape_type("MonkeysAudio")),
     Format("Musepack", "Musepack", (".mpc",), load=lambda: ape_type("Musepack")),
+    Format("TAK", "TAK", (".tak",), load=lambda: ape_type("TAK")),
 )
 class APEv2Storage(Storage):
     """APEv2 text items named like the fields (the keys ignore case), one item per field with its
@@ -254,12 +255,12 @@ def ape_tag_damage(path: str) -> str | None:
     return None
 
 
-_STREAMS = {b"wvpk": "WavPack", b"MAC ": "MonkeysAudio", b"MP+": "Musepack", b"MPCK": "Musepack"}
+_STREAMS = {b"wvpk": "WavPack", b"MAC ": "MonkeysAudio", b"MP+": "Musepack", b"MPCK": "Musepack", b"tBaK": "TAK"}
 """The first bytes of each stream whose file carries an APEv2 tag -> its mutagen type name."""
 
 
 def ape_file_type(path: str) -> type | None:
-    """The mutagen class (`ape_type`) of a WavPack, Monkey's Audio or Musepack file, told from the
+    """The mutagen class (`ape_type`) of a WavPack, Monkey's Audio, Musepack or TAK file, told from the
     stream's first bytes at the start of the file or behind ID3v2 tags there (some taggers put one
     in front; the decoders skip it, and mutagen takes such a file for an MP3); None for another file."""
     try:
@@ -274,13 +275,13 @@ def ape_file_type(path: str) -> type | None:
 
 @functools.cache
 def ape_type(name: str) -> type:
-    """mutagen's class of that name (``WavPack``, ``MonkeysAudio``, ``Musepack``), reading the stream
+    """mutagen's class of that name (``WavPack``, ``MonkeysAudio``, ``Musepack``, ``TAK``), reading the stream
     behind ID3v2 tags at the start of the file, and a WavPack rate outside WavPack's table of 15
     (176.4 kHz hi-res, 352.8 and 384 kHz DXD: the header's rate index says "custom") from the first
     block's ID_SAMPLE_RATE sub-block, where mutagen fails with ``list index out of range``."""
     import importlib
 
-    module = {"WavPack": "wavpack", "MonkeysAudio": "monkeysaudio", "Musepack": "musepack"}[name]
+    module = {"WavPack": "wavpack", "MonkeysAudio": "monkeysaudio", "Musepack": "musepack", "TAK": "tak"}[name]
     base = getattr(importlib.import_module(f"mutagen.{module}"), name)
 
     class Info(base._Info):
