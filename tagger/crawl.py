@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tagger.audio import AUDIO_EXTENSIONS
-from tagger.audio.probe import FORMAT_MAGICS, OTHER_FILES
+from tagger.audio.formats import FORMAT_MAGICS, OTHER_FILES
 from tagger import paths
 from tagger.errors import UserError
 from tagger.paths import under_any

@@ -7,7 +7,7 @@ import soundfile as sf
 
 from tagger import audio
 from tagger import constants as C
-from tagger.audio import probe
+from tagger.audio import formats, probe
 from tagger.errors import AudioReadError
 
 from conftest import dsf_file, ffmpeg_demuxers, module_file, tone_signal, write_audio
@@ -42,7 +42,7 @@ FORMATS = {
     "mov": ["-c:a", "aac"], "avi": ["-c:a", "libmp3lame"], "mpg": ["-c:a", "mp2"], "ts": ["-c:a", "mp2"],
     "flv": ["-c:a", "libmp3lame"],
 }  # fmt: skip
-"""One file of each format family tagger decodes (each of `probe.AUDIO_DEMUXERS` that ffmpeg here
+"""One file of each format family tagger decodes (each of `formats.AUDIO_DEMUXERS` that ffmpeg here
 encodes): audio files, and the containers of music videos."""
 
 
@@ -58,8 +58,8 @@ def test_every_format_decodes_to_mono_16k(tmp_path, ext):
     assert abs(len(y) / C.SAMPLE_RATE - 3.0) < 0.1  # codec priming may add a few ms
     assert abs(dominant_hz(y) - 440) < 3
     assert 0.2 < np.max(np.abs(y)) < 0.45  # mean of the two channels: 0.3
-    if path.suffix in probe.AUDIO_EXTENSIONS:  # (the crawler's extension is listed under the demuxer ffmpeg reads it with)
-        assert path.suffix in probe.AUDIO_FORMATS[probe._ffprobe_info(path).demuxer]
+    if path.suffix in formats.AUDIO_EXTENSIONS:  # (the crawler's extension is listed under the demuxer ffmpeg reads it with)
+        assert path.suffix in formats.AUDIO_FORMATS[probe._ffprobe_info(path).demuxer]
 
 
 def test_a_module_is_music_ffmpeg_renders(tmp_path):

@@ -1,4 +1,4 @@
-"""Formats of `probe.AUDIO_FORMATS` that the crawler passed over: Shorten (``.shn``, the live-concert
+"""Formats of `formats.AUDIO_FORMATS` that the crawler passed over: Shorten (``.shn``, the live-concert
 tape trading archives), TAK (``.tak``), WSD (``.wsd``, 1-bit DSD), Sony's OpenMG (``.oma``, ``.aa3``,
 ``.omg``), RealAudio (``.ra``, and ``.rm`` by its first bytes) and VGM game music (``.vgm``,
 ``.vgz``). ffmpeg decoded each, but the crawler
@@ -24,7 +24,7 @@ from library_fakes import FakeAnalyser
 from tak_files import tak_file
 from tagger import audio
 from tagger import constants as C
-from tagger.audio import probe
+from tagger.audio import formats
 from tagger.crawl import SNIFF_BYTES, crawl, sniff_audio
 from tagger.db import models as M
 from tagger.errors import AudioReadError
@@ -296,7 +296,7 @@ none at the start (TrueHD and MLP, whose major sync comes 4 bytes in), an 11-bit
 
 @pytest.mark.parametrize("ext", sorted(MAGIC_ONLY))
 def test_other_files_with_an_extension_of_these_formats_are_not_crawled(tmp_path, ext):
-    assert ext not in probe.AUDIO_EXTENSIONS
+    assert ext not in formats.AUDIO_EXTENSIONS
     (tmp_path / f"other{ext}").write_bytes(MAGIC_ONLY[ext] + bytes(100))
     assert list(crawl([tmp_path])) == []
 
@@ -305,7 +305,7 @@ def test_a_camcorder_mod_video_is_not_crawled_as_a_tracker_module(tmp_path):
     """JVC's and Panasonic's camcorders name their videos ``.MOD`` (MPEG-2 in a program stream): the
     crawler took one for a tracker module, and ffmpeg's ``mpeg`` demuxer (a music video's) read it,
     so a scan stored a home video's sound as a track. Left out by its first bytes
-    (`probe.OTHER_FILES`); a module of that extension is crawled as before."""
+    (`formats.OTHER_FILES`); a module of that extension is crawled as before."""
     if shutil.which("ffmpeg") is None:
         pytest.skip("needs ffmpeg")
     clip = tmp_path / "MOV001.MOD"
@@ -316,7 +316,7 @@ def test_a_camcorder_mod_video_is_not_crawled_as_a_tracker_module(tmp_path):
     assert [str(p) for p in crawl([tmp_path])] == [str(tune)]
 
 
-@pytest.mark.parametrize("magic", sorted(probe.FORMAT_MAGICS))
+@pytest.mark.parametrize("magic", sorted(formats.FORMAT_MAGICS))
 def test_the_first_bytes_of_each_format_are_audio(magic):
     assert sniff_audio((magic + bytes(32))[:SNIFF_BYTES])
 
@@ -335,7 +335,7 @@ def test_the_crawler_finds_each_format_and_ffmpeg_reads_it_with_its_demuxer(tmp_
     assert sorted(str(p) for p in crawl([music])) == sorted(expected)
     meta = audio.info(f)
     assert (meta.decoder, meta.demuxer) == ("ffmpeg", demuxer)
-    assert f.suffix in probe.AUDIO_FORMATS[demuxer] or f.suffix in MAGIC_ONLY
+    assert f.suffix in formats.AUDIO_FORMATS[demuxer] or f.suffix in MAGIC_ONLY
 
 
 def _encoded(path, x, rate: int, codec: str):

@@ -418,10 +418,10 @@ def test_every_audio_demuxer_is_one_this_ffmpeg_has():
     """The allowlist names ffmpeg's demuxers as ``ffmpeg -demuxers`` does (a misspelt name would
     refuse every file of its format); those of external libraries (libopenmpt, libgme) where this
     ffmpeg was built with them."""
-    from tagger.audio import probe
+    from tagger.audio import formats
 
     known = ffmpeg_demuxers()
     assert {"mp3", "flac", "ogg", "mov", "matroska", "wav"} <= known  # (the list was read)
-    assert probe.AUDIO_DEMUXERS - {"libopenmpt", "libgme"} <= known, probe.AUDIO_DEMUXERS - known
-    assert set(probe.SOUNDFILE_DEMUXERS.values()) <= probe.AUDIO_DEMUXERS
-    assert not (probe.PLAYLIST_FORMATS | set(probe.SYNTH_FORMATS)) & probe.AUDIO_DEMUXERS
+    assert formats.AUDIO_DEMUXERS - {"libopenmpt", "libgme"} <= known, formats.AUDIO_DEMUXERS - known
+    assert set(formats.SOUNDFILE_DEMUXERS.values()) <= formats.AUDIO_DEMUXERS
+    assert not (formats.PLAYLIST_FORMATS | set(formats.SYNTH_FORMATS)) & formats.AUDIO_DEMUXERS

@@ -54,7 +54,7 @@ def test_crawl_finds_audio_by_extension_and_content_skips_hidden_and_loops(lib):
 def test_every_extension_a_tag_container_names_is_crawled():
     """A file named as a format tagger writes tags into is one the crawler takes as audio
     (`AUDIO_EXTENSIONS`, read from `AUDIO_FORMATS`): a container's extension never goes unscanned."""
-    from tagger.audio.probe import AUDIO_EXTENSIONS
+    from tagger.audio.formats import AUDIO_EXTENSIONS
     from tagger.tags.storage import FORMATS
 
     named = {ext for fmt in FORMATS.values() for ext in fmt.extensions}

@@ -11,6 +11,8 @@ The package:
   ffprobe, MP4 atoms, Ogg pages, MP3 frame headers), and the lengths headers declare exactly
   (`EXACT_LENGTHS`, WAV/AIFF data chunks), an Ogg's end-of-stream page and an MP3's last frame,
   against which a file cut short is found;
+- `tagger.audio.formats`: the formats analysed, declared once (`AUDIO_FORMATS`, the extensions and
+  first bytes crawled, the demuxers ffmpeg may read a file with);
 - `tagger.audio.decoders`: libsndfile blocks, FLAC, the ``ffmpeg`` subprocess (its stderr, its
   limits: `MAX_SECONDS`);
 - `tagger.audio.losses`: the rule for audio a decoder could not give (`MAX_LOST_SHARE`, notes or
@@ -29,9 +31,9 @@ the code looks it up (``monkeypatch.setattr(decoders, "MAX_SECONDS", ...)``), no
 from __future__ import annotations
 
 from tagger.audio.decoders import MAX_SECONDS
+from tagger.audio.formats import AUDIO_EXTENSIONS
 from tagger.audio.losses import MAX_LOST_SHARE, MAX_NON_FINITE
 from tagger.audio.probe import (
-    AUDIO_EXTENSIONS,
     FFMPEG_MAX_RATE,
     MAX_RATE,
     MIN_RATE,

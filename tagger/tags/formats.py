@@ -99,9 +99,9 @@ _UNTAGGED_LABELS = {
 
 def _unknown_format(name: str) -> str:
     """The name of the format of ``name``, which mutagen does not know, by its first bytes or its
-    extension (`tagger.audio.probe.FORMAT_MAGICS`, `FORMAT_NAMES`: Shorten, RealAudio...);
+    extension (`tagger.audio.formats.FORMAT_MAGICS`, `FORMAT_NAMES`: Shorten, RealAudio...);
     ``unknown`` for any other."""
-    from tagger.audio.probe import AUDIO_FORMATS, FORMAT_MAGICS, FORMAT_NAMES
+    from tagger.audio.formats import AUDIO_FORMATS, FORMAT_MAGICS, FORMAT_NAMES
 
     try:
         with open(name, "rb") as f:
