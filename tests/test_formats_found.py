@@ -446,6 +446,46 @@ def test_an_encrypted_openmg_file_is_an_error_saying_so(tmp_path):
     assert "encrypted (DRM), which ffmpeg cannot decode (oma: " in str(err.value) and "@ 0x" not in str(err.value)
 
 
+NOTES = b"Notes on the recordings of the 12th, for the box set.\nSide A: takes 3 and 5.\n"
+"""A text file of 80 bytes, saved under an audio extension by mistake."""
+
+
+@pytest.mark.parametrize("ext,codec", [("thd", "TrueHD"), ("mlp", "MLP"), ("eac3", "E-AC-3"), ("shn", "Shorten"),
+                                       ("ac3", "AC-3"), ("dts", "DTS")])  # fmt: skip
+def test_a_text_file_under_a_raw_stream_extension_is_said_to_hold_no_audio_of_it(tmp_path, ext, codec):
+    """ffmpeg takes the raw stream's demuxer by the name and meets no frame: its stream has no
+    sample rate and no channels. Was ``audio stream has no sample rate or channels``, at every scan,
+    as if a real stream lacked them."""
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("needs ffmpeg")
+    f = tmp_path / f"notes.{ext}"
+    f.write_bytes(NOTES)
+    assert [str(p) for p in crawl([tmp_path])] == [str(f)]
+    with pytest.raises(AudioReadError) as err:
+        audio.info(f)
+    said = str(err.value)
+    assert " audio found in it (ffmpeg's " in said and codec in said and "not a file of that format" in said, said
+    assert "no sample rate or channels" not in said
+
+
+@pytest.mark.parametrize("ext", ["oma", "aa3", "omg", "tak"])
+def test_a_short_text_file_under_an_openmg_or_tak_extension_is_said_plainly(tmp_path, ext):
+    """ffmpeg's oma reader fails on a file shorter than its header with -1, which it prints as
+    ``Operation not permitted`` (the error said just that, as if the file's permissions were at
+    fault); its tak reader names itself by its address in memory, which changed at every scan."""
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("needs ffmpeg")
+    f = tmp_path / f"notes.{ext}"
+    f.write_bytes(NOTES)
+    with pytest.raises(AudioReadError) as err:
+        audio.info(f)
+    said = str(err.value)
+    assert "(Operation not permitted)" not in said and "@ 0x" not in said, said
+    assert said.startswith(f"{f}: not a readable audio file (")
+    if ext != "tak":
+        assert "not the file's permissions" in said
+
+
 SCANNED = [("shn", "bass.shn", "Shorten"), ("wsd", "bass.wsd", "WSD"),
            ("oma", "bass.oma", "OpenMG"), ("oma-mp3", "bass.oma", "OpenMG"), ("rm", "bass.ra", "RealAudio"),
            ("rm", "bass.rm", "RealAudio"), ("ra3", "bass.ra", "RealAudio"), ("libgme", "bass.vgm", "game music"),

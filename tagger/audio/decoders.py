@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from tagger.audio.losses import _note_or_refuse
-from tagger.audio.plumbing import _decoder_preexec, _DecoderStderr, _said
+from tagger.audio.plumbing import _decoder_preexec, _DecoderStderr, _said, _unaddressed
 from tagger.audio.formats import AUDIO_DEMUXERS, SOUNDFILE_DEMUXERS
 from tagger.audio.probe import FFMPEG_INPUT_OPTIONS, FFMPEG_MAX_RATE, AudioInfo, _flac_end_whole, ffmpeg_available
 from tagger.errors import AudioReadError
@@ -274,12 +274,10 @@ def _decoding_errors(errfile) -> tuple[int, str, str]:
     and the first message saying that the file is cut short (`CUT_SHORT`); "" for none. Messages
     lose their ``[aac @ 0x...]`` prefix's address (it changes from run to run): ``aac: ...``.
     Read a line at a time (a file of corrupt frames prints one line or two per frame)."""
-    import re
-
     errfile.seek(0)
     failed, first, cut, before = 0, "", "", ""
     for raw in errfile:
-        line = re.sub(r"^\[([^\]]+?) @ 0x[0-9a-f]+\] ", r"\1: ", raw.decode("utf-8", "replace").strip())
+        line = _unaddressed(raw.decode("utf-8", "replace"))
         if line.startswith("Error while decoding stream"):
             failed += 1
             first = first or (before if before and not before.startswith("Error while") else line)

@@ -1,9 +1,11 @@
 """What the probe and the decoders share: a decoder subprocess that dies with its parent, the
-capture of what libsndfile's decoders print on fd 2, and a decoder's message without the file's path."""
+capture of what libsndfile's decoders print on fd 2, and a decoder's message without the file's path
+or ffmpeg's addresses."""
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 import threading
 
@@ -26,6 +28,12 @@ def _decoder_preexec():
         prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
 
     return die_with_parent
+
+
+def _unaddressed(line: str) -> str:
+    """An ffmpeg message without its ``[aac @ 0x...]`` prefix's address, which changes from run to
+    run (a stored reason must not): ``aac: ...``."""
+    return re.sub(r"^\[([^\]]+?) @ 0x[0-9a-f]+\] ", r"\1: ", line.strip())
 
 
 def _said(text: str, path: str | os.PathLike) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import re
 import shutil
 import subprocess
 from dataclasses import dataclass, replace
@@ -17,7 +16,7 @@ from pathlib import Path
 
 from tagger.audio.formats import AUDIO_DEMUXERS, PLAYLIST_FORMATS, SYNTH_FORMATS
 from tagger.audio.losses import _note_or_refuse
-from tagger.audio.plumbing import _decoder_preexec, _DecoderStderr, _said
+from tagger.audio.plumbing import _decoder_preexec, _DecoderStderr, _said, _unaddressed
 from tagger.errors import AudioReadError, MissingToolError
 from tagger.containers import id3v2_length, ogg_page_heads
 from tagger.hashing import ogg_page_intact
@@ -133,12 +132,17 @@ def _ffprobe_info(path: Path) -> AudioInfo:
         past = _header_past_end(path)
         if past:
             raise AudioReadError(path, f"not a readable audio file: {past}")
-        msg = proc.stderr.decode("utf-8", "replace").strip().splitlines()
-        drm = next((line for line in msg if line.startswith("[") and "crypt" in line.lower()), None)
+        said = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        drm = next((line for line in said if line.startswith("[") and "crypt" in line.lower()), None)
         if drm:  # (Sony's DRM, in an OpenMG file: ffmpeg says why, then just "Operation not permitted")
-            reason = _said(re.sub(r"^\[([^\]]+?) @ 0x[0-9a-f]+\] ", r"\1: ", drm.strip()), path)
+            reason = _said(_unaddressed(drm), path)
             raise AudioReadError(path, f"encrypted (DRM), which ffmpeg cannot decode ({reason}): not analysed")
-        raise AudioReadError(path, f"not a readable audio file ({_said(msg[-1], path) if msg else 'ffprobe failed'})")
+        msg = [_said(_unaddressed(line), path) for line in said]
+        if msg and msg[-1] == "Operation not permitted":  # (AVERROR(EPERM) is -1, a demuxer's error without a name)
+            raise AudioReadError(path, "not a readable audio file (ffmpeg failed on it without a reason: 'Operation not "
+                                       "permitted' is its code for an error without a name, not the file's "
+                                       "permissions; too short, or not of its format?)")  # fmt: skip
+        raise AudioReadError(path, f"not a readable audio file ({msg[-1] if msg else 'ffprobe failed'})")
     try:
         meta = json.loads(proc.stdout or b"{}")
     except json.JSONDecodeError:
@@ -163,8 +167,11 @@ def _ffprobe_info(path: Path) -> AudioInfo:
         channels = int(s.get("channels") or 0)
     except ValueError:
         raise AudioReadError(path, "invalid sample rate or channel count in the stream") from None
-    if rate <= 0 or channels <= 0:
-        raise AudioReadError(path, "audio stream has no sample rate or channels")
+    if rate <= 0 or channels <= 0:  # (a raw stream's demuxer, taken by the file's name, that met no frame)
+        codec = s.get("codec_long_name") or s.get("codec_name") or "audio"
+        raise AudioReadError(path, f"no {codec} audio found in it (ffmpeg's {demuxer.split(',')[0]} reader met no frame "
+                                   "giving a sample rate and channels): not a file of that format, or a damaged one; "
+                                   "not analysed")  # fmt: skip
     duration = _seconds(s.get("duration")) or _tagged_duration(s.get("tags") or {})
     others = [t for t in meta.get("streams", []) if t is not s and not (t.get("disposition") or {}).get("attached_pic")]
     if duration is None and not others:  # (the file's length is its stream's; a cover picture has none)
