@@ -540,3 +540,49 @@ def test_a_track_gone_missing_takes_its_file_retagged_when_it_comes_back_under_a
     assert analyser.calls == 0 and (again.moved, again.retagged, again.scanned, again.missing) == (1, 1, 0, 0)
     assert track_paths(db) == {str(back): M.STATUS_OK}
     assert stored(db, back)["results"] == before["results"] and stored(db, back)["analysed_at"] == before["analysed_at"]
+
+
+@pytest.mark.parametrize("edit", ["ID3v1 title changed", "ID3v1 tag dropped"])
+@pytest.mark.parametrize("ext", ["wv", "tak"])
+def test_an_apev2_file_whose_id3v1_tag_another_program_rewrote_keeps_its_results(tmp_path, db, ext, edit):
+    """A WavPack (Monkey's Audio, Musepack, TAK) file ends with its APEv2 tag and often an ID3v1 tag
+    after it (foobar2000, EAC): the audio digest counted the ID3v1 tag as audio, so a program that
+    changed its title there, or dropped it (mutagen does, rewriting the APEv2 tag), had the file
+    analysed again. Found tagging TAK files with an ID3v1 tag. The ID3v1 tag is a tag: left out."""
+    import subprocess
+
+    import numpy as np
+    from tak_files import tak_file
+    from test_tags_containers import _ape_tag
+
+    music = tmp_path / "music"
+    music.mkdir()
+    f = music / f"low.{ext}"
+    if ext == "tak":
+        x = np.round(16383 * np.sin(2 * np.pi * 110.0 * np.arange(5 * 22_050) / 22_050)).astype(np.int16)
+        tak_file(f, np.stack([x, x], axis=1), 22_050)
+    else:
+        if shutil.which("ffmpeg") is None:
+            pytest.skip("needs ffmpeg")
+        subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i", "sine=frequency=110:duration=5",
+                        "-c:a", "wavpack", "-map_metadata", "-1", "-fflags", "+bitexact", str(f)], check=True)  # fmt: skip
+    id3v1 = b"TAG" + b"Low Tide".ljust(30, b"\0") + b"Ann".ljust(30, b"\0") + bytes(64) + b"\x05"
+    f.write_bytes(f.read_bytes() + _ape_tag([(b"Title", 0, b"Low Tide")], header=True) + id3v1)
+    first = scan([music], db=db, analyser=FakeAnalyser(), jobs=0, on_track=tag_writer(model_version="fake-1"))
+    assert first.tags_written == 1 and f.read_bytes().endswith(id3v1)
+    before = stored(db, f)
+    if edit == "ID3v1 title changed":
+        f.write_bytes(f.read_bytes()[:-128] + id3v1.replace(b"Low Tide", b"Low Wave"))
+    else:
+        import mutagen
+
+        other = mutagen.File(f)
+        other.tags["Comment"] = "found at the market"
+        other.save()  # (mutagen drops the ID3v1 tag after the APEv2 tag)
+        assert not f.read_bytes()[-128:].startswith(b"TAG")
+    analyser = FakeAnalyser()
+    again = scan([music], db=db, analyser=analyser, jobs=0, on_track=tag_writer(model_version="fake-1"))
+    assert analyser.calls == 0 and (again.scanned, again.retagged) == (0, 1) and again.ok
+    after = stored(db, f)
+    for key in ("results", "analysed_at", "audio_digest"):
+        assert after[key] == before[key], key

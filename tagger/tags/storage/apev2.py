@@ -231,12 +231,15 @@ class APEv2Storage(Storage):
         return values
 
     def payload(self, f, size, h):
+        # every byte but the APE tag and an ID3v1 tag after it (or after the audio where there is
+        # none): tags other programs rewrite or drop (mutagen drops it as it rewrites the APE tag)
         tag = _find_tag(f, size)
+        end = size - len(_id3v1_after(f, size, tag))
         if tag is None:
-            _hash_range(f, 0, size, h)
+            _hash_range(f, 0, end, h)
         else:
             _hash_range(f, 0, tag.start, h)
-            _hash_range(f, tag.end, size, h)
+            _hash_range(f, tag.end, end, h)
         return True
 
 

@@ -236,7 +236,8 @@ def payload_digest(path: str, mutagen_type: str, *, progress: Callable[[int], No
       nor other chunks, nor the RIFF/FORM size;
     - DSF: the ``DSD `` chunk's ID and size, the ``fmt `` and ``data`` chunks (not the file size and
       metadata pointer, nor the ID3v2 tag at the end);
-    - WavPack, Monkey's Audio, Musepack, TAK: every byte but the APEv2 tag (stream headers included).
+    - WavPack, Monkey's Audio, Musepack, TAK: every byte but the APEv2 tag and an ID3v1 tag after it
+      (stream headers included; an ID3v2 tag in front too).
     """
     storage = STORAGES.get(mutagen_type)
     if storage is None:
