@@ -446,6 +446,21 @@ def test_an_encrypted_openmg_file_is_an_error_saying_so(tmp_path):
     assert "encrypted (DRM), which ffmpeg cannot decode (oma: " in str(err.value) and "@ 0x" not in str(err.value)
 
 
+def test_a_file_ffmpeg_cannot_decode_is_said_by_its_last_message_not_by_ffmpeg_s_log(tmp_path):
+    """A TAK whose every frame ffmpeg's decoder refuses (``unsupported/invalid number of samples``:
+    the TAK writer of these tests at 8,000 Hz): ffmpeg exits non-zero, and the last line it printed
+    was its log's ``Last message repeated 2 times``, which the error gave as the reason."""
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("needs ffmpeg")
+    f = tak_file(tmp_path / "damaged.tak", tone(2.77, 8_000), 8_000)
+    with pytest.raises(AudioReadError) as err:
+        audio.load(f)
+    said = str(err.value)
+    assert said.startswith(f"{f}: ffmpeg could not decode the file: "), said
+    assert "Last message repeated" not in said and "@ 0x" not in said and said.endswith("Invalid data found when "
+                                                                                         "processing input"), said
+
+
 NOTES = b"Notes on the recordings of the 12th, for the box set.\nSide A: takes 3 and 5.\n"
 """A text file of 80 bytes, saved under an audio extension by mistake."""
 

@@ -204,8 +204,9 @@ def _ffmpeg_blocks(path: Path, meta: AudioInfo, block_frames: int, notes: list[s
                 raise AudioReadError(path, "ffmpeg did not exit after decoding the file") from None
             if proc.returncode != 0:
                 errfile.seek(max(0, errfile.seek(0, os.SEEK_END) - 4096))
-                err = errfile.read().decode("utf-8", "replace").strip()
-                last = err.splitlines()[-1] if err else f"exit code {proc.returncode}"
+                said = [line for line in errfile.read().decode("utf-8", "replace").strip().splitlines()
+                        if not line.strip().startswith("Last message repeated")]  # (ffmpeg's log, not a reason)
+                last = _unaddressed(said[-1]) if said else f"exit code {proc.returncode}"
                 raise AudioReadError(path, f"ffmpeg could not decode the file: {_said(last, path)}")
             failed, first, cut = _decoding_errors(errfile)
             if failed and not cut:  # (a file cut short: its last frame cut, said below as such)
