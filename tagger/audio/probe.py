@@ -474,7 +474,8 @@ def _count_gap(gaps: _OggGaps, stream: _OggStream, page) -> None:
     the header pages, then the pages of the moment as they are: numbered on from thousands, their
     granule positions counting the hours played; a tool that rewrote the header pages into fewer
     without numbering the rest again), no audio of the file missing (was refused as thousands of
-    pages missing, up to an hour of a 10 s file)."""
+    pages missing, up to an hour of a 10 s file). The page headers cannot tell these from a file
+    that lost the pages right after its header pages (its first seconds): it passes too."""
     if stream.codec and page.sequence > stream.sequence and not page.first and stream.granule > 0:
         gaps.pages += page.sequence - stream.sequence
         if stream.gap_from is None:
