@@ -44,20 +44,22 @@ def _ulong(bits: list[str], value: int) -> None:
     _rice(bits, value, k)
 
 
-def shorten_file(path, samples: np.ndarray, rate: int, *, blocksize: int = 256, declared: int | None = None):
+def shorten_file(path, samples: np.ndarray, rate: int, *, blocksize: int = 256, declared: int | None = None,
+                 block_align: int | None = None):
     """A Shorten (version 2) file of 16-bit ``samples`` [shape=(n, channels)], written here as ffmpeg's
     ``libavcodec/shorten.c`` reads it (no encoder of ours writes Shorten): the header (type s16 LE,
     channels, block size, no LPC, no running mean), the WAV header in a verbatim block, then per block
     and channel a DIFF0 (the samples) or DIFF1 (their differences) block, whichever is smaller, of
     Rice-coded residuals, a BLOCKSIZE command before a short last block, and QUIT. ``declared``: the
-    size its WAV header's data chunk declares (default: the samples')."""
+    size its WAV header's data chunk declares (default: the samples'); ``block_align``: its fmt chunk's
+    (default: the right one)."""
     n, channels = samples.shape
     bits = ["".join(format(b, "08b") for b in b"ajkg\x02")]
     for v in (5, channels, blocksize, 0, 0, 0):  # type (s16 LE), channels, block size, maxnlpc, nmean, skip bytes
         _ulong(bits, v)
     data = samples.astype("<i2").tobytes()
     wav = (b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVEfmt "
-           + struct.pack("<IHHIIHH", 16, 1, channels, rate, rate * 2 * channels, 2 * channels, 16)
+           + struct.pack("<IHHIIHH", 16, 1, channels, rate, rate * 2 * channels, block_align or 2 * channels, 16)
            + b"data" + struct.pack("<I", len(data) if declared is None else declared))  # fmt: skip
     _rice(bits, 9, 2)  # FN_VERBATIM
     _rice(bits, len(wav), 5)
@@ -431,6 +433,19 @@ def test_a_shorten_file_of_an_undeclared_length_is_analysed(tmp_path, declared):
     if shutil.which("ffmpeg") is None:
         pytest.skip("needs ffmpeg")
     assert audio.info(f).duration is None
+    assert len(audio.load(f)) == 3 * C.SAMPLE_RATE
+
+
+@pytest.mark.parametrize("block_align", [2, 8])
+def test_a_whole_shorten_file_whose_wav_header_has_a_wrong_block_align_is_analysed(tmp_path, block_align):
+    """Some tools wrote a WAV header's block align wrong (the bytes of one channel's sample, 2, for
+    16-bit stereo), which ffmpeg's Shorten decoder does not read: its length is the data chunk's size
+    over Shorten's channels and the header's bits per sample. Was read over the block align: a whole
+    3 s file 'cut short: the file holds 3.0 s of the 6.0 s its header declares', or a 1.5 s one."""
+    f = shorten_file(tmp_path / "whole.shn", tone(3.0, 22_050), 22_050, block_align=block_align)
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("needs ffmpeg")
+    assert audio.info(f).duration == pytest.approx(3.0)
     assert len(audio.load(f)) == 3 * C.SAMPLE_RATE
 
 

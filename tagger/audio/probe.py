@@ -210,7 +210,7 @@ def _shorten_seconds(path: Path) -> float | None:
 
     try:
         number(4)  # the sample type
-        number(0)  # channels
+        channels = number(0)
         if version:
             number(8)  # block size
             number(2)  # LPC order
@@ -229,7 +229,9 @@ def _shorten_seconds(path: Path) -> float | None:
         kind, size = wav[at : at + 4], int.from_bytes(wav[at + 4 : at + 8], "little")
         if kind == b"fmt " and size >= 16 and at + 24 <= len(wav):
             rate = int.from_bytes(wav[at + 12 : at + 16], "little")
-            frame = int.from_bytes(wav[at + 20 : at + 22], "little")  # (bytes a sample of every channel)
+            # (bytes a sample of every channel, from the bits per sample and Shorten's own channels, as
+            # ffmpeg's decoder reads them: not the block align, which some tools wrote wrong)
+            frame = channels * ((int.from_bytes(wav[at + 22 : at + 24], "little") + 7) // 8)
         elif kind == b"data":
             riff_end = int.from_bytes(wav[4:8], "little") + 8
             if not rate or not frame or size in (0, 0xFFFFFFFF) or at + 8 + size > riff_end:
