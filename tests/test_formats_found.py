@@ -516,6 +516,23 @@ def test_a_short_text_file_under_an_openmg_or_tak_extension_is_said_plainly(tmp_
         assert "not the file's permissions" in said
 
 
+def test_a_file_named_wsd_that_does_not_begin_with_its_signature_is_said_not_to_be_one(tmp_path):
+    """ffmpeg's WSD reader, taken for a file by its name, reads any bytes as its header: a text file
+    named ``.wsd`` was ``unsupported sample rate 239905901 Hz``, at every scan. A WSD behind an ID3v2
+    tag (ffmpeg passes over it) is still read."""
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("needs ffmpeg")
+    f = tmp_path / "notes.wsd"
+    f.write_bytes(b"This is a text file, notes about my recordings.\nline two\n")  # (7 channels at 239.9 MHz)
+    with pytest.raises(AudioReadError, match=r"notes\.wsd: not a WSD file: it does not begin with WSD's signature "
+                                             r"\(1bit\), though ffmpeg took it for one by its name: not analysed$"):
+        audio.info(f)
+    tagged = tmp_path / "tagged.wsd"
+    wsd = wsd_file(tmp_path / "bass.wsd", seconds=1.0, freq=110.0).read_bytes()
+    tagged.write_bytes(b"ID3\x03\0\0\0\0\0\x0a" + bytes(10) + wsd)
+    assert audio.info(tagged).duration == pytest.approx(1.0, abs=0.01)
+
+
 SCANNED = [("shn", "bass.shn", "Shorten"), ("wsd", "bass.wsd", "WSD"),
            ("oma", "bass.oma", "OpenMG"), ("oma-mp3", "bass.oma", "OpenMG"), ("rm", "bass.ra", "RealAudio"),
            ("rm", "bass.rm", "RealAudio"), ("ra3", "bass.ra", "RealAudio"), ("libgme", "bass.vgm", "game music"),

@@ -14,7 +14,7 @@ import subprocess
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from tagger.audio.formats import AUDIO_DEMUXERS, PLAYLIST_FORMATS, SYNTH_FORMATS
+from tagger.audio.formats import AUDIO_DEMUXERS, FORMAT_MAGICS, FORMAT_NAMES, PLAYLIST_FORMATS, SYNTH_FORMATS
 from tagger.audio.losses import _note_or_refuse
 from tagger.audio.plumbing import _decoder_preexec, _DecoderStderr, _said, _unaddressed
 from tagger.errors import AudioReadError, MissingToolError
@@ -158,6 +158,7 @@ def _ffprobe_info(path: Path) -> AudioInfo:
     if not set(demuxer.split(",")) & AUDIO_DEMUXERS:
         raise AudioReadError(path, f"ffmpeg reads it as {demuxer or 'no format'}, which is not an audio file format "
                                    "tagger analyses: not analysed")  # fmt: skip
+    _check_signature(path, demuxer.split(",")[0])
     streams = [s for s in meta.get("streams", []) if s.get("codec_type") == "audio"]
     if not streams:
         raise AudioReadError(path, "no audio stream in this file")
@@ -180,6 +181,31 @@ def _ffprobe_info(path: Path) -> AudioInfo:
         duration = _shorten_seconds(path)
     return AudioInfo(str(path), str(s.get("codec_name", "unknown")), rate, channels, duration, "ffmpeg",
                      demuxer=demuxer.split(",")[0])  # fmt: skip
+
+
+UNCHECKED_SIGNATURES = frozenset({"wsd"})
+"""Demuxers of `FORMAT_MAGICS` whose reader, which ffmpeg takes for a file by its name alone, reads
+any bytes as its header without looking for its signature: a text file named ``.wsd`` was
+``unsupported sample rate 239905901 Hz``. A file of theirs must begin with it (`_check_signature`)."""
+
+
+def _check_signature(path: Path, demuxer: str) -> None:
+    """Raise `AudioReadError` for a file that ffmpeg reads with a demuxer of `UNCHECKED_SIGNATURES`
+    and that does not begin with its signature (after an ID3v2 tag, which ffmpeg passes over)."""
+    if demuxer not in UNCHECKED_SIGNATURES:
+        return
+    magics = tuple(magic for magic, d in FORMAT_MAGICS.items() if d == demuxer)
+    try:
+        with open(path, "rb") as f:
+            f.seek(id3v2_length(f.read(10)))
+            head = f.read(max(map(len, magics)))
+    except OSError:
+        return  # (the decoder says why)
+    if not head.startswith(magics):
+        name = FORMAT_NAMES.get(demuxer, demuxer)
+        raise AudioReadError(path, f"not a {name} file: it does not begin with {name}'s signature "
+                                   f"({magics[0].rstrip(bytes(1)).decode('latin-1')}), though ffmpeg took it for one "
+                                   "by its name: not analysed")  # fmt: skip
 
 
 def _shorten_seconds(path: Path) -> float | None:
