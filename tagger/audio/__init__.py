@@ -11,6 +11,7 @@ The package:
   ffprobe, MP4 atoms, Ogg pages, MP3 frame headers), and the lengths headers declare exactly
   (`EXACT_LENGTHS`, WAV/AIFF data chunks), an Ogg's end-of-stream page and an MP3's last frame,
   against which a file cut short is found;
+- `tagger.audio.fileinfo`: `AudioInfo`, what `info` returns, and the sample rates analysed;
 - `tagger.audio.formats`: the formats analysed, declared once (`AUDIO_FORMATS`, the extensions and
   first bytes crawled, the demuxers ffmpeg may read a file with);
 - `tagger.audio.decoders`: libsndfile blocks, FLAC, the ``ffmpeg`` subprocess (its stderr, its
@@ -31,16 +32,10 @@ the code looks it up (``monkeypatch.setattr(decoders, "MAX_SECONDS", ...)``), no
 from __future__ import annotations
 
 from tagger.audio.decoders import MAX_SECONDS
+from tagger.audio.fileinfo import FFMPEG_MAX_RATE, MAX_RATE, MIN_RATE, AudioInfo
 from tagger.audio.formats import AUDIO_EXTENSIONS
 from tagger.audio.losses import MAX_LOST_SHARE, MAX_NON_FINITE
-from tagger.audio.probe import (
-    FFMPEG_MAX_RATE,
-    MAX_RATE,
-    MIN_RATE,
-    AudioInfo,
-    ffmpeg_available,
-    info,
-)
+from tagger.audio.probe import ffmpeg_available, info
 from tagger.audio.windows import BLOCK_SECONDS, Windows, frame_windows, iter_windows, load, stream, window_rms_dbfs
 
 __all__ = [

@@ -14,47 +14,13 @@ import subprocess
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from tagger.audio.fileinfo import MAX_RATE, MIN_RATE, AudioInfo
 from tagger.audio.formats import AUDIO_DEMUXERS, FORMAT_MAGICS, FORMAT_NAMES, PLAYLIST_FORMATS, SYNTH_FORMATS
 from tagger.audio.losses import _note_or_refuse
 from tagger.audio.plumbing import _decoder_preexec, _DecoderStderr, _said, _unaddressed
 from tagger.errors import AudioReadError, MissingToolError
 from tagger.containers import id3v2_length, ogg_page_heads
 from tagger.hashing import ogg_page_intact
-
-
-MIN_RATE, MAX_RATE = 8_000, 384_000
-"""Sample rates analysed (DXD's 352.8 and 384 kHz included). ffmpeg decodes DSD to a PCM rate of
-the DSD rate / 8 (352.8 kHz for DSD64, up to 1.4 MHz for DSD256), which it is asked to bring down to
-`FFMPEG_MAX_RATE` itself: a DSD file is analysed whatever its rate."""
-FFMPEG_MAX_RATE = 192_000
-"""The highest PCM rate ffmpeg hands over (`AudioInfo.decode_rate`); above it, it resamples."""
-
-
-@dataclass(frozen=True)
-class AudioInfo:
-    """What a file holds, as its decoder reports it."""
-
-    path: str
-    format: str
-    """Container/codec name ('WAV', 'FLAC', 'MP3', 'aac', ...)."""
-    sample_rate: int
-    channels: int
-    duration: float | None
-    """Seconds, when the container says; None when unknown before decoding."""
-    decoder: str
-    """'soundfile' or 'ffmpeg'."""
-    feed: tuple[tuple[int, int], ...] = ()
-    """The byte ranges ffmpeg is given (through a pipe) instead of the file, where tags lie between
-    an MP3's frames (files joined one after another: `_mp3_feed`); () for the file as it is."""
-    demuxer: str = ""
-    """The ffmpeg demuxer that read the file when it was described (ffprobe's first name of it, 'mov'
-    for an MP4 read by mutagen): ffmpeg decodes it with that one (``-f``), so that a file replaced
-    between the two is not read as another format; "" where libsndfile described it."""
-
-    @property
-    def decode_rate(self) -> int:
-        """The rate of the decoded samples: the file's, but at most `FFMPEG_MAX_RATE` from ffmpeg."""
-        return min(self.sample_rate, FFMPEG_MAX_RATE) if self.decoder == "ffmpeg" else self.sample_rate
 
 
 def ffmpeg_available() -> bool:
