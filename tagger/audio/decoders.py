@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from tagger.audio.losses import _note_or_refuse
-from tagger.audio.plumbing import _decoder_preexec, _DecoderStderr, _said, _unaddressed
+from tagger.audio.plumbing import FFMPEG_INPUT_OPTIONS, _decoder_preexec, _DecoderStderr, _said, _unaddressed
 from tagger.audio.fileinfo import FFMPEG_MAX_RATE, AudioInfo
 from tagger.audio.formats import AUDIO_DEMUXERS, SOUNDFILE_DEMUXERS
-from tagger.audio.probe import FFMPEG_INPUT_OPTIONS, _flac_end_whole, ffmpeg_available
+from tagger.audio.probe import _flac_end_whole, ffmpeg_available
 from tagger.errors import AudioReadError
 
 

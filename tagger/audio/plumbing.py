@@ -1,6 +1,6 @@
-"""What the probe and the decoders share: a decoder subprocess that dies with its parent, the
-capture of what libsndfile's decoders print on fd 2, and a decoder's message without the file's path
-or ffmpeg's addresses."""
+"""What the probe and the decoders share: ffmpeg's and ffprobe's input options, a decoder subprocess
+that dies with its parent, the capture of what libsndfile's decoders print on fd 2, and a decoder's
+message without the file's path or ffmpeg's addresses."""
 
 from __future__ import annotations
 
@@ -8,6 +8,11 @@ import os
 import re
 import sys
 import threading
+
+
+FFMPEG_INPUT_OPTIONS = ("-protocol_whitelist", "file")
+"""Given to ffprobe and ffmpeg before the input: a file (and whatever it names) is read from the
+file system only, never over a network."""
 
 
 def _decoder_preexec():

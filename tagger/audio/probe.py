@@ -17,7 +17,7 @@ from pathlib import Path
 from tagger.audio.fileinfo import MAX_RATE, MIN_RATE, AudioInfo
 from tagger.audio.formats import AUDIO_DEMUXERS, FORMAT_MAGICS, FORMAT_NAMES, PLAYLIST_FORMATS, SYNTH_FORMATS
 from tagger.audio.losses import _note_or_refuse
-from tagger.audio.plumbing import _decoder_preexec, _DecoderStderr, _said, _unaddressed
+from tagger.audio.plumbing import FFMPEG_INPUT_OPTIONS, _decoder_preexec, _DecoderStderr, _said, _unaddressed
 from tagger.errors import AudioReadError, MissingToolError
 from tagger.containers import id3v2_length, ogg_page_heads
 from tagger.hashing import ogg_page_intact
@@ -75,11 +75,6 @@ def _soundfile_info(path: Path) -> AudioInfo | None:
 
 
 INSTALL_FFMPEG = "install ffmpeg (Debian: apt-get install ffmpeg)"
-
-FFMPEG_INPUT_OPTIONS = ("-protocol_whitelist", "file")
-"""Given to ffprobe and ffmpeg before the input: a file (and whatever it names) is read from the
-file system only, never over a network."""
-
 
 def _ffprobe_info(path: Path) -> AudioInfo:
     if not ffmpeg_available():
