@@ -1,5 +1,5 @@
-"""Byte layouts of audio containers that both the audio probe (`tagger.audio.probe`) and the tag
-storage (`tagger.tags.storage`) read: the length of an ID3v2 tag (`id3v2_length`) and the pages of
+"""Byte layouts of audio containers that both the audio probe (`tagger.audio.probe`, `.ogg`, ...) and
+the tag storage (`tagger.tags.storage`) read: the length of an ID3v2 tag (`id3v2_length`) and the pages of
 an Ogg file followed by their headers (`ogg_page_heads`). Each caller decides what to make of what
 it finds (the probe looks past damage, the storage stops there).
 """

@@ -7,10 +7,10 @@ never loaded whole. Every failure surfaces as `AudioReadError` naming the file a
 
 The package:
 
-- `tagger.audio.probe`: what a file holds without decoding it (`info`, `AudioInfo`; libsndfile,
-  ffprobe, MP4 atoms, Ogg pages, MP3 frame headers), and the lengths headers declare exactly
-  (`EXACT_LENGTHS`, WAV/AIFF data chunks), an Ogg's end-of-stream page and an MP3's last frame,
-  against which a file cut short is found;
+- `tagger.audio.probe`: what a file holds without decoding it (`info`; libsndfile, ffprobe, MP4
+  atoms, MP3 frame headers), and the lengths headers declare exactly (`EXACT_LENGTHS`, WAV/AIFF data
+  chunks) and an MP3's last frame, against which a file cut short is found;
+- `tagger.audio.ogg`: an Ogg file's pages (chained, cut short, pages missing, an Opus pre-skip);
 - `tagger.audio.fileinfo`: `AudioInfo`, what `info` returns, and the sample rates analysed;
 - `tagger.audio.formats`: the formats analysed, declared once (`AUDIO_FORMATS`, the extensions and
   first bytes crawled, the demuxers ffmpeg may read a file with);
