@@ -8,9 +8,11 @@ never loaded whole. Every failure surfaces as `AudioReadError` naming the file a
 The package:
 
 - `tagger.audio.probe`: what a file holds without decoding it (`info`; libsndfile, ffprobe, MP4
-  atoms, MP3 frame headers), and the lengths headers declare exactly (`EXACT_LENGTHS`, WAV/AIFF data
-  chunks) and an MP3's last frame, against which a file cut short is found;
+  atoms), and the lengths headers declare exactly (`EXACT_LENGTHS`, WAV/AIFF data chunks), against
+  which a file cut short is found;
 - `tagger.audio.ogg`: an Ogg file's pages (chained, cut short, pages missing, an Opus pre-skip);
+- `tagger.audio.mp3`: an MP3's frame headers and tags (joined files, VBR without a length header,
+  the tags ffmpeg is not given, its last frame cut);
 - `tagger.audio.fileinfo`: `AudioInfo`, what `info` returns, and the sample rates analysed;
 - `tagger.audio.formats`: the formats analysed, declared once (`AUDIO_FORMATS`, the extensions and
   first bytes crawled, the demuxers ffmpeg may read a file with);

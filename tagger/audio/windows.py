@@ -16,8 +16,9 @@ from tagger.audio.decoders import _ffmpeg_blocks, _flac_blocks, _most_frames, _s
 from tagger.audio.downmix import _downmix, _zero_non_finite
 from tagger.audio.losses import MAX_NON_FINITE, _check_channels
 from tagger.audio.fileinfo import FFMPEG_MAX_RATE, AudioInfo
+from tagger.audio.mp3 import _check_mp3_cut, _mp3_tail
 from tagger.audio.ogg import _check_ogg_end
-from tagger.audio.probe import _check_data_chunk, _check_mp3_cut, _check_shortfall, _mp3_tail, info
+from tagger.audio.probe import _check_data_chunk, _check_shortfall, info
 from tagger.errors import AudioReadError
 
 
