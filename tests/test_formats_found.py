@@ -396,7 +396,7 @@ def test_lossy_and_synthesised_formats_decode_to_the_tone_and_length(tmp_path, k
 
 def test_a_tak_file_cut_short_is_an_error_not_a_shorter_track(tmp_path):
     """Its STREAMINFO declares its exact length, as WavPack's, Monkey's Audio's and TTA's headers do
-    (`probe.EXACT_LENGTHS`): cut in half it decoded to 1.3 s without a word, analysed as the whole."""
+    (`tagger.audio.lengths.EXACT_LENGTHS`): cut in half it decoded to 1.3 s without a word, analysed as the whole."""
     f = tak_file(tmp_path / "cut.tak", tone(2.3, 22_050), 22_050)
     if shutil.which("ffmpeg") is None:
         pytest.skip("needs ffmpeg")
@@ -410,7 +410,7 @@ def test_a_shorten_file_cut_short_is_an_error_not_a_shorter_track(tmp_path):
     """The WAV header a Shorten file holds declares its length (ffprobe says none): cut anywhere, it
     was analysed as what it held, as the whole, where the cut let ffmpeg's decoder stop without a
     word (at 2 of these 4 places: 0.93 s and 1.40 s of 3.0 s stored as whole tracks). Now
-    `probe.EXACT_LENGTHS` holds it to that length."""
+    `tagger.audio.lengths.EXACT_LENGTHS` holds it to that length."""
     x = tone(3.0, 22_050)
     f = shorten_file(tmp_path / "whole.shn", x, 22_050)
     if shutil.which("ffmpeg") is None:

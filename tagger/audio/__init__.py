@@ -8,8 +8,9 @@ never loaded whole. Every failure surfaces as `AudioReadError` naming the file a
 The package:
 
 - `tagger.audio.probe`: what a file holds without decoding it (`info`; libsndfile, ffprobe, MP4
-  atoms), and the lengths headers declare exactly (`EXACT_LENGTHS`, WAV/AIFF data chunks), against
-  which a file cut short is found;
+  atoms) and the decoder it goes to;
+- `tagger.audio.lengths`: the lengths headers declare exactly (`EXACT_LENGTHS`, WAV/AIFF data
+  chunks, a Shorten file's WAV header), against which a file cut short is found;
 - `tagger.audio.ogg`: an Ogg file's pages (chained, cut short, pages missing, an Opus pre-skip);
 - `tagger.audio.mp3`: an MP3's frame headers and tags (joined files, VBR without a length header,
   the tags ffmpeg is not given, its last frame cut);

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
+from tagger.audio.fileinfo import FFMPEG_MAX_RATE, AudioInfo
+from tagger.audio.flac import _flac_end_whole
+from tagger.audio.formats import AUDIO_DEMUXERS, SOUNDFILE_DEMUXERS
 from tagger.audio.losses import _note_or_refuse
 from tagger.audio.plumbing import FFMPEG_INPUT_OPTIONS, _decoder_preexec, _DecoderStderr, _said, _unaddressed
-from tagger.audio.fileinfo import FFMPEG_MAX_RATE, AudioInfo
-from tagger.audio.formats import AUDIO_DEMUXERS, SOUNDFILE_DEMUXERS
-from tagger.audio.flac import _flac_end_whole
 from tagger.audio.probe import ffmpeg_available
 from tagger.errors import AudioReadError
 

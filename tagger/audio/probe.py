@@ -1,8 +1,10 @@
-"""Describe an audio file without decoding it (`info`, `AudioInfo`): libsndfile's header, ffprobe,
-an MP4's atoms (mutagen), the Ogg pages of a chained file (`tagger.audio.ogg`), the MP3 frame
-headers that tell a file libsndfile would decode only in part (`tagger.audio.mp3`); and, after
-decoding, the lengths headers declare exactly (`EXACT_LENGTHS`, a WAV/AIFF data chunk), against
-which a file cut short is found."""
+"""Describe an audio file without decoding it (`info`, which returns an `AudioInfo`): the file's
+checks (a regular, readable, non-empty file; a sample rate analysed), libsndfile's header, ffprobe
+(the demuxers allowed: `tagger.audio.formats`; the signature of a format whose reader does not
+check it; what a header declares past the file's end; a Matroska stream's tagged length), an MP4's
+atoms (mutagen); and the decoder each file goes to: ffmpeg for a chained Ogg (`tagger.audio.ogg`)
+and for an MP3 libsndfile would decode only in part (`tagger.audio.mp3`), of the length its headers
+declare (a Shorten file's: `tagger.audio.lengths`)."""
 
 from __future__ import annotations
 
@@ -15,12 +17,12 @@ from pathlib import Path
 
 from tagger.audio.fileinfo import MAX_RATE, MIN_RATE, AudioInfo
 from tagger.audio.formats import AUDIO_DEMUXERS, FORMAT_MAGICS, FORMAT_NAMES, PLAYLIST_FORMATS, SYNTH_FORMATS
-from tagger.audio.losses import _note_or_refuse
-from tagger.audio.mp3 import _mp3_decoded_in_part, _mp3_end_intact, _mp3_feed, _mp3_length_declared, _vbri_seconds
+from tagger.audio.lengths import _shorten_seconds
+from tagger.audio.mp3 import _mp3_decoded_in_part, _mp3_feed, _vbri_seconds
 from tagger.audio.ogg import _chained_ogg
 from tagger.audio.plumbing import FFMPEG_INPUT_OPTIONS, _decoder_preexec, _DecoderStderr, _said, _unaddressed
-from tagger.errors import AudioReadError, MissingToolError
 from tagger.containers import id3v2_length
+from tagger.errors import AudioReadError, MissingToolError
 
 
 def ffmpeg_available() -> bool:
@@ -169,65 +171,6 @@ def _check_signature(path: Path, demuxer: str) -> None:
                                    "by its name: not analysed")  # fmt: skip
 
 
-def _shorten_seconds(path: Path) -> float | None:
-    """The length a Shorten file declares, of which ffprobe says nothing: the data chunk of the WAV
-    header it holds verbatim (Rice-coded, after its own header: as ffmpeg's ``shorten.c`` reads
-    them). None where it declares none: an AIFF header, a WAV's data chunk of an undeclared length
-    (0, 0xFFFFFFFF) or larger than its RIFF size allows, a header that cannot be read."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(24_576)  # (a verbatim header is under 16 KiB, each byte Rice-coded in 9 bits or more)
-    except OSError:
-        return None
-    if len(head) < 8 or head[:4] != b"ajkg":
-        return None
-    version, bits, pos = head[4], "".join(format(b, "08b") for b in head[5:]), 0
-
-    def rice(k: int) -> int:
-        nonlocal pos
-        one = bits.find("1", pos)
-        if one < 0 or one + 1 + k > len(bits):
-            raise ValueError("past the bytes read")
-        value = ((one - pos) << k) | int(bits[one + 1 : one + 1 + k] or "0", 2)
-        pos = one + 1 + k
-        return value
-
-    def number(k: int) -> int:  # (version 1 on: its Rice parameter first)
-        return rice(rice(2) if version else k)
-
-    try:
-        number(4)  # the sample type
-        channels = number(0)
-        if version:
-            number(8)  # block size
-            number(2)  # LPC order
-            number(0)  # blocks of the running mean
-            skip = number(1)  # bytes skipped (read before `pos` is: it moves it)
-            pos += 8 * skip
-        if rice(2) != 9:  # (FN_VERBATIM)
-            return None
-        wav = bytes(rice(8) & 0xFF for _ in range(rice(5)))
-    except ValueError:
-        return None
-    if wav[:4] != b"RIFF" or wav[8:12] != b"WAVE":
-        return None
-    at, rate, frame = 12, 0, 0
-    while at + 8 <= len(wav):
-        kind, size = wav[at : at + 4], int.from_bytes(wav[at + 4 : at + 8], "little")
-        if kind == b"fmt " and size >= 16 and at + 24 <= len(wav):
-            rate = int.from_bytes(wav[at + 12 : at + 16], "little")
-            # (bytes a sample of every channel, from the bits per sample and Shorten's own channels, as
-            # ffmpeg's decoder reads them: not the block align, which some tools wrote wrong)
-            frame = channels * ((int.from_bytes(wav[at + 22 : at + 24], "little") + 7) // 8)
-        elif kind == b"data":
-            riff_end = int.from_bytes(wav[4:8], "little") + 8
-            if not rate or not frame or size in (0, 0xFFFFFFFF) or at + 8 + size > riff_end:
-                return None
-            return size // frame / rate
-        at += 8 + size + (size & 1)
-    return None
-
-
 _FLAC_BLOCKS = ("STREAMINFO", "PADDING", "APPLICATION", "SEEKTABLE", "VORBIS_COMMENT", "CUESHEET", "PICTURE")
 
 
@@ -357,101 +300,3 @@ def info(path: str | os.PathLike) -> AudioInfo:
     meta = meta or (_mp4_info(p) if ffmpeg_available() else None) or _ffprobe_info(p)
     _check_rate(p, meta.sample_rate, meta.decoder)
     return meta
-
-
-def _data_chunk(path: Path, fmt: str) -> tuple[int, int] | None:
-    """(bytes its header declares, bytes there are) of the audio data chunk of a WAV ('data') or
-    AIFF ('SSND') file; None where the file is of another kind, declares 0 bytes or has no such
-    chunk among its first 256."""
-    kinds = {"WAV": (b"RIFF", b"data", "<", 0), "AIFF": (b"FORM", b"SSND", ">", 8)}
-    if fmt not in kinds:
-        return None
-    magic, wanted, order, skip = kinds[fmt]
-    try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if f.read(12)[:4] != magic:
-                return None
-            pos = 12
-            for _ in range(256):  # (chunks are skipped, not read: a recorder's large iXML or JUNK costs nothing)
-                if pos + 8 > size:
-                    break
-                f.seek(pos)
-                head = f.read(8)
-                length = int.from_bytes(head[4:], "little" if order == "<" else "big")
-                if head[:4] == wanted:
-                    if length <= skip:
-                        return None
-                    return length - skip, max(size - pos - 8 - skip, 0)
-                pos += 8 + length + (length & 1)
-    except OSError:
-        return None
-    return None
-
-
-def _check_data_chunk(path: Path, meta: AudioInfo, notes: list[str] | None) -> None:
-    """A WAV or AIFF file whose audio data chunk declares more bytes than the file holds (cut short: a
-    copy or download that stopped, a disk that filled) was decoded as far as it goes by libsndfile,
-    which takes the length from what is there, and stored as the whole track without a word; it now
-    comes under `_note_or_refuse`'s rule, against the length its header declares."""
-    chunk = _data_chunk(path, meta.format)
-    if chunk is None or not meta.duration or chunk[1] <= 0:
-        return  # (no samples there: libsndfile's "the file holds no audio samples")
-    declared, there = chunk
-    if there > 0xFFFFFFFF and meta.format == "WAV" and declared < there:
-        # More than a RIFF header can declare: its size is 0xFFFFFFFF or wrapped past 4 GiB, and
-        # libsndfile reads that much only (60 s of a 94-minute 192 kHz file, for a wrapped one).
-        full = meta.duration * there / declared
-        raise AudioReadError(path, f"a WAV of more audio data than its header can declare (over 4 GiB; RF64 and "
-                                   f"Wave64 files can): libsndfile would read {meta.duration:.1f} s of its "
-                                   f"{full:.1f} s; nothing stored")  # fmt: skip
-    if there >= declared or declared == 0xFFFFFFFF:
-        return  # (whole; or of a length left undeclared by a streaming writer, which libsndfile reads to its end)
-    full = meta.duration * declared / there
-    lost = full - meta.duration
-    _note_or_refuse(path, notes, lost=lost, duration=full,
-                    note=f"the file ends before the length its header declares: analysed without the rest "
-                         f"({lost:.3f} s of {full:.1f} s left out)",
-                    refusal=f"cut short: the file holds {meta.duration:.1f} s of the {full:.1f} s its header "
-                            f"declares; nothing stored, as a result would leave {lost:.1f} s out")  # fmt: skip
-
-
-EXACT_LENGTHS = {("soundfile", "MP3"), ("ffmpeg", "MP3"), ("ffmpeg", "wavpack"), ("ffmpeg", "ape"), ("ffmpeg", "tta"),
-                 ("ffmpeg", "tak"), ("ffmpeg", "shorten")}  # fmt: skip
-"""(decoder, format) of the files whose declared length is exact (an MP3's Xing/Info/VBRI header, the
-headers of WavPack, Monkey's Audio, TTA and TAK, the WAV header a Shorten file holds: `_shorten_seconds`), so that audio missing from its end is known
-(`_check_shortfall`). Not lengths estimated from a bit rate (an MP3 without such a header, raw AAC).
-("ffmpeg", "MP3"): an MP3 libsndfile described and ffmpeg decodes, of a known length only where its
-VBRI header declares it (`_vbri_seconds`; joined files and VBR files without a header: unknown)."""
-SHORTFALL_SLACK = 0.05
-"""Seconds a decoder may give less than the declared length without a word (rounding, an MP3's
-padding): a twentieth of a second is no part of a 4 s window worth a note."""
-
-
-def _check_shortfall(path: Path, meta: AudioInfo, decoded: int, notes: list[str] | None, noted: int) -> None:
-    """A file that decoded to less than the exact length its header declares (`EXACT_LENGTHS`), by
-    more than `SHORTFALL_SLACK`, and of which no decoder said so: cut short (a copy or download that
-    stopped). An MP3 cut to 40% gave 3.95 s of 10 through libsndfile, a WavPack 4.0 s of 10 through
-    ffmpeg, each without a word, and was stored as the whole track; they come under
-    `_note_or_refuse`'s rule now; an MP3 whose end is intact (`_mp3_end_intact`: an editor's cut
-    whose header overstates) is analysed as what it holds, with a note. `noted`: the number of
-    `notes` before decoding (one said already)."""
-    if not meta.duration or (meta.decoder, meta.format) not in EXACT_LENGTHS or len(notes or ()) > noted:
-        return
-    lost = meta.duration - decoded / meta.decode_rate
-    # (a VBRI header's frame count holds its own frame or not, as encoders go: one frame more allowed)
-    slack = SHORTFALL_SLACK + (1152 / meta.sample_rate if meta.decoder == "ffmpeg" and meta.format == "MP3" else 0.0)
-    if lost <= slack or (meta.format == "MP3" and not _mp3_length_declared(path)):
-        return
-    after = _mp3_end_intact(path) if meta.format == "MP3" else None
-    if after:  # (an editor's cut: analysed as what it holds, and said)
-        if notes is not None:
-            notes.append(f"its header declares {meta.duration:.1f} s, the file holds {meta.duration - lost:.1f} s and "
-                         f"ends on a whole frame followed by {after}: cut by an editor that kept the original's "
-                         f"length in the header, analysed as the {meta.duration - lost:.1f} s it holds")  # fmt: skip
-        return
-    _note_or_refuse(path, notes, lost=lost, duration=meta.duration,
-                    note=f"the file ends before the length its header declares: analysed without the rest "
-                         f"({lost:.3f} s of {meta.duration:.1f} s left out)",
-                    refusal=f"cut short: the file holds {meta.duration - lost:.1f} s of the {meta.duration:.1f} s "
-                            f"its header declares; nothing stored, as a result would leave {lost:.1f} s out")  # fmt: skip

@@ -14,11 +14,12 @@ import numpy as np
 from tagger import constants as C
 from tagger.audio.decoders import _ffmpeg_blocks, _flac_blocks, _most_frames, _size, _soundfile_or_ffmpeg_blocks
 from tagger.audio.downmix import _downmix, _zero_non_finite
-from tagger.audio.losses import MAX_NON_FINITE, _check_channels
 from tagger.audio.fileinfo import FFMPEG_MAX_RATE, AudioInfo
+from tagger.audio.lengths import _check_data_chunk, _check_shortfall
+from tagger.audio.losses import MAX_NON_FINITE, _check_channels
 from tagger.audio.mp3 import _check_mp3_cut, _mp3_tail
 from tagger.audio.ogg import _check_ogg_end
-from tagger.audio.probe import _check_data_chunk, _check_shortfall, info
+from tagger.audio.probe import info
 from tagger.errors import AudioReadError
 
 
