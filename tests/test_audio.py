@@ -232,6 +232,27 @@ def test_m4a_is_described_like_ffprobe_does(tmp_path, ext, rate):
     assert abs(len(audio.load(path)) / C.SAMPLE_RATE - 2.0) < 0.1
 
 
+@pytest.mark.parametrize("channels", [1, 2, 6])
+def test_an_aac_m4a_has_the_channels_its_audio_specific_config_declares(tmp_path, channels):
+    """A mono AAC track in an M4A was described as 2 channels (stored, and shown by ``show`` as
+    "2 ch"): mutagen gives it the sample entry's count, which ffmpeg always writes as 2, where the
+    AudioSpecificConfig in its esds declares 1; and it was decoded upmixed (``-ac 2``, each channel
+    at -3 dB), so analysed 3 dB quieter than it is. Its count is read from that configuration now,
+    as ffprobe gives it, and the tone decodes at its level; stereo and 5.1 have their counts as before."""
+    rate = 44_100
+    tone = 0.5 * np.sin(2 * np.pi * 440 * np.arange(2 * rate) / rate)
+    src = tmp_path / "src.wav"
+    sf.write(src, np.repeat(tone[:, None], channels, axis=1), rate)
+    path = ffmpeg_encode(src, tmp_path / "tone.m4a", "-ac", str(channels), "-c:a", "aac")
+    fast = probe._mp4_info(path)
+    assert fast is not None and fast.channels == channels == probe._ffprobe_info(path).channels
+    assert audio.info(path).channels == channels
+    if channels <= 2:  # (5.1's LFE channel holds the tone low-passed: its mean is quieter)
+        y = audio.load(path)
+        rms = float(np.sqrt(np.mean(y[C.SAMPLE_RATE // 10 : -C.SAMPLE_RATE // 10] ** 2)))
+        assert abs(rms - 0.5 / np.sqrt(2)) < 0.02, rms
+
+
 def test_an_m4a_without_an_audio_track_still_fails_clearly(tmp_path):
     path = tmp_path / "video.m4a"
     if shutil.which("ffmpeg") is None:

@@ -259,9 +259,76 @@ def _mp4_info(path: Path) -> AudioInfo | None:
         rate, channels, length = int(st.sample_rate or 0), int(st.channels or 0), float(st.length or 0.0)
     except Exception:  # noqa: BLE001  (anything mutagen cannot read: ffprobe decides)
         return None
+    if codec == "aac":  # (mutagen gives a mono track the sample entry's count: 2, as ffmpeg writes it)
+        channels = _aac_channels(path) or channels
     if codec is None or rate < MP4_MIN_RATE or not 0 < channels <= 8 or length <= 0:
         return None
     return AudioInfo(str(path), codec, rate, channels, length, "ffmpeg", demuxer="mov")
+
+
+def _aac_channels(path: Path) -> int | None:
+    """The channel count of an MP4's AAC track as its AudioSpecificConfig declares it (its
+    channelConfiguration, in the esds of the first sound track's first sample entry, where mutagen
+    reads it). mutagen takes that count only where it is sure of it, and not configuration 1 (a mono
+    track, which implicit parametric stereo could make stereo; it cannot without implicit SBR, which
+    is below `MP4_MIN_RATE`, where ffprobe decides): it gives the sample entry's count instead, which
+    ffmpeg always writes as 2. None where the configuration declares no count (0: a program config
+    element, whose count mutagen reads; reserved values) or the atoms cannot be read."""
+    from mutagen.mp4 import Atoms
+
+    try:
+        with open(path, "rb") as f:
+            atoms = Atoms(f)
+            for trak in atoms[b"moov"].findall(b"trak"):
+                ok, data = trak[b"mdia", b"hdlr"].read(f)
+                if ok and data[8:12] == b"soun":
+                    break
+            else:
+                return None
+            ok, stsd = trak[b"mdia", b"minf", b"stbl", b"stsd"].read(f)
+    except Exception:  # noqa: BLE001  (atoms mutagen cannot read: the count it gave stands)
+        return None
+    # stsd: version and flags, the entry count; the sample entry: its size and type, 28 bytes of
+    # AudioSampleEntry; then its esds atom: size, type, version and flags, its descriptors
+    entry = stsd[8:] if ok else b""
+    esds = entry[36:]
+    if entry[4:8] != b"mp4a" or esds[4:8] != b"esds":
+        return None
+    pos = 12
+
+    def descriptor(tag: int) -> int:
+        """The length of the descriptor of `tag` at `pos` (moved past its tag and length)."""
+        nonlocal pos
+        if esds[pos] != tag:
+            raise ValueError("not the descriptor expected")
+        length, pos = 0, pos + 1
+        for _ in range(4):
+            byte, pos = esds[pos], pos + 1
+            length = length << 7 | byte & 0x7F
+            if not byte & 0x80:
+                break
+        return length
+
+    try:
+        descriptor(0x03)  # ES_Descriptor: its ES_ID, flags and what they announce
+        flags, pos = esds[pos + 2], pos + 3
+        pos += 2 if flags & 0x80 else 0  # (dependsOn_ES_ID)
+        pos += 1 + esds[pos] if flags & 0x40 else 0  # (a URL: its length, then it)
+        pos += 2 if flags & 0x20 else 0  # (OCR_ES_Id)
+        descriptor(0x04)  # DecoderConfigDescriptor: 13 bytes before its DecoderSpecificInfo
+        pos += 13
+        descriptor(0x05)  # DecoderSpecificInfo: the AudioSpecificConfig
+        bits = int.from_bytes(esds[pos : pos + 8].ljust(8, b"\0"), "big")
+    except (IndexError, ValueError):
+        return None
+    at = 64 - 5
+    if bits >> at & 0x1F == 31:  # (an audio object type past 30: 6 bits more)
+        at -= 6
+    at -= 4
+    if bits >> at & 0xF == 15:  # (a sampling frequency written out: 24 bits)
+        at -= 24
+    config = bits >> (at - 4) & 0xF
+    return config if 1 <= config <= 6 else 8 if config == 7 else None
 
 
 def info(path: str | os.PathLike) -> AudioInfo:
