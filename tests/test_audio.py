@@ -253,6 +253,58 @@ def test_an_aac_m4a_has_the_channels_its_audio_specific_config_declares(tmp_path
         assert abs(rms - 0.5 / np.sqrt(2)) < 0.02, rms
 
 
+def _with_audio_specific_config(m4a, out, fields):
+    """`m4a` (ffmpeg's, its moov after its mdat) with the AudioSpecificConfig in its esds replaced
+    by `fields` ((value, bits) pairs), the sizes of the atoms and descriptors around it adjusted."""
+    import struct
+
+    bits = "".join(format(value, f"0{n}b") for value, n in fields)
+    asc = int(bits + "0" * (-len(bits) % 8), 2).to_bytes((len(bits) + 7) // 8, "big")
+    data = bytearray(m4a.read_bytes())
+    at = data.find(b"esds") - 4
+    assert data.find(b"mdat") < data.find(b"moov") < at
+    size = struct.unpack(">I", data[at : at + 4])[0]
+    esds = bytearray(data[at : at + size])
+    info = esds.find(b"\x05\x80\x80\x80")  # (ffmpeg writes each descriptor's length in 4 bytes)
+    grow = len(asc) - esds[info + 4]
+    esds[info + 4 : info + 5 + esds[info + 4]] = bytes([len(asc)]) + asc
+    for tag in (b"\x03\x80\x80\x80", b"\x04\x80\x80\x80"):
+        esds[esds.find(tag) + 4] += grow
+    struct.pack_into(">I", esds, 0, size + grow)
+    for name in (b"moov", b"trak", b"mdia", b"minf", b"stbl", b"stsd", b"mp4a"):
+        parent = data.rfind(name, 0, at) - 4
+        struct.pack_into(">I", data, parent, struct.unpack(">I", data[parent : parent + 4])[0] + grow)
+    data[at : at + size] = esds
+    out.write_bytes(bytes(data))
+    return out
+
+
+@pytest.mark.parametrize("signalled", ["HE-AAC v2", "HE-AAC", "HE-AAC v2 backward compatible"])
+def test_an_he_aac_m4a_with_a_mono_core_has_the_two_channels_ffmpeg_decodes(tmp_path, signalled):
+    """HE-AAC declares its core's channel configuration, 1 for the mono core of HE-AAC v2, whose
+    parametric stereo ffmpeg decodes as 2 channels (as it does a mono core with SBR signalled): since
+    da7ff12 read that configuration, such an M4A was described as 1 channel (stored, shown as
+    "1 ch") where ffprobe says 2; mutagen names it mp4a.40.2 (its core's type), so it did not go
+    to ffprobe as README says HE-AAC does. It does now, and has ffprobe's count."""
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("needs ffmpeg")
+    rate = 22_050
+    src = tmp_path / "src.wav"
+    sf.write(src, 0.5 * np.sin(2 * np.pi * 440 * np.arange(2 * rate) / rate), rate)
+    mono = ffmpeg_encode(src, tmp_path / "mono.m4a", "-c:a", "aac")
+    # (object type, 22,050 Hz, configuration 1; SBR at 44,100 Hz over an AAC-LC core, no frame length flags)
+    fields = {"HE-AAC v2": [(29, 5), (7, 4), (1, 4), (4, 4), (2, 5), (0, 3)],
+              "HE-AAC": [(5, 5), (7, 4), (1, 4), (4, 4), (2, 5), (0, 3)],
+              "HE-AAC v2 backward compatible": [(2, 5), (7, 4), (1, 4), (0, 3), (0x2B7, 11), (5, 5), (1, 1), (4, 4),
+                                                (0x548, 11), (1, 1)]}[signalled]  # fmt: skip
+    path = _with_audio_specific_config(mono, tmp_path / "he.m4a", fields)
+    assert probe._ffprobe_info(path).channels == 2
+    assert probe._mp4_info(path) is None
+    meta = audio.info(path)
+    assert (meta.channels, meta.sample_rate) == (2, 44_100)
+    assert abs(len(audio.load(path)) / C.SAMPLE_RATE - 2.0) < 0.2
+
+
 def test_an_m4a_without_an_audio_track_still_fails_clearly(tmp_path):
     path = tmp_path / "video.m4a"
     if shutil.which("ffmpeg") is None:

@@ -256,12 +256,17 @@ def _mp4_info(path: Path) -> AudioInfo | None:
 
         st = MP4(str(path)).info
         codec = MP4_CODECS.get(str(getattr(st, "codec", "")))
+        # HE-AAC (v2: +PS) signalled in the esds: mutagen names it mp4a.40.2, its core's type, and
+        # ffmpeg decodes a mono core as stereo, which the core's configuration (1) does not say
+        he_aac = "+SBR" in str(getattr(st, "codec_description", "") or "")
         rate, channels, length = int(st.sample_rate or 0), int(st.channels or 0), float(st.length or 0.0)
     except Exception:  # noqa: BLE001  (anything mutagen cannot read: ffprobe decides)
         return None
+    if codec is None or he_aac:
+        return None
     if codec == "aac":  # (mutagen gives a mono track the sample entry's count: 2, as ffmpeg writes it)
         channels = _aac_channels(path) or channels
-    if codec is None or rate < MP4_MIN_RATE or not 0 < channels <= 8 or length <= 0:
+    if rate < MP4_MIN_RATE or not 0 < channels <= 8 or length <= 0:
         return None
     return AudioInfo(str(path), codec, rate, channels, length, "ffmpeg", demuxer="mov")
 
