@@ -11,7 +11,8 @@ One module per container family (its storage classes and the reading of its byte
 - `tagger.tags.storage.base`: the `Storage` base class, the registry (`register`, `storage_for`,
   `STORAGES`: mutagen file type name -> storage; `FORMATS`: -> `Format`, its name and extensions)
   and `payload_digest`;
-- `tagger.tags.storage.id3`: MP3, WAV, AIFF: ID3v2 ``TXXX`` frames (`ID3Storage`, the frames read from the bytes);
+- `tagger.tags.storage.id3`: MP3: ID3v2 ``TXXX`` frames (`ID3Storage`, the frames read from the bytes);
+- `tagger.tags.storage.riff`: WAV, AIFF: the same ID3v2 tag in an ``ID3`` chunk, their chunks, ``LIST/INFO``;
 - `tagger.tags.storage.dsf`: DSF: the same ID3v2 tag, at the end of the file;
 - `tagger.tags.storage.vorbis`: FLAC, Ogg Vorbis, Opus: Vorbis comments;
 - `tagger.tags.storage.mp4`: MP4/M4A: freeform atoms ``----:com.apple.iTunes:NAME``;
@@ -33,7 +34,8 @@ from tagger.tags.storage.base import (
 
 # The container modules register their classes as they are imported (in this order: `STORAGES` keeps
 # the order it always had).
-from tagger.tags.storage.id3 import AIFFStorage, ID3Storage, MP3Storage, WAVEStorage
+from tagger.tags.storage.id3 import ID3Storage, MP3Storage
+from tagger.tags.storage.riff import AIFFStorage, WAVEStorage
 from tagger.tags.storage.dsf import DSFStorage
 from tagger.tags.storage.vorbis import FLACStorage, OggOpusStorage, OggVorbisStorage, VorbisStorage
 from tagger.tags.storage.mp4 import MP4_FREEFORM_PREFIX, MP4Storage
