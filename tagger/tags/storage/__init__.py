@@ -6,12 +6,14 @@ it, which of its other tags must not change (`~Storage.other_items`), and which 
 audio (`~Storage.payload`). A format whose container is shared (WAV and AIFF carry ID3, FLAC and
 Ogg carry Vorbis comments) is a small subclass that only says where its audio is.
 
-One module per container family (its storage classes and the reading of its bytes they need):
+One module per container family (its storage classes and the reading of its bytes they need), and
+per container where several carry one tag (ID3v2: MP3, WAV/AIFF, DSF):
 
 - `tagger.tags.storage.base`: the `Storage` base class, the registry (`register`, `storage_for`,
   `STORAGES`: mutagen file type name -> storage; `FORMATS`: -> `Format`, its name and extensions)
   and `payload_digest`;
-- `tagger.tags.storage.id3`: MP3: ID3v2 ``TXXX`` frames (`ID3Storage`, the frames read from the bytes);
+- `tagger.tags.storage.id3`: ID3v2 ``TXXX`` frames (`ID3Storage`, the frames read from the bytes);
+- `tagger.tags.storage.mp3`: MP3: that tag at the start of the file, an ID3v1 and an APEv2 tag beside it;
 - `tagger.tags.storage.riff`: WAV, AIFF: the same ID3v2 tag in an ``ID3`` chunk, their chunks, ``LIST/INFO``;
 - `tagger.tags.storage.dsf`: DSF: the same ID3v2 tag, at the end of the file;
 - `tagger.tags.storage.vorbis`: FLAC, Ogg Vorbis, Opus: Vorbis comments;
@@ -34,7 +36,8 @@ from tagger.tags.storage.base import (
 
 # The container modules register their classes as they are imported (in this order: `STORAGES` keeps
 # the order it always had).
-from tagger.tags.storage.id3 import ID3Storage, MP3Storage
+from tagger.tags.storage.id3 import ID3Storage
+from tagger.tags.storage.mp3 import MP3Storage
 from tagger.tags.storage.riff import AIFFStorage, WAVEStorage
 from tagger.tags.storage.dsf import DSFStorage
 from tagger.tags.storage.vorbis import FLACStorage, OggOpusStorage, OggVorbisStorage, VorbisStorage
