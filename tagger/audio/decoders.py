@@ -17,7 +17,7 @@ import numpy as np
 from tagger.audio.fileinfo import FFMPEG_MAX_RATE, AudioInfo
 from tagger.audio.flac import _flac_end_whole
 from tagger.audio.formats import AUDIO_DEMUXERS, SOUNDFILE_DEMUXERS
-from tagger.audio.losses import _note_or_refuse
+from tagger.audio.losses import _cut_short, _note_or_refuse
 from tagger.audio.plumbing import FFMPEG_INPUT_OPTIONS, _decoder_preexec, _DecoderStderr, _said, _unaddressed
 from tagger.audio.probe import ffmpeg_available
 from tagger.errors import AudioReadError
@@ -135,12 +135,7 @@ def _flac_blocks(path: Path, meta: AudioInfo, block_frames: int, notes: list[str
                                 f"{total / meta.sample_rate:.1f} s of the {meta.duration:.1f} s its header declares, "
                                 f"its end whole); nothing stored, as a result would leave {lost:.1f} s out")  # fmt: skip
         return
-    _note_or_refuse(path, notes, lost=lost, duration=meta.duration,
-                    note=f"the file ends before the length its header declares: analysed without the rest "
-                         f"({lost:.3f} s of {meta.duration or 0.0:.1f} s left out)",
-                    refusal=f"cut short: the file holds {total / meta.sample_rate:.1f} s of the "
-                            f"{meta.duration:.1f} s its header declares; nothing stored, as a result "
-                            f"would leave {lost:.1f} s out")  # fmt: skip
+    _cut_short(path, notes, lost=lost, holds=total / meta.sample_rate, duration=meta.duration)
 
 
 def _soundfile_or_ffmpeg_blocks(path: Path, meta: AudioInfo, block_frames: int, notes: list[str] | None,

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 from tagger.audio.fileinfo import AudioInfo
-from tagger.audio.losses import _note_or_refuse
+from tagger.audio.losses import _cut_short
 from tagger.audio.mp3 import _mp3_end_intact, _mp3_length_declared
 from tagger.errors import AudioReadError
 
@@ -107,7 +107,7 @@ def _check_data_chunk(path: Path, meta: AudioInfo, notes: list[str] | None) -> N
     """A WAV or AIFF file whose audio data chunk declares more bytes than the file holds (cut short: a
     copy or download that stopped, a disk that filled) was decoded as far as it goes by libsndfile,
     which takes the length from what is there, and stored as the whole track without a word; it now
-    comes under `_note_or_refuse`'s rule, against the length its header declares."""
+    comes under `_cut_short`'s rule, against the length its header declares."""
     chunk = _data_chunk(path, meta.format)
     if chunk is None or not meta.duration or chunk[1] <= 0:
         return  # (no samples there: libsndfile's "the file holds no audio samples")
@@ -123,11 +123,7 @@ def _check_data_chunk(path: Path, meta: AudioInfo, notes: list[str] | None) -> N
         return  # (whole; or of a length left undeclared by a streaming writer, which libsndfile reads to its end)
     full = meta.duration * declared / there
     lost = full - meta.duration
-    _note_or_refuse(path, notes, lost=lost, duration=full,
-                    note=f"the file ends before the length its header declares: analysed without the rest "
-                         f"({lost:.3f} s of {full:.1f} s left out)",
-                    refusal=f"cut short: the file holds {meta.duration:.1f} s of the {full:.1f} s its header "
-                            f"declares; nothing stored, as a result would leave {lost:.1f} s out")  # fmt: skip
+    _cut_short(path, notes, lost=lost, holds=meta.duration, duration=full)
 
 
 EXACT_LENGTHS = {("soundfile", "MP3"), ("ffmpeg", "MP3"), ("ffmpeg", "wavpack"), ("ffmpeg", "ape"), ("ffmpeg", "tta"),
@@ -164,8 +160,4 @@ def _check_shortfall(path: Path, meta: AudioInfo, decoded: int, notes: list[str]
                          f"ends on a whole frame followed by {after}: cut by an editor that kept the original's "
                          f"length in the header, analysed as the {meta.duration - lost:.1f} s it holds")  # fmt: skip
         return
-    _note_or_refuse(path, notes, lost=lost, duration=meta.duration,
-                    note=f"the file ends before the length its header declares: analysed without the rest "
-                         f"({lost:.3f} s of {meta.duration:.1f} s left out)",
-                    refusal=f"cut short: the file holds {meta.duration - lost:.1f} s of the {meta.duration:.1f} s "
-                            f"its header declares; nothing stored, as a result would leave {lost:.1f} s out")  # fmt: skip
+    _cut_short(path, notes, lost=lost, holds=meta.duration - lost, duration=meta.duration)

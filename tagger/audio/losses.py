@@ -33,6 +33,17 @@ def _note_or_refuse(path: Path, notes: list[str] | None, *, lost: float, duratio
         raise AudioReadError(path, refusal)
 
 
+def _cut_short(path: Path, notes: list[str] | None, *, lost: float, holds: float, duration: float | None) -> None:
+    """`_note_or_refuse` for a file that ends before the length its header declares (``duration``
+    seconds), holding ``holds`` seconds of it, ``lost`` seconds missing: the one note and refusal of
+    every container whose header declares a length (WAV/AIFF, MP3, FLAC, TAK...)."""
+    _note_or_refuse(path, notes, lost=lost, duration=duration,
+                    note=f"the file ends before the length its header declares: analysed without the rest "
+                         f"({lost:.3f} s of {duration or 0.0:.1f} s left out)",
+                    refusal=f"cut short: the file holds {holds:.1f} s of the {duration:.1f} s its header "
+                            f"declares; nothing stored, as a result would leave {lost:.1f} s out")  # fmt: skip
+
+
 def _check_channels(path: Path, shares: np.ndarray) -> None:
     """Raise the error naming the channels of a multichannel file with more than `MAX_NON_FINITE` of
     NaN or infinite samples, `shares` [shape=(channels,)] being each channel's share, when some of
