@@ -247,10 +247,10 @@ class DaskBackend:
     connect_timeout: float = 10.0
     retries: int = 1
     worker_timeout: float = 60.0
-    check_timeout: float = 600.0
-    """Seconds the workers may take to load the model and answer the check before a scan."""
     """Seconds the scan waits with no worker connected to the scheduler (all gone: killed, machines
     lost) before it stops with `ClusterError`; a nanny restarting its worker takes a few seconds."""
+    check_timeout: float = 600.0
+    """Seconds the workers may take to load the model and answer the check before a scan."""
 
     def __post_init__(self) -> None:
         if isinstance(self.scheduler, str):
