@@ -47,6 +47,14 @@ def _decoded(path: Path) -> list[str]:
                             "-"], capture_output=True, text=True).stdout for s in streams]  # fmt: skip
 
 
+
+def _taglib_shown(path: Path) -> dict:
+    """What TagLib shows of the file's tags, but tagger's fields."""
+    import taglib
+
+    with taglib.File(str(path)) as f:
+        return {k: v for k, v in f.tags.items() if not k.startswith("INSTRUMENTS")}
+
 # -- Ogg ------------------------------------------------------------------------------------------
 
 
@@ -601,7 +609,7 @@ def test_an_id3v1_tag_after_a_wav_or_aiff_stays_there_and_out_of_the_id3_chunk(t
     chunk is loaded alone now: tagger's fields are written, the ID3v1 bytes stay at the end, what
     TagLib shows is the same but for tagger's fields, and an untag gives back the file as it was (where
     it added the ID3 chunk; mutagen rewrites one that was there)."""
-    taglib = pytest.importorskip("taglib")
+    pytest.importorskip("taglib")
     made = _iff_chunks(_ffmpeg(tmp_path / f"made.{ext}", "-c:a", codec, "-ac", "1", "-ar", "8000").read_bytes(), little)
     fmt_id, audio_id = (b"fmt ", b"data") if little else (b"COMM", b"SSND")
     chunk = _id3_chunk_bytes(b"ID3 ", b"Chunk title", little) if with_chunk else b""
@@ -610,21 +618,17 @@ def test_an_id3v1_tag_after_a_wav_or_aiff_stays_there_and_out_of_the_id3_chunk(t
     song = tmp_path / f"song.{ext}"
     song.write_bytes(original)
 
-    def shown() -> dict:  # (what TagLib shows, but tagger's fields)
-        with taglib.File(str(song)) as f:
-            return {k: v for k, v in f.tags.items() if not k.startswith("INSTRUMENTS")}
-
-    before, decoded = shown(), _decoded(song)
+    before, decoded = _taglib_shown(song), _decoded(song)
     assert before == ({"TITLE": ["Chunk title"]} if with_chunk else {})
     assert tags.write_instruments(song, **WRITE).written
     data = song.read_bytes()
     kept = 12 + len(made[fmt_id]) + len(made[audio_id])  # (the ID3 chunk is resized where it is, or added there)
     assert data[8:kept] == original[8:kept] and data.endswith(ID3V1) and data[kept : kept + 4].upper() == b"ID3 "
     assert b"INSTRUMENTS" in data[kept:-128] and b"V1 title" not in data[:-128]
-    assert shown() == before and _decoded(song) == decoded
+    assert _taglib_shown(song) == before and _decoded(song) == decoded
     assert tags.read_instruments(song).instruments == ["bass", "guitar"]
     assert tags.remove_instruments(song).written
-    assert song.read_bytes() == original if not with_chunk else song.read_bytes().endswith(ID3V1) and shown() == before
+    assert song.read_bytes() == original if not with_chunk else song.read_bytes().endswith(ID3V1) and _taglib_shown(song) == before
 
 
 @pytest.mark.parametrize("ext, module, name", [("wav", "wave", "WAVE"), ("aiff", "aiff", "AIFF")])
@@ -975,7 +979,7 @@ def test_an_id3v1_tag_after_a_dsf_stays_at_its_end_and_out_of_the_id3v2_tag(tmp_
     end. The ID3v2 tag is loaded alone now (as a WAV's ID3 chunk, 62467bc), the ID3v1 tag is taken
     off before mutagen writes and cuts the file and put back after: it stays the file's last 128
     bytes, out of the ID3v2 tag, and an untag gives back the file as it was."""
-    taglib = pytest.importorskip("taglib")
+    pytest.importorskip("taglib")
     from conftest import dsf_file
     from mutagen.dsf import DSF
     from mutagen.id3 import TIT2
@@ -990,16 +994,12 @@ def test_an_id3v1_tag_after_a_dsf_stays_at_its_end_and_out_of_the_id3v2_tag(tmp_
         f.write(ID3V1)
     original = song.read_bytes()
 
-    def shown() -> dict:  # (what TagLib shows, but tagger's fields)
-        with taglib.File(str(song)) as f:
-            return {k: v for k, v in f.tags.items() if not k.startswith("INSTRUMENTS")}
-
-    before, decoded = shown(), _decoded(song)
+    before, decoded = _taglib_shown(song), _decoded(song)
     assert before == ({"TITLE": ["Dsf title"]} if with_tag else {})
     assert tags.write_instruments(song, **WRITE).written
     data = song.read_bytes()
     assert data.endswith(ID3V1) and b"V1 title" not in data[:-128] and b"INSTRUMENTS" in data[:-128]
-    assert shown() == before and _decoded(song) == decoded
+    assert _taglib_shown(song) == before and _decoded(song) == decoded
     assert tags.read_instruments(song).instruments == ["bass", "guitar"]
     assert tags.remove_instruments(song).written
     assert song.read_bytes() == original
