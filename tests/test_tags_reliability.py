@@ -316,6 +316,87 @@ def test_an_immutable_or_append_only_file_or_folder_is_refused_with_its_attribut
     assert names == ["song.flac"] and song.read_bytes() == before
 
 
+def _write_as(uid: int, song: Path) -> str:
+    """``tags.write_instruments(song)`` in a child process of user (and group) ``uid`` -> "written" or
+    the error's words. (Forked, not started: that user could not read this Python where it is
+    installed; what the write imports is imported here first, by a write of a copy.)"""
+    import pickle
+    import tempfile
+
+    scratch = Path(tempfile.mkdtemp())
+    try:
+        shutil.copy(song, scratch / song.name)
+        tags.write_instruments(scratch / song.name, **WRITE)
+        with pytest.raises(TagWriteError):
+            tags.write_instruments(scratch / "missing.flac", **WRITE)
+    finally:
+        shutil.rmtree(scratch)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        try:
+            os.close(read)
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            try:
+                tags.write_instruments(song, **WRITE)
+                out = "written"
+            except TagWriteError as exc:
+                out = exc.reason
+            with os.fdopen(write, "wb") as f:
+                f.write(pickle.dumps(out))
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as f:
+        data = f.read()
+    os.waitpid(pid, 0)
+    return pickle.loads(data) if data else "the child failed"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork") or not hasattr(os, "geteuid") or os.geteuid() != 0,
+                    reason="needs root, to be other users")  # fmt: skip
+def test_a_sticky_folder_of_another_users_files_is_refused_before_the_copy(tmp_path):
+    """A folder every user may write with the sticky bit (mode 1777, as /tmp; a shared music folder
+    made so that users cannot delete each other's files) lets only a file's owner (and the
+    folder's, and root) rename over it. A scan run by another user copied, changed and verified each
+    file, then failed at the rename: `tag write failed (PermissionError: Operation not permitted)`,
+    naming nothing. It is refused before anything is written, naming the sticky bit and the owner.
+    A file that only its owner may write says so, and whose it is (was: "file is read-only", which
+    its mode contradicts). The owner still writes their file in the sticky folder."""
+    import pwd
+    import tempfile
+
+    try:
+        owner, other = pwd.getpwnam("nobody").pw_uid, 1  # (any uid will do for the other user)
+    except KeyError:
+        pytest.skip("no user nobody")
+    home = Path(tempfile.mkdtemp(prefix="tagger-sticky-"))  # (tmp_path is not open to other users)
+    try:
+        os.chmod(home, 0o755)
+        folder = home / "music"
+        folder.mkdir(mode=0o1777)
+        os.chmod(folder, 0o1777)
+        song = write_audio(folder / "song.flac", tone_signal([440.0], seconds=1.0))
+        mine = write_audio(folder / "mine.flac", tone_signal([440.0], seconds=1.0))
+        for path, mode in ((song, 0o666), (mine, 0o644)):
+            os.chown(path, owner, owner)
+            os.chmod(path, mode)
+            _backdate(path)
+        before = {p.name: p.read_bytes() for p in (song, mine)}
+        assert _write_as(other, song) == (f"folder {folder} is sticky (mode drwxrwxrwt): only the file's owner "
+                                          "(nobody) or the folder's may replace its files (needed for the atomic "
+                                          "replace); left as it is")  # fmt: skip
+        assert _write_as(other, mine) == "file is read-only for this user (mode -rw-r--r--, owner nobody); left as it is"
+        assert {p.name: p.read_bytes() for p in (song, mine)} == before
+        assert sorted(p.name for p in folder.iterdir()) == ["mine.flac", "song.flac"]  # no copy was made
+        assert _write_as(owner, song) == "written"
+        assert tags.read_instruments(song).instruments == WRITE["instruments"] and os.stat(song).st_uid == owner
+    finally:
+        shutil.rmtree(home)
+
+
 def test_a_file_on_a_read_only_mount_is_refused_naming_the_mount(tmp_path):
     """A file with write permission on a file system mounted read-only (a read-only bind mount of the
     library) was refused as "file is read-only", which its mode contradicts; the reason now says
