@@ -35,11 +35,12 @@ def check_writable(path, real: str, st: os.stat_result) -> None:
     attribute = _fixed_attribute(real)
     if attribute:
         raise TagWriteError(path, f"file is {attribute}; left as it is")
-    if not st.st_mode & writable:
+    if not os.access(real, os.W_OK) or not st.st_mode & writable:
+        euid = os.geteuid() if hasattr(os, "geteuid") else 0
+        if st.st_mode & writable and euid not in (0, st.st_uid):  # (its owner or group may write it, not this user)
+            raise TagWriteError(path, f"file is read-only for this user (mode {stat.filemode(st.st_mode)}, owner "
+                                      f"{_user_name(st.st_uid)}); left as it is")  # fmt: skip
         raise TagWriteError(path, "file is read-only")
-    if not os.access(real, os.W_OK):  # (writable by its owner or group, not by this user)
-        raise TagWriteError(path, f"file is read-only for this user (mode {stat.filemode(st.st_mode)}, owner "
-                                  f"{_user_name(st.st_uid)}); left as it is")  # fmt: skip
     attribute = _fixed_attribute(folder)
     if attribute:
         raise TagWriteError(path, f"folder {folder} is {attribute}: none of its files can be replaced (needed for "
