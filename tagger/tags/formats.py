@@ -31,7 +31,8 @@ def open_file(path: str | os.PathLike, *, real: str | None = None, cls: type | N
     ID3 tag, e.g. an 8 kHz MPEG 2.5 one, would not be recognised from the copy). Without ``cls`` the
     type comes from the name and the first bytes, with our own MPEG frame check as a last resort.
     ``copies``: False loads an ID3 tag alone, without the fields a write copies into a new one (an
-    MP3's ID3v1 tag, a WAV's LIST/INFO chunk: `_load_id3`), as a written copy is checked.
+    MP3's ID3v1 tag, a WAV's LIST/INFO chunk: `_load_id3`; a WavPack's ID3v2 tag in front into its
+    APEv2 tag: `Storage.add_copies`), as a written copy is checked.
     """
     import mutagen
 
@@ -71,6 +72,8 @@ def open_file(path: str | os.PathLike, *, real: str | None = None, cls: type | N
                     cls, audio = named, None
         if cls is not None:
             audio = _load_id3(cls, name, copies=copies) if cls.__name__ in _ID3_TYPES else cls(name)
+        if copies and audio is not None and type(audio).__name__ in STORAGES:
+            STORAGES[type(audio).__name__].add_copies(audio, name)  # (the ID3 containers': `_load_id3`)
     except TaggerError:
         raise
     except FileNotFoundError:

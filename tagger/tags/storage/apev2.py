@@ -11,12 +11,18 @@ ID3v1 block, an APEv1 tag (not UTF-8), items that mutagen would store otherwise 
 footer it would write otherwise (`_frame_changes`) are refused (`APEv2Storage.cannot_keep`), and
 every other item's stored bytes are compared before and after (`APEv2Storage.item_values`). A
 header added to a tag without one and the items' new order (by size) lose nothing.
+
+ffmpeg (ffprobe, and the players built on it) shows an ID3v2 tag in front of the stream (some rippers
+and taggers write one) only while the APEv2 tag shows nothing: where the APEv2 tag a write makes would
+be the file's first, it carries the ID3v2 tag's fields (`front_copies`, folded into the loaded tag
+by `APEv2Storage.add_copies`), which `untag` removes with tagger's own while they are still the same.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import struct
 from collections import Counter
 from typing import NamedTuple
@@ -121,6 +127,115 @@ def _ours(key: str, kind: int) -> bool:
     return kind == 0 and ours(key, any_case=True) is not None
 
 
+_FRONT_KEYS = {
+    "TIT2": "Title", "TPE1": "Artist", "TALB": "Album", "TPE2": "Album Artist", "TRCK": "Track", "TPOS": "Disc",
+    "TDRC": "Year", "TCON": "Genre", "TCOM": "Composer", "TPE3": "Conductor", "TEXT": "Lyricist", "TIT3": "Subtitle",
+    "TBPM": "BPM", "TSRC": "ISRC", "TCOP": "Copyright", "TLAN": "Language", "TSSE": "Encoder",
+}  # fmt: skip
+"""The ID3v2 text frames an APEv2 tag carries under a key of its own (mutagen's, foobar2000's and
+Mp3tag's names; TagLib reads them as the same properties: ``Year`` as DATE, ``Track`` as TRACKNUMBER,
+``Album Artist`` as ALBUMARTIST). A ``TXXX`` frame is carried under its description, a comment
+(``COMM``) as ``Comment`` (under its description where it has one, as ffmpeg names it)."""
+
+
+class _Copies(NamedTuple):
+    """What the APEv2 tag a write adds carries of the file's ID3v2 tag in front (`front_copies`)."""
+
+    items: list[tuple[str, list[str]]]
+    """(APEv2 key, values) of each field, in the ID3v2 tag's order."""
+    refused: str | None
+    """Why its fields cannot all be carried (then the file is left unchanged); None where they can."""
+
+
+def front_copies(path: str) -> _Copies:
+    """The fields of the ID3v2 tag in front of the stream of the file ``path`` as APEv2 items.
+
+    ffmpeg (ffprobe, and the players built on it) shows that tag only while the file's APEv2 tag
+    shows nothing: the fields of its text frames, its comments and its lyrics, each frame read as
+    ID3v2.4 (v2.2 and v2.3 frames as mutagen converts them: a v2.3 ``TYER`` and ``TDAT`` one date, as
+    ffmpeg merges them; a genre number, ``(17)``, by its name, ``Rock``, as ffmpeg shows it). The
+    tag's other frames (a picture, a URL, private data) no reader of these formats shows (ffmpeg reads
+    a picture of an ID3v2 tag in an MP3, AAC, TTA or WAV file alone, TagLib and the WavPack tools no
+    ID3v2 tag at all), before a write or after it: they stay in the ID3v2 tag, which is kept byte for
+    byte. A text frame without an APEv2 name (`_FRONT_KEYS`: ``TKEY``, ``TMOO``), lyrics (``USLT``), a
+    description that is no APEv2 key, two frames of one APEv2 key, several ID3v2 tags in front
+    holding frames and a tag mutagen cannot read are refused: their fields would go from ffmpeg's
+    view. ``TXXX`` frames named like tagger's fields are not carried (tagger's own fields in the
+    APEv2 tag take their place)."""
+    import mutagen
+    from mutagen.apev2 import is_valid_apev2_key
+    from mutagen.id3 import ID3
+
+    from tagger.containers import id3v2_length
+
+    tags = []
+    with open(path, "rb") as f:
+        pos = 0
+        while True:
+            f.seek(pos)
+            length = id3v2_length(f.read(10))
+            if not length:
+                break
+            f.seek(pos)
+            try:
+                tags.append(ID3(io.BytesIO(f.read(length)), load_v1=False))
+            except (mutagen.MutagenError, OSError, ValueError, struct.error, EOFError, IndexError, KeyError) as exc:
+                return _Copies([], f"its ID3v2 tag in front cannot be read ({exc or type(exc).__name__})")
+            pos += length
+    tags = [tag for tag in tags if len(tag) or tag.unknown_frames]
+    if len(tags) > 1:
+        return _Copies([], f"it starts with {len(tags)} ID3v2 tags holding frames, one after the other")
+    items: dict[str, tuple[str, list[str]]] = {}
+    refused: list[str] = []
+    for frame in tags[0].values() if tags else []:
+        fid = frame.FrameID
+        if fid == "TXXX":
+            if ours(frame.desc, any_case=True):
+                continue
+            key = frame.desc
+        elif fid == "COMM":
+            key = frame.desc or "Comment"
+        elif fid in _FRONT_KEYS:
+            key = _FRONT_KEYS[fid]
+        elif fid.startswith("T") or fid == "USLT":
+            refused.append(f"{fid} (no APEv2 item of the same name)")
+            continue
+        else:
+            continue
+        values = [str(value) for value in frame.text if str(value)]
+        if not values:
+            continue
+        if not is_valid_apev2_key(key):
+            refused.append(f"{frame.HashKey} (its name is no possible APEv2 key)")
+        elif key.lower() in items:
+            refused.append(f"{frame.HashKey} (a second field of the APEv2 key {key!r})")
+        else:
+            items[key.lower()] = (key, values)
+    for frame in tags[0].unknown_frames if tags else []:
+        fid = frame[:4].decode("latin-1")
+        if fid.startswith("T") or fid in ("COMM", "USLT"):
+            refused.append(f"{fid} (mutagen cannot read it)")
+    if refused:
+        return _Copies([], ", ".join(refused))
+    return _Copies(list(items.values()), None)
+
+
+def _copies_shown(tag: _APETag | None) -> bool:
+    """Whether the APEv2 tag ``tag`` (None: there is none) shows nothing but tagger's fields, so that
+    a write's tag carries the fields of an ID3v2 tag in front (`front_copies`)."""
+    return tag is None or all(_ours(_key(key), flags >> 1 & 3) for key, flags, _value in tag.items)
+
+
+def _copy_items(path: str, tag: _APETag | None) -> list[tuple[bytes, int, bytes]]:
+    """(key, flags, value) of the items the APEv2 tag of a write of the file ``path`` carries of its
+    ID3v2 tag in front, as mutagen writes them (text items); none where its tag ``tag`` shows other
+    items or the fields are refused."""
+    if not _copies_shown(tag):
+        return []
+    copies = front_copies(path)
+    return [(key.encode(), 0, "\0".join(values).encode()) for key, values in copies.items]
+
+
 @register(
     Format("WavPack", "WavPack", (".wv",), load=lambda: ape_type("WavPack")),
     Format("MonkeysAudio", "Monkey's Audio", (".ape",), load=lambda: ape_type("MonkeysAudio")),
@@ -173,6 +288,40 @@ class APEv2Storage(Storage):
             with open(path, "ab") as f:
                 f.write(id3v1)
 
+    def add_copies(self, audio, path):
+        """The fields of the ID3v2 tag in front of the stream (`front_copies`) added to the loaded APEv2
+        tag as text items, where that tag shows nothing but tagger's fields (or the file has none):
+        ffmpeg shows the ID3v2 tag only while the APEv2 tag shows nothing, and a write's tag would hide
+        it. The ID3v2 tag itself is kept byte for byte."""
+        with open(path, "rb") as f:
+            try:
+                tag = _find_tag(f, f.seek(0, 2))
+            except ValueError:  # (`cannot_keep` says it)
+                return
+        if not _copies_shown(tag):
+            return
+        copies = front_copies(path)
+        if copies.refused or not copies.items:
+            return
+        if audio.tags is None:
+            audio.add_tags()
+        for key, values in copies.items:
+            audio.tags[key] = values
+
+    def copies_left(self, audio, path):
+        # the APEv2 tag holds nothing but tagger's fields and the copies of the ID3v2 tag in front
+        # that a write added (`add_copies`), still the same: a removal removes the tag, as it was missing
+        from mutagen.apev2 import TEXT
+
+        if audio.tags is None:
+            return []
+        rest = {key.lower(): (value.kind, list(value) if value.kind == TEXT else None)
+                for key, value in audio.tags.items() if not _ours(key, value.kind)}  # fmt: skip
+        copies = front_copies(path)
+        if not rest or copies.refused or rest != {key.lower(): (TEXT, values) for key, values in copies.items}:
+            return []
+        return sorted(rest)
+
     def other_items(self, audio):
         return sorted((key.lower(), (value.kind, value.value)) for key, value in audio.tags.items()
                       if not _ours(key, value.kind))  # fmt: skip
@@ -202,6 +351,12 @@ class APEv2Storage(Storage):
                 if shown:  # (TagLib shows the first of the APEv2 and ID3v1 tags that holds anything)
                     return (f"an ID3v1 tag at its end holds its fields ({shown}) and its APEv2 tag none: TagLib shows "
                             "them only while the APEv2 tag is empty, so tagger's fields would hide them")  # fmt: skip
+        if tag is None or not tag.items:
+            refused = front_copies(path).refused  # (a tag with tagger's fields already hides the ID3v2 tag)
+            if refused:
+                return (f"the ID3v2 tag in front of its stream holds fields that its APEv2 tag cannot carry as "
+                        f"they are ({refused}): ffmpeg shows that tag only while the APEv2 tag is empty, so "
+                        "tagger's fields would hide them")  # fmt: skip
         if tag is None:
             return None
         if tag.version != 2000:
@@ -212,6 +367,7 @@ class APEv2Storage(Storage):
         kept = Counter(_written(key, value) for key, value in ([] if audio.tags is None else audio.tags.items())
                        if not _ours(key, value.kind))  # fmt: skip
         found = Counter(item for item in tag.items if not _ours(_key(item[0]), item[1] >> 1 & 3))
+        found.update(_copy_items(path, tag))  # (what `add_copies` added to the loaded tag)
         changed = sorted({_key(key) for key, _flags, _value in (found - kept) + (kept - found)})
         if not changed:
             return None
@@ -225,7 +381,10 @@ class APEv2Storage(Storage):
         with open(path, "rb") as f:
             tag = _find_tag(f, f.seek(0, 2))
         values: Counter = Counter()
-        for key, flags, value in [] if tag is None else tag.items:
+        # (with the items a write adds as copies of the ID3v2 tag in front, where the tag shows no other
+        # item: the same before a write that adds them and after it, before an untag that removes them
+        # with the tag and after it)
+        for key, flags, value in ([] if tag is None else tag.items) + _copy_items(path, tag):
             if not _ours(_key(key), flags >> 1 & 3):
                 values[(_key(key), flags, hashlib.sha256(value).hexdigest())] += 1
         return values

@@ -108,10 +108,17 @@ class Storage:
         not ours (then nothing is written), or None."""
         return None
 
+    def add_copies(self, audio, path: str) -> None:
+        """Add to the loaded file's tag (from ``path``) the copies of another tag's fields that a
+        write's tag carries, where that other tag stops showing once the file's tag shows anything (a
+        WavPack's ID3v2 tag in front: `APEv2Storage.add_copies`; the ID3 containers' copies are
+        `tagger.tags.formats._load_id3`'s). Nothing by default."""
+
     def copies_left(self, audio, path: str) -> list[str]:
         """The keys (as `other_items` gives them) of the items of the loaded file's tag (from
         ``path``) that are copies, still the same, of another tag's fields that tagger added as it
-        created the tag (an MP3's APEv2 ReplayGain items: `MP3Storage.apev2_frames`), where the tag
+        created the tag (an MP3's APEv2 ReplayGain items: `MP3Storage.apev2_frames`; a WavPack's ID3v2
+        fields: `APEv2Storage.add_copies`), where the tag
         holds nothing else but tagger's fields: a removal of tagger's fields removes them too, and
         the tag with them, giving back the file as it was. None by default."""
         return []

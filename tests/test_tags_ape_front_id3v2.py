@@ -1,0 +1,224 @@
+"""WavPack, Monkey's Audio, Musepack and TAK files whose only tag is an ID3v2 tag in front of the
+stream (some rippers and taggers write one; the decoders skip it).
+
+ffmpeg (ffprobe, and the players built on it) shows that tag only while the file's APEv2 tag shows
+nothing: the APEv2 tag a write added held tagger's fields alone, and the file's title, artist and
+album went from ffprobe's view (nothing deleted, but hidden). The APEv2 tag a write adds now carries
+the ID3v2 tag's fields under their APEv2 names; `untag` removes them with tagger's own."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tak_files import tak_file
+from test_tags_containers import _APE_HEADERS, _ID3V1, _ape_tag, _decoded_md5, _ffmpeg
+
+from tagger import tags
+from tagger.errors import TagWriteError
+
+pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None, reason="needs ffmpeg")
+
+WRITE = dict(instruments=["guitar", "bass"], model_version="ova-test-1")
+
+SHOWN_AS = {"date": "year", "album_artist": "album artist"}
+"""ffprobe's names for an ID3v2 tag's fields -> its names for the APEv2 items that carry them (others: the same)."""
+
+COPIED = {
+    "Title": ["Blue Song"], "Artist": ["Ann Example", "Bob Example"], "Album": ["Kind of Test"],
+    "Album Artist": ["Various"], "Track": ["3/12"], "Disc": ["1/2"], "Year": ["1999-05-01"], "Genre": ["Jazz"],
+    "Comment": ["a comment"], "Composer": ["Cy Composer"], "REPLAYGAIN_TRACK_GAIN": ["-3.10 dB"],
+    "REPLAYGAIN_TRACK_PEAK": ["0.912345"], "MusicBrainz Album Id": ["1b2c3d4e-0000-4000-8000-000000000001"],
+}  # fmt: skip
+"""The APEv2 items a write carries of `_front_tag`'s fields."""
+
+
+def _front_tag(*extra, v23: bool = False) -> bytes:
+    """An ID3v2.4 tag (v2.3 with ``v23``) as a ripper writes one: text fields, ReplayGain, a MusicBrainz
+    id, a cover, and ``extra`` frames."""
+    from mutagen.id3 import (APIC, COMM, ID3, TALB, TCOM, TCON, TDRC, TIT2, TPE1, TPE2, TPOS, TRCK, TXXX,
+                             WOAR)  # fmt: skip
+
+    tag = ID3()
+    for frame in (TIT2(text="Blue Song"), TPE1(text=["Ann Example", "Bob Example"]), TALB(text="Kind of Test"),
+                  TPE2(text="Various"), TRCK(text="3/12"), TPOS(text="1/2"), TDRC(text="1999-05-01"),
+                  TCON(text="Jazz"), COMM(lang="eng", desc="", text="a comment"), TCOM(text="Cy Composer"),
+                  TXXX(desc="REPLAYGAIN_TRACK_GAIN", text="-3.10 dB"),
+                  TXXX(desc="REPLAYGAIN_TRACK_PEAK", text="0.912345"),
+                  TXXX(desc="MusicBrainz Album Id", text="1b2c3d4e-0000-4000-8000-000000000001"),
+                  APIC(mime="image/png", type=3, desc="", data=b"\x89PNG\r\n\x1a\n" + bytes(range(256))),
+                  WOAR(url="https://example.org/ann"), *extra):  # fmt: skip
+        frame.encoding = 1 if v23 else 3
+        tag.add(frame)
+    buf = io.BytesIO()
+    tag.save(buf, v2_version=3 if v23 else 4, v23_sep="/", padding=lambda _info: 64)
+    return buf.getvalue()
+
+
+def _stream(tmp_path: Path, ext: str) -> bytes:
+    """The bytes of a file of the format ``ext`` without tags (WavPack and TAK encoded, Monkey's Audio
+    and Musepack as headers mutagen reads with bytes standing for the audio)."""
+    if ext == "wv":
+        return _ffmpeg(tmp_path / "plain.wv", "-c:a", "wavpack", "-fflags", "+bitexact").read_bytes()
+    if ext == "tak":
+        t = np.arange(22_050) / 22_050
+        x = np.round(16383 * np.sin(2 * np.pi * 110.0 * t)).astype(np.int16)
+        return tak_file(tmp_path / "plain.tak", np.stack([x, x], axis=1), 22_050).read_bytes()
+    return _APE_HEADERS[ext] + bytes(range(256)) * 16
+
+
+def _probe(path: Path) -> dict[str, str]:
+    """ffprobe's fields of the file, but tagger's, named in lower case as an APEv2 tag names them."""
+    out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format_tags", "-of", "json", str(path)],
+                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    shown = {k.lower(): v for k, v in json.loads(out).get("format", {}).get("tags", {}).items()}
+    return {SHOWN_AS.get(k, k): v for k, v in shown.items() if not k.startswith("instruments")}
+
+
+def _ape_items(path: Path) -> dict[str, list[str]]:
+    from mutagen.apev2 import APEv2
+
+    return {key: list(value) for key, value in APEv2(str(path)).items()}
+
+
+@pytest.mark.parametrize("ext", ["wv", "tak", "ape", "mpc"])
+def test_the_apev2_tag_a_write_adds_carries_the_fields_of_the_id3v2_tag_in_front(tmp_path, ext):
+    """ffprobe showed the ID3v2 tag's title, artist, album...; after a write it showed tagger's fields
+    alone (ffmpeg discards an ID3v2 tag once the APEv2 tag shows anything). The APEv2 tag carries
+    them now: ffprobe shows every field it showed, TagLib (which reads no ID3v2 tag in these files)
+    shows them too, the ID3v2 tag (its cover and URL included) and the audio byte for byte."""
+    song = tmp_path / f"song.{ext}"
+    song.write_bytes(_front_tag() + _stream(tmp_path, ext))
+    original = song.read_bytes()
+    before = _probe(song) if ext in ("wv", "tak") else None
+    if before is not None:
+        assert before["title"] == "Blue Song" and before["year"] == "1999-05-01"
+
+    assert tags.write_instruments(song, **WRITE).written
+    data = song.read_bytes()
+    assert data.startswith(original) and data[len(original) : len(original) + 8] == b"APETAGEX"
+    items = _ape_items(song)
+    assert {k: v for k, v in items.items() if not k.startswith("INSTRUMENTS")} == COPIED
+    assert items["INSTRUMENTS"] == ["bass", "guitar"] and tags.read_instruments(song).instruments == ["bass", "guitar"]
+    if before is not None:
+        after = _probe(song)
+        assert after == before  # (ffprobe shows the first of several values, then and now)
+        assert _decoded_md5(song) == _decoded_md5(tmp_path / f"plain.{ext}")
+    if ext == "wv":
+        import taglib
+
+        with taglib.File(str(song)) as f:
+            shown = dict(f.tags)
+        assert shown["TITLE"] == ["Blue Song"] and shown["ARTIST"] == ["Ann Example", "Bob Example"]
+        assert shown["DATE"] == ["1999-05-01"] and shown["ALBUMARTIST"] == ["Various"]
+        assert shown["TRACKNUMBER"] == ["3/12"] and shown["REPLAYGAIN_TRACK_GAIN"] == ["-3.10 dB"]
+
+    # a second write of the same values changes nothing; of others, tagger's fields alone
+    assert not tags.write_instruments(song, **WRITE).written
+    assert tags.write_instruments(song, instruments=["vocal"], model_version="ova-test-2").written
+    again = _ape_items(song)
+    assert {k: v for k, v in again.items() if not k.startswith("INSTRUMENTS")} == COPIED
+    assert again["INSTRUMENTS"] == ["vocal"] and song.read_bytes().startswith(original)
+
+    assert tags.remove_instruments(song).written
+    assert song.read_bytes() == original
+
+
+def test_an_id3v23_tag_in_front_is_carried_as_ffmpeg_shows_it(tmp_path):
+    """An ID3v2.3 tag (its date TYER and TDAT frames, several artists joined by "/", a genre number) is
+    carried as ffprobe showed it: the date whole, the genre by its name."""
+    from mutagen.id3 import TCON
+
+    song = tmp_path / "song.wv"
+    song.write_bytes(_front_tag(TCON(text="(17)"), v23=True) + _stream(tmp_path, "wv"))
+    original = song.read_bytes()
+    before = _probe(song)
+    assert (before["year"], before["genre"]) == ("1999-05-01", "Rock")
+    assert tags.write_instruments(song, **WRITE).written
+    assert _probe(song) == before and song.read_bytes().startswith(original)
+    assert _ape_items(song)["Genre"] == ["Rock"]
+    assert tags.remove_instruments(song).written and song.read_bytes() == original
+
+
+def test_an_id3v1_tag_after_the_stream_is_kept_and_one_holding_fields_still_refused(tmp_path):
+    """An ID3v1 tag without fields (a tagger's blank one) stays at the end, after the new APEv2 tag,
+    byte for byte; one holding fields is still refused as before (ffmpeg and TagLib show it, not the
+    ID3v2 tag, while there is no APEv2 tag: tagger's fields would hide them), the file unchanged."""
+    blank = b"TAG" + bytes(124) + b"\xff"
+    song = tmp_path / "song.wv"
+    song.write_bytes(_front_tag() + _stream(tmp_path, "wv") + blank)
+    original = song.read_bytes()
+    assert tags.write_instruments(song, **WRITE).written
+    data = song.read_bytes()
+    assert data.startswith(original[:-128]) and data.endswith(blank)
+    assert {k: v for k, v in _ape_items(song).items() if not k.startswith("INSTRUMENTS")} == COPIED
+    assert _probe(song)["title"] == "Blue Song"
+    assert tags.remove_instruments(song).written and song.read_bytes() == original
+
+    song.write_bytes(_front_tag() + _stream(tmp_path, "wv") + _ID3V1)
+    original = song.read_bytes()
+    with pytest.raises(TagWriteError, match=r"an ID3v1 tag at its end holds its fields \(TCON, TIT2, TPE1\)"):
+        tags.write_instruments(song, **WRITE)
+    assert song.read_bytes() == original
+
+
+def _extra(kind: str):
+    from mutagen.id3 import TKEY, TXXX, USLT
+
+    return {
+        "a key": (TKEY(text="Am"), r"TKEY \(no APEv2 item of the same name\)"),
+        "lyrics": (USLT(lang="eng", desc="", text="la la"), r"USLT \(no APEv2 item"),
+        "a name no APEv2 key": (TXXX(desc="TAG", text="x"), r"TXXX:TAG \(its name is no possible APEv2 key\)"),
+        "two of one key": (TXXX(desc="title", text="Other"), r"TXXX:title \(a second field of the APEv2 key"),
+    }[kind]
+
+
+@pytest.mark.parametrize("kind", ["a key", "lyrics", "a name no APEv2 key", "two of one key"])
+def test_a_field_the_apev2_tag_cannot_carry_leaves_the_file_unchanged_naming_it(tmp_path, kind):
+    """A field ffprobe shows that no APEv2 item would show alike (a text frame without an APEv2 name,
+    lyrics, a description that is no APEv2 key, two fields of one APEv2 key) leaves the file
+    unchanged, named: a write would hide it."""
+    frame, named = _extra(kind)
+    song = tmp_path / "song.wv"
+    song.write_bytes(_front_tag(frame) + _stream(tmp_path, "wv"))
+    original = song.read_bytes()
+    with pytest.raises(TagWriteError, match=r"the ID3v2 tag in front of its stream holds fields that its APEv2 tag "
+                                            r"cannot carry as they are \(.*" + named):  # fmt: skip
+        tags.write_instruments(song, **WRITE)
+    assert song.read_bytes() == original
+
+
+def test_a_file_an_earlier_tagger_tagged_gets_the_copies_at_its_next_write_and_loses_them_at_untag(tmp_path):
+    """A file an earlier tagger tagged (its APEv2 tag holding tagger's fields alone, the ID3v2 tag
+    hidden) gets the copies at its next write; untag then gives back the file as it was untagged."""
+    stream = _stream(tmp_path, "wv")
+    ours = [(b"INSTRUMENTS", 0, b"bass"), (b"INSTRUMENTS_MODEL", 0, b"ova-test-0")]
+    song = tmp_path / "song.wv"
+    song.write_bytes(_front_tag() + stream + _ape_tag(ours, header=True))
+    assert "title" not in _probe(song)
+    assert tags.write_instruments(song, **WRITE).written
+    assert {k: v for k, v in _ape_items(song).items() if not k.startswith("INSTRUMENTS")} == COPIED
+    assert _probe(song)["title"] == "Blue Song"
+    assert tags.remove_instruments(song).written
+    assert song.read_bytes() == _front_tag() + stream
+
+
+def test_copies_changed_since_the_write_stay_at_untag(tmp_path):
+    """A copy another program changed since (the title edited in the APEv2 tag) is no longer tagger's:
+    untag removes tagger's fields alone, the APEv2 tag stays with the copies."""
+    from mutagen.apev2 import APEv2
+
+    song = tmp_path / "song.wv"
+    song.write_bytes(_front_tag() + _stream(tmp_path, "wv"))
+    tags.write_instruments(song, **WRITE)
+    ape = APEv2(str(song))
+    ape["Title"] = "Blue Song (live)"
+    ape.save(str(song))
+    assert tags.remove_instruments(song).written
+    items = _ape_items(song)
+    assert items == {**COPIED, "Title": ["Blue Song (live)"]}
