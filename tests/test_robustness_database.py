@@ -565,3 +565,37 @@ def test_a_sqlite_url_of_a_name_beginning_with_a_tilde_is_refused_saying_how_to_
     assert os.listdir(here) == [] and os.listdir(home) == []
     result = CliRunner().invoke(app, ["scan", str(music), "--jobs", "0", "--no-write-tags", "--db", "~/lib.db"])
     assert result.exit_code == 0 and (home / "lib.db").is_file(), result.output
+
+
+def test_a_database_with_two_names_is_refused_by_every_command_that_writes_it(tmp_path, fake_models):
+    """A database file hard-linked under a second name (`ln lib.db other/lib.db`, a `cp -al`
+    snapshot of a home folder): SQLite keeps the write-ahead log beside the name it opens, and the
+    scan lock was beside it too, so a scan through each name ran at once, each analysing every file,
+    and each wrote its own log into the one database (SQLite's "How To Corrupt An SQLite Database
+    File", 2.5): found by the red team running two scans, one by each name. Every command refuses
+    it in one line, before it writes anything beside either name (one that this user can only read,
+    which SQLite opens read-only and writes no log for, is still read)."""
+    from library_fakes import FakeAnalyser
+
+    from tagger.db.lock import scan_lock
+    from tagger.db.session import open_database
+    from tagger.db.urls import as_url
+    from tagger.library.scan import scan
+
+    music, (song,), dbfile = _library(tmp_path)
+    second = tmp_path / "other" / "lib.db"
+    second.parent.mkdir()
+    os.link(dbfile, second)
+    content = dbfile.read_bytes()
+    with scan_lock(as_url(dbfile)):  # a scan through the first name is running
+        with pytest.raises(DatabaseError, match=rf"the database {second} has 2 names \(hard links to one file\)"):
+            scan([music], db=open_database(second), analyser=FakeAnalyser(), jobs=0)
+    for command in _commands(music, song):  # (before: each ran, a scan by the second name beside the first)
+        for name in (dbfile, second):
+            result = CliRunner().invoke(app, [*command, "--db", str(name)])
+            _one_line_error(result, f"the database {name} has 2 names", "left untouched: keep one name")
+    assert dbfile.read_bytes() == content
+    assert sorted(p.name for p in second.parent.iterdir()) == ["lib.db"]  # no -wal, -shm or .lock by it
+    second.unlink()  # one name again: used as before
+    result = CliRunner().invoke(app, ["query", "--db", str(dbfile), "--format", "paths"])
+    assert result.exit_code == 0 and result.output.strip() == str(song.resolve()), result.output
