@@ -660,9 +660,10 @@ def test_an_ogg_cut_short_is_analysed_with_a_note_or_is_an_error_that_says_so(tm
     length from the last granule position there). A stream must end on a whole end-of-stream page:
     where the file ends inside that page, its header's granule position tells what is missing and
     `MAX_LOST_SHARE`'s rule applies (an Opus's last 6 ms: a note; a Vorbis's last 0.8 s: an error);
-    where it ends earlier, how much is missing is not known: analysed as what it holds with a note
-    saying so, as an MP3 whose last frame is cut. Whole files are analysed as before, chained ones and
-    ones with a cover in their comment header included."""
+    where it ends earlier inside a page, how much is missing is not known: analysed as what it holds
+    with a note saying so, as an MP3 whose last frame is cut (one that ends on a whole page, which a
+    stream recording stopped there does too: `test_an_ogg_that_ends_on_a_whole_page_...`). Whole
+    files are analysed as before, chained ones and ones with a cover in their comment header included."""
     import base64
 
     from mutagen import File
@@ -687,7 +688,6 @@ def test_an_ogg_cut_short_is_analysed_with_a_note_or_is_an_error_that_says_so(tm
     middle = pages[len(pages) // 2]
     whole = {"whole": data, "chained": data + second, "cover": data}
     cut = {"inside-a-page": data[: middle[0] + middle[1] // 2],  # (cut inside a page: its last pages missing)
-           "on-a-page": data[: middle[0]],  # (cut after a whole page that does not end the stream)
            "in-its-header": data[: last[0] + 20],  # (the last page's header cut: its granule position unknown)
            "inside-the-last-page": data[: last[0] + last[1] - 3],
            "inside-the-last-page-tagged": data[: last[0] + last[1] - 3] + ID3V1}  # fmt: skip
@@ -702,14 +702,13 @@ def test_an_ogg_cut_short_is_analysed_with_a_note_or_is_an_error_that_says_so(tm
     errors = {path.rsplit("/", 1)[1]: e for path, e in summary.errors}
     lost = (last[2] - before[2]) / 48_000  # (the audio of the last page: Vorbis 0.8 s, Opus 6.5 ms)
     unknown = "cut short (a copy or download that stopped?), analysed as the {:.1f} s it holds; how much is missing is not known"
-    in_page, on_page = "inside an Ogg page (its last pages missing or cut)", "on an Ogg page that does not end its stream (its last pages missing)"
+    in_page = "inside an Ogg page (its last pages missing or cut)"
     import soundfile
 
     def held(name: str) -> float:
         return soundfile.info(str(music / f"{name}.{ext}")).duration
 
     partly = {f"inside-a-page.{ext}": f"the file ends {in_page}: " + unknown.format(held("inside-a-page")),
-              f"on-a-page.{ext}": f"the file ends {on_page}: " + unknown.format(held("on-a-page")),
               f"in-its-header.{ext}": f"the file ends {in_page}: " + unknown.format(held("in-its-header"))}  # fmt: skip
     expected = {}
     note = None
@@ -1270,3 +1269,38 @@ def test_a_multiplexed_ogg_is_whole_and_a_page_lost_from_one_stream_counts(tmp_p
     gap.write_bytes(data[: pages[k][0]] + data[pages[k + 1][0] :])
     said = _ogg_said(gap)
     assert len(said) == 1 and f"({lost:.3f} s of " in said[0] and said[0].startswith("1 Ogg page is missing"), said
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
+@pytest.mark.parametrize("codec, ext", [("libvorbis", "ogg"), ("libopus", "opus"), ("flac", "oga")])
+def test_an_ogg_that_ends_on_a_whole_page_without_its_end_flag_is_not_taken_for_a_cut_one(tmp_path, codec, ext):
+    """A stream recording stopped at a page's end (its last page whole, of a right checksum, without
+    the end-of-stream flag: a radio capture that was stopped, ffmpeg's pages up to a point) was
+    analysed with the note `the file ends on an Ogg page that does not end its stream (its last
+    pages missing): cut short ...` and refused for a caller that takes no notes, though nothing in
+    it is missing. Ending on a whole page is no evidence of a cut: analysed without a word. A file
+    that ends inside a page is still cut short, also where a tag appended after the cut makes the
+    page look whole (its checksum fails)."""
+    import io
+
+    from mutagen.ogg import OggPage
+
+    whole = _ogg_encode(tmp_path, f"whole.{ext}", codec, 10.0)
+    f, pages = io.BytesIO(whole.read_bytes()), []
+    while f.tell() < len(f.getvalue()):
+        pages.append(OggPage(f))
+    assert pages[-1].last and not any(p.last for p in pages[:-1])
+    unended = tmp_path / f"unended.{ext}"  # (stopped before its last page: no page of it ends the stream)
+    unended.write_bytes(b"".join(p.write() for p in pages[:-1]))
+    stopped = tmp_path / f"stopped.{ext}"
+    stopped.write_bytes(b"".join(p.write() for p in pages[: len(pages) // 2]))
+    for path in (unended, stopped):
+        assert _ogg_said(path) == [], path.name
+        list(audio.stream(path))  # (a caller that takes no notes)
+    data = b"".join(p.write() for p in pages[: len(pages) // 2 + 1])
+    tagged = tmp_path / f"tagged.{ext}"
+    tagged.write_bytes(data[:-50] + ID3V1)  # (cut 50 bytes before its page's end, then an ID3v1 tag)
+    held = audio.info(tagged).duration
+    assert _ogg_said(tagged) == [f"the file ends inside an Ogg page (its last pages missing or cut): cut short (a copy "
+                                 f"or download that stopped?), analysed as the {held:.1f} s it holds; how much is "
+                                 "missing is not known"]  # fmt: skip

@@ -293,6 +293,7 @@ def _ogg_walk(path: Path) -> _OggWalk | None:
     chained = seen_data = False
     link = 0
     gaps = _OggGaps()
+    final = None  # (the last whole page of a stream read)
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
@@ -322,18 +323,23 @@ def _ogg_walk(path: Path) -> _OggWalk | None:
                         _count_gap(gaps, stream, page, f)
                         stream.granule = page.granule if page.granule != -1 else stream.granule
                         stream.ended, stream.last = page.last, number
+                        final = page
                     pos = page.end
                     number += 1
                 if pos >= size:
                     break
                 f.seek(pos)
                 head = f.read(27)
-                if len(head) < 27:
-                    partial = b"OggS"[: len(head)] == head[:4] and head[4:5] in (b"", b"\0")
-                    return _OggWalk(chained, link, streams, None, partial, gaps) if streams else None
-                pos = _next_ogg_page(f, pos + 1, size)  # (not a page where one must begin: damage, or junk after the last page)
-                if pos < 0:
+                if len(head) < 27 and b"OggS"[: len(head)] == head[:4] and head[4:5] in (b"", b"\0"):
+                    return _OggWalk(chained, link, streams, None, True, gaps) if streams else None
+                pos = _next_ogg_page(f, pos + 1, size) if len(head) == 27 else -1  # (not a page where one must
+                if pos < 0:  # begin: damage, or junk after the last page)
                     break
+            # (its last page, whole by its length, not of a right checksum: cut inside, bytes appended after)
+            if final is not None and not final.last:
+                f.seek(final.offset)
+                return _OggWalk(chained, link, streams, None, not ogg_page_intact(f.read(final.length)), gaps) \
+                    if streams else None  # fmt: skip
     except OSError:
         return None
     return _OggWalk(chained, link, streams, None, False, gaps) if streams else None
@@ -417,12 +423,16 @@ def _next_ogg_page(f, pos: int, size: int) -> int:
 def _check_ogg_end(path: Path, meta: AudioInfo, notes: list[str] | None) -> None:
     """An Ogg file cut short (a copy or download that stopped: inside a page, or missing its last
     pages) was decoded as far as it goes, by libsndfile or ffmpeg, and stored as if whole without a
-    word. A stream of its last link (`_ogg_walk`) that does not end with a whole end-of-stream page
-    is cut: where the file ends inside that last page, its header's granule position says how much
-    is missing (the rest of the page), which comes under `_note_or_refuse`'s rule against the file's
-    length; where not (its last pages missing, or only their header there), how much is missing is
-    not known: the file is analysed as what it holds, with a note saying so, as an MP3 whose last
-    frame is cut (`_check_mp3_cut`), and an error for a caller that takes no notes."""
+    word. A file that ends inside a page (`_ogg_walk`: its header or body cut, or its last page of a
+    wrong checksum, bytes appended after the cut) where a stream of its last link lacks its
+    end-of-stream page is cut: where it ends inside that last page, its header's granule position
+    says how much is missing (the rest of the page), which comes under `_note_or_refuse`'s rule
+    against the file's length; where not (its last pages missing, or only their header there), how
+    much is missing is not known: the file is analysed as what it holds, with a note saying so, as
+    an MP3 whose last frame is cut (`_check_mp3_cut`), and an error for a caller that takes no notes.
+    A file that ends on a whole page of a right checksum is no evidence of a cut, with or without its
+    end-of-stream flag: a stream recording stopped at a page's end (was noted as cut short, and
+    refused for a caller that takes no notes)."""
     walk = _ogg_walk(path)
     if walk is None:
         return
@@ -430,19 +440,17 @@ def _check_ogg_end(path: Path, meta: AudioInfo, notes: list[str] | None) -> None
     _check_ogg_gaps(path, meta, walk, notes)
     _check_ogg_start(walk, notes)
     cut = [(serial, s) for serial, s in walk.streams.items() if s.codec and not s.ended and s.last >= walk.link]
-    if not cut:
+    if not cut or not walk.ends_in_page:
         return
     serial, stream = cut[-1]
     last = walk.cut if walk.cut is not None and walk.cut[0] == serial and walk.cut[2] & 0x04 else None
-    where = ("inside its last Ogg page" if last is not None else
-             "inside an Ogg page (its last pages missing or cut)" if walk.ends_in_page else
-             "on an Ogg page that does not end its stream (its last pages missing)")  # fmt: skip
+    where = "inside its last Ogg page" if last is not None else "inside an Ogg page (its last pages missing or cut)"
     if last is None or last[1] < 0 or stream.granule < 0 or not stream.rate or not meta.duration:
         if notes is None:
             raise AudioReadError(path, f"cut short: the file ends {where}, a copy or download that stopped; nothing "
                                        "stored, as how much is missing is not known")  # fmt: skip
         # (as an MP3 whose last frame is cut, `_check_mp3_cut`: the file plays as far as it goes, and what
-        # it holds is analysed, the note saying so; a radio recording that never ended its stream too)
+        # it holds is analysed, the note saying so)
         held = f"the {meta.duration:.1f} s it holds" if meta.duration else "what it holds"
         notes.append(f"the file ends {where}: cut short (a copy or download that stopped?), analysed as {held}; "
                      "how much is missing is not known")
