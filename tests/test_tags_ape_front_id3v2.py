@@ -145,10 +145,10 @@ def test_an_id3v23_tag_in_front_is_carried_as_ffmpeg_shows_it(tmp_path):
     assert tags.remove_instruments(song).written and song.read_bytes() == original
 
 
-def test_an_id3v1_tag_after_the_stream_is_kept_and_one_holding_fields_still_refused(tmp_path):
+def test_an_id3v1_tag_after_the_stream_is_kept_and_one_holding_other_values_still_refused(tmp_path):
     """An ID3v1 tag without fields (a tagger's blank one) stays at the end, after the new APEv2 tag,
-    byte for byte; one holding fields is still refused as before (ffmpeg and TagLib show it, not the
-    ID3v2 tag, while there is no APEv2 tag: tagger's fields would hide them), the file unchanged."""
+    byte for byte; one holding other values than the ID3v2 tag is still refused as before (TagLib shows
+    it, not the ID3v2 tag, while the APEv2 tag is empty: the copies would hide them), the file unchanged."""
     blank = b"TAG" + bytes(124) + b"\xff"
     song = tmp_path / "song.wv"
     song.write_bytes(_front_tag() + _stream(tmp_path, "wv") + blank)
@@ -160,11 +160,42 @@ def test_an_id3v1_tag_after_the_stream_is_kept_and_one_holding_fields_still_refu
     assert _probe(song)["title"] == "Blue Song"
     assert tags.remove_instruments(song).written and song.read_bytes() == original
 
-    song.write_bytes(_front_tag() + _stream(tmp_path, "wv") + _ID3V1)
+    song.write_bytes(_front_tag() + _stream(tmp_path, "wv") + _ID3V1)  # (its title "Blue", its artist "Ann")
     original = song.read_bytes()
     with pytest.raises(TagWriteError, match=r"an ID3v1 tag at its end holds its fields \(TCON, TIT2, TPE1\)"):
         tags.write_instruments(song, **WRITE)
     assert song.read_bytes() == original
+
+
+def test_an_id3v1_tag_holding_the_id3v2_tags_fields_is_kept_and_they_are_shown_alike(tmp_path):
+    """A tagger that writes both tags writes the ID3v2 tag's fields into the ID3v1 tag too (each cut at
+    its 30 bytes, the first artist, the track number alone, the year). ffmpeg and TagLib show the ID3v1
+    tag of such a file, not the ID3v2 one. It was refused (TagLib would have shown tagger's fields
+    alone); the copies of the ID3v2 tag carry every ID3v1 field, so it is tagged: ffprobe shows the
+    ID3v1 tag as before (ffmpeg reads no APEv2 tag in front of an ID3v1 tag), TagLib the copies, which
+    hold every value it showed, whole; the ID3v1 tag stays at the end, byte for byte."""
+    import taglib
+    from mutagen.id3 import ID3, TIT2, MakeID3v1
+
+    front = _front_tag(TIT2(text="Blue Song, the Long Version of It"))
+    id3v1 = MakeID3v1(ID3(io.BytesIO(front)))
+    song = tmp_path / "song.wv"
+    song.write_bytes(front + _stream(tmp_path, "wv") + id3v1)
+    original = song.read_bytes()
+    before = _probe(song)
+    with taglib.File(str(song)) as f:
+        assert f.tags["TITLE"] == ["Blue Song, the Long Version of"] and f.tags["ARTIST"] == ["Ann Example"]
+
+    assert tags.write_instruments(song, **WRITE).written
+    data = song.read_bytes()
+    assert data.startswith(original[:-128]) and data.endswith(id3v1)
+    assert _probe(song) == before
+    with taglib.File(str(song)) as f:
+        shown = dict(f.tags)
+    assert shown["TITLE"] == ["Blue Song, the Long Version of It"] and shown["ARTIST"] == ["Ann Example", "Bob Example"]
+    assert (shown["ALBUM"], shown["DATE"], shown["TRACKNUMBER"], shown["GENRE"]) == (
+        ["Kind of Test"], ["1999-05-01"], ["3/12"], ["Jazz"])  # fmt: skip
+    assert tags.remove_instruments(song).written and song.read_bytes() == original
 
 
 def _extra(kind: str):
@@ -222,3 +253,23 @@ def test_copies_changed_since_the_write_stay_at_untag(tmp_path):
     assert tags.remove_instruments(song).written
     items = _ape_items(song)
     assert items == {**COPIED, "Title": ["Blue Song (live)"]}
+
+
+@pytest.mark.parametrize("case", ["two ID3v2 tags", "an ID3v2.5 tag"])
+def test_id3v2_tags_in_front_that_cannot_be_carried_whole_leave_the_file_unchanged(tmp_path, case):
+    """Two ID3v2 tags in front holding frames (ffmpeg shows both) and a tag mutagen cannot read are
+    not carried: the file is left unchanged, saying so, rather than its fields hidden."""
+    from mutagen.id3 import TIT2
+
+    if case == "two ID3v2 tags":
+        front, said = _front_tag() + _front_tag(TIT2(text="Other")), "it starts with 2 ID3v2 tags holding frames"
+    else:
+        tag = bytearray(_front_tag())
+        tag[3] = 5
+        front, said = bytes(tag), "its ID3v2 tag in front cannot be read"
+    song = tmp_path / "song.wv"
+    song.write_bytes(front + _stream(tmp_path, "wv"))
+    original = song.read_bytes()
+    with pytest.raises(TagWriteError, match=f"the ID3v2 tag in front of its stream holds fields .*{said}"):
+        tags.write_instruments(song, **WRITE)
+    assert song.read_bytes() == original

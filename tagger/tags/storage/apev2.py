@@ -220,6 +220,28 @@ def front_copies(path: str) -> _Copies:
     return _Copies(list(items.values()), None)
 
 
+def _id3v1_not_carried(fields: dict, copies: _Copies) -> list[str]:
+    """The fields of an ID3v1 tag (``fields``: mutagen's `ParseID3v1`) that the copies of the ID3v2 tag in
+    front (``copies``) do not show as they are: a value the copy's first value is not (or does not
+    begin with, where the ID3v1 tag cut it at its 28 or 30 bytes), a track number or a year it does
+    not begin with, a genre of another name."""
+    shown = {key.lower(): values[0] for key, values in copies.items}
+    missing = []
+    for fid, frame in fields.items():
+        v1 = frame.genres[0] if fid == "TCON" and frame.genres else str(frame.text[0]) if frame.text else ""
+        v2 = shown.get("comment" if fid == "COMM" else _FRONT_KEYS.get(fid, "").lower(), "")
+        if fid == "TRCK":
+            same = v2.split("/")[0].strip().lstrip("0") == v1.lstrip("0")
+        elif fid == "TDRC":
+            same = v2[:4] == v1
+        else:
+            cut = len(v1.encode("latin-1", "replace")) >= 28
+            same = v2 == v1 or (cut and v2.startswith(v1))
+        if not same:
+            missing.append(fid)
+    return missing
+
+
 def _copies_shown(tag: _APETag | None) -> bool:
     """Whether the APEv2 tag ``tag`` (None: there is none) shows nothing but tagger's fields, so that
     a write's tag carries the fields of an ID3v2 tag in front (`front_copies`)."""
@@ -347,8 +369,11 @@ class APEv2Storage(Storage):
             if id3v1 and (tag is None or not tag.items):
                 from mutagen.id3 import ParseID3v1
 
-                shown = ", ".join(sorted(ParseID3v1(id3v1) or {}))
-                if shown:  # (TagLib shows the first of the APEv2 and ID3v1 tags that holds anything)
+                fields = ParseID3v1(id3v1) or {}
+                # (TagLib shows the first of the APEv2 and ID3v1 tags that holds anything: the copies of
+                # an ID3v2 tag in front, `add_copies`, may show what the ID3v1 tag shows)
+                if fields and _id3v1_not_carried(fields, front_copies(path)):
+                    shown = ", ".join(sorted(fields))
                     return (f"an ID3v1 tag at its end holds its fields ({shown}) and its APEv2 tag none: TagLib shows "
                             "them only while the APEv2 tag is empty, so tagger's fields would hide them")  # fmt: skip
         if tag is None or not tag.items:
