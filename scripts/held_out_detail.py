@@ -323,7 +323,7 @@ class MelShifted:
         self.ens, self.shifts, self.families = ens, tuple(shifts), ens.families
 
     def predict_raw(self, feats) -> np.ndarray:
-        from tagger.model.train import shift_mel
+        from tagger.model.augment import shift_mel
 
         return np.mean([self.ens.predict_raw(shift_mel(feats, k)) for k in self.shifts], axis=0)
 

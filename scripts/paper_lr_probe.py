@@ -37,7 +37,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from tagger.data.nsynth import NoteDataset
     from tagger.model import architectures as A, synth as S
-    from tagger.model.train import _auc, _weighted_bce, cache_root
+    from tagger.evaluate.metrics import auc as _auc
+    from tagger.model.examples import cache_root
+    from tagger.model.joint import _weighted_bce
 
     families = NoteDataset.load(args.data, split="train").families
     if args.family not in families:

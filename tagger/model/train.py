@@ -28,166 +28,46 @@ Checkpoints after every epoch let an interrupted run resume where it stopped.
 `_open_manifest` (with `_gate_plan` and `_frozen_trunk`: what the run must train),
 `_prepare_examples` (pools, examples, validation sets: `tagger.model.validation`), `_train_heads`
 (`_start_trunk`, `_compile_joint`, `_fit_with_checkpoints`, `_save_heads`), `_gate_stage` and
-`_record_run`.
+`_record_run`. This module holds `train_ensemble` and the heads' training (the trunk they start
+on, the epochs, the checkpoints); the other stages live beside it, by concern:
+`tagger.model.examples` (the notes, pools, examples and validation sets, their cache),
+`tagger.model.plan` (the model folder and what the run must train there), `tagger.model.joint`
+(the joint graph, its losses and schedule), `tagger.model.augment` (the batch augmentations) and
+`tagger.model.record` (the heads, the gate and the run saved and recorded).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 
 from tagger import features as F
-from tagger.data.nsynth import NoteDataset
-from tagger.errors import DatasetError, UserError
 from tagger.evaluate.metrics import auc as _auc
 from tagger.model import architectures as A
-from tagger.model import gate as G
 from tagger.model import synth as S
+from tagger.model.augment import shift_mel, spec_mask, spec_shift
 from tagger.model.backends import configure_tensorflow_threads as _configure_threads
+from tagger.model.examples import _Examples, _data_signature, _instrument_share, _load_notes, _prepare_examples
+from tagger.model.examples import _signature, _synth_signature, cache_root
+from tagger.model.joint import _compile_joint, _predict_joint, build_joint
+from tagger.model.plan import _check_reference, _frozen_trunk, _gate_plan, _open_manifest, _reference_manifest
+from tagger.model.record import _gate_stage, _record_run, _save_heads
 from tagger.model.settings import TrainSettings
-from tagger.model.validation import ValidationSet, family_threshold
+
+__all__ = ["TrainSettings", "cache_root", "load_checkpoint", "shift_mel", "spec_mask", "spec_shift", "train_ensemble",
+           "_instrument_share", "_synth_signature"]
+"""What callers import from here, where they imported it before the stages moved out (the
+augmentations live in `tagger.model.augment`, the cache and the examples' signature in
+`tagger.model.examples`)."""
 
 log = logging.getLogger(__name__)
-
-
-_TRAINING_ONLY = ("epochs", "batch_size", "learning_rate", "threads", "pretrain_steps", "trunk_filters", "pooling",
-                  "mask_prob", "shift_prob", "shift_bands", "gate_cost", "threshold_resamples")
-"""Settings that change the training but not the generated examples (reused across them)."""
-
-
-def spec_mask(x: np.ndarray, rng: np.random.Generator, *, prob: float, bands: int = 2, max_bins: int = 8,
-              stretches: int = 2, max_frames: int = 12) -> np.ndarray:
-    """SpecAugment on a batch of features [shape=(n, bins, frames)], in place: each example, with
-    probability `prob`, has `bands` frequency bands of up to `max_bins` bins and `stretches` time
-    stretches of up to `max_frames` frames set to the floor (0: silence). Returns `x`."""
-    n, n_bins, n_frames = x.shape
-    for i in np.flatnonzero(rng.random(n) < prob):
-        for _ in range(bands):
-            w = int(rng.integers(1, max_bins + 1))
-            lo = int(rng.integers(0, n_bins - w + 1))
-            x[i, lo : lo + w, :] = 0.0
-        for _ in range(stretches):
-            w = int(rng.integers(1, max_frames + 1))
-            lo = int(rng.integers(0, n_frames - w + 1))
-            x[i, :, lo : lo + w] = 0.0
-    return x
-
-
-def shift_mel(feats: np.ndarray, bands: int) -> np.ndarray:
-    """Spectrograms [shape=(n, mel bands, frames)] shifted up by `bands` mel bands (down when
-    negative), the band at the edge repeated into the bands left empty. Returns a new array."""
-    feats = np.asarray(feats, dtype=np.float32)
-    if bands == 0:
-        return feats.copy()
-    out = np.roll(feats, bands, axis=1)
-    if bands > 0:
-        out[:, :bands] = feats[:, :1]
-    else:
-        out[:, bands:] = feats[:, -1:]
-    return out
-
-
-def spec_shift(x: np.ndarray, rng: np.random.Generator, *, prob: float, max_bands: int) -> np.ndarray:
-    """Mel-shift augmentation on a batch of features [shape=(n, bins, frames)], in place: each
-    example, with probability `prob`, is shifted up or down by 1 to `max_bands` bands (`shift_mel`).
-    Returns `x`."""
-    for i in np.flatnonzero(rng.random(len(x)) < prob):
-        k = int(rng.integers(1, max_bands + 1)) * (1 if rng.random() < 0.5 else -1)
-        x[i] = shift_mel(x[i : i + 1], k)[0]
-    return x
-
-
-def _signature(payload: dict) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _synth_signature(synth: S.SynthSettings) -> dict:
-    """The synthesis settings that shape the examples; without timbre augmentation, chords, drum
-    beats, sections or codecs their settings are left out (so the examples cached before they existed are reused)."""
-    d = asdict(synth)
-    if not (synth.morph_prob or synth.warp_prob):
-        for k in S.TIMBRE_SETTINGS:
-            d.pop(k)
-    for on, keys in ((synth.chord_prob, S.CHORD_SETTINGS), (synth.drum_prob, S.DRUM_SETTINGS),
-                     (synth.section_prob, S.SECTION_SETTINGS), (synth.codec_prob, S.CODEC_SETTINGS)):
-        if not on:
-            for k in keys:
-                d.pop(k)
-    return d
-
-
-def load_checkpoint(model, path: Path, *, iterations: int) -> None:
-    """Restore a compiled model and its optimizer as an epoch's checkpoint (``model.save_weights``)
-    saved them: the weights, Adam's moment estimates and the step of the learning-rate schedule, so
-    that a resumed run goes on as if it had not stopped. (The optimizer is built first: an unbuilt
-    one skips the saved moments and restarts them at zero, a jolt of larger steps.)"""
-    model.optimizer.build(model.trainable_variables)
-    model.load_weights(path)
-    model.optimizer.iterations.assign(iterations)
-
-
-def cache_root() -> Path:
-    """Where training keeps its examples, pools and checkpoints: ``$TAGGER_CACHE``, else
-    ``tagger/`` in the user's cache folder (`tagger.paths.cache_home`); a `UserError` when there is
-    none (never the current folder)."""
-    from tagger.paths import cache_home
-
-    if os.environ.get("TAGGER_CACHE"):
-        return Path(os.path.expanduser(os.environ["TAGGER_CACHE"])).absolute()
-    base = cache_home()
-    if base is None:
-        raise UserError("no cache folder for training: $XDG_CACHE_HOME is not an absolute path and there is no home "
-                        "folder; set TAGGER_CACHE to one")  # fmt: skip
-    return Path(base) / "tagger"
-
-
-def _weighted_bce(pos_weight: float, neg_weight: float):
-    import keras
-    from keras import ops
-
-    def loss(y_true, y_pred):
-        y_true = ops.cast(y_true, y_pred.dtype)
-        bce = keras.losses.binary_crossentropy(y_true, y_pred)
-        w = ops.squeeze(y_true, -1) * pos_weight + (1 - ops.squeeze(y_true, -1)) * neg_weight
-        return bce * w
-
-    return loss
-
-
-def build_joint(families: Sequence[str], architecture: str, *, seed: int, trunk=None, freeze: bool = True,
-                trunk_filters: Sequence[int] = A.TRUNK_FILTERS, pooling: str = "max"):  # fmt: skip
-    """One graph holding a classifier per family (shared input, one output per family).
-
-    Per-family architectures get independent weights. Shared-trunk ones get one head per family on
-    the trunk: a new trunk when `trunk` is None (trained with the heads), else the given one, frozen
-    (only the new heads train) unless `freeze` is False (a pretrained trunk trained on with the heads).
-    Returns (joint model, {family: classifier or head}, trunk or None).
-    """
-    import keras
-
-    keras.utils.set_random_seed(seed)
-    cfg = A.feature_config(architecture)
-    inp = keras.Input(shape=cfg.shape, name="features")
-    if architecture in A.SHARED_TRUNK:
-        if trunk is None:
-            trunk = A.build_trunk(cfg.shape, name="trunk", filters=tuple(trunk_filters), pooling=pooling)
-        else:
-            trunk.trainable = not freeze
-        embedding = trunk(inp)
-        members = {f: A.build_head(int(trunk.output_shape[-1]), name=f"head_{f}") for f in families}
-        outs = {f: keras.layers.Identity(name=f)(m(embedding)) for f, m in members.items()}
-        return keras.Model(inp, outs, name="joint"), members, trunk
-    members = {f: A.build(architecture, name=f"{architecture}_{f}") for f in families}
-    outs = {f: keras.layers.Identity(name=f)(m(inp)) for f, m in members.items()}
-    return keras.Model(inp, outs, name="joint"), members, None
 
 
 def train_ensemble(
@@ -260,230 +140,7 @@ def train_ensemble(
     return manifest
 
 
-# -- the stages of train_ensemble, in the order it runs them ----------------------------------------
-@dataclass
-class _Notes:
-    """The notes a run trains and validates on (`_load_notes`)."""
-
-    root: Path
-    all_families: list[str]
-    """The label columns, in order: the dataset's families, then new ones asked for."""
-    wanted: list[str]
-    """The families asked for (default: all)."""
-    train: NoteDataset
-    valid: NoteDataset
-    left_out: NoteDataset | None
-    """The left-out sources' instruments (``leave_out``), else None."""
-
-
-@dataclass
-class _Examples:
-    """What a run trains and validates on, from the cache (`_prepare_examples`)."""
-
-    cache: Path
-    pool_sig: str
-    ex_sig: str
-    train_pool: S.NotePool
-    valid_pool: S.NotePool
-    x: np.ndarray
-    """The training features (memory-mapped) [shape=(examples, bins, frames)]."""
-    y: np.ndarray
-    """Their labels [shape=(examples, len(all_families))]."""
-    vs: ValidationSet
-    vs_left_out: ValidationSet | None
-
-
-def _reference_manifest(reference: str | os.PathLike | None) -> dict | None:
-    """The manifest of the `reference` models, or None; a `UserError` for an averaged ensemble."""
-    from tagger.model.ensemble import read_manifest
-
-    ref_manifest = read_manifest(reference) if reference is not None else None
-    if ref_manifest is not None and ref_manifest.get("members"):
-        raise UserError(f"{reference} is an averaged ensemble: its thresholds and gate decide averaged scores. A single "
-                        "run's production fit takes the held-out run of its own recipe as --reference (and an averaged "
-                        "ensemble of production fits takes its held-out pair: tagger combine --reference)")  # fmt: skip
-    return ref_manifest
-
-
-def _load_notes(dataset_root: Path, settings: TrainSettings, families: Sequence[str] | None) -> _Notes:
-    """The train and valid notes of the dataset, without the left-out sources and with the
-    instrument share of `settings`; a `DatasetError` when a wanted family has no training notes."""
-    train_split = None if settings.all_instruments else "train"
-    all_families = list(NoteDataset.load(dataset_root, split="valid").families)
-    all_families += [f for f in (families or []) if f not in all_families]
-    # a new instrument: any instrument_family_str in the dataset can become a family
-    train_ds = NoteDataset.load(dataset_root, split=train_split, families=all_families)
-    valid_ds = NoteDataset.load(dataset_root, split="valid", families=all_families)
-    left_out_ds = None
-    if settings.leave_out:
-        left_out_ds = _left_out_source(dataset_root, settings.leave_out, all_families)
-        train_ds = _without_sources(train_ds, settings.leave_out)
-        valid_ds = _without_sources(valid_ds, settings.leave_out)
-    if settings.instrument_fraction < 1.0:
-        train_ds = _instrument_share(train_ds, settings.instrument_fraction, seed=settings.seed)
-    wanted = list(families) if families else all_families
-    for f in wanted:
-        if not any(n.family == f for n in train_ds.notes):
-            raise DatasetError(dataset_root, f"no training notes for family {f!r} in the train split")
-    return _Notes(dataset_root, all_families, wanted, train_ds, valid_ds, left_out_ds)
-
-
-def _data_signature(notes: _Notes) -> str:
-    """The signature of the dataset's notes and families (part of every cache signature)."""
-    dataset_root = notes.root
-    return _signature(
-        {"dataset": str(dataset_root.resolve()), "examples_json_size": (dataset_root / "examples.json").stat().st_size,
-         "split": (dataset_root / "split.json").read_text(), "families": notes.all_families}
-    )  # fmt: skip
-
-
-def _open_manifest(out_dir, settings: TrainSettings, fcfg: F.FeatureConfig, *, wanted: Sequence[str], force: bool,
-                   version: str | None) -> tuple[dict, F.FeatureConfig]:  # fmt: skip
-    """The output folder's manifest (a new one when there is none, or when `force` retrains every
-    model on another front end) and the front end to train on (the frozen trunk's, for new heads);
-    a `UserError` when the folder holds models of another kind (members, architecture, front end,
-    recipe)."""
-    from tagger.model import store
-
-    manifest = store.open_or_create(
-        out_dir,
-        architecture=settings.architecture,
-        recipe=settings.recipe,
-        feature_config=fcfg,
-        version=version,
-        data={},
-    )
-    if manifest.get("members"):
-        from tagger.model.ensemble import TRAIN_INTO_MEMBERS
-
-        raise UserError(TRAIN_INTO_MEMBERS.format(out=out_dir))
-    if manifest.get("architecture") != settings.architecture:
-        raise UserError(f"{out_dir} holds {manifest.get('architecture')} models; train into another folder")
-    recorded = F.FeatureConfig.from_dict(manifest["features"])
-    if recorded != fcfg and settings.architecture in A.SHARED_TRUNK and manifest.get("trunk") and not force:
-        fcfg = recorded  # new heads on the frozen trunk hear what it was trained on
-    elif recorded != fcfg and force and set(wanted) >= set(manifest["classifiers"]):
-        # every model of the folder is retrained: the new front end replaces the old one
-        manifest = store.new_manifest(architecture=settings.architecture, recipe=settings.recipe, feature_config=fcfg,
-                                      version=version, data={})  # fmt: skip
-        recorded = fcfg
-    if recorded != fcfg:
-        held = "the harmonic front end" if manifest["features"].get("harmonic") else "the full spectrogram"
-        raise UserError(f"{out_dir} holds models trained on {held}; train with the same front end (--harmonic) "
-                        "or into another folder")
-    if manifest.get("recipe") != settings.recipe:
-        raise UserError(f"{out_dir} holds models of the {manifest.get('recipe')!r} recipe; train into another folder")
-    return manifest, fcfg
-
-
-def _gate_plan(out_dir, manifest: dict, settings: TrainSettings, *, todo: Sequence[str],
-               reference: dict | None) -> tuple[float, bool]:  # fmt: skip
-    """The presence gate's cost and whether this run fits one. Returns (cost, needed)."""
-    ref_manifest = reference
-    shared = settings.architecture in A.SHARED_TRUNK
-    # the presence gate of a shared trunk (`tagger.model.gate`) is trained with new heads, or alone
-    # when it is missing; a production fit takes the reference's threshold, so it needs a reference gate
-    # (a gate chosen for another cost is refitted: the heads and the trunk stay; a production fit's
-    # cost is its reference's, whose threshold it takes)
-    gate_cost = settings.gate_cost
-    if ref_manifest is not None and "gate" in ref_manifest:
-        gate_cost = float(ref_manifest["gate"].get("metrics", {}).get("cost", gate_cost))
-    need_gate = (shared and settings.recipe == "mixture" and settings.gate_cost > 0
-                 and (ref_manifest is None or "gate" in ref_manifest)
-                 and (bool(todo) or _gate_outdated(Path(out_dir), manifest, gate_cost, ref_manifest)))  # fmt: skip
-    return gate_cost, need_gate
-
-
-def _frozen_trunk(out_dir, manifest: dict, settings: TrainSettings, *, todo: list[str], force: bool,
-                  say: Callable[[str, dict], None]) -> tuple[object | None, list[str]]:  # fmt: skip
-    """The folder's shared trunk, loaded to train new heads on it frozen (None when there is none,
-    or with `force`), and the families to train: with a new trunk, every head of the folder too.
-    Returns (frozen trunk or None, families to train)."""
-    shared = settings.architecture in A.SHARED_TRUNK
-    frozen_trunk = None
-    if shared and manifest.get("trunk") and not force:
-        from tagger.model.ensemble import _verified_file, load_classifier
-
-        frozen_trunk = load_classifier(_verified_file(Path(out_dir), manifest["trunk"], "the shared trunk file", "the shared trunk"))
-        say("trunk", {"frozen": manifest["trunk"]["file"], "new_heads": todo})
-    elif shared:
-        todo = list(dict.fromkeys([*manifest["families"], *todo]))  # a new trunk: every head trains anew
-    return frozen_trunk, todo
-
-
-def _check_reference(ref_manifest: dict, reference, manifest: dict, *, todo: Sequence[str],
-                     feature_config: F.FeatureConfig) -> None:  # fmt: skip
-    """A `UserError` unless the reference models have a threshold for every head this run keeps or
-    trains and hear the same front end."""
-    # a run that trains no head (a gate added) takes the reference's thresholds for the heads it keeps
-    lacking = [f for f in (todo or manifest["classifiers"]) if f not in ref_manifest["classifiers"]]
-    if lacking:
-        raise UserError(f"the reference models in {reference} have no threshold for {', '.join(lacking)}")
-    if F.FeatureConfig.from_dict(ref_manifest["features"]) != feature_config:
-        raise UserError(f"the reference models in {reference} hear another front end than this training "
-                        "(--harmonic must be the same): their thresholds do not carry over")  # fmt: skip
-
-
-def _prepare_examples(notes: _Notes, settings: TrainSettings, synth: S.SynthSettings, fcfg: F.FeatureConfig, *,
-                      data_sig: str, say: Callable[[str, dict], None]) -> _Examples:  # fmt: skip
-    """The note pools, the training examples and the validation sets (and the left-out sources'),
-    each from the cache under `cache_root()`, made and saved there the first time (deterministic for
-    the seed; their signatures name what shapes them, not how they are trained on)."""
-    train_ds, valid_ds, left_out_ds, all_families = notes.train, notes.valid, notes.left_out, notes.all_families
-    cache = cache_root() / "train"
-    pool_sig = _signature({"data": data_sig, "max": settings.max_notes_per_instrument, "seed": settings.seed,
-                           "leave_out": sorted(settings.leave_out), "all": settings.all_instruments,
-                           **({"share": settings.instrument_fraction} if settings.instrument_fraction < 1.0 else {})})  # fmt: skip
-    say("pools", {"train_notes": len(train_ds.notes), "train_negatives": len(train_ds.negatives)})
-    train_pool = S.NotePool.build(
-        train_ds, cache / f"pool-train-{pool_sig}", max_notes_per_instrument=settings.max_notes_per_instrument, seed=settings.seed
-    )
-    valid_pool = S.NotePool.build(
-        valid_ds, cache / f"pool-valid-{pool_sig}", max_notes_per_instrument=settings.max_notes_per_instrument, seed=settings.seed
-    )
-    # the examples depend on what generates them, not on how they are trained on
-    gen = {k: v for k, v in asdict(settings).items() if k not in _TRAINING_ONLY}
-    if settings.instrument_fraction == 1.0:
-        gen.pop("instrument_fraction")  # (the signature of examples made before the setting existed)
-    gen.pop("harmonic")  # (in the feature configuration below)
-    ex_sig = _signature({"pool": pool_sig, "settings": gen, "synth": _synth_signature(synth), "features": fcfg.to_dict()})
-    ex_dir = cache / f"examples-{ex_sig}"
-    ex_dir.mkdir(parents=True, exist_ok=True)
-    (ex_dir / "features.json").write_text(json.dumps(fcfg.to_dict(), sort_keys=True))  # what the cached arrays hold
-    (ex_dir / "families.json").write_text(json.dumps(all_families))  # the label columns, in order
-    if not (ex_dir / "train_x.npy").is_file():
-        say("generate", {"examples": settings.examples, "recipe": settings.recipe})
-        x, y = S.generate(
-            train_pool.directory, count=settings.examples, seed=settings.seed, settings=synth, feature_config=fcfg,
-            progress=lambda n: say("generated", {"n": n}),
-        )  # fmt: skip
-        np.save(ex_dir / "train_y.npy", y)
-        np.save(ex_dir / "train_x.tmp.npy", x)
-        os.replace(ex_dir / "train_x.tmp.npy", ex_dir / "train_x.npy")
-    x = np.load(ex_dir / "train_x.npy", mmap_mode="r")
-    y = np.load(ex_dir / "train_y.npy")
-    mixture = S.SynthSettings(recipe="mixture")  # validation mixtures: the same whatever the training recipe
-
-    def build_valid() -> ValidationSet:
-        say("validation", {"per_level": settings.valid_per_level})
-        return ValidationSet.build(valid_ds, valid_pool.directory, settings, fcfg, mixture)
-
-    vs = ValidationSet.cached(ex_dir, build_valid)
-    vs_left_out = None
-    if left_out_ds is not None:
-
-        def build_left_out() -> ValidationSet:
-            say("validation", {"left_out": list(settings.leave_out), "notes": len(left_out_ds.notes)})
-            lo_pool = S.NotePool.build(
-                left_out_ds, cache / f"pool-left-out-{pool_sig}", max_notes_per_instrument=settings.max_notes_per_instrument,
-                seed=settings.seed,
-            )  # fmt: skip
-            return ValidationSet.build(left_out_ds, lo_pool.directory, settings, fcfg, mixture)
-
-        vs_left_out = ValidationSet.cached(ex_dir / "left_out", build_left_out)
-    return _Examples(cache, pool_sig, ex_sig, train_pool, valid_pool, x, y, vs, vs_left_out)
-
-
+# -- the heads' training: the joint graph fitted epoch by epoch, checkpointed and resumed ------------
 def _train_heads(out_dir, manifest: dict, settings: TrainSettings, ex: _Examples, fcfg: F.FeatureConfig, *,
                  todo: list[str], all_families: Sequence[str], frozen_trunk, reference: dict | None,
                  predict_batch: int, say: Callable[[str, dict], None]) -> tuple[object | None, list[dict]]:  # fmt: skip
@@ -525,23 +182,6 @@ def _start_trunk(settings: TrainSettings, ex: _Examples, fcfg: F.FeatureConfig, 
         )  # fmt: skip
         freeze = False
     return start_trunk, freeze
-
-
-def _compile_joint(joint, settings: TrainSettings, y: np.ndarray, *, todo: Sequence[str], fam_idx: Sequence[int]) -> None:
-    """Compile the joint graph: a binary cross-entropy per head (the solo recipe weights each
-    family's positives by its class balance in `y`), Adam on a cosine-decayed learning rate."""
-    import keras
-
-    losses = {}
-    for f, j in zip(todo, fam_idx):
-        if settings.recipe == "solo":
-            pos = max(float(y[:, j].mean()), 1e-3)
-            losses[f] = _weighted_bce(0.5 / pos, 0.5 / (1 - pos))
-        else:
-            losses[f] = "binary_crossentropy"
-    steps = int(np.ceil(len(y) / settings.batch_size)) * settings.epochs
-    schedule = keras.optimizers.schedules.CosineDecay(settings.learning_rate, decay_steps=steps, alpha=0.05)
-    joint.compile(optimizer=keras.optimizers.Adam(schedule), loss=losses)
 
 
 def _run_signature(settings: TrainSettings, ex: _Examples, manifest: dict, *, todo: Sequence[str], frozen_trunk) -> str:
@@ -611,230 +251,11 @@ def _fit_with_checkpoints(joint, settings: TrainSettings, ex: _Examples, ckpt_di
     return history
 
 
-def _save_heads(out_dir, manifest: dict, settings: TrainSettings, joint, members: dict, trunk, vs: ValidationSet, *,
-                todo: Sequence[str], fam_idx: Sequence[int], new_trunk: bool, reference: dict | None,
-                predict_batch: int) -> None:  # fmt: skip
-    """Save the trained heads (and the trunk, when `new_trunk`) and register them in the manifest,
-    each head with its threshold chosen on validation (`family_threshold`), or the reference's
-    (its own then kept in its metrics)."""
-    from tagger.model import store
-
-    ref_manifest = reference
-    probs = _predict_joint(joint, vs.feats, todo, batch=predict_batch)
-    if new_trunk:
-        store.save_trunk(out_dir, manifest, trunk)
-    for i, (f, j) in enumerate(zip(todo, fam_idx)):
-        t, metrics = family_threshold(vs.labels[:, j], probs[:, i], vs.kind, resamples=settings.threshold_resamples)
-        if ref_manifest is not None:
-            metrics["own_threshold"] = t
-            t = float(ref_manifest["classifiers"][f]["threshold"])
-        store.save_classifier(out_dir, manifest, f, members[f], threshold=t, metrics=metrics)
-
-
-def _gate_stage(out_dir, manifest: dict, settings: TrainSettings, ex: _Examples, *, trunk, todo: Sequence[str],
-                need_gate: bool, gate_cost: float, all_families: Sequence[str], reference: dict | None,
-                say: Callable[[str, dict], None]) -> None:  # fmt: skip
-    """Fit the presence gate on `trunk` (`_train_gate`) when the run needs one, or drop a gate that
-    the new heads outdate and that cannot be refitted."""
-    from tagger.model import store
-
-    ref_manifest = reference
-    shared = settings.architecture in A.SHARED_TRUNK
-    if need_gate:
-        _train_gate(out_dir, manifest, trunk, ex.x, ex.y, ex.vs, all_families, cost=gate_cost, reference=ref_manifest,
-                    say=say, left_out=ex.vs_left_out)  # fmt: skip
-    elif shared and manifest.get("gate") and todo:
-        # heads changed under a gate that cannot be retrained (no reference gate, or --gate-cost 0): drop it
-        del manifest["gate"]
-        store.write_manifest(out_dir, manifest)
-
-
-def _record_run(out_dir, manifest: dict, settings: TrainSettings, notes: _Notes, ex: _Examples, synth: S.SynthSettings, *,
-                todo: Sequence[str], history: list[dict], t_start: float, version: str | None, reference: dict | None,
-                predict_batch: int) -> None:  # fmt: skip
-    """Record the run in the manifest (not yet written): with a reference and no head trained, every
-    head's threshold is the reference's; then the run's data, its training (when heads were
-    trained), the ensemble's validation over every classifier in the folder (and on the left-out
-    sources), its version, and the reference whose thresholds and per-track rule it carries."""
-    ref_manifest, vs, vs_left_out, all_families = reference, ex.vs, ex.vs_left_out, notes.all_families
-    if ref_manifest is not None and not todo:
-        # the heads stay as they were, their thresholds are the reference's: the record below names that run
-        for f, entry in manifest["classifiers"].items():
-            entry["threshold"] = float(ref_manifest["classifiers"][f]["threshold"])
-    # ensemble-level validation, over every classifier in the directory
-    final_fams = [f for f in manifest["families"] if f in manifest["classifiers"]]
-    manifest["data"] = {
-        "dataset": notes.root.name,
-        "left_out_sources": list(settings.leave_out),
-        "all_instruments": settings.all_instruments,
-        "render": _read_json(notes.root / "render.json").get("soundfonts", {}),
-        "train_instruments": len({n.instrument for n in notes.train.notes}),
-        "valid_instruments": len({n.instrument for n in notes.valid.notes}),
-        "pool_notes": {"train": int(len(ex.train_pool.family)), "valid": int(len(ex.valid_pool.family))},
-        "examples": settings.examples,
-        "synth": S.settings_dict(synth),
-    }
-    if todo:  # (a gate added alone leaves the record of the heads' training as it was)
-        manifest["training"] = {**asdict(settings), "families_trained": todo, "history": history,
-                                "seconds": round(time.time() - t_start, 1)}  # fmt: skip
-    if set(final_fams) <= set(all_families) and len(final_fams) == len(manifest["families"]):
-        full_probs = _predict_dir(out_dir, vs.feats, batch=predict_batch)
-        th = np.array([manifest["classifiers"][f]["threshold"] for f in final_fams], dtype=np.float32)
-        manifest["validation"] = vs.report(full_probs, th, final_fams, all_families)
-        if settings.all_instruments:
-            manifest["validation"]["note"] = "validation instruments were seen in training (production fit)"
-        if vs_left_out is not None:
-            lo_probs = _predict_dir(out_dir, vs_left_out.feats, batch=predict_batch)
-            lo_idx = [all_families.index(f) for f in final_fams]
-            manifest["validation_left_out"] = {
-                "sources": list(settings.leave_out),
-                "auc": {f: round(_auc(vs_left_out.labels[vs_left_out.kind < 3, j], lo_probs[vs_left_out.kind < 3, i]), 4)
-                        for i, (f, j) in enumerate(zip(final_fams, lo_idx))},
-                **vs_left_out.report(lo_probs, th, final_fams, all_families),
-            }  # fmt: skip
-    if version is not None:
-        manifest["version"] = version  # models changed in place (new heads, a gate) take the name asked for
-    if ref_manifest is not None:
-        manifest["aggregation"] = dict(ref_manifest.get("aggregation", manifest["aggregation"]))
-        manifest["reference"] = {
-            "version": ref_manifest["version"],
-            "why": "thresholds and aggregation rule carried over from this run on held-out instruments",
-            "auc": {f: c.get("metrics", {}).get("auc") for f, c in ref_manifest["classifiers"].items()},
-            "validation": ref_manifest.get("validation", {}),
-            "validation_left_out": ref_manifest.get("validation_left_out", {}),
-            "aggregation_calibration": ref_manifest.get("aggregation_calibration", {}),
-        }
-
-
-def _train_gate(out_dir, manifest: dict, trunk, x, y: np.ndarray, vs: ValidationSet, all_families: Sequence[str], *,
-                cost: float, reference: dict | None, say: Callable[[str, dict], None],
-                left_out: ValidationSet | None = None) -> dict:  # fmt: skip
-    """Train the presence gate on the frozen `trunk` from the training examples (`x`, `y`), choose its
-    threshold on the validation windows that hold a family (or take the reference's) and its
-    override on the same windows and the `left_out` source's kits alone, save it and register it in
-    the manifest. Returns its manifest entry."""
-    from tagger.model import store
-
-    if trunk is None:
-        raise UserError(f"{out_dir} has no shared trunk for a presence gate to read")
-    cols = [all_families.index(f) for f in manifest["families"] if f in all_families]
-    present = np.asarray(y)[:, cols].any(axis=1)
-    say("gate", {"examples": len(present), "with_no_family": int((~present).sum())})
-    if present.all() or not present.any():
-        manifest.pop("gate", None)
-        store.write_manifest(out_dir, manifest)
-        say("gate", {"skipped": "the training examples need some with a family and some with none"})
-        return {}
-    weights, bias = G.fit_logistic(G.embed(trunk, x), present)
-    model = G.gate_model(weights, bias)
-    valid_emb = G.embed(trunk, vs.feats)
-    scores = G.gate_scores(model, valid_emb)
-    with_family = (vs.kind < 3) & vs.labels[:, cols].any(axis=1)
-    own = G.choose_threshold(scores[with_family], cost)
-    threshold = float(reference["gate"]["threshold"]) if reference is not None else own
-    drums = vs.kind == 3
-    # a head sure of its family overrules the gate: the override is chosen on the same windows with
-    # the heads' own thresholds, or carried over from the reference with the gate's threshold
-    fams = [f for f in manifest["families"] if f in all_families]
-    heads = _heads_on_embedding(out_dir, manifest, fams, valid_emb)
-    other_kits = None
-    if left_out is not None and (left_out.kind == 3).any():
-        lo_emb = G.embed(trunk, left_out.feats[np.flatnonzero(left_out.kind == 3)])
-        other_kits = (_heads_on_embedding(out_dir, manifest, fams, lo_emb), G.gate_scores(model, lo_emb))
-    own_override, tried = G.choose_override(
-        heads, scores, own, truth=vs.labels[:, cols].astype(bool), drums_alone=drums, other_kits=other_kits,
-        head_thresholds=np.array([manifest["classifiers"][f]["threshold"] for f in fams], dtype=np.float32),
-    )  # fmt: skip
-    override = reference["gate"].get("override") if reference is not None else own_override
-    metrics = {"cost": cost, "own_threshold": round(own, 4), "auc": round(_auc(with_family, scores), 4),
-               "turns_down_with_family": round(float(np.mean(scores[with_family] < threshold)), 4),
-               **({"turns_down_drums_alone": round(float(np.mean(scores[drums] < threshold)), 4)} if drums.any() else {}),
-               "own_override": own_override, "overrides_tried": tried}  # fmt: skip
-    entry = store.save_gate(out_dir, manifest, model, threshold=threshold, override=override, metrics=metrics)
-    say("gate", {"threshold": entry["threshold"], "override": entry["override"],
-                 **{k: v for k, v in metrics.items() if k != "overrides_tried"}})  # fmt: skip
-    return entry
-
-
-def _gate_outdated(out_dir: Path, manifest: dict, cost: float, reference: dict | None) -> bool:
-    """Whether the folder's presence gate must be fitted (again) although no head changes: there is
-    none, it was chosen for another cost or before gates had an override, it differs from the
-    reference it must carry over, or its file is missing or is not the one the manifest names (a
-    refit killed between writing the file and the manifest)."""
-    from tagger.hashing import sha256_file
-
-    gate = manifest.get("gate")
-    if not gate or gate.get("metrics", {}).get("cost") != cost or "override" not in gate:
-        return True
-    if reference is not None and (gate.get("threshold") != reference["gate"].get("threshold")
-                                  or gate.get("override") != reference["gate"].get("override")):  # fmt: skip
-        return True
-    path = out_dir / str(gate.get("file", ""))
-    return not path.is_file() or sha256_file(path) != gate.get("sha256")
-
-
-def _heads_on_embedding(out_dir, manifest: dict, families: Sequence[str], emb: np.ndarray, batch: int = 1024) -> np.ndarray:
-    """The scores [shape=(n, len(families))] of the folder's heads on trunk embeddings [shape=(n, d)]."""
-    from tagger.model.ensemble import _verified_file, load_classifier
-
-    cols = []
-    for f in families:
-        head = load_classifier(_verified_file(Path(out_dir), manifest["classifiers"][f], f"classifier file for {f!r}", repr(f)))
-        cols.append(np.concatenate([np.asarray(head(np.asarray(emb[i : i + batch], dtype=np.float32), training=False))[:, 0]
-                                    for i in range(0, len(emb), batch)]) if len(emb) else np.zeros(0, dtype=np.float32))  # fmt: skip
-    return np.stack(cols, axis=1) if cols else np.zeros((len(emb), 0), dtype=np.float32)
-
-
-def _without_sources(ds: NoteDataset, sources: Sequence[str]) -> NoteDataset:
-    """The dataset without the notes of the given sources (``soundfont`` of the records)."""
-    import dataclasses
-
-    keep = lambda notes: [n for n in notes if n.soundfont not in sources]  # noqa: E731
-    return dataclasses.replace(ds, notes=keep(ds.notes), negatives=keep(ds.negatives))
-
-
-def _instrument_share(ds: NoteDataset, fraction: float, *, seed: int) -> NoteDataset:
-    """The dataset with `fraction` of each family's instruments (at least one), drawn with `seed`."""
-    import dataclasses
-
-    rng = np.random.default_rng([seed, 11])
-    keep: set[str] = set()
-    for family in sorted({n.family for n in ds.notes}):
-        names = sorted({n.instrument for n in ds.notes if n.family == family})
-        count = max(1, int(round(fraction * len(names))))
-        keep.update(names[i] for i in rng.choice(len(names), size=count, replace=False))
-    return dataclasses.replace(ds, notes=[n for n in ds.notes if n.instrument in keep])
-
-
-def _left_out_source(root: Path, sources: Sequence[str], families: Sequence[str]) -> NoteDataset:
-    """The instruments of `sources` in the train and valid splits (test instruments stay unseen)."""
-    import dataclasses
-
-    full = NoteDataset.load(root, families=families)
-    pick = lambda notes: [n for n in notes if n.soundfont in sources and n.split in ("train", "valid")]  # noqa: E731
-    ds = dataclasses.replace(full, notes=pick(full.notes), negatives=pick(full.negatives))
-    if not ds.notes:
-        known = sorted({n.soundfont for n in full.notes if n.soundfont})
-        raise DatasetError(root, f"no notes of {', '.join(sources)} to leave out (sources here: {', '.join(known)})")
-    return ds
-
-
-def _predict_joint(joint, feats: np.ndarray, families: Sequence[str], batch: int = 256) -> np.ndarray:
-    outs = []
-    for i in range(0, len(feats), batch):
-        res = joint(np.asarray(feats[i : i + batch], dtype=np.float32), training=False)
-        outs.append(np.concatenate([np.asarray(res[f]) for f in families], axis=1))
-    return np.concatenate(outs)
-
-
-def _predict_dir(model_dir, feats: np.ndarray, *, batch: int) -> np.ndarray:
-    from tagger.model.ensemble import Ensemble
-
-    return Ensemble.load(model_dir).predict_features(np.asarray(feats, dtype=np.float32), batch_size=batch)
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
+def load_checkpoint(model, path: Path, *, iterations: int) -> None:
+    """Restore a compiled model and its optimizer as an epoch's checkpoint (``model.save_weights``)
+    saved them: the weights, Adam's moment estimates and the step of the learning-rate schedule, so
+    that a resumed run goes on as if it had not stopped. (The optimizer is built first: an unbuilt
+    one skips the saved moments and restarts them at zero, a jolt of larger steps.)"""
+    model.optimizer.build(model.trainable_variables)
+    model.load_weights(path)
+    model.optimizer.iterations.assign(iterations)

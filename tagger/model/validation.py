@@ -37,7 +37,7 @@ class ValidationSet:
     @staticmethod
     def build(valid: NoteDataset, pool_dir: Path, settings, feature_config, synth: S.SynthSettings):
         """Build the set from the `valid` notes and their pool (`pool_dir`) with the seed and the
-        sizes of `settings` (a `tagger.model.train.TrainSettings`)."""
+        sizes of `settings` (a `tagger.model.settings.TrainSettings`)."""
         rng = np.random.default_rng(settings.seed + 1)
         present = sum(1 for notes in valid.by_family().values() if notes)
         plan = M.draw_mixtures(valid, per_level=settings.valid_per_level, levels=range(present + 1), seed=settings.seed + 1)
