@@ -13,13 +13,13 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from tagger import features as F
-from tagger.data.nsynth import NoteDataset
+from tagger.data.nsynth import Note, NoteDataset
 from tagger.errors import DatasetError, UserError
 from tagger.model import synth as S
 from tagger.model.settings import TrainSettings
@@ -119,34 +119,31 @@ def _load_notes(dataset_root: Path, settings: TrainSettings, families: Sequence[
     return _Notes(dataset_root, all_families, wanted, train_ds, valid_ds, left_out_ds)
 
 
+def _kept(ds: NoteDataset, keep: Callable[[Note], bool]) -> NoteDataset:
+    """The dataset with only the notes and negatives that `keep` holds to."""
+    return replace(ds, notes=[n for n in ds.notes if keep(n)], negatives=[n for n in ds.negatives if keep(n)])
+
+
 def _without_sources(ds: NoteDataset, sources: Sequence[str]) -> NoteDataset:
     """The dataset without the notes of the given sources (``soundfont`` of the records)."""
-    import dataclasses
-
-    keep = lambda notes: [n for n in notes if n.soundfont not in sources]  # noqa: E731
-    return dataclasses.replace(ds, notes=keep(ds.notes), negatives=keep(ds.negatives))
+    return _kept(ds, lambda n: n.soundfont not in sources)
 
 
 def _instrument_share(ds: NoteDataset, fraction: float, *, seed: int) -> NoteDataset:
     """The dataset with `fraction` of each family's instruments (at least one), drawn with `seed`."""
-    import dataclasses
-
     rng = np.random.default_rng([seed, 11])
     keep: set[str] = set()
     for family in sorted({n.family for n in ds.notes}):
         names = sorted({n.instrument for n in ds.notes if n.family == family})
         count = max(1, int(round(fraction * len(names))))
         keep.update(names[i] for i in rng.choice(len(names), size=count, replace=False))
-    return dataclasses.replace(ds, notes=[n for n in ds.notes if n.instrument in keep])
+    return replace(ds, notes=[n for n in ds.notes if n.instrument in keep])
 
 
 def _left_out_source(root: Path, sources: Sequence[str], families: Sequence[str]) -> NoteDataset:
     """The instruments of `sources` in the train and valid splits (test instruments stay unseen)."""
-    import dataclasses
-
     full = NoteDataset.load(root, families=families)
-    pick = lambda notes: [n for n in notes if n.soundfont in sources and n.split in ("train", "valid")]  # noqa: E731
-    ds = dataclasses.replace(full, notes=pick(full.notes), negatives=pick(full.negatives))
+    ds = _kept(full, lambda n: n.soundfont in sources and n.split in ("train", "valid"))
     if not ds.notes:
         known = sorted({n.soundfont for n in full.notes if n.soundfont})
         raise DatasetError(root, f"no notes of {', '.join(sources)} to leave out (sources here: {', '.join(known)})")
@@ -173,12 +170,12 @@ def _prepare_examples(notes: _Notes, settings: TrainSettings, synth: S.SynthSett
                            "leave_out": sorted(settings.leave_out), "all": settings.all_instruments,
                            **({"share": settings.instrument_fraction} if settings.instrument_fraction < 1.0 else {})})  # fmt: skip
     say("pools", {"train_notes": len(train_ds.notes), "train_negatives": len(train_ds.negatives)})
-    train_pool = S.NotePool.build(
-        train_ds, cache / f"pool-train-{pool_sig}", max_notes_per_instrument=settings.max_notes_per_instrument, seed=settings.seed
-    )
-    valid_pool = S.NotePool.build(
-        valid_ds, cache / f"pool-valid-{pool_sig}", max_notes_per_instrument=settings.max_notes_per_instrument, seed=settings.seed
-    )
+
+    def pool(ds: NoteDataset, split: str) -> S.NotePool:
+        return S.NotePool.build(ds, cache / f"pool-{split}-{pool_sig}", max_notes_per_instrument=settings.max_notes_per_instrument,
+                                seed=settings.seed)  # fmt: skip
+
+    train_pool, valid_pool = pool(train_ds, "train"), pool(valid_ds, "valid")
     # the examples depend on what generates them, not on how they are trained on
     gen = {k: v for k, v in asdict(settings).items() if k not in _TRAINING_ONLY}
     if settings.instrument_fraction == 1.0:
@@ -212,11 +209,7 @@ def _prepare_examples(notes: _Notes, settings: TrainSettings, synth: S.SynthSett
 
         def build_left_out() -> ValidationSet:
             say("validation", {"left_out": list(settings.leave_out), "notes": len(left_out_ds.notes)})
-            lo_pool = S.NotePool.build(
-                left_out_ds, cache / f"pool-left-out-{pool_sig}", max_notes_per_instrument=settings.max_notes_per_instrument,
-                seed=settings.seed,
-            )  # fmt: skip
-            return ValidationSet.build(left_out_ds, lo_pool.directory, settings, fcfg, mixture)
+            return ValidationSet.build(left_out_ds, pool(left_out_ds, "left-out").directory, settings, fcfg, mixture)
 
         vs_left_out = ValidationSet.cached(ex_dir / "left_out", build_left_out)
     return _Examples(cache, pool_sig, ex_sig, train_pool, valid_pool, x, y, vs, vs_left_out)
