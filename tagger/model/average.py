@@ -264,15 +264,10 @@ def _carry_over(manifest: dict, ref: dict, *, gated: bool) -> None:
         manifest["gate"] = {**{k: ref["gate"].get(k) for k in G.DECIDING},
                             "metrics": {"cost": ref["gate"].get("metrics", {}).get("cost")}}  # fmt: skip
     manifest["aggregation"] = dict(ref.get("aggregation", DEFAULT_AGGREGATION))
-    manifest["reference"] = {
-        "version": ref["version"],
-        "auc": {f: c.get("metrics", {}).get("auc") for f, c in ref["classifiers"].items()},
-        "why": "thresholds, presence gate and aggregation rule carried over from this averaged ensemble of runs on "
-               "held-out instruments",
-        "validation": ref.get("validation", {}),
-        "validation_left_out": ref.get("validation_left_out", {}),
-        "aggregation_calibration": ref.get("aggregation_calibration", {}),
-    }  # fmt: skip
+    manifest["reference"] = E.reference_entry(
+        ref, why="thresholds, presence gate and aggregation rule carried over from this averaged ensemble of runs on "
+                 "held-out instruments",
+    )  # fmt: skip
 
 
 def _member_manifest(d: Path) -> dict:

@@ -208,6 +208,20 @@ def write_manifest(model_dir: str | os.PathLike, manifest: dict) -> Path:
     return path
 
 
+def reference_entry(ref: dict, *, why: str) -> dict:
+    """A manifest's ``reference`` entry: the version of the models `ref` (a manifest) whose
+    thresholds and per-track rule it carries over, `why`, and their AUCs and validation figures
+    (a production fit's, from `tagger.model.record`; an averaged ensemble's, `tagger.model.average`)."""
+    return {
+        "version": ref["version"],
+        "why": why,
+        "auc": {f: c.get("metrics", {}).get("auc") for f, c in ref["classifiers"].items()},
+        "validation": ref.get("validation", {}),
+        "validation_left_out": ref.get("validation_left_out", {}),
+        "aggregation_calibration": ref.get("aggregation_calibration", {}),
+    }
+
+
 def manifest_hash(manifest: dict) -> str:
     """A stable hash of the manifest content (what the database records per model version)."""
     return hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()

@@ -174,14 +174,11 @@ def _record_run(out_dir, manifest: dict, settings: TrainSettings, notes: _Notes,
         manifest["version"] = version  # models changed in place (new heads, a gate) take the name asked for
     if ref_manifest is not None:
         manifest["aggregation"] = dict(ref_manifest.get("aggregation", manifest["aggregation"]))
-        manifest["reference"] = {
-            "version": ref_manifest["version"],
-            "why": "thresholds and aggregation rule carried over from this run on held-out instruments",
-            "auc": {f: c.get("metrics", {}).get("auc") for f, c in ref_manifest["classifiers"].items()},
-            "validation": ref_manifest.get("validation", {}),
-            "validation_left_out": ref_manifest.get("validation_left_out", {}),
-            "aggregation_calibration": ref_manifest.get("aggregation_calibration", {}),
-        }
+        from tagger.model.ensemble import reference_entry
+
+        manifest["reference"] = reference_entry(
+            ref_manifest, why="thresholds and aggregation rule carried over from this run on held-out instruments"
+        )
 
 
 def _predict_dir(model_dir, feats: np.ndarray, *, batch: int) -> np.ndarray:
