@@ -397,6 +397,36 @@ def test_a_sticky_folder_of_another_users_files_is_refused_before_the_copy(tmp_p
         shutil.rmtree(home)
 
 
+def test_a_file_mounted_on_its_own_is_refused_naming_the_mount_point(tmp_path):
+    """A file bind-mounted over a name of the library (`mount --bind /data/x.flac music/x.flac`, a
+    container's single-file volume): the rename of the verified copy over it fails with EBUSY, which
+    was said as `tag write failed (OSError: Device or resource busy)`. It now says that the file is
+    a mount point; nothing is left beside it, and the file is as it was (found by the red team).
+    (In a mount namespace of its own, which goes away with the process.)"""
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare")
+    music = tmp_path / "music"
+    source = write_audio(tmp_path / "data" / "x.flac", tone_signal([440.0], seconds=1.0))
+    write_audio(music / "x.flac", tone_signal([220.0], seconds=1.0))
+    _backdate(source)
+    before = source.read_bytes()
+    script = ("import os, sys\nfrom tagger import tags\nfrom tagger.errors import TagWriteError\ntry:\n"
+              "    tags.write_instruments(sys.argv[1], instruments=['bass'], model_version='m')\n"
+              "except TagWriteError as exc:\n    print(exc)\nprint(sorted(os.listdir(os.path.dirname(sys.argv[1]))))\n")  # fmt: skip
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", 'mount --bind "$1" "$2" && shift 2 && exec "$@"', "sh", str(source),
+                            str(music / "x.flac"), sys.executable, "-c", script, str(music / "x.flac")],
+                           capture_output=True, text=True)  # fmt: skip
+    if probe.returncode != 0 and "mount" in probe.stderr:
+        pytest.skip(f"cannot make a bind mount here: {probe.stderr.strip()}")
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.splitlines() == [
+        f"{music / 'x.flac'}: it is a mount point (a file mounted there on its own, as a container's volume may be): a "
+        "tag write moves a verified copy over the file, which the system refuses for a mount point; left as it is",
+        "['x.flac']",
+    ]
+    assert source.read_bytes() == before
+
+
 def test_a_file_on_a_read_only_mount_is_refused_naming_the_mount(tmp_path):
     """A file with write permission on a file system mounted read-only (a read-only bind mount of the
     library) was refused as "file is read-only", which its mode contradicts; the reason now says

@@ -457,6 +457,10 @@ def _decide(shown, real, st, *, target, id3v23, dry_run, settle_seconds) -> _Dec
 
 
 _CHANGED_MEANWHILE = "file changed while its tags were being written (another program wrote to it); left as it is"
+_MOUNT_POINT = ("it is a mount point (a file mounted there on its own, as a container's volume may be): a tag write "
+                "moves a verified copy over the file, which the system refuses for a mount point; left as it is")
+"""A file bind-mounted over a name of the library: the ``rename`` fails with EBUSY (was said as `tag write
+failed (OSError: Device or resource busy)`, naming nothing). Found at the rename, which alone tells."""
 
 
 @dataclass
@@ -558,7 +562,14 @@ class _Write:
         if self.lease.active:
             with signals.held():  # (linked and recorded for `close` as one step)
                 self.backup = filesystem.link_backup(self.real, self.folder, self.prefix)
-        os.replace(self.tmp, self.real)
+        try:
+            os.replace(self.tmp, self.real)
+        except OSError as exc:
+            import errno
+
+            if exc.errno != errno.EBUSY:
+                raise
+            raise TagWriteError(self.shown, _MOUNT_POINT) from None
         self.tmp = None
         if self.lease.broken():
             # Someone opened the old file for writing between the last check and the rename: their
