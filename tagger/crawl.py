@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,26 +48,14 @@ SYSTEM_FS_TYPES = frozenset(
      "nsfs"}
 )  # fmt: skip
 """File system types of the kernel's state and devices (Linux): a crawl never enters their mounts."""
-MOUNTINFO = "/proc/self/mountinfo"
+MOUNTINFO = paths.MOUNTINFO
 
 
 def system_mounts(mountinfo: str | None = None) -> dict[str, str]:
-    """{mount point: file system type} of every mount (the last one mounted at a point wins), read
-    from ``mountinfo`` (default `MOUNTINFO`, Linux's ``/proc/self/mountinfo``); empty where it
-    cannot be read (another system), or when no mount is of a `SYSTEM_FS_TYPES` type."""
-    try:
-        with open(mountinfo or MOUNTINFO, encoding="utf-8", errors="surrogateescape") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return {}
-    out = {}
-    for line in lines:
-        left, sep, right = line.partition(" - ")
-        fields, kind = left.split(), right.split()[:1]
-        if sep and len(fields) >= 5 and kind:
-            # (the kernel writes a space, tab, line break or backslash in a mount point as \ooo)
-            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])
-            out[point] = kind[0]
+    """{mount point: file system type} of every mount (`tagger.paths.mount_points`), read from
+    ``mountinfo`` (default `MOUNTINFO`, Linux's ``/proc/self/mountinfo``); empty where it cannot be
+    read (another system), or when no mount is of a `SYSTEM_FS_TYPES` type."""
+    out = paths.mount_points(mountinfo or MOUNTINFO) or {}
     return out if any(kind in SYSTEM_FS_TYPES for kind in out.values()) else {}
 
 

@@ -20,6 +20,30 @@ _TEMP_NAME = re.compile(r"\..*\.[a-z0-9_]{8}" + re.escape(TEMP_SUFFIX), re.DOTAL
 """The exact names `tempfile.mkstemp` gives those files: ``.NAME.XXXXXXXX.tagger-tmp``."""
 
 
+MOUNTINFO = "/proc/self/mountinfo"
+"""Linux's list of this process's mounts."""
+
+
+def mount_points(mountinfo: str = MOUNTINFO) -> dict[str, str] | None:
+    """{mount point: file system type} of every mount (the last one mounted at a point wins), read
+    from ``mountinfo`` (Linux's ``/proc/self/mountinfo``); None where it cannot be read (another
+    system)."""
+    try:
+        with open(mountinfo, encoding="utf-8", errors="surrogateescape") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    out = {}
+    for line in lines:
+        left, sep, right = line.partition(" - ")
+        fields, kind = left.split(), right.split()[:1]
+        if sep and len(fields) >= 5 and kind:
+            # (the kernel writes a space, tab, line break or backslash in a mount point as \ooo)
+            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])
+            out[point] = kind[0]
+    return out
+
+
 def cache_home() -> str | None:
     """The user's cache folder: ``$XDG_CACHE_HOME``, or ``~/.cache`` when that is unset or not an
     absolute path (the XDG specification says to ignore a relative one); None when there is no home

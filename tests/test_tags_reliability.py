@@ -397,7 +397,7 @@ def test_a_sticky_folder_of_another_users_files_is_refused_before_the_copy(tmp_p
         shutil.rmtree(home)
 
 
-def test_a_file_mounted_on_its_own_is_refused_naming_the_mount_point(tmp_path):
+def test_a_file_mounted_on_its_own_is_refused_naming_the_mount_point(tmp_path, monkeypatch):
     """A file bind-mounted over a name of the library (`mount --bind /data/x.flac music/x.flac`, a
     container's single-file volume): the rename of the verified copy over it fails with EBUSY, which
     was said as `tag write failed (OSError: Device or resource busy)`. It now says that the file is
@@ -425,6 +425,21 @@ def test_a_file_mounted_on_its_own_is_refused_naming_the_mount_point(tmp_path):
         "['x.flac']",
     ]
     assert source.read_bytes() == before
+    # A network share refuses the rename over a file another machine has open with EBUSY too (SMB's
+    # sharing violation): that file is no mount point, and is not called one.
+    plain = music / "x.flac"
+    _backdate(plain)
+    replace = os.replace
+
+    def busy(src, dst):
+        if os.fspath(dst) == str(plain):
+            raise OSError(errno.EBUSY, os.strerror(errno.EBUSY))
+        return replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", busy)
+    with pytest.raises(TagWriteError, match=r"tag write failed \(OSError: Device or resource busy\); file left unchanged"):
+        tags.write_instruments(plain, **WRITE)
+    assert sorted(os.listdir(music)) == ["x.flac"]
 
 
 def test_a_file_on_a_read_only_mount_is_refused_naming_the_mount(tmp_path):

@@ -105,6 +105,15 @@ def _fixed_attribute(path: str) -> str | None:
     return next((words for bit, words in _FIXED_ATTRIBUTES if flags & bit), None)
 
 
+def is_mount_point(real: str) -> bool:
+    """Whether the real path ``real`` is a mount point (a file mounted there on its own, `mount
+    --bind`): the system refuses a rename over it (EBUSY), as a network share does over a file
+    another machine has open, which is not one."""
+    from tagger.paths import mount_points
+
+    return real in (mount_points() or {})
+
+
 _F_SETLEASE = 1024
 _F_GETLEASE = 1025
 _F_SETSIG = 10

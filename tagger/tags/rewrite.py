@@ -460,7 +460,8 @@ _CHANGED_MEANWHILE = "file changed while its tags were being written (another pr
 _MOUNT_POINT = ("it is a mount point (a file mounted there on its own, as a container's volume may be): a tag write "
                 "moves a verified copy over the file, which the system refuses for a mount point; left as it is")
 """A file bind-mounted over a name of the library: the ``rename`` fails with EBUSY (was said as `tag write
-failed (OSError: Device or resource busy)`, naming nothing). Found at the rename, which alone tells."""
+failed (OSError: Device or resource busy)`, naming nothing). Found at the rename, and told from a network
+share's EBUSY (a file another machine has open) by the mount table."""
 
 
 @dataclass
@@ -567,8 +568,8 @@ class _Write:
         except OSError as exc:
             import errno
 
-            if exc.errno != errno.EBUSY:
-                raise
+            if exc.errno != errno.EBUSY or not filesystem.is_mount_point(self.real):
+                raise  # (EBUSY from a network share: another machine has the file open; said as it is)
             raise TagWriteError(self.shown, _MOUNT_POINT) from None
         self.tmp = None
         if self.lease.broken():
