@@ -26,8 +26,9 @@ pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None or shutil.which("
 
 WRITE = dict(instruments=["guitar", "bass"], model_version="ova-test-1")
 
-SHOWN_AS = {"date": "year", "album_artist": "album artist"}
-"""ffprobe's names for an ID3v2 tag's fields -> its names for the APEv2 items that carry them (others: the same)."""
+SHOWN_AS = {"date": "year", "album_artist": "album artist", "tbpm": "bpm"}
+"""ffprobe's names for an ID3v2 tag's fields -> its names for the APEv2 items that carry them under their
+APEv2 names (others: the same)."""
 
 COPIED = {
     "Title": ["Blue Song"], "Artist": ["Ann Example", "Bob Example"], "Album": ["Kind of Test"],
@@ -198,22 +199,82 @@ def test_an_id3v1_tag_holding_the_id3v2_tags_fields_is_kept_and_they_are_shown_a
     assert tags.remove_instruments(song).written and song.read_bytes() == original
 
 
+def _ripper_frames():
+    """The frames the ID3v2 writers a user meets put in besides `_front_tag`'s (EAC, foobar2000 and
+    Mp3tag: TENC, TSSE, TLEN, COMM with a description; iTunes: TCMP, iTunNORM; Windows Media Player:
+    PRIV, POPM; MusicBrainz Picard: TSOP, TSO2, TSOA, TMED, UFID; ffmpeg: TENC, TSSE), all of them."""
+    from mutagen.id3 import (COMM, POPM, PRIV, TBPM, TCMP, TCOP, TDOR, TENC, TIPL, TIT1, TKEY, TLEN, TMED, TOPE,
+                             TPUB, TSO2, TSOA, TSOP, TSSE, UFID, USLT, WXXX)  # fmt: skip
+
+    return (TENC(text="Exact Audio Copy   (Secure mode)"), TSSE(text="Lavf59.27.100"), TLEN(text="1000"),
+            TPUB(text="Example Records"), TSOP(text="Example, Ann"), TSO2(text="Various"), TSOA(text="Kind of Test"),
+            TMED(text="CD"), TOPE(text="Old Band"), TIT1(text="Slow Ones"), TCMP(text="1"), TKEY(text="Am"),
+            TBPM(text="120"), TCOP(text="2001 Example Records"), TDOR(text="1998"),
+            TIPL(people=[["producer", "Pat Producer"], ["mix", "Max Mixer"]]),
+            USLT(lang="eng", desc="", text="la la la\nla la"), USLT(lang="deu", desc="Strophe", text="la"),
+            COMM(lang="eng", desc="iTunNORM", text=" 00000A2B 00000B3C"), COMM(lang="fra", desc="Notes", text="une note"),
+            WXXX(desc="", url="https://example.org/"), PRIV(owner="WM/MediaClassPrimaryID", data=b"\xbc}`\xd1#\xe3"),
+            UFID(owner="http://musicbrainz.org", data=b"9f3c0a52-0000-4000-8000-000000000002"),
+            POPM(email="Windows Media Player 9 Series", rating=196, count=0))  # fmt: skip
+
+
+@pytest.mark.parametrize("ext, v23", [("wv", False), ("wv", True), ("tak", False)])
+def test_the_frames_of_rippers_and_taggers_without_an_apev2_name_are_carried_as_ffmpeg_shows_them(tmp_path, ext, v23):
+    """A text frame without an APEv2 name (TENC, TLEN, TKEY, TPUB, TSOP...) and lyrics refused the
+    whole write (a large share of real tags hold TLEN or TENC). They are carried under the name ffprobe
+    shows them by (encoded_by, TLEN, artist-sort, lyrics-eng...), every value; frames ffprobe does not
+    show (a URL, private data, a file id, a rating, a cover) are not copied: ffprobe shows every field
+    it showed, as it showed it; untag gives back the file. An ID3v2.3 tag's frames by their own ids
+    (TORY as ffmpeg shows it, not as mutagen reads it, TDOR; its IPLS, which ffmpeg does not show, not)."""
+    from mutagen.id3 import ID3
+
+    front = _front_tag(*_ripper_frames())
+    if v23:
+        tag = ID3(io.BytesIO(front))
+        tag.update_to_v23()
+        buf = io.BytesIO()
+        tag.save(buf, v2_version=3, v23_sep="/")
+        front = buf.getvalue()
+        assert {"TORY", "IPLS", "TYER", "TDAT"} <= set(ID3(io.BytesIO(front), translate=False))
+    song = tmp_path / f"song.{ext}"
+    song.write_bytes(front + _stream(tmp_path, ext))
+    original = song.read_bytes()
+    before = _probe(song)
+    assert before["encoded_by"] == "Exact Audio Copy   (Secure mode)" and before["tlen"] == "1000"
+    assert before["lyrics-eng"] == "la la la\nla la" and before["lyrics-strophe-deu"] == "la"
+    assert (before["compilation"], before["tkey"], before["tso2"]) == ("1", "Am", "Various")
+    assert v23 or before["artist-sort"] == "Example, Ann"  # (mutagen writes no TSOP in a v2.3 tag)
+    assert before["tory" if v23 else "tdor"] == "1998"
+    assert "ipls" not in before if v23 else before["tipl"] == "producer"  # (ffmpeg shows no v2.3 IPLS)
+
+    assert tags.write_instruments(song, **WRITE).written
+    assert song.read_bytes().startswith(original)
+    assert _probe(song) == before
+    items = _ape_items(song)
+    assert items["encoded_by"] == ["Exact Audio Copy   (Secure mode)"] and items["TLEN"] == ["1000"]
+    assert "IPLS" not in items if v23 else items["TIPL"] == ["producer", "Pat Producer", "mix", "Max Mixer"]
+    assert items["TORY" if v23 else "TDOR"] == ["1998"]
+    assert items["lyrics-eng"] == ["la la la\nla la"] and items["iTunNORM"] == [" 00000A2B 00000B3C"]
+    assert not {"WXXX", "PRIV", "UFID", "POPM", "APIC", "WOAR"} & {key[:4] for key in items}
+    assert not tags.write_instruments(song, **WRITE).written
+    assert tags.remove_instruments(song).written and song.read_bytes() == original
+
+
 def _extra(kind: str):
-    from mutagen.id3 import TKEY, TXXX, USLT
+    from mutagen.id3 import TDRL, TXXX
 
     return {
-        "a key": (TKEY(text="Am"), r"TKEY \(no APEv2 item of the same name\)"),
-        "lyrics": (USLT(lang="eng", desc="", text="la la"), r"USLT \(no APEv2 item"),
         "a name no APEv2 key": (TXXX(desc="TAG", text="x"), r"TXXX:TAG \(its name is no possible APEv2 key\)"),
         "two of one key": (TXXX(desc="title", text="Other"), r"TXXX:title \(a second field of the APEv2 key"),
+        "two of one name in ffmpeg": (TDRL(text="2001"), r"TDRL \(ffmpeg shows it and TDRC under one name, 'date'\)"),
     }[kind]
 
 
-@pytest.mark.parametrize("kind", ["a key", "lyrics", "a name no APEv2 key", "two of one key"])
+@pytest.mark.parametrize("kind", ["a name no APEv2 key", "two of one key", "two of one name in ffmpeg"])
 def test_a_field_the_apev2_tag_cannot_carry_leaves_the_file_unchanged_naming_it(tmp_path, kind):
-    """A field ffprobe shows that no APEv2 item would show alike (a text frame without an APEv2 name,
-    lyrics, a description that is no APEv2 key, two fields of one APEv2 key) leaves the file
-    unchanged, named: a write would hide it."""
+    """A field ffprobe shows that no APEv2 item would show alike (a description that is no APEv2 key,
+    two fields of one APEv2 key, two frames ffprobe shows under one name, one of them alone) leaves
+    the file unchanged, named: a write would hide or change it."""
     frame, named = _extra(kind)
     song = tmp_path / "song.wv"
     song.write_bytes(_front_tag(frame) + _stream(tmp_path, "wv"))

@@ -135,7 +135,44 @@ _FRONT_KEYS = {
 """The ID3v2 text frames an APEv2 tag carries under a key of its own (mutagen's, foobar2000's and
 Mp3tag's names; TagLib reads them as the same properties: ``Year`` as DATE, ``Track`` as TRACKNUMBER,
 ``Album Artist`` as ALBUMARTIST). A ``TXXX`` frame is carried under its description, a comment
-(``COMM``) as ``Comment`` (under its description where it has one, as ffmpeg names it)."""
+(``COMM``) as ``Comment`` (under its description where it has one, as ffmpeg names it), any other
+text frame and lyrics under the name ffmpeg shows them by (`_ffmpeg_name`)."""
+
+_FFMPEG_NAMES = {
+    "TALB": "album", "TCOM": "composer", "TCON": "genre", "TCOP": "copyright", "TENC": "encoded_by",
+    "TIT2": "title", "TLAN": "language", "TPE1": "artist", "TPE2": "album_artist", "TPE3": "performer",
+    "TPOS": "disc", "TPUB": "publisher", "TRCK": "track", "TSSE": "encoder", "TCMP": "compilation",
+    "TDRC": "date", "TDRL": "date", "TYER": "date", "TDAT": "date", "TDEN": "creation_time",
+    "TSOA": "album-sort", "TSOP": "artist-sort", "TSOT": "title-sort", "TIT1": "grouping",
+    "TAL": "album", "TCO": "genre", "TCP": "compilation", "TT2": "title", "TEN": "encoded_by", "TP1": "artist",
+    "TP2": "album_artist", "TP3": "performer", "TRK": "track", "TYE": "date", "TDA": "date",
+}  # fmt: skip
+"""The names ffmpeg (5.1: libavformat/id3v2.c's ``ff_id3v2_34_metadata_conv``, ``ff_id3v2_4_metadata_conv``
+and ``id3v2_2_metadata_conv``, applied to a tag of any version; an ID3v2.3 ``TYER`` and ``TDAT``
+merged into one date) shows an ID3v2 text frame by; any other by its frame id (``TLEN``, ``TKEY``)."""
+
+_BY_MUTAGEN = {"TXXX", "COMM", "TYER", "TDAT", "TIME", *_FRONT_KEYS}
+"""The frames carried as mutagen reads them as ID3v2.4 (a v2.3 date from ``TYER``, ``TDAT`` and ``TIME``,
+a genre number by its name); the other text frames are carried as they are in the file, by their
+own ids, as ffmpeg shows them (mutagen makes an ID3v2.3 ``TORY`` a ``TDOR``, drops a ``TRDA``)."""
+
+
+def _ffmpeg_name(frame) -> str:
+    """The name ffprobe shows the ID3v2 text frame or lyrics ``frame`` (mutagen's, as read from the file) by."""
+    fid = frame.FrameID
+    if fid == "USLT":  # ("lyrics-" and the description, "-", the language, as libavformat's read_uslt)
+        return f"lyrics-{frame.desc + '-' if frame.desc else ''}{frame.lang.split(chr(0))[0]}"
+    return _FFMPEG_NAMES.get(fid, fid)
+
+
+def _frame_values(frame) -> list[str]:
+    """The values of the ID3v2 text frame or lyrics ``frame``, the first the one ffmpeg shows (a list
+    of people, ``TIPL``, ``TMCL``, v2.3 ``IPLS``: each role and name, in turn)."""
+    if hasattr(frame, "people"):
+        values = [part for pair in frame.people for part in pair]
+    else:
+        values = frame.text if isinstance(frame.text, list) else [frame.text]
+    return [str(value) for value in values if str(value)]
 
 
 class _Copies(NamedTuple):
@@ -151,15 +188,19 @@ def front_copies(path: str) -> _Copies:
     """The fields of the ID3v2 tag in front of the stream of the file ``path`` as APEv2 items.
 
     ffmpeg (ffprobe, and the players built on it) shows that tag only while the file's APEv2 tag
-    shows nothing: the fields of its text frames, its comments and its lyrics, each frame read as
-    ID3v2.4 (v2.2 and v2.3 frames as mutagen converts them: a v2.3 ``TYER`` and ``TDAT`` one date, as
-    ffmpeg merges them; a genre number, ``(17)``, by its name, ``Rock``, as ffmpeg shows it). The
-    tag's other frames (a picture, a URL, private data) no reader of these formats shows (ffmpeg reads
-    a picture of an ID3v2 tag in an MP3, AAC, TTA or WAV file alone, TagLib and the WavPack tools no
-    ID3v2 tag at all), before a write or after it: they stay in the ID3v2 tag, which is kept byte for
-    byte. A text frame without an APEv2 name (`_FRONT_KEYS`: ``TKEY``, ``TMOO``), lyrics (``USLT``), a
-    description that is no APEv2 key, two frames of one APEv2 key, several ID3v2 tags in front
-    holding frames and a tag mutagen cannot read are refused: their fields would go from ffmpeg's
+    shows nothing: the fields of its text frames, its comments and its lyrics. The frames with an
+    APEv2 name (`_FRONT_KEYS`), ``TXXX`` and ``COMM`` are read as ID3v2.4 (v2.2 and v2.3 frames as
+    mutagen converts them: a v2.3 ``TYER`` and ``TDAT`` one date, as ffmpeg merges them; a genre
+    number, ``(17)``, by its name, ``Rock``, as ffmpeg shows it); any other text frame (``TENC``,
+    ``TLEN``, ``TKEY``, ``TSOP``...) and lyrics (``USLT``) are carried as they are in the file, under
+    the name ffprobe shows them by (`_ffmpeg_name`: ``encoded_by``, ``TLEN``, ``lyrics-eng``), all
+    their values (ffprobe shows the first, before and after). The tag's other frames (a picture, a
+    URL, private data, a rating, a file id) no reader of these formats shows (ffmpeg reads a picture
+    of an ID3v2 tag in an MP3, AAC, TTA or WAV file alone, TagLib and the WavPack tools no ID3v2 tag
+    at all), before a write or after it: they stay in the ID3v2 tag, which is kept byte for byte.
+    A description that is no APEv2 key, two frames of one APEv2 key or that ffmpeg shows under one
+    name (``TDRC`` and ``TDRL``, both ``date``: it shows one of them), several ID3v2 tags in front
+    holding frames and a tag mutagen cannot read are refused: their fields would change in ffmpeg's
     view. ``TXXX`` frames named like tagger's fields are not carried (tagger's own fields in the
     APEv2 tag take their place)."""
     import mutagen
@@ -177,41 +218,52 @@ def front_copies(path: str) -> _Copies:
             if not length:
                 break
             f.seek(pos)
-            try:
-                tags.append(ID3(io.BytesIO(f.read(length)), load_v1=False))
+            data = f.read(length)
+            try:  # (as mutagen converts it to ID3v2.4, and as it is in the file)
+                tags.append((ID3(io.BytesIO(data), load_v1=False), ID3(io.BytesIO(data), load_v1=False, translate=False)))
             except (mutagen.MutagenError, OSError, ValueError, struct.error, EOFError, IndexError, KeyError) as exc:
                 return _Copies([], f"its ID3v2 tag in front cannot be read ({exc or type(exc).__name__})")
             pos += length
-    tags = [tag for tag in tags if len(tag) or tag.unknown_frames]
+    tags = [(tag, raw) for tag, raw in tags if len(tag) or tag.unknown_frames]
     if len(tags) > 1:
         return _Copies([], f"it starts with {len(tags)} ID3v2 tags holding frames, one after the other")
-    items: dict[str, tuple[str, list[str]]] = {}
-    refused: list[str] = []
-    for frame in tags[0].values() if tags else []:
+    tag, raw = tags[0] if tags else (None, None)
+    fields = []  # (the frame's name, its APEv2 key, the name ffmpeg shows it by, its values)
+    for frame in tag.values() if tag is not None else []:
         fid = frame.FrameID
         if fid == "TXXX":
             if ours(frame.desc, any_case=True):
                 continue
-            key = frame.desc
+            key = shown = frame.desc
         elif fid == "COMM":
-            key = frame.desc or "Comment"
+            key, shown = frame.desc or "Comment", frame.desc or "comment"
         elif fid in _FRONT_KEYS:
-            key = _FRONT_KEYS[fid]
-        elif fid.startswith("T") or fid == "USLT":
-            refused.append(f"{fid} (no APEv2 item of the same name)")
-            continue
+            key, shown = _FRONT_KEYS[fid], _FFMPEG_NAMES.get(fid, fid)
         else:
             continue
-        values = [str(value) for value in frame.text if str(value)]
+        fields.append((frame.HashKey, key, shown, _frame_values(frame)))
+    for frame in raw.values() if raw is not None else []:
+        fid = frame.FrameID  # (a v2.2 frame's id of three characters: ffmpeg shows no v2.2 lyrics)
+        v24 = type(frame).__mro__[1].__name__ if len(fid) == 3 else fid
+        if v24 in _BY_MUTAGEN or not (fid.startswith("T") or fid == "USLT"):
+            continue
+        fields.append((frame.HashKey, _ffmpeg_name(frame), _ffmpeg_name(frame), _frame_values(frame)))
+    items: dict[str, tuple[str, list[str]]] = {}
+    names: dict[str, str] = {}
+    refused: list[str] = []
+    for name, key, shown, values in fields:
         if not values:
             continue
         if not is_valid_apev2_key(key):
-            refused.append(f"{frame.HashKey} (its name is no possible APEv2 key)")
+            refused.append(f"{name} (its name is no possible APEv2 key)")
         elif key.lower() in items:
-            refused.append(f"{frame.HashKey} (a second field of the APEv2 key {key!r})")
+            refused.append(f"{name} (a second field of the APEv2 key {key!r})")
+        elif shown.lower() in names:
+            refused.append(f"{name} (ffmpeg shows it and {names[shown.lower()]} under one name, {shown!r})")
         else:
             items[key.lower()] = (key, values)
-    for frame in tags[0].unknown_frames if tags else []:
+            names[shown.lower()] = name
+    for frame in tag.unknown_frames if tag is not None else []:
         fid = frame[:4].decode("latin-1")
         if fid.startswith("T") or fid in ("COMM", "USLT"):
             refused.append(f"{fid} (mutagen cannot read it)")
