@@ -599,3 +599,31 @@ def test_a_database_with_two_names_is_refused_by_every_command_that_writes_it(tm
     second.unlink()  # one name again: used as before
     result = CliRunner().invoke(app, ["query", "--db", str(dbfile), "--format", "paths"])
     assert result.exit_code == 0 and result.output.strip() == str(song.resolve()), result.output
+
+
+def test_a_database_file_mounted_on_its_own_is_refused(tmp_path):
+    """A database file bind-mounted over a name on its own (`-v /host/lib.db:/data/lib.db`, a
+    container's single-file volume): SQLite's write-ahead log goes beside the name it opens, outside
+    the mounted file, where the host's commands do not see it and a container's removal takes the
+    transactions it holds. Refused in one line, nothing written beside it (was: used). (In a mount
+    namespace of its own, which goes away with the process.)"""
+    import sys
+
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare")
+    _, _, dbfile = _library(tmp_path)
+    mounted = tmp_path / "container" / "lib.db"
+    mounted.parent.mkdir()
+    mounted.touch()
+    content = dbfile.read_bytes()
+    script = ("import sys\nfrom tagger.db.session import open_database\nfrom tagger.db.urls import DatabaseError\n"
+              "try:\n    open_database(sys.argv[1]).close()\nexcept DatabaseError as exc:\n    print(exc)\n")  # fmt: skip
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", 'mount --bind "$1" "$2" && shift 2 && exec "$@"', "sh",
+                            str(dbfile), str(mounted), sys.executable, "-c", script, str(mounted)],
+                           capture_output=True, text=True)  # fmt: skip
+    if probe.returncode != 0 and "mount" in probe.stderr:
+        pytest.skip(f"cannot make a bind mount here: {probe.stderr.strip()}")
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.startswith(f"the database {mounted} is a file mounted there on its own (mount --bind, "), probe.stdout
+    assert "left untouched: mount the folder holding it instead" in probe.stdout
+    assert dbfile.read_bytes() == content and sorted(p.name for p in mounted.parent.iterdir()) == ["lib.db"]

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote
 
-from tagger.db.sqlite_files import read_only_sqlite_file, refuse_hard_links, refuse_other_files, shared_memory_works
+from tagger.db.sqlite_files import read_only_sqlite_file, refuse_other_files, refuse_second_names, shared_memory_works
 from tagger.db.urls import DatabaseError, shown_url, sqlite_file
 from tagger.errors import UserError
 
@@ -104,7 +104,7 @@ def make_engine(url: str) -> Engine:
                                    connect_args={"timeout": BUSY_TIMEOUT_S})  # fmt: skip
             event.listen(engine, "connect", _sqlite_read_only_pragmas)
             return engine
-        refuse_hard_links(path)
+        refuse_second_names(path)
         if path is not None:
             folder = path.parent
             try:

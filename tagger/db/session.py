@@ -24,8 +24,8 @@ from tagger.db.engine import make_engine, read_only_path
 from tagger.db.migrate import (alembic_config, at_head, check_known_revision, current_revision, head_revision,
                                sqlite_at_head, upgrade)  # fmt: skip
 from tagger.db.sql import AlchemyReader, Reader, SqliteReader
-from tagger.db.sqlite_files import (holds_no_tables, read_only_reason, read_only_sqlite_file, refuse_hard_links,
-                                    refuse_other_files, refuse_undecodable)  # fmt: skip
+from tagger.db.sqlite_files import (holds_no_tables, read_only_reason, read_only_sqlite_file, refuse_other_files,
+                                    refuse_second_names, refuse_undecodable)  # fmt: skip
 from tagger.db.urls import DatabaseError, as_url, driver_reason, plain_sqlite_file, shown_url, sqlite_file
 
 if TYPE_CHECKING:
@@ -188,7 +188,7 @@ def open_for_reading(db: str | os.PathLike | None = None) -> Database | SqliteLi
         return open_database(db, create=False)
     _refuse_no_library(path)
     refuse_other_files(path)
-    refuse_hard_links(path)
+    refuse_second_names(path)
     connection = None
     try:
         connection = db_engine.connect_sqlite(path)

@@ -102,26 +102,41 @@ def refuse_other_files(path: Path | None) -> None:
                             "give --db a library database or a new file name")  # fmt: skip
 
 
-def refuse_hard_links(path: Path | None) -> None:
-    """Refuse a SQLite database file that has more than one name (hard links), before it is opened
-    for writing. SQLite keeps a database's write-ahead log and shared-memory index beside the name
-    it is opened by (``NAME-wal``, ``NAME-shm``), and the scan lock is beside it too (``NAME.lock``):
-    two tagger commands using two of its names (two scans, a scan and a ``tag``) each wrote a log of
-    its own into one database, neither seeing the other's (SQLite's "How To Corrupt An SQLite
-    Database File", 2.5), and two scans ran at once, each analysing every file. A database opened
-    read-only (`read_only_sqlite_file`) writes no log and is not refused."""
+def refuse_second_names(path: Path | None) -> None:
+    """Refuse a SQLite database file that is reached under another name too, before it is opened for
+    writing: one with more than one name (hard links), and one mounted on its own (``mount --bind``,
+    a container's single-file volume). SQLite keeps a database's write-ahead log and shared-memory
+    index beside the name it is opened by (``NAME-wal``, ``NAME-shm``), and the scan lock is beside
+    it too (``NAME.lock``): two tagger commands using two of its names (two scans, a scan and a
+    ``tag``) each wrote a log of its own into one database, neither seeing the other's (SQLite's
+    "How To Corrupt An SQLite Database File", 2.5), and two scans ran at once, each analysing every
+    file; a file mounted on its own has its log outside the mounted file (in a container, on a layer
+    that goes with it: the transactions the log held are lost with it). A database opened read-only
+    (`read_only_sqlite_file`) writes no log and is not refused."""
     if path is None:
         return
     try:
         st = path.stat()
     except OSError:
         return  # missing (created), or unreadable: reported where it is opened
-    if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+    if not stat.S_ISREG(st.st_mode):
+        return
+    if st.st_nlink > 1:
         raise DatabaseError(
             f"the database {path} has {st.st_nlink} names (hard links to one file): SQLite keeps its write-ahead "
             "log beside the name it is opened by, and tagger its scan lock, so two commands using two of its names "
             "would write two logs into one database and damage it; left untouched: keep one name (remove the "
             "other links, or make them copies or symbolic links)"
+        )
+    from tagger.paths import mount_points
+
+    real = os.path.realpath(path)
+    if real in (mount_points() or {}):
+        raise DatabaseError(
+            f"the database {path} is a file mounted there on its own (mount --bind, a container's single-file "
+            "volume): SQLite keeps its write-ahead log beside it, outside the mounted file, where a program using "
+            "it under its other name does not see it and what it holds can be lost with this folder; left "
+            "untouched: mount the folder holding it instead"
         )
 
 
