@@ -11,8 +11,12 @@ The package:
 - `tagger.tags.fields`: the fields, declared once, and the `TagState` / `TagChange` results;
 - `tagger.tags.storage`: one storage class per tag container (ID3, Vorbis comment, MP4 freeform,
   ASF, APEv2; a module per container family) with read / write / delete / other tags / audio payload;
-- `tagger.tags.rewrite`: the atomic, verified rewrite of one file (settle time, the checks that it
-  is the file analysed), `read_instruments`, `write_instruments`, `remove_instruments`;
+- `tagger.tags.rewrite`: the atomic, verified rewrite of one file, `read_instruments`,
+  `write_instruments`, `remove_instruments`;
+- `tagger.tags.checks`: the checks that the file a write changes is the file analysed (size and
+  mtime, fingerprint, content hash) and is settled (`unsettled_reason`);
+- `tagger.tags.leftovers`: the hidden copies a write makes, and those killed writes left
+  (`remove_stale_temp_files`, `LeftoverCopies`);
 - `tagger.tags.formats`: which format a file is, and loading it with mutagen (our errors only);
 - `tagger.tags.filesystem`: the file-system facts a rewrite checks and keeps (Linux read lease,
   writers' lock, owner, mode, extended attributes, fsync);
@@ -29,6 +33,7 @@ from __future__ import annotations
 
 import os  # noqa: F401  (tests patch ``tags.os.replace``)
 
+from tagger.paths import DEFAULT_SETTLE_SECONDS, TEMP_SUFFIX, is_temp_name
 from tagger.tags.batch import (
     Prediction,
     PredictionRows,
@@ -44,6 +49,7 @@ from tagger.tags.batch import (
     write_predictions,
 )
 from tagger.tags.beets import foreign_fields, mediafile_styles, register_mediafile_fields
+from tagger.tags.checks import unsettled_reason
 from tagger.tags.fields import (
     FIELDS,
     INSTRUMENTS,
@@ -54,18 +60,14 @@ from tagger.tags.fields import (
     TagChange,
     TagState,
 )
+from tagger.tags.leftovers import remove_stale_temp_files
 from tagger.tags.rewrite import (
-    DEFAULT_SETTLE_SECONDS,
     SUPPORTED_FORMATS,
-    TEMP_SUFFIX,
     audio_digest,
     audio_digest_or_none,
     foreign_reason,
-    is_temp_name,
     read_instruments,
     remove_instruments,
-    remove_stale_temp_files,
-    unsettled_reason,
     write_instruments,
 )
 from tagger.tags.rows import PredictionRow

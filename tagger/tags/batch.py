@@ -17,7 +17,8 @@ from tagger.errors import ChangedSinceError, TagWriteError, UserError
 from tagger.instruments import FAMILIES, canonical_order
 from tagger.paths import check_filesystem_encoding
 from tagger.tags.fields import TagChange, model_families
-from tagger.tags.rewrite import LeftoverCopies, remove_instruments, write_instruments
+from tagger.tags.leftovers import LeftoverCopies
+from tagger.tags.rewrite import remove_instruments, write_instruments
 from tagger.tags.rows import PredictionRow, is_name
 
 if TYPE_CHECKING:

@@ -20,7 +20,9 @@ writers of the same file: an exclusive ``flock`` on the original, held over the 
 Where the fields live in each container is `tagger.tags.storage`'s business. Recognising a file's
 format and loading it with mutagen is in `tagger.tags.formats`; the file-system checks and the facts
 kept on the copy (lease, writers' lock, mode, owner, extended attributes, fsync) are in
-`tagger.tags.filesystem`.
+`tagger.tags.filesystem`; the checks that the file is the one analysed and is settled, in
+`tagger.tags.checks`; the hidden copy's name and the copies that killed writes left, in
+`tagger.tags.leftovers`.
 """
 
 from __future__ import annotations
@@ -35,10 +37,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from tagger import signals
-from tagger.errors import AudioReadError, ChangedSinceError, TaggerError, TagWriteError
-from tagger.paths import DEFAULT_SETTLE_SECONDS, TEMP_SUFFIX, is_temp_name  # noqa: F401  (DEFAULT_SETTLE_SECONDS: re-exported)
+from tagger.errors import TaggerError, TagWriteError
+from tagger.paths import TEMP_SUFFIX
 from tagger.tags import filesystem, formats
+from tagger.tags.checks import _check_expected, _check_fingerprint, unsettled_reason
 from tagger.tags.fields import INSTRUMENTS_MODEL, Raw, TagChange, TagState, desired_raw, state
+from tagger.tags.leftovers import temp_prefix
 from tagger.tags.storage import STORAGES, Storage, payload_digest, supported_formats
 
 log = logging.getLogger(__name__)
@@ -59,7 +63,6 @@ def formats_signature() -> str:
 
     what = ",".join(sorted(STORAGES)) + ";mutagen " + mutagen.version_string
     return hashlib.sha256(what.encode()).hexdigest()[:16]
-_MTIME_TOLERANCE = 1e-3
 
 
 def read_instruments(path: str | os.PathLike) -> TagState:
@@ -175,133 +178,6 @@ def remove_instruments(
         path, target=lambda _before: {}, id3v23=None, keep_mtime=keep_mtime, dry_run=dry_run, expected=expected,
         settle_seconds=settle_seconds,
     )  # fmt: skip
-
-
-def remove_stale_temp_files(paths: Iterable[str | os.PathLike], *, min_age: float = 2.0) -> list[str]:
-    """Delete leftover temporary files of tag writes that were killed (``kill -9``, power loss).
-
-    Only files whose name matches our exact pattern (`is_temp_name`), regular files (never a
-    symlink), at least `min_age` seconds old and not in use are deleted: a write in progress holds
-    an exclusive ``flock`` on its temporary file from the moment it creates it, and the kernel
-    drops that lock when the writer dies. Returns the deleted paths; never raises for a file that
-    cannot be checked or deleted (it is left alone).
-    """
-    import fcntl
-    import time
-
-    removed = []
-    for path in map(os.fspath, paths):
-        if not is_temp_name(os.path.basename(path)):
-            continue
-        try:
-            st = os.lstat(path)
-            if not stat.S_ISREG(st.st_mode) or time.time() - st.st_mtime < min_age:
-                continue
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-        except OSError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # fails while a writer holds it
-            now = os.lstat(path)
-            held = os.fstat(fd)
-            if (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino):
-                os.unlink(path)
-                removed.append(path)
-        except OSError:
-            pass  # in use (EWOULDBLOCK), already gone, or not ours to delete: left alone
-        finally:
-            os.close(fd)
-    return removed
-
-
-def temp_prefix(real: str) -> str:
-    """The start of the names of the hidden copy and backup link that a write of the file at ``real``
-    makes beside it: ``.NAME.`` (the name's first 80 bytes), 8 random letters and `TEMP_SUFFIX` follow."""
-    return "." + os.fsencode(os.path.basename(real))[:80].decode("utf-8", "ignore") + "."
-
-
-class LeftoverCopies:
-    """The hidden copies and backup links that killed writes left of the files a run of `tag` or
-    `untag` visits (`remove`): deleted as a scan deletes those of its folders (`remove_stale_temp_files`:
-    not in use, not just made), each folder listed once."""
-
-    def __init__(self) -> None:
-        self._listed: dict[str, list[str]] = {}
-
-    def remove(self, path: str | os.PathLike) -> list[str]:
-        """Delete the stale hidden copies of the file ``path`` (of its target, for a symbolic link: the
-        copies are made beside it) -> the deleted paths (logged)."""
-        real = os.path.realpath(path)
-        folder = os.path.dirname(real) or "."
-        if folder not in self._listed:
-            try:
-                self._listed[folder] = [name for name in os.listdir(folder) if is_temp_name(name)]
-            except OSError:  # (the write says what is wrong with the folder)
-                self._listed[folder] = []
-        prefix = temp_prefix(real)
-        length = len(prefix) + 8 + len(TEMP_SUFFIX)
-        names = [os.path.join(folder, n) for n in self._listed[folder] if n.startswith(prefix) and len(n) == length]
-        removed = remove_stale_temp_files(names)
-        for name in removed:
-            log.info("removed %s, left over by an interrupted tag write", name)
-        return removed
-
-
-def _check_expected(path, st: os.stat_result, expected: tuple[int, float] | None) -> None:
-    if expected is None:
-        return
-    size, mtime = expected
-    if st.st_size != int(size) or abs(st.st_mtime - float(mtime)) > _MTIME_TOLERANCE:
-        raise ChangedSinceError(
-            path,
-            f"file changed since it was analysed (size {st.st_size} vs {int(size)}, "
-            f"mtime {st.st_mtime:.3f} vs {float(mtime):.3f}); scan it again",
-        )
-
-
-def _check_fingerprint(path, real: str, st: os.stat_result, wanted: str | None, *,
-                       inode: tuple[int, int] | None = None, whole: str | None = None,
-                       ctime_ns: int | None = None) -> None:  # fmt: skip
-    """Refuse the file (found as ``st``) when its content fingerprint is not ``wanted`` (its size and
-    mtime alone cannot tell it from another file moved over it), or when it is another file than
-    ``inode``, or has another ctime than ``ctime_ns`` (renamed or copied there: two stems of one
-    archive swapped by name), whose whole content does not hash to ``whole`` (known): the
-    fingerprint cannot tell it from one that differs only where it does not read. Another inode holding the same content passes,
-    as in the scan (`tagger.library.runner.changed_during_analysis`): some network and FUSE
-    filesystems number their files anew from one look to the next."""
-    if wanted is None:
-        return
-    from tagger.fingerprint import content_hash, fingerprint
-
-    try:
-        other = (inode is not None and (st.st_dev, st.st_ino) != tuple(inode)) or (
-            ctime_ns is not None and st.st_ctime_ns != ctime_ns)  # fmt: skip
-        same = fingerprint(real) == wanted and (not other or whole is None or content_hash(real) == whole)
-    except AudioReadError as exc:
-        raise TagWriteError(path, exc.reason) from None
-    if not same:
-        raise ChangedSinceError(path, "file changed since it was analysed (the same size and modification time, other "
-                                  "content: another file moved over it?); scan it again")  # fmt: skip
-    try:
-        again = os.stat(real)
-    except OSError as exc:
-        raise TagWriteError(path, f"cannot stat: {exc.strerror or exc}") from None
-    if not filesystem.same_file(again, st):  # swapped while it was read: what was read proves nothing
-        raise TagWriteError(path, "file changed while it was being checked; scan it again")
-
-
-def unsettled_reason(mtime: float, settle_seconds: float, *, now: float | None = None) -> str | None:
-    """Why a file modified at ``mtime`` must be left alone for now (modified less than
-    ``settle_seconds`` ago: it may still be being written), or None.
-
-    A modification time in the future by less than the settle time counts as recent too.
-    """
-    import time
-
-    age = (time.time() if now is None else now) - mtime
-    if settle_seconds <= 0 or abs(age) >= settle_seconds:
-        return None
-    return f"changed {max(age, 0.0):.0f} s ago, still being written? (settle time {settle_seconds:g} s); left for a later run"
 
 
 class _BeforeReplaceFailed(Exception):

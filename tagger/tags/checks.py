@@ -1,0 +1,72 @@
+"""The checks that the file a write is about to change is the file analysed, and is settled.
+
+Its size and modification time (`_check_expected`), its content fingerprint, and, where it is another
+inode or has another ctime, its whole content's hash (`_check_fingerprint`); a file changed too
+recently (`unsettled_reason`). `tagger.tags.rewrite` runs them before it decides anything.
+"""
+
+from __future__ import annotations
+
+import os
+
+from tagger.errors import AudioReadError, ChangedSinceError, TagWriteError
+from tagger.tags import filesystem
+
+_MTIME_TOLERANCE = 1e-3
+
+
+def _check_expected(path, st: os.stat_result, expected: tuple[int, float] | None) -> None:
+    if expected is None:
+        return
+    size, mtime = expected
+    if st.st_size != int(size) or abs(st.st_mtime - float(mtime)) > _MTIME_TOLERANCE:
+        raise ChangedSinceError(
+            path,
+            f"file changed since it was analysed (size {st.st_size} vs {int(size)}, "
+            f"mtime {st.st_mtime:.3f} vs {float(mtime):.3f}); scan it again",
+        )
+
+
+def _check_fingerprint(path, real: str, st: os.stat_result, wanted: str | None, *,
+                       inode: tuple[int, int] | None = None, whole: str | None = None,
+                       ctime_ns: int | None = None) -> None:  # fmt: skip
+    """Refuse the file (found as ``st``) when its content fingerprint is not ``wanted`` (its size and
+    mtime alone cannot tell it from another file moved over it), or when it is another file than
+    ``inode``, or has another ctime than ``ctime_ns`` (renamed or copied there: two stems of one
+    archive swapped by name), whose whole content does not hash to ``whole`` (known): the
+    fingerprint cannot tell it from one that differs only where it does not read. Another inode holding the same content passes,
+    as in the scan (`tagger.library.runner.changed_during_analysis`): some network and FUSE
+    filesystems number their files anew from one look to the next."""
+    if wanted is None:
+        return
+    from tagger.fingerprint import content_hash, fingerprint
+
+    try:
+        other = (inode is not None and (st.st_dev, st.st_ino) != tuple(inode)) or (
+            ctime_ns is not None and st.st_ctime_ns != ctime_ns)  # fmt: skip
+        same = fingerprint(real) == wanted and (not other or whole is None or content_hash(real) == whole)
+    except AudioReadError as exc:
+        raise TagWriteError(path, exc.reason) from None
+    if not same:
+        raise ChangedSinceError(path, "file changed since it was analysed (the same size and modification time, other "
+                                  "content: another file moved over it?); scan it again")  # fmt: skip
+    try:
+        again = os.stat(real)
+    except OSError as exc:
+        raise TagWriteError(path, f"cannot stat: {exc.strerror or exc}") from None
+    if not filesystem.same_file(again, st):  # swapped while it was read: what was read proves nothing
+        raise TagWriteError(path, "file changed while it was being checked; scan it again")
+
+
+def unsettled_reason(mtime: float, settle_seconds: float, *, now: float | None = None) -> str | None:
+    """Why a file modified at ``mtime`` must be left alone for now (modified less than
+    ``settle_seconds`` ago: it may still be being written), or None.
+
+    A modification time in the future by less than the settle time counts as recent too.
+    """
+    import time
+
+    age = (time.time() if now is None else now) - mtime
+    if settle_seconds <= 0 or abs(age) >= settle_seconds:
+        return None
+    return f"changed {max(age, 0.0):.0f} s ago, still being written? (settle time {settle_seconds:g} s); left for a later run"
