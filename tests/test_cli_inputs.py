@@ -362,3 +362,26 @@ def test_a_dotdot_after_a_symbolic_link_names_what_the_kernel_opens(tmp_path, mo
     result = CliRunner().invoke(app, ["predict", given, "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["path"] == str(real)
+
+
+# -- a file named '-' is that file, never standard input -----------------------------------------
+
+
+@pytest.mark.parametrize("ext", ["wav", "wv"])
+def test_a_file_named_dash_is_read_not_standard_input(tmp_path, ext):
+    """`tagger predict -- -` in a folder holding a file named '-' (or `predict` given any relative
+    name that libsndfile or ffprobe read as '-'): libsndfile and ffprobe read the name '-' as standard
+    input, so the file's audio was never read: a pipe on stdin was decoded in its place, or the file
+    failed as `pipe:: Invalid argument`, `unexpected OSError: Bad file descriptor`. A WAV goes to
+    libsndfile, a WavPack to ffprobe and ffmpeg."""
+    write_audio(tmp_path / f"one.{ext}", tone_signal([440.0], seconds=1.0))
+    (tmp_path / f"one.{ext}").rename(tmp_path / "-")
+    other = write_audio(tmp_path / "other.wav", tone_signal([220.0], seconds=3.0))
+    code = "from tagger import audio; print(audio.info('-').duration, len(audio.load('-')))"
+    with open(other, "rb") as stdin:
+        done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, stdin=stdin, capture_output=True, text=True,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    duration, samples = done.stdout.split()
+    assert float(duration) == pytest.approx(1.0, abs=0.05)
+    assert int(samples) == pytest.approx(16_000, abs=800)

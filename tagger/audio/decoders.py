@@ -83,7 +83,7 @@ def _soundfile_blocks(path: Path, block_frames: int, end: int | None = None) -> 
     head = _Head(path, end) if end is not None else None
     try:
         with trap:
-            f = sf.SoundFile(head if head is not None else str(path))
+            f = sf.SoundFile(head if head is not None else os.path.abspath(path))  # (not '-': stdin)
         with f:
             while True:
                 with trap:

@@ -63,7 +63,7 @@ def _soundfile_info(path: Path) -> AudioInfo | None:
 
     trap = _DecoderStderr()
     try:
-        with trap, sf.SoundFile(str(path)) as f:
+        with trap, sf.SoundFile(os.path.abspath(path)) as f:  # (libsndfile reads a file named '-' from stdin)
             frames = f.frames
             rate = f.samplerate
             if frames >= UNKNOWN_FRAMES:  # (a FLAC of unknown length: libsndfile fails reading it)
@@ -85,8 +85,9 @@ def _ffprobe_info(path: Path) -> AudioInfo:
             "libsndfile cannot decode this file and ffmpeg is not installed; "
             f"{INSTALL_FFMPEG} to read M4A/AAC/ALAC, WMA, WavPack, APE and other files libsndfile cannot",
         )
+    # (the absolute name: a relative '-' is standard input to ffprobe, as to libsndfile)
     cmd = ["ffprobe", "-v", "error", *FFMPEG_INPUT_OPTIONS, "-print_format", "json", "-show_streams", "-show_format",
-           "--", str(path)]  # fmt: skip
+           "--", os.path.abspath(path)]  # fmt: skip
     try:
         proc = subprocess.run(cmd, capture_output=True, timeout=60, check=False, preexec_fn=_decoder_preexec())
     except subprocess.TimeoutExpired:
