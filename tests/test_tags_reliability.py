@@ -316,6 +316,34 @@ def test_an_immutable_or_append_only_file_or_folder_is_refused_with_its_attribut
     assert names == ["song.flac"] and song.read_bytes() == before
 
 
+def _lsattr(path: Path) -> set[str]:
+    """The flags among ``d``, ``A``, ``S``, ``c``, ``m``, ``C`` that ``lsattr`` shows of ``path``."""
+    shown = subprocess.run(["lsattr", "-d", str(path)], capture_output=True, text=True, check=True).stdout.split()[0]
+    return {letter for letter in "dAScmC" if letter in shown}
+
+
+def test_the_files_chattr_flags_are_kept_and_the_folders_not_passed_on(tmp_path):
+    """A rewrite is a new file: it lost the inode flags a user sets with ``chattr`` (``+d``, no dump:
+    the file left out of ``dump`` backups; ``+A``, no atime updates; ``+S``, synchronous writes),
+    without a word, and took those the folder passes on to new files (ext4 gives a new file the
+    folder's ``+d``). The copy now gets the file's own, set or cleared (found by the red team)."""
+    folder = tmp_path / "music"
+    folder.mkdir()
+    flagged = write_audio(folder / "flagged.flac", tone_signal([440.0], seconds=1.0))
+    plain = write_audio(folder / "plain.flac", tone_signal([220.0], seconds=1.0))
+    if shutil.which("lsattr") is None or not _chattr(flagged, "+dAS") or not _chattr(folder, "+d"):
+        pytest.skip("cannot set chattr +dAS here")
+    try:
+        for path in (flagged, plain):
+            _backdate(path)
+            assert tags.write_instruments(path, **WRITE).written
+        after = {path.name: _lsattr(path) for path in (flagged, plain)}
+    finally:
+        _chattr(folder, "-d")
+    assert after == {"flagged.flac": {"d", "A", "S"}, "plain.flac": set()}
+    assert tags.read_instruments(flagged).instruments == WRITE["instruments"]
+
+
 def _write_as(uid: int, song: Path) -> str:
     """``tags.write_instruments(song)`` in a child process of user (and group) ``uid`` -> "written" or
     the error's words. (Forked, not started: that user could not read this Python where it is

@@ -3,8 +3,8 @@
 Before the copy: may the file be replaced (`check_writable`: permissions, read-only mounts, the
 immutable and append-only attributes), is another program writing it (`ReadLease`, a Linux read
 lease) or another tagger writer rewriting it (`lock_writers`, an exclusive ``flock``), is it still
-the file that was looked at (`same_file`). On the copy: the original's owner, mode and extended
-attributes (`copy_owner`, `copy_mode`, `copy_xattrs`), a second name for the original so that it
+the file that was looked at (`same_file`). On the copy: the original's inode flags, owner, mode and
+extended attributes (`copy_flags`, `copy_owner`, `copy_mode`, `copy_xattrs`), a second name for the original so that it
 can be put back (`link_backup`), the data and the folder flushed to disk (`fsync`, `fsync_dir`).
 
 Kept apart from the rewrite's steps because they are about the operating system, not about tags:
@@ -79,7 +79,78 @@ def _user_name(uid: int) -> str:
 
 
 _FS_IOC_GETFLAGS = (2 << 30) | (struct.calcsize("l") << 16) | (ord("f") << 8) | 1  # _IOR('f', 1, long)
+_FS_IOC_SETFLAGS = (1 << 30) | (struct.calcsize("l") << 16) | (ord("f") << 8) | 2  # _IOW('f', 2, long)
 _FIXED_ATTRIBUTES = ((0x10, "immutable (chattr +i)"), (0x20, "append-only (chattr +a)"))
+KEPT_FLAGS = ((0x8, "S"), (0x40, "d"), (0x80, "A"), (0x4, "c"), (0x400, "m"), (0x800000, "C"))
+"""The Linux inode flags a user sets on a file (``chattr``) that a rewrite gives the copy: synchronous
+updates, no dump (backups made with ``dump`` leave the file out), no atime updates, compression,
+no compression, no copy-on-write (btrfs). (The immutable and append-only ones refuse the write:
+`check_writable`; the others are the file system's own.)"""
+
+
+def _ioctl_flags(fd: int, request: int, value: int | None = None) -> int | None:
+    """The inode flags of the file open as ``fd`` (``value`` set first, when given); None where the
+    file system has none (an `OSError` setting them is raised)."""
+    import fcntl
+
+    buf = bytearray(8)
+    if value is not None:
+        buf[:4] = value.to_bytes(4, "little" if struct.pack("=I", 1)[0] else "big")
+        fcntl.ioctl(fd, request, buf)
+        buf = bytearray(8)
+    try:
+        fcntl.ioctl(fd, _FS_IOC_GETFLAGS, buf)
+    except OSError:
+        if value is not None:
+            raise
+        return None
+    return int.from_bytes(buf[:4], "little" if struct.pack("=I", 1)[0] else "big")
+
+
+def file_flags(fd: int) -> int | None:
+    """The Linux inode flags of the file open as ``fd``; None where the file system has none."""
+    return _ioctl_flags(fd, _FS_IOC_GETFLAGS)
+
+
+def inode_flags(path: str) -> int | None:
+    """The Linux inode flags (``lsattr``) of the file or folder ``path``; None where it cannot be
+    opened or the file system does not say."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        return file_flags(fd)
+    finally:
+        os.close(fd)
+
+
+def copy_flags(fd: int, wanted: int | None, shown: str) -> None:
+    """Give the new copy (open as ``fd``, still empty: no copy-on-write is set before the first byte)
+    the `KEPT_FLAGS` of the original (``wanted``: its flags, None where its file system has none),
+    set or clear, whatever the folder passed on to the copy; its other flags as they are. Raises
+    `TagWriteError` naming the flags the file system refuses (was: a ``chattr +d`` file lost its
+    flag, and with it its place out of ``dump`` backups, without a word)."""
+    mask = sum(bit for bit, _ in KEPT_FLAGS)
+    keep = (wanted or 0) & mask
+    have = _ioctl_flags(fd, _FS_IOC_GETFLAGS)
+    if (have or 0) & mask == keep:
+        return
+    try:
+        if have is None:
+            raise OSError(0, "the file system gives them to no new file")
+        now = _ioctl_flags(fd, _FS_IOC_SETFLAGS, (have & ~mask) | keep)
+    except OSError as exc:
+        raise TagWriteError(shown, f"cannot keep its file attributes on the new copy ({_letters(keep)}): "
+                                   f"{exc.strerror or exc}") from None  # fmt: skip
+    if (now or 0) & mask != keep:
+        raise TagWriteError(shown, f"cannot keep its file attributes on the new copy ({_letters(keep)}): the "
+                                   "file system does not keep them")  # fmt: skip
+
+
+def _letters(flags: int) -> str:
+    """Flags in ``chattr``'s words: ``chattr +dA`` (``none`` for none)."""
+    return "chattr +" + "".join(letter for bit, letter in KEPT_FLAGS if flags & bit) if flags else "none"
 
 
 def _fixed_attribute(path: str) -> str | None:
@@ -88,21 +159,8 @@ def _fixed_attribute(path: str) -> str | None:
     filesystem does not say. A rename over such a file, or in such a folder, fails only once the
     copy is written, and an append-only folder keeps the copy and the backup link: their removal
     fails too."""
-    import fcntl
-
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        buf = bytearray(8)
-        fcntl.ioctl(fd, _FS_IOC_GETFLAGS, buf)
-    except OSError:
-        return None  # (a filesystem without these attributes)
-    finally:
-        os.close(fd)
-    flags = int.from_bytes(buf[:4], "little" if struct.pack("=I", 1)[0] else "big")
-    return next((words for bit, words in _FIXED_ATTRIBUTES if flags & bit), None)
+    flags = inode_flags(path)
+    return None if flags is None else next((words for bit, words in _FIXED_ATTRIBUTES if flags & bit), None)
 
 
 def is_mount_point(real: str) -> bool:

@@ -391,7 +391,8 @@ class _Write:
 
     def copy(self) -> None:
         """Read what the verification compares (the audio payload's digest, the tag items' stored
-        values), then copy the file to the temporary file with its owner, mode and extended attributes."""
+        values), then copy the file to the temporary file with its inode flags (`filesystem.KEPT_FLAGS`),
+        owner, mode and extended attributes."""
         import fcntl
 
         self.payload = payload_digest(self.real, self.mutagen_type)
@@ -399,6 +400,7 @@ class _Write:
         with signals.held():  # (created and recorded for `close` as one step)
             self.held, self.tmp = tempfile.mkstemp(prefix=self.prefix, suffix=TEMP_SUFFIX, dir=self.folder)
             fcntl.flock(self.held, fcntl.LOCK_EX)  # "in use" until we are done or dead (remove_stale_temp_files)
+        filesystem.copy_flags(self.held, filesystem.file_flags(self.source), self.shown)  # (while empty: chattr +C)
         shutil.copyfile(self.real, self.tmp)
         filesystem.copy_owner(self.tmp, self.st)  # before the mode: a chown clears a setgid bit set before it
         filesystem.copy_mode(self.tmp, self.st, self.shown)
