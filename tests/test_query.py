@@ -109,6 +109,29 @@ def test_query_output_never_replaces_a_users_music_or_picture(scanned, tmp_path)
     assert "/gone/x.flac" not in old.read_text(encoding="utf-8")  # replaced whole, no tail of the longer old list
 
 
+def test_query_output_and_show_plot_never_replace_the_databases_own_files(scanned, tmp_path):
+    """`query -o library.db.lock` replaced the scan lock, a file of text (a PID) that the output's check
+    took for an earlier list: every later scan then refused the lock as another program's file, and a
+    scan running meanwhile no longer held the lock a second scan opens. The database, its scan lock,
+    write-ahead log, shared memory and rollback journal are refused by name, whatever they hold (an
+    empty log, a lock not there yet), also through `..` in the folder's name; `show --plot` likewise."""
+    db, files = scanned
+    copy = tmp_path / "lib.db"
+    copy.write_bytes(Path(db).read_bytes())
+    lock = tmp_path / "lib.db.lock"
+    lock.write_text("4242\n")
+    (tmp_path / "sub").mkdir()
+    for target, kind in ((lock, "scan lock"), (tmp_path / "lib.db-wal", "write-ahead log"),
+                         (tmp_path / "sub" / ".." / "lib.db-journal", "rollback journal"), (copy, "library database")):  # fmt: skip
+        r = CliRunner().invoke(app, ["query", "--db", str(copy), "--format", "paths", "--output", str(target)])
+        assert r.exit_code == 1 and f"is the {kind}" in r.output and "Traceback" not in r.output, r.output
+    r = CliRunner().invoke(app, ["show", "--db", str(copy), files["sub/flute.m4a"], "--plot", str(lock)])
+    assert r.exit_code == 1 and "is the scan lock" in r.output, r.output
+    assert lock.read_text() == "4242\n"
+    assert not (tmp_path / "lib.db-wal").exists() and not (tmp_path / "lib.db-journal").exists()
+    assert Path(db).read_bytes() == copy.read_bytes()
+
+
 def test_query_m3u_playlist(scanned, tmp_path):
     db, files = scanned
     out = tmp_path / "flute.m3u"

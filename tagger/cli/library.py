@@ -81,6 +81,28 @@ def _database(db: str | None, *, reading: bool = False):
         database.close()
 
 
+def _not_the_database(output: Path, db: str | None, *, what: str) -> None:
+    """A `UserError` where `output` (`query -o`, `show --plot`) names the library database or a file
+    beside it that belongs to it (its write-ahead log, shared memory, rollback journal, scan lock):
+    these hold text or nothing at times (the lock a PID, an empty log), which the output's own check
+    would take for an earlier list and replace (`query -o library.db.lock` made every later scan
+    refuse the lock). Compared by the real path of the name's folder: a link at the name is replaced,
+    never written through."""
+    from tagger.db.lock import LOCK_SUFFIX, database_files, real_sqlite_file
+    from tagger.db.urls import as_url
+    from tagger.errors import UserError
+
+    url = as_url(db)
+    if os.path.join(os.path.realpath(output.parent), output.name) not in database_files(url):
+        return
+    database = real_sqlite_file(url)
+    kinds = {"-wal": "write-ahead log", "-shm": "shared-memory index", "-journal": "rollback journal",
+             LOCK_SUFFIX: "scan lock"}  # fmt: skip
+    kind = next((k for suffix, k in kinds.items() if output.name.endswith(database.name + suffix)), None)
+    whose = f"the {kind} of the library database {named(database)}" if kind else "the library database"
+    raise UserError(f"{named(output)}: is {whose}; {what} is not written there: choose another name")
+
+
 def _make_folder(folder: Path) -> None:
     """Make ``folder`` (and the folders above it) where it is not there yet; `UserError` naming it
     where it cannot be made."""
@@ -349,6 +371,7 @@ def query(
     if output is not None:
         from tagger.outputs import check_replaceable, looks_like_path_list, write_atomic
 
+        _not_the_database(output, db, what="a track list")
         output = check_replaceable(output, ours=looks_like_path_list, what="a track list (text)")
     counts = {"tracks": 0, "left out": 0}
 
@@ -405,6 +428,7 @@ def show(
     if plot is not None:
         from tagger import timeline
 
+        _not_the_database(plot, db, what="a timeline picture")
         timeline.check_output(plot)
         timeline.draw(_with_session(db, lambda s: track_timeline(s, path=_abspath(path))), plot)
         echo(f"timeline written to {plot}", err=True)
