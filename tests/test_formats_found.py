@@ -10,6 +10,7 @@ for what it holds, and stored as a format without tags (TAK, since, in its APEv2
 from __future__ import annotations
 
 import gzip
+import re
 import shutil
 import struct
 import subprocess
@@ -239,9 +240,9 @@ def dominant_hz(y: np.ndarray, sr: int = C.SAMPLE_RATE) -> float:
 
 
 def make(kind: str, path, tmp_path, *, seconds: float = 3.0, freq: float = 440.0):
-    """A file of ``kind`` (``shn``, ``tak``, ``wsd``, ``oma``: LPCM, ``oma-mp3``, ``eac3``, ``truehd``,
-    ``mlp``, ``dtshd``, ``loas``, ``rm``, ``ra3``: the oldest RealAudio, ``libgme``: VGM, ``spc``) at ``path`` holding a
-    tone of ``freq`` for ``seconds``."""
+    """A file of ``kind`` (``shn``, ``tak``, ``wsd``, ``oma``: LPCM, ``oma-mp3``, ``ac3``, ``eac3``, ``truehd``,
+    ``mlp``, ``dts``, ``dtshd``, ``loas``, ``rm``, ``ra3``: the oldest RealAudio, ``libgme``: VGM, ``spc``) at ``path``
+    holding a tone of ``freq`` for ``seconds``."""
     if shutil.which("ffmpeg") is None:
         pytest.skip("needs ffmpeg")
     if kind == "shn":
@@ -258,11 +259,13 @@ def make(kind: str, path, tmp_path, *, seconds: float = 3.0, freq: float = 440.0
                         f"sine={freq}:duration={seconds}", "-c:a", "libmp3lame", "-id3v2_version", "0",
                         "-write_xing", "0", str(src)], check=True)  # fmt: skip
         return oma_file(path, mp3=src.read_bytes())
-    if kind in ("eac3", "truehd", "mlp", "dtshd", "loas"):
+    if kind in ("ac3", "eac3", "truehd", "mlp", "dts", "dtshd", "loas"):
         src = tmp_path / f"src-{path.stem}.wav"
         sf.write(src, tone(seconds, 48_000, (freq, freq)), 48_000, subtype="PCM_16")
         if kind == "loas":
             return ffmpeg_file(path, src, "latm", encoder="aac")
+        if kind == "dts":
+            return ffmpeg_file(path, src, "dts", encoder="dca")
         return dtshd_file(path, src) if kind == "dtshd" else ffmpeg_file(path, src, kind)
     if kind in ("rm", "ra3"):
         src = tmp_path / f"src-{path.stem}.wav"
@@ -563,3 +566,98 @@ def test_a_scan_analyses_each_format_and_stores_it_as_a_format_without_tags(tmp_
     assert abs(duration - 5.0) < 0.06
     again = scan([music], db=db, analyser=FakeAnalyser(), jobs=0, on_track=tag_writer(model_version="fake-1"))
     assert again.skipped == 1 and again.untaggable == [] and again.ok
+
+
+RAW = {"ac3": ("tone.ac3", "AC-3", 1536), "eac3": ("tone.eac3", "E-AC-3", 1536), "truehd": ("tone.thd", "TrueHD", 40),
+       "mlp": ("tone.mlp", "MLP", 40), "loas": ("tone.loas", "LATM/LOAS AAC", 1024), "dts": ("tone.dts", "DTS", 512)}
+"""The raw frame streams ffmpeg's encoders write at 48 kHz: (a file name, the name of their frames in
+a note, the samples of a frame)."""
+
+
+def _decoded(f, notes: list[str]) -> np.ndarray:
+    return np.concatenate(list(audio.stream(f, notes=notes)))
+
+
+@pytest.mark.parametrize("kind", sorted(RAW))
+def test_a_raw_stream_cut_inside_its_last_frame_is_analysed_without_it_and_said(tmp_path, kind):
+    """A raw stream declares no length; each frame's header declares the frame's size, and a copy or
+    download that stopped ends inside one. Cut by 7 bytes, an AC-3, E-AC-3, TrueHD or MLP file was
+    analysed without a word, as if whole (ffmpeg decoded the AC-3's cut frame as a frame, dropped
+    the TrueHD's), a DTS had ffmpeg's note of a frame it could not decode, and a LOAS was refused
+    (``corrupt audio: ffmpeg could not decode 1 of its frames ...; nothing stored, as a result would
+    leave them out``). Now each is analysed without the cut frame, its length the note's; a caller
+    that takes no notes gets an error. The whole file has no note."""
+    name, codec, samples = RAW[kind]
+    f = make(kind, tmp_path / name, tmp_path, seconds=6.0)
+    notes: list[str] = []
+    whole = _decoded(f, notes)
+    assert notes == []
+    cut = tmp_path / f"cut{f.suffix}"
+    cut.write_bytes(f.read_bytes()[:-7])
+    y = _decoded(cut, notes)
+    seconds = samples / 48_000
+    assert len(notes) == 1 and notes[0].startswith(f"its last {codec} frame is cut ("), notes
+    assert notes[0].endswith(f": analysed without it ({seconds:.3f} s of 6.0 s left out)"), notes
+    assert abs(len(whole) - len(y) - seconds * C.SAMPLE_RATE) <= 2
+    with pytest.raises(AudioReadError, match=rf"cut\.{f.suffix[1:]}: cut short: its last {codec} frame is cut"):
+        audio.load(cut)
+
+
+def test_a_short_ac3_file_cut_inside_its_last_frame_is_refused(tmp_path):
+    """The 1% rule (`MAX_LOST_SHARE`): the 32 ms of an AC-3 frame are more than 1% of a 2 s file,
+    which a download that stopped at 60% leaves: an error, nothing stored."""
+    f = make("ac3", tmp_path / "tone.ac3", tmp_path, seconds=2.0)
+    data = f.read_bytes()
+    size = 4 * 192_000 // 1000  # (192 kbps, ffmpeg's rate for stereo: 768 bytes a frame)
+    assert data[size : size + 2] == b"\x0b\x77"
+    cut = tmp_path / "cut.ac3"
+    cut.write_bytes(data[: len(data) * 3 // 5 // size * size + 100])
+    with pytest.raises(AudioReadError, match=r"cut short: its last AC-3 frame is cut \(100 of the 768 bytes its "
+                                             r"header declares there: .*would leave 0\.032 s of the 1\.2\d s"):
+        _decoded(cut, [])
+
+
+def test_a_dtshd_file_cut_short_is_held_to_the_length_its_strmdata_chunk_declares(tmp_path):
+    """A DTS-HD file's STRMDATA chunk declares the bytes of its frames: one cut at 60% was analysed as
+    the 3.6 s it held, without a word; now an error, as of the other containers whose header declares
+    a length. Cut inside its last frame alone: the note."""
+    f = make("dtshd", tmp_path / "tone.dtshd", tmp_path, seconds=6.0)
+    data = f.read_bytes()
+    cut = tmp_path / "cut.dtshd"
+    cut.write_bytes(data[: len(data) * 3 // 5])
+    with pytest.raises(AudioReadError, match=r"cut short: the file holds 3\.6 s of the 6\.0 s its header declares"):
+        _decoded(cut, [])
+    cut.write_bytes(data[:-7])
+    notes: list[str] = []
+    _decoded(cut, notes)
+    assert notes == ["the file ends before the length its header declares: analysed without the rest (0.011 s of "
+                     "6.0 s left out)"]
+
+
+@pytest.mark.parametrize("kind", ["truehd", "mlp"])
+def test_a_raw_stream_whose_middle_is_damaged_is_said_to_miss_frames(tmp_path, kind):
+    """Bytes overwritten in the middle of a TrueHD or MLP file (a damaged copy): ffmpeg passes over
+    them to the next major sync, without a word, and the file was analysed as if whole (an AC-3's or
+    DTS's decoder mostly fails on a frame they damage, and says so: its note or refusal stands).
+    Now the bytes between frames that begin none come under the 1% rule: 1.5 KB of a 6 s file are a
+    note, 60 KB an error (ffmpeg's, where its decoder fails on them, against the frames' length:
+    TrueHD's was ``would leave them out``, its length unknown)."""
+    name, codec, _samples = RAW[kind]
+    f = make(kind, tmp_path / name, tmp_path, seconds=6.0)
+    data = bytearray(f.read_bytes())
+    rng = np.random.default_rng(1)
+    for size in (1500, 60_000):
+        damaged = bytearray(data)
+        damaged[len(data) // 2 : len(data) // 2 + size] = rng.integers(0, 256, size, dtype=np.uint8).tobytes()
+        f.write_bytes(bytes(damaged))
+        notes: list[str] = []
+        if size == 1500:
+            _decoded(f, notes)
+            assert len(notes) == 1 and re.fullmatch(rf"\d+ bytes between its {codec} frames begin no frame \(damaged: "
+                                                    r"frames lost from its middle\): analysed without them \(about "
+                                                    r"0\.0\d\d s of 6\.0 s left out\)", notes[0]), notes
+        else:
+            # (where ffmpeg's decoder said so first, its refusal: of the frames' length, where it had none)
+            with pytest.raises(AudioReadError, match=r"corrupt audio: .* would leave (about )?\d\.\d s of 6\.0 s out"):
+                _decoded(f, notes)
+

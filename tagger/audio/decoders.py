@@ -169,7 +169,7 @@ def _ffmpeg_blocks(path: Path, meta: AudioInfo, block_frames: int, notes: list[s
     # The demuxer that described the file (-f), or where none did one of AUDIO_DEMUXERS: a file
     # replaced after it was described is not read as a playlist, a script or a picture.
     demuxer = ["-f", meta.demuxer] if meta.demuxer else ["-format_whitelist", ",".join(sorted(AUDIO_DEMUXERS))]
-    source = (["-protocol_whitelist", "pipe", "-f", "mp3", "-i", "pipe:0"] if meta.feed
+    source = (["-protocol_whitelist", "pipe", "-f", meta.demuxer or "mp3", "-i", "pipe:0"] if meta.feed
               else [*FFMPEG_INPUT_OPTIONS, *demuxer, "-i", os.path.abspath(path)])  # fmt: skip
     cmd = [
         "ffmpeg", "-nostdin", "-v", "error", *source, "-map", "0:a:0",

@@ -20,6 +20,7 @@ from tagger.audio.losses import MAX_NON_FINITE, _check_channels
 from tagger.audio.mp3 import _check_mp3_cut, _mp3_tail
 from tagger.audio.ogg import _check_ogg_end
 from tagger.audio.probe import info
+from tagger.audio.rawframes import _check_raw_damage, _check_raw_end
 from tagger.errors import AudioReadError
 
 
@@ -86,10 +87,13 @@ def stream(
     block_frames = max(1024, min(int(block_seconds * min(rate, FFMPEG_MAX_RATE)),  # bounded memory at any rate
                                  int(block_seconds * FFMPEG_MAX_RATE * 2) // meta.channels))  # and channel count
     noted = len(notes or ())
-    ends = None
+    ends = walk = None
+    noted_raw = noted
     if meta.format == "OGG" or meta.demuxer == "ogg":
         _check_ogg_end(p, meta, notes)
     if meta.decoder != "soundfile":
+        meta, walk = _check_raw_end(p, meta, notes)  # (a raw stream: its whole frames alone decoded)
+        noted_raw = len(notes or ())
         blocks = _ffmpeg_blocks(p, meta, block_frames, notes)
     elif meta.format == "FLAC":
         blocks = _flac_blocks(p, meta, block_frames, notes)
@@ -140,6 +144,7 @@ def stream(
         raise AudioReadError(p, "the file holds no audio samples")
     _check_mp3_cut(p, meta, ends, decoded, notes)
     _check_shortfall(p, meta, decoded, notes, noted)
+    _check_raw_damage(p, walk, notes, noted_raw, decoded / rate)
     if bad / decoded > MAX_NON_FINITE:
         _check_channels(p, bad_by_channel / decoded)
     for share, what in ((bad / decoded, "NaN or infinite"),
