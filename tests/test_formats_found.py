@@ -661,3 +661,20 @@ def test_a_raw_stream_whose_middle_is_damaged_is_said_to_miss_frames(tmp_path, k
             with pytest.raises(AudioReadError, match=r"corrupt audio: .* would leave (about )?\d\.\d s of 6\.0 s out"):
                 _decoded(f, notes)
 
+
+@pytest.mark.parametrize("ext", ["loas", "latm"])
+def test_random_bytes_named_loas_are_said_to_hold_no_loas_audio(tmp_path, ext):
+    """ffmpeg's loas reader, taken by the name, fails on random bytes where it meets a sync word in
+    them, with ``Invalid argument``: the error was ``not a readable audio file (Invalid argument)``,
+    where a text named ``.ac3`` says that no AC-3 audio was found in it. A LOAS file begins with a
+    frame (its sync word and length, a frame after it): this one does not."""
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("needs ffmpeg")
+    f = tmp_path / f"noise.{ext}"
+    f.write_bytes(np.random.default_rng(1).integers(0, 256, 4000, dtype=np.uint8).tobytes())
+    with pytest.raises(AudioReadError) as err:
+        audio.info(f)
+    said = str(err.value)
+    assert said.startswith(f"{f}: no LATM/LOAS AAC audio found in it (no frame of it where it begins; ffmpeg's loas "
+                           "reader, taking it by its name, failed: Invalid argument): not a file of that format, or "
+                           "a damaged one; not analysed"), said

@@ -16,11 +16,13 @@ from dataclasses import replace
 from pathlib import Path
 
 from tagger.audio.fileinfo import MAX_RATE, MIN_RATE, AudioInfo
-from tagger.audio.formats import AUDIO_DEMUXERS, FORMAT_MAGICS, FORMAT_NAMES, PLAYLIST_FORMATS, SYNTH_FORMATS
+from tagger.audio.formats import (AUDIO_DEMUXERS, AUDIO_FORMATS, FORMAT_MAGICS, FORMAT_NAMES, PLAYLIST_FORMATS,
+                                  SYNTH_FORMATS)
 from tagger.audio.lengths import _shorten_seconds
 from tagger.audio.mp3 import _mp3_decoded_in_part, _mp3_feed, _vbri_seconds
 from tagger.audio.ogg import _chained_ogg
 from tagger.audio.plumbing import FFMPEG_INPUT_OPTIONS, _decoder_preexec, _DecoderStderr, _said, _unaddressed
+from tagger.audio.rawframes import RAW_FRAMES, _frame_walk
 from tagger.containers import id3v2_length
 from tagger.errors import AudioReadError, MissingToolError
 
@@ -102,6 +104,12 @@ def _ffprobe_info(path: Path) -> AudioInfo:
             reason = _said(_unaddressed(drm), path)
             raise AudioReadError(path, f"encrypted (DRM), which ffmpeg cannot decode ({reason}): not analysed")
         msg = [_said(_unaddressed(line), path) for line in said]
+        raw = _no_raw_frames(path)
+        if raw:
+            raise AudioReadError(path, f"no {raw[1]} audio found in it (no frame of it where it begins; ffmpeg's "
+                                       f"{raw[0]} reader, taking it by its name, failed: "
+                                       f"{msg[-1] if msg else 'without a reason'}): not a file of that format, or a "
+                                       "damaged one; not analysed")  # fmt: skip
         if msg and msg[-1] == "Operation not permitted":  # (AVERROR(EPERM) is -1, a demuxer's error without a name)
             raise AudioReadError(path, "not a readable audio file (ffmpeg failed on it without a reason: 'Operation not "
                                        "permitted' is its code for an error without a name, not the file's "
@@ -145,6 +153,18 @@ def _ffprobe_info(path: Path) -> AudioInfo:
         duration = _shorten_seconds(path)
     return AudioInfo(str(path), str(s.get("codec_name", "unknown")), rate, channels, duration, "ffmpeg",
                      demuxer=demuxer.split(",")[0])  # fmt: skip
+
+
+def _no_raw_frames(path: Path) -> tuple[str, str] | None:
+    """(demuxer, format name) of the raw frame stream (`tagger.audio.rawframes.RAW_FRAMES`) that the
+    file's extension names, where ffprobe failed on it and no frame of it begins where the file does:
+    random bytes named ``.loas`` were ``not a readable audio file (Invalid argument)``, where a text
+    named ``.ac3`` says that no AC-3 audio was found in it. None for another extension, or a file that
+    begins with a frame (the decoder's reason stands)."""
+    demuxer = next((d for d, exts in AUDIO_FORMATS.items() if path.suffix.lower() in exts and d in RAW_FRAMES), None)
+    if demuxer is None or _frame_walk(path, demuxer) is not None:
+        return None
+    return demuxer, {"ac3": "AC-3", "eac3": "E-AC-3", "dts": "DTS"}.get(demuxer) or FORMAT_NAMES[demuxer]
 
 
 UNCHECKED_SIGNATURES = frozenset({"wsd"})
