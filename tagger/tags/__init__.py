@@ -21,7 +21,9 @@ The package:
 - `tagger.tags.filesystem`: the file-system facts a rewrite checks and keeps (Linux read lease,
   writers' lock, owner, mode, extended attributes, fsync);
 - `tagger.tags.batch`: many files: predictions (JSONL or the database), selection with
-  `tagger.db.filter.TrackFilter`, `write_predictions`, `remove_all`, `tag_from_database`;
+  `tagger.db.filter.TrackFilter`, `write_predictions`, `remove_all`;
+- `tagger.tags.database`: the database's results written into the files, each write recorded
+  around it (`tag_from_database`);
 - `tagger.tags.rows`: a row of `tagger predict --json` (`PredictionRow`), which predict writes
   and the batch reads;
 - `tagger.tags.beets`: the fields registered on beets' ``mediafile``.
@@ -45,11 +47,11 @@ from tagger.tags.batch import (
     remove_all,
     rows_folder,
     select_predictions,
-    tag_from_database,
     write_predictions,
 )
 from tagger.tags.beets import foreign_fields, mediafile_styles, register_mediafile_fields
 from tagger.tags.checks import unsettled_reason
+from tagger.tags.database import tag_from_database
 from tagger.tags.fields import (
     FIELDS,
     INSTRUMENTS,

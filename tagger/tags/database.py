@@ -1,0 +1,235 @@
+"""The library database's results written into the files (`tag_from_database`, `tagger tag`
+without ``--from-json``), each write recorded in the database around it.
+
+The tracks a filter selects are read as predictions (`tagger.tags.batch.predictions_from_database`)
+and written as any predictions are (`tagger.tags.batch.write_predictions`); what this adds is the
+database's part: a run that stopped at a rename recovered (`_recover_stopped_runs`), the copy's
+hash recorded before it replaces its file, the track read again just before its write, the file's
+new facts recorded after it (`_DatabaseWrites`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
+
+from tagger.errors import TagWriteError, UserError
+from tagger.paths import check_filesystem_encoding
+from tagger.tags import batch  # (predictions_from_database called through it, where callers and tests replace it)
+from tagger.tags.batch import Prediction, write_predictions
+from tagger.tags.fields import TagChange
+
+if TYPE_CHECKING:
+    from tagger.db.filter import TrackFilter
+
+
+def tag_from_database(
+    database,
+    *,
+    paths: Iterable[str | os.PathLike] = (),
+    has: Iterable[str] = (),
+    lacks: Iterable[str] = (),
+    where: TrackFilter | None = None,
+    scores: bool = False,
+    id3v23: bool = False,
+    keep_mtime: bool = False,
+    dry_run: bool = False,
+    settle_seconds: float = 0.0,
+    follow_external_symlinks: bool = False,
+    stop: Callable[[], bool] | None = None,
+) -> Iterator[TagChange | TagWriteError]:
+    """Write the stored results of the library database (a `tagger.db.session.Database`) into the
+    files, without re-analysis, recording each rewritten file's new size/mtime/fingerprint
+    (`tagger.db.writes.record_rewrite`). ``where`` (or ``paths``/``has``/``lacks``): which tracks.
+    Each copy's content hash is recorded before it replaces its file (`tagger.db.writes.record_pending`):
+    a file a run stopped at before recording its new facts (``kill -9``) is recognised by the next
+    run when it is still byte for byte that copy (`tagger.db.writes.recover_rewrite`), not refused.
+    A file whose track a scan gave new results while its old ones were written (a scan of another
+    model) yields its `TagChange` and a `TagWriteError` saying so: its tags are not recorded as
+    current, so the next scan writes the new results.
+
+    Writes stay inside the filter's paths (or, when none are given, the folders the database's
+    scans were given): a file reached through a symbolic link pointing elsewhere is skipped unless
+    ``follow_external_symlinks``. ``stop()``: asked before each file (`write_predictions`); each file
+    written before it is recorded.
+
+    The steps: `_selected_tracks` (read), `_recover_stopped_runs` (when a run stopped at a rename),
+    `write_predictions` with `_DatabaseWrites` recording around each write."""
+    from tagger.db.filter import TrackFilter
+
+    check_filesystem_encoding()
+    if where is None:
+        where = TrackFilter.of(has=has, lacks=lacks, paths=paths)
+    predictions, roots = _selected_tracks(database, where)
+    if any(p.stored is not None and p.stored.rewrite_hash for p in predictions):  # a run stopped at a rename
+        predictions = _recover_stopped_runs(database, predictions, dry_run=dry_run,
+                                            inside=None if follow_external_symlinks else roots)  # fmt: skip
+    run = _DatabaseWrites(database, where, dry_run=dry_run, read={p.path: p.stored for p in predictions})
+    results = write_predictions(
+        predictions, scores=scores, id3v23=id3v23, keep_mtime=keep_mtime, dry_run=dry_run,
+        settle_seconds=settle_seconds, roots=roots, follow_external_symlinks=follow_external_symlinks,
+        before_replace=run.pending, refresh=run.refresh, stop=stop,
+    )  # fmt: skip
+    for result in results:
+        yield from run.record(result)
+
+
+def _selected_tracks(database, where: TrackFilter) -> tuple[list[Prediction], list[str]]:
+    """The tracks ``where`` selects, as predictions, and the folders the writes must stay in (the
+    filter's paths, or the folders the database's scans were given); `UserError` when paths were
+    given and no analysed track lies under them."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from tagger.db import queries
+    from tagger.db.session import database_error
+
+    try:
+        with database.session() as session:
+            predictions = batch.predictions_from_database(session, where=where)
+            roots = list(where.paths) or queries.scanned_roots(session)
+    except SQLAlchemyError as exc:
+        raise database_error(database.url, exc, doing="read", then="no file was changed") from None
+    if where.paths and not predictions:
+        raise UserError(f"no analysed track matches under {', '.join(where.shown_paths)}: scan it first "
+                        "(or check the filter)")  # fmt: skip
+    return predictions, roots
+
+
+def _recover_stopped_runs(database, predictions: list[Prediction], *, dry_run: bool,
+                          inside: list | None) -> list[Prediction]:  # fmt: skip
+    """``predictions``, each file that an earlier run moved its copy over before it stopped taking its
+    facts now (`_recovered`)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from tagger.db.session import database_error
+
+    try:
+        with database.session() as session:
+            return [_recovered(session, p, dry_run=dry_run, inside=inside) for p in predictions]
+    except SQLAlchemyError as exc:
+        raise database_error(database.url, exc, doing="write", then="no file was changed") from None
+
+
+@dataclass
+class _DatabaseWrites:
+    """What `tag_from_database` records around each write: the copy's hash before it replaces its
+    file (`pending`), the track as it stands just before the write (`refresh`), the file's new facts
+    after it (`record`)."""
+
+    database: object
+    where: TrackFilter
+    dry_run: bool
+    read: dict
+    """path -> the stored results the write of that file is made from (`StoredResults` or None)."""
+    pended: set[str] = field(default_factory=set)
+    """The files whose copy's hash is recorded."""
+
+    def pending(self, pred: Prediction, copy: str) -> None:
+        """Record the content hash of ``pred``'s new copy before it replaces the file, so that the next
+        run recognises the file when this one stops before recording it; `TagWriteError` (the file
+        left unchanged) when the copy cannot be read."""
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from tagger.db import writes
+        from tagger.db.session import database_error
+        from tagger.errors import AudioReadError
+        from tagger.fingerprint import content_hash
+
+        if pred.stored is None:
+            return
+        try:
+            digest = content_hash(copy)
+        except AudioReadError as exc:
+            raise TagWriteError(pred.path, f"cannot read its new copy: {exc.reason}; file left unchanged") from None
+        try:
+            with self.database.session() as session:
+                if writes.record_pending(session, path=pred.path, written=pred.stored, content_hash=digest):
+                    self.pended.add(pred.path)
+        except SQLAlchemyError as exc:
+            then = f"{pred.path} and the files after it were left alone"
+            raise database_error(self.database.url, exc, doing="write", then=then) from None
+
+    def refresh(self, pred: Prediction) -> Prediction:
+        """The track of ``pred`` as the database holds it now: another `tag` may have rewritten and
+        recorded its file since the run began, or a scan stored new results for it (was: the file
+        was skipped as "changed since it was analysed", or given the superseded results). A dry run
+        keeps what it read (a file it found to be an interrupted run's copy is recorded by no one)."""
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from tagger.db.session import database_error
+
+        if pred.stored is None or self.dry_run:
+            return pred
+        try:
+            with self.database.session() as session:
+                fresh = batch.predictions_from_database(session, where=replace(self.where, paths=(pred.path,),
+                                                                         given=(pred.path,)))  # fmt: skip
+        except SQLAlchemyError as exc:
+            raise database_error(self.database.url, exc, doing="read", then=f"{pred.path} and the files after it "
+                                                                             "were left alone") from None  # fmt: skip
+        fresh = [p for p in fresh if p.path == pred.path and p.stored is not None
+                 and p.stored.track_id == pred.stored.track_id]  # fmt: skip
+        if not fresh:
+            raise TagWriteError(pred.path, "since this run began its track was changed (a scan stored other results, "
+                                           "or found it changed or gone) and the selection no longer holds it; left "
+                                           "as it is")  # fmt: skip
+        self.read[pred.path] = fresh[0].stored
+        return fresh[0]
+
+    def record(self, result: TagChange | TagWriteError) -> Iterator[TagChange | TagWriteError]:
+        """``result``, after recording a written file's new size, mtime and fingerprint as current;
+        followed by a `TagWriteError` when the file cannot be read back or a scan stored new results
+        meanwhile. A database that cannot record it stops the run (`database_error`), the result
+        yielded first."""
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from tagger.db import writes
+        from tagger.db.session import database_error
+        from tagger.errors import AudioReadError
+
+        if isinstance(result, TagChange) and result.written:
+            try:
+                with self.database.session() as session:
+                    recorded = writes.record_rewrite(session, path=result.path, size=result.size, mtime=result.mtime,
+                                                     tags_current=True,  # a later scan leaves these tags (--scores) alone
+                                                     written=self.read.get(result.path), ctime_ns=result.ctime_ns,
+                                                     audio_digest=result.audio_digest)  # fmt: skip
+            except AudioReadError as exc:  # gone or unreadable right after the write: the next scan sees it
+                yield result
+                yield TagWriteError(result.path, f"tags written, but the file could not be read back to record it: "
+                                                 f"{exc.reason}; scan it again")  # fmt: skip
+                return
+            except SQLAlchemyError as exc:
+                # The file holds its new tags but the database its old size and time (and, recorded
+                # before the rename, the copy's hash: the next `tag` recognises the file; a scan analyses
+                # it again); no further file is written while the database cannot record them.
+                yield result
+                later = "the next `tagger tag` records them" if result.path in self.pended else "scan it again"
+                then = (f"the tags of {result.path} are written but not recorded ({later}); the files after it were "
+                        "left alone")  # fmt: skip
+                raise database_error(self.database.url, exc, doing="write", then=then) from None
+            if recorded is writes.Recorded.NOT_CURRENT:
+                yield result
+                yield TagWriteError(result.path, "tags written, but a scan stored new results for it meanwhile: "
+                                                 "not recorded as current; the next scan writes the right ones")  # fmt: skip
+                return
+        yield result
+
+
+def _recovered(session, pred: Prediction, *, dry_run: bool, inside: list | None) -> Prediction:
+    """``pred``, or, when its file is byte for byte the copy an earlier `tag` run verified and moved
+    over it before it stopped (`tagger.db.writes.recover_rewrite`), ``pred`` with the file's facts
+    now, recorded (not with ``dry_run``): the write then finds its tags already holding the results.
+    ``inside``: the folders a file must be reached in (not through a link out of them, which is not
+    read), None for any."""
+    from tagger.crawl import external_link_target
+    from tagger.db import writes
+
+    if pred.stored is None or pred.stored.rewrite_hash is None:
+        return pred
+    if inside is not None and external_link_target(pred.path, inside) is not None:
+        return pred  # (skipped by the write, with its reason)
+    stored = writes.recover_rewrite(session, path=pred.path, written=pred.stored, dry_run=dry_run)
+    return pred if stored is None else replace(pred, expected=(stored.size, stored.mtime), stored=stored)
