@@ -226,6 +226,42 @@ def test_a_library_moved_to_another_disk_behind_a_link_keeps_one_track_per_file(
     assert (summary.copied, summary.relinked, len(_rows(dbfile))) == (1, [], 3)
 
 
+def test_a_folder_mounted_at_two_places_scanned_under_each_name_keeps_one_track_per_file(tmp_path):
+    # /data/Music bind-mounted at ~/Music, one scan of each name (a cron job's, the user's): each file
+    # was stored once per name, results copied, and for ever: every tag write through one name left
+    # the other's row "changed since it was analysed; scan it again" (`tagger tag` exit 1 each run).
+    # Found by the red team. The row follows the name the scan found, as a link's does.
+    import subprocess
+
+    from typer.testing import CliRunner
+
+    from tagger.cli import app
+
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("needs root and mount for a bind mount")
+    music, other, dbfile = tmp_path / "Music", tmp_path / "other", tmp_path / "lib.db"
+    files = [write_audio(music / name, tone_signal([f], seconds=4.0)) for name, f in (("x.flac", 110.0),
+                                                                                      ("y.flac", 1000.0))]  # fmt: skip
+    _old(*files)
+    other.mkdir()
+    if subprocess.run(["mount", "--bind", str(music), str(other)], capture_output=True).returncode:
+        pytest.skip("cannot make a bind mount here")
+    try:
+        _scan(music, dbfile)
+        before = _rows(dbfile)
+        summary = _scan(other, dbfile)
+        assert (summary.scanned, summary.copied, summary.moved) == (0, 0, 0)
+        assert summary.renamed == [(str(f), str(other / f.name)) for f in files] and summary.relinked == []
+        assert _rows(dbfile) == {str(other / f.name): before[str(f)] for f in files}  # results and all
+        result = CliRunner().invoke(app, ["tag", "--db", str(dbfile), "--settle-seconds", "0", "--scores"])
+        assert result.exit_code == 0 and "2 tagged, 0 unchanged, 0 skipped" in result.output, result.output
+        summary = _scan(music, dbfile)  # the first name again: the rows follow it back
+        assert summary.renamed == [(str(other / f.name), str(f)) for f in files] and summary.scanned == 0
+        assert sorted(_rows(dbfile)) == [str(f) for f in files]
+    finally:
+        subprocess.run(["umount", "-l", str(other)], check=False)
+
+
 def _tags_current(dbfile, path) -> bool:
     con = sqlite3.connect(dbfile)
     try:
@@ -758,7 +794,9 @@ def test_a_folder_of_the_library_mounted_again_under_another_name_keeps_one_trac
     summary = _scan(music, dbfile)
     rows = _rows(dbfile)
     assert list(rows) == [str(again)] and rows[str(again)]["instruments"] == ["bass"]
-    assert (summary.copied, summary.duplicates) == (1, [str(song)])
+    # (the track takes the name the walk reached, as a folder mounted at two places scanned under each
+    # name does; was: a copy of its results under that name, the first name's track then removed)
+    assert (summary.copied, summary.duplicates, summary.renamed) == (0, [], [(str(song), str(again))])
     write_audio(song, tone_signal([4000.0], seconds=4.0))
     _old(song)
     assert _scan(music, dbfile).scanned == 1

@@ -200,11 +200,12 @@ class ScanWriter:
         self.summary.moved += 1
         self.touch()
 
-    def relinked(self, track: M.Track, *, path: str) -> None:
+    def relinked(self, track: M.Track, *, path: str, mounted: bool = False) -> None:
         """``track`` was stored under a path that leads through a symbolic link to the file ``path``
-        (its real path): the same file, so the row takes that name, results kept (the caller then
-        checks the file as it checks any stored one)."""
-        self.summary.relinked.append((track.path, path))
+        (its real path), or with ``mounted`` under another name of it without a link (a folder
+        mounted at two places): the same file, so the row takes that name, results kept (the caller
+        then checks the file as it checks any stored one)."""
+        (self.summary.renamed if mounted else self.summary.relinked).append((track.path, path))
         _rename(track, path)
         self.touch()
 

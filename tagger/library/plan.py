@@ -411,9 +411,17 @@ class _Plan:
         # moved to another disk, a link left at its old place) is this file's own: its row takes the
         # file's real name, results and all, and is then checked as any stored file is.
         twin = next((t for t in candidates if os.path.realpath(t.path) == path), None)
+        # So is one stored under another name of it with no link on the way, a name this scan did not
+        # reach: a folder mounted at two places, each name scanned by a scan of its own (was: a copy
+        # under each name, each rewrite through one name then "changed since it was analysed" to the
+        # other). One name only: a hard link's other name is another file to a tag write.
+        mounted = twin is None and st.st_nlink == 1
+        if mounted:
+            twin = next((t for t in candidates if t.path not in writer.seen and os.path.realpath(t.path) == t.path
+                         and _same_inode(t.path, path)), None)  # fmt: skip
         if twin is not None:
             self.existing.pop(twin.path, None)
-            writer.relinked(twin, path=path)
+            writer.relinked(twin, path=path, mounted=mounted)
             row = self.existing[path] = (twin.id, twin.size, twin.mtime, twin.fingerprint, twin.status,
                                          twin.model_version_id, twin.error_transient, twin.tags_current,
                                          twin.content_hash, twin.ctime_ns, twin.audio_digest)  # fmt: skip

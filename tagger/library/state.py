@@ -86,6 +86,10 @@ class ScanSummary:
     """(old, new) of the tracks stored under a path that leads through a symbolic link to a file
     this scan found under its real path (a library moved, a link left at its old place): the row
     now has the real path, results kept."""
+    renamed: list[tuple[str, str]] = field(default_factory=list)
+    """(old, new) of the tracks stored under another name of a file this scan found, with no symbolic
+    link on its way (a folder mounted at two places, each name scanned by a scan of its own): the
+    row now has the name this scan found, results kept."""
     audio_seconds: float = 0.0
     wall_seconds: float = 0.0
     tags_written: int = 0
@@ -137,6 +141,7 @@ class ScanSummary:
         out["tag_failures"] = [{"path": p, "error": e} for p, e in self.tag_failures]
         out["empty_roots"] = [{"path": p, "tracks_kept": n} for p, n in self.empty_roots]
         out["relinked"] = [{"from": a, "to": b} for a, b in self.relinked]
+        out["renamed"] = [{"from": a, "to": b} for a, b in self.renamed]
         out["stage_seconds"] = {k: round(v, 3) for k, v in self.stage_seconds.items()}
         out["realtime_factor"] = round(self.realtime_factor, 2)
         out["audio_seconds"] = round(self.audio_seconds, 3)
