@@ -15,8 +15,8 @@ The package:
 - `tagger.audio.mp3`: an MP3's frame headers and tags (joined files, VBR without a length header,
   the tags ffmpeg is not given, its last frame cut);
 - `tagger.audio.flac`: a FLAC's frame headers and CRCs (whether it ends on its whole last frame);
-- `tagger.audio.rawframes`: the frame headers of raw streams (AC-3, E-AC-3, TrueHD, MLP, LOAS, DTS,
-  DTS-HD: their last frame cut, bytes between frames that begin none);
+- `tagger.audio.rawframes`: the frame headers of raw streams (ADTS AAC, AC-3, E-AC-3, TrueHD, MLP,
+  LOAS, DTS, DTS-HD: their last frame cut, bytes between frames that begin none);
 - `tagger.audio.fileinfo`: `AudioInfo`, what `info` returns, and the sample rates analysed;
 - `tagger.audio.formats`: the formats analysed, declared once (`AUDIO_FORMATS`, the extensions and
   first bytes crawled, the demuxers ffmpeg may read a file with);

@@ -164,7 +164,7 @@ def _no_raw_frames(path: Path) -> tuple[str, str] | None:
     demuxer = next((d for d, exts in AUDIO_FORMATS.items() if path.suffix.lower() in exts and d in RAW_FRAMES), None)
     if demuxer is None or _frame_walk(path, demuxer) is not None:
         return None
-    return demuxer, {"ac3": "AC-3", "eac3": "E-AC-3", "dts": "DTS"}.get(demuxer) or FORMAT_NAMES[demuxer]
+    return demuxer, {"aac": "AAC (ADTS)", "ac3": "AC-3", "eac3": "E-AC-3", "dts": "DTS"}.get(demuxer) or FORMAT_NAMES[demuxer]
 
 
 UNCHECKED_SIGNATURES = frozenset({"wsd"})

@@ -1,5 +1,5 @@
-"""The raw frame streams read from their frame headers (`_frame_walk`): AC-3 and E-AC-3, TrueHD and
-MLP, LOAS (LATM AAC), DTS and DTS-HD. A raw stream declares no length, but each frame's sync header
+"""The raw frame streams read from their frame headers (`_frame_walk`): AAC in ADTS, AC-3 and E-AC-3,
+TrueHD and MLP, LOAS (LATM AAC), DTS and DTS-HD. A raw stream declares no length, but each frame's sync header
 declares the frame's size: a file that ends before its last frame does (a copy or download that
 stopped) is cut short (`_check_raw_end`), and bytes between frames that begin none (lost sync) are
 frames lost from its middle (`_check_raw_damage`). ffmpeg said nothing of either (an AC-3 or TrueHD
@@ -252,6 +252,22 @@ class _LOAS(_Frames):
         return subframes * samples / rate
 
 
+class _ADTS(_Frames):
+    """Raw AAC's ADTS frames (ISO 14496-3 1.A.2): a 12-bit sync (0xFFF, layer 0), the frame's length
+    (13 bits, its header included) and 1 to 4 raw data blocks of 1,024 samples at the core rate its
+    sampling_frequency_index names (SBR's doubling left out, as in `_LOAS`)."""
+
+    codec, sync, head = "AAC (ADTS)", (b"\xff",), 7
+
+    def frame(self, buf: bytes, i: int) -> tuple[int, float] | None:
+        if buf[i] != 0xFF or buf[i + 1] & 0xF6 != 0xF0:
+            return None
+        index, size = buf[i + 2] >> 2 & 0xF, (buf[i + 3] & 3) << 11 | buf[i + 4] << 3 | buf[i + 5] >> 5
+        if index >= len(_AAC_RATES) or size < 7:
+            return None
+        return size, ((buf[i + 6] & 3) + 1) * 1024 / _AAC_RATES[index]
+
+
 _DTS_RATES = (0, 8000, 16000, 32000, 0, 0, 11025, 22050, 44100, 0, 0, 12000, 24000, 48000, 0, 0)
 
 
@@ -277,7 +293,8 @@ class _DTS(_Frames):
         return None
 
 
-RAW_FRAMES = {"ac3": _AC3, "eac3": _AC3, "truehd": _MLP, "mlp": _MLP, "loas": _LOAS, "dts": _DTS, "dtshd": _DTS}
+RAW_FRAMES = {"aac": _ADTS, "ac3": _AC3, "eac3": _AC3, "truehd": _MLP, "mlp": _MLP, "loas": _LOAS, "dts": _DTS,
+              "dtshd": _DTS}  # fmt: skip
 """The ffmpeg demuxers of raw frame streams whose frame headers are walked (`_frame_walk`)."""
 READ = 1 << 20
 """Bytes read at a time: the headers are walked in memory, each block once (a TrueHD access unit is
