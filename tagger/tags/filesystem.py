@@ -4,8 +4,9 @@ Before the copy: may the file be replaced (`check_writable`: permissions, read-o
 immutable and append-only attributes), is another program writing it (`ReadLease`, a Linux read
 lease) or another tagger writer rewriting it (`lock_writers`, an exclusive ``flock``), is it still
 the file that was looked at (`same_file`). On the copy: the original's inode flags, owner, mode and
-extended attributes (`copy_flags`, `copy_owner`, `copy_mode`, `copy_xattrs`), a second name for the original so that it
-can be put back (`link_backup`), the data and the folder flushed to disk (`fsync`, `fsync_dir`).
+extended attributes (`copy_flags`, `copy_owner`, `copy_mode`, `copy_xattrs`), a second name for the
+original so that it can be put back (`link_backup`), the data and the folder flushed to disk (`fsync`,
+`fsync_dir`).
 
 Kept apart from the rewrite's steps because they are about the operating system, not about tags:
 each says, in a `TagWriteError` naming the file, what the system refuses.
