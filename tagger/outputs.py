@@ -30,6 +30,7 @@ def check_replaceable(path: str | os.PathLike, *, ours: Callable[[bytes], bool],
     is an empty file, or a regular file whose first `HEAD_BYTES` bytes `ours` accepts. Otherwise a
     `UserError` naming it and the reason (a folder, a FIFO or device, another kind of file)."""
     path = Path(path)
+    _refuse_system_name(path, what=what)
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -52,6 +53,28 @@ def check_replaceable(path: str | os.PathLike, *, ours: Callable[[bytes], bool],
         raise UserError(f"{path}: a file is already there that tagger did not write (not {what}); "
                         "left unchanged: choose another name, or move it away first")  # fmt: skip
     return path
+
+
+def _refuse_system_name(path: Path, *, what: str) -> None:
+    """A `UserError` for a name among the system's devices and state: in ``/dev`` itself or on one of
+    the kernel's file systems (`tagger.crawl.system_folder`), or a symbolic link leading through such a
+    name (``/dev/stdout``, a link to ``/proc/self/fd/1``). The write replaces the name, never writes
+    through it: ``query -o /dev/stdout > list.m3u`` run as root replaced the system's ``/dev/stdout``
+    link with a file (its target, the redirected file, passed the check as an empty one) and left
+    ``list.m3u`` empty. (``/dev/shm``, a tmpfs for files, is not refused.)"""
+    from tagger.crawl import system_folder, system_mounts
+
+    mounts = system_mounts()
+    name = os.path.abspath(path)
+    for _ in range(40):  # (the kernel's limit of links followed)
+        folder = os.path.realpath(os.path.dirname(name))
+        if folder == "/dev" or system_folder(folder, mounts) is not None:
+            raise UserError(f"{path}: one of the system's devices or files, not a file of yours; {what} is not "
+                            "written there")  # fmt: skip
+        try:
+            name = os.path.join(folder, os.readlink(name))
+        except OSError:  # (not a link, or not there)
+            return
 
 
 def looks_like_text(head: bytes) -> bool:

@@ -55,3 +55,29 @@ def test_a_write_that_fails_leaves_the_old_file_and_no_temporary_file(tmp_path):
     os.chmod(path, 0o640)
     write_atomic(path, "newer")
     assert os.stat(path).st_mode & 0o777 == 0o640
+
+
+def test_a_name_among_the_systems_devices_or_a_link_into_them_is_refused(tmp_path, monkeypatch):
+    """`query -o /dev/stdout > list.m3u` as root replaced the system's `/dev/stdout` link with a file:
+    the check read the link's target (the redirected file, empty), the write replaced the link. A name
+    in `/dev` or on a kernel's file system, or a link leading through one (to `/proc/self/fd/1`, also
+    by way of another link), is refused and left as it was; a link to a file elsewhere is replaced as
+    before. A file system of the kernel is told by the mount table (here a made-up one)."""
+    from tagger import crawl
+
+    ours = lambda head: True  # noqa: E731
+    (tmp_path / "fd1").symlink_to("/proc/self/fd/1")
+    (tmp_path / "via").symlink_to(tmp_path / "fd1")
+    for name in ("fd1", "via", "/dev/stdout", "/dev/null", "/proc/self/fd/1"):
+        with pytest.raises(UserError, match="one of the system's devices or files"):
+            check_replaceable(tmp_path / name, ours=ours, what="x")
+    assert os.readlink(tmp_path / "fd1") == "/proc/self/fd/1"
+    (tmp_path / "mine.m3u").write_text("#EXTM3U\n")
+    (tmp_path / "link.m3u").symlink_to(tmp_path / "mine.m3u")
+    assert check_replaceable(tmp_path / "link.m3u", ours=ours, what="x") == tmp_path / "link.m3u"
+    (tmp_path / "dev").mkdir()
+    mountinfo = tmp_path / "mountinfo"
+    mountinfo.write_text(f"1 0 8:1 / / rw - ext4 /dev/sda1 rw\n2 1 0:6 / {tmp_path / 'dev'} rw - devtmpfs udev rw\n")
+    monkeypatch.setattr(crawl, "MOUNTINFO", str(mountinfo))
+    with pytest.raises(UserError, match="one of the system's devices or files"):
+        check_replaceable(tmp_path / "dev" / "list.m3u", ours=ours, what="x")
