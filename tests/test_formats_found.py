@@ -409,6 +409,19 @@ def test_a_tak_file_cut_short_is_an_error_not_a_shorter_track(tmp_path):
         audio.load(f)
 
 
+def test_a_refusal_of_a_file_cut_by_a_little_tells_the_two_lengths_apart(tmp_path):
+    """A caller that takes no notes refuses any cut: a 10 s WAV less its last 40 ms was 'cut short:
+    the file holds 10.0 s of the 10.0 s its header declares; ... would leave 0.0 s out', which
+    reads as no loss at all. The lengths get the decimals that tell them apart."""
+    f = tmp_path / "cut.wav"
+    sf.write(f, tone(10.0, 16_000), 16_000, subtype="PCM_16")
+    data = f.read_bytes()
+    f.write_bytes(data[: len(data) - 2_560])  # 40 ms of 16-bit stereo
+    with pytest.raises(AudioReadError, match=r"cut short: the file holds 9\.96 s of the 10\.00 s its header declares; "
+                                              r"nothing stored, as a result would leave 0\.04 s out"):
+        audio.load(f)
+
+
 def test_a_shorten_file_cut_short_is_an_error_not_a_shorter_track(tmp_path):
     """The WAV header a Shorten file holds declares its length (ffprobe says none): cut anywhere, it
     was analysed as what it held, as the whole, where the cut let ffmpeg's decoder stop without a

@@ -33,15 +33,22 @@ def _note_or_refuse(path: Path, notes: list[str] | None, *, lost: float, duratio
         raise AudioReadError(path, refusal)
 
 
+def _places(holds: float, duration: float) -> int:
+    """The fewest decimals (one to three) that tell ``holds`` seconds from ``duration``, so that a
+    refusal never says a file holds 3.3 s of the 3.3 s its header declares."""
+    return next((n for n in (1, 2) if f"{holds:.{n}f}" != f"{duration:.{n}f}"), 3)
+
+
 def _cut_short(path: Path, notes: list[str] | None, *, lost: float, holds: float, duration: float | None) -> None:
     """`_note_or_refuse` for a file that ends before the length its header declares (``duration``
     seconds), holding ``holds`` seconds of it, ``lost`` seconds missing: the one note and refusal of
     every container whose header declares a length (WAV/AIFF, MP3, FLAC, TAK...)."""
+    n = _places(holds, duration or 0.0)
     _note_or_refuse(path, notes, lost=lost, duration=duration,
                     note=f"the file ends before the length its header declares: analysed without the rest "
                          f"({lost:.3f} s of {duration or 0.0:.1f} s left out)",
-                    refusal=f"cut short: the file holds {holds:.1f} s of the {duration:.1f} s its header "
-                            f"declares; nothing stored, as a result would leave {lost:.1f} s out")  # fmt: skip
+                    refusal=f"cut short: the file holds {holds:.{n}f} s of the {duration or 0.0:.{n}f} s its header "
+                            f"declares; nothing stored, as a result would leave {lost:.{n}f} s out")  # fmt: skip
 
 
 def _check_channels(path: Path, shares: np.ndarray) -> None:
