@@ -146,6 +146,30 @@ def test_an_id3v23_tag_in_front_is_carried_as_ffmpeg_shows_it(tmp_path):
     assert tags.remove_instruments(song).written and song.read_bytes() == original
 
 
+
+def test_an_id3v22_tags_frames_keep_the_names_ffmpeg_shows_them_by(tmp_path):
+    """ffmpeg names an ID3v2.2 tag's frames without a name of its own by their v2.2 ids (``TLE``,
+    ``TT1``, ``TOR``) and shows no v2.2 lyrics (``ULT``); mutagen reads them by their v2.3 ids. The
+    copies were named by those (ffprobe then showing ``TLEN``, ``grouping``, ``TORY`` and lyrics it had
+    not shown); they keep ffprobe's names now, and the lyrics stay in the ID3v2 tag alone."""
+
+    def frame(fid: str, text: bytes) -> bytes:  # (a v2.2 frame: a 3-byte id and a 3-byte size)
+        return fid.encode() + len(text).to_bytes(3, "big") + text
+
+    body = b"".join([frame("TT2", b"\0Blue Song"), frame("TP1", b"\0Ann Example"), frame("TLE", b"\x00183000"),
+                     frame("TT1", b"\0Slow ones"), frame("TOR", b"\x001970"), frame("ULT", b"\0eng\0la la la")])
+    song = tmp_path / "song.wv"
+    song.write_bytes(b"ID3\x02\x00\x00" + len(body).to_bytes(4, "big") + body + _stream(tmp_path, "wv"))  # (< 128)
+    original = song.read_bytes()
+    before = _probe(song)
+    assert before == {"title": "Blue Song", "artist": "Ann Example", "tle": "183000", "tt1": "Slow ones", "tor": "1970"}
+    assert tags.write_instruments(song, **WRITE).written
+    assert _probe(song) == before and song.read_bytes().startswith(original)
+    assert {k: v for k, v in _ape_items(song).items() if not k.startswith("INSTRUMENTS")} == {
+        "Title": ["Blue Song"], "Artist": ["Ann Example"], "TLE": ["183000"], "TT1": ["Slow ones"], "TOR": ["1970"]}
+    assert tags.remove_instruments(song).written and song.read_bytes() == original
+
+
 def test_an_id3v1_tag_after_the_stream_is_kept_and_one_holding_other_values_still_refused(tmp_path):
     """An ID3v1 tag without fields (a tagger's blank one) stays at the end, after the new APEv2 tag,
     byte for byte; one holding other values than the ID3v2 tag is still refused as before (TagLib shows

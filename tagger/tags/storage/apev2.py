@@ -157,9 +157,19 @@ a genre number by its name); the other text frames are carried as they are in th
 own ids, as ffmpeg shows them (mutagen makes an ID3v2.3 ``TORY`` a ``TDOR``, drops a ``TRDA``)."""
 
 
-def _ffmpeg_name(frame) -> str:
-    """The name ffprobe shows the ID3v2 text frame or lyrics ``frame`` (mutagen's, as read from the file) by."""
-    fid = frame.FrameID
+@functools.cache
+def _v22_ids() -> dict[str, str]:
+    """The ID3v2.2 frame id (``TLE``) of each frame mutagen reads from a v2.2 tag by its v2.3 id (``TLEN``)."""
+    from mutagen.id3 import Frames_2_2
+
+    return {cls.__base__.__name__: name for name, cls in Frames_2_2.items()}
+
+
+def _ffmpeg_name(frame, *, v22: bool = False) -> str:
+    """The name ffprobe shows the ID3v2 text frame or lyrics ``frame`` (mutagen's, as read from the file) by;
+    ``v22``: of an ID3v2.2 tag, whose frames ffmpeg names by their v2.2 ids (``TLE``, ``TT1``; mutagen reads
+    them by their v2.3 ids)."""
+    fid = _v22_ids().get(frame.FrameID, frame.FrameID) if v22 else frame.FrameID
     if fid == "USLT":  # ("lyrics-" and the description, "-", the language, as libavformat's read_uslt)
         return f"lyrics-{frame.desc + '-' if frame.desc else ''}{frame.lang.split(chr(0))[0]}"
     return _FFMPEG_NAMES.get(fid, fid)
@@ -193,7 +203,8 @@ def front_copies(path: str) -> _Copies:
     mutagen converts them: a v2.3 ``TYER`` and ``TDAT`` one date, as ffmpeg merges them; a genre
     number, ``(17)``, by its name, ``Rock``, as ffmpeg shows it); any other text frame (``TENC``,
     ``TLEN``, ``TKEY``, ``TSOP``...) and lyrics (``USLT``) are carried as they are in the file, under
-    the name ffprobe shows them by (`_ffmpeg_name`: ``encoded_by``, ``TLEN``, ``lyrics-eng``), all
+    the name ffprobe shows them by (`_ffmpeg_name`: ``encoded_by``, ``TLEN``, ``lyrics-eng``; an
+    ID3v2.2 tag's by their v2.2 ids, ``TLE``, and its lyrics, which ffmpeg does not show, not at all), all
     their values (ffprobe shows the first, before and after). The tag's other frames (a picture, a
     URL, private data, a rating, a file id) no reader of these formats shows (ffmpeg reads a picture
     of an ID3v2 tag in an MP3, AAC, TTA or WAV file alone, TagLib and the WavPack tools no ID3v2 tag
@@ -242,12 +253,13 @@ def front_copies(path: str) -> _Copies:
         else:
             continue
         fields.append((frame.HashKey, key, shown, _frame_values(frame)))
+    v22 = raw is not None and raw.version < (2, 3, 0)
     for frame in raw.values() if raw is not None else []:
-        fid = frame.FrameID  # (a v2.2 frame's id of three characters: ffmpeg shows no v2.2 lyrics)
-        v24 = type(frame).__mro__[1].__name__ if len(fid) == 3 else fid
-        if v24 in _BY_MUTAGEN or not (fid.startswith("T") or fid == "USLT"):
+        fid = frame.FrameID  # (mutagen reads a v2.2 frame by its v2.3 id: TLEN for TLE)
+        if fid in _BY_MUTAGEN or not (fid.startswith("T") or fid == "USLT" and not v22):  # (no v2.2 lyrics in ffmpeg)
             continue
-        fields.append((frame.HashKey, _ffmpeg_name(frame), _ffmpeg_name(frame), _frame_values(frame)))
+        name = _ffmpeg_name(frame, v22=v22)
+        fields.append((frame.HashKey, name, name, _frame_values(frame)))
     items: dict[str, tuple[str, list[str]]] = {}
     names: dict[str, str] = {}
     refused: list[str] = []
