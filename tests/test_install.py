@@ -34,12 +34,33 @@ def test_version_names_tagger_and_the_shipped_models(tmp_path):
     manifest = ROOT / "models" / "manifest.json"
     r = _tagger("--version", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    first, second = r.stdout.splitlines()
+    first, second, third = r.stdout.splitlines()
     assert first == f"tagger {__version__}"
     version = json.loads(manifest.read_text())["version"]
     digest = hashlib.sha256(manifest.read_bytes()).hexdigest()[:16]
     assert second.startswith(f"models {version} (manifest sha256 {digest}, made ")
     assert second.endswith(f" in {ROOT / 'models'}")
+    assert third.startswith(f"library databases name them {version} with manifest_hash ")
+
+
+def test_version_names_the_manifest_hash_the_database_and_stats_show(tmp_path):
+    """`tagger --version` printed the sha256 of the manifest file (64ebaf93...) and `tagger stats
+    --json` the database's `manifest_hash` of the same models, a hash of the manifest's parsed content
+    (49727e6c...): a user comparing them saw two hashes for one set of models and no word of which
+    was which (found walking through the README). --version names the database's one too, and
+    `tagger stats` prints it for each model version, by the same 16-digit prefix."""
+    from tagger.library.report import render_stats
+    from tagger.model.ensemble import manifest_hash, read_manifest
+
+    stored = manifest_hash(read_manifest(ROOT / "models"))  # what `Ensemble.hash` gives a scan to store
+    version = json.loads((ROOT / "models" / "manifest.json").read_text())["version"]
+    r = _tagger("--version", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert f"manifest_hash {stored[:16]} (tagger stats)" in r.stdout.splitlines()[-1]
+    stats = {"tracks": {"total": 2, "ok": 2, "error": 0, "missing": 0, "stale": 0, "no_instrument": 2},
+             "audio_seconds": 8.0, "families": {}, "cooccurrence": {},
+             "model_versions": [{"version": version, "manifest_hash": stored, "tracks": 2}]}  # fmt: skip
+    assert f"model {version}, manifest_hash {stored[:16]}: 2 track(s)" in render_stats(stats).splitlines()
 
 
 def test_version_refuses_tampered_models_naming_the_file(tmp_path):

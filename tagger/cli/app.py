@@ -298,6 +298,8 @@ def _version(value: bool) -> None:
         raise fail(str(exc)) from None
     created = f", made {info.created}" if info.created else ""
     echo(f"models {info.version} (manifest sha256 {info.manifest_sha256[:16]}{created}) in {info.model_dir}")
+    # (the database names them by another hash, of the manifest's content: `tagger stats` shows that one)
+    echo(f"library databases name them {info.version} with manifest_hash {info.manifest_hash[:16]} (tagger stats)")
     raise typer.Exit()
 
 
@@ -305,7 +307,7 @@ def _version(value: bool) -> None:
 def _root(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging on stderr."),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, expose_value=False,
-                                 help="Print tagger's version and its models' (version, manifest hash, folder)."),
+                                 help="Print tagger's version and its models' (version, manifest sha256, folder, and the manifest_hash a library database records for them)."),
 ) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_ShownFormatter("%(levelname)s %(name)s: %(message)s"))

@@ -273,6 +273,9 @@ def render_stats(stats: dict) -> str:
         f"audio: {stats['audio_seconds'] / 3600:.2f} h",
         f"tracks without any instrument: {t['no_instrument']}",
     ]
+    # (the manifest_hash prefix that `tagger --version` prints for the models it runs)
+    lines += [f"model {m['version']}, manifest_hash {m['manifest_hash'][:16]}: {m['tracks']} track(s)"
+              for m in stats.get("model_versions", ())]
     fams = list(stats["families"])
     if fams:
         lines.append("")

@@ -470,12 +470,15 @@ class ModelInfo:
     """Which models a tagger uses (`tagger --version`): their folder, the version their manifest
     names (what the tags' INSTRUMENTS_MODEL and the database record), when they were made, and the
     sha256 of the manifest, which records every weight file's sha256: two installations whose
-    manifests hash the same run the same weights."""
+    manifests hash the same run the same weights. `manifest_hash` is the other hash of the same
+    manifest: of its parsed content (`manifest_hash`, `Ensemble.hash`), the one a library database
+    records per model version (`model_versions.manifest_hash`, `tagger stats`)."""
 
     model_dir: Path
     version: str
     created: str | None
     manifest_sha256: str
+    manifest_hash: str
 
 
 def model_info(model_dir: str | os.PathLike | None = None) -> ModelInfo:
@@ -488,7 +491,7 @@ def model_info(model_dir: str | os.PathLike | None = None) -> ModelInfo:
     _verified_members(model_dir, manifest, runner_families(manifest))
     created = manifest.get("created")
     return ModelInfo(model_dir=model_dir, version=str(manifest["version"]), created=str(created) if created else None,
-                     manifest_sha256=sha256_file(model_dir / MANIFEST))  # fmt: skip
+                     manifest_sha256=sha256_file(model_dir / MANIFEST), manifest_hash=manifest_hash(manifest))  # fmt: skip
 
 
 def _model_files(model_dir: Path, manifest: dict, families: Sequence[str], *, gated: bool) -> B.Member:
