@@ -1031,3 +1031,20 @@ def test_tag_from_database_names_a_copy_it_cannot_read_a_file_it_cannot_read_bac
     assert "tags written, but the file could not be read back to record it: no such file; scan it again" in str(error)
     monkeypatch.undo()
     assert _rows(dbfile)[str(song)]["content_hash"] != content_hash(song)  # not recorded: the next scan sees it
+
+
+def test_another_name_of_a_tracks_file_is_the_very_file_not_one_of_its_number(tmp_path):
+    # a7e6ea2 took a new name whose device and inode were those of a stored track's file for that
+    # file: a union file system passing its drives' inode numbers through (mergerfs's passthrough) may
+    # give two files one number, and a copy kept with its mtime (`cp -p`) has the same size, mtime and
+    # fingerprint; its ctime tells it apart, as does any other fact of the stat.
+    from tagger.library.plan import _one_file
+
+    a = write_audio(tmp_path / "a.flac", tone_signal([110.0], seconds=1.0))
+    b = tmp_path / "b.flac"
+    shutil.copy2(a, b)
+    sa, sb = os.stat(a), os.stat(b)
+    assert (sa.st_size, sa.st_mtime_ns) == (sb.st_size, sb.st_mtime_ns)
+    collided = os.stat_result((sb.st_mode, sa.st_ino, sa.st_dev, *tuple(sb)[3:]), {
+        "st_mtime_ns": sb.st_mtime_ns, "st_ctime_ns": sb.st_ctime_ns + (sb.st_ctime_ns == sa.st_ctime_ns)})  # fmt: skip
+    assert _one_file(str(a), sa) and not _one_file(str(a), collided)

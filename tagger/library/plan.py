@@ -109,6 +109,18 @@ def _same_inode(a: str, b: str) -> bool:
     return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
 
 
+def _one_file(other: str, st: os.stat_result) -> bool:
+    """Whether the path ``other`` (followed) is the very file found as ``st``: its device, inode, size,
+    mtime and ctime (a union file system passing its drives' inode numbers through may give two
+    files one number; a copy kept with its mtime, ``cp -p``, has another ctime)."""
+    try:
+        o = os.stat(other)
+    except OSError:
+        return False
+    return ((o.st_dev, o.st_ino, o.st_size, o.st_mtime_ns, o.st_ctime_ns)
+            == (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))  # fmt: skip
+
+
 class ContentHashes:
     """The content hashes a scan's planning reads of files with several names (hard links), one per
     file as `os.stat` found it (device, inode, size, mtime, ctime): read once between its names. (A
@@ -418,7 +430,7 @@ class _Plan:
         mounted = twin is None and st.st_nlink == 1
         if mounted:
             twin = next((t for t in candidates if t.path not in writer.seen and os.path.realpath(t.path) == t.path
-                         and _same_inode(t.path, path)), None)  # fmt: skip
+                         and _one_file(t.path, st)), None)  # fmt: skip
         if twin is not None:
             self.existing.pop(twin.path, None)
             writer.relinked(twin, path=path, mounted=mounted)
