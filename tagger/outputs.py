@@ -89,9 +89,19 @@ def looks_like_text(head: bytes) -> bool:
     return True
 
 
+TRACK_LIST_START = re.compile(rb"(\xef\xbb\xbf)?\s*(#EXTM3U|/|path,|PATH |\[\s*(\{|\]|$))")
+"""How a track list `tagger query -o` may replace begins (after a UTF-8 BOM and blanks): an extended
+M3U playlist, an absolute path (``paths``, ``paths0``, a list from ``find``), the CSV's or the
+table's header, a JSON list of objects (or an empty one)."""
+
+
 def looks_like_path_list(head: bytes) -> bool:
-    """The start of a list of absolute paths, one a line or NUL-separated (``tagger query --format
-    paths0 -o``), or any other text file (`looks_like_text`)."""
+    """The start of a track list as `tagger query` writes one in any format (`TRACK_LIST_START`): a
+    playlist, a list of paths one a line or NUL-separated (``--format paths0``), CSV, JSON, a table.
+    Other text is the user's (notes, a cue sheet, an ``.ini``, a script): it was replaced as well,
+    any text passing for an earlier list."""
+    if not TRACK_LIST_START.match(head):
+        return False
     return looks_like_text(head) or (head.startswith(b"/") and looks_like_text(head.replace(b"\0", b"\n")))
 
 

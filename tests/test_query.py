@@ -92,8 +92,8 @@ def test_query_table(scanned):
 
 
 def test_query_output_never_replaces_a_users_music_or_picture(scanned, tmp_path):
-    """`query -o` wrote the track list over whatever file had the name, a song included. A text file
-    (an earlier playlist or list) is replaced whole; a binary file (audio, a picture) or a folder is
+    """`query -o` wrote the track list over whatever file had the name, a song included. An earlier
+    track list is replaced whole; a binary file (audio, a picture) or a folder is
     refused and left as it was."""
     db, files = scanned
     song = files["sub/flute.m4a"]
@@ -107,6 +107,32 @@ def test_query_output_never_replaces_a_users_music_or_picture(scanned, tmp_path)
     r = CliRunner().invoke(app, ["query", "--db", db, "--has", "flute", "--format", "m3u", "--output", str(old)])
     assert r.exit_code == 0, r.output
     assert "/gone/x.flac" not in old.read_text(encoding="utf-8")  # replaced whole, no tail of the longer old list
+
+
+def test_query_output_replaces_a_track_list_but_no_other_text(scanned, tmp_path):
+    """Any text file passed for an earlier list: `query -o notes.txt` (or an album's cue sheet, a
+    `desktop.ini`) replaced the user's file with the list. Only text that begins as a track list
+    does may be replaced: each format's output by each other's, an extended M3U of another player,
+    a list of absolute paths, a JSON list, after a byte-order mark too."""
+    db, _files = scanned
+    theirs = {"notes.txt": "remember the milk\n", "album.cue": 'PERFORMER "x"\nFILE "a.flac" WAVE\n',
+              "desktop.ini": "[.ShellClassInfo]\nIconResource=x\n", "run.sh": "#!/bin/sh\nrm -rf /\n"}  # fmt: skip
+    for name, text in theirs.items():
+        (tmp_path / name).write_text(text)
+        r = CliRunner().invoke(app, ["query", "--db", db, "--format", "m3u", "--output", str(tmp_path / name)])
+        assert r.exit_code == 1 and "tagger did not write" in r.output, r.output
+        assert (tmp_path / name).read_text() == text
+    formats = ("table", "json", "csv", "paths", "paths0", "m3u")
+    for before in formats:
+        for after in formats:
+            out = tmp_path / f"{before}-{after}"
+            for fmt in (before, after):
+                r = CliRunner().invoke(app, ["query", "--db", db, "--format", fmt, "--output", str(out)])
+                assert r.exit_code == 0, (before, after, r.output)
+    for text in ("\ufeff#EXTM3U\n#EXTINF:-1,x\nx.mp3\n", "/music/a.flac\n", "[\n  {}\n]\n", "[]"):
+        (tmp_path / "other").write_text(text, encoding="utf-8")
+        r = CliRunner().invoke(app, ["query", "--db", db, "--format", "paths", "--output", str(tmp_path / "other")])
+        assert r.exit_code == 0, (text, r.output)
 
 
 def test_query_output_and_show_plot_never_replace_the_databases_own_files(scanned, tmp_path):
