@@ -385,3 +385,20 @@ def test_a_file_named_dash_is_read_not_standard_input(tmp_path, ext):
     duration, samples = done.stdout.split()
     assert float(duration) == pytest.approx(1.0, abs=0.05)
     assert int(samples) == pytest.approx(16_000, abs=800)
+
+
+def test_a_decoders_message_about_a_file_given_by_a_relative_name_holds_no_part_of_its_path(tmp_path, monkeypatch):
+    """ffprobe and ffmpeg are given the absolute name and name it in their message, which the reason
+    stored leaves out: a file given by a relative name (`tagger predict sub/notes.mp3`) had its
+    relative name cut out of the absolute one, leaving its folder in the reason, `not a readable
+    audio file (/tmp/x/Invalid data found when processing input)`."""
+    from tagger import audio
+    from tagger.errors import AudioReadError
+
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "notes.mp3").write_bytes(b"not audio at all, " * 200)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(AudioReadError) as refused:
+        audio.info("sub/notes.mp3")
+    assert str(refused.value).startswith("sub/notes.mp3: not a readable audio file (")
+    assert str(tmp_path) not in str(refused.value) and str(refused.value).count("sub") == 1, refused.value

@@ -45,7 +45,7 @@ def _said(text: str, path: str | os.PathLike) -> str:
     """A decoder's message without the file's path, which ffmpeg and libsndfile put in theirs: the
     reason is stored with the track and must stay true when the file is moved (the error names the
     file already)."""
-    for p in dict.fromkeys((str(path), os.path.abspath(path))):
+    for p in dict.fromkeys((os.path.abspath(path), str(path))):  # (the longer first: a relative name ends the absolute one)
         text = text.replace(f"{p}: ", "").replace(repr(p), "the file").replace(p, "the file")
     return text
 
