@@ -255,7 +255,9 @@ def _scan(roots: list[str], *, db: Database, analyser: Analyser, jobs, rescan_st
                 runner.run_inline(work)
             else:
                 runner.run_processes(work, jobs=jobs)
-        runner.retag(retag)
+        # (files whose tags another program just rewrote wait as new ones do: a tag write would be
+        # refused as "still being written?" and counted a failure; tags_current false, the next scan writes them)
+        runner.retag(defer_unsettled(retag, settle_seconds, summary))
         writer.commit()
         missing = mark_missing(writer.session, roots=roots, seen=writer.seen,
                                unlisted=[folder for folder, _ in crawled.unreadable],
