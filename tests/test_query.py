@@ -227,7 +227,13 @@ def test_show_text_and_json(scanned):
     rel = os.path.relpath(files["duo.flac"])
     assert json.loads(run("show", "--db", db, rel, "--json"))["instruments"] == ["bass", "flute"]
     r = CliRunner().invoke(app, ["show", "--db", db, "/nowhere/x.mp3"])
-    assert r.exit_code == 1 and "not in the library database" in r.output
+    assert r.exit_code == 1 and "not in the library database, and no such file" in r.output
+    # a folder of the library is no track (it said to scan the folder, scanned already)
+    folder = os.path.dirname(files["sub/string.mp3"])
+    for extra in ([], ["--plot", os.path.join(os.path.dirname(db), "t.png")]):
+        r = CliRunner().invoke(app, ["show", "--db", db, folder, *extra])
+        assert (r.exit_code, r.output) == (1, f"tagger: error: {folder}: is a folder; give one of its files "
+                                              f"(`tagger query --path-glob '{folder}/*'` lists its tracks)\n"), r.output  # fmt: skip
 
 
 def test_stats(scanned):

@@ -395,6 +395,17 @@ def stored_name(session: Session, path: str) -> str:
     return alike[0] if alike else path
 
 
+def not_stored(path: str) -> UserError:
+    """The error for a `path` the library holds no track of: a folder is not a track (`tagger show
+    ~/Music/album` said to scan the folder, scanned already), a name that is nothing is no file."""
+    if os.path.isdir(path):
+        return UserError(f"{path}: is a folder; give one of its files (`tagger query --path-glob "
+                         f"'{path}/*'` lists its tracks)")  # fmt: skip
+    if not os.path.lexists(path):
+        return UserError(f"{path}: not in the library database, and no such file")
+    return UserError(f"{path}: not in the library database (scan its folder with `tagger scan`)")
+
+
 _DETAIL_COLUMNS = ("id", "path", "status", "error", "size", "mtime", "fingerprint", "duration", "format", "sample_rate",
                    "channels", "windows", "silent_windows", "model_version_id", "analysed_at", "analysed_in_part")  # fmt: skip
 """The columns of ``tracks`` that `track_detail` reads."""
@@ -407,7 +418,7 @@ def track_detail(session: Session | Reader, *, path: str) -> TrackDetail:
     reader = reader_of(session)
     found = reader.rows(sql(f"SELECT {', '.join(_DETAIL_COLUMNS)} FROM tracks WHERE path = {{}}", stored_name(reader, path)))
     if not found:
-        raise UserError(f"{path}: not in the library database (scan its folder with `tagger scan`)")
+        raise not_stored(path)
     t = found[0]
     detections = reader.rows(sql("SELECT family, present, score, coverage FROM detections WHERE track_id = {}", t.id))
     segments = reader.rows(sql('SELECT family, start, "end" FROM segments WHERE track_id = {}', t.id))
@@ -458,7 +469,7 @@ def track_timeline(session: Session, *, path: str):
         .options(selectinload(M.Track.detections), selectinload(M.Track.segments))
     )
     if t is None:
-        raise UserError(f"{path}: not in the library database (scan its folder with `tagger scan`)")
+        raise not_stored(path)
     if t.status != M.STATUS_OK:
         raise UserError(f"{path}: has no results ({t.status}{': ' + t.error if t.error else ''})")
     w = t.window_scores
