@@ -170,6 +170,34 @@ def test_an_id3v22_tags_frames_keep_the_names_ffmpeg_shows_them_by(tmp_path):
     assert tags.remove_instruments(song).written and song.read_bytes() == original
 
 
+@pytest.mark.parametrize("version, frames", [
+    (3, {"TCON": "(RX)", "TYER": "1999", "TDAT": "0105", "TIME": "1230"}),  # (was: Remix, 12:30:00)
+    (3, {"TCON": "(40)", "TYER": "99", "TDAT": "0105"}),  # (was: Alt. Rock, the year and day gone)
+    (3, {"TCON": "17abc", "TYER": "1999", "TIME": "1230"}),  # (was: 17abc, the time gone)
+    (4, {"TCON": "(200)"}),  # (was: Unknown)
+])  # fmt: skip
+def test_a_genre_and_a_date_are_carried_as_ffmpeg_shows_them(tmp_path, version, frames):
+    """ffmpeg reads a genre number as C's sscanf reads "(%d)" or "%d", from 0 to 191, by its own names
+    (``AlternRock``, where mutagen says ``Alt. Rock``), and anything else as it is (``(RX)``, ``(200)``,
+    which mutagen reads as ``Remix`` and ``Unknown``); it merges an ID3v2.3 ``TYER``, ``TDAT`` and
+    ``TIME`` of 4 digits each into ``1999-05-01 12:30`` (mutagen: ``12:30:00``) and shows those it does not
+    merge by their ids (mutagen drops them). The copies showed mutagen's values, and lost those frames
+    from ffprobe's view; ffprobe shows the same after a write now."""
+
+    def frame(fid: str, text: str) -> bytes:  # (ISO-8859-1 text, the size as v2.3 and, below 128, v2.4 have it)
+        return fid.encode() + (len(text) + 1).to_bytes(4, "big") + b"\0\0\0" + text.encode("latin-1")
+
+    body = frame("TIT2", "Blue Song") + b"".join(frame(fid, text) for fid, text in frames.items())
+    song = tmp_path / "song.wv"
+    song.write_bytes(b"ID3" + bytes([version, 0, 0]) + len(body).to_bytes(4, "big") + body + _stream(tmp_path, "wv"))
+    original = song.read_bytes()
+    before = _probe(song)
+    assert before["title"] == "Blue Song" and "genre" in before
+    assert tags.write_instruments(song, **WRITE).written
+    assert _probe(song) == before and song.read_bytes().startswith(original)
+    assert tags.remove_instruments(song).written and song.read_bytes() == original
+
+
 def test_an_id3v1_tag_after_the_stream_is_kept_and_one_holding_other_values_still_refused(tmp_path):
     """An ID3v1 tag without fields (a tagger's blank one) stays at the end, after the new APEv2 tag,
     byte for byte; one holding other values than the ID3v2 tag is still refused as before (TagLib shows

@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import re
 import struct
 from collections import Counter
 from typing import NamedTuple
@@ -175,6 +176,64 @@ def _ffmpeg_name(frame, *, v22: bool = False) -> str:
     return _FFMPEG_NAMES.get(fid, fid)
 
 
+_FFMPEG_GENRES = {40: "AlternRock", 59: "Gangsta", 84: "Fast Fusion", 129: "Hardcore Techno", 133: "Negerpunk",
+                  146: "Jpop"}  # fmt: skip
+"""ffmpeg's names (5.1, libavformat/id3v1.c) of the ID3v1 genre numbers that mutagen names otherwise
+(``Alt. Rock``, ``Gangsta Rap``, ``Fast-Fusion``, ``Hardcore``, ``Afro-Punk``, ``JPop``)."""
+
+
+def _ffmpeg_genre(text: str) -> str:
+    """The genre ffmpeg shows of a ``TCON`` frame whose first value is ``text`` (libavformat's read_ttag):
+    a number read as C's ``sscanf`` reads ``"(%d)"`` or ``"%d"`` (``(17)``, ``17``, ``(17)Rock``, ``17abc``)
+    from 0 to 191 by its ID3v1 name, as ffmpeg names it; anything else as it is (``(RX)``, ``(CR)``,
+    ``(200)``, which mutagen reads as ``Remix``, ``Cover``, ``Unknown``)."""
+    from mutagen.id3 import TCON
+
+    found = re.match(r"\(\s*([+-]?\d+)", text) or re.match(r"\s*([+-]?\d+)", text)
+    number = int(found.group(1)) if found else -1
+    return _FFMPEG_GENRES.get(number, TCON.GENRES[number]) if 0 <= number < len(TCON.GENRES) else text
+
+
+def _ffmpeg_date(raw) -> str | None:
+    """The date ffmpeg shows of the ID3v2.2 or v2.3 tag ``raw`` (mutagen's, as in the file; libavformat's
+    merge_date): its ``TYER`` of 4 digits, ``-MM-DD`` from a ``TDAT`` of 4, then `` HH:MM`` from a ``TIME``
+    of 4 (mutagen's date adds ``:00``); None where its ``TYER`` is not 4 digits (ffmpeg merges nothing)."""
+
+    def four(fid: str) -> str | None:
+        frame = raw.get(fid)
+        text = str(frame.text[0]) if frame is not None and frame.text else ""
+        return text if len(text) == 4 and text.isascii() and text.isdigit() else None
+
+    year, day, time = four("TYER"), four("TDAT"), four("TIME")
+    if year is None:
+        return None
+    return year + (f"-{day[2:]}-{day[:2]}" + (f" {time[:2]}:{time[2:]}" if time else "") if day else "")
+
+
+def _dates_left(raw) -> set[str]:
+    """The date frames (``TYER``, ``TDAT``, ``TIME``) of the ID3v2.2 or v2.3 tag ``raw`` (mutagen's, as in
+    the file) that ffmpeg shows by their own ids, not merged into its date (`_ffmpeg_date`: a year not
+    of 4 digits, a day or time not of 4 or without the rest), and that mutagen's date (the ``TDRC`` it
+    makes of them, carried as ``Year``) leaves out too (it drops a year not ``YYYY`` or ``YYYY-MM-DD``,
+    a day not ``DDMM``, a time not ``HHMM`` or without a day): carried by their ids, as ffmpeg shows them."""
+
+    def text(fid: str) -> str:
+        frame = raw.get(fid)
+        return str(frame.text[0]) if frame is not None and frame.text else ""
+
+    def four(fid: str) -> bool:
+        return len(text(fid)) == 4 and text(fid).isascii() and text(fid).isdigit()
+
+    year = re.fullmatch(r"([0-9]{4})(-[0-9]{2}-[0-9]{2})?", text("TYER"))
+    day = bool(re.fullmatch(r"[0-9]{4}", text("TDAT")))
+    shown = {"TYER": not four("TYER"), "TDAT": not (four("TYER") and four("TDAT")),
+             "TIME": not (four("TYER") and four("TDAT") and four("TIME"))}  # fmt: skip
+    year = year if "TDRC" not in raw else None  # (mutagen keeps a TDRC the tag has, and drops these)
+    carried = {"TYER": bool(year), "TDAT": bool(year) and day,
+               "TIME": bool(year) and (day or bool(year and year.group(2))) and bool(re.fullmatch(r"[0-9]{4}", text("TIME")))}  # fmt: skip
+    return {fid for fid in shown if fid in raw and shown[fid] and not carried[fid]}
+
+
 def _frame_values(frame) -> list[str]:
     """The values of the ID3v2 text frame or lyrics ``frame``, the first the one ffmpeg shows (a list
     of people, ``TIPL``, ``TMCL``, v2.3 ``IPLS``: each role and name, in turn)."""
@@ -200,8 +259,9 @@ def front_copies(path: str) -> _Copies:
     ffmpeg (ffprobe, and the players built on it) shows that tag only while the file's APEv2 tag
     shows nothing: the fields of its text frames, its comments and its lyrics. The frames with an
     APEv2 name (`_FRONT_KEYS`), ``TXXX`` and ``COMM`` are read as ID3v2.4 (v2.2 and v2.3 frames as
-    mutagen converts them: a v2.3 ``TYER`` and ``TDAT`` one date, as ffmpeg merges them; a genre
-    number, ``(17)``, by its name, ``Rock``, as ffmpeg shows it); any other text frame (``TENC``,
+    mutagen converts them: a v2.3 ``TYER``, ``TDAT`` and ``TIME`` one date, its first value as ffmpeg
+    merges them, `_ffmpeg_date`, those it shows apart by their ids, `_dates_left`; a genre number,
+    ``(17)``, by its name, ``Rock``, its first value as ffmpeg reads it, `_ffmpeg_genre`); any other text frame (``TENC``,
     ``TLEN``, ``TKEY``, ``TSOP``...) and lyrics (``USLT``) are carried as they are in the file, under
     the name ffprobe shows them by (`_ffmpeg_name`: ``encoded_by``, ``TLEN``, ``lyrics-eng``; an
     ID3v2.2 tag's by their v2.2 ids, ``TLE``, and its lyrics, which ffmpeg does not show, not at all), all
@@ -252,10 +312,21 @@ def front_copies(path: str) -> _Copies:
             key, shown = _FRONT_KEYS[fid], _FFMPEG_NAMES.get(fid, fid)
         else:
             continue
-        fields.append((frame.HashKey, key, shown, _frame_values(frame)))
+        values = _frame_values(frame)
+        # (the first value, which ffprobe shows, as ffmpeg reads it from the file where mutagen reads it otherwise)
+        if values and fid == "TCON" and raw.get("TCON") is not None and str(raw["TCON"].text[0]):
+            values[0] = _ffmpeg_genre(str(raw["TCON"].text[0]))
+        elif values and fid == "TDRC" and raw.version < (2, 4, 0) and "TDRC" not in raw:
+            values[0] = _ffmpeg_date(raw) or values[0]
+        fields.append((frame.HashKey, key, shown, values))
     v22 = raw is not None and raw.version < (2, 3, 0)
+    dates = _dates_left(raw) if raw is not None and raw.version < (2, 4, 0) else set()
     for frame in raw.values() if raw is not None else []:
         fid = frame.FrameID  # (mutagen reads a v2.2 frame by its v2.3 id: TLEN for TLE)
+        if fid in dates:  # (by its own id, as ffmpeg shows a date frame it does not merge)
+            name = _v22_ids().get(fid, fid) if v22 else fid
+            fields.append((frame.HashKey, name, name, _frame_values(frame)))
+            continue
         if fid in _BY_MUTAGEN or not (fid.startswith("T") or fid == "USLT" and not v22):  # (no v2.2 lyrics in ffmpeg)
             continue
         name = _ffmpeg_name(frame, v22=v22)
