@@ -261,6 +261,32 @@ def test_errors(scanned):
     assert run("errors", "--db", db).startswith(files[BROKEN] + ": ")
 
 
+def test_show_of_a_file_that_failed_says_not_analysed(scanned):
+    """`tagger show` of a file that could not be analysed said `instruments: (none)`, as of a track
+    listened to and found without any (found walking through the README)."""
+    db, files = scanned
+    text = run("show", "--db", db, files[BROKEN])
+    assert "  status: error (" in text and "  instruments: (not analysed)" in text and "(none)" not in text
+    assert "  instruments: (none)" not in run("show", "--db", db, files["sub/string.mp3"])
+
+
+def test_a_query_table_that_selects_nothing_says_so_on_stderr(scanned, tmp_path):
+    """`tagger query --has vocal` selecting no track printed nothing at all, not even the table's
+    header: a new user could not tell an empty answer from a command that did nothing (found walking
+    through the README). The table says so on stderr; the formats a script reads stay empty."""
+    db, _ = scanned
+    r = CliRunner().invoke(app, ["query", "--db", db, "--has", "flute", "--path-glob", "*/nowhere/*"])
+    assert r.exit_code == 0 and r.stdout == ""
+    assert r.stderr == "no analysed track matches these conditions\n"
+    r = CliRunner().invoke(app, ["query", "--db", db, "--has", "flute", "--path-glob", "*/nowhere/*", "-f", "paths"])
+    assert r.exit_code == 0 and r.stdout == r.stderr == ""
+    empty = str(tmp_path / "empty.db")
+    assert CliRunner().invoke(app, ["db", "upgrade", "--db", empty]).exit_code == 0
+    r = CliRunner().invoke(app, ["query", "--db", empty])
+    assert r.exit_code == 0 and r.stdout == ""
+    assert r.stderr == "no analysed track in the library database (tagger scan PATH analyses a folder)\n"
+
+
 def test_db_prune_removes_only_missing_tracks(tmp_path):
     from conftest import tone_signal, write_audio
 

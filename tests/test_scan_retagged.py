@@ -260,7 +260,8 @@ def test_tagger_scan_says_how_many_retagged_files_kept_their_results(tmp_path, f
     r = run(app, ["scan", str(f.parent), *db])
     assert r.exit_code == 0, r.output
     assert "0 scanned, 1 skipped unchanged" in r.output
-    assert "1 file(s) whose tags another program rewrote kept their results (the same audio: not analysed again)" in r.output
+    assert ("1 file(s) whose tags were rewritten since the last scan (by another program, or tagger untag or tag "
+            "--from-json) kept their results (the same audio: not analysed again)") in r.output  # fmt: skip
     assert "tags: 1 tagged, 0 failed" in r.output
     retag(f, title="Once more")
     r = run(app, ["scan", str(f.parent), "--json", *db])

@@ -340,7 +340,8 @@ def _scan_totals(summary, *, write_tags: bool, dry_run: bool, settle_seconds: fl
         f"({summary.realtime_factor:.1f}x real time)"
     )
     if summary.retagged:
-        echo(f"{summary.retagged} file(s) whose tags another program rewrote kept their results (the same audio: "
+        echo(f"{summary.retagged} file(s) whose tags were rewritten since the last scan (by another program, "
+             f"or tagger untag or tag --from-json) kept their results (the same audio: "
              "not analysed again)")  # fmt: skip
     if write_tags:
         verb = "would be tagged" if dry_run else "tagged"
@@ -370,7 +371,7 @@ def query(
 
     if fmt not in QUERY_FORMATS:
         raise UserError(f"unknown format {fmt!r}; choose one of {', '.join(QUERY_FORMATS)}")
-    where = F.track_filter(**where)
+    where_given, where = where, F.track_filter(**where)
     if output is not None:
         from tagger.outputs import check_replaceable, looks_like_path_list, write_atomic
 
@@ -412,6 +413,10 @@ def query(
         skipped = counts["left out"]
         but = f" ({skipped} left out: a name holding a line break)" if skipped else ""
         echo(f"{counts['tracks'] - skipped} track(s) written to {output}{but}", err=True)
+    elif fmt == "table" and not counts["tracks"]:  # (a person's table said nothing at all, not even its header)
+        conditions = any(v not in (None, (), []) for v in where_given.values())
+        echo("no analysed track matches these conditions" if conditions else
+             "no analysed track in the library database (tagger scan PATH analyses a folder)", err=True)  # fmt: skip
 
 
 @app.command("show")

@@ -250,7 +250,7 @@ def render_detail(d: TrackDetail) -> str:
         f"  length: {seconds_to_clock(d.duration)}  format: {d.format or '?'}  "
         f"{d.sample_rate or '?'} Hz  {d.channels or '?'} ch",
         f"  model: {shown(d.model_version or '-')}" + ("  (stale: analysed by an older model)" if d.stale else ""),
-        f"  instruments: {', '.join(d.instruments) if d.instruments else '(none)'}",
+        f"  instruments: {', '.join(d.instruments) if d.instruments else '(none)' if d.model_version else '(not analysed)'}",
     ]
     if d.windows and d.silent_windows == d.windows:  # (nothing was listened to: not "found nothing")
         head[-1] += f"  (every window is silent: {d.windows} of {d.windows} below {SILENCE_DBFS:g} dBFS)"
