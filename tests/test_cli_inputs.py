@@ -231,6 +231,22 @@ def test_an_empty_database_name_is_refused(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == []
 
 
+def test_a_database_name_written_as_a_folders_is_refused(tmp_path, fake_models, monkeypatch):
+    """`--db ~/tagger/` for a folder not there yet made a database file named `tagger` (the slash
+    dropped as the name was resolved; so did `sqlite:////.../tagger/`), and `--db lib.db/` opened
+    `lib.db`. Both are refused before anything is made, naming a file to give instead."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "music").mkdir()
+    (tmp_path / "lib.db").write_bytes(b"")
+    cases = {"new/": "new/library.db", f"sqlite:///{tmp_path}/new/": f"{tmp_path}/new/library.db",
+             "lib.db/": "lib.db", "new/.": "new/./library.db"}  # fmt: skip
+    for db, example in cases.items():
+        for args in (["scan", "--no-write-tags", "music"], ["db", "upgrade"], ["query"]):
+            r = CliRunner().invoke(app, [*args, "--db", db])
+            assert r.exit_code == 1 and "naming a folder" in r.output and f"(e.g. {example})" in r.output, (db, args, r.output)
+    assert sorted(os.listdir(tmp_path)) == ["lib.db", "music"] and (tmp_path / "lib.db").read_bytes() == b""
+
+
 def test_a_nonsense_inference_thread_count_is_refused(monkeypatch):
     """$TAGGER_INFERENCE_THREADS of 0 or -5 was taken for 1 in silence, and 100000 was handed to the
     inference runtime as its thread pool's size."""

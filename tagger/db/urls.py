@@ -114,8 +114,25 @@ def as_url(db: str | os.PathLike | None) -> str:
             raise UserError(f"the database URL {shown_url(text)} begins its file name with '~', which a URL does not "
                             f"expand (SQLite would open a folder named '~' under the current one): write the path in "
                             f"full, sqlite:///{Path(name).expanduser()}, or give the plain path, {name}")  # fmt: skip
+        if parsed.get_backend_name() == "sqlite":
+            _refuse_folder_name(name, shown=shown_url(text))
         return text
+    _refuse_folder_name(text, shown=text)
     return sqlite_url(Path(text).expanduser().resolve())
+
+
+def _refuse_folder_name(name: str, *, shown: str) -> None:
+    """A `UserError` for a SQLite file name written as a folder's (ending in ``/``, ``/.`` or ``/..``):
+    ``--db ~/tagger/`` for a folder not there yet made a database file named ``tagger`` (the slash
+    dropped as the path was resolved), and ``--db lib.db/`` opened ``lib.db``, where every program
+    that opens the name refuses it (not a folder). A folder that exists is refused by its kind, as
+    any name of one (`tagger.db.engine.make_engine`)."""
+    full = os.path.expanduser(name)
+    if name.endswith(("/", "/.", "/..")) and not os.path.isdir(full):
+        file = full.rstrip("/")
+        example = file if name.endswith("/") and os.path.isfile(file) else os.path.join(full, DB_FILENAME)
+        raise UserError(f"the database name {shown} ends in '{name[name.rindex('/'):]}', naming a folder, where "
+                        f"tagger keeps its library in a file: give a file name (e.g. {example})")  # fmt: skip
 
 
 def sqlite_url(path: str | os.PathLike) -> str:
