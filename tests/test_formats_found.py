@@ -651,6 +651,35 @@ def test_a_dtshd_file_cut_short_is_held_to_the_length_its_strmdata_chunk_declare
                      "6.0 s left out)"]
 
 
+@pytest.mark.parametrize("kind", sorted(RAW))
+def test_a_raw_stream_whose_end_is_zeros_is_refused_and_its_tags_and_padding_are_no_frames(tmp_path, kind):
+    """A copy or download that stopped into a file made at its full size first (a torrent client's,
+    a download manager's) ends in zeros: the frame walk took its frames for the whole file, so a DTS,
+    TrueHD or MLP file of 6 s whose last 60% were zeros was analysed as the 2.4 s its frames held,
+    with ffmpeg's note of one frame lost (``0.011 s of 2.4 s left out``) or none, where ffprobe's
+    estimate had refused it; the others were refused as ``would leave 0.0 s of 2.4 s out``. Now the
+    bytes after the last frame that begin none come under the 1% rule, at the stream's bytes a
+    second. An ID3v1 tag and zeros of padding after the frames are neither a loss nor given to the
+    decoder (an AC-3's was ``ffmpeg could not decode 1 of its frames``, a note on a whole file)."""
+    name, codec, _samples = RAW[kind]
+    f = make(kind, tmp_path / name, tmp_path, seconds=6.0)
+    data = f.read_bytes()
+    notes: list[str] = []
+    whole = _decoded(f, notes)
+    keep = len(data) * 2 // 5
+    zeros = tmp_path / f"zeros{f.suffix}"
+    zeros.write_bytes(data[:keep] + bytes(len(data) - keep))
+    with pytest.raises(AudioReadError, match=rf"zeros\.{f.suffix[1:]}: corrupt audio: its last \d+ bytes begin no "
+                                             rf"{re.escape(codec)} frame \(a damaged end, or the zeros of a copy or "
+                                             r"download that stopped\); nothing stored, as a result would leave about "
+                                             r"3\.\d s of 6\.0 s out"):
+        _decoded(zeros, notes)
+    tagged = tmp_path / f"tagged{f.suffix}"
+    tagged.write_bytes(data + bytes(1000) + b"TAG" + b"title".ljust(125, b"\0"))
+    assert len(_decoded(tagged, notes)) == len(whole) and notes == []
+    assert len(audio.load(tagged)) == len(whole)
+
+
 @pytest.mark.parametrize("kind", ["truehd", "mlp"])
 def test_a_raw_stream_whose_middle_is_damaged_is_said_to_miss_frames(tmp_path, kind):
     """Bytes overwritten in the middle of a TrueHD or MLP file (a damaged copy): ffmpeg passes over

@@ -39,6 +39,17 @@ class FrameWalk:
     """Bytes between frames that begin no frame (lost sync: frames lost in the middle)."""
     damaged_seconds: float = 0.0
     """The audio those bytes held, estimated at the stream's bytes a second."""
+    trailing: int = 0
+    """Bytes after the last whole frame, to the end (before the tags at its end), that begin no frame
+    and are no padding (`PADDING`): the zeros a preallocated copy or download that stopped leaves, a
+    damaged end."""
+    trailing_seconds: float = 0.0
+    """The audio those bytes held, estimated at the stream's bytes a second."""
+
+    @property
+    def total(self) -> float:
+        """The seconds of the whole stream: its whole frames and those it misses, cut, damaged or at its end."""
+        return self.seconds + self.cut + self.damaged_seconds + self.trailing_seconds
 
 
 class _Frames:
@@ -301,6 +312,8 @@ READ = 1 << 20
 a few hundred bytes: a seek and read a header cost more than reading through)."""
 TAIL = 1 << 20
 """Bytes at the end of a file whose frames are walked one at a time (where it ends inside one)."""
+PADDING = 4096
+"""The most zero bytes after the last frame taken as padding (to a sector or block), not as audio lost."""
 
 
 def _dtshd_data(f, size: int) -> tuple[int, int] | None:
@@ -370,12 +383,13 @@ def _walk(f, frames: _Frames, start: int, limit: int, declared: int | None) -> F
             return False
 
     def followed(j: int) -> bool:
-        """Whether a frame begins at ``buf[j]`` and another (or the end) after it."""
+        """Whether a frame begins at ``buf[j]`` and another (or the end) after it. (Not one that the
+        end cuts: random bytes hold many a LOAS sync and length running past the end.)"""
         got = frame(j)
         if not got:
             return False
         after = j + got[0]
-        return at + after >= limit or bool(frame(after))
+        return at + after == limit or bool(frame(after))
 
     def resync(pos: int) -> int | None:
         """The start of the next frame after `pos` that another follows; None where none does."""
@@ -393,7 +407,7 @@ def _walk(f, frames: _Frames, start: int, limit: int, declared: int | None) -> F
             probe = max(probe + 1, at + len(buf) - 1024)  # (a header across the block's end read again)
 
     pos, seconds, timed_bytes, damaged, damaged_seconds, last, cut, cut_bytes = start, 0.0, 0, 0, 0.0, 0.0, 0.0, (0, 0)
-    whole_end, fast = start, True
+    whole_end, fast, trailing = start, True, 0
     while pos < limit:
         i = fill(pos, frames.head + 64)
         # The frames of the block walked at once (`_Frames.run`), those of the file's last MiB one by one
@@ -417,8 +431,11 @@ def _walk(f, frames: _Frames, start: int, limit: int, declared: int | None) -> F
             if pos == start:
                 return None  # (no frame of its kind at its start)
             j = resync(pos)
-            if j is None:
-                break  # (bytes that begin no frame, and none after them: a tag of its own, padding)
+            if j is None:  # (bytes that begin no frame, and none after them: padding, or a damaged end)
+                rest = limit - pos
+                if rest > PADDING or _nonzero(f, pos, rest):
+                    trailing = rest
+                break
             damaged += j - pos
             damaged_seconds += (j - pos) * seconds / max(timed_bytes, 1)
             pos = j
@@ -436,7 +453,14 @@ def _walk(f, frames: _Frames, start: int, limit: int, declared: int | None) -> F
         return None
     if declared is not None and declared > limit:  # (a DTS-HD file cut short: the rest of its STRMDATA chunk)
         cut, cut_bytes = (declared - whole_end) * seconds / max(timed_bytes, 1), (0, 0)
-    return FrameWalk(frames.codec, seconds, whole_end, cut, cut_bytes, damaged, damaged_seconds)
+    return FrameWalk(frames.codec, seconds, whole_end, cut, cut_bytes, damaged, damaged_seconds, trailing,
+                     trailing * seconds / max(timed_bytes, 1))
+
+
+def _nonzero(f, pos: int, n: int) -> bool:
+    """Whether the `n` bytes of the open file `f` at `pos` hold any but zeros."""
+    f.seek(pos)
+    return bool(f.read(n).strip(b"\0"))
 
 
 def _check_raw_end(path: Path, meta: AudioInfo, notes: list[str] | None) -> tuple[AudioInfo, FrameWalk | None]:
@@ -452,10 +476,22 @@ def _check_raw_end(path: Path, meta: AudioInfo, notes: list[str] | None) -> tupl
     walk = _frame_walk(path, meta.demuxer)
     if walk is None:
         return meta, None
-    total = walk.seconds + walk.cut + walk.damaged_seconds
+    total = walk.total
     meta = replace(meta, duration=total)  # (not ffprobe's, of the first frames' bit rate, or none)
+    if walk.trailing:  # (the decoder, given them, said it could not decode a frame: 0.0 s of 2.0 s lost)
+        lost = walk.trailing_seconds
+        _note_or_refuse(path, notes, lost=lost, duration=total,
+                        note=f"its last {walk.trailing} bytes begin no {walk.codec} frame (a damaged end, or the zeros "
+                             f"of a copy or download that stopped): analysed without them (about {lost:.3f} s of "
+                             f"{total:.1f} s left out)",
+                        refusal=f"corrupt audio: its last {walk.trailing} bytes begin no {walk.codec} frame (a damaged "
+                                f"end, or the zeros of a copy or download that stopped); nothing stored, as a result "
+                                f"would leave about {lost:.1f} s of {total:.1f} s out")  # fmt: skip
+        return replace(meta, feed=((0, walk.end),)), walk
     if not walk.cut:
-        return meta, walk
+        # (the tags or padding after its frames not given to the decoder either: an AC-3's ID3v1 tag was
+        # 'ffmpeg could not decode 1 of its frames', a note on a whole file, an error for a caller without notes)
+        return (replace(meta, feed=((0, walk.end),)) if walk.end < path.stat().st_size else meta), walk
     there, declared = walk.cut_bytes
     if not there:  # (its STRMDATA chunk declares more than the file holds)
         _cut_short(path, notes, lost=walk.cut, holds=total - walk.cut, duration=total)
@@ -482,7 +518,7 @@ def _check_raw_damage(path: Path, walk: FrameWalk | None, notes: list[str] | Non
     if walk is None or not walk.damaged or len(notes or ()) > noted:
         return
     lost = max(walk.damaged_seconds, walk.seconds - decoded)
-    total = max(walk.seconds + walk.cut + walk.damaged_seconds, decoded + lost)
+    total = max(walk.total, decoded + lost)
     _note_or_refuse(path, notes, lost=lost, duration=total,
                     note=f"{walk.damaged} bytes between its {walk.codec} frames begin no frame (damaged: frames lost "
                          f"from its middle): analysed without them (about {lost:.3f} s of {total:.1f} s left out)",
