@@ -220,6 +220,23 @@ def test_an_id3v1_tag_after_the_stream_is_kept_and_one_holding_other_values_stil
     assert song.read_bytes() == original
 
 
+def test_an_id3v1_genre_that_ffmpeg_names_otherwise_than_mutagen_is_carried(tmp_path):
+    """The copies' genre is ffmpeg's name of a number (``(40)``: ``AlternRock``), where mutagen reads the
+    ID3v1 tag's genre 40 as ``Alt. Rock``: the ID3v1 tag written of such an ID3v2 tag was taken for one
+    holding a genre the copies do not carry, and the file refused; it is tagged, its ID3v1 tag kept."""
+    from mutagen.id3 import ID3, TCON, MakeID3v1
+
+    front = _front_tag(TCON(text="(40)"), v23=True)
+    id3v1 = MakeID3v1(ID3(io.BytesIO(front)))
+    assert id3v1[127] == 40
+    song = tmp_path / "song.wv"
+    song.write_bytes(front + _stream(tmp_path, "wv") + id3v1)
+    original = song.read_bytes()
+    assert tags.write_instruments(song, **WRITE).written
+    assert song.read_bytes().endswith(id3v1) and _ape_items(song)["Genre"] == ["AlternRock"]
+    assert tags.remove_instruments(song).written and song.read_bytes() == original
+
+
 def test_an_id3v1_tag_holding_the_id3v2_tags_fields_is_kept_and_they_are_shown_alike(tmp_path):
     """A tagger that writes both tags writes the ID3v2 tag's fields into the ID3v1 tag too (each cut at
     its 30 bytes, the first artist, the track number alone, the year). ffmpeg and TagLib show the ID3v1

@@ -369,6 +369,8 @@ def _id3v1_not_carried(fields: dict, copies: _Copies) -> list[str]:
             same = v2.split("/")[0].strip().lstrip("0") == v1.lstrip("0")
         elif fid == "TDRC":
             same = v2[:4] == v1
+        elif fid == "TCON":  # (its number by mutagen's name or ffmpeg's, which the copy's first value has)
+            same = v2 in (v1, _ffmpeg_genre(str(frame.text[0]) if frame.text else ""))
         else:
             cut = len(v1.encode("latin-1", "replace")) >= 28
             same = v2 == v1 or (cut and v2.startswith(v1))
