@@ -420,6 +420,20 @@ def test_a_refusal_of_a_file_cut_by_a_little_tells_the_two_lengths_apart(tmp_pat
     with pytest.raises(AudioReadError, match=r"cut short: the file holds 9\.96 s of the 10\.00 s its header declares; "
                                               r"nothing stored, as a result would leave 0\.04 s out"):
         audio.load(f)
+    # (9.94 s of 9.96 s: '9.9 s of the 10.0 s' told apart at one decimal, but 'would leave 0.0 s out';
+    # a single sample of 8 kHz lost: '9.999 s of the 10.000 s ... 0.000 s out')
+    sf.write(f, tone(9.96, 8_000), 8_000, subtype="PCM_16")
+    data = f.read_bytes()
+    f.write_bytes(data[: len(data) - 640])  # 20 ms of 16-bit stereo
+    with pytest.raises(AudioReadError, match=r"holds 9\.94 s of the 9\.96 s its header declares; nothing stored, as "
+                                              r"a result would leave 0\.02 s out"):
+        audio.load(f)
+    sf.write(f, tone(1.0, 8_000), 8_000, subtype="PCM_16")
+    data = f.read_bytes()
+    f.write_bytes(data[: len(data) - 4])  # one sample: 0.125 ms
+    with pytest.raises(AudioReadError, match=r"holds 0\.9999 s of the 1\.0000 s its header declares; nothing stored, "
+                                              r"as a result would leave 0\.0001 s out"):
+        audio.load(f)
 
 
 def test_a_shorten_file_cut_short_is_an_error_not_a_shorter_track(tmp_path):

@@ -33,17 +33,18 @@ def _note_or_refuse(path: Path, notes: list[str] | None, *, lost: float, duratio
         raise AudioReadError(path, refusal)
 
 
-def _places(holds: float, duration: float) -> int:
-    """The fewest decimals (one to three) that tell ``holds`` seconds from ``duration``, so that a
-    refusal never says a file holds 3.3 s of the 3.3 s its header declares."""
-    return next((n for n in (1, 2) if f"{holds:.{n}f}" != f"{duration:.{n}f}"), 3)
+def _places(holds: float, duration: float, lost: float) -> int:
+    """The fewest decimals (one to six) that tell ``holds`` seconds from ``duration`` and show the
+    ``lost`` seconds as more than none, so that a refusal never says a file holds 3.3 s of the 3.3 s
+    its header declares, nor 9.9 s of 10.0 s, leaving 0.0 s out (9.94 of 9.96: 0.02 s)."""
+    return next((n for n in range(1, 6) if f"{holds:.{n}f}" != f"{duration:.{n}f}" and float(f"{lost:.{n}f}") > 0), 6)
 
 
 def _cut_short(path: Path, notes: list[str] | None, *, lost: float, holds: float, duration: float | None) -> None:
     """`_note_or_refuse` for a file that ends before the length its header declares (``duration``
     seconds), holding ``holds`` seconds of it, ``lost`` seconds missing: the one note and refusal of
     every container whose header declares a length (WAV/AIFF, MP3, FLAC, TAK...)."""
-    n = _places(holds, duration or 0.0)
+    n = _places(holds, duration or 0.0, lost)
     _note_or_refuse(path, notes, lost=lost, duration=duration,
                     note=f"the file ends before the length its header declares: analysed without the rest "
                          f"({lost:.3f} s of {duration or 0.0:.1f} s left out)",
