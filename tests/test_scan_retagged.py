@@ -296,6 +296,28 @@ def test_a_file_retagged_within_the_settle_time_is_left_for_the_next_scan_not_a_
     assert tags.read_instruments(f).instruments == ["bass", "flute"]
 
 
+def test_scan_scores_leaves_files_tagged_before_and_its_help_says_to_use_tag(tmp_path, fake_models):
+    """`tagger scan --scores` over a library scanned without it wrote nothing (`tags: 0 tagged`): its
+    tags hold their results, so the scan leaves them, while its help said only "Also write per-family
+    scores" (found walking through the README). The help and README say which files it tags and name
+    `tagger tag --scores` for the others, which writes them."""
+    from typer.testing import CliRunner
+
+    from tagger.cli import app
+
+    f = write_audio(tmp_path / "music" / "duo.mp3", tone_signal([110.0, 1000.0], seconds=5.0))
+    db = ["--db", str(tmp_path / "lib.db"), "--settle-seconds", "0"]
+    run = CliRunner().invoke
+    assert run(app, ["scan", str(f.parent), *db, "--jobs", "0"]).exit_code == 0
+    before = f.read_bytes()
+    r = run(app, ["scan", str(f.parent), *db, "--jobs", "0", "--scores"])
+    assert r.exit_code == 0 and "tags: 0 tagged, 0 failed" in r.output and f.read_bytes() == before
+    shown = " ".join(run(app, ["scan", "--help"], terminal_width=200).output.split())
+    assert "files tagged before are left as they are: tagger tag --scores" in shown.replace("│ ", "")
+    assert run(app, ["tag", str(f), *db, "--scores"]).exit_code == 0
+    assert tags.read_instruments(f).scores is not None
+
+
 def _forget_digests(db) -> None:
     with db.session() as s:
         s.execute(update(M.Track).values(audio_digest=None))

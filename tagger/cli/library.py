@@ -166,8 +166,10 @@ def scan(
         True, "--write-tags/--no-write-tags", help="Write INSTRUMENTS/INSTRUMENTS_MODEL tags into each analysed file."
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Report the tag changes, write none (nor delete leftover temp files)."),
-    scores: bool = typer.Option(False, "--scores", help="Also write per-family scores (INSTRUMENTS_SCORES)."),
-    id3v23: bool = typer.Option(False, "--id3v23", help="Write ID3v2.3 instead of ID3v2.4 into MP3/WAV/AIFF."),
+    scores: bool = typer.Option(False, "--scores", help="Also write per-family scores (INSTRUMENTS_SCORES) into the "
+                                "files this scan tags; files tagged before are left as they are: tagger tag --scores."),
+    id3v23: bool = typer.Option(False, "--id3v23", help="Write ID3v2.3 instead of ID3v2.4 into the MP3/WAV/AIFF files "
+                                "this scan tags (files tagged before: tagger tag --id3v23)."),
     keep_mtime: bool = typer.Option(False, "--keep-mtime", help="Keep each file's modification time when tagging."),
     settle_seconds: float = typer.Option(
         DEFAULT_SETTLE_SECONDS, "--settle-seconds", envvar="TAGGER_SETTLE_SECONDS", callback=F.seconds,
