@@ -397,3 +397,49 @@ def test_a_current_folder_that_was_deleted_is_refused_in_one_line(tmp_path, libr
     finally:
         os.chdir(here)
     assert statuses(dbfile) == before
+
+
+def _no_home(monkeypatch) -> None:
+    """As for a user without a home: no $HOME, no entry in the user database (a container run as an
+    arbitrary user id), so that ``os.path.expanduser('~')`` stays ``'~'``."""
+    import pwd
+
+    def unknown(uid):
+        raise KeyError(f"getpwuid(): uid not found: {uid}")
+
+    for name in ("HOME", "XDG_DATA_HOME", "TAGGER_DB", "KERAS_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(pwd, "getpwuid", unknown)
+
+
+def test_without_a_home_the_default_database_is_one_line_and_nothing_is_made_in_the_current_folder(tmp_path, monkeypatch):
+    """A user with no home (no $HOME, no entry in the user database) got platformdirs' RuntimeError
+    traceback from every command that opens the default database, and a scan given --db made
+    `~/.keras/keras.json` under the current folder (the music library, here), written by TensorFlow's
+    Keras as it was imported. The first is one line saying what to set; Keras is given its own
+    fallback folder, under the temporary folder."""
+    from typer.testing import CliRunner
+
+    from tagger.cli import app
+
+    _no_home(monkeypatch)
+    music = tmp_path / "music"
+    music.mkdir()
+    monkeypatch.chdir(music)
+    assert os.path.expanduser("~") == "~"
+    for args in (["stats"], ["query"], ["scan", "."], ["db", "upgrade"]):
+        r = CliRunner().invoke(app, args)
+        assert r.exit_code == 1 and r.output.startswith("tagger: error: no home folder to keep the library database in"), r.output
+        assert "Traceback" not in r.output and "set HOME or XDG_DATA_HOME, or give --db" in r.output
+    code = (f"import sys, pwd; sys.path.insert(0, {str(TESTS.parent)!r})\n"
+            "def unknown(uid): raise KeyError(uid)\n"
+            "pwd.getpwuid = unknown\n"
+            "from tagger.model.backends import quiet_tensorflow\n"
+            "quiet_tensorflow()\n"
+            "import tensorflow.python.keras.backend\n")  # fmt: skip
+    (tmp_path / "tmp").mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("HOME", "KERAS_HOME")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=music,
+                          env={**env, "TMPDIR": str(tmp_path / "tmp")})  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert os.listdir(music) == []

@@ -80,7 +80,12 @@ def default_db_url() -> str:
         return as_url(env)  # a URL or a plain file path, as with --db
     import platformdirs
 
-    return sqlite_url(Path(platformdirs.user_data_dir("tagger", appauthor=False)) / DB_FILENAME)
+    try:
+        folder = platformdirs.user_data_dir("tagger", appauthor=False)
+    except RuntimeError:  # (platformdirs: no home folder to expand '~' to; was a traceback)
+        raise UserError(f"no home folder to keep the library database in ($HOME is not set, and user {os.getuid()} has "
+                        f"no entry in the user database): set HOME or XDG_DATA_HOME, or give --db or ${DB_ENV}") from None  # fmt: skip
+    return sqlite_url(Path(folder) / DB_FILENAME)
 
 
 def as_url(db: str | os.PathLike | None) -> str:

@@ -57,6 +57,12 @@ def quiet_tensorflow() -> None:
     is caught during the import, shown only if the import fails. Values the user set are kept."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    if "KERAS_HOME" not in os.environ and not os.path.isabs(os.path.expanduser("~")):
+        # (no home, no $HOME nor user database entry: TensorFlow's Keras wrote ``~/.keras/keras.json``
+        # under the current folder, which may be the music library; Keras's own fallback instead)
+        import tempfile
+
+        os.environ["KERAS_HOME"] = os.path.join(tempfile.gettempdir(), ".keras")
     if sys.platform.startswith("linux") and "CUDA_VISIBLE_DEVICES" not in os.environ:
         if not os.path.exists("/proc/driver/nvidia"):
             os.environ["CUDA_VISIBLE_DEVICES"] = ""
