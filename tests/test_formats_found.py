@@ -648,6 +648,26 @@ def test_a_short_ac3_file_cut_inside_its_last_frame_is_refused(tmp_path):
         _decoded(cut, [])
 
 
+def test_an_ac3_file_at_half_its_rate_is_walked_at_that_rate(tmp_path):
+    """AC-3 of bsid 9 (and 10) is the same frames at half (a quarter) of the rate its fscod names, as
+    ffmpeg decodes it (its ac3_parser.c): the walk took each frame for 32 ms where it holds 64, so
+    such a file cut inside its last frame said `0.032 s of 5.0 s left out` of 10 s. Here an
+    ffmpeg-encoded AC-3's bsid set to 9 in each frame (ffmpeg encodes none)."""
+    f = make("ac3", tmp_path / "tone.ac3", tmp_path, seconds=5.0)
+    data, i = bytearray(f.read_bytes()), 0
+    size = 4 * 192_000 // 1000  # (192 kbps at 48 kHz: 768 bytes a frame)
+    while i < len(data):
+        assert data[i : i + 2] == b"\x0b\x77" and data[i + 5] >> 3 == 8
+        data[i + 5] = 9 << 3 | data[i + 5] & 7
+        i += size
+    cut = tmp_path / "half.ac3"
+    cut.write_bytes(bytes(data[:-7]))
+    notes: list[str] = []
+    y = _decoded(cut, notes)
+    assert abs(len(y) / C.SAMPLE_RATE - 9.984) < 0.01
+    assert len(notes) == 1 and notes[0].endswith("analysed without it (0.064 s of 10.0 s left out)"), notes
+
+
 def test_a_dtshd_file_cut_short_is_held_to_the_length_its_strmdata_chunk_declares(tmp_path):
     """A DTS-HD file's STRMDATA chunk declares the bytes of its frames: one cut at 60% was analysed as
     the 3.6 s it held, without a word; now an error, as of the other containers whose header declares

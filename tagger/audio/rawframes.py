@@ -90,7 +90,7 @@ _AC3_KBPS = (32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384,
 
 class _AC3(_Frames):
     """AC-3 (ATSC A/52 table 5.18: the frame size of each frmsizecod and rate, 1,536 samples a
-    frame) and E-AC-3 (its frmsiz field; 256 samples a block, 1, 2, 3 or 6 blocks), as ffmpeg's ac3
+    frame, at half or a quarter of the rate for bsid 9 or 10) and E-AC-3 (its frmsiz field; 256 samples a block, 1, 2, 3 or 6 blocks), as ffmpeg's ac3
     and eac3 readers take both (bsid up to 16)."""
 
     codec, sync, head = "AC-3", (b"\x0b\x77",), 8
@@ -105,7 +105,8 @@ class _AC3(_Frames):
                 return None
             kbps = _AC3_KBPS[code >> 1]
             words = kbps * 2 if fscod == 0 else kbps * 3 if fscod == 2 else kbps * 96_000 // 44_100 + (code & 1)
-            return 2 * words, 1536 / _AC3_RATES[fscod]
+            # (bsid 9 and 10: the same frames at half and a quarter of the rate, as ffmpeg's ac3_parser.c reads them)
+            return 2 * words, (1536 << max(bsid - 8, 0)) / _AC3_RATES[fscod]
         if bsid > 16:
             return None
         self.codec = "E-AC-3"
