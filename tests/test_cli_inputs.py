@@ -217,6 +217,24 @@ def test_an_empty_path_is_refused_not_taken_for_the_current_folder(tmp_path, fak
     assert not (tmp_path / "data").exists()
 
 
+def test_a_url_given_as_a_path_is_refused_naming_it_as_typed(tmp_path, fake_models, monkeypatch):
+    """`tagger predict http://host/a.mp3` said `http:/host/a.mp3: cannot read file: No such file or
+    directory`, a name the user never typed (a Path drops the second slash). A URL where a file or
+    folder is asked for is a usage error naming it as typed; a file whose name looks like one (here,
+    in folders `http:` and `example.com`) is still that file."""
+    monkeypatch.chdir(tmp_path)
+    dbfile = str(tmp_path / "lib.db")
+    for args in (["predict", "http://example.com/a.mp3"], ["scan", "smb://nas/music", "--db", dbfile],
+                 ["show", "https://example.com/b.flac", "--db", dbfile], ["scan", ".", "--models", "s3://bucket/models"]):  # fmt: skip
+        r = CliRunner().invoke(app, args)
+        url = next(a for a in args if "://" in a)
+        assert r.exit_code == 2 and f"{url} is a URL: tagger reads files and folders only" in r.output, (args, r.output)
+    assert os.listdir(tmp_path) == []
+    _song(tmp_path / "http:" / "example.com" / "a.wav")
+    r = CliRunner().invoke(app, ["predict", "http://example.com/a.wav"])
+    assert "is a URL" not in r.output, r.output
+
+
 def test_an_empty_database_name_is_refused(tmp_path, monkeypatch):
     """`--db ''` was taken for a file named '' (the current folder): 'cannot open the database
     sqlite:///<the current folder>: unable to open database file' named something the user never gave."""

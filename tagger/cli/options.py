@@ -13,6 +13,8 @@ import dataclasses
 import functools
 import inspect
 import math
+import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -123,6 +125,9 @@ def path(value) -> Path:
         return value  # a default
     if not str(value).strip():
         raise typer.BadParameter(f"{str(value)!r} is an empty name (it would mean the current folder): give a path")
+    if re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", str(value)) and not os.path.lexists(str(value)):
+        # (a Path drops the second slash: 'http:/host/a.mp3: cannot read file: No such file or directory')
+        raise typer.BadParameter(f"{value} is a URL: tagger reads files and folders only (download or mount it first)")
     return Path(spelled_on_disk(str(value)))
 
 
