@@ -287,6 +287,30 @@ def test_a_query_table_that_selects_nothing_says_so_on_stderr(scanned, tmp_path)
     assert r.stderr == "no analysed track in the library database (tagger scan PATH analyses a folder)\n"
 
 
+def test_show_of_a_file_no_scan_stores_says_why_and_errors_says_when_none_failed(scanned, tmp_path):
+    """`tagger show cover.jpg` (an album's cover, beside the tracks of a scanned folder) said `not in the library
+    database (scan its folder with tagger scan)`, which a scan never changes; `tagger errors` with no
+    failed file printed nothing at all (found walking through the README)."""
+    db, _ = scanned
+    cover = tmp_path / "album" / "cover.jpg"
+    cover.parent.mkdir()
+    cover.write_bytes(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(64))
+    r = CliRunner().invoke(app, ["show", "--db", db, str(cover)])
+    assert r.exit_code == 1
+    assert r.stderr == (f"tagger: error: {cover}: not in the library database: not an audio file tagger reads "
+                        f"(by its name and first bytes), so no scan stores it\n")  # fmt: skip
+    song = cover.parent / "new.flac"  # (an audio file not scanned yet: as before)
+    song.write_bytes(b"fLaC" + bytes(60))
+    r = CliRunner().invoke(app, ["show", "--db", db, str(song)])
+    assert r.exit_code == 1 and "(scan its folder with `tagger scan`)" in r.stderr
+    empty = str(tmp_path / "empty.db")
+    assert CliRunner().invoke(app, ["db", "upgrade", "--db", empty]).exit_code == 0
+    r = CliRunner().invoke(app, ["errors", "--db", empty])
+    assert r.exit_code == 0 and r.stdout == "" and r.stderr == "no file in the library database failed to be analysed\n"
+    r = CliRunner().invoke(app, ["errors", "--db", empty, "--json"])
+    assert r.exit_code == 0 and r.stdout == "[]\n" and r.stderr == ""
+
+
 def test_db_prune_removes_only_missing_tracks(tmp_path):
     from conftest import tone_signal, write_audio
 

@@ -472,6 +472,8 @@ def errors(
 
     rows = _reading(db, failed_tracks)
     echo(json.dumps(rows, indent=1) if as_json else render_errors(rows), nl=as_json, lines=True)
+    if not rows and not as_json:  # (it printed nothing at all)
+        echo("no file in the library database failed to be analysed", err=True)
 
 
 @db_app.command("upgrade")

@@ -403,6 +403,11 @@ def not_stored(path: str) -> UserError:
                          f"'{path}/*'` lists its tracks)")  # fmt: skip
     if not os.path.lexists(path):
         return UserError(f"{path}: not in the library database, and no such file")
+    from tagger.crawl import is_audio_file
+
+    if os.path.isfile(path) and not is_audio_file(path):  # (`show cover.jpg` said to scan its folder, scanned already)
+        return UserError(f"{path}: not in the library database: not an audio file tagger reads (by its name and "
+                         f"first bytes), so no scan stores it")  # fmt: skip
     return UserError(f"{path}: not in the library database (scan its folder with `tagger scan`)")
 
 
