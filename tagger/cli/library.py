@@ -338,8 +338,9 @@ def _scan_totals(summary, *, write_tags: bool, dry_run: bool, settle_seconds: fl
     echo(
         f"{summary.scanned} scanned, {summary.skipped} skipped unchanged ({summary.stale} stale), "
         f"{summary.failed} failed, {summary.moved} moved, {summary.missing} newly missing; "
-        f"{summary.audio_seconds / 3600:.2f} h audio in {summary.wall_seconds:.1f} s "
-        f"({summary.realtime_factor:.1f}x real time)"
+        f"{summary.audio_seconds / 3600:.2f} h audio in {summary.wall_seconds:.1f} s"
+        # (a scan that analysed nothing said `(0.0x real time)`, as if it had crawled through the audio)
+        + (f" ({summary.realtime_factor:.1f}x real time)" if summary.audio_seconds else "")
     )
     if summary.retagged:
         echo(f"{summary.retagged} file(s) whose tags were rewritten since the last scan (by another program, "
