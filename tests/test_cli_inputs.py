@@ -436,3 +436,12 @@ def test_a_decoders_message_about_a_file_given_by_a_relative_name_holds_no_part_
         audio.info("sub/notes.mp3")
     assert str(refused.value).startswith("sub/notes.mp3: not a readable audio file (")
     assert str(tmp_path) not in str(refused.value) and str(refused.value).count("sub") == 1, refused.value
+
+
+def test_predict_of_dash_without_such_a_file_says_it_reads_no_standard_input(tmp_path, fake_models, monkeypatch):
+    """`ffmpeg ... -f wav - | tagger predict -` said `-: cannot read file: No such file or directory`
+    after loading the models, as if a file had gone; it says in one line that predict reads files."""
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(app, ["predict", "-"], input=b"RIFF")
+    assert (r.exit_code, r.output) == (1, "tagger: error: '-': no such file; tagger predict reads files, not standard "
+                                          "input: write the audio to a file and give its name\n")  # fmt: skip

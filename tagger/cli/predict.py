@@ -69,6 +69,9 @@ def predict(
     from tagger.paths import absolute, is_utf8
     from tagger.tags.rows import PredictionRow
 
+    if any(str(p) == "-" for p in paths) and not os.path.lexists("-"):  # (`ffmpeg ... -f wav - | tagger predict -`)
+        raise UserError("'-': no such file; tagger predict reads files, not standard input: write the audio to a "
+                        "file and give its name")  # fmt: skip
     if not 0.05 <= hop <= 3600:  # (nan fails too)
         raise UserError(f"--hop {hop:g}: give the seconds between window starts, from 0.05 to 3600")
     if plot is not None:
