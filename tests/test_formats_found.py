@@ -714,6 +714,23 @@ def test_a_raw_stream_whose_end_is_zeros_is_refused_and_its_tags_and_padding_are
     assert len(audio.load(tagged)) == len(whole)
 
 
+def test_raw_aac_files_joined_with_their_tags_are_not_damaged(tmp_path):
+    """Two .aac downloads joined (``cat a.aac b.aac``), each with its ID3v1 tag (and the second with
+    an ID3v2 tag in front): ffmpeg decodes both whole, but the frame walk took the tags between them
+    for damage, `128 bytes between its AAC (ADTS) frames begin no frame (damaged: frames lost from its
+    middle)`, a note on a file that lost nothing and an error for a caller without notes. A tag
+    where a frame was to begin is passed over, as between an MP3's joined parts."""
+    one = make("aac", tmp_path / "one.aac", tmp_path, seconds=3.0).read_bytes()
+    id3v1 = b"TAG" + b"title".ljust(125, b"\0")
+    id3v2 = b"ID3\x04\x00\x00\x00\x00\x00\x0a" + b"TIT2\x00\x00\x00\x00\x00\x00"
+    f = tmp_path / "joined.aac"
+    f.write_bytes(one + id3v1 + id3v2 + one + id3v1)
+    notes: list[str] = []
+    y = _decoded(f, notes)
+    assert notes == [] and abs(len(y) / C.SAMPLE_RATE - 6.0) < 0.1
+    assert len(audio.load(f)) == len(y)
+
+
 @pytest.mark.parametrize("kind", ["truehd", "mlp"])
 def test_a_raw_stream_whose_middle_is_damaged_is_said_to_miss_frames(tmp_path, kind):
     """Bytes overwritten in the middle of a TrueHD or MLP file (a damaged copy): ffmpeg passes over

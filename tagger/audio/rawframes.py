@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tagger.audio.fileinfo import AudioInfo
 from tagger.audio.losses import _cut_short, _note_or_refuse
-from tagger.audio.mp3 import _trailing_tags
+from tagger.audio.mp3 import _tag_at, _trailing_tags
 from tagger.containers import id3v2_length
 
 
@@ -431,6 +431,10 @@ def _walk(f, frames: _Frames, start: int, limit: int, declared: int | None) -> F
         if got is None:
             if pos == start:
                 return None  # (no frame of its kind at its start)
+            tag = _tag_at(buf[i : i + 32])  # (files joined with their tags: no frame lost there)
+            if tag and pos + tag <= limit:
+                pos += tag
+                continue
             j = resync(pos)
             if j is None:  # (bytes that begin no frame, and none after them: padding, or a damaged end)
                 rest = limit - pos
