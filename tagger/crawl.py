@@ -27,7 +27,7 @@ from tagger.audio import AUDIO_EXTENSIONS
 from tagger.audio.formats import FORMAT_MAGICS, OTHER_FILES
 from tagger import paths
 from tagger.errors import UserError
-from tagger.paths import under_any
+from tagger.paths import SYSTEM_FS_TYPES, system_folder, under_any  # noqa: F401  (system_folder: crawl's name too)
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +42,6 @@ _ASF_GUID = bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c")
 _W64_GUID = b"riff" + bytes.fromhex("2e91cf11a5d628db04c1")  # Sony Wave64's first chunk
 
 
-SYSTEM_FS_TYPES = frozenset(
-    {"proc", "sysfs", "devtmpfs", "devpts", "cgroup", "cgroup2", "debugfs", "tracefs", "securityfs", "pstore",
-     "bpf", "configfs", "fusectl", "mqueue", "hugetlbfs", "binfmt_misc", "efivarfs", "selinuxfs", "rpc_pipefs",
-     "nsfs"}
-)  # fmt: skip
-"""File system types of the kernel's state and devices (Linux): a crawl never enters their mounts."""
 MOUNTINFO = paths.MOUNTINFO
 
 
@@ -57,15 +51,6 @@ def system_mounts(mountinfo: str | None = None) -> dict[str, str]:
     read (another system), or when no mount is of a `SYSTEM_FS_TYPES` type."""
     out = paths.mount_points(mountinfo or MOUNTINFO) or {}
     return out if any(kind in SYSTEM_FS_TYPES for kind in out.values()) else {}
-
-
-def system_folder(real: str, mounts: dict[str, str]) -> str | None:
-    """The type of the kernel's file system (``proc``, ...) that the real path ``real`` is on, by
-    the deepest of `mounts` (`system_mounts`) that holds it; None for any other file system
-    (``/dev/shm``, a tmpfs mounted inside ``/dev``, is one of those)."""
-    point = max((p for p in mounts if paths.is_under(real, p)), key=len, default=None)
-    kind = mounts.get(point) if point is not None else None
-    return kind if kind in SYSTEM_FS_TYPES else None
 
 
 def refuse_system_root(path: str | os.PathLike, mounts: dict[str, str] | None = None) -> None:

@@ -57,18 +57,18 @@ def check_replaceable(path: str | os.PathLike, *, ours: Callable[[bytes], bool],
 
 def _refuse_system_name(path: Path, *, what: str) -> None:
     """A `UserError` for a name among the system's devices and state: in ``/dev`` itself or on one of
-    the kernel's file systems (`tagger.crawl.system_folder`), or a symbolic link leading through such a
+    the kernel's file systems (`tagger.paths.system_folder`), or a symbolic link leading through such a
     name (``/dev/stdout``, a link to ``/proc/self/fd/1``). The write replaces the name, never writes
     through it: ``query -o /dev/stdout > list.m3u`` run as root replaced the system's ``/dev/stdout``
     link with a file (its target, the redirected file, passed the check as an empty one) and left
     ``list.m3u`` empty. (``/dev/shm``, a tmpfs for files, is not refused.)"""
-    from tagger.crawl import system_folder, system_mounts
+    from tagger import paths  # (not tagger.crawl, which imports numpy: `query -o` starts without it)
 
-    mounts = system_mounts()
+    mounts = paths.mount_points(paths.MOUNTINFO) or {}
     name = os.path.abspath(path)
     for _ in range(40):  # (the kernel's limit of links followed)
         folder = os.path.realpath(os.path.dirname(name))
-        if folder == "/dev" or system_folder(folder, mounts) is not None:
+        if folder == "/dev" or paths.system_folder(folder, mounts) is not None:
             raise UserError(f"{path}: one of the system's devices or files, not a file of yours; {what} is not "
                             "written there")  # fmt: skip
         try:

@@ -233,6 +233,15 @@ def test_fast_commands_do_not_import_numpy_or_the_models(small_library, command)
 
 
 @pytest.mark.integration
+def test_query_into_a_file_does_not_import_numpy(small_library, tmp_path):
+    """`query -o`'s check of the name against the system's devices read the mount table through
+    `tagger.crawl`, which imports numpy (with `tagger.audio`): it reads it through `tagger.paths`."""
+    loaded = _imported_by("query", "--format", "m3u", "-o", str(tmp_path / "list.m3u"), "--db", small_library)
+    assert loaded.isdisjoint(NOT_FOR_FAST_COMMANDS), sorted(loaded & set(NOT_FOR_FAST_COMMANDS))
+    assert (tmp_path / "list.m3u").read_text(encoding="utf-8").startswith("#EXTM3U")
+
+
+@pytest.mark.integration
 @pytest.mark.parametrize("command", [["query", "--has", "bass"], ["query", "-f", "json"], ["query", "-f", "csv"], ["stats"],
                                      ["errors"], ["show", "/music/artist-000/album-0000/01 track 0.flac"],
                                      ["show", "/music/artist-000/album-0000/01 track 0.flac", "--json"]], ids=" ".join)  # fmt: skip

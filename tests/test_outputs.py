@@ -63,7 +63,7 @@ def test_a_name_among_the_systems_devices_or_a_link_into_them_is_refused(tmp_pat
     in `/dev` or on a kernel's file system, or a link leading through one (to `/proc/self/fd/1`, also
     by way of another link), is refused and left as it was; a link to a file elsewhere is replaced as
     before. A file system of the kernel is told by the mount table (here a made-up one)."""
-    from tagger import crawl
+    from tagger import paths
 
     ours = lambda head: True  # noqa: E731
     (tmp_path / "fd1").symlink_to("/proc/self/fd/1")
@@ -78,6 +78,6 @@ def test_a_name_among_the_systems_devices_or_a_link_into_them_is_refused(tmp_pat
     (tmp_path / "dev").mkdir()
     mountinfo = tmp_path / "mountinfo"
     mountinfo.write_text(f"1 0 8:1 / / rw - ext4 /dev/sda1 rw\n2 1 0:6 / {tmp_path / 'dev'} rw - devtmpfs udev rw\n")
-    monkeypatch.setattr(crawl, "MOUNTINFO", str(mountinfo))
+    monkeypatch.setattr(paths, "MOUNTINFO", str(mountinfo))
     with pytest.raises(UserError, match="one of the system's devices or files"):
         check_replaceable(tmp_path / "dev" / "list.m3u", ours=ours, what="x")
