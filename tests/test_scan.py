@@ -394,6 +394,10 @@ def test_scan_reports_progress(lib, db):
     assert analyse[-1].files_done == analyse[-1].files_total == len(files)
     assert analyse[-1].audio_seconds > 50 and analyse[-1].realtime_factor > 0
     assert [p.files_done for p in analyse] == sorted(p.files_done for p in analyse)
+    # the check phase ends on every file found (its reports are 0.2 s apart: its bar closed on the
+    # last one's count, `check: 1file` after 25 files, found walking through the README)
+    plan = [p for p in seen if p.phase == "plan"]
+    assert plan[-1].files_done == len(files) and seen.index(plan[-1]) < seen.index(analyse[0])
 
 
 def test_fake_analyser_scores_follow_frequency_bands():

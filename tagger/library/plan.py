@@ -323,6 +323,9 @@ def plan_files(roots, *, writer: ScanWriter, mv_id: int, rescan_stale: bool, ret
     for p in crawl(roots, include_hidden=include_hidden, follow_external_symlinks=follow_external_symlinks,
                    report=crawled):  # fmt: skip
         plan.file(str(p))
+    if progress is not None:  # (the reports are 0.2 s apart: the bar closed on the count of the last one,
+        # `check: 1file` after checking 25)
+        progress(Progress(phase="plan", files_done=plan.summary.found, elapsed=time.monotonic() - t0))
     return plan.retagged_moves(crawled)
 
 
