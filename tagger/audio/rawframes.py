@@ -90,8 +90,8 @@ _AC3_KBPS = (32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384,
 
 class _AC3(_Frames):
     """AC-3 (ATSC A/52 table 5.18: the frame size of each frmsizecod and rate, 1,536 samples a
-    frame, at half or a quarter of the rate for bsid 9 or 10) and E-AC-3 (its frmsiz field; 256 samples a block, 1, 2, 3 or 6 blocks), as ffmpeg's ac3
-    and eac3 readers take both (bsid up to 16)."""
+    frame, at half or a quarter of the rate for bsid 9 or 10) and E-AC-3 (its frmsiz field; 256
+    samples a block, 1, 2, 3 or 6 blocks), as ffmpeg's ac3 and eac3 readers take both (bsid up to 16)."""
 
     codec, sync, head = "AC-3", (b"\x0b\x77",), 8
 
@@ -269,7 +269,7 @@ class _ADTS(_Frames):
     (13 bits, its header included) and 1 to 4 raw data blocks of 1,024 samples at the core rate its
     sampling_frequency_index names (SBR's doubling left out, as in `_LOAS`)."""
 
-    codec, sync, head = "AAC (ADTS)", (b"\xff",), 7
+    codec, sync, head = "AAC (ADTS)", (b"\xff\xf0", b"\xff\xf1", b"\xff\xf8", b"\xff\xf9"), 7  # (layer 0)
 
     def frame(self, buf: bytes, i: int) -> tuple[int, float] | None:
         if buf[i] != 0xFF or buf[i + 1] & 0xF6 != 0xF0:
