@@ -165,10 +165,14 @@ def _step(starts: np.ndarray, window_seconds: float) -> float:
 
 
 def _colours(n: int) -> list:
+    """A colour per lane: matplotlib's tab10 without its grey, the colour of silent windows (its eighth
+    colour drew the eighth family, reed, whose scores then looked like silence), a dark indigo in its place."""
     from matplotlib import colormaps
 
     cmap = colormaps["tab10"]
-    return [cmap(i % 10) for i in range(n)]
+    palette = [cmap(i) for i in range(10)]
+    palette[7] = colormaps["tab20b"](0)
+    return [palette[i % 10] for i in range(n)]
 
 
 def thresholds_from_json(families: Sequence[str], thresholds: Mapping[str, float]) -> dict[str, float]:

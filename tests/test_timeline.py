@@ -189,3 +189,12 @@ def test_from_result_draws_exactly_the_result_windows(tmp_path):
     assert drawn.shape == (3, result.windows) and result.windows == 11  # starts 0, 2, ..., 20 s
     np.testing.assert_array_equal(drawn, result.window_scores.T)
     assert tl.present == ["bass", "flute", "string"] and tl.duration == pytest.approx(24.0)
+
+
+def test_no_family_is_drawn_in_the_grey_of_silent_windows():
+    """The eighth lane (reed, in the shipped models' order) was drawn in tab10's grey, so its window
+    scores looked like the grey the legend gives silent windows (found walking through the README:
+    a flute track's `show --plot`, its reed lane shaded grey where nothing was silent)."""
+    colours = T._colours(12)
+    assert all(len({round(c, 2) for c in rgba[:3]}) > 1 for rgba in colours), colours
+    assert len({tuple(c) for c in colours[:10]}) == 10
