@@ -683,6 +683,11 @@ def test_a_dtshd_file_cut_short_is_held_to_the_length_its_strmdata_chunk_declare
     _decoded(cut, notes)
     assert notes == ["the file ends before the length its header declares: analysed without the rest (0.011 s of "
                      "6.0 s left out)"]
+    # (cut, and its last bytes zeros: still 6.0 s, not those bytes counted again: 'about 0.6 s of 6.6 s out')
+    held = len(data) * 3 // 5
+    cut.write_bytes(data[: held * 5 // 6] + bytes(held - held * 5 // 6))
+    with pytest.raises(AudioReadError, match=r"cut short: the file holds 3\.0 s of the 6\.0 s its header declares"):
+        _decoded(cut, [])
 
 
 @pytest.mark.parametrize("kind", sorted(RAW))

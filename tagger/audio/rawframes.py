@@ -458,6 +458,7 @@ def _walk(f, frames: _Frames, start: int, limit: int, declared: int | None) -> F
         return None
     if declared is not None and declared > limit:  # (a DTS-HD file cut short: the rest of its STRMDATA chunk)
         cut, cut_bytes = (declared - whole_end) * seconds / max(timed_bytes, 1), (0, 0)
+        trailing = 0  # (the bytes after its last frame among those the cut holds: not counted twice)
     return FrameWalk(frames.codec, seconds, whole_end, cut, cut_bytes, damaged, damaged_seconds, trailing,
                      trailing * seconds / max(timed_bytes, 1))
 
