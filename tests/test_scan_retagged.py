@@ -302,7 +302,7 @@ def test_scan_scores_leaves_files_tagged_before_and_its_help_says_to_use_tag(tmp
     """`tagger scan --scores` over a library scanned without it wrote nothing (`tags: 0 tagged`): its
     tags hold their results, so the scan leaves them, while its help said only "Also write per-family
     scores" (found walking through the README). The help and README say which files it tags and name
-    `tagger tag --scores` for the others, which writes them."""
+    `tagger tag --scores` for the others, which writes them, saying so."""
     from typer.testing import CliRunner
 
     from tagger.cli import app
@@ -316,8 +316,12 @@ def test_scan_scores_leaves_files_tagged_before_and_its_help_says_to_use_tag(tmp
     assert r.exit_code == 0 and "tags: 0 tagged, 0 failed" in r.output and f.read_bytes() == before
     shown = " ".join(run(app, ["scan", "--help"], terminal_width=200).output.split())
     assert "files tagged before are left as they are: tagger tag --scores" in shown.replace("│ ", "")
-    assert run(app, ["tag", str(f), *db, "--scores"]).exit_code == 0
-    assert tags.read_instruments(f).scores is not None
+    r = run(app, ["tag", str(f), *db, "--scores"])
+    assert r.exit_code == 0 and tags.read_instruments(f).scores is not None
+    # (its line said `tagged ...: bass, flute (was: bass, flute)`, nothing of what changed)
+    assert r.stdout == f"tagged {f}: bass, flute (was: bass, flute; scores added)\n"
+    r = run(app, ["tag", str(f), *db])
+    assert r.stdout == f"tagged {f}: bass, flute (was: bass, flute; scores removed)\n"
 
 
 def _forget_digests(db) -> None:

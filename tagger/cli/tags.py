@@ -34,6 +34,22 @@ def _values(state) -> str:
     return ", ".join(state.instruments) or ("(no instrument)" if state.tagged else "-")
 
 
+def _was(before, after) -> str:
+    """What a tag write changed, for its line: the instruments before, and what else changed where
+    they did not (`tagged a.flac: organ (was: organ)` said nothing of the scores `--scores` added)."""
+    notes = []
+    if before.tagged and before.instruments == after.instruments:
+        if before.scores is None and after.scores is not None:
+            notes.append("scores added")
+        elif before.scores is not None and after.scores is None:
+            notes.append("scores removed")
+        elif before.scores != after.scores:
+            notes.append("scores updated")
+        if before.model_version not in (None, after.model_version):
+            notes.append(f"model was {before.model_version}")
+    return "; ".join([_values(before), *notes])
+
+
 def _render(results, *, verb: str, dry_run: bool, stop=None, recorded: bool = False) -> None:
     """One line per changed or skipped file, a summary, exit code 1 when a file was skipped. A file
     in a format that holds no tags tagger writes is not skipped: `tag` says so and counts it, `untag`
@@ -63,7 +79,7 @@ def _render(results, *, verb: str, dry_run: bool, stop=None, recorded: bool = Fa
             done += 1
             label = f"would {verb}" if dry_run else f"{verb}ged"
             if verb == "tag":
-                echo(f"{label} {named(result.path)}: {_values(result.after)} (was: {_values(result.before)})")
+                echo(f"{label} {named(result.path)}: {_values(result.after)} (was: {_was(result.before, result.after)})")
             else:
                 echo(f"{label} {named(result.path)} (removed: {_values(result.before)})")
     past = f"{verb}ged"  # verb is "tag" or "untag"
