@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 from conftest import predicted
@@ -138,6 +139,27 @@ def test_a_format_without_tags_is_said_and_counted_but_not_a_failure(library, tm
     assert res.exit_code == 0, res.output
     assert "3 untagged, 1 unchanged, 0 skipped" in res.output and str(mka) not in res.output
     assert mka.read_bytes() == before
+
+
+def test_scan_json_lists_the_files_without_tags_as_objects_like_its_other_lists(tmp_path, fake_models):
+    """`tagger scan --json`'s `untaggable` was a list of [path, reason] pairs where `tag_failures`,
+    `deferred` and `errors` hold objects, and the README's example listed neither it nor seven other
+    keys (found walking through the README)."""
+    from typer.testing import CliRunner
+
+    from tagger.cli import app
+
+    (tmp_path / "music").mkdir()
+    mka = _tone(tmp_path / "music" / "live.mka", "flac")
+    r = CliRunner().invoke(app, ["scan", str(mka.parent), "--db", str(tmp_path / "lib.db"), "--jobs", "0",
+                                 "--settle-seconds", "0", "--json"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["untaggable"] == [{"path": str(mka), "reason": out["untaggable"][0]["reason"]}]
+    assert out["untaggable"][0]["reason"].startswith("unsupported format")
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    example = readme[readme.index("// tagger scan --json"):readme.index("// tagger db prune --json")]
+    assert all(f'"{key}":' in example for key in out), [key for key in out if f'"{key}":' not in example]
 
 
 def test_many_files_without_tags_are_named_five_then_counted(library):

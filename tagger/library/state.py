@@ -139,6 +139,7 @@ class ScanSummary:
         out["deferred"] = [{"path": p, "reason": r} for p, r in self.deferred]
         out["analysed_in_part"] = [{"path": p, "note": n} for p, n in self.analysed_in_part]
         out["tag_failures"] = [{"path": p, "error": e} for p, e in self.tag_failures]
+        out["untaggable"] = [{"path": p, "reason": r} for p, r in self.untaggable]  # (was: [path, reason] pairs)
         out["empty_roots"] = [{"path": p, "tracks_kept": n} for p, n in self.empty_roots]
         out["relinked"] = [{"from": a, "to": b} for a, b in self.relinked]
         out["renamed"] = [{"from": a, "to": b} for a, b in self.renamed]
