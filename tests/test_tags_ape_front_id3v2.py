@@ -385,6 +385,47 @@ def test_copies_changed_since_the_write_stay_at_untag(tmp_path):
     assert items == {**COPIED, "Title": ["Blue Song (live)"]}
 
 
+def test_the_copies_a_write_adds_are_listed_in_instruments_copies(tmp_path):
+    """The file records which items tagger copied: INSTRUMENTS_COPIES lists their keys (ffprobe shows
+    it beside tagger's other fields); a new write keeps it as it is, untag removes it with the copies."""
+    song = tmp_path / "song.wv"
+    song.write_bytes(_front_tag() + _stream(tmp_path, "wv"))
+    original = song.read_bytes()
+    assert tags.write_instruments(song, **WRITE).written
+    items = _ape_items(song)
+    assert sorted(items["INSTRUMENTS_COPIES"]) == sorted(COPIED)
+    assert tags.write_instruments(song, instruments=["vocal"], model_version="ova-test-2").written
+    assert sorted(_ape_items(song)["INSTRUMENTS_COPIES"]) == sorted(COPIED)
+    dry = tags.remove_instruments(song, dry_run=True)
+    assert dry.changed and not dry.written and "INSTRUMENTS_COPIES" in _ape_items(song)
+    assert tags.remove_instruments(song).written and song.read_bytes() == original
+
+
+@pytest.mark.parametrize("how", ["equal to the ID3v2 tag", "and an item of its own"])
+def test_a_users_own_apev2_items_equal_to_the_id3v2_tags_fields_survive_untag(tmp_path, how):
+    """A user's own APEv2 tag whose items are the ID3v2 tag's fields (some taggers write both tags), tagged
+    (no copies added: the APEv2 tag shows the user's items) then untagged, lost its whole APEv2 tag:
+    untag took the items for the copies tagger adds, TagLib and foobar2000 then showing nothing. Found
+    by the review of 264b8e6. Only the copies INSTRUMENTS_COPIES lists are tagger's: the user's tag is
+    given back byte for byte (and so are the copies of a file tagged before the list was written)."""
+    from mutagen.apev2 import APEv2
+
+    song = tmp_path / "song.wv"
+    song.write_bytes(_front_tag() + _stream(tmp_path, "wv"))
+    ape = APEv2()
+    for key, values in COPIED.items():
+        ape[key] = values
+    if how == "and an item of its own":
+        ape["Mood"] = "calm"
+    ape.save(str(song))
+    original = song.read_bytes()
+    assert tags.write_instruments(song, **WRITE).written
+    assert "INSTRUMENTS_COPIES" not in _ape_items(song)
+    assert tags.remove_instruments(song).written
+    assert song.read_bytes() == original
+    assert {k: v for k, v in _ape_items(song).items() if k != "Mood"} == COPIED
+
+
 @pytest.mark.parametrize("case", ["two ID3v2 tags", "an ID3v2.5 tag"])
 def test_id3v2_tags_in_front_that_cannot_be_carried_whole_leave_the_file_unchanged(tmp_path, case):
     """Two ID3v2 tags in front holding frames (ffmpeg shows both) and a tag mutagen cannot read are

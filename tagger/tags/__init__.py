@@ -4,7 +4,9 @@ Three fields, the same names everywhere (files, database, README): ``INSTRUMENTS
 present, in the model's order), ``INSTRUMENTS_MODEL`` (the model version that produced them) and,
 optionally, ``INSTRUMENTS_SCORES`` (``family=0.873`` per family). Nothing is ever written to human
 credit fields (ID3 TMCL/IPLS, Vorbis PERFORMER). A file that was analysed and holds no instrument
-carries ``INSTRUMENTS_MODEL`` but no ``INSTRUMENTS``.
+carries ``INSTRUMENTS_MODEL`` but no ``INSTRUMENTS``. A write that copies another tag's fields a
+reader would no longer show (`Storage.add_copies`) lists them in ``INSTRUMENTS_COPIES``, which
+``untag`` reads (`Storage.copies_left`).
 
 The package:
 
@@ -55,6 +57,7 @@ from tagger.tags.database import tag_from_database
 from tagger.tags.fields import (
     FIELDS,
     INSTRUMENTS,
+    INSTRUMENTS_COPIES,
     INSTRUMENTS_MODEL,
     INSTRUMENTS_SCORES,
     SCORE_DECIMALS,
@@ -76,7 +79,7 @@ from tagger.tags.rows import PredictionRow
 from tagger.tags.storage import MP4_FREEFORM_PREFIX, STORAGES, Storage, payload_digest
 
 __all__ = [
-    "DEFAULT_SETTLE_SECONDS", "FIELDS", "INSTRUMENTS", "INSTRUMENTS_MODEL", "INSTRUMENTS_SCORES", "MP4_FREEFORM_PREFIX",
+    "DEFAULT_SETTLE_SECONDS", "FIELDS", "INSTRUMENTS", "INSTRUMENTS_COPIES", "INSTRUMENTS_MODEL", "INSTRUMENTS_SCORES", "MP4_FREEFORM_PREFIX",
     "Prediction", "PredictionRow", "PredictionRows", "Raw", "RejectedRow", "SCORE_DECIMALS", "STORAGES", "SUPPORTED_FORMATS", "Storage",
     "TEMP_SUFFIX", "TagChange", "TagState", "audio_digest", "audio_digest_or_none", "find_audio_files", "foreign_fields", "foreign_reason",
     "is_temp_name", "load_predictions_jsonl", "mediafile_styles", "payload_digest", "predictions_from_database",

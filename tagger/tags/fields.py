@@ -3,6 +3,7 @@
 - ``INSTRUMENTS``: the families present, in the model's family order, one value each.
 - ``INSTRUMENTS_MODEL``: the version of the model that produced them (provenance).
 - ``INSTRUMENTS_SCORES`` (optional): one ``family=0.873`` value per family.
+- ``INSTRUMENTS_COPIES`` (only beside copies a write added of another tag's fields): their keys.
 
 `Raw` is what a storage class (`tagger.tags.storage`) reads and writes: canonical field name ->
 values as strings. `desired_raw` builds it from a result, `state` turns it into a `TagState`.
@@ -28,7 +29,16 @@ INSTRUMENTS_MODEL = "INSTRUMENTS_MODEL"
 INSTRUMENTS_SCORES = "INSTRUMENTS_SCORES"
 """Multi-valued field (optional): ``family=score`` per family, score with 3 decimals."""
 FIELDS: tuple[str, ...] = (INSTRUMENTS, INSTRUMENTS_MODEL, INSTRUMENTS_SCORES)
-"""Every field tagger writes, and the only ones `remove_instruments` removes."""
+"""The fields that hold a result, and the only ones `remove_instruments` removes besides
+`INSTRUMENTS_COPIES` and the copies it lists."""
+INSTRUMENTS_COPIES = "INSTRUMENTS_COPIES"
+"""Multi-valued field, written only where a write adds copies of another tag's fields that a reader
+would no longer show (a WavPack's ID3v2 tag in front, copied into its APEv2 tag; an MP3's APEv2
+ReplayGain items, copied into its ID3v2 tag): the keys tagger copied, one value each. The file
+records no other way who wrote them, and a user's own items equal to that other tag's (some
+taggers write both) look the same: `untag` removes only the copies this field lists, while they
+still hold the other tag's values, and this field with them (`Storage.copies_left`). Not a result:
+not among `FIELDS`, nor read as one (kept as it is by a new write, like the copies)."""
 
 SCORE_DECIMALS = 3
 

@@ -15,7 +15,8 @@ header added to a tag without one and the items' new order (by size) lose nothin
 ffmpeg (ffprobe, and the players built on it) shows an ID3v2 tag in front of the stream (some rippers
 and taggers write one) only while the APEv2 tag shows nothing: where the APEv2 tag a write makes would
 be the file's first, it carries the ID3v2 tag's fields (`front_copies`, folded into the loaded tag
-by `APEv2Storage.add_copies`), which `untag` removes with tagger's own while they are still the same.
+by `APEv2Storage.add_copies`) with ``INSTRUMENTS_COPIES`` listing their keys, which `untag` removes with
+tagger's own while they are still the same (`APEv2Storage.copies_left`).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import struct
 from collections import Counter
 from typing import NamedTuple
 
-from tagger.tags.fields import Raw, ours
+from tagger.tags.fields import INSTRUMENTS_COPIES, Raw, ours
 from tagger.tags.storage._bytes import _hash_range, _id3v2_end
 from tagger.tags.storage.base import Format, Storage, register
 
@@ -391,8 +392,18 @@ def _copy_items(path: str, tag: _APETag | None) -> list[tuple[bytes, int, bytes]
     items or the fields are refused."""
     if not _copies_shown(tag):
         return []
-    copies = front_copies(path)
-    return [(key.encode(), 0, "\0".join(values).encode()) for key, values in copies.items]
+    return [(key.encode(), 0, "\0".join(values).encode()) for key, values in _marked(front_copies(path).items)]
+
+
+def _marked(items: list[tuple[str, list[str]]]) -> list[tuple[str, list[str]]]:
+    """The copies ``items`` (APEv2 key, values) a write adds and, where there are any, the item that lists
+    their keys (`INSTRUMENTS_COPIES`): the file's record that tagger wrote them (`APEv2Storage.copies_left`)."""
+    return [*items, (INSTRUMENTS_COPIES, [key for key, _values in items])] if items else []
+
+
+def _is_marker(key: str, kind: int) -> bool:
+    """The item (text) that lists the copies tagger added (`INSTRUMENTS_COPIES`, any case)."""
+    return kind == 0 and key.upper() == INSTRUMENTS_COPIES
 
 
 @register(
@@ -451,7 +462,7 @@ class APEv2Storage(Storage):
         """The fields of the ID3v2 tag in front of the stream (`front_copies`) added to the loaded APEv2
         tag as text items, where that tag shows nothing but tagger's fields (or the file has none):
         ffmpeg shows the ID3v2 tag only while the APEv2 tag shows nothing, and a write's tag would hide
-        it. The ID3v2 tag itself is kept byte for byte."""
+        it. ``INSTRUMENTS_COPIES`` lists their keys (`_marked`). The ID3v2 tag itself is kept byte for byte."""
         with open(path, "rb") as f:
             try:
                 tag = _find_tag(f, f.seek(0, 2))
@@ -464,22 +475,30 @@ class APEv2Storage(Storage):
             return
         if audio.tags is None:
             audio.add_tags()
-        for key, values in copies.items:
+        for key, values in _marked(copies.items):
             audio.tags[key] = values
 
     def copies_left(self, audio, path):
-        # the APEv2 tag holds nothing but tagger's fields and the copies of the ID3v2 tag in front
-        # that a write added (`add_copies`), still the same: a removal removes the tag, as it was missing
+        # the copies a write added (`add_copies`) are those INSTRUMENTS_COPIES lists: where the APEv2 tag
+        # holds nothing but tagger's fields, that list and the copies it names, each still the same, a
+        # removal removes them, and the tag, as it was missing; otherwise the copies stay (another
+        # program's since) and the list goes with tagger's fields. Without the list every item stays: a
+        # user's own items equal to the ID3v2 tag's fields (some taggers write both) look the same
         from mutagen.apev2 import TEXT
 
         if audio.tags is None:
             return []
-        rest = {key.lower(): (value.kind, list(value) if value.kind == TEXT else None)
-                for key, value in audio.tags.items() if not _ours(key, value.kind)}  # fmt: skip
-        copies = front_copies(path)
-        if not rest or copies.refused or rest != {key.lower(): (TEXT, values) for key, values in copies.items}:
+        marker = next((key for key, value in audio.tags.items() if _is_marker(key, value.kind)), None)
+        if marker is None:
             return []
-        return sorted(rest)
+        listed = {key.lower() for key in audio.tags[marker]}
+        rest = {key.lower(): (value.kind, list(value) if value.kind == TEXT else None)
+                for key, value in audio.tags.items() if not _ours(key, value.kind) and key != marker}  # fmt: skip
+        copies = front_copies(path)
+        made = {key.lower(): (TEXT, values) for key, values in copies.items}
+        if not rest or copies.refused or rest.keys() != listed or rest != made:
+            return [marker.lower()]
+        return [*sorted(rest), marker.lower()]
 
     def other_items(self, audio):
         return sorted((key.lower(), (value.kind, value.value)) for key, value in audio.tags.items()
@@ -546,8 +565,10 @@ class APEv2Storage(Storage):
         # (with the items a write adds as copies of the ID3v2 tag in front, where the tag shows no other
         # item: the same before a write that adds them and after it, before an untag that removes them
         # with the tag and after it)
+        # (not the list of the copies, INSTRUMENTS_COPIES, which an untag removes where the copies stay:
+        # tagger's, compared with the other tags, `other_tags`)
         for key, flags, value in ([] if tag is None else tag.items) + _copy_items(path, tag):
-            if not _ours(_key(key), flags >> 1 & 3):
+            if not _ours(_key(key), flags >> 1 & 3) and not _is_marker(_key(key), flags >> 1 & 3):
                 values[(_key(key), flags, hashlib.sha256(value).hexdigest())] += 1
         return values
 

@@ -116,11 +116,13 @@ class Storage:
 
     def copies_left(self, audio, path: str) -> list[str]:
         """The keys (as `other_items` gives them) of the items of the loaded file's tag (from
-        ``path``) that are copies, still the same, of another tag's fields that tagger added as it
-        created the tag (an MP3's APEv2 ReplayGain items: `MP3Storage.apev2_frames`; a WavPack's ID3v2
-        fields: `APEv2Storage.add_copies`), where the tag
-        holds nothing else but tagger's fields: a removal of tagger's fields removes them too, and
-        the tag with them, giving back the file as it was. None by default."""
+        ``path``) that a removal of tagger's fields removes too: the copies of another tag's fields
+        that tagger added (an MP3's APEv2 ReplayGain items: `MP3Storage.marked_apev2_frames`; a
+        WavPack's ID3v2 fields: `APEv2Storage.add_copies`) and the ``INSTRUMENTS_COPIES`` item that
+        lists them, where the tag holds nothing else but tagger's fields and each copy is still the
+        same (the tag goes with them, giving back the file as it was); that item alone otherwise (the
+        copies are another program's since). None where the tag has no such item: nothing else
+        tells tagger's copies from a user's own items of the same values. None by default."""
         return []
 
     def fields_out_of_reach(self, path: str) -> str | None:
