@@ -998,6 +998,37 @@ def test_untag_keeps_replaygain_frames_that_no_longer_copy_the_apev2_tag(tmp_pat
 
 
 @pytest.mark.parametrize("id3v23", [False, True], ids=["v2.4", "v2.3"])
+def test_the_replaygain_frames_a_write_copies_are_listed_and_a_users_own_stay_at_untag(tmp_path, id3v23):
+    """A user's own TXXX:REPLAYGAIN_* frames equal to MP3Gain's APEv2 items (foobar2000 writes both), in an
+    ID3v2 tag holding nothing else, were taken by untag for the copies tagger makes and removed, the
+    ID3v2 tag with them. Found by the review of 264b8e6 (its APEv2 twin). The frames tagger copies are
+    listed in TXXX:INSTRUMENTS_COPIES (joined by / in ID3v2.3), which untag removes with them (the file
+    back byte for byte); frames no such list names stay, byte for byte."""
+    from mutagen.apev2 import APEv2
+    from mutagen.id3 import ID3, TXXX
+
+    song = _ffmpeg(tmp_path / "song.mp3", "-c:a", "libmp3lame", "-id3v2_version", "0", "-write_xing", "0")
+    ape = APEv2()
+    ape.update(REPLAYGAIN)
+    ape.save(str(song))
+    original = song.read_bytes()
+    assert tags.write_instruments(song, id3v23=id3v23, **WRITE).written
+    listed = ID3(str(song), load_v1=False, translate=False)["TXXX:INSTRUMENTS_COPIES"]
+    assert sorted("/".join(map(str, listed.text)).split("/")) == sorted(REPLAYGAIN)
+    assert tags.remove_instruments(song).written and song.read_bytes() == original
+
+    own = ID3()
+    for key, value in REPLAYGAIN.items():
+        own.add(TXXX(encoding=3, desc=key, text=value))
+    own.save(str(song), v2_version=3 if id3v23 else 4)
+    users = song.read_bytes()
+    assert tags.write_instruments(song, id3v23=id3v23, **WRITE).written
+    assert "TXXX:INSTRUMENTS_COPIES" not in ID3(str(song), load_v1=False, translate=False)
+    assert tags.remove_instruments(song).written
+    assert song.read_bytes() == users
+
+
+@pytest.mark.parametrize("id3v23", [False, True], ids=["v2.4", "v2.3"])
 def test_id3v1_only_mp3_keeps_showing_its_fields_after_tag_and_untag(tmp_path, id3v23):
     """ffmpeg (and players) read the ID3v1 tag only where there is no ID3v2 tag: the ID3v2 tag
     tagger adds carries the ID3v1 fields, and the ID3v1 tag stays as it is."""

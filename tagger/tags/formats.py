@@ -198,7 +198,7 @@ def _load_id3(cls: type, name: str, *, copies: bool = True):
     ID3 chunk alone once it holds a frame, and would show none of them any more. The LIST/INFO
     chunk itself is kept byte for byte. So is an MP3's APEv2 tag, whose ReplayGain items are
     loaded as ``TXXX`` frames where it has no ID3v2 tag (or an empty one), as TagLib shows them only
-    then (`MP3Storage.apev2_frames`).
+    then (`MP3Storage.apev2_frames`), with ``TXXX:INSTRUMENTS_COPIES`` listing them (`MP3Storage.marked_apev2_frames`).
     ``copies`` False: none is loaded (the file's ID3 tag alone, None where it has none).
 
     A WAV's or an AIFF's ID3 chunk is loaded alone, never with an ID3v1 tag at the end of the file
@@ -241,7 +241,7 @@ def _load_id3(cls: type, name: str, *, copies: bool = True):
         del audio.tags[frame.HashKey]
         frame.desc = ""
         audio.tags.add(frame)
-    replaygain = STORAGES[cls.__name__].apev2_frames(name)  # (TagLib shows the APEv2 tag while there is none)
+    replaygain = STORAGES[cls.__name__].marked_apev2_frames(name)  # (TagLib shows the APEv2 tag while there is none)
     if replaygain and audio.tags is None:
         audio.add_tags()
     for frame in replaygain:

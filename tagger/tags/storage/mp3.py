@@ -1,6 +1,7 @@
 """MP3: tagger's fields in the ID3v2 tag at the start of the file (`tagger.tags.storage.id3`); the
 audio is everything between it and an ID3v1 tag, which is kept byte for byte. An APEv2 tag's
-ReplayGain items (MP3Gain's, foobar2000's) are carried into the ID3v2 tag a write adds; a second
+ReplayGain items (MP3Gain's, foobar2000's) are carried into the ID3v2 tag a write adds, with
+``TXXX:INSTRUMENTS_COPIES`` listing them (what `untag` removes with tagger's fields); a second
 ID3v2 tag right after the first one holding tagger's fields, and an APEv2 tag holding other fields,
 are refused; an ID3v2.4 tag's footer, which mutagen leaves behind, is removed.
 """
@@ -12,7 +13,7 @@ import os
 import struct
 
 from tagger.containers import syncsafe
-from tagger.tags.fields import ours
+from tagger.tags.fields import INSTRUMENTS_COPIES, ours
 from tagger.tags.storage._bytes import _hash_range, _id3v2_end
 from tagger.tags.storage.base import Format, register
 from tagger.tags.storage.id3 import ID3Storage, _holds_frames
@@ -68,19 +69,36 @@ class MP3Storage(ID3Storage):
         return [TXXX(encoding=Encoding.UTF8, desc=key.upper(), text=list(value))
                 for key, value in _apev2_items(path) if _copied_from_apev2(key, value)]  # fmt: skip
 
+    def marked_apev2_frames(self, path: str) -> list:
+        """`apev2_frames` and, where there are any, a ``TXXX:INSTRUMENTS_COPIES`` frame listing their
+        descriptions: the file's record that tagger wrote them (`copies_left`). What `_load_id3` adds."""
+        from mutagen.id3 import TXXX, Encoding
+
+        frames = self.apev2_frames(path)
+        if not frames:
+            return []
+        return [*frames, TXXX(encoding=Encoding.UTF8, desc=INSTRUMENTS_COPIES, text=[f.desc for f in frames])]
+
     def copies_left(self, audio, path):
-        # the ID3v2 tag holds nothing but tagger's fields and the copies of the APEv2 tag's ReplayGain
-        # items it added (`apev2_frames`), still the same: an untag removes the tag, as it was missing
+        # the copies of the APEv2 tag's ReplayGain items a write added (`marked_apev2_frames`) are those
+        # TXXX:INSTRUMENTS_COPIES lists: where the ID3v2 tag holds nothing but tagger's fields, that list
+        # and the copies it names, each still the same, an untag removes them, and the tag, as it was
+        # missing; otherwise the copies stay (another program's since) and the list goes with tagger's
+        # fields. Without the list every frame stays: a user's own TXXX:REPLAYGAIN_* frames equal to the
+        # APEv2 items (foobar2000 writes both) look the same as copies tagger made before it wrote one
         tags = audio.tags
-        if tags is None or tags.version[1] == 1 or tags.unknown_frames:
+        marker = None if tags is None else tags.get(f"TXXX:{INSTRUMENTS_COPIES}")
+        if marker is None:
             return []
-        rest = {key: frame for key, frame in tags.items() if not (frame.FrameID == "TXXX" and ours(frame.desc))}
+        listed = {f"TXXX:{part}" for text in marker.text for part in str(text).split("/")}  # (v2.3: joined by /)
+        rest = {key: frame for key, frame in tags.items()
+                if not (frame.FrameID == "TXXX" and ours(frame.desc)) and key != marker.HashKey}  # fmt: skip
         copies = {frame.HashKey: frame for frame in self.apev2_frames(path)}
-        if not copies or rest.keys() != copies.keys():
-            return []
+        if tags.version[1] == 1 or tags.unknown_frames or not copies or not rest.keys() == copies.keys() == listed:
+            return [marker.HashKey]
         if any([str(t) for t in rest[key].text] != copies[key].text for key in copies):
-            return []  # (changed since: MP3Gain run again, or a tag editor's)
-        return sorted(copies)
+            return [marker.HashKey]  # (changed since: MP3Gain run again, or a tag editor's)
+        return [*sorted(copies), marker.HashKey]
 
     def fields_out_of_reach(self, path):
         later = _later_id3v2_fields(path)
