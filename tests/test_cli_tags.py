@@ -162,6 +162,29 @@ def test_scan_json_lists_the_files_without_tags_as_objects_like_its_other_lists(
     assert all(f'"{key}":' in example for key in out), [key for key in out if f'"{key}":' not in example]
 
 
+def test_a_scan_names_the_symbolic_links_out_of_its_folders_it_did_not_follow(tmp_path, fake_models):
+    """A link in the library to music elsewhere (`~/Music/Jazz -> /mnt/disk2/Jazz`) was left out by
+    the scan with a line in `-v`'s log alone: its music never scanned, and the summary said nothing
+    (found walking through the README; `tag` and `untag` name such a link)."""
+    from typer.testing import CliRunner
+
+    from tagger.cli import app
+
+    (tmp_path / "music").mkdir()
+    (tmp_path / "disk2").mkdir()
+    _tone(tmp_path / "disk2" / "far.flac", "flac")
+    link = tmp_path / "music" / "Jazz"
+    link.symlink_to(tmp_path / "disk2")
+    args = [str(tmp_path / "music"), "--db", str(tmp_path / "lib.db"), "--jobs", "0", "--no-write-tags"]
+    r = CliRunner().invoke(app, ["scan", *args])
+    assert r.exit_code == 0, r.output
+    assert r.stderr == (f"tagger: not followed: {link}, a symbolic link pointing outside the scanned folders (to "
+                        f"{tmp_path / 'disk2'}); --follow-external-symlinks scans what it leads to\n")  # fmt: skip
+    assert json.loads(CliRunner().invoke(app, ["scan", *args, "--json"]).stdout)["unfollowed"] == [str(link)]
+    r = CliRunner().invoke(app, ["scan", *args, "--follow-external-symlinks", "--json"])
+    assert json.loads(r.stdout)["unfollowed"] == [] and json.loads(r.stdout)["scanned"] == 1
+
+
 def test_many_files_without_tags_are_named_five_then_counted(library):
     """`tag` named every file of a format without tags on every run: a library of thousands of
     Matroska files buried the summary under as many lines. The first five are named, the rest counted."""

@@ -300,7 +300,7 @@ def _scan_backend(backend: str, scheduler: str | None, *, models: Path | None, e
 
 def _scan_notes(summary, *, dry_run: bool) -> None:
     """One line per file the scan has something to say about: failed, left for later, analysed in
-    part, not tagged, in a format without tags, an empty root, a leftover temp file (``--dry-run``),
+    part, not tagged, in a format without tags, a symbolic link out of the scanned folders, an empty root, a leftover temp file (``--dry-run``),
     a track that took a file's real name, a duplicate track removed."""
     for path, reason in summary.errors:
         echo(f"tagger: failed {named_failed(path, reason)}: {reason}", err=True)
@@ -312,6 +312,10 @@ def _scan_notes(summary, *, dry_run: bool) -> None:
         echo(f"tagger: tags not written {named(path)}: {reason}", err=True)
     echo_some([f"tagger: no tags for {named(path)}: {reason}; its instruments are in the database"
                for path, reason in summary.untaggable], more="file(s) in formats without tags (their instruments are in the database)")  # fmt: skip
+    # (a link to another disk was left out with a line in -v's log alone: its music never scanned, without a word)
+    echo_some([f"tagger: not followed: {named(path)}, a symbolic link pointing outside the scanned folders (to "
+               f"{named(os.path.realpath(path))}); --follow-external-symlinks scans what it leads to"
+               for path in summary.unfollowed], more="symbolic link(s) pointing outside the scanned folders, not followed")  # fmt: skip
     for path, kept in summary.empty_roots:
         echo(f"tagger: warning: {named(path)} is empty (a drive not mounted?): its {kept} track(s) were kept, "
                    "not marked missing", err=True)  # fmt: skip

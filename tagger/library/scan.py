@@ -240,6 +240,7 @@ def _scan(roots: list[str], *, db: Database, analyser: Analyser, jobs, rescan_st
                               follow_external_symlinks=follow_external_symlinks, crawled=crawled,
                               retag=retag if on_track is not None else None, stop=stop)  # fmt: skip
         after_crawl(crawled, summary, keep_temp_files=keep_temp_files)
+        summary.unfollowed = list(dict.fromkeys(crawled.external_links))
         work = defer_unsettled(work, settle_seconds, summary)
         writer.commit()
         runner = Runner(analyser=analyser, writer=writer, predict_batch=predict_batch, on_track=on_track,

@@ -112,6 +112,9 @@ class ScanSummary:
     """Temporary files left by killed tag writes that this scan deleted, or with ``keep_temp_files``
     (a dry run) found and left in place, under their own names (`to_dict` escapes a name that is not
     UTF-8)."""
+    unfollowed: list[str] = field(default_factory=list)
+    """Symbolic links under the scanned folders that point outside them, not followed (without
+    ``follow_external_symlinks``): what lies behind them was not scanned (`tagger.crawl.CrawlReport`)."""
     deferred: list[tuple[str, str]] = field(default_factory=list)
     """(path, reason) of the new or changed files left for a later scan: modified less than the
     settle time ago, they may still be being written (nothing is stored for them)."""
@@ -136,6 +139,7 @@ class ScanSummary:
         out = asdict(self)
         out["errors"] = [{"path": escaped_name(p), "error": e} for p, e in self.errors]
         out["temp_files"] = [escaped_name(p) for p in self.temp_files]  # (JSON holds no lone surrogate)
+        out["unfollowed"] = [escaped_name(p) for p in self.unfollowed]
         out["deferred"] = [{"path": p, "reason": r} for p, r in self.deferred]
         out["analysed_in_part"] = [{"path": p, "note": n} for p, n in self.analysed_in_part]
         out["tag_failures"] = [{"path": p, "error": e} for p, e in self.tag_failures]
