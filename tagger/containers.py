@@ -9,6 +9,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import BinaryIO
 
 
 def syncsafe(data: bytes) -> int:
@@ -27,6 +28,20 @@ def id3v2_length(head: bytes) -> int:
     if len(head) < 10 or head[:3] != b"ID3":
         return 0
     return 10 + syncsafe(head[6:10]) + (10 if head[5] & 0x10 else 0)
+
+
+def id3v2_tags(f: BinaryIO, pos: int = 0) -> Iterator[bytes]:
+    """The bytes of each ID3v2 tag of the binary file ``f`` that stand back to back from ``pos`` (a
+    file's tags in front: the first, then any another program prepended), in file order; each
+    tag's length as `id3v2_length` reads it, the last one possibly cut by the file's end."""
+    while True:
+        f.seek(pos)
+        length = id3v2_length(f.read(10))
+        if not length:
+            return
+        f.seek(pos)
+        yield f.read(length)
+        pos += length
 
 
 @dataclass(frozen=True)

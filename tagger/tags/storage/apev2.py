@@ -279,23 +279,15 @@ def front_copies(path: str) -> _Copies:
     from mutagen.apev2 import is_valid_apev2_key
     from mutagen.id3 import ID3
 
-    from tagger.containers import id3v2_length
+    from tagger.containers import id3v2_tags
 
     tags = []
     with open(path, "rb") as f:
-        pos = 0
-        while True:
-            f.seek(pos)
-            length = id3v2_length(f.read(10))
-            if not length:
-                break
-            f.seek(pos)
-            data = f.read(length)
+        for data in id3v2_tags(f):
             try:  # (as mutagen converts it to ID3v2.4, and as it is in the file)
                 tags.append((ID3(io.BytesIO(data), load_v1=False), ID3(io.BytesIO(data), load_v1=False, translate=False)))
             except (mutagen.MutagenError, OSError, ValueError, struct.error, EOFError, IndexError, KeyError) as exc:
                 return _Copies([], f"its ID3v2 tag in front cannot be read ({exc or type(exc).__name__})")
-            pos += length
     tags = [(tag, raw) for tag, raw in tags if len(tag) or tag.unknown_frames]
     if len(tags) > 1:
         return _Copies([], f"it starts with {len(tags)} ID3v2 tags holding frames, one after the other")

@@ -132,26 +132,20 @@ def _later_id3v2_fields(path: str) -> str:
     import mutagen
     from mutagen.id3 import ID3
 
-    from tagger.containers import id3v2_length
+    from tagger.containers import id3v2_length, id3v2_tags
 
     found: list[str] = []
     with open(path, "rb") as f:
-        pos = id3v2_length(f.read(10))
-        while pos:
-            f.seek(pos)
-            length = id3v2_length(f.read(10))
-            if not length:
-                break
-            f.seek(pos)
+        first = id3v2_length(f.read(10))
+        for data in id3v2_tags(f, first) if first else ():
             try:
-                tag = ID3(io.BytesIO(f.read(length)), translate=False, load_v1=False)
+                tag = ID3(io.BytesIO(data), translate=False, load_v1=False)
             except (mutagen.MutagenError, *_UNREADABLE_TAG):
                 tag = None
             for frame in [] if tag is None else tag.getall("TXXX"):
                 name = ours(frame.desc, any_case=True)
                 if name:
                     found.append(f"TXXX:{frame.desc}={'/'.join(str(t) for t in frame.text)}")
-            pos += length
     return ", ".join(dict.fromkeys(found))
 
 
