@@ -217,6 +217,26 @@ def test_an_empty_path_is_refused_not_taken_for_the_current_folder(tmp_path, fak
     assert not (tmp_path / "data").exists()
 
 
+def test_a_new_database_name_ending_in_a_carriage_return_or_a_blank_is_refused(tmp_path, fake_models, monkeypatch):
+    """`TAGGER_DB` from an environment file written on Windows ends in a carriage return: a scan made a
+    new, empty database `library.db\\r` beside the user's and analysed the whole library into it.
+    A name not there yet that ends in a blank or a control character is refused, naming the name
+    without it; a file of such a name that exists is opened as before."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "music").mkdir()
+    for db in ("lib.db\r", "lib.db\n", "lib.db ", f"sqlite:///{tmp_path}/lib.db\r"):
+        monkeypatch.setenv("TAGGER_DB", db)
+        for args in (["scan", "--no-write-tags", "music"], ["stats"]):
+            r = CliRunner().invoke(app, args)
+            assert r.exit_code == 1 and "and no such file exists: give the name without it (" in r.output, (db, r.output)
+    assert sorted(os.listdir(tmp_path)) == ["music"]
+    monkeypatch.setenv("TAGGER_DB", "lib.db ")
+    open_database(str(tmp_path / "made.db"), create=True).close()
+    (tmp_path / "made.db").rename(tmp_path / "lib.db ")
+    r = CliRunner().invoke(app, ["stats"])
+    assert r.exit_code == 0 and r.output.startswith("tracks: 0"), r.output
+
+
 def test_a_url_given_as_a_path_is_refused_naming_it_as_typed(tmp_path, fake_models, monkeypatch):
     """`tagger predict http://host/a.mp3` said `http:/host/a.mp3: cannot read file: No such file or
     directory`, a name the user never typed (a Path drops the second slash). A URL where a file or

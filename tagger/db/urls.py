@@ -121,9 +121,24 @@ def as_url(db: str | os.PathLike | None) -> str:
                             f"full, sqlite:///{Path(name).expanduser()}, or give the plain path, {name}")  # fmt: skip
         if parsed.get_backend_name() == "sqlite":
             _refuse_folder_name(name, shown=shown_url(text))
+            _refuse_blank_end(name, shown=shown_url(text))
         return text
     _refuse_folder_name(text, shown=text)
+    _refuse_blank_end(text, shown=text)
     return sqlite_url(Path(text).expanduser().resolve())
+
+
+def _refuse_blank_end(name: str, *, shown: str) -> None:
+    """A `UserError` for the name of a SQLite file not there yet that ends in a blank or a control
+    character: ``TAGGER_DB`` read from an environment file written on Windows ends in a carriage
+    return (one with a stray space or line break likewise), and a scan made a new, empty library
+    database ``library.db\r`` beside the user's, analysing the whole library again into it."""
+    full = os.path.expanduser(name)
+    if name and (name[-1].isspace() or not name[-1].isprintable()) and not os.path.lexists(full):
+        what = {"\r": "a carriage return (a file of settings written on Windows?)", "\n": "a line break",
+                " ": "a space", "\t": "a tab"}.get(name[-1], f"the character {name[-1]!a}")  # fmt: skip
+        raise UserError(f"the database name {shown} ends in {what}, and no such file exists: give the name without it "
+                        f"({full.rstrip()})")  # fmt: skip
 
 
 def _refuse_folder_name(name: str, *, shown: str) -> None:
