@@ -185,6 +185,33 @@ def test_a_scan_names_the_symbolic_links_out_of_its_folders_it_did_not_follow(tm
     assert json.loads(r.stdout)["unfollowed"] == [] and json.loads(r.stdout)["scanned"] == 1
 
 
+def test_show_finds_a_track_scanned_through_a_link_out_of_the_library(tmp_path, fake_models):
+    """A file scanned with --follow-external-symlinks is stored under the link's name (`query` lists
+    `music/Jazz/far.flac`), but `show` resolved the name it was given to the real file and said `not
+    in the library database` under either name (found walking through the README)."""
+    from typer.testing import CliRunner
+
+    from tagger.cli import app
+
+    (tmp_path / "music").mkdir()
+    (tmp_path / "disk2").mkdir()
+    _tone(tmp_path / "disk2" / "far.flac", "flac")
+    (tmp_path / "music" / "Jazz").symlink_to(tmp_path / "disk2")
+    db = ["--db", str(tmp_path / "lib.db")]
+    r = CliRunner().invoke(app, ["scan", str(tmp_path / "music"), *db, "--jobs", "0", "--no-write-tags",
+                                 "--follow-external-symlinks"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    listed = str(tmp_path / "music" / "Jazz" / "far.flac")
+    assert CliRunner().invoke(app, ["query", *db, "-f", "paths"]).stdout == listed + "\n"
+    r = CliRunner().invoke(app, ["show", listed, *db, "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["path"] == listed and json.loads(r.stdout)["status"] == "ok"
+    r = CliRunner().invoke(app, ["show", listed, *db, "--plot", str(tmp_path / "far.png")])
+    assert r.exit_code == 0 and (tmp_path / "far.png").stat().st_size > 0, r.output
+    r = CliRunner().invoke(app, ["show", str(tmp_path / "music" / "Jazz" / "none.flac"), *db])
+    assert r.exit_code == 1 and "no such file" in r.stderr
+
+
 def test_many_files_without_tags_are_named_five_then_counted(library):
     """`tag` named every file of a format without tags on every run: a library of thousands of
     Matroska files buried the summary under as many lines. The first five are named, the rest counted."""

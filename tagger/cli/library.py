@@ -118,6 +118,27 @@ def _abspath(path: Path) -> str:
     return os.path.realpath(os.path.expanduser(os.fspath(path)))
 
 
+def _either_name(path: Path, read):
+    """``read(name)`` of the track of `path`: under its real path (where a scan stores a file reached
+    through a link inside the library), else under the name as given, where a scan with
+    ``--follow-external-symlinks`` stores a file reached through a link out of the scanned folders
+    (`show` resolved that link and found no track of a file `query` lists). A `UserError` of both
+    is the first's."""
+    from tagger.errors import UserError
+
+    real, given = _abspath(path), os.path.abspath(os.path.expanduser(os.fspath(path)))
+    try:
+        return read(real)
+    except UserError:
+        if given == real:
+            raise
+        try:
+            return read(given)
+        except UserError:
+            pass
+        raise
+
+
 def _open_for_scan(db: str | None):
     """The library database a scan writes, refused when it cannot be written
     (`Database.require_writable`); None when its SQLite file does not exist yet (made once the
@@ -445,9 +466,9 @@ def show(
 
         _not_the_database(plot, db, what="a timeline picture")
         timeline.check_output(plot)
-        timeline.draw(_with_session(db, lambda s: track_timeline(s, path=_abspath(path))), plot)
+        timeline.draw(_either_name(path, lambda name: _with_session(db, lambda s: track_timeline(s, path=name))), plot)
         echo(f"timeline written to {plot}", err=True)
-    detail = _reading(db, lambda conn: track_detail(conn, path=_abspath(path)))
+    detail = _either_name(path, lambda name: _reading(db, lambda conn: track_detail(conn, path=name)))
     echo(json.dumps(detail.to_dict(), indent=1) if as_json else render_detail(detail), nl=as_json, lines=True)
 
 
