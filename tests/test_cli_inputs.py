@@ -465,3 +465,19 @@ def test_predict_of_dash_without_such_a_file_says_it_reads_no_standard_input(tmp
     r = CliRunner().invoke(app, ["predict", "-"], input=b"RIFF")
     assert (r.exit_code, r.output) == (1, "tagger: error: '-': no such file; tagger predict reads files, not standard "
                                           "input: write the audio to a file and give its name\n")  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["a", "n", "-"])
+def test_a_decoders_message_about_a_file_of_a_short_relative_name_is_whole(tmp_path, monkeypatch, name):
+    """The relative name was cut out of a decoder's message as well as the absolute one, wherever it
+    stood: a file given as `a` was 'not a readable audio file (Invthe filelid dthe filetthe file found
+    when processing input)', one given as `n` 'Ithe filevalid ...'. Only the absolute name, the one
+    every decoder is given, is cut."""
+    from tagger import audio
+    from tagger.errors import AudioReadError
+
+    (tmp_path / name).write_bytes(b"not audio at all, " * 200)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(AudioReadError) as refused:
+        audio.info(name)
+    assert str(refused.value) == f"{name}: not a readable audio file (Invalid data found when processing input)"

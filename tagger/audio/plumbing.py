@@ -44,10 +44,11 @@ def _unaddressed(line: str) -> str:
 def _said(text: str, path: str | os.PathLike) -> str:
     """A decoder's message without the file's path, which ffmpeg and libsndfile put in theirs: the
     reason is stored with the track and must stay true when the file is moved (the error names the
-    file already)."""
-    for p in dict.fromkeys((os.path.abspath(path), str(path))):  # (the longer first: a relative name ends the absolute one)
-        text = text.replace(f"{p}: ", "").replace(repr(p), "the file").replace(p, "the file")
-    return text
+    file already). Every decoder is given the absolute name (a relative ``-`` is standard input to
+    them), so that name alone is cut: a relative one, also cut before, took letters out of the
+    message wherever they stood (``tagger predict a``: 'Invthe filelid dthe filetthe file found')."""
+    p = os.path.abspath(path)
+    return text.replace(f"{p}: ", "").replace(repr(p), "the file").replace(p, "the file")
 
 
 class _DecoderStderr:
