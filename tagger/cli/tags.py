@@ -51,9 +51,10 @@ def _was(before, after) -> str:
 
 
 def _render(results, *, verb: str, dry_run: bool, stop=None, recorded: bool = False) -> None:
-    """One line per changed or skipped file, a summary, exit code 1 when a file was skipped. A file
-    in a format that holds no tags tagger writes is not skipped: `tag` says so and counts it, `untag`
-    counts it unchanged (tagger never wrote into it). ``stop``: the run's `StopSignals`; a run it
+    """One line per changed or skipped file, a summary (and a line counting the files recognised as
+    changed since they were analysed in their tags alone: `tagger.tags.TagChange.retagged`), exit code
+    1 when a file was skipped. A file in a format that holds no tags tagger writes is not skipped:
+    `tag` says so and counts it, `untag` counts it unchanged (tagger never wrote into it). ``stop``: the run's `StopSignals`; a run it
     stopped (SIGINT, SIGTERM, SIGHUP: after the file it was writing) ends with its summary, a line
     saying so and exit code 128 + the signal number (``recorded``: the files written are recorded
     in the library database)."""
@@ -61,9 +62,10 @@ def _render(results, *, verb: str, dry_run: bool, stop=None, recorded: bool = Fa
 
     from tagger.errors import TagWriteError, UntaggableError
 
-    done = unchanged = skipped = 0
+    done = unchanged = skipped = retagged = 0
     untaggable: list[str] = []
     for result in results:
+        retagged += bool(getattr(result, "retagged", False))
         if isinstance(result, UntaggableError) and verb == "untag":
             unchanged += 1
             log.debug("no tags of tagger's in %s", result)
@@ -87,6 +89,10 @@ def _render(results, *, verb: str, dry_run: bool, stop=None, recorded: bool = Fa
     echo_some(untaggable, more="file(s) in formats without tags")
     summary += f", {len(untaggable)} in formats without tags" if untaggable else ""
     echo(summary, err=True)
+    if retagged:
+        echo(f"{retagged} file(s) whose tags were rewritten since the last scan (by another program, or tagger untag or "
+             f"tag --from-json) recognised by their audio, the same as analysed"
+             f"{': nothing recorded (dry run)' if dry_run else ', their new size and mtime recorded'}", err=True)  # fmt: skip
     if stop is not None and stop.requested:
         name = signal.Signals(stop.signum).name
         done_so_far = ("nothing was written" if dry_run else

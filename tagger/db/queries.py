@@ -193,6 +193,9 @@ class StoredResults:
     """The file's ctime when its facts were recorded (None: not known): a file of another ctime (put
     there by a rename or a copy: two stems of one size, mtime and fingerprint swapped by name) must
     hash to ``content_hash`` too."""
+    audio_digest: str | None = None
+    """The hash of the bytes that carry the file's audio (`tagger.tags.audio_digest`; None: not known,
+    or a format without it): a file changed since in its tags alone hashes to it still."""
 
 
 @dataclass
@@ -218,7 +221,8 @@ def tracks_to_tag(session: Session, where: TrackFilter) -> list[TrackToTag]:
     for summary, row in _select(session, where, stored=True):
         if summary.model_version:
             stored = StoredResults(row.id, row.model_version_id, row.scan_id, _datetime(row.analysed_at), row.size,
-                                   row.mtime, row.fingerprint, row.rewrite_hash, row.content_hash, row.ctime_ns)  # fmt: skip
+                                   row.mtime, row.fingerprint, row.rewrite_hash, row.content_hash, row.ctime_ns,
+                                   row.audio_digest)  # fmt: skip
             out.append(TrackToTag(summary.path, summary.instruments, summary.scores, summary.model_version,
                                   row.size, row.mtime, tuple(json.loads(row.families or "[]")), stored))  # fmt: skip
     return out
@@ -289,7 +293,8 @@ _PAGE_COLUMNS = ("tracks.id", "tracks.path", "tracks.duration", "tracks.format",
                  "tracks.analysed_in_part", "model_versions.version")  # fmt: skip
 """The columns of a query's page of tracks (`_pages`)."""
 _STORED_COLUMNS = ("tracks.size", "tracks.mtime", "tracks.fingerprint", "tracks.scan_id", "tracks.analysed_at",
-                   "tracks.rewrite_hash", "tracks.content_hash", "tracks.ctime_ns", "model_versions.families")  # fmt: skip
+                   "tracks.rewrite_hash", "tracks.content_hash", "tracks.ctime_ns", "tracks.audio_digest",
+                   "model_versions.families")  # fmt: skip
 """The columns `tracks_to_tag` reads besides (`StoredResults`)."""
 
 

@@ -308,7 +308,7 @@ def write_predictions(
     roots = list(roots) if roots is not None else [rows_folder(predictions)] if predictions else []
     leftovers = LeftoverCopies()
 
-    def write(pred: Prediction) -> TagChange:
+    def write(pred: Prediction, *, by_audio: bool = False) -> TagChange:
         target = None if follow_external_symlinks else external_link_target(pred.path, roots)
         if target is not None:
             raise TagWriteError(pred.path, _external_reason(target))
@@ -321,6 +321,7 @@ def write_predictions(
             fingerprint=pred.stored.fingerprint if pred.stored else pred.fingerprint,
             content_hash=pred.stored.content_hash if pred.stored else pred.content_hash,
             ctime_ns=pred.stored.ctime_ns if pred.stored else pred.ctime_ns,
+            audio_digest=pred.stored.audio_digest if by_audio and pred.stored else None,
             before_replace=None if before_replace is None else functools.partial(before_replace, pred),
         )  # fmt: skip
 
@@ -332,19 +333,35 @@ def write_predictions(
                 pred = refresh(pred)
             try:
                 change = write(pred)
-            except ChangedSinceError:
+            except ChangedSinceError as refusal:
                 # (another tagger writer rewrote and recorded the file since the read: once more, from
-                # the database's facts now; the same facts: the file changed outside tagger)
+                # the database's facts now; the same facts: the file changed outside tagger, and is
+                # written when only its tags changed, its audio digest the stored one)
                 again = pred if refresh is None or pred.stored is None else refresh(pred)
                 if again.stored == pred.stored:
-                    raise
-                pred = again
-                change = write(pred)
+                    change = _by_audio(write, pred, refusal)
+                else:
+                    pred = again
+                    try:
+                        change = write(pred)
+                    except ChangedSinceError as second:
+                        change = _by_audio(write, pred, second)
             yield change
         except ChangedSinceError as exc:
             yield exc if pred.stored is not None else _unchanged_or(exc, pred, scores=scores, id3v23=id3v23)
         except TagWriteError as exc:
             yield exc
+
+
+def _by_audio(write: Callable[..., TagChange], pred: Prediction, refusal: ChangedSinceError) -> TagChange:
+    """``write(pred)`` of a file refused as changed since it was analysed (``refusal``), when the
+    database stores its audio digest: written if only its tags changed (`write_instruments`'
+    ``audio_digest``: the change says ``retagged``), refused as before otherwise. Tried only once the database's facts are
+    known to be current (`write_predictions`' ``refresh``): a file another tagger writer rewrote and
+    recorded meanwhile is written from those facts instead."""
+    if pred.stored is None or not pred.stored.audio_digest:
+        raise refusal
+    return write(pred, by_audio=True)
 
 
 def rows_folder(predictions: Iterable[Prediction], *, source: str | os.PathLike | None = None) -> str:

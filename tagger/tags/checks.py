@@ -1,13 +1,15 @@
 """The checks that the file a write is about to change is the file analysed, and is settled.
 
 Its size and modification time (`_check_expected`), its content fingerprint, and, where it is another
-inode or has another ctime, its whole content's hash (`_check_fingerprint`); a file changed too
-recently (`unsettled_reason`). `tagger.tags.rewrite` runs them before it decides anything.
+inode or has another ctime, its whole content's hash (`_check_fingerprint`); a file that failed them
+whose audio is still the one analysed, its tags alone rewritten (`_only_tags_changed`); a file changed
+too recently (`unsettled_reason`). `tagger.tags.rewrite` runs them before it decides anything.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 from tagger.errors import AudioReadError, ChangedSinceError, TagWriteError
 from tagger.tags import filesystem
@@ -56,6 +58,34 @@ def _check_fingerprint(path, real: str, st: os.stat_result, wanted: str | None, 
         raise TagWriteError(path, f"cannot stat: {exc.strerror or exc}") from None
     if not filesystem.same_file(again, st):  # swapped while it was read: what was read proves nothing
         raise TagWriteError(path, "file changed while it was being checked; scan it again")
+
+
+def _only_tags_changed(path, real: str, st: os.stat_result, stored: str | None, refusal: ChangedSinceError, *,
+                       digest: Callable[[], str | None], settle_seconds: float) -> str:  # fmt: skip
+    """The audio digest (``digest()``, `tagger.tags.audio_digest_or_none`) of the file ``real`` (found
+    as ``st``), which the checks above found changed since it was analysed (``refusal``), when it is
+    ``stored``, the digest of the file analysed: only its tags changed (`tagger untag`, `tag
+    --from-json`, another program's tag edit), as the scan tells it
+    (`tagger.library.plan.only_tags_changed`). Raises ``refusal`` where
+    that cannot be told (no stored digest: a track analysed before revision 0010, or a format without
+    it; a file whose digest cannot be read now) or the audio is other; `TagWriteError` when the file
+    changed while it was read (another stat than ``st`` after it: the digest is of no known file) or
+    less than ``settle_seconds`` ago. The write then checks, under its lock, that the bytes it copies
+    hash to it still (`tagger.tags.rewrite`)."""
+    if not stored:
+        raise refusal
+    if digest() != stored:
+        raise refusal
+    try:
+        again = os.stat(real)
+    except OSError as exc:
+        raise TagWriteError(path, f"cannot stat: {exc.strerror or exc}") from None
+    if not filesystem.same_file(again, st):
+        raise TagWriteError(path, "file changed while it was being checked; scan it again")
+    unsettled = unsettled_reason(st.st_mtime, settle_seconds)
+    if unsettled:
+        raise TagWriteError(path, unsettled)
+    return stored
 
 
 def unsettled_reason(mtime: float, settle_seconds: float, *, now: float | None = None) -> str | None:

@@ -42,7 +42,11 @@ def tag_from_database(
 ) -> Iterator[TagChange | TagWriteError]:
     """Write the stored results of the library database (a `tagger.db.session.Database`) into the
     files, without re-analysis, recording each rewritten file's new size/mtime/fingerprint
-    (`tagger.db.writes.record_rewrite`). ``where`` (or ``paths``/``has``/``lacks``): which tracks.
+    (`tagger.db.writes.record_rewrite`). A file changed since it was analysed in its tags alone (its
+    audio digest the stored one: `tagger untag`, another program's tag edit) is written too, and its
+    new facts recorded even where its tags already hold the results (its `TagChange` says
+    ``retagged``); other changed files are refused (`ChangedSinceError`: scan them again).
+    ``where`` (or ``paths``/``has``/``lacks``): which tracks.
     Each copy's content hash is recorded before it replaces its file (`tagger.db.writes.record_pending`):
     a file a run stopped at before recording its new facts (``kill -9``) is recognised by the next
     run when it is still byte for byte that copy (`tagger.db.writes.recover_rewrite`), not refused.
@@ -179,7 +183,9 @@ class _DatabaseWrites:
         return fresh[0]
 
     def record(self, result: TagChange | TagWriteError) -> Iterator[TagChange | TagWriteError]:
-        """``result``, after recording a written file's new size, mtime and fingerprint as current;
+        """``result``, after recording a written file's new size, mtime and fingerprint as current (those
+        of a file changed since it was analysed in its tags alone too, written or already holding them:
+        as a scan records them, `tagger.db.scan_writer.ScanWriter.retagged`);
         followed by a `TagWriteError` when the file cannot be read back or a scan stored new results
         meanwhile. A database that cannot record it stops the run (`database_error`), the result
         yielded first."""
@@ -189,7 +195,8 @@ class _DatabaseWrites:
         from tagger.db.session import database_error
         from tagger.errors import AudioReadError
 
-        if isinstance(result, TagChange) and result.written:
+        if isinstance(result, TagChange) and (result.written or (result.retagged and not result.dry_run)):
+            done = "tags written" if result.written else "its tags already hold its results"
             try:
                 with self.database.session() as session:
                     recorded = writes.record_rewrite(session, path=result.path, size=result.size, mtime=result.mtime,
@@ -198,7 +205,7 @@ class _DatabaseWrites:
                                                      audio_digest=result.audio_digest)  # fmt: skip
             except AudioReadError as exc:  # gone or unreadable right after the write: the next scan sees it
                 yield result
-                yield TagWriteError(result.path, f"tags written, but the file could not be read back to record it: "
+                yield TagWriteError(result.path, f"{done}, but the file could not be read back to record it: "
                                                  f"{exc.reason}; scan it again")  # fmt: skip
                 return
             except SQLAlchemyError as exc:
@@ -212,7 +219,7 @@ class _DatabaseWrites:
                 raise database_error(self.database.url, exc, doing="write", then=then) from None
             if recorded is writes.Recorded.NOT_CURRENT:
                 yield result
-                yield TagWriteError(result.path, "tags written, but a scan stored new results for it meanwhile: "
+                yield TagWriteError(result.path, f"{done}, but a scan stored new results for it meanwhile: "
                                                  "not recorded as current; the next scan writes the right ones")  # fmt: skip
                 return
         yield result

@@ -86,6 +86,10 @@ class TagChange:
     """The hash of the bytes that carry the written file's audio (`tagger.tags.audio_digest`), which
     the write checked it left as they were; None when nothing was written or the format has no such
     check."""
+    retagged: bool = False
+    """The file had changed since it was analysed, but in its tags alone: its audio digest is still
+    the stored one (`write_instruments`' ``audio_digest``). Its ``ctime_ns`` and ``audio_digest`` are
+    given then even when nothing was written, so that its new facts can be recorded."""
 
 
 def ours(name: str, *, any_case: bool = False) -> str | None:

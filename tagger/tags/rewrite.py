@@ -37,10 +37,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from tagger import signals
-from tagger.errors import TaggerError, TagWriteError
+from tagger.errors import ChangedSinceError, TaggerError, TagWriteError
 from tagger.paths import TEMP_SUFFIX
 from tagger.tags import filesystem, formats
-from tagger.tags.checks import _check_expected, _check_fingerprint, unsettled_reason
+from tagger.tags.checks import _check_expected, _check_fingerprint, _only_tags_changed, unsettled_reason
 from tagger.tags.fields import INSTRUMENTS_MODEL, Raw, TagChange, TagState, desired_raw, state
 from tagger.tags.leftovers import temp_prefix
 from tagger.tags.storage import STORAGES, Storage, payload_digest, supported_formats
@@ -127,6 +127,7 @@ def write_instruments(
     inode: tuple[int, int] | None = None,
     content_hash: str | None = None,
     ctime_ns: int | None = None,
+    audio_digest: str | None = None,
     before_replace: Callable[[str], None] | None = None,
 ) -> TagChange:
     """Write INSTRUMENTS and INSTRUMENTS_MODEL (and INSTRUMENTS_SCORES when ``scores`` is given;
@@ -139,7 +140,11 @@ def write_instruments(
     (``(st_dev, st_ino)`` of the file analysed), a file of another inode is refused unless its whole
     content hashes to ``content_hash`` (when known): a file that differs only where the fingerprint
     does not read has its fingerprint; so is a file whose ctime is not ``ctime_ns`` (the one recorded
-    with its facts, when known: put there by a rename or a copy). ``id3v23``: write
+    with its facts, when known: put there by a rename or a copy). ``audio_digest``: the audio digest
+    of the file analysed (`audio_digest`; None: not known): a file these checks refuse is written
+    still when its audio hashes to it, its tags alone rewritten since (`untag`, another program's
+    edit), read before the write and again under its lock from the bytes it copies (the change then
+    says ``retagged``). ``id3v23``: write
     ID3v2.3 instead of ID3v2.4 (ID3 carriers). A file already holding these values is left
     untouched (``written=False``).
     ``settle_seconds``: refuse a file modified less than this many seconds ago (it may still be
@@ -157,7 +162,7 @@ def write_instruments(
     return _rewrite(
         path, target=lambda _before: raw, id3v23=id3v23, keep_mtime=keep_mtime, dry_run=dry_run, expected=expected,
         settle_seconds=settle_seconds, fingerprint=fingerprint, inode=inode, content_hash=content_hash,
-        ctime_ns=ctime_ns, before_replace=before_replace,
+        ctime_ns=ctime_ns, audio_digest=audio_digest, before_replace=before_replace,
     )  # fmt: skip
 
 
@@ -201,6 +206,7 @@ def _rewrite(
     inode: tuple[int, int] | None = None,
     content_hash: str | None = None,
     ctime_ns: int | None = None,
+    audio_digest: str | None = None,
     before_replace: Callable[[str], None] | None = None,
 ) -> TagChange:
     shown = os.fspath(path)
@@ -213,14 +219,19 @@ def _rewrite(
         raise TagWriteError(shown, f"cannot stat: {exc.strerror or exc}") from exc
     if not stat.S_ISREG(st.st_mode):
         raise TagWriteError(shown, "not a regular file")
-    _check_expected(shown, st, expected)
-    _check_fingerprint(shown, real, st, fingerprint, inode=inode, whole=content_hash, ctime_ns=ctime_ns)
+    retagged = None  # (the audio digest of a file changed since in its tags alone)
+    try:
+        _check_expected(shown, st, expected)
+        _check_fingerprint(shown, real, st, fingerprint, inode=inode, whole=content_hash, ctime_ns=ctime_ns)
+    except ChangedSinceError as refusal:
+        retagged = _only_tags_changed(shown, real, st, audio_digest, refusal, settle_seconds=settle_seconds,
+                                      digest=lambda: audio_digest_or_none(real))  # fmt: skip
 
     import mutagen
 
     try:
         return _rewrite_file(shown, real, st, target=target, id3v23=id3v23, keep_mtime=keep_mtime, dry_run=dry_run,
-                             settle_seconds=settle_seconds, before_replace=before_replace)  # fmt: skip
+                             settle_seconds=settle_seconds, before_replace=before_replace, retagged=retagged)  # fmt: skip
     except _BeforeReplaceFailed as failed:
         raise failed.error  # noqa: B904  (the callback's own error, as it raised it)
     except TaggerError:
@@ -236,16 +247,20 @@ def _rewrite(
         raise TagWriteError(shown, f"cannot read its tags ({type(exc).__name__}: {exc}); left unchanged") from exc
 
 
-def _rewrite_file(shown, real, st, *, target, id3v23, keep_mtime, dry_run, settle_seconds, before_replace=None):
+def _rewrite_file(shown, real, st, *, target, id3v23, keep_mtime, dry_run, settle_seconds, before_replace=None,
+                  retagged: str | None = None):  # fmt: skip
     """`_rewrite` once the file is found: decide (`_decide`), then write the verified copy and move it
-    over the file (`_Write`'s steps), its errors said as the file's."""
+    over the file (`_Write`'s steps), its errors said as the file's. ``retagged``: the audio digest
+    the file was found to have, changed since it was analysed in its tags alone (`_only_tags_changed`),
+    which the bytes copied must hash to."""
     decision = _decide(shown, real, st, target=target, id3v23=id3v23, dry_run=dry_run, settle_seconds=settle_seconds)
     if not decision.changed or dry_run:
+        found = {} if retagged is None else {"retagged": True, "ctime_ns": st.st_ctime_ns, "audio_digest": retagged}
         return TagChange(
             path=shown, before=decision.before, after=decision.after if decision.changed else decision.before,
-            changed=decision.changed, written=False, dry_run=dry_run, size=st.st_size, mtime=st.st_mtime,
+            changed=decision.changed, written=False, dry_run=dry_run, size=st.st_size, mtime=st.st_mtime, **found,
         )  # fmt: skip
-    write = _Write(shown, real, st, decision)
+    write = _Write(shown, real, st, decision, audio=retagged)
     try:
         write.lock()
         write.copy()
@@ -253,6 +268,8 @@ def _rewrite_file(shown, real, st, *, target, id3v23, keep_mtime, dry_run, settl
         write.flush(keep_mtime=keep_mtime, before_replace=before_replace)
         write.replace()
         new = os.stat(real)
+    except ChangedSinceError:
+        raise  # (its audio no longer the one analysed: the refusal as it is)
     except TagWriteError as exc:
         raise TagWriteError(shown, exc.reason if exc.path == shown else f"{exc.reason}; file left unchanged") from exc
     except _BeforeReplaceFailed:
@@ -269,7 +286,7 @@ def _rewrite_file(shown, real, st, *, target, id3v23, keep_mtime, dry_run, settl
         write.close()
     return TagChange(
         path=shown, before=decision.before, after=decision.after, changed=True, written=True, size=new.st_size,
-        mtime=new.st_mtime, ctime_ns=new.st_ctime_ns, audio_digest=write.payload,
+        mtime=new.st_mtime, ctime_ns=new.st_ctime_ns, audio_digest=write.payload, retagged=retagged is not None,
     )  # fmt: skip
 
 
@@ -352,6 +369,9 @@ class _Write:
     real: str
     st: os.stat_result
     decision: _Decision
+    audio: str | None = None
+    """The audio digest the file must have (a file changed since it was analysed in its tags alone:
+    `_only_tags_changed`), checked on the bytes copied; None: not asked."""
     source: int | None = None
     lease: filesystem.ReadLease | None = None
     held: int | None = None
@@ -396,6 +416,9 @@ class _Write:
         import fcntl
 
         self.payload = payload_digest(self.real, self.mutagen_type)
+        if self.audio is not None and self.payload != self.audio:  # (changed since `_only_tags_changed` read it)
+            raise ChangedSinceError(self.shown, "file changed since it was analysed (its audio, as its tags were "
+                                                "about to be written); scan it again")  # fmt: skip
         self.values = self.decision.storage.item_values(self.real)
         with signals.held():  # (created and recorded for `close` as one step)
             self.held, self.tmp = tempfile.mkstemp(prefix=self.prefix, suffix=TEMP_SUFFIX, dir=self.folder)
