@@ -45,11 +45,25 @@ class FrameWalk:
     damaged end."""
     trailing_seconds: float = 0.0
     """The audio those bytes held, estimated at the stream's bytes a second."""
+    tags: tuple[tuple[int, int], ...] = ()
+    """(first, last + 1) byte of each tag between its frames (files joined with their tags), passed over."""
 
     @property
     def total(self) -> float:
         """The seconds of the whole stream: its whole frames and those it misses, cut, damaged or at its end."""
         return self.seconds + self.cut + self.damaged_seconds + self.trailing_seconds
+
+    @property
+    def feed(self) -> tuple[tuple[int, int], ...]:
+        """The byte ranges a decoder is given (`AudioInfo.feed`): the file up to its last whole frame,
+        without the tags between its frames (ffmpeg's AC-3, E-AC-3 and LOAS readers took one for a
+        frame it could not decode)."""
+        ranges, pos = [], 0
+        for first, after in self.tags:
+            ranges.append((pos, first))
+            pos = after
+        ranges.append((pos, self.end))
+        return tuple((a, b) for a, b in ranges if b > a)
 
 
 class _Frames:
@@ -408,7 +422,7 @@ def _walk(f, frames: _Frames, start: int, limit: int, declared: int | None) -> F
             probe = max(probe + 1, at + len(buf) - 1024)  # (a header across the block's end read again)
 
     pos, seconds, timed_bytes, damaged, damaged_seconds, last, cut, cut_bytes = start, 0.0, 0, 0, 0.0, 0.0, 0.0, (0, 0)
-    whole_end, fast, trailing = start, True, 0
+    whole_end, fast, trailing, tags = start, True, 0, []
     while pos < limit:
         i = fill(pos, frames.head + 64)
         # The frames of the block walked at once (`_Frames.run`), those of the file's last MiB one by one
@@ -433,6 +447,7 @@ def _walk(f, frames: _Frames, start: int, limit: int, declared: int | None) -> F
                 return None  # (no frame of its kind at its start)
             tag = _tag_at(buf[i : i + 32])  # (files joined with their tags: no frame lost there)
             if tag and pos + tag <= limit:
+                tags.append((pos, pos + tag))
                 pos += tag
                 continue
             j = resync(pos)
@@ -460,7 +475,7 @@ def _walk(f, frames: _Frames, start: int, limit: int, declared: int | None) -> F
         cut, cut_bytes = (declared - whole_end) * seconds / max(timed_bytes, 1), (0, 0)
         trailing = 0  # (the bytes after its last frame among those the cut holds: not counted twice)
     return FrameWalk(frames.codec, seconds, whole_end, cut, cut_bytes, damaged, damaged_seconds, trailing,
-                     trailing * seconds / max(timed_bytes, 1))
+                     trailing * seconds / max(timed_bytes, 1), tuple((a, b) for a, b in tags if b <= whole_end))
 
 
 def _nonzero(f, pos: int, n: int) -> bool:
@@ -493,11 +508,11 @@ def _check_raw_end(path: Path, meta: AudioInfo, notes: list[str] | None) -> tupl
                         refusal=f"corrupt audio: its last {walk.trailing} bytes begin no {walk.codec} frame (a damaged "
                                 f"end, or the zeros of a copy or download that stopped); nothing stored, as a result "
                                 f"would leave about {lost:.1f} s of {total:.1f} s out")  # fmt: skip
-        return replace(meta, feed=((0, walk.end),)), walk
+        return replace(meta, feed=walk.feed), walk
     if not walk.cut:
         # (the tags or padding after its frames not given to the decoder either: an AC-3's ID3v1 tag was
         # 'ffmpeg could not decode 1 of its frames', a note on a whole file, an error for a caller without notes)
-        return (replace(meta, feed=((0, walk.end),)) if walk.end < path.stat().st_size else meta), walk
+        return (replace(meta, feed=walk.feed) if walk.end < path.stat().st_size or walk.tags else meta), walk
     there, declared = walk.cut_bytes
     if not there:  # (its STRMDATA chunk declares more than the file holds)
         _cut_short(path, notes, lost=walk.cut, holds=total - walk.cut, duration=total)
@@ -511,7 +526,7 @@ def _check_raw_end(path: Path, meta: AudioInfo, notes: list[str] | None) -> tupl
                         refusal=f"cut short: its last {walk.codec} frame is cut ({what}: a copy or download that "
                                 f"stopped?); nothing stored, as a result would leave {walk.cut:.3f} s of the "
                                 f"{total:.2f} s its frames hold out")  # fmt: skip
-    return replace(meta, feed=((0, walk.end),)), walk
+    return replace(meta, feed=walk.feed), walk
 
 
 def _check_raw_damage(path: Path, walk: FrameWalk | None, notes: list[str] | None, noted: int, decoded: float) -> None:
