@@ -109,6 +109,18 @@ def test_query_output_never_replaces_a_users_music_or_picture(scanned, tmp_path)
     assert "/gone/x.flac" not in old.read_text(encoding="utf-8")  # replaced whole, no tail of the longer old list
 
 
+def test_query_output_dash_is_stdout(scanned, tmp_path, monkeypatch):
+    """`query -o -` wrote a file named '-' in the current folder (found by the red team), where
+    curl, wget, sort and most tools read '-' as stdout. It is stdout; './-' is still a file."""
+    db, files = scanned
+    monkeypatch.chdir(tmp_path)
+    out = run("query", "--db", db, "--has", "flute", "--format", "paths", "-o", "-")
+    assert sorted(out.splitlines()) == expected_paths(files, lambda f: "flute" in f)
+    assert not (tmp_path / "-").exists()
+    run("query", "--db", db, "--has", "flute", "--format", "paths", "-o", "./-")
+    assert sorted((tmp_path / "-").read_text().splitlines()) == expected_paths(files, lambda f: "flute" in f)
+
+
 def test_query_output_replaces_a_track_list_but_no_other_text(scanned, tmp_path):
     """Any text file passed for an earlier list: `query -o notes.txt` (or an album's cue sheet, a
     `desktop.ini`) replaced the user's file with the list. Only text that begins as a track list

@@ -388,7 +388,7 @@ def query(
     where: dict = F.FILTER,
     fmt: str = typer.Option("table", "--format", "-f", help="table, json, csv, paths (one a line), paths0 (NUL-separated, for xargs -0) or m3u."),
     output: Path = typer.Option(
-        None, "--output", "-o", parser=F.path, help="Write to this file instead of stdout (e.g. a .m3u)."
+        None, "--output", "-o", parser=F.output, help="Write to this file instead of stdout (e.g. a .m3u); - is stdout."
     ),
     db: str = typer.Option(None, "--db", help=DB_HELP),
 ) -> None:

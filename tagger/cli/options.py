@@ -131,6 +131,12 @@ def path(value) -> Path:
     return Path(spelled_on_disk(str(value)))
 
 
+def output(value) -> Path | None:
+    """The typer ``parser`` of an output file option (`query -o`): `path`'s, but ``-`` is stdout
+    (None), as curl's, wget's and sort's ``-o -`` (a file of that name: ``./-``)."""
+    return None if value == "-" else path(value)
+
+
 def seconds(value: float | None) -> float | None:
     """The typer ``callback`` of a number of seconds: 0 or more, and finite. ``--settle-seconds inf``
     (or ``$TAGGER_SETTLE_SECONDS=inf``) left every file, of any age, alone for ever; a NaN was
