@@ -262,6 +262,23 @@ def test_a_folder_mounted_at_two_places_scanned_under_each_name_keeps_one_track_
         subprocess.run(["umount", "-l", str(other)], check=False)
 
 
+def test_the_tracks_renamed_to_another_name_of_their_files_are_named_five_at_most(capsys):
+    # A folder mounted at two places and scanned under each name by turns (a cron job's scan of
+    # /data/Music, the user's of ~/Music) moves every track to the other name at every scan: each scan
+    # printed one line per track of the library. Five are named, the rest counted.
+    from tagger.cli.library import _scan_notes
+    from tagger.library.state import ScanSummary
+
+    summary = ScanSummary(scan_id=1, model_version="m")
+    summary.renamed = [(f"/data/Music/{i}.flac", f"/home/u/Music/{i}.flac") for i in range(40)]
+    _scan_notes(summary, dry_run=False)
+    out = capsys.readouterr()
+    lines = (out.out + out.err).splitlines()
+    assert len(lines) == 6 and all("under another name" in line for line in lines[:5]), lines
+    assert lines[5] == ("tagger: ... and 35 more track(s) stored under the name this scan found their files by (a "
+                        "folder mounted at two places?)")
+
+
 def _tags_current(dbfile, path) -> bool:
     con = sqlite3.connect(dbfile)
     try:

@@ -344,9 +344,10 @@ def _scan_notes(summary, *, dry_run: bool) -> None:
         echo(f"tagger: would remove {named(path)}, left over by an interrupted tag write (unless in use)")
     for old, new in summary.relinked:
         echo(f"tagger: {named(old)} leads through a symbolic link to {named(new)}: its track is stored under that name now")
-    for old, new in summary.renamed:
-        echo(f"tagger: {named(old)} is the file {named(new)} under another name (a folder mounted at two places?): its "
-             "track is stored under the name this scan found now")  # fmt: skip
+    # (a folder mounted at two places and scanned under each name by turns: every track, at every scan)
+    echo_some([f"tagger: {named(old)} is the file {named(new)} under another name (a folder mounted at two places?): "
+               "its track is stored under the name this scan found now" for old, new in summary.renamed],
+              more="track(s) stored under the name this scan found their files by (a folder mounted at two places?)")  # fmt: skip
     for path in summary.merged:
         echo(f"tagger: {named(path)} is a link to a file of the library: its duplicate track was removed "
              "(the file's own track holds its results)")  # fmt: skip
