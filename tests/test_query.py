@@ -323,6 +323,27 @@ def test_show_of_a_file_no_scan_stores_says_why_and_errors_says_when_none_failed
     assert r.exit_code == 0 and r.stdout == "[]\n" and r.stderr == ""
 
 
+def test_a_stale_track_is_shown_as_stale_without_calling_its_models_older(tmp_path):
+    """`show` said `(stale: analysed by an older model)` of a track the last scan's models did not
+    analyse, which may be the older ones (a scan with --models of another folder, then none), and the
+    query table printed ` (stale)` with a leading blank for a track without instruments (found
+    walking through the README)."""
+    root = tmp_path / "music"
+    files = make_library(root)
+    database = open_database(tmp_path / "lib.db")
+    scan([root], db=database, analyser=FakeAnalyser(version="fake-2"), jobs=0)
+    scan([root], db=database, analyser=FakeAnalyser(version="fake-1"), jobs=0, rescan_stale=False)
+    database.close()
+    db = str(tmp_path / "lib.db")
+    text = run("show", "--db", db, files["sub/string.mp3"])
+    assert "  model: fake-2  (stale: the last scan ran other models; a scan with them and --rescan-stale analyses it again)" in text
+    head, *rows = run("query", "--db", db).splitlines()
+    column = head.index("INSTRUMENTS")
+    assert rows and all(r.endswith(" (stale)") for r in rows), rows
+    bare = [r for r in rows if r[column:] == "(stale)"]  # (no instrument: the note where the column begins)
+    assert bare and all(r[column - 2 : column] == "  " for r in bare), rows
+
+
 def test_db_prune_removes_only_missing_tracks(tmp_path):
     from conftest import tone_signal, write_audio
 

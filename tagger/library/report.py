@@ -221,7 +221,7 @@ def escaped_for(text: str, encoding: str | None) -> str:
 
 def _table_row(t: TrackSummary, encoding: str | None = None) -> tuple[str, str, str]:
     path = escaped_for(named(t.path), encoding)
-    return path, seconds_to_clock(t.duration), ", ".join(t.instruments) + (" (stale)" if t.stale else "")
+    return path, seconds_to_clock(t.duration), " ".join(filter(None, [", ".join(t.instruments), "(stale)" if t.stale else ""]))
 
 
 def _table_line(row: Sequence[str], widths: tuple[int, int]) -> str:
@@ -242,6 +242,10 @@ def render_table(tracks: Sequence[TrackSummary]) -> str:
     return render_tracks(tracks, fmt="table")
 
 
+STALE_NOTE = "stale: the last scan ran other models; a scan with them and --rescan-stale analyses it again"
+"""What `show` says of a stale track (it said "analysed by an older model", of models that may be newer)."""
+
+
 def render_detail(d: TrackDetail) -> str:
     """The ``tagger show`` text."""
     head = [
@@ -249,7 +253,7 @@ def render_detail(d: TrackDetail) -> str:
         f"  status: {d.status}" + (f" ({shown(d.error)})" if d.error else ""),
         f"  length: {seconds_to_clock(d.duration)}  format: {d.format or '?'}  "
         f"{d.sample_rate or '?'} Hz  {d.channels or '?'} ch",
-        f"  model: {shown(d.model_version or '-')}" + ("  (stale: analysed by an older model)" if d.stale else ""),
+        f"  model: {shown(d.model_version or '-')}" + (f"  ({STALE_NOTE})" if d.stale else ""),
         f"  instruments: {', '.join(d.instruments) if d.instruments else '(none)' if d.model_version else '(not analysed)'}",
     ]
     if d.windows and d.silent_windows == d.windows:  # (nothing was listened to: not "found nothing")
