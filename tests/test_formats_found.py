@@ -760,6 +760,22 @@ def test_a_raw_aac_damaged_to_ff_bytes_is_walked_by_its_sync_words(tmp_path, mon
     assert len(read) < 2_000, len(read)
 
 
+def test_a_raw_stream_losing_one_byte_is_said_in_words_that_fit(tmp_path):
+    """One byte after an AC-3's last frame, or between two of its frames, that begins none: the notes
+    said ``its last 1 bytes begin no AC-3 frame`` and ``1 bytes between its AC-3 frames``, each
+    ``about 0.000 s of 6.0 s left out``. The seconds are shown as more than none."""
+    data = make("ac3", tmp_path / "tone.ac3", tmp_path, seconds=6.0).read_bytes()
+    f = tmp_path / "one.ac3"
+    for damaged, said in ((data + b"\x01", "its last byte begins no AC-3 frame (a damaged end, or the zeros of a "
+                                            "copy or download that stopped)"),
+                          (data[: 768 * 100] + b"\x01" + data[768 * 100 :],
+                           "1 byte between its AC-3 frames begins no frame (damaged: frames lost from its middle)")):
+        f.write_bytes(damaged)
+        notes: list[str] = []
+        _decoded(f, notes)
+        assert notes == [f"{said}: analysed without it (about 0.00004 s of 6.0 s left out)"], notes
+
+
 @pytest.mark.parametrize("kind", ["truehd", "mlp"])
 def test_a_raw_stream_whose_middle_is_damaged_is_said_to_miss_frames(tmp_path, kind):
     """Bytes overwritten in the middle of a TrueHD or MLP file (a damaged copy): ffmpeg passes over

@@ -22,7 +22,7 @@ from tagger.audio.lengths import _shorten_seconds
 from tagger.audio.mp3 import _mp3_decoded_in_part, _mp3_feed, _vbri_seconds
 from tagger.audio.ogg import _chained_ogg
 from tagger.audio.plumbing import FFMPEG_INPUT_OPTIONS, _decoder_preexec, _DecoderStderr, _said, _unaddressed
-from tagger.audio.rawframes import RAW_FRAMES, _frame_walk
+from tagger.audio.rawframes import RAW_FRAMES, RAW_NAMES, _frame_walk
 from tagger.containers import id3v2_length
 from tagger.errors import AudioReadError, MissingToolError
 
@@ -164,7 +164,7 @@ def _no_raw_frames(path: Path) -> tuple[str, str] | None:
     demuxer = next((d for d, exts in AUDIO_FORMATS.items() if path.suffix.lower() in exts and d in RAW_FRAMES), None)
     if demuxer is None or _frame_walk(path, demuxer) is not None:
         return None
-    return demuxer, {"aac": "AAC (ADTS)", "ac3": "AC-3", "eac3": "E-AC-3", "dts": "DTS"}.get(demuxer) or FORMAT_NAMES[demuxer]
+    return demuxer, RAW_NAMES[demuxer]
 
 
 UNCHECKED_SIGNATURES = frozenset({"wsd"})

@@ -13,9 +13,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tagger.audio.fileinfo import AudioInfo
-from tagger.audio.losses import _cut_short, _note_or_refuse
+from tagger.audio.formats import FORMAT_NAMES
+from tagger.audio.losses import _cut_short, _note_or_refuse, _places
 from tagger.audio.mp3 import _tag_at, _trailing_tags
 from tagger.containers import id3v2_length
+
+
+RAW_NAMES = {"aac": "AAC (ADTS)", "ac3": "AC-3", "eac3": "E-AC-3", "dts": "DTS",
+             **{d: FORMAT_NAMES[d] for d in ("truehd", "mlp", "loas", "dtshd")}}  # fmt: skip
+"""The name for users of the stream each demuxer of `RAW_FRAMES` reads (its frames' name in a note)."""
 
 
 @dataclass(frozen=True)
@@ -107,7 +113,7 @@ class _AC3(_Frames):
     frame, at half or a quarter of the rate for bsid 9 or 10) and E-AC-3 (its frmsiz field; 256
     samples a block, 1, 2, 3 or 6 blocks), as ffmpeg's ac3 and eac3 readers take both (bsid up to 16)."""
 
-    codec, sync, head = "AC-3", (b"\x0b\x77",), 8
+    codec, sync, head = RAW_NAMES["ac3"], (b"\x0b\x77",), 8
 
     def frame(self, buf: bytes, i: int) -> tuple[int, float] | None:
         if buf[i] != 0x0B or buf[i + 1] != 0x77:
@@ -123,7 +129,7 @@ class _AC3(_Frames):
             return 2 * words, (1536 << max(bsid - 8, 0)) / _AC3_RATES[fscod]
         if bsid > 16:
             return None
-        self.codec = "E-AC-3"
+        self.codec = RAW_NAMES["eac3"]
         strmtyp, substream = buf[i + 2] >> 6, (buf[i + 2] >> 3) & 7
         size = (((buf[i + 2] & 7) << 8 | buf[i + 3]) + 1) * 2
         fscod = buf[i + 4] >> 6
@@ -146,7 +152,7 @@ class _MLP(_Frames):
     unit at 48 or 44.1 kHz, more at their multiples: 1/1200 or 1/1102.5 s) and the substreams,
     whose headers the check nibble of the others covers (as ffmpeg's ``mlp_parser.c`` checks it)."""
 
-    codec, sync, sync_at, head = "TrueHD", (b"\xf8\x72\x6f\xba", b"\xf8\x72\x6f\xbb"), 4, 21
+    codec, sync, sync_at, head = RAW_NAMES["truehd"], (b"\xf8\x72\x6f\xba", b"\xf8\x72\x6f\xbb"), 4, 21
 
     def __init__(self) -> None:
         self.unit = 0.0
@@ -161,7 +167,7 @@ class _MLP(_Frames):
             if ratebits == 0xF:
                 return None
             self.unit, self.substreams = (1 / 1200 if ratebits < 8 else 1 / 1102.5), buf[i + 20] >> 4
-            self.codec = "TrueHD" if buf[i + 7] == 0xBA else "MLP"
+            self.codec = RAW_NAMES["truehd" if buf[i + 7] == 0xBA else "mlp"]
             return size, self.unit
         if not self.unit:
             return None  # (no major sync yet: the rate and substreams not known)
@@ -223,7 +229,7 @@ class _LOAS(_Frames):
     1.7.3: subframes a frame, the AudioSpecificConfig's core rate and 1,024 or 960 samples a frame,
     SBR's doubling left out as it doubles the rate too)."""
 
-    codec, sync, head = "LATM/LOAS AAC", (b"\x56",), 3
+    codec, sync, head = RAW_NAMES["loas"], (b"\x56",), 3
 
     def __init__(self) -> None:
         self.seconds = 0.0
@@ -283,7 +289,7 @@ class _ADTS(_Frames):
     (13 bits, its header included) and 1 to 4 raw data blocks of 1,024 samples at the core rate its
     sampling_frequency_index names (SBR's doubling left out, as in `_LOAS`)."""
 
-    codec, sync, head = "AAC (ADTS)", (b"\xff\xf0", b"\xff\xf1", b"\xff\xf8", b"\xff\xf9"), 7  # (layer 0)
+    codec, sync, head = RAW_NAMES["aac"], (b"\xff\xf0", b"\xff\xf1", b"\xff\xf8", b"\xff\xf9"), 7  # (layer 0)
 
     def frame(self, buf: bytes, i: int) -> tuple[int, float] | None:
         if buf[i] != 0xFF or buf[i + 1] & 0xF6 != 0xF0:
@@ -302,7 +308,7 @@ class _DTS(_Frames):
     NBLKS + 1) and the DTS-HD extension substreams after them (sync 0x64582025: nuExtSSFsize + 1
     bytes, of the core's time)."""
 
-    codec, sync, head = "DTS", (b"\x7f\xfe\x80\x01", b"\x64\x58\x20\x25"), 12
+    codec, sync, head = RAW_NAMES["dts"], (b"\x7f\xfe\x80\x01", b"\x64\x58\x20\x25"), 12
 
     def frame(self, buf: bytes, i: int) -> tuple[int, float] | None:
         if i + 12 > len(buf):
@@ -501,13 +507,13 @@ def _check_raw_end(path: Path, meta: AudioInfo, notes: list[str] | None) -> tupl
     meta = replace(meta, duration=total)  # (not ffprobe's, of the first frames' bit rate, or none)
     if walk.trailing:  # (the decoder, given them, said it could not decode a frame: 0.0 s of 2.0 s lost)
         lost = walk.trailing_seconds
+        last = "its last byte begins" if walk.trailing == 1 else f"its last {walk.trailing} bytes begin"
         _note_or_refuse(path, notes, lost=lost, duration=total,
-                        note=f"its last {walk.trailing} bytes begin no {walk.codec} frame (a damaged end, or the zeros "
-                             f"of a copy or download that stopped): analysed without them (about {lost:.3f} s of "
-                             f"{total:.1f} s left out)",
-                        refusal=f"corrupt audio: its last {walk.trailing} bytes begin no {walk.codec} frame (a damaged "
-                                f"end, or the zeros of a copy or download that stopped); nothing stored, as a result "
-                                f"would leave about {lost:.1f} s of {total:.1f} s out")  # fmt: skip
+                        note=f"{last} no {walk.codec} frame (a damaged end, or the zeros of a copy or download that "
+                             f"stopped): analysed without {_them(walk.trailing)} ({_about(lost, total, note=True)} left out)",
+                        refusal=f"corrupt audio: {last} no {walk.codec} frame (a damaged end, or the zeros of a copy or "
+                                f"download that stopped); nothing stored, as a result would leave "
+                                f"{_about(lost, total, note=False)} out")  # fmt: skip
         return replace(meta, feed=walk.feed), walk
     if not walk.cut:
         # (the tags or padding after its frames not given to the decoder either: an AC-3's ID3v1 tag was
@@ -518,7 +524,7 @@ def _check_raw_end(path: Path, meta: AudioInfo, notes: list[str] | None) -> tupl
         _cut_short(path, notes, lost=walk.cut, holds=total - walk.cut, duration=total)
     else:
         what = (f"{there} of the {declared} bytes its header declares there" if declared else
-                f"inside its header, {there} bytes of it there")  # fmt: skip
+                f"inside its header, {_count(there, 'byte')} of it there")  # fmt: skip
         _note_or_refuse(path, notes, lost=walk.cut, duration=total,
                         note=f"its last {walk.codec} frame is cut ({what}: a copy or download that stopped, of which "
                              f"more may be missing, as a raw stream declares no length): analysed without it "
@@ -540,9 +546,29 @@ def _check_raw_damage(path: Path, walk: FrameWalk | None, notes: list[str] | Non
         return
     lost = max(walk.damaged_seconds, walk.seconds - decoded)
     total = max(walk.total, decoded + lost)
+    bytes_ = f"{_count(walk.damaged, 'byte')} between its {walk.codec} frames {'begins' if walk.damaged == 1 else 'begin'}"
     _note_or_refuse(path, notes, lost=lost, duration=total,
-                    note=f"{walk.damaged} bytes between its {walk.codec} frames begin no frame (damaged: frames lost "
-                         f"from its middle): analysed without them (about {lost:.3f} s of {total:.1f} s left out)",
-                    refusal=f"corrupt audio: {walk.damaged} bytes between its {walk.codec} frames begin no frame "
-                            f"(damaged: frames lost from its middle); nothing stored, as a result would leave about "
-                            f"{lost:.1f} s of {total:.1f} s out")  # fmt: skip
+                    note=f"{bytes_} no frame (damaged: frames lost from its middle): analysed without "
+                         f"{_them(walk.damaged)} ({_about(lost, total, note=True)} left out)",
+                    refusal=f"corrupt audio: {bytes_} no frame (damaged: frames lost from its middle); nothing stored, "
+                            f"as a result would leave {_about(lost, total, note=False)} out")  # fmt: skip
+
+
+def _count(n: int, what: str) -> str:
+    """``1 byte``, ``2 bytes``."""
+    return f"{n} {what}" if n == 1 else f"{n} {what}s"
+
+
+def _them(n: int) -> str:
+    return "it" if n == 1 else "them"
+
+
+def _about(lost: float, total: float, *, note: bool) -> str:
+    """``about 0.021 s of 6.0 s``: the seconds lost of a stream's ``total``, shown as more than none
+    (one damaged byte was ``about 0.000 s``): a note's in three decimals or more, of the total in one;
+    a refusal's both in the fewest that tell what is left from the total (`_places`: ``3.6 s of 6.0 s``)."""
+    if note:
+        n = next((n for n in range(3, 9) if float(f"{lost:.{n}f}") > 0), 9)
+        return f"about {lost:.{n}f} s of {total:.1f} s"
+    n = _places(total - lost, total, lost)
+    return f"about {lost:.{n}f} s of {total:.{n}f} s"
