@@ -324,6 +324,26 @@ def test_scan_scores_leaves_files_tagged_before_and_its_help_says_to_use_tag(tmp
     assert r.stdout == f"tagged {f}: bass, flute (was: bass, flute; scores removed)\n"
 
 
+def test_a_scan_that_leaves_stale_tracks_names_its_models(tmp_path, fake_models):
+    """A scan with other models (--models) said `run tagger scan --rescan-stale`, which, run as
+    written, scans with the default models (found walking through the README)."""
+    from typer.testing import CliRunner
+
+    from library_fakes import FakeAnalyser
+    from tagger.cli import app
+    from tagger.db.session import open_database
+
+    f = write_audio(tmp_path / "music" / "duo.mp3", tone_signal([110.0, 1000.0], seconds=5.0))
+    database = open_database(tmp_path / "lib.db")
+    scan([f.parent], db=database, analyser=FakeAnalyser(version="fake-0"), jobs=0)
+    database.close()
+    r = CliRunner().invoke(app, ["scan", str(f.parent), "--db", str(tmp_path / "lib.db"), "--jobs", "0",
+                                 "--no-write-tags"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert ("1 track(s) were analysed by another model version than this scan's (fake-1): the same scan with "
+            "--rescan-stale analyses them with it") in r.stdout  # fmt: skip
+
+
 def _forget_digests(db) -> None:
     with db.session() as s:
         s.execute(update(M.Track).values(audio_digest=None))

@@ -379,7 +379,9 @@ def _scan_totals(summary, *, write_tags: bool, dry_run: bool, settle_seconds: fl
     if summary.deferred:
         echo(f"{len(summary.deferred)} file(s) changed in the last {settle_seconds:g} s were left for a later scan")
     if summary.stale and not rescan_stale:
-        echo(f"{summary.stale} track(s) were analysed by another model version: run `tagger scan --rescan-stale`")
+        # (it said only "run `tagger scan --rescan-stale`", whose models a scan given --models need not have)
+        echo(f"{summary.stale} track(s) were analysed by another model version than this scan's "
+             f"({summary.model_version}): the same scan with --rescan-stale analyses them with it")  # fmt: skip
 
 
 @app.command("query")
