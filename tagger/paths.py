@@ -63,10 +63,12 @@ SYSTEM_FS_TYPES = frozenset(
      "nsfs"}
 )  # fmt: skip
 """File system types of the kernel's state and devices (Linux): a crawl never enters their mounts."""
+
+
 def system_folder(real: str, mounts: dict[str, str]) -> str | None:
     """The type of the kernel's file system (``proc``, ...) that the real path ``real`` is on, by
-    the deepest of `mounts` (`tagger.crawl.system_mounts`, `mount_points`) that holds it; None for any other file system
-    (``/dev/shm``, a tmpfs mounted inside ``/dev``, is one of those)."""
+    the deepest of `mounts` (`tagger.crawl.system_mounts`, `mount_points`) that holds it; None for
+    any other file system (``/dev/shm``, a tmpfs mounted inside ``/dev``, is one of those)."""
     point = max((p for p in mounts if is_under(real, p)), key=len, default=None)
     kind = mounts.get(point) if point is not None else None
     return kind if kind in SYSTEM_FS_TYPES else None
