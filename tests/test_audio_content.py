@@ -395,6 +395,22 @@ def test_show_says_when_a_track_is_without_instruments_because_every_window_is_s
     assert "  instruments: flute\n" in shown[loud]
 
 
+def test_predict_says_when_a_file_is_without_instruments_because_every_window_is_silent(tmp_path, fake_models):
+    """`tagger predict` of a file of silence said `(no instrument)` alone, where `show` of the same
+    file says that nothing reached the silence floor (found walking through the README)."""
+    from typer.testing import CliRunner
+
+    from tagger.cli import app
+
+    quiet = write_audio(tmp_path / "quiet.flac", tone_signal([FLUTE], seconds=6.0, amplitude=np.sqrt(2) * 10 ** (-65 / 20)))
+    loud = write_audio(tmp_path / "loud.flac", tone_signal([FLUTE], seconds=6.0))
+    r = CliRunner().invoke(app, ["predict", str(quiet), str(loud)])
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.splitlines()
+    assert lines[0] == f"{quiet}: (no instrument)  (every window is silent: 2 of 2 below -60 dBFS)"
+    assert lines[2] == f"{loud}: flute"
+
+
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
 def test_the_length_of_a_matroska_file_is_that_of_the_stream_analysed(tmp_path):
     """A Matroska file of two audio streams (6 s, then 12 s), or of a longer video: ffprobe gives no

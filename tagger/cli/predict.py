@@ -107,7 +107,9 @@ def predict(
             )  # fmt: skip
             echo(json.dumps(row.to_dict()))
         else:
-            found = ", ".join(result.instruments) or "(no instrument)"
+            from tagger.library.report import all_silent_note
+
+            found = ", ".join(result.instruments) or ("(no instrument)" + all_silent_note(result.windows, result.silent_windows))
             scores = " ".join(f"{f}={s:.2f}" for f, s in result.scores.items())
             echo(f"{named(path)}: {found}")
             echo(f"    {scores}")

@@ -242,6 +242,14 @@ def render_table(tracks: Sequence[TrackSummary]) -> str:
     return render_tracks(tracks, fmt="table")
 
 
+def all_silent_note(windows: int | None, silent_windows: int | None) -> str:
+    """What `show` and `predict` add to `(none)` when every window was below the silence floor: nothing
+    was listened to, which is not "found nothing"; "" otherwise."""
+    if windows and silent_windows == windows:
+        return f"  (every window is silent: {windows} of {windows} below {SILENCE_DBFS:g} dBFS)"
+    return ""
+
+
 STALE_NOTE = "stale: the last scan ran other models; a scan with them and --rescan-stale analyses it again"
 """What `show` says of a stale track (it said "analysed by an older model", of models that may be newer)."""
 
@@ -256,8 +264,7 @@ def render_detail(d: TrackDetail) -> str:
         f"  model: {shown(d.model_version or '-')}" + (f"  ({STALE_NOTE})" if d.stale else ""),
         f"  instruments: {', '.join(d.instruments) if d.instruments else '(none)' if d.model_version else '(not analysed)'}",
     ]
-    if d.windows and d.silent_windows == d.windows:  # (nothing was listened to: not "found nothing")
-        head[-1] += f"  (every window is silent: {d.windows} of {d.windows} below {SILENCE_DBFS:g} dBFS)"
+    head[-1] += all_silent_note(d.windows, d.silent_windows)
     if d.analysed_in_part:
         head.append(f"  warning: analysed in part: {shown(d.analysed_in_part)}")
     if not d.families:
