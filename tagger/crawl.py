@@ -275,6 +275,8 @@ class _Walk:
                 continue
             if not self.include_hidden and name.startswith("."):
                 continue
+            if os.path.splitext(name)[1].lower() in NON_AUDIO_EXTENSIONS:
+                continue  # (by its name alone: a link out, a cover or a rip log, is then not reported as unfollowed)
             path = os.path.join(dirpath, name)
             if path in self.seen_files or not os.path.isfile(path) or not self.allowed(path):
                 continue

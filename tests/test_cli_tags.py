@@ -212,6 +212,33 @@ def test_show_finds_a_track_scanned_through_a_link_out_of_the_library(tmp_path, 
     assert r.exit_code == 1 and "no such file" in r.stderr
 
 
+def test_a_link_out_of_the_library_to_a_cover_or_a_log_is_not_named_as_unfollowed(tmp_path, fake_models):
+    """A cover or a rip log linked from elsewhere (`folder.jpg -> /shared/art/x.jpg`) is no music the
+    scan would find behind it: it was named at every scan as a link 'not followed', with
+    `--follow-external-symlinks scans what it leads to`, which scanned nothing more. A link whose
+    name alone says it holds no audio is passed over as such files are, unread; a link to music
+    elsewhere is still named."""
+    from typer.testing import CliRunner
+
+    from tagger.cli import app
+
+    (tmp_path / "music" / "Album").mkdir(parents=True)
+    (tmp_path / "shared").mkdir()
+    _tone(tmp_path / "music" / "Album" / "a.flac", "flac")
+    _tone(tmp_path / "shared" / "far.flac", "flac")
+    (tmp_path / "shared" / "cover.jpg").write_bytes(b"\xff\xd8\xff\xe0 not much of a picture")
+    (tmp_path / "shared" / "rip.log").write_text("EAC extraction logfile\n")
+    (tmp_path / "music" / "Album" / "folder.jpg").symlink_to(tmp_path / "shared" / "cover.jpg")
+    (tmp_path / "music" / "Album" / "rip.LOG").symlink_to(tmp_path / "shared" / "rip.log")
+    far = tmp_path / "music" / "Album" / "bonus.flac"
+    far.symlink_to(tmp_path / "shared" / "far.flac")
+    args = [str(tmp_path / "music"), "--db", str(tmp_path / "lib.db"), "--jobs", "0", "--no-write-tags"]
+    r = CliRunner().invoke(app, ["scan", *args, "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["unfollowed"] == [str(far)]  # was: folder.jpg, rip.LOG and bonus.flac
+    assert json.loads(r.stdout)["scanned"] == 1
+
+
 def test_many_files_without_tags_are_named_five_then_counted(library):
     """`tag` named every file of a format without tags on every run: a library of thousands of
     Matroska files buried the summary under as many lines. The first five are named, the rest counted."""
