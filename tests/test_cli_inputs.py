@@ -481,3 +481,22 @@ def test_a_decoders_message_about_a_file_of_a_short_relative_name_is_whole(tmp_p
     with pytest.raises(AudioReadError) as refused:
         audio.info(name)
     assert str(refused.value) == f"{name}: not a readable audio file (Invalid data found when processing input)"
+
+
+@pytest.mark.parametrize("ext", ["wav", "wv"])
+def test_a_name_going_up_from_a_linked_folder_is_read_as_the_system_opens_it(tmp_path, monkeypatch, ext):
+    """`link/../a.wav`, where `link` leads to `real/sub`, names `real/a.wav`: the system goes up from
+    the folder the link leads to. The decoders were given `os.path.abspath` of the name, which cuts
+    `link/..` out by its letters: the `a.wav` beside `link` was read in its place (ffmpeg's decoder
+    since it was given the absolute name, libsndfile and ffprobe since 8eb3a35). A WAV goes to
+    libsndfile, a WavPack to ffprobe and ffmpeg; given relative and absolute."""
+    from tagger import audio
+
+    (tmp_path / "real" / "sub").mkdir(parents=True)
+    write_audio(tmp_path / "real" / f"a.{ext}", tone_signal([440.0], seconds=1.0))
+    write_audio(tmp_path / f"a.{ext}", tone_signal([220.0], seconds=3.0))  # the file the letters name
+    (tmp_path / "link").symlink_to(tmp_path / "real" / "sub")
+    monkeypatch.chdir(tmp_path)
+    for name in (f"link/../a.{ext}", str(tmp_path / "link" / ".." / f"a.{ext}")):
+        assert audio.info(name).duration == pytest.approx(1.0, abs=0.05), name
+        assert len(audio.load(name)) == pytest.approx(16_000, abs=800), name

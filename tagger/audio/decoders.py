@@ -18,7 +18,8 @@ from tagger.audio.fileinfo import FFMPEG_MAX_RATE, AudioInfo
 from tagger.audio.flac import _flac_end_whole
 from tagger.audio.formats import AUDIO_DEMUXERS, SOUNDFILE_DEMUXERS
 from tagger.audio.losses import _cut_short, _note_or_refuse
-from tagger.audio.plumbing import FFMPEG_INPUT_OPTIONS, _decoder_preexec, _DecoderStderr, _said, _unaddressed
+from tagger.audio.plumbing import (FFMPEG_INPUT_OPTIONS, _decoder_preexec, _DecoderStderr, _said, _unaddressed,
+                                   opened_name)  # fmt: skip
 from tagger.audio.probe import ffmpeg_available
 from tagger.errors import AudioReadError
 
@@ -83,7 +84,7 @@ def _soundfile_blocks(path: Path, block_frames: int, end: int | None = None) -> 
     head = _Head(path, end) if end is not None else None
     try:
         with trap:
-            f = sf.SoundFile(head if head is not None else os.path.abspath(path))  # (not '-': stdin)
+            f = sf.SoundFile(head if head is not None else opened_name(path))  # (not '-': stdin)
         with f:
             while True:
                 with trap:
@@ -170,7 +171,7 @@ def _ffmpeg_blocks(path: Path, meta: AudioInfo, block_frames: int, notes: list[s
     # replaced after it was described is not read as a playlist, a script or a picture.
     demuxer = ["-f", meta.demuxer] if meta.demuxer else ["-format_whitelist", ",".join(sorted(AUDIO_DEMUXERS))]
     source = (["-protocol_whitelist", "pipe", "-f", meta.demuxer or "mp3", "-i", "pipe:0"] if meta.feed
-              else [*FFMPEG_INPUT_OPTIONS, *demuxer, "-i", os.path.abspath(path)])  # fmt: skip
+              else [*FFMPEG_INPUT_OPTIONS, *demuxer, "-i", opened_name(path)])  # fmt: skip
     cmd = [
         "ffmpeg", "-nostdin", "-v", "error", *source, "-map", "0:a:0",
         "-f", "f32le", "-acodec", "pcm_f32le", "-ac", str(meta.channels), "-ar", str(meta.decode_rate), "-",

@@ -41,13 +41,22 @@ def _unaddressed(line: str) -> str:
     return re.sub(r"^\[([^\]]+?) @ 0x[0-9a-f]+\] ", r"\1: ", line.strip())
 
 
+def opened_name(path: str | os.PathLike) -> str:
+    """The name libsndfile, ffprobe and ffmpeg are given for the file ``path``: absolute (a relative
+    ``-`` is standard input to them), its ``..`` kept. (`os.path.abspath` cut ``link/..`` out of the
+    name by its letters, where the system goes up from the folder the link leads to: ``tagger predict
+    link/../a.wav`` decoded the ``a.wav`` beside ``link``, another file than the one named.)"""
+    name = os.fspath(path)
+    return name if os.path.isabs(name) else os.path.join(os.getcwd(), name)
+
+
 def _said(text: str, path: str | os.PathLike) -> str:
     """A decoder's message without the file's path, which ffmpeg and libsndfile put in theirs: the
     reason is stored with the track and must stay true when the file is moved (the error names the
-    file already). Every decoder is given the absolute name (a relative ``-`` is standard input to
+    file already). Every decoder is given `opened_name` (a relative ``-`` is standard input to
     them), so that name alone is cut: a relative one, also cut before, took letters out of the
     message wherever they stood (``tagger predict a``: 'Invthe filelid dthe filetthe file found')."""
-    p = os.path.abspath(path)
+    p = opened_name(path)
     return text.replace(f"{p}: ", "").replace(repr(p), "the file").replace(p, "the file")
 
 

@@ -21,7 +21,8 @@ from tagger.audio.formats import (AUDIO_DEMUXERS, AUDIO_FORMATS, FORMAT_MAGICS, 
 from tagger.audio.lengths import _shorten_seconds
 from tagger.audio.mp3 import _mp3_decoded_in_part, _mp3_feed, _vbri_seconds
 from tagger.audio.ogg import _chained_ogg
-from tagger.audio.plumbing import FFMPEG_INPUT_OPTIONS, _decoder_preexec, _DecoderStderr, _said, _unaddressed
+from tagger.audio.plumbing import (FFMPEG_INPUT_OPTIONS, _decoder_preexec, _DecoderStderr, _said, _unaddressed,
+                                   opened_name)  # fmt: skip
 from tagger.audio.rawframes import RAW_FRAMES, RAW_NAMES, _frame_walk
 from tagger.containers import id3v2_length
 from tagger.errors import AudioReadError, MissingToolError
@@ -65,7 +66,7 @@ def _soundfile_info(path: Path) -> AudioInfo | None:
 
     trap = _DecoderStderr()
     try:
-        with trap, sf.SoundFile(os.path.abspath(path)) as f:  # (libsndfile reads a file named '-' from stdin)
+        with trap, sf.SoundFile(opened_name(path)) as f:  # (libsndfile reads a file named '-' from stdin)
             frames = f.frames
             rate = f.samplerate
             if frames >= UNKNOWN_FRAMES:  # (a FLAC of unknown length: libsndfile fails reading it)
@@ -89,7 +90,7 @@ def _ffprobe_info(path: Path) -> AudioInfo:
         )
     # (the absolute name: a relative '-' is standard input to ffprobe, as to libsndfile)
     cmd = ["ffprobe", "-v", "error", *FFMPEG_INPUT_OPTIONS, "-print_format", "json", "-show_streams", "-show_format",
-           "--", os.path.abspath(path)]  # fmt: skip
+           "--", opened_name(path)]  # fmt: skip
     try:
         proc = subprocess.run(cmd, capture_output=True, timeout=60, check=False, preexec_fn=_decoder_preexec())
     except subprocess.TimeoutExpired:
