@@ -742,6 +742,35 @@ def test_raw_files_joined_with_their_tags_are_not_damaged(tmp_path, kind):
     assert len(audio.load(f)) == len(y)
 
 
+def test_a_raw_aac_whose_frames_layer_bits_are_damaged_is_decoded_whole(tmp_path):
+    """ffmpeg's ADTS reader and decoder read no frame's layer bits. A 32 kHz raw AAC whose first frame's
+    layer bits are flipped may begin with an MP3 frame's header for libsndfile (this one does: 1.4 s
+    declared), which decoded 0.02 s of its 6 s and stopped: stored as the track without a word. It
+    goes to ffmpeg now, its frames covering more of it than MP3 frames do, and is decoded whole, no
+    note. A frame in the middle so damaged was taken for bytes that begin none by the walk, a note
+    of a loss that ffmpeg does not have. An MP3 named ``.aac`` stays libsndfile's."""
+    src = tmp_path / "src.wav"
+    sf.write(src, tone(6.0, 44_100, (220.0, 330.0)), 44_100, subtype="PCM_16")
+    f = ffmpeg_file(tmp_path / "tone.aac", src, "adts", encoder="aac")
+    notes: list[str] = []
+    whole = _decoded(f, notes)
+    data = f.read_bytes()
+    size = (data[3] & 3) << 11 | data[4] << 3 | data[5] >> 5
+    for at in (0, size):  # (the first frame's header, the second's)
+        assert data[at : at + 2] == b"\xff\xf1"
+        damaged = tmp_path / f"layer{at}.aac"
+        damaged.write_bytes(data[:at] + b"\xff\xf3" + data[at + 2 :])
+        assert at or sf.info(damaged).format == "MP3"  # (libsndfile's reading)
+        meta = audio.info(damaged)
+        assert (meta.decoder, meta.demuxer) == ("ffmpeg", "aac"), meta
+        assert len(_decoded(damaged, notes)) == len(whole) and notes == [], notes
+        assert len(audio.load(damaged)) == len(whole)
+    mp3 = tmp_path / "song.aac"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(src), "-c:a", "libmp3lame", "-f", "mp3",
+                    str(mp3)], check=True)  # fmt: skip
+    assert (audio.info(mp3).format, audio.info(mp3).decoder) == ("MP3", "soundfile")
+
+
 def test_a_raw_aac_damaged_to_ff_bytes_is_walked_by_its_sync_words(tmp_path, monkeypatch):
     """Flash memory reads 0xFF where it lost data: the walk looked for the next ADTS frame at every
     0xFF byte, reading a header at each (1.6 s a MB of them: 16 s for 10 MB, half an hour for 1 GB).

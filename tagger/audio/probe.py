@@ -16,14 +16,14 @@ from dataclasses import replace
 from pathlib import Path
 
 from tagger.audio.fileinfo import MAX_RATE, MIN_RATE, AudioInfo
-from tagger.audio.formats import (AUDIO_DEMUXERS, AUDIO_FORMATS, FORMAT_MAGICS, FORMAT_NAMES, PLAYLIST_FORMATS,
+from tagger.audio.formats import (AUDIO_DEMUXERS, FORMAT_MAGICS, FORMAT_NAMES, PLAYLIST_FORMATS,
                                   SYNTH_FORMATS)
 from tagger.audio.lengths import _shorten_seconds
 from tagger.audio.mp3 import _mp3_decoded_in_part, _mp3_feed, _vbri_seconds
 from tagger.audio.ogg import _chained_ogg
 from tagger.audio.plumbing import (FFMPEG_INPUT_OPTIONS, _decoder_preexec, _DecoderStderr, _said, _unaddressed,
                                    opened_name)  # fmt: skip
-from tagger.audio.rawframes import RAW_FRAMES, RAW_NAMES, _frame_walk
+from tagger.audio.rawframes import RAW_NAMES, _frame_walk, _raw_demuxer, _raw_not_mp3
 from tagger.containers import id3v2_length
 from tagger.errors import AudioReadError, MissingToolError
 
@@ -162,7 +162,7 @@ def _no_raw_frames(path: Path) -> tuple[str, str] | None:
     random bytes named ``.loas`` were ``not a readable audio file (Invalid argument)``, where a text
     named ``.ac3`` says that no AC-3 audio was found in it. None for another extension, or a file that
     begins with a frame (the decoder's reason stands)."""
-    demuxer = next((d for d, exts in AUDIO_FORMATS.items() if path.suffix.lower() in exts and d in RAW_FRAMES), None)
+    demuxer = _raw_demuxer(path)
     if demuxer is None or _frame_walk(path, demuxer) is not None:
         return None
     return demuxer, RAW_NAMES[demuxer]
@@ -373,6 +373,18 @@ def info(path: str | os.PathLike) -> AudioInfo:
         # Decoded whole by ffmpeg, not its first stream alone; ffprobe gives the length of its last
         # stream, not of the whole: unknown.
         meta = replace(_ffprobe_info(p), duration=None)
+    raw = _raw_not_mp3(p) if meta is not None and meta.format == "MP3" else None
+    if raw:
+        if not ffmpeg_available():
+            raise MissingToolError(p, f"a {RAW_NAMES[raw]} file that libsndfile takes for an MP3 (its first frame "
+                                      "damaged): it would decode the file only in part, and ffmpeg, which reads it, "
+                                      f"is not installed; {INSTALL_FFMPEG}")  # fmt: skip
+        # Its frames to ffmpeg: libsndfile decoded 0.02 s of a 6 s raw AAC whose first frame's layer bits
+        # are damaged, of the MP3 frame it read there, stored as the track without a word
+        meta = _ffprobe_info(p)
+        if meta.demuxer != raw:
+            raise AudioReadError(p, f"a damaged {RAW_NAMES[raw]} file (its frames from its start, but libsndfile "
+                                    f"reads an MP3 frame there and ffmpeg reads it as {meta.demuxer}): not analysed")  # fmt: skip
     why = _mp3_decoded_in_part(p) if meta is not None and meta.format == "MP3" else None
     if why:
         if not ffmpeg_available():

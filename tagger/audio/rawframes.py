@@ -13,9 +13,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tagger.audio.fileinfo import AudioInfo
-from tagger.audio.formats import FORMAT_NAMES
+from tagger.audio.formats import AUDIO_FORMATS, FORMAT_NAMES
 from tagger.audio.losses import _cut_short, _note_or_refuse, _places
-from tagger.audio.mp3 import _tag_at, _trailing_tags
+from tagger.audio.mp3 import _mp3_layout, _tag_at, _trailing_tags
 from tagger.containers import id3v2_length
 
 
@@ -285,14 +285,17 @@ class _LOAS(_Frames):
 
 
 class _ADTS(_Frames):
-    """Raw AAC's ADTS frames (ISO 14496-3 1.A.2): a 12-bit sync (0xFFF, layer 0), the frame's length
-    (13 bits, its header included) and 1 to 4 raw data blocks of 1,024 samples at the core rate its
-    sampling_frequency_index names (SBR's doubling left out, as in `_LOAS`)."""
+    """Raw AAC's ADTS frames (ISO 14496-3 1.A.2): a 12-bit sync (0xFFF), the frame's length (13 bits,
+    its header included) and 1 to 4 raw data blocks of 1,024 samples at the core rate its
+    sampling_frequency_index names (SBR's doubling left out, as in `_LOAS`). The ID and layer bits
+    are not read, as ffmpeg's ADTS reader and decoder read them not (``adts_header.c``): a frame whose
+    layer bits are damaged is decoded whole, no damage. The next frame after damage is looked for by
+    the sync and layer 0 (`sync`, as ffmpeg's probe of the format looks)."""
 
     codec, sync, head = RAW_NAMES["aac"], (b"\xff\xf0", b"\xff\xf1", b"\xff\xf8", b"\xff\xf9"), 7  # (layer 0)
 
     def frame(self, buf: bytes, i: int) -> tuple[int, float] | None:
-        if buf[i] != 0xFF or buf[i + 1] & 0xF6 != 0xF0:
+        if buf[i] != 0xFF or buf[i + 1] & 0xF0 != 0xF0:
             return None
         index, size = buf[i + 2] >> 2 & 0xF, (buf[i + 3] & 3) << 11 | buf[i + 4] << 3 | buf[i + 5] >> 5
         if index >= len(_AAC_RATES) or size < 7:
@@ -377,6 +380,28 @@ def _frame_walk(path: Path, demuxer: str) -> FrameWalk | None:
             return _walk(f, frames, start, limit, declared)
     except OSError:
         return None
+
+
+def _raw_demuxer(path: Path) -> str | None:
+    """The demuxer of `RAW_FRAMES` whose extensions (`AUDIO_FORMATS`) hold the file's; None for another."""
+    return next((d for d, exts in AUDIO_FORMATS.items() if path.suffix.lower() in exts and d in RAW_FRAMES), None)
+
+
+def _raw_not_mp3(path: Path) -> str | None:
+    """The ffmpeg demuxer of the raw frame stream (`RAW_FRAMES`) that the name of a file libsndfile
+    takes for an MP3 names, where that stream's frames, walked from its start (`_frame_walk`), cover
+    more of it than MPEG layer III frames followed from the first do (`_mp3_layout`): a raw AAC
+    (ADTS) whose first frame's layer bits are damaged begins with an MP3 frame's header for
+    libsndfile, which decoded 0.02 s of its 6 s and stopped, without a word. None where the name
+    names no raw stream or the MP3's frames cover more (an MP3 named ``.aac``)."""
+    demuxer = _raw_demuxer(path)
+    walk = _frame_walk(path, demuxer) if demuxer else None
+    if walk is None:
+        return None
+    layout = _mp3_layout(path)
+    mp3 = 0 if layout is None else layout.walked - sum(b - a for a, b in layout.between)
+    raw = walk.end - walk.damaged - sum(b - a for a, b in walk.tags)
+    return demuxer if raw > mp3 else None
 
 
 def _walk(f, frames: _Frames, start: int, limit: int, declared: int | None) -> FrameWalk | None:
