@@ -322,6 +322,14 @@ def test_scan_scores_leaves_files_tagged_before_and_its_help_says_to_use_tag(tmp
     assert r.stdout == f"tagged {f}: bass, flute (was: bass, flute; scores added)\n"
     r = run(app, ["tag", str(f), *db])
     assert r.stdout == f"tagged {f}: bass, flute (was: bass, flute; scores removed)\n"
+    # (README's `tagger tag --id3v23` of files tagged before said `(was: bass, flute)` of each)
+    r = run(app, ["tag", str(f), *db, "--id3v23", "--dry-run"])
+    assert r.stdout == f"would tag {f}: bass, flute (was: bass, flute; ID3v2.4 tag made ID3v2.3)\n"
+    r = run(app, ["tag", str(f), *db, "--id3v23"])
+    assert r.stdout == f"tagged {f}: bass, flute (was: bass, flute; ID3v2.4 tag made ID3v2.3)\n"
+    from mutagen.mp3 import MP3
+
+    assert MP3(f).tags.version == (2, 3, 0) and tags.read_instruments(f).instruments == ["bass", "flute"]
 
 
 def test_a_scan_that_leaves_stale_tracks_names_its_models(tmp_path, fake_models):

@@ -34,9 +34,10 @@ def _values(state) -> str:
     return ", ".join(state.instruments) or ("(no instrument)" if state.tagged else "-")
 
 
-def _was(before, after) -> str:
+def _was(before, after, *, converted: str | None = None) -> str:
     """What a tag write changed, for its line: the instruments before, and what else changed where
-    they did not (`tagged a.flac: organ (was: organ)` said nothing of the scores `--scores` added)."""
+    they did not (`tagged a.flac: organ (was: organ)` said nothing of the scores `--scores` added, nor
+    of the ID3v2.4 tag `--id3v23` made ID3v2.3: ``converted``, `tagger.tags.TagChange.converted`)."""
     notes = []
     if before.tagged and before.instruments == after.instruments:
         if before.scores is None and after.scores is not None:
@@ -47,6 +48,8 @@ def _was(before, after) -> str:
             notes.append("scores updated")
         if before.model_version not in (None, after.model_version):
             notes.append(f"model was {before.model_version}")
+        if converted:
+            notes.append(converted)
     return "; ".join([_values(before), *notes])
 
 
@@ -81,7 +84,7 @@ def _render(results, *, verb: str, dry_run: bool, stop=None, recorded: bool = Fa
             done += 1
             label = f"would {verb}" if dry_run else f"{verb}ged"
             if verb == "tag":
-                echo(f"{label} {named(result.path)}: {_values(result.after)} (was: {_was(result.before, result.after)})")
+                echo(f"{label} {named(result.path)}: {_values(result.after)} (was: {_was(result.before, result.after, converted=result.converted)})")
             else:
                 echo(f"{label} {named(result.path)} (removed: {_values(result.before)})")
     past = f"{verb}ged"  # verb is "tag" or "untag"

@@ -90,6 +90,9 @@ class TagChange:
     """The file had changed since it was analysed, but in its tags alone: its audio digest is still
     the stored one (`write_instruments`' ``audio_digest``). Its ``ctime_ns`` and ``audio_digest`` are
     given then even when nothing was written, so that its new facts can be recorded."""
+    converted: str | None = None
+    """What a write that converts the file's tag to another version makes of it (``ID3v2.4 tag made
+    ID3v2.3``: `tagger tag --id3v23` of a file tagged before), None where it converts nothing."""
 
 
 def ours(name: str, *, any_case: bool = False) -> str | None:

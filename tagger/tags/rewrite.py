@@ -258,7 +258,8 @@ def _rewrite_file(shown, real, st, *, target, id3v23, keep_mtime, dry_run, settl
         found = {} if retagged is None else {"retagged": True, "ctime_ns": st.st_ctime_ns, "audio_digest": retagged}
         return TagChange(
             path=shown, before=decision.before, after=decision.after if decision.changed else decision.before,
-            changed=decision.changed, written=False, dry_run=dry_run, size=st.st_size, mtime=st.st_mtime, **found,
+            changed=decision.changed, written=False, dry_run=dry_run, size=st.st_size, mtime=st.st_mtime,
+            converted=decision.converted, **found,
         )  # fmt: skip
     write = _Write(shown, real, st, decision, audio=retagged)
     try:
@@ -287,6 +288,7 @@ def _rewrite_file(shown, real, st, *, target, id3v23, keep_mtime, dry_run, settl
     return TagChange(
         path=shown, before=decision.before, after=decision.after, changed=True, written=True, size=new.st_size,
         mtime=new.st_mtime, ctime_ns=new.st_ctime_ns, audio_digest=write.payload, retagged=retagged is not None,
+        converted=decision.converted,
     )  # fmt: skip
 
 
@@ -311,6 +313,8 @@ class _Decision:
     version conversion (`Storage.cannot_keep` checked it) and when nothing is written."""
     drop: tuple[str, ...] = ()
     """The keys of the other items a removal removes too: copies tagger added (`Storage.copies_left`)."""
+    converted: str | None = None
+    """The tag converted to another version (`TagChange.converted`)."""
 
 
 def _decide(shown, real, st, *, target, id3v23, dry_run, settle_seconds) -> _Decision:
@@ -345,8 +349,10 @@ def _decide(shown, real, st, *, target, id3v23, dry_run, settle_seconds) -> _Dec
     others = storage.other_tags(audio) if changed and not dry_run and not convert else None
     for key in [] if others is None else drop:
         others.pop(key, None)
+    was = getattr(audio.tags, "version", (None, None))[1] if convert else None  # (an ID3v2 tag's minor version)
+    converted = f"ID3v2.{was} tag made ID3v2.{version}" if was in (2, 3, 4) else None
     return _Decision(cls=type(audio), storage=storage, raw=after_raw, version=version, changed=changed,
-                     before=before, after=after, others=others, drop=drop)  # fmt: skip
+                     before=before, after=after, others=others, drop=drop, converted=converted)  # fmt: skip
 
 
 _CHANGED_MEANWHILE = "file changed while its tags were being written (another program wrote to it); left as it is"
