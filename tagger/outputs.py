@@ -65,7 +65,7 @@ def _refuse_system_name(path: Path, *, what: str) -> None:
     from tagger import paths  # (not tagger.crawl, which imports numpy: `query -o` starts without it)
 
     mounts = paths.mount_points(paths.MOUNTINFO) or {}
-    name = os.path.abspath(path)
+    name = paths.absolute(path)  # (not os.path.abspath: `link/../stdout`, link leading into /dev, is /dev/stdout)
     for _ in range(40):  # (the kernel's limit of links followed)
         folder = os.path.realpath(os.path.dirname(name))
         if folder == "/dev" or paths.system_folder(folder, mounts) is not None:

@@ -1,6 +1,7 @@
 """Files written where a user asks (`tagger.outputs`): whole or not at all, never over a user's file."""
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -81,3 +82,23 @@ def test_a_name_among_the_systems_devices_or_a_link_into_them_is_refused(tmp_pat
     monkeypatch.setattr(paths, "MOUNTINFO", str(mountinfo))
     with pytest.raises(UserError, match="one of the system's devices or files"):
         check_replaceable(tmp_path / "dev" / "list.m3u", ours=ours, what="x")
+
+
+def test_a_name_going_up_from_a_link_into_dev_is_refused(tmp_path, monkeypatch):
+    """`-o d/../stdout`, where `d` leads to `/dev/pts`, names `/dev/stdout`: the system goes up from
+    the folder the link leads to. The check made the name absolute with `os.path.abspath`, which cuts
+    `d/..` out by its letters, and looked at `./stdout` in the current folder: passed, and the write
+    (into `d/..`, that is `/dev`) would replace the system's link as `-o /dev/stdout` did. A name going
+    up from a link to an ordinary folder is still written."""
+    inside = next((p for p in ("/dev/pts", "/dev/shm", "/dev/mqueue") if os.path.isdir(p)), None)
+    if inside is None:
+        pytest.skip("no folder inside /dev here")
+    ours = lambda head: True  # noqa: E731
+    (tmp_path / "d").symlink_to(inside)
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "music").symlink_to(tmp_path / "a" / "b")
+    monkeypatch.chdir(tmp_path)
+    for name in ("d/../stdout", str(tmp_path / "d" / ".." / "stdout"), "d/../null"):
+        with pytest.raises(UserError, match="one of the system's devices or files"):
+            check_replaceable(name, ours=ours, what="x")
+    assert check_replaceable("music/../list.m3u", ours=ours, what="x") == Path("music/../list.m3u")

@@ -43,11 +43,13 @@ def _unaddressed(line: str) -> str:
 
 def opened_name(path: str | os.PathLike) -> str:
     """The name libsndfile, ffprobe and ffmpeg are given for the file ``path``: absolute (a relative
-    ``-`` is standard input to them), its ``..`` kept. (`os.path.abspath` cut ``link/..`` out of the
-    name by its letters, where the system goes up from the folder the link leads to: ``tagger predict
-    link/../a.wav`` decoded the ``a.wav`` beside ``link``, another file than the one named.)"""
-    name = os.fspath(path)
-    return name if os.path.isabs(name) else os.path.join(os.getcwd(), name)
+    ``-`` is standard input to them), naming what the system opens (`tagger.paths.absolute`:
+    `os.path.abspath` cut ``link/..`` out of the name by its letters, where the system goes up from
+    the folder the link leads to, so ``tagger predict link/../a.wav`` decoded the ``a.wav`` beside
+    ``link``, another file than the one named)."""
+    from tagger.paths import absolute
+
+    return absolute(path)
 
 
 def _said(text: str, path: str | os.PathLike) -> str:
