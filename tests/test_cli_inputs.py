@@ -201,12 +201,12 @@ def test_an_empty_path_is_refused_not_taken_for_the_current_folder(tmp_path, fak
     monkeypatch.chdir(lib)
     dbfile = str(tmp_path / "data" / "lib.db")
     runs = {
-        ("scan", "", "--db", dbfile): "Invalid value for 'paths': '' is an empty name",
-        ("scan", " ", "--db", dbfile): "Invalid value for 'paths': ' ' is an empty name",
+        ("scan", "", "--db", dbfile): "Invalid value for 'PATHS...': '' is an empty name",
+        ("scan", " ", "--db", dbfile): "Invalid value for 'PATHS...': ' ' is an empty name",
         ("scan", str(lib), "--models", "", "--db", dbfile): "Invalid value for '--models': '' is an empty name",
-        ("untag", ""): "Invalid value for 'paths': '' is an empty name",
-        ("tag", "", "--db", dbfile): "Invalid value for 'paths': '' is an empty name",
-        ("predict", ""): "Invalid value for 'paths': '' is an empty name",
+        ("untag", ""): "Invalid value for 'PATHS...': '' is an empty name",
+        ("tag", "", "--db", dbfile): "Invalid value for 'PATHS...': '' is an empty name",
+        ("predict", ""): "Invalid value for 'PATHS...': '' is an empty name",
         ("query", "--db", dbfile, "--output", ""): "'' is an empty name",
     }
     for args, message in runs.items():

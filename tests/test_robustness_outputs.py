@@ -251,11 +251,11 @@ def test_every_usage_error_is_one_line_naming_the_option_and_the_reason(tmp_path
     runs = {
         ("query", "--fo\x1b[2Jo"): "No such option: --fo\\x1b[2Jo",
         ("scan", "-j", "many", str(tmp_path)): "'--jobs' / '-j'",
-        ("scan", "", "--db", str(tmp_path / "x.db")): "Invalid value for 'paths': '' is an empty name (it would mean the current folder): give a path",
+        ("scan", "", "--db", str(tmp_path / "x.db")): "Invalid value for 'PATHS...': '' is an empty name (it would mean the current folder): give a path",
         ("show", "a.flac", hostile): "Got unexpected extra argument(s) (b\\x1b]0;owned\\x07\\u202e\\x0ax.flac)",
         ("query", "--format"): "Option '--format' requires an argument",
         ("scan", "--settle-seconds", "nan", str(tmp_path)): "'--settle-seconds' (env var: 'TAGGER_SETTLE_SECONDS'): nan: give a finite number of seconds, 0 or more",
-        ("show",): "Missing argument 'path'",
+        ("show",): "Missing argument 'PATH'",
         ("db", "nosuch"): "No such command 'nosuch'",
     }
     for args, message in runs.items():

@@ -15,6 +15,7 @@ import sys
 import typer
 import typer.core
 
+from tagger.cli.options import name_values
 from tagger.display import named, shown
 from tagger.errors import TaggerError
 
@@ -26,6 +27,7 @@ class _Group(typer.core.TyperGroup):
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         _convert_without_pydantic(self)
+        name_values(self)
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         try:

@@ -155,3 +155,70 @@ def default(settings, name: str):
     if field.default is dataclasses.MISSING:
         raise ValueError(f"{settings.__name__}.{name} has no plain default")
     return field.default
+
+
+VALUE_NAMES = {
+    "--has": "FAMILY", "--lacks": "FAMILY", "--family": "FAMILY", "--min-score": "X", "--path-glob": "PATTERN",
+    "--output": "FILE", "--plot": "FILE", "--from-json": "FILE", "--soundfont": "FILE",
+    "--models": "DIR", "--out": "DIR", "--data": "DIR", "--valid": "DIR", "--reference": "DIR", "--salamander": "DIR",
+    "--settle-seconds": "SECONDS", "--file-timeout": "SECONDS", "--hop": "SECONDS", "--max-onset": "SECONDS",
+    "--scheduler": "URL", "--leave-out": "SOURCE", "--model-version": "VERSION", "--level-weights": "WEIGHTS",
+    "--trunk-filters": "FILTERS", "--gain-db": "LOW,HIGH", "--pitch-range": "LOW,HIGH",
+}  # fmt: skip
+"""The name ``--help`` gives the value of an option whose own name does not say it (``--has FAMILY``),
+by the option's long name (it means one thing in every command); see `value_name`."""
+
+
+def value_name(param) -> str:
+    """What a command's ``--help`` writes for the value of ``param`` (a click parameter): nothing for a
+    flag (``--dry-run``); an argument's name (``PATHS...`` when it takes several); an option's value as
+    `VALUE_NAMES` names it, else ``N`` for a whole number, ``X`` for another number, else the option's
+    long name (``--db DB``, ``--format FORMAT``)."""
+    if getattr(param, "param_type_name", "") == "argument":
+        return param.name.upper() + ("..." if param.nargs != 1 else "")
+    if getattr(param, "is_flag", False) or getattr(param, "count", False):
+        return ""
+    long = max(param.opts, key=len)
+    if long in VALUE_NAMES:
+        return VALUE_NAMES[long]
+    annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)  # (typer 0.29's)
+    kind = getattr(annotation, "__name__", None) or getattr(getattr(param, "type", None), "name", "")  # (click's)
+    if kind in ("int", "integer"):
+        return "N"
+    if kind == "float":
+        return "X"
+    return long.lstrip("-").replace("-", "_").upper()
+
+
+def name_values(command) -> None:
+    """Give every parameter of ``command`` and of its subcommands, the help option included, the name
+    its ``--help`` writes for its value (`value_name`), where its declaration gives none
+    (``typer.Option(metavar=...)``). typer 0.29 writes the value's Python type instead, each flag's
+    too (``--dry-run <bool>``, ``--has <list[str]>``, ``--db <str>``), and the arguments of a usage
+    line braced (``{paths}...``); typer 0.12's click writes ``--db TEXT``, ``--jobs INTEGER``."""
+    commands = [command]
+    while commands:
+        command = commands.pop()
+        commands += getattr(command, "commands", {}).values()
+        for param in command.params:
+            _name_value(param)
+        if not getattr(command, "values_named", False):
+            command.get_help_option = functools.partial(_named_help, made=command.get_help_option)
+            command.values_named = True
+
+
+def _name_value(param):
+    """``param`` with its value named (`name_values`)."""
+    if param.metavar is None:
+        param.metavar = value_name(param)
+    if getattr(param, "param_type_name", "") == "argument":
+        # (typer 0.29 writes an argument's type beside its name, and braces it in the usage line)
+        param.display_type_rich = lambda ctx: None
+        param.get_usage_pieces = lambda ctx: [param.metavar if param.required else f"[{param.metavar}]"]
+    return param
+
+
+def _named_help(ctx, *, made):
+    """The command's help option (made for each run), its value named by `_name_value` (none: a flag)."""
+    option = made(ctx)
+    return option if option is None else _name_value(option)
