@@ -121,6 +121,27 @@ def test_query_output_dash_is_stdout(scanned, tmp_path, monkeypatch):
     assert sorted((tmp_path / "-").read_text().splitlines()) == expected_paths(files, lambda f: "flute" in f)
 
 
+def test_query_output_without_format_takes_its_extensions(scanned, tmp_path):
+    """`tagger query --has flute -o flute.m3u` without --format wrote a table (a header, padded
+    columns) into the playlist, which no player reads (found by the review of the -o refusals).
+    Without --format the extension chooses: .m3u/.m3u8 an M3U, .csv a CSV, .json JSON; any other
+    name, and stdout, a table; --format given wins."""
+    db, files = scanned
+    flute = expected_paths(files, lambda f: "flute" in f)
+    for name in ("flute.m3u", "flute.M3U8"):
+        run("query", "--db", db, "--has", "flute", "-o", str(tmp_path / name))
+        lines = (tmp_path / name).read_text(encoding="utf-8").splitlines()
+        assert lines[0] == "#EXTM3U" and sorted(x for x in lines if not x.startswith("#")) == flute
+    run("query", "--db", db, "--has", "flute", "-o", str(tmp_path / "flute.json"))
+    assert sorted(t["path"] for t in json.loads((tmp_path / "flute.json").read_text())) == flute
+    run("query", "--db", db, "--has", "flute", "-o", str(tmp_path / "flute.csv"))
+    assert (tmp_path / "flute.csv").read_text().splitlines()[0].startswith("path,")
+    run("query", "--db", db, "--has", "flute", "-o", str(tmp_path / "flute.txt"))
+    assert (tmp_path / "flute.txt").read_text() == run("query", "--db", db, "--has", "flute")
+    run("query", "--db", db, "--has", "flute", "--format", "paths", "-o", str(tmp_path / "paths.m3u"))
+    assert sorted((tmp_path / "paths.m3u").read_text().splitlines()) == flute
+
+
 def test_query_output_replaces_a_track_list_but_no_other_text(scanned, tmp_path):
     """Any text file passed for an earlier list: `query -o notes.txt` (or an album's cue sheet, a
     `desktop.ini`) replaced the user's file with the list. Only text that begins as a track list

@@ -389,7 +389,11 @@ def _scan_totals(summary, *, write_tags: bool, dry_run: bool, settle_seconds: fl
 @F.filter_options()
 def query(
     where: dict = F.FILTER,
-    fmt: str = typer.Option("table", "--format", "-f", help="table, json, csv, paths (one a line), paths0 (NUL-separated, for xargs -0) or m3u."),
+    fmt: str = typer.Option(
+        None, "--format", "-f", show_default=False,
+        help="table, json, csv, paths (one a line), paths0 (NUL-separated, for xargs -0) or m3u "
+             "(default: by -o's extension, .m3u/.m3u8, .csv or .json; else table).",
+    ),  # fmt: skip
     output: Path = typer.Option(
         None, "--output", "-o", parser=F.output, help="Write to this file instead of stdout (e.g. a .m3u); - is stdout."
     ),
@@ -398,8 +402,10 @@ def query(
     """List the analysed tracks matching every condition."""
     from tagger.db.queries import scored_families, stream_tracks
     from tagger.errors import UserError
-    from tagger.library.report import QUERY_FORMATS, SHOWN, iter_rendered, left_out, table_widths
+    from tagger.library.report import FORMAT_OF_SUFFIX, QUERY_FORMATS, SHOWN, iter_rendered, left_out, table_widths
 
+    if fmt is None:  # (-o flute.m3u without --format wrote a table into a playlist no player reads)
+        fmt = FORMAT_OF_SUFFIX.get(output.suffix.lower(), "table") if output is not None else "table"
     if fmt not in QUERY_FORMATS:
         raise UserError(f"unknown format {fmt!r}; choose one of {', '.join(QUERY_FORMATS)}")
     where_given, where = where, F.track_filter(**where)

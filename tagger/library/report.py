@@ -22,6 +22,8 @@ from tagger.db.queries import TrackDetail, TrackSummary
 from tagger.display import named, named_failed, padded, shown, width
 
 QUERY_FORMATS = ("table", "json", "csv", "paths", "paths0", "m3u")
+FORMAT_OF_SUFFIX = {".m3u": "m3u", ".m3u8": "m3u", ".csv": "csv", ".json": "json"}
+"""The format `tagger query -o NAME` writes without ``--format``, by the name's extension (else a table)."""
 
 SHOWN = {"table": ("instruments",), "json": ("instruments", "scores"), "csv": ("instruments", "scores"), "paths": (),
          "paths0": (), "m3u": ()}  # fmt: skip
