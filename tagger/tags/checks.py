@@ -52,11 +52,17 @@ def _check_fingerprint(path, real: str, st: os.stat_result, wanted: str | None, 
     if not same:
         raise ChangedSinceError(path, "file changed since it was analysed (the same size and modification time, other "
                                   "content: another file moved over it?); scan it again")  # fmt: skip
+    _still_found(path, real, st)
+
+
+def _still_found(path, real: str, st: os.stat_result) -> None:
+    """`TagWriteError` unless the file ``real`` is still the one found as ``st`` (size, mtime, inode)
+    after a check read it: swapped or rewritten while it was read, what was read proves nothing."""
     try:
         again = os.stat(real)
     except OSError as exc:
         raise TagWriteError(path, f"cannot stat: {exc.strerror or exc}") from None
-    if not filesystem.same_file(again, st):  # swapped while it was read: what was read proves nothing
+    if not filesystem.same_file(again, st):
         raise TagWriteError(path, "file changed while it was being checked; scan it again")
 
 
@@ -76,12 +82,7 @@ def _only_tags_changed(path, real: str, st: os.stat_result, stored: str | None, 
         raise refusal
     if digest() != stored:
         raise refusal
-    try:
-        again = os.stat(real)
-    except OSError as exc:
-        raise TagWriteError(path, f"cannot stat: {exc.strerror or exc}") from None
-    if not filesystem.same_file(again, st):
-        raise TagWriteError(path, "file changed while it was being checked; scan it again")
+    _still_found(path, real, st)
     unsettled = unsettled_reason(st.st_mtime, settle_seconds)
     if unsettled:
         raise TagWriteError(path, unsettled)
