@@ -833,6 +833,31 @@ def test_a_raw_stream_whose_middle_is_damaged_is_said_to_miss_frames(tmp_path, k
                 _decoded(f, notes)
 
 
+def test_the_losses_of_one_decode_are_held_to_the_one_percent_rule_together(tmp_path):
+    """`MAX_LOST_SHARE` was applied to each loss alone: a 6 s TrueHD with 1.5 KB of its middle
+    damaged (0.038 s) and 1.5 KB of bytes after its last frame (0.034 s), 1.2% of it together, was
+    analysed with the two notes. Each alone is a note; together they are refused, giving both notes'
+    words."""
+    data = make("truehd", tmp_path / "tone.thd", tmp_path, seconds=6.0).read_bytes()
+    rng = np.random.default_rng(1)
+    middle = rng.integers(0, 256, 1500, dtype=np.uint8).tobytes()
+    end = rng.integers(1, 256, 1500, dtype=np.uint8).tobytes()
+    damaged = data[: len(data) // 2] + middle + data[len(data) // 2 + 1500 :]
+    f = tmp_path / "lost.thd"
+    for alone in (damaged, data + end):
+        f.write_bytes(alone)
+        notes: list[str] = []
+        _decoded(f, notes)
+        assert len(notes) == 1, notes
+    f.write_bytes(damaged + end)
+    notes = []
+    with pytest.raises(AudioReadError, match=r"lost\.thd: corrupt audio: 2 losses, each under 1% of it alone \(its last "
+                                             r"1500 bytes begin no TrueHD frame .* left out\); \d+ bytes between its "
+                                             r"TrueHD frames begin no frame .* left out\)\); nothing stored, as "
+                                             r"together a result would leave about 0\.07 s of 6\.0\d s out"):
+        _decoded(f, notes)
+
+
 @pytest.mark.parametrize("ext", ["loas", "latm"])
 def test_random_bytes_named_loas_are_said_to_hold_no_loas_audio(tmp_path, ext):
     """ffmpeg's loas reader, taken by the name, fails on random bytes where it meets a sync word in

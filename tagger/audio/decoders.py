@@ -134,7 +134,8 @@ def _flac_blocks(path: Path, meta: AudioInfo, block_frames: int, notes: list[str
                              f"({lost:.3f} s of {meta.duration or 0.0:.1f} s left out)",
                         refusal=f"corrupt audio: frames in its middle could not be decoded (damaged; the file holds "
                                 f"{total / meta.sample_rate:.1f} s of the {meta.duration:.1f} s its header declares, "
-                                f"its end whole); nothing stored, as a result would leave {lost:.1f} s out")  # fmt: skip
+                                f"its end whole); nothing stored, as a result would leave {lost:.1f} s out",
+                        whole=True)  # fmt: skip
         return
     _cut_short(path, notes, lost=lost, holds=total / meta.sample_rate, duration=meta.duration)
 
@@ -214,7 +215,8 @@ def _ffmpeg_blocks(path: Path, meta: AudioInfo, block_frames: int, notes: list[s
                                 note=f"ffmpeg could not decode {failed} of its frames ({_said(first, path)}): analysed "
                                      f"without them ({max(lost, 0.0):.3f} s of {meta.duration or 0.0:.1f} s left out)",
                                 refusal=f"corrupt audio: ffmpeg could not decode {failed} of its frames "
-                                        f"({_said(first, path)}); nothing stored, as a result would leave {left_out} out")  # fmt: skip
+                                        f"({_said(first, path)}); nothing stored, as a result would leave {left_out} out",
+                                whole=True)  # fmt: skip
             if cut:
                 # A file cut short (an M4A's mdat, a WebM's last cluster): as a FLAC cut short, what is
                 # missing from the length the file declares comes under the 1% rule (was: an error,
@@ -226,7 +228,7 @@ def _ffmpeg_blocks(path: Path, meta: AudioInfo, block_frames: int, notes: list[s
                                 note=f"ffmpeg could not read all of the file ({_said(cut, path)}): analysed without "
                                      f"the rest ({max(lost, 0.0):.3f} s of {meta.duration or 0.0:.1f} s left out)",
                                 refusal=f"ffmpeg could not read all of the file ({_said(cut, path)}); nothing stored, "
-                                        f"as a result would leave {left_out} out")  # fmt: skip
+                                        f"as a result would leave {left_out} out", whole=True)  # fmt: skip
         finally:
             if proc.poll() is None:
                 proc.kill()

@@ -12,25 +12,61 @@ from tagger.errors import AudioReadError
 
 
 MAX_LOST_SHARE = 0.01
-"""The largest share of a file's length that ffmpeg may fail to decode (damaged frames it skips)
-for the rest to be analysed, with a note saying what was left out (`stream`'s ``notes``): one bad
-frame of an AAC file is 23 ms, which no player stops at and no tag depends on. A file with more, or
-of unknown length, is an error: its result would leave out too much."""
+"""The largest share of a file's length that ffmpeg may fail to decode (damaged frames it skips;
+all that one decode lost, together: `_check_lost_total`) for the rest to be analysed, with a note
+saying what was left out (`stream`'s ``notes``): one bad frame of an AAC file is 23 ms, which no
+player stops at and no tag depends on. A file with more, or of unknown length, is an error: its
+result would leave out too much."""
 MAX_NON_FINITE = 0.01
 """The largest share of a file's samples that may be NaN or infinite (a float file's glitches):
 they are analysed as silence. A file with more (a float file of garbage, one of NaN only, one of
 samples too large to resample) is an error: its silence would be a wrong answer."""
 
 
+class LostNote(str):
+    """A note of `_note_or_refuse` (its words, as the caller reads them), with the seconds it says were
+    left out (`lost`) of the file's `duration`, for `_check_lost_total` to add up. `whole`: measured as
+    the length less what the decoder gave, which holds every other loss of the decode (ffmpeg's
+    frames it could not decode, a header's length not reached); else a part of the file of its own
+    (a cut last frame or page, damaged bytes between frames, bytes after them)."""
+
+    def __new__(cls, text: str, lost: float = 0.0, duration: float = 0.0, whole: bool = False) -> LostNote:
+        self = super().__new__(cls, text)
+        self.lost, self.duration, self.whole = lost, duration, whole
+        return self
+
+
 def _note_or_refuse(path: Path, notes: list[str] | None, *, lost: float, duration: float | None, note: str,
-                    refusal: str) -> None:  # fmt: skip
+                    refusal: str, whole: bool = False) -> None:  # fmt: skip
     """The rule for audio a decoder could not give (`MAX_LOST_SHARE`): `note` appended to `notes` when
     `lost` seconds are at most that share of the known `duration` and the caller takes notes; else an
-    `AudioReadError` of `refusal` (a result would leave too much out, or how much is not known)."""
+    `AudioReadError` of `refusal` (a result would leave too much out, or how much is not known). The
+    losses of one decode are then held to the rule together (`_check_lost_total`); `whole`: see
+    `LostNote`."""
     if notes is not None and duration and lost <= MAX_LOST_SHARE * duration:
-        notes.append(note)
+        notes.append(LostNote(note, lost, duration, whole))
     else:
         raise AudioReadError(path, refusal)
+
+
+def _check_lost_total(path: Path, notes: list[str] | None, noted: int) -> None:
+    """`MAX_LOST_SHARE` over all that one decode lost (the `LostNote`s past the first `noted` of
+    `notes`), each loss having been held to it alone: a TrueHD that lost 0.038 s to damage in its
+    middle and 0.034 s to bytes after its last frame, 1.2% of its 6 s, was analysed with the two
+    notes. The losses of parts of their own are added up; one measured as the length less what was
+    decoded holds the others (the larger is taken). More than the share: an `AudioReadError` giving
+    each note's words."""
+    ours = [n for n in (notes or ())[noted:] if isinstance(n, LostNote)]
+    if len(ours) < 2:
+        return
+    lost = max(max((n.lost for n in ours if n.whole), default=0.0), sum(n.lost for n in ours if not n.whole))
+    duration = max(n.duration for n in ours)
+    if lost <= MAX_LOST_SHARE * duration:
+        return
+    n = _places(duration - lost, duration, lost)
+    raise AudioReadError(path, f"corrupt audio: {len(ours)} losses, each under {MAX_LOST_SHARE:.0%} of it alone "
+                               f"({'; '.join(ours)}); nothing stored, as together a result would leave about "
+                               f"{lost:.{n}f} s of {duration:.{n}f} s out")  # fmt: skip
 
 
 def _places(holds: float, duration: float, lost: float) -> int:
@@ -40,16 +76,18 @@ def _places(holds: float, duration: float, lost: float) -> int:
     return next((n for n in range(1, 6) if f"{holds:.{n}f}" != f"{duration:.{n}f}" and float(f"{lost:.{n}f}") > 0), 6)
 
 
-def _cut_short(path: Path, notes: list[str] | None, *, lost: float, holds: float, duration: float | None) -> None:
+def _cut_short(path: Path, notes: list[str] | None, *, lost: float, holds: float, duration: float | None,
+               whole: bool = True) -> None:  # fmt: skip
     """`_note_or_refuse` for a file that ends before the length its header declares (``duration``
     seconds), holding ``holds`` seconds of it, ``lost`` seconds missing: the one note and refusal of
-    every container whose header declares a length (WAV/AIFF, MP3, FLAC, TAK...)."""
+    every container whose header declares a length (WAV/AIFF, MP3, FLAC, TAK...). `whole`: see
+    `LostNote` (a DTS-HD's STRMDATA chunk's rest is a part of its own)."""
     n = _places(holds, duration or 0.0, lost)
     _note_or_refuse(path, notes, lost=lost, duration=duration,
                     note=f"the file ends before the length its header declares: analysed without the rest "
                          f"({lost:.3f} s of {duration or 0.0:.1f} s left out)",
                     refusal=f"cut short: the file holds {holds:.{n}f} s of the {duration or 0.0:.{n}f} s its header "
-                            f"declares; nothing stored, as a result would leave {lost:.{n}f} s out")  # fmt: skip
+                            f"declares; nothing stored, as a result would leave {lost:.{n}f} s out", whole=whole)  # fmt: skip
 
 
 def _check_channels(path: Path, shares: np.ndarray) -> None:

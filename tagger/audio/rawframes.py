@@ -546,7 +546,7 @@ def _check_raw_end(path: Path, meta: AudioInfo, notes: list[str] | None) -> tupl
         return (replace(meta, feed=walk.feed) if walk.end < path.stat().st_size or walk.tags else meta), walk
     there, declared = walk.cut_bytes
     if not there:  # (its STRMDATA chunk declares more than the file holds)
-        _cut_short(path, notes, lost=walk.cut, holds=total - walk.cut, duration=total)
+        _cut_short(path, notes, lost=walk.cut, holds=total - walk.cut, duration=total, whole=False)
     else:
         what = (f"{there} of the {declared} bytes its header declares there" if declared else
                 f"inside its header, {_count(there, 'byte')} of it there")  # fmt: skip

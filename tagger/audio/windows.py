@@ -16,7 +16,7 @@ from tagger.audio.decoders import _ffmpeg_blocks, _flac_blocks, _most_frames, _s
 from tagger.audio.downmix import _downmix, _zero_non_finite
 from tagger.audio.fileinfo import FFMPEG_MAX_RATE, AudioInfo
 from tagger.audio.lengths import _check_data_chunk, _check_shortfall
-from tagger.audio.losses import MAX_NON_FINITE, _check_channels
+from tagger.audio.losses import MAX_NON_FINITE, _check_channels, _check_lost_total
 from tagger.audio.mp3 import _check_mp3_cut, _mp3_tail
 from tagger.audio.ogg import _check_ogg_end
 from tagger.audio.probe import info
@@ -145,6 +145,7 @@ def stream(
     _check_mp3_cut(p, meta, ends, decoded, notes)
     _check_shortfall(p, meta, decoded, notes, noted)
     _check_raw_damage(p, walk, notes, noted_raw, decoded / rate)
+    _check_lost_total(p, notes, noted)
     if bad / decoded > MAX_NON_FINITE:
         _check_channels(p, bad_by_channel / decoded)
     for share, what in ((bad / decoded, "NaN or infinite"),
