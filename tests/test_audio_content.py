@@ -140,6 +140,33 @@ def test_mp3_files_joined_one_after_another_are_analysed_whole(tmp_path, db, xin
 
 
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
+@pytest.mark.parametrize("first_channels", [1, 2])
+def test_mp3_files_joined_of_mono_and_stereo_frames_are_analysed_whole(tmp_path, db, first_channels):
+    """``cat mono.mp3 stereo.mp3`` of one rate, without a length header (CBR, ``-write_xing 0``):
+    libsndfile stopped where the channel mode changes, without a word, and the scan stored the
+    flute's 6 s as the whole 16 s track (its declared length 16 s). Such a file is decoded by ffmpeg
+    to its end now, as one whose sample rate changes."""
+    music = tmp_path / "music"
+    music.mkdir()
+    flute, bass = tone_signal([FLUTE], seconds=6.0, sr=44_100), tone_signal([BASS], seconds=10.0, sr=44_100)
+    if first_channels == 1:
+        bass = np.stack([bass, bass], axis=1)
+    else:
+        flute = np.stack([flute, flute], axis=1)
+    first = _mp3(tmp_path / "a.mp3", flute, 44_100, "-write_xing", "0")
+    second = _mp3(tmp_path / "b.mp3", bass, 44_100, "-id3v2_version", "0", "-write_xing", "0")
+    path = music / "joined.mp3"
+    path.write_bytes(first + second)
+    got = audio.load(path)
+    assert abs(len(got) / 16_000 - 16.0) < 0.2
+    spectrum = np.abs(np.fft.rfft(got[-64_000:]))
+    assert np.argmax(spectrum) * 16_000 / 64_000 == pytest.approx(BASS, abs=1.0)  # (the second part's tone)
+    summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert summary.failed == 0, summary.errors
+    assert track_instruments(db) == {str(path): ["bass", "flute"]}
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
 @pytest.mark.parametrize("tail", ["apev2", "apev2 without its header", "lyrics3", "id3v1"])
 def test_a_vbr_mp3_without_a_length_header_and_a_tag_at_its_end_is_analysed_whole(tmp_path, tail):
     """A whole VBR MP3 without a Xing/Info header (decoded by ffmpeg, which finds its length) with a

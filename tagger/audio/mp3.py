@@ -84,8 +84,9 @@ def _mp3_decoded_in_part(path: Path, probes: int = 8) -> str | None:
     length (Xing, Info, VBRI) whose length libsndfile takes from its first frame's bit rate and stops
     reading at (it declares 119.6 s for a 600 s file, and decodes no more); MP3 files joined one after
     another (``cat a.mp3 b.mp3``), whose first header declares the first file only (libsndfile
-    decoded 6 s of 16); frames of another sample rate than the first's (joined files again), at which
-    libsndfile stops without a word. Frames are looked for at `probes` places through the file, and
+    decoded 6 s of 16); frames of another sample rate than the first's, or mono frames after stereo
+    ones or stereo after mono (joined files again), at which libsndfile stops without a word (a
+    CBR mono MP3 joined to a stereo one: 3.0 s of 6.1 s decoded, the length it declares). Frames are looked for at `probes` places through the file, and
     after the bytes a header declares (past an ID3v2 tag there)."""
     try:
         with open(path, "rb") as f:
@@ -99,14 +100,18 @@ def _mp3_decoded_in_part(path: Path, probes: int = 8) -> str | None:
                 if found is None:
                     continue
                 i, (kbps, length, hz) = found
+                mono = data[i + 3] >> 6 == 3  # (the channel mode: 3 is mono)
                 if first is None:
-                    first, frame = (kbps, hz), data[i : i + length]
+                    first, frame, first_mono = (kbps, hz), data[i : i + length], mono
                     known = any(tag in frame for tag in (b"Xing", b"Info", b"VBRI"))
                     declared = _declared_bytes(frame)
                     if declared is not None and _frames_after(f, start + i + declared):
                         return "MP3 files joined one after another (its first header declares the length of the first only)"
                 elif hz != first[1]:
                     return f"MP3 files joined one after another (frames of {hz} Hz after frames of {first[1]} Hz)"
+                elif mono != first_mono:
+                    return ("MP3 files joined one after another "
+                            f"({'mono' if mono else 'stereo'} frames after {'stereo' if mono else 'mono'} frames)")
                 elif not known and kbps != first[0]:
                     return "a VBR MP3 without a length header"
     except OSError:
