@@ -215,6 +215,38 @@ def test_info_modify_and_write_keep_the_fields(beets_lib, capsys):
     assert lib.items("path:" + files["duo.mp3"]).get()["instruments"] == "bass, flute"
 
 
+def test_a_file_beets_renamed_and_retagged_keeps_its_results(beets_lib):
+    """`beet modify title=...` of an item in beets' library folder rewrites its tags and renames the file
+    at once; `beet instruments` then found a new file (analysed again) and left the old name's row
+    behind: the plugin's scan names each file, so the old name, under no scanned folder, was no
+    candidate for a move with new tags, which `tagger scan` of the folder finds by the audio digest."""
+    from sqlalchemy import select
+
+    from tagger.db import models as M
+    from tagger.db.session import open_database
+
+    lib, plugin, files = beets_lib
+    beet(lib, "move", "path:" + files["duo.mp3"])  # into beets' folder (its path format holds the title)
+    beet(lib, "instruments", "title:duo")
+    old = os.fsdecode(lib.items("title:duo").get().path)
+    assert tags.read_instruments(old).instruments == ["bass", "flute"]
+    seen = plugin.analyser.windows_seen
+    beet(lib, "modify", "-y", "title:duo", "title=Duo in B flat")
+    item = lib.items("title:Duo in B flat").get()
+    new = os.fsdecode(item.path)
+    assert new != old and not os.path.exists(old)
+
+    counts = plugin.analyse([item], write=True)
+    assert counts == {"analysed": 0, "reused": 1, "failed": 0, "written": 0}
+    assert plugin.analyser.windows_seen == seen
+    assert item["instruments"] == "bass, flute"
+    database = open_database(beets.config["instruments"]["database"].get())
+    with database.session() as s:
+        paths = set(s.scalars(select(M.Track.path).where(M.Track.path.in_([old, new]))))
+    database.close()
+    assert paths == {new}  # the row followed the file
+
+
 def test_items_scanned_by_tagger_are_not_reanalysed(beets_lib):
     lib, plugin, files = beets_lib
     from tagger.db.session import open_database

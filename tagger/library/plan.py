@@ -263,7 +263,8 @@ def gone_digests(existing: dict[str, tuple], *, seen: set[str], unlisted: Sequen
 
 
 def moved_with_new_tags(fresh: Sequence[NewFile], gone: dict[int, tuple[str, str]], *,
-                        stop: StopSignals | None = None) -> list[MovedRetagged]:  # fmt: skip
+                        stop: StopSignals | None = None,
+                        digest_of: Callable[[str], str | None] | None = None) -> list[MovedRetagged]:  # fmt: skip
     """The new files of ``fresh`` that are gone tracks' files, moved and retagged at once (beets'
     path formats, Picard's "rename files", foobar2000's file operations): the bytes that carry a
     file's audio hash (`tagger.tags.audio_digest`) to the stored digest of exactly one gone track
@@ -271,7 +272,9 @@ def moved_with_new_tags(fresh: Sequence[NewFile], gone: dict[int, tuple[str, str
     new files of one, a file whose digest cannot be read, or that changed while it was read: none
     is taken (analysed as new). Only the new files with the extension of a gone track's name are
     read (a tag editor keeps the extension; another one leaves the file to analysis), and the plan
-    calls this only where a track is gone: a first scan reads nothing more."""
+    calls this only where a track is gone: a first scan reads nothing more. ``digest_of``: reads a
+    file's digest (default `tagger.tags.audio_digest_or_none`)."""
+    digest_of = digest_of or _audio_digest_or_none
     by_digest: dict[str, list[int]] = {}
     for track_id, (_path, digest) in gone.items():
         by_digest.setdefault(digest, []).append(track_id)
@@ -282,7 +285,7 @@ def moved_with_new_tags(fresh: Sequence[NewFile], gone: dict[int, tuple[str, str
             raise ScanInterrupted(stop.signum, 0)
         if os.path.splitext(new.path)[1].casefold() not in kinds:
             continue
-        digest = _audio_digest_or_none(new.path)
+        digest = digest_of(new.path)
         if digest in by_digest:
             found.setdefault(digest, []).append(new)
     out = []
@@ -319,7 +322,8 @@ def plan_files(roots, *, writer: ScanWriter, mv_id: int, rescan_stale: bool, ret
     own = database_files(writer.url)  # a database kept in the scanned folder is no music
     plan = _Plan(writer, mv_id=mv_id, rescan_stale=rescan_stale, retry_errors=retry_errors, quick=quick,
                  progress=progress, t0=t0, retag=retag, stop=stop, existing=_stored_rows(writer.session, roots),
-                 own=own, own_names={os.path.basename(f) for f in own})  # fmt: skip
+                 own=own, own_names={os.path.basename(f) for f in own},
+                 named=frozenset(os.fspath(r) for r in roots))  # fmt: skip
     for p in crawl(roots, include_hidden=include_hidden, follow_external_symlinks=follow_external_symlinks,
                    report=crawled):  # fmt: skip
         plan.file(str(p))
@@ -364,6 +368,9 @@ class _Plan:
     """The library database's own files (a database kept in the scanned folder is no music)."""
     own_names: set[str]
     """Their names: a file's real path is looked up (a syscall per folder level) only for those."""
+    named: frozenset[str] = frozenset()
+    """The scan's roots: a new file among them was named (the beets plugin names each item's file),
+    and may come from anywhere (`_Plan.gone_elsewhere`)."""
     work: list[FileState] = field(default_factory=list)
     fresh: list[NewFile] = field(default_factory=list)
     """New files matched to no track: analysed unless moved and retagged."""
@@ -531,19 +538,37 @@ class _Plan:
         self.work.append(FileState.of(path, st, fp, None))
         self.fresh.append(NewFile(path, st, fp, digest))
 
+    def gone_elsewhere(self, digest_of: Callable[[str], str | None]) -> dict[int, tuple[str, str]]:
+        """`gone_digests` for the new files named as roots (the beets plugin's items, `tagger scan
+        FILE`), from the whole database: such a file was moved from wherever its old name was (beets'
+        ``modify`` and ``update`` rename and retag a file at once, into another artist's folder), not
+        from under the scanned folders, which are the file itself. Only the tracks stored with the
+        audio digest of one of them, whose file is gone; each named new file's digest is read
+        (``digest_of``: once, `moved_with_new_tags` reads it there)."""
+        named = {f.path: digest_of(f.path) for f in self.fresh if f.path in self.named}
+        wanted = {d for d in named.values() if d}
+        if not wanted:
+            return {}
+        rows = self.writer.session.execute(select(M.Track.id, M.Track.path, M.Track.audio_digest)
+                                           .where(M.Track.audio_digest.in_(sorted(wanted)))).all()  # fmt: skip
+        return {track_id: (path, digest) for track_id, path, digest in rows
+                if path not in self.writer.seen and path not in named and not self.spelling.is_file(path)}
+
     def retagged_moves(self, crawled: CrawlReport) -> list[FileState]:
         """The files to analyse, less the new files that are gone tracks' files whose tags another
         program rewrote as it moved them: a move (results, model version), with their new file facts
         recorded as a retag's are."""
         gone = gone_digests(self.existing, seen=self.writer.seen, unlisted=[f for f, _ in crawled.unreadable],
                             spelling=self.spelling) if self.fresh else {}  # fmt: skip
+        digest_of = functools.cache(_audio_digest_or_none)  # (a named file's digest is read once)
+        gone.update(self.gone_elsewhere(digest_of))
         if not gone:
             return self.work
         writer = self.writer
         instead: dict[str, FileState | None] = {}
         if writer.dirty:  # (the digests' reads may be long: no write lock held through them)
             writer.commit()
-        for found in moved_with_new_tags(self.fresh, gone, stop=self.stop):
+        for found in moved_with_new_tags(self.fresh, gone, stop=self.stop, digest_of=digest_of):
             writer.maybe_commit()
             track = writer.session.get(M.Track, found.track_id)
             if track.error or track.status not in (M.STATUS_OK, M.STATUS_MISSING) or track.model_version_id is None:
