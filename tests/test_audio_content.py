@@ -167,6 +167,33 @@ def test_mp3_files_joined_of_mono_and_stereo_frames_are_analysed_whole(tmp_path,
 
 
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
+@pytest.mark.parametrize("vbr", [False, True])
+def test_an_mp3_whose_xing_header_declares_too_few_frames_is_analysed_whole(tmp_path, db, vbr):
+    """A Xing/Info header whose frame count is half what the bytes it declares hold (an editor or
+    joiner that rewrote one field of it): libsndfile stopped at the count, and the scan stored the
+    flute's first 6 s of a 12 s file, the bass after it never heard, without a word. Such a file is
+    decoded by ffmpeg to its end now; one whose header is right stays libsndfile's."""
+    music = tmp_path / "music"
+    music.mkdir()
+    y = np.concatenate([tone_signal([FLUTE], seconds=6.0, sr=44_100), tone_signal([BASS], seconds=6.0, sr=44_100)])
+    data = bytearray(_mp3(tmp_path / "whole.mp3", y, 44_100, *(["-q:a", "4"] if vbr else [])))
+    at = max(data.find(b"Xing"), data.find(b"Info"))
+    assert at > 0 and data[at + 7] & 3 == 3  # (its frame count and its bytes declared)
+    frames = int.from_bytes(data[at + 8 : at + 12], "big")
+    data[at + 8 : at + 12] = (frames // 2).to_bytes(4, "big")
+    path = music / "lying.mp3"
+    path.write_bytes(bytes(data))
+    got = audio.load(path)
+    assert abs(len(got) / 16_000 - 12.0) < 0.1
+    spectrum = np.abs(np.fft.rfft(got[-64_000:]))
+    assert np.argmax(spectrum) * 16_000 / 64_000 == pytest.approx(BASS, abs=1.0)
+    summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert summary.failed == 0, summary.errors
+    assert track_instruments(db) == {str(path): ["bass", "flute"]}
+    assert audio.info(tmp_path / "whole.mp3").decoder == "soundfile"
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
 @pytest.mark.parametrize("tail", ["apev2", "apev2 without its header", "lyrics3", "id3v1"])
 def test_a_vbr_mp3_without_a_length_header_and_a_tag_at_its_end_is_analysed_whole(tmp_path, tail):
     """A whole VBR MP3 without a Xing/Info header (decoded by ffmpeg, which finds its length) with a
