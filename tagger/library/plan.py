@@ -549,8 +549,10 @@ class _Plan:
         wanted = {d for d in named.values() if d}
         if not wanted:
             return {}
-        rows = self.writer.session.execute(select(M.Track.id, M.Track.path, M.Track.audio_digest)
-                                           .where(M.Track.audio_digest.in_(sorted(wanted)))).all()  # fmt: skip
+        wanted = sorted(wanted)
+        rows = [row for i in range(0, len(wanted), 500)  # (a bound value each: SQLite's limit)
+                for row in self.writer.session.execute(select(M.Track.id, M.Track.path, M.Track.audio_digest)
+                                                       .where(M.Track.audio_digest.in_(wanted[i : i + 500])))]  # fmt: skip
         return {track_id: (path, digest) for track_id, path, digest in rows
                 if path not in self.writer.seen and path not in named and not self.spelling.is_file(path)}
 
