@@ -771,6 +771,32 @@ def test_a_raw_aac_whose_frames_layer_bits_are_damaged_is_decoded_whole(tmp_path
     assert (audio.info(mp3).format, audio.info(mp3).decoder) == ("MP3", "soundfile")
 
 
+def test_an_mp3_that_libsndfile_stops_reading_early_is_refused(tmp_path):
+    """libsndfile stops an MP3 without a length header at bytes that are no MPEG frames it reads,
+    without a word: a 20 s MP3 with a raw AAC inside it (after its first 5 s) was stored as a 5.0 s
+    track, and a raw AAC whose first frame's layer bits are damaged, named ``.mp3``, as 0.02 s. Less
+    than half of what its bytes hold at its bit rate is an error now; the MP3 alone is decoded whole."""
+    src = tmp_path / "src.wav"
+    sf.write(src, tone(20.0, 44_100, (440.0, 440.0)), 44_100, subtype="PCM_16")
+    mp3 = tmp_path / "tone.mp3"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(src), "-c:a", "libmp3lame", "-b:a", "128k",
+                    "-write_xing", "0", "-id3v2_version", "0", str(mp3)], check=True)  # fmt: skip
+    assert abs(len(_decoded(mp3, [])) / C.SAMPLE_RATE - 20.0) < 0.1
+    sf.write(src, tone(6.0, 44_100, (220.0, 330.0)), 44_100, subtype="PCM_16")
+    aac = ffmpeg_file(tmp_path / "tone.aac", src, "adts", encoder="aac").read_bytes()
+    data = mp3.read_bytes()
+    inside = tmp_path / "inside.mp3"
+    inside.write_bytes(data[: len(data) // 4] + aac + data[len(data) // 4 :])
+    damaged = tmp_path / "damaged.mp3"
+    damaged.write_bytes(aac[:1] + b"\xf3" + aac[2:])
+    for f, seconds in ((inside, r"5\.\d\d"), (damaged, r"0\.0\d")):
+        assert (audio.info(f).format, audio.info(f).decoder) == ("MP3", "soundfile")
+        with pytest.raises(AudioReadError, match=rf"{f.name}: libsndfile, reading it as an MP3, stopped after "
+                                                 rf"{seconds} s of the about \d+\.\d s its \d+ bytes of audio hold "
+                                                 r"at its first frame's \d+ kbps: the rest is no MPEG frames it reads"):
+            _decoded(f, [])
+
+
 def test_a_raw_aac_damaged_to_ff_bytes_is_walked_by_its_sync_words(tmp_path, monkeypatch):
     """Flash memory reads 0xFF where it lost data: the walk looked for the next ADTS frame at every
     0xFF byte, reading a header at each (1.6 s a MB of them: 16 s for 10 MB, half an hour for 1 GB).

@@ -175,6 +175,43 @@ def _check_mp3_cut(path: Path, meta: AudioInfo, tail: _Mp3Tail | None, decoded: 
                  f"{seconds:.1f} s it holds; how much is missing is not known (no header declares its length)")
 
 
+def _check_mp3_stopped(path: Path, meta: AudioInfo, decoded: int) -> None:
+    """An MP3 without a header of its length (a Xing/Info/VBRI header's: `_check_shortfall`) that
+    libsndfile decoded to less than half of what its bytes hold at its first frame's bit rate (from
+    its first frame to the tags at its end; its frames of one rate, `_mp3_decoded_in_part` having
+    sent any other to ffmpeg): libsndfile stopped at bytes that are no MPEG frames it reads, without
+    a word. A 26 s MP3 with a raw AAC inside it was 5.0 s of it; a raw AAC read as an MP3 (its first
+    frame's header damaged, under another name than ``.aac``: `tagger.audio.rawframes._raw_not_mp3`)
+    0.02 s of 6 s. An error: what it holds past there is not known, nor that it is an MP3."""
+    seconds = decoded / meta.decode_rate
+    # (libsndfile's own length, of the same bytes and bit rate, reached half way: no file read)
+    if meta.decoder != "soundfile" or meta.format != "MP3" or seconds >= (meta.duration or 0.0) / 2:
+        return
+    if _mp3_length_declared(path):
+        return
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            start = id3v2_length(f.read(10))
+            f.seek(start)
+            data = f.read(16384)
+            end, _names = _trailing_tags(f, size)
+    except (OSError, ValueError):
+        return
+    # (its first two frames in a row; or a lone header where its audio begins, which libsndfile read)
+    found = _mp3_frames_at(data) or ((0, _mp3_frame(data, 0)) if _mp3_frame(data, 0) else None)
+    if found is None:
+        return
+    first, kbps = start + found[0], found[1][0]
+    held = (end - first) * 8 / (kbps * 1000)
+    if seconds >= held / 2:
+        return
+    raise AudioReadError(path, f"libsndfile, reading it as an MP3, stopped after {seconds:.2f} s of the about "
+                               f"{held:.1f} s its {end - first} bytes of audio hold at its first frame's {kbps} kbps: "
+                               "the rest is no MPEG frames it reads (another format's frames, or damage); nothing "
+                               "stored")  # fmt: skip
+
+
 def _mp3_length_declared(path: Path) -> bool:
     """Whether an MP3's first frame holds a Xing, Info or VBRI header (its length exact; else
     libsndfile estimates it from the file's size, which tags at its end make too long)."""

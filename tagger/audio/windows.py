@@ -17,7 +17,7 @@ from tagger.audio.downmix import _downmix, _zero_non_finite
 from tagger.audio.fileinfo import FFMPEG_MAX_RATE, AudioInfo
 from tagger.audio.lengths import _check_data_chunk, _check_shortfall
 from tagger.audio.losses import MAX_NON_FINITE, _check_channels, _check_lost_total
-from tagger.audio.mp3 import _check_mp3_cut, _mp3_tail
+from tagger.audio.mp3 import _check_mp3_cut, _check_mp3_stopped, _mp3_tail
 from tagger.audio.ogg import _check_ogg_end
 from tagger.audio.probe import info
 from tagger.audio.rawframes import _check_raw_damage, _check_raw_end
@@ -142,6 +142,7 @@ def stream(
             yield tail.astype(np.float32, copy=False)
     if not decoded:
         raise AudioReadError(p, "the file holds no audio samples")
+    _check_mp3_stopped(p, meta, decoded)
     _check_mp3_cut(p, meta, ends, decoded, notes)
     _check_shortfall(p, meta, decoded, notes, noted)
     _check_raw_damage(p, walk, notes, noted_raw, decoded / rate)
