@@ -161,7 +161,8 @@ class HasInstrumentQuery(FieldQuery[str]):
 
 UNWRITTEN = "instruments_unwritten"
 """The item attribute saying that its results are held by beets alone (given without being written into
-the file: ``-W``, ``import.write: no``, a read-only file or someone else's fields there): the hash of
+the file: ``-W``, ``import.write: no``, a read-only file or someone else's fields there, a write beets
+could not make): the hash of
 the file's audio bytes they were made from (`tagger.tags.audio_digest`); empty otherwise."""
 
 
@@ -365,7 +366,10 @@ class InstrumentsPlugin(BeetsPlugin):
             return problem, False
         done = rewrite_tags(database, res, lambda: give(unwritten=False) or item.try_write(tags={"instruments_scores": None}))
         if not done.written:
-            return done.problem, False  # (None: beets could not write it, and said why)
+            if done.problem is None:  # beets could not write it, and said why: the results are beets' alone
+                item[UNWRITTEN] = _audio_of(res.path)
+                item.store()
+            return done.problem, False
         if done.problem:
             self._log.warning("{}: {}", _named(item), shown(done.problem))
         return None, True

@@ -346,3 +346,33 @@ def test_beet_update_keeps_results_only_beets_holds_and_follows_the_files_tags_o
     _touched(bass)
     beet(lib, "update", "path:" + bass)
     assert not _item(lib, bass).get("instruments") and not _item(lib, bass).get("instruments_model")
+
+
+def test_results_beets_failed_to_write_are_kept_by_beet_update_as_unwritten_ones(beets_lib, monkeypatch, caplog):
+    """A write beets' try_write could not make (a full disk, an I/O error: beets logs 'error writing')
+    left the item marked as if its results were in the file: a later ``beet update`` of the file,
+    its tags edited by another program, read no INSTRUMENTS there and emptied them. They are marked
+    as beets' alone (`instruments_unwritten`), as those of ``-W``."""
+    import mediafile
+
+    lib, plugin, files = beets_lib
+    duo = files["duo.mp3"]
+    save = mediafile.MediaFile.save
+
+    def full_disk(mf, *args, **kwargs):
+        raise mediafile.UnreadableFileError(duo, "[Errno 28] No space left on device")
+
+    monkeypatch.setattr(mediafile.MediaFile, "save", full_disk)
+    beet(lib, "instruments", "-w", "path:" + duo)
+    monkeypatch.setattr(mediafile.MediaFile, "save", save)
+    assert any("No space left on device" in r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR)
+    assert tags.read_instruments(duo).tagged is False
+    item = _item(lib, duo)
+    assert item["instruments"] == "bass, flute" and item["instruments_unwritten"] == tags.audio_digest(duo)
+
+    mf = mediafile.MediaFile(duo)
+    mf.title = "Duo (edited elsewhere)"
+    mf.save()
+    _touched(duo)
+    beet(lib, "update", "path:" + duo)
+    assert (_item(lib, duo)["instruments"], _item(lib, duo)["instruments_model"]) == ("bass, flute", "fake-1")
