@@ -485,6 +485,43 @@ def test_the_length_of_a_matroska_file_is_that_of_the_stream_analysed(tmp_path):
         assert abs(len(audio.load(path)) / 16_000 - 6.0) < 0.05
 
 
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
+@pytest.mark.parametrize("gap", [2.0, 1.0])
+def test_a_gap_in_a_matroska_files_timestamps_comes_under_the_one_percent_rule(tmp_path, db, gap):
+    """A Matroska stream whose timestamps jump (frames a recording dropped, a damaged copy's lost
+    clusters): ffmpeg decodes what is there without a word, and an 8 s file missing 2 s after its
+    first 3 was analysed as a 6 s track, as if whole, what follows the gap 2 s early. Its timeline
+    (the stream's DURATION tag) is its length now: 2 s of 8 is refused, 1 s of 150 is a note, and a
+    stream that begins 0.5 s into a video's timeline is measured from there, whole."""
+    music = tmp_path / "music"
+    music.mkdir()
+    seconds = 8.0 if gap == 2.0 else 150.0
+    src = tmp_path / "src.wav"
+    sf.write(src, tone_signal([FLUTE], seconds=seconds - gap), 16_000)
+    path = music / "gap.mka"
+    ff = ["ffmpeg", "-nostdin", "-v", "error"]
+    subprocess.run([*ff, "-i", src, "-af", f"asetpts='if(gte(T,3),PTS+{gap}/TB,PTS)'", "-c:a", "flac", path], check=True)
+    assert abs(audio.info(path).duration - seconds) < 0.01
+    notes: list[str] = []
+    if gap == 2.0:
+        with pytest.raises(AudioReadError, match=r"its Matroska timestamps span 8\.0 s, of which the file holds 6\.0 s "
+                                                 r"\(gaps in its timeline: .*\); nothing stored, as a result would leave "
+                                                 r"2\.0 s out"):  # fmt: skip
+            list(audio.stream(path, notes=notes))
+    else:
+        assert abs(len(np.concatenate(list(audio.stream(path, notes=notes)))) / 16_000 - 149.0) < 0.01
+        assert notes == ["its Matroska timestamps span 150.0 s, of which the file holds 149.0 s (gaps in its timeline: "
+                         "frames a recording dropped, or a damaged copy lost): analysed without them (1.000 s of 150.0 s "
+                         "left out)"]  # fmt: skip
+    late = music / "late.mkv"
+    subprocess.run([*ff, "-f", "lavfi", "-i", "color=c=black:s=32x32:d=6.5", "-itsoffset", "0.5", "-i", src, "-map", "0:v",
+                    "-map", "1:a", "-c:v", "libvpx", "-c:a", "flac", late], check=True)  # fmt: skip
+    assert abs(audio.info(late).duration - (seconds - gap)) < 0.05
+    notes = []
+    assert abs(len(np.concatenate(list(audio.stream(late, notes=notes)))) / 16_000 - (seconds - gap)) < 0.05
+    assert notes == []
+
+
 def test_a_matroska_streams_length_is_read_from_its_tag_in_mkvmerges_spelling_too():
     """mkvmerge writes a stream's length as ``DURATION-eng`` (with the track's language), ffmpeg's
     muxer as ``DURATION``: only the latter was read, so such a file's length was unknown and one

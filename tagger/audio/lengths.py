@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 from tagger.audio.fileinfo import AudioInfo
-from tagger.audio.losses import _cut_short
+from tagger.audio.losses import _cut_short, _note_or_refuse
 from tagger.audio.mp3 import _mp3_end_intact, _mp3_length_declared
 from tagger.errors import AudioReadError
 
@@ -146,7 +146,12 @@ def _check_shortfall(path: Path, meta: AudioInfo, decoded: int, notes: list[str]
     `_note_or_refuse`'s rule now; an MP3 whose end is intact (`_mp3_end_intact`: an editor's cut
     whose header overstates) is analysed as what it holds, with a note. `noted`: the number of
     `notes` before decoding (one said already)."""
-    if not meta.duration or (meta.decoder, meta.format) not in EXACT_LENGTHS or len(notes or ()) > noted:
+    if not meta.duration or len(notes or ()) > noted:
+        return
+    if meta.decoder == "ffmpeg" and meta.demuxer == "matroska":
+        _check_timeline(path, meta, decoded, notes)
+        return
+    if (meta.decoder, meta.format) not in EXACT_LENGTHS:
         return
     lost = meta.duration - decoded / meta.decode_rate
     # (a VBRI header's frame count holds its own frame or not, as encoders go: one frame more allowed)
@@ -161,3 +166,22 @@ def _check_shortfall(path: Path, meta: AudioInfo, decoded: int, notes: list[str]
                          f"length in the header, analysed as the {meta.duration - lost:.1f} s it holds")  # fmt: skip
         return
     _cut_short(path, notes, lost=lost, holds=meta.duration - lost, duration=meta.duration)
+
+
+def _check_timeline(path: Path, meta: AudioInfo, decoded: int, notes: list[str] | None) -> None:
+    """A Matroska or WebM stream that decodes to less than the span of its timeline (its DURATION tag,
+    as ffmpeg's muxer and mkvmerge write it, or the segment's duration, from where the stream begins:
+    `_ffprobe_info`), by more than `SHORTFALL_SLACK`: gaps in its timestamps, frames a recording
+    dropped or a damaged copy lost, which ffmpeg passes over without a word (an 8 s file missing 2 s
+    in its middle was analysed as a 6 s track, what followed the gap 2 s early), under
+    `_note_or_refuse`'s rule. Encoders' files decode to within 20 ms of it (Opus, Vorbis, AAC, MP3,
+    AC-3, E-AC-3, FLAC, ALAC, WavPack, PCM)."""
+    lost = meta.duration - decoded / meta.decode_rate
+    if lost <= SHORTFALL_SLACK:
+        return
+    holds = meta.duration - lost
+    span = f"its Matroska timestamps span {meta.duration:.1f} s, of which the file holds {holds:.1f} s"
+    why = "gaps in its timeline: frames a recording dropped, or a damaged copy lost"
+    _note_or_refuse(path, notes, lost=lost, duration=meta.duration, whole=True,
+                    note=f"{span} ({why}): analysed without them ({lost:.3f} s of {meta.duration:.1f} s left out)",
+                    refusal=f"{span} ({why}); nothing stored, as a result would leave {lost:.1f} s out")

@@ -150,6 +150,11 @@ def _ffprobe_info(path: Path) -> AudioInfo:
     others = [t for t in meta.get("streams", []) if t is not s and not (t.get("disposition") or {}).get("attached_pic")]
     if duration is None and not others:  # (the file's length is its stream's; a cover picture has none)
         duration = _seconds(meta.get("format", {}).get("duration"))
+    start = _seconds(s.get("start_time"))
+    if duration and start and demuxer.startswith("matroska") and start < duration:
+        # (a Matroska stream's DURATION tag, and the segment's duration, end its timeline, which begins
+        # at 0: a video's audio begun 0.5 s in holds 0.5 s less, against which gaps are found)
+        duration -= start
     if duration is None and demuxer.split(",")[0] == "shn":
         duration = _shorten_seconds(path)
     return AudioInfo(str(path), str(s.get("codec_name", "unknown")), rate, channels, duration, "ffmpeg",
