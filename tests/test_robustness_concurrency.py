@@ -503,10 +503,10 @@ def library_url(request, tmp_path):
 
 def test_the_plans_audio_digest_reads_hold_no_write_lock(tmp_path, monkeypatch):
     """The plan reads the audio digest of new files when tracks are gone (a move with new tags,
-    `tagger.library.plan.moved_with_new_tags`): reads of a whole file each, held by no write of the
+    `tagger.library.matches.moved_with_new_tags`): reads of a whole file each, held by no write of the
     plan before them (a touched file's), so `tagger tag` beside the scan writes meanwhile."""
     from tagger.db import engine as E
-    from tagger.library import plan
+    from tagger.library import matches
     from tagger.tags import tag_from_database
 
     music = tmp_path / "music"
@@ -519,14 +519,14 @@ def test_the_plans_audio_digest_reads_hold_no_write_lock(tmp_path, monkeypatch):
     files[1].unlink()  # gone
     write_audio(music / "c_new.flac", tone_signal([FREQ["flute"]], seconds=3.0))  # new: its digest is read
     inside, go = threading.Event(), threading.Event()
-    real = plan._audio_digest_or_none
+    real = matches._audio_digest_or_none
 
     def paused(path):
         inside.set()
         assert go.wait(60)
         return real(path)
 
-    monkeypatch.setattr(plan, "_audio_digest_or_none", paused)
+    monkeypatch.setattr(matches, "_audio_digest_or_none", paused)
     monkeypatch.setattr(E, "BUSY_TIMEOUT_S", 0.5)
     done: dict = {}
 

@@ -1,6 +1,6 @@
 """A file whose tags another program rewrote (Picard, beets, kid3, foobar2000 retagging a library; a
 backup from before tagger tagged it put back): the same audio, so the next scan keeps its results
-without analysing it again (`tagger.library.plan.only_tags_changed`), keeps the other program's tags
+without analysing it again (`tagger.library.matches.only_tags_changed`), keeps the other program's tags
 and writes tagger's fields back where they were removed. Any doubt (other audio, a format without an
 audio digest, a track stored before revision 0010) is an analysis, as before."""
 
@@ -560,11 +560,11 @@ def test_a_gone_track_without_an_audio_digest_is_no_move(tmp_path, db):
 def test_new_files_are_read_for_an_audio_digest_only_when_a_gone_track_could_be_theirs(tmp_path, db, monkeypatch):
     """No gone track (a first scan, files added), or none named like the new file: no digest read in
     the plan."""
-    from tagger.library import plan
+    from tagger.library import matches
 
     reads = []
-    real = plan._audio_digest_or_none
-    monkeypatch.setattr(plan, "_audio_digest_or_none", lambda path: reads.append(path) or real(path))
+    real = matches._audio_digest_or_none
+    monkeypatch.setattr(matches, "_audio_digest_or_none", lambda path: reads.append(path) or real(path))
     music = tmp_path / "music"
     a = write_audio(music / "a.flac", tone_signal([110.0], seconds=3.0))
     scan([music], db=db, analyser=FakeAnalyser(), jobs=0)

@@ -23,7 +23,8 @@ from tagger.db import models as M
 from tagger.db.queries import StoredResults
 from tagger.db.session import Database
 from tagger.errors import TaggerError
-from tagger.library.plan import file_identity, storable
+from tagger.library.matches import file_identity
+from tagger.library.plan import storable
 from tagger.paths import absolute, check_filesystem_encoding, check_working_folder
 from tagger.library.scan import Analyser, ScanSummary, scan
 

@@ -72,7 +72,7 @@ def _only_tags_changed(path, real: str, st: os.stat_result, stored: str | None, 
     as ``st``), which the checks above found changed since it was analysed (``refusal``), when it is
     ``stored``, the digest of the file analysed: only its tags changed (`tagger untag`, `tag
     --from-json`, another program's tag edit), as the scan tells it
-    (`tagger.library.plan.only_tags_changed`). Raises ``refusal`` where
+    (`tagger.library.matches.only_tags_changed`). Raises ``refusal`` where
     that cannot be told (no stored digest: a track analysed before revision 0010, or a format without
     it; a file whose digest cannot be read now) or the audio is other; `TagWriteError` when the file
     changed while it was read (another stat than ``st`` after it: the digest is of no known file) or
