@@ -60,8 +60,7 @@ def _one_file(other: str, st: os.stat_result) -> bool:
         o = os.stat(other)
     except OSError:
         return False
-    return ((o.st_dev, o.st_ino, o.st_size, o.st_mtime_ns, o.st_ctime_ns)
-            == (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))  # fmt: skip
+    return file_identity(o) == file_identity(st)
 
 
 def origin(path: str, gone: list[M.Track], *, digest) -> M.Track | None:

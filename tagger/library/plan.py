@@ -41,6 +41,7 @@ from tagger.library.matches import (
     _one_file,
     _same_bytes,
     copied_from,
+    file_identity,
     gone_digests,
     moved_with_new_tags,
     only_tags_changed,
@@ -102,7 +103,7 @@ class ContentHashes:
         read (its analysis reports it)."""
         if st.st_nlink < 2:
             return _content_hash_or_none(path)
-        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        key = file_identity(st)
         if key not in self._hashes:
             self._hashes[key] = _content_hash_or_none(path)
         return self._hashes[key]
