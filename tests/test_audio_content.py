@@ -167,6 +167,34 @@ def test_mp3_files_joined_of_mono_and_stereo_frames_are_analysed_whole(tmp_path,
 
 
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
+@pytest.mark.parametrize("change", ["rate", "channels"])
+def test_mp2_files_joined_of_two_rates_or_of_mono_and_stereo_are_analysed_whole(tmp_path, db, change):
+    """MPEG layer II (MP2, of broadcast recordings), which libsndfile decodes as MP3: files joined
+    of 44.1 then 48 kHz frames, or of mono then stereo, were decoded by libsndfile, which stopped at
+    the change without a word (the flute's 6 s of a 16 s file stored as the track), as MP3s did
+    before their frames' rates and modes were compared: the frame headers read were of layer III
+    only. A single MP2 stays libsndfile's."""
+    music = tmp_path / "music"
+    music.mkdir()
+    second_rate = 48_000 if change == "rate" else 44_100
+    bass = tone_signal([BASS], seconds=10.0, sr=second_rate)
+    if change == "channels":
+        bass = np.stack([bass, bass], axis=1)
+    first = _mp3(tmp_path / "a.mp2", tone_signal([FLUTE], seconds=6.0, sr=44_100), 44_100, "-c:a", "mp2", "-b:a", "192k")
+    second = _mp3(tmp_path / "b.mp2", bass, second_rate, "-c:a", "mp2", "-b:a", "192k")
+    path = music / "joined.mp2"
+    path.write_bytes(first + second)
+    got = audio.load(path)
+    assert abs(len(got) / 16_000 - 16.0) < 0.1
+    spectrum = np.abs(np.fft.rfft(got[-64_000:]))
+    assert np.argmax(spectrum) * 16_000 / 64_000 == pytest.approx(BASS, abs=1.0)
+    summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert summary.failed == 0, summary.errors
+    assert track_instruments(db) == {str(path): ["bass", "flute"]}
+    assert audio.info(tmp_path / "a.mp2").decoder == "soundfile"
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
 @pytest.mark.parametrize("vbr", [False, True])
 def test_an_mp3_whose_xing_header_declares_too_few_frames_is_analysed_whole(tmp_path, db, vbr):
     """A Xing/Info header whose frame count is half what the bytes it declares hold (an editor or

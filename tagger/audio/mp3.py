@@ -16,21 +16,28 @@ from tagger.containers import id3v2_length
 from tagger.errors import AudioReadError
 
 
-_MP3_KBPS = ((0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),  # MPEG 2 and 2.5, layer III
+_MP3_KBPS = ((0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),  # MPEG 2 and 2.5, layers II and III
              (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320))  # MPEG 1, layer III
+_MP2_KBPS = (0, 32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384)  # MPEG 1, layer II
 _MP3_RATES = {0: (11025, 12000, 8000), 2: (22050, 24000, 16000), 3: (44100, 48000, 32000)}
 
 
 def _mp3_frame(data: bytes, i: int) -> tuple[int, int, int] | None:
-    """(bit rate in kbps, length in bytes, sample rate in Hz) of the MPEG layer III frame whose
-    header begins at ``data[i]``; None where none does."""
+    """(bit rate in kbps, length in bytes, sample rate in Hz) of the MPEG layer III or layer II frame
+    (MP2, which libsndfile decodes as MP3: broadcast recordings) whose header begins at ``data[i]``;
+    None where none does. Layer II was not read: MP2 files joined of two sample rates, or of mono
+    and stereo frames, went to libsndfile, which stopped at the change without a word (3.0 s of 6.0)."""
     if i + 4 > len(data):
         return None
     h = int.from_bytes(data[i : i + 4], "big")
     version, layer, index, rate = (h >> 19) & 3, (h >> 17) & 3, (h >> 12) & 15, (h >> 10) & 3
-    if h >> 21 != 0x7FF or version == 1 or layer != 1 or index in (0, 15) or rate == 3:
+    if h >> 21 != 0x7FF or version == 1 or layer not in (1, 2) or index in (0, 15) or rate == 3:
         return None
-    kbps, hz = _MP3_KBPS[version == 3][index], _MP3_RATES[version][rate]
+    hz = _MP3_RATES[version][rate]
+    if layer == 2:  # (1152 samples a frame in every version)
+        kbps = _MP2_KBPS[index] if version == 3 else _MP3_KBPS[0][index]
+        return kbps, 144 * kbps * 1000 // hz + ((h >> 9) & 1), hz
+    kbps = _MP3_KBPS[version == 3][index]
     return kbps, (144 if version == 3 else 72) * kbps * 1000 // hz + ((h >> 9) & 1), hz
 
 
@@ -296,8 +303,9 @@ class _Mp3Tail:
     """That frame's length in bytes (0 where even its header is cut)."""
 
 
-MP3_MAX_FRAME = 1441
-"""The longest MPEG layer III frame in bytes (320 kbps at 32 kHz, padded; 160 kbps at 8 kHz)."""
+MP3_MAX_FRAME = 1729
+"""The longest MPEG frame in bytes: layer II at 384 kbps and 32 kHz, padded (layer III: 1441, 320 kbps
+at 32 kHz, 160 kbps at 8 kHz)."""
 
 
 def _mp3_tail(path: Path) -> _Mp3Tail | None:

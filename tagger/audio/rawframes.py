@@ -390,7 +390,7 @@ def _raw_demuxer(path: Path) -> str | None:
 def _raw_not_mp3(path: Path) -> str | None:
     """The ffmpeg demuxer of the raw frame stream (`RAW_FRAMES`) that the name of a file libsndfile
     takes for an MP3 names, where that stream's frames, walked from its start (`_frame_walk`), cover
-    more of it than MPEG layer III frames followed from the first do (`_mp3_layout`): a raw AAC
+    more of it than MPEG layer III (or II) frames followed from the first do (`_mp3_layout`): a raw AAC
     (ADTS) whose first frame's layer bits are damaged begins with an MP3 frame's header for
     libsndfile, which decoded 0.02 s of its 6 s and stopped, without a word. None where the name
     names no raw stream or the MP3's frames cover more (an MP3 named ``.aac``)."""
