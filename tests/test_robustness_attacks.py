@@ -9,6 +9,7 @@ frames a tag write used to rename or drop are in `test_tags_id3_versions.py`."""
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import threading
 
@@ -537,6 +538,40 @@ def test_a_chained_ogg_file_is_analysed_whole_not_its_first_stream(tmp_path, ext
     assert audio.info(parts[1]).decoder == "soundfile"  # one stream: libsndfile, as before
     assert audio.info(chained).decoder == "ffmpeg"
     assert abs(len(audio.load(chained)) / 16_000 - 13.0) < 0.1  # both streams (libsndfile stopped after 1 s)
+
+
+@pytest.mark.parametrize("codecs", [("libvorbis", "libopus", "libvorbis"), ("libopus", "libvorbis"), ("libvorbis", "flac")])
+def test_a_chained_ogg_file_of_two_codecs_is_an_error_not_its_first_part(tmp_path, db, codecs):
+    """A chained Ogg whose streams change codec (Vorbis, then Opus): ffmpeg 5.1 stops where the codec
+    changes without a word, and 3 s of a 9 s file were analysed and stored as the whole track; it is
+    an error naming the codecs now. A chain of one codec is still decoded whole."""
+    import subprocess
+
+    from tagger import audio
+    from tagger.errors import AudioReadError
+    from tagger.library.scan import scan
+
+    music = tmp_path / "music"
+    music.mkdir()
+    data = b""
+    for i, codec in enumerate(codecs):
+        part = tmp_path / f"part{i}.ogg"
+        subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i", f"sine=f={440 * (i + 1)}:d=3:r=48000",
+                        "-c:a", codec, str(part)], check=True)  # fmt: skip
+        data += part.read_bytes()
+    chained = music / "chained.ogg"
+    chained.write_bytes(data)
+    names = {"libvorbis": "Vorbis", "libopus": "Opus", "flac": "FLAC"}
+    says = f"a chained Ogg file of streams of different codecs ({names[codecs[0]]}, then {names[codecs[1]]}): "
+    with pytest.raises(AudioReadError, match=re.escape(says)):
+        audio.info(chained)
+    summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert summary.failed == 1 and says in str(summary.errors)
+    again, one = tmp_path / "again.ogg", tmp_path / "one.ogg"  # (of its own serial number: a chain of one codec)
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i", "sine=f=330:d=3:r=48000", "-c:a", codecs[0],
+                    str(again)], check=True)  # fmt: skip
+    one.write_bytes((tmp_path / "part0.ogg").read_bytes() + again.read_bytes())
+    assert abs(len(audio.load(one)) / 16_000 - 6.0) < 0.1
 
 
 def test_an_unknown_family_in_a_prediction_row_is_named_by_file_and_line(tmp_path):

@@ -18,12 +18,13 @@ from tagger.errors import AudioReadError
 from tagger.hashing import ogg_page_intact
 
 
-def _chained_ogg(path: Path) -> bool:
-    """An Ogg file of several streams one after the other (a "chained" file: two recordings joined,
-    an internet radio capture): a stream begins after another's pages. libsndfile decodes only the
-    first; ffmpeg decodes them all (`_ogg_walk`)."""
+def _chained_ogg(path: Path) -> tuple[str, ...]:
+    """Whether an Ogg file is of several streams one after the other (a "chained" file: two recordings
+    joined, an internet radio capture): a stream begins after another's pages. libsndfile decodes
+    only the first; ffmpeg decodes them all where they are of one codec (`_ogg_walk`). The codecs of
+    its audio streams in the order they begin (`_OggWalk.codecs`); () where it is not chained."""
     walk = _ogg_walk(path)
-    return walk is not None and walk.chained
+    return walk.codecs if walk is not None and walk.chained else ()
 
 
 @dataclass
@@ -113,6 +114,9 @@ class _OggWalk:
     """Whether the file ends inside a page (its header or its body)."""
     gaps: _OggGaps
     """The pages missing from its middle."""
+    codecs: tuple[str, ...] = ()
+    """The codec of each of its audio streams (`_OggStream.codec`), in the order they begin: a
+    chained file's, link after link."""
 
 
 def _ogg_codec(packet: bytes) -> tuple[str, int]:
@@ -294,6 +298,7 @@ def _ogg_walk(path: Path) -> _OggWalk | None:
     link = 0
     gaps = _OggGaps()
     final = None  # (the last whole page of a stream read)
+    begun: list[str] = []  # (the codecs of the audio streams, as they begin)
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
@@ -307,19 +312,20 @@ def _ogg_walk(path: Path) -> _OggWalk | None:
                         first = f.read(min(page.length - page.header, 80))
                         streams.pop(page.serial, None)  # (a serial number used again, by the next link)
                         codec, rate = _ogg_codec(first)
+                        begun += [codec] if codec else []
                         skip = int.from_bytes(first[10:12], "little") if codec == "opus" and len(first) >= 12 else 0
                         streams[page.serial] = _OggStream(codec, rate, last=number, skip=skip,
                                                           heads=_ogg_heads(codec, first), header=first)  # fmt: skip
                     seen_data = seen_data or not page.first
                     cut = (page.serial, page.granule, page.flags)
                     if not page.whole or page.end > size:
-                        return _OggWalk(chained, link, streams, cut if page.whole else None, True, gaps)
+                        return _OggWalk(chained, link, streams, cut if page.whole else None, True, gaps, tuple(begun))
                     stream = streams.get(page.serial)
                     if stream is not None:
                         if page.last:
                             f.seek(page.offset)
                             if not ogg_page_intact(f.read(page.length)):  # (a page cut, and bytes appended after it)
-                                return _OggWalk(chained, link, streams, cut, True, gaps)
+                                return _OggWalk(chained, link, streams, cut, True, gaps, tuple(begun))
                         _count_gap(gaps, stream, page, f)
                         stream.granule = page.granule if page.granule != -1 else stream.granule
                         stream.ended, stream.last = page.last, number
@@ -331,18 +337,18 @@ def _ogg_walk(path: Path) -> _OggWalk | None:
                 f.seek(pos)
                 head = f.read(27)
                 if len(head) < 27 and b"OggS"[: len(head)] == head[:4] and head[4:5] in (b"", b"\0"):
-                    return _OggWalk(chained, link, streams, None, True, gaps) if streams else None
+                    return _OggWalk(chained, link, streams, None, True, gaps, tuple(begun)) if streams else None
                 pos = _next_ogg_page(f, pos + 1, size) if len(head) == 27 else -1  # (not a page where one must
                 if pos < 0:  # begin: damage, or junk after the last page)
                     break
             # (its last page, whole by its length, not of a right checksum: cut inside, bytes appended after)
             if final is not None and not final.last:
                 f.seek(final.offset)
-                return _OggWalk(chained, link, streams, None, not ogg_page_intact(f.read(final.length)), gaps) \
+                return _OggWalk(chained, link, streams, None, not ogg_page_intact(f.read(final.length)), gaps, tuple(begun)) \
                     if streams else None  # fmt: skip
     except OSError:
         return None
-    return _OggWalk(chained, link, streams, None, False, gaps) if streams else None
+    return _OggWalk(chained, link, streams, None, False, gaps, tuple(begun)) if streams else None
 
 
 def _count_gap(gaps: _OggGaps, stream: _OggStream, page, f) -> None:

@@ -363,6 +363,10 @@ def _aac_channels(path: Path) -> int | None:
     return config if 1 <= config <= 6 else 8 if config == 7 else None
 
 
+OGG_CODEC_NAMES = {"vorbis": "Vorbis", "opus": "Opus", "flac": "FLAC", "speex": "Speex"}
+"""The codecs of an Ogg stream (`tagger.audio.ogg._ogg_codec`) as an error names them."""
+
+
 def info(path: str | os.PathLike) -> AudioInfo:
     """Describe an audio file without decoding it; raises `AudioReadError`."""
     p = Path(path)
@@ -371,13 +375,20 @@ def info(path: str | os.PathLike) -> AudioInfo:
     # A chained Ogg and a VBR MP3 without a length header are decoded whole by ffmpeg only: without
     # it (not on $PATH), libsndfile gave the first stream, or the first 24 s of a 60 s MP3, stored
     # as the whole track (a wrong answer); they are the machine's error now, retried by the next scan.
-    if meta is not None and meta.format == "OGG" and _chained_ogg(p):
+    chain = _chained_ogg(p) if meta is not None and meta.format == "OGG" else ()
+    if chain:
         if not ffmpeg_available():
             raise MissingToolError(p, "a chained Ogg file (streams one after another): libsndfile decodes only the "
                                       f"first, and ffmpeg, which decodes them all, is not installed; {INSTALL_FFMPEG}")  # fmt: skip
         # Decoded whole by ffmpeg, not its first stream alone; ffprobe gives the length of its last
         # stream, not of the whole: unknown.
         meta = replace(_ffprobe_info(p), duration=None)
+        kinds = list(dict.fromkeys(chain))
+        if len(kinds) > 1:  # (ffmpeg 5.1 decoded a Vorbis then Opus file's first 3 s of 6, without a word)
+            names = ", then ".join(OGG_CODEC_NAMES.get(k, k) for k in kinds)
+            raise AudioReadError(p, f"a chained Ogg file of streams of different codecs ({names}): ffmpeg stops "
+                                    "where the codec changes, and libsndfile decodes the first stream alone; not "
+                                    "analysed, as a result would leave the others out")  # fmt: skip
     raw = _raw_not_mp3(p) if meta is not None and meta.format == "MP3" else None
     if raw:
         if not ffmpeg_available():
