@@ -7,7 +7,7 @@ model version. Drawn with matplotlib's Agg canvas (no display); PNG or SVG by th
 extension.
 
 `Timeline` is what is drawn; `from_result` builds it from a fresh analysis (`tagger predict`),
-`tagger.db.queries.track_timeline` from the library database (`tagger show`).
+`tagger.db.detail.track_timeline` from the library database (`tagger show`).
 """
 
 from __future__ import annotations

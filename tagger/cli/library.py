@@ -400,7 +400,7 @@ def query(
     db: str = typer.Option(None, "--db", help=DB_HELP),
 ) -> None:
     """List the analysed tracks matching every condition."""
-    from tagger.db.queries import scored_families, stream_tracks
+    from tagger.db.listing import scored_families, stream_tracks
     from tagger.errors import UserError
     from tagger.library.report import FORMAT_OF_SUFFIX, QUERY_FORMATS, SHOWN, iter_rendered, left_out, table_widths
 
@@ -467,7 +467,7 @@ def show(
     db: str = typer.Option(None, "--db", help=DB_HELP),
 ) -> None:
     """One track: per family presence, score, coverage and the time ranges where it plays."""
-    from tagger.db.queries import track_detail, track_timeline
+    from tagger.db.detail import track_detail, track_timeline
     from tagger.library.report import render_detail
 
     if plot is not None:

@@ -74,7 +74,7 @@ def as_clause(piece: Sql):
 class Reader:
     """Runs `Sql` on one connection: ``dialect`` (``"sqlite"``, ``"postgresql"``), `rows` (every
     row, each with its columns as attributes) and `partitions` (the rows `batch` at a time, from one
-    statement: how a query reads a database other than SQLite, `tagger.db.queries._pages`)."""
+    statement: how a query reads a database other than SQLite, `tagger.db.listing._pages`)."""
 
     dialect: str
 

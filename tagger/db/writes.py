@@ -14,7 +14,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from tagger.db import models as M
-from tagger.db.queries import StoredResults
+from tagger.db.listing import StoredResults
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from tagger.db import models as M
-from tagger.db.queries import StoredResults
+from tagger.db.listing import StoredResults
 from tagger.db.session import Database
 from tagger.errors import TaggerError
 from tagger.library.matches import file_identity

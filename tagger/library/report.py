@@ -18,7 +18,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from json.encoder import encode_basestring_ascii as _json_str
 
 from tagger.constants import SILENCE_DBFS
-from tagger.db.queries import TrackDetail, TrackSummary
+from tagger.db.detail import TrackDetail
+from tagger.db.listing import TrackSummary
 from tagger.display import named, named_failed, padded, shown, width
 
 QUERY_FORMATS = ("table", "json", "csv", "paths", "paths0", "m3u")
@@ -28,7 +29,7 @@ FORMAT_OF_SUFFIX = {".m3u": "m3u", ".m3u8": "m3u", ".csv": "csv", ".json": "json
 SHOWN = {"table": ("instruments",), "json": ("instruments", "scores"), "csv": ("instruments", "scores"), "paths": (),
          "paths0": (), "m3u": ()}  # fmt: skip
 """What of a track's detections each of `QUERY_FORMATS` shows: the query reads those only
-(`tagger.db.queries.stream_tracks`: a table's present families are a third of the rows, a list of
+(`tagger.db.listing.stream_tracks`: a table's present families are a third of the rows, a list of
 paths needs none)."""
 
 log = logging.getLogger(__name__)
@@ -81,8 +82,8 @@ def iter_rendered(tracks: Iterable[TrackSummary], *, fmt: str, batch: int = STRE
     a library of any size is written without its whole text, nor for JSON a dict per track, held
     at once (the JSON of 100,000 tracks, 46 MB, took 400 MB built in one piece). `tracks` is gone
     through once, as the pieces are asked for (an iterator such as
-    `tagger.db.queries.stream_tracks` is never held whole), except for a CSV without ``families``
-    (its score columns: `tagger.db.queries.scored_families`; else those of every track) and a
+    `tagger.db.listing.stream_tracks` is never held whole), except for a CSV without ``families``
+    (its score columns: `tagger.db.listing.scored_families`; else those of every track) and a
     table without ``widths`` (of its PATH and LENGTH columns: `table_widths`; else measured on
     every track). ``encoding``: that of the stream a table is printed on, where it is not UTF-8
     (`escaped_for`)."""

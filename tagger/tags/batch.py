@@ -24,7 +24,7 @@ from tagger.tags.rows import PredictionRow, is_name
 
 if TYPE_CHECKING:
     from tagger.db.filter import TrackFilter
-    from tagger.db.queries import StoredResults
+    from tagger.db.listing import StoredResults
 
 
 def find_audio_files(
@@ -440,13 +440,13 @@ def predictions_from_database(
     the size, mtime and fingerprint recorded at analysis (so a file changed since is refused), the
     families of the model that produced them and which stored results they are. Tracks without a
     model version are left out."""
-    from tagger.db import queries
     from tagger.db.filter import TrackFilter
+    from tagger.db.listing import tracks_to_tag
 
     if where is None:
         where = TrackFilter.of(has=has, lacks=lacks, paths=paths)
     return [
         Prediction(t.path, list(t.instruments), t.model_version, dict(t.scores), (t.size, t.mtime),
                    model_families(t.families), t.stored)  # fmt: skip
-        for t in queries.tracks_to_tag(session, where)
+        for t in tracks_to_tag(session, where)
     ]
