@@ -379,9 +379,9 @@ def test_cli_scan_with_a_real_model_on_the_cluster_equals_a_local_scan(cluster, 
     b.close()
 
     def inference_threads():
-        import tagger.library.distributed as D
+        import tagger.library.remote as R
 
-        (ensemble,) = [a for a in D._ANALYSERS.values() if a.version == "dask-random-1"]
+        (ensemble,) = [a for a in R._ANALYSERS.values() if a.version == "dask-random-1"]
         runner = ensemble._runner
         if ensemble.runtime == "onnxruntime":
             return ensemble.runtime, runner.session.get_session_options().intra_op_num_threads
@@ -433,22 +433,22 @@ def test_cli_unreachable_scheduler_is_one_error_line(template, tmp_path, monkeyp
 
 
 def test_worker_loads_the_model_once_and_reloads_a_replaced_one(monkeypatch):
-    import tagger.library.distributed as D
+    import tagger.library.remote as R
 
-    monkeypatch.setattr(D, "_ANALYSERS", {})
+    monkeypatch.setattr(R, "_ANALYSERS", {})
     loads = []
-    real = D._load_analyser
-    monkeypatch.setattr(D, "_load_analyser", lambda spec, worker=None: loads.append(spec) or real(spec, worker))
+    real = R._load_analyser
+    monkeypatch.setattr(R, "_load_analyser", lambda spec, worker=None: loads.append(spec) or real(spec, worker))
     spec = AnalyserSpec(kind="factory", factory="library_fakes:FakeAnalyser", expected_hash="hash-fake-1",
                         expected_version="fake-1")  # fmt: skip
-    first = D._worker_analyser(spec)
-    assert D._worker_analyser(spec) is first and len(loads) == 1  # cached per worker process
+    first = R._worker_analyser(spec)
+    assert R._worker_analyser(spec) is first and len(loads) == 1  # cached per worker process
     first._version = "fake-0"  # the cached model no longer is the client's (model folder replaced)
-    again = D._worker_analyser(spec)
+    again = R._worker_analyser(spec)
     assert again is not first and again.hash == "hash-fake-1" and len(loads) == 2
     other = AnalyserSpec(kind="factory", factory="library_fakes:FakeAnalyser", expected_hash="hash-v9", expected_version="v9")
-    assert D.worker_check(other)["ok"] is False and "v9" in D.worker_check(other)["error"]
-    result = D.analyse_remote("/nonexistent.wav", spec=other, config=None)
+    assert R.worker_check(other)["ok"] is False and "v9" in R.worker_check(other)["error"]
+    result = R.analyse_remote("/nonexistent.wav", spec=other, config=None)
     assert result.fatal is not None and "install the same models" in result.fatal
 
 

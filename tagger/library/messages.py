@@ -93,7 +93,7 @@ Message = Union[Started, Reading, FileInfo, Windows, Done, Failed]
 
 @dataclass(frozen=True, eq=False)
 class RemoteResult:
-    """One file analysed on a cluster worker (`tagger.library.distributed.analyse_remote`), model
+    """One file analysed on a cluster worker (`tagger.library.remote.analyse_remote`), model
     included: its window probabilities, or why it failed (``error``: this file; ``fatal``: this
     worker cannot analyse at all, e.g. another model, and the scan stops)."""
 

@@ -79,7 +79,7 @@ def _under(root: str, session):
 
 class RemoteBackend(Protocol):
     """Analyses files elsewhere (`tagger.library.distributed`): calls ``store(index, result)`` in the
-    calling thread for each finished file, ``result`` as `tagger.library.distributed.analyse_remote`
+    calling thread for each finished file, ``result`` as `tagger.library.remote.analyse_remote`
     returns it, and ``poll()`` (which raises `ScanInterrupted` on a stop signal) while it waits;
     a file whose analysis runs past ``file_timeout`` seconds (None: no limit) is stored as an error."""
 

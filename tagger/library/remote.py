@@ -1,0 +1,191 @@
+"""What a Dask cluster's worker runs for a scan (``tagger scan --backend dask``): the task per file
+(`analyse_remote`: decode, window, features and the model, its result returned as a value), the
+check before a scan (`worker_check`), what a worker process has done (`worker_stats`), and how a
+worker gets its analyser (`AnalyserSpec`, loaded once per process and refused where it is not the
+client's: `_worker_analyser`). The client that submits them is `tagger.library.distributed`.
+Nothing here imports dask, TensorFlow or the database at import time.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from tagger.errors import ModelError, TaggerError, UserError
+from tagger.library.analyse import AnalysisConfig, analyse_file
+from tagger.library.assemble import score_blocks
+from tagger.library.messages import Done, Failed, FileInfo, RemoteResult
+
+
+@dataclass(frozen=True)
+class AnalyserSpec:
+    """How a worker gets the analyser (picklable, small).
+
+    ``models``: `tagger.model.ensemble.Ensemble.load` of ``model_dir`` (None: the worker's default,
+    ``$TAGGER_MODELS`` or the shipped models). ``factory``: ``"package.module:callable"`` called
+    with ``kwargs`` (any object with the `tagger.library.scan.Analyser` interface; used by tests).
+    ``expected_hash`` / ``expected_version``: what the client's analyser reports; a worker whose
+    analyser differs refuses to work, as does one whose tagger is not ``expected_tagger``.
+    """
+
+    kind: str = "models"
+    model_dir: str | None = None
+    families: tuple[str, ...] | None = None
+    factory: str | None = None
+    kwargs: tuple = ()
+    expected_hash: str | None = None
+    expected_version: str | None = None
+    expected_tagger: str | None = None
+    """The client's tagger version: a worker running another refuses (its decoding, features or
+    aggregation inputs may differ from the client's, and would mix into one database)."""
+
+    def key(self) -> tuple:
+        return (self.kind, self.model_dir, self.families, self.factory, self.kwargs)
+
+
+_ANALYSERS: dict[tuple, object] = {}
+_LOCK = threading.Lock()
+_FILES = [0]
+"""Files this worker process has analysed (`worker_stats`)."""
+
+
+def _limit_inference_threads(worker=None) -> int | None:
+    """Size the model's thread pools (ONNX Runtime or TensorFlow) to this Dask worker's threads
+    (``--nthreads``), not to all the machine's cores: with one worker process per core they would
+    otherwise oversubscribe it. Variables the user set are left alone. `worker`: the Dask worker
+    (found from a task's context when None). Returns the size, or None when not in a worker."""
+    try:
+        if worker is None:
+            from distributed import get_worker
+
+            worker = get_worker()
+        n = int(worker.state.nthreads)
+    except Exception:  # not inside a Dask worker
+        return None
+    from tagger.model.backends import limit_threads
+
+    limit_threads(n)
+    return n
+
+
+def _load_analyser(spec: AnalyserSpec, worker=None):
+    if spec.kind == "models":
+        from tagger.model.backends import quiet_tensorflow
+
+        quiet_tensorflow()
+        _limit_inference_threads(worker)
+        from tagger.model.ensemble import Ensemble
+
+        return Ensemble.load(spec.model_dir, families=spec.families)
+    if spec.kind == "factory" and spec.factory:
+        module, _, name = spec.factory.partition(":")
+        obj = importlib.import_module(module)
+        for part in name.split("."):
+            obj = getattr(obj, part)
+        return obj(**dict(spec.kwargs))
+    raise UserError(f"unknown analyser spec {spec!r}")
+
+
+def _check_tagger(spec: AnalyserSpec) -> None:
+    """Raise `UserError` when this worker runs another tagger version than the client's."""
+    from tagger import __version__
+
+    if spec.expected_tagger is not None and __version__ != spec.expected_tagger:
+        raise UserError(f"the worker runs tagger {__version__}, the client {spec.expected_tagger}: install the same "
+                        "tagger version on every machine")  # fmt: skip
+
+
+def _worker_analyser(spec: AnalyserSpec, worker=None):
+    """The worker process's analyser for `spec` (loaded once); raises `ModelError` on a mismatch
+    (and `UserError` when the worker runs another tagger version)."""
+    _check_tagger(spec)
+    with _LOCK:
+        analyser = _ANALYSERS.get(spec.key())
+        if analyser is not None and spec.expected_hash is not None and analyser.hash != spec.expected_hash:
+            analyser = None  # the model folder may have been replaced since: load it again
+        if analyser is None:
+            analyser = _ANALYSERS[spec.key()] = _load_analyser(spec, worker)
+    if spec.expected_hash is not None and analyser.hash != spec.expected_hash:
+        raise ModelError(
+            spec.model_dir or "(worker default models)",
+            f"the worker's model is {analyser.version} with manifest hash {analyser.hash[:16]}..., the client's is "
+            f"{spec.expected_version} with {spec.expected_hash[:16]}...: install the same models on every machine",
+        )
+    return analyser
+
+
+def worker_check(spec: AnalyserSpec, sample_path: str | None = None, dask_worker=None) -> dict:
+    """Run on every worker before a scan (as a task, or by ``client.run``, which passes
+    `dask_worker`): load the analyser and report what it is (or why not); with `sample_path`, also
+    check that the worker sees that file (shared storage)."""
+    try:
+        a = _worker_analyser(spec, dask_worker)
+    except (TaggerError, ImportError, OSError) as exc:
+        return {"ok": False, "error": str(exc), "pid": os.getpid()}
+    if sample_path is not None and not os.access(sample_path, os.R_OK):
+        return {"ok": False, "pid": os.getpid(), "error": f"cannot read {sample_path} (mount the library at the same "
+                "path on every worker machine, readable by the worker)"}  # fmt: skip
+    return {"ok": True, "version": a.version, "hash": a.hash, "pid": os.getpid()}
+
+
+def worker_stats() -> dict:
+    """What this worker process has done: ``{"pid", "files"}`` (``client.run(worker_stats)``)."""
+    return {"pid": os.getpid(), "files": _FILES[0]}
+
+
+def analyse_remote(path: str, *, spec: AnalyserSpec, config: AnalysisConfig, predict_batch: int = 64) -> RemoteResult:
+    """One file, start to finish, on a worker: the task a scan submits.
+
+    Returns a `RemoteResult`: the window probabilities (zeros for silent windows), the sample
+    count and the per-stage ``stats``; or its ``error`` for a file that cannot be analysed; or
+    ``fatal`` when this worker cannot analyse at all (model missing or another model): the client
+    then stops the scan. The scores are assembled into a track result by the client
+    (`tagger.library.assemble.TrackAssembler`), as for a local scan.
+    """
+    try:
+        analyser = _worker_analyser(spec)
+    except (TaggerError, ImportError, OSError) as exc:
+        return RemoteResult(path, fatal=f"worker {os.getpid()}: {exc}")
+    _FILES[0] += 1
+    n_fam = len(analyser.families)
+    meta: dict = {}
+    starts, silent, probs = [], [], []
+    inference = [0.0]
+
+    def predict(feats: np.ndarray) -> np.ndarray:
+        t = time.perf_counter()
+        out = np.asarray(analyser.predict_features(feats), dtype=np.float32).reshape(len(feats), n_fam)
+        inference[0] += time.perf_counter() - t
+        return out
+
+    def on_block(msg, active) -> None:
+        nonlocal meta
+        if isinstance(msg, FileInfo):
+            meta = msg.meta
+            return
+        s = np.asarray(msg.silent, dtype=bool)
+        full = np.zeros((len(s), n_fam), dtype=np.float32)
+        if active is not None:
+            full[~s] = active
+        starts.append(np.asarray(msg.starts, dtype=np.int64))
+        silent.append(s)
+        probs.append(full)
+
+    end = score_blocks(analyse_file(0, path, config=config), predict, batch=predict_batch, on_block=on_block)
+    if isinstance(end, Failed):
+        return RemoteResult(path, meta=meta, error=str(end.reason), unreadable=end.unreadable)
+    if not isinstance(end, Done):
+        return RemoteResult(path, meta=meta, error="the analysis ended without a result")
+    stats = dict(end.stats or {})
+    stats["seconds"] = {**(stats.get("seconds") or {}), "inference": inference[0]}
+    return RemoteResult(
+        path, meta=meta, samples=int(end.samples), stats=stats, note=end.note,
+        starts=np.concatenate(starts) if starts else np.zeros(0, dtype=np.int64),
+        silent=np.concatenate(silent) if silent else np.zeros(0, dtype=bool),
+        probs=np.concatenate(probs) if probs else np.zeros((0, n_fam), dtype=np.float32),
+    )  # fmt: skip
