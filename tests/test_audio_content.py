@@ -167,6 +167,27 @@ def test_mp3_files_joined_of_mono_and_stereo_frames_are_analysed_whole(tmp_path,
 
 
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
+def test_mp3_files_joined_with_a_short_part_of_another_rate_between_the_probes_are_analysed_whole(tmp_path):
+    """Nine CBR MP3s without a length header joined, the fifth 0.5 s at 48 kHz between two of the 8
+    places whose frames are compared: libsndfile stopped there, and 42.6 s of an 83.5 s file were
+    analysed as the whole track, the bass after it never heard, without a word. The frames of an
+    MP3 without a length header are followed to its end now (30 ms for 10 minutes), and such a file
+    goes to ffmpeg, decoded to its end."""
+    parts = []
+    for k, (freq, seconds, sr) in enumerate([(FLUTE, 10.0, 44_100)] * 3 + [(FLUTE, 12.5, 44_100), (STRING, 0.5, 48_000)]
+                                            + [(BASS, 10.0, 44_100)] * 4):  # fmt: skip
+        parts.append(_mp3(tmp_path / f"p{k}.mp3", tone_signal([freq], seconds=seconds, sr=sr), sr, "-write_xing", "0",
+                          "-id3v2_version", "0"))  # fmt: skip
+    path = tmp_path / "joined.mp3"
+    path.write_bytes(b"".join(parts))
+    got = audio.load(path)
+    assert abs(len(got) / 16_000 - 83.0) < 0.3
+    spectrum = np.abs(np.fft.rfft(got[-64_000:]))
+    assert np.argmax(spectrum) * 16_000 / 64_000 == pytest.approx(BASS, abs=1.0)
+    assert audio.info(tmp_path / "p8.mp3").decoder == "soundfile"  # (a part alone: one rate)
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
 @pytest.mark.parametrize("change", ["rate", "channels"])
 def test_mp2_files_joined_of_two_rates_or_of_mono_and_stereo_are_analysed_whole(tmp_path, db, change):
     """MPEG layer II (MP2, of broadcast recordings), which libsndfile decodes as MP3: files joined

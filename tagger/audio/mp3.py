@@ -130,23 +130,38 @@ def _mp3_decoded_in_part(path: Path, probes: int = 8) -> str | None:
                     declared = _declared_bytes(frame)
                     if declared is not None and _frames_after(f, start + i + declared):
                         return "MP3 files joined one after another (its first header declares the length of the first only)"
-                elif hz != first[1]:
-                    return f"MP3 files joined one after another (frames of {hz} Hz after frames of {first[1]} Hz)"
-                elif mono != first_mono:
-                    return ("MP3 files joined one after another "
-                            f"({'mono' if mono else 'stereo'} frames after {'stereo' if mono else 'mono'} frames)")
+                elif (hz, mono) != (first[1], first_mono):
+                    return _joined((hz, mono), (first[1], first_mono))
                 elif not known and kbps != first[0]:
                     return "a VBR MP3 without a length header"
             frames = _declared_frames(frame) if first is not None else None
             if frames and declared and abs(declared / (frames + 1) / (sum(lengths) / len(lengths)) - 1) > 0.1:
                 f.seek(first_at)
-                _, _, held = _mp3_walk(f, first_at, min(first_at + declared, size))
+                _, _, held, _ = _mp3_walk(f, first_at, min(first_at + declared, size))
                 if held - 1 > frames + 1:  # (its own frame not counted; one more allowed, as encoders go)
                     return (f"its Xing/Info header declares {frames} frames, where the {declared} bytes it declares hold "
                             f"{held - 1}")  # fmt: skip
+            if first is not None and not known:
+                # (a part of another rate or mode between the probes, as short as a second: libsndfile
+                # stopped there, 42.6 s of an 83.5 s file decoded, what was after it never heard)
+                f.seek(first_at)
+                *_, kinds = _mp3_walk(f, first_at, size)
+                other = next((k for k in kinds if k != (first[1], first_mono)), None)
+                if other is not None:
+                    return _joined(other, (first[1], first_mono))
     except OSError:
         return None
     return None
+
+
+def _joined(kind: tuple[int, bool], first: tuple[int, bool]) -> str:
+    """Why an MP3 whose frames of `kind` (sample rate, mono) follow frames of the `first` kind is
+    decoded by ffmpeg (`_mp3_decoded_in_part`)."""
+    (hz, mono), first_hz = kind, first[0]
+    if hz != first_hz:
+        return f"MP3 files joined one after another (frames of {hz} Hz after frames of {first_hz} Hz)"
+    now, before = ("mono", "stereo") if mono else ("stereo", "mono")
+    return f"MP3 files joined one after another ({now} frames after {before} frames)"
 
 
 def _frames_after(f, pos: int) -> bool:
@@ -269,7 +284,7 @@ def _mp3_layout(path: Path) -> _Mp3Layout | None:
             if found is None:
                 return None
             end, trailing = _trailing_tags(f, size)
-            walked, between, _ = _mp3_walk(f, start + found[0], end)
+            walked, between, _, _ = _mp3_walk(f, start + found[0], end)
     except (OSError, ValueError):
         return None
     return _Mp3Layout(size, end, trailing, walked, between)
@@ -408,15 +423,15 @@ def _trailing_tags(f, size: int) -> tuple[int, list[str]]:
     return end, names
 
 
-def _mp3_walk(f, start: int, stop: int) -> tuple[int, list[tuple[int, int]], int]:
+def _mp3_walk(f, start: int, stop: int) -> tuple[int, list[tuple[int, int]], int, set[tuple[int, bool]]]:
     """Follow the frames of the open MP3 `f`, each by its length, from the frame at `start` towards
     `stop` (where its audio ends: `_trailing_tags`), past tags between them (`_tag_at`: joined
     files): where the walk ends (`stop` when every byte up to it is a frame or a tag; short of it at a
     frame the file cuts, or at bytes that are neither), and the (first, last + 1) byte of each tag
-    passed, and the number of frames followed. Read a MiB at a time (not mapped: a file cut while it is read would kill the process
+    passed, the number of frames followed, and the kinds of them, (sample rate, mono). Read a MiB at a time (not mapped: a file cut while it is read would kill the process
     with SIGBUS); 40-50 ms for a 10-minute 128 kbps file on a busy 2-core machine."""
     tags: list[tuple[int, int]] = []
-    pos, base, data, frames = start, start, b"", 0
+    pos, base, data, frames, kinds = start, start, b"", 0, set()
     while pos < stop:
         i = pos - base
         if i + 32 > len(data) and base + len(data) < stop:
@@ -430,5 +445,6 @@ def _mp3_walk(f, start: int, stop: int) -> tuple[int, list[tuple[int, int]], int
             tags.append((pos, pos + length))
         else:
             frames += 1
+            kinds.add((frame[2], data[i + 3] >> 6 == 3))
         pos += length
-    return pos, tags, frames
+    return pos, tags, frames, kinds
