@@ -990,6 +990,22 @@ def test_an_opus_whose_pre_skip_drops_its_start_is_analysed_with_a_note_or_is_an
 
 
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
+def test_a_refusal_of_frames_ffmpeg_could_not_decode_says_a_loss_above_none(tmp_path):
+    """A caller that takes no notes refuses any loss: an M4A less its last 50 bytes (ffmpeg cannot
+    decode its last frame) was refused as leaving '0.0 s of 20.0 s out', which reads as no loss.
+    The figures get the decimals that show it (losses._seconds_of): '0.03 s of 20.02 s'."""
+    src, whole = tmp_path / "src.wav", tmp_path / "whole.m4a"
+    sf.write(src, tone_signal([BASS], seconds=20.0, sr=48_000), 48_000)
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", src, "-c:a", "aac", "-movflags", "+faststart", whole],
+                   check=True)  # fmt: skip
+    cut = tmp_path / "cut.m4a"
+    cut.write_bytes(whole.read_bytes()[:-50])
+    with pytest.raises(AudioReadError, match=r"ffmpeg could not decode 1 of its frames \(.*\); nothing stored, as a "
+                                             r"result would leave 0\.0[1-9] s of 20\.\d\d s out$"):  # fmt: skip
+        audio.load(cut)
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
 @pytest.mark.parametrize("ext, codec", [("m4a", ["-c:a", "aac", "-movflags", "+faststart"]), ("webm", ["-c:a", "libopus"])])
 def test_an_m4a_or_webm_cut_short_comes_under_the_one_percent_rule_as_a_flac_does(tmp_path, ext, codec):
     """ffmpeg reads an M4A whose mdat is cut (or a WebM whose last cluster is) to the cut and says

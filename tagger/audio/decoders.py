@@ -17,7 +17,7 @@ import numpy as np
 from tagger.audio.fileinfo import FFMPEG_MAX_RATE, AudioInfo
 from tagger.audio.flac import _flac_end_whole
 from tagger.audio.formats import AUDIO_DEMUXERS, SOUNDFILE_DEMUXERS
-from tagger.audio.losses import _cut_short, _note_or_refuse
+from tagger.audio.losses import _cut_short, _note_or_refuse, _seconds_of
 from tagger.audio.plumbing import (FFMPEG_INPUT_OPTIONS, _decoder_preexec, _DecoderStderr, _said, _unaddressed,
                                    opened_name)  # fmt: skip
 from tagger.audio.probe import ffmpeg_available
@@ -210,7 +210,7 @@ def _ffmpeg_blocks(path: Path, meta: AudioInfo, block_frames: int, notes: list[s
             failed, first, cut = _decoding_errors(errfile)
             if failed and not cut:  # (a file cut short: its last frame cut, said below as such)
                 lost = (meta.duration or 0.0) - frames / meta.decode_rate
-                left_out = "them" if not meta.duration else f"{max(lost, 0.0):.1f} s of {meta.duration:.1f} s"
+                left_out = "them" if not meta.duration else _seconds_of(lost, meta.duration)
                 _note_or_refuse(path, notes, lost=lost, duration=meta.duration,
                                 note=f"ffmpeg could not decode {failed} of its frames ({_said(first, path)}): analysed "
                                      f"without them ({max(lost, 0.0):.3f} s of {meta.duration or 0.0:.1f} s left out)",
@@ -222,8 +222,7 @@ def _ffmpeg_blocks(path: Path, meta: AudioInfo, block_frames: int, notes: list[s
                 # missing from the length the file declares comes under the 1% rule (was: an error,
                 # even for the last 20 ms of a 20 s M4A, where a FLAC cut so is analysed with a note).
                 lost = (meta.duration or 0.0) - frames / meta.decode_rate
-                left_out = (f"{max(lost, 0.0):.1f} s of {meta.duration:.1f} s" if meta.duration
-                            else "what it could not read")  # fmt: skip
+                left_out = _seconds_of(lost, meta.duration) if meta.duration else "what it could not read"
                 _note_or_refuse(path, notes, lost=lost, duration=meta.duration,
                                 note=f"ffmpeg could not read all of the file ({_said(cut, path)}): analysed without "
                                      f"the rest ({max(lost, 0.0):.3f} s of {meta.duration or 0.0:.1f} s left out)",

@@ -76,6 +76,14 @@ def _places(holds: float, duration: float, lost: float) -> int:
     return next((n for n in range(1, 6) if f"{holds:.{n}f}" != f"{duration:.{n}f}" and float(f"{lost:.{n}f}") > 0), 6)
 
 
+def _seconds_of(lost: float, duration: float) -> str:
+    """``lost`` seconds of ``duration`` as a refusal writes them, with `_places`' decimals: a 0.064 s
+    loss of a 6.0 s file is '0.06 s of 6.03 s', not '0.1 s of 6.0 s'."""
+    lost = max(lost, 0.0)
+    n = _places(duration - lost, duration, lost) if lost > 0 else 1
+    return f"{lost:.{n}f} s of {duration:.{n}f} s"
+
+
 def _cut_short(path: Path, notes: list[str] | None, *, lost: float, holds: float, duration: float | None,
                whole: bool = True) -> None:  # fmt: skip
     """`_note_or_refuse` for a file that ends before the length its header declares (``duration``
