@@ -670,3 +670,34 @@ def test_an_apev2_file_whose_id3v1_tag_another_program_rewrote_keeps_its_results
     after = stored(db, f)
     for key in ("results", "analysed_at", "audio_digest"):
         assert after[key] == before[key], key
+
+
+def test_a_file_named_as_a_root_takes_no_track_of_a_drive_not_mounted(tmp_path, db):
+    """A library on a removable drive, one of its files copied elsewhere and retagged there (beets'
+    import copies), the drive then unplugged (its mount point empty), and the copy named as a root
+    (the beets plugin, `tagger scan FILE`): the drive's track is not gone but away, and was taken
+    by the copy, its row moved off the drive (found reviewing 1959198). A track under an empty
+    folder, as under a scanned folder found empty, stays where it is; a file gone from a folder
+    that still holds files is taken as before."""
+    drive = tmp_path / "drive"
+    on_drive = write_audio(drive / "Album" / "duo.flac", tone_signal([110.0, 1000.0], seconds=5.0))
+    scan([drive], db=db, analyser=FakeAnalyser(), jobs=0, on_track=tag_writer(model_version="fake-1"))
+    copy = tmp_path / "home" / "Artist" / "Album" / "01 duo.flac"
+    copy.parent.mkdir(parents=True)
+    shutil.copy(on_drive, copy)
+    retag(copy, title="Imported")
+    shutil.rmtree(drive / "Album")  # unplugged: the mount point is left, empty
+    analyser = FakeAnalyser()
+    again = scan([copy], db=db, analyser=analyser, jobs=0)
+    assert analyser.calls > 0 and (again.scanned, again.moved, again.retagged) == (1, 0, 0)
+    assert track_paths(db) == {str(on_drive): M.STATUS_OK, str(copy): M.STATUS_OK}
+
+    # the same file gone from a folder that holds other files: a move, as 1959198 made it
+    other = write_audio(tmp_path / "home" / "Other" / "solo.flac", tone_signal([440.0], seconds=5.0))
+    scan([other.parent], db=db, analyser=FakeAnalyser(), jobs=0, on_track=tag_writer(model_version="fake-1"))
+    write_audio(tmp_path / "home" / "Other" / "kept.flac", tone_signal([2000.0], seconds=5.0))
+    moved = beets_move(other, tmp_path / "home", title="Solo")
+    analyser = FakeAnalyser()
+    third = scan([moved], db=db, analyser=analyser, jobs=0)
+    assert analyser.calls == 0 and (third.moved, third.retagged) == (1, 1)
+    assert str(other) not in track_paths(db) and track_paths(db)[str(moved)] == M.STATUS_OK

@@ -352,8 +352,10 @@ class _Plan:
         FILE`), from the whole database: such a file was moved from wherever its old name was (beets'
         ``modify`` and ``update`` rename and retag a file at once, into another artist's folder), not
         from under the scanned folders, which are the file itself. Only the tracks stored with the
-        audio digest of one of them, whose file is gone; each named new file's digest is read
-        (``digest_of``: once, `moved_with_new_tags` reads it there)."""
+        audio digest of one of them, whose file is gone, and not from a drive not mounted: a track
+        whose nearest folder still there is empty (`_in_an_empty_folder`) is away, not gone, and
+        stays where it is, as the tracks under a scanned folder found empty do. Each named new
+        file's digest is read (``digest_of``: once, `moved_with_new_tags` reads it there)."""
         named = {f.path: digest_of(f.path) for f in self.fresh if f.path in self.named}
         wanted = {d for d in named.values() if d}
         if not wanted:
@@ -362,8 +364,10 @@ class _Plan:
         rows = [row for i in range(0, len(wanted), 500)  # (a bound value each: SQLite's limit)
                 for row in self.writer.session.execute(select(M.Track.id, M.Track.path, M.Track.audio_digest)
                                                        .where(M.Track.audio_digest.in_(wanted[i : i + 500])))]  # fmt: skip
+        away = functools.cache(_in_an_empty_folder)
         return {track_id: (path, digest) for track_id, path, digest in rows
-                if path not in self.writer.seen and path not in named and not self.spelling.is_file(path)}
+                if path not in self.writer.seen and path not in named and not self.spelling.is_file(path)
+                and not away(os.path.dirname(path))}  # fmt: skip
 
     def retagged_moves(self, crawled: CrawlReport) -> list[FileState]:
         """The files to analyse, less the new files that are gone tracks' files whose tags another
@@ -398,6 +402,22 @@ class _Plan:
                 if self.retag is not None and track.model_version_id == self.mv_id:
                     self.retag.append(file)
         return [kept for w in self.work if (kept := instead.get(w.path, w)) is not None]
+
+
+def _in_an_empty_folder(folder: str) -> bool:
+    """Whether the nearest folder that is there of ``folder`` and those above it is empty, as the
+    mount point of a drive not mounted is (and as a folder that cannot be listed counts): a gone
+    track's file under it may be on that drive, not gone."""
+    while not os.path.isdir(folder):
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return True
+        folder = parent
+    try:
+        with os.scandir(folder) as entries:
+            return next(entries, None) is None
+    except OSError:
+        return True
 
 
 def _undecodable_name(writer: ScanWriter, path: str, shown: str, row: tuple | None) -> None:
