@@ -797,6 +797,30 @@ def test_an_mp3_that_libsndfile_stops_reading_early_is_refused(tmp_path):
             _decoded(f, [])
 
 
+def test_an_mp3_with_an_id3v2_tag_appended_at_its_end_is_decoded_whole(tmp_path):
+    """An ID3v2 tag appended at an MP3's end (ID3v2.4's footer ``3DI``; an ID3v2.3 one some tools
+    write there) holds no frames: 5 s of frames and a 600 KB cover after them were read as 42 s of
+    audio at 128 kbps, and the whole file refused as stopped early by libsndfile."""
+    src = tmp_path / "src.wav"
+    sf.write(src, tone(5.0, 44_100, (440.0, 440.0)), 44_100, subtype="PCM_16")
+    mp3 = tmp_path / "tone.mp3"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(src), "-c:a", "libmp3lame", "-b:a", "128k",
+                    "-write_xing", "0", "-id3v2_version", "0", str(mp3)], check=True)  # fmt: skip
+
+    def syncsafe(n: int) -> bytes:
+        return bytes((n >> s) & 127 for s in (21, 14, 7, 0))
+
+    picture = b"\x00image/jpeg\x00\x03\x00" + np.random.default_rng(1).bytes(600_000)
+    frame = b"APIC" + syncsafe(len(picture)) + b"\x00\x00" + picture
+    v24 = b"ID3\x04\x00\x10" + syncsafe(len(frame)) + frame + b"3DI\x04\x00\x10" + syncsafe(len(frame))
+    v23 = b"ID3\x03\x00\x00" + syncsafe(len(frame)) + frame
+    for name, tag in (("v24.mp3", v24), ("v23.mp3", v23)):
+        f = tmp_path / name
+        f.write_bytes(mp3.read_bytes() + tag)
+        assert (audio.info(f).format, audio.info(f).decoder) == ("MP3", "soundfile")
+        assert abs(len(_decoded(f, [])) / C.SAMPLE_RATE - 5.0) < 0.1
+
+
 def test_a_raw_aac_damaged_to_ff_bytes_is_walked_by_its_sync_words(tmp_path, monkeypatch):
     """Flash memory reads 0xFF where it lost data: the walk looked for the next ADTS frame at every
     0xFF byte, reading a header at each (1.6 s a MB of them: 16 s for 10 MB, half an hour for 1 GB).

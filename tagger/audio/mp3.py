@@ -225,11 +225,22 @@ def _check_mp3_stopped(path: Path, meta: AudioInfo, decoded: int) -> None:
     if found is None:
         return
     first, kbps = start + found[0], found[1][0]
-    held = (end - first) * 8 / (kbps * 1000)
+    audio = end - first
+    if seconds >= audio * 8 / (kbps * 1000) / 2:
+        return
+    # (tags its frames reach are no audio: an ID3v2 tag appended at its end, a 600 KB cover in it after
+    # 5 s of frames, was read as 42 s of them and the whole file refused)
+    try:
+        with open(path, "rb") as f:
+            _, tags, _, _ = _mp3_walk(f, first, end)
+    except OSError:
+        return
+    audio -= sum(after - begins for begins, after in tags)
+    held = audio * 8 / (kbps * 1000)
     if seconds >= held / 2:
         return
     raise AudioReadError(path, f"libsndfile, reading it as an MP3, stopped after {seconds:.2f} s of the about "
-                               f"{held:.1f} s its {end - first} bytes of audio hold at its first frame's {kbps} kbps: "
+                               f"{held:.1f} s its {audio} bytes of audio hold at its first frame's {kbps} kbps: "
                                "the rest is no MPEG frames it reads (another format's frames, or damage); nothing "
                                "stored")  # fmt: skip
 
