@@ -166,6 +166,39 @@ def test_mp3_files_joined_of_mono_and_stereo_frames_are_analysed_whole(tmp_path,
     assert track_instruments(db) == {str(path): ["bass", "flute"]}
 
 
+def test_a_wav_whose_data_chunk_declares_less_than_follows_it_says_so(tmp_path):
+    """A 60 s recording whose data chunk declares its first 10 s (a recorder that stopped before it
+    wrote the final size): libsndfile reads the 10 s declared, and the file was analysed as a 10 s
+    track without a word. How much of the rest is audio is not known: it is analysed as declared with
+    a note, an error for a caller that takes no notes; a chunk, a tag or zeros after the data chunk
+    are no such bytes."""
+    import struct
+
+    y = np.concatenate([tone_signal([FLUTE], seconds=10.0, sr=44_100), tone_signal([BASS], seconds=50.0, sr=44_100)])
+    pcm = (y * 32767).astype("<i2").tobytes()
+    fmt = b"fmt " + struct.pack("<IHHIIHH", 16, 1, 1, 44_100, 88_200, 2, 16)
+
+    def wav(name: str, after: bytes) -> object:
+        body = b"WAVE" + fmt + b"data" + struct.pack("<I", 882_000) + pcm[:882_000] + after
+        path = tmp_path / name
+        path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+        return path
+
+    stale = wav("stale.wav", pcm[882_000:])
+    notes: list[str] = []
+    assert len(np.concatenate(list(audio.stream(stale, notes=notes)))) == 160_000
+    assert notes == ["its data chunk declares 10.0 s, and 50.0 s more of bytes follow it that begin no chunk (a recorder "
+                     "or copy that stopped before it wrote the final size?): analysed as the 10.0 s declared; what "
+                     "follows may be audio"]  # fmt: skip
+    with pytest.raises(AudioReadError, match=r"50\.0 s more of bytes .*; nothing stored, as what follows may be audio"):
+        audio.load(stale)
+    for name, after in [("list.wav", b"LIST" + struct.pack("<I", 200_000) + bytes(200_000)),
+                        ("id3.wav", b"ID3\x04\0\0\0\x0c\x1a\x00" + bytes(200_000)), ("zeros.wav", bytes(200_000))]:
+        notes = []
+        assert len(np.concatenate(list(audio.stream(wav(name, after), notes=notes)))) == 160_000
+        assert notes == [], name
+
+
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
 def test_mp3_files_joined_with_a_short_part_of_another_rate_between_the_probes_are_analysed_whole(tmp_path):
     """Nine CBR MP3s without a length header joined, the fifth 0.5 s at 48 kHz between two of the 8

@@ -119,11 +119,40 @@ def _check_data_chunk(path: Path, meta: AudioInfo, notes: list[str] | None) -> N
         raise AudioReadError(path, f"a WAV of more audio data than its header can declare (over 4 GiB; RF64 and "
                                    f"Wave64 files can): libsndfile would read {meta.duration:.1f} s of its "
                                    f"{full:.1f} s; nothing stored")  # fmt: skip
+    if there > declared and meta.format == "WAV" and declared != 0xFFFFFFFF:
+        _check_after_data(path, meta, notes, declared, there)
     if there >= declared or declared == 0xFFFFFFFF:
         return  # (whole; or of a length left undeclared by a streaming writer, which libsndfile reads to its end)
     full = meta.duration * declared / there
     lost = full - meta.duration
     _cut_short(path, notes, lost=lost, holds=meta.duration, duration=full)
+
+
+def _check_after_data(path: Path, meta: AudioInfo, notes: list[str] | None, declared: int, there: int) -> None:
+    """A WAV whose data chunk declares fewer bytes than follow its header, the rest beginning no chunk
+    (a recorder or copy that stopped before it wrote the final size, a size left from an earlier
+    pass): libsndfile reads what it declares, and a 60 s recording declaring its first 10 s was
+    analysed as a 10 s track without a word. How much of the rest is audio is not known: where it is
+    a second or more (and 1% of the declared), not zeros and no tag (ID3v2, ID3v1) or chunk (an ID of
+    four letters), the file is analysed as declared with a note saying so; an error for a caller that
+    takes no notes."""
+    extra = there - declared - (declared & 1)  # (a chunk of an odd size is padded to an even one)
+    per_second = declared / meta.duration
+    if extra < max(per_second, 0.01 * declared):
+        return
+    try:
+        with open(path, "rb") as f:
+            f.seek(os.fstat(f.fileno()).st_size - there + declared + (declared & 1))
+            after = f.read(65536)
+    except OSError:
+        return
+    if all(32 <= b < 127 for b in after[:4]) or after[:3] in (b"ID3", b"TAG") or not any(after):
+        return
+    said = (f"its data chunk declares {meta.duration:.1f} s, and {extra / per_second:.1f} s more of bytes follow it "
+            "that begin no chunk (a recorder or copy that stopped before it wrote the final size?)")  # fmt: skip
+    if notes is None:
+        raise AudioReadError(path, f"{said}; nothing stored, as what follows may be audio")
+    notes.append(f"{said}: analysed as the {meta.duration:.1f} s declared; what follows may be audio")
 
 
 EXACT_LENGTHS = {("soundfile", "MP3"), ("ffmpeg", "MP3"), ("ffmpeg", "wavpack"), ("ffmpeg", "ape"), ("ffmpeg", "tta"),
