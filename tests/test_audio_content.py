@@ -197,6 +197,15 @@ def test_a_wav_whose_data_chunk_declares_less_than_follows_it_says_so(tmp_path):
         notes = []
         assert len(np.concatenate(list(audio.stream(wav(name, after), notes=notes)))) == 160_000
         assert notes == [], name
+    aiff = tmp_path / "stale.aiff"  # (its COMM chunk declaring the 10 s too)
+    comm = b"COMM" + struct.pack(">IhIh", 18, 1, 441_000, 16) + b"\x40\x0e\xac\x44" + bytes(6)  # (44100.0, 80 bits)
+    ssnd = b"SSND" + struct.pack(">III", 882_008, 0, 0) + (y * 32767).astype(">i2").tobytes()
+    aiff.write_bytes(b"FORM" + struct.pack(">I", 4 + len(comm) + len(ssnd)) + b"AIFF" + comm + ssnd)
+    notes = []
+    assert len(np.concatenate(list(audio.stream(aiff, notes=notes)))) == 160_000
+    assert notes == ["its data chunk declares 10.0 s, and 50.0 s more of bytes follow it that begin no chunk (a recorder "
+                     "or copy that stopped before it wrote the final size?): analysed as the 10.0 s declared; what "
+                     "follows may be audio"]  # fmt: skip
 
 
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")

@@ -119,7 +119,7 @@ def _check_data_chunk(path: Path, meta: AudioInfo, notes: list[str] | None) -> N
         raise AudioReadError(path, f"a WAV of more audio data than its header can declare (over 4 GiB; RF64 and "
                                    f"Wave64 files can): libsndfile would read {meta.duration:.1f} s of its "
                                    f"{full:.1f} s; nothing stored")  # fmt: skip
-    if there > declared and meta.format == "WAV" and declared != 0xFFFFFFFF:
+    if there > declared and declared != 0xFFFFFFFF:
         _check_after_data(path, meta, notes, declared, there)
     if there >= declared or declared == 0xFFFFFFFF:
         return  # (whole; or of a length left undeclared by a streaming writer, which libsndfile reads to its end)
@@ -129,10 +129,10 @@ def _check_data_chunk(path: Path, meta: AudioInfo, notes: list[str] | None) -> N
 
 
 def _check_after_data(path: Path, meta: AudioInfo, notes: list[str] | None, declared: int, there: int) -> None:
-    """A WAV whose data chunk declares fewer bytes than follow its header, the rest beginning no chunk
+    """A WAV or AIFF whose data chunk declares fewer bytes than follow its header, the rest beginning no chunk
     (a recorder or copy that stopped before it wrote the final size, a size left from an earlier
     pass): libsndfile reads what it declares, and a 60 s recording declaring its first 10 s was
-    analysed as a 10 s track without a word. How much of the rest is audio is not known: where it is
+    analysed as a 10 s track without a word (an AIFF's COMM chunk declaring as much). How much of the rest is audio is not known: where it is
     a second or more (and 1% of the declared), not zeros and no tag (ID3v2, ID3v1) or chunk (an ID of
     four letters), the file is analysed as declared with a note saying so; an error for a caller that
     takes no notes."""
