@@ -553,6 +553,59 @@ def test_the_plans_audio_digest_reads_hold_no_write_lock(tmp_path, monkeypatch):
     db.close()
 
 
+def test_the_digest_reads_of_files_named_as_roots_hold_no_write_lock(tmp_path, monkeypatch):
+    """The files named as roots (the beets plugin's items, `tagger scan FILE`) have their audio
+    digests read to look for their gone tracks anywhere in the database (1959198's
+    `_Plan.gone_elsewhere`); those reads ran before the plan's pending writes were committed, so a
+    touched file's recorded mtime held SQLite's write lock through them, and `tagger tag` beside a
+    beets import of many new files was locked out (found reviewing 1959198)."""
+    from tagger.db import engine as E
+    from tagger.library import matches
+    from tagger.tags import tag_from_database
+
+    music = tmp_path / "music"
+    names = ["a_touched.flac", "b_plain.flac"]
+    files = [write_audio(music / n, tone_signal([FREQ["bass"] + 7 * i], seconds=3.0)) for i, n in enumerate(names)]
+    db = open_database(tmp_path / "library.db")
+    scan([music], db=db, analyser=FakeAnalyser(version="fake-1"), jobs=0, on_track=tag_writer(model_version="fake-1"))
+    st = os.stat(files[0])
+    os.utime(files[0], ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # touched: the plan records its mtime
+    new = write_audio(tmp_path / "import" / "c_new.flac", tone_signal([FREQ["flute"]], seconds=3.0))
+    inside, go = threading.Event(), threading.Event()
+    real = matches._audio_digest_or_none
+
+    def paused(path):
+        inside.set()
+        assert go.wait(60)
+        return real(path)
+
+    monkeypatch.setattr(matches, "_audio_digest_or_none", paused)
+    monkeypatch.setattr(E, "BUSY_TIMEOUT_S", 0.5)
+    done: dict = {}
+
+    def run():
+        try:
+            done["summary"] = scan([files[0], new], db=db, analyser=FakeAnalyser(version="fake-1"), jobs=0)
+        except BaseException as exc:
+            done["error"] = exc
+
+    thread = threading.Thread(target=run, name="scan")
+    thread.start()
+    other = open_database(tmp_path / "library.db", create=False)
+    try:
+        assert inside.wait(30)
+        results = list(tag_from_database(other, paths=[files[1]], scores=True))
+    finally:
+        go.set()
+        thread.join(60)
+        other.close()
+    assert "error" not in done, done
+    assert [type(r).__name__ for r in results] == ["TagChange"] and results[0].written
+    assert (done["summary"].scanned, done["summary"].moved) == (1, 0)
+    assert _describes(_track(db, files[0]), files[0])
+    db.close()
+
+
 def test_a_command_locked_out_by_a_suspended_scan_names_it(tmp_path, monkeypatch, library_url):
     """Was: `tagger tag` beside a scan suspended (Ctrl-Z) with its batch open stopped on the driver's
     bare words (`cannot write the database ...: database is locked`; PostgreSQL: `canceling

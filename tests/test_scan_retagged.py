@@ -701,3 +701,28 @@ def test_a_file_named_as_a_root_takes_no_track_of_a_drive_not_mounted(tmp_path, 
     third = scan([moved], db=db, analyser=analyser, jobs=0)
     assert analyser.calls == 0 and (third.moved, third.retagged) == (1, 1)
     assert str(other) not in track_paths(db) and track_paths(db)[str(moved)] == M.STATUS_OK
+
+
+def test_a_stop_signal_stops_the_digest_reads_of_files_named_as_roots(tmp_path, db, monkeypatch):
+    """The digests of the new files named as roots (a beets import of a thousand files) are read one
+    after another to look for their gone tracks anywhere in the database; a Ctrl-C among them was
+    heard only after the last (found reviewing 1959198): the scan stops at the next file now."""
+    import signal
+
+    from tagger.library import matches
+    from tagger.library.state import ScanInterrupted
+
+    new = [write_audio(tmp_path / "import" / f"{i}.flac", tone_signal([220.0 * (i + 1)], seconds=3.0))
+           for i in range(3)]  # fmt: skip
+    reads, real = [], matches._audio_digest_or_none
+
+    def interrupted(path):
+        reads.append(path)
+        if len(reads) == 1:
+            os.kill(os.getpid(), signal.SIGINT)  # (the scan's handler: a stop asked for)
+        return real(path)
+
+    monkeypatch.setattr(matches, "_audio_digest_or_none", interrupted)
+    with pytest.raises(ScanInterrupted):
+        scan(new, db=db, analyser=FakeAnalyser(), jobs=0)
+    assert len(reads) == 1

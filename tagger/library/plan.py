@@ -356,7 +356,13 @@ class _Plan:
         whose nearest folder still there is empty (`_in_an_empty_folder`) is away, not gone, and
         stays where it is, as the tracks under a scanned folder found empty do. Each named new
         file's digest is read (``digest_of``: once, `moved_with_new_tags` reads it there)."""
-        named = {f.path: digest_of(f.path) for f in self.fresh if f.path in self.named}
+        named = dict.fromkeys(f.path for f in self.fresh if f.path in self.named)
+        if named and self.writer.dirty:  # (the reads may be long: no write lock held through them)
+            self.writer.commit()
+        for path in named:
+            if self.stop is not None and self.stop.requested:
+                raise ScanInterrupted(self.stop.signum, 0)
+            named[path] = digest_of(path)
         wanted = {d for d in named.values() if d}
         if not wanted:
             return {}
