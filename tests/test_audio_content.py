@@ -230,6 +230,26 @@ def test_mp3_files_joined_with_a_short_part_of_another_rate_between_the_probes_a
 
 
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
+def test_mp3_files_joined_with_a_short_part_of_another_bit_rate_after_the_probes_are_analysed_whole(tmp_path):
+    """A 5 s CBR MP3 at 320 kbps and a 5 s one at 32 kbps joined (no length header): the second's
+    bytes lie after the last of the 8 places whose frames' bit rates are compared, and libsndfile,
+    taking the length from the first frame's 320 kbps, stopped at 5.55 s of 10 s, the bass never
+    heard, without a word. The walk of the frames to the end (3a9e6e3) reads their bit rates too;
+    more than one sends the file to ffmpeg, decoded to its end."""
+    high = _mp3(tmp_path / "high.mp3", tone_signal([FLUTE], seconds=5.0, sr=44_100), 44_100, "-b:a", "320k",
+                "-write_xing", "0", "-id3v2_version", "0")  # fmt: skip
+    low = _mp3(tmp_path / "low.mp3", tone_signal([BASS], seconds=5.0, sr=44_100), 44_100, "-b:a", "32k",
+               "-write_xing", "0", "-id3v2_version", "0")  # fmt: skip
+    path = tmp_path / "joined.mp3"
+    path.write_bytes(high + low)
+    got = audio.load(path)
+    assert abs(len(got) / 16_000 - 10.0) < 0.3
+    spectrum = np.abs(np.fft.rfft(got[-32_000:]))
+    assert np.argmax(spectrum) * 16_000 / 32_000 == pytest.approx(BASS, abs=1.0)
+    assert audio.info(tmp_path / "high.mp3").decoder == "soundfile"  # (a part alone: one bit rate)
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
 @pytest.mark.parametrize("change", ["rate", "channels"])
 def test_mp2_files_joined_of_two_rates_or_of_mono_and_stereo_are_analysed_whole(tmp_path, db, change):
     """MPEG layer II (MP2, of broadcast recordings), which libsndfile decodes as MP3: files joined

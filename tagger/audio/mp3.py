@@ -145,10 +145,13 @@ def _mp3_decoded_in_part(path: Path, probes: int = 8) -> str | None:
                 # (a part of another rate or mode between the probes, as short as a second: libsndfile
                 # stopped there, 42.6 s of an 83.5 s file decoded, what was after it never heard)
                 f.seek(first_at)
-                *_, kinds = _mp3_walk(f, first_at, size)
+                rates: set[int] = set()
+                *_, kinds = _mp3_walk(f, first_at, size, rates)
                 other = next((k for k in kinds if k != (first[1], first_mono)), None)
                 if other is not None:
                     return _joined(other, (first[1], first_mono))
+                if len(rates) > 1:  # (a 320 kbps part then a 32 kbps one, joined: 5.55 s of 10 s decoded)
+                    return "a VBR MP3 without a length header"
     except OSError:
         return None
     return None
@@ -434,13 +437,16 @@ def _trailing_tags(f, size: int) -> tuple[int, list[str]]:
     return end, names
 
 
-def _mp3_walk(f, start: int, stop: int) -> tuple[int, list[tuple[int, int]], int, set[tuple[int, bool]]]:
+def _mp3_walk(f, start: int, stop: int, rates: set[int] | None = None,
+              ) -> tuple[int, list[tuple[int, int]], int, set[tuple[int, bool]]]:  # fmt: skip
     """Follow the frames of the open MP3 `f`, each by its length, from the frame at `start` towards
     `stop` (where its audio ends: `_trailing_tags`), past tags between them (`_tag_at`: joined
     files): where the walk ends (`stop` when every byte up to it is a frame or a tag; short of it at a
     frame the file cuts, or at bytes that are neither), and the (first, last + 1) byte of each tag
-    passed, the number of frames followed, and the kinds of them, (sample rate, mono). Read a MiB at a time (not mapped: a file cut while it is read would kill the process
-    with SIGBUS); 40-50 ms for a 10-minute 128 kbps file on a busy 2-core machine."""
+    passed, the number of frames followed, and the kinds of them, (sample rate, mono); the bit rates
+    of them are added to `rates` where it is given. Read a MiB at a time (not mapped: a file cut while
+    it is read would kill the process with SIGBUS); 40-50 ms for a 10-minute 128 kbps file on a busy
+    2-core machine."""
     tags: list[tuple[int, int]] = []
     pos, base, data, frames, kinds = start, start, b"", 0, set()
     while pos < stop:
@@ -457,5 +463,7 @@ def _mp3_walk(f, start: int, stop: int) -> tuple[int, list[tuple[int, int]], int
         else:
             frames += 1
             kinds.add((frame[2], data[i + 3] >> 6 == 3))
+            if rates is not None:
+                rates.add(frame[0])
         pos += length
     return pos, tags, frames, kinds
