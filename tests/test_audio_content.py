@@ -208,6 +208,36 @@ def test_a_wav_whose_data_chunk_declares_less_than_follows_it_says_so(tmp_path):
                      "follows may be audio"]  # fmt: skip
 
 
+def test_a_wav_of_an_odd_data_chunk_without_its_pad_byte_and_a_tag_after_it_is_whole(tmp_path):
+    """An 8-bit WAV of an odd number of samples from a writer that leaves the pad byte out, then
+    tagged by mutagen (as tagger and beets write WAV tags), which appends its id3 chunk right after
+    the data: 69b3e04 read the chunk one byte on, its ID's last three letters and a byte of its size,
+    and the whole file was 'a recorder that stopped', an error for `load`."""
+    import struct
+
+    from mutagen.id3 import APIC, TIT2
+    from mutagen.wave import WAVE
+
+    y = tone_signal([FLUTE], seconds=20.0, sr=8_000)
+    pcm = (np.append(y, 0.0) * 127 + 128).astype("u1").tobytes()  # (160001 bytes)
+    body = b"WAVE" + b"fmt " + struct.pack("<IHHIIHH", 16, 1, 1, 8_000, 8_000, 1, 8) + b"data"
+    body += struct.pack("<I", len(pcm)) + pcm
+    path = tmp_path / "unpadded.wav"
+    path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+    tags = WAVE(path)
+    tags.add_tags()
+    tags.tags.add(TIT2(encoding=3, text="a title"))
+    tags.tags.add(APIC(encoding=3, mime="image/jpeg", type=3, desc="", data=bytes(range(256)) * 800 + bytes(150)))
+    tags.save()
+    data = path.read_bytes()
+    after = data[data.index(b"data") + 8 + len(pcm) :]
+    assert after[:4] == b"id3 " and not 32 <= after[4] < 127  # (no pad byte; a size byte not a letter after the ID)
+    notes: list[str] = []
+    assert len(np.concatenate(list(audio.stream(path, notes=notes)))) == 320_002
+    assert notes == []
+    assert len(audio.load(path)) == 320_002
+
+
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
 def test_mp3_files_joined_with_a_short_part_of_another_rate_between_the_probes_are_analysed_whole(tmp_path):
     """Nine CBR MP3s without a length header joined, the fifth 0.5 s at 48 kHz between two of the 8

@@ -142,12 +142,16 @@ def _check_after_data(path: Path, meta: AudioInfo, notes: list[str] | None, decl
         return
     try:
         with open(path, "rb") as f:
-            f.seek(os.fstat(f.fileno()).st_size - there + declared + (declared & 1))
-            after = f.read(65536)
+            f.seek(os.fstat(f.fileno()).st_size - there + declared)
+            after = f.read(65537)
     except OSError:
         return
-    if all(32 <= b < 127 for b in after[:4]) or after[:3] in (b"ID3", b"TAG") or not any(after):
-        return
+    # (where it is of an odd size, a chunk may follow its pad byte or, as writers that leave the pad
+    # out put it and mutagen then appends its id3 chunk, the last byte of its data)
+    for start in {declared & 1, 0}:
+        head = after[start : start + 65536]
+        if all(32 <= b < 127 for b in head[:4]) or head[:3] in (b"ID3", b"TAG") or not any(head):
+            return
     said = (f"its data chunk declares {meta.duration:.1f} s, and {extra / per_second:.1f} s more of bytes follow it "
             "that begin no chunk (a recorder or copy that stopped before it wrote the final size?)")  # fmt: skip
     if notes is None:
