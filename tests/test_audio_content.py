@@ -238,6 +238,34 @@ def test_a_wav_of_an_odd_data_chunk_without_its_pad_byte_and_a_tag_after_it_is_w
     assert len(audio.load(path)) == 320_002
 
 
+def test_predict_says_what_it_left_out_of_a_file_analysed_in_part(tmp_path, fake_models):
+    """`tagger predict` runs the scan's steps, which take notes (69b3e04's WAV whose data chunk
+    declares 10 s of a 60 s recording is analysed as declared with one), and printed the result of
+    such a file as of a whole one: the note was dropped without a word. It warns as `show` does."""
+    import struct
+
+    from typer.testing import CliRunner
+
+    from tagger.cli import app
+
+    y = np.concatenate([tone_signal([FLUTE], seconds=10.0), tone_signal([BASS], seconds=50.0)])
+    pcm = (y * 32767).astype("<i2").tobytes()
+    body = b"WAVE" + b"fmt " + struct.pack("<IHHIIHH", 16, 1, 1, 16_000, 32_000, 2, 16) + b"data"
+    body += struct.pack("<I", 320_000) + pcm
+    stale = tmp_path / "stale.wav"
+    stale.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+    for args in ([], ["--json"]):
+        r = CliRunner().invoke(app, ["predict", str(stale), *args])
+        assert r.exit_code == 0, r.output
+        assert r.stderr.splitlines() == [f"tagger: warning: {stale}: analysed in part: its data chunk declares 10.0 s, and "
+                                         "50.0 s more of bytes follow it that begin no chunk (a recorder or copy that "
+                                         "stopped before it wrote the final size?): analysed as the 10.0 s declared; "
+                                         "what follows may be audio"]  # fmt: skip
+    whole = write_audio(tmp_path / "whole.flac", tone_signal([FLUTE], seconds=6.0))
+    r = CliRunner().invoke(app, ["predict", str(whole)])
+    assert r.exit_code == 0 and r.stderr == "", r.output
+
+
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
 def test_mp3_files_joined_with_a_short_part_of_another_rate_between_the_probes_are_analysed_whole(tmp_path):
     """Nine CBR MP3s without a length header joined, the fifth 0.5 s at 48 kHz between two of the 8

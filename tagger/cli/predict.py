@@ -90,12 +90,15 @@ def predict(
             continue
         try:
             before = _facts(path) if as_json else None
-            result = analyse_track(path, ensemble, hop_seconds=hop)
+            notes: list[str] = []
+            result = analyse_track(path, ensemble, hop_seconds=hop, notes=notes)
             facts = _facts(path, before=before) if as_json else None
         except AudioReadError as exc:
             failed += 1
             echo(f"tagger: error: {exc}", err=True)
             continue
+        for note in notes:  # (as `tagger show` says it of a track the scan analysed in part)
+            echo(f"tagger: warning: {named(path)}: analysed in part: {note}", err=True)
         if plot is not None:
             timeline.draw(timeline.from_result(path, result, thresholds=ensemble.thresholds, model_version=ensemble.version), plot)
             echo(f"timeline written to {plot}", err=True)

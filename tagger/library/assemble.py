@@ -103,9 +103,11 @@ def score_blocks(messages: Iterable[Message], predict: Callable[[np.ndarray], np
 
 
 def analyse_track(path: str | os.PathLike, ensemble, *, hop_seconds: float = C.WINDOW_SECONDS,
-                  batch_size: int = 64) -> TrackResult:  # fmt: skip
+                  batch_size: int = 64, notes: list[str] | None = None) -> TrackResult:  # fmt: skip
     """Analyse one file in this process (``tagger predict``): the scan's worker steps, the model on
-    batches of windows, the track assembler. Silent windows are not scored.
+    batches of windows, the track assembler. Silent windows are not scored. What the user should
+    know about a file analysed in part (`tagger.audio.stream`'s ``notes``, the scan's
+    ``analysed_in_part``) is appended to ``notes``.
 
     Raises `AudioReadError` when the file cannot be decoded.
     """
@@ -123,6 +125,8 @@ def analyse_track(path: str | os.PathLike, ensemble, *, hop_seconds: float = C.W
                        batch=batch_size, on_block=on_block)  # fmt: skip
     if isinstance(end, Failed):
         raise AudioReadError(path, end.reason)
+    if isinstance(end, Done) and end.note and notes is not None:
+        notes.append(end.note)
     try:
         return assembler.result(samples=end.samples if isinstance(end, Done) else 0)
     except AudioReadError as exc:
