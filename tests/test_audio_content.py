@@ -654,6 +654,35 @@ def test_the_length_of_a_matroska_file_is_that_of_the_stream_analysed(tmp_path):
         assert abs(len(audio.load(path)) / 16_000 - 6.0) < 0.05
 
 
+@pytest.mark.skipif(shutil.which("ffmpeg") is None or shutil.which("mkvmerge") is None, reason="needs ffmpeg and mkvmerge")
+def test_a_gap_in_an_mkvmerge_files_stream_begun_into_its_video_is_found(tmp_path):
+    """mkvmerge's DURATION tag (a statistic) is the span of the stream's own timestamps, where
+    ffmpeg's muxer writes the end of its last: 683024b took the start off both, so the audio of a
+    music video begun 3 s in (mkvmerge --sync), 10 s of timeline holding 6 s and a 2 s gap, was 'a 7 s
+    stream' and analysed as whole. ffmpeg remuxing such a file keeps mkvmerge's statistics tags and
+    writes its own DURATION: that is still the end, less the start."""
+    src = tmp_path / "src.wav"
+    sf.write(src, tone_signal([FLUTE], seconds=8.0), 16_000)
+    ff = ["ffmpeg", "-nostdin", "-v", "error"]
+    gap, whole, video = tmp_path / "gap.mka", tmp_path / "whole.mka", tmp_path / "video.mkv"
+    subprocess.run([*ff, "-i", src, "-af", "asetpts='if(gte(T,3),PTS+2/TB,PTS)'", "-c:a", "flac", gap], check=True)
+    subprocess.run([*ff, "-i", src, "-c:a", "flac", whole], check=True)
+    subprocess.run([*ff, "-f", "lavfi", "-i", "color=c=black:s=32x32:d=14", "-c:v", "libvpx", video], check=True)
+    muxed = {}
+    for name, audio_file in [("gap", gap), ("whole", whole)]:
+        muxed[name] = tmp_path / f"{name}-video.mkv"
+        subprocess.run(["mkvmerge", "-q", "-o", muxed[name], video, "--sync", "0:3000", audio_file], check=True)
+    with pytest.raises(AudioReadError, match=r"its Matroska timestamps span 10\.0 s, of which the file holds 8\.0 s"):
+        list(audio.stream(muxed["gap"], notes=[]))
+    remuxed = tmp_path / "remuxed.mkv"
+    subprocess.run([*ff, "-i", muxed["whole"], "-map", "0", "-c", "copy", remuxed], check=True)
+    for path in (muxed["whole"], remuxed):
+        notes: list[str] = []
+        assert abs(audio.info(path).duration - 8.0) < 0.05, path
+        assert abs(len(np.concatenate(list(audio.stream(path, notes=notes)))) / 16_000 - 8.0) < 0.05
+        assert notes == [], path
+
+
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
 @pytest.mark.parametrize("gap", [2.0, 1.0])
 def test_a_gap_in_a_matroska_files_timestamps_comes_under_the_one_percent_rule(tmp_path, db, gap):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import replace
@@ -151,9 +152,10 @@ def _ffprobe_info(path: Path) -> AudioInfo:
     if duration is None and not others:  # (the file's length is its stream's; a cover picture has none)
         duration = _seconds(meta.get("format", {}).get("duration"))
     start = _seconds(s.get("start_time"))
-    if duration and start and demuxer.startswith("matroska") and start < duration:
-        # (a Matroska stream's DURATION tag, and the segment's duration, end its timeline, which begins
-        # at 0: a video's audio begun 0.5 s in holds 0.5 s less, against which gaps are found)
+    if duration and start and demuxer.startswith("matroska") and start < duration and not _own_span(path, s):
+        # (a Matroska stream's DURATION tag as ffmpeg's muxer writes it, and the segment's duration,
+        # end its timeline, which begins at 0: a video's audio begun 0.5 s in holds 0.5 s less, against
+        # which gaps are found)
         duration -= start
     if duration is None and demuxer.split(",")[0] == "shn":
         duration = _shorten_seconds(path)
@@ -238,6 +240,31 @@ def _header_past_end(path: Path) -> str | None:
     except OSError:
         return None
     return None
+
+
+def _own_span(path: Path, stream: dict) -> bool:
+    """Whether a Matroska stream's length is the span of its own timestamps: its DURATION tag is one of
+    mkvmerge's statistics (named in ``_STATISTICS_TAGS``, written by mkvmerge, in a file mkvmerge
+    wrote: its WritingApp), the last timestamp's end less the first, where ffmpeg's muxer writes the
+    last's end (a stream begun 3 s into a video, 10 s of timeline holding a 2 s gap, is 'DURATION 10 s'
+    from mkvmerge: less its start, 7 s, and the gap was not found). ffmpeg remuxing such a file keeps
+    its statistics tags but writes its own DURATION and WritingApp ('Lavf...'), whose end less the
+    start is the length; so does a file of neither (its statistics from mkvpropedit: a span, read as
+    less than it is, which finds fewer gaps but refuses no whole file)."""
+    if _seconds(stream.get("duration")) is not None or _tagged_duration(stream.get("tags") or {}) is None:
+        return False
+    tags = {str(k).upper(): str(v) for k, v in (stream.get("tags") or {}).items()}
+    named = next((v for k, v in tags.items() if k.split("-")[0] == "_STATISTICS_TAGS"), "")
+    app = next((v for k, v in tags.items() if k.split("-")[0] == "_STATISTICS_WRITING_APP"), "")
+    if "DURATION" not in named.upper().split() or not app.lower().startswith("mkvmerge"):
+        return False
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)  # (the segment's Info, after its SeekHead and a Void: 4 KiB in for mkvmerge)
+    except OSError:
+        return False
+    # (WritingApp, 0x5741, its size a 1- or 2-byte EBML number, then the text)
+    return re.search(rb"\x57\x41(?:[\x80-\xff]|[\x40-\x7f][\x00-\xff])mkvmerge", head) is not None
 
 
 def _tagged_duration(tags: dict) -> float | None:
