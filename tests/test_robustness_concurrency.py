@@ -501,23 +501,14 @@ def library_url(request, tmp_path):
         yield from postgres_url_fixture()
 
 
-def test_the_plans_audio_digest_reads_hold_no_write_lock(tmp_path, monkeypatch):
-    """The plan reads the audio digest of new files when tracks are gone (a move with new tags,
-    `tagger.library.matches.moved_with_new_tags`): reads of a whole file each, held by no write of the
-    plan before them (a touched file's), so `tagger tag` beside the scan writes meanwhile."""
+def _tag_beside_a_scan_paused_in_a_digest_read(tmp_path, monkeypatch, db, roots, tagged):
+    """Scan ``roots`` into ``db`` in a thread, paused in its first audio digest read (the plan's,
+    `tagger.library.matches._audio_digest_or_none`), while `tag_from_database` writes ``tagged`` from
+    a second connection with a 0.5 s busy wait: the scan's summary and the tag write's results."""
     from tagger.db import engine as E
     from tagger.library import matches
     from tagger.tags import tag_from_database
 
-    music = tmp_path / "music"
-    names = ["a_touched.flac", "b_gone.flac", "d_plain.flac"]
-    files = [write_audio(music / n, tone_signal([FREQ["bass"] + 7 * i], seconds=3.0)) for i, n in enumerate(names)]
-    db = open_database(tmp_path / "library.db")
-    scan([music], db=db, analyser=FakeAnalyser(version="fake-1"), jobs=0, on_track=tag_writer(model_version="fake-1"))
-    st = os.stat(files[0])
-    os.utime(files[0], ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # touched: the plan records its mtime
-    files[1].unlink()  # gone
-    write_audio(music / "c_new.flac", tone_signal([FREQ["flute"]], seconds=3.0))  # new: its digest is read
     inside, go = threading.Event(), threading.Event()
     real = matches._audio_digest_or_none
 
@@ -532,7 +523,7 @@ def test_the_plans_audio_digest_reads_hold_no_write_lock(tmp_path, monkeypatch):
 
     def run():
         try:
-            done["summary"] = scan([music], db=db, analyser=FakeAnalyser(version="fake-1"), jobs=0)
+            done["summary"] = scan(roots, db=db, analyser=FakeAnalyser(version="fake-1"), jobs=0)
         except BaseException as exc:
             done["error"] = exc
 
@@ -541,14 +532,37 @@ def test_the_plans_audio_digest_reads_hold_no_write_lock(tmp_path, monkeypatch):
     other = open_database(tmp_path / "library.db", create=False)
     try:
         assert inside.wait(30)
-        results = list(tag_from_database(other, paths=[files[2]], scores=True))
+        results = list(tag_from_database(other, paths=[tagged], scores=True))
     finally:
         go.set()
         thread.join(60)
         other.close()
     assert "error" not in done, done
+    return done["summary"], results
+
+
+def _touched_library(tmp_path, names):
+    """A library of ``names`` (FLAC tones) scanned with tags written, its first file then touched
+    (the next plan records its mtime, a write it holds until it commits): the files and database."""
+    music = tmp_path / "music"
+    files = [write_audio(music / n, tone_signal([FREQ["bass"] + 7 * i], seconds=3.0)) for i, n in enumerate(names)]
+    db = open_database(tmp_path / "library.db")
+    scan([music], db=db, analyser=FakeAnalyser(version="fake-1"), jobs=0, on_track=tag_writer(model_version="fake-1"))
+    st = os.stat(files[0])
+    os.utime(files[0], ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    return music, files, db
+
+
+def test_the_plans_audio_digest_reads_hold_no_write_lock(tmp_path, monkeypatch):
+    """The plan reads the audio digest of new files when tracks are gone (a move with new tags,
+    `tagger.library.matches.moved_with_new_tags`): reads of a whole file each, held by no write of the
+    plan before them (a touched file's), so `tagger tag` beside the scan writes meanwhile."""
+    music, files, db = _touched_library(tmp_path, ["a_touched.flac", "b_gone.flac", "d_plain.flac"])
+    files[1].unlink()  # gone
+    write_audio(music / "c_new.flac", tone_signal([FREQ["flute"]], seconds=3.0))  # new: its digest is read
+    summary, results = _tag_beside_a_scan_paused_in_a_digest_read(tmp_path, monkeypatch, db, [music], files[2])
     assert [type(r).__name__ for r in results] == ["TagChange"] and results[0].written
-    assert (done["summary"].scanned, done["summary"].missing, done["summary"].moved) == (1, 1, 0)
+    assert (summary.scanned, summary.missing, summary.moved) == (1, 1, 0)
     assert _describes(_track(db, files[0]), files[0])
     db.close()
 
@@ -559,49 +573,11 @@ def test_the_digest_reads_of_files_named_as_roots_hold_no_write_lock(tmp_path, m
     `_Plan.gone_elsewhere`); those reads ran before the plan's pending writes were committed, so a
     touched file's recorded mtime held SQLite's write lock through them, and `tagger tag` beside a
     beets import of many new files was locked out (found reviewing 1959198)."""
-    from tagger.db import engine as E
-    from tagger.library import matches
-    from tagger.tags import tag_from_database
-
-    music = tmp_path / "music"
-    names = ["a_touched.flac", "b_plain.flac"]
-    files = [write_audio(music / n, tone_signal([FREQ["bass"] + 7 * i], seconds=3.0)) for i, n in enumerate(names)]
-    db = open_database(tmp_path / "library.db")
-    scan([music], db=db, analyser=FakeAnalyser(version="fake-1"), jobs=0, on_track=tag_writer(model_version="fake-1"))
-    st = os.stat(files[0])
-    os.utime(files[0], ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # touched: the plan records its mtime
+    _music, files, db = _touched_library(tmp_path, ["a_touched.flac", "b_plain.flac"])
     new = write_audio(tmp_path / "import" / "c_new.flac", tone_signal([FREQ["flute"]], seconds=3.0))
-    inside, go = threading.Event(), threading.Event()
-    real = matches._audio_digest_or_none
-
-    def paused(path):
-        inside.set()
-        assert go.wait(60)
-        return real(path)
-
-    monkeypatch.setattr(matches, "_audio_digest_or_none", paused)
-    monkeypatch.setattr(E, "BUSY_TIMEOUT_S", 0.5)
-    done: dict = {}
-
-    def run():
-        try:
-            done["summary"] = scan([files[0], new], db=db, analyser=FakeAnalyser(version="fake-1"), jobs=0)
-        except BaseException as exc:
-            done["error"] = exc
-
-    thread = threading.Thread(target=run, name="scan")
-    thread.start()
-    other = open_database(tmp_path / "library.db", create=False)
-    try:
-        assert inside.wait(30)
-        results = list(tag_from_database(other, paths=[files[1]], scores=True))
-    finally:
-        go.set()
-        thread.join(60)
-        other.close()
-    assert "error" not in done, done
+    summary, results = _tag_beside_a_scan_paused_in_a_digest_read(tmp_path, monkeypatch, db, [files[0], new], files[1])
     assert [type(r).__name__ for r in results] == ["TagChange"] and results[0].written
-    assert (done["summary"].scanned, done["summary"].moved) == (1, 0)
+    assert (summary.scanned, summary.moved) == (1, 0)
     assert _describes(_track(db, files[0]), files[0])
     db.close()
 
