@@ -17,7 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from tagger import constants as C
@@ -95,6 +96,12 @@ class StageClock:
             self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - t
 
 
+_SURELY_INDEXED = 2000
+"""Paths shorter than this many bytes always fit in PostgreSQL's B-tree index entry (at most 2,704)."""
+_PROGRAM_LIMIT_EXCEEDED = "54000"
+"""PostgreSQL's SQLSTATE for an index row over the B-tree's maximum (``index row size ... exceeds``)."""
+
+
 class ScanWriter:
     """The main process's database writer: one session, batched commits."""
 
@@ -162,6 +169,25 @@ class ScanWriter:
             self.session.rollback()
         finally:
             self.session.close()
+
+    def path_fits(self, path: str) -> bool:
+        """False for a path the database cannot store: PostgreSQL indexes ``tracks.path`` in a
+        B-tree, whose entries hold at most 2,704 bytes (after compression), so a long path of varied
+        names (Linux allows 4,095 bytes) fails to insert, and the whole batch with it (was: the scan
+        stopped there, at every scan, the rest of the library never stored). Tried for real, in a
+        savepoint rolled back, for the few paths long enough to be in doubt; SQLite has no limit."""
+        if len(path.encode("utf-8", "surrogateescape")) < _SURELY_INDEXED or self.session.bind.dialect.name != "postgresql":
+            return True
+        probe = self.session.begin_nested()
+        try:
+            self.session.execute(insert(M.Track).values(path=path, size=0, mtime=0.0, fingerprint="", status=M.STATUS_ERROR))
+        except DBAPIError as exc:
+            if getattr(exc.orig, "sqlstate", None) == _PROGRAM_LIMIT_EXCEEDED:
+                return False
+            raise
+        finally:
+            probe.rollback()
+        return True
 
     def track_for(self, work: FileState) -> M.Track:
         track = self.session.get(M.Track, work.track_id) if work.track_id is not None else None

@@ -216,6 +216,11 @@ class _Plan:
             return
         shown = storable(path)
         self.summary.found += 1
+        if shown not in self.existing and not writer.path_fits(shown):
+            self.summary.failed += 1
+            self.summary.errors.append((shown, f"{TOO_LONG} ({len(shown.encode('utf-8', 'surrogateescape')):,} bytes): "
+                                               "nothing is stored for it; move it to a shorter path to analyse it"))
+            return
         if shown != path:
             _undecodable_name(writer, path, shown, self.existing.get(shown))
             return
@@ -424,6 +429,10 @@ def _in_an_empty_folder(folder: str) -> bool:
             return next(entries, None) is None
     except OSError:
         return True
+
+
+TOO_LONG = "the path is too long for the database to index"
+"""How the error of a file whose path PostgreSQL cannot store begins (`ScanWriter.path_fits`)."""
 
 
 def _undecodable_name(writer: ScanWriter, path: str, shown: str, row: tuple | None) -> None:
