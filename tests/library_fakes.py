@@ -171,7 +171,7 @@ class _StallingEnd:
 
 def stalling_worker(conn, *args) -> None:
     """`worker_main` pausing itself halfway through a message of each file named ``*stall*``
-    (a target for `tagger.library.runner.worker_main`, patched in by a test)."""
+    (a target for `tagger.library.supervisor.worker_main`, patched in by a test)."""
     from tagger.library.analyse import worker_main
 
     worker_main(_StallingEnd(conn), *args)
@@ -199,7 +199,7 @@ class _FreezingEnd(_StallingEnd):
 
 def freezing_worker(conn, *args) -> None:
     """`worker_main` pausing itself before it claims the first file named ``*freeze*`` of a scan
-    (the flag file is ``$TAGGER_TEST_FREEZE_FLAG``; a target for `tagger.library.runner.worker_main`)."""
+    (the flag file is ``$TAGGER_TEST_FREEZE_FLAG``; a target for `tagger.library.supervisor.worker_main`)."""
     import os
 
     from tagger.library.analyse import worker_main
@@ -209,7 +209,7 @@ def freezing_worker(conn, *args) -> None:
 
 def hanging_worker(conn, *args) -> None:
     """A worker that hangs in its start-up (a model or library load that never returns) and never
-    reads its pipe (a target for `tagger.library.runner.worker_main`)."""
+    reads its pipe (a target for `tagger.library.supervisor.worker_main`)."""
     import time
 
     time.sleep(3600)
@@ -250,7 +250,7 @@ class _ChangingEnd(_StallingEnd):
 
 def changing_worker(conn, *args) -> None:
     """`worker_main` changing each file named ``*hang*`` or ``*crash*`` while it analyses it, then
-    hanging or dying (`_ChangingEnd`; a target for `tagger.library.runner.worker_main`)."""
+    hanging or dying (`_ChangingEnd`; a target for `tagger.library.supervisor.worker_main`)."""
     from tagger.library.analyse import worker_main
 
     worker_main(_ChangingEnd(conn), *args)
@@ -280,7 +280,7 @@ class _SlowFile:
 
 def slow_storage_worker(conn, *args) -> None:
     """`worker_main` reading the whole of each file (its content hash) as from slow storage: 0.8 s
-    per 1 MiB block (a target for `tagger.library.runner.worker_main`)."""
+    per 1 MiB block (a target for `tagger.library.supervisor.worker_main`)."""
     from tagger import fingerprint
     from tagger.library.analyse import worker_main
 

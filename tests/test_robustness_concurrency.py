@@ -769,12 +769,12 @@ def test_a_scan_never_reports_a_file_tag_wrote_meanwhile_as_a_tag_error(analysed
     analyses it again": a tag error (exit 1 for a cron job) for a file whose tags held its results,
     which no scan analysed again. It now reads the track again: recorded as tagged, as the file is,
     it is done."""
-    from tagger.library import runner
+    from tagger.library import taghook
     from tagger.tags import tag_from_database
 
     music, files, db = analysed_library
     inside, go = threading.Event(), threading.Event()
-    changed = runner.changed_during_analysis
+    changed = taghook.changed_during_analysis
 
     def pause_at_second(work, whole=None):
         if work.path == str(files[1]) and threading.current_thread().name == "scan":
@@ -782,7 +782,7 @@ def test_a_scan_never_reports_a_file_tag_wrote_meanwhile_as_a_tag_error(analysed
             assert go.wait(30)
         return changed(work, whole)
 
-    monkeypatch.setattr(runner, "changed_during_analysis", pause_at_second)
+    monkeypatch.setattr(taghook, "changed_during_analysis", pause_at_second)
     done: dict = {}
     thread = threading.Thread(target=lambda: done.setdefault("summary", scan(
         [music], db=db, analyser=FakeAnalyser(version="fake-1"), jobs=0,

@@ -340,9 +340,9 @@ def test_a_worker_paused_in_the_middle_of_a_message_times_out_and_the_scan_goes_
     file timeout kills the paused worker and fails its file, and the other workers do the rest."""
     import library_fakes
 
-    from tagger.library import runner
+    from tagger.library import supervisor
 
-    monkeypatch.setattr(runner, "worker_main", library_fakes.stalling_worker)
+    monkeypatch.setattr(supervisor, "worker_main", library_fakes.stalling_worker)
     music = tmp_path / "music"
     good = [write_audio(music / f"{i}_bass.wav", tone_signal([110.0 + i], seconds=4.0)) for i in range(4)]
     stall = write_audio(music / "1_stall.wav", tone_signal([1000.0], seconds=8.0))
@@ -404,9 +404,9 @@ def test_a_worker_paused_before_it_claims_a_file_is_replaced_and_the_file_analys
     the others, and none of them fails (it never opened them)."""
     import library_fakes
 
-    from tagger.library import runner
+    from tagger.library import supervisor
 
-    monkeypatch.setattr(runner, "worker_main", library_fakes.freezing_worker)
+    monkeypatch.setattr(supervisor, "worker_main", library_fakes.freezing_worker)
     monkeypatch.setenv("TAGGER_TEST_FREEZE_FLAG", str(tmp_path / "froze"))  # (the workers inherit it)
     music = tmp_path / "music"
     files = [write_audio(music / f"{i}_bass.wav", tone_signal([110.0 + i], seconds=4.0)) for i in range(3)]
@@ -433,10 +433,10 @@ def test_workers_that_hang_in_their_start_up_end_the_scan_with_an_error_naming_o
     import library_fakes
 
     from tagger.errors import TaggerError
-    from tagger.library import runner
+    from tagger.library import supervisor
 
-    monkeypatch.setattr(runner, "worker_main", library_fakes.hanging_worker)
-    monkeypatch.setattr(runner, "START_TIMEOUT", 1.0)
+    monkeypatch.setattr(supervisor, "worker_main", library_fakes.hanging_worker)
+    monkeypatch.setattr(supervisor, "START_TIMEOUT", 1.0)
     music = tmp_path / "music"
     for i in range(3):
         write_audio(music / f"{i}_bass.wav", tone_signal([110.0], seconds=4.0))
@@ -481,9 +481,9 @@ def test_a_large_file_on_slow_storage_is_not_taken_for_a_hung_decoder(tmp_path, 
     The worker now reports its reading each second."""
     import library_fakes
 
-    from tagger.library import runner
+    from tagger.library import supervisor
 
-    monkeypatch.setattr(runner, "worker_main", library_fakes.slow_storage_worker)
+    monkeypatch.setattr(supervisor, "worker_main", library_fakes.slow_storage_worker)
     music = tmp_path / "music"
     big = write_audio(music / "big.wav", tone_signal([110.0], seconds=150.0))  # 4.8 MB: 5 reads, 4 s
     summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=1, file_timeout=3.0)
@@ -499,9 +499,9 @@ def test_a_large_file_read_slowly_for_its_audio_digest_is_not_taken_for_a_hung_d
     import library_fakes
 
     from tagger import tags
-    from tagger.library import runner
+    from tagger.library import supervisor
 
-    monkeypatch.setattr(runner, "worker_main", library_fakes.slow_digest_worker)
+    monkeypatch.setattr(supervisor, "worker_main", library_fakes.slow_digest_worker)
     music = tmp_path / "music"
     big = write_audio(music / "big.wav", tone_signal([110.0], seconds=150.0))  # 4.8 MB: 5 reads, 4 s
     summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=1, file_timeout=3.0)
@@ -519,12 +519,12 @@ def test_a_file_that_changed_while_its_decoder_hung_or_crashed_keeps_its_results
     failure paths."""
     import library_fakes
 
-    from tagger.library import runner
+    from tagger.library import supervisor
 
     music = tmp_path / "music"
     songs = [write_audio(music / f"{name}.wav", tone_signal([110.0], seconds=4.0)) for name in ("hang", "crash", "ok")]
     assert scan([music], db=db, analyser=FakeAnalyser(), jobs=0).scanned == 3
-    monkeypatch.setattr(runner, "worker_main", library_fakes.changing_worker)
+    monkeypatch.setattr(supervisor, "worker_main", library_fakes.changing_worker)
     summary = scan([music], db=db, analyser=FakeAnalyser(version="fake-2"), jobs=2, file_timeout=3.0,
                    rescan_stale=True, commit_every=1)  # fmt: skip
     changed = "the file changed while it was being analysed; the next scan analyses it again"

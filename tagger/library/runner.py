@@ -1,42 +1,29 @@
 """The scan's runner (main process): feeds files to the workers (or analyses them in this process,
 or hands them to a cluster), runs the analyser on batches of windows, assembles each finished file
-(`tagger.library.assemble.TrackAssembler`), stores it and calls the tag hook.
+(`tagger.library.assemble.TrackAssembler`), stores it and calls the tag hook. The worker processes'
+supervision is `tagger.library.supervisor`'s, the tag writes `tagger.library.taghook`'s (both mixed
+into `Runner`).
 """
 
 from __future__ import annotations
 
-import logging
-import multiprocessing as mp
 import os
 import time
-from collections import deque
-from collections.abc import Callable
-from multiprocessing.connection import wait
 
 import numpy as np
 
 from tagger import constants as C
-from tagger.aggregate import DEFAULT_AGGREGATION, FamilyResult, TrackResult
-from tagger.db import models as M
+from tagger.aggregate import DEFAULT_AGGREGATION
 from tagger.db.scan_writer import FileState, ScanWriter
-from tagger.errors import AudioReadError, TaggerError, UntaggableError
-from tagger.library.analyse import AnalysisConfig, analyse_file, worker_main
+from tagger.errors import AudioReadError
+from tagger.library.analyse import AnalysisConfig, analyse_file
 from tagger.library.assemble import TrackAssembler
 from tagger.library.defaults import DEFAULT_FILE_TIMEOUT
-from tagger.fingerprint import content_hash, fingerprint, read_back
-from tagger.library.messages import Done, Failed, FileInfo, Message, RemoteResult, Started, Windows
-from tagger.library.state import AnalysedFile, Analyser, OnTrack, Progress, ScanInterrupted, StopSignals
-from tagger.library.workers import Worker, start_worker, stop_process, stop_workers
-
-log = logging.getLogger("tagger.library.scan")
-
-START_TIMEOUT = 120.0
-"""Seconds a new worker may take to start (imports, warm-up) and claim its first file, when the file
-timeout is shorter: on a loaded machine start-up alone can take tens of seconds."""
-
-TASKS_AHEAD = 2
-"""Files sent to a worker at once: the one it analyses and the next, waiting in its pipe so that it
-goes on without waiting for the main process (not near the end of a scan: `Runner._feed`)."""
+from tagger.library.messages import Done, Failed, FileInfo, Message, RemoteResult, Windows
+from tagger.library.recheck import changed_during_analysis
+from tagger.library.state import Analyser, OnTrack, Progress, ScanInterrupted, StopSignals
+from tagger.library.supervisor import WorkerSupervisor
+from tagger.library.taghook import TagHook
 
 
 def aggregation_params(analyser: Analyser) -> dict:
@@ -58,7 +45,7 @@ class _Pending:
         return self.assembler.meta
 
 
-class Runner:
+class Runner(TagHook, WorkerSupervisor):
     """Feeds work to the workers, runs the analyser on batches of windows, stores finished files."""
 
     def __init__(self, *, analyser: Analyser, writer: ScanWriter, predict_batch: int, on_track: OnTrack | None,
@@ -164,99 +151,6 @@ class Runner:
             self._write_tags(track, pend.work, result)
         self.report()
 
-    def _write_tags(self, track: M.Track, work: FileState, result: TrackResult) -> None:
-        """Call the tag hook with the file as it was analysed (the hook's write refuses another file
-        moved over it since); the track's ``tags_current`` records whether the file's tags now hold
-        `result` (false after a failed write or a dry run that found changes: the next scan retries)."""
-        analysed = AnalysedFile(size=work.size, mtime=work.mtime, fingerprint=work.fingerprint or None,
-                                inode=None if work.inode is None else (work.device, work.inode),
-                                content_hash=track.content_hash, ctime_ns=work.ctime_ns)  # fmt: skip
-        try:
-            with self.writer.clock("tags"):
-                change = self.on_track(work.path, result, analysed)
-        except UntaggableError as exc:  # nothing to write: its results are in the database
-            self.writer.summary.untaggable.append((work.path, exc.reason))
-            track.tags_current = True  # (until a tagger that can tag more: `retag_untaggable`)
-            from tagger.tags.rewrite import formats_signature
-
-            track.untaggable_formats = formats_signature()
-        except TaggerError as exc:
-            log.debug("%s", exc)
-            self.writer.summary.tag_errors += 1
-            self.writer.summary.tag_failures.append((work.path, getattr(exc, "reason", str(exc))))
-        else:
-            changed, written = getattr(change, "changed", False), getattr(change, "written", False)
-            track.untaggable_formats = None
-            if changed:
-                self.writer.summary.tags_written += 1
-            track.tags_current = bool(written or not changed)
-            if written and not self._refresh(work, change):
-                track.tags_current = False  # the next scan looks at the file again
-        self.writer.touch()
-
-    def _refresh(self, work: FileState, change) -> bool:
-        """Record the file's new size, mtime, fingerprint and content hash after the tag hook rewrote
-        it; False (nothing recorded: the database keeps the file's old facts, so the next scan sees
-        it changed) when it cannot be read, or is no longer what the write left: another program
-        changed it right after (`tagger.fingerprint.read_back`)."""
-        try:
-            facts = read_back(work.path, size=getattr(change, "size", None), mtime=getattr(change, "mtime", None),
-                              ctime_ns=getattr(change, "ctime_ns", None))
-        except TaggerError as exc:
-            log.warning("%s: cannot re-read after writing tags: %s", work.path, exc)
-            return False
-        if facts is None:
-            log.warning("%s: changed by another program right after its tags were written; left for the next scan",
-                        work.path)  # fmt: skip
-            return False
-        with self.writer.clock("database"):
-            size, mtime, fp, digest = facts
-            self.writer.refresh_file(work, size=size, mtime=mtime, fingerprint=fp, content_hash=digest,
-                                     ctime_ns=getattr(change, "ctime_ns", None),
-                                     audio_digest=getattr(change, "audio_digest", None))
-        return True
-
-    def retag(self, work: list[FileState]) -> None:
-        """Write the stored results of unchanged tracks into their files (their tags did not hold them)."""
-        by_family = {f: i for i, f in enumerate(self.families)}
-        for w in work:
-            self.check_stop()
-            # (read without flushing the previous file's new facts: a flush takes SQLite's write lock,
-            # which the tag write below would then hold; they go in with the batch's commit)
-            with self.writer.session.no_autoflush:
-                track = self.writer.track_for(w)
-                results = sorted(
-                    (FamilyResult(d.family, d.present, d.score, d.coverage) for d in track.detections),
-                    key=lambda r: by_family.get(r.family, len(by_family)),
-                )
-            result = TrackResult(families=self.families, results=results, windows=track.windows,
-                                 silent_windows=track.silent_windows)  # fmt: skip
-            # The file was planned at the start of the scan: another file of the same size and mtime
-            # moved over it since would pass the tag write's own size/mtime check.
-            changed = changed_during_analysis(w, track.content_hash)
-            if changed is not None and self._tagged_meanwhile(track, w.path):
-                continue  # (`tagger tag` wrote and recorded it since the plan: done, not an error)
-            if changed is not None:
-                self.writer.summary.tag_errors += 1
-                self.writer.summary.tag_failures.append((w.path, changed.replace("being analysed", "scanned")))
-                track.tags_current = False
-                continue
-            self._write_tags(track, w, result)
-
-    def _tagged_meanwhile(self, track: M.Track, path: str) -> bool:
-        """Whether the track, read again, is recorded as tagged for the file as it is now (size, mtime
-        and ctime): another tagger command wrote its tags and recorded the file it left since the plan."""
-        session = self.writer.session
-        with session.no_autoflush:
-            session.refresh(track)
-        try:
-            st = os.stat(path)
-        except OSError:
-            return False
-        return bool(track.tags_current and track.status == M.STATUS_OK and track.model_version_id == self.writer.mv_id
-                    and (track.size, track.mtime) == (st.st_size, st.st_mtime)
-                    and track.ctime_ns is not None and track.ctime_ns == st.st_ctime_ns)  # fmt: skip
-
     def run_remote(self, work: list[FileState], backend) -> None:
         """Files analysed by `backend` (window probabilities computed there); aggregated and stored here."""
         self.report(force=True)
@@ -327,213 +221,3 @@ class Runner:
                     self.handle(batch)
                     batch, n = [], 0
             self.handle(batch)
-
-    def run_processes(self, work: list[FileState], *, jobs: int) -> None:
-        """Analyse `work` in `jobs` worker processes (`tagger.library.analyse.worker_main`), each with
-        a pipe of its own to this process (`tagger.library.workers.Worker`): up to `TASKS_AHEAD`
-        files are sent to a worker ahead, and its claims and messages are read from all the pipes
-        at once (`multiprocessing.connection.wait`). The workers share no queue or lock, so a worker
-        killed at any moment (the OOM killer, ``kill -9``, a decoder crashing in-process) stops
-        nothing but itself: its pipe ends, the file it had claimed fails, the files sent to it that
-        it had not opened go to the others, and a new worker takes its place (`_check_workers`)."""
-        ctx = mp.get_context("spawn")
-
-        def start() -> Worker:
-            return start_worker(ctx, worker_main, (self.config, os.getpid()))
-
-        workers = [start() for _ in range(jobs)]
-        todo: deque[int] = deque(range(len(work)))  # not sent, or sent to a worker that died before opening it
-        self.report(force=True)
-        stopping = False
-        try:
-            while todo or self.pending:
-                self.check_stop()
-                self._feed(workers, todo, work)
-                with self.writer.clock("idle"):
-                    ready = wait([w.conn for w in workers if not w.ended], timeout=0.5)
-                batch = self._receive(workers, ready)
-                self.handle([m for m in batch if not isinstance(m, Started)])
-                # (busy workers must not hide a dead or hung one)
-                if not batch or any(w.ended for w in workers) or time.monotonic() - self.last_check >= 1.0:
-                    self._check_workers(workers, todo, start)
-        except BaseException:
-            stopping = True  # interrupted or failed: the workers' files in progress are dropped
-            raise
-        finally:
-            stop_workers(workers, now=stopping)
-
-    def _feed(self, workers: list[Worker], todo: deque[int], work: list[FileState]) -> None:
-        """Send each worker without a file its next one; then, while more files are left than
-        workers, one more each, up to `TASKS_AHEAD` (it waits in the worker's pipe, so that the
-        worker goes on without waiting for the main process). Near the end of the scan no file is
-        sent ahead: it could wait there behind a long file while another worker sits idle."""
-        for slot in range(TASKS_AHEAD):
-            for w in workers:
-                if not todo or (slot and len(todo) <= len(workers)):
-                    return
-                if w.ended or len(w.sent) > slot:
-                    continue
-                task_id = todo[0]
-                try:
-                    w.conn.send((task_id, work[task_id].path))
-                except OSError:  # gone: `_check_workers` replaces it
-                    w.ended = True
-                    continue
-                todo.popleft()
-                if not w.sent:
-                    w.given = time.monotonic()
-                w.sent.append(task_id)
-                if task_id not in self.pending:
-                    self.pending[task_id] = self.new_pending(work[task_id])
-
-    def _receive(self, workers: list[Worker], ready: list) -> list[Message]:
-        """Read the messages waiting on the workers' pipes, one read per ready pipe in turn
-        (`tagger.library.workers.MessageReader`: never waiting for a message a worker has only
-        partly written), until they hold `predict_batch` windows or no pipe is ready. A pipe that
-        ends (a message cut short included) marks its worker `ended`."""
-        by_conn = {w.conn: w for w in workers}
-        batch: list[Message] = []
-        n = 0
-        while ready:
-            for conn in ready:
-                for m in self._read(by_conn[conn]):
-                    batch.append(m)
-                    n += len(m.features) if isinstance(m, Windows) else 0
-            if n >= self.predict_batch:
-                break
-            ready = wait([w.conn for w in workers if not w.ended], timeout=0)
-        return batch
-
-    def _read(self, w: Worker) -> list[Message]:
-        """The messages one read of worker `w`'s pipe completed, its claims and finished files
-        noted; none when the pipe ended (then `w` is marked ended)."""
-        try:
-            messages = w.reader.read()
-        except OSError:  # (as good as ended)
-            messages = None
-        except Exception as exc:  # not a message (unpickling failed): the worker is stopped and replaced
-            log.warning("scan worker %s sent something that is not a message: %r", w.pid, exc)
-            messages = None
-        if messages is None:  # the worker is gone (maybe killed in the middle of a message)
-            w.ended = True
-            return []
-        w.heard = time.monotonic()
-        for m in messages:
-            self.progressed[m.task_id] = w.heard
-            if isinstance(m, Started):
-                w.current = m.task_id
-            elif isinstance(m, (Done, Failed)):
-                if m.task_id in w.sent:
-                    w.sent.remove(m.task_id)
-                if w.current == m.task_id:
-                    w.current = None
-                self.deaths = 0  # the workers do work: deaths until now were not a worker that cannot start
-        return messages
-
-    def _drain(self, w: Worker) -> None:
-        """Handle what a dead worker wrote before it died (its pipe read to its end)."""
-        batch: list[Message] = []
-        while not w.ended and w.conn.poll(0):
-            batch.extend(self._read(w))
-        self.handle([m for m in batch if not isinstance(m, Started)])
-
-    def _check_workers(self, workers: list[Worker], todo: deque[int], start: Callable[[], Worker]) -> None:
-        """A worker that died (e.g. a decoder crash, or killed) fails the file it had claimed and is
-        replaced; so does a worker that made no progress on its file for `file_timeout` seconds (a
-        hung decoder), after being stopped (SIGTERM, which also ends its decoder subprocess; SIGKILL
-        if that is ignored). The files sent to either that it had not opened go back to `todo`.
-        Everything a dead worker wrote before it died is handled first: its last claim names the
-        file it held. Deaths without a file, more than twice the workers with no file finished in
-        between, end the scan (workers that cannot start)."""
-        now = self.last_check = time.monotonic()
-        for i, w in enumerate(workers):
-            if not w.ended and w.proc.is_alive():
-                task_id = w.current
-                if (self.file_timeout is not None and task_id in self.pending
-                        and now - self.progressed.get(task_id, now) > self.file_timeout):  # fmt: skip
-                    log.warning("scan worker %s: no progress on %s for %g s; restarting it",
-                                w.pid, self.pending[task_id].work.path, self.file_timeout)  # fmt: skip
-                    stop_process(w.proc)
-                    w.conn.close()
-                    self._requeue(w, todo)
-                    self.fail_file(task_id, f"timed out after {self.file_timeout:g} s without progress (a hung decoder?)")
-                    workers[i] = start()
-                elif task_id is None and w.sent:
-                    self._check_silent(w, todo, now, len(workers))
-                    if w.ended:
-                        workers[i] = start()
-                continue
-            self._drain(w)
-            # A worker stopped by the signal that stops the scan (SIGTERM to the process group) fails
-            # no file: the scan stops here, and the next one analyses the files in progress.
-            self.check_stop()
-            stop_process(w.proc)  # (its pipe ended: it is exiting; reaped here, no zombie left)
-            w.conn.close()
-            self._requeue(w, todo)
-            task_id = w.current
-            log.warning("scan worker %s died (exit code %s)", w.pid, w.proc.exitcode)
-            if task_id is not None and task_id in self.pending:
-                self.fail_file(task_id, f"the decoder crashed (worker exit code {w.proc.exitcode})")
-            else:
-                self.deaths += 1
-                if self.deaths > 2 * len(workers):
-                    raise TaggerError(f"scan workers keep exiting (last exit code {w.proc.exitcode}); see the log above")
-            workers[i] = start()
-
-    def _check_silent(self, w: Worker, todo: deque[int], now: float, n_workers: int) -> None:
-        """A worker that holds files it has not claimed and has said nothing for the file timeout
-        (for `START_TIMEOUT` at least, if it has never spoken: it may still be starting up; that
-        one also without a file timeout, which is for files) is
-        stopped (paused by SIGSTOP or a debugger, or hung in its start-up) and marked `ended`; its
-        files go back to `todo` (it opened none: none fails). Such workers, more than twice the
-        workers with no file finished in between, end the scan: they cannot start."""
-        limit = self.file_timeout if w.heard is not None else max(self.file_timeout or 0.0, START_TIMEOUT)
-        if limit is None or now - w.silent_since() <= limit:
-            return
-        what = "after it started" if w.heard is None else "while it held files it had not taken"
-        log.warning("scan worker %s: said nothing for %g s %s; restarting it", w.pid, limit, what)
-        stop_process(w.proc)
-        w.conn.close()
-        w.ended = True
-        self._requeue(w, todo)
-        self.deaths += 1
-        if self.deaths > 2 * n_workers:
-            raise TaggerError(f"scan workers keep hanging before they take a file (the last, process {w.pid}, said "
-                              f"nothing for {limit:g} s {what}); see the log above")  # fmt: skip
-
-    @staticmethod
-    def _requeue(w: Worker, todo: deque[int]) -> None:
-        """The files sent to a worker that is gone and that it had not opened: first in line again."""
-        todo.extendleft(reversed(w.unclaimed()))
-        w.sent.clear()
-
-
-def changed_during_analysis(work: FileState, whole: str | None = None) -> str | None:
-    """Why the results of `work` must not be stored (its file changed or vanished meanwhile), or None.
-
-    Size and mtime alone do not tell: another file of the same size and mtime moved over it (``mv``
-    of a file unpacked from the same archive) has another inode. Another inode, mtime or ctime
-    (``touch``, ``chmod``, written in place with its mtime set back) counts as unchanged only while
-    the fingerprint is (not the inode alone: some network and FUSE filesystems number their files
-    anew from one look to the next), and, for another inode or ctime, while the whole content hashes
-    to ``whole`` (the hash of the bytes analysed, when known): two stems silent where the fingerprint
-    reads have the same fingerprint, and one written over the other in place keeps its inode."""
-    changed = "the file changed while it was being analysed; the next scan analyses it again"
-    try:
-        st = os.stat(work.path)
-    except FileNotFoundError:
-        return "the file disappeared while it was being analysed"
-    except OSError as exc:
-        return f"cannot stat the file after analysis: {exc.strerror or exc}"
-    same_inode = work.inode is None or (st.st_dev, st.st_ino) == (work.device, work.inode)
-    same_ctime = work.ctime_ns is None or st.st_ctime_ns == work.ctime_ns
-    if st.st_size == work.size and st.st_mtime == work.mtime and same_ctime and same_inode:
-        return None
-    if st.st_size == work.size and work.fingerprint:
-        try:
-            if fingerprint(work.path) == work.fingerprint and ((same_inode and same_ctime) or whole is None
-                                                               or content_hash(work.path) == whole):
-                return None  # only touched (or numbered anew)
-        except TaggerError:
-            pass
-    return changed

@@ -2,7 +2,8 @@
 stopped after their file or at once.
 
 Supervision (a dead worker fails its file and is replaced; a worker without progress for the
-file timeout is stopped and replaced) is `tagger.library.runner.Runner`'s, which knows the files.
+file timeout is stopped and replaced) is `tagger.library.supervisor.WorkerSupervisor`'s (part of
+the scan's `tagger.library.runner.Runner`), which knows the files.
 """
 
 from __future__ import annotations

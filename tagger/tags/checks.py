@@ -37,7 +37,7 @@ def _check_fingerprint(path, real: str, st: os.stat_result, wanted: str | None, 
     ``inode``, or has another ctime than ``ctime_ns`` (renamed or copied there: two stems of one
     archive swapped by name), whose whole content does not hash to ``whole`` (known): the
     fingerprint cannot tell it from one that differs only where it does not read. Another inode holding the same content passes,
-    as in the scan (`tagger.library.runner.changed_during_analysis`): some network and FUSE
+    as in the scan (`tagger.library.recheck.changed_during_analysis`): some network and FUSE
     filesystems number their files anew from one look to the next."""
     if wanted is None:
         return
