@@ -160,6 +160,39 @@ def test_a_note_of_nan_infinite_or_absurd_samples_is_refused_with_its_file_named
     assert not (tmp_path / "mix" / "labels.json").exists()
 
 
+def test_two_records_naming_one_note_str_are_refused_not_scored_twice(tmp_path):
+    """A record under another key with the same note_str reads the same audio file: the note was
+    scored twice in the solo test and drawn twice into mixtures (was: 11 notes for 10 files)."""
+    root = make_dataset(tmp_path / "ds", {"again": bass(note_str="bass_acoustic_000-060-100")})
+    with pytest.raises(DatasetError, match="'bass_acoustic_000-060-100' and 'again' both have note_str"):
+        nsynth.NoteDataset.load(root)
+    one_error_line(runner.invoke(app, ["evaluate", str(root), "--out", str(tmp_path / "r"), "--models", str(tmp_path)]),
+                   "examples.json", "'again'", "one audio file for two records")  # fmt: skip
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("name,split", [("nsynth-test", "test"), ("nsynth_valid", "valid"), ("NSynth-Train", "train"),
+                                        ("test", "test"), ("latest", None), ("contest", None), ("notes", None)])  # fmt: skip
+def test_a_folder_gives_its_split_by_its_last_word_only(tmp_path, name, split):
+    """A real NSynth folder without split.json takes its split from its name; a folder named
+    `latest` was the test split (its name ends in 'test'), so evaluate scored all its notes as test."""
+    root = make_dataset(tmp_path / name)
+    (root / "split.json").unlink()
+    if split is None:
+        with pytest.raises(DatasetError, match="no split yet"):
+            nsynth.NoteDataset.load(root, split="test")
+    else:
+        assert {n.split for n in nsynth.NoteDataset.load(root).notes} == {split}
+
+
+def test_examples_json_with_a_utf8_bom_is_read(tmp_path):
+    """Windows editors save UTF-8 with a BOM in front (was: 'invalid JSON: Unexpected UTF-8 BOM')."""
+    root = make_dataset(tmp_path / "ds")
+    for name in ("examples.json", "split.json"):
+        (root / name).write_bytes(b"\xef\xbb\xbf" + (root / name).read_bytes())
+    assert len(nsynth.NoteDataset.load(root, split="test").notes) == len(FAMILIES)
+
+
 def test_split_json_with_duplicate_keys_or_bad_bytes_is_one_line(tmp_path):
     root = make_dataset(tmp_path / "ds")
     (root / "split.json").write_bytes(b'{"instruments": {"a": "train", "a": "test"}}')

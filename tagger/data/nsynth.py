@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -90,9 +91,14 @@ class NoteDataset:
         if split is not None and assignment is None and folder_split is None:
             raise DatasetError(root, "the dataset has no split yet; run `tagger dataset split` first")
         notes, negatives = [], []
+        owners: dict[str, str] = {}
         for key, rec in meta.items():
             _check_record(meta_path, key, rec)
             note_str = rec.get("note_str", key)
+            if note_str in owners:  # (two records, one audio file: the note would be scored and mixed twice)
+                raise DatasetError(meta_path, f"notes {owners[note_str]!r} and {key!r} both have note_str "
+                                              f"{note_str!r}: one audio file for two records")  # fmt: skip
+            owners[note_str] = key
             family = rec["instrument_family_str"]
             if family == "synth_lead":
                 continue
@@ -162,11 +168,12 @@ def _no_duplicates(pairs: list[tuple[str, object]]) -> dict:
 
 
 def read_json(path: Path):
-    """The JSON content of a dataset's metadata file; a file that is not UTF-8 JSON, that repeats a key
+    """The JSON content of a dataset's metadata file (a UTF-8 BOM in front, as Windows editors write
+    it, is read past); a file that is not UTF-8 JSON, that repeats a key
     (two records for one note: Python's json would keep the last one silently) or cannot be read is
     a `DatasetError` naming it."""
     try:
-        return json.loads(path.read_bytes().decode("utf-8"), object_pairs_hook=_no_duplicates)
+        return json.loads(path.read_bytes().decode("utf-8-sig"), object_pairs_hook=_no_duplicates)
     except _DuplicateKey as exc:
         raise DatasetError(path, f"invalid JSON: {exc}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -260,12 +267,15 @@ def load_note_audio(notes: Iterable[Note]) -> np.ndarray:
     return out
 
 
+_FOLDER_SPLIT = re.compile(rf"(?:^|[-_. ])({'|'.join(SPLITS)})$")
+
+
 def _folder_split(root: Path) -> str | None:
-    name = root.name.lower()
-    for s in SPLITS:
-        if name.endswith(s):
-            return s
-    return None
+    """The split a real NSynth folder's name gives (``nsynth-test``, ``nsynth_valid``, ``test``):
+    the split's name as the last word of the folder's name, never its last letters (a folder named
+    ``latest`` or ``contest`` is no test split)."""
+    match = _FOLDER_SPLIT.search(root.name.lower())
+    return match.group(1) if match else None
 
 
 def read_split(root: str | os.PathLike) -> dict[str, str] | None:
