@@ -171,6 +171,31 @@ def test_two_records_naming_one_note_str_are_refused_not_scored_twice(tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.parametrize("how", ["empty", "cut"])
+def test_a_note_file_empty_or_cut_short_is_refused_not_scored_as_padded_silence(tmp_path, how):
+    """libsndfile reads a WAV of no frames, or one whose data chunk stops before the size its header
+    declares (a download that stopped), as far as it goes: the note was scored and mixed padded with
+    silence, as if it were the whole note (was: the solo test counted a silent bass as a miss)."""
+    root = make_dataset(tmp_path / "ds")
+    path = root / "audio" / "bass_acoustic_000-060-100.wav"
+    if how == "empty":
+        sf.write(path, np.zeros(0), C.SAMPLE_RATE, subtype="PCM_16")
+        why = "note audio holds no samples"
+    else:
+        path.write_bytes(path.read_bytes()[:30_000])
+        why = "note audio cut short: the file holds 0.94 s of the 4.00 s its header declares"
+    with pytest.raises(DatasetError, match=why) as err:
+        nsynth.load_note_audio(nsynth.NoteDataset.load(root).notes)
+    assert err.value.path == str(path)
+    result = runner.invoke(app, ["dataset", "mix", str(root), str(tmp_path / "mix"), "--levels", "10", "--per-level", "1"])
+    one_error_line(result, str(path), why)
+    assert not (tmp_path / "mix" / "labels.json").exists()
+    whole = make_dataset(tmp_path / "whole")  # (a whole note, and one with a chunk after its data, read as ever)
+    with open(whole / "audio" / "bass_acoustic_000-060-100.wav", "ab") as f:
+        f.write(b"LIST\x04\x00\x00\x00INFO")
+    assert nsynth.load_note_audio(nsynth.NoteDataset.load(whole).notes).shape == (len(FAMILIES), C.WINDOW_SAMPLES)
+
+
 @pytest.mark.parametrize("name,split", [("nsynth-test", "test"), ("nsynth_valid", "valid"), ("NSynth-Train", "train"),
                                         ("test", "test"), ("latest", None), ("contest", None), ("notes", None)])  # fmt: skip
 def test_a_folder_gives_its_split_by_its_last_word_only(tmp_path, name, split):

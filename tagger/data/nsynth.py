@@ -235,11 +235,26 @@ def _check_samples(path: Path, data: np.ndarray) -> None:
                                  "(full scale is 1): not a recording")  # fmt: skip
 
 
+def _check_whole(path: Path, data: np.ndarray, rate: int) -> None:
+    """Refuse a note file of no samples, or a WAV/AIFF whose data chunk holds less than its header
+    declares (a download or copy that stopped): libsndfile reads what is there, and the note was
+    scored and mixed padded with silence, as if it were the instrument's whole note."""
+    from tagger.audio.lengths import _data_chunk
+
+    if not len(data):
+        raise DatasetError(path, "note audio holds no samples")
+    chunk = _data_chunk(path, "WAV") or _data_chunk(path, "AIFF")
+    if chunk is not None and 0 < chunk[1] < chunk[0] != 0xFFFFFFFF:
+        held = len(data) / rate
+        raise DatasetError(path, f"note audio cut short: the file holds {held:.2f} s of the "
+                                 f"{held * chunk[0] / chunk[1]:.2f} s its header declares")  # fmt: skip
+
+
 def load_note_audio(notes: Iterable[Note]) -> np.ndarray:
     """Decode notes as mono 16 kHz windows [shape=(n, 64000), dtype=float32] (padded/trimmed to 4 s).
 
-    Raises `DatasetError` naming the note's file when it cannot be read or holds NaN, infinite or
-    absurdly large samples."""
+    Raises `DatasetError` naming the note's file when it cannot be read, holds no samples, is cut
+    short of what its header declares or holds NaN, infinite or absurdly large samples."""
     import soundfile as sf
 
     from tagger import audio
@@ -252,6 +267,7 @@ def load_note_audio(notes: Iterable[Note]) -> np.ndarray:
                 why = "is not a regular file" if note.path.exists() else "is missing"
                 raise DatasetError(note.path, f"note audio file {why}")
             data, rate = sf.read(str(note.path), dtype="float32", always_2d=True)
+            _check_whole(note.path, data, rate)
             _check_samples(note.path, data)
             clip = data.mean(axis=1)
             if rate != C.SAMPLE_RATE:
