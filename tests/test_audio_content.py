@@ -4,6 +4,7 @@ is one clear error naming it; none is stored as something it is not."""
 
 from __future__ import annotations
 
+import io
 import shutil
 import subprocess
 
@@ -940,6 +941,83 @@ def test_a_cbr_mp3_cut_inside_a_frame_is_analysed_as_what_it_holds_with_a_note(t
     with pytest.raises(AudioReadError, match=r"cut short: the file ends inside an MPEG frame \(200 of its"):
         audio.load(music / "cut.mp3")  # (a caller that takes no notes)
 
+
+def _lyrics3v1(text: bytes) -> bytes:
+    """A Lyrics3 v1 tag (no size: its text between LYRICSBEGIN and LYRICSEND), which its writers put
+    right before an ID3v1 tag."""
+    return b"LYRICSBEGIN" + text + b"LYRICSEND" + ID3V1
+
+
+def _id3v24_with_footer() -> bytes:
+    """An ID3v2.4 tag with its footer ("3DI"), as a tool appending one at a file's end writes it."""
+    from mutagen.id3 import ID3, TIT2
+
+    tag = ID3()
+    tag.add(TIT2(encoding=3, text="a title"))
+    with io.BytesIO() as out:
+        tag.save(out, v2_version=4, padding=lambda info: 0)
+        head = bytearray(out.getvalue())
+    head[5] |= 0x10  # (the footer flag)
+    return bytes(head) + b"3DI" + bytes(head[3:10])
+
+
+MP3_TAILS = {"2,000 zero bytes": bytes(2000), "100,000 zero bytes": bytes(100_000),
+             "zero bytes, then an ID3v1 tag": bytes(4096) + ID3V1,
+             "a Lyrics3 v1 tag": _lyrics3v1(b"[00:01.00]la la la\r\n" * 200),
+             "an ID3v2.4 tag with its footer": _id3v24_with_footer()}  # fmt: skip
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
+@pytest.mark.parametrize("tail", list(MP3_TAILS))
+@pytest.mark.parametrize("mode", [["-b:a", "128k"], ["-q:a", "4"]], ids=["cbr", "vbr"])
+def test_a_whole_mp3_followed_by_zero_padding_or_a_lyrics3_v1_tag_is_analysed_whole(tmp_path, db, mode, tail):
+    """A whole MP3 without a Xing/Info header whose frames are followed by zero bytes (a downloader
+    or ripper's padding) or by a Lyrics3 v1 tag (Winamp's lyrics plugins, old rippers): libsndfile
+    (a CBR file) decoded them as frames and failed, ``decoding failed: Unspecified internal error``,
+    from about 2,000 zero bytes on, and ffmpeg (a VBR file) said ``corrupt audio: ffmpeg could not
+    decode 1 of its frames``: the whole track refused. The decoders are given its frames' bytes
+    alone now (the zeros found from the frames' end, not guessed: a frame's own last bytes may be
+    zero): the same samples as the file without them, and no note. A file cut inside a frame before
+    such padding still says so, and one with a Xing header, cut on a frame's edge and padded, is
+    still refused as cut short."""
+    music = tmp_path / "music"
+    music.mkdir()
+    data = _mp3(tmp_path / "plain.mp3", tone_signal([BASS], seconds=6.0, sr=44_100), 44_100, *mode,
+                "-write_xing", "0")  # fmt: skip
+    assert b"Xing" not in data and b"Info" not in data
+    path = music / "tail.mp3"
+    path.write_bytes(data + MP3_TAILS[tail])
+    assert audio.info(path).decoder == ("soundfile" if mode[0] == "-b:a" else "ffmpeg")
+    notes: list[str] = []
+    got = np.concatenate(list(audio.stream(path, notes=notes)))
+    assert notes == []
+    np.testing.assert_array_equal(got, audio.load(tmp_path / "plain.mp3"))
+    cuts = mode[0] == "-b:a" and tail == "2,000 zero bytes"  # (the cut files: once)
+    if cuts:  # (a download that stopped inside a frame, its file preallocated with zeros)
+        frames = _frame_starts(data)
+        k = len(frames) // 2
+        (music / "stopped.mp3").write_bytes(data[: frames[k] + 200] + bytes(5000))
+        xing = _mp3(tmp_path / "xing.mp3", tone_signal([BASS], seconds=10.0, sr=44_100), 44_100, *mode)
+        assert b"Xing" in xing or b"Info" in xing
+        edge = _frame_starts(xing)[len(_frame_starts(xing)) * 4 // 10]  # (a frame's first byte)
+        (music / "edge.mp3").write_bytes(xing[:edge] + bytes(5000))
+    summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert track_instruments(db)[str(path)] == ["bass"]
+    if not cuts:
+        assert summary.failed == 0, summary.errors
+        return
+    errors = dict(summary.errors)
+    assert sorted(errors) == [str(music / "edge.mp3")], errors
+    assert errors[str(music / "edge.mp3")].startswith("cut short: the file holds 4.0 s of the 10.0 s its header declares")
+    own = tmp_path / "own.mp3"  # (a last frame whose own last bytes are zero, an ID3v1 tag after it: whole)
+    own.write_bytes(data[:-10] + bytes(10) + ID3V1)
+    said: list[str] = []
+    assert abs(len(np.concatenate(list(audio.stream(own, notes=said)))) / 16_000 - 6.0) < 0.05 and said == []
+    stopped = np.concatenate(list(audio.stream(music / "stopped.mp3", notes=said)))
+    assert abs(len(stopped) / 16_000 - 3.0) < 0.05
+    assert said == [f"the file ends inside an MPEG frame (200 of its {frames[k + 1] - frames[k]} bytes), before zero "
+                    "padding: cut short (a copy or download that stopped?), analysed as the 3.0 s it holds; how much "
+                    "is missing is not known (no header declares its length)"]  # fmt: skip
 
 def _ogg_pages(data: bytes) -> list[tuple[int, int, int]]:
     """(offset, length, granule position) of each whole page of an Ogg file's bytes."""

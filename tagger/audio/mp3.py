@@ -220,7 +220,7 @@ def _check_mp3_stopped(path: Path, meta: AudioInfo, decoded: int) -> None:
             start = id3v2_length(f.read(10))
             f.seek(start)
             data = f.read(16384)
-            end, _names = _trailing_tags(f, size)
+            end, _padded, _names = _mp3_ends(f, size)
     except (OSError, ValueError):
         return
     # (its first two frames in a row; or a lone header where its audio begins, which libsndfile read)
@@ -297,10 +297,13 @@ def _mp3_layout(path: Path) -> _Mp3Layout | None:
             found = _mp3_frames_at(f.read(16384))
             if found is None:
                 return None
-            end, trailing = _trailing_tags(f, size)
-            walked, between, _, _ = _mp3_walk(f, start + found[0], end)
+            end, padded, trailing = _mp3_ends(f, size)
+            walked, between, _, _ = _mp3_walk(f, start + found[0], padded)
     except (OSError, ValueError):
         return None
+    tail = _mp3_tail(path) if end < padded else None  # (zero bytes at its end: where its last frame ends)
+    if tail is not None and not tail.held:
+        end, trailing = tail.end, tail.trailing
     return _Mp3Layout(size, end, trailing, walked, between)
 
 
@@ -312,8 +315,8 @@ def _mp3_end_intact(path: Path) -> str | None:
     A download that stopped ends inside a frame (on a frame's end about one time in 400) and has no
     tag after its frames; a tool that later appends an ID3v1 tag leaves the cut frame before it."""
     layout = _mp3_layout(path)
-    if layout is None or not layout.trailing or layout.walked != layout.end:
-        return None
+    if layout is None or not _without_padding(layout.trailing) or layout.walked != layout.end:
+        return None  # (zero bytes alone after a whole frame: a download's preallocated file, stopped?)
     return " and ".join(reversed(layout.trailing))
 
 
@@ -346,26 +349,34 @@ def _mp3_tail(path: Path) -> _Mp3Tail | None:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
             start = id3v2_length(f.read(10))
-            end, trailing = _trailing_tags(f, size)
+            end, padded, trailing = _mp3_ends(f, size)
             first = max(start, end - 4 * MP3_MAX_FRAME)
             f.seek(first)
-            data = f.read(end - first)
+            data = f.read(min(padded, end + MP3_MAX_FRAME) - first)  # (a frame may end on zero bytes)
     except (OSError, ValueError):
         return None
     found = _mp3_frames_at(data[: 2 * MP3_MAX_FRAME + 4])
     if found is None:
         return None
-    pos = found[0]
-    while pos < len(data):
+    pos, stop = found[0], end - first
+    while pos < stop:
         frame = _mp3_frame(data, pos)
         if frame is None:  # (the header itself cut, 1-3 bytes of it left, or bytes that are no frame)
-            left = data[pos:]
+            left = data[pos:stop]
             header = len(left) < 4 and left[0] == 0xFF and (len(left) == 1 or left[1] & 0xE0 == 0xE0)
             return _Mp3Tail(end, trailing, len(left), 0) if header else None
-        if pos + frame[1] > len(data):
-            return _Mp3Tail(end, trailing, len(data) - pos, frame[1])
+        if pos + frame[1] > stop and first + pos + frame[1] != padded:
+            # (its end past the file's bytes, or inside zeros that go on past it: a download stopped
+            # inside it, its file preallocated; a frame ending exactly where they do holds them itself)
+            held = (stop if first + pos + frame[1] < padded else padded - first) - pos
+            return _Mp3Tail(end, trailing, held, frame[1])
         pos += frame[1]
-    return _Mp3Tail(end, trailing, 0, 0)
+    return _Mp3Tail(first + pos, trailing if first + pos < padded else _without_padding(trailing), 0, 0)
+
+
+def _without_padding(names: list[str]) -> list[str]:
+    """`names` (`_mp3_ends`) less the zero padding: zero bytes its last frame ends on, of its own."""
+    return [name for name in names if name != "zero padding"]
 
 
 def _mp3_feed(path: Path) -> tuple[tuple[int, int], ...]:
@@ -406,7 +417,8 @@ def _tag_at(head: bytes) -> int:
 
 def _trailing_tags(f, size: int) -> tuple[int, list[str]]:
     """Where the audio of the open MP3 (or FLAC) `f` of `size` bytes ends: before the tags at its end
-    (ID3v1, APEv2 by its footer, Lyrics3 v2, in any order), and their names, the last one first."""
+    (ID3v1, APEv2 by its footer, Lyrics3 v2, Lyrics3 v1 before an ID3v1 tag, an ID3v2 tag by its
+    footer, in any order), and their names, the last one first."""
     end, names = size, []
 
     def read(at: int, n: int) -> bytes:
@@ -433,8 +445,56 @@ def _trailing_tags(f, size: int) -> tuple[int, list[str]]:
                 end = begins
                 names.append("a Lyrics3 tag")
                 continue
+        if tail[6:] == b"LYRICSEND" and names and names[-1] == "an ID3v1 tag":
+            # (Lyrics3 v1: no size; its text, at most 5100 bytes, between LYRICSBEGIN and LYRICSEND,
+            # which its writers put right before an ID3v1 tag. Winamp's lyrics plugins, old rippers:
+            # libsndfile and ffmpeg decoded it as frames and failed, the whole file refused)
+            window = max(0, end - 9 - 5100 - 11)
+            begins = read(window, end - 9 - window).rfind(b"LYRICSBEGIN")
+            if begins >= 0:
+                end = window + begins
+                names.append("a Lyrics3 tag")
+                continue
+        id3 = read(end - 10, 10) if end >= 10 else b""
+        if id3[:3] == b"3DI" and id3[3] == 4 and id3[5] & 0x10 and max(id3[6:10]) < 0x80:
+            begins = end - id3v2_length(b"ID3" + id3[3:])  # (an ID3v2.4 tag appended, by its footer)
+            if begins >= 0 and read(begins, 5) == b"ID3" + id3[3:5]:
+                end = begins
+                names.append("an ID3v2 tag")
+                continue
         break
     return end, names
+
+
+PADDING_READ = 1 << 16
+"""How much of an MP3's end is read back at a time for the zero bytes after its frames (`_mp3_ends`)."""
+
+
+def _mp3_ends(f, size: int) -> tuple[int, int, list[str]]:
+    """Where the audio of the open MP3 `f` of `size` bytes can end, before the tags at its end
+    (`_trailing_tags`) and the zero bytes after its last frame (a downloader's or ripper's padding,
+    which libsndfile and ffmpeg decoded as frames and failed: from 2,000 of them on, the whole file
+    refused): (`end`, `padded`, the names of what follows it, the last one first), `end` where
+    those zero bytes begin, `padded` where they end. A frame's own last bytes may be zero too: its
+    last frame, read (`_mp3_tail`), is whole where it ends exactly at `padded` (the zeros its own,
+    no padding), and cut short where the zeros begin inside it and go on past its end (a download
+    stopped inside it, its file preallocated: which it is, is not known from its bytes). Zero bytes
+    after a tag (before an ID3v1 tag, say) are the padding alone: `end` is then that tag's start."""
+    end, names = _trailing_tags(f, size)
+    zeros = end
+    while zeros > 0:
+        f.seek(max(0, zeros - PADDING_READ))
+        block = f.read(zeros - max(0, zeros - PADDING_READ))
+        kept = block.rstrip(b"\0")
+        zeros -= len(block) - len(kept)
+        if kept:
+            break
+    if zeros == end:
+        return end, end, names
+    before, more = _trailing_tags(f, zeros)
+    if more:  # (a tag before the zeros: it ends exactly where they begin)
+        return before, before, [*names, "zero padding", *more]
+    return zeros, end, [*names, "zero padding"]
 
 
 def _mp3_walk(f, start: int, stop: int, rates: set[int] | None = None,

@@ -100,8 +100,10 @@ def stream(
     else:
         _check_data_chunk(p, meta, notes)
         ends = _mp3_tail(p) if meta.format == "MP3" else None
-        # An MP3 cut inside a frame and then tagged: libsndfile is given the bytes before the tags.
-        end = ends.end if ends is not None and ends.held and ends.trailing else None
+        # An MP3 with tags or zero padding after its frames: libsndfile is given its frames' bytes alone
+        # (it decoded a cut frame's tag as the frame's rest, and 2,000 zero bytes or a Lyrics3 v1 tag
+        # after whole frames as frames, and failed: the whole file refused).
+        end = ends.end if ends is not None and ends.trailing else None
         blocks = _soundfile_or_ffmpeg_blocks(p, meta, block_frames, notes, end)
     resampler = None
     if rate != C.SAMPLE_RATE:
