@@ -420,6 +420,62 @@ def test_a_write_of_the_plan_is_committed_within_seconds(tmp_path, monkeypatch):
     db.close()
 
 
+def test_a_scan_in_one_process_commits_its_batch_during_a_long_read(tmp_path, monkeypatch):
+    """Was: with ``--jobs 0`` (and the beets plugin's ``jobs: 0``) the tracks stored before a file
+    read slowly (a large file on a slow share, read whole for its hash before any window is
+    scored) waited, uncommitted, through that whole read: SQLite's write lock held as long, and on
+    PostgreSQL a DBA's ``idle_in_transaction_session_timeout`` shorter than the read ended the
+    connection and the scan, the batch lost (found with the timeout at 3 s on a test server:
+    ``terminating connection due to idle-in-transaction timeout``). Now the batch is committed once
+    `commit_seconds` old at each of the read's progress messages, as the worker processes' and the
+    Dask client's waits do (a fake clock passes a minute while b.flac is read)."""
+    import sqlite3
+    import time
+    import types
+
+    from tagger.db import scan_writer
+    from tagger.library import analyse
+
+    music = tmp_path / "music"
+    write_audio(music / "a.flac", tone_signal([FREQ["bass"]], seconds=4.0))
+    write_audio(music / "b.flac", tone_signal([FREQ["flute"]], seconds=8.0))
+    late = [0.0]
+    clock = types.SimpleNamespace(monotonic=lambda: time.monotonic() + late[0], perf_counter=time.perf_counter)
+    monkeypatch.setattr(scan_writer, "time", clock)
+    monkeypatch.setattr(analyse, "time", clock)
+    steps = analyse.content_hash_steps
+
+    def hashed(path):  # (content_hash_steps returns the hash as its StopIteration's value)
+        gen = steps(path)
+        first = True
+        while True:
+            try:
+                step = next(gen)
+            except StopIteration as end:
+                return end.value
+            if first and path.endswith("b.flac"):
+                late[0] += 60.0
+            first = False
+            yield step
+
+    monkeypatch.setattr(analyse, "content_hash_steps", hashed)
+    seen = []
+
+    class Counting(FakeAnalyser):
+        def predict_features(self, feats, batch_size=None):
+            out = super().predict_features(feats, batch_size)
+            if out[:, self.families.index("flute")].max() > 0.5:  # b.flac's first windows, after its read
+                with sqlite3.connect(str(tmp_path / "library.db")) as other:
+                    seen.append(other.execute("SELECT count(*) FROM tracks WHERE status = 'ok'").fetchone()[0])
+            return out
+
+    db = open_database(tmp_path / "library.db")
+    summary = scan([music], db=db, analyser=Counting(), jobs=0)
+    db.close()
+    assert summary.scanned == 2 and summary.failed == 0
+    assert late[0] == 60.0 and seen == [1], seen
+
+
 def test_tag_beside_a_suspended_scan_on_postgresql_stops_in_one_line(tmp_path, monkeypatch, pg_url):
     """Was: on PostgreSQL (which waits for a lock for ever by default) `tagger tag` beside a scan
     suspended with its batch open (Ctrl-Z, a stuck client) waited on the track's row lock for as

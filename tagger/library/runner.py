@@ -214,6 +214,10 @@ class Runner(TagHook, WorkerSupervisor):
             batch: list[Message] = []
             n = 0
             for msg in analyse_file(task_id, w.path, config=self.config):
+                # (a long file keeps no batch waiting, as the workers' messages do not: was held
+                # through its whole analysis, SQLite's write lock with it, and PostgreSQL's
+                # idle_in_transaction_session_timeout ended the connection and the scan)
+                self.writer.maybe_commit()
                 batch.append(msg)
                 if isinstance(msg, Windows):
                     n += len(msg.features)
