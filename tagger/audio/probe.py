@@ -20,6 +20,7 @@ from tagger.audio.fileinfo import MAX_RATE, MIN_RATE, AudioInfo
 from tagger.audio.formats import (AUDIO_DEMUXERS, FORMAT_MAGICS, FORMAT_NAMES, PLAYLIST_FORMATS,
                                   SYNTH_FORMATS)
 from tagger.audio.lengths import _shorten_seconds
+from tagger.audio.matroska import _declares_duration
 from tagger.audio.mp3 import _mp3_decoded_in_part, _mp3_feed, _vbri_seconds
 from tagger.audio.ogg import _chained_ogg
 from tagger.audio.plumbing import (FFMPEG_INPUT_OPTIONS, _decoder_preexec, _DecoderStderr, _said, _unaddressed,
@@ -151,6 +152,9 @@ def _ffprobe_info(path: Path) -> AudioInfo:
     others = [t for t in meta.get("streams", []) if t is not s and not (t.get("disposition") or {}).get("attached_pic")]
     if duration is None and not others:  # (the file's length is its stream's; a cover picture has none)
         duration = _seconds(meta.get("format", {}).get("duration"))
+    if duration and demuxer.startswith("matroska") and _tagged_duration(s.get("tags") or {}) is None \
+            and not _declares_duration(path):
+        duration = None  # (ffprobe's estimate from the bit rate, of a live-written file: its clusters tell it)
     start = _seconds(s.get("start_time"))
     if duration and start and demuxer.startswith("matroska") and start < duration and not _own_span(path, s):
         # (a Matroska stream's DURATION tag as ffmpeg's muxer writes it, and the segment's duration,
