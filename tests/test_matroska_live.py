@@ -1,5 +1,7 @@
 """Live-written Matroska and WebM files (no Duration in their Segment Info, no DURATION tag, no Cues:
-ffmpeg's ``-live 1``, a browser's MediaRecorder, OBS)."""
+ffmpeg's ``-live 1``, a browser's MediaRecorder, OBS): the gaps between their clusters and a last
+cluster cut short, found by walking the clusters (`tagger.audio.matroska`), and whole such files
+analysed without a note."""
 
 from __future__ import annotations
 
@@ -13,9 +15,12 @@ import soundfile as sf
 from conftest import tone_signal
 from library_fakes import FREQ
 from tagger import audio
+from tagger.audio.matroska import _CLUSTER, _block_ns, _element, _frames, _matroska_walk, _Track
+from tagger.errors import AudioReadError
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
 FF = ["ffmpeg", "-nostdin", "-v", "error"]
+GAPS = r"\(gaps in its timeline: frames a recording dropped, or a damaged copy lost\)"
 
 
 def _live(tmp_path, name: str, seconds: float, *args: str, codec: str = "libopus", fmt: str = "webm"):
@@ -27,18 +32,112 @@ def _live(tmp_path, name: str, seconds: float, *args: str, codec: str = "libopus
     return out
 
 
+def _clusters(data: bytes) -> list[tuple[int, int]]:
+    """(start, head length) of each Cluster of a live-written file (a Segment of unknown size)."""
+    head = _element(data)
+    pos = head[1] + head[2]
+    pos += _element(data, pos)[1]
+    found = []
+    while pos < len(data):
+        eid, hl, size = _element(data, pos)
+        if eid == _CLUSTER:
+            found.append((pos, hl))
+        pos += hl + size
+    return found
+
+
 def _decoded(path, notes):
     return len(np.concatenate(list(audio.stream(path, notes=notes)))) / 16_000
 
 
-@pytest.mark.parametrize("kind", ["opus", "mp3", "ac3", "aac", "pcm"])
+def test_a_live_webm_missing_a_cluster_from_its_middle_is_refused(tmp_path):
+    """A live-written WebM declares no length, so 683024b's timeline check had nothing to measure
+    against: one missing its 4th cluster (1 s of 12) was analysed as an 11 s track, as if whole,
+    what followed the gap 1 s early. Its clusters' timestamps tell the gap now."""
+    path = _live(tmp_path, "live", 12.0)
+    data = path.read_bytes()
+    clusters = _clusters(data)
+    assert len(clusters) >= 6 and audio.info(path).duration is None
+    cut = tmp_path / "cut.webm"
+    cut.write_bytes(data[: clusters[3][0]] + data[clusters[4][0] :])
+    said = rf"its Matroska timestamps span 12\.0 s, of which the file holds 11\.0 s {GAPS}; nothing stored, as a result"
+    with pytest.raises(AudioReadError, match=rf"{said} would leave 1\.0 s out"):
+        list(audio.stream(cut, notes=[]))
+
+
+@pytest.mark.parametrize("codec", ["libopus", "libvorbis"])
+@pytest.mark.parametrize("gap", [2.0, 1.0])
+def test_a_gap_in_a_live_webms_timestamps_comes_under_the_one_percent_rule(tmp_path, codec, gap):
+    """Frames a recording dropped (timestamps jumping 2 s after the first 3 of 8, 1 s of 150):
+    refused, or analysed with the note the gaps of a file that declares its length get."""
+    seconds = 8.0 if gap == 2.0 else 150.0
+    path = _live(tmp_path, "gap", seconds - gap, "-af", f"asetpts='if(gte(T,3),PTS+{gap}/TB,PTS)'", codec=codec)
+    assert audio.info(path).duration is None
+    notes: list[str] = []
+    if gap == 2.0:
+        said = rf"its Matroska timestamps span 8\.0 s, of which the file holds 6\.0 s {GAPS}; nothing stored"
+        with pytest.raises(AudioReadError, match=rf"{said}, as a result would leave 2\.0 s out"):
+            _decoded(path, notes)
+        return
+    assert abs(_decoded(path, notes) - 149.0) < 0.05
+    assert len(notes) == 1 and notes[0].startswith("its Matroska timestamps span 150.0 s, of which the file holds "
+                                                   "149.0 s (gaps in its timeline: ")  # fmt: skip
+    assert abs(notes[0].lost - 1.0) < 0.03
+
+
+def test_a_live_webm_cut_inside_its_last_block_is_measured_against_its_timeline(tmp_path):
+    """A live-written WebM less its last 100 bytes (inside its last block, its cluster's last
+    element): ffmpeg says 'File ended prematurely', which was an error however little was missing,
+    the file declaring no length; the cut block's own samples (its Opus TOC) tell what is missing,
+    20 ms of 12 s, a note. Cut inside an earlier block, how much is missing is not known: an error
+    still."""
+    path = _live(tmp_path, "live", 12.0)
+    data = path.read_bytes()
+    cut = tmp_path / "cut.webm"
+    cut.write_bytes(data[:-100])
+    notes: list[str] = []
+    assert abs(_decoded(cut, notes) - 11.98) < 0.03
+    assert len(notes) == 1 and notes[0].startswith("ffmpeg could not read all of the file (")
+    assert notes[0].endswith("analysed without the rest (0.021 s of 12.0 s left out)"), notes
+    cut.write_bytes(data[:-3000])
+    with pytest.raises(AudioReadError, match="ffmpeg could not read all of the file .*; nothing stored"):
+        _decoded(cut, [])
+
+
+def _unknown_sizes(data: bytes) -> bytes:
+    """The file with each Cluster's size made unknown (all ones), as a MediaRecorder writes them."""
+    out = bytearray(data)
+    for pos, hl in _clusters(data):
+        n = hl - 4
+        out[pos + 4 : pos + hl] = bytes([0xFF >> (n - 1)]) + b"\xff" * (n - 1)
+    return bytes(out)
+
+
+@pytest.mark.parametrize("kind", ["opus", "vorbis", "mediarecorder", "pipe", "video", "mp3", "ac3", "aac", "pcm"])
 def test_whole_live_written_files_are_analysed_without_a_note(tmp_path, kind):
-    """Whole live-written files: Opus in a WebM, MP3, AC-3, AAC and PCM in a live MKA. The MP3 and
-    AC-3 ones were refused or noted: ffprobe's length of a file that declares none is an estimate
-    from its bit rate (a 10 s MP3 'a 10.4 s stream', 0.4 s of 'gaps')."""
+    """Whole live-written files: Opus (its pre-skip a negative start), Vorbis, a MediaRecorder's
+    clusters of unknown size, ffmpeg's WebM written to a pipe (no Duration, no Cues), a video whose
+    audio ends 5 s before it, MP3, AC-3, AAC and PCM in a live MKA. The MP3 and AC-3 ones were
+    refused or noted: ffprobe's length of a file that declares none is an estimate from its bit
+    rate (a 10 s MP3 'a 10.4 s stream', 0.4 s of 'gaps')."""
     seconds = 10.0
-    if kind == "opus":
-        path = _live(tmp_path, kind, seconds)
+    if kind == "video":
+        src = tmp_path / "a.wav"
+        sf.write(src, tone_signal([FREQ["flute"]], seconds=seconds, sr=48_000), 48_000)
+        path = tmp_path / "video.webm"
+        subprocess.run([*FF, "-f", "lavfi", "-i", "testsrc=size=64x48:rate=25:d=15", "-i", src, "-map", "0:v", "-map",
+                        "1:a", "-c:v", "libvpx", "-deadline", "realtime", "-c:a", "libopus", "-f", "webm", "-live", "1",
+                        path], check=True)  # fmt: skip
+    elif kind == "pipe":
+        src = tmp_path / "a.wav"
+        sf.write(src, tone_signal([FREQ["flute"]], seconds=seconds, sr=48_000), 48_000)
+        path = tmp_path / "pipe.webm"
+        with open(path, "wb") as out:
+            subprocess.run([*FF, "-i", src, "-c:a", "libopus", "-f", "webm", "pipe:1"], stdout=out, check=True)
+    elif kind in ("opus", "vorbis", "mediarecorder"):
+        path = _live(tmp_path, kind, seconds, codec="libvorbis" if kind == "vorbis" else "libopus")
+        if kind == "mediarecorder":
+            path.write_bytes(_unknown_sizes(path.read_bytes()))
     else:
         codec = {"mp3": "libmp3lame", "ac3": "ac3", "aac": "aac", "pcm": "pcm_s16le"}[kind]
         path = _live(tmp_path, kind, seconds, codec=codec, fmt="matroska")
@@ -46,3 +145,48 @@ def test_whole_live_written_files_are_analysed_without_a_note(tmp_path, kind):
     assert abs(_decoded(path, notes) - seconds) < 0.05
     assert notes == []
     assert audio.info(path).duration is None
+    walk = _matroska_walk(path)
+    assert walk is not None and walk.gaps == 0 and not walk.cut and abs(walk.span - seconds) < 0.05, walk
+
+
+def test_a_mediarecorder_webm_missing_a_cluster_is_refused(tmp_path):
+    """Clusters of unknown size end at the next Cluster: the walk finds the gap there too."""
+    whole = _live(tmp_path, "live", 12.0).read_bytes()
+    data, clusters = _unknown_sizes(whole), _clusters(whole)
+    cut = tmp_path / "cut.webm"
+    cut.write_bytes(data[: clusters[5][0]] + data[clusters[6][0] :])
+    with pytest.raises(AudioReadError, match=rf"span 12\.0 s, of which the file holds 11\.0 s {GAPS}"):
+        _decoded(cut, [])
+
+
+@pytest.mark.skipif(shutil.which("mkvmerge") is None, reason="needs mkvmerge")
+@pytest.mark.parametrize("codec", ["libopus", "libvorbis", "aac", "libmp3lame", "ac3"])
+def test_laced_blocks_are_walked_whole(tmp_path, codec):
+    """mkvmerge laces audio (EBML lacing for Opus, Vorbis and AAC, fixed for MP3 and AC-3): each
+    laced block's frames are told, no gap found in a whole file."""
+    path = _live(tmp_path, "live", 10.0, codec=codec, fmt="matroska")
+    out = tmp_path / "laced.mka"
+    subprocess.run(["mkvmerge", "-q", "-o", out, path], check=True)
+    walk = _matroska_walk(out)
+    assert walk is not None and walk.gaps == 0 and not walk.cut and abs(walk.span - 10.0) < 0.05, walk
+
+
+@pytest.mark.parametrize("lacing", ["xiph", "ebml", "fixed"])
+def test_each_lacing_gives_its_frames(lacing):
+    """A laced block's frames (three Opus frames of 20 ms: 60 ms), whichever lacing: Xiph (sizes of
+    255 and more in runs of 255), EBML (a size, then signed differences) or fixed."""
+    toc = bytes([31 << 3])  # (CELT, full band, 20 ms, one frame)
+    sizes = [300, 10, 5] if lacing != "fixed" else [8, 8, 8]
+    frames = [toc + bytes(n - 1) for n in sizes]
+    if lacing == "xiph":
+        head, flags = bytes([2, 255, 45, 10]), 0x02
+    elif lacing == "ebml":
+        # (300 as a 2-byte EBML number, then 10 - 300 as a signed one: biased by 2**13 - 1)
+        head = bytes([2]) + (0x4000 | 300).to_bytes(2, "big") + (0x4000 | (10 - 300 + 0x1FFF)).to_bytes(2, "big")
+        flags = 0x06
+    else:
+        head, flags = bytes([2]), 0x04
+    payload = head + b"".join(frames)
+    track = _Track(number=1, codec="A_OPUS", rate=48_000.0)
+    assert [len(f) for f in _frames(track, payload, flags)] == sizes
+    assert _block_ns(track, payload, flags, None, len(payload)) == 60_000_000

@@ -9,7 +9,8 @@ import os
 from pathlib import Path
 
 from tagger.audio.fileinfo import AudioInfo
-from tagger.audio.losses import _cut_short, _note_or_refuse
+from tagger.audio.losses import _cut_short
+from tagger.audio.matroska import _timeline_gaps
 from tagger.audio.mp3 import _mp3_end_intact, _mp3_length_declared
 from tagger.errors import AudioReadError
 
@@ -210,11 +211,5 @@ def _check_timeline(path: Path, meta: AudioInfo, decoded: int, notes: list[str] 
     `_note_or_refuse`'s rule. Encoders' files decode to within 20 ms of it (Opus, Vorbis, AAC, MP3,
     AC-3, E-AC-3, FLAC, ALAC, WavPack, PCM)."""
     lost = meta.duration - decoded / meta.decode_rate
-    if lost <= SHORTFALL_SLACK:
-        return
-    holds = meta.duration - lost
-    span = f"its Matroska timestamps span {meta.duration:.1f} s, of which the file holds {holds:.1f} s"
-    why = "gaps in its timeline: frames a recording dropped, or a damaged copy lost"
-    _note_or_refuse(path, notes, lost=lost, duration=meta.duration, whole=True,
-                    note=f"{span} ({why}): analysed without them ({lost:.3f} s of {meta.duration:.1f} s left out)",
-                    refusal=f"{span} ({why}); nothing stored, as a result would leave {lost:.1f} s out")
+    if lost > SHORTFALL_SLACK:
+        _timeline_gaps(path, notes, lost=lost, duration=meta.duration)

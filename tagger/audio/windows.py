@@ -17,6 +17,7 @@ from tagger.audio.downmix import _downmix, _zero_non_finite
 from tagger.audio.fileinfo import FFMPEG_MAX_RATE, AudioInfo
 from tagger.audio.lengths import _check_data_chunk, _check_shortfall
 from tagger.audio.losses import MAX_NON_FINITE, _check_channels, _check_lost_total
+from tagger.audio.matroska import _check_matroska_live
 from tagger.audio.mp3 import _check_mp3_cut, _check_mp3_stopped, _mp3_tail
 from tagger.audio.ogg import _check_ogg_end
 from tagger.audio.probe import info
@@ -91,9 +92,13 @@ def stream(
     noted_raw = noted
     if meta.format == "OGG" or meta.demuxer == "ogg":
         _check_ogg_end(p, meta, notes)
+    declared = meta
     if meta.decoder != "soundfile":
         meta, walk = _check_raw_end(p, meta, notes)  # (a raw stream: its whole frames alone decoded)
         noted_raw = len(notes or ())
+        declared = meta
+        # (a live-written WebM's length, for the decoder: its clusters' timeline, their gaps noted)
+        meta = _check_matroska_live(p, meta, notes)
         blocks = _ffmpeg_blocks(p, meta, block_frames, notes)
     elif meta.format == "FLAC":
         blocks = _flac_blocks(p, meta, block_frames, notes)
@@ -146,7 +151,7 @@ def stream(
         raise AudioReadError(p, "the file holds no audio samples")
     _check_mp3_stopped(p, meta, decoded)
     _check_mp3_cut(p, meta, ends, decoded, notes)
-    _check_shortfall(p, meta, decoded, notes, noted)
+    _check_shortfall(p, declared, decoded, notes, noted)
     _check_raw_damage(p, walk, notes, noted_raw, decoded / rate)
     _check_lost_total(p, notes, noted)
     if bad / decoded > MAX_NON_FINITE:
