@@ -455,7 +455,10 @@ def test_backends_size_threads_and_quiet_tensorflow(monkeypatch):
     import sys
 
     for var in (*B.INFERENCE_THREAD_VARS, "TF_CPP_MIN_LOG_LEVEL"):
-        monkeypatch.delenv(var, raising=False)
+        # (set, then removed: the test's end removes what limit_threads sets; a removal alone of a
+        # variable not set records nothing, and TF_NUM_*_THREADS=2 stayed for the tests after)
+        monkeypatch.setenv(var, "")
+        monkeypatch.delenv(var)
     monkeypatch.setattr(os, "cpu_count", lambda: 6)
     assert B.default_threads() == 6
     monkeypatch.setenv(B.THREADS_ENV, "3")
