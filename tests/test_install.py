@@ -204,7 +204,16 @@ def _wheel_files(wheel: Path) -> tuple[set[str], str]:
 def test_the_wheel_and_the_sdist_hold_the_models_migrations_and_plugin(tmp_path):
     """`pip wheel .`, and a wheel built from the sdist, hold every model file, the Alembic env and
     revisions and the beets plugin, and name the version tagger reports (offline: no build isolation)."""
-    pytest.importorskip("setuptools", minversion="77", reason="the test extra's setuptools>=77: ./setup.sh --test")
+    import importlib.metadata
+
+    # (the version read, not the module imported: setuptools' import adds its vendored folder to this
+    # process's sys.path, for every test after this one)
+    try:
+        setuptools = importlib.metadata.version("setuptools")
+    except importlib.metadata.PackageNotFoundError:
+        setuptools = "none"
+    if _minimum(f">={setuptools}") < (77,):
+        pytest.skip(f"the test extra's setuptools>=77 (here {setuptools}): ./setup.sh --test")
     from tagger import __version__
 
     src = tmp_path / "src"
