@@ -153,6 +153,28 @@ def _drop(obj, *keys):
     return {k: v for k, v in obj.items() if k not in keys}
 
 
+@pytest.mark.parametrize("url", ["postgresql://someone:s3cret@pw-end@127.0.0.1:{port}/music",
+                                 "postgresql://someone:s3@cret@pw-end@127.0.0.1/music?connect_timeout=3",
+                                 "postgresql://someone:s3cret@pw:end@127.0.0.1:{port}/music"])
+def test_a_password_holding_an_at_sign_is_never_printed(url, monkeypatch, tmp_path):
+    """A password with an ``@`` not written ``%40`` is read up to that ``@``, the rest of it taken
+    for the host: ``failed to resolve host 'pw-end@127.0.0.1'`` printed it (and a ``:`` after it,
+    read as a port that is no number, showed it too). Such a URL is refused in one line, the
+    password masked whole."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        url = url.format(port=s.getsockname()[1])  # nothing listens there
+    with pytest.raises(UserError, match="invalid database URL postgresql://someone:\\*\\*\\*@127.0.0.1") as info:
+        open_database(url, create=False)
+    assert "pw" not in str(info.value) and "s3" not in str(info.value)
+    monkeypatch.setenv("TAGGER_DB", url)
+    for args in (["stats"], ["query", "--format", "json"], ["db", "upgrade"], ["scan", str(tmp_path), "--json"]):
+        r = CliRunner().invoke(app, args)
+        assert r.exit_code == 1 and "pw" not in r.output and "tagger: error: invalid database URL" in r.output, (args, r.output)
+
+
 @pytest.mark.slow
 def test_every_command_on_postgres_gives_what_sqlite_gives(pg_url, tmp_path, fake_models):
     root = tmp_path / "music"

@@ -39,12 +39,27 @@ def shown_url(url) -> str:
     try:
         parsed = make_url(url)
         text = parsed.render_as_string(hide_password=True)
-        if parsed.get_backend_name() == "sqlite" and parsed.database:
+        if _at_in_password(parsed):
+            text = _masked_user_info(parsed.render_as_string(hide_password=False))
+        elif parsed.get_backend_name() == "sqlite" and parsed.database:
             head, sep, query = parsed.set(database="").render_as_string(hide_password=True).partition("?")
             text = f"{head}{parsed.database}{sep}{query}"
     except (ArgumentError, ValueError, TypeError):
-        text = re.sub(r"(://[^:/@?#]*:)[^@/?#]*@", r"\1***@", str(url))
+        text = _masked_user_info(str(url))
     return _SECRET_PARAMETER.sub(r"\1***", text)
+
+
+def _masked_user_info(text: str) -> str:
+    """``text`` with everything between ``scheme://user:`` and the last ``@`` before the query
+    masked: all of a password, whatever it holds."""
+    return re.sub(r"(://[^:/@?#]*:)[^?#]*@", r"\1***@", text)
+
+
+def _at_in_password(parsed: URL) -> bool:
+    """Whether the URL's host holds an ``@``: a password with an ``@`` not written ``%40``, whose
+    part after it SQLAlchemy (and libpq) read as the host (``user:p@ss@host`` is the host
+    ``ss@host``): the driver's "failed to resolve host 'ss@host'" printed it."""
+    return "@" in (parsed.host or "")
 
 
 def driver_reason(exc: Exception) -> str:
@@ -106,6 +121,9 @@ def as_url(db: str | os.PathLike | None) -> str:
             reason = "its port is not a number" if isinstance(exc, ValueError) else "it is not HOST:PORT/NAME form"
             raise UserError(f"invalid database URL {shown_url(text)}: {reason} (expected e.g. "
                             "postgresql://user@host:5432/name, or a SQLite file path)") from None  # fmt: skip
+        if _at_in_password(parsed):
+            raise UserError(f"invalid database URL {shown_url(text)}: its password holds an '@', which a URL writes as "
+                            "%40 (or keep the password out of the URL: ~/.pgpass or PGPASSWORD)")  # fmt: skip
         name = parsed.database or ""
         if parsed.get_backend_name() == "sqlite" and (name in ("", ":memory:") or "mode=memory" in name
                                                       or parsed.query.get("mode") == "memory"):  # fmt: skip
