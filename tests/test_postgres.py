@@ -719,3 +719,32 @@ def test_a_path_too_long_for_the_postgres_index_fails_alone(pg_url, tmp_path, fa
         assert reason.startswith("the path is too long for the database to index (") and "move it to a shorter path" in reason
         assert run("query", "--db", pg_url, "--format", "paths").splitlines() == sorted([paths["repetitive"], paths["short"]])
         assert json.loads(run("errors", "--db", pg_url, "--json")) == []
+
+
+def test_a_model_name_longer_than_postgres_holds_is_refused_by_name(pg_url, tmp_path):
+    """``model_versions.version`` holds 200 characters and a family 40; SQLite stores longer ones,
+    PostgreSQL refused the scan's first commit with ``value too long for type character
+    varying(200)``, naming neither (``tagger train average`` without ``--version`` names a model
+    after all its members' versions). Now the scan stops before anything is analysed, naming what
+    is too long and how to shorten it; the same model scans into SQLite as before."""
+    from conftest import tone_signal, write_audio
+    from library_fakes import BANDS
+    from tagger.library.scan import scan
+
+    write_audio(tmp_path / "music" / "a.flac", tone_signal([110.0], seconds=4.0))
+    long_family = {**BANDS, "b" * 41: BANDS["bass"]}
+    for analyser, what, n, most in ((FakeAnalyser(version="averaged-" + "+".join(["compact-mixture-20261207"] * 9)),
+                                     "version name", 233, 200),
+                                    (FakeAnalyser(bands=long_family), "family name", 41, 40)):  # fmt: skip
+        db = open_database(pg_url)
+        try:
+            with pytest.raises(DatabaseError, match=f"the model's {what} .* is {n} characters long, and the "
+                                                    f"postgresql database holds at most {most}: give the model"):
+                scan([tmp_path / "music"], db=db, analyser=analyser, jobs=0, on_track=None)
+            with db.session() as s:
+                assert s.scalars(select(M.Track)).all() == [] and s.scalars(select(M.ModelVersion)).all() == []
+        finally:
+            db.close()
+        lite = open_database(tmp_path / f"{n}.db")
+        assert scan([tmp_path / "music"], db=lite, analyser=analyser, jobs=0).scanned == 1
+        lite.close()

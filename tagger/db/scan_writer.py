@@ -62,6 +62,7 @@ def register_model(session: Session, analyser, aggregation: dict) -> M.ModelVers
     )
     if row is None:
         fams = list(analyser.families)
+        _refuse_long_names(session, analyser.version, fams)
         row = M.ModelVersion(
             version=analyser.version,
             manifest_hash=analyser.hash,
@@ -72,6 +73,23 @@ def register_model(session: Session, analyser, aggregation: dict) -> M.ModelVers
         session.add(row)
         session.flush()
     return row
+
+
+def _refuse_long_names(session: Session, version: str, families: Sequence[str]) -> None:
+    """`DatabaseError` for a model whose version, or one of whose family names, is longer than its
+    column holds, on a database that enforces the length (PostgreSQL; SQLite stores any): was the
+    server's ``value too long for type character varying(200)`` at the scan's first commit, naming
+    neither (``tagger train average`` names a model after all its members' versions when not given
+    ``--version``: seven of them are over 200 characters)."""
+    if session.bind.dialect.name == "sqlite":
+        return
+    names = [("version name", version, M.ModelVersion.__table__.c.version.type.length)]
+    names += [("family name", family, M.Detection.__table__.c.family.type.length) for family in families]
+    for what, name, most in names:
+        if most is not None and len(name) > most:
+            raise DatabaseError(f"the model's {what} {name[:40]}... is {len(name)} characters long, and the "
+                                f"{session.bind.dialect.name} database holds at most {most}: give the model a shorter "
+                                "one (tagger train average --version NAME, or the version in its manifest.json)")  # fmt: skip
 
 
 class StageClock:
