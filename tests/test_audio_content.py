@@ -948,6 +948,12 @@ def _lyrics3v1(text: bytes) -> bytes:
     return b"LYRICSBEGIN" + text + b"LYRICSEND" + ID3V1
 
 
+def _lyrics3v2(lyrics: bytes) -> bytes:
+    """A Lyrics3 v2 tag (its size written before LYRICS200) of `lyrics` (at most 99,999 bytes)."""
+    body = b"LYRICSBEGIN" + b"IND00002" + b"10" + b"LYR%05d" % len(lyrics) + lyrics
+    return body + b"%06d" % len(body) + b"LYRICS200"
+
+
 def _id3v24_with_footer() -> bytes:
     """An ID3v2.4 tag with its footer ("3DI"), as a tool appending one at a file's end writes it."""
     from mutagen.id3 import ID3, TIT2
@@ -964,6 +970,7 @@ def _id3v24_with_footer() -> bytes:
 MP3_TAILS = {"2,000 zero bytes": bytes(2000), "100,000 zero bytes": bytes(100_000),
              "zero bytes, then an ID3v1 tag": bytes(4096) + ID3V1,
              "a Lyrics3 v1 tag": _lyrics3v1(b"[00:01.00]la la la\r\n" * 200),
+             "a Lyrics3 v2 tag of 5 KB": _lyrics3v2(b"la " * 1663 + b"l"),
              "an ID3v2.4 tag with its footer": _id3v24_with_footer()}  # fmt: skip
 
 
@@ -1700,3 +1707,32 @@ def test_an_ogg_that_ends_on_a_whole_page_without_its_end_flag_is_not_taken_for_
     assert _ogg_said(tagged) == [f"the file ends inside an Ogg page (its last pages missing or cut): cut short (a copy "
                                  f"or download that stopped?), analysed as the {held:.1f} s it holds; how much is "
                                  "missing is not known"]  # fmt: skip
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
+@pytest.mark.parametrize("mode", [["-b:a", "128k"], ["-q:a", "4"]], ids=["cbr", "vbr"])
+def test_bytes_after_an_mp3s_frames_that_are_no_frames_nor_a_tag_come_under_the_one_percent_rule(tmp_path, mode):
+    """A whole MP3 without a Xing/Info header followed by bytes that are neither frames nor a tag
+    known (a download's garbage, a MusicMatch tag, a tool's leftovers): libsndfile decoded them as
+    frames and failed from a few KiB on, ``decoding failed: Unspecified internal error``, and ffmpeg
+    said ``corrupt audio: ffmpeg could not decode 1 of its frames``: the whole track refused. They
+    are found by following its frames from the first (no two frames in a row after them) and left
+    out of what the decoders are given; as whether they held audio is not known, they count as the
+    most they could hold at its first frame's bit rate: a note where that is at most 1% of the
+    length, else an error saying so."""
+    data = _mp3(tmp_path / "plain.mp3", tone_signal([BASS], seconds=30.0, sr=44_100), 44_100, *mode,
+                "-write_xing", "0")  # fmt: skip
+    assert b"Xing" not in data and b"Info" not in data
+    plain = audio.load(tmp_path / "plain.mp3")
+    junk = np.random.default_rng(7).integers(0, 256, 20_000, dtype=np.uint8).tobytes().replace(b"\xff", b"\xfe")
+    small, large = tmp_path / "small.mp3", tmp_path / "large.mp3"
+    small.write_bytes(data + junk[:2000] + ID3V1)
+    large.write_bytes(data + junk)
+    notes: list[str] = []
+    np.testing.assert_array_equal(np.concatenate(list(audio.stream(small, notes=notes))), plain)
+    assert len(notes) == 1 and notes[0].startswith(
+        "2000 bytes after its last whole MPEG frame are neither MPEG frames nor a tag known (damage, or what a "
+        "download or a tool left?): analysed as the 30.0 s of its frames before them (they hold at most 0."), notes
+    with pytest.raises(AudioReadError, match=r"20000 bytes after its last whole MPEG frame are neither MPEG frames "
+                                             r"nor a tag known .*; nothing stored, as they could hold"):  # fmt: skip
+        list(audio.stream(large, notes=[]))

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tagger.audio.fileinfo import AudioInfo
+from tagger.audio.losses import _note_or_refuse, _seconds_of
 from tagger.containers import id3v2_length
 from tagger.errors import AudioReadError
 
@@ -379,6 +380,57 @@ def _without_padding(names: list[str]) -> list[str]:
     return [name for name in names if name != "zero padding"]
 
 
+def _mp3_junk(path: Path) -> tuple[int, int] | None:
+    """Where the frames of an MP3 without a header of its length (Xing, Info, VBRI), followed one by
+    one from the first (`_mp3_layout`), end at bytes that are neither frames nor a tag known, up to
+    the tags at its end, with no two frames in a row after them: (where its last whole frame ends,
+    where those bytes end); None where its frames reach its end or frames follow (damage in its
+    middle, which the decoders go on past). Such bytes (a download's garbage, a MusicMatch tag, a
+    frame cut and then something appended) were decoded as frames: libsndfile failed on them from a
+    few KiB on, ffmpeg said it could not decode them, and the whole file was refused. Read only for
+    a file whose last few frames do not reach its end (`_mp3_tail`), so a walk from its first frame
+    (30-50 ms for 10 minutes) costs only such files."""
+    if _mp3_length_declared(path):  # (decoded to the frame count it declares: what follows is never read)
+        return None
+    layout = _mp3_layout(path)
+    if layout is None or layout.walked >= layout.end:
+        return None
+    try:
+        with open(path, "rb") as f:
+            pos = layout.walked
+            while pos < layout.end:
+                f.seek(pos)
+                data = f.read(min(1 << 20, layout.end - pos) + 2 * MP3_MAX_FRAME)[: layout.end - pos]
+                if _mp3_frames_at(data) is not None:
+                    return None
+                pos += max(1, len(data) - 2 * MP3_MAX_FRAME)
+    except OSError:
+        return None
+    return layout.walked, layout.end
+
+
+def _check_mp3_junk(path: Path, meta: AudioInfo, junk: tuple[int, int] | None, decoded: int,
+                    notes: list[str] | None) -> None:  # fmt: skip
+    """An MP3 whose frames are followed by bytes that are neither frames nor a tag known
+    (`_mp3_junk`), decoded without them: whether they held audio once (a frame damaged, frames after
+    it) is not known, so they count as the most audio they could hold, at its first frame's bit rate,
+    under `MAX_LOST_SHARE`'s rule: a note where that is at most 1% of the length (a few KiB after a
+    song), else an error (a 26 s MP3 with a raw AAC inside it after its first 5 s stays refused)."""
+    if junk is None:
+        return
+    frame = _first_mp3_frame(path)
+    kbps = _mp3_frame(frame, 0)[0] if frame is not None else 0
+    seconds, junk_bytes = decoded / meta.decode_rate, junk[1] - junk[0]
+    most = junk_bytes * 8 / (kbps * 1000) if kbps else float("inf")
+    what = (f"{junk_bytes} bytes after its last whole MPEG frame are neither MPEG frames nor a tag known (damage, "
+            "or what a download or a tool left?)")  # fmt: skip
+    _note_or_refuse(path, notes, lost=most, duration=seconds + most,
+                    note=f"{what}: analysed as the {seconds:.1f} s of its frames before them (they hold at most "
+                         f"{most:.3f} s at its first frame's {kbps} kbps)",
+                    refusal=f"{what}; nothing stored, as they could hold {_seconds_of(most, seconds + most)} (at its "
+                            f"first frame's {kbps} kbps) and no header declares its length")  # fmt: skip
+
+
 def _mp3_feed(path: Path) -> tuple[tuple[int, int], ...]:
     """The byte ranges of an MP3 to give ffmpeg (`AudioInfo.feed`) where tags lie between its frames
     (``cat a.mp3 b.mp3``, b beginning with its ID3v2 tag): all but those tags, and but the tags at
@@ -400,6 +452,12 @@ def _mp3_feed(path: Path) -> tuple[tuple[int, int], ...]:
         pos = after
     ranges.append((pos, layout.end if layout.walked == layout.end else layout.size))
     return tuple((a, b) for a, b in ranges if b > a)
+
+
+def _feed_before(feed: tuple[tuple[int, int], ...], before: int) -> tuple[tuple[int, int], ...]:
+    """The byte ranges `feed` (`AudioInfo.feed`; () for the whole file) less what lies from `before`
+    on: an MP3's frames alone, without the bytes after them (`_mp3_junk`)."""
+    return tuple((a, min(b, before)) for a, b in (feed or ((0, before),)) if a < before)
 
 
 def _tag_at(head: bytes) -> int:
@@ -445,10 +503,11 @@ def _trailing_tags(f, size: int) -> tuple[int, list[str]]:
                 end = begins
                 names.append("a Lyrics3 tag")
                 continue
-        if tail[6:] == b"LYRICSEND" and names and names[-1] == "an ID3v1 tag":
+        if tail[6:] == b"LYRICSEND":
             # (Lyrics3 v1: no size; its text, at most 5100 bytes, between LYRICSBEGIN and LYRICSEND,
-            # which its writers put right before an ID3v1 tag. Winamp's lyrics plugins, old rippers:
-            # libsndfile and ffmpeg decoded it as frames and failed, the whole file refused)
+            # which its writers put right before an ID3v1 tag, which a later tool may have removed.
+            # Winamp's lyrics plugins, old rippers: libsndfile and ffmpeg decoded it as frames and
+            # failed, the whole file refused)
             window = max(0, end - 9 - 5100 - 11)
             begins = read(window, end - 9 - window).rfind(b"LYRICSBEGIN")
             if begins >= 0:
