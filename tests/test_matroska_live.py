@@ -6,6 +6,7 @@ analysed without a note."""
 from __future__ import annotations
 
 import shutil
+import struct
 import subprocess
 
 import numpy as np
@@ -190,3 +191,46 @@ def test_each_lacing_gives_its_frames(lacing):
     track = _Track(number=1, codec="A_OPUS", rate=48_000.0)
     assert [len(f) for f in _frames(track, payload, flags)] == sizes
     assert _block_ns(track, payload, flags, None, len(payload)) == 60_000_000
+
+
+def _he_aac_at_its_output_rate(data: bytes) -> bytes:
+    """A live AAC-LC MKA at 24 kHz made an HE-AAC one as a writer may store it: its CodecPrivate an
+    AudioSpecificConfig of object type 5 (SBR signalled explicitly: core 24 kHz, output 48 kHz, over
+    the same LC frames) and its SamplingFrequency the output rate, 48,000 (ffmpeg decodes each frame
+    to 2,048 samples at 48 kHz: 42.7 ms, where 1,024 at the SamplingFrequency is 21.3 ms)."""
+    head = _clusters(data)[0][0]
+    out = bytearray(data)
+    private = data.index(b"\x63\xa2\x85", 0, head) + 3  # (ffmpeg's 5 bytes: LC, then SBR marked absent)
+    channels = int.from_bytes(data[private : private + 2], "big") >> 3 & 15
+    fields = [(5, 5), (4, 6), (4, channels), (4, 3), (5, 2), (3, 0)]  # (AOT 5, 24 kHz, ..., 48 kHz, AOT 2, GASpecificConfig)
+    bits = "".join(format(v, f"0{n}b") for n, v in fields).ljust(40, "0")
+    out[private : private + 5] = int(bits, 2).to_bytes(5, "big")
+    at = data.index(b"\xe1", data.index(b"A_AAC", 0, head), head)  # (Audio: its SamplingFrequency a float of 4 or 8 bytes)
+    at = data.index(b"\xb5", at, head)
+    fmt = ">f" if data[at + 1] == 0x84 else ">d"
+    rate = slice(at + 2, at + 2 + struct.calcsize(fmt))
+    assert struct.unpack(fmt, data[rate])[0] == 24_000.0
+    out[rate] = struct.pack(fmt, 48_000.0)
+    return bytes(out)
+
+
+def test_a_live_he_aac_mka_whose_sampling_frequency_is_its_output_rate_is_whole(tmp_path):
+    """The walk told an AAC block 1,024 samples at the track's SamplingFrequency: an HE-AAC track
+    that stores its output rate there (48 kHz over a 24 kHz core) ended each cluster half a frame
+    early, a gap after each, and a whole 12 s file was refused ('its Matroska timestamps span
+    12.1 s, of which the file holds 11.8 s (gaps ...)'). The blocks' lengths are measured by their
+    own timestamps' spacing where their codec's disagree; a lost cluster is still found."""
+    path = _live(tmp_path, "lc", 12.0, "-ar", "24000", codec="aac", fmt="matroska")
+    data = _he_aac_at_its_output_rate(path.read_bytes())
+    he = tmp_path / "he.mka"
+    he.write_bytes(data)
+    assert audio.info(he).duration is None
+    notes: list[str] = []
+    assert abs(_decoded(he, notes) - 12.0) < 0.1 and notes == []
+    walk = _matroska_walk(he)
+    assert walk is not None and walk.gaps == 0 and abs(walk.span - 12.0) < 0.1, walk
+    clusters = _clusters(data)
+    cut = tmp_path / "cut.mka"
+    cut.write_bytes(data[: clusters[3][0]] + data[clusters[4][0] :])
+    with pytest.raises(AudioReadError, match=rf"span 12\.1 s, of which the file holds 11\.1 s {GAPS}"):
+        _decoded(cut, [])

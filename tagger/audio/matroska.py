@@ -268,8 +268,9 @@ def _walk(f, size: int) -> MatroskaWalk | None:
     pos += seg[1]
     end = size if seg[2] is None else min(size, pos + seg[2])
     scale, track = 1_000_000, None
-    first = last_end = rest = None
-    gaps, lost, cut, slack = 0, 0, False, 0
+    clusters: list[tuple[int | None, tuple[int, int] | None]] = []  # (first audio block's ns, (last's ns, its end))
+    pairs: list[tuple[int, int]] = []
+    cut, cut_block = False, None
     while pos < end:
         f.seek(pos)
         el = _element(f.read(_HEAD))
@@ -283,17 +284,11 @@ def _walk(f, size: int) -> MatroskaWalk | None:
             got = _cluster(f, track, scale, pos + hl, length, end)
             if got is None:
                 return None
-            stop, start, last, cut, cut_end = got
-            if start is not None:
-                if first is None:
-                    first = start
-                elif last_end is not None and start - last_end > slack:
-                    gaps, lost = gaps + 1, lost + start - last_end
-            if last is not None:
-                # (timestamps rounded to the tick, each: two ticks; a recorder's jitter: half a block)
-                slack, last_end = max(2 * scale + 500_000, (last[1] - last[0]) // 2), last[1]
+            stop, start, last, cut, cut_block, pair = got
+            clusters.append((start, last))
+            if pair is not None:
+                pairs.append(pair)
             if cut:
-                rest = None if cut_end is None or last_end is None else max(cut_end - last_end, 0)
                 break
             pos = stop
             continue
@@ -310,17 +305,50 @@ def _walk(f, size: int) -> MatroskaWalk | None:
                 elif eid == _TRACKS and sub == 0xAE and track is None:
                     track = _read_track(value)
         pos += hl + length
-    if track is None or first is None or last_end is None:
+    if track is None:
+        return None
+    stretch = _stretch(pairs, 2 * scale + 500_000)
+    first = last_end = rest = None
+    gaps, lost, slack = 0, 0, 0
+    for start, last in clusters:
+        if start is not None:
+            if first is None:
+                first = start
+            elif last_end is not None and start - last_end > slack:
+                gaps, lost = gaps + 1, lost + start - last_end
+        if last is not None:
+            told = round((last[1] - last[0]) * stretch)
+            # (timestamps rounded to the tick, each: two ticks; a recorder's jitter: half a block)
+            slack, last_end = max(2 * scale + 500_000, told // 2), last[0] + told
+    if cut and cut_block is not None and last_end is not None:
+        rest = max(cut_block[0] + round((cut_block[1] - cut_block[0]) * stretch) - last_end, 0)
+    if first is None or last_end is None:
         return None
     span = ((last_end + (rest or 0)) - first - track.delay) / 1e9
     return MatroskaWalk(span, gaps, lost / 1e9, cut, None if rest is None else rest / 1e9)
 
 
+def _stretch(pairs: list[tuple[int, int]], tolerance: int) -> float:
+    """How much longer than their codec tells the blocks of a track are, measured in its clusters:
+    `pairs` holds, of each cluster with two audio blocks or more, the spacing (ns) of its last two
+    blocks' timestamps and the length its codec tells of the first of them. Where most disagree by
+    more than `tolerance` (two ticks of rounding), the median of their ratios; else 1. A codec's
+    nominal length can be wrong for a whole file (an HE-AAC track whose SamplingFrequency is its
+    output rate, each frame 2,048 samples of it, not 1,024: every cluster's end half a frame early,
+    a gap after each, the whole file refused); its own timestamps are not."""
+    ratios = sorted(spacing / told for spacing, told in pairs
+                    if told > 0 and spacing > 0 and abs(spacing - told) > tolerance)  # fmt: skip
+    if not ratios or 2 * len(ratios) <= len(pairs):
+        return 1.0
+    return ratios[len(ratios) // 2]
+
+
 def _cluster(f, track: _Track, scale: int, body: int, length: int | None, end: int):
     """One cluster's walk: (where it ends, its first audio block's timestamp (ns), (its last whole
-    one's timestamp, its end) (ns), whether the file ends inside it, the end (ns) of the audio block cut by the
-    file's end where it is the cluster's last element and its samples are told); None where the
-    samples of its last whole audio block are not told."""
+    one's timestamp, its end) (ns), whether the file ends inside it, (the timestamp, the end) (ns) of
+    the audio block cut by the file's end where it is the cluster's last element and its samples are
+    told, (the spacing of its last two audio blocks' timestamps, the length told of the first of
+    them) (ns) for `_stretch`); None where the samples of its last whole audio block are not told."""
     stop = end if length is None else body + length
     cut = length is not None and stop > end
     stop = min(stop, end)
@@ -384,14 +412,19 @@ def _cluster(f, track: _Track, scale: int, body: int, length: int | None, end: i
             break
         pos += hl + size
     if not blocks:
-        return stop, None, None, cut, None
+        return stop, None, None, cut, None, None
     block_end = _block_end(f, track, blocks, -1, end)
     if block_end is None:
         return None
-    cut_end = None
+    cut_end = pair = None
     if cut and cut_block is not None:
         cut_end = _block_end(f, track, [*blocks, cut_block], -1, end)
-    return stop, blocks[0][0], (blocks[-1][0], block_end), cut, cut_end
+    if len(blocks) > 1 and blocks[-2][4] < 0:  # (a BlockDuration is the block's own)
+        before = _block_end(f, track, blocks, -2, end)
+        if before is not None:
+            pair = (blocks[-1][0] - blocks[-2][0], before - blocks[-2][0])
+    return (stop, blocks[0][0], (blocks[-1][0], block_end), cut,
+            None if cut_end is None else (cut_block[0], cut_end), pair)
 
 
 def _block_end(f, track: _Track, blocks: list, index: int, end: int) -> int | None:
@@ -401,7 +434,7 @@ def _block_end(f, track: _Track, blocks: list, index: int, end: int) -> int | No
     if duration >= 0:
         return ns + duration
     before = None
-    if track.codec == "A_VORBIS" and len(blocks) > 1:
+    if track.codec == "A_VORBIS" and len(blocks) + index > 0:
         f.seek(blocks[index - 1][1])
         before = f.read(1)
     f.seek(at)
