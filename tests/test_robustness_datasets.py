@@ -233,6 +233,36 @@ def mix_args(root, out, *extra):
     return ["dataset", "mix", str(root), str(out), "--levels", "1-2", "--per-level", "2", *extra]
 
 
+@pytest.mark.parametrize("args,needle", [
+    (["--levels", "1-x"], "--levels: expected"), (["--levels=0,-1"], "--levels: expected"),
+    (["--levels", "5-2"], "--levels: expected"), (["--gain-db", "3"], "--gain-db: expected two numbers"),
+    (["--gain-db", "0,-6"], "gain range 0,-6 dB"), (["--pitch-range", "a,b"], "--pitch-range: expected"),
+    (["--pitch-range", "20,200"], "pitch range 20,200"), (["--velocities", "x"], "--velocities: expected"),
+    (["--velocities", "200"], "velocities 200"), (["--per-level", "0"], "--per-level must be at least 1"),
+    (["--max-onset", "-1"], "maximum onset -1 s"), (["--max-onset", "10"], "under the 4 s window"),
+])  # fmt: skip
+def test_mix_options_out_of_range_are_one_line_and_write_nothing(tmp_path, args, needle):
+    """Each was a traceback (ValueError from int(), from unpacking, from numpy's uniform or integers),
+    or a labels.json of no mixtures (--per-level 0), or mixtures whose labels name a note that
+    starts after their 4 s (--max-onset 10: the note was left out, its bit set)."""
+    root = make_dataset(tmp_path / "ds")
+    result = runner.invoke(app, ["dataset", "mix", str(root), str(tmp_path / "mix"), "--levels", "2", "--per-level", "1", *args])
+    one_error_line(result, needle)
+    assert not (tmp_path / "mix").exists()
+    with pytest.raises(UserError, match="no level|levels must be 0 or more"):
+        M.draw_mixtures(nsynth.NoteDataset.load(root), levels=[-1])
+    with pytest.raises(UserError, match="at least 1"):
+        M.draw_mixtures(nsynth.NoteDataset.load(root), per_level=0)
+
+
+def test_evaluate_levels_naming_no_level_are_refused_not_an_empty_report(tmp_path):
+    """`--levels 5-2` was no level at all, and evaluate wrote a report of n = 0 mixtures."""
+    root = make_dataset(tmp_path / "ds")
+    result = runner.invoke(app, ["evaluate", str(root), "--out", str(tmp_path / "r"), "--levels", "5-2", "--no-solo"])
+    one_error_line(result, "--levels: expected", "'5-2'")
+    assert not (tmp_path / "r").exists()
+
+
 def test_mix_never_overwrites_a_users_labels_json(tmp_path):
     root = make_dataset(tmp_path / "ds")
     out = tmp_path / "music"

@@ -11,6 +11,7 @@ import typer
 from tagger.cli import options as F
 from tagger.cli.app import app, echo, handle_errors
 from tagger.data.defaults import MIXTURES_PER_LEVEL, NOTES_PER_VARIANT, NSYNTH_VELOCITIES, VARIANTS_PER_VOICE, MixSettings
+from tagger.errors import UserError
 
 
 def _spelled(numbers) -> str:
@@ -145,29 +146,48 @@ def mix(
     from tagger.data import mix as M
     from tagger.data import nsynth
 
-    ds = nsynth.NoteDataset.load(root, split=split_name, sources=nsynth.PAPER_SOURCES if acoustic_only else None)
+    level_list = parse_levels(levels)
     settings = MixSettings(
-        gain_db=_pair(gain_db, float),
+        gain_db=_pair(gain_db, float, "--gain-db"),
         max_onset_seconds=max_onset,
-        pitch_range=_pair(pitch_range, int),
-        velocities=tuple(int(v) for v in velocities.split(",")) if velocities else None,
+        pitch_range=_pair(pitch_range, int, "--pitch-range"),
+        velocities=_numbers(velocities, int, "--velocities") if velocities else None,
     )
-    path = M.write_mixtures(ds, out, per_level=per_level, levels=parse_levels(levels), seed=seed, settings=settings)
+    if per_level < 1:
+        raise UserError(f"--per-level must be at least 1, got {per_level}")
+    ds = nsynth.NoteDataset.load(root, split=split_name, sources=nsynth.PAPER_SOURCES if acoustic_only else None)
+    path = M.write_mixtures(ds, out, per_level=per_level, levels=level_list, seed=seed, settings=settings)
     echo(str(path))
 
 
-def _pair(text: str, kind):
-    a, b = (kind(v) for v in text.split(","))
-    return (a, b)
+def _numbers(text: str, kind, flag: str) -> tuple:
+    """'1,2,3' as numbers of `kind`; anything else a `UserError` naming `flag`."""
+    try:
+        return tuple(kind(v) for v in text.split(","))
+    except ValueError:
+        raise UserError(f"{flag}: expected comma-separated {'whole ' if kind is int else ''}numbers, got {text!r}") from None
+
+
+def _pair(text: str, kind, flag: str) -> tuple:
+    """'low,high' as two numbers of `kind`; anything else a `UserError` naming `flag`."""
+    pair = _numbers(text, kind, flag)
+    if len(pair) != 2:
+        raise UserError(f"{flag}: expected two numbers 'low,high', got {text!r}")
+    return pair
 
 
 def parse_levels(text: str) -> list[int]:
-    """'0-10' -> [0..10]; '1,3,5' -> [1, 3, 5]."""
+    """'0-10' -> [0..10]; '1,3,5' -> [1, 3, 5]; text naming no level (``5-2``, ``x``) is a `UserError`."""
     out: list[int] = []
-    for part in text.split(","):
-        if "-" in part:
-            a, b = part.split("-")
-            out.extend(range(int(a), int(b) + 1))
-        elif part.strip():
-            out.append(int(part))
+    try:
+        for part in text.split(","):
+            if "-" in part:
+                a, b = part.split("-")
+                out.extend(range(int(a), int(b) + 1))
+            elif part.strip():
+                out.append(int(part))
+    except ValueError:
+        out = []
+    if not out:
+        raise UserError(f"--levels: expected e.g. '0-10' or '1,2,3', got {text!r}")
     return out

@@ -48,10 +48,7 @@ def evaluate(
     from tagger.evaluate.protocols import data_kind
     from tagger.evaluate.render import summary_lines
 
-    try:
-        level_list = parse_levels(levels) if levels else None
-    except ValueError:
-        raise UserError(f"--levels: expected e.g. '0-10' or '1,2,3', got {levels!r}") from None
+    level_list = parse_levels(levels) if levels else None
     for flag, value in (("--per-level", per_level), ("--solo-notes", solo_notes), ("--batch-size", batch_size)):
         if value is not None and value < 1:
             raise UserError(f"{flag} must be at least 1, got {value}")

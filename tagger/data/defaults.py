@@ -5,6 +5,7 @@ under the same names)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 NSYNTH_VELOCITIES = (25, 50, 75, 100, 127)
@@ -28,3 +29,23 @@ class MixSettings:
     pitch_range: tuple[int, int] = (0, 127)
     velocities: tuple[int, ...] | None = None
     """Allowed velocities; None = any."""
+
+    def __post_init__(self) -> None:
+        """Refuse ranges the mixer cannot draw from (a `UserError` naming the setting): a gain range
+        upside down, an onset past the window (the note would be left out of its mixture while its
+        label says it is there), pitches or velocities outside MIDI's 0-127."""
+        from tagger.constants import WINDOW_SECONDS
+        from tagger.errors import UserError
+
+        low, high = self.gain_db
+        if not (math.isfinite(low) and math.isfinite(high) and low <= high):
+            raise UserError(f"gain range {low:g},{high:g} dB: expected 'low,high' with low <= high")
+        if not 0 <= self.max_onset_seconds < WINDOW_SECONDS:
+            raise UserError(f"maximum onset {self.max_onset_seconds:g} s: expected at least 0 and under the "
+                            f"{WINDOW_SECONDS:g} s window (a note starting later is not in its mixture, "
+                            "yet its label would say it is)")  # fmt: skip
+        low, high = self.pitch_range
+        if not 0 <= low <= high <= 127:
+            raise UserError(f"pitch range {low},{high}: expected 'low,high' MIDI pitches, 0 <= low <= high <= 127")
+        if self.velocities is not None and not all(0 <= v <= 127 for v in self.velocities):
+            raise UserError(f"velocities {','.join(map(str, self.velocities))}: expected MIDI velocities (0-127)")

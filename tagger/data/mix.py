@@ -19,7 +19,7 @@ import numpy as np
 from tagger import constants as C
 from tagger.data.defaults import MIXTURES_PER_LEVEL, MixSettings
 from tagger.data.nsynth import Note, NoteDataset, load_note_audio, read_json
-from tagger.errors import DatasetError
+from tagger.errors import DatasetError, UserError
 from tagger.instruments import FAMILIES, encode, to_bits
 from tagger.outputs import folder_lock, write_atomic
 
@@ -68,6 +68,10 @@ def draw_mixtures(
 
     Returns records with level, notes, gains_db, onsets (samples) and the label bit string.
     """
+    if per_level < 1:
+        raise UserError(f"mixtures per level must be at least 1, got {per_level}")
+    if levels is not None and (not list(levels) or min(levels) < 0):
+        raise UserError(f"polyphony levels must be 0 or more, at least one of them; got {list(levels)}")
     rng = np.random.default_rng(seed)
     pools = {f: _eligible(ns, settings) for f, ns in dataset.by_family().items()}
     available = [f for f in dataset.families if pools[f]]
