@@ -255,12 +255,31 @@ def test_members_and_references_that_do_not_match_are_refused_with_the_reason(pa
     with pytest.raises(UserError, match="ref-ungated has no presence gate, unlike its members"):
         AV.combine(tmp_path / "x", [a, b], reference=no_gate)
     with pytest.raises(UserError, match="pair averages 2 models; 3 given"):
-        AV.combine(tmp_path / "x", [a, b, a], reference=out)
+        AV.combine(tmp_path / "x", [a, b, edited(a, "third", lambda m: m.update(version="third"))], reference=out)
     inside = out / AV.MEMBERS_DIR / manifest["members"][0]["dir"].split("/")[-1]
     with pytest.raises(UserError, match="pair holds a member; combine into another folder"):
         AV.combine(out, [inside, b], reference=out)
     assert not (tmp_path / "x").exists() and not list(tmp_path.glob(".x.*")) and not list(root.glob(".pair.*"))
     assert read_manifest(out)["version"] == "pair-1"
+
+
+def test_a_member_given_twice_or_as_a_copy_is_refused(pair, tmp_path):
+    """`combine a a` (or a and a copy of it) made an "average" of one model weighed double, recorded
+    as two members, past the check for at least two (was: exit 0, a new ensemble)."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from tagger.cli import app
+
+    root, a, b, valid, out, manifest, _ = pair
+    with pytest.raises(UserError, match=r"a is the same model as .*a \(the same folder\): an average needs different"):
+        AV.combine(tmp_path / "x", [a, b, a.parent / "." / a.name], reference=out)
+    copy = shutil.copytree(a, tmp_path / "copy-of-a")
+    result = CliRunner().invoke(app, ["combine", str(a), str(copy), "--out", str(tmp_path / "x"), "--reference", str(out)])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert f"{copy} is the same model as {a} (the same manifest.json)" in result.output
+    assert not (tmp_path / "x").exists() and not list(tmp_path.glob(".x.*"))
 
 
 def test_combine_says_what_it_restored_and_what_it_combined(pair, tmp_path):

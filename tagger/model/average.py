@@ -178,6 +178,7 @@ def _member_manifests(dirs: Sequence[Path]) -> list[dict]:
     if len(dirs) < 2:
         raise UserError(f"an averaged ensemble needs at least two members; {len(dirs)} given")
     manifests = [_member_manifest(d) for d in dirs]
+    _check_distinct(dirs)
     first = manifests[0]
     for d, m in zip(dirs[1:], manifests[1:]):
         if m["features"] != first["features"]:
@@ -268,6 +269,19 @@ def _carry_over(manifest: dict, ref: dict, *, gated: bool) -> None:
         ref, why="thresholds, presence gate and aggregation rule carried over from this averaged ensemble of runs on "
                  "held-out instruments",
     )  # fmt: skip
+
+
+def _check_distinct(dirs: Sequence[Path]) -> None:
+    """Refuse a member given twice, as one folder or as a copy (the same manifest.json, byte for
+    byte): the ensemble would be one model weighed double, recorded as two members, and two models
+    passed the check for at least two members."""
+    seen: dict[object, Path] = {}
+    for d in dirs:
+        for key in (("folder", d.resolve()), ("manifest", sha256_file(d / E.MANIFEST))):
+            if key in seen:
+                raise UserError(f"{d} is the same model as {seen[key]} (the same {'folder' if key[0] == 'folder' else 'manifest.json'}): "
+                                "an average needs different models; give each member once")  # fmt: skip
+            seen[key] = d
 
 
 def _member_manifest(d: Path) -> dict:
