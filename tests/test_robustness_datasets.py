@@ -263,6 +263,25 @@ def test_evaluate_levels_naming_no_level_are_refused_not_an_empty_report(tmp_pat
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.parametrize("args,needle", [
+    (["--epochs", "0"], "--epochs"), (["--examples", "-5"], "--examples"), (["--batch-size", "0"], "--batch-size"),
+    (["--max-notes-per-instrument", "0"], "--max-notes-per-instrument"), (["--valid-per-level", "0"], "--valid-per-level"),
+    (["--valid-examples", "0"], "--valid-examples"), (["--aggregation-tracks", "0"], "--aggregation-tracks"),
+    (["--learning-rate", "-1"], "--learning-rate must be a positive number"),
+    (["--learning-rate", "nan"], "--learning-rate must be a positive number"),
+])  # fmt: skip
+def test_train_counts_under_one_and_a_rate_not_positive_are_refused_before_any_work(tmp_path, args, needle):
+    """--epochs 0, --batch-size 0, --examples -5, --valid-examples 0 and --aggregation-tracks 0 were
+    tracebacks (keras' decay_steps, a division by zero, numpy's concatenate of nothing) after the
+    notes were loaded; --learning-rate -1 or nan trained and wrote a model."""
+    root = make_dataset(tmp_path / "ds")
+    result = runner.invoke(app, ["train", "--data", str(root), "--out", str(tmp_path / "m"), "--examples", "8",
+                                 "--epochs", "1", *args])  # fmt: skip
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output
+    assert needle in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "m").exists()
+
+
 def test_mix_never_overwrites_a_users_labels_json(tmp_path):
     root = make_dataset(tmp_path / "ds")
     out = tmp_path / "music"

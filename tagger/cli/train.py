@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,25 +33,25 @@ def train(
         "paper (Table IV); default: the architecture of the models already in --out, else trunk."
     ),
     recipe: str = typer.Option(F.default(T, "recipe"), help="mixture (default) or solo (the paper's)."),
-    examples: int = typer.Option(F.default(T, "examples"), help="Training examples to generate."),
-    epochs: int = typer.Option(F.default(T, "epochs")),
-    batch_size: int = typer.Option(F.default(T, "batch_size")),
+    examples: int = typer.Option(F.default(T, "examples"), min=1, help="Training examples to generate."),
+    epochs: int = typer.Option(F.default(T, "epochs"), min=1),
+    batch_size: int = typer.Option(F.default(T, "batch_size"), min=1),
     learning_rate: float = typer.Option(F.default(T, "learning_rate")),
     seed: int = typer.Option(F.default(T, "seed")),
     max_notes_per_instrument: int = typer.Option(
-        F.default(T, "max_notes_per_instrument"),
+        F.default(T, "max_notes_per_instrument"), min=1,
         help="Notes per instrument loaded into the training pool."
     ),
     valid_per_level: int = typer.Option(
-        F.default(T, "valid_per_level"),
+        F.default(T, "valid_per_level"), min=1,
         help="Validation mixtures per polyphony level (Table V protocol)."
     ),
     valid_examples: int = typer.Option(
-        F.default(T, "valid_music_examples"),
+        F.default(T, "valid_music_examples"), min=1,
         help="Music-like validation mixtures, and validation solo notes."
     ),
     aggregation_tracks: int = typer.Option(
-        F.default(T, "aggregation_tracks"),
+        F.default(T, "aggregation_tracks"), min=1,
         help="Synthetic validation tracks to calibrate the per-track rule."
     ),
     version: str = typer.Option(
@@ -193,6 +194,9 @@ def _train_settings(out: Path, *, architecture: str | None, recipe: str, trunk_f
     filters = _trunk_options(architecture, pretrain_steps=pretrain_steps, trunk_filters=trunk_filters, pooling=pooling)
     if recipe not in ("mixture", "solo"):
         raise typer.BadParameter("recipe must be 'mixture' or 'solo'")
+    rate = same.get("learning_rate")
+    if rate is not None and not (math.isfinite(rate) and rate > 0):  # (a NaN or negative rate trained a model anyway)
+        raise typer.BadParameter(f"--learning-rate must be a positive number, got {rate:g}")
     return TrainSettings(
         architecture=architecture, recipe=recipe, valid_music_examples=valid_examples, valid_solo_notes=valid_examples,
         leave_out=tuple(s.strip().lower() for s in leave_out or ()), pretrain_steps=pretrain_steps,
