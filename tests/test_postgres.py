@@ -748,3 +748,43 @@ def test_a_model_name_longer_than_postgres_holds_is_refused_by_name(pg_url, tmp_
         lite = open_database(tmp_path / f"{n}.db")
         assert scan([tmp_path / "music"], db=lite, analyser=analyser, jobs=0).scanned == 1
         lite.close()
+
+
+def test_a_read_only_role_meeting_an_older_schema_is_told_who_can_upgrade_it(pg_url):
+    """A role that may read the library but not change its schema (``GRANT SELECT``), on a database
+    of an older revision: every command tries the migration and stops; it said only the server's
+    ``must be owner of table tracks``. It now says to run ``tagger db upgrade`` as the owner, after
+    which that role reads the library."""
+    import uuid
+
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    from old_databases import write_database_at
+
+    write_database_at(pg_url, "0005", tracks=3)
+    role = f"reader_{uuid.uuid4().hex[:8]}"
+    owner = make_url(pg_url)
+    args = {"dbname": owner.database, "host": owner.host, "port": owner.port, "user": owner.username,
+            "password": owner.password}  # fmt: skip
+    try:
+        with psycopg.connect(**{k: v for k, v in args.items() if v is not None}, autocommit=True) as conn:
+            conn.execute(f"CREATE ROLE {role} LOGIN")
+            conn.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")
+    except psycopg.Error as exc:
+        pytest.skip(f"cannot create a role on this server: {exc}")
+    reader = owner.set(username=role, password=None).render_as_string(hide_password=False)
+    try:
+        with pytest.raises(DatabaseError, match="must be owner of table tracks; it was left as it was, at revision 0005. "
+                                                "The role this command connects as may not change the schema"):  # fmt: skip
+            open_database(reader, create=False)
+        engine = make_engine(pg_url)
+        assert upgrade(engine) == head_revision()  # (the owner)
+        engine.dispose()
+        with psycopg.connect(**{k: v for k, v in args.items() if v is not None}, autocommit=True) as conn:
+            conn.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")  # (the tables 0006.. rebuilt)
+        assert len(run("query", "--db", reader, "--format", "paths").splitlines()) > 0
+    finally:
+        with psycopg.connect(**{k: v for k, v in args.items() if v is not None}, autocommit=True) as conn:
+            conn.execute(f"DROP OWNED BY {role}")
+            conn.execute(f"DROP ROLE {role}")

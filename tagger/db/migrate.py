@@ -319,6 +319,9 @@ def upgrade(engine: Engine, *, revision: str = "head") -> str | None:
         if step and detail:  # (PostgreSQL: a view, rule or trigger made by hand on what the step changes)
             reason = f"{reason} ({detail})"
             hint = ". That object was made by hand: save its definition, drop it, run the command again, then create it again"
+        elif step and getattr(getattr(exc, "orig", None), "sqlstate", None) == _INSUFFICIENT_PRIVILEGE:
+            hint = (". The role this command connects as may not change the schema (a read-only role?): run `tagger "
+                    "db upgrade` once as the database's owner, then this role can use it")  # fmt: skip
         elif step and HAND_MADE.search(reason):
             hint = (f". Its schema is not the one revision {start or 'base'} made (a table, column, index, view "
                     "or trigger added or dropped by hand?): undo that change, or restore a backup, and run the command again")  # fmt: skip
@@ -327,6 +330,10 @@ def upgrade(engine: Engine, *, revision: str = "head") -> str | None:
         ) from None
     return current_revision(engine)
 
+
+_INSUFFICIENT_PRIVILEGE = "42501"
+"""PostgreSQL's SQLSTATE for ``permission denied`` and ``must be owner of table``: a role that may read
+and write the library, not change its schema, meeting an older revision (was the server's words alone)."""
 
 HAND_MADE = re.compile(r"already exists|duplicate column|no such (table|column|index)|error in (view|trigger)|"
                        r"does not exist|depends on", re.I)  # fmt: skip
