@@ -196,6 +196,22 @@ def test_a_note_file_empty_or_cut_short_is_refused_not_scored_as_padded_silence(
     assert nsynth.load_note_audio(nsynth.NoteDataset.load(whole).notes).shape == (len(FAMILIES), C.WINDOW_SAMPLES)
 
 
+@pytest.mark.parametrize("how", ["antiphase", "one-side-empty"])
+def test_a_stereo_note_is_downmixed_as_a_scan_downmixes_a_track(tmp_path, how):
+    """A note of two channels was their plain mean: in antiphase (L = -R) it cancelled to silence and
+    was scored, mixed and trained on as a silent note of its family; with one side empty it lost
+    6 dB. It now goes through the scan's downmix (`tagger.audio.load`), as a note of another rate did."""
+    root = make_dataset(tmp_path / "ds")
+    path = root / "audio" / "bass_acoustic_000-060-100.wav"
+    y = 0.3 * np.sin(2 * np.pi * 200 * np.arange(C.WINDOW_SAMPLES) / C.SAMPLE_RATE)
+    other = -y if how == "antiphase" else np.zeros_like(y)
+    sf.write(path, np.stack([y, other], axis=1), C.SAMPLE_RATE, subtype="PCM_16")
+    ds = nsynth.NoteDataset.load(root)
+    clip = nsynth.load_note_audio([n for n in ds.notes if n.family == "bass"])[0]
+    assert np.max(np.abs(clip)) == pytest.approx(0.3, abs=0.01)
+    assert np.sqrt(np.mean(clip**2)) == pytest.approx(0.3 / np.sqrt(2), rel=0.02)
+
+
 @pytest.mark.parametrize("name,split", [("nsynth-test", "test"), ("nsynth_valid", "valid"), ("NSynth-Train", "train"),
                                         ("test", "test"), ("latest", None), ("contest", None), ("notes", None)])  # fmt: skip
 def test_a_folder_gives_its_split_by_its_last_word_only(tmp_path, name, split):

@@ -269,9 +269,9 @@ def load_note_audio(notes: Iterable[Note]) -> np.ndarray:
             data, rate = sf.read(str(note.path), dtype="float32", always_2d=True)
             _check_whole(note.path, data, rate)
             _check_samples(note.path, data)
-            clip = data.mean(axis=1)
-            if rate != C.SAMPLE_RATE:
-                clip = audio.load(note.path, max_seconds=C.WINDOW_SECONDS)
+            clip = data[:, 0]
+            if rate != C.SAMPLE_RATE or data.shape[1] > 1:  # (a scan's downmix: channels in antiphase inverted,
+                clip = audio.load(note.path, max_seconds=C.WINDOW_SECONDS)  # empty ones left out; was: their mean)
         except FileNotFoundError:
             raise DatasetError(note.path, "note audio file is missing") from None
         except (sf.LibsndfileError, RuntimeError) as exc:
