@@ -954,6 +954,20 @@ def _lyrics3v2(lyrics: bytes) -> bytes:
     return body + b"%06d" % len(body) + b"LYRICS200"
 
 
+def _musicmatch(image: bytes, *, header: bool) -> bytes:
+    """A MusicMatch tag (MusicMatch Jukebox before 4.0, as id3lib's musicmatch.txt describes it):
+    an optional 256-byte header, the image's extension, size and bytes, 4 unused bytes, a 256-byte
+    version block, 7,868 bytes of metadata padded with dashes, 20 bytes of offsets, the footer.
+    The offsets are the file's, here as if the tag began at offset 1,000,000."""
+    block = (b"18273645" + bytes(2) + b"3.00" + bytes(6) + b"3.00").ljust(256, b" ")
+    image_part = b"jpg " + len(image).to_bytes(4, "little") + image + bytes(4)
+    at = 1_000_000 + (256 if header else 0)
+    offsets = [at, at + 4, at + 8 + len(image), at + len(image_part), at + len(image_part) + 256]
+    return ((block if header else b"") + image_part + block + b"title".ljust(7868, b"-")
+            + b"".join(o.to_bytes(4, "little") for o in offsets) + b"Brava Software Inc." + b" " * 13 + b"3.00"
+            + b" " * 12)  # fmt: skip
+
+
 def _id3v24_with_footer() -> bytes:
     """An ID3v2.4 tag with its footer ("3DI"), as a tool appending one at a file's end writes it."""
     from mutagen.id3 import ID3, TIT2
@@ -971,7 +985,9 @@ MP3_TAILS = {"2,000 zero bytes": bytes(2000), "100,000 zero bytes": bytes(100_00
              "zero bytes, then an ID3v1 tag": bytes(4096) + ID3V1,
              "a Lyrics3 v1 tag": _lyrics3v1(b"[00:01.00]la la la\r\n" * 200),
              "a Lyrics3 v2 tag of 5 KB": _lyrics3v2(b"la " * 1663 + b"l"),
-             "an ID3v2.4 tag with its footer": _id3v24_with_footer()}  # fmt: skip
+             "an ID3v2.4 tag with its footer": _id3v24_with_footer(),
+             "a MusicMatch tag and an ID3v1 tag": _musicmatch(bytes(range(256)) * 20, header=True) + ID3V1,
+             "a MusicMatch tag without header nor image": _musicmatch(b"", header=False)}  # fmt: skip
 
 
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
@@ -979,7 +995,8 @@ MP3_TAILS = {"2,000 zero bytes": bytes(2000), "100,000 zero bytes": bytes(100_00
 @pytest.mark.parametrize("mode", [["-b:a", "128k"], ["-q:a", "4"]], ids=["cbr", "vbr"])
 def test_a_whole_mp3_followed_by_zero_padding_or_a_lyrics3_v1_tag_is_analysed_whole(tmp_path, db, mode, tail):
     """A whole MP3 without a Xing/Info header whose frames are followed by zero bytes (a downloader
-    or ripper's padding) or by a Lyrics3 v1 tag (Winamp's lyrics plugins, old rippers): libsndfile
+    or ripper's padding) or by a Lyrics3 v1 tag (Winamp's lyrics plugins, old rippers), or a
+    MusicMatch tag (MusicMatch Jukebox before 4.0; since ea40495 bytes of no tag known): libsndfile
     (a CBR file) decoded them as frames and failed, ``decoding failed: Unspecified internal error``,
     from about 2,000 zero bytes on, and ffmpeg (a VBR file) said ``corrupt audio: ffmpeg could not
     decode 1 of its frames``: the whole track refused. The decoders are given its frames' bytes

@@ -385,7 +385,7 @@ def _mp3_junk(path: Path) -> tuple[int, int] | None:
     one from the first (`_mp3_layout`), end at bytes that are neither frames nor a tag known, up to
     the tags at its end, with no two frames in a row after them: (where its last whole frame ends,
     where those bytes end); None where its frames reach its end or frames follow (damage in its
-    middle, which the decoders go on past). Such bytes (a download's garbage, a MusicMatch tag, a
+    middle, which the decoders go on past). Such bytes (a download's garbage, a tool's leftovers, a
     frame cut and then something appended) were decoded as frames: libsndfile failed on them from a
     few KiB on, ffmpeg said it could not decode them, and the whole file was refused. Read only for
     a file whose last few frames do not reach its end (`_mp3_tail`), so a walk from its first frame
@@ -475,8 +475,8 @@ def _tag_at(head: bytes) -> int:
 
 def _trailing_tags(f, size: int) -> tuple[int, list[str]]:
     """Where the audio of the open MP3 (or FLAC) `f` of `size` bytes ends: before the tags at its end
-    (ID3v1, APEv2 by its footer, Lyrics3 v2, Lyrics3 v1 before an ID3v1 tag, an ID3v2 tag by its
-    footer, in any order), and their names, the last one first."""
+    (ID3v1, APEv2 by its footer, Lyrics3 v2, Lyrics3 v1, MusicMatch, an ID3v2 tag by its footer, in
+    any order), and their names, the last one first."""
     end, names = size, []
 
     def read(at: int, n: int) -> bytes:
@@ -514,6 +514,11 @@ def _trailing_tags(f, size: int) -> tuple[int, list[str]]:
                 end = window + begins
                 names.append("a Lyrics3 tag")
                 continue
+        musicmatch = _musicmatch_length(read, end)
+        if musicmatch:
+            end -= musicmatch
+            names.append("a MusicMatch tag")
+            continue
         id3 = read(end - 10, 10) if end >= 10 else b""
         if id3[:3] == b"3DI" and id3[3] == 4 and id3[5] & 0x10 and max(id3[6:10]) < 0x80:
             begins = end - id3v2_length(b"ID3" + id3[3:])  # (an ID3v2.4 tag appended, by its footer)
@@ -523,6 +528,39 @@ def _trailing_tags(f, size: int) -> tuple[int, list[str]]:
                 continue
         break
     return end, names
+
+
+MUSICMATCH_SYNC = b"18273645\0\0"
+"""How a MusicMatch tag's version block (and its optional header, 256 bytes each) begins."""
+
+
+def _musicmatch_length(read, end: int) -> int:
+    """The length of the MusicMatch tag (MusicMatch Jukebox before 4.0) that ends at `end`, read with
+    ``read(at, n)``; 0 where none does. Its 48-byte footer (``Brava Software Inc.``, 13 spaces, a
+    version ``d.dd``) follows 20 bytes of offsets (little-endian: its image extension's first, its
+    version block's fourth), after its metadata of one of four sizes and its version block; before
+    that block, its image (a 4-byte extension, a 4-byte size, the image, 4 unused bytes) of the
+    length the two offsets give, whose size must agree; before all, an optional 256-byte header."""
+    if end < 48 + 20 + 256 + 7868:
+        return 0
+    footer = read(end - 48, 48)
+    version = footer[32:36]
+    if footer[:32] != b"Brava Software Inc." + b" " * 13 or not (version[:1] + version[2:]).isdigit() or version[1:2] != b".":
+        return 0
+    offsets = read(end - 68, 20)
+    image = int.from_bytes(offsets[12:16], "little") - int.from_bytes(offsets[:4], "little")
+    if image < 12:
+        return 0
+    for metadata in (7868, 7936, 8004, 8132):
+        length = 48 + 20 + metadata + 256
+        if end - length - image < 0 or read(end - length, 10) != MUSICMATCH_SYNC:
+            continue
+        length += image
+        if int.from_bytes(read(end - length + 4, 4), "little") + 12 != image:
+            return 0
+        header = end - length - 256
+        return length + (256 if header >= 0 and read(header, 10) == MUSICMATCH_SYNC else 0)
+    return 0
 
 
 PADDING_READ = 1 << 16
