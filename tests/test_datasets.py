@@ -304,10 +304,12 @@ def test_render_adds_variation_presets_to_an_existing_dataset(tmp_path):
         assert set(json.loads((tmp_path / "ds" / "render.json").read_text())["soundfonts"]) == {"fluidr3", "musescore"}
 
 
-def test_fewer_programs_ablation_keeps_validation_and_test_untouched(tmp_path, capsys):
+def test_fewer_programs_ablation_keeps_validation_and_test_untouched(tmp_path, capsys, monkeypatch):
     import importlib.util
+    import sys
     from pathlib import Path
 
+    monkeypatch.setattr(sys, "path", list(sys.path))  # (the script puts the checkout first on it: not for the tests after)
     spec = importlib.util.spec_from_file_location("fewer", Path(__file__).parents[1] / "scripts" / "fewer_programs.py")
     fewer = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(fewer)
