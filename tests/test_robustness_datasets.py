@@ -298,6 +298,21 @@ def test_train_counts_under_one_and_a_rate_not_positive_are_refused_before_any_w
     assert not (tmp_path / "m").exists()
 
 
+@pytest.mark.parametrize("inside", ["", "audio", "audio/../."])
+def test_mix_into_the_note_datasets_own_folder_is_refused(tmp_path, inside):
+    """`dataset mix ROOT ROOT` wrote labels.json beside examples.json (the folder both a note dataset and
+    a mixture set: `evaluate ROOT` scored its notes, not the mixtures), `ROOT/audio` its levels among
+    the notes; a folder under the dataset of its own is fine."""
+    root = make_dataset(tmp_path / "ds")
+    before = snapshot(root)
+    out = root / inside if inside else root
+    result = runner.invoke(app, ["dataset", "mix", str(root), str(out), "--levels", "1", "--per-level", "1"])
+    one_error_line(result, "is the note dataset's folder or its audio/ folder")
+    assert snapshot(root) == before
+    result = runner.invoke(app, ["dataset", "mix", str(root), str(root / "mix"), "--levels", "1", "--per-level", "1"])
+    assert result.exit_code == 0 and (root / "mix" / "labels.json").is_file(), result.output
+
+
 def test_mix_never_overwrites_a_users_labels_json(tmp_path):
     root = make_dataset(tmp_path / "ds")
     out = tmp_path / "music"

@@ -135,6 +135,10 @@ def write_mixtures(
 
     out = Path(out_dir)
     plan = draw_mixtures(dataset, per_level=per_level, levels=levels, seed=seed, settings=settings)
+    if os.path.realpath(out) in {os.path.realpath(dataset.root), os.path.realpath(dataset.root / "audio")}:
+        raise DatasetError(out, "is the note dataset's folder or its audio/ folder: the mixtures would lie among its "
+                                "notes (a labels.json beside examples.json, which evaluate reads as notes); mix into "
+                                "a folder of its own")  # fmt: skip
     if out.exists() and not out.is_dir():
         raise DatasetError(out, "exists and is not a folder (the mixtures go into a folder)")
     try:
