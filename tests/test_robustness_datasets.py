@@ -234,6 +234,25 @@ def test_examples_json_with_a_utf8_bom_is_read(tmp_path):
     assert len(nsynth.NoteDataset.load(root, split="test").notes) == len(FAMILIES)
 
 
+def test_dataset_split_never_writes_through_a_link_nor_tracebacks_on_a_folder(tmp_path):
+    """split.json was written as split.json.tmp, opened through a link of that name (a user's file
+    overwritten with the split), then renamed; a split.json that is a folder was an IsADirectoryError
+    traceback."""
+    root = make_dataset(tmp_path / "ds")
+    (root / "split.json").unlink()
+    mine = tmp_path / "mine.txt"
+    mine.write_text("my notes\n")
+    (root / "split.json.tmp").symlink_to(mine)
+    result = runner.invoke(app, ["dataset", "split", str(root)])
+    assert result.exit_code == 0, result.output
+    assert mine.read_text() == "my notes\n" and (root / "split.json.tmp").is_symlink()
+    assert set(nsynth.read_split(root).values()) <= set(nsynth.SPLITS) and not (root / "split.json").is_symlink()
+    (root / "split.json").unlink()
+    (root / "split.json").mkdir()
+    one_error_line(runner.invoke(app, ["dataset", "split", str(root)]), str(root / "split.json"), "is not a file")
+    assert sorted(p.name for p in root.iterdir()) == ["audio", "examples.json", "split.json", "split.json.tmp"]
+
+
 def test_split_json_with_duplicate_keys_or_bad_bytes_is_one_line(tmp_path):
     root = make_dataset(tmp_path / "ds")
     (root / "split.json").write_bytes(b'{"instruments": {"a": "train", "a": "test"}}')

@@ -314,6 +314,20 @@ def read_split(root: str | os.PathLike) -> dict[str, str] | None:
     return assignment
 
 
+def _write_split(path: Path, text: str) -> None:
+    """Write ``split.json`` whole through a temporary file of a name of its own (`write_atomic`; was:
+    ``split.json.tmp``, written through a link of that name into whatever file it pointed at); a
+    ``split.json`` that is a folder or another non-file is a `DatasetError` (was: a traceback)."""
+    from tagger.outputs import write_atomic
+
+    if path.is_dir() or (path.exists() and not path.is_file()):
+        raise DatasetError(path, "is not a file (the split is written as split.json): nothing was written")
+    try:
+        write_atomic(path, text)
+    except OSError as exc:
+        raise DatasetError(path, f"cannot write the split: {exc.strerror or exc}") from None
+
+
 def split_dataset(root: str | os.PathLike, *, seed: int = 0, valid: float = 0.15, test: float = 0.15) -> dict:
     """Split a dataset by instrument, never by note, and write ``split.json``.
 
@@ -351,9 +365,7 @@ def split_dataset(root: str | os.PathLike, *, seed: int = 0, valid: float = 0.15
             for inst in by_cat[cat][groups[0]]:
                 assignment[inst] = "train"
     payload = {"seed": seed, "grouping": "gm-program", "instruments": dict(sorted(assignment.items()))}
-    tmp = root / (SPLIT_FILE + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=1))
-    os.replace(tmp, root / SPLIT_FILE)
+    _write_split(root / SPLIT_FILE, json.dumps(payload, indent=1))
     summary: dict[str, dict[str, int]] = {}
     for n in ds.notes + ds.negatives:
         summary.setdefault(n.family, Counter())[assignment[n.instrument]] += 1
