@@ -1043,6 +1043,44 @@ def test_a_whole_mp3_followed_by_zero_padding_or_a_lyrics3_v1_tag_is_analysed_wh
                     "padding: cut short (a copy or download that stopped?), analysed as the 3.0 s it holds; how much "
                     "is missing is not known (no header declares its length)"]  # fmt: skip
 
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
+@pytest.mark.parametrize("tail", ["100 zero bytes, then an ID3v1 tag", "3,000 zero bytes"])
+@pytest.mark.parametrize("mode", [(44_100, "-b:a", "128k", "-ac", "2"), (44_100, "-q:a", "4"), (8_000, "-b:a", "16k")],
+                         ids=["cbr", "vbr", "mpeg-2.5"])  # fmt: skip
+def test_a_whole_mp3_whose_last_frame_ends_in_zero_ancillary_bytes_then_padding_is_whole(tmp_path, mode, tail):
+    """An encoder may write a last frame's bytes after its audio (its ancillary data: LAME writes 0x55
+    and 0xAA there) as zero bytes; followed by zero padding, 5b3c1f8 took the zeros for a download
+    that stopped inside that frame: a whole CBR file noted 'cut short (a copy or download that
+    stopped?)', its last frame left out, and a VBR one (ffmpeg given the frame without its zeros)
+    refused, 'ffmpeg could not decode 1 of its frames' (found building a zero-filled last frame, as
+    the review of 5b3c1f8 asked). Where the zeros begin is read from its side info: where its main
+    data ends (a silent frame's: its side info's last bit length; MPEG-2.5 at 8 kHz, zeros from
+    inside its side info)."""
+    from tagger.audio.mp3 import _mp3_frame, _mp3_frames_at
+
+    sr, *args = mode
+    y = tone_signal([BASS, FREQ["flute"]], seconds=3.0, sr=sr, silence=1.0)  # (a silent last frame: no audio bytes)
+    plain = tmp_path / "plain.mp3"
+    data = bytearray(_mp3(plain, y, sr, *args, "-write_xing", "0"))
+    pos = _mp3_frames_at(bytes(data[:8192]))[0]
+    while pos + _mp3_frame(data, pos)[1] < len(data):
+        pos += _mp3_frame(data, pos)[1]
+    assert pos + _mp3_frame(data, pos)[1] == len(data)
+    mpeg1, mono = data[pos + 1] >> 3 & 3 == 3, data[pos + 3] >> 6 == 3
+    side = (17 if mono else 32) if mpeg1 else (9 if mono else 17)
+    data[pos + 4 + side :] = bytes(len(data) - pos - 4 - side)  # (its ancillary bytes zero)
+    zeroed = tmp_path / "zeroed.mp3"
+    zeroed.write_bytes(bytes(data))
+    expected = audio.load(zeroed)
+    np.testing.assert_array_equal(expected, audio.load(plain))  # (no audio in those bytes)
+    path = tmp_path / "tail.mp3"
+    path.write_bytes(bytes(data) + (bytes(100) + ID3V1 if tail.endswith("tag") else bytes(3000)))
+    notes: list[str] = []
+    got = np.concatenate(list(audio.stream(path, notes=notes)))
+    assert notes == []
+    np.testing.assert_array_equal(got, expected)
+
+
 def _ogg_pages(data: bytes) -> list[tuple[int, int, int]]:
     """(offset, length, granule position) of each whole page of an Ogg file's bytes."""
     pages, pos = [], 0

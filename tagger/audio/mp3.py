@@ -368,11 +368,50 @@ def _mp3_tail(path: Path) -> _Mp3Tail | None:
             return _Mp3Tail(end, trailing, len(left), 0) if header else None
         if pos + frame[1] > stop and first + pos + frame[1] != padded:
             # (its end past the file's bytes, or inside zeros that go on past it: a download stopped
-            # inside it, its file preallocated; a frame ending exactly where they do holds them itself)
+            # inside it, its file preallocated; a frame ending exactly where they do holds them itself,
+            # as does one whose audio ends where they begin: its ancillary bytes zero, then padding)
+            whole = _mp3_audio_end(data, pos) if first + pos + frame[1] < padded else None
+            if whole is not None and whole[0] <= stop <= whole[1]:
+                pos += frame[1]
+                break
             held = (stop if first + pos + frame[1] < padded else padded - first) - pos
             return _Mp3Tail(end, trailing, held, frame[1])
         pos += frame[1]
     return _Mp3Tail(first + pos, trailing if first + pos < padded else _without_padding(trailing), 0, 0)
+
+
+def _mp3_audio_end(data: bytes, pos: int) -> tuple[int, int] | None:
+    """Where in `data` the zero bytes after the MPEG layer III frame at ``data[pos]``, the last frame
+    of its file, may begin for the frame to be whole: (from, to). Its audio ends at `to`: its main
+    data, read from its side info (where it begins, `main_data_begin` bytes back in the frames before,
+    and its granules' bits, `part2_3_length`); a last frame's bytes after it are its ancillary data,
+    no audio, which an encoder may write as zero bytes (lame writes 0x55 and 0xAA, others zeros). So
+    zeros that begin there, or up to 2 bytes before (its main data's own last bytes may be zero), or,
+    in a frame without main data of its own (silence), anywhere after its side info's last
+    `part2_3_length` (the rest of a silent granule's side info may be zero), and go on past the
+    frame's end are no sign of a frame cut short. A download that stopped inside a frame stops there
+    one time in a few hundred (in a frame of the middle, the bytes after its audio are the next
+    frames', not zeros). None where the frame is not of layer III or its side info is cut."""
+    if pos + 4 > len(data):
+        return None
+    h = int.from_bytes(data[pos : pos + 4], "big")
+    if (h >> 17) & 3 != 1:
+        return None
+    mpeg1, mono = (h >> 19) & 3 == 3, (h >> 6) & 3 == 3
+    side = (17 if mono else 32) if mpeg1 else (9 if mono else 17)
+    at = pos + 4 + (0 if (h >> 16) & 1 else 2)  # (a CRC after the header where its protection bit is 0)
+    if at + side > len(data):
+        return None
+    bits, n = int.from_bytes(data[at : at + side], "big"), 8 * side
+    begin = bits >> (n - (9 if mpeg1 else 8))
+    read = (9 + (5 if mono else 3) + 4 * (1 if mono else 2)) if mpeg1 else (8 + (1 if mono else 2))  # (scfsi too)
+    total = fields = 0
+    for _ in range((2 if mpeg1 else 1) * (1 if mono else 2)):
+        total += (bits >> (n - read - 12)) & 0xFFF
+        fields = read + 12
+        read += 59 if mpeg1 else 63
+    own = max(0, (total + 7) // 8 - begin)
+    return (at + (fields + 7) // 8 if not own else at + side + own - 2), at + side + own
 
 
 def _without_padding(names: list[str]) -> list[str]:
