@@ -733,6 +733,22 @@ def test_two_renders_into_one_folder_at_once_are_refused_not_interleaved(tmp_pat
     assert "another tagger dataset render" not in r.output and LOCK_NAME not in {p.name for p in out.iterdir()}
 
 
+@pytest.mark.parametrize("args,needle,code", [
+    (["--velocities", "x"], "--velocities: expected comma-separated whole numbers", 1),
+    (["--velocities", "0,200"], "--velocities: expected MIDI velocities of a note played (1-127)", 1),
+    (["--pitch-step", "0"], "--pitch-step", 2),
+])  # fmt: skip
+def test_render_options_out_of_range_are_refused_before_the_folder_is_made(tmp_path, args, needle, code):
+    """--velocities x was a ValueError traceback once the output folder had been made (left empty
+    behind it); velocities 0 (a note-off) or 200 and --pitch-step 0 were not checked."""
+    out = tmp_path / "new"
+    result = runner.invoke(app, ["dataset", "render", str(out), "--no-soundfonts", "--no-stk", "--no-salamander",
+                                 "--no-sample-negatives", *args])  # fmt: skip
+    assert result.exit_code == code and isinstance(result.exception, SystemExit), result.output
+    assert needle in result.output and "Traceback" not in result.output
+    assert not out.exists()
+
+
 def test_render_takes_an_empty_folder_or_a_dataset_to_add_to(tmp_path):
     from tagger.data.examples import check_render_folder
 

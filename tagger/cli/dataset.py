@@ -31,7 +31,7 @@ def render(
         None, "--soundfont", help="SoundFont file(s); default: every installed training SoundFont (FluidR3_GM, "
         "MuseScore_General, GeneralUser GS, OPL-3 FM) plus the avldrums kits as negatives."
     ),
-    pitch_step: int = typer.Option(1, help="Render every Nth pitch of each program's range."),
+    pitch_step: int = typer.Option(1, min=1, help="Render every Nth pitch of each program's range."),
     velocities: str = typer.Option(_spelled(NSYNTH_VELOCITIES), help="Comma-separated MIDI velocities (NSynth's by default)."),
     negatives: bool = typer.Option(True, help="Also render non-family sounds (drums, synths, effects) as negatives."),
     variants: bool = typer.Option(
@@ -65,12 +65,15 @@ def render(
     from tagger.data.examples import check_render_folder
     from tagger.outputs import folder_lock
 
+    vel = _numbers(velocities, int, "--velocities")
+    if not all(1 <= v <= 127 for v in vel):
+        raise UserError(f"--velocities: expected MIDI velocities of a note played (1-127), got {velocities!r}")
     check_render_folder(out)
     out.mkdir(parents=True, exist_ok=True)
     with folder_lock(out, what="tagger dataset render"):  # (one render into a folder at a time)
         check_render_folder(out)  # (again, held: another run may have written there meanwhile)
         _render(out, soundfont=soundfont, soundfonts=soundfonts, negatives=negatives, variants=variants,
-                velocities=velocities, pitch_step=pitch_step, jobs=jobs, stk=stk, stk_variants=stk_variants,
+                velocities=vel, pitch_step=pitch_step, jobs=jobs, stk=stk, stk_variants=stk_variants,
                 stk_notes=stk_notes, no_salamander=no_salamander, salamander=salamander,
                 sample_negatives=sample_negatives, split_seed=split_seed)  # fmt: skip
 
@@ -84,7 +87,6 @@ def _render(out: Path, *, soundfont, soundfonts, negatives, variants, velocities
 
     sfs = R.default_soundfonts() if not soundfont else {R.soundfont_key(p): p for p in soundfont}
     drums = R.default_drum_soundfonts() if not soundfont and negatives else {}
-    vel = tuple(int(v) for v in velocities.split(","))
     t0 = time.time()
     bar = tqdm(total=None, unit="program", desc="render", disable=None)
 
@@ -96,7 +98,7 @@ def _render(out: Path, *, soundfont, soundfonts, negatives, variants, velocities
     if soundfonts:
         summary = R.render_dataset(
             out, soundfonts=sfs, programs=gm.all_programs(negatives=negatives, variants=variants), drum_soundfonts=drums,
-            velocities=vel, pitch_step=pitch_step, jobs=jobs, progress=progress,
+            velocities=velocities, pitch_step=pitch_step, jobs=jobs, progress=progress,
         )  # fmt: skip
     bar.close()
     if stk if stk is not None else S.stk_demo() is not None:
