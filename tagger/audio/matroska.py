@@ -331,16 +331,18 @@ def _walk(f, size: int) -> MatroskaWalk | None:
 def _stretch(pairs: list[tuple[int, int]], tolerance: int) -> float:
     """How much longer than their codec tells the blocks of a track are, measured in its clusters:
     `pairs` holds, of each cluster with two audio blocks or more, the spacing (ns) of its last two
-    blocks' timestamps and the length its codec tells of the first of them. Where most disagree by
-    more than `tolerance` (two ticks of rounding), the median of their ratios; else 1. A codec's
-    nominal length can be wrong for a whole file (an HE-AAC track whose SamplingFrequency is its
-    output rate, each frame 2,048 samples of it, not 1,024: every cluster's end half a frame early,
-    a gap after each, the whole file refused); its own timestamps are not."""
-    ratios = sorted(spacing / told for spacing, told in pairs
-                    if told > 0 and spacing > 0 and abs(spacing - told) > tolerance)  # fmt: skip
-    if not ratios or 2 * len(ratios) <= len(pairs):
-        return 1.0
-    return ratios[len(ratios) // 2]
+    blocks' timestamps and the length its codec tells of the first of them. The median of their
+    ratios (one where they agree within `tolerance`, two ticks of rounding), where it is off by more
+    than a quarter; else 1. A codec's nominal length can be wrong for a whole file (an HE-AAC track
+    whose SamplingFrequency is its output rate, each frame 2,048 samples of it, not 1,024: every
+    cluster's end half a frame early, a gap after each, the whole file refused); its own timestamps
+    are not. The median, not the sum: a gap inside a cluster is one ratio of many; and not of the
+    ratios that disagree alone: timestamps rounded from a coarser file's (mkvmerge's of a live MKA,
+    a millisecond off in a third of them) disagree a little either way."""
+    ratios = sorted(1.0 if abs(spacing - told) <= tolerance else spacing / told
+                    for spacing, told in pairs if told > 0 and spacing > 0)  # fmt: skip
+    middle = ratios[len(ratios) // 2] if ratios else 1.0
+    return 1.0 if 0.8 <= middle <= 1.25 else middle
 
 
 def _cluster(f, track: _Track, scale: int, body: int, length: int | None, end: int):
