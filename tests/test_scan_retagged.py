@@ -732,3 +732,56 @@ def test_a_stop_signal_stops_the_digest_reads_of_files_named_as_roots(tmp_path, 
     finally:
         signal.signal(signal.SIGINT, before)
     assert len(reads) == 1
+
+
+@pytest.mark.parametrize("ext", FORMATS)
+def test_a_retagged_file_keeps_the_scores_a_scan_with_scores_wrote(tmp_path, db, ext):
+    """A library scanned with ``--scores``, then retagged by another program (kid3 converting MP3s'
+    ID3v2.4 tags to v2.3, Picard adding a title and cover, one file's INSTRUMENTS removed): the next
+    plain scan kept the results but rewrote every such file without INSTRUMENTS_SCORES, as if the
+    user had asked for them to go (found living with a scanned library). Scores that hold the
+    stored results are kept now; the file is left as the other program left it where tagger's
+    fields are all there, INSTRUMENTS alone written back where it was removed; scores that are not
+    the stored results' (an older analysis') are removed as before."""
+    import mutagen
+
+    f = write_audio(tmp_path / "music" / f"duo.{ext}", tone_signal([110.0, 1000.0], seconds=5.0))
+    first = scan([f.parent], db=db, analyser=FakeAnalyser(), jobs=0,
+                 on_track=tag_writer(model_version="fake-1", scores=True))  # fmt: skip
+    assert first.tags_written == 1
+    scores = tags.read_instruments(f).scores
+    assert scores and set(scores) >= {"bass", "flute"}
+    if ext == "mp3":  # kid3's "convert to ID3v2.3"
+        from mutagen.id3 import ID3
+
+        id3 = ID3(f)
+        id3.update_to_v23()
+        id3.save(v2_version=3)
+    else:
+        retag(f, title="Another title")
+    retagged = f.read_bytes()
+
+    analyser = FakeAnalyser()
+    again = scan([f.parent], db=db, analyser=analyser, jobs=0, on_track=tag_writer(model_version="fake-1"))
+    assert analyser.calls == 0 and again.retagged == 1 and again.tag_errors == 0
+    assert again.tags_written == 0 and f.read_bytes() == retagged  # (it was rewritten, the scores removed)
+    assert tags.read_instruments(f).scores == scores and stored(db, f)["tags_current"]
+
+    g = mutagen.File(f)  # another program removes INSTRUMENTS alone: written back, the scores kept
+    for key in [k for k in g.tags.keys() if k.upper().endswith(":INSTRUMENTS") or k.upper() == "INSTRUMENTS"]:
+        del g.tags[key]
+    g.save()
+    assert tags.read_instruments(f).instruments == []
+    third = scan([f.parent], db=db, analyser=analyser, jobs=0, on_track=tag_writer(model_version="fake-1"))
+    assert analyser.calls == 0 and third.tags_written == 1
+    state = tags.read_instruments(f)
+    assert state.instruments == ["bass", "flute"] and state.scores == scores
+
+    with db.session() as s:  # scores another analysis gave: stale, removed by a write without --scores
+        t = s.scalar(select(M.Track).where(M.Track.path == str(f)))
+        for d in t.detections:
+            d.score = min(1.0, d.score + 0.01) if d.present else d.score / 2
+        t.tags_current = False
+    fourth = scan([f.parent], db=db, analyser=analyser, jobs=0, on_track=tag_writer(model_version="fake-1"))
+    assert analyser.calls == 0 and fourth.tags_written == 1
+    assert tags.read_instruments(f).scores is None and tags.read_instruments(f).instruments == ["bass", "flute"]

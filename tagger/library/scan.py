@@ -98,14 +98,16 @@ def tag_writer(
     A file that changed since it was analysed (another size, mtime or fingerprint; another inode
     or ctime, and a whole content that is not the one analysed), or less than ``settle_seconds`` ago, or that
     another program has open for writing, is refused (TagWriteError); per-family scores are written
-    only when `scores` is true. Family names are those of the model that produced the result.
+    only when `scores` is true; without it, scores a file already holds are kept while they are the
+    result's (an earlier scan with scores wrote them), and removed otherwise. Family names are those of the model that produced the result.
     """
     from tagger import tags
 
     def write(path: str, result: TrackResult, analysed: AnalysedFile):
         return tags.write_instruments(
             path, instruments=result.instruments, model_version=model_version,
-            scores=result.scores if scores else None, id3v23=id3v23, keep_mtime=keep_mtime, dry_run=dry_run,
+            scores=result.scores if scores else None, current_scores=None if scores else result.scores,
+            id3v23=id3v23, keep_mtime=keep_mtime, dry_run=dry_run,
             expected=(analysed.size, analysed.mtime), fingerprint=analysed.fingerprint, inode=analysed.inode,
             content_hash=analysed.content_hash, ctime_ns=analysed.ctime_ns, settle_seconds=settle_seconds,
             families=result.families,

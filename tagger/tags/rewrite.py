@@ -41,7 +41,7 @@ from tagger.errors import ChangedSinceError, TaggerError, TagWriteError
 from tagger.paths import TEMP_SUFFIX
 from tagger.tags import filesystem, formats
 from tagger.tags.checks import _check_expected, _check_fingerprint, _only_tags_changed, unsettled_reason
-from tagger.tags.fields import INSTRUMENTS_MODEL, Raw, TagChange, TagState, desired_raw, state
+from tagger.tags.fields import INSTRUMENTS_MODEL, INSTRUMENTS_SCORES, Raw, TagChange, TagState, desired_raw, state
 from tagger.tags.leftovers import temp_prefix
 from tagger.tags.storage import STORAGES, Storage, payload_digest, supported_formats
 
@@ -117,6 +117,7 @@ def write_instruments(
     instruments: Iterable[str],
     model_version: str,
     scores: Mapping[str, float] | None = None,
+    current_scores: Mapping[str, float] | None = None,
     id3v23: bool = False,
     keep_mtime: bool = False,
     dry_run: bool = False,
@@ -144,7 +145,10 @@ def write_instruments(
     of the file analysed (`audio_digest`; None: not known): a file these checks refuse is written
     still when its audio hashes to it, its tags alone rewritten since (`untag`, another program's
     edit), read before the write and again under its lock from the bytes it copies (the change then
-    says ``retagged``). ``id3v23``: write
+    says ``retagged``). ``current_scores`` (with ``scores`` None): the result's scores, kept where
+    the file's INSTRUMENTS_SCORES field holds exactly them as tagger writes them (an earlier write
+    with scores made it; other scores, an older result's, are removed as stale): a scan without
+    ``--scores`` keeps what a scan with it wrote. ``id3v23``: write
     ID3v2.3 instead of ID3v2.4 (ID3 carriers). A file already holding these values is left
     untouched (``written=False``).
     ``settle_seconds``: refuse a file modified less than this many seconds ago (it may still be
@@ -159,8 +163,17 @@ def write_instruments(
     failed write or verification) and `UserError` (unknown family, bad score, empty model version).
     """
     raw = desired_raw(instruments=instruments, model_version=model_version, scores=scores, families=families)
+    scored: Raw = {}
+    if scores is None and current_scores is not None:
+        scored = desired_raw(instruments=instruments, model_version=model_version, scores=current_scores,
+                             families=families)  # fmt: skip
+
+    def target(before: Raw) -> Raw:
+        kept = INSTRUMENTS_SCORES in scored and before.get(INSTRUMENTS_SCORES) == scored[INSTRUMENTS_SCORES]
+        return scored if kept else raw
+
     return _rewrite(
-        path, target=lambda _before: raw, id3v23=id3v23, keep_mtime=keep_mtime, dry_run=dry_run, expected=expected,
+        path, target=target, id3v23=id3v23, keep_mtime=keep_mtime, dry_run=dry_run, expected=expected,
         settle_seconds=settle_seconds, fingerprint=fingerprint, inode=inode, content_hash=content_hash,
         ctime_ns=ctime_ns, audio_digest=audio_digest, before_replace=before_replace,
     )  # fmt: skip
