@@ -1081,6 +1081,36 @@ def test_a_whole_mp3_whose_last_frame_ends_in_zero_ancillary_bytes_then_padding_
     np.testing.assert_array_equal(got, expected)
 
 
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
+@pytest.mark.parametrize("tag", ["an APEv2 tag", "an ID3v1 tag of genre 0"])
+@pytest.mark.parametrize("mode", [("-b:a", "128k"), ("-q:a", "4")], ids=["cbr", "vbr"])
+def test_a_whole_mp3_with_a_tag_ending_in_zero_bytes_then_padding_is_whole(tmp_path, mode, tag):
+    """A tag whose own last bytes are zero (an APEv2 footer's 8 reserved bytes, always; an ID3v1 tag
+    of genre 0, Blues, without a comment), followed by zero padding: 5b3c1f8 looked for a tag ending
+    where the zeros begin, found none, and took the tag for bytes after the frames: a VBR file
+    without a length header (ffmpeg given the tag and the zeros) was refused, 'corrupt audio: ffmpeg
+    could not decode 1 of its frames' (found putting zero padding after each tag, as the review of
+    5b3c1f8 asked). A tag that ends inside the zeros is found now: the same samples, no note."""
+    from mutagen.apev2 import APEv2
+
+    data = _mp3(tmp_path / "plain.mp3", tone_signal([BASS], seconds=6.0, sr=44_100), 44_100, *mode,
+                "-write_xing", "0")  # fmt: skip
+    path = tmp_path / "tagged.mp3"
+    if tag == "an APEv2 tag":
+        path.write_bytes(data)
+        ape = APEv2()
+        ape["Title"] = "a title"
+        ape.save(path)
+        assert path.read_bytes().endswith(bytes(8))  # (its footer's reserved bytes)
+    else:
+        path.write_bytes(data + b"TAG" + b"a title".ljust(30, b"\0") + bytes(94) + b"\0")  # (genre 0)
+    path.write_bytes(path.read_bytes() + bytes(500))
+    notes: list[str] = []
+    got = np.concatenate(list(audio.stream(path, notes=notes)))
+    assert notes == []
+    np.testing.assert_array_equal(got, audio.load(tmp_path / "plain.mp3"))
+
+
 def _ogg_pages(data: bytes) -> list[tuple[int, int, int]]:
     """(offset, length, granule position) of each whole page of an Ogg file's bytes."""
     pages, pos = [], 0

@@ -615,7 +615,8 @@ def _mp3_ends(f, size: int) -> tuple[int, int, list[str]]:
     last frame, read (`_mp3_tail`), is whole where it ends exactly at `padded` (the zeros its own,
     no padding), and cut short where the zeros begin inside it and go on past its end (a download
     stopped inside it, its file preallocated: which it is, is not known from its bytes). Zero bytes
-    after a tag (before an ID3v1 tag, say) are the padding alone: `end` is then that tag's start."""
+    after a tag (before an ID3v1 tag, say) are the padding alone: `end` is then that tag's start,
+    the tag's own last zero bytes (an APEv2 footer's) its own."""
     end, names = _trailing_tags(f, size)
     zeros = end
     while zeros > 0:
@@ -630,7 +631,27 @@ def _mp3_ends(f, size: int) -> tuple[int, int, list[str]]:
     before, more = _trailing_tags(f, zeros)
     if more:  # (a tag before the zeros: it ends exactly where they begin)
         return before, before, [*names, "zero padding", *more]
+    # (or inside them, its own last bytes zero: an APEv2 footer's 8 reserved bytes, always; an ID3v1
+    # tag of genre 0 without a comment. Taken for frames, the tag and the zeros were given to ffmpeg,
+    # and a whole VBR file refused, 'could not decode 1 of its frames')
+    near = max(0, zeros - 128)
+    f.seek(near)
+    head = f.read(min(end, zeros + 128) - near)
+    found = [near + i + 32 for i in _finds(head, b"APETAGEX")] + [near + i + 128 for i in _finds(head, b"TAG")]
+    for tag_end in sorted(e for e in found if zeros < e <= end):
+        before, more = _trailing_tags(f, tag_end)
+        if more:
+            return before, before, [*names, *(["zero padding"] if tag_end < end else []), *more]
     return zeros, end, [*names, "zero padding"]
+
+
+def _finds(data: bytes, what: bytes) -> list[int]:
+    """Where each `what` begins in `data`."""
+    found, i = [], data.find(what)
+    while i >= 0:
+        found.append(i)
+        i = data.find(what, i + 1)
+    return found
 
 
 def _mp3_walk(f, start: int, stop: int, rates: set[int] | None = None,
