@@ -88,6 +88,111 @@ def make_tone_file():
     return make
 
 
+# -- process state --------------------------------------------------------------------------------------
+_ENV_WATCHED = ("TAGGER_", "TF_NUM_", "OMP_NUM_THREADS")
+"""Environment variables a test must leave as it found them (by prefix): tagger's settings and the
+inference thread counts (importing TensorFlow and quiet_tensorflow set variables of their own, once
+a process, on purpose: not watched)."""
+
+
+def _process_state() -> dict:
+    """What a test run in the pytest process can change for the tests after it: the signal handlers
+    (a scan worker's set-up ignores SIGINT: a later test's Ctrl-C went unheard), the working folder,
+    the umask, the watched environment, the root and ``tagger`` loggers, ``sys.path``. (Warnings
+    filters are pytest's to restore after every test.)"""
+    import logging
+    import signal
+    import sys
+
+    umask = os.umask(0o022)
+    os.umask(umask)
+    handlers = {}
+    for sig in signal.valid_signals():
+        try:
+            handlers[signal.Signals(sig).name] = signal.getsignal(sig)
+        except (OSError, ValueError):  # (not a signal Python handles: SIGKILL, realtime ones)
+            continue
+    root, ours = logging.getLogger(), logging.getLogger("tagger")
+    return {
+        "signal handlers": handlers,
+        "working folder": os.getcwd(),
+        "umask": oct(umask),
+        "environment": {k: v for k, v in os.environ.items() if k.startswith(_ENV_WATCHED)},
+        "root logger": (list(root.handlers), root.level),
+        "tagger logger": (list(ours.handlers), ours.level, ours.propagate, ours.disabled),
+        "logging.disable": logging.root.manager.disable,
+        "sys.path": list(sys.path),
+    }
+
+
+def _restore_process_state(state: dict) -> None:
+    import logging
+    import signal
+    import sys
+
+    for name, handler in state["signal handlers"].items():
+        if signal.getsignal(getattr(signal, name)) != handler and handler is not None:
+            signal.signal(getattr(signal, name), handler)
+    os.chdir(state["working folder"])
+    os.umask(int(state["umask"], 8))
+    for k in [k for k in os.environ if k.startswith(_ENV_WATCHED)]:
+        del os.environ[k]
+    os.environ.update(state["environment"])
+    root, ours = logging.getLogger(), logging.getLogger("tagger")
+    root.handlers[:], root.level = state["root logger"]
+    ours.handlers[:], ours.level, ours.propagate, ours.disabled = state["tagger logger"]
+    logging.disable(state["logging.disable"])
+    sys.path[:] = state["sys.path"]
+
+
+def _changes(before, after) -> list[str]:
+    """What differs between two `_process_state`s, in words."""
+    changed = []
+    for what, was in before.items():
+        now = after[what]
+        if was == now:
+            continue
+        if isinstance(was, dict):
+            keys = sorted(k for k in was.keys() | now.keys() if was.get(k, "(unset)") != now.get(k, "(unset)"))
+            changed.append(f"{what}: " + ", ".join(f"{k} {was.get(k, '(unset)')!r} -> {now.get(k, '(unset)')!r}"
+                                                   for k in keys))  # fmt: skip
+        else:
+            changed.append(f"{what}: {was!r} -> {now!r}")
+    return changed
+
+
+_LAST_SIGNALS: list = ["the session's start", _process_state()["signal handlers"]]
+"""[the test that ended last, the signal handlers it left]: a fixture of a wider scope, or a module's
+import, must not change them between two tests either."""
+
+
+@pytest.fixture(autouse=True)
+def _leaves_the_process_as_it_found_it(request):
+    """Fails a test that changed the pytest process's state for the tests after it (`_process_state`;
+    set it back in the test: monkeypatch, a fixture, try/finally), and sets it back, so that only
+    this test fails; and fails the first test after a signal handler changed between two tests (a
+    fixture of a wider scope, a module imported at collection). A scan worker's set-up run in the
+    pytest process would leave SIGINT ignored, and a test of Ctrl-C after it would fail in the whole
+    suite and pass alone (as it does in a suite started with SIGINT ignored: a shell's ``&`` without
+    job control; the tests of Ctrl-C give SIGINT Python's handler themselves)."""
+    before = _process_state()
+    last, handlers = _LAST_SIGNALS
+    between = _changes({"signal handlers": handlers}, {"signal handlers": before["signal handlers"]})
+    yield
+    after = _process_state()
+    _LAST_SIGNALS[:] = [request.node.nodeid, after["signal handlers"]]
+    changed = _changes(before, after)
+    if changed:
+        _restore_process_state(before)
+        _LAST_SIGNALS[1] = before["signal handlers"]
+    problems = [f"the test left the process changed for the tests after it: {'; '.join(changed)}"] if changed else []
+    if between:
+        problems.append(f"between the end of {last} and the start of this test (a wider fixture, an import) the "
+                        f"process changed: {'; '.join(between)}")  # fmt: skip
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)
+
+
 # -- databases ------------------------------------------------------------------------------------------
 @pytest.fixture
 def db(tmp_path):

@@ -723,8 +723,9 @@ def test_a_stop_signal_stops_the_digest_reads_of_files_named_as_roots(tmp_path, 
         return real(path)
 
     monkeypatch.setattr(matches, "_audio_digest_or_none", interrupted)
-    # (Ctrl-C as a shell gives it: a test before this one that ran a scan worker's set-up in this
-    # process left SIGINT ignored, which the scan leaves alone, and the signal was never heard)
+    # (Ctrl-C as a terminal gives it: a suite started in the background by a shell without job
+    # control inherits SIGINT ignored, which the scan rightly keeps ignored, and the signal was
+    # never heard; no test leaves it ignored for the next: `conftest` checks every one)
     before = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with pytest.raises(ScanInterrupted):
