@@ -112,7 +112,7 @@ def _unit_graph(graph: dict[str, set[str]], *, leave_out: frozenset[str] = froze
 
 def test_the_graph_sees_module_and_function_level_imports():
     graph = _graph()
-    assert "tagger.model.ensemble" in graph["tagger.model.store"]  # module level
+    assert "tagger.model.manifest" in graph["tagger.model.store"]  # module level
     assert "tagger.model.calibrate" in graph["tagger.model.train"]  # inside train_ensemble
     assert "tagger.model.runtime" in graph["tagger.model.backends"]  # `from tagger.model import runtime as R`
     assert "tagger.evaluate.metrics" in graph["tagger.model.train"]

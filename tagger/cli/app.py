@@ -285,7 +285,7 @@ class _ShownFormatter(logging.Formatter):
 
 
 def _version(value: bool) -> None:
-    """``tagger --version``: tagger's version, then the models it uses (`tagger.model.ensemble.model_info`:
+    """``tagger --version``: tagger's version, then the models it uses (`tagger.model.verify.model_info`:
     every file's hash checked; a missing or tampered file is an error, exit status 1)."""
     if not value:
         return
@@ -293,7 +293,7 @@ def _version(value: bool) -> None:
 
     echo(f"tagger {__version__}")
     try:
-        from tagger.model.ensemble import model_info
+        from tagger.model.verify import model_info
 
         info = model_info()
     except TaggerError as exc:
@@ -388,7 +388,8 @@ def quiet_tensorflow_for(models) -> None:
     process); a wrong guess costs only TensorFlow's start-up chatter, never a result."""
     from tagger.model import backends as B
     from tagger.model import runtime as R
-    from tagger.model.ensemble import default_model_dir, export_key, read_manifest
+    from tagger.model.folders import default_model_dir
+    from tagger.model.manifest import export_key, read_manifest
 
     try:
         key = export_key(read_manifest(models if models is not None else default_model_dir()))

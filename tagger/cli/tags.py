@@ -175,7 +175,8 @@ def _shipped_model_version() -> str | None:
     from tagger.errors import ModelError
 
     try:
-        from tagger.model.ensemble import default_model_dir, read_manifest
+        from tagger.model.folders import default_model_dir
+        from tagger.model.manifest import read_manifest
 
         return str(read_manifest(default_model_dir())["version"])
     except ModelError:

@@ -220,11 +220,11 @@ def _architecture(architecture: str | None, out: Path) -> str:
     from tagger.model.architectures import ARCHITECTURES
 
     if architecture is None:
-        from tagger.model.ensemble import MANIFEST, read_manifest
+        from tagger.model.manifest import MANIFEST, read_manifest
 
         existing = read_manifest(out) if (out / MANIFEST).is_file() else {}
         if existing.get("members"):
-            from tagger.model.ensemble import TRAIN_INTO_MEMBERS
+            from tagger.model.folders import TRAIN_INTO_MEMBERS
 
             raise UserError(TRAIN_INTO_MEMBERS.format(out=out))
         architecture = existing.get("architecture", F.default(TrainSettings, "architecture"))

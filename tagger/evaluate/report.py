@@ -60,7 +60,7 @@ class Report:
 
 
 MODEL_MANIFEST = "manifest.json"
-"""A model folder's manifest (`tagger.model.ensemble.MANIFEST`, which evaluate does not import: the
+"""A model folder's manifest (`tagger.model.manifest.MANIFEST`, which evaluate does not import: the
 model package imports evaluate's metrics)."""
 
 

@@ -11,5 +11,7 @@ order; each stage's code lives with its concern:
 - `tagger.model.record`: the heads, the presence gate and the run saved and recorded in the manifest.
 
 Inference reads a model folder through `tagger.model.ensemble.Ensemble` and the backends of
-`tagger.model.backends`. Importing this package imports none of its modules.
+`tagger.model.backends`; the folder's manifest is read and written by `tagger.model.manifest`, its
+files verified by `tagger.model.verify`, and `tagger.model.folders` knows where model folders are.
+Importing this package imports none of its modules.
 """

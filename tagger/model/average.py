@@ -43,6 +43,9 @@ from tagger.errors import UserError
 from tagger.hashing import sha256_file
 from tagger.model import ensemble as E
 from tagger.model import gate as G
+from tagger.model.folders import check_output_dir
+from tagger.model.manifest import AVERAGED_MANIFEST_FORMAT, MANIFEST, read_manifest, reference_entry, write_manifest
+from tagger.model.verify import _verified_file
 
 MEMBERS_DIR = "member-models"
 """Where an averaged ensemble keeps its members, one folder each (a name that is no Python
@@ -131,7 +134,7 @@ def combine(out_dir: str | os.PathLike, members: Sequence[str | os.PathLike], *,
     complete: a failure leaves it as it was)."""
     say = say or (lambda stage, info: None)
     out_dir = Path(out_dir)
-    E.check_output_dir(out_dir, hint="combine into another folder", other_files=False)  # (those: below)
+    check_output_dir(out_dir, hint="combine into another folder", other_files=False)  # (those: below)
     _restore_older(out_dir, say)
     if (valid is None) == (reference is None):
         raise UserError("combine needs a validation set of held-out runs (--valid) or an averaged held-out ensemble "
@@ -149,10 +152,10 @@ def combine(out_dir: str | os.PathLike, members: Sequence[str | os.PathLike], *,
         manifest = _new_manifest(manifests, entries, version=version, gated=gated)
         if ref is not None:
             _carry_over(manifest, ref, gated=gated)
-            E.write_manifest(tmp, manifest)
+            write_manifest(tmp, manifest)
             E.Ensemble.load(tmp)  # every member loads and runs as one graph
         else:
-            E.write_manifest(tmp, manifest)
+            write_manifest(tmp, manifest)
             _choose_on_validation(tmp, manifest, Path(valid), manifests, soft=soft_gate, say=say,
                                   threshold_resamples=threshold_resamples)  # fmt: skip
     except BaseException:
@@ -160,7 +163,7 @@ def combine(out_dir: str | os.PathLike, members: Sequence[str | os.PathLike], *,
         raise
     _replace(tmp, out_dir)
     say("combined", {"out": str(out_dir), "members": [e["version"] for e in entries]})
-    return E.read_manifest(out_dir)
+    return read_manifest(out_dir)
 
 
 def _restore_older(out_dir: Path, say: Callable[[str, dict], None]) -> None:
@@ -197,7 +200,7 @@ def _reference_manifest(reference: str | os.PathLike, first: dict, *, gated: boo
     """The manifest of the averaged held-out ensemble whose decisions are carried over, once it is
     known to fit the members: an averaged ensemble of as many models, deciding the same families
     on the same features, with a presence gate exactly when they have one."""
-    ref = E.read_manifest(reference)
+    ref = read_manifest(reference)
     if not ref.get("members"):
         raise UserError(f"{reference} is not an averaged ensemble: its operating point is one model's")
     if list(ref["families"]) != list(first["families"]) or ref["features"] != first["features"]:
@@ -213,7 +216,7 @@ def _check_out_dir(out_dir: Path, dirs: Sequence[Path]) -> None:
     """Refuse an output folder that holds something other than an averaged ensemble (which is
     replaced whole), or that is or holds one of the members."""
     if out_dir.exists() and any(out_dir.iterdir()):
-        if not (out_dir / E.MANIFEST).is_file() or not E.read_manifest(out_dir).get("members"):
+        if not (out_dir / MANIFEST).is_file() or not read_manifest(out_dir).get("members"):
             raise UserError(f"{out_dir} holds something other than an averaged ensemble; combine into a new folder")
     if any(out_dir.resolve() == d.resolve() or out_dir.resolve() in d.resolve().parents for d in dirs):
         raise UserError(f"{out_dir} holds a member; combine into another folder")
@@ -226,7 +229,7 @@ def _copy_members(tmp: Path, dirs: Sequence[Path], manifests: Sequence[dict]) ->
     for d, m, name in zip(dirs, manifests, _member_names(dirs, manifests)):
         sub = tmp / MEMBERS_DIR / name
         _copy_model(d, m, sub)
-        entries.append({"dir": f"{MEMBERS_DIR}/{name}", "sha256": sha256_file(sub / E.MANIFEST), "version": m["version"]})
+        entries.append({"dir": f"{MEMBERS_DIR}/{name}", "sha256": sha256_file(sub / MANIFEST), "version": m["version"]})
     return entries
 
 
@@ -237,7 +240,7 @@ def _new_manifest(manifests: Sequence[dict], entries: list[dict], *, version: st
     first = manifests[0]
     families = list(first["families"])
     manifest = {
-        "format": E.AVERAGED_MANIFEST_FORMAT,
+        "format": AVERAGED_MANIFEST_FORMAT,
         "version": version or "averaged-" + "+".join(str(m["version"]) for m in manifests),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "architecture": ARCHITECTURE,
@@ -265,7 +268,7 @@ def _carry_over(manifest: dict, ref: dict, *, gated: bool) -> None:
         manifest["gate"] = {**{k: ref["gate"].get(k) for k in G.DECIDING},
                             "metrics": {"cost": ref["gate"].get("metrics", {}).get("cost")}}  # fmt: skip
     manifest["aggregation"] = dict(ref.get("aggregation", DEFAULT_AGGREGATION))
-    manifest["reference"] = E.reference_entry(
+    manifest["reference"] = reference_entry(
         ref, why="thresholds, presence gate and aggregation rule carried over from this averaged ensemble of runs on "
                  "held-out instruments",
     )  # fmt: skip
@@ -277,7 +280,7 @@ def _check_distinct(dirs: Sequence[Path]) -> None:
     passed the check for at least two members."""
     seen: dict[object, Path] = {}
     for d in dirs:
-        for key in (("folder", d.resolve()), ("manifest", sha256_file(d / E.MANIFEST))):
+        for key in (("folder", d.resolve()), ("manifest", sha256_file(d / MANIFEST))):
             if key in seen:
                 raise UserError(f"{d} is the same model as {seen[key]} (the same {'folder' if key[0] == 'folder' else 'manifest.json'}): "
                                 "an average needs different models; give each member once")  # fmt: skip
@@ -285,7 +288,7 @@ def _check_distinct(dirs: Sequence[Path]) -> None:
 
 
 def _member_manifest(d: Path) -> dict:
-    manifest = E.read_manifest(d)
+    manifest = read_manifest(d)
     if manifest.get("members"):
         raise UserError(f"{d} is itself an averaged ensemble: combine its members instead")
     return manifest
@@ -305,11 +308,11 @@ def _copy_model(src: Path, manifest: dict, dst: Path) -> None:
     entries = [*manifest["classifiers"].values(), *(manifest[k] for k in ("trunk", "gate") if manifest.get(k))]
     dst.mkdir(parents=True)
     for entry in entries:
-        path = E._verified_file(src, entry, f"the file {entry.get('file')!r}", str(entry.get("file")))
+        path = _verified_file(src, entry, f"the file {entry.get('file')!r}", str(entry.get("file")))
         target = dst / str(entry["file"])
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, target)
-    shutil.copy2(src / E.MANIFEST, dst / E.MANIFEST)
+    shutil.copy2(src / MANIFEST, dst / MANIFEST)
 
 
 def _choose_on_validation(folder: Path, manifest: dict, valid: Path, members: Sequence[dict], *, soft: bool, say,
@@ -359,7 +362,7 @@ def _choose_on_validation(folder: Path, manifest: dict, valid: Path, members: Se
             "auc_heads": {f: round(auc(lo.labels[sel, j], lo_raw[sel, j]), 4) for j, f in enumerate(fams)},
             **lo.report(lo_decided, th, fams, fams),
         }
-    E.write_manifest(folder, manifest)
+    write_manifest(folder, manifest)
     say("operating point", {"thresholds": {f: c["threshold"] for f, c in manifest["classifiers"].items()},
                             **({"gate": {k2: manifest["gate"][k2] for k2 in G.DECIDING}} if gated else {})})  # fmt: skip
 

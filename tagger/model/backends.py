@@ -153,7 +153,7 @@ class ModelFiles:
     members: tuple[Member, ...]
     feature_config: F.FeatureConfig
     graph_hash: str
-    """What the runner is built from (`tagger.model.ensemble.graph_hash`): its export's cache key."""
+    """What the runner is built from (`tagger.model.manifest.graph_hash`): its export's cache key."""
     families: tuple[str, ...]
     _keras: tuple | None = field(default=None, repr=False)
 

@@ -25,7 +25,8 @@ import numpy as np
 from tagger.aggregate import DEFAULT_AGGREGATION, aggregate
 from tagger.evaluate.metrics import THRESHOLD_BETA, fbeta_from_counts, jaccard
 from tagger.model import synth as S
-from tagger.model.ensemble import Ensemble, read_manifest, write_manifest
+from tagger.model.ensemble import Ensemble
+from tagger.model.manifest import read_manifest, write_manifest
 
 QUANTILES = (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0)
 MIN_WINDOWS = (1, 2, 3)

@@ -20,7 +20,7 @@ from tagger.model.settings import TrainSettings
 
 def _reference_manifest(reference: str | os.PathLike | None) -> dict | None:
     """The manifest of the `reference` models, or None; a `UserError` for an averaged ensemble."""
-    from tagger.model.ensemble import read_manifest
+    from tagger.model.manifest import read_manifest
 
     ref_manifest = read_manifest(reference) if reference is not None else None
     if ref_manifest is not None and ref_manifest.get("members"):
@@ -47,7 +47,7 @@ def _open_manifest(out_dir, settings: TrainSettings, fcfg: F.FeatureConfig, *, w
         data={},
     )
     if manifest.get("members"):
-        from tagger.model.ensemble import TRAIN_INTO_MEMBERS
+        from tagger.model.folders import TRAIN_INTO_MEMBERS
 
         raise UserError(TRAIN_INTO_MEMBERS.format(out=out_dir))
     if manifest.get("architecture") != settings.architecture:
@@ -112,7 +112,8 @@ def _frozen_trunk(out_dir, manifest: dict, settings: TrainSettings, *, todo: lis
     shared = settings.architecture in A.SHARED_TRUNK
     frozen_trunk = None
     if shared and manifest.get("trunk") and not force:
-        from tagger.model.ensemble import _verified_file, load_classifier
+        from tagger.model.backends import load_classifier
+        from tagger.model.verify import _verified_file
 
         frozen_trunk = load_classifier(_verified_file(Path(out_dir), manifest["trunk"], "the shared trunk file", "the shared trunk"))
         say("trunk", {"frozen": manifest["trunk"]["file"], "new_heads": todo})

@@ -117,7 +117,8 @@ def _train_gate(out_dir, manifest: dict, trunk, x, y: np.ndarray, vs: Validation
 
 def _heads_on_embedding(out_dir, manifest: dict, families: Sequence[str], emb: np.ndarray, batch: int = 1024) -> np.ndarray:
     """The scores [shape=(n, len(families))] of the folder's heads on trunk embeddings [shape=(n, d)]."""
-    from tagger.model.ensemble import _verified_file, load_classifier
+    from tagger.model.backends import load_classifier
+    from tagger.model.verify import _verified_file
 
     cols = []
     for f in families:
@@ -174,7 +175,7 @@ def _record_run(out_dir, manifest: dict, settings: TrainSettings, notes: _Notes,
         manifest["version"] = version  # models changed in place (new heads, a gate) take the name asked for
     if ref_manifest is not None:
         manifest["aggregation"] = dict(ref_manifest.get("aggregation", manifest["aggregation"]))
-        from tagger.model.ensemble import reference_entry
+        from tagger.model.manifest import reference_entry
 
         manifest["reference"] = reference_entry(
             ref_manifest, why="thresholds and aggregation rule carried over from this run on held-out instruments"

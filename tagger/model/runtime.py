@@ -5,7 +5,7 @@ weights into one ONNX graph (the classifiers side by side, outputs concatenated 
 the members of an averaged ensemble side by side, their outputs averaged);
 `OnnxRunner` runs it with ONNX Runtime. The exported graph is verified against Keras on a fixed
 random batch before use (`verify`), and cached in the user cache folder keyed by the hash of the
-files it runs (`tagger.model.ensemble.graph_hash`: thresholds decided anew reuse it), so a later
+files it runs (`tagger.model.manifest.graph_hash`: thresholds decided anew reuse it), so a later
 scan neither imports TensorFlow nor converts again.
 
 Only the layer types of `tagger.model.architectures` are exported (Conv2D, BatchNormalization,

@@ -15,7 +15,7 @@ from pathlib import Path
 from tagger.aggregate import DEFAULT_AGGREGATION
 from tagger.features import FeatureConfig
 from tagger.hashing import sha256_file
-from tagger.model.ensemble import HARMONIC_MANIFEST_FORMAT, MANIFEST, MANIFEST_FORMAT, read_manifest, write_manifest
+from tagger.model.manifest import HARMONIC_MANIFEST_FORMAT, MANIFEST, MANIFEST_FORMAT, read_manifest, write_manifest
 
 
 def new_manifest(

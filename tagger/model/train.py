@@ -97,7 +97,7 @@ def train_ensemble(
     (`_prepare_examples`), the heads and the trunk (`_train_heads`), the presence gate
     (`_gate_stage`), the manifest's record of the run (`_record_run`), then the per-track rule.
     """
-    from tagger.model.ensemble import check_output_dir
+    from tagger.model.folders import check_output_dir
 
     check_output_dir(out_dir, hint="train into a new or empty folder, or a model folder of its own")
     say = progress or (lambda stage, info: log.info("%s %s", stage, info))
@@ -129,7 +129,7 @@ def train_ensemble(
                 gate_cost=gate_cost, all_families=notes.all_families, reference=ref_manifest, say=say)  # fmt: skip
     _record_run(out_dir, manifest, settings, notes, ex, synth, todo=todo, history=history, t_start=t_start,
                 version=version, reference=ref_manifest, predict_batch=predict_batch)  # fmt: skip
-    from tagger.model.ensemble import read_manifest, write_manifest
+    from tagger.model.manifest import read_manifest, write_manifest
 
     write_manifest(out_dir, manifest)
     if manifest.get("validation") and ref_manifest is None:
