@@ -1082,11 +1082,12 @@ def test_a_whole_mp3_whose_last_frame_ends_in_zero_ancillary_bytes_then_padding_
 
 
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
-@pytest.mark.parametrize("tag", ["an APEv2 tag", "an ID3v1 tag of genre 0"])
+@pytest.mark.parametrize("tag", ["an APEv2 tag", "an ID3v1 tag of genre 0", "an ID3v2.4 tag of 256 bytes"])
 @pytest.mark.parametrize("mode", [("-b:a", "128k"), ("-q:a", "4")], ids=["cbr", "vbr"])
 def test_a_whole_mp3_with_a_tag_ending_in_zero_bytes_then_padding_is_whole(tmp_path, mode, tag):
     """A tag whose own last bytes are zero (an APEv2 footer's 8 reserved bytes, always; an ID3v1 tag
-    of genre 0, Blues, without a comment), followed by zero padding: 5b3c1f8 looked for a tag ending
+    of genre 0, Blues, without a comment; an ID3v2.4 tag appended with its footer, its size a
+    multiple of 128), followed by zero padding: 5b3c1f8 looked for a tag ending
     where the zeros begin, found none, and took the tag for bytes after the frames: a VBR file
     without a length header (ffmpeg given the tag and the zeros) was refused, 'corrupt audio: ffmpeg
     could not decode 1 of its frames' (found putting zero padding after each tag, as the review of
@@ -1102,8 +1103,22 @@ def test_a_whole_mp3_with_a_tag_ending_in_zero_bytes_then_padding_is_whole(tmp_p
         ape["Title"] = "a title"
         ape.save(path)
         assert path.read_bytes().endswith(bytes(8))  # (its footer's reserved bytes)
-    else:
+    elif tag == "an ID3v1 tag of genre 0":
         path.write_bytes(data + b"TAG" + b"a title".ljust(30, b"\0") + bytes(94) + b"\0")  # (genre 0)
+    else:
+        from mutagen.id3 import ID3, TIT2
+
+        id3 = ID3()
+        id3.add(TIT2(encoding=3, text="a title"))
+        with io.BytesIO() as out:
+            id3.save(out, v2_version=4, padding=lambda info: 0)
+            frames = len(out.getvalue()) - 10
+        with io.BytesIO() as out:
+            id3.save(out, v2_version=4, padding=lambda info: 256 - frames)
+            head = bytearray(out.getvalue())
+        assert len(head) == 266 and head[6:10] == bytes([0, 0, 2, 0])  # (its size, syncsafe: 256)
+        head[5] |= 0x10  # (the footer flag)
+        path.write_bytes(data + bytes(head) + b"3DI" + bytes(head[3:10]))
     path.write_bytes(path.read_bytes() + bytes(500))
     notes: list[str] = []
     got = np.concatenate(list(audio.stream(path, notes=notes)))

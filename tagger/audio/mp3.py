@@ -632,12 +632,13 @@ def _mp3_ends(f, size: int) -> tuple[int, int, list[str]]:
     if more:  # (a tag before the zeros: it ends exactly where they begin)
         return before, before, [*names, "zero padding", *more]
     # (or inside them, its own last bytes zero: an APEv2 footer's 8 reserved bytes, always; an ID3v1
-    # tag of genre 0 without a comment. Taken for frames, the tag and the zeros were given to ffmpeg,
-    # and a whole VBR file refused, 'could not decode 1 of its frames')
+    # tag of genre 0 without a comment; an ID3v2.4 footer of a size that is a multiple of 128. Taken
+    # for frames, the tag and the zeros were given to ffmpeg, and a whole VBR file refused, 'could
+    # not decode 1 of its frames')
     near = max(0, zeros - 128)
     f.seek(near)
     head = f.read(min(end, zeros + 128) - near)
-    found = [near + i + 32 for i in _finds(head, b"APETAGEX")] + [near + i + 128 for i in _finds(head, b"TAG")]
+    found = [near + i + n for what, n in ((b"APETAGEX", 32), (b"TAG", 128), (b"3DI", 10)) for i in _finds(head, what)]
     for tag_end in sorted(e for e in found if zeros < e <= end):
         before, more = _trailing_tags(f, tag_end)
         if more:
