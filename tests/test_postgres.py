@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 
 import pytest
@@ -724,23 +725,28 @@ def test_a_path_too_long_for_the_postgres_index_fails_alone(pg_url, tmp_path, fa
 def test_a_model_name_longer_than_postgres_holds_is_refused_by_name(pg_url, tmp_path):
     """``model_versions.version`` holds 200 characters and a family 40; SQLite stores longer ones,
     PostgreSQL refused the scan's first commit with ``value too long for type character
-    varying(200)``, naming neither (``tagger train average`` without ``--version`` names a model
-    after all its members' versions). Now the scan stops before anything is analysed, naming what
-    is too long and how to shorten it; the same model scans into SQLite as before."""
+    varying(200)``, naming neither (``tagger combine`` without ``--version`` names a model after
+    all its members' versions). Now the scan stops before anything is analysed, naming what is too
+    long and how to shorten it, with commands that exist (was: ``tagger train average --version``,
+    which is no command); the same model scans into SQLite as before."""
     from conftest import tone_signal, write_audio
     from library_fakes import BANDS
     from tagger.library.scan import scan
 
     write_audio(tmp_path / "music" / "a.flac", tone_signal([110.0], seconds=4.0))
     long_family = {**BANDS, "b" * 41: BANDS["bass"]}
-    for analyser, what, n, most in ((FakeAnalyser(version="averaged-" + "+".join(["compact-mixture-20261207"] * 9)),
-                                     "version name", 233, 200),
-                                    (FakeAnalyser(bands=long_family), "family name", 41, 40)):  # fmt: skip
+    for analyser, what, n, most, how in ((FakeAnalyser(version="averaged-" + "+".join(["compact-mixture-20261207"] * 9)),
+                                          "version name", 233, 200, "give the model a shorter one (tagger combine"),
+                                         (FakeAnalyser(bands=long_family), "family name", 41, 40,
+                                          "use a model whose family names are shorter")):  # fmt: skip
         db = open_database(pg_url)
         try:
             with pytest.raises(DatabaseError, match=f"the model's {what} .* is {n} characters long, and the "
-                                                    f"postgresql database holds at most {most}: give the model"):
+                                                    f"postgresql database holds at most {most}: ") as refused:
                 scan([tmp_path / "music"], db=db, analyser=analyser, jobs=0, on_track=None)
+            assert how in str(refused.value)
+            for command in re.findall(r"tagger (\w+) --version NAME", str(refused.value)):  # (each advised command exists)
+                assert "--version" in CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"}).output, command
             with db.session() as s:
                 assert s.scalars(select(M.Track)).all() == [] and s.scalars(select(M.ModelVersion)).all() == []
         finally:

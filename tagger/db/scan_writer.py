@@ -79,17 +79,20 @@ def _refuse_long_names(session: Session, version: str, families: Sequence[str]) 
     """`DatabaseError` for a model whose version, or one of whose family names, is longer than its
     column holds, on a database that enforces the length (PostgreSQL; SQLite stores any): was the
     server's ``value too long for type character varying(200)`` at the scan's first commit, naming
-    neither (``tagger train average`` names a model after all its members' versions when not given
-    ``--version``: seven of them are over 200 characters)."""
+    neither (``tagger combine`` names a model after all its members' versions when not given
+    ``--version``: seven of them are over 200 characters). The advice names the commands that set a
+    version (was: ``tagger train average --version NAME``, a command that does not exist)."""
     if session.bind.dialect.name == "sqlite":
         return
     names = [("version name", version, M.ModelVersion.__table__.c.version.type.length)]
     names += [("family name", family, M.Detection.__table__.c.family.type.length) for family in families]
     for what, name, most in names:
         if most is not None and len(name) > most:
+            how = ("give the model a shorter one (tagger combine --version NAME, tagger train --version NAME, or the "
+                   "version in its manifest.json)" if what == "version name" else
+                   "use a model whose family names are shorter")  # fmt: skip
             raise DatabaseError(f"the model's {what} {name[:40]}... is {len(name)} characters long, and the "
-                                f"{session.bind.dialect.name} database holds at most {most}: give the model a shorter "
-                                "one (tagger train average --version NAME, or the version in its manifest.json)")  # fmt: skip
+                                f"{session.bind.dialect.name} database holds at most {most}: {how}")  # fmt: skip
 
 
 class StageClock:
