@@ -248,3 +248,24 @@ def test_the_blocks_lengths_are_stretched_only_by_a_ratio_most_clusters_show():
     assert _stretch(jitter, 545_000) == 1.0
     assert _stretch([(20 * ms, 20 * ms)] * 9 + [(1020 * ms, 20 * ms)], 2_500_000) == 1.0
     assert _stretch([], 2_500_000) == 1.0
+
+
+@pytest.mark.skipif(shutil.which("mkvmerge") is None, reason="needs mkvmerge")
+def test_a_file_that_declares_its_duration_without_a_duration_tag_keeps_its_length(tmp_path):
+    """25c4361's _declares_duration read the Segment Info's body from where the read of its head had
+    ended, 32 bytes on, not from its first child: it found no Duration in any file, so one that
+    declares it in its Info but holds no DURATION tag (mkvmerge's with
+    --disable-track-statistics-tags, a live file remuxed by it, GStreamer's) was taken for a live one:
+    no length, and cut by 100 bytes inside its last block it was refused, 'would leave what it could
+    not read out', where the 12 s it declares tell what is missing."""
+    live = _live(tmp_path, "live", 12.0, codec="ac3", fmt="matroska")
+    path = tmp_path / "remuxed.mka"
+    subprocess.run(["mkvmerge", "-q", "--disable-track-statistics-tags", "--no-cues", "-o", path, live], check=True)
+    assert b"DURATION" not in path.read_bytes()
+    assert abs(audio.info(path).duration - 12.0) < 0.01
+    cut = tmp_path / "cut.mka"
+    cut.write_bytes(path.read_bytes()[:-100])
+    notes: list[str] = []
+    assert abs(_decoded(cut, notes) - 11.97) < 0.02
+    assert len(notes) == 1 and notes[0].startswith("ffmpeg could not read all of the file (")
+    assert notes[0].endswith("analysed without the rest (0.032 s of 12.0 s left out)"), notes

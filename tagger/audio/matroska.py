@@ -468,6 +468,7 @@ def _declares_duration(path: Path) -> bool:
                 if el is None or el[2] is None or el[0] == _CLUSTER or pos >= size:
                     return True
                 if el[0] == _INFO:
+                    f.seek(pos + el[1])  # (its body, after its head: not where the head's read ended)
                     return el[2] > 1 << 20 or any(sub == 0x4489 for sub, _ in _children(f.read(el[2])))
                 pos += el[1] + el[2]
     except OSError:
