@@ -1214,6 +1214,28 @@ def test_lower_case_names_in_case_sensitive_containers_are_someone_elses(tmp_pat
     assert keys == [name] and song.read_bytes() != original
 
 
+@pytest.mark.parametrize("key", ["----:com.foo:INSTRUMENTS", "----:com.apple.itunes:INSTRUMENTS"])
+def test_mp4_freeform_fields_of_our_names_under_another_mean_are_someone_elses(tmp_path, key):
+    """An MP4 freeform atom named like ours under another mean than com.apple.iTunes (another
+    tool's, or a lower-case mean) is someone else's: ffmpeg shows freeform atoms by their name alone,
+    the last of a name, so ours beside it hid its value (was: written beside it, ffprobe showing
+    INSTRUMENTS=guitar where it had shown the user's Piano); tag refuses, untag leaves it."""
+    import mutagen
+    from mutagen.mp4 import MP4FreeForm
+
+    song = _ffmpeg(tmp_path / "song.m4a", "-c:a", "aac")
+    audio = mutagen.File(str(song))
+    audio.tags[key] = [MP4FreeForm(b"Piano")]
+    audio.save()
+    original = song.read_bytes()
+    assert _ffprobe_tags(song)["instruments"] == "Piano"
+    with pytest.raises(TagWriteError, match=f"its {key} field was not written by tagger"):
+        tags.write_instruments(song, **WRITE)
+    assert song.read_bytes() == original
+    change = tags.remove_instruments(song)
+    assert not change.written and song.read_bytes() == original
+
+
 def test_our_fields_with_a_model_in_any_vorbis_case_are_ours(tmp_path):
     song = _foreign_field(tmp_path / "song.flac", "instruments", model=True)
     assert tags.read_instruments(song).instruments == ["piano, tenor saxophone"]

@@ -30,9 +30,12 @@ class MP4Storage(Storage):
         return ours(key[len(MP4_FREEFORM_PREFIX) :]) if key.startswith(MP4_FREEFORM_PREFIX) else None
 
     def lookalikes(self, tags):
+        """Freeform atoms named like ours in another case, or under another mean than
+        ``com.apple.iTunes`` (``----:com.foo:INSTRUMENTS``, ``----:com.apple.itunes:...``): ffmpeg
+        shows a freeform atom by its name alone, the last of a name, so ours would hide it."""
         for key in tags.keys():
-            name = key[len(MP4_FREEFORM_PREFIX) :]
-            if key.startswith(MP4_FREEFORM_PREFIX) and not ours(name) and ours(name, any_case=True):
+            parts = key.split(":", 2)
+            if parts[0] == "----" and len(parts) == 3 and not self._ours(key) and ours(parts[2], any_case=True):
                 yield key
 
     def read(self, tags) -> Raw:
