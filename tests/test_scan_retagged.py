@@ -786,3 +786,37 @@ def test_a_retagged_file_keeps_the_scores_a_scan_with_scores_wrote(tmp_path, db,
     fourth = scan([f.parent], db=db, analyser=analyser, jobs=0, on_track=tag_writer(model_version="fake-1"))
     assert analyser.calls == 0 and fourth.tags_written == 1
     assert tags.read_instruments(f).scores is None and tags.read_instruments(f).instruments == ["bass", "flute"]
+
+
+@pytest.mark.parametrize("id3v1", [False, True], ids=["ape-at-end", "ape-before-id3v1"])
+def test_an_mp3_given_an_apev2_replaygain_tag_keeps_its_results_without_analysis(tmp_path, db, id3v1):
+    """MP3Gain's analysis (and foobar2000's ReplayGain on MP3s set to APEv2) appends an APEv2 tag of
+    ReplayGain items and changes no frame; the MP3 audio digest counted that tag as audio, so the
+    next scan analysed every such file again (found running a ReplayGain tool over a scanned
+    library). The digest ends before an APEv2 tag at the end, or before one an ID3v1 tag follows."""
+    from mutagen.apev2 import APEv2
+
+    f, before = analysed_and_tagged(tmp_path, db, "mp3")
+    ape = APEv2()
+    ape["REPLAYGAIN_TRACK_GAIN"] = "-3.20 dB"
+    ape["MP3GAIN_MINMAX"] = "100,200"
+    ape.save(f)
+    if id3v1:  # (mutagen's APEv2 save drops an ID3v1 tag: MP3Gain keeps it after its APE tag)
+        with open(f, "ab") as g:
+            g.write(b"TAG" + b"Title".ljust(30, b"\0") + bytes(94) + b"\xff")
+    with open(f, "rb") as g:
+        data = g.read()
+    assert (data[-128:-125] == b"TAG") is id3v1 and b"APETAGEX" in data[-200:]
+    assert tags.audio_digest(f) == before["audio_digest"]
+
+    analyser = FakeAnalyser()
+    again = scan([f.parent], db=db, analyser=analyser, jobs=0, on_track=tag_writer(model_version="fake-1"))
+    assert analyser.calls == 0 and again.scanned == 0 and again.retagged == 1 and again.ok
+    assert stored(db, f)["results"] == before["results"] and APEv2(f)["REPLAYGAIN_TRACK_GAIN"] == "-3.20 dB"
+
+    # other frames behind the same tag are other audio
+    pos = data.index(b"APETAGEX") - 200
+    with open(f, "r+b") as g:
+        g.seek(pos)
+        g.write(bytes(b ^ 0x55 for b in data[pos:pos + 16]))
+    assert tags.audio_digest(f) != before["audio_digest"]

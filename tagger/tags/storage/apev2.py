@@ -577,6 +577,17 @@ class APEv2Storage(Storage):
         return True
 
 
+def trailing_tag_start(f, end: int) -> int | None:
+    """Where the APEv2 tag that ends the open file ``f``'s first ``end`` bytes begins (its header,
+    or its items where it has none), read from its footer; None where no such tag ends there or it
+    does not fit (an MP3's tag of MP3Gain or foobar2000, before an ID3v1 tag or at the end)."""
+    try:
+        tag = _find_tag(f, end)
+    except ValueError:
+        return None
+    return None if tag is None or tag.footer is None or tag.end != end else tag.start
+
+
 def ape_tag_damage(path: str) -> str | None:
     """Why the APE tag at the end or the start of the file ``path`` does not fit it (`_find_tag`'s
     words: a tag that says it is larger than the file, items that run past it), read from its bytes;

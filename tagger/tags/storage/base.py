@@ -222,8 +222,9 @@ def payload_digest(path: str, mutagen_type: str, *, progress: Callable[[int], No
 
     What each storage's `Storage.payload` hashes (and leaves out):
 
-    - MP3: every byte between the ID3v2 tag(s) and an ID3v1 tag (frame headers, Xing/LAME header
-      and an APEv2 tag at the end included; a tagger that adds the latter costs one analysis);
+    - MP3: every byte between the ID3v2 tag(s) and an APEv2 tag at the end or an ID3v1 tag (frame
+      headers and Xing/LAME header included; the APEv2 tag was until 2026-12-07, and MP3Gain's
+      analysis, which adds one, cost an analysis of every file);
     - FLAC: STREAMINFO and the frames (not the other metadata blocks: comments, pictures, padding,
       seek table, cue sheet, application blocks; nor an ID3v2 tag in front);
     - Ogg Vorbis, Opus: the codec header packets but the comment one (identification: rate,

@@ -113,12 +113,17 @@ class MP3Storage(ID3Storage):
         return (0, size) if f.read(3) == b"ID3" else None
 
     def payload(self, f, size, h):
+        from tagger.tags.storage.apev2 import trailing_tag_start  # (here: the storages register in their order)
+
         start = _id3v2_end(f)
         end = size
         if size - start >= 128:
             f.seek(size - 128)
             if f.read(3) == b"TAG":
                 end = size - 128
+        ape = trailing_tag_start(f, end)  # (MP3Gain's ReplayGain items, which no decoder plays)
+        if ape is not None and ape >= start:
+            end = ape
         _hash_range(f, start, end, h)
         return True
 
