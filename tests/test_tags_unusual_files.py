@@ -1003,3 +1003,23 @@ def test_an_id3v1_tag_after_a_dsf_stays_at_its_end_and_out_of_the_id3v2_tag(tmp_
     assert tags.read_instruments(song).instruments == ["bass", "guitar"]
     assert tags.remove_instruments(song).written
     assert song.read_bytes() == original
+
+
+@pytest.mark.parametrize("second", [False, True], ids=["alone", "before an ID3 chunk"])
+def test_an_aiff_whose_id3_chunk_is_named_in_lower_case_is_refused_naming_it(tmp_path, second):
+    """An AIFF's ID3 chunk named ``id3 `` (as WAV files name theirs), which TagLib reads and mutagen
+    (whose AIFF chunk names are case-sensitive) does not: mutagen added a second chunk, ``ID3 ``, and
+    the write was refused by its verification, "the tag's items read from its bytes are not the ones
+    written", naming nothing. It is refused before the file is touched, naming the chunk."""
+    made = _iff_chunks(_ffmpeg(tmp_path / "made.aiff", "-c:a", "pcm_s16be", "-ac", "1", "-ar", "8000").read_bytes(), False)
+    body = (b"AIFF" + made[b"COMM"] + _id3_chunk_bytes(b"id3 ", b"Lower", False) + made[b"SSND"]
+            + (_id3_chunk_bytes(b"ID3 ", b"Upper", False) if second else b""))  # fmt: skip
+    original = b"FORM" + struct.pack(">I", len(body)) + body
+    song = tmp_path / "song.aiff"
+    song.write_bytes(original)
+    taglib = pytest.importorskip("taglib")
+    with taglib.File(str(song)) as f:
+        assert f.tags["TITLE"] == ["Lower"]  # (TagLib reads it)
+    with pytest.raises(TagWriteError, match=re.escape("its ID3 chunk is named 'id3 ', which mutagen and ffmpeg do not")):
+        tags.write_instruments(song, **WRITE)
+    assert song.read_bytes() == original

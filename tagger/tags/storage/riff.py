@@ -192,6 +192,7 @@ class WAVEStorage(ID3Storage):
             head = f.read(8)
             declared = struct.unpack("<I" if self.little else ">I", head[4:8])[0] if len(head) == 8 else 0
             unpadded = None  # (the first odd-sized chunk without its pad byte that chunks follow)
+            first_id3 = True  # (no ID3 chunk met yet, of either case)
             # (bytes after the RIFF/FORM chunk are not its chunks)
             for cid, start, length, nxt in self._walk(f, min(size, 8 + declared)):
                 name = cid.decode("latin-1").strip() or "?"
@@ -206,9 +207,13 @@ class WAVEStorage(ID3Storage):
                     return (f"its {name!r} chunk claims {length} bytes but the file ends {size - start} bytes into "
                             f"it ({why}): a tag chunk after it would be read as part of it; the audio is "
                             "analysed as it is, the tags are not written")  # fmt: skip
+                if cid.upper() == b"ID3 " and not self.little and cid != b"ID3 " and first_id3:
+                    return (f"its ID3 chunk is named {cid.decode('latin-1')!r}, which mutagen and ffmpeg do not read in "
+                            "an AIFF file (TagLib does): a write would add a second ID3 chunk beside it")  # fmt: skip
                 if cid.upper() == b"ID3 " and unpadded is not None:
                     return (f"its ID3 chunk follows {unpadded}, where mutagen does not look for chunks: a "
                             "write would add a second ID3 chunk without the first one's frames")  # fmt: skip
+                first_id3 = first_id3 and cid.upper() != b"ID3 "
                 if unpadded is None and length & 1 and nxt == start + length and nxt + 8 <= size:
                     unpadded = f"the {name!r} chunk of an odd size ({length} bytes) without its pad byte"
             if self.id3_span(f, min(size, 8 + declared)) is None:  # (mutagen adds one where the RIFF/FORM ends)
