@@ -820,3 +820,34 @@ def test_an_mp3_given_an_apev2_replaygain_tag_keeps_its_results_without_analysis
         g.seek(pos)
         g.write(bytes(b ^ 0x55 for b in data[pos:pos + 16]))
     assert tags.audio_digest(f) != before["audio_digest"]
+
+
+def test_an_id3v23_tag_converted_to_v24_gets_its_values_separated_again(tmp_path, db):
+    """A library tagged with ``--id3v23 --scores`` (values joined by "/"), whose MP3 tags kid3 (or
+    mutagen) then converted to ID3v2.4: the joined text becomes one v2.4 value, `bass/flute`, which
+    TagLib, mediafile and ffmpeg read as one name, while tagger split "/" in any ID3 version, took
+    the fields for right and left them so for good (found converting a tagged library's MP3s). A
+    "/" separates values in ID3v2.3 alone now: the next scan writes the fields as v2.4 values, the
+    scores with them (they are the stored ones), and the tag stays v2.4."""
+    from mutagen.id3 import ID3
+
+    f = write_audio(tmp_path / "music" / "duo.mp3", tone_signal([110.0, 1000.0], seconds=5.0))
+    first = scan([f.parent], db=db, analyser=FakeAnalyser(), jobs=0,
+                 on_track=tag_writer(model_version="fake-1", scores=True, id3v23=True))  # fmt: skip
+    assert first.tags_written == 1 and ID3(f).version == (2, 3, 0)
+    scores = tags.read_instruments(f).scores
+    tag = ID3(f)
+    assert tag.getall("TXXX:INSTRUMENTS")[0].text == ["bass/flute"]
+    tag.update_to_v24()
+    tag.save(v2_version=4)
+    assert ID3(f).getall("TXXX:INSTRUMENTS")[0].text == ["bass/flute"]  # one v2.4 value
+
+    analyser = FakeAnalyser()
+    again = scan([f.parent], db=db, analyser=analyser, jobs=0, on_track=tag_writer(model_version="fake-1"))
+    assert analyser.calls == 0 and again.retagged == 1 and again.tags_written == 1 and again.tag_errors == 0
+    tag = ID3(f)
+    assert tag.version == (2, 4, 0) and tag.getall("TXXX:INSTRUMENTS")[0].text == ["bass", "flute"]
+    assert len(tag.getall("TXXX:INSTRUMENTS_SCORES")[0].text) == len(scores) > 1
+    assert tags.read_instruments(f).scores == scores
+    third = scan([f.parent], db=db, analyser=analyser, jobs=0, on_track=tag_writer(model_version="fake-1"))
+    assert third.tags_written == 0 and third.retagged == 0

@@ -168,9 +168,9 @@ def write_instruments(
         scored = desired_raw(instruments=instruments, model_version=model_version, scores=current_scores,
                              families=families)  # fmt: skip
 
-    def target(before: Raw) -> Raw:
-        kept = INSTRUMENTS_SCORES in scored and before.get(INSTRUMENTS_SCORES) == scored[INSTRUMENTS_SCORES]
-        return scored if kept else raw
+    def target(before: Raw) -> Raw:  # (scores joined by "/" as in ID3v2.3, in a tag converted to v2.4: kept)
+        held = [v for value in before.get(INSTRUMENTS_SCORES, []) for v in value.split("/")]
+        return scored if INSTRUMENTS_SCORES in scored and held == scored[INSTRUMENTS_SCORES] else raw
 
     return _rewrite(
         path, target=target, id3v23=id3v23, keep_mtime=keep_mtime, dry_run=dry_run, expected=expected,

@@ -29,12 +29,16 @@ class ID3Storage(Storage):
     kind = "id3"
 
     def read(self, tags) -> Raw:
+        # ID3v2.3 (and v2.2) join multiple values with "/" (never part of a family or score); an ID3v2.4
+        # tag separates them with NULs, and a "/" in its value is the value's own, as every reader
+        # takes it (a v2.3 tag converted to v2.4 as kid3 and mutagen do: one value, rewritten)
+        joined = tuple(getattr(tags, "version", (2, 4, 0)))[:2] < (2, 4)
         raw: Raw = {}
         for frame in tags.getall("TXXX"):
             name = ours(frame.desc)
-            if name == INSTRUMENTS_MODEL:
+            if name == INSTRUMENTS_MODEL or (name and not joined):
                 raw.setdefault(name, []).extend(str(t) for t in frame.text)
-            elif name:  # ID3v2.3 joins multiple values with "/" (never part of a family or score)
+            elif name:
                 raw.setdefault(name, []).extend(v for t in frame.text for v in str(t).split("/"))
         return raw
 
