@@ -160,8 +160,8 @@ def _drop(obj, *keys):
 def test_a_password_holding_an_at_sign_is_never_printed(url, monkeypatch, tmp_path):
     """A password with an ``@`` not written ``%40`` is read up to that ``@``, the rest of it taken
     for the host: ``failed to resolve host 'pw-end@127.0.0.1'`` printed it (and a ``:`` after it,
-    read as a port that is no number, showed it too). Such a URL is refused in one line, the
-    password masked whole."""
+    read as a port that is no number, showed it too, then said only "its port is not a number").
+    Such a URL is refused in one line saying so, the password masked whole."""
     import socket
 
     with socket.socket() as s:
@@ -170,10 +170,22 @@ def test_a_password_holding_an_at_sign_is_never_printed(url, monkeypatch, tmp_pa
     with pytest.raises(UserError, match="invalid database URL postgresql://someone:\\*\\*\\*@127.0.0.1") as info:
         open_database(url, create=False)
     assert "pw" not in str(info.value) and "s3" not in str(info.value)
+    assert "its password holds an '@', which a URL writes as %40" in str(info.value)
     monkeypatch.setenv("TAGGER_DB", url)
     for args in (["stats"], ["query", "--format", "json"], ["db", "upgrade"], ["scan", str(tmp_path), "--json"]):
         r = CliRunner().invoke(app, args)
         assert r.exit_code == 1 and "pw" not in r.output and "tagger: error: invalid database URL" in r.output, (args, r.output)
+        assert "its password holds an '@'" in r.output, (args, r.output)
+
+
+@pytest.mark.parametrize("url", ["postgresql://someone:pw@127.0.0.1:port/music",
+                                 "postgresql://someone:pw@127.0.0.1:port/music@home",
+                                 "postgresql://someone@127.0.0.1:port/music"])
+def test_a_port_that_is_no_number_is_named_so(url):
+    """The refusal of a password's ``@`` followed by a ``:`` takes only an ``@`` inside the
+    password: a port that is no number, with no ``@`` in the password, is still named so."""
+    with pytest.raises(UserError, match="its port is not a number"):
+        as_url(url)
 
 
 @pytest.mark.slow

@@ -62,6 +62,18 @@ def _at_in_password(parsed: URL) -> bool:
     return "@" in (parsed.host or "")
 
 
+def _at_before_port(text: str) -> bool:
+    """Whether a URL whose port is no number has an ``@`` in its password, a ``:`` after it:
+    ``user:p@ss:word@host`` is read as the host ``ss`` and the port ``word@host`` (was refused as
+    "its port is not a number", the password's ``@`` unnamed)."""
+    match = re.search(r"://[^:/@?#]*:([^/?#]*)@", text)
+    return match is not None and "@" in match.group(1)
+
+
+_AT_IN_PASSWORD = ("its password holds an '@', which a URL writes as %40 (or keep the password out of the URL: "
+                   "~/.pgpass or PGPASSWORD)")  # fmt: skip
+
+
 def driver_reason(exc: Exception) -> str:
     """The first line of the database driver's own message in SQLAlchemy's error ``exc``; SQLite's
     write errors (``disk I/O error``, ``database or disk is full``) name the process's file size
@@ -118,12 +130,13 @@ def as_url(db: str | os.PathLike | None) -> str:
         try:
             parsed = make_url(text)
         except (ArgumentError, ValueError) as exc:  # (ValueError: a port that is not a number)
+            if isinstance(exc, ValueError) and _at_before_port(text):
+                raise UserError(f"invalid database URL {shown_url(text)}: {_AT_IN_PASSWORD}") from None
             reason = "its port is not a number" if isinstance(exc, ValueError) else "it is not HOST:PORT/NAME form"
             raise UserError(f"invalid database URL {shown_url(text)}: {reason} (expected e.g. "
                             "postgresql://user@host:5432/name, or a SQLite file path)") from None  # fmt: skip
         if _at_in_password(parsed):
-            raise UserError(f"invalid database URL {shown_url(text)}: its password holds an '@', which a URL writes as "
-                            "%40 (or keep the password out of the URL: ~/.pgpass or PGPASSWORD)")  # fmt: skip
+            raise UserError(f"invalid database URL {shown_url(text)}: {_AT_IN_PASSWORD}")
         name = parsed.database or ""
         if parsed.get_backend_name() == "sqlite" and (name in ("", ":memory:") or "mode=memory" in name
                                                       or parsed.query.get("mode") == "memory"):  # fmt: skip
