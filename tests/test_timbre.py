@@ -10,6 +10,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from tagger import constants as C  # noqa: E402
 from tagger.model import synth as S  # noqa: E402
+from tagger.model import timbre as T  # noqa: E402
 
 SR = C.SAMPLE_RATE
 L = C.WINDOW_SAMPLES
@@ -26,12 +27,12 @@ def harmonic_tone(f0: float, *, formant: float, width: float = 0.8, seconds: flo
 
 
 def band_of_peak(env: np.ndarray) -> float:
-    return float(2 ** S._BAND_CENTRES[int(np.argmax(env))])
+    return float(2 ** T._BAND_CENTRES[int(np.argmax(env))])
 
 
 def test_an_identity_timbre_filter_changes_nothing():
     env = S.spectral_envelope(np.fft.rfft(harmonic_tone(220, formant=1000)))
-    assert env.shape == S._BAND_CENTRES.shape
+    assert env.shape == T._BAND_CENTRES.shape
     np.testing.assert_allclose(S.timbre_filter(env, None, amount=0.0, warp=1.0), 1.0)
     np.testing.assert_allclose(S.timbre_filter(env, env, amount=0.7, warp=1.0), 1.0, atol=1e-6)
 
@@ -43,7 +44,7 @@ def test_morphing_moves_the_envelope_towards_the_other_instrument_and_keeps_the_
     spectrum = np.fft.rfft(low)
     gains = S.timbre_filter(env_low, env_high, amount=1.0, warp=1.0)
     assert 20 * np.log10(gains.max() / gains.min()) <= 2 * S.MAX_TIMBRE_DB + 1e-3  # limited boost and cut
-    above = 2**S._BAND_CENTRES > 200  # where the tones have partials
+    above = 2**T._BAND_CENTRES > 200  # where the tones have partials
     shape = lambda env: env[above] - env[above].mean()  # noqa: E731  (loudness aside)
     distance = lambda x: float(np.abs(shape(S.spectral_envelope(np.fft.rfft(x))) - shape(env_high)).mean())  # noqa: E731
     morphed = np.fft.irfft(spectrum * gains, n=L)
@@ -100,7 +101,7 @@ def test_timbre_augmented_mixtures_keep_their_labels_and_are_deterministic(tmp_p
     plain = S.SynthSettings()
     timbre = S.SynthSettings(morph_prob=1.0, warp_prob=1.0)
     rng = np.random.default_rng(3)
-    envelopes = S._Envelopes(pool)
+    envelopes = T._Envelopes(pool)
     for _ in range(10):
         audio, label = S.mixture_example(pool, rng, timbre, instruments={0: 0, 1: 3}, envelopes=envelopes)
         assert label.tolist() == [1, 1] and np.isfinite(audio).all() and 0 < np.abs(audio).max() <= 1.0
@@ -113,14 +114,14 @@ def test_timbre_augmented_mixtures_keep_their_labels_and_are_deterministic(tmp_p
     # the augmentation itself changes an instrument's sound, by a bounded gain at every frequency
     clip = pool.clip(0)
     for seed in range(3):
-        changed = S._timbre(clip, pool, 0, 0, np.random.default_rng(seed), S.SynthSettings(morph_prob=1.0, warp_prob=1.0), envelopes)
+        changed = T._timbre(clip, pool, 0, 0, np.random.default_rng(seed), S.SynthSettings(morph_prob=1.0, warp_prob=1.0), envelopes)
         assert not np.allclose(changed, clip, atol=1e-3) and np.abs(changed).max() == pytest.approx(np.abs(clip).max(), rel=1e-4)
-    untouched = S._timbre(clip, pool, 0, 0, np.random.default_rng(0), S.SynthSettings(), envelopes)
+    untouched = T._timbre(clip, pool, 0, 0, np.random.default_rng(0), S.SynthSettings(), envelopes)
     assert untouched is clip  # off: the entry is returned as it was
     # an instrument's envelope is morphed towards another of the same family, never of another family
-    fresh = S._Envelopes(pool)
+    fresh = T._Envelopes(pool)
     for seed in range(5):
-        S._timbre(pool.clip(0), pool, 0, 0, np.random.default_rng(seed), S.SynthSettings(morph_prob=1.0), fresh)
+        T._timbre(pool.clip(0), pool, 0, 0, np.random.default_rng(seed), S.SynthSettings(morph_prob=1.0), fresh)
     assert set(fresh.cache) == {1}  # the only other flute instrument
 
 

@@ -1,8 +1,8 @@
 """Training examples: the `mixture` and `solo` recipes, with augmentation, generated in parallel.
 
-A `NotePool` holds the notes of one split as int16 audio in a memory-mapped ``.npy`` file, so
-worker processes share it without copying. Examples are generated in seeded chunks: the same seed
-gives the same examples whatever the number of workers.
+A `NotePool` (`tagger.model.pool`) holds the notes of one split as int16 audio in a memory-mapped
+``.npy`` file, so worker processes share it without copying. Examples are generated in seeded
+chunks: the same seed gives the same examples whatever the number of workers.
 
 mixture recipe (default): each example holds 0..10 distinct families. Half of the families enter
 as one whole note at time 0 (the paper's protocol); the others as 1-3 notes of the same instrument
@@ -14,15 +14,17 @@ solo recipe (the paper's): one note per example (a family's, or a negative), no 
 Augmentation for unseen sample libraries: random gain, equalisation (a random tilt and peaks
 applied to the power spectrum), light noise, synthetic room reverb, random onsets and truncation.
 
-Timbre augmentation (off by default; `morph_prob`, `warp_prob`) makes instruments that no source
-holds out of those the pool has, one family entry at a time: the entry's spectral envelope is moved
-part of the way towards that of another instrument of its family (envelope morphing) and/or
-stretched along the frequency axis without changing its pitch (a larger or smaller body).
+Timbre augmentation (off by default; `morph_prob`, `warp_prob`; `tagger.model.timbre`) makes
+instruments that no source holds out of those the pool has, one family entry at a time: the
+entry's spectral envelope is moved part of the way towards that of another instrument of its
+family (envelope morphing) and/or stretched along the frequency axis without changing its pitch (a
+larger or smaller body).
 
-Chords (off by default; `chord_prob`): a note that a family entry plays is, with that chance, 2-4
-notes of the same instrument sounding together, as pianos, guitars, organs and sections play in
-music; a chord is one instrument, and its label is one family. Drum beats (off by default;
-`drum_prob`): a drum kit plays a beat under the example, as under most music; drums are no family.
+Chords (off by default; `chord_prob`; chords, sections and drum beats: `tagger.model.playing`):
+a note that a family entry plays is, with that chance, 2-4 notes of the same instrument sounding
+together, as pianos, guitars, organs and sections play in music; a chord is one instrument, and
+its label is one family. Drum beats (off by default; `drum_prob`): a drum kit plays a beat under
+the example, as under most music; drums are no family.
 
 Sections (off by default; `section_prob`): a note that a family entry plays is, with that chance, a
 section: 2-6 players of its family (the same instrument or another of the family) on the same
@@ -38,152 +40,30 @@ come from a stream of their own, so every other example is the one made with cod
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict
-from pathlib import Path
 
 import numpy as np
 
 from tagger import constants as C
 from tagger import features as F
-from tagger.data.nsynth import Note, NoteDataset, load_note_audio
+from tagger.model.playing import (CHORD_INTERVALS, SECTION_DELAY_S, SECTION_DETUNE_CENTS, _add_instrument, _place, chord,
+                                  detuned, drum_beat, section)  # fmt: skip
+from tagger.model.pool import NotePool
 from tagger.model.settings import SynthSettings
+from tagger.model.timbre import MAX_TIMBRE_DB, _Envelopes, _timbre, spectral_envelope, timbre_filter
+
+__all__ = [
+    "CHORD_INTERVALS", "CHORD_SETTINGS", "CODEC_SETTINGS", "CODEC_STREAM", "DRUM_SETTINGS", "L", "MAX_TIMBRE_DB",
+    "NotePool", "SECTION_DELAY_S", "SECTION_DETUNE_CENTS", "SECTION_SETTINGS", "SR", "SynthSettings", "TIMBRE_SETTINGS",
+    "chord", "detuned", "drum_beat", "eq_curve", "finish_example", "generate", "generate_chunk", "mixture_example",
+    "section", "settings_dict", "solo_example", "spectral_envelope", "timbre_filter",
+]  # fmt: skip
+"""What callers use of this module: the recipes and their settings, and the pool's (`tagger.model.pool`),
+the playing's (`tagger.model.playing`) and the timbre's (`tagger.model.timbre`) names beside them."""
 
 L = C.WINDOW_SAMPLES
 SR = C.SAMPLE_RATE
-
-
-class NotePool:
-    """Notes of one split as a memory-mapped int16 array plus per-note metadata."""
-
-    def __init__(self, directory: str | os.PathLike):
-        self.directory = Path(directory)
-        meta = json.loads((self.directory / "pool.json").read_text())
-        self.families: list[str] = meta["families"]
-        self.family = np.asarray(meta["family"], dtype=np.int16)  # -1 = negative
-        self.instrument = np.asarray(meta["instrument"], dtype=np.int32)
-        self.is_drum = np.asarray(meta["is_drum"], dtype=bool)
-        self.instrument_names: list[str] = meta["instrument_names"]
-        self.audio = np.load(self.directory / "audio.npy", mmap_mode="r")
-        self.by_instrument: dict[int, np.ndarray] = {}
-        for inst in np.unique(self.instrument):
-            self.by_instrument[int(inst)] = np.flatnonzero(self.instrument == inst)
-        self.family_instruments: list[np.ndarray] = [
-            np.unique(self.instrument[self.family == f]) for f in range(len(self.families))
-        ]
-        self.negative_instruments = np.unique(self.instrument[self.family < 0])
-        self.drum_instruments = np.unique(self.instrument[(self.family < 0) & self.is_drum])
-        self.pitch = np.asarray(meta["pitch"] if "pitch" in meta else [_pitch_of(n) for n in meta["notes"]], dtype=np.int16)
-        """MIDI pitch of each note (-1 when unknown)."""
-
-    def clip(self, index: int) -> np.ndarray:
-        return np.asarray(self.audio[index], dtype=np.float32) / 32767.0
-
-    @staticmethod
-    def build(
-        dataset: NoteDataset, directory: str | os.PathLike, *, max_notes_per_instrument: int = 150, seed: int = 0
-    ) -> NotePool:
-        """Load (a subsample of) a split's notes into a pool folder; reuses it when already built."""
-        directory = Path(directory)
-        if (directory / "pool.json").is_file() and (directory / "audio.npy").is_file():
-            return NotePool(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        rng = np.random.default_rng(seed)
-        chosen: list[Note] = []
-        groups: dict[str, list[Note]] = {}
-        for n in dataset.notes + dataset.negatives:
-            groups.setdefault(n.instrument, []).append(n)
-        for inst in sorted(groups):
-            notes = groups[inst]
-            if len(notes) > max_notes_per_instrument:
-                idx = np.sort(rng.choice(len(notes), size=max_notes_per_instrument, replace=False))
-                notes = [notes[i] for i in idx]
-            chosen.extend(notes)
-        names = sorted({n.instrument for n in chosen})
-        index = {name: i for i, name in enumerate(names)}
-        fam_index = {f: i for i, f in enumerate(dataset.families)}
-        tmp = directory / "audio.tmp.npy"
-        arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.int16, shape=(len(chosen), L))
-        for start in range(0, len(chosen), 512):
-            batch = load_note_audio(chosen[start : start + 512])
-            arr[start : start + len(batch)] = np.clip(batch * 32767.0, -32767, 32767).astype(np.int16)
-        arr.flush()
-        del arr
-        os.replace(tmp, directory / "audio.npy")
-        meta = {
-            "families": list(dataset.families),
-            "family": [fam_index.get(n.family, -1) for n in chosen],
-            "instrument": [index[n.instrument] for n in chosen],
-            "is_drum": [n.group.startswith("kit") or n.family == "percussion" for n in chosen],
-            "instrument_names": names,
-            "notes": [n.note_str for n in chosen],
-            "pitch": [int(n.pitch) for n in chosen],
-        }
-        (directory / "pool.json").write_text(json.dumps(meta))
-        return NotePool(directory)
-
-
-def _pitch_of(note_str: str) -> int:
-    """The pitch field of an NSynth note name (``<instrument>-<pitch>-<velocity>``); -1 when it has none."""
-    parts = note_str.rsplit("-", 2)
-    return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else -1
-
-
-def _place(out: np.ndarray, clip: np.ndarray, *, onset: int, length: int, gain: float) -> None:
-    """Add `clip` (from its start, cut to `length` samples with a 20 ms fade) at `onset` (may be < 0)."""
-    src = clip[max(0, -onset) :]
-    dst = max(0, onset)
-    n = min(len(src), L - dst, length)
-    if n <= 0:
-        return
-    seg = src[:n].copy()
-    fade = min(n, SR // 50)
-    if n < len(src):
-        seg[n - fade :] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)
-    out[dst : dst + n] += gain * seg
-
-
-_BAND_EDGES = 30.0 * 2.0 ** (np.arange(0, 8.4, 1 / 3))
-"""Third-octave bands from 30 Hz to 8 kHz: the resolution of a spectral envelope."""
-_BAND_CENTRES = np.log2(np.sqrt(_BAND_EDGES[:-1] * _BAND_EDGES[1:]))
-_RFFT_LOG2F = np.log2(np.maximum(np.fft.rfftfreq(L, 1 / SR), 1.0))
-_RFFT_BAND = np.clip(np.searchsorted(_BAND_EDGES, np.fft.rfftfreq(L, 1 / SR)) - 1, -1, len(_BAND_EDGES) - 1)
-MAX_TIMBRE_DB = 20.0
-"""Largest boost or cut a timbre filter applies at any frequency."""
-
-
-def spectral_envelope(spectrum: np.ndarray) -> np.ndarray:
-    """The upper spectral envelope [shape=(bands,), dB] of an rfft `spectrum` of L samples, in
-    third-octave bands: the strongest bin of each band, then the strongest of each band and its
-    neighbours (so that the gaps between the partials of a low note do not read as valleys).
-
-    Bands more than 80 dB under the loudest are floored there.
-    """
-    power = np.abs(spectrum) ** 2
-    inside = (_RFFT_BAND >= 0) & (_RFFT_BAND < len(_BAND_CENTRES))
-    peak = np.zeros(len(_BAND_CENTRES))
-    np.maximum.at(peak, _RFFT_BAND[inside], power[inside])
-    db = 10 * np.log10(np.maximum(peak, 1e-20))
-    db = np.maximum(db, db.max() - 80.0)
-    padded = np.pad(db, 1, mode="edge")
-    return np.maximum(np.maximum(padded[:-2], padded[1:-1]), padded[2:])
-
-
-def timbre_filter(env_from: np.ndarray, env_to: np.ndarray | None, *, amount: float, warp: float) -> np.ndarray:
-    """Amplitude gains [shape=(L // 2 + 1,)] that move a sound of envelope `env_from` `amount` of the way
-    towards `env_to` (None: no morph), then stretch that envelope by the frequency ratio `warp`.
-
-    The gain is the ratio of target to source envelope at each frequency, limited to +-MAX_TIMBRE_DB;
-    the pitch of the sound is untouched (only the envelope moves).
-    """
-    target = env_from if env_to is None else env_from + amount * (env_to - env_from)
-    # the target envelope stretched by `warp`: its value at f is the unstretched value at f / warp
-    target_at = np.interp(_RFFT_LOG2F - np.log2(warp), _BAND_CENTRES, target)
-    source_at = np.interp(_RFFT_LOG2F, _BAND_CENTRES, env_from)
-    gain_db = np.clip(target_at - source_at, -MAX_TIMBRE_DB, MAX_TIMBRE_DB)
-    return (10.0 ** (gain_db / 20.0)).astype(np.float32)
-
 
 TIMBRE_SETTINGS = ("morph_prob", "warp_prob", "morph_amount", "warp_semitones")
 """The settings of the timbre augmentation (left out of example signatures while it is off)."""
@@ -197,162 +77,6 @@ CODEC_SETTINGS = ("codec_prob",)
 """The settings of the codec augmentation (left out of example signatures while it is off)."""
 CODEC_STREAM = 7
 """Seeds the codec draws of a chunk apart from its examples' (so the examples are the same with it off)."""
-SECTION_DETUNE_CENTS = 12.0
-"""Largest detuning of a section's player (uniform in +-, in cents)."""
-SECTION_DELAY_S = 0.04
-"""Largest delay of a section's player after the first (seconds)."""
-CHORD_INTERVALS = np.array([3, 4, 5, 7, 8, 9, 12, -12, -5, -7])
-"""Intervals in semitones (from the chord's first note) that a chord's other notes prefer."""
-
-
-class _Envelopes:
-    """Spectral envelope of each pool instrument (mean power over a few of its notes), computed once."""
-
-    def __init__(self, pool: NotePool, notes: int = 6):
-        self.pool, self.notes, self.cache = pool, notes, {}
-
-    def of(self, inst: int) -> np.ndarray:
-        if inst not in self.cache:
-            idx = self.pool.by_instrument[inst]
-            pick = idx[np.linspace(0, len(idx) - 1, min(self.notes, len(idx))).astype(int)]
-            power = np.mean([np.abs(np.fft.rfft(self.pool.clip(int(i)))) ** 2 for i in pick], axis=0)
-            self.cache[inst] = spectral_envelope(np.sqrt(power))
-        return self.cache[inst]
-
-
-def _timbre(entry: np.ndarray, pool: NotePool, inst: int, family: int, rng, settings: SynthSettings,
-            envelopes: _Envelopes) -> np.ndarray:  # fmt: skip
-    """The entry (one instrument's part) with its timbre morphed and/or warped, as the settings draw."""
-    others = pool.family_instruments[family]
-    morph = len(others) > 1 and rng.random() < settings.morph_prob
-    warp = rng.random() < settings.warp_prob
-    if not (morph or warp):
-        return entry
-    spectrum = np.fft.rfft(entry)
-    env_from = spectral_envelope(spectrum)
-    env_to = None
-    if morph:
-        other = int(rng.choice(others[others != inst]))
-        env_to = envelopes.of(other)
-    ratio = 2.0 ** (rng.uniform(-settings.warp_semitones, settings.warp_semitones) / 12.0) if warp else 1.0
-    gains = timbre_filter(env_from, env_to, amount=float(rng.uniform(*settings.morph_amount)), warp=ratio)
-    out = np.fft.irfft(spectrum * gains, n=L).astype(np.float32)
-    top, before = float(np.max(np.abs(out))), float(np.max(np.abs(entry)))
-    return out * np.float32(before / top) if top > 1e-9 else entry
-
-
-def chord(pool: NotePool, inst: int, rng, *, size: int) -> np.ndarray:
-    """`size` notes of instrument `inst` sounding together [shape=(L,)]: a random first note, then
-    notes of other pitches at the intervals of `CHORD_INTERVALS` from it where the instrument has
-    them (else any of its notes within an octave; any of its notes when pitches are unknown), each
-    at 60-100% gain; fewer notes when the instrument has no more. The sum is scaled by
-    1/sqrt(notes), so that a chord is about as loud as one note."""
-    notes = pool.by_instrument[inst]
-    root = int(rng.choice(notes))
-    out = pool.clip(root).copy()
-    offsets = pool.pitch[notes].astype(int) - int(pool.pitch[root])
-    pitched = pool.pitch[root] >= 0
-    unused = notes != root
-    count = 1
-    for _ in range(size - 1):
-        near = notes[unused & np.isin(offsets, CHORD_INTERVALS)] if pitched else notes[:0]
-        if not len(near):
-            near = notes[unused & (np.abs(offsets) <= 12)] if pitched else notes[unused]
-        if not len(near):
-            break
-        pick = int(rng.choice(near))
-        unused &= notes != pick
-        if pitched:  # one note per pitch (the pool holds a pitch at several velocities)
-            unused &= offsets != int(pool.pitch[pick]) - int(pool.pitch[root])
-            unused &= offsets != 0
-        out += pool.clip(pick) * np.float32(rng.uniform(0.6, 1.0))
-        count += 1
-    return out / np.float32(np.sqrt(count))
-
-
-def detuned(clip: np.ndarray, cents: float, delay: int) -> np.ndarray:
-    """`clip` played `cents` higher (resampled: a little shorter or longer, as a player a little
-    sharp or flat) and `delay` samples later, cut or zero-padded to its length [shape=(len(clip),)]."""
-    n = len(clip)
-    ratio = 2.0 ** (cents / 1200.0)
-    t = np.arange(n - delay, dtype=np.float64) * ratio
-    out = np.zeros(n, dtype=np.float32)
-    out[delay:] = np.interp(t, np.arange(n), clip, right=0.0).astype(np.float32)
-    return out
-
-
-def section(pool: NotePool, inst: int, rng, *, size: int, family: int | None = None) -> np.ndarray:
-    """`size` players of instrument `inst`'s family on one note [shape=(L,)]: a random note of
-    `inst`, then players each either `inst` again (another of its notes of that pitch, else the same
-    note) or, with chance 1/2, another instrument of `family` playing that pitch (else an octave
-    from it; skipped when it has neither), each detuned by up to `SECTION_DETUNE_CENTS` and
-    delayed by up to `SECTION_DELAY_S`, at 60-100% gain. Without a family or pitches, every
-    player is `inst`. The sum is scaled by 1/sqrt(players), so that a section is about as loud as
-    one note."""
-    notes = pool.by_instrument[inst]
-    root = int(rng.choice(notes))
-    pitch = int(pool.pitch[root])
-    members = pool.family_instruments[family] if family is not None else np.array([inst])
-    out = pool.clip(root).copy()
-    count = 1
-    for _ in range(size - 1):
-        other = int(rng.choice(members[members != inst])) if len(members) > 1 and rng.random() < 0.5 else inst
-        cand = pool.by_instrument[other]
-        same = cand[pool.pitch[cand] == pitch] if pitch >= 0 else cand[:0]
-        if not len(same) and pitch >= 0:
-            same = cand[np.isin(pool.pitch[cand], (pitch - 12, pitch + 12))]
-        if not len(same):
-            if other != inst:
-                continue
-            same = np.array([root])
-        cents = rng.uniform(-SECTION_DETUNE_CENTS, SECTION_DETUNE_CENTS)
-        delay = int(rng.uniform(0.0, SECTION_DELAY_S) * SR)
-        out += detuned(pool.clip(int(rng.choice(same))), cents, delay) * np.float32(rng.uniform(0.6, 1.0))
-        count += 1
-    return out / np.float32(np.sqrt(count))
-
-
-def _note_or_chord(pool: NotePool, inst: int, rng, chord_prob: float, section_prob: float = 0.0,
-                   family: int | None = None) -> np.ndarray:  # fmt: skip
-    if section_prob and rng.random() < section_prob:
-        return section(pool, inst, rng, size=int(rng.integers(2, 7)), family=family)
-    if chord_prob and rng.random() < chord_prob:
-        return chord(pool, inst, rng, size=int(rng.integers(2, 5)))
-    return pool.clip(int(rng.choice(pool.by_instrument[inst])))
-
-
-def _add_instrument(out, pool: NotePool, inst: int, rng, *, aligned: bool, drum: bool, gain: float,
-                    chord_prob: float = 0.0, section_prob: float = 0.0, family: int | None = None) -> None:  # fmt: skip
-    notes = pool.by_instrument[inst]
-    if aligned:
-        _place(out, _note_or_chord(pool, inst, rng, chord_prob, section_prob, family), onset=0, length=L, gain=gain)
-        return
-    count = int(rng.integers(2, 9)) if drum else int(rng.choice([1, 2, 3], p=[0.4, 0.35, 0.25]))
-    for _ in range(count):
-        onset = int(rng.integers(-L // 3, (3 * L) // 4))
-        length = int(rng.uniform(0.25, 4.0) * SR) if not drum else L
-        clip = pool.clip(int(rng.choice(notes))) if drum else _note_or_chord(pool, inst, rng, chord_prob, section_prob, family)
-        _place(out, clip, onset=onset, length=length, gain=gain * rng.uniform(0.6, 1.0))
-
-
-def drum_beat(pool: NotePool, kit: int, rng, *, gain: float = 1.0) -> np.ndarray:
-    """A drum kit playing a beat for one window [shape=(L,)]: three of the kit's sounds, one on
-    beats 1 and 3, one on beats 2 and 4, one on eighth notes (each played with chance 0.6), at a
-    tempo of 70-160 beats per minute, from a random phase of the bar, each hit at 50-100% gain."""
-    notes = pool.by_instrument[kit]
-    voices = [int(v) for v in rng.choice(notes, size=3, replace=len(notes) < 3)]
-    eighth = 30.0 / rng.uniform(70, 160) * SR
-    start = -rng.uniform(0, 8) * eighth
-    out = np.zeros(L, dtype=np.float32)
-    for i in range(int((L - start) / eighth) + 1):
-        onset = int(start + i * eighth)
-        hits = [voices[0]] if i % 4 == 0 else [voices[1]] if i % 4 == 2 else []
-        if rng.random() < 0.6:
-            hits.append(voices[2])
-        for v in hits:
-            if onset + L > 0:
-                _place(out, pool.clip(v), onset=onset, length=L, gain=gain * rng.uniform(0.5, 1.0))
-    return out
 
 
 def _reverb(x: np.ndarray, rng) -> np.ndarray:
