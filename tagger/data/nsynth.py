@@ -206,15 +206,15 @@ def _check_record(meta_path: Path, key: str, rec) -> None:
     missing = [f for f in REQUIRED_FIELDS if f not in rec]
     if missing:
         raise DatasetError(meta_path, f"note {key!r} lacks field(s) {', '.join(missing)}")
-    for field in (*_TEXT_FIELDS, *(["note_str"] if "note_str" in rec else [])):
-        if not isinstance(rec[field], str) or not rec[field]:
-            raise DatasetError(meta_path, f"note {key!r}: {field} is {rec[field]!r}, expected a name")
-    for field in (*_INT_FIELDS, *(["program"] if rec.get("program") is not None else [])):
-        value = rec[field]
+    for name in (*_TEXT_FIELDS, *(["note_str"] if "note_str" in rec else [])):
+        if not isinstance(rec[name], str) or not rec[name]:
+            raise DatasetError(meta_path, f"note {key!r}: {name} is {rec[name]!r}, expected a name")
+    for name in (*_INT_FIELDS, *(["program"] if rec.get("program") is not None else [])):
+        value = rec[name]
         if isinstance(value, bool) or not isinstance(value, int):
-            raise DatasetError(meta_path, f"note {key!r}: {field} is {value!r}, expected a whole number")
-        if field in _INT_FIELDS and not 0 <= value <= 127:
-            raise DatasetError(meta_path, f"note {key!r}: {field} is {value!r}, expected a MIDI value (0-127)")
+            raise DatasetError(meta_path, f"note {key!r}: {name} is {value!r}, expected a whole number")
+        if name in _INT_FIELDS and not 0 <= value <= 127:
+            raise DatasetError(meta_path, f"note {key!r}: {name} is {value!r}, expected a MIDI value (0-127)")
     why = check_file_name(rec.get("note_str", key))
     if why:
         raise DatasetError(meta_path, f"note {key!r}: its note_str {why}")
