@@ -2009,6 +2009,24 @@ def test_an_mp3_named_m4a_is_still_tagged_as_the_mp3_it_is(tmp_path):
     assert song.read_bytes()[:3] == b"ID3" and tags.read_instruments(song).instruments == ["bass", "guitar"]
 
 
+@pytest.mark.parametrize("made, named, held", [
+    ("ogg", "flac", "Ogg Vorbis"), ("flac", "wav", "FLAC"), ("m4a", "flac", "MP4/M4A"), ("flac", "mp3", "FLAC"),
+    ("opus", "wav", "Opus"),
+])  # fmt: skip
+def test_a_file_whose_name_says_another_format_than_its_bytes_is_refused_naming_both(tmp_path, made, named, held):
+    """Where mutagen picks a format by the name before the first bytes (``.flac``, ``.wav``, ``.mp3``),
+    a file holding another format fails to load: the refusal said mutagen's words, ``Root chunk must
+    be a RIFF chunk, got OggS``, ``can't sync to MPEG frame``, or that it is not a valid FLAC file,
+    which it is not meant to be. It names the format of the name and of the bytes, file unchanged."""
+    codecs = {**CODECS, "m4a": ["-c:a", "aac"]}
+    song = _ffmpeg(tmp_path / f"song.{made}", *codecs[made]).rename(tmp_path / f"song.{named}")
+    original = song.read_bytes()
+    label = {"flac": "FLAC", "wav": "WAV", "mp3": "MP3"}[named]
+    with pytest.raises(TagWriteError, match=re.escape(f"its name says {label} (.{named}) where its first bytes are {held}:")):
+        tags.write_instruments(song, **WRITE)
+    assert song.read_bytes() == original
+
+
 def test_wavpack_untag_keeps_a_binary_item_named_like_ours(tmp_path):
     """A binary (or link) item named like one of tagger's fields is someone else's (tagger writes
     text; a write beside it is refused), but `untag` removed it with tagger's own fields, and the

@@ -135,7 +135,7 @@ def _unreadable(exc: Exception, name: str) -> str:
         root = root.args[0]
     from tagger.tags.storage.apev2 import ape_tag_damage
 
-    damage = ape_tag_damage(name) or _iff_size_placeholder(name)
+    damage = ape_tag_damage(name) or _iff_size_placeholder(name) or _misnamed(name)
     if damage:
         return damage
     if "offset-sized integer" in str(root) or (isinstance(root, OSError) and root.errno == errno.EINVAL):
@@ -154,6 +154,58 @@ def _unreadable(exc: Exception, name: str) -> str:
     if type(root) is OSError and not root.args:  # (mutagen's `read_full`)
         return "a part of it runs past the end of the file (as its headers give it: damaged or cut short?)"
     return f"{type(root).__name__} (mutagen gives no reason)"
+
+
+def _misnamed(name: str) -> str | None:
+    """Why a file whose name says one format tagger writes and whose first bytes say another cannot
+    be read (an Ogg Vorbis file named ``.flac``, a FLAC named ``.wav``): mutagen picks a format by
+    the name before the first bytes, fails on it, and so does every program built on it (beets); None
+    where the first bytes say no other format (a damaged file of the named one, an ID3v2 tag in front
+    of any)."""
+    from mutagen.aac import AAC
+    from mutagen.ac3 import AC3
+    from mutagen.aiff import AIFF
+    from mutagen.apev2 import APEv2File
+    from mutagen.asf import ASF
+    from mutagen.dsdiff import DSDIFF
+    from mutagen.dsf import DSF
+    from mutagen.flac import FLAC
+    from mutagen.monkeysaudio import MonkeysAudio
+    from mutagen.mp3 import MP3
+    from mutagen.mp4 import MP4
+    from mutagen.musepack import Musepack
+    from mutagen.oggflac import OggFLAC
+    from mutagen.oggopus import OggOpus
+    from mutagen.oggspeex import OggSpeex
+    from mutagen.oggtheora import OggTheora
+    from mutagen.oggvorbis import OggVorbis
+    from mutagen.optimfrog import OptimFROG
+    from mutagen.smf import SMF
+    from mutagen.tak import TAK
+    from mutagen.trueaudio import TrueAudio
+    from mutagen.wave import WAVE
+    from mutagen.wavpack import WavPack
+
+    from tagger.tags.storage.base import FORMATS
+
+    named = format_named(name)
+    try:
+        with open(name, "rb") as f:
+            header = f.read(128)
+            if named is None or header.startswith(b"ID3"):
+                return None
+            scored = sorted((kind.score("", f, header), kind.__name__) for kind in (
+                MP3, TrueAudio, OggTheora, OggSpeex, OggVorbis, OggFLAC, FLAC, AIFF, APEv2File, MP4, WavPack, Musepack,
+                MonkeysAudio, OptimFROG, ASF, OggOpus, AAC, AC3, SMF, TAK, DSF, DSDIFF, WAVE))  # fmt: skip
+    except Exception:  # (a score that fails on these bytes says nothing)
+        return None
+    score, kind = scored[-1]
+    if score <= 0 or kind == named.mutagen_type:
+        return None
+    held = FORMATS[kind].label if kind in FORMATS else _UNTAGGED_LABELS.get(kind, kind)
+    return (f"its name says {named.label} ({os.path.splitext(name)[1]}) where its first bytes are {held}: mutagen, "
+            "and the programs built on it (beets), take the format from the name and cannot read it; rename it "
+            "to the extension of its format")
 
 
 UNREADABLE = (OSError, ValueError, struct.error, EOFError, IndexError, KeyError)
