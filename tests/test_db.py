@@ -133,6 +133,22 @@ def test_a_sqlite_database_is_named_as_its_file_is_named(tmp_path):
     assert shown_url("postgresql://u:secret@h/db?sslmode=require") == "postgresql://u:***@h/db?sslmode=require"
 
 
+def test_an_unparsable_url_shows_its_host_and_port_with_only_the_password_masked(tmp_path):
+    """A URL SQLAlchemy cannot parse was masked from ``user:`` to the last ``@`` before its query,
+    past the ``/`` of its path: ``postgresql://u:secret@host:abc/db@x`` was refused as
+    ``postgresql://u:***@x: its port is not a number``, the host and the port it complained of
+    hidden (found this morning). Only the password is masked; one holding an ``@`` still whole."""
+    from tagger.db.urls import shown_url
+
+    r = CliRunner().invoke(app, ["stats", "--db", "postgresql://u:secret@host:abc/db@x"])
+    assert r.exit_code == 1, r.output
+    assert "invalid database URL postgresql://u:***@host:abc/db@x: its port is not a number" in r.output, r.output
+    assert "secret" not in r.output
+    assert shown_url("postgresql://u:se@cr:et@host:abc/db") == "postgresql://u:***@host:abc/db"
+    assert shown_url("postgresql://u:se/cret@host:abc/db@x") == "postgresql://u:***@host:abc/db@x"
+    assert shown_url("postgresql://u:se@cret@host/db@x") == "postgresql://u:***@host/db%40x"
+
+
 def test_database_location_env_and_user_data_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("TAGGER_DB", "sqlite:///" + str(tmp_path / "env.db"))
     assert default_db_url() == "sqlite:///" + str(tmp_path / "env.db")

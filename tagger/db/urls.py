@@ -30,8 +30,8 @@ _SECRET_PARAMETER = re.compile(r"(?i)([?&](?:ssl)?password=)[^&#]*")
 def shown_url(url) -> str:
     """The database URL `url` (a string or SQLAlchemy URL) as it may be printed: the password, in
     its place (``user:***@``) or as a query parameter (``?password=***``, ``sslpassword``), masked;
-    a URL SQLAlchemy cannot parse has its ``user:password@`` part masked the same way. A SQLite
-    file is named as it is (SQLAlchemy percent-encodes it: ``Biblioth%C3%A8que%3A2`` for
+    a URL SQLAlchemy cannot parse has its password masked the same way (`_masked_user_info`). A
+    SQLite file is named as it is (SQLAlchemy percent-encodes it: ``Biblioth%C3%A8que%3A2`` for
     ``Bibliothèque:2``, a name no file has)."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
@@ -50,9 +50,12 @@ def shown_url(url) -> str:
 
 
 def _masked_user_info(text: str) -> str:
-    """``text`` with everything between ``scheme://user:`` and the last ``@`` before the query
-    masked: all of a password, whatever it holds."""
-    return re.sub(r"(://[^:/@?#]*:)[^?#]*@", r"\1***@", text)
+    """``text`` with the password masked: everything between ``scheme://user:`` and the last ``@``
+    of the authority, which ends at the first ``/`` after the password's first ``@`` (a password
+    holding an ``@`` is masked whole, ``user:p@ss:word@host``). Host, port and path are shown:
+    ``postgresql://u:p@host:abc/db@x`` was shown as ``postgresql://u:***@x``, the host and the port
+    the message complained of masked with the password (the ``@`` of the path taken for its end)."""
+    return re.sub(r"(://[^:/@?#]*:)[^@?#]*@(?:[^/@?#]*@)*", r"\1***@", text)
 
 
 def _at_in_password(parsed: URL) -> bool:
