@@ -255,6 +255,24 @@ def test_a_library_of_every_old_revision_is_upgraded_by_a_command_with_every_row
     check_upgraded(url, written, revision, cli_db=str(tmp_path / "old.db"))
 
 
+def test_a_failed_step_is_named_by_a_whole_short_title():
+    """A failed migration step was named by its docstring's first line, cut mid-sentence: "(step
+    0006: Store, before `tagger tag` moves its verified copy over a file, the copy's content hash,
+    so that)" (found this morning). It is named by its first sentence where that is short, else by
+    its file's short name."""
+    from alembic.script import ScriptDirectory
+    from sqlalchemy import create_engine
+
+    from tagger.db.migrate import _step_title, alembic_config
+
+    steps = ScriptDirectory.from_config(alembic_config(create_engine("sqlite://")))
+    titles = {s.revision: _step_title(s.doc or "", s.path) for s in steps.walk_revisions()}
+    assert titles["0002"] == "Track when a file went missing; index fingerprints (moved-file lookup)"
+    assert titles["0005"] == "content hash" and titles["0006"] == "rewrite hash"
+    assert _step_title("Add a column.\n\nMore words.", None) == "Add a column"
+    assert _step_title("", "/m/0011_new_things.py") == "new things" and _step_title("", None) == ""
+
+
 def test_an_upgrade_failing_at_a_later_step_leaves_the_old_revision_with_its_rows(tmp_path, monkeypatch):
     """Steps 0004 to 0006 applied, 0007 fails (a full disk): the database is at 0003 as it was, not
     half-migrated, and the next command upgrades it whole."""
@@ -274,7 +292,7 @@ def test_an_upgrade_failing_at_a_later_step_leaves_the_old_revision_with_its_row
         return real_add_column(self, table_name, column, *args, **kwargs)
 
     monkeypatch.setattr(DefaultImpl, "add_column", add_column)
-    with pytest.raises(DatabaseError, match=r"\(step 0007: .*\): database or disk is full; it was left as it was, at revision 0003$"):
+    with pytest.raises(DatabaseError, match=r"\(step 0007: untaggable formats\): database or disk is full; it was left as it was, at revision 0003$"):
         open_database(tmp_path / "old.db")
     assert added == ["tags_current", "error_transient", "content_hash", "rewrite_hash", "untaggable_formats"]
     engine = make_engine(url)

@@ -361,5 +361,23 @@ def _failed_step(cfg, start: str | None, target: str) -> str:
         failed = steps[done]
     except Exception:  # noqa: BLE001 - the message goes on without the step
         return ""
-    title = (failed.doc or "").strip().splitlines()[0].rstrip(".") if failed.doc else ""
+    title = _step_title(failed.doc or "", failed.path)
     return f" (step {failed.revision}" + (f": {title})" if title else ")")
+
+
+_LONGEST_TITLE = 100
+"""The most characters of a migration step's first sentence shown as its title in an error."""
+
+
+def _step_title(doc: str, path: str | None) -> str:
+    """A migration step's short title for an error message: the first sentence of its docstring
+    (``Track when a file went missing; index fingerprints (moved-file lookup)``) where it is at most
+    `_LONGEST_TITLE` characters, else the short name of its file (``rewrite hash`` for
+    ``0006_rewrite_hash.py``); empty where it has neither. Was: the docstring's first line, which
+    cut a long sentence mid-way (``step 0006: Store, ... the copy's content hash, so that``)."""
+    paragraph = " ".join(doc.strip().split("\n\n", 1)[0].split())
+    sentence = re.split(r"(?<=\.)\s", paragraph, maxsplit=1)[0].rstrip(".")
+    if sentence and len(sentence) <= _LONGEST_TITLE:
+        return sentence
+    name = Path(path).stem if path else ""
+    return re.sub(r"^\d+_", "", name).replace("_", " ").strip() or sentence
