@@ -25,7 +25,7 @@ import pytest
 from conftest import predicted
 
 from tagger import tags
-from tagger.errors import TagWriteError, UserError
+from tagger.errors import TagWriteError, UntaggableError, UserError
 from tagger.containers import syncsafe as _tag_size
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None, reason="needs ffmpeg")
@@ -1974,7 +1974,6 @@ def test_a_damaged_file_of_a_format_tagger_writes_is_a_failure_not_a_format_with
     """mutagen tells a WavPack, Ogg or WMA file by its first bytes alone: one whose first bytes are
     damaged was "a format without tags", which a scan stores as done and never tries again and
     `untag` counts as unchanged. It is a file that cannot be read (retried, `untag` exits 1)."""
-    from tagger.errors import UntaggableError
 
     options, start, new = DAMAGED[name]
     song = _damaged(_ffmpeg(tmp_path / name, *options), start, new)
@@ -2023,6 +2022,21 @@ def test_a_file_whose_name_says_another_format_than_its_bytes_is_refused_naming_
     original = song.read_bytes()
     label = {"flac": "FLAC", "wav": "WAV", "mp3": "MP3"}[named]
     with pytest.raises(TagWriteError, match=re.escape(f"its name says {label} (.{named}) where its first bytes are {held}:")):
+        tags.write_instruments(song, **WRITE)
+    assert song.read_bytes() == original
+
+
+@pytest.mark.parametrize("name, args, what", [
+    ("song.mka", ["-c:a", "flac"], "Matroska/WebM"), ("song.webm", ["-c:a", "libopus"], "Matroska/WebM"),
+    ("song.caf", ["-c:a", "pcm_s16le"], "CAF"), ("song.au", ["-c:a", "pcm_s16be"], "AU"),
+    ("song.w64", ["-c:a", "pcm_s16le"], "Wave64"),
+])  # fmt: skip
+def test_formats_without_tags_that_mutagen_does_not_know_are_named(tmp_path, name, args, what):
+    """Was: ``unsupported format (unknown)`` for a Matroska, WebM, CAF, AU or Wave64 file, formats
+    tagger analyses and knows by their names; the format is named, the file left as it was."""
+    song = _ffmpeg(tmp_path / name, *args)
+    original = song.read_bytes()
+    with pytest.raises(UntaggableError, match=re.escape(f"unsupported format ({what}); tagger writes tags into")):
         tags.write_instruments(song, **WRITE)
     assert song.read_bytes() == original
 

@@ -46,7 +46,8 @@ MPEG-2 video in a program stream, its pack header first) is no tracker module.""
 FORMAT_NAMES = {
     "shn": "Shorten", "wsd": "WSD", "loas": "LATM/LOAS AAC", "dtshd": "DTS-HD", "truehd": "TrueHD", "mlp": "MLP",
     "oma": "OpenMG/ATRAC",
-    "rm": "RealAudio/RealMedia", "libgme": "game music",
+    "rm": "RealAudio/RealMedia", "libgme": "game music", "matroska": "Matroska/WebM", "caf": "CAF", "au": "AU",
+    "w64": "Wave64",
 }  # fmt: skip
 """The names for users of formats of `AUDIO_FORMATS` that mutagen does not know, which a tag write
 names as formats it has no tags for (`tagger.tags.formats`)."""
