@@ -389,9 +389,10 @@ def _mp3_audio_end(data: bytes, pos: int) -> tuple[int, int] | None:
     zeros that begin there, or up to 2 bytes before (its main data's own last bytes may be zero), or,
     in a frame without main data of its own (silence), anywhere after its side info's last
     `part2_3_length` (the rest of a silent granule's side info may be zero), and go on past the
-    frame's end are no sign of a frame cut short. A download that stopped inside a frame stops there
-    one time in a few hundred (in a frame of the middle, the bytes after its audio are the next
-    frames', not zeros). None where the frame is not of layer III or its side info is cut."""
+    frame's end are no sign of a frame cut short; nor are zeros that begin after the "LAME3.100"
+    lame writes after its audio (`_lame_ancillary`: `to` past it). A download that stopped inside a
+    frame stops there one time in a few hundred (in a frame of the middle, the bytes after its audio
+    are the next frames', not zeros). None where the frame is not of layer III or its side info is cut."""
     if pos + 4 > len(data):
         return None
     h = int.from_bytes(data[pos : pos + 4], "big")
@@ -411,7 +412,37 @@ def _mp3_audio_end(data: bytes, pos: int) -> tuple[int, int] | None:
         fields = read + 12
         read += 59 if mpeg1 else 63
     own = max(0, (total + 7) // 8 - begin)
-    return (at + (fields + 7) // 8 if not own else at + side + own - 2), at + side + own
+    frame = _mp3_frame(data, pos)
+    ends, anc = at + side + own, 8 * (at + side) + max(0, total - 8 * begin)  # (the bit its audio ends on)
+    lame = _lame_ancillary(data, anc, pos + (frame[1] if frame else 0))
+    return (at + (fields + 7) // 8 if not own else ends - 2), max(ends, lame)
+
+
+def _lame_ancillary(data: bytes, bit: int, end: int) -> int:
+    """Where the ancillary data LAME writes after a frame's audio ends, found beginning at bit `bit`
+    of `data` (where the frame's main data ends, anywhere in a byte) or a few bits on, before `end`
+    (the frame's end): "LAME" and its version ("LAME3.100", "LAME3.99r", cut where the frame ends);
+    0 where none begins there. lame writes 0x55 and 0xAA after it, but zero bytes without its bit
+    reservoir (``lame --nores``, ffmpeg's ``-reservoir 0``), in every frame: a whole last frame's
+    zeros then begin up to 9 bytes past its audio."""
+    chunk = data[bit // 8 : min(end, len(data), bit // 8 + _LAME_ANCILLARY + 2)]
+    for skip in range(bit % 8, bit % 8 + 9):
+        n = 8 * len(chunk) - skip
+        if n < 8:
+            return 0
+        text = ((int.from_bytes(chunk, "big") & ((1 << n) - 1)) >> (n % 8)).to_bytes(n // 8, "big")
+        count = 0
+        for i, byte in enumerate(text[:_LAME_ANCILLARY]):
+            if (byte != b"LAME"[i]) if i < 4 else (byte not in b"0123456789.abcdefghijklmnopqrstuvwxyz"):
+                break
+            count = i + 1
+        if count >= min(4, len(text)):
+            return bit // 8 + (skip + 8 * count + 7) // 8
+    return 0
+
+
+_LAME_ANCILLARY = 16
+"""The most bytes of "LAME" and its version read after a frame's audio (`_lame_ancillary`)."""
 
 
 def _without_padding(names: list[str]) -> list[str]:
