@@ -317,6 +317,21 @@ def test_train_counts_under_one_and_a_rate_not_positive_are_refused_before_any_w
     assert not (tmp_path / "m").exists()
 
 
+def test_mix_of_a_split_the_folder_lacks_names_it_and_the_splits_there_are(tmp_path):
+    """`tagger dataset mix nsynth-valid OUT` takes --split test by default and said "level 2 needs
+    2 families but the split has notes of only 0": which split, and the folder's own (valid), went
+    unsaid (found this morning). It names the split, the folder's splits and --split."""
+    root = make_dataset(tmp_path / "nsynth-valid")
+    (root / "split.json").unlink()
+    result = runner.invoke(app, mix_args(root, tmp_path / "mix"))
+    one_error_line(result, str(root), "level 2 needs 2 families but the test split has notes of only 0",
+                   "the dataset's splits: valid (10 notes): choose one with --split (e.g. --split valid)")
+    assert not (tmp_path / "mix").exists()
+    assert runner.invoke(app, mix_args(root, tmp_path / "mix", "--split", "valid")).exit_code == 0
+    with pytest.raises(DatasetError, match=r"level 11 needs 11 families but the dataset has notes of only 10 \(none of: \)$"):
+        M.draw_mixtures(nsynth.NoteDataset.load(root), levels=[11])
+
+
 @pytest.mark.parametrize("inside", ["", "audio", "audio/../."])
 def test_mix_into_the_note_datasets_own_folder_is_refused(tmp_path, inside):
     """`dataset mix ROOT ROOT` wrote labels.json beside examples.json (the folder both a note dataset and

@@ -57,6 +57,11 @@ class NoteDataset:
     notes: list[Note]
     negatives: list[Note] = field(default_factory=list)
     families: tuple[str, ...] = FAMILIES
+    split: str | None = None
+    """The split it was loaded with (None: every split's notes)."""
+    split_sizes: dict[str, int] = field(default_factory=dict)
+    """The notes of its families in each split of the folder, before `split` kept one's (empty where
+    it has no split): what an error about a split with too few notes names."""
 
     @classmethod
     def load(
@@ -91,6 +96,7 @@ class NoteDataset:
         if split is not None and assignment is None and folder_split is None:
             raise DatasetError(root, "the dataset has no split yet; run `tagger dataset split` first")
         notes, negatives = [], []
+        split_sizes: dict[str, int] = {}
         owners: dict[str, str] = {}
         for key, rec in meta.items():
             _check_record(meta_path, key, rec)
@@ -110,6 +116,8 @@ class NoteDataset:
             if rec.get("group"):  # a source names what must stay on one side of a split (an STK class, a kit)
                 group = str(rec["group"])
             note_split = assignment.get(instrument) if assignment is not None else folder_split
+            if note_split is not None and family in families:
+                split_sizes[note_split] = split_sizes.get(note_split, 0) + 1
             if split is not None and note_split != split:
                 continue
             note = Note(
@@ -129,7 +137,8 @@ class NoteDataset:
             (notes if family in families else negatives).append(note)
         notes.sort(key=lambda n: n.note_str)
         negatives.sort(key=lambda n: n.note_str)
-        return cls(root=root, notes=notes, negatives=negatives, families=tuple(families))
+        return cls(root=root, notes=notes, negatives=negatives, families=tuple(families), split=split,
+                   split_sizes=dict(sorted(split_sizes.items())))  # fmt: skip
 
     def by_family(self) -> dict[str, list[Note]]:
         out: dict[str, list[Note]] = {f: [] for f in self.families}
