@@ -51,6 +51,11 @@ class TrackResult:
     in the rows of silent windows (not scored)."""
     duration: float | None = None
     """The track's length in seconds, when known."""
+    model_version: str | None = None
+    """The version of the model that produced these results, where it is not the scan's: the stored
+    results of a stale track (another model version's) that a tag-writing scan writes back into its
+    file (`tagger.library.taghook.TagHook.retag`), named by their own model in INSTRUMENTS_MODEL.
+    None: the scan's model."""
 
     @property
     def instruments(self) -> list[str]:

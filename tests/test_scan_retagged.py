@@ -851,3 +851,38 @@ def test_an_id3v23_tag_converted_to_v24_gets_its_values_separated_again(tmp_path
     assert tags.read_instruments(f).scores == scores
     third = scan([f.parent], db=db, analyser=analyser, jobs=0, on_track=tag_writer(model_version="fake-1"))
     assert third.tags_written == 0 and third.retagged == 0
+
+
+@pytest.mark.parametrize("ext", ["flac", "mp3"])
+def test_a_tag_writing_scan_puts_back_a_stale_tracks_fields_under_its_own_model(tmp_path, db, ext):
+    """After a model upgrade, a scan without --rescan-stale leaves the older model's tracks stale. One
+    whose file another program stripped of tagger's fields got nothing back from a tag-writing scan
+    ('tags: 0 tagged': only tracks of the scan's model were retagged), though `tagger tag` wrote them
+    (found in a user's walk-through). Now the stored results go back under their own model's name
+    and families (the older model's 11th family, which the new one lacks, included)."""
+    from library_fakes import UKULELE_BANDS
+
+    f = write_audio(tmp_path / "music" / f"trio.{ext}", tone_signal([110.0, 440.0, 1000.0], seconds=5.0))
+    old = FakeAnalyser(version="fake-0", bands=UKULELE_BANDS)
+    first = scan([f.parent], db=db, analyser=old, jobs=0, on_track=tag_writer(model_version="fake-0"))
+    assert first.tags_written == 1
+    assert tags.read_instruments(f) == tags.TagState(["bass", "flute", "ukulele"], "fake-0")
+    before = stored(db, f)
+    retag(f, title="Another title", cover=False, drop_ours=True)
+    assert tags.read_instruments(f).instruments == []
+
+    new = FakeAnalyser(version="fake-1")
+    again = scan([f.parent], db=db, analyser=new, jobs=0, on_track=tag_writer(model_version="fake-1"))
+    assert again.stale == 1 and again.tags_written == 1 and again.tag_errors == 0 and new.calls == 0
+    assert tags.read_instruments(f) == tags.TagState(["bass", "flute", "ukulele"], "fake-0")
+    assert other_tags(f)[0] == "Another title"
+    after = stored(db, f)
+    assert after["model"] == before["model"] and after["results"] == before["results"] and after["tags_current"]
+    assert (after["size"], after["content_hash"]) == (os.path.getsize(f), content_hash(f))
+    third = scan([f.parent], db=db, analyser=new, jobs=0, on_track=tag_writer(model_version="fake-1"))
+    assert third.tags_written == 0 and third.stale == 1
+
+    # --rescan-stale analyses it with the new model, whose results and name replace the old ones
+    fresh = scan([f.parent], db=db, analyser=new, jobs=0, rescan_stale=True, on_track=tag_writer(model_version="fake-1"))
+    assert fresh.scanned == 1 and fresh.tags_written == 1
+    assert tags.read_instruments(f) == tags.TagState(["bass", "flute"], "fake-1")

@@ -121,7 +121,9 @@ def plan_files(roots, *, writer: ScanWriter, mv_id: int, rescan_stale: bool, ret
           crawled: CrawlReport | None = None, retag: list[FileState] | None = None,
           stop: StopSignals | None = None) -> list[FileState]:  # fmt: skip
     """Crawl and decide per file; moves, copies and touched files are written here. Unchanged
-    tracks of this model whose tags do not hold their results are added to `retag` (when given).
+    tracks whose tags do not hold their results are added to `retag` (when given): this model's,
+    and stale ones (another model version's, not analysed again), whose stored results go back
+    under their own model's name.
 
     The steps, on a `_Plan` holding what they share: `_stored_rows` (the tracks under the roots),
     `_Plan.file` for each file crawled (`_Plan.fingerprint`, `_Plan.known` for a stored path,
@@ -314,7 +316,8 @@ class _Plan:
             self.work.append(FileState.of(path, st, fp, track_id))
         else:
             self.summary.skipped += 1
-            if self.retag is not None and status == M.STATUS_OK and track_mv == self.mv_id and not tags_current:
+            # (a stale track's too, another model version's: its stored results, under that model's name)
+            if self.retag is not None and status == M.STATUS_OK and track_mv is not None and not tags_current:
                 self.retag.append(FileState.of(path, st, fp, track_id))
 
     def unknown(self, path: str, st: os.stat_result, fp: str, candidates: list[M.Track], digest) -> None:
@@ -336,7 +339,7 @@ class _Plan:
                 self.work.append(FileState.of(path, st, fp, track.id))
             else:
                 self.summary.skipped += 1
-                if (self.retag is not None and track.status == M.STATUS_OK and track.model_version_id == self.mv_id
+                if (self.retag is not None and track.status == M.STATUS_OK and track.model_version_id is not None
                         and not track.tags_current):  # fmt: skip
                     self.retag.append(FileState.of(path, st, fp, track.id))
             return
@@ -410,7 +413,7 @@ class _Plan:
                 writer.retagged(track.id, file, content_hash=found.content_hash)
                 instead[new.path] = None
                 self.summary.skipped += 1
-                if self.retag is not None and track.model_version_id == self.mv_id:
+                if self.retag is not None:  # (a stale track's too: `_Plan.known`)
                     self.retag.append(file)
         return [kept for w in self.work if (kept := instead.get(w.path, w)) is not None]
 

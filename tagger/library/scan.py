@@ -99,13 +99,15 @@ def tag_writer(
     or ctime, and a whole content that is not the one analysed), or less than ``settle_seconds`` ago, or that
     another program has open for writing, is refused (TagWriteError); per-family scores are written
     only when `scores` is true; without it, scores a file already holds are kept while they are the
-    result's (an earlier scan with scores wrote them), and removed otherwise. Family names are those of the model that produced the result.
+    result's (an earlier scan with scores wrote them), and removed otherwise. Family names are those of the model that produced the result,
+    and so is INSTRUMENTS_MODEL: ``model_version`` (the scan's), or the result's own ``model_version``
+    where it has one (a stale track's stored results, written back by `TagHook.retag`).
     """
     from tagger import tags
 
     def write(path: str, result: TrackResult, analysed: AnalysedFile):
         return tags.write_instruments(
-            path, instruments=result.instruments, model_version=model_version,
+            path, instruments=result.instruments, model_version=result.model_version or model_version,
             scores=result.scores if scores else None, current_scores=None if scores else result.scores,
             id3v23=id3v23, keep_mtime=keep_mtime, dry_run=dry_run,
             expected=(analysed.size, analysed.mtime), fingerprint=analysed.fingerprint, inode=analysed.inode,

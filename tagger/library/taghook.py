@@ -5,6 +5,7 @@ unchanged tracks whose tags do not hold them (`TagHook.retag`), written into the
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 
@@ -15,6 +16,7 @@ from tagger.errors import TaggerError, UntaggableError
 from tagger.fingerprint import read_back
 from tagger.library.recheck import changed_during_analysis
 from tagger.library.state import AnalysedFile
+from tagger.tags.fields import model_families
 
 log = logging.getLogger("tagger.library.scan")
 
@@ -76,24 +78,21 @@ class TagHook:
         return True
 
     def retag(self, work: list[FileState]) -> None:
-        """Write the stored results of unchanged tracks into their files (their tags did not hold them)."""
-        by_family = {f: i for i, f in enumerate(self.families)}
+        """Write the stored results of unchanged tracks into their files (their tags did not hold
+        them): a stale track's (another model version's) with that model's families and version
+        (`stored_result`), never under the scan's model's name."""
         for w in work:
             self.check_stop()
             # (read without flushing the previous file's new facts: a flush takes SQLite's write lock,
             # which the tag write below would then hold; they go in with the batch's commit)
             with self.writer.session.no_autoflush:
                 track = self.writer.track_for(w)
-                results = sorted(
-                    (FamilyResult(d.family, d.present, d.score, d.coverage) for d in track.detections),
-                    key=lambda r: by_family.get(r.family, len(by_family)),
-                )
-            result = TrackResult(families=self.families, results=results, windows=track.windows,
-                                 silent_windows=track.silent_windows)  # fmt: skip
+                result = self.stored_result(track)
+                planned_mv = track.model_version_id
             # The file was planned at the start of the scan: another file of the same size and mtime
             # moved over it since would pass the tag write's own size/mtime check.
             changed = changed_during_analysis(w, track.content_hash)
-            if changed is not None and self._tagged_meanwhile(track, w.path):
+            if changed is not None and self._tagged_meanwhile(track, w.path, planned_mv):
                 continue  # (`tagger tag` wrote and recorded it since the plan: done, not an error)
             if changed is not None:
                 self.writer.summary.tag_errors += 1
@@ -102,9 +101,26 @@ class TagHook:
                 continue
             self._write_tags(track, w, result)
 
-    def _tagged_meanwhile(self, track: M.Track, path: str) -> bool:
+    def stored_result(self, track: M.Track) -> TrackResult:
+        """The stored results of ``track`` as its tag write takes them: in its model's family order,
+        with that model's families; a stale track's (another model version's than the scan's) carry
+        their model's version (`TrackResult.model_version`), which the tag hook writes instead of the
+        scan's."""
+        families, version = self.families, None
+        if track.model_version_id != self.writer.mv_id and track.model_version is not None:
+            families = model_families(json.loads(track.model_version.families or "[]"))
+            version = track.model_version.version
+        by_family = {f: i for i, f in enumerate(families)}
+        results = sorted((FamilyResult(d.family, d.present, d.score, d.coverage) for d in track.detections),
+                         key=lambda r: by_family.get(r.family, len(by_family)))  # fmt: skip
+        return TrackResult(families=families, results=results, windows=track.windows,
+                           silent_windows=track.silent_windows, model_version=version)  # fmt: skip
+
+    def _tagged_meanwhile(self, track: M.Track, path: str, planned_mv: int | None) -> bool:
         """Whether the track, read again, is recorded as tagged for the file as it is now (size, mtime
-        and ctime): another tagger command wrote its tags and recorded the file it left since the plan."""
+        and ctime), with the results of the model version it had at the plan (``planned_mv``: the
+        scan's, or a stale track's own): another tagger command wrote its tags and recorded the file
+        it left since the plan."""
         session = self.writer.session
         with session.no_autoflush:
             session.refresh(track)
@@ -112,6 +128,6 @@ class TagHook:
             st = os.stat(path)
         except OSError:
             return False
-        return bool(track.tags_current and track.status == M.STATUS_OK and track.model_version_id == self.writer.mv_id
+        return bool(track.tags_current and track.status == M.STATUS_OK and track.model_version_id == planned_mv
                     and (track.size, track.mtime) == (st.st_size, st.st_mtime)
                     and track.ctime_ns is not None and track.ctime_ns == st.st_ctime_ns)  # fmt: skip
