@@ -1236,6 +1236,29 @@ def test_mp4_freeform_fields_of_our_names_under_another_mean_are_someone_elses(t
     assert not change.written and song.read_bytes() == original
 
 
+@pytest.mark.parametrize("key", ["INSTRUMENTS", "instruments_scores"])
+def test_mp4_mdta_keys_of_our_names_are_someone_elses(tmp_path, key):
+    """ffmpeg keeps a field it has no MP4 atom for only with ``-movflags use_metadata_tags``, as an item
+    of a ``meta`` atom of the ``mdta`` handler named by its ``keys`` atom, which mutagen reads as an
+    atom named by the key's index and ffmpeg by the key: the user's ``INSTRUMENTS=Piano`` so written was
+    taken for nobody's, tagger's freeform atom written beside it, and ffprobe still showed Piano (the
+    last of a name). Such a key is someone else's: tag refuses the file naming it, untag leaves it."""
+    song = _ffmpeg(tmp_path / "song.m4a", "-c:a", "aac", "-movflags", "use_metadata_tags", "-metadata", f"{key}=Piano")
+    original = song.read_bytes()
+    assert _ffprobe_tags(song)[key.lower()] == "Piano"
+    with pytest.raises(TagWriteError, match=f"its mdta:{key} field was not written by tagger"):
+        tags.write_instruments(song, **WRITE)
+    assert song.read_bytes() == original
+    change = tags.remove_instruments(song)
+    assert not change.written and song.read_bytes() == original
+
+
+def test_mp4_mdta_keys_of_other_names_are_kept_beside_ours(tmp_path):
+    song = _ffmpeg(tmp_path / "song.m4a", "-c:a", "aac", "-movflags", "use_metadata_tags", "-metadata", "mood=Calm")
+    tags.write_instruments(song, **WRITE)
+    assert _ffprobe_tags(song)["mood"] == "Calm" and _ffprobe_tags(song)["instruments"] == "bass"
+
+
 def test_our_fields_with_a_model_in_any_vorbis_case_are_ours(tmp_path):
     song = _foreign_field(tmp_path / "song.flac", "instruments", model=True)
     assert tags.read_instruments(song).instruments == ["piano, tenor saxophone"]

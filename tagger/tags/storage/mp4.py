@@ -38,6 +38,43 @@ class MP4Storage(Storage):
             if parts[0] == "----" and len(parts) == 3 and not self._ours(key) and ours(parts[2], any_case=True):
                 yield key
 
+    def foreign(self, audio) -> list[str]:
+        name = getattr(audio, "filename", None)
+        return super().foreign(audio) + (self.mdta_lookalikes(name) if name else [])
+
+    @staticmethod
+    def mdta_lookalikes(path: str) -> list[str]:
+        """The keys named like ours (any case) of a ``meta`` atom of QuickTime's ``mdta`` handler in
+        ``moov`` or its ``udta``, as ffmpeg's ``-movflags use_metadata_tags`` writes every field it is
+        given (``mdta:INSTRUMENTS``): ffmpeg shows such an item by its key's name, the last of a name
+        beside a freeform atom of ours, so ours beside it would hide it or be hidden."""
+        from mutagen.mp4 import Atoms
+
+        found = []
+        with open(path, "rb") as f:
+            atoms = Atoms(f)
+            metas = []
+            for where in ((b"moov",), (b"moov", b"udta")):
+                try:
+                    parent = atoms.path(*where)[-1]
+                except KeyError:
+                    continue
+                metas += [atom for atom in parent.children or () if atom.name == b"meta"]
+            for meta in metas:
+                for keys in (atom for atom in meta.children or () if atom.name == b"keys"):
+                    f.seek(keys.offset)
+                    data = f.read(min(keys.length, 1 << 20))
+                    pos = 16  # (its header, version and flags, and the count of keys)
+                    while pos + 8 <= len(data):
+                        size, space = struct.unpack_from(">I4s", data, pos)
+                        if size < 8 or pos + size > len(data):
+                            break
+                        key = data[pos + 8 : pos + size].decode("utf-8", "replace")
+                        if space == b"mdta" and ours(key, any_case=True):
+                            found.append(f"mdta:{key}")
+                        pos += size
+        return found
+
     def read(self, tags) -> Raw:
         raw: Raw = {}
         for key, values in tags.items():
