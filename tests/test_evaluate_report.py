@@ -284,6 +284,54 @@ def _check_against_predictions(report_dir, model_dir):
     return data
 
 
+def test_notes_of_a_family_not_the_models_are_counted_in_the_report_and_the_output(tmp_path, monkeypatch):
+    """Notes of a family not among the model's (a typo, "kazoo") were dropped from the evaluation
+    without a word (found this morning): the report and the command say how many were left out and
+    of which families, and the synth_lead notes apart, as the paper's exclusion."""
+    from tagger.model.ensemble import Ensemble
+
+    root = tmp_path / "ds"
+    make_note_dataset(root)
+    examples = json.loads((root / "examples.json").read_text())
+    split = json.loads((root / "split.json").read_text())
+    for inst, family, part, n in (("kazoo_acoustic_000", "kazoo", "test", 2), ("lead_synthetic_000", "synth_lead", "test", 3),
+                                  ("kazoo_acoustic_001", "kazoo", "train", 1)):  # fmt: skip
+        split["instruments"][inst] = part
+        for k in range(n):
+            note = f"{inst}-{60 + k:03d}-100"
+            examples[note] = {"note_str": note, "pitch": 60 + k, "velocity": 100, "instrument_family_str": family,
+                              "instrument_source_str": "acoustic", "instrument_str": inst}  # fmt: skip
+            sf.write(root / "audio" / f"{note}.wav", np.zeros(C.WINDOW_SAMPLES), C.SAMPLE_RATE, subtype="PCM_16")
+    (root / "examples.json").write_text(json.dumps(examples))
+    (root / "split.json").write_text(json.dumps(split))
+
+    rep = R.evaluate(root, out_dir=tmp_path / "rep", scorer=ToneScorer(), per_level=1, levels=[1], plots=False)
+    assert rep.data["solo"]["n"] == 30  # the known families' notes, as before
+    assert rep.data["data"]["left_out"] == {"synth_lead": 3, "other_families": {"kazoo": 2}}
+    md = (tmp_path / "rep" / R.REPORT_MD).read_text()
+    assert "- Left out 3 synth_lead notes (the paper leaves that family out)" in md
+    assert "- Left out 2 notes of families that are not the model's (kazoo: 2)" in md
+
+    monkeypatch.setattr(Ensemble, "load", classmethod(lambda cls, models=None: ToneScorer()))
+    result = runner.invoke(app, ["evaluate", str(root), "--out", str(tmp_path / "cli"), "--levels", "1", "--per-level", "1",
+                                 "--acoustic-only"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "left out 3 synth_lead notes (the paper leaves that family out)" in result.output, result.output
+    assert "left out 2 notes of families that are not the model's (kazoo: 2)" in result.output
+    assert "solo test: 20 notes" in result.output  # (acoustic only: the electronic notes are not counted as left out)
+
+    class NoVocal(ToneScorer):  # a model without vocal
+        def __init__(self):
+            super().__init__()
+            self.families, self.thresholds = FAMILIES[:9], self.thresholds[:9]
+
+        def predict(self, windows):
+            return super().predict(windows)[:, :9]
+
+    rep = R.evaluate(root, out_dir=tmp_path / "small", scorer=NoVocal(), per_level=1, levels=[1], plots=False)
+    assert rep.data["data"]["left_out"] == {"synth_lead": 3, "other_families": {"kazoo": 2, "vocal": 3}}
+
+
 @pytest.mark.model
 @pytest.mark.slow
 def test_command_on_note_dataset_with_a_keras_model(notes_root, model_dir, tmp_path):

@@ -59,6 +59,9 @@ class NoteDataset:
     families: tuple[str, ...] = FAMILIES
     split: str | None = None
     """The split it was loaded with (None: every split's notes)."""
+    synth_lead: int = 0
+    """The notes of NSynth's synth_lead family it left out (of the sources and split kept), as the
+    paper leaves that family out."""
     split_sizes: dict[str, int] = field(default_factory=dict)
     """The notes of its families in each split of the folder, before `split` kept one's (empty where
     it has no split): what an error about a split with too few notes names."""
@@ -97,6 +100,7 @@ class NoteDataset:
             raise DatasetError(root, "the dataset has no split yet; run `tagger dataset split` first")
         notes, negatives = [], []
         split_sizes: dict[str, int] = {}
+        synth_lead = 0
         owners: dict[str, str] = {}
         for key, rec in meta.items():
             _check_record(meta_path, key, rec)
@@ -106,20 +110,21 @@ class NoteDataset:
                                               f"{note_str!r}: one audio file for two records")  # fmt: skip
             owners[note_str] = key
             family = rec["instrument_family_str"]
-            if family == "synth_lead":
-                continue
             if sources is not None and rec["instrument_source_str"] not in sources:
                 continue
             instrument = rec["instrument_str"]
-            program = rec.get("program")
-            group = f"{'kit' if rec.get('bank') == 128 else 'gm'}{program:03d}" if program is not None else instrument
-            if rec.get("group"):  # a source names what must stay on one side of a split (an STK class, a kit)
-                group = str(rec["group"])
             note_split = assignment.get(instrument) if assignment is not None else folder_split
             if note_split is not None and family in families:
                 split_sizes[note_split] = split_sizes.get(note_split, 0) + 1
             if split is not None and note_split != split:
                 continue
+            if family == "synth_lead":  # (the paper's exclusion: counted, so that evaluate can say so)
+                synth_lead += 1
+                continue
+            program = rec.get("program")
+            group = f"{'kit' if rec.get('bank') == 128 else 'gm'}{program:03d}" if program is not None else instrument
+            if rec.get("group"):  # a source names what must stay on one side of a split (an STK class, a kit)
+                group = str(rec["group"])
             note = Note(
                 note_str=note_str,
                 pitch=int(rec["pitch"]),
@@ -138,7 +143,7 @@ class NoteDataset:
         notes.sort(key=lambda n: n.note_str)
         negatives.sort(key=lambda n: n.note_str)
         return cls(root=root, notes=notes, negatives=negatives, families=tuple(families), split=split,
-                   split_sizes=dict(sorted(split_sizes.items())))  # fmt: skip
+                   synth_lead=synth_lead, split_sizes=dict(sorted(split_sizes.items())))  # fmt: skip
 
     def by_family(self) -> dict[str, list[Note]]:
         out: dict[str, list[Note]] = {f: [] for f in self.families}

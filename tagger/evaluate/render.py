@@ -62,6 +62,7 @@ def _header(report: dict) -> list[str]:
         + f"), sha256 of its index `{data['sha256'][:16]}`",
         f"- Created {report['created']} by tagger {report['tagger_version']}",
     ]
+    lines += [f"- {line[0].upper()}{line[1:]}" for line in left_out_lines(data.get("left_out"))]
     if report.get("command"):
         lines += ["- Rerun:", "", "```sh", report["command"], "```"]
     lines += [
@@ -250,9 +251,26 @@ _GLOSSARY = [
 """What the metrics mean: the last section of every report.md."""
 
 
+def left_out_lines(left_out: dict | None) -> list[str]:
+    """What a report says of the notes of its split that it left out (report.json's
+    ``data.left_out``): a line for the synth_lead notes, one for those of other families; none for
+    a mixture folder, an older report or no note left out."""
+    if not left_out:
+        return []
+    lines = []
+    if left_out.get("synth_lead"):
+        lines.append(f"left out {left_out['synth_lead']:,} synth_lead notes (the paper leaves that family out)")
+    other = left_out.get("other_families") or {}
+    if other:
+        counts = ", ".join(f"{family}: {n:,}" for family, n in other.items())
+        lines.append(f"left out {sum(other.values()):,} notes of families that are not the model's ({counts})")
+    return lines
+
+
 def summary_lines(report: dict) -> list[str]:
     """A short plain-text summary for the end of the command."""
     lines = [f"model {report['model']['version']} on {report['data']['path']}"]
+    lines += left_out_lines(report["data"].get("left_out"))
     solo = report.get("solo")
     if solo:
         sl = solo["single_label"]

@@ -13,6 +13,7 @@ import datetime as _dt
 import json
 import math
 import os
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,7 +129,7 @@ def evaluate(
                 scorer = scorer()
             stage = progress or (lambda _name: None)
             if source.kind == "notes":
-                ds = _notes_for_model(source, scorer)
+                ds, source.left_out = _notes_for_model(source, scorer)
                 solo_result, poly_result = _run_on_notes(
                     scorer, ds, solo=solo, solo_notes=solo_notes, polyphony=polyphony, per_level=per_level,
                     levels=levels, seed=seed, settings=settings, batch_size=batch_size, stage=stage,
@@ -159,6 +160,7 @@ class _Data:
     acoustic_only: bool
     notes: NoteDataset | None = None
     manifest: dict | None = None
+    left_out: dict | None = None  # the notes the evaluation leaves out, once the model is known (`_left_out`)
 
 
 def _read_data(data: str | os.PathLike, *, split: str, acoustic_only: bool) -> _Data:
@@ -190,16 +192,27 @@ def _make_out_dir(out: Path) -> bool:
     return created
 
 
-def _notes_for_model(source: _Data, scorer: Scorer) -> NoteDataset:
+def _notes_for_model(source: _Data, scorer: Scorer) -> tuple[NoteDataset, dict]:
     """The notes the model is judged on: those of its own families (read again from the dataset
-    when it has families beyond the canonical ten); none of them in the split is a `DatasetError`."""
+    when it has families beyond the canonical ten); none of them in the split is a `DatasetError`.
+    With them, what the report says of the split's notes left out (`_left_out`)."""
     ds = source.notes
     if not set(scorer.families) <= set(ds.families):  # a model with families beyond the canonical ten
         ds = NoteDataset.load(source.path, split=source.split, sources=source.sources, families=scorer.families)
-    ds = _restrict(ds, scorer.families)
-    if not ds.notes:
+    kept = _restrict(ds, scorer.families)
+    if not kept.notes:
         raise DatasetError(source.path, f"no notes of the model's families ({', '.join(scorer.families)}) in split {source.split!r}")
-    return ds
+    return kept, _left_out(ds, scorer.families)
+
+
+def _left_out(ds: NoteDataset, families: Sequence[str]) -> dict:
+    """The notes of the split (and sources) read that the evaluation leaves out, and why: those of
+    NSynth's synth_lead family (``synth_lead``: the paper's exclusion) and those of a family that
+    is not one of the model's (``other_families``, notes per family: a rendered dataset's negatives,
+    or a typo such as "kazoo" in examples.json, which was dropped without a word)."""
+    keep = set(families)
+    other = Counter(n.family for n in [*ds.notes, *ds.negatives] if n.family not in keep)
+    return {"synth_lead": ds.synth_lead, "other_families": dict(sorted(other.items()))}
 
 
 def _run_on_notes(
@@ -289,6 +302,7 @@ def _report_content(
             "kind": source.kind,
             "split": source.split if notes else None,
             "acoustic_only": source.acoustic_only if notes else None,
+            "left_out": source.left_out if notes else None,
             "sha256": sha256_file(source.meta_file),
         },
         "paper": paper.as_dict(),
