@@ -345,7 +345,8 @@ def test_a_scan_names_the_files_it_left_for_a_later_scan_and_counts_them(tmp_pat
     assert r.exit_code == 0, r.output
     skipped, totals, *rest = r.output.splitlines()
     assert re.fullmatch(rf"tagger: skipped {re.escape(str(song))}: changed \d+ s ago, still being written\? "
-                        r"\(settle time 3600 s\); left for a later run", skipped), skipped  # fmt: skip
+                        r"\(settle time 3600 s\); left for a later run: run it again in \d+ s, or with "
+                        r"--settle-seconds 0 if no other program is writing it", skipped), skipped  # fmt: skip
     assert totals.startswith("0 scanned, 0 skipped unchanged (0 stale), 0 failed, 0 moved, 0 newly missing; 0.00 h audio")
     assert rest == ["tags: 0 tagged, 0 failed", "1 file(s) changed in the last 3600 s were left for a later scan"]
 

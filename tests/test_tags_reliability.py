@@ -160,9 +160,60 @@ def test_untag_leaves_a_just_changed_file_alone_by_default(tmp_path, monkeypatch
     assert result.exit_code == 1, result.output
     assert re.search(rf"skipped {re.escape(str(song))}: changed \d+ s ago, still being written\? \(settle time 10 s\)",
                      result.output), result.output
+    # (it says what to do: was only 'left for a later run', when?)
+    assert re.search(r"left for a later run: run it again in (9|10) s, or with --settle-seconds 0 if no other "
+                     r"program is writing it", result.output), result.output
     assert song.read_bytes() == before
     result = CliRunner().invoke(app, ["untag", str(song), "--settle-seconds", "0"])
     assert result.exit_code == 0 and not tags.read_instruments(song).tagged, result.output
+
+
+def test_the_settle_refusal_says_how_long_to_wait():
+    now = 1_000_000.0
+    assert tags.unsettled_reason(now - 3.2, 10, now=now).endswith(
+        "left for a later run: run it again in 7 s, or with --settle-seconds 0 if no other program is writing it")
+    assert "run it again in 13 s" in tags.unsettled_reason(now + 3, 10, now=now)  # (a clock behind the file's)
+    assert tags.unsettled_reason(now - 10, 10, now=now) is None
+
+
+def test_tag_right_after_a_tag_writing_scan_does_not_wait_for_the_files_tagger_itself_wrote(tmp_path):
+    """`tagger tag --scores` (or `--id3v23`) right after a tag-writing scan skipped every file as
+    "changed 1 s ago, still being written?": the recent mtime was the scan's own tag write (found in
+    a user's walk-through). The database records the file's size, mtime and ctime after that write;
+    a file found exactly so has not been written since, and is written at once. A file another
+    program changed since, or one a scan analysed without writing its tags (it may have been
+    analysed while it was still being written), still waits."""
+    from library_fakes import FakeAnalyser
+
+    from tagger.db.session import open_database
+    from tagger.library.scan import scan, tag_writer
+
+    music = tmp_path / "music"
+    a = write_audio(music / "a.flac", tone_signal([110.0], seconds=5.0))
+    b = write_audio(music / "b.flac", tone_signal([1000.0], seconds=5.0))
+    db = open_database(tmp_path / "library.db")
+    try:
+        first = scan([music], db=db, analyser=FakeAnalyser(), jobs=0, on_track=tag_writer(model_version="fake-1"))
+        assert first.tags_written == 2
+        other = tags.write_instruments(b, **WRITE)  # another writer's change since (here tagger's API)
+        assert other.written
+        results = list(tags.tag_from_database(db, scores=True, settle_seconds=30))
+        by_path = {r.path: r for r in results}
+        assert isinstance(by_path[str(a)], tags.TagChange) and by_path[str(a)].written, results
+        assert tags.read_instruments(a).scores is not None
+        assert isinstance(by_path[str(b)], TagWriteError), results
+        assert "still being written?" in by_path[str(b)].reason
+        # recorded again after this write: the next run does not wait either
+        again = list(tags.tag_from_database(db, id3v23=False, settle_seconds=30, paths=[a]))
+        assert [type(r) for r in again] == [tags.TagChange] and again[0].written, again
+
+        c = write_audio(music / "c.flac", tone_signal([110.0], seconds=5.0))
+        scan([music], db=db, analyser=FakeAnalyser(), jobs=0)  # analysed, its tags not written
+        [refused] = list(tags.tag_from_database(db, settle_seconds=30, paths=[c]))
+        assert isinstance(refused, TagWriteError) and "still being written?" in refused.reason, refused
+        assert not tags.read_instruments(c).tagged
+    finally:
+        db.close()
 
 
 def test_scan_defers_files_still_being_written_and_a_later_scan_tags_them(tmp_path):

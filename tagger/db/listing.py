@@ -112,6 +112,11 @@ class StoredResults:
     audio_digest: str | None = None
     """The hash of the bytes that carry the file's audio (`tagger.tags.audio_digest`; None: not known,
     or a format without it): a file changed since in its tags alone hashes to it still."""
+    tags_current: bool = False
+    """`tagger.db.models.Track.tags_current`: the file's tags were recorded as holding these results,
+    its facts (size, mtime, ctime) those tagger recorded after its own tag write (or those a
+    tag-writing scan analysed, once the file had settled): a file found exactly so is no file still
+    being written (`tagger.tags.batch.as_tagger_left_it`)."""
 
 
 @dataclass
@@ -138,7 +143,7 @@ def tracks_to_tag(session: Session, where: TrackFilter) -> list[TrackToTag]:
         if summary.model_version:
             stored = StoredResults(row.id, row.model_version_id, row.scan_id, _datetime(row.analysed_at), row.size,
                                    row.mtime, row.fingerprint, row.rewrite_hash, row.content_hash, row.ctime_ns,
-                                   row.audio_digest)  # fmt: skip
+                                   row.audio_digest, bool(row.tags_current))  # fmt: skip
             out.append(TrackToTag(summary.path, summary.instruments, summary.scores, summary.model_version,
                                   row.size, row.mtime, tuple(json.loads(row.families or "[]")), stored))  # fmt: skip
     return out
@@ -199,7 +204,7 @@ _PAGE_COLUMNS = ("tracks.id", "tracks.path", "tracks.duration", "tracks.format",
 """The columns of a query's page of tracks (`_pages`)."""
 _STORED_COLUMNS = ("tracks.size", "tracks.mtime", "tracks.fingerprint", "tracks.scan_id", "tracks.analysed_at",
                    "tracks.rewrite_hash", "tracks.content_hash", "tracks.ctime_ns", "tracks.audio_digest",
-                   "model_versions.families")  # fmt: skip
+                   "tracks.tags_current", "model_versions.families")  # fmt: skip
 """The columns `tracks_to_tag` reads besides (`StoredResults`)."""
 
 

@@ -288,6 +288,8 @@ def write_predictions(
 ) -> Iterator[TagChange | TagWriteError]:
     """`write_instruments` for each prediction; a file that cannot be tagged yields its
     `TagWriteError` (the others go on). ``scores``: also write INSTRUMENTS_SCORES.
+    ``settle_seconds``: as for `write_instruments`, but not for a file of the database exactly as
+    its record after tagger's own tag write (`as_tagger_left_it`).
     ``stop()``: asked before each file; when true the run ends there (the file before it written
     and, by the caller, recorded: a signal handler sets it, as `tagger.library.state.StopSignals`).
     ``refresh(prediction)``: the prediction to write, read again right before its write (raises
@@ -317,7 +319,8 @@ def write_predictions(
         return write_instruments(
             pred.path, instruments=pred.instruments, model_version=pred.model_version,
             scores=pred.scores if scores else None, id3v23=id3v23, keep_mtime=keep_mtime,
-            dry_run=dry_run, expected=pred.expected, settle_seconds=settle_seconds, families=pred.families,
+            dry_run=dry_run, expected=pred.expected, families=pred.families,
+            settle_seconds=0.0 if as_tagger_left_it(pred) else settle_seconds,
             fingerprint=pred.stored.fingerprint if pred.stored else pred.fingerprint,
             content_hash=pred.stored.content_hash if pred.stored else pred.content_hash,
             ctime_ns=pred.stored.ctime_ns if pred.stored else pred.ctime_ns,
@@ -351,6 +354,24 @@ def write_predictions(
             yield exc if pred.stored is not None else _unchanged_or(exc, pred, scores=scores, id3v23=id3v23)
         except TagWriteError as exc:
             yield exc
+
+
+def as_tagger_left_it(pred: Prediction) -> bool:
+    """Whether ``pred``'s file is exactly as the library database recorded it with its tags current
+    (its size, mtime and ctime those ``pred.stored`` holds: as tagger's own tag write, a scan's or a
+    `tagger tag`'s, left it, or as a tag-writing scan found it settled and analysed it): no other
+    program wrote to it since (any write changes its ctime), so it is not "still being written"
+    however recent its mtime, and the settle time need not pass (was: `tagger tag --scores` right
+    after a tag-writing scan skipped every file as "changed 2 s ago, still being written?", the
+    mtime being tagger's own write). The write still checks the file is the one recorded."""
+    stored = pred.stored
+    if stored is None or not stored.tags_current or stored.ctime_ns is None:
+        return False
+    try:
+        st = os.stat(pred.path)
+    except OSError:
+        return False  # (the write says why)
+    return (st.st_size, st.st_mtime, st.st_ctime_ns) == (stored.size, stored.mtime, stored.ctime_ns)
 
 
 def _by_audio(write: Callable[..., TagChange], pred: Prediction, refusal: ChangedSinceError) -> TagChange:

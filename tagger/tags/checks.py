@@ -95,9 +95,12 @@ def unsettled_reason(mtime: float, settle_seconds: float, *, now: float | None =
 
     A modification time in the future by less than the settle time counts as recent too.
     """
+    import math
     import time
 
     age = (time.time() if now is None else now) - mtime
     if settle_seconds <= 0 or abs(age) >= settle_seconds:
         return None
-    return f"changed {max(age, 0.0):.0f} s ago, still being written? (settle time {settle_seconds:g} s); left for a later run"
+    wait = max(1, math.ceil(settle_seconds - age))  # (an mtime ahead of the clock: till it lies that far behind)
+    return (f"changed {max(age, 0.0):.0f} s ago, still being written? (settle time {settle_seconds:g} s); left for a "
+            f"later run: run it again in {wait} s, or with --settle-seconds 0 if no other program is writing it")
