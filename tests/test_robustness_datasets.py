@@ -737,15 +737,47 @@ def test_two_renders_into_one_folder_at_once_are_refused_not_interleaved(tmp_pat
 
     out = tmp_path / "ds"
     out.mkdir()
-    args = ["dataset", "render", str(out), "--no-soundfonts", "--no-stk", "--no-salamander", "--no-sample-negatives"]
+    piano = tmp_path / "package" / "audio" / "C4v10.ogg"  # (one source: a Salamander piano of one sample)
+    piano.parent.mkdir(parents=True)
+    sf.write(piano, 0.5 * np.sin(2 * np.pi * 261.63 * np.arange(48_000) / 48_000), 48_000)
+    args = ["dataset", "render", str(out), "--no-soundfonts", "--no-stk", "--salamander", str(tmp_path / "package"),
+            "--no-sample-negatives"]  # fmt: skip
     with folder_lock(out, what="tagger dataset render"):  # (a render in progress)
         r = CliRunner().invoke(app, args)
         assert r.exit_code == 1 and "Traceback" not in r.output, r.output
         assert f"{out}: another tagger dataset render (process {os.getpid()}) is writing into this folder" in r.output
         assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME]
     assert not any(out.iterdir())  # (the lock file goes with the run that held it)
-    r = CliRunner().invoke(app, args)  # (no source: only the split of an empty dataset is written)
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
     assert "another tagger dataset render" not in r.output and LOCK_NAME not in {p.name for p in out.iterdir()}
+
+
+@pytest.mark.parametrize("how", ["every source off", "not a SoundFont", "no SoundFont file", "an empty piano folder"])
+def test_a_render_with_nothing_to_render_says_so_and_leaves_no_folder_behind(tmp_path, how):
+    """With every source turned off, `dataset render` made its folder and then said "examples.json is
+    missing" (the split of an empty dataset); given a --soundfont that is not one, it left the folder
+    with an empty audio/ behind (found this morning). Both are refused before the folder is made, and
+    a folder the render made and left empty (a source failing later) is removed; one there before
+    stays."""
+    (tmp_path / "text.sf2").write_text("not a SoundFont")
+    (tmp_path / "piano").mkdir()
+    off = ["--no-stk", "--no-salamander", "--no-sample-negatives"]
+    args, needle = {
+        "every source off": (["--no-soundfonts", *off], "nothing to render, every source is off: the SoundFonts "
+                             "(--no-soundfonts), STK (--no-stk), the Salamander Grand Piano (--no-salamander), the "
+                             "negative samples (--no-sample-negatives); nothing was written"),
+        "not a SoundFont": (["--soundfont", str(tmp_path / "text.sf2"), *off], f"{tmp_path / 'text.sf2'}: not a SoundFont"),
+        "no SoundFont file": (["--soundfont", str(tmp_path / "no.sf2"), *off], f"{tmp_path / 'no.sf2'}: cannot read the SoundFont"),
+        "an empty piano folder": (["--no-soundfonts", "--no-stk", "--salamander", str(tmp_path / "piano"),
+                                   "--no-sample-negatives"], "no Salamander samples"),
+    }[how]  # fmt: skip
+    out = tmp_path / "new" / "ds"
+    one_error_line(runner.invoke(app, ["dataset", "render", str(out), *args]), needle)
+    assert not (tmp_path / "new").exists()
+    out.mkdir(parents=True)  # (a folder there before, empty: kept as it was)
+    one_error_line(runner.invoke(app, ["dataset", "render", str(out), *args]), needle)
+    assert out.is_dir() and not any(out.iterdir())
 
 
 @pytest.mark.parametrize("args,needle,code", [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import typer
@@ -69,24 +70,71 @@ def render(
     if not all(1 <= v <= 127 for v in vel):
         raise UserError(f"--velocities: expected MIDI velocities of a note played (1-127), got {velocities!r}")
     check_render_folder(out)
+    sources = _render_sources(out, soundfont=soundfont, soundfonts=soundfonts, negatives=negatives, stk=stk,
+                              no_salamander=no_salamander, salamander=salamander,
+                              sample_negatives=sample_negatives)  # fmt: skip
+    made = [p for p in (out, *out.parents) if not (p.exists() or p.is_symlink())]  # (the folders this run makes)
     out.mkdir(parents=True, exist_ok=True)
-    with folder_lock(out, what="tagger dataset render"):  # (one render into a folder at a time)
-        check_render_folder(out)  # (again, held: another run may have written there meanwhile)
-        _render(out, soundfont=soundfont, soundfonts=soundfonts, negatives=negatives, variants=variants,
-                velocities=vel, pitch_step=pitch_step, jobs=jobs, stk=stk, stk_variants=stk_variants,
-                stk_notes=stk_notes, no_salamander=no_salamander, salamander=salamander,
-                sample_negatives=sample_negatives, split_seed=split_seed)  # fmt: skip
+    try:
+        with folder_lock(out, what="tagger dataset render"):  # (one render into a folder at a time)
+            check_render_folder(out)  # (again, held: another run may have written there meanwhile)
+            _render(out, sources, negatives=negatives, variants=variants, velocities=vel, pitch_step=pitch_step, jobs=jobs,
+                    stk_variants=stk_variants, stk_notes=stk_notes, split_seed=split_seed)  # fmt: skip
+    except BaseException:
+        for folder in [out / "audio", *made] if made else []:  # (the folders it made, left empty; never a file)
+            try:
+                folder.rmdir()
+            except OSError:
+                if folder in made:
+                    break
+        raise
 
 
-def _render(out: Path, *, soundfont, soundfonts, negatives, variants, velocities, pitch_step, jobs, stk, stk_variants,
-            stk_notes, no_salamander, salamander, sample_negatives, split_seed) -> None:  # fmt: skip
+@dataclass
+class _Sources:
+    """What a render takes its notes from, resolved before its folder is made."""
+
+    soundfonts: dict[str, Path]  # key -> file; empty with --no-soundfonts
+    drums: dict[str, Path]  # the drum-kit SoundFonts rendered as negatives
+    stk: bool
+    piano: Path | None  # the Salamander Grand Piano's folder
+    sample_negatives: bool
+
+
+def _render_sources(out: Path, *, soundfont, soundfonts, negatives, stk, no_salamander, salamander,
+                    sample_negatives) -> _Sources:  # fmt: skip
+    """The sources of a render, checked before its folder is made: a ``--soundfont`` that is not a
+    SoundFont is a `DatasetError` naming it, no source on (each turned off or not installed) a
+    `UserError` saying so (was: a folder made, then left empty or with an empty audio/ behind, and
+    with every source off "examples.json is missing")."""
+    from tagger.data import render as R
+    from tagger.data import samples as M, stk as S
+
+    sfs: dict[str, Path] = {}
+    if soundfonts:
+        sfs = R.soundfonts_to_render({R.soundfont_key(p): p for p in soundfont} if soundfont else None)
+    drums = R.default_drum_soundfonts() if soundfonts and not soundfont and negatives else {}
+    sources = _Sources(
+        soundfonts=sfs, drums=drums, stk=stk if stk is not None else S.stk_demo() is not None,
+        piano=None if no_salamander else salamander if salamander is not None else M.default_salamander_folder(),
+        sample_negatives=sample_negatives if sample_negatives is not None else M.sample_negatives_installed(),
+    )  # fmt: skip
+    if not (sources.soundfonts or sources.stk or sources.piano or sources.sample_negatives):
+        off = ["the SoundFonts (--no-soundfonts)",
+               f"STK ({'--no-stk' if stk is False else 'stk-demo is not installed'})",
+               f"the Salamander Grand Piano ({'--no-salamander' if no_salamander else 'not unpacked; --salamander DIR'})",
+               f"the negative samples ({'--no-sample-negatives' if sample_negatives is False else 'none installed'})"]  # fmt: skip
+        raise UserError(f"{out}: nothing to render, every source is off: {', '.join(off)}; nothing was written")
+    return sources
+
+
+def _render(out: Path, sources: _Sources, *, negatives, variants, velocities, pitch_step, jobs, stk_variants, stk_notes,
+            split_seed) -> None:  # fmt: skip
     from tqdm import tqdm
 
     from tagger.data import gm, nsynth, render as R
     from tagger.data import samples as M, stk as S
 
-    sfs = R.default_soundfonts() if not soundfont else {R.soundfont_key(p): p for p in soundfont}
-    drums = R.default_drum_soundfonts() if not soundfont and negatives else {}
     t0 = time.time()
     bar = tqdm(total=None, unit="program", desc="render", disable=None)
 
@@ -95,22 +143,21 @@ def _render(out: Path, *, soundfont, soundfonts, negatives, variants, velocities
         bar.update(done - bar.n)
 
     summary: dict = {}
-    if soundfonts:
+    if sources.soundfonts:
         summary = R.render_dataset(
-            out, soundfonts=sfs, programs=gm.all_programs(negatives=negatives, variants=variants), drum_soundfonts=drums,
-            velocities=velocities, pitch_step=pitch_step, jobs=jobs, progress=progress,
+            out, soundfonts=sources.soundfonts, programs=gm.all_programs(negatives=negatives, variants=variants),
+            drum_soundfonts=sources.drums, velocities=velocities, pitch_step=pitch_step, jobs=jobs, progress=progress,
         )  # fmt: skip
     bar.close()
-    if stk if stk is not None else S.stk_demo() is not None:
+    if sources.stk:
         bar = tqdm(total=None, unit="variant", desc="stk", disable=None)
         summary["stk"] = S.render_stk(
             out, variants=stk_variants, notes_per_variant=stk_notes, jobs=jobs, progress=progress
         )
         bar.close()
-    piano = None if no_salamander else salamander if salamander is not None else M.default_salamander_folder()
-    if piano is not None:
-        summary["salamander"] = M.render_salamander(out, folder=piano, jobs=jobs)
-    if sample_negatives if sample_negatives is not None else M.sample_negatives_installed():
+    if sources.piano is not None:
+        summary["salamander"] = M.render_salamander(out, folder=sources.piano, jobs=jobs)
+    if sources.sample_negatives:
         summary["sample_negatives"] = M.render_sample_negatives(out, jobs=jobs)
     summary["split"] = nsynth.split_dataset(out, seed=split_seed)
     summary["seconds"] = round(time.time() - t0, 1)

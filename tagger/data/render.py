@@ -299,7 +299,7 @@ def render_dataset(
     not rendered again, so adding programs to a dataset renders only the new ones.
     Returns a summary dict (notes per family and soundfont, dropped notes, skipped presets).
     """
-    soundfonts = _soundfonts_to_render(soundfonts)
+    soundfonts = soundfonts_to_render(soundfonts)
     out = Path(out_dir)
     audio_dir = out / "audio"
     audio_dir.mkdir(parents=True, exist_ok=True)
@@ -326,15 +326,18 @@ def render_dataset(
     return summary
 
 
-def _soundfonts_to_render(soundfonts: dict[str, Path] | None) -> dict[str, Path]:
+def soundfonts_to_render(soundfonts: dict[str, Path] | None) -> dict[str, Path]:
     """The SoundFonts given, else the training ones installed (`default_soundfonts`); none is a
-    `UserError` saying what to install."""
+    `UserError` saying what to install, a file that is not a SoundFont a `DatasetError` naming it
+    (its preset headers read: `soundfont_presets`)."""
     soundfonts = soundfonts if soundfonts is not None else default_soundfonts()
     if not soundfonts:
         raise UserError(
             "no SoundFont found: install fluid-soundfont-gm and musescore-general-soundfont "
             "or pass --soundfont PATH"
         )
+    for path in soundfonts.values():
+        soundfont_presets(path)
     return soundfonts
 
 
