@@ -2064,6 +2064,27 @@ def test_formats_without_tags_that_mutagen_does_not_know_are_named(tmp_path, nam
     assert song.read_bytes() == original
 
 
+@pytest.mark.parametrize("name, args", [
+    ("song.aac", ["-write_id3v2", "1", "-metadata", "title=Radio"]), ("song.m4a", []), ("song.mp3", []),
+])  # fmt: skip
+def test_raw_aac_behind_an_id3v2_tag_or_under_another_name_is_a_format_without_tags(tmp_path, name, args):
+    """mutagen takes a raw AAC (ADTS) stream for one by its ``.aac`` extension alone: behind an ID3v2
+    tag (radio rips, ffmpeg's ``-write_id3v2``) it tried it as an MP3, and saved as ``.m4a`` (as some
+    downloaders do) as an MP4, and the tag write failed on every scan, ``cannot read tags: can't sync
+    to MPEG frame`` or ``not a MP4 file``, exit 1. It is raw AAC, a format without tags, as a bare
+    ``.aac`` is: said, not a failure, the file left as it was."""
+    song = tmp_path / name
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i", "sine=frequency=440:duration=1",
+                    "-c:a", "aac", *args, "-f", "adts", str(song)], check=True)  # fmt: skip
+    original = song.read_bytes()
+    assert original.startswith(b"ID3") == bool(args)
+    with pytest.raises(UntaggableError, match=re.escape("unsupported format (raw AAC (ADTS))")):
+        tags.write_instruments(song, **WRITE)
+    with pytest.raises(UntaggableError):
+        tags.remove_instruments(song)
+    assert song.read_bytes() == original
+
+
 def test_wavpack_untag_keeps_a_binary_item_named_like_ours(tmp_path):
     """A binary (or link) item named like one of tagger's fields is someone else's (tagger writes
     text; a write beside it is refused), but `untag` removed it with tagger's own fields, and the

@@ -52,6 +52,10 @@ def open_file(path: str | os.PathLike, *, real: str | None = None, cls: type | N
                                         f"{supported_formats()}")  # fmt: skip
         if cls is None:
             cls = _iff_type(name)  # (mutagen.File would load the tags, cover art included, to be loaded again)
+        if cls is None and _is_adts(name):  # (mutagen knows raw AAC by its extension alone)
+            from mutagen.aac import AAC
+
+            cls = AAC
         if cls is None:
             audio = mutagen.File(name)
             if audio is None and _looks_like_mpeg(name):
@@ -347,6 +351,36 @@ def _iff_type(name: str) -> type | None:
 
         return AIFF
     return None
+
+
+def _is_adts(name: str) -> bool:
+    """Whether the file is a raw AAC stream (ADTS), after the ID3v2 tags in front of it (radio rips,
+    ffmpeg's ``-write_id3v2``): two frame headers back to back, each the sync word and layer 0, which
+    no MPEG audio frame has. mutagen takes such a file for raw AAC by its extension alone: behind an
+    ID3v2 tag it tried it as an MP3 (``can't sync to MPEG frame``), named ``.m4a`` as an MP4."""
+    from tagger.containers import id3v2_length
+
+    try:
+        with open(name, "rb") as f:
+            pos = 0
+            for _ in range(8):
+                f.seek(pos)
+                skip = id3v2_length(f.read(10))
+                if not skip:
+                    break
+                pos += skip
+            for _ in range(2):
+                f.seek(pos)
+                head = f.read(7)
+                if len(head) < 7 or head[0] != 0xFF or head[1] & 0xF6 != 0xF0:
+                    return False
+                length = (head[3] & 0x03) << 11 | head[4] << 3 | head[5] >> 5
+                if length < 7:
+                    return False
+                pos += length
+    except OSError:
+        return False
+    return True
 
 
 def _looks_like_mpeg(name: str) -> bool:
