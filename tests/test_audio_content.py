@@ -1150,6 +1150,32 @@ def test_a_whole_mp3_encoded_without_a_bit_reservoir_then_zero_padding_is_whole(
     np.testing.assert_array_equal(got, expected)
 
 
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
+@pytest.mark.parametrize("mode", [(48_000, "128k", 2, 0.0), (22_050, "64k", 1, 1.0), (16_000, "32k", 1, 0.0)],
+                         ids=["stereo", "mpeg-2-silent-end", "mpeg-2-mono"])  # fmt: skip
+def test_a_whole_mp2_whose_last_frame_ends_in_zero_bits_then_padding_is_whole(tmp_path, mode):
+    """An MP2 encoder (ffmpeg's, twolame) fills a layer II frame's bits after its audio with zeros;
+    followed by zero padding, 5b3c1f8 took the zeros, which begin inside that frame, for a download
+    that stopped there: a whole MP2 noted 'the file ends inside an MPEG frame (382 of its 384
+    bytes), before zero padding: cut short (a copy or download that stopped?)' and its last frame
+    left out (61862dc read where a layer III frame's audio ends, not a layer II one's; found by the
+    review of 61862dc over ffmpeg's and twolame's MP2s). Where its audio ends is read from its bit
+    allocation and scale factor selection (`_mp2_bits`)."""
+    sr, rate, channels, silence = mode
+    y = tone_signal([55.0, 880.0], seconds=3.0, sr=sr, silence=silence)  # (each last frame ends in zero bytes)
+    src, plain = tmp_path / "src.wav", tmp_path / "plain.mp2"
+    sf.write(str(src), np.stack([y] * channels, axis=1) if channels > 1 else y, sr)
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(src), "-c:a", "mp2", "-b:a", rate, "-f", "mp2",
+                    str(plain)], check=True)  # fmt: skip
+    expected = audio.load(plain)
+    path = tmp_path / "padded.mp2"
+    path.write_bytes(plain.read_bytes() + bytes(100))
+    notes: list[str] = []
+    got = np.concatenate(list(audio.stream(path, notes=notes)))
+    assert notes == []
+    np.testing.assert_array_equal(got, expected)
+
+
 def _ogg_pages(data: bytes) -> list[tuple[int, int, int]]:
     """(offset, length, granule position) of each whole page of an Ogg file's bytes."""
     pages, pos = [], 0

@@ -392,10 +392,15 @@ def _mp3_audio_end(data: bytes, pos: int) -> tuple[int, int] | None:
     frame's end are no sign of a frame cut short; nor are zeros that begin after the "LAME3.100"
     lame writes after its audio (`_lame_ancillary`: `to` past it). A download that stopped inside a
     frame stops there one time in a few hundred (in a frame of the middle, the bytes after its audio
-    are the next frames', not zeros). None where the frame is not of layer III or its side info is cut."""
+    are the next frames', not zeros). A layer II frame's audio ends where its bits do (`_mp2_bits`;
+    its encoder zero-fills the rest: ffmpeg's and twolame's). None where the frame is of layer I or
+    its side info is cut."""
     if pos + 4 > len(data):
         return None
     h = int.from_bytes(data[pos : pos + 4], "big")
+    if (h >> 17) & 3 == 2:
+        used = _mp2_bits(data, pos)
+        return None if used is None else (pos + (used + 7) // 8 - 2, pos + (used + 7) // 8)
     if (h >> 17) & 3 != 1:
         return None
     mpeg1, mono = (h >> 19) & 3 == 3, (h >> 6) & 3 == 3
@@ -416,6 +421,57 @@ def _mp3_audio_end(data: bytes, pos: int) -> tuple[int, int] | None:
     ends, anc = at + side + own, 8 * (at + side) + max(0, total - 8 * begin)  # (the bit its audio ends on)
     lame = _lame_ancillary(data, anc, pos + (frame[1] if frame else 0))
     return (at + (fields + 7) // 8 if not own else ends - 2), max(ends, lame)
+
+
+_MP2_STEPS = ((0, 3, 7, 15, 31, 63, 127, 255, 511, 1023, 2047, 4095, 8191, 16383, 32767, 65535),
+              (0, 3, 5, 7, 9, 15, 31, 63, 127, 255, 511, 1023, 2047, 4095, 8191, 65535),
+              (0, 3, 5, 7, 9, 15, 31, 65535), (0, 3, 5, 65535),
+              (0, 3, 5, 9, 15, 31, 63, 127, 255, 511, 1023, 2047, 4095, 8191, 16383, 32767),
+              (0, 3, 5, 9, 15, 31, 63, 127),
+              (0, 3, 5, 7, 9, 15, 31, 63, 127, 255, 511, 1023, 2047, 4095, 8191, 16383), (0, 3, 5, 9))  # fmt: skip
+_MP2_TABLES = ((0,) * 3 + (1,) * 8 + (2,) * 12 + (3,) * 4, (0,) * 3 + (1,) * 8 + (2,) * 12 + (3,) * 7,
+               (4,) * 2 + (5,) * 6, (4,) * 2 + (5,) * 10, (6,) * 4 + (5,) * 7 + (7,) * 19)  # fmt: skip
+"""Layer II's bit allocation tables (ISO 11172-3 B.2a-d, 13818-3 B.1 for MPEG-2): each subband's
+quantisation steps (`_MP2_STEPS`, their allocation read in 4, 3 or 2 bits: 16, 8 or 4 of them)."""
+
+
+def _mp2_bits(data: bytes, pos: int) -> int | None:
+    """The bits of the MPEG layer II frame at ``data[pos]`` its audio takes (header, CRC, bit
+    allocation, scale factor selection, scale factors and 12 granules of samples); None where its
+    bit allocation is cut."""
+    frame = _mp3_frame(data, pos)
+    if frame is None:
+        return None
+    kbps, length, hz = frame
+    h = int.from_bytes(data[pos : pos + 4], "big")
+    mode, nch = (h >> 6) & 3, 1 if (h >> 6) & 3 == 3 else 2
+    per = kbps // nch
+    if (h >> 19) & 3 != 3:
+        table = _MP2_TABLES[4]
+    elif (hz == 48000 and per >= 56) or 56 <= per <= 80:
+        table = _MP2_TABLES[0]
+    else:
+        table = _MP2_TABLES[1 if hz != 48000 and per >= 96 else 2 if hz != 32000 and per <= 48 else 3]
+    bound = min(len(table), ((h >> 4) & 3) * 4 + 4) if mode == 1 else len(table)  # (joint stereo's)
+    if pos + length > len(data):
+        return None
+    bits, n = int.from_bytes(data[pos : pos + length], "big"), 8 * length
+    at = 32 + (0 if (h >> 16) & 1 else 16)
+
+    def read(width: int) -> int:
+        nonlocal at
+        at += width
+        return (bits >> (n - at)) & ((1 << width) - 1) if at <= n else 0
+
+    steps = []
+    for sb, kind in enumerate(table):
+        width = len(_MP2_STEPS[kind]).bit_length() - 1
+        steps.append([_MP2_STEPS[kind][read(width)] for _ in range(nch)] if sb < bound else
+                     [_MP2_STEPS[kind][read(width)]] * nch)  # fmt: skip
+    factors = sum((18, 12, 6, 12)[read(2)] for both in steps for step in both if step)
+    samples = sum({3: 5, 5: 7, 9: 10}.get(step) or 3 * (step + 1).bit_length() - 3
+                  for sb, both in enumerate(steps) for step in (both if sb < bound else both[:1]) if step)  # fmt: skip
+    return at + factors + 12 * samples if at <= n else None
 
 
 def _lame_ancillary(data: bytes, bit: int, end: int) -> int:
