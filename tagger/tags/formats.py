@@ -50,6 +50,9 @@ def open_file(path: str | os.PathLike, *, real: str | None = None, cls: type | N
         if variant:  # (mutagen tags only the RIFF WAV's ID3 chunk)
             raise UntaggableError(path, f"unsupported format ({variant} WAV); tagger writes tags into "
                                         f"{supported_formats()}")  # fmt: skip
+        other = None if cls is not None else _untagged_magic(name)
+        if other:  # (under any name: mutagen would try the format the name says, and fail)
+            raise UntaggableError(path, f"unsupported format ({other}); tagger writes tags into {supported_formats()}")
         if cls is None:
             cls = _iff_type(name)  # (mutagen.File would load the tags, cover art included, to be loaded again)
         if cls is None and _is_adts(name):  # (mutagen knows raw AAC by its extension alone)
@@ -314,6 +317,26 @@ def _wave64(name: str) -> str | None:
     except OSError:
         return None
     return head[:4].decode() if head[:4] in (b"RF64", b"BW64") and head[8:12] == b"WAVE" else None
+
+
+_UNTAGGED_MAGICS = {b"\x1aE\xdf\xa3": "matroska", b"caff": "caf", b".snd": "au",
+                    b"riff\x2e\x91\xcf\x11\xa5\xd6\x28\xdb\x04\xc1\x00\x00": "w64"}  # fmt: skip
+"""The first bytes of formats tagger analyses that mutagen does not know and hold no tags tagger
+writes (`tagger.audio.formats.FORMAT_NAMES` names them): Matroska/WebM, CAF, AU, Wave64."""
+
+
+def _untagged_magic(name: str) -> str | None:
+    """The name of the format of `_UNTAGGED_MAGICS` that the file ``name`` begins with, whatever its
+    name says (a WebM saved as ``.m4a``, a Wave64 as ``.wav``: mutagen tried the named format and
+    failed, ``not a MP4 file``, a failure on every run), or None."""
+    from tagger.audio.formats import FORMAT_NAMES
+
+    try:
+        with open(name, "rb") as f:
+            head = f.read(max(map(len, _UNTAGGED_MAGICS)))
+    except OSError:
+        return None
+    return next((FORMAT_NAMES[d] for magic, d in _UNTAGGED_MAGICS.items() if head.startswith(magic)), None)
 
 
 def _iff_size_placeholder(name: str) -> str | None:
