@@ -150,14 +150,14 @@ def stream(
             yield out.astype(np.float32, copy=False)
         t = clock()
     if resampler is not None:
-        tail = resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
-        resampled, bad_resampled = resampled + len(tail), bad_resampled + _zero_non_finite(tail)
-        if len(tail):
-            yield tail.astype(np.float32, copy=False)
+        rest = resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
+        resampled, bad_resampled = resampled + len(rest), bad_resampled + _zero_non_finite(rest)
+        if len(rest):
+            yield rest.astype(np.float32, copy=False)
     if not decoded:
         raise AudioReadError(p, "the file holds no audio samples")
     _check_mp3_stopped(p, meta, decoded)
-    _check_mp3_cut(p, meta, ends, decoded, notes)
+    _check_mp3_cut(p, meta, tail, decoded, notes)
     _check_mp3_junk(p, meta, junk, decoded, notes)
     _check_shortfall(p, declared, decoded, notes, noted)
     _check_raw_damage(p, walk, notes, noted_raw, decoded / rate)
