@@ -886,3 +886,34 @@ def test_a_tag_writing_scan_puts_back_a_stale_tracks_fields_under_its_own_model(
     fresh = scan([f.parent], db=db, analyser=new, jobs=0, rescan_stale=True, on_track=tag_writer(model_version="fake-1"))
     assert fresh.scanned == 1 and fresh.tags_written == 1
     assert tags.read_instruments(f) == tags.TagState(["bass", "flute"], "fake-1")
+
+
+def test_a_stale_tracks_results_never_replace_another_models_fields_in_its_file(tmp_path, db):
+    """a1dad46 had a tag-writing scan put a stale track's stored results back into its file wherever
+    its tags did not hold them: a file the newer model's results had been written into since (`tagger
+    predict --json` then `tag --from-json`, or another database's scan with the newer models) got the
+    older model's back from the next plain scan, and two such databases rewrote each other's fields
+    at every scan (found reviewing a1dad46). The stale results go back where another program removed
+    tagger's fields, or left them of the track's own model; a file whose fields name another model
+    version is left as it is."""
+    from library_fakes import UKULELE_BANDS
+
+    f = write_audio(tmp_path / "music" / "trio.flac", tone_signal([110.0, 440.0, 1000.0], seconds=5.0))
+    old = FakeAnalyser(version="fake-0", bands=UKULELE_BANDS)
+    assert scan([f.parent], db=db, analyser=old, jobs=0, on_track=tag_writer(model_version="fake-0")).tags_written == 1
+    before = stored(db, f)
+    tags.write_instruments(f, instruments=["bass", "flute", "organ"], model_version="fake-1")  # as tag --from-json
+    newer = f.read_bytes()
+
+    new = FakeAnalyser(version="fake-1")
+    for _ in range(2):
+        again = scan([f.parent], db=db, analyser=new, jobs=0, on_track=tag_writer(model_version="fake-1"))
+        assert again.stale == 1 and again.tags_written == 0 and again.tag_errors == 0 and new.calls == 0
+        assert f.read_bytes() == newer
+    assert tags.read_instruments(f) == tags.TagState(["bass", "flute", "organ"], "fake-1")
+    assert stored(db, f)["model"] == before["model"] and stored(db, f)["results"] == before["results"]
+
+    retag(f, title="Another title", cover=False, drop_ours=True)  # removed: the stale results go back
+    third = scan([f.parent], db=db, analyser=new, jobs=0, on_track=tag_writer(model_version="fake-1"))
+    assert third.tags_written == 1 and new.calls == 0
+    assert tags.read_instruments(f) == tags.TagState(["bass", "flute", "ukulele"], "fake-0")

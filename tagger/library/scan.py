@@ -101,7 +101,8 @@ def tag_writer(
     only when `scores` is true; without it, scores a file already holds are kept while they are the
     result's (an earlier scan with scores wrote them), and removed otherwise. Family names are those of the model that produced the result,
     and so is INSTRUMENTS_MODEL: ``model_version`` (the scan's), or the result's own ``model_version``
-    where it has one (a stale track's stored results, written back by `TagHook.retag`).
+    where it has one (a stale track's stored results, written back by `TagHook.retag` where another
+    program removed them: a file whose fields name another model version is left as it is).
     """
     from tagger import tags
 
@@ -109,7 +110,7 @@ def tag_writer(
         return tags.write_instruments(
             path, instruments=result.instruments, model_version=result.model_version or model_version,
             scores=result.scores if scores else None, current_scores=None if scores else result.scores,
-            id3v23=id3v23, keep_mtime=keep_mtime, dry_run=dry_run,
+            over_other_model=result.model_version is None, id3v23=id3v23, keep_mtime=keep_mtime, dry_run=dry_run,
             expected=(analysed.size, analysed.mtime), fingerprint=analysed.fingerprint, inode=analysed.inode,
             content_hash=analysed.content_hash, ctime_ns=analysed.ctime_ns, settle_seconds=settle_seconds,
             families=result.families,

@@ -118,6 +118,7 @@ def write_instruments(
     model_version: str,
     scores: Mapping[str, float] | None = None,
     current_scores: Mapping[str, float] | None = None,
+    over_other_model: bool = True,
     id3v23: bool = False,
     keep_mtime: bool = False,
     dry_run: bool = False,
@@ -148,7 +149,11 @@ def write_instruments(
     says ``retagged``). ``current_scores`` (with ``scores`` None): the result's scores, kept where
     the file's INSTRUMENTS_SCORES field holds exactly them as tagger writes them (an earlier write
     with scores made it; other scores, an older result's, are removed as stale): a scan without
-    ``--scores`` keeps what a scan with it wrote. ``id3v23``: write
+    ``--scores`` keeps what a scan with it wrote. ``over_other_model=False``: a file whose
+    INSTRUMENTS_MODEL names another model version than ``model_version`` is left as it is (the
+    older results of a stale track, which a tag-writing scan puts back where they were removed,
+    never replace another model's, those of a `tag --from-json` or another database's scan with
+    newer models). ``id3v23``: write
     ID3v2.3 instead of ID3v2.4 (ID3 carriers). A file already holding these values is left
     untouched (``written=False``).
     ``settle_seconds``: refuse a file modified less than this many seconds ago (it may still be
@@ -169,6 +174,8 @@ def write_instruments(
                              families=families)  # fmt: skip
 
     def target(before: Raw) -> Raw:  # (scores joined by "/" as in ID3v2.3, in a tag converted to v2.4: kept)
+        if not over_other_model and before.get(INSTRUMENTS_MODEL, [model_version]) != [model_version]:
+            return before
         held = [v for value in before.get(INSTRUMENTS_SCORES, []) for v in value.split("/")]
         return scored if INSTRUMENTS_SCORES in scored and held == scored[INSTRUMENTS_SCORES] else raw
 
