@@ -25,7 +25,7 @@ def ogg_page_intact(page: bytes) -> bool:
     """Whether ``page``, the bytes of one whole Ogg page, holds the checksum its header stores (CRC-32
     of polynomial 0x04C11DB7, not reflected, over the page with its checksum field zeroed: zlib's
     reflected CRC-32 on bit-swapped bytes). Serves the probe's end-of-stream check and page search
-    (`tagger.audio.ogg`) and the Ogg payload digest (`tagger.tags.storage.vorbis`)."""
+    (`tagger.audio.ogg`) and the Ogg payload digest (`tagger.tags.storage.ogg`)."""
     if len(page) < 27:
         return False
     data = bytes(page[:22]) + b"\0\0\0\0" + bytes(page[26:])

@@ -16,7 +16,9 @@ per container where several carry one tag (ID3v2: MP3, WAV/AIFF, DSF):
 - `tagger.tags.storage.mp3`: MP3: that tag at the start of the file, an ID3v1 and an APEv2 tag beside it;
 - `tagger.tags.storage.riff`: WAV, AIFF: the same ID3v2 tag in an ``ID3`` chunk, their chunks, ``LIST/INFO``;
 - `tagger.tags.storage.dsf`: DSF: the same ID3v2 tag, at the end of the file;
-- `tagger.tags.storage.vorbis`: FLAC, Ogg Vorbis, Opus: Vorbis comments;
+- `tagger.tags.storage.vorbis`: Vorbis comments (`VorbisStorage`, their raw entries);
+- `tagger.tags.storage.flac`: FLAC: those comments in its metadata blocks, its pictures, ID3 tags beside it;
+- `tagger.tags.storage.ogg`: Ogg Vorbis, Opus: those comments in a header packet, the pages, chained files;
 - `tagger.tags.storage.mp4`: MP4/M4A: freeform atoms ``----:com.apple.iTunes:NAME``;
 - `tagger.tags.storage.asf`: WMA: ASF attributes;
 - `tagger.tags.storage.apev2`: WavPack, Monkey's Audio, Musepack, TAK: APEv2 text items;
@@ -40,7 +42,9 @@ from tagger.tags.storage.id3 import ID3Storage
 from tagger.tags.storage.mp3 import MP3Storage
 from tagger.tags.storage.riff import AIFFStorage, WAVEStorage
 from tagger.tags.storage.dsf import DSFStorage
-from tagger.tags.storage.vorbis import FLACStorage, OggOpusStorage, OggVorbisStorage, VorbisStorage
+from tagger.tags.storage.vorbis import VorbisStorage
+from tagger.tags.storage.flac import FLACStorage
+from tagger.tags.storage.ogg import OggOpusStorage, OggVorbisStorage
 from tagger.tags.storage.mp4 import MP4_FREEFORM_PREFIX, MP4Storage
 from tagger.tags.storage.asf import ASFStorage
 from tagger.tags.storage.apev2 import APEv2Storage
