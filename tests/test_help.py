@@ -8,6 +8,7 @@ line (`tagger.cli.options.name_values`)."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 import typer.core
@@ -76,3 +77,50 @@ def test_help_names_values_as_the_readme(rich, monkeypatch):
 def test_an_error_names_the_argument_as_the_usage_line():
     r = CliRunner().invoke(app, ["scan"])
     assert r.exit_code == 2 and "Missing argument 'PATHS...'" in r.output, r.output
+
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def _options(words) -> set[str]:
+    command = typer.main.get_command(app)
+    for word in words:
+        command = command.commands[word]
+    return {o for p in command.params for o in (*p.opts, *p.secondary_opts) if o.startswith("--")}
+
+
+def _readme_command_lines() -> list[str]:
+    """Each ``tagger ...`` command line the README shows: the lines of its code blocks (``\\``
+    continuations joined) and its one-line code spans."""
+    text = README.read_text(encoding="utf-8")
+    blocks = re.findall(r"```[a-z]*\n(.*?)```", text, re.S)
+    spans = re.findall(r"`([^`\n]+)`", re.sub(r"```[a-z]*\n.*?```", "", text, flags=re.S))
+    lines = [line for block in blocks for line in block.replace("\\\n", " ").splitlines()] + spans
+    return [part.split("#")[0] for line in lines for part in re.split(r"&&|;|\|", line)]
+
+
+def test_readme_command_lines_use_options_their_command_has():
+    """Every ``--option`` a README command line gives ``tagger CMD`` is one of that command's (found
+    auditing the README: none was wrong, and this keeps it so as options are renamed)."""
+    commands = {w for w in COMMANDS if w}
+    removed = {(("train",), "--augment")}  # (History: an option tried and reverted, said so there)
+    seen, wrong = 0, []
+    for line in _readme_command_lines():
+        for m in re.finditer(r"(?:^|[\s/(])tagger ([a-z]+)( [a-z]+)?((?: \S+)*)", line):
+            words = (m.group(1), *(m.group(2).split() if m.group(2) else ()))
+            rest = m.group(3)
+            if words not in commands:
+                words, rest = words[:1], f"{m.group(2) or ''}{rest}"
+                if words not in commands:
+                    continue
+            seen += 1
+            wrong += [(words, o, line) for o in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", rest)
+                      if o != "--help" and o not in _options(words) and (words, o) not in removed]
+    assert seen > 50 and not wrong, wrong
+
+
+def test_readme_scan_synopsis_names_every_scan_option():
+    text = README.read_text(encoding="utf-8")
+    synopsis = re.search(r"\*\*`tagger scan PATH\.\.\. (.*?)`\*\*", text).group(1)
+    named = set(re.findall(r"--[a-z][a-z0-9-]*", synopsis))
+    assert _options(("scan",)) - {"--help", "--write-tags"} <= named, _options(("scan",)) - named
