@@ -262,6 +262,8 @@ def test_changed_since_analysed_is_skipped(library):
     preds.write_text(json.dumps(rows[0]) + "\n")
     res = run("tag", "--from-json", str(preds))
     assert res.exit_code == 1 and "changed since it was analysed" in res.output
+    # what to do about a row: predict the file again (a scan, which it said, leaves the row as it was)
+    assert "; run tagger predict --json on it again" in res.output and "scan it again" not in res.output
     assert not tags.read_instruments(files["a"]).tagged
 
 

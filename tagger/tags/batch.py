@@ -415,8 +415,15 @@ def _unchanged_or(exc: ChangedSinceError, pred: Prediction, *, scores: bool, id3
                                   scores=pred.scores if scores else None, id3v23=id3v23, dry_run=True,
                                   families=pred.families)  # fmt: skip
     except (TagWriteError, UserError):
-        return exc
-    return exc if again.changed else again
+        return _predict_again(exc)
+    return _predict_again(exc) if again.changed else again
+
+
+def _predict_again(exc: ChangedSinceError) -> ChangedSinceError:
+    """``exc`` saying what to do for a row of `tagger predict --json`: predict the file again (its
+    checks say "scan it again", which refreshes the database's results and leaves the row as it was)."""
+    reason = exc.reason.removesuffix("; scan it again")
+    return ChangedSinceError(exc.path, f"{reason}; run tagger predict --json on it again")
 
 
 def remove_all(
