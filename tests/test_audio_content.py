@@ -833,6 +833,59 @@ def test_mp3_files_joined_after_the_first_ones_tag_at_its_end_are_analysed_whole
     assert track_instruments(db) == {str(path): ["bass", "flute"]}
 
 
+def _with_false_headers(data: bytes, header: bytes, at: int) -> bytes:
+    """`data` (an MP3 written by ffmpeg: frames after its ID3v2 tag) with `header` written `at` bytes
+    into each of its frames after the first (its Info header's), bytes of their audio that look like
+    a frame header."""
+    from tagger.audio.mp3 import _mp3_frame
+
+    pos, out = _id3v2_length(data), bytearray(data)
+    pos += _mp3_frame(data, pos)[1]
+    while pos < len(data):
+        length = _mp3_frame(data, pos)[1]
+        if pos + length < len(data):
+            out[pos + at : pos + at + 4] = header
+        pos += length
+    return bytes(out)
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
+@pytest.mark.parametrize("where", ["apev2 cover", "audio", "both"])
+def test_a_whole_16_khz_mp3_with_bytes_that_look_like_48_khz_headers_is_not_taken_for_files_joined(tmp_path, where):
+    """A 10 s MP3 of LAME's at 16 kHz, 32 kbps, tagged: two bytes of a cover in its APEv2 tag that
+    read as 48 kHz headers, one a frame's length (384 bytes) after the other, or in each frame's data
+    a 48 kHz header whose length (96 bytes) reaches the next frame's real header, were taken for a
+    file of 48 kHz joined after it ('MP3 files joined one after another (frames of 48000 Hz after
+    frames of 16000 Hz)'): the file went to ffmpeg, which left the encoder's padding at its end in
+    (175 samples more than libsndfile's). Frames are looked for before the tags at the file's end
+    only now, and four of one kind in a row are taken for a stream's: the file stays libsndfile's,
+    its samples those of the file without the tag."""
+    from mutagen.apev2 import APEv2, APEValue, BINARY
+
+    from tagger.audio.mp3 import _mp3_decoded_in_part
+
+    y = tone_signal([FLUTE], seconds=10.0, sr=16_000)
+    plain = tmp_path / "plain.mp3"
+    data = _mp3(plain, np.stack([y, y], axis=1), 16_000, "-b:a", "32k")
+    if where != "apev2 cover":
+        data = _with_false_headers(data, bytes.fromhex("fffb1444"), 48)  # (MPEG-1, 32 kbps, 48 kHz: 96 bytes)
+    path = tmp_path / "tagged.mp3"
+    path.write_bytes(data)
+    if where != "audio":
+        cover = bytearray(np.random.default_rng(0).integers(0, 255, 12_000, dtype=np.uint8).tobytes())  # (no 0xFF)
+        header = bytes.fromhex("fffb9464")  # (MPEG-1, 128 kbps, 48 kHz: 384 bytes)
+        cover[9000:9004] = cover[9384:9388] = header
+        tag = APEv2()
+        tag["Title"] = "a title"
+        tag["Cover Art (Front)"] = APEValue(b"cover.jpg\0" + bytes(cover), BINARY)
+        tag.save(path)
+    assert _mp3_decoded_in_part(path) is None
+    assert audio.info(path).decoder == "soundfile"
+    if where == "apev2 cover":
+        np.testing.assert_array_equal(audio.load(path), audio.load(plain))
+        assert len(audio.load(path)) == 160_000
+
+
 def _frame_starts(data: bytes) -> list[int]:
     """Where each MPEG-1 layer III frame of an MP3 written by ffmpeg begins (after its ID3v2 tag),
     read from the frame headers: 144 * bit rate / sample rate bytes, plus one where padded."""

@@ -42,19 +42,47 @@ def _mp3_frame(data: bytes, i: int) -> tuple[int, int, int] | None:
     return kbps, (144 if version == 3 else 72) * kbps * 1000 // hz + ((h >> 9) & 1), hz
 
 
-def _mp3_frames_at(data: bytes) -> tuple[int, tuple[int, int, int]] | None:
+def _mp3_frames_at(data: bytes, chain: int | None = None) -> tuple[int, tuple[int, int, int]] | None:
     """The first MPEG layer III frame of `data` followed by another (two in a row, to trust a header
-    found): (its offset, `_mp3_frame`); None where there is none. Only the offsets of a 0xFF byte
+    found): (its offset, `_mp3_frame`); None where there is none. With `chain`, the first that begins
+    `chain` frames in a row of one kind (sample rate, layer, mono or not: `_mp3_chain`), as a stream's
+    frames are: two in a row were taken of bytes that only looked like headers (a 48 kHz header inside
+    a 16 kHz frame whose length reached the next real header; two inside a cover in an APEv2 tag),
+    and a whole file for MP3 files joined (`_mp3_decoded_in_part`). Only the offsets of a 0xFF byte
     are tried (a header begins with 11 set bits): trying each of the 16 KiB read at a probe in
     Python took about 10 ms of each MP3's analysis."""
     end = len(data) - 4
     i = data.find(b"\xff", 0, end)
     while i >= 0:
         frame = _mp3_frame(data, i)
-        if frame is not None and _mp3_frame(data, i + frame[1]) is not None:
+        if frame is not None and (_mp3_chain(data, i, chain) if chain else _mp3_frame(data, i + frame[1]) is not None):
             return i, frame
         i = data.find(b"\xff", i + 1, end)
     return None
+
+
+def _mp3_kind(data: bytes, i: int) -> tuple[int, int, bool] | None:
+    """(sample rate, layer, mono) of the frame whose header begins at ``data[i]``; None where none does."""
+    frame = _mp3_frame(data, i)
+    return None if frame is None else (frame[2], data[i + 1] >> 1 & 3, data[i + 3] >> 6 == 3)
+
+
+def _mp3_chain(data: bytes, i: int, frames: int) -> bool:
+    """Whether `frames` MPEG frames of one kind (`_mp3_kind`) follow one another from ``data[i]``, the
+    header of the last of them within `data`."""
+    kind = _mp3_kind(data, i)
+    for _ in range(frames - 1):
+        if kind is None:
+            return False
+        i += _mp3_frame(data, i)[1]
+        if _mp3_kind(data, i) != kind:
+            return False
+    return kind is not None
+
+
+MP3_CHAIN = 4
+"""How many frames of one kind in a row `_mp3_decoded_in_part` takes for a stream's frames (a
+header, or two, inside a frame's data or a tag's bytes is no frame of another file)."""
 
 
 def _declared_bytes(frame: bytes) -> int | None:
@@ -110,26 +138,33 @@ def _mp3_decoded_in_part(path: Path, probes: int = 8) -> str | None:
     for at `probes` places through the file, and after the bytes a header declares (past an ID3v2
     tag there); where the mean frame length those bytes and frames give is not within 10% of the
     frames found at the probes, the frames up to those bytes are counted (`_mp3_walk`: 30-80 ms for a
-    10-minute file, which an encoder's CBR file, whose header is right, is spared)."""
+    10-minute file, which an encoder's CBR file, whose header is right, is spared). Frames are looked
+    for and followed before the tags at its end alone (`_trailing_tags`), and a probe takes
+    `MP3_CHAIN` frames of one kind in a row for frames: a 16 kHz MP3 with a cover in an APEv2 tag was
+    'MP3 files joined (frames of 48000 Hz after frames of 16000 Hz)' for two such headers in the
+    cover's bytes, and went to ffmpeg, which gave the encoder's padding at its end too (175
+    samples)."""
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
             start = id3v2_length(f.read(10))
+            end = max(_trailing_tags(f, size)[0], start)
             first, known, lengths = None, False, []
             for k in range(probes):
-                f.seek(start + (size - start) * k // probes)
-                data = f.read(16384)
-                found = _mp3_frames_at(data)
+                at = start + (end - start) * k // probes
+                f.seek(at)
+                data = f.read(min(16384, end - at))
+                found = _mp3_frames_at(data, MP3_CHAIN)
                 if found is None:
                     continue
                 i, (kbps, length, hz) = found
                 mono = data[i + 3] >> 6 == 3  # (the channel mode: 3 is mono)
                 lengths.append(length)
                 if first is None:
-                    first, frame, first_mono, first_at = (kbps, hz), data[i : i + length], mono, f.tell() - len(data) + i
+                    first, frame, first_mono, first_at = (kbps, hz), data[i : i + length], mono, at + i
                     known = any(tag in frame for tag in (b"Xing", b"Info", b"VBRI"))
                     declared = _declared_bytes(frame)
-                    if declared is not None and _frames_after(f, start + i + declared):
+                    if declared is not None and _frames_after(f, first_at + declared, end):
                         return "MP3 files joined one after another (its first header declares the length of the first only)"
                 elif (hz, mono) != (first[1], first_mono):
                     return _joined((hz, mono), (first[1], first_mono))
@@ -138,7 +173,7 @@ def _mp3_decoded_in_part(path: Path, probes: int = 8) -> str | None:
             frames = _declared_frames(frame) if first is not None else None
             if frames and declared and abs(declared / (frames + 1) / (sum(lengths) / len(lengths)) - 1) > 0.1:
                 f.seek(first_at)
-                _, _, held, _ = _mp3_walk(f, first_at, min(first_at + declared, size))
+                _, _, held, _ = _mp3_walk(f, first_at, min(first_at + declared, end))
                 if held - 1 > frames + 1:  # (its own frame not counted; one more allowed, as encoders go)
                     return (f"its Xing/Info header declares {frames} frames, where the {declared} bytes it declares hold "
                             f"{held - 1}")  # fmt: skip
@@ -147,7 +182,7 @@ def _mp3_decoded_in_part(path: Path, probes: int = 8) -> str | None:
                 # stopped there, 42.6 s of an 83.5 s file decoded, what was after it never heard)
                 f.seek(first_at)
                 rates: set[int] = set()
-                *_, kinds = _mp3_walk(f, first_at, size, rates)
+                *_, kinds = _mp3_walk(f, first_at, end, rates)
                 other = next((k for k in kinds if k != (first[1], first_mono)), None)
                 if other is not None:
                     return _joined(other, (first[1], first_mono))
@@ -168,18 +203,21 @@ def _joined(kind: tuple[int, bool], first: tuple[int, bool]) -> str:
     return f"MP3 files joined one after another ({now} frames after {before} frames)"
 
 
-def _frames_after(f, pos: int) -> bool:
-    """Whether MPEG layer III frames (two in a row) begin within 4 KiB of `pos` in the open file `f`,
-    past the tags there (`_tag_at`: the first part's ID3v1 or APEv2 tag, the second's ID3v2 tag;
-    an APEv2 tag holding a cover was longer than 4 KiB, and the parts after it went unseen)."""
+def _frames_after(f, pos: int, end: int) -> bool:
+    """Whether MPEG layer III frames (`MP3_CHAIN` of one kind in a row, read in full) begin within 4
+    KiB of `pos` in the open file `f`, before `end` (where the tags at its end begin), past the tags there
+    (`_tag_at`: the first part's ID3v1 or APEv2 tag, the second's ID3v2 tag; an APEv2 tag holding a
+    cover was longer than 4 KiB, and the parts after it went unseen)."""
     for _ in range(8):
         f.seek(pos)
         length = _tag_at(f.read(32))
         if not length:
             break
         pos += length
+    if pos >= end:
+        return False
     f.seek(pos)
-    return _mp3_frames_at(f.read(4096)) is not None
+    return _mp3_frames_at(f.read(min(4096 + MP3_CHAIN * MP3_MAX_FRAME, end - pos)), MP3_CHAIN) is not None
 
 
 def _check_mp3_cut(path: Path, meta: AudioInfo, tail: _Mp3Tail | None, decoded: int, notes: list[str] | None) -> None:
