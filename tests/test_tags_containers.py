@@ -1253,6 +1253,40 @@ def test_mp4_mdta_keys_of_our_names_are_someone_elses(tmp_path, key):
     assert not change.written and song.read_bytes() == original
 
 
+def test_mp4_fields_of_our_names_refused_for_where_they_are_say_where_ours_are(tmp_path):
+    """A file tagger tagged and ffmpeg then remuxed with ``-movflags use_metadata_tags`` holds tagger's own
+    fields, in upper case with INSTRUMENTS_MODEL beside them, as mdta keys, which tag refuses (someone
+    else's: mutagen cannot change them); the refusal said 'tagger writes its fields in upper case, with
+    INSTRUMENTS_MODEL beside them', which these are, and so said of an upper-case ``----:com.foo:INSTRUMENTS``
+    (found reviewing 8882d9b and c9fb921). It names where tagger's are in MP4, and for mdta keys what wrote
+    them and how they go; ffmpeg without the flag does leave them out."""
+    import mutagen
+    from mutagen.mp4 import MP4FreeForm
+
+    song = _ffmpeg(tmp_path / "song.m4a", "-c:a", "aac")
+    tags.write_instruments(song, **WRITE)
+    remuxed = tmp_path / "remuxed.m4a"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(song), "-c", "copy", "-movflags",
+                    "use_metadata_tags", str(remuxed)], check=True)  # fmt: skip
+    assert _ffprobe_tags(remuxed)["instruments_model"] == "ova-test-1"
+    original = remuxed.read_bytes()
+    with pytest.raises(TagWriteError) as refused:
+        tags.write_instruments(remuxed, **WRITE)
+    assert "mdta:INSTRUMENTS field" in str(refused.value) or "mdta:INSTRUMENTS and" in str(refused.value)
+    assert "freeform atoms ----:com.apple.iTunes:NAME alone" in str(refused.value)
+    assert "-movflags use_metadata_tags" in str(refused.value) and remuxed.read_bytes() == original
+    plain = tmp_path / "plain.m4a"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(remuxed), "-c", "copy", str(plain)], check=True)
+    assert "instruments" not in _ffprobe_tags(plain)
+    tags.write_instruments(plain, **WRITE)
+    audio = mutagen.File(str(song))
+    audio.tags["----:com.foo:INSTRUMENTS"] = [MP4FreeForm(b"Piano")]
+    audio.save()
+    with pytest.raises(TagWriteError, match=r"in an MP4 file as freeform atoms ----:com\.apple\.iTunes:NAME alone\)") as refused:
+        tags.write_instruments(song, instruments=["bass"], model_version="ova-test-2")
+    assert "mdta" not in str(refused.value)
+
+
 def test_mp4_mdta_keys_of_other_names_are_kept_beside_ours(tmp_path):
     song = _ffmpeg(tmp_path / "song.m4a", "-c:a", "aac", "-movflags", "use_metadata_tags", "-metadata", "mood=Calm")
     tags.write_instruments(song, **WRITE)

@@ -43,7 +43,7 @@ from tagger.tags import filesystem, formats
 from tagger.tags.checks import _check_expected, _check_fingerprint, _only_tags_changed, unsettled_reason
 from tagger.tags.fields import INSTRUMENTS_MODEL, INSTRUMENTS_SCORES, Raw, TagChange, TagState, desired_raw, state
 from tagger.tags.leftovers import temp_prefix
-from tagger.tags.storage import STORAGES, Storage, payload_digest, supported_formats
+from tagger.tags.storage import MP4_FREEFORM_PREFIX, STORAGES, Storage, payload_digest, supported_formats
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +78,14 @@ def foreign_reason(foreign: Sequence[str]) -> str:
     """Why a file whose fields ``foreign`` (`Storage.foreign`) are named like tagger's but are someone
     else's is left unchanged."""
     fields = " and ".join(foreign) + (" fields were" if len(foreign) > 1 else " field was")
+    where = ""  # (the MP4 fields of our names that are someone else's whatever their case and model)
+    if any(name.startswith(("----:", "mdta:")) for name in foreign):
+        where += f", in an MP4 file as freeform atoms {MP4_FREEFORM_PREFIX}NAME alone"
+    if any(name.startswith("mdta:") for name in foreign):
+        where += ("; an mdta key is what ffmpeg's -movflags use_metadata_tags writes of any field it copies, "
+                  "tagger's too, and mutagen cannot change it: ffmpeg without that flag leaves such keys out")
     return (f"its {fields} not written by tagger (tagger writes its fields in upper case, with {INSTRUMENTS_MODEL} "
-            "beside them): someone else's, never overwritten; left unchanged")  # fmt: skip
+            f"beside them{where}): someone else's, never overwritten; left unchanged")  # fmt: skip
 
 
 def audio_digest(path: str | os.PathLike, *, progress: Callable[[int], None] | None = None) -> str | None:
