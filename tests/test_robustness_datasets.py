@@ -271,15 +271,16 @@ def mix_args(root, out, *extra):
 @pytest.mark.parametrize("args,needle", [
     (["--levels", "1-x"], "--levels: expected"), (["--levels=0,-1"], "--levels: expected"),
     (["--levels", "5-2"], "--levels: expected"), (["--gain-db", "3"], "--gain-db: expected two numbers"),
-    (["--gain-db", "0,-6"], "gain range 0,-6 dB"), (["--pitch-range", "a,b"], "--pitch-range: expected"),
-    (["--pitch-range", "20,200"], "pitch range 20,200"), (["--velocities", "x"], "--velocities: expected"),
-    (["--velocities", "200"], "velocities 200"), (["--per-level", "0"], "--per-level must be at least 1"),
-    (["--max-onset", "-1"], "maximum onset -1 s"), (["--max-onset", "10"], "under the 4 s window"),
+    (["--gain-db", "0,-6"], "gain range 0,-6 dB (--gain-db): expected"), (["--pitch-range", "a,b"], "--pitch-range: expected"),
+    (["--pitch-range", "20,200"], "pitch range 20,200 (--pitch-range): expected"), (["--velocities", "x"], "--velocities: expected"),
+    (["--velocities", "200"], "velocities 200 (--velocities): expected"), (["--per-level", "0"], "--per-level must be at least 1"),
+    (["--max-onset", "-1"], "maximum onset -1 s (--max-onset): expected"), (["--max-onset", "10"], "(--max-onset): expected at least 0 and under the 4 s window"),
 ])  # fmt: skip
 def test_mix_options_out_of_range_are_one_line_and_write_nothing(tmp_path, args, needle):
     """Each was a traceback (ValueError from int(), from unpacking, from numpy's uniform or integers),
     or a labels.json of no mixtures (--per-level 0), or mixtures whose labels name a note that
-    starts after their 4 s (--max-onset 10: the note was left out, its bit set)."""
+    starts after their 4 s (--max-onset 10: the note was left out, its bit set). Each line names the
+    option (the ranges checked by the settings named only the setting, "maximum onset 10 s")."""
     root = make_dataset(tmp_path / "ds")
     result = runner.invoke(app, ["dataset", "mix", str(root), str(tmp_path / "mix"), "--levels", "2", "--per-level", "1", *args])
     one_error_line(result, needle)

@@ -31,7 +31,8 @@ class MixSettings:
     """Allowed velocities; None = any."""
 
     def __post_init__(self) -> None:
-        """Refuse ranges the mixer cannot draw from (a `UserError` naming the setting): a gain range
+        """Refuse ranges the mixer cannot draw from (a `UserError` naming the setting and the option of
+        `tagger dataset mix` that sets it, the only caller giving other values): a gain range
         upside down, an onset past the window (the note would be left out of its mixture while its
         label says it is there), pitches or velocities outside MIDI's 0-127."""
         from tagger.constants import WINDOW_SECONDS
@@ -39,13 +40,15 @@ class MixSettings:
 
         low, high = self.gain_db
         if not (math.isfinite(low) and math.isfinite(high) and low <= high):
-            raise UserError(f"gain range {low:g},{high:g} dB: expected 'low,high' with low <= high")
+            raise UserError(f"gain range {low:g},{high:g} dB (--gain-db): expected 'low,high' with low <= high")
         if not 0 <= self.max_onset_seconds < WINDOW_SECONDS:
-            raise UserError(f"maximum onset {self.max_onset_seconds:g} s: expected at least 0 and under the "
-                            f"{WINDOW_SECONDS:g} s window (a note starting later is not in its mixture, "
+            raise UserError(f"maximum onset {self.max_onset_seconds:g} s (--max-onset): expected at least 0 and "
+                            f"under the {WINDOW_SECONDS:g} s window (a note starting later is not in its mixture, "
                             "yet its label would say it is)")  # fmt: skip
         low, high = self.pitch_range
         if not 0 <= low <= high <= 127:
-            raise UserError(f"pitch range {low},{high}: expected 'low,high' MIDI pitches, 0 <= low <= high <= 127")
+            raise UserError(f"pitch range {low},{high} (--pitch-range): expected 'low,high' MIDI pitches, "
+                            "0 <= low <= high <= 127")  # fmt: skip
         if self.velocities is not None and not all(0 <= v <= 127 for v in self.velocities):
-            raise UserError(f"velocities {','.join(map(str, self.velocities))}: expected MIDI velocities (0-127)")
+            raise UserError(f"velocities {','.join(map(str, self.velocities))} (--velocities): expected MIDI "
+                            "velocities (0-127)")  # fmt: skip
