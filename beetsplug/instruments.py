@@ -13,7 +13,8 @@ adds:
   ``tagger scan`` writes ``INSTRUMENTS`` and ``INSTRUMENTS_MODEL`` (so ``beet write``, ``beet
   modify`` and ``beet update`` keep them, and an import reads them from files tagger tagged); fields
   of those names that are someone else's (no ``INSTRUMENTS_MODEL`` beside them) are neither read
-  nor changed, and the plugin's own write removes stale ``INSTRUMENTS_SCORES``;
+  nor changed, and the plugin's own write keeps ``INSTRUMENTS_SCORES`` that are the results' own
+  (as a scan without ``--scores`` does) and removes any other;
 - the query ``has_instrument:FAMILY``: an exact family name (``instruments:string`` is a substring
   match, which a family name inside another one would also satisfy);
 - with ``auto: yes``, analysis of the imported items during ``beet import``.
@@ -37,6 +38,7 @@ file is left unwritten, as ``tagger tag`` leaves it.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import confuse
 import mediafile
@@ -130,9 +132,9 @@ class ModelField(_Ours, mediafile.MediaField):
 
 class ScoresField(_Ours, mediafile.ListMediaField):
     """The INSTRUMENTS_SCORES tag (``family=0.873`` values, `tagger scan --scores`): not an item field
-    (beets neither reads nor writes it); the plugin's writes remove it, as ``tagger tag`` without
-    ``--scores`` does, so that no file keeps scores of another model or other audio beside the
-    results written."""
+    (beets neither reads nor writes it); the plugin's writes keep it where it holds the results' own
+    scores, as a scan without ``--scores`` does, and remove it otherwise, so that no file keeps scores
+    of another model or other audio beside the results written."""
 
     absent = []
 
@@ -354,7 +356,8 @@ class InstrumentsPlugin(BeetsPlugin):
             self._log.debug("{}: {}", _named(item), shown(item["instruments"] or "(no instrument)"))
             item.store()
 
-        holds = _file_holds(res)
+        found = _in_file(res)
+        holds = found.holds
         to_write = write and not holds
         left = _left_alone(res.path) if to_write else None
         if not to_write or left:
@@ -364,7 +367,9 @@ class InstrumentsPlugin(BeetsPlugin):
                 if left:
                     self._log.warning("{}: {}", _named(item), shown(left))
             return problem, False
-        done = rewrite_tags(database, res, lambda: give(unwritten=False) or item.try_write(tags={"instruments_scores": None}))
+        # (INSTRUMENTS_SCORES: the results' own are kept, as a scan without --scores keeps them; others removed)
+        dropped = {} if found.own_scores else {"instruments_scores": None}
+        done = rewrite_tags(database, res, lambda: give(unwritten=False) or item.try_write(tags=dropped))
         if not done.written:
             if done.problem is None:  # beets could not write it, and said why: the results are beets' alone
                 item[UNWRITTEN] = _audio_of(res.path)
@@ -393,11 +398,22 @@ def _left_alone(path: str) -> str | None:
     return foreign_reason(foreign) if foreign else None
 
 
-def _file_holds(res) -> bool:
-    """True when the file already carries the results ``res`` (then it is not rewritten): their
-    families and model version, and no scores or their own (as ``tagger scan --scores`` writes them).
-    A format beets tags and tagger does not (none of the common ones since tagger tags APEv2 and DSF) is
-    read as beets reads it."""
+@dataclass(frozen=True)
+class _InFile:
+    """tagger's fields as the file of a result holds them (`_in_file`)."""
+
+    instruments: list[str]
+    model_version: str | None
+    holds: bool
+    """The file carries the results: their families and model version, and no scores or their own."""
+    own_scores: bool
+    """Its INSTRUMENTS_SCORES are the results' own (``tagger scan --scores`` wrote them): a write keeps them."""
+
+
+def _in_file(res) -> _InFile:
+    """What the file of ``res`` holds of tagger's fields, against ``res``. A format beets tags and
+    tagger does not (none of the common ones since tagger tags APEv2 and DSF) is read as beets reads
+    it (its scores, if any, are never counted as the results' own)."""
     from tagger import tags
     from tagger.errors import TaggerError
 
@@ -407,12 +423,16 @@ def _file_holds(res) -> bool:
         try:
             mf = mediafile.MediaFile(res.path)
         except mediafile.UnreadableFileError:
-            return False
-        return (split_families(mf.instruments) == list(res.instruments) and mf.instruments_model == res.model_version
-                and not mf.instruments_scores)  # fmt: skip
+            return _InFile([], None, holds=False, own_scores=False)
+        families = split_families(mf.instruments)
+        return _InFile(families, mf.instruments_model or None, own_scores=False,
+                       holds=(families == list(res.instruments) and mf.instruments_model == res.model_version
+                              and not mf.instruments_scores))  # fmt: skip
 
     def written(scores: dict[str, float]) -> dict[str, str]:
         return {family: f"{score:.{tags.SCORE_DECIMALS}f}" for family, score in scores.items()}
 
-    return (list(state.instruments) == list(res.instruments) and state.model_version == res.model_version
-            and (state.scores is None or written(state.scores) == written(res.scores)))  # fmt: skip
+    own = state.scores is not None and written(state.scores) == written(res.scores)
+    holds = (list(state.instruments) == list(res.instruments) and state.model_version == res.model_version
+             and (state.scores is None or own))  # fmt: skip
+    return _InFile(list(state.instruments), state.model_version, holds=holds, own_scores=own)

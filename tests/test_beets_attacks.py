@@ -376,3 +376,35 @@ def test_results_beets_failed_to_write_are_kept_by_beet_update_as_unwritten_ones
     _touched(duo)
     beet(lib, "update", "path:" + duo)
     assert (_item(lib, duo)["instruments"], _item(lib, duo)["instruments_model"]) == ("bass, flute", "fake-1")
+
+
+@pytest.mark.parametrize("name", ["string.ogg", "duo.mp3"])
+def test_a_files_own_scores_stay_when_the_plugin_writes_its_results_back(beets_lib, name):
+    """As a plain ``tagger scan`` (2aca9a6): a file whose INSTRUMENTS_SCORES hold its results' own
+    scores (``tagger scan --scores``) keeps them when the plugin writes the results back, here after
+    another program removed INSTRUMENTS alone; the plugin used to remove them at every write."""
+    lib, plugin, files = beets_lib
+    path = files[name]
+    from tagger.db.session import open_database
+    from tagger.library.scan import scan, tag_writer
+
+    database = open_database(beets.config["instruments"]["database"].get())
+    scan([path], db=database, analyser=plugin.analyser, jobs=0, on_track=tag_writer(model_version="fake-1",
+                                                                                    scores=True))  # fmt: skip
+    database.close()
+    scored = tags.read_instruments(path)
+    assert scored.scores and scored.instruments
+    import mutagen
+
+    f = mutagen.File(path)  # another program removes INSTRUMENTS, and INSTRUMENTS alone
+    if name.endswith(".mp3"):
+        f.tags.delall("TXXX:INSTRUMENTS")
+    else:
+        del f["INSTRUMENTS"]
+    f.save()
+    assert tags.read_instruments(path).instruments == []
+
+    beet(lib, "instruments", "-w", "path:" + path)
+    assert tags.read_instruments(path) == scored
+    assert _item(lib, path)["instruments"] == ", ".join(scored.instruments)
+
