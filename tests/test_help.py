@@ -124,3 +124,16 @@ def test_readme_scan_synopsis_names_every_scan_option():
     synopsis = re.search(r"\*\*`tagger scan PATH\.\.\. (.*?)`\*\*", text).group(1)
     named = set(re.findall(r"--[a-z][a-z0-9-]*", synopsis))
     assert _options(("scan",)) - {"--help", "--write-tags"} <= named, _options(("scan",)) - named
+
+
+def test_every_command_is_one_line_in_its_groups_help():
+    """A group's ``--help`` lists each command by its docstring's first paragraph, line breaks kept:
+    untag's and db prune's ran on over two lines, broken mid-sentence at any width."""
+    for words in COMMANDS:
+        r = CliRunner().invoke(app, [*words, "--help"], env={"COLUMNS": "200", "NO_COLOR": "1"})
+        assert r.exit_code == 0, (words, r.output)
+        box = r.output.split("Commands", 1)[1].split("╰", 1)[0] if "Commands" in r.output else ""
+        listed = [line for line in box.splitlines()[1:] if line.startswith("│")]
+        assert listed or not box, (words, r.output)
+        wrapped = [line for line in listed if line[2:3] == " "]  # (a continuation: spaces, no name)
+        assert not wrapped, (words, wrapped)

@@ -57,9 +57,11 @@ def render(
         "(default: on when one is installed).",
     ),
 ) -> None:
-    """Render single notes from SoundFonts with FluidSynth (48 kHz -> 16 kHz, reverb/chorus off),
-    and from the other training sources (STK physical models, the Salamander Grand Piano, negatives
-    cut from sample libraries).
+    """Render single notes from the training sources into an NSynth-format dataset.
+
+    SoundFonts are rendered with FluidSynth (48 kHz -> 16 kHz, reverb/chorus off); the other
+    training sources are the STK physical models, the Salamander Grand Piano and negatives cut from
+    sample libraries.
 
     Instruments already in OUT are kept, so rerunning with more programs (--variants) renders only those.
     """

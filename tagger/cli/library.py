@@ -534,8 +534,10 @@ def db_prune(
     as_json: bool = typer.Option(False, "--json", help="Print the removed paths as JSON."),
     db: str = typer.Option(None, "--db", help=DB_HELP),
 ) -> None:
-    """Delete the tracks marked missing (files deleted since they were scanned) and their results;
-    a track whose file is there again, or whose scanned folder is empty (a drive not mounted?), is kept."""
+    """Delete the tracks marked missing (files deleted since they were scanned) and their results.
+
+    A track whose file is there again, or whose scanned folder is empty (a drive not mounted?), is
+    kept."""
     from tagger.db.queries import prune_missing
 
     # (a scan restoring a moved track meanwhile would have it deleted by the ids read before)

@@ -192,8 +192,10 @@ def untag(
     settle_seconds: float = settle_option(),
     follow_external_symlinks: bool = typer.Option(False, "--follow-external-symlinks", help=FOLLOW_HELP),
 ) -> None:
-    """Remove exactly the fields tagger wrote (INSTRUMENTS, INSTRUMENTS_MODEL, INSTRUMENTS_SCORES;
-    INSTRUMENTS_COPIES and the unchanged copies of another tag's fields it lists)."""
+    """Remove exactly the fields tagger wrote, nothing else.
+
+    INSTRUMENTS, INSTRUMENTS_MODEL, INSTRUMENTS_SCORES; INSTRUMENTS_COPIES and the unchanged copies
+    of another tag's fields it lists."""
     from tagger import tags
     from tagger.library.state import StopSignals
 
