@@ -14,7 +14,9 @@ adds:
   modify`` and ``beet update`` keep them, and an import reads them from files tagger tagged); fields
   of those names that are someone else's (no ``INSTRUMENTS_MODEL`` beside them) are neither read
   nor changed, and the plugin's own write keeps ``INSTRUMENTS_SCORES`` that are the results' own
-  (as a scan without ``--scores`` does) and removes any other;
+  (as a scan without ``--scores`` does) and removes any other; stale results (another model
+  version's, reused without ``--rescan-stale``) are never written over another model's fields: such
+  a file is left as it is and its item follows it (as a tag-writing scan leaves it);
 - the query ``has_instrument:FAMILY``: an exact family name (``instruments:string`` is a substring
   match, which a family name inside another one would also satisfy);
 - with ``auto: yes``, analysis of the imported items during ``beet import``.
@@ -357,6 +359,17 @@ class InstrumentsPlugin(BeetsPlugin):
             item.store()
 
         found = _in_file(res)
+        if found.model_version not in (None, res.model_version) and res.model_version != self.analyser.version:
+            # stale results (another model version's than the plugin's, not analysed again) never replace
+            # another model's in the file (as a tag-writing scan leaves them): the item follows the file
+            item["instruments"] = SEPARATOR.join(found.instruments)
+            item["instruments_model"] = found.model_version
+            item[UNWRITTEN] = ""
+            item.store()
+            self._log.info("{}: {}", _named(item), shown(
+                f"holds the results of model {found.model_version}; its stored results, of model "
+                f"{res.model_version}, are stale: left unchanged (--rescan-stale analyses it again)"))
+            return None, False
         holds = found.holds
         to_write = write and not holds
         left = _left_alone(res.path) if to_write else None

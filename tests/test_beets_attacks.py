@@ -408,3 +408,36 @@ def test_a_files_own_scores_stay_when_the_plugin_writes_its_results_back(beets_l
     assert tags.read_instruments(path) == scored
     assert _item(lib, path)["instruments"] == ", ".join(scored.instruments)
 
+
+def test_a_stale_items_results_never_replace_another_models_in_its_file(beets_lib, caplog):
+    """As a tag-writing scan (2d6f403): an item analysed by fake-0, whose file has since been given
+    fake-1's results (``tagger tag --from-json``, another database's scan), keeps fake-1's in its file
+    when ``beet instruments`` without ``--rescan-stale`` reuses the stored fake-0 results, and its
+    item follows the file; where another program removed tagger's fields, fake-0's go back."""
+    from library_fakes import FakeAnalyser
+
+    lib, plugin, files = beets_lib
+    path = files["duo.mp3"]
+    plugin.analyser = FakeAnalyser(version="fake-0")
+    beet(lib, "instruments", "-w", "path:" + path)
+    assert tags.read_instruments(path).model_version == "fake-0"
+    tags.write_instruments(path, instruments=["bass", "organ"], model_version="fake-1")
+    newer = open(path, "rb").read()
+
+    plugin.analyser = FakeAnalyser()  # fake-1: the stored results are stale now
+    caplog.set_level(logging.INFO, logger="beets")
+    for _ in range(2):
+        beet(lib, "instruments", "-w", "path:" + path)
+        assert open(path, "rb").read() == newer  # the old code wrote bass, flute under fake-0
+        item = _item(lib, path)
+        assert (item["instruments"], item["instruments_model"]) == ("bass, organ", "fake-1")
+    assert plugin.analyser.calls == 0  # not analysed again
+    assert f"{path}: holds the results of model fake-1; its stored results, of model fake-0, are stale: left " \
+           "unchanged (--rescan-stale analyses it again)" in [r.getMessage() for r in caplog.records]
+
+    tags.remove_instruments(path)
+    beet(lib, "instruments", "-w", "path:" + path)
+    state = tags.read_instruments(path)
+    assert (state.instruments, state.model_version) == (["bass", "flute"], "fake-0")
+    item = _item(lib, path)
+    assert (item["instruments"], item["instruments_model"]) == ("bass, flute", "fake-0")
