@@ -256,7 +256,10 @@ def _matroska_walk(path: Path) -> MatroskaWalk | None:
         return None
 
 
-def _walk(f, size: int) -> MatroskaWalk | None:
+def _segment(f) -> tuple[int, int | None] | None:
+    """Where the Segment's children begin in the open file `f` and the Segment's size (None:
+    unknown, a live-written file's); None where `f` is no EBML file or holds no Segment after its
+    EBML header."""
     ebml = _element(f.read(_HEAD))
     if ebml is None or ebml[0] != 0x1A45DFA3 or ebml[2] is None:
         return None
@@ -265,8 +268,15 @@ def _walk(f, size: int) -> MatroskaWalk | None:
     seg = _element(f.read(_HEAD))
     if seg is None or seg[0] != _SEGMENT:
         return None
-    pos += seg[1]
-    end = size if seg[2] is None else min(size, pos + seg[2])
+    return pos + seg[1], seg[2]
+
+
+def _walk(f, size: int) -> MatroskaWalk | None:
+    segment = _segment(f)
+    if segment is None:
+        return None
+    pos, seg_size = segment
+    end = size if seg_size is None else min(size, pos + seg_size)
     scale, track = 1_000_000, None
     clusters: list[tuple[int | None, tuple[int, int] | None]] = []  # (first audio block's ns, (last's ns, its end))
     pairs: list[tuple[int, int]] = []
@@ -453,15 +463,10 @@ def _declares_duration(path: Path) -> bool:
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
-            ebml = _element(f.read(_HEAD))
-            if ebml is None or ebml[0] != 0x1A45DFA3 or ebml[2] is None:
+            segment = _segment(f)
+            if segment is None:
                 return True
-            pos = ebml[1] + ebml[2]
-            f.seek(pos)
-            seg = _element(f.read(_HEAD))
-            if seg is None or seg[0] != _SEGMENT:
-                return True
-            pos += seg[1]
+            pos = segment[0]
             for _ in range(64):
                 f.seek(pos)
                 el = _element(f.read(_HEAD))
