@@ -142,6 +142,17 @@ def test_a_note_audio_path_that_is_no_regular_file_is_one_clear_error_without_bl
     one_error_line(done[0], str(path), "not a regular file")
 
 
+def _note_refused(root, path, why, out):
+    """The note file `path` of the dataset `root` refused for `why`, naming it: by the reader, and
+    by `dataset mix`, in one error line, writing no mixture into `out`."""
+    with pytest.raises(DatasetError, match=why) as err:
+        nsynth.load_note_audio(nsynth.NoteDataset.load(root).notes)
+    assert err.value.path == str(path)
+    result = runner.invoke(app, ["dataset", "mix", str(root), str(out), "--levels", "10", "--per-level", "1"])
+    one_error_line(result, str(path), why)
+    assert not (out / "labels.json").exists()
+
+
 @pytest.mark.parametrize("bad,rate,why", [(np.nan, C.SAMPLE_RATE, "NaN or infinite"), (np.inf, 44_100, "NaN or infinite"),
                                           (1e30, C.SAMPLE_RATE, "beyond")], ids=["nan", "inf-44k", "huge"])  # fmt: skip
 def test_a_note_of_nan_infinite_or_absurd_samples_is_refused_with_its_file_named(tmp_path, bad, rate, why):
@@ -152,12 +163,7 @@ def test_a_note_of_nan_infinite_or_absurd_samples_is_refused_with_its_file_named
     y[1000:1010] = bad
     path = root / "audio" / "odd.wav"
     sf.write(path, y, rate, subtype="FLOAT")
-    with pytest.raises(DatasetError, match=why) as err:
-        nsynth.load_note_audio(nsynth.NoteDataset.load(root).notes)
-    assert err.value.path == str(path)
-    result = runner.invoke(app, ["dataset", "mix", str(root), str(tmp_path / "mix"), "--levels", "10", "--per-level", "1"])
-    one_error_line(result, str(path), why)
-    assert not (tmp_path / "mix" / "labels.json").exists()
+    _note_refused(root, path, why, tmp_path / "mix")
 
 
 def test_two_records_naming_one_note_str_are_refused_not_scored_twice(tmp_path):
@@ -184,12 +190,7 @@ def test_a_note_file_empty_or_cut_short_is_refused_not_scored_as_padded_silence(
     else:
         path.write_bytes(path.read_bytes()[:30_000])
         why = "note audio cut short: the file holds 0.94 s of the 4.00 s its header declares"
-    with pytest.raises(DatasetError, match=why) as err:
-        nsynth.load_note_audio(nsynth.NoteDataset.load(root).notes)
-    assert err.value.path == str(path)
-    result = runner.invoke(app, ["dataset", "mix", str(root), str(tmp_path / "mix"), "--levels", "10", "--per-level", "1"])
-    one_error_line(result, str(path), why)
-    assert not (tmp_path / "mix" / "labels.json").exists()
+    _note_refused(root, path, why, tmp_path / "mix")
     whole = make_dataset(tmp_path / "whole")  # (a whole note, and one with a chunk after its data, read as ever)
     with open(whole / "audio" / "bass_acoustic_000-060-100.wav", "ab") as f:
         f.write(b"LIST\x04\x00\x00\x00INFO")
