@@ -361,9 +361,9 @@ class InstrumentsPlugin(BeetsPlugin):
         found = _in_file(res)
         if found.model_version not in (None, res.model_version) and res.model_version != self.analyser.version:
             # stale results (another model version's than the plugin's, not analysed again) never replace
-            # another model's in the file (as a tag-writing scan leaves them): the item follows the file
-            item["instruments"] = SEPARATOR.join(found.instruments)
-            item["instruments_model"] = found.model_version
+            # another model's in the file (as a tag-writing scan leaves them): the item follows the file,
+            # as beets reads it (`beet update` then changes nothing)
+            item.update(_as_beets_reads(res.path, found))
             item[UNWRITTEN] = ""
             item.store()
             self._log.info("{}: {}", _named(item), shown(
@@ -391,6 +391,17 @@ class InstrumentsPlugin(BeetsPlugin):
         if done.problem:
             self._log.warning("{}: {}", _named(item), shown(done.problem))
         return None, True
+
+
+def _as_beets_reads(path: str, found: _InFile) -> dict[str, str]:
+    """The item fields ``instruments`` and ``instruments_model`` as beets reads them from the file at
+    ``path`` (``beet update``: values another program wrote in another form, ``FLUTE``, exactly as
+    stored, where tagger reads ``flute``); ``found``'s where beets cannot read it."""
+    try:
+        mf = mediafile.MediaFile(path)
+    except mediafile.UnreadableFileError:
+        return {"instruments": SEPARATOR.join(found.instruments), "instruments_model": found.model_version or ""}
+    return {"instruments": mf.instruments or "", "instruments_model": mf.instruments_model or ""}
 
 
 def _left_alone(path: str) -> str | None:

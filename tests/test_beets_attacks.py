@@ -441,3 +441,32 @@ def test_a_stale_items_results_never_replace_another_models_in_its_file(beets_li
     assert (state.instruments, state.model_version) == (["bass", "flute"], "fake-0")
     item = _item(lib, path)
     assert (item["instruments"], item["instruments_model"]) == ("bass, flute", "fake-0")
+
+
+def test_a_stale_item_takes_another_models_fields_as_beets_reads_them_so_beet_update_keeps_them(beets_lib, caplog):
+    """An item whose stale results are left out of a file holding another model's fields (14ef821)
+    takes the file's fields as beets reads them: values another program wrote in another form
+    (``STRING``, ``Flute``), which tagger reads in lower case, are the item's exactly as stored. It
+    took tagger's reading, so that ``beet update`` changed the item back to the file's (``string,
+    flute -> STRING, Flute``) and the next ``beet instruments`` again, at every run (found by a review
+    of 14ef821)."""
+    import mutagen
+    from library_fakes import FakeAnalyser
+
+    lib, plugin, files = beets_lib
+    path = files["string.ogg"]
+    plugin.analyser = FakeAnalyser(version="fake-0")
+    beet(lib, "instruments", "-w", "path:" + path)
+    other = mutagen.File(path)
+    other["INSTRUMENTS"], other["INSTRUMENTS_MODEL"] = ["STRING", "Flute"], ["fake-1"]  # another program, fake-1's
+    other.save()
+    newer = open(path, "rb").read()
+
+    plugin.analyser = FakeAnalyser(version="fake-2")  # fake-0's stored results are stale
+    for command in (["instruments", "-w"], ["update"], ["instruments", "-w"], ["write"], ["update"]):
+        beet(lib, *command, "path:" + path)
+        item = _item(lib, path)
+        assert (item["instruments"], item["instruments_model"]) == ("STRING, Flute", "fake-1"), command
+        assert open(path, "rb").read() == newer
+    assert plugin.analyser.calls == 0
+    assert [i.title for i in lib.items("has_instrument:flute")] == [item.title]
