@@ -393,6 +393,18 @@ class InstrumentsPlugin(BeetsPlugin):
         return None, True
 
 
+def _beets_reads(res) -> bool:
+    """Whether beets reads the fields of the file of ``res`` as the item's values of its results (a
+    file holding them in another form, ``STRING`` that tagger reads as ``string``, is written in
+    tagger's, as ``tagger tag`` writes it: otherwise ``beet update`` gave its item ``STRING`` and the
+    next ``beet instruments`` ``string``, at every run). True where beets cannot read the file."""
+    try:
+        mf = mediafile.MediaFile(res.path)
+    except mediafile.UnreadableFileError:
+        return True
+    return (mf.instruments or "") == SEPARATOR.join(res.instruments) and mf.instruments_model == res.model_version
+
+
 def _as_beets_reads(path: str, found: _InFile) -> dict[str, str]:
     """The item fields ``instruments`` and ``instruments_model`` as beets reads them from the file at
     ``path`` (``beet update``: values another program wrote in another form, ``FLUTE``, exactly as
@@ -458,5 +470,5 @@ def _in_file(res) -> _InFile:
 
     own = state.scores is not None and written(state.scores) == written(res.scores)
     holds = (list(state.instruments) == list(res.instruments) and state.model_version == res.model_version
-             and (state.scores is None or own))  # fmt: skip
+             and (state.scores is None or own) and _beets_reads(res))  # fmt: skip
     return _InFile(list(state.instruments), state.model_version, holds=holds, own_scores=own)

@@ -470,3 +470,27 @@ def test_a_stale_item_takes_another_models_fields_as_beets_reads_them_so_beet_up
         assert open(path, "rb").read() == newer
     assert plugin.analyser.calls == 0
     assert [i.title for i in lib.items("has_instrument:flute")] == [item.title]
+
+
+def test_a_file_holding_its_results_in_another_form_is_written_in_taggers_so_beet_update_keeps_them(beets_lib):
+    """A file whose fields hold its item's results in another form beside ``INSTRUMENTS_MODEL``
+    (``STRING``, another program's, which tagger reads as ``string``) is written in tagger's form by
+    ``beet instruments -w``, as ``tagger tag`` rewrites it, after which beets and tagger read the same.
+    It was left as it was, so that ``beet update`` gave its item ``STRING`` and the next ``beet
+    instruments`` ``string`` again, at every run (found by a review of e7830ab's ``_in_file``)."""
+    import mutagen
+
+    lib, plugin, files = beets_lib
+    path = files["string.ogg"]
+    beet(lib, "instruments", "-w", "path:" + path)
+    other = mutagen.File(path)
+    other["INSTRUMENTS"] = ["STRING"]
+    other.save()
+
+    for command in (["instruments", "-w"], ["update"], ["instruments", "-w"], ["update"]):
+        beet(lib, *command, "path:" + path)
+        item = _item(lib, path)
+        assert (item["instruments"], item["instruments_model"]) == ("string", "fake-1"), command
+        assert mutagen.File(path)["INSTRUMENTS"] == ["string"]
+    assert tags.read_instruments(path) == tags.TagState(["string"], "fake-1")
+    assert plugin.analyser.calls == 1
