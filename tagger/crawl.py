@@ -207,7 +207,7 @@ class _Walk:
     def walk_error(self, exc: OSError) -> None:
         """A folder that cannot be listed: logged and reported, its files not seen."""
         reason = exc.strerror or str(exc)
-        log.warning("cannot list %s: %s", exc.filename, reason)
+        log.info("cannot list %s: %s", exc.filename, reason)  # (reported by the caller: scan, predict)
         self.report.unreadable.append((os.fsdecode(exc.filename) if exc.filename is not None else "?", reason))
 
     def root(self, root: Path) -> Iterator[Path]:

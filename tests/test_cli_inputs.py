@@ -501,3 +501,43 @@ def test_a_name_going_up_from_a_linked_folder_is_read_as_the_system_opens_it(tmp
     for name in (f"link/../a.{ext}", str(tmp_path / "link" / ".." / f"a.{ext}")):
         assert audio.info(name).duration == pytest.approx(1.0, abs=0.05), name
         assert len(audio.load(name)) == pytest.approx(16_000, abs=800), name
+
+
+# -- predict on folders: what the crawl could not see is said -------------------------------------
+
+
+def test_predict_names_a_folder_it_could_not_list_a_link_not_followed_and_an_empty_folder(tmp_path, monkeypatch):
+    """`tagger predict FOLDER` where a subfolder could not be listed printed the files it saw and exited
+    0, the subfolder's files never analysed and said only in a `WARNING tagger.crawl:` log line; a link
+    out of the folder (not followed) and a folder with no audio file were passed over in silence (an
+    empty folder: no output at all, exit 0). Each now gets a `tagger:` line after the files: the
+    unlisted folder an error (exit 1), the other two warnings."""
+    import errno
+
+    music, empty, outside = tmp_path / "music", tmp_path / "empty", tmp_path / "outside"
+    _song(music / "open" / "a.wav")
+    _song(music / "locked" / "b.wav")
+    _song(outside / "c.wav")
+    empty.mkdir()
+    (music / "open" / "link.wav").symlink_to(outside / "c.wav")
+    locked = str(music / "locked")
+    real_scandir = os.scandir
+
+    def refuse_scandir(path="."):  # (as root, permissions 000 would not stop the listing)
+        if os.fspath(path) == locked:
+            raise PermissionError(errno.EACCES, "Permission denied", path)
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refuse_scandir)
+    r = CliRunner().invoke(app, ["predict", str(music), str(empty)])
+    assert r.exit_code == 1, r.output
+    assert f"{music}/open/a.wav: " in r.stdout and "b.wav" not in r.stdout and "c.wav" not in r.stdout
+    assert r.stderr.splitlines() == [
+        f"tagger: error: {locked}: cannot list the folder: Permission denied; its files were not analysed",
+        f"tagger: warning: {music}/open/link.wav: a symbolic link pointing outside {music} (to {outside}/c.wav); "
+        "not followed: give it by name to predict it",
+        f"tagger: warning: {empty}: no audio file in this folder",
+        "tagger: error: 1 folder(s) could not be listed",
+    ]
+    r = CliRunner().invoke(app, ["predict", str(empty)])
+    assert r.exit_code == 0 and r.stdout == "" and r.stderr == f"tagger: warning: {empty}: no audio file in this folder\n"

@@ -14,13 +14,27 @@ from tagger.constants import WINDOW_SECONDS
 from tagger.display import named
 
 
-def iter_audio_paths(paths: list[Path]):
-    """Audio files found in folders (the scan's crawler), and files given directly (checked when read)."""
-    from tagger.crawl import crawl
+def iter_audio_paths(paths: list[Path], *, problems: list[str] | None = None):
+    """Audio files found in folders (the scan's crawler), and files given directly (checked when read).
+
+    ``problems``, when given, collects one line per folder the crawl could not list (its files were
+    not seen), per link out of a folder not followed and per folder given that holds no audio file."""
+    from tagger.crawl import CrawlReport, crawl
 
     for p in paths:
         if p.is_dir():
-            yield from crawl([p])
+            report = CrawlReport()
+            found = 0
+            for found, path in enumerate(crawl([p], report=report), 1):
+                yield path
+            if problems is not None:
+                problems.extend(f"error: {named(folder)}: cannot list the folder: {reason}; its files were not analysed"
+                                for folder, reason in report.unreadable)  # fmt: skip
+                problems.extend(f"warning: {named(link)}: a symbolic link pointing outside {named(p)} (to "
+                                f"{named(os.path.realpath(link))}); not followed: give it by name to predict it"
+                                for link in report.external_links)  # fmt: skip
+                if not found and not report.unreadable:
+                    problems.append(f"warning: {named(p)}: no audio file in this folder")
         else:
             yield p
 
@@ -82,7 +96,8 @@ def predict(
             raise UserError("--plot draws one file: give exactly one audio file")
     ensemble = Ensemble.load(models)
     failed = 0
-    for path in iter_audio_paths(paths):
+    problems: list[str] = []
+    for path in iter_audio_paths(paths, problems=problems):
         if as_json and not is_utf8(str(path)):  # (json.dumps would write a lone surrogate, which strict parsers refuse)
             failed += 1
             echo(f"tagger: error: {named(path)}: the file name is not valid UTF-8, which JSON cannot hold exactly; "
@@ -116,5 +131,10 @@ def predict(
             scores = " ".join(f"{f}={s:.2f}" for f, s in result.scores.items())
             echo(f"{named(path)}: {found}")
             echo(f"    {scores}")
-    if failed:
-        raise fail(f"{failed} file(s) could not be read", 1)
+    unlisted = 0
+    for line in problems:  # (after the files: a folder's listing ends with its walk)
+        unlisted += line.startswith("error:")
+        echo(f"tagger: {line}", err=True)
+    if failed or unlisted:
+        raise fail(" and ".join([f"{failed} file(s) could not be read"] * bool(failed)
+                                + [f"{unlisted} folder(s) could not be listed"] * bool(unlisted)), 1)  # fmt: skip
