@@ -7,6 +7,8 @@ the window scores are known: ~1 in the band of the playing tone, ~0 elsewhere.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from sqlalchemy import select, text
@@ -198,3 +200,29 @@ def test_no_family_is_drawn_in_the_grey_of_silent_windows():
     colours = T._colours(12)
     assert all(len({round(c, 2) for c in rgba[:3]}) > 1 for rgba in colours), colours
     assert len({tuple(c) for c in colours[:10]}) == 10
+
+
+def test_show_plot_draws_a_missing_tracks_stored_timeline(scanned, tmp_path):
+    """`show --plot` of a track whose file went missing said 'has no results (missing)' where `show`
+    lists the results the database keeps for it (status missing) and its window scores are stored:
+    it draws them. Without window scores it says so; a track that could not be analysed still has
+    no results."""
+    database, db, path, _ = scanned
+    os.remove(path)
+    with database.session() as s:  # (what a scan records of it; one of a folder's tracks all gone is kept)
+        s.execute(text("UPDATE tracks SET status = 'missing'"))
+    out = tmp_path / "gone.png"
+    r = CliRunner().invoke(app, ["show", "--db", db, path, "--plot", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "status: missing" in r.output and "instruments: bass, flute, string" in r.output and out.exists()
+    with database.session() as s:
+        assert track_timeline(s, path=path).present == ["bass", "flute", "string"]
+        s.execute(text("DELETE FROM window_scores"))
+    r = CliRunner().invoke(app, ["show", "--db", db, path, "--plot", str(tmp_path / "none.png")])
+    assert r.exit_code == 1 and f"{path}: missing, and analysed before the database kept window scores" in r.output
+    assert not (tmp_path / "none.png").exists()
+    with database.session() as s:
+        s.execute(text("DELETE FROM detections"))
+        s.execute(text("UPDATE tracks SET status = 'error', error = 'not a readable audio file'"))
+    r = CliRunner().invoke(app, ["show", "--db", db, path, "--plot", str(tmp_path / "bad.png")])
+    assert r.exit_code == 1 and f"{path}: has no results (error: not a readable audio file)" in r.output

@@ -152,7 +152,8 @@ def track_timeline(session: Session, *, path: str):
     """The stored window scores of the track at `path` as a `tagger.timeline.Timeline`.
 
     Raises `UserError` when the database lacks the track, when it could not be analysed, or when it
-    was analysed before the database kept window scores (revision 0003): then it needs a rescan.
+    was analysed before the database kept window scores (revision 0003): then it needs a rescan. A
+    track whose file went missing keeps its results, and its timeline is drawn as `show` lists them.
     """
     from sqlalchemy import select
     from sqlalchemy.orm import selectinload
@@ -166,9 +167,11 @@ def track_timeline(session: Session, *, path: str):
     )
     if t is None:
         raise not_stored(path)
-    if t.status != M.STATUS_OK:
-        raise UserError(f"{path}: has no results ({t.status}{': ' + t.error if t.error else ''})")
     w = t.window_scores
+    if t.status == M.STATUS_ERROR or (t.status != M.STATUS_OK and w is None and not t.detections):
+        raise UserError(f"{path}: has no results ({t.status}{': ' + t.error if t.error else ''})")
+    if w is None and t.status != M.STATUS_OK:  # (a missing track keeps its results, but cannot be rescanned)
+        raise UserError(f"{path}: {t.status}, and analysed before the database kept window scores, so there is no timeline to draw")
     if w is None:
         raise UserError(
             f"{path}: analysed before the database kept window scores, so there is no timeline to draw; it needs "
