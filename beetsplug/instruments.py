@@ -359,7 +359,7 @@ class InstrumentsPlugin(BeetsPlugin):
             item.store()
 
         found = _in_file(res)
-        if found.model_version not in (None, res.model_version) and res.model_version != self.analyser.version:
+        if found.model_version not in (None, res.model_version) and res.stale:
             # stale results (another model version's than the plugin's, not analysed again) never replace
             # another model's in the file (as a tag-writing scan leaves them): the item follows the file,
             # as beets reads it (`beet update` then changes nothing)

@@ -494,3 +494,34 @@ def test_a_file_holding_its_results_in_another_form_is_written_in_taggers_so_bee
         assert mutagen.File(path)["INSTRUMENTS"] == ["string"]
     assert tags.read_instruments(path) == tags.TagState(["string"], "fake-1")
     assert plugin.analyser.calls == 1
+
+
+def test_stale_results_of_a_recalibrated_model_of_the_same_name_never_replace_another_models(beets_lib):
+    """Results are stale when made by another model version than the plugin's: another name, or the
+    same name with another manifest (recalibrated thresholds, as the database tells model versions
+    apart). 14ef821 told stale results by their version name alone, so a recalibrated model's reused
+    results were written over another model's fields in the file (fake-9's bass, organ replaced by
+    the stored bass, flute), where a tag-writing scan leaves them (found by a review of 14ef821)."""
+    from library_fakes import FakeAnalyser
+
+    class Recalibrated(FakeAnalyser):
+        @property
+        def hash(self) -> str:
+            return "hash-fake-1-recalibrated"
+
+    lib, plugin, files = beets_lib
+    path = files["duo.mp3"]
+    beet(lib, "instruments", "-w", "path:" + path)
+    tags.write_instruments(path, instruments=["bass", "organ"], model_version="fake-9")  # as tag --from-json
+    newer = open(path, "rb").read()
+
+    plugin.analyser = Recalibrated()  # fake-1 still, another manifest: the stored results are stale
+    beet(lib, "instruments", "-w", "path:" + path)
+    assert open(path, "rb").read() == newer
+    item = _item(lib, path)
+    assert (item["instruments"], item["instruments_model"]) == ("bass, organ", "fake-9")
+    assert plugin.analyser.calls == 0
+
+    beet(lib, "instruments", "--rescan-stale", "-w", "path:" + path)  # analysed again: its results written
+    assert plugin.analyser.calls > 0
+    assert tags.read_instruments(path) == tags.TagState(["bass", "flute"], "fake-1")

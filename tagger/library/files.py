@@ -44,6 +44,9 @@ class FileResult:
     """Why the file has no result (unreadable, missing, ...); None when it has one."""
     analysed: bool = False
     """True when this call analysed it (False: its stored result was reused)."""
+    stale: bool = False
+    """Its results were made by another model version than this call's (its version name, or the
+    same name with another manifest: recalibrated), reused without ``rescan_stale``."""
     stored: StoredResults | None = None
     """Which stored results these are, and the size, mtime and fingerprint of the file they were
     made from (`changed_since_analysis`, `rewrite_tags`); None on error."""
@@ -89,18 +92,19 @@ def analyse_files(
     found: dict[str, FileResult] = {}
     reals = list(dict.fromkeys(present.values()))
     with db.session() as s:
-        started = s.get(M.Scan, summary.scan_id).started_at if summary else None
+        scan_row = s.get(M.Scan, summary.scan_id) if summary else None
+        started, model = (scan_row.started_at, scan_row.model_version_id) if scan_row else (None, None)
         for i in range(0, len(reals), 500):
             chunk = reals[i : i + 500]
             tracks = s.scalars(select(M.Track).where(M.Track.path.in_(chunk)).options(selectinload(M.Track.detections)))
             for t in tracks:
-                found[t.path] = _result(t, since=started)
+                found[t.path] = _result(t, since=started, model=model)
     for p, real in present.items():
         results[p] = found.get(real) or FileResult(p, error="not analysed (not an audio file?)")
     return summary, results
 
 
-def _result(track: M.Track, *, since) -> FileResult:
+def _result(track: M.Track, *, since, model: int | None) -> FileResult:
     analysed = since is not None and track.analysed_at is not None and track.analysed_at >= since
     if track.status != M.STATUS_OK:
         return FileResult(track.path, error=track.error or track.status, analysed=analysed)
@@ -110,6 +114,7 @@ def _result(track: M.Track, *, since) -> FileResult:
         model_version=track.model_version.version if track.model_version else None,
         scores={d.family: d.score for d in track.detections},
         analysed=analysed,
+        stale=model is not None and track.model_version_id != model,
         stored=StoredResults(track.id, track.model_version_id, track.scan_id, track.analysed_at, track.size,
                              track.mtime, track.fingerprint, content_hash=track.content_hash,
                              ctime_ns=track.ctime_ns),  # fmt: skip
