@@ -886,6 +886,30 @@ def test_a_whole_16_khz_mp3_with_bytes_that_look_like_48_khz_headers_is_not_take
         assert len(audio.load(path)) == 160_000
 
 
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
+@pytest.mark.parametrize("frames", [2, 3])
+def test_a_vbr_mp3_of_two_or_three_frames_without_a_length_header_is_ffmpegs(tmp_path, frames):
+    """A VBR MP3 without a Xing/Info header of 2 or 3 frames, as ``ffmpeg -ss -c copy -write_xing 0``
+    writes of a file's last 0.1 s (its ID3v2 tag, then the frames), went to libsndfile since 99c838e
+    took only 4 frames of one kind in a row for a stream's, where such a file has fewer: libsndfile
+    takes its length from the first frame's bit rate (0.138 s of a 0.157 s file decoded; found by the
+    review of 99c838e over ffmpeg's -c copy cuts). Frames that end where the file's do are a
+    stream's, 2 of them at least: the file is ffmpeg's, every frame decoded."""
+    from tagger.audio.mp3 import _mp3_decoded_in_part
+
+    rng = np.random.default_rng(3)
+    y = (0.2 * rng.standard_normal(88_200) * np.repeat(rng.random(40), 2205)).astype(np.float32)
+    data = _mp3(tmp_path / "whole.mp3", y, 44_100, "-q:a", "2", "-write_xing", "0")
+    starts = _frame_starts(data) + [len(data)]
+    k = len(starts) // 2
+    assert len({data[starts[i] + 2] >> 4 for i in range(k, k + frames)}) > 1  # (frames of other bit rates)
+    path = tmp_path / "last.mp3"
+    path.write_bytes(data[: _id3v2_length(data)] + data[starts[k] : starts[k + frames]])
+    assert _mp3_decoded_in_part(path) == "a VBR MP3 without a length header"
+    assert audio.info(path).decoder == "ffmpeg"
+    assert abs(len(audio.load(path)) - frames * 1152 * 16_000 / 44_100) < 1
+
+
 def _frame_starts(data: bytes) -> list[int]:
     """Where each MPEG-1 layer III frame of an MP3 written by ffmpeg begins (after its ID3v2 tag),
     read from the frame headers: 144 * bit rate / sample rate bytes, plus one where padded."""

@@ -42,20 +42,23 @@ def _mp3_frame(data: bytes, i: int) -> tuple[int, int, int] | None:
     return kbps, (144 if version == 3 else 72) * kbps * 1000 // hz + ((h >> 9) & 1), hz
 
 
-def _mp3_frames_at(data: bytes, chain: int | None = None) -> tuple[int, tuple[int, int, int]] | None:
+def _mp3_frames_at(data: bytes, chain: int | None = None, ends: bool = False) -> tuple[int, tuple[int, int, int]] | None:
     """The first MPEG layer III frame of `data` followed by another (two in a row, to trust a header
     found): (its offset, `_mp3_frame`); None where there is none. With `chain`, the first that begins
     `chain` frames in a row of one kind (sample rate, layer, mono or not: `_mp3_chain`), as a stream's
     frames are: two in a row were taken of bytes that only looked like headers (a 48 kHz header inside
     a 16 kHz frame whose length reached the next real header; two inside a cover in an APEv2 tag),
-    and a whole file for MP3 files joined (`_mp3_decoded_in_part`). Only the offsets of a 0xFF byte
+    and a whole file for MP3 files joined (`_mp3_decoded_in_part`). With `ends` (`data` ends where
+    the file's frames do), fewer frames than `chain`, two at least, that end where `data` does are a
+    stream's too: a VBR file of 2 or 3 frames without a length header (``ffmpeg -ss -c copy`` of a
+    file's last 0.15 s) went to libsndfile, which stopped short of its end. Only the offsets of a 0xFF byte
     are tried (a header begins with 11 set bits): trying each of the 16 KiB read at a probe in
     Python took about 10 ms of each MP3's analysis."""
     end = len(data) - 4
     i = data.find(b"\xff", 0, end)
     while i >= 0:
         frame = _mp3_frame(data, i)
-        if frame is not None and (_mp3_chain(data, i, chain) if chain else _mp3_frame(data, i + frame[1]) is not None):
+        if frame is not None and (_mp3_chain(data, i, chain, ends) if chain else _mp3_frame(data, i + frame[1]) is not None):
             return i, frame
         i = data.find(b"\xff", i + 1, end)
     return None
@@ -67,14 +70,16 @@ def _mp3_kind(data: bytes, i: int) -> tuple[int, int, bool] | None:
     return None if frame is None else (frame[2], data[i + 1] >> 1 & 3, data[i + 3] >> 6 == 3)
 
 
-def _mp3_chain(data: bytes, i: int, frames: int) -> bool:
+def _mp3_chain(data: bytes, i: int, frames: int, ends: bool = False) -> bool:
     """Whether `frames` MPEG frames of one kind (`_mp3_kind`) follow one another from ``data[i]``, the
-    header of the last of them within `data`."""
+    header of the last of them within `data`; with `ends`, or two or more that end where `data` does."""
     kind = _mp3_kind(data, i)
-    for _ in range(frames - 1):
+    for n in range(1, frames):
         if kind is None:
             return False
         i += _mp3_frame(data, i)[1]
+        if ends and n >= 2 and i == len(data):
+            return True
         if _mp3_kind(data, i) != kind:
             return False
     return kind is not None
@@ -154,7 +159,7 @@ def _mp3_decoded_in_part(path: Path, probes: int = 8) -> str | None:
                 at = start + (end - start) * k // probes
                 f.seek(at)
                 data = f.read(min(16384, end - at))
-                found = _mp3_frames_at(data, MP3_CHAIN)
+                found = _mp3_frames_at(data, MP3_CHAIN, at + len(data) == end)
                 if found is None:
                     continue
                 i, (kbps, length, hz) = found
