@@ -388,3 +388,22 @@ def test_a_file_in_a_folder_that_is_not_utf8_names_the_folder_to_rename(library,
     assert errors[f"{music}/caf\\xe9/caf\\xe9.flac"].endswith("rename the file to analyse it")
     r = run("errors", "--db", str(tmp_path / "lib.db"))
     assert f"its folder {music}/caf\\xe9: rename" in r.output
+
+
+def test_a_file_name_with_a_line_break_stays_out_of_the_decoders_reason(tmp_path):
+    """ffmpeg's message names the file, and the reason was its last line: of a broken file named
+    ``bad<LF>name.wav`` it was 'name.wav: Invalid data found when processing input', a piece of the
+    name standing as the reason (and stored so by a scan, where a reason must not name the file). The
+    name is cut from ffmpeg's whole message before it is split into lines: the reason is the one a
+    broken file of a plain name gets."""
+    from tagger.audio import info
+    from tagger.errors import AudioReadError
+
+    reasons = []
+    for name in ("plain.wav", "bad\nname.wav", "odd\r\nname.wav"):
+        (tmp_path / name).write_bytes(b"RIFF garbage" * 100)
+        with pytest.raises(AudioReadError) as caught:
+            info(tmp_path / name)
+        reasons.append(caught.value.reason)
+    assert reasons[0].startswith("not a readable audio file (") and "plain" not in reasons[0]
+    assert reasons == [reasons[0]] * 3

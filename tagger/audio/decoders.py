@@ -203,7 +203,7 @@ def _ffmpeg_blocks(path: Path, meta: AudioInfo, block_frames: int, notes: list[s
                 raise AudioReadError(path, "ffmpeg did not exit after decoding the file") from None
             if proc.returncode != 0:
                 errfile.seek(max(0, errfile.seek(0, os.SEEK_END) - 4096))
-                said = [line for line in errfile.read().decode("utf-8", "replace").strip().splitlines()
+                said = [line for line in _said(errfile.read().decode("utf-8", "replace"), path).strip().splitlines()
                         if not line.strip().startswith("Last message repeated")]  # (ffmpeg's log, not a reason)
                 last = _unaddressed(said[-1]) if said else f"exit code {proc.returncode}"
                 raise AudioReadError(path, f"ffmpeg could not decode the file: {_said(last, path)}")

@@ -101,7 +101,7 @@ def _ffprobe_info(path: Path) -> AudioInfo:
         past = _header_past_end(path)
         if past:
             raise AudioReadError(path, f"not a readable audio file: {past}")
-        said = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        said = _said(proc.stderr.decode("utf-8", "replace"), path).strip().splitlines()  # (a name may hold a line break)
         drm = next((line for line in said if line.startswith("[") and "crypt" in line.lower()), None)
         if drm:  # (Sony's DRM, in an OpenMG file: ffmpeg says why, then just "Operation not permitted")
             reason = _said(_unaddressed(drm), path)
