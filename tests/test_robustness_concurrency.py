@@ -190,16 +190,16 @@ import os, sys, time
 sys.path[:0] = [{tests!r}, {root!r}]  # this checkout's tagger, whatever is installed
 from library_fakes import FakeAnalyser
 from tagger.model.ensemble import Ensemble
-from tagger.tags import rewrite
+from tagger.tags import writing
 
 Ensemble.load = classmethod(lambda cls, *a, **k: FakeAnalyser(version=os.environ["FAKE_MODEL"]))
-slow_copy = rewrite._write_copy
+slow_copy = writing._write_copy
 
 def slow_write_copy(*args, **kwargs):  # widen each tag write, so that the commands' writes overlap
     time.sleep(0.05)
     return slow_copy(*args, **kwargs)
 
-rewrite._write_copy = slow_write_copy
+writing._write_copy = slow_write_copy
 from tagger.cli import main
 sys.argv = ["tagger", *sys.argv[1:]]
 main()

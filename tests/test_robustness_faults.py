@@ -45,13 +45,13 @@ from tagger import tags
 from tagger.db.session import open_database
 from tagger.library.scan import scan, tag_writer
 
-slow_copy = tags.rewrite._write_copy
+slow_copy = tags.writing._write_copy
 
 def slow_write_copy(*args, **kwargs):  # widen the tag-write window, so that kills land inside it
     time.sleep(0.15)
     return slow_copy(*args, **kwargs)
 
-tags.rewrite._write_copy = slow_write_copy
+tags.writing._write_copy = slow_write_copy
 if __name__ == "__main__":
     db = open_database(sys.argv[1])
     print("ready", flush=True)

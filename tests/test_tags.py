@@ -334,7 +334,7 @@ class TestRoundTrip:
         def boom(*args, **kwargs):
             raise RuntimeError("simulated crash while verifying")
 
-        monkeypatch.setattr(tags.rewrite, "_verify", boom)
+        monkeypatch.setattr(tags.writing, "_verify", boom)
         with pytest.raises(TagWriteError, match="an error in tagger itself.*RuntimeError: simulated crash"):
             tags.write_instruments(song, **WRITE)
         assert song.read_bytes() == data
@@ -342,7 +342,7 @@ class TestRoundTrip:
 
     def test_verification_catches_a_damaged_payload(self, song, monkeypatch):
         data = song.read_bytes()
-        real_write = tags.rewrite._write_copy
+        real_write = tags.writing._write_copy
 
         def write_and_damage(tmp, **kwargs):
             written = real_write(tmp, **kwargs)
@@ -353,7 +353,7 @@ class TestRoundTrip:
                 f.write(bytes([byte[0] ^ 0xFF]))
             return written
 
-        monkeypatch.setattr(tags.rewrite, "_write_copy", write_and_damage)
+        monkeypatch.setattr(tags.writing, "_write_copy", write_and_damage)
         with pytest.raises(TagWriteError, match="audio payload changed"):
             tags.write_instruments(song, **WRITE)
         assert song.read_bytes() == data
@@ -613,7 +613,7 @@ def test_symlink_target_is_written_and_link_kept(originals, tmp_path):
 def test_file_changed_during_the_write_is_left_alone(originals, tmp_path, monkeypatch):
     song = tmp_path / "song.flac"
     shutil.copy2(originals("flac"), song)
-    real_verify = tags.rewrite._verify
+    real_verify = tags.writing._verify
 
     size = song.stat().st_size
     appender = []
@@ -628,7 +628,7 @@ def test_file_changed_during_the_write_is_left_alone(originals, tmp_path, monkey
         appender[0].start()
         time.sleep(0.3)  # the other program is in the middle of its write
 
-    monkeypatch.setattr(tags.rewrite, "_verify", verify_while_someone_appends)
+    monkeypatch.setattr(tags.writing, "_verify", verify_while_someone_appends)
     with pytest.raises(TagWriteError, match="changed while"):
         tags.write_instruments(song, **WRITE)
     appender[0].join(timeout=10)

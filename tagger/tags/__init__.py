@@ -15,6 +15,9 @@ The package:
   ASF, APEv2; a module per container family) with read / write / delete / other tags / audio payload;
 - `tagger.tags.rewrite`: the atomic, verified rewrite of one file, `read_instruments`,
   `write_instruments`, `remove_instruments`;
+- `tagger.tags.decide`: what a rewrite reads in the file and decides, and its refusals before
+  anything is copied; `tagger.tags.writing`: its steps on the hidden copy (lock, copy, change and
+  verify, flush, replace);
 - `tagger.tags.checks`: the checks that the file a write changes is the file analysed (size and
   mtime, fingerprint, content hash) and is settled (`unsettled_reason`);
 - `tagger.tags.leftovers`: the hidden copies a write makes, and those killed writes left

@@ -17,6 +17,9 @@ file modified less than ``settle_seconds`` ago is refused too (the commands' def
 writers of the same file: an exclusive ``flock`` on the original, held over the same span
 (`filesystem.lock_writers`), refuses the second one.
 
+This module holds what callers use and runs a write's steps in order (`_rewrite`, `_rewrite_file`):
+reading the file and deciding what to write is `tagger.tags.decide`; the steps on the hidden copy
+(lock, copy, change and verify, flush, replace, close) are `tagger.tags.writing`.
 Where the fields live in each container is `tagger.tags.storage`'s business. Recognising a file's
 format and loading it with mutagen is in `tagger.tags.formats`; the file-system checks and the facts
 kept on the copy (lease, writers' lock, mode, owner, extended attributes, fsync) are in
@@ -29,21 +32,21 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import stat
-import tempfile
-from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 
-from tagger import signals
 from tagger.errors import ChangedSinceError, TaggerError, TagWriteError
-from tagger.paths import TEMP_SUFFIX
-from tagger.tags import filesystem, formats
-from tagger.tags.checks import _check_expected, _check_fingerprint, _only_tags_changed, unsettled_reason
+from tagger.tags import formats
+from tagger.tags.checks import _check_expected, _check_fingerprint, _only_tags_changed
+from tagger.tags.decide import _decide, foreign_reason
 from tagger.tags.fields import INSTRUMENTS_MODEL, INSTRUMENTS_SCORES, Raw, TagChange, TagState, desired_raw, state
-from tagger.tags.leftovers import temp_prefix
-from tagger.tags.storage import MP4_FREEFORM_PREFIX, STORAGES, Storage, payload_digest, supported_formats
+from tagger.tags.storage import STORAGES, payload_digest, supported_formats
+from tagger.tags.writing import _BeforeReplaceFailed, _Write
+
+__all__ = [
+    "SUPPORTED_FORMATS", "audio_digest", "audio_digest_or_none", "foreign_reason", "formats_signature",
+    "read_instruments", "remove_instruments", "write_instruments",
+]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -72,20 +75,6 @@ def read_instruments(path: str | os.PathLike) -> TagState:
     """
     audio, storage = formats.open_file(path)
     return state(storage.get(audio))
-
-
-def foreign_reason(foreign: Sequence[str]) -> str:
-    """Why a file whose fields ``foreign`` (`Storage.foreign`) are named like tagger's but are someone
-    else's is left unchanged."""
-    fields = " and ".join(foreign) + (" fields were" if len(foreign) > 1 else " field was")
-    where = ""  # (the MP4 fields of our names that are someone else's whatever their case and model)
-    if any(name.startswith(("----:", "mdta:")) for name in foreign):
-        where += f", in an MP4 file as freeform atoms {MP4_FREEFORM_PREFIX}NAME alone"
-    if any(name.startswith("mdta:") for name in foreign):
-        where += ("; an mdta key is what ffmpeg's -movflags use_metadata_tags writes of any field it copies, "
-                  "tagger's too, and mutagen cannot change it: ffmpeg without that flag leaves such keys out")
-    return (f"its {fields} not written by tagger (tagger writes its fields in upper case, with {INSTRUMENTS_MODEL} "
-            f"beside them{where}): someone else's, never overwritten; left unchanged")  # fmt: skip
 
 
 def audio_digest(path: str | os.PathLike, *, progress: Callable[[int], None] | None = None) -> str | None:
@@ -211,14 +200,6 @@ def remove_instruments(
     )  # fmt: skip
 
 
-class _BeforeReplaceFailed(Exception):
-    """What the ``before_replace`` callback raised, carried past the rewrite's own error handling."""
-
-    def __init__(self, error: Exception) -> None:
-        super().__init__(error)
-        self.error = error
-
-
 def _rewrite(
     path: str | os.PathLike,
     *,
@@ -316,267 +297,3 @@ def _rewrite_file(shown, real, st, *, target, id3v23, keep_mtime, dry_run, settl
         mtime=new.st_mtime, ctime_ns=new.st_ctime_ns, audio_digest=write.payload, retagged=retagged is not None,
         converted=decision.converted,
     )  # fmt: skip
-
-
-@dataclass(frozen=True)
-class _Decision:
-    """What `_decide` read in the file and decided: the fields to write, and what the write needs of
-    the loaded file once it is let go."""
-
-    cls: type
-    """The file's mutagen type (the copy is read as the same)."""
-    storage: Storage
-    raw: Raw
-    """Our fields as they are to be."""
-    version: int | None
-    """The tag version to save (`Storage.version`)."""
-    changed: bool
-    """The fields, or the tag version, change."""
-    before: TagState
-    after: TagState
-    others: dict[str, str] | None
-    """The digests of the other tags (`Storage.other_tags`) that the verification compares; None for a
-    version conversion (`Storage.cannot_keep` checked it) and when nothing is written."""
-    drop: tuple[str, ...] = ()
-    """The keys of the other items a removal removes too: copies tagger added (`Storage.copies_left`)."""
-    converted: str | None = None
-    """The tag converted to another version (`TagChange.converted`)."""
-
-
-def _decide(shown, real, st, *, target, id3v23, dry_run, settle_seconds) -> _Decision:
-    """Load the file and decide: the fields it has and those it is to have, refused (`TagWriteError`)
-    when its fields are someone else's, when a change would lose what the file holds, and when it
-    would change a file that cannot be written or was changed too recently. The loaded tag is let go
-    on return, before the copy is made: covers can be tens of megabytes."""
-    audio, storage = formats.open_file(shown, real=real)
-    before_raw = storage.get(audio)
-    after_raw = target(before_raw)
-    foreign = storage.foreign(audio) if after_raw else []  # (a removal leaves them alone: not ours)
-    if foreign:
-        raise TagWriteError(shown, foreign_reason(foreign))
-    version, convert = storage.version(audio, id3v23, after_raw)
-    changed = before_raw != after_raw or convert
-    before, after = state(before_raw), state(after_raw)
-    unsettled = unsettled_reason(st.st_mtime, settle_seconds)
-    if changed:
-        loss = storage.cannot_keep(audio, real, version)
-        if loss:
-            raise TagWriteError(shown, f"{loss}; left unchanged")
-        filesystem.check_writable(shown, real, st)
-        if unsettled:
-            raise TagWriteError(shown, unsettled)
-    else:  # (where it changes, `cannot_keep` refuses such a file)
-        hidden = storage.fields_out_of_reach(real)
-        if hidden:  # (was: an untag that found none of tagger's fields where it looks said nothing)
-            raise TagWriteError(shown, f"{hidden}; left unchanged")
-    # a removal that leaves nothing but copies tagger added with its tag removes them too (`Storage.copies_left`)
-    drop = tuple(storage.copies_left(audio, real)) if changed and not after_raw else ()
-    # Only a digest of the other tags is kept: the loaded tag (cover art included) is let go.
-    others = storage.other_tags(audio) if changed and not dry_run and not convert else None
-    for key in [] if others is None else drop:
-        others.pop(key, None)
-    was = getattr(audio.tags, "version", (None, None))[1] if convert else None  # (an ID3v2 tag's minor version)
-    converted = f"ID3v2.{was} tag made ID3v2.{version}" if was in (2, 3, 4) else None
-    return _Decision(cls=type(audio), storage=storage, raw=after_raw, version=version, changed=changed,
-                     before=before, after=after, others=others, drop=drop, converted=converted)  # fmt: skip
-
-
-_CHANGED_MEANWHILE = "file changed while its tags were being written (another program wrote to it); left as it is"
-_MOUNT_POINT = ("it is a mount point (a file mounted there on its own, as a container's volume may be): a tag write "
-                "moves a verified copy over the file, which the system refuses for a mount point; left as it is")
-"""A file bind-mounted over a name of the library: the ``rename`` fails with EBUSY (was said as `tag write
-failed (OSError: Device or resource busy)`, naming nothing). Found at the rename, and told from a network
-share's EBUSY (a file another machine has open) by the mount table."""
-
-
-@dataclass
-class _Write:
-    """The state the steps of one write share: the file (``shown``, its ``real`` path, found as
-    ``st``), the decision, the original open (``source``, holding the read lease and the writers'
-    lock), the temporary copy (``tmp``, with ``held`` holding its flock), the backup link, and what
-    the verification compares. Each step raises on the first thing wrong; `close` lets go of the
-    descriptors and removes the copy and the backup, whatever happened."""
-
-    shown: str
-    real: str
-    st: os.stat_result
-    decision: _Decision
-    audio: str | None = None
-    """The audio digest the file must have (a file changed since it was analysed in its tags alone:
-    `_only_tags_changed`), checked on the bytes copied; None: not asked."""
-    source: int | None = None
-    lease: filesystem.ReadLease | None = None
-    held: int | None = None
-    tmp: str | None = None
-    backup: str | None = None
-    payload: str | None = None
-    """The audio payload's digest (`payload_digest`), None where the format has no cheap check."""
-    values: Counter | None = None
-    xattrs: dict | None = None
-
-    @property
-    def folder(self) -> str:
-        return os.path.dirname(self.real) or "."
-
-    @property
-    def prefix(self) -> str:
-        """The start of the temporary file's and the backup's names: hidden, after the file's own."""
-        return temp_prefix(self.real)
-
-    @property
-    def mutagen_type(self) -> str:
-        return self.decision.cls.__name__
-
-    def still_the_file(self) -> bool:
-        """The original open and the path both still the file found (size, mtime, inode)."""
-        st = self.st
-        return filesystem.same_file(os.fstat(self.source), st) and filesystem.same_file(os.stat(self.real), st)
-
-    def lock(self) -> None:
-        """Open the original, take its read lease and the writers' lock, and check it is still the file
-        found: a writer that held the lock until now has moved its copy over the file."""
-        self.source = os.open(self.real, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-        self.lease = filesystem.ReadLease(self.source, self.shown)
-        filesystem.lock_writers(self.source, self.shown)  # (also "in use" for the backup name in `replace`)
-        if not self.still_the_file():
-            raise TagWriteError(self.shown, _CHANGED_MEANWHILE)
-
-    def copy(self) -> None:
-        """Read what the verification compares (the audio payload's digest, the tag items' stored
-        values), then copy the file to the temporary file with its inode flags (`filesystem.KEPT_FLAGS`),
-        owner, mode and extended attributes."""
-        import fcntl
-
-        self.payload = payload_digest(self.real, self.mutagen_type)
-        if self.audio is not None and self.payload != self.audio:  # (changed since `_only_tags_changed` read it)
-            raise ChangedSinceError(self.shown, "file changed since it was analysed (its audio, as its tags were "
-                                                "about to be written); scan it again")  # fmt: skip
-        self.values = self.decision.storage.item_values(self.real)
-        with signals.held():  # (created and recorded for `close` as one step)
-            self.held, self.tmp = tempfile.mkstemp(prefix=self.prefix, suffix=TEMP_SUFFIX, dir=self.folder)
-            fcntl.flock(self.held, fcntl.LOCK_EX)  # "in use" until we are done or dead (remove_stale_temp_files)
-        filesystem.copy_flags(self.held, filesystem.file_flags(self.source), self.shown)  # (while empty: chattr +C)
-        shutil.copyfile(self.real, self.tmp)
-        filesystem.copy_owner(self.tmp, self.st)  # before the mode: a chown clears a setgid bit set before it
-        filesystem.copy_mode(self.tmp, self.st, self.shown)
-        self.xattrs = filesystem.copy_xattrs(self.real, self.tmp, self.shown)
-        if self.lease.broken():
-            raise TagWriteError(self.shown, _CHANGED_MEANWHILE)
-
-    def change_and_verify(self) -> None:
-        """Change our fields in the copy and verify it (`_write_copy`, `_verify`): its mode and
-        extended attributes the original's too."""
-        d, tmp = self.decision, self.tmp
-        items = _write_copy(tmp, cls=d.cls, storage=d.storage, raw=d.raw, version=d.version, original=self.real,
-                            drop=d.drop)  # fmt: skip
-        filesystem.copy_mode(tmp, self.st, self.shown)  # a write by a user other than root clears a setgid bit
-        _verify(tmp, cls=d.cls, storage=d.storage, raw=d.raw, others=d.others, items=items, values=self.values,
-                payload=self.payload, mutagen_type=self.mutagen_type)  # fmt: skip
-        if filesystem.xattrs(tmp) != self.xattrs or stat.S_IMODE(os.stat(tmp).st_mode) != stat.S_IMODE(self.st.st_mode):
-            raise TagWriteError(tmp, "verification failed: the extended attributes or the mode changed")
-
-    def flush(self, *, keep_mtime: bool, before_replace: Callable[[str], None] | None) -> None:
-        """The copy's modification time (the original's with ``keep_mtime``), its bytes on the disk,
-        then ``before_replace`` (its error carried out as `_BeforeReplaceFailed`)."""
-        if keep_mtime:
-            os.utime(self.tmp, ns=(self.st.st_atime_ns, self.st.st_mtime_ns))
-        filesystem.fsync(self.tmp)
-        if before_replace is not None:
-            try:
-                before_replace(self.tmp)
-            except Exception as exc:
-                raise _BeforeReplaceFailed(exc) from exc
-
-    def replace(self) -> None:
-        """Move the copy over the file, unless the file changed meanwhile; the old file put back where
-        another program opened it for writing at that moment (through the backup link, where a lease
-        is held); the lease let go, the folder flushed."""
-        if self.lease.broken() or not self.still_the_file():
-            raise TagWriteError(self.shown, _CHANGED_MEANWHILE)
-        if self.lease.active:
-            with signals.held():  # (linked and recorded for `close` as one step)
-                self.backup = filesystem.link_backup(self.real, self.folder, self.prefix)
-        try:
-            os.replace(self.tmp, self.real)
-        except OSError as exc:
-            import errno
-
-            if exc.errno != errno.EBUSY or not filesystem.is_mount_point(self.real):
-                raise  # (EBUSY from a network share: another machine has the file open; said as it is)
-            raise TagWriteError(self.shown, _MOUNT_POINT) from None
-        self.tmp = None
-        if self.lease.broken():
-            # Someone opened the old file for writing between the last check and the rename: their
-            # writes would go to the replaced file. Put the old file back, with our copy gone.
-            if self.backup is None:
-                raise TagWriteError(self.shown, "tags written, but another program opened the file for writing at "
-                                                "that moment; its changes may be lost: check the file")  # fmt: skip
-            os.replace(self.backup, self.real)
-            self.backup = None
-            raise TagWriteError(self.shown, _CHANGED_MEANWHILE)
-        os.close(self.source)  # the lease ends here
-        self.source = None
-        filesystem.fsync_dir(self.folder)
-
-    def close(self) -> None:
-        """Remove the copy and the backup (where still there) and close the descriptors, whole: a stop
-        signal arriving meanwhile comes after (`tagger.signals.held`)."""
-        with signals.held():
-            for name in (self.tmp, self.backup):
-                if name is not None:
-                    try:
-                        os.unlink(name)
-                    except OSError:  # (gone, or a folder that refuses removals: a later scan removes it if it can;
-                        pass  # the error that stopped the write is the one reported, and the descriptors are closed)
-            if self.held is not None:
-                os.close(self.held)
-            if self.source is not None:
-                os.close(self.source)
-
-
-def _write_copy(
-    tmp: str, *, cls: type, storage: Storage, raw: Raw, version: int | None, original: str, drop: Sequence[str] = ()
-) -> Counter | None:
-    """Change our fields in the temporary copy ``tmp`` (read as ``cls``, the original's mutagen
-    type), removing the items ``drop`` too -> the tag items its bytes must then list
-    (`Storage.expected_item_ids`; None where the container has no such listing)."""
-    audio, _ = formats.open_file(tmp, cls=cls)
-    storage.set(audio, raw, drop=drop)
-    storage.prepare(audio, version)
-    items = storage.expected_item_ids(audio, version)
-    storage.save(audio, tmp, version=version, original=original)
-    return items
-
-
-def _verify(
-    tmp: str, *, cls: type, storage: Storage, raw: Raw, others: dict[str, str] | None, items: Counter | None,
-    values: Counter | None, payload: str | None, mutagen_type: str,
-) -> None:  # fmt: skip
-    """Re-read the written copy: our fields as intended, other tags unchanged (``others``: their
-    digests per key, None for a version conversion, which `Storage.cannot_keep` checked beforehand), every
-    item of the tag that the save wrote present in its bytes, the other items' stored values as
-    they were in the original (``values``: `Storage.item_values`, mutagen's view of them being the
-    same before and after), the audio payload unchanged."""
-    audio, storage_now = formats.open_file(tmp, cls=cls, copies=False)  # (a removed tag: no ID3v1/INFO copies)
-    if storage_now is not storage or type(audio).__name__ != mutagen_type:
-        raise TagWriteError(tmp, "verification failed: the written copy is no longer the same format")
-    got = storage.get(audio)
-    if got != raw:
-        raise TagWriteError(tmp, f"verification failed: fields read back as {got}, expected {raw}")
-    if others is not None:
-        now = storage.other_tags(audio)
-        changed = sorted(key for key in others.keys() | now.keys() if others.get(key) != now.get(key))
-        if changed:
-            named = ", ".join(map(repr, changed[:5])) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
-            raise TagWriteError(tmp, f"verification failed: other tags changed ({named})")
-    del audio
-    if items is not None and storage.item_ids(tmp) != items:
-        raise TagWriteError(tmp, "verification failed: the tag's items read from its bytes are not the ones written")
-    if values is not None:
-        now = storage.item_values(tmp)
-        changed = ", ".join(map(repr, sorted({key for key, _digest in (values - now) + (now - values)})))
-        if changed:
-            raise TagWriteError(tmp, f"verification failed: the save changed how other tags are stored ({changed}), "
-                                     "into a form mutagen reads as the same values")  # fmt: skip
-    if payload is not None and payload_digest(tmp, mutagen_type) != payload:
-        raise TagWriteError(tmp, "verification failed: the audio payload changed")
