@@ -135,20 +135,31 @@ def _read_track(body: bytes) -> _Track | None:
     if encoded:
         track.codec = "encoded"  # (its frames' samples not told: its DefaultDuration alone)
     if track.codec == "A_VORBIS" and private[:1] == b"\x02":  # (three headers, Xiph-laced)
-        sizes, at = [], 1
-        for _ in range(2):
-            size = 0
-            while at < len(private) and private[at] == 255:
-                size, at = size + 255, at + 1
-            if at >= len(private):
-                return track
-            sizes.append(size + private[at])
-            at += 1
+        laced = _xiph_sizes(private, 1, 2)
+        if laced is None:
+            return track
+        sizes, at = laced
         ident, setup = private[at : at + sizes[0]], private[at + sizes[0] + sizes[1] :]
         modes = _vorbis_modes(setup)
         if len(ident) >= 29 and ident[:7] == b"\x01vorbis" and modes:
             track.vorbis = (1 << (ident[28] & 0x0F), 1 << (ident[28] >> 4), modes)
     return track
+
+
+def _xiph_sizes(data: bytes, at: int, count: int) -> tuple[list[int], int] | None:
+    """`count` Xiph-laced sizes read from `data` at `at` (each a run of 255s and the byte ending
+    it: a Vorbis track's CodecPrivate, a Xiph-laced block) and where they end; None where `data`
+    ends first."""
+    sizes = []
+    for _ in range(count):
+        size = 0
+        while at < len(data) and data[at] == 255:
+            size, at = size + 255, at + 1
+        if at >= len(data):
+            return None
+        sizes.append(size + data[at])
+        at += 1
+    return sizes, at
 
 
 def _frames(track: _Track, payload: bytes, flags: int) -> list[bytes] | None:
@@ -161,14 +172,10 @@ def _frames(track: _Track, payload: bytes, flags: int) -> list[bytes] | None:
         return None
     count, at, sizes = payload[0] + 1, 1, []
     if lacing == 1:  # (Xiph)
-        for _ in range(count - 1):
-            size = 0
-            while at < len(payload) and payload[at] == 255:
-                size, at = size + 255, at + 1
-            if at >= len(payload):
-                return None
-            sizes.append(size + payload[at])
-            at += 1
+        laced = _xiph_sizes(payload, at, count - 1)
+        if laced is None:
+            return None
+        sizes, at = laced
     elif lacing == 3:  # (EBML: the first size, then signed differences)
         for i in range(count - 1):
             v = _vint(payload, at)
