@@ -334,6 +334,28 @@ def test_mix_of_a_split_the_folder_lacks_names_it_and_the_splits_there_are(tmp_p
         M.draw_mixtures(nsynth.NoteDataset.load(root), levels=[11])
 
 
+def test_evaluate_of_a_split_the_folder_lacks_names_it_and_the_splits_there_are(tmp_path):
+    """`tagger evaluate nsynth-valid --out R` takes --split test by default and said "no notes of the
+    known families in split 'test' (pick another split)", not which splits the folder has (a leftover
+    of the fix to `dataset mix`). It names the dataset, the split and the folder's splits, as `dataset
+    mix` does, before a model is loaded; an unknown --split names the folder's splits too."""
+    root = make_dataset(tmp_path / "nsynth-valid")
+    (root / "split.json").unlink()
+    result = runner.invoke(app, ["evaluate", str(root), "--out", str(tmp_path / "rep"), "--models", str(tmp_path / "none")])
+    one_error_line(result, f"{root}: no notes of the known families in split 'test'; the dataset's splits: valid "
+                           "(10 notes): choose one with --split (e.g. --split valid)")  # fmt: skip
+    assert not (tmp_path / "rep").exists()
+    result = runner.invoke(app, ["evaluate", str(root), "--out", str(tmp_path / "rep"), "--acoustic-only"])
+    one_error_line(result, "no acoustic notes of the known families in split 'test'; the dataset's splits: valid (10 notes)")
+    for split, has in (("nsynth-valid", "valid"), ("split.json", "test")):
+        if split == "split.json":
+            root = make_dataset(tmp_path / "rendered")
+        result = runner.invoke(app, ["evaluate", str(root), "--out", str(tmp_path / "rep"), "--split", "tset"])
+        one_error_line(result, f"{root}: unknown split 'tset'; expected one of train, valid, test (the dataset's: {has})")
+        result = runner.invoke(app, mix_args(root, tmp_path / "mix", "--split", "tset"))
+        one_error_line(result, f"unknown split 'tset'; expected one of train, valid, test (the dataset's: {has})")
+
+
 @pytest.mark.parametrize("inside", ["", "audio", "audio/../."])
 def test_mix_into_the_note_datasets_own_folder_is_refused(tmp_path, inside):
     """`dataset mix ROOT ROOT` wrote labels.json beside examples.json (the folder both a note dataset and

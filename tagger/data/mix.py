@@ -56,18 +56,6 @@ def _eligible(notes: list[Note], settings: MixSettings) -> list[Note]:
     ]
 
 
-def _other_splits(dataset: NoteDataset) -> str:
-    """What to add to an error about too few families in the split `dataset` was loaded with: the
-    splits the folder has, with their notes, and how to choose one (was: "the split has notes of
-    only 0" for ``tagger dataset mix nsynth-valid OUT``, whose default ``--split test`` kept none of
-    a valid split's notes); empty where it was loaded whole or the folder has no split."""
-    if dataset.split is None or not dataset.split_sizes:
-        return ""
-    sizes = ", ".join(f"{name} ({count:,} notes)" for name, count in dataset.split_sizes.items())
-    best = max(dataset.split_sizes, key=lambda name: dataset.split_sizes[name])
-    return f"; the dataset's splits: {sizes}: choose one with --split (e.g. --split {best})"
-
-
 def draw_mixtures(
     dataset: NoteDataset,
     *,
@@ -94,7 +82,7 @@ def draw_mixtures(
             dataset.root,
             f"level {max(levels)} needs {max(levels)} families but "
             f"{f'the {dataset.split} split' if dataset.split else 'the dataset'} has notes of only "
-            f"{len(available)} (none of: {', '.join(missing)}){_other_splits(dataset)}",
+            f"{len(available)} (none of: {', '.join(missing)}){dataset.split_choices()}",
         )
     plan = []
     max_onset = int(settings.max_onset_seconds * C.SAMPLE_RATE)

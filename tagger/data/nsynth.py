@@ -95,7 +95,9 @@ class NoteDataset:
         assignment = read_split(root)
         folder_split = _folder_split(root)
         if split is not None and split not in SPLITS:
-            raise DatasetError(root, f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+            has = sorted(set(assignment.values())) if assignment is not None else [folder_split] if folder_split else []
+            raise DatasetError(root, f"unknown split {split!r}; expected one of {', '.join(SPLITS)}"
+                                     + (f" (the dataset's: {', '.join(has)})" if has else ""))  # fmt: skip
         if split is not None and assignment is None and folder_split is None:
             raise DatasetError(root, "the dataset has no split yet; run `tagger dataset split` first")
         notes, negatives = [], []
@@ -144,6 +146,18 @@ class NoteDataset:
         negatives.sort(key=lambda n: n.note_str)
         return cls(root=root, notes=notes, negatives=negatives, families=tuple(families), split=split,
                    synth_lead=synth_lead, split_sizes=dict(sorted(split_sizes.items())))  # fmt: skip
+
+    def split_choices(self) -> str:
+        """What to add to an error about the split it was loaded with holding too few notes: the
+        splits the folder has, with their notes, and how to choose one (``; the dataset's splits: valid
+        (60 notes): choose one with --split (e.g. --split valid)``: `tagger dataset mix` and `tagger
+        evaluate` take --split test by default, which a real ``nsynth-valid`` folder lacks); empty where
+        it was loaded whole or the folder has no split."""
+        if self.split is None or not self.split_sizes:
+            return ""
+        sizes = ", ".join(f"{name} ({count:,} notes)" for name, count in self.split_sizes.items())
+        best = max(self.split_sizes, key=lambda name: self.split_sizes[name])
+        return f"; the dataset's splits: {sizes}: choose one with --split (e.g. --split {best})"
 
     def by_family(self) -> dict[str, list[Note]]:
         out: dict[str, list[Note]] = {f: [] for f in self.families}

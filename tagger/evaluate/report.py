@@ -174,7 +174,7 @@ def _read_data(data: str | os.PathLike, *, split: str, acoustic_only: bool) -> _
         ds = NoteDataset.load(data_path, split=split, sources=sources)
         if not ds.notes:
             which = "acoustic notes" if acoustic_only else "notes"
-            raise DatasetError(data_path, f"no {which} of the known families in split {split!r} (pick another split)")
+            raise DatasetError(data_path, f"no {which} of the known families in split {split!r}{ds.split_choices()}")
         return _Data(data_path, kind, data_path / "examples.json", split, sources, acoustic_only, notes=ds)
     manifest = M.read_manifest(data_path)
     meta_file = data_path if data_path.is_file() else data_path / M.MANIFEST
