@@ -734,3 +734,86 @@ def test_a_large_file_gets_time_for_its_size_before_it_counts_as_hung(tmp_path):
     assert task_limit(str(small), 300.0) == pytest.approx(300.0, abs=0.01)
     assert task_limit(str(large), 300.0) == 300.0 + 3 * 10**9 / SLOWEST_READ == 3300.0
     assert task_limit(str(tmp_path / "gone.wav"), 300.0) == 300.0
+
+
+def test_a_worker_that_reads_another_file_at_the_path_stores_and_tags_nothing(tmp_path, db):
+    """A worker that saw another file at a file's path (another mount of the same name, a stale
+    copy) had its results stored for the client's file and written into its tags (a bass track
+    stored and tagged 'string'), its error stored as the file's. Its fingerprint of the file now
+    travels with the result: such a file is a transient error naming the worker, its stored results
+    and tags left as they were, and nothing of the other file (its content hash) is stored."""
+    import tagger.library.distributed as D
+    from conftest import tone_signal, track_instruments, write_audio
+    from tagger.tags import read_instruments
+
+    client, worker = tmp_path / "client" / "music", tmp_path / "worker" / "music"
+    for name, (mine, theirs) in {"a.flac": (110.0, 4000.0), "b.flac": (110.0, None)}.items():
+        write_audio(client / name, tone_signal([mine], seconds=8.0))
+        if theirs is not None:
+            write_audio(worker / name, tone_signal([theirs], seconds=8.0))
+        else:  # the worker's copy: the same name, but broken
+            (worker / name).parent.mkdir(parents=True, exist_ok=True)
+            (worker / name).write_bytes(b"not audio" * 100)
+
+    class OtherMount:  # (the cluster's part, here: analyse_remote as a worker with another mount runs it)
+        def run(self, paths, *, analyser, config, predict_batch, store, poll, file_timeout=None):
+            for i, path in enumerate(paths):
+                seen = path.replace(str(client), str(worker))
+                store(i, D.analyse_remote(seen, spec=FAKE, config=config, predict_batch=predict_batch))
+
+    fake = FakeAnalyser()
+    summary = scan([client], db=db, analyser=fake, backend=OtherMount(), on_track=tag_writer(model_version=fake.version))
+    assert summary.scanned == 0 and sorted(os.path.basename(p) for p, _ in summary.errors) == ["a.flac", "b.flac"]
+    assert all("read another file at this path" in e and "pid" in e for _, e in summary.errors)
+    assert track_instruments(db) == {}
+    assert read_instruments(str(client / "a.flac")).instruments == []
+    with db.session() as s:
+        rows = s.query(M.Track.status, M.Track.error_transient, M.Track.content_hash).all()
+    assert rows == [(M.STATUS_ERROR, True, None)] * 2
+    # the next scan, on workers that see the client's files, analyses them
+    summary = scan([client], db=db, analyser=fake, on_track=tag_writer(model_version=fake.version), jobs=0)
+    assert summary.scanned == 2 and track_instruments(db) == {str(client / n): ["bass"] for n in ("a.flac", "b.flac")}
+
+
+def test_the_start_up_check_refuses_a_worker_that_sees_another_file(tmp_path):
+    """The check before a scan looked only whether the worker could read the first file: a worker
+    with another file there (another mount of the same name) went on to analyse every file. It now
+    compares that file's fingerprint with the client's."""
+    from conftest import tone_signal, write_audio
+    from tagger.fingerprint import fingerprint
+    from tagger.library.remote import worker_check
+
+    mine = write_audio(tmp_path / "client.flac", tone_signal([110.0], seconds=5.0))
+    theirs = write_audio(tmp_path / "worker.flac", tone_signal([4000.0], seconds=5.0))
+    assert worker_check(FAKE, str(mine), sample_fingerprint=fingerprint(mine))["ok"] is True
+    report = worker_check(FAKE, str(theirs), sample_fingerprint=fingerprint(mine))
+    assert report["ok"] is False and report["error"].startswith(f"sees another file at {theirs} than the client")
+
+
+def test_a_cluster_whose_workers_see_another_file_stops_before_any_file(cluster, tmp_path, monkeypatch):
+    """On a real cluster: the workers see another file at the first file's path; the scan stops in
+    one message naming the worker, and nothing is recorded for any file."""
+    from conftest import tone_signal, write_audio
+
+    import tagger.library.distributed as D
+
+    address, _ = cluster
+    client, worker = tmp_path / "client", tmp_path / "worker"
+    for name in ("a.flac", "b.flac"):
+        write_audio(client / name, tone_signal([110.0], seconds=5.0))
+        write_audio(worker / name, tone_signal([4000.0], seconds=5.0))
+    from tagger.fingerprint import fingerprint as real_fp
+
+    real_run = D.DaskBackend.run
+
+    def run_elsewhere(self, paths, **kwargs):  # the workers' mount holds other files of the same names
+        return real_run(self, [p.replace(str(client), str(worker)) for p in paths], **kwargs)
+
+    monkeypatch.setattr(D.DaskBackend, "run", run_elsewhere)
+    monkeypatch.setattr(D, "fingerprint_or_none", lambda p: real_fp(p.replace(str(worker), str(client))), raising=False)
+    db = open_database(tmp_path / "lib.db")
+    with pytest.raises(ClusterError, match=r"worker tcp://127\.0\.0\.1:\d+: sees another file at .*a\.flac than the client"):
+        scan([client], db=db, analyser=FakeAnalyser(), backend=DaskBackend(address, spec=FAKE))
+    with db.session() as s:
+        assert s.query(M.Track).count() == 0
+    db.close()

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from tagger.errors import TaggerError, UserError
 from tagger.library.analyse import AnalysisConfig
 from tagger.library.messages import RemoteResult
-from tagger.library.remote import AnalyserSpec, analyse_remote, worker_check, worker_stats
+from tagger.library.remote import AnalyserSpec, fingerprint_or_none, analyse_remote, worker_check, worker_stats
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +220,9 @@ class DaskBackend:
         # One task pinned to each worker (not client.run: loading TensorFlow would block the
         # worker's event loop and its heartbeats).
         workers = list(client.nthreads())
-        checks = [client.submit(worker_check, spec, sample_path, key=f"tagger-check-{w}-{os.urandom(4).hex()}",
+        sample_fingerprint = fingerprint_or_none(sample_path) if sample_path is not None else None
+        checks = [client.submit(worker_check, spec, sample_path, sample_fingerprint=sample_fingerprint,
+                                key=f"tagger-check-{w}-{os.urandom(4).hex()}",
                                 workers=[w], allow_other_workers=False, pure=False) for w in workers]  # fmt: skip
         reports = self._gather_checks(client, dict(zip(workers, checks)), poll)
         bad = {w: r["error"] for w, r in reports.items() if not r["ok"]}

@@ -113,3 +113,8 @@ class RemoteResult:
     unreadable: bool = False
     """As `Failed.unreadable`: the ``error`` is that the file's bytes could not be read (may pass)."""
     fatal: str | None = None
+    fingerprint: str | None = None
+    """`tagger.fingerprint.fingerprint` of the file as the worker saw it before analysing it (None:
+    it could not read it): the client takes the result only where it is its own file's."""
+    worker: str = ""
+    """Which worker analysed it (its Dask address, or its host and process), for the messages."""

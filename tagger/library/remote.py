@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tagger.errors import ModelError, TaggerError, UserError
+from tagger.fingerprint import fingerprint
 from tagger.library.analyse import AnalysisConfig, analyse_file
 from tagger.library.assemble import score_blocks
 from tagger.library.messages import Done, Failed, FileInfo, RemoteResult
@@ -119,10 +121,12 @@ def _worker_analyser(spec: AnalyserSpec, worker=None):
     return analyser
 
 
-def worker_check(spec: AnalyserSpec, sample_path: str | None = None, dask_worker=None) -> dict:
+def worker_check(spec: AnalyserSpec, sample_path: str | None = None, dask_worker=None, *,
+                 sample_fingerprint: str | None = None) -> dict:  # fmt: skip
     """Run on every worker before a scan (as a task, or by ``client.run``, which passes
     `dask_worker`): load the analyser and report what it is (or why not); with `sample_path`, also
-    check that the worker sees that file (shared storage)."""
+    check that the worker sees that file (shared storage), and with `sample_fingerprint` (the
+    client's), that it is the client's file there, not another one (another mount, a stale copy)."""
     try:
         a = _worker_analyser(spec, dask_worker)
     except (TaggerError, ImportError, OSError) as exc:
@@ -130,6 +134,9 @@ def worker_check(spec: AnalyserSpec, sample_path: str | None = None, dask_worker
     if sample_path is not None and not os.access(sample_path, os.R_OK):
         return {"ok": False, "pid": os.getpid(), "error": f"cannot read {sample_path} (mount the library at the same "
                 "path on every worker machine, readable by the worker)"}  # fmt: skip
+    if sample_path is not None and sample_fingerprint is not None and fingerprint_or_none(sample_path) != sample_fingerprint:
+        return {"ok": False, "pid": os.getpid(), "error": f"sees another file at {sample_path} than the client does "
+                "(another size or content: mount the library at the same path on every worker machine)"}  # fmt: skip
     return {"ok": True, "version": a.version, "hash": a.hash, "pid": os.getpid()}
 
 
@@ -152,6 +159,7 @@ def analyse_remote(path: str, *, spec: AnalyserSpec, config: AnalysisConfig, pre
     except (TaggerError, ImportError, OSError) as exc:
         return RemoteResult(path, fatal=f"worker {os.getpid()}: {exc}")
     _FILES[0] += 1
+    seen, worker = fingerprint_or_none(path), _worker_name()
     n_fam = len(analyser.families)
     meta: dict = {}
     starts, silent, probs = [], [], []
@@ -178,9 +186,10 @@ def analyse_remote(path: str, *, spec: AnalyserSpec, config: AnalysisConfig, pre
 
     end = score_blocks(analyse_file(0, path, config=config), predict, batch=predict_batch, on_block=on_block)
     if isinstance(end, Failed):
-        return RemoteResult(path, meta=meta, error=str(end.reason), unreadable=end.unreadable)
+        return RemoteResult(path, meta=meta, error=str(end.reason), unreadable=end.unreadable, fingerprint=seen,
+                            worker=worker)  # fmt: skip
     if not isinstance(end, Done):
-        return RemoteResult(path, meta=meta, error="the analysis ended without a result")
+        return RemoteResult(path, meta=meta, error="the analysis ended without a result", fingerprint=seen, worker=worker)
     stats = dict(end.stats or {})
     stats["seconds"] = {**(stats.get("seconds") or {}), "inference": inference[0]}
     return RemoteResult(
@@ -188,4 +197,24 @@ def analyse_remote(path: str, *, spec: AnalyserSpec, config: AnalysisConfig, pre
         starts=np.concatenate(starts) if starts else np.zeros(0, dtype=np.int64),
         silent=np.concatenate(silent) if silent else np.zeros(0, dtype=bool),
         probs=np.concatenate(probs) if probs else np.zeros((0, n_fam), dtype=np.float32),
+        fingerprint=seen, worker=worker,
     )  # fmt: skip
+
+
+def fingerprint_or_none(path: str) -> str | None:
+    """The file's fingerprint as this worker sees it (192 KiB read), or None when it cannot read it
+    (the analysis then says why)."""
+    try:
+        return fingerprint(path)
+    except (TaggerError, OSError):
+        return None
+
+
+def _worker_name() -> str:
+    """This Dask worker's address, or (outside a worker) this host and process."""
+    try:
+        from distributed import get_worker
+
+        return str(get_worker().address)
+    except Exception:  # noqa: BLE001 - not inside a Dask worker
+        return f"{socket.gethostname()} (pid {os.getpid()})"

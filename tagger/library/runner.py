@@ -33,6 +33,17 @@ def aggregation_params(analyser: Analyser) -> dict:
     return params
 
 
+def another_file(work: FileState, result: RemoteResult) -> str | None:
+    """Why a cluster worker's `result` is not of the file the plan found at its path (the worker
+    read another file there: another mount, a stale copy; its fingerprint differs), or None. A
+    result without a fingerprint (the worker could not read the file) is the file's own error."""
+    if result.fingerprint is None or not work.fingerprint or result.fingerprint == work.fingerprint:
+        return None
+    return (f"the Dask worker {result.worker or '(unknown)'} read another file at this path (its size or content "
+            "differ from the client's): mount the library at the same path on every machine; nothing was stored "
+            "for it, the next scan tries it again")  # fmt: skip
+
+
 class _Pending:
     """A file being analysed: what the planning found, and its assembler."""
 
@@ -159,7 +170,11 @@ class Runner(TagHook, WorkerSupervisor):
             self.check_stop()
             pend = self.pending[task_id] = self.new_pending(work[task_id])
             pend.assembler.meta = result.meta or {}
-            if result.error is not None:
+            other = another_file(work[task_id], result)
+            if other is not None:  # (its facts are another file's: none of them is stored)
+                pend.assembler.meta = {}
+                self.fail(task_id, changed_during_analysis(pend.work) or other, transient=True, keep_results=True)
+            elif result.error is not None:
                 self.fail_file(task_id, str(result.error), unreadable=result.unreadable)
             else:
                 pend.assembler.add(result.starts, result.silent, result.probs)
