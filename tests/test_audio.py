@@ -7,7 +7,7 @@ import soundfile as sf
 
 from tagger import audio
 from tagger import constants as C
-from tagger.audio import formats, mp3, probe
+from tagger.audio import formats, mp3frames, probe
 from tagger.errors import AudioReadError
 
 from conftest import dsf_file, ffmpeg_demuxers, module_file, tone_signal, write_audio
@@ -319,15 +319,15 @@ def test_an_m4a_without_an_audio_track_still_fails_clearly(tmp_path):
 
 
 def test_the_mp3_frame_search_tries_every_offset_a_header_can_begin_at():
-    """`mp3._mp3_frames_at` tries only the offsets of a 0xFF byte (each byte of the 16 KiB of each
+    """`mp3frames._mp3_frames_at` tries only the offsets of a 0xFF byte (each byte of the 16 KiB of each
     of the 8 probes of an MP3 was tried in Python, about 10 ms a file): the same frame found as by
     trying every offset, at any start in the stream, in noise, and in runs of 0xFF bytes."""
     import random
 
     def every_offset(data):
         for i in range(len(data) - 4):
-            frame = mp3._mp3_frame(data, i)
-            if frame is not None and mp3._mp3_frame(data, i + frame[1]) is not None:
+            frame = mp3frames._mp3_frame(data, i)
+            if frame is not None and mp3frames._mp3_frame(data, i + frame[1]) is not None:
                 return i, frame
         return None
 
@@ -339,6 +339,6 @@ def test_the_mp3_frame_search_tries_every_offset_a_header_can_begin_at():
     cases += [bytes(rng.choice((0xFF, 0xFB, 0x90, 0xB2, 0x00, rng.randrange(256))) for _ in range(rng.randrange(3000)))
               for _ in range(300)]  # fmt: skip
     cases += [b"\xff" * 50 + stream[:900], bytes(7) + stream[:4], stream[:417] + b"\xff\xfb\x90"]
-    found = [mp3._mp3_frames_at(c) for c in cases]
+    found = [mp3frames._mp3_frames_at(c) for c in cases]
     assert found == [every_offset(c) for c in cases]
     assert sum(f is not None for f in found) > 100  # (the cases do hold frames)

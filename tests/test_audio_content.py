@@ -837,7 +837,7 @@ def _with_false_headers(data: bytes, header: bytes, at: int) -> bytes:
     """`data` (an MP3 written by ffmpeg: frames after its ID3v2 tag) with `header` written `at` bytes
     into each of its frames after the first (its Info header's), bytes of their audio that look like
     a frame header."""
-    from tagger.audio.mp3 import _mp3_frame
+    from tagger.audio.mp3frames import _mp3_frame
 
     pos, out = _id3v2_length(data), bytearray(data)
     pos += _mp3_frame(data, pos)[1]
@@ -862,7 +862,7 @@ def test_a_whole_16_khz_mp3_with_bytes_that_look_like_48_khz_headers_is_not_take
     its samples those of the file without the tag."""
     from mutagen.apev2 import APEv2, APEValue, BINARY
 
-    from tagger.audio.mp3 import _mp3_decoded_in_part
+    from tagger.audio.mp3length import _mp3_decoded_in_part
 
     y = tone_signal([FLUTE], seconds=10.0, sr=16_000)
     plain = tmp_path / "plain.mp3"
@@ -895,7 +895,7 @@ def test_a_vbr_mp3_of_two_or_three_frames_without_a_length_header_is_ffmpegs(tmp
     takes its length from the first frame's bit rate (0.138 s of a 0.157 s file decoded; found by the
     review of 99c838e over ffmpeg's -c copy cuts). Frames that end where the file's do are a
     stream's, 2 of them at least: the file is ffmpeg's, every frame decoded."""
-    from tagger.audio.mp3 import _mp3_decoded_in_part
+    from tagger.audio.mp3length import _mp3_decoded_in_part
 
     rng = np.random.default_rng(3)
     y = (0.2 * rng.standard_normal(88_200) * np.repeat(rng.random(40), 2205)).astype(np.float32)
@@ -1133,7 +1133,7 @@ def test_a_whole_mp3_whose_last_frame_ends_in_zero_ancillary_bytes_then_padding_
     the review of 5b3c1f8 asked). Where the zeros begin is read from its side info: where its main
     data ends (a silent frame's: its side info's last bit length; MPEG-2.5 at 8 kHz, zeros from
     inside its side info)."""
-    from tagger.audio.mp3 import _mp3_frame, _mp3_frames_at
+    from tagger.audio.mp3frames import _mp3_frame, _mp3_frames_at
 
     sr, *args = mode
     y = tone_signal([BASS, FREQ["flute"]], seconds=3.0, sr=sr, silence=1.0)  # (a silent last frame: no audio bytes)

@@ -12,8 +12,12 @@ The package:
 - `tagger.audio.lengths`: the lengths headers declare exactly (`EXACT_LENGTHS`, WAV/AIFF data
   chunks, a Shorten file's WAV header), against which a file cut short is found;
 - `tagger.audio.ogg`: an Ogg file's pages (chained, cut short, pages missing, an Opus pre-skip);
-- `tagger.audio.mp3`: an MP3's frame headers and tags (joined files, VBR without a length header,
-  the tags ffmpeg is not given, its last frame cut);
+- `tagger.audio.mp3`: an MP3's layout and its checks (the tags ffmpeg is not given, its last frame
+  cut, bytes after its frames that are none), read with `tagger.audio.mp3frames` (its frame
+  headers, its frames followed one by one), `tagger.audio.endtags` (the tags between and after
+  its frames, zero padding; a FLAC's and a raw stream's too), `tagger.audio.mp3tail` (how its last
+  frame ends, from its side info) and `tagger.audio.mp3length` (the length its header declares;
+  what libsndfile would decode only in part: joined files, VBR without a length header);
 - `tagger.audio.flac`: a FLAC's frame headers and CRCs (whether it ends on its whole last frame);
 - `tagger.audio.rawframes`: the frame headers of raw streams (ADTS AAC, AC-3, E-AC-3, TrueHD, MLP,
   LOAS, DTS, DTS-HD: their last frame cut, bytes between frames that begin none);

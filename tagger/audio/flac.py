@@ -8,7 +8,7 @@ import functools
 import os
 from pathlib import Path
 
-from tagger.audio.mp3 import _trailing_tags
+from tagger.audio.endtags import _trailing_tags
 from tagger.containers import id3v2_length
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 from tagger.audio.fileinfo import AudioInfo
 from tagger.audio.losses import _cut_short
 from tagger.audio.matroska import _timeline_gaps
-from tagger.audio.mp3 import _mp3_end_intact, _mp3_length_declared
+from tagger.audio.mp3 import _mp3_end_intact
+from tagger.audio.mp3length import _mp3_length_declared
 from tagger.errors import AudioReadError
 
 

@@ -3,7 +3,7 @@ checks (a regular, readable, non-empty file; a sample rate analysed), libsndfile
 (the demuxers allowed: `tagger.audio.formats`; the signature of a format whose reader does not
 check it; what a header declares past the file's end; a Matroska stream's tagged length), an MP4's
 atoms (mutagen); and the decoder each file goes to: ffmpeg for a chained Ogg (`tagger.audio.ogg`)
-and for an MP3 libsndfile would decode only in part (`tagger.audio.mp3`), of the length its headers
+and for an MP3 libsndfile would decode only in part (`tagger.audio.mp3length`), of the length its headers
 declare (a Shorten file's: `tagger.audio.lengths`)."""
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from tagger.audio.formats import (AUDIO_DEMUXERS, FORMAT_MAGICS, FORMAT_NAMES, P
                                   SYNTH_FORMATS)
 from tagger.audio.lengths import _shorten_seconds
 from tagger.audio.matroska import _declares_duration
-from tagger.audio.mp3 import _mp3_decoded_in_part, _mp3_feed, _vbri_seconds
+from tagger.audio.mp3 import _mp3_feed
+from tagger.audio.mp3length import _mp3_decoded_in_part, _vbri_seconds
 from tagger.audio.ogg import _chained_ogg
 from tagger.audio.plumbing import (FFMPEG_INPUT_OPTIONS, _decoder_preexec, _DecoderStderr, _said, _unaddressed,
                                    opened_name)  # fmt: skip

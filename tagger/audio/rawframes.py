@@ -12,10 +12,11 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from tagger.audio.endtags import _tag_at, _trailing_tags
 from tagger.audio.fileinfo import AudioInfo
 from tagger.audio.formats import AUDIO_FORMATS, FORMAT_NAMES
 from tagger.audio.losses import _cut_short, _note_or_refuse, _places
-from tagger.audio.mp3 import _mp3_layout, _tag_at, _trailing_tags
+from tagger.audio.mp3 import _mp3_layout
 from tagger.containers import id3v2_length
 
 

@@ -18,7 +18,8 @@ from tagger.audio.fileinfo import FFMPEG_MAX_RATE, AudioInfo
 from tagger.audio.lengths import _check_data_chunk, _check_shortfall
 from tagger.audio.losses import MAX_NON_FINITE, _check_channels, _check_lost_total
 from tagger.audio.matroska import _check_matroska_live
-from tagger.audio.mp3 import _check_mp3_cut, _check_mp3_junk, _check_mp3_stopped, _feed_before, _mp3_junk, _mp3_tail
+from tagger.audio.mp3 import _check_mp3_cut, _check_mp3_junk, _check_mp3_stopped, _feed_before, _mp3_junk
+from tagger.audio.mp3tail import _mp3_tail
 from tagger.audio.ogg import _check_ogg_end
 from tagger.audio.probe import info
 from tagger.audio.rawframes import _check_raw_damage, _check_raw_end
