@@ -216,6 +216,100 @@ def test_tag_right_after_a_tag_writing_scan_does_not_wait_for_the_files_tagger_i
         db.close()
 
 
+def test_untag_right_after_a_tag_writing_scan_does_not_wait_for_the_files_tagger_itself_wrote(tmp_path, monkeypatch):
+    """`tagger untag` right after a tag-writing scan skipped every file as "changed 1 s ago, still
+    being written?" (exit 1): the recent mtime was the scan's own tag write, and untag read no
+    database to know it (a leftover of the same fix to `tag`). It reads the library database (the
+    default one, or --db): a file exactly as recorded after tagger's write (size, mtime, ctime) is
+    untagged at once, through a link to its folder too. A file a tag editor saved since, one tagger
+    never recorded (`tag --from-json`'s), and every file when there is no database, still wait."""
+    from typer.testing import CliRunner
+
+    from library_fakes import FakeAnalyser
+    from tagger.cli import app
+    from tagger.db.session import open_database
+    from tagger.library.scan import scan, tag_writer
+
+    monkeypatch.delenv("TAGGER_SETTLE_SECONDS")
+    music = tmp_path / "music"
+    a, b, c = (write_audio(music / f"{n}.flac", tone_signal([110.0 * (i + 1)], seconds=5.0)) for i, n in enumerate("abc"))
+    db = open_database(tmp_path / "library.db")
+    try:
+        assert scan([music], db=db, analyser=FakeAnalyser(), jobs=0, on_track=tag_writer(model_version="fake-1")).tags_written == 3
+    finally:
+        db.close()
+    _set_title(b, "saved by a tag editor since")
+    tags.write_instruments(d := write_audio(music / "d.flac", tone_signal([440.0], seconds=5.0)), **WRITE)
+    wait = r"changed \d+ s ago, still being written\? \(settle time 10 s\)"
+
+    monkeypatch.setenv("TAGGER_DB", str(tmp_path / "nowhere.db"))  # no library database: every file waits
+    result = CliRunner().invoke(app, ["untag", str(a)])
+    assert result.exit_code == 1 and re.search(wait, result.output), result.output
+    assert tags.read_instruments(a).tagged and not (tmp_path / "nowhere.db").exists()
+    (tmp_path / "empty.db").touch()  # one that cannot be read: said, and every file waits
+    monkeypatch.setenv("TAGGER_DB", str(tmp_path / "empty.db"))
+    result = CliRunner().invoke(app, ["untag", str(a)])
+    assert result.exit_code == 1 and re.search(wait, result.output), result.output
+    assert f"tagger: note: no library database at {tmp_path / 'empty.db'} (an empty file)" in result.output
+
+    monkeypatch.setenv("TAGGER_DB", str(tmp_path / "library.db"))  # the default database
+    result = CliRunner().invoke(app, ["untag", str(music)])
+    assert result.exit_code == 1, result.output
+    assert f"untagged {a} (removed: bass)" in result.output and f"untagged {c}" in result.output, result.output
+    for waited in (b, d):
+        assert re.search(rf"skipped {re.escape(str(waited))}: {wait}", result.output), result.output
+        assert tags.read_instruments(waited).tagged
+    assert "1 untagged" not in result.output and "2 untagged, 0 unchanged, 2 skipped" in result.output
+    assert not tags.read_instruments(a).tagged and not tags.read_instruments(c).tagged
+
+    # --db, and a folder given through a link (the database holds the real path)
+    monkeypatch.delenv("TAGGER_DB")
+    db = open_database(tmp_path / "library.db")
+    try:
+        scan([music], db=db, analyser=FakeAnalyser(), jobs=0, on_track=tag_writer(model_version="fake-1"))
+    finally:
+        db.close()
+    assert tags.read_instruments(a).tagged
+    (tmp_path / "link").symlink_to(music)
+    result = CliRunner().invoke(app, ["untag", str(tmp_path / "link" / "a.flac"), "--db", str(tmp_path / "library.db")])
+    assert result.exit_code == 0 and "1 untagged" in result.output, result.output
+    assert not tags.read_instruments(a).tagged
+    # a --db that is not there is the command's error, nothing changed
+    result = CliRunner().invoke(app, ["untag", str(music), "--db", str(tmp_path / "typo.db")])
+    assert result.exit_code == 1 and "no library database at" in result.output, result.output
+    assert tags.read_instruments(c).tagged
+
+
+@pytest.mark.skipif(not LINUX, reason="Linux leases")
+def test_untag_never_touches_a_file_another_program_is_writing_as_tagger_left_it(tmp_path, monkeypatch):
+    """The other side of the rule above: a file exactly as recorded after tagger's write, which
+    another program has opened for writing since (its first bytes not yet written: size, mtime and
+    ctime unchanged), is not untagged: the read lease refuses it, and it is left as it is."""
+    from typer.testing import CliRunner
+
+    from library_fakes import FakeAnalyser
+    from tagger.cli import app
+    from tagger.db.session import open_database
+    from tagger.library.scan import scan, tag_writer
+
+    monkeypatch.delenv("TAGGER_SETTLE_SECONDS")
+    song = write_audio(tmp_path / "music" / "song.flac", tone_signal([220.0], seconds=5.0))
+    if not _lease_available(song):
+        pytest.skip("no read leases on this file system")
+    db = open_database(tmp_path / "library.db")
+    try:
+        assert scan([song.parent], db=db, analyser=FakeAnalyser(), jobs=0, on_track=tag_writer(model_version="fake-1")).tags_written == 1
+    finally:
+        db.close()
+    before = song.read_bytes()
+    with open(song, "r+b"):
+        result = CliRunner().invoke(app, ["untag", str(song), "--db", str(tmp_path / "library.db")])
+        assert result.exit_code == 1 and "open for writing by another program" in result.output, result.output
+    assert song.read_bytes() == before and tags.read_instruments(song).tagged
+    result = CliRunner().invoke(app, ["untag", str(song), "--db", str(tmp_path / "library.db")])
+    assert result.exit_code == 0 and not tags.read_instruments(song).tagged, result.output
+
+
 def test_scan_defers_files_still_being_written_and_a_later_scan_tags_them(tmp_path):
     from library_fakes import FakeAnalyser
 

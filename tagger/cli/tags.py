@@ -187,6 +187,9 @@ def _shipped_model_version() -> str | None:
 @handle_errors
 def untag(
     paths: list[Path] = typer.Argument(..., parser=F.path, help="Audio files or folders (recursively)."),
+    db: str = typer.Option(
+        None, "--db", help="Library database URL or SQLite file whose tag writes are not waited for "
+                           "(default: $TAGGER_DB or the user data dir, where there is one)."),
     keep_mtime: bool = typer.Option(False, "--keep-mtime", help="Keep each file's modification time."),
     dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Show what would change; write nothing."),
     settle_seconds: float = settle_option(),
@@ -195,13 +198,54 @@ def untag(
     """Remove exactly the fields tagger wrote, nothing else.
 
     INSTRUMENTS, INSTRUMENTS_MODEL, INSTRUMENTS_SCORES; INSTRUMENTS_COPIES and the unchanged copies
-    of another tag's fields it lists."""
+    of another tag's fields it lists. A file exactly as the library database recorded it after
+    tagger's own tag write is not waited for (--settle-seconds)."""
     from tagger import tags
     from tagger.library.state import StopSignals
 
+    recorded = _recorded_as_tagged(db, paths) if settle_seconds > 0 else None
     with StopSignals() as stop:
         results = tags.remove_all(
             paths, keep_mtime=keep_mtime, dry_run=dry_run, settle_seconds=settle_seconds,
-            follow_external_symlinks=follow_external_symlinks, stop=lambda: stop.requested,
+            follow_external_symlinks=follow_external_symlinks, stop=lambda: stop.requested, recorded=recorded,
         )  # fmt: skip
         _render(results, verb="untag", dry_run=dry_run, stop=stop)
+
+
+def _recorded_as_tagged(db: str | None, paths: list[Path]) -> dict:
+    """The facts the library database records of the files under ``paths`` after tagger's own tag
+    writes (`tagger.db.listing.recorded_as_tagged`), which `untag` need not wait for. ``db`` None:
+    the default database ($TAGGER_DB, or the user data folder's) where there is one; none there, or
+    one that cannot be read (a line says why), is no facts: every recent file is waited for, as
+    before. A ``--db`` given that cannot be read is the command's error, no file changed. Paths whose
+    names are not UTF-8 have no tracks there and are left out of the query."""
+    from tagger.cli.library import _reading
+    from tagger.db.filter import TrackFilter
+    from tagger.db.listing import recorded_as_tagged
+    from tagger.db.urls import as_url, sqlite_file
+    from tagger.errors import TaggerError, UserError
+
+    usable = []
+    for path in paths:
+        try:
+            usable.append(TrackFilter.of(paths=[path]).paths)
+        except UserError:
+            continue
+    if not usable:
+        return {}
+    where = TrackFilter(paths=tuple(dict.fromkeys(form for forms in usable for form in forms)))
+    if db is not None:
+        return _reading(db, lambda reader: recorded_as_tagged(reader, where))
+    try:
+        url = as_url(None)
+    except UserError:  # (no home folder, nor $TAGGER_DB: no library database)
+        return {}
+    default = sqlite_file(url)
+    if default is not None and not default.exists():
+        return {}
+    try:
+        return _reading(url, lambda reader: recorded_as_tagged(reader, where))
+    except TaggerError as exc:
+        echo(f"tagger: note: {exc}; so every file changed within the settle time is left for a later run",
+             err=True)  # fmt: skip
+        return {}

@@ -181,7 +181,7 @@ def storable_name(path: str) -> str:
     return path
 
 
-def _path_forms(path: str | os.PathLike) -> tuple[str, ...]:
+def path_forms(path: str | os.PathLike) -> tuple[str, ...]:
     """``path`` made absolute, and the same with the folders on its way resolved (its last part is
     left as it is: a track may be stored under the name of a link to a file)."""
     given = storable_name(absolute(os.path.expanduser(os.fspath(path))))
@@ -228,8 +228,8 @@ class TrackFilter:
             lacks=lacks,
             min_score=min_score,
             path_glob=check_path_glob(path_glob),
-            paths=tuple(dict.fromkeys(form for p in paths or () for form in _path_forms(p))),
-            given=tuple(dict.fromkeys(_path_forms(p)[0] for p in paths or ())),
+            paths=tuple(dict.fromkeys(form for p in paths or () for form in path_forms(p))),
+            given=tuple(dict.fromkeys(path_forms(p)[0] for p in paths or ())),
         )
 
     @property

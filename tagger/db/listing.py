@@ -1,7 +1,8 @@
 """The tracks a query or a tag write selects, read many at a time: ``tagger query``'s
 (`stream_tracks`: 500 per short transaction, its SQL written once for ``sqlite3`` and SQLAlchemy;
 `scored_families`, the score columns of a CSV), the library's (`find_tracks`, `iter_tracks`), and
-the results a tag write checks (`tracks_to_tag`, `StoredResults`).
+the results a tag write checks (`tracks_to_tag`, `StoredResults`), and the files as tagger's own tag
+writes left them, which `tagger untag` need not wait for (`recorded_as_tagged`).
 """
 
 from __future__ import annotations
@@ -147,6 +148,24 @@ def tracks_to_tag(session: Session, where: TrackFilter) -> list[TrackToTag]:
             out.append(TrackToTag(summary.path, summary.instruments, summary.scores, summary.model_version,
                                   row.size, row.mtime, tuple(json.loads(row.families or "[]")), stored))  # fmt: skip
     return out
+
+
+RecordedFacts = tuple[int, float, int]
+"""A file's size, mtime and ctime (ns) as the library database recorded them (`recorded_as_tagged`)."""
+
+
+def recorded_as_tagged(reader: Reader, where: TrackFilter) -> dict[str, RecordedFacts]:
+    """The tracks under ``where``'s paths whose tags the library database (read through ``reader``)
+    records as current (`StoredResults.tags_current`),
+    by path: the size, mtime and ctime their file had when that was recorded, right after tagger's
+    own tag write (or as a tag-writing scan found the file settled). A file found exactly so has been
+    written by no program since (any write changes its ctime): `tagger untag` does not wait for it to
+    settle (`tagger.tags.remove_instruments`' ``recorded``). Only the paths are filtered: the
+    families of ``where`` are not read."""
+    conds = [Sql("tracks.tags_current = TRUE AND tracks.ctime_ns IS NOT NULL"), *where.clauses(reader.dialect)]
+    rows = reader.tuples(sql("SELECT tracks.path, tracks.size, tracks.mtime, tracks.ctime_ns FROM tracks WHERE {}",
+                             joined(" AND ", conds)))  # fmt: skip
+    return {path: (int(size), float(mtime), int(ctime_ns)) for path, size, mtime, ctime_ns in rows}
 
 
 def _select(session: Session, where: TrackFilter | None, *, batch: int = STREAM_BATCH, stored: bool = False,

@@ -8,7 +8,7 @@ results, recorded in it around each write, is `tagger.tags.database`'s (`tag_fro
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -434,11 +434,15 @@ def remove_all(
     settle_seconds: float = 0.0,
     follow_external_symlinks: bool = False,
     stop: Callable[[], bool] | None = None,
+    recorded: Mapping[str, tuple[int, float, int]] | None = None,
 ) -> Iterator[TagChange | TagWriteError]:
     """`remove_instruments` on files and the audio files of folders (found as a scan finds them,
     `find_audio_files`); a file that cannot be changed, or is not followed, yields its
     `TagWriteError` (the others go on). ``stop()``: asked before each file, as by `write_predictions`.
-    Unless ``dry_run``, the hidden copies that killed writes left of each file are deleted (`LeftoverCopies`)."""
+    Unless ``dry_run``, the hidden copies that killed writes left of each file are deleted (`LeftoverCopies`).
+    ``recorded``: path -> the size, mtime and ctime the library database recorded of the file after
+    tagger's own tag write (`tagger.db.listing.recorded_as_tagged`): a file found exactly so is not
+    waited for (`remove_instruments`)."""
     check_filesystem_encoding()
     leftovers = LeftoverCopies()
     for file in find_audio_files(paths, follow_external_symlinks=follow_external_symlinks):
@@ -450,9 +454,23 @@ def remove_all(
         if not dry_run:
             leftovers.remove(file)
         try:
-            yield remove_instruments(file, keep_mtime=keep_mtime, dry_run=dry_run, settle_seconds=settle_seconds)
+            facts = _recorded_facts(file, recorded) if recorded else None
+            yield remove_instruments(file, keep_mtime=keep_mtime, dry_run=dry_run, settle_seconds=settle_seconds,
+                                     recorded=facts)  # fmt: skip
         except TagWriteError as exc:
             yield exc
+
+
+def _recorded_facts(file: str | os.PathLike, recorded: Mapping[str, tuple[int, float, int]]) -> tuple[int, float, int] | None:
+    """``recorded``'s facts of ``file``, looked up under each name the database may hold it by
+    (`tagger.db.filter.path_forms`); None where it holds none (a name that is not UTF-8 included)."""
+    from tagger.db.filter import path_forms
+
+    try:
+        forms = path_forms(file)
+    except UserError:  # (not UTF-8: the database holds no results for it)
+        return None
+    return next((recorded[form] for form in forms if form in recorded), None)
 
 
 def predictions_from_database(

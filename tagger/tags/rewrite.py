@@ -188,15 +188,21 @@ def remove_instruments(
     dry_run: bool = False,
     expected: tuple[int, float] | None = None,
     settle_seconds: float = 0.0,
+    recorded: tuple[int, float, int] | None = None,
 ) -> TagChange:
     """Remove exactly tagger's fields (`FIELDS`) and nothing else, atomically.
 
     An ID3 tag left without any frame is removed altogether (tagger created it). A file without
-    tagger's fields is left untouched (``written=False``). ``settle_seconds``: as for `write_instruments`.
+    tagger's fields is left untouched (``written=False``). ``settle_seconds``: as for `write_instruments`,
+    but not for a file found exactly as ``recorded``: the size, mtime and ctime (ns) the library
+    database recorded right after tagger's own tag write (`tagger.db.listing.recorded_as_tagged`),
+    which no program has written to since (its ctime would differ); the file found is the one
+    written, checked under the lock as any (was: `tagger untag` right after a tag-writing scan
+    skipped every file as "changed 1 s ago, still being written?").
     """
     return _rewrite(
         path, target=lambda _before: {}, id3v23=None, keep_mtime=keep_mtime, dry_run=dry_run, expected=expected,
-        settle_seconds=settle_seconds,
+        settle_seconds=settle_seconds, recorded=recorded,
     )  # fmt: skip
 
 
@@ -215,6 +221,7 @@ def _rewrite(
     ctime_ns: int | None = None,
     audio_digest: str | None = None,
     before_replace: Callable[[str], None] | None = None,
+    recorded: tuple[int, float, int] | None = None,
 ) -> TagChange:
     shown = os.fspath(path)
     real = os.path.realpath(shown)  # a symlink's target is rewritten, the link stays a link
@@ -226,6 +233,8 @@ def _rewrite(
         raise TagWriteError(shown, f"cannot stat: {exc.strerror or exc}") from exc
     if not stat.S_ISREG(st.st_mode):
         raise TagWriteError(shown, "not a regular file")
+    if recorded is not None and (st.st_size, st.st_mtime, st.st_ctime_ns) == tuple(recorded):
+        settle_seconds = 0.0  # (as tagger's own write left it: `remove_instruments`)
     retagged = None  # (the audio digest of a file changed since in its tags alone)
     try:
         _check_expected(shown, st, expected)
