@@ -817,3 +817,40 @@ def test_a_cluster_whose_workers_see_another_file_stops_before_any_file(cluster,
     with db.session() as s:
         assert s.query(M.Track).count() == 0
     db.close()
+
+
+def test_workers_with_other_tagger_code_under_the_same_version_stop_the_scan(cluster, template, tmp_path, monkeypatch):
+    """tagger's version number stays 0.1.0 from commit to commit: a worker on a checkout at another
+    commit (other decoding code) passed the version check and its results were mixed into the
+    database. The client now sends a digest of its source files, and each worker compares its own."""
+    import tagger.library.distributed as D
+
+    address, _ = cluster
+    root = _copy(template, tmp_path / "music")
+    db = open_database(tmp_path / "lib.db")
+    monkeypatch.setattr(D, "code_digest", lambda: "f" * 32, raising=False)  # (the client's checkout, another commit)
+    with pytest.raises(ClusterError, match="worker runs tagger .* with other source files than the client's .*ffffffffffff"):
+        scan([root], db=db, analyser=FakeAnalyser(), backend=DaskBackend(address, spec=FAKE))
+    with db.session() as s:
+        assert s.query(M.Track).count() == 0
+    db.close()
+
+
+def test_the_code_digest_tells_two_checkouts_apart(tmp_path):
+    """The digest of the tagger package's source files: the same for a copy, another for a copy with
+    one file changed; a worker given another one refuses each file too (one that joins late)."""
+    import tagger
+    from tagger.library import remote as R
+
+    here = Path(tagger.__file__).resolve().parent
+    same = shutil.copytree(here, tmp_path / "same" / "tagger", ignore=shutil.ignore_patterns("__pycache__"))
+    other = shutil.copytree(same, tmp_path / "other" / "tagger")
+    with open(other / "audio" / "__init__.py", "a") as f:
+        f.write("\n# a local change\n")
+    assert R.code_digest(str(same)) == R.code_digest() and len(R.code_digest()) == 32
+    assert R.code_digest(str(other)) != R.code_digest()
+    spec = AnalyserSpec(kind="factory", factory="library_fakes:FakeAnalyser", expected_tagger=tagger.__version__,
+                        expected_code=R.code_digest(str(other)))  # fmt: skip
+    assert "with other source files than the client's" in R.analyse_remote("/nonexistent.wav", spec=spec, config=None).fatal
+    assert R.worker_check(spec)["ok"] is False
+    assert R.worker_check(AnalyserSpec(**{**spec.__dict__, "expected_code": R.code_digest()}))["ok"] is True

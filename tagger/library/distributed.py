@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 from tagger.errors import TaggerError, UserError
 from tagger.library.analyse import AnalysisConfig
 from tagger.library.messages import RemoteResult
-from tagger.library.remote import AnalyserSpec, fingerprint_or_none, analyse_remote, worker_check, worker_stats
+from tagger.library.remote import (AnalyserSpec, analyse_remote, code_digest, fingerprint_or_none, worker_check,
+                                   worker_stats)
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,8 @@ class DaskBackend:
         from tagger import __version__
 
         spec = AnalyserSpec(**{**self.spec.__dict__, "expected_hash": analyser.hash, "expected_version": analyser.version,
-                               "expected_tagger": __version__})  # fmt: skip
+                               "expected_tagger": __version__,
+                               "expected_code": code_digest()})  # fmt: skip
         own = not hasattr(self.scheduler, "submit")
         client = self._connect(Client) if own else self.scheduler
         tasks = _Tasks(client, paths, spec=spec, config=config, predict_batch=predict_batch, retries=self.retries,

@@ -8,6 +8,8 @@ Nothing here imports dask, TensorFlow or the database at import time.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import importlib
 import os
 import socket
@@ -45,6 +47,9 @@ class AnalyserSpec:
     expected_tagger: str | None = None
     """The client's tagger version: a worker running another refuses (its decoding, features or
     aggregation inputs may differ from the client's, and would mix into one database)."""
+    expected_code: str | None = None
+    """The client's `code_digest`: a worker whose tagger source files differ under the same version
+    number (a checkout at another commit, local changes) refuses too."""
 
     def key(self) -> tuple:
         return (self.kind, self.model_dir, self.families, self.factory, self.kwargs)
@@ -94,12 +99,44 @@ def _load_analyser(spec: AnalyserSpec, worker=None):
 
 
 def _check_tagger(spec: AnalyserSpec) -> None:
-    """Raise `UserError` when this worker runs another tagger version than the client's."""
+    """Raise `UserError` when this worker runs another tagger version than the client's, or the same
+    version number with other source files."""
     from tagger import __version__
 
     if spec.expected_tagger is not None and __version__ != spec.expected_tagger:
         raise UserError(f"the worker runs tagger {__version__}, the client {spec.expected_tagger}: install the same "
                         "tagger version on every machine")  # fmt: skip
+    mine = code_digest()
+    if spec.expected_code is not None and mine is not None and mine != spec.expected_code:
+        raise UserError(f"the worker runs tagger {__version__} with other source files than the client's (code "
+                        f"{mine[:12]}, the client's {spec.expected_code[:12]}: another commit or local changes): "
+                        "install the same tagger version on every machine")  # fmt: skip
+
+
+def code_digest(folder: str | None = None) -> str | None:
+    """BLAKE2b (32 hex digits) over the relative paths and bytes of the ``.py`` files of the tagger
+    package at `folder` (None: this process's; computed once), or None where it has none (compiled
+    only). The version number alone does not tell two checkouts at different commits apart."""
+    if folder is None:
+        import tagger
+
+        folder = os.path.dirname(os.path.abspath(tagger.__file__))
+    return _code_digest(folder)
+
+
+@functools.lru_cache(maxsize=4)
+def _code_digest(folder: str) -> str | None:
+    h, found = hashlib.blake2b(digest_size=16), False
+    for top, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        for name in sorted(f for f in files if f.endswith(".py")):
+            path = os.path.join(top, name)
+            rel = os.path.relpath(path, folder).replace(os.sep, "/").encode()
+            with open(path, "rb") as f:
+                data = f.read()
+            h.update(len(rel).to_bytes(4, "little") + rel + len(data).to_bytes(8, "little") + data)
+            found = True
+    return h.hexdigest() if found else None
 
 
 def _worker_analyser(spec: AnalyserSpec, worker=None):
