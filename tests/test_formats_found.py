@@ -826,17 +826,17 @@ def test_a_raw_aac_damaged_to_ff_bytes_is_walked_by_its_sync_words(tmp_path, mon
     0xFF byte, reading a header at each (1.6 s a MB of them: 16 s for 10 MB, half an hour for 1 GB).
     It looks for the 12-bit sync and layer 0 (0xFFF0, 0xFFF1, 0xFFF8, 0xFFF9) now: a header is read
     where one can begin, and the damage is said as before."""
-    from tagger.audio import rawframes
+    from tagger.audio import rawheaders, rawwalk
 
     data = make("aac", tmp_path / "tone.aac", tmp_path, seconds=3.0).read_bytes()
     f = tmp_path / "ff.aac"
     f.write_bytes(data[:20_000] + b"\xff" * 200_000 + data)
-    read, frame = [], rawframes._ADTS.frame
-    monkeypatch.setattr(rawframes._ADTS, "frame", lambda self, buf, i: read.append(i) or frame(self, buf, i))
-    walk = rawframes._frame_walk(f, "aac")
+    read, frame = [], rawheaders._ADTS.frame
+    monkeypatch.setattr(rawheaders._ADTS, "frame", lambda self, buf, i: read.append(i) or frame(self, buf, i))
+    walk = rawwalk._frame_walk(f, "aac")
     assert walk is not None and 199_000 < walk.damaged <= 200_000 and walk.cut == 0.0 and walk.trailing == 0
     assert abs(walk.seconds - 3.0 - 20_000 / len(data) * 3.0) < 0.1
-    assert len(read) < 2_000, len(read)
+    assert 0 < len(read) < 2_000, len(read)  # (the headers read are counted: the patch is where the walk looks)
 
 
 def test_a_raw_stream_losing_one_byte_is_said_in_words_that_fit(tmp_path):

@@ -19,8 +19,10 @@ The package:
   frame ends, from its side info) and `tagger.audio.mp3length` (the length its header declares;
   what libsndfile would decode only in part: joined files, VBR without a length header);
 - `tagger.audio.flac`: a FLAC's frame headers and CRCs (whether it ends on its whole last frame);
-- `tagger.audio.rawframes`: the frame headers of raw streams (ADTS AAC, AC-3, E-AC-3, TrueHD, MLP,
-  LOAS, DTS, DTS-HD: their last frame cut, bytes between frames that begin none);
+- `tagger.audio.rawframes`: the checks of raw streams (ADTS AAC, AC-3, E-AC-3, TrueHD, MLP, LOAS,
+  DTS, DTS-HD: their last frame cut, bytes between frames that begin none), read with
+  `tagger.audio.rawheaders` (each kind's frame headers) and `tagger.audio.rawwalk` (a file's frames
+  walked);
 - `tagger.audio.fileinfo`: `AudioInfo`, what `info` returns, and the sample rates analysed;
 - `tagger.audio.formats`: the formats analysed, declared once (`AUDIO_FORMATS`, the extensions and
   first bytes crawled, the demuxers ffmpeg may read a file with);

@@ -26,7 +26,9 @@ from tagger.audio.mp3length import _mp3_decoded_in_part, _vbri_seconds
 from tagger.audio.ogg import _chained_ogg
 from tagger.audio.plumbing import (FFMPEG_INPUT_OPTIONS, _decoder_preexec, _DecoderStderr, _said, _unaddressed,
                                    opened_name)  # fmt: skip
-from tagger.audio.rawframes import RAW_NAMES, _frame_walk, _raw_demuxer, _raw_not_mp3
+from tagger.audio.rawframes import _raw_demuxer, _raw_not_mp3
+from tagger.audio.rawheaders import RAW_NAMES
+from tagger.audio.rawwalk import _frame_walk
 from tagger.containers import id3v2_length
 from tagger.errors import AudioReadError, MissingToolError
 
@@ -169,7 +171,7 @@ def _ffprobe_info(path: Path) -> AudioInfo:
 
 
 def _no_raw_frames(path: Path) -> tuple[str, str] | None:
-    """(demuxer, format name) of the raw frame stream (`tagger.audio.rawframes.RAW_FRAMES`) that the
+    """(demuxer, format name) of the raw frame stream (`tagger.audio.rawheaders.RAW_FRAMES`) that the
     file's extension names, where ffprobe failed on it and no frame of it begins where the file does:
     random bytes named ``.loas`` were ``not a readable audio file (Invalid argument)``, where a text
     named ``.ac3`` says that no AC-3 audio was found in it. None for another extension, or a file that
