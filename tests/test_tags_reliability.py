@@ -310,6 +310,35 @@ def test_untag_never_touches_a_file_another_program_is_writing_as_tagger_left_it
     assert result.exit_code == 0 and not tags.read_instruments(song).tagged, result.output
 
 
+def test_untag_of_a_thousand_files_named_one_by_one_reads_the_database(tmp_path, monkeypatch):
+    """`tagger untag *.flac --db library.db` with 1,000 files or more untagged nothing: the query of
+    the files' records put one condition per file in one SQL expression, which SQLite refuses from
+    1,000 on ("Expression tree is too large (maximum depth 1000)"), and an unreadable --db is the
+    command's error (the default database: a note, and every file waited). The paths are asked for a
+    few hundred at a time: the file tagger wrote is untagged at once, the others go on."""
+    from typer.testing import CliRunner
+
+    from library_fakes import FakeAnalyser
+    from tagger.cli import app
+    from tagger.db.session import open_database
+    from tagger.library.scan import scan, tag_writer
+
+    monkeypatch.delenv("TAGGER_SETTLE_SECONDS")
+    song = write_audio(tmp_path / "music" / "song.flac", tone_signal([220.0], seconds=1.0))
+    others = tmp_path / "others"
+    others.mkdir()
+    copies = [shutil.copy(song, others / f"{i:04d}.flac") for i in range(1100)]  # (no tagger fields)
+    db = open_database(tmp_path / "library.db")
+    try:
+        assert scan([song.parent], db=db, analyser=FakeAnalyser(), jobs=0, on_track=tag_writer(model_version="fake-1")).tags_written == 1
+    finally:
+        db.close()
+    result = CliRunner().invoke(app, ["untag", str(song), *map(str, copies), "--db", str(tmp_path / "library.db")])
+    assert "cannot read the database" not in result.output, result.output[-2000:]
+    assert f"untagged {song}" in result.output and "1 untagged" in result.output, result.output[-2000:]
+    assert not tags.read_instruments(song).tagged
+
+
 def test_scan_defers_files_still_being_written_and_a_later_scan_tags_them(tmp_path):
     from library_fakes import FakeAnalyser
 
