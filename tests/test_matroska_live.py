@@ -114,11 +114,13 @@ def _unknown_sizes(data: bytes) -> bytes:
     return bytes(out)
 
 
-@pytest.mark.parametrize("kind", ["opus", "vorbis", "mediarecorder", "pipe", "video", "mp3", "ac3", "aac", "pcm"])
+@pytest.mark.parametrize("kind", ["opus", "vorbis", "mediarecorder", "pipe", "video", "mp3", "ac3", "aac", "pcm",
+                                  "one block a cluster"])
 def test_whole_live_written_files_are_analysed_without_a_note(tmp_path, kind):
     """Whole live-written files: Opus (its pre-skip a negative start), Vorbis, a MediaRecorder's
     clusters of unknown size, ffmpeg's WebM written to a pipe (no Duration, no Cues), a video whose
-    audio ends 5 s before it, MP3, AC-3, AAC and PCM in a live MKA. The MP3 and AC-3 ones were
+    audio ends 5 s before it, MP3, AC-3, AAC and PCM in a live MKA, Opus in clusters of one block
+    each. The MP3 and AC-3 ones were
     refused or noted: ffprobe's length of a file that declares none is an estimate from its bit
     rate (a 10 s MP3 'a 10.4 s stream', 0.4 s of 'gaps')."""
     seconds = 10.0
@@ -135,6 +137,12 @@ def test_whole_live_written_files_are_analysed_without_a_note(tmp_path, kind):
         path = tmp_path / "pipe.webm"
         with open(path, "wb") as out:
             subprocess.run([*FF, "-i", src, "-c:a", "libopus", "-f", "webm", "pipe:1"], stdout=out, check=True)
+    elif kind == "one block a cluster":
+        src = tmp_path / "a.wav"
+        sf.write(src, tone_signal([FREQ["flute"]], seconds=seconds, sr=48_000), 48_000)
+        path = tmp_path / "small.webm"
+        subprocess.run([*FF, "-i", src, "-c:a", "libopus", "-f", "webm", "-live", "1", "-cluster_time_limit", "1",
+                        "-cluster_size_limit", "1", path], check=True)  # fmt: skip
     elif kind in ("opus", "vorbis", "mediarecorder"):
         path = _live(tmp_path, kind, seconds, codec="libvorbis" if kind == "vorbis" else "libopus")
         if kind == "mediarecorder":
@@ -269,3 +277,121 @@ def test_a_file_that_declares_its_duration_without_a_duration_tag_keeps_its_leng
     assert abs(_decoded(cut, notes) - 11.97) < 0.02
     assert len(notes) == 1 and notes[0].startswith("ffmpeg could not read all of the file (")
     assert notes[0].endswith("analysed without the rest (0.032 s of 12.0 s left out)"), notes
+
+
+def _blocks(data: bytes, cluster: tuple[int, int]) -> list[tuple[int, int]]:
+    """(start, end) of each SimpleBlock of the `cluster` (its start, its head's length) in `data`."""
+    pos, hl = cluster
+    end = pos + hl + _element(data, pos)[2]
+    found, at = [], pos + hl
+    while at < end:
+        eid, head, size = _element(data, at)
+        if eid == 0xA3:
+            found.append((at, at + head + size))
+        at += head + size
+    return found
+
+
+def _without(data: bytes, cluster: tuple[int, int], start: int, end: int) -> bytes:
+    """`data` less its bytes `start` to `end`, inside the `cluster`, whose size is made to hold the
+    rest (blocks a recorder never wrote, or a copy lost, its clusters told again)."""
+    pos, hl = cluster
+    size = _element(data, pos)[2] - (end - start)
+    n = hl - 4
+    return data[: pos + 4] + ((1 << (7 * n)) | size).to_bytes(n, "big") + data[pos + hl : start] + data[end:]
+
+
+def _samples(path) -> float:
+    """Seconds ffmpeg decodes of the file, without a word about what it passed over."""
+    out = subprocess.run([*FF, "-i", path, "-f", "f32le", "-ac", "1", "-"], capture_output=True, check=True).stdout
+    return len(out) / 4 / 48_000
+
+
+@pytest.mark.parametrize("codec", ["libopus", "libvorbis"])
+@pytest.mark.parametrize("how", ["blocks", "bytes"])
+def test_blocks_missing_inside_a_cluster_are_gaps(tmp_path, codec, how):
+    """The walk compared each cluster's first audio block with the previous cluster's last: blocks
+    missing between two blocks of one cluster (ten of them, 0.2 s of a 12 s live WebM, its cluster's
+    size told again; or 40 blocks' bytes cut out off their edges, the cluster's size as it was:
+    damage, past which ffmpeg goes on at the next cluster) were passed over, and the file analysed as
+    if whole, without a word. Each two audio blocks in a row are compared now; what is found missing
+    is what ffmpeg does not decode."""
+    path = _live(tmp_path, "live", 12.0, codec=codec)
+    data = path.read_bytes()
+    cluster = _clusters(data)[4]
+    blocks = _blocks(data, cluster)
+    assert len(blocks) > 40
+    if how == "blocks":
+        first, last = (20, 30) if codec == "libopus" else (len(blocks) // 2 - 5, len(blocks) // 2 + 5)
+        cut = _without(data, cluster, blocks[first][0], blocks[last][0])
+    else:
+        cut = data[: blocks[5][0] + 7] + data[blocks[45][0] + 13 :]
+    damaged = tmp_path / "damaged.webm"
+    damaged.write_bytes(cut)
+    walk = _matroska_walk(damaged)
+    decoded = _samples(damaged)
+    assert walk is not None and walk.gaps >= 1, walk
+    assert abs(walk.lost - (_samples(path) - decoded)) < 0.025, (walk, decoded)
+    with pytest.raises(AudioReadError, match=rf"span 12\.0 s, of which the file holds 1[01]\.\d s {GAPS}; nothing"):
+        _decoded(damaged, [])
+
+
+def test_frames_a_recording_dropped_inside_a_cluster_are_a_gap(tmp_path):
+    """A recording whose timestamps jump 0.3 s 3.5 s in, inside a cluster of 1 s: analysed as the
+    11.7 s it holds without a word; now refused, 0.3 s of 12 s being more than 1%."""
+    path = _live(tmp_path, "jump", 11.7, "-af", "asetpts='if(gte(T,3.5),PTS+0.3/TB,PTS)'")
+    assert abs(_samples(path) - 11.7) < 0.03
+    with pytest.raises(AudioReadError, match=rf"span 12\.0 s, of which the file holds 11\.7 s {GAPS}; nothing"):
+        _decoded(path, [])
+
+
+def _retimed(data: bytes, block: int, ms: int) -> bytes:
+    """`data` with the SimpleBlock at `block` stamped `ms` later (its relative timestamp: the two
+    bytes after its track's one)."""
+    eid, head, _ = _element(data, block)
+    at = block + head + 1
+    rel = int.from_bytes(data[at : at + 2], "big", signed=True) + ms
+    return data[:at] + rel.to_bytes(2, "big", signed=True) + data[at + 2 :]
+
+
+def test_timestamps_that_jitter_are_no_gap(tmp_path):
+    """A block stamped 12 ms late whose next one is on time (a recorder's clock jitter) loses nothing:
+    no note, inside a cluster or at its start (where the walk took a late first block for a gap of
+    12 ms and noted it, the file whole)."""
+    path = _live(tmp_path, "live", 12.0)
+    data = path.read_bytes()
+    clusters = _clusters(data)
+    data = _retimed(data, _blocks(data, clusters[3])[25][0], 12)
+    data = _retimed(data, _blocks(data, clusters[6])[0][0], 12)
+    path.write_bytes(data)
+    walk = _matroska_walk(path)
+    assert walk is not None and walk.gaps == 0, walk
+    notes: list[str] = []
+    assert abs(_decoded(path, notes) - 12.0) < 0.03 and notes == []
+
+
+def test_a_live_he_aac_mka_of_one_block_a_cluster_is_whole(tmp_path):
+    """An HE-AAC track stored at its output rate whose clusters each hold one block (a muxer's
+    cluster a frame): `_stretch` measured the blocks' lengths by two blocks of one cluster, of which
+    there were none; each cluster ended half a frame early, and the whole file was refused ('its
+    Matroska timestamps span 12.0 s, of which the file holds 6.0 s'). Blocks in a row across clusters
+    are measured too; 24 clusters lost (1.02 s) are still found."""
+    src = tmp_path / "a.wav"
+    sf.write(src, tone_signal([FREQ["flute"], FREQ["bass"]], seconds=12.0, sr=48_000), 48_000)
+    lc = tmp_path / "lc.mka"
+    subprocess.run([*FF, "-i", src, "-ar", "24000", "-c:a", "aac", "-f", "matroska", "-live", "1",
+                    "-cluster_time_limit", "1", "-cluster_size_limit", "1", lc], check=True)  # fmt: skip
+    data = lc.read_bytes()
+    clusters = _clusters(data)
+    data = _he_aac_at_its_output_rate(data[: clusters[-1][0]])  # (its last cluster holds two blocks)
+    clusters = _clusters(data)
+    assert all(len(_blocks(data, c)) == 1 for c in clusters)
+    he = tmp_path / "he.mka"
+    he.write_bytes(data)
+    notes: list[str] = []
+    assert abs(_decoded(he, notes) - 12.0) < 0.05 and notes == []
+    cut = tmp_path / "cut.mka"
+    cut.write_bytes(data[: clusters[100][0]] + data[clusters[124][0] :])
+    assert abs(_matroska_walk(cut).lost - 24 * 2048 / 48_000) < 0.002
+    with pytest.raises(AudioReadError, match=rf"span 12\.0 s, of which the file holds 11\.0 s {GAPS}"):
+        _decoded(cut, [])

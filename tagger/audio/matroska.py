@@ -1,8 +1,9 @@
 """A Matroska or WebM file's clusters walked for its first audio track's timeline (`_matroska_walk`),
 where the file declares no length (a live-written WebM: no Duration in its Segment Info, no
 DURATION tag, no Cues; what ffmpeg writes with ``-live 1``, a browser's MediaRecorder, OBS):
-the gaps between consecutive clusters' audio (clusters lost from its middle) and a last cluster
-cut short, which ffmpeg passes over without a word (`_check_matroska_live`). Elements of other
+the gaps between its audio blocks (clusters lost from its middle, blocks missing inside one,
+frames a recording dropped; damage passed over to the next cluster, as ffmpeg does) and a last
+cluster cut short, which ffmpeg passes over without a word (`_check_matroska_live`). Elements of other
 tracks (video) are passed over by their sizes, never read. And whether its Segment Info declares a
 Duration (`_declares_duration`; where not, ffprobe's lengths are estimates from the bit rate)."""
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import os
 import struct
+from array import array
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -26,6 +28,9 @@ the first element that is none of them (the next Cluster, Cues, Tags)."""
 _FIXED_FRAMES = {"A_AAC": 1024, "A_AC3": 1536, "A_EAC3": 1536, "A_DTS": 512, "A_MPEG/L2": 1152, "A_MPEG/L1": 384}
 """Samples in each frame of a codec whose frames are of one size (AAC-LC and HE-AAC's core rate,
 AC-3, E-AC-3 of 6 blocks, DTS core, MPEG layer I/II)."""
+_OPUS_MAX = 5760
+"""The most samples an Opus packet holds (120 ms: RFC 6716 section 3.2.5); a TOC that says more is
+damage (bytes cut out of a block: 600 ms of a 20 ms one's), its length not told."""
 _HEAD = 32
 """Bytes read at an element's start: its ID and size, a block's track, timestamp, flags and lacing."""
 
@@ -93,7 +98,7 @@ class MatroskaWalk:
     """Seconds from its first block's timestamp to its last's end (the rest of a cut block counted
     where known), less its codec's delay: what a whole file decodes to."""
     gaps: int
-    """How many times a cluster's first audio block begins after the end of the previous cluster's last."""
+    """How many times an audio block begins after the end of the one before it (`_Timeline.gaps`)."""
     lost: float
     """Seconds of those gaps together."""
     cut: bool
@@ -210,7 +215,7 @@ def _block_ns(track: _Track, payload: bytes, flags: int, before: bytes | None, s
     if track.codec == "A_OPUS":
         for frame in frames:
             n = _opus_samples(frame)
-            if n is None:
+            if n is None or n > _OPUS_MAX:
                 return None
             samples += n
         return samples * 1_000_000_000 // 48_000
@@ -252,10 +257,12 @@ def _block_ns(track: _Track, payload: bytes, flags: int, before: bytes | None, s
 
 def _matroska_walk(path: Path) -> MatroskaWalk | None:
     """The first audio track's timeline, read from the file's clusters one after another: each
-    cluster's Timecode and its blocks' heads (their track and relative timestamp), of the last block
-    of the audio track in each cluster its frames too (the samples its codec tells), other elements
-    passed over by their sizes. None where it cannot be told (no audio track, a codec whose blocks'
-    samples are not told, no cluster, a file not of EBML)."""
+    cluster's Timecode and its blocks' heads (their track and relative timestamp), of each block of
+    the audio track its frames too (the samples its codec tells, from the bytes at the block's start;
+    a laced block's read whole), other elements passed over by their sizes. Damage (an element that
+    is none, or runs past its cluster's end) is passed over to the next Cluster, as ffmpeg resyncs
+    there. None where it cannot be told (no audio track, a codec whose blocks' samples are not told,
+    no cluster, a file not of EBML)."""
     try:
         with open(path, "rb", buffering=4096) as f:  # (a page a read: a video's blocks passed over unread)
             return _walk(f, os.fstat(f.fileno()).st_size)
@@ -278,40 +285,120 @@ def _segment(f) -> tuple[int, int | None] | None:
     return pos + seg[1], seg[2]
 
 
+def _told(track: _Track) -> bool:
+    """Whether `_block_ns` tells the samples of the blocks of `track`."""
+    if track.codec == "A_OPUS" or track.default:
+        return True
+    if not track.rate:
+        return False
+    return (track.codec in _FIXED_FRAMES or track.codec == "A_MPEG/L3"
+            or (track.codec == "A_VORBIS" and track.vorbis is not None)
+            or (track.codec.startswith("A_PCM/") and track.bits > 0))  # fmt: skip
+
+
+class _Timeline:
+    """The audio track's blocks in the order the walk meets them (across clusters): the first one's
+    timestamp, the last one's, and of each two in a row whose timestamps' spacing differs from the
+    length its codec tells of the first by more than `tolerance` (two ticks of rounding), that
+    spacing and length: a gap between them, or blocks longer than their codec tells (`_stretch`).
+    Those that agree are counted alone (a whole file's: all of them, none kept); the lengths told of
+    all are added up (`told`)."""
+
+    def __init__(self, tolerance: int) -> None:
+        self.tolerance = tolerance
+        self.first: int | None = None
+        self.last: tuple[int, int | None, bool] | None = None  # (ns, length told (ns), a BlockDuration's)
+        self.agree = 0
+        self.apart = array("q")  # (spacing, length told, 1 for a BlockDuration's) of each that disagrees
+        self.before: bytes | None = None  # (a Vorbis packet's window follows the packet before it)
+        self.told = [0, 0]  # (the lengths told of all blocks: their codec's, their BlockDurations)
+        self.before_last: tuple[int | None, bool] | None = None
+
+    def add(self, ns: int, told: int | None, exact: bool) -> None:
+        """The next block: its timestamp, its length told (None where not: taken as the one before's)
+        and whether that is its BlockDuration."""
+        if self.first is None:
+            self.first = ns
+        if told is None and self.last is not None:
+            told, exact = self.last[1], self.last[2]
+        if self.last is not None and self.last[1] is not None:
+            spacing, length = ns - self.last[0], self.last[1]
+            if abs(spacing - length) <= self.tolerance:
+                self.agree += 1
+            elif spacing > 0 and length > 0:
+                self.apart.extend((spacing, length, int(self.last[2])))
+        self.before_last = None if self.last is None else self.last[1:]
+        self.last = (ns, told, exact)
+        if told is not None:
+            self.told[exact] += told
+
+    def damaged(self) -> None:
+        """Damage right after the last block: its bytes may be another's (bytes cut out from inside
+        it), its length told wrong (600 ms of a 20 ms Opus block's): taken as the one before's."""
+        if self.last is not None and self.before_last is not None:
+            if self.last[1] is not None:
+                self.told[self.last[2]] -= self.last[1]
+            self.last = (self.last[0], *self.before_last)
+            if self.last[1] is not None:
+                self.told[self.last[2]] += self.last[1]
+
+    def stretch(self) -> float:
+        return _stretch([(s, t) for s, t, exact in zip(*[iter(self.apart)] * 3) if not exact], self.tolerance,
+                        agree=self.agree)  # fmt: skip
+
+    def length(self, told: int, exact: bool, stretch: float) -> int:
+        return told if exact else round(told * stretch)
+
+    def gaps(self, stretch: float, span: int) -> tuple[int, int]:
+        """(how many, ns together) of the gaps: a block that begins after the end of the one before it
+        (its length told, stretched) by more than two ticks and half a block (a recorder's jitter).
+        Together at most what the timeline's `span` (ns) holds beyond the blocks' lengths: a block
+        late by more than that whose next is as early (timestamps that jitter) loses nothing."""
+        gaps = lost = 0
+        for spacing, told, exact in zip(*[iter(self.apart)] * 3):
+            length = self.length(told, bool(exact), stretch)
+            if spacing - length > max(self.tolerance, length // 2):
+                gaps, lost = gaps + 1, lost + spacing - length
+        lost = min(lost, span - round(self.told[0] * stretch) - self.told[1])
+        return (gaps, lost) if lost > self.tolerance else (0, 0)
+
+
 def _walk(f, size: int) -> MatroskaWalk | None:
     segment = _segment(f)
     if segment is None:
         return None
     pos, seg_size = segment
     end = size if seg_size is None else min(size, pos + seg_size)
-    scale, track = 1_000_000, None
-    clusters: list[tuple[int | None, tuple[int, int] | None]] = []  # (first audio block's ns, (last's ns, its end))
-    pairs: list[tuple[int, int]] = []
+    scale, track, line = 1_000_000, None, None
     cut, cut_block = False, None
     while pos < end:
         f.seek(pos)
         el = _element(f.read(_HEAD))
         if el is None:
-            cut = pos + _HEAD > size  # (an element's head cut)
-            break
+            if pos + _HEAD > size:  # (an element's head cut)
+                cut = True
+                break
+            found = _next_cluster(f, pos + 1, end)  # (damage where a cluster begins: passed over to the next)
+            if found is None:
+                break
+            pos = found
+            continue
         eid, hl, length = el
         if eid == _CLUSTER:
-            if track is None:
+            if track is None or not _told(track):
                 return None
-            got = _cluster(f, track, scale, pos + hl, length, end)
-            if got is None:
-                return None
-            stop, start, last, cut, cut_block, pair = got
-            clusters.append((start, last))
-            if pair is not None:
-                pairs.append(pair)
+            line = line or _Timeline(2 * scale + 500_000)
+            pos, cut, cut_block = _cluster(f, track, scale, pos + hl, length, end, line)
             if cut:
                 break
-            pos = stop
             continue
         if length is None:  # (another element of unknown size: nothing after it is told)
             break
         if pos + hl + length > end:
+            found = _next_cluster(f, pos + 1, end) if pos + hl + length > size else None
+            if found is not None:  # (a damaged element's size: passed over to the next cluster)
+                pos = found
+                continue
             cut = pos + hl + length > size
             break
         if eid in (_INFO, _TRACKS) and length <= 1 << 20:
@@ -322,144 +409,157 @@ def _walk(f, size: int) -> MatroskaWalk | None:
                 elif eid == _TRACKS and sub == 0xAE and track is None:
                     track = _read_track(value)
         pos += hl + length
-    if track is None:
+    if track is None or line is None or line.first is None or line.last is None or line.last[1] is None:
         return None
-    stretch = _stretch(pairs, 2 * scale + 500_000)
-    first = last_end = rest = None
-    gaps, lost, slack = 0, 0, 0
-    for start, last in clusters:
-        if start is not None:
-            if first is None:
-                first = start
-            elif last_end is not None and start - last_end > slack:
-                gaps, lost = gaps + 1, lost + start - last_end
-        if last is not None:
-            told = round((last[1] - last[0]) * stretch)
-            # (timestamps rounded to the tick, each: two ticks; a recorder's jitter: half a block)
-            slack, last_end = max(2 * scale + 500_000, told // 2), last[0] + told
-    if cut and cut_block is not None and last_end is not None:
-        rest = max(cut_block[0] + round((cut_block[1] - cut_block[0]) * stretch) - last_end, 0)
-    if first is None or last_end is None:
-        return None
-    span = ((last_end + (rest or 0)) - first - track.delay) / 1e9
+    stretch = line.stretch()
+    last_end = line.last[0] + line.length(line.last[1], line.last[2], stretch)
+    gaps, lost = line.gaps(stretch, last_end - line.first)
+    rest = None
+    if cut and cut_block is not None:
+        rest = max(cut_block[0] + round(cut_block[1] * stretch) - last_end, 0)
+    span = ((last_end + (rest or 0)) - line.first - track.delay) / 1e9
     return MatroskaWalk(span, gaps, lost / 1e9, cut, None if rest is None else rest / 1e9)
 
 
-def _stretch(pairs: list[tuple[int, int]], tolerance: int) -> float:
-    """How much longer than their codec tells the blocks of a track are, measured in its clusters:
-    `pairs` holds, of each cluster with two audio blocks or more, the spacing (ns) of its last two
-    blocks' timestamps and the length its codec tells of the first of them. The median of their
-    ratios (one where they agree within `tolerance`, two ticks of rounding), where it is off by more
-    than a quarter; else 1. A codec's nominal length can be wrong for a whole file (an HE-AAC track
-    whose SamplingFrequency is its output rate, each frame 2,048 samples of it, not 1,024: every
-    cluster's end half a frame early, a gap after each, the whole file refused); its own timestamps
-    are not. The median, not the sum: a gap inside a cluster is one ratio of many; and not of the
-    ratios that disagree alone: timestamps rounded from a coarser file's (mkvmerge's of a live MKA,
-    a millisecond off in a third of them) disagree a little either way."""
-    ratios = sorted(1.0 if abs(spacing - told) <= tolerance else spacing / told
-                    for spacing, told in pairs if told > 0 and spacing > 0)  # fmt: skip
-    middle = ratios[len(ratios) // 2] if ratios else 1.0
-    return 1.0 if 0.8 <= middle <= 1.25 else middle
+def _stretch(pairs: list[tuple[int, int]], tolerance: int, *, agree: int = 0) -> float:
+    """How much longer than their codec tells the blocks of a track are, measured by their own
+    timestamps: `pairs` holds, of blocks in a row, the spacing (ns) of their timestamps and the
+    length its codec tells of the first of them; `agree` more such that agree within `tolerance` (two
+    ticks of rounding), each a ratio of one. The median of the ratios, where it is off by more than a
+    quarter; else 1. A codec's nominal length can be wrong for a whole file (an HE-AAC track whose
+    SamplingFrequency is its output rate, each frame 2,048 samples of it, not 1,024: every cluster's
+    end half a frame early, a gap after each, the whole file refused); its own timestamps are not.
+    The median, not the sum: a gap is one ratio of many; and not of the ratios that disagree alone:
+    timestamps rounded from a coarser file's (mkvmerge's of a live MKA, a millisecond off in a third
+    of them) disagree a little either way. Where it stretches, it is refined to the spacing over the
+    lengths of the pairs that agree with the median within `tolerance`: the median of ratios each
+    rounded to a tick (42 or 43 ms over 21.3) was 2.016, 94 ms too long over 12 s."""
+    ratios = [1.0 if abs(spacing - told) <= tolerance else spacing / told
+              for spacing, told in pairs if told > 0 and spacing > 0]  # fmt: skip
+    below = sorted(r for r in ratios if r < 1.0)
+    above = sorted(r for r in ratios if r > 1.0)
+    ones = agree + len(ratios) - len(below) - len(above)
+    k = (len(below) + ones + len(above)) // 2
+    if not below and not above:
+        return 1.0
+    middle = below[k] if k < len(below) else 1.0 if k < len(below) + ones else above[k - len(below) - ones]
+    if 0.8 <= middle <= 1.25:
+        return 1.0
+    # (each ratio off by its timestamps' rounding: the blocks' whole spacing over their lengths told,
+    # of those near the median, the stretch of the file's length, not of one block's)
+    near = [(spacing, told) for spacing, told in pairs if abs(spacing - told * middle) <= tolerance]
+    return sum(s for s, _ in near) / sum(t for _, t in near) if near else middle
 
 
-def _cluster(f, track: _Track, scale: int, body: int, length: int | None, end: int):
-    """One cluster's walk: (where it ends, its first audio block's timestamp (ns), (its last whole
-    one's timestamp, its end) (ns), whether the file ends inside it, (the timestamp, the end) (ns) of
-    the audio block cut by the file's end where it is the cluster's last element and its samples are
-    told, (the spacing of its last two audio blocks' timestamps, the length told of the first of
-    them) (ns) for `_stretch`); None where the samples of its last whole audio block are not told."""
-    stop = end if length is None else body + length
-    cut = length is not None and stop > end
-    stop = min(stop, end)
+def _next_cluster(f, start: int, end: int) -> int | None:
+    """Where the next Cluster's ID lies in the file `f` from `start` on (before `end`): past damage,
+    as ffmpeg's demuxer resyncs; None where there is none."""
+    mark, pos = _CLUSTER.to_bytes(4, "big"), start
+    while pos < end:
+        f.seek(pos)
+        chunk = f.read(min(1 << 16, end - pos))
+        if not chunk:
+            return None
+        at = chunk.find(mark)
+        if at >= 0:
+            return pos + at
+        if len(chunk) < 4:
+            return None
+        pos += len(chunk) - 3
+    return None
+
+
+def _cluster(f, track: _Track, scale: int, body: int, length: int | None, end: int, line: _Timeline):
+    """One cluster's walk, its audio blocks added to `line`: (where the walk goes on, whether the file
+    ends inside it, (the timestamp, the length told) (ns) of the audio block cut by the file's end
+    where it is the cluster's last element (what is missing of the file: its rest), else None).
+    Damage (an element that is none, of unknown size, or runs past the cluster's end inside the
+    file; in a cluster of a known size, one that is no cluster's child) is passed over to the next
+    Cluster (`_next_cluster`); where none follows, the file is taken as ending there (its last
+    blocks missing)."""
+    stop = end if length is None else min(body + length, end)
     pos, timecode = body, 0
-    blocks: list[tuple[int, int, int, int, int]] = []  # (ns, payload at, payload size, flags, duration ns or -1)
-    cut_block = None
     while pos < stop:
         f.seek(pos)
         head = f.read(_HEAD)
         el = _element(head)
-        if el is None:
-            cut = cut or pos + _HEAD > end
-            if not cut:
-                return None
-            break
+        if el is not None and length is None and el[0] not in _CLUSTER_CHILDREN:
+            return pos, False, None  # (a cluster of unknown size ends at the first element not its own)
+        over = None if el is None or el[2] is None else pos + el[1] + el[2]
+        if el is None and pos + _HEAD > end:
+            return end, True, None  # (the file ends inside an element's head)
+        if over is None or el[0] not in _CLUSTER_CHILDREN or (stop < over <= end):
+            line.damaged()
+            found = _next_cluster(f, pos + 1, end)  # (damage: ffmpeg resyncs at the next cluster too)
+            return (end, True, None) if found is None else (found, False, None)
         eid, hl, size = el
-        if length is None and eid not in _CLUSTER_CHILDREN:
-            stop = pos  # (a cluster of unknown size ends at the first element not its own)
-            break
-        if size is None:
-            return None
-        inside = pos + hl + size > stop  # (cut by the file's end)
-        cut = cut or inside
+        inside = over > end  # (cut by the file's end)
+        found = _next_cluster(f, pos + 1, end) if inside else None
+        if found is not None:
+            line.damaged()
+            return found, False, None  # (a damaged size, not the file's end)
         if eid == _TIMECODE:
             timecode = int.from_bytes(head[hl : hl + size], "big") if size <= 8 else 0
         elif eid in (_SIMPLE_BLOCK, _BLOCK_GROUP):
-            at, inner, duration = pos + hl, size, -1
-            if eid == _BLOCK_GROUP:
-                found = None
-                f.seek(at)
-                group = f.read(min(size, 1 << 16))
-                sub_at = 0
-                while sub_at < len(group):
-                    sub = _element(group, sub_at)
-                    if sub is None or sub[2] is None:
-                        break
-                    if sub[0] == _BLOCK and found is None:
-                        found = (at + sub_at + sub[1], sub[2])
-                    elif sub[0] == _BLOCK_DURATION and sub[2] <= 8:
-                        value = group[sub_at + sub[1] : sub_at + sub[1] + sub[2]]
-                        duration = int.from_bytes(value, "big") * scale if len(value) == sub[2] else -1
-                    sub_at += sub[1] + sub[2]
-                if found is None:
-                    pos += hl + size
-                    continue
-                at, inner = found
-                f.seek(at)
-                head = f.read(_HEAD)
-            else:
-                head = head[hl:]
-            number = _vint(head, 0)
-            if number is not None and number[0] == track.number and len(head) >= number[1] + 3:
-                rel = int.from_bytes(head[number[1] : number[1] + 2], "big", signed=True)
-                skip = number[1] + 3
-                block = ((timecode + rel) * scale, at + skip, inner - skip, head[number[1] + 2], duration)
-                if at + inner <= end:
-                    blocks.append(block)
-                elif length is not None and pos + hl + size == body + length:
-                    cut_block = block  # (the cluster's last element: what is missing of the file, its rest)
+            block = _block(f, track, scale, eid, head[hl:], pos + hl, size, end, line)
+            if block is not None:
+                rel, told, exact = block
+                ns = (timecode + rel) * scale
+                if not inside:
+                    line.add(ns, told, exact)
+                elif length is not None and over == body + length and told is not None:
+                    return end, True, (ns, told)  # (the cluster's last element: what is missing of the file)
         if inside:
-            break
-        pos += hl + size
-    if not blocks:
-        return stop, None, None, cut, None, None
-    block_end = _block_end(f, track, blocks, -1, end)
-    if block_end is None:
+            return end, True, None
+        pos = over
+    return stop, length is not None and body + length > end, None
+
+
+def _block(f, track: _Track, scale: int, eid: int, head: bytes, at: int, size: int, end: int, line: _Timeline):
+    """(its timestamp relative to its cluster's (ticks), its length told (ns) or None, whether that is
+    its BlockDuration) of the block of the SimpleBlock or BlockGroup whose body is at `at` (`size`
+    bytes; `head`, the bytes read there) where it is of the audio track; else None.
+    A Vorbis packet's window follows the packet before it (`line`'s)."""
+    duration = -1
+    if eid == _BLOCK_GROUP:
+        found = None
+        f.seek(at)
+        group = f.read(min(size, 1 << 16))
+        sub_at = 0
+        while sub_at < len(group):
+            sub = _element(group, sub_at)
+            if sub is None or sub[2] is None:
+                break
+            if sub[0] == _BLOCK and found is None:
+                found = (at + sub_at + sub[1], sub[2])
+            elif sub[0] == _BLOCK_DURATION and sub[2] <= 8:
+                value = group[sub_at + sub[1] : sub_at + sub[1] + sub[2]]
+                duration = int.from_bytes(value, "big") * scale if len(value) == sub[2] else -1
+            sub_at += sub[1] + sub[2]
+        if found is None:
+            return None
+        at, size = found
+        f.seek(at)
+        head = f.read(_HEAD)
+    number = (head[0] & 0x7F, 1) if head and head[0] & 0x80 else _vint(head, 0)  # (its track: mostly one byte)
+    if number is None or number[0] != track.number or len(head) < number[1] + 3:
         return None
-    cut_end = pair = None
-    if cut and cut_block is not None:
-        cut_end = _block_end(f, track, [*blocks, cut_block], -1, end)
-    if len(blocks) > 1 and blocks[-2][4] < 0:  # (a BlockDuration is the block's own)
-        before = _block_end(f, track, blocks, -2, end)
-        if before is not None:
-            pair = (blocks[-1][0] - blocks[-2][0], before - blocks[-2][0])
-    return (stop, blocks[0][0], (blocks[-1][0], block_end), cut,
-            None if cut_end is None else (cut_block[0], cut_end), pair)
-
-
-def _block_end(f, track: _Track, blocks: list, index: int, end: int) -> int | None:
-    """The end (ns) of ``blocks[index]``: its timestamp and its BlockDuration, or the samples of its
-    frames (read from the file up to `end`, the block before it for a Vorbis packet's window)."""
-    ns, at, size, flags, duration = blocks[index]
+    rel = int.from_bytes(head[number[1] : number[1] + 2], "big", signed=True)
+    skip, flags = number[1] + 3, head[number[1] + 2]
     if duration >= 0:
-        return ns + duration
-    before = None
-    if track.codec == "A_VORBIS" and len(blocks) + index > 0:
-        f.seek(blocks[index - 1][1])
-        before = f.read(1)
-    f.seek(at)
-    payload = f.read(max(0, min(size, end - at, 1 << 20)))
-    told = _block_ns(track, payload, flags, before, size)
-    return None if told is None else ns + told
+        return rel, duration, True
+    payload = head[skip:]
+    if track.codec == "A_OPUS" and not flags & 0x06:  # (the most frequent: one packet, its TOC read)
+        n = _opus_samples(payload)
+        return rel, None if n is None or n > _OPUS_MAX else n * 1_000_000_000 // 48_000, False
+    if flags & 0x06:  # (laced: read whole)
+        f.seek(at + skip)
+        payload = f.read(max(0, min(size - skip, end - at - skip, 1 << 20)))
+    told = _block_ns(track, payload, flags, line.before, size - skip)
+    if track.vorbis:
+        frames = [payload] if not flags & 0x06 else _frames(track, payload, flags)
+        line.before = frames[-1][:1] if frames else None
+    return rel, told, False
 
 
 def _declares_duration(path: Path) -> bool:
