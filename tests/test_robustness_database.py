@@ -378,6 +378,66 @@ def test_a_database_deleted_or_replaced_during_a_scan_stops_it(tmp_path, how):
     assert [tags.read_instruments(f).tagged for f in files] == [True, False, False, False]
 
 
+@pytest.mark.parametrize("how", ["deleted", "replaced", "moved"])
+@pytest.mark.parametrize("when", ["between files", "before the rename", "after the rename"])
+def test_a_database_deleted_or_replaced_during_tag_stops_it(tmp_path, monkeypatch, how, when):
+    # was: `tagger tag` recorded each write on into the file that went and said `3 tagged`, exit 0,
+    # with the records in no database at that path (found attacking tagger with outside edits: a
+    # library.db removed, or restored from a backup, while `tag` ran); a scan stopped there already
+    from library_fakes import FakeAnalyser
+    from tagger import tags
+    from tagger.db.session import open_database
+    from tagger.library.scan import scan
+    from tagger.tags import filesystem, writing
+
+    music = tmp_path / "music"
+    files = [write_audio(music / f"t{i}.flac", tone_signal([110.0 + 20 * i], seconds=3.0)) for i in range(3)]
+    dbfile = tmp_path / "lib.db"
+    db = open_database(dbfile)
+    scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    db.close()
+
+    def go():
+        if how == "moved":
+            dbfile.rename(tmp_path / "elsewhere.db")
+            return
+        for name in ("lib.db", "lib.db-wal", "lib.db-shm"):
+            (tmp_path / name).unlink(missing_ok=True)
+        if how == "replaced":  # (a backup restored over it)
+            open_database(dbfile).close()
+
+    def at(module, name):  # `go` inside module.name, at the write of t1 (its second call)
+        original, calls = getattr(module, name), []
+
+        def hooked(*args, **kwargs):
+            calls.append(args)
+            if len(calls) == 2:
+                go()
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, hooked)
+
+    if when == "before the rename":
+        at(writing, "_verify")  # (the copy verified)
+    elif when == "after the rename":
+        at(filesystem, "fsync_dir")  # (the folder flushed after the rename)
+    run = tags.tag_from_database(open_database(dbfile, create=False), paths=[music])
+    assert next(run).written  # t0, recorded
+    if when == "between files":
+        go()
+    written = when == "after the rename"
+    if written:
+        assert next(run).written  # t1 written, then the run stops before recording it
+    with pytest.raises(DatabaseError) as stopped:
+        next(run)
+    said = (f"the tags of {files[1]} are written but not recorded" if written
+            else f"{files[1]} and the files after it were left alone")  # fmt: skip
+    assert f"the database {dbfile} was deleted, moved or replaced while `tagger tag` recorded" in str(stopped.value)
+    assert said in str(stopped.value), str(stopped.value)
+    assert [tags.read_instruments(f).tagged for f in files] == [True, written, False]
+    assert not list(music.glob(".*tagger-tmp"))
+
+
 @pytest.mark.parametrize("kind", ["notes", "link", "fifo"])
 def test_a_users_own_file_where_the_scan_lock_goes_is_never_overwritten(tmp_path, fake_models, kind):
     # was: `scan` and `db prune` opened `<db>.lock` whatever it was, truncated it and wrote their PID

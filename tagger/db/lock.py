@@ -57,6 +57,34 @@ def real_sqlite_file(url) -> Path | None:
     return None if db is None else Path(os.path.realpath(db))
 
 
+@dataclass(frozen=True)
+class WrittenFile:
+    """The SQLite file a command writes, as it was found when the command began (None for another
+    database): SQLite goes on writing into the file it opened, so a command must see for itself that
+    the file at the database's path is still that one (`went`)."""
+
+    path: Path | None
+    identity: tuple[int, int] | None
+
+    @classmethod
+    def of(cls, url) -> WrittenFile:
+        path = real_sqlite_file(url)
+        return cls(path, None if path is None else _identity(path))
+
+    def went(self) -> bool:
+        """Whether the file at the path is no longer the one found: deleted, moved away, or another
+        file moved over it (a backup restored). Never for a database that is not a SQLite file."""
+        return self.identity is not None and _identity(self.path) != self.identity
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 def lock_path(url: str) -> Path | None:
     """Where the scan lock of the database `url` lives (None: not a SQLite file)."""
     db = real_sqlite_file(url)

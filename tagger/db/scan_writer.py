@@ -26,7 +26,7 @@ from tagger.aggregate import TrackResult
 from tagger.db import models as M
 from tagger.db.filter import under_clause
 from tagger.db.sql import as_clause
-from tagger.db.lock import real_sqlite_file
+from tagger.db.lock import WrittenFile
 from tagger.db.session import Database
 from tagger.db.urls import DatabaseError
 from tagger.paths import Spelling, folder_prefix, is_under, looks_unmounted, under_any
@@ -130,8 +130,7 @@ class ScanWriter:
                  commit_every: int, commit_seconds: float) -> None:  # fmt: skip
         self.session: Session = db.sessionmaker()
         self.url = db.url
-        self.file = real_sqlite_file(db.url)
-        self.file_id = _file_id(str(self.file)) if self.file is not None else None
+        self.file = WrittenFile.of(db.url)
         self.scan_id = scan_id
         self.mv_id = model_version_id
         self.summary = summary
@@ -170,10 +169,10 @@ class ScanWriter:
         """Raise `DatabaseError` when the SQLite file being written is no longer at its path (deleted,
         or another file moved over it): SQLite would go on writing into the file that went, and the
         scan would report results stored where no command finds them."""
-        if self.file_id is None or _file_id(str(self.file)) == self.file_id:
+        if not self.file.went():
             return
         raise DatabaseError(
-            f"the database {self.file} was deleted or replaced while the scan wrote it: stopped, its results "
+            f"the database {self.file.path} was deleted or replaced while the scan wrote it: stopped, its results "
             "since then are in no database; scan again"
         )
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from tagger.errors import TagWriteError, UserError
+from tagger.errors import TaggerError, TagWriteError, UserError
 from tagger.paths import check_filesystem_encoding
 from tagger.tags import batch  # (predictions_from_database called through it, where callers and tests replace it)
 from tagger.tags.batch import Prediction, write_predictions
@@ -23,6 +23,7 @@ from tagger.tags.fields import TagChange
 
 if TYPE_CHECKING:
     from tagger.db.filter import TrackFilter
+    from tagger.db.lock import WrittenFile
 
 
 def tag_from_database(
@@ -129,6 +130,29 @@ class _DatabaseWrites:
     """path -> the stored results the write of that file is made from (`StoredResults` or None)."""
     pended: set[str] = field(default_factory=set)
     """The files whose copy's hash is recorded."""
+    file: WrittenFile | None = None
+    """The SQLite file as found when the run began (`check_file`)."""
+
+    def __post_init__(self) -> None:
+        from tagger.db.lock import WrittenFile  # (not at import: `tagger.tags` loads no database code)
+
+        if self.file is None:
+            self.file = WrittenFile.of(self.database.url)
+
+    def check_file(self, path: str, *, written: bool = False) -> None:
+        """Raise `DatabaseError` when the SQLite file is no longer at its path (deleted, moved away, or
+        a backup restored over it): SQLite would go on recording each write into the file that went,
+        and the run report every file tagged and recorded where no command finds it (was: so, exit 0).
+        ``written``: ``path``'s tags are already written."""
+        from tagger.db.urls import DatabaseError
+
+        if not self.file.went():
+            return
+        now = (f"the tags of {path} are written but not recorded (scan it again); the files after it were left alone"
+               if written else f"{path} and the files after it were left alone")  # fmt: skip
+        raise DatabaseError(f"the database {self.file.path} was deleted, moved or replaced while `tagger tag` recorded "
+                            f"its writes in it: stopped; {now}; the files tagged before are recorded in the file that "
+                            "went, not in any at that path now (a scan brings that one up to date)")  # fmt: skip
 
     def pending(self, pred: Prediction, copy: str) -> None:
         """Record the content hash of ``pred``'s new copy before it replaces the file, so that the next
@@ -147,6 +171,7 @@ class _DatabaseWrites:
             digest = content_hash(copy)
         except AudioReadError as exc:
             raise TagWriteError(pred.path, f"cannot read its new copy: {exc.reason}; file left unchanged") from None
+        self.check_file(pred.path)
         try:
             with self.database.session() as session:
                 if writes.record_pending(session, path=pred.path, written=pred.stored, content_hash=digest):
@@ -166,6 +191,7 @@ class _DatabaseWrites:
 
         if pred.stored is None or self.dry_run:
             return pred
+        self.check_file(pred.path)
         try:
             with self.database.session() as session:
                 fresh = batch.predictions_from_database(session, where=replace(self.where, paths=(pred.path,),
@@ -197,6 +223,11 @@ class _DatabaseWrites:
 
         if isinstance(result, TagChange) and (result.written or (result.retagged and not result.dry_run)):
             done = "tags written" if result.written else "its tags already hold its results"
+            try:
+                self.check_file(result.path, written=result.written)
+            except TaggerError:
+                yield result
+                raise
             try:
                 with self.database.session() as session:
                     recorded = writes.record_rewrite(session, path=result.path, size=result.size, mtime=result.mtime,
