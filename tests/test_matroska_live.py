@@ -114,13 +114,13 @@ def _unknown_sizes(data: bytes) -> bytes:
     return bytes(out)
 
 
-@pytest.mark.parametrize("kind", ["opus", "vorbis", "mediarecorder", "pipe", "video", "mp3", "ac3", "aac", "pcm",
-                                  "one block a cluster"])
+@pytest.mark.parametrize("kind", ["opus", "vorbis", "mediarecorder", "pipe", "video", "mp3", "ac3", "aac", "pcm", "flac",
+                                  "truehd", "one block a cluster"])
 def test_whole_live_written_files_are_analysed_without_a_note(tmp_path, kind):
     """Whole live-written files: Opus (its pre-skip a negative start), Vorbis, a MediaRecorder's
     clusters of unknown size, ffmpeg's WebM written to a pipe (no Duration, no Cues), a video whose
-    audio ends 5 s before it, MP3, AC-3, AAC and PCM in a live MKA, Opus in clusters of one block
-    each. The MP3 and AC-3 ones were
+    audio ends 5 s before it, MP3, AC-3, AAC, PCM, FLAC and TrueHD in a live MKA, Opus in clusters of
+    one block each. The MP3 and AC-3 ones were
     refused or noted: ffprobe's length of a file that declares none is an estimate from its bit
     rate (a 10 s MP3 'a 10.4 s stream', 0.4 s of 'gaps')."""
     seconds = 10.0
@@ -148,8 +148,9 @@ def test_whole_live_written_files_are_analysed_without_a_note(tmp_path, kind):
         if kind == "mediarecorder":
             path.write_bytes(_unknown_sizes(path.read_bytes()))
     else:
-        codec = {"mp3": "libmp3lame", "ac3": "ac3", "aac": "aac", "pcm": "pcm_s16le"}[kind]
-        path = _live(tmp_path, kind, seconds, codec=codec, fmt="matroska")
+        codec = {"mp3": "libmp3lame", "ac3": "ac3", "aac": "aac", "pcm": "pcm_s16le", "flac": "flac", "truehd": "truehd"}[kind]
+        strict = ("-strict", "-2") if kind == "truehd" else ()
+        path = _live(tmp_path, kind, seconds, *strict, codec=codec, fmt="matroska")
     notes: list[str] = []
     assert abs(_decoded(path, notes) - seconds) < 0.05
     assert notes == []
@@ -169,7 +170,7 @@ def test_a_mediarecorder_webm_missing_a_cluster_is_refused(tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("mkvmerge") is None, reason="needs mkvmerge")
-@pytest.mark.parametrize("codec", ["libopus", "libvorbis", "aac", "libmp3lame", "ac3"])
+@pytest.mark.parametrize("codec", ["libopus", "libvorbis", "aac", "libmp3lame", "ac3", "flac"])
 def test_laced_blocks_are_walked_whole(tmp_path, codec):
     """mkvmerge laces audio (EBML lacing for Opus, Vorbis and AAC, fixed for MP3 and AC-3): each
     laced block's frames are told, no gap found in a whole file."""
@@ -394,4 +395,20 @@ def test_a_live_he_aac_mka_of_one_block_a_cluster_is_whole(tmp_path):
     cut.write_bytes(data[: clusters[100][0]] + data[clusters[124][0] :])
     assert abs(_matroska_walk(cut).lost - 24 * 2048 / 48_000) < 0.002
     with pytest.raises(AudioReadError, match=rf"span 12\.0 s, of which the file holds 11\.0 s {GAPS}"):
+        _decoded(cut, [])
+
+
+@pytest.mark.parametrize("codec", ["flac", "truehd"])
+def test_a_live_flac_or_truehd_mka_missing_a_cluster_is_refused(tmp_path, codec):
+    """FLAC and TrueHD blocks were not walked (their samples not told), so a live MKA of either
+    missing its 5th cluster (1 s of 12) was analysed as an 11 s track without a word, ffmpeg passing
+    over the gap as it does Opus's. A FLAC frame's header tells its samples, a TrueHD access unit is
+    40 of them (at 44.1 or 48 kHz): the gap is found."""
+    path = _live(tmp_path, "live", 12.0, *(("-strict", "-2") if codec == "truehd" else ()), codec=codec, fmt="matroska")
+    data = path.read_bytes()
+    clusters = _clusters(data)
+    cut = tmp_path / "cut.mka"
+    cut.write_bytes(data[: clusters[4][0]] + data[clusters[5][0] :])
+    assert _samples(cut) < 11.1
+    with pytest.raises(AudioReadError, match=rf"span 12\.0 s, of which the file holds 11\.0 s {GAPS}; nothing"):
         _decoded(cut, [])

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tagger.audio.fileinfo import AudioInfo
 from tagger.audio.losses import _note_or_refuse
-from tagger.audio.ogg import _opus_samples, _vorbis_modes
+from tagger.audio.ogg import _flac_samples, _opus_samples, _vorbis_modes
 
 _SEGMENT, _CLUSTER, _INFO, _TRACKS = 0x18538067, 0x1F43B675, 0x1549A966, 0x1654AE6B
 _TIMECODE, _SIMPLE_BLOCK, _BLOCK_GROUP, _BLOCK, _BLOCK_DURATION = 0xE7, 0xA3, 0xA0, 0xA1, 0x9B
@@ -88,6 +88,8 @@ class _Track:
     """DefaultDuration (ns) of a frame."""
     vorbis: tuple[int, int, tuple[bool, ...]] | None = None
     """(short block, long block, each mode's long flag) of a Vorbis track."""
+    unit_ns: int = 0
+    """Nanoseconds of an access unit of a TrueHD or MLP track (`_mlp_unit`)."""
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,8 @@ def _read_track(body: bytes) -> _Track | None:
         return None
     if encoded:
         track.codec = "encoded"  # (its frames' samples not told: its DefaultDuration alone)
+    if track.codec in ("A_TRUEHD", "A_MLP") and track.rate:
+        track.unit_ns = int(_mlp_unit(track) * 1_000_000_000 / track.rate)
     if track.codec == "A_VORBIS" and private[:1] == b"\x02":  # (three headers, Xiph-laced)
         laced = _xiph_sizes(private, 1, 2)
         if laced is None:
@@ -203,6 +207,11 @@ def _frames(track: _Track, payload: bytes, flags: int) -> list[bytes] | None:
     return frames
 
 
+def _mlp_unit(track: _Track) -> int:
+    """The samples of a TrueHD or MLP access unit of `track`: 40 at 44.1 or 48 kHz, more above."""
+    return 40 * int(track.rate) // (44_100 if int(track.rate) % 44_100 == 0 else 48_000)
+
+
 def _block_ns(track: _Track, payload: bytes, flags: int, before: bytes | None, size: int) -> int | None:
     """Nanoseconds of audio in a block of `track` (its `payload` after the flags): from each frame's
     samples as its codec tells them (an Opus TOC, a Vorbis packet's mode and the block before it
@@ -246,6 +255,23 @@ def _block_ns(track: _Track, payload: bytes, flags: int, before: bytes | None, s
             if len(frame) < 2 or frame[0] != 0xFF:
                 return None
             samples += 1152 if frame[1] >> 3 & 3 == 3 else 576
+    elif track.codec == "A_FLAC":
+        for frame in frames:
+            n = _flac_samples(frame)
+            if n is None:
+                return None
+            samples += n
+    elif track.codec in ("A_TRUEHD", "A_MLP"):
+        unit = _mlp_unit(track)
+        for frame in frames:
+            at = 0
+            while at + 4 <= len(frame):  # (each unit's length in 16-bit words: its first 12 bits but 4)
+                words = (frame[at] & 0x0F) << 8 | frame[at + 1]
+                if words < 2:
+                    return None
+                samples, at = samples + unit, at + 2 * words
+            if at != len(frame):
+                return None
     elif track.codec.startswith("A_PCM/") and track.bits:
         samples = (size - 1 if flags >> 1 & 3 else size) // max(1, track.channels * track.bits // 8)
     elif track.default:
@@ -291,7 +317,7 @@ def _told(track: _Track) -> bool:
         return True
     if not track.rate:
         return False
-    return (track.codec in _FIXED_FRAMES or track.codec == "A_MPEG/L3"
+    return (track.codec in _FIXED_FRAMES or track.codec in ("A_MPEG/L3", "A_FLAC", "A_TRUEHD", "A_MLP")
             or (track.codec == "A_VORBIS" and track.vorbis is not None)
             or (track.codec.startswith("A_PCM/") and track.bits > 0))  # fmt: skip
 
@@ -552,7 +578,10 @@ def _block(f, track: _Track, scale: int, eid: int, head: bytes, at: int, size: i
     if track.codec == "A_OPUS" and not flags & 0x06:  # (the most frequent: one packet, its TOC read)
         n = _opus_samples(payload)
         return rel, None if n is None or n > _OPUS_MAX else n * 1_000_000_000 // 48_000, False
-    if flags & 0x06:  # (laced: read whole)
+    if track.unit_ns and not flags & 0x06 and len(payload) >= 2 and \
+            ((payload[0] & 0x0F) << 8 | payload[1]) * 2 == size - skip:  # (one access unit, as ffmpeg writes)
+        return rel, track.unit_ns, False
+    if flags & 0x06 or track.codec in ("A_TRUEHD", "A_MLP"):  # (laced, or units to count: read whole)
         f.seek(at + skip)
         payload = f.read(max(0, min(size - skip, end - at - skip, 1 << 20)))
     told = _block_ns(track, payload, flags, line.before, size - skip)
