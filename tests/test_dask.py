@@ -577,7 +577,7 @@ def test_a_file_that_kills_its_worker_becomes_an_error_row(template, tmp_path):
         backend = DaskBackend(address, spec=spec, connect_timeout=60, in_flight=1)
         summary = scan([root], db=db, analyser=FakeAnalyser(), backend=backend)
     assert (summary.scanned, summary.failed) == (3, 1)
-    assert [(os.path.basename(p), "decoder crashed" in e) for p, e in summary.errors] == [("crash.wav", True)]
+    assert [(os.path.basename(p), "decoder crashed or ran out of memory" in e) for p, e in summary.errors] == [("crash.wav", True)]
     with db.session() as s:
         rows = dict(s.query(M.Track.path, M.Track.status))
     assert rows[str(root / "crash.wav")] == M.STATUS_ERROR
@@ -854,3 +854,28 @@ def test_the_code_digest_tells_two_checkouts_apart(tmp_path):
     assert "with other source files than the client's" in R.analyse_remote("/nonexistent.wav", spec=spec, config=None).fatal
     assert R.worker_check(spec)["ok"] is False
     assert R.worker_check(AnalyserSpec(**{**spec.__dict__, "expected_code": R.code_digest()}))["ok"] is True
+
+
+@pytest.mark.slow
+def test_a_file_queued_beside_one_that_kills_its_worker_is_analysed(tmp_path):
+    """The scheduler counts a worker's death against every task the worker held: the file that
+    killed it (a decoder crash, a worker killed for its memory) and those queued beside it (two
+    tasks per thread are in flight). An innocent file was stored as 'the decoder crashed', its
+    results deleted. A file whose workers died is now tried again alone once the others are done:
+    only the one that kills its worker then is the file's error."""
+    from conftest import tone_signal, write_audio
+
+    root = tmp_path / "music"
+    write_audio(root / "crash.wav", tone_signal([110.0], seconds=26.0))  # 7 windows: kills the worker
+    for i in range(3):
+        write_audio(root / f"ok{i}.wav", tone_signal([1000.0], seconds=4.0 + 4 * i))
+    db = open_database(tmp_path / "lib.db")
+    spec = AnalyserSpec(kind="factory", factory="dask_fakes:CrashingAnalyser")
+    with _own_cluster(tmp_path, nanny=True, DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES="0") as (address, _, _):
+        summary = scan([root], db=db, analyser=FakeAnalyser(), backend=DaskBackend(address, spec=spec, connect_timeout=60))
+    assert [(os.path.basename(p), "decoder crashed or ran out of memory" in e) for p, e in summary.errors] == [("crash.wav", True)]
+    assert (summary.scanned, summary.failed) == (3, 1)
+    with db.session() as s:
+        rows = dict(s.query(M.Track.path, M.Track.status))
+    assert rows == {str(root / "crash.wav"): M.STATUS_ERROR, **{str(root / f"ok{i}.wav"): M.STATUS_OK for i in range(3)}}
+    db.close()

@@ -123,7 +123,9 @@ class DaskBackend:
                 fut = next(futures)
                 if fut.key not in tasks.index:
                     continue  # a task given up on (`_give_up`), cancelled
-                store(*tasks.finished(fut, KilledWorker))
+                done = tasks.finished(fut, KilledWorker)
+                if done is not None:  # (None: its worker died with other files in flight; tried alone later)
+                    store(*done)
                 idle.reset()
                 tasks.submit_into(futures)
         finally:
@@ -260,21 +262,32 @@ class _Tasks:
     """Task key -> (position in paths, future), for the tasks in flight."""
     limits: dict = field(default_factory=dict)
     """Task key -> seconds its worker may run it (`task_limit`; only with a file timeout)."""
+    suspects: list = field(default_factory=list)
+    """Positions of the files whose every worker died while other files were in flight beside them:
+    each is tried again alone on the cluster once the others are done."""
+    alone: set = field(default_factory=set)
+    """Keys of the tasks submitted alone (a suspect's): their workers' deaths are their own."""
 
     def __post_init__(self) -> None:
         self._todo = iter(enumerate(self.paths))
 
     def submit_next(self):
-        """Submit the next file's task (`analyse_remote`) and return its future; None when every
-        file has been submitted."""
+        """Submit the next file's task (`analyse_remote`) and return its future; then, with nothing
+        else in flight, the next suspect's, alone; None when every file has been submitted."""
         nxt = next(self._todo, None)
-        if nxt is None:
-            return None
+        alone = nxt is None
+        if alone:
+            if not self.suspects or self.index:
+                return None
+            i = self.suspects.pop(0)
+            nxt = (i, self.paths[i])
         i, path = nxt
         fut = self.client.submit(analyse_remote, path, spec=self.spec, config=self.config, predict_batch=self.predict_batch,
                                  key=f"tagger-analyse-{i}-{os.urandom(4).hex()}", pure=False,
                                  retries=self.retries)  # fmt: skip
         self.index[fut.key] = (i, fut)
+        if alone:
+            self.alone.add(fut.key)
         if self.file_timeout is not None:
             self.limits[fut.key] = task_limit(path, self.file_timeout)
         return fut
@@ -285,19 +298,28 @@ class _Tasks:
         if nxt is not None:
             futures.add(nxt)
 
-    def finished(self, fut, killed_worker: type[Exception]) -> tuple[int, RemoteResult]:
+    def finished(self, fut, killed_worker: type[Exception]) -> tuple[int, RemoteResult] | None:
         """The position and result of the file whose task `fut` has finished (no longer in flight).
         Every worker that tried it having died (`killed_worker`) is the file's error, as a decoder
-        crash is locally; any other failure of the task is the cluster's, and a worker that cannot
-        analyse at all (`RemoteResult.fatal`) stops the scan too: both raise `ClusterError`."""
+        crash is locally, when the file was alone on the cluster; otherwise (the scheduler counts a
+        worker's death against every task it held, the one that killed it and those queued beside
+        it) the file becomes a suspect, tried again alone later, and this returns None. Any other
+        failure of the task is the cluster's, and a worker that cannot analyse at all
+        (`RemoteResult.fatal`) stops the scan too: both raise `ClusterError`."""
         i, _ = self.index.pop(fut.key)
         try:
             result = fut.result()
-        except killed_worker:  # every worker that tried it died: a decoder crash, as locally
-            result = RemoteResult(self.paths[i], error="the decoder crashed (the Dask workers analysing it died)")
+        except killed_worker:
+            if fut.key not in self.alone:
+                self.suspects.append(i)
+                fut.release()
+                return None
+            result = RemoteResult(self.paths[i], error="the decoder crashed or ran out of memory (every Dask worker "
+                                                       "analysing it died; see their logs)")  # fmt: skip
         except Exception as exc:  # the task never raises for a file: the cluster itself failed
             raise ClusterError(f"the Dask cluster failed while analysing {self.paths[i]}: {type(exc).__name__}: {exc} "
                                "(the results stored so far are kept: run the scan again)") from None  # fmt: skip
+        self.alone.discard(fut.key)
         fut.release()
         if result.fatal is not None:
             raise ClusterError(result.fatal)
