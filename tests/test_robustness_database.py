@@ -346,7 +346,7 @@ def test_a_database_locked_by_another_program_is_waited_for_once(tmp_path, monke
     S.open_database(dbfile, create=False).close()
 
 
-@pytest.mark.parametrize("how", ["deleted", "replaced"])
+@pytest.mark.parametrize("how", ["deleted", "replaced", "moved"])
 def test_a_database_deleted_or_replaced_during_a_scan_stops_it(tmp_path, how):
     # was: SQLite wrote on into the file that went, and the scan reported every file scanned and
     # tagged, exit 0, with the results in no database
@@ -363,7 +363,11 @@ def test_a_database_deleted_or_replaced_during_a_scan_stops_it(tmp_path, how):
 
     def hook(path, result, analysed):
         change = write(path, result, analysed)
-        if path == str(files[0]):
+        if path == str(files[0]) and how == "moved":  # (its folder renamed: the log and all went with it)
+            tmp_path.joinpath("db").mkdir()
+            for name in ("lib.db", "lib.db-wal", "lib.db-shm"):
+                (tmp_path / name).rename(tmp_path / "db" / name)
+        elif path == str(files[0]):
             for name in ("lib.db", "lib.db-wal", "lib.db-shm"):
                 (tmp_path / name).unlink(missing_ok=True)
             if how == "replaced":  # (a backup restored over it)
@@ -371,11 +375,20 @@ def test_a_database_deleted_or_replaced_during_a_scan_stops_it(tmp_path, how):
         return change
 
     try:
-        with pytest.raises(DatabaseError, match=f"the database {dbfile} was deleted or replaced while the scan wrote it"):
+        with pytest.raises(DatabaseError) as stopped:
             scan([music], db=db, analyser=FakeAnalyser(), jobs=0, on_track=hook)
     finally:
         db.close()
+    # was, of a database moved away whole: "its results since then are in no database"
+    assert str(stopped.value).startswith(f"the database {dbfile} was deleted, moved or replaced while the scan wrote "
+                                         "it: stopped; what it stored went with the file that was there (a file "
+                                         "moved away holds it)"), str(stopped.value)  # fmt: skip
     assert [tags.read_instruments(f).tagged for f in files] == [True, False, False, False]
+    if how == "moved":  # and so it does
+        moved = open_database(tmp_path / "db" / "lib.db", create=False)
+        with moved.session() as s:
+            assert s.connection().exec_driver_sql("SELECT count(*) FROM tracks").scalar() == 1
+        moved.close()
 
 
 @pytest.mark.parametrize("how", ["deleted", "replaced", "moved"])

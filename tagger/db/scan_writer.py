@@ -172,8 +172,9 @@ class ScanWriter:
         if not self.file.went():
             return
         raise DatabaseError(
-            f"the database {self.file.path} was deleted or replaced while the scan wrote it: stopped, its results "
-            "since then are in no database; scan again"
+            f"the database {self.file.path} was deleted, moved or replaced while the scan wrote it: stopped; what it "
+            "stored went with the file that was there (a file moved away holds it), not into any at that path now; "
+            "scan again"
         )
 
     def finish(self) -> None:
