@@ -217,7 +217,7 @@ def _ffmpeg_blocks(path: Path, meta: AudioInfo, block_frames: int, notes: list[s
                                 refusal=f"corrupt audio: ffmpeg could not decode {failed} of its frames "
                                         f"({_said(first, path)}); nothing stored, as a result would leave {left_out} out",
                                 whole=True)  # fmt: skip
-            if cut:
+            if cut and not meta.cut_said:
                 # A file cut short (an M4A's mdat, a WebM's last cluster): as a FLAC cut short, what is
                 # missing from the length the file declares comes under the 1% rule (was: an error,
                 # even for the last 20 ms of a 20 s M4A, where a FLAC cut so is analysed with a note).

@@ -35,6 +35,10 @@ class AudioInfo:
     """The ffmpeg demuxer that read the file when it was described (ffprobe's first name of it, 'mov'
     for an MP4 read by mutagen): ffmpeg decodes it with that one (``-f``), so that a file replaced
     between the two is not read as another format; "" where libsndfile described it."""
+    cut_said: bool = False
+    """Whether a check before decoding has said already that the file is cut short, how much is
+    missing not being known (a live-written Matroska file that ends inside a cluster:
+    `_check_matroska_live`): ffmpeg's ``File ended prematurely`` is then no loss of its own."""
 
     @property
     def decode_rate(self) -> int:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tagger.audio.fileinfo import AudioInfo
+from tagger.errors import AudioReadError
 from tagger.audio.losses import _note_or_refuse
 from tagger.audio.ogg import _flac_samples, _opus_samples, _vorbis_modes
 
@@ -624,8 +625,11 @@ def _check_matroska_live(path: Path, meta: AudioInfo, notes: list[str] | None) -
     gaps of a file that declares its length (an ffmpeg ``-live 1`` WebM missing 1 s of its 20 s
     after its 8th cluster was analysed as a 19 s track without a word); the `meta` returned, for
     the decoder, has the timeline's span as its length, against which ffmpeg's ``File ended
-    prematurely`` of a cut file is measured (its cut block's rest, where told; else, as before, how
-    much is missing is not known, an error)."""
+    prematurely`` of a cut file is measured (its cut block's rest, where told; else how much is
+    missing is not known: the file is analysed as what it holds, with a note saying so, as an
+    Ogg file missing its last pages (`_check_ogg_end`), an error for a caller that takes no notes;
+    was: an error, whatever it held, so that a recording stopped by a crash, its audio before the
+    cut whole, was refused)."""
     if meta.duration or meta.decoder != "ffmpeg" or meta.demuxer != "matroska":
         return meta
     walk = _matroska_walk(path)
@@ -634,7 +638,13 @@ def _check_matroska_live(path: Path, meta: AudioInfo, notes: list[str] | None) -
     if walk.gaps:
         _timeline_gaps(path, notes, lost=walk.lost, duration=walk.span)
     if walk.cut and walk.rest is None:
-        return meta
+        if notes is None:
+            raise AudioReadError(path, "cut short: the file ends inside a Matroska cluster, a recording or copy that "
+                                       "stopped; nothing stored, as how much is missing is not known")  # fmt: skip
+        notes.append(f"the file ends inside a Matroska cluster (its last blocks missing or cut): cut short (a "
+                     f"recording or copy that stopped?), analysed as the {walk.span:.1f} s it holds; how much is "
+                     "missing is not known")  # fmt: skip
+        return replace(meta, duration=walk.span, cut_said=True)
     return replace(meta, duration=walk.span)
 
 
