@@ -1,0 +1,379 @@
+"""The cue sheet of an album image: one audio file holding a whole CD (``Album.flac``) and the
+cue sheet that says where its tracks start (EAC, foobar2000, XLD).
+
+`find_cue_sheet` looks, in this order, for
+
+- a ``.cue`` file in the audio file's folder whose ``FILE`` line names it: the same name in any case,
+  or the same name with another extension (``FILE "Album.wav" WAVE`` for the FLAC the WAV became);
+  of several, the one named as the audio file is (``Album.cue``), then the first by name;
+- the cue sheet embedded in a FLAC file: a ``CUESHEET`` Vorbis comment (the text of a ``.cue``), else
+  a FLAC CUESHEET metadata block (track starts and numbers; no titles).
+
+Each track starts at its ``INDEX 01`` (mm:ss:ff, 75 frames a second) and ends where the next one
+starts (the gap before a track, its ``INDEX 00``, belongs to the track before, as EAC's "gaps
+appended to previous track" and most splitters have it); the last one ends at the end of the file.
+Text is read as UTF-8 (with or without a byte order mark), UTF-16 with a byte order mark, else as
+Windows-1252 (Latin-1 where that has no letter for a byte).
+
+The reader only reads: it writes neither the audio file nor the cue sheet. It imports nothing
+beyond the standard library, so that ``tagger show`` stays fast (the FLAC metadata is read here,
+without mutagen). A cue sheet that cannot be used raises `CueSheetError` naming it and the reason;
+callers report it and treat the file as one track.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import struct
+from dataclasses import dataclass, field
+
+from tagger.errors import TaggerError
+
+FRAMES_PER_SECOND = 75
+"""A CD frame (sector) is 1/75 s: the ``ff`` of a cue sheet's ``mm:ss:ff``."""
+
+MAX_CUE_BYTES = 1 << 20
+"""A cue sheet is a few kilobytes; a ``.cue`` larger than this is no cue sheet (nor read whole)."""
+
+MAX_FLAC_METADATA = 64 << 20
+"""How far into a FLAC file its metadata blocks are followed (cover pictures are skipped, not read)."""
+
+_FLAC_STREAMINFO, _FLAC_VORBIS_COMMENT, _FLAC_CUESHEET = 0, 4, 5
+_LEAD_OUT = (170, 255)
+"""The lead-out's track number in a FLAC CUESHEET block: 170 for a CD, 255 otherwise."""
+
+
+class CueSheetError(TaggerError):
+    """A cue sheet that cannot be used: ``source`` names it (the ``.cue``, or the FLAC file with
+    the kind of embedded cue sheet), ``reason`` says why."""
+
+    def __init__(self, source: str, reason: str):
+        self.source = source
+        self.reason = reason
+        super().__init__(f"{source}: {reason}")
+
+
+@dataclass(frozen=True)
+class CueTrack:
+    number: int
+    title: str | None
+    performer: str | None
+    start: float
+    """Seconds from the start of the file (its ``INDEX 01``)."""
+    end: float | None
+    """Where the next track starts; None for the last track (the end of the file)."""
+
+
+@dataclass(frozen=True)
+class CueSheet:
+    source: str
+    """The ``.cue`` file, or ``FILE (embedded CUESHEET comment)`` / ``FILE (embedded CUESHEET block)``."""
+    title: str | None
+    performer: str | None
+    tracks: tuple[CueTrack, ...]
+    notes: tuple[str, ...] = field(default=())
+    """What the reader has to say that does not stop it (another cue sheet naming the file, left out)."""
+
+
+def find_cue_sheet(path: str | os.PathLike) -> CueSheet | None:
+    """The cue sheet of the audio file at ``path``, or None when it has none (or one of fewer than two
+    tracks there: a file of one track, not an album image). Raises `CueSheetError` for a cue sheet
+    that names the file but cannot be used (and for a ``.cue`` named as the file is that cannot be
+    read as one)."""
+    path = os.fspath(path)
+    folder, name = os.path.split(path)
+    stem = os.path.splitext(name)[0].casefold()
+    candidates = []
+    try:
+        entries = sorted(os.listdir(folder or "."))
+    except OSError:
+        entries = []
+    for entry in entries:
+        if not entry.casefold().endswith(".cue"):
+            continue
+        cue = os.path.join(folder, entry)
+        own = os.path.splitext(entry)[0].casefold() == stem
+        try:
+            text = _read_cue_file(cue)
+            lines = _lines(text, cue)
+            rank = _names(lines, name)
+        except CueSheetError:
+            if own:  # (a cue sheet named as the file, which cannot be read: the user expects it to count)
+                raise
+            continue
+        if rank is not None:
+            candidates.append((rank, not own, entry, cue, lines))
+    if candidates:
+        candidates.sort(key=lambda c: c[:3])
+        _, _, _, cue, lines = candidates[0]
+        others = [c[3] for c in candidates[1:]]
+        sheet = _parse(lines, source=cue, audio_name=name)
+        if others:
+            sheet = CueSheet(sheet.source, sheet.title, sheet.performer, sheet.tracks,
+                             notes=(f"{len(others)} other cue sheet(s) name this file too, not read: "
+                                    + ", ".join(others),))  # fmt: skip
+        return sheet if len(sheet.tracks) > 1 else None
+    sheet = _embedded(path)
+    return sheet if sheet is not None and len(sheet.tracks) > 1 else None
+
+
+def parse_cue_text(text: str, *, source: str, audio_name: str | None = None) -> CueSheet:
+    """The tracks a cue sheet's text gives the file ``audio_name`` (every track when None: an
+    embedded cue sheet, whose FILE line may name anything). Raises `CueSheetError`."""
+    return _parse(_lines(text, source), source=source, audio_name=audio_name)
+
+
+def decode_cue(data: bytes) -> str:
+    """A cue sheet's bytes as text: UTF-8 (a byte order mark dropped), UTF-16 with a byte order
+    mark, else Windows-1252 (the bytes it has no letter for read as Latin-1)."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        return data[3:].decode("utf-8", errors="replace")
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return data.decode("utf-16", errors="replace")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return "".join(_cp1252_or_latin1(data))
+
+
+def _cp1252_or_latin1(data: bytes):
+    for b in data:
+        try:
+            yield bytes([b]).decode("cp1252")
+        except UnicodeDecodeError:
+            yield chr(b)
+
+
+def _regular(path: str) -> bool:
+    """Whether ``path`` is a regular file (a FIFO or a device would keep `open` waiting)."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
+def _read_cue_file(cue: str) -> str:
+    if not _regular(cue):
+        raise CueSheetError(cue, "not a regular file")
+    try:
+        with open(cue, "rb") as f:
+            data = f.read(MAX_CUE_BYTES + 1)
+    except OSError as exc:
+        raise CueSheetError(cue, f"cannot be read ({exc.strerror or exc})") from None
+    if len(data) > MAX_CUE_BYTES:
+        raise CueSheetError(cue, f"larger than {MAX_CUE_BYTES // 1024} KiB: not a cue sheet")
+    if b"\x00" in data and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise CueSheetError(cue, "holds NUL bytes: not a text file")
+    return decode_cue(data)
+
+
+@dataclass(frozen=True)
+class _Line:
+    number: int
+    command: str
+    args: str
+
+
+def _lines(text: str, source: str) -> list[_Line]:
+    lines = []
+    for i, raw in enumerate(text.splitlines(), 1):
+        raw = raw.strip().lstrip("\ufeff")
+        if not raw:
+            continue
+        command, _, args = raw.partition(" ")
+        lines.append(_Line(i, command.upper(), args.strip()))
+    if not any(line.command == "TRACK" for line in lines):
+        raise CueSheetError(source, "no TRACK line: not a cue sheet")
+    return lines
+
+
+def _unquoted(args: str) -> str:
+    """A cue sheet string: between its quotes when quoted (what follows the closing quote is the
+    FILE line's type), else the first word."""
+    if args.startswith('"'):
+        end = args.rfind('"')
+        return args[1:end] if end > 0 else args[1:]
+    return args.split()[0] if args else ""
+
+
+def _file_name(args: str) -> str:
+    if args.startswith('"'):
+        end = args.find('"', 1)
+        name = args[1:end] if end > 0 else args[1:]
+    else:  # FILE name TYPE
+        name = args.rsplit(None, 1)[0] if len(args.split()) > 1 else args
+    return re.split(r"[\\/]", name)[-1]  # (a Windows path in an EAC cue sheet: C:\rips\Album.wav)
+
+
+def _match(file_line: str, audio_name: str) -> int | None:
+    """0: the FILE line names the file (in any case); 1: the same name with another extension; None."""
+    named = _file_name(file_line).casefold()
+    if named == audio_name.casefold():
+        return 0
+    if os.path.splitext(named)[0] == os.path.splitext(audio_name)[0].casefold():
+        return 1
+    return None
+
+
+def _names(lines: list[_Line], audio_name: str) -> int | None:
+    ranks = [r for r in (_match(line.args, audio_name) for line in lines if line.command == "FILE") if r is not None]
+    return min(ranks) if ranks else None
+
+
+_TIME = re.compile(r"^(\d{1,4}):(\d{1,2}):(\d{1,2})$")
+
+
+def _seconds(value: str, *, source: str, line: _Line) -> float:
+    m = _TIME.match(value)
+    if m is None:
+        raise CueSheetError(source, f"line {line.number}: {value!r} is not a time (mm:ss:ff)")
+    minutes, seconds, frames = (int(g) for g in m.groups())
+    if seconds >= 60 or frames >= FRAMES_PER_SECOND:
+        raise CueSheetError(source, f"line {line.number}: {value!r} is not a time (mm:ss:ff: seconds under 60, "
+                                    f"frames under {FRAMES_PER_SECOND})")  # fmt: skip
+    return minutes * 60 + seconds + frames / FRAMES_PER_SECOND
+
+
+def _parse(lines: list[_Line], *, source: str, audio_name: str | None) -> CueSheet:
+    title = performer = None
+    tracks: list[dict] = []
+    current: dict | None = None
+    ours = audio_name is None  # (an embedded cue sheet: every FILE is this file)
+    for line in lines:
+        if line.command == "FILE":
+            ours = audio_name is None or _match(line.args, audio_name) is not None
+        elif line.command == "TRACK":
+            parts = line.args.split()
+            if not parts or not parts[0].isdigit():
+                raise CueSheetError(source, f"line {line.number}: TRACK without a track number")
+            current = {"number": int(parts[0]), "title": None, "performer": None, "start": None, "line": line,
+                       "audio": len(parts) < 2 or parts[1].upper() == "AUDIO", "ours": ours}  # fmt: skip
+            tracks.append(current)
+        elif line.command in ("TITLE", "PERFORMER"):
+            value = _unquoted(line.args) or None
+            if current is not None:
+                current[line.command.lower()] = value
+            elif line.command == "TITLE":  # (before the first TRACK: the album's)
+                title = value
+            else:
+                performer = value
+        elif line.command == "INDEX" and current is not None:
+            parts = line.args.split()
+            if len(parts) != 2 or not parts[0].isdigit():
+                raise CueSheetError(source, f"line {line.number}: INDEX needs a number and a time")
+            if int(parts[0]) == 1:  # (the FILE its INDEX 01 lies in holds the track: its gap may lie in the one before)
+                current["ours"] = ours
+                if ours:
+                    current["start"] = _seconds(parts[1], source=source, line=line)
+    ours_tracks = [t for t in tracks if t["ours"] and t["audio"]]
+    for t in ours_tracks:
+        if t["start"] is None:
+            raise CueSheetError(source, f"line {t['line'].number}: track {t['number']:02d} has no INDEX 01 (where it starts)")
+    for a, b in zip(ours_tracks, ours_tracks[1:]):
+        if b["number"] <= a["number"]:
+            raise CueSheetError(source, f"line {b['line'].number}: track {b['number']:02d} follows track {a['number']:02d}")
+        if b["start"] <= a["start"]:
+            raise CueSheetError(source, f"line {b['line'].number}: track {b['number']:02d} starts at {cue_clock(b['start'])}, "
+                                        f"not after track {a['number']:02d} ({cue_clock(a['start'])})")  # fmt: skip
+    result = tuple(CueTrack(t["number"], t["title"], t["performer"], t["start"], nxt["start"] if nxt else None)
+                   for t, nxt in zip(ours_tracks, [*ours_tracks[1:], None]))  # fmt: skip
+    return CueSheet(source, title, performer, result)
+
+
+def cue_clock(seconds: float) -> str:
+    """``mm:ss.ss``, as a cue sheet's times read."""
+    m, s = divmod(seconds, 60)
+    return f"{int(m):02d}:{s:05.2f}"
+
+
+def _embedded(path: str) -> CueSheet | None:
+    """The cue sheet a FLAC file carries: its ``CUESHEET`` Vorbis comment, else its CUESHEET block;
+    None for a file that is no FLAC or holds neither."""
+    if not _regular(path):
+        return None
+    try:
+        with open(path, "rb") as f:
+            if f.read(4) != b"fLaC":
+                return None
+            blocks = _flac_blocks(f)
+    except OSError:
+        return None  # (the file itself: `show` reads the database, the file may be gone or unreadable)
+    comment = _vorbis_cuesheet(blocks.get(_FLAC_VORBIS_COMMENT))
+    if comment is not None:
+        return parse_cue_text(comment, source=f"{path} (embedded CUESHEET comment)")
+    if _FLAC_CUESHEET in blocks and _FLAC_STREAMINFO in blocks:
+        return _cuesheet_block(blocks[_FLAC_CUESHEET], blocks[_FLAC_STREAMINFO], source=f"{path} (embedded CUESHEET block)")
+    return None
+
+
+def _flac_blocks(f) -> dict[int, bytes]:
+    """The STREAMINFO, VORBIS_COMMENT and CUESHEET blocks of a FLAC file read past its ``fLaC``."""
+    found: dict[int, bytes] = {}
+    pos = 4
+    while pos < MAX_FLAC_METADATA:
+        header = f.read(4)
+        if len(header) < 4:
+            break
+        last, kind, size = header[0] & 0x80, header[0] & 0x7F, int.from_bytes(header[1:], "big")
+        if kind in (_FLAC_STREAMINFO, _FLAC_VORBIS_COMMENT, _FLAC_CUESHEET) and kind not in found:
+            found[kind] = f.read(size)
+        else:
+            f.seek(size, os.SEEK_CUR)
+        pos += 4 + size
+        if last:
+            break
+    return found
+
+
+def _vorbis_cuesheet(block: bytes | None) -> str | None:
+    if not block:
+        return None
+    try:
+        (vendor,) = struct.unpack_from("<I", block, 0)
+        pos = 4 + vendor
+        (count,) = struct.unpack_from("<I", block, pos)
+        pos += 4
+        for _ in range(count):
+            (n,) = struct.unpack_from("<I", block, pos)
+            entry = block[pos + 4 : pos + 4 + n]
+            pos += 4 + n
+            key, eq, value = entry.partition(b"=")
+            if eq and key.upper() == b"CUESHEET":
+                return decode_cue(value)
+    except struct.error:
+        return None
+    return None
+
+
+def _cuesheet_block(block: bytes, streaminfo: bytes, *, source: str) -> CueSheet:
+    """The tracks of a FLAC CUESHEET metadata block (offsets in samples; the lead-out left out)."""
+    try:
+        rate = int.from_bytes(streaminfo[10:13], "big") >> 4
+        count = block[395]
+        pos, starts = 396, []
+        for _ in range(count):
+            offset, number = struct.unpack_from(">QB", block, pos)
+            n_index = block[pos + 35]
+            pos += 36
+            index01 = None
+            for _ in range(n_index):
+                ioffset, inumber = struct.unpack_from(">QB", block, pos)
+                pos += 12
+                if inumber == 1:
+                    index01 = offset + ioffset
+            if number not in _LEAD_OUT:
+                if index01 is None:
+                    raise CueSheetError(source, f"track {number:02d} has no index 01 (where it starts)")
+                starts.append((number, index01))
+    except (IndexError, struct.error):
+        raise CueSheetError(source, "cut short: not a CUESHEET block") from None
+    if not rate:
+        raise CueSheetError(source, "the stream's sample rate is 0")
+    for (a, sa), (b, sb) in zip(starts, starts[1:]):
+        if b <= a or sb <= sa:
+            raise CueSheetError(source, f"track {b:02d} does not follow track {a:02d}")
+    tracks = tuple(CueTrack(n, None, None, s / rate, nxt / rate if nxt is not None else None)
+                   for (n, s), nxt in zip(starts, [s for _, s in starts[1:]] + [None]))  # fmt: skip
+    return CueSheet(source, None, None, tracks)

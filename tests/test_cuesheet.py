@@ -1,0 +1,158 @@
+"""Album images with cue sheets: the reader (`tagger.cuesheet`) and ``tagger show``'s cue tracks.
+
+The album is generated here with known contents: three 8 s tones of different timbres (bass 110 Hz,
+flute 1000 Hz, string 4000 Hz) in one FLAC, scanned with the band-listening fake analyser of
+`library_fakes`, so each cue track's family is known.
+"""
+
+from __future__ import annotations
+
+
+import numpy as np
+import pytest
+
+from conftest import tone_signal, write_audio
+from library_fakes import FREQ
+from tagger.cuesheet import CueSheetError, decode_cue, find_cue_sheet, parse_cue_text
+
+
+ALBUM_CUE = """REM GENRE Test
+REM COMMENT "ExactAudioCopy v1.6"
+PERFORMER "The Tones"
+TITLE "Three Timbres"
+FILE "{name}" WAVE
+  TRACK 01 AUDIO
+    TITLE "Low"
+    PERFORMER "Bassist"
+    INDEX 01 00:00:00
+  TRACK 02 AUDIO
+    TITLE "Middle"
+    INDEX 00 00:07:50
+    INDEX 01 00:08:00
+  TRACK 03 AUDIO
+    TITLE "High"
+    INDEX 01 00:16:00
+"""
+
+
+def _album(path):
+    return write_audio(path, np.concatenate([tone_signal([FREQ[f]], seconds=8.0) for f in ("bass", "flute", "string")]))
+
+
+# --- the reader ---------------------------------------------------------------------------------
+
+
+def test_a_cue_sheet_gives_each_track_its_number_title_performer_and_range():
+    sheet = parse_cue_text(ALBUM_CUE.format(name="Album.wav"), source="Album.cue", audio_name="Album.flac")
+    assert (sheet.title, sheet.performer) == ("Three Timbres", "The Tones")
+    assert [(t.number, t.title, t.performer, t.start, t.end) for t in sheet.tracks] == [
+        (1, "Low", "Bassist", 0.0, 8.0), (2, "Middle", None, 8.0, 16.0), (3, "High", None, 16.0, None)]  # fmt: skip
+
+
+def test_frames_are_75_a_second():
+    text = 'FILE "a.flac" WAVE\n TRACK 01 AUDIO\n  INDEX 01 00:00:00\n TRACK 02 AUDIO\n  INDEX 01 61:02:74\n'
+    sheet = parse_cue_text(text, source="a.cue", audio_name="a.flac")
+    assert sheet.tracks[1].start == pytest.approx(61 * 60 + 2 + 74 / 75)
+
+
+@pytest.mark.parametrize("bom, encoding", [("\ufeff", "utf-8"), ("", "utf-8"), ("", "cp1252"), ("\ufeff", "utf-16-le")],
+                         ids=["utf-8 with BOM", "utf-8", "cp1252", "utf-16 with BOM"])  # fmt: skip
+def test_encodings(bom, encoding):
+    text = bom + 'TITLE "Caf\u00e9 \u2013 \u00e9t\u00e9"\nFILE "a.flac" WAVE\n TRACK 01 AUDIO\n  INDEX 01 00:00:00\n'
+    sheet = parse_cue_text(decode_cue(text.encode(encoding)), source="a.cue")
+    assert sheet.title == "Caf\u00e9 \u2013 \u00e9t\u00e9" and sheet.tracks[0].start == 0.0
+
+
+def test_latin1_bytes_windows_1252_lacks_are_read_as_latin1():
+    assert decode_cue(b'TITLE "a\x81b\xe9"') == 'TITLE "a\x81b\u00e9"'
+
+
+def test_only_the_tracks_of_the_files_own_file_block_and_a_gap_in_the_file_before():
+    text = ('FILE "C:\\rips\\one.wav" WAVE\n TRACK 01 AUDIO\n  INDEX 01 00:00:00\n TRACK 02 AUDIO\n  INDEX 00 03:00:00\n'
+            'FILE "two.wav" WAVE\n  INDEX 01 00:00:00\n TRACK 03 AUDIO\n  TITLE "x"\n  INDEX 01 02:00:00\n')  # fmt: skip
+    assert [(t.number, t.start) for t in parse_cue_text(text, source="s.cue", audio_name="one.flac").tracks] == [(1, 0.0)]
+    two = parse_cue_text(text, source="s.cue", audio_name="TWO.FLAC").tracks
+    assert [(t.number, t.start, t.end) for t in two] == [(2, 0.0, 120.0), (3, 120.0, None)]
+
+
+@pytest.mark.parametrize(
+    "body, reason",
+    [
+        (" TRACK 01 AUDIO\n  INDEX 01 00:61:00\n", "line 3: '00:61:00' is not a time"),
+        (" TRACK 01 AUDIO\n  INDEX 01 00:00:75\n", "line 3: '00:00:75' is not a time"),
+        (" TRACK 01 AUDIO\n  INDEX 01 1.5\n", "line 3: '1.5' is not a time"),
+        (" TRACK 01 AUDIO\n  TITLE \"a\"\n TRACK 02 AUDIO\n  INDEX 01 00:01:00\n", "line 2: track 01 has no INDEX 01"),
+        (" TRACK 02 AUDIO\n  INDEX 01 00:00:00\n TRACK 01 AUDIO\n  INDEX 01 00:01:00\n", "line 4: track 01 follows track 02"),
+        (" TRACK 01 AUDIO\n  INDEX 01 00:05:00\n TRACK 02 AUDIO\n  INDEX 01 00:01:00\n",
+         "line 4: track 02 starts at 00:01.00, not after track 01 (00:05.00)"),
+        (" TRACK AUDIO\n", "line 2: TRACK without a track number"),
+    ],
+)
+def test_a_bad_cue_sheet_says_where_and_why(body, reason):
+    with pytest.raises(CueSheetError) as e:
+        parse_cue_text('FILE "a.flac" WAVE\n' + body, source="/m/a.cue", audio_name="a.flac")
+    assert str(e.value).startswith(f"/m/a.cue: {reason}"), str(e.value)
+
+
+def test_the_cue_beside_the_file_that_names_it(tmp_path):
+    flac = _album(tmp_path / "Album.flac")
+    (tmp_path / "Album.cue").write_text(ALBUM_CUE.format(name="album.WAV"), encoding="cp1252")
+    (tmp_path / "Other.cue").write_text(ALBUM_CUE.format(name="Other.flac"), encoding="utf-8")
+    sheet = find_cue_sheet(flac)
+    assert sheet.source == str(tmp_path / "Album.cue") and len(sheet.tracks) == 3 and not sheet.notes
+    assert find_cue_sheet(tmp_path / "Another.flac") is None  # (no cue sheet names it)
+
+
+def test_a_cue_of_another_name_counts_when_it_names_the_file_and_two_say_so(tmp_path):
+    flac = _album(tmp_path / "Album.flac")
+    (tmp_path / "b rip.cue").write_text(ALBUM_CUE.format(name="Album.flac"), encoding="utf-8")
+    (tmp_path / "a rip.cue").write_text(ALBUM_CUE.format(name="Album.wav"), encoding="utf-8")
+    sheet = find_cue_sheet(flac)
+    assert sheet.source == str(tmp_path / "b rip.cue")  # (names the file exactly: before a name of another extension)
+    assert sheet.notes == (f"1 other cue sheet(s) name this file too, not read: {tmp_path / 'a rip.cue'}",)
+
+
+def test_a_cue_of_one_track_is_no_album_image(tmp_path):
+    flac = _album(tmp_path / "01.flac")
+    (tmp_path / "01.cue").write_text('FILE "01.flac" WAVE\n TRACK 01 AUDIO\n  INDEX 01 00:00:00\n', encoding="utf-8")
+    assert find_cue_sheet(flac) is None
+
+
+def test_an_unreadable_cue_named_as_the_file_is_an_error_others_are_passed_over(tmp_path):
+    flac = _album(tmp_path / "Album.flac")
+    (tmp_path / "notes.cue").write_bytes(b"\x00\x01binary")
+    assert find_cue_sheet(flac) is None
+    (tmp_path / "Album.cue").write_bytes(b"\x00\x01binary")
+    with pytest.raises(CueSheetError, match=r"Album\.cue: holds NUL bytes: not a text file"):
+        find_cue_sheet(flac)
+    (tmp_path / "Album.cue").write_text("just some notes\n", encoding="utf-8")
+    with pytest.raises(CueSheetError, match=r"Album\.cue: no TRACK line: not a cue sheet"):
+        find_cue_sheet(flac)
+
+
+def test_embedded_cuesheet_comment_and_block(tmp_path):
+    import mutagen.flac
+
+    flac = _album(tmp_path / "Album.flac")
+    before = flac.read_bytes()
+    assert find_cue_sheet(flac) is None
+    f = mutagen.flac.FLAC(flac)
+    cs = mutagen.flac.CueSheet(None)
+    cs.tracks = []
+    for number, seconds in ((1, 0), (2, 8), (3, 16), (170, 24)):
+        track = mutagen.flac.CueSheetTrack(number, seconds * 16_000)
+        if number != 170:
+            track.indexes.append(mutagen.flac.CueSheetTrackIndex(1, 0))
+        cs.tracks.append(track)
+    f.metadata_blocks.append(cs)
+    f.save()
+    sheet = find_cue_sheet(flac)
+    assert sheet.source == f"{flac} (embedded CUESHEET block)"
+    assert [(t.number, t.title, t.start, t.end) for t in sheet.tracks] == [(1, None, 0.0, 8.0), (2, None, 8.0, 16.0), (3, None, 16.0, None)]
+    f = mutagen.flac.FLAC(flac)  # the comment's text, which has titles, comes first
+    f["CUESHEET"] = ALBUM_CUE.format(name="CDImage.wav")
+    f.save()
+    sheet = find_cue_sheet(flac)
+    assert sheet.source == f"{flac} (embedded CUESHEET comment)" and [t.title for t in sheet.tracks] == ["Low", "Middle", "High"]
+    after = flac.read_bytes()
+    assert find_cue_sheet(flac) and flac.read_bytes() == after != before  # (read, never written)
