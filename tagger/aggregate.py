@@ -29,6 +29,14 @@ from tagger import constants as C
 DEFAULT_AGGREGATION = {"quantile": 0.9, "min_windows": 1, "merge_gap": 1}
 
 
+def aggregation_params(given: dict | None) -> dict:
+    """The rule's parameters: a model's calibrated ones (its manifest's "aggregation", or the JSON a
+    model version row stores) over the defaults; other keys (``hop_seconds``) left out."""
+    params = dict(DEFAULT_AGGREGATION)
+    params.update({k: v for k, v in (given or {}).items() if k in DEFAULT_AGGREGATION})
+    return params
+
+
 @dataclass
 class FamilyResult:
     family: str
@@ -128,3 +136,45 @@ def _segments(
     if duration is not None:
         segs = [[a, min(b, duration)] for a, b in segs if a < duration]
     return [(round(a, 3), round(b, 3)) for a, b in segs]
+
+
+def aggregate_range(
+    scores: np.ndarray,
+    starts: np.ndarray,
+    *,
+    start: float,
+    end: float | None,
+    families: Sequence[str],
+    thresholds: np.ndarray,
+    duration: float | None = None,
+    window_seconds: float = C.WINDOW_SECONDS,
+    **params,
+) -> TrackResult:
+    """The track rule (`aggregate`, the one every track is aggregated with) over the part of a track
+    from ``start`` to ``end`` seconds (None: its end), from the window scores stored for the whole
+    track: a cue sheet's track of an album image. ``duration``: the whole track's length, which
+    the last part's segments are cut to.
+
+    The part takes the windows whose middle lies in it (each window counts in one part only); a part
+    shorter than that takes the windows that overlap it. Segments stay in the whole file's time,
+    cut to the part.
+
+    Parameters
+    ----------
+    scores : np.ndarray [shape=(n_windows, n_families)] NaN in the rows of silent windows
+    starts : np.ndarray [shape=(n_windows,)] window starts in seconds
+    """
+    scores = np.asarray(scores, dtype=np.float32)
+    starts = np.asarray(starts, dtype=np.float64)
+    stop = np.inf if end is None else end
+    middle = starts + window_seconds / 2
+    chosen = (middle >= start) & (middle < stop)
+    if not chosen.any():
+        chosen = (starts < stop) & (starts + window_seconds > start)
+    part, part_starts = scores[chosen], starts[chosen]
+    silent = np.isnan(part).all(axis=1) if part.size else np.zeros(len(part), dtype=bool)
+    result = aggregate(np.nan_to_num(part, nan=0.0), silent, part_starts, families=families, thresholds=thresholds,
+                       duration=duration if end is None else end, window_seconds=window_seconds, **params)  # fmt: skip
+    for r in result.results:
+        r.segments = [(max(a, round(start, 3)), b) for a, b in r.segments if b > start]
+    return result

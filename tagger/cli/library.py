@@ -466,8 +466,11 @@ def show(
     ),
     db: str = typer.Option(None, "--db", help=DB_HELP),
 ) -> None:
-    """One track: per family presence, score, coverage and the time ranges where it plays."""
-    from tagger.db.detail import track_detail, track_timeline
+    """One track: per family presence, score, coverage and the time ranges where it plays.
+
+    An album image with a cue sheet (a .cue beside it that names it, or embedded in a FLAC): each of
+    its tracks with its families too, from the stored window scores."""
+    from tagger.db.detail import track_detail, track_timeline, with_cue_tracks
     from tagger.library.report import render_detail
 
     if plot is not None:
@@ -477,7 +480,7 @@ def show(
         timeline.check_output(plot)
         timeline.draw(_either_name(path, lambda name: _with_session(db, lambda s: track_timeline(s, path=name))), plot)
         echo(f"timeline written to {plot}", err=True)
-    detail = _either_name(path, lambda name: _reading(db, lambda conn: track_detail(conn, path=name)))
+    detail = _either_name(path, lambda name: _reading(db, lambda conn: with_cue_tracks(conn, track_detail(conn, path=name))))
     echo(json.dumps(detail.to_dict(), indent=1) if as_json else render_detail(detail), nl=as_json, lines=True)
 
 

@@ -1,6 +1,8 @@
 """One track with everything stored about it (``tagger show``: `track_detail`, and its window
 scores, ``show --plot``: `track_timeline`), found under the name given or another Unicode form of it
-(`stored_name`), and the error for a name the library holds no track of (`not_stored`).
+(`stored_name`), and the error for a name the library holds no track of (`not_stored`); the tracks
+of an album image's cue sheet, each aggregated from the stored window scores of its time range
+(`with_cue_tracks`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from tagger.db import sql as Q
 from tagger.db.filter import storable_name
-from tagger.db.reads import _datetime, _family_order, latest_model_version_id
+from tagger.db.reads import _datetime, _family_order, latest_model_version_id, unpack_window_scores
 from tagger.db.sql import Reader, reader_of, sql
 from tagger.errors import UserError
 
@@ -27,6 +29,22 @@ class FamilyDetail:
     score: float
     coverage: float
     segments: list[list[float]] = field(default_factory=list)
+
+
+@dataclass
+class CueTrackDetail:
+    """One track of an album image's cue sheet, with the families of its time range (``show --json``'s
+    ``cue_tracks``). ``start``, ``end`` and the segments are seconds in the whole file."""
+
+    number: int
+    title: str | None
+    performer: str | None
+    start: float
+    end: float | None
+    windows: int
+    silent_windows: int
+    instruments: list[str]
+    families: list[FamilyDetail]
 
 
 @dataclass
@@ -52,6 +70,12 @@ class TrackDetail:
     families: list[FamilyDetail]
     analysed_in_part: str | None = None
     """What the scan said of the file analysed without a small part it could not decode."""
+    cue_sheet: str | None = None
+    """The cue sheet whose tracks `cue_tracks` are (a ``.cue``, or the FLAC file's embedded one)."""
+    cue_tracks: list[CueTrackDetail] = field(default_factory=list)
+    cue_note: str | None = None
+    """Why a cue sheet of the file gave no tracks (it could not be read, or does not fit the file), or
+    what else its reader said."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -194,3 +218,62 @@ def track_timeline(session: Session, *, path: str):
         duration=t.duration,
         window_seconds=w.window_seconds,
     )
+
+
+def with_cue_tracks(session: Session | Reader, detail: TrackDetail) -> TrackDetail:
+    """``detail`` with the tracks of its file's cue sheet (`tagger.cuesheet.find_cue_sheet`),
+    each given its families by the track rule (`tagger.aggregate.aggregate_range`) over the window
+    scores stored for its time range: nothing is analysed again. The file itself is only read for its
+    cue sheet; a file without one is returned as it is. A cue sheet that cannot be read, or that does
+    not fit the stored track (a track starting after the file's end: the cue sheet of another rip),
+    gives no tracks and a `cue_note` saying why; so does a track analysed before the database kept
+    window scores."""
+    from tagger.cuesheet import CueSheetError, cue_clock, find_cue_sheet
+
+    if detail.status != Q.STATUS_OK or detail.model_version is None:
+        return detail
+    try:
+        sheet = find_cue_sheet(detail.path)
+    except CueSheetError as exc:
+        detail.cue_note = f"{exc}; the file is shown as one track"
+        return detail
+    if sheet is None:
+        return detail
+    detail.cue_sheet = sheet.source
+    detail.cue_note = "; ".join(sheet.notes) or None
+    late = [t for t in sheet.tracks if detail.duration is not None and t.start >= detail.duration]
+    if late:
+        detail.cue_note = (f"track {late[0].number:02d} starts at {cue_clock(late[0].start)}, after the end of the file "
+                           f"({cue_clock(detail.duration)}): the cue sheet of another rip? The file is shown as one track")  # fmt: skip
+        return detail
+    reader = reader_of(session)
+    found = reader.rows(sql("SELECT w.families, w.window_seconds, w.n_windows, w.starts, w.scores, m.thresholds, "
+                            "m.aggregation FROM tracks t JOIN window_scores w ON w.track_id = t.id JOIN model_versions m "
+                            "ON m.id = t.model_version_id WHERE t.path = {}", detail.path))  # fmt: skip
+    if not found:
+        detail.cue_note = (f"its {len(sheet.tracks)} tracks need the window scores, which this file was analysed "
+                           "without (before the database kept them): a rescan stores them")  # fmt: skip
+        return detail
+    w = found[0]
+    import numpy as np
+
+    from tagger.aggregate import aggregate_range, aggregation_params
+
+    families, starts, scores = unpack_window_scores(families=w.families, n_windows=w.n_windows, starts=w.starts, scores=w.scores)
+    thresholds = json.loads(w.thresholds)
+    thresholds = np.array([float(thresholds.get(f, np.inf)) for f in families], dtype=np.float32)
+    params = aggregation_params(json.loads(w.aggregation) if w.aggregation else None)
+    order = _family_order(reader)
+    for t in sheet.tracks:
+        end = None if t.end is None or (detail.duration is not None and t.end >= detail.duration) else t.end
+        r = aggregate_range(scores, starts, start=t.start, end=end, families=families, thresholds=thresholds,
+                            duration=detail.duration, window_seconds=w.window_seconds, **params)  # fmt: skip
+        ranked = sorted(r.results, key=lambda f: order.get(f.family, len(order)))
+        shown_end = detail.duration if end is None else end
+        detail.cue_tracks.append(CueTrackDetail(
+            number=t.number, title=t.title, performer=t.performer, start=round(t.start, 3),
+            end=None if shown_end is None else round(shown_end, 3),
+            windows=r.windows, silent_windows=r.silent_windows, instruments=[f.family for f in ranked if f.present],
+            families=[FamilyDetail(f.family, f.present, f.score, f.coverage, [list(g) for g in f.segments]) for f in ranked],
+        ))  # fmt: skip
+    return detail

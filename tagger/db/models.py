@@ -148,11 +148,6 @@ class WindowScores(Base):
 
     def unpack(self):
         """``(families, starts, scores)``: a list of names, float32 [shape=(n,)], float32 [shape=(n, n_families)]."""
-        import json
+        from tagger.db.reads import unpack_window_scores
 
-        import numpy as np
-
-        families = json.loads(self.families)
-        starts = np.frombuffer(self.starts, dtype="<f4").astype(np.float32)
-        scores = np.frombuffer(self.scores, dtype="<f2").astype(np.float32).reshape(self.n_windows, len(families))
-        return families, starts, scores
+        return unpack_window_scores(families=self.families, n_windows=self.n_windows, starts=self.starts, scores=self.scores)

@@ -1,6 +1,6 @@
 """What every read of the library database shares: the latest scan's model version (what *stale* is
 measured against), the known families in their order, the path order (bytewise on every database)
-and a stored time as a datetime. Used by `tagger.db.listing`, `tagger.db.detail` and
+a stored time as a datetime, and a track's stored window scores unpacked. Used by `tagger.db.listing`, `tagger.db.detail` and
 `tagger.db.queries`.
 """
 
@@ -55,3 +55,13 @@ def _datetime(value) -> _dt.datetime | None:
     """A stored time as the database driver gives it (SQLite: the text SQLAlchemy's ``DateTime``
     writes, ``2026-12-07 01:47:12.123456``; PostgreSQL: a datetime) as a datetime."""
     return _dt.datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
+def unpack_window_scores(*, families: str, n_windows: int, starts: bytes, scores: bytes):
+    """A ``window_scores`` row's columns as ``(families, starts, scores)``: a list of names, float32
+    [shape=(n,)] and float32 [shape=(n, n_families)] (NaN rows: silent windows)."""
+    import numpy as np
+
+    names = json.loads(families)
+    return (names, np.frombuffer(starts, dtype="<f4").astype(np.float32),
+            np.frombuffer(scores, dtype="<f2").astype(np.float32).reshape(n_windows, len(names)))  # fmt: skip

@@ -276,7 +276,24 @@ def render_detail(d: TrackDetail) -> str:
     for f in d.families:
         where = ", ".join(f"{seconds_to_clock(a)}-{seconds_to_clock(b)}" for a, b in f.segments)
         rows.append([f.family, "yes" if f.present else "no", f"{f.score:.3f}", f"{100 * f.coverage:.0f}%", where])
-    return "\n".join(head) + "\n\n" + _columns(rows)
+    return "\n".join(head) + "\n\n" + _columns(rows) + _render_cue(d)
+
+
+def _render_cue(d: TrackDetail) -> str:
+    """The tracks of the file's cue sheet under the whole file's table (`with_cue_tracks`), and what
+    there is to say of its cue sheet."""
+    out = ""
+    if d.cue_tracks:
+        out += f"\ncue sheet: {named(d.cue_sheet)} ({len(d.cue_tracks)} tracks)\n"
+        rows = [["TRACK", "FROM", "TO", "TITLE", "INSTRUMENTS"]]
+        for t in d.cue_tracks:
+            title = " / ".join(shown(x) for x in (t.title, t.performer) if x) or "-"
+            rows.append([f"#{t.number:02d}", seconds_to_clock(t.start), seconds_to_clock(t.end), title,
+                         ", ".join(t.instruments) or "(none)" + all_silent_note(t.windows, t.silent_windows)])  # fmt: skip
+        out += _columns(rows)
+    if d.cue_note:
+        out += f"\ncue sheet: {shown(d.cue_note)}\n"
+    return out
 
 
 def render_stats(stats: dict) -> str:

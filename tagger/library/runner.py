@@ -13,7 +13,7 @@ import time
 import numpy as np
 
 from tagger import constants as C
-from tagger.aggregate import DEFAULT_AGGREGATION
+from tagger.aggregate import aggregation_params as _params
 from tagger.db.scan_writer import FileState, ScanWriter
 from tagger.errors import AudioReadError
 from tagger.library.analyse import AnalysisConfig, analyse_file
@@ -28,9 +28,7 @@ from tagger.library.taghook import TagHook
 
 def aggregation_params(analyser: Analyser) -> dict:
     """The aggregation rule's parameters: the model's calibrated ones over the defaults."""
-    params = dict(DEFAULT_AGGREGATION)
-    params.update({k: v for k, v in (analyser.aggregation or {}).items() if k in DEFAULT_AGGREGATION})
-    return params
+    return _params(analyser.aggregation)
 
 
 def another_file(work: FileState, result: RemoteResult) -> str | None:

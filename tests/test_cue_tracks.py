@@ -1,0 +1,129 @@
+"""``tagger show`` of an album image with a cue sheet: each cue track's families, from the stored
+window scores by the whole file's rule (`tagger.aggregate.aggregate_range`, `tagger.db.detail.with_cue_tracks`).
+
+The album is generated here with known contents: three 8 s tones of different timbres (bass 110 Hz,
+flute 1000 Hz, string 4000 Hz) in one FLAC, scanned with the band-listening fake analyser of
+`library_fakes`, so each cue track's family is known.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from library_fakes import FakeAnalyser
+from test_cuesheet import ALBUM_CUE, _album
+from tagger.cli import app
+from tagger.db.detail import track_detail, with_cue_tracks
+from tagger.db.session import open_database
+from tagger.library.scan import scan
+
+
+@pytest.fixture
+def album(tmp_path):
+    music = tmp_path / "music"
+    flac = _album(music / "Album.flac")
+    (music / "Album.cue").write_text(ALBUM_CUE.format(name="Album.wav"), encoding="utf-8")
+    db = tmp_path / "lib.db"
+    database = open_database(db)
+    summary = scan([music], db=database, analyser=FakeAnalyser(), jobs=0)
+    assert summary.scanned == 1 and not summary.errors
+    yield database, str(db), str(flac)
+    database.close()
+
+
+def _show(db, path, *args):
+    r = CliRunner().invoke(app, ["show", "--db", db, path, *args])
+    assert r.exit_code == 0, r.output
+    return r.output
+
+
+def test_show_lists_each_cue_track_with_its_families(album):
+    _, db, flac = album
+    cue = flac[: -len(".flac")] + ".cue"
+    out = _show(db, flac)
+    assert "instruments: bass, flute, string" in out  # (the whole file, as before)
+    assert out.endswith(
+        f"\ncue sheet: {cue} (3 tracks)\n"
+        "TRACK  FROM  TO    TITLE          INSTRUMENTS\n"
+        "#01    0:00  0:08  Low / Bassist  bass\n"
+        "#02    0:08  0:16  Middle         flute\n"
+        "#03    0:16  0:24  High           string\n"
+    ), out
+
+
+def test_show_json_has_the_cue_tracks(album):
+    _, db, flac = album
+    d = json.loads(_show(db, flac, "--json"))
+    assert d["instruments"] == ["bass", "flute", "string"] and d["cue_sheet"].endswith("Album.cue") and d["cue_note"] is None
+    tracks = d["cue_tracks"]
+    assert [(t["number"], t["title"], t["performer"], t["start"], t["end"], t["windows"], t["instruments"]) for t in tracks] == [
+        (1, "Low", "Bassist", 0.0, 8.0, 2, ["bass"]), (2, "Middle", None, 8.0, 16.0, 2, ["flute"]),
+        (3, "High", None, 16.0, 24.0, 2, ["string"])]  # fmt: skip
+    flute = next(f for f in tracks[1]["families"] if f["family"] == "flute")
+    assert flute["present"] and flute["coverage"] == 1.0 and flute["segments"] == [[8.0, 16.0]]
+    assert [f["family"] for f in tracks[1]["families"]] == [f["family"] for f in d["families"]]
+
+
+def test_the_cue_tracks_use_the_whole_files_rule(album):
+    """The one rule, `aggregate_range`, over the whole file's range gives what the scan stored."""
+    database, _, flac = album
+    from sqlalchemy import select
+
+    from tagger.aggregate import aggregate_range
+    from tagger.db import models as M
+
+    with database.session() as s:
+        track = s.scalar(select(M.Track).where(M.Track.path == flac))
+        families, starts, scores = track.window_scores.unpack()
+        stored = {d.family: (d.present, d.score, d.coverage) for d in track.detections}
+        stored_segments = {g.family: (g.start, g.end) for g in track.segments}
+    whole = aggregate_range(scores, starts, start=0.0, end=None, families=families, thresholds=np.full(3, 0.5), duration=24.0)
+    for r in whole.results:
+        assert r.present == stored[r.family][0] and (r.score, r.coverage) == pytest.approx(stored[r.family][1:], abs=1e-3)
+    assert {r.family: r.segments[0] for r in whole.results} == stored_segments
+
+
+def test_a_bad_cue_sheet_leaves_the_file_one_track_with_a_note(album, tmp_path):
+    _, db, flac = album
+    cue = tmp_path / "music" / "Album.cue"
+    cue.write_text(ALBUM_CUE.format(name="Album.wav").replace("00:16:00", "00:16:99"), encoding="utf-8")
+    out = _show(db, flac)
+    assert "instruments: bass, flute, string" in out and "TRACK  FROM" not in out
+    assert out.endswith(f"\ncue sheet: {cue}: line 16: '00:16:99' is not a time (mm:ss:ff: seconds under 60, frames "
+                        "under 75); the file is shown as one track\n"), out  # fmt: skip
+    d = json.loads(_show(db, flac, "--json"))
+    assert d["cue_tracks"] == [] and d["cue_sheet"] is None and "is not a time" in d["cue_note"]
+
+
+def test_a_cue_sheet_longer_than_the_file_is_of_another_rip(album, tmp_path):
+    _, db, flac = album
+    (tmp_path / "music" / "Album.cue").write_text(ALBUM_CUE.format(name="Album.wav").replace("00:16:00", "03:16:00"), encoding="utf-8")
+    out = _show(db, flac)
+    assert out.endswith("\ncue sheet: track 03 starts at 03:16.00, after the end of the file (00:24.00): the cue sheet of another rip? "
+                        "The file is shown as one track\n"), out  # fmt: skip
+
+
+def test_a_track_analysed_without_window_scores_says_a_rescan_is_needed(album):
+    database, db, flac = album
+    from sqlalchemy import text
+
+    with database.session() as s:
+        s.execute(text("DELETE FROM window_scores"))
+        s.commit()
+    with database.engine.connect() as conn:
+        d = with_cue_tracks(conn, track_detail(conn, path=flac))
+    assert d.cue_tracks == [] and d.cue_note.startswith("its 3 tracks need the window scores")
+    assert "a rescan stores them" in _show(db, flac)
+
+
+def test_a_file_without_cue_sheet_is_shown_as_before(album, tmp_path):
+    _, db, flac = album
+    (tmp_path / "music" / "Album.cue").unlink()
+    out = _show(db, flac)
+    assert "cue sheet" not in out
+    d = json.loads(_show(db, flac, "--json"))
+    assert d["cue_tracks"] == [] and d["cue_sheet"] is None and d["cue_note"] is None
