@@ -356,6 +356,28 @@ def test_evaluate_of_a_split_the_folder_lacks_names_it_and_the_splits_there_are(
         one_error_line(result, f"unknown split 'tset'; expected one of train, valid, test (the dataset's: {has})")
 
 
+def test_the_split_suggested_is_one_split_takes_and_not_the_one_that_fell_short(tmp_path):
+    """The hint of a split with too few notes suggested the dataset's largest split, whatever its
+    name: `--split unused` for a split.json whose most notes are in an ablation's "unused" split,
+    which --split then refused as unknown; and for `dataset mix`, the very split that had too few
+    families. It suggests a split --split takes other than the one loaded, and none where there is
+    none (the splits still listed with their notes)."""
+    root = make_dataset(tmp_path / "rendered")
+    assignment = json.loads((root / "split.json").read_text())
+    for i, inst in enumerate(sorted(assignment["instruments"])):
+        assignment["instruments"][inst] = "train" if i < 2 else "unused"
+    (root / "split.json").write_text(json.dumps(assignment))
+    result = runner.invoke(app, ["evaluate", str(root), "--out", str(tmp_path / "rep"), "--models", str(tmp_path / "none")])
+    line = one_error_line(result, "no notes of the known families in split 'test'; the dataset's splits: train (2 notes), "
+                                  "unused (8 notes): choose one with --split (e.g. --split train)")  # fmt: skip
+    assert "--split unused" not in line
+    result = runner.invoke(app, mix_args(root, tmp_path / "mix", "--split", "train", "--levels", "3"))
+    line = one_error_line(result, "level 3 needs 3 families but the train split has notes of only 2")
+    assert line.endswith("; the dataset's splits: train (2 notes), unused (8 notes)"), line
+    result = runner.invoke(app, mix_args(root, tmp_path / "mix", "--split", "train"))  # (the split suggested is taken)
+    assert result.exit_code == 0, result.output
+
+
 @pytest.mark.parametrize("inside", ["", "audio", "audio/../."])
 def test_mix_into_the_note_datasets_own_folder_is_refused(tmp_path, inside):
     """`dataset mix ROOT ROOT` wrote labels.json beside examples.json (the folder both a note dataset and

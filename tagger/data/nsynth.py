@@ -152,11 +152,17 @@ class NoteDataset:
         splits the folder has, with their notes, and how to choose one (``; the dataset's splits: valid
         (60 notes): choose one with --split (e.g. --split valid)``: `tagger dataset mix` and `tagger
         evaluate` take --split test by default, which a real ``nsynth-valid`` folder lacks); empty where
-        it was loaded whole or the folder has no split."""
+        it was loaded whole or the folder has no split. The split suggested is one --split takes
+        (`SPLITS`) other than the one loaded (was: the largest of all, so ``--split unused``, an
+        ablation's split that --split refuses as unknown, or for ``dataset mix`` the very split that
+        had too few families); none where there is no such split."""
         if self.split is None or not self.split_sizes:
             return ""
         sizes = ", ".join(f"{name} ({count:,} notes)" for name, count in self.split_sizes.items())
-        best = max(self.split_sizes, key=lambda name: self.split_sizes[name])
+        others = {name: count for name, count in self.split_sizes.items() if name in SPLITS and name != self.split}
+        if not others:
+            return f"; the dataset's splits: {sizes}"
+        best = max(others, key=lambda name: others[name])
         return f"; the dataset's splits: {sizes}: choose one with --split (e.g. --split {best})"
 
     def by_family(self) -> dict[str, list[Note]]:
