@@ -879,3 +879,40 @@ def test_a_file_queued_beside_one_that_kills_its_worker_is_analysed(tmp_path):
         rows = dict(s.query(M.Track.path, M.Track.status))
     assert rows == {str(root / "crash.wav"): M.STATUS_ERROR, **{str(root / f"ok{i}.wav"): M.STATUS_OK for i in range(3)}}
     db.close()
+
+
+def test_a_quick_scan_takes_the_result_of_a_file_whose_stored_fingerprint_is_stale(tmp_path, db):
+    """A ``--quick`` scan plans with the stored fingerprint of a file whose size, mtime and ctime are
+    the stored ones. A file written in place with its size and mtime kept (a tag editor keeping the
+    mtime, on a drive whose ctime is the mtime) no longer has it: a Dask worker's result for it was
+    refused as "read another file at this path ... mount the library at the same path" at every such
+    scan, though the worker read the client's very file (a local scan analyses it). The client now
+    reads the file again before it refuses: the worker's fingerprint is its own, the result is taken."""
+    import mutagen.flac
+
+    import tagger.library.distributed as D
+    from conftest import tone_signal, track_instruments, write_audio
+
+    music = tmp_path / "music"
+    song = write_audio(music / "a.flac", tone_signal([110.0], seconds=5.0))
+    tagged = mutagen.flac.FLAC(song)
+    tagged["title"] = "aaaaaaaa"
+    tagged.save()
+    assert scan([music], db=db, analyser=FakeAnalyser(version="fake-0"), jobs=0).scanned == 1
+    st = os.stat(song)
+    data = song.read_bytes()
+    with open(song, "r+b") as f:  # a tag editor's save in place: the same size, the mtime kept
+        f.write(data.replace(b"aaaaaaaa", b"bbbbbbbb"))
+    os.utime(song, ns=(st.st_atime_ns, st.st_mtime_ns))
+    with db.session() as s:  # (the ctime as stored: a FAT drive's is its mtime)
+        s.query(M.Track).one().ctime_ns = os.stat(song).st_ctime_ns
+        s.commit()
+
+    class SameMount:  # (the cluster's part, here: analyse_remote as a worker that sees the client's files runs it)
+        def run(self, paths, *, analyser, config, predict_batch, store, poll, file_timeout=None):
+            for i, path in enumerate(paths):
+                store(i, D.analyse_remote(path, spec=FAKE, config=config, predict_batch=predict_batch))
+
+    summary = scan([music], db=db, analyser=FakeAnalyser(), backend=SameMount(), quick=True, rescan_stale=True)
+    assert summary.scanned == 1 and summary.errors == [], summary.errors
+    assert track_instruments(db) == {str(song): ["bass"]}

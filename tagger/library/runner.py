@@ -15,7 +15,8 @@ import numpy as np
 from tagger import constants as C
 from tagger.aggregate import aggregation_params as _params
 from tagger.db.scan_writer import FileState, ScanWriter
-from tagger.errors import AudioReadError
+from tagger.errors import AudioReadError, TaggerError
+from tagger.fingerprint import fingerprint
 from tagger.library.analyse import AnalysisConfig, analyse_file
 from tagger.library.assemble import TrackAssembler
 from tagger.library.defaults import DEFAULT_FILE_TIMEOUT
@@ -34,9 +35,21 @@ def aggregation_params(analyser: Analyser) -> dict:
 def another_file(work: FileState, result: RemoteResult) -> str | None:
     """Why a cluster worker's `result` is not of the file the plan found at its path (the worker
     read another file there: another mount, a stale copy; its fingerprint differs), or None. A
-    result without a fingerprint (the worker could not read the file) is the file's own error."""
+    result without a fingerprint (the worker could not read the file) is the file's own error.
+
+    Only where the client, reading the file again now, does not find the worker's fingerprint either:
+    the plan's may be the one stored (``--quick``: size, mtime and ctime as stored), which a file
+    written in place with its size and mtime kept (a tag editor keeping the mtime, on a drive whose
+    ctime is the mtime) no longer has; such a file was refused at every ``--quick`` Dask scan as "read
+    another file", though the worker read the client's very file (a local scan analyses it). A file
+    changed since the plan is `changed_during_analysis`'s, checked before its results are stored."""
     if result.fingerprint is None or not work.fingerprint or result.fingerprint == work.fingerprint:
         return None
+    try:
+        if fingerprint(work.path) == result.fingerprint:
+            return None
+    except (TaggerError, OSError):
+        pass  # (the client cannot read it now: nothing shows the worker read the client's file)
     return (f"the Dask worker {result.worker or '(unknown)'} read another file at this path (its size or content "
             "differ from the client's): mount the library at the same path on every machine; nothing was stored "
             "for it, the next scan tries it again")  # fmt: skip
