@@ -127,3 +127,70 @@ def test_a_file_without_cue_sheet_is_shown_as_before(album, tmp_path):
     assert "cue sheet" not in out
     d = json.loads(_show(db, flac, "--json"))
     assert d["cue_tracks"] == [] and d["cue_sheet"] is None and d["cue_note"] is None
+
+
+# --- tagger query --cue-tracks --------------------------------------------------------------------
+
+
+@pytest.fixture
+def library(tmp_path):
+    """Album.flac (bass, flute, string tracks; Album.cue beside it) and Long.flac: 36 s of bass, then
+    4 s of flute as its own track, in a cue sheet embedded as a CUESHEET comment: one window of flute
+    in ten is too little for the whole file's rule (0.9 quantile), all of its second track."""
+    import mutagen.flac
+
+    from conftest import tone_signal, write_audio
+    from library_fakes import FREQ
+
+    music = tmp_path / "music"
+    album = _album(music / "Album.flac")
+    (music / "Album.cue").write_text(ALBUM_CUE.format(name="Album.wav"), encoding="utf-8")
+    long = write_audio(music / "Long.flac", np.concatenate([tone_signal([FREQ["bass"]], seconds=36.0),
+                                                             tone_signal([FREQ["flute"]], seconds=4.0)]))  # fmt: skip
+    f = mutagen.flac.FLAC(long)
+    f["CUESHEET"] = ('FILE "CDImage.wav" WAVE\n  TRACK 01 AUDIO\n    TITLE "Drone"\n    INDEX 01 00:00:00\n'
+                     '  TRACK 02 AUDIO\n    TITLE "Coda"\n    INDEX 01 00:36:00\n')  # fmt: skip
+    f.save()
+    write_audio(music / "single.flac", tone_signal([FREQ["flute"]], seconds=8.0))  # (no cue sheet: never a cue track)
+    db = tmp_path / "lib.db"
+    database = open_database(db)
+    summary = scan([music], db=database, analyser=FakeAnalyser(), jobs=0)
+    assert summary.scanned == 3 and not summary.errors
+    database.close()
+    return str(db), str(album), str(long)
+
+
+def _query(db, *args, code=0):
+    r = CliRunner().invoke(app, ["query", "--db", db, *args])
+    assert r.exit_code == code, (r.stdout, r.stderr)
+    return r
+
+
+def test_query_cue_tracks_matches_each_tracks_own_families(library):
+    db, album, long = library
+    assert "flute" not in json.loads(_show(db, long, "--json"))["instruments"]  # (the whole file: too little flute)
+    assert _query(db, "--has", "flute", "-f", "paths").stdout.splitlines() == [album, album.replace("Album", "single")]
+    r = _query(db, "--cue-tracks", "--has", "flute")
+    assert r.stdout == ("PATH" + " " * (len(album) - 2) + "TRACK  FROM  TO    TITLE   INSTRUMENTS\n"
+                        f"{album}  #02    0:08  0:16  Middle  flute\n"
+                        f"{long}   #02    0:36  0:40  Coda    flute\n"), r.stdout  # fmt: skip
+    rows = json.loads(_query(db, "--cue-tracks", "--has", "flute", "--format", "json").stdout)
+    assert [(r["path"], r["number"], r["title"], r["start"], r["end"], r["instruments"]) for r in rows] == [
+        (album, 2, "Middle", 8.0, 16.0, ["flute"]), (long, 2, "Coda", 36.0, 40.0, ["flute"])]  # fmt: skip
+    assert rows[0]["scores"]["flute"] > 0.9 and rows[0]["scores"]["bass"] < 0.2
+    lacks = json.loads(_query(db, "--cue-tracks", "--lacks", "bass", "--path-glob", "*/Album.flac", "-f", "json").stdout)
+    assert [(r["path"], r["number"]) for r in lacks] == [(album, 2), (album, 3)]
+    every = json.loads(_query(db, "--cue-tracks", "-f", "json").stdout)
+    assert [(r["path"], r["number"]) for r in every] == [(album, 1), (album, 2), (album, 3), (long, 1), (long, 2)]
+
+
+def test_query_cue_tracks_says_what_it_cannot_do(library, tmp_path):
+    db, album, _ = library
+    r = _query(db, "--cue-tracks", "--format", "m3u", code=1)
+    assert "--cue-tracks lists tracks inside files: --format table or json, not 'm3u'" in r.stderr
+    r = _query(db, "--cue-tracks", "--has", "organ", "--path-glob", "*/Album.flac")
+    assert r.stdout == "" and "no cue track matches these conditions" in r.stderr
+    (tmp_path / "music" / "Album.cue").write_text(ALBUM_CUE.format(name="Album.wav").replace("TRACK 02", "TRACK 01"))
+    r = _query(db, "--cue-tracks", "--has", "flute")
+    assert [line.split()[0] for line in r.stdout.splitlines()[1:]] == [album.replace("Album", "Long")]
+    assert f"tagger: warning: {album}: cue sheet: {tmp_path / 'music' / 'Album.cue'}: line 10: track 01 follows track 01" in r.stderr

@@ -398,12 +398,18 @@ def query(
         None, "--output", "-o", parser=F.output, help="Write to this file instead of stdout (e.g. a .m3u); - is stdout."
     ),
     db: str = typer.Option(None, "--db", help=DB_HELP),
+    cue_tracks: bool = typer.Option(
+        False, "--cue-tracks",
+        help="List the tracks of album images' cue sheets whose own families match (table or json), not whole files.",
+    ),  # fmt: skip
 ) -> None:
     """List the analysed tracks matching every condition."""
     from tagger.db.listing import scored_families, stream_tracks
     from tagger.errors import UserError
     from tagger.library.report import FORMAT_OF_SUFFIX, QUERY_FORMATS, SHOWN, iter_rendered, left_out, table_widths
 
+    if cue_tracks:
+        return _query_cue_tracks(where, fmt=fmt, output=output, db=db)
     if fmt is None:  # (-o flute.m3u without --format wrote a table into a playlist no player reads)
         fmt = FORMAT_OF_SUFFIX.get(output.suffix.lower(), "table") if output is not None else "table"
     if fmt not in QUERY_FORMATS:
@@ -454,6 +460,31 @@ def query(
         conditions = any(v not in (None, (), []) for v in where_given.values())
         echo("no analysed track matches these conditions" if conditions else
              "no analysed track in the library database (tagger scan PATH analyses a folder)", err=True)  # fmt: skip
+
+
+def _query_cue_tracks(where_given: dict, *, fmt: str | None, output: Path | None, db: str | None) -> None:
+    """``query --cue-tracks``: the cue tracks whose families match, as a table or JSON on stdout; a
+    line on stderr for each cue sheet that gave no tracks."""
+    from tagger.db.detail import cue_tracks_matching
+    from tagger.errors import UserError
+    from tagger.library.report import CUE_TRACK_FORMATS, render_cue_matches
+
+    fmt = fmt or "table"
+    if fmt not in CUE_TRACK_FORMATS:
+        raise UserError(f"--cue-tracks lists tracks inside files: --format {' or '.join(CUE_TRACK_FORMATS)}, not {fmt!r}")
+    if output is not None:
+        raise UserError("--cue-tracks prints to stdout: redirect it (> FILE) instead of -o")
+    where = F.track_filter(**where_given)
+    matches, notes = _reading(db, lambda conn: cue_tracks_matching(conn, where))
+    for path, note in notes:
+        echo(f"tagger: warning: {named(path)}: cue sheet: {note}", err=True)
+    text = render_cue_matches(matches, fmt=fmt)
+    if fmt == "table":
+        echo(text, nl=False, lines=True)
+        if not matches:
+            echo("no cue track matches these conditions", err=True)
+    else:
+        echo_data(text, end=None)
 
 
 @app.command("show")

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from tagger.db import sql as Q
-from tagger.db.filter import storable_name
-from tagger.db.reads import _datetime, _family_order, latest_model_version_id, unpack_window_scores
-from tagger.db.sql import Reader, reader_of, sql
+from tagger.db.filter import Candidate, TrackFilter, storable_name
+from tagger.db.reads import _datetime, _family_order, latest_model_version_id, path_key, unpack_window_scores
+from tagger.db.sql import Reader, joined, reader_of, sql
 from tagger.errors import UserError
 
 if TYPE_CHECKING:
@@ -45,6 +45,20 @@ class CueTrackDetail:
     silent_windows: int
     instruments: list[str]
     families: list[FamilyDetail]
+
+
+@dataclass
+class CueTrackMatch:
+    """A cue track ``tagger query --cue-tracks`` selects: the album image's path and the track."""
+
+    path: str
+    track: CueTrackDetail
+
+    def to_dict(self) -> dict:
+        """The ``query --cue-tracks --format json`` row."""
+        t = self.track
+        return {"path": self.path, "number": t.number, "title": t.title, "performer": t.performer, "start": t.start,
+                "end": t.end, "instruments": t.instruments, "scores": {f.family: f.score for f in t.families}}  # fmt: skip
 
 
 @dataclass
@@ -277,3 +291,39 @@ def with_cue_tracks(session: Session | Reader, detail: TrackDetail) -> TrackDeta
             families=[FamilyDetail(f.family, f.present, f.score, f.coverage, [list(g) for g in f.segments]) for f in ranked],
         ))  # fmt: skip
     return detail
+
+
+def cue_tracks_matching(session: Session | Reader, where: TrackFilter) -> tuple[list[CueTrackMatch], list[tuple[str, str]]]:
+    """The tracks of the album images' cue sheets whose own families match ``where`` (``tagger query
+    --cue-tracks``), by path and track number, and the notes of the cue sheets that gave no tracks
+    (``(path, cue_note)``). The files ``where``'s path conditions select are looked at, whatever their
+    whole-file families (a flute in one track of an album may be too little of it to count for the
+    album); their folders are listed for ``.cue`` files (once each), and a FLAC's own first blocks are
+    read for an embedded cue sheet (`with_cue_tracks`). Nothing is analysed again."""
+    reader = reader_of(session)
+    place = TrackFilter(paths=where.paths, path_glob=where.path_glob)
+    families = replace(where, paths=(), path_glob=None, given=())
+    conds = joined(" AND ", [sql("tracks.status = {}", Q.STATUS_OK), *place.clauses(reader.dialect)])
+    rows = reader.tuples(sql(f"SELECT path, format FROM tracks WHERE {{}} ORDER BY {path_key(reader.dialect)}", conds))
+    in_python = place.python_only(reader.dialect)
+    cues_in: dict[str, bool] = {}
+    matches: list[CueTrackMatch] = []
+    notes: list[tuple[str, str]] = []
+    for path, fmt in rows:
+        if not all(p.match(Candidate(path, ())) for p in in_python):
+            continue
+        folder = os.path.dirname(path)
+        if folder not in cues_in:
+            try:
+                cues_in[folder] = any(name.casefold().endswith(".cue") for name in os.listdir(folder))
+            except OSError:
+                cues_in[folder] = False
+        if not cues_in[folder] and (fmt or "").upper() != "FLAC":
+            continue
+        detail = with_cue_tracks(reader, track_detail(reader, path=path))
+        if detail.cue_note:
+            notes.append((path, detail.cue_note))
+        for t in detail.cue_tracks:
+            if families.match(Candidate(path, t.instruments, {f.family: f.score for f in t.families})):
+                matches.append(CueTrackMatch(path, t))
+    return matches, notes

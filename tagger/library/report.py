@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from json.encoder import encode_basestring_ascii as _json_str
 
 from tagger.constants import SILENCE_DBFS
-from tagger.db.detail import TrackDetail
+from tagger.db.detail import CueTrackMatch, TrackDetail
 from tagger.db.listing import TrackSummary
 from tagger.display import named, named_failed, padded, shown, width
 
@@ -294,6 +294,25 @@ def _render_cue(d: TrackDetail) -> str:
     if d.cue_note:
         out += f"\ncue sheet: {shown(d.cue_note)}\n"
     return out
+
+
+CUE_TRACK_FORMATS = ("table", "json")
+"""The formats of ``tagger query --cue-tracks`` (a track inside a file is no entry of a path list)."""
+
+
+def render_cue_matches(matches: Sequence[CueTrackMatch], *, fmt: str) -> str:
+    """The ``tagger query --cue-tracks`` text: a table (``Album.flac  #03  ...  Title  flute``) or a
+    JSON list of `CueTrackMatch.to_dict` rows."""
+    if fmt == "json":
+        return json.dumps([m.to_dict() for m in matches], indent=1) + "\n"
+    if not matches:
+        return ""
+    rows = [["PATH", "TRACK", "FROM", "TO", "TITLE", "INSTRUMENTS"]]
+    for m in matches:
+        t = m.track
+        rows.append([named(m.path), f"#{t.number:02d}", seconds_to_clock(t.start), seconds_to_clock(t.end),
+                     " / ".join(shown(x) for x in (t.title, t.performer) if x) or "-", ", ".join(t.instruments) or "(none)"])  # fmt: skip
+    return _columns(rows)
 
 
 def render_stats(stats: dict) -> str:
