@@ -194,3 +194,35 @@ def test_query_cue_tracks_says_what_it_cannot_do(library, tmp_path):
     r = _query(db, "--cue-tracks", "--has", "flute")
     assert [line.split()[0] for line in r.stdout.splitlines()[1:]] == [album.replace("Album", "Long")]
     assert f"tagger: warning: {album}: cue sheet: {tmp_path / 'music' / 'Album.cue'}: line 10: track 01 follows track 01" in r.stderr
+
+
+@pytest.mark.model
+@pytest.mark.slow
+def test_an_album_image_scanned_with_the_shipped_models(tmp_path):
+    """`tagger scan` with the shipped models, then `show` and `query --cue-tracks`: three tracks of
+    different timbres (a low sine, a bright sawtooth-like stack of harmonics, a high sine), each given
+    its own result from the stored windows; the whole file's result is the one the scan stored."""
+    from conftest import tone_signal, write_audio
+    from tagger.model.ensemble import default_model_dir
+
+    if not (default_model_dir() / "manifest.json").is_file():
+        pytest.skip("the shipped models are needed")
+    music = tmp_path / "music"
+    saw = tone_signal([330.0 * k for k in range(1, 13)], seconds=8.0)
+    flac = write_audio(music / "Album.flac", np.concatenate([tone_signal([110.0], seconds=8.0), saw, tone_signal([2000.0], seconds=8.0)]))
+    (music / "Album.cue").write_text("\ufeff" + ALBUM_CUE.format(name="Album.wav"), encoding="utf-8")
+    db = str(tmp_path / "lib.db")
+    r = CliRunner().invoke(app, ["scan", str(music), "--db", db, "--jobs", "0", "--no-write-tags"])
+    assert r.exit_code == 0, r.output
+    whole = json.loads(_show(db, str(flac), "--json"))
+    tracks = whole["cue_tracks"]
+    assert [(t["number"], t["title"], t["start"], t["end"], t["windows"]) for t in tracks] == [
+        (1, "Low", 0.0, 8.0, 2), (2, "Middle", 8.0, 16.0, 2), (3, "High", 16.0, 24.0, 2)]  # fmt: skip
+    assert all([f["family"] for f in t["families"]] == [f["family"] for f in whole["families"]] for t in tracks)
+    assert all(0.0 <= f["score"] <= 1.0 and f["coverage"] in (0.0, 0.5, 1.0) for t in tracks for f in t["families"])
+    (music / "Album.cue").rename(music / "Album.txt")  # the whole file's part of show is as it was without a cue sheet
+    alone = json.loads(_show(db, str(flac), "--json"))
+    assert {k: v for k, v in whole.items() if not k.startswith("cue_")} == {k: v for k, v in alone.items() if not k.startswith("cue_")}
+    (music / "Album.txt").rename(music / "Album.cue")
+    rows = json.loads(CliRunner().invoke(app, ["query", "--db", db, "--cue-tracks", "-f", "json"]).stdout)
+    assert [(r["number"], r["instruments"]) for r in rows] == [(t["number"], t["instruments"]) for t in tracks]
