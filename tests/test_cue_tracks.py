@@ -226,3 +226,21 @@ def test_an_album_image_scanned_with_the_shipped_models(tmp_path):
     (music / "Album.txt").rename(music / "Album.cue")
     rows = json.loads(CliRunner().invoke(app, ["query", "--db", db, "--cue-tracks", "-f", "json"]).stdout)
     assert [(r["number"], r["instruments"]) for r in rows] == [(t["number"], t["instruments"]) for t in tracks]
+
+
+@pytest.mark.integration
+def test_cue_tracks_on_postgres_are_those_on_sqlite(pg_url, tmp_path, fake_models):
+    """`show --json` and `query --cue-tracks` read a PostgreSQL library (SQLAlchemy, bytea window
+    scores) as they read SQLite (sqlite3)."""
+    music = tmp_path / "music"
+    flac = str(_album(music / "Album.flac"))
+    (music / "Album.cue").write_text(ALBUM_CUE.format(name="Album.wav"), encoding="utf-8")
+    out = {}
+    for name, db in (("sqlite", str(tmp_path / "lib.db")), ("pg", pg_url)):
+        r = CliRunner().invoke(app, ["scan", str(music), "--db", db, "--jobs", "0", "--no-write-tags"])
+        assert r.exit_code == 0, r.output
+        shown = json.loads(_show(db, flac, "--json"))
+        out[name] = (shown["cue_tracks"], _query(db, "--cue-tracks", "--has", "flute", "-f", "json").stdout)
+    assert out["pg"] == out["sqlite"]
+    assert [t["instruments"] for t in out["pg"][0]] == [["bass"], ["flute"], ["string"]]
+    assert [(r["path"], r["number"]) for r in json.loads(out["pg"][1])] == [(flac, 2)]
