@@ -244,3 +244,20 @@ def test_cue_tracks_on_postgres_are_those_on_sqlite(pg_url, tmp_path, fake_model
     assert out["pg"] == out["sqlite"]
     assert [t["instruments"] for t in out["pg"][0]] == [["bass"], ["flute"], ["string"]]
     assert [(r["path"], r["number"]) for r in json.loads(out["pg"][1])] == [(flac, 2)]
+
+
+def test_a_broken_cue_sheet_never_stops_a_scan(tmp_path):
+    """The scan reads no cue sheet (the crawler passes .cue files over): a broken one beside the album
+    is no error of the scan; show names it afterwards and shows the file as one track."""
+    music = tmp_path / "music"
+    flac = str(_album(music / "Album.flac"))
+    (music / "Album.cue").write_bytes(b"\xff\xd8\xff\x00 not a cue sheet at all")
+    database = open_database(tmp_path / "lib.db")
+    try:
+        summary = scan([music], db=database, analyser=FakeAnalyser(), jobs=0)
+    finally:
+        database.close()
+    assert (summary.scanned, summary.errors) == (1, [])
+    out = _show(str(tmp_path / "lib.db"), flac)
+    assert "instruments: bass, flute, string" in out
+    assert out.endswith(f"cue sheet: {music / 'Album.cue'}: holds NUL bytes: not a text file; the file is shown as one track\n"), out
