@@ -339,6 +339,35 @@ def test_untag_of_a_thousand_files_named_one_by_one_reads_the_database(tmp_path,
     assert not tags.read_instruments(song).tagged
 
 
+def test_tag_of_a_thousand_files_named_one_by_one_tags_them(tmp_path):
+    """`tagger tag *.flac` with 1,000 files or more wrote nothing: 'cannot read the database ...:
+    Expression tree is too large (maximum depth 1000); no file was changed', exit 1 (the stored
+    tracks were selected with one condition per file in one SQL expression). The paths are asked
+    for a few hundred at a time (`TrackFilter.by_paths`): the analysed file among them is tagged, once
+    (its folder given too, in another part)."""
+    from typer.testing import CliRunner
+
+    from library_fakes import FakeAnalyser
+    from tagger.cli import app
+    from tagger.db.session import open_database
+    from tagger.library.scan import scan
+
+    song = write_audio(tmp_path / "music" / "song.flac", tone_signal([1000.0], seconds=1.0))
+    others = tmp_path / "others"
+    others.mkdir()
+    copies = [shutil.copy(song, others / f"{i:04d}.flac") for i in range(1100)]  # (not analysed)
+    db = open_database(tmp_path / "library.db")
+    try:
+        assert scan([song.parent], db=db, analyser=FakeAnalyser(), jobs=0).scanned == 1
+    finally:
+        db.close()
+    result = CliRunner().invoke(app, ["tag", *map(str, copies[:600]), str(song), *map(str, copies[600:]),
+                                      str(song.parent), "--db", str(tmp_path / "library.db"), "--settle-seconds", "0"])  # fmt: skip
+    assert result.exit_code == 0, result.output[-2000:]
+    assert f"tagged {song}" in result.output and "1 tagged" in result.output, result.output[-2000:]
+    assert tags.read_instruments(song).tagged
+
+
 def test_scan_defers_files_still_being_written_and_a_later_scan_tags_them(tmp_path):
     from library_fakes import FakeAnalyser
 

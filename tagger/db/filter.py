@@ -19,9 +19,9 @@ import functools
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from tagger.db.sql import Sql, joined, sql
+from tagger.db.sql import PER_STATEMENT, Sql, chunks, joined, sql
 from tagger.errors import UserError
 from tagger.paths import absolute, folder_prefix, is_utf8, nfc, under_any
 
@@ -236,6 +236,16 @@ class TrackFilter:
     def shown_paths(self) -> tuple[str, ...]:
         """The paths to name in a message: as given (absolute), not every form matched."""
         return self.given or self.paths
+
+    def by_paths(self, size: int = PER_STATEMENT) -> list[TrackFilter]:
+        """This filter as filters of at most ``size`` of its paths each, its other conditions in every
+        one: together they select what it selects (a track under paths of two of them: in both), each
+        one's SQL a statement can hold (`tagger.db.sql.PER_STATEMENT`: ``tagger tag *.flac`` of
+        1,000 files or more failed on SQLite, "Expression tree is too large (maximum depth 1000)").
+        Few paths or none: ``[self]``."""
+        if len(self.paths) <= size:
+            return [self]
+        return [replace(self, paths=tuple(part)) for part in chunks(self.paths, size)]
 
     def check(self, known: Sequence[str]) -> TrackFilter:
         """Raise `UserError` for a family name not among ``known`` (naming the choices); returns self."""

@@ -161,23 +161,17 @@ def recorded_as_tagged(reader: Reader, where: TrackFilter) -> dict[str, Recorded
     own tag write (or as a tag-writing scan found the file settled). A file found exactly so has been
     written by no program since (any write changes its ctime): `tagger untag` does not wait for it to
     settle (`tagger.tags.remove_instruments`' ``recorded``). Only the paths are filtered: the
-    families of ``where`` are not read. The paths are asked for `RECORDED_BATCH` at a time: one
-    condition per file of ``tagger untag *.flac`` in one query failed from 1,000 files on ("Expression
-    tree is too large (maximum depth 1000)"), and ``--db`` with it untagged nothing."""
-    batches = [where.paths[i : i + RECORDED_BATCH] for i in range(0, len(where.paths), RECORDED_BATCH)] or [()]
+    families of ``where`` are not read. The paths are asked for a few hundred at a time
+    (`TrackFilter.by_paths`): one condition per file of ``tagger untag *.flac`` in one query failed
+    from 1,000 files on ("Expression tree is too large (maximum depth 1000)"), and ``--db`` with it
+    untagged nothing."""
     out: dict[str, RecordedFacts] = {}
-    for batch in batches:  # (no paths: every track)
-        conds = [Sql("tracks.tags_current = TRUE AND tracks.ctime_ns IS NOT NULL"),
-                 *TrackFilter(paths=batch).clauses(reader.dialect)]  # fmt: skip
+    for part in TrackFilter(paths=where.paths).by_paths():  # (no paths: every track)
+        conds = [Sql("tracks.tags_current = TRUE AND tracks.ctime_ns IS NOT NULL"), *part.clauses(reader.dialect)]
         rows = reader.tuples(sql("SELECT tracks.path, tracks.size, tracks.mtime, tracks.ctime_ns FROM tracks WHERE {}",
                                  joined(" AND ", conds)))  # fmt: skip
         out.update((path, (int(size), float(mtime), int(ctime_ns))) for path, size, mtime, ctime_ns in rows)
     return out
-
-
-RECORDED_BATCH = 200
-"""How many paths (files or folders) `recorded_as_tagged` asks for in one query: three SQL values and
-an OR each, well within SQLite's 999 values and 1,000 levels of expression."""
 
 
 def _select(session: Session, where: TrackFilter | None, *, batch: int = STREAM_BATCH, stored: bool = False,
@@ -221,11 +215,13 @@ def scored_families(database, *, where: TrackFilter) -> list[str]:
     """The families scored for the analysed tracks that the SQL conditions of ``where`` select (its
     parts checked in Python, ``--path-glob``, left aside: a superset), in the known families'
     order: the score columns of ``query --format csv``, known before its first row is written."""
+    found: set[str] = set()
     with database.reader() as reader:
-        selected = joined(" AND ", [sql("tracks.status = {}", Q.STATUS_OK), *where.clauses(reader.dialect)])
-        found = {family for (family,) in reader.rows(sql(
-            "SELECT DISTINCT scored.family AS family FROM detections AS scored "
-            "WHERE scored.track_id IN (SELECT tracks.id FROM tracks WHERE {})", selected))}  # fmt: skip
+        for part in where.by_paths():  # (a few hundred paths a statement)
+            selected = joined(" AND ", [sql("tracks.status = {}", Q.STATUS_OK), *part.clauses(reader.dialect)])
+            found.update(family for (family,) in reader.rows(sql(
+                "SELECT DISTINCT scored.family AS family FROM detections AS scored "
+                "WHERE scored.track_id IN (SELECT tracks.id FROM tracks WHERE {})", selected)))  # fmt: skip
         order = _family_order(reader)
     return sorted(found, key=lambda f: (order.get(f, len(order)), f))
 
@@ -248,7 +244,21 @@ def _pages(connect, where: TrackFilter, *, batch: int, order: dict[str, int], sc
     before its tracks are yielded (keyset on the path, walked along its unique index). Other
     databases (PostgreSQL: a reader there blocks no writer) read one statement through one
     ``connect()``, `batch` rows at a time (their collation is not the path index's, so each batch
-    would sort the whole table)."""
+    would sort the whole table).
+
+    A filter of more paths than one statement can hold (`TrackFilter.by_paths`: ``tagger tag
+    *.flac`` of 1,000 files or more, refused by SQLite as "Expression tree is too large") is read a
+    few hundred paths at a time, and its tracks, held until all are read, come sorted by path, each
+    once (a file given and its folder given in another part)."""
+    parts = where.by_paths()
+    if len(parts) > 1:
+        found: dict[str, tuple[TrackSummary, object]] = {}
+        for part in parts:
+            for summary, row in _pages(connect, part, batch=batch, order=order, scores=scores,
+                                       instruments=instruments, stored=stored):  # fmt: skip
+                found.setdefault(summary.path, (summary, row))
+        yield from (found[path] for path in sorted(found))  # (code points: UTF-8's bytewise order, `path_key`'s)
+        return
     after: str | None = None
     # Plain rows, not ORM objects: a 10,000-track library answers in tens of milliseconds. The
     # columns only `tracks_to_tag` needs are left out of a query's (``analysed_at``'s text turned

@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import itertools
 from collections import namedtuple
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +60,19 @@ def joined(separator: str, pieces: Iterable[Sql]) -> Sql:
     """The pieces joined by ``separator`` (``" AND "``), each in parentheses."""
     pieces = list(pieces)
     return sql(separator.join("({})" for _ in pieces), *pieces)
+
+
+PER_STATEMENT = 200
+"""How many items (paths, ids) one statement asks for at most (`chunks`): a condition or value per
+item of a long list in one statement is refused, SQLite's expression deeper than 1,000 levels ("Expression
+tree is too large (maximum depth 1000)": 1,000 paths OR'd) or more than 999 values before 3.32,
+PostgreSQL's more than 65,535 values; a file or folder of a filter is three values and an OR."""
+
+
+def chunks(items: Sequence, size: int = PER_STATEMENT) -> list[Sequence]:
+    """``items`` in consecutive pieces of at most ``size`` (none for no items): a long list (a
+    shell's ``*.flac`` of 12,000 files) asked for in several statements (`PER_STATEMENT`)."""
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def as_clause(piece: Sql):
