@@ -439,3 +439,29 @@ def test_a_live_flac_or_truehd_mka_missing_a_cluster_is_refused(tmp_path, codec)
     assert _samples(cut) < 11.1
     with pytest.raises(AudioReadError, match=rf"span 12\.0 s, of which the file holds 11\.0 s {GAPS}; nothing"):
         _decoded(cut, [])
+
+
+@pytest.mark.parametrize("clusters", ["known sizes", "mediarecorder"])
+@pytest.mark.parametrize("appended", [b"\n", bytes(10), b"TAG" + b"a title".ljust(30, b"\0") + bytes(95)],
+                         ids=["newline", "zeros", "id3v1"])
+def test_bytes_appended_to_a_whole_live_webm_are_no_cut(tmp_path, clusters, appended):
+    """A whole live WebM followed by a few bytes that are no element (a newline, zeros, an ID3v1 tag
+    another tool appended) was noted 'the file ends inside a Matroska cluster ...: cut short' and
+    refused for a caller that takes no notes (since d89202c; the walk took them for an element's
+    head cut, or an element running past the file's end). Its audio is whole: analysed without a
+    word. The file cut through the head of a cluster after its last is still cut."""
+    path = _live(tmp_path, "live", 6.0)
+    data = path.read_bytes()
+    last = _clusters(data)[-1][0]
+    if clusters == "mediarecorder":
+        data = _unknown_sizes(data)
+    path.write_bytes(data + appended)
+    notes: list[str] = []
+    assert abs(_decoded(path, notes) - 6.0) < 0.03
+    assert notes == []
+    assert abs(_decoded(path, None) - 6.0) < 0.03
+    walk = _matroska_walk(path)
+    assert not walk.cut and walk.gaps == 0, walk
+    cut = tmp_path / "cut.webm"
+    cut.write_bytes(data[: last + 2])  # (the last cluster's ID, half of it)
+    assert _matroska_walk(cut).cut

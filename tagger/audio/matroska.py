@@ -400,10 +400,11 @@ def _walk(f, size: int) -> MatroskaWalk | None:
     cut, cut_block = False, None
     while pos < end:
         f.seek(pos)
-        el = _element(f.read(_HEAD))
+        head = f.read(_HEAD)
+        el = _element(head)
         if el is None:
-            if pos + _HEAD > size:  # (an element's head cut)
-                cut = True
+            if pos + _HEAD > size:  # (an element's head cut, or bytes after the last that are none)
+                cut = _begins(head, (_CLUSTER,))
                 break
             found = _next_cluster(f, pos + 1, end)  # (damage where a cluster begins: passed over to the next)
             if found is None:
@@ -426,7 +427,8 @@ def _walk(f, size: int) -> MatroskaWalk | None:
             if found is not None:  # (a damaged element's size: passed over to the next cluster)
                 pos = found
                 continue
-            cut = pos + hl + length > size
+            # (another element cut, no audio of it lost; or bytes appended that are none (an ID3v1
+            # tag): no evidence of a cut, as a file that ends between two clusters)
             break
         if eid in (_INFO, _TRACKS) and length <= 1 << 20:
             f.seek(pos + hl)
@@ -478,6 +480,19 @@ def _stretch(pairs: list[tuple[int, int]], tolerance: int, *, agree: int = 0) ->
     return sum(s for s, _ in near) / sum(t for _, t in near) if near else middle
 
 
+def _begins(tail: bytes, ids) -> bool:
+    """Whether `tail`, the bytes at the file's end, too few for an element's head, begin one of the
+    elements `ids` (a cut through its ID or size), not bytes that are none of them: a newline, a few
+    zeros, an ID3v1 tag another tool appended to a whole file (each was noted as cut short, the file
+    refused without notes)."""
+    for eid in ids:
+        code = eid.to_bytes((eid.bit_length() + 7) // 8, "big")
+        n = min(len(code), len(tail))
+        if n and tail[:n] == code[:n]:
+            return True
+    return False
+
+
 def _next_cluster(f, start: int, end: int) -> int | None:
     """Where the next Cluster's ID lies in the file `f` from `start` on (before `end`): past damage,
     as ffmpeg's demuxer resyncs; None where there is none."""
@@ -513,8 +528,9 @@ def _cluster(f, track: _Track, scale: int, body: int, length: int | None, end: i
         if el is not None and length is None and el[0] not in _CLUSTER_CHILDREN:
             return pos, False, None  # (a cluster of unknown size ends at the first element not its own)
         over = None if el is None or el[2] is None else pos + el[1] + el[2]
-        if el is None and pos + _HEAD > end:
-            return end, True, None  # (the file ends inside an element's head)
+        if el is None and pos + _HEAD > end:  # (the file ends inside an element's head, or bytes that are none)
+            ids = _CLUSTER_CHILDREN if length is not None else (*_CLUSTER_CHILDREN, _CLUSTER)
+            return end, _begins(head, ids) or (length is not None and body + length > end), None
         if over is None or el[0] not in _CLUSTER_CHILDREN or (stop < over <= end):
             line.damaged()
             found = _next_cluster(f, pos + 1, end)  # (damage: ffmpeg resyncs at the next cluster too)
