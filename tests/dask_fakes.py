@@ -86,3 +86,21 @@ class ReplacedAnalyser(FakeAnalyser):
     def predict_features(self, feats, batch_size=None):
         open(self.marker, "w").close()
         return super().predict_features(feats, batch_size)
+
+
+class BarrierAnalyser(FakeAnalyser):
+    """The FakeAnalyser, except that it holds every file until the file `gate` exists (at most
+    `hold` seconds), having created ``<folder>/<pid>-<n>`` (which worker process holds how many)."""
+
+    def __init__(self, *, folder: str, gate: str, hold: float = 120.0, **kwargs):
+        super().__init__(**kwargs)
+        self.folder, self.gate, self.hold = folder, gate, hold
+
+    def predict_features(self, feats, batch_size=None):
+        import time
+
+        open(os.path.join(self.folder, f"{os.getpid()}-{self.calls}"), "w").close()
+        deadline = time.monotonic() + self.hold
+        while not os.path.exists(self.gate) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return super().predict_features(feats, batch_size)

@@ -916,3 +916,44 @@ def test_a_quick_scan_takes_the_result_of_a_file_whose_stored_fingerprint_is_sta
     summary = scan([music], db=db, analyser=FakeAnalyser(), backend=SameMount(), quick=True, rescan_stale=True)
     assert summary.scanned == 1 and summary.errors == [], summary.errors
     assert track_instruments(db) == {str(song): ["bass"]}
+
+
+def test_workers_that_join_during_the_scan_get_files(tmp_path):
+    """The files in flight were limited to two per worker thread of the cluster as the scan began:
+    workers that joined later (machines switched on one after another) had at most the one queued
+    file stolen from the first worker, and sat idle. The limit now follows the cluster's threads."""
+    import threading
+
+    from conftest import tone_signal, write_audio
+
+    root, busy, gate = tmp_path / "music", tmp_path / "busy", tmp_path / "gate"
+    busy.mkdir()
+    for i in range(8):
+        write_audio(root / f"{i}_bass.wav", tone_signal([110.0 + i], seconds=4.0))
+    spec = AnalyserSpec(kind="factory", factory="dask_fakes:BarrierAnalyser", kwargs=(("folder", str(busy)), ("gate", str(gate))))
+    db = open_database(tmp_path / "lib.db")
+    with _own_cluster(tmp_path) as (address, _, _):
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), str(REPO)]), OMP_NUM_THREADS="1")
+        out = {}
+        thread = threading.Thread(target=lambda: out.update(summary=scan([root], db=db, analyser=FakeAnalyser(),
+                                                                            backend=DaskBackend(address, spec=spec))))
+        thread.start()
+        late = []
+        try:
+            deadline = time.monotonic() + 120
+            while not list(busy.iterdir()) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            late = [_start_bare_worker(address, env, tmp_path / f"late{i}", death_timeout=60) for i in range(2)]
+            deadline = time.monotonic() + 90
+            while len({p.name.split("-")[0] for p in busy.iterdir()}) < 3 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            holding = {p.name.split("-")[0] for p in busy.iterdir()}
+        finally:
+            gate.touch()
+            thread.join(120)
+            for p in late:
+                p.terminate()
+                p.wait(10)
+        assert len(holding) == 3, "the workers that joined during the scan were not given files"
+    assert out["summary"].scanned == 8
+    db.close()

@@ -117,8 +117,10 @@ class DaskBackend:
             idle = _Idle(client, self.worker_timeout, poll)
             while tasks.index:  # (a cancelled task may stay in `futures`)
                 if not futures.has_ready():
-                    if idle.wait(len(tasks.index)) and file_timeout is not None:  # (`poll` may raise; so does a
-                        self._time_out_overdue(client, tasks, futures, idle, store)  # cluster without a worker)
+                    if idle.wait(len(tasks.index)):  # (`poll` may raise; so does a cluster without a worker)
+                        if file_timeout is not None:
+                            self._time_out_overdue(client, tasks, futures, idle, store)
+                        tasks.top_up(futures, self.in_flight * idle.threads)  # (workers that joined since)
                     continue
                 fut = next(futures)
                 if fut.key not in tasks.index:
@@ -292,6 +294,15 @@ class _Tasks:
             self.limits[fut.key] = task_limit(path, self.file_timeout)
         return fut
 
+    def top_up(self, futures, n: int) -> None:
+        """Submit files until `n` are in flight (workers joined the cluster after the scan began:
+        the in-flight limit set at its start kept them idle)."""
+        while len(self.index) < n:
+            nxt = self.submit_next()
+            if nxt is None:
+                return
+            futures.add(nxt)
+
     def submit_into(self, futures) -> None:
         """Submit the next file's task, if a file is left, and add it to `futures` (``as_completed``)."""
         nxt = self.submit_next()
@@ -371,6 +382,8 @@ class _Idle:
         self.client, self.timeout, self.poll = client, timeout, poll
         self.checked = time.monotonic()
         self.none_since: float | None = None
+        self.threads = 0
+        """The worker threads the scheduler had at the last check."""
 
     def reset(self) -> None:
         self.none_since = None
@@ -388,6 +401,7 @@ class _Idle:
             return False  # reconnecting to a lost scheduler: its futures are cancelled, and reported as such
         info = self.client.scheduler_info(n_workers=0)
         workers = info.get("n_workers", len(info.get("workers") or ()))
+        self.threads = int(info.get("total_threads") or workers)
         if workers:
             self.none_since = None
             return True
