@@ -847,6 +847,7 @@ def test_the_code_digest_tells_two_checkouts_apart(tmp_path):
     other = shutil.copytree(same, tmp_path / "other" / "tagger")
     with open(other / "audio" / "__init__.py", "a") as f:
         f.write("\n# a local change\n")
+    os.symlink("user@host.1234:1700000000", same / "audio" / ".#probe.py")  # an editor's lock: not code
     assert R.code_digest(str(same)) == R.code_digest() and len(R.code_digest()) == 32
     assert R.code_digest(str(other)) != R.code_digest()
     spec = AnalyserSpec(kind="factory", factory="library_fakes:FakeAnalyser", expected_tagger=tagger.__version__,

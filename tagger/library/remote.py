@@ -115,7 +115,7 @@ def _check_tagger(spec: AnalyserSpec) -> None:
 
 def code_digest(folder: str | None = None) -> str | None:
     """BLAKE2b (32 hex digits) over the relative paths and bytes of the ``.py`` files of the tagger
-    package at `folder` (None: this process's; computed once), or None where it has none (compiled
+    package at `folder` (not hidden ones: an editor's ``.#name.py`` lock, a dangling link) (None: this process's; computed once), or None where it has none (compiled
     only). The version number alone does not tell two checkouts at different commits apart."""
     if folder is None:
         import tagger
@@ -129,11 +129,14 @@ def _code_digest(folder: str) -> str | None:
     h, found = hashlib.blake2b(digest_size=16), False
     for top, dirs, files in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if d != "__pycache__")
-        for name in sorted(f for f in files if f.endswith(".py")):
+        for name in sorted(f for f in files if f.endswith(".py") and not f.startswith(".")):
             path = os.path.join(top, name)
             rel = os.path.relpath(path, folder).replace(os.sep, "/").encode()
-            with open(path, "rb") as f:
-                data = f.read()
+            try:
+                with open(path, "rb") as f:
+                    data = f.read()
+            except OSError:  # (not a module Python could import either: a dangling link)
+                continue
             h.update(len(rel).to_bytes(4, "little") + rel + len(data).to_bytes(8, "little") + data)
             found = True
     return h.hexdigest() if found else None
