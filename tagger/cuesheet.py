@@ -176,14 +176,18 @@ class _Line:
     args: str
 
 
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+"""A cue sheet's line breaks (not `str.splitlines`'s others: a form feed or U+2028 in a title is part of it)."""
+
+
 def _lines(text: str, source: str) -> list[_Line]:
     lines = []
-    for i, raw in enumerate(text.splitlines(), 1):
+    for i, raw in enumerate(_LINE_BREAK.split(text), 1):
         raw = raw.strip().lstrip("\ufeff")
         if not raw:
             continue
-        command, _, args = raw.partition(" ")
-        lines.append(_Line(i, command.upper(), args.strip()))
+        command, *rest = raw.split(None, 1)  # (a tab after the command word too: TRACK\t01 AUDIO)
+        lines.append(_Line(i, command.upper(), rest[0].strip() if rest else ""))
     if not any(line.command == "TRACK" for line in lines):
         raise CueSheetError(source, "no TRACK line: not a cue sheet")
     return lines
@@ -222,7 +226,9 @@ def _names(lines: list[_Line], audio_name: str) -> int | None:
     return min(ranks) if ranks else None
 
 
-_TIME = re.compile(r"^(\d{1,4}):(\d{1,2}):(\d{1,2})$")
+_TIME = re.compile(r"^([0-9]{1,4}):([0-9]{1,2}):([0-9]{1,2})$")
+_NUMBER = re.compile(r"^[0-9]{1,9}$")
+"""A TRACK's or INDEX's number: ASCII digits (``str.isdigit`` takes a ``²`` that `int` refuses)."""
 
 
 def _seconds(value: str, *, source: str, line: _Line) -> float:
@@ -246,8 +252,9 @@ def _parse(lines: list[_Line], *, source: str, audio_name: str | None) -> CueShe
             ours = audio_name is None or _match(line.args, audio_name) is not None
         elif line.command == "TRACK":
             parts = line.args.split()
-            if not parts or not parts[0].isdigit():
-                raise CueSheetError(source, f"line {line.number}: TRACK without a track number")
+            if not parts or not _NUMBER.match(parts[0]):
+                raise CueSheetError(source, f"line {line.number}: TRACK without a track number"
+                                            + (f" ({parts[0]!r} is none)" if parts else ""))  # fmt: skip
             current = {"number": int(parts[0]), "title": None, "performer": None, "start": None, "line": line,
                        "audio": len(parts) < 2 or parts[1].upper() == "AUDIO", "ours": ours}  # fmt: skip
             tracks.append(current)
@@ -261,7 +268,7 @@ def _parse(lines: list[_Line], *, source: str, audio_name: str | None) -> CueShe
                 performer = value
         elif line.command == "INDEX" and current is not None:
             parts = line.args.split()
-            if len(parts) != 2 or not parts[0].isdigit():
+            if len(parts) != 2 or not _NUMBER.match(parts[0]):
                 raise CueSheetError(source, f"line {line.number}: INDEX needs a number and a time")
             if int(parts[0]) == 1:  # (the FILE its INDEX 01 lies in holds the track: its gap may lie in the one before)
                 current["ours"] = ours

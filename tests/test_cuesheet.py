@@ -75,6 +75,16 @@ def test_only_the_tracks_of_the_files_own_file_block_and_a_gap_in_the_file_befor
     assert [(t.number, t.start, t.end) for t in two] == [(2, 0.0, 120.0), (3, 120.0, None)]
 
 
+def test_tabs_and_line_breaks_as_editors_write_them():
+    """A tab after the command word (TRACK\\t01) is a separator as a space is (it read as no TRACK line
+    at all); a title holding a form feed or U+2028 is one title (`str.splitlines` cut it there, the
+    rest read as a command), and CR, LF and CRLF each end a line."""
+    text = ('FILE\t"a.flac"\tWAVE\r\n\tTRACK\t01\tAUDIO\r\n\t\tTITLE\t"One\x0cTwo\u2028Three"\r\n\t\tINDEX\t01\t00:00:00\r'
+            '\tTRACK 02 AUDIO\n\t\tINDEX 01 00:01:00\n')  # fmt: skip
+    sheet = parse_cue_text(text, source="a.cue", audio_name="a.flac")
+    assert [(t.number, t.title, t.start) for t in sheet.tracks] == [(1, "One\x0cTwo\u2028Three", 0.0), (2, None, 1.0)]
+
+
 @pytest.mark.parametrize(
     "body, reason",
     [
@@ -85,7 +95,9 @@ def test_only_the_tracks_of_the_files_own_file_block_and_a_gap_in_the_file_befor
         (" TRACK 02 AUDIO\n  INDEX 01 00:00:00\n TRACK 01 AUDIO\n  INDEX 01 00:01:00\n", "line 4: track 01 follows track 02"),
         (" TRACK 01 AUDIO\n  INDEX 01 00:05:00\n TRACK 02 AUDIO\n  INDEX 01 00:01:00\n",
          "line 4: track 02 starts at 00:01.00, not after track 01 (00:05.00)"),
-        (" TRACK AUDIO\n", "line 2: TRACK without a track number"),
+        (" TRACK AUDIO\n", "line 2: TRACK without a track number ('AUDIO' is none)"),
+        (" TRACK \u00b2 AUDIO\n  INDEX 01 00:00:00\n", "line 2: TRACK without a track number ('\u00b2' is none)"),
+        (" TRACK 01 AUDIO\n  INDEX \u00b9 00:00:00\n", "line 3: INDEX needs a number and a time"),
     ],
 )
 def test_a_bad_cue_sheet_says_where_and_why(body, reason):
