@@ -612,7 +612,8 @@ def test_a_file_the_worker_cannot_read_keeps_its_results(tmp_path, db, monkeypat
 
     summary = scan([tmp_path / "music"], db=db, analyser=FakeAnalyser(version="fake-2"), backend=InProcess(),
                    rescan_stale=True)  # fmt: skip
-    assert summary.errors == [(str(songs[0]), "cannot read file: Input/output error")]
+    assert [(p, e.split(" (on the Dask worker ")[0]) for p, e in summary.errors] == [(str(songs[0]), "cannot read file: Input/output error")]
+    assert summary.errors[0][1].endswith(")") and "pid" in summary.errors[0][1]  # (which worker could not read it)
     assert track_instruments(db) == {str(p): ["bass"] for p in songs}  # (fake-1's results kept for a.wav)
 
 
@@ -958,3 +959,29 @@ def test_workers_that_join_during_the_scan_get_files(tmp_path):
         assert len(holding) == 3, "the workers that joined during the scan were not given files"
     assert out["summary"].scanned == 8
     db.close()
+
+
+def test_a_file_missing_from_a_workers_mount_names_the_worker_and_keeps_its_results(tmp_path, db):
+    """A worker whose mount lacks a file (a partial copy, a share not mounted there) stored 'cannot
+    read file: No such file or directory' for a file the client reads, with nothing saying where:
+    the reason of a file a worker could not read now names the worker. Its results stay, and the
+    next scan tries it again."""
+    import tagger.library.distributed as D
+    from conftest import tone_signal, track_instruments, write_audio
+
+    client, worker = tmp_path / "client", tmp_path / "worker"
+    song = write_audio(client / "a.flac", tone_signal([110.0], seconds=5.0))
+    assert scan([client], db=db, analyser=FakeAnalyser(version="fake-0"), jobs=0).scanned == 1
+
+    class PartialMount:  # (the cluster's part, here: a worker whose mount does not hold the file)
+        def run(self, paths, *, analyser, config, predict_batch, store, poll, file_timeout=None):
+            for i, path in enumerate(paths):
+                store(i, D.analyse_remote(path.replace(str(client), str(worker)), spec=FAKE, config=config,
+                                          predict_batch=predict_batch))  # fmt: skip
+
+    summary = scan([client], db=db, analyser=FakeAnalyser(), backend=PartialMount(), rescan_stale=True)
+    ((path, reason),) = summary.errors
+    assert path == str(song) and reason.startswith("cannot read file: No such file or directory (on the Dask worker ")
+    assert track_instruments(db) == {str(song): ["bass"]}  # (fake-0's results kept)
+    with db.session() as s:
+        assert s.query(M.Track.status).scalar() == M.STATUS_OK

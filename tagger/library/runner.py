@@ -185,8 +185,9 @@ class Runner(TagHook, WorkerSupervisor):
             if other is not None:  # (its facts are another file's: none of them is stored)
                 pend.assembler.meta = {}
                 self.fail(task_id, changed_during_analysis(pend.work) or other, transient=True, keep_results=True)
-            elif result.error is not None:
-                self.fail_file(task_id, str(result.error), unreadable=result.unreadable)
+            elif result.error is not None:  # (one the worker could not read: its mount's, maybe; named)
+                where = f" (on the Dask worker {result.worker})" if result.unreadable and result.worker else ""
+                self.fail_file(task_id, f"{result.error}{where}", unreadable=result.unreadable)
             else:
                 pend.assembler.add(result.starts, result.silent, result.probs)
                 self._add_worker_stats(result.stats)
