@@ -715,6 +715,48 @@ def test_quick_trusts_size_mtime_and_ctime_and_the_default_reads_the_fingerprint
     assert quick.scanned == 1 and read == [path] and track_instruments(db)[path] == ["flute"]
 
 
+def test_tag_after_a_quick_scan_kept_a_stale_fingerprint_says_to_scan_without_quick(tmp_path):
+    """A file rewritten in place with its size and mtime kept (mp3gain -p, a tag editor keeping the
+    time) on a drive whose ctime is its mtime (FAT: the stored ctime stays true) is skipped by
+    ``--quick``, which keeps its stored fingerprint; `tagger tag` refuses the file. Its refusal said
+    "scan it again", and a ``--quick`` scan again kept the fingerprint, so tag refused it at every run:
+    it says now to scan without --quick, after which the file is analysed and tagged."""
+    from typer.testing import CliRunner
+
+    from conftest import tone_signal, write_audio
+    from tagger import tags
+    from tagger.cli import app
+
+    music = tmp_path / "music"
+    song = write_audio(music / "a.wav", tone_signal([110.0], seconds=5.0))
+    db = open_database(tmp_path / "library.db")
+    try:
+        assert scan([music], db=db, analyser=FakeAnalyser(), jobs=0).scanned == 1
+        st = os.stat(song)
+        write_audio(song, tone_signal([1000.0], seconds=5.0))  # (PCM: the same size)
+        os.utime(song, ns=(st.st_atime_ns, st.st_mtime_ns))
+        assert os.stat(song).st_size == st.st_size
+        with db.session() as s:  # (a FAT drive's ctime is its mtime: as stored)
+            s.query(M.Track).one().ctime_ns = os.stat(song).st_ctime_ns
+            s.commit()
+        assert scan([music], db=db, analyser=FakeAnalyser(), jobs=0, quick=True).scanned == 0  # (its way)
+    finally:
+        db.close()
+    tag = ["tag", str(music), "--db", str(tmp_path / "library.db"), "--settle-seconds", "0"]
+    result = CliRunner().invoke(app, tag)
+    assert result.exit_code == 1 and not tags.read_instruments(song).tagged, result.output
+    assert f"skipped {song}: file changed since it was analysed (the same size and modification time, other content: " \
+           "rewritten in place with its modification time kept, or another file moved over it?); scan it again, " \
+           "without --quick" in result.output  # fmt: skip
+    db = open_database(tmp_path / "library.db")
+    try:
+        assert scan([music], db=db, analyser=FakeAnalyser(), jobs=0).scanned == 1  # (without --quick)
+    finally:
+        db.close()
+    result = CliRunner().invoke(app, tag)
+    assert result.exit_code == 0 and tags.read_instruments(song).instruments == ["flute"], result.output
+
+
 def test_crawl_reports_temp_files_yields_a_given_file_once_and_a_link_only_when_its_file_is_unreached(tmp_path):
     """The crawl's branches that the scans above reach only indirectly, on files named as audio:
     a file given twice (and its folder after it), a leftover tag-write temp file (reported, never

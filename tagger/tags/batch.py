@@ -422,7 +422,7 @@ def _unchanged_or(exc: ChangedSinceError, pred: Prediction, *, scores: bool, id3
 def _predict_again(exc: ChangedSinceError) -> ChangedSinceError:
     """``exc`` saying what to do for a row of `tagger predict --json`: predict the file again (its
     checks say "scan it again", which refreshes the database's results and leaves the row as it was)."""
-    reason = exc.reason.removesuffix("; scan it again")
+    reason = exc.reason.partition("; scan it again")[0]  # (and what follows it: "without --quick")
     return ChangedSinceError(exc.path, f"{reason}; run tagger predict --json on it again")
 
 

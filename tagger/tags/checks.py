@@ -50,8 +50,13 @@ def _check_fingerprint(path, real: str, st: os.stat_result, wanted: str | None, 
     except AudioReadError as exc:
         raise TagWriteError(path, exc.reason) from None
     if not same:
+        # (a --quick scan, which reads no fingerprint of a file of its stored size, mtime and ctime,
+        # kept the stale one of a file rewritten in place with its mtime kept on a drive whose ctime
+        # is its mtime, FAT: "scan it again" with --quick kept it again, and tag refused it again)
         raise ChangedSinceError(path, "file changed since it was analysed (the same size and modification time, other "
-                                  "content: another file moved over it?); scan it again")  # fmt: skip
+                                  "content: rewritten in place with its modification time kept, or another file "
+                                  "moved over it?); scan it again, without --quick (which trusts an unchanged "
+                                  "size and modification time and does not read the file)")  # fmt: skip
     _still_found(path, real, st)
 
 
