@@ -12,7 +12,8 @@ cue sheet that says where its tracks start (EAC, foobar2000, XLD).
 Each track starts at its ``INDEX 01`` (mm:ss:ff, 75 frames a second) and ends where the next one
 starts (the gap before a track, its ``INDEX 00``, belongs to the track before, as EAC's "gaps
 appended to previous track" and most splitters have it); the last one ends at the end of the file.
-Text is read as UTF-8 (with or without a byte order mark), UTF-16 with a byte order mark, else as
+Text is read as UTF-8 (with or without a byte order mark), UTF-16 with a byte order mark, else in the
+Windows code page whose reading of a ``FILE`` line names the audio file (`OTHER_CODE_PAGES`), else as
 Windows-1252 (Latin-1 where that has no letter for a byte).
 
 The reader only reads: it writes neither the audio file nor the cue sheet. It imports nothing
@@ -86,25 +87,15 @@ def find_cue_sheet(path: str | os.PathLike) -> CueSheet | None:
     folder, name = os.path.split(path)
     stem = os.path.splitext(name)[0].casefold()
     candidates = []
-    try:
-        entries = sorted(os.listdir(folder or "."))
-    except OSError:
-        entries = []
-    for entry in entries:
-        if not entry.casefold().endswith(".cue"):
-            continue
-        cue = os.path.join(folder, entry)
-        own = os.path.splitext(entry)[0].casefold() == stem
-        try:
-            text = _read_cue_file(cue)
-            lines = _lines(text, cue)
-            rank = _names(lines, name)
-        except CueSheetError:
+    for cue in _folder_cues(folder):
+        own = cue.stem == stem
+        if cue.error is not None:
             if own:  # (a cue sheet named as the file, which cannot be read: the user expects it to count)
-                raise
+                raise cue.error
             continue
-        if rank is not None:
-            candidates.append((rank, not own, entry, cue, lines))
+        found = cue.naming(name)
+        if found is not None:
+            candidates.append((found[0], not own, cue.entry, cue.path, found[1]))
     if candidates:
         candidates.sort(key=lambda c: c[:3])
         _, _, _, cue, lines = candidates[0]
@@ -119,10 +110,83 @@ def find_cue_sheet(path: str | os.PathLike) -> CueSheet | None:
     return sheet if sheet is not None and len(sheet.tracks) > 1 else None
 
 
+OTHER_CODE_PAGES = ("cp1251", "cp932", "cp936", "cp950", "cp949", "cp1250", "cp1253", "cp1254", "cp1255",
+                    "cp1256", "cp1257", "cp874", "cp1258")  # fmt: skip
+"""The Windows code pages besides Windows-1252 that a cue sheet neither UTF-8 nor UTF-16 may be written in
+(EAC and foobar2000 write the system's: Cyrillic, Japanese, Simplified and Traditional Chinese, Korean,
+Central European, Greek, Turkish, Hebrew, Arabic, Baltic, Thai, Vietnamese). One of them is taken
+where its reading of a ``FILE`` line names the audio file and Windows-1252's does not."""
+
+
+class _CueFile:
+    """A ``.cue`` file of the folder: read once, its ``FILE`` names under each reading of its bytes."""
+
+    def __init__(self, folder: str, entry: str):
+        self.entry = entry
+        self.path = os.path.join(folder, entry)
+        self.stem = os.path.splitext(entry)[0].casefold()
+        self.error: CueSheetError | None = None
+        self._data: bytes | None = None
+        self._readings: list[tuple[list[_Line], set[str], set[str]]] | None = None
+        try:
+            self._data = _read_cue_file(self.path)
+            self._first = _reading(_lines(decode_cue(self._data), self.path))
+        except CueSheetError as exc:
+            self.error = exc
+
+    def naming(self, name: str) -> tuple[int, list[_Line]] | None:
+        """``(rank, lines)`` of the first reading whose ``FILE`` lines name ``name`` (`_match`'s rank:
+        0 the name, 1 the same name with another extension), or None when none does."""
+        for lines, names, stems in self._all():
+            if name.casefold() in names:
+                return 0, lines
+            if os.path.splitext(name)[0].casefold() in stems:
+                return 1, lines
+        return None
+
+    def _all(self):
+        yield self._first
+        if self._readings is None:  # (the other code pages: only for bytes that are neither UTF-8 nor UTF-16)
+            self._readings = []
+            if not _unicode(self._data):
+                for encoding in OTHER_CODE_PAGES:
+                    try:
+                        self._readings.append(_reading(_lines(self._data.decode(encoding), self.path)))
+                    except (UnicodeDecodeError, CueSheetError):
+                        pass
+        yield from self._readings
+
+
+def _reading(lines: list[_Line]) -> tuple[list[_Line], set[str], set[str]]:
+    """A reading of a cue sheet: its lines, and its ``FILE`` lines' names and their stems (case folded)."""
+    names = {_file_name(line.args).casefold() for line in lines if line.command == "FILE"}
+    return lines, names, {os.path.splitext(n)[0] for n in names}
+
+
+def _folder_cues(folder: str) -> list[_CueFile]:
+    try:
+        entries = sorted(os.listdir(folder or "."))
+    except OSError:
+        entries = []
+    return [_CueFile(folder, entry) for entry in entries if entry.casefold().endswith(".cue")]
+
+
 def parse_cue_text(text: str, *, source: str, audio_name: str | None = None) -> CueSheet:
     """The tracks a cue sheet's text gives the file ``audio_name`` (every track when None: an
     embedded cue sheet, whose FILE line may name anything). Raises `CueSheetError`."""
     return _parse(_lines(text, source), source=source, audio_name=audio_name)
+
+
+def _unicode(data: bytes) -> bool:
+    """Whether a cue sheet's bytes are UTF-8 or UTF-16 with a byte order mark (`decode_cue` reads them
+    as such), not text of a code page."""
+    if data.startswith((b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")):
+        return True
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def decode_cue(data: bytes) -> str:
@@ -154,7 +218,7 @@ def _regular(path: str) -> bool:
         return False
 
 
-def _read_cue_file(cue: str) -> str:
+def _read_cue_file(cue: str) -> bytes:
     if not _regular(cue):
         raise CueSheetError(cue, "not a regular file")
     try:
@@ -166,7 +230,7 @@ def _read_cue_file(cue: str) -> str:
         raise CueSheetError(cue, f"larger than {MAX_CUE_BYTES // 1024} KiB: not a cue sheet")
     if b"\x00" in data and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise CueSheetError(cue, "holds NUL bytes: not a text file")
-    return decode_cue(data)
+    return data
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,21 @@ def test_encodings(bom, encoding):
     assert sheet.title == "Caf\u00e9 \u2013 \u00e9t\u00e9" and sheet.tracks[0].start == 0.0
 
 
+@pytest.mark.parametrize("stem, title, encoding", [("Альбом", "Песня", "cp1251"), ("ソナタ表", "第一楽章", "cp932"),
+                                                  ("夜曲", "月光", "cp936")], ids=["cp1251", "shift-jis", "gbk"])  # fmt: skip
+def test_a_cue_sheet_in_the_code_page_of_its_files_name(tmp_path, stem, title, encoding):
+    """EAC writes a cue sheet in the system's code page: a Russian or Japanese one named no file at
+    all when read as Windows-1252 (FILE "Àëüáîì.wav"), so the album image had no cue sheet, without a
+    word. The code page whose reading names the file is the sheet's (表 ends in the byte of a backslash)."""
+    flac = _album(tmp_path / f"{stem}.flac")
+    text = ALBUM_CUE.format(name=f"C:\\rips\\{stem}.wav").replace('"Middle"', f'"{title}"').replace("\n", "\r\n")
+    (tmp_path / f"{stem}.cue").write_bytes(text.encode(encoding))
+    sheet = find_cue_sheet(flac)
+    assert sheet is not None and [t.title for t in sheet.tracks] == ["Low", title, "High"]
+    (tmp_path / f"{stem}.cue").rename(tmp_path / "rip.cue")  # (named otherwise: found by its FILE line alone)
+    assert [t.title for t in find_cue_sheet(flac).tracks] == ["Low", title, "High"]
+
+
 def test_latin1_bytes_windows_1252_lacks_are_read_as_latin1():
     assert decode_cue(b'TITLE "a\x81b\xe9"') == 'TITLE "a\x81b\u00e9"'
 
