@@ -23,6 +23,7 @@ from conftest import tone_signal, write_audio
 
 from tagger import tags
 from tagger.errors import TagWriteError
+from tagger.tags import filesystem
 
 WRITE = dict(instruments=["bass", "guitar"], model_version="ova-test-1")
 LINUX = sys.platform.startswith("linux")
@@ -668,6 +669,7 @@ def test_a_file_mounted_on_its_own_is_refused_naming_the_mount_point(tmp_path, m
         return replace(src, dst)
 
     monkeypatch.setattr(os, "replace", busy)
+    monkeypatch.setattr(filesystem, "exchange", busy)  # (the rename, where the two names are swapped in one step)
     with pytest.raises(TagWriteError, match=r"tag write failed \(OSError: Device or resource busy\); file left unchanged"):
         tags.write_instruments(plain, **WRITE)
     assert sorted(os.listdir(music)) == ["x.flac"]
@@ -722,6 +724,7 @@ def test_a_copy_that_cannot_be_removed_does_not_hide_why_the_write_failed(tmp_pa
 
     with monkeypatch.context() as patch:
         patch.setattr(tags.os, "replace", refused)
+        patch.setattr(filesystem, "exchange", refused)
         patch.setattr(tags.os, "unlink", unlink)
         with pytest.raises(TagWriteError, match=r"tag write failed \(PermissionError: Operation not permitted\)"):
             tags.write_instruments(song, **WRITE)
@@ -785,23 +788,26 @@ def test_edit_by_another_program_during_the_rename_is_not_lost(tmp_path, monkeyp
     check) must find its edit in the file afterwards, never in a replaced, deleted file."""
     song = _mp3(tmp_path / "song.mp3")
     _set_title(song, "before")
-    real_replace = os.replace
     editor: list[threading.Thread] = []
 
-    def replace_while_the_editor_saves(src, dst, *args, **kwargs):
-        if not editor:  # our rename: the editor starts its save right now
-            editor.append(threading.Thread(target=_set_title, args=(song, "edited")))
-            editor[0].start()
-            time.sleep(0.5)
-        return real_replace(src, dst, *args, **kwargs)
+    def while_the_editor_saves(rename):
+        def renamed(src, dst, *args, **kwargs):
+            if not editor:  # our rename: the editor starts its save right now
+                editor.append(threading.Thread(target=_set_title, args=(song, "edited")))
+                editor[0].start()
+                time.sleep(0.5)
+            return rename(src, dst, *args, **kwargs)
 
-    monkeypatch.setattr(tags.os, "replace", replace_while_the_editor_saves)
+        return renamed
+
+    monkeypatch.setattr(tags.os, "replace", while_the_editor_saves(os.replace))
+    monkeypatch.setattr(filesystem, "exchange", while_the_editor_saves(filesystem.exchange))  # (swapped in one step)
     try:
         tags.write_instruments(song, **WRITE)
     except TagWriteError as exc:  # refused: the editor opened the file meanwhile
         assert "changed while" in str(exc)
     finally:
-        monkeypatch.setattr(tags.os, "replace", real_replace)
+        monkeypatch.undo()
         editor[0].join(timeout=60)
     assert _title(song) == "edited"
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(tags.TEMP_SUFFIX)]

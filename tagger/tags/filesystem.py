@@ -14,6 +14,7 @@ each says, in a `TagWriteError` naming the file, what the system refuses.
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 import struct
@@ -313,6 +314,40 @@ def copy_owner(tmp: str, st: os.stat_result) -> None:
             os.chown(tmp, -1, st.st_gid)
         except OSError:
             pass  # not a member of the file's group either: the writer's group it is
+
+
+def exchange(a: str, b: str) -> bool:
+    """Swap the names ``a`` and ``b`` in one step (Linux ``renameat2`` with ``RENAME_EXCHANGE``): each
+    then names the file the other named. False, nothing changed, where that fails: the system or
+    the file system cannot (not Linux, a C library without ``renameat2``, file systems that refuse
+    the flag, such as many FUSE ones), or for any other reason, which the caller's plain rename then
+    meets and reports as it always did (EBUSY for a mount point, EACCES, ...)."""
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    renameat2 = _renameat2()
+    return renameat2 is not None and renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b),
+                                               _RENAME_EXCHANGE) == 0  # fmt: skip
+
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+@functools.cache
+def _renameat2():
+    import ctypes
+
+    try:
+        return ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return None
+
+
+def same_inode(a: os.stat_result, b: os.stat_result) -> bool:
+    """Whether two stats are of one file (its device and inode), whatever changed in it."""
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
 def link_backup(real: str, folder: str, prefix: str) -> str | None:

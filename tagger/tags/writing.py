@@ -141,22 +141,36 @@ class _Write:
     def replace(self) -> None:
         """Move the copy over the file, unless the file changed meanwhile; the old file put back where
         another program opened it for writing at that moment (through the backup link, where a lease
-        is held); the lease let go, the folder flushed."""
+        is held), or moved another file over it after the last check; the lease let go, the folder
+        flushed.
+
+        Where the file system can (`filesystem.exchange`), the copy and the file swap names in one
+        step, and the name the copy had then holds what was at the path: a file another program moved
+        there after the last check (a tag editor's atomic save, ``ffmpeg ... && mv``) is put back at
+        once, never lost (was: the copy moved over it, a write of theirs lost about once in 25 when
+        they saved every few milliseconds). Elsewhere the rename replaces whatever is there."""
         if self.lease.broken() or not self.still_the_file():
             raise TagWriteError(self.shown, _CHANGED_MEANWHILE)
         if self.lease.active:
             with signals.held():  # (linked and recorded for `close` as one step)
                 self.backup = filesystem.link_backup(self.real, self.folder, self.prefix)
         try:
-            os.replace(self.tmp, self.real)
+            swapped = filesystem.exchange(self.tmp, self.real)
+            if not swapped:
+                os.replace(self.tmp, self.real)
         except OSError as exc:
             import errno
 
             if exc.errno != errno.EBUSY or not filesystem.is_mount_point(self.real):
                 raise  # (EBUSY from a network share: another machine has the file open; said as it is)
             raise TagWriteError(self.shown, _MOUNT_POINT) from None
-        self.tmp = None
-        if self.lease.broken():
+        if swapped:  # (the copy's name now holds the file that was there, removed by `close`)
+            if not filesystem.same_inode(os.lstat(self.tmp), self.st) or self.lease.broken():
+                filesystem.exchange(self.tmp, self.real)  # theirs (or the original, opened for writing) put back
+                raise TagWriteError(self.shown, _CHANGED_MEANWHILE)
+        else:
+            self.tmp = None
+        if not swapped and self.lease.broken():
             # Someone opened the old file for writing between the last check and the rename: their
             # writes would go to the replaced file. Put the old file back, with our copy gone.
             if self.backup is None:
@@ -170,7 +184,8 @@ class _Write:
         filesystem.fsync_dir(self.folder)
 
     def close(self) -> None:
-        """Remove the copy and the backup (where still there) and close the descriptors, whole: a stop
+        """Remove the copy (after an exchange, the old file under its name) and the backup, where still
+        there, and close the descriptors, whole: a stop
         signal arriving meanwhile comes after (`tagger.signals.held`)."""
         with signals.held():
             for name in (self.tmp, self.backup):
