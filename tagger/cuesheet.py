@@ -78,16 +78,17 @@ class CueSheet:
     """What the reader has to say that does not stop it (another cue sheet naming the file, left out)."""
 
 
-def find_cue_sheet(path: str | os.PathLike) -> CueSheet | None:
+def find_cue_sheet(path: str | os.PathLike, *, folders: dict | None = None) -> CueSheet | None:
     """The cue sheet of the audio file at ``path``, or None when it has none (or one of fewer than two
     tracks there: a file of one track, not an album image). Raises `CueSheetError` for a cue sheet
     that names the file but cannot be used (and for a ``.cue`` named as the file is that cannot be
-    read as one)."""
+    read as one). ``folders``: a dict kept over many calls (``query --cue-tracks``), in which each
+    folder's ``.cue`` files are listed and read once."""
     path = os.fspath(path)
     folder, name = os.path.split(path)
     stem = os.path.splitext(name)[0].casefold()
     candidates = []
-    for cue in _folder_cues(folder):
+    for cue in _folder_cues(folder, folders):
         own = cue.stem == stem
         if cue.error is not None:
             if own:  # (a cue sheet named as the file, which cannot be read: the user expects it to count)
@@ -163,12 +164,28 @@ def _reading(lines: list[_Line]) -> tuple[list[_Line], set[str], set[str]]:
     return lines, names, {os.path.splitext(n)[0] for n in names}
 
 
-def _folder_cues(folder: str) -> list[_CueFile]:
+def may_have_cue_file(path: str | os.PathLike, *, folders: dict | None = None) -> bool:
+    """Whether a ``.cue`` beside the file at ``path`` names it or is named as it is (what
+    `find_cue_sheet` would take, or refuse with its reason); its embedded cue sheet not looked at.
+    Cheap with ``folders`` (each folder's ``.cue`` files read once): the test that spares ``query
+    --cue-tracks`` the rest for the files of a folder that no cue sheet names."""
+    folder, name = os.path.split(os.fspath(path))
+    stem = os.path.splitext(name)[0].casefold()
+    return any(cue.stem == stem or (cue.error is None and cue.naming(name) is not None)
+               for cue in _folder_cues(folder, folders))  # fmt: skip
+
+
+def _folder_cues(folder: str, folders: dict | None = None) -> list[_CueFile]:
+    if folders is not None and folder in folders:
+        return folders[folder]
     try:
         entries = sorted(os.listdir(folder or "."))
     except OSError:
         entries = []
-    return [_CueFile(folder, entry) for entry in entries if entry.casefold().endswith(".cue")]
+    cues = [_CueFile(folder, entry) for entry in entries if entry.casefold().endswith(".cue")]
+    if folders is not None:
+        folders[folder] = cues
+    return cues
 
 
 def parse_cue_text(text: str, *, source: str, audio_name: str | None = None) -> CueSheet:

@@ -234,20 +234,20 @@ def track_timeline(session: Session, *, path: str):
     )
 
 
-def with_cue_tracks(session: Session | Reader, detail: TrackDetail) -> TrackDetail:
+def with_cue_tracks(session: Session | Reader, detail: TrackDetail, *, folders: dict | None = None) -> TrackDetail:
     """``detail`` with the tracks of its file's cue sheet (`tagger.cuesheet.find_cue_sheet`),
     each given its families by the track rule (`tagger.aggregate.aggregate_range`) over the window
     scores stored for its time range: nothing is analysed again. The file itself is only read for its
     cue sheet; a file without one is returned as it is. A cue sheet that cannot be read, or that does
     not fit the stored track (a track starting after the file's end: the cue sheet of another rip),
     gives no tracks and a `cue_note` saying why; so does a track analysed before the database kept
-    window scores."""
+    window scores. ``folders``: `find_cue_sheet`'s, for many files."""
     from tagger.cuesheet import CueSheetError, cue_clock, find_cue_sheet
 
     if detail.status != Q.STATUS_OK or detail.model_version is None:
         return detail
     try:
-        sheet = find_cue_sheet(detail.path)
+        sheet = find_cue_sheet(detail.path, folders=folders)
     except CueSheetError as exc:
         detail.cue_note = f"{exc}; the file is shown as one track"
         return detail
@@ -300,27 +300,23 @@ def cue_tracks_matching(session: Session | Reader, where: TrackFilter) -> tuple[
     whole-file families (a flute in one track of an album may be too little of it to count for the
     album); their folders are listed for ``.cue`` files (once each), and a FLAC's own first blocks are
     read for an embedded cue sheet (`with_cue_tracks`). Nothing is analysed again."""
+    from tagger.cuesheet import may_have_cue_file
+
     reader = reader_of(session)
     place = TrackFilter(paths=where.paths, path_glob=where.path_glob)
     families = replace(where, paths=(), path_glob=None, given=())
     conds = joined(" AND ", [sql("tracks.status = {}", Q.STATUS_OK), *place.clauses(reader.dialect)])
     rows = reader.tuples(sql(f"SELECT path, format FROM tracks WHERE {{}} ORDER BY {path_key(reader.dialect)}", conds))
     in_python = place.python_only(reader.dialect)
-    cues_in: dict[str, bool] = {}
+    folders: dict = {}  # (each folder's .cue files listed and read once, not once for each of its files)
     matches: list[CueTrackMatch] = []
     notes: list[tuple[str, str]] = []
     for path, fmt in rows:
         if not all(p.match(Candidate(path, ())) for p in in_python):
             continue
-        folder = os.path.dirname(path)
-        if folder not in cues_in:
-            try:
-                cues_in[folder] = any(name.casefold().endswith(".cue") for name in os.listdir(folder))
-            except OSError:
-                cues_in[folder] = False
-        if not cues_in[folder] and (fmt or "").upper() != "FLAC":
+        if (fmt or "").upper() != "FLAC" and not may_have_cue_file(path, folders=folders):
             continue
-        detail = with_cue_tracks(reader, track_detail(reader, path=path))
+        detail = with_cue_tracks(reader, track_detail(reader, path=path), folders=folders)
         if detail.cue_note:
             notes.append((path, detail.cue_note))
         for t in detail.cue_tracks:
