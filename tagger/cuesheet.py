@@ -6,6 +6,8 @@ cue sheet that says where its tracks start (EAC, foobar2000, XLD).
 - a ``.cue`` file in the audio file's folder whose ``FILE`` line names it: the same name in any case,
   or the same name with another extension (``FILE "Album.wav" WAVE`` for the FLAC the WAV became);
   of several, the one named as the audio file is (``Album.cue``), then the first by name;
+- the ``.cue`` named as the audio file whose one ``FILE`` line names a file of which the folder has
+  nothing of that name (``FILE "CDImage.wav"``: the image and its cue sheet renamed since the rip);
 - the cue sheet embedded in a FLAC file: a ``CUESHEET`` Vorbis comment (the text of a ``.cue``), else
   a FLAC CUESHEET metadata block (track starts and numbers; no titles).
 
@@ -88,7 +90,8 @@ def find_cue_sheet(path: str | os.PathLike, *, folders: dict | None = None) -> C
     folder, name = os.path.split(path)
     stem = os.path.splitext(name)[0].casefold()
     candidates = []
-    for cue in _folder_cues(folder, folders):
+    cues, stems = _folder_cues(folder, folders)
+    for cue in cues:
         own = cue.stem == stem
         if cue.error is not None:
             if own:  # (a cue sheet named as the file, which cannot be read: the user expects it to count)
@@ -107,6 +110,15 @@ def find_cue_sheet(path: str | os.PathLike, *, folders: dict | None = None) -> C
                              notes=(f"{len(others)} other cue sheet(s) name this file too, not read: "
                                     + ", ".join(others),))  # fmt: skip
         return sheet if len(sheet.tracks) > 1 else None
+    for cue in cues:  # (one named as the file whose FILE names a file not there: the image renamed since)
+        if cue.stem == stem and cue.error is None and len(cue.files) == 1:
+            (named,) = cue.files
+            if os.path.splitext(named)[0].casefold() not in stems:
+                sheet = _parse(cue.lines, source=cue.path, audio_name=None)
+                sheet = CueSheet(sheet.source, sheet.title, sheet.performer, sheet.tracks,
+                                 notes=(f"its FILE line names {named!r}, which is not in the folder: read as this "
+                                        "file's (renamed since the rip?)",))  # fmt: skip
+                return sheet if len(sheet.tracks) > 1 else None
     sheet = _embedded(path)
     return sheet if sheet is not None and len(sheet.tracks) > 1 else None
 
@@ -134,6 +146,16 @@ class _CueFile:
             self._first = _reading(_lines(decode_cue(self._data), self.path))
         except CueSheetError as exc:
             self.error = exc
+
+    @property
+    def lines(self) -> list[_Line]:
+        """Its lines as read first (UTF-8, UTF-16 or Windows-1252)."""
+        return self._first[0]
+
+    @property
+    def files(self) -> list[str]:
+        """The distinct names its ``FILE`` lines give (as read first), in their order."""
+        return list(dict.fromkeys(_file_name(line.args) for line in self.lines if line.command == "FILE"))
 
     def naming(self, name: str) -> tuple[int, list[_Line]] | None:
         """``(rank, lines)`` of the first reading whose ``FILE`` lines name ``name`` (`_match`'s rank:
@@ -172,10 +194,11 @@ def may_have_cue_file(path: str | os.PathLike, *, folders: dict | None = None) -
     folder, name = os.path.split(os.fspath(path))
     stem = os.path.splitext(name)[0].casefold()
     return any(cue.stem == stem or (cue.error is None and cue.naming(name) is not None)
-               for cue in _folder_cues(folder, folders))  # fmt: skip
+               for cue in _folder_cues(folder, folders)[0])  # fmt: skip
 
 
-def _folder_cues(folder: str, folders: dict | None = None) -> list[_CueFile]:
+def _folder_cues(folder: str, folders: dict | None = None) -> tuple[list[_CueFile], set[str]]:
+    """The folder's ``.cue`` files, and the stems of its other entries (case folded)."""
     if folders is not None and folder in folders:
         return folders[folder]
     try:
@@ -183,9 +206,10 @@ def _folder_cues(folder: str, folders: dict | None = None) -> list[_CueFile]:
     except OSError:
         entries = []
     cues = [_CueFile(folder, entry) for entry in entries if entry.casefold().endswith(".cue")]
+    found = cues, {os.path.splitext(e)[0].casefold() for e in entries if not e.casefold().endswith(".cue")}
     if folders is not None:
-        folders[folder] = cues
-    return cues
+        folders[folder] = found
+    return found
 
 
 def parse_cue_text(text: str, *, source: str, audio_name: str | None = None) -> CueSheet:

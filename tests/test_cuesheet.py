@@ -139,6 +139,22 @@ def test_a_cue_of_another_name_counts_when_it_names_the_file_and_two_say_so(tmp_
     assert sheet.notes == (f"1 other cue sheet(s) name this file too, not read: {tmp_path / 'a rip.cue'}",)
 
 
+def test_a_cue_named_as_the_file_whose_file_line_names_a_file_not_there(tmp_path):
+    """An image and its cue sheet renamed together after the rip (CDImage.wav -> Album.flac, CDImage.cue
+    -> Album.cue; the FILE line not rewritten, as a player's or a tagger's rename leaves it): Album.cue
+    named no file of the folder, so the album had no cue sheet, without a word. It is the file's, with
+    a note, where nothing in the folder has the name it gives; where something has, it is that file's."""
+    flac = _album(tmp_path / "Album.flac")
+    (tmp_path / "Album.cue").write_text(ALBUM_CUE.format(name="CDImage.wav"), encoding="utf-8")
+    (tmp_path / "Album.log").write_text("EAC extraction logfile\n", encoding="utf-8")
+    sheet = find_cue_sheet(flac)
+    assert sheet.source == str(tmp_path / "Album.cue") and [t.title for t in sheet.tracks] == ["Low", "Middle", "High"]
+    assert sheet.notes == ("its FILE line names 'CDImage.wav', which is not in the folder: read as this file's "
+                           "(renamed since the rip?)",)  # fmt: skip
+    _album(tmp_path / "CDImage.flac")  # (the file it names is there: its cue sheet, not Album.flac's)
+    assert find_cue_sheet(flac) is None and len(find_cue_sheet(tmp_path / "CDImage.flac").tracks) == 3
+
+
 def test_a_cue_of_one_track_is_no_album_image(tmp_path):
     flac = _album(tmp_path / "01.flac")
     (tmp_path / "01.cue").write_text('FILE "01.flac" WAVE\n TRACK 01 AUDIO\n  INDEX 01 00:00:00\n', encoding="utf-8")
