@@ -985,3 +985,33 @@ def test_a_file_missing_from_a_workers_mount_names_the_worker_and_keeps_its_resu
     assert track_instruments(db) == {str(song): ["bass"]}  # (fake-0's results kept)
     with db.session() as s:
         assert s.query(M.Track.status).scalar() == M.STATUS_OK
+
+
+def test_workers_with_other_decoding_libraries_are_named_in_a_warning(cluster, tmp_path, monkeypatch, caplog):
+    """A worker whose ffmpeg, libsndfile, soxr, NumPy or SciPy is another version than the client's
+    may decode a file a little differently; nothing said so, and its results mixed into the database
+    without a word. The start-up check now reports each worker's versions, and the scan warns of
+    each one that differs (tagger's own code and the model must be the same: those are refused)."""
+    import logging
+
+    import tagger.library.distributed as D
+    from conftest import tone_signal, track_instruments, write_audio
+    from tagger.library.remote import decoding_stack
+
+    address, _ = cluster
+    song = write_audio(tmp_path / "music" / "a.flac", tone_signal([110.0], seconds=5.0))
+    db = open_database(tmp_path / "lib.db")
+    with caplog.at_level(logging.WARNING, logger="tagger.library.distributed"):
+        scan([tmp_path / "music"], db=db, analyser=FakeAnalyser(), backend=DaskBackend(address, spec=FAKE))
+    assert not [r for r in caplog.records if "decodes with" in r.getMessage()]  # (the same machine: the same versions)
+    caplog.clear()
+    other = {**decoding_stack(), "ffmpeg": "4.4.2-other"}  # (the client's machine, another ffmpeg)
+    monkeypatch.setattr(D, "decoding_stack", lambda: other, raising=False)
+    db.close()
+    db = open_database(tmp_path / "other.db")
+    with caplog.at_level(logging.WARNING, logger="tagger.library.distributed"):
+        summary = scan([tmp_path / "music"], db=db, analyser=FakeAnalyser(), backend=DaskBackend(address, spec=FAKE))
+    warned = sorted(r.getMessage() for r in caplog.records if "decodes with" in r.getMessage())
+    assert len(warned) == 2 and all(f"ffmpeg {decoding_stack()['ffmpeg']} (the client's 4.4.2-other)" in w for w in warned)
+    assert summary.scanned == 1 and track_instruments(db) == {str(song): ["bass"]}  # (warned, not refused)
+    db.close()

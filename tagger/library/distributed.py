@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from tagger.errors import TaggerError, UserError
 from tagger.library.analyse import AnalysisConfig
 from tagger.library.messages import RemoteResult
-from tagger.library.remote import (AnalyserSpec, analyse_remote, code_digest, fingerprint_or_none, worker_check,
-                                   worker_stats)
+from tagger.library.remote import (AnalyserSpec, analyse_remote, code_digest, decoding_stack, fingerprint_or_none,
+                                   worker_check, worker_stats)
 
 log = logging.getLogger(__name__)
 
@@ -234,8 +234,23 @@ class DaskBackend:
         bad = {w: r["error"] for w, r in reports.items() if not r["ok"]}
         if bad:
             raise ClusterError("; ".join(f"worker {w}: {e}" for w, e in sorted(bad.items())))
+        _compare_stacks(reports)
         log.info("dask: %d worker(s) ready with model %s", len(reports), spec.expected_version)
         return max(1, sum(client.nthreads().values()))
+
+
+def _compare_stacks(reports: dict) -> None:
+    """Warn of each worker whose decoding libraries (`decoding_stack`: ffmpeg, libsndfile, soxr...)
+    are not the client's versions: it may decode a file a little differently from the others and
+    from a local scan (tagger's own code and the model must be the same; these may differ)."""
+    mine = decoding_stack()
+    for w, report in sorted(reports.items()):
+        theirs = report.get("stack") or {}
+        other = [f"{name} {theirs[name]} (the client's {mine.get(name, 'missing')})" for name in sorted(theirs)
+                 if theirs[name] != mine.get(name, "missing")]  # fmt: skip
+        if other:
+            log.warning("dask: the worker %s decodes with %s: its results may differ a little from the client's and "
+                        "from a local scan's; install the same versions on every machine", w, ", ".join(other))  # fmt: skip
 
 
 def _import_distributed():

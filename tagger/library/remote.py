@@ -177,7 +177,36 @@ def worker_check(spec: AnalyserSpec, sample_path: str | None = None, dask_worker
     if sample_path is not None and sample_fingerprint is not None and fingerprint_or_none(sample_path) != sample_fingerprint:
         return {"ok": False, "pid": os.getpid(), "error": f"sees another file at {sample_path} than the client does "
                 "(another size or content: mount the library at the same path on every worker machine)"}  # fmt: skip
-    return {"ok": True, "version": a.version, "hash": a.hash, "pid": os.getpid()}
+    return {"ok": True, "version": a.version, "hash": a.hash, "pid": os.getpid(), "stack": decoding_stack()}
+
+
+def decoding_stack() -> dict[str, str]:
+    """The versions of what turns a file into model input beside tagger's own code (computed once
+    per process): ffmpeg, libsndfile, soundfile, soxr, NumPy, SciPy (``"missing"`` where absent).
+    Machines whose versions differ may decode a file a little differently."""
+    return dict(_decoding_stack())
+
+
+@functools.lru_cache(maxsize=1)
+def _decoding_stack() -> tuple:
+    import subprocess
+
+    out = {"numpy": np.__version__}
+    for name, attrs in (("scipy", ("__version__",)), ("soxr", ("__version__",)),
+                        ("soundfile", ("__version__", "__libsndfile_version__"))):  # fmt: skip
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            out[name] = "missing"
+            continue
+        for attr in attrs:
+            out["libsndfile" if attr == "__libsndfile_version__" else name] = str(getattr(module, attr, "unknown"))
+    try:
+        line = subprocess.run(["ffmpeg", "-version"], capture_output=True, text=True, timeout=30).stdout.split("\n")[0]
+        out["ffmpeg"] = line.split()[2] if line.startswith("ffmpeg version ") else "unknown"
+    except (OSError, subprocess.SubprocessError, IndexError):
+        out["ffmpeg"] = "missing"
+    return tuple(sorted(out.items()))
 
 
 def worker_stats() -> dict:
