@@ -9,7 +9,8 @@ cue sheet that says where its tracks start (EAC, foobar2000, XLD).
 - the ``.cue`` named as the audio file whose one ``FILE`` line names a file of which the folder has
   nothing of that name (``FILE "CDImage.wav"``: the image and its cue sheet renamed since the rip);
 - the cue sheet embedded in a FLAC file: a ``CUESHEET`` Vorbis comment (the text of a ``.cue``), else
-  a FLAC CUESHEET metadata block (track starts and numbers; no titles).
+  a FLAC CUESHEET metadata block (track starts and numbers; no titles); or the ``Cuesheet`` item of
+  the APEv2 tag of a Monkey's Audio, WavPack, TTA, TAK or Musepack file (`APE_TAG_EXTENSIONS`).
 
 Each track starts at its ``INDEX 01`` (mm:ss:ff, 75 frames a second) and ends where the next one
 starts (the gap before a track, its ``INDEX 00``, belongs to the track before, as EAC's "gaps
@@ -401,14 +402,16 @@ def cue_clock(seconds: float) -> str:
 
 
 def _embedded(path: str) -> CueSheet | None:
-    """The cue sheet a FLAC file carries: its ``CUESHEET`` Vorbis comment, else its CUESHEET block;
-    None for a file that is no FLAC or holds neither."""
+    """The cue sheet a FLAC file carries: its ``CUESHEET`` Vorbis comment, else its CUESHEET block; or
+    the ``Cuesheet`` item of the APEv2 tag of a file of `APE_TAG_EXTENSIONS`; None for a file that
+    holds none."""
     if not _regular(path):
         return None
     try:
         with open(path, "rb") as f:
             if f.read(4) != b"fLaC":
-                return None
+                text = _ape_cuesheet(f) if path.casefold().endswith(APE_TAG_EXTENSIONS) else None
+                return None if text is None else parse_cue_text(text, source=f"{path} (embedded APEv2 Cuesheet)")
             blocks = _flac_blocks(f)
     except OSError:
         return None  # (the file itself: `show` reads the database, the file may be gone or unreadable)
@@ -417,6 +420,50 @@ def _embedded(path: str) -> CueSheet | None:
         return parse_cue_text(comment, source=f"{path} (embedded CUESHEET comment)")
     if _FLAC_CUESHEET in blocks and _FLAC_STREAMINFO in blocks:
         return _cuesheet_block(blocks[_FLAC_CUESHEET], blocks[_FLAC_STREAMINFO], source=f"{path} (embedded CUESHEET block)")
+    return None
+
+
+APE_TAG_EXTENSIONS = (".ape", ".wv", ".tta", ".tak", ".mpc")
+"""The formats whose tags are APEv2, where foobar2000 embeds an image's cue sheet as a ``Cuesheet`` item
+(Monkey's Audio, WavPack, TTA, TAK, Musepack)."""
+
+
+def may_embed_cue_sheet(path: str | os.PathLike) -> bool:
+    """Whether the file at ``path`` is of a format whose cue sheet `find_cue_sheet` reads from the file
+    itself (FLAC, or a format of APEv2 tags, by its name)."""
+    return os.fspath(path).casefold().endswith((".flac", *APE_TAG_EXTENSIONS))
+
+
+def _ape_cuesheet(f) -> str | None:
+    """The ``Cuesheet`` item of the APEv2 tag at the end of the file ``f`` (before an ID3v1 tag), as
+    text (UTF-8); None where there is none."""
+    f.seek(0, os.SEEK_END)
+    end = f.tell()
+    for tail in (0, 128):  # (an ID3v1 tag may follow the APEv2 tag)
+        if end < tail + 32:
+            return None
+        f.seek(end - tail - 32)
+        footer = f.read(32)
+        if footer[:8] == b"APETAGEX":
+            break
+    else:
+        return None
+    _version, size, count, _flags = struct.unpack_from("<IIII", footer, 8)
+    if size < 32 or size > MAX_CUE_BYTES * 16 or size > end - tail:
+        return None
+    f.seek(end - tail - size)
+    items = f.read(size - 32)
+    pos = 0
+    try:
+        for _ in range(count):
+            n, _flags = struct.unpack_from("<II", items, pos)
+            key_end = items.index(b"\0", pos + 8)
+            key, value = items[pos + 8 : key_end], items[key_end + 1 : key_end + 1 + n]
+            pos = key_end + 1 + n
+            if key.lower() == b"cuesheet":
+                return value.decode("utf-8", errors="replace") if len(value) <= MAX_CUE_BYTES else None
+    except (struct.error, ValueError):
+        return None
     return None
 
 

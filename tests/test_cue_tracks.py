@@ -287,3 +287,30 @@ def test_query_cue_tracks_reads_each_cue_sheet_of_a_folder_once(tmp_path, monkey
     rows = json.loads(_query(str(tmp_path / "lib.db"), "--cue-tracks", "--has", "flute", "-f", "json").stdout)
     assert [(r["path"], r["number"]) for r in rows] == [(str(album), 2)]
     assert sorted(read) == [str(music / n) for n in ("Album.cue", "Other.cue", "notes.cue")], read
+
+
+def test_a_wavpack_image_with_its_cue_sheet_in_its_apev2_tag(tmp_path):
+    """foobar2000 embeds an image's cue sheet in WavPack and Monkey's Audio files as an APEv2
+    ``Cuesheet`` item: such an image had no cue tracks, without a word (only FLAC's were read)."""
+    import subprocess
+
+    import mutagen.apev2
+
+    music = tmp_path / "music"
+    src = _album(tmp_path / "src.wav")
+    music.mkdir()
+    wv = music / "Album.wv"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(src), "-c:a", "wavpack", str(wv)], check=True)
+    tag = mutagen.apev2.APEv2()
+    tag["Cuesheet"] = ALBUM_CUE.format(name="CDImage.wav")
+    tag.save(wv)
+    database = open_database(tmp_path / "lib.db")
+    assert scan([music], db=database, analyser=FakeAnalyser(), jobs=0).scanned == 1
+    database.close()
+    db = str(tmp_path / "lib.db")
+    d = json.loads(_show(db, str(wv), "--json"))
+    assert d["cue_sheet"] == f"{wv} (embedded APEv2 Cuesheet)" and d["cue_note"] is None
+    assert [(t["number"], t["title"], t["instruments"]) for t in d["cue_tracks"]] == [
+        (1, "Low", ["bass"]), (2, "Middle", ["flute"]), (3, "High", ["string"])]  # fmt: skip
+    rows = json.loads(_query(db, "--cue-tracks", "--has", "flute", "-f", "json").stdout)
+    assert [(r["path"], r["number"]) for r in rows] == [(str(wv), 2)]

@@ -199,3 +199,26 @@ def test_embedded_cuesheet_comment_and_block(tmp_path):
     assert sheet.source == f"{flac} (embedded CUESHEET comment)" and [t.title for t in sheet.tracks] == ["Low", "Middle", "High"]
     after = flac.read_bytes()
     assert find_cue_sheet(flac) and flac.read_bytes() == after != before  # (read, never written)
+
+
+def test_an_apev2_cuesheet_item_before_an_id3v1_tag(tmp_path):
+    """The APEv2 tag's ``Cuesheet`` item (any case) is read where an ID3v1 tag follows it; a file of
+    another extension, or an APEv2 tag without it, has no embedded cue sheet."""
+    import mutagen.apev2
+
+    ape = tmp_path / "Album.ape"
+    ape.write_bytes(b"MAC " + bytes(1000))
+    tag = mutagen.apev2.APEv2()
+    tag["Artist"], tag["CUESHEET"] = "x", ALBUM_CUE.format(name="CDImage.wav")
+    tag.save(ape)
+    with open(ape, "ab") as f:
+        f.write(b"TAG" + b" " * 125)
+    sheet = find_cue_sheet(ape)
+    assert sheet.source == f"{ape} (embedded APEv2 Cuesheet)" and [t.title for t in sheet.tracks] == ["Low", "Middle", "High"]
+    assert find_cue_sheet(ape.rename(tmp_path / "Album.mp3")) is None
+    other = tmp_path / "Other.wv"
+    other.write_bytes(b"wvpk" + bytes(100))
+    tag = mutagen.apev2.APEv2()
+    tag["Artist"] = "x"
+    tag.save(other)
+    assert find_cue_sheet(other) is None

@@ -300,7 +300,7 @@ def cue_tracks_matching(session: Session | Reader, where: TrackFilter) -> tuple[
     whole-file families (a flute in one track of an album may be too little of it to count for the
     album); their folders are listed for ``.cue`` files (once each), and a FLAC's own first blocks are
     read for an embedded cue sheet (`with_cue_tracks`). Nothing is analysed again."""
-    from tagger.cuesheet import may_have_cue_file
+    from tagger.cuesheet import may_embed_cue_sheet, may_have_cue_file
 
     reader = reader_of(session)
     place = TrackFilter(paths=where.paths, path_glob=where.path_glob)
@@ -314,7 +314,7 @@ def cue_tracks_matching(session: Session | Reader, where: TrackFilter) -> tuple[
     for path, fmt in rows:
         if not all(p.match(Candidate(path, ())) for p in in_python):
             continue
-        if (fmt or "").upper() != "FLAC" and not may_have_cue_file(path, folders=folders):
+        if (fmt or "").upper() != "FLAC" and not may_embed_cue_sheet(path) and not may_have_cue_file(path, folders=folders):
             continue
         detail = with_cue_tracks(reader, track_detail(reader, path=path), folders=folders)
         if detail.cue_note:
