@@ -38,6 +38,8 @@ def check_writable(path, real: str, st: os.stat_result) -> None:
     if attribute:
         raise TagWriteError(path, f"file is {attribute}; left as it is")
     if not os.access(real, os.W_OK) or not st.st_mode & writable:
+        if not os.path.lexists(real):  # (was said "file is read-only")
+            raise TagWriteError(path, "no such file (deleted or moved away as its tags were about to be written)")
         euid = os.geteuid() if hasattr(os, "geteuid") else 0
         if st.st_mode & writable and euid not in (0, st.st_uid):  # (its owner or group may write it, not this user)
             raise TagWriteError(path, f"file is read-only for this user (mode {stat.filemode(st.st_mode)}, owner "
@@ -321,14 +323,25 @@ def exchange(a: str, b: str) -> bool:
     then names the file the other named. False, nothing changed, where that fails: the system or
     the file system cannot (not Linux, a C library without ``renameat2``, file systems that refuse
     the flag, such as many FUSE ones), or for any other reason, which the caller's plain rename then
-    meets and reports as it always did (EBUSY for a mount point, EACCES, ...)."""
+    meets and reports as it always did (EBUSY for a mount point, EACCES, ...); but
+    `FileNotFoundError` where either name is not there (``b`` deleted or moved away meanwhile: a
+    plain rename would put ``a`` in its place)."""
     import sys
 
     if not sys.platform.startswith("linux"):
         return False
     renameat2 = _renameat2()
-    return renameat2 is not None and renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b),
-                                               _RENAME_EXCHANGE) == 0  # fmt: skip
+    if renameat2 is None:
+        return False
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    import ctypes
+    import errno
+
+    code = ctypes.get_errno()
+    if code == errno.ENOENT:
+        raise FileNotFoundError(code, os.strerror(code), b)
+    return False
 
 
 _AT_FDCWD = -100

@@ -33,6 +33,8 @@ class _BeforeReplaceFailed(Exception):
 
 
 _CHANGED_MEANWHILE = "file changed while its tags were being written (another program wrote to it); left as it is"
+_GONE_MEANWHILE = ("file deleted or moved away while its tags were being written (by another program); not put "
+                   "back")
 _MOUNT_POINT = ("it is a mount point (a file mounted there on its own, as a container's volume may be): a tag write "
                 "moves a verified copy over the file, which the system refuses for a mount point; left as it is")
 """A file bind-mounted over a name of the library: the ``rename`` fails with EBUSY (was said as `tag write
@@ -148,7 +150,8 @@ class _Write:
         step, and the name the copy had then holds what was at the path: a file another program moved
         there after the last check (a tag editor's atomic save, ``ffmpeg ... && mv``) is put back at
         once, never lost (was: the copy moved over it, a write of theirs lost about once in 25 when
-        they saved every few milliseconds). Elsewhere the rename replaces whatever is there."""
+        they saved every few milliseconds); a file deleted or moved away meanwhile stays so (was: the copy
+        put back under its name). Elsewhere the rename replaces whatever is there, or is not."""
         if self.lease.broken() or not self.still_the_file():
             raise TagWriteError(self.shown, _CHANGED_MEANWHILE)
         if self.lease.active:
@@ -158,6 +161,8 @@ class _Write:
             swapped = filesystem.exchange(self.tmp, self.real)
             if not swapped:
                 os.replace(self.tmp, self.real)
+        except FileNotFoundError:
+            raise TagWriteError(self.shown, _GONE_MEANWHILE) from None
         except OSError as exc:
             import errno
 
