@@ -61,6 +61,12 @@ def under_clause(root: str, dialect: str) -> Sql:
     return sql("{} OR tracks.path = {}", inside, root)
 
 
+def under_any_clause(roots: Iterable[str], dialect: str) -> Sql:
+    """SQL condition: the track's path is one of ``roots`` or lies under one of them (`under_clause`,
+    OR'd: give it at most `tagger.db.sql.PER_STATEMENT` roots, `tagger.db.sql.chunks`)."""
+    return joined(" OR ", (under_clause(r, dialect) for r in roots))
+
+
 def _detected(family: str, min_score: float | None = None) -> Sql:
     """SQL condition: the track has ``family`` detected (with a score of at least ``min_score``)."""
     score = sql("") if min_score is None else sql(" AND detections.score >= {}", float(min_score))
@@ -141,7 +147,7 @@ class Under(Part):
     roots: tuple[str, ...]
 
     def clause(self, dialect):
-        return joined(" OR ", (under_clause(r, dialect) for r in self.roots))
+        return under_any_clause(self.roots, dialect)
 
     def match(self, item):
         return under_any(os.path.abspath(item.path), self.roots)

@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 
 from tagger.db import models as M
-from tagger.db.filter import under_clause
-from tagger.db.sql import as_clause
+from tagger.db.filter import under_any_clause
+from tagger.db.sql import as_clause, chunks
 from tagger.db.lock import database_files
 from tagger.db.scan_writer import FileState, ScanWriter
 from tagger.errors import TaggerError, UserError
@@ -146,10 +146,12 @@ def plan_files(roots, *, writer: ScanWriter, mv_id: int, rescan_stale: bool, ret
 
 def _stored_rows(s, roots) -> dict[str, tuple]:
     """path -> (id, size, mtime, fingerprint, status, model version id, transient error, tags
-    current, content hash, ctime, audio digest) of every track stored under ``roots``."""
+    current, content hash, ctime, audio digest) of every track stored under ``roots``, asked for a
+    few hundred roots at a time (`tagger.db.sql.chunks`: one query per root made a scan of 12,000 files
+    named one by one, a shell's ``*.flac``, spend 28 s here where a scan of their folder spent none)."""
     existing: dict[str, tuple] = {}
-    for root in roots:
-        cond = as_clause(under_clause(root, s.get_bind().dialect.name))
+    for part in chunks(list(dict.fromkeys(roots))):
+        cond = as_clause(under_any_clause(part, s.get_bind().dialect.name))
         for row in s.execute(
             select(M.Track.path, M.Track.id, M.Track.size, M.Track.mtime, M.Track.fingerprint, M.Track.status,
                    M.Track.model_version_id, M.Track.error_transient, M.Track.tags_current,
