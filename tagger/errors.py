@@ -52,6 +52,11 @@ class UntaggableError(TagWriteError):
     live in the database only. Not a failure of a scan, which stores them and goes on."""
 
 
+class EmptyFileError(TagWriteError):
+    """A 0-byte file named like music (an interrupted copy or download): no audio and no tags.
+    Nothing to write into, and nothing of tagger's to remove: `tagger untag` counts it unchanged."""
+
+
 class ModelError(_FileError):
     """A model file or manifest is missing, tampered with or mismatched."""
 

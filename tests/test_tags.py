@@ -577,6 +577,34 @@ def test_an_empty_file_with_a_music_extension_is_one_clear_error(tmp_path, ext):
     assert empty.stat().st_size == 0 and os.listdir(tmp_path) == [empty.name]
 
 
+def test_untag_counts_an_empty_file_unchanged(originals, tmp_path, monkeypatch):
+    """`tagger untag ~/Music` over a folder holding a 0-byte .mp3 (an interrupted download) said
+    `skipped ...: empty file (0 bytes): no audio, no tags; left as it is` and exited 1 on every run,
+    for a file that holds nothing of tagger's to remove (found walking through the README with a
+    small library). It is counted unchanged, as a file in a format without tags is; exit 0."""
+    from typer.testing import CliRunner
+
+    from tagger.cli import app
+    from tagger.errors import EmptyFileError
+
+    music = tmp_path / "music"
+    music.mkdir()
+    song = music / "song.flac"
+    shutil.copy2(originals("flac"), song)
+    tags.write_instruments(song, **WRITE)
+    (music / "empty.mp3").touch()
+    with pytest.raises(EmptyFileError):
+        tags.remove_instruments(music / "empty.mp3")
+    monkeypatch.setenv("TAGGER_DB", str(tmp_path / "nowhere.db"))
+    result = CliRunner().invoke(app, ["untag", str(music), "--settle-seconds", "0"])
+    assert result.exit_code == 0, result.output
+    assert f"untagged {song} (removed: bass, guitar)" in result.output
+    assert "1 untagged, 1 unchanged, 0 skipped" in result.output and "empty.mp3" not in result.output
+    assert not tags.read_instruments(song).tagged and (music / "empty.mp3").stat().st_size == 0
+    result = CliRunner().invoke(app, ["untag", str(music / "empty.mp3"), "--dry-run"])
+    assert result.exit_code == 0 and "0 would be untagged, 1 unchanged, 0 skipped" in result.output, result.output
+
+
 def test_bad_values_are_refused_before_touching_the_file(originals, tmp_path):
     song = tmp_path / "song.flac"
     shutil.copy2(originals("flac"), song)

@@ -57,20 +57,21 @@ def _render(results, *, verb: str, dry_run: bool, stop=None, recorded: bool = Fa
     """One line per changed or skipped file, a summary (and a line counting the files recognised as
     changed since they were analysed in their tags alone: `tagger.tags.TagChange.retagged`), exit code
     1 when a file was skipped. A file in a format that holds no tags tagger writes is not skipped:
-    `tag` says so and counts it, `untag` counts it unchanged (tagger never wrote into it). ``stop``: the run's `StopSignals`; a run it
+    `tag` says so and counts it, `untag` counts it unchanged (tagger never wrote into it), as it does
+    an empty file (`EmptyFileError`: 0 bytes, no tags at all). ``stop``: the run's `StopSignals`; a run it
     stopped (SIGINT, SIGTERM, SIGHUP: after the file it was writing) ends with its summary, a line
     saying so and exit code 128 + the signal number (``recorded``: the files written are recorded
     in the library database)."""
     import signal
 
-    from tagger.errors import TagWriteError, UntaggableError
+    from tagger.errors import EmptyFileError, TagWriteError, UntaggableError
 
     done = unchanged = skipped = retagged = 0
     untaggable: list[str] = []
     for result in results:
         retagged += bool(getattr(result, "retagged", False))
-        if isinstance(result, UntaggableError) and verb == "untag":
-            unchanged += 1
+        if isinstance(result, (UntaggableError, EmptyFileError)) and verb == "untag":
+            unchanged += 1  # (an empty file holds no fields of tagger's: was skipped, every untag of its folder exit 1)
             log.debug("no tags of tagger's in %s", result)
         elif isinstance(result, UntaggableError):
             untaggable.append(f"tagger: no tags for {result}")

@@ -19,7 +19,7 @@ import errno
 import os
 import struct
 
-from tagger.errors import TaggerError, TagWriteError, UntaggableError
+from tagger.errors import EmptyFileError, TaggerError, TagWriteError, UntaggableError
 from tagger.tags.storage import STORAGES, format_named, supported_formats
 
 
@@ -39,7 +39,7 @@ def open_file(path: str | os.PathLike, *, real: str | None = None, cls: type | N
     name = real or os.fspath(path)
     try:
         if os.stat(name).st_size == 0:  # (mutagen's words for it name a header or a frame: "Header size < 8")
-            raise TagWriteError(path, "empty file (0 bytes): no audio, no tags; left as it is")
+            raise EmptyFileError(path, "empty file (0 bytes): no audio, no tags; left as it is")
         if cls is None:
             from tagger.tags.storage.apev2 import ape_file_type
 
