@@ -296,7 +296,7 @@ def test_a_model_replaced_on_a_worker_during_the_scan_stops_it_and_keeps_what_wa
     root = _copy(template, tmp_path / "music")
     db = open_database(tmp_path / "lib.db")
     spec = AnalyserSpec(kind="factory", factory="dask_fakes:ReplacedAnalyser", kwargs=(("marker", str(tmp_path / "replaced")),))
-    with pytest.raises(ClusterError, match="hash-replaced.*install the same models on every machine"):
+    with pytest.raises(ClusterError, match=r"^the Dask worker tcp://127\.0\.0\.1:\d+: .*hash-replaced.*install the same models on every machine"):
         scan([root], db=db, analyser=FakeAnalyser(), backend=DaskBackend(address, spec=spec, in_flight=1), commit_every=1)
     with db.session() as s:
         status = [st for (st,) in s.query(M.Track.status)]

@@ -226,7 +226,7 @@ def analyse_remote(path: str, *, spec: AnalyserSpec, config: AnalysisConfig, pre
     try:
         analyser = _worker_analyser(spec)
     except (TaggerError, ImportError, OSError) as exc:
-        return RemoteResult(path, fatal=f"worker {os.getpid()}: {exc}")
+        return RemoteResult(path, fatal=f"the Dask worker {_worker_name()}: {exc}", worker=_worker_name())
     _FILES[0] += 1
     seen, worker = fingerprint_or_none(path), _worker_name()
     n_fam = len(analyser.families)
