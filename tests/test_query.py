@@ -336,6 +336,15 @@ def test_show_of_a_file_no_scan_stores_says_why_and_errors_says_when_none_failed
     song.write_bytes(b"fLaC" + bytes(60))
     r = CliRunner().invoke(app, ["show", "--db", db, str(song)])
     assert r.exit_code == 1 and "(scan its folder with `tagger scan`)" in r.stderr
+    # (one in a hidden folder, or hidden itself, which the scan of its library passed over: "scan its
+    # folder" was done already; found walking through the README with a .hidden folder)
+    for hidden, where in ((tmp_path / "album" / ".hidden" / "sub" / "x.flac", f"in the hidden folder {cover.parent}/.hidden"),
+                          (cover.parent / ".y.flac", "a hidden file")):  # fmt: skip
+        hidden.parent.mkdir(parents=True, exist_ok=True)
+        hidden.write_bytes(b"fLaC" + bytes(60))
+        r = CliRunner().invoke(app, ["show", "--db", db, str(hidden)])
+        assert (r.exit_code, r.stderr) == (1, f"tagger: error: {hidden}: not in the library database: {where}, which a "
+                                              f"scan of a folder above it passes over without --include-hidden\n")  # fmt: skip
     empty = str(tmp_path / "empty.db")
     assert CliRunner().invoke(app, ["db", "upgrade", "--db", empty]).exit_code == 0
     r = CliRunner().invoke(app, ["errors", "--db", empty])

@@ -126,7 +126,8 @@ def stored_name(session: Session, path: str) -> str:
 
 def not_stored(path: str) -> UserError:
     """The error for a `path` the library holds no track of: a folder is not a track (`tagger show
-    ~/Music/album` said to scan the folder, scanned already), a name that is nothing is no file."""
+    ~/Music/album` said to scan the folder, scanned already), a name that is nothing is no file, a
+    file in a hidden folder (or hidden itself) is one a scan passes over without --include-hidden."""
     if os.path.isdir(path):
         return UserError(f"{path}: is a folder; give one of its files (`tagger query --path-glob "
                          f"'{path}/*'` lists its tracks)")  # fmt: skip
@@ -137,6 +138,12 @@ def not_stored(path: str) -> UserError:
     if os.path.isfile(path) and not is_audio_file(path):  # (`show cover.jpg` said to scan its folder, scanned already)
         return UserError(f"{path}: not in the library database: not an audio file tagger reads (by its name and "
                          f"first bytes), so no scan stores it")  # fmt: skip
+    parts = os.fspath(path).split(os.sep)
+    hidden = next((i for i, part in enumerate(parts) if part.startswith(".") and part not in (".", "..")), None)
+    if hidden is not None:  # (a scan of its folder, done already, passes it over: "scan its folder" misled)
+        where = "a hidden file" if hidden == len(parts) - 1 else f"in the hidden folder {os.sep.join(parts[: hidden + 1])}"
+        return UserError(f"{path}: not in the library database: {where}, which a scan of a folder above it "
+                         f"passes over without --include-hidden")  # fmt: skip
     return UserError(f"{path}: not in the library database (scan its folder with `tagger scan`)")
 
 
