@@ -186,7 +186,8 @@ def scan(
     write_tags: bool = typer.Option(
         True, "--write-tags/--no-write-tags", help="Write INSTRUMENTS/INSTRUMENTS_MODEL tags into each analysed file."
     ),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Report the tag changes, write none (nor delete leftover temp files)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Report the tag changes, write none (nor delete leftover "
+                                 "temp files); the analysis is stored in the database."),
     scores: bool = typer.Option(False, "--scores", help="Also write per-family scores (INSTRUMENTS_SCORES) into the "
                                 "files this scan tags; files tagged before are left as they are: tagger tag --scores."),
     id3v23: bool = typer.Option(False, "--id3v23", help="Write ID3v2.3 instead of ID3v2.4 into the MP3/WAV/AIFF files "
