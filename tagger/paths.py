@@ -228,6 +228,10 @@ class Roots:
             i = path.find(os.sep, i + 1)
         return found
 
+    def holds(self, path: str) -> bool:
+        """Whether ``path`` is or lies under one of the roots (`under_any`)."""
+        return bool(self.holding(path))
+
 
 class Spelling:
     """Whether a path is spelled as its folders list it (`as_listed`), each folder listed once.

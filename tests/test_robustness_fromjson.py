@@ -405,3 +405,21 @@ def test_a_prediction_row_is_declared_once_and_reads_back_as_written(tmp_path):
     res = _tag(_lines(tmp_path / "rows.jsonl", written))
     assert res.exit_code == 0, res.output
     assert tags.read_instruments(song).instruments == ["bass"]
+
+
+def test_rows_of_thousands_of_files_named_one_by_one_are_selected_by_their_folders(tmp_path, monkeypatch):
+    """`tagger tag --from-json found.jsonl *.flac` checked each row against each file named
+    (`tagger.paths.under_any`): 12,000 rows and files took 20 s, 5 s without the files. A row's path
+    is looked up by its folders (`tagger.paths.Roots`): the rows of the files named are selected, a
+    row of a file not named is not, with no per-file comparison."""
+    import tagger.paths
+    from tagger.db.filter import TrackFilter
+    from tagger.tags import Prediction, select_predictions
+
+    named = [str(tmp_path / "music" / f"{i:04d}.flac") for i in range(1000)]
+    rows = [Prediction(path, ["flute"], "fake-1") for path in [*named, str(tmp_path / "music" / "other.flac")]]
+    compared = []
+    monkeypatch.setattr(tagger.paths, "is_under", lambda path, folder: compared.append(1) or path == folder)
+    selected = select_predictions(rows, where=TrackFilter.of(paths=[*named, tmp_path / "elsewhere"]))
+    assert [p.path for p in selected] == named
+    assert len(compared) < 1000  # (was 501,501)
