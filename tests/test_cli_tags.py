@@ -368,3 +368,28 @@ def test_tag_takes_the_filter_options_of_query(library, tmp_path):
         out = run(command, "--help").output
         assert all(option in out for option in ("--has", "--lacks", "--min-score", "--path-glob")), command
     assert "--query-has" not in run("tag", "--help").output  # the old name still works, hidden
+
+
+def test_a_write_not_recorded_as_current_is_one_file_not_a_skipped_second(capsys):
+    """Was: `tagged x.flac ...`, then `tagger: skipped x.flac: tags written, but a scan stored new
+    results for it meanwhile ...` and `60 tagged, 0 unchanged, 1 skipped` for 60 files (found running
+    `tagger tag --scores` beside a `scan --rescan-stale` of another model)."""
+    import typer
+
+    from tagger.cli.tags import _render
+    from tagger.errors import TagWriteError
+    from tagger.tags.fields import TagChange, TagState
+
+    def change(path, changed):
+        return TagChange(path=path, before=TagState(), after=TagState(["bass"], "m"), changed=changed, written=changed)
+
+    late = "tags written, but a scan stored new results for it meanwhile: not recorded as current; the next scan writes the right ones"
+    results = [change("/m/a.flac", True), TagWriteError("/m/a.flac", late), change("/m/b.flac", False),
+               TagWriteError("/m/c.flac", "file changed since it was analysed; scan it again")]  # fmt: skip
+    with pytest.raises(typer.Exit) as stopped:
+        _render(results, verb="tag", dry_run=False)
+    assert stopped.value.exit_code == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"tagger: not recorded /m/a.flac: {late}",
+                   "tagger: skipped /m/c.flac: file changed since it was analysed; scan it again",
+                   "1 tagged, 1 unchanged, 1 skipped; 1 not recorded in the database as current (see above)"]  # fmt: skip

@@ -56,7 +56,10 @@ def _was(before, after, *, converted: str | None = None) -> str:
 def _render(results, *, verb: str, dry_run: bool, stop=None, recorded: bool = False) -> None:
     """One line per changed or skipped file, a summary (and a line counting the files recognised as
     changed since they were analysed in their tags alone: `tagger.tags.TagChange.retagged`), exit code
-    1 when a file was skipped. A file in a format that holds no tags tagger writes is not skipped:
+    1 when a file was skipped, or when a file written (or found holding its results) could not be
+    recorded as current: the error that follows its result, said as such (`tagger: not recorded
+    PATH: ...`), the file counted once (was: `tagger: skipped PATH: tags written, but ...`, and
+    counted twice, tagged and skipped). A file in a format that holds no tags tagger writes is not skipped:
     `tag` says so and counts it, `untag` counts it unchanged (tagger never wrote into it), as it does
     an empty file (`EmptyFileError`: 0 bytes, no tags at all). ``stop``: the run's `StopSignals`; a run it
     stopped (SIGINT, SIGTERM, SIGHUP: after the file it was writing) ends with its summary, a line
@@ -66,8 +69,9 @@ def _render(results, *, verb: str, dry_run: bool, stop=None, recorded: bool = Fa
 
     from tagger.errors import EmptyFileError, TagWriteError, UntaggableError
 
-    done = unchanged = skipped = retagged = 0
+    done = unchanged = skipped = retagged = unrecorded = 0
     untaggable: list[str] = []
+    counted = None  # (the path of the last file counted as tagged or unchanged)
     for result in results:
         retagged += bool(getattr(result, "retagged", False))
         if isinstance(result, (UntaggableError, EmptyFileError)) and verb == "untag":
@@ -75,14 +79,21 @@ def _render(results, *, verb: str, dry_run: bool, stop=None, recorded: bool = Fa
             log.debug("no tags of tagger's in %s", result)
         elif isinstance(result, UntaggableError):
             untaggable.append(f"tagger: no tags for {result}")
+        elif isinstance(result, TagWriteError) and result.path == counted:
+            # what followed the write of a file counted above (`tags written, but a scan stored new
+            # results for it meanwhile ...`): not a second file, nor a skipped one
+            unrecorded += 1
+            echo(f"tagger: not recorded {result}", err=True)
         elif isinstance(result, TagWriteError):
             skipped += 1
             echo(f"tagger: skipped {result}", err=True)
         elif not result.changed:
             unchanged += 1
+            counted = result.path
             log.debug("unchanged %s", result.path)
         else:
             done += 1
+            counted = result.path
             label = f"would {verb}" if dry_run else f"{verb}ged"
             if verb == "tag":
                 echo(f"{label} {named(result.path)}: {_values(result.after)} (was: {_was(result.before, result.after, converted=result.converted)})")
@@ -90,6 +101,7 @@ def _render(results, *, verb: str, dry_run: bool, stop=None, recorded: bool = Fa
                 echo(f"{label} {named(result.path)} (removed: {_values(result.before)})")
     past = f"{verb}ged"  # verb is "tag" or "untag"
     summary = f"{done} {'would be ' + past if dry_run else past}, {unchanged} unchanged, {skipped} skipped"
+    summary += f"; {unrecorded} not recorded in the database as current (see above)" if unrecorded else ""
     echo_some(untaggable, more="file(s) in formats without tags")
     summary += f", {len(untaggable)} in formats without tags" if untaggable else ""
     echo(summary, err=True)
@@ -103,7 +115,7 @@ def _render(results, *, verb: str, dry_run: bool, stop=None, recorded: bool = Fa
                        f"the files {past} are whole{' and recorded' if recorded else ''}, the rest left as they were")
         raise fail(f"interrupted ({name}): stopped after the file it was on; {done_so_far}; run it again to continue",
                    128 + stop.signum)  # fmt: skip
-    if skipped:
+    if skipped or unrecorded:
         raise typer.Exit(1)
 
 
