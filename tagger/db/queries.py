@@ -171,8 +171,7 @@ def delete_tracks(session: Session, ids: Sequence[int]) -> None:
 
     from tagger.db import tables as T
 
-    for i in range(0, len(ids), 500):
-        batch = ids[i : i + 500]
+    for batch in Q.chunks(list(ids), Q.IN_LIST):
         session.execute(delete(T.segments).where(T.segments.c.track_id.in_(batch)))
         session.execute(delete(T.window_scores).where(T.window_scores.c.track_id.in_(batch)))
         session.execute(delete(T.detections).where(T.detections.c.track_id.in_(batch)))

@@ -25,7 +25,7 @@ from tagger import constants as C
 from tagger.aggregate import TrackResult
 from tagger.db import models as M
 from tagger.db.filter import under_any_clause
-from tagger.db.sql import as_clause, chunks
+from tagger.db.sql import IN_LIST, as_clause, chunks
 from tagger.db.lock import WrittenFile
 from tagger.db.session import Database
 from tagger.db.urls import DatabaseError
@@ -477,10 +477,10 @@ def mark_missing(session: Session, *, roots: Iterable[str], seen: set[str], unli
     kept = [(root, k) for root in empty if (k := sum(is_under(path, root) for path in gone.values()))]
     marked = [tid for tid, path in gone.items() if not under_any(path, empty)]
     now = M.utcnow()
-    for i in range(0, len(marked), 500):
+    for part in chunks(marked, IN_LIST):
         session.execute(
             update(M.Track)
-            .where(M.Track.id.in_(marked[i : i + 500]))
+            .where(M.Track.id.in_(part))
             .values(status=M.STATUS_MISSING, missing_since=now, updated_at=now)
         )
     delete_tracks(session, [*merged, *duplicates])

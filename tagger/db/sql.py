@@ -69,6 +69,11 @@ tree is too large (maximum depth 1000)": 1,000 paths OR'd) or more than 999 valu
 PostgreSQL's more than 65,535 values; a file or folder of a filter is three values and an OR."""
 
 
+IN_LIST = 500
+"""How many values one ``IN (...)`` list of a statement holds at most (`chunks`): one bound value
+each, within SQLite's 999 before 3.32."""
+
+
 def chunks(items: Sequence, size: int = PER_STATEMENT) -> list[Sequence]:
     """``items`` in consecutive pieces of at most ``size`` (none for no items): a long list (a
     shell's ``*.flac`` of 12,000 files) asked for in several statements (`PER_STATEMENT`)."""

@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from tagger.db import models as M
+from tagger.db.sql import IN_LIST, chunks
 from tagger.db.listing import StoredResults
 from tagger.db.session import Database
 from tagger.errors import TaggerError
@@ -94,8 +95,7 @@ def analyse_files(
     with db.session() as s:
         scan_row = s.get(M.Scan, summary.scan_id) if summary else None
         started, model = (scan_row.started_at, scan_row.model_version_id) if scan_row else (None, None)
-        for i in range(0, len(reals), 500):
-            chunk = reals[i : i + 500]
+        for chunk in chunks(reals, IN_LIST):
             tracks = s.scalars(select(M.Track).where(M.Track.path.in_(chunk)).options(selectinload(M.Track.detections)))
             for t in tracks:
                 found[t.path] = _result(t, since=started, model=model)

@@ -29,7 +29,7 @@ from sqlalchemy import select
 
 from tagger.db import models as M
 from tagger.db.filter import under_any_clause
-from tagger.db.sql import as_clause, chunks
+from tagger.db.sql import IN_LIST, as_clause, chunks
 from tagger.db.lock import database_files
 from tagger.db.scan_writer import FileState, ScanWriter
 from tagger.errors import TaggerError, UserError
@@ -377,9 +377,9 @@ class _Plan:
         if not wanted:
             return {}
         wanted = sorted(wanted)
-        rows = [row for i in range(0, len(wanted), 500)  # (a bound value each: SQLite's limit)
+        rows = [row for part in chunks(wanted, IN_LIST)  # (a bound value each: SQLite's limit)
                 for row in self.writer.session.execute(select(M.Track.id, M.Track.path, M.Track.audio_digest)
-                                                       .where(M.Track.audio_digest.in_(wanted[i : i + 500])))]  # fmt: skip
+                                                       .where(M.Track.audio_digest.in_(part)))]  # fmt: skip
         away = functools.cache(_in_an_empty_folder)
         return {track_id: (path, digest) for track_id, path, digest in rows
                 if path not in self.writer.seen and path not in named and not self.spelling.is_file(path)
