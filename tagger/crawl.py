@@ -112,6 +112,10 @@ class CrawlReport:
     """Symbolic links pointing outside the scanned folders, not followed."""
     temp_files: list[str] = field(default_factory=list)
     """Hidden temporary files left by interrupted tag writes (`tagger.paths.is_temp_name`)."""
+    not_audio: list[str] = field(default_factory=list)
+    """Files given by name whose name says they hold no audio (`NON_AUDIO_EXTENSIONS`), which a scan
+    leaves out (`tagger.library.plan.plan_files`): a shell's ``~/Music/*`` names the notes and covers
+    beside the folders."""
 
 
 def crawl(

@@ -86,6 +86,32 @@ def test_a_scan_of_proc_is_refused_before_the_database_is_made(tmp_path, fake_mo
         assert not (tmp_path / "data").exists()
 
 
+def test_a_file_given_whose_name_says_no_audio_is_left_out_not_stored(tmp_path, fake_models):
+    """`tagger scan ~/Music/*` (the shell naming notes.txt and cover.jpg beside the folders) analysed
+    them and stored each as a failed track: `tagger errors` listed them, and `show notes.txt` called
+    a stored track the file README says no scan stores; no scan of the folder nor `db prune` ever
+    removed them (found walking through the README with a notes.txt in the library). A file given
+    whose name says it holds no audio is left out with a line, not stored; exit 0."""
+    lib = tmp_path / "Music"
+    song = _song(lib / "Album" / "a.flac")
+    (lib / "notes.txt").write_text("my notes\n")
+    (lib / "Album" / "cover.jpg").write_bytes(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(64))
+    dbfile = str(tmp_path / "lib.db")
+    r = CliRunner().invoke(app, ["scan", str(lib / "Album"), str(lib / "notes.txt"), str(lib / "Album" / "cover.jpg"),
+                                 "--db", dbfile, "--no-write-tags", "--settle-seconds", "0", "--json"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["not_audio"] == [str(lib / "notes.txt"), str(lib / "Album" / "cover.jpg")]
+    r = CliRunner().invoke(app, ["scan", str(lib / "notes.txt"), str(lib / "Album" / "cover.jpg"), "--db", dbfile,
+                                 "--no-write-tags", "--settle-seconds", "0"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert f"tagger: not scanned: {lib / 'notes.txt'}: not an audio file (its name says so: .txt)" in r.stderr
+    assert f"tagger: not scanned: {lib / 'Album' / 'cover.jpg'}: not an audio file (its name says so: .jpg)" in r.stderr
+    r = CliRunner().invoke(app, ["query", "--db", dbfile, "-f", "paths"])
+    assert r.stdout == f"{song}\n", r.output
+    r = CliRunner().invoke(app, ["errors", "--db", dbfile, "--json"])
+    assert r.stdout == "[]\n", r.output
+
+
 # -- query filters that could only select nothing (or everything) in silence -----------------------
 
 

@@ -338,6 +338,9 @@ def _scan_notes(summary, *, dry_run: bool) -> None:
     echo_some([f"tagger: not followed: {named(path)}, a symbolic link pointing outside the scanned folders (to "
                f"{named(os.path.realpath(path))}); --follow-external-symlinks scans what it leads to"
                for path in summary.unfollowed], more="symbolic link(s) pointing outside the scanned folders, not followed")  # fmt: skip
+    echo_some([f"tagger: not scanned: {named(path)}: not an audio file (its name says so: "
+               f"{os.path.splitext(path)[1].lower()})" for path in summary.not_audio],
+              more="file(s) given whose names say they hold no audio, not scanned")  # fmt: skip
     for path, kept in summary.empty_roots:
         echo(f"tagger: warning: {named(path)} is empty (a drive not mounted?): its {kept} track(s) were kept, "
                    "not marked missing", err=True)  # fmt: skip

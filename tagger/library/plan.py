@@ -33,7 +33,7 @@ from tagger.db.sql import IN_LIST, as_clause, chunks
 from tagger.db.lock import database_files
 from tagger.db.scan_writer import FileState, ScanWriter
 from tagger.errors import TaggerError, UserError
-from tagger.crawl import CrawlReport, crawl, refuse_system_root, system_mounts
+from tagger.crawl import NON_AUDIO_EXTENSIONS, CrawlReport, crawl, refuse_system_root, system_mounts
 from tagger.fingerprint import content_hash, fingerprint
 from tagger.library import matches
 from tagger.library.matches import (
@@ -137,6 +137,11 @@ def plan_files(roots, *, writer: ScanWriter, mv_id: int, rescan_stale: bool, ret
                  named=frozenset(os.fspath(r) for r in roots))  # fmt: skip
     for p in crawl(roots, include_hidden=include_hidden, follow_external_symlinks=follow_external_symlinks,
                    report=crawled):  # fmt: skip
+        if os.path.splitext(str(p))[1].lower() in NON_AUDIO_EXTENSIONS:  # (a file given by name: the walk never
+            # yields one) is left out, said, not stored as a failed track that no scan of its folder
+            # nor `db prune` ever removes (`tagger scan ~/Music/*` naming notes.txt and cover.jpg)
+            crawled.not_audio.append(str(p))
+            continue
         plan.file(str(p))
     if progress is not None:  # (the reports are 0.2 s apart: the bar closed on the count of the last one,
         # `check: 1file` after checking 25)

@@ -246,6 +246,7 @@ def _scan(roots: list[str], *, db: Database, analyser: Analyser, jobs, rescan_st
                               retag=retag if on_track is not None else None, stop=stop)  # fmt: skip
         after_crawl(crawled, summary, keep_temp_files=keep_temp_files)
         summary.unfollowed = list(dict.fromkeys(crawled.external_links))
+        summary.not_audio = list(dict.fromkeys(crawled.not_audio))
         work = defer_unsettled(work, settle_seconds, summary)
         writer.commit()
         runner = Runner(analyser=analyser, writer=writer, predict_batch=predict_batch, on_track=on_track,

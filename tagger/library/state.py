@@ -112,6 +112,9 @@ class ScanSummary:
     """Temporary files left by killed tag writes that this scan deleted, or with ``keep_temp_files``
     (a dry run) found and left in place, under their own names (`to_dict` escapes a name that is not
     UTF-8)."""
+    not_audio: list[str] = field(default_factory=list)
+    """Files given by name whose name says they hold no audio (``notes.txt``, ``cover.jpg``: a shell's
+    ``~/Music/*``), left out: neither analysed nor stored (`tagger.crawl.CrawlReport.not_audio`)."""
     unfollowed: list[str] = field(default_factory=list)
     """Symbolic links under the scanned folders that point outside them, not followed (without
     ``follow_external_symlinks``): what lies behind them was not scanned (`tagger.crawl.CrawlReport`)."""
@@ -140,6 +143,7 @@ class ScanSummary:
         out["errors"] = [{"path": escaped_name(p), "error": e} for p, e in self.errors]
         out["temp_files"] = [escaped_name(p) for p in self.temp_files]  # (JSON holds no lone surrogate)
         out["unfollowed"] = [escaped_name(p) for p in self.unfollowed]
+        out["not_audio"] = [escaped_name(p) for p in self.not_audio]
         out["deferred"] = [{"path": p, "reason": r} for p, r in self.deferred]
         out["analysed_in_part"] = [{"path": p, "note": n} for p, n in self.analysed_in_part]
         out["tag_failures"] = [{"path": p, "error": e} for p, e in self.tag_failures]
