@@ -124,6 +124,48 @@ def test_a_file_another_program_moves_over_the_file_at_the_rename_is_kept(tmp_pa
     assert FLAC(song)["TITLE"] == ["their save"] and not list(tmp_path.glob(".*tagger-tmp"))
 
 
+def test_a_stop_signal_between_the_swap_and_the_swap_back_never_removes_their_file(tmp_path, monkeypatch):
+    """The swap of the names, the look at what came out and the swap back are one step for a stop
+    signal: a Ctrl-C (KeyboardInterrupt) arriving right after the swap, with another program's file
+    under the copy's name, would have the write's cleanup remove that file as its copy."""
+    import signal
+
+    from mutagen.flac import FLAC
+
+    from tagger.tags import writing
+
+    if not _exchange_here(tmp_path):
+        pytest.skip("this file system cannot swap two names in one step")
+    song = write_audio(tmp_path / "song.flac", tone_signal([FREQ["bass"]], seconds=2.0))
+    theirs = tmp_path / "theirs.flac"
+    theirs.write_bytes(song.read_bytes())
+    edited = FLAC(theirs)
+    edited["TITLE"] = "their save"
+    edited.save()
+    original, calls = writing._Write.still_the_file, []
+
+    def still_the_file(self):
+        same = original(self)
+        calls.append(same)
+        if len(calls) == 2:
+            os.replace(theirs, song)
+        return same
+
+    exchange = filesystem.exchange
+
+    def exchange_then_ctrl_c(a, b):
+        done = exchange(a, b)
+        os.kill(os.getpid(), signal.SIGINT)  # (Python's own handler: KeyboardInterrupt)
+        return done
+
+    monkeypatch.setattr(writing._Write, "still_the_file", still_the_file)
+    monkeypatch.setattr(filesystem, "exchange", exchange_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        write_instruments(song, instruments=["organ"], model_version="fake-2")
+    assert FLAC(song)["TITLE"] == ["their save"] and read_instruments(song).model_version is None
+    assert not list(tmp_path.glob(".*tagger-tmp"))
+
+
 def test_a_file_deleted_at_the_rename_is_not_put_back(tmp_path, monkeypatch):
     """Was: a file another program deleted (or moved away) after the write's last check was put back
     under its name by the rename of the copy, old audio, new tags and all (found attacking tagger

@@ -157,8 +157,15 @@ class _Write:
         if self.lease.active:
             with signals.held():  # (linked and recorded for `close` as one step)
                 self.backup = filesystem.link_backup(self.real, self.folder, self.prefix)
+        put_back = False
         try:
-            swapped = filesystem.exchange(self.tmp, self.real)
+            # (swapped, looked at and swapped back as one step: a second stop signal in between would
+            # have `close` remove, under the copy's name, the file another program had moved there)
+            with signals.held():
+                swapped = filesystem.exchange(self.tmp, self.real)
+                if swapped and (not filesystem.same_inode(os.lstat(self.tmp), self.st) or self.lease.broken()):
+                    filesystem.exchange(self.tmp, self.real)  # theirs (or the original, opened for writing) put back
+                    put_back = True
             if not swapped:
                 os.replace(self.tmp, self.real)
         except FileNotFoundError:
@@ -169,11 +176,9 @@ class _Write:
             if exc.errno != errno.EBUSY or not filesystem.is_mount_point(self.real):
                 raise  # (EBUSY from a network share: another machine has the file open; said as it is)
             raise TagWriteError(self.shown, _MOUNT_POINT) from None
-        if swapped:  # (the copy's name now holds the file that was there, removed by `close`)
-            if not filesystem.same_inode(os.lstat(self.tmp), self.st) or self.lease.broken():
-                filesystem.exchange(self.tmp, self.real)  # theirs (or the original, opened for writing) put back
-                raise TagWriteError(self.shown, _CHANGED_MEANWHILE)
-        else:
+        if put_back:  # (our copy under its own name again, removed by `close`)
+            raise TagWriteError(self.shown, _CHANGED_MEANWHILE)
+        if not swapped:  # (else the copy's name holds the old file, removed by `close`)
             self.tmp = None
         if not swapped and self.lease.broken():
             # Someone opened the old file for writing between the last check and the rename: their
