@@ -303,6 +303,22 @@ def test_show_of_a_file_that_failed_says_not_analysed(scanned):
     assert "  instruments: (none)" not in run("show", "--db", db, files["sub/string.mp3"])
 
 
+def test_tag_of_a_file_that_failed_says_so_not_scan_it_first(scanned):
+    """`tagger tag ~/Music/empty.mp3`, a file the scan found unreadable, said `no analysed track matches
+    under ...: scan it first (or check the filter)`, of a file scanned already (found walking through
+    the README with a 0-byte .mp3). It names the file and the scan's reason; a filter that selects
+    nothing says what it said."""
+    db, files = scanned
+    broken = files[BROKEN]
+    r = CliRunner().invoke(app, ["tag", broken, "--db", db, "--dry-run"])
+    error = run("errors", "--db", db, "--json")
+    reason = json.loads(error)[0]["error"]
+    assert (r.exit_code, r.stderr) == (1, f"tagger: error: no analysed track under {broken}: {broken} could not be "
+                                          f"analysed: {reason}; `tagger scan --retry-errors` tries again\n")  # fmt: skip
+    r = CliRunner().invoke(app, ["tag", broken, "--db", db, "--dry-run", "--has", "flute"])
+    assert r.exit_code == 1 and "matches under" in r.stderr and "scan it first (or check the filter)" in r.stderr
+
+
 def test_a_query_table_that_selects_nothing_says_so_on_stderr(scanned, tmp_path):
     """`tagger query --has vocal` selecting no track printed nothing at all, not even the table's
     header: a new user could not tell an empty answer from a command that did nothing (found walking

@@ -51,7 +51,7 @@ from tagger.db.sql import Reader, Sql, reader_of, sql
 __all__ = [
     "STREAM_BATCH", "FamilyDetail", "Pruned", "StoredResults", "TrackDetail", "TrackSummary", "TrackToTag",
     "_family_order", "by_path", "delete_tracks", "failed_tracks", "find_tracks", "iter_tracks", "known_families",
-    "latest_model_version_id", "library_stats", "not_stored", "path_key", "prune_missing", "scanned_roots",
+    "failed_under", "latest_model_version_id", "library_stats", "not_stored", "path_key", "prune_missing", "scanned_roots",
     "scored_families", "stored_name", "stream_tracks", "track_detail", "track_timeline", "tracks_to_tag",
 ]  # fmt: skip
 
@@ -125,6 +125,20 @@ def failed_tracks(session: Session | Reader) -> list[dict]:
     rows = reader.rows(sql(f"SELECT path, error, updated_at FROM tracks WHERE status = {{}} ORDER BY {path_key(reader.dialect)}",
                            Q.STATUS_ERROR))  # fmt: skip
     return [{"path": p, "error": e or "", "when": _datetime(w).isoformat(timespec="seconds") + "Z"} for p, e, w in rows]
+
+
+def failed_under(session: Session | Reader, paths: Sequence[str]) -> list[tuple[str, str]]:
+    """(path, error) of the files at or under ``paths`` that could not be analysed, sorted by path
+    (a few hundred paths a statement: `tagger.db.sql.chunks`)."""
+    from tagger.db.filter import under_any_clause
+    from tagger.db.sql import chunks
+
+    reader = reader_of(session)
+    rows: list[tuple[str, str]] = []
+    for part in chunks(list(paths)):
+        rows += reader.rows(sql("SELECT path, error FROM tracks WHERE status = {} AND ({})", Q.STATUS_ERROR,
+                                under_any_clause(part, reader.dialect)))  # fmt: skip
+    return sorted((p, e or "") for p, e in rows)
 
 
 @dataclass(frozen=True)

@@ -94,8 +94,18 @@ def _selected_tracks(database, where: TrackFilter) -> tuple[list[Prediction], li
         with database.session() as session:
             predictions = batch.predictions_from_database(session, where=where)
             roots = list(where.paths) or queries.scanned_roots(session)
+            only_paths = not (where.has or where.lacks or where.path_glob)
+            failed = queries.failed_under(session, where.paths) if where.paths and only_paths and not predictions else []
     except SQLAlchemyError as exc:
         raise database_error(database.url, exc, doing="read", then="no file was changed") from None
+    if failed:  # (it said "scan it first" of a file scanned and found unreadable)
+        from tagger.display import named
+
+        path, error = failed[0]
+        which = f"{named(path)} could not be analysed: {error}" if len(failed) == 1 else \
+            f"{len(failed)} files there could not be analysed (`tagger errors` says why)"
+        raise UserError(f"no analysed track under {', '.join(where.shown_paths)}: {which}; `tagger scan "
+                        "--retry-errors` tries again")  # fmt: skip
     if where.paths and not predictions:
         raise UserError(f"no analysed track matches under {', '.join(where.shown_paths)}: scan it first "
                         "(or check the filter)")  # fmt: skip
