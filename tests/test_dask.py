@@ -858,6 +858,26 @@ def test_the_code_digest_tells_two_checkouts_apart(tmp_path):
     assert R.worker_check(AnalyserSpec(**{**spec.__dict__, "expected_code": R.code_digest()}))["ok"] is True
 
 
+def test_the_code_digest_of_an_installed_copy_is_the_checkouts(tmp_path):
+    """A client on a checkout and workers on ``pip install .`` of the same commit: the installation
+    holds the Alembic scripts as tagger/migrations (pyproject's package-dir), a checkout has them
+    beside the package, and their .py files made the digests differ: every worker refused, 'other
+    source files than the client's'. The folders mapped in are left out; a change elsewhere is not."""
+    import tagger
+    from tagger.library import remote as R
+
+    here = Path(tagger.__file__).resolve().parent
+    installed = shutil.copytree(here, tmp_path / "site-packages" / "tagger", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(here.parent / "migrations", installed / "migrations", ignore=shutil.ignore_patterns("__pycache__"))
+    (installed / "models").mkdir()
+    (installed / "models" / "manifest.json").write_text("{}")
+    assert R.code_digest(str(installed)) == R.code_digest()
+    deeper = shutil.copytree(installed, tmp_path / "deeper" / "tagger")  # (the digest is kept per folder)
+    (deeper / "model" / "migrations").mkdir()  # (a folder of that name deeper down is code)
+    (deeper / "model" / "migrations" / "x.py").write_text("")
+    assert R.code_digest(str(deeper)) != R.code_digest()
+
+
 @pytest.mark.slow
 def test_a_file_queued_beside_one_that_kills_its_worker_is_analysed(tmp_path):
     """The scheduler counts a worker's death against every task the worker held: the file that

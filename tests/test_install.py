@@ -234,9 +234,18 @@ def test_the_wheel_and_the_sdist_hold_the_models_migrations_and_plugin(tmp_path)
         return wheel
 
     def check(wheel: Path) -> None:
+        import zipfile
+
+        from tagger.library.remote import code_digest
+
         names, metadata = _wheel_files(wheel)
         assert sorted(expected - names) == [] and "tagger/gone.py" not in names
         assert f"\nVersion: {__version__}\n" in metadata
+        # a Dask worker on the wheel and a client on the checkout: the same code digest (the
+        # migrations the wheel holds as tagger/migrations made every worker refuse)
+        unpacked = tmp_path / "unpacked" / wheel.parent.name
+        zipfile.ZipFile(wheel).extractall(unpacked)
+        assert code_digest(str(unpacked / "tagger")) == code_digest(str(src / "tagger"))
 
     # a module built once and deleted since: setuptools' build/lib kept it, and the next wheel shipped it
     (src / "tagger" / "gone.py").write_text("")

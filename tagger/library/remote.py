@@ -115,8 +115,9 @@ def _check_tagger(spec: AnalyserSpec) -> None:
 
 def code_digest(folder: str | None = None) -> str | None:
     """BLAKE2b (32 hex digits) over the relative paths and bytes of the ``.py`` files of the tagger
-    package at `folder` (not hidden ones: an editor's ``.#name.py`` lock, a dangling link) (None: this process's; computed once), or None where it has none (compiled
-    only). The version number alone does not tell two checkouts at different commits apart."""
+    package at `folder` (not hidden ones: an editor's ``.#name.py`` lock, a dangling link; not those of
+    `MAPPED_IN`) (None: this process's; computed once), or None where it has none (compiled only).
+    The version number alone does not tell two checkouts at different commits apart."""
     if folder is None:
         import tagger
 
@@ -124,11 +125,18 @@ def code_digest(folder: str | None = None) -> str | None:
     return _code_digest(folder)
 
 
+MAPPED_IN = ("migrations", "models")
+"""The package's folders that an installation maps in from outside tagger/ (pyproject's package-dir:
+the Alembic scripts and the models, as tagger.migrations and tagger.models), left out of
+`code_digest`: a checkout has no tagger/migrations, a ``pip install .`` does, and the same commit
+installed both ways must have one digest (the models are checked by their manifest hash)."""
+
+
 @functools.lru_cache(maxsize=4)
 def _code_digest(folder: str) -> str | None:
     h, found = hashlib.blake2b(digest_size=16), False
     for top, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__" and not (top == folder and d in MAPPED_IN))
         for name in sorted(f for f in files if f.endswith(".py") and not f.startswith(".")):
             path = os.path.join(top, name)
             rel = os.path.relpath(path, folder).replace(os.sep, "/").encode()
