@@ -16,7 +16,10 @@ import soundfile as sf
 from conftest import tone_signal
 from library_fakes import FREQ
 from tagger import audio
-from tagger.audio.matroska import _CLUSTER, _block_ns, _element, _frames, _matroska_walk, _stretch, _Track
+from tagger.audio.ebml import _CLUSTER, _element
+from tagger.audio.matroska import _matroska_walk
+from tagger.audio.mkvblocks import _block_ns, _frames, _Track
+from tagger.audio.mkvtimeline import _stretch
 from tagger.errors import AudioReadError
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")

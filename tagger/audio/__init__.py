@@ -18,6 +18,11 @@ The package:
   its frames, zero padding; a FLAC's and a raw stream's too), `tagger.audio.mp3tail` (how its last
   frame ends, from its side info) and `tagger.audio.mp3length` (the length its header declares;
   what libsndfile would decode only in part: joined files, VBR without a length header);
+- `tagger.audio.matroska`: a live-written Matroska/WebM file's clusters walked for its audio's
+  timeline (gaps, a last cluster cut; whether its Segment Info declares a Duration), read with
+  `tagger.audio.ebml` (an element's head, its children), `tagger.audio.mkvblocks` (the audio track,
+  the samples its blocks' codec tells) and `tagger.audio.mkvtimeline` (the blocks' timeline: gaps,
+  blocks longer than their codec tells);
 - `tagger.audio.flac`: a FLAC's frame headers and CRCs (whether it ends on its whole last frame);
 - `tagger.audio.rawframes`: the checks of raw streams (ADTS AAC, AC-3, E-AC-3, TrueHD, MLP, LOAS,
   DTS, DTS-HD: their last frame cut, bytes between frames that begin none), read with

@@ -5,92 +5,27 @@ the gaps between its audio blocks (clusters lost from its middle, blocks missing
 frames a recording dropped; damage passed over to the next cluster, as ffmpeg does) and a last
 cluster cut short, which ffmpeg passes over without a word (`_check_matroska_live`). Elements of other
 tracks (video) are passed over by their sizes, never read. And whether its Segment Info declares a
-Duration (`_declares_duration`; where not, ffprobe's lengths are estimates from the bit rate)."""
+Duration (`_declares_duration`; where not, ffprobe's lengths are estimates from the bit rate).
+
+This module walks the file's elements and clusters and checks what the walk found; beside it are
+`tagger.audio.ebml` (an element's head, its children), `tagger.audio.mkvblocks` (the audio track and
+the samples its blocks' codec tells) and `tagger.audio.mkvtimeline` (the blocks' timeline: its gaps,
+blocks longer than their codec tells)."""
 
 from __future__ import annotations
 
 import os
-import struct
-from array import array
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tagger.audio.fileinfo import AudioInfo
 from tagger.errors import AudioReadError
 from tagger.audio.losses import _note_or_refuse
-from tagger.audio.ogg import _flac_samples, _opus_samples, _vorbis_modes
-
-_SEGMENT, _CLUSTER, _INFO, _TRACKS = 0x18538067, 0x1F43B675, 0x1549A966, 0x1654AE6B
-_TIMECODE, _SIMPLE_BLOCK, _BLOCK_GROUP, _BLOCK, _BLOCK_DURATION = 0xE7, 0xA3, 0xA0, 0xA1, 0x9B
-_CLUSTER_CHILDREN = frozenset({_TIMECODE, 0xA7, 0xAB, _SIMPLE_BLOCK, _BLOCK_GROUP, 0xAF, 0x5854, 0xBF, 0xEC})
-"""The elements a Cluster holds (Timecode, Position, PrevSize, SimpleBlock, BlockGroup,
-EncryptedBlock, SilentTracks, CRC-32, Void): a cluster of unknown size (a MediaRecorder's) ends at
-the first element that is none of them (the next Cluster, Cues, Tags)."""
-_FIXED_FRAMES = {"A_AAC": 1024, "A_AC3": 1536, "A_EAC3": 1536, "A_DTS": 512, "A_MPEG/L2": 1152, "A_MPEG/L1": 384}
-"""Samples in each frame of a codec whose frames are of one size (AAC-LC and HE-AAC's core rate,
-AC-3, E-AC-3 of 6 blocks, DTS core, MPEG layer I/II)."""
-_OPUS_MAX = 5760
-"""The most samples an Opus packet holds (120 ms: RFC 6716 section 3.2.5); a TOC that says more is
-damage (bytes cut out of a block: 600 ms of a 20 ms one's), its length not told."""
-_HEAD = 32
-"""Bytes read at an element's start: its ID and size, a block's track, timestamp, flags and lacing."""
-
-
-def _vint(data: bytes, at: int, *, marker: bool = False) -> tuple[int, int, bool] | None:
-    """(value, length, all ones) of the EBML variable-length integer at ``data[at]`` (its length marker
-    kept for an element ID, `marker`); None where it is cut or invalid."""
-    if at >= len(data) or not data[at]:
-        return None
-    first = data[at]
-    if first & 0x80:  # (one byte: a block's ID, its track, most sizes)
-        return (first, 1, False) if marker else (first & 0x7F, 1, first == 0xFF)
-    length = 9 - first.bit_length()
-    if at + length > len(data):
-        return None
-    value = int.from_bytes(data[at : at + length], "big")
-    if marker:
-        return value, length, False
-    value &= (1 << (7 * length)) - 1
-    return value, length, value == (1 << (7 * length)) - 1
-
-
-def _element(data: bytes, at: int = 0) -> tuple[int, int, int | None] | None:
-    """(ID, length of its head, size or None where unknown) of the element at ``data[at]``."""
-    eid = _vint(data, at, marker=True)
-    size = _vint(data, at + eid[1]) if eid else None
-    if eid is None or size is None:
-        return None
-    return eid[0], eid[1] + size[1], None if size[2] else size[0]
-
-
-def _children(data: bytes):
-    """(ID, body) of each element in ``data`` (a master element's body read whole)."""
-    at = 0
-    while at < len(data):
-        head = _element(data, at)
-        if head is None or head[2] is None:
-            return
-        yield head[0], data[at + head[1] : at + head[1] + head[2]]
-        at += head[1] + head[2]
-
-
-@dataclass
-class _Track:
-    """The first audio track: its number, codec, what tells its blocks' samples."""
-
-    number: int = 0
-    codec: str = ""
-    rate: float = 0.0
-    channels: int = 1
-    bits: int = 0
-    delay: int = 0
-    """CodecDelay (ns): an Opus stream's pre-skip, decoded but not given."""
-    default: int = 0
-    """DefaultDuration (ns) of a frame."""
-    vorbis: tuple[int, int, tuple[bool, ...]] | None = None
-    """(short block, long block, each mode's long flag) of a Vorbis track."""
-    unit_ns: int = 0
-    """Nanoseconds of an access unit of a TrueHD or MLP track (`_mlp_unit`)."""
+from tagger.audio.ogg import _opus_samples
+from tagger.audio.ebml import (_BLOCK, _BLOCK_DURATION, _BLOCK_GROUP, _CLUSTER, _CLUSTER_CHILDREN, _HEAD, _INFO,
+                               _SEGMENT, _SIMPLE_BLOCK, _TIMECODE, _TRACKS, _children, _element, _vint)
+from tagger.audio.mkvblocks import _OPUS_MAX, _Track, _block_ns, _frames, _read_track, _told
+from tagger.audio.mkvtimeline import _Timeline
 
 
 @dataclass(frozen=True)
@@ -109,177 +44,6 @@ class MatroskaWalk:
     rest: float | None
     """Seconds of audio in the cut block missing from the file, where that block is its cluster's
     last element and its head is there; None where how much is missing is not known."""
-
-
-def _read_track(body: bytes) -> _Track | None:
-    """The track of a TrackEntry's `body`; None where it is not of audio."""
-    track, kind, private, encoded = _Track(), 0, b"", False
-    for eid, value in _children(body):
-        number = int.from_bytes(value, "big") if len(value) <= 8 else 0
-        if eid == 0xD7:
-            track.number = number
-        elif eid == 0x83:
-            kind = number
-        elif eid == 0x86:
-            track.codec = value.decode("ascii", "replace").rstrip("\x00")
-        elif eid == 0x63A2:
-            private = value
-        elif eid == 0x6D80:  # (ContentEncodings: frames compressed or their headers stripped, not told)
-            encoded = True
-        elif eid == 0x56AA:
-            track.delay = number
-        elif eid == 0x23E383:
-            track.default = number
-        elif eid == 0xE1:
-            for sub, v in _children(value):
-                if sub == 0xB5 and len(v) in (4, 8):
-                    track.rate = struct.unpack(">f" if len(v) == 4 else ">d", v)[0]
-                elif sub == 0x9F:
-                    track.channels = int.from_bytes(v, "big") or 1
-                elif sub == 0x6264:
-                    track.bits = int.from_bytes(v, "big")
-    if kind != 2:
-        return None
-    if encoded:
-        track.codec = "encoded"  # (its frames' samples not told: its DefaultDuration alone)
-    if track.codec in ("A_TRUEHD", "A_MLP") and track.rate:
-        track.unit_ns = int(_mlp_unit(track) * 1_000_000_000 / track.rate)
-    if track.codec == "A_VORBIS" and private[:1] == b"\x02":  # (three headers, Xiph-laced)
-        laced = _xiph_sizes(private, 1, 2)
-        if laced is None:
-            return track
-        sizes, at = laced
-        ident, setup = private[at : at + sizes[0]], private[at + sizes[0] + sizes[1] :]
-        modes = _vorbis_modes(setup)
-        if len(ident) >= 29 and ident[:7] == b"\x01vorbis" and modes:
-            track.vorbis = (1 << (ident[28] & 0x0F), 1 << (ident[28] >> 4), modes)
-    return track
-
-
-def _xiph_sizes(data: bytes, at: int, count: int) -> tuple[list[int], int] | None:
-    """`count` Xiph-laced sizes read from `data` at `at` (each a run of 255s and the byte ending
-    it: a Vorbis track's CodecPrivate, a Xiph-laced block) and where they end; None where `data`
-    ends first."""
-    sizes = []
-    for _ in range(count):
-        size = 0
-        while at < len(data) and data[at] == 255:
-            size, at = size + 255, at + 1
-        if at >= len(data):
-            return None
-        sizes.append(size + data[at])
-        at += 1
-    return sizes, at
-
-
-def _frames(track: _Track, payload: bytes, flags: int) -> list[bytes] | None:
-    """The frames of a block's `payload` (after its track, timestamp and flags), its lacing undone;
-    None where the lacing is cut or invalid."""
-    lacing = flags >> 1 & 3
-    if not lacing:
-        return [payload]
-    if not payload:
-        return None
-    count, at, sizes = payload[0] + 1, 1, []
-    if lacing == 1:  # (Xiph)
-        laced = _xiph_sizes(payload, at, count - 1)
-        if laced is None:
-            return None
-        sizes, at = laced
-    elif lacing == 3:  # (EBML: the first size, then signed differences)
-        for i in range(count - 1):
-            v = _vint(payload, at)
-            if v is None:
-                return None
-            size = v[0] if i == 0 else sizes[-1] + v[0] - ((1 << (7 * v[1] - 1)) - 1)
-            sizes.append(size)
-            at += v[1]
-    else:  # (fixed)
-        if (len(payload) - 1) % count:
-            return None
-        sizes = [(len(payload) - 1) // count] * (count - 1)
-    frames = []
-    for size in sizes:
-        if size < 0 or at + size > len(payload):
-            return None
-        frames.append(payload[at : at + size])
-        at += size
-    frames.append(payload[at:])
-    return frames
-
-
-def _mlp_unit(track: _Track) -> int:
-    """The samples of a TrueHD or MLP access unit of `track`: 40 at 44.1 or 48 kHz, more above."""
-    return 40 * int(track.rate) // (44_100 if int(track.rate) % 44_100 == 0 else 48_000)
-
-
-def _block_ns(track: _Track, payload: bytes, flags: int, before: bytes | None, size: int) -> int | None:
-    """Nanoseconds of audio in a block of `track` (its `payload` after the flags): from each frame's
-    samples as its codec tells them (an Opus TOC, a Vorbis packet's mode and the block before it
-    `before`'s, frames of one size, PCM's bytes: `size`, the payload's declared, of a block cut by
-    the file's end), or its track's DefaultDuration; None where not told."""
-    frames = _frames(track, payload, flags)
-    if frames is None:
-        return None
-    samples = 0
-    if track.codec == "A_OPUS":
-        for frame in frames:
-            n = _opus_samples(frame)
-            if n is None or n > _OPUS_MAX:
-                return None
-            samples += n
-        return samples * 1_000_000_000 // 48_000
-    if not track.rate:
-        return None
-    if track.codec == "A_VORBIS" and track.vorbis:
-        short, long, modes = track.vorbis
-        width = (len(modes) - 1).bit_length()
-        previous = None
-        if before:
-            mode = before[0] >> 1 & ((1 << width) - 1)
-            previous = (long if modes[mode] else short) if mode < len(modes) else None
-        for frame in frames:
-            if not frame or frame[0] & 1:
-                return None
-            mode = frame[0] >> 1 & ((1 << width) - 1)
-            if mode >= len(modes):
-                return None
-            current = long if modes[mode] else short
-            if modes[mode]:
-                previous = long if frame[0] >> (1 + width) & 1 else short
-            samples += ((previous or short) + current) // 4
-            previous = current
-    elif track.codec in _FIXED_FRAMES:
-        samples = _FIXED_FRAMES[track.codec] * len(frames)
-    elif track.codec == "A_MPEG/L3":
-        for frame in frames:
-            if len(frame) < 2 or frame[0] != 0xFF:
-                return None
-            samples += 1152 if frame[1] >> 3 & 3 == 3 else 576
-    elif track.codec == "A_FLAC":
-        for frame in frames:
-            n = _flac_samples(frame)
-            if n is None:
-                return None
-            samples += n
-    elif track.codec in ("A_TRUEHD", "A_MLP"):
-        unit = _mlp_unit(track)
-        for frame in frames:
-            at = 0
-            while at + 4 <= len(frame):  # (each unit's length in 16-bit words: its first 12 bits but 4)
-                words = (frame[at] & 0x0F) << 8 | frame[at + 1]
-                if words < 2:
-                    return None
-                samples, at = samples + unit, at + 2 * words
-            if at != len(frame):
-                return None
-    elif track.codec.startswith("A_PCM/") and track.bits:
-        samples = (size - 1 if flags >> 1 & 3 else size) // max(1, track.channels * track.bits // 8)
-    elif track.default:
-        return track.default * len(frames)
-    else:
-        return None
-    return int(samples * 1_000_000_000 / track.rate)
 
 
 def _matroska_walk(path: Path) -> MatroskaWalk | None:
@@ -310,84 +74,6 @@ def _segment(f) -> tuple[int, int | None] | None:
     if seg is None or seg[0] != _SEGMENT:
         return None
     return pos + seg[1], seg[2]
-
-
-def _told(track: _Track) -> bool:
-    """Whether `_block_ns` tells the samples of the blocks of `track`."""
-    if track.codec == "A_OPUS" or track.default:
-        return True
-    if not track.rate:
-        return False
-    return (track.codec in _FIXED_FRAMES or track.codec in ("A_MPEG/L3", "A_FLAC", "A_TRUEHD", "A_MLP")
-            or (track.codec == "A_VORBIS" and track.vorbis is not None)
-            or (track.codec.startswith("A_PCM/") and track.bits > 0))  # fmt: skip
-
-
-class _Timeline:
-    """The audio track's blocks in the order the walk meets them (across clusters): the first one's
-    timestamp, the last one's, and of each two in a row whose timestamps' spacing differs from the
-    length its codec tells of the first by more than `tolerance` (two ticks of rounding), that
-    spacing and length: a gap between them, or blocks longer than their codec tells (`_stretch`).
-    Those that agree are counted alone (a whole file's: all of them, none kept); the lengths told of
-    all are added up (`told`)."""
-
-    def __init__(self, tolerance: int) -> None:
-        self.tolerance = tolerance
-        self.first: int | None = None
-        self.last: tuple[int, int | None, bool] | None = None  # (ns, length told (ns), a BlockDuration's)
-        self.agree = 0
-        self.apart = array("q")  # (spacing, length told, 1 for a BlockDuration's) of each that disagrees
-        self.before: bytes | None = None  # (a Vorbis packet's window follows the packet before it)
-        self.told = [0, 0]  # (the lengths told of all blocks: their codec's, their BlockDurations)
-        self.before_last: tuple[int | None, bool] | None = None
-
-    def add(self, ns: int, told: int | None, exact: bool) -> None:
-        """The next block: its timestamp, its length told (None where not: taken as the one before's)
-        and whether that is its BlockDuration."""
-        if self.first is None:
-            self.first = ns
-        if told is None and self.last is not None:
-            told, exact = self.last[1], self.last[2]
-        if self.last is not None and self.last[1] is not None:
-            spacing, length = ns - self.last[0], self.last[1]
-            if abs(spacing - length) <= self.tolerance:
-                self.agree += 1
-            elif spacing > 0 and length > 0:
-                self.apart.extend((spacing, length, int(self.last[2])))
-        self.before_last = None if self.last is None else self.last[1:]
-        self.last = (ns, told, exact)
-        if told is not None:
-            self.told[exact] += told
-
-    def damaged(self) -> None:
-        """Damage right after the last block: its bytes may be another's (bytes cut out from inside
-        it), its length told wrong (600 ms of a 20 ms Opus block's): taken as the one before's."""
-        if self.last is not None and self.before_last is not None:
-            if self.last[1] is not None:
-                self.told[self.last[2]] -= self.last[1]
-            self.last = (self.last[0], *self.before_last)
-            if self.last[1] is not None:
-                self.told[self.last[2]] += self.last[1]
-
-    def stretch(self) -> float:
-        return _stretch([(s, t) for s, t, exact in zip(*[iter(self.apart)] * 3) if not exact], self.tolerance,
-                        agree=self.agree)  # fmt: skip
-
-    def length(self, told: int, exact: bool, stretch: float) -> int:
-        return told if exact else round(told * stretch)
-
-    def gaps(self, stretch: float, span: int) -> tuple[int, int]:
-        """(how many, ns together) of the gaps: a block that begins after the end of the one before it
-        (its length told, stretched) by more than two ticks and half a block (a recorder's jitter).
-        Together at most what the timeline's `span` (ns) holds beyond the blocks' lengths: a block
-        late by more than that whose next is as early (timestamps that jitter) loses nothing."""
-        gaps = lost = 0
-        for spacing, told, exact in zip(*[iter(self.apart)] * 3):
-            length = self.length(told, bool(exact), stretch)
-            if spacing - length > max(self.tolerance, length // 2):
-                gaps, lost = gaps + 1, lost + spacing - length
-        lost = min(lost, span - round(self.told[0] * stretch) - self.told[1])
-        return (gaps, lost) if lost > self.tolerance else (0, 0)
 
 
 def _walk(f, size: int) -> MatroskaWalk | None:
@@ -448,36 +134,6 @@ def _walk(f, size: int) -> MatroskaWalk | None:
         rest = max(cut_block[0] + round(cut_block[1] * stretch) - last_end, 0)
     span = ((last_end + (rest or 0)) - line.first - track.delay) / 1e9
     return MatroskaWalk(span, gaps, lost / 1e9, cut, None if rest is None else rest / 1e9)
-
-
-def _stretch(pairs: list[tuple[int, int]], tolerance: int, *, agree: int = 0) -> float:
-    """How much longer than their codec tells the blocks of a track are, measured by their own
-    timestamps: `pairs` holds, of blocks in a row, the spacing (ns) of their timestamps and the
-    length its codec tells of the first of them; `agree` more such that agree within `tolerance` (two
-    ticks of rounding), each a ratio of one. The median of the ratios, where it is off by more than a
-    quarter; else 1. A codec's nominal length can be wrong for a whole file (an HE-AAC track whose
-    SamplingFrequency is its output rate, each frame 2,048 samples of it, not 1,024: every cluster's
-    end half a frame early, a gap after each, the whole file refused); its own timestamps are not.
-    The median, not the sum: a gap is one ratio of many; and not of the ratios that disagree alone:
-    timestamps rounded from a coarser file's (mkvmerge's of a live MKA, a millisecond off in a third
-    of them) disagree a little either way. Where it stretches, it is refined to the spacing over the
-    lengths of the pairs that agree with the median within `tolerance`: the median of ratios each
-    rounded to a tick (42 or 43 ms over 21.3) was 2.016, 94 ms too long over 12 s."""
-    ratios = [1.0 if abs(spacing - told) <= tolerance else spacing / told
-              for spacing, told in pairs if told > 0 and spacing > 0]  # fmt: skip
-    below = sorted(r for r in ratios if r < 1.0)
-    above = sorted(r for r in ratios if r > 1.0)
-    ones = agree + len(ratios) - len(below) - len(above)
-    k = (len(below) + ones + len(above)) // 2
-    if not below and not above:
-        return 1.0
-    middle = below[k] if k < len(below) else 1.0 if k < len(below) + ones else above[k - len(below) - ones]
-    if 0.8 <= middle <= 1.25:
-        return 1.0
-    # (each ratio off by its timestamps' rounding: the blocks' whole spacing over their lengths told,
-    # of those near the median, the stretch of the file's length, not of one block's)
-    near = [(spacing, told) for spacing, told in pairs if abs(spacing - told * middle) <= tolerance]
-    return sum(s for s, _ in near) / sum(t for _, t in near) if near else middle
 
 
 def _begins(tail: bytes, ids) -> bool:
