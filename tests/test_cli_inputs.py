@@ -112,6 +112,26 @@ def test_a_file_given_whose_name_says_no_audio_is_left_out_not_stored(tmp_path, 
     assert r.stdout == "[]\n", r.output
 
 
+def test_a_scan_says_how_many_new_files_were_copies(tmp_path, fake_models):
+    """A copy of an analysed song (`cp a.flac b.flac`) gets a copy of its results; the scan counted it
+    in `1 skipped unchanged` alone, a new file said to be unchanged (found walking through the README
+    with a copy made on a macOS share). A line says how many new files were copies."""
+    import shutil
+
+    lib = tmp_path / "Music"
+    song = _song(lib / "a.flac")
+    args = ["scan", str(lib), "--db", str(tmp_path / "lib.db"), "--no-write-tags", "--settle-seconds", "0"]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0 and "copy" not in r.stdout, r.output
+    shutil.copy2(song, lib / "b.flac")
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert r.stdout.splitlines()[:2] == [
+        r.stdout.splitlines()[0],
+        "1 new file(s) holding exactly an analysed file's content (a copy) got a copy of its results (not analysed again)",
+    ] and r.stdout.startswith("0 scanned, 2 skipped unchanged"), r.stdout
+
+
 # -- query filters that could only select nothing (or everything) in silence -----------------------
 
 

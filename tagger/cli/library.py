@@ -363,7 +363,7 @@ def _scan_notes(summary, *, dry_run: bool) -> None:
 
 def _scan_totals(summary, *, write_tags: bool, dry_run: bool, settle_seconds: float, rescan_stale: bool) -> None:
     """The closing counts: files scanned, skipped, failed, moved and missing, the audio and time,
-    the files that kept their results after another program's tag write, the tags written, the
+    the new files that are copies of analysed ones, the files that kept their results after another program's tag write, the tags written, the
     files left for later, and the stale tracks to rescan."""
     echo(
         f"{summary.scanned} scanned, {summary.skipped} skipped unchanged ({summary.stale} stale), "
@@ -372,6 +372,9 @@ def _scan_totals(summary, *, write_tags: bool, dry_run: bool, settle_seconds: fl
         # (a scan that analysed nothing said `(0.0x real time)`, as if it had crawled through the audio)
         + (f" ({summary.realtime_factor:.1f}x real time)" if summary.audio_seconds else "")
     )
+    if summary.copied:  # (counted in "skipped unchanged" alone: a new file, a copy, said nothing of itself)
+        echo(f"{summary.copied} new file(s) holding exactly an analysed file's content (a copy) got a copy of its "
+             "results (not analysed again)")  # fmt: skip
     if summary.retagged:
         echo(f"{summary.retagged} file(s) whose tags were rewritten since the last scan (by another program, "
              f"or tagger untag or tag --from-json) kept their results (the same audio: "

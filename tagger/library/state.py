@@ -66,6 +66,8 @@ class ScanSummary:
     """Skipped files whose results come from another model version (see ``rescan_stale``)."""
     moved: int = 0
     copied: int = 0
+    """New files whose whole content is an analysed file's: given a copy of its results without
+    analysis (counted in ``skipped`` too)."""
     retagged: int = 0
     """Files that read as changed whose audio bytes were those analysed (another program rewrote
     their tags): results kept without analysis (counted in ``skipped`` too; stale ones are analysed
