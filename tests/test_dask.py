@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -896,6 +897,8 @@ def test_a_file_queued_beside_one_that_kills_its_worker_is_analysed(tmp_path):
     with _own_cluster(tmp_path, nanny=True, DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES="0") as (address, _, _):
         summary = scan([root], db=db, analyser=FakeAnalyser(), backend=DaskBackend(address, spec=spec, connect_timeout=60))
     assert [(os.path.basename(p), "decoder crashed or ran out of memory" in e) for p, e in summary.errors] == [("crash.wav", True)]
+    # which machine: a decoder crash on one of a cluster's (another ffmpeg) said no worker's address
+    assert re.search(r"every Dask worker analysing it died, the last tcp://127\.0\.0\.1:\d+; see their logs", summary.errors[0][1])
     assert (summary.scanned, summary.failed) == (3, 1)
     with db.session() as s:
         rows = dict(s.query(M.Track.path, M.Track.status))

@@ -335,13 +335,15 @@ class _Tasks:
         i, _ = self.index.pop(fut.key)
         try:
             result = fut.result()
-        except killed_worker:
+        except killed_worker as exc:
             if fut.key not in self.alone:
                 self.suspects.append(i)
                 fut.release()
                 return None
+            last = getattr(getattr(exc, "last_worker", None), "address", None)
             result = RemoteResult(self.paths[i], error="the decoder crashed or ran out of memory (every Dask worker "
-                                                       "analysing it died; see their logs)")  # fmt: skip
+                                                       f"analysing it died{f', the last {last}' if last else ''}; "
+                                                       "see their logs)", worker=last or "")  # fmt: skip
         except Exception as exc:  # the task never raises for a file: the cluster itself failed
             raise ClusterError(f"the Dask cluster failed while analysing {self.paths[i]}: {type(exc).__name__}: {exc} "
                                "(the results stored so far are kept: run the scan again)") from None  # fmt: skip
