@@ -264,7 +264,9 @@ def with_cue_tracks(session: Session | Reader, detail: TrackDetail, *, folders: 
     detail.cue_note = "; ".join(sheet.notes) or None
     late = [t for t in sheet.tracks if detail.duration is not None and t.start >= detail.duration]
     if late:
-        detail.cue_note = (f"track {late[0].number:02d} starts at {cue_clock(late[0].start)}, after the end of the file "
+        # (named as a cue sheet that cannot be read is: "cue sheet: track 04 ..." left the user to guess which .cue)
+        detail.cue_note = (f"{sheet.source}: track {late[0].number:02d} starts at {cue_clock(late[0].start)}, "
+                           f"after the end of the file "
                            f"({cue_clock(detail.duration)}): the cue sheet of another rip? The file is shown as one track")  # fmt: skip
         return detail
     reader = reader_of(session)
@@ -272,7 +274,7 @@ def with_cue_tracks(session: Session | Reader, detail: TrackDetail, *, folders: 
                             "m.aggregation FROM tracks t JOIN window_scores w ON w.track_id = t.id JOIN model_versions m "
                             "ON m.id = t.model_version_id WHERE t.path = {}", detail.path))  # fmt: skip
     if not found:
-        detail.cue_note = (f"its {len(sheet.tracks)} tracks need the window scores, which this file was analysed "
+        detail.cue_note = (f"{sheet.source}: its {len(sheet.tracks)} tracks need the window scores, which this file was analysed "
                            "without (before the database kept them): a rescan stores them")  # fmt: skip
         return detail
     w = found[0]
