@@ -257,6 +257,9 @@ def test_every_usage_error_is_one_line_naming_the_option_and_the_reason(tmp_path
         ("scan", "--settle-seconds", "nan", str(tmp_path)): "'--settle-seconds' (env var: 'TAGGER_SETTLE_SECONDS'): nan: give a finite number of seconds, 0 or more",
         ("show",): "Missing argument 'PATH'",
         ("db", "nosuch"): "No such command 'nosuch'",
+        # (-v after the command, as README's "the -v log" did not say where it goes: walking through it)
+        ("scan", str(tmp_path), "-v"): "No such option: -v (-v is tagger's own option, given before the command: 'tagger -v scan ...')",
+        ("db", "prune", "--verbose"): "(--verbose is tagger's own option, given before the command: 'tagger --verbose db prune ...')",
     }
     for args, message in runs.items():
         r = CliRunner().invoke(app, list(args), terminal_width=40)
