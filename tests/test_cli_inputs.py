@@ -164,6 +164,9 @@ def test_filters_that_can_match_nothing_are_refused(library_db, command):
         ("--path-glob", "["): "--path-glob '[' matches the whole absolute path, so it must start with / or *",
         ("--path-glob", "\\"): "--path-glob '\\' matches the whole absolute path",
         ("--path-glob", "Jazz"): "it can match no track (did you mean '*Jazz*'?)",
+        # (it said "did you mean '*./**'?", which no stored path matches: found walking through the README)
+        ("--path-glob", "./*"): f"it can match no track (did you mean '{os.getcwd()}/*'?)",
+        ("--path-glob", "~/Music/*"): f"did you mean '{os.path.expanduser('~')}/Music/*'?)",
         ("--path-glob", ""): "--path-glob '' matches the whole absolute path",
     }
     for args, message in refused.items():
