@@ -319,6 +319,30 @@ def test_tag_of_a_file_that_failed_says_so_not_scan_it_first(scanned):
     assert r.exit_code == 1 and "matches under" in r.stderr and "scan it first (or check the filter)" in r.stderr
 
 
+def test_tag_of_a_failed_file_named_with_its_folder_among_many_paths_counts_it_once(tmp_path):
+    """`tagger tag` of a failed file, 250 other files and the file's folder (more paths than one
+    statement holds, `tagger.db.sql.PER_STATEMENT`): the file, under two of the paths asked for in
+    two statements, came back twice from `queries.failed_under`, and the error said '2 files there
+    could not be analysed' of one file. It names the file, as for the file alone."""
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "empty.mp3").write_bytes(b"")
+    others = tmp_path / "others"
+    others.mkdir()
+    names = [others / f"{i:03d}.flac" for i in range(250)]
+    for name in names:
+        name.write_bytes(b"")
+    db_path = tmp_path / "library.db"
+    db = open_database(db_path)
+    try:
+        assert scan([bad], db=db, analyser=FakeAnalyser(), jobs=0).failed == 1
+    finally:
+        db.close()
+    r = CliRunner().invoke(app, ["tag", "--db", str(db_path), "--dry-run", str(bad / "empty.mp3"), *map(str, names), str(bad)])
+    assert r.exit_code == 1, r.output
+    assert f": {bad / 'empty.mp3'} could not be analysed: " in r.stderr and "2 files" not in r.stderr, r.stderr
+
+
 def test_a_query_table_that_selects_nothing_says_so_on_stderr(scanned, tmp_path):
     """`tagger query --has vocal` selecting no track printed nothing at all, not even the table's
     header: a new user could not tell an empty answer from a command that did nothing (found walking

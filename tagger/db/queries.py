@@ -129,16 +129,17 @@ def failed_tracks(session: Session | Reader) -> list[dict]:
 
 def failed_under(session: Session | Reader, paths: Sequence[str]) -> list[tuple[str, str]]:
     """(path, error) of the files at or under ``paths`` that could not be analysed, sorted by path
-    (a few hundred paths a statement: `tagger.db.sql.chunks`)."""
+    (a few hundred paths a statement: `tagger.db.sql.chunks`), each once (a file and its folder both
+    given, asked for in two statements)."""
     from tagger.db.filter import under_any_clause
     from tagger.db.sql import chunks
 
     reader = reader_of(session)
-    rows: list[tuple[str, str]] = []
+    found: dict[str, str] = {}
     for part in chunks(list(paths)):
-        rows += reader.rows(sql("SELECT path, error FROM tracks WHERE status = {} AND ({})", Q.STATUS_ERROR,
-                                under_any_clause(part, reader.dialect)))  # fmt: skip
-    return sorted((p, e or "") for p, e in rows)
+        found.update((p, e or "") for p, e in reader.rows(sql("SELECT path, error FROM tracks WHERE status = {} AND ({})",
+                                                              Q.STATUS_ERROR, under_any_clause(part, reader.dialect))))  # fmt: skip
+    return sorted(found.items())
 
 
 @dataclass(frozen=True)
