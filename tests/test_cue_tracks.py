@@ -271,7 +271,7 @@ def test_query_cue_tracks_reads_each_cue_sheet_of_a_folder_once(tmp_path, monkey
     reads, 14 s); each .cue is read once, and a file that no .cue names is passed over without more."""
     from conftest import tone_signal, write_audio
     from library_fakes import FREQ
-    import tagger.cuesheet
+    import tagger.cuesheet.finding
 
     music = tmp_path / "music"
     album = _album(music / "Album.flac")
@@ -284,8 +284,8 @@ def test_query_cue_tracks_reads_each_cue_sheet_of_a_folder_once(tmp_path, monkey
     assert scan([music], db=database, analyser=FakeAnalyser(), jobs=0).scanned == 5
     database.close()
     read = []
-    real = tagger.cuesheet._read_cue_file
-    monkeypatch.setattr(tagger.cuesheet, "_read_cue_file", lambda cue: read.append(cue) or real(cue))
+    real = tagger.cuesheet.finding._read_cue_file
+    monkeypatch.setattr(tagger.cuesheet.finding, "_read_cue_file", lambda cue: read.append(cue) or real(cue))
     rows = json.loads(_query(str(tmp_path / "lib.db"), "--cue-tracks", "--has", "flute", "-f", "json").stdout)
     assert [(r["path"], r["number"]) for r in rows] == [(str(album), 2)]
     assert sorted(read) == [str(music / n) for n in ("Album.cue", "Other.cue", "notes.cue")], read
