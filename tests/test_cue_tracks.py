@@ -9,6 +9,7 @@ flute 1000 Hz, string 4000 Hz) in one FLAC, scanned with the band-listening fake
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -184,6 +185,26 @@ def test_query_cue_tracks_matches_each_tracks_own_families(library):
     assert [(r["path"], r["number"]) for r in lacks] == [(album, 2), (album, 3)]
     every = json.loads(_query(db, "--cue-tracks", "-f", "json").stdout)
     assert [(r["path"], r["number"]) for r in every] == [(album, 1), (album, 2), (album, 3), (long, 1), (long, 2)]
+
+
+def test_cue_tracks_of_more_paths_than_a_statement_holds(library, tmp_path):
+    """`tagger.db.detail.cue_tracks_matching` of a filter naming 1,000 files or more (the files of a
+    shell's ``*.flac`` and their folder) put one condition per path in one statement, which SQLite
+    refuses ("Expression tree is too large (maximum depth 1000)"), as `tagger tag` did before
+    ba4993e. It asks a few hundred paths at a time: each cue track once, in path order."""
+    from tagger.db.detail import cue_tracks_matching
+    from tagger.db.filter import TrackFilter
+
+    db, album, long = library
+    others = [str(tmp_path / "others" / f"{i:04d}.flac") for i in range(1100)]
+    where = TrackFilter.of(paths=[long, *others, album, os.path.dirname(album)], has=["flute"])
+    database = open_database(db, create=False)
+    try:
+        with database.reader() as reader:
+            matches, notes = cue_tracks_matching(reader, where)
+    finally:
+        database.close()
+    assert [(m.path, m.track.number) for m in matches] == [(album, 2), (long, 2)] and notes == []
 
 
 def test_query_cue_tracks_says_what_it_cannot_do(library, tmp_path):

@@ -314,8 +314,12 @@ def cue_tracks_matching(session: Session | Reader, where: TrackFilter) -> tuple[
     reader = reader_of(session)
     place = TrackFilter(paths=where.paths, path_glob=where.path_glob)
     families = replace(where, paths=(), path_glob=None, given=())
-    conds = joined(" AND ", [sql("tracks.status = {}", Q.STATUS_OK), *place.clauses(reader.dialect)])
-    rows = reader.tuples(sql(f"SELECT path, format FROM tracks WHERE {{}} ORDER BY {path_key(reader.dialect)}", conds))
+    found: dict[str, str | None] = {}
+    for part in place.by_paths():  # (a few hundred paths a statement: `tagger.db.sql.PER_STATEMENT`)
+        conds = joined(" AND ", [sql("tracks.status = {}", Q.STATUS_OK), *part.clauses(reader.dialect)])
+        found.update(reader.tuples(sql(f"SELECT path, format FROM tracks WHERE {{}} ORDER BY {path_key(reader.dialect)}",
+                                       conds)))  # fmt: skip
+    rows = sorted(found.items())  # (each once, by path: a file and its folder given in two parts)
     in_python = place.python_only(reader.dialect)
     folders: dict = {}  # (each folder's .cue files listed and read once, not once for each of its files)
     matches: list[CueTrackMatch] = []
