@@ -943,13 +943,21 @@ def test_a_quick_scan_takes_the_result_of_a_file_whose_stored_fingerprint_is_sta
     assert track_instruments(db) == {str(song): ["bass"]}
 
 
-def test_workers_that_join_during_the_scan_get_files(tmp_path):
+def test_workers_that_join_during_the_scan_get_files(tmp_path, monkeypatch, caplog):
     """The files in flight were limited to two per worker thread of the cluster as the scan began:
     workers that joined later (machines switched on one after another) had at most the one queued
-    file stolen from the first worker, and sat idle. The limit now follows the cluster's threads."""
+    file stolen from the first worker, and sat idle. The limit now follows the cluster's threads.
+    Their decoding libraries were never compared with the client's (only the start-up check's
+    workers were): each is warned of once, from its first result."""
+    import logging
     import threading
 
+    import tagger.library.distributed as D
     from conftest import tone_signal, write_audio
+    from tagger.library.remote import decoding_stack
+
+    monkeypatch.setattr(D, "decoding_stack", lambda: {**decoding_stack(), "ffmpeg": "4.4.2-other"})
+    caplog.set_level(logging.WARNING, logger="tagger.library.distributed")
 
     root, busy, gate = tmp_path / "music", tmp_path / "busy", tmp_path / "gate"
     busy.mkdir()
@@ -981,6 +989,8 @@ def test_workers_that_join_during_the_scan_get_files(tmp_path):
                 p.wait(10)
         assert len(holding) == 3, "the workers that joined during the scan were not given files"
     assert out["summary"].scanned == 8
+    warned = [r.getMessage() for r in caplog.records if "decodes with ffmpeg" in r.getMessage()]
+    assert len(warned) == 3 and len({w.split()[3] for w in warned}) == 3, warned  # (each worker once)
     db.close()
 
 

@@ -111,7 +111,7 @@ class DaskBackend:
         tasks = _Tasks(client, paths, spec=spec, config=config, predict_batch=predict_batch, retries=self.retries,
                        file_timeout=file_timeout)  # fmt: skip
         try:
-            threads = self._check_workers(client, spec, paths[0] if paths else None, poll)
+            threads, compared = self._check_workers(client, spec, paths[0] if paths else None, poll)
             first = [f for f in (tasks.submit_next() for _ in range(max(1, self.in_flight * threads))) if f is not None]
             futures = as_completed(first, loop=client.loop)
             idle = _Idle(client, self.worker_timeout, poll)
@@ -127,6 +127,7 @@ class DaskBackend:
                     continue  # a task given up on (`_give_up`), cancelled
                 done = tasks.finished(fut, KilledWorker)
                 if done is not None:  # (None: its worker died with other files in flight; tried alone later)
+                    _compare_late_stack(done[1], compared)
                     store(*done)
                 idle.reset()
                 tasks.submit_into(futures)
@@ -215,9 +216,9 @@ class DaskBackend:
                     "restarted" if nanny else "closed (it has no nanny; its process may still be stuck)")  # fmt: skip
 
     def _check_workers(self, client, spec: AnalyserSpec, sample_path: str | None,
-                       poll: Callable[[], None] | None = None) -> int:  # fmt: skip
+                       poll: Callable[[], None] | None = None) -> tuple[int, set[str]]:  # fmt: skip
         """Every worker loads the analyser, agrees with the client and sees the files; returns the
-        number of worker threads. A worker that leaves during its check (killed while it loads the
+        number of worker threads and the workers whose decoding libraries were compared. A worker that leaves during its check (killed while it loads the
         model) is left out; ``poll()`` is called while the checks run (a Ctrl-C is heard)."""
         try:
             client.wait_for_workers(1, timeout=self.connect_timeout)
@@ -236,7 +237,7 @@ class DaskBackend:
             raise ClusterError("; ".join(f"worker {w}: {e}" for w, e in sorted(bad.items())))
         _compare_stacks(reports)
         log.info("dask: %d worker(s) ready with model %s", len(reports), spec.expected_version)
-        return max(1, sum(client.nthreads().values()))
+        return max(1, sum(client.nthreads().values())), set(reports)
 
 
 def _compare_stacks(reports: dict) -> None:
@@ -251,6 +252,14 @@ def _compare_stacks(reports: dict) -> None:
         if other:
             log.warning("dask: the worker %s decodes with %s: its results may differ a little from the client's and "
                         "from a local scan's; install the same versions on every machine", w, ", ".join(other))  # fmt: skip
+
+
+def _compare_late_stack(result: RemoteResult, compared: set[str]) -> None:
+    """`_compare_stacks` for the worker of `result` when it is one the start-up check did not see (it
+    joined the cluster later, and is given files since 2d81c3e; or a nanny restarted it)."""
+    if result.worker and result.stack is not None and result.worker not in compared:
+        compared.add(result.worker)
+        _compare_stacks({result.worker: {"stack": result.stack}})
 
 
 def _import_distributed():

@@ -118,3 +118,7 @@ class RemoteResult:
     it could not read it): the client takes the result only where it is its own file's."""
     worker: str = ""
     """Which worker analysed it (its Dask address, or its host and process), for the messages."""
+    stack: dict | None = None
+    """The worker's `tagger.library.remote.decoding_stack` (ffmpeg, libsndfile... versions): the client
+    warns of a worker whose versions differ from its own, once per worker, one that joined the
+    cluster after the start-up check included."""

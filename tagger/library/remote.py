@@ -264,9 +264,10 @@ def analyse_remote(path: str, *, spec: AnalyserSpec, config: AnalysisConfig, pre
     end = score_blocks(analyse_file(0, path, config=config), predict, batch=predict_batch, on_block=on_block)
     if isinstance(end, Failed):
         return RemoteResult(path, meta=meta, error=str(end.reason), unreadable=end.unreadable, fingerprint=seen,
-                            worker=worker)  # fmt: skip
+                            worker=worker, stack=decoding_stack())  # fmt: skip
     if not isinstance(end, Done):
-        return RemoteResult(path, meta=meta, error="the analysis ended without a result", fingerprint=seen, worker=worker)
+        return RemoteResult(path, meta=meta, error="the analysis ended without a result", fingerprint=seen, worker=worker,
+                            stack=decoding_stack())  # fmt: skip
     stats = dict(end.stats or {})
     stats["seconds"] = {**(stats.get("seconds") or {}), "inference": inference[0]}
     return RemoteResult(
@@ -274,7 +275,7 @@ def analyse_remote(path: str, *, spec: AnalyserSpec, config: AnalysisConfig, pre
         starts=np.concatenate(starts) if starts else np.zeros(0, dtype=np.int64),
         silent=np.concatenate(silent) if silent else np.zeros(0, dtype=bool),
         probs=np.concatenate(probs) if probs else np.zeros((0, n_fam), dtype=np.float32),
-        fingerprint=seen, worker=worker,
+        fingerprint=seen, worker=worker, stack=decoding_stack(),
     )  # fmt: skip
 
 
