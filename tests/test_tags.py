@@ -605,6 +605,29 @@ def test_untag_counts_an_empty_file_unchanged(originals, tmp_path, monkeypatch):
     assert result.exit_code == 0 and "0 would be untagged, 1 unchanged, 0 skipped" in result.output, result.output
 
 
+def test_untag_include_hidden_enters_the_hidden_folders_a_scan_with_it_tagged(originals, tmp_path, monkeypatch):
+    """`tagger scan ~/Music --include-hidden` tags the songs of ~/Music/.hidden; `tagger untag ~/Music`
+    left them tagged, without a word, and untag had no --include-hidden (found walking through the
+    README with a hidden folder). It has it now, as scan does; without it hidden files stay as before."""
+    from typer.testing import CliRunner
+
+    from tagger.cli import app
+
+    music = tmp_path / "music"
+    (music / ".hidden").mkdir(parents=True)
+    shown, hidden = music / "song.flac", music / ".hidden" / "secret.flac"
+    for song in (shown, hidden):
+        shutil.copy2(originals("flac"), song)
+        tags.write_instruments(song, **WRITE)
+    monkeypatch.setenv("TAGGER_DB", str(tmp_path / "nowhere.db"))
+    result = CliRunner().invoke(app, ["untag", str(music), "--settle-seconds", "0"])
+    assert result.exit_code == 0 and "1 untagged, 0 unchanged" in result.output, result.output
+    assert tags.read_instruments(hidden).tagged and not tags.read_instruments(shown).tagged
+    result = CliRunner().invoke(app, ["untag", str(music), "--settle-seconds", "0", "--include-hidden"])
+    assert result.exit_code == 0 and f"untagged {hidden} (removed: bass, guitar)" in result.output, result.output
+    assert "1 untagged, 1 unchanged" in result.output and not tags.read_instruments(hidden).tagged
+
+
 def test_bad_values_are_refused_before_touching_the_file(originals, tmp_path):
     song = tmp_path / "song.flac"
     shutil.copy2(originals("flac"), song)

@@ -207,6 +207,8 @@ def untag(
     dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Show what would change; write nothing."),
     settle_seconds: float = settle_option(),
     follow_external_symlinks: bool = typer.Option(False, "--follow-external-symlinks", help=FOLLOW_HELP),
+    include_hidden: bool = typer.Option(False, "--include-hidden", help="Also enter hidden folders and files "
+                                        "(which a scan with --include-hidden tags)."),
 ) -> None:
     """Remove exactly the fields tagger wrote, nothing else.
 
@@ -221,6 +223,7 @@ def untag(
         results = tags.remove_all(
             paths, keep_mtime=keep_mtime, dry_run=dry_run, settle_seconds=settle_seconds,
             follow_external_symlinks=follow_external_symlinks, stop=lambda: stop.requested, recorded=recorded,
+            include_hidden=include_hidden,
         )  # fmt: skip
         _render(results, verb="untag", dry_run=dry_run, stop=stop)
 

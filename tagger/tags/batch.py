@@ -28,11 +28,11 @@ if TYPE_CHECKING:
 
 
 def find_audio_files(
-    paths: Iterable[str | os.PathLike], *, follow_external_symlinks: bool = False
+    paths: Iterable[str | os.PathLike], *, follow_external_symlinks: bool = False, include_hidden: bool = False
 ) -> Iterator[Path | TagWriteError]:
     """Files given directly, and the audio files under folders as a scan finds them
-    (`tagger.crawl.crawl`: hidden files and leftover temporary files are left out, and a
-    symbolic link pointing outside the given folders is not followed unless
+    (`tagger.crawl.crawl`: hidden files, unless ``include_hidden``, and leftover temporary files are
+    left out, and a symbolic link pointing outside the given folders is not followed unless
     ``follow_external_symlinks``). A path that does not exist and each link not followed are
     yielded as a `TagWriteError` (the reason why they are skipped).
     """
@@ -45,7 +45,8 @@ def find_audio_files(
         else:
             yield TagWriteError(p, "no such file or folder")
     report = CrawlReport()
-    yield from crawl(roots, follow_external_symlinks=follow_external_symlinks, report=report)
+    yield from crawl(roots, follow_external_symlinks=follow_external_symlinks, include_hidden=include_hidden,
+                     report=report)  # fmt: skip
     for link in report.external_links:
         yield TagWriteError(link, _external_reason(os.path.realpath(link)))
     for folder, reason in report.unreadable:
@@ -435,17 +436,19 @@ def remove_all(
     follow_external_symlinks: bool = False,
     stop: Callable[[], bool] | None = None,
     recorded: Mapping[str, tuple[int, float, int]] | None = None,
+    include_hidden: bool = False,
 ) -> Iterator[TagChange | TagWriteError]:
     """`remove_instruments` on files and the audio files of folders (found as a scan finds them,
-    `find_audio_files`); a file that cannot be changed, or is not followed, yields its
-    `TagWriteError` (the others go on). ``stop()``: asked before each file, as by `write_predictions`.
+    `find_audio_files`; hidden files and folders only with ``include_hidden``, as a scan with it tags
+    them); a file that cannot be changed, or is not followed, yields its `TagWriteError` (the others
+    go on). ``stop()``: asked before each file, as by `write_predictions`.
     Unless ``dry_run``, the hidden copies that killed writes left of each file are deleted (`LeftoverCopies`).
     ``recorded``: path -> the size, mtime and ctime the library database recorded of the file after
     tagger's own tag write (`tagger.db.listing.recorded_as_tagged`): a file found exactly so is not
     waited for (`remove_instruments`)."""
     check_filesystem_encoding()
     leftovers = LeftoverCopies()
-    for file in find_audio_files(paths, follow_external_symlinks=follow_external_symlinks):
+    for file in find_audio_files(paths, follow_external_symlinks=follow_external_symlinks, include_hidden=include_hidden):
         if stop is not None and stop():
             return
         if isinstance(file, TagWriteError):
