@@ -659,7 +659,7 @@ def test_calibrate_aggregation_script_checks_the_rule_and_carries_it_into_the_pr
     calib = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(calib)
     root = make_nsynth(tmp_path / "ds", instruments_per_family=1, notes=2)
-    pool = S.NotePool.build(nsynth.NoteDataset.load(root), tmp_path / "pool")
+    S.NotePool.build(nsynth.NoteDataset.load(root), tmp_path / "pool")
     run = compact_models(tmp_path / "run", list(FAMILIES), version="held-out", seed=3)
     prod = compact_models(tmp_path / "prod", list(FAMILIES), version="production", seed=4)
     manifest = read_manifest(prod)

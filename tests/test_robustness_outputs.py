@@ -119,7 +119,7 @@ def test_show_and_tag_of_a_name_that_is_not_utf8_are_one_error_line(tmp_path):
         result = _invoke(*command, "--db", str(dbfile))
         assert result.exit_code == 1, result.output
         (line,) = result.output.splitlines()
-        assert line.startswith(f"tagger: error: ") and f"{music}/caf\\xe9.flac" in line, line
+        assert line.startswith("tagger: error: ") and f"{music}/caf\\xe9.flac" in line, line
     assert "not valid UTF-8" in _invoke("show", name, "--db", str(dbfile)).output
     assert not (tmp_path / "t.png").exists()
 

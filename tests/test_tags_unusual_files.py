@@ -203,7 +203,7 @@ def test_a_stream_multiplexed_with_the_tagged_one_keeps_its_pages(tmp_path):
         f, out = io.BytesIO(data), []
         for serial, _seq, offset in _ogg_pages(data):
             f.seek(offset)
-            page = OggPage(f)
+            OggPage(f)  # reads the page: f now stands at its end
             if serial == opus_serial:
                 out.append(data[offset : f.tell()])
         return out
