@@ -166,6 +166,51 @@ def test_a_stop_signal_between_the_swap_and_the_swap_back_never_removes_their_fi
     assert not list(tmp_path.glob(".*tagger-tmp"))
 
 
+def test_a_second_save_between_the_swap_and_the_swap_back_is_kept(tmp_path, monkeypatch):
+    """Was: a program saving by rename (a tag editor, `ffmpeg ... && mv`) twice in quick succession, the
+    first save after the write's last check and the second between the swap of the names and the swap
+    back, lost the second: the swap back took it out from under the path (their first save put back
+    there) and the write's cleanup removed it as its copy (found reviewing 5a2f6bc: the swap back is
+    not conditional on the path still holding the copy). The copy's name is checked after the swap
+    back: where it does not hold the copy, the names are swapped again, their last save at the path."""
+    from mutagen.flac import FLAC
+
+    from tagger.tags import writing
+
+    if not _exchange_here(tmp_path):
+        pytest.skip("this file system cannot swap two names in one step")
+    song = write_audio(tmp_path / "song.flac", tone_signal([FREQ["bass"]], seconds=2.0))
+    saves = []
+    for title in ("their first save", "their second save"):
+        saves.append(tmp_path / f"{len(saves)}.flac")
+        saves[-1].write_bytes(song.read_bytes())
+        edited = FLAC(saves[-1])
+        edited["TITLE"] = title
+        edited.save()
+    original, calls = writing._Write.still_the_file, []
+
+    def still_the_file(self):
+        same = original(self)
+        calls.append(same)
+        if len(calls) == 2:  # the last check: their first save lands
+            os.replace(saves[0], song)
+        return same
+
+    same_inode = filesystem.same_inode
+
+    def their_second_save_at_the_look(a, b):
+        if saves[1].exists():
+            os.replace(saves[1], song)  # (after the swap, before the swap back)
+        return same_inode(a, b)
+
+    monkeypatch.setattr(writing._Write, "still_the_file", still_the_file)
+    monkeypatch.setattr(filesystem, "same_inode", their_second_save_at_the_look)
+    with pytest.raises(TagWriteError, match="file changed while its tags were being written"):
+        write_instruments(song, instruments=["organ"], model_version="fake-2")
+    assert FLAC(song)["TITLE"] == ["their second save"] and read_instruments(song).model_version is None
+    assert not list(tmp_path.glob(".*tagger-tmp"))
+
+
 def test_a_file_deleted_at_the_rename_is_not_put_back(tmp_path, monkeypatch):
     """Was: a file another program deleted (or moved away) after the write's last check was put back
     under its name by the rename of the copy, old audio, new tags and all (found attacking tagger

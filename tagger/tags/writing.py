@@ -150,8 +150,10 @@ class _Write:
         step, and the name the copy had then holds what was at the path: a file another program moved
         there after the last check (a tag editor's atomic save, ``ffmpeg ... && mv``) is put back at
         once, never lost (was: the copy moved over it, a write of theirs lost about once in 25 when
-        they saved every few milliseconds); a file deleted or moved away meanwhile stays so (was: the copy
-        put back under its name). Elsewhere the rename replaces whatever is there, or is not."""
+        they saved every few milliseconds), and so is a second save of theirs landing between the swap
+        and the swap back (was: taken out by the swap back and removed as the copy); a file deleted or
+        moved away meanwhile stays so (was: the copy put back under its name). Elsewhere the rename
+        replaces whatever is there, or is not."""
         if self.lease.broken() or not self.still_the_file():
             raise TagWriteError(self.shown, _CHANGED_MEANWHILE)
         if self.lease.active:
@@ -166,6 +168,10 @@ class _Write:
                 if swapped and (not filesystem.same_inode(os.lstat(self.tmp), self.st) or self.lease.broken()):
                     filesystem.exchange(self.tmp, self.real)  # theirs (or the original, opened for writing) put back
                     put_back = True
+                    if not filesystem.same_inode(os.lstat(self.tmp), os.fstat(self.held)):
+                        # (another save of theirs moved over our copy after the swap, and the swap back took
+                        # it out: their last one back at the path; the one it replaced goes with `close`)
+                        filesystem.exchange(self.tmp, self.real)
             if not swapped:
                 os.replace(self.tmp, self.real)
         except FileNotFoundError:
