@@ -49,10 +49,10 @@ def test_show_lists_each_cue_track_with_its_families(album):
     assert "instruments: bass, flute, string" in out  # (the whole file, as before)
     assert out.endswith(
         f"\ncue sheet: {cue} (3 tracks)\n"
-        "TRACK  FROM  TO    TITLE          INSTRUMENTS\n"
-        "#01    0:00  0:08  Low / Bassist  bass\n"
-        "#02    0:08  0:16  Middle         flute\n"
-        "#03    0:16  0:24  High           string\n"
+        "TRACK  FROM  TO    TITLE               INSTRUMENTS\n"
+        "#01    0:00  0:08  Low / Bassist       bass\n"
+        "#02    0:08  0:16  Middle / The Tones  flute\n"
+        "#03    0:16  0:24  High / The Tones    string\n"
     ), out
 
 
@@ -62,8 +62,8 @@ def test_show_json_has_the_cue_tracks(album):
     assert d["instruments"] == ["bass", "flute", "string"] and d["cue_sheet"].endswith("Album.cue") and d["cue_note"] is None
     tracks = d["cue_tracks"]
     assert [(t["number"], t["title"], t["performer"], t["start"], t["end"], t["windows"], t["instruments"]) for t in tracks] == [
-        (1, "Low", "Bassist", 0.0, 8.0, 2, ["bass"]), (2, "Middle", None, 8.0, 16.0, 2, ["flute"]),
-        (3, "High", None, 16.0, 24.0, 2, ["string"])]  # fmt: skip
+        (1, "Low", "Bassist", 0.0, 8.0, 2, ["bass"]), (2, "Middle", "The Tones", 8.0, 16.0, 2, ["flute"]),
+        (3, "High", "The Tones", 16.0, 24.0, 2, ["string"])]  # fmt: skip
     flute = next(f for f in tracks[1]["families"] if f["family"] == "flute")
     assert flute["present"] and flute["coverage"] == 1.0 and flute["segments"] == [[8.0, 16.0]]
     assert [f["family"] for f in tracks[1]["families"]] == [f["family"] for f in d["families"]]
@@ -174,12 +174,12 @@ def test_query_cue_tracks_matches_each_tracks_own_families(library):
     assert "flute" not in json.loads(_show(db, long, "--json"))["instruments"]  # (the whole file: too little flute)
     assert _query(db, "--has", "flute", "-f", "paths").stdout.splitlines() == [album, album.replace("Album", "single")]
     r = _query(db, "--cue-tracks", "--has", "flute")
-    assert r.stdout == ("PATH" + " " * (len(album) - 2) + "TRACK  FROM  TO    TITLE   INSTRUMENTS\n"
-                        f"{album}  #02    0:08  0:16  Middle  flute\n"
-                        f"{long}   #02    0:36  0:40  Coda    flute\n"), r.stdout  # fmt: skip
+    assert r.stdout == ("PATH" + " " * (len(album) - 2) + "TRACK  FROM  TO    TITLE               INSTRUMENTS\n"
+                        f"{album}  #02    0:08  0:16  Middle / The Tones  flute\n"
+                        f"{long}   #02    0:36  0:40  Coda                flute\n"), r.stdout  # fmt: skip
     rows = json.loads(_query(db, "--cue-tracks", "--has", "flute", "--format", "json").stdout)
-    assert [(r["path"], r["number"], r["title"], r["start"], r["end"], r["instruments"]) for r in rows] == [
-        (album, 2, "Middle", 8.0, 16.0, ["flute"]), (long, 2, "Coda", 36.0, 40.0, ["flute"])]  # fmt: skip
+    assert [(r["path"], r["number"], r["title"], r["performer"], r["start"], r["end"], r["instruments"]) for r in rows] == [
+        (album, 2, "Middle", "The Tones", 8.0, 16.0, ["flute"]), (long, 2, "Coda", None, 36.0, 40.0, ["flute"])]  # fmt: skip
     assert rows[0]["scores"]["flute"] > 0.9 and rows[0]["scores"]["bass"] < 0.2
     lacks = json.loads(_query(db, "--cue-tracks", "--lacks", "bass", "--path-glob", "*/Album.flac", "-f", "json").stdout)
     assert [(r["path"], r["number"]) for r in lacks] == [(album, 2), (album, 3)]
@@ -216,7 +216,14 @@ def test_query_cue_tracks_says_what_it_cannot_do(library, tmp_path):
     (tmp_path / "music" / "Album.cue").write_text(ALBUM_CUE.format(name="Album.wav").replace("TRACK 02", "TRACK 01"))
     r = _query(db, "--cue-tracks", "--has", "flute")
     assert [line.split()[0] for line in r.stdout.splitlines()[1:]] == [album.replace("Album", "Long")]
-    assert f"tagger: warning: {album}: cue sheet: {tmp_path / 'music' / 'Album.cue'}: line 10: track 01 follows track 01" in r.stderr
+    # (the note says what the query does: it ended "the file is shown as one track", show's wording)
+    assert (f"tagger: warning: {album}: cue sheet: {tmp_path / 'music' / 'Album.cue'}: line 10: track 01 follows track 01; "
+            "none of its tracks is listed\n") in r.stderr and "shown as one track" not in r.stderr  # fmt: skip
+    (tmp_path / "music" / "Album.cue").write_text(ALBUM_CUE.format(name="Album.wav").replace("00:16:00", "03:16:00"))
+    r = _query(db, "--cue-tracks", "--has", "flute")
+    assert r.stderr.startswith(f"tagger: warning: {album}: cue sheet: {tmp_path / 'music' / 'Album.cue'}: track 03 starts at "
+                               "03:16.00, after the end of the file (00:24.00): the cue sheet of another rip? None of its "
+                               "tracks is listed\n"), r.stderr  # fmt: skip
 
 
 @pytest.mark.model

@@ -46,7 +46,11 @@ def test_a_cue_sheet_gives_each_track_its_number_title_performer_and_range():
     sheet = parse_cue_text(ALBUM_CUE.format(name="Album.wav"), source="Album.cue", audio_name="Album.flac")
     assert (sheet.title, sheet.performer) == ("Three Timbres", "The Tones")
     assert [(t.number, t.title, t.performer, t.start, t.end) for t in sheet.tracks] == [
-        (1, "Low", "Bassist", 0.0, 8.0), (2, "Middle", None, 8.0, 16.0), (3, "High", None, 16.0, None)]  # fmt: skip
+        (1, "Low", "Bassist", 0.0, 8.0), (2, "Middle", "The Tones", 8.0, 16.0), (3, "High", "The Tones", 16.0, None)]  # fmt: skip
+    # (a track without its own PERFORMER is the album's; it was None, shown as null by query --cue-tracks
+    # though the sheet names the album's, found walking through the README)
+    alone = parse_cue_text(ALBUM_CUE.format(name="Album.wav").replace('PERFORMER "The Tones"\n', ""), source="Album.cue")
+    assert alone.performer is None and [t.performer for t in alone.tracks] == ["Bassist", None, None]
 
 
 def test_frames_are_75_a_second():

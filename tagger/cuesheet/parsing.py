@@ -132,6 +132,7 @@ def _parse(lines: list[_Line], *, source: str, audio_name: str | None) -> CueShe
         if b["start"] <= a["start"]:
             raise CueSheetError(source, f"line {b['line'].number}: track {b['number']:02d} starts at {cue_clock(b['start'])}, "
                                         f"not after track {a['number']:02d} ({cue_clock(a['start'])})")  # fmt: skip
-    result = tuple(CueTrack(t["number"], t["title"], t["performer"], t["start"], nxt["start"] if nxt else None)
+    # (a track without its own PERFORMER is the album's: the one before the first TRACK)
+    result = tuple(CueTrack(t["number"], t["title"], t["performer"] or performer, t["start"], nxt["start"] if nxt else None)
                    for t, nxt in zip(ours_tracks, [*ours_tracks[1:], None]))  # fmt: skip
     return CueSheet(source, title, performer, result)

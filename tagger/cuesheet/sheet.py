@@ -26,6 +26,7 @@ class CueTrack:
     number: int
     title: str | None
     performer: str | None
+    """The track's ``PERFORMER``, else the album's (the one before the first ``TRACK``)."""
     start: float
     """Seconds from the start of the file (its ``INDEX 01``)."""
     end: float | None

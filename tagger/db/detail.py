@@ -241,14 +241,20 @@ def track_timeline(session: Session, *, path: str):
     )
 
 
-def with_cue_tracks(session: Session | Reader, detail: TrackDetail, *, folders: dict | None = None) -> TrackDetail:
+SHOWN_WHOLE = "the file is shown as one track"
+"""What `with_cue_tracks`' note says becomes of a file whose cue sheet gives no tracks (``tagger show``'s)."""
+
+
+def with_cue_tracks(session: Session | Reader, detail: TrackDetail, *, folders: dict | None = None,
+                    without: str = SHOWN_WHOLE) -> TrackDetail:  # fmt: skip
     """``detail`` with the tracks of its file's cue sheet (`tagger.cuesheet.find_cue_sheet`),
     each given its families by the track rule (`tagger.aggregate.aggregate_range`) over the window
     scores stored for its time range: nothing is analysed again. The file itself is only read for its
     cue sheet; a file without one is returned as it is. A cue sheet that cannot be read, or that does
     not fit the stored track (a track starting after the file's end: the cue sheet of another rip),
     gives no tracks and a `cue_note` saying why; so does a track analysed before the database kept
-    window scores. ``folders``: `find_cue_sheet`'s, for many files."""
+    window scores. ``folders``: `find_cue_sheet`'s, for many files; ``without``: what the note says
+    becomes of the file then (`SHOWN_WHOLE`)."""
     from tagger.cuesheet import CueSheetError, cue_clock, find_cue_sheet
 
     if detail.status != Q.STATUS_OK or detail.model_version is None:
@@ -256,7 +262,7 @@ def with_cue_tracks(session: Session | Reader, detail: TrackDetail, *, folders: 
     try:
         sheet = find_cue_sheet(detail.path, folders=folders)
     except CueSheetError as exc:
-        detail.cue_note = f"{exc}; the file is shown as one track"
+        detail.cue_note = f"{exc}; {without}"
         return detail
     if sheet is None:
         return detail
@@ -267,7 +273,7 @@ def with_cue_tracks(session: Session | Reader, detail: TrackDetail, *, folders: 
         # (named as a cue sheet that cannot be read is: "cue sheet: track 04 ..." left the user to guess which .cue)
         detail.cue_note = (f"{sheet.source}: track {late[0].number:02d} starts at {cue_clock(late[0].start)}, "
                            f"after the end of the file "
-                           f"({cue_clock(detail.duration)}): the cue sheet of another rip? The file is shown as one track")  # fmt: skip
+                           f"({cue_clock(detail.duration)}): the cue sheet of another rip? {without[:1].upper()}{without[1:]}")  # fmt: skip
         return detail
     reader = reader_of(session)
     found = reader.rows(sql("SELECT w.families, w.window_seconds, w.n_windows, w.starts, w.scores, m.thresholds, "
@@ -302,6 +308,10 @@ def with_cue_tracks(session: Session | Reader, detail: TrackDetail, *, folders: 
     return detail
 
 
+NOT_LISTED = "none of its tracks is listed"
+"""What `cue_tracks_matching`'s note says becomes of a file whose cue sheet gives no tracks."""
+
+
 def cue_tracks_matching(session: Session | Reader, where: TrackFilter) -> tuple[list[CueTrackMatch], list[tuple[str, str]]]:
     """The tracks of the album images' cue sheets whose own families match ``where`` (``tagger query
     --cue-tracks``), by path and track number, and the notes of the cue sheets that gave no tracks
@@ -329,7 +339,8 @@ def cue_tracks_matching(session: Session | Reader, where: TrackFilter) -> tuple[
             continue
         if (fmt or "").upper() != "FLAC" and not may_embed_cue_sheet(path) and not may_have_cue_file(path, folders=folders):
             continue
-        detail = with_cue_tracks(reader, track_detail(reader, path=path), folders=folders)
+        # (its note says what the query does: it said "The file is shown as one track", show's wording)
+        detail = with_cue_tracks(reader, track_detail(reader, path=path), folders=folders, without=NOT_LISTED)
         if detail.cue_note:
             notes.append((path, detail.cue_note))
         for t in detail.cue_tracks:
