@@ -1048,3 +1048,54 @@ def test_workers_with_other_decoding_libraries_are_named_in_a_warning(cluster, t
     assert len(warned) == 2 and all(f"ffmpeg {decoding_stack()['ffmpeg']} (the client's 4.4.2-other)" in w for w in warned)
     assert summary.scanned == 1 and track_instruments(db) == {str(song): ["bass"]}  # (warned, not refused)
     db.close()
+
+
+def test_the_tasks_keep_nothing_of_the_files_done(tmp_path, monkeypatch):
+    """Each file's time limit (`task_limit`, with the default file timeout: every scan) was kept in
+    `_Tasks.limits` for the whole scan, never removed: 140 bytes a file, 140 MB of the client's
+    memory for a library of a million files, whose memory README says stays bounded. A finished, a
+    timed-out or a suspect file's task leaves nothing behind, and a suspect's retry runs alone."""
+    from distributed import KilledWorker
+
+    import tagger.library.distributed as D
+    from tagger.library.distributed import _Tasks
+    from tagger.library.messages import RemoteResult
+
+    class Future:
+        def __init__(self, key, path):
+            self.key, self.path = key, path
+
+        def result(self):
+            if "crash" in self.path:
+                raise KilledWorker(self.key, None, 0)
+            return RemoteResult(self.path)
+
+        def release(self):
+            pass
+
+    class Client:
+        def submit(self, fn, path, **kwargs):
+            return Future(kwargs["key"], path)
+
+    paths = [str(tmp_path / f"{i}.wav") for i in range(50)] + [str(tmp_path / "crash.wav")]
+    tasks = _Tasks(Client(), paths, spec=FAKE, config=None, predict_batch=1, retries=0, file_timeout=300.0)
+    class Flight(list):  # (as_completed's add)
+        add = list.append
+
+    flight, stored = Flight(tasks.submit_next() for _ in range(4)), []
+    hung = flight.pop(0)  # (run past its limit: given up, stored as timed out, the next file in its place)
+    monkeypatch.setattr(D, "_overdue", lambda client, index, limits: [(hung.key, "tcp://10.0.0.7:40123", 301.0)])
+    monkeypatch.setattr(DaskBackend, "_give_up", lambda self, client, fut, worker: None)
+    idle = type("Idle", (), {"reset": lambda self: None})()
+    DaskBackend(Client())._time_out_overdue(Client(), tasks, flight, idle, lambda i, r: stored.append(os.path.basename(r.path)))
+    assert stored == ["0.wav"] and len(flight) == 4
+    while flight:
+        done = tasks.finished(flight.pop(0), KilledWorker)
+        if done is not None:
+            stored.append(os.path.basename(done[1].path))
+        nxt = tasks.submit_next()
+        if nxt is not None:
+            assert nxt.key not in tasks.alone or list(tasks.index) == [nxt.key]  # (the suspect alone)
+            flight.append(nxt)
+    assert len(stored) == 51 and stored[-1] == "crash.wav"
+    assert tasks.index == {} and tasks.limits == {} and tasks.alone == set() and tasks.suspects == []

@@ -150,7 +150,7 @@ class DaskBackend:
         """Store as an error each file whose task a worker has run past its limit (`task_limit`),
         give that worker up (`_give_up`: restarted or closed) and submit the next file in its place."""
         for key, worker, seconds in _overdue(client, tasks.index, tasks.limits):
-            i, fut = tasks.index.pop(key)
+            i, fut, _ = tasks.take(key)
             self._give_up(client, fut, worker)
             store(i, RemoteResult(tasks.paths[i], error=f"timed out after {seconds:.0f} s on the Dask worker "
                                                         f"{worker} (a hung decoder?)"))  # fmt: skip
@@ -333,6 +333,16 @@ class _Tasks:
         if nxt is not None:
             futures.add(nxt)
 
+    def take(self, key: str) -> tuple[int, object, bool]:
+        """Remove the task `key` from those in flight, with what is kept of it (`limits`, `alone`:
+        kept for every file of the scan, they grew by 140 bytes a file, 140 MB for a million):
+        its position in paths, its future, and whether it was submitted alone."""
+        i, fut = self.index.pop(key)
+        self.limits.pop(key, None)
+        alone = key in self.alone
+        self.alone.discard(key)
+        return i, fut, alone
+
     def finished(self, fut, killed_worker: type[Exception]) -> tuple[int, RemoteResult] | None:
         """The position and result of the file whose task `fut` has finished (no longer in flight).
         Every worker that tried it having died (`killed_worker`) is the file's error, as a decoder
@@ -341,11 +351,11 @@ class _Tasks:
         it) the file becomes a suspect, tried again alone later, and this returns None. Any other
         failure of the task is the cluster's, and a worker that cannot analyse at all
         (`RemoteResult.fatal`) stops the scan too: both raise `ClusterError`."""
-        i, _ = self.index.pop(fut.key)
+        i, _, alone = self.take(fut.key)
         try:
             result = fut.result()
         except killed_worker as exc:
-            if fut.key not in self.alone:
+            if not alone:
                 self.suspects.append(i)
                 fut.release()
                 return None
@@ -356,7 +366,6 @@ class _Tasks:
         except Exception as exc:  # the task never raises for a file: the cluster itself failed
             raise ClusterError(f"the Dask cluster failed while analysing {self.paths[i]}: {type(exc).__name__}: {exc} "
                                "(the results stored so far are kept: run the scan again)") from None  # fmt: skip
-        self.alone.discard(fut.key)
         fut.release()
         if result.fatal is not None:
             raise ClusterError(result.fatal)
