@@ -101,9 +101,9 @@ def _render(results, *, verb: str, dry_run: bool, stop=None, recorded: bool = Fa
                 echo(f"{label} {named(result.path)} (removed: {_values(result.before)})")
     past = f"{verb}ged"  # verb is "tag" or "untag"
     summary = f"{done} {'would be ' + past if dry_run else past}, {unchanged} unchanged, {skipped} skipped"
-    summary += f"; {unrecorded} not recorded in the database as current (see above)" if unrecorded else ""
     echo_some(untaggable, more="file(s) in formats without tags")
     summary += f", {len(untaggable)} in formats without tags" if untaggable else ""
+    summary += f"; {unrecorded} not recorded in the database as current (see above)" if unrecorded else ""
     echo(summary, err=True)
     if retagged:
         echo(f"{retagged} file(s) whose tags were rewritten since the last scan (by another program, or tagger untag or "
