@@ -344,8 +344,21 @@ def test_a_mistyped_database_path_is_an_error_not_a_new_empty_library(tmp_path):
     typo = tmp_path / "typo" / "libary.db"
     for command in (["stats"], ["query"], ["errors"], ["show", str(tmp_path / "x.flac")], ["tag"], ["db", "prune"]):
         result = CliRunner().invoke(app, [*command, "--db", str(typo)])
-        _one_line_error(result, f"no library database at {typo}")
+        _one_line_error(result, f"no library database at {typo}: is the name mistyped? `tagger scan FOLDER --db {typo}` "
+                                "creates it")  # fmt: skip
+        assert "or give --db" not in result.output  # (said to one who had given it, found in the walk-through)
     assert not (tmp_path / "typo").exists()
+
+
+def test_the_missing_database_error_says_where_its_name_came_from(tmp_path, monkeypatch):
+    """Without --db, the hint to give it stays; $TAGGER_DB is named when it names the database."""
+    monkeypatch.setenv("TAGGER_DB", str(tmp_path / "env.db"))
+    _one_line_error(CliRunner().invoke(app, ["stats"]), f"no library database at {tmp_path / 'env.db'}: $TAGGER_DB names "
+                                                        "it; `tagger scan FOLDER` creates it (or give --db)")  # fmt: skip
+    monkeypatch.delenv("TAGGER_DB")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    _one_line_error(CliRunner().invoke(app, ["stats"]), f"no library database at {tmp_path / 'xdg' / 'tagger' / 'library.db'}: "
+                                                        "`tagger scan FOLDER` creates it (or give --db)")  # fmt: skip
 
 
 def test_a_change_right_after_a_scans_tag_write_is_not_recorded_as_taggers_own(tmp_path):

@@ -260,7 +260,7 @@ def _recorded_as_tagged(db: str | None, paths: list[Path]) -> dict:
     if default is not None and not default.exists():
         return {}
     try:
-        return _reading(url, lambda reader: recorded_as_tagged(reader, where))
+        return _reading(None, lambda reader: recorded_as_tagged(reader, where))  # (url's: not given, as --db is)
     except TaggerError as exc:
         echo(f"tagger: note: {exc}; so every file changed within the settle time is left for a later run",
              err=True)  # fmt: skip

@@ -26,7 +26,7 @@ from tagger.db.migrate import (alembic_config, at_head, check_known_revision, cu
 from tagger.db.sql import AlchemyReader, Reader, SqliteReader
 from tagger.db.sqlite_files import (holds_no_tables, read_only_reason, read_only_sqlite_file, refuse_other_files,
                                     refuse_second_names, refuse_undecodable)  # fmt: skip
-from tagger.db.urls import DatabaseError, as_url, driver_reason, plain_sqlite_file, shown_url, sqlite_file
+from tagger.db.urls import DB_ENV, DatabaseError, as_url, driver_reason, plain_sqlite_file, shown_url, sqlite_file
 
 if TYPE_CHECKING:
     import sqlite3
@@ -116,7 +116,7 @@ def open_database(db: str | os.PathLike | None = None, *, migrate: bool = True, 
 
     url = as_url(db)
     if not create:
-        _refuse_no_library(sqlite_file(url))
+        _refuse_no_library(sqlite_file(url), given=db is not None)
     engine = make_engine(url)
     if migrate:
         try:
@@ -139,15 +139,24 @@ def open_database(db: str | os.PathLike | None = None, *, migrate: bool = True, 
     return Database(url=url, engine=engine)
 
 
-def _refuse_no_library(path: Path | None) -> None:
+def _refuse_no_library(path: Path | None, *, given: bool) -> None:
     """Refuse (`DatabaseError`) a SQLite file ``path`` that does not exist or holds no table (an
-    empty file), or whose name is not UTF-8: a command that only uses a library would make one."""
+    empty file), or whose name is not UTF-8: a command that only uses a library would make one.
+    ``given``: the database was named (``--db``), not ``$TAGGER_DB``'s or the default."""
     if path is None:
         return
     refuse_undecodable(path)
     if not path.exists() or holds_no_tables(path):
         empty = "" if not path.exists() else " (an empty file)" if not path.stat().st_size else " (a database without tables)"
-        raise DatabaseError(f"no library database at {path}{empty}: `tagger scan FOLDER` creates it (or give --db)")
+        if given:  # (it said "or give --db" to one who had given it, found in this morning's walk-through)
+            import shlex
+
+            hint = f"is the name mistyped? `tagger scan FOLDER --db {shlex.quote(os.fspath(path))}` creates it"
+        elif os.environ.get(DB_ENV):
+            hint = f"${DB_ENV} names it; `tagger scan FOLDER` creates it (or give --db)"
+        else:
+            hint = "`tagger scan FOLDER` creates it (or give --db)"
+        raise DatabaseError(f"no library database at {path}{empty}: {hint}")
 
 
 @dataclass
@@ -186,7 +195,7 @@ def open_for_reading(db: str | os.PathLike | None = None) -> Database | SqliteLi
     path = plain_sqlite_file(url)
     if path is None or read_only_sqlite_file(os.fspath(path)) is not None:
         return open_database(db, create=False)
-    _refuse_no_library(path)
+    _refuse_no_library(path, given=db is not None)
     refuse_other_files(path)
     refuse_second_names(path)
     connection = None
