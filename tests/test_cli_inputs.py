@@ -400,6 +400,22 @@ def test_a_scan_names_the_files_it_left_for_a_later_scan_and_counts_them(tmp_pat
     assert rest == ["tags: 0 tagged, 0 failed", "1 file(s) changed in the last 3600 s were left for a later scan"]
 
 
+def test_a_scan_names_five_files_left_for_later_and_counts_the_rest(tmp_path, fake_models):
+    """Files left for later were each named on a line of their own (a folder being copied in buried
+    the summary); as the other notes, the first five are named and the rest counted, all in --json."""
+    music = tmp_path / "music"
+    songs = [write_audio(music / f"{i}.wav", tone_signal([110.0], seconds=1.0)) for i in range(7)]
+    args = ["scan", str(music), "--db", str(tmp_path / "lib.db"), "--jobs", "0", "--settle-seconds", "3600"]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    lines = r.output.splitlines()
+    assert [line.split(": changed ")[0] for line in lines[:5]] == [f"tagger: skipped {song}" for song in songs[:5]], r.output
+    assert lines[5] == "tagger: ... and 2 more file(s) changed within the settle time, left for a later scan", r.output
+    assert lines[-1] == "7 file(s) changed in the last 3600 s were left for a later scan" and len(lines) == 9, r.output
+    r = CliRunner().invoke(app, [*args, "--json"])
+    assert sorted(d["path"] for d in json.loads(r.stdout)["deferred"]) == [str(song) for song in songs]
+
+
 def test_a_dry_run_scan_leaves_a_just_changed_file_as_the_scan_would(tmp_path, fake_models):
     """`tagger scan --dry-run` analysed a file changed too recently to tag and stored its results,
     then its dry tag write refused the file (`tags not written ...: changed 0 s ago, still being

@@ -326,8 +326,9 @@ def _scan_notes(summary, *, dry_run: bool) -> None:
     a track that took a file's real name, a duplicate track removed."""
     for path, reason in summary.errors:
         echo(f"tagger: failed {named_failed(path, reason)}: {reason}", err=True)
-    for path, reason in summary.deferred:
-        echo(f"tagger: skipped {named(path)}: {reason}", err=True)
+    # (each was named on a line of its own: a folder of new files being copied in buried the summary)
+    echo_some([f"tagger: skipped {named(path)}: {reason}" for path, reason in summary.deferred],
+              more="file(s) changed within the settle time, left for a later scan")  # fmt: skip
     for path, note in summary.analysed_in_part:
         echo(f"tagger: warning: {named(path)}: {note}", err=True)
     for path, reason in summary.tag_failures:
