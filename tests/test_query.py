@@ -376,21 +376,54 @@ def test_show_of_a_file_no_scan_stores_says_why_and_errors_says_when_none_failed
     song.write_bytes(b"fLaC" + bytes(60))
     r = CliRunner().invoke(app, ["show", "--db", db, str(song)])
     assert r.exit_code == 1 and "(scan its folder with `tagger scan`)" in r.stderr
-    # (one in a hidden folder, or hidden itself, which the scan of its library passed over: "scan its
-    # folder" was done already; found walking through the README with a .hidden folder)
-    for hidden, where in ((tmp_path / "album" / ".hidden" / "sub" / "x.flac", f"in the hidden folder {cover.parent}/.hidden"),
-                          (cover.parent / ".y.flac", "a hidden file")):  # fmt: skip
+    # (one in a hidden folder, or hidden itself, outside every folder scanned: no scan passed it over,
+    # its folder is to scan as the new song's is; one a scan passed over: the test after this one)
+    for hidden in (tmp_path / "album" / ".hidden" / "sub" / "x.flac", cover.parent / ".y.flac"):
         hidden.parent.mkdir(parents=True, exist_ok=True)
         hidden.write_bytes(b"fLaC" + bytes(60))
         r = CliRunner().invoke(app, ["show", "--db", db, str(hidden)])
-        assert (r.exit_code, r.stderr) == (1, f"tagger: error: {hidden}: not in the library database: {where}, which a "
-                                              f"scan of a folder above it passes over without --include-hidden\n")  # fmt: skip
+        assert (r.exit_code, r.stderr) == (1, f"tagger: error: {hidden}: not in the library database (scan its folder "
+                                              "with `tagger scan`)\n")  # fmt: skip
     empty = str(tmp_path / "empty.db")
     assert CliRunner().invoke(app, ["db", "upgrade", "--db", empty]).exit_code == 0
     r = CliRunner().invoke(app, ["errors", "--db", empty])
     assert r.exit_code == 0 and r.stdout == "" and r.stderr == "no file in the library database failed to be analysed\n"
     r = CliRunner().invoke(app, ["errors", "--db", empty, "--json"])
     assert r.exit_code == 0 and r.stdout == "[]\n" and r.stderr == ""
+
+
+def test_show_of_a_new_file_of_a_library_inside_a_hidden_folder_says_to_scan_it(tmp_path):
+    """A song in a hidden folder of a library (`~/Music/.hidden`), or hidden itself, which the scan of
+    the library passed over without --include-hidden, is named so (ad79e27; `show --plot` alike). A
+    library under a hidden folder, scanned by its name (`tagger scan ~/.local/Music`, which enters it
+    and passes over only hidden names below it): `show` of a song added since said 'in the hidden
+    folder ~/.local, which a scan of a folder above it passes over without --include-hidden', of a
+    file the next scan of the library analyses, and named ~/.local for one in ~/.local/Music/.h
+    (found reviewing ad79e27 with a library under ~/.local). It says to scan the new song's folder,
+    and names the hidden folder below the scanned one."""
+    from conftest import tone_signal, write_audio
+
+    lib = tmp_path / ".local" / "Music"
+    write_audio(lib / "a.flac", tone_signal([220.0], seconds=1.0))
+    db_path = tmp_path / "library.db"
+    db = open_database(db_path)
+    try:
+        assert scan([lib], db=db, analyser=FakeAnalyser(), jobs=0).scanned == 1
+    finally:
+        db.close()
+    new, hid, dot = lib / "new.flac", lib / ".h" / "x.flac", lib / ".y.flac"
+    for song in (new, hid, dot):
+        write_audio(song, tone_signal([220.0], seconds=1.0))
+    r = CliRunner().invoke(app, ["show", "--db", str(db_path), str(new)])
+    assert (r.exit_code, r.stderr) == (1, f"tagger: error: {new}: not in the library database (scan its folder with "
+                                          "`tagger scan`)\n")  # fmt: skip
+    r = CliRunner().invoke(app, ["show", "--db", str(db_path), str(hid)])
+    assert (r.exit_code, r.stderr) == (1, f"tagger: error: {hid}: not in the library database: in the hidden folder "
+                                          f"{lib / '.h'}, which a scan of a folder above it passes over without "
+                                          "--include-hidden\n")  # fmt: skip
+    r = CliRunner().invoke(app, ["show", "--db", str(db_path), str(dot), "--plot", str(tmp_path / "t.png")])
+    assert (r.exit_code, r.stderr) == (1, f"tagger: error: {dot}: not in the library database: a hidden file, which a "
+                                          "scan of a folder above it passes over without --include-hidden\n")  # fmt: skip
 
 
 def test_a_stale_track_is_shown_as_stale_without_calling_its_models_older(tmp_path):

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from tagger.db import sql as Q
 from tagger.db.filter import Candidate, TrackFilter, storable_name
-from tagger.db.reads import _datetime, _family_order, latest_model_version_id, path_key, unpack_window_scores
+from tagger.db.reads import _datetime, _family_order, latest_model_version_id, path_key, scanned_roots, unpack_window_scores
 from tagger.db.sql import Reader, joined, reader_of, sql
 from tagger.errors import UserError
 
@@ -124,10 +124,13 @@ def stored_name(session: Session, path: str) -> str:
     return alike[0] if alike else path
 
 
-def not_stored(path: str) -> UserError:
+def not_stored(path: str, session: Session | Reader | None = None) -> UserError:
     """The error for a `path` the library holds no track of: a folder is not a track (`tagger show
     ~/Music/album` said to scan the folder, scanned already), a name that is nothing is no file, a
-    file in a hidden folder (or hidden itself) is one a scan passes over without --include-hidden."""
+    file in a hidden folder (or hidden itself) below a folder a scan of ``session``'s database was
+    given (`tagger.db.reads.scanned_roots`) is one that scan passes over without --include-hidden.
+    A hidden folder at or above the scanned folders is not one of those: a scan given
+    ``~/.local/Music`` enters it (a file there not stored is one no scan has seen yet)."""
     if os.path.isdir(path):
         return UserError(f"{path}: is a folder; give one of its files (`tagger query --path-glob "
                          f"'{path}/*'` lists its tracks)")  # fmt: skip
@@ -139,12 +142,24 @@ def not_stored(path: str) -> UserError:
         return UserError(f"{path}: not in the library database: not an audio file tagger reads (by its name and "
                          f"first bytes), so no scan stores it")  # fmt: skip
     parts = os.fspath(path).split(os.sep)
-    hidden = next((i for i, part in enumerate(parts) if part.startswith(".") and part not in (".", "..")), None)
+    hidden = [i for i, part in enumerate(parts) if part.startswith(".") and part not in (".", "..")]
+    if hidden and session is not None:  # (it named ~/.local of a library scanned as ~/.local/Music)
+        roots = scanned_roots(session)
+        hidden = [i for i in hidden if _walked_into(os.sep.join(parts[:i]) or os.sep, roots)]
+    hidden = hidden[0] if hidden else None
     if hidden is not None:  # (a scan of its folder, done already, passes it over: "scan its folder" misled)
         where = "a hidden file" if hidden == len(parts) - 1 else f"in the hidden folder {os.sep.join(parts[: hidden + 1])}"
         return UserError(f"{path}: not in the library database: {where}, which a scan of a folder above it "
                          f"passes over without --include-hidden")  # fmt: skip
     return UserError(f"{path}: not in the library database (scan its folder with `tagger scan`)")
+
+
+def _walked_into(folder: str, roots: list[str]) -> bool:
+    """``folder`` is one of the folders a scan of ``roots`` walks (one of them or under one, as given
+    or with its links resolved, as scans store their roots): a hidden name in it is passed over."""
+    from tagger.paths import under_any
+
+    return under_any(folder, roots) or under_any(os.path.realpath(folder), roots)
 
 
 _DETAIL_COLUMNS = ("id", "path", "status", "error", "size", "mtime", "fingerprint", "duration", "format", "sample_rate",
@@ -159,7 +174,7 @@ def track_detail(session: Session | Reader, *, path: str) -> TrackDetail:
     reader = reader_of(session)
     found = reader.rows(sql(f"SELECT {', '.join(_DETAIL_COLUMNS)} FROM tracks WHERE path = {{}}", stored_name(reader, path)))
     if not found:
-        raise not_stored(path)
+        raise not_stored(path, reader)
     t = found[0]
     detections = reader.rows(sql("SELECT family, present, score, coverage FROM detections WHERE track_id = {}", t.id))
     segments = reader.rows(sql('SELECT family, start, "end" FROM segments WHERE track_id = {}', t.id))
@@ -211,7 +226,7 @@ def track_timeline(session: Session, *, path: str):
         .options(selectinload(M.Track.detections), selectinload(M.Track.segments))
     )
     if t is None:
-        raise not_stored(path)
+        raise not_stored(path, session)
     w = t.window_scores
     if t.status == M.STATUS_ERROR or (t.status != M.STATUS_OK and w is None and not t.detections):
         raise UserError(f"{path}: has no results ({t.status}{': ' + t.error if t.error else ''})")

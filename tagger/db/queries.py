@@ -19,7 +19,6 @@ exports the others' names (`__all__`), as callers import them from here.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,7 +44,9 @@ from tagger.db.listing import (
     stream_tracks,
     tracks_to_tag,
 )
-from tagger.db.reads import _datetime, _family_order, by_path, known_families, latest_model_version_id, path_key
+from tagger.db.reads import (
+    _datetime, _family_order, by_path, known_families, latest_model_version_id, path_key, scanned_roots,
+)  # fmt: skip
 from tagger.db.sql import Reader, Sql, reader_of, sql
 
 __all__ = [
@@ -57,11 +58,6 @@ __all__ = [
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
-
-
-def scanned_roots(session: Session) -> list[str]:
-    """Every folder (or file) a scan of this database was given, sorted."""
-    return sorted({r for (text,) in reader_of(session).rows(Sql("SELECT roots FROM scans")) for r in json.loads(text)})
 
 
 def library_stats(session: Session | Reader) -> dict:

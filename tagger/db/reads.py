@@ -1,5 +1,5 @@
 """What every read of the library database shares: the latest scan's model version (what *stale* is
-measured against), the known families in their order, the path order (bytewise on every database)
+measured against), the folders scans were given, the known families in their order, the path order (bytewise on every database)
 a stored time as a datetime, and a track's stored window scores unpacked. Used by `tagger.db.listing`, `tagger.db.detail` and
 `tagger.db.queries`.
 """
@@ -21,6 +21,11 @@ def latest_model_version_id(session: Session | Reader) -> int | None:
     """The model version of the most recent scan (what "stale" is measured against)."""
     rows = reader_of(session).rows(Sql("SELECT model_version_id FROM scans ORDER BY id DESC LIMIT 1"))
     return rows[0][0] if rows else None
+
+
+def scanned_roots(session: Session | Reader) -> list[str]:
+    """Every folder (or file) a scan of this database was given, sorted."""
+    return sorted({r for (text,) in reader_of(session).rows(Sql("SELECT roots FROM scans")) for r in json.loads(text)})
 
 
 def known_families(session: Session | Reader) -> list[str]:
