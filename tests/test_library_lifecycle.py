@@ -173,7 +173,13 @@ def test_a_dry_run_lists_the_temp_files_of_killed_tag_writes_and_deletes_none(tm
     assert result.exit_code == 0, result.output
     assert left.exists()
     assert f"tagger: would remove {left}, left over by an interrupted tag write" in result.output
-    summary = _scan(music, dbfile)  # not a dry run: deleted, and said so
+    assert "deleted" not in result.output
+    result = CliRunner().invoke(app, command)  # not a dry run: deleted, and said so (was: in --json alone)
+    assert result.exit_code == 0 and not left.exists(), result.output
+    assert "1 leftover temporary file(s) of interrupted tag writes (.tagger-tmp) deleted (--json names them)\n" in result.output
+    left.write_bytes(b"half a copy")
+    _old(left)
+    summary = _scan(music, dbfile)
     assert not left.exists() and summary.temp_files == [str(left)]
 
 

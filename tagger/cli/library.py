@@ -365,7 +365,7 @@ def _scan_notes(summary, *, dry_run: bool) -> None:
 def _scan_totals(summary, *, write_tags: bool, dry_run: bool, settle_seconds: float, rescan_stale: bool) -> None:
     """The closing counts: files scanned, skipped, failed, moved and missing, the audio and time,
     the new files that are copies of analysed ones, the files that kept their results after another program's tag write, the tags written, the
-    files left for later, and the stale tracks to rescan."""
+    leftover temporary copies deleted, the files left for later, and the stale tracks to rescan."""
     echo(
         f"{summary.scanned} scanned, {summary.skipped} skipped unchanged ({summary.stale} stale), "
         f"{summary.failed} failed, {summary.moved} moved, {summary.missing} newly missing; "
@@ -384,6 +384,8 @@ def _scan_totals(summary, *, write_tags: bool, dry_run: bool, settle_seconds: fl
         verb = "would be tagged" if dry_run else "tagged"
         untaggable = f", {len(summary.untaggable)} in formats without tags" if summary.untaggable else ""
         echo(f"tags: {summary.tags_written} {verb}, {summary.tag_errors} failed{untaggable}")
+    if summary.temp_files and not dry_run:  # (--json alone named them: the summary said nothing of a deletion)
+        echo(f"{len(summary.temp_files)} leftover temporary file(s) of interrupted tag writes (.tagger-tmp) deleted (--json names them)")
     if summary.deferred:
         echo(f"{len(summary.deferred)} file(s) changed in the last {settle_seconds:g} s were left for a later scan")
     if summary.stale and not rescan_stale:
