@@ -104,3 +104,11 @@ class BarrierAnalyser(FakeAnalyser):
         while not os.path.exists(self.gate) and time.monotonic() < deadline:
             time.sleep(0.05)
         return super().predict_features(feats, batch_size)
+
+
+class FailingModelAnalyser(FakeAnalyser):
+    """The FakeAnalyser, except that its model raises on every file (as a model runtime failing on one
+    machine: an exception, not a crash)."""
+
+    def predict_features(self, feats, batch_size=None):
+        raise RuntimeError("the model runtime failed (simulated)")

@@ -1099,3 +1099,19 @@ def test_the_tasks_keep_nothing_of_the_files_done(tmp_path, monkeypatch):
             flight.append(nxt)
     assert len(stored) == 51 and stored[-1] == "crash.wav"
     assert tasks.index == {} and tasks.limits == {} and tasks.alone == set() and tasks.suspects == []
+
+
+def test_a_model_that_raises_on_a_worker_is_named_with_the_worker(cluster, tmp_path):
+    """A task that raised (a worker's model runtime failing: an exception, not a crash) stopped the
+    scan with 'the Dask cluster failed while analysing PATH: RuntimeError: ...', naming no machine of
+    the cluster. The scheduler's record of where it raised is named."""
+    from conftest import tone_signal, write_audio
+
+    address, _ = cluster
+    write_audio(tmp_path / "music" / "a.wav", tone_signal([110.0], seconds=5.0))
+    db = open_database(tmp_path / "lib.db")
+    spec = AnalyserSpec(kind="factory", factory="dask_fakes:FailingModelAnalyser")
+    with pytest.raises(ClusterError, match=r"failed while analysing .*a\.wav on the Dask workers? tcp://127\.0\.0\.1:\d+"
+                                           r".*: RuntimeError: the model runtime failed \(simulated\)"):
+        scan([tmp_path / "music"], db=db, analyser=FakeAnalyser(), backend=DaskBackend(address, spec=spec, retries=0))
+    db.close()

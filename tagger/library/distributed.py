@@ -364,12 +364,29 @@ class _Tasks:
                                                        f"analysing it died{f', the last {last}' if last else ''}; "
                                                        "see their logs)", worker=last or "")  # fmt: skip
         except Exception as exc:  # the task never raises for a file: the cluster itself failed
-            raise ClusterError(f"the Dask cluster failed while analysing {self.paths[i]}: {type(exc).__name__}: {exc} "
-                               "(the results stored so far are kept: run the scan again)") from None  # fmt: skip
+            raise ClusterError(f"the Dask cluster failed while analysing {self.paths[i]}{_erred_on(self.client, fut.key)}: "
+                               f"{type(exc).__name__}: {exc} (the results stored so far are kept: run the scan "
+                               "again)") from None  # fmt: skip
         fut.release()
         if result.fatal is not None:
             raise ClusterError(result.fatal)
         return i, result
+
+
+def _erred_on(client, key: str) -> str:
+    """`` on the Dask worker(s) ADDRESS...`` where the task `key` raised (a worker's model runtime
+    failing: which machine), as the scheduler knows it; "" where it does not."""
+
+    def erred(key: str, dask_scheduler=None) -> list[str]:  # (on the scheduler: nested, so pickled by value)
+        ts = dask_scheduler.tasks.get(key)
+        return sorted(ts.erred_on or ()) if ts is not None else []
+
+    try:
+        workers = client.run_on_scheduler(erred, key)
+    except Exception as exc:  # noqa: BLE001 - the scheduler gone: the error is said without it
+        log.debug("dask: cannot ask the scheduler where %s failed: %s", key, exc)
+        return ""
+    return f" on the Dask worker{'s' if len(workers) > 1 else ''} {', '.join(workers)}" if workers else ""
 
 
 SLOWEST_READ = 1_000_000
