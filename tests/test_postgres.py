@@ -235,7 +235,8 @@ def test_every_command_on_postgres_gives_what_sqlite_gives(pg_url, tmp_path, fak
     shutil.move(files["duo.flac"], root / "duo-moved.flac")
     again = json.loads(run("scan", str(root), "--db", pg_url, "--jobs", "0", "--no-write-tags", "--json"))
     assert (again["scanned"], again["moved"], again["missing"]) == (0, 1, 1)
-    assert json.loads(run("db", "prune", "--db", pg_url, "--json")) == {"removed": [files["bass.wav"]], "kept": []}
+    assert json.loads(run("db", "prune", "--db", pg_url, "--json")) == {"removed": [files["bass.wav"]], "kept": [],
+                                                                         "not_audio": []}
     moved = json.loads(run("show", str(root / "duo-moved.flac"), "--db", pg_url, "--json"))
     assert moved["instruments"] == ["bass", "flute"]
     run("show", files["bass.wav"], "--db", pg_url, "--json", code=1)

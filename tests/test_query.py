@@ -459,9 +459,44 @@ def test_db_prune_removes_only_missing_tracks(tmp_path):
     b.unlink()
     scan([music], db=database, analyser=FakeAnalyser(), jobs=0)
     database.close()
-    assert json.loads(run("db", "prune", "--db", db, "--json")) == {"removed": [str(b)], "kept": []}
+    assert json.loads(run("db", "prune", "--db", db, "--json")) == {"removed": [str(b)], "kept": [], "not_audio": []}
     assert run("query", "--db", db, "--format", "paths").split() == [str(a)]
-    assert "0 missing track(s) removed" in run("db", "prune", "--db", db)
+    assert run("db", "prune", "--db", db) == "0 missing track(s) removed, 0 kept\n"
+
+
+def test_db_prune_removes_the_failed_tracks_of_files_whose_names_say_they_hold_no_audio(tmp_path):
+    """Scans before f316081 stored a failed track for a notes.txt or cover.jpg named on the command
+    line (``tagger scan ~/Music/*``); scans leave such files out now, and nothing removed those
+    tracks while the files stay: `tagger errors` listed them for ever. `db prune` removes them, and
+    no other failed track (a broken .wav, an unknown name the scan sniffed)."""
+    from sqlalchemy import insert
+
+    from conftest import tone_signal, write_audio
+    from tagger.db import tables as T
+
+    music = tmp_path / "m"
+    write_audio(music / "a.wav", tone_signal([110.0], seconds=4.0))
+    (music / "broken.wav").write_bytes(b"RIFF nothing")
+    db = str(tmp_path / "p.db")
+    database = open_database(db)
+    scan([music], db=database, analyser=FakeAnalyser(), jobs=0)
+    old = [music / "notes.txt", music / "Cover.JPG", music / "rip.dat"]  # (as older scans stored them)
+    with database.session() as s:
+        for path in old:
+            path.write_bytes(b"not audio")
+            s.execute(insert(T.tracks).values(path=str(path), size=9, mtime=path.stat().st_mtime, fingerprint="x",
+                                              status=T.STATUS_ERROR, error="not a readable audio file"))  # fmt: skip
+        s.commit()
+    database.close()
+    failed = [e["path"] for e in json.loads(run("errors", "--db", db, "--json"))]
+    assert failed == sorted(map(str, [music / "broken.wav", *old])), failed
+    out = run("db", "prune", "--db", db)
+    assert out == ("0 missing track(s) removed, 0 kept; 2 failed track(s) of files whose names say they hold no audio "
+                   "removed (--json names them)\n"), out  # fmt: skip
+    failed = [e["path"] for e in json.loads(run("errors", "--db", db, "--json"))]
+    assert failed == [str(music / "broken.wav"), str(music / "rip.dat")], failed
+    assert json.loads(run("db", "prune", "--db", db, "--json")) == {"removed": [], "kept": [], "not_audio": []}
+    assert all(path.exists() for path in old) and run("query", "--db", db, "--format", "paths").split() == [str(music / "a.wav")]
 
 
 @pytest.mark.parametrize("command", [[], ["scan"], ["query"], ["show"], ["stats"], ["errors"], ["db"], ["db", "upgrade"], ["db", "prune"]])

@@ -581,15 +581,18 @@ def db_prune(
     """Delete the tracks marked missing (files deleted since they were scanned) and their results.
 
     A track whose file is there again, or whose scanned folder is empty (a drive not mounted?), is
-    kept."""
+    kept. Also deletes the failed tracks of files whose names say they hold no audio (notes.txt,
+    cover.jpg: stored by older versions, never scanned now)."""
     from tagger.db.queries import prune_missing
 
     # (a scan restoring a moved track meanwhile would have it deleted by the ids read before)
     pruned = _with_session(db, prune_missing, locked="prune again", command="db prune")
     if as_json:
-        echo(json.dumps({"removed": pruned.removed, "kept": pruned.kept}, indent=1), lines=True)
+        echo(json.dumps({"removed": pruned.removed, "kept": pruned.kept, "not_audio": pruned.not_audio}, indent=1), lines=True)
         return
     for path in pruned.kept:
         echo(f"tagger: kept {named(path)}: its file is there again, or its folder is empty (a drive not mounted?)",
                    err=True)  # fmt: skip
-    echo(f"{len(pruned.removed)} missing track(s) removed, {len(pruned.kept)} kept")
+    echo(f"{len(pruned.removed)} missing track(s) removed, {len(pruned.kept)} kept"
+         + (f"; {len(pruned.not_audio)} failed track(s) of files whose names say they hold no audio removed (--json "
+            "names them)" if pruned.not_audio else ""))  # fmt: skip

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from tagger.db import sql as Q
@@ -144,6 +144,9 @@ class Pruned:
 
     removed: list[str]
     kept: list[str]
+    not_audio: list[str] = field(default_factory=list)
+    """The failed tracks deleted of files whose names say they hold no audio (stored by scans before
+    f316081, which no scan updates or removes any more)."""
 
 
 def prune_missing(session: Session) -> Pruned:
@@ -153,9 +156,15 @@ def prune_missing(session: Session) -> Pruned:
     folder a scan was given and that holds it is empty, as the mount point of a drive that is not
     mounted is (`tagger.paths.looks_unmounted`). A folder or anything else that is no regular file,
     found where the file was, is not the file. Raises `UserError` where Python does not read file
-    names as UTF-8 (`tagger.paths.check_filesystem_encoding`)."""
+    names as UTF-8 (`tagger.paths.check_filesystem_encoding`).
+
+    Also deleted: the failed tracks of files whose names say they hold no audio (`notes.txt`,
+    `cover.jpg`: `tagger.crawl.NON_AUDIO_EXTENSIONS`), which scans before f316081 stored for the files
+    a shell's ``~/Music/*`` named; a scan leaves such a file out now, so nothing else ever removes its
+    track, which holds no result, only the reason it failed."""
     from sqlalchemy import select
 
+    from tagger.crawl import NON_AUDIO_EXTENSIONS
     from tagger.db import tables as T
     from tagger.paths import check_filesystem_encoding, folder_prefix, looks_unmounted
 
@@ -172,8 +181,12 @@ def prune_missing(session: Session) -> Pruned:
         else:
             removed.append(path)
             ids.append(tid)
-    delete_tracks(session, ids)
-    return Pruned(removed=removed, kept=kept)
+    failed = session.execute(
+        select(T.tracks.c.id, T.tracks.c.path).where(T.tracks.c.status == T.STATUS_ERROR).order_by(by_path(session))
+    ).all()
+    not_audio = [(tid, path) for tid, path in failed if os.path.splitext(path)[1].lower() in NON_AUDIO_EXTENSIONS]
+    delete_tracks(session, ids + [tid for tid, _ in not_audio])
+    return Pruned(removed=removed, kept=kept, not_audio=[path for _, path in not_audio])
 
 
 def delete_tracks(session: Session, ids: Sequence[int]) -> None:
