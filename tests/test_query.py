@@ -319,6 +319,29 @@ def test_tag_of_a_file_that_failed_says_so_not_scan_it_first(scanned):
     assert r.exit_code == 1 and "matches under" in r.stderr and "scan it first (or check the filter)" in r.stderr
 
 
+def test_tag_of_a_file_whose_name_says_no_audio_says_no_scan_stores_it(scanned, tmp_path):
+    """`tagger tag ~/Music/notes.txt` said 'no analysed track matches under ...: scan it first', and
+    `tagger scan ~/Music/notes.txt` answers 'not scanned: ... not an audio file (its name says so:
+    .txt)' since f316081: each command sent the user to the other (found reviewing f316081). It
+    says what the scan says, and that no scan stores it; a filter or another file named is as before."""
+    db, _ = scanned
+    notes, cover = tmp_path / "notes.txt", tmp_path / "Cover.JPG"
+    notes.write_text("my notes\n")
+    cover.write_bytes(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(64))
+    r = CliRunner().invoke(app, ["tag", str(notes), "--db", db, "--dry-run"])
+    assert (r.exit_code, r.stderr) == (1, f"tagger: error: no analysed track under {notes}: {notes}: not an audio file "
+                                          "(its name says so: .txt), which no scan stores\n")  # fmt: skip
+    r = CliRunner().invoke(app, ["tag", str(notes), str(cover), "--db", db, "--dry-run"])
+    assert r.exit_code == 1 and r.stderr.endswith(f"{notes}: not an audio file (its name says so: .txt); {cover}: not an "
+                                                  "audio file (its name says so: .jpg), which no scan stores\n"), r.stderr  # fmt: skip
+    r = CliRunner().invoke(app, ["tag", str(notes), "--db", db, "--dry-run", "--has", "flute"])
+    assert r.exit_code == 1 and "scan it first (or check the filter)" in r.stderr, r.stderr
+    song = tmp_path / "new.flac"
+    song.write_bytes(b"fLaC" + bytes(60))
+    r = CliRunner().invoke(app, ["tag", str(notes), str(song), "--db", db, "--dry-run"])
+    assert r.exit_code == 1 and "scan it first (or check the filter)" in r.stderr, r.stderr
+
+
 def test_tag_of_a_failed_file_named_with_its_folder_among_many_paths_counts_it_once(tmp_path):
     """`tagger tag` of a failed file, 250 other files and the file's folder (more paths than one
     statement holds, `tagger.db.sql.PER_STATEMENT`): the file, under two of the paths asked for in

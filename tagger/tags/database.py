@@ -106,10 +106,25 @@ def _selected_tracks(database, where: TrackFilter) -> tuple[list[Prediction], li
             f"{len(failed)} files there could not be analysed (`tagger errors` says why)"
         raise UserError(f"no analysed track under {', '.join(where.shown_paths)}: {which}; `tagger scan "
                         "--retry-errors` tries again")  # fmt: skip
+    if where.paths and not predictions and only_paths and all(_named_no_audio(p) for p in where.shown_paths):
+        from tagger.display import named
+
+        # (it said "scan it first" of `tagger tag notes.txt`, which the scan leaves out: f316081)
+        said = "; ".join(f"{named(p)}: not an audio file (its name says so: {os.path.splitext(p)[1].lower()})"
+                         for p in where.shown_paths)  # fmt: skip
+        raise UserError(f"no analysed track under {', '.join(where.shown_paths)}: {said}, which no scan stores")
     if where.paths and not predictions:
         raise UserError(f"no analysed track matches under {', '.join(where.shown_paths)}: scan it first "
                         "(or check the filter)")  # fmt: skip
     return predictions, roots
+
+
+def _named_no_audio(path: str) -> bool:
+    """``path`` is a file whose name says it holds no audio (`tagger.crawl.NON_AUDIO_EXTENSIONS`),
+    which a scan given it leaves out (`tagger scan ~/Music/*` naming notes.txt, `tagger.library.plan`)."""
+    from tagger.crawl import NON_AUDIO_EXTENSIONS
+
+    return os.path.splitext(path)[1].lower() in NON_AUDIO_EXTENSIONS and os.path.isfile(path)
 
 
 def _recover_stopped_runs(database, predictions: list[Prediction], *, dry_run: bool,
