@@ -211,6 +211,30 @@ def test_a_second_save_between_the_swap_and_the_swap_back_is_kept(tmp_path, monk
     assert not list(tmp_path.glob(".*tagger-tmp"))
 
 
+def test_a_file_system_that_takes_the_swap_for_a_rename_tags_the_file(tmp_path, monkeypatch):
+    """Was: on a FUSE file system whose rename drops its flags (those built on fusepy with libfuse 3:
+    `renameat2` with RENAME_EXCHANGE succeeds as a plain rename), every write was said `file deleted or
+    moved away while its tags were being written ...; not put back`, the file tagged all the same (found
+    reviewing 5a2f6bc on such a loopback mount). A swap that left the copy at the path and nothing under
+    the copy's name was a rename: the write is done, said as such."""
+    from mutagen.flac import FLAC
+
+    song = write_audio(tmp_path / "song.flac", tone_signal([FREQ["bass"]], seconds=2.0))
+    before = FLAC(song)
+    before["TITLE"] = "kept"
+    before.save()
+
+    def plain_rename(a, b):
+        os.rename(a, b)  # (as such a file system does, and says it swapped)
+        return True
+
+    monkeypatch.setattr(filesystem, "exchange", plain_rename)
+    change = write_instruments(song, instruments=["organ"], model_version="fake-2")
+    assert change.written and read_instruments(song).model_version == "fake-2"
+    assert FLAC(song)["TITLE"] == ["kept"] and not list(tmp_path.glob(".*tagger-tmp"))
+    assert (change.size, change.mtime) == (song.stat().st_size, song.stat().st_mtime)
+
+
 def test_a_file_deleted_at_the_rename_is_not_put_back(tmp_path, monkeypatch):
     """Was: a file another program deleted (or moved away) after the write's last check was put back
     under its name by the rename of the copy, old audio, new tags and all (found attacking tagger

@@ -153,26 +153,32 @@ class _Write:
         they saved every few milliseconds), and so is a second save of theirs landing between the swap
         and the swap back (was: taken out by the swap back and removed as the copy); a file deleted or
         moved away meanwhile stays so (was: the copy put back under its name). Elsewhere the rename
-        replaces whatever is there, or is not."""
+        replaces whatever is there, or is not; a file system that takes the swap for a plain rename
+        (FUSE ones built on fusepy with libfuse 3) has the copy at the path: a rename it was (was: said
+        `file deleted or moved away ...` of every file it tagged)."""
         if self.lease.broken() or not self.still_the_file():
             raise TagWriteError(self.shown, _CHANGED_MEANWHILE)
         if self.lease.active:
             with signals.held():  # (linked and recorded for `close` as one step)
                 self.backup = filesystem.link_backup(self.real, self.folder, self.prefix)
-        put_back = False
+        put_back = renamed = False
         try:
             # (swapped, looked at and swapped back as one step: a second stop signal in between would
             # have `close` remove, under the copy's name, the file another program had moved there)
             with signals.held():
                 swapped = filesystem.exchange(self.tmp, self.real)
-                if swapped and (not filesystem.same_inode(os.lstat(self.tmp), self.st) or self.lease.broken()):
+                if swapped and not os.path.lexists(self.tmp) and self._copy_at(self.real):
+                    # (a file system that took the swap for a plain rename, its flag ignored: a FUSE one on
+                    # libfuse 3 whose rename drops the flags, as fusepy's do; the copy is at the path)
+                    swapped, renamed = False, True
+                elif swapped and (not filesystem.same_inode(os.lstat(self.tmp), self.st) or self.lease.broken()):
                     filesystem.exchange(self.tmp, self.real)  # theirs (or the original, opened for writing) put back
                     put_back = True
-                    if not filesystem.same_inode(os.lstat(self.tmp), os.fstat(self.held)):
+                    if not self._copy_at(self.tmp):
                         # (another save of theirs moved over our copy after the swap, and the swap back took
                         # it out: their last one back at the path; the one it replaced goes with `close`)
                         filesystem.exchange(self.tmp, self.real)
-            if not swapped:
+            if not swapped and not renamed:
                 os.replace(self.tmp, self.real)
         except FileNotFoundError:
             raise TagWriteError(self.shown, _GONE_MEANWHILE) from None
@@ -198,6 +204,10 @@ class _Write:
         os.close(self.source)  # the lease ends here
         self.source = None
         filesystem.fsync_dir(self.folder)
+
+    def _copy_at(self, name: str) -> bool:
+        """Whether the file at ``name`` is the copy (not a file put there since)."""
+        return filesystem.same_inode(os.lstat(name), os.fstat(self.held))
 
     def close(self) -> None:
         """Remove the copy (after an exchange, the old file under its name) and the backup, where still
