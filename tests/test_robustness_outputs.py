@@ -267,6 +267,12 @@ def test_every_usage_error_is_one_line_naming_the_option_and_the_reason(tmp_path
         assert r.exit_code == 2 and line.startswith("tagger: error: ") and message in line, (args, r.output)
         assert "\x1b" not in line and "\u202e" not in line and "\x07" not in line, line
     assert "Usage:" in CliRunner().invoke(app, []).output  # (no command: the help, as before)
+    # (run as `python -m tagger`, as README's timings do: it said 'tagger -v -m tagger scan ...'; found
+    # reviewing 8d5a20e)
+    r = CliRunner().invoke(app, ["db", "prune", "-v"], prog_name="python -m tagger", terminal_width=40)
+    assert r.exit_code == 2, r.output
+    assert r.output == ("tagger: error: No such option: -v (-v is tagger's own option, given before the command: "
+                        "'python -m tagger -v db prune ...')\n"), r.output  # fmt: skip
 
 
 def test_names_a_terminal_showed_alike_are_shown_apart_and_piped_exactly(tmp_path, monkeypatch):

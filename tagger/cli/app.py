@@ -41,8 +41,11 @@ class _Group(typer.core.TyperGroup):
                 flag = getattr(exc, "option_name", None)
                 if flag in ("-v", "--verbose") and ctx is not None and ctx.parent is not None:
                     # (`tagger scan ~/Music -v`, as most tools take it: README's "-v log" did not say where)
-                    command = ctx.command_path.partition(" ")[2]
-                    hint = f" ({flag} is tagger's own option, given before the command: 'tagger {flag} {command} ...')"
+                    # (the program as run, `python -m tagger` too: it said 'tagger -v -m tagger scan ...')
+                    program = ctx.find_root().command_path
+                    command = ctx.command_path[len(program):].strip()
+                    hint = f" ({flag} is tagger's own option, given before the command: '{program} {flag} {command} " \
+                        "...')"
                 # (click escapes the control characters of the names it quotes, as `\\x1b`, and leaves
                 # their backslashes: escaping those again would show a backslash the name has not)
                 message = shown(exc.format_message().rstrip("."), keep_newlines=True).replace("\n", "\\x0a")
