@@ -167,6 +167,11 @@ def test_filters_that_can_match_nothing_are_refused(library_db, command):
         # (it said "did you mean '*./**'?", which no stored path matches: found walking through the README)
         ("--path-glob", "./*"): f"it can match no track (did you mean '{os.getcwd()}/*'?)",
         ("--path-glob", "~/Music/*"): f"did you mean '{os.path.expanduser('~')}/Music/*'?)",
+        # (a folder named alone: its tracks, where the hint was '/cwd/' or '//', matching no track either;
+        # found reviewing 06eb28f)
+        ("--path-glob", "./"): f"it can match no track (did you mean '{os.path.join(os.getcwd(), '*')}'?)",
+        ("--path-glob", "../"): f"it can match no track (did you mean '{os.path.join(os.path.dirname(os.getcwd()), '*')}'?)",
+        ("--path-glob", "~"): f"it can match no track (did you mean '{os.path.join(os.path.expanduser('~'), '*')}'?)",
         ("--path-glob", ""): "--path-glob '' matches the whole absolute path",
     }
     for args, message in refused.items():

@@ -174,9 +174,12 @@ def check_path_glob(pattern: str | None) -> str | None:
     if close > 0 and fnmatch.fnmatchcase("/", pattern[: close + 1]):
         return pattern  # a character class holding "/"
     hint = f" (did you mean '*{pattern}*'?)" if pattern.strip() else ""
-    if pattern.startswith(("./", "../", "~/")) or pattern in (".", "..", "~"):  # (a folder's name as a shell
+    home = os.path.expanduser(pattern) != pattern  # (~/Music, ~me/Music: ~nobody stays as it is)
+    if pattern.startswith(("./", "../")) or pattern in (".", "..") or home:  # (a folder's name as a shell
         # writes it, quoted: '*./**' was the hint, which no stored path, absolute and normalised, matches)
-        absolute = os.path.abspath(os.path.expanduser(pattern)) + ("/" if pattern.endswith("/") else "")
+        absolute = os.path.abspath(os.path.expanduser(pattern))
+        if pattern.endswith("/") or os.path.isdir(absolute):  # (a folder: its tracks, where '../' gave '//',
+            absolute = os.path.join(absolute, "*")  # '.' '/cwd', './' '/cwd/', matching no track either)
         hint = f" (did you mean '{absolute}'?)"
     raise UserError(f"--path-glob '{pattern}' matches the whole absolute path, so it must start with / or *: "
                     f"it can match no track{hint}")  # fmt: skip
