@@ -69,15 +69,17 @@ class WrittenFile:
     @classmethod
     def of(cls, url) -> WrittenFile:
         path = real_sqlite_file(url)
-        return cls(path, None if path is None else _identity(path))
+        return cls(path, None if path is None else file_id(path))
 
     def went(self) -> bool:
         """Whether the file at the path is no longer the one found: deleted, moved away, or another
         file moved over it (a backup restored). Never for a database that is not a SQLite file."""
-        return self.identity is not None and _identity(self.path) != self.identity
+        return self.identity is not None and file_id(self.path) != self.identity
 
 
-def _identity(path: Path) -> tuple[int, int] | None:
+def file_id(path: str | os.PathLike) -> tuple[int, int] | None:
+    """The file ``path`` leads to (followed), as (device, inode): another file moved over the path has
+    another; None where it cannot be read (gone)."""
     try:
         st = os.stat(path)
     except OSError:

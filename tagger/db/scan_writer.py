@@ -26,7 +26,7 @@ from tagger.aggregate import TrackResult
 from tagger.db import models as M
 from tagger.db.filter import under_any_clause
 from tagger.db.sql import IN_LIST, as_clause, chunks
-from tagger.db.lock import WrittenFile
+from tagger.db.lock import WrittenFile, file_id
 from tagger.db.session import Database
 from tagger.db.urls import DatabaseError
 from tagger.paths import Roots, Spelling, folder_prefix, is_under, looks_unmounted, under_any
@@ -503,13 +503,5 @@ class _Inodes:
     def holds(self, path: str) -> bool:
         """True when ``path`` (followed) is one of the files."""
         if self._ids is None:
-            self._ids = {ident for p in self._paths if (ident := _file_id(p)) is not None}
-        return _file_id(path) in self._ids
-
-
-def _file_id(path: str) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
+            self._ids = {ident for p in self._paths if (ident := file_id(p)) is not None}
+        return file_id(path) in self._ids
