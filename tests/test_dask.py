@@ -166,6 +166,36 @@ def template(tmp_path_factory):
     return root
 
 
+def _one_bad_and_three_ok(root: Path, bad: str) -> None:
+    """``root/bad`` of 7 windows (what `dask_fakes`' analysers crash or hang on) and ``ok0.wav`` to
+    ``ok2.wav`` (1 to 3 windows)."""
+    from conftest import tone_signal, write_audio
+
+    write_audio(root / bad, tone_signal([110.0], seconds=26.0))
+    for i in range(3):
+        write_audio(root / f"ok{i}.wav", tone_signal([1000.0], seconds=4.0 + 4 * i))
+
+
+def _scan_beside_a_crash(tmp_path: Path, **backend_options):
+    """``crash.wav`` (7 windows: `dask_fakes.CrashingAnalyser` kills the worker analysing it) and
+    ``ok0.wav`` to ``ok2.wav`` scanned on a cluster of their own whose nanny restarts the worker and
+    whose scheduler gives a task up at its first death (``ALLOWED_FAILURES`` 0): (the summary, the
+    music folder, each stored path's status)."""
+    root = tmp_path / "music"
+    _one_bad_and_three_ok(root, "crash.wav")  # (kills the worker)
+    db = open_database(tmp_path / "lib.db")
+    spec = AnalyserSpec(kind="factory", factory="dask_fakes:CrashingAnalyser")
+    try:
+        with _own_cluster(tmp_path, nanny=True, DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES="0") as (address, _, _):
+            summary = scan([root], db=db, analyser=FakeAnalyser(),
+                           backend=DaskBackend(address, spec=spec, connect_timeout=60, **backend_options))  # fmt: skip
+        with db.session() as s:
+            rows = dict(s.query(M.Track.path, M.Track.status))
+    finally:
+        db.close()
+    return summary, root, rows
+
+
 def _copy(template, dest: Path) -> Path:
     shutil.copytree(template, dest, symlinks=True)
     return dest
@@ -565,25 +595,12 @@ def test_a_stop_signal_is_heard_while_the_files_are_still_on_the_workers(cluster
 def test_a_file_that_kills_its_worker_becomes_an_error_row(template, tmp_path):
     """A worker dying on a file (a decoder crash) fails that file, as with local workers; the nanny
     restarts the worker and the scan goes on."""
-    from conftest import tone_signal, write_audio
-
-    root = tmp_path / "music"
-    write_audio(root / "crash.wav", tone_signal([110.0], seconds=26.0))  # 7 windows: kills the worker
-    for i in range(3):
-        write_audio(root / f"ok{i}.wav", tone_signal([1000.0], seconds=4.0 + 4 * i))
-    db = open_database(tmp_path / "lib.db")
-    spec = AnalyserSpec(kind="factory", factory="dask_fakes:CrashingAnalyser")
-    with _own_cluster(tmp_path, nanny=True, DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES="0") as (address, _, _):
-        # one task at a time: a task queued on the dying worker would die with it
-        backend = DaskBackend(address, spec=spec, connect_timeout=60, in_flight=1)
-        summary = scan([root], db=db, analyser=FakeAnalyser(), backend=backend)
+    # one task at a time: a task queued on the dying worker would die with it
+    summary, root, rows = _scan_beside_a_crash(tmp_path, in_flight=1)
     assert (summary.scanned, summary.failed) == (3, 1)
     assert [(os.path.basename(p), "decoder crashed or ran out of memory" in e) for p, e in summary.errors] == [("crash.wav", True)]
-    with db.session() as s:
-        rows = dict(s.query(M.Track.path, M.Track.status))
     assert rows[str(root / "crash.wav")] == M.STATUS_ERROR
     assert sorted(v for k, v in rows.items() if "ok" in os.path.basename(k)) == [M.STATUS_OK] * 3
-    db.close()
 
 
 def test_a_file_the_worker_cannot_read_keeps_its_results(tmp_path, db, monkeypatch):
@@ -655,12 +672,8 @@ def test_a_file_that_hangs_its_worker_times_out_and_the_scan_goes_on(template, t
     restarted by the nanny, and the other files are analysed."""
     import threading
 
-    from conftest import tone_signal, write_audio
-
     root = tmp_path / "music"
-    write_audio(root / "hang.wav", tone_signal([110.0], seconds=26.0))  # 7 windows: hangs its worker
-    for i in range(3):
-        write_audio(root / f"ok{i}.wav", tone_signal([1000.0], seconds=4.0 + 4 * i))
+    _one_bad_and_three_ok(root, "hang.wav")  # (hangs its worker)
     db = open_database(tmp_path / "lib.db")
     spec = AnalyserSpec(kind="factory", factory="dask_fakes:HangingAnalyser")
     outcome = []
@@ -886,24 +899,12 @@ def test_a_file_queued_beside_one_that_kills_its_worker_is_analysed(tmp_path):
     tasks per thread are in flight). An innocent file was stored as 'the decoder crashed', its
     results deleted. A file whose workers died is now tried again alone once the others are done:
     only the one that kills its worker then is the file's error."""
-    from conftest import tone_signal, write_audio
-
-    root = tmp_path / "music"
-    write_audio(root / "crash.wav", tone_signal([110.0], seconds=26.0))  # 7 windows: kills the worker
-    for i in range(3):
-        write_audio(root / f"ok{i}.wav", tone_signal([1000.0], seconds=4.0 + 4 * i))
-    db = open_database(tmp_path / "lib.db")
-    spec = AnalyserSpec(kind="factory", factory="dask_fakes:CrashingAnalyser")
-    with _own_cluster(tmp_path, nanny=True, DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES="0") as (address, _, _):
-        summary = scan([root], db=db, analyser=FakeAnalyser(), backend=DaskBackend(address, spec=spec, connect_timeout=60))
+    summary, root, rows = _scan_beside_a_crash(tmp_path)
     assert [(os.path.basename(p), "decoder crashed or ran out of memory" in e) for p, e in summary.errors] == [("crash.wav", True)]
     # which machine: a decoder crash on one of a cluster's (another ffmpeg) said no worker's address
     assert re.search(r"every Dask worker analysing it died, the last tcp://127\.0\.0\.1:\d+; see their logs", summary.errors[0][1])
     assert (summary.scanned, summary.failed) == (3, 1)
-    with db.session() as s:
-        rows = dict(s.query(M.Track.path, M.Track.status))
     assert rows == {str(root / "crash.wav"): M.STATUS_ERROR, **{str(root / f"ok{i}.wav"): M.STATUS_OK for i in range(3)}}
-    db.close()
 
 
 def test_a_quick_scan_takes_the_result_of_a_file_whose_stored_fingerprint_is_stale(tmp_path, db):

@@ -77,6 +77,36 @@ def _exchange_here(folder: Path) -> bool:
         b.unlink()
 
 
+def _their_save(song: Path, save: Path, title: str = "their save") -> Path:
+    """``save``: a copy of ``song`` with another TITLE, another program's save to land by rename."""
+    from mutagen.flac import FLAC
+
+    save.write_bytes(song.read_bytes())
+    edited = FLAC(save)
+    edited["TITLE"] = title
+    edited.save()
+    return save
+
+
+def _at_the_last_check(monkeypatch, then) -> list[bool]:
+    """Call ``then()`` (another program's save landing, a deletion) at a tag write's last check that
+    the file is the one it copied: its second `_Write.still_the_file`, in `replace`, right before the
+    rename. The checks' answers, in order."""
+    from tagger.tags import writing
+
+    original, calls = writing._Write.still_the_file, []
+
+    def still_the_file(self):
+        same = original(self)
+        calls.append(same)
+        if len(calls) == 2:
+            then()
+        return same
+
+    monkeypatch.setattr(writing._Write, "still_the_file", still_the_file)
+    return calls
+
+
 @pytest.mark.parametrize("write", ["tag", "untag"])
 def test_a_file_another_program_moves_over_the_file_at_the_rename_is_kept(tmp_path, monkeypatch, write):
     """Was: a file moved over the one being tagged (a tag editor's atomic save, `ffmpeg ... && mv`)
@@ -87,28 +117,13 @@ def test_a_file_another_program_moves_over_the_file_at_the_rename_is_kept(tmp_pa
     the file that was there is put back when it is not the one copied."""
     from mutagen.flac import FLAC
 
-    from tagger.tags import writing
-
     if not _exchange_here(tmp_path):
         pytest.skip("this file system cannot swap two names in one step")
     song = write_audio(tmp_path / "song.flac", tone_signal([FREQ["bass"]], seconds=2.0))
     if write == "untag":
         write_instruments(song, instruments=["bass"], model_version="fake-1")
-    theirs = tmp_path / "theirs.flac"
-    theirs.write_bytes(song.read_bytes())
-    edited = FLAC(theirs)
-    edited["TITLE"] = "their save"
-    edited.save()
-    original, calls = writing._Write.still_the_file, []
-
-    def still_the_file(self):
-        same = original(self)
-        calls.append(same)
-        if len(calls) == 2:  # the last check, in `replace`, right before the rename: their save lands
-            os.replace(theirs, song)
-        return same
-
-    monkeypatch.setattr(writing._Write, "still_the_file", still_the_file)
+    theirs = _their_save(song, tmp_path / "theirs.flac")
+    calls = _at_the_last_check(monkeypatch, lambda: os.replace(theirs, song))
     with pytest.raises(TagWriteError, match="file changed while its tags were being written"):
         if write == "tag":
             write_instruments(song, instruments=["organ"], model_version="fake-2")
@@ -132,25 +147,11 @@ def test_a_stop_signal_between_the_swap_and_the_swap_back_never_removes_their_fi
 
     from mutagen.flac import FLAC
 
-    from tagger.tags import writing
-
     if not _exchange_here(tmp_path):
         pytest.skip("this file system cannot swap two names in one step")
     song = write_audio(tmp_path / "song.flac", tone_signal([FREQ["bass"]], seconds=2.0))
-    theirs = tmp_path / "theirs.flac"
-    theirs.write_bytes(song.read_bytes())
-    edited = FLAC(theirs)
-    edited["TITLE"] = "their save"
-    edited.save()
-    original, calls = writing._Write.still_the_file, []
-
-    def still_the_file(self):
-        same = original(self)
-        calls.append(same)
-        if len(calls) == 2:
-            os.replace(theirs, song)
-        return same
-
+    theirs = _their_save(song, tmp_path / "theirs.flac")
+    _at_the_last_check(monkeypatch, lambda: os.replace(theirs, song))
     exchange = filesystem.exchange
 
     def exchange_then_ctrl_c(a, b):
@@ -158,7 +159,6 @@ def test_a_stop_signal_between_the_swap_and_the_swap_back_never_removes_their_fi
         os.kill(os.getpid(), signal.SIGINT)  # (Python's own handler: KeyboardInterrupt)
         return done
 
-    monkeypatch.setattr(writing._Write, "still_the_file", still_the_file)
     monkeypatch.setattr(filesystem, "exchange", exchange_then_ctrl_c)
     with pytest.raises(KeyboardInterrupt):
         write_instruments(song, instruments=["organ"], model_version="fake-2")
@@ -175,27 +175,11 @@ def test_a_second_save_between_the_swap_and_the_swap_back_is_kept(tmp_path, monk
     back: where it does not hold the copy, the names are swapped again, their last save at the path."""
     from mutagen.flac import FLAC
 
-    from tagger.tags import writing
-
     if not _exchange_here(tmp_path):
         pytest.skip("this file system cannot swap two names in one step")
     song = write_audio(tmp_path / "song.flac", tone_signal([FREQ["bass"]], seconds=2.0))
-    saves = []
-    for title in ("their first save", "their second save"):
-        saves.append(tmp_path / f"{len(saves)}.flac")
-        saves[-1].write_bytes(song.read_bytes())
-        edited = FLAC(saves[-1])
-        edited["TITLE"] = title
-        edited.save()
-    original, calls = writing._Write.still_the_file, []
-
-    def still_the_file(self):
-        same = original(self)
-        calls.append(same)
-        if len(calls) == 2:  # the last check: their first save lands
-            os.replace(saves[0], song)
-        return same
-
+    saves = [_their_save(song, tmp_path / f"{i}.flac", title) for i, title in enumerate(("their first save", "their second save"))]
+    _at_the_last_check(monkeypatch, lambda: os.replace(saves[0], song))  # (their first save)
     same_inode = filesystem.same_inode
 
     def their_second_save_at_the_look(a, b):
@@ -203,7 +187,6 @@ def test_a_second_save_between_the_swap_and_the_swap_back_is_kept(tmp_path, monk
             os.replace(saves[1], song)  # (after the swap, before the swap back)
         return same_inode(a, b)
 
-    monkeypatch.setattr(writing._Write, "still_the_file", still_the_file)
     monkeypatch.setattr(filesystem, "same_inode", their_second_save_at_the_look)
     with pytest.raises(TagWriteError, match="file changed while its tags were being written"):
         write_instruments(song, instruments=["organ"], model_version="fake-2")
@@ -242,21 +225,10 @@ def test_a_file_deleted_at_the_rename_is_not_put_back(tmp_path, monkeypatch):
     82 of 3,414 deletions undone); the write now swaps the names in one step, which fails where the
     file is gone, and the file stays gone. A file gone before the permission checks is `no such
     file`, not `file is read-only`."""
-    from tagger.tags import writing
-
     if not _exchange_here(tmp_path):
         pytest.skip("this file system cannot swap two names in one step")
     song = write_audio(tmp_path / "song.flac", tone_signal([FREQ["bass"]], seconds=2.0))
-    original, calls = writing._Write.still_the_file, []
-
-    def still_the_file(self):
-        same = original(self)
-        calls.append(same)
-        if len(calls) == 2:  # the last check, in `replace`, right before the rename: deleted now
-            song.unlink()
-        return same
-
-    monkeypatch.setattr(writing._Write, "still_the_file", still_the_file)
+    _at_the_last_check(monkeypatch, song.unlink)  # (deleted now)
     with pytest.raises(TagWriteError, match="file deleted or moved away while its tags were being written"):
         write_instruments(song, instruments=["organ"], model_version="fake-2")
     assert not song.exists() and not list(tmp_path.iterdir())
