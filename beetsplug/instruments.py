@@ -282,7 +282,7 @@ class InstrumentsPlugin(BeetsPlugin):
                               help="write the fields into the files (default: import.write)")  # fmt: skip
         cmd.parser.add_option("-W", "--nowrite", action="store_false", dest="write", help="do not write the files")
         cmd.parser.add_option("--rescan-stale", action="store_true", default=False,
-                              help="re-analyse items analysed by another model version")  # fmt: skip
+                              help="re-analyse items analysed by another model version (or before tagger's database kept window scores)")  # fmt: skip
         cmd.parser.add_option("--retry-errors", action="store_true", default=False,
                               help="re-analyse unchanged files that failed before")  # fmt: skip
         cmd.func = self.command

@@ -120,7 +120,7 @@ def test_a_track_analysed_without_window_scores_says_a_rescan_is_needed(album):
     with database.engine.connect() as conn:
         d = with_cue_tracks(conn, track_detail(conn, path=flac))
     assert d.cue_tracks == [] and d.cue_note.startswith(f"{d.cue_sheet}: its 3 tracks need the window scores")
-    assert "a rescan stores them" in _show(db, flac)
+    assert "`tagger scan --rescan-stale` of its folder stores them" in _show(db, flac)
 
 
 def test_a_file_without_cue_sheet_is_shown_as_before(album, tmp_path):

@@ -97,11 +97,33 @@ def test_a_track_scanned_before_window_scores_asks_for_a_rescan(scanned, tmp_pat
     r = CliRunner().invoke(app, ["show", "--db", db, path, "--plot", str(out)])
     assert r.exit_code == 1
     lines = [ln for ln in r.output.splitlines() if ln.strip()]
-    assert len(lines) == 1 and "rescan" in lines[0] and path in lines[0], r.output
+    assert len(lines) == 1 and "`tagger scan --rescan-stale` of its folder" in lines[0] and path in lines[0], r.output
     assert not out.exists()
     # the text view still works
     r = CliRunner().invoke(app, ["show", "--db", db, path])
     assert r.exit_code == 0 and "instruments: bass, flute, string" in r.output
+
+
+def test_rescan_stale_stores_the_window_scores_of_a_track_analysed_before_them(scanned, tmp_path):
+    """A database upgraded from a tagger older than revision 0003 (this model's results, no window
+    scores): show said "a rescan stores them", but no scan did, `--rescan-stale` (this model's: not
+    stale) nor a plain one (an unchanged file), so its timeline and cue tracks never came (found
+    upgrading a library of the 2026-11-25 tagger). `--rescan-stale` analyses it again, once."""
+    database, db, path, analyser = scanned
+    with database.session() as s:  # what a database upgraded from revision 0002 holds
+        s.execute(text("DELETE FROM window_scores"))
+    music = os.path.dirname(path)
+    assert scan([music], db=database, analyser=analyser, jobs=0).scanned == 0  # a plain scan keeps the results
+    with database.session() as s:
+        assert s.scalar(text("SELECT count(*) FROM window_scores")) == 0
+    assert scan([music], db=database, analyser=analyser, jobs=0, rescan_stale=True).scanned == 1
+    with database.session() as s:
+        timeline = track_timeline(s, path=path)
+    assert timeline.scores.shape[0] == 6 and timeline.present == ["bass", "flute", "string"]
+    assert scan([music], db=database, analyser=analyser, jobs=0, rescan_stale=True).scanned == 0  # once
+    out = tmp_path / "now.png"
+    r = CliRunner().invoke(app, ["show", "--db", db, path, "--plot", str(out)])
+    assert r.exit_code == 0 and out.exists(), r.output
 
 
 def test_a_plot_never_draws_over_a_users_file_and_replaces_an_earlier_timeline(scanned, tmp_path):

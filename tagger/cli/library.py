@@ -171,7 +171,7 @@ def scan(
         None, "--jobs", "-j",
         help="Worker processes decoding audio (default or -1: all cores; 0: none, all in one process; at most 4 per core).",
     ),  # fmt: skip
-    rescan_stale: bool = typer.Option(False, "--rescan-stale", help="Re-analyse tracks analysed by another model version."),
+    rescan_stale: bool = typer.Option(False, "--rescan-stale", help="Re-analyse tracks analysed by another model version (or before the database kept window scores)."),
     retry_errors: bool = typer.Option(False, "--retry-errors", help="Re-analyse unchanged files that failed before."),
     quick: bool = typer.Option(False, "--quick", help="Trust size+mtime+ctime: skip the content fingerprint of unchanged files."),
     include_hidden: bool = typer.Option(False, "--include-hidden", help="Also enter hidden folders and files."),

@@ -212,7 +212,8 @@ def track_timeline(session: Session, *, path: str):
     """The stored window scores of the track at `path` as a `tagger.timeline.Timeline`.
 
     Raises `UserError` when the database lacks the track, when it could not be analysed, or when it
-    was analysed before the database kept window scores (revision 0003): then it needs a rescan. A
+    was analysed before the database kept window scores (revision 0003): then it needs a scan with
+    ``--rescan-stale``, which analyses such tracks again (a plain scan keeps their results). A
     track whose file went missing keeps its results, and its timeline is drawn as `show` lists them.
     """
     from sqlalchemy import select
@@ -234,8 +235,9 @@ def track_timeline(session: Session, *, path: str):
         raise UserError(f"{path}: {t.status}, and analysed before the database kept window scores, so there is no timeline to draw")
     if w is None:
         raise UserError(
-            f"{path}: analysed before the database kept window scores, so there is no timeline to draw; it needs "
-            f"a rescan (the next analysis of the file stores them), or draw it now with `tagger predict FILE --plot OUT.png`"
+            f"{path}: analysed before the database kept window scores, so there is no timeline to draw; "
+            f"`tagger scan --rescan-stale` of its folder analyses it again and stores them, or draw it now with "
+            f"`tagger predict FILE --plot OUT.png`"
         )
     families, starts, scores = w.unpack()
     mv = t.model_version
@@ -296,7 +298,7 @@ def with_cue_tracks(session: Session | Reader, detail: TrackDetail, *, folders: 
                             "ON m.id = t.model_version_id WHERE t.path = {}", detail.path))  # fmt: skip
     if not found:
         detail.cue_note = (f"{sheet.source}: its {len(sheet.tracks)} tracks need the window scores, which this file was analysed "
-                           "without (before the database kept them): a rescan stores them")  # fmt: skip
+                           "without (before the database kept them): `tagger scan --rescan-stale` of its folder stores them")  # fmt: skip
         return detail
     w = found[0]
     import numpy as np

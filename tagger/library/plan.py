@@ -134,7 +134,8 @@ def plan_files(roots, *, writer: ScanWriter, mv_id: int, rescan_stale: bool, ret
     plan = _Plan(writer, mv_id=mv_id, rescan_stale=rescan_stale, retry_errors=retry_errors, quick=quick,
                  progress=progress, t0=t0, retag=retag, stop=stop, existing=_stored_rows(writer.session, roots),
                  own=own, own_names={os.path.basename(f) for f in own},
-                 named=frozenset(os.fspath(r) for r in roots))  # fmt: skip
+                 named=frozenset(os.fspath(r) for r in roots),
+                 unscored=_without_window_scores(writer.session, roots) if rescan_stale else frozenset())  # fmt: skip
     for p in crawl(roots, include_hidden=include_hidden, follow_external_symlinks=follow_external_symlinks,
                    report=crawled):  # fmt: skip
         if os.path.splitext(str(p))[1].lower() in NON_AUDIO_EXTENSIONS:  # (a file given by name: the walk never
@@ -166,6 +167,18 @@ def _stored_rows(s, roots) -> dict[str, tuple]:
     return existing
 
 
+def _without_window_scores(s, roots) -> frozenset[int]:
+    """The ids of the analysed tracks under ``roots`` that have no window scores: analysed before the
+    database kept them (revision 0003), which only an analysis stores (`tagger scan --rescan-stale`
+    redoes them, as it redoes another model version's results; a plain scan keeps them)."""
+    has_scores = select(M.WindowScores.track_id).where(M.WindowScores.track_id == M.Track.id).exists()
+    ids: set[int] = set()
+    for part in chunks(list(dict.fromkeys(roots))):
+        cond = as_clause(under_any_clause(part, s.get_bind().dialect.name))
+        ids.update(s.scalars(select(M.Track.id).where(cond, M.Track.status == M.STATUS_OK, ~has_scores)))
+    return frozenset(ids)
+
+
 @dataclass
 class _Plan:
     """The state `plan_files` shares between its steps: the scan's settings, the stored tracks
@@ -189,6 +202,9 @@ class _Plan:
     named: frozenset[str] = frozenset()
     """The scan's roots: a new file among them was named (the beets plugin names each item's file),
     and may come from anywhere (`_Plan.gone_elsewhere`)."""
+    unscored: frozenset[int] = frozenset()
+    """With ``rescan_stale``: the analysed tracks without window scores (`_without_window_scores`),
+    analysed again as stale ones are."""
     work: list[FileState] = field(default_factory=list)
     fresh: list[NewFile] = field(default_factory=list)
     """New files matched to no track: analysed unless moved and retagged."""
@@ -200,11 +216,21 @@ class _Plan:
     def summary(self) -> ScanSummary:
         return self.writer.summary
 
-    def needs_analysis(self, status: str, track_mv: int | None, transient: bool = False) -> bool:
+    def redo(self, track_id: int | None, track_mv: int | None) -> bool:
+        """Whether ``rescan_stale`` analyses this track again: another model version's, or one
+        analysed before the database kept window scores (a user of a release older than revision
+        0003 had no other way to get them: a plain scan keeps an unchanged file's results)."""
+        return self.rescan_stale and (track_mv != self.mv_id or track_id in self.unscored)
+
+    def needs_analysis(self, status: str, track_mv: int | None, transient: bool = False, *,
+                       track_id: int | None = None) -> bool:  # fmt: skip
         """A failed track is analysed again when asked to (or when its error was transient); a track
-        of another model version when ``rescan_stale`` (else it is counted stale)."""
+        of another model version, or one without window scores, when ``rescan_stale`` (else the
+        former is counted stale)."""
         if status == M.STATUS_ERROR:
             return self.retry_errors or transient
+        if self.redo(track_id, track_mv):
+            return True
         if track_mv != self.mv_id:
             if self.rescan_stale:
                 return True
@@ -312,14 +338,14 @@ class _Plan:
         else:  # other bytes (maybe where the fingerprint does not read): other audio, or only other tags
             # (only where the results would be kept: a stale track a scan with rescan_stale
             # analyses again keeps nothing, and its digest would be read for nothing)
-            keeps = status == M.STATUS_OK and (track_mv == self.mv_id or not self.rescan_stale)
+            keeps = status == M.STATUS_OK and not self.redo(track_id, track_mv)
             whole = only_tags_changed(path, st, old_audio, digest) if keeps else None
             if whole is None:
                 self.work.append(FileState.of(path, st, fp, track_id))
                 return
             writer.retagged(track_id, FileState.of(path, st, fp, track_id), content_hash=whole)
             tags_current = False
-        if self.needs_analysis(status, track_mv, transient):
+        if self.needs_analysis(status, track_mv, transient, track_id=track_id):
             self.work.append(FileState.of(path, st, fp, track_id))
         else:
             self.summary.skipped += 1
@@ -342,7 +368,7 @@ class _Plan:
             self.writer.moved(track, path=path, mtime=st.st_mtime, ctime_ns=st.st_ctime_ns)
             self.existing.pop(old_path, None)
             log.debug("moved: %s -> %s", old_path, path)
-            if self.needs_analysis(track.status, track.model_version_id):
+            if self.needs_analysis(track.status, track.model_version_id, track_id=track.id):
                 self.work.append(FileState.of(path, st, fp, track.id))
             else:
                 self.summary.skipped += 1
@@ -414,7 +440,7 @@ class _Plan:
             writer.moved(track, path=new.path, mtime=new.st.st_mtime, ctime_ns=new.st.st_ctime_ns)
             self.existing.pop(old_path, None)
             log.debug("moved and retagged: %s -> %s", old_path, new.path)
-            if self.needs_analysis(track.status, track.model_version_id):
+            if self.needs_analysis(track.status, track.model_version_id, track_id=track.id):
                 instead[new.path] = file  # (stale, with rescan_stale: the row follows, its results are redone)
             else:
                 writer.retagged(track.id, file, content_hash=found.content_hash)

@@ -188,7 +188,8 @@ def scan(
     ----------
     jobs : worker processes (None or -1 = all cores; 0 = analyse in this process, for debugging;
         at most `JOBS_PER_CORE` per core: `check_jobs`).
-    rescan_stale : re-analyse tracks whose results come from another model version.
+    rescan_stale : re-analyse tracks whose results come from another model version, and those analysed
+        before the database kept window scores (revision 0003).
     retry_errors : re-analyse unchanged files that failed before.
     quick : trust size and mtime (do not read the fingerprint of files whose size and mtime match).
     follow_external_symlinks : also follow symbolic links that point outside the scanned folders.
