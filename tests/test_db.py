@@ -508,3 +508,28 @@ def check_audio_digest_step(url: str) -> None:
 
 def test_step_0010_adds_the_audio_digest_and_its_downgrade_keeps_every_other_value(tmp_path):
     check_audio_digest_step(as_url(tmp_path / "lib.db"))
+
+
+def test_an_upgrade_says_the_older_tagger_can_no_longer_open_the_database(tmp_path, caplog):
+    """A library database of an older tagger was upgraded without a word by the first command that
+    opened it (`tagger query`), so a user who went back to that tagger learned only then, from its
+    refusal, that the database had changed (found upgrading a library of the 2026-12-03 tagger). The
+    command says so on stderr, once; `db upgrade` in its line; a new database is no upgrade."""
+    import logging
+
+    path = tmp_path / "old.db"
+    write_database_at(as_url(path), "0004")
+    with caplog.at_level(logging.WARNING, logger="tagger.db.session"):
+        open_database(path, create=False).close()
+        open_database(path, create=False).close()  # at head now: nothing to say
+        open_database(tmp_path / "new.db").close()
+    said = [r.getMessage() for r in caplog.records if r.name == "tagger.db.session"]
+    assert said == [f"upgraded the library database sqlite:///{path} from schema revision 0004 to {HEAD}: a tagger "
+                    "that knows only revision 0004 can no longer open it"], said  # fmt: skip
+    other = tmp_path / "other.db"
+    write_database_at(as_url(other), "0007")
+    r = CliRunner().invoke(app, ["db", "upgrade", "--db", str(other)])
+    assert r.exit_code == 0 and r.output == (f"sqlite:///{other}: at revision {HEAD} (upgraded from revision 0007: a "
+                                             "tagger that knows only revision 0007 can no longer open it)\n"), r.output  # fmt: skip
+    r = CliRunner().invoke(app, ["db", "upgrade", "--db", str(other)])
+    assert r.exit_code == 0 and r.output == f"sqlite:///{other}: at revision {HEAD}\n", r.output

@@ -559,17 +559,25 @@ def errors(
 @handle_errors
 def db_upgrade(db: str = typer.Option(None, "--db", help=DB_HELP)) -> None:
     """Create the database or apply pending schema migrations."""
-    from tagger.db.migrate import upgrade
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from tagger.db.migrate import current_revision, upgrade
     from tagger.db.engine import make_engine
+    from tagger.db.session import no_way_back
     from tagger.db.urls import as_url, shown_url
 
     url = as_url(db)
     engine = make_engine(url)
     try:
+        try:
+            before = current_revision(engine)
+        except SQLAlchemyError:
+            before = None  # (`upgrade` says why it cannot be read)
         revision = upgrade(engine)
     finally:
         engine.dispose()
-    echo(f"{shown_url(url)}: at revision {revision}")  # (the URL given: a read-only database's engine has another)
+    note = f" (upgraded from revision {before}: {no_way_back(before)})" if before not in (None, revision) else ""
+    echo(f"{shown_url(url)}: at revision {revision}{note}")  # (the URL given: a read-only database's engine has another)
 
 
 @db_app.command("prune")

@@ -12,6 +12,7 @@ automatically on first use (`tagger.db.migrate`).
 from __future__ import annotations
 
 import functools
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,6 +28,8 @@ from tagger.db.sql import AlchemyReader, Reader, SqliteReader
 from tagger.db.sqlite_files import (holds_no_tables, read_only_reason, read_only_sqlite_file, refuse_other_files,
                                     refuse_second_names, refuse_undecodable)  # fmt: skip
 from tagger.db.urls import DB_ENV, DatabaseError, as_url, driver_reason, plain_sqlite_file, shown_url, sqlite_file
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import sqlite3
@@ -120,7 +123,9 @@ def open_database(db: str | os.PathLike | None = None, *, migrate: bool = True, 
     engine = make_engine(url)
     if migrate:
         try:
-            needs = not at_head(engine) and current_revision(engine) != head_revision()
+            current = at_head(engine)
+            before = None if current else current_revision(engine)
+            needs = not current and before != head_revision()
         except SQLAlchemyError as exc:
             raise database_error(engine.url, exc, doing="open") from None
         if needs and read_only_path(engine) is not None:
@@ -135,8 +140,17 @@ def open_database(db: str | os.PathLike | None = None, *, migrate: bool = True, 
                 "once where this user can write it"
             )
         if needs:
-            upgrade(engine)
+            after = upgrade(engine)
+            if before is not None:  # (a new database made is no upgrade)
+                log.warning("upgraded the library database %s from schema revision %s to %s: %s", shown_url(url), before,
+                            after, no_way_back(before))  # fmt: skip
     return Database(url=url, engine=engine)
+
+
+def no_way_back(before: str) -> str:
+    """What a command that upgraded a library database's schema from revision ``before`` says of it:
+    a tagger of that revision refuses it from now on (a user going back to it learned so only then)."""
+    return f"a tagger that knows only revision {before} can no longer open it"
 
 
 def _refuse_no_library(path: Path | None, *, given: bool) -> None:
