@@ -6,6 +6,7 @@ skipped with the reason otherwise."""
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import subprocess
@@ -20,6 +21,7 @@ import soundfile as sf
 from conftest import tone_signal, track_instruments, track_rows, write_audio
 from library_fakes import FakeAnalyser
 from tagger import tags
+from tagger.errors import TagWriteError
 from tagger.db.session import open_database
 from tagger.library.scan import scan, tag_writer
 from tagger.paths import Spelling
@@ -337,3 +339,64 @@ def test_a_database_on_fat_uses_a_rollback_journal_where_the_write_ahead_log_can
     assert track_instruments(copied) == {str(song): ["bass"]}
     copied.close()
     assert _journal_and_check(fat.path / "copied.db") == ("delete", "ok")
+
+
+@pytest.mark.parametrize("name", ["a.mp3", "a.wav", "a.m4a"])
+def test_a_tag_write_on_fat_that_resizes_the_file_is_made_off_the_drive(drive, tmp_path, name):
+    """fusefat refuses ``ftruncate`` (EPERM) and its writes that move a file's bytes along come back
+    wrong: tag writes of MP3 failed with `mutagen: [Errno 1] Operation not permitted` (mutagen's
+    truncate at the end of its ID3 save), WAV with `Invalid chunk ID`, M4A in the verification
+    (`the audio payload changed`). The tags are now written in a copy in the system's temporary
+    folder, copied whole into the hidden copy on the drive, verified there and moved over the file."""
+    fat = drive("fat")
+    music = fat.path / "music"
+    song = write_audio(music / name, tone_signal([110.0], seconds=4.0))
+    before = _pcm_md5(song)
+    db = open_database(tmp_path / "lib.db")
+    first = scan([music], db=db, analyser=FakeAnalyser(), jobs=0, on_track=tag_writer(model_version="fake-1"))
+    assert first.tag_failures == [] and first.tags_written == 1
+    assert tags.read_instruments(song).instruments == ["bass"]
+    assert _pcm_md5(song) == before
+    assert sorted(os.listdir(music)) == [name]  # no temporary copy left
+    again = scan([music], db=db, analyser=FakeAnalyser(), jobs=0, on_track=tag_writer(model_version="fake-1"))
+    assert (again.scanned, again.tags_written, again.tag_failures) == (0, 0, [])
+    removed = tags.remove_instruments(song)
+    assert removed.written and tags.read_instruments(song) == tags.TagState(instruments=[], model_version=None, scores=None)
+    assert _pcm_md5(song) == before
+    db.close()
+
+
+def _pcm_md5(path) -> str:
+    """The MD5 of the audio ffmpeg decodes from ``path``."""
+    return _run("ffmpeg", "-loglevel", "error", "-i", str(path), "-map", "0:a", "-f", "md5", "-")
+
+
+def test_where_ftruncate_is_refused_the_tags_are_written_in_a_scratch_copy(tmp_path, monkeypatch):
+    """The same without a drive: ``ftruncate`` refused as fusefat refuses it (EPERM), the write goes
+    through a copy in the temporary folder, which is removed; where that copy cannot be made, the
+    error names the file system's limit and the file is left unchanged."""
+    import errno
+    import tempfile
+
+    real_ftruncate = os.ftruncate
+
+    def refused(fd, length):
+        if os.fstat(fd).st_size:  # (fusefat refuses even the size the file has; 0 to 0 it allows)
+            raise PermissionError(errno.EPERM, "Operation not permitted")
+        return real_ftruncate(fd, length)
+
+    song = write_audio(tmp_path / "music" / "a.wav", tone_signal([110.0], seconds=4.0))
+    before = song.read_bytes()
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    monkeypatch.setattr(os, "ftruncate", refused)
+    written = tags.write_instruments(song, instruments=["bass"], model_version="fake-1")
+    assert written.written and tags.read_instruments(song).instruments == ["bass"]
+    assert os.listdir(scratch) == [] and os.listdir(song.parent) == ["a.wav"]
+    assert _decoded(song).tobytes() == sf.read(io.BytesIO(before), dtype="float32")[0].tobytes()
+    tagged = song.read_bytes()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no-such-folder"))
+    with pytest.raises(TagWriteError, match="cannot resize files .*ftruncate.*no-such-folder"):
+        tags.remove_instruments(song)
+    assert song.read_bytes() == tagged and os.listdir(song.parent) == ["a.wav"]

@@ -62,6 +62,32 @@ def check_writable(path, real: str, st: os.stat_result) -> None:
                                   "for the atomic replace); left as it is")  # fmt: skip
 
 
+def resizes_files(fd: int, path: str, shown) -> bool:
+    """Whether the file system of the empty file ``path``, open as ``fd``, lets a program change a
+    file's size through its descriptor (``ftruncate``), as mutagen does to shrink a file or end a
+    tag. FAT through FUSE (fusefat) refuses it (EPERM, even to the size the file has), and its
+    writes that move a file's bytes along come back wrong: a write of an MP3's ID3 tag failed with
+    `mutagen: [Errno 1] Operation not permitted`, a WAV's with `Invalid chunk ID`, an M4A's in its
+    verification. Probed with one byte, which is taken away again (by path, which fusefat allows;
+    the error where that fails too)."""
+    os.write(fd, b"\0")
+    try:
+        os.ftruncate(fd, 1)
+        resizes = True
+    except OSError:
+        resizes = False
+    try:
+        if resizes:
+            os.ftruncate(fd, 0)
+        else:
+            os.truncate(path, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+    except OSError as exc:
+        raise TagWriteError(shown, f"its file system cannot resize files (empty its new copy {path}): "
+                                   f"{exc.strerror or exc}") from exc
+    return resizes
+
+
 def _sticky_refuses(folder_mode: int, folder_uid: int, file_uid: int) -> bool:
     """Whether the kernel refuses this user a rename over a file in a sticky folder (mode ``+t``,
     as ``/tmp`` or a music folder every user may write is made): only the file's owner, the

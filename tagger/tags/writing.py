@@ -66,6 +66,9 @@ class _Write:
     """The audio payload's digest (`payload_digest`), None where the format has no cheap check."""
     values: Counter | None = None
     xattrs: dict | None = None
+    scratch: str | None = None
+    """Where the tags are written first, outside the drive, on a file system that cannot resize files
+    (`filesystem.resizes_files`), before it is copied whole into ``tmp``; None: written in ``tmp``."""
 
     @property
     def folder(self) -> str:
@@ -109,7 +112,10 @@ class _Write:
             self.held, self.tmp = tempfile.mkstemp(prefix=self.prefix, suffix=TEMP_SUFFIX, dir=self.folder)
             fcntl.flock(self.held, fcntl.LOCK_EX)  # "in use" until we are done or dead (remove_stale_temp_files)
         filesystem.copy_flags(self.held, filesystem.file_flags(self.source), self.shown)  # (while empty: chattr +C)
-        shutil.copyfile(self.real, self.tmp)
+        if not filesystem.resizes_files(self.held, self.tmp, self.shown):
+            self._make_scratch()
+        else:
+            shutil.copyfile(self.real, self.tmp)
         filesystem.copy_owner(self.tmp, self.st)  # before the mode: a chown clears a setgid bit set before it
         filesystem.copy_mode(self.tmp, self.st, self.shown)
         self.xattrs = filesystem.copy_xattrs(self.real, self.tmp, self.shown)
@@ -120,8 +126,10 @@ class _Write:
         """Change our fields in the copy and verify it (`_write_copy`, `_verify`): its mode and
         extended attributes the original's too."""
         d, tmp = self.decision, self.tmp
-        items = _write_copy(tmp, cls=d.cls, storage=d.storage, raw=d.raw, version=d.version, original=self.real,
-                            drop=d.drop)  # fmt: skip
+        items = _write_copy(self.scratch or tmp, cls=d.cls, storage=d.storage, raw=d.raw, version=d.version,
+                            original=self.real, drop=d.drop)  # fmt: skip
+        if self.scratch is not None:  # (written once, from its start, into the empty copy on the drive)
+            shutil.copyfile(self.scratch, tmp)
         filesystem.copy_mode(tmp, self.st, self.shown)  # a write by a user other than root clears a setgid bit
         _verify(tmp, cls=d.cls, storage=d.storage, raw=d.raw, others=d.others, items=items, values=self.values,
                 payload=self.payload, mutagen_type=self.mutagen_type)  # fmt: skip
@@ -205,6 +213,18 @@ class _Write:
         self.source = None
         filesystem.fsync_dir(self.folder)
 
+    def _make_scratch(self) -> None:
+        """Copy the file to ``scratch``, in the system's temporary folder; its error said as the drive's limit."""
+        try:
+            with signals.held():  # (created and recorded for `close` as one step)
+                fd, self.scratch = tempfile.mkstemp(prefix="tagger-", suffix=TEMP_SUFFIX)
+                os.close(fd)
+            shutil.copyfile(self.real, self.scratch)
+        except OSError as exc:
+            raise TagWriteError(self.shown, f"its file system cannot resize files (FAT through fusefat refuses "
+                                            f"ftruncate), so its tags are written in a copy in {tempfile.gettempdir()} "
+                                            f"first, which failed: {exc.strerror or exc}") from exc
+
     def _copy_at(self, name: str) -> bool:
         """Whether the file at ``name`` is the copy (not a file put there since)."""
         return filesystem.same_inode(os.lstat(name), os.fstat(self.held))
@@ -214,7 +234,7 @@ class _Write:
         there, and close the descriptors, whole: a stop
         signal arriving meanwhile comes after (`tagger.signals.held`)."""
         with signals.held():
-            for name in (self.tmp, self.backup):
+            for name in (self.tmp, self.backup, self.scratch):
                 if name is not None:
                     try:
                         os.unlink(name)
