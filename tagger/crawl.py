@@ -277,8 +277,8 @@ class _Walk:
             if paths.is_temp_name(name):
                 self.report.temp_files.append(os.path.join(dirpath, name))
                 continue
-            if not self.include_hidden and name.startswith("."):
-                continue
+            if not self.include_hidden and name.startswith(".") or paths.is_kept_name(name):
+                continue  # (a file a tag write kept, not put back: the user's to look at, never tagged)
             if os.path.splitext(name)[1].lower() in NON_AUDIO_EXTENSIONS:
                 continue  # (by its name alone: a link out, a cover or a rip log, is then not reported as unfollowed)
             path = os.path.join(dirpath, name)

@@ -18,6 +18,10 @@ TEMP_SUFFIX = ".tagger-tmp"
 """Suffix of the hidden temporary files of an atomic tag write (never an audio extension)."""
 _TEMP_NAME = re.compile(r"\..*\.[a-z0-9_]{8}" + re.escape(TEMP_SUFFIX), re.DOTALL)
 """The exact names `tempfile.mkstemp` gives those files: ``.NAME.XXXXXXXX.tagger-tmp``."""
+KEPT_INFIX = ".tagger-kept-"
+"""In the name a tag write gives a file it found under its copy's name and could not put back
+(``NAME.tagger-kept-XXXXXXXX``: `tagger.tags.writing._Write._keep`)."""
+_KEPT_NAME = re.compile(r".*" + re.escape(KEPT_INFIX) + r"[0-9a-f]{8}", re.DOTALL)
 
 
 MOUNTINFO = "/proc/self/mountinfo"
@@ -78,6 +82,13 @@ def is_temp_name(name: str) -> bool:
     """True for the name of one of tagger's temporary files (``.NAME.XXXXXXXX.tagger-tmp``): the
     crawler skips them, the next scan of their folder deletes stale ones."""
     return _TEMP_NAME.fullmatch(name) is not None
+
+
+def is_kept_name(name: str) -> bool:
+    """True for the name of a file a tag write kept (``NAME.tagger-kept-XXXXXXXX``, another program's
+    or the original, found under its copy's name and not put back): the crawler passes over it, no
+    cleanup removes it; it is the user's to look at."""
+    return _KEPT_NAME.fullmatch(name) is not None
 
 
 def check_filesystem_encoding() -> None:

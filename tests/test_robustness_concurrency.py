@@ -188,10 +188,149 @@ def test_a_second_save_between_the_swap_and_the_swap_back_is_kept(tmp_path, monk
         return same_inode(a, b)
 
     monkeypatch.setattr(filesystem, "same_inode", their_second_save_at_the_look)
-    with pytest.raises(TagWriteError, match="file changed while its tags were being written"):
+    with pytest.raises(TagWriteError, match="file changed while its tags were being written") as caught:
         write_instruments(song, instruments=["organ"], model_version="fake-2")
     assert FLAC(song)["TITLE"] == ["their second save"] and read_instruments(song).model_version is None
     assert not list(tmp_path.glob(".*tagger-tmp"))
+    [kept] = _kept(tmp_path)  # (their first one, not tagger's to remove: was removed as the copy)
+    assert FLAC(kept)["TITLE"] == ["their first save"] and f"another program replaced there meanwhile is kept as {kept}" in str(caught.value)
+
+
+def _kept(folder: Path) -> list[Path]:
+    """The files tag writes kept in ``folder``, not put back (``NAME.tagger-kept-XXXXXXXX``)."""
+    return sorted(folder.glob("*.tagger-kept-*"))
+
+
+def _swap_back_fails(monkeypatch, how) -> None:
+    """The swaps after a write's first (`filesystem.exchange`): ``how(exchange, a, b)`` instead, the
+    file system's refusal (False, as `exchange` says of EIO, ENOSPC, ...) or another program's act."""
+    exchange, calls = filesystem.exchange, []
+
+    def swap(a, b):
+        calls.append((a, b))
+        return exchange(a, b) if len(calls) == 1 else how(exchange, a, b)
+
+    monkeypatch.setattr(filesystem, "exchange", swap)
+
+
+def _left_alone_by_the_next_run(folder: Path, song: Path, kept: Path) -> None:
+    """Neither the next run's walk (which would tag it) nor its cleanup of leftover copies touch ``kept``."""
+    from tagger.tags import find_audio_files, remove_stale_temp_files
+
+    assert not remove_stale_temp_files(list(folder.iterdir()), min_age=0) and kept.exists()
+    assert [p for p in find_audio_files([folder]) if not isinstance(p, Exception)] == ([song] if song.exists() else [])
+
+
+@pytest.mark.parametrize("refusal", ["False", "OSError"])
+def test_their_save_that_the_swap_back_cannot_put_back_is_kept(tmp_path, monkeypatch, refusal):
+    """Was: where the swap back failed (the file system refused it: EIO, ENOSPC, ...), the write's
+    cleanup removed what was under the copy's name as its copy: another program's save, moved over
+    the file after the write's last check, lost, and the write said `file changed ...; left as it is`
+    with tagger's copy at the path (found reviewing the swap back of 5a2f6bc for what its failure
+    does). It is kept as `NAME.tagger-kept-XXXXXXXX`, which the error names, the path's content
+    said; no later walk or cleanup touches it."""
+    from mutagen.flac import FLAC
+
+    if not _exchange_here(tmp_path):
+        pytest.skip("this file system cannot swap two names in one step")
+    song = write_audio(tmp_path / "song.flac", tone_signal([FREQ["bass"]], seconds=2.0))
+    theirs = _their_save(song, tmp_path / "theirs.flac")
+    _at_the_last_check(monkeypatch, lambda: os.replace(theirs, song))
+
+    def refused(exchange, a, b):
+        if refusal == "OSError":
+            raise OSError(5, "Input/output error")
+        return False
+
+    _swap_back_fails(monkeypatch, refused)
+    with pytest.raises(TagWriteError, match="the file system refused to put that file back: it is kept as ") as caught:
+        write_instruments(song, instruments=["organ"], model_version="fake-2")
+    [kept] = _kept(tmp_path)
+    assert str(kept) in str(caught.value) and "the path holds tagger's copy" in str(caught.value)
+    assert FLAC(kept)["TITLE"] == ["their save"]  # (theirs, whole)
+    assert read_instruments(song).model_version == "fake-2" and not list(tmp_path.glob(".*tagger-tmp"))
+    _left_alone_by_the_next_run(tmp_path, song, kept)
+
+
+def test_their_save_under_the_copy_s_name_when_the_file_is_deleted_before_the_swap_back_is_kept(tmp_path, monkeypatch):
+    """Was: the file deleted (or moved away) between the swap and the swap back, which then failed
+    (ENOENT), had the write's cleanup remove what the swap had taken from the path, another program's
+    save, as its copy. It is kept, and the error says where."""
+    from mutagen.flac import FLAC
+
+    if not _exchange_here(tmp_path):
+        pytest.skip("this file system cannot swap two names in one step")
+    song = write_audio(tmp_path / "song.flac", tone_signal([FREQ["bass"]], seconds=2.0))
+    theirs = _their_save(song, tmp_path / "theirs.flac")
+    _at_the_last_check(monkeypatch, lambda: os.replace(theirs, song))
+
+    def deleted_first(exchange, a, b):
+        os.unlink(b)  # (the path, holding the copy since the swap)
+        return exchange(a, b)
+
+    _swap_back_fails(monkeypatch, deleted_first)
+    with pytest.raises(TagWriteError, match="file deleted or moved away while .*; the file that was there before is kept as ") as caught:
+        write_instruments(song, instruments=["organ"], model_version="fake-2")
+    [kept] = _kept(tmp_path)
+    assert str(kept) in str(caught.value) and FLAC(kept)["TITLE"] == ["their save"]
+    assert not song.exists() and not list(tmp_path.glob(".*tagger-tmp"))
+    _left_alone_by_the_next_run(tmp_path, song, kept)
+
+
+def test_their_last_save_that_the_second_swap_back_cannot_put_back_is_kept(tmp_path, monkeypatch):
+    """Was: with two saves of another program (the second between the swap and the swap back:
+    3078827), a refused second swap (their last save back at the path) left their last save under the
+    copy's name, removed by the write's cleanup. It is kept, and the error says where."""
+    from mutagen.flac import FLAC
+
+    if not _exchange_here(tmp_path):
+        pytest.skip("this file system cannot swap two names in one step")
+    song = write_audio(tmp_path / "song.flac", tone_signal([FREQ["bass"]], seconds=2.0))
+    saves = [_their_save(song, tmp_path / f"{i}.flac", title) for i, title in enumerate(("their first save", "their second save"))]
+    _at_the_last_check(monkeypatch, lambda: os.replace(saves[0], song))
+    same_inode, swaps = filesystem.same_inode, []
+
+    def their_second_save_at_the_look(a, b):
+        if saves[1].exists():
+            os.replace(saves[1], song)  # (after the swap, before the swap back)
+        return same_inode(a, b)
+
+    def refused_the_second_time(exchange, a, b):
+        swaps.append(b)
+        return exchange(a, b) if len(swaps) == 1 else False
+
+    monkeypatch.setattr(filesystem, "same_inode", their_second_save_at_the_look)
+    _swap_back_fails(monkeypatch, refused_the_second_time)
+    with pytest.raises(TagWriteError, match="refused to put their last one back: it is kept as ") as caught:
+        write_instruments(song, instruments=["organ"], model_version="fake-2")
+    [kept] = _kept(tmp_path)
+    assert str(kept) in str(caught.value) and FLAC(kept)["TITLE"] == ["their second save"]
+    assert FLAC(song)["TITLE"] == ["their first save"] and not list(tmp_path.glob(".*tagger-tmp"))
+    _left_alone_by_the_next_run(tmp_path, song, kept)
+
+
+def test_a_file_the_swap_back_cannot_put_back_nor_move_stays_under_the_hidden_name_said(tmp_path, monkeypatch):
+    """Where the kept file cannot be moved to a name of its own either (the file system refusing
+    links and renames), it stays under the copy's hidden name, which the error names with what to do."""
+    from mutagen.flac import FLAC
+
+    if not _exchange_here(tmp_path):
+        pytest.skip("this file system cannot swap two names in one step")
+    song = write_audio(tmp_path / "song.flac", tone_signal([FREQ["bass"]], seconds=2.0))
+    theirs = _their_save(song, tmp_path / "theirs.flac")
+    _at_the_last_check(monkeypatch, lambda: os.replace(theirs, song))
+    _swap_back_fails(monkeypatch, lambda exchange, a, b: False)
+
+    def refused(*args, **kwargs):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "link", refused)
+    monkeypatch.setattr(os, "rename", refused)
+    with pytest.raises(TagWriteError, match="move it away before a scan") as caught:
+        write_instruments(song, instruments=["organ"], model_version="fake-2")
+    [hidden] = tmp_path.glob(".*tagger-tmp")
+    assert f"kept as {hidden} (moving it to a name of its own failed too" in str(caught.value)
+    assert FLAC(hidden)["TITLE"] == ["their save"] and not _kept(tmp_path)
 
 
 def test_a_file_system_that_takes_the_swap_for_a_rename_tags_the_file(tmp_path, monkeypatch):

@@ -6,6 +6,7 @@ removed whatever happened.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import stat
@@ -16,12 +17,14 @@ from dataclasses import dataclass
 
 from tagger import signals
 from tagger.errors import ChangedSinceError, TagWriteError
-from tagger.paths import TEMP_SUFFIX
+from tagger.paths import KEPT_INFIX, TEMP_SUFFIX
 from tagger.tags import filesystem, formats
 from tagger.tags.decide import _Decision
 from tagger.tags.fields import Raw
 from tagger.tags.leftovers import temp_prefix
 from tagger.tags.storage import Storage, payload_digest
+
+log = logging.getLogger(__name__)
 
 
 class _BeforeReplaceFailed(Exception):
@@ -69,6 +72,8 @@ class _Write:
     scratch: str | None = None
     """Where the tags are written first, outside the drive, on a file system that cannot resize files
     (`filesystem.resizes_files`), before it is copied whole into ``tmp``; None: written in ``tmp``."""
+    replaced: bool = False
+    """The copy moved over the file: the original, under the copy's name or the backup's, is removed."""
 
     @property
     def folder(self) -> str:
@@ -180,12 +185,8 @@ class _Write:
                     # libfuse 3 whose rename drops the flags, as fusepy's do; the copy is at the path)
                     swapped, renamed = False, True
                 elif swapped and (not filesystem.same_inode(os.lstat(self.tmp), self.st) or self.lease.broken()):
-                    filesystem.exchange(self.tmp, self.real)  # theirs (or the original, opened for writing) put back
                     put_back = True
-                    if not self._copy_at(self.tmp):
-                        # (another save of theirs moved over our copy after the swap, and the swap back took
-                        # it out: their last one back at the path; the one it replaced goes with `close`)
-                        filesystem.exchange(self.tmp, self.real)
+                    self._swap_back()
             if not swapped and not renamed:
                 os.replace(self.tmp, self.real)
         except FileNotFoundError:
@@ -211,6 +212,7 @@ class _Write:
             raise TagWriteError(self.shown, _CHANGED_MEANWHILE)
         os.close(self.source)  # the lease ends here
         self.source = None
+        self.replaced = True
         filesystem.fsync_dir(self.folder)
 
     def _make_scratch(self) -> None:
@@ -225,17 +227,104 @@ class _Write:
                                             f"ftruncate), so its tags are written in a copy in {tempfile.gettempdir()} "
                                             f"first, which failed: {exc.strerror or exc}") from exc
 
+    def _swap_back(self) -> None:
+        """Put back at the path the file the swap took from it (another program's, or the original
+        opened for writing), and where the swap back took out a second file of theirs moved over the
+        copy meanwhile, swap again: their last one at the path. Where the copy's name then holds
+        anything but the copy (a swap back the file system refused, EIO, ENOSPC, ...; the path deleted
+        or moved away meanwhile; their earlier file, which the later one replaced at the path), that
+        file is kept (`_keep`) and the error says where: was removed by `close` as the copy, another
+        program's save or the original lost."""
+        gone = last_out = False
+        try:
+            if filesystem.exchange(self.tmp, self.real) and not self._copy_at(self.tmp):
+                # (another save of theirs moved over our copy after the swap, and the swap back took
+                # it out: their last one back at the path; the one it replaced is kept below)
+                last_out = not filesystem.exchange(self.tmp, self.real)
+        except FileNotFoundError:  # (the path deleted or moved away since the swap: it held our copy)
+            gone = True
+        except OSError:
+            pass  # (refused, as `exchange` says False: said below)
+        if not os.path.lexists(self.tmp) or self._copy_at(self.tmp):
+            return  # (put back: our copy under its own name, removed by `close`)
+        kept = self._keep(self.tmp)
+        if gone or not os.path.lexists(self.real):
+            raise TagWriteError(self.shown, f"{_GONE_MEANWHILE}; the file that was there before is kept as {kept}")
+        if last_out:
+            raise TagWriteError(self.shown, f"file changed while its tags were being written (another program moved "
+                                            f"files over it twice), and the file system refused to put their last "
+                                            f"one back: it is kept as {kept}, and the path holds their earlier "
+                                            f"one")  # fmt: skip
+        if self._copy_at(self.real):
+            raise TagWriteError(self.shown, f"file changed while its tags were being written (another program wrote to "
+                                            f"it or moved a file over it), and the file system refused to put that "
+                                            f"file back: it is kept as {kept}, and the path holds tagger's copy of "
+                                            f"the file as it was found, with the new tags")  # fmt: skip
+        raise TagWriteError(self.shown, f"{_CHANGED_MEANWHILE}; the file another program replaced there meanwhile is "
+                                        f"kept as {kept}")  # fmt: skip
+
+    def _keep(self, tmp: str) -> str:
+        """Move the file at ``tmp`` (the copy's name or the backup's), not one `close` may remove, to a
+        name of its own beside the file, ``NAME.tagger-kept-XXXXXXXX`` (which no cleanup of leftover
+        copies removes) -> where it is now: its hidden name, where it cannot be moved."""
+        import secrets
+
+        base = os.fsencode(os.path.basename(self.real))[:200].decode("utf-8", "ignore")
+        if tmp == self.tmp:  # (never removed by `close`)
+            self.tmp = None
+        elif tmp == self.backup:
+            self.backup = None
+        for _ in range(10):
+            kept = os.path.join(self.folder, f"{base}{KEPT_INFIX}{secrets.token_hex(4)}")
+            try:
+                os.link(tmp, kept, follow_symlinks=False)  # (never over a file of that name)
+            except FileExistsError:
+                continue
+            except OSError:
+                if os.path.lexists(kept):
+                    continue
+                try:
+                    os.rename(tmp, kept)  # (a file system without hard links)
+                except OSError:
+                    break
+                return kept
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass  # (two names for it: the one said is kept)
+            return kept
+        return f"{tmp} (moving it to a name of its own failed too: move it away before a scan, `tag` or `untag` of " \
+               f"that folder, which remove such leftovers)"
+
     def _copy_at(self, name: str) -> bool:
         """Whether the file at ``name`` is the copy (not a file put there since)."""
         return filesystem.same_inode(os.lstat(name), os.fstat(self.held))
 
+    def _ours(self, name: str) -> bool:
+        """Whether the file at ``name`` is provably one `close` may remove: the copy (the inode the copy's
+        open descriptor holds); once the copy replaced the file (``replaced``), the original swapped
+        under the copy's name or linked as the backup (the inode found); the backup link where another
+        name still holds its file (whatever was at the path when it was linked)."""
+        try:
+            st = os.lstat(name)
+        except OSError:
+            return False
+        if self.held is not None and filesystem.same_inode(st, os.fstat(self.held)):
+            return True
+        return (self.replaced and filesystem.same_inode(st, self.st)) or (name == self.backup and st.st_nlink > 1)
+
     def close(self) -> None:
         """Remove the copy (after an exchange, the old file under its name) and the backup, where still
-        there, and close the descriptors, whole: a stop
-        signal arriving meanwhile comes after (`tagger.signals.held`)."""
+        there and provably those (`_ours`: was, another program's save swapped under the copy's name
+        and not put back removed as the copy), and close the descriptors, whole: a stop signal
+        arriving meanwhile comes after (`tagger.signals.held`). Anything else under the copy's name is
+        kept (`_keep`), said in the log."""
         with signals.held():
-            for name in (self.tmp, self.backup, self.scratch):
-                if name is not None:
+            for name in (self.tmp, self.backup, self.scratch):  # (scratch: tagger's own, in the temporary folder)
+                if name is not None and name != self.scratch and os.path.lexists(name) and not self._ours(name):
+                    log.warning("%s: another file than tagger's copy under its hidden name %s, kept as %s",
+                                self.shown, name, self._keep(name))  # fmt: skip
+                elif name is not None:
                     try:
                         os.unlink(name)
                     except OSError:  # (gone, or a folder that refuses removals: a later scan removes it if it can;
