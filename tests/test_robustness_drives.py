@@ -21,6 +21,7 @@ import soundfile as sf
 from conftest import tone_signal, track_instruments, track_rows, write_audio
 from library_fakes import FakeAnalyser
 from tagger import tags
+from tagger.db.urls import DatabaseError
 from tagger.errors import TagWriteError
 from tagger.db.session import open_database
 from tagger.library.scan import scan, tag_writer
@@ -303,42 +304,55 @@ def test_a_file_on_a_failing_disk_is_a_transient_error_and_keeps_its_results(fai
 # -- the database on such a drive ----------------------------------------------------------------------
 
 
-def _journal_and_check(path) -> tuple[str, str]:
-    import sqlite3
-
-    con = sqlite3.connect(path)
-    try:
-        return con.execute("PRAGMA journal_mode").fetchone()[0], con.execute("PRAGMA integrity_check").fetchone()[0]
-    finally:
-        con.close()
-
-
-def test_a_database_on_fat_uses_a_rollback_journal_where_the_write_ahead_log_cannot_work(drive, tmp_path):
-    """fusefat refuses ftruncate, so SQLite's write-ahead log cannot size its shared-memory index:
-    `--db` on such a drive failed with `disk I/O error` after setting WAL mode in the file, and every
-    later open failed the same way. tagger now probes the folder and uses a rollback journal there,
-    and takes a database an earlier run left in WAL mode out of it."""
+def test_a_database_on_fat_through_fusefat_is_refused_before_it_is_damaged(drive, tmp_path):
+    """fusefat drops the bytes a write adds to a file after a rewrite of its start (the file reads
+    back shorter than its size), which is how SQLite commits: a scan of 90 files with ``--db`` on
+    such a drive left `database disk image is malformed`, and every later command failed to open it
+    (an earlier fix gave it a rollback journal, as fusefat refuses ``ftruncate`` and so SQLite's
+    write-ahead log; one file's scan passed). The database there is now refused before anything
+    opens it, a database copied there left as it is, and the music there is scanned with the
+    database elsewhere."""
     fat = drive("fat")
     music = fat.path / "music"
     song = write_audio(music / "a.flac", tone_signal([110.0], seconds=4.0))
-    db = open_database(fat.path / "lib.db")
-    s = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    with pytest.raises(DatabaseError, match="loses data written into a file .*fusefat.*keep the database on another drive"):
+        open_database(fat.path / "lib.db")
+    assert sorted(os.listdir(fat.path)) == ["music"]  # (no database, no probe left)
+    local = open_database(tmp_path / "local.db")
+    s = scan([music], db=local, analyser=FakeAnalyser(), jobs=0)
     assert (s.scanned, s.failed) == (1, 0)
-    db.close()
-    assert _journal_and_check(fat.path / "lib.db") == ("delete", "ok")
-    again = open_database(fat.path / "lib.db", create=False)
+    local.close()
+    shutil.copyfile(tmp_path / "local.db", fat.path / "copied.db")
+    before = (fat.path / "copied.db").read_bytes()
+    with pytest.raises(DatabaseError, match="cannot keep the database"):
+        open_database(fat.path / "copied.db", create=False)
+    assert (fat.path / "copied.db").read_bytes() == before
+    again = open_database(tmp_path / "local.db", create=False)
     assert track_instruments(again) == {str(song): ["bass"]}
     again.close()
-    # a library database in WAL mode copied onto the drive (or left there by an earlier tagger)
-    local = open_database(tmp_path / "local.db")
-    scan([music], db=local, analyser=FakeAnalyser(), jobs=0)
-    local.close()
-    assert _journal_and_check(tmp_path / "local.db")[0] == "wal"
-    shutil.copyfile(tmp_path / "local.db", fat.path / "copied.db")
-    copied = open_database(fat.path / "copied.db", create=False)
-    assert track_instruments(copied) == {str(song): ["bass"]}
-    copied.close()
-    assert _journal_and_check(fat.path / "copied.db") == ("delete", "ok")
+
+
+def test_a_file_system_that_loses_added_bytes_is_found_by_the_probe(tmp_path, monkeypatch):
+    """The same without a drive: a file system whose writes after the end of a file are lost (as
+    fusefat loses them after a rewrite of the file's start) has its SQLite database refused, with
+    nothing left in its folder; one that keeps them opens it as ever."""
+    from tagger.db import sqlite_files
+
+    real_pwrite = os.pwrite
+
+    def losing(fd, data, offset):
+        if offset >= os.fstat(fd).st_size:
+            return len(data)  # (said written, never kept)
+        return real_pwrite(fd, data, offset)
+
+    monkeypatch.setattr(sqlite_files, "_WRITES_KEPT", {})
+    with monkeypatch.context() as fs:
+        fs.setattr(os, "pwrite", losing)
+        with pytest.raises(DatabaseError, match="cannot keep the database .*lib.db there"):
+            open_database(tmp_path / "drive" / "lib.db")
+    assert os.listdir(tmp_path / "drive") == []
+    elsewhere = open_database(tmp_path / "home" / "lib.db")
+    elsewhere.close()
 
 
 @pytest.mark.parametrize("name", ["a.mp3", "a.wav", "a.m4a"])

@@ -10,7 +10,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote
 
-from tagger.db.sqlite_files import read_only_sqlite_file, refuse_other_files, refuse_second_names, shared_memory_works
+from tagger.db.sqlite_files import (
+    read_only_sqlite_file,
+    refuse_losing_file_system,
+    refuse_other_files,
+    refuse_second_names,
+    shared_memory_works,
+)
 from tagger.db.urls import DatabaseError, shown_url, sqlite_file
 from tagger.errors import UserError
 
@@ -111,6 +117,7 @@ def make_engine(url: str) -> Engine:
                 folder.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise DatabaseError(f"cannot create the database folder {folder}: {exc.strerror or exc}") from None
+        refuse_losing_file_system(path)
         engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_S})
         event.listen(engine, "connect", functools.partial(_sqlite_pragmas, wal=_wal_works(path)))
         return engine

@@ -26,7 +26,7 @@ from tagger.db.migrate import (alembic_config, at_head, check_known_revision, cu
                                sqlite_at_head, upgrade)  # fmt: skip
 from tagger.db.sql import AlchemyReader, Reader, SqliteReader
 from tagger.db.sqlite_files import (holds_no_tables, read_only_reason, read_only_sqlite_file, refuse_other_files,
-                                    refuse_second_names, refuse_undecodable)  # fmt: skip
+                                    refuse_losing_file_system, refuse_second_names, refuse_undecodable)  # fmt: skip
 from tagger.db.urls import DB_ENV, DatabaseError, as_url, driver_reason, plain_sqlite_file, shown_url, sqlite_file
 
 log = logging.getLogger(__name__)
@@ -212,6 +212,7 @@ def open_for_reading(db: str | os.PathLike | None = None) -> Database | SqliteLi
     _refuse_no_library(path, given=db is not None)
     refuse_other_files(path)
     refuse_second_names(path)
+    refuse_losing_file_system(path)
     connection = None
     try:
         connection = db_engine.connect_sqlite(path)

@@ -60,6 +60,59 @@ def shared_memory_works(folder: Path) -> bool:
     return _SHARED_MEMORY[key]
 
 
+_WRITES_KEPT: dict[str, bool] = {}
+
+
+def refuse_losing_file_system(path: Path | None) -> None:
+    """Refuse the SQLite file ``path`` on a file system that loses what is written into a file as
+    SQLite writes it (`writes_kept`), before anything opens it: the database would be damaged at
+    its first commits. FAT through FUSE (fusefat) does: a scan of 90 files with ``--db`` on such a
+    drive left `database disk image is malformed`, and every later command failed to open it."""
+    if path is None:
+        return
+    folder = path.expanduser().absolute().parent
+    if not writes_kept(folder):
+        raise DatabaseError(
+            f"cannot keep the database {path} there: the file system of {folder} loses data written into a file "
+            "(bytes added after a rewrite of the file's start read back missing, as FAT through fusefat does), so "
+            "SQLite's commits would damage it; keep the database on another drive (--db ~/library.db), the music "
+            "may stay there"
+        )
+
+
+def writes_kept(folder: Path) -> bool:
+    """Whether a file in ``folder`` reads back what was written into it as SQLite writes a database:
+    its first page rewritten, then a page added after its end (once per folder and process). fusefat
+    drops the bytes added after such a rewrite (the file reads back shorter than its size). A folder
+    that cannot be probed (not writable, full) counts as keeping them: SQLite then says what fails."""
+    import tempfile
+
+    key = os.fspath(folder)
+    if key not in _WRITES_KEPT:
+        kept = True
+        try:
+            fd, name = tempfile.mkstemp(prefix=".tagger-write-probe-", dir=folder)
+        except OSError:
+            fd = None
+        if fd is not None:
+            try:
+                os.write(fd, b"a" * 8192)
+                os.pwrite(fd, b"b" * 16, 100)  # (SQLite's change counter, in its header)
+                os.pwrite(fd, b"c" * 4096, 8192)  # (a new page)
+                with open(name, "rb") as f:
+                    kept = f.read() == b"a" * 100 + b"b" * 16 + b"a" * (8192 - 116) + b"c" * 4096
+            except OSError:
+                pass  # (a full disk: nothing learnt)
+            finally:
+                os.close(fd)
+                try:
+                    os.unlink(name)
+                except OSError:
+                    pass
+        _WRITES_KEPT[key] = kept
+    return _WRITES_KEPT[key]
+
+
 _SQLITE_HEADER = b"SQLite format 3\x00"
 
 
