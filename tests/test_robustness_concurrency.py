@@ -166,6 +166,29 @@ def test_a_stop_signal_between_the_swap_and_the_swap_back_never_removes_their_fi
     assert not list(tmp_path.glob(".*tagger-tmp"))
 
 
+def test_a_stop_signal_right_after_a_clean_swap_removes_the_original(tmp_path, monkeypatch):
+    """A Ctrl-C arriving as the swap's step ends, nobody beside the write: the file is tagged and the
+    original, under the copy's name, removed (the write's cleanup keeps only what it cannot prove its
+    own: this is known as replaced in the same step; was kept as `NAME.tagger-kept-...`)."""
+    import signal
+
+    if not _exchange_here(tmp_path):
+        pytest.skip("this file system cannot swap two names in one step")
+    song = write_audio(tmp_path / "song.flac", tone_signal([FREQ["bass"]], seconds=2.0))
+    exchange = filesystem.exchange
+
+    def exchange_then_ctrl_c(a, b):
+        done = exchange(a, b)
+        os.kill(os.getpid(), signal.SIGINT)  # (Python's own handler: KeyboardInterrupt, once the step ends)
+        return done
+
+    monkeypatch.setattr(filesystem, "exchange", exchange_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        write_instruments(song, instruments=["organ"], model_version="fake-2")
+    assert read_instruments(song).model_version == "fake-2"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["song.flac"]
+
+
 def test_a_second_save_between_the_swap_and_the_swap_back_is_kept(tmp_path, monkeypatch):
     """Was: a program saving by rename (a tag editor, `ffmpeg ... && mv`) twice in quick succession, the
     first save after the write's last check and the second between the swap of the names and the swap

@@ -187,8 +187,11 @@ class _Write:
                 elif swapped and (not filesystem.same_inode(os.lstat(self.tmp), self.st) or self.lease.broken()):
                     put_back = True
                     self._swap_back()
-            if not swapped and not renamed:
-                os.replace(self.tmp, self.real)
+                if not swapped and not renamed:
+                    os.replace(self.tmp, self.real)
+                # (recorded in the same step: a stop signal at its end has `close` remove the original as
+                # replaced, not keep it as a file it could not tell from another program's)
+                self.replaced = not put_back
         except FileNotFoundError:
             raise TagWriteError(self.shown, _GONE_MEANWHILE) from None
         except OSError as exc:
@@ -212,7 +215,6 @@ class _Write:
             raise TagWriteError(self.shown, _CHANGED_MEANWHILE)
         os.close(self.source)  # the lease ends here
         self.source = None
-        self.replaced = True
         filesystem.fsync_dir(self.folder)
 
     def _make_scratch(self) -> None:
