@@ -1,7 +1,9 @@
 """The steps of one tag write on its hidden copy (`tagger.tags.rewrite`), once `tagger.tags.decide`
 has decided it (`_Write`): the original locked and leased, copied, the copy changed and verified
 against it (`_write_copy`, `_verify`), flushed, moved over the file, and the copy and the backup
-removed whatever happened.
+removed whatever happened: only they, and the original they replaced (`_Write._ours`); a file of
+another program, or the original, found under the copy's name and not put back is kept beside the
+file (`_Write._keep`).
 """
 
 from __future__ import annotations
