@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import time
@@ -414,3 +415,50 @@ def test_where_ftruncate_is_refused_the_tags_are_written_in_a_scratch_copy(tmp_p
     with pytest.raises(TagWriteError, match="cannot resize files .*ftruncate.*no-such-folder"):
         tags.remove_instruments(song)
     assert song.read_bytes() == tagged and os.listdir(song.parent) == ["a.wav"]
+
+
+def _renumbered(st: os.stat_result, by: int) -> os.stat_result:
+    """``st`` with another inode number (as a FUSE file system may give the same file)."""
+    fields = list(st)
+    fields[stat.ST_INO] += by
+    extra = ("st_atime", "st_mtime", "st_ctime", "st_atime_ns", "st_mtime_ns", "st_ctime_ns", "st_blksize", "st_blocks",
+             "st_rdev")  # fmt: skip
+    return os.stat_result(fields + [getattr(st, name) for name in extra])
+
+
+def test_a_file_a_fuse_file_system_renumbers_between_two_looks_is_still_the_file(tmp_path, monkeypatch):
+    """exfat-fuse and fusefat number a file anew once the kernel let go of it (its caches dropped
+    under memory pressure): untag and tag with --settle-seconds 0 skipped about one file in ten
+    with `file changed while its tags were being written` or `file changed while it was being
+    checked`, of files nobody wrote (found by dropping the caches in a loop beside them on an
+    exFAT drive). The same device, size, mtime and ctime on a FUSE mount is the same file; elsewhere,
+    or with anything else changed, it is still another."""
+    from tagger import paths
+    from tagger.tags import filesystem
+    from tagger.tags.checks import _still_found
+
+    song = write_audio(tmp_path / "a.flac", tone_signal([110.0], seconds=4.0))
+    st = os.stat(song)
+    moved = _renumbered(st, 1000)
+    monkeypatch.setattr(paths, "mount_points", lambda mountinfo=None: {"/": "ext4", str(tmp_path): "fuseblk"})
+    assert filesystem.renumbered(moved, st, str(song))
+    assert not filesystem.renumbered(moved, st, "/elsewhere/a.flac")  # (ext4: a new number is a new file)
+    touched = os.stat_result(list(moved)[:8] + [moved.st_mtime + 1, moved.st_ctime])
+    assert not filesystem.renumbered(touched, st, str(song))
+    _still_found(str(song), str(song), moved)  # (the check after reading it: the same file)
+    with pytest.raises(TagWriteError, match="file changed while it was being checked"):
+        _still_found(str(song), str(song), touched)
+
+    real_stat = os.stat
+    looks = []
+
+    def first_look_renumbered(path, *args, **kwargs):
+        found = real_stat(path, *args, **kwargs)
+        if os.fspath(path) == str(song) and not looks:
+            looks.append(path)
+            return _renumbered(found, 1000)
+        return found
+
+    monkeypatch.setattr(os, "stat", first_look_renumbered)
+    written = tags.write_instruments(song, instruments=["bass"], model_version="fake-1")
+    assert looks and written.written and tags.read_instruments(song).instruments == ["bass"]

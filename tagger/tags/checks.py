@@ -67,7 +67,7 @@ def _still_found(path, real: str, st: os.stat_result) -> None:
         again = os.stat(real)
     except OSError as exc:
         raise TagWriteError(path, f"cannot stat: {exc.strerror or exc}") from None
-    if not filesystem.same_file(again, st):
+    if not filesystem.same_file(again, st) and not filesystem.renumbered(st, again, real):
         raise TagWriteError(path, "file changed while it was being checked; scan it again")
 
 

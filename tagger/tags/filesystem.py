@@ -384,6 +384,24 @@ def _renameat2():
         return None
 
 
+def renumbered(found: os.stat_result, now: os.stat_result, real: str) -> bool:
+    """Whether ``now`` (the file at ``real`` looked at again) is the file found as ``found`` with only
+    its inode number changed: the same device, size, mtime and ctime, on a FUSE file system. There
+    (exfat-fuse, fusefat) the numbers are handed out while the kernel holds a file and may be other
+    ones once it let go of it (its caches dropped under memory pressure); a file held open keeps its
+    number. A write found one so, and said `file changed while its tags were being written` (or
+    `while it was being checked`) of a file nobody wrote."""
+    if (found.st_dev, found.st_size, found.st_mtime_ns, found.st_ctime_ns) != (
+            now.st_dev, now.st_size, now.st_mtime_ns, now.st_ctime_ns):  # fmt: skip
+        return False
+    from tagger.paths import mount_points
+
+    mounts = mount_points() or {}
+    holding = [point for point in mounts if real == point or real.startswith(point.rstrip("/") + "/")]
+    kind = mounts[max(holding, key=len)] if holding else ""
+    return kind in ("fuse", "fuseblk") or kind.startswith("fuse.")
+
+
 def same_inode(a: os.stat_result, b: os.stat_result) -> bool:
     """Whether two stats are of one file (its device and inode), whatever changed in it."""
     return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)

@@ -101,6 +101,9 @@ class _Write:
         self.source = os.open(self.real, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
         self.lease = filesystem.ReadLease(self.source, self.shown)
         filesystem.lock_writers(self.source, self.shown)  # (also "in use" for the backup name in `replace`)
+        held = os.fstat(self.source)
+        if not filesystem.same_file(held, self.st) and filesystem.renumbered(self.st, held, self.real):
+            self.st = held  # (its number as the descriptor keeps it, for the checks from here on)
         if not self.still_the_file():
             raise TagWriteError(self.shown, _CHANGED_MEANWHILE)
 
