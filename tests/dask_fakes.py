@@ -9,14 +9,17 @@ from library_fakes import FakeAnalyser
 
 class CrashingAnalyser(FakeAnalyser):
     """The FakeAnalyser, except that the worker process dies (as on a decoder segfault) when a file
-    has exactly `crash_windows` non-silent windows."""
+    has exactly `crash_windows` non-silent windows; with `deaths` (a folder), it first creates a file
+    there named by its process id (how many workers the file killed)."""
 
-    def __init__(self, *, crash_windows: int = 7, **kwargs):
+    def __init__(self, *, crash_windows: int = 7, deaths: str | None = None, **kwargs):
         super().__init__(**kwargs)
-        self.crash_windows = crash_windows
+        self.crash_windows, self.deaths = crash_windows, deaths
 
     def predict_features(self, feats):
         if len(feats) == self.crash_windows:
+            if self.deaths is not None:
+                open(os.path.join(self.deaths, str(os.getpid())), "w").close()
             os._exit(3)
         return super().predict_features(feats)
 

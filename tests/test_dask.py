@@ -1078,6 +1078,9 @@ def test_the_tasks_keep_nothing_of_the_files_done(tmp_path, monkeypatch):
         def submit(self, fn, path, **kwargs):
             return Future(kwargs["key"], path)
 
+        def scheduler_info(self, n_workers=0):  # (a suspect is tried alone on a worker its nanny restarts)
+            return {"workers": {"tcp://10.0.0.7:40123": {"nanny": "tcp://10.0.0.7:40100"}}}
+
     paths = [str(tmp_path / f"{i}.wav") for i in range(50)] + [str(tmp_path / "crash.wav")]
     tasks = _Tasks(Client(), paths, spec=FAKE, config=None, predict_batch=1, retries=0, file_timeout=300.0)
     class Flight(list):  # (as_completed's add)
@@ -1099,7 +1102,7 @@ def test_the_tasks_keep_nothing_of_the_files_done(tmp_path, monkeypatch):
             assert nxt.key not in tasks.alone or list(tasks.index) == [nxt.key]  # (the suspect alone)
             flight.append(nxt)
     assert len(stored) == 51 and stored[-1] == "crash.wav"
-    assert tasks.index == {} and tasks.limits == {} and tasks.alone == set() and tasks.suspects == []
+    assert tasks.index == {} and tasks.limits == {} and tasks.alone == {} and tasks.suspects == [] == tasks.stranded
 
 
 def test_a_model_that_raises_on_a_worker_is_named_with_the_worker(cluster, tmp_path):
@@ -1116,3 +1119,62 @@ def test_a_model_that_raises_on_a_worker_is_named_with_the_worker(cluster, tmp_p
                                            r".*: RuntimeError: the model runtime failed \(simulated\)"):
         scan([tmp_path / "music"], db=db, analyser=FakeAnalyser(), backend=DaskBackend(address, spec=spec, retries=0))
     db.close()
+
+
+@pytest.mark.slow
+def test_a_crashing_file_on_workers_without_nannies_leaves_a_worker_standing(tmp_path):
+    """Workers started with ``--no-nanny`` stay dead when a file kills them. A file whose worker died
+    beside others was tried again alone (534568b) on whichever worker was left: with two such
+    workers and allowed-failures 0 the first died in the scan and the second in the retry, leaving
+    the cluster with none (and with a file left to try after it, the scan stopped with a cluster
+    error). A retry never takes the last worker without a nanny: the files that worker held are
+    transient errors naming the worker that died, their results kept, tried again by the next scan;
+    no file is stored as crashed, innocent or not."""
+    root = tmp_path / "music"
+    _one_bad_and_three_ok(root, "crash.wav")
+    db = open_database(tmp_path / "lib.db")
+    spec = AnalyserSpec(kind="factory", factory="dask_fakes:CrashingAnalyser")
+    try:
+        with _own_cluster(tmp_path, workers=2, DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES="0") as (address, _, workers):
+            summary = scan([root], db=db, analyser=FakeAnalyser(),
+                           backend=DaskBackend(address, spec=spec, connect_timeout=60, worker_timeout=5))  # fmt: skip
+            time.sleep(1)
+            assert [p.poll() is None for p in workers].count(True) == 1, "the retry killed the last worker"
+        with db.session() as s:
+            rows = {os.path.basename(p): (st, e) for p, st, e in s.query(M.Track.path, M.Track.status, M.Track.error)}
+    finally:
+        db.close()
+    errors = dict((os.path.basename(p), e) for p, e in summary.errors)
+    assert "crash.wav" in errors
+    for name, reason in errors.items():
+        assert re.fullmatch(r"not analysed: the Dask worker analysing it died .*; the next scan tries it again "
+                            r"\(on the Dask worker tcp://127\.0\.0\.1:\d+\)", reason), (name, reason)  # fmt: skip
+    assert summary.scanned + summary.failed == 4 and summary.scanned >= 2
+    assert all("decoder crashed" not in (e or "") for _, e in rows.values()), rows
+    assert all(st == M.STATUS_OK for name, (st, _) in rows.items() if name not in errors), rows
+
+
+@pytest.mark.slow
+def test_a_file_tried_alone_kills_one_worker_only(tmp_path):
+    """A file tried alone (534568b) was left to the scheduler, which ran it again after each death
+    up to allowed-failures times: a crashing file killed that many workers more (each restart of a
+    nanny, each worker started with ``--no-nanny`` for good). The retry now runs on one worker and
+    is stopped at its first death: the file is stored as crashed, naming that worker."""
+    root = tmp_path / "music"
+    _one_bad_and_three_ok(root, "crash.wav")
+    deaths = tmp_path / "deaths"
+    deaths.mkdir()
+    db = open_database(tmp_path / "lib.db")
+    spec = AnalyserSpec(kind="factory", factory="dask_fakes:CrashingAnalyser", kwargs=(("deaths", str(deaths)),))
+    try:
+        with _own_cluster(tmp_path, nanny=True, DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES="1") as (address, _, _):
+            summary = scan([root], db=db, analyser=FakeAnalyser(),
+                           backend=DaskBackend(address, spec=spec, connect_timeout=60))  # fmt: skip
+    finally:
+        db.close()
+    ((path, reason),) = summary.errors
+    assert os.path.basename(path) == "crash.wav"
+    assert re.fullmatch(r"the decoder crashed or ran out of memory \(every Dask worker analysing it died, the last "
+                        r"tcp://127\.0\.0\.1:\d+; see their logs\)", reason), reason  # fmt: skip
+    # two deaths beside the other files (allowed-failures 1), then one alone (was: two alone)
+    assert len(os.listdir(deaths)) == 3 and summary.scanned == 3

@@ -115,9 +115,10 @@ class DaskBackend:
             first = [f for f in (tasks.submit_next() for _ in range(max(1, self.in_flight * threads))) if f is not None]
             futures = as_completed(first, loop=client.loop)
             idle = _Idle(client, self.worker_timeout, poll)
-            while tasks.index:  # (a cancelled task may stay in `futures`)
+            while tasks.index or tasks.suspects:  # (a cancelled task may stay in `futures`; a suspect may wait for a worker)
                 if not futures.has_ready():
                     if idle.wait(len(tasks.index)):  # (`poll` may raise; so does a cluster without a worker)
+                        _end_alone_at_its_death(tasks, futures, idle, store)
                         if file_timeout is not None:
                             self._time_out_overdue(client, tasks, futures, idle, store)
                         tasks.top_up(futures, self.in_flight * idle.threads)  # (workers that joined since)
@@ -131,6 +132,8 @@ class DaskBackend:
                     store(*done)
                 idle.reset()
                 tasks.submit_into(futures)
+            for i, died in tasks.stranded:  # (no worker to try them alone on: see `alone_worker`)
+                store(i, RemoteResult(tasks.paths[i], error=STRANDED, unreadable=True, worker=died))
         finally:
             if tasks.index:  # stopped early (error, Ctrl-C): the cluster drops the rest
                 client.cancel([f for _, f in tasks.index.values()])
@@ -289,10 +292,14 @@ class _Tasks:
     limits: dict = field(default_factory=dict)
     """Task key -> seconds its worker may run it (`task_limit`; only with a file timeout)."""
     suspects: list = field(default_factory=list)
-    """Positions of the files whose every worker died while other files were in flight beside them:
-    each is tried again alone on the cluster once the others are done."""
-    alone: set = field(default_factory=set)
-    """Keys of the tasks submitted alone (a suspect's): their workers' deaths are their own."""
+    """(position in paths, address of the last worker that died) of the files whose every worker died
+    while other files were in flight beside them: each is tried again alone on the cluster, on one
+    worker (`alone_worker`), once the others are done."""
+    alone: dict = field(default_factory=dict)
+    """Key -> the worker it is pinned to, of the tasks submitted alone (a suspect's): their workers'
+    deaths are their own."""
+    stranded: list = field(default_factory=list)
+    """The suspects left when no worker could try them alone (`alone_worker`), as in `suspects`."""
 
     def __post_init__(self) -> None:
         self._todo = iter(enumerate(self.paths))
@@ -302,18 +309,28 @@ class _Tasks:
         else in flight, the next suspect's, alone; None when every file has been submitted."""
         nxt = next(self._todo, None)
         alone = nxt is None
+        pinned = {}
         if alone:
             if not self.suspects or self.index:
                 return None
-            i = self.suspects.pop(0)
+            workers = self.client.scheduler_info(n_workers=-1).get("workers") or {}
+            if not workers:
+                return None  # (a nanny restarting the worker the last one killed: tried once one is back)
+            worker = alone_worker(workers)
+            if worker is None:
+                self.stranded.extend(self.suspects)
+                self.suspects.clear()
+                return None
+            i = self.suspects.pop(0)[0]
             nxt = (i, self.paths[i])
+            pinned = {"workers": [worker], "allow_other_workers": False}  # (one death, one worker: then it is stopped)
         i, path = nxt
         fut = self.client.submit(analyse_remote, path, spec=self.spec, config=self.config, predict_batch=self.predict_batch,
                                  key=f"tagger-analyse-{i}-{os.urandom(4).hex()}", pure=False,
-                                 retries=self.retries)  # fmt: skip
+                                 retries=self.retries, **pinned)  # fmt: skip
         self.index[fut.key] = (i, fut)
         if alone:
-            self.alone.add(fut.key)
+            self.alone[fut.key] = pinned["workers"][0]
         if self.file_timeout is not None:
             self.limits[fut.key] = task_limit(path, self.file_timeout)
         return fut
@@ -336,12 +353,10 @@ class _Tasks:
     def take(self, key: str) -> tuple[int, object, bool]:
         """Remove the task `key` from those in flight, with what is kept of it (`limits`, `alone`:
         kept for every file of the scan, they grew by 140 bytes a file, 140 MB for a million):
-        its position in paths, its future, and whether it was submitted alone."""
+        its position in paths, its future, and the worker it was pinned to alone ("": not alone)."""
         i, fut = self.index.pop(key)
         self.limits.pop(key, None)
-        alone = key in self.alone
-        self.alone.discard(key)
-        return i, fut, alone
+        return i, fut, self.alone.pop(key, "")
 
     def finished(self, fut, killed_worker: type[Exception]) -> tuple[int, RemoteResult] | None:
         """The position and result of the file whose task `fut` has finished (no longer in flight).
@@ -355,14 +370,12 @@ class _Tasks:
         try:
             result = fut.result()
         except killed_worker as exc:
+            last = getattr(getattr(exc, "last_worker", None), "address", None)
             if not alone:
-                self.suspects.append(i)
+                self.suspects.append((i, last or ""))
                 fut.release()
                 return None
-            last = getattr(getattr(exc, "last_worker", None), "address", None)
-            result = RemoteResult(self.paths[i], error="the decoder crashed or ran out of memory (every Dask worker "
-                                                       f"analysing it died{f', the last {last}' if last else ''}; "
-                                                       "see their logs)", worker=last or "")  # fmt: skip
+            result = crashed(self.paths[i], last or alone)
         except Exception as exc:  # the task never raises for a file: the cluster itself failed
             raise ClusterError(f"the Dask cluster failed while analysing {self.paths[i]}{_erred_on(self.client, fut.key)}: "
                                f"{type(exc).__name__}: {exc} (the results stored so far are kept: run the scan "
@@ -371,6 +384,64 @@ class _Tasks:
         if result.fatal is not None:
             raise ClusterError(result.fatal)
         return i, result
+
+
+STRANDED = ("not analysed: the Dask worker analysing it died (a decoder crash or out of memory, of this file or of one "
+            "in flight beside it), and no worker was left to try it alone without risking the last one (the workers "
+            "have no nanny to restart them); the next scan tries it again")
+"""The reason of a suspect that no worker could try alone (`alone_worker`): a transient error,
+its stored results kept; the scan names the worker that died after it."""
+
+
+def crashed(path: str, worker: str) -> RemoteResult:
+    """The result of a file that killed `worker` while it was alone on the cluster: its own error."""
+    return RemoteResult(path, error="the decoder crashed or ran out of memory (every Dask worker analysing it "
+                                    f"died{f', the last {worker}' if worker else ''}; see their logs)", worker=worker)
+
+
+def _end_alone_at_its_death(tasks: _Tasks, futures, idle: _Idle, store: Callable[[int, RemoteResult], None]) -> None:
+    """Store as crashed each file tried alone whose worker died under it once, and cancel its task: the
+    scheduler would run it again (up to allowed-failures times, the task pinned to a worker a nanny
+    restarts under another address, or waiting for a gone one for ever), each run killing another
+    worker. A task alone whose worker left the scheduler without dying under it is tried again."""
+    if not tasks.alone:
+        return
+
+    def deaths(keys: list, dask_scheduler=None) -> dict:  # (on the scheduler: nested, so pickled by value)
+        out = {}
+        for key in keys:
+            ts = dask_scheduler.tasks.get(key)
+            if ts is not None:
+                out[key] = (ts.suspicious, ts.state)
+        return out
+
+    try:
+        seen = tasks.client.run_on_scheduler(deaths, list(tasks.alone))
+    except Exception as exc:  # noqa: BLE001 - a scheduler going away is reported by the futures
+        log.debug("dask: cannot ask the scheduler of the files tried alone: %s", exc)
+        return
+    for key, (suspicious, state) in seen.items():
+        if suspicious or state == "no-worker":
+            i, fut, worker = tasks.take(key)
+            fut.cancel()
+            if suspicious:
+                store(i, crashed(tasks.paths[i], worker))
+            else:
+                tasks.suspects.append((i, worker))
+            idle.reset()
+            tasks.submit_into(futures)
+
+
+def alone_worker(workers: dict) -> str | None:
+    """Of `workers` (the scheduler's, by address), the one to try a suspect alone on: one whose nanny
+    restarts it should the file kill it; without one, any worker but the last one left (a worker
+    started with ``--no-nanny`` that dies stays dead: the last one killed by a retry left the
+    cluster without any, the scan stopped or finished with none, and the next scan had none).
+    None: no such worker."""
+    nannied = sorted(w for w, info in workers.items() if (info or {}).get("nanny"))
+    if nannied:
+        return nannied[0]
+    return sorted(workers)[0] if len(workers) > 1 else None
 
 
 def _erred_on(client, key: str) -> str:
