@@ -48,6 +48,18 @@ def mount_points(mountinfo: str = MOUNTINFO) -> dict[str, str] | None:
     return out
 
 
+def on_fuse(real: str, mountinfo: str = MOUNTINFO) -> bool | None:
+    """Whether the resolved path ``real`` lies on a FUSE file system (exfat-fuse, fusefat, ntfs-3g,
+    sshfs: the type of its deepest mount point in ``mountinfo`` is ``fuse``, ``fuseblk`` or
+    ``fuse.*``); None where the mounts cannot be read (another system)."""
+    mounts = mount_points(mountinfo)
+    if mounts is None:
+        return None
+    holding = [point for point in mounts if real == point or real.startswith(point.rstrip("/") + "/")]
+    kind = mounts[max(holding, key=len)] if holding else ""
+    return kind in ("fuse", "fuseblk") or kind.startswith("fuse.")
+
+
 def cache_home() -> str | None:
     """The user's cache folder: ``$XDG_CACHE_HOME``, or ``~/.cache`` when that is unset or not an
     absolute path (the XDG specification says to ignore a relative one); None when there is no home

@@ -12,6 +12,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -346,14 +347,24 @@ def test_a_file_system_that_loses_added_bytes_is_found_by_the_probe(tmp_path, mo
             return len(data)  # (said written, never kept)
         return real_pwrite(fd, data, offset)
 
+    from tagger import paths
+
     monkeypatch.setattr(sqlite_files, "_WRITES_KEPT", {})
+    (tmp_path / "drive").mkdir()
+    real = os.path.realpath(tmp_path)
+    monkeypatch.setattr(paths, "mount_points", lambda mountinfo=None: {"/": "ext4", f"{real}/drive": "fuseblk"})
     with monkeypatch.context() as fs:
         fs.setattr(os, "pwrite", losing)
         with pytest.raises(DatabaseError, match="cannot keep the database .*lib.db there"):
             open_database(tmp_path / "drive" / "lib.db")
-    assert os.listdir(tmp_path / "drive") == []
-    elsewhere = open_database(tmp_path / "home" / "lib.db")
-    elsewhere.close()
+        assert os.listdir(tmp_path / "drive") == []
+        # a kernel file system is not probed: nothing is written beside its database
+        made = []
+        real_mkstemp = tempfile.mkstemp
+        fs.setattr(tempfile, "mkstemp", lambda *a, **k: made.append(k) or real_mkstemp(*a, **k))
+        elsewhere = open_database(tmp_path / "home" / "lib.db")
+        elsewhere.close()
+        assert not [k for k in made if str(k.get("prefix", "")).startswith(".tagger-write-probe")]
 
 
 @pytest.mark.parametrize("name", ["a.mp3", "a.wav", "a.m4a"])

@@ -84,10 +84,17 @@ def writes_kept(folder: Path) -> bool:
     """Whether a file in ``folder`` reads back what was written into it as SQLite writes a database:
     its first page rewritten, then a page added after its end (once per folder and process). fusefat
     drops the bytes added after such a rewrite (the file reads back shorter than its size). A folder
-    that cannot be probed (not writable, full) counts as keeping them: SQLite then says what fails."""
+    that cannot be probed (not writable, full) counts as keeping them: SQLite then says what fails.
+    Only a folder on a FUSE file system is probed (or where the mounts cannot be read): a kernel
+    file system keeps them, and a probe file written and removed beside the database at every
+    command would be seen by what watches the folder (a sync client)."""
     import tempfile
 
+    from tagger.paths import on_fuse
+
     key = os.fspath(folder)
+    if key not in _WRITES_KEPT and on_fuse(os.path.realpath(folder)) is False:
+        _WRITES_KEPT[key] = True
     if key not in _WRITES_KEPT:
         kept = True
         try:

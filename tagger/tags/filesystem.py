@@ -394,12 +394,9 @@ def renumbered(found: os.stat_result, now: os.stat_result, real: str) -> bool:
     if (found.st_dev, found.st_size, found.st_mtime_ns, found.st_ctime_ns) != (
             now.st_dev, now.st_size, now.st_mtime_ns, now.st_ctime_ns):  # fmt: skip
         return False
-    from tagger.paths import mount_points
+    from tagger.paths import on_fuse
 
-    mounts = mount_points() or {}
-    holding = [point for point in mounts if real == point or real.startswith(point.rstrip("/") + "/")]
-    kind = mounts[max(holding, key=len)] if holding else ""
-    return kind in ("fuse", "fuseblk") or kind.startswith("fuse.")
+    return bool(on_fuse(real))
 
 
 def same_inode(a: os.stat_result, b: os.stat_result) -> bool:
