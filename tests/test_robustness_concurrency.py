@@ -332,6 +332,34 @@ def test_their_last_save_that_the_second_swap_back_cannot_put_back_is_kept(tmp_p
     _left_alone_by_the_next_run(tmp_path, song, kept)
 
 
+@pytest.mark.parametrize("name", [b"\xe9t\xe9.flac", b"\xe9" * 250 + b".flac", "\u20ac".encode() * 83 + b".flac"],
+                         ids=["latin-1", "latin-1-long", "utf-8-long"])
+def test_the_kept_name_spells_the_file_s_name(tmp_path, monkeypatch, name):
+    """Was: the kept name dropped the bytes of a name that are not UTF-8, so that the file another
+    program saved as `\xe9t\xe9.flac` (a name written in Latin-1) was kept as `t.flac.tagger-kept-...`,
+    and that of `\xe9.flac` as the hidden `.flac.tagger-kept-...`, which a folder's listing does not
+    show (found reviewing 54175fd with names that are not UTF-8). The kept name begins with the file's
+    name, byte for byte (cut, in whole characters, to fit the 255 bytes a name may have)."""
+    from mutagen.flac import FLAC
+
+    if not _exchange_here(tmp_path):
+        pytest.skip("this file system cannot swap two names in one step")
+    song = Path(os.fsdecode(os.path.join(os.fsencode(tmp_path), name)))
+    os.replace(write_audio(tmp_path / "song.flac", tone_signal([FREQ["bass"]], seconds=2.0)), song)
+    theirs = _their_save(song, tmp_path / "theirs.flac")
+    _at_the_last_check(monkeypatch, lambda: os.replace(theirs, song))
+    _swap_back_fails(monkeypatch, lambda exchange, a, b: False)
+    with pytest.raises(TagWriteError, match="it is kept as ") as caught:
+        write_instruments(song, instruments=["organ"], model_version="fake-2")
+    [kept] = _kept(tmp_path)
+    start = os.fsencode(kept.name).partition(b".tagger-kept-")[0]
+    assert name.startswith(start) and len(start) > 190 if len(name) > 200 else start == name
+    if name.startswith("\u20ac".encode()):
+        assert start.decode("utf-8") == "\u20ac" * 66  # (no character cut in two)
+    assert str(kept) in str(caught.value) and FLAC(kept)["TITLE"] == ["their save"]
+    _left_alone_by_the_next_run(tmp_path, song, kept)
+
+
 def test_a_file_the_swap_back_cannot_put_back_nor_move_stays_under_the_hidden_name_said(tmp_path, monkeypatch):
     """Where the kept file cannot be moved to a name of its own either (the file system refusing
     links and renames), it stays under the copy's hidden name, which the error names with what to do."""

@@ -276,7 +276,9 @@ class _Write:
         copies removes) -> where it is now: its hidden name, where it cannot be moved."""
         import secrets
 
-        base = os.fsencode(os.path.basename(self.real))[:200].decode("utf-8", "ignore")
+        base = os.path.basename(self.real)  # (its bytes kept, those not UTF-8 included: was dropped, `\xe9.flac`
+        while len(os.fsencode(base)) > 200:  # kept as a hidden `.flac.tagger-kept-...`; cut to 200 bytes, whole
+            base = base[:-1]  # characters, the name with the infix within the 255 bytes a name may have)
         if tmp == self.tmp:  # (never removed by `close`)
             self.tmp = None
         elif tmp == self.backup:
