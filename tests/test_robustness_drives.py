@@ -473,3 +473,33 @@ def test_a_file_a_fuse_file_system_renumbers_between_two_looks_is_still_the_file
     monkeypatch.setattr(os, "stat", first_look_renumbered)
     written = tags.write_instruments(song, instruments=["bass"], model_version="fake-1")
     assert looks and written.written and tags.read_instruments(song).instruments == ["bass"]
+
+
+def test_another_file_moved_over_on_exfat_with_its_times_kept_is_not_taken_for_the_file(drive, monkeypatch):
+    """exfat-fuse gives a file moved over another with its times kept (``touch -r``, ``cp -p``) the
+    same device, size, mtime and ctime (exFAT's ctime is its mtime) and another inode number, as it
+    gives the file itself once the kernel let go of it. Since the write took such a file for the
+    renumbered file found, a WAV of the same length moved over the file while its tags were being
+    decided got the first file's analysis in its tags, written (found reviewing the renumbering
+    fix). Its fingerprint, the analysed one's, is checked again there."""
+    from tagger.fingerprint import content_hash, fingerprint
+    from tagger.tags import rewrite
+
+    exfat = drive("exfat")
+    song = write_audio(exfat.path / "a.wav", tone_signal([110.0], seconds=4.0))
+    other = write_audio(exfat.path / "b.wav", tone_signal([220.0], seconds=4.0))
+    st, theirs = os.stat(song), other.read_bytes()
+    decide = rewrite._decide
+
+    def moved_over_meanwhile(*args, **kwargs):
+        decided = decide(*args, **kwargs)
+        subprocess.run(["touch", "-r", str(song), str(other)], check=True)
+        os.rename(other, song)
+        return decided
+
+    monkeypatch.setattr(rewrite, "_decide", moved_over_meanwhile)
+    with pytest.raises(TagWriteError, match="file changed while its tags were being written"):
+        tags.write_instruments(song, instruments=["bass"], model_version="fake-1", expected=(st.st_size, st.st_mtime),
+                               fingerprint=fingerprint(song), inode=(st.st_dev, st.st_ino),
+                               content_hash=content_hash(song), ctime_ns=st.st_ctime_ns)  # fmt: skip
+    assert song.read_bytes() == theirs and sorted(os.listdir(exfat.path)) == ["a.wav"]

@@ -247,7 +247,8 @@ def _rewrite(
 
     try:
         return _rewrite_file(shown, real, st, target=target, id3v23=id3v23, keep_mtime=keep_mtime, dry_run=dry_run,
-                             settle_seconds=settle_seconds, before_replace=before_replace, retagged=retagged)  # fmt: skip
+                             settle_seconds=settle_seconds, before_replace=before_replace, retagged=retagged,
+                             analysed=fingerprint if retagged is None else None)  # fmt: skip
     except _BeforeReplaceFailed as failed:
         raise failed.error  # noqa: B904  (the callback's own error, as it raised it)
     except TaggerError:
@@ -264,11 +265,12 @@ def _rewrite(
 
 
 def _rewrite_file(shown, real, st, *, target, id3v23, keep_mtime, dry_run, settle_seconds, before_replace=None,
-                  retagged: str | None = None):  # fmt: skip
+                  retagged: str | None = None, analysed: str | None = None):  # fmt: skip
     """`_rewrite` once the file is found: decide (`_decide`), then write the verified copy and move it
     over the file (`_Write`'s steps), its errors said as the file's. ``retagged``: the audio digest
     the file was found to have, changed since it was analysed in its tags alone (`_only_tags_changed`),
-    which the bytes copied must hash to."""
+    which the bytes copied must hash to; ``analysed``: the fingerprint the file was found to have (the
+    analysed one), which it must still have where a FUSE file system gave it another number."""
     decision = _decide(shown, real, st, target=target, id3v23=id3v23, dry_run=dry_run, settle_seconds=settle_seconds)
     if not decision.changed or dry_run:
         found = {} if retagged is None else {"retagged": True, "ctime_ns": st.st_ctime_ns, "audio_digest": retagged}
@@ -277,7 +279,7 @@ def _rewrite_file(shown, real, st, *, target, id3v23, keep_mtime, dry_run, settl
             changed=decision.changed, written=False, dry_run=dry_run, size=st.st_size, mtime=st.st_mtime,
             converted=decision.converted, **found,
         )  # fmt: skip
-    write = _Write(shown, real, st, decision, audio=retagged)
+    write = _Write(shown, real, st, decision, audio=retagged, fingerprint=analysed)
     try:
         write.lock()
         write.copy()

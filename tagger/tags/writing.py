@@ -62,6 +62,9 @@ class _Write:
     audio: str | None = None
     """The audio digest the file must have (a file changed since it was analysed in its tags alone:
     `_only_tags_changed`), checked on the bytes copied; None: not asked."""
+    fingerprint: str | None = None
+    """The fingerprint (`tagger.fingerprint.fingerprint`) the file was found to have, checked again
+    where a FUSE file system gave it another number (`lock`); None: not known."""
     source: int | None = None
     lease: filesystem.ReadLease | None = None
     held: int | None = None
@@ -102,10 +105,18 @@ class _Write:
         self.lease = filesystem.ReadLease(self.source, self.shown)
         filesystem.lock_writers(self.source, self.shown)  # (also "in use" for the backup name in `replace`)
         held = os.fstat(self.source)
-        if not filesystem.same_file(held, self.st) and filesystem.renumbered(self.st, held, self.real):
+        renumbered = not filesystem.same_file(held, self.st) and filesystem.renumbered(self.st, held, self.real)
+        if renumbered:
             self.st = held  # (its number as the descriptor keeps it, for the checks from here on)
         if not self.still_the_file():
             raise TagWriteError(self.shown, _CHANGED_MEANWHILE)
+        if renumbered and self.fingerprint is not None:
+            # (exfat-fuse gives a file moved over it with its times kept, `touch -r`, `cp -p`, the same
+            # size, mtime and ctime: only its content tells it from the file found)
+            from tagger.fingerprint import fingerprint
+
+            if fingerprint(self.real) != self.fingerprint:
+                raise TagWriteError(self.shown, _CHANGED_MEANWHILE)
 
     def copy(self) -> None:
         """Read what the verification compares (the audio payload's digest, the tag items' stored
