@@ -1178,3 +1178,33 @@ def test_a_file_tried_alone_kills_one_worker_only(tmp_path):
                         r"tcp://127\.0\.0\.1:\d+; see their logs\)", reason), reason  # fmt: skip
     # two deaths beside the other files (allowed-failures 1), then one alone (was: two alone)
     assert len(os.listdir(deaths)) == 3 and summary.scanned == 3
+
+
+def test_a_decoder_failing_on_a_worker_names_the_worker(tmp_path, db, monkeypatch):
+    """A worker whose ffmpeg fails (another build, a broken install) stored 'ffmpeg could not decode
+    the file: ...' as the file's own error, naming no machine, where a file the worker could not read
+    names it (725dfcc): the user could not tell one machine's fault from the file's. The reason of a
+    file whose decoder failed on a worker now ends '(on the Dask worker ADDRESS)', and, as every
+    reason, names no file."""
+    import tagger.library.distributed as D
+    from conftest import tone_signal, write_audio
+
+    song = write_audio(tmp_path / "music" / "a.m4a", tone_signal([110.0], seconds=5.0))
+    broken = tmp_path / "bin"
+    broken.mkdir()
+    (broken / "ffmpeg").write_text("#!/bin/sh\necho 'Illegal instruction' >&2\nexit 132\n")
+    (broken / "ffmpeg").chmod(0o755)
+
+    class BrokenFfmpeg:  # (the cluster's part, here: a worker whose ffmpeg fails on every file)
+        def run(self, paths, *, analyser, config, predict_batch, store, poll, file_timeout=None):
+            monkeypatch.setenv("PATH", f"{broken}{os.pathsep}{os.environ['PATH']}")
+            for i, path in enumerate(paths):
+                store(i, D.analyse_remote(path, spec=FAKE, config=config, predict_batch=predict_batch))
+
+    summary = scan([tmp_path / "music"], db=db, analyser=FakeAnalyser(), backend=BrokenFfmpeg())
+    ((path, reason),) = summary.errors
+    assert path == str(song)
+    assert re.fullmatch(r"ffmpeg could not decode the file: .*Illegal instruction.* \(on the Dask worker .+ \(pid \d+\)\)", reason), reason
+    assert "a.m4a" not in reason and str(tmp_path) not in reason
+    with db.session() as s:
+        assert s.query(M.Track.error).scalar() == reason

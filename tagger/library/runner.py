@@ -27,6 +27,22 @@ from tagger.library.supervisor import WorkerSupervisor
 from tagger.library.taghook import TagHook
 
 
+DECODERS_FAILURES = ("decoding failed: ", "ffmpeg could not decode the file", "ffmpeg did not exit after decoding",
+                     "ffprobe timed out", "ffprobe returned unreadable metadata", "not a readable audio file",
+                     "libsndfile, reading it as an MP3, stopped")  # fmt: skip
+"""How the reasons begin that a decoding library gave, not tagger's own checks of the audio
+(`tagger.audio.decoders`, `tagger.audio.probe`, `tagger.audio.mp3`): on a cluster worker they may be
+that machine's ffmpeg or libsndfile (another build, a broken install) as much as the file's."""
+
+
+def where_it_failed(result: RemoteResult) -> str:
+    """`` (on the Dask worker ADDRESS)`` for the error of `result` that may be its worker's, not the
+    file's: one it could not read (missing from its mount, a read error) or its decoders' failure;
+    "" for the others (tagger's checks of the audio: the same on every machine)."""
+    mine = result.unreadable or (result.error or "").startswith(DECODERS_FAILURES)
+    return f" (on the Dask worker {result.worker})" if mine and result.worker else ""
+
+
 def aggregation_params(analyser: Analyser) -> dict:
     """The aggregation rule's parameters: the model's calibrated ones over the defaults."""
     return _params(analyser.aggregation)
@@ -185,9 +201,8 @@ class Runner(TagHook, WorkerSupervisor):
             if other is not None:  # (its facts are another file's: none of them is stored)
                 pend.assembler.meta = {}
                 self.fail(task_id, changed_during_analysis(pend.work) or other, transient=True, keep_results=True)
-            elif result.error is not None:  # (one the worker could not read: its mount's, maybe; named)
-                where = f" (on the Dask worker {result.worker})" if result.unreadable and result.worker else ""
-                self.fail_file(task_id, f"{result.error}{where}", unreadable=result.unreadable)
+            elif result.error is not None:  # (one the worker could not read or decode: its mount's, its ffmpeg's maybe; named)
+                self.fail_file(task_id, f"{result.error}{where_it_failed(result)}", unreadable=result.unreadable)
             else:
                 pend.assembler.add(result.starts, result.silent, result.probs)
                 self._add_worker_stats(result.stats)
