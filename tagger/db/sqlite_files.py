@@ -16,6 +16,26 @@ from tagger.db.urls import DB_FILENAME, DatabaseError
 _SHARED_MEMORY: dict[str, bool] = {}
 
 
+def _probe(folder: Path, prefix: str, check) -> bool | None:
+    """``check(fd, name)`` of a hidden file made in ``folder`` for it (named ``prefix...``), removed
+    after: what a folder's file system does with a file; None where the file cannot be made there
+    (a folder not writable): nothing learnt."""
+    import tempfile
+
+    try:
+        fd, name = tempfile.mkstemp(prefix=prefix, dir=folder)
+    except OSError:
+        return None
+    try:
+        return check(fd, name)
+    finally:
+        os.close(fd)
+        try:
+            os.unlink(name)
+        except OSError:
+            pass
+
+
 def shared_memory_works(folder: Path) -> bool:
     """Whether a file in ``folder`` can be sized and mapped shared, as SQLite's write-ahead log needs
     for its ``-shm`` index (once per folder and process). FAT through FUSE (fusefat) refuses
@@ -24,39 +44,28 @@ def shared_memory_works(folder: Path) -> bool:
     probed (not writable) counts as working: SQLite then says what fails."""
     import logging
     import mmap
-    import tempfile
+
+    def maps_shared(fd: int, _name: str) -> bool:
+        try:
+            os.write(fd, bytes(mmap.PAGESIZE))  # (written, not mapped, first: a full disk raises here)
+        except OSError:
+            return True  # a full disk: nothing learnt; SQLite says what fails
+        try:
+            os.ftruncate(fd, mmap.PAGESIZE)  # (as SQLite sizes its index)
+            with mmap.mmap(fd, mmap.PAGESIZE, mmap.MAP_SHARED) as mapped:
+                mapped[0] = 1
+        except (OSError, ValueError):
+            return False
+        return True
 
     key = os.fspath(folder)
     if key not in _SHARED_MEMORY:
-        works = True
-        try:
-            fd, name = tempfile.mkstemp(prefix=".tagger-shm-probe-", dir=folder)
-        except OSError:
-            fd = None
-        if fd is not None:
-            try:
-                os.write(fd, bytes(mmap.PAGESIZE))  # (written, not mapped, first: a full disk raises here)
-            except OSError:
-                fd_written = False  # a full disk: nothing learnt; SQLite says what fails
-            else:
-                fd_written = True
-            try:
-                if fd_written:
-                    os.ftruncate(fd, mmap.PAGESIZE)  # (as SQLite sizes its index)
-                    with mmap.mmap(fd, mmap.PAGESIZE, mmap.MAP_SHARED) as mapped:
-                        mapped[0] = 1
-            except (OSError, ValueError):
-                works = False
-                logging.getLogger("tagger.db").warning(
-                    "the file system of %s cannot map files shared, which SQLite's write-ahead log needs: "
-                    "the database there uses a rollback journal", key)  # fmt: skip
-            finally:
-                os.close(fd)
-                try:
-                    os.unlink(name)
-                except OSError:
-                    pass
-        _SHARED_MEMORY[key] = works
+        works = _probe(folder, ".tagger-shm-probe-", maps_shared)
+        if works is False:
+            logging.getLogger("tagger.db").warning(
+                "the file system of %s cannot map files shared, which SQLite's write-ahead log needs: "
+                "the database there uses a rollback journal", key)  # fmt: skip
+        _SHARED_MEMORY[key] = works is not False
     return _SHARED_MEMORY[key]
 
 
@@ -86,36 +95,24 @@ def writes_kept(folder: Path) -> bool:
     drops the bytes added after such a rewrite (the file reads back shorter than its size). A folder
     that cannot be probed (not writable, full) counts as keeping them: SQLite then says what fails.
     Only a folder on a FUSE file system is probed (or where the mounts cannot be read): a kernel
-    file system keeps them, and a probe file written and removed beside the database at every
-    command would be seen by what watches the folder (a sync client)."""
-    import tempfile
-
+    file system keeps them, and the probe is 12 KiB written beside the database by every command."""
     from tagger.paths import on_fuse
+
+    def reads_back(fd: int, name: str) -> bool:
+        try:
+            os.write(fd, b"a" * 8192)
+            os.pwrite(fd, b"b" * 16, 100)  # (SQLite's change counter, in its header)
+            os.pwrite(fd, b"c" * 4096, 8192)  # (a new page)
+            with open(name, "rb") as f:
+                return f.read() == b"a" * 100 + b"b" * 16 + b"a" * (8192 - 116) + b"c" * 4096
+        except OSError:
+            return True  # (a full disk: nothing learnt)
 
     key = os.fspath(folder)
     if key not in _WRITES_KEPT and on_fuse(os.path.realpath(folder)) is False:
         _WRITES_KEPT[key] = True
     if key not in _WRITES_KEPT:
-        kept = True
-        try:
-            fd, name = tempfile.mkstemp(prefix=".tagger-write-probe-", dir=folder)
-        except OSError:
-            fd = None
-        if fd is not None:
-            try:
-                os.write(fd, b"a" * 8192)
-                os.pwrite(fd, b"b" * 16, 100)  # (SQLite's change counter, in its header)
-                os.pwrite(fd, b"c" * 4096, 8192)  # (a new page)
-                with open(name, "rb") as f:
-                    kept = f.read() == b"a" * 100 + b"b" * 16 + b"a" * (8192 - 116) + b"c" * 4096
-            except OSError:
-                pass  # (a full disk: nothing learnt)
-            finally:
-                os.close(fd)
-                try:
-                    os.unlink(name)
-                except OSError:
-                    pass
+        kept = _probe(folder, ".tagger-write-probe-", reads_back) is not False
         _WRITES_KEPT[key] = kept
     return _WRITES_KEPT[key]
 
