@@ -81,7 +81,7 @@ def test_train_options_are_the_training_settings_defaults():
 
 
 def test_scan_options_are_the_scan_defaults():
-    from tagger.cli.library import scan
+    from tagger.cli.scan import scan
     from tagger.library.distributed import BACKENDS
     from tagger.library.scan import DEFAULT_FILE_TIMEOUT, tag_writer
     from tagger.library.scan import scan as run_scan

@@ -272,7 +272,7 @@ def test_the_tracks_renamed_to_another_name_of_their_files_are_named_five_at_mos
     # A folder mounted at two places and scanned under each name by turns (a cron job's scan of
     # /data/Music, the user's of ~/Music) moves every track to the other name at every scan: each scan
     # printed one line per track of the library. Five are named, the rest counted.
-    from tagger.cli.library import _scan_notes
+    from tagger.cli.scan import _scan_notes
     from tagger.library.state import ScanSummary
 
     summary = ScanSummary(scan_id=1, model_version="m")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from tagger.cli.app import app
 
-COMMAND_MODULES = ("dataset", "train", "predict", "evaluate", "library", "tags")
+COMMAND_MODULES = ("dataset", "train", "predict", "evaluate", "scan", "library", "db", "tags")
 
 
 def _register() -> None:

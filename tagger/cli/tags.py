@@ -235,7 +235,7 @@ def _recorded_as_tagged(db: str | None, paths: list[Path]) -> dict:
     one that cannot be read (a line says why), is no facts: every recent file is waited for, as
     before. A ``--db`` given that cannot be read is the command's error, no file changed. Paths whose
     names are not UTF-8 have no tracks there and are left out of the query."""
-    from tagger.cli.library import _reading
+    from tagger.cli.database import _reading
     from tagger.db.filter import TrackFilter
     from tagger.db.listing import recorded_as_tagged
     from tagger.db.urls import as_url, sqlite_file
