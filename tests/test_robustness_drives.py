@@ -401,8 +401,30 @@ def test_where_ftruncate_is_refused_the_tags_are_written_in_a_scratch_copy(tmp_p
     """The same without a drive: ``ftruncate`` refused as fusefat refuses it (EPERM), the write goes
     through a copy in the temporary folder, which is removed; where that copy cannot be made, the
     error names the file system's limit and the file is left unchanged."""
-    import errno
     import tempfile
+
+    song = write_audio(tmp_path / "music" / "a.wav", tone_signal([110.0], seconds=4.0))
+    before = song.read_bytes()
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    _refuse_ftruncate(monkeypatch)
+    written = tags.write_instruments(song, instruments=["bass"], model_version="fake-1")
+    assert written.written and tags.read_instruments(song).instruments == ["bass"]
+    ours = scratch / f"tagger-scratch-{os.geteuid()}"  # (tagger's own folder in it, 0700, left empty)
+    assert os.listdir(scratch) == [ours.name] and os.listdir(ours) == [] and stat.S_IMODE(ours.stat().st_mode) == 0o700
+    assert os.listdir(song.parent) == ["a.wav"]
+    assert _decoded(song).tobytes() == sf.read(io.BytesIO(before), dtype="float32")[0].tobytes()
+    tagged = song.read_bytes()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no-such-folder"))
+    with pytest.raises(TagWriteError, match="cannot resize files .*ftruncate.*no-such-folder"):
+        tags.remove_instruments(song)
+    assert song.read_bytes() == tagged and os.listdir(song.parent) == ["a.wav"]
+
+
+def _refuse_ftruncate(monkeypatch) -> None:
+    """``ftruncate`` refused as fusefat refuses it: EPERM to any file that is not empty."""
+    import errno
 
     real_ftruncate = os.ftruncate
 
@@ -411,21 +433,80 @@ def test_where_ftruncate_is_refused_the_tags_are_written_in_a_scratch_copy(tmp_p
             raise PermissionError(errno.EPERM, "Operation not permitted")
         return real_ftruncate(fd, length)
 
+    monkeypatch.setattr(os, "ftruncate", refused)
+
+
+def test_a_scratch_copy_a_killed_write_left_is_removed_by_the_next_write(tmp_path, monkeypatch):
+    """A write killed (SIGKILL, power loss) while its tags were made in a scratch copy of the whole
+    file left that copy in ``$TMPDIR`` for ever. The copies are now made in tagger's own folder there,
+    each held locked while in use, and the next write that needs one removes those not locked and
+    older than a few seconds: a copy another process holds is kept, and so is anything whose name is
+    not a scratch copy's, and anything outside that folder."""
+    import fcntl
+
+    from tagger.tags import scratch as scratch_files
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    ours = scratch_files.folder()
+    killed_fd, killed = tempfile.mkstemp(prefix="tagger-", suffix=".tagger-tmp", dir=ours)  # (as `create`: dead,
+    os.write(killed_fd, b"a copy of the music")  # its lock gone with its process)
+    os.close(killed_fd)
+    held = tempfile.mkstemp(prefix="tagger-", suffix=".tagger-tmp", dir=ours)[1]
+    fresh = tempfile.mkstemp(prefix="tagger-", suffix=".tagger-tmp", dir=ours)[1]  # (just made, not yet locked)
+    other = os.path.join(ours, "notes.txt")
+    outside = str(tmp_path / "tmp" / "tagger-abcd1234.tagger-tmp")
+    for name in (other, outside):
+        with open(name, "w") as f:
+            f.write("not tagger's")
+    for name in (killed, held, other, outside):
+        os.utime(name, (time.time() - 60, time.time() - 60))
+    os.utime(fresh, (time.time() + 3600, time.time() + 3600))  # (modified "now" however slow the test runs)
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys; f = open(sys.argv[1]); "
+                               "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); sys.stdin.read()", held],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert holder.stdout.readline() == "held\n"
+        song = write_audio(tmp_path / "music" / "a.wav", tone_signal([110.0], seconds=4.0))
+        _refuse_ftruncate(monkeypatch)
+        assert tags.write_instruments(song, instruments=["bass"], model_version="fake-1").written
+        assert sorted(os.listdir(ours)) == sorted(os.path.basename(n) for n in (held, fresh, other))
+        assert os.path.exists(outside)
+        with open(held) as f, pytest.raises(BlockingIOError):
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)  # (still the other process's)
+    finally:
+        holder.stdin.close()
+        holder.wait()
+    assert tags.remove_instruments(song).written  # (let go: removed by the next write, being stale)
+    assert sorted(os.listdir(ours)) == sorted(os.path.basename(n) for n in (fresh, other))
+
+
+@pytest.mark.parametrize("kind", ["symlink", "another user's"])
+def test_a_scratch_folder_that_is_not_tagger_s_own_is_refused(tmp_path, monkeypatch, kind):
+    """``$TMPDIR/tagger-scratch-UID`` a symbolic link (to a folder others may read) or a folder another
+    user owns (who could read or replace the copies): refused, with the error saying so, and the file
+    left unchanged, nothing written there."""
+    from tagger.tags import scratch as scratch_files
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    if kind == "symlink":
+        (tmp / f"tagger-scratch-{os.geteuid()}").symlink_to(elsewhere)
+        said = "is a symbolic link"
+    else:  # (the folder this user made, seen as a user whose uid is another)
+        (tmp / f"tagger-scratch-{os.geteuid() + 1}").mkdir(mode=0o700)
+        monkeypatch.setattr(scratch_files, "_uid", lambda: os.geteuid() + 1)
+        said = f"is owned by another user \\(uid {os.geteuid()}\\)"
     song = write_audio(tmp_path / "music" / "a.wav", tone_signal([110.0], seconds=4.0))
     before = song.read_bytes()
-    scratch = tmp_path / "scratch"
-    scratch.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
-    monkeypatch.setattr(os, "ftruncate", refused)
-    written = tags.write_instruments(song, instruments=["bass"], model_version="fake-1")
-    assert written.written and tags.read_instruments(song).instruments == ["bass"]
-    assert os.listdir(scratch) == [] and os.listdir(song.parent) == ["a.wav"]
-    assert _decoded(song).tobytes() == sf.read(io.BytesIO(before), dtype="float32")[0].tobytes()
-    tagged = song.read_bytes()
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no-such-folder"))
-    with pytest.raises(TagWriteError, match="cannot resize files .*ftruncate.*no-such-folder"):
-        tags.remove_instruments(song)
-    assert song.read_bytes() == tagged and os.listdir(song.parent) == ["a.wav"]
+    _refuse_ftruncate(monkeypatch)
+    with pytest.raises(TagWriteError, match=f"a.wav.*cannot resize files .*tagger-scratch-[0-9]+ {said}.*refused"):
+        tags.write_instruments(song, instruments=["bass"], model_version="fake-1")
+    assert song.read_bytes() == before and os.listdir(song.parent) == ["a.wav"]
+    assert os.listdir(elsewhere) == [] and sorted(os.listdir(tmp)) == [f"tagger-scratch-{scratch_files._uid()}"]
 
 
 def _renumbered(st: os.stat_result, by: int) -> os.stat_result:

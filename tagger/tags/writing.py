@@ -21,6 +21,7 @@ from tagger import signals
 from tagger.errors import ChangedSinceError, TagWriteError
 from tagger.paths import KEPT_INFIX, TEMP_SUFFIX
 from tagger.tags import filesystem, formats
+from tagger.tags import scratch as scratch_files
 from tagger.tags.decide import _Decision
 from tagger.tags.fields import Raw
 from tagger.tags.leftovers import temp_prefix
@@ -77,6 +78,8 @@ class _Write:
     scratch: str | None = None
     """Where the tags are written first, outside the drive, on a file system that cannot resize files
     (`filesystem.resizes_files`), before it is copied whole into ``tmp``; None: written in ``tmp``."""
+    scratch_held: int | None = None
+    """``scratch`` open, holding its lock (`tagger.tags.scratch`: not removed as a killed write's)."""
     replaced: bool = False
     """The copy moved over the file: the original, under the copy's name or the backup's, is removed."""
 
@@ -234,11 +237,12 @@ class _Write:
         filesystem.fsync_dir(self.folder)
 
     def _make_scratch(self) -> None:
-        """Copy the file to ``scratch``, in the system's temporary folder; its error said as the drive's limit."""
+        """Copy the file to ``scratch``, in tagger's folder in the system's temporary folder, held locked
+        (`tagger.tags.scratch`: stale ones of killed writes removed first); its error said as the
+        drive's limit."""
         try:
             with signals.held():  # (created and recorded for `close` as one step)
-                fd, self.scratch = tempfile.mkstemp(prefix="tagger-", suffix=TEMP_SUFFIX)
-                os.close(fd)
+                self.scratch_held, self.scratch = scratch_files.create()
             shutil.copyfile(self.real, self.scratch)
         except OSError as exc:
             raise TagWriteError(self.shown, f"its file system cannot resize files (FAT through fusefat refuses "
@@ -351,6 +355,8 @@ class _Write:
                         pass  # the error that stopped the write is the one reported, and the descriptors are closed)
             if self.held is not None:
                 os.close(self.held)
+            if self.scratch_held is not None:  # (its lock let go once it is removed)
+                os.close(self.scratch_held)
             if self.source is not None:
                 os.close(self.source)
 
