@@ -69,11 +69,6 @@ def _match(file_line: str, audio_name: str) -> int | None:
     return None
 
 
-def _names(lines: list[_Line], audio_name: str) -> int | None:
-    ranks = [r for r in (_match(line.args, audio_name) for line in lines if line.command == "FILE") if r is not None]
-    return min(ranks) if ranks else None
-
-
 _TIME = re.compile(r"^([0-9]{1,4}):([0-9]{1,2}):([0-9]{1,2})$")
 _NUMBER = re.compile(r"^[0-9]{1,9}$")
 """A TRACK's or INDEX's number: ASCII digits (``str.isdigit`` takes a ``²`` that `int` refuses)."""
