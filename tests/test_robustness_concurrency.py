@@ -377,11 +377,72 @@ def test_a_file_the_swap_back_cannot_put_back_nor_move_stays_under_the_hidden_na
 
     monkeypatch.setattr(os, "link", refused)
     monkeypatch.setattr(os, "rename", refused)
+    monkeypatch.setattr(filesystem, "rename_noreplace", lambda a, b: refused())
     with pytest.raises(TagWriteError, match="move it away before a scan") as caught:
         write_instruments(song, instruments=["organ"], model_version="fake-2")
     [hidden] = tmp_path.glob(".*tagger-tmp")
     assert f"kept as {hidden} (moving it to a name of its own failed too" in str(caught.value)
     assert FLAC(hidden)["TITLE"] == ["their save"] and not _kept(tmp_path)
+
+
+@pytest.mark.parametrize("no_replace", ["kernel", "refused"])
+def test_a_file_put_under_the_kept_name_meanwhile_is_not_overwritten(tmp_path, monkeypatch, no_replace):
+    """Was: on a file system without hard links, the file to keep was moved to its kept name by a plain
+    rename after a look that no file had that name, so a file put there in between was overwritten,
+    lost (found reviewing 54175fd). The rename is one that never replaces a file, where the kernel and
+    the file system offer it (`renameat2` RENAME_NOREPLACE): the file there is left alone, another
+    name taken. Where that is refused (EINVAL, as many FUSE file systems), the look and rename stay."""
+    from mutagen.flac import FLAC
+
+    if not _exchange_here(tmp_path):
+        pytest.skip("this file system cannot swap two names in one step")
+    song = write_audio(tmp_path / "song.flac", tone_signal([FREQ["bass"]], seconds=2.0))
+    theirs = _their_save(song, tmp_path / "theirs.flac")
+    _at_the_last_check(monkeypatch, lambda: os.replace(theirs, song))
+    _swap_back_fails(monkeypatch, lambda exchange, a, b: False)
+
+    def no_hard_links(*args, **kwargs):
+        raise OSError(1, "Operation not permitted")
+
+    lexists, appeared = os.path.lexists, []
+
+    def put_there_right_after_the_look(name):
+        there = lexists(name)
+        if ".tagger-kept-" in os.fsdecode(name) and not appeared:
+            Path(name).write_bytes(b"another file")  # (after the look, before the rename)
+            appeared.append(Path(name))
+        return there
+
+    monkeypatch.setattr(os, "link", no_hard_links)
+    monkeypatch.setattr(os.path, "lexists", put_there_right_after_the_look)
+    if no_replace == "refused":
+        monkeypatch.setattr(filesystem, "rename_noreplace", lambda a, b: False)
+    with pytest.raises(TagWriteError, match="it is kept as ") as caught:
+        write_instruments(song, instruments=["organ"], model_version="fake-2")
+    [other] = appeared
+    if no_replace == "refused":  # (the look and a plain rename, as before: nothing better to do there)
+        assert str(other) in str(caught.value) and FLAC(other)["TITLE"] == ["their save"]
+        return
+    assert other.read_bytes() == b"another file"  # (was: overwritten by their save)
+    [kept] = [p for p in _kept(tmp_path) if p != other]
+    assert str(kept) in str(caught.value) and FLAC(kept)["TITLE"] == ["their save"]
+    assert not list(tmp_path.glob(".*tagger-tmp"))
+
+
+def test_rename_noreplace_never_replaces_a_file(tmp_path):
+    """`filesystem.rename_noreplace` renames where the name is free, and where it is taken leaves both
+    files as they are (FileExistsError); False, nothing done, where the kernel has no such rename."""
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    a.write_bytes(b"a")
+    b.write_bytes(b"b")
+    if not filesystem.rename_noreplace(str(a), str(c)):
+        pytest.skip("no renameat2 RENAME_NOREPLACE here")
+    assert c.read_bytes() == b"a" and not a.exists()
+    with pytest.raises(FileExistsError):
+        filesystem.rename_noreplace(str(c), str(b))
+    assert c.read_bytes() == b"a" and b.read_bytes() == b"b"
+    with pytest.raises(FileNotFoundError):
+        filesystem.rename_noreplace(str(a), str(tmp_path / "d"))
 
 
 def test_a_file_system_that_takes_the_swap_for_a_rename_tags_the_file(tmp_path, monkeypatch):

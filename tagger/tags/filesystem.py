@@ -352,25 +352,51 @@ def exchange(a: str, b: str) -> bool:
     meets and reports as it always did (EBUSY for a mount point, EACCES, ...); but
     `FileNotFoundError` where either name is not there (``b`` deleted or moved away meanwhile: a
     plain rename would put ``a`` in its place)."""
-    import sys
-
-    if not sys.platform.startswith("linux"):
-        return False
-    renameat2 = _renameat2()
-    if renameat2 is None:
-        return False
-    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
-        return True
-    import ctypes
     import errno
 
-    code = ctypes.get_errno()
+    code = _rename2(a, b, _RENAME_EXCHANGE)
+    if code == 0:
+        return True
     if code == errno.ENOENT:
         raise FileNotFoundError(code, os.strerror(code), b)
     return False
 
 
+def rename_noreplace(a: str, b: str) -> bool:
+    """Rename ``a`` to ``b`` where no file is named ``b``, checked and done in one step (Linux
+    ``renameat2`` with ``RENAME_NOREPLACE``): True, done; `FileExistsError` where ``b`` is there, both
+    left as they are; False, nothing done, where the system or the file system cannot (not Linux, a
+    C library without ``renameat2``, EINVAL or ENOSYS: file systems that refuse the flag, such as
+    many FUSE ones), for the caller to rename as it can; `OSError` for any other failure."""
+    import errno
+
+    code = _rename2(a, b, _RENAME_NOREPLACE)
+    if code == 0:
+        return True
+    if code is None or code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), a, None, b)  # (FileExistsError for EEXIST)
+
+
+def _rename2(a: str, b: str, flag: int) -> int | None:
+    """``renameat2(a, b, flag)`` -> 0 where done, the errno where it failed, None where there is no such
+    call here (not Linux, a C library without it)."""
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return None
+    renameat2 = _renameat2()
+    if renameat2 is None:
+        return None
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), flag) == 0:
+        return 0
+    import ctypes
+
+    return ctypes.get_errno()
+
+
 _AT_FDCWD = -100
+_RENAME_NOREPLACE = 1
 _RENAME_EXCHANGE = 2
 
 

@@ -307,8 +307,12 @@ class _Write:
             except OSError:
                 if os.path.lexists(kept):
                     continue
-                try:
-                    os.rename(tmp, kept)  # (a file system without hard links)
+                try:  # (a file system without hard links; never over a file put there since the look, where
+                    if filesystem.rename_noreplace(tmp, kept):  # the kernel can: was a plain rename over it)
+                        return kept
+                    os.rename(tmp, kept)  # (the file system refuses RENAME_NOREPLACE, as many FUSE ones)
+                except FileExistsError:
+                    continue
                 except OSError:
                     break
                 return kept
