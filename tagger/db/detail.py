@@ -272,57 +272,89 @@ def with_cue_tracks(session: Session | Reader, detail: TrackDetail, *, folders: 
     gives no tracks and a `cue_note` saying why; so does a track analysed before the database kept
     window scores. ``folders``: `find_cue_sheet`'s, for many files; ``without``: what the note says
     becomes of the file then (`SHOWN_WHOLE`)."""
-    from tagger.cuesheet import CueSheetError, cue_clock, find_cue_sheet
-
     if detail.status != Q.STATUS_OK or detail.model_version is None:
         return detail
-    try:
-        sheet = find_cue_sheet(detail.path, folders=folders)
-    except CueSheetError as exc:
-        detail.cue_note = f"{exc}; {without}"
-        return detail
-    if sheet is None:
-        return detail
-    detail.cue_sheet = sheet.source
-    detail.cue_note = "; ".join(sheet.notes) or None
-    late = [t for t in sheet.tracks if detail.duration is not None and t.start >= detail.duration]
-    if late:
-        # (named as a cue sheet that cannot be read is: "cue sheet: track 04 ..." left the user to guess which .cue)
-        detail.cue_note = (f"{sheet.source}: track {late[0].number:02d} starts at {cue_clock(late[0].start)}, "
-                           f"after the end of the file "
-                           f"({cue_clock(detail.duration)}): the cue sheet of another rip? {without[:1].upper()}{without[1:]}")  # fmt: skip
+    detail.cue_sheet, tracks, detail.cue_note = fitting_cue_sheet(detail.path, duration=detail.duration, folders=folders,
+                                                                  without=without)  # fmt: skip
+    if not tracks:
         return detail
     reader = reader_of(session)
     found = reader.rows(sql("SELECT w.families, w.window_seconds, w.n_windows, w.starts, w.scores, m.thresholds, "
                             "m.aggregation FROM tracks t JOIN window_scores w ON w.track_id = t.id JOIN model_versions m "
                             "ON m.id = t.model_version_id WHERE t.path = {}", detail.path))  # fmt: skip
     if not found:
-        detail.cue_note = (f"{sheet.source}: its {len(sheet.tracks)} tracks need the window scores, which this file was analysed "
+        detail.cue_note = (f"{detail.cue_sheet}: its {len(tracks)} tracks need the window scores, which this file was analysed "
                            "without (before the database kept them): `tagger scan --rescan-stale` of its folder stores them")  # fmt: skip
         return detail
     w = found[0]
     import numpy as np
 
-    from tagger.aggregate import aggregate_range, aggregation_params
+    from tagger.aggregate import aggregation_params
 
     families, starts, scores = unpack_window_scores(families=w.families, n_windows=w.n_windows, starts=w.starts, scores=w.scores)
     thresholds = json.loads(w.thresholds)
     thresholds = np.array([float(thresholds.get(f, np.inf)) for f in families], dtype=np.float32)
     params = aggregation_params(json.loads(w.aggregation) if w.aggregation else None)
-    order = _family_order(reader)
-    for t in sheet.tracks:
-        end = None if t.end is None or (detail.duration is not None and t.end >= detail.duration) else t.end
+    detail.cue_tracks = cue_track_details(tracks, scores=scores, starts=starts, families=families, thresholds=thresholds,
+                                          params=params, duration=detail.duration, window_seconds=w.window_seconds,
+                                          order=_family_order(reader))  # fmt: skip
+    return detail
+
+
+def fitting_cue_sheet(path: str | os.PathLike, *, duration: float | None, folders: dict | None = None,
+                      without: str = SHOWN_WHOLE) -> tuple[str | None, list, str | None]:  # fmt: skip
+    """The cue sheet of the file at ``path`` (`tagger.cuesheet.find_cue_sheet`) as (its source, its
+    tracks, a note): no source, tracks or note for a file without one. A cue sheet that cannot be
+    read gives no source and no tracks, and a note saying why; one that does not fit the file (a
+    track starting after its ``duration``: the cue sheet of another rip) its source, no tracks and
+    a note. ``without``: what the note says becomes of the file then (`SHOWN_WHOLE`). Shared by
+    ``tagger show`` (`with_cue_tracks`) and ``tagger predict``."""
+    from tagger.cuesheet import CueSheetError, cue_clock, find_cue_sheet
+
+    try:
+        sheet = find_cue_sheet(path, folders=folders)
+    except CueSheetError as exc:
+        return None, [], f"{exc}; {without}"
+    if sheet is None:
+        return None, [], None
+    note = "; ".join(sheet.notes) or None
+    late = [t for t in sheet.tracks if duration is not None and t.start >= duration]
+    if late:
+        # (named as a cue sheet that cannot be read is: "cue sheet: track 04 ..." left the user to guess which .cue)
+        return sheet.source, [], (f"{sheet.source}: track {late[0].number:02d} starts at {cue_clock(late[0].start)}, "
+                                  f"after the end of the file "
+                                  f"({cue_clock(duration)}): the cue sheet of another rip? {without[:1].upper()}{without[1:]}")  # fmt: skip
+    return sheet.source, list(sheet.tracks), note
+
+
+def cue_track_details(tracks, *, scores, starts, families, thresholds, params: dict, duration: float | None,
+                      window_seconds: float, order: dict[str, int]) -> list[CueTrackDetail]:  # fmt: skip
+    """Each cue track (`fitting_cue_sheet`'s) with its families by the track rule
+    (`tagger.aggregate.aggregate_range`) over the whole file's window scores of its time range,
+    ranked by ``order``: the stored ones (``tagger show``) or those just analysed (``tagger predict``).
+
+    Parameters
+    ----------
+    scores : np.ndarray [shape=(n_windows, len(families))] NaN in the rows of silent windows
+    starts : np.ndarray [shape=(n_windows,)] window starts in seconds
+    thresholds : np.ndarray [shape=(len(families),)]
+    """
+    from tagger.aggregate import aggregate_range
+
+    out = []
+    for t in tracks:
+        end = None if t.end is None or (duration is not None and t.end >= duration) else t.end
         r = aggregate_range(scores, starts, start=t.start, end=end, families=families, thresholds=thresholds,
-                            duration=detail.duration, window_seconds=w.window_seconds, **params)  # fmt: skip
+                            duration=duration, window_seconds=window_seconds, **params)  # fmt: skip
         ranked = sorted(r.results, key=lambda f: order.get(f.family, len(order)))
-        shown_end = detail.duration if end is None else end
-        detail.cue_tracks.append(CueTrackDetail(
+        shown_end = duration if end is None else end
+        out.append(CueTrackDetail(
             number=t.number, title=t.title, performer=t.performer, start=round(t.start, 3),
             end=None if shown_end is None else round(shown_end, 3),
             windows=r.windows, silent_windows=r.silent_windows, instruments=[f.family for f in ranked if f.present],
             families=[FamilyDetail(f.family, f.present, f.score, f.coverage, [list(g) for g in f.segments]) for f in ranked],
         ))  # fmt: skip
-    return detail
+    return out
 
 
 NOT_LISTED = "none of its tracks is listed"

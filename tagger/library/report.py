@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from json.encoder import encode_basestring_ascii as _json_str
 
 from tagger.constants import SILENCE_DBFS
-from tagger.db.detail import CueTrackMatch, TrackDetail
+from tagger.db.detail import CueTrackDetail, CueTrackMatch, TrackDetail
 from tagger.db.listing import TrackSummary
 from tagger.display import named, named_failed, padded, shown, width
 
@@ -282,17 +282,23 @@ def render_detail(d: TrackDetail) -> str:
 def _render_cue(d: TrackDetail) -> str:
     """The tracks of the file's cue sheet under the whole file's table (`with_cue_tracks`), and what
     there is to say of its cue sheet."""
+    return render_cue(d.cue_sheet, d.cue_tracks, d.cue_note)
+
+
+def render_cue(source: str | None, tracks: Sequence[CueTrackDetail], note: str | None) -> str:
+    """A cue sheet's tracks (``tagger show``'s and ``tagger predict``'s table) and its note, each
+    after a blank line; "" for a file without a cue sheet."""
     out = ""
-    if d.cue_tracks:
-        out += f"\ncue sheet: {named(d.cue_sheet)} ({len(d.cue_tracks)} tracks)\n"
+    if tracks:
+        out += f"\ncue sheet: {named(source)} ({len(tracks)} tracks)\n"
         rows = [["TRACK", "FROM", "TO", "TITLE", "INSTRUMENTS"]]
-        for t in d.cue_tracks:
+        for t in tracks:
             title = " / ".join(shown(x) for x in (t.title, t.performer) if x) or "-"
             rows.append([f"#{t.number:02d}", seconds_to_clock(t.start), seconds_to_clock(t.end), title,
                          ", ".join(t.instruments) or "(none)" + all_silent_note(t.windows, t.silent_windows)])  # fmt: skip
         out += _columns(rows)
-    if d.cue_note:
-        out += f"\ncue sheet: {shown(d.cue_note)}\n"
+    if note:
+        out += f"\ncue sheet: {shown(note)}\n"
     return out
 
 
