@@ -344,3 +344,87 @@ def test_a_wavpack_image_with_its_cue_sheet_in_its_apev2_tag(tmp_path):
         (1, "Low", ["bass"]), (2, "Middle", ["flute"]), (3, "High", ["string"])]  # fmt: skip
     rows = json.loads(_query(db, "--cue-tracks", "--has", "flute", "-f", "json").stdout)
     assert [(r["path"], r["number"]) for r in rows] == [(str(wv), 2)]
+
+
+# --- tagger predict of an album image -----------------------------------------------------------
+
+
+@pytest.fixture
+def image(tmp_path, fake_models):
+    """Album.flac (bass, flute, string tracks) and Album.cue, for `tagger predict` (no database)."""
+    flac = _album(tmp_path / "Album.flac")
+    (tmp_path / "Album.cue").write_text(ALBUM_CUE.format(name="Album.wav"), encoding="utf-8")
+    return flac
+
+
+def _predict(*args):
+    r = CliRunner().invoke(app, ["predict", *map(str, args)])
+    assert r.exit_code == 0, r.output
+    return r
+
+
+def test_predict_lists_each_cue_track_with_its_families(image):
+    """`tagger predict` gave an album image only as one track; it gives each cue track's families
+    too, from the windows it analysed, by the rule `tagger show` gives them with (the same table)."""
+    r = _predict(image)
+    head, scores, *cue = r.stdout.splitlines()
+    assert head == f"{image}: bass, flute, string" and scores.startswith("    bass=")
+    assert cue == [
+        f"    cue sheet: {image.with_suffix('.cue')} (3 tracks)",
+        "    TRACK  FROM  TO    TITLE               INSTRUMENTS",
+        "    #01    0:00  0:08  Low / Bassist       bass",
+        "    #02    0:08  0:16  Middle / The Tones  flute",
+        "    #03    0:16  0:24  High / The Tones    string",
+    ], r.stdout
+    assert r.stderr == ""
+
+
+def test_predict_json_has_the_cue_tracks_as_show_json_has_them(image, tmp_path):
+    row = json.loads(_predict("--json", image).stdout)
+    assert row["instruments"] == ["bass", "flute", "string"] and row["cue_note"] is None
+    assert row["cue_sheet"] == str(image.with_suffix(".cue"))
+    tracks = row["cue_tracks"]
+    assert [(t["number"], t["title"], t["performer"], t["start"], t["end"], t["windows"], t["instruments"]) for t in tracks] == [
+        (1, "Low", "Bassist", 0.0, 8.0, 2, ["bass"]), (2, "Middle", "The Tones", 8.0, 16.0, 2, ["flute"]),
+        (3, "High", "The Tones", 16.0, 24.0, 2, ["string"])]  # fmt: skip
+    # (the keys and values show --json gives from the scan's stored window scores of the same file)
+    database = open_database(tmp_path / "lib.db")
+    try:
+        assert scan([tmp_path], db=database, analyser=FakeAnalyser(), jobs=0).scanned == 1
+        with database.engine.connect() as conn:
+            shown = with_cue_tracks(conn, track_detail(conn, path=str(image))).to_dict()
+    finally:
+        database.close()
+    # (to the precision the database keeps window scores in)
+    for t in shown["cue_tracks"]:
+        for f in t["families"]:
+            f["score"] = pytest.approx(f["score"], abs=1e-3)
+    assert tracks == shown["cue_tracks"]
+    # (what tag --from-json reads of the row is as it was)
+    from tagger.tags.rows import PredictionRow
+
+    assert PredictionRow.from_dict(row).instruments == ["bass", "flute", "string"]
+
+
+def test_predict_of_a_bad_cue_sheet_predicts_the_file_with_a_note(image):
+    cue = image.with_suffix(".cue")
+    cue.write_text(ALBUM_CUE.format(name="Album.wav").replace("00:16:00", "00:16:99"), encoding="utf-8")
+    r = _predict(image)
+    assert r.stdout.splitlines()[0] == f"{image}: bass, flute, string" and "TRACK" not in r.stdout
+    assert r.stdout.endswith(f"\n    cue sheet: {cue}: line 16: '00:16:99' is not a time (mm:ss:ff: seconds under 60, "
+                             "frames under 75); the file is predicted as one track\n"), r.stdout  # fmt: skip
+    row = json.loads(_predict("--json", image).stdout)
+    assert row["instruments"] == ["bass", "flute", "string"] and row["cue_tracks"] == [] and row["cue_sheet"] is None
+    assert "is not a time" in row["cue_note"]
+    cue.write_text(ALBUM_CUE.format(name="Album.wav").replace("00:16:00", "03:16:00"), encoding="utf-8")
+    r = _predict(image)
+    assert r.stdout.endswith(f"\n    cue sheet: {cue}: track 03 starts at 03:16.00, after the end of the file (00:24.00): "
+                             "the cue sheet of another rip? The file is predicted as one track\n"), r.stdout  # fmt: skip
+
+
+def test_predict_of_a_file_without_cue_sheet_is_as_before(image):
+    image.with_suffix(".cue").unlink()
+    r = _predict(image)
+    assert len(r.stdout.splitlines()) == 2 and "cue" not in r.stdout
+    row = json.loads(_predict("--json", image).stdout)
+    assert not {"cue_sheet", "cue_tracks", "cue_note"} & set(row)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import asdict
 from pathlib import Path
 
 import typer
@@ -64,6 +65,30 @@ def _facts(path: Path, *, before: dict | None = None) -> dict:
     return facts
 
 
+def _cue_tracks(path: Path, result, ensemble, *, folders: dict) -> dict:
+    """The tracks of the file's cue sheet, each with its families from the windows just analysed
+    (`tagger.db.detail.cue_track_details`, as ``tagger show`` gives them from the stored ones), as
+    ``show --json``'s keys ``cue_sheet``, ``cue_tracks`` (`CueTrackDetail`) and ``cue_note``; {} for a
+    file without a cue sheet (its output unchanged). A cue sheet that cannot be used gives no tracks
+    and a note saying why: the file is still predicted as one track. ``folders``: kept over the
+    files, so that a folder's ``.cue`` files are read once (`tagger.cuesheet.find_cue_sheet`)."""
+    import numpy as np
+
+    from tagger.db.detail import cue_track_details, fitting_cue_sheet
+
+    source, tracks, note = fitting_cue_sheet(path, duration=result.duration, folders=folders,
+                                            without="the file is predicted as one track")
+    if source is None and note is None:
+        return {}
+    found = []
+    if tracks:
+        found = cue_track_details(tracks, scores=result.window_scores, starts=result.window_starts, families=result.families,
+                                  thresholds=np.asarray(ensemble.thresholds, dtype=np.float32), params=dict(ensemble.aggregation),
+                                  duration=result.duration, window_seconds=WINDOW_SECONDS,
+                                  order={f: i for i, f in enumerate(result.families)})  # fmt: skip
+    return {"cue_sheet": source, "cue_tracks": found, "cue_note": note}
+
+
 @app.command("predict")
 @handle_errors
 def predict(
@@ -97,6 +122,7 @@ def predict(
     ensemble = Ensemble.load(models)
     failed = 0
     problems: list[str] = []
+    cue_folders: dict = {}
     for path in iter_audio_paths(paths, problems=problems):
         if as_json and not is_utf8(str(path)):  # (json.dumps would write a lone surrogate, which strict parsers refuse)
             failed += 1
@@ -117,13 +143,14 @@ def predict(
         if plot is not None:
             timeline.draw(timeline.from_result(path, result, thresholds=ensemble.thresholds, model_version=ensemble.version), plot)
             echo(f"timeline written to {plot}", err=True)
+        cue = _cue_tracks(path, result, ensemble, folders=cue_folders)
         if as_json:
             row = PredictionRow(
                 path=absolute(path), instruments=result.instruments,
                 scores={f: round(s, 4) for f, s in result.scores.items()}, windows=result.windows,
                 model_version=ensemble.version, families=list(ensemble.families), **facts,
             )  # fmt: skip
-            echo(json.dumps(row.to_dict()))
+            echo(json.dumps(row.to_dict() | {k: [asdict(t) for t in v] if k == "cue_tracks" else v for k, v in cue.items()}))
         else:
             from tagger.library.report import all_silent_note
 
@@ -131,6 +158,12 @@ def predict(
             scores = " ".join(f"{f}={s:.2f}" for f, s in result.scores.items())
             echo(f"{named(path)}: {found}")
             echo(f"    {scores}")
+            if cue:
+                from tagger.library.report import render_cue
+
+                for line in render_cue(cue["cue_sheet"], cue["cue_tracks"], cue["cue_note"]).splitlines():
+                    if line:
+                        echo(f"    {line}")
     unlisted = 0
     for line in problems:  # (after the files: a folder's listing ends with its walk)
         unlisted += line.startswith("error:")
