@@ -584,3 +584,82 @@ def test_another_file_moved_over_on_exfat_with_its_times_kept_is_not_taken_for_t
                                fingerprint=fingerprint(song), inode=(st.st_dev, st.st_ino),
                                content_hash=content_hash(song), ctime_ns=st.st_ctime_ns)  # fmt: skip
     assert song.read_bytes() == theirs and sorted(os.listdir(exfat.path)) == ["a.wav"]
+
+
+def _exfat_ctimes(monkeypatch, folder: Path) -> None:
+    """``folder`` a FUSE mount (`paths.mount_points`) whose ctimes are the mtimes, as exfat-fuse gives
+    them: `filesystem.renumbered` sees a file moved over another with its times kept as exFAT does."""
+    from tagger import paths
+    from tagger.tags import filesystem
+
+    def as_exfat(st: os.stat_result) -> os.stat_result:
+        fields = list(st)
+        fields[stat.ST_CTIME] = fields[stat.ST_MTIME]
+        extra = [getattr(st, name) for name in ("st_atime", "st_mtime", "st_mtime", "st_atime_ns", "st_mtime_ns",
+                                                "st_mtime_ns", "st_blksize", "st_blocks", "st_rdev")]  # fmt: skip
+        return os.stat_result(fields + extra)
+
+    renumbered = filesystem.renumbered
+    monkeypatch.setattr(paths, "mount_points", lambda mountinfo=None: {"/": "ext4", str(folder): "fuseblk"})
+    monkeypatch.setattr(filesystem, "renumbered", lambda found, now, real: renumbered(as_exfat(found), as_exfat(now), real))
+
+
+@pytest.mark.parametrize("recorded", ["with-fingerprint", "without"])
+def test_untag_of_a_file_another_was_moved_over_on_exfat_with_its_times_kept(tmp_path, monkeypatch, recorded):
+    """Was: `tagger untag` passed the write no fingerprint, so on an exFAT drive (exfat-fuse: ctime is
+    mtime, inode numbers handed out anew) another file of the same size moved over the file with its
+    times kept (``touch -r``; ``mv``) while its tags were decided was taken for the file renumbered and
+    untagged, its other tags the same (found reviewing dc527d3). Where the library database recorded
+    the file as tagger tagged it (`recorded_as_tagged`), its fingerprint is checked again there; where
+    it did not, there is nothing to tell them apart by (said in the report)."""
+    from tagger.fingerprint import fingerprint
+    from tagger.tags import rewrite
+
+    song = write_audio(tmp_path / "a.wav", tone_signal([110.0], seconds=4.0))
+    other = write_audio(tmp_path / "b.wav", tone_signal([220.0], seconds=4.0))
+    for path in (song, other):
+        tags.write_instruments(path, instruments=["bass"], model_version="fake-1")
+    st = os.stat(song)
+    os.utime(other, ns=(st.st_atime_ns, st.st_mtime_ns))  # (touch -r)
+    theirs = other.read_bytes()
+    assert os.stat(other).st_size == st.st_size
+    facts = (st.st_size, st.st_mtime, st.st_ctime_ns) + ((fingerprint(song),) if recorded == "with-fingerprint" else ())
+    _exfat_ctimes(monkeypatch, tmp_path)
+    decide = rewrite._decide
+
+    def moved_over_meanwhile(*args, **kwargs):
+        decided = decide(*args, **kwargs)
+        os.rename(other, song)
+        return decided
+
+    monkeypatch.setattr(rewrite, "_decide", moved_over_meanwhile)
+    if recorded == "without":  # (nothing known of the file but its size and times, which are the same)
+        assert tags.remove_instruments(song, recorded=facts).written
+        return
+    with pytest.raises(TagWriteError, match="file changed while its tags were being written"):
+        tags.remove_instruments(song, recorded=facts)
+    assert song.read_bytes() == theirs and sorted(os.listdir(tmp_path)) == ["a.wav"]
+
+
+def test_untag_of_a_file_renumbered_on_exfat_with_its_recorded_fingerprint_untags_it(tmp_path, monkeypatch):
+    """The fingerprint the database recorded, checked again on a file renumbered meanwhile, is the
+    file's: untagged, as before."""
+    from tagger.fingerprint import fingerprint
+
+    song = write_audio(tmp_path / "a.wav", tone_signal([110.0], seconds=4.0))
+    tags.write_instruments(song, instruments=["bass"], model_version="fake-1")
+    st = os.stat(song)
+    facts = (st.st_size, st.st_mtime, st.st_ctime_ns, fingerprint(song))
+    _exfat_ctimes(monkeypatch, tmp_path)
+    real_stat, looks = os.stat, []
+
+    def first_look_renumbered(path, *args, **kwargs):
+        found = real_stat(path, *args, **kwargs)
+        if os.fspath(path) == str(song) and not looks:
+            looks.append(path)
+            return _renumbered(found, 1000)
+        return found
+
+    monkeypatch.setattr(os, "stat", first_look_renumbered)
+    assert tags.remove_instruments(song, recorded=facts).written and looks
+    assert tags.read_instruments(song).model_version is None

@@ -984,3 +984,27 @@ def test_memory_does_not_grow_with_copies_of_a_large_cover(tmp_path):
                          check=True, cwd=Path(tags.__file__).parent.parent)  # fmt: skip
     growth = int(out.stdout.strip())
     assert growth < 6 * cover, f"peak memory grew by {growth / 2**20:.0f} MB for a {cover >> 20} MB cover"
+
+
+def test_untag_knows_the_fingerprint_recorded_of_each_file_tagger_tagged(tmp_path):
+    """What untag reads of the library database (`recorded_as_tagged`) holds, beside the size, mtime
+    and ctime recorded after tagger's write, the file's analysed fingerprint, which the write checks
+    again where a FUSE file system (exfat-fuse) gave the file another number meanwhile: another file
+    moved over it with its times kept looks the same otherwise (found reviewing dc527d3)."""
+    from library_fakes import FakeAnalyser
+    from tagger.cli.tags import _recorded_as_tagged
+    from tagger.db.session import open_database
+    from tagger.fingerprint import fingerprint
+    from tagger.library.scan import scan, tag_writer
+
+    music = tmp_path / "music"
+    a, b = (write_audio(music / f"{n}.flac", tone_signal([110.0 * (i + 1)], seconds=5.0)) for i, n in enumerate("ab"))
+    db = open_database(tmp_path / "library.db")
+    try:
+        assert scan([music], db=db, analyser=FakeAnalyser(), jobs=0, on_track=tag_writer(model_version="fake-1")).tags_written == 2
+    finally:
+        db.close()
+    recorded = _recorded_as_tagged(str(tmp_path / "library.db"), [music])
+    for song in (a, b):
+        st = os.stat(song)
+        assert recorded[str(song)] == (st.st_size, st.st_mtime, st.st_ctime_ns, fingerprint(song))

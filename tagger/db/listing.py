@@ -150,8 +150,9 @@ def tracks_to_tag(session: Session, where: TrackFilter) -> list[TrackToTag]:
     return out
 
 
-RecordedFacts = tuple[int, float, int]
-"""A file's size, mtime and ctime (ns) as the library database recorded them (`recorded_as_tagged`)."""
+RecordedFacts = tuple[int, float, int, "str | None"]
+"""A file's size, mtime and ctime (ns) as the library database recorded them, and its analysed
+fingerprint (`recorded_as_tagged`)."""
 
 
 def recorded_as_tagged(reader: Reader, where: TrackFilter) -> dict[str, RecordedFacts]:
@@ -160,7 +161,8 @@ def recorded_as_tagged(reader: Reader, where: TrackFilter) -> dict[str, Recorded
     by path: the size, mtime and ctime their file had when that was recorded, right after tagger's
     own tag write (or as a tag-writing scan found the file settled). A file found exactly so has been
     written by no program since (any write changes its ctime): `tagger untag` does not wait for it to
-    settle (`tagger.tags.remove_instruments`' ``recorded``). Only the paths are filtered: the
+    settle (`tagger.tags.remove_instruments`' ``recorded``), and its fingerprint is the one checked
+    again where a FUSE file system gives it another number meanwhile. Only the paths are filtered: the
     families of ``where`` are not read. The paths are asked for a few hundred at a time
     (`TrackFilter.by_paths`): one condition per file of ``tagger untag *.flac`` in one query failed
     from 1,000 files on ("Expression tree is too large (maximum depth 1000)"), and ``--db`` with it
@@ -168,9 +170,10 @@ def recorded_as_tagged(reader: Reader, where: TrackFilter) -> dict[str, Recorded
     out: dict[str, RecordedFacts] = {}
     for part in TrackFilter(paths=where.paths).by_paths():  # (no paths: every track)
         conds = [Sql("tracks.tags_current = TRUE AND tracks.ctime_ns IS NOT NULL"), *part.clauses(reader.dialect)]
-        rows = reader.tuples(sql("SELECT tracks.path, tracks.size, tracks.mtime, tracks.ctime_ns FROM tracks WHERE {}",
-                                 joined(" AND ", conds)))  # fmt: skip
-        out.update((path, (int(size), float(mtime), int(ctime_ns))) for path, size, mtime, ctime_ns in rows)
+        rows = reader.tuples(sql("SELECT tracks.path, tracks.size, tracks.mtime, tracks.ctime_ns, tracks.fingerprint "
+                                 "FROM tracks WHERE {}", joined(" AND ", conds)))  # fmt: skip
+        out.update((path, (int(size), float(mtime), int(ctime_ns), fingerprint or None))
+                   for path, size, mtime, ctime_ns, fingerprint in rows)  # fmt: skip
     return out
 
 

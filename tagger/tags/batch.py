@@ -435,7 +435,7 @@ def remove_all(
     settle_seconds: float = 0.0,
     follow_external_symlinks: bool = False,
     stop: Callable[[], bool] | None = None,
-    recorded: Mapping[str, tuple[int, float, int]] | None = None,
+    recorded: Mapping[str, tuple] | None = None,
     include_hidden: bool = False,
 ) -> Iterator[TagChange | TagWriteError]:
     """`remove_instruments` on files and the audio files of folders (found as a scan finds them,
@@ -444,8 +444,8 @@ def remove_all(
     go on). ``stop()``: asked before each file, as by `write_predictions`.
     Unless ``dry_run``, the hidden copies that killed writes left of each file are deleted (`LeftoverCopies`).
     ``recorded``: path -> the size, mtime and ctime the library database recorded of the file after
-    tagger's own tag write (`tagger.db.listing.recorded_as_tagged`): a file found exactly so is not
-    waited for (`remove_instruments`)."""
+    tagger's own tag write, and its fingerprint (`tagger.db.listing.recorded_as_tagged`): a file found
+    exactly so is not waited for (`remove_instruments`)."""
     check_filesystem_encoding()
     leftovers = LeftoverCopies()
     for file in find_audio_files(paths, follow_external_symlinks=follow_external_symlinks, include_hidden=include_hidden):
@@ -464,7 +464,7 @@ def remove_all(
             yield exc
 
 
-def _recorded_facts(file: str | os.PathLike, recorded: Mapping[str, tuple[int, float, int]]) -> tuple[int, float, int] | None:
+def _recorded_facts(file: str | os.PathLike, recorded: Mapping[str, tuple]) -> tuple | None:
     """``recorded``'s facts of ``file``, looked up under each name the database may hold it by
     (`tagger.db.filter.path_forms`); None where it holds none (a name that is not UTF-8 included)."""
     from tagger.db.filter import path_forms

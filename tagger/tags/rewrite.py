@@ -188,7 +188,7 @@ def remove_instruments(
     dry_run: bool = False,
     expected: tuple[int, float] | None = None,
     settle_seconds: float = 0.0,
-    recorded: tuple[int, float, int] | None = None,
+    recorded: tuple[int, float, int] | tuple[int, float, int, str | None] | None = None,
 ) -> TagChange:
     """Remove exactly tagger's fields (`FIELDS`) and nothing else, atomically.
 
@@ -198,7 +198,10 @@ def remove_instruments(
     database recorded right after tagger's own tag write (`tagger.db.listing.recorded_as_tagged`),
     which no program has written to since (its ctime would differ); the file found is the one
     written, checked under the lock as any (was: `tagger untag` right after a tag-writing scan
-    skipped every file as "changed 1 s ago, still being written?").
+    skipped every file as "changed 1 s ago, still being written?"). A fourth item, the fingerprint
+    recorded, is checked again where a FUSE file system gave the file another number meanwhile (as
+    `write_instruments`' ``fingerprint``): on exFAT another file moved over it with its times kept
+    looks the same otherwise.
     """
     return _rewrite(
         path, target=lambda _before: {}, id3v23=None, keep_mtime=keep_mtime, dry_run=dry_run, expected=expected,
@@ -221,7 +224,7 @@ def _rewrite(
     ctime_ns: int | None = None,
     audio_digest: str | None = None,
     before_replace: Callable[[str], None] | None = None,
-    recorded: tuple[int, float, int] | None = None,
+    recorded: tuple[int, float, int] | tuple[int, float, int, str | None] | None = None,
 ) -> TagChange:
     shown = os.fspath(path)
     real = os.path.realpath(shown)  # a symlink's target is rewritten, the link stays a link
@@ -233,8 +236,11 @@ def _rewrite(
         raise TagWriteError(shown, f"cannot stat: {exc.strerror or exc}") from exc
     if not stat.S_ISREG(st.st_mode):
         raise TagWriteError(shown, "not a regular file")
-    if recorded is not None and (st.st_size, st.st_mtime, st.st_ctime_ns) == tuple(recorded):
+    found_as = fingerprint  # (the fingerprint the file found has, where known)
+    if recorded is not None and (st.st_size, st.st_mtime, st.st_ctime_ns) == tuple(recorded[:3]):
         settle_seconds = 0.0  # (as tagger's own write left it: `remove_instruments`)
+        if fingerprint is None and len(recorded) > 3:  # (its analysed fingerprint, for `_Write.lock`: was none
+            found_as = recorded[3]  # for untag, and on exFAT a file moved over with its times kept was untagged)
     retagged = None  # (the audio digest of a file changed since in its tags alone)
     try:
         _check_expected(shown, st, expected)
@@ -248,7 +254,7 @@ def _rewrite(
     try:
         return _rewrite_file(shown, real, st, target=target, id3v23=id3v23, keep_mtime=keep_mtime, dry_run=dry_run,
                              settle_seconds=settle_seconds, before_replace=before_replace, retagged=retagged,
-                             analysed=fingerprint if retagged is None else None)  # fmt: skip
+                             analysed=found_as if retagged is None else None)  # fmt: skip
     except _BeforeReplaceFailed as failed:
         raise failed.error  # noqa: B904  (the callback's own error, as it raised it)
     except TaggerError:
