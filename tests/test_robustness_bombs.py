@@ -351,6 +351,26 @@ def test_a_header_running_past_the_end_of_the_file_is_named_in_its_error(tmp_pat
     assert status == "error" and re.fullmatch("not a readable audio file: " + said, error), error
 
 
+@pytest.mark.parametrize("make", [_mp3_id3_tag_256_mb, _flac_picture_16_mb], ids=["id3v2 tag of 256 MB", "flac picture of 16 MB"])
+def test_a_header_running_past_the_end_names_no_dask_worker(tmp_path, make):
+    """tagger's own reading of the file's headers finds the fault (the file's, the same on every
+    machine), though its reason begins as ffprobe's failure does, 'not a readable audio file': a Dask
+    scan said '(on the Dask worker ADDRESS)' after it, as after a worker's decoder failing (found
+    reviewing f9f8017). ffprobe's own failure still names the worker."""
+    from tagger.audio.probe import _ffprobe_info
+    from tagger.errors import AudioReadError
+    from tagger.library.messages import RemoteResult
+    from tagger.library.runner import where_it_failed
+
+    path = make(tmp_path)
+    with pytest.raises(AudioReadError) as caught:
+        _ffprobe_info(path)
+    assert caught.value.reason.startswith("not a readable audio file: ")
+    assert where_it_failed(RemoteResult(str(path), error=caught.value.reason, worker="tcp://10.0.0.2:40000")) == ""
+    ffprobes = RemoteResult(str(path), error="not a readable audio file (Invalid argument)", worker="tcp://10.0.0.2:40000")
+    assert where_it_failed(ffprobes) == " (on the Dask worker tcp://10.0.0.2:40000)"
+
+
 def test_an_ffmpeg_playlist_named_like_music_is_an_error_not_hours_of_another_file(tmp_path, db):
     """ffmpeg recognises a concat script by its content whatever its name: a ``song.mp3`` of 1.4 KB
     naming ``real.wav`` 100 times was analysed as a 400 s track of that file's audio (a 300 KB one

@@ -28,11 +28,12 @@ from tagger.library.taghook import TagHook
 
 
 DECODERS_FAILURES = ("decoding failed: ", "ffmpeg could not decode the file", "ffmpeg did not exit after decoding",
-                     "ffprobe timed out", "ffprobe returned unreadable metadata", "not a readable audio file",
+                     "ffprobe timed out", "ffprobe returned unreadable metadata", "not a readable audio file (",
                      "libsndfile, reading it as an MP3, stopped")  # fmt: skip
 """How the reasons begin that a decoding library gave, not tagger's own checks of the audio
 (`tagger.audio.decoders`, `tagger.audio.probe`, `tagger.audio.mp3`): on a cluster worker they may be
-that machine's ffmpeg or libsndfile (another build, a broken install) as much as the file's."""
+that machine's ffmpeg or libsndfile (another build, a broken install) as much as the file's. Not
+'not a readable audio file: ' (a header running past the file's end: tagger's own reading of it)."""
 
 
 def where_it_failed(result: RemoteResult) -> str:
