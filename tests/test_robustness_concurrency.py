@@ -107,6 +107,29 @@ def _at_the_last_check(monkeypatch, then) -> list[bool]:
     return calls
 
 
+@pytest.fixture
+def python_sigint():
+    """Python's own SIGINT handler (KeyboardInterrupt) for the test: a suite started in the background
+    by a shell without job control (`nohup .ci/run &`) inherits SIGINT ignored, and these tests are
+    about a terminal's Ctrl-C."""
+    import signal
+
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
+def _saved_over_at_the_last_check(tmp_path, monkeypatch):
+    """A song whose tag write meets another program's save moved over it at the write's last check
+    (skipped where the file system cannot swap two names in one step)."""
+    if not _exchange_here(tmp_path):
+        pytest.skip("this file system cannot swap two names in one step")
+    song = write_audio(tmp_path / "song.flac", tone_signal([FREQ["bass"]], seconds=2.0))
+    theirs = _their_save(song, tmp_path / "theirs.flac")
+    _at_the_last_check(monkeypatch, lambda: os.replace(theirs, song))
+    return song
+
+
 @pytest.mark.parametrize("write", ["tag", "untag"])
 def test_a_file_another_program_moves_over_the_file_at_the_rename_is_kept(tmp_path, monkeypatch, write):
     """Was: a file moved over the one being tagged (a tag editor's atomic save, `ffmpeg ... && mv`)
@@ -139,7 +162,7 @@ def test_a_file_another_program_moves_over_the_file_at_the_rename_is_kept(tmp_pa
     assert FLAC(song)["TITLE"] == ["their save"] and not list(tmp_path.glob(".*tagger-tmp"))
 
 
-def test_a_stop_signal_between_the_swap_and_the_swap_back_never_removes_their_file(tmp_path, monkeypatch):
+def test_a_stop_signal_between_the_swap_and_the_swap_back_never_removes_their_file(tmp_path, monkeypatch, python_sigint):
     """The swap of the names, the look at what came out and the swap back are one step for a stop
     signal: a Ctrl-C (KeyboardInterrupt) arriving right after the swap, with another program's file
     under the copy's name, would have the write's cleanup remove that file as its copy."""
@@ -147,11 +170,7 @@ def test_a_stop_signal_between_the_swap_and_the_swap_back_never_removes_their_fi
 
     from mutagen.flac import FLAC
 
-    if not _exchange_here(tmp_path):
-        pytest.skip("this file system cannot swap two names in one step")
-    song = write_audio(tmp_path / "song.flac", tone_signal([FREQ["bass"]], seconds=2.0))
-    theirs = _their_save(song, tmp_path / "theirs.flac")
-    _at_the_last_check(monkeypatch, lambda: os.replace(theirs, song))
+    song = _saved_over_at_the_last_check(tmp_path, monkeypatch)
     exchange = filesystem.exchange
 
     def exchange_then_ctrl_c(a, b):
@@ -166,7 +185,7 @@ def test_a_stop_signal_between_the_swap_and_the_swap_back_never_removes_their_fi
     assert not list(tmp_path.glob(".*tagger-tmp"))
 
 
-def test_a_stop_signal_right_after_a_clean_swap_removes_the_original(tmp_path, monkeypatch):
+def test_a_stop_signal_right_after_a_clean_swap_removes_the_original(tmp_path, monkeypatch, python_sigint):
     """A Ctrl-C arriving as the swap's step ends, nobody beside the write: the file is tagged and the
     original, under the copy's name, removed (the write's cleanup keeps only what it cannot prove its
     own: this is known as replaced in the same step; was kept as `NAME.tagger-kept-...`)."""
@@ -254,11 +273,7 @@ def test_their_save_that_the_swap_back_cannot_put_back_is_kept(tmp_path, monkeyp
     said; no later walk or cleanup touches it."""
     from mutagen.flac import FLAC
 
-    if not _exchange_here(tmp_path):
-        pytest.skip("this file system cannot swap two names in one step")
-    song = write_audio(tmp_path / "song.flac", tone_signal([FREQ["bass"]], seconds=2.0))
-    theirs = _their_save(song, tmp_path / "theirs.flac")
-    _at_the_last_check(monkeypatch, lambda: os.replace(theirs, song))
+    song = _saved_over_at_the_last_check(tmp_path, monkeypatch)
 
     def refused(exchange, a, b):
         if refusal == "OSError":
@@ -281,11 +296,7 @@ def test_their_save_under_the_copy_s_name_when_the_file_is_deleted_before_the_sw
     save, as its copy. It is kept, and the error says where."""
     from mutagen.flac import FLAC
 
-    if not _exchange_here(tmp_path):
-        pytest.skip("this file system cannot swap two names in one step")
-    song = write_audio(tmp_path / "song.flac", tone_signal([FREQ["bass"]], seconds=2.0))
-    theirs = _their_save(song, tmp_path / "theirs.flac")
-    _at_the_last_check(monkeypatch, lambda: os.replace(theirs, song))
+    song = _saved_over_at_the_last_check(tmp_path, monkeypatch)
 
     def deleted_first(exchange, a, b):
         os.unlink(b)  # (the path, holding the copy since the swap)
@@ -365,11 +376,7 @@ def test_a_file_the_swap_back_cannot_put_back_nor_move_stays_under_the_hidden_na
     links and renames), it stays under the copy's hidden name, which the error names with what to do."""
     from mutagen.flac import FLAC
 
-    if not _exchange_here(tmp_path):
-        pytest.skip("this file system cannot swap two names in one step")
-    song = write_audio(tmp_path / "song.flac", tone_signal([FREQ["bass"]], seconds=2.0))
-    theirs = _their_save(song, tmp_path / "theirs.flac")
-    _at_the_last_check(monkeypatch, lambda: os.replace(theirs, song))
+    song = _saved_over_at_the_last_check(tmp_path, monkeypatch)
     _swap_back_fails(monkeypatch, lambda exchange, a, b: False)
 
     def refused(*args, **kwargs):
@@ -394,11 +401,7 @@ def test_a_file_put_under_the_kept_name_meanwhile_is_not_overwritten(tmp_path, m
     name taken. Where that is refused (EINVAL, as many FUSE file systems), the look and rename stay."""
     from mutagen.flac import FLAC
 
-    if not _exchange_here(tmp_path):
-        pytest.skip("this file system cannot swap two names in one step")
-    song = write_audio(tmp_path / "song.flac", tone_signal([FREQ["bass"]], seconds=2.0))
-    theirs = _their_save(song, tmp_path / "theirs.flac")
-    _at_the_last_check(monkeypatch, lambda: os.replace(theirs, song))
+    song = _saved_over_at_the_last_check(tmp_path, monkeypatch)
     _swap_back_fails(monkeypatch, lambda exchange, a, b: False)
 
     def no_hard_links(*args, **kwargs):

@@ -518,6 +518,22 @@ def _renumbered(st: os.stat_result, by: int) -> os.stat_result:
     return os.stat_result(fields + [getattr(st, name) for name in extra])
 
 
+def _first_look_renumbered(monkeypatch, song) -> list:
+    """The first look at ``song`` (os.stat) gets another inode number, as exfat-fuse gives once the
+    kernel let go of the file; the list fills with that look."""
+    real_stat, looks = os.stat, []
+
+    def first_look_renumbered(path, *args, **kwargs):
+        found = real_stat(path, *args, **kwargs)
+        if os.fspath(path) == str(song) and not looks:
+            looks.append(path)
+            return _renumbered(found, 1000)
+        return found
+
+    monkeypatch.setattr(os, "stat", first_look_renumbered)
+    return looks
+
+
 def test_a_file_a_fuse_file_system_renumbers_between_two_looks_is_still_the_file(tmp_path, monkeypatch):
     """exfat-fuse and fusefat number a file anew once the kernel let go of it (its caches dropped
     under memory pressure): untag and tag with --settle-seconds 0 skipped about one file in ten
@@ -541,17 +557,7 @@ def test_a_file_a_fuse_file_system_renumbers_between_two_looks_is_still_the_file
     with pytest.raises(TagWriteError, match="file changed while it was being checked"):
         _still_found(str(song), str(song), touched)
 
-    real_stat = os.stat
-    looks = []
-
-    def first_look_renumbered(path, *args, **kwargs):
-        found = real_stat(path, *args, **kwargs)
-        if os.fspath(path) == str(song) and not looks:
-            looks.append(path)
-            return _renumbered(found, 1000)
-        return found
-
-    monkeypatch.setattr(os, "stat", first_look_renumbered)
+    looks = _first_look_renumbered(monkeypatch, song)
     written = tags.write_instruments(song, instruments=["bass"], model_version="fake-1")
     assert looks and written.written and tags.read_instruments(song).instruments == ["bass"]
 
@@ -651,15 +657,6 @@ def test_untag_of_a_file_renumbered_on_exfat_with_its_recorded_fingerprint_untag
     st = os.stat(song)
     facts = (st.st_size, st.st_mtime, st.st_ctime_ns, fingerprint(song))
     _exfat_ctimes(monkeypatch, tmp_path)
-    real_stat, looks = os.stat, []
-
-    def first_look_renumbered(path, *args, **kwargs):
-        found = real_stat(path, *args, **kwargs)
-        if os.fspath(path) == str(song) and not looks:
-            looks.append(path)
-            return _renumbered(found, 1000)
-        return found
-
-    monkeypatch.setattr(os, "stat", first_look_renumbered)
+    looks = _first_look_renumbered(monkeypatch, song)
     assert tags.remove_instruments(song, recorded=facts).written and looks
     assert tags.read_instruments(song).model_version is None
