@@ -320,7 +320,7 @@ def test_stale_temp_files_are_removed_and_nothing_else(tmp_path):
 
 
 @pytest.mark.parametrize("command", ["untag", "tag --from-json", "tag --db"])
-def test_tag_and_untag_remove_the_stale_copies_of_the_files_they_visit(tmp_path, command):
+def test_tag_and_untag_remove_the_stale_copies_of_the_files_they_visit(tmp_path, command, monkeypatch):
     """A hidden copy (or backup link) that a killed `tag` or `untag` left (`kill -9`, or a second
     signal before bae4af0) stayed beside its file through every later `tag` and
     `untag` of it: only a scan of the folder deleted it. They delete the stale copies of each file
@@ -334,6 +334,9 @@ def test_tag_and_untag_remove_the_stale_copies_of_the_files_they_visit(tmp_path,
     music = tmp_path / "music"
     song = write_audio(music / "song.flac", tone_signal([110.0], seconds=1.0))
     other = write_audio(music / "other.flac", tone_signal([220.0], seconds=1.0))
+    from tagger.tags import leftovers
+
+    monkeypatch.setattr(leftovers, "FRESH_SECONDS", 600.0)  # "fresh" stays fresh however slow the machine
     old = time.time() - 3600
     stale, backup = music / ".song.flac.ab12cd34.tagger-tmp", music / ".song.flac.0f0f0f0f.tagger-tmp"
     busy, fresh = music / ".song.flac.zz99yy00.tagger-tmp", music / ".song.flac.fr35hh00.tagger-tmp"

@@ -17,19 +17,24 @@ from tagger.paths import TEMP_SUFFIX, is_temp_name
 
 log = logging.getLogger(__name__)
 
+FRESH_SECONDS = 2.0
+"""A temporary file younger than this is left alone even when nobody holds it: its writer may not
+have locked it yet."""
 
-def remove_stale_temp_files(paths: Iterable[str | os.PathLike], *, min_age: float = 2.0) -> list[str]:
+
+def remove_stale_temp_files(paths: Iterable[str | os.PathLike], *, min_age: float | None = None) -> list[str]:
     """Delete leftover temporary files of tag writes that were killed (``kill -9``, power loss).
 
     Only files whose name matches our exact pattern (`is_temp_name`), regular files (never a
-    symlink), at least `min_age` seconds old and not in use are deleted: a write in progress holds
-    an exclusive ``flock`` on its temporary file from the moment it creates it, and the kernel
-    drops that lock when the writer dies. Returns the deleted paths; never raises for a file that
+    symlink), at least `min_age` seconds old (`FRESH_SECONDS` by default) and not in use are
+    deleted: a write in progress holds an exclusive ``flock`` on its temporary file from the moment
+    it creates it, and the kernel drops that lock when the writer dies. Returns the deleted paths; never raises for a file that
     cannot be checked or deleted (it is left alone).
     """
     import fcntl
     import time
 
+    min_age = FRESH_SECONDS if min_age is None else min_age
     removed = []
     for path in map(os.fspath, paths):
         if not is_temp_name(os.path.basename(path)):
