@@ -226,3 +226,34 @@ def test_an_apev2_cuesheet_item_before_an_id3v1_tag(tmp_path):
     tag["Artist"] = "x"
     tag.save(other)
     assert find_cue_sheet(other) is None
+
+
+def _id3v2(*, footer: bool) -> bytes:
+    """An ID3v2.4 tag (a TIT2 frame), with its footer where ``footer``."""
+
+    def syncsafe(n: int) -> bytes:
+        return bytes([(n >> 21) & 0x7F, (n >> 14) & 0x7F, (n >> 7) & 0x7F, n & 0x7F])
+
+    frames = b"TIT2" + syncsafe(3) + b"\0\0" + b"\x03hi"
+    flags = 0x10 if footer else 0
+    tag = b"ID3\x04\x00" + bytes([flags]) + syncsafe(len(frames)) + frames
+    return tag + (b"3DI\x04\x00" + bytes([flags]) + syncsafe(len(frames)) if footer else b"")
+
+
+@pytest.mark.parametrize("footer", [False, True], ids=["id3v2", "id3v2 with footer"])
+def test_an_embedded_cue_sheet_behind_an_id3v2_tag(tmp_path, footer):
+    """A FLAC with an ID3v2 tag in front of its ``fLaC`` (some taggers write one to any file; mutagen
+    and ffmpeg read past it) had no embedded cue sheet, without a word: the reader took it for no FLAC."""
+    import mutagen.flac
+
+    flac = _album(tmp_path / "Album.flac")
+    f = mutagen.flac.FLAC(flac)
+    f["CUESHEET"] = ALBUM_CUE.format(name="CDImage.wav")
+    f.save()
+    flac.write_bytes(_id3v2(footer=footer) + flac.read_bytes())
+    if not footer:  # (mutagen reads such a FLAC, its tag not counting a footer)
+        assert "Low" in mutagen.flac.FLAC(flac)["CUESHEET"][0]
+    sheet = find_cue_sheet(flac)
+    assert sheet.source == f"{flac} (embedded CUESHEET comment)" and [t.title for t in sheet.tracks] == ["Low", "Middle", "High"]
+    flac.write_bytes(b"ID3\x04\x00\x00\x00\x00\x80\x00" + flac.read_bytes()[10:])  # (no syncsafe size: no tag, no FLAC)
+    assert find_cue_sheet(flac) is None

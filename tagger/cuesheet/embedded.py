@@ -27,7 +27,10 @@ def _embedded(path: str) -> CueSheet | None:
         return None
     try:
         with open(path, "rb") as f:
-            if f.read(4) != b"fLaC":
+            magic = f.read(4)
+            if magic[:3] == b"ID3":  # (a tagger's ID3v2 tag in front of the stream: mutagen and ffmpeg read past it)
+                magic = _after_id3v2(f)
+            if magic != b"fLaC":
                 text = _ape_cuesheet(f) if path.casefold().endswith(APE_TAG_EXTENSIONS) else None
                 return None if text is None else parse_cue_text(text, source=f"{path} (embedded APEv2 Cuesheet)")
             blocks = _flac_blocks(f)
@@ -39,6 +42,19 @@ def _embedded(path: str) -> CueSheet | None:
     if _FLAC_CUESHEET in blocks and _FLAC_STREAMINFO in blocks:
         return _cuesheet_block(blocks[_FLAC_CUESHEET], blocks[_FLAC_STREAMINFO], source=f"{path} (embedded CUESHEET block)")
     return None
+
+
+def _after_id3v2(f) -> bytes:
+    """The 4 bytes after the ID3v2 tag at the start of the file ``f`` (its size from its header, its
+    footer's 10 bytes where its flags say it has one), ``f`` left after them; b"" for a header that
+    is no ID3v2 tag's."""
+    f.seek(0)
+    header = f.read(10)
+    if len(header) < 10 or any(b & 0x80 for b in header[6:10]):  # (the size is syncsafe: 7 bits a byte)
+        return b""
+    size = 10 + (header[6] << 21 | header[7] << 14 | header[8] << 7 | header[9]) + (10 if header[5] & 0x10 else 0)
+    f.seek(size)
+    return f.read(4)
 
 
 APE_TAG_EXTENSIONS = (".ape", ".wv", ".tta", ".tak", ".mpc")
