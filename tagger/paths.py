@@ -20,8 +20,12 @@ _TEMP_NAME = re.compile(r"\..*\.[a-z0-9_]{8}" + re.escape(TEMP_SUFFIX), re.DOTAL
 """The exact names `tempfile.mkstemp` gives those files: ``.NAME.XXXXXXXX.tagger-tmp``."""
 KEPT_INFIX = ".tagger-kept-"
 """In the name a tag write gives a file it found under its copy's name and could not put back
-(``NAME.tagger-kept-XXXXXXXX``: `tagger.tags.writing._Write._keep`)."""
-_KEPT_NAME = re.compile(r".*" + re.escape(KEPT_INFIX) + r"[0-9a-f]{8}", re.DOTALL)
+(``NAME.tagger-kept-XXXXXXXX~``: `tagger.tags.writing._Write._keep`)."""
+KEPT_SUFFIX = "~"
+"""At the end of that name: the backup files' mark, which beets' default ``ignore`` list (``*~``) skips,
+so that ``beet import`` of the folder does not take the kept file for one more track (it reads a file's
+type from its content, not its name). Names kept before it (``NAME.tagger-kept-XXXXXXXX``) still count."""
+_KEPT_NAME = re.compile(r".*" + re.escape(KEPT_INFIX) + r"[0-9a-f]{8}" + re.escape(KEPT_SUFFIX) + "?", re.DOTALL)
 
 
 MOUNTINFO = "/proc/self/mountinfo"
@@ -97,9 +101,9 @@ def is_temp_name(name: str) -> bool:
 
 
 def is_kept_name(name: str) -> bool:
-    """True for the name of a file a tag write kept (``NAME.tagger-kept-XXXXXXXX``, another program's
-    or the original, found under its copy's name and not put back): the crawler passes over it, no
-    cleanup removes it; it is the user's to look at."""
+    """True for the name of a file a tag write kept (``NAME.tagger-kept-XXXXXXXX~``, another program's
+    or the original, found under its copy's name and not put back; or without the ``~``, as kept before
+    `KEPT_SUFFIX`): the crawler passes over it, no cleanup removes it; it is the user's to look at."""
     return _KEPT_NAME.fullmatch(name) is not None
 
 

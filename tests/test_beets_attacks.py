@@ -525,3 +525,43 @@ def test_stale_results_of_a_recalibrated_model_of_the_same_name_never_replace_an
     beet(lib, "instruments", "--rescan-stale", "-w", "path:" + path)  # analysed again: its results written
     assert plugin.analyser.calls > 0
     assert tags.read_instruments(path) == tags.TagState(["bass", "flute"], "fake-1")
+
+
+def test_beet_import_of_a_folder_takes_no_file_a_tag_write_kept_for_a_track(tmp_path, monkeypatch):
+    """Was: a file a failed swap back kept beside the track (`NAME.tagger-kept-XXXXXXXX`, another
+    program's save) was imported by ``beet import`` of the folder as one more track (beets reads a
+    file's type from its content; with ``import.copy`` or ``move`` it went into the library as
+    ``01 Title.tagger-kept-XXXXXXXX``), found importing such a folder with beets. The kept name ends
+    in ``~``, which beets' default ``ignore`` skips; tagger's walk still passes over both names."""
+    from test_beets import _setup_beets, _unload
+    from test_robustness_concurrency import _at_the_last_check, _exchange_here, _kept, _swap_back_fails, _their_save
+
+    from tagger.errors import TagWriteError
+    from tagger.paths import is_kept_name
+    from tagger.tags import find_audio_files, write_instruments
+
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    if not _exchange_here(incoming):
+        pytest.skip("this file system cannot swap two names in one step")
+    song = write_audio(incoming / "song.flac", tone_signal([FREQ["bass"]], seconds=4.0))
+    theirs = _their_save(song, tmp_path / "theirs.flac")
+    _at_the_last_check(monkeypatch, lambda: os.replace(theirs, song))
+    _swap_back_fails(monkeypatch, lambda exchange, a, b: False)
+    with pytest.raises(TagWriteError, match="it is kept as "):
+        write_instruments(song, instruments=["organ"], model_version="fake-2")
+    monkeypatch.undo()
+    [kept] = _kept(incoming)
+
+    lib, plugin = _setup_beets(tmp_path, monkeypatch)
+    try:
+        beet(lib, "import", "-A", "-q", "-s", "-C", str(incoming))  # (-C: each item at its file's own name)
+        assert [os.fsdecode(i.path) for i in lib.items()] == [str(song)]  # (was: the kept file too)
+        assert kept.exists()  # (the user's to look at, where it was)
+    finally:
+        lib._close()
+        _unload()
+        beets.config.clear()
+    assert kept.name.endswith("~") and is_kept_name(kept.name)
+    assert is_kept_name(kept.name[:-1])  # (as kept before: still passed over)
+    assert [p for p in find_audio_files([incoming]) if not isinstance(p, Exception)] == [song]

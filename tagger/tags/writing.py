@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from tagger import signals
 from tagger.errors import ChangedSinceError, TagWriteError
-from tagger.paths import KEPT_INFIX, TEMP_SUFFIX
+from tagger.paths import KEPT_INFIX, KEPT_SUFFIX, TEMP_SUFFIX
 from tagger.tags import filesystem, formats
 from tagger.tags import scratch as scratch_files
 from tagger.tags.decide import _Decision
@@ -287,7 +287,7 @@ class _Write:
 
     def _keep(self, tmp: str) -> str:
         """Move the file at ``tmp`` (the copy's name or the backup's), not one `close` may remove, to a
-        name of its own beside the file, ``NAME.tagger-kept-XXXXXXXX`` (which no cleanup of leftover
+        name of its own beside the file, ``NAME.tagger-kept-XXXXXXXX~`` (which no cleanup of leftover
         copies removes) -> where it is now: its hidden name, where it cannot be moved."""
         import secrets
 
@@ -299,7 +299,7 @@ class _Write:
         elif tmp == self.backup:
             self.backup = None
         for _ in range(10):
-            kept = os.path.join(self.folder, f"{base}{KEPT_INFIX}{secrets.token_hex(4)}")
+            kept = os.path.join(self.folder, f"{base}{KEPT_INFIX}{secrets.token_hex(4)}{KEPT_SUFFIX}")
             try:
                 os.link(tmp, kept, follow_symlinks=False)  # (never over a file of that name)
             except FileExistsError:
