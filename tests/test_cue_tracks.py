@@ -428,3 +428,28 @@ def test_predict_of_a_file_without_cue_sheet_is_as_before(image):
     assert len(r.stdout.splitlines()) == 2 and "cue" not in r.stdout
     row = json.loads(_predict("--json", image).stdout)
     assert not {"cue_sheet", "cue_tracks", "cue_note"} & set(row)
+
+
+def test_json_names_a_cue_sheet_whose_name_is_not_utf8_with_escapes(image, tmp_path):
+    """A cue sheet named in Latin-1 (``rip \\xe9.cue``) was named in ``predict --json``'s and ``show
+    --json``'s ``cue_sheet`` and ``cue_note`` as the lone surrogate Python reads the byte as, which
+    strict JSON readers refuse: it is written ``\\xe9``, as ``scan --json`` names such files; the
+    tables show it as before."""
+    image.with_suffix(".cue").unlink()
+    for name in (b"a rip \xe9.cue", b"b rip \xe9.cue"):
+        with open(os.path.join(os.fsencode(tmp_path), name), "wb") as f:
+            f.write(ALBUM_CUE.format(name="Album.wav").encode())
+    raw = _predict("--json", image).stdout
+    row = json.loads(raw)
+    json.dumps(row, ensure_ascii=False).encode("utf-8")  # (a lone surrogate cannot be encoded)
+    assert "\\ud" not in raw and row["cue_sheet"] == f"{tmp_path}/a rip \\xe9.cue" and len(row["cue_tracks"]) == 3
+    assert row["cue_note"] == f"1 other cue sheet(s) name this file too, not read: {tmp_path}/b rip \\xe9.cue"
+    assert f"    cue sheet: {tmp_path}/a rip \\xe9.cue (3 tracks)\n" in _predict(image).stdout
+    database = open_database(tmp_path / "lib.db")
+    try:
+        assert scan([tmp_path], db=database, analyser=FakeAnalyser(), jobs=0).scanned == 1
+    finally:
+        database.close()
+    raw = _show(str(tmp_path / "lib.db"), str(image), "--json")
+    shown = json.loads(raw)
+    assert "\\ud" not in raw and (shown["cue_sheet"], shown["cue_note"]) == (row["cue_sheet"], row["cue_note"])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict
 from pathlib import Path
 
 import typer
@@ -102,6 +101,7 @@ def predict(
 ) -> None:
     """Print the instrument families present in each file and per-family scores."""
     quiet_tensorflow()
+    from tagger.db.detail import cue_json
     from tagger.library.assemble import analyse_track
     from tagger.errors import AudioReadError, UserError
     from tagger.model.ensemble import Ensemble
@@ -150,7 +150,7 @@ def predict(
                 scores={f: round(s, 4) for f, s in result.scores.items()}, windows=result.windows,
                 model_version=ensemble.version, families=list(ensemble.families), **facts,
             )  # fmt: skip
-            echo(json.dumps(row.to_dict() | {k: [asdict(t) for t in v] if k == "cue_tracks" else v for k, v in cue.items()}))
+            echo(json.dumps(row.to_dict() | (cue_json(cue["cue_sheet"], cue["cue_tracks"], cue["cue_note"]) if cue else {})))
         else:
             from tagger.library.report import all_silent_note
 

@@ -17,6 +17,7 @@ from tagger.db.filter import Candidate, TrackFilter, storable_name
 from tagger.db.reads import _datetime, _family_order, latest_model_version_id, path_key, scanned_roots, unpack_window_scores
 from tagger.db.sql import Reader, joined, reader_of, sql
 from tagger.errors import UserError
+from tagger.paths import escaped_name
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -92,7 +93,17 @@ class TrackDetail:
     what else its reader said."""
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return asdict(self) | cue_json(self.cue_sheet, self.cue_tracks, self.cue_note)
+
+
+def cue_json(source: str | None, tracks, note: str | None) -> dict:
+    """The keys ``cue_sheet``, ``cue_tracks`` and ``cue_note`` of ``show --json`` and ``predict
+    --json``: a cue sheet's name that is not valid UTF-8, in ``cue_sheet`` and in the note, with
+    ``\\xNN`` escapes for the bytes that are not (`tagger.paths.escaped_name`, as ``scan --json``
+    names such files): JSON holds no lone surrogate, which Python reads such bytes as."""
+    return {"cue_sheet": None if source is None else escaped_name(source),
+            "cue_tracks": [asdict(t) for t in tracks],
+            "cue_note": None if note is None else escaped_name(note)}  # fmt: skip
 
 
 def _present(track, order: dict[str, int]) -> list[str]:
