@@ -346,6 +346,25 @@ def test_a_wavpack_image_with_its_cue_sheet_in_its_apev2_tag(tmp_path):
     assert [(r["path"], r["number"]) for r in rows] == [(str(wv), 2)]
 
 
+def test_the_discs_of_an_album_with_one_cue_sheet_in_the_folder_above(tmp_path):
+    """``Album/Album.cue`` naming ``CD1\\Album.wav`` and ``CD2\\Album.wav`` (one sheet for two discs):
+    `show` and `query --cue-tracks` gave the discs no tracks (a WAV's own folder alone was looked in)."""
+    music = tmp_path / "music"
+    cd1, cd2 = (str(_album(music / "Album" / disc / "Album.wav")) for disc in ("CD1", "CD2"))
+    (music / "Album" / "Album.cue").write_text(
+        ALBUM_CUE.format(name="CD1\\Album.wav") + 'FILE "CD2\\Album.wav" WAVE\n  TRACK 04 AUDIO\n    TITLE "Again"\n'
+        "    INDEX 01 00:00:00\n  TRACK 05 AUDIO\n    INDEX 01 00:08:00\n", encoding="utf-8")  # fmt: skip
+    database = open_database(tmp_path / "lib.db")
+    assert scan([music], db=database, analyser=FakeAnalyser(), jobs=0).scanned == 2
+    database.close()
+    db = str(tmp_path / "lib.db")
+    rows = json.loads(_query(db, "--cue-tracks", "--has", "flute", "-f", "json").stdout)
+    assert [(r["path"], r["number"], r["title"]) for r in rows] == [(cd1, 2, "Middle"), (cd2, 5, None)]
+    d = json.loads(_show(db, cd2, "--json"))
+    assert d["cue_sheet"] == str(music / "Album" / "Album.cue") and [(t["number"], t["instruments"]) for t in d["cue_tracks"]] == [
+        (4, ["bass"]), (5, ["flute", "string"])]  # fmt: skip
+
+
 # --- tagger predict of an album image -----------------------------------------------------------
 
 

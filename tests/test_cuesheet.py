@@ -13,7 +13,7 @@ import pytest
 
 from conftest import tone_signal, write_audio
 from library_fakes import FREQ
-from tagger.cuesheet import CueSheetError, decode_cue, find_cue_sheet, parse_cue_text
+from tagger.cuesheet import CueSheetError, decode_cue, find_cue_sheet, may_have_cue_file, parse_cue_text
 
 
 ALBUM_CUE = """REM GENRE Test
@@ -157,6 +157,33 @@ def test_a_cue_named_as_the_file_whose_file_line_names_a_file_not_there(tmp_path
                            "(renamed since the rip?)",)  # fmt: skip
     _album(tmp_path / "CDImage.flac")  # (the file it names is there: its cue sheet, not Album.flac's)
     assert find_cue_sheet(flac) is None and len(find_cue_sheet(tmp_path / "CDImage.flac").tracks) == 3
+
+
+def test_a_cue_sheet_one_folder_up_naming_the_file_in_its_folder(tmp_path, monkeypatch):
+    """One sheet for the discs of an album, ``Album/Album.cue`` with ``FILE "CD1\\Album.wav"`` (a
+    Windows rip) and ``FILE "CD2/Album.wav"``, for ``Album/CD1/Album.flac`` and ``Album/CD2/Album.flac``:
+    the images had no cue sheet, without a word (only the file's own folder was looked in). Each image
+    gets the tracks of its own FILE block; a sheet two folders up, or one naming the file in another
+    folder, is not its."""
+    cd1, cd2 = _album(tmp_path / "Album" / "CD1" / "Album.flac"), _album(tmp_path / "Album" / "CD2" / "Album.flac")
+    text = (ALBUM_CUE.format(name="CD1\\Album.wav")
+            + 'FILE "CD2/Album.wav" WAVE\n  TRACK 04 AUDIO\n    TITLE "Four"\n    INDEX 01 00:00:00\n'
+            '  TRACK 05 AUDIO\n    TITLE "Five"\n    INDEX 01 00:08:00\n')  # fmt: skip
+    cue = tmp_path / "Album" / "Album.cue"
+    cue.write_text(text, encoding="utf-8")
+    sheet = find_cue_sheet(cd1)
+    assert sheet.source == str(cue) and sheet.title == "Three Timbres" and not sheet.notes
+    assert [(t.number, t.title, t.start, t.end) for t in sheet.tracks] == [
+        (1, "Low", 0.0, 8.0), (2, "Middle", 8.0, 16.0), (3, "High", 16.0, None)]  # fmt: skip
+    assert [(t.number, t.title, t.start, t.end) for t in find_cue_sheet(cd2).tracks] == [(4, "Four", 0.0, 8.0), (5, "Five", 8.0, None)]
+    monkeypatch.chdir(cd2.parent)  # (a name given without its folder: the folder above is the current one's)
+    assert [t.number for t in find_cue_sheet("Album.flac").tracks] == [4, 5]
+    assert may_have_cue_file(cd1, folders={}) and not may_have_cue_file(tmp_path / "Album" / "CD3" / "Album.flac", folders={})
+    cue.write_text(text.replace("CD1\\", "Other\\CD1\\").replace("CD2/", "./CD2/"), encoding="utf-8")
+    assert find_cue_sheet(cd1) is None and len(find_cue_sheet(cd2).tracks) == 2  # (Other\CD1: a folder beside Album/CD1)
+    cue.rename(tmp_path / "Album.cue")  # (two folders up: not looked for)
+    (tmp_path / "Album.cue").write_text(text, encoding="utf-8")
+    assert find_cue_sheet(cd1) is None and find_cue_sheet(cd2) is None
 
 
 def test_a_cue_of_one_track_is_no_album_image(tmp_path):

@@ -6,6 +6,9 @@ cue sheet that says where its tracks start (EAC, foobar2000, XLD).
 - a ``.cue`` file in the audio file's folder whose ``FILE`` line names it: the same name in any case,
   or the same name with another extension (``FILE "Album.wav" WAVE`` for the FLAC the WAV became);
   of several, the one named as the audio file is (``Album.cue``), then the first by name;
+- a ``.cue`` file in the folder above whose ``FILE`` line names the audio file in its folder
+  (``FILE "CD1/Album.flac"`` or ``"CD1\\Album.flac"`` in ``Album/Album.cue`` for ``Album/CD1/Album.flac``);
+  no higher;
 - the ``.cue`` named as the audio file whose one ``FILE`` line names a file of which the folder has
   nothing of that name (``FILE "CDImage.wav"``: the image and its cue sheet renamed since the rip);
 - the cue sheet embedded in a FLAC file: a ``CUESHEET`` Vorbis comment (the text of a ``.cue``), else

@@ -50,17 +50,35 @@ def _unquoted(args: str) -> str:
     return args.split()[0] if args else ""
 
 
-def _file_name(args: str) -> str:
+def _file_path(args: str) -> str:
+    """The name a ``FILE`` line gives, as written (a path, maybe)."""
     if args.startswith('"'):
         end = args.find('"', 1)
-        name = args[1:end] if end > 0 else args[1:]
-    else:  # FILE name TYPE
-        name = args.rsplit(None, 1)[0] if len(args.split()) > 1 else args
-    return re.split(r"[\\/]", name)[-1]  # (a Windows path in an EAC cue sheet: C:\rips\Album.wav)
+        return args[1:end] if end > 0 else args[1:]
+    return args.rsplit(None, 1)[0] if len(args.split()) > 1 else args  # FILE name TYPE
 
 
-def _match(file_line: str, audio_name: str) -> int | None:
-    """0: the FILE line names the file (in any case); 1: the same name with another extension; None."""
+def _file_name(args: str) -> str:
+    return re.split(r"[\\/]", _file_path(args))[-1]  # (a Windows path in an EAC cue sheet: C:\rips\Album.wav)
+
+
+def _file_folder(args: str) -> str | None:
+    """The folder beside the cue sheet that a ``FILE`` line names its file in (``CD1`` of
+    ``CD1/Album.flac``, ``CD1\\Album.flac`` or ``./CD1/Album.flac``: a sheet one folder above the
+    image); None for a bare name, a path of more folders or an absolute one (``C:\\rips\\Album.wav``)."""
+    parts = re.split(r"[\\/]", _file_path(args))
+    if len(parts) < 2 or not parts[0] or ":" in parts[0]:
+        return None
+    parts = [part for part in parts if part not in ("", ".")]
+    return parts[0] if len(parts) == 2 else None
+
+
+def _match(file_line: str, audio_name: str, folder: str | None = None) -> int | None:
+    """0: the FILE line names the file (in any case); 1: the same name with another extension; None.
+    With ``folder`` (a cue sheet in the folder above the file's), only a FILE line naming the file in
+    that folder (``CD1/Album.flac``) names it."""
+    if folder is not None and (_file_folder(file_line) or "").casefold() != folder.casefold():
+        return None
     named = _file_name(file_line).casefold()
     if named == audio_name.casefold():
         return 0
@@ -85,14 +103,16 @@ def _seconds(value: str, *, source: str, line: _Line) -> float:
     return minutes * 60 + seconds + frames / FRAMES_PER_SECOND
 
 
-def _parse(lines: list[_Line], *, source: str, audio_name: str | None) -> CueSheet:
+def _parse(lines: list[_Line], *, source: str, audio_name: str | None, folder: str | None = None) -> CueSheet:
+    """The tracks of the ``FILE`` blocks that name ``audio_name`` (every track when None), in ``folder``
+    where given (`_match`)."""
     title = performer = None
     tracks: list[dict] = []
     current: dict | None = None
     ours = audio_name is None  # (an embedded cue sheet: every FILE is this file)
     for line in lines:
         if line.command == "FILE":
-            ours = audio_name is None or _match(line.args, audio_name) is not None
+            ours = audio_name is None or _match(line.args, audio_name, folder) is not None
         elif line.command == "TRACK":
             parts = line.args.split()
             if not parts or not _NUMBER.match(parts[0]):
