@@ -395,15 +395,18 @@ def test_a_file_name_with_a_line_break_stays_out_of_the_decoders_reason(tmp_path
     ``bad<LF>name.wav`` it was 'name.wav: Invalid data found when processing input', a piece of the
     name standing as the reason (and stored so by a scan, where a reason must not name the file). The
     name is cut from ffmpeg's whole message before it is split into lines: the reason is the one a
-    broken file of a plain name gets."""
+    broken file of a plain name gets. So it is of a name holding control characters, which ffmpeg's
+    log writes as '?' (an escape sequence: the reason `tagger errors` showed was 'b?[31m.wav: Invalid
+    data found when processing input', the name ffmpeg wrote not found in its message; found
+    red-teaming the reporting commands)."""
     from tagger.audio import info
     from tagger.errors import AudioReadError
 
     reasons = []
-    for name in ("plain.wav", "bad\nname.wav", "odd\r\nname.wav"):
+    for name in ("plain.wav", "bad\nname.wav", "odd\r\nname.wav", "esc\n\x1b[31mred.wav", "bell\x07.wav"):
         (tmp_path / name).write_bytes(b"RIFF garbage" * 100)
         with pytest.raises(AudioReadError) as caught:
             info(tmp_path / name)
         reasons.append(caught.value.reason)
     assert reasons[0].startswith("not a readable audio file (") and "plain" not in reasons[0]
-    assert reasons == [reasons[0]] * 3
+    assert reasons == [reasons[0]] * len(reasons)

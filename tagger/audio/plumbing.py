@@ -59,7 +59,14 @@ def _said(text: str, path: str | os.PathLike) -> str:
     them), so that name alone is cut: a relative one, also cut before, took letters out of the
     message wherever they stood (``tagger predict a``: 'Invthe filelid dthe filetthe file found')."""
     p = opened_name(path)
-    return text.replace(f"{p}: ", "").replace(repr(p), "the file").replace(p, "the file")
+    for name in dict.fromkeys((p, _FFMPEG_LOGGED.sub("?", p))):  # (as given; as ffmpeg's log writes it)
+        text = text.replace(f"{name}: ", "").replace(repr(name), "the file").replace(name, "the file")
+    return text
+
+
+_FFMPEG_LOGGED = re.compile("[\x00-\x07\x0e-\x1f]")
+"""The control characters ffmpeg's log writes as ``?`` (libavutil/log.c ``sanitize``: a name holding
+an escape sequence is written so in its messages)."""
 
 
 class _DecoderStderr:
