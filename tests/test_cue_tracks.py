@@ -365,6 +365,40 @@ def test_the_discs_of_an_album_with_one_cue_sheet_in_the_folder_above(tmp_path):
         (4, ["bass"]), (5, ["flute", "string"])]  # fmt: skip
 
 
+def test_a_hidden_song_before_track_one_is_track_0(tmp_path, fake_models):
+    """A hidden song before track 1's INDEX 01 (8 s of flute; INDEX 00 at 00:00:00, INDEX 01 at
+    00:08:00, as EAC rips one) was in no track: show, query --cue-tracks and predict left it out, so
+    `--has flute --cue-tracks` found nothing. It is track 0, and none of its windows is track 1's."""
+    from conftest import tone_signal, write_audio
+    from library_fakes import FREQ
+    from test_cuesheet import HIDDEN_CUE
+
+    music = tmp_path / "music"
+    flac = write_audio(music / "Album.flac", np.concatenate([tone_signal([FREQ[f]], seconds=8.0) for f in ("flute", "bass", "string")]))
+    (music / "Album.cue").write_text(HIDDEN_CUE.format(start="00:08:00"), encoding="utf-8")
+    database = open_database(tmp_path / "lib.db")
+    assert scan([music], db=database, analyser=FakeAnalyser(), jobs=0).scanned == 1
+    database.close()
+    db = str(tmp_path / "lib.db")
+    table = (f"\ncue sheet: {music / 'Album.cue'} (2 tracks + hidden track 0)\n"
+             "TRACK  FROM  TO    TITLE                             INSTRUMENTS\n"
+             "#00    0:00  0:08  (hidden, before the first track)  flute\n"
+             "#01    0:08  0:16  Low / The Tones                   bass\n"
+             "#02    0:16  0:24  High / The Tones                  string\n")  # fmt: skip
+    assert _show(db, str(flac)).endswith(table)
+    d = json.loads(_show(db, str(flac), "--json"))
+    assert [(t["number"], t["title"], t["start"], t["end"], t["windows"], t["hidden"], t["instruments"]) for t in d["cue_tracks"]] == [
+        (0, None, 0.0, 8.0, 2, True, ["flute"]), (1, "Low", 8.0, 16.0, 2, False, ["bass"]),
+        (2, "High", 16.0, 24.0, 2, False, ["string"])]  # fmt: skip
+    rows = json.loads(_query(db, "--cue-tracks", "--has", "flute", "-f", "json").stdout)
+    assert [(r["path"], r["number"], r["title"], r["hidden"]) for r in rows] == [(str(flac), 0, None, True)]
+    assert _query(db, "--cue-tracks", "--has", "flute").stdout.splitlines()[1].split()[1:5] == ["#00", "0:00", "0:08", "(hidden,"]
+    out = _predict(flac).stdout
+    assert [line[4:] for line in out.splitlines()[2:]] == table.splitlines()[1:]
+    (music / "Album.cue").write_text(HIDDEN_CUE.format(start="00:03:00"), encoding="utf-8")  # (a pre-gap: no track 0)
+    assert [t["number"] for t in json.loads(_show(db, str(flac), "--json"))["cue_tracks"]] == [1, 2]
+
+
 # --- tagger predict of an album image -----------------------------------------------------------
 
 

@@ -94,6 +94,62 @@ def test_only_the_tracks_of_the_files_own_file_block_and_a_gap_in_the_file_befor
     assert [(t.number, t.start, t.end) for t in two] == [(2, 0.0, 120.0), (3, 120.0, None)]
 
 
+HIDDEN_CUE = """PERFORMER "The Tones"
+FILE "Album.wav" WAVE
+  TRACK 01 AUDIO
+    TITLE "Low"
+    INDEX 00 00:00:00
+    INDEX 01 {start}
+  TRACK 02 AUDIO
+    TITLE "High"
+    INDEX 01 00:16:00
+"""
+
+
+def test_the_audio_before_track_one_is_a_hidden_track_0():
+    """The audio before track 1's INDEX 01 (a hidden song, as EAC rips one: INDEX 00 at 00:00:00,
+    INDEX 01 later) belonged to no track: show, query --cue-tracks and predict left it out. It is
+    track 0 where it holds a window (4 s), else left out (a pre-gap); the audio before the first track
+    of a later FILE is the gap of a track of the file before, no hidden track."""
+    sheet = parse_cue_text(HIDDEN_CUE.format(start="00:08:00"), source="a.cue", audio_name="Album.flac")
+    assert [(t.number, t.title, t.performer, t.start, t.end, t.hidden) for t in sheet.tracks] == [
+        (0, None, "The Tones", 0.0, 8.0, True), (1, "Low", "The Tones", 8.0, 16.0, False),
+        (2, "High", "The Tones", 16.0, None, False)]  # fmt: skip
+    no_index00 = parse_cue_text(HIDDEN_CUE.format(start="00:04:00").replace("    INDEX 00 00:00:00\n", ""), source="a.cue")
+    assert [(t.number, t.start, t.end) for t in no_index00.tracks] == [(0, 0.0, 4.0), (1, 4.0, 16.0), (2, 16.0, None)]
+    pregap = parse_cue_text(HIDDEN_CUE.format(start="00:03:74"), source="a.cue")
+    assert [(t.number, t.start) for t in pregap.tracks] == [(1, 3 + 74 / 75), (2, 16.0)]
+    two_files = ('FILE "one.wav" WAVE\n TRACK 01 AUDIO\n  INDEX 01 00:00:00\n TRACK 02 AUDIO\n  INDEX 01 01:00:00\n'
+                 'FILE "two.wav" WAVE\n TRACK 03 AUDIO\n  INDEX 00 00:00:00\n  INDEX 01 00:06:00\n'
+                 ' TRACK 04 AUDIO\n  INDEX 01 02:00:00\n')  # fmt: skip
+    assert [t.number for t in parse_cue_text(two_files, source="s.cue", audio_name="two.flac").tracks] == [3, 4]
+    one = parse_cue_text(two_files.replace("INDEX 01 00:00:00", "INDEX 01 00:05:00", 1), source="s.cue", audio_name="one.flac")
+    assert [(t.number, t.start) for t in one.tracks] == [(0, 0.0), (1, 5.0), (2, 60.0)]
+
+
+def test_a_hidden_track_0_in_a_cuesheet_block_and_a_sheet_of_one_track(tmp_path):
+    """A CUESHEET metadata block's track 1 starting after 0 has a hidden track 0 as a .cue has; a
+    sheet of one track and a hidden track 0 is no album image (a file of one track)."""
+    import mutagen.flac
+
+    flac = _album(tmp_path / "Album.flac")
+    f = mutagen.flac.FLAC(flac)
+    cs = mutagen.flac.CueSheet(None)
+    cs.tracks = []
+    for number, seconds in ((1, 0), (2, 16), (170, 24)):
+        track = mutagen.flac.CueSheetTrack(number, seconds * 16_000)
+        if number != 170:
+            track.indexes.append(mutagen.flac.CueSheetTrackIndex(0, 0))
+            track.indexes.append(mutagen.flac.CueSheetTrackIndex(1, 8 * 16_000 if number == 1 else 0))
+        cs.tracks.append(track)
+    f.metadata_blocks.append(cs)
+    f.save()
+    assert [(t.number, t.start, t.end, t.hidden) for t in find_cue_sheet(flac).tracks] == [
+        (0, 0.0, 8.0, True), (1, 8.0, 16.0, False), (2, 16.0, None, False)]  # fmt: skip
+    (tmp_path / "Album.cue").write_text(HIDDEN_CUE.format(start="00:08:00").split("  TRACK 02")[0], encoding="utf-8")
+    assert find_cue_sheet(flac) is None
+
+
 def test_tabs_and_line_breaks_as_editors_write_them():
     """A tab after the command word (TRACK\\t01) is a separator as a space is (it read as no TRACK line
     at all); a title holding a form feed or U+2028 is one title (`str.splitlines` cut it there, the

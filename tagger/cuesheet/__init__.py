@@ -18,6 +18,8 @@ cue sheet that says where its tracks start (EAC, foobar2000, XLD).
 Each track starts at its ``INDEX 01`` (mm:ss:ff, 75 frames a second) and ends where the next one
 starts (the gap before a track, its ``INDEX 00``, belongs to the track before, as EAC's "gaps
 appended to previous track" and most splitters have it); the last one ends at the end of the file.
+The audio before the first track's ``INDEX 01`` (a hidden track one) is track 0 (`CueTrack.hidden`)
+when it holds a window (`HIDDEN_TRACK_SECONDS`), else left out.
 Text is read as UTF-8 (with or without a byte order mark), UTF-16 with a byte order mark, else in the
 Windows code page whose reading of a ``FILE`` line names the audio file (`OTHER_CODE_PAGES`), else as
 Windows-1252 (Latin-1 where that has no letter for a byte).
@@ -40,11 +42,12 @@ from tagger.cuesheet.embedded import APE_TAG_EXTENSIONS, MAX_FLAC_METADATA, may_
 from tagger.cuesheet.finding import find_cue_sheet, may_have_cue_file
 from tagger.cuesheet.parsing import parse_cue_text
 from tagger.cuesheet.reading import MAX_CUE_BYTES, OTHER_CODE_PAGES, decode_cue
-from tagger.cuesheet.sheet import FRAMES_PER_SECOND, CueSheet, CueSheetError, CueTrack, cue_clock
+from tagger.cuesheet.sheet import FRAMES_PER_SECOND, HIDDEN_TRACK_SECONDS, CueSheet, CueSheetError, CueTrack, cue_clock
 
 __all__ = [
     "APE_TAG_EXTENSIONS",
     "FRAMES_PER_SECOND",
+    "HIDDEN_TRACK_SECONDS",
     "MAX_CUE_BYTES",
     "MAX_FLAC_METADATA",
     "OTHER_CODE_PAGES",

@@ -9,7 +9,7 @@ import struct
 
 from tagger.cuesheet.parsing import parse_cue_text
 from tagger.cuesheet.reading import MAX_CUE_BYTES, _regular, decode_cue
-from tagger.cuesheet.sheet import CueSheet, CueSheetError, CueTrack
+from tagger.cuesheet.sheet import CueSheet, CueSheetError, CueTrack, with_hidden_track
 
 MAX_FLAC_METADATA = 64 << 20
 """How far into a FLAC file its metadata blocks are followed (cover pictures are skipped, not read)."""
@@ -169,4 +169,4 @@ def _cuesheet_block(block: bytes, streaminfo: bytes, *, source: str) -> CueSheet
             raise CueSheetError(source, f"track {b:02d} does not follow track {a:02d}")
     tracks = tuple(CueTrack(n, None, None, s / rate, nxt / rate if nxt is not None else None)
                    for (n, s), nxt in zip(starts, [s for _, s in starts[1:]] + [None]))  # fmt: skip
-    return CueSheet(source, None, None, tracks)
+    return CueSheet(source, None, None, with_hidden_track(tracks))

@@ -46,10 +46,10 @@ def find_cue_sheet(path: str | os.PathLike, *, folders: dict | None = None) -> C
             sheet = CueSheet(sheet.source, sheet.title, sheet.performer, sheet.tracks,
                              notes=(f"{len(others)} other cue sheet(s) name this file too, not read: "
                                     + ", ".join(others),))  # fmt: skip
-        return sheet if len(sheet.tracks) > 1 else None
+        return _album_image(sheet)
     sheet = _in_the_folder_above(folder, name, folders)
     if sheet is not None:
-        return sheet if len(sheet.tracks) > 1 else None
+        return _album_image(sheet)
     for cue in cues:  # (one named as the file whose FILE names a file not there: the image renamed since)
         if cue.stem == stem and cue.error is None and len(cue.files) == 1:
             (named,) = cue.files
@@ -58,9 +58,15 @@ def find_cue_sheet(path: str | os.PathLike, *, folders: dict | None = None) -> C
                 sheet = CueSheet(sheet.source, sheet.title, sheet.performer, sheet.tracks,
                                  notes=(f"its FILE line names {named!r}, which is not in the folder: read as this "
                                         "file's (renamed since the rip?)",))  # fmt: skip
-                return sheet if len(sheet.tracks) > 1 else None
+                return _album_image(sheet)
     sheet = _embedded(path)
-    return sheet if sheet is not None and len(sheet.tracks) > 1 else None
+    return None if sheet is None else _album_image(sheet)
+
+
+def _album_image(sheet: CueSheet) -> CueSheet | None:
+    """``sheet`` where it gives the file two tracks or more (a hidden track 0 not counted), else None:
+    a file of one track is no album image."""
+    return sheet if sum(not t.hidden for t in sheet.tracks) > 1 else None
 
 
 def _folder_above(folder: str) -> tuple[str, str] | None:

@@ -8,7 +8,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from tagger.cuesheet.sheet import FRAMES_PER_SECOND, CueSheet, CueSheetError, CueTrack, cue_clock
+from tagger.cuesheet.sheet import FRAMES_PER_SECOND, CueSheet, CueSheetError, CueTrack, cue_clock, with_hidden_track
 
 
 def parse_cue_text(text: str, *, source: str, audio_name: str | None = None) -> CueSheet:
@@ -150,4 +150,7 @@ def _parse(lines: list[_Line], *, source: str, audio_name: str | None, folder: s
     # (a track without its own PERFORMER is the album's: the one before the first TRACK)
     result = tuple(CueTrack(t["number"], t["title"], t["performer"] or performer, t["start"], nxt["start"] if nxt else None)
                    for t, nxt in zip(ours_tracks, [*ours_tracks[1:], None]))  # fmt: skip
+    audio = [t for t in tracks if t["audio"]]
+    if ours_tracks and ours_tracks[0] is audio[0]:  # (else the audio before is the gap of a track of the file before)
+        result = with_hidden_track(result, performer=performer)
     return CueSheet(source, title, performer, result)

@@ -31,6 +31,8 @@ class CueTrack:
     """Seconds from the start of the file (its ``INDEX 01``)."""
     end: float | None
     """Where the next track starts; None for the last track (the end of the file)."""
+    hidden: bool = False
+    """The audio before the first track's ``INDEX 01`` (`with_hidden_track`): number 0, no title."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,23 @@ class CueSheet:
     tracks: tuple[CueTrack, ...]
     notes: tuple[str, ...] = field(default=())
     """What the reader has to say that does not stop it (another cue sheet naming the file, left out)."""
+
+
+HIDDEN_TRACK_SECONDS = 4.0
+"""The shortest audio before the first track that `with_hidden_track` lists as a track: one analysis
+window (`tagger.constants.WINDOW_SECONDS`); a shorter one is a pre-gap of silence or a click."""
+
+
+def with_hidden_track(tracks: tuple[CueTrack, ...], *, performer: str | None = None) -> tuple[CueTrack, ...]:
+    """``tracks``, which start at the sheet's first track, with the audio before its ``INDEX 01`` (a
+    hidden track one, the "HTOA" EAC rips: ``INDEX 00 00:00:00`` and ``INDEX 01`` later, or an
+    ``INDEX 01`` after 00:00:00) first as track 0 (`CueTrack.hidden`, the album's ``performer``) when
+    it is `HIDDEN_TRACK_SECONDS` or longer. It belongs to no track of the sheet (the first starts at
+    its ``INDEX 01``): left out, a song there would be nowhere; given to the first, it would count as
+    that track's."""
+    if not tracks or tracks[0].start < HIDDEN_TRACK_SECONDS:
+        return tracks
+    return (CueTrack(0, None, performer, 0.0, tracks[0].start, hidden=True), *tracks)
 
 
 def cue_clock(seconds: float) -> str:

@@ -46,6 +46,8 @@ class CueTrackDetail:
     silent_windows: int
     instruments: list[str]
     families: list[FamilyDetail]
+    hidden: bool = False
+    """Track 0: the audio before the first track's ``INDEX 01`` (`tagger.cuesheet.CueTrack.hidden`)."""
 
 
 @dataclass
@@ -59,7 +61,8 @@ class CueTrackMatch:
         """The ``query --cue-tracks --format json`` row."""
         t = self.track
         return {"path": self.path, "number": t.number, "title": t.title, "performer": t.performer, "start": t.start,
-                "end": t.end, "instruments": t.instruments, "scores": {f.family: f.score for f in t.families}}  # fmt: skip
+                "end": t.end, "instruments": t.instruments, "scores": {f.family: f.score for f in t.families},
+                "hidden": t.hidden}  # fmt: skip
 
 
 @dataclass
@@ -294,7 +297,7 @@ def with_cue_tracks(session: Session | Reader, detail: TrackDetail, *, folders: 
                             "m.aggregation FROM tracks t JOIN window_scores w ON w.track_id = t.id JOIN model_versions m "
                             "ON m.id = t.model_version_id WHERE t.path = {}", detail.path))  # fmt: skip
     if not found:
-        detail.cue_note = (f"{detail.cue_sheet}: its {len(tracks)} tracks need the window scores, which this file was analysed "
+        detail.cue_note = (f"{detail.cue_sheet}: its {sum(not t.hidden for t in tracks)} tracks need the window scores, which this file was analysed "
                            "without (before the database kept them): `tagger scan --rescan-stale` of its folder stores them")  # fmt: skip
         return detail
     w = found[0]
@@ -364,6 +367,7 @@ def cue_track_details(tracks, *, scores, starts, families, thresholds, params: d
             end=None if shown_end is None else round(shown_end, 3),
             windows=r.windows, silent_windows=r.silent_windows, instruments=[f.family for f in ranked if f.present],
             families=[FamilyDetail(f.family, f.present, f.score, f.coverage, [list(g) for g in f.segments]) for f in ranked],
+            hidden=t.hidden,
         ))  # fmt: skip
     return out
 

@@ -290,16 +290,23 @@ def render_cue(source: str | None, tracks: Sequence[CueTrackDetail], note: str |
     after a blank line; "" for a file without a cue sheet."""
     out = ""
     if tracks:
-        out += f"\ncue sheet: {named(source)} ({len(tracks)} tracks)\n"
+        hidden = sum(t.hidden for t in tracks)
+        out += f"\ncue sheet: {named(source)} ({len(tracks) - hidden} tracks{' + hidden track 0' if hidden else ''})\n"
         rows = [["TRACK", "FROM", "TO", "TITLE", "INSTRUMENTS"]]
         for t in tracks:
-            title = " / ".join(shown(x) for x in (t.title, t.performer) if x) or "-"
-            rows.append([f"#{t.number:02d}", seconds_to_clock(t.start), seconds_to_clock(t.end), title,
+            rows.append([f"#{t.number:02d}", seconds_to_clock(t.start), seconds_to_clock(t.end), _cue_title(t),
                          ", ".join(t.instruments) or "(none)" + all_silent_note(t.windows, t.silent_windows)])  # fmt: skip
         out += _columns(rows)
     if note:
         out += f"\ncue sheet: {shown(note)}\n"
     return out
+
+
+def _cue_title(t: CueTrackDetail) -> str:
+    """A cue track's TITLE column: ``Title / Performer``; a hidden track 0 says what it is."""
+    if t.hidden:
+        return "(hidden, before the first track)"
+    return " / ".join(shown(x) for x in (t.title, t.performer) if x) or "-"
 
 
 CUE_TRACK_FORMATS = ("table", "json")
@@ -316,8 +323,8 @@ def render_cue_matches(matches: Sequence[CueTrackMatch], *, fmt: str) -> str:
     rows = [["PATH", "TRACK", "FROM", "TO", "TITLE", "INSTRUMENTS"]]
     for m in matches:
         t = m.track
-        rows.append([named(m.path), f"#{t.number:02d}", seconds_to_clock(t.start), seconds_to_clock(t.end),
-                     " / ".join(shown(x) for x in (t.title, t.performer) if x) or "-", ", ".join(t.instruments) or "(none)"])  # fmt: skip
+        rows.append([named(m.path), f"#{t.number:02d}", seconds_to_clock(t.start), seconds_to_clock(t.end), _cue_title(t),
+                     ", ".join(t.instruments) or "(none)"])  # fmt: skip
     return _columns(rows)
 
 
