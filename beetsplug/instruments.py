@@ -231,7 +231,13 @@ class InstrumentsPlugin(BeetsPlugin):
         from beets import library
 
         _follow_unwritten(library.Item)
-        if self.config["auto"].get(bool):
+        try:
+            auto = self.config["auto"].get(bool)
+        except confuse.ConfigError as exc:  # (was raised here: beets printed its traceback at every command
+            # and went on without the plugin, its command, queries and fields; `jobs` says so as one line too)
+            self._log.error("configuration error: {}; items are not analysed on import", exc)
+            auto = False
+        if auto:
             self.register_listener("import_task_files", self.import_task_files)
 
     def _add_media_field(self, name: str, descriptor, *, item_field: bool = True) -> None:

@@ -565,3 +565,29 @@ def test_beet_import_of_a_folder_takes_no_file_a_tag_write_kept_for_a_track(tmp_
     assert kept.name.endswith("~") and is_kept_name(kept.name)
     assert is_kept_name(kept.name[:-1])  # (as kept before: still passed over)
     assert [p for p in find_audio_files([incoming]) if not isinstance(p, Exception)] == [song]
+
+
+def test_an_auto_option_that_is_not_a_yes_or_no_is_one_error_line_and_the_plugin_stays(tmp_path, monkeypatch, caplog):
+    """Was: ``auto: maybe`` raised in the plugin's start, which beets answered at every command
+    (``beet ls`` included) with ``** error loading plugin instruments`` and a traceback, then went on
+    without the plugin: ``beet instruments`` was an unknown command, ``has_instrument:`` no query, and
+    the fields were no longer kept by beets' writes (found red-teaming the plugin's configuration).
+    It is one error line naming the option; the plugin loads, with no analysis on import."""
+    from test_beets import _make, _setup_beets, _unload
+
+    lib, plugin = _setup_beets(tmp_path, monkeypatch, auto="maybe")
+    try:
+        errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+        assert errors == ["configuration error: instruments.auto: must be a bool, not str; items are not analysed "
+                          "on import"]  # fmt: skip
+        assert "import_task_files" not in plugin.listeners
+        from beets.library import Item
+
+        for path in _make(tmp_path / "music").values():
+            lib.add(Item.from_path(path))
+        beet(lib, "instruments", "-W", "title:duo")
+        assert [i["instruments"] for i in lib.items("has_instrument:flute")] == ["bass, flute"]
+    finally:
+        lib._close()
+        _unload()
+        beets.config.clear()
