@@ -1,5 +1,5 @@
-"""Byte layouts of audio containers that both the audio probe (`tagger.audio.probe`, `.ogg`, ...) and
-the tag storage (`tagger.tags.storage`) read: the length of an ID3v2 tag (`id3v2_length`) and the pages of
+"""Byte layouts of audio containers that the audio probe (`tagger.audio.probe`, `.ogg`, ...), the cue sheet reader and
+the tag storage (`tagger.tags.storage`) read: the length of an ID3v2 tag (`id3v2_length`), the end of those back to back (`id3v2_end`) and the pages of
 an Ogg file followed by their headers (`ogg_page_heads`). Each caller decides what to make of what
 it finds (the probe looks past damage, the storage stops there).
 """
@@ -28,6 +28,18 @@ def id3v2_length(head: bytes) -> int:
     if len(head) < 10 or head[:3] != b"ID3":
         return 0
     return 10 + syncsafe(head[6:10]) + (10 if head[5] & 0x10 else 0)
+
+
+def id3v2_end(f: BinaryIO, pos: int = 0) -> int:
+    """The offset after the ID3v2 tags of the binary file ``f`` that stand back to back from ``pos``
+    (a file's tags in front: the first, then any another program prepended; each as long as
+    `id3v2_length` reads it); ``pos`` where none begins there."""
+    while True:
+        f.seek(pos)
+        length = id3v2_length(f.read(10))
+        if not length:
+            return pos
+        pos += length
 
 
 def id3v2_tags(f: BinaryIO, pos: int = 0) -> Iterator[bytes]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import struct
 
+from tagger.containers import id3v2_end
 from tagger.cuesheet.parsing import parse_cue_text
 from tagger.cuesheet.reading import MAX_CUE_BYTES, _regular, decode_cue
 from tagger.cuesheet.sheet import CueSheet, CueSheetError, CueTrack, with_hidden_track
@@ -28,8 +29,9 @@ def _embedded(path: str) -> CueSheet | None:
     try:
         with open(path, "rb") as f:
             magic = f.read(4)
-            if magic[:3] == b"ID3":  # (a tagger's ID3v2 tag in front of the stream: mutagen and ffmpeg read past it)
-                magic = _after_id3v2(f)
+            if magic[:3] == b"ID3":  # (ID3v2 tags in front of the stream, one or more back to back, which ffmpeg and
+                f.seek(id3v2_end(f))  # tagger's probe and tag storage read past: was the first one alone)
+                magic = f.read(4)
             if magic != b"fLaC":
                 text = _ape_cuesheet(f) if path.casefold().endswith(APE_TAG_EXTENSIONS) else None
                 return None if text is None else parse_cue_text(text, source=f"{path} (embedded APEv2 Cuesheet)")
@@ -42,19 +44,6 @@ def _embedded(path: str) -> CueSheet | None:
     if _FLAC_CUESHEET in blocks and _FLAC_STREAMINFO in blocks:
         return _cuesheet_block(blocks[_FLAC_CUESHEET], blocks[_FLAC_STREAMINFO], source=f"{path} (embedded CUESHEET block)")
     return None
-
-
-def _after_id3v2(f) -> bytes:
-    """The 4 bytes after the ID3v2 tag at the start of the file ``f`` (its size from its header, its
-    footer's 10 bytes where its flags say it has one), ``f`` left after them; b"" for a header that
-    is no ID3v2 tag's."""
-    f.seek(0)
-    header = f.read(10)
-    if len(header) < 10 or any(b & 0x80 for b in header[6:10]):  # (the size is syncsafe: 7 bits a byte)
-        return b""
-    size = 10 + (header[6] << 21 | header[7] << 14 | header[8] << 7 | header[9]) + (10 if header[5] & 0x10 else 0)
-    f.seek(size)
-    return f.read(4)
 
 
 APE_TAG_EXTENSIONS = (".ape", ".wv", ".tta", ".tak", ".mpc")

@@ -6,7 +6,7 @@ value (`_hash_range`, `_feed`), and finding the end of the ID3v2 tag(s) at the s
 
 from __future__ import annotations
 
-from tagger.containers import id3v2_length
+from tagger.containers import id3v2_end
 
 _CHUNK = 1 << 20
 
@@ -60,10 +60,4 @@ def _feed(h, value) -> None:
 
 def _id3v2_end(f, start: int = 0) -> int:
     """Offset after the ID3v2 tag(s) at ``start`` in the open file ``f`` (``start`` when there is none)."""
-    pos = start
-    while True:
-        f.seek(pos)
-        length = id3v2_length(f.read(10))
-        if not length:
-            return pos
-        pos += length
+    return id3v2_end(f, start)
