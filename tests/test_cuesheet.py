@@ -127,6 +127,22 @@ def test_the_audio_before_track_one_is_a_hidden_track_0():
     assert [(t.number, t.start) for t in one.tracks] == [(0, 0.0), (1, 5.0), (2, 60.0)]
 
 
+def test_the_audio_before_the_first_track_of_a_disc_named_in_its_folder_is_a_hidden_track_0(tmp_path):
+    """A sheet one folder above the discs of an album (``FILE "CD1/Album.wav"``, ``FILE "CD2/Album.wav"``)
+    gives each disc's image its own tracks, and the audio before a disc's first ``INDEX 01`` is that
+    disc's hidden track 0, as it is the first disc's: it was CD2's gap of a track of the file before,
+    which is another disc's image (in no track: a song there was never found, reviewing 595ced2 with
+    bb81dcd). In a sheet beside the images (``one.wav``, ``two.wav``: sides of one rip) it stays left out."""
+    cd1, cd2 = _album(tmp_path / "Album" / "CD1" / "Album.flac"), _album(tmp_path / "Album" / "CD2" / "Album.flac")
+    (tmp_path / "Album" / "Album.cue").write_text(
+        'FILE "CD1/Album.wav" WAVE\n TRACK 01 AUDIO\n  INDEX 01 00:00:00\n TRACK 02 AUDIO\n  INDEX 01 00:08:00\n'
+        'FILE "CD2/Album.wav" WAVE\n TRACK 01 AUDIO\n  INDEX 00 00:00:00\n  INDEX 01 00:08:00\n'
+        ' TRACK 02 AUDIO\n  INDEX 01 00:16:00\n', encoding="utf-8")  # fmt: skip
+    assert [(t.number, t.start, t.hidden) for t in find_cue_sheet(cd1).tracks] == [(1, 0.0, False), (2, 8.0, False)]
+    assert [(t.number, t.start, t.end, t.hidden) for t in find_cue_sheet(cd2).tracks] == [
+        (0, 0.0, 8.0, True), (1, 8.0, 16.0, False), (2, 16.0, None, False)]  # fmt: skip
+
+
 def test_a_hidden_track_0_in_a_cuesheet_block_and_a_sheet_of_one_track(tmp_path):
     """A CUESHEET metadata block's track 1 starting after 0 has a hidden track 0 as a .cue has; a
     sheet of one track and a hidden track 0 is no album image (a file of one track)."""

@@ -110,9 +110,11 @@ def _parse(lines: list[_Line], *, source: str, audio_name: str | None, folder: s
     tracks: list[dict] = []
     current: dict | None = None
     ours = audio_name is None  # (an embedded cue sheet: every FILE is this file)
+    disc: str | None = None  # (the folder the FILE line names its file in: a disc's, in a sheet one folder above)
     for line in lines:
         if line.command == "FILE":
             ours = audio_name is None or _match(line.args, audio_name, folder) is not None
+            disc = (_file_folder(line.args) or "").casefold()
         elif line.command == "TRACK":
             parts = line.args.split()
             if not parts or not _NUMBER.match(parts[0]):
@@ -134,7 +136,7 @@ def _parse(lines: list[_Line], *, source: str, audio_name: str | None, folder: s
             if len(parts) != 2 or not _NUMBER.match(parts[0]):
                 raise CueSheetError(source, f"line {line.number}: INDEX needs a number and a time")
             if int(parts[0]) == 1:  # (the FILE its INDEX 01 lies in holds the track: its gap may lie in the one before)
-                current["ours"] = ours
+                current["ours"], current["disc"] = ours, disc
                 if ours:
                     current["start"] = _seconds(parts[1], source=source, line=line)
     ours_tracks = [t for t in tracks if t["ours"] and t["audio"]]
@@ -150,7 +152,10 @@ def _parse(lines: list[_Line], *, source: str, audio_name: str | None, folder: s
     # (a track without its own PERFORMER is the album's: the one before the first TRACK)
     result = tuple(CueTrack(t["number"], t["title"], t["performer"] or performer, t["start"], nxt["start"] if nxt else None)
                    for t, nxt in zip(ours_tracks, [*ours_tracks[1:], None]))  # fmt: skip
-    audio = [t for t in tracks if t["audio"]]
-    if ours_tracks and ours_tracks[0] is audio[0]:  # (else the audio before is the gap of a track of the file before)
+    # (the sheet's first track, or where the sheet names discs in their folders (``folder``: CD1/, CD2/)
+    # the disc's first: else the audio before is the gap of a track of the file before; another disc's
+    # image holds none of this one's audio, and the audio before CD2's first track was in no track)
+    audio = [t for t in tracks if t["audio"] and (folder is None or t.get("disc") == folder.casefold())]
+    if ours_tracks and ours_tracks[0] is audio[0]:
         result = with_hidden_track(result, performer=performer)
     return CueSheet(source, title, performer, result)

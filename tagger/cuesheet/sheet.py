@@ -52,7 +52,7 @@ window (`tagger.constants.WINDOW_SECONDS`); a shorter one is a pre-gap of silenc
 
 
 def with_hidden_track(tracks: tuple[CueTrack, ...], *, performer: str | None = None) -> tuple[CueTrack, ...]:
-    """``tracks``, which start at the sheet's first track, with the audio before its ``INDEX 01`` (a
+    """``tracks``, which start at the sheet's first track (or a disc's first: `_parse`), with the audio before its ``INDEX 01`` (a
     hidden track one, the "HTOA" EAC rips: ``INDEX 00 00:00:00`` and ``INDEX 01`` later, or an
     ``INDEX 01`` after 00:00:00) first as track 0 (`CueTrack.hidden`, the album's ``performer``) when
     it is `HIDDEN_TRACK_SECONDS` or longer. It belongs to no track of the sheet (the first starts at
