@@ -94,6 +94,12 @@ class Track(Base):
     fingerprint or content hash) whose audio digest is still this one had only its tags rewritten
     by another program: its results are kept without analysis. NULL where not known (a format
     without the check, a file analysed before the revision): such a file is analysed again.
+
+    ``written_ctime_ns``: the ctime tagger's own last write into the file (a tag write, `tagger
+    untag`) left it with, recorded with its new facts (revision 0011). Where it equals ``ctime_ns``
+    and the file is found with the recorded size, mtime and ctime, no program has written to it
+    since tagger did: it is not waited for as a file still being written, its tags tagger's or
+    removed (`tagger.tags.batch.as_tagger_left_it`). NULL where no such write was recorded.
     """
 
     __table__ = T.tracks
