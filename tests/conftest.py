@@ -23,6 +23,9 @@ os.environ["TAGGER_SETTLE_SECONDS"] = "0"
 SESSION_CACHE = tempfile.mkdtemp(prefix="tagger-tests-cache-")
 os.environ["XDG_CACHE_HOME"] = SESSION_CACHE
 os.environ.pop("TAGGER_CACHE", None)
+# Nor into the user's library database (`untag` and `tag --from-json` record their writes in the
+# default one, where there is one): the default is the session's data folder, which holds none.
+os.environ["XDG_DATA_HOME"] = os.path.join(SESSION_CACHE, "data")
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -281,6 +281,177 @@ def test_untag_right_after_a_tag_writing_scan_does_not_wait_for_the_files_tagger
     assert tags.read_instruments(c).tagged
 
 
+def _stored(db_path: Path, song: Path) -> dict:
+    from sqlalchemy import select
+
+    from tagger.db import models as M
+    from tagger.db.session import open_database
+
+    db = open_database(db_path, create=False)
+    try:
+        with db.session() as s:
+            t = s.scalar(select(M.Track).where(M.Track.path == str(song)))
+            return {k: getattr(t, k) for k in ("size", "mtime", "fingerprint", "content_hash", "ctime_ns",
+                                               "written_ctime_ns", "tags_current", "audio_digest", "analysed_at")}
+    finally:
+        db.close()
+
+
+def _as_left(song: Path) -> dict:
+    from tagger.fingerprint import content_hash, fingerprint
+
+    st = os.stat(song)
+    return {"size": st.st_size, "mtime": st.st_mtime, "fingerprint": fingerprint(song), "content_hash": content_hash(song),
+            "ctime_ns": st.st_ctime_ns, "written_ctime_ns": st.st_ctime_ns, "tags_current": False}
+
+
+def test_tag_right_after_untag_does_not_wait_for_the_files_untag_wrote(tmp_path, monkeypatch):
+    """`tagger tag` right after `tagger untag` skipped every file as "changed 1 s ago, still being
+    written?" (exit 1): untag recorded nothing, so the database held the facts of the file before it,
+    and the recent mtime was untag's own write. Untag records each file it wrote in the library
+    database (--db, or the default one): its new size, mtime, fingerprint, content hash and ctime,
+    the ctime as tagger's own write's, its tags not current. `tag` then writes them back at once, a
+    scan finds the file unchanged and writes them back, `query` answers from the analysis as before.
+    A file a tag editor saved after untag still waits; so does a file whose audio is not the one
+    analysed (nothing recorded of it), and nothing is recorded by a dry run."""
+    from typer.testing import CliRunner
+
+    from library_fakes import FakeAnalyser
+    from tagger.cli import app
+    from tagger.db.session import open_database
+    from tagger.library.scan import scan, tag_writer
+
+    monkeypatch.delenv("TAGGER_SETTLE_SECONDS")
+    music, lib = tmp_path / "music", tmp_path / "library.db"
+    a, b, c = (write_audio(music / f"{n}.flac", tone_signal([110.0 * (i + 1)], seconds=5.0)) for i, n in enumerate("abc"))
+    db = open_database(lib)
+    try:
+        assert scan([music], db=db, analyser=FakeAnalyser(), jobs=0, on_track=tag_writer(model_version="fake-1")).tags_written == 3
+    finally:
+        db.close()
+    analysed = {song: _stored(lib, song) for song in (a, b, c)}
+    run = CliRunner().invoke
+
+    result = run(app, ["untag", str(music), "--db", str(lib), "--dry-run"])
+    assert result.exit_code == 0 and "3 would be untagged" in result.output, result.output
+    assert all(_stored(lib, song) == analysed[song] for song in (a, b, c))  # a dry run records nothing
+    result = run(app, ["untag", str(music), "--db", str(lib)])
+    assert result.exit_code == 0 and "3 untagged, 0 unchanged, 0 skipped" in result.output, result.output
+    for song in (a, b, c):
+        stored = _stored(lib, song)
+        assert not tags.read_instruments(song).tagged
+        assert {k: stored[k] for k in _as_left(song)} == _as_left(song), song
+        assert (stored["audio_digest"], stored["analysed_at"]) == (analysed[song]["audio_digest"], analysed[song]["analysed_at"])
+    _set_title(b, "saved by a tag editor after untag")  # another program's change since: still waits
+
+    result = run(app, ["tag", "--db", str(lib)])  # was: all three skipped, "changed 1 s ago, still being written?"
+    assert result.exit_code == 1, result.output
+    assert f"tagged {a}: bass (was: -)" in result.output and f"tagged {c}:" in result.output, result.output
+    assert re.search(rf"skipped {re.escape(str(b))}: changed \d+ s ago, still being written\?", result.output), result.output
+    assert "2 tagged, 0 unchanged, 1 skipped" in result.output and "recognised" not in result.output, result.output
+    assert tags.read_instruments(a).instruments == ["bass"] and not tags.read_instruments(b).tagged
+    assert _stored(lib, a)["tags_current"] and _stored(lib, c)["tags_current"]
+    result = run(app, ["query", "--db", str(lib), "--has", "bass", "--format", "paths"])
+    assert result.exit_code == 0 and str(a) in result.output.split(), result.output
+
+    # a scan right after untag finds the file as untag recorded it (no digest to read, nothing
+    # analysed) and writes its results back
+    assert run(app, ["untag", str(a), "--db", str(lib)]).exit_code == 0
+    db = open_database(lib)
+    try:
+        summary = scan([a], db=db, analyser=FakeAnalyser(), jobs=0, on_track=tag_writer(model_version="fake-1"))
+    finally:
+        db.close()
+    assert (summary.scanned, summary.retagged, summary.tags_written) == (0, 0, 1), summary
+    assert tags.read_instruments(a).instruments == ["bass"] and _stored(lib, a)["tags_current"]
+
+
+def test_untag_records_only_the_files_whose_audio_is_the_one_analysed(tmp_path):
+    """Untag's record gives the file's new facts to the track whose results are of its audio: one
+    whose stored audio digest is the one the write read and left (a file whose audio another
+    program replaced since, or a track stored without a digest, is recorded as nothing: the next
+    scan looks at it, as before); a file no longer what the write left is not recorded either."""
+    from sqlalchemy import update
+
+    from library_fakes import FakeAnalyser
+    from tagger.db import models as M
+    from tagger.db import writes
+    from tagger.db.session import open_database
+    from tagger.library.scan import scan, tag_writer
+    from tagger.tags.database import OwnWrites
+
+    music, lib = tmp_path / "music", tmp_path / "library.db"
+    a, b, c = (write_audio(music / f"{n}.flac", tone_signal([110.0 * (i + 1)], seconds=5.0)) for i, n in enumerate("abc"))
+    db = open_database(lib)
+    try:
+        assert scan([music], db=db, analyser=FakeAnalyser(), jobs=0, on_track=tag_writer(model_version="fake-1")).tags_written == 3
+        with db.session() as s:  # b: a track stored before revision 0010
+            s.execute(update(M.Track).where(M.Track.path == str(b)).values(audio_digest=None))
+        write_audio(c, tone_signal([4000.0], seconds=5.0))  # c: other audio, tagger's fields added
+        tags.write_instruments(c, **WRITE)
+        before = {song: _stored(lib, song) for song in (b, c)}
+        own = OwnWrites(db)
+        results = list(own.record(tags.remove_all([music])))
+        assert [r.written for r in results] == [True, True, True] and own.recorded == 1 and own.failed is None
+        assert {k: _stored(lib, a)[k] for k in _as_left(a)} == _as_left(a)
+        assert _stored(lib, b) == before[b] and _stored(lib, c) == before[c]
+
+        tags.write_instruments(a, **WRITE)
+        change = tags.remove_instruments(a)
+        _set_title(a, "saved right after the write")  # another program's, before the record
+        with db.session() as s:
+            done = writes.record_own_write(s, names=[str(a)], path=str(a), size=change.size, mtime=change.mtime,
+                                           ctime_ns=change.ctime_ns, audio_digest=change.audio_digest)
+        assert done is writes.Recorded.NOTHING
+        assert _stored(lib, a)["ctime_ns"] != os.stat(a).st_ctime_ns
+    finally:
+        db.close()
+
+
+def test_untag_right_after_tag_from_json_does_not_wait_for_the_files_it_wrote_of_the_library(tmp_path, monkeypatch):
+    """`tagger untag` right after `tagger tag --from-json` skipped every file as "changed 1 s ago,
+    still being written?": `tag --from-json` recorded nothing anywhere. Where a library database is
+    at hand (--db, or the default one) and holds the file's track, of the same audio, it records the
+    file as untag does (its tags not current: the next scan writes the library's results back); a
+    file the database does not hold (predicted, never scanned) still waits after it, and its skip
+    says how not to wait."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from conftest import predicted
+    from library_fakes import FakeAnalyser
+    from tagger.cli import app
+    from tagger.db.session import open_database
+    from tagger.library.scan import scan, tag_writer
+
+    monkeypatch.delenv("TAGGER_SETTLE_SECONDS")
+    music, lib = tmp_path / "music", tmp_path / "library.db"
+    a = write_audio(music / "a.flac", tone_signal([110.0], seconds=5.0))
+    db = open_database(lib)
+    try:
+        assert scan([music], db=db, analyser=FakeAnalyser(), jobs=0, on_track=tag_writer(model_version="fake-1")).tags_written == 1
+    finally:
+        db.close()
+    d = write_audio(music / "d.flac", tone_signal([440.0], seconds=5.0))  # never scanned
+    rows = tmp_path / "found.jsonl"
+    rows.write_text("".join(json.dumps(predicted(f, instruments=["organ"], scores={"organ": 0.9})) + "\n" for f in (a, d)))
+    monkeypatch.setenv("TAGGER_DB", str(lib))  # the default database
+    run = CliRunner().invoke
+    result = run(app, ["tag", "--from-json", str(rows), "--model-version", "m-2", "--settle-seconds", "0"])
+    assert result.exit_code == 0 and "2 tagged" in result.output, result.output
+    assert {k: _stored(lib, a)[k] for k in _as_left(a)} == _as_left(a)
+    monkeypatch.delenv("TAGGER_DB")
+
+    result = run(app, ["untag", str(music), "--db", str(lib)])  # was: both skipped, "still being written?"
+    assert result.exit_code == 1, result.output
+    assert f"untagged {a} (removed: organ)" in result.output, result.output
+    assert re.search(rf"skipped {re.escape(str(d))}: changed \d+ s ago, still being written\? \(settle time 10 s\); left "
+                     r"for a later run: run it again in \d+ s, or with --settle-seconds 0 if no other program is writing "
+                     "it", result.output), result.output  # fmt: skip
+    assert not tags.read_instruments(a).tagged and tags.read_instruments(d).instruments == ["organ"]
+
+
 @pytest.mark.skipif(not LINUX, reason="Linux leases")
 def test_untag_never_touches_a_file_another_program_is_writing_as_tagger_left_it(tmp_path, monkeypatch):
     """The other side of the rule above: a file exactly as recorded after tagger's write, which
@@ -1004,7 +1175,11 @@ def test_untag_knows_the_fingerprint_recorded_of_each_file_tagger_tagged(tmp_pat
         assert scan([music], db=db, analyser=FakeAnalyser(), jobs=0, on_track=tag_writer(model_version="fake-1")).tags_written == 2
     finally:
         db.close()
-    recorded = _recorded_as_tagged(str(tmp_path / "library.db"), [music])
+    db = open_database(tmp_path / "library.db", create=False)
+    try:
+        recorded = _recorded_as_tagged(db, str(tmp_path / "library.db"), [music])
+    finally:
+        db.close()
     for song in (a, b):
         st = os.stat(song)
         assert recorded[str(song)] == (st.st_size, st.st_mtime, st.st_ctime_ns, fingerprint(song))

@@ -53,7 +53,7 @@ def _was(before, after, *, converted: str | None = None) -> str:
     return "; ".join([_values(before), *notes])
 
 
-def _render(results, *, verb: str, dry_run: bool, stop=None, recorded: bool = False) -> None:
+def _render(results, *, verb: str, dry_run: bool, stop=None, recorded: bool = False, own=None) -> None:
     """One line per changed or skipped file, a summary (and a line counting the files recognised as
     changed since they were analysed in their tags alone: `tagger.tags.TagChange.retagged`), exit code
     1 when a file was skipped, or when a file written (or found holding its results) could not be
@@ -64,7 +64,8 @@ def _render(results, *, verb: str, dry_run: bool, stop=None, recorded: bool = Fa
     an empty file (`EmptyFileError`: 0 bytes, no tags at all). ``stop``: the run's `StopSignals`; a run it
     stopped (SIGINT, SIGTERM, SIGHUP: after the file it was writing) ends with its summary, a line
     saying so and exit code 128 + the signal number (``recorded``: the files written are recorded
-    in the library database)."""
+    in the library database). ``own``: the run's `tagger.tags.database.OwnWrites`, whose failure to
+    record (the database could not be written) is said in a line; the writes stand."""
     import signal
 
     from tagger.errors import EmptyFileError, TagWriteError, UntaggableError
@@ -109,6 +110,9 @@ def _render(results, *, verb: str, dry_run: bool, stop=None, recorded: bool = Fa
         echo(f"{retagged} file(s) whose tags were rewritten since the last scan (by another program, or tagger untag or "
              f"tag --from-json) recognised by their audio, the same as analysed"
              f"{': nothing recorded (dry run)' if dry_run else ', their new size and mtime recorded'}", err=True)  # fmt: skip
+    if own is not None and own.failed:
+        echo(f"tagger: note: {own.failed}; the writes from there on are not recorded in it, so the next command waits "
+             "the settle time for them", err=True)  # fmt: skip
     if stop is not None and stop.requested:
         name = signal.Signals(stop.signum).name
         done_so_far = ("nothing was written" if dry_run else
@@ -127,7 +131,8 @@ def tag(
         None, parser=F.path, help="Only files (or folders of files) among the analysed tracks."
     ),
     where: dict = F.FILTER,
-    db: str = typer.Option(None, "--db", help="Library database URL or SQLite file (default: $TAGGER_DB or the user data dir)."),
+    db: str = typer.Option(None, "--db", help="Library database URL or SQLite file (default: $TAGGER_DB or the user data dir); "
+                                              "with --from-json, the one that records the files written, where there is one."),
     from_json: Path = typer.Option(
         None, "--from-json", parser=F.path, help="Take the predictions from this `tagger predict --json` output instead of the database."
     ),
@@ -166,9 +171,19 @@ def tag(
                 echo(f"tagger: skipped {rejected}", err=True)
             raise fail("no analysed track matches", 1)
         roots = paths or [tags.rows_folder(predictions, source=from_json)]
-        with StopSignals() as stop:
-            written = tags.write_predictions(predictions, roots=roots, stop=lambda: stop.requested, **options)
-            _render(itertools.chain(rows.rejected, written), verb="tag", dry_run=dry_run, stop=stop)  # (bad rows first)
+        # (the library database, where there is one, records the files written: `untag` right after
+        # does not wait for them; was: every one skipped as "changed 1 s ago, still being written?")
+        database = None if dry_run else _library_at_hand(db, settle_seconds=0)
+        try:
+            own = None if database is None else _own_writes(database)
+            with StopSignals() as stop:
+                written = tags.write_predictions(predictions, roots=roots, stop=lambda: stop.requested, **options)
+                written = written if own is None else own.record(written)
+                _render(itertools.chain(rows.rejected, written), verb="tag", dry_run=dry_run, stop=stop,
+                        own=own)  # (bad rows first)  # fmt: skip
+        finally:
+            if database is not None:
+                database.close()
         return
     from tagger.db.session import open_database
 
@@ -201,8 +216,8 @@ def _shipped_model_version() -> str | None:
 def untag(
     paths: list[Path] = typer.Argument(..., parser=F.path, help="Audio files or folders (recursively)."),
     db: str = typer.Option(
-        None, "--db", help="Library database URL or SQLite file whose tag writes are not waited for "
-                           "(default: $TAGGER_DB or the user data dir, where there is one)."),
+        None, "--db", help="Library database URL or SQLite file whose tag writes are not waited for, and which "
+                           "records the files untagged (default: $TAGGER_DB or the user data dir, where there is one)."),
     keep_mtime: bool = typer.Option(False, "--keep-mtime", help="Keep each file's modification time."),
     dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Show what would change; write nothing."),
     settle_seconds: float = settle_option(),
@@ -214,32 +229,83 @@ def untag(
 
     INSTRUMENTS, INSTRUMENTS_MODEL, INSTRUMENTS_SCORES; INSTRUMENTS_COPIES and the unchanged copies
     of another tag's fields it lists. A file exactly as the library database recorded it after
-    tagger's own tag write is not waited for (--settle-seconds)."""
+    tagger's own write is not waited for (--settle-seconds); each file untagged is recorded there, so
+    that `tagger tag` right after does not wait for it either."""
     from tagger import tags
     from tagger.library.state import StopSignals
 
-    recorded = _recorded_as_tagged(db, paths) if settle_seconds > 0 else None
-    with StopSignals() as stop:
-        results = tags.remove_all(
-            paths, keep_mtime=keep_mtime, dry_run=dry_run, settle_seconds=settle_seconds,
-            follow_external_symlinks=follow_external_symlinks, stop=lambda: stop.requested, recorded=recorded,
-            include_hidden=include_hidden,
-        )  # fmt: skip
-        _render(results, verb="untag", dry_run=dry_run, stop=stop)
+    database = None if dry_run and settle_seconds <= 0 else _library_at_hand(db, settle_seconds=settle_seconds)
+    try:
+        recorded = _recorded_as_tagged(database, db, paths) if database is not None and settle_seconds > 0 else None
+        own = None if database is None or dry_run else _own_writes(database)
+        with StopSignals() as stop:
+            results = tags.remove_all(
+                paths, keep_mtime=keep_mtime, dry_run=dry_run, settle_seconds=settle_seconds,
+                follow_external_symlinks=follow_external_symlinks, stop=lambda: stop.requested, recorded=recorded,
+                include_hidden=include_hidden,
+            )  # fmt: skip
+            _render(results if own is None else own.record(results), verb="untag", dry_run=dry_run, stop=stop,
+                    own=own)  # fmt: skip
+    finally:
+        if database is not None:
+            database.close()
 
 
-def _recorded_as_tagged(db: str | None, paths: list[Path]) -> dict:
-    """The facts the library database records of the files under ``paths`` after tagger's own tag
-    writes (`tagger.db.listing.recorded_as_tagged`), which `untag` need not wait for. ``db`` None:
-    the default database ($TAGGER_DB, or the user data folder's) where there is one; none there, or
-    one that cannot be read (a line says why), is no facts: every recent file is waited for, as
-    before. A ``--db`` given that cannot be read is the command's error, no file changed. Paths whose
-    names are not UTF-8 have no tracks there and are left out of the query."""
-    from tagger.cli.database import _reading
-    from tagger.db.filter import TrackFilter
-    from tagger.db.listing import recorded_as_tagged
+def _library_at_hand(db: str | None, *, settle_seconds: float):
+    """The library database `untag` and `tag --from-json` read (the facts recorded after tagger's own
+    writes, which need not settle) and record their writes in (`tagger.tags.database.OwnWrites`), open;
+    None where there is none. ``db`` None: the default database ($TAGGER_DB, or the user data
+    folder's) where there is one; none there, or one that cannot be opened (a line says why), is
+    None: every recent file is waited for, and nothing recorded, as before. A ``--db`` given that
+    cannot be opened is the command's error, no file changed."""
+    from tagger.db.session import open_database
     from tagger.db.urls import as_url, sqlite_file
     from tagger.errors import TaggerError, UserError
+
+    if db is not None:
+        return open_database(db, create=False)
+    try:
+        url = as_url(None)
+    except UserError:  # (no home folder, nor $TAGGER_DB: no library database)
+        return None
+    default = sqlite_file(url)
+    if default is not None and not default.exists():
+        return None
+    try:
+        return open_database(None, create=False)
+    except TaggerError as exc:
+        waits = "every file changed within the settle time is left for a later run, and " if settle_seconds > 0 else ""
+        echo(f"tagger: note: {exc}; so {waits}this run's writes are not recorded in it", err=True)
+        return None
+
+
+def _own_writes(database):
+    """`tagger.tags.database.OwnWrites` on ``database``, or None (a line says why) where it cannot be
+    written (a read-only file): the run's writes are then not recorded, the next command waits for them."""
+    from tagger.db.engine import read_only_path
+    from tagger.db.sqlite_files import read_only_reason
+    from tagger.tags.database import OwnWrites
+
+    path = read_only_path(database.engine)
+    if path is not None:
+        echo(f"tagger: note: the database {path} cannot be written ({read_only_reason(path)}): this run's writes are "
+             "not recorded in it, so the next command waits the settle time for them", err=True)  # fmt: skip
+        return None
+    return OwnWrites(database)
+
+
+def _recorded_as_tagged(database, db: str | None, paths: list[Path]) -> dict:
+    """The facts the library database ``database`` records of the files under ``paths`` after tagger's
+    own writes (`tagger.db.listing.recorded_as_tagged`), which `untag` need not wait for. One that
+    cannot be read is the command's error where it was given (``db``), and no facts otherwise (a
+    line says why): every recent file is waited for, as before. Paths whose names are not UTF-8 have
+    no tracks there and are left out of the query."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from tagger.db.filter import TrackFilter
+    from tagger.db.listing import recorded_as_tagged
+    from tagger.db.session import database_error
+    from tagger.errors import UserError
 
     usable = []
     for path in paths:
@@ -250,18 +316,12 @@ def _recorded_as_tagged(db: str | None, paths: list[Path]) -> dict:
     if not usable:
         return {}
     where = TrackFilter(paths=tuple(dict.fromkeys(form for forms in usable for form in forms)))
-    if db is not None:
-        return _reading(db, lambda reader: recorded_as_tagged(reader, where))
     try:
-        url = as_url(None)
-    except UserError:  # (no home folder, nor $TAGGER_DB: no library database)
-        return {}
-    default = sqlite_file(url)
-    if default is not None and not default.exists():
-        return {}
-    try:
-        return _reading(None, lambda reader: recorded_as_tagged(reader, where))  # (url's: not given, as --db is)
-    except TaggerError as exc:
-        echo(f"tagger: note: {exc}; so every file changed within the settle time is left for a later run",
-             err=True)  # fmt: skip
+        with database.reader() as reader:
+            return recorded_as_tagged(reader, where)
+    except SQLAlchemyError as exc:
+        error = database_error(database.url, exc, doing="read", then="no file was changed" if db is not None else "")
+        if db is not None:
+            raise error from None
+        echo(f"tagger: note: {error}; so every file changed within the settle time is left for a later run", err=True)
         return {}

@@ -118,6 +118,10 @@ class StoredResults:
     its facts (size, mtime, ctime) those tagger recorded after its own tag write (or those a
     tag-writing scan analysed, once the file had settled): a file found exactly so is no file still
     being written (`tagger.tags.batch.as_tagger_left_it`)."""
+    written_ctime_ns: int | None = None
+    """`tagger.db.models.Track.written_ctime_ns`: the ctime tagger's own last write (a tag write,
+    `tagger untag`) left the file with; where it is ``ctime_ns``, the facts are those that write left,
+    whatever the tags hold now (None: no such write recorded)."""
 
 
 @dataclass
@@ -144,7 +148,7 @@ def tracks_to_tag(session: Session, where: TrackFilter) -> list[TrackToTag]:
         if summary.model_version:
             stored = StoredResults(row.id, row.model_version_id, row.scan_id, _datetime(row.analysed_at), row.size,
                                    row.mtime, row.fingerprint, row.rewrite_hash, row.content_hash, row.ctime_ns,
-                                   row.audio_digest, bool(row.tags_current))  # fmt: skip
+                                   row.audio_digest, bool(row.tags_current), row.written_ctime_ns)  # fmt: skip
             out.append(TrackToTag(summary.path, summary.instruments, summary.scores, summary.model_version,
                                   row.size, row.mtime, tuple(json.loads(row.families or "[]")), stored))  # fmt: skip
     return out
@@ -157,9 +161,10 @@ fingerprint (`recorded_as_tagged`)."""
 
 def recorded_as_tagged(reader: Reader, where: TrackFilter) -> dict[str, RecordedFacts]:
     """The tracks under ``where``'s paths whose tags the library database (read through ``reader``)
-    records as current (`StoredResults.tags_current`),
+    records as current (`StoredResults.tags_current`), or whose facts it records as those tagger's
+    own last write left (`StoredResults.written_ctime_ns`: an `untag`'s, a `tag --from-json`'s),
     by path: the size, mtime and ctime their file had when that was recorded, right after tagger's
-    own tag write (or as a tag-writing scan found the file settled). A file found exactly so has been
+    own write (or as a tag-writing scan found the file settled). A file found exactly so has been
     written by no program since (any write changes its ctime): `tagger untag` does not wait for it to
     settle (`tagger.tags.remove_instruments`' ``recorded``), and its fingerprint is the one checked
     again where a FUSE file system gives it another number meanwhile. Only the paths are filtered: the
@@ -169,7 +174,8 @@ def recorded_as_tagged(reader: Reader, where: TrackFilter) -> dict[str, Recorded
     untagged nothing."""
     out: dict[str, RecordedFacts] = {}
     for part in TrackFilter(paths=where.paths).by_paths():  # (no paths: every track)
-        conds = [Sql("tracks.tags_current = TRUE AND tracks.ctime_ns IS NOT NULL"), *part.clauses(reader.dialect)]
+        conds = [Sql("(tracks.tags_current = TRUE OR tracks.written_ctime_ns = tracks.ctime_ns) "
+                     "AND tracks.ctime_ns IS NOT NULL"), *part.clauses(reader.dialect)]  # fmt: skip
         rows = reader.tuples(sql("SELECT tracks.path, tracks.size, tracks.mtime, tracks.ctime_ns, tracks.fingerprint "
                                  "FROM tracks WHERE {}", joined(" AND ", conds)))  # fmt: skip
         out.update((path, (int(size), float(mtime), int(ctime_ns), fingerprint or None))
@@ -234,7 +240,7 @@ _PAGE_COLUMNS = ("tracks.id", "tracks.path", "tracks.duration", "tracks.format",
 """The columns of a query's page of tracks (`_pages`)."""
 _STORED_COLUMNS = ("tracks.size", "tracks.mtime", "tracks.fingerprint", "tracks.scan_id", "tracks.analysed_at",
                    "tracks.rewrite_hash", "tracks.content_hash", "tracks.ctime_ns", "tracks.audio_digest",
-                   "tracks.tags_current", "model_versions.families")  # fmt: skip
+                   "tracks.tags_current", "tracks.written_ctime_ns", "model_versions.families")  # fmt: skip
 """The columns `tracks_to_tag` reads besides (`StoredResults`)."""
 
 

@@ -344,7 +344,7 @@ class ScanWriter:
         analysed before revision 0010 has none)."""
         track = self.track_for(work)
         track.size, track.mtime, track.fingerprint, track.content_hash = size, mtime, fingerprint, content_hash
-        track.ctime_ns = ctime_ns
+        track.ctime_ns = track.written_ctime_ns = ctime_ns  # (tagger's own write: `as_tagger_left_it`)
         track.rewrite_hash = None
         if audio_digest is not None:
             track.audio_digest = audio_digest

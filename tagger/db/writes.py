@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import logging
+from collections.abc import Sequence
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -64,13 +65,13 @@ def record_rewrite(session: Session, *, path: str, size: int | None, mtime: floa
         return Recorded.NOTHING
     if written is None:
         track.size, track.mtime, track.fingerprint, track.content_hash = facts
-        track.ctime_ns, track.rewrite_hash = ctime_ns, None
+        track.ctime_ns, track.rewrite_hash, track.written_ctime_ns = ctime_ns, None, ctime_ns
         if audio_digest is not None:
             track.audio_digest = audio_digest
         if tags_current is not None:
             track.tags_current = tags_current
         return Recorded.FILE
-    new = {**_facts(facts, ctime_ns=ctime_ns), "rewrite_hash": None}
+    new = {**_facts(facts, ctime_ns=ctime_ns), "rewrite_hash": None, "written_ctime_ns": ctime_ns}
     if audio_digest is not None:
         new["audio_digest"] = audio_digest
     same_file = _same_file(path, written)
@@ -81,6 +82,39 @@ def record_rewrite(session: Session, *, path: str, size: int | None, mtime: floa
     # the bytes just rewritten, the file's new facts are stored, so the next scan only writes their tags.
     _update(session, same_file, {**new, "tags_current": False})
     return Recorded.NOT_CURRENT  # (the caller reports it)
+
+
+def record_own_write(session: Session, *, names: Sequence[str], path: str, size: int, mtime: float,
+                     ctime_ns: int, audio_digest: str | None) -> Recorded:  # fmt: skip
+    """After tagger's own write changed the tags of the file ``path`` other than to the results stored
+    for it (`tagger untag` removing them, `tagger tag --from-json` writing a row's), leaving it with
+    ``size``, ``mtime`` and ``ctime_ns`` and its audio bytes hashing to ``audio_digest`` (as the write
+    read them and checked it left them, `tagger.tags.TagChange.audio_digest`): store the file's new
+    size, mtime, fingerprint, content hash and ctime, and that ctime as tagger's own write's
+    (``written_ctime_ns``), its tags not current (`Recorded.FILE`), so that the next command does not
+    wait for the file as for one still being written, and a scan sees it unchanged and writes its
+    results back into it. The track is the analysed one stored under one of ``names`` (the file's
+    names the database may hold it by, `tagger.db.filter.path_forms`) whose audio digest is
+    ``audio_digest``: its results are this very audio's. `Recorded.NOTHING` for any other (none
+    there, another audio, no digest stored or none read: a format without the check, a track stored
+    before revision 0010), and for a file no longer what the write left (another program changed it
+    since: `tagger.fingerprint.read_back`; the next scan sees it changed). Raises
+    `tagger.errors.AudioReadError` when the file cannot be read (nothing is stored then)."""
+    from tagger.fingerprint import read_back
+
+    if not audio_digest or not names:
+        return Recorded.NOTHING
+    same = [M.Track.path.in_(list(names)), M.Track.status == M.STATUS_OK, M.Track.audio_digest == audio_digest]
+    track_id = session.scalar(select(M.Track.id).where(*same).order_by(M.Track.id).limit(1))
+    if track_id is None:
+        return Recorded.NOTHING
+    facts = read_back(path, size=size, mtime=mtime, ctime_ns=ctime_ns)
+    if facts is None:
+        log.warning("%s: changed by another program right after its tags were written; left for the next scan", path)
+        return Recorded.NOTHING
+    values = {**_facts(facts, ctime_ns=ctime_ns), "rewrite_hash": None, "written_ctime_ns": ctime_ns,
+              "tags_current": False}  # fmt: skip
+    return Recorded.FILE if _update(session, [M.Track.id == track_id, *same], values) else Recorded.NOTHING
 
 
 def record_pending(session: Session, *, path: str, written: StoredResults, content_hash: str) -> bool:

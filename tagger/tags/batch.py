@@ -360,13 +360,17 @@ def write_predictions(
 def as_tagger_left_it(pred: Prediction) -> bool:
     """Whether ``pred``'s file is exactly as the library database recorded it with its tags current
     (its size, mtime and ctime those ``pred.stored`` holds: as tagger's own tag write, a scan's or a
-    `tagger tag`'s, left it, or as a tag-writing scan found it settled and analysed it): no other
-    program wrote to it since (any write changes its ctime), so it is not "still being written"
-    however recent its mtime, and the settle time need not pass (was: `tagger tag --scores` right
-    after a tag-writing scan skipped every file as "changed 2 s ago, still being written?", the
-    mtime being tagger's own write). The write still checks the file is the one recorded."""
+    `tagger tag`'s, left it, or as a tag-writing scan found it settled and analysed it), or as tagger's
+    own last write left it whatever its tags hold (``written_ctime_ns``: `tagger untag`'s, recorded
+    after it): no other program wrote to it since (any write changes its ctime), so it is not "still
+    being written" however recent its mtime, and the settle time need not pass (was: `tagger tag
+    --scores` right after a tag-writing scan skipped every file as "changed 2 s ago, still being
+    written?", the mtime being tagger's own write; and `tag` right after `untag` likewise). The write
+    still checks the file is the one recorded."""
     stored = pred.stored
-    if stored is None or not stored.tags_current or stored.ctime_ns is None:
+    if stored is None or stored.ctime_ns is None:
+        return False
+    if not (stored.tags_current or stored.written_ctime_ns == stored.ctime_ns):
         return False
     try:
         st = os.stat(pred.path)

@@ -296,3 +296,55 @@ def _recovered(session, pred: Prediction, *, dry_run: bool, inside: list | None)
         return pred  # (skipped by the write, with its reason)
     stored = writes.recover_rewrite(session, path=pred.path, written=pred.stored, dry_run=dry_run)
     return pred if stored is None else replace(pred, expected=(stored.size, stored.mtime), stored=stored)
+
+
+@dataclass
+class OwnWrites:
+    """The library database's record of tagger's writes that are not of its stored results (`tagger
+    untag` removing tagger's fields, `tagger tag --from-json` writing the rows of `tagger predict
+    --json`): after each, the file's new facts, its tags not current, and its ctime as tagger's own
+    write's (`tagger.db.writes.record_own_write`), so that the next `tag`, `untag` or scan does not
+    wait for the file as for one still being written (was: `tag` right after `untag` skipped every
+    file as "changed 1 s ago, still being written?"; nothing was recorded). Only a track whose stored
+    audio digest is the file's is recorded (its results are this audio's); other files are left to
+    the next scan, as before. Recording is a help, not the command's work: a database that cannot
+    record stops the recording (``failed`` says why), never the writes."""
+
+    database: object
+    recorded: int = 0
+    """The files recorded."""
+    failed: str | None = None
+    """Why the recording stopped (the database could not be written), None while it goes on."""
+
+    def record(self, results: Iterable[TagChange | TagWriteError]) -> Iterator[TagChange | TagWriteError]:
+        """``results``, each file written recorded before it is given on."""
+        for result in results:
+            if isinstance(result, TagChange) and result.written and self.failed is None:
+                self._record(result)
+            yield result
+
+    def _record(self, change: TagChange) -> None:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from tagger.db import writes
+        from tagger.db.filter import path_forms
+        from tagger.db.session import database_error
+        from tagger.errors import AudioReadError
+
+        if not change.audio_digest or change.ctime_ns is None:
+            return  # (a format without the check: which track's audio it is cannot be told)
+        try:
+            names = path_forms(change.path)
+        except UserError:  # (a name that is not UTF-8: the database holds no track of it)
+            return
+        try:
+            with self.database.session() as session:
+                done = writes.record_own_write(session, names=names, path=change.path, size=change.size,
+                                               mtime=change.mtime, ctime_ns=change.ctime_ns,
+                                               audio_digest=change.audio_digest)  # fmt: skip
+        except AudioReadError:  # gone or unreadable right after the write: the next scan sees it
+            return
+        except SQLAlchemyError as exc:
+            self.failed = str(database_error(self.database.url, exc, doing="write"))
+            return
+        self.recorded += done is writes.Recorded.FILE
