@@ -408,6 +408,43 @@ def test_untag_records_only_the_files_whose_audio_is_the_one_analysed(tmp_path):
         db.close()
 
 
+def test_untag_goes_on_when_the_database_cannot_record_its_writes(tmp_path, monkeypatch):
+    """Recording is a help to the next command, not untag's work: a database that fails to record
+    (here: locked past the wait) is said in one line, the files are untagged all the same (exit 0),
+    and the database keeps what it held."""
+    from sqlalchemy.exc import OperationalError
+    from typer.testing import CliRunner
+
+    from library_fakes import FakeAnalyser
+    from tagger.cli import app
+    from tagger.db import writes
+    from tagger.db.session import open_database
+    from tagger.library.scan import scan, tag_writer
+
+    music, lib = tmp_path / "music", tmp_path / "library.db"
+    a, b = (write_audio(music / f"{n}.flac", tone_signal([110.0 * (i + 1)], seconds=5.0)) for i, n in enumerate("ab"))
+    db = open_database(lib)
+    try:
+        assert scan([music], db=db, analyser=FakeAnalyser(), jobs=0, on_track=tag_writer(model_version="fake-1")).tags_written == 2
+    finally:
+        db.close()
+    before = {song: _stored(lib, song) for song in (a, b)}
+    calls = []
+
+    def locked(session, **kw):
+        calls.append(kw["path"])
+        raise OperationalError("UPDATE tracks", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(writes, "record_own_write", locked)
+    result = CliRunner().invoke(app, ["untag", str(music), "--db", str(lib)])
+    assert result.exit_code == 0 and "2 untagged, 0 unchanged, 0 skipped" in result.output, result.output
+    assert len(calls) == 1  # (no second try after the first failure)
+    assert f"tagger: note: cannot write the database sqlite:///{lib}: database is locked" in result.output, result.output
+    assert "the writes from there on are not recorded in it, so the next command waits the settle time" in result.output
+    assert not tags.read_instruments(a).tagged and not tags.read_instruments(b).tagged
+    assert {song: _stored(lib, song) for song in (a, b)} == before
+
+
 def test_untag_right_after_tag_from_json_does_not_wait_for_the_files_it_wrote_of_the_library(tmp_path, monkeypatch):
     """`tagger untag` right after `tagger tag --from-json` skipped every file as "changed 1 s ago,
     still being written?": `tag --from-json` recorded nothing anywhere. Where a library database is
