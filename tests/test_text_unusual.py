@@ -398,12 +398,15 @@ def test_a_file_name_with_a_line_break_stays_out_of_the_decoders_reason(tmp_path
     broken file of a plain name gets. So it is of a name holding control characters, which ffmpeg's
     log writes as '?' (an escape sequence: the reason `tagger errors` showed was 'b?[31m.wav: Invalid
     data found when processing input', the name ffmpeg wrote not found in its message; found
-    red-teaming the reporting commands)."""
+    red-teaming the reporting commands), and of a name that is not UTF-8, which ffmpeg's message, read
+    as UTF-8, holds with U+FFFD for each such byte (`tagger predict 'latin<E9>.wav'` gave '(/music/latin
+    \ufffd.wav: Invalid data ...)', the whole path; found reviewing 96e260b)."""
     from tagger.audio import info
     from tagger.errors import AudioReadError
 
     reasons = []
-    for name in ("plain.wav", "bad\nname.wav", "odd\r\nname.wav", "esc\n\x1b[31mred.wav", "bell\x07.wav"):
+    for name in ("plain.wav", "bad\nname.wav", "odd\r\nname.wav", "esc\n\x1b[31mred.wav", "bell\x07.wav",
+                 os.fsdecode(b"latin \xe9.wav"), os.fsdecode(b"both \xe9\x1b[1m.wav")):
         (tmp_path / name).write_bytes(b"RIFF garbage" * 100)
         with pytest.raises(AudioReadError) as caught:
             info(tmp_path / name)

@@ -59,7 +59,9 @@ def _said(text: str, path: str | os.PathLike) -> str:
     them), so that name alone is cut: a relative one, also cut before, took letters out of the
     message wherever they stood (``tagger predict a``: 'Invthe filelid dthe filetthe file found')."""
     p = opened_name(path)
-    for name in dict.fromkeys((p, _FFMPEG_LOGGED.sub("?", p))):  # (as given; as ffmpeg's log writes it)
+    read = os.fsencode(p).decode("utf-8", "replace")  # (as its message is read: a byte not UTF-8 is U+FFFD)
+    for name in dict.fromkeys((p, read, _FFMPEG_LOGGED.sub("?", p), _FFMPEG_LOGGED.sub("?", read))):
+        # (as given, as read back, and as ffmpeg's log writes it)
         text = text.replace(f"{name}: ", "").replace(repr(name), "the file").replace(name, "the file")
     return text
 
