@@ -591,3 +591,31 @@ def test_an_auto_option_that_is_not_a_yes_or_no_is_one_error_line_and_the_plugin
         lib._close()
         _unload()
         beets.config.clear()
+
+
+def test_each_run_stores_only_the_paths_no_earlier_run_was_given(beets_lib):
+    """Was: every ``beet instruments`` (and every import with ``auto``) stored the path of every item
+    it was given in its scan's record, as a scan stores the folders it was given, where beets gives
+    the items' files: the same paths again at every run, 4-5 MB for a library of 50,000 items, read
+    whole by every prune (found red-teaming the plugin's database on a library run several times).
+    A scan stores the roots no earlier scan was given; their union, all that is read of them, is
+    the same."""
+    import json
+
+    from sqlalchemy import text
+
+    from tagger.db.reads import scanned_roots
+    from tagger.db.session import open_database
+
+    lib, plugin, files = beets_lib
+    beet(lib, "instruments", "-W")
+    beet(lib, "instruments", "-W")
+    database = open_database(str(beets.config["instruments"]["database"].get()))
+    try:
+        with database.session() as s:
+            stored = [json.loads(roots) for (roots,) in s.execute(text("SELECT roots FROM scans ORDER BY id"))]
+            union = scanned_roots(s)
+    finally:
+        database.close()
+    assert sorted(stored[0]) == sorted(files.values()) and stored[1:] == [[]]  # (was: every path again)
+    assert union == sorted(files.values())

@@ -42,7 +42,8 @@ class ModelVersion(Base):
 
 
 class Scan(Base):
-    """``roots``: JSON list of the scanned folders."""
+    """``roots``: JSON list of the folders (or files) the scan was given that no earlier scan was
+    given (`tagger.db.reads.scanned_roots` reads their union)."""
 
     __table__ = T.scans
 

@@ -66,7 +66,7 @@ scans = Table(
     Column("id", Integer, primary_key=True),
     Column("started_at", DateTime, nullable=False, default=utcnow),
     Column("finished_at", DateTime, nullable=True),
-    Column("roots", Text, nullable=False, default="[]"),  # JSON list of the scanned folders
+    Column("roots", Text, nullable=False, default="[]"),  # JSON list of the scanned folders no earlier scan was given
     Column("model_version_id", ForeignKey("model_versions.id"), nullable=True),
     Column("scanned", Integer, nullable=False, default=0),
     Column("skipped", Integer, nullable=False, default=0),
