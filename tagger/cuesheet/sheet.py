@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tagger.constants import WINDOW_SECONDS
 from tagger.errors import TaggerError
 
 FRAMES_PER_SECOND = 75
@@ -46,7 +47,7 @@ class CueSheet:
     """What the reader has to say that does not stop it (another cue sheet naming the file, left out)."""
 
 
-HIDDEN_TRACK_SECONDS = 4.0
+HIDDEN_TRACK_SECONDS = WINDOW_SECONDS
 """The shortest audio before the first track that `with_hidden_track` lists as a track: one analysis
 window (`tagger.constants.WINDOW_SECONDS`); a shorter one is a pre-gap of silence or a click."""
 
