@@ -358,5 +358,5 @@ def test_an_embedded_cue_sheet_behind_an_id3v2_tag(tmp_path, footer, tags):
         assert "Low" in mutagen.flac.FLAC(flac)["CUESHEET"][0]
     sheet = find_cue_sheet(flac)
     assert sheet.source == f"{flac} (embedded CUESHEET comment)" and [t.title for t in sheet.tracks] == ["Low", "Middle", "High"]
-    flac.write_bytes(b"ID3\x04\x00\x00\x00\x00\x80\x00" + flac.read_bytes()[10:])  # (no syncsafe size: no tag, no FLAC)
+    flac.write_bytes(b"ID3\x04\x00\x00\x00\x00\x80\x00" + flac.read_bytes()[10:])  # (a size not syncsafe, read as tagger reads one: no fLaC after it)
     assert find_cue_sheet(flac) is None
