@@ -118,7 +118,9 @@ class InstrumentsField(_Ours, mediafile.ListMediaField):
 
 
 class ModelField(_Ours, mediafile.MediaField):
-    """The INSTRUMENTS_MODEL tag; an empty value removes it."""
+    """The INSTRUMENTS_MODEL tag; an empty value removes it, and the results with it (INSTRUMENTS and
+    INSTRUMENTS_SCORES: without their model, they read as someone else's fields, which neither tagger
+    nor the plugin ever changes again)."""
 
     def __init__(self):
         from tagger import tags
@@ -130,6 +132,17 @@ class ModelField(_Ours, mediafile.MediaField):
             super().__set__(mf, str(value))
         else:
             self.__delete__(mf)
+
+    def __delete__(self, mf):
+        if _foreign(mf):
+            return
+        # (first: alone, they would read as someone else's; mediafile's update sets the fields in the order of
+        # their names, so beets' write sets `instruments` before this, which removes it again)
+        for name in ("instruments", "instruments_scores"):
+            field = mediafile.MediaFile.__dict__.get(name)
+            if isinstance(field, _Ours):
+                field.__delete__(mf)
+        super().__delete__(mf)
 
 
 class ScoresField(_Ours, mediafile.ListMediaField):

@@ -619,3 +619,27 @@ def test_each_run_stores_only_the_paths_no_earlier_run_was_given(beets_lib):
         database.close()
     assert sorted(stored[0]) == sorted(files.values()) and stored[1:] == [[]]  # (was: every path again)
     assert union == sorted(files.values())
+
+
+@pytest.mark.parametrize("name", ["duo.mp3", "string.ogg"])
+def test_emptying_the_model_field_in_beets_leaves_no_results_without_their_model(beets_lib, caplog, name):
+    """Was: ``beet modify instruments_model=`` (or a ``beet write`` of an item whose model was
+    emptied) removed INSTRUMENTS_MODEL and left INSTRUMENTS, which without its model reads as someone
+    else's field: the next ``beet instruments`` left the file alone with a warning (`its INSTRUMENTS
+    field was not written by tagger ...`), as ``tagger tag`` and a scan do, for good (found red-teaming
+    the plugin with ``beet modify`` in a real beets library). The model's removal takes the results
+    with it; the next run writes them back."""
+    import mediafile
+
+    lib, plugin, files = beets_lib
+    path = files[name]
+    beet(lib, "instruments", "-w", "path:" + path)
+    assert tags.read_instruments(path).tagged
+    caplog.clear()
+    beet(lib, "modify", "-y", "-w", "path:" + path, "instruments_model=")
+    assert not tags.foreign_fields(mediafile.MediaFile(path))  # (was: INSTRUMENTS, alone)
+    assert not tags.read_instruments(path).tagged and not mediafile.MediaFile(path).instruments
+    beet(lib, "instruments", "-w", "path:" + path)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.records
+    state = tags.read_instruments(path)
+    assert state.model_version == "fake-1" and ", ".join(state.instruments) == _item(lib, path)["instruments"] != ""
