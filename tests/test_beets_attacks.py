@@ -643,3 +643,18 @@ def test_emptying_the_model_field_in_beets_leaves_no_results_without_their_model
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.records
     state = tags.read_instruments(path)
     assert state.model_version == "fake-1" and ", ".join(state.instruments) == _item(lib, path)["instruments"] != ""
+
+
+def test_an_item_whose_path_holds_a_folder_or_a_fifo_is_reported_as_such(beets_lib, caplog):
+    """Was: ``no such file`` of whatever stood at an item's path that was no regular file (a folder, a
+    FIFO), as of a file that is gone (found red-teaming the plugin with items whose files were
+    replaced). The reason says what is there."""
+    lib, plugin, files = beets_lib
+    folder, fifo, gone = files["bass.flac"], files["duo.mp3"], files["string.ogg"]
+    for path in (folder, fifo, gone):
+        os.remove(path)
+    os.mkdir(folder)
+    os.mkfifo(fifo)
+    beet(lib, "instruments", "-W", "title:bass", ",", "title:duo", ",", "title:string")
+    errors = sorted(r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR)
+    assert errors == sorted([f"{folder}: is a folder, not a file", f"{fifo}: not a regular file", f"{gone}: no such file"])

@@ -80,7 +80,7 @@ def analyse_files(
     for p in dict.fromkeys(wanted):
         real = os.path.realpath(p)
         if not os.path.isfile(p):
-            results[p] = FileResult(p, error="no such file")
+            results[p] = FileResult(p, error=_not_a_file(p))
         elif storable(real) != real:  # (the database holds UTF-8 text)
             results[p] = FileResult(p, error=f"the file name is not valid UTF-8 ({storable(real)}, with \\x escapes); "
                                              "rename the file to analyse it")  # fmt: skip
@@ -102,6 +102,20 @@ def analyse_files(
     for p, real in present.items():
         results[p] = found.get(real) or FileResult(p, error="not analysed (not an audio file?)")
     return summary, results
+
+
+def _not_a_file(path: str) -> str:
+    """Why ``path``, no regular file, cannot be analysed (was "no such file" of anything there: a folder
+    or a FIFO put at an item's path, a file behind a folder that cannot be entered)."""
+    import stat
+
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return "no such file"
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    return "is a folder, not a file" if stat.S_ISDIR(st.st_mode) else "not a regular file"
 
 
 def _result(track: M.Track, *, since, model: int | None) -> FileResult:
