@@ -366,6 +366,42 @@ def test_tag_right_after_untag_does_not_wait_for_the_files_untag_wrote(tmp_path,
     assert tags.read_instruments(a).instruments == ["bass"] and _stored(lib, a)["tags_current"]
 
 
+def test_a_scan_right_after_untag_writes_the_tags_back_without_waiting(tmp_path):
+    """A tag-writing scan right after `untag` found the files as untag recorded them, and still left
+    every one for a later scan as "changed 0 s ago" (its tag write waited the settle time, the recent
+    mtime being untag's own). A file exactly as tagger's own last write left it (size, mtime and ctime
+    those recorded, the ctime recorded as that write's) is written at once; one another program
+    saved since, or only touched, still waits."""
+    from typer.testing import CliRunner
+
+    from library_fakes import FakeAnalyser
+    from tagger.cli import app
+    from tagger.db.session import open_database
+    from tagger.library.scan import scan, tag_writer
+
+    music, lib = tmp_path / "music", tmp_path / "library.db"
+    a, b, c = (write_audio(music / f"{n}.flac", tone_signal([110.0 * (i + 1)], seconds=5.0)) for i, n in enumerate("abc"))
+
+    def tag_writing_scan(settle: float):
+        db = open_database(lib)
+        try:
+            return scan([music], db=db, analyser=FakeAnalyser(), jobs=0, settle_seconds=settle,
+                        on_track=tag_writer(model_version="fake-1", settle_seconds=settle))  # fmt: skip
+        finally:
+            db.close()
+
+    assert tag_writing_scan(0).tags_written == 3
+    result = CliRunner().invoke(app, ["untag", str(music), "--db", str(lib)])
+    assert result.exit_code == 0 and "3 untagged" in result.output, result.output
+    _set_title(b, "saved by a tag editor after untag")
+    os.utime(c)  # touched: its mtime now, no longer the one untag left
+    summary = tag_writing_scan(30)
+    assert (summary.scanned, summary.tags_written) == (0, 1), summary  # was: 0 written, all three deferred
+    assert sorted(path for path, _ in summary.deferred) == [str(b), str(c)], summary.deferred
+    assert tags.read_instruments(a).instruments == ["bass"] and _stored(lib, a)["tags_current"]
+    assert not tags.read_instruments(b).tagged and not tags.read_instruments(c).tagged
+
+
 def test_untag_records_only_the_files_whose_audio_is_the_one_analysed(tmp_path):
     """Untag's record gives the file's new facts to the track whose results are of its audio: one
     whose stored audio digest is the one the write read and left (a file whose audio another

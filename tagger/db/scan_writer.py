@@ -47,6 +47,10 @@ class FileState:
     """Which file it was (another file moved over it with the same size and mtime, ``mv``, has
     another inode) and its last status change (a write with the mtime set back changes it); None
     where not known."""
+    own_write: bool = False
+    """The file is exactly as the database recorded it after tagger's own last write (its size,
+    mtime and ctime those recorded, the ctime ``tracks.written_ctime_ns``: `tagger untag`'s): no
+    program wrote to it since, so its tag write does not wait the settle time."""
 
     @classmethod
     def of(cls, path: str, st: os.stat_result, fingerprint: str, track_id: int | None) -> FileState:

@@ -18,6 +18,7 @@ the plan reads the files (their fingerprints, `ContentHashes`) and writes what i
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -152,7 +153,8 @@ def plan_files(roots, *, writer: ScanWriter, mv_id: int, rescan_stale: bool, ret
 
 def _stored_rows(s, roots) -> dict[str, tuple]:
     """path -> (id, size, mtime, fingerprint, status, model version id, transient error, tags
-    current, content hash, ctime, audio digest) of every track stored under ``roots``, asked for a
+    current, content hash, ctime, audio digest, the ctime tagger's own last write left) of every
+    track stored under ``roots``, asked for a
     few hundred roots at a time (`tagger.db.sql.chunks`: one query per root made a scan of 12,000 files
     named one by one, a shell's ``*.flac``, spend 28 s here where a scan of their folder spent none)."""
     existing: dict[str, tuple] = {}
@@ -161,7 +163,8 @@ def _stored_rows(s, roots) -> dict[str, tuple]:
         for row in s.execute(
             select(M.Track.path, M.Track.id, M.Track.size, M.Track.mtime, M.Track.fingerprint, M.Track.status,
                    M.Track.model_version_id, M.Track.error_transient, M.Track.tags_current,
-                   M.Track.content_hash, M.Track.ctime_ns, M.Track.audio_digest).where(cond)  # fmt: skip
+                   M.Track.content_hash, M.Track.ctime_ns, M.Track.audio_digest,
+                   M.Track.written_ctime_ns).where(cond)  # fmt: skip
         ):
             existing[row[0]] = tuple(row[1:])
     return existing
@@ -295,7 +298,8 @@ class _Plan:
             writer.relinked(twin, path=path, mounted=mounted)
             row = self.existing[path] = (twin.id, twin.size, twin.mtime, twin.fingerprint, twin.status,
                                          twin.model_version_id, twin.error_transient, twin.tags_current,
-                                         twin.content_hash, twin.ctime_ns, twin.audio_digest)  # fmt: skip
+                                         twin.content_hash, twin.ctime_ns, twin.audio_digest,
+                                         twin.written_ctime_ns)  # fmt: skip
         if row is not None:
             self.known(path, st, fp, row, digest)
         else:
@@ -324,7 +328,7 @@ class _Plan:
         other bytes (analysed)."""
         writer, mtime = self.writer, st.st_mtime
         (track_id, old_size, old_mtime, old_fp, status, track_mv, transient, tags_current, old_hash, old_ctime,
-         old_audio) = row  # fmt: skip
+         old_audio, written_ctime) = row  # fmt: skip
         same = old_size == st.st_size and old_fp == fp
         # Another ctime: the file was renamed, copied or written here since (its mtime may have
         # been set back: two stems of one archive swapped by name), or only chmod-ed.
@@ -351,7 +355,9 @@ class _Plan:
             self.summary.skipped += 1
             # (a stale track's too, another model version's: its stored results, under that model's name)
             if self.retag is not None and status == M.STATUS_OK and track_mv is not None and not tags_current:
-                self.retag.append(FileState.of(path, st, fp, track_id))
+                # (a file exactly as tagger's own last write left it, `tagger untag`'s: not waited for)
+                own = same and not touched and old_ctime is not None and written_ctime == old_ctime
+                self.retag.append(dataclasses.replace(FileState.of(path, st, fp, track_id), own_write=own))
 
     def unknown(self, path: str, st: os.stat_result, fp: str, candidates: list[M.Track], digest) -> None:
         """A path the database does not know: moved (a gone track's file: `origin`), copied (an
@@ -500,8 +506,9 @@ def _undecodable_folder(folder: str) -> str:
 
 
 def defer_unsettled(work: list[FileState], settle_seconds: float, summary: ScanSummary) -> list[FileState]:
-    """The files to analyse now: those modified less than ``settle_seconds`` ago are left out
-    (nothing is stored for them, so the next scan finds them new or changed and analyses them)."""
+    """The files to analyse (or to tag) now: those modified less than ``settle_seconds`` ago are left
+    out (nothing is stored for them, so the next scan finds them new or changed and analyses them),
+    but for a file exactly as tagger's own last write left it (`FileState.own_write`)."""
     from tagger.tags import unsettled_reason
 
     if settle_seconds <= 0:
@@ -509,7 +516,7 @@ def defer_unsettled(work: list[FileState], settle_seconds: float, summary: ScanS
     now = time.time()
     kept = []
     for w in work:
-        reason = unsettled_reason(w.mtime, settle_seconds, now=now)
+        reason = None if w.own_write else unsettled_reason(w.mtime, settle_seconds, now=now)
         if reason is None:
             kept.append(w)
         else:

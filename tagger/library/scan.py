@@ -113,7 +113,8 @@ def tag_writer(
             scores=result.scores if scores else None, current_scores=None if scores else result.scores,
             over_other_model=result.model_version is None, id3v23=id3v23, keep_mtime=keep_mtime, dry_run=dry_run,
             expected=(analysed.size, analysed.mtime), fingerprint=analysed.fingerprint, inode=analysed.inode,
-            content_hash=analysed.content_hash, ctime_ns=analysed.ctime_ns, settle_seconds=settle_seconds,
+            content_hash=analysed.content_hash, ctime_ns=analysed.ctime_ns,
+            settle_seconds=0.0 if analysed.own_write else settle_seconds,
             families=result.families,
         )  # fmt: skip
 

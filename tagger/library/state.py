@@ -224,6 +224,9 @@ class AnalysedFile:
     ctime_ns: int | None = None
     """Its status-change time (``st_ctime_ns``): a file written over in place with its mtime set back
     keeps its inode but not its ctime; None where not known."""
+    own_write: bool = False
+    """It was found exactly as tagger's own last write left it (`tagger.db.scan_writer.FileState.own_write`):
+    its tag write does not wait the settle time (the write still checks it is the file found)."""
 
 
 OnTrack = Callable[[str, TrackResult, AnalysedFile], object]

@@ -31,7 +31,8 @@ class TagHook:
         `result` (false after a failed write or a dry run that found changes: the next scan retries)."""
         analysed = AnalysedFile(size=work.size, mtime=work.mtime, fingerprint=work.fingerprint or None,
                                 inode=None if work.inode is None else (work.device, work.inode),
-                                content_hash=track.content_hash, ctime_ns=work.ctime_ns)  # fmt: skip
+                                content_hash=track.content_hash, ctime_ns=work.ctime_ns,
+                                own_write=work.own_write)  # fmt: skip
         try:
             with self.writer.clock("tags"):
                 change = self.on_track(work.path, result, analysed)
