@@ -290,9 +290,32 @@ class InstrumentsPlugin(BeetsPlugin):
         ``~`` expanded, a relative path from a config file taken from beets' configuration folder
         (not from wherever ``beet`` runs, which would give each folder its own database)."""
         value = self.config[name].get()
-        if value is None or "://" in str(value):
+        if value is None:
             return value
+        if "://" in str(value):  # (a SQLite URL's relative file too: was taken from wherever `beet` ran)
+            return self._sqlite_file_from_config_folder(name, str(value))
         return self.config[name].as_filename()
+
+    def _sqlite_file_from_config_folder(self, name: str, url: str) -> str:
+        """``url`` (the option ``name``) with the relative file of a SQLite URL (``sqlite:///tagger.db``)
+        taken from where beets takes a relative path of that option (confuse's ``Filename``); any other
+        URL as it is (tagger's `as_url` says what is wrong with one)."""
+        from sqlalchemy.engine import make_url
+
+        try:
+            parsed = make_url(url)
+            sqlite = parsed.get_backend_name() == "sqlite"
+        except Exception:  # (ArgumentError, ValueError: as_url names the fault)
+            return url
+        file = parsed.database or ""
+        if not sqlite or file in ("", ":memory:") or file.startswith(("file:", "~")) or os.path.isabs(file):
+            return url
+        _, source = self.config[name].first()
+        if source.base_for_paths:
+            file = os.path.join(os.path.dirname(source.filename), file)
+        elif source.filename:
+            file = os.path.join(self.config.root().config_dir(), file)
+        return parsed.set(database=os.path.abspath(file)).render_as_string(hide_password=False)
 
     # -- the command and the import hook ----------------------------------------------------------
     def commands(self):

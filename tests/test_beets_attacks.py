@@ -184,12 +184,15 @@ def test_a_database_that_cannot_be_used_is_one_beets_error_line_not_a_traceback(
     assert notes.read_text() == "my notes, not a database\n" * 20
 
 
-def test_a_relative_database_path_is_beets_configuration_folders_wherever_beet_runs(beets_lib, tmp_path, monkeypatch):
+@pytest.mark.parametrize("given", ["tagger-of-beets.db", "sqlite:///tagger-of-beets.db"])
+def test_a_relative_database_path_is_beets_configuration_folders_wherever_beet_runs(beets_lib, tmp_path, monkeypatch,
+                                                                                     given):  # fmt: skip
     """As beets' own ``library: library.db``: one database, not one per folder ``beet`` is run from
-    (each would analyse the whole library again)."""
+    (each would analyse the whole library again). So is the relative file of a SQLite URL (was: taken
+    from the folder ``beet`` ran in, found red-teaming the plugin's configuration)."""
     lib, plugin, files = beets_lib
     beetsdir = tmp_path / "beetsdir"
-    (beetsdir / "config.yaml").write_text("instruments:\n  database: tagger-of-beets.db\n")
+    (beetsdir / "config.yaml").write_text(f"instruments:\n  database: {given}\n")
     beets.config["instruments"]["database"] = None  # (the test's own setting: the file's is used)
     beets.config.set_file(str(beetsdir / "config.yaml"))
     for folder in ("here", "there"):
