@@ -50,6 +50,18 @@ def _backdate(path: Path, seconds: float = 3600.0) -> None:
     os.utime(path, (t, t))
 
 
+def _settle_clock_stopped(monkeypatch, *paths: Path) -> None:
+    """The settle checks' clock (`tagger.tags.checks`) stopped half a second after the latest mtime of
+    `paths`: the files count as just changed however long the test runs (a run over 2 s, or over the
+    10 s default on a slow machine, made them old: "run it again in 8 s", or no refusal at all)."""
+    from types import SimpleNamespace
+
+    from tagger.tags import checks
+
+    now = max(p.stat().st_mtime for p in paths) + 0.5
+    monkeypatch.setattr(checks, "time", SimpleNamespace(time=lambda: now))
+
+
 def _title(path: Path) -> str | None:
     import mutagen
 
@@ -156,6 +168,7 @@ def test_untag_leaves_a_just_changed_file_alone_by_default(tmp_path, monkeypatch
     monkeypatch.delenv("TAGGER_SETTLE_SECONDS")
     song = write_audio(tmp_path / "song.flac", tone_signal([440.0], seconds=2.0))
     tags.write_instruments(song, **WRITE)
+    _settle_clock_stopped(monkeypatch, song)
     before = song.read_bytes()
     result = CliRunner().invoke(app, ["untag", str(song)])
     assert result.exit_code == 1, result.output
@@ -241,6 +254,7 @@ def test_untag_right_after_a_tag_writing_scan_does_not_wait_for_the_files_tagger
         db.close()
     _set_title(b, "saved by a tag editor since")
     tags.write_instruments(d := write_audio(music / "d.flac", tone_signal([440.0], seconds=5.0)), **WRITE)
+    _settle_clock_stopped(monkeypatch, a, b, c, d)  # (every file just changed: tagger's own writes are known)
     wait = r"changed \d+ s ago, still being written\? \(settle time 10 s\)"
 
     monkeypatch.setenv("TAGGER_DB", str(tmp_path / "nowhere.db"))  # no library database: every file waits

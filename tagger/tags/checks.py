@@ -9,6 +9,7 @@ too recently (`unsettled_reason`). `tagger.tags.rewrite` runs them before it dec
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 
 from tagger.errors import AudioReadError, ChangedSinceError, TagWriteError
@@ -101,7 +102,6 @@ def unsettled_reason(mtime: float, settle_seconds: float, *, now: float | None =
     A modification time in the future by less than the settle time counts as recent too.
     """
     import math
-    import time
 
     age = (time.time() if now is None else now) - mtime
     if settle_seconds <= 0 or abs(age) >= settle_seconds:
