@@ -661,6 +661,19 @@ def test_symlink_target_is_written_and_link_kept(originals, tmp_path):
     assert tags.read_instruments(song).instruments == ["bass", "guitar"]
 
 
+def _writer_got_in(path: Path, writer: threading.Thread) -> None:
+    """Wait until `writer` has opened `path` for writing: its write done (no lease on the file), or
+    its ``open`` waiting on the read lease the tag write holds (the kernel breaking it, /proc/locks).
+    (Was a 0.3 s sleep, which a loaded machine could end before the thread ran.)"""
+    ino, locks = os.stat(path).st_ino, Path("/proc/locks")
+    deadline = time.monotonic() + 60  # (a bound on a hang, not a timing)
+    while writer.is_alive():
+        if locks.exists() and any(" BREAKING " in line and f":{ino} " in line for line in locks.read_text().splitlines()):
+            return
+        assert time.monotonic() < deadline, "the other program never opened the file"
+        time.sleep(0.01)
+
+
 def test_file_changed_during_the_write_is_left_alone(originals, tmp_path, monkeypatch):
     song = tmp_path / "song.flac"
     shutil.copy2(originals("flac"), song)
@@ -677,7 +690,7 @@ def test_file_changed_during_the_write_is_left_alone(originals, tmp_path, monkey
         real_verify(tmp, **kwargs)
         appender.append(threading.Thread(target=append))
         appender[0].start()
-        time.sleep(0.3)  # the other program is in the middle of its write
+        _writer_got_in(song, appender[0])  # the other program is in the middle of its write
 
     monkeypatch.setattr(tags.writing, "_verify", verify_while_someone_appends)
     with pytest.raises(TagWriteError, match="changed while"):
