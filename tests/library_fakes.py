@@ -256,8 +256,13 @@ def changing_worker(conn, *args) -> None:
     worker_main(_ChangingEnd(conn), *args)
 
 
+SLOW_READ_SECONDS = 2.0
+"""How long each read of `_SlowFile` (and each block read of `_SlowBlocks`) takes: more than the
+content hash's and the audio digest's 1 s between progress messages, so that each read sends one."""
+
+
 class _SlowFile:
-    """A file whose reads take 0.8 s each (a network share)."""
+    """A file whose reads take `SLOW_READ_SECONDS` each (a network share)."""
 
     def __init__(self, f) -> None:
         self.f = f
@@ -265,7 +270,7 @@ class _SlowFile:
     def read(self, n=-1):
         import time
 
-        time.sleep(0.8)
+        time.sleep(SLOW_READ_SECONDS)
         return self.f.read(n)
 
     def __getattr__(self, name):  # seek, tell, ...: as the file's
@@ -279,8 +284,8 @@ class _SlowFile:
 
 
 def slow_storage_worker(conn, *args) -> None:
-    """`worker_main` reading the whole of each file (its content hash) as from slow storage: 0.8 s
-    per 1 MiB block (a target for `tagger.library.supervisor.worker_main`)."""
+    """`worker_main` reading the whole of each file (its content hash) as from slow storage:
+    `SLOW_READ_SECONDS` per 1 MiB block (a target for `tagger.library.supervisor.worker_main`)."""
     from tagger import fingerprint
     from tagger.library.analyse import worker_main
 
@@ -290,7 +295,7 @@ def slow_storage_worker(conn, *args) -> None:
 
 
 class _SlowBlocks(_SlowFile):
-    """A file whose reads of blocks (over 64 KiB) take 0.8 s each, its small reads (headers) none:
+    """A file whose reads of blocks (over 64 KiB) take `SLOW_READ_SECONDS` each, its small reads (headers) none:
     a network share's throughput."""
 
     def read(self, n=-1):
@@ -301,7 +306,7 @@ class _SlowBlocks(_SlowFile):
 
 def slow_digest_worker(conn, *args) -> None:
     """`worker_main` reading the audio bytes of each file for their digest (`tagger.tags.audio_digest`)
-    as from slow storage, 0.8 s per block of 1 MiB (the file no longer in the page cache after its
+    as from slow storage, `SLOW_READ_SECONDS` per block of 1 MiB (the file no longer in the page cache after its
     content hash); its content hash is read at the usual speed."""
     import builtins
 
