@@ -682,7 +682,9 @@ def test_a_file_that_hangs_its_worker_times_out_and_the_scan_goes_on(template, t
 
         def run():
             try:
-                outcome.append(scan([root], db=db, analyser=FakeAnalyser(), file_timeout=3,
+                # (10 s: the worker restarted after the hung file loads the analyser in its first file's
+                # task, which counts; 3 s left a loaded machine's imports no time to spare)
+                outcome.append(scan([root], db=db, analyser=FakeAnalyser(), file_timeout=10,
                                     backend=DaskBackend(address, spec=spec, connect_timeout=60, in_flight=1)))  # fmt: skip
             except BaseException as exc:
                 outcome.append(exc)
