@@ -529,6 +529,7 @@ def test_untag_right_after_tag_from_json_does_not_wait_for_the_files_it_wrote_of
     assert result.exit_code == 0 and "2 tagged" in result.output, result.output
     assert {k: _stored(lib, a)[k] for k in _as_left(a)} == _as_left(a)
     monkeypatch.delenv("TAGGER_DB")
+    _settle_clock_stopped(monkeypatch, a, d)  # (both just written)
 
     result = run(app, ["untag", str(music), "--db", str(lib)])  # was: both skipped, "still being written?"
     assert result.exit_code == 1, result.output
