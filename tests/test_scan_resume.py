@@ -29,9 +29,14 @@ from library_fakes import FakeAnalyser
 from tagger.db.session import open_database
 from tagger.library.scan import scan
 
+class Slowing(FakeAnalyser):  # 0.25 s a file, 5 s from the 7th on: the scan is still running when the test kills it
+    def predict_features(self, feats, batch_size=None):
+        self.delay = 0.25 if self.calls < 6 else 5.0
+        return super().predict_features(feats, batch_size)
+
 if __name__ == "__main__":
     db = open_database(sys.argv[1])
-    scan([sys.argv[2]], db=db, analyser=FakeAnalyser(delay=0.25), jobs=1, commit_every=1, predict_batch=2)
+    scan([sys.argv[2]], db=db, analyser=Slowing(), jobs=1, commit_every=1, predict_batch=2)
 """
 
 
