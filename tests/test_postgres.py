@@ -587,10 +587,12 @@ def test_the_scan_lock_outlives_a_servers_idle_session_timeout(pg_url):
     if engine.dialect.server_version_info < (14,):
         pytest.skip("idle_session_timeout is PostgreSQL 14's")
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
-        c.exec_driver_sql(f'ALTER DATABASE "{make_url(pg_url).database}" SET idle_session_timeout = 500')
+        # (2 s: each lock's connection is idle a moment before it opts out, a moment that 500 ms left
+        # a loaded machine little room for; the lock is then held idle for longer than that)
+        c.exec_driver_sql(f'ALTER DATABASE "{make_url(pg_url).database}" SET idle_session_timeout = 2000')
     engine.dispose()
     with postgres_scan_lock(pg_url):
-        time.sleep(1.5)
+        time.sleep(3.0)
         with pytest.raises(DatabaseBusy):
             with postgres_scan_lock(pg_url):
                 pass
