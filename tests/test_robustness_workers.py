@@ -72,7 +72,7 @@ def test_a_hung_decoder_times_out_and_a_crashing_one_is_replaced(tmp_path, db, m
     assert summary.failed == 2 and summary.scanned == len(good)
     with db.session() as s:
         assert {t.path: t.instruments for t in find_tracks(s)} == {str(p): ["bass"] for p in good}
-    assert took < 60, f"the scan took {took:.0f} s"
+    assert took < 120, f"the scan took {took:.0f} s"  # (a bound on a hang: the 8 s timeout and the good files)
     deadline = time.monotonic() + 60  # (a bound on a wait that normally ends at once)
     while _leftover_sleepers():  # the hung decoder died with its worker
         assert time.monotonic() < deadline, "the hung decoder process outlived the scan"
