@@ -115,3 +115,31 @@ class FailingModelAnalyser(FakeAnalyser):
 
     def predict_features(self, feats, batch_size=None):
         raise RuntimeError("the model runtime failed (simulated)")
+
+
+class StoppedInRetryAnalyser(FakeAnalyser):
+    """The FakeAnalyser, except for a file of exactly `windows` non-silent windows: the first
+    `crashes` workers analysing it die (a decoder crash: past the scheduler's allowed failures, the
+    file becomes a suspect, tried again alone); the next creates ``<folder>/alone-<pid of its
+    parent>`` (its nanny) and holds the file until it is stopped (at most `hold` seconds); the one
+    after analyses it."""
+
+    def __init__(self, *, folder: str, crashes: int = 1, windows: int = 7, hold: float = 120.0, **kwargs):
+        super().__init__(**kwargs)
+        self.folder, self.crashes, self.windows, self.hold = folder, crashes, windows, hold
+
+    def predict_features(self, feats, batch_size=None):
+        import time
+
+        if len(feats) == self.windows:
+            for turn in [*(f"crashed-{n}" for n in range(self.crashes)), "held"]:
+                try:
+                    os.close(os.open(os.path.join(self.folder, turn), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+                except FileExistsError:
+                    continue
+                if turn != "held":
+                    os._exit(3)
+                open(os.path.join(self.folder, f"alone-{os.getppid()}"), "w").close()
+                time.sleep(self.hold)
+                break
+        return super().predict_features(feats, batch_size)

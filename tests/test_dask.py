@@ -1182,6 +1182,62 @@ def test_a_file_tried_alone_kills_one_worker_only(tmp_path):
     assert len(os.listdir(deaths)) == 3 and summary.scanned == 3
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("allowed_failures", [0, 1])
+def test_a_worker_stopped_while_it_tries_a_file_alone_is_no_crash_of_the_file(tmp_path, caplog, allowed_failures):
+    """A worker stopped while it ran a suspect's alone retry (SIGTERM or Ctrl-C on ``dask worker``, a
+    cluster scaling down) counts as a death for the scheduler (the task's suspicious count), so the
+    file was stored as 'the decoder crashed' (a lasting error, tried again only with
+    --retry-errors) where the file had done nothing. A worker that reported it was closing before it
+    left is told from a death: the file is tried again alone on another worker. With allowed-failures
+    0 the stop fails the task (KilledWorker); with 1 it leaves it waiting for its gone worker."""
+    import logging
+    import signal
+    import threading
+
+    caplog.set_level(logging.WARNING, logger="tagger.library.distributed")
+    root, folder = tmp_path / "music", tmp_path / "turns"
+    _one_bad_and_three_ok(root, "stop.wav")  # (kills its first worker, is held by its second, analysed by its third)
+    folder.mkdir()
+    db = open_database(tmp_path / "lib.db")
+    spec = AnalyserSpec(kind="factory", factory="dask_fakes:StoppedInRetryAnalyser",
+                        kwargs=(("folder", str(folder)), ("crashes", allowed_failures + 1)))  # fmt: skip
+    outcome = []
+    try:
+        with _own_cluster(tmp_path, workers=2, nanny=True,
+                          DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES=str(allowed_failures)) as (address, _, workers):
+
+            def run():
+                try:
+                    outcome.append(scan([root], db=db, analyser=FakeAnalyser(),
+                                        backend=DaskBackend(address, spec=spec, connect_timeout=60)))  # fmt: skip
+                except BaseException as exc:
+                    outcome.append(exc)
+
+            t = threading.Thread(target=run, daemon=True)
+            t.start()
+            deadline = time.monotonic() + 120
+            while not list(folder.glob("alone-*")) and t.is_alive() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            held = [int(p.name.split("-")[1]) for p in folder.glob("alone-*")]
+            assert held, "the file was not tried alone"
+            [nanny] = [w for w in workers if w.pid == held[0]]
+            nanny.send_signal(signal.SIGTERM)  # (dask worker's own stop: it closes its worker, then itself)
+            t.join(150)  # (a scan that waits for ever fails here instead of hanging the test run)
+            assert nanny.wait(30) is not None
+        with db.session() as s:
+            rows = {os.path.basename(p): (st, e) for p, st, e in s.query(M.Track.path, M.Track.status, M.Track.error)}
+    finally:
+        db.close()
+    assert outcome, "the scan still waited"
+    summary = outcome[0]
+    assert not isinstance(summary, BaseException), summary
+    assert summary.errors == [] and (summary.scanned, summary.failed) == (4, 0), summary.errors
+    assert rows == {name: (M.STATUS_OK, None) for name in ("stop.wav", "ok0.wav", "ok1.wav", "ok2.wav")}, rows
+    assert any(re.search(r"the worker tcp://127\.0\.0\.1:\d+ was stopped \(not a crash\) while it analysed .*stop\.wav",
+                         r.getMessage()) for r in caplog.records), [r.getMessage() for r in caplog.records]  # fmt: skip
+
+
 def test_a_decoder_failing_on_a_worker_names_the_worker(tmp_path, db, monkeypatch):
     """A worker whose ffmpeg fails (another build, a broken install) stored 'ffmpeg could not decode
     the file: ...' as the file's own error, naming no machine, where a file the worker could not read

@@ -313,7 +313,8 @@ class _Tasks:
         if alone:
             if not self.suspects or self.index:
                 return None
-            workers = self.client.scheduler_info(n_workers=-1).get("workers") or {}
+            workers = {w: info for w, info in (self.client.scheduler_info(n_workers=-1).get("workers") or {}).items()
+                       if (info or {}).get("status") not in CLOSING}  # (one being stopped would leave under it)
             if not workers:
                 return None  # (a nanny restarting the worker the last one killed: tried once one is back)
             worker = alone_worker(workers)
@@ -371,8 +372,8 @@ class _Tasks:
             result = fut.result()
         except killed_worker as exc:
             last = getattr(getattr(exc, "last_worker", None), "address", None)
-            if not alone:
-                self.suspects.append((i, last or ""))
+            if not alone or _stopped_gracefully(self.client, last or alone, self.paths[i]):
+                self.suspects.append((i, last or alone))
                 fut.release()
                 return None
             result = crashed(self.paths[i], last or alone)
@@ -403,7 +404,8 @@ def _end_alone_at_its_death(tasks: _Tasks, futures, idle: _Idle, store: Callable
     """Store as crashed each file tried alone whose worker died under it once, and cancel its task: the
     scheduler would run it again (up to allowed-failures times, the task pinned to a worker a nanny
     restarts under another address, or waiting for a gone one for ever), each run killing another
-    worker. A task alone whose worker left the scheduler without dying under it is tried again."""
+    worker. A task alone whose worker left the scheduler without dying under it is tried again, as is
+    one whose worker was stopped under it (`_stopped_gracefully`: Dask counts that as a death too)."""
     if not tasks.alone:
         return
 
@@ -424,12 +426,39 @@ def _end_alone_at_its_death(tasks: _Tasks, futures, idle: _Idle, store: Callable
         if suspicious or state == "no-worker":
             i, fut, worker = tasks.take(key)
             fut.cancel()
-            if suspicious:
+            if suspicious and not _stopped_gracefully(tasks.client, worker, tasks.paths[i]):
                 store(i, crashed(tasks.paths[i], worker))
             else:
                 tasks.suspects.append((i, worker))
             idle.reset()
             tasks.submit_into(futures)
+
+
+CLOSING = ("closing", "closing_gracefully")
+"""The statuses a Dask worker reports to the scheduler once it is asked to stop (`Worker.close`,
+`Worker.close_gracefully`): by a Ctrl-C or SIGTERM on ``dask worker``, its owner, a cluster
+scaling down, its ``--lifetime``. A worker that dies (a crash, a kill, its nanny ending it for its
+memory) reports none before it leaves."""
+
+
+def _stopped_gracefully(client, worker: str, path: str) -> bool:
+    """Whether `worker` left the scheduler because it was asked to stop, not because it died: it reported
+    a `CLOSING` status first, as the scheduler's events of the worker say. The scheduler counts both
+    as a death against the tasks the worker held (distributed 2026.8: ``Scheduler.remove_worker``
+    without ``expected``), so a file tried alone on a worker stopped under it was stored as crashed
+    (a lasting error) where the file had done nothing. Logs a warning naming the worker and `path`
+    when it was; False when the scheduler cannot say (the file is then stored as crashed, as before)."""
+    try:
+        events = client.get_events(worker)
+    except Exception as exc:  # noqa: BLE001 - a scheduler going away is reported by the futures
+        log.debug("dask: cannot ask the scheduler how the worker %s left: %s", worker, exc)
+        return False
+    stopped = any(isinstance(msg, dict) and msg.get("action") == "worker-status-change" and msg.get("status") in CLOSING
+                  for _, msg in events or ())  # fmt: skip
+    if stopped:
+        log.warning("dask: the worker %s was stopped (not a crash) while it analysed %s alone; the file is tried "
+                    "again on another worker", worker, path)  # fmt: skip
+    return stopped
 
 
 def alone_worker(workers: dict) -> str | None:
