@@ -383,6 +383,25 @@ def test_a_query_table_that_selects_nothing_says_so_on_stderr(scanned, tmp_path)
     assert r.stderr == "no analysed track in the library database (tagger scan PATH analyses a folder)\n"
 
 
+def test_a_query_of_a_database_holding_only_failed_files_says_so_not_to_scan(tmp_path):
+    """A database whose every file failed (a scan of broken files, a beets library of them) was said
+    to be empty, to be filled with `tagger scan PATH` (found red-teaming the reporting commands on a
+    database holding only errors). The line counts the failed files and names `tagger errors`."""
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for name in ("a.wav", "b.mp3"):
+        (bad / name).write_bytes(b"RIFF this is no audio " * 20)
+    db_path = tmp_path / "library.db"
+    db = open_database(db_path)
+    try:
+        assert scan([bad], db=db, analyser=FakeAnalyser(), jobs=0, settle_seconds=0).failed == 2
+    finally:
+        db.close()
+    r = CliRunner().invoke(app, ["query", "--db", str(db_path)])
+    assert r.exit_code == 0 and r.stdout == ""
+    assert r.stderr == "no analysed track in the library database (2 file(s) could not be analysed: tagger errors lists them)\n"
+
+
 def test_show_of_a_file_no_scan_stores_says_why_and_errors_says_when_none_failed(scanned, tmp_path):
     """`tagger show cover.jpg` (an album's cover, beside the tracks of a scanned folder) said `not in the library
     database (scan its folder with tagger scan)`, which a scan never changes; `tagger errors` with no

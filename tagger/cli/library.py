@@ -151,8 +151,15 @@ def query(
         echo(f"{counts['tracks'] - skipped} track(s) written to {output}{but}", err=True)
     elif fmt == "table" and not counts["tracks"]:  # (a person's table said nothing at all, not even its header)
         conditions = any(v not in (None, (), []) for v in where_given.values())
-        echo("no analysed track matches these conditions" if conditions else
-             "no analysed track in the library database (tagger scan PATH analyses a folder)", err=True)  # fmt: skip
+        if conditions:
+            echo("no analysed track matches these conditions", err=True)
+        else:  # (a database holding only failed files was said to need a scan, as an empty one)
+            from tagger.db.queries import failed_tracks
+
+            failed = len(_reading(db, failed_tracks))
+            echo("no analysed track in the library database " + (
+                f"({failed} file(s) could not be analysed: tagger errors lists them)" if failed
+                else "(tagger scan PATH analyses a folder)"), err=True)  # fmt: skip
 
 
 def _query_cue_tracks(where_given: dict, *, fmt: str | None, output: Path | None, db: str | None) -> None:
