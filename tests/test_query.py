@@ -824,7 +824,10 @@ def test_a_query_paused_in_its_output_does_not_block_a_scan(tmp_path, monkeypatc
     from tagger.db import session as S
 
     monkeypatch.setattr(E, "shared_memory_works", lambda folder: False)
-    monkeypatch.setattr(E, "BUSY_TIMEOUT_S", 1.0)
+    # (10 s: the query paused in its output holds no lock, so the scan waits for none; the pages it
+    # reads before it blocks each hold the shared lock a moment, which a loaded machine may stretch
+    # past 1 s. A query that held its read through the pause would still fail the scan)
+    monkeypatch.setattr(E, "BUSY_TIMEOUT_S", 10.0)
     dbfile = synth_database(tmp_path / "lib.db", tracks=3000)
     open_database(dbfile).close()  # (out of WAL mode: a rollback journal from now on)
     music = tmp_path / "music"
