@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -118,14 +119,21 @@ class _InlinePool:
         return map(fn, items)
 
 
-def test_tree_memory_sees_a_child_and_its_children():
-    code = ("import subprocess, sys, time\n"
+def test_tree_memory_sees_a_child_and_its_children(tmp_path):
+    # (the two processes hold their memory until the sampler has seen both at once: was 1.5 s, which
+    # a sampler thread that a loaded machine left waiting could miss)
+    go = tmp_path / "go"
+    kid = "import os, sys, time; x = bytearray(30 * 2**20)\nwhile not os.path.exists(sys.argv[1]): time.sleep(0.02)"
+    code = ("import subprocess, sys\n"
             "big = bytearray(60 * 2**20)\n"
-            "kid = subprocess.Popen([sys.executable, '-c', 'import time; x = bytearray(30 * 2**20); time.sleep(1.5)'])\n"
-            "time.sleep(1.5); kid.wait()")  # fmt: skip
-    proc = subprocess.Popen([sys.executable, "-c", code])
+            "subprocess.Popen([sys.executable, '-c', sys.argv[1], sys.argv[2]]).wait()")  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-c", code, kid, str(go)])
     mem = B.TreeMemory(proc.pid, interval=0.05)
     mem.start()
+    deadline = time.monotonic() + 120  # (a bound on a hang, not a timing)
+    while mem.peak_total < 90 * 2**20 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    go.touch()
     proc.wait()
     mem.stop.set()
     mem.join()
