@@ -1107,6 +1107,47 @@ def test_the_tasks_keep_nothing_of_the_files_done(tmp_path, monkeypatch):
     assert tasks.index == {} and tasks.limits == {} and tasks.alone == {} and tasks.suspects == [] == tasks.stranded
 
 
+def test_a_scheduler_that_cannot_answer_taggers_questions_is_warned_of_once(tmp_path, caplog):
+    """The client asks the scheduler, by a function it sends (``run_on_scheduler``), which files run
+    past the file timeout and whether a worker died under a file tried alone. A scheduler that could
+    not answer (one on another Python version than the client's cannot load the function) left the
+    file timeout off, and the alone retry unstopped, with a line in the debug log only. The scan now
+    warns once of each, with the scheduler's reason; nothing is stored for the files meanwhile."""
+    import logging
+
+    from tagger.library.distributed import _end_alone_at_its_death, _Tasks
+
+    class Future:
+        def __init__(self, key):
+            self.key = key
+
+    class Client:
+        def submit(self, fn, path, **kwargs):
+            return Future(kwargs["key"])
+
+        def scheduler_info(self, n_workers=0):
+            return {"workers": {"tcp://10.0.0.7:40123": {"nanny": "tcp://10.0.0.7:40100"}}}
+
+        def run_on_scheduler(self, fn, *args, **kwargs):
+            raise TypeError("code() argument 13 must be str, not int")  # (a function of another Python version)
+
+    caplog.set_level(logging.WARNING, logger="tagger.library.distributed")
+    client = Client()
+    tasks = _Tasks(client, [str(tmp_path / "a.wav")], spec=FAKE, config=None, predict_batch=1, retries=0, file_timeout=3.0)
+    fut = tasks.submit_next()
+    tasks.alone[fut.key] = "tcp://10.0.0.7:40123"  # (as if tried alone)
+    idle, stored = type("Idle", (), {"reset": lambda self: None})(), []
+    for _ in range(3):  # (three checks, about a second apart in a scan)
+        DaskBackend(client)._time_out_overdue(client, tasks, [], idle, lambda i, r: stored.append(r))
+        _end_alone_at_its_death(tasks, [], idle, lambda i, r: stored.append(r))
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 2, warned
+    assert warned[0].startswith("dask: cannot ask the scheduler which files run past the file timeout (TypeError: code() "
+                                "argument 13 must be str, not int): no file is timed out while it cannot answer")  # fmt: skip
+    assert warned[1].startswith("dask: cannot ask the scheduler whether a worker died under a file tried alone (TypeError: ")
+    assert stored == [] and list(tasks.index) == [fut.key]
+
+
 def test_a_model_that_raises_on_a_worker_is_named_with_the_worker(cluster, tmp_path):
     """A task that raised (a worker's model runtime failing: an exception, not a crash) stopped the
     scan with 'the Dask cluster failed while analysing PATH: RuntimeError: ...', naming no machine of

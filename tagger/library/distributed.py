@@ -152,7 +152,12 @@ class DaskBackend:
     def _time_out_overdue(self, client, tasks: _Tasks, futures, idle: _Idle, store: Callable[[int, RemoteResult], None]) -> None:
         """Store as an error each file whose task a worker has run past its limit (`task_limit`),
         give that worker up (`_give_up`: restarted or closed) and submit the next file in its place."""
-        for key, worker, seconds in _overdue(client, tasks.index, tasks.limits):
+        try:
+            overdue = _overdue(client, tasks.index, tasks.limits)
+        except Exception as exc:  # noqa: BLE001 - said once (`_unanswered`); the futures report a scheduler gone
+            _unanswered(tasks, "which files run past the file timeout", "no file is timed out", exc)
+            return
+        for key, worker, seconds in overdue:
             i, fut, _ = tasks.take(key)
             self._give_up(client, fut, worker)
             store(i, RemoteResult(tasks.paths[i], error=f"timed out after {seconds:.0f} s on the Dask worker "
@@ -300,6 +305,8 @@ class _Tasks:
     deaths are their own."""
     stranded: list = field(default_factory=list)
     """The suspects left when no worker could try them alone (`alone_worker`), as in `suspects`."""
+    unanswered: set = field(default_factory=set)
+    """The questions the scheduler could not answer once, already warned of (`_unanswered`)."""
 
     def __post_init__(self) -> None:
         self._todo = iter(enumerate(self.paths))
@@ -419,8 +426,9 @@ def _end_alone_at_its_death(tasks: _Tasks, futures, idle: _Idle, store: Callable
 
     try:
         seen = tasks.client.run_on_scheduler(deaths, list(tasks.alone))
-    except Exception as exc:  # noqa: BLE001 - a scheduler going away is reported by the futures
-        log.debug("dask: cannot ask the scheduler of the files tried alone: %s", exc)
+    except Exception as exc:  # noqa: BLE001 - said once (`_unanswered`); the futures report a scheduler gone
+        _unanswered(tasks, "whether a worker died under a file tried alone",
+                    "such a file is not stopped at its first death (Dask tries it again up to its allowed-failures)", exc)
         return
     for key, (suspicious, state) in seen.items():
         if suspicious or state == "no-worker":
@@ -473,6 +481,21 @@ def alone_worker(workers: dict) -> str | None:
     return sorted(workers)[0] if len(workers) > 1 else None
 
 
+def _unanswered(tasks: _Tasks, question: str, meanwhile: str, exc: Exception) -> None:
+    """Warn, once a scan for each `question`, that the scheduler could not answer it: it runs a function
+    tagger sends it (``run_on_scheduler``), which a scheduler on another Python version than the
+    client's cannot load; what tagger then goes without (`meanwhile`) went without a word in the
+    log's default level (the file timeout silently off)."""
+    if question in tasks.unanswered:
+        log.debug("dask: cannot ask the scheduler %s: %s", question, exc)
+        return
+    tasks.unanswered.add(question)
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    log.warning("dask: cannot ask the scheduler %s (%s%s): %s while it cannot answer (a scheduler on another Python "
+                "version than the client's cannot load tagger's question; warned once a scan)", question,
+                type(exc).__name__, f": {reason}" if reason else "", meanwhile)  # fmt: skip
+
+
 def _erred_on(client, key: str) -> str:
     """`` on the Dask worker(s) ADDRESS...`` where the task `key` raised (a worker's model runtime
     failing: which machine), as the scheduler knows it; "" where it does not."""
@@ -508,7 +531,8 @@ def task_limit(path: str, timeout: float) -> float:
 def _overdue(client, index: dict, limits: dict) -> list[tuple[str, str, float]]:
     """``(key, worker, seconds)`` of the tasks in `index` that a worker has been running for more
     than their `limits` (seconds, by task key), as the scheduler knows from the workers'
-    heartbeats (a task waiting for its turn on a worker is not counted)."""
+    heartbeats (a task waiting for its turn on a worker is not counted). Raises what
+    ``run_on_scheduler`` raises when the scheduler cannot answer."""
 
     def executing(dask_scheduler=None) -> dict:  # (on the scheduler: nested, so pickled by value)
         import time as clock
@@ -517,11 +541,7 @@ def _overdue(client, index: dict, limits: dict) -> list[tuple[str, str, float]]:
         return {ts.key: (ws.address, seconds + max(0.0, now - ws.last_seen))
                 for ws in dask_scheduler.workers.values() for ts, seconds in ws.executing.items()}  # fmt: skip
 
-    try:
-        running = client.run_on_scheduler(executing)
-    except Exception as exc:  # noqa: BLE001 - a scheduler going away is reported by the futures
-        log.debug("dask: cannot ask the scheduler what runs: %s", exc)
-        return []
+    running = client.run_on_scheduler(executing)
     return [(key, worker, seconds) for key, (worker, seconds) in running.items()
             if key in index and seconds > limits.get(key, float("inf"))]  # fmt: skip
 
