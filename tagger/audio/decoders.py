@@ -17,7 +17,8 @@ import numpy as np
 from tagger.audio.fileinfo import FFMPEG_MAX_RATE, AudioInfo
 from tagger.audio.flac import _flac_end_whole
 from tagger.audio.formats import AUDIO_DEMUXERS, SOUNDFILE_DEMUXERS
-from tagger.audio.losses import _cut_short, _note_or_refuse, _seconds_of
+from tagger.audio.lengths import SHORTFALL_SLACK
+from tagger.audio.losses import LostNote, _cut_short, _note_or_refuse, _seconds_of
 from tagger.audio.plumbing import (FFMPEG_INPUT_OPTIONS, _decoder_preexec, _DecoderStderr, _said, _unaddressed,
                                    opened_name)  # fmt: skip
 from tagger.audio.probe import ffmpeg_available
@@ -138,6 +139,39 @@ def _flac_blocks(path: Path, meta: AudioInfo, block_frames: int, notes: list[str
                         whole=True)  # fmt: skip
         return
     _cut_short(path, notes, lost=lost, holds=total / meta.sample_rate, duration=meta.duration)
+
+
+def _parts_blocks(path: Path, meta: AudioInfo, block_frames: int, notes: list[str] | None) -> Iterator[np.ndarray]:
+    """The blocks of a file of streams joined byte-wise (`AudioInfo.parts`), each part decoded by
+    ffmpeg from its own bytes (`AudioInfo.feed`), at `meta`'s rate and channels, one after another.
+    What a part's decode says (frames it could not decode, a part that decodes to less than its
+    header declares by more than `SHORTFALL_SLACK`: cut short) comes under `_note_or_refuse`'s rule,
+    against the part's length, and names the part (``part 1 of the 2 files joined in it: ...``); the
+    losses of all the parts are held to the rule together against the file's length
+    (`_check_lost_total`)."""
+    count = len(meta.parts)
+    for i, part in enumerate(meta.parts, 1):
+        which = f"part {i} of the {count} files joined in it"
+        one = replace(meta, parts=(), feed=((part.start, part.end),), duration=part.seconds)
+        said: list[str] | None = [] if notes is not None else None
+        got = 0
+        try:
+            for block in _ffmpeg_blocks(path, one, block_frames, said):
+                got += len(block)
+                yield block
+            lost = (part.seconds or 0.0) - got / meta.decode_rate
+            if part.seconds is not None and lost > SHORTFALL_SLACK and not said:
+                _cut_short(path, said, lost=lost, holds=got / meta.decode_rate, duration=part.seconds)
+        except AudioReadError as exc:
+            if exc.path != os.fsdecode(path):
+                raise
+            raise AudioReadError(path, f"{which}: {exc.reason}", unreadable=exc.unreadable) from None
+        for note in said or ():
+            if isinstance(note, LostNote):  # (each part's loss a part of the file's own: added up)
+                note = LostNote(f"{which}: {note}", note.lost, meta.duration or note.duration)
+            else:
+                note = f"{which}: {note}"
+            notes.append(note)  # type: ignore[union-attr]
 
 
 def _soundfile_or_ffmpeg_blocks(path: Path, meta: AudioInfo, block_frames: int, notes: list[str] | None,

@@ -5,6 +5,7 @@ decoders and the checks of each container read."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 MIN_RATE, MAX_RATE = 8_000, 384_000
@@ -39,6 +40,9 @@ class AudioInfo:
     """Whether a check before decoding has said already that the file is cut short, how much is
     missing not being known (a live-written Matroska file that ends inside a cluster:
     `_check_matroska_live`): ffmpeg's ``File ended prematurely`` is then no loss of its own."""
+    parts: tuple[Any, ...] = ()
+    """The streams of a file of two or more joined byte-wise (`tagger.audio.joined.JoinedPart`: ``cat
+    a.flac b.flac``), each decoded on its own by ffmpeg, one after another; () for a file of one."""
 
     @property
     def decode_rate(self) -> int:

@@ -19,6 +19,7 @@ from pathlib import Path
 from tagger.audio.fileinfo import MAX_RATE, MIN_RATE, AudioInfo
 from tagger.audio.formats import (AUDIO_DEMUXERS, FORMAT_MAGICS, FORMAT_NAMES, PLAYLIST_FORMATS,
                                   SYNTH_FORMATS)
+from tagger.audio.joined import _joined_kind, _joined_parts
 from tagger.audio.lengths import _shorten_seconds
 from tagger.audio.matroska import _declares_duration
 from tagger.audio.mp3 import _mp3_feed
@@ -453,6 +454,27 @@ def info(path: str | os.PathLike) -> AudioInfo:
         # 10 s) or declares more than there is (14.1 s, the file then refused as cut short): ffmpeg
         # decodes it, of the length its VBRI header declares (against which a cut is found).
         meta = replace(meta, decoder="ffmpeg", duration=vbri, feed=_mp3_feed(p), demuxer="mp3")
+    parts = _joined_parts(p)
+    if parts:
+        meta = _joined_info(p, meta, parts)
     meta = meta or (_mp4_info(p) if ffmpeg_available() else None) or _ffprobe_info(p)
     _check_rate(p, meta.sample_rate, meta.decoder)
     return meta
+
+
+def _joined_info(path: Path, meta: AudioInfo | None, parts: tuple) -> AudioInfo:
+    """The `AudioInfo` of a file of streams joined byte-wise (`_joined_parts`): decoded by ffmpeg
+    part by part, at the first part's rate and channels (ffmpeg converts the others), of the length
+    the parts declare together (unknown where one declares none). libsndfile and ffmpeg decoded the
+    first part alone without a word (a FLAC, WAV, WavPack or TTA of 3 s and 5 s joined analysed and
+    stored as a 3 s track)."""
+    name, demuxer = _joined_kind(path) or ("", "")
+    lengths = [part.seconds for part in parts]
+    said = " + ".join(f"{s:.1f} s" if s is not None else "? s" for s in lengths[:6]) + (" + ..." if len(parts) > 6 else "")
+    if not ffmpeg_available():
+        raise MissingToolError(path, f"{len(parts)} {name} files joined one after another ({said}): libsndfile "
+                                     "decodes only the first, and ffmpeg, which decodes each, is not installed; "
+                                     f"{INSTALL_FFMPEG}")  # fmt: skip
+    meta = meta or _ffprobe_info(path)
+    total = sum(lengths) if all(s is not None for s in lengths) else None  # type: ignore[misc]
+    return replace(meta, decoder="ffmpeg", demuxer=demuxer, duration=total, parts=parts, feed=())

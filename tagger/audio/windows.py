@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from tagger import constants as C
-from tagger.audio.decoders import _ffmpeg_blocks, _flac_blocks, _most_frames, _size, _soundfile_or_ffmpeg_blocks
+from tagger.audio.decoders import (_ffmpeg_blocks, _flac_blocks, _most_frames, _parts_blocks, _size,
+                                    _soundfile_or_ffmpeg_blocks)  # fmt: skip
 from tagger.audio.downmix import _downmix, _zero_non_finite
 from tagger.audio.fileinfo import FFMPEG_MAX_RATE, AudioInfo
 from tagger.audio.lengths import _check_data_chunk, _check_shortfall
@@ -96,7 +97,9 @@ def stream(
     declared = meta
     tail = _mp3_tail(p) if meta.format == "MP3" or meta.demuxer == "mp3" else None
     junk = _mp3_junk(p) if (meta.format == "MP3" or meta.demuxer == "mp3") and tail is None else None
-    if meta.decoder != "soundfile":
+    if meta.parts:  # (streams joined byte-wise: each decoded on its own)
+        blocks = _parts_blocks(p, meta, block_frames, notes)
+    elif meta.decoder != "soundfile":
         if junk is not None:  # (ffmpeg given its frames alone: it refused the file, 'could not decode')
             meta = replace(meta, feed=_feed_before(meta.feed, junk[0]))
         meta, walk = _check_raw_end(p, meta, notes)  # (a raw stream: its whole frames alone decoded)

@@ -1,0 +1,144 @@
+"""Files that are two files joined byte-wise (``cat a.flac b.flac > ab.flac``: badly joined downloads,
+"gapless album" tools): FLAC, WAV, WavPack and TTA. libsndfile and ffmpeg decoded the first part
+alone, without a word, and the scan stored the first file's instruments and length as the whole
+track's; each part is decoded now."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import tone_signal, track_instruments
+from library_fakes import FREQ, FakeAnalyser
+from tagger import audio
+from tagger.audio import probe
+from tagger.errors import AudioReadError, MissingToolError
+from tagger.library.scan import scan
+
+pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
+
+BASS, FLUTE = FREQ["bass"], FREQ["flute"]
+KINDS = ["flac", "wav", "wv", "tta"]
+
+
+def _encode(path, y: np.ndarray, sr: int):
+    """`y` [shape=(n,) or (n, channels)] written to `path`, its extension's format (ffmpeg for WavPack
+    and TTA, with the APEv2 tag its muxers write at the end); its bytes."""
+    if path.suffix in (".flac", ".wav"):
+        sf.write(str(path), y, sr)
+    else:
+        src = path.with_suffix(".src.wav")
+        sf.write(str(src), y, sr)
+        subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(src), str(path)], check=True)
+        src.unlink()
+    return path.read_bytes()
+
+
+def _parts(tmp_path, ext: str, *, second_sr: int = 44_100, second_channels: int = 2) -> tuple[bytes, bytes]:
+    """A 6 s flute file and a 10 s bass file of format `ext`, as bytes."""
+    flute = tone_signal([FLUTE], seconds=6.0, sr=44_100)
+    bass = tone_signal([BASS], seconds=10.0, sr=second_sr)
+    first = _encode(tmp_path / f"a.{ext}", np.stack([flute, flute], axis=1), 44_100)
+    second = _encode(tmp_path / f"b.{ext}", np.stack([bass] * second_channels, axis=1) if second_channels > 1 else bass,
+                     second_sr)  # fmt: skip
+    return first, second
+
+
+def _ends_on_bass(got: np.ndarray) -> bool:
+    spectrum = np.abs(np.fft.rfft(got[-64_000:]))
+    return abs(np.argmax(spectrum) * 16_000 / 64_000 - BASS) < 1.0
+
+
+@pytest.mark.parametrize("ext", KINDS)
+def test_files_joined_byte_wise_are_analysed_whole(tmp_path, db, ext):
+    """``cat flute.EXT bass.EXT``: was analysed and stored as the flute's 6 s, the file's 16 s and its
+    bass never heard (each of the four kinds, without a word). Each part is decoded now, and the
+    file's length is theirs together; a single file is described as before."""
+    music = tmp_path / "music"
+    music.mkdir()
+    first, second = _parts(tmp_path, ext)
+    path = music / f"joined.{ext}"
+    path.write_bytes(first + second)
+    meta = audio.info(path)
+    assert meta.duration == pytest.approx(16.0, abs=0.01) and len(meta.parts) == 2
+    notes: list[str] = []
+    got = np.concatenate(list(audio.stream(path, notes=notes)))
+    assert notes == []
+    assert abs(len(got) / 16_000 - 16.0) < 0.01 and _ends_on_bass(got)
+    summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert summary.failed == 0, summary.errors
+    assert track_instruments(db) == {str(path): ["bass", "flute"]}
+    one = audio.info(tmp_path / f"a.{ext}")
+    assert one.parts == () and one.duration == pytest.approx(6.0, abs=0.01)
+    assert one.decoder == ("soundfile" if ext in ("flac", "wav") else "ffmpeg")
+
+
+@pytest.mark.parametrize("ext", KINDS)
+def test_files_joined_of_other_rates_and_channels_are_analysed_whole(tmp_path, ext):
+    """A 44.1 kHz stereo file and a 48 kHz mono one joined: each part is decoded at the first one's
+    rate and channels (ffmpeg converts the second), to the length of both."""
+    first, second = _parts(tmp_path, ext, second_sr=48_000, second_channels=1)
+    path = tmp_path / f"joined.{ext}"
+    path.write_bytes(first + second)
+    assert audio.info(path).duration == pytest.approx(16.0, abs=0.01)
+    got = audio.load(path)
+    assert abs(len(got) / 16_000 - 16.0) < 0.01 and _ends_on_bass(got)
+
+
+def test_flac_files_joined_with_their_tags_decode_to_the_same_samples_as_without(tmp_path):
+    """FLACs that carry an ID3v2 tag in front and an ID3v1 tag at their end (some taggers'): the tags
+    between the parts are not given to ffmpeg, and the file decodes as its parts' audio joined."""
+    first, second = _parts(tmp_path, "flac")
+    path, plain = tmp_path / "tagged.flac", tmp_path / "plain.flac"
+    id3v2 = b"ID3\x03\x00\x00\x00\x00\x02\x00" + b"\x00" * 256  # (a tag of 256 bytes of padding)
+    id3v1 = b"TAG" + b"the first part".ljust(125, b"\x00")
+    path.write_bytes(id3v2 + first + id3v1 + id3v2 + second + id3v1)
+    plain.write_bytes(first + second)
+    notes: list[str] = []
+    got = np.concatenate(list(audio.stream(path, notes=notes)))
+    assert notes == []
+    np.testing.assert_array_equal(got, audio.load(plain))
+    assert abs(len(got) / 16_000 - 16.0) < 0.01
+
+
+@pytest.mark.parametrize("ext", ["flac", "wv"])
+def test_files_joined_of_a_part_cut_short_come_under_the_one_percent_rule(tmp_path, ext):
+    """The first part cut to half of its bytes before the second was joined (a download that stopped,
+    then joined): it decodes to less than its header declares, which is a loss of the whole file's
+    length, more than 1% of it: an error saying which part and how much, not a track stored without
+    a word of the 3 s missing."""
+    first, second = _parts(tmp_path, ext)
+    path = tmp_path / f"cut.{ext}"
+    path.write_bytes(first[: len(first) // 2] + second)
+    with pytest.raises(AudioReadError, match=r": part 1 of the 2 files joined in it: .*nothing stored, as a result "
+                                             r"would leave [23]\.\d+ s") as caught:  # fmt: skip
+        list(audio.stream(path, notes=[]))
+    assert "6.0 s" in caught.value.reason
+
+
+def test_a_small_loss_in_a_part_is_a_note_naming_the_part(tmp_path):
+    """The last part less its last 100 bytes (a FLAC frame of 0.09 s, under 1% of the part): analysed,
+    with ffmpeg's note of the frame it could not decode naming the part."""
+    first, second = _parts(tmp_path, "flac")
+    path = tmp_path / "joined.flac"
+    path.write_bytes(first + second[:-100])
+    notes: list[str] = []
+    got = np.concatenate(list(audio.stream(path, notes=notes)))
+    assert abs(len(got) / 16_000 - 15.9) < 0.1
+    assert len(notes) == 1 and notes[0].startswith("part 2 of the 2 files joined in it: ffmpeg could not decode 1 of "
+                                                   "its frames")  # fmt: skip
+
+
+def test_files_joined_without_ffmpeg_are_the_machines_error(tmp_path, monkeypatch):
+    """Without ffmpeg (not on $PATH), which decodes each part, the file is an error naming it (its
+    next scan tries it again), not the first part stored as the whole track."""
+    first, second = _parts(tmp_path, "flac")
+    path = tmp_path / "joined.flac"
+    path.write_bytes(first + second)
+    monkeypatch.setattr(probe.shutil, "which", lambda name: None)
+    with pytest.raises(MissingToolError, match=r"2 FLAC files joined one after another \(6\.0 s \+ 10\.0 s\).*ffmpeg"):
+        audio.info(path)
