@@ -495,6 +495,52 @@ def test_untag_goes_on_when_the_database_cannot_record_its_writes(tmp_path, monk
     assert {song: _stored(lib, song) for song in (a, b)} == before
 
 
+def test_untag_does_not_record_a_file_moved_over_right_after_its_write_as_its_own(tmp_path, monkeypatch):
+    """Untag recorded as its own write the facts of whatever stood at the path right after it: the
+    size, mtime and ctime looked at once the copy was moved there and the folder flushed. Another
+    program's save moved over the file in that moment (here: another song) was recorded as untag's
+    write, its fingerprint and content hash with the results of the audio untag wrote: the next
+    scan found it "unchanged" and analysed nothing (and a tag-writing scan would write the old
+    song's instruments into it), and `tag` would not wait for it. The facts are those of the file
+    the write left (its copy, still held open); a file moved over it since is another file, not
+    recorded: the next scan analyses it."""
+    from typer.testing import CliRunner
+
+    from library_fakes import FakeAnalyser
+    from tagger.cli import app
+    from tagger.db.session import open_database
+    from tagger.library.scan import scan, tag_writer
+
+    music, lib = tmp_path / "music", tmp_path / "library.db"
+    a = write_audio(music / "a.flac", tone_signal([110.0], seconds=5.0))
+    theirs = write_audio(tmp_path / "theirs.flac", tone_signal([1760.0], seconds=5.0))  # (other audio)
+    db = open_database(lib)
+    try:
+        assert scan([music], db=db, analyser=FakeAnalyser(), jobs=0, on_track=tag_writer(model_version="fake-1")).tags_written == 1
+    finally:
+        db.close()
+    fsync_dir = filesystem.fsync_dir
+
+    def their_save_lands(folder):  # (right after untag's rename, while it flushes the folder)
+        if os.path.exists(theirs):
+            os.replace(theirs, a)
+        fsync_dir(folder)
+
+    monkeypatch.setattr(filesystem, "fsync_dir", their_save_lands)
+    result = CliRunner().invoke(app, ["untag", str(a), "--db", str(lib), "--settle-seconds", "0"])
+    monkeypatch.setattr(filesystem, "fsync_dir", fsync_dir)
+    assert result.exit_code == 0 and "1 untagged" in result.output, result.output
+    assert not os.path.exists(theirs)  # (their save did land)
+    stored = _stored(lib, a)
+    assert stored["written_ctime_ns"] != os.stat(a).st_ctime_ns, stored  # was: their file's, as untag's own
+    assert stored["fingerprint"] != _as_left(a)["fingerprint"], stored
+    db = open_database(lib)
+    try:
+        assert scan([music], db=db, analyser=FakeAnalyser(), jobs=0).scanned == 1  # was: 0, "unchanged"
+    finally:
+        db.close()
+
+
 def test_untag_right_after_tag_from_json_does_not_wait_for_the_files_it_wrote_of_the_library(tmp_path, monkeypatch):
     """`tagger untag` right after `tagger tag --from-json` skipped every file as "changed 1 s ago,
     still being written?": `tag --from-json` recorded nothing anywhere. Where a library database is

@@ -292,7 +292,7 @@ def _rewrite_file(shown, real, st, *, target, id3v23, keep_mtime, dry_run, settl
         write.change_and_verify()
         write.flush(keep_mtime=keep_mtime, before_replace=before_replace)
         write.replace()
-        new = os.stat(real)
+        new = write.left()  # (the copy's facts where another file was moved over it since)
     except ChangedSinceError:
         raise  # (its audio no longer the one analysed: the refusal as it is)
     except TagWriteError as exc:

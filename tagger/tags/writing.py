@@ -236,6 +236,20 @@ class _Write:
         self.source = None
         filesystem.fsync_dir(self.folder)
 
+    def left(self) -> os.stat_result:
+        """The file this write left at the path, once `replace` moved the copy there: its size, mtime
+        and ctime are what `tagger.tags.TagChange` says the write left, and what a record of tagger's
+        own write takes for it (`tagger.db.writes.record_own_write`, `record_rewrite`), the settle time
+        not waited for a file found so. Where the path no longer holds the copy (another program's save
+        moved over it right after, while the folder was flushed: was taken for tagger's write, its
+        fingerprint recorded with the results of the audio written), the copy's own (still held
+        open), which the file at the path does not have: nothing is recorded of it."""
+        new = os.stat(self.real)
+        if self.held is None:
+            return new
+        copy = os.fstat(self.held)
+        return new if filesystem.same_inode(new, copy) or filesystem.renumbered(copy, new, self.real) else copy
+
     def _make_scratch(self) -> None:
         """Copy the file to ``scratch``, in tagger's folder in the system's temporary folder, held locked
         (`tagger.tags.scratch`: stale ones of killed writes removed first); its error said as the
