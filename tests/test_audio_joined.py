@@ -1,5 +1,5 @@
 """Files that are two files joined byte-wise (``cat a.flac b.flac > ab.flac``: badly joined downloads,
-"gapless album" tools): FLAC, WAV, WavPack and TTA. libsndfile and ffmpeg decoded the first part
+"gapless album" tools): FLAC, WAV, AIFF, WavPack and TTA. libsndfile and ffmpeg decoded the first part
 alone, without a word, and the scan stored the first file's instruments and length as the whole
 track's; each part is decoded now."""
 
@@ -22,13 +22,13 @@ from tagger.library.scan import scan
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
 
 BASS, FLUTE = FREQ["bass"], FREQ["flute"]
-KINDS = ["flac", "wav", "wv", "tta"]
+KINDS = ["flac", "wav", "aiff", "wv", "tta"]
 
 
 def _encode(path, y: np.ndarray, sr: int):
     """`y` [shape=(n,) or (n, channels)] written to `path`, its extension's format (ffmpeg for WavPack
     and TTA, with the APEv2 tag its muxers write at the end); its bytes."""
-    if path.suffix in (".flac", ".wav"):
+    if path.suffix in (".flac", ".wav", ".aiff"):
         sf.write(str(path), y, sr)
     else:
         src = path.with_suffix(".src.wav")
@@ -74,7 +74,7 @@ def test_files_joined_byte_wise_are_analysed_whole(tmp_path, db, ext):
     assert track_instruments(db) == {str(path): ["bass", "flute"]}
     one = audio.info(tmp_path / f"a.{ext}")
     assert one.parts == () and one.duration == pytest.approx(6.0, abs=0.01)
-    assert one.decoder == ("soundfile" if ext in ("flac", "wav") else "ffmpeg")
+    assert one.decoder == ("soundfile" if ext in ("flac", "wav", "aiff") else "ffmpeg")
 
 
 @pytest.mark.parametrize("ext", KINDS)
@@ -142,3 +142,4 @@ def test_files_joined_without_ffmpeg_are_the_machines_error(tmp_path, monkeypatc
     monkeypatch.setattr(probe.shutil, "which", lambda name: None)
     with pytest.raises(MissingToolError, match=r"2 FLAC files joined one after another \(6\.0 s \+ 10\.0 s\).*ffmpeg"):
         audio.info(path)
+

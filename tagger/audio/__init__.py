@@ -24,7 +24,7 @@ The package:
   the samples its blocks' codec tells) and `tagger.audio.mkvtimeline` (the blocks' timeline: gaps,
   blocks longer than their codec tells);
 - `tagger.audio.flac`: a FLAC's frame headers and CRCs (whether it ends on its whole last frame);
-- `tagger.audio.joined`: files of FLAC, WAV, WavPack or TTA streams joined byte-wise (each part's
+- `tagger.audio.joined`: files of FLAC, WAV, AIFF, WavPack or TTA streams joined byte-wise (each part's
   header, `JoinedPart`), decoded part by part;
 - `tagger.audio.rawframes`: the checks of raw streams (ADTS AAC, AC-3, E-AC-3, TrueHD, MLP, LOAS,
   DTS, DTS-HD: their last frame cut, bytes between frames that begin none), read with

@@ -1,5 +1,5 @@
 """Files that are two files or more joined byte-wise (``cat a.flac b.flac > ab.flac``: a badly joined
-download, a "gapless album" tool): FLAC, WAV, WavPack and TTA streams one after another, found by
+download, a "gapless album" tool): FLAC, WAV, AIFF, WavPack and TTA streams one after another, found by
 their headers, looked for from where each one's audio begins (`_joined_parts`). libsndfile and ffmpeg decode the
 first stream alone, without a word; each part is decoded on its own by ffmpeg (`JoinedPart`:
 `tagger.audio.decoders._parts_blocks`), so that the file is analysed whole."""
@@ -33,8 +33,8 @@ class JoinedPart:
         return self.samples / self.rate if self.samples is not None else None
 
 
-JOINED_KINDS = {b"fLaC": ("FLAC", "flac"), b"RIFF": ("WAV", "wav"), b"wvpk": ("WavPack", "wv"),
-                b"TTA1": ("TTA", "tta")}  # fmt: skip
+JOINED_KINDS = {b"fLaC": ("FLAC", "flac"), b"RIFF": ("WAV", "wav"), b"FORM": ("AIFF", "aiff"),
+                b"wvpk": ("WavPack", "wv"), b"TTA1": ("TTA", "tta")}  # fmt: skip
 """The first bytes of each kind of stream looked for (its name, ffmpeg's demuxer of it)."""
 MAX_PARTS = 1000
 """Parts read at most (a file of more is taken as what the first `MAX_PARTS` say)."""
@@ -54,8 +54,8 @@ def _joined_kind(path: Path) -> tuple[str, str] | None:
 def _joined_parts(path: Path) -> tuple[JoinedPart, ...]:
     """The streams of a file that holds two or more of one kind (`JOINED_KINDS`) one after another:
     each one's header (`_HEADERS`) found by searching the file's bytes from the audio of the one
-    before (mmap: 50 ms for a 10-minute FLAC of 53 MB, read from the page cache; a WAV whose RIFF
-    size is the file's is not searched), as a FLAC's frames declare no size and a part cut short
+    before (mmap: 50 ms for a 10-minute FLAC of 53 MB, read from the page cache; a WAV or AIFF whose
+    RIFF or FORM size is the file's is not searched), as a FLAC's frames declare no size and a part cut short
     declares more bytes than it holds (a download that stopped, then joined); a part ends where the
     next begins (before the ID3v2 tag in front of it), its tags at its end left out (ID3v1, APEv2:
     `_trailing_tags`). () for a file of one stream, of another kind, or one that cannot be read."""
@@ -72,8 +72,9 @@ def _joined_parts(path: Path) -> tuple[JoinedPart, ...]:
             first = id3v2_end(f)
             f.seek(first)
             head = f.read(8)
-            if kind[0] == "WAV" and first + 8 + int.from_bytes(head[4:8], "little") == size:
-                return ()  # (the RIFF size is the file's: one WAV, whose audio is not searched)
+            order = {"WAV": "little", "AIFF": "big"}.get(kind[0])
+            if order and first + 8 + int.from_bytes(head[4:8], order) == size:  # type: ignore[arg-type]
+                return ()  # (the RIFF/FORM size is the file's: one WAV or AIFF, whose audio is not searched)
             with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
                 found = []  # (where, rate, channels, samples)
                 read = header(data, first)
@@ -156,6 +157,31 @@ def _wav_header(data, at: int) -> Header | None:
     return None
 
 
+def _aiff_header(data, at: int) -> Header | None:
+    """An AIFF or AIFF-C header at `at` (``FORM``, its ``COMM`` chunk, then its ``SSND`` chunk, among
+    the chunks its FORM size holds); its audio begins at its SSND chunk's."""
+    if data[at : at + 4] != b"FORM" or data[at + 8 : at + 12] not in (b"AIFF", b"AIFC"):
+        return None
+    end = min(at + 8 + int.from_bytes(data[at + 4 : at + 8], "big"), len(data))
+    rate = channels = frames = 0
+    pos = at + 12
+    for _ in range(256):
+        if pos + 8 > end:
+            return None
+        kind, length = data[pos : pos + 4], int.from_bytes(data[pos + 4 : pos + 8], "big")
+        if kind == b"COMM" and length >= 18:
+            channels = int.from_bytes(data[pos + 8 : pos + 10], "big")
+            frames = int.from_bytes(data[pos + 10 : pos + 14], "big")
+            exponent, mantissa = int.from_bytes(data[pos + 16 : pos + 18], "big") & 0x7FFF, data[pos + 18 : pos + 26]
+            rate = round(int.from_bytes(mantissa, "big") * 2.0 ** (exponent - 16383 - 63)) if len(mantissa) == 8 else 0
+        elif kind == b"SSND":
+            if not 1 <= rate <= 10_000_000 or not channels:
+                return None
+            return rate, channels, frames, pos + 16
+        pos += 8 + length + (length & 1)
+    return None
+
+
 WAVPACK_RATES = (6000, 8000, 9600, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000, 192000)
 
 
@@ -186,4 +212,5 @@ def _tta_header(data, at: int) -> Header | None:
     return rate, channels, int.from_bytes(head[14:18], "little"), at + 22
 
 
-_HEADERS = {"FLAC": _flac_header, "WAV": _wav_header, "WavPack": _wavpack_header, "TTA": _tta_header}
+_HEADERS = {"FLAC": _flac_header, "WAV": _wav_header, "AIFF": _aiff_header, "WavPack": _wavpack_header,
+            "TTA": _tta_header}  # fmt: skip

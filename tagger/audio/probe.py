@@ -470,7 +470,8 @@ def _joined_info(path: Path, meta: AudioInfo | None, parts: tuple) -> AudioInfo:
     stored as a 3 s track)."""
     name, demuxer = _joined_kind(path) or ("", "")
     lengths = [part.seconds for part in parts]
-    said = " + ".join(f"{s:.1f} s" if s is not None else "? s" for s in lengths[:6]) + (" + ..." if len(parts) > 6 else "")
+    said = " + ".join(f"{s:.1f} s" if s is not None else "? s" for s in lengths[:6])
+    said += " + ..." if len(parts) > 6 else ""
     if not ffmpeg_available():
         raise MissingToolError(path, f"{len(parts)} {name} files joined one after another ({said}): libsndfile "
                                      "decodes only the first, and ffmpeg, which decodes each, is not installed; "
