@@ -143,3 +143,24 @@ def test_files_joined_without_ffmpeg_are_the_machines_error(tmp_path, monkeypatc
     with pytest.raises(MissingToolError, match=r"2 FLAC files joined one after another \(6\.0 s \+ 10\.0 s\).*ffmpeg"):
         audio.info(path)
 
+
+@pytest.mark.parametrize("ext", ["wav", "aiff"])
+def test_the_audio_digest_of_joined_wavs_holds_the_second_part(tmp_path, ext):
+    """The audio digest (which tells a file whose tags alone changed, kept without re-analysis) of a
+    WAV or AIFF hashed its first RIFF's (FORM's) format and audio chunks alone: a joined file whose
+    second part was other audio of the same size read as the same file, and kept the results of the
+    other. The second RIFF (FORM) is hashed too; a tag write (into the first) leaves the digest as
+    it was."""
+    from tagger.tags import audio_digest, write_instruments
+
+    first, second = _parts(tmp_path, ext)
+    other = _encode(tmp_path / f"c.{ext}", np.stack([tone_signal([FLUTE], seconds=10.0, sr=44_100)] * 2, axis=1), 44_100)
+    assert len(other) == len(second) and other != second
+    one, two = tmp_path / f"one.{ext}", tmp_path / f"two.{ext}"
+    one.write_bytes(first + second)
+    two.write_bytes(first + other)
+    before = audio_digest(one)
+    assert before != audio_digest(two)
+    assert write_instruments(one, instruments=["bass", "flute"], model_version="fake-1").written
+    assert audio_digest(one) == before
+    assert abs(len(audio.load(one)) / 16_000 - 16.0) < 0.01

@@ -243,7 +243,8 @@ def payload_digest(path: str, mutagen_type: str, *, progress: Callable[[int], No
     - WAV, AIFF: the ``fmt ``/``COMM`` and ``data``/``SSND`` chunks, each its ID, declared size and
       contents (an audio chunk declaring 0 or 0xFFFFFFFF bytes, a streaming writer's placeholder,
       to the end of the file, as ffmpeg decodes a WAV and libsndfile an AIFF); not ``LIST``, ``ID3 ``
-      nor other chunks, nor the RIFF/FORM size;
+      nor other chunks, nor the RIFF/FORM size; a RIFF/FORM after the file's own (a second file joined
+      byte-wise, decoded too: `tagger.audio.joined`) whole;
     - DSF: the ``DSD `` chunk's ID and size, the ``fmt `` and ``data`` chunks (not the file size and
       metadata pointer, nor the ID3v2 tag at the end);
     - WavPack, Monkey's Audio, Musepack, TAK: every byte but the APEv2 tag and an ID3v1 tag after it

@@ -62,9 +62,16 @@ class WAVEStorage(ID3Storage):
     def payload(self, f, size, h):
         # Each chunk's id and declared size too: the boundary between the format chunk and the audio
         # is part of what decodes (a format chunk grown by 2 bytes taken from the audio is other audio).
+        # A RIFF (FORM) after the file's own is a second file joined byte-wise, whose audio is decoded
+        # too (`tagger.audio.joined`): hashed whole (was: passed over, so that a joined WAV whose second
+        # part was other audio read as the same file, its results kept).
+        joined = b"RIFF" if self.little else b"FORM"
         found = False
         for cid, start, length in self._chunks(f, size):
-            if cid in (self.audio_chunk, self.format_chunk):
+            if cid == joined:
+                h.update(cid + struct.pack(">Q", length))
+                _hash_range(f, start, min(start + length, size), h)
+            elif cid in (self.audio_chunk, self.format_chunk):
                 h.update(cid + struct.pack(">Q", length))
                 to_end = cid == self.audio_chunk and length in (0, 0xFFFFFFFF)
                 _hash_range(f, start, size if to_end else min(start + length, size), h)
