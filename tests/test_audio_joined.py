@@ -5,8 +5,10 @@ track's; each part is decoded now."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -164,3 +166,30 @@ def test_the_audio_digest_of_joined_wavs_holds_the_second_part(tmp_path, ext):
     assert write_instruments(one, instruments=["bass", "flute"], model_version="fake-1").written
     assert audio_digest(one) == before
     assert abs(len(audio.load(one)) / 16_000 - 16.0) < 0.01
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads VmHWM (Linux)")
+def test_looking_for_a_joined_part_does_not_hold_the_file_in_memory(tmp_path):
+    """A FLAC's next part is looked for in all its audio (its frames declare no size). The search ran
+    through the file's mmap, whose every page read counts in the process's resident memory until it
+    is unmapped: probing a 1 GB FLAC raised a scan worker's peak RSS by 1 GB (the scan's
+    ``peak_rss``; a Dask worker's ``--memory-limit`` counts it too). It reads a MiB at a time now."""
+    small = tmp_path / "small.flac"
+    sf.write(str(small), tone_signal([FLUTE], seconds=1.0, sr=44_100), 44_100)
+    big = tmp_path / "big.flac"
+    with open(big, "wb") as f:
+        f.write(small.read_bytes())
+        for _ in range(48):  # 48 MiB of audio (bytes no header is in)
+            f.write(b"\xa5" * (1 << 20))
+    code = ("import sys\n"
+            "from tagger import audio\n"
+            "def hwm():\n"
+            "    return next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM:'))\n"
+            "audio.info(sys.argv[1])\n"  # (the imports and the probe's code paths first: their memory)
+            "before = hwm()\n"
+            "assert audio.info(sys.argv[2]).parts == ()\n"
+            "print(hwm() - before)\n")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code, str(small), str(big)], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) < 16 * 1024, f"peak RSS grew by {int(done.stdout)} kB"
