@@ -705,6 +705,46 @@ def test_a_file_that_hangs_its_worker_times_out_and_the_scan_goes_on(template, t
     db.close()
 
 
+def test_the_scan_goes_on_while_a_hung_workers_nanny_does_not_answer(tmp_path, monkeypatch):
+    """The restart of a worker that ran a file past the file timeout waited for its nanny in the
+    scan's thread, up to 30 s where the nanny did not answer (paused, its machine stopped): nothing
+    stored meanwhile, not even the timed-out file, and a Ctrl-C unheard. The restart runs in a
+    thread of its own: here the nanny answers only once the scan has stored the timed-out file."""
+    import threading
+
+    root = tmp_path / "music"
+    _one_bad_and_three_ok(root, "hang.wav")  # (hangs its worker)
+    db = open_database(tmp_path / "lib.db")
+    spec = AnalyserSpec(kind="factory", factory="dask_fakes:HangingAnalyser")
+    stored, answered = threading.Event(), []
+    plain_run, plain_restart = DaskBackend.run, distributed.Client.restart_workers
+
+    def run(self, paths, *, store, **kwargs):  # (the scan's store, watched)
+        def watched(i, result):
+            store(i, result)
+            if "timed out" in (result.error or ""):
+                stored.set()
+
+        return plain_run(self, paths, store=watched, **kwargs)
+
+    def paused_nanny(self, workers, **kwargs):  # (answers once the timed-out file is stored; at most 120 s)
+        answered.append(stored.wait(120))
+        return plain_restart(self, workers, **kwargs)
+
+    monkeypatch.setattr(DaskBackend, "run", run)
+    monkeypatch.setattr(distributed.Client, "restart_workers", paused_nanny)
+    try:
+        with _own_cluster(tmp_path, nanny=True) as (address, _, _):
+            summary = scan([root], db=db, analyser=FakeAnalyser(), file_timeout=10,
+                           backend=DaskBackend(address, spec=spec, connect_timeout=60, in_flight=1))  # fmt: skip
+    finally:
+        db.close()
+    assert answered == [True], "the scan waited for the nanny before it stored the timed-out file"
+    assert (summary.scanned, summary.failed) == (3, 1)
+    [(path, reason)] = summary.errors
+    assert os.path.basename(path) == "hang.wav" and "timed out after" in reason, reason
+
+
 def test_a_worker_dying_in_its_start_up_check_leaves_the_scan_to_the_others(template, tmp_path):
     """A worker that died while it loaded the model (its check is pinned to it) left its check
     waiting for ever, and the scan with it, deaf to a first Ctrl-C. Now the check of a worker that

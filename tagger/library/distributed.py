@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -210,18 +211,14 @@ class DaskBackend:
     def _give_up(self, client, fut, worker: str) -> None:
         """Cancel a task that has run past the file timeout, then restart its worker (its thread is
         still stuck in the file: it would take no other task): by its nanny, or, without one, close
-        it (the scheduler sends it nothing more; its process is left to whoever started it)."""
+        it (the scheduler sends it nothing more; its process is left to whoever started it). The
+        restart runs in a thread of its own (`_end_worker`): the scan goes on meanwhile."""
         fut.cancel()  # (first: the scheduler would hand the task to the next worker)
-        nanny = (client.scheduler_info(n_workers=-1).get("workers", {}).get(worker) or {}).get("nanny")
-        try:
-            if nanny:
-                client.restart_workers([worker], timeout=self.connect_timeout * 3, raise_for_error=False)
-            else:
-                client.retire_workers([worker], close_workers=True)
-        except Exception as exc:  # noqa: BLE001 - the scan goes on with the other workers
-            log.warning("dask: cannot restart the worker %s: %s", worker, exc)
+        nanny = bool((client.scheduler_info(n_workers=-1).get("workers", {}).get(worker) or {}).get("nanny"))
         log.warning("dask: the worker %s ran one file past the file timeout: %s", worker,
-                    "restarted" if nanny else "closed (it has no nanny; its process may still be stuck)")  # fmt: skip
+                    "restarting it" if nanny else "closing it (it has no nanny; its process may still be stuck)")  # fmt: skip
+        threading.Thread(target=_end_worker, args=(client, worker, nanny, self.connect_timeout * 3),
+                         name=f"tagger-restart-{worker}", daemon=True).start()  # fmt: skip
 
     def _check_workers(self, client, spec: AnalyserSpec, sample_path: str | None,
                        poll: Callable[[], None] | None = None) -> tuple[int, set[str]]:  # fmt: skip
@@ -246,6 +243,20 @@ class DaskBackend:
         _compare_stacks(reports)
         log.info("dask: %d worker(s) ready with model %s", len(reports), spec.expected_version)
         return max(1, sum(client.nthreads().values())), set(reports)
+
+
+def _end_worker(client, worker: str, nanny: bool, timeout: float) -> None:
+    """Restart `worker` by its nanny (waiting up to `timeout` s for it), or close it where it has none.
+    A nanny that does not answer (paused, its machine stopped) held the scan for the whole `timeout`
+    (30 s by default), deaf to Ctrl-C, storing nothing, when this ran in the scan's thread."""
+    try:
+        if nanny:
+            client.restart_workers([worker], timeout=timeout, raise_for_error=False)
+        else:
+            client.retire_workers([worker], close_workers=True)
+    except Exception as exc:  # noqa: BLE001 - the scan goes on with the other workers
+        closed = getattr(client, "status", "running") in ("closing", "closed")  # (the scan over, its client closed)
+        (log.debug if closed else log.warning)("dask: cannot restart the worker %s: %s", worker, exc)
 
 
 def _compare_stacks(reports: dict) -> None:
