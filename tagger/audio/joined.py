@@ -160,22 +160,43 @@ def _wav_header(data, at: int) -> Header | None:
     if data[at : at + 4] != b"RIFF" or data[at + 8 : at + 12] != b"WAVE":
         return None
     end = min(at + 8 + int.from_bytes(data[at + 4 : at + 8], "little"), len(data))
-    rate = channels = align = 0
+    rate = channels = align = per_second = 0
+    pcm, fact = True, None
     pos = at + 12
     for _ in range(256):
         if pos + 8 > end:
             return None
         kind, length = data[pos : pos + 4], int.from_bytes(data[pos + 4 : pos + 8], "little")
         if kind == b"fmt " and length >= 16:
+            tag = int.from_bytes(data[pos + 8 : pos + 10], "little")
+            if tag == 0xFFFE and length >= 40:  # (WAVE_FORMAT_EXTENSIBLE: its subformat's tag)
+                tag = int.from_bytes(data[pos + 32 : pos + 34], "little")
+            pcm = tag in WAV_PCM_TAGS
             channels = int.from_bytes(data[pos + 10 : pos + 12], "little")
             rate = int.from_bytes(data[pos + 12 : pos + 16], "little")
+            per_second = int.from_bytes(data[pos + 16 : pos + 20], "little")
             align = int.from_bytes(data[pos + 20 : pos + 22], "little")
+        elif kind == b"fact" and length >= 4:
+            fact = int.from_bytes(data[pos + 8 : pos + 12], "little")
         elif kind == b"data":
             if not rate or not channels or not align or length in (0, 0xFFFFFFFF):
                 return None
-            return rate, channels, length // align, pos + 8
+            if pcm:
+                samples = length // align
+            else:  # (a block of ADPCM, GSM, MP3... holds many samples: its fact chunk's count, else its byte rate's)
+                samples = fact if fact else length * rate // per_second if per_second else None
+            return rate, channels, samples, pos + 8
         pos += 8 + length + (length & 1)
     return None
+
+
+WAV_PCM_TAGS = (1, 3, 6, 7)
+"""The format tags of a WAV whose samples are each its block align's bytes (PCM, float, A-law, µ-law);
+another's (ADPCM, GSM, MP3) blocks hold many: its length is its ``fact`` chunk's."""
+AIFF_PCM_TYPES = (b"NONE", b"sowt", b"twos", b"raw ", b"in24", b"in32", b"42ni", b"23ni", b"fl32", b"FL32",
+                  b"fl64", b"FL64", b"alaw", b"ALAW", b"ulaw", b"ULAW")  # fmt: skip
+"""The compression types of an AIFF-C whose COMM frame count is its samples' (of ``ima4``, ``MAC3``, ``GSM ``...
+it counts packets of many: its length not known)."""
 
 
 def _aiff_header(data, at: int) -> Header | None:
@@ -193,6 +214,8 @@ def _aiff_header(data, at: int) -> Header | None:
         if kind == b"COMM" and length >= 18:
             channels = int.from_bytes(data[pos + 8 : pos + 10], "big")
             frames = int.from_bytes(data[pos + 10 : pos + 14], "big")
+            if data[at + 8 : at + 12] == b"AIFC" and length >= 22 and data[pos + 26 : pos + 30] not in AIFF_PCM_TYPES:
+                frames = None  # (ima4, MACE, GSM...: packets, not samples)
             exponent, mantissa = int.from_bytes(data[pos + 16 : pos + 18], "big") & 0x7FFF, data[pos + 18 : pos + 26]
             rate = round(int.from_bytes(mantissa, "big") * 2.0 ** (exponent - 16383 - 63)) if len(mantissa) == 8 else 0
         elif kind == b"SSND":
