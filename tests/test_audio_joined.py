@@ -7,19 +7,23 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 import soundfile as sf
+from sqlalchemy import select
 
 from conftest import tone_signal, track_instruments
 from library_fakes import FREQ, FakeAnalyser
 from tagger import audio
 from tagger.audio import probe
+from tagger.db import models as M
 from tagger.errors import AudioReadError, MissingToolError
 from tagger.library.scan import scan
+from tagger.library.state import ScanInterrupted
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
 
@@ -231,3 +235,44 @@ def test_joined_aiff_c_of_packets_declare_no_length(tmp_path):
     meta = audio.info(path)
     assert len(meta.parts) == 2 and meta.duration is None
     assert abs(len(audio.load(path)) / 16_000 - 16.0) < 0.05
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="signals as on Linux")
+def test_ctrl_c_while_ffmpeg_decodes_a_joined_file_leaves_it_for_the_next_scan(tmp_path, db, monkeypatch):
+    """Ctrl-C reaches the whole process group, the ffmpeg decoding a part of the file included: it
+    exits (255, or the signal's death) and the file was stored as 'part 2 of the 2 files joined in
+    it: ffmpeg could not decode the file: exit code 255', a lasting error the next scan passed over
+    as unchanged (found with Ctrl-C on `tagger scan -j 0` of joined FLACs). Nothing is stored for it
+    now, and the next scan analyses it."""
+    music = tmp_path / "music"
+    music.mkdir()
+    first, second = _parts(tmp_path, "flac")
+    path = music / "joined.flac"
+    path.write_bytes(first + second)
+    (music / "z.flac").write_bytes(second)  # (a file after it: the stop is looked at between files)
+    real_popen = subprocess.Popen
+    started: list[list[str]] = []
+
+    def popen(cmd, *args, **kwargs):
+        proc = real_popen(cmd, *args, **kwargs)
+        if cmd[0] == "ffmpeg" and "pipe:0" in cmd:
+            started.append(cmd)
+            if len(started) == 2:  # the terminal's Ctrl-C, as the second part's decode begins
+                proc.send_signal(signal.SIGINT)
+                signal.raise_signal(signal.SIGINT)
+        return proc
+
+    monkeypatch.setattr(subprocess, "Popen", popen)
+    saved = signal.signal(signal.SIGINT, signal.default_int_handler)  # (not SIG_IGN, as under a shell's `&`)
+    try:
+        with pytest.raises(ScanInterrupted):
+            scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    finally:
+        signal.signal(signal.SIGINT, saved)
+    monkeypatch.undo()
+    assert len(started) == 2
+    with db.session() as s:
+        assert s.scalars(select(M.Track)).all() == []
+    summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert summary.failed == 0 and summary.scanned == 2, summary.errors
+    assert track_instruments(db) == {str(path): ["bass", "flute"], str(music / "z.flac"): ["bass"]}

@@ -145,6 +145,12 @@ class Runner(TagHook, WorkerSupervisor):
                 self._add_worker_stats(m.stats)
                 self.finish(m.task_id, samples=int(m.samples), note=m.note)
             elif isinstance(m, Failed):
+                if self.stop.requested:
+                    # (Ctrl-C reaches the whole process group: the ffmpeg decoding the file dies of
+                    # it, exit code 255, and the file was stored as an error it never had, a lasting
+                    # one the next scan passed over. Not stored: the next scan analyses it.)
+                    self.pending.pop(m.task_id)
+                    continue
                 self.fail_file(m.task_id, str(m.reason), unreadable=m.unreadable)
         self.writer.maybe_commit()
 
