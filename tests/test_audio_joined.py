@@ -173,25 +173,33 @@ def test_the_audio_digest_of_joined_wavs_holds_the_second_part(tmp_path, ext):
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads VmHWM (Linux)")
-def test_looking_for_a_joined_part_does_not_hold_the_file_in_memory(tmp_path):
-    """A FLAC's next part is looked for in all its audio (its frames declare no size). The search ran
-    through the file's mmap, whose every page read counts in the process's resident memory until it
-    is unmapped: probing a 1 GB FLAC raised a scan worker's peak RSS by 1 GB (the scan's
-    ``peak_rss``; a Dask worker's ``--memory-limit`` counts it too). It reads a MiB at a time now."""
-    small = tmp_path / "small.flac"
-    sf.write(str(small), tone_signal([FLUTE], seconds=1.0, sr=44_100), 44_100)
-    big = tmp_path / "big.flac"
+@pytest.mark.parametrize("ext", ["flac", "wv"])
+def test_looking_for_a_joined_part_does_not_hold_the_file_in_memory(tmp_path, ext):
+    """A FLAC's next part is looked for in all its audio (its frames declare no size), a WavPack's
+    among its blocks (each block's header read). The search ran through the file's mmap, whose
+    every page read (and the cached pages the kernel maps around it) counts in the process's
+    resident memory until it is unmapped: probing a 1 GB FLAC or WavPack raised a scan worker's peak
+    RSS by 1 GB (the scan's ``peak_rss``; a Dask worker's ``--memory-limit`` counts it too). It reads
+    a MiB at a time now."""
+    small = tmp_path / f"small.{ext}"
+    _encode(small, tone_signal([FLUTE], seconds=1.0, sr=44_100), 44_100)
+    # 48 MiB of audio after the file's header: bytes no header is in, or WavPack blocks of 16 KiB
+    # that are none's first (block index 1)
+    block = (b"wvpk" + (16384 - 8).to_bytes(4, "little") + (0x410).to_bytes(2, "little") + bytes(6)
+             + (1).to_bytes(4, "little")).ljust(16384, b"\xa5") if ext == "wv" else b"\xa5" * 16384  # fmt: skip
+    big = tmp_path / f"big.{ext}"
     with open(big, "wb") as f:
         f.write(small.read_bytes())
-        for _ in range(48):  # 48 MiB of audio (bytes no header is in)
-            f.write(b"\xa5" * (1 << 20))
+        for _ in range(48):
+            f.write(block * 64)
     code = ("import sys\n"
             "from tagger import audio\n"
+            "from tagger.audio.joined import _joined_parts\n"
             "def hwm():\n"
             "    return next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM:'))\n"
-            "audio.info(sys.argv[1])\n"  # (the imports and the probe's code paths first: their memory)
+            "_joined_parts(sys.argv[1])\n"  # (the imports and the search's code paths first: their memory)
             "before = hwm()\n"
-            "assert audio.info(sys.argv[2]).parts == ()\n"
+            "assert _joined_parts(sys.argv[2]) == ()\n"
             "print(hwm() - before)\n")  # fmt: skip
     done = subprocess.run([sys.executable, "-c", code, str(small), str(big)], capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})  # fmt: skip

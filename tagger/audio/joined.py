@@ -6,7 +6,6 @@ first stream alone, without a word; each part is decoded on its own by ffmpeg (`
 
 from __future__ import annotations
 
-import mmap
 import os
 import zlib
 from dataclasses import dataclass
@@ -54,7 +53,7 @@ def _joined_kind(path: Path) -> tuple[str, str] | None:
 def _joined_parts(path: Path) -> tuple[JoinedPart, ...]:
     """The streams of a file that holds two or more of one kind (`JOINED_KINDS`) one after another:
     each one's header (`_HEADERS`) found by searching the file's bytes from the audio of the one
-    before (`_find`, a MiB at a time: 50 ms for a 10-minute FLAC of 53 MB, read from the page cache; a WAV or AIFF whose
+    before (`_Bytes`, a MiB at a time: 50 ms for a 10-minute FLAC of 53 MB, read from the page cache; a WAV or AIFF whose
     RIFF or FORM size is the file's is not searched), as a FLAC's frames declare no size and a part cut short
     declares more bytes than it holds (a download that stopped, then joined); a part ends where the
     next begins (before the ID3v2 tag in front of it), its tags at its end left out (ID3v1, APEv2:
@@ -75,47 +74,87 @@ def _joined_parts(path: Path) -> tuple[JoinedPart, ...]:
             order = {"WAV": "little", "AIFF": "big"}.get(kind[0])
             if order and first + 8 + int.from_bytes(head[4:8], order) == size:  # type: ignore[arg-type]
                 return ()  # (the RIFF/FORM size is the file's: one WAV or AIFF, whose audio is not searched)
-            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-                found = []  # (where, rate, channels, samples)
-                read = header(data, first)
-                at = first
-                while read is not None and len(found) < MAX_PARTS:
-                    found.append((at, *read[:3]))
-                    read, at = None, _find(f, magic, read[3])
-                    while at >= 0 and read is None:
-                        read = header(data, at)
-                        at = at if read is not None else _find(f, magic, at + 1)
-                if len(found) < 2:
-                    return ()
-                parts = []
-                for i, (at, rate, channels, samples) in enumerate(found):
-                    end = _id3v2_before(data, found[i + 1][0], at) if i + 1 < len(found) else len(data)
-                    # (the tags after each part's audio, ID3v1, APEv2, an appended ID3v2, are not given to ffmpeg)
-                    parts.append(JoinedPart(at, max(at, _trailing_tags(f, end)[0]), rate, channels, samples))
-                return tuple(parts)
+            data = _Bytes(f, size)  # (read a block at a time: `_Bytes`)
+            found = []  # (where, rate, channels, samples)
+            read = header(data, first)
+            at = first
+            while read is not None and len(found) < MAX_PARTS:
+                found.append((at, *read[:3]))
+                read, at = None, data.find(magic, read[3])
+                while at >= 0 and read is None:
+                    read = header(data, at)
+                    at = at if read is not None else data.find(magic, at + 1)
+            if len(found) < 2:
+                return ()
+            parts = []
+            for i, (at, rate, channels, samples) in enumerate(found):
+                end = _id3v2_before(data, found[i + 1][0], at) if i + 1 < len(found) else len(data)
+                # (the tags after each part's audio, ID3v1, APEv2, an appended ID3v2, are not given to ffmpeg)
+                parts.append(JoinedPart(at, max(at, _trailing_tags(f, end)[0]), rate, channels, samples))
+            return tuple(parts)
     except (OSError, ValueError):
         return ()
 
 
 SEARCH_BLOCK = 1 << 20
-"""Bytes read at a time while a next part's header is looked for (`_find`)."""
+"""Bytes read at a time while a next part's header is looked for (`_Bytes`)."""
 
 
-def _find(f, magic: bytes, start: int) -> int:
-    """Where `magic` is first found in the open file `f` from `start` on; -1 where nowhere. Read a
-    `SEARCH_BLOCK` at a time (``os.pread``), not through the file's mmap: each page of a mapping read
-    counts in the process's resident memory until it is unmapped, so that the search of a 1 GB FLAC
-    raised a worker's peak RSS by 1 GB (the scan's `peak_rss`, a Dask worker's ``--memory-limit``)."""
-    fd, keep = f.fileno(), len(magic) - 1
-    pos = start
-    while True:
-        block = os.pread(fd, SEARCH_BLOCK, pos)
-        at = block.find(magic)
-        if at >= 0:
-            return pos + at
-        if len(block) < SEARCH_BLOCK:
-            return -1
-        pos += SEARCH_BLOCK - keep
+class _Bytes:
+    """The bytes of the open file `f` of `size` bytes, as the headers and the search for them read
+    them (``data[a:b]``, ``data[i]``, ``find``, ``rfind``), read with ``os.pread`` a `SEARCH_BLOCK` at
+    a time (the last one kept), not through a memory map: each page of a mapping read counts in the
+    process's resident memory until it is unmapped (and the kernel maps the cached pages around
+    each one read), so that probing a 1 GB FLAC (its whole audio searched) or WavPack (each
+    block's header read) raised a scan worker's peak RSS by 1 GB (the scan's ``peak_rss``; a Dask
+    worker's ``--memory-limit`` counts it too)."""
+
+    def __init__(self, f, size: int):
+        self.fd, self.size = f.fileno(), size
+        self.at, self.buf = 0, b""
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, key):
+        if isinstance(key, int):
+            one = self[key : key + 1]
+            if not one:
+                raise IndexError(key)
+            return one[0]
+        start, stop = key.start or 0, min(self.size, self.size if key.stop is None else key.stop)
+        if stop <= start:
+            return b""
+        if self.at <= start and stop <= self.at + len(self.buf):
+            return self.buf[start - self.at : stop - self.at]
+        return os.pread(self.fd, stop - start, start)
+
+    def find(self, magic: bytes, start: int) -> int:
+        """Where `magic` is first from `start` on; -1 where nowhere."""
+        pos = max(start, 0)
+        while pos + len(magic) <= self.size:
+            if not self.at <= pos <= self.at + len(self.buf) - len(magic):
+                self.at, self.buf = pos, os.pread(self.fd, SEARCH_BLOCK, pos)
+                if len(self.buf) < len(magic):
+                    return -1
+            at = self.buf.find(magic, pos - self.at)
+            if at >= 0:
+                return self.at + at
+            pos = self.at + len(self.buf) - len(magic) + 1
+        return -1
+
+    def rfind(self, magic: bytes, low: int, high: int) -> int:
+        """Where `magic` is last wholly within ``[low, high)``; -1 where nowhere."""
+        end = min(high, self.size)
+        while end - low >= len(magic):
+            start = max(low, end - SEARCH_BLOCK)
+            at = self[start:end].rfind(magic)
+            if at >= 0:
+                return start + at
+            if start == low:
+                return -1
+            end = start + len(magic) - 1
+        return -1
 
 
 def _id3v2_before(data, pos: int, low: int) -> int:
