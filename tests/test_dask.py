@@ -82,11 +82,12 @@ def _distinct_copies(template, n: int, root):
 
 @contextlib.contextmanager
 def _own_cluster(folder: Path, *, death_timeout: int = 60, workers: int = 1, nanny: bool = False,
-                 **env_extra: str) -> Iterator[tuple[str, subprocess.Popen, list[subprocess.Popen]]]:
+                 worker_port: int | None = None, **env_extra: str) -> Iterator[tuple[str, subprocess.Popen, list[subprocess.Popen]]]:
     """(address, scheduler, workers) of a cluster for one test that kills part of it or its files kill
     it: a scheduler (`_start_scheduler`) and ``workers`` single-threaded workers, their files in
     ``folder/w0``, ``folder/w1``...: bare (`_start_bare_worker`: killing one kills it) or, with
-    ``nanny``, each under a nanny that restarts it. ``env_extra``: more environment (Dask settings).
+    ``nanny``, each under a nanny that restarts it (``worker_port``: the first one's worker at that
+    port, a restart's too). ``env_extra``: more environment (Dask settings).
     All are stopped when the block ends (asked first, killed after 10 s: a nanny asked to stop takes
     its worker with it)."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), str(REPO)]), OMP_NUM_THREADS="1", **env_extra)
@@ -97,7 +98,8 @@ def _own_cluster(folder: Path, *, death_timeout: int = 60, workers: int = 1, nan
         if nanny:
             procs.append(subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads",
                                            "1", "--no-dashboard", "--host", "127.0.0.1", "--death-timeout",
-                                           str(death_timeout), "--local-directory", str(folder / f"w{i}")],
+                                           str(death_timeout), "--local-directory", str(folder / f"w{i}"),
+                                           *(["--worker-port", str(worker_port)] if worker_port and i == 0 else [])],
                                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))  # fmt: skip
         else:
             procs.append(_start_bare_worker(address, env, folder / f"w{i}", death_timeout=death_timeout))
@@ -1317,6 +1319,52 @@ def test_a_worker_stopped_while_it_tries_a_file_alone_is_no_crash_of_the_file(tm
     assert rows == {name: (M.STATUS_OK, None) for name in ("stop.wav", "ok0.wav", "ok1.wav", "ok2.wav")}, rows
     assert any(re.search(r"the worker tcp://127\.0\.0\.1:\d+ was stopped \(not a crash\) while it analysed .*stop\.wav",
                          r.getMessage()) for r in caplog.records), [r.getMessage() for r in caplog.records]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_crash_at_the_address_of_a_worker_stopped_before_is_a_crash(tmp_path, monkeypatch):
+    """A worker under a nanny at a fixed port (``--worker-port``) comes back from a restart at its old
+    address, and the scheduler keeps each address's events across the workers that had it: the
+    'closing' its restart reported (a file timeout's restart, any client's) made every later death
+    there read as a stop (`_stopped_gracefully`), so a file that killed it alone was tried alone again
+    there, for ever, each try killing the worker (found reviewing 2c1a7f2). Only the events since the
+    worker joined count: the file is stored as crashed, the others analysed."""
+    from tagger.library import distributed as dist
+
+    root = tmp_path / "music"
+    _one_bad_and_three_ok(root, "crash.wav")  # (kills the worker)
+    db = open_database(tmp_path / "lib.db")
+    spec = AnalyserSpec(kind="factory", factory="dask_fakes:CrashingAnalyser")
+    plain_alone_worker, tries = dist.alone_worker, []
+
+    def alone_worker(workers):  # (a scan that tries the file alone for ever fails here instead of hanging)
+        tries.append(1)
+        assert len(tries) <= 8, "the file that kills its worker was tried alone again and again"
+        return plain_alone_worker(workers)
+
+    monkeypatch.setattr(dist, "alone_worker", alone_worker)
+    port = _free_port()
+    try:
+        with _own_cluster(tmp_path, nanny=True, worker_port=port,
+                          DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES="0") as (address, _, _):  # fmt: skip
+            with distributed.Client(address, timeout=60, set_as_default=False) as client:
+                client.wait_for_workers(1, timeout=60)
+                worker = f"tcp://127.0.0.1:{port}"
+                assert list(client.scheduler_info(n_workers=-1)["workers"]) == [worker]
+                client.restart_workers([worker], timeout=60)  # (its worker stopped: 'closing' at its address)
+                client.wait_for_workers(1, timeout=60)
+                assert list(client.scheduler_info(n_workers=-1)["workers"]) == [worker]
+                assert any(m.get("status") in dist.CLOSING for _, m in client.get_events(worker) if isinstance(m, dict))
+            summary = scan([root], db=db, analyser=FakeAnalyser(),
+                           backend=DaskBackend(address, spec=spec, connect_timeout=60))  # fmt: skip
+        with db.session() as s:
+            rows = {os.path.basename(p): st for p, st in s.query(M.Track.path, M.Track.status)}
+    finally:
+        db.close()
+    assert (summary.scanned, summary.failed) == (3, 1), summary.errors
+    [(path, reason)] = summary.errors
+    assert os.path.basename(path) == "crash.wav" and "the decoder crashed" in reason, reason
+    assert rows["crash.wav"] == M.STATUS_ERROR and all(rows[f"ok{i}.wav"] == M.STATUS_OK for i in range(3)), rows
 
 
 def test_a_decoder_failing_on_a_worker_names_the_worker(tmp_path, db, monkeypatch):

@@ -468,14 +468,21 @@ def _stopped_gracefully(client, worker: str, path: str) -> bool:
     as a death against the tasks the worker held (distributed 2026.8: ``Scheduler.remove_worker``
     without ``expected``), so a file tried alone on a worker stopped under it was stored as crashed
     (a lasting error) where the file had done nothing. Logs a warning naming the worker and `path`
-    when it was; False when the scheduler cannot say (the file is then stored as crashed, as before)."""
+    when it was; False when the scheduler cannot say (the file is then stored as crashed, as before).
+    Only the events since the worker joined count: a worker restarted by its nanny at a fixed port
+    (``--worker-port``) has the address of the one before, whose own stop (a file timeout's restart)
+    made every later death there read as a stop, and a file that killed it tried alone there for ever."""
     try:
         events = client.get_events(worker)
     except Exception as exc:  # noqa: BLE001 - a scheduler going away is reported by the futures
         log.debug("dask: cannot ask the scheduler how the worker %s left: %s", worker, exc)
         return False
-    stopped = any(isinstance(msg, dict) and msg.get("action") == "worker-status-change" and msg.get("status") in CLOSING
-                  for _, msg in events or ())  # fmt: skip
+    stopped = False
+    for _, msg in events or ():  # (oldest first; the topic is the address, kept across the workers that had it)
+        if isinstance(msg, dict) and msg.get("action") == "add-worker":
+            stopped = False  # (a worker that joined at this address since: what came before was another's)
+        elif isinstance(msg, dict) and msg.get("action") == "worker-status-change" and msg.get("status") in CLOSING:
+            stopped = True
     if stopped:
         log.warning("dask: the worker %s was stopped (not a crash) while it analysed %s alone; the file is tried "
                     "again on another worker", worker, path)  # fmt: skip
