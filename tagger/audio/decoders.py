@@ -156,7 +156,7 @@ def _parts_blocks(path: Path, meta: AudioInfo, block_frames: int, notes: list[st
         said: list[str] | None = [] if notes is not None else None
         got = 0
         try:
-            for block in _ffmpeg_blocks(path, one, block_frames, said):
+            for block in _ffmpeg_blocks(path, one, block_frames, said, seekable=meta.demuxer == "wv"):
                 got += len(block)
                 yield block
             lost = (part.seconds or 0.0) - got / meta.decode_rate
@@ -195,18 +195,28 @@ def _as_ffmpeg(meta: AudioInfo) -> AudioInfo:
     return replace(meta, decoder="ffmpeg", demuxer=SOUNDFILE_DEMUXERS.get(meta.format, ""))
 
 
-def _ffmpeg_blocks(path: Path, meta: AudioInfo, block_frames: int, notes: list[str] | None = None) -> Iterator[np.ndarray]:
+def _ffmpeg_blocks(path: Path, meta: AudioInfo, block_frames: int, notes: list[str] | None = None, *,
+                   seekable: bool = False) -> Iterator[np.ndarray]:  # fmt: skip
     """The file's decoded blocks [shape=(m, channels)] from ffmpeg. Damaged frames ffmpeg skips are
     an `AudioReadError` at the end, unless `notes` is given and they are at most `MAX_LOST_SHARE` of
-    the file's length: then one note saying what was left out is appended to it."""
+    the file's length: then one note saying what was left out is appended to it. `seekable`: a
+    `meta.feed` of one range is given to ffmpeg as a part of the file it can seek in (its ``subfile``
+    protocol), not through a pipe (a WavPack of more than 2 channels: ffmpeg's demuxer reads ahead
+    to its other blocks for its channels, and refuses a pipe: ``Cannot determine additional
+    parameters``)."""
     import tempfile
     import threading
 
     # The demuxer that described the file (-f), or where none did one of AUDIO_DEMUXERS: a file
     # replaced after it was described is not read as a playlist, a script or a picture.
     demuxer = ["-f", meta.demuxer] if meta.demuxer else ["-format_whitelist", ",".join(sorted(AUDIO_DEMUXERS))]
+    name, url = opened_name(path), None
+    if seekable and len(meta.feed) == 1:
+        url = f"subfile,,start,{meta.feed[0][0]},end,{meta.feed[0][1]},,:file:{name}"
+        meta = replace(meta, feed=())
     source = (["-protocol_whitelist", "pipe", "-f", meta.demuxer or "mp3", "-i", "pipe:0"] if meta.feed
-              else [*FFMPEG_INPUT_OPTIONS, *demuxer, "-i", opened_name(path)])  # fmt: skip
+              else ["-protocol_whitelist", "subfile,file", *demuxer, "-i", url] if url
+              else [*FFMPEG_INPUT_OPTIONS, *demuxer, "-i", name])  # fmt: skip
     cmd = [
         "ffmpeg", "-nostdin", "-v", "error", *source, "-map", "0:a:0",
         "-f", "f32le", "-acodec", "pcm_f32le", "-ac", str(meta.channels), "-ar", str(meta.decode_rate), "-",
@@ -237,11 +247,14 @@ def _ffmpeg_blocks(path: Path, meta: AudioInfo, block_frames: int, notes: list[s
                 raise AudioReadError(path, "ffmpeg did not exit after decoding the file") from None
             if proc.returncode != 0:
                 errfile.seek(max(0, errfile.seek(0, os.SEEK_END) - 4096))
-                said = [line for line in _said(errfile.read().decode("utf-8", "replace"), path).strip().splitlines()
+                text = errfile.read().decode("utf-8", "replace").replace(url or name, name)  # (a subfile's: the file's name)
+                said = [line for line in _said(text, path).strip().splitlines()
                         if not line.strip().startswith("Last message repeated")]  # (ffmpeg's log, not a reason)
                 last = _unaddressed(said[-1]) if said else f"exit code {proc.returncode}"
                 raise AudioReadError(path, f"ffmpeg could not decode the file: {_said(last, path)}")
             failed, first, cut = _decoding_errors(errfile)
+            if url:
+                first, cut = (told.replace(url, name) if told else told for told in (first, cut))
             if failed and not cut:  # (a file cut short: its last frame cut, said below as such)
                 lost = (meta.duration or 0.0) - frames / meta.decode_rate
                 left_out = "them" if not meta.duration else _seconds_of(lost, meta.duration)
