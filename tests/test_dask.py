@@ -251,7 +251,7 @@ def test_dask_scan_into_postgres_equals_local_scan_into_sqlite(cluster, pg_url, 
     remote_db = open_database(pg_url)
     assert remote_db.engine.dialect.name == "postgresql"
     seen = []
-    backend = DaskBackend(address, spec=FAKE)
+    backend = DaskBackend(address, connect_timeout=60, spec=FAKE)
     remote = scan([remote_root], db=remote_db, analyser=FakeAnalyser(), backend=backend, progress=seen.append,
                   on_track=tag_writer(model_version="fake-1"))  # fmt: skip
 
@@ -295,7 +295,7 @@ def test_workers_with_another_model_stop_the_scan(cluster, template, tmp_path):
     db = open_database(tmp_path / "lib.db")
     other = AnalyserSpec(kind="factory", factory="library_fakes:FakeAnalyser", kwargs=(("version", "fake-2"),))
     with pytest.raises(ClusterError, match="fake-2.*fake-1"):
-        scan([root], db=db, analyser=FakeAnalyser(), backend=DaskBackend(address, spec=other))
+        scan([root], db=db, analyser=FakeAnalyser(), backend=DaskBackend(address, connect_timeout=60, spec=other))
     with db.session() as s:
         assert s.query(M.Track).filter(M.Track.status == M.STATUS_OK).count() == 0
     db.close()
@@ -311,7 +311,7 @@ def test_workers_with_another_tagger_version_stop_the_scan(cluster, template, tm
     db = open_database(tmp_path / "lib.db")
     monkeypatch.setattr(tagger, "__version__", "0.0.1-other")
     with pytest.raises(ClusterError, match="worker runs tagger .* the client 0.0.1-other: install the same tagger version"):
-        scan([root], db=db, analyser=FakeAnalyser(), backend=DaskBackend(address, spec=FAKE))
+        scan([root], db=db, analyser=FakeAnalyser(), backend=DaskBackend(address, connect_timeout=60, spec=FAKE))
     with db.session() as s:
         assert s.query(M.Track).count() == 0
     db.close()
@@ -330,7 +330,7 @@ def test_a_model_replaced_on_a_worker_during_the_scan_stops_it_and_keeps_what_wa
     db = open_database(tmp_path / "lib.db")
     spec = AnalyserSpec(kind="factory", factory="dask_fakes:ReplacedAnalyser", kwargs=(("marker", str(tmp_path / "replaced")),))
     with pytest.raises(ClusterError, match=r"^the Dask worker tcp://127\.0\.0\.1:\d+: .*hash-replaced.*install the same models on every machine"):
-        scan([root], db=db, analyser=FakeAnalyser(), backend=DaskBackend(address, spec=spec, in_flight=1), commit_every=1)
+        scan([root], db=db, analyser=FakeAnalyser(), backend=DaskBackend(address, connect_timeout=60, spec=spec, in_flight=1), commit_every=1)
     with db.session() as s:
         status = [st for (st,) in s.query(M.Track.status)]
     assert set(status) <= {M.STATUS_OK} and len(status) < len(EXPECTED)
@@ -377,9 +377,15 @@ def random_models(tmp_path_factory):
 
 
 @pytest.mark.model
-def test_cli_scan_with_a_real_model_on_the_cluster_equals_a_local_scan(cluster, pg_url, random_models, tmp_path):
+def test_cli_scan_with_a_real_model_on_the_cluster_equals_a_local_scan(cluster, pg_url, random_models, tmp_path,
+                                                                        monkeypatch):
     """`tagger scan --backend dask`: each worker loads the Keras ensemble from the shared model folder."""
+    import functools
     import json
+
+    import tagger.library.distributed as D
+
+    monkeypatch.setattr(D, "DaskBackend", functools.partial(D.DaskBackend, connect_timeout=60))  # (as the others)
 
     from conftest import tone_signal, write_audio
 
@@ -444,7 +450,7 @@ def test_files_the_workers_cannot_see_stop_the_scan(cluster, template, tmp_path,
 
     monkeypatch.setattr(D.DaskBackend, "run", run_elsewhere)
     with pytest.raises(ClusterError, match="same path on every worker"):
-        scan([root], db=db, analyser=FakeAnalyser(), backend=DaskBackend(address, spec=FAKE))
+        scan([root], db=db, analyser=FakeAnalyser(), backend=DaskBackend(address, connect_timeout=60, spec=FAKE))
     with db.session() as s:
         assert s.query(M.Track).filter(M.Track.status == M.STATUS_ERROR).count() == 0
     db.close()
@@ -581,7 +587,7 @@ def test_a_stop_signal_is_heard_while_the_files_are_still_on_the_workers(cluster
     threading.Thread(target=interrupt_once_started, daemon=True).start()
     try:
         with pytest.raises(ScanInterrupted):
-            scan([root], db=db, analyser=FakeAnalyser(), backend=DaskBackend(address, spec=spec),
+            scan([root], db=db, analyser=FakeAnalyser(), backend=DaskBackend(address, connect_timeout=60, spec=spec),
                  on_track=tag_writer(model_version="fake-1"))  # fmt: skip
         assert not os.path.exists(f"{gate}.finished")  # stopped while the worker still held the file
     finally:
@@ -872,7 +878,7 @@ def test_a_cluster_whose_workers_see_another_file_stops_before_any_file(cluster,
     monkeypatch.setattr(D, "fingerprint_or_none", lambda p: real_fp(p.replace(str(worker), str(client))), raising=False)
     db = open_database(tmp_path / "lib.db")
     with pytest.raises(ClusterError, match=r"worker tcp://127\.0\.0\.1:\d+: sees another file at .*a\.flac than the client"):
-        scan([client], db=db, analyser=FakeAnalyser(), backend=DaskBackend(address, spec=FAKE))
+        scan([client], db=db, analyser=FakeAnalyser(), backend=DaskBackend(address, connect_timeout=60, spec=FAKE))
     with db.session() as s:
         assert s.query(M.Track).count() == 0
     db.close()
@@ -889,7 +895,7 @@ def test_workers_with_other_tagger_code_under_the_same_version_stop_the_scan(clu
     db = open_database(tmp_path / "lib.db")
     monkeypatch.setattr(D, "code_digest", lambda: "f" * 32, raising=False)  # (the client's checkout, another commit)
     with pytest.raises(ClusterError, match="worker runs tagger .* with other source files than the client's .*ffffffffffff"):
-        scan([root], db=db, analyser=FakeAnalyser(), backend=DaskBackend(address, spec=FAKE))
+        scan([root], db=db, analyser=FakeAnalyser(), backend=DaskBackend(address, connect_timeout=60, spec=FAKE))
     with db.session() as s:
         assert s.query(M.Track).count() == 0
     db.close()
@@ -1014,7 +1020,7 @@ def test_workers_that_join_during_the_scan_get_files(tmp_path, monkeypatch, capl
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), str(REPO)]), OMP_NUM_THREADS="1")
         out = {}
         thread = threading.Thread(target=lambda: out.update(summary=scan([root], db=db, analyser=FakeAnalyser(),
-                                                                            backend=DaskBackend(address, spec=spec))))
+                                                                            backend=DaskBackend(address, connect_timeout=60, spec=spec))))
         thread.start()
         late = []
         try:
@@ -1080,7 +1086,7 @@ def test_workers_with_other_decoding_libraries_are_named_in_a_warning(cluster, t
     song = write_audio(tmp_path / "music" / "a.flac", tone_signal([110.0], seconds=5.0))
     db = open_database(tmp_path / "lib.db")
     with caplog.at_level(logging.WARNING, logger="tagger.library.distributed"):
-        scan([tmp_path / "music"], db=db, analyser=FakeAnalyser(), backend=DaskBackend(address, spec=FAKE))
+        scan([tmp_path / "music"], db=db, analyser=FakeAnalyser(), backend=DaskBackend(address, connect_timeout=60, spec=FAKE))
     assert not [r for r in caplog.records if "decodes with" in r.getMessage()]  # (the same machine: the same versions)
     caplog.clear()
     other = {**decoding_stack(), "ffmpeg": "4.4.2-other"}  # (the client's machine, another ffmpeg)
@@ -1088,7 +1094,7 @@ def test_workers_with_other_decoding_libraries_are_named_in_a_warning(cluster, t
     db.close()
     db = open_database(tmp_path / "other.db")
     with caplog.at_level(logging.WARNING, logger="tagger.library.distributed"):
-        summary = scan([tmp_path / "music"], db=db, analyser=FakeAnalyser(), backend=DaskBackend(address, spec=FAKE))
+        summary = scan([tmp_path / "music"], db=db, analyser=FakeAnalyser(), backend=DaskBackend(address, connect_timeout=60, spec=FAKE))
     warned = sorted(r.getMessage() for r in caplog.records if "decodes with" in r.getMessage())
     assert len(warned) == 2 and all(f"ffmpeg {decoding_stack()['ffmpeg']} (the client's 4.4.2-other)" in w for w in warned)
     assert summary.scanned == 1 and track_instruments(db) == {str(song): ["bass"]}  # (warned, not refused)
@@ -1202,7 +1208,7 @@ def test_a_model_that_raises_on_a_worker_is_named_with_the_worker(cluster, tmp_p
     spec = AnalyserSpec(kind="factory", factory="dask_fakes:FailingModelAnalyser")
     with pytest.raises(ClusterError, match=r"failed while analysing .*a\.wav on the Dask workers? tcp://127\.0\.0\.1:\d+"
                                            r".*: RuntimeError: the model runtime failed \(simulated\)"):
-        scan([tmp_path / "music"], db=db, analyser=FakeAnalyser(), backend=DaskBackend(address, spec=spec, retries=0))
+        scan([tmp_path / "music"], db=db, analyser=FakeAnalyser(), backend=DaskBackend(address, connect_timeout=60, spec=spec, retries=0))
     db.close()
 
 
