@@ -309,3 +309,56 @@ def test_joined_wavpacks_of_more_than_two_channels_decode(tmp_path, channels):
     with pytest.raises(AudioReadError, match=r": part 2 of the 2 files joined in it: .*cut short") as caught:
         list(audio.stream(path, notes=[]))
     assert "subfile" not in caught.value.reason and caught.value.path == str(path)
+
+
+IGNORING_SCRIPT = """
+import os, signal, sys
+sys.path[:0] = [{tests!r}, {root!r}]
+from library_fakes import FakeAnalyser
+from tagger.audio import decoders
+from tagger.db.session import open_database
+from tagger.library.scan import scan
+
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # (a shell's `&` without job control, nohup-like)
+real_feed = decoders._feed
+parts = []
+
+class Pipe:  # the group's Ctrl-C once ffmpeg has read the second part's first bytes (its handlers set)
+    def __init__(self, pipe):
+        self.pipe = pipe
+    def write(self, block):
+        self.pipe.write(block)
+        if len(parts) == 2 and not parts[1]:
+            parts[1] = True
+            os.killpg(os.getpgrp(), signal.SIGINT)
+    def close(self):
+        self.pipe.close()
+
+def feed(path, ranges, pipe):
+    parts.append(False)
+    return real_feed(path, ranges, Pipe(pipe))
+
+decoders._feed = feed
+summary = scan([sys.argv[2]], db=open_database(sys.argv[1]), analyser=FakeAnalyser(), jobs=0)
+print(len(parts), summary.scanned, summary.failed, summary.errors, flush=True)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="signals as on Linux")
+def test_a_scan_ignoring_sigint_is_not_failed_by_the_ctrl_c_of_its_group(tmp_path):
+    """A scan started with SIGINT ignored (a script's `tagger scan ... &`) goes on through the
+    terminal's Ctrl-C, as it should; the ffmpeg decoding a part of a joined file did not (ffmpeg sets
+    its own SIGINT handler whatever it inherits): it exited 255 and the file was stored as 'ffmpeg
+    could not decode the file: exit code 255', a lasting error. The decoders run in a process group
+    of their own now: only the scan stops them (or their death with it)."""
+    music = tmp_path / "music"
+    music.mkdir()
+    first, second = _parts(tmp_path, "flac")
+    (music / "joined.flac").write_bytes(first + second)
+    script = tmp_path / "scan_script.py"
+    tests = os.path.dirname(os.path.abspath(__file__))
+    script.write_text(IGNORING_SCRIPT.format(tests=tests, root=os.path.dirname(tests)))
+    done = subprocess.run([sys.executable, str(script), str(tmp_path / "lib.db"), str(music)], capture_output=True,
+                          text=True, start_new_session=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split(maxsplit=3)[:3] == ["2", "1", "0"], done.stdout

@@ -17,7 +17,12 @@ file system only, never over a network."""
 
 def _decoder_preexec():
     """A ``preexec_fn`` making a decoder subprocess die with the process that started it (Linux
-    ``PR_SET_PDEATHSIG``), so that a killed scan worker never leaves a running ffmpeg behind."""
+    ``PR_SET_PDEATHSIG``), so that a killed scan worker never leaves a running ffmpeg behind, in a
+    process group of its own: a Ctrl-C (or any signal) sent to the scan's group does not reach it,
+    as ffmpeg sets its own SIGINT handler whatever it inherits, and a scan started with SIGINT
+    ignored (a script's ``tagger scan ... &``) had the file it was decoding stored as the lasting
+    error ``ffmpeg could not decode the file: exit code 255``. Only its starter ends it (or its
+    death)."""
     import sys
 
     if not sys.platform.startswith("linux"):
@@ -30,6 +35,7 @@ def _decoder_preexec():
         return None
 
     def die_with_parent() -> None:
+        os.setpgid(0, 0)
         prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
 
     return die_with_parent
