@@ -1373,6 +1373,39 @@ def test_a_crash_at_the_address_of_a_worker_stopped_before_is_a_crash(tmp_path, 
     assert rows["crash.wav"] == M.STATUS_ERROR and all(rows[f"ok{i}.wav"] == M.STATUS_OK for i in range(3)), rows
 
 
+def test_a_worker_whose_retirement_was_given_up_dies_of_its_file(caplog):
+    """A retirement the scheduler gives up (``retire_workers`` with no worker to take the data the
+    worker holds) sets the worker closing_gracefully, then running again; a file that killed it later
+    read as stopped with it (`_stopped_gracefully` took any closing status since it joined): the file
+    was tried alone again, killing another worker, and the warning called its crash a stop. The
+    worker's latest status decides (the scheduler's events as distributed 2026.8 logs them)."""
+    import logging
+
+    from tagger.library.distributed import _stopped_gracefully
+
+    def change(prev, status):
+        return {"action": "worker-status-change", "prev-status": prev, "status": status, "stimulus_id": "x"}
+
+    joined = [(1.0, {"action": "add-worker"}), (1.1, change("init", "running"))]
+    died = [(9.0, {"action": "remove-worker", "processing-tasks": {"tagger-analyse-0-ab"}, "expected": False})]
+    given_up = [(2.0, change("running", "closing_gracefully")), (2.5, change("closing_gracefully", "running"))]
+    stopped = [(3.0, change("running", "closing"))]
+
+    class Client:
+        def __init__(self, events):
+            self.events = events
+
+        def get_events(self, topic):
+            return tuple(self.events)
+
+    caplog.set_level(logging.WARNING, logger="tagger.library.distributed")
+    w = "tcp://10.0.0.7:40123"
+    assert not _stopped_gracefully(Client(joined + given_up + died), w, "/music/a.wav")
+    assert not caplog.records
+    assert _stopped_gracefully(Client(joined + given_up + stopped + died), w, "/music/a.wav")
+    assert _stopped_gracefully(Client(joined + stopped + [(3.5, change("closing", "closed"))] + died), w, "/music/a.wav")
+
+
 def test_a_decoder_failing_on_a_worker_names_the_worker(tmp_path, db, monkeypatch):
     """A worker whose ffmpeg fails (another build, a broken install) stored 'ffmpeg could not decode
     the file: ...' as the file's own error, naming no machine, where a file the worker could not read

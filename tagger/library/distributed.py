@@ -471,7 +471,9 @@ def _stopped_gracefully(client, worker: str, path: str) -> bool:
     when it was; False when the scheduler cannot say (the file is then stored as crashed, as before).
     Only the events since the worker joined count: a worker restarted by its nanny at a fixed port
     (``--worker-port``) has the address of the one before, whose own stop (a file timeout's restart)
-    made every later death there read as a stop, and a file that killed it tried alone there for ever."""
+    made every later death there read as a stop, and a file that killed it tried alone there for ever.
+    Only its latest status counts: a retirement the scheduler gives up (``retire_workers`` with no
+    other worker to take the data it holds) sets the worker running again after closing_gracefully."""
     try:
         events = client.get_events(worker)
     except Exception as exc:  # noqa: BLE001 - a scheduler going away is reported by the futures
@@ -481,8 +483,8 @@ def _stopped_gracefully(client, worker: str, path: str) -> bool:
     for _, msg in events or ():  # (oldest first; the topic is the address, kept across the workers that had it)
         if isinstance(msg, dict) and msg.get("action") == "add-worker":
             stopped = False  # (a worker that joined at this address since: what came before was another's)
-        elif isinstance(msg, dict) and msg.get("action") == "worker-status-change" and msg.get("status") in CLOSING:
-            stopped = True
+        elif isinstance(msg, dict) and msg.get("action") == "worker-status-change":
+            stopped = msg.get("status") in (*CLOSING, "closed")  # (its latest: a retirement given up sets it running)
     if stopped:
         log.warning("dask: the worker %s was stopped (not a crash) while it analysed %s alone; the file is tried "
                     "again on another worker", worker, path)  # fmt: skip
