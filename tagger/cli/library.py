@@ -199,8 +199,9 @@ def show(
 ) -> None:
     """One track: per family presence, score, coverage and the time ranges where it plays.
 
-    An album image with a cue sheet (a .cue beside it that names it, or embedded in a FLAC): each of
-    its tracks with its families too, from the stored window scores."""
+    An album image with a cue sheet (a .cue beside it or in the folder above that names it, or one
+    embedded in a FLAC or an APEv2 tag): each of its tracks with its families too, from the stored
+    window scores, and the audio before its first track as track 0 where it holds a window."""
     from tagger.db.detail import track_detail, track_timeline, with_cue_tracks
     from tagger.library.report import render_detail
 
