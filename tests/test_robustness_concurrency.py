@@ -239,7 +239,7 @@ def test_a_second_save_between_the_swap_and_the_swap_back_is_kept(tmp_path, monk
 
 
 def _kept(folder: Path) -> list[Path]:
-    """The files tag writes kept in ``folder``, not put back (``NAME.tagger-kept-XXXXXXXX``)."""
+    """The files tag writes kept in ``folder``, not put back (``NAME.tagger-kept-XXXXXXXX~``)."""
     return sorted(folder.glob("*.tagger-kept-*"))
 
 
@@ -269,7 +269,7 @@ def test_their_save_that_the_swap_back_cannot_put_back_is_kept(tmp_path, monkeyp
     cleanup removed what was under the copy's name as its copy: another program's save, moved over
     the file after the write's last check, lost, and the write said `file changed ...; left as it is`
     with tagger's copy at the path (found reviewing the swap back of 5a2f6bc for what its failure
-    does). It is kept as `NAME.tagger-kept-XXXXXXXX`, which the error names, the path's content
+    does). It is kept as `NAME.tagger-kept-XXXXXXXX~`, which the error names, the path's content
     said; no later walk or cleanup touches it."""
     from mutagen.flac import FLAC
 
