@@ -22,7 +22,7 @@ def _decoder_preexec():
     as ffmpeg sets its own SIGINT handler whatever it inherits, and a scan started with SIGINT
     ignored (a script's ``tagger scan ... &``) had the file it was decoding stored as the lasting
     error ``ffmpeg could not decode the file: exit code 255``. Only its starter ends it (or its
-    death)."""
+    death, before the decoder's exec too: the decoder then exits at once)."""
     import sys
 
     if not sys.platform.startswith("linux"):
@@ -34,9 +34,13 @@ def _decoder_preexec():
     except (OSError, AttributeError):
         return None
 
+    starter = os.getpid()
+
     def die_with_parent() -> None:
         os.setpgid(0, 0)
         prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+        if os.getppid() != starter:  # (it died before the prctl: no signal will come)
+            os._exit(1)
 
     return die_with_parent
 

@@ -1,0 +1,52 @@
+"""The decoder processes (ffmpeg, ffprobe) a scan starts die with their starter, whenever it dies."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ORPHAN_SCRIPT = """
+import os, sys, time
+sys.path[:0] = [{root!r}]
+from tagger.audio.plumbing import _decoder_preexec
+
+preexec = _decoder_preexec()  # (made in the starter, as at each Popen)
+pid = os.fork()
+if pid:
+    print(pid, flush=True)
+    os._exit(0)  # the starter dies between the decoder's fork and its preexec
+parent = os.getppid()
+while os.getppid() == parent:  # (until the starter is gone: its exit is the event waited for)
+    time.sleep(0.01)
+preexec()
+open(sys.argv[1], "w").write("the decoder would run, its starter dead")
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG (Linux)")
+def test_a_decoder_whose_starter_died_before_its_preexec_does_not_run(tmp_path):
+    """PR_SET_PDEATHSIG set in the child after its parent died sends nothing: a scan killed between
+    a decoder's fork and its preexec left that ffmpeg running, in a process group of its own, which
+    no signal to the scan's group reaches. The preexec sees its starter gone and exits."""
+    marker = tmp_path / "ran"
+    script = tmp_path / "orphan.py"
+    script.write_text(ORPHAN_SCRIPT.format(root=str(Path(__file__).resolve().parent.parent)))
+    done = subprocess.run([sys.executable, str(script), str(marker)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    child = int(done.stdout)
+    deadline = time.monotonic() + 120  # (a bound on a hang, not a margin: the child ends at once)
+    while os.path.exists(f"/proc/{child}") and b"Z" not in _state(child) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not marker.exists()
+
+
+def _state(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return b"Z"
