@@ -135,6 +135,7 @@ class DaskBackend:
                 tasks.submit_into(futures)
             for i, died in tasks.stranded:  # (no worker to try them alone on: see `alone_worker`)
                 store(i, RemoteResult(tasks.paths[i], error=STRANDED, unreadable=True, worker=died))
+            _await_ends(tasks.ending, poll)  # (before its client is closed: a restart not yet asked would be lost)
         finally:
             if tasks.index:  # stopped early (error, Ctrl-C): the cluster drops the rest
                 client.cancel([f for _, f in tasks.index.values()])
@@ -160,7 +161,7 @@ class DaskBackend:
             return
         for key, worker, seconds in overdue:
             i, fut, _ = tasks.take(key)
-            self._give_up(client, fut, worker)
+            tasks.ending.append(self._give_up(client, fut, worker))
             store(i, RemoteResult(tasks.paths[i], error=f"timed out after {seconds:.0f} s on the Dask worker "
                                                         f"{worker} (a hung decoder?)"))  # fmt: skip
             idle.reset()
@@ -208,17 +209,20 @@ class DaskBackend:
                 raise ClusterError(f"the Dask worker(s) {', '.join(sorted(pending))} did not load the model and answer "
                                    f"within {self.check_timeout:.0f} s: nothing was analysed; see their logs")  # fmt: skip
 
-    def _give_up(self, client, fut, worker: str) -> None:
+    def _give_up(self, client, fut, worker: str) -> threading.Thread:
         """Cancel a task that has run past the file timeout, then restart its worker (its thread is
         still stuck in the file: it would take no other task): by its nanny, or, without one, close
         it (the scheduler sends it nothing more; its process is left to whoever started it). The
-        restart runs in a thread of its own (`_end_worker`): the scan goes on meanwhile."""
+        restart runs in a thread of its own (`_end_worker`), returned: the scan goes on meanwhile, and
+        waits for it at its end (`_await_ends`)."""
         fut.cancel()  # (first: the scheduler would hand the task to the next worker)
         nanny = bool((client.scheduler_info(n_workers=-1).get("workers", {}).get(worker) or {}).get("nanny"))
         log.warning("dask: the worker %s ran one file past the file timeout: %s", worker,
                     "restarting it" if nanny else "closing it (it has no nanny; its process may still be stuck)")  # fmt: skip
-        threading.Thread(target=_end_worker, args=(client, worker, nanny, self.connect_timeout * 3),
-                         name=f"tagger-restart-{worker}", daemon=True).start()  # fmt: skip
+        ending = threading.Thread(target=_end_worker, args=(client, worker, nanny, self.connect_timeout * 3),
+                                  name=f"tagger-restart-{worker}", daemon=True)  # fmt: skip
+        ending.start()
+        return ending
 
     def _check_workers(self, client, spec: AnalyserSpec, sample_path: str | None,
                        poll: Callable[[], None] | None = None) -> tuple[int, set[str]]:  # fmt: skip
@@ -257,6 +261,21 @@ def _end_worker(client, worker: str, nanny: bool, timeout: float) -> None:
     except Exception as exc:  # noqa: BLE001 - the scan goes on with the other workers
         closed = getattr(client, "status", "running") in ("closing", "closed")  # (the scan over, its client closed)
         (log.debug if closed else log.warning)("dask: cannot restart the worker %s: %s", worker, exc)
+
+
+def _await_ends(ending: list[threading.Thread], poll: Callable[[], None] | None) -> None:
+    """Wait for the restarts of timed-out workers still under way (`_end_worker`) once every file is
+    stored, calling ``poll()`` meanwhile (a Ctrl-C stops the wait). A scan that ended at once closed
+    its client under them: a restart whose request (two calls to the scheduler) had not yet gone out
+    was dropped, and the worker left stuck in its file for the next scan."""
+    for t in ending:
+        if t.is_alive():
+            log.info("dask: waiting for the restart of the worker %s (it ran a file past the file timeout)",
+                     t.name.removeprefix("tagger-restart-"))  # fmt: skip
+        while t.is_alive():
+            t.join(0.1)
+            if poll is not None:
+                poll()
 
 
 def _compare_stacks(reports: dict) -> None:
@@ -318,6 +337,8 @@ class _Tasks:
     """The suspects left when no worker could try them alone (`alone_worker`), as in `suspects`."""
     unanswered: set = field(default_factory=set)
     """The questions the scheduler could not answer once, already warned of (`_unanswered`)."""
+    ending: list = field(default_factory=list)
+    """The threads restarting (or closing) the workers given up on (`DaskBackend._give_up`)."""
 
     def __post_init__(self) -> None:
         self._todo = iter(enumerate(self.paths))
