@@ -1242,6 +1242,40 @@ def test_a_scheduler_that_cannot_answer_taggers_questions_is_warned_of_once(tmp_
     assert stored == [] and list(tasks.index) == [fut.key]
 
 
+def test_a_scheduler_going_away_is_no_question_it_cannot_answer(tmp_path, caplog):
+    """c8f75af warned of any failure of the questions the client sends the scheduler, as one that
+    cannot load them ('a scheduler on another Python version than the client's'): a scheduler going
+    away between the client's checks (its connection closed) was warned of so, beside the scan's
+    own error for it (found reviewing c8f75af). A connection's failure stays a debug line."""
+    import logging
+
+    from distributed.comm.core import CommClosedError
+
+    from tagger.library.distributed import _end_alone_at_its_death, _Tasks
+
+    class Future:
+        def __init__(self, key):
+            self.key = key
+
+    class Client:
+        def submit(self, fn, path, **kwargs):
+            return Future(kwargs["key"])
+
+        def run_on_scheduler(self, fn, *args, **kwargs):
+            raise CommClosedError("in <TCP (closed) ConnectionPool.run_function local=tcp://127.0.0.1:50000 "
+                                  "remote=tcp://127.0.0.1:8786>: Stream is closed")  # fmt: skip
+
+    caplog.set_level(logging.WARNING, logger="tagger.library.distributed")
+    client = Client()
+    tasks = _Tasks(client, [str(tmp_path / "a.wav")], spec=FAKE, config=None, predict_batch=1, retries=0, file_timeout=3.0)
+    fut = tasks.submit_next()
+    tasks.alone[fut.key] = "tcp://10.0.0.7:40123"  # (as if tried alone)
+    idle, stored = type("Idle", (), {"reset": lambda self: None})(), []
+    DaskBackend(client)._time_out_overdue(client, tasks, [], idle, lambda i, r: stored.append(r))
+    _end_alone_at_its_death(tasks, [], idle, lambda i, r: stored.append(r))
+    assert [r.getMessage() for r in caplog.records] == [] and stored == []
+
+
 def test_a_model_that_raises_on_a_worker_is_named_with_the_worker(cluster, tmp_path):
     """A task that raised (a worker's model runtime failing: an exception, not a crash) stopped the
     scan with 'the Dask cluster failed while analysing PATH: RuntimeError: ...', naming no machine of

@@ -528,8 +528,10 @@ def _unanswered(tasks: _Tasks, question: str, meanwhile: str, exc: Exception) ->
     """Warn, once a scan for each `question`, that the scheduler could not answer it: it runs a function
     tagger sends it (``run_on_scheduler``), which a scheduler on another Python version than the
     client's cannot load; what tagger then goes without (`meanwhile`) went without a word in the
-    log's default level (the file timeout silently off)."""
-    if question in tasks.unanswered:
+    log's default level (the file timeout silently off). A connection that fails (an `OSError`:
+    ``CommClosedError``, a timeout) is a scheduler going away, which the futures report: a debug line,
+    as before c8f75af (its warning blamed the Python versions beside the scan's own error)."""
+    if question in tasks.unanswered or isinstance(exc, OSError):
         log.debug("dask: cannot ask the scheduler %s: %s", question, exc)
         return
     tasks.unanswered.add(question)
