@@ -797,6 +797,36 @@ def test_a_scan_that_ends_with_a_timed_out_file_restarts_its_worker_first(tmp_pa
     assert len(done) == 1 and list(done[0].values()) == ["OK"], "the scan returned before its worker was restarted"
 
 
+def test_a_nanny_that_does_not_answer_the_restart_is_warned_of(caplog):
+    """The restart of a timed-out file's worker asks the scheduler with ``raise_for_error=False``,
+    whose answer says 'timed out' for a nanny that did not answer (paused, its machine stopped): the
+    scheduler then drops the worker, its process maybe still stuck in the file, and the answer was
+    never read: nothing said so. It is a warning naming the worker; a restart done says nothing."""
+    import logging
+
+    from tagger.library.distributed import _end_worker
+
+    class Client:
+        status = "running"
+
+        def __init__(self, answer):
+            self.answer, self.asked = answer, []
+
+        def restart_workers(self, workers, timeout=None, raise_for_error=True):
+            self.asked.append((workers, timeout, raise_for_error))
+            return {w: self.answer for w in workers}  # (distributed 2026.8: "OK", "removed" or "timed out")
+
+    caplog.set_level(logging.WARNING, logger="tagger.library.distributed")
+    w = "tcp://10.0.0.7:40123"
+    done = Client("OK")
+    _end_worker(done, w, True, 30.0)
+    assert done.asked == [([w], 30.0, False)] and not caplog.records
+    _end_worker(Client("timed out"), w, True, 30.0)
+    [record] = caplog.records
+    assert record.levelno == logging.WARNING and record.getMessage().startswith(
+        f"dask: the nanny of the worker {w} did not answer within 30 s"), record.getMessage()  # fmt: skip
+
+
 def test_a_worker_dying_in_its_start_up_check_leaves_the_scan_to_the_others(template, tmp_path):
     """A worker that died while it loaded the model (its check is pinned to it) left its check
     waiting for ever, and the scan with it, deaf to a first Ctrl-C. Now the check of a worker that

@@ -252,10 +252,16 @@ class DaskBackend:
 def _end_worker(client, worker: str, nanny: bool, timeout: float) -> None:
     """Restart `worker` by its nanny (waiting up to `timeout` s for it), or close it where it has none.
     A nanny that does not answer (paused, its machine stopped) held the scan for the whole `timeout`
-    (30 s by default), deaf to Ctrl-C, storing nothing, when this ran in the scan's thread."""
+    (30 s by default), deaf to Ctrl-C, storing nothing, when this ran in the scan's thread. Its
+    nanny not answering is a warning: the scheduler then drops the worker, whose process may be
+    left stuck in the file (was: said nowhere, the restart's answer unread)."""
     try:
         if nanny:
-            client.restart_workers([worker], timeout=timeout, raise_for_error=False)
+            out = client.restart_workers([worker], timeout=timeout, raise_for_error=False)
+            if isinstance(out, dict) and out.get(worker) == "timed out":
+                log.warning("dask: the nanny of the worker %s did not answer within %.0f s (paused? its machine "
+                            "stopped?): the scheduler dropped the worker, whose process may still be stuck in the "
+                            "file", worker, timeout)  # fmt: skip
         else:
             client.retire_workers([worker], close_workers=True)
     except Exception as exc:  # noqa: BLE001 - the scan goes on with the other workers
