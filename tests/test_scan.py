@@ -891,3 +891,40 @@ def test_a_file_that_cannot_be_fingerprinted_is_a_transient_error_that_keeps_its
     monkeypatch.undo()
     summary = scan([root], db=db, analyser=FakeAnalyser(), jobs=0)
     assert summary.failed == 0 and _status(db)[bass] == "ok"
+
+
+class _SignallingOnce(FakeAnalyser):
+    """Sends the scan's process SIGINT (a Ctrl-C) as it scores the file's first batch of windows."""
+
+    def predict_features(self, feats):
+        if self.calls == 0:
+            os.kill(os.getpid(), __import__("signal").SIGINT)
+        return super().predict_features(feats)
+
+
+def test_a_ctrl_c_during_the_one_file_of_an_inline_scan_stops_it(tmp_path, db):
+    """`--jobs 0` looked at a stop only before each file: a Ctrl-C (or SIGTERM) while it analysed a
+    long file went unheard until the file was done, and during the last file not at all: the scan
+    finished it and exited 0, `1 scanned`, not `interrupted` with 128 + the signal (found checking
+    README's "stop a scan within about a second" with SIGINT to a `-j 0` scan of a 40-minute FLAC:
+    rc 0 after 14 s). The stop is looked at between the file's messages; the file is left to the next
+    scan, as a worker's is."""
+    import soundfile as sf
+
+    from tagger.library.state import ScanInterrupted
+
+    root = tmp_path / "music"
+    root.mkdir()
+    sr = 16_000
+    t = np.arange(200 * sr) / sr  # (two messages of windows: 32 and 18)
+    sf.write(root / "long.wav", 0.3 * np.sin(2 * np.pi * FREQ["flute"] * t), sr, subtype="PCM_16")
+    past = os.stat(root / "long.wav").st_mtime - 3600
+    os.utime(root / "long.wav", (past, past))
+    analyser = _SignallingOnce()
+    with pytest.raises(ScanInterrupted) as stopped:
+        scan([root], db=db, analyser=analyser, jobs=0, commit_every=1, predict_batch=1)
+    assert stopped.value.exit_code == 130
+    assert analyser.calls == 1  # (the file's second message of windows not analysed)
+    assert _status(db) == {}
+    summary = scan([root], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert summary.scanned == 1 and track_instruments(db) == {str(root / "long.wav"): ["flute"]}

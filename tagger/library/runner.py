@@ -7,6 +7,7 @@ into `Runner`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 
@@ -146,9 +147,10 @@ class Runner(TagHook, WorkerSupervisor):
                 self.finish(m.task_id, samples=int(m.samples), note=m.note)
             elif isinstance(m, Failed):
                 if self.stop.requested:
-                    # (Ctrl-C reaches the whole process group: the ffmpeg decoding the file dies of
-                    # it, exit code 255, and the file was stored as an error it never had, a lasting
-                    # one the next scan passed over. Not stored: the next scan analyses it.)
+                    # (a decoder that fails once a stop was asked, ended by the stop: the ffmpeg
+                    # decoding the file, when Ctrl-C reached it in the scan's process group, exit code
+                    # 255, stored the file as an error it never had, a lasting one the next scan
+                    # passed over. Not stored: the next scan analyses it.)
                     self.pending.pop(m.task_id)
                     continue
                 self.fail_file(m.task_id, str(m.reason), unreadable=m.unreadable)
@@ -256,21 +258,28 @@ class Runner(TagHook, WorkerSupervisor):
 
     # -- execution ----------------------------------------------------------------------------------
     def run_inline(self, work: list[FileState]) -> None:
+        """Analyse `work` in this process (``--jobs 0``). A stop is looked at between the messages of a
+        file, which is then left to the next scan as a worker's file is (it was looked at before each
+        file alone: a Ctrl-C went unheard until a long file was done, and during the last file not at
+        all, the scan ending as finished, exit 0)."""
         self.report(force=True)
         for task_id, w in enumerate(work):
             self.check_stop()
             self.pending[task_id] = self.new_pending(w)
             batch: list[Message] = []
             n = 0
-            for msg in analyse_file(task_id, w.path, config=self.config):
-                # (a long file keeps no batch waiting, as the workers' messages do not: was held
-                # through its whole analysis, SQLite's write lock with it, and PostgreSQL's
-                # idle_in_transaction_session_timeout ended the connection and the scan)
-                self.writer.maybe_commit()
-                batch.append(msg)
-                if isinstance(msg, Windows):
-                    n += len(msg.features)
-                if n >= self.predict_batch:
-                    self.handle(batch)
-                    batch, n = [], 0
+            with contextlib.closing(analyse_file(task_id, w.path, config=self.config)) as messages:  # (its decoder ended)
+                for msg in messages:
+                    self.check_stop()  # (the file's track not stored: `pending` only)
+                    # (a long file keeps no batch waiting, as the workers' messages do not: was held
+                    # through its whole analysis, SQLite's write lock with it, and PostgreSQL's
+                    # idle_in_transaction_session_timeout ended the connection and the scan)
+                    self.writer.maybe_commit()
+                    batch.append(msg)
+                    if isinstance(msg, Windows):
+                        n += len(msg.features)
+                    if n >= self.predict_batch:
+                        self.handle(batch)
+                        batch, n = [], 0
             self.handle(batch)
+        self.check_stop()  # (asked during the last file: it is stored whole, the scan still stopped)
