@@ -1,10 +1,12 @@
 """Paths inside folders (the one test of "this path is that folder, or lies under it"), the names
-of tagger's temporary files, and where tagger's caches live."""
+of tagger's temporary files, where tagger's caches live, and the inode attributes (immutable,
+append-only) that forbid writing a file, root included."""
 
 from __future__ import annotations
 
 import os
 import re
+import struct
 import unicodedata
 from collections.abc import Iterable
 
@@ -62,6 +64,46 @@ def on_fuse(real: str, mountinfo: str = MOUNTINFO) -> bool | None:
     holding = [point for point in mounts if real == point or real.startswith(point.rstrip("/") + "/")]
     kind = mounts[max(holding, key=len)] if holding else ""
     return kind in ("fuse", "fuseblk") or kind.startswith("fuse.")
+
+
+_FS_IOC_GETFLAGS = (2 << 30) | (struct.calcsize("l") << 16) | (ord("f") << 8) | 1  # _IOR('f', 1, long)
+_FIXED_ATTRIBUTES = ((0x10, "immutable (chattr +i)"), (0x20, "append-only (chattr +a)"))
+
+
+def file_flags(fd: int) -> int | None:
+    """The Linux inode flags (``lsattr``) of the file open as ``fd``; None where the file system has none."""
+    import fcntl
+
+    buf = bytearray(8)
+    try:
+        fcntl.ioctl(fd, _FS_IOC_GETFLAGS, buf)
+    except OSError:
+        return None
+    return int.from_bytes(buf[:4], "little" if struct.pack("=I", 1)[0] else "big")
+
+
+def inode_flags(path: str) -> int | None:
+    """The Linux inode flags (``lsattr``) of the file or folder ``path``; None where it cannot be
+    opened or the file system does not say."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        return file_flags(fd)
+    finally:
+        os.close(fd)
+
+
+def fixed_attribute(path: str) -> str | None:
+    """The Linux inode attribute of the file or folder ``path`` that forbids replacing it or a file
+    in it, root included (immutable, append-only), in words; None when it has none or the
+    filesystem does not say. A rename over such a file, or in such a folder, fails only once the
+    copy is written, and an append-only folder keeps the copy and the backup link: their removal
+    fails too (`tagger.tags.filesystem.check_writable`); a SQLite database so marked cannot be
+    written (`tagger.db.sqlite_files.read_only_reason`)."""
+    flags = inode_flags(path)
+    return None if flags is None else next((words for bit, words in _FIXED_ATTRIBUTES if flags & bit), None)
 
 
 def cache_home() -> str | None:

@@ -20,7 +20,7 @@ import stat
 import struct
 
 from tagger.errors import TagWriteError
-from tagger.paths import TEMP_SUFFIX
+from tagger.paths import TEMP_SUFFIX, file_flags, fixed_attribute
 
 
 def check_writable(path, real: str, st: os.stat_result) -> None:
@@ -34,7 +34,7 @@ def check_writable(path, real: str, st: os.stat_result) -> None:
         mounted_read_only = False
     if mounted_read_only:
         raise TagWriteError(path, "its file system is mounted read-only; left as it is")
-    attribute = _fixed_attribute(real)
+    attribute = fixed_attribute(real)
     if attribute:
         raise TagWriteError(path, f"file is {attribute}; left as it is")
     if not os.access(real, os.W_OK) or not st.st_mode & writable:
@@ -45,7 +45,7 @@ def check_writable(path, real: str, st: os.stat_result) -> None:
             raise TagWriteError(path, f"file is read-only for this user (mode {stat.filemode(st.st_mode)}, owner "
                                       f"{_user_name(st.st_uid)}); left as it is")  # fmt: skip
         raise TagWriteError(path, "file is read-only")
-    attribute = _fixed_attribute(folder)
+    attribute = fixed_attribute(folder)
     if attribute:
         raise TagWriteError(path, f"folder {folder} is {attribute}: none of its files can be replaced (needed for "
                                   "the atomic replace); left as it is")  # fmt: skip
@@ -108,9 +108,7 @@ def _user_name(uid: int) -> str:
         return str(uid)
 
 
-_FS_IOC_GETFLAGS = (2 << 30) | (struct.calcsize("l") << 16) | (ord("f") << 8) | 1  # _IOR('f', 1, long)
 _FS_IOC_SETFLAGS = (1 << 30) | (struct.calcsize("l") << 16) | (ord("f") << 8) | 2  # _IOW('f', 2, long)
-_FIXED_ATTRIBUTES = ((0x10, "immutable (chattr +i)"), (0x20, "append-only (chattr +a)"))
 KEPT_FLAGS = ((0x8, "S"), (0x40, "d"), (0x80, "A"), (0x4, "c"), (0x400, "m"), (0x800000, "C"))
 """The Linux inode flags a user sets on a file (``chattr``) that a rewrite gives the copy: synchronous
 updates, no dump (backups made with ``dump`` leave the file out), no atime updates, compression,
@@ -118,41 +116,15 @@ no compression, no copy-on-write (btrfs). (The immutable and append-only ones re
 `check_writable`; the others are the file system's own.)"""
 
 
-def _ioctl_flags(fd: int, request: int, value: int | None = None) -> int | None:
-    """The inode flags of the file open as ``fd`` (``value`` set first, when given); None where the
-    file system has none (an `OSError` setting them is raised)."""
+def _set_flags(fd: int, value: int) -> int | None:
+    """Set the inode flags of the file open as ``fd`` to ``value`` (an `OSError` where that fails);
+    the flags it has then (`tagger.paths.file_flags`)."""
     import fcntl
 
     buf = bytearray(8)
-    if value is not None:
-        buf[:4] = value.to_bytes(4, "little" if struct.pack("=I", 1)[0] else "big")
-        fcntl.ioctl(fd, request, buf)
-        buf = bytearray(8)
-    try:
-        fcntl.ioctl(fd, _FS_IOC_GETFLAGS, buf)
-    except OSError:
-        if value is not None:
-            raise
-        return None
-    return int.from_bytes(buf[:4], "little" if struct.pack("=I", 1)[0] else "big")
-
-
-def file_flags(fd: int) -> int | None:
-    """The Linux inode flags of the file open as ``fd``; None where the file system has none."""
-    return _ioctl_flags(fd, _FS_IOC_GETFLAGS)
-
-
-def inode_flags(path: str) -> int | None:
-    """The Linux inode flags (``lsattr``) of the file or folder ``path``; None where it cannot be
-    opened or the file system does not say."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        return file_flags(fd)
-    finally:
-        os.close(fd)
+    buf[:4] = value.to_bytes(4, "little" if struct.pack("=I", 1)[0] else "big")
+    fcntl.ioctl(fd, _FS_IOC_SETFLAGS, buf)
+    return file_flags(fd)
 
 
 def copy_flags(fd: int, wanted: int | None, shown: str) -> None:
@@ -163,13 +135,13 @@ def copy_flags(fd: int, wanted: int | None, shown: str) -> None:
     flag, and with it its place out of ``dump`` backups, without a word)."""
     mask = sum(bit for bit, _ in KEPT_FLAGS)
     keep = (wanted or 0) & mask
-    have = _ioctl_flags(fd, _FS_IOC_GETFLAGS)
+    have = file_flags(fd)
     if (have or 0) & mask == keep:
         return
     try:
         if have is None:
             raise OSError(0, "the file system gives them to no new file")
-        now = _ioctl_flags(fd, _FS_IOC_SETFLAGS, (have & ~mask) | keep)
+        now = _set_flags(fd, (have & ~mask) | keep)
     except OSError as exc:
         raise TagWriteError(shown, f"cannot keep its file attributes on the new copy ({_letters(keep)}): "
                                    f"{exc.strerror or exc}") from None  # fmt: skip
@@ -181,16 +153,6 @@ def copy_flags(fd: int, wanted: int | None, shown: str) -> None:
 def _letters(flags: int) -> str:
     """Flags in ``chattr``'s words: ``chattr +dA`` (``none`` for none)."""
     return "chattr +" + "".join(letter for bit, letter in KEPT_FLAGS if flags & bit) if flags else "none"
-
-
-def _fixed_attribute(path: str) -> str | None:
-    """The Linux inode attribute of the file or folder ``path`` that forbids replacing it or a file
-    in it, root included (immutable, append-only), in words; None when it has none or the
-    filesystem does not say. A rename over such a file, or in such a folder, fails only once the
-    copy is written, and an append-only folder keeps the copy and the backup link: their removal
-    fails too."""
-    flags = inode_flags(path)
-    return None if flags is None else next((words for bit, words in _FIXED_ATTRIBUTES if flags & bit), None)
 
 
 def is_mount_point(real: str) -> bool:
