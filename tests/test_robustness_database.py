@@ -585,6 +585,48 @@ def test_a_scan_refuses_a_read_only_database_before_it_loads_its_models(tmp_path
     assert loads == [] and dbfile.read_bytes() == content
 
 
+@pytest.mark.parametrize("why", ["immutable", "mode=ro"])
+def test_a_database_written_by_nobody_says_why_not_for_this_user(tmp_path, why):
+    # was: an immutable file (chattr +i), which root cannot write either, of mode -rw-r--r--, was "the
+    # file is read-only for this user (mode -rw-r--r--)", which its mode contradicted; a writable file
+    # opened through a `mode=ro` URI was "it was opened read-only", naming no cause
+    music, _, dbfile = _library(tmp_path)
+    content = dbfile.read_bytes()
+    db = f"sqlite:///file:{dbfile}?mode=ro&uri=true" if why == "mode=ro" else str(dbfile)
+    if why == "immutable":
+        if shutil.which("chattr") is None:
+            pytest.skip("needs chattr")
+        made = subprocess.run(["chattr", "+i", str(dbfile)], capture_output=True, text=True)
+        if made.returncode != 0:
+            pytest.skip(f"cannot make an immutable file here: {made.stderr.strip()}")
+    try:
+        refused = CliRunner().invoke(app, ["db", "prune", "--db", db])
+        noted = CliRunner().invoke(app, ["untag", str(music), "--db", db])
+    finally:
+        if why == "immutable":
+            subprocess.run(["chattr", "-i", str(dbfile)], check=True)
+    reason = "(the file is immutable (chattr +i))" if why == "immutable" else "(its URL opens it read-only (mode=ro))"
+    _one_line_error(refused, f"the database {dbfile} cannot be written {reason}: `tagger db prune` writes it")
+    assert noted.exit_code == 0, noted.output
+    assert f"tagger: note: the database {dbfile} cannot be written {reason}: this run's writes" in noted.output
+    assert "for this user" not in refused.output + noted.output
+    assert dbfile.read_bytes() == content
+
+
+def test_a_database_refused_to_this_user_by_more_than_its_mode_says_so(tmp_path, monkeypatch):
+    # an access control list or a security module refusing a file its mode lets this user write:
+    # not "read-only for this user (mode -rw-r--r--)", which the mode contradicts
+    from tagger.db import sqlite_files
+
+    _, _, dbfile = _library(tmp_path)
+    refused = os.access
+    monkeypatch.setattr(sqlite_files.os, "access", lambda p, m, **k: os.fspath(p) != str(dbfile) and refused(p, m, **k))
+    os.chmod(dbfile, 0o644)
+    reason = sqlite_files.read_only_reason(dbfile)
+    assert reason == ("the file may not be written by this user, though its mode (-rw-r--r--) allows it: an access "
+                      "control list or a security policy (SELinux, AppArmor) refuses it"), reason  # fmt: skip
+
+
 @pytest.mark.parametrize("where", ["file", "folder"])
 def test_a_read_only_database_at_an_old_revision_names_what_is_read_only(where):
     # was: "is in a read-only folder" for a file of mode 0444 in a folder anyone may write

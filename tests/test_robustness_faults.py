@@ -432,7 +432,7 @@ def test_a_read_only_database_is_a_clear_error_and_loses_nothing(tmp_path):
     write_audio(music / "b.wav", tone_signal([FREQ["flute"]], seconds=4.0))
     ro = open_database(f"sqlite:///file:{db_path}?mode=ro&uri=true")  # read-only, even for root
     try:
-        with pytest.raises(DatabaseError, match=r"the database .*library.db cannot be written \(it was opened read-only\): "
+        with pytest.raises(DatabaseError, match=r"the database .*library.db cannot be written \(its URL opens it read-only \(mode=ro\)\): "
                                                  r"`tagger scan` writes it and changed nothing"):  # fmt: skip
             scan([music], db=ro, analyser=FakeAnalyser(), jobs=0)
     finally:

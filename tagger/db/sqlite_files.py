@@ -265,28 +265,59 @@ def read_only_sqlite_file(database: str | None) -> Path | None:
 
 
 def _not_writable(path: Path) -> str | None:
-    """Why this process cannot write the SQLite database file `path` (None: it could)."""
+    """Why this process cannot write the SQLite database file `path` (None: it could): its file
+    system mounted read-only, an attribute (immutable, append-only) of its folder or of the file,
+    or their modes; "for this user" only where the mode is what refuses (was: an immutable file,
+    mode -rw-r--r--, was "read-only for this user (mode -rw-r--r--)", which its mode contradicted)."""
+    from tagger.paths import fixed_attribute
+
     try:
         if os.statvfs(path.parent).f_flag & os.ST_RDONLY:
             return f"it is on a read-only file system ({path.parent})"
     except OSError:
         pass
     if not os.access(path.parent, os.W_OK):
-        return f"its folder {path.parent} is read-only for this user, and SQLite writes its -wal and -shm files there"
+        attribute = fixed_attribute(os.fspath(path.parent))
+        if attribute:
+            return f"its folder {path.parent} is {attribute}, and SQLite writes its -wal and -shm files there"
+        return f"its folder {path.parent} {_refused_by(path.parent)}, and SQLite writes its -wal and -shm files there"
+    attribute = fixed_attribute(os.fspath(path))
+    if attribute:
+        return f"the file is {attribute}"
     if not os.access(path, os.W_OK):
-        try:
-            mode = f" (mode {stat.filemode(path.stat().st_mode)})"
-        except OSError:
-            mode = ""
-        return f"the file is read-only for this user{mode}"
+        return f"the file {_refused_by(path)}"
     return None
+
+
+def _refused_by(path: Path) -> str:
+    """What refuses this user the writing of ``path``, which `os.access` says it may not write: its
+    mode ("is read-only for this user (mode ...)"), else something beside the mode (an access
+    control list, a security module such as SELinux or AppArmor)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return "is read-only for this user"
+    mode = stat.filemode(st.st_mode)
+    euid = os.geteuid()
+    if euid == st.st_uid:
+        bit = stat.S_IWUSR
+    elif st.st_gid == os.getegid() or st.st_gid in os.getgroups():
+        bit = stat.S_IWGRP
+    else:
+        bit = stat.S_IWOTH
+    if euid != 0 and not st.st_mode & bit:
+        return f"is read-only for this user (mode {mode})"
+    return (f"may not be written by this user, though its mode ({mode}) allows it: an access control list or a "
+            "security policy (SELinux, AppArmor) refuses it")  # fmt: skip
 
 
 def read_only_reason(path: str | os.PathLike) -> str:
     """Why the SQLite database file `path`, opened read-only (`read_only_path`), cannot be written:
-    its file system, its folder or the file itself (`_not_writable`)."""
+    its file system, its folder or the file itself (`_not_writable`), else the ``mode=ro`` of its
+    URL (a ``sqlite:///file:...?mode=ro&uri=true`` given as the database; was "it was opened
+    read-only", naming no cause)."""
     file = Path(path)
-    return (_not_writable(file) if file.is_file() else None) or "it was opened read-only"
+    return (_not_writable(file) if file.is_file() else None) or "its URL opens it read-only (mode=ro)"
 
 
 def holds_no_tables(path: Path) -> bool:
