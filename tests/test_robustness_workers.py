@@ -535,3 +535,34 @@ def test_a_file_that_changed_while_its_decoder_hung_or_crashed_keeps_its_results
     changed = "the file changed while it was being analysed; the next scan analyses it again"
     assert sorted(summary.errors) == [(str(songs[1]), changed), (str(songs[0]), changed)]
     assert track_instruments(db) == {str(p): ["bass"] for p in songs}  # (fake-1's results kept for the two)
+
+
+def test_a_stop_asked_as_the_last_files_failure_comes_still_stops_the_scan(tmp_path, db, monkeypatch):
+    """A stop (Ctrl-C, SIGTERM, SIGHUP) asked while the worker's message that the scan's last file
+    failed was on its way: the failure is not stored (3a517f9: the decoder may have failed of the
+    stop), so nothing was left in progress, and the workers' loop ended as if the scan were done:
+    exit 0, the file neither stored nor counted and the stop unheard (found reviewing 3a517f9 and
+    50a6e76: `run_inline` looks once more after its last file, `run_processes` did not). The scan
+    stops (`ScanInterrupted`) and the next one stores the failure."""
+    from tagger.library.runner import Runner
+    from tagger.library.state import ScanInterrupted
+
+    music = tmp_path / "music"
+    music.mkdir()
+    (music / "broken.wav").write_bytes(b"not audio at all\n" * 64)  # (a failure, the same at every run)
+    real_receive = Runner._receive
+
+    def receive(self, workers, ready):
+        batch = real_receive(self, workers, ready)
+        if any(type(m).__name__ == "Failed" for m in batch):
+            self.stop.signum = 15  # (SIGTERM, as a service manager's, arriving with the failure)
+        return batch
+
+    monkeypatch.setattr(Runner, "_receive", receive)
+    with pytest.raises(ScanInterrupted):
+        scan([music], db=db, analyser=FakeAnalyser(), jobs=1)
+    monkeypatch.undo()
+    with db.session() as s:
+        assert s.scalars(select(M.Track)).all() == []
+    summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=1)
+    assert summary.failed == 1 and summary.scanned == 0

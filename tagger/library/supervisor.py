@@ -64,6 +64,9 @@ class WorkerSupervisor:
                 # (busy workers must not hide a dead or hung one)
                 if not batch or any(w.ended for w in workers) or time.monotonic() - self.last_check >= 1.0:
                     self._check_workers(workers, todo, start)
+            # (asked with the last file's messages: a failure then is not stored, `Runner.handle`, and
+            # the loop ended as if the scan were done, exit 0, the file neither stored nor counted)
+            self.check_stop()
         except BaseException:
             stopping = True  # interrupted or failed: the workers' files in progress are dropped
             raise
