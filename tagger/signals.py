@@ -72,3 +72,123 @@ def _give_back(saved: dict, came: list[int]) -> None:
             interrupted = interrupted or exc
     if interrupted is not None:
         raise interrupted
+
+
+def watch_stop_signals() -> None:
+    """Make a second stop signal stop the command at once while its main thread waits inside SQLite
+    for a lock another process holds (its busy timeout, `tagger.db.engine.BUSY_TIMEOUT_S`): there
+    Python runs no signal handler until SQLite returns, and two Ctrl-Cs to a ``tagger untag`` whose
+    record waited took 31 s to end it. A thread reads the signals from `signal.set_wakeup_fd` (the
+    numbers of those with a Python handler, written as they come, wherever the main thread is); at
+    the second stop signal (or a SIGINT with Python's own handler, KeyboardInterrupt at once), where
+    the main thread is in a call into SQLite (`tagger.db.sqlite_calls.main_call`) and still in the
+    same one `STUCK_S` later, it ends the process as Python's handler would have: ``tagger: error:
+    interrupted``, exit status 130, the hidden copy of a tag write under way removed
+    (`at_forced_stop`: ``tag`` waits there to record the file as pending, before its copy replaces
+    it), the file left as it was. SQLite's transaction is left as a kill leaves it: not committed.
+    Called once, by the command line's entry point (from the main thread); where another wakeup fd
+    is set, or none can be, it does nothing."""
+    import os
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    read, write = os.pipe()
+    os.set_blocking(write, False)
+    try:
+        before = signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+    except (ValueError, OSError):
+        before = None
+    if before != -1:
+        if before is not None:
+            signal.set_wakeup_fd(before)
+        os.close(read)
+        os.close(write)
+        return
+    threading.Thread(target=_watch, args=(read,), name="tagger-stop-signals", daemon=True).start()
+
+
+_AT_FORCED_STOP: list = []
+"""What `watch_stop_signals` calls before it ends the process (`at_forced_stop`), the latest first."""
+
+
+def at_forced_stop(undo, *, done: bool = False) -> None:
+    """Have `watch_stop_signals` call ``undo`` (from its own thread, the main thread stuck in SQLite)
+    before it ends the process at a second stop signal: a tag write's `close`, which removes its
+    hidden copy, as the KeyboardInterrupt of a second signal elsewhere does. ``done``: no longer."""
+    if done:
+        if undo in _AT_FORCED_STOP:
+            _AT_FORCED_STOP.remove(undo)
+    else:
+        _AT_FORCED_STOP.append(undo)
+
+
+STUCK_S = 0.5
+"""How long the main thread may stay in the call into SQLite it was in at a second stop signal before
+`watch_stop_signals` ends the process (a statement that is not waiting for a lock returns sooner,
+and Python's handler then stops the command as it always did)."""
+
+
+def _watch(read: int) -> None:
+    import os
+    import signal
+    import time
+
+    from tagger.db.sqlite_calls import main_call
+
+    stops = {getattr(signal, name) for name in STOP_SIGNALS if hasattr(signal, name)}
+    seen = 0
+    while True:
+        try:
+            data = os.read(read, 64)
+        except OSError:
+            return
+        if not data:
+            return
+        for signum in data:
+            if signum not in stops:
+                continue
+            seen += 1
+            if seen < 2 and signal.getsignal(signum) is not signal.default_int_handler:
+                continue
+            call = main_call()
+            if call is None:
+                continue
+            waited = 0.0
+            while main_call() == call and waited < STUCK_S:
+                time.sleep(0.05)
+                waited += 0.05
+            if main_call() == call:
+                _end_at_once()
+
+
+def _end_at_once() -> None:
+    """End the process as `tagger.cli.app.handle_errors` ends one interrupted: what `at_forced_stop`
+    holds called, what the command had printed flushed (by a thread of its own: never waiting on a
+    stream the main thread holds), then ``tagger: error: interrupted`` and exit status 130."""
+    import os
+    import sys
+    import threading
+
+    for undo in reversed(list(_AT_FORCED_STOP)):
+        try:
+            undo()
+        except Exception:  # noqa: BLE001 - (one that fails leaves what a kill leaves: a later scan removes it)
+            pass
+
+    def flush() -> None:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # noqa: BLE001 - (closed, full: the line below is written all the same)
+                pass
+
+    flusher = threading.Thread(target=flush, daemon=True)
+    flusher.start()
+    flusher.join(1.0)
+    try:
+        os.write(2, b"tagger: error: interrupted\n")
+    except OSError:
+        pass
+    os._exit(130)

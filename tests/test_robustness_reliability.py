@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -522,6 +523,115 @@ def test_a_second_signal_as_a_hidden_copy_is_made_or_removed_leaves_none(tmp_pat
         assert tags.read_instruments(song).instruments == ["bass"]
     else:
         assert song.read_bytes() == before
+
+
+LOCK_WAIT_SCRIPT = """
+import sys
+sys.argv[0] = "tagger"
+import tagger.db.engine
+tagger.db.engine.BUSY_TIMEOUT_S = 600.0  # (the test's lock outlasts any wait of the test)
+from tagger.cli import main
+main()
+"""
+
+
+def _in_a_sleep(pid: int) -> bool:
+    """Whether the process ``pid``'s main thread is in nanosleep or clock_nanosleep (x86-64, arm64):
+    SQLite's busy handler sleeping between its tries at a lock."""
+    import platform
+
+    sleeps = {"x86_64": {"35", "230"}, "aarch64": {"101", "115"}}.get(platform.machine())
+    if sleeps is None:
+        pytest.skip("system call numbers of this machine not known")
+    try:
+        return Path(f"/proc/{pid}/syscall").read_text().split()[0] in sleeps
+    except PermissionError:
+        pytest.skip("/proc/PID/syscall not readable here")
+    except (FileNotFoundError, IndexError, ProcessLookupError):
+        return False
+
+
+def _pending(pid: int) -> int:
+    """The signals sent to the process ``pid`` and not yet taken by it (a mask, bit N - 1 for signal N)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0
+    fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
+    return int(fields.get("ShdPnd", "0"), 16) | int(fields.get("SigPnd", "0"), 16)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("command", ["tag", "untag"])
+def test_a_second_ctrl_c_stops_a_command_waiting_for_a_locked_sqlite_database(tmp_path, command):
+    """Two Ctrl-Cs to a `tag` or `untag` whose record of a written file waited for the database's write
+    lock, held by another process, ended it only when SQLite's busy timeout ran out (31 s, found by
+    hand): inside SQLite's wait no Python signal handler runs. The second now ends it at once
+    (`tagger.signals.watch_stop_signals`): exit status 130, ``tagger: error: interrupted``, the file
+    left as it was or written whole, no hidden copy left, the database whole. The command's busy
+    timeout is 600 s here: the old code could not end within the test's wait. The signals are sent
+    once it is at the file (its copy made, or the file written) and sleeps in SQLite's busy handler
+    (`tag` recording the write as pending, before the copy replaces the file; `untag` recording it
+    after), the second once the first is taken (two pending are one)."""
+    music = tmp_path / "music"
+    song = write_audio(music / "song.flac", tone_signal([110.0], seconds=1.0))
+    dbfile = tmp_path / "lib.db"
+    db = open_database(dbfile)
+    try:
+        scan([music], db=db, analyser=FakeAnalyser(), jobs=0)  # stored, no tags written
+    finally:
+        db.close()
+    if command == "untag":
+        r = CliRunner().invoke(app, ["tag", "--db", str(dbfile), "--settle-seconds", "0"])
+        assert r.exit_code == 0 and "1 tagged" in r.output, r.output
+    before = song.read_bytes()
+    script = tmp_path / "tagger_cli.py"
+    script.write_text(LOCK_WAIT_SCRIPT)
+    locker = sqlite3.connect(dbfile, isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")  # another process's write, held to the test's end
+    try:
+        proc = subprocess.Popen([sys.executable, str(script), command, "--db", str(dbfile), "--settle-seconds", "0",
+                                 str(music)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_default_signals, text=True,
+                                start_new_session=True, cwd=str(TESTS.parent),
+                                env={**os.environ, "PYTHONPATH": str(TESTS.parent)})  # fmt: skip
+        try:
+            deadline = time.monotonic() + 120
+            while proc.poll() is None and time.monotonic() < deadline:  # at the file, then waiting for the lock
+                at_it = any(tags.is_temp_name(p.name) for p in music.iterdir()) or song.read_bytes() != before
+                if at_it and _in_a_sleep(proc.pid):
+                    break
+                time.sleep(0.05)
+            assert proc.poll() is None, proc.communicate()
+            os.kill(proc.pid, signal.SIGINT)
+            while proc.poll() is None and _pending(proc.pid) & (1 << (signal.SIGINT - 1)):  # (two pending are one)
+                time.sleep(0.01)
+            os.kill(proc.pid, signal.SIGINT)
+            try:
+                out, err = proc.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"{command} still waiting for the database after two Ctrl-Cs")
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    finally:
+        locker.rollback()
+        locker.close()
+    assert proc.returncode == 130, (out, err)
+    assert "tagger: error: interrupted" in err
+    assert "Traceback" not in err
+    assert [p.name for p in music.iterdir()] == ["song.flac"]  # no copy left behind
+    # left as it was (`tag`: its copy was to replace it once recorded as pending) or written whole (`untag`:
+    # its write recorded after it)
+    assert song.read_bytes() == before or tags.read_instruments(song).tagged == (command == "tag")
+    with sqlite3.connect(dbfile) as check:
+        assert check.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    db = open_database(dbfile)
+    try:
+        assert list(_rows(db)) == [str(song)]
+    finally:
+        db.close()
 
 
 # -- 15: small lies ------------------------------------------------------------------------------------

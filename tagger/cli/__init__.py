@@ -25,8 +25,10 @@ def main() -> None:
     import sys
 
     from tagger.cli.app import standard_streams
+    from tagger.signals import watch_stop_signals
 
     standard_streams()
+    watch_stop_signals()  # (a second Ctrl-C stops a command that waits for a locked SQLite database)
     _register()
     only_invoked(app, sys.argv[1:])()
 

@@ -57,6 +57,15 @@ def _sqlite_read_only_pragmas(dbapi_conn, _record) -> None:
         cur.close()
 
 
+def _sqlite_connect_args() -> dict:
+    """``sqlite3.connect``'s arguments for a library file: the busy timeout, and connections whose
+    calls in the main thread are known (`tagger.db.sqlite_calls`), so that a second stop signal
+    stops a command waiting there for a lock (`tagger.signals.watch_stop_signals`)."""
+    from tagger.db.sqlite_calls import Connection
+
+    return {"timeout": BUSY_TIMEOUT_S, "factory": Connection}
+
+
 def check_folder_can_be_made(folder: Path) -> None:
     """Raise the `DatabaseError` that `make_engine` would raise creating the missing `folder` of a
     SQLite file, without creating anything: its nearest existing parent is a file (``XDG_DATA_HOME``
@@ -107,7 +116,7 @@ def make_engine(url: str) -> Engine:
             # that a ``?``, ``#`` or ``%`` in it opens this very file)
             query = {"mode": "ro", **immutable, "uri": "true"}
             engine = create_engine(URL.create("sqlite", database=f"file:{quote(os.fspath(read_only))}", query=query),
-                                   connect_args={"timeout": BUSY_TIMEOUT_S})  # fmt: skip
+                                   connect_args=_sqlite_connect_args())  # fmt: skip
             event.listen(engine, "connect", _sqlite_read_only_pragmas)
             return engine
         refuse_second_names(path)
@@ -118,7 +127,7 @@ def make_engine(url: str) -> Engine:
             except OSError as exc:
                 raise DatabaseError(f"cannot create the database folder {folder}: {exc.strerror or exc}") from None
         refuse_losing_file_system(path)
-        engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_S})
+        engine = create_engine(url, connect_args=_sqlite_connect_args())
         event.listen(engine, "connect", functools.partial(_sqlite_pragmas, wal=_wal_works(path)))
         return engine
     if parsed.drivername == "postgresql" and _installed("psycopg") and not _installed("psycopg2"):
@@ -148,7 +157,7 @@ def connect_sqlite(path: Path):
     (`tagger.db.session.open_for_reading`). Raises ``sqlite3.Error``."""
     import sqlite3
 
-    connection = sqlite3.connect(os.fspath(path), timeout=BUSY_TIMEOUT_S)
+    connection = sqlite3.connect(os.fspath(path), **_sqlite_connect_args())
     try:
         _sqlite_pragmas(connection, None, wal=_wal_works(path))
     except BaseException:

@@ -35,6 +35,7 @@ import os
 import stat
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
+from tagger import signals
 from tagger.errors import ChangedSinceError, TaggerError, TagWriteError
 from tagger.tags import formats
 from tagger.tags.checks import _check_expected, _check_fingerprint, _only_tags_changed
@@ -286,6 +287,7 @@ def _rewrite_file(shown, real, st, *, target, id3v23, keep_mtime, dry_run, settl
             converted=decision.converted, **found,
         )  # fmt: skip
     write = _Write(shown, real, st, decision, audio=retagged, fingerprint=analysed)
+    signals.at_forced_stop(write.close)  # (a second signal as a database wait holds the write: the copy removed)
     try:
         write.lock()
         write.copy()
@@ -308,6 +310,7 @@ def _rewrite_file(shown, real, st, *, target, id3v23, keep_mtime, dry_run, settl
         kind_of = "mutagen" if isinstance(exc, mutagen.MutagenError) else type(exc).__name__
         raise TagWriteError(shown, f"tag write failed ({kind_of}: {reason}); file left unchanged") from exc
     finally:
+        signals.at_forced_stop(write.close, done=True)
         write.close()
     return TagChange(
         path=shown, before=decision.before, after=decision.after, changed=True, written=True, size=new.st_size,
