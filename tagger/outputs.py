@@ -19,6 +19,7 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
+from tagger import signals
 from tagger.errors import UserError
 
 HEAD_BYTES = 8192
@@ -118,7 +119,15 @@ def write_atomic(path: str | os.PathLike, data: bytes | str | Callable[[str], No
         reason = (f"no file can be made in its folder {path.parent}: {exc.strerror or exc}" if path.parent.is_dir() else
                   f"{path.parent} is not a folder" if path.parent.exists() else f"its folder {path.parent} does not exist")  # fmt: skip
         raise UserError(f"{path}: cannot write it there ({reason})") from None
+
+    def remove() -> None:  # (the stop at once of a second Ctrl-C, or a first under Python's own handler,
+        try:  # while the writer waits inside SQLite: `query -o` streams its tracks into the file)
+            os.unlink(tmp)
+        except OSError:
+            pass
+
     try:
+        signals.at_forced_stop(remove)
         try:
             mode = os.stat(path).st_mode & 0o7777  # (a file replaced keeps its permissions)
         except OSError:
@@ -138,11 +147,10 @@ def write_atomic(path: str | os.PathLike, data: bytes | str | Callable[[str], No
     except BaseException:
         if fd >= 0:
             os.close(fd)
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        remove()
         raise
+    finally:
+        signals.at_forced_stop(remove, done=True)
 
 
 LOCK_NAME = ".tagger.lock"

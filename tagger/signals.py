@@ -5,7 +5,7 @@ them back (`held`) around the steps that a second one must not split (`tagger.ta
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
 """The names of the signals that stop a scan, `tag` and `untag` (Ctrl-C, `kill`, a closed terminal)."""
@@ -74,7 +74,7 @@ def _give_back(saved: dict, came: list[int]) -> None:
         raise interrupted
 
 
-def watch_stop_signals() -> None:
+def watch_stop_signals(main_call: Callable[[], int | None]) -> None:
     """Make a second stop signal stop the command at once while its main thread waits inside SQLite
     for a lock another process holds (its busy timeout, `tagger.db.engine.BUSY_TIMEOUT_S`): there
     Python runs no signal handler until SQLite returns, and two Ctrl-Cs to a ``tagger untag`` whose
@@ -86,8 +86,10 @@ def watch_stop_signals() -> None:
     interrupted``, exit status 130, the hidden copy of a tag write under way removed
     (`at_forced_stop`: ``tag`` waits there to record the file as pending, before its copy replaces
     it), the file left as it was. SQLite's transaction is left as a kill leaves it: not committed.
-    Called once, by the command line's entry point (from the main thread); where another wakeup fd
-    is set, or none can be, it does nothing."""
+    Called once, by the command line's entry point (from the main thread), with
+    `tagger.db.sqlite_calls.main_call` (passed in: ``tagger.db`` imports `tagger.outputs`, which
+    imports this module for `at_forced_stop`); where another wakeup fd is set, or none can be, it
+    does nothing."""
     import os
     import signal
     import threading
@@ -106,7 +108,7 @@ def watch_stop_signals() -> None:
         os.close(read)
         os.close(write)
         return
-    threading.Thread(target=_watch, args=(read,), name="tagger-stop-signals", daemon=True).start()
+    threading.Thread(target=_watch, args=(read, main_call), name="tagger-stop-signals", daemon=True).start()
 
 
 _AT_FORCED_STOP: list = []
@@ -116,7 +118,8 @@ _AT_FORCED_STOP: list = []
 def at_forced_stop(undo, *, done: bool = False) -> None:
     """Have `watch_stop_signals` call ``undo`` (from its own thread, the main thread stuck in SQLite)
     before it ends the process at a second stop signal: a tag write's `close`, which removes its
-    hidden copy, as the KeyboardInterrupt of a second signal elsewhere does. ``done``: no longer."""
+    hidden copy, as the KeyboardInterrupt of a second signal elsewhere does; `tagger.outputs.write_atomic`'s
+    removal of its temporary file (``query -o`` streams the tracks it reads into it). ``done``: no longer."""
     if done:
         if undo in _AT_FORCED_STOP:
             _AT_FORCED_STOP.remove(undo)
@@ -130,12 +133,10 @@ STUCK_S = 0.5
 and Python's handler then stops the command as it always did)."""
 
 
-def _watch(read: int) -> None:
+def _watch(read: int, main_call: Callable[[], int | None]) -> None:
     import os
     import signal
     import time
-
-    from tagger.db.sqlite_calls import main_call
 
     stops = {getattr(signal, name) for name in STOP_SIGNALS if hasattr(signal, name)}
     seen = 0

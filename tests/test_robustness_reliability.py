@@ -637,6 +637,73 @@ def test_a_second_ctrl_c_stops_a_command_waiting_for_a_locked_sqlite_database(tm
 # -- 15: small lies ------------------------------------------------------------------------------------
 
 
+FORCED_STOP_OUTPUT_SCRIPT = """
+import sqlite3, sys
+from tagger.db.sqlite_calls import Connection, main_call
+from tagger.outputs import write_atomic
+from tagger.signals import watch_stop_signals
+
+watch_stop_signals(main_call)
+
+
+def write(name):
+    with open(name, "w") as f:
+        f.write("#EXTM3U\\n")
+    connection = sqlite3.connect(sys.argv[1], timeout=600, factory=Connection)
+    connection.execute("SELECT count(*) FROM t").fetchone()  # (waits for the test's lock)
+
+
+write_atomic(sys.argv[2], write)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_stop_at_once_inside_sqlite_removes_the_temporary_file_of_an_output_being_written(tmp_path):
+    """`tagger query -o list.m3u` streams its tracks from the database into a hidden temporary file
+    beside ``list.m3u`` (`tagger.outputs.write_atomic`), under Python's own SIGINT handler: since
+    5ccc1d4 a Ctrl-C that comes while a read waits inside SQLite for more than 0.5 s (a database
+    another process holds locked) ends the process at once (`tagger.signals.watch_stop_signals`,
+    ``os._exit``), past write_atomic's removal of that file, which was left in the folder
+    (``.list.m3u.XXXXXXXX.tmp``; found reviewing 5ccc1d4 against what ``os._exit`` skips). The
+    temporary file is now removed by the stop at once as a tag write's hidden copy is."""
+    dbfile = tmp_path / "lib.db"
+    with sqlite3.connect(dbfile) as setup:  # (rollback journal: a writer's exclusive lock holds readers back)
+        setup.execute("CREATE TABLE t (x)")
+    out = tmp_path / "lists"
+    out.mkdir()
+    script = tmp_path / "write_output.py"
+    script.write_text(FORCED_STOP_OUTPUT_SCRIPT)
+    locker = sqlite3.connect(dbfile, isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")
+    try:
+        proc = subprocess.Popen([sys.executable, str(script), str(dbfile), str(out / "list.m3u")],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_default_signals, text=True,
+                                start_new_session=True, cwd=str(TESTS.parent),
+                                env={**os.environ, "PYTHONPATH": str(TESTS.parent)})  # fmt: skip
+        try:
+            deadline = time.monotonic() + 120
+            while proc.poll() is None and time.monotonic() < deadline:  # its file made, then waiting for the lock
+                if any(out.iterdir()) and _in_a_sleep(proc.pid):
+                    break
+                time.sleep(0.05)
+            assert proc.poll() is None, proc.communicate()
+            os.kill(proc.pid, signal.SIGINT)
+            try:
+                out_text, err = proc.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                pytest.fail("still waiting for the database after a Ctrl-C")
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    finally:
+        locker.rollback()
+        locker.close()
+    assert proc.returncode == 130, (out_text, err)
+    assert "tagger: error: interrupted" in err
+    assert list(out.iterdir()) == []  # neither the list nor its temporary file
+
+
 def test_tag_of_a_nonexistent_path_is_an_error_not_0_tagged(tmp_path):
     r = CliRunner().invoke(app, ["tag", str(tmp_path / "nonexistent.mp3"), "--db", str(tmp_path / "lib.db")])
     assert r.exit_code == 1

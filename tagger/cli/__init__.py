@@ -21,6 +21,13 @@ def _register() -> None:
                 raise
 
 
+def _main_sqlite_call() -> int | None:
+    """`tagger.db.sqlite_calls.main_call`, imported once a stop signal asks for it."""
+    from tagger.db.sqlite_calls import main_call
+
+    return main_call()
+
+
 def main() -> None:
     import sys
 
@@ -28,7 +35,7 @@ def main() -> None:
     from tagger.signals import watch_stop_signals
 
     standard_streams()
-    watch_stop_signals()  # (a second Ctrl-C stops a command that waits for a locked SQLite database)
+    watch_stop_signals(_main_sqlite_call)  # (a second Ctrl-C stops a command that waits for a locked SQLite database)
     _register()
     only_invoked(app, sys.argv[1:])()
 
