@@ -585,27 +585,32 @@ def test_a_scan_refuses_a_read_only_database_before_it_loads_its_models(tmp_path
     assert loads == [] and dbfile.read_bytes() == content
 
 
-@pytest.mark.parametrize("why", ["immutable", "mode=ro"])
+@pytest.mark.parametrize("why", ["immutable", "append-only", "mode=ro"])
 def test_a_database_written_by_nobody_says_why_not_for_this_user(tmp_path, why):
     # was: an immutable file (chattr +i), which root cannot write either, of mode -rw-r--r--, was "the
     # file is read-only for this user (mode -rw-r--r--)", which its mode contradicted; a writable file
-    # opened through a `mode=ro` URI was "it was opened read-only", naming no cause
+    # opened through a `mode=ro` URI was "it was opened read-only", naming no cause; an append-only
+    # file (chattr +a), which `os.access` lets write but no one can open for writing in place, was
+    # opened as a writable one: `db prune` and `untag` said nothing, a scan loaded its models and
+    # stopped on SQLite's "attempt to write a readonly database"
     music, _, dbfile = _library(tmp_path)
     content = dbfile.read_bytes()
     db = f"sqlite:///file:{dbfile}?mode=ro&uri=true" if why == "mode=ro" else str(dbfile)
-    if why == "immutable":
+    flag = {"immutable": "i", "append-only": "a"}.get(why)
+    if flag:
         if shutil.which("chattr") is None:
             pytest.skip("needs chattr")
-        made = subprocess.run(["chattr", "+i", str(dbfile)], capture_output=True, text=True)
+        made = subprocess.run(["chattr", f"+{flag}", str(dbfile)], capture_output=True, text=True)
         if made.returncode != 0:
-            pytest.skip(f"cannot make an immutable file here: {made.stderr.strip()}")
+            pytest.skip(f"cannot make an {why} file here: {made.stderr.strip()}")
     try:
         refused = CliRunner().invoke(app, ["db", "prune", "--db", db])
         noted = CliRunner().invoke(app, ["untag", str(music), "--db", db])
     finally:
-        if why == "immutable":
-            subprocess.run(["chattr", "-i", str(dbfile)], check=True)
-    reason = "(the file is immutable (chattr +i))" if why == "immutable" else "(its URL opens it read-only (mode=ro))"
+        if flag:
+            subprocess.run(["chattr", f"-{flag}", str(dbfile)], check=True)
+    reason = {"immutable": "(the file is immutable (chattr +i))", "append-only": "(the file is append-only (chattr +a))",
+              "mode=ro": "(its URL opens it read-only (mode=ro))"}[why]  # fmt: skip
     _one_line_error(refused, f"the database {dbfile} cannot be written {reason}: `tagger db prune` writes it")
     assert noted.exit_code == 0, noted.output
     assert f"tagger: note: the database {dbfile} cannot be written {reason}: this run's writes" in noted.output

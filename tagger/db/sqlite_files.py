@@ -253,13 +253,16 @@ def _sqlite_schema(path: Path) -> tuple[set[str], list[str]] | None:
 
 def read_only_sqlite_file(database: str | None) -> Path | None:
     """The path of an existing SQLite database file that this process cannot write (its folder or
-    the file itself not writable, e.g. a read-only mount), else None."""
+    the file itself not writable, e.g. a read-only mount; the file append-only, ``chattr +a``, which
+    `os.access` lets write but nobody can open for writing in place), else None."""
+    from tagger.paths import fixed_attribute
+
     if not database or database == ":memory:" or database.startswith("file:"):
         return None
     path = Path(database).expanduser()
     if not path.is_file():
         return None
-    if os.access(path.parent, os.W_OK) and os.access(path, os.W_OK):
+    if os.access(path.parent, os.W_OK) and os.access(path, os.W_OK) and not fixed_attribute(os.fspath(path)):
         return None
     return path.resolve()
 
