@@ -198,6 +198,18 @@ def _leaves_the_process_as_it_found_it(request):
 
 # -- databases ------------------------------------------------------------------------------------------
 @pytest.fixture
+def python_sigint():
+    """Python's own SIGINT handler (KeyboardInterrupt) for the test: a suite started in the background
+    by a shell without job control (`nohup .ci/run &`) inherits SIGINT ignored, which a scan rightly
+    keeps ignored, and the tests that use it are about a terminal's Ctrl-C."""
+    import signal
+
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
+@pytest.fixture
 def db(tmp_path):
     """A fresh SQLite library database (closed after the test)."""
     from tagger.db.session import open_database

@@ -107,18 +107,6 @@ def _at_the_last_check(monkeypatch, then) -> list[bool]:
     return calls
 
 
-@pytest.fixture
-def python_sigint():
-    """Python's own SIGINT handler (KeyboardInterrupt) for the test: a suite started in the background
-    by a shell without job control (`nohup .ci/run &`) inherits SIGINT ignored, and these tests are
-    about a terminal's Ctrl-C."""
-    import signal
-
-    before = signal.signal(signal.SIGINT, signal.default_int_handler)
-    yield
-    signal.signal(signal.SIGINT, before)
-
-
 def _saved_over_at_the_last_check(tmp_path, monkeypatch):
     """A song whose tag write meets another program's save moved over it at the write's last check
     (skipped where the file system cannot swap two names in one step)."""

@@ -902,7 +902,7 @@ class _SignallingOnce(FakeAnalyser):
         return super().predict_features(feats)
 
 
-def test_a_ctrl_c_during_the_one_file_of_an_inline_scan_stops_it(tmp_path, db):
+def test_a_ctrl_c_during_the_one_file_of_an_inline_scan_stops_it(tmp_path, db, python_sigint):
     """`--jobs 0` looked at a stop only before each file: a Ctrl-C (or SIGTERM) while it analysed a
     long file went unheard until the file was done, and during the last file not at all: the scan
     finished it and exited 0, `1 scanned`, not `interrupted` with 128 + the signal (found checking
