@@ -220,6 +220,8 @@ def _follow_unwritten(item_class) -> None:
             item[UNWRITTEN] = ""
 
     def write_noting_written(item, path=None, *args, **kwargs):
+        if path is None or path == item.path:
+            _take_the_files_results(item)
         write(item, path, *args, **kwargs)  # (raises when it could not write)
         if item.get(UNWRITTEN) and (path is None or path == item.path) and not _left_alone(os.fsdecode(item.path)):
             item[UNWRITTEN] = ""  # (stored by the caller: beets' try_sync, the plugin's _give)
@@ -228,6 +230,35 @@ def _follow_unwritten(item_class) -> None:
         wrapper._tagger = True
         wrapper.__name__, wrapper.__doc__ = original.__name__, original.__doc__
     item_class.read, item_class.write = read_keeping_unwritten, write_noting_written
+
+
+def _take_the_files_results(item) -> None:
+    """Before beets writes ``item`` into its file: an item that holds no results (neither
+    ``instruments`` nor ``instruments_model``: imported before tagger analysed its file, when beets
+    read none there) takes those `tagger scan` or `tagger tag` wrote into the file since, as ``beet
+    update`` would read them, so that the write leaves them there (was: ``beet write -f``, ``beet
+    modify -w title=...`` wrote that nothing over them, removing them: beets writes every field from
+    its own database). A model emptied on purpose (``beet modify instruments_model=``: changed since
+    the item was read) still removes them. (A wrapper of ``Item.write``, not a ``write`` listener:
+    beets refuses a plugin's listener while another of its listeners runs, an import with ``auto``.)"""
+    if item.get("instruments_model") or item.get("instruments"):
+        return
+    if {"instruments", "instruments_model"} & set(getattr(item, "_dirty", ())):
+        return
+    from beets.util import syspath
+
+    try:
+        mf = mediafile.MediaFile(syspath(item.path))
+    except (mediafile.UnreadableFileError, OSError):
+        return  # (beets' write says why)
+    if not mf.instruments_model:  # (none of tagger's results, or someone else's fields: `_Ours`)
+        return
+    item.update({"instruments": mf.instruments or "", "instruments_model": mf.instruments_model, UNWRITTEN: ""})
+    from beets import logging as beets_logging
+
+    beets_logging.getLogger("beets").debug("instruments: {}: {}", _named(item), shown(
+        f"the file holds tagger's results ({mf.instruments or 'no instrument'}, model {mf.instruments_model}), "
+        "which the item did not: the item takes them, and the write leaves them in the file"))
 
 
 class InstrumentsPlugin(BeetsPlugin):
@@ -252,6 +283,39 @@ class InstrumentsPlugin(BeetsPlugin):
             auto = False
         if auto:
             self.register_listener("import_task_files", self.import_task_files)
+        self.register_listener("import_task_created", self.leave_out_kept_files)
+
+    def leave_out_kept_files(self, session, task):
+        """beets' ``import_task_created`` event: the files a tagger tag write kept beside a track
+        (``NAME.tagger-kept-XXXXXXXX``, another program's save or the file before the write, not put
+        back: see tagger's Safety) are not imported as tracks. Those kept since the ``~`` ending fall
+        under beets' default ``ignore`` list (``*~``); those an older tagger kept without it did not
+        (was: imported as one more track, and with ``import.copy`` or ``move`` put into the library).
+        Each one left out is a warning line; the file stays where it is, the user's to look at.
+        Returns ``[]`` (drop the task) where no item is left, else None (the task, changed in place)."""
+        from tagger.paths import is_kept_name
+
+        def kept(item) -> bool:
+            if is_kept_name(os.path.basename(os.fsdecode(item.path))):
+                self._log.warning("{}: {}", _named(item), shown(
+                    "a file a tagger tag write kept (another program's save, or the file before the write): not "
+                    "imported; it is yours to look at, then rename or remove"))
+                return True
+            return False
+
+        item = getattr(task, "item", None)  # (a singleton)
+        if item is not None:
+            return [] if kept(item) else None
+        items = getattr(task, "items", None)
+        if not items:
+            return None
+        left = [i for i in items if not kept(i)]
+        if len(left) == len(items):
+            return None
+        if not left:
+            return []
+        task.items = left
+        return None
 
     def _add_media_field(self, name: str, descriptor, *, item_field: bool = True) -> None:
         """`add_media_field` (``item_field``: an item field too; otherwise on `MediaFile` only), once

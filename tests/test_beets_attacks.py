@@ -661,3 +661,70 @@ def test_an_item_whose_path_holds_a_folder_or_a_fifo_is_reported_as_such(beets_l
     beet(lib, "instruments", "-W", "title:bass", ",", "title:duo", ",", "title:string")
     errors = sorted(r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR)
     assert errors == sorted([f"{folder}: is a folder, not a file", f"{fifo}: not a regular file", f"{gone}: no such file"])
+
+
+def test_an_item_imported_before_tagger_tagged_its_file_keeps_the_files_results_at_beets_writes(beets_lib):
+    """Was: an item beets read before tagger wrote its results into the file (imported, then `tagger
+    scan`) held empty ``instruments`` and ``instruments_model``, which ``beet write``, ``beet write -f``
+    and ``beet modify -w title=...`` wrote over the file's results, removing them (found checking the
+    plugin against beets' writes from its own database). The write leaves them, and the item takes them."""
+    import mediafile
+
+    lib, plugin, files = beets_lib
+    names = {"duo.mp3": ["bass", "flute"], "string.ogg": ["string"], "bass.flac": ["bass"]}
+    assert all(_item(lib, files[n]).get("instruments_model") == "" for n in names)  # (read at the import)
+    for name, families in names.items():  # (as tagger scan or tagger tag writes them)
+        tags.write_instruments(files[name], instruments=families, model_version="fake-1")
+    beet(lib, "write", "path:" + files["duo.mp3"])  # (beets compares its own tag fields only: not written)
+    assert tags.read_instruments(files["duo.mp3"]).instruments == ["bass", "flute"]
+    beet(lib, "write", "-f", "path:" + files["bass.flac"])
+    beet(lib, "modify", "-y", "-w", "path:" + files["string.ogg"], "title=Strings")
+    beet(lib, "modify", "-y", "-w", "path:" + files["duo.mp3"], "title=Duo")
+    assert mediafile.MediaFile(files["string.ogg"]).title == "Strings"
+    for name, families in names.items():
+        assert tags.read_instruments(files[name]).instruments == families, name
+        item = _item(lib, files[name])
+        assert (item["instruments"], item["instruments_model"]) == (", ".join(families), "fake-1"), name
+    before = {n: open(files[n], "rb").read() for n in names}
+    beet(lib, "write")  # (nothing left to write)
+    assert {n: open(files[n], "rb").read() for n in names} == before
+    # emptying the model on purpose still removes them
+    beet(lib, "modify", "-y", "-w", "path:" + files["bass.flac"], "instruments_model=")
+    assert tags.read_instruments(files["bass.flac"]).tagged is False
+
+
+def test_a_file_an_older_tagger_kept_without_the_tilde_is_neither_imported_nor_analysed(tmp_path, monkeypatch, caplog):
+    """Was: a file an older tagger's tag write kept beside a track under the name before the ``~``
+    (``NAME.tagger-kept-XXXXXXXX``), which beets' default ``ignore`` does not skip, was imported by
+    ``beet import`` as one more track, and ``beet instruments`` then analysed it and wrote its tags
+    (the brief's leftover of 8903b7d). The import leaves it out with a warning (an album's task and a
+    singleton's); an item of such a file already in beets is reported, not analysed, its file unchanged."""
+    from beets.library import Item
+    from test_beets import _setup_beets, _unload
+
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    song = write_audio(incoming / "song.flac", tone_signal([FREQ["bass"]], seconds=4.0))
+    kept = incoming / "song.flac.tagger-kept-0123abcd"
+    shutil.copyfile(song, kept)
+    lib, plugin = _setup_beets(tmp_path, monkeypatch)
+    try:
+        beet(lib, "import", "-A", "-q", "-C", str(incoming))  # (an album's task)
+        assert [os.fsdecode(i.path) for i in lib.items()] == [str(song)]  # (was: the kept file too)
+        beet(lib, "import", "-A", "-q", "-s", "-C", str(kept))  # (a singleton's)
+        assert [os.fsdecode(i.path) for i in lib.items()] == [str(song)]
+        warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert sum(str(kept) in w and "a file a tagger tag write kept" in w for w in warned) == 2, warned
+
+        lib.add(Item.from_path(str(kept)))  # (imported by beets before)
+        before = kept.read_bytes()
+        caplog.clear()
+        counts = plugin.analyse(list(lib.items()), write=True)
+        assert counts == {"analysed": 1, "reused": 0, "failed": 1, "written": 1}
+        assert kept.read_bytes() == before and tags.read_instruments(song).instruments == ["bass"]
+        assert any(str(kept) in r.getMessage() and "not analysed nor written" in r.getMessage()
+                   for r in caplog.records if r.levelno == logging.ERROR)  # fmt: skip
+    finally:
+        lib._close()
+        _unload()
+        beets.config.clear()
