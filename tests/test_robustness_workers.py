@@ -566,3 +566,38 @@ def test_a_stop_asked_as_the_last_files_failure_comes_still_stops_the_scan(tmp_p
         assert s.scalars(select(M.Track)).all() == []
     summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=1)
     assert summary.failed == 1 and summary.scanned == 0
+
+
+def test_a_stop_asked_as_a_clusters_last_file_is_stored_still_stops_the_scan(tmp_path, db, monkeypatch):
+    """A stop (Ctrl-C, SIGTERM, SIGHUP) asked while the last file back from a cluster (`run_remote`,
+    a Dask scan) was being stored (its tag write, its commit): the backend's loop ended, with nothing
+    left in flight, and the scan ended as finished, exit 0, the stop unheard, where `run_processes`
+    (bbfffeb) and `run_inline` look once more after their last file (found comparing them). The scan
+    stops (`ScanInterrupted`), the file stored whole; the next scan has nothing left to do."""
+    import tagger.library.distributed as D
+    from tagger.library.distributed import AnalyserSpec
+    from tagger.library.runner import Runner
+    from tagger.library.state import ScanInterrupted
+
+    song = write_audio(tmp_path / "music" / "a.wav", tone_signal([110.0], seconds=4.0))
+    spec = AnalyserSpec(kind="factory", factory="library_fakes:FakeAnalyser")
+
+    class InProcess:  # (the cluster's part, here: analyse_remote as a worker runs it)
+        def run(self, paths, *, analyser, config, predict_batch, store, poll, file_timeout=None):
+            for i, path in enumerate(paths):
+                store(i, D.analyse_remote(path, spec=spec, config=config, predict_batch=predict_batch))
+
+    real_finish = Runner.finish
+
+    def finish(self, task_id, **kwargs):
+        real_finish(self, task_id, **kwargs)
+        self.stop.signum = 15  # (SIGTERM, as a service manager's, while the file was being stored)
+
+    monkeypatch.setattr(Runner, "finish", finish)
+    with pytest.raises(ScanInterrupted) as stopped:
+        scan([tmp_path / "music"], db=db, analyser=FakeAnalyser(), backend=InProcess())
+    assert stopped.value.exit_code == 143
+    monkeypatch.undo()
+    assert track_instruments(db) == {str(song): ["bass"]}  # (stored whole before the stop)
+    summary = scan([tmp_path / "music"], db=db, analyser=FakeAnalyser(), backend=InProcess())
+    assert summary.scanned == 0 and summary.skipped == 1

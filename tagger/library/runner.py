@@ -224,6 +224,9 @@ class Runner(TagHook, WorkerSupervisor):
 
         backend.run([w.path for w in work], analyser=self.analyser, config=self.config,
                     predict_batch=self.predict_batch, store=store, poll=poll, file_timeout=self.file_timeout)  # fmt: skip
+        # (asked as the last file was stored, its tag write or its commit: the backend's loop ended with
+        # nothing left in flight, and the scan as finished, exit 0, the stop unheard)
+        self.check_stop()
 
     def fail_file(self, task_id: int, reason: str, *, unreadable: bool = False) -> None:
         """Record the analysis of a file as failed for `reason`, or, when the file changed or vanished
