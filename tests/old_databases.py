@@ -102,10 +102,11 @@ def expected_at_head(written: dict[str, list[dict]], revision: str) -> dict[str,
         if revision < "0007":
             tagged = t["path"].lower().endswith(TAGGED_BY_0006)
             t["untaggable_formats"] = "0006" if t["tags_current"] and not tagged else None
-        t["ctime_ns"] = None  # (the rows written hold none of these: what 0008 to 0011 give the old tracks)
+        t["ctime_ns"] = None  # (the rows written hold none of these: what 0008 to 0012 give the old tracks)
         t["analysed_in_part"] = None
         t["audio_digest"] = None
         t["written_ctime_ns"] = None
+        t["decoding"] = None
     return out
 
 
@@ -194,7 +195,7 @@ def measure(url: str, tracks: int) -> None:
     write_database_at(url, "0001", tracks=tracks)
     print(f"{tracks} tracks written at revision 0001 in {time.perf_counter() - t:.1f} s", flush=True)
     engine = make_engine(url)
-    for revision in ("0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009", "0010", "0011"):
+    for revision in ("0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009", "0010", "0011", "0012"):
         tracemalloc.start()
         t = time.perf_counter()
         upgrade(engine, revision=revision)

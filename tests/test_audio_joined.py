@@ -362,3 +362,38 @@ def test_a_scan_ignoring_sigint_is_not_failed_by_the_ctrl_c_of_its_group(tmp_pat
                           text=True, start_new_session=True, timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.split(maxsplit=3)[:3] == ["2", "1", "0"], done.stdout
+
+
+def test_a_joined_file_an_older_tagger_analysed_in_part_is_analysed_again_once(tmp_path, db, monkeypatch):
+    """A library scanned by a tagger before the joined files' parts were decoded (a216af8) kept the
+    first part's results for good: a joined FLAC stored as its 6 s of flute, the file unchanged, so
+    every scan after the upgrade skipped it (its bass never heard). Each track records the decoding
+    that analysed it (``tracks.decoding``, revision 0012): a scan finding the file of an older one
+    unchanged analyses it again when it is joined, and says so; another file is recorded as looked
+    at, and not looked at again."""
+    from tagger.audio import joined
+
+    music = tmp_path / "music"
+    music.mkdir()
+    first, second = _parts(tmp_path, "flac")
+    path = music / "joined.flac"
+    path.write_bytes(first + second)
+    (music / "one.flac").write_bytes(first)
+    with monkeypatch.context() as m:  # (the older tagger: the first part alone, no decoding recorded)
+        m.setattr(probe, "_joined_parts", lambda p: ())
+        assert scan([music], db=db, analyser=FakeAnalyser(), jobs=0).scanned == 2
+    with db.session() as s:
+        s.execute(M.Track.__table__.update().values(decoding=None))
+        s.commit()
+    assert track_instruments(db)[str(path)] == ["flute"]
+    summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert (summary.scanned, summary.skipped, summary.failed) == (1, 1, 0), summary.errors
+    assert summary.decoded_anew == [(str(path), "2 FLAC files joined one after another")]
+    assert track_instruments(db) == {str(path): ["bass", "flute"], str(music / "one.flac"): ["flute"]}
+    with db.session() as s:
+        assert set(s.scalars(select(M.Track.decoding))) == {joined.DECODING}
+        assert s.scalar(select(M.Track.duration).where(M.Track.path == str(path))) == pytest.approx(16.0, abs=0.01)
+    looked = []
+    monkeypatch.setattr(joined, "decoded_otherwise", lambda p: looked.append(p))
+    summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert (summary.scanned, summary.skipped, summary.decoded_anew, looked) == (0, 2, [], [])

@@ -64,7 +64,7 @@ def test_upgrade_from_first_revision_keeps_data(tmp_path):
         conn.execute(text("INSERT INTO segments (track_id, family, start, \"end\") VALUES (1, 'bass', 0.0, 8.0)"))
     engine.dispose()
 
-    db = open_database(tmp_path / "old.db")  # applies 0002 to 0011 automatically
+    db = open_database(tmp_path / "old.db")  # applies 0002 to 0012 automatically
     assert current_revision(db.engine) == head_revision()
     with db.session() as s:
         a = s.scalar(select(M.Track).where(M.Track.path == "/m/a.flac"))
@@ -214,7 +214,7 @@ def test_a_migration_failing_midway_leaves_the_database_as_it_was(tmp_path, monk
 
 def test_a_database_from_a_newer_tagger_is_one_line_naming_the_revision(tmp_path):
     path = library_of_a_newer_tagger(tmp_path / "lib.db")
-    with pytest.raises(DatabaseError, match=r"schema revision 0099, which tagger .* does not know \(it knows up to 0011\)"):
+    with pytest.raises(DatabaseError, match=r"schema revision 0099, which tagger .* does not know \(it knows up to 0012\)"):
         open_database(path)
     r = CliRunner().invoke(app, ["stats", "--db", str(path)])
     assert r.exit_code == 1
@@ -234,14 +234,14 @@ def test_tagger_db_env_accepts_a_plain_file_path_like_the_db_option(tmp_path, mo
     assert (tmp_path / "x.db").is_file()
 
 
-HEAD = "0011"
+HEAD = "0012"
 """The shipped migrations' head (checked by `test_migrations_folder_is_found_and_has_its_revisions`)."""
 TEST_STEP = "0100"
 """The revision of a test's own migration after `HEAD` (`migrations_with`)."""
 
 
 # -- every old revision, with a library in it (`old_databases`) -----------------------------------------
-OLD_REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009", "0010")
+OLD_REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009", "0010", "0011")
 
 
 @pytest.mark.parametrize("revision", OLD_REVISIONS)
@@ -543,6 +543,39 @@ def check_written_ctime_step(url: str) -> None:
 
 def test_step_0011_adds_the_written_ctime_and_its_downgrade_keeps_every_other_value(tmp_path):
     check_written_ctime_step(as_url(tmp_path / "lib.db"))
+
+
+def check_decoding_step(url: str) -> None:
+    """Step 0012 on the library at `url` (empty): it adds ``tracks.decoding``, NULL for the tracks
+    already there (the next scan looks at each analysed file once); its downgrade drops the column
+    with every other value kept, and the upgrade after it gives the models' schema."""
+    from alembic import command
+
+    from tagger.db.migrate import alembic_config
+
+    written = write_database_at(url, "0011")
+    engine = make_engine(url)
+    try:
+        upgrade(engine, revision="0012")
+        column = {c["name"]: c for c in inspect(engine).get_columns("tracks")}["decoding"]
+        assert column["nullable"]
+        assert [r["decoding"] for r in table_rows(engine, "tracks")] == [None] * len(written["tracks"])
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE tracks SET decoding = 1 WHERE id = 1"))
+        command.downgrade(alembic_config(engine), "0011")
+        assert current_revision(engine) == "0011"
+        assert "decoding" not in {c["name"] for c in inspect(engine).get_columns("tracks")}
+        for table, rows in written.items():
+            assert [{k: r[k] for k in rows[0]} for r in table_rows(engine, table)] == rows, table
+        upgrade(engine)
+        with engine.connect() as conn:
+            assert compare_metadata(MigrationContext.configure(conn), M.Base.metadata) == []
+    finally:
+        engine.dispose()
+
+
+def test_step_0012_adds_the_decoding_and_its_downgrade_keeps_every_other_value(tmp_path):
+    check_decoding_step(as_url(tmp_path / "lib.db"))
 
 
 def test_an_upgrade_says_the_older_tagger_can_no_longer_open_the_database(tmp_path, caplog):

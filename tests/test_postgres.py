@@ -67,7 +67,7 @@ def test_postgres_upgrade_from_first_revision_keeps_data(pg_url):
                          {"id": i, "p": f"/m/{i}.flac", "st": status, "now": now})  # fmt: skip
         conn.execute(text("INSERT INTO detections (track_id, family, present, score, coverage) VALUES (1, 'bass', true, 0.9, 0.5)"))
     engine.dispose()
-    db = open_database(pg_url)  # applies 0002 to 0011
+    db = open_database(pg_url)  # applies 0002 to 0012
     assert current_revision(db.engine) == head_revision()
     with db.session() as s:
         a, b = s.scalars(select(M.Track).order_by(M.Track.id)).all()
@@ -661,6 +661,12 @@ def test_step_0011_and_its_downgrade_on_postgres_too(pg_url):
     from test_db import check_written_ctime_step
 
     check_written_ctime_step(pg_url)
+
+
+def test_step_0012_and_its_downgrade_on_postgres_too(pg_url):
+    from test_db import check_decoding_step
+
+    check_decoding_step(pg_url)
 
 
 def test_the_query_sql_selects_the_same_tracks_on_postgres_and_sqlite(pg_url, tmp_path):

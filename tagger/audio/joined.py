@@ -37,6 +37,28 @@ JOINED_KINDS = {b"fLaC": ("FLAC", "flac"), b"RIFF": ("WAV", "wav"), b"FORM": ("A
 """The first bytes of each kind of stream looked for (its name, ffmpeg's demuxer of it)."""
 MAX_PARTS = 1000
 """Parts read at most (a file of more is taken as what the first `MAX_PARTS` say)."""
+DECODING = 1
+"""The version of tagger's decoding recorded with each track it analyses (``tracks.decoding``,
+revision 0012): 1 decodes every part of a file of streams joined byte-wise (`_joined_parts`; MP3
+files joined: `tagger.audio.mp3length._mp3_decoded_in_part`), of which a tagger before it decoded
+the first alone. A track of an older decoding whose file `decoded_otherwise` names is analysed again."""
+MP3_SUFFIXES = (".mp3", ".mp2", ".mpga")
+
+
+def decoded_otherwise(path: Path) -> str | None:
+    """Why the decoding of `DECODING` reads the file otherwise than a tagger of an older one did, which
+    decoded the first of its streams alone: ``2 FLAC files joined one after another``; None for a
+    file both read alike (one that cannot be read too: its next analysis says why). Reads the 4
+    bytes of its kind, and the file's bytes for a kind that can be joined (`_joined_parts`: 50 ms for
+    a 10-minute FLAC in the page cache), or an MP3's frames at a few places (`_mp3_decoded_in_part`)."""
+    parts = _joined_parts(path)
+    if parts:
+        return f"{len(parts)} {_joined_kind(path)[0]} files joined one after another"  # type: ignore[index]
+    if path.suffix.lower() in MP3_SUFFIXES and _joined_kind(path) is None:
+        from tagger.audio.mp3length import _mp3_decoded_in_part  # (only for MP3s)
+
+        return _mp3_decoded_in_part(path)
+    return None
 
 
 def _joined_kind(path: Path) -> tuple[str, str] | None:

@@ -101,6 +101,12 @@ class Track(Base):
     and the file is found with the recorded size, mtime and ctime, no program has written to it
     since tagger did: it is not waited for as a file still being written, its tags tagger's or
     removed (`tagger.tags.batch.as_tagger_left_it`). NULL where no such write was recorded.
+
+    ``decoding``: the version of tagger's decoding (`tagger.audio.joined.DECODING`) that analysed the
+    file, or that a scan found would decode it as the one that did (revision 0012). NULL for a track
+    analysed before the revision: the next scan that finds its file unchanged looks at it once
+    (`tagger.audio.joined.decoded_otherwise`), and analyses again a file an older tagger decoded in
+    part (files joined byte-wise, of which it read the first alone).
     """
 
     __table__ = T.tracks

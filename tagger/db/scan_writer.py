@@ -240,6 +240,12 @@ class ScanWriter:
         self.session.get(M.Track, track_id).ctime_ns = ctime_ns
         self.touch()
 
+    def decoding_checked(self, track_id: int, decoding: int) -> None:
+        """Record that the file of an analysed track stored by an older decoding (``tracks.decoding``)
+        is read by ``decoding`` as it was (no file joined byte-wise): not looked at again."""
+        self.session.get(M.Track, track_id).decoding = decoding
+        self.touch()
+
     def moved(self, track: M.Track, *, path: str, mtime: float, ctime_ns: int | None) -> None:
         """The file of ``track`` is now at ``path``: the row follows it (results kept)."""
         old_path = track.path
@@ -284,7 +290,7 @@ class ScanWriter:
                       status=M.STATUS_OK, windows=src.windows, silent_windows=src.silent_windows,
                       model_version_id=self.mv_id, scan_id=self.scan_id, analysed_at=src.analysed_at,
                       tags_current=src.tags_current, untaggable_formats=src.untaggable_formats,
-                      analysed_in_part=src.analysed_in_part)  # fmt: skip
+                      analysed_in_part=src.analysed_in_part, decoding=src.decoding)  # fmt: skip
         self.session.add(dst)
         copy_results(self.session, src, dst)
         self.summary.copied += 1
@@ -306,6 +312,9 @@ class ScanWriter:
         track.model_version_id = self.mv_id
         track.analysed_at = M.utcnow()
         track.analysed_in_part = note or None
+        from tagger.audio.joined import DECODING  # (not at import: tagger.audio loads numpy and soundfile)
+
+        track.decoding = DECODING
         replace_results(self.session, track, result)
         self.summary.scanned += 1
         self.summary.audio_seconds += duration

@@ -107,6 +107,7 @@ tracks = Table(
     Column("analysed_in_part", Text, nullable=True),
     Column("audio_digest", String(64), nullable=True),
     Column("written_ctime_ns", BigInteger, nullable=True),
+    Column("decoding", Integer, nullable=True),
     Index("ix_tracks_fingerprint", "fingerprint"),  # revision 0002: finds moved files fast
     Index("ix_tracks_status", "status"),
 )  # fmt: skip

@@ -25,6 +25,7 @@ import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from sqlalchemy import select
 
@@ -153,7 +154,7 @@ def plan_files(roots, *, writer: ScanWriter, mv_id: int, rescan_stale: bool, ret
 
 def _stored_rows(s, roots) -> dict[str, tuple]:
     """path -> (id, size, mtime, fingerprint, status, model version id, transient error, tags
-    current, content hash, ctime, audio digest, the ctime tagger's own last write left) of every
+    current, content hash, ctime, audio digest, the ctime tagger's own last write left, decoding) of every
     track stored under ``roots``, asked for a
     few hundred roots at a time (`tagger.db.sql.chunks`: one query per root made a scan of 12,000 files
     named one by one, a shell's ``*.flac``, spend 28 s here where a scan of their folder spent none)."""
@@ -164,7 +165,7 @@ def _stored_rows(s, roots) -> dict[str, tuple]:
             select(M.Track.path, M.Track.id, M.Track.size, M.Track.mtime, M.Track.fingerprint, M.Track.status,
                    M.Track.model_version_id, M.Track.error_transient, M.Track.tags_current,
                    M.Track.content_hash, M.Track.ctime_ns, M.Track.audio_digest,
-                   M.Track.written_ctime_ns).where(cond)  # fmt: skip
+                   M.Track.written_ctime_ns, M.Track.decoding).where(cond)  # fmt: skip
         ):
             existing[row[0]] = tuple(row[1:])
     return existing
@@ -240,6 +241,25 @@ class _Plan:
             self.summary.stale += 1
         return False
 
+    def decoded_otherwise(self, path: str, track_id: int, status: str, decoding: int | None) -> bool:
+        """Whether the analysed file of a track an older tagger's decoding analysed (``decoding``
+        NULL, before revision 0012, or less than `tagger.audio.joined.DECODING`) is read otherwise
+        now (`decoded_otherwise`: files joined byte-wise, ``cat a.flac b.flac``, of which it decoded
+        the first alone, its results those of the first part): analysed again, once, and said
+        (``summary.decoded_anew``). Another such track is recorded as of this decoding, so that
+        its file is looked at once (the bytes of a FLAC read once: a library's first scan after the
+        upgrade reads them all; was: such results kept for ever, the file unchanged)."""
+        from tagger.audio.joined import DECODING, decoded_otherwise  # (tagger.audio: numpy, soundfile)
+
+        if status != M.STATUS_OK or (decoding or 0) >= DECODING:
+            return False
+        why = decoded_otherwise(Path(path))
+        if why:
+            self.summary.decoded_anew.append((path, why))
+            return True
+        self.writer.decoding_checked(track_id, DECODING)
+        return False
+
     def file(self, path: str) -> None:
         """Decide one crawled file: the database's own file is passed over, a name that is not
         UTF-8 recorded as such, a file that cannot be stat-ed or fingerprinted stored as a transient
@@ -299,7 +319,7 @@ class _Plan:
             row = self.existing[path] = (twin.id, twin.size, twin.mtime, twin.fingerprint, twin.status,
                                          twin.model_version_id, twin.error_transient, twin.tags_current,
                                          twin.content_hash, twin.ctime_ns, twin.audio_digest,
-                                         twin.written_ctime_ns)  # fmt: skip
+                                         twin.written_ctime_ns, twin.decoding)  # fmt: skip
         if row is not None:
             self.known(path, st, fp, row, digest)
         else:
@@ -328,7 +348,7 @@ class _Plan:
         other bytes (analysed)."""
         writer, mtime = self.writer, st.st_mtime
         (track_id, old_size, old_mtime, old_fp, status, track_mv, transient, tags_current, old_hash, old_ctime,
-         old_audio, written_ctime) = row  # fmt: skip
+         old_audio, written_ctime, decoding) = row  # fmt: skip
         same = old_size == st.st_size and old_fp == fp
         # Another ctime: the file was renamed, copied or written here since (its mtime may have
         # been set back: two stems of one archive swapped by name), or only chmod-ed.
@@ -349,7 +369,8 @@ class _Plan:
                 return
             writer.retagged(track_id, FileState.of(path, st, fp, track_id), content_hash=whole)
             tags_current = False
-        if self.needs_analysis(status, track_mv, transient, track_id=track_id):
+        if self.needs_analysis(status, track_mv, transient, track_id=track_id) or self.decoded_otherwise(
+                path, track_id, status, decoding):  # fmt: skip
             self.work.append(FileState.of(path, st, fp, track_id))
         else:
             self.summary.skipped += 1
@@ -374,7 +395,8 @@ class _Plan:
             self.writer.moved(track, path=path, mtime=st.st_mtime, ctime_ns=st.st_ctime_ns)
             self.existing.pop(old_path, None)
             log.debug("moved: %s -> %s", old_path, path)
-            if self.needs_analysis(track.status, track.model_version_id, track_id=track.id):
+            if self.needs_analysis(track.status, track.model_version_id, track_id=track.id) or self.decoded_otherwise(
+                    path, track.id, track.status, track.decoding):  # fmt: skip
                 self.work.append(FileState.of(path, st, fp, track.id))
             else:
                 self.summary.skipped += 1

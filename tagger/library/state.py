@@ -110,6 +110,10 @@ class ScanSummary:
     analysed_in_part: list[tuple[str, str]] = field(default_factory=list)
     """(path, note) of the files analysed and stored without a small part ffmpeg could not decode
     (damaged frames, at most `tagger.audio.MAX_LOST_SHARE` of the file): not a failure."""
+    decoded_anew: list[tuple[str, str]] = field(default_factory=list)
+    """(path, why) of the unchanged files whose tracks an older tagger's decoding analysed in part
+    (``tracks.decoding``: files joined byte-wise, of which it decoded the first alone), analysed
+    again (counted in ``scanned`` or ``failed``)."""
     temp_files: list[str] = field(default_factory=list)
     """Temporary files left by killed tag writes that this scan deleted, or with ``keep_temp_files``
     (a dry run) found and left in place, under their own names (`to_dict` escapes a name that is not
@@ -148,6 +152,7 @@ class ScanSummary:
         out["not_audio"] = [escaped_name(p) for p in self.not_audio]
         out["deferred"] = [{"path": p, "reason": r} for p, r in self.deferred]
         out["analysed_in_part"] = [{"path": p, "note": n} for p, n in self.analysed_in_part]
+        out["decoded_anew"] = [{"path": p, "reason": r} for p, r in self.decoded_anew]
         out["tag_failures"] = [{"path": p, "error": e} for p, e in self.tag_failures]
         out["untaggable"] = [{"path": p, "reason": r} for p, r in self.untaggable]  # (was: [path, reason] pairs)
         out["empty_roots"] = [{"path": p, "tracks_kept": n} for p, n in self.empty_roots]
