@@ -441,6 +441,11 @@ class InstrumentsPlugin(BeetsPlugin):
                     continue
                 counts["analysed" if res.analysed else "reused"] += 1
                 counts["written"] += written
+                # (one line an item, as beets' own plugins say what they did of each: `beet fingerprint`'s
+                # "PATH: fingerprinting", replaygain's "Skipping track ..."; info: shown by the command,
+                # with -v on import)
+                outcome = ("analysed" if res.analysed else "unchanged, results reused") + (", written" * written)
+                self._log.info("{}: {}", _named(item), shown(f"{item.get('instruments') or 'no instrument'} ({outcome})"))
         finally:
             database.close()
         self._log.info("{analysed} analysed, {reused} unchanged (results reused), {failed} failed, "
@@ -461,7 +466,6 @@ class InstrumentsPlugin(BeetsPlugin):
             item["instruments"] = SEPARATOR.join(res.instruments)
             item["instruments_model"] = res.model_version or ""
             item[UNWRITTEN] = _audio_of(res.path) if unwritten else ""
-            self._log.debug("{}: {}", _named(item), shown(item["instruments"] or "(no instrument)"))
             item.store()
 
         found = _in_file(res)

@@ -344,3 +344,21 @@ def test_beet_cli_with_the_shipped_models(tmp_path):
         assert {Path(p).name for p in out.split()} == {n for n, (fams, _) in rows.items() if fam in fams.split(", ")}
     _, err = run("instruments")
     assert "0 analysed, 2 unchanged" in err
+
+
+def test_the_command_says_what_it_did_of_each_item(beets_lib, caplog):
+    """Was: a summary line only (`4 analysed, ...`), where beets' own plugins say what they did of each
+    item (`beet fingerprint`: `PATH: fingerprinting`, `... fingerprint exists, skipping`). One info line
+    an item: its families and whether it was analysed or its results reused, and written."""
+    lib, plugin, files = beets_lib
+    caplog.set_level(logging.INFO, logger="beets")
+    beet(lib, "instruments")
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert f"{files['duo.mp3']}: bass, flute (analysed, written)" in lines
+    assert f"{files['quiet.wav']}: no instrument (analysed, written)" in lines
+    assert lines[-1] == "4 analysed, 0 unchanged (results reused), 1 failed, 4 file(s) written"
+    caplog.clear()
+    beet(lib, "instruments", "-W", "title:string")
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert lines == [f"{files['string.ogg']}: string (unchanged, results reused)",
+                     "0 analysed, 1 unchanged (results reused), 0 failed, 0 file(s) written"]  # fmt: skip
