@@ -1318,3 +1318,91 @@ def test_untag_knows_the_fingerprint_recorded_of_each_file_tagger_tagged(tmp_pat
     for song in (a, b):
         st = os.stat(song)
         assert recorded[str(song)] == (st.st_size, st.st_mtime, st.st_ctime_ns, fingerprint(song))
+
+
+def test_tag_from_json_right_after_a_tag_writing_scan_does_not_wait_for_the_files_tagger_itself_wrote(tmp_path, monkeypatch):
+    """`tagger tag --from-json` read no record of tagger's own writes, though it opens the library
+    database to record its own: a file a tag-writing scan (or `tag`, `untag`) had just written, then
+    predicted, was skipped as "changed 1 s ago, still being written?" (exit 1), where `tag` and
+    `untag` know it as tagger's own write (last session's red-team leftover). It reads the same
+    record as `untag` (--db, or the default database): a file exactly as recorded is written at once;
+    one the database holds no record of, and every file without a database, still waits."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from conftest import predicted
+    from library_fakes import FakeAnalyser
+    from tagger.cli import app
+    from tagger.db.session import open_database
+    from tagger.library.scan import scan, tag_writer
+
+    monkeypatch.delenv("TAGGER_SETTLE_SECONDS")
+    music, lib = tmp_path / "music", tmp_path / "library.db"
+    a = write_audio(music / "a.flac", tone_signal([110.0], seconds=5.0))
+    db = open_database(lib)
+    try:
+        assert scan([music], db=db, analyser=FakeAnalyser(), jobs=0, on_track=tag_writer(model_version="fake-1")).tags_written == 1
+    finally:
+        db.close()
+    d = write_audio(music / "d.flac", tone_signal([440.0], seconds=5.0))  # never scanned
+    rows = tmp_path / "found.jsonl"
+    rows.write_text("".join(json.dumps(predicted(f, instruments=["organ"], scores={"organ": 0.9})) + "\n" for f in (a, d)))
+    _settle_clock_stopped(monkeypatch, a, d)  # (both just written)
+    wait = r"changed \d+ s ago, still being written\? \(settle time 10 s\)"
+    run = CliRunner().invoke
+
+    monkeypatch.setenv("TAGGER_DB", str(tmp_path / "nowhere.db"))  # no library database: both wait
+    result = run(app, ["tag", "--from-json", str(rows), "--model-version", "m-2"])
+    assert result.exit_code == 1 and "0 tagged" in result.output and len(re.findall(wait, result.output)) == 2, result.output
+    assert not (tmp_path / "nowhere.db").exists()
+    monkeypatch.delenv("TAGGER_DB")
+    result = run(app, ["tag", "--from-json", str(rows), "--model-version", "m-2", "--db", str(lib)])
+    assert result.exit_code == 1, result.output  # (was: both skipped)
+    assert f"tagged {a}: organ (was: bass)" in result.output, result.output
+    assert re.search(rf"skipped {re.escape(str(d))}: {wait}", result.output), result.output
+    assert tags.read_instruments(a).instruments == ["organ"] and not tags.read_instruments(d).tagged
+
+
+def test_untag_and_tag_from_json_do_not_upgrade_a_library_database_they_were_not_given(tmp_path, monkeypatch):
+    """`tagger untag` and `tagger tag --from-json` open the default library database (where there is
+    one) only to know and record tagger's own writes; one at an older schema revision was upgraded by
+    them, which no older tagger undoes (last session's red-team leftover: they must not change the
+    user's database unasked). It is left as it is, said in a line, nothing recorded in it; named with
+    --db, it is upgraded as by any command."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from conftest import predicted
+    from old_databases import write_database_at
+    from tagger.cli import app
+    from tagger.db.engine import make_engine
+    from tagger.db.migrate import current_revision, head_revision
+    from tagger.db.urls import as_url
+
+    old = tmp_path / "old.db"
+    write_database_at(as_url(old), "0011", tracks=2)
+    a = write_audio(tmp_path / "music" / "a.flac", tone_signal([110.0], seconds=4.0))
+    rows = tmp_path / "found.jsonl"
+    rows.write_text(json.dumps(predicted(a, instruments=["organ"], scores={"organ": 0.9})) + "\n")
+
+    def revision() -> str:
+        engine = make_engine(as_url(old))
+        try:
+            return current_revision(engine)
+        finally:
+            engine.dispose()
+
+    monkeypatch.setenv("TAGGER_DB", str(old))  # the default database, not given
+    run = CliRunner().invoke
+    for args in (["tag", "--from-json", str(rows), "--model-version", "m-2"], ["untag", str(a)]):
+        result = run(app, [*args, "--settle-seconds", "0"])
+        assert result.exit_code == 0, result.output
+        assert (f"tagger: note: the library database sqlite:///{old} is at schema revision 0011, this tagger's is "
+                f"{head_revision()}; not upgraded by this command") in result.output, result.output  # fmt: skip
+        assert revision() == "0011"  # (was: upgraded)
+    monkeypatch.delenv("TAGGER_DB")
+    result = run(app, ["untag", str(a), "--settle-seconds", "0", "--db", str(old)])
+    assert result.exit_code == 0, result.output
+    assert revision() == head_revision()

@@ -172,12 +172,15 @@ def tag(
             raise fail("no analysed track matches", 1)
         roots = paths or [tags.rows_folder(predictions, source=from_json)]
         # (the library database, where there is one, records the files written: `untag` right after
-        # does not wait for them; was: every one skipped as "changed 1 s ago, still being written?")
-        database = None if dry_run else _library_at_hand(db, settle_seconds=0)
+        # does not wait for them; was: every one skipped as "changed 1 s ago, still being written?";
+        # and tells the files as tagger's own last write left them, which need not settle either)
+        database = None if dry_run and settle_seconds <= 0 else _library_at_hand(db, settle_seconds=settle_seconds)
         try:
-            own = None if database is None else _own_writes(database)
+            recorded = _recorded_as_tagged(database, db, roots) if database is not None and settle_seconds > 0 else None
+            own = None if database is None or dry_run else _own_writes(database)
             with StopSignals() as stop:
-                written = tags.write_predictions(predictions, roots=roots, stop=lambda: stop.requested, **options)
+                written = tags.write_predictions(predictions, roots=roots, stop=lambda: stop.requested,
+                                                 recorded=recorded, **options)  # fmt: skip
                 written = written if own is None else own.record(written)
                 _render(itertools.chain(rows.rejected, written), verb="tag", dry_run=dry_run, stop=stop,
                         own=own)  # (bad rows first)  # fmt: skip
@@ -256,8 +259,9 @@ def _library_at_hand(db: str | None, *, settle_seconds: float):
     writes, which need not settle) and record their writes in (`tagger.tags.database.OwnWrites`), open;
     None where there is none. ``db`` None: the default database ($TAGGER_DB, or the user data
     folder's) where there is one; none there, or one that cannot be opened (a line says why), is
-    None: every recent file is waited for, and nothing recorded, as before. A ``--db`` given that
-    cannot be opened is the command's error, no file changed."""
+    None: every recent file is waited for, and nothing recorded, as before; so is a default database
+    at an older schema revision, which only a command told of it (``--db``, a scan) upgrades. A ``--db``
+    given that cannot be opened is the command's error, no file changed."""
     from tagger.db.session import open_database
     from tagger.db.urls import as_url, sqlite_file
     from tagger.errors import TaggerError, UserError
@@ -271,12 +275,31 @@ def _library_at_hand(db: str | None, *, settle_seconds: float):
     default = sqlite_file(url)
     if default is not None and not default.exists():
         return None
+    waits = "every file changed within the settle time is left for a later run, and " if settle_seconds > 0 else ""
     try:
-        return open_database(None, create=False)
+        database = open_database(None, create=False, migrate=False)
     except TaggerError as exc:
-        waits = "every file changed within the settle time is left for a later run, and " if settle_seconds > 0 else ""
         echo(f"tagger: note: {exc}; so {waits}this run's writes are not recorded in it", err=True)
         return None
+    # (a database not asked for is not upgraded for this bookkeeping: an upgrade cannot be undone, and an
+    # older tagger would no longer open it; was: upgraded, with scan's warning; `--db` names it: upgraded)
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from tagger.db.migrate import at_head, current_revision, head_revision
+    from tagger.db.urls import shown_url
+
+    try:
+        current = at_head(database.engine)
+        revision = None if current else current_revision(database.engine)
+    except SQLAlchemyError as exc:
+        current, revision = False, f"unreadable ({exc.__class__.__name__})"
+    if not current:
+        database.close()
+        echo(f"tagger: note: the library database {shown_url(database.url)} is at schema revision {revision}, this "
+             f"tagger's is {head_revision()}; not upgraded by this command (a scan, or this command with --db, "
+             f"upgrades it): so {waits}this run's writes are not recorded in it", err=True)  # fmt: skip
+        return None
+    return database
 
 
 def _own_writes(database):

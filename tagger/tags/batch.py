@@ -286,6 +286,7 @@ def write_predictions(
     before_replace: Callable[[Prediction, str], None] | None = None,
     refresh: Callable[[Prediction], Prediction] | None = None,
     stop: Callable[[], bool] | None = None,
+    recorded: Mapping[str, tuple] | None = None,
 ) -> Iterator[TagChange | TagWriteError]:
     """`write_instruments` for each prediction; a file that cannot be tagged yields its
     `TagWriteError` (the others go on). ``scores``: also write INSTRUMENTS_SCORES.
@@ -301,6 +302,10 @@ def write_predictions(
     None: `rows_folder` (raises `UserError` for rows in unrelated folders). ``before_replace(prediction,
     copy)``: called before each verified copy is moved over its file (`write_instruments`). Unless
     ``dry_run``, the hidden copies that killed writes left of each file are deleted (`LeftoverCopies`).
+    ``recorded``: for predictions that carry no stored facts (`tagger tag --from-json`'s rows), what
+    the library database recorded of their files after tagger's own writes, as for `remove_all`: a
+    file found exactly so is not waited for (was: every file a scan, `tag` or `untag` had just
+    written waited the settle time).
     """
     import functools
 
@@ -321,7 +326,7 @@ def write_predictions(
             pred.path, instruments=pred.instruments, model_version=pred.model_version,
             scores=pred.scores if scores else None, id3v23=id3v23, keep_mtime=keep_mtime,
             dry_run=dry_run, expected=pred.expected, families=pred.families,
-            settle_seconds=0.0 if as_tagger_left_it(pred) else settle_seconds,
+            settle_seconds=0.0 if as_tagger_left_it(pred) or _as_recorded(pred.path, recorded) else settle_seconds,
             fingerprint=pred.stored.fingerprint if pred.stored else pred.fingerprint,
             content_hash=pred.stored.content_hash if pred.stored else pred.content_hash,
             ctime_ns=pred.stored.ctime_ns if pred.stored else pred.ctime_ns,
@@ -377,6 +382,19 @@ def as_tagger_left_it(pred: Prediction) -> bool:
     except OSError:
         return False  # (the write says why)
     return (st.st_size, st.st_mtime, st.st_ctime_ns) == (stored.size, stored.mtime, stored.ctime_ns)
+
+
+def _as_recorded(path: str | os.PathLike, recorded: Mapping[str, tuple] | None) -> bool:
+    """Whether the file at ``path`` is exactly as ``recorded`` (`write_predictions`) holds it after
+    tagger's own last write: its size, mtime and ctime; no program has written to it since."""
+    facts = _recorded_facts(path, recorded) if recorded else None
+    if facts is None:
+        return False
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False  # (the write says why)
+    return (st.st_size, st.st_mtime, st.st_ctime_ns) == tuple(facts[:3])
 
 
 def _by_audio(write: Callable[..., TagChange], pred: Prediction, refusal: ChangedSinceError) -> TagChange:
