@@ -728,3 +728,36 @@ def test_a_file_an_older_tagger_kept_without_the_tilde_is_neither_imported_nor_a
         lib._close()
         _unload()
         beets.config.clear()
+
+
+def test_the_repeated_paths_an_older_taggers_runs_stored_are_left_out_at_the_next_scan(beets_lib):
+    """A database of a tagger before 5a5cdce holds every ``beet instruments`` run's every item path
+    again in its scan's record (4.6 MB a run for 50,000 items), all read and parsed by every scan,
+    prune and ``tag`` without paths: 1.6 s each after 30 runs, growing with each (last session's
+    red-team leftover, measured). The next scan rewrites those records once, each holding only the
+    roots no earlier one holds; the union read is the same."""
+    import json
+
+    from sqlalchemy import text
+
+    from tagger.db.reads import scanned_roots
+    from tagger.db.session import open_database
+
+    lib, plugin, files = beets_lib
+    beet(lib, "instruments", "-W")
+    database = open_database(str(beets.config["instruments"]["database"].get()))
+    paths = sorted(files.values())
+    try:
+        with database.session() as s:  # (two runs as an older tagger stored them: every path again)
+            for _ in range(2):
+                s.execute(text("INSERT INTO scans (started_at, roots, scanned, skipped, failed, moved, missing, stale, "
+                               "audio_seconds) VALUES ('2026-01-01', :roots, 0, 0, 0, 0, 0, 0, 0)"),
+                          {"roots": json.dumps(paths + [paths[0]])})  # fmt: skip
+        beet(lib, "instruments", "-W", "title:duo")
+        with database.session() as s:
+            stored = [json.loads(roots) for (roots,) in s.execute(text("SELECT roots FROM scans ORDER BY id"))]
+            union = scanned_roots(s)
+    finally:
+        database.close()
+    assert sorted(stored[0]) == paths and stored[1:] == [[], [], []]  # (was: [..., paths + [paths[0]] twice, []])
+    assert union == paths

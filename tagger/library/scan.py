@@ -37,7 +37,7 @@ from tagger.db import models as M
 from tagger.db.filter import under_clause
 from tagger.db.sql import as_clause
 from tagger.db.lock import scan_lock
-from tagger.db.reads import scanned_roots
+from tagger.db.writes import compact_scan_roots
 from tagger.db.scan_writer import FileState, ScanWriter, mark_missing
 from tagger.db.scan_writer import register_model as _register_model
 from tagger.db.session import Database
@@ -230,8 +230,8 @@ def _scan(roots: list[str], *, db: Database, analyser: Analyser, jobs, rescan_st
         mv = register_model(s, analyser)
         # (only the roots no earlier scan was given: their union, all that is read of them, is the same,
         # and a beets library's `beet instruments`, whose roots are its items, added every item's path
-        # again at every run: 4-5 MB for 50,000 items)
-        given = set(scanned_roots(s))
+        # again at every run: 4-5 MB for 50,000 items; the records an older tagger made so are compacted)
+        given = compact_scan_roots(s)
         scan_row = M.Scan(roots=json.dumps([r for r in roots if r not in given]), model_version_id=mv.id)
         s.add(scan_row)
         s.flush()
