@@ -566,6 +566,41 @@ def test_a_malformed_manifest_is_one_clear_error(tmp_path, content, reason):
         M.read_manifest(tmp_path)
 
 
+def _never_loaded():
+    raise AssertionError("a manifest that cannot be scored must be refused before the model loads")
+
+
+@pytest.mark.parametrize(
+    "mixture,reason",
+    [
+        ({"file": "a.wav"}, "mixture 'a.wav' has no label"),
+        ({"file": "a.wav", "label": "11000"}, "has label '11000', expected a bit string of 10 characters"),
+        ({"file": "a.wav", "label": "1100000000", "level": 3}, "has level 3 but its label '1100000000' names 2 families"),
+        ({"file": "a.wav", "label": "1100000000", "level": -1}, "has level -1 but its label"),
+        ({"file": "a.wav", "label": "1100000000", "level": 2.0}, "has level 2.0, expected a whole number"),
+    ],
+)
+def test_a_mixture_whose_label_cannot_be_scored_is_refused_naming_the_manifest_and_the_mixture(tmp_path, mixture, reason):
+    """A hand-made labels.json's mixture without a label ended `tagger evaluate` in a KeyError
+    traceback once the model had loaded, and one whose level was not its label's count of families
+    (3 for a label of 2, or -1) was scored silently in that level's row, beside the paper's number for
+    it (found red-teaming evaluate on hand-made manifests). Each is refused before the model loads,
+    in one line naming labels.json and the mixture."""
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    sf.write(folder / "a.wav", 0.3 * np.sin(2 * np.pi * 220 * np.arange(C.WINDOW_SAMPLES) / C.SAMPLE_RATE), C.SAMPLE_RATE)
+    (folder / "labels.json").write_text(json.dumps({"mixtures": [mixture]}))
+    with pytest.raises(DatasetError, match=reason):
+        R.evaluate(folder, out_dir=tmp_path / "report", scorer=_never_loaded, plots=False)
+    one_error_line(runner.invoke(app, ["evaluate", str(folder), "--out", str(tmp_path / "report")]),
+                   str(folder / "labels.json"), reason)  # fmt: skip
+    assert not (tmp_path / "report").exists()
+    families = ["bass", "bass", *FAMILIES[2:]]  # (one bit would stand for two families)
+    (folder / "labels.json").write_text(json.dumps({"families": families, "mixtures": [{"file": "a.wav", "label": "1" * 10}]}))
+    with pytest.raises(DatasetError, match="families names 'bass' twice"):
+        M.read_manifest(folder)
+
+
 # --- evaluate --out ---------------------------------------------------------------------------
 
 
@@ -696,7 +731,7 @@ def test_a_hand_made_mixture_manifest_without_families_is_read_in_the_papers_fam
     assert M.read_manifest(folder)["families"] == list(FAMILIES)
     bad = {"mixtures": [{"file": "bass.wav", "label": "10"}]}
     (folder / "labels.json").write_text(json.dumps(bad))
-    with pytest.raises(UserError, match="a label bit string has 10 characters of 0/1, got '10'"):
+    with pytest.raises(DatasetError, match="mixture 'bass.wav' has label '10', expected a bit string of 10 characters of 0/1"):
         R.evaluate(folder, out_dir=tmp_path / "report2", scorer=Scorer(), plots=False)
 
 
@@ -886,3 +921,4 @@ def test_a_users_own_tagger_lock_file_in_an_output_folder_is_never_overwritten_o
     result = runner.invoke(app, mix_args(root, out))
     assert result.exit_code == 0, result.output
     assert (out / "labels.json").exists() and not lock.exists()
+

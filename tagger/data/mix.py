@@ -233,12 +233,34 @@ def read_manifest(path: str | os.PathLike) -> dict:
             rec["path"] = str(p.parent / _inside(rec["file"]))
     except (KeyError, TypeError, ValueError) as exc:
         raise DatasetError(p, f"invalid mixture manifest: {exc}") from None
+    twice = sorted({f for f in families if families.count(f) > 1})
+    if twice:  # (a bit of the labels would stand for two families)
+        raise DatasetError(p, f"invalid mixture manifest: families names {', '.join(map(repr, twice))} twice")
     for rec in data["mixtures"]:
-        level = rec.get("level", 0)
-        if isinstance(level, bool) or not isinstance(level, int) or not isinstance(rec.get("label", ""), str):
-            raise DatasetError(p, f"invalid mixture manifest: mixture {rec.get('file')!r} has level {level!r} "
-                                  f"and label {rec.get('label')!r} (a whole number and a bit string)")  # fmt: skip
+        why = _label_fault(rec, families)
+        if why:
+            raise DatasetError(p, f"invalid mixture manifest: mixture {rec.get('file')!r} {why}")
     return data
+
+
+def _label_fault(rec: dict, families: list[str]) -> str | None:
+    """Why a mixture's ``label`` (and ``level``, where given) cannot be scored, or None: the label must
+    be a bit string of one 0/1 per family, and the level, a whole number, its count of 1s (was: a
+    mixture without a label a `KeyError` traceback once the model had loaded, a bad bit string an
+    error naming neither the file nor the mixture, and a level that was not the label's count, 3 for
+    a label of 2 families, or -1, scored silently in that level's row beside the paper's)."""
+    level, label = rec.get("level"), rec.get("label")
+    if not isinstance(label, str):
+        return "has no label (a bit string)" if label is None else f"has label {label!r}, expected a bit string"
+    if len(label) != len(families) or set(label) - {"0", "1"}:
+        return f"has label {label!r}, expected a bit string of {len(families)} characters of 0/1, one per family"
+    if level is None:
+        return None
+    if isinstance(level, bool) or not isinstance(level, int):
+        return f"has level {level!r}, expected a whole number"
+    if level != label.count("1"):
+        return f"has level {level} but its label {label!r} names {label.count('1')} families"
+    return None
 
 
 def _inside(name) -> PurePosixPath:
