@@ -922,3 +922,26 @@ def test_a_users_own_tagger_lock_file_in_an_output_folder_is_never_overwritten_o
     assert result.exit_code == 0, result.output
     assert (out / "labels.json").exists() and not lock.exists()
 
+
+def test_a_dataset_and_mixtures_whose_names_are_not_utf8_are_read_mixed_and_reported(tmp_path):
+    """A note dataset in a folder whose name is not UTF-8 (a Latin-1 ``nsynth-caf\\xe9``) ended
+    `tagger evaluate` in a UnicodeEncodeError traceback at its first note (soundfile encodes a str
+    name as UTF-8, strictly), `dataset mix` into such a folder the same at its first WAV, and a
+    report naming such a folder or a short mixture of such a name stopped writing report.md (a
+    lone surrogate written as UTF-8), leaving the folder marked incomplete (found red-teaming the
+    NSynth reader with non-UTF-8 names). Each is read and written; report.md shows the names with
+    ``\\xNN`` escapes."""
+    latin = os.fsdecode(b"caf\xe9")
+    root = make_dataset(tmp_path / "ds").rename(tmp_path / f"nsynth-{latin}")
+    report = R.evaluate(root, out_dir=tmp_path / "report", scorer=Scorer(), per_level=1, levels=[0, 1], plots=False)
+    assert report.solo.predictions.ids and not (tmp_path / "report" / R.INCOMPLETE).exists()
+    assert "nsynth-caf\\xe9" in (tmp_path / "report" / R.REPORT_MD).read_text(encoding="utf-8")
+    out = tmp_path / f"mix-{latin}"
+    M.write_mixtures(nsynth.NoteDataset.load(root, split="test"), out, per_level=1, levels=[1], seed=0)
+    assert sf.info(os.fsencode(out / "level01" / "mix_01_0000.wav")).frames == C.WINDOW_SAMPLES
+    sf.write(os.fsencode(out / f"{latin}.wav"), np.zeros(C.SAMPLE_RATE), C.SAMPLE_RATE)  # a short mixture of such a name
+    manifest = json.loads((out / "labels.json").read_text())
+    manifest["mixtures"].append({"file": f"{latin}.wav", "level": 0, "label": "0" * 10})
+    (out / "labels.json").write_text(json.dumps(manifest))
+    R.evaluate(out, out_dir=tmp_path / "report2", scorer=Scorer(), plots=False)
+    assert "`caf\\xe9.wav` (1 s)" in (tmp_path / "report2" / R.REPORT_MD).read_text(encoding="utf-8")

@@ -160,7 +160,7 @@ def write_mixtures(
             path = out / rec["file"]
             path.parent.mkdir(parents=True, exist_ok=True)
             audio = render_mixture(rec)  # (never a truncated WAV under a mixture's name:)
-            write_atomic(path, lambda tmp: sf.write(tmp, audio, C.SAMPLE_RATE, subtype="PCM_16", format="WAV"))
+            write_atomic(path, lambda tmp: sf.write(os.fsencode(tmp), audio, C.SAMPLE_RATE, subtype="PCM_16", format="WAV"))
         for name in sorted(earlier - new):  # the earlier set's files that this one does not have
             stale = out / name
             if stale.is_file() and not stale.is_symlink():

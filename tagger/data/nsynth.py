@@ -300,7 +300,7 @@ def load_note_audio(notes: Iterable[Note]) -> np.ndarray:
             if not note.path.is_file():  # (soundfile says "System error" for a missing file; a FIFO would block)
                 why = "is not a regular file" if note.path.exists() else "is missing"
                 raise DatasetError(note.path, f"note audio file {why}")
-            data, rate = sf.read(str(note.path), dtype="float32", always_2d=True)
+            data, rate = sf.read(os.fsencode(note.path), dtype="float32", always_2d=True)  # (bytes: a name not UTF-8)
             _check_whole(note.path, data, rate)
             _check_samples(note.path, data)
             clip = data[:, 0]

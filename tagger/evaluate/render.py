@@ -6,6 +6,9 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 
+from tagger.display import named
+from tagger.paths import is_utf8
+
 
 def format_levels(levels: Sequence[int]) -> str:
     """[0..10] -> '0-10'; [1, 3, 5] -> '1,3,5' (the form a list of levels is written and read in)."""
@@ -56,15 +59,16 @@ def _header(report: dict) -> list[str]:
         "# tagger evaluation report",
         "",
         f"- Model: `{model['version']}` ({model.get('architecture') or '?'}), manifest sha256 "
-        f"`{(model.get('manifest_sha256') or '?')[:16]}`, from `{model['dir']}`",
-        f"- Data: `{data['path']}` ({'note dataset' if data['kind'] == 'notes' else 'mixture folder'}"
+        f"`{(model.get('manifest_sha256') or '?')[:16]}`, from `{named(model['dir'])}`",
+        f"- Data: `{named(data['path'])}` ({'note dataset' if data['kind'] == 'notes' else 'mixture folder'}"
         + (f", split `{data['split']}`" + (", acoustic sources only" if data.get("acoustic_only") else "") if data["kind"] == "notes" else "")
         + f"), sha256 of its index `{data['sha256'][:16]}`",
         f"- Created {report['created']} by tagger {report['tagger_version']}",
     ]
     lines += [f"- {line[0].upper()}{line[1:]}" for line in left_out_lines(data.get("left_out"))]
     if report.get("command"):
-        lines += ["- Rerun:", "", "```sh", report["command"], "```"]
+        command = report["command"]  # (a name not UTF-8: shown escaped, as no UTF-8 text holds it)
+        lines += ["- Rerun:", "", "```sh", command if is_utf8(command) else named(command), "```"]
     lines += [
         "",
         "Decision thresholds come from the model manifest (calibrated on validation data when the model",
@@ -176,7 +180,7 @@ def _clip_notes(src: dict) -> list[str]:
                       ("cut", "longer than the {w:g} s window were scored on their first window only")):  # fmt: skip
         clips = src.get(key) or {}
         if clips.get("count"):
-            names = ", ".join(f"`{p['file']}` ({p['seconds']:g} s)" for p in clips["files"][:20])
+            names = ", ".join(f"`{named(p['file'])}` ({p['seconds']:g} s)" for p in clips["files"][:20])
             more = f" and {clips['count'] - 20} more (all in report.json)" if clips["count"] > 20 else ""
             lines += [f"**{clips['count']} mixture(s) {what.format(w=clips['window_seconds'])}:** {names}{more}.", ""]
     return lines
@@ -269,7 +273,7 @@ def left_out_lines(left_out: dict | None) -> list[str]:
 
 def summary_lines(report: dict) -> list[str]:
     """A short plain-text summary for the end of the command."""
-    lines = [f"model {report['model']['version']} on {report['data']['path']}"]
+    lines = [f"model {report['model']['version']} on {named(report['data']['path'])}"]
     lines += left_out_lines(report["data"].get("left_out"))
     solo = report.get("solo")
     if solo:
