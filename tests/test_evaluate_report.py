@@ -373,6 +373,19 @@ def test_command_on_mixture_folder_with_a_keras_model(mixture_root, model_dir, t
     assert not math.isnan(data["polyphony"]["overall"]["jaccard"])
 
 
+def test_options_of_a_note_dataset_given_for_a_mixture_folder_are_refused(mixture_root, tmp_path):
+    """`evaluate MIXFOLDER --acoustic-only` (or --split valid, --per-level, --seed, --solo-notes) scored
+    every mixture of the folder as it was made, the option dropped without a word, so a user who
+    asked for the paper's acoustic filter read a report of all sources as one (found red-teaming
+    evaluate): each is refused before the model loads, naming the options; `--levels` still narrows."""
+    out = tmp_path / "report"
+    for args, named in ((["--acoustic-only"], "--acoustic-only applies"), (["--split", "valid", "--seed", "3"], "--split, --seed apply"),
+                        (["--per-level", "7", "--solo-notes", "3"], "--per-level, --solo-notes apply")):  # fmt: skip
+        result = runner.invoke(app, ["evaluate", str(mixture_root), "--models", str(tmp_path / "no-models"), "--out", str(out), *args])
+        assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+        assert f"{mixture_root}: a mixture folder is scored as its labels.json made it; {named} to a note dataset only" in result.output
+        assert not out.exists()
+
 def test_bad_levels_are_clear_errors(notes_root, tmp_path):
     with pytest.raises(UserError, match="levels run from 0 to 10"):
         R.evaluate(notes_root, out_dir=tmp_path / "rep", scorer=ToneScorer(), levels=[11], solo=False, plots=False)
