@@ -121,8 +121,8 @@ class StoppedInRetryAnalyser(FakeAnalyser):
     """The FakeAnalyser, except for a file of exactly `windows` non-silent windows: the first
     `crashes` workers analysing it die (a decoder crash: past the scheduler's allowed failures, the
     file becomes a suspect, tried again alone); the next creates ``<folder>/alone-<pid of its
-    parent>`` (its nanny) and holds the file until it is stopped (at most `hold` seconds); the one
-    after analyses it."""
+    parent>-<its pid>`` (its nanny's, or the test's for a worker without one) and holds the file
+    until it is stopped (at most `hold` seconds); the one after analyses it."""
 
     def __init__(self, *, folder: str, crashes: int = 1, windows: int = 7, hold: float = 120.0, **kwargs):
         super().__init__(**kwargs)
@@ -139,7 +139,7 @@ class StoppedInRetryAnalyser(FakeAnalyser):
                     continue
                 if turn != "held":
                     os._exit(3)
-                open(os.path.join(self.folder, f"alone-{os.getppid()}"), "w").close()
+                open(os.path.join(self.folder, f"alone-{os.getppid()}-{os.getpid()}"), "w").close()
                 time.sleep(self.hold)
                 break
         return super().predict_features(feats, batch_size)

@@ -1381,30 +1381,25 @@ def test_a_file_tried_alone_kills_one_worker_only(tmp_path):
     assert len(os.listdir(deaths)) == 3 and summary.scanned == 3
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("allowed_failures", [0, 1])
-def test_a_worker_stopped_while_it_tries_a_file_alone_is_no_crash_of_the_file(tmp_path, caplog, allowed_failures):
-    """A worker stopped while it ran a suspect's alone retry (SIGTERM or Ctrl-C on ``dask worker``, a
-    cluster scaling down) counts as a death for the scheduler (the task's suspicious count), so the
-    file was stored as 'the decoder crashed' (a lasting error, tried again only with
-    --retry-errors) where the file had done nothing. A worker that reported it was closing before it
-    left is told from a death: the file is tried again alone on another worker. With allowed-failures
-    0 the stop fails the task (KilledWorker); with 1 it leaves it waiting for its gone worker."""
-    import logging
+def _scan_stopping_the_alone_worker(tmp_path: Path, *, workers: int, nanny: bool, allowed_failures: int):
+    """``stop.wav`` (`dask_fakes.StoppedInRetryAnalyser`: it kills the first ``allowed_failures + 1``
+    workers analysing it, is held by the next) and ``ok0.wav`` to ``ok2.wav`` scanned on a cluster of
+    their own; the worker holding ``stop.wav`` alone is sent SIGTERM (to its nanny with ``nanny``: a
+    ``dask worker``'s own stop either way). Returns the summary, each stored name's status and error,
+    and whether that worker's process ended within 30 s of the scan."""
     import signal
     import threading
 
-    caplog.set_level(logging.WARNING, logger="tagger.library.distributed")
     root, folder = tmp_path / "music", tmp_path / "turns"
-    _one_bad_and_three_ok(root, "stop.wav")  # (kills its first worker, is held by its second, analysed by its third)
+    _one_bad_and_three_ok(root, "stop.wav")
     folder.mkdir()
     db = open_database(tmp_path / "lib.db")
     spec = AnalyserSpec(kind="factory", factory="dask_fakes:StoppedInRetryAnalyser",
                         kwargs=(("folder", str(folder)), ("crashes", allowed_failures + 1)))  # fmt: skip
     outcome = []
     try:
-        with _own_cluster(tmp_path, workers=2, nanny=True,
-                          DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES=str(allowed_failures)) as (address, _, workers):
+        with _own_cluster(tmp_path, workers=workers, nanny=nanny,
+                          DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES=str(allowed_failures)) as (address, _, procs):
 
             def run():
                 try:
@@ -1418,23 +1413,69 @@ def test_a_worker_stopped_while_it_tries_a_file_alone_is_no_crash_of_the_file(tm
             deadline = time.monotonic() + 120
             while not list(folder.glob("alone-*")) and t.is_alive() and time.monotonic() < deadline:
                 time.sleep(0.1)
-            held = [int(p.name.split("-")[1]) for p in folder.glob("alone-*")]
+            held = [int(p.name.split("-")[1 if nanny else 2]) for p in folder.glob("alone-*")]
             assert held, "the file was not tried alone"
-            [nanny] = [w for w in workers if w.pid == held[0]]
-            nanny.send_signal(signal.SIGTERM)  # (dask worker's own stop: it closes its worker, then itself)
+            [proc] = [w for w in procs if w.pid == held[0]]
+            proc.send_signal(signal.SIGTERM)  # (dask worker's own stop: it closes its worker, then itself)
             t.join(150)  # (a scan that waits for ever fails here instead of hanging the test run)
-            assert nanny.wait(30) is not None
+            try:
+                ended = proc.wait(30) is not None
+            except subprocess.TimeoutExpired:
+                ended = False
         with db.session() as s:
             rows = {os.path.basename(p): (st, e) for p, st, e in s.query(M.Track.path, M.Track.status, M.Track.error)}
     finally:
         db.close()
     assert outcome, "the scan still waited"
-    summary = outcome[0]
-    assert not isinstance(summary, BaseException), summary
+    assert not isinstance(outcome[0], BaseException), outcome[0]
+    return outcome[0], rows, ended
+
+
+def _warned_of_a_stop(caplog) -> bool:
+    return any(re.search(r"the worker tcp://127\.0\.0\.1:\d+ was stopped \(not a crash\) while it analysed .*stop\.wav",
+                         r.getMessage()) for r in caplog.records)  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("allowed_failures", [0, 1])
+def test_a_worker_stopped_while_it_tries_a_file_alone_is_no_crash_of_the_file(tmp_path, caplog, allowed_failures):
+    """A worker stopped while it ran a suspect's alone retry (SIGTERM or Ctrl-C on ``dask worker``, a
+    cluster scaling down) counts as a death for the scheduler (the task's suspicious count), so the
+    file was stored as 'the decoder crashed' (a lasting error, tried again only with
+    --retry-errors) where the file had done nothing. A worker that reported it was closing before it
+    left is told from a death: the file is tried again alone on another worker. With allowed-failures
+    0 the stop fails the task (KilledWorker); with 1 it leaves it waiting for its gone worker."""
+    import logging
+
+    caplog.set_level(logging.WARNING, logger="tagger.library.distributed")
+    summary, rows, ended = _scan_stopping_the_alone_worker(tmp_path, workers=2, nanny=True,
+                                                           allowed_failures=allowed_failures)  # fmt: skip
     assert summary.errors == [] and (summary.scanned, summary.failed) == (4, 0), summary.errors
     assert rows == {name: (M.STATUS_OK, None) for name in ("stop.wav", "ok0.wav", "ok1.wav", "ok2.wav")}, rows
-    assert any(re.search(r"the worker tcp://127\.0\.0\.1:\d+ was stopped \(not a crash\) while it analysed .*stop\.wav",
-                         r.getMessage()) for r in caplog.records), [r.getMessage() for r in caplog.records]  # fmt: skip
+    assert _warned_of_a_stop(caplog), [r.getMessage() for r in caplog.records]
+    assert ended
+
+
+@pytest.mark.slow
+def test_a_worker_without_a_nanny_stopped_under_a_file_alone_is_no_crash_of_the_file(tmp_path, caplog):
+    """``dask worker --no-nanny`` sent SIGTERM (or Ctrl-C) ends its event loop, which breaks the worker's
+    connection before it closes (distributed 2026.8): the scheduler heard no 'closing', the stop read
+    as a death, and the file it ran alone was stored as 'the decoder crashed' (a lasting error). A
+    worker that ran a tagger task closes first at a stop signal, as one under a nanny does: the file
+    is no crash. Three workers: the first dies of the file, the second is stopped under its alone
+    retry, the third is the last and is not risked (a transient error, the next scan tries it)."""
+    import logging
+
+    from tagger.library.distributed import STRANDED
+
+    caplog.set_level(logging.WARNING, logger="tagger.library.distributed")
+    summary, rows, ended = _scan_stopping_the_alone_worker(tmp_path, workers=3, nanny=False, allowed_failures=0)
+    assert all("decoder crashed" not in (e or "") for _, e in rows.values()), rows
+    assert _warned_of_a_stop(caplog), [r.getMessage() for r in caplog.records]
+    errors = {os.path.basename(p): e for p, e in summary.errors}  # (a file queued beside it on the first: as it)
+    assert "stop.wav" in errors and all(e.startswith(STRANDED) for e in errors.values()), errors
+    assert summary.scanned + summary.failed == 4
+    assert ended  # (was: its process stayed, held by the file's thread, until the file's end)
 
 
 @pytest.mark.slow

@@ -484,9 +484,9 @@ CLOSING = ("closing", "closing_gracefully")
 """The statuses a Dask worker reports to the scheduler once it is asked to stop (`Worker.close`,
 `Worker.close_gracefully`): by a Ctrl-C or SIGTERM on ``dask worker``, its owner, a cluster
 scaling down, its ``--lifetime``. A worker that dies (a crash, a kill, its nanny ending it for its
-memory) reports none before it leaves; nor does one started with ``--no-nanny`` that a signal
-stops (distributed 2026.8: its connection to the scheduler breaks before it closes), whose stop
-still reads as a death."""
+memory) reports none before it leaves. One started with ``--no-nanny`` that a signal stops reports
+it since it ran a tagger task (`tagger.library.remote.report_stops`: distributed 2026.8 broke its
+connection to the scheduler before it closed, and its stop read as a death)."""
 
 
 def _stopped_gracefully(client, worker: str, path: str) -> bool:

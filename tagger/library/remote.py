@@ -80,6 +80,67 @@ def _limit_inference_threads(worker=None) -> int | None:
     return n
 
 
+_REPORTING_STOPS = [False]
+"""Whether this process's stop signals were made to close its Dask worker first (`report_stops`)."""
+
+
+def report_stops(worker=None) -> None:
+    """Make a stop signal (SIGINT, SIGTERM) of this ``dask worker --no-nanny`` process close its worker
+    first, telling the scheduler it is closing, as ``dask worker`` does for a worker under a nanny.
+    Without a nanny, distributed 2026.8's ``dask worker`` ends its event loop at the signal, which
+    breaks the worker's connection before it closes: its stop read as a death (`_stopped_gracefully`
+    in `tagger.library.distributed` finds no closing status), and a file it ran alone was stored as
+    'the decoder crashed'. Done once per process, from a task (`worker_check`, `analyse_remote`);
+    only where the process's handlers are ``dask worker``'s own (`distributed._signals`) and the
+    worker has no nanny: any other process's handlers are left alone. A second signal goes straight
+    to ``dask worker``'s handler (its quicker exit). `worker`: the Dask worker (found from a task's
+    context when None)."""
+    if _REPORTING_STOPS[0]:
+        return
+    try:
+        if worker is None:
+            from distributed import get_worker
+
+            worker = get_worker()
+        if worker.nanny:
+            return
+        loop = worker.loop
+    except Exception:  # noqa: BLE001 - not inside a Dask worker
+        return
+    _REPORTING_STOPS[0] = True
+    loop.add_callback(_close_at_stop_signals, worker)
+
+
+def _close_at_stop_signals(worker) -> None:
+    """`report_stops`'s handlers, installed from the worker's event loop (the main thread under
+    ``dask worker``, the only thread that may set them)."""
+    import asyncio
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        theirs = signal.getsignal(signum)
+        if not callable(theirs) or getattr(theirs, "__module__", None) != "distributed._signals":
+            continue
+
+        async def close_then(signum, frame, theirs=theirs) -> None:
+            try:
+                await asyncio.wait_for(worker.close(timeout=10, executor_wait=False, nanny=False,
+                                                    reason=f"signal-{signum}"), 15)  # fmt: skip
+            except Exception:  # noqa: BLE001 - dask worker's own stop follows
+                pass
+            finally:
+                theirs(signum, frame)
+
+        def on_stop(signum, frame, theirs=theirs, close_then=close_then) -> None:
+            signal.signal(signum, theirs)  # (a second signal: dask worker's own handler, its quicker exit)
+            loop.call_soon_threadsafe(lambda: loop.create_task(close_then(signum, frame)))
+
+        signal.signal(signum, on_stop)
+
+
 def _load_analyser(spec: AnalyserSpec, worker=None):
     if spec.kind == "models":
         from tagger.model.backends import quiet_tensorflow
@@ -175,6 +236,7 @@ def worker_check(spec: AnalyserSpec, sample_path: str | None = None, dask_worker
     `dask_worker`): load the analyser and report what it is (or why not); with `sample_path`, also
     check that the worker sees that file (shared storage), and with `sample_fingerprint` (the
     client's), that it is the client's file there, not another one (another mount, a stale copy)."""
+    report_stops(dask_worker)
     try:
         a = _worker_analyser(spec, dask_worker)
     except (TaggerError, ImportError, OSError) as exc:
@@ -231,6 +293,7 @@ def analyse_remote(path: str, *, spec: AnalyserSpec, config: AnalysisConfig, pre
     then stops the scan. The scores are assembled into a track result by the client
     (`tagger.library.assemble.TrackAssembler`), as for a local scan.
     """
+    report_stops()
     try:
         analyser = _worker_analyser(spec)
     except (TaggerError, ImportError, OSError) as exc:
