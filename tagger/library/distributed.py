@@ -112,7 +112,7 @@ class DaskBackend:
         tasks = _Tasks(client, paths, spec=spec, config=config, predict_batch=predict_batch, retries=self.retries,
                        file_timeout=file_timeout)  # fmt: skip
         try:
-            threads, compared = self._check_workers(client, spec, paths[0] if paths else None, poll)
+            threads, stacks = self._check_workers(client, spec, paths[0] if paths else None, poll)
             first = [f for f in (tasks.submit_next() for _ in range(max(1, self.in_flight * threads))) if f is not None]
             futures = as_completed(first, loop=client.loop)
             idle = _Idle(client, self.worker_timeout, poll)
@@ -129,7 +129,7 @@ class DaskBackend:
                     continue  # a task given up on (`_give_up`), cancelled
                 done = tasks.finished(fut, KilledWorker)
                 if done is not None:  # (None: its worker died with other files in flight; tried alone later)
-                    _compare_late_stack(done[1], compared)
+                    stacks.compare_late(done[1])
                     store(*done)
                 idle.reset()
                 tasks.submit_into(futures)
@@ -225,9 +225,9 @@ class DaskBackend:
         return ending
 
     def _check_workers(self, client, spec: AnalyserSpec, sample_path: str | None,
-                       poll: Callable[[], None] | None = None) -> tuple[int, set[str]]:  # fmt: skip
+                       poll: Callable[[], None] | None = None) -> tuple[int, _Stacks]:  # fmt: skip
         """Every worker loads the analyser, agrees with the client and sees the files; returns the
-        number of worker threads and the workers whose decoding libraries were compared. A worker that leaves during its check (killed while it loads the
+        number of worker threads and the comparison of their decoding libraries. A worker that leaves during its check (killed while it loads the
         model) is left out; ``poll()`` is called while the checks run (a Ctrl-C is heard)."""
         try:
             client.wait_for_workers(1, timeout=self.connect_timeout)
@@ -244,9 +244,10 @@ class DaskBackend:
         bad = {w: r["error"] for w, r in reports.items() if not r["ok"]}
         if bad:
             raise ClusterError("; ".join(f"worker {w}: {e}" for w, e in sorted(bad.items())))
-        _compare_stacks(reports)
+        stacks = _Stacks()
+        stacks.compare(reports)
         log.info("dask: %d worker(s) ready with model %s", len(reports), spec.expected_version)
-        return max(1, sum(client.nthreads().values())), set(reports)
+        return max(1, sum(client.nthreads().values())), stacks
 
 
 def _end_worker(client, worker: str, nanny: bool, timeout: float) -> None:
@@ -284,26 +285,53 @@ def _await_ends(ending: list[threading.Thread], poll: Callable[[], None] | None)
                 poll()
 
 
-def _compare_stacks(reports: dict) -> None:
-    """Warn of each worker whose decoding libraries (`decoding_stack`: ffmpeg, libsndfile, soxr...)
-    are not the client's versions: it may decode a file a little differently from the others and
-    from a local scan (tagger's own code and the model must be the same; these may differ)."""
-    mine = decoding_stack()
-    for w, report in sorted(reports.items()):
-        theirs = report.get("stack") or {}
-        other = [f"{name} {theirs[name]} (the client's {mine.get(name, 'missing')})" for name in sorted(theirs)
-                 if theirs[name] != mine.get(name, "missing")]  # fmt: skip
-        if other:
-            log.warning("dask: the worker %s decodes with %s: its results may differ a little from the client's and "
-                        "from a local scan's; install the same versions on every machine", w, ", ".join(other))  # fmt: skip
+NAMED = 4
+"""Workers a warning names before 'and N more' (`_Stacks`: a cluster of 8 processes on each of 4 machines)."""
 
 
-def _compare_late_stack(result: RemoteResult, compared: set[str]) -> None:
-    """`_compare_stacks` for the worker of `result` when it is one the start-up check did not see (it
-    joined the cluster later, and is given files since 2d81c3e; or a nanny restarted it)."""
-    if result.worker and result.stack is not None and result.worker not in compared:
-        compared.add(result.worker)
-        _compare_stacks({result.worker: {"stack": result.stack}})
+@dataclass
+class _Stacks:
+    """A scan's comparison of its workers' decoding libraries (`decoding_stack`: ffmpeg, libsndfile,
+    soxr...) with the client's: a worker whose versions differ may decode a file a little differently
+    from the others and from a local scan (tagger's own code and the model must be the same; these
+    may differ). Each difference is warned of once a scan, naming the workers that have it: it was
+    warned of once per worker, the same line for each process of a machine (``--nworkers 8``) and
+    again for each worker a nanny restarted or that joined later."""
+
+    compared: set = field(default_factory=set)
+    """The workers compared (the start-up check's, then those of the results)."""
+    warned: set = field(default_factory=set)
+    """The differences warned of: tuples of (library, the worker's version, the client's)."""
+
+    def compare(self, reports: dict) -> None:
+        """Compare the workers of `reports` (address -> a report with their ``stack``); warn of each
+        difference not warned of yet."""
+        mine = decoding_stack()
+        found: dict[tuple, list[str]] = {}
+        for w, report in sorted(reports.items()):
+            self.compared.add(w)
+            theirs = report.get("stack") or {}
+            other = tuple((name, theirs[name], mine.get(name, "missing")) for name in sorted(theirs)
+                          if theirs[name] != mine.get(name, "missing"))  # fmt: skip
+            if other:
+                found.setdefault(other, []).append(w)
+        for other, workers in found.items():
+            if other in self.warned:
+                log.debug("dask: the worker(s) %s decode with the other versions warned of", ", ".join(workers))
+                continue
+            self.warned.add(other)
+            named = ", ".join(workers[:NAMED]) + (f" and {len(workers) - NAMED} more" if len(workers) > NAMED else "")
+            log.warning("dask: the worker%s %s decode%s with %s: %s results may differ a little from the client's and "
+                        "from a local scan's; install the same versions on every machine (warned once a scan)",
+                        "s" if len(workers) > 1 else "", named, "" if len(workers) > 1 else "s",
+                        ", ".join(f"{name} {theirs} (the client's {mine})" for name, theirs, mine in other),
+                        "their" if len(workers) > 1 else "its")  # fmt: skip
+
+    def compare_late(self, result: RemoteResult) -> None:
+        """`compare` for the worker of `result` when it is one not compared yet (it joined the cluster
+        after the start-up check, and is given files since 2d81c3e; or a nanny restarted it)."""
+        if result.worker and result.stack is not None and result.worker not in self.compared:
+            self.compare({result.worker: {"stack": result.stack}})
 
 
 def _import_distributed():
