@@ -227,6 +227,22 @@ def test_a_folder_gives_its_split_by_its_last_word_only(tmp_path, name, split):
         assert {n.split for n in nsynth.NoteDataset.load(root).notes} == {split}
 
 
+def test_a_folder_named_by_dot_dotdot_or_a_link_gives_the_split_of_its_own_name(tmp_path, monkeypatch):
+    """`tagger evaluate .` inside a real `nsynth-test` folder (or `..` from its `audio/`) took the
+    split from the path's last part, `.` or `..`, no split's name, and said `the dataset has no split
+    yet; run tagger dataset split first` (found red-teaming evaluate from inside the dataset); a link
+    of another name to it, the same. Each gives the folder's split."""
+    root = make_dataset(tmp_path / "nsynth-test")
+    (root / "split.json").unlink()
+    (tmp_path / "current").symlink_to(root)
+    monkeypatch.chdir(root / "audio")
+    for given in ("..", "../audio/..", str(tmp_path / "current")):
+        assert {n.split for n in nsynth.NoteDataset.load(given, split="test").notes} == {"test"}, given
+    monkeypatch.chdir(root)
+    assert len(nsynth.NoteDataset.load(".", split="test").notes) == len(FAMILIES)
+    report = R.evaluate(".", out_dir=tmp_path / "report", scorer=Scorer(), per_level=1, levels=[1], plots=False)
+    assert report.solo.predictions.ids and report.data["data"]["split"] == "test"
+
 def test_examples_json_with_a_utf8_bom_is_read(tmp_path):
     """Windows editors save UTF-8 with a BOM in front (was: 'invalid JSON: Unexpected UTF-8 BOM')."""
     root = make_dataset(tmp_path / "ds")

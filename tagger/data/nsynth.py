@@ -323,9 +323,17 @@ _FOLDER_SPLIT = re.compile(rf"(?:^|[-_. ])({'|'.join(SPLITS)})$")
 def _folder_split(root: Path) -> str | None:
     """The split a real NSynth folder's name gives (``nsynth-test``, ``nsynth_valid``, ``test``):
     the split's name as the last word of the folder's name, never its last letters (a folder named
-    ``latest`` or ``contest`` is no test split)."""
-    match = _FOLDER_SPLIT.search(root.name.lower())
-    return match.group(1) if match else None
+    ``latest`` or ``contest`` is no test split). The name of the folder itself, not of the path's
+    last part: ``.`` inside ``nsynth-test`` (`tagger evaluate .`) or ``..`` from its ``audio/`` was
+    a folder of no split, `run tagger dataset split first`; then, for a link of another name
+    (``current`` -> ``nsynth-valid``), the name of the folder it leads to."""
+    from tagger.paths import absolute
+
+    for name in (Path(absolute(root)).name, Path(os.path.realpath(root)).name):
+        match = _FOLDER_SPLIT.search(name.lower())
+        if match:
+            return match.group(1)
+    return None
 
 
 def read_split(root: str | os.PathLike) -> dict[str, str] | None:
