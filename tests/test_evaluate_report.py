@@ -219,6 +219,22 @@ def test_mixture_folder_is_read_with_its_labels(mixture_root, tmp_path):
     assert list(only.data["polyphony"]["levels"]) == ["2"] and only.data["polyphony"]["n"] == 2
 
 
+def test_over_fewer_levels_than_the_papers_the_overall_row_has_no_paper_value_beside_it(mixture_root, tmp_path):
+    """`evaluate --levels 1-3` (or a mixture folder of levels 0-3) printed, in the command's summary,
+    its overall value, a mean over those levels, beside the paper's 64%, a mean over 0-10 (the
+    paper's own mean over 1-3 is 82%), without a word (found red-teaming evaluate's output). Over
+    fewer levels the paper's overall is n/a there and in report.md, and the summary says why."""
+    from tagger.evaluate.render import summary_lines
+
+    rep = R.evaluate(mixture_root, out_dir=tmp_path / "rep", scorer=ToneScorer(), plots=False)
+    summary = summary_lines(rep.data)
+    assert summary[-2].split()[:4] == ["all", "8", "100.0%", "n/a"] and summary[-2].split()[-1] == "n/a"
+    assert summary[-1].startswith("only levels 0-3 were run: the overall values are not comparable with the paper's")
+    md = (tmp_path / "rep" / R.REPORT_MD).read_text()
+    assert "| **overall** | 8 | 100.0% | n/a | 100.0% | 100.0% | n/a |" in md
+    every = dict(rep.data, polyphony=dict(rep.data["polyphony"], levels={str(k): rep.data["polyphony"]["levels"]["1"] for k in range(11)}))
+    assert summary_lines(every)[-1].split()[3] == "64%"  # levels 0-10: the paper's overall beside ours
+
 def test_unknown_data_folder_is_a_clear_error(tmp_path):
     result = runner.invoke(app, ["evaluate", str(tmp_path), "--out", str(tmp_path / "rep")])
     assert result.exit_code == 1
