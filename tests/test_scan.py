@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -928,3 +929,44 @@ def test_a_ctrl_c_during_the_one_file_of_an_inline_scan_stops_it(tmp_path, db, p
     assert _status(db) == {}
     summary = scan([root], db=db, analyser=FakeAnalyser(), jobs=0)
     assert summary.scanned == 1 and track_instruments(db) == {str(root / "long.wav"): ["flute"]}
+
+
+_STOPPING_DECODER = """#!{python}
+import os, signal, sys, time
+if "{name}" == "ffprobe" or "-i" in sys.argv:  # (ffmpeg: not the test's own encode)
+    os.kill(os.getppid(), signal.SIGINT)  # the terminal's Ctrl-C, while this decoder reads the file
+    time.sleep(30)  # (a slow drive, a hung decoder: the scan waited for it to the end)
+    open({survived!r}, "w").close()
+os.execvp("{real}", ["{name}", *sys.argv[1:]])
+"""
+
+
+@pytest.mark.parametrize("decoder", ["ffprobe", "ffmpeg"])
+def test_a_ctrl_c_of_an_inline_scan_ends_the_decoder_reading_the_file(tmp_path, db, monkeypatch, python_sigint, decoder):
+    """A Ctrl-C (or SIGTERM) to a `--jobs 0` scan while an ffprobe read the file (its timeout is 60 s)
+    or an ffmpeg decoded it (a hung one: no timeout in this process) stopped the scan only once that
+    decoder was done: the stop was heard between the file's messages, and the main thread sat in the
+    decoder's pipe (found by hand: SIGTERM to a -j 0 scan whose ffprobe hung, 61 s to stop). The
+    stop ends the decoder (`tagger.audio.plumbing.ending_decoders`); its failure is not stored, the
+    next scan analyses the file."""
+    from conftest import tone_signal, write_audio
+    from tagger.library.state import ScanInterrupted
+
+    song = write_audio(tmp_path / "music" / "song.wma", tone_signal([110.0], seconds=4.0))
+    past = os.stat(song).st_mtime - 3600
+    os.utime(song, (past, past))
+    bin_dir, survived = tmp_path / "bin", tmp_path / "survived"
+    bin_dir.mkdir()
+    fake = bin_dir / decoder
+    fake.write_text(_STOPPING_DECODER.format(python=sys.executable, name=decoder, real=shutil.which(decoder),
+                                             survived=str(survived)))  # fmt: skip
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    with pytest.raises(ScanInterrupted) as stopped:
+        scan([tmp_path / "music"], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert stopped.value.exit_code == 130
+    assert not survived.exists()  # (ended at the stop, not waited for)
+    assert _status(db) == {}  # (its failure, the stop's, not stored)
+    monkeypatch.undo()
+    summary = scan([tmp_path / "music"], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert summary.scanned == 1 and track_instruments(db) == {str(song): ["bass"]}

@@ -19,8 +19,8 @@ from tagger.audio.flac import _flac_end_whole
 from tagger.audio.formats import AUDIO_DEMUXERS, SOUNDFILE_DEMUXERS
 from tagger.audio.lengths import SHORTFALL_SLACK
 from tagger.audio.losses import LostNote, _cut_short, _note_or_refuse, _seconds_of
-from tagger.audio.plumbing import (FFMPEG_INPUT_OPTIONS, _decoder_preexec, _DecoderStderr, _said, _unaddressed,
-                                   opened_name)  # fmt: skip
+from tagger.audio.plumbing import (FFMPEG_INPUT_OPTIONS, _DecoderStderr, _said, _unaddressed, decoder_done,
+                                   opened_name, start_decoder)  # fmt: skip
 from tagger.audio.probe import ffmpeg_available
 from tagger.errors import AudioReadError
 
@@ -225,8 +225,7 @@ def _ffmpeg_blocks(path: Path, meta: AudioInfo, block_frames: int, notes: list[s
     # full stderr pipe nobody reads would hang it.
     feeder = None
     with tempfile.TemporaryFile() as errfile:
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE if meta.feed else None, stdout=subprocess.PIPE,
-                                stderr=errfile, preexec_fn=_decoder_preexec())  # fmt: skip
+        proc = start_decoder(cmd, stdin=subprocess.PIPE if meta.feed else None, stdout=subprocess.PIPE, stderr=errfile)
         if meta.feed:
             feeder = threading.Thread(target=_feed, args=(path, meta.feed, proc.stdin), daemon=True)
             feeder.start()
@@ -276,9 +275,12 @@ def _ffmpeg_blocks(path: Path, meta: AudioInfo, block_frames: int, notes: list[s
                                 refusal=f"ffmpeg could not read all of the file ({_said(cut, path)}); nothing stored, "
                                         f"as a result would leave {left_out} out", whole=True)  # fmt: skip
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+            try:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+            finally:
+                decoder_done(proc)
             if feeder is not None:
                 feeder.join()  # (ffmpeg gone: its writes fail at once)
             if proc.stdout:

@@ -1,13 +1,17 @@
 """What the probe and the decoders share: ffmpeg's and ffprobe's input options, a decoder subprocess
-that dies with its parent, the capture of what libsndfile's decoders print on fd 2, and a decoder's
-message without the file's path or ffmpeg's addresses."""
+that dies with its parent and that a stop ends (`start_decoder`, `run_decoder`, `ending_decoders`),
+the capture of what libsndfile's decoders print on fd 2, and a decoder's message without the file's
+path or ffmpeg's addresses."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import subprocess
 import sys
 import threading
+from collections.abc import Callable, Iterator
 
 
 FFMPEG_INPUT_OPTIONS = ("-protocol_whitelist", "file")
@@ -17,12 +21,11 @@ file system only, never over a network."""
 
 def _decoder_preexec():
     """A ``preexec_fn`` making a decoder subprocess die with the process that started it (Linux
-    ``PR_SET_PDEATHSIG``), so that a killed scan worker never leaves a running ffmpeg behind, in a
-    process group of its own: a Ctrl-C (or any signal) sent to the scan's group does not reach it,
-    as ffmpeg sets its own SIGINT handler whatever it inherits, and a scan started with SIGINT
-    ignored (a script's ``tagger scan ... &``) had the file it was decoding stored as the lasting
-    error ``ffmpeg could not decode the file: exit code 255``. Only its starter ends it (or its
-    death, before the decoder's exec too: the decoder then exits at once)."""
+    ``PR_SET_PDEATHSIG``), so that a killed scan worker never leaves a running ffmpeg behind (its
+    death before the decoder's exec too: the decoder then exits at once). The decoder's process
+    group of its own is `start_decoder`'s ``process_group=0``, set by the C code of the fork, not here
+    (was: ``os.setpgid`` here, one more Python call in the forked child). As little Python as can be
+    runs here: after a fork, in a process that has threads, only the forking thread goes on."""
     import sys
 
     if not sys.platform.startswith("linux"):
@@ -37,12 +40,91 @@ def _decoder_preexec():
     starter = os.getpid()
 
     def die_with_parent() -> None:
-        os.setpgid(0, 0)
         prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
         if os.getppid() != starter:  # (it died before the prctl: no signal will come)
             os._exit(1)
 
     return die_with_parent
+
+
+_RUNNING: set[subprocess.Popen] = set()
+"""The decoder subprocesses this process runs now (`start_decoder` to `decoder_done`)."""
+
+
+class _Ending:
+    """An `ending_decoders` block: ``asked`` once its ``end`` was called."""
+
+    asked = False
+
+
+_ENDING: list[_Ending] = []
+"""The `ending_decoders` blocks under way."""
+
+
+def start_decoder(cmd: list[str], **popen: object) -> subprocess.Popen:
+    """Start the decoder ``cmd`` (ffmpeg, ffprobe) with ``popen``'s `subprocess.Popen` arguments: in a
+    process group of its own (a Ctrl-C, or any signal, sent to the scan's group does not reach it:
+    ffmpeg sets its own SIGINT handler whatever it inherits, and a scan started with SIGINT ignored,
+    a script's ``tagger scan ... &``, had the file it was decoding stored as the lasting error
+    ``ffmpeg could not decode the file: exit code 255``), dying with this process
+    (`_decoder_preexec`), and known until `decoder_done` to `ending_decoders`, whose ``end`` ends it
+    (one started after it was called ends at once)."""
+    proc = subprocess.Popen(cmd, process_group=0, preexec_fn=_decoder_preexec(), **popen)
+    _RUNNING.add(proc)
+    if any(block.asked for block in _ENDING):  # (after the add: an ``end`` in between has ended it too)
+        _end(proc)
+    return proc
+
+
+def decoder_done(proc: subprocess.Popen) -> None:
+    """``proc`` (`start_decoder`'s) is no longer run: ended, or waited for."""
+    _RUNNING.discard(proc)
+
+
+def run_decoder(cmd: list[str], *, timeout: float) -> tuple[int, bytes, bytes]:
+    """(exit status, standard output, standard error) of the decoder ``cmd`` (`start_decoder`), as
+    `subprocess.run` gives them; `subprocess.TimeoutExpired` past ``timeout`` seconds, the decoder
+    ended. Ended by ``end`` of `ending_decoders`, its status is -9 (SIGKILL)."""
+    proc = start_decoder(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        with proc:  # (its pipes closed, and it waited for, however this ends)
+            try:
+                out, err = proc.communicate(timeout=timeout)
+            except BaseException:
+                _end(proc)
+                raise
+    finally:
+        decoder_done(proc)
+    return proc.returncode, out, err
+
+
+def _end(proc: subprocess.Popen) -> None:
+    try:
+        proc.kill()  # (not one waited for already: `Popen.send_signal` looks first)
+    except OSError:
+        pass
+
+
+@contextlib.contextmanager
+def ending_decoders() -> Iterator[Callable[[], None]]:
+    """A block within which the function it gives, ``end()``, ends the decoder subprocesses this
+    process runs (`start_decoder`), and any it starts after the call at once, until the block ends:
+    what is waiting for one of them then sees it end (killed: a failure the caller knows for the
+    stop's). A scan analysing its files in its own process (``--jobs 0``) calls it at a stop, from the
+    stop signal's handler (`tagger.library.state.StopSignals.calling`): it waited for the ffprobe
+    reading the file (up to its 60 s timeout) or a hung ffmpeg before it stopped."""
+    block = _Ending()
+
+    def end() -> None:
+        block.asked = True
+        for proc in list(_RUNNING):
+            _end(proc)
+
+    _ENDING.append(block)
+    try:
+        yield end
+    finally:
+        _ENDING.remove(block)
 
 
 def _unaddressed(line: str) -> str:

@@ -25,8 +25,8 @@ from tagger.audio.matroska import _declares_duration
 from tagger.audio.mp3 import _mp3_feed
 from tagger.audio.mp3length import _mp3_decoded_in_part, _vbri_seconds
 from tagger.audio.ogg import _chained_ogg
-from tagger.audio.plumbing import (FFMPEG_INPUT_OPTIONS, _decoder_preexec, _DecoderStderr, _said, _unaddressed,
-                                   opened_name)  # fmt: skip
+from tagger.audio.plumbing import (FFMPEG_INPUT_OPTIONS, _DecoderStderr, _said, _unaddressed, opened_name,
+                                   run_decoder)  # fmt: skip
 from tagger.audio.rawframes import _raw_demuxer, _raw_not_mp3
 from tagger.audio.rawheaders import RAW_NAMES
 from tagger.audio.rawwalk import _frame_walk
@@ -98,7 +98,7 @@ def _ffprobe_info(path: Path) -> AudioInfo:
     cmd = ["ffprobe", "-v", "error", *FFMPEG_INPUT_OPTIONS, "-print_format", "json", "-show_streams", "-show_format",
            "--", opened_name(path)]  # fmt: skip
     try:
-        proc = subprocess.run(cmd, capture_output=True, timeout=60, check=False, preexec_fn=_decoder_preexec())
+        proc = subprocess.CompletedProcess(cmd, *run_decoder(cmd, timeout=60))
     except subprocess.TimeoutExpired:
         raise AudioReadError(path, "ffprobe timed out reading the file") from None
     if proc.returncode != 0:

@@ -264,8 +264,16 @@ class Runner(TagHook, WorkerSupervisor):
         """Analyse `work` in this process (``--jobs 0``). A stop is looked at between the messages of a
         file, which is then left to the next scan as a worker's file is (it was looked at before each
         file alone: a Ctrl-C went unheard until a long file was done, and during the last file not at
-        all, the scan ending as finished, exit 0)."""
+        all, the scan ending as finished, exit 0), and the stop ends the decoder reading the file."""
+        from tagger.audio.plumbing import ending_decoders
+
         self.report(force=True)
+        with ending_decoders() as end, self.stop.calling(end):
+            # (the stop ends the file's ffprobe or ffmpeg: the scan waited for an ffprobe, up to its 60 s
+            # timeout, or a hung ffmpeg; the decoder's failure, the stop's, is not stored)
+            self._run_inline(work)
+
+    def _run_inline(self, work: list[FileState]) -> None:
         for task_id, w in enumerate(work):
             self.check_stop()
             self.pending[task_id] = self.new_pending(w)

@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
@@ -187,6 +188,8 @@ class StopSignals:
     def __init__(self) -> None:
         self.signum: int | None = None
         self.saved: dict = {}
+        self.at_stop: list[Callable[[], None]] = []
+        """What the first stop signal calls too (`calling`)."""
 
     def __enter__(self) -> StopSignals:
         if threading.current_thread() is not threading.main_thread():
@@ -206,6 +209,21 @@ class StopSignals:
         if self.signum is not None:
             raise KeyboardInterrupt
         self.signum = signum
+        for call in list(self.at_stop):
+            call()
+
+    @contextlib.contextmanager
+    def calling(self, call: Callable[[], None]) -> Iterator[None]:
+        """Within the block, the first stop signal also calls ``call`` (from its handler, in the main
+        thread, wherever that is: it must be quick and never raise), a stop asked before at once:
+        `tagger.audio.plumbing.ending_decoders`' ``end`` (``--jobs 0``)."""
+        self.at_stop.append(call)
+        try:
+            if self.requested:
+                call()
+            yield
+        finally:
+            self.at_stop.remove(call)
 
     @property
     def requested(self) -> bool:
