@@ -16,12 +16,12 @@ sys.path[:0] = [{root!r}]
 from tagger.audio.plumbing import _decoder_preexec
 
 preexec = _decoder_preexec()  # (made in the starter, as at each Popen)
+starter = os.getpid()  # (not the child's first getppid(): the starter may be gone by then, and it waited for ever)
 pid = os.fork()
 if pid:
     print(pid, flush=True)
     os._exit(0)  # the starter dies between the decoder's fork and its preexec
-parent = os.getppid()
-while os.getppid() == parent:  # (until the starter is gone: its exit is the event waited for)
+while os.getppid() == starter:  # (until the starter is gone: its exit is the event waited for)
     time.sleep(0.01)
 preexec()
 open(sys.argv[1], "w").write("the decoder would run, its starter dead")
