@@ -11,6 +11,22 @@ STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
 """The names of the signals that stop a scan, `tag` and `untag` (Ctrl-C, `kill`, a closed terminal)."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """A second stop signal, which stops a command at once (`tagger.library.state.StopSignals`), as
+    Python's own SIGINT handler does: the command's exit status is 128 + ``signum`` (`exit_status`;
+    was 130 for every signal, SIGTERM's 143 by convention)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__()
+        self.signum = signum
+
+
+def exit_status(interrupted: KeyboardInterrupt) -> int:
+    """The exit status of a command `interrupted` at once: 128 + the signal's number (`Interrupted`),
+    130 for Python's own KeyboardInterrupt (SIGINT)."""
+    return 128 + getattr(interrupted, "signum", 2)
+
+
 @contextlib.contextmanager
 def held() -> Iterator[None]:
     """The Python handlers of the stop signals held back while the block runs: a stop signal that
@@ -83,7 +99,7 @@ def watch_stop_signals(main_call: Callable[[], int | None]) -> None:
     the second stop signal (or a SIGINT with Python's own handler, KeyboardInterrupt at once), where
     the main thread is in a call into SQLite (`tagger.db.sqlite_calls.main_call`) and still in the
     same one `STUCK_S` later, it ends the process as Python's handler would have: ``tagger: error:
-    interrupted``, exit status 130, the hidden copy of a tag write under way removed
+    interrupted``, exit status 128 + that signal's number (130 for SIGINT), the hidden copy of a tag write under way removed
     (`at_forced_stop`: ``tag`` waits there to record the file as pending, before its copy replaces
     it), the file left as it was. SQLite's transaction is left as a kill leaves it: not committed.
     Called once, by the command line's entry point (from the main thread), with
@@ -161,13 +177,14 @@ def _watch(read: int, main_call: Callable[[], int | None]) -> None:
                 time.sleep(0.05)
                 waited += 0.05
             if main_call() == call:
-                _end_at_once()
+                _end_at_once(signum)
 
 
-def _end_at_once() -> None:
+def _end_at_once(signum: int) -> None:
     """End the process as `tagger.cli.app.handle_errors` ends one interrupted: what `at_forced_stop`
     holds called, what the command had printed flushed (by a thread of its own: never waiting on a
-    stream the main thread holds), then ``tagger: error: interrupted`` and exit status 130."""
+    stream the main thread holds), then ``tagger: error: interrupted`` and exit status 128 + the
+    signal's number ``signum`` (was 130 for SIGTERM too)."""
     import os
     import sys
     import threading
@@ -192,4 +209,4 @@ def _end_at_once() -> None:
         os.write(2, b"tagger: error: interrupted\n")
     except OSError:
         pass
-    os._exit(130)
+    os._exit(128 + signum)

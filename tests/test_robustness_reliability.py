@@ -868,3 +868,47 @@ def test_hard_links_are_the_same_content_without_reading_them(tmp_path):
     assert copied_from([track], c, st=os.stat(c), digest=digest(c)) is None and read == [c]
     track.ctime_ns -= 1  # analysed before the link was made
     assert copied_from([track], b, st=os.stat(b), digest=digest(b)) is track and read == [c, b]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_a_second_signal_ends_a_command_with_128_plus_its_number(tmp_path, monkeypatch, python_sigint, sig):
+    """A second stop signal ends `tag` and `untag` at once, as a first one ends a scan: with 128 + the
+    signal's number, 143 for SIGTERM, 129 for SIGHUP (was 130, SIGINT's, for every signal: a service
+    manager's SIGTERM, sent twice, read as a Ctrl-C; found checking README's exit statuses against
+    `handle_errors`)."""
+    if signal.getsignal(sig) is signal.SIG_IGN:
+        pytest.skip(f"{signal.Signals(sig).name} ignored by the test's process (kept ignored by the command)")
+    song = write_audio(tmp_path / "song.flac", tone_signal([110.0], seconds=1.0))
+
+    def remove_all(paths, **_options):  # (the run, at its first file, gets the signal twice)
+        os.kill(os.getpid(), sig)
+        os.kill(os.getpid(), sig)
+        yield from ()
+
+    monkeypatch.setattr(tags, "remove_all", remove_all)
+    r = CliRunner().invoke(app, ["untag", "--dry-run", "--settle-seconds", "0", str(song)])
+    assert r.exit_code == 128 + sig, r.output
+    assert "tagger: error: interrupted" in r.output
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_the_stop_signal_watcher_ends_at_the_second_signal_with_its_number(monkeypatch, sig):
+    """`tagger.signals.watch_stop_signals`' thread, the main thread stuck in one call into SQLite:
+    one stop signal (read once from the wakeup fd, as Python's handler gets it once) does not end the
+    command, the second ends it with 128 + its number (was 130 for every signal)."""
+    import threading
+
+    import tagger.signals as S
+
+    monkeypatch.setattr(S, "STUCK_S", 0.0)
+    ended: list[int] = []
+    monkeypatch.setattr(S, "_end_at_once", ended.append)
+    for count, expected in ((1, []), (2, [sig])):
+        read, write = os.pipe()
+        os.write(write, bytes([sig]) * count)
+        os.close(write)  # (the watcher reads both, then the end of the pipe: it returns)
+        watcher = threading.Thread(target=S._watch, args=(read, lambda: 7))  # (always in the same SQLite call)
+        watcher.start()
+        watcher.join()
+        os.close(read)
+        assert ended == expected

@@ -355,8 +355,10 @@ def handle_errors(func):
                 raise
         except TaggerError as exc:
             raise fail(str(exc), getattr(exc, "exit_code", 1)) from None
-        except KeyboardInterrupt:
-            raise fail("interrupted", 130) from None
+        except KeyboardInterrupt as exc:
+            from tagger.signals import exit_status
+
+            raise fail("interrupted", exit_status(exc)) from None
         except Exception as exc:
             # A database error no command turned into ours (they name the database): still one line.
             from tagger.db.urls import driver_reason, is_driver_error

@@ -15,7 +15,7 @@ import numpy as np
 from tagger.aggregate import TrackResult
 from tagger.errors import TaggerError
 from tagger.paths import escaped_name
-from tagger.signals import STOP_SIGNALS
+from tagger.signals import STOP_SIGNALS, Interrupted
 
 
 class Analyser(Protocol):
@@ -180,7 +180,8 @@ class ScanInterrupted(TaggerError):
 class StopSignals:
     """While a scan runs (in the main thread): the first SIGINT, SIGTERM or SIGHUP asks it to stop;
     the scan then stores the files already analysed, stops its workers and raises `ScanInterrupted`
-    (within about a second). A second signal interrupts at once (KeyboardInterrupt). A signal that
+    (within about a second). A second signal interrupts at once (`tagger.signals.Interrupted`, a
+    KeyboardInterrupt: exit status 128 + its number). A signal that
     was ignored before the scan (``nohup``) stays ignored."""
 
     NAMES = STOP_SIGNALS
@@ -207,7 +208,7 @@ class StopSignals:
 
     def _handle(self, signum, _frame) -> None:
         if self.signum is not None:
-            raise KeyboardInterrupt
+            raise Interrupted(signum)
         self.signum = signum
         for call in list(self.at_stop):
             call()
