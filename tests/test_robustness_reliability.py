@@ -625,6 +625,8 @@ def test_a_second_ctrl_c_stops_a_command_waiting_for_a_locked_sqlite_database(tm
     # left as it was (`tag`: its copy was to replace it once recorded as pending) or written whole (`untag`:
     # its write recorded after it)
     assert song.read_bytes() == before or tags.read_instruments(song).tagged == (command == "tag")
+    if song.read_bytes() != before:  # (`untag`: written, its record waited; was: not said)
+        assert f"{song}: written whole, but interrupted before it was recorded in the library database" in err
     with sqlite3.connect(dbfile) as check:
         assert check.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     db = open_database(dbfile)
@@ -912,3 +914,37 @@ def test_the_stop_signal_watcher_ends_at_the_second_signal_with_its_number(monke
         watcher.join()
         os.close(read)
         assert ended == expected
+
+
+@pytest.mark.parametrize("command, record", [("untag", "record_own_write"), ("tag", "record_rewrite")])
+def test_a_second_ctrl_c_as_a_written_file_is_recorded_still_names_the_file(tmp_path, monkeypatch, python_sigint,
+                                                                            command, record):  # fmt: skip
+    """Two Ctrl-Cs to `untag` (or `tag`) as the file it had just written whole was being recorded in
+    the library database: the second stopped the run at once inside the record, and the file's line
+    (`untagged PATH (removed: ...)`) was never printed: `tagger: error: interrupted` alone, the file
+    untagged without a word (found reviewing the stop of `untag`). Its line comes first now."""
+    from tagger.db import writes
+
+    music = tmp_path / "music"
+    song = write_audio(music / "song.flac", tone_signal([110.0], seconds=1.0))
+    dbfile = tmp_path / "lib.db"
+    db = open_database(dbfile)
+    try:
+        scan([music], db=db, analyser=FakeAnalyser(), jobs=0)  # stored, no tags written
+    finally:
+        db.close()
+    if command == "untag":
+        r = CliRunner().invoke(app, ["tag", "--db", str(dbfile), "--settle-seconds", "0"])
+        assert r.exit_code == 0 and "1 tagged" in r.output, r.output
+
+    def interrupted(*_args, **_kwargs):  # (the two Ctrl-Cs, as the record is made)
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
+        pytest.fail("not interrupted")
+
+    monkeypatch.setattr(writes, record, interrupted)
+    r = CliRunner().invoke(app, [command, "--db", str(dbfile), "--settle-seconds", "0", str(music)])
+    assert r.exit_code == 130, r.output
+    assert f"{command}ged {song}" in r.output  # (its line, then the interruption)
+    assert r.output.rstrip().endswith("tagger: error: interrupted")
+    assert tags.read_instruments(song).tagged == (command == "tag")  # (written whole, as its line says)

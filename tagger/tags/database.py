@@ -10,6 +10,7 @@ new facts recorded after it (`_DatabaseWrites`).
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
@@ -24,6 +25,8 @@ from tagger.tags.fields import TagChange
 if TYPE_CHECKING:
     from tagger.db.filter import TrackFilter
     from tagger.db.lock import WrittenFile
+
+log = logging.getLogger(__name__)
 
 
 def tag_from_database(
@@ -78,7 +81,7 @@ def tag_from_database(
         before_replace=run.pending, refresh=run.refresh, stop=stop,
     )  # fmt: skip
     for result in results:
-        yield from run.record(result)
+        yield from _told_whole(result, run.record(result))
 
 
 def _selected_tracks(database, where: TrackFilter) -> tuple[list[Prediction], list[str]]:
@@ -281,6 +284,42 @@ class _DatabaseWrites:
         yield result
 
 
+def _told_whole(result: TagChange | TagWriteError,
+                steps: Iterator[TagChange | TagWriteError]) -> Iterator[TagChange | TagWriteError]:  # fmt: skip
+    """What ``steps`` gives for ``result``, recording it: where a second stop signal stops the run at
+    once (KeyboardInterrupt) as a file written whole is recorded, ``result`` is given first, and its
+    line shown, before the interruption goes on; where the main thread waits in SQLite for a lock
+    another process holds and the signal ends the process there (`tagger.signals.watch_stop_signals`),
+    a warning names the file, written and not recorded (was: `tag` and `untag` ended with
+    ``tagger: error: interrupted`` alone, the file written but not said so)."""
+    if not (isinstance(result, TagChange) and result.written):
+        yield from steps
+        return
+    import functools
+
+    from tagger.display import named
+    from tagger.signals import at_forced_stop
+
+    tell = functools.partial(log.warning, "%s: written whole, but interrupted before it was recorded in the library "
+                                          "database", named(result.path))  # fmt: skip
+    at_forced_stop(tell)
+    given = False
+    try:
+        for item in steps:
+            if item is result:
+                given = True
+                at_forced_stop(tell, done=True)
+            yield item
+    except KeyboardInterrupt:
+        if not given:
+            given = True
+            at_forced_stop(tell, done=True)
+            yield result  # (its line; then the interruption)
+        raise
+    finally:
+        at_forced_stop(tell, done=True)
+
+
 def _recovered(session, pred: Prediction, *, dry_run: bool, inside: list | None) -> Prediction:
     """``pred``, or, when its file is byte for byte the copy an earlier `tag` run verified and moved
     over it before it stopped (`tagger.db.writes.recover_rewrite`), ``pred`` with the file's facts
@@ -320,8 +359,13 @@ class OwnWrites:
         """``results``, each file written recorded before it is given on."""
         for result in results:
             if isinstance(result, TagChange) and result.written and self.failed is None:
-                self._record(result)
-            yield result
+                yield from _told_whole(result, self._recorded(result))
+            else:
+                yield result
+
+    def _recorded(self, change: TagChange) -> Iterator[TagChange]:
+        self._record(change)
+        yield change
 
     def _record(self, change: TagChange) -> None:
         from sqlalchemy.exc import SQLAlchemyError
