@@ -961,3 +961,16 @@ def test_a_dataset_and_mixtures_whose_names_are_not_utf8_are_read_mixed_and_repo
     (out / "labels.json").write_text(json.dumps(manifest))
     R.evaluate(out, out_dir=tmp_path / "report2", scorer=Scorer(), plots=False)
     assert "`caf\\xe9.wav` (1 s)" in (tmp_path / "report2" / R.REPORT_MD).read_text(encoding="utf-8")
+
+
+def test_a_mixture_folder_without_the_levels_asked_is_refused_before_the_model_loads(tmp_path, mixtures):
+    """`evaluate MIXFOLDER --levels 7` said `the mixture manifest has no mixtures at the requested
+    levels` once the model had loaded, naming neither labels.json nor the levels it has (found
+    red-teaming evaluate on a dataset mix folder): refused before, naming both."""
+    with pytest.raises(DatasetError, match=r"labels.json: the mixture manifest has no mixtures at level\(s\) 7-8; "
+                                           r"its mixtures are of level\(s\) 0-2"):  # fmt: skip
+        R.evaluate(mixtures, out_dir=tmp_path / "report", scorer=_never_loaded, levels=[7, 8], plots=False)
+    (mixtures / "labels.json").write_text(json.dumps({"mixtures": []}))
+    with pytest.raises(DatasetError, match="has no mixtures at all"):
+        R.evaluate(mixtures, out_dir=tmp_path / "report", scorer=_never_loaded, plots=False)
+    assert not (tmp_path / "report").exists()

@@ -315,7 +315,7 @@ def evaluate_polyphony(
             wanted = set(levels)
             records = [r for r in records if _record_level(r, source_families) in wanted]
         if not records:
-            raise UserError("the mixture manifest has no mixtures at the requested levels")
+            raise UserError(no_mixtures_at(source, levels))
         unknown = sorted(set(source_families) - set(fams))
         if unknown:
             log.warning("the model has no classifier for %s; those instruments are scored as distractors", unknown)
@@ -352,6 +352,19 @@ def evaluate_polyphony(
                 log.warning("%d mixture(s) " + what + ": %s", len(clips), C.WINDOW_SECONDS,
                             ", ".join(p["file"] for p in clips[:5]) + (" ..." if len(clips) > 5 else ""))  # fmt: skip
     return PolyphonyResult(predictions=preds, metrics=polyphony_metrics(preds), source=info)
+
+
+def no_mixtures_at(manifest: dict, levels: Sequence[int] | None) -> str | None:
+    """Why a mixture manifest (`tagger.data.mix.read_manifest`) has nothing to score at `levels`
+    (None: every level), naming the levels it has; None where it has mixtures there."""
+    from tagger.evaluate.render import format_levels
+
+    families = list(manifest.get("families") or [])
+    has = sorted({_record_level(r, families) for r in manifest["mixtures"]})
+    if has and (levels is None or set(levels) & set(has)):
+        return None
+    asked = f"at level(s) {format_levels(levels)}" if levels is not None else "at all"
+    return f"the mixture manifest has no mixtures {asked}" + (f"; its mixtures are of level(s) {format_levels(has)}" if has else "")
 
 
 def _record_level(record: dict, families: Sequence[str]) -> int:

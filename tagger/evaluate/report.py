@@ -36,6 +36,7 @@ from tagger.evaluate.protocols import (
     _restrict,
     data_kind,
     evaluate_polyphony,
+    no_mixtures_at,
     evaluate_solo,
 )
 from tagger.evaluate.render import render_markdown
@@ -118,7 +119,7 @@ def evaluate(
         raise UserError(f"solo_notes must be at least 1, got {solo_notes}")
     out = Path(out_dir)
     check_out_dir(out)  # before the work: a report with nowhere to go must not cost an evaluation
-    source = _read_data(data, split=split, acoustic_only=acoustic_only)
+    source = _read_data(data, split=split, acoustic_only=acoustic_only, levels=levels)
     if not polyphony and (not solo or source.kind == "mixtures"):
         raise UserError("nothing to evaluate: the polyphony levels are off and there is no solo test to run")
     created = _make_out_dir(out)
@@ -163,10 +164,11 @@ class _Data:
     left_out: dict | None = None  # the notes the evaluation leaves out, once the model is known (`_left_out`)
 
 
-def _read_data(data: str | os.PathLike, *, split: str, acoustic_only: bool) -> _Data:
+def _read_data(data: str | os.PathLike, *, split: str, acoustic_only: bool, levels: Sequence[int] | None = None) -> _Data:
     """Read and check the data before the model loads (TensorFlow start-up is the slow part): a note
     dataset must hold notes of the known families in `split` (acoustic ones with `acoustic_only`),
-    else `DatasetError`; a mixture folder must have a readable manifest (`mix.read_manifest`)."""
+    else `DatasetError`; a mixture folder must have a readable manifest (`mix.read_manifest`) with
+    mixtures at `levels` (None: at any level)."""
     kind = data_kind(data)
     data_path = Path(data)
     sources = PAPER_SOURCES if acoustic_only else None
@@ -178,6 +180,9 @@ def _read_data(data: str | os.PathLike, *, split: str, acoustic_only: bool) -> _
         return _Data(data_path, kind, data_path / "examples.json", split, sources, acoustic_only, notes=ds)
     manifest = M.read_manifest(data_path)
     meta_file = data_path if data_path.is_file() else data_path / M.MANIFEST
+    why = no_mixtures_at(manifest, levels)  # (before the model loads; was: after, naming no file)
+    if why:
+        raise DatasetError(meta_file, why)
     return _Data(data_path, kind, meta_file, split, sources, acoustic_only, manifest=manifest)
 
 
