@@ -397,3 +397,129 @@ def test_a_joined_file_an_older_tagger_analysed_in_part_is_analysed_again_once(t
     monkeypatch.setattr(joined, "decoded_otherwise", lambda p: looked.append(p))
     summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
     assert (summary.scanned, summary.skipped, summary.decoded_anew, looked) == (0, 2, [], [])
+
+
+SUFFIXES = {"rf64": "wav"}
+"""The extension of a file of each kind the tests make (an RF64 is a .wav)."""
+
+
+def _part(path, freq: float, seconds: float, *, sr: int = 44_100) -> bytes:
+    """A stereo tone of `seconds` at `freq` in the format of `path`'s extension (``.rf64``: written as
+    ``.wav``; a mono DSD64 DSF; TAK written here: `tak_files`), as bytes."""
+    from conftest import dsf_file
+    from tak_files import tak_file
+
+    y = tone_signal([freq], seconds=seconds, sr=sr)
+    if path.suffix == ".rf64":
+        out = path.with_suffix(".wav")
+        sf.write(str(out), np.stack([y, y], axis=1), sr, format="RF64")
+        return out.read_bytes()
+    if path.suffix == ".dsf":
+        return dsf_file(path, seconds=seconds, freq=freq).read_bytes()
+    if path.suffix == ".tak":
+        pcm = (y * 20_000).astype(np.int16)
+        return tak_file(path, np.stack([pcm, pcm], axis=1), sr).read_bytes()
+    if path.suffix == ".w64":
+        sf.write(str(path), np.stack([y, y], axis=1), sr, format="W64")
+        return path.read_bytes()
+    return _encode(path, np.stack([y, y], axis=1), sr)
+
+
+@pytest.mark.parametrize("ext", ["rf64", "w64", "dsf", "tak"])
+def test_rf64_wave64_dsf_and_tak_files_joined_are_analysed_whole(tmp_path, db, ext):
+    """``cat flute.EXT bass.EXT`` of the kinds a216af8 left: an RF64 was analysed as its first part
+    alone (3 s of 8), a DSF as its first 3 s against a length of 8 (ffprobe's, from its bytes), a
+    Wave64 as its first part with the second's header decoded as samples (and a second part of
+    another rate or channels as noise), a TAK's second part decoded as the first's frames. Each part's
+    header is found (RF64's ds64, Wave64's GUIDs and 64-bit sizes, DSF's DSD chunk, TAK's STREAMINFO
+    of a right CRC-24) and decoded on its own."""
+    music = tmp_path / "music"
+    music.mkdir()
+    path = music / f"joined.{SUFFIXES.get(ext, ext)}"
+    path.write_bytes(_part(tmp_path / f"a.{ext}", FLUTE, 3.0) + _part(tmp_path / f"b.{ext}", BASS, 5.0))
+    meta = audio.info(path)
+    assert [p.seconds for p in meta.parts] == [pytest.approx(3.0, abs=0.01), pytest.approx(5.0, abs=0.01)]
+    assert meta.duration == pytest.approx(8.0, abs=0.01)
+    got = audio.load(path)
+    assert abs(len(got) / 16_000 - 8.0) < 0.02 and _ends_on_bass(got)
+    summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert summary.failed == 0, summary.errors
+    assert {"bass", "flute"} <= set(track_instruments(db)[str(path)])  # (a DSF's noise shaping: string too)
+    assert audio.info(tmp_path / f"a.{SUFFIXES.get(ext, ext)}").parts == ()
+
+
+@pytest.mark.parametrize("first,second", [("flac", "wav"), ("wav", "flac"), ("aiff", "w64"), ("wv", "flac"),
+                                          ("tta", "aiff"), ("rf64", "tak"), ("dsf", "flac")])  # fmt: skip
+def test_files_of_other_kinds_joined_are_analysed_whole(tmp_path, first, second):
+    """A FLAC followed by a WAV (``cat a.flac b.wav``), and other kinds so: was the first part alone
+    (3 s of 8), as a file of one kind was before a216af8. A part whose header declares its bytes is
+    followed by a part of any kind where they end; a FLAC or WavPack whose stream does not run to the
+    file's end (its last frame or block, of its last samples) by one of another kind looked for in
+    its bytes. Each is decoded by its own kind's demuxer."""
+    path = tmp_path / f"joined.{SUFFIXES.get(first, first)}"
+    path.write_bytes(_part(tmp_path / f"a.{first}", FLUTE, 3.0) + _part(tmp_path / f"b.{second}", BASS, 5.0,
+                                                                        sr=48_000))  # fmt: skip
+    meta = audio.info(path)
+    kinds = {"flac": "FLAC", "wav": "WAV", "aiff": "AIFF", "w64": "Wave64", "wv": "WavPack", "tta": "TTA",
+             "rf64": "RF64", "tak": "TAK", "dsf": "DSF"}  # fmt: skip
+    assert [p.kind for p in meta.parts] == [kinds[first], kinds[second]]
+    assert meta.duration == pytest.approx(8.0, abs=0.01)
+    notes: list[str] = []
+    got = np.concatenate(list(audio.stream(path, notes=notes)))
+    assert notes == [] and abs(len(got) / 16_000 - 8.0) < 0.02 and _ends_on_bass(got)
+
+
+def _ape(seconds: float, *, rate: int = 44_100) -> bytes:
+    """A Monkey's Audio 3.99 file's descriptor, header and seek table as ffmpeg reads them, then bytes
+    standing for its frames (no encoder of Monkey's Audio here)."""
+    import struct
+
+    total = int(seconds * rate)
+    frames = -(-total // 73_728)
+    header = struct.pack("<HHIIIHHI", 2000, 0, 73_728, total - (frames - 1) * 73_728, frames, 16, 2, rate)
+    seek, body = bytes(4 * frames), bytes(range(256)) * 64
+    return (b"MAC " + struct.pack("<HH7I", 3990, 0, 52, len(header), len(seek), 0, len(body), 0, 0) + bytes(16)
+            + header + seek + body)  # fmt: skip
+
+
+def test_a_file_with_a_joined_part_of_monkeys_audio_says_only_its_first_is_analysed(tmp_path, db):
+    """Monkey's Audio parts are found by their descriptors (the bytes each declares), but not decoded
+    one by one (no encoder here to try ffmpeg on a part): a file holding one was analysed as its first
+    part without a word; it is now analysed so with a warning naming the file and what it holds, kept
+    with the track."""
+    from tagger.audio.joined import _joined_parts
+
+    two = tmp_path / "two.ape"
+    two.write_bytes(_ape(3.0) + _ape(5.0))
+    assert [(p.kind, p.seconds) for p in _joined_parts(two)] == [("Monkey's Audio", 3.0), ("Monkey's Audio", 5.0)]
+    one = tmp_path / "one.ape"
+    one.write_bytes(_ape(3.0))
+    assert _joined_parts(one) == ()
+    music = tmp_path / "music"
+    music.mkdir()
+    path = music / "wav_then_ape.wav"
+    path.write_bytes(_part(tmp_path / "a.wav", FLUTE, 3.0) + _ape(5.0))
+    note = ("it holds 2 files joined one after another (WAV, then Monkey's Audio), only the first analysed (a part "
+            "of Monkey's Audio is not decoded on its own)")  # fmt: skip
+    assert audio.info(path).said == note and audio.info(path).duration == pytest.approx(3.0, abs=0.01)
+    summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert summary.failed == 0 and summary.analysed_in_part == [(str(path), note)]
+    assert track_instruments(db) == {str(path): ["flute"]}
+
+
+@pytest.mark.parametrize("riff", ["the file's", "4", "0"])
+def test_a_wav_with_a_copy_joined_after_its_audio_under_a_wrong_riff_size_is_analysed_whole(tmp_path, riff):
+    """A WAV whose RIFF size is wrong (the whole file's, so that the WAV joined after its data chunk
+    reads as a chunk of it; too small to hold its chunks; 0) was one WAV to the search (the first
+    taken for the file's only one, the others for no WAV at all): 3 s of 8 decoded without a word.
+    A part that begins where a WAV's data chunk ends is the next one, whatever its RIFF size says."""
+    import struct
+
+    first, second = _part(tmp_path / "a.wav", FLUTE, 3.0), _part(tmp_path / "b.wav", BASS, 5.0, sr=48_000)
+    size = {"the file's": len(first) + len(second) - 8, "4": 4, "0": 0}[riff]
+    path = tmp_path / "joined.wav"
+    path.write_bytes(first[:4] + struct.pack("<I", size) + first[8:] + second)
+    meta = audio.info(path)
+    assert [p.seconds for p in meta.parts] == [pytest.approx(3.0, abs=0.01), pytest.approx(5.0, abs=0.01)]
+    got = audio.load(path)
+    assert abs(len(got) / 16_000 - 8.0) < 0.02 and _ends_on_bass(got)

@@ -16,6 +16,7 @@ import numpy as np
 
 from tagger.audio.fileinfo import FFMPEG_MAX_RATE, AudioInfo
 from tagger.audio.flac import _flac_end_whole
+from tagger.audio.joined import SEEKING_DEMUXERS
 from tagger.audio.formats import AUDIO_DEMUXERS, SOUNDFILE_DEMUXERS
 from tagger.audio.lengths import SHORTFALL_SLACK
 from tagger.audio.losses import LostNote, _cut_short, _note_or_refuse, _seconds_of
@@ -152,11 +153,12 @@ def _parts_blocks(path: Path, meta: AudioInfo, block_frames: int, notes: list[st
     count = len(meta.parts)
     for i, part in enumerate(meta.parts, 1):
         which = f"part {i} of the {count} files joined in it"
-        one = replace(meta, parts=(), feed=((part.start, part.end),), duration=part.seconds)
+        one = replace(meta, parts=(), feed=((part.start, part.end),), duration=part.seconds,
+                      demuxer=part.demuxer or meta.demuxer)  # (a part of its own kind: a FLAC, then a WAV)
         said: list[str] | None = [] if notes is not None else None
         got = 0
         try:
-            for block in _ffmpeg_blocks(path, one, block_frames, said, seekable=meta.demuxer == "wv"):
+            for block in _ffmpeg_blocks(path, one, block_frames, said, seekable=one.demuxer in SEEKING_DEMUXERS):
                 got += len(block)
                 yield block
             lost = (part.seconds or 0.0) - got / meta.decode_rate

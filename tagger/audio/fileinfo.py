@@ -43,6 +43,10 @@ class AudioInfo:
     parts: tuple[Any, ...] = ()
     """The streams of a file of two or more joined byte-wise (`tagger.audio.joined.JoinedPart`: ``cat
     a.flac b.flac``), each decoded on its own by ffmpeg, one after another; () for a file of one."""
+    said: str = ""
+    """What its decode will leave out that its description found, said in the notes of a decode
+    (`tagger.audio.stream`'s): the streams after the first of a file of streams joined byte-wise that
+    are not decoded part by part (`tagger.audio.joined.unsplit_note`); "" for none."""
 
     @property
     def decode_rate(self) -> int:

@@ -12,17 +12,18 @@ from tagger.audio.endtags import _trailing_tags
 from tagger.containers import id3v2_length
 
 
-def _flac_end_whole(path: Path, total: int) -> bool:
+def _flac_end_whole(path: Path, total: int, at: int | None = None) -> bool:
     """Whether a FLAC file ends on a whole frame (its CRC-16 right) whose last sample is the
     `total`-th its STREAMINFO declares: its end is there, and audio missing from a decode was lost
     in its middle (damaged frames that the decoders skip), not cut off. Reads its STREAMINFO and its
     last 256 KiB; its audio ends before the tags some taggers append (`_trailing_tags`: ID3v1,
     APEv2), and its last frame is looked for among the headers within STREAMINFO's largest frame of
-    its end (a few at most)."""
+    its end (a few at most). `at`: where the stream whose STREAMINFO is read begins (the last of a
+    file of FLACs joined: `tagger.audio.joined`); None: after the ID3v2 tag at the file's start."""
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
-            start = id3v2_length(f.read(10))
+            start = id3v2_length(f.read(10)) if at is None else at
             f.seek(start)
             head = f.read(4 + 4 + 10)
             if head[:4] != b"fLaC" or head[4] & 0x7F != 0:

@@ -19,7 +19,7 @@ from pathlib import Path
 from tagger.audio.fileinfo import MAX_RATE, MIN_RATE, AudioInfo
 from tagger.audio.formats import (AUDIO_DEMUXERS, FORMAT_MAGICS, FORMAT_NAMES, PLAYLIST_FORMATS,
                                   SYNTH_FORMATS)
-from tagger.audio.joined import _joined_kind, _joined_parts
+from tagger.audio.joined import UNSPLIT_KINDS, _joined_parts, joined_said, unsplit_note
 from tagger.audio.lengths import _shorten_seconds
 from tagger.audio.matroska import _declares_duration
 from tagger.audio.mp3 import _mp3_feed
@@ -467,15 +467,16 @@ def _joined_info(path: Path, meta: AudioInfo | None, parts: tuple) -> AudioInfo:
     part by part, at the first part's rate and channels (ffmpeg converts the others), of the length
     the parts declare together (unknown where one declares none). libsndfile and ffmpeg decoded the
     first part alone without a word (a FLAC, WAV, WavPack or TTA of 3 s and 5 s joined analysed and
-    stored as a 3 s track)."""
-    name, demuxer = _joined_kind(path) or ("", "")
+    stored as a 3 s track). A file with a part of a kind not decoded part by part (`UNSPLIT_KINDS`:
+    Monkey's Audio) is described as its first part, and says that it holds the others (`AudioInfo.said`)."""
+    if any(part.kind in UNSPLIT_KINDS for part in parts):
+        return replace(meta or _ffprobe_info(path), said=unsplit_note(parts))
     lengths = [part.seconds for part in parts]
     said = " + ".join(f"{s:.1f} s" if s is not None else "? s" for s in lengths[:6])
     said += " + ..." if len(parts) > 6 else ""
     if not ffmpeg_available():
-        raise MissingToolError(path, f"{len(parts)} {name} files joined one after another ({said}): libsndfile "
-                                     "decodes only the first, and ffmpeg, which decodes each, is not installed; "
-                                     f"{INSTALL_FFMPEG}")  # fmt: skip
+        raise MissingToolError(path, f"{joined_said(parts)} ({said}): libsndfile or ffmpeg decodes only the first, "
+                                     f"and ffmpeg, which decodes each, is not installed; {INSTALL_FFMPEG}")  # fmt: skip
     meta = meta or _ffprobe_info(path)
     total = sum(lengths) if all(s is not None for s in lengths) else None  # type: ignore[misc]
-    return replace(meta, decoder="ffmpeg", demuxer=demuxer, duration=total, parts=parts, feed=())
+    return replace(meta, decoder="ffmpeg", demuxer=parts[0].demuxer, duration=total, parts=parts, feed=())

@@ -97,6 +97,9 @@ def stream(
     declared = meta
     tail = _mp3_tail(p) if meta.format == "MP3" or meta.demuxer == "mp3" else None
     junk = _mp3_junk(p) if (meta.format == "MP3" or meta.demuxer == "mp3") and tail is None else None
+    if meta.said and notes is not None:  # (streams joined that are not decoded: the first alone, said)
+        notes.append(meta.said)
+        noted = len(notes)
     if meta.parts:  # (streams joined byte-wise: each decoded on its own)
         blocks = _parts_blocks(p, meta, block_frames, notes)
     elif meta.decoder != "soundfile":
