@@ -233,32 +233,67 @@ def _follow_unwritten(item_class) -> None:
 
 
 def _take_the_files_results(item) -> None:
-    """Before beets writes ``item`` into its file: an item that holds no results (neither
-    ``instruments`` nor ``instruments_model``: imported before tagger analysed its file, when beets
-    read none there) takes those `tagger scan` or `tagger tag` wrote into the file since, as ``beet
-    update`` would read them, so that the write leaves them there (was: ``beet write -f``, ``beet
-    modify -w title=...`` wrote that nothing over them, removing them: beets writes every field from
-    its own database). A model emptied on purpose (``beet modify instruments_model=``: changed since
-    the item was read) still removes them. (A wrapper of ``Item.write``, not a ``write`` listener:
-    beets refuses a plugin's listener while another of its listeners runs, an import with ``auto``.)"""
-    if item.get("instruments_model") or item.get("instruments"):
+    """Before beets writes ``item`` into its file: where the file changed since beets last read or
+    wrote it (its mtime past the one beets' database holds, as ``beet update`` tells it), beets holds
+    no change of the item not yet written (that mtime is not 0) and the item's results did not
+    change since it was loaded, the item takes the file's results first, as ``beet update`` would read
+    them, so that the write leaves them there: those `tagger scan`, `tagger tag` wrote into the file
+    since (an item imported before tagger analysed its file, or holding an older model's results), or
+    the none `tagger untag` left (was: ``beet write -f``, ``beet modify -w title=...`` wrote the item's
+    nothing, or its stale results, over them: beets writes every field from its own database). A file
+    unchanged since, or an item edited in beets and not written since (mtime 0), keeps the item's: a
+    model emptied on purpose (``beet modify -W instruments_model=``, then ``beet write -f``) is
+    removed (was: the file's results taken back); such an item costs a stat, not a read. Results
+    beets alone holds (`UNWRITTEN`) stay while the file holds none of tagger's and the same audio, as
+    ``read`` keeps them; the plugin's own writes are left as given (`_write_given`). (A wrapper of ``Item.write``, not a ``write`` listener: beets refuses a plugin's
+    listener while another of its listeners runs, an import with ``auto``.)"""
+    if getattr(item, "_tagger_gives", False):
         return
-    if {"instruments", "instruments_model"} & set(getattr(item, "_dirty", ())):
-        return
+    dirty = set(getattr(item, "_dirty", ()))
+    if {"instruments", "instruments_model"} & dirty:
+        return  # (changed by this command: the user's, written as asked)
+    read_at = _stored_mtime(item) if "mtime" in dirty else item.get("mtime")
+    if not read_at:
+        return  # (beets holds changes of the item not yet written, its mtime 0, or never read the file)
     from beets.util import syspath
 
     try:
+        if int(os.path.getmtime(syspath(item.path))) <= int(read_at):
+            return  # (the file as beets last read or wrote it: the item's are the latest)
         mf = mediafile.MediaFile(syspath(item.path))
     except (mediafile.UnreadableFileError, OSError):
         return  # (beets' write says why)
-    if not mf.instruments_model:  # (none of tagger's results, or someone else's fields: `_Ours`)
+    found = {"instruments": mf.instruments or "", "instruments_model": mf.instruments_model or ""}
+    if found == {f: item.get(f) or "" for f in found}:
         return
-    item.update({"instruments": mf.instruments or "", "instruments_model": mf.instruments_model, UNWRITTEN: ""})
+    if not found["instruments_model"] and item.get(UNWRITTEN) and _audio_of(item.path) == item.get(UNWRITTEN):
+        return  # (beets' alone, the file's audio the same: kept, as `read` keeps them)
+    item.update({**found, UNWRITTEN: ""})
     from beets import logging as beets_logging
 
     beets_logging.getLogger("beets").debug("instruments: {}: {}", _named(item), shown(
-        f"the file holds tagger's results ({mf.instruments or 'no instrument'}, model {mf.instruments_model}), "
-        "which the item did not: the item takes them, and the write leaves them in the file"))
+        f"the file changed since beets read it and holds {found['instruments'] or 'no instrument'} "
+        f"(model {found['instruments_model'] or 'none'}), which the item did not: the item takes them, "
+        "and the write leaves them in the file"))
+
+
+def _stored_mtime(item) -> float:
+    """The ``mtime`` beets' database holds of ``item``: when beets last read or wrote its file, 0 where
+    it holds changes not written into it since (beets sets 0 at an edit of a media field); 0 for an
+    item not stored."""
+    db = getattr(item, "_db", None)
+    stored = db.get_item(item.id) if db is not None and item.id is not None else None
+    return (stored.get("mtime") or 0) if stored is not None else 0
+
+
+def _write_given(item, tags) -> bool:
+    """beets' ``try_write`` of the results the plugin has just given ``item``: written as given, the
+    file's not taken first (`_take_the_files_results`; the plugin checked the file against them)."""
+    item._tagger_gives = True
+    try:
+        return item.try_write(tags=tags)
+    finally:
+        item._tagger_gives = False
 
 
 class InstrumentsPlugin(BeetsPlugin):
@@ -492,7 +527,7 @@ class InstrumentsPlugin(BeetsPlugin):
             return problem, False
         # (INSTRUMENTS_SCORES: the results' own are kept, as a scan without --scores keeps them; others removed)
         dropped = {} if found.own_scores else {"instruments_scores": None}
-        done = rewrite_tags(database, res, lambda: give(unwritten=False) or item.try_write(tags=dropped))
+        done = rewrite_tags(database, res, lambda: give(unwritten=False) or _write_given(item, dropped))
         if not done.written:
             if done.problem is None:  # beets could not write it, and said why: the results are beets' alone
                 item[UNWRITTEN] = _audio_of(res.path)

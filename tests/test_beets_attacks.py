@@ -663,6 +663,15 @@ def test_an_item_whose_path_holds_a_folder_or_a_fifo_is_reported_as_such(beets_l
     assert errors == sorted([f"{folder}: is a folder, not a file", f"{fifo}: not a regular file", f"{gone}: no such file"])
 
 
+def _read_by_beets_before(lib, paths) -> None:
+    """The items of ``paths`` as beets last read their files a minute ago (their ``mtime``): the
+    writes that follow are later, whatever second the test runs in."""
+    for path in paths:
+        item = _item(lib, path)
+        item.mtime = int(os.path.getmtime(path)) - 60
+        item.store()
+
+
 def test_an_item_imported_before_tagger_tagged_its_file_keeps_the_files_results_at_beets_writes(beets_lib):
     """Was: an item beets read before tagger wrote its results into the file (imported, then `tagger
     scan`) held empty ``instruments`` and ``instruments_model``, which ``beet write``, ``beet write -f``
@@ -673,6 +682,7 @@ def test_an_item_imported_before_tagger_tagged_its_file_keeps_the_files_results_
     lib, plugin, files = beets_lib
     names = {"duo.mp3": ["bass", "flute"], "string.ogg": ["string"], "bass.flac": ["bass"]}
     assert all(_item(lib, files[n]).get("instruments_model") == "" for n in names)  # (read at the import)
+    _read_by_beets_before(lib, [files[n] for n in names])
     for name, families in names.items():  # (as tagger scan or tagger tag writes them)
         tags.write_instruments(files[name], instruments=families, model_version="fake-1")
     beet(lib, "write", "path:" + files["duo.mp3"])  # (beets compares its own tag fields only: not written)
@@ -761,3 +771,41 @@ def test_the_repeated_paths_an_older_taggers_runs_stored_are_left_out_at_the_nex
         database.close()
     assert sorted(stored[0]) == paths and stored[1:] == [[], [], []]  # (was: [..., paths + [paths[0]] twice, []])
     assert union == paths
+
+
+def test_beets_writes_leave_the_newest_results_and_a_clearing_made_in_beets(beets_lib):
+    """The file's results are taken before a beets write only where the file changed since beets read
+    it (review of e5b122c, which took them wherever the item held none): (1) results emptied on purpose
+    in beets (``beet modify -W instruments_model=``, then ``beet write -f``) are removed from the
+    file (was: the file's taken back by the item); (2) an item holding an older model's results does not
+    write them over those tagger wrote into the file since (was: ``beet write -f``, ``beet modify -w``
+    put the stale ones back); (3) a file `tagger untag` emptied since is not tagged again by a write."""
+    lib, plugin, files = beets_lib
+    cleared, retagged, untagged = files["bass.flac"], files["duo.mp3"], files["string.ogg"]
+    for path, families in ((cleared, ["bass"]), (retagged, ["bass"]), (untagged, ["string"])):
+        tags.write_instruments(path, instruments=families, model_version="fake-1")
+        item = _item(lib, path)  # (beets read them: `beet update`, an import)
+        item.read()
+        item.store()
+    assert _item(lib, retagged)["instruments_model"] == "fake-1"
+
+    beet(lib, "modify", "-y", "-W", "path:" + cleared, "instruments=", "instruments_model=")
+    beet(lib, "write", "-f", "path:" + cleared)
+    assert tags.read_instruments(cleared).tagged is False  # (was: still bass, the item's fake-1 again)
+    assert _item(lib, cleared)["instruments_model"] == ""
+
+    _read_by_beets_before(lib, [retagged, untagged])
+    tags.write_instruments(retagged, instruments=["bass", "flute"], model_version="fake-2")  # (a later scan)
+    tags.remove_instruments(untagged)  # (tagger untag)
+    beet(lib, "write", "-f", "path:" + retagged, ",", "path:" + untagged)
+    got = tags.read_instruments(retagged)
+    assert (got.instruments, got.model_version) == (["bass", "flute"], "fake-2")  # (was: bass, fake-1)
+    assert tags.read_instruments(untagged).tagged is False  # (was: string again)
+    assert (_item(lib, retagged)["instruments"], _item(lib, retagged)["instruments_model"]) == ("bass, flute", "fake-2")
+    assert _item(lib, untagged)["instruments_model"] == ""
+
+    _read_by_beets_before(lib, [retagged])
+    tags.write_instruments(retagged, instruments=["flute"], model_version="fake-3")
+    beet(lib, "modify", "-y", "-w", "path:" + retagged, "title=Duo")
+    got = tags.read_instruments(retagged)
+    assert (got.instruments, got.model_version) == (["flute"], "fake-3")
