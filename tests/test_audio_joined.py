@@ -523,3 +523,20 @@ def test_a_wav_with_a_copy_joined_after_its_audio_under_a_wrong_riff_size_is_ana
     assert [p.seconds for p in meta.parts] == [pytest.approx(3.0, abs=0.01), pytest.approx(5.0, abs=0.01)]
     got = audio.load(path)
     assert abs(len(got) / 16_000 - 8.0) < 0.02 and _ends_on_bass(got)
+
+
+def test_a_flac_with_bytes_after_its_last_frame_then_a_wav_is_analysed_whole(tmp_path):
+    """A FLAC, 2,000 zero bytes (a writer's padding), then a WAV: the FLAC's last frame, of the last
+    samples its STREAMINFO declares, lies in the file's last 256 KiB (`_flac_last_frame`), and the WAV
+    is looked for from there; a FLAC with those zeros alone is one FLAC."""
+    flac, wav = _part(tmp_path / "a.flac", FLUTE, 3.0), _part(tmp_path / "b.wav", BASS, 5.0, sr=48_000)
+    path = tmp_path / "joined.flac"
+    path.write_bytes(flac + bytes(2000) + wav)
+    meta = audio.info(path)
+    assert [(p.kind, p.start, p.end) for p in meta.parts] == [("FLAC", 0, len(flac) + 2000),
+                                                             ("WAV", len(flac) + 2000, len(flac) + 2000 + len(wav))]  # fmt: skip
+    got = audio.load(path)
+    assert abs(len(got) / 16_000 - 8.0) < 0.02 and _ends_on_bass(got)
+    alone = tmp_path / "alone.flac"
+    alone.write_bytes(flac + bytes(2000))
+    assert audio.info(alone).parts == ()

@@ -55,6 +55,32 @@ def _flac_end_whole(path: Path, total: int, at: int | None = None) -> bool:
     return False
 
 
+def _flac_last_frame(path: Path, total: int, at: int) -> int | None:
+    """Where the header of the frame that holds the last of the `total` samples the STREAMINFO of the
+    FLAC stream at `at` declares lies in the file's last 256 KiB (before the tags at its end: the
+    stream ends within a frame of it, junk or another file after it); None where none does."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            f.seek(at)
+            nominal = int.from_bytes(f.read(12)[10:12], "big")
+            end, _tags = _trailing_tags(f, size)
+            first = max(at, end - (1 << 18))
+            f.seek(first)
+            data = f.read(end - first)
+    except OSError:
+        return None
+    i = len(data)
+    while True:  # (the headers from the last on: FF F8 of a fixed block size, FF F9 of a variable one)
+        i = max(data.rfind(b"\xff\xf8", 0, i + 1), data.rfind(b"\xff\xf9", 0, i + 1))
+        if i < 0:
+            return None
+        frame = _flac_frame_header(data, i)
+        if frame is not None and (frame[0] if data[i + 1] == 0xF9 else frame[0] * nominal) + frame[1] == total:
+            return first + i
+        i -= 1
+
+
 def _flac_frame_header(data: bytes, i: int) -> tuple[int, int] | None:
     """(frame or sample number, block size) of the FLAC frame header at ``data[i]`` whose CRC-8 is
     right; None where none is."""

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from tagger.audio.endtags import _trailing_tags
-from tagger.audio.flac import _flac_end_whole
+from tagger.audio.flac import _flac_end_whole, _flac_last_frame
 from tagger.containers import id3v2_end, id3v2_length
 
 
@@ -137,10 +137,11 @@ def _joined_parts(path: Path) -> tuple[JoinedPart, ...]:
                 found.append(after)
                 at, kind, read = after
                 after = _next_at(data, read) or _next_of(data, [kind], read.audio)
-                if after is None and read.end is None and not _runs_to_end(path, data, f, kind[0], at, read):
+                ends = _ends_before(path, data, f, kind[0], at, read) if after is None and read.end is None else None
+                if ends is not None:
                     # (its stream ends before the file's audio does: a part of another kind after it,
                     # looked for in its bytes as a part of its own kind was: a FLAC, then a WAV)
-                    after = _next_of(data, [k for k in JOINED_KINDS.values() if k != kind], read.audio)
+                    after = _next_of(data, [k for k in JOINED_KINDS.values() if k != kind], ends)
             if len(found) < 2:
                 return ()
             parts = []
@@ -179,20 +180,31 @@ def _next_of(data, kinds: list[tuple[str, str]], start: int) -> tuple[int, tuple
     return best
 
 
-def _runs_to_end(path: Path, data, f, name: str, at: int, read: Header) -> bool:
-    """Whether the stream of kind `name` at `at` (which declares no size) is the file's last: a FLAC
+def _ends_before(path: Path, data, f, name: str, at: int, read: Header) -> int | None:
+    """None where the stream of kind `name` at `at` (which declares no size) is the file's last: a FLAC
     that ends on the whole last frame of the samples its STREAMINFO declares (`_flac_end_whole`), a
-    WavPack whose last block ends there with its last samples, before the tags at the file's end.
-    True for another kind (a TAK's end is not read), and for a stream that declares no length."""
+    WavPack whose last block ends there with its last samples, before the tags at the file's end;
+    else where a part after it is looked for from: its last frame's header where it lies in the
+    file's last 256 KiB (`_flac_last_frame`: junk or a short file after it), else where its audio
+    begins. None for another kind (a TAK's end is not read), and for a stream that declares no length."""
     if name == "FLAC" and read.samples:
-        return _flac_end_whole(path, read.samples, at)
-    if name == "WavPack" and read.samples:
-        end = _trailing_tags(f, len(data))[0]
-        last = data.rfind(b"wvpk", max(at, end - WAVPACK_TAIL), end)  # (a MiB at a time, from the end)
-        block = data[last : last + 32] if last >= 0 else b""
-        return len(block) == 32 and last + 8 + int.from_bytes(block[4:8], "little") == end and (
-            int.from_bytes(block[16:20], "little") + int.from_bytes(block[20:24], "little") == read.samples)  # fmt: skip
-    return True
+        if _flac_end_whole(path, read.samples, at):
+            return None
+        last = _flac_last_frame(path, read.samples, at)
+        return last if last is not None else read.audio
+    if name == "WavPack" and read.samples and not _wavpack_ends(data, f, at, read):
+        return read.audio
+    return None
+
+
+def _wavpack_ends(data, f, at: int, read: Header) -> bool:
+    """Whether the last WavPack block before the tags at the file's end ends there, of the last of
+    the samples the stream at `at` declares."""
+    end = _trailing_tags(f, len(data))[0]
+    last = data.rfind(b"wvpk", max(at, end - WAVPACK_TAIL), end)  # (a MiB at a time, from the end)
+    block = data[last : last + 32] if last >= 0 else b""
+    return len(block) == 32 and last + 8 + int.from_bytes(block[4:8], "little") == end and (
+        int.from_bytes(block[16:20], "little") + int.from_bytes(block[20:24], "little") == read.samples)  # fmt: skip
 
 
 WAVPACK_TAIL = 4 << 20
