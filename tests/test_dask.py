@@ -1261,6 +1261,47 @@ def test_the_tasks_keep_nothing_of_the_files_done(tmp_path, monkeypatch):
     assert tasks.index == {} and tasks.limits == {} and tasks.alone == {} and tasks.suspects == [] == tasks.stranded
 
 
+def test_a_file_tried_alone_is_not_sent_to_a_worker_being_restarted(tmp_path):
+    """A file timed out: its worker is restarted in a thread (`_give_up`), and the scan submits the next
+    task at once, while the scheduler still lists the worker running. A suspect's alone retry went to
+    the first worker with a nanny, which could be that one: it died with the restart, and where the
+    worker could not say it was closing (a nanny killing a worker whose event loop a decoder holds),
+    the file was stored as 'the decoder crashed'. A worker whose restart is under way is passed
+    over; with no other, the suspect waits for the restart to end."""
+    import threading
+
+    from tagger.library.distributed import _Tasks
+
+    class Future:
+        def __init__(self, key):
+            self.key = key
+
+    class Client:
+        def submit(self, fn, path, **kwargs):
+            submitted.append(kwargs.get("workers"))
+            return Future(kwargs["key"])
+
+        def scheduler_info(self, n_workers=0):
+            return {"workers": {w: {"nanny": w.replace(":40", ":50")} for w in workers}}
+
+    workers, submitted = ["tcp://10.0.0.7:40123", "tcp://10.0.0.8:40123"], []
+    tasks = _Tasks(Client(), [str(tmp_path / "a.wav")], spec=FAKE, config=None, predict_batch=1, retries=0,
+                   file_timeout=None)  # fmt: skip
+    next(tasks._todo)  # (every file submitted: the suspect's turn)
+    tasks.suspects.append((0, "tcp://10.0.0.9:40123"))
+    release = threading.Event()
+    tasks.ending = [threading.Thread(target=release.wait, name=f"tagger-restart-{w}", daemon=True) for w in workers]
+    for t in tasks.ending:
+        t.start()
+    try:
+        assert tasks.submit_next() is None and tasks.suspects and not submitted  # (both restarting: it waits)
+        tasks.ending = tasks.ending[:1]  # (the second's restart over)
+        assert tasks.submit_next() is not None
+        assert submitted == [["tcp://10.0.0.8:40123"]]  # (was: the first, under its restart)
+    finally:
+        release.set()
+
+
 def test_a_scheduler_that_cannot_answer_taggers_questions_is_warned_of_once(tmp_path, caplog):
     """The client asks the scheduler, by a function it sends (``run_on_scheduler``), which files run
     past the file timeout and whether a worker died under a file tried alone. A scheduler that could

@@ -386,10 +386,12 @@ class _Tasks:
         if alone:
             if not self.suspects or self.index:
                 return None
+            restarting = self.restarting()
             workers = {w: info for w, info in (self.client.scheduler_info(n_workers=-1).get("workers") or {}).items()
                        if (info or {}).get("status") not in CLOSING}  # (one being stopped would leave under it)
-            if not workers:
-                return None  # (a nanny restarting the worker the last one killed: tried once one is back)
+            if not workers or not set(workers) - restarting:
+                return None  # (a nanny restarting the worker the last one killed, or one a file hung: tried once back)
+            workers = {w: info for w, info in workers.items() if w not in restarting}
             worker = alone_worker(workers)
             if worker is None:
                 self.stranded.extend(self.suspects)
@@ -408,6 +410,13 @@ class _Tasks:
         if self.file_timeout is not None:
             self.limits[fut.key] = task_limit(path, self.file_timeout)
         return fut
+
+    def restarting(self) -> set[str]:
+        """The workers whose restart (or closing) is under way (`ending`: a file ran past its timeout
+        there). A suspect pinned to one right after its file timed out (the scheduler still lists it
+        running) died with the restart, and was stored as crashed where the worker could not say it
+        was closing (its nanny killing it)."""
+        return {t.name.removeprefix("tagger-restart-") for t in self.ending if t.is_alive()}
 
     def top_up(self, futures, n: int) -> None:
         """Submit files until `n` are in flight (workers joined the cluster after the scan began:
