@@ -713,6 +713,31 @@ def test_a_file_that_hangs_its_worker_times_out_and_the_scan_goes_on(template, t
     db.close()
 
 
+def test_a_file_that_hangs_the_last_worker_without_a_nanny_stops_the_scan_and_leaves_it(tmp_path):
+    """A file past the file timeout on a worker started with ``--no-nanny`` closes that worker (a
+    retirement), whichever worker it is: the last one closed left the cluster without any, and the
+    scan waited for one to join, then stopped saying every worker had left, as if tagger had not
+    closed it. The last worker without a nanny is left as it is and the scan stops at once, naming
+    the worker and the file, the timed-out file stored."""
+    root = tmp_path / "music"
+    _one_bad_and_three_ok(root, "hang.wav")  # (hangs its worker; the first file)
+    db = open_database(tmp_path / "lib.db")
+    spec = AnalyserSpec(kind="factory", factory="dask_fakes:HangingAnalyser")
+    try:
+        with _own_cluster(tmp_path) as (address, _, _):
+            with pytest.raises(ClusterError, match=r"the Dask worker tcp://127\.0\.0\.1:\d+ ran .*hang\.wav past the "
+                                                   r"file timeout and is the last worker left, with no nanny"):  # fmt: skip
+                scan([root], db=db, analyser=FakeAnalyser(), file_timeout=10,  # (as the nanny test: a loaded machine)
+                     backend=DaskBackend(address, spec=spec, connect_timeout=60, worker_timeout=5))  # fmt: skip
+            with distributed.Client(address, timeout=60, set_as_default=False) as client:
+                assert len(client.scheduler_info(n_workers=-1)["workers"]) == 1  # (was: closed)
+        with db.session() as s:
+            rows = {os.path.basename(p): e for p, e in s.query(M.Track.path, M.Track.error)}
+    finally:
+        db.close()
+    assert "timed out after" in rows["hang.wav"] and all(e is None for n, e in rows.items() if n != "hang.wav"), rows
+
+
 def test_the_scan_goes_on_while_a_hung_workers_nanny_does_not_answer(tmp_path, monkeypatch):
     """The restart of a worker that ran a file past the file timeout waited for its nanny in the
     scan's thread, up to 30 s where the nanny did not answer (paused, its machine stopped): nothing

@@ -161,9 +161,16 @@ class DaskBackend:
             return
         for key, worker, seconds in overdue:
             i, fut, _ = tasks.take(key)
-            tasks.ending.append(self._give_up(client, fut, worker))
+            ending = self._give_up(client, fut, worker)
             store(i, RemoteResult(tasks.paths[i], error=f"timed out after {seconds:.0f} s on the Dask worker "
                                                         f"{worker} (a hung decoder?)"))  # fmt: skip
+            if ending is None:
+                raise ClusterError(f"the Dask worker {worker} ran {tasks.paths[i]} past the file timeout and is the "
+                                   "last worker left, with no nanny to restart it: it is left running, its thread "
+                                   "stuck in the file (a hung decoder? a stalled mount?), as closing it would leave "
+                                   "the cluster without a worker; the results stored so far are kept: restart it "
+                                   "(or start more workers) and run the scan again")  # fmt: skip
+            tasks.ending.append(ending)
             idle.reset()
             tasks.submit_into(futures)
 
@@ -209,14 +216,20 @@ class DaskBackend:
                 raise ClusterError(f"the Dask worker(s) {', '.join(sorted(pending))} did not load the model and answer "
                                    f"within {self.check_timeout:.0f} s: nothing was analysed; see their logs")  # fmt: skip
 
-    def _give_up(self, client, fut, worker: str) -> threading.Thread:
+    def _give_up(self, client, fut, worker: str) -> threading.Thread | None:
         """Cancel a task that has run past the file timeout, then restart its worker (its thread is
         still stuck in the file: it would take no other task): by its nanny, or, without one, close
         it (the scheduler sends it nothing more; its process is left to whoever started it). The
         restart runs in a thread of its own (`_end_worker`), returned: the scan goes on meanwhile, and
-        waits for it at its end (`_await_ends`)."""
+        waits for it at its end (`_await_ends`). None, the worker left as it is: it has no nanny and
+        no other worker is running; closing it left the cluster without any, and the scan stopped
+        60 s later saying every worker had left (or, where its retirement was given up, its results
+        held for the client, it got the next files, which waited behind its stuck thread)."""
         fut.cancel()  # (first: the scheduler would hand the task to the next worker)
-        nanny = bool((client.scheduler_info(n_workers=-1).get("workers", {}).get(worker) or {}).get("nanny"))
+        workers = client.scheduler_info(n_workers=-1).get("workers") or {}
+        nanny = bool((workers.get(worker) or {}).get("nanny"))
+        if not nanny and not [w for w, info in workers.items() if w != worker and (info or {}).get("status") not in CLOSING]:
+            return None
         log.warning("dask: the worker %s ran one file past the file timeout: %s", worker,
                     "restarting it" if nanny else "closing it (it has no nanny; its process may still be stuck)")  # fmt: skip
         ending = threading.Thread(target=_end_worker, args=(client, worker, nanny, self.connect_timeout * 3),
