@@ -1451,6 +1451,26 @@ def test_a_crashing_file_on_workers_without_nannies_leaves_a_worker_standing(tmp
     assert all(st == M.STATUS_OK for name, (st, _) in rows.items() if name not in errors), rows
 
 
+def test_a_file_that_kills_the_last_worker_without_a_nanny_is_named(tmp_path):
+    """A file that kills its worker, on a cluster whose last worker has no nanny to restart it (or whose
+    every worker it kills in turn, the scheduler giving it to the next up to allowed-failures times),
+    left the cluster without a worker: the scan stopped saying every worker had left, 'with 2 file(s)
+    in flight', naming none, and the user could not tell which file to keep from the next scan. The
+    error names the files in flight the workers died under."""
+    root = tmp_path / "music"
+    _one_bad_and_three_ok(root, "crash.wav")
+    db = open_database(tmp_path / "lib.db")
+    spec = AnalyserSpec(kind="factory", factory="dask_fakes:CrashingAnalyser")
+    try:
+        with _own_cluster(tmp_path) as (address, _, _):
+            with pytest.raises(ClusterError, match=r"every Dask worker left the scheduler .*; the workers died under "
+                                                   r"(\S+ \(1 death\), )?\S+crash\.wav \(1 death\)"):  # fmt: skip
+                scan([root], db=db, analyser=FakeAnalyser(),
+                     backend=DaskBackend(address, spec=spec, connect_timeout=60, worker_timeout=3))  # fmt: skip
+    finally:
+        db.close()
+
+
 @pytest.mark.slow
 def test_a_file_tried_alone_kills_one_worker_only(tmp_path):
     """A file tried alone (534568b) was left to the scheduler, which ran it again after each death

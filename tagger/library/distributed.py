@@ -115,7 +115,7 @@ class DaskBackend:
             threads, stacks = self._check_workers(client, spec, paths[0] if paths else None, poll)
             first = [f for f in (tasks.submit_next() for _ in range(max(1, self.in_flight * threads))) if f is not None]
             futures = as_completed(first, loop=client.loop)
-            idle = _Idle(client, self.worker_timeout, poll)
+            idle = _Idle(client, self.worker_timeout, poll, died_under=lambda: _died_under(tasks))
             while tasks.index or tasks.suspects:  # (a cancelled task may stay in `futures`; a suspect may wait for a worker)
                 if not futures.has_ready():
                     if idle.wait(len(tasks.index)):  # (`poll` may raise; so does a cluster without a worker)
@@ -613,6 +613,30 @@ def _erred_on(client, key: str) -> str:
     return f" on the Dask worker{'s' if len(workers) > 1 else ''} {', '.join(workers)}" if workers else ""
 
 
+def _died_under(tasks: _Tasks) -> str:
+    """``; the workers died under PATH (N deaths), ...`` of the files in flight whose workers died while
+    they held them (the scheduler's suspicious count of their tasks), most deaths first: where the
+    last worker died (one started with ``--no-nanny``, which stays dead; or the files' deaths short of
+    allowed-failures, the scheduler giving each to the next worker), the scan stopped saying every
+    worker had left, naming no file, and the next scan ran the file that killed them again. "" where
+    none, or where the scheduler cannot say."""
+
+    def deaths(keys: list, dask_scheduler=None) -> dict:  # (on the scheduler: nested, so pickled by value)
+        return {key: dask_scheduler.tasks[key].suspicious for key in keys if key in dask_scheduler.tasks}
+
+    try:
+        seen = tasks.client.run_on_scheduler(deaths, list(tasks.index))
+    except Exception as exc:  # noqa: BLE001 - the error is said without them
+        log.debug("dask: cannot ask the scheduler which files the workers died under: %s", exc)
+        return ""
+    died = sorted((-n, tasks.index[key][0]) for key, n in seen.items() if n and key in tasks.index)
+    if not died:
+        return ""
+    return ("; the workers died under " + ", ".join(f"{tasks.paths[i]} ({-n} death{'s' if n < -1 else ''})" for n, i in died)
+            + " (a decoder crash or out of memory: see their logs; the file that kills its worker kills the next ones "
+              "it is given)")  # fmt: skip
+
+
 SLOWEST_READ = 1_000_000
 """Bytes a second a Dask worker is allowed, beyond the file timeout, to read and analyse a file: a
 task sends no progress, so a 3 GB DSD file over a slow share (which a local worker's ``Reading``
@@ -649,10 +673,12 @@ def _overdue(client, index: dict, limits: dict) -> list[tuple[str, str, float]]:
 
 class _Idle:
     """Waiting for a result: calls ``poll`` every wait, and checks about every second that the
-    scheduler still has a worker; raises `ClusterError` once it has had none for ``timeout`` s."""
+    scheduler still has a worker; raises `ClusterError` once it has had none for ``timeout`` s,
+    naming the files the workers died under (``died_under()``, `_died_under`)."""
 
-    def __init__(self, client, timeout: float, poll: Callable[[], None] | None) -> None:
-        self.client, self.timeout, self.poll = client, timeout, poll
+    def __init__(self, client, timeout: float, poll: Callable[[], None] | None,
+                 died_under: Callable[[], str] = lambda: "") -> None:  # fmt: skip
+        self.client, self.timeout, self.poll, self.died_under = client, timeout, poll, died_under
         self.checked = time.monotonic()
         self.none_since: float | None = None
         self.threads = 0
@@ -683,6 +709,6 @@ class _Idle:
             log.warning("dask: no worker is connected to the scheduler; waiting up to %.0f s for one", self.timeout)
         elif now - self.none_since >= self.timeout:
             raise ClusterError(f"every Dask worker left the scheduler (none for {self.timeout:.0f} s) with {in_flight} "
-                               "file(s) in flight: the results stored so far are kept; start workers and run the scan "
-                               "again")  # fmt: skip
+                               f"file(s) in flight{self.died_under()}: the results stored so far are kept; start workers "
+                               "and run the scan again")  # fmt: skip
         return False
