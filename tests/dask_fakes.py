@@ -10,18 +10,39 @@ from library_fakes import FakeAnalyser
 class CrashingAnalyser(FakeAnalyser):
     """The FakeAnalyser, except that the worker process dies (as on a decoder segfault) when a file
     has exactly `crash_windows` non-silent windows; with `deaths` (a folder), it first creates a file
-    there named by its process id (how many workers the file killed)."""
+    there named by its process id (how many workers the file killed); with `seen`, it first waits
+    (at most 60 s) until the scheduler lists the task among those its worker runs (told by a heartbeat,
+    as of a file that runs a while)."""
 
-    def __init__(self, *, crash_windows: int = 7, deaths: str | None = None, **kwargs):
+    def __init__(self, *, crash_windows: int = 7, deaths: str | None = None, seen: bool = False, **kwargs):
         super().__init__(**kwargs)
-        self.crash_windows, self.deaths = crash_windows, deaths
+        self.crash_windows, self.deaths, self.seen = crash_windows, deaths, seen
 
     def predict_features(self, feats):
         if len(feats) == self.crash_windows:
+            if self.seen:
+                _until_the_scheduler_sees_it_run()
             if self.deaths is not None:
                 open(os.path.join(self.deaths, str(os.getpid())), "w").close()
             os._exit(3)
         return super().predict_features(feats)
+
+
+def _until_the_scheduler_sees_it_run(hold: float = 60.0) -> None:
+    import time
+
+    from distributed import get_client, get_worker
+
+    worker = get_worker()
+    key, address = worker.get_current_task(), worker.address
+
+    def running(dask_scheduler=None):  # (on the scheduler: nested, so pickled by value)
+        ws = dask_scheduler.workers.get(address)
+        return ws is not None and any(ts.key == key for ts in ws.executing)
+
+    client, deadline = get_client(), time.monotonic() + hold
+    while not client.run_on_scheduler(running) and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 class GatedAnalyser(FakeAnalyser):

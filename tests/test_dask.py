@@ -1313,7 +1313,7 @@ def test_a_file_tried_alone_is_not_sent_to_a_worker_being_restarted(tmp_path):
     tasks = _Tasks(Client(), [str(tmp_path / "a.wav")], spec=FAKE, config=None, predict_batch=1, retries=0,
                    file_timeout=None)  # fmt: skip
     next(tasks._todo)  # (every file submitted: the suspect's turn)
-    tasks.suspects.append((0, "tcp://10.0.0.9:40123"))
+    tasks.suspects.append((0, "tcp://10.0.0.9:40123", None))
     release = threading.Event()
     tasks.ending = [threading.Thread(target=release.wait, name=f"tagger-restart-{w}", daemon=True) for w in workers]
     for t in tasks.ending:
@@ -1426,11 +1426,13 @@ def test_a_crashing_file_on_workers_without_nannies_leaves_a_worker_standing(tmp
     the cluster with none (and with a file left to try after it, the scan stopped with a cluster
     error). A retry never takes the last worker without a nanny: the files that worker held are
     transient errors naming the worker that died, their results kept, tried again by the next scan;
-    no file is stored as crashed, innocent or not."""
+    no file is stored as crashed, innocent or not. Their reasons were the same words for each, the file
+    that killed the worker untold from those beside it: where the scheduler saw which file the worker
+    ran (here the crash waits until it does), the reason says whether it was this file."""
     root = tmp_path / "music"
     _one_bad_and_three_ok(root, "crash.wav")
     db = open_database(tmp_path / "lib.db")
-    spec = AnalyserSpec(kind="factory", factory="dask_fakes:CrashingAnalyser")
+    spec = AnalyserSpec(kind="factory", factory="dask_fakes:CrashingAnalyser", kwargs=(("seen", True),))
     try:
         with _own_cluster(tmp_path, workers=2, DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES="0") as (address, _, workers):
             summary = scan([root], db=db, analyser=FakeAnalyser(),
@@ -1447,6 +1449,8 @@ def test_a_crashing_file_on_workers_without_nannies_leaves_a_worker_standing(tmp
         assert re.fullmatch(r"not analysed: the Dask worker analysing it died .*; the next scan tries it again "
                             r"\(on the Dask worker tcp://127\.0\.0\.1:\d+\)", reason), (name, reason)  # fmt: skip
     assert summary.scanned + summary.failed == 4 and summary.scanned >= 2
+    assert "died while it ran this file (a decoder crash" in errors["crash.wav"], errors  # (was: the same for all)
+    assert all("died while it ran another file in flight beside it" in e for n, e in errors.items() if n != "crash.wav")
     assert all("decoder crashed" not in (e or "") for _, e in rows.values()), rows
     assert all(st == M.STATUS_OK for name, (st, _) in rows.items() if name not in errors), rows
 
@@ -1589,7 +1593,7 @@ def test_a_worker_without_a_nanny_stopped_under_a_file_alone_is_no_crash_of_the_
     assert all("decoder crashed" not in (e or "") for _, e in rows.values()), rows
     assert _warned_of_a_stop(caplog), [r.getMessage() for r in caplog.records]
     errors = {os.path.basename(p): e for p, e in summary.errors}  # (a file queued beside it on the first: as it)
-    assert "stop.wav" in errors and all(e.startswith(STRANDED) for e in errors.values()), errors
+    assert "stop.wav" in errors and all(e.startswith(STRANDED) for e in errors.values()), errors  # (alone: none ran)
     assert summary.scanned + summary.failed == 4
     assert ended  # (was: its process stayed, held by the file's thread, until the file's end)
 

@@ -133,8 +133,10 @@ class DaskBackend:
                     store(*done)
                 idle.reset()
                 tasks.submit_into(futures)
-            for i, died in tasks.stranded:  # (no worker to try them alone on: see `alone_worker`)
-                store(i, RemoteResult(tasks.paths[i], error=STRANDED, unreadable=True, worker=died))
+            for i, died, ran in tasks.stranded:  # (no worker to try them alone on: see `alone_worker`)
+                if ran is not None and _stopped_gracefully(client, died, tasks.paths[i], warn=False):
+                    ran = None  # (a stop, not a death: which file it ran tells nothing)
+                store(i, RemoteResult(tasks.paths[i], error=stranded(ran), unreadable=True, worker=died))
             _await_ends(tasks.ending, poll)  # (before its client is closed: a restart not yet asked would be lost)
         finally:
             if tasks.index:  # stopped early (error, Ctrl-C): the cluster drops the rest
@@ -374,7 +376,8 @@ class _Tasks:
     limits: dict = field(default_factory=dict)
     """Task key -> seconds its worker may run it (`task_limit`; only with a file timeout)."""
     suspects: list = field(default_factory=list)
-    """(position in paths, address of the last worker that died) of the files whose every worker died
+    """(position in paths, address of the last worker that died, whether it died running this file:
+    `_ran_at_death`) of the files whose every worker died
     while other files were in flight beside them: each is tried again alone on the cluster, on one
     worker (`alone_worker`), once the others are done."""
     alone: dict = field(default_factory=dict)
@@ -468,7 +471,7 @@ class _Tasks:
         except killed_worker as exc:
             last = getattr(getattr(exc, "last_worker", None), "address", None)
             if not alone or _stopped_gracefully(self.client, last or alone, self.paths[i]):
-                self.suspects.append((i, last or alone))
+                self.suspects.append((i, last or alone, None if alone else _ran_at_death(exc, fut.key)))
                 fut.release()
                 return None
             result = crashed(self.paths[i], last or alone)
@@ -486,7 +489,28 @@ STRANDED = ("not analysed: the Dask worker analysing it died (a decoder crash or
             "in flight beside it), and no worker was left to try it alone without risking the last one (the workers "
             "have no nanny to restart them); the next scan tries it again")
 """The reason of a suspect that no worker could try alone (`alone_worker`): a transient error,
-its stored results kept; the scan names the worker that died after it."""
+its stored results kept; the scan names the worker that died after it. `stranded` tells the file the
+worker ran from those beside it where the scheduler knew."""
+
+
+def stranded(ran: bool | None) -> str:
+    """`STRANDED`, or where the scheduler knew which file the worker ran when it died (`_ran_at_death`),
+    saying whether it was this file or another beside it: the same words for every file the worker
+    held left the one that killed it untold from the others (a cluster without nannies down to its
+    last worker, where no retry alone tells them apart)."""
+    if ran is None:
+        return STRANDED
+    return STRANDED.replace("(a decoder crash or out of memory, of this file or of one in flight beside it)",
+                            "while it ran this file (a decoder crash or out of memory?)" if ran else
+                            "while it ran another file in flight beside it (a decoder crash or out of memory)")  # fmt: skip
+
+
+def _ran_at_death(exc: Exception, key: str) -> bool | None:
+    """Whether the worker whose death failed the task `key` (``KilledWorker.last_worker``, the
+    scheduler's copy of it) was running that task when it died, by the tasks its last heartbeat said
+    it ran (a file that ran a heartbeat long: 0.5 s on a small cluster); None where it said none."""
+    running = getattr(getattr(exc, "last_worker", None), "executing", None) or {}
+    return (key in running) if running else None
 
 
 def crashed(path: str, worker: str) -> RemoteResult:
@@ -525,7 +549,7 @@ def _end_alone_at_its_death(tasks: _Tasks, futures, idle: _Idle, store: Callable
             if suspicious and not _stopped_gracefully(tasks.client, worker, tasks.paths[i]):
                 store(i, crashed(tasks.paths[i], worker))
             else:
-                tasks.suspects.append((i, worker))
+                tasks.suspects.append((i, worker, None))
             idle.reset()
             tasks.submit_into(futures)
 
@@ -539,13 +563,14 @@ it since it ran a tagger task (`tagger.library.remote.report_stops`: distributed
 connection to the scheduler before it closed, and its stop read as a death)."""
 
 
-def _stopped_gracefully(client, worker: str, path: str) -> bool:
+def _stopped_gracefully(client, worker: str, path: str, *, warn: bool = True) -> bool:
     """Whether `worker` left the scheduler because it was asked to stop, not because it died: it reported
     a `CLOSING` status first, as the scheduler's events of the worker say. The scheduler counts both
     as a death against the tasks the worker held (distributed 2026.8: ``Scheduler.remove_worker``
     without ``expected``), so a file tried alone on a worker stopped under it was stored as crashed
     (a lasting error) where the file had done nothing. Logs a warning naming the worker and `path`
-    when it was; False when the scheduler cannot say (the file is then stored as crashed, as before).
+    when it was (with `warn`); False when the scheduler cannot say (the file is then stored as
+    crashed, as before).
     Only the events since the worker joined count: a worker restarted by its nanny at a fixed port
     (``--worker-port``) has the address of the one before, whose own stop (a file timeout's restart)
     made every later death there read as a stop, and a file that killed it tried alone there for ever.
@@ -562,7 +587,7 @@ def _stopped_gracefully(client, worker: str, path: str) -> bool:
             stopped = False  # (a worker that joined at this address since: what came before was another's)
         elif isinstance(msg, dict) and msg.get("action") == "worker-status-change":
             stopped = msg.get("status") in (*CLOSING, "closed")  # (its latest: a retirement given up sets it running)
-    if stopped:
+    if stopped and warn:
         log.warning("dask: the worker %s was stopped (not a crash) while it analysed %s alone; the file is tried "
                     "again on another worker", worker, path)  # fmt: skip
     return stopped
