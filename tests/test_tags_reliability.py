@@ -1406,3 +1406,43 @@ def test_untag_and_tag_from_json_do_not_upgrade_a_library_database_they_were_not
     result = run(app, ["untag", str(a), "--settle-seconds", "0", "--db", str(old)])
     assert result.exit_code == 0, result.output
     assert revision() == head_revision()
+
+
+def test_a_default_database_of_a_newer_tagger_or_another_program_is_named_as_such_by_untag_and_tag_from_json(
+        tmp_path, monkeypatch):  # fmt: skip
+    """Review of a0e4584: a default database that untag and tag --from-json leave unopened was said to be
+    "at schema revision 0099, this tagger's is N; ... a scan upgrades it" where it was a newer tagger's
+    (a scan refuses it: "made by a newer tagger"; found by tagger untag with such a $TAGGER_DB). It
+    gets the reason a scan gives it, as another program's database does; both are left as they were,
+    the file untagged all the same."""
+    import contextlib
+    import sqlite3
+
+    from typer.testing import CliRunner
+
+    from old_databases import write_database_at
+    from tagger.cli import app
+    from tagger.db.urls import as_url
+
+    newer, other = tmp_path / "newer.db", tmp_path / "other.db"
+    write_database_at(as_url(newer), "0011", tracks=1)
+    with sqlite3.connect(newer) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '0099'")
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE songs (title TEXT)")
+    a = write_audio(tmp_path / "music" / "a.flac", tone_signal([110.0], seconds=4.0))
+
+    def content(database) -> list[str]:
+        with contextlib.closing(sqlite3.connect(database)) as conn:
+            return list(conn.iterdump())
+
+    for database, reason in ((newer, f"the database sqlite:///{newer} has schema revision 0099, which tagger"),
+                             (other, f"{other} is not a tagger library database")):  # fmt: skip
+        tags.write_instruments(a, instruments=["bass"], model_version="fake-1")
+        before = content(database)
+        monkeypatch.setenv("TAGGER_DB", str(database))
+        result = CliRunner().invoke(app, ["untag", str(a), "--settle-seconds", "0"])
+        assert result.exit_code == 0 and "1 untagged" in result.output, result.output
+        assert f"tagger: note: {reason}" in result.output, result.output
+        assert "upgrades it" not in result.output, result.output  # (was: "a scan ... upgrades it")
+        assert content(database) == before

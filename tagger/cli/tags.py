@@ -285,21 +285,30 @@ def _library_at_hand(db: str | None, *, settle_seconds: float):
     # older tagger would no longer open it; was: upgraded, with scan's warning; `--db` names it: upgraded)
     from sqlalchemy.exc import SQLAlchemyError
 
-    from tagger.db.migrate import at_head, current_revision, head_revision
+    from tagger.db.migrate import alembic_config, at_head, check_known_revision, current_revision, head_revision
+    from tagger.db.session import database_error
     from tagger.db.urls import shown_url
 
     try:
-        current = at_head(database.engine)
-        revision = None if current else current_revision(database.engine)
-    except SQLAlchemyError as exc:
-        current, revision = False, f"unreadable ({exc.__class__.__name__})"
-    if not current:
+        if at_head(database.engine):
+            return database
+        # (a newer tagger's database, or another program's, is its own line, as a scan's refusal says it;
+        # was: "is at schema revision 0099 ... a scan upgrades it", which a scan refuses)
+        with database.engine.connect() as conn:
+            check_known_revision(conn, alembic_config(database.engine))
+        revision = current_revision(database.engine)
+        if revision == head_revision():  # (at_head's False is "ask Alembic")
+            return database
+    except (SQLAlchemyError, TaggerError) as exc:
         database.close()
-        echo(f"tagger: note: the library database {shown_url(database.url)} is at schema revision {revision}, this "
-             f"tagger's is {head_revision()}; not upgraded by this command (a scan, or this command with --db, "
-             f"upgrades it): so {waits}this run's writes are not recorded in it", err=True)  # fmt: skip
+        problem = database_error(database.url, exc, doing="open") if isinstance(exc, SQLAlchemyError) else exc
+        echo(f"tagger: note: {problem}; so {waits}this run's writes are not recorded in it", err=True)
         return None
-    return database
+    database.close()
+    echo(f"tagger: note: the library database {shown_url(database.url)} is at schema revision {revision}, this "
+         f"tagger's is {head_revision()}; not upgraded by this command (a scan, or this command with --db, "
+         f"upgrades it): so {waits}this run's writes are not recorded in it", err=True)  # fmt: skip
+    return None
 
 
 def _own_writes(database):
