@@ -50,3 +50,46 @@ def _state(pid: int) -> bytes:
         return Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
     except (OSError, IndexError):
         return b"Z"
+
+
+def test_an_ffmpeg_whose_feeder_cannot_start_is_ended_and_forgotten(tmp_path, monkeypatch):
+    """The thread that feeds ffmpeg a file's byte ranges (an MP3 read past its junk) was started
+    after ffmpeg and before the block that ends it: where it could not start (``can't start new
+    thread``, a process at its limit of threads), that ffmpeg was left running, waiting on its input
+    for as long as the scan's worker lived, and `tagger.audio.plumbing`'s list of the decoders a stop
+    ends kept it (found reviewing 5f23a0d's list for entries left behind by an error). It is ended and
+    forgotten, the error going on."""
+    import threading
+    from dataclasses import replace
+
+    from conftest import tone_signal, write_audio
+    from tagger.audio import decoders, plumbing
+    from tagger.audio.probe import info
+
+    song = write_audio(tmp_path / "song.wav", tone_signal([440.0], seconds=1.0))
+    meta = replace(info(song), feed=((0, song.stat().st_size),), demuxer="wav")
+    started: list[subprocess.Popen] = []
+
+    def start_decoder(cmd, **popen):
+        started.append(plumbing.start_decoder(cmd, **popen))
+        return started[-1]
+
+    class NoThread(threading.Thread):
+        def start(self) -> None:
+            raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(decoders, "start_decoder", start_decoder)
+    monkeypatch.setattr(threading, "Thread", NoThread)
+    try:
+        with pytest.raises(RuntimeError, match="can't start new thread"):
+            next(decoders._ffmpeg_blocks(song, meta, 4096))
+        monkeypatch.undo()
+        assert len(started) == 1
+        assert started[0].poll() is not None  # (ended, and waited for: was still running)
+        assert started[0] not in plumbing._RUNNING
+    finally:
+        for proc in started:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            plumbing.decoder_done(proc)

@@ -228,12 +228,13 @@ def _ffmpeg_blocks(path: Path, meta: AudioInfo, block_frames: int, notes: list[s
     feeder = None
     with tempfile.TemporaryFile() as errfile:
         proc = start_decoder(cmd, stdin=subprocess.PIPE if meta.feed else None, stdout=subprocess.PIPE, stderr=errfile)
-        if meta.feed:
-            feeder = threading.Thread(target=_feed, args=(path, meta.feed, proc.stdin), daemon=True)
-            feeder.start()
         frame_bytes = 4 * meta.channels
         frames = 0
         try:
+            if meta.feed:  # (in the try: a feeder that cannot start, "can't start new thread", ends its ffmpeg)
+                thread = threading.Thread(target=_feed, args=(path, meta.feed, proc.stdin), daemon=True)
+                thread.start()
+                feeder = thread
             assert proc.stdout is not None
             while True:
                 buf = proc.stdout.read(block_frames * frame_bytes)
@@ -285,6 +286,8 @@ def _ffmpeg_blocks(path: Path, meta: AudioInfo, block_frames: int, notes: list[s
                 decoder_done(proc)
             if feeder is not None:
                 feeder.join()  # (ffmpeg gone: its writes fail at once)
+            elif proc.stdin:
+                proc.stdin.close()  # (no feeder started to close it)
             if proc.stdout:
                 proc.stdout.close()
 
