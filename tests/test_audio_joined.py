@@ -449,13 +449,14 @@ def test_rf64_wave64_dsf_and_tak_files_joined_are_analysed_whole(tmp_path, db, e
 
 
 @pytest.mark.parametrize("first,second", [("flac", "wav"), ("wav", "flac"), ("aiff", "w64"), ("wv", "flac"),
-                                          ("tta", "aiff"), ("rf64", "tak"), ("dsf", "flac")])  # fmt: skip
+                                          ("tta", "aiff"), ("rf64", "tak"), ("dsf", "flac"),
+                                          ("tak", "wav")])  # fmt: skip
 def test_files_of_other_kinds_joined_are_analysed_whole(tmp_path, first, second):
     """A FLAC followed by a WAV (``cat a.flac b.wav``), and other kinds so: was the first part alone
     (3 s of 8), as a file of one kind was before a216af8. A part whose header declares its bytes is
     followed by a part of any kind where they end; a FLAC or WavPack whose stream does not run to the
-    file's end (its last frame or block, of its last samples) by one of another kind looked for in
-    its bytes. Each is decoded by its own kind's demuxer."""
+    file's end (its last frame or block, of its last samples), or a TAK, by one of another kind looked
+    for in its bytes. Each is decoded by its own kind's demuxer."""
     path = tmp_path / f"joined.{SUFFIXES.get(first, first)}"
     path.write_bytes(_part(tmp_path / f"a.{first}", FLUTE, 3.0) + _part(tmp_path / f"b.{second}", BASS, 5.0,
                                                                         sr=48_000))  # fmt: skip

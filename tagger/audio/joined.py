@@ -194,6 +194,35 @@ def _ends_before(path: Path, data, f, name: str, at: int, read: Header) -> int |
         return last if last is not None else read.audio
     if name == "WavPack" and read.samples and not _wavpack_ends(data, f, at, read):
         return read.audio
+    if name == "TAK":
+        last = _tak_last_frame(data, max(read.audio, _trailing_tags(f, len(data))[0] - TAK_TAIL))
+        return last if last is not None else read.audio
+    return None
+
+
+TAK_TAIL = 2 << 20
+"""The bytes at a file's end a TAK stream's last frame is looked for in (a frame is 250 ms at most:
+1.2 MB of 8 channels of 24 bits at 192 kHz, uncompressed)."""
+
+
+def _tak_last_frame(data, low: int) -> int | None:
+    """Where the last TAK frame header from `low` on lies whose flags say it is its stream's last, its
+    CRC-24 right (ffmpeg's ``ff_tak_decode_frame_header``: the sync 0xA0FF, flags, frame number, its
+    samples, the stream's info where flagged, its bits read least significant first); None where none
+    does (its stream ends before `low`: a part of another kind after it)."""
+    at = len(data)
+    while (at := data.rfind(b"\xff\xa0", low, at + 1)) >= 0:
+        bits = int.from_bytes(data[at : at + 24], "little")
+        flags, pos = (bits >> 16) & 7, 40
+        if flags & 1 and not flags & 4:  # (the last frame, without metadata)
+            pos += 16
+            if flags & 2:  # (the stream's info: 80 bits, then 6 that may flag 25 more, to a whole byte)
+                pos += 86 + (25 if (bits >> (pos + 80)) & 0x3F else 0)
+                pos += -pos % 8
+            size = pos // 8
+            if _crc24(data[at : at + size]) == data[at + size : at + size + 3]:
+                return at
+        at -= 1
     return None
 
 
