@@ -93,3 +93,49 @@ def test_an_ffmpeg_whose_feeder_cannot_start_is_ended_and_forgotten(tmp_path, mo
                 proc.kill()
                 proc.wait()
             plumbing.decoder_done(proc)
+
+
+def test_a_stop_ends_the_decoders_of_its_own_thread_only(tmp_path):
+    """`tagger.audio.plumbing.ending_decoders`' ``end`` (a ``--jobs 0`` scan's stop) ended every
+    decoder of the process, and any another thread started after it: a program reading audio through
+    `tagger.audio` in a thread beside the scan had its reads fail with exit code -9 (found reviewing
+    5f23a0d). It ends those of the block's own thread, and any that thread starts after it."""
+    import threading
+
+    from tagger.audio import plumbing
+
+    sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+    started: list[subprocess.Popen] = []  # (by the other thread)
+    ours: list[subprocess.Popen] = []
+    go_on, gone = threading.Event(), threading.Event()
+
+    def beside() -> None:  # (a thread that lives on: a decoder dies with the thread that started it)
+        started.append(plumbing.start_decoder(sleeper))
+        gone.set()
+        go_on.wait()
+        go_on.clear()
+        started.append(plumbing.start_decoder(sleeper))
+        gone.set()
+        go_on.wait()
+
+    other = threading.Thread(target=beside)
+    try:
+        with plumbing.ending_decoders() as end:
+            ours.append(plumbing.start_decoder(sleeper))
+            other.start()
+            gone.wait()
+            gone.clear()
+            end()
+            go_on.set()  # (its second decoder, started after the stop)
+            gone.wait()
+            ours.append(plumbing.start_decoder(sleeper))
+            assert [p.wait() for p in ours] == [-9, -9]  # (the block's thread's: ended)
+            assert [p.poll() for p in started] == [None, None]  # (the other thread's: still running)
+    finally:
+        go_on.set()
+        other.join()
+        for proc in [*started, *ours]:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            plumbing.decoder_done(proc)

@@ -47,14 +47,18 @@ def _decoder_preexec():
     return die_with_parent
 
 
-_RUNNING: set[subprocess.Popen] = set()
-"""The decoder subprocesses this process runs now (`start_decoder` to `decoder_done`)."""
+_RUNNING: dict[subprocess.Popen, int] = {}
+"""The decoder subprocesses this process runs now (`start_decoder` to `decoder_done`), each with the
+thread that started it (`threading.get_ident`)."""
 
 
 class _Ending:
-    """An `ending_decoders` block: ``asked`` once its ``end`` was called."""
+    """An `ending_decoders` block: the thread it runs in, ``asked`` once its ``end`` was called."""
 
     asked = False
+
+    def __init__(self) -> None:
+        self.thread = threading.get_ident()
 
 
 _ENDING: list[_Ending] = []
@@ -67,18 +71,19 @@ def start_decoder(cmd: list[str], **popen: object) -> subprocess.Popen:
     ffmpeg sets its own SIGINT handler whatever it inherits, and a scan started with SIGINT ignored,
     a script's ``tagger scan ... &``, had the file it was decoding stored as the lasting error
     ``ffmpeg could not decode the file: exit code 255``), dying with this process
-    (`_decoder_preexec`), and known until `decoder_done` to `ending_decoders`, whose ``end`` ends it
-    (one started after it was called ends at once)."""
+    (`_decoder_preexec`), and known until `decoder_done` to the `ending_decoders` block of its thread,
+    whose ``end`` ends it (one started after it was called ends at once)."""
     proc = subprocess.Popen(cmd, process_group=0, preexec_fn=_decoder_preexec(), **popen)
-    _RUNNING.add(proc)
-    if any(block.asked for block in _ENDING):  # (after the add: an ``end`` in between has ended it too)
+    thread = _RUNNING[proc] = threading.get_ident()
+    # (looked at after the add: an ``end`` called in between has ended it too)
+    if any(block.asked and block.thread == thread for block in _ENDING):
         _end(proc)
     return proc
 
 
 def decoder_done(proc: subprocess.Popen) -> None:
     """``proc`` (`start_decoder`'s) is no longer run: ended, or waited for."""
-    _RUNNING.discard(proc)
+    _RUNNING.pop(proc, None)
 
 
 def run_decoder(cmd: list[str], *, timeout: float) -> tuple[int, bytes, bytes]:
@@ -107,18 +112,21 @@ def _end(proc: subprocess.Popen) -> None:
 
 @contextlib.contextmanager
 def ending_decoders() -> Iterator[Callable[[], None]]:
-    """A block within which the function it gives, ``end()``, ends the decoder subprocesses this
-    process runs (`start_decoder`), and any it starts after the call at once, until the block ends:
-    what is waiting for one of them then sees it end (killed: a failure the caller knows for the
+    """A block within which the function it gives, ``end()``, ends the decoder subprocesses that the
+    block's thread runs (`start_decoder`), and any it starts after the call at once, until the block
+    ends: what is waiting for one of them then sees it end (killed: a failure the caller knows for the
     stop's). A scan analysing its files in its own process (``--jobs 0``) calls it at a stop, from the
     stop signal's handler (`tagger.library.state.StopSignals.calling`): it waited for the ffprobe
-    reading the file (up to its 60 s timeout) or a hung ffmpeg before it stopped."""
+    reading the file (up to its 60 s timeout) or a hung ffmpeg before it stopped. The decoders of
+    another thread (a program that reads audio beside the scan, through `tagger.audio`) are not the
+    scan's: left to run (were ended too, their reads failing with exit code -9)."""
     block = _Ending()
 
     def end() -> None:
         block.asked = True
-        for proc in list(_RUNNING):
-            _end(proc)
+        for proc, thread in list(_RUNNING.items()):
+            if thread == block.thread:
+                _end(proc)
 
     _ENDING.append(block)
     try:
