@@ -541,3 +541,27 @@ def test_a_flac_with_bytes_after_its_last_frame_then_a_wav_is_analysed_whole(tmp
     alone = tmp_path / "alone.flac"
     alone.write_bytes(flac + bytes(2000))
     assert audio.info(alone).parts == ()
+
+
+def test_a_file_that_cannot_be_looked_at_for_an_older_decoding_keeps_its_track(tmp_path, db, monkeypatch):
+    """The look at an older decoding's track (`decoded_otherwise`) runs in the scan's plan: a file it
+    fails on (an error no check foresaw) must not stop the scan; the track keeps its results, and is
+    looked at again by the next scan."""
+    from tagger.audio import joined
+
+    music = tmp_path / "music"
+    music.mkdir()
+    (music / "one.flac").write_bytes(_part(tmp_path / "a.flac", FLUTE, 3.0))
+    scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    with db.session() as s:
+        s.execute(M.Track.__table__.update().values(decoding=None))
+        s.commit()
+
+    def fails(path):
+        raise IndexError("no such byte")
+
+    monkeypatch.setattr(joined, "decoded_otherwise", fails)
+    summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert (summary.scanned, summary.skipped, summary.failed) == (0, 1, 0)
+    with db.session() as s:
+        assert list(s.scalars(select(M.Track.decoding))) == [None]

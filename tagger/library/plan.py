@@ -253,7 +253,11 @@ class _Plan:
 
         if status != M.STATUS_OK or (decoding or 0) >= DECODING:
             return False
-        why = decoded_otherwise(Path(path))
+        try:
+            why = decoded_otherwise(Path(path))
+        except Exception as exc:  # (a file no check foresaw: kept as it is, looked at again by the next scan)
+            log.debug("could not look at %s for an older decoding: %r", path, exc)
+            return False
         if why:
             self.summary.decoded_anew.append((path, why))
             return True
