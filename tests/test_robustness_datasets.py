@@ -974,3 +974,36 @@ def test_a_mixture_folder_without_the_levels_asked_is_refused_before_the_model_l
     with pytest.raises(DatasetError, match="has no mixtures at all"):
         R.evaluate(mixtures, out_dir=tmp_path / "report", scorer=_never_loaded, plots=False)
     assert not (tmp_path / "report").exists()
+
+
+def test_json_nested_thousands_deep_is_one_clear_error(tmp_path):
+    """An examples.json, split.json or labels.json of `[[[[...` nested 100,000 deep ended `evaluate`
+    and `dataset mix` in a RecursionError traceback (Python's JSON parser gives up), and so did a
+    report.json of that kind in the --out folder (found red-teaming the NSynth reader with hostile
+    JSON). The first three are an error naming the file; the report.json is no earlier report."""
+    from tagger.data.examples import read_examples
+    from tagger.data.render import _read_render_summary
+
+    deep = "[" * 100_000 + "]" * 100_000
+    root = make_dataset(tmp_path / "ds")
+    for name in ("split.json", "examples.json"):
+        good = (root / name).read_text()
+        (root / name).write_text(deep)
+        with pytest.raises(DatasetError, match="nested too deeply"):
+            nsynth.NoteDataset.load(root, split="test")
+        one_error_line(runner.invoke(app, ["evaluate", str(root), "--out", str(tmp_path / "r")]), str(root / name), "nested too deeply")
+        (root / name).write_text(good)
+    with pytest.raises(DatasetError, match="cannot add to this dataset"):
+        (tmp_path / "examples.json").write_text(deep)
+        read_examples(tmp_path / "examples.json")
+    assert _read_render_summary(tmp_path / "examples.json") == {}  # (an earlier render's summary: none)
+    mixtures = tmp_path / "mix"
+    M.write_mixtures(nsynth.NoteDataset.load(root, split="test"), mixtures, per_level=1, levels=[1], seed=0)
+    (mixtures / "labels.json").write_text(deep)
+    with pytest.raises(DatasetError, match="nested too deeply"):
+        M.read_manifest(mixtures)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "report.json").write_text(deep)
+    with pytest.raises(UserError, match="holds report.json but no earlier tagger report"):
+        R.evaluate(root, out_dir=out, scorer=_never_loaded, plots=False)

@@ -20,7 +20,7 @@ def read_examples(path: str | os.PathLike) -> dict[str, dict]:
         data = json.loads(path.read_text())
         if not isinstance(data, dict) or not all("instrument_str" in r for r in data.values()):
             raise ValueError("not an object of NSynth note records")
-    except (OSError, ValueError, AttributeError, TypeError) as exc:
+    except (OSError, ValueError, AttributeError, TypeError, RecursionError) as exc:
         raise DatasetError(path, f"cannot add to this dataset: {exc}") from None
     return data
 

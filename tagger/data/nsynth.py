@@ -204,14 +204,17 @@ def _no_duplicates(pairs: list[tuple[str, object]]) -> dict:
 def read_json(path: Path):
     """The JSON content of a dataset's metadata file (a UTF-8 BOM in front, as Windows editors write
     it, is read past); a file that is not UTF-8 JSON, that repeats a key
-    (two records for one note: Python's json would keep the last one silently) or cannot be read is
-    a `DatasetError` naming it."""
+    (two records for one note: Python's json would keep the last one silently), that nests too
+    deeply for Python's parser (a `RecursionError` traceback) or cannot be read is a `DatasetError`
+    naming it."""
     try:
         return json.loads(path.read_bytes().decode("utf-8-sig"), object_pairs_hook=_no_duplicates)
     except _DuplicateKey as exc:
         raise DatasetError(path, f"invalid JSON: {exc}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DatasetError(path, f"invalid JSON: {exc}") from None
+    except RecursionError:  # (`[[[[...` thousands deep: Python's parser gives up, a traceback)
+        raise DatasetError(path, "invalid JSON: nested too deeply to be a dataset's metadata") from None
     except OSError as exc:
         raise DatasetError(path, f"cannot read it: {exc.strerror or exc}") from None
 

@@ -393,7 +393,7 @@ def _read_render_summary(path: Path) -> dict:
     """An earlier render's summary, to keep the SoundFonts it used (empty when missing or unreadable)."""
     try:
         data = json.loads(path.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return {}
     return data if isinstance(data, dict) and isinstance(data.get("soundfonts", {}), dict) else {}
 

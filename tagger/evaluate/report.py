@@ -346,7 +346,7 @@ def _is_report(path: Path) -> bool:
         return False
     try:
         data = json.loads(path.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # (RecursionError: nested thousands deep, no report)
         return False
     return isinstance(data, dict) and {"tagger_version", "model", "data", "paper", "files"} <= data.keys()
 
