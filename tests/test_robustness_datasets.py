@@ -1007,3 +1007,22 @@ def test_json_nested_thousands_deep_is_one_clear_error(tmp_path):
     (out / "report.json").write_text(deep)
     with pytest.raises(UserError, match="holds report.json but no earlier tagger report"):
         R.evaluate(root, out_dir=out, scorer=_never_loaded, plots=False)
+
+
+def test_a_mixture_of_nan_samples_is_refused_as_predict_refuses_it(tmp_path, mixtures):
+    """A mixture folder's float WAV of NaN samples was scored as silence (audio.load stopped at the
+    window's end, before the stream's own check of them), so a level-0 clip of NaN counted as a
+    right answer, where `tagger predict` refuses the file (found red-teaming evaluate with a float
+    WAV of NaN). It is refused naming the file, as predict does, also where the NaN lie beyond the
+    window; a few (up to 1%) are taken as silence, as a scan takes them."""
+    tone = 0.3 * np.sin(2 * np.pi * 220 * np.arange(3 * C.WINDOW_SAMPLES) / C.SAMPLE_RATE)
+    clip = mixtures / "level00" / "mix_00_0000.wav"
+    for where, refused in ((slice(0, C.WINDOW_SAMPLES), True), (slice(C.WINDOW_SAMPLES, None), True), (slice(0, 100), False)):
+        broken = tone.copy()
+        broken[where] = np.nan
+        sf.write(clip, broken, C.SAMPLE_RATE, subtype="FLOAT")
+        if refused:
+            with pytest.raises(AudioReadError, match="of its samples are NaN or infinite: not analysed"):
+                R.evaluate(mixtures, out_dir=tmp_path / "report", scorer=Scorer(), plots=False)
+        else:
+            R.evaluate(mixtures, out_dir=tmp_path / "report", scorer=Scorer(), plots=False)

@@ -178,14 +178,20 @@ def stream(
                                     f"{MAX_NON_FINITE:.0%} of them are taken as silence)")  # fmt: skip
 
 
-def load(path: str | os.PathLike, *, max_seconds: float | None = None) -> np.ndarray:
-    """Decode a whole (short) file as mono float32 at 16 kHz, optionally stopping after max_seconds."""
+def load(path: str | os.PathLike, *, max_seconds: float | None = None, checked: bool = False) -> np.ndarray:
+    """Decode a whole (short) file as mono float32 at 16 kHz, optionally stopping after max_seconds.
+
+    Stopped there, the file's checks that `stream` makes at its end (more than `MAX_NON_FINITE` of
+    NaN or infinite samples, which it gives as silence; a file cut short) are not made. With
+    `checked` the file is decoded to its end all the same, what lies beyond `max_seconds` dropped
+    as it comes (memory bounded), so that they are: an `AudioReadError` where it fails one."""
     parts, total = [], 0
     limit = None if max_seconds is None else int(max_seconds * C.SAMPLE_RATE)
     for block in stream(path):
-        parts.append(block)
+        if limit is None or total < limit:
+            parts.append(block)
         total += len(block)
-        if limit is not None and total >= limit:
+        if limit is not None and total >= limit and not checked:
             break
     audio = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
     return audio if limit is None else audio[:limit]

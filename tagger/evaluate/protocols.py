@@ -248,12 +248,14 @@ def _read_mixture_windows(records: Sequence[dict], *, padded: list[dict] | None 
     window is padded with silence (as a scan pads a track's last window) and, when `padded` is
     given, listed there with its length; a clip longer than the window (by more than 10 ms, as its
     container gives its length) is scored on its first window and, when `cut` is given, listed there
-    with its length (a file with no audio at all: `AudioReadError` from `audio.load`)."""
+    with its length. A file with no audio at all, or one of more than 1% NaN or infinite samples
+    (which `tagger predict` refuses too; was: scored as silence, a right answer at level 0), is an
+    `AudioReadError` from `audio.load`, which decodes each file to its end for its checks."""
     from tagger import audio
 
     out = np.zeros((len(records), C.WINDOW_SAMPLES), dtype=np.float32)
     for i, rec in enumerate(records):
-        clip = audio.load(rec["path"], max_seconds=C.WINDOW_SECONDS)
+        clip = audio.load(rec["path"], max_seconds=C.WINDOW_SECONDS, checked=True)  # (was: a WAV of NaN read as silence)
         if len(clip) < C.WINDOW_SAMPLES and padded is not None:
             padded.append({"file": rec["file"], "seconds": round(len(clip) / C.SAMPLE_RATE, 3)})
         elif cut is not None:
