@@ -36,8 +36,8 @@ from tagger.evaluate.protocols import (
     _restrict,
     data_kind,
     evaluate_polyphony,
-    no_mixtures_at,
     evaluate_solo,
+    no_mixtures_at,
 )
 from tagger.evaluate.render import render_markdown
 from tagger.hashing import sha256_file
