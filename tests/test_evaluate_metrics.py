@@ -136,6 +136,12 @@ def test_solo_confusion_matrix_and_classification_report_by_hand():
     assert rep["macro_avg"] == pytest.approx({"precision": 2.5 / 3, "recall": 2 / 3, "f1": (0.5 + 2 / 3 + 1) / 3, "support": 5})
     assert rep["weighted_avg"] == pytest.approx({"precision": 4 / 5, "recall": 3 / 5, "f1": (1 + 4 / 3 + 1) / 5, "support": 5})
     assert rep["none"] == 1
+    # a family with notes never predicted: NaN precision in its row, 0 in both averages (as
+    # scikit-learn counts it), so a model that never names a family gains nothing by it
+    rep = MX.classification_report(np.array([[1, 0, 0, 1], [0, 0, 0, 2], [0, 0, 1, 0]]), FAMS)
+    assert np.isnan(rep["families"]["b"]["precision"])
+    assert rep["macro_avg"]["precision"] == pytest.approx((1.0 + 0.0 + 1.0) / 3)
+    assert rep["weighted_avg"]["precision"] == pytest.approx((2 * 1.0 + 2 * 0.0 + 1 * 1.0) / 5)
 
 
 def test_solo_confusion_matrix_rejects_out_of_range_classes():

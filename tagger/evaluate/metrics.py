@@ -17,8 +17,9 @@ Definitions (the paper's Section IV, with the faults of its reference code fixed
 Undefined ratios: a rate whose denominator is 0 (TPR of a family absent from every example, e.g. at
 polyphony level 0; FPR of a family present in every example, e.g. at level 10; precision of a
 family never predicted) is NaN, written ``null`` in JSON and "n/a" in tables. It is never silently
-0 or 1, and averages over families or levels skip it, but for the solo test's weighted average
-(`classification_report`), which counts it as 0, as scikit-learn does. F1 = 2TP / (2TP + FP + FN)
+0 or 1, and averages over families or levels skip it, but for the solo test's macro and weighted averages
+(`classification_report`), which count a family with notes never predicted as precision 0, as
+scikit-learn does. F1 = 2TP / (2TP + FP + FN)
 is NaN only when the family is neither present nor predicted.
 """
 
@@ -237,10 +238,10 @@ def classification_report(confusion: np.ndarray, families: Sequence[str]) -> dic
     Per family: precision (of the notes predicted as the family, the share that are), recall (of the
     family's notes, the share predicted as it), F1 and support; "none" predictions count as misses.
     Also accuracy (share of notes whose predicted class is right), the macro average (unweighted
-    mean over families with support, NaN entries skipped: a family never predicted has no precision
-    and does not lower the macro precision) and the weighted average (weighted by support, a NaN
-    counted as 0, as scikit-learn counts it), as scikit-learn's ``classification_report`` prints them
-    but for the macro average's NaN.
+    mean over families with support) and the weighted average (weighted by support). A family with
+    notes that is never predicted has no precision (NaN in its row) and counts as 0 in both
+    averages, as scikit-learn's ``classification_report`` counts it: skipping it would flatter the
+    macro precision of a model that never names a family.
     """
     cm = np.asarray(confusion, dtype=np.int64)
     k = len(families)
@@ -260,8 +261,7 @@ def classification_report(confusion: np.ndarray, families: Sequence[str]) -> dic
     total = int(support.sum())
 
     def macro(values: np.ndarray) -> float:
-        v = values[has]
-        v = v[~np.isnan(v)]
+        v = np.where(np.isnan(values), 0.0, values)[has]
         return float(v.mean()) if len(v) else float("nan")
 
     def weighted(values: np.ndarray) -> float:
