@@ -163,6 +163,30 @@ def test_non_utf8_file_name_is_a_clear_error_and_stays_one(tmp_path, db):
     assert rows[str(music / "cafe.wav")][0] == "ok" and rows[shown][0] == "missing"
 
 
+def test_a_file_whose_name_is_not_utf8_is_read_by_libsndfile_as_any_other(tmp_path, monkeypatch):
+    """libsndfile was given such a name as str, which soundfile encodes as UTF-8 strictly: the
+    UnicodeEncodeError made the probe take the file for one libsndfile cannot read, so `tagger
+    predict` (and evaluate's mixtures) decoded a WAV or FLAC of a Latin-1 name through ffmpeg, and
+    without ffmpeg refused it as 'libsndfile cannot decode this file' (found reviewing 766dd9b's
+    soundfile call sites). It is given the name's bytes; a message naming them is cut as others."""
+    from tagger import audio
+    from tagger.audio import probe
+    from tagger.audio.plumbing import _said
+
+    for ext in ("wav", "flac"):
+        plain = tmp_path / f"cafe.{ext}"
+        write_audio(plain, tone_signal([BASS], seconds=4.0))
+        raw = os.fsencode(tmp_path) + b"/caf\xe9." + ext.encode()  # Latin-1, not UTF-8
+        shutil.copy(plain, raw)
+        name = os.fsdecode(raw)
+        assert audio.info(name).decoder == audio.info(plain).decoder == "soundfile", ext
+        monkeypatch.setattr(probe, "ffmpeg_available", lambda: False)
+        np.testing.assert_array_equal(audio.load(name), audio.load(plain))
+        monkeypatch.undo()
+    assert _said(f"decoding failed: Error opening {raw!r}: System error.", name) == \
+        "decoding failed: Error opening the file: System error."
+
+
 def test_a_path_too_long_to_list_is_reported_not_fatal(tmp_path, db):
     music = tmp_path / "music"
     music.mkdir()

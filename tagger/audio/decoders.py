@@ -86,7 +86,7 @@ def _soundfile_blocks(path: Path, block_frames: int, end: int | None = None) -> 
     head = _Head(path, end) if end is not None else None
     try:
         with trap:
-            f = sf.SoundFile(head if head is not None else opened_name(path))  # (not '-': stdin)
+            f = sf.SoundFile(head if head is not None else os.fsencode(opened_name(path)))  # (not '-': stdin; bytes)
         with f:
             while True:
                 with trap:

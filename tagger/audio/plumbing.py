@@ -160,6 +160,7 @@ def _said(text: str, path: str | os.PathLike) -> str:
     message wherever they stood (``tagger predict a``: 'Invthe filelid dthe filetthe file found')."""
     p = opened_name(path)
     read = os.fsencode(p).decode("utf-8", "replace")  # (as its message is read: a byte not UTF-8 is U+FFFD)
+    text = text.replace(repr(os.fsencode(p)), "the file")  # (libsndfile is given the name's bytes)
     for name in dict.fromkeys((p, read, _FFMPEG_LOGGED.sub("?", p), _FFMPEG_LOGGED.sub("?", read))):
         # (as given, as read back, and as ffmpeg's log writes it)
         text = text.replace(f"{name}: ", "").replace(repr(name), "the file").replace(name, "the file")

@@ -72,7 +72,7 @@ def _soundfile_info(path: Path) -> AudioInfo | None:
 
     trap = _DecoderStderr()
     try:
-        with trap, sf.SoundFile(opened_name(path)) as f:  # (libsndfile reads a file named '-' from stdin)
+        with trap, sf.SoundFile(os.fsencode(opened_name(path))) as f:  # ('-' is stdin to it; bytes: a name not UTF-8)
             frames = f.frames
             rate = f.samplerate
             if frames >= UNKNOWN_FRAMES:  # (a FLAC of unknown length: libsndfile fails reading it)
