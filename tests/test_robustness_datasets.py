@@ -963,6 +963,30 @@ def test_a_dataset_and_mixtures_whose_names_are_not_utf8_are_read_mixed_and_repo
     assert "`caf\\xe9.wav` (1 s)" in (tmp_path / "report2" / R.REPORT_MD).read_text(encoding="utf-8")
 
 
+def test_dataset_render_reads_and_writes_notes_under_names_not_utf8(tmp_path, monkeypatch):
+    """766dd9b gave soundfile the name's bytes in the note reader and the mixture writer, not where
+    `dataset render` reads a sample and writes its notes: a render into a folder whose name is not
+    UTF-8 (or of samples under such a name) ended in a UnicodeEncodeError traceback at its first
+    note (found reviewing 766dd9b's soundfile call sites). Each is read and written."""
+    from tagger.data import gm
+    from tagger.data import render as RD
+    from tagger.data import samples as S
+
+    latin = os.fsdecode(b"caf\xe9")
+    src, audio_dir = tmp_path / f"in-{latin}", tmp_path / f"out-{latin}"
+    src.mkdir(), audio_dir.mkdir()
+    tone = 0.3 * np.sin(2 * np.pi * 220 * np.arange(C.WINDOW_SAMPLES) / C.SAMPLE_RATE)
+    sf.write(os.fsencode(src / f"{latin}.wav"), tone, C.SAMPLE_RATE)
+    note = S.SampleNote(src / f"{latin}.wav", "keyboard_acoustic_x", "keyboard", "acoustic", "x", 57, 100, "057-100")
+    rows, dropped = S._write_notes(([note], audio_dir))
+    assert len(rows) == 1 and not dropped
+    assert sf.info(os.fsencode(audio_dir / f"{note.note_str}.wav")).frames == C.WINDOW_SAMPLES
+    flute = next(p for p in gm.all_programs() if p.name == "flute")
+    monkeypatch.setattr(RD, "render_notes", lambda *a, **k: np.tile(tone.astype(np.float32), (1, 1)))
+    rows = RD._render_program(RD._RenderJob("gm", tmp_path / "gm.sf2", flute, [RD.NoteSpec(72, 100)], audio_dir, 0.5))
+    assert [sf.info(os.fsencode(audio_dir / f"{r['note_str']}.wav")).frames for r in rows] == [C.WINDOW_SAMPLES]
+
+
 def test_a_mixture_folder_without_the_levels_asked_is_refused_before_the_model_loads(tmp_path, mixtures):
     """`evaluate MIXFOLDER --levels 7` said `the mixture manifest has no mixtures at the requested
     levels` once the model had loaded, naming neither labels.json nor the levels it has (found

@@ -264,7 +264,7 @@ def _render_program(job: _RenderJob) -> list[dict]:
         if level < SILENT_NOTE_DBFS:
             continue
         note_str = f"{inst}-{note.pitch:03d}-{note.velocity:03d}"
-        sf.write(audio_dir / f"{note_str}.wav", np.clip(clip, -1, 1), C.SAMPLE_RATE, subtype="PCM_16")
+        sf.write(os.fsencode(audio_dir / f"{note_str}.wav"), np.clip(clip, -1, 1), C.SAMPLE_RATE, subtype="PCM_16")  # (bytes: a name not UTF-8)
         rows.append(
             note_record(
                 note_str=note_str, pitch=note.pitch, velocity=note.velocity, instrument=inst, family=program.family,

@@ -207,7 +207,7 @@ def load_sample(note: SampleNote) -> np.ndarray:
     import soxr
 
     try:
-        data, rate = sf.read(str(note.path), dtype="float32", always_2d=True)
+        data, rate = sf.read(os.fsencode(note.path), dtype="float32", always_2d=True)  # (bytes: a name not UTF-8)
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
         raise DatasetError(note.path, f"cannot read the sample: {exc}") from None
     mono = data.mean(axis=1)
@@ -237,7 +237,7 @@ def _write_notes(job: tuple[list[SampleNote], Path]) -> tuple[list[dict], int]:
         level = float(rms_dbfs(clip[: int(HOLD_SECONDS * C.SAMPLE_RATE)]))
         if level < SILENT_NOTE_DBFS:
             continue
-        sf.write(audio_dir / f"{note.note_str}.wav", clip, C.SAMPLE_RATE, subtype="PCM_16")
+        sf.write(os.fsencode(audio_dir / f"{note.note_str}.wav"), clip, C.SAMPLE_RATE, subtype="PCM_16")
         rows.append(_row(note, level, soundfont=note.group.split("-")[0], sample=note.path.name))
     return rows, len(notes) - len(rows)
 
@@ -319,7 +319,7 @@ def render_calf(out_dir: str | os.PathLike, *, root: str | os.PathLike = CALF_SO
                 continue
             note = SampleNote(path, inst, "effects", SOURCE_ELECTRONIC, "calf", spec.pitch, spec.velocity,
                               f"{spec.pitch:03d}-{spec.velocity:03d}")  # fmt: skip
-            sf.write(audio_dir / f"{note.note_str}.wav", np.clip(clip, -1, 1), C.SAMPLE_RATE, subtype="PCM_16")
+            sf.write(os.fsencode(audio_dir / f"{note.note_str}.wav"), np.clip(clip, -1, 1), C.SAMPLE_RATE, subtype="PCM_16")
             rows.append(_row(note, level, soundfont="calf", sample=path.name))
     total = merge_examples(out, rows)
     return _summary(rows, dropped, total)

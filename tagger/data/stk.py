@@ -191,7 +191,7 @@ def render_note(variant: StkVariant, note: StkNote, *, workdir: str | os.PathLik
         )  # fmt: skip
         if proc.returncode != 0 or not wav.is_file():
             raise DatasetError(wav, f"stk-demo {variant.voice.stk_class} failed: {proc.stderr.strip()[-300:]}")
-        data, rate = sf.read(str(wav), dtype="float32", always_2d=True)
+        data, rate = sf.read(os.fsencode(wav), dtype="float32", always_2d=True)  # (bytes: a name not UTF-8)
     mono = data.mean(axis=1)[: int(C.WINDOW_SECONDS * rate)]
     mono = np.nan_to_num(mono, nan=0.0, posinf=0.0, neginf=0.0)
     mono = _remove_dc(mono, rate)
@@ -224,7 +224,7 @@ def _render_variant(job: tuple[StkVariant, list[StkNote], Path]) -> tuple[list[d
         if level < SILENT_NOTE_DBFS:
             continue
         note_str = f"{inst}-{note.pitch:03d}-{note.velocity:03d}"
-        sf.write(audio_dir / f"{note_str}.wav", clip, C.SAMPLE_RATE, subtype="PCM_16")
+        sf.write(os.fsencode(audio_dir / f"{note_str}.wav"), clip, C.SAMPLE_RATE, subtype="PCM_16")
         rows.append(
             note_record(
                 note_str=note_str, pitch=note.pitch, velocity=note.velocity, instrument=inst,
