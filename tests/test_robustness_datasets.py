@@ -243,6 +243,25 @@ def test_a_folder_named_by_dot_dotdot_or_a_link_gives_the_split_of_its_own_name(
     report = R.evaluate(".", out_dir=tmp_path / "report", scorer=Scorer(), per_level=1, levels=[1], plots=False)
     assert report.solo.predictions.ids and report.data["data"]["split"] == "test"
 
+def test_a_link_named_for_one_split_to_a_folder_named_for_another_is_refused(tmp_path):
+    """A link ``nsynth-test`` to a real ``nsynth-valid`` folder (no split.json) took the link's
+    name: its notes were scored as the test split, a model calibrated on the valid split judged on
+    it without a word, though bf8fbf4 reads the name of the folder a link leads to (found reviewing
+    bf8fbf4 for a guess of the wrong split). Refused naming both, before the model loads; a
+    split.json still decides where there is one."""
+    root = make_dataset(tmp_path / "nsynth-valid")
+    (root / "split.json").rename(tmp_path / "split.json")
+    (tmp_path / "nsynth-test").symlink_to(root)
+    link = tmp_path / "nsynth-test"
+    with pytest.raises(DatasetError, match=r"gives the test split, the folder it leads to \(.*nsynth-valid\) the valid"):
+        nsynth.NoteDataset.load(link, split="test")
+    with pytest.raises(DatasetError, match="the folder it leads to"):
+        R.evaluate(link, out_dir=tmp_path / "report", scorer=_never_loaded, plots=False)
+    assert {n.split for n in nsynth.NoteDataset.load(root, split="valid").notes} == {"valid"}
+    (tmp_path / "split.json").rename(root / "split.json")
+    assert nsynth.NoteDataset.load(link, split="test").notes
+
+
 def test_examples_json_with_a_utf8_bom_is_read(tmp_path):
     """Windows editors save UTF-8 with a BOM in front (was: 'invalid JSON: Unexpected UTF-8 BOM')."""
     root = make_dataset(tmp_path / "ds")

@@ -93,7 +93,7 @@ class NoteDataset:
         if not isinstance(meta, dict):
             raise DatasetError(meta_path, "examples.json must map note_str to a note record")
         assignment = read_split(root)
-        folder_split = _folder_split(root)
+        folder_split = _folder_split(root) if assignment is None else None  # (split.json's assignment first)
         if split is not None and split not in SPLITS:
             has = sorted(set(assignment.values())) if assignment is not None else [folder_split] if folder_split else []
             raise DatasetError(root, f"unknown split {split!r}; expected one of {', '.join(SPLITS)}"
@@ -329,14 +329,20 @@ def _folder_split(root: Path) -> str | None:
     ``latest`` or ``contest`` is no test split). The name of the folder itself, not of the path's
     last part: ``.`` inside ``nsynth-test`` (`tagger evaluate .`) or ``..`` from its ``audio/`` was
     a folder of no split, `run tagger dataset split first`; then, for a link of another name
-    (``current`` -> ``nsynth-valid``), the name of the folder it leads to."""
+    (``current`` -> ``nsynth-valid``), the name of the folder it leads to. A link whose name gives
+    one split and whose folder's name another (``nsynth-test`` -> ``nsynth-valid``) is a
+    `DatasetError`: its notes were scored as the link's split, a model calibrated on the valid
+    split judged on it without a word."""
     from tagger.paths import absolute
 
-    for name in (Path(absolute(root)).name, Path(os.path.realpath(root)).name):
-        match = _FOLDER_SPLIT.search(name.lower())
-        if match:
-            return match.group(1)
-    return None
+    real = os.path.realpath(root)
+    named, led = (_FOLDER_SPLIT.search(Path(p).name.lower()) for p in (absolute(root), real))
+    if named and led and named.group(1) != led.group(1):
+        raise DatasetError(root, f"its name gives the {named.group(1)} split, the folder it leads to "
+                                 f"({real}) the {led.group(1)} split: give that folder itself, "
+                                 "or say each instrument's split in a split.json")  # fmt: skip
+    match = named or led
+    return match.group(1) if match else None
 
 
 def read_split(root: str | os.PathLike) -> dict[str, str] | None:
