@@ -1598,6 +1598,33 @@ def test_a_worker_without_a_nanny_stopped_under_a_file_alone_is_no_crash_of_the_
     assert ended  # (was: its process stayed, held by the file's thread, until the file's end)
 
 
+def test_a_worker_without_a_nanny_has_dask_workers_own_stop_handlers_once_no_tagger_file_runs(cluster, tmp_path):
+    """The stop handlers a tagger file puts in front of ``dask worker --no-nanny``'s own (to close its
+    worker first, `reporting_stops`) stayed for the rest of the worker process's life: after the scan,
+    on a shared cluster, other work there stopped by tagger's handler. They are ``dask worker``'s own
+    again once no tagger task runs."""
+    import signal
+
+    from conftest import tone_signal, write_audio
+
+    address, client = cluster
+    write_audio(tmp_path / "music" / "a.flac", tone_signal([110.0], seconds=5.0))
+    write_audio(tmp_path / "music" / "b.flac", tone_signal([220.0], seconds=5.0))
+    db = open_database(tmp_path / "lib.db")
+    try:
+        summary = scan([tmp_path / "music"], db=db, analyser=FakeAnalyser(),
+                       backend=DaskBackend(address, connect_timeout=60, spec=FAKE))  # fmt: skip
+    finally:
+        db.close()
+    assert summary.scanned == 2
+
+    def handlers():
+        return [getattr(signal.getsignal(s), "__module__", None) for s in (signal.SIGINT, signal.SIGTERM)]
+
+    seen = client.run(handlers)
+    assert len(seen) == 2 and all(v == ["distributed._signals"] * 2 for v in seen.values()), seen
+
+
 @pytest.mark.slow
 def test_a_crash_at_the_address_of_a_worker_stopped_before_is_a_crash(tmp_path, monkeypatch):
     """A worker under a nanny at a fixed port (``--worker-port``) comes back from a restart at its old

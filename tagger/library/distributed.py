@@ -559,8 +559,8 @@ CLOSING = ("closing", "closing_gracefully")
 `Worker.close_gracefully`): by a Ctrl-C or SIGTERM on ``dask worker``, its owner, a cluster
 scaling down, its ``--lifetime``. A worker that dies (a crash, a kill, its nanny ending it for its
 memory) reports none before it leaves. One started with ``--no-nanny`` that a signal stops reports
-it since it ran a tagger task (`tagger.library.remote.report_stops`: distributed 2026.8 broke its
-connection to the scheduler before it closed, and its stop read as a death)."""
+it while it runs a tagger file (`tagger.library.remote.reporting_stops`: distributed 2026.8 broke
+its connection to the scheduler before it closed, and its stop read as a death)."""
 
 
 def _stopped_gracefully(client, worker: str, path: str, *, warn: bool = True) -> bool:

@@ -8,6 +8,7 @@ Nothing here imports dask, TensorFlow or the database at import time.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib
@@ -80,65 +81,113 @@ def _limit_inference_threads(worker=None) -> int | None:
     return n
 
 
-_REPORTING_STOPS = [False]
-"""Whether this process's stop signals were made to close its Dask worker first (`report_stops`)."""
+_STOPS_LOCK = threading.Lock()
+_STOPS = {"tasks": 0, "signalled": False}
+"""The tagger tasks running in this process (`reporting_stops`), and whether a stop signal came."""
+_OURS: dict = {}
+"""Signal number -> (tagger's handler, ``dask worker``'s it stands in front of), while installed."""
+_CLOSING: set = set()
+"""The worker closings a stop signal began (kept referenced until done)."""
 
 
-def report_stops(worker=None) -> None:
-    """Make a stop signal (SIGINT, SIGTERM) of this ``dask worker --no-nanny`` process close its worker
-    first, telling the scheduler it is closing, as ``dask worker`` does for a worker under a nanny.
-    Without a nanny, distributed 2026.8's ``dask worker`` ends its event loop at the signal, which
-    breaks the worker's connection before it closes: its stop read as a death (`_stopped_gracefully`
-    in `tagger.library.distributed` finds no closing status), and a file it ran alone was stored as
-    'the decoder crashed'. Done once per process, from a task (`worker_check`, `analyse_remote`);
-    only where the process's handlers are ``dask worker``'s own (`distributed._signals`) and the
-    worker has no nanny: any other process's handlers are left alone. A second signal goes straight
-    to ``dask worker``'s handler (its quicker exit). `worker`: the Dask worker (found from a task's
-    context when None)."""
-    if _REPORTING_STOPS[0]:
-        return
+@contextlib.contextmanager
+def reporting_stops(worker=None):
+    """While a tagger task runs in a ``dask worker --no-nanny`` process, make a stop signal (SIGINT,
+    SIGTERM) close its worker first, telling the scheduler it is closing, as ``dask worker`` does for
+    a worker under a nanny; then hand the signal to ``dask worker``'s own handler. Without a nanny,
+    distributed 2026.8's ``dask worker`` ends its event loop at the signal, which breaks the worker's
+    connection before it closes: its stop read as a death (`_stopped_gracefully` in
+    `tagger.library.distributed` finds no closing status), and a file it ran alone was stored as
+    'the decoder crashed'. Only over ``dask worker``'s own handlers (`distributed._signals`), only
+    without a nanny, only from the main thread (the worker's event loop there: `_set_stop_handlers`):
+    any other process's handlers are left alone. Once no tagger task runs in the process, its
+    handlers are ``dask worker``'s own again: a shared worker's other work, after a scan, stops as
+    ``dask worker`` made it. A second signal goes straight to ``dask worker``'s handler (its quicker
+    exit). `worker`: the Dask worker (found from a task's context when None)."""
     try:
         if worker is None:
             from distributed import get_worker
 
             worker = get_worker()
-        if worker.nanny:
-            return
-        loop = worker.loop
+        loop = None if worker.nanny else worker.loop
     except Exception:  # noqa: BLE001 - not inside a Dask worker
+        loop = None
+    if loop is None:
+        yield
         return
-    _REPORTING_STOPS[0] = True
-    loop.add_callback(_close_at_stop_signals, worker)
+    with _STOPS_LOCK:
+        _STOPS["tasks"] += 1
+    _update_stop_handlers(loop, worker)
+    try:
+        yield
+    finally:
+        with _STOPS_LOCK:
+            _STOPS["tasks"] -= 1
+        _update_stop_handlers(loop, worker)
 
 
-def _close_at_stop_signals(worker) -> None:
-    """`report_stops`'s handlers, installed from the worker's event loop (the main thread under
-    ``dask worker``, the only thread that may set them)."""
-    import asyncio
+def _update_stop_handlers(loop, worker) -> None:
+    try:
+        loop.add_callback(_set_stop_handlers, worker)
+    except RuntimeError:  # (its event loop closed: the worker is gone)
+        pass
+
+
+def _set_stop_handlers(worker) -> None:
+    """`reporting_stops`'s handlers, installed while a tagger task runs and removed after, from the
+    worker's event loop (the main thread under ``dask worker``, the only thread that may set them).
+    Each call reads the count of tasks when it runs, so the last one called leaves them right."""
     import signal
 
     if threading.current_thread() is not threading.main_thread():
         return
-    loop = asyncio.get_running_loop()
+    with _STOPS_LOCK:
+        wanted = _STOPS["tasks"] > 0 and not _STOPS["signalled"]
     for signum in (signal.SIGINT, signal.SIGTERM):
-        theirs = signal.getsignal(signum)
-        if not callable(theirs) or getattr(theirs, "__module__", None) != "distributed._signals":
-            continue
+        current = signal.getsignal(signum)
+        installed = _OURS.get(signum)
+        if installed is not None:
+            ours, theirs = installed
+            if current is ours and wanted:
+                continue
+            _OURS.pop(signum, None)
+            if current is ours:
+                signal.signal(signum, theirs)
+                continue
+        if wanted and callable(current) and getattr(current, "__module__", None) == "distributed._signals":
+            ours = _close_first(current, worker)
+            _OURS[signum] = (ours, current)
+            signal.signal(signum, ours)
 
-        async def close_then(signum, frame, theirs=theirs) -> None:
-            try:
-                await asyncio.wait_for(worker.close(timeout=10, executor_wait=False, nanny=False,
-                                                    reason=f"signal-{signum}"), 15)  # fmt: skip
-            except Exception:  # noqa: BLE001 - dask worker's own stop follows
-                pass
-            finally:
-                theirs(signum, frame)
 
-        def on_stop(signum, frame, theirs=theirs, close_then=close_then) -> None:
-            signal.signal(signum, theirs)  # (a second signal: dask worker's own handler, its quicker exit)
-            loop.call_soon_threadsafe(lambda: loop.create_task(close_then(signum, frame)))
+def _close_first(theirs, worker):
+    """A stop signal's handler that closes `worker`, then calls ``dask worker``'s handler `theirs`."""
+    import asyncio
+    import signal
 
-        signal.signal(signum, on_stop)
+    loop = asyncio.get_running_loop()
+
+    async def close_then(signum, frame) -> None:
+        try:
+            await asyncio.wait_for(worker.close(timeout=10, executor_wait=False, nanny=False,
+                                                reason=f"signal-{signum}"), 15)  # fmt: skip
+        except Exception:  # noqa: BLE001 - dask worker's own stop follows
+            pass
+        finally:
+            theirs(signum, frame)
+
+    def start(signum, frame) -> None:
+        task = loop.create_task(close_then(signum, frame))
+        _CLOSING.add(task)
+        task.add_done_callback(_CLOSING.discard)
+
+    def on_stop(signum, frame) -> None:
+        _STOPS["signalled"] = True  # (no lock in a signal handler: the main thread it stopped may hold it)
+        _OURS.pop(signum, None)
+        signal.signal(signum, theirs)  # (a second signal: dask worker's own handler, its quicker exit)
+        loop.call_soon_threadsafe(start, signum, frame)
+
+    return on_stop
 
 
 def _load_analyser(spec: AnalyserSpec, worker=None):
@@ -236,7 +285,6 @@ def worker_check(spec: AnalyserSpec, sample_path: str | None = None, dask_worker
     `dask_worker`): load the analyser and report what it is (or why not); with `sample_path`, also
     check that the worker sees that file (shared storage), and with `sample_fingerprint` (the
     client's), that it is the client's file there, not another one (another mount, a stale copy)."""
-    report_stops(dask_worker)
     try:
         a = _worker_analyser(spec, dask_worker)
     except (TaggerError, ImportError, OSError) as exc:
@@ -293,7 +341,11 @@ def analyse_remote(path: str, *, spec: AnalyserSpec, config: AnalysisConfig, pre
     then stops the scan. The scores are assembled into a track result by the client
     (`tagger.library.assemble.TrackAssembler`), as for a local scan.
     """
-    report_stops()
+    with reporting_stops():
+        return _analyse_remote(path, spec=spec, config=config, predict_batch=predict_batch)
+
+
+def _analyse_remote(path: str, *, spec: AnalyserSpec, config: AnalysisConfig, predict_batch: int) -> RemoteResult:
     try:
         analyser = _worker_analyser(spec)
     except (TaggerError, ImportError, OSError) as exc:
