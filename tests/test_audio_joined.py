@@ -565,3 +565,52 @@ def test_a_file_that_cannot_be_looked_at_for_an_older_decoding_keeps_its_track(t
     assert (summary.scanned, summary.skipped, summary.failed) == (0, 1, 0)
     with db.session() as s:
         assert list(s.scalars(select(M.Track.decoding))) == [None]
+
+
+def _wavpack_program_file(tmp_path, freq: float, seconds: float) -> bytes:
+    """A stereo WavPack of a tone as the wavpack program writes one of a WAV with a LIST chunk after
+    its data (ffmpeg's, most editors'): the WAV's header up to its audio kept in its first block (a
+    RIFF header sub-block), its LIST chunk in a last block of no samples (a RIFF trailer sub-block).
+    Made from ffmpeg's WavPack (no wavpack program here), whose decoder skips those sub-blocks."""
+    import struct
+
+    src, path = tmp_path / f"{freq}.wav", tmp_path / f"{freq}.wv"
+    y = tone_signal([freq], seconds=seconds, sr=44_100)
+    sf.write(str(src), np.stack([y, y], axis=1), 44_100, subtype="PCM_16")
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(src), "-c:a", "wavpack", "-map_metadata", "-1",
+                    "-fflags", "+bitexact", str(path)], check=True)  # fmt: skip
+    wav, wv = src.read_bytes(), path.read_bytes()
+    riff = wav[: wav.index(b"data") + 8]
+    size = int.from_bytes(wv[4:8], "little") + 8
+    header = bytes([0x21, len(riff) // 2]) + riff
+    trailer = b"LIST" + struct.pack("<I", 26) + b"INFOISFT" + struct.pack("<I", 14) + b"Lavf58.76.100\0"
+    trailer = bytes([0x22, len(trailer) // 2]) + trailer
+    last = b"wvpk" + struct.pack("<I", 24 + len(trailer)) + wv[8:16] + bytes(8) + struct.pack("<I", 1 << 28) + bytes(4)
+    return wv[:4] + struct.pack("<I", size - 8 + len(header)) + wv[8:32] + header + wv[32:size] + wv[size:] + last + trailer
+
+
+def test_a_wavpack_of_the_wavpack_program_is_one_file_whole_cut_or_followed_by_a_wav(tmp_path):
+    """The wavpack program keeps the header of the WAV it encodes in its first block and the chunks
+    after its data (a LIST chunk) in a last block of no samples: 7e2d8df took that last block for no
+    end of the stream, and the WAV header in the first for a WAV joined after it, so such a WavPack
+    (or one cut short) was refused ('part 1 of the 2 files joined in it: ffmpeg could not decode
+    the file'), its samples otherwise decoded as a WAV's. Its last block of samples is read past the
+    blocks of none, and a part of another kind looked for past its first block."""
+    one = _wavpack_program_file(tmp_path, FLUTE, 3.0)
+    path = tmp_path / "one.wv"
+    path.write_bytes(one)
+    assert audio.info(path).parts == () and abs(len(audio.load(path)) / 16_000 - 3.0) < 0.01
+    from tagger.audio import joined as j
+
+    with open(path, "rb") as f:  # (it ends on its last samples: its bytes are not searched for another part)
+        data = j._Bytes(f, len(one))
+        assert j._wavpack_ends(data, f, 0, j._wavpack_header(data, 0))
+    cut = tmp_path / "cut.wv"
+    cut.write_bytes(one[: len(one) * 6 // 10])
+    assert j._joined_parts(cut) == ()
+    wav = _part(tmp_path / "b.wav", BASS, 5.0, sr=48_000)
+    joined = tmp_path / "joined.wv"
+    joined.write_bytes(one + wav)
+    assert [(p.kind, p.start) for p in audio.info(joined).parts] == [("WavPack", 0), ("WAV", len(one))]
+    got = audio.load(joined)
+    assert abs(len(got) / 16_000 - 8.0) < 0.02 and _ends_on_bass(got)

@@ -193,7 +193,9 @@ def _ends_before(path: Path, data, f, name: str, at: int, read: Header) -> int |
         last = _flac_last_frame(path, read.samples, at)
         return last if last is not None else read.audio
     if name == "WavPack" and read.samples and not _wavpack_ends(data, f, at, read):
-        return read.audio
+        # (from past its first block: the wavpack program keeps the RIFF header of the WAV it encoded
+        # there, which is no part)
+        return at + 8 + int.from_bytes(data[at + 4 : at + 8], "little")
     if name == "TAK":
         last = _tak_last_frame(data, max(read.audio, _trailing_tags(f, len(data))[0] - TAK_TAIL))
         return last if last is not None else read.audio
@@ -227,13 +229,20 @@ def _tak_last_frame(data, low: int) -> int | None:
 
 
 def _wavpack_ends(data, f, at: int, read: Header) -> bool:
-    """Whether the last WavPack block before the tags at the file's end ends there, of the last of
-    the samples the stream at `at` declares."""
+    """Whether the last WavPack block of samples before the tags at the file's end ends there (or where
+    the blocks of no samples after it begin: the wavpack program keeps the chunks after the data chunk
+    of the WAV it encoded in one), of the last of the samples the stream at `at` declares."""
     end = _trailing_tags(f, len(data))[0]
-    last = data.rfind(b"wvpk", max(at, end - WAVPACK_TAIL), end)  # (a MiB at a time, from the end)
-    block = data[last : last + 32] if last >= 0 else b""
-    return len(block) == 32 and last + 8 + int.from_bytes(block[4:8], "little") == end and (
-        int.from_bytes(block[16:20], "little") + int.from_bytes(block[20:24], "little") == read.samples)  # fmt: skip
+    low = max(at, end - WAVPACK_TAIL)
+    for _ in range(8):
+        last = data.rfind(b"wvpk", low, end)  # (a MiB at a time, from the end)
+        block = data[last : last + 32] if last >= 0 else b""
+        if len(block) < 32 or last + 8 + int.from_bytes(block[4:8], "little") != end:
+            return False
+        if int.from_bytes(block[20:24], "little"):
+            return int.from_bytes(block[16:20], "little") + int.from_bytes(block[20:24], "little") == read.samples
+        end = last  # (a block of metadata alone: the one before it)
+    return False
 
 
 WAVPACK_TAIL = 4 << 20
