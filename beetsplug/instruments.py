@@ -288,12 +288,19 @@ def _stored_mtime(item) -> float:
 
 def _write_given(item, tags) -> bool:
     """beets' ``try_write`` of the results the plugin has just given ``item``: written as given, the
-    file's not taken first (`_take_the_files_results`; the plugin checked the file against them)."""
+    file's not taken first (`_take_the_files_results`; the plugin checked the file against them), and
+    the item stored once written, as beets' ``try_sync`` stores it: its ``mtime`` the written file's
+    (was: the 0 of the results given before the write stayed in beets' database, beets' mark of an
+    edit not written, so a later ``beet write`` put these results back over those a later `tagger
+    scan` wrote into the file)."""
     item._tagger_gives = True
     try:
-        return item.try_write(tags=tags)
+        written = item.try_write(tags=tags)
     finally:
         item._tagger_gives = False
+    if written:
+        item.store()
+    return written
 
 
 class InstrumentsPlugin(BeetsPlugin):
@@ -491,16 +498,26 @@ class InstrumentsPlugin(BeetsPlugin):
         """Give ``item`` the results ``res`` of its file and store it; with ``write``, write them into
         the file too (beets' ``try_write``, through `rewrite_tags`: the rewrite is recorded in tagger's
         database only when nothing but tags changed). Nothing is given while the file is not the one
-        the results were made from. Returns (why the item was not given them, whether it was written)."""
+        the results were made from. Returns (why the item was not given them, whether it was written).
+
+        The item's ``mtime`` in beets' database stays when beets last read or wrote the file: the
+        written file's once written (`_write_given`), the one it held where the file holds what the
+        item is given already (was: 0, which beets sets at an edit of a media field, its mark of an
+        edit not written, so that `_take_the_files_results` took the item's results for the user's
+        edit and a later ``beet write`` put them back over those a later `tagger scan` wrote into the
+        file); 0 where beets alone holds them (``-W``, a write not made)."""
         from tagger.library.files import changed_since_analysis, rewrite_tags
 
         if not res.ok:
             return res.error, False
 
-        def give(*, unwritten: bool) -> None:
+        def give(*, unwritten: bool, as_file: bool = False) -> None:
+            read_at = item.mtime
             item["instruments"] = SEPARATOR.join(res.instruments)
             item["instruments_model"] = res.model_version or ""
             item[UNWRITTEN] = _audio_of(res.path) if unwritten else ""
+            if as_file:  # (the file holds them already: beets' mtime stands, see above)
+                item.mtime = read_at
             item.store()
 
         found = _in_file(res)
@@ -508,8 +525,10 @@ class InstrumentsPlugin(BeetsPlugin):
             # stale results (another model version's than the plugin's, not analysed again) never replace
             # another model's in the file (as a tag-writing scan leaves them): the item follows the file,
             # as beets reads it (`beet update` then changes nothing)
+            read_at = item.mtime
             item.update(_as_beets_reads(res.path, found))
             item[UNWRITTEN] = ""
+            item.mtime = read_at  # (the file holds them already: beets' mtime stands, see above)
             item.store()
             self._log.info("{}: {}", _named(item), shown(
                 f"holds the results of model {found.model_version}; its stored results, of model "
@@ -521,7 +540,7 @@ class InstrumentsPlugin(BeetsPlugin):
         if not to_write or left:
             problem = changed_since_analysis(res)
             if problem is None:
-                give(unwritten=not holds)
+                give(unwritten=not holds, as_file=holds)
                 if left:
                     self._log.warning("{}: {}", _named(item), shown(left))
             return problem, False

@@ -809,3 +809,26 @@ def test_beets_writes_leave_the_newest_results_and_a_clearing_made_in_beets(beet
     beet(lib, "modify", "-y", "-w", "path:" + retagged, "title=Duo")
     got = tags.read_instruments(retagged)
     assert (got.instruments, got.model_version) == (["flute"], "fake-3")
+
+
+def test_results_the_plugin_gave_do_not_go_back_over_those_a_later_scan_wrote(beets_lib):
+    """An item given its results by ``beet instruments`` (written into its file, or found there
+    already) was stored with ``mtime`` 0, beets' mark of an edit not written, so the write wrapper
+    of 66025b2 took its results for the user's: a later ``beet write -f`` put them back over those a
+    later `tagger scan` wrote into the file (found reviewing 66025b2 in a beets library). beets'
+    database keeps when it last read or wrote the file, and the newer results stay."""
+    lib, plugin, files = beets_lib
+    written, held = files["bass.flac"], files["duo.mp3"]
+    _read_by_beets_before(lib, [held])  # (imported before tagger analysed it)
+    tags.write_instruments(held, instruments=["bass", "flute"], model_version="fake-1")  # (tagger scan)
+    beet(lib, "instruments", "path:" + written, ",", "path:" + held)
+    assert tags.read_instruments(written) == tags.TagState(["bass"], "fake-1")
+    assert all(_item(lib, path).mtime for path in (written, held))  # (was: 0)
+
+    for path in (written, held):  # (a later scan, with another model)
+        tags.write_instruments(path, instruments=["organ"], model_version="fake-2")
+        os.utime(path, (os.path.getatime(path), os.path.getmtime(path) + 60))  # (later, whatever the second)
+    beet(lib, "write", "-f", "path:" + written, ",", "path:" + held)
+    for path in (written, held):
+        assert tags.read_instruments(path) == tags.TagState(["organ"], "fake-2"), path  # (was: fake-1's again)
+        assert (_item(lib, path)["instruments"], _item(lib, path)["instruments_model"]) == ("organ", "fake-2")
