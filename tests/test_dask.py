@@ -1118,25 +1118,37 @@ def test_workers_that_join_during_the_scan_get_files(tmp_path, monkeypatch, capl
     with _own_cluster(tmp_path) as (address, _, _):
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), str(REPO)]), OMP_NUM_THREADS="1")
         out = {}
-        thread = threading.Thread(target=lambda: out.update(summary=scan([root], db=db, analyser=FakeAnalyser(),
-                                                                            backend=DaskBackend(address, connect_timeout=60, spec=spec))))
+
+        def run() -> None:
+            try:
+                out["summary"] = scan([root], db=db, analyser=FakeAnalyser(), backend=DaskBackend(address, connect_timeout=60, spec=spec))
+            except BaseException as exc:  # (reported below: a scan that ended at once ends the waits at once)
+                out["error"] = exc
+
+        def holders() -> set[str]:
+            return {p.name.split("-")[0] for p in busy.iterdir()}
+
+        def wait_for(condition, limit: float) -> None:
+            """Until `condition()` or the scan's end; `limit` s at most (only a failing run reaches it)."""
+            deadline = time.monotonic() + limit
+            while thread.is_alive() and not condition() and time.monotonic() < deadline:
+                time.sleep(0.1)
+
+        thread = threading.Thread(target=run)
         thread.start()
         late = []
         try:
-            deadline = time.monotonic() + 120
-            while not list(busy.iterdir()) and time.monotonic() < deadline:
-                time.sleep(0.1)
+            wait_for(lambda: holders(), 120)
             late = [_start_bare_worker(address, env, tmp_path / f"late{i}", death_timeout=60) for i in range(2)]
-            deadline = time.monotonic() + 90
-            while len({p.name.split("-")[0] for p in busy.iterdir()}) < 3 and time.monotonic() < deadline:
-                time.sleep(0.1)
-            holding = {p.name.split("-")[0] for p in busy.iterdir()}
+            wait_for(lambda: len(holders()) >= 3, 90)
+            holding = holders()
         finally:
             gate.touch()
             thread.join(120)
             for p in late:
                 p.terminate()
                 p.wait(10)
+        assert "error" not in out, f"the scan failed: {out['error']!r}"
         assert len(holding) == 3, "the workers that joined during the scan were not given files"
     assert out["summary"].scanned == 8
     warned = [r.getMessage() for r in caplog.records if re.search(r"decodes? with ffmpeg", r.getMessage())]
