@@ -38,7 +38,7 @@ SOAK = os.environ.get("TAGGER_SOAK", "")
 ROUNDS = (int(SOAK) if SOAK.isdigit() and int(SOAK) > 1 else 40) if SOAK else 4
 
 SCAN_SCRIPT = """
-import sys, time
+import os, sys, time
 sys.path[:0] = [{tests!r}, {root!r}]  # this checkout's tagger, whatever is installed
 from library_fakes import FakeAnalyser
 from tagger import tags
@@ -52,11 +52,25 @@ def slow_write_copy(*args, **kwargs):  # widen the tag-write window, so that kil
     return slow_copy(*args, **kwargs)
 
 tags.writing._write_copy = slow_write_copy
+
+
+class Gated(FakeAnalyser):
+    # With a gate (the 5th argument): the files after the first wait until that file exists (the
+    # scan stays in progress, its first file stored, until the test has done what it does then).
+    gate = None
+
+    def predict_features(self, feats, batch_size=None):
+        while self.gate and self.calls >= 1 and not os.path.exists(self.gate):
+            time.sleep(0.02)
+        return super().predict_features(feats, batch_size)
+
+
 if __name__ == "__main__":
     db = open_database(sys.argv[1])
     print("ready", flush=True)
     version = sys.argv[4] if len(sys.argv) > 4 else "fake-1"
-    scan([sys.argv[2]], db=db, analyser=FakeAnalyser(delay=float(sys.argv[3]), version=version), jobs=1,
+    Gated.gate = sys.argv[5] if len(sys.argv) > 5 else None
+    scan([sys.argv[2]], db=db, analyser=Gated(delay=float(sys.argv[3]), version=version), jobs=1,
          commit_every=1, predict_batch=2, rescan_stale=True, on_track=tag_writer(model_version=version))
     print("done", flush=True)
 """
@@ -385,7 +399,8 @@ def test_a_second_scan_of_the_same_database_refuses(tmp_path, monkeypatch):
     db_path = tmp_path / "library.db"
     script = tmp_path / "scan_script.py"
     script.write_text(SCAN_SCRIPT.format(tests=str(TESTS), root=str(TESTS.parent)))
-    first = subprocess.Popen([sys.executable, str(script), str(db_path), str(music), "1.0"],
+    gate = tmp_path / "gate"  # (the first scan holds its files after the first until the second has been refused)
+    first = subprocess.Popen([sys.executable, str(script), str(db_path), str(music), "0", "fake-1", str(gate)],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
         assert first.stdout.readline().strip() == "ready"
@@ -406,6 +421,8 @@ def test_a_second_scan_of_the_same_database_refuses(tmp_path, monkeypatch):
         res = CliRunner().invoke(app, ["scan", str(music), "--db", str(db_path), "--jobs", "0"])
         assert res.exit_code == 1 and "Traceback" not in res.output, res.output
         assert res.output.strip().splitlines()[-1].startswith(f"tagger: error: another tagger scan or prune (process {first.pid})")
+        assert first.poll() is None and len(_db_state(db_path)) < len(files)  # (refused while the first was scanning)
+        gate.touch()
         assert first.wait(timeout=120) == 0, first.stderr.read()
     finally:
         if first.poll() is None:
