@@ -534,7 +534,9 @@ def _undecodable_folder(folder: str) -> str:
 def defer_unsettled(work: list[FileState], settle_seconds: float, summary: ScanSummary) -> list[FileState]:
     """The files to analyse (or to tag) now: those modified less than ``settle_seconds`` ago are left
     out (nothing is stored for them, so the next scan finds them new or changed and analyses them),
-    but for a file exactly as tagger's own last write left it (`FileState.own_write`)."""
+    but for a file exactly as tagger's own last write left it (`FileState.own_write`). One left out
+    is not said to be analysed again for an older decoding (``summary.decoded_anew``): the scan
+    that analyses it says so (was: said by every scan until it settled, nothing analysed)."""
     from tagger.tags import unsettled_reason
 
     if settle_seconds <= 0:
@@ -547,6 +549,9 @@ def defer_unsettled(work: list[FileState], settle_seconds: float, summary: ScanS
             kept.append(w)
         else:
             summary.deferred.append((w.path, reason))
+    left = {w.path for w in work} - {w.path for w in kept}
+    if left and summary.decoded_anew:
+        summary.decoded_anew[:] = [(p, why) for p, why in summary.decoded_anew if p not in left]
     return kept
 
 
