@@ -132,7 +132,8 @@ def tag(
     ),
     where: dict = F.FILTER,
     db: str = typer.Option(None, "--db", help="Library database URL or SQLite file (default: $TAGGER_DB or the user data dir); "
-                                              "with --from-json, the one that records the files written, where there is one."),
+                                              "with --from-json, the one that records the files written, and whose record of them spares "
+                                              "waiting for a file tagger just wrote, where there is one."),
     from_json: Path = typer.Option(
         None, "--from-json", parser=F.path, help="Take the predictions from this `tagger predict --json` output instead of the database."
     ),
