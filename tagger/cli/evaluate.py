@@ -26,15 +26,16 @@ def evaluate(
     out: Path = typer.Option(
         ..., "--out", parser=F.path, help="Report folder to write (report.json, report.md, plots/)."
     ),
-    split: str = typer.Option(DEFAULT_SPLIT, "--split", help="Split of a note dataset to test on."),
-    per_level: int = typer.Option(DEFAULT_PER_LEVEL, "--per-level", help="Mixtures per polyphony level."),
-    seed: int = typer.Option(DEFAULT_SEED, "--seed", help="Seed of the mixture draw."),
+    split: str = typer.Option(DEFAULT_SPLIT, "--split", help="Split of a note dataset to test on (refused for a mixture "
+                                                             "folder, as --per-level, --seed, --solo-notes and --acoustic-only are)."),
+    per_level: int = typer.Option(DEFAULT_PER_LEVEL, "--per-level", help="Mixtures per polyphony level drawn from a note dataset."),
+    seed: int = typer.Option(DEFAULT_SEED, "--seed", help="Seed of a note dataset's mixture draw."),
     levels: str = typer.Option(None, "--levels", help="Polyphony levels, e.g. '0-10' or '1,2,3' (default: all)."),
     no_solo: bool = typer.Option(False, "--no-solo", help="Skip the solo test."),
     solo_notes: int = typer.Option(
         None, "--solo-notes", help="Solo test on a seeded sample of this many notes (default: every note of the split)."
     ),
-    acoustic_only: bool = typer.Option(False, "--acoustic-only", help="The paper's filter: acoustic notes only."),
+    acoustic_only: bool = typer.Option(False, "--acoustic-only", help="The paper's filter: a note dataset's acoustic notes only."),
     batch_size: int = typer.Option(DEFAULT_BATCH, "--batch-size", help="Windows scored at a time (bounds memory)."),
 ) -> None:
     """Score a model on solo notes (Table VI) and mixtures of 0..10 families (Table V); write a report.
