@@ -28,6 +28,15 @@ TOP_DB = 80.0
 SILENCE_DBFS = -60.0
 """Windows whose RMS is below this level (dB relative to full scale) are marked silent."""
 
+QUIET_RANGE_DB = 40.0
+"""A track whose every window is below `SILENCE_DBFS` (a transfer made at too low a gain) is heard
+as if raised to put its loudest window at -20 dBFS: its windows within this many dB of that one
+are analysed (`SILENCE_DBFS` + 20 dB)."""
+
+QUIET_FLOOR_DBFS = -80.0
+"""...but never a window below this level: the hiss and dither of a silent track (16-bit dither is
+about -92 dBFS), which stays silence."""
+
 RENDER_SAMPLE_RATE = 48_000
 """SoundFonts are rendered at 48 kHz, then resampled to 16 kHz (direct 16 kHz aliases)."""
 

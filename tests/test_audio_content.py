@@ -16,6 +16,7 @@ from conftest import tone_signal, track_instruments, write_audio
 from library_fakes import FREQ, FakeAnalyser
 from tagger import audio
 from tagger.errors import AudioReadError
+from tagger.db.queries import track_detail
 from tagger.library.scan import scan
 
 BASS, FLUTE, STRING = FREQ["bass"], FREQ["flute"], FREQ["string"]
@@ -489,6 +490,33 @@ def test_empty_channels_do_not_push_quiet_music_under_the_silence_floor(tmp_path
     assert track_instruments(db) == {str(path): ["flute"]}
 
 
+@pytest.mark.parametrize("level", [-62, -66, -75])
+def test_a_recording_quiet_throughout_is_heard_as_its_louder_copy(tmp_path, db, level):
+    """Music below the -60 dBFS silence floor throughout (a transfer made at too low a gain) was all
+    silent windows, stored with no instruments, though the models score it as its louder copy. Such
+    a file is heard now under a floor of its own level (40 dB under its loudest window, not under
+    -80 dBFS): its hiss alone before the music too, as a louder copy's would be; a file of hiss at
+    -85 dBFS stays silence, and so does the quiet hiss before an ordinary file's music."""
+    music = tmp_path / "music"
+    rng = np.random.default_rng(0)
+    gain = 10 ** (level / 20)
+    y = tone_signal([FLUTE], seconds=8.0, amplitude=np.sqrt(2) * gain)
+    quiet = music / "quiet.flac"  # (24-bit: 16 bits at -75 dBFS leave the fake analyser hearing their steps)
+    music.mkdir()
+    sf.write(quiet, y, 16000, subtype="PCM_24")
+    hiss = (rng.standard_normal(16000 * 8) * 10 ** (-85 / 20)).astype(np.float32)
+    hissing = write_audio(music / "hiss.flac", hiss)
+    lead = (rng.standard_normal(16000 * 8) * 10 ** (-70 / 20)).astype(np.float32)
+    ordinary = write_audio(music / "ordinary.flac", np.concatenate([lead, tone_signal([FLUTE], seconds=8.0)]))
+    summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert summary.failed == 0, summary.errors
+    assert track_instruments(db) == {str(quiet): ["flute"], str(hissing): [], str(ordinary): ["flute"]}
+    with db.session() as s:
+        assert track_detail(s, path=str(quiet)).silent_windows == 0
+        assert track_detail(s, path=str(hissing)).silent_windows == 2
+        assert track_detail(s, path=str(ordinary)).silent_windows == 2
+
+
 @pytest.mark.parametrize("ext", ["wav", "aiff"])
 def test_a_wav_or_aiff_cut_short_is_analysed_as_far_as_it_goes_or_is_an_error_that_says_so(tmp_path, db, ext):
     """A WAV or AIFF whose data chunk declares more than the file holds (a copy that stopped, a full
@@ -601,12 +629,12 @@ def test_a_tag_write_keeps_every_stream_of_an_mp4(tmp_path):
 
 def test_show_says_when_a_track_is_without_instruments_because_every_window_is_silent(tmp_path, db):
     """A track stored with no instruments because nothing in it reached the silence floor (a master
-    at -65 dBFS, a file of silence) read in `tagger show` as one analysed and found without any."""
+    at -85 dBFS, a file of silence) read in `tagger show` as one analysed and found without any."""
     from tagger.db.queries import track_detail
     from tagger.library.report import render_detail
 
     music = tmp_path / "music"
-    quiet = write_audio(music / "quiet.flac", tone_signal([FLUTE], seconds=6.0, amplitude=np.sqrt(2) * 10 ** (-65 / 20)))
+    quiet = write_audio(music / "quiet.flac", tone_signal([FLUTE], seconds=6.0, amplitude=np.sqrt(2) * 10 ** (-85 / 20)))
     loud = write_audio(music / "loud.flac", tone_signal([FLUTE], seconds=6.0))
     summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
     assert summary.failed == 0, summary.errors
@@ -623,7 +651,7 @@ def test_predict_says_when_a_file_is_without_instruments_because_every_window_is
 
     from tagger.cli import app
 
-    quiet = write_audio(tmp_path / "quiet.flac", tone_signal([FLUTE], seconds=6.0, amplitude=np.sqrt(2) * 10 ** (-65 / 20)))
+    quiet = write_audio(tmp_path / "quiet.flac", tone_signal([FLUTE], seconds=6.0, amplitude=np.sqrt(2) * 10 ** (-85 / 20)))
     loud = write_audio(tmp_path / "loud.flac", tone_signal([FLUTE], seconds=6.0))
     r = CliRunner().invoke(app, ["predict", str(quiet), str(loud)])
     assert r.exit_code == 0, r.output

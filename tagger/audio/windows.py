@@ -45,11 +45,14 @@ class Windows:
         Mono audio; the last window of a file is zero-padded.
     silent : np.ndarray [shape=(n,), dtype=bool]
         True where the window's RMS about its mean (over its real samples) is below the silence floor.
+    level : np.ndarray [shape=(n,), dtype=float64] or None
+        That RMS in dBFS (`window_rms_dbfs`).
     """
 
     start: np.ndarray
     audio: np.ndarray
     silent: np.ndarray
+    level: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.start)
@@ -237,12 +240,9 @@ def frame_windows(
 
     def flush() -> Windows:
         audio = np.stack(pending_audio)
-        lengths = np.asarray(pending_len)
-        out = Windows(
-            start=np.asarray(pending_start, dtype=np.int64),
-            audio=audio,
-            silent=window_rms_dbfs(audio, lengths) < silence_dbfs,
-        )
+        level = window_rms_dbfs(audio, np.asarray(pending_len))
+        out = Windows(start=np.asarray(pending_start, dtype=np.int64), audio=audio,
+                      silent=level < silence_dbfs, level=level)  # fmt: skip
         pending_start.clear()
         pending_audio.clear()
         pending_len.clear()

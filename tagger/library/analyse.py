@@ -64,26 +64,54 @@ def analyse_file(task_id: int, path: str, *, config: AnalysisConfig) -> Iterator
         yield FileInfo(task_id, {"format": meta.format, "sample_rate": meta.sample_rate,
                                  "channels": meta.channels, "duration": meta.duration,
                                  "content_hash": digest, "audio_digest": audio_digest})  # fmt: skip
-        frames = audio.frame_windows(
-            counting(audio.stream(path, meta=meta, timings=seconds, notes=notes)),
-            hop_samples=int(round(config.hop_seconds * C.SAMPLE_RATE)),
-            silence_dbfs=config.silence_dbfs,
-            batch_size=config.batch_size,
-        )
-        while True:
-            t, before = clock(), seconds["decode"] + seconds["resample"]
-            w = next(frames, None)
-            seconds["framing"] += clock() - t - (seconds["decode"] + seconds["resample"] - before)
-            if w is None:
-                break
-            t = clock()
-            active = ~w.silent
-            if active.any():
-                feats = F.compute(windows=w.audio[active], config=cfg)
-            else:
-                feats = np.zeros((0, *cfg.shape), dtype=np.float32)
-            seconds["features"] += clock() - t
-            yield Windows(task_id, w.start, w.silent, feats)
+
+        def analysed(silence_dbfs: float) -> Iterator[tuple[Windows, float]]:
+            """The file's `Windows` messages, the silence floor at `silence_dbfs`, each with its
+            loudest window's level (dBFS)."""
+            frames = audio.frame_windows(
+                counting(audio.stream(path, meta=meta, timings=seconds, notes=notes)),
+                hop_samples=int(round(config.hop_seconds * C.SAMPLE_RATE)),
+                silence_dbfs=silence_dbfs,
+                batch_size=config.batch_size,
+            )
+            while True:
+                t, before = clock(), seconds["decode"] + seconds["resample"]
+                w = next(frames, None)
+                seconds["framing"] += clock() - t - (seconds["decode"] + seconds["resample"] - before)
+                if w is None:
+                    return
+                t = clock()
+                active = ~w.silent
+                if active.any():
+                    feats = F.compute(windows=w.audio[active], config=cfg)
+                else:
+                    feats = np.zeros((0, *cfg.shape), dtype=np.float32)
+                seconds["features"] += clock() - t
+                yield Windows(task_id, w.start, w.silent, feats), float(w.level.max(initial=-np.inf))
+
+        # The messages of a file silent so far are held back: a file silent throughout, but not empty
+        # (`quiet_floor`), is analysed again under a floor of its own level.
+        held: list[Windows] | None = []
+        loudest, told = -np.inf, time.monotonic()
+        for msg, level in analysed(config.silence_dbfs):
+            if held is not None and not msg.silent.all():
+                yield from held
+                held = None
+            if held is None:
+                yield msg
+                continue
+            held.append(msg)
+            loudest = max(loudest, level)
+            if time.monotonic() - told >= 1.0:  # (progress: a long silence is no hung decoder)
+                told = time.monotonic()
+                yield Reading(task_id, 0)
+        floor = None if held is None else quiet_floor(loudest, silence_dbfs=config.silence_dbfs)
+        if floor is None:
+            yield from held or ()
+        else:
+            counted[0] = 0
+            notes.clear()
+            yield from (msg for msg, _ in analysed(floor))
         if counted[0] < MIN_SECONDS * C.SAMPLE_RATE:
             yield Failed(task_id, f"too short to analyse: {counted[0] / C.SAMPLE_RATE:.3f} s of audio "
                                   f"(at least {MIN_SECONDS:g} s needed)")  # fmt: skip
@@ -95,6 +123,21 @@ def analyse_file(task_id: int, path: str, *, config: AnalysisConfig) -> Iterator
         yield Failed(task_id, "out of memory while decoding")
     except Exception as exc:  # a worker returns every failure as a value, never raises
         yield Failed(task_id, f"unexpected {type(exc).__name__}: {exc}")
+
+
+def quiet_floor(loudest: float, *, silence_dbfs: float = C.SILENCE_DBFS) -> float | None:
+    """The silence floor (dBFS) of a file whose every window is below `silence_dbfs`, the loudest at
+    `loudest` dBFS: `C.QUIET_RANGE_DB` below that window, not below `C.QUIET_FLOOR_DBFS`; None where
+    even the loudest is under that (silence, hiss, dither: the file stays silent).
+
+    Such a file (a transfer made at too low a gain, music at -66 dBFS RMS) was all silent windows,
+    stored with no instruments, though the shipped models score it as its louder copy (their features
+    are relative to each window's maximum). A file with any window at or above `silence_dbfs` keeps
+    that floor: quieter windows of an ordinary file (the hiss before a tape's music, a fade) are not
+    analysed."""
+    if not loudest >= C.QUIET_FLOOR_DBFS or loudest >= silence_dbfs:
+        return None
+    return max(loudest - C.QUIET_RANGE_DB, C.QUIET_FLOOR_DBFS)
 
 
 def _read_whole(task_id: int, path: str) -> Generator[Reading, None, str]:
