@@ -282,7 +282,9 @@ def test_train_resume_and_add_an_instrument(tiny_dataset, tmp_path, cache, archi
 @pytest.mark.slow
 def test_paper_architecture_trains_and_runs_with_the_solo_recipe(tiny_dataset, tmp_path, cache):
     out = tmp_path / "paper"
-    settings = TrainSettings(architecture="paper", recipe="solo", **dict(TINY, examples=8, batch_size=4))
+    # (the smallest validation: the 31.5 M-parameter paper model's predictions on it took most of the time)
+    small = dict(examples=8, batch_size=4, valid_per_level=1, valid_music_examples=4, valid_solo_notes=4, aggregation_tracks=2)
+    settings = TrainSettings(architecture="paper", recipe="solo", **dict(TINY, **small))
     manifest = train_ensemble(tiny_dataset, out, settings=settings, families=["bass"])
     assert manifest["architecture"] == "paper" and manifest["features"]["kind"] == "stft"
     ens = Ensemble.load(out)
