@@ -575,22 +575,28 @@ def test_a_stop_signal_is_heard_while_the_files_are_still_on_the_workers(cluster
     spec = AnalyserSpec(kind="factory", factory="dask_fakes:GatedAnalyser", kwargs=(("gate", str(gate)),))
     db = open_database(tmp_path / "lib.db")
 
+    ended = threading.Event()  # (a scan that failed at once: no SIGINT then, into the tests after this one)
+
     def interrupt_once_started():
         deadline = time.monotonic() + 60
-        while not os.path.exists(f"{gate}.started") and time.monotonic() < deadline:
+        while not os.path.exists(f"{gate}.started") and not ended.is_set() and time.monotonic() < deadline:
             time.sleep(0.05)
-        os.kill(os.getpid(), signal.SIGINT)
+        if not ended.is_set():
+            os.kill(os.getpid(), signal.SIGINT)
 
     # (a suite started in the background by a shell without job control inherits SIGINT ignored,
     # which the scan rightly keeps ignored; this test is about a terminal's Ctrl-C)
     before = signal.signal(signal.SIGINT, signal.default_int_handler)
-    threading.Thread(target=interrupt_once_started, daemon=True).start()
+    interrupter = threading.Thread(target=interrupt_once_started, daemon=True)
+    interrupter.start()
     try:
         with pytest.raises(ScanInterrupted):
             scan([root], db=db, analyser=FakeAnalyser(), backend=DaskBackend(address, connect_timeout=60, spec=spec),
                  on_track=tag_writer(model_version="fake-1"))  # fmt: skip
         assert not os.path.exists(f"{gate}.finished")  # stopped while the worker still held the file
     finally:
+        ended.set()
+        interrupter.join()
         signal.signal(signal.SIGINT, before)
         gate.touch()  # let the worker go
     with db.session() as s:
