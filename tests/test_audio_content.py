@@ -517,6 +517,29 @@ def test_a_recording_quiet_throughout_is_heard_as_its_louder_copy(tmp_path, db, 
         assert track_detail(s, path=str(ordinary)).silent_windows == 2
 
 
+def test_a_long_silence_held_back_is_progress_for_the_file_timeout(tmp_path, monkeypatch):
+    """The windows of a file silent so far are held back until its music (or its end) decides its
+    floor: nothing reached the scan meanwhile, and a long silent lead-in that takes longer than the
+    file timeout to decode (an hour of it on slow storage) would be stopped as a hung decoder. A
+    `Reading` message is sent each second of the hold (checked: removed, a 10-hour silent FLAC under
+    --file-timeout 2 timed out). The clock steps a second at each look, so no test waits."""
+    import time
+    from types import SimpleNamespace
+
+    from tagger.library import analyse
+    from tagger.library.messages import FileInfo, Reading, Windows
+
+    steps = iter(range(10**6))
+    monkeypatch.setattr(analyse, "time", SimpleNamespace(monotonic=lambda: float(next(steps)), perf_counter=time.perf_counter))
+    path = write_audio(tmp_path / "lead.flac", np.concatenate([np.zeros(16000 * 20), tone_signal([FLUTE], seconds=4.0)]))
+    config = analyse.AnalysisConfig(features=FakeAnalyser().feature_config.to_dict(), batch_size=1)
+    kinds = [type(m) for m in analyse.analyse_file(0, str(path), config=config)]
+    first = kinds.index(Windows)
+    assert kinds.index(FileInfo) < first
+    assert kinds[kinds.index(FileInfo):first].count(Reading) >= 4
+    assert kinds.count(Windows) == 6 and not kinds[first:].count(Reading)
+
+
 @pytest.mark.parametrize("ext", ["wav", "aiff"])
 def test_a_wav_or_aiff_cut_short_is_analysed_as_far_as_it_goes_or_is_an_error_that_says_so(tmp_path, db, ext):
     """A WAV or AIFF whose data chunk declares more than the file holds (a copy that stopped, a full

@@ -2,7 +2,7 @@
 frozen dataclass per message (cheap to pickle), never a positional tuple.
 
 A worker sends, per file: `Started` (worker processes only), any number of `Reading`, `FileInfo`,
-any number of `Windows`,
+any number of `Windows` (`Reading` before them too while a file silent so far is held back),
 then exactly one of `Done` or `Failed`. Every message names its ``task_id`` (the index of the file
 in the scan's work list) and its ``kind``.
 """
@@ -27,8 +27,10 @@ class Started:
 @dataclass(frozen=True)
 class Reading:
     """The worker is reading the file whole before decoding it (its content hash, then the bytes that
-    carry its audio for their digest; ``bytes_read`` counts those of the read under way), about once
-    a second: progress, so that a large file on slow storage is not taken for a hung decoder."""
+    carry its audio for their digest; ``bytes_read`` counts those of the read under way), or decoding
+    a file silent so far whose windows it holds back (``bytes_read`` 0: `analyse_file`), about once
+    a second: progress, so that a large file on slow storage, or a long silence, is not taken for a
+    hung decoder."""
 
     kind: ClassVar[str] = "reading"
     task_id: int
