@@ -517,6 +517,42 @@ def test_a_recording_quiet_throughout_is_heard_as_its_louder_copy(tmp_path, db, 
         assert track_detail(s, path=str(ordinary)).silent_windows == 2
 
 
+
+def test_a_track_an_older_tagger_stored_all_silent_is_analysed_again_once(tmp_path, db, monkeypatch):
+    """A quiet recording an older tagger (before the quiet floor, decoding 2) stored with every window
+    silent kept no instruments for ever, its file unchanged. A scan analyses such a track again
+    once, deciding it from the stored window counts (the file is not looked at for files joined),
+    and says why; a track with windows that were not silent is left as it is, its file not read."""
+    from sqlalchemy import select
+
+    from tagger.audio import joined
+    from tagger.db import models as M
+    from tagger.library import analyse
+
+    music = tmp_path / "music"
+    music.mkdir()
+    quiet = music / "quiet.flac"
+    sf.write(quiet, tone_signal([FLUTE], seconds=8.0, amplitude=np.sqrt(2) * 10 ** (-66 / 20)), 16000, subtype="PCM_24")
+    ordinary = write_audio(music / "ordinary.flac", tone_signal([FLUTE], seconds=8.0))
+    with monkeypatch.context() as m:  # (the older tagger: the -60 dBFS floor for every file)
+        m.setattr(analyse, "quiet_floor", lambda loudest, **kw: None)
+        assert scan([music], db=db, analyser=FakeAnalyser(), jobs=0).scanned == 2
+    with db.session() as s:
+        s.execute(M.Track.__table__.update().values(decoding=2))
+        s.commit()
+    assert track_instruments(db) == {str(quiet): [], str(ordinary): ["flute"]}
+    looked = []
+    monkeypatch.setattr(joined, "decoded_otherwise", lambda p: looked.append(p))
+    summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert (summary.scanned, summary.skipped, summary.failed) == (1, 1, 0), summary.errors
+    assert summary.decoded_anew == [(str(quiet), "every window was under the silence floor, which now follows "
+                                                 "a quiet recording's own level")]  # fmt: skip
+    assert track_instruments(db) == {str(quiet): ["flute"], str(ordinary): ["flute"]}
+    with db.session() as s:
+        assert dict(s.execute(select(M.Track.path, M.Track.decoding)).all()) == {str(quiet): joined.DECODING, str(ordinary): 2}
+    summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert (summary.scanned, summary.skipped, summary.decoded_anew, looked) == (0, 2, [], [])
+
 def test_a_long_silence_held_back_is_progress_for_the_file_timeout(tmp_path, monkeypatch):
     """The windows of a file silent so far are held back until its music (or its end) decides its
     floor: nothing reached the scan meanwhile, and a long silent lead-in that takes longer than the

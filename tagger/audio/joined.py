@@ -55,12 +55,18 @@ test ffmpeg's reading of a part): a file holding one is decoded as libsndfile or
 first stream), and says so (`unsplit_note`, `tagger.audio.fileinfo.AudioInfo.said`)."""
 MAX_PARTS = 1000
 """Parts read at most (a file of more is taken as what the first `MAX_PARTS` say)."""
-DECODING = 2
+DECODING = 3
 """The version of tagger's decoding recorded with each track it analyses (``tracks.decoding``,
 revision 0012): 1 decodes every part of a file of streams joined byte-wise (`_joined_parts`; MP3
 files joined: `tagger.audio.mp3length._mp3_decoded_in_part`), of which a tagger before it decoded
 the first alone; 2 those of RF64, Wave64, DSF and TAK too, and of parts of other kinds (a FLAC then
-a WAV). A track of an older decoding whose file `decoded_otherwise` names is analysed again."""
+a WAV); 3 analyses a recording under the silence floor throughout under a floor of its own
+(`tagger.library.analyse.quiet_floor`), which a tagger before it stored with every window silent.
+A track of an older decoding whose file `decoded_otherwise` names (before `JOINED_DECODING`), or
+stored with every window silent (before 3), is analysed again."""
+JOINED_DECODING = 2
+"""The decoding from which a file is read as `decoded_otherwise` reads it: a track of it or a later
+one is not looked at again for files joined (its file's bytes not read a second time)."""
 MP3_SUFFIXES = (".mp3", ".mp2", ".mpga")
 
 

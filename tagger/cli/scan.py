@@ -205,7 +205,7 @@ def _scan_backend(backend: str, scheduler: str | None, *, models: Path | None, e
 
 def _scan_notes(summary, *, dry_run: bool) -> None:
     """One line per file the scan has something to say about: failed, left for later, analysed in
-    part, analysed again as an older tagger analysed it in part, not tagged, in a format without tags, a symbolic link out of the scanned folders, an empty root, a leftover temp file (``--dry-run``),
+    part, analysed again as an older tagger analysed it in part or stored it all silent, not tagged, in a format without tags, a symbolic link out of the scanned folders, an empty root, a leftover temp file (``--dry-run``),
     a track that took a file's real name, a duplicate track removed."""
     for path, reason in summary.errors:
         echo(f"tagger: failed {named_failed(path, reason)}: {reason}", err=True)
@@ -214,9 +214,8 @@ def _scan_notes(summary, *, dry_run: bool) -> None:
               more="file(s) changed within the settle time, left for a later scan")  # fmt: skip
     for path, note in summary.analysed_in_part:
         echo(f"tagger: warning: {named(path)}: {note}", err=True)
-    echo_some([f"tagger: {named(path)}: analysed again: an older tagger analysed it in part ({why})"
-               for path, why in summary.decoded_anew],
-              more="file(s) an older tagger analysed in part (files joined one after another), analysed again")  # fmt: skip
+    echo_some([f"tagger: {named(path)}: analysed again: {why}" for path, why in summary.decoded_anew],
+              more="file(s) an older tagger analysed in part (files joined one after another) or stored all silent, analysed again")  # fmt: skip
     for path, reason in summary.tag_failures:
         echo(f"tagger: tags not written {named(path)}: {reason}", err=True)
     echo_some([f"tagger: no tags for {named(path)}: {reason}; its instruments are in the database"

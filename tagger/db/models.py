@@ -106,7 +106,9 @@ class Track(Base):
     file, or that a scan found would decode it as the one that did (revision 0012). NULL for a track
     analysed before the revision: the next scan that finds its file unchanged looks at it once
     (`tagger.audio.joined.decoded_otherwise`), and analyses again a file an older tagger decoded in
-    part (files joined byte-wise, of which it read the first alone).
+    part (files joined byte-wise, of which it read the first alone); a track of a decoding before 3
+    stored with every window silent (``windows``, ``silent_windows``) is analysed again under the
+    quiet-recording floor, its file not opened to decide it.
     """
 
     __table__ = T.tracks

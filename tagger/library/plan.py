@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import and_, select
 
 from tagger.db import models as M
 from tagger.db.filter import under_any_clause
@@ -152,9 +152,19 @@ def plan_files(roots, *, writer: ScanWriter, mv_id: int, rescan_stale: bool, ret
     return plan.retagged_moves(crawled)
 
 
+
+ALL_SILENT_ANEW = "every window was under the silence floor, which now follows a quiet recording's own level"
+"""Why a track an older decoding stored with every window silent is analysed again (``decoded_anew``)."""
+
+
+def all_silent(windows: int | None, silent_windows: int | None) -> bool:
+    """Whether a track was stored with windows, every one of them silent (not scored)."""
+    return bool(windows) and silent_windows == windows
+
 def _stored_rows(s, roots) -> dict[str, tuple]:
     """path -> (id, size, mtime, fingerprint, status, model version id, transient error, tags
-    current, content hash, ctime, audio digest, the ctime tagger's own last write left, decoding) of every
+    current, content hash, ctime, audio digest, the ctime tagger's own last write left, decoding,
+    whether every window was silent) of every
     track stored under ``roots``, asked for a
     few hundred roots at a time (`tagger.db.sql.chunks`: one query per root made a scan of 12,000 files
     named one by one, a shell's ``*.flac``, spend 28 s here where a scan of their folder spent none)."""
@@ -165,7 +175,8 @@ def _stored_rows(s, roots) -> dict[str, tuple]:
             select(M.Track.path, M.Track.id, M.Track.size, M.Track.mtime, M.Track.fingerprint, M.Track.status,
                    M.Track.model_version_id, M.Track.error_transient, M.Track.tags_current,
                    M.Track.content_hash, M.Track.ctime_ns, M.Track.audio_digest,
-                   M.Track.written_ctime_ns, M.Track.decoding).where(cond)  # fmt: skip
+                   M.Track.written_ctime_ns, M.Track.decoding,
+                   and_(M.Track.windows > 0, M.Track.silent_windows == M.Track.windows)).where(cond)  # fmt: skip
         ):
             existing[row[0]] = tuple(row[1:])
     return existing
@@ -241,17 +252,28 @@ class _Plan:
             self.summary.stale += 1
         return False
 
-    def decoded_otherwise(self, path: str, track_id: int, status: str, decoding: int | None) -> bool:
+    def decoded_otherwise(self, path: str, track_id: int, status: str, decoding: int | None,
+                          all_silent: bool = False) -> bool:  # fmt: skip
         """Whether the analysed file of a track an older tagger's decoding analysed (``decoding``
         NULL, before revision 0012, or less than `tagger.audio.joined.DECODING`) is read otherwise
-        now (`decoded_otherwise`: files joined byte-wise, ``cat a.flac b.flac``, of which it decoded
-        the first alone, its results those of the first part): analysed again, once, and said
-        (``summary.decoded_anew``). Another such track is recorded as of this decoding, so that
-        its file is looked at once (the bytes of a FLAC read once: a library's first scan after the
-        upgrade reads them all; was: such results kept for ever, the file unchanged)."""
-        from tagger.audio.joined import DECODING, decoded_otherwise  # (tagger.audio: numpy, soundfile)
+        now: analysed again, once, and said (``summary.decoded_anew``). A track stored with every
+        window silent (``all_silent``: the stored window counts decide, the file is not opened) is
+        a recording under the silence floor throughout that is now analysed under a floor of its
+        own (was: kept with no instruments for ever, its file unchanged). A track of a decoding
+        before `JOINED_DECODING` whose file `decoded_otherwise` names (files joined byte-wise,
+        ``cat a.flac b.flac``, of which it decoded the first alone, its results those of the first
+        part) too; another such track is recorded as of this decoding, so that its file is looked at
+        once (the bytes of a FLAC read once: a library's first scan after the upgrade reads them all;
+        was: such results kept for ever, the file unchanged). A track of a later decoding not all
+        silent is read alike: left as it is, its file not read again."""
+        from tagger.audio.joined import DECODING, JOINED_DECODING, decoded_otherwise  # (tagger.audio: numpy, soundfile)
 
         if status != M.STATUS_OK or (decoding or 0) >= DECODING:
+            return False
+        if all_silent:
+            self.summary.decoded_anew.append((path, ALL_SILENT_ANEW))
+            return True
+        if (decoding or 0) >= JOINED_DECODING:
             return False
         try:
             why = decoded_otherwise(Path(path))
@@ -259,7 +281,7 @@ class _Plan:
             log.debug("could not look at %s for an older decoding: %r", path, exc)
             return False
         if why:
-            self.summary.decoded_anew.append((path, why))
+            self.summary.decoded_anew.append((path, f"an older tagger analysed it in part ({why})"))
             return True
         self.writer.decoding_checked(track_id, DECODING)
         return False
@@ -323,7 +345,8 @@ class _Plan:
             row = self.existing[path] = (twin.id, twin.size, twin.mtime, twin.fingerprint, twin.status,
                                          twin.model_version_id, twin.error_transient, twin.tags_current,
                                          twin.content_hash, twin.ctime_ns, twin.audio_digest,
-                                         twin.written_ctime_ns, twin.decoding)  # fmt: skip
+                                         twin.written_ctime_ns, twin.decoding,
+                                         all_silent(twin.windows, twin.silent_windows))  # fmt: skip
         if row is not None:
             self.known(path, st, fp, row, digest)
         else:
@@ -352,7 +375,7 @@ class _Plan:
         other bytes (analysed)."""
         writer, mtime = self.writer, st.st_mtime
         (track_id, old_size, old_mtime, old_fp, status, track_mv, transient, tags_current, old_hash, old_ctime,
-         old_audio, written_ctime, decoding) = row  # fmt: skip
+         old_audio, written_ctime, decoding, silent) = row  # fmt: skip
         same = old_size == st.st_size and old_fp == fp
         # Another ctime: the file was renamed, copied or written here since (its mtime may have
         # been set back: two stems of one archive swapped by name), or only chmod-ed.
@@ -374,7 +397,7 @@ class _Plan:
             writer.retagged(track_id, FileState.of(path, st, fp, track_id), content_hash=whole)
             tags_current = False
         if self.needs_analysis(status, track_mv, transient, track_id=track_id) or self.decoded_otherwise(
-                path, track_id, status, decoding):  # fmt: skip
+                path, track_id, status, decoding, bool(silent)):  # fmt: skip
             self.work.append(FileState.of(path, st, fp, track_id))
         else:
             self.summary.skipped += 1
@@ -400,7 +423,7 @@ class _Plan:
             self.existing.pop(old_path, None)
             log.debug("moved: %s -> %s", old_path, path)
             if self.needs_analysis(track.status, track.model_version_id, track_id=track.id) or self.decoded_otherwise(
-                    path, track.id, track.status, track.decoding):  # fmt: skip
+                    path, track.id, track.status, track.decoding, all_silent(track.windows, track.silent_windows)):  # fmt: skip
                 self.work.append(FileState.of(path, st, fp, track.id))
             else:
                 self.summary.skipped += 1
