@@ -252,6 +252,20 @@ class _Plan:
             self.summary.stale += 1
         return False
 
+    def analysed_again(self, path: str, track_id: int, status: str, track_mv: int | None, decoding: int | None,
+                       all_silent: bool, *, transient: bool = False) -> bool:  # fmt: skip
+        """Whether a stored track whose file is unchanged (or moved) is analysed: `needs_analysis`, or
+        `decoded_otherwise`. A stale track (another model version's) analysed for the latter is
+        analysed by this scan's model: not counted stale (was: counted in both, a scan of an
+        all-silent track of decoding 2 and another said "1 scanned, 1 skipped unchanged (2 stale)")."""
+        stale = self.summary.stale
+        if self.needs_analysis(status, track_mv, transient, track_id=track_id):
+            return True
+        if self.decoded_otherwise(path, track_id, status, decoding, all_silent):
+            self.summary.stale = stale
+            return True
+        return False
+
     def decoded_otherwise(self, path: str, track_id: int, status: str, decoding: int | None,
                           all_silent: bool = False) -> bool:  # fmt: skip
         """Whether the analysed file of a track an older tagger's decoding analysed (``decoding``
@@ -396,8 +410,7 @@ class _Plan:
                 return
             writer.retagged(track_id, FileState.of(path, st, fp, track_id), content_hash=whole)
             tags_current = False
-        if self.needs_analysis(status, track_mv, transient, track_id=track_id) or self.decoded_otherwise(
-                path, track_id, status, decoding, bool(silent)):  # fmt: skip
+        if self.analysed_again(path, track_id, status, track_mv, decoding, bool(silent), transient=transient):
             self.work.append(FileState.of(path, st, fp, track_id))
         else:
             self.summary.skipped += 1
@@ -422,8 +435,8 @@ class _Plan:
             self.writer.moved(track, path=path, mtime=st.st_mtime, ctime_ns=st.st_ctime_ns)
             self.existing.pop(old_path, None)
             log.debug("moved: %s -> %s", old_path, path)
-            if self.needs_analysis(track.status, track.model_version_id, track_id=track.id) or self.decoded_otherwise(
-                    path, track.id, track.status, track.decoding, all_silent(track.windows, track.silent_windows)):  # fmt: skip
+            if self.analysed_again(path, track.id, track.status, track.model_version_id, track.decoding,
+                                   all_silent(track.windows, track.silent_windows)):  # fmt: skip
                 self.work.append(FileState.of(path, st, fp, track.id))
             else:
                 self.summary.skipped += 1

@@ -113,8 +113,9 @@ class ScanSummary:
     (damaged frames, at most `tagger.audio.MAX_LOST_SHARE` of the file): not a failure."""
     decoded_anew: list[tuple[str, str]] = field(default_factory=list)
     """(path, why) of the unchanged files whose tracks an older tagger's decoding analysed in part
-    (``tracks.decoding``: files joined byte-wise, of which it decoded the first alone), analysed
-    again (counted in ``scanned`` or ``failed``)."""
+    (``tracks.decoding``: files joined byte-wise, of which it decoded the first alone) or stored with
+    every window silent (before the quiet-recording floor), analysed again (counted in ``scanned``
+    or ``failed``)."""
     temp_files: list[str] = field(default_factory=list)
     """Temporary files left by killed tag writes that this scan deleted, or with ``keep_temp_files``
     (a dry run) found and left in place, under their own names (`to_dict` escapes a name that is not
