@@ -253,6 +253,8 @@ def test_query_stats_and_errors_read_without_the_orm(small_library, command):
     loaded = _imported_by(*command, "--db", small_library, modules=True)
     assert "tagger.db.sql" in loaded and not {m for m in loaded if m.split(".")[0] in ("sqlalchemy", "alembic")}
     assert "tagger.db.tables" not in loaded and "tagger.db.models" not in loaded
+    if command[0] == "query":  # (a track's detail, `show`'s, and the evaluation's rendering: 2-7 ms of a query's start-up)
+        assert {"tagger.db.detail", "tagger.evaluate.render"}.isdisjoint(loaded), sorted(loaded)
 
 
 def test_options_are_converted_without_pydantic_as_typer_converts_them():

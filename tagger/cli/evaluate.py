@@ -13,7 +13,6 @@ from tagger.cli import options as F
 from tagger.cli.app import app, echo, handle_errors, quiet_tensorflow
 from tagger.errors import UserError
 from tagger.evaluate.defaults import DEFAULT_BATCH, DEFAULT_PER_LEVEL, DEFAULT_SEED, DEFAULT_SPLIT
-from tagger.evaluate.render import format_levels
 
 
 @app.command("evaluate")
@@ -121,6 +120,8 @@ def rerun_command(
 ) -> str:
     """The `tagger evaluate` command line that repeats an evaluation, every setting spelled out
     (`kind`: 'notes' or 'mixtures', as `data_kind` says; a mixture folder has no split or solo test)."""
+    from tagger.evaluate.render import format_levels  # (start-up: every command registers this module)
+
     args = ["tagger", "evaluate", os.fspath(data)]
     if models is not None:
         args += ["--models", os.fspath(models)]

@@ -6,7 +6,6 @@ Pure functions from the plain values of `tagger.db.queries` to strings; the CLI 
 
 from __future__ import annotations
 
-import csv
 import io
 import itertools
 import json
@@ -16,11 +15,14 @@ import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from json.encoder import encode_basestring_ascii as _json_str
+from typing import TYPE_CHECKING
 
 from tagger.constants import SILENCE_DBFS
-from tagger.db.detail import CueTrackDetail, CueTrackMatch, TrackDetail
 from tagger.db.listing import TrackSummary
 from tagger.display import named, named_failed, padded, shown, width
+
+if TYPE_CHECKING:  # (start-up: `tagger query` renders no track's detail, and `tagger.db.detail` is 1-2 ms of its import)
+    from tagger.db.detail import CueTrackDetail, CueTrackMatch, TrackDetail
 
 QUERY_FORMATS = ("table", "json", "csv", "paths", "paths0", "m3u")
 FORMAT_OF_SUFFIX = {".m3u": "m3u", ".m3u8": "m3u", ".csv": "csv", ".json": "json"}
@@ -201,6 +203,8 @@ def _csv_row(t: TrackSummary, families: Sequence[str]) -> list:
 
 
 def _csv_rows(rows: list[list]) -> str:
+    import csv  # (start-up: only the CSV format needs it)
+
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\n").writerows(rows)
     return buf.getvalue()
