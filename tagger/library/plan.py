@@ -152,7 +152,6 @@ def plan_files(roots, *, writer: ScanWriter, mv_id: int, rescan_stale: bool, ret
     return plan.retagged_moves(crawled)
 
 
-
 ALL_SILENT_ANEW = "every window was under the silence floor, which now follows a quiet recording's own level"
 """Why a track an older decoding stored with every window silent is analysed again (``decoded_anew``)."""
 
@@ -160,6 +159,7 @@ ALL_SILENT_ANEW = "every window was under the silence floor, which now follows a
 def all_silent(windows: int | None, silent_windows: int | None) -> bool:
     """Whether a track was stored with windows, every one of them silent (not scored)."""
     return bool(windows) and silent_windows == windows
+
 
 def _stored_rows(s, roots) -> dict[str, tuple]:
     """path -> (id, size, mtime, fingerprint, status, model version id, transient error, tags
@@ -253,7 +253,7 @@ class _Plan:
         return False
 
     def analysed_again(self, path: str, track_id: int, status: str, track_mv: int | None, decoding: int | None,
-                       all_silent: bool, *, transient: bool = False) -> bool:  # fmt: skip
+                       stored_silent: bool, *, transient: bool = False) -> bool:  # fmt: skip
         """Whether a stored track whose file is unchanged (or moved) is analysed: `needs_analysis`, or
         `decoded_otherwise`. A stale track (another model version's) analysed for the latter is
         analysed by this scan's model: not counted stale (was: counted in both, a scan of an
@@ -261,17 +261,17 @@ class _Plan:
         stale = self.summary.stale
         if self.needs_analysis(status, track_mv, transient, track_id=track_id):
             return True
-        if self.decoded_otherwise(path, track_id, status, decoding, all_silent):
+        if self.decoded_otherwise(path, track_id, status, decoding, stored_silent):
             self.summary.stale = stale
             return True
         return False
 
     def decoded_otherwise(self, path: str, track_id: int, status: str, decoding: int | None,
-                          all_silent: bool = False) -> bool:  # fmt: skip
+                          stored_silent: bool = False) -> bool:  # fmt: skip
         """Whether the analysed file of a track an older tagger's decoding analysed (``decoding``
         NULL, before revision 0012, or less than `tagger.audio.joined.DECODING`) is read otherwise
         now: analysed again, once, and said (``summary.decoded_anew``). A track stored with every
-        window silent (``all_silent``: the stored window counts decide, the file is not opened) is
+        window silent (``stored_silent``: the stored window counts decide, the file is not opened) is
         a recording under the silence floor throughout that is now analysed under a floor of its
         own (was: kept with no instruments for ever, its file unchanged). A track of a decoding
         before `JOINED_DECODING` whose file `decoded_otherwise` names (files joined byte-wise,
@@ -284,7 +284,7 @@ class _Plan:
 
         if status != M.STATUS_OK or (decoding or 0) >= DECODING:
             return False
-        if all_silent:
+        if stored_silent:
             self.summary.decoded_anew.append((path, ALL_SILENT_ANEW))
             return True
         if (decoding or 0) >= JOINED_DECODING:
