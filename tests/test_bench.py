@@ -162,6 +162,24 @@ def test_synthesised_query_database_answers_queries(tmp_path):
     assert B.synth_database(path, tracks=200) == path  # cached
 
 
+def test_queries_are_timed_with_bytecode_cached_after_an_untimed_run(tmp_path, monkeypatch):
+    """An installed tagger keeps its modules' bytecode: the timed query processes get Python's cache
+    even where the shell turns it off (this machine's does), after one untimed run that writes it."""
+    db = B.synth_database(tmp_path / "q.db", tracks=20, seed=1)
+    runs = []
+
+    def fake_run(cmd, **kw):
+        runs.append((tuple(cmd), kw["env"]))
+        return subprocess.CompletedProcess(cmd, 0, stdout=b"[]", stderr=b"")
+
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
+    monkeypatch.setattr(B.subprocess, "run", fake_run)
+    out = B.measure_query(db, runs=2)
+    assert out["bytecode"] == "cached" and all("PYTHONDONTWRITEBYTECODE" not in env for _, env in runs)
+    queries = [cmd for cmd, _ in runs if "query" in cmd]
+    assert len(queries) == 3 * len(B.QUERIES) and all(queries.count(c) == 3 for c in queries)
+
+
 def test_targets_and_report_shape():
     assert set(B.TARGETS) == {"scan_x_realtime", "ensemble_x_realtime", "peak_memory_bytes", "rescan_seconds_per_1000",
                               "query_seconds"}  # fmt: skip
