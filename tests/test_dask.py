@@ -61,9 +61,9 @@ def _start_scheduler(port: int, env: dict) -> subprocess.Popen:
     proc.kill()
     pytest.fail("the Dask scheduler did not listen within 120 s")
 
-def _start_bare_worker(address: str, env: dict, folder, *, death_timeout: int) -> subprocess.Popen:
-    """One single-threaded worker process without a nanny (killing it kills the worker)."""
-    return subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
+def _start_bare_worker(address: str, env: dict, folder, *, death_timeout: int, threads: int = 1) -> subprocess.Popen:
+    """One worker process without a nanny (killing it kills the worker), single-threaded unless `threads`."""
+    return subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", str(threads),
                              "--no-nanny", "--no-dashboard", "--host", "127.0.0.1", "--death-timeout",
                              str(death_timeout), "--local-directory", str(folder)],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
@@ -82,9 +82,9 @@ def _distinct_copies(template, n: int, root):
 
 @contextlib.contextmanager
 def _own_cluster(folder: Path, *, death_timeout: int = 60, workers: int = 1, nanny: bool = False,
-                 worker_port: int | None = None, **env_extra: str) -> Iterator[tuple[str, subprocess.Popen, list[subprocess.Popen]]]:
+                 worker_port: int | None = None, threads: int = 1, **env_extra: str) -> Iterator[tuple[str, subprocess.Popen, list[subprocess.Popen]]]:
     """(address, scheduler, workers) of a cluster for one test that kills part of it or its files kill
-    it: a scheduler (`_start_scheduler`) and ``workers`` single-threaded workers, their files in
+    it: a scheduler (`_start_scheduler`) and ``workers`` single-threaded workers (bare ones of ``threads``), their files in
     ``folder/w0``, ``folder/w1``...: bare (`_start_bare_worker`: killing one kills it) or, with
     ``nanny``, each under a nanny that restarts it (``worker_port``: the first one's worker at that
     port, a restart's too). ``env_extra``: more environment (Dask settings).
@@ -102,7 +102,7 @@ def _own_cluster(folder: Path, *, death_timeout: int = 60, workers: int = 1, nan
                                            *(["--worker-port", str(worker_port)] if worker_port and i == 0 else [])],
                                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))  # fmt: skip
         else:
-            procs.append(_start_bare_worker(address, env, folder / f"w{i}", death_timeout=death_timeout))
+            procs.append(_start_bare_worker(address, env, folder / f"w{i}", death_timeout=death_timeout, threads=threads))
     try:
         yield address, procs[0], procs[1:]
     finally:
@@ -732,7 +732,8 @@ def test_a_file_that_hangs_the_last_worker_without_a_nanny_stops_the_scan_and_le
     try:
         with _own_cluster(tmp_path) as (address, _, _):
             with pytest.raises(ClusterError, match=r"the Dask worker tcp://127\.0\.0\.1:\d+ ran .*hang\.wav past the "
-                                                   r"file timeout and is the last worker left, with no nanny"):  # fmt: skip
+                                                   r"file timeout and is the last worker left, with no nanny.*"
+                                                   r"run the workers under a nanny"):  # fmt: skip
                 scan([root], db=db, analyser=FakeAnalyser(), file_timeout=10,  # (as the nanny test: a loaded machine)
                      backend=DaskBackend(address, spec=spec, connect_timeout=60, worker_timeout=5))  # fmt: skip
             with distributed.Client(address, timeout=60, set_as_default=False) as client:
@@ -742,6 +743,36 @@ def test_a_file_that_hangs_the_last_worker_without_a_nanny_stops_the_scan_and_le
     finally:
         db.close()
     assert "timed out after" in rows["hang.wav"] and all(e is None for n, e in rows.items() if n != "hang.wav"), rows
+
+
+def test_a_file_that_hangs_one_thread_of_the_last_worker_without_a_nanny_leaves_the_others_going(tmp_path, caplog):
+    """The last worker left, started with ``--no-nanny``, stopped the scan at its first file past the
+    file timeout, though it had other threads to analyse the rest: one hung file on a single
+    two-thread worker left three files unanalysed. The file is stored as timed out, its thread left
+    stuck (nothing can end it without a nanny), the other thread analyses the rest, and a warning
+    names the worker and the file and says to run workers under a nanny."""
+    import logging
+
+    root = tmp_path / "music"
+    _one_bad_and_three_ok(root, "hang.wav")  # (hangs its thread)
+    db = open_database(tmp_path / "lib.db")
+    spec = AnalyserSpec(kind="factory", factory="dask_fakes:HangingAnalyser")
+    caplog.set_level(logging.WARNING, logger="tagger.library.distributed")
+    try:
+        with _own_cluster(tmp_path, threads=2) as (address, _, _):
+            summary = scan([root], db=db, analyser=FakeAnalyser(), file_timeout=10,  # (as the nanny test: a loaded machine)
+                           backend=DaskBackend(address, spec=spec, connect_timeout=60, worker_timeout=5))  # fmt: skip
+            with distributed.Client(address, timeout=60, set_as_default=False) as client:
+                assert len(client.scheduler_info(n_workers=-1)["workers"]) == 1  # (left as it is, not closed)
+        with db.session() as s:
+            rows = {os.path.basename(p): (st, e) for p, st, e in s.query(M.Track.path, M.Track.status, M.Track.error)}
+    finally:
+        db.close()
+    assert (summary.scanned, summary.failed) == (3, 1)
+    assert rows["hang.wav"][0] == M.STATUS_ERROR and "timed out after" in rows["hang.wav"][1], rows
+    assert [rows[f"ok{i}.wav"][0] for i in range(3)] == [M.STATUS_OK] * 3, rows
+    said = [r.getMessage() for r in caplog.records if "hang.wav" in r.getMessage()]
+    assert any("no nanny" in m and "1 of its 2 threads" in m for m in said), said
 
 
 def test_the_scan_goes_on_while_a_hung_workers_nanny_does_not_answer(tmp_path, monkeypatch):

@@ -167,12 +167,9 @@ class DaskBackend:
             store(i, RemoteResult(tasks.paths[i], error=f"timed out after {seconds:.0f} s on the Dask worker "
                                                         f"{worker} (a hung decoder?)"))  # fmt: skip
             if ending is None:
-                raise ClusterError(f"the Dask worker {worker} ran {tasks.paths[i]} past the file timeout and is the "
-                                   "last worker left, with no nanny to restart it: it is left running, its thread "
-                                   "stuck in the file (a hung decoder? a stalled mount?), as closing it would leave "
-                                   "the cluster without a worker; the results stored so far are kept: restart it "
-                                   "(or start more workers) and run the scan again")  # fmt: skip
-            tasks.ending.append(ending)
+                _leave_stuck(client, tasks, worker, tasks.paths[i])
+            else:
+                tasks.ending.append(ending)
             idle.reset()
             tasks.submit_into(futures)
 
@@ -223,10 +220,9 @@ class DaskBackend:
         still stuck in the file: it would take no other task): by its nanny, or, without one, close
         it (the scheduler sends it nothing more; its process is left to whoever started it). The
         restart runs in a thread of its own (`_end_worker`), returned: the scan goes on meanwhile, and
-        waits for it at its end (`_await_ends`). None, the worker left as it is: it has no nanny and
-        no other worker is running; closing it left the cluster without any, and the scan stopped
-        60 s later saying every worker had left (or, where its retirement was given up, its results
-        held for the client, it got the next files, which waited behind its stuck thread)."""
+        waits for it at its end (`_await_ends`). None, the worker left as it is (`_leave_stuck`): it has
+        no nanny and no other worker is running; closing it left the cluster without any, and the scan
+        stopped 60 s later saying every worker had left."""
         fut.cancel()  # (first: the scheduler would hand the task to the next worker)
         workers = client.scheduler_info(n_workers=-1).get("workers") or {}
         nanny = bool((workers.get(worker) or {}).get("nanny"))
@@ -263,6 +259,35 @@ class DaskBackend:
         stacks.compare(reports)
         log.info("dask: %d worker(s) ready with model %s", len(reports), spec.expected_version)
         return max(1, sum(client.nthreads().values())), stacks
+
+
+def _leave_stuck(client, tasks: _Tasks, worker: str, path: str) -> None:
+    """Leave the last worker, one without a nanny, with a thread stuck in the file at `path`
+    (`DaskBackend._give_up` returned None): its other threads go on with the scan, and a warning
+    names the worker and the file; once every one of its threads is stuck, `ClusterError` naming
+    its files. It stopped the scan at its first stuck file, though its other threads could analyse
+    the rest (a worker of ``--nthreads 8``: one hung file left the whole library unanalysed)."""
+    stuck = tasks.stuck.setdefault(worker, [])
+    stuck.append(path)
+    try:
+        threads = int(client.nthreads().get(worker) or 1)
+    except Exception as exc:  # noqa: BLE001 - a scheduler going away is reported by the futures
+        log.debug("dask: cannot ask the scheduler how many threads the worker %s has: %s", worker, exc)
+        threads = len(stuck)
+    advice = ("run the workers under a nanny (dask worker without --no-nanny), which restarts a worker stuck in a "
+              "file, or start more workers")  # fmt: skip
+    if len(stuck) < threads:
+        log.warning("dask: the worker %s ran %s past the file timeout and is the last worker left, with no nanny to "
+                    "restart it: its thread stuck in the file is left as it is (%d of its %d threads stuck) and the "
+                    "others go on; restart the worker after the scan, and %s", worker, path, len(stuck), threads,
+                    advice)  # fmt: skip
+        return
+    files = stuck[0] if len(stuck) == 1 else f"{', '.join(stuck[:-1])} and {stuck[-1]}"
+    raise ClusterError(f"the Dask worker {worker} ran {path} past the file timeout and is the last worker left, with "
+                       f"no nanny to restart it: {'its thread' if threads == 1 else f'each of its {threads} threads'} "
+                       f"is stuck in a file ({files}: a hung decoder? a stalled mount?); it is left running, as "
+                       "closing it would leave the cluster without a worker; the results stored so far are kept: "
+                       f"restart it, {advice}, and run the scan again")  # fmt: skip
 
 
 def _end_worker(client, worker: str, nanny: bool, timeout: float) -> None:
@@ -389,6 +414,9 @@ class _Tasks:
     """The questions the scheduler could not answer once, already warned of (`_unanswered`)."""
     ending: list = field(default_factory=list)
     """The threads restarting (or closing) the workers given up on (`DaskBackend._give_up`)."""
+    stuck: dict = field(default_factory=dict)
+    """Worker address -> the files whose threads are stuck there, left as they are (`_leave_stuck`: the
+    last worker, without a nanny)."""
 
     def __post_init__(self) -> None:
         self._todo = iter(enumerate(self.paths))
