@@ -775,6 +775,32 @@ def test_a_file_that_hangs_one_thread_of_the_last_worker_without_a_nanny_leaves_
     assert any("no nanny" in m and "1 of its 2 threads" in m for m in said), said
 
 
+def test_a_retirement_the_scheduler_gives_up_closes_the_hung_worker_at_once(tmp_path, caplog):
+    """A worker without a nanny that ran a file past the file timeout is retired; where the scheduler
+    gave the retirement up (no other running worker to take the results the worker held for the
+    client), the worker stayed, running, its thread stuck in the file, and was given the next files,
+    which waited behind that thread for ever, and the scan with them; nothing said so. It is closed
+    at once, with a warning. Here the worker is the cluster's only one and holds a result."""
+    import logging
+
+    from tagger.library.distributed import _end_worker
+
+    caplog.set_level(logging.WARNING, logger="tagger.library.distributed")
+    with _own_cluster(tmp_path) as (address, _, _):
+        with distributed.Client(address, timeout=60, set_as_default=False) as client:
+            client.wait_for_workers(1, timeout=60)
+            [worker] = client.scheduler_info(n_workers=-1)["workers"]
+            held = client.submit(sum, [1, 2], pure=False)
+            assert held.result(timeout=60) == 3  # (its result held on the worker for the client)
+            _end_worker(client, worker, False, 30.0)
+            deadline = time.monotonic() + 30  # (the worker's own leaving is told to the scheduler a moment later)
+            while worker in client.scheduler_info(n_workers=-1)["workers"] and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert worker not in client.scheduler_info(n_workers=-1)["workers"], "the worker was left running"
+    [record] = [r for r in caplog.records if "gave up the retirement" in r.getMessage()]
+    assert worker in record.getMessage() and "closed at once" in record.getMessage()
+
+
 def test_the_scan_goes_on_while_a_hung_workers_nanny_does_not_answer(tmp_path, monkeypatch):
     """The restart of a worker that ran a file past the file timeout waited for its nanny in the
     scan's thread, up to 30 s where the nanny did not answer (paused, its machine stopped): nothing

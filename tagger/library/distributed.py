@@ -295,7 +295,14 @@ def _end_worker(client, worker: str, nanny: bool, timeout: float) -> None:
     A nanny that does not answer (paused, its machine stopped) held the scan for the whole `timeout`
     (30 s by default), deaf to Ctrl-C, storing nothing, when this ran in the scan's thread. Its
     nanny not answering is a warning: the scheduler then drops the worker, whose process may be
-    left stuck in the file (was: said nowhere, the restart's answer unread)."""
+    left stuck in the file (was: said nowhere, the restart's answer unread).
+    Without a nanny the worker is retired (the results it holds for the client moved to another
+    worker first); a retirement the scheduler gives up (no other running worker to take them: the
+    others paused or being retired) left the worker running with its thread stuck in the file,
+    without a word: it was given the next files, which waited behind that thread for ever (their
+    timeout counts from when they start), and the scan with them. It is then closed at once
+    (`_close_at_once`: the results it held are computed again elsewhere, no death counted), with a
+    warning."""
     try:
         if nanny:
             out = client.restart_workers([worker], timeout=timeout, raise_for_error=False)
@@ -304,10 +311,26 @@ def _end_worker(client, worker: str, nanny: bool, timeout: float) -> None:
                             "stopped?): the scheduler dropped the worker, whose process may still be stuck in the "
                             "file", worker, timeout)  # fmt: skip
         else:
-            client.retire_workers([worker], close_workers=True)
+            out = client.retire_workers([worker], close_workers=True)
+            if isinstance(out, dict) and worker not in out and _close_at_once(client, worker) == "OK":
+                log.warning("dask: the scheduler gave up the retirement of the worker %s (no other running worker "
+                            "could take the results it holds): closed at once instead, those results to be computed "
+                            "again; its process may still be stuck in the file", worker)  # fmt: skip
     except Exception as exc:  # noqa: BLE001 - the scan goes on with the other workers
         closed = getattr(client, "status", "running") in ("closing", "closed")  # (the scan over, its client closed)
         (log.debug if closed else log.warning)("dask: cannot restart the worker %s: %s", worker, exc)
+
+
+def _close_at_once(client, worker: str) -> str:
+    """Remove `worker` from the scheduler and close it, whatever it holds: "OK", or "already-removed"
+    where it had left. Its removal is an expected one: the tasks it held run again elsewhere, and no
+    death is counted against them (none of them hung it)."""
+
+    async def close(address: str, dask_scheduler=None) -> str:  # (on the scheduler: nested, so pickled by value)
+        return await dask_scheduler.remove_worker(address, stimulus_id=f"tagger-file-timeout-{address}", expected=True,
+                                                  close=True)  # fmt: skip
+
+    return client.run_on_scheduler(close, worker)
 
 
 def _await_ends(ending: list[threading.Thread], poll: Callable[[], None] | None) -> None:
