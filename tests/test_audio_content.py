@@ -39,6 +39,42 @@ def test_channels_in_antiphase_are_analysed_not_cancelled(tmp_path, db, ext):
     assert track_instruments(db) == {str(path): ["bass", "flute"]}
 
 
+def _windows(path) -> tuple[np.ndarray, np.ndarray]:
+    """(audio [shape=(n, 64000)], silent [shape=(n,)]) of all of a file's windows."""
+    batches = list(audio.iter_windows(path))
+    return np.concatenate([w.audio for w in batches]), np.concatenate([w.silent for w in batches])
+
+
+@pytest.mark.parametrize("ext", ["flac", "mp3"])
+def test_a_phase_inverted_stereo_file_is_heard_as_its_mono_channel(tmp_path, ext):
+    """A flute note in L and -L in R (a phase-inverted recording), encoded to FLAC or MP3: the plain
+    mean was silence (every window under the floor). Its windows hold what its left channel holds:
+    from a FLAC, the mono file's samples bit for bit; from an MP3 (where R is -L within the codec's
+    error, the louder of the two changing from one second to the next), the left channel's within
+    that error, where the mix took the louder one's polarity: inverted from one second to the next,
+    a click at each such second's start (0.47 off at most, on a note of 0.24)."""
+    y = tone_signal([FLUTE, 2 * FLUTE, 3 * FLUTE], seconds=9.0, sr=44_100) * np.exp(-np.arange(9 * 44_100) / 44_100 / 4)
+    path = write_audio(tmp_path / f"inverted.{ext}", np.stack([y, -y], axis=1), sr=44_100)
+    stereo, silent = _windows(path)
+    assert not silent.any()
+    if ext == "flac":
+        assert np.array_equal(stereo, _windows(write_audio(tmp_path / "mono.flac", y, sr=44_100))[0])
+    else:
+        decoded, rate = sf.read(path, dtype="float32")
+        sf.write(tmp_path / "left.wav", decoded[:, 0], rate, subtype="FLOAT")
+        assert np.abs(stereo - _windows(tmp_path / "left.wav")[0]).max() < 1e-3
+
+
+def test_channels_in_antiphase_keep_one_polarity_whichever_is_louder(tmp_path):
+    """R = -L, 0.1 dB quieter in some seconds and louder in others: the mix is L (its polarity
+    followed the louder channel's, turned over at the seconds where that changed)."""
+    y = tone_signal([FLUTE], seconds=4.0)
+    right = -y * np.repeat(np.float32([0.99, 1.01, 1.01, 0.99]), 16_000)
+    sf.write(tmp_path / "inverted.wav", np.stack([y, right], axis=1), 16_000, subtype="FLOAT")
+    np.testing.assert_allclose(audio.load(tmp_path / "inverted.wav"), y * np.repeat([0.995, 1.005, 1.005, 0.995], 16_000),
+                               atol=1e-6)  # fmt: skip
+
+
 def test_a_channel_wired_the_wrong_way_round_keeps_what_is_in_the_centre(tmp_path, db):
     """Right channel inverted: the bass in the centre cancelled in the mean, and only what is panned
     to one side (a flute left, strings right) was found."""

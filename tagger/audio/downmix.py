@@ -58,8 +58,12 @@ def _downmix(block: np.ndarray, *, chunk: int | None = None) -> tuple[np.ndarray
 def _mix_unusual_chunks(block: np.ndarray, mono: np.ndarray, chunk: int) -> None:
     """Replace, in place, each `chunk` of `mono` (the mean of `block`'s channels) where a channel is in
     antiphase with the loudest one (`ANTIPHASE`) or empty (`EMPTY_CHANNEL_DB`) by the mean of the
-    channels not empty, those in antiphase inverted. A chunk holding NaN or infinite samples keeps the
-    plain mean (`stream` counts them)."""
+    channels not empty, those in antiphase inverted, the whole turned so that the first channel kept
+    keeps its polarity. (The loudest channel's polarity was
+    kept: where L = -R within a lossy codec's error, the louder of the two changed from one second
+    to the next, and so did the mix's polarity: a step of twice the signal at each such chunk's
+    start, a click in the windows.) A chunk holding NaN or infinite samples keeps the plain mean
+    (`stream` counts them)."""
     empty = 10 ** (EMPTY_CHANNEL_DB / 10)
     for start in range(0, len(block), max(chunk, 1)):
         x = block[start : start + chunk]
@@ -79,6 +83,7 @@ def _mix_unusual_chunks(block: np.ndarray, mono: np.ndarray, chunk: int) -> None
         kept = power > empty * power[loudest]
         if flip.any() or not kept.all():
             weights = np.where(flip, -1.0, 1.0) * kept / kept.sum()
+            weights *= np.sign(weights[np.argmax(kept)])  # (the first channel kept is never inverted)
             mono[start : start + len(x)] = x @ weights.astype(np.float32)
 
 
