@@ -26,7 +26,7 @@ def rms_db(y: np.ndarray) -> float:
     return float(10 * np.log10(np.mean(np.square(y, dtype=np.float64)) + 1e-20))
 
 
-@pytest.mark.parametrize("ext", ["wav", "flac", "m4a", "mp3"])
+@pytest.mark.parametrize("ext", ["wav", "flac", "m4a", "mp3", "ogg", "opus"])
 def test_channels_in_antiphase_are_analysed_not_cancelled(tmp_path, db, ext):
     """L = -R (a phase-inverted recording): the mean of the channels is silence, and the loud file
     was stored with no instruments. A channel in antiphase is inverted before the mean now."""
@@ -73,6 +73,20 @@ def test_channels_in_antiphase_keep_one_polarity_whichever_is_louder(tmp_path):
     sf.write(tmp_path / "inverted.wav", np.stack([y, right], axis=1), 16_000, subtype="FLOAT")
     np.testing.assert_allclose(audio.load(tmp_path / "inverted.wav"), y * np.repeat([0.995, 1.005, 1.005, 0.995], 16_000),
                                atol=1e-6)  # fmt: skip
+
+
+def test_an_ordinary_stereo_file_is_the_plain_mean_bit_for_bit(tmp_path):
+    """The antiphase and empty-channel checks leave a mix whose channels correlate (a centre and
+    two sides) as it was: every window the plain float32 mean of the decoded channels, resampled."""
+    rng = np.random.default_rng(1)
+    centre = tone_signal([BASS, FLUTE], seconds=9.0, sr=44_100)
+    left, right = (rng.standard_normal(len(centre)).astype(np.float32) * 0.05 for _ in range(2))
+    path = write_audio(tmp_path / "mix.flac", np.stack([centre + left, 0.7 * centre + right], axis=1), sr=44_100)
+    decoded, rate = sf.read(path, dtype="float32")
+    sf.write(tmp_path / "mean.wav", decoded.mean(axis=1, dtype=np.float32), rate, subtype="FLOAT")
+    stereo, silent = _windows(path)
+    mean, mean_silent = _windows(tmp_path / "mean.wav")
+    assert np.array_equal(stereo, mean) and np.array_equal(silent, mean_silent)
 
 
 def test_a_channel_wired_the_wrong_way_round_keeps_what_is_in_the_centre(tmp_path, db):
