@@ -257,6 +257,32 @@ def test_query_stats_and_errors_read_without_the_orm(small_library, command):
         assert {"tagger.db.detail", "tagger.evaluate.render"}.isdisjoint(loaded), sorted(loaded)
 
 
+@pytest.mark.integration
+@pytest.mark.parametrize("command, module", [(["query", "--has", "flute", "--lacks", "vocal"], "library"),
+                                             (["db", "prune", "--help"], "db")], ids=lambda c: " ".join(c) if isinstance(c, list) else c)  # fmt: skip
+def test_a_command_imports_no_other_commands_module(small_library, command, module):
+    """A run imports only the module of the command it invokes (`tagger.cli.COMMANDS`): every
+    command module was imported to register its commands, with their own imports (``tagger.model.settings``,
+    ``tagger.data.defaults``, json), about 9 ms of each ``tagger query``."""
+    from tagger.cli import COMMANDS
+
+    loaded = _imported_by(*command, *([] if "--help" in command else ["--db", small_library]), modules=True)
+    assert {f"tagger.cli.{m}" for m in COMMANDS.values()} & loaded == {f"tagger.cli.{module}"}
+
+
+def test_the_command_table_names_every_command_and_its_module():
+    """`tagger.cli.COMMANDS` (what a run imports for the command it names) holds every command and
+    group the app registers, in the order ``tagger --help`` lists them, each with its module."""
+    import tagger.cli as cli
+
+    app = cli.app
+    assert [c.name for c in app.registered_commands] + [g.name for g in app.registered_groups] == list(cli.COMMANDS)
+    for c in app.registered_commands:
+        assert c.callback.__module__ == f"tagger.cli.{cli.COMMANDS[c.name]}", c.name
+    for g in app.registered_groups:
+        assert g.typer_instance.registered_commands[0].callback.__module__ == f"tagger.cli.{cli.COMMANDS[g.name]}", g.name
+
+
 def test_options_are_converted_without_pydantic_as_typer_converts_them():
     """typer 0.29 converts every option's value with a pydantic adapter (pydantic's import and the
     adapters: 70-130 ms of each ``tagger query``); `_plain_value` converts the values of our options

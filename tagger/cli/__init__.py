@@ -1,24 +1,58 @@
 """Command-line interface: one thin module per command group, registered on one typer app.
 
 Importing a command module must stay cheap (no TensorFlow): heavy imports happen inside commands.
+A run imports only the module of the command it invokes (`only_invoked`); ``tagger.cli.app``, the
+application as Python code uses it (``from tagger.cli import app``), has every command.
 """
 
 from __future__ import annotations
 
-from tagger.cli.app import app
+from tagger.cli.app import app as _app
 
-COMMAND_MODULES = ("dataset", "train", "predict", "evaluate", "scan", "library", "db", "tags")
+del globals()["app"]  # (the module `tagger.cli.app`, which its import bound here: `app` is `__getattr__`'s)
+
+COMMANDS = {
+    "train": "train", "combine": "train",
+    "predict": "predict",
+    "evaluate": "evaluate",
+    "scan": "scan",
+    "query": "library", "show": "library", "stats": "library", "errors": "library",
+    "tag": "tags", "untag": "tags",
+    "dataset": "dataset",
+    "db": "db",
+}  # fmt: skip
+"""Every command and command group by its name on the command line, and the module of `tagger.cli`
+that registers it on the app, in the order ``tagger --help`` lists them (typer lists the groups
+after the commands). A new command gets its line here (`tests/test_imports.py` checks that the
+two agree)."""
+
+
+def __getattr__(name: str):
+    """``tagger.cli.app``: the typer app with every command registered."""
+    if name == "app":
+        _register()
+        return _app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _register() -> None:
+    """Register every command, in the order of `COMMANDS` whichever command module was imported first."""
+    for module in dict.fromkeys(COMMANDS.values()):
+        _load(module)
+    order = list(COMMANDS)
+    for registered in (_app.registered_commands, _app.registered_groups):
+        registered.sort(key=lambda info: order.index(info.name) if info.name in order else len(order))
+
+
+def _load(module: str) -> None:
+    """Import the command module ``tagger.cli.MODULE``, which registers its commands (none where it is missing)."""
     import importlib
 
-    for name in COMMAND_MODULES:
-        try:
-            importlib.import_module(f"tagger.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"tagger.cli.{name}":
-                raise
+    try:
+        importlib.import_module(f"tagger.cli.{module}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"tagger.cli.{module}":
+            raise
 
 
 def _main_sqlite_call() -> int | None:
@@ -36,27 +70,28 @@ def main() -> None:
 
     standard_streams()
     watch_stop_signals(_main_sqlite_call)  # (a second Ctrl-C stops a command that waits for a locked SQLite database)
-    _register()
-    only_invoked(app, sys.argv[1:])()
+    only_invoked(_app, sys.argv[1:])()
 
 
 def only_invoked(typer_app, args: list[str]):
     """``typer_app`` with only the command or command group that ``args`` (a command line after the
     program's name) invoke, when they name one of its own (its options are flags: the first word
-    that is not an option names the command); else ``typer_app`` itself. typer builds a click
-    command of every command registered, with every option, on each run: 13-15 ms of a
-    ``tagger query`` that uses one of them. The help, usage lines and errors of the command
-    invoked are the same (none names the other commands); an unknown command, or none, still gets
-    the whole app (its list of commands, ``--help``)."""
+    that is not an option names the command); else ``typer_app`` itself, every command registered.
+    Only that command's module is imported (`COMMANDS`: the others' imports and definitions took
+    about 9 ms of a ``tagger query`` that uses none of them), and typer builds a click command of
+    it alone (of every command registered, with every option: 13-15 ms). The help, usage lines and
+    errors of the command invoked are the same (none names the other commands); an unknown
+    command, or none, still gets the whole app (its list of commands, ``--help``)."""
     import copy
 
     at = next((i for i, a in enumerate(args) if not a.startswith("-")), None)
-    if at is None or not set(args[:at]) <= _plain_root_flags(typer_app):
-        return typer_app  # (``tagger --help query``: the root's help, listing every command)
-    word = args[at]
+    word = args[at] if at is not None and set(args[:at]) <= _plain_root_flags(typer_app) else None
+    if word in COMMANDS:  # (``tagger --help query``: None, the root's help lists every command)
+        _load(COMMANDS[word])  # (which registers it)
     commands = [c for c in typer_app.registered_commands if c.name is not None and c.name == word]
     groups = [g for g in typer_app.registered_groups if g.name is not None and g.name == word]
     if not commands and not groups:
+        _register()
         return typer_app
     trimmed = copy.copy(typer_app)
     trimmed.registered_commands, trimmed.registered_groups = commands, groups
@@ -78,5 +113,3 @@ def _plain_root_flags(typer_app) -> set[str]:
             if isinstance(p.default, typer.models.OptionInfo) and not p.default.is_eager
             for name in p.default.param_decls}  # fmt: skip
 
-
-_register()
