@@ -197,6 +197,48 @@ def test_a_note_file_empty_or_cut_short_is_refused_not_scored_as_padded_silence(
     assert nsynth.load_note_audio(nsynth.NoteDataset.load(whole).notes).shape == (len(FAMILIES), C.WINDOW_SAMPLES)
 
 
+def test_a_long_note_is_read_for_its_window_alone_and_the_report_names_it(tmp_path, monkeypatch):
+    """A note file was read whole (`sf.read`): one of hours, or a WAV whose header claims
+    gigabytes, went into memory entire for a 4 s window. A note is now read for the window and a
+    margin, a longer one named in report.json's data.notes_cut and report.md, and one whose header
+    claims more than the file holds is refused before a sample is read."""
+    root = make_dataset(tmp_path / "ds")
+    path = root / "audio" / "bass_acoustic_000-060-100.wav"
+    sf.write(path, 0.3 * np.sin(2 * np.pi * 200 * np.arange(30 * C.SAMPLE_RATE) / C.SAMPLE_RATE), C.SAMPLE_RATE, subtype="PCM_16")
+    asked = []
+    real_read = sf.SoundFile.read
+
+    def read(self, frames=-1, *args, **kwargs):
+        asked.append(self.frames if frames < 0 else frames)
+        return real_read(self, frames, *args, **kwargs)
+
+    monkeypatch.setattr(sf.SoundFile, "read", read)
+    rep = R.evaluate(root, out_dir=tmp_path / "rep", scorer=_Flat(), levels=[1], per_level=2, plots=False)
+    assert asked and max(asked) <= 4.1 * C.SAMPLE_RATE + 1  # (the window and a margin of 0.1 s; was: 30 s)
+    assert rep.data["data"]["notes_cut"] == {"count": 1, "window_seconds": C.WINDOW_SECONDS,
+                                             "files": [{"file": "bass_acoustic_000-060-100", "seconds": 30.0}]}  # fmt: skip
+    assert "bass_acoustic_000-060-100 (30 s)" in (tmp_path / "rep" / R.REPORT_MD).read_text()
+    claims = bytearray(path.read_bytes()[:44 + 2 * C.WINDOW_SAMPLES])  # (4 s held, its header: 1 GiB of data)
+    claims[40:44] = (1 << 30).to_bytes(4, "little")
+    path.write_bytes(bytes(claims))
+    note = next(n for n in nsynth.NoteDataset.load(root).notes if n.path == path)
+    asked.clear()
+    with pytest.raises(DatasetError, match="cut short: the file holds 4.00 s of the 33554.43 s its header declares") as err:
+        nsynth.load_note_audio([note])
+    assert err.value.path == str(path)
+    assert asked == []  # (refused before a sample was read)
+
+
+class _Flat:
+    """A scorer that hears nothing: what is read, not what is scored, is under test."""
+
+    families = FAMILIES
+    thresholds = np.full(len(FAMILIES), 0.5, dtype=np.float32)
+
+    def predict(self, windows):
+        return np.zeros((len(windows), len(FAMILIES)), dtype=np.float32)
+
+
 @pytest.mark.parametrize("how", ["antiphase", "one-side-empty"])
 def test_a_stereo_note_is_downmixed_as_a_scan_downmixes_a_track(tmp_path, how):
     """A note of two channels was their plain mean: in antiphase (L = -R) it cancelled to silence and

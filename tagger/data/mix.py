@@ -108,9 +108,11 @@ def draw_mixtures(
     return plan
 
 
-def render_mixture(record: dict) -> np.ndarray:
+def render_mixture(record: dict, *, cut: list[dict] | None = None) -> np.ndarray:
+    """The mixture a `draw_mixtures` record describes [shape=(WINDOW_SAMPLES,)]; its notes longer
+    than the window are listed in `cut` (`load_note_audio`)."""
     notes: list[Note] = record["_notes"]
-    clips = load_note_audio(notes) if notes else np.zeros((0, C.WINDOW_SAMPLES), np.float32)
+    clips = load_note_audio(notes, cut=cut) if notes else np.zeros((0, C.WINDOW_SAMPLES), np.float32)
     return mix_clips(clips, gains_db=record["gains_db"], onsets=record["onsets"])
 
 

@@ -272,39 +272,56 @@ def _check_samples(path: Path, data: np.ndarray) -> None:
                                  "(full scale is 1): not a recording")  # fmt: skip
 
 
-def _check_whole(path: Path, data: np.ndarray, rate: int) -> None:
+def _check_whole(path: Path, frames: int, rate: int) -> None:
     """Refuse a note file of no samples, or a WAV/AIFF whose data chunk holds less than its header
-    declares (a download or copy that stopped): libsndfile reads what is there, and the note was
-    scored and mixed padded with silence, as if it were the instrument's whole note."""
+    declares (a download or copy that stopped, or a header claiming gigabytes): libsndfile reads
+    what is there, and the note was scored and mixed padded with silence, as if it were the
+    instrument's whole note. `frames`: the frames libsndfile finds in the file. Made before a
+    sample is read."""
     from tagger.audio.lengths import _data_chunk
 
-    if not len(data):
+    if frames <= 0:
         raise DatasetError(path, "note audio holds no samples")
     chunk = _data_chunk(path, "WAV") or _data_chunk(path, "AIFF")
     if chunk is not None and 0 < chunk[1] < chunk[0] != 0xFFFFFFFF:
-        held = len(data) / rate
+        held = frames / rate
         raise DatasetError(path, f"note audio cut short: the file holds {held:.2f} s of the "
                                  f"{held * chunk[0] / chunk[1]:.2f} s its header declares")  # fmt: skip
 
 
-def load_note_audio(notes: Iterable[Note]) -> np.ndarray:
+NOTE_READ_MARGIN = 0.1
+"""Seconds of a note file read beyond the 4 s window (a resampler's edge); the rest is never read."""
+CUT_TOLERANCE = 0.01
+"""Seconds a note may run past the window before `load_note_audio` lists it as cut."""
+
+
+def load_note_audio(notes: Iterable[Note], *, cut: list[dict] | None = None) -> np.ndarray:
     """Decode notes as mono 16 kHz windows [shape=(n, 64000), dtype=float32] (padded/trimmed to 4 s).
 
-    Raises `DatasetError` naming the note's file when it cannot be read, holds no samples, is cut
-    short of what its header declares or holds NaN, infinite or absurdly large samples."""
+    Each file is read for the window and `NOTE_READ_MARGIN` beyond it, never whole (was: a note file
+    of hours read into memory entire, every NSynth note being 4 s). A note longer than the window
+    (by more than `CUT_TOLERANCE`) is scored on its first 4 s and, when `cut` is given, listed there
+    (``{"file": note_str, "seconds": its length}``, each note once). Raises `DatasetError` naming
+    the note's file when it cannot be read, holds no samples, is cut short of what its header
+    declares (one claiming gigabytes it does not hold) or holds NaN, infinite or absurdly large
+    samples within what is read."""
     import soundfile as sf
 
     from tagger import audio
 
     notes = list(notes)
     out = np.zeros((len(notes), C.WINDOW_SAMPLES), dtype=np.float32)
+    listed = {c["file"] for c in cut} if cut is not None else set()
     for i, note in enumerate(notes):
         try:
             if not note.path.is_file():  # (soundfile says "System error" for a missing file; a FIFO would block)
                 why = "is not a regular file" if note.path.exists() else "is missing"
                 raise DatasetError(note.path, f"note audio file {why}")
-            data, rate = sf.read(os.fsencode(note.path), dtype="float32", always_2d=True)  # (bytes: a name not UTF-8)
-            _check_whole(note.path, data, rate)
+            with sf.SoundFile(os.fsencode(note.path)) as f:  # (bytes: a name not UTF-8)
+                rate, frames = f.samplerate, f.frames
+                _check_whole(note.path, frames, rate)
+                wanted = int(np.ceil((C.WINDOW_SECONDS + NOTE_READ_MARGIN) * rate))
+                data = f.read(min(frames, wanted), dtype="float32", always_2d=True)
             _check_samples(note.path, data)
             clip = data[:, 0]
             if rate != C.SAMPLE_RATE or data.shape[1] > 1:  # (a scan's downmix: channels in antiphase inverted,
@@ -315,6 +332,9 @@ def load_note_audio(notes: Iterable[Note]) -> np.ndarray:
             raise DatasetError(note.path, f"cannot read note audio: {exc}") from None
         except OSError as exc:
             raise DatasetError(note.path, f"cannot read note audio: {exc.strerror or exc}") from None
+        if cut is not None and frames / rate > C.WINDOW_SECONDS + CUT_TOLERANCE and note.note_str not in listed:
+            listed.add(note.note_str)
+            cut.append({"file": note.note_str, "seconds": round(frames / rate, 3)})
         n = min(len(clip), C.WINDOW_SAMPLES)
         out[i, :n] = clip[:n]
     return out

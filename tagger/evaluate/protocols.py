@@ -148,6 +148,8 @@ def _relabel(bits: str, source: Sequence[str], target: Sequence[str]) -> np.ndar
 class SoloResult:
     predictions: Predictions
     metrics: dict
+    notes_cut: list[dict] = field(default_factory=list)
+    """The notes longer than the window, scored on their first 4 s (`load_note_audio`'s `cut`)."""
 
 
 def solo_metrics(predictions: Predictions) -> dict:
@@ -191,7 +193,8 @@ def evaluate_solo(
         notes = [notes[i] for i in keep]
     truth = np.zeros((len(notes), len(fams)), dtype=np.uint8)
     truth[np.arange(len(notes)), [index[n.family] for n in notes]] = 1
-    scores = _score(scorer, notes, load_note_audio, batch_size=batch_size, progress=progress)
+    cut: list[dict] = []
+    scores = _score(scorer, notes, lambda chunk: load_note_audio(chunk, cut=cut), batch_size=batch_size, progress=progress)
     preds = Predictions(
         families=fams,
         ids=[n.note_str for n in notes],
@@ -200,7 +203,7 @@ def evaluate_solo(
         scores=scores,
         thresholds=np.asarray(scorer.thresholds, dtype=np.float32),
     )
-    return SoloResult(predictions=preds, metrics=solo_metrics(preds))
+    return SoloResult(predictions=preds, metrics=solo_metrics(preds), notes_cut=cut)
 
 
 # --- polyphony levels ---------------------------------------------------------------------------
@@ -266,8 +269,11 @@ def _read_mixture_windows(records: Sequence[dict], *, padded: list[dict] | None 
     return out
 
 
-def _render_windows(records: Sequence[dict]) -> np.ndarray:
-    return np.stack([M.render_mixture(r) for r in records]) if records else np.zeros((0, C.WINDOW_SAMPLES), np.float32)
+def _render_windows(records: Sequence[dict], *, cut: list[dict] | None = None) -> np.ndarray:
+    """The mixtures of `records` rendered from their notes; the notes longer than the window listed in `cut`."""
+    if not records:
+        return np.zeros((0, C.WINDOW_SAMPLES), np.float32)
+    return np.stack([M.render_mixture(r, cut=cut) for r in records])
 
 
 def evaluate_polyphony(
@@ -302,13 +308,18 @@ def evaluate_polyphony(
             playing = sum(1 for notes in ds.by_family().values() if notes)
             raise DatasetError(exc.path, f"{exc.reason}; choose fewer levels, e.g. 0-{playing}") from None
         source_families: Sequence[str] = ds.families
-        load = _render_windows
+        notes_cut: list[dict] = []  # (filled while the notes are read: the report's data.notes_cut)
+
+        def load(chunk):
+            return _render_windows(chunk, cut=notes_cut)
+
         info = {
             "kind": "rendered",
             "per_level": per_level,
             "seed": seed,
             "levels": lv,
             "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in settings.__dict__.items()},
+            "notes_cut": notes_cut,
         }
     else:
         source_families = list(source.get("families") or [])

@@ -65,7 +65,7 @@ def _header(report: dict) -> list[str]:
         + f"), sha256 of its index `{data['sha256'][:16]}`",
         f"- Created {report['created']} by tagger {report['tagger_version']}",
     ]
-    lines += [f"- {line[0].upper()}{line[1:]}" for line in left_out_lines(data.get("left_out"))]
+    lines += [f"- {line[0].upper()}{line[1:]}" for line in data_lines(data)]
     if report.get("command"):
         command = report["command"]  # (a name not UTF-8: shown escaped, as no UTF-8 text holds it)
         lines += ["- Rerun:", "", "```sh", command if is_utf8(command) else named(command), "```"]
@@ -278,10 +278,23 @@ def left_out_lines(left_out: dict | None) -> list[str]:
     return lines
 
 
+def data_lines(data: dict) -> list[str]:
+    """What a report says of its data beside the path: the notes left out (`left_out_lines`) and
+    the notes longer than the window, scored on their first 4 s (``data.notes_cut``, the first 5 named)."""
+    lines = left_out_lines(data.get("left_out"))
+    cut = data.get("notes_cut") or {}
+    if cut.get("count"):
+        names = ", ".join(f"{named(c['file'])} ({c['seconds']:g} s)" for c in cut["files"][:5])
+        more = f" and {cut['count'] - 5} more (all in report.json)" if cut["count"] > 5 else ""
+        lines.append(f"{cut['count']:,} note(s) longer than the {cut['window_seconds']:g} s window were scored "
+                     f"and mixed on their first window only: {names}{more}")  # fmt: skip
+    return lines
+
+
 def summary_lines(report: dict) -> list[str]:
     """A short plain-text summary for the end of the command."""
     lines = [f"model {report['model']['version']} on {named(report['data']['path'])}"]
-    lines += left_out_lines(report["data"].get("left_out"))
+    lines += data_lines(report["data"])
     solo = report.get("solo")
     if solo:
         sl = solo["single_label"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import logging
 import math
 import os
 from collections import Counter
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tagger import constants as C
 from tagger.data import mix as M
 from tagger.data.nsynth import PAPER_SOURCES, NoteDataset
 from tagger.errors import DatasetError, UserError
@@ -48,6 +50,8 @@ REPORT_MD = "report.md"
 PLOTS_DIR = "plots"
 SOLO_PREDICTIONS = "solo_predictions.npz"
 POLYPHONY_PREDICTIONS = "polyphony_predictions.npz"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -135,6 +139,7 @@ def evaluate(
                     scorer, ds, solo=solo, solo_notes=solo_notes, polyphony=polyphony, per_level=per_level,
                     levels=levels, seed=seed, settings=settings, batch_size=batch_size, stage=stage,
                 )  # fmt: skip
+                source.notes_cut = _notes_cut(solo_result, poly_result)
             else:
                 solo_result = None
                 poly_result = evaluate_polyphony(scorer, source.manifest, levels=levels, batch_size=batch_size, progress=stage("polyphony"))
@@ -162,6 +167,7 @@ class _Data:
     notes: NoteDataset | None = None
     manifest: dict | None = None
     left_out: dict | None = None  # the notes the evaluation leaves out, once the model is known (`_left_out`)
+    notes_cut: dict | None = None  # the notes longer than the window, scored on their first 4 s (`_notes_cut`)
 
 
 def _read_data(data: str | os.PathLike, *, split: str, acoustic_only: bool, levels: Sequence[int] | None = None) -> _Data:
@@ -218,6 +224,18 @@ def _left_out(ds: NoteDataset, families: Sequence[str]) -> dict:
     keep = set(families)
     other = Counter(n.family for n in [*ds.notes, *ds.negatives] if n.family not in keep)
     return {"synth_lead": ds.synth_lead, "other_families": dict(sorted(other.items()))}
+
+
+def _notes_cut(solo: SoloResult | None, poly: PolyphonyResult | None) -> dict:
+    """The notes of a note dataset longer than the window (read for it alone, scored and mixed on
+    their first 4 s; an NSynth note lasts 4 s), each once, as report.json's ``data.notes_cut``; a
+    warning names the first five."""
+    files = {c["file"]: c for c in [*(solo.notes_cut if solo else []), *(poly.source.pop("notes_cut", []) if poly else [])]}
+    cut = [files[name] for name in sorted(files)]
+    if cut:
+        log.warning("%d note(s) longer than the %g s window were read, scored and mixed on their first window only: %s",
+                    len(cut), C.WINDOW_SECONDS, ", ".join(c["file"] for c in cut[:5]) + (" ..." if len(cut) > 5 else ""))  # fmt: skip
+    return {"count": len(cut), "window_seconds": C.WINDOW_SECONDS, "files": cut}
 
 
 def _run_on_notes(
@@ -308,6 +326,7 @@ def _report_content(
             "split": source.split if notes else None,
             "acoustic_only": source.acoustic_only if notes else None,
             "left_out": source.left_out if notes else None,
+            "notes_cut": source.notes_cut if notes else None,
             "sha256": sha256_file(source.meta_file),
         },
         "paper": paper.as_dict(),
