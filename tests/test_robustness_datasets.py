@@ -433,6 +433,22 @@ def test_evaluate_of_a_split_the_folder_lacks_names_it_and_the_splits_there_are(
         one_error_line(result, f"unknown split 'tset'; expected one of train, valid, test (the dataset's: {has})")
 
 
+@pytest.mark.parametrize("name", ["nsynth-test", "plain"])
+def test_an_empty_examples_json_is_refused_as_an_empty_dataset(tmp_path, name):
+    """An examples.json of `{}` was 'the dataset has no split yet; run tagger dataset split first'
+    (which split it, and evaluate then said 'no notes ... in split test'), or in a real NSynth
+    folder's name a split of no notes: now one line naming the file and that it lists no notes,
+    from evaluate, dataset mix and dataset split, before a model loads or a folder is made."""
+    root = tmp_path / name
+    (root / "audio").mkdir(parents=True)
+    (root / "examples.json").write_text("{}")
+    meta = str(root / "examples.json")
+    for args in (["evaluate", str(root), "--out", str(tmp_path / "rep"), "--models", str(tmp_path)],
+                 ["dataset", "mix", str(root), str(tmp_path / "mix")], ["dataset", "split", str(root)]):  # fmt: skip
+        one_error_line(runner.invoke(app, args), meta, "lists no notes: the dataset is empty")
+    assert not (tmp_path / "rep").exists() and not (tmp_path / "mix").exists() and not (root / "split.json").exists()
+
+
 def test_the_split_suggested_is_one_split_takes_and_not_the_one_that_fell_short(tmp_path):
     """The hint of a split with too few notes suggested the dataset's largest split, whatever its
     name: `--split unused` for a split.json whose most notes are in an ablation's "unused" split,

@@ -92,6 +92,9 @@ class NoteDataset:
         meta = read_json(meta_path)
         if not isinstance(meta, dict):
             raise DatasetError(meta_path, "examples.json must map note_str to a note record")
+        if not meta:  # (was: "run tagger dataset split first", or "no notes ... in split 'test'", for a `{}`)
+            raise DatasetError(meta_path, "lists no notes: the dataset is empty (render one with `tagger dataset "
+                                          "render`, or give a folder of NSynth's notes)")  # fmt: skip
         assignment = read_split(root)
         folder_split = _folder_split(root) if assignment is None else None  # (split.json's assignment first)
         if split is not None and split not in SPLITS:
