@@ -229,6 +229,45 @@ def test_a_long_note_is_read_for_its_window_alone_and_the_report_names_it(tmp_pa
     assert asked == []  # (refused before a sample was read)
 
 
+def test_a_split_the_model_was_trained_or_calibrated_on_is_evaluated_with_a_warning(tmp_path, caplog):
+    """Evaluating on the valid split that chose the model's thresholds, the train split, or any
+    split of a production fit's dataset gave optimistic figures without a word (as good as the
+    held-out test split's): the manifest's data names the dataset, and the report, its summary and
+    a warning now say which split and why."""
+    root = make_dataset(tmp_path / "gm9")
+    instruments = json.loads((root / "split.json").read_text())["instruments"]
+
+    def evaluate(split, data_record, data=root, render=None):
+        (root / "split.json").write_text(json.dumps({"instruments": {k: split for k in instruments}}))
+        if render is not None:
+            (root / "render.json").write_text(json.dumps({"soundfonts": render}))
+        scorer = _Flat()
+        scorer.manifest = {"version": "m1", "data": data_record}
+        out = tmp_path / f"rep-{len(list(tmp_path.glob('rep-*')))}"
+        return R.evaluate(data, out_dir=out, scorer=scorer, split=split, levels=[1], per_level=1, plots=False)
+
+    held_out = {"dataset": "gm9", "all_instruments": False, "render": {"fluidr3": "a.sf2"}}
+    with caplog.at_level("WARNING", logger="tagger.evaluate.report"):
+        rep = evaluate("valid", held_out)
+    seen = rep.data["data"]["seen_by_model"]
+    assert seen == ["the valid split of 'gm9' chose the decision thresholds of the model 'm1' and validated its "
+                    "training: figures on it are optimistic, not a measure of instruments it never heard"]  # fmt: skip
+    assert seen[0] in caplog.text and f"- Warning: {seen[0]}" in rep.files["markdown"].read_text()
+    assert "trained on the train split of 'gm9'" in evaluate("train", held_out).data["data"]["seen_by_model"][0]
+    assert evaluate("test", held_out).data["data"]["seen_by_model"] == []  # (the split held out)
+    fit = {"members": [{"version": "a", "dataset": "gm9", "all_instruments": True}]}  # (an averaged ensemble's)
+    assert evaluate("test", fit).data["data"]["seen_by_model"] == [
+        "the model 'm1' (its member 'a') was trained on every instrument of 'gm9', each split's included (a production "
+        "fit: data.all_instruments in its manifest): figures on its test split are optimistic, not a measure of "
+        "instruments it never heard"]  # fmt: skip
+    assert evaluate("valid", {**held_out, "dataset": "gm4"}).data["data"]["seen_by_model"] == []  # (another dataset)
+    assert evaluate("valid", held_out, render={"fluidr3": "b.sf2"}).data["data"]["seen_by_model"] == []  # (its namesake)
+    mixtures = tmp_path / "mix"
+    M.write_mixtures(nsynth.NoteDataset.load(root, split="valid"), mixtures, per_level=1, levels=[1], seed=0)
+    (line,) = evaluate("valid", {"dataset": "gm9"}, data=mixtures).data["data"]["seen_by_model"]
+    assert line.startswith("the valid split of 'gm9' chose") and f"(the mixtures were mixed from {root})" in line
+
+
 class _Flat:
     """A scorer that hears nothing: what is read, not what is scored, is under test."""
 

@@ -174,6 +174,7 @@ def write_mixtures(
         manifest = {
             "families": list(dataset.families),
             "source": str(dataset.root),
+            "split": dataset.split,  # (evaluate tells by it whether the model was calibrated on these notes)
             "seed": seed,
             "per_level": per_level,
             "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in settings.__dict__.items()},

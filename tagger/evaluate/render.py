@@ -279,9 +279,11 @@ def left_out_lines(left_out: dict | None) -> list[str]:
 
 
 def data_lines(data: dict) -> list[str]:
-    """What a report says of its data beside the path: the notes left out (`left_out_lines`) and
+    """What a report says of its data beside the path: why the model's figures on them are
+    optimistic (``data.seen_by_model``: it was trained or calibrated on them), the notes left out (`left_out_lines`) and
     the notes longer than the window, scored on their first 4 s (``data.notes_cut``, the first 5 named)."""
-    lines = left_out_lines(data.get("left_out"))
+    lines = [f"warning: {line}" for line in data.get("seen_by_model") or []]
+    lines += left_out_lines(data.get("left_out"))
     cut = data.get("notes_cut") or {}
     if cut.get("count"):
         names = ", ".join(f"{named(c['file'])} ({c['seconds']:g} s)" for c in cut["files"][:5])

@@ -133,6 +133,9 @@ def evaluate(
             if not hasattr(scorer, "predict"):  # a loader
                 scorer = scorer()
             stage = progress or (lambda _name: None)
+            source.seen_by_model = seen_by_model(getattr(scorer, "manifest", None) or {}, source)
+            for line in source.seen_by_model:
+                log.warning("%s", line)
             if source.kind == "notes":
                 ds, source.left_out = _notes_for_model(source, scorer)
                 solo_result, poly_result = _run_on_notes(
@@ -168,6 +171,7 @@ class _Data:
     manifest: dict | None = None
     left_out: dict | None = None  # the notes the evaluation leaves out, once the model is known (`_left_out`)
     notes_cut: dict | None = None  # the notes longer than the window, scored on their first 4 s (`_notes_cut`)
+    seen_by_model: list[str] | None = None  # why the model's figures on these data are optimistic (`seen_by_model`)
 
 
 def _read_data(data: str | os.PathLike, *, split: str, acoustic_only: bool, levels: Sequence[int] | None = None) -> _Data:
@@ -226,15 +230,64 @@ def _left_out(ds: NoteDataset, families: Sequence[str]) -> dict:
     return {"synth_lead": ds.synth_lead, "other_families": dict(sorted(other.items()))}
 
 
+def seen_by_model(manifest: dict, source: _Data) -> list[str]:
+    """Why a model's figures on `source` are optimistic, a line per reason: its manifest records the
+    dataset it was trained and calibrated on (``data``, or each member's under ``data.members`` for
+    an averaged ensemble), and `source` is that dataset's train split (trained on), its valid split
+    (the split that chose the thresholds and validated the training) or any split of it for a
+    production fit (``all_instruments``: every instrument heard); a mixture folder as the note
+    dataset and split it was mixed from (its labels.json's ``source`` and ``split``). Empty where
+    none applies or it cannot be told.
+
+    The manifest names the dataset by its folder's name alone (`tagger.model.record`), so the data
+    are taken for it by that name (of the path given or of the folder it leads to), unless both
+    record the SoundFonts rendered (render.json) and they differ: a copy renamed is not recognised."""
+    if source.kind == "notes":
+        root, split = source.path, source.split
+    else:
+        mixed_from = (source.manifest or {}).get("source")
+        if not isinstance(mixed_from, str) or not mixed_from:
+            return []
+        root, split = Path(mixed_from), (source.manifest or {}).get("split")
+    from tagger.paths import absolute
+
+    names = {Path(absolute(root)).name, Path(os.path.realpath(root)).name}
+    try:
+        rendered = json.loads((Path(root) / "render.json").read_text()).get("soundfonts") or {}
+    except (OSError, ValueError, AttributeError, RecursionError):
+        rendered = {}
+    data = manifest.get("data") if isinstance(manifest.get("data"), dict) else {}
+    records = [(None, data), *((m.get("version"), m) for m in data.get("members") or [] if isinstance(m, dict))]
+    lines = []
+    for member, rec in records:
+        name = rec.get("dataset")
+        if not name or name not in names or (rendered and rec.get("render") and rec["render"] != rendered):
+            continue
+        who = f"the model {manifest.get('version')!r}" + (f" (its member {member!r})" if member else "")
+        mixed = "" if source.kind == "notes" else f" (the mixtures were mixed from {root})"
+        if rec.get("all_instruments"):
+            why = (f"{who} was trained on every instrument of {name!r}, each split's included (a production fit: "
+                   f"data.all_instruments in its manifest)")  # fmt: skip
+            split_said = f"its {split} split" if split else "it"
+        elif split == "train":
+            why, split_said = f"{who} was trained on the train split of {name!r}", "it"
+        elif split == "valid":
+            why = f"the valid split of {name!r} chose the decision thresholds of {who} and validated its training"
+            split_said = "it"
+        else:
+            continue
+        line = f"{why}: figures on {split_said}{mixed} are optimistic, not a measure of instruments it never heard"
+        if line not in lines:
+            lines.append(line)
+    return lines
+
+
 def _notes_cut(solo: SoloResult | None, poly: PolyphonyResult | None) -> dict:
     """The notes of a note dataset longer than the window (read for it alone, scored and mixed on
-    their first 4 s; an NSynth note lasts 4 s), each once, as report.json's ``data.notes_cut``; a
-    warning names the first five."""
+    their first 4 s; an NSynth note lasts 4 s), each once, as report.json's ``data.notes_cut`` (the
+    command's summary names the first five: no warning besides, which would come just before it)."""
     files = {c["file"]: c for c in [*(solo.notes_cut if solo else []), *(poly.source.pop("notes_cut", []) if poly else [])]}
     cut = [files[name] for name in sorted(files)]
-    if cut:
-        log.warning("%d note(s) longer than the %g s window were read, scored and mixed on their first window only: %s",
-                    len(cut), C.WINDOW_SECONDS, ", ".join(c["file"] for c in cut[:5]) + (" ..." if len(cut) > 5 else ""))  # fmt: skip
     return {"count": len(cut), "window_seconds": C.WINDOW_SECONDS, "files": cut}
 
 
@@ -327,6 +380,7 @@ def _report_content(
             "acoustic_only": source.acoustic_only if notes else None,
             "left_out": source.left_out if notes else None,
             "notes_cut": source.notes_cut if notes else None,
+            "seen_by_model": source.seen_by_model or [],
             "sha256": sha256_file(source.meta_file),
         },
         "paper": paper.as_dict(),
