@@ -750,11 +750,19 @@ def test_a_file_that_hangs_one_thread_of_the_last_worker_without_a_nanny_leaves_
     file timeout, though it had other threads to analyse the rest: one hung file on a single
     two-thread worker left three files unanalysed. The file is stored as timed out, its thread left
     stuck (nothing can end it without a nanny), the other thread analyses the rest, and a warning
-    names the worker and the file and says to run workers under a nanny."""
+    names the worker and the file and says to run workers under a nanny.
+    The next scan, the worker not restarted, counts the thread still stuck from this one (the worker
+    says which of its threads run a cancelled task): its one free thread stuck too is the end of the
+    scan, naming both. Counted by each scan's own files, it was a warning ('1 of its 2 threads'), and
+    the files given the worker next waited behind the two stuck threads for ever, the scan with them
+    (here the stuck file is that scan's last, so the old code warned and returned)."""
     import logging
+
+    from conftest import tone_signal, write_audio
 
     root = tmp_path / "music"
     _one_bad_and_three_ok(root, "hang.wav")  # (hangs its thread)
+    write_audio(tmp_path / "more" / "hang2.wav", tone_signal([110.0], seconds=26.0))  # (7 windows: hangs too)
     db = open_database(tmp_path / "lib.db")
     spec = AnalyserSpec(kind="factory", factory="dask_fakes:HangingAnalyser")
     caplog.set_level(logging.WARNING, logger="tagger.library.distributed")
@@ -764,6 +772,10 @@ def test_a_file_that_hangs_one_thread_of_the_last_worker_without_a_nanny_leaves_
                            backend=DaskBackend(address, spec=spec, connect_timeout=60, worker_timeout=5))  # fmt: skip
             with distributed.Client(address, timeout=60, set_as_default=False) as client:
                 assert len(client.scheduler_info(n_workers=-1)["workers"]) == 1  # (left as it is, not closed)
+            with pytest.raises(ClusterError, match=r"ran .*hang2\.wav past the file timeout .*each of its 2 threads is "
+                                                   r"stuck in a file \(.*hang2\.wav, and 1 more since an earlier scan"):  # fmt: skip
+                scan([tmp_path / "more"], db=db, analyser=FakeAnalyser(), file_timeout=10,
+                     backend=DaskBackend(address, spec=spec, connect_timeout=60, worker_timeout=5))  # fmt: skip
         with db.session() as s:
             rows = {os.path.basename(p): (st, e) for p, st, e in s.query(M.Track.path, M.Track.status, M.Track.error)}
     finally:

@@ -167,7 +167,7 @@ class DaskBackend:
             store(i, RemoteResult(tasks.paths[i], error=f"timed out after {seconds:.0f} s on the Dask worker "
                                                         f"{worker} (a hung decoder?)"))  # fmt: skip
             if ending is None:
-                _leave_stuck(client, tasks, worker, tasks.paths[i])
+                _leave_stuck(client, tasks, worker, tasks.paths[i], key)
             else:
                 tasks.ending.append(ending)
             idle.reset()
@@ -261,33 +261,63 @@ class DaskBackend:
         return max(1, sum(client.nthreads().values())), stacks
 
 
-def _leave_stuck(client, tasks: _Tasks, worker: str, path: str) -> None:
-    """Leave the last worker, one without a nanny, with a thread stuck in the file at `path`
-    (`DaskBackend._give_up` returned None): its other threads go on with the scan, and a warning
-    names the worker and the file; once every one of its threads is stuck, `ClusterError` naming
-    its files. It stopped the scan at its first stuck file, though its other threads could analyse
-    the rest (a worker of ``--nthreads 8``: one hung file left the whole library unanalysed)."""
+def _leave_stuck(client, tasks: _Tasks, worker: str, path: str, key: str) -> None:
+    """Leave the last worker, one without a nanny, with a thread stuck in the file at `path` (the
+    task `key`; `DaskBackend._give_up` returned None): its other threads go on with the scan, and a
+    warning names the worker and the file; once every one of its threads is stuck (`_threads_stuck`,
+    as the worker says), `ClusterError` naming its files. It stopped the scan at its first stuck
+    file, though its other threads could analyse the rest (a worker of ``--nthreads 8``: one hung
+    file left the whole library unanalysed)."""
     stuck = tasks.stuck.setdefault(worker, [])
     stuck.append(path)
-    try:
-        threads = int(client.nthreads().get(worker) or 1)
-    except Exception as exc:  # noqa: BLE001 - a scheduler going away is reported by the futures
-        log.debug("dask: cannot ask the scheduler how many threads the worker %s has: %s", worker, exc)
-        threads = len(stuck)
+    counted = _threads_stuck(client, worker, key)
+    busy, threads = counted if counted is not None else (len(stuck), _threads_of(client, worker, len(stuck)))
     advice = ("run the workers under a nanny (dask worker without --no-nanny), which restarts a worker stuck in a "
               "file, or start more workers")  # fmt: skip
-    if len(stuck) < threads:
+    if busy < threads:
         log.warning("dask: the worker %s ran %s past the file timeout and is the last worker left, with no nanny to "
                     "restart it: its thread stuck in the file is left as it is (%d of its %d threads stuck) and the "
-                    "others go on; restart the worker after the scan, and %s", worker, path, len(stuck), threads,
+                    "others go on; restart the worker after the scan, and %s", worker, path, busy, threads,
                     advice)  # fmt: skip
         return
     files = stuck[0] if len(stuck) == 1 else f"{', '.join(stuck[:-1])} and {stuck[-1]}"
+    before = busy - len(stuck)
+    files += f", and {before} more since an earlier scan" if before > 0 else ""
     raise ClusterError(f"the Dask worker {worker} ran {path} past the file timeout and is the last worker left, with "
                        f"no nanny to restart it: {'its thread' if threads == 1 else f'each of its {threads} threads'} "
                        f"is stuck in a file ({files}: a hung decoder? a stalled mount?); it is left running, as "
                        "closing it would leave the cluster without a worker; the results stored so far are kept: "
                        f"restart it, {advice}, and run the scan again")  # fmt: skip
+
+
+def _threads_stuck(client, worker: str, key: str) -> tuple[int, int] | None:
+    """(threads stuck, threads) of `worker`, as the worker says: its threads that run a task the
+    scheduler cancelled (a file given up on, in this scan or one before it, whose thread never came
+    back) or the task `key` (given up on just now: the cancelling may not have reached the worker).
+    Counted by this scan alone, a thread left stuck by the scan before (the worker not restarted,
+    as the warning asked) went uncounted: the last thread's file stuck then was a warning, and the
+    files given the worker after it waited behind it for ever, the scan with them; a thread whose
+    file came back since was counted stuck. None where the worker does not answer within 10 s."""
+
+    def count(key: str, dask_worker=None) -> tuple[int, int]:  # (on the worker: nested, so pickled by value)
+        running = dask_worker.state.executing  # (cancelled tasks still running are kept there)
+        return sum(1 for ts in running if ts.state == "cancelled" or ts.key == key), dask_worker.state.nthreads
+
+    try:
+        out = client.run(count, key, workers=[worker], callback_timeout=10)
+    except Exception as exc:  # noqa: BLE001 - counted by this scan's files alone
+        log.debug("dask: cannot ask the worker %s how many of its threads are stuck: %s", worker, exc)
+        return None
+    return tuple(out[worker]) if worker in out else None
+
+
+def _threads_of(client, worker: str, default: int) -> int:
+    """The threads of `worker` as the scheduler knows them; `default` where it cannot say."""
+    try:
+        return int(client.nthreads().get(worker) or 1)
+    except Exception as exc:  # noqa: BLE001 - a scheduler going away is reported by the futures
+        log.debug("dask: cannot ask the scheduler how many threads the worker %s has: %s", worker, exc)
+        return default
 
 
 def _end_worker(client, worker: str, nanny: bool, timeout: float) -> None:
