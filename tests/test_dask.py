@@ -1357,7 +1357,7 @@ def test_the_tasks_keep_nothing_of_the_files_done(tmp_path, monkeypatch):
     flight, stored = Flight(tasks.submit_next() for _ in range(4)), []
     hung = flight.pop(0)  # (run past its limit: given up, stored as timed out, the next file in its place)
     monkeypatch.setattr(D, "_overdue", lambda client, index, limits: [(hung.key, "tcp://10.0.0.7:40123", 301.0)])
-    monkeypatch.setattr(DaskBackend, "_give_up", lambda self, client, fut, worker: threading.Thread())
+    monkeypatch.setattr(DaskBackend, "_give_up", lambda self, client, fut, worker, restarting: threading.Thread())
     idle = type("Idle", (), {"reset": lambda self: None})()
     DaskBackend(Client())._time_out_overdue(Client(), tasks, flight, idle, lambda i, r: stored.append(os.path.basename(r.path)))
     assert stored == ["0.wav"] and len(flight) == 4
@@ -1371,6 +1371,64 @@ def test_the_tasks_keep_nothing_of_the_files_done(tmp_path, monkeypatch):
             flight.append(nxt)
     assert len(stored) == 51 and stored[-1] == "crash.wav"
     assert tasks.index == {} and tasks.limits == {} and tasks.alone == {} and tasks.suspects == [] == tasks.stranded
+
+
+def test_two_workers_without_a_nanny_timed_out_at_once_are_not_both_closed(tmp_path, caplog, monkeypatch):
+    """Two files past their timeout at the same check, on the only two workers, both started with
+    ``--no-nanny`` (a stalled mount under both): the first is closed (in a thread, `_end_worker`),
+    and the scheduler still lists it running while its retirement is on its way, so the second was
+    closed too, as if the first would carry on: the cluster was left without a worker, and the scan
+    waited 60 s and said every worker had left. A worker without a nanny being closed is not another:
+    the second is left as the last worker, its other thread going on (`_leave_stuck`)."""
+    import logging
+    import threading
+
+    import tagger.library.distributed as D
+    from tagger.library.distributed import _Tasks
+
+    class Future:
+        def __init__(self, key):
+            self.key = key
+
+        def cancel(self):
+            pass
+
+    class Client:
+        def submit(self, fn, path, **kwargs):
+            return Future(kwargs["key"])
+
+        def scheduler_info(self, n_workers=0):  # (no nanny; the first still running as the scheduler sees it)
+            return {"workers": {w: {"status": "running"} for w in workers}}
+
+        def nthreads(self):
+            return dict.fromkeys(workers, 2)
+
+        def run(self, *args, **kwargs):  # (the worker does not answer: the scan's own count)
+            raise OSError("no answer")
+
+        def retire_workers(self, addresses, close_workers=False):
+            retired.extend(addresses)
+            release.wait(30)
+            return dict.fromkeys(addresses, {})
+
+    workers, retired, release = ["tcp://10.0.0.7:40123", "tcp://10.0.0.8:40123"], [], threading.Event()
+    tasks = _Tasks(Client(), [str(tmp_path / f"{i}.wav") for i in range(4)], spec=FAKE, config=None, predict_batch=1,
+                   retries=0, file_timeout=300.0)  # fmt: skip
+    flight = [tasks.submit_next() for _ in range(2)]
+    overdue = [(f.key, w, 301.0) for f, w in zip(flight, workers)]
+    caplog.set_level(logging.WARNING, logger="tagger.library.distributed")
+    idle = type("Idle", (), {"reset": lambda self: None})()
+    monkeypatch.setattr(D, "_overdue", lambda client, index, limits: overdue)
+    try:
+        DaskBackend(Client())._time_out_overdue(Client(), tasks, type("F", (list,), {"add": list.append})(), idle,
+                                                lambda i, r: None)  # fmt: skip
+        assert retired == workers[:1]  # (was: both)
+        assert tasks.stuck == {workers[1]: [str(tmp_path / "1.wav")]}
+    finally:
+        release.set()
+        for t in tasks.ending:
+            t.join(30)
+    assert any("last worker left" in r.getMessage() and "1 of its 2 threads" in r.getMessage() for r in caplog.records)
 
 
 def test_a_file_tried_alone_is_not_sent_to_a_worker_being_restarted(tmp_path):

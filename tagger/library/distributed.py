@@ -163,7 +163,7 @@ class DaskBackend:
             return
         for key, worker, seconds in overdue:
             i, fut, _ = tasks.take(key)
-            ending = self._give_up(client, fut, worker)
+            ending = self._give_up(client, fut, worker, tasks.restarting())
             store(i, RemoteResult(tasks.paths[i], error=f"timed out after {seconds:.0f} s on the Dask worker "
                                                         f"{worker} (a hung decoder?)"))  # fmt: skip
             if ending is None:
@@ -215,18 +215,22 @@ class DaskBackend:
                 raise ClusterError(f"the Dask worker(s) {', '.join(sorted(pending))} did not load the model and answer "
                                    f"within {self.check_timeout:.0f} s: nothing was analysed; see their logs")  # fmt: skip
 
-    def _give_up(self, client, fut, worker: str) -> threading.Thread | None:
+    def _give_up(self, client, fut, worker: str, restarting: set[str]) -> threading.Thread | None:
         """Cancel a task that has run past the file timeout, then restart its worker (its thread is
         still stuck in the file: it would take no other task): by its nanny, or, without one, close
         it (the scheduler sends it nothing more; its process is left to whoever started it). The
         restart runs in a thread of its own (`_end_worker`), returned: the scan goes on meanwhile, and
         waits for it at its end (`_await_ends`). None, the worker left as it is (`_leave_stuck`): it has
         no nanny and no other worker is running; closing it left the cluster without any, and the scan
-        stopped 60 s later saying every worker had left."""
+        stopped 60 s later saying every worker had left. A worker without a nanny in `restarting` (being
+        closed, `_Tasks.restarting`) is not another: two files past their timeout at the same check (a
+        stalled mount under both workers) closed both, the scheduler still listing the first running."""
         fut.cancel()  # (first: the scheduler would hand the task to the next worker)
         workers = client.scheduler_info(n_workers=-1).get("workers") or {}
         nanny = bool((workers.get(worker) or {}).get("nanny"))
-        if not nanny and not [w for w, info in workers.items() if w != worker and (info or {}).get("status") not in CLOSING]:
+        others = [w for w, info in workers.items() if w != worker and (info or {}).get("status") not in CLOSING
+                  and (w not in restarting or (info or {}).get("nanny"))]  # (a nanny's worker comes back; one closed does not)
+        if not nanny and not others:
             return None
         log.warning("dask: the worker %s ran one file past the file timeout: %s", worker,
                     "restarting it" if nanny else "closing it (it has no nanny; its process may still be stuck)")  # fmt: skip
