@@ -75,6 +75,24 @@ def test_channels_in_antiphase_keep_one_polarity_whichever_is_louder(tmp_path):
                                atol=1e-6)  # fmt: skip
 
 
+def test_the_mix_keeps_its_polarity_where_a_channel_is_left_out_for_a_while(tmp_path):
+    """Right channel wired the wrong way round, a note on it alone in the first second (the left
+    empty, left out), the centre from then on: the mix was R in that second and (L - R) / 2 after
+    it, the note turned over at 1 s (a step of 1.5 times it); a 5.1 file with its front left
+    inverted and empty every other second turned over every second. Each keeps the polarity most
+    of its channels had in the second before (in the block before, a second long for the stereo)."""
+    note, chord = tone_signal([FLUTE], seconds=4.0), tone_signal([BASS, STRING], seconds=4.0)
+    centre = chord * np.repeat(np.float32([0, 1, 1, 1]), 16_000)
+    sf.write(tmp_path / "stereo.wav", np.stack([centre, note - centre], axis=1), 16_000, subtype="FLOAT")
+    first = np.arange(4 * 16_000) < 16_000
+    mix = np.concatenate(list(audio.stream(tmp_path / "stereo.wav", block_seconds=1.0)))  # (from block to block)
+    np.testing.assert_allclose(mix, np.where(first, note, note / 2 - centre), atol=1e-6)
+    front_left = -chord * np.repeat(np.float32([1, 0, 1, 0]), 16_000)  # (the LFE empty: every second is mixed)
+    surround = [front_left, chord, 1.5 * chord, 0 * chord, 0.5 * chord, 0.5 * chord]
+    sf.write(tmp_path / "surround.wav", np.stack(surround, axis=1), 16_000, subtype="FLOAT")
+    np.testing.assert_allclose(audio.load(tmp_path / "surround.wav"), chord * np.repeat([0.9, 0.875, 0.9, 0.875], 16_000),
+                               atol=1e-6)  # fmt: skip
+
 def test_an_ordinary_stereo_file_is_the_plain_mean_bit_for_bit(tmp_path):
     """The antiphase and empty-channel checks leave a mix whose channels correlate (a centre and
     two sides) as it was: every window the plain float32 mean of the decoded channels, resampled."""

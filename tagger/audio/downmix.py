@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 
@@ -32,11 +34,22 @@ the same recording as a mono file. A chunk with neither such channel nor one in 
 plain mean, bit for bit."""
 
 
-def _downmix(block: np.ndarray, *, chunk: int | None = None) -> tuple[np.ndarray, int]:
+@dataclass
+class Polarity:
+    """The signs [shape=(c,)] the last chunk mixed gave its channels (+1, -1 inverted, 0 left out;
+    None: the plain mean's, all +1), carried by `stream` from block to block of a file: a chunk with
+    a channel inverted or left out is turned to agree with them (`_mix_unusual_chunks`)."""
+
+    signs: np.ndarray | None = None
+
+
+def _downmix(block: np.ndarray, *, chunk: int | None = None,
+             polarity: Polarity | None = None) -> tuple[np.ndarray, int]:  # fmt: skip
     """Mean of the channels [shape=(m, c)] -> [shape=(m,)] float32, NaN/inf samples set to 0, and
     how many of those there were. In each `chunk` of frames (None: the whole block), a channel in
     antiphase with the loudest one (`ANTIPHASE`) is inverted before the mean, and an empty one
-    (`EMPTY_CHANNEL_DB`) left out of it.
+    (`EMPTY_CHANNEL_DB`) left out of it; `polarity` carries the mix's polarity from the block
+    before (None: the block is the file's first).
 
     The same as ``block.mean(axis=1, dtype=np.float32)`` (bit for bit up to 7 channels, within float32
     rounding beyond) but summed column by column: numpy's reduction over a short last axis costs
@@ -51,19 +64,21 @@ def _downmix(block: np.ndarray, *, chunk: int | None = None) -> tuple[np.ndarray
             for c in range(2, n):
                 mono += block[:, c]
             mono /= np.float32(n)
-            _mix_unusual_chunks(block, mono, chunk or len(block))
+            _mix_unusual_chunks(block, mono, chunk or len(block), polarity or Polarity())
     return mono, _zero_non_finite(mono)
 
 
-def _mix_unusual_chunks(block: np.ndarray, mono: np.ndarray, chunk: int) -> None:
+def _mix_unusual_chunks(block: np.ndarray, mono: np.ndarray, chunk: int, polarity: Polarity) -> None:
     """Replace, in place, each `chunk` of `mono` (the mean of `block`'s channels) where a channel is in
     antiphase with the loudest one (`ANTIPHASE`) or empty (`EMPTY_CHANNEL_DB`) by the mean of the
-    channels not empty, those in antiphase inverted, the whole turned so that the first channel kept
-    keeps its polarity. (The loudest channel's polarity was
-    kept: where L = -R within a lossy codec's error, the louder of the two changed from one second
-    to the next, and so did the mix's polarity: a step of twice the signal at each such chunk's
-    start, a click in the windows.) A chunk holding NaN or infinite samples keeps the plain mean
-    (`stream` counts them)."""
+    channels not empty, those in antiphase inverted, the whole turned so that most of the channels
+    kept keep the polarity they had in the chunk before (`polarity`; the plain mean's before the
+    first), the first channel kept its own where as many would turn as not (L = -R: the file is
+    heard as its left channel). (The loudest channel's polarity was kept: where L = -R within a
+    lossy codec's error, the louder of the two changed from one second to the next, and so did the
+    mix's polarity: a step of twice the signal at each such chunk's start, a click in the windows.
+    The first channel kept alone turned it over where that channel was left out in some chunks.)
+    A chunk holding NaN or infinite samples keeps the plain mean (`stream` counts them)."""
     empty = 10 ** (EMPTY_CHANNEL_DB / 10)
     for start in range(0, len(block), max(chunk, 1)):
         x = block[start : start + chunk]
@@ -81,10 +96,16 @@ def _mix_unusual_chunks(block: np.ndarray, mono: np.ndarray, chunk: int) -> None
             dots = x.T.astype(power.dtype, copy=False) @ x[:, loudest].astype(power.dtype)
         flip = dots < ANTIPHASE * np.sqrt(power * power[loudest])
         kept = power > empty * power[loudest]
-        if flip.any() or not kept.all():
-            weights = np.where(flip, -1.0, 1.0) * kept / kept.sum()
-            weights *= np.sign(weights[np.argmax(kept)])  # (the first channel kept is never inverted)
-            mono[start : start + len(x)] = x @ weights.astype(np.float32)
+        if kept.all() and not flip.any():
+            polarity.signs = None
+            continue
+        signs = np.where(flip, -1.0, 1.0) * kept
+        before = polarity.signs if polarity.signs is not None and len(polarity.signs) == len(signs) else 1.0
+        agree = float(np.sum(signs * before))  # (small integers: a tie is exactly 0)
+        if agree < 0 or (agree == 0 and signs[np.argmax(kept)] < 0):
+            signs = -signs
+        polarity.signs = signs
+        mono[start : start + len(x)] = x @ (signs / kept.sum()).astype(np.float32)
 
 
 def _channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

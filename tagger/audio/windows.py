@@ -14,7 +14,7 @@ import numpy as np
 from tagger import constants as C
 from tagger.audio.decoders import (_ffmpeg_blocks, _flac_blocks, _most_frames, _parts_blocks, _size,
                                     _soundfile_or_ffmpeg_blocks)  # fmt: skip
-from tagger.audio.downmix import _downmix, _zero_non_finite
+from tagger.audio.downmix import Polarity, _downmix, _zero_non_finite
 from tagger.audio.fileinfo import FFMPEG_MAX_RATE, AudioInfo
 from tagger.audio.lengths import _check_data_chunk, _check_shortfall
 from tagger.audio.losses import MAX_NON_FINITE, _check_channels, _check_lost_total
@@ -133,8 +133,9 @@ def stream(
     decoded = bad = resampled = bad_resampled = 0
     bad_by_channel = np.zeros(meta.channels, dtype=np.int64)
     most, size = _most_frames(meta), _size(p)
+    polarity = Polarity()
     for block in blocks:
-        mono, n_bad = _downmix(block, chunk=rate)
+        mono, n_bad = _downmix(block, chunk=rate, polarity=polarity)
         decoded, bad = decoded + len(mono), bad + n_bad
         if n_bad and block.shape[1] > 1:
             bad_by_channel[: block.shape[1]] += np.count_nonzero(~np.isfinite(block), axis=0)[: meta.channels]
