@@ -272,15 +272,40 @@ def test_a_command_imports_no_other_commands_module(small_library, command, modu
 
 def test_the_command_table_names_every_command_and_its_module():
     """`tagger.cli.COMMANDS` (what a run imports for the command it names) holds every command and
-    group the app registers, in the order ``tagger --help`` lists them, each with its module."""
+    group the app registers, in the order ``tagger --help`` lists them, each with its module. Every
+    module of `tagger.cli` is imported first: a command module the table does not name is imported
+    by nothing else (its commands missing from every run, ``tagger --help`` too), and whether a test
+    before this one had imported it decided whether this test saw its commands."""
+    import pkgutil
+
     import tagger.cli as cli
 
+    for module in pkgutil.iter_modules(cli.__path__):
+        importlib.import_module(f"tagger.cli.{module.name}")
     app = cli.app
     assert [c.name for c in app.registered_commands] + [g.name for g in app.registered_groups] == list(cli.COMMANDS)
     for c in app.registered_commands:
         assert c.callback.__module__ == f"tagger.cli.{cli.COMMANDS[c.name]}", c.name
     for g in app.registered_groups:
         assert g.typer_instance.registered_commands[0].callback.__module__ == f"tagger.cli.{cli.COMMANDS[g.name]}", g.name
+
+
+def test_python_code_takes_the_app_with_every_command():
+    """Python code (tests, scripts, benchmarks, the beets plugin, the library) takes the app as
+    ``tagger.cli.app``, which has every command; ``tagger.cli.app.app``, the object the command
+    modules register on, holds only those of the modules imported so far (`tagger.cli.main` imports
+    the invoked command's alone): a test that took it from there passed in the whole suite and
+    failed run alone, "No such command 'scan'"."""
+    repository = ROOT.parent
+    offenders = []
+    for folder in ("tagger", "tests", "scripts", "benchmarks", "beetsplug"):
+        for path in sorted((repository / folder).rglob("*.py")):
+            if path.parent == ROOT / "cli":
+                continue  # (the command modules register on it)
+            for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+                if isinstance(node, ast.ImportFrom) and node.module == "tagger.cli.app" and any(a.name == "app" for a in node.names):
+                    offenders.append(f"{path.relative_to(repository)}:{node.lineno}")
+    assert offenders == []
 
 
 def test_options_are_converted_without_pydantic_as_typer_converts_them():

@@ -165,7 +165,7 @@ def test_a_runner_whose_scores_are_not_probabilities_is_refused_at_load(tmp_path
 def test_a_scan_with_a_broken_model_touches_no_file(tmp_path, monkeypatch, make_tone_file):
     from typer.testing import CliRunner
 
-    from tagger.cli.app import app
+    from tagger.cli import app
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     song = make_tone_file(tmp_path / "music" / "a.flac", [440.0])
