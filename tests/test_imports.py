@@ -308,6 +308,28 @@ def test_python_code_takes_the_app_with_every_command():
     assert offenders == []
 
 
+def test_typer_s_own_cli_finds_the_app_with_every_command():
+    """``typer tagger.cli run`` and ``typer tagger.cli utils docs`` run the package's code in a copy
+    outside sys.modules, then take the Typer object named ``app`` in its ``dir()``: the package
+    ended in KeyError: 'app' (its import of `tagger.cli.app` bound nothing on the copy), as it would
+    have run again by `importlib.reload`; and with ``app`` not in ``dir()``, typer took the first
+    Typer object it found, the app without the commands not yet imported."""
+    import importlib.util
+
+    pytest.importorskip("typer.cli")
+    from typer.cli import get_typer_from_module
+
+    import tagger.cli as cli
+
+    spec = importlib.util.find_spec("tagger.cli")
+    copy = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(copy)
+    spec.loader.exec_module(copy)  # (again, as a reload runs it)
+    assert "app" in dir(copy) and "app" in dir(cli)
+    found = get_typer_from_module(copy)
+    assert found is cli.app and [c.name for c in found.registered_commands] + [g.name for g in found.registered_groups] == list(cli.COMMANDS)
+
+
 def test_options_are_converted_without_pydantic_as_typer_converts_them():
     """typer 0.29 converts every option's value with a pydantic adapter (pydantic's import and the
     adapters: 70-130 ms of each ``tagger query``); `_plain_value` converts the values of our options

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from tagger.cli.app import app as _app
 
-del globals()["app"]  # (the module `tagger.cli.app`, which its import bound here: `app` is `__getattr__`'s)
+# (the module `tagger.cli.app`, which its first import bound here: `app` is `__getattr__`'s; bound by
+# none where this runs again, `importlib.reload`, or in a copy outside sys.modules, as typer's own CLI
+# runs it: ``typer tagger.cli utils docs``)
+globals().pop("app", None)
 
 COMMANDS = {
     "train": "train", "combine": "train",
@@ -33,6 +36,11 @@ def __getattr__(name: str):
         _register()
         return _app
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The module's names, ``app`` among them (typer's own CLI looks for it there)."""
+    return sorted({*globals(), "app"})
 
 
 def _register() -> None:
