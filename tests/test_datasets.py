@@ -264,6 +264,27 @@ def test_render_plans_programs_kits_and_missing_presets_and_adds_to_a_dataset(tm
     assert not (tmp_path / "none").exists()
 
 
+def test_a_render_that_makes_no_note_says_why_not_to_render_one(tmp_path):
+    """A render whose SoundFont has none of the programs' presets wrote an examples.json of no notes
+    and then ended in the empty dataset's refusal ('lists no notes: ... render one with `tagger
+    dataset render`'), said to the user who had just run it, without the summary that says why: it
+    now says that the render made no notes, with its counts (fails on the old code: that message)."""
+    from typer.testing import CliRunner
+
+    from tagger.cli import app
+
+    odd = _soundfont(tmp_path / "odd.sf2", [("Odd", 99, 5)])  # (no General MIDI program's preset)
+    out = tmp_path / "ds"
+    result = CliRunner().invoke(app, ["dataset", "render", str(out), "--soundfont", str(odd), "--no-stk",
+                                      "--no-salamander", "--no-sample-negatives"])  # fmt: skip
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    missing = len(json.loads((out / "render.json").read_text())["missing_presets"])
+    assert missing > 100 and result.output.strip() == (
+        f"tagger: error: {out}: the render made no notes (0 requested, 0 dropped as near-silent, {missing} program(s) "
+        "whose preset the SoundFonts lack, listed in render.json): no dataset to split")  # fmt: skip
+    assert not (out / "split.json").exists()
+
+
 def test_variation_presets_keep_their_base_program():
     base = {(p.program, p.family) for p in gm.FAMILY_PROGRAMS}
     assert gm.VARIANT_PROGRAMS and all((v.program, v.family) in base and 0 < v.bank < 128 for v in gm.VARIANT_PROGRAMS)

@@ -136,6 +136,7 @@ def _render(out: Path, sources: _Sources, *, negatives, variants, velocities, pi
 
     from tagger.data import gm, nsynth, render as R
     from tagger.data import samples as M, stk as S
+    from tagger.data.examples import read_examples
 
     t0 = time.time()
     bar = tqdm(total=None, unit="program", desc="render", disable=None)
@@ -161,9 +162,20 @@ def _render(out: Path, sources: _Sources, *, negatives, variants, velocities, pi
         summary["salamander"] = M.render_salamander(out, folder=sources.piano, jobs=jobs)
     if sources.sample_negatives:
         summary["sample_negatives"] = M.render_sample_negatives(out, jobs=jobs)
+    if not read_examples(out / "examples.json"):  # (was: `dataset split`'s "the dataset is empty ... render one")
+        raise UserError(f"{out}: {_nothing_rendered(summary)}")
     summary["split"] = nsynth.split_dataset(out, seed=split_seed)
     summary["seconds"] = round(time.time() - t0, 1)
     echo(json.dumps(summary, indent=1), lines=True)
+
+
+def _nothing_rendered(summary: dict) -> str:
+    """Why a render left its dataset without a note, from its summary (render.json's counts): every
+    program's preset missing from the SoundFonts given, or every note dropped as near-silent."""
+    missing = len(summary.get("missing_presets") or [])
+    return (f"the render made no notes ({summary.get('requested_notes', 0):,} requested, "
+            f"{summary.get('dropped_silent', 0):,} dropped as near-silent, {missing:,} program(s) whose preset the "
+            f"SoundFonts lack, listed in render.json): no dataset to split")  # fmt: skip
 
 
 @dataset_app.command("split")
