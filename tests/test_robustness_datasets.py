@@ -268,6 +268,33 @@ def test_a_split_the_model_was_trained_or_calibrated_on_is_evaluated_with_a_warn
     assert line.startswith("the valid split of 'gm9' chose") and f"(the mixtures were mixed from {root})" in line
 
 
+def test_a_render_json_no_regular_file_or_an_odd_manifest_neither_blocks_nor_breaks_the_check(tmp_path):
+    """evaluate's check of the data against the model's manifest read the dataset's render.json
+    whatever it was: a FIFO there blocked evaluate for ever (the model loaded, nothing scored), and
+    a manifest whose data.dataset is no name (a list) or whose data.members is no list was a
+    TypeError traceback. render.json is read as a regular file alone (`rendered_soundfonts`, as a
+    render and a model's record now read it too), and such a record is passed by."""
+    root = make_dataset(tmp_path / "gm9")
+    instruments = json.loads((root / "split.json").read_text())["instruments"]
+    (root / "split.json").write_text(json.dumps({"instruments": {k: "valid" for k in instruments}}))
+    fifo = root / "render.json"
+    os.mkfifo(fifo)
+    scorer = _Flat()
+    scorer.manifest = {"version": "m1", "data": {"dataset": "gm9", "render": {"fluidr3": "a.sf2"}}}
+    done = []
+    worker = threading.Thread(target=lambda: done.append(R.evaluate(
+        root, out_dir=tmp_path / "rep", scorer=scorer, split="valid", levels=[1], per_level=1, plots=False)), daemon=True)  # fmt: skip
+    worker.start()
+    worker.join(60)
+    if not done:  # (let the reader go: a writer opened and closed)
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    assert done, "evaluate blocked on render.json, a FIFO"
+    assert done[0].data["data"]["seen_by_model"][0].startswith("the valid split of 'gm9' chose")  # (the name alone tells)
+    source = R._read_data(root, split="valid", acoustic_only=False)
+    for odd in ({"dataset": ["gm9"]}, {"dataset": {"gm9": 1}}, {"members": 3}, {"members": [{"dataset": ["gm9"]}]}):
+        assert R.seen_by_model({"version": "m1", "data": odd}, source) == []
+
+
 class _Flat:
     """A scorer that hears nothing: what is read, not what is scored, is under test."""
 

@@ -25,6 +25,23 @@ def read_examples(path: str | os.PathLike) -> dict[str, dict]:
     return data
 
 
+def rendered_soundfonts(root: str | os.PathLike) -> dict:
+    """The SoundFonts a render of the dataset at `root` used (its render.json's ``soundfonts``: key
+    -> file), for a render adding to it, the manifest of a model trained on it and `evaluate`'s
+    check that it is the dataset a model names; empty where there is no render.json or none to
+    read: not a regular file (a FIFO would block the reader for ever), not UTF-8 JSON, no such
+    record."""
+    path = Path(root) / "render.json"
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError):
+        return {}
+    fonts = data.get("soundfonts") if isinstance(data, dict) else None
+    return fonts if isinstance(fonts, dict) else {}
+
+
 def check_render_folder(out_dir: str | os.PathLike) -> None:
     """Refuse to render into a folder that holds files but is no dataset (no ``examples.json``): a
     render writes ``render.json``, ``split.json`` and ``audio/*.wav`` there, over a user's files of

@@ -24,7 +24,7 @@ import numpy as np
 
 from tagger import constants as C
 from tagger.data.defaults import NSYNTH_VELOCITIES
-from tagger.data.examples import merge_examples, note_record, read_examples, render_in_parallel
+from tagger.data.examples import merge_examples, note_record, read_examples, render_in_parallel, rendered_soundfonts
 from tagger.data.gm import Program, all_programs
 from tagger.errors import DatasetError, UserError
 from tagger.outputs import write_atomic
@@ -319,9 +319,9 @@ def render_dataset(
     summary["requested_notes"] = requested
     summary["dropped_silent"] = dropped
     summary["missing_presets"] = sorted(missing)
-    earlier = _read_render_summary(out / "render.json") if existing else {}
+    earlier = rendered_soundfonts(out) if existing else {}
     used = {**soundfonts, **(drum_soundfonts or {})}
-    summary["soundfonts"] = {**earlier.get("soundfonts", {}), **{k: str(v) for k, v in used.items()}}
+    summary["soundfonts"] = {**earlier, **{k: str(v) for k, v in used.items()}}
     write_atomic(out / "render.json", json.dumps(summary, indent=1))  # (nor one shared by a hard link)
     return summary
 
@@ -387,15 +387,6 @@ def _render_counted(job: _RenderJob) -> tuple[list[dict], int]:
     `render_in_parallel` runs)."""
     rows = _render_program(job)
     return rows, len(job.notes) - len(rows)
-
-
-def _read_render_summary(path: Path) -> dict:
-    """An earlier render's summary, to keep the SoundFonts it used (empty when missing or unreadable)."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError, RecursionError):
-        return {}
-    return data if isinstance(data, dict) and isinstance(data.get("soundfonts", {}), dict) else {}
 
 
 def summarise(rows: Iterable[dict]) -> dict:

@@ -23,6 +23,7 @@ import numpy as np
 
 from tagger import constants as C
 from tagger.data import mix as M
+from tagger.data.examples import rendered_soundfonts
 from tagger.data.nsynth import PAPER_SOURCES, NoteDataset
 from tagger.errors import DatasetError, UserError
 from tagger.evaluate import paper
@@ -252,16 +253,14 @@ def seen_by_model(manifest: dict, source: _Data) -> list[str]:
     from tagger.paths import absolute
 
     names = {Path(absolute(root)).name, Path(os.path.realpath(root)).name}
-    try:
-        rendered = json.loads((Path(root) / "render.json").read_text()).get("soundfonts") or {}
-    except (OSError, ValueError, AttributeError, RecursionError):
-        rendered = {}
+    rendered = rendered_soundfonts(root)  # (never a FIFO's read: evaluate waited on one for ever)
     data = manifest.get("data") if isinstance(manifest.get("data"), dict) else {}
-    records = [(None, data), *((m.get("version"), m) for m in data.get("members") or [] if isinstance(m, dict))]
+    members = data.get("members") if isinstance(data.get("members"), list) else []
+    records = [(None, data), *((m.get("version"), m) for m in members if isinstance(m, dict))]
     lines = []
     for member, rec in records:
         name = rec.get("dataset")
-        if not name or name not in names or (rendered and rec.get("render") and rec["render"] != rendered):
+        if not isinstance(name, str) or not name or name not in names or (rendered and rec.get("render") and rec["render"] != rendered):
             continue
         who = f"the model {manifest.get('version')!r}" + (f" (its member {member!r})" if member else "")
         mixed = "" if source.kind == "notes" else f" (the mixtures were mixed from {root})"

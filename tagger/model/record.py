@@ -8,7 +8,6 @@ ensemble's validation (and on the left-out sources), the reference it carries ov
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tagger.data.examples import rendered_soundfonts
 from tagger.errors import UserError
 from tagger.evaluate.metrics import auc as _auc
 from tagger.model import architectures as A
@@ -146,7 +146,7 @@ def _record_run(out_dir, manifest: dict, settings: TrainSettings, notes: _Notes,
         "dataset": notes.root.name,
         "left_out_sources": list(settings.leave_out),
         "all_instruments": settings.all_instruments,
-        "render": _read_json(notes.root / "render.json").get("soundfonts", {}),
+        "render": rendered_soundfonts(notes.root),
         "train_instruments": len({n.instrument for n in notes.train.notes}),
         "valid_instruments": len({n.instrument for n in notes.valid.notes}),
         "pool_notes": {"train": int(len(ex.train_pool.family)), "valid": int(len(ex.valid_pool.family))},
@@ -188,8 +188,3 @@ def _predict_dir(model_dir, feats: np.ndarray, *, batch: int) -> np.ndarray:
     return Ensemble.load(model_dir).predict_features(np.asarray(feats, dtype=np.float32), batch_size=batch)
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
