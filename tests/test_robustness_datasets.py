@@ -260,6 +260,11 @@ def test_a_split_the_model_was_trained_or_calibrated_on_is_evaluated_with_a_warn
         "the model 'm1' (its member 'a') was trained on every instrument of 'gm9', each split's included (a production "
         "fit: data.all_instruments in its manifest): figures on its test split are optimistic, not a measure of "
         "instruments it never heard"]  # fmt: skip
+    pair = {"members": [{"version": v, "dataset": "gm9", "all_instruments": True} for v in ("a", "b")]}  # (the shipped models')
+    assert evaluate("test", pair).data["data"]["seen_by_model"] == [  # (one line for both: was one a member)
+        "the model 'm1' (its members 'a', 'b') was trained on every instrument of 'gm9', each split's included (a "
+        "production fit: data.all_instruments in its manifest): figures on its test split are optimistic, not a "
+        "measure of instruments it never heard"]  # fmt: skip
     assert evaluate("valid", {**held_out, "dataset": "gm4"}).data["data"]["seen_by_model"] == []  # (another dataset)
     assert evaluate("valid", held_out, render={"fluidr3": "b.sf2"}).data["data"]["seen_by_model"] == []  # (its namesake)
     mixtures = tmp_path / "mix"

@@ -257,27 +257,30 @@ def seen_by_model(manifest: dict, source: _Data) -> list[str]:
     data = manifest.get("data") if isinstance(manifest.get("data"), dict) else {}
     members = data.get("members") if isinstance(data.get("members"), list) else []
     records = [(None, data), *((m.get("version"), m) for m in members if isinstance(m, dict))]
-    lines = []
+    found: dict[tuple[str, str], list] = {}  # (why, the dataset's name) -> the members it holds for (None: the model)
     for member, rec in records:
         name = rec.get("dataset")
         if not isinstance(name, str) or not name or name not in names or (rendered and rec.get("render") and rec["render"] != rendered):
             continue
-        who = f"the model {manifest.get('version')!r}" + (f" (its member {member!r})" if member else "")
+        why = "all" if rec.get("all_instruments") else split if split in ("train", "valid") else None
+        if why is not None and member not in found.setdefault((why, name), []):
+            found[(why, name)].append(member)
+    lines = []
+    for (why, name), members in found.items():  # (one line for the members that share a reason: was one per member)
+        named_members = ", ".join(repr(m) for m in members)
+        who = f"the model {manifest.get('version')!r}" + (
+            "" if None in members else f" (its member{'s' if len(members) > 1 else ''} {named_members})")
         mixed = "" if source.kind == "notes" else f" (the mixtures were mixed from {root})"
-        if rec.get("all_instruments"):
-            why = (f"{who} was trained on every instrument of {name!r}, each split's included (a production fit: "
-                   f"data.all_instruments in its manifest)")  # fmt: skip
+        if why == "all":
+            reason = (f"{who} was trained on every instrument of {name!r}, each split's included (a production fit: "
+                      f"data.all_instruments in its manifest)")  # fmt: skip
             split_said = f"its {split} split" if split else "it"
-        elif split == "train":
-            why, split_said = f"{who} was trained on the train split of {name!r}", "it"
-        elif split == "valid":
-            why = f"the valid split of {name!r} chose the decision thresholds of {who} and validated its training"
-            split_said = "it"
+        elif why == "train":
+            reason, split_said = f"{who} was trained on the train split of {name!r}", "it"
         else:
-            continue
-        line = f"{why}: figures on {split_said}{mixed} are optimistic, not a measure of instruments it never heard"
-        if line not in lines:
-            lines.append(line)
+            reason = f"the valid split of {name!r} chose the decision thresholds of {who} and validated its training"
+            split_said = "it"
+        lines.append(f"{reason}: figures on {split_said}{mixed} are optimistic, not a measure of instruments it never heard")
     return lines
 
 
