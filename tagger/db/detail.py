@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
 from tagger.db import sql as Q
@@ -386,8 +386,7 @@ def cue_tracks_matching(session: Session | Reader, where: TrackFilter) -> tuple[
     from tagger.cuesheet import may_embed_cue_sheet, may_have_cue_file
 
     reader = reader_of(session)
-    place = TrackFilter(paths=where.paths, path_glob=where.path_glob)
-    families = replace(where, paths=(), path_glob=None, given=())
+    place, families = where.place(), where.held()
     found: dict[str, str | None] = {}
     for part in place.by_paths():  # (a few hundred paths a statement: `tagger.db.sql.PER_STATEMENT`)
         conds = joined(" AND ", [sql("tracks.status = {}", Q.STATUS_OK), *part.clauses(reader.dialect)])

@@ -8,8 +8,10 @@ Python match (`~Part.match`, on a `Candidate`: a stored track or a prediction re
 (`tagger.cli.options`).
 
 Adding a filter: one `Part` subclass here, a field of `TrackFilter` (and its keyword of
-`TrackFilter.of`), and its CLI option: one entry of `tagger.cli.options.FILTER_OPTIONS`, which
-query and tag both take.
+`TrackFilter.of`; a condition on where a file is, not on what it holds, marked `PLACE`), and its
+CLI option: one entry of `tagger.cli.options.FILTER_OPTIONS`, which query and tag both take. What
+reads a filter in parts asks it (`TrackFilter.place`, `TrackFilter.held`, `TrackFilter.paths_alone`),
+never its fields by name.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import functools
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 
 from tagger.db.sql import PER_STATEMENT, Sql, chunks, joined, sql
 from tagger.errors import UserError
@@ -208,6 +210,11 @@ def path_forms(path: str | os.PathLike) -> tuple[str, ...]:
     return tuple(dict.fromkeys((given, resolved, whole) if os.path.isdir(given) else (given, resolved)))
 
 
+PLACE = {"place": True}
+"""The metadata of a `TrackFilter` field that is a condition on where a file is (its path), not on
+what it holds (its families): `TrackFilter.place` keeps those fields, `TrackFilter.held` the others."""
+
+
 @dataclass(frozen=True)
 class TrackFilter:
     """A selection of tracks: every family of ``has`` present (score >= ``min_score`` when given),
@@ -217,9 +224,9 @@ class TrackFilter:
     has: tuple[str, ...] = ()
     lacks: tuple[str, ...] = ()
     min_score: float | None = None
-    path_glob: str | None = None
-    paths: tuple[str, ...] = field(default=())
-    given: tuple[str, ...] = field(default=(), compare=False)  # the paths as the user wrote them, absolute
+    path_glob: str | None = field(default=None, metadata=PLACE)
+    paths: tuple[str, ...] = field(default=(), metadata=PLACE)
+    given: tuple[str, ...] = field(default=(), compare=False, metadata=PLACE)  # the paths as written, absolute
 
     @classmethod
     def of(cls, *, has: Iterable[str] | None = (), lacks: Iterable[str] | None = (), min_score: float | None = None,
@@ -263,6 +270,26 @@ class TrackFilter:
         if len(self.paths) <= size:
             return [self]
         return [replace(self, paths=tuple(part)) for part in chunks(self.paths, size)]
+
+    def place(self) -> TrackFilter:
+        """This filter's conditions on where a file is alone (its fields marked `PLACE`: the paths, the
+        path pattern), the others left out."""
+        return self._keeping(place=True)
+
+    def held(self) -> TrackFilter:
+        """This filter's conditions on what a file holds alone (every field not marked `PLACE`: the
+        families, their least score), those on where it is left out."""
+        return self._keeping(place=False)
+
+    def _keeping(self, *, place: bool) -> TrackFilter:
+        left = [f for f in fields(self) if bool(f.metadata.get("place")) != place]
+        return replace(self, **{f.name: f.default if f.default is not MISSING else f.default_factory() for f in left})
+
+    @property
+    def paths_alone(self) -> bool:
+        """No condition but the paths (`Under`; no paths: none at all): a filter that selects nothing
+        under them selects nothing because nothing there was analysed."""
+        return all(isinstance(p, Under) for p in self.parts)
 
     def check(self, known: Sequence[str]) -> TrackFilter:
         """Raise `UserError` for a family name not among ``known`` (naming the choices); returns self."""
