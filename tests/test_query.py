@@ -906,6 +906,58 @@ def test_query_and_tag_take_the_filter_options_declared_once(monkeypatch):
                     "db": "x.db"}  # fmt: skip
 
 
+def test_a_filter_added_in_one_place_is_split_and_read_by_what_reads_a_filter_in_parts(tmp_path):
+    """A new filter is a `Part` and a field of `TrackFilter` (marked `PLACE` when it says where a file
+    is): what reads a filter in parts asks the filter. `tag` of a folder whose analysed tracks the
+    filter leaves out said its one failed file 'could not be analysed' (`_selected_tracks` named the
+    conditions that narrow beyond the paths, has, lacks and path_glob, and not a new one);
+    ``query --cue-tracks`` split the filter by those names too (`cue_tracks_matching`)."""
+    import dataclasses
+
+    from conftest import tone_signal, write_audio
+    from tagger.db.filter import PLACE, Candidate, Part, TrackFilter
+    from tagger.errors import UserError
+    from tagger.tags.database import tag_from_database
+
+    @dataclasses.dataclass(frozen=True)
+    class EndsWith(Part):
+        suffix: str
+
+        def clause(self, dialect):
+            return None
+
+        def match(self, item):
+            return item.path.endswith(self.suffix)
+
+    @dataclasses.dataclass(frozen=True)
+    class WithSuffix(TrackFilter):
+        suffix: str | None = dataclasses.field(default=None, metadata=PLACE)
+
+        @property
+        def parts(self):
+            return [*super().parts, *([EndsWith(self.suffix)] if self.suffix else [])]
+
+    folder = tmp_path / "music"
+    write_audio(folder / "tone.wav", tone_signal([1000.0], seconds=4.5))
+    (folder / "empty.mp3").write_bytes(b"")
+    db = open_database(tmp_path / "lib.db")
+    try:
+        assert scan([folder], db=db, analyser=FakeAnalyser(), jobs=0).failed == 1
+        where = WithSuffix(has=("flute",), paths=(str(folder),), suffix=".flac")
+        assert where.place() == WithSuffix(paths=(str(folder),), suffix=".flac")
+        assert where.held() == WithSuffix(has=("flute",))
+        assert not where.place().match(Candidate(str(folder / "tone.wav"), ("flute",)))
+        assert where.held().match(Candidate(str(folder / "tone.wav"), ("flute",)))
+        assert WithSuffix(paths=(str(folder),)).paths_alone and not WithSuffix(paths=(str(folder),), suffix="x").paths_alone
+        with pytest.raises(UserError) as err:
+            list(tag_from_database(db, where=WithSuffix(paths=(str(folder),), suffix=".flac"), dry_run=True))
+        assert "no analysed track matches under" in str(err.value) and "could not be analysed" not in str(err.value)
+        assert [c.path for c in tag_from_database(db, where=WithSuffix(paths=(str(folder),), suffix=".wav"),
+                                                  dry_run=True)] == [str(folder / "tone.wav")]  # fmt: skip
+    finally:
+        db.close()
+
+
 # -- the query of a SQLite library through sqlite3 alone ---------------------------------------------------
 @pytest.mark.parametrize("name", ["/m/library.db", "/m/a%25b.db", "/m/a%3Fb.db", "/m/a#b@c:d e.db", "/m/\u00e9t\u00e9/x.db",
                                   "/m/100%zz.db", "/m/a%2Fb.db", "//m/x.db"])  # fmt: skip

@@ -97,7 +97,7 @@ def _selected_tracks(database, where: TrackFilter) -> tuple[list[Prediction], li
         with database.session() as session:
             predictions = batch.predictions_from_database(session, where=where)
             roots = list(where.paths) or queries.scanned_roots(session)
-            only_paths = not (where.has or where.lacks or where.path_glob)
+            only_paths = where.paths_alone
             failed = queries.failed_under(session, where.paths) if where.paths and only_paths and not predictions else []
     except SQLAlchemyError as exc:
         raise database_error(database.url, exc, doing="read", then="no file was changed") from None
