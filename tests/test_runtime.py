@@ -504,6 +504,42 @@ def test_scan_imports_tensorflow_only_when_loading_needs_it(tmp_path, monkeypatc
     assert calls == [1, 1, 1]
 
 
+def test_a_backend_added_in_one_place_says_itself_whether_a_scan_imports_tensorflow(monkeypatch):
+    """A new backend is one class in `tagger.model.backends` and an entry of `BACKENDS`: whether
+    ``tagger scan`` imports TensorFlow before loading (`quiet_tensorflow_for`) is the backend's own
+    answer (`without_tensorflow`). It was decided in the CLI by the name 'onnxruntime', so a backend
+    added without TensorFlow had TensorFlow imported for it (about 4 s and 600 MB) unless the CLI was
+    edited too."""
+    import importlib
+
+    from tagger.model.ensemble import default_model_dir
+
+    class Light:
+        name = "light"
+
+        def available(self):
+            return True
+
+        def load(self, files):
+            raise AssertionError("not loaded here")
+
+        def without_tensorflow(self, key):
+            return True
+
+    cli_app = importlib.import_module("tagger.cli.app")
+    calls = []
+    monkeypatch.setattr(cli_app, "quiet_tensorflow", lambda: calls.append(1))
+    monkeypatch.setattr(R, "onnxruntime_available", lambda: False)
+    monkeypatch.setattr(B, "BACKENDS", (Light(), *B.BACKENDS))
+    for chosen in ("auto", "light"):
+        monkeypatch.setenv(B.RUNTIME_ENV, chosen)
+        cli_app.quiet_tensorflow_for(default_model_dir())
+        assert calls == [], chosen
+    monkeypatch.setenv(B.RUNTIME_ENV, "keras")
+    cli_app.quiet_tensorflow_for(default_model_dir())
+    assert calls == [1]
+
+
 def test_a_file_saved_by_a_newer_keras_names_the_versions(tmp_path, monkeypatch):
     """Keras 3.12 (Python 3.10's newest) failed on the shipped models, saved by 3.15.1, with a page of
     layer configuration ending in "Unrecognized keyword arguments passed to Dense"; the error now

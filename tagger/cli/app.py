@@ -401,15 +401,12 @@ def quiet_tensorflow_for(models) -> None:
     A scan whose export is cached starts without TensorFlow (about 4 s and 600 MB of the main
     process); a wrong guess costs only TensorFlow's start-up chatter, never a result."""
     from tagger.model import backends as B
-    from tagger.model import runtime as R
     from tagger.model.folders import default_model_dir
     from tagger.model.manifest import export_key, read_manifest
 
     try:
         key = export_key(read_manifest(models if models is not None else default_model_dir()))
-        folder = R.cache_dir()
-        cached = (folder is not None and B.choice() in ("auto", "onnxruntime") and R.onnxruntime_available()
-                  and (folder / key).is_file())  # fmt: skip
+        cached = B.loads_without_tensorflow(key)  # (the backend's to say: `Backend.without_tensorflow`)
     except Exception:  # noqa: BLE001  (a bad directory is reported by the load itself)
         cached = False
     if not cached:

@@ -5,8 +5,9 @@ of a model directory (`ModelFiles`) into a runner, ``runner(features) -> scores`
 frames)] -> [shape=(n, n_families)], whose ``name`` is the backend's. `BACKENDS` lists them in order
 of preference; ``TAGGER_RUNTIME`` picks one by name, and ``auto`` (the default) takes the first
 that is available and faithful (a backend that cannot reproduce Keras on the model raises
-`Unfaithful`, and the next one is tried). A new backend is one class here and one entry in
-`BACKENDS`.
+`Unfaithful`, and the next one is tried). Each also says whether it would load a model without
+importing TensorFlow (`without_tensorflow`: ``tagger scan`` asks before loading, through
+`loads_without_tensorflow`). A new backend is one class here and one entry in `BACKENDS`.
 
 - ``onnxruntime``: the classifiers exported to one ONNX graph (`tagger.model.runtime`), verified
   against Keras and cached by manifest hash, so a later load does not even import TensorFlow.
@@ -189,6 +190,12 @@ class Backend(Protocol):
         """A runner for the model; raises `Unfaithful` when it cannot run this model as Keras does."""
         ...
 
+    def without_tensorflow(self, key: str) -> bool:
+        """Whether `load` would import no TensorFlow for the model whose export key is ``key``
+        (`tagger.model.manifest.export_key`): a guess made before the load, so that TensorFlow is
+        imported quietly when it will be (a wrong guess costs its start-up chatter, never a result)."""
+        ...
+
 
 class Unfaithful(Exception):
     """A backend cannot run this model (an unsupported layer) or its outputs differ from Keras."""
@@ -325,6 +332,9 @@ class KerasBackend:
     def load(self, files: ModelFiles) -> Runner:
         return KerasRunner(files.keras_models()[0])
 
+    def without_tensorflow(self, key: str) -> bool:
+        return False
+
 
 # -- ONNX Runtime -----------------------------------------------------------------------------------
 class OnnxBackend:
@@ -336,6 +346,10 @@ class OnnxBackend:
 
     def available(self) -> bool:
         return R.onnxruntime_available()
+
+    def without_tensorflow(self, key: str) -> bool:
+        folder = R.cache_dir()  # (an export cached: loaded without TensorFlow; exporting imports it)
+        return folder is not None and (folder / key).is_file()
 
     def load(self, files: ModelFiles) -> Runner:
         threads = default_threads()  # a bad $TAGGER_INFERENCE_THREADS is the user's error, not the export's
@@ -368,6 +382,15 @@ BACKENDS: tuple[Backend, ...] = (OnnxBackend(), KerasBackend())
 def choice() -> str:
     """The backend ``$TAGGER_RUNTIME`` names (lower case), or 'auto'."""
     return os.environ.get(RUNTIME_ENV, "auto").strip().lower() or "auto"
+
+
+def loads_without_tensorflow(key: str) -> bool:
+    """Whether the backend `load_runner` tries first (the one ``$TAGGER_RUNTIME`` names, or ``auto``'s
+    first available one) would load the model whose export key is ``key`` without importing
+    TensorFlow (`Backend.without_tensorflow`); False where no backend is available."""
+    name = choice()
+    first = next((b for b in BACKENDS if name in ("auto", b.name) and b.available()), None)
+    return first is not None and first.without_tensorflow(key)
 
 
 def load_runner(files: ModelFiles, *, backend: str | None = None) -> Runner:
