@@ -67,20 +67,13 @@ def render(piece, cache: Path) -> np.ndarray:
     return audio
 
 
-def master(audio: np.ndarray, kind: str | None, gain_db: float) -> np.ndarray:
-    """`audio` made louder by `gain_db`, then hard-clipped at full scale ("clip") or through tanh."""
-    if kind is None:
-        return audio
-    x = audio * np.float32(10 ** (gain_db / 20))
-    return np.clip(x, -1, 1) if kind == "clip" else np.tanh(x)
-
-
 def measure(args) -> dict:
     import soundfile as sf
 
     from tagger import constants as C
     from tagger.library.assemble import analyse_track
     from tagger.model.ensemble import Ensemble
+    from tagger.model.mastering import master
 
     ens = Ensemble.load(args.models)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -71,6 +71,7 @@ def row(manifest: dict, folder: Path | None = None) -> list[str]:
         + (f", sections {synth['section_prob']:g}" if synth.get("section_prob") else "")
         + (f", drum beats {synth['drum_prob']:g}" if synth.get("drum_prob") else "")
         + (f", lossy codecs {synth['codec_prob']:g}" if synth.get("codec_prob") else "")
+        + (f", loud masters {synth['master_prob']:g}" if synth.get("master_prob") else "")
         + (f", negatives in {synth['negative_prob']:g} of the mixtures"
            if synth.get("negative_prob", NEGATIVE_PROB) != NEGATIVE_PROB else "")
         + (", harmonic front end" if manifest.get("features", {}).get("harmonic") else "")

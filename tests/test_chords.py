@@ -134,7 +134,7 @@ def test_mixtures_with_chords_keep_one_label_per_instrument_and_the_default_stre
         kit, label = S.mixture_example(pool, np.random.default_rng(seed), quiet, instruments={}, negatives=pool.drum_instruments)
         assert label.tolist() == [0, 0] and np.mean(np.abs(kit) > 1e-3) < 0.01  # clicks, never noise
     off = _synth_signature(S.SynthSettings())
-    assert off == {k: v for k, v in asdict(S.SynthSettings()).items() if k not in S.TIMBRE_SETTINGS + S.CHORD_SETTINGS + S.DRUM_SETTINGS + S.SECTION_SETTINGS + S.CODEC_SETTINGS}
+    assert off == {k: v for k, v in asdict(S.SynthSettings()).items() if k not in S.TIMBRE_SETTINGS + S.CHORD_SETTINGS + S.DRUM_SETTINGS + S.SECTION_SETTINGS + S.CODEC_SETTINGS + S.MASTER_SETTINGS}
 
 
 @pytest.mark.model

@@ -195,7 +195,7 @@ def test_timbre_augmentation_changes_the_example_signature_only_when_on():
 
     off = _synth_signature(S.SynthSettings())
     assert not set(S.TIMBRE_SETTINGS) & set(off)  # examples cached before the augmentation existed are reused
-    assert off == {k: v for k, v in asdict(S.SynthSettings()).items() if k not in S.TIMBRE_SETTINGS + S.CHORD_SETTINGS + S.DRUM_SETTINGS + S.SECTION_SETTINGS + S.CODEC_SETTINGS}
+    assert off == {k: v for k, v in asdict(S.SynthSettings()).items() if k not in S.TIMBRE_SETTINGS + S.CHORD_SETTINGS + S.DRUM_SETTINGS + S.SECTION_SETTINGS + S.CODEC_SETTINGS + S.MASTER_SETTINGS}
     on = _synth_signature(S.SynthSettings(morph_prob=0.5))
     assert on["morph_prob"] == 0.5 and on["warp_prob"] == 0.0 and set(S.TIMBRE_SETTINGS) <= set(on)
 

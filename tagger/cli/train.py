@@ -99,6 +99,11 @@ def train(
         min=0.0, max=1.0, help="Chance that a training example is encoded and decoded by a lossy codec (MP3, AAC, "
         "Opus or Vorbis at library bitrates), as most music in a library is (needs ffmpeg)."
     ),
+    master_prob: float = typer.Option(
+        F.default(S, "master_prob"),
+        min=0.0, max=1.0, help="Chance that a training example is mastered loud, as much commercial music is: raised "
+        "3-18 dB, then hard-clipped at full scale or limited (tanh or a peak limiter); the label is unchanged."
+    ),
     negative_prob: float = typer.Option(
         F.default(S, "negative_prob"),
         min=0.0, max=1.0, help="Chance that a training mixture of one or more families also holds 1-2 sounds of no "
@@ -172,7 +177,8 @@ def train(
     )  # fmt: skip
     synth = _synth_settings(
         recipe=recipe, level_weights=level_weights, morph_prob=morph_prob, warp_prob=warp_prob, chord_prob=chord_prob,
-        drum_prob=drum_prob, section_prob=section_prob, codec_prob=codec_prob, negative_prob=negative_prob,
+        drum_prob=drum_prob, section_prob=section_prob, codec_prob=codec_prob, master_prob=master_prob,
+        negative_prob=negative_prob,
     )  # fmt: skip
     fams = [f.strip().lower() for f in family] if family else None
     manifest = train_ensemble(

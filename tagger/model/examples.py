@@ -51,13 +51,15 @@ def _signature(payload: dict) -> str:
 
 def _synth_signature(synth: S.SynthSettings) -> dict:
     """The synthesis settings that shape the examples; without timbre augmentation, chords, drum
-    beats, sections or codecs their settings are left out (so the examples cached before they existed are reused)."""
+    beats, sections, codecs or loud masters their settings are left out (so the examples cached
+    before they existed are reused)."""
     d = asdict(synth)
     if not (synth.morph_prob or synth.warp_prob):
         for k in S.TIMBRE_SETTINGS:
             d.pop(k)
     for on, keys in ((synth.chord_prob, S.CHORD_SETTINGS), (synth.drum_prob, S.DRUM_SETTINGS),
-                     (synth.section_prob, S.SECTION_SETTINGS), (synth.codec_prob, S.CODEC_SETTINGS)):
+                     (synth.section_prob, S.SECTION_SETTINGS), (synth.codec_prob, S.CODEC_SETTINGS),
+                     (synth.master_prob, S.MASTER_SETTINGS)):
         if not on:
             for k in keys:
                 d.pop(k)

@@ -45,6 +45,8 @@ class SynthSettings:
     """Chance that a note a family entry plays is a section: 2-6 players of its family on one pitch."""
     codec_prob: float = 0.0
     """Chance that a finished example is sent through a lossy codec (MP3, AAC, Opus, Vorbis; `lossy`)."""
+    master_prob: float = 0.0
+    """Chance that a finished example is mastered loud: raised 3-18 dB, then clipped or limited (`mastering`)."""
 
 
 @dataclass(frozen=True)

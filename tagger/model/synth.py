@@ -36,6 +36,12 @@ Codecs (off by default; `codec_prob`): a finished example is, with that chance, 
 by a lossy codec a library's files use (`tagger.model.lossy`: MP3, AAC, Opus, Vorbis at common and
 low bitrates), before its spectrogram (the EQ, applied to the spectrum, comes after it). Its draws
 come from a stream of their own, so every other example is the one made with codecs off.
+
+Loud masters (off by default; `master_prob`): a finished example is, with that chance, mastered as
+much commercial music is (`tagger.model.mastering`): brought to a peak of -1 dBFS, raised by 3-18 dB,
+then hard-clipped at full scale, sent through tanh or through a peak limiter, before a codec (as a
+loud master is encoded after it is made). Its label is unchanged (mastering adds no instrument), and
+its draws come from a stream of their own, so every other example is the one made with it off.
 """
 
 from __future__ import annotations
@@ -54,8 +60,8 @@ from tagger.model.settings import SynthSettings
 from tagger.model.timbre import MAX_TIMBRE_DB, _Envelopes, _timbre, spectral_envelope, timbre_filter
 
 __all__ = [
-    "CHORD_INTERVALS", "CHORD_SETTINGS", "CODEC_SETTINGS", "CODEC_STREAM", "DRUM_SETTINGS", "L", "MAX_TIMBRE_DB",
-    "NotePool", "SECTION_DELAY_S", "SECTION_DETUNE_CENTS", "SECTION_SETTINGS", "SR", "SynthSettings", "TIMBRE_SETTINGS",
+    "CHORD_INTERVALS", "CHORD_SETTINGS", "CODEC_SETTINGS", "CODEC_STREAM", "DRUM_SETTINGS", "L", "MASTER_SETTINGS",
+    "MASTER_STREAM", "MAX_TIMBRE_DB", "NotePool", "SECTION_DELAY_S", "SECTION_DETUNE_CENTS", "SECTION_SETTINGS", "SR", "SynthSettings", "TIMBRE_SETTINGS",
     "chord", "detuned", "drum_beat", "eq_curve", "finish_example", "generate", "generate_chunk", "mixture_example",
     "section", "settings_dict", "solo_example", "spectral_envelope", "timbre_filter",
 ]  # fmt: skip
@@ -77,6 +83,10 @@ CODEC_SETTINGS = ("codec_prob",)
 """The settings of the codec augmentation (left out of example signatures while it is off)."""
 CODEC_STREAM = 7
 """Seeds the codec draws of a chunk apart from its examples' (so the examples are the same with it off)."""
+MASTER_SETTINGS = ("master_prob",)
+"""The settings of the loud-mastering augmentation (left out of example signatures while it is off)."""
+MASTER_STREAM = 8
+"""Seeds the mastering draws of a chunk apart from its examples' and the codec's (so the examples are the same with it off)."""
 
 
 def _reverb(x: np.ndarray, rng) -> np.ndarray:
@@ -212,6 +222,10 @@ def generate_chunk(
         audio[i], labels[i] = make(pool, rng, settings, envelopes=envelopes)
         if rng.random() < settings.eq_prob:
             gains[i] = eq_curve(rng)
+    if settings.master_prob:
+        from tagger.model import mastering
+
+        audio = mastering.augment(audio, np.random.default_rng([seed, chunk, MASTER_STREAM]), prob=settings.master_prob)
     if settings.codec_prob:
         from tagger.model import lossy
 
