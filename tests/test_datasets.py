@@ -285,6 +285,30 @@ def test_a_render_that_makes_no_note_says_why_not_to_render_one(tmp_path):
     assert not (out / "split.json").exists()
 
 
+
+def test_a_render_of_other_sources_that_makes_no_note_counts_their_notes(tmp_path):
+    """A render without SoundFonts (--no-soundfonts) whose notes were all dropped as near-silent (a
+    Salamander folder of silent samples) said '0 requested, 0 dropped as near-silent, 0 program(s)
+    whose preset the SoundFonts lack, listed in render.json': the SoundFonts' counts alone, of a
+    render that rendered none and wrote no render.json. The other sources' notes are counted
+    (fails on the old code: '0 requested, 0 dropped')."""
+    from typer.testing import CliRunner
+
+    from tagger.cli import app
+    from tagger.data import samples
+
+    piano = tmp_path / "salamander"
+    piano.mkdir()
+    sf.write(piano / "C4v8.ogg", np.zeros(8000, dtype=np.float32), 16000)  # (silent: every note dropped)
+    notes = len(samples.salamander_notes(piano))
+    out = tmp_path / "ds"
+    result = CliRunner().invoke(app, ["dataset", "render", str(out), "--no-soundfonts", "--no-stk", "--salamander", str(piano),
+                                      "--no-sample-negatives", "--jobs", "1"])  # fmt: skip
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert notes > 1 and result.output.strip() == (
+        f"tagger: error: {out}: the render made no notes ({notes} requested, {notes} dropped as near-silent): no dataset to split")
+    assert not (out / "render.json").exists() and not (out / "split.json").exists()
+
 def test_variation_presets_keep_their_base_program():
     base = {(p.program, p.family) for p in gm.FAMILY_PROGRAMS}
     assert gm.VARIANT_PROGRAMS and all((v.program, v.family) in base and 0 < v.bank < 128 for v in gm.VARIANT_PROGRAMS)

@@ -170,12 +170,16 @@ def _render(out: Path, sources: _Sources, *, negatives, variants, velocities, pi
 
 
 def _nothing_rendered(summary: dict) -> str:
-    """Why a render left its dataset without a note, from its summary (render.json's counts): every
-    program's preset missing from the SoundFonts given, or every note dropped as near-silent."""
-    missing = len(summary.get("missing_presets") or [])
-    return (f"the render made no notes ({summary.get('requested_notes', 0):,} requested, "
-            f"{summary.get('dropped_silent', 0):,} dropped as near-silent, {missing:,} program(s) whose preset the "
-            f"SoundFonts lack, listed in render.json): no dataset to split")  # fmt: skip
+    """Why a render left its dataset without a note, from its summary: every program's preset
+    missing from the SoundFonts given (render.json lists them), or every note of every source
+    (SoundFonts, STK, the Salamander Grand Piano, the negative samples) dropped as near-silent."""
+    negatives = summary.get("sample_negatives") or {}
+    others = [s for s in (summary.get("stk"), summary.get("salamander"), negatives.get("samples"), negatives.get("calf")) if s]
+    dropped = summary.get("dropped_silent", 0) + sum(s.get("dropped_silent", 0) for s in others)
+    requested = summary.get("requested_notes", 0) + sum(s.get("new_notes", 0) + s.get("dropped_silent", 0) for s in others)
+    missing = (f", {len(summary['missing_presets']):,} program(s) whose preset the SoundFonts lack, listed in render.json"
+               if "missing_presets" in summary else "")  # (the SoundFonts' render alone writes render.json)
+    return f"the render made no notes ({requested:,} requested, {dropped:,} dropped as near-silent{missing}): no dataset to split"
 
 
 @dataset_app.command("split")
