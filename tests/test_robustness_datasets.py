@@ -284,17 +284,24 @@ def test_a_render_json_no_regular_file_or_an_odd_manifest_neither_blocks_nor_bre
     (root / "split.json").write_text(json.dumps({"instruments": {k: "valid" for k in instruments}}))
     fifo = root / "render.json"
     os.mkfifo(fifo)
+    other = json.dumps({"soundfonts": {"fluidr3": "b.sf2"}}).encode()  # (another render's: its namesake, no warning)
+
+    def feed() -> None:  # (a reader of the FIFO gets another render's record, then its end: never blocked for ever)
+        fd = os.open(fifo, os.O_WRONLY)  # (waits for a reader)
+        os.write(fd, other)
+        os.close(fd)
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
     scorer = _Flat()
     scorer.manifest = {"version": "m1", "data": {"dataset": "gm9", "render": {"fluidr3": "a.sf2"}}}
-    done = []
-    worker = threading.Thread(target=lambda: done.append(R.evaluate(
-        root, out_dir=tmp_path / "rep", scorer=scorer, split="valid", levels=[1], per_level=1, plots=False)), daemon=True)  # fmt: skip
-    worker.start()
-    worker.join(60)
-    if not done:  # (let the reader go: a writer opened and closed)
-        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
-    assert done, "evaluate blocked on render.json, a FIFO"
-    assert done[0].data["data"]["seen_by_model"][0].startswith("the valid split of 'gm9' chose")  # (the name alone tells)
+    report = R.evaluate(root, out_dir=tmp_path / "rep", scorer=scorer, split="valid", levels=[1], per_level=1, plots=False)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # (the feeder's partner where evaluate opened none)
+    feeder.join()
+    unread = os.read(reader, 1024)
+    os.close(reader)
+    assert unread == other, "evaluate read render.json, a FIFO"  # (on the old code: read, so no warning below)
+    assert report.data["data"]["seen_by_model"][0].startswith("the valid split of 'gm9' chose")  # (the name alone tells)
     source = R._read_data(root, split="valid", acoustic_only=False)
     for odd in ({"dataset": ["gm9"]}, {"dataset": {"gm9": 1}}, {"members": 3}, {"members": [{"dataset": ["gm9"]}]}):
         assert R.seen_by_model({"version": "m1", "data": odd}, source) == []
