@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -300,9 +301,10 @@ def test_python_code_takes_the_app_with_every_command():
     offenders = []
     for folder in ("tagger", "tests", "scripts", "benchmarks", "beetsplug"):
         for path in sorted((repository / folder).rglob("*.py")):
-            if path.parent == ROOT / "cli":
-                continue  # (the command modules register on it)
-            for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            text = path.read_text()
+            if path.parent == ROOT / "cli" or not re.search(r"tagger\s*\.\s*cli\s*\.\s*app", text):
+                continue  # (the command modules register on it; a file that never names the module is not parsed: 3.5 s of parsing, 0.2 s)
+            for node in ast.walk(ast.parse(text, filename=str(path))):
                 if isinstance(node, ast.ImportFrom) and node.module == "tagger.cli.app" and any(a.name == "app" for a in node.names):
                     offenders.append(f"{path.relative_to(repository)}:{node.lineno}")
     assert offenders == []
