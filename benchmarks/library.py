@@ -263,40 +263,48 @@ def events(piece: Piece) -> list[tuple[float, bytes]]:
     return out
 
 
-def render(piece: Piece, dest: Path, *, soundfonts: dict[str, Path] | None = None) -> Path:
-    """Render and encode one piece into `dest` (atomically: a finished file or none)."""
+def render_audio(piece: Piece, *, soundfonts: dict[str, Path] | None = None) -> np.ndarray:
+    """The piece rendered by fluidsynth from its SoundFont (`soundfonts`, default the installed
+    training ones; the first of them where its own is missing): [shape=(m, 2)] float32 at
+    `C.RENDER_SAMPLE_RATE`, cut to `piece.seconds`, at fluidsynth's level (`render` and
+    scripts/clipping.py each scale it to -1 dBFS, in float64 and float32: their figures stay as
+    measured)."""
     fonts = soundfonts or default_soundfonts()
     font = fonts.get(piece.soundfont) or next(iter(fonts.values()), None)
     if font is None:
         raise RuntimeError("no training SoundFont installed (Debian: fluid-soundfont-gm, musescore-general-soundfont)")
-    dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="tagger-bench-") as tmp:
         midi, raw = Path(tmp) / "piece.mid", Path(tmp) / "piece.raw"
         write_midi(midi, events(piece))
         proc = subprocess.run(fluidsynth_command(font, midi, raw, gain=0.5), capture_output=True, text=True)
         if proc.returncode != 0 or not raw.exists():
             raise RuntimeError(f"fluidsynth failed on piece {piece.index}: {proc.stderr.strip()[-300:]}")
-        audio = np.fromfile(raw, dtype="<f4").reshape(-1, 2)
-        audio = audio[: int(piece.seconds * C.RENDER_SAMPLE_RATE)]
-        peak = float(np.abs(audio).max()) if len(audio) else 0.0
-        if peak > 0:
-            audio = audio * np.float32(10 ** (-1 / 20) / peak)
-        tmp_out = dest.with_name(f".{dest.name}.part{dest.suffix}")
-        cmd = [
-            "ffmpeg", "-nostdin", "-v", "error", "-y",
-            "-f", "f32le", "-ar", str(C.RENDER_SAMPLE_RATE), "-ac", "2", "-i", "pipe:0",
-            "-ar", str(ENCODE_RATE), *_ENCODERS[piece.format],
-            "-metadata", f"title=Piece {piece.index}",
-            "-metadata", "artist=tagger bench",
-            "-metadata", f"album=Album {piece.index // TRACKS_PER_ALBUM}",
-            "-metadata", f"track={piece.index % TRACKS_PER_ALBUM + 1}",
-            str(tmp_out),
-        ]  # fmt: skip
-        enc = subprocess.run(cmd, input=audio.astype("<f4").tobytes(), capture_output=True)
-        if enc.returncode != 0:
-            tmp_out.unlink(missing_ok=True)
-            raise RuntimeError(f"ffmpeg failed on piece {piece.index}: {enc.stderr.decode(errors='replace')[-300:]}")
-        os.replace(tmp_out, dest)
+        return np.fromfile(raw, dtype="<f4").reshape(-1, 2)[: int(piece.seconds * C.RENDER_SAMPLE_RATE)]
+
+
+def render(piece: Piece, dest: Path, *, soundfonts: dict[str, Path] | None = None) -> Path:
+    """Render and encode one piece into `dest` (atomically: a finished file or none)."""
+    audio = render_audio(piece, soundfonts=soundfonts)
+    peak = float(np.abs(audio).max()) if len(audio) else 0.0
+    if peak > 0:
+        audio = audio * np.float32(10 ** (-1 / 20) / peak)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp_out = dest.with_name(f".{dest.name}.part{dest.suffix}")
+    cmd = [
+        "ffmpeg", "-nostdin", "-v", "error", "-y",
+        "-f", "f32le", "-ar", str(C.RENDER_SAMPLE_RATE), "-ac", "2", "-i", "pipe:0",
+        "-ar", str(ENCODE_RATE), *_ENCODERS[piece.format],
+        "-metadata", f"title=Piece {piece.index}",
+        "-metadata", "artist=tagger bench",
+        "-metadata", f"album=Album {piece.index // TRACKS_PER_ALBUM}",
+        "-metadata", f"track={piece.index % TRACKS_PER_ALBUM + 1}",
+        str(tmp_out),
+    ]  # fmt: skip
+    enc = subprocess.run(cmd, input=audio.astype("<f4").tobytes(), capture_output=True)
+    if enc.returncode != 0:
+        tmp_out.unlink(missing_ok=True)
+        raise RuntimeError(f"ffmpeg failed on piece {piece.index}: {enc.stderr.decode(errors='replace')[-300:]}")
+    os.replace(tmp_out, dest)
     return dest
 
 

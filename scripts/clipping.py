@@ -19,9 +19,7 @@ import argparse
 import dataclasses
 import json
 import random
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -48,21 +46,22 @@ def excerpts(*, pieces: int, seconds: float, seed: int = 11) -> list[tuple[str, 
 
 
 def render(piece, cache: Path) -> np.ndarray:
-    """The piece at 48 kHz stereo float32, peak-normalised to -1 dBFS (cached in `cache`)."""
+    """The piece at 48 kHz stereo float32 (`benchmarks.library.render_audio`), peak-normalised to -1 dBFS,
+    cached in `cache` under its SoundFont, index, length, parts and families (a run with another
+    ``--seconds`` in the same folder was given the renders of the run before)."""
     from benchmarks import library as L
-    from tagger import constants as C
-    from tagger.data.render import default_soundfonts, fluidsynth_command, write_midi
+    from tagger.data.render import default_soundfonts
 
-    f = cache / f"clean-{piece.index}-{len(piece.parts)}-{'_'.join(piece.families)}.npy"
+    f = cache / f"clean-{piece.soundfont}-{piece.index}-{piece.seconds:g}s-{len(piece.parts)}-{'_'.join(piece.families)}.npy"
     if f.exists():
         return np.load(f)
-    font = default_soundfonts()[piece.soundfont]
-    with tempfile.TemporaryDirectory() as tmp:
-        midi, raw = Path(tmp) / "p.mid", Path(tmp) / "p.raw"
-        write_midi(midi, L.events(piece))
-        subprocess.run(fluidsynth_command(font, midi, raw, gain=0.5), check=True, capture_output=True)
-        audio = np.fromfile(raw, dtype="<f4").reshape(-1, 2)[: int(piece.seconds * C.RENDER_SAMPLE_RATE)]
-    audio = audio * np.float32(10 ** (-1 / 20) / np.abs(audio).max())
+    font = default_soundfonts().get(piece.soundfont)
+    if font is None:  # (not the benchmark's fallback to another SoundFont: the figures name both)
+        raise SystemExit(f"the SoundFont {piece.soundfont!r} is not installed (Debian: fluid-soundfont-gm, "
+                         "musescore-general-soundfont)")  # fmt: skip
+    audio = L.render_audio(piece, soundfonts={piece.soundfont: font})
+    peak = np.abs(audio).max() if len(audio) else np.float32(0)
+    audio = audio * np.float32(10 ** (-1 / 20) / peak) if peak > 0 else audio
     np.save(f, audio)
     return audio
 

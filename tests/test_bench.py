@@ -83,6 +83,31 @@ def test_render_encodes_a_decodable_track(tmp_path, fmt):
     assert not list(tmp_path.glob(".*part*"))  # no temporary file left
 
 
+@pytest.mark.skipif(shutil.which("fluidsynth") is None, reason="needs fluidsynth")
+def test_the_clipping_script_renders_a_piece_again_for_another_length(tmp_path, monkeypatch):
+    """scripts/clipping.py caches each clean render in its --out folder, named by the piece's index,
+    parts and families alone: a run with another --seconds in the same folder measured the renders
+    of the run before (16 s excerpts said to be 1 s). Its renders are the benchmark's own
+    (`render_audio`): stereo at the render rate, cut to the piece's length, peaking at -1 dBFS."""
+    import importlib.util
+
+    from tagger import constants as C
+    from tagger.data.render import default_soundfonts
+
+    if not default_soundfonts():
+        pytest.skip("no training SoundFont installed")
+    monkeypatch.setattr(sys, "path", list(sys.path))  # (the script puts the repository on it)
+    spec = importlib.util.spec_from_file_location("clipping", Path(__file__).parent.parent / "scripts" / "clipping.py")
+    clipping = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(clipping)
+    piece = dataclasses.replace(L.compose(0, seed=11, short=True), seconds=2.0)
+    longer = clipping.render(piece, tmp_path)
+    shorter = clipping.render(dataclasses.replace(piece, seconds=1.0), tmp_path)
+    assert longer.shape == (2 * C.RENDER_SAMPLE_RATE, 2) and shorter.shape == (C.RENDER_SAMPLE_RATE, 2)  # (was: 2 s)
+    assert np.isclose(np.abs(shorter).max(), 10 ** (-1 / 20))
+    np.testing.assert_array_equal(clipping.render(piece, tmp_path), longer)  # (from the cache)
+
+
 @pytest.mark.slow
 def test_ensure_library_renders_only_what_the_cache_lacks(tmp_path, monkeypatch):
     if shutil.which("fluidsynth") is None or shutil.which("ffmpeg") is None:
