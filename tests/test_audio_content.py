@@ -93,6 +93,7 @@ def test_the_mix_keeps_its_polarity_where_a_channel_is_left_out_for_a_while(tmp_
     np.testing.assert_allclose(audio.load(tmp_path / "surround.wav"), chord * np.repeat([0.9, 0.875, 0.9, 0.875], 16_000),
                                atol=1e-6)  # fmt: skip
 
+
 def test_an_ordinary_stereo_file_is_the_plain_mean_bit_for_bit(tmp_path):
     """The antiphase and empty-channel checks leave a mix whose channels correlate (a centre and
     two sides) as it was: every window the plain float32 mean of the decoded channels, resampled."""
