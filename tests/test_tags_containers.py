@@ -2232,3 +2232,31 @@ def test_a_new_format_is_one_registered_storage_class(tmp_path):
         STORAGES.pop("TrueAudio", None)
         FORMATS.pop("TrueAudio", None)
     assert "TTA" not in supported_formats()
+
+
+def test_a_new_id3_container_is_one_registered_storage_class_and_its_tag_is_read_as_it_is(tmp_path):
+    """A new container carrying ID3v2 is its storage class alone: its tag is loaded as it is in the
+    file (`_load_id3`), as an MP3's. Which types those were was a list of names in
+    `tagger.tags.formats` (MP3, WAVE, AIFF, DSF), so a TTA file (ffmpeg's) with an ID3v2.3 tag
+    holding a year (TYER) and a volume adjustment (RVAD), loaded translated to v2.4, was refused:
+    'its ID3v2.3 tag has frames that a rewrite would lose (RVAD, TYER)'."""
+    from mutagen.id3 import ID3, RVAD, TIT2, TYER
+
+    from tagger.tags.storage import FORMATS, STORAGES, Format, MP3Storage, register
+
+    song = _ffmpeg(tmp_path / "song.tta", "-c:a", "tta")
+    tag = ID3()
+    tag.add(TIT2(encoding=3, text="Kind of Test"))
+    tag.add(TYER(encoding=0, text="1999"))
+    tag.add(RVAD(b"\x03\x10\x00\x10\x00\x10\x00\x00\x00\x00"))
+    tag.save(str(song), v2_version=3)
+    try:
+        register(Format("TrueAudio", "TTA", (".tta",)))(type("TTAStorage", (MP3Storage,), {}))
+        change = tags.write_instruments(song, instruments=["bass"], model_version="m")
+    finally:
+        STORAGES.pop("TrueAudio", None)
+        FORMATS.pop("TrueAudio", None)
+    assert change.written and change.after.instruments == ["bass"]
+    written = ID3(str(song), translate=False)
+    assert written.version == (2, 3, 0) and written["TYER"].text == ["1999"] and "RVAD" in written
+    assert written.getall("TXXX:INSTRUMENTS")[0].text == ["bass"]

@@ -20,7 +20,7 @@ import os
 import struct
 
 from tagger.errors import EmptyFileError, TaggerError, TagWriteError, UntaggableError
-from tagger.tags.storage import STORAGES, format_named, supported_formats
+from tagger.tags.storage import STORAGES, ID3Storage, format_named, supported_formats
 
 
 def open_file(path: str | os.PathLike, *, real: str | None = None, cls: type | None = None, copies: bool = True):
@@ -68,7 +68,7 @@ def open_file(path: str | os.PathLike, *, real: str | None = None, cls: type | N
                     audio = _load_id3(MP3, name)
                 except mutagen.MutagenError:
                     audio = None
-            elif audio is not None and type(audio).__name__ in _ID3_TYPES:
+            elif audio is not None and _is_id3(type(audio).__name__):
                 cls, audio = type(audio), None  # (let the first load go before the second)
             if cls is None and (audio is None or type(audio).__name__ == "APEv2File"):
                 # mutagen knows some formats by their first bytes alone: a damaged or unusual file
@@ -78,7 +78,7 @@ def open_file(path: str | os.PathLike, *, real: str | None = None, cls: type | N
                 if named is not None:
                     cls, audio = named, None
         if cls is not None:
-            audio = _load_id3(cls, name, copies=copies) if cls.__name__ in _ID3_TYPES else cls(name)
+            audio = _load_id3(cls, name, copies=copies) if _is_id3(cls.__name__) else cls(name)
         if copies and audio is not None and type(audio).__name__ in STORAGES:
             STORAGES[type(audio).__name__].add_copies(audio, name)  # (the ID3 containers': `_load_id3`)
     except TaggerError:
@@ -237,8 +237,13 @@ def raised_in_mutagen(exc: BaseException) -> bool:
         tb = tb.tb_next
     return last is not None and last.startswith(roots[0])
 
-_ID3_TYPES = ("MP3", "WAVE", "AIFF", "DSF")
-"""mutagen file types whose tag is ID3v2."""
+def _is_id3(type_name: str) -> bool:
+    """Whether tagger writes the mutagen file type ``type_name`` as an ID3v2 container (its storage
+    an `~tagger.tags.storage.ID3Storage`: MP3, WAV, AIFF, DSF), whose tag `_load_id3` loads as it is
+    in the file. Read from the registered storage classes, so a new ID3 container is its class alone:
+    with a list of names here, its ID3v2.3 tags were loaded translated to v2.4 and every one holding
+    TYER or RVAD was refused ('frames that a rewrite would lose')."""
+    return isinstance(STORAGES.get(type_name), ID3Storage)
 
 
 def _load_id3(cls: type, name: str, *, copies: bool = True):
