@@ -24,7 +24,9 @@ PEAK_DBFS = -1.0
 RELEASE_S = (0.02, 0.2)
 """The peak limiter's release time constant (uniform, seconds)."""
 SILENT_PEAK = 1e-3
-"""Windows whose peak is below this (-60 dBFS: silence, a noise floor) are left as they are."""
+"""Windows whose peak is below this (-60 dBFS: silence) are left as they are. A window of the synthesis's
+light noise alone (-65 to -35 dB RMS, `synth.finish_example`) peaks above it and is mastered like a mix:
+its noise brought to -1 dBFS, then raised."""
 
 
 def hard_clip(x: np.ndarray) -> np.ndarray:

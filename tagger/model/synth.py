@@ -41,7 +41,10 @@ Loud masters (off by default; `master_prob`): a finished example is, with that c
 much commercial music is (`tagger.model.mastering`): brought to a peak of -1 dBFS, raised by 3-18 dB,
 then hard-clipped at full scale, sent through tanh or through a peak limiter, before a codec (as a
 loud master is encoded after it is made). Its label is unchanged (mastering adds no instrument), and
-its draws come from a stream of their own, so every other example is the one made with it off.
+its draws come from a stream of their own, so every other example is the one made with it off; with
+codecs on too, the codec's draws are the same, but a window left alone that follows a mastered one
+in the signal of their codec (`lossy.round_trip`) comes back with other coding noise (the encoders'
+bit reservoirs and rate control carry over).
 """
 
 from __future__ import annotations
