@@ -285,7 +285,6 @@ def test_a_render_that_makes_no_note_says_why_not_to_render_one(tmp_path):
     assert not (out / "split.json").exists()
 
 
-
 def test_a_render_of_other_sources_that_makes_no_note_counts_their_notes(tmp_path):
     """A render without SoundFonts (--no-soundfonts) whose notes were all dropped as near-silent (a
     Salamander folder of silent samples) said '0 requested, 0 dropped as near-silent, 0 program(s)
@@ -308,6 +307,7 @@ def test_a_render_of_other_sources_that_makes_no_note_counts_their_notes(tmp_pat
     assert notes > 1 and result.output.strip() == (
         f"tagger: error: {out}: the render made no notes ({notes} requested, {notes} dropped as near-silent): no dataset to split")
     assert not (out / "render.json").exists() and not (out / "split.json").exists()
+
 
 def test_variation_presets_keep_their_base_program():
     base = {(p.program, p.family) for p in gm.FAMILY_PROGRAMS}
