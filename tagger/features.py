@@ -123,9 +123,8 @@ def mel_filterbank(*, sample_rate: int, n_fft: int, n_mels: int, fmin: float) ->
     """Slaney-normalised mel filters [shape=(n_mels, n_fft // 2 + 1)], as librosa.filters.mel
     (Slaney mel scale, fmax = Nyquist), computed here so that the scan's workers never import librosa
     (seconds of start-up and about 100 MB each); tests/test_features.py checks it against librosa."""
-    fmax = sample_rate / 2
     fftfreqs = np.fft.rfftfreq(n=n_fft, d=1.0 / sample_rate)
-    mel_f = _mel_to_hz(np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels + 2))
+    mel_f = mel_frequencies(n_mels=n_mels + 2, fmin=fmin, fmax=sample_rate / 2)
     fdiff = np.diff(mel_f)
     ramps = np.subtract.outer(mel_f, fftfreqs)
     weights = np.zeros((n_mels, len(fftfreqs)), dtype=np.float32)
@@ -135,6 +134,12 @@ def mel_filterbank(*, sample_rate: int, n_fft: int, n_mels: int, fmin: float) ->
         weights[i] = np.maximum(0, np.minimum(lower, upper))
     weights *= (2.0 / (mel_f[2 : n_mels + 2] - mel_f[:n_mels]))[:, None]
     return weights
+
+
+def mel_frequencies(*, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
+    """`n_mels` frequencies in Hz [shape=(n_mels,)] evenly spaced on Slaney's mel scale from `fmin`
+    to `fmax`, as librosa.mel_frequencies (``htk=False``): the edges and centres of the mel filters."""
+    return _mel_to_hz(np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels))
 
 
 _F_SP = 200.0 / 3

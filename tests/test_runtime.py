@@ -310,12 +310,15 @@ def test_the_cache_is_never_a_relative_folder(tmp_path, monkeypatch, caplog):
                                                    (22_050, 1024, 40, 0.0), (16_000, 512, 96, 100.0)])  # fmt: skip
 def test_mel_filterbank_equals_librosa(sr, n_fft, n_mels, fmin):
     librosa = pytest.importorskip("librosa")
+    from tagger import features as F
     from tagger.features import mel_filterbank
 
     ours = mel_filterbank.__wrapped__(sample_rate=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin)
     ref = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=sr / 2)
     assert ours.dtype == np.float32 and ours.shape == ref.shape
     assert np.max(np.abs(ours - ref)) <= 1e-7
+    assert np.array_equal(F.mel_frequencies(n_mels=n_mels + 2, fmin=fmin, fmax=sr / 2),
+                          librosa.mel_frequencies(n_mels=n_mels + 2, fmin=fmin, fmax=sr / 2))  # fmt: skip
 
 
 @pytest.mark.integration
