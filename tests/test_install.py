@@ -143,6 +143,20 @@ def _requirement(name: str) -> str:
     return req
 
 
+def test_every_dependency_installed_with_tagger_is_one_tagger_imports():
+    """librosa was installed with tagger (and with it numba, llvmlite and scikit-learn), though tagger
+    had computed its features in numpy for many sessions and imported it nowhere: only the tests did.
+    A package that only the tests use belongs to the test extra."""
+    import re
+
+    imports = {"psycopg[binary]": "psycopg", "dask[distributed]": "distributed"}
+    source = "\n".join(p.read_text(encoding="utf-8") for p in (ROOT / "tagger").rglob("*.py"))
+    for req in _pyproject()["project"]["dependencies"]:
+        dist = re.split(r"[<>=!~ ;]", req, maxsplit=1)[0]
+        module = imports.get(dist, dist.replace("-", "_"))
+        assert re.search(rf"^\s*(import|from) {module}\b", source, re.M), f"{dist}: no tagger module imports {module}"
+
+
 def test_the_keras_required_reads_the_shipped_models():
     """pyproject asked for keras>=3.0, but the shipped models, saved by Keras 3.15.1, do not load in
     3.14 or older ("GlorotUniform.__init__() got an unexpected keyword argument 'input_axes'"): a
