@@ -566,7 +566,15 @@ def compare(new: dict, old_path: Path) -> None:
     for key in TARGETS:
         a, b = old.get("results", {}).get(key), new["results"].get(key)
         if a is not None and b is not None:
-            say(f"  {key:<28} {a:>12.4g} -> {b:<12.4g}")
+            say(f"  {key:<28} {a:>12.4g} -> {b:<12.4g}" + (_bytecode_note(old, new) if key == "query_seconds" else ""))
+
+
+def _bytecode_note(old: dict, new: dict) -> str:
+    """Where one report timed the query with the bytecode cache (``"bytecode": "cached"``, since
+    `query_env`) and the other without that key (taken as the shell had it: this machine's turns the
+    cache off), says so: that alone is about 50 ms of the query's time."""
+    a, b = (r.get("query", {}).get("bytecode", "as the shell had it") for r in (old, new))
+    return "" if a == b else f"  (bytecode: {a} -> {b}; not comparable)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -4,6 +4,7 @@ memory sampler and the synthesised query database. No timing assertions."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 import subprocess
@@ -207,6 +208,19 @@ def test_queries_are_timed_with_bytecode_cached_after_an_untimed_run(tmp_path, m
     assert out["bytecode"] == "cached" and all("PYTHONDONTWRITEBYTECODE" not in env for _, env in runs)
     queries = [cmd for cmd, _ in runs if "query" in cmd]
     assert len(queries) == 3 * len(B.QUERIES) and all(queries.count(c) == 3 for c in queries)
+
+
+def test_compare_says_when_only_one_query_timing_had_the_bytecode_cache(tmp_path, capsys):
+    """Every result file before b019d0a timed the query without the bytecode cache where the shell
+    turned it off: --compare with one of them showed the cache's ~50 ms as the code's."""
+    results = {"query_seconds": 0.28}
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({"started": "then", "results": results, "query": {"queries": []}}))
+    B.compare({"results": {"query_seconds": 0.23}, "query": {"bytecode": "cached"}}, old)
+    line = next(x for x in capsys.readouterr().out.splitlines() if "query_seconds" in x)
+    assert "bytecode: as the shell had it -> cached; not comparable" in line
+    B.compare({"results": results, "query": {"queries": []}}, old)
+    assert "bytecode" not in capsys.readouterr().out
 
 
 def test_targets_and_report_shape():
