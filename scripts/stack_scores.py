@@ -6,7 +6,8 @@ logits of all of both members' outputs (ten heads and the gate each), fitted on 
 validation windows with a family question. It is scored on the left-out library's windows (another
 source: the clean test) and, by 5-fold cross-validation over the windows, on the held-out windows
 themselves (optimistic: the folds share instruments). Prints the per-family AUC of the mean and of
-the stacked score on both.
+the stacked score on both. Needs scikit-learn, which tagger does not install
+(``.venv/bin/pip install scikit-learn``).
 
     .venv/bin/python scripts/stack_scores.py ~/.cache/tagger/runs/pair-lo-shift4-sections-soft-onese \\
         ~/.cache/tagger/train/examples-1f5b7b3e65db55b4
@@ -21,8 +22,12 @@ import numpy as np
 
 
 def main(pair: Path, valid: Path) -> None:
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import cross_val_predict
+    try:
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.model_selection import cross_val_predict
+    except ImportError:
+        raise SystemExit("scripts/stack_scores.py needs scikit-learn, which tagger does not install (librosa, which "
+                         "brought it, is in the test extra alone): .venv/bin/pip install scikit-learn") from None
 
     from tagger.evaluate.metrics import auc
     from tagger.model import average as A

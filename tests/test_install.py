@@ -195,6 +195,20 @@ def test_a_docstring_line_beginning_with_from_is_no_import(tmp_path):
     assert _imported_modules([module]) == {"numpy", "scipy"}
 
 
+def test_the_stacking_script_says_that_scikit_learn_is_not_installed_with_tagger(tmp_path, monkeypatch):
+    """scripts/stack_scores.py fits scikit-learn's logistic regression, which came with librosa: since
+    librosa left tagger's dependencies (efb40d7), ./setup.sh without --test installs neither."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("stack_scores", ROOT / "scripts" / "stack_scores.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    for name in ("sklearn", "sklearn.linear_model", "sklearn.model_selection"):
+        monkeypatch.setitem(sys.modules, name, None)  # (as where it is not installed: ImportError)
+    with pytest.raises(SystemExit, match=r"needs scikit-learn.*pip install scikit-learn"):
+        script.main(tmp_path, tmp_path)
+
+
 def test_the_keras_required_reads_the_shipped_models():
     """pyproject asked for keras>=3.0, but the shipped models, saved by Keras 3.15.1, do not load in
     3.14 or older ("GlorotUniform.__init__() got an unexpected keyword argument 'input_axes'"): a
