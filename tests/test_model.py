@@ -45,6 +45,23 @@ def cache(tmp_path, monkeypatch):
     return tmp_path / "cache"
 
 
+@pytest.fixture
+def eager_training(monkeypatch):
+    """Train the joint graph eagerly: for the three batches of TINY, tracing Keras's train step into
+    a graph was most of each training's time (py-spy), more than running the batches op by op. For
+    tests whose assertions read what training wrote (files, manifests, thresholds), not how Keras
+    ran it; the other training tests keep the traced step that `tagger train` runs."""
+    from tagger.model import train as T
+
+    real = T._compile_joint
+
+    def eager(joint, *args, **kwargs):
+        real(joint, *args, **kwargs)
+        joint.run_eagerly = True
+
+    monkeypatch.setattr(T, "_compile_joint", eager)
+
+
 def test_architectures_match_the_design():
     paper = A.build("paper")
     assert paper.input_shape[1:] == (1025, 126)
@@ -539,7 +556,7 @@ def test_mel_shifts_train_on_the_same_examples_and_are_recorded(tiny_dataset, tm
 
 
 @pytest.mark.slow
-def test_a_harmonic_front_end_is_recorded_used_and_kept_when_a_family_is_added(tiny_dataset, tmp_path, cache):
+def test_a_harmonic_front_end_is_recorded_used_and_kept_when_a_family_is_added(tiny_dataset, tmp_path, cache, eager_training):
     from tagger import features as F
 
     out = tmp_path / "models"
@@ -674,7 +691,7 @@ def test_a_presence_gate_is_trained_on_the_trunk_and_turns_windows_down(tiny_dat
 
 @needs_fluidsynth
 @pytest.mark.slow
-def test_two_runs_averaged_then_a_family_added_one_head_per_frozen_trunk(tiny_dataset, tmp_path, cache):
+def test_two_runs_averaged_then_a_family_added_one_head_per_frozen_trunk(tiny_dataset, tmp_path, cache, eager_training):
     from tagger.model.average import combine
 
     # two runs on the same examples and validation set, trained differently (another learning rate)
