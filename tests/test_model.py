@@ -499,7 +499,7 @@ def test_spectrogram_masks_train_on_the_same_examples_and_are_recorded(tiny_data
 
 @needs_fluidsynth
 @pytest.mark.slow
-def test_one_se_thresholds_decide_the_same_training_more_precisely(tiny_dataset, tmp_path, cache):
+def test_one_se_thresholds_decide_the_same_training_more_precisely(tiny_dataset, tmp_path, cache, eager_training):
     """`tagger train --one-se-thresholds`: the thresholds only, on the same cached examples and the
     same finished checkpoint (nothing is trained again); each family's is `calibrate_threshold`'s
     one-standard-error choice, the F0.5-best recorded beside it."""
@@ -524,7 +524,7 @@ def test_one_se_thresholds_decide_the_same_training_more_precisely(tiny_dataset,
     assert res.exit_code == 0 and "--one-se-thresholds" in res.output
 
 
-def test_mel_shifts_train_on_the_same_examples_and_are_recorded(tiny_dataset, tmp_path, cache, monkeypatch):
+def test_mel_shifts_train_on_the_same_examples_and_are_recorded(tiny_dataset, tmp_path, cache, monkeypatch, eager_training):
     from typer.testing import CliRunner
 
     from tagger.cli import app
