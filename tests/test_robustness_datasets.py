@@ -1160,8 +1160,7 @@ def test_json_nested_thousands_deep_is_one_clear_error(tmp_path):
     and `dataset mix` in a RecursionError traceback (Python's JSON parser gives up), and so did a
     report.json of that kind in the --out folder (found red-teaming the NSynth reader with hostile
     JSON). The first three are an error naming the file; the report.json is no earlier report."""
-    from tagger.data.examples import read_examples
-    from tagger.data.render import _read_render_summary
+    from tagger.data.examples import read_examples, rendered_soundfonts
 
     deep = "[" * 100_000 + "]" * 100_000
     root = make_dataset(tmp_path / "ds")
@@ -1175,7 +1174,8 @@ def test_json_nested_thousands_deep_is_one_clear_error(tmp_path):
     with pytest.raises(DatasetError, match="cannot add to this dataset"):
         (tmp_path / "examples.json").write_text(deep)
         read_examples(tmp_path / "examples.json")
-    assert _read_render_summary(tmp_path / "examples.json") == {}  # (an earlier render's summary: none)
+    (tmp_path / "render.json").write_text(deep)
+    assert rendered_soundfonts(tmp_path) == {}  # (an earlier render's SoundFonts: none)
     mixtures = tmp_path / "mix"
     M.write_mixtures(nsynth.NoteDataset.load(root, split="test"), mixtures, per_level=1, levels=[1], seed=0)
     (mixtures / "labels.json").write_text(deep)
