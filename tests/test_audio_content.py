@@ -596,19 +596,13 @@ def test_a_track_an_older_tagger_stored_all_silent_is_analysed_again_once(tmp_pa
 
     from tagger.audio import joined
     from tagger.db import models as M
-    from tagger.library import analyse
 
     music = tmp_path / "music"
     music.mkdir()
     quiet = music / "quiet.flac"
     sf.write(quiet, tone_signal([FLUTE], seconds=8.0, amplitude=np.sqrt(2) * 10 ** (-66 / 20)), 16000, subtype="PCM_24")
     ordinary = write_audio(music / "ordinary.flac", tone_signal([FLUTE], seconds=8.0))
-    with monkeypatch.context() as m:  # (the older tagger: the -60 dBFS floor for every file)
-        m.setattr(analyse, "quiet_floor", lambda loudest, **kw: None)
-        assert scan([music], db=db, analyser=FakeAnalyser(), jobs=0).scanned == 2
-    with db.session() as s:
-        s.execute(M.Track.__table__.update().values(decoding=2))
-        s.commit()
+    assert _scan_as_decoding_2(music, db, monkeypatch) == 2
     assert track_instruments(db) == {str(quiet): [], str(ordinary): ["flute"]}
     looked = []
     monkeypatch.setattr(joined, "decoded_otherwise", lambda p: looked.append(p))
@@ -622,26 +616,34 @@ def test_a_track_an_older_tagger_stored_all_silent_is_analysed_again_once(tmp_pa
     summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
     assert (summary.scanned, summary.skipped, summary.decoded_anew, looked) == (0, 2, [], [])
 
+
+def _scan_as_decoding_2(music, db, monkeypatch) -> int:
+    """Scan `music` as the tagger of decoding 2 did (the -60 dBFS floor for every file, a quiet
+    recording's windows all silent) and record its tracks so; returns how many it scanned."""
+    from tagger.db import models as M
+    from tagger.library import analyse
+
+    with monkeypatch.context() as m:
+        m.setattr(analyse, "quiet_floor", lambda loudest, **kw: None)
+        scanned = scan([music], db=db, analyser=FakeAnalyser(), jobs=0).scanned
+    with db.session() as s:
+        s.execute(M.Track.__table__.update().values(decoding=2))
+        s.commit()
+    return scanned
+
+
 def test_a_stale_track_analysed_again_as_all_silent_is_not_counted_stale(tmp_path, db, monkeypatch):
     """A track of decoding 2 stored all silent by another model version is analysed again by this
     scan's model, found where it was or moved: it was counted stale too ("2 scanned, 1 skipped
     unchanged (3 stale)", the stale line naming 3 tracks --rescan-stale would analyse). Only the
     track left as it is counts stale now."""
-    from tagger.db import models as M
-    from tagger.library import analyse
-
     music = tmp_path / "music"
     music.mkdir()
     y = tone_signal([FLUTE], seconds=8.0, amplitude=np.sqrt(2) * 10 ** (-66 / 20))
     for name in ("quiet.flac", "away.flac"):
         sf.write(music / name, y, 16000, subtype="PCM_24")
     write_audio(music / "ordinary.flac", tone_signal([FLUTE], seconds=8.0))
-    with monkeypatch.context() as m:  # (the older tagger: the -60 dBFS floor for every file)
-        m.setattr(analyse, "quiet_floor", lambda loudest, **kw: None)
-        assert scan([music], db=db, analyser=FakeAnalyser(), jobs=0).scanned == 3
-    with db.session() as s:
-        s.execute(M.Track.__table__.update().values(decoding=2))
-        s.commit()
+    assert _scan_as_decoding_2(music, db, monkeypatch) == 3
     (music / "away.flac").rename(music / "moved.flac")
     summary = scan([music], db=db, analyser=FakeAnalyser(version="fake-2"), jobs=0)
     assert (summary.scanned, summary.moved, summary.skipped, summary.stale) == (2, 1, 1, 1), summary.errors
