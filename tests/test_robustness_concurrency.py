@@ -107,12 +107,12 @@ def _at_the_last_check(monkeypatch, then) -> list[bool]:
     return calls
 
 
-def _saved_over_at_the_last_check(tmp_path, monkeypatch):
-    """A song whose tag write meets another program's save moved over it at the write's last check
-    (skipped where the file system cannot swap two names in one step)."""
+def _saved_over_at_the_last_check(tmp_path, monkeypatch, name: str = "song.flac"):
+    """A song (``name``) whose tag write meets another program's save moved over it at the write's last
+    check (skipped where the file system cannot swap two names in one step)."""
     if not _exchange_here(tmp_path):
         pytest.skip("this file system cannot swap two names in one step")
-    song = write_audio(tmp_path / "song.flac", tone_signal([FREQ["bass"]], seconds=2.0))
+    song = write_audio(tmp_path / "song.flac", tone_signal([FREQ["bass"]], seconds=2.0)).rename(tmp_path / name)
     theirs = _their_save(song, tmp_path / "theirs.flac")
     _at_the_last_check(monkeypatch, lambda: os.replace(theirs, song))
     return song
@@ -1303,3 +1303,96 @@ def test_tag_beside_another_writer_of_the_same_file_in_the_same_instant_writes(a
     assert read_instruments(files[0]).scores
     track = _track(db, files[0])
     assert track.tags_current and _describes(track, files[0])
+
+
+class _Killed(BaseException):
+    """A tag write stopped dead (`kill -9`, power loss): nothing of it runs after."""
+
+
+def _killed_at(monkeypatch, then) -> None:
+    """Stop a tag write dead right after its swap of the names (``then(a, b)`` may do more first): its
+    cleanup never runs, the kernel lets go of its descriptors and their locks."""
+    from tagger.tags import writing
+
+    exchange = filesystem.exchange
+
+    def exchange_then_die(a, b):
+        exchange(a, b)
+        then(a, b)
+        raise _Killed
+
+    def close_as_the_kernel_does(self):
+        for fd in (self.held, self.scratch_held, self.source):
+            if fd is not None:
+                os.close(fd)
+
+    monkeypatch.setattr(filesystem, "exchange", exchange_then_die)
+    monkeypatch.setattr(writing._Write, "close", close_as_the_kernel_does)
+    return None
+
+
+_LONG_NOT_UTF8 = "\udce9" + "x" * 100 + ".flac"
+"""A name of 106 bytes, its first not UTF-8 (Latin-1 é): the hidden copy's name holds neither whole."""
+
+
+@pytest.mark.parametrize(("cleanup", "name"), [("scan", "song.flac"), ("tag", "song.flac"), ("scan", _LONG_NOT_UTF8)])
+def test_their_save_under_the_copy_s_name_after_a_kill_between_the_swap_and_the_swap_back_is_kept(tmp_path, monkeypatch, cleanup, name):
+    """Was: a tag write killed (`kill -9`) between the swap of the names and the swap back, another
+    program's save (moved over the file after the write's last check) under the copy's hidden name,
+    had the next scan's or `tag`'s cleanup of leftover copies delete it as a copy: their save lost,
+    the path holding tagger's copy of the file as it was before. A hidden name is deleted only where
+    its file is provably the copy or the original it replaced; theirs is kept as
+    `NAME.tagger-kept-XXXXXXXX~`, which no later run touches."""
+    from mutagen.flac import FLAC
+
+    from tagger.tags import leftovers, remove_stale_temp_files
+
+    song = _saved_over_at_the_last_check(tmp_path, monkeypatch, name)
+    _killed_at(monkeypatch, lambda a, b: None)
+    with pytest.raises(_Killed):
+        write_instruments(song, instruments=["organ"], model_version="fake-2")
+    monkeypatch.undo()
+    hidden = list(tmp_path.glob(".*tagger-tmp"))  # (what the kill left: theirs under the copy's name, and
+    assert hidden and all(FLAC(h)["TITLE"] == ["their save"] for h in hidden)  # the backup link where leases work)
+    if cleanup == "scan":
+        removed = remove_stale_temp_files(list(tmp_path.iterdir()), min_age=0)
+    else:
+        monkeypatch.setattr(leftovers, "FRESH_SECONDS", 0.0)  # (their save is not older than 2 s)
+        removed = leftovers.LeftoverCopies().remove(song)
+    assert len(removed) == len(hidden) - 1 and not list(tmp_path.glob(".*tagger-tmp"))  # (the backup link alone)
+    [kept] = _kept(tmp_path)
+    assert FLAC(kept)["TITLE"] == ["their save"] and kept.name.startswith(f"{name}.tagger-kept-")
+    assert read_instruments(song).model_version == "fake-2"  # (the copy, as the swap left it)
+    _left_alone_by_the_next_run(tmp_path, song, kept)
+
+
+@pytest.mark.parametrize("when", ["before the swap", "after the swap", "after the swap, the original written since"])
+def test_a_kill_around_a_clean_swap_leaves_a_hidden_file_the_next_cleanup_removes(tmp_path, monkeypatch, when):
+    """A write killed right after its clean swap (nobody beside it) leaves the original under the
+    copy's hidden name, and one killed right before it the copy: both provably tagger's, removed by
+    the next cleanup, nothing kept. An original written to since (a program whose open for writing
+    broke the write's lease, let in by its death) is not the file the write replaced: kept."""
+    from tagger.paths import is_temp_name
+    from tagger.tags import remove_stale_temp_files
+
+    if not _exchange_here(tmp_path):
+        pytest.skip("this file system cannot swap two names in one step")
+    song = write_audio(tmp_path / "song.flac", tone_signal([FREQ["bass"]], seconds=2.0))
+    exchange = filesystem.exchange
+    _killed_at(monkeypatch, lambda a, b: exchange(a, b) if when == "before the swap" else None)  # (swapped back)
+    with pytest.raises(_Killed):
+        write_instruments(song, instruments=["organ"], model_version="fake-2")
+    monkeypatch.undo()
+    hidden = list(tmp_path.glob(".*tagger-tmp"))  # (the copy or the original; its backup link where leases work)
+    assert hidden and all(is_temp_name(h.name) for h in hidden)  # (passed over by scans)
+    if when.endswith("written since"):
+        [swapped] = [h for h in hidden if ".tagger-swap." in h.name]
+        with open(swapped, "ab") as opened:
+            opened.write(b"theirs")
+        remove_stale_temp_files(list(tmp_path.iterdir()), min_age=0)
+        [kept] = _kept(tmp_path)
+        assert kept.read_bytes().endswith(b"theirs") and not list(tmp_path.glob(".*tagger-tmp"))
+        return
+    assert sorted(remove_stale_temp_files(list(tmp_path.iterdir()), min_age=0)) == sorted(map(str, hidden))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["song.flac"]
+    assert read_instruments(song).model_version == ("fake-2" if when == "after the swap" else None)

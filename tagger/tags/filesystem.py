@@ -392,6 +392,45 @@ def same_inode(a: os.stat_result, b: os.stat_result) -> bool:
     return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
+def keep_beside(hidden: str, folder: str, base: str) -> str | None:
+    """Move the file at ``hidden`` (a hidden copy's name, holding a file no cleanup may remove) to a
+    name of its own in ``folder``, ``BASE.tagger-kept-XXXXXXXX~`` (``base`` cut to its first 200 bytes,
+    whole characters), which no cleanup of leftover copies removes -> that name; None where it cannot
+    be moved. Never over a file of that name, one put there in the same instant included: a hard link
+    (the hidden name then removed), or on a file system without them a ``RENAME_NOREPLACE`` rename (a
+    plain rename after a look where the file system refuses that flag)."""
+    import secrets
+
+    from tagger.paths import KEPT_INFIX, KEPT_SUFFIX
+
+    while len(os.fsencode(base)) > 200:  # (its bytes kept, those not UTF-8 included; cut to 200 bytes, whole
+        base = base[:-1]  # characters, the name with the infix within the 255 bytes a name may have)
+    for _ in range(10):
+        kept = os.path.join(folder, f"{base}{KEPT_INFIX}{secrets.token_hex(4)}{KEPT_SUFFIX}")
+        try:
+            os.link(hidden, kept, follow_symlinks=False)  # (never over a file of that name)
+        except FileExistsError:
+            continue
+        except OSError:
+            if os.path.lexists(kept):
+                continue
+            try:  # (a file system without hard links; never over a file put there since the look, where
+                if rename_noreplace(hidden, kept):  # the kernel can: was a plain rename over it)
+                    return kept
+                os.rename(hidden, kept)  # (the file system refuses RENAME_NOREPLACE, as many FUSE ones)
+            except FileExistsError:
+                continue
+            except OSError:
+                break
+            return kept
+        try:
+            os.unlink(hidden)
+        except OSError:
+            pass  # (two names for it: the one said is kept)
+        return kept
+    return None
+
+
 def link_backup(real: str, folder: str, prefix: str) -> str | None:
     """A second name (a hidden temporary-file name) for the original, so that it can be put back
     after the rename; None where the filesystem has no hard links."""

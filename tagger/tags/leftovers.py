@@ -4,16 +4,23 @@ A write copies the file to ``.NAME.`` (`temp_prefix`), 8 random letters and `TEM
 same folder, holding an exclusive ``flock`` on it until it is done (`tagger.tags.rewrite`); a write
 killed meanwhile (``kill -9``, power loss) leaves it there. A scan deletes those of its folders
 (`remove_stale_temp_files`), a run of `tag` or `untag` those of the files it visits (`LeftoverCopies`).
+
+Right before the copy and the file swap names, the copy is renamed `swap_name`: its name then says
+which two files are provably tagger's (the copy's inode; the original's inode, size and mtime). A
+write killed between the swap and the swap back leaves under it whatever the swap took from the path,
+which may be another program's save moved there after the write's last check: the cleanup deletes
+it only where it is one of those two, and keeps anything else as ``NAME.tagger-kept-XXXXXXXX~``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import stat
 from collections.abc import Iterable
 
-from tagger.paths import TEMP_SUFFIX, is_temp_name
+from tagger.paths import TEMP_SUFFIX, is_kept_name, is_temp_name
 
 log = logging.getLogger(__name__)
 
@@ -22,14 +29,44 @@ FRESH_SECONDS = 2.0
 have locked it yet."""
 
 
+_SWAP = r"tagger-swap\.(\d+)\.(\d+)\.(\d+)\.(-?\d+)\.[a-z0-9_]{8}" + re.escape(TEMP_SUFFIX)
+"""What follows `temp_prefix` in a `swap_name`: the copy's inode, the original's inode, size and mtime
+(ns), the copy's 8 random letters."""
+_SWAP_NAME = re.compile(r"\.(.*)\." + _SWAP, re.DOTALL)
+
+
+def swap_name(tmp: str, prefix: str, copy: os.stat_result, original: os.stat_result) -> str:
+    """The name the copy at ``tmp`` (``prefix``, its 8 letters, `TEMP_SUFFIX`) takes right before it and
+    the file swap names: the same folder, prefix and letters, with the copy's inode and the inode, size
+    and mtime of the ``original`` it replaces between them, which `remove_stale_temp_files` reads."""
+    folder, name = os.path.split(tmp)
+    return os.path.join(folder, f"{prefix}tagger-swap.{copy.st_ino}.{original.st_ino}.{original.st_size}."
+                                f"{original.st_mtime_ns}.{name[len(prefix):]}")  # fmt: skip
+
+
+def _provably_ours(name: str, st: os.stat_result) -> bool:
+    """Whether the file found as ``st`` under the hidden name ``name`` may be removed: any file under a
+    name of the copy's first form (the copy, which the rename to `swap_name` takes away before any swap;
+    or the backup link `filesystem.link_backup` made of the file at the path, a second name), or under
+    a `swap_name` the copy named there or the original unchanged (size and mtime as found)."""
+    match = _SWAP_NAME.fullmatch(name)
+    if match is None:
+        return True
+    copy, original, size, mtime_ns = map(int, match.groups()[1:])
+    return st.st_ino == copy or (st.st_ino, st.st_size, st.st_mtime_ns) == (original, size, mtime_ns)
+
+
 def remove_stale_temp_files(paths: Iterable[str | os.PathLike], *, min_age: float | None = None) -> list[str]:
     """Delete leftover temporary files of tag writes that were killed (``kill -9``, power loss).
 
     Only files whose name matches our exact pattern (`is_temp_name`), regular files (never a
     symlink), at least `min_age` seconds old (`FRESH_SECONDS` by default) and not in use are
     deleted: a write in progress holds an exclusive ``flock`` on its temporary file from the moment
-    it creates it, and the kernel drops that lock when the writer dies. Returns the deleted paths; never raises for a file that
-    cannot be checked or deleted (it is left alone).
+    it creates it, and the kernel drops that lock when the writer dies. A file under a `swap_name` that
+    is neither the copy nor the original it names (another program's save, which the swap of a write
+    killed before its swap back took from the path: was deleted as a copy) is kept as
+    ``NAME.tagger-kept-XXXXXXXX~`` beside it (`filesystem.keep_beside`), said in the log. Returns the
+    deleted paths; never raises for a file that cannot be checked or deleted (it is left alone).
     """
     import fcntl
     import time
@@ -50,14 +87,41 @@ def remove_stale_temp_files(paths: Iterable[str | os.PathLike], *, min_age: floa
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # fails while a writer holds it
             now = os.lstat(path)
             held = os.fstat(fd)
-            if (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino):
+            if (now.st_dev, now.st_ino) != (held.st_dev, held.st_ino):
+                continue
+            if _provably_ours(os.path.basename(path), held):
                 os.unlink(path)
                 removed.append(path)
+            else:
+                _keep(path)
         except OSError:
             pass  # in use (EWOULDBLOCK), already gone, or not ours to delete: left alone
         finally:
             os.close(fd)
     return removed
+
+
+def _keep(path: str) -> None:
+    """Keep the file under the hidden `swap_name` ``path``, not provably tagger's, as
+    ``NAME.tagger-kept-XXXXXXXX~``, said in the log: NAME the name of the file beside it whose copy it
+    was (the hidden name holds only its first 80 bytes, those not UTF-8 left out), or where there is
+    none (deleted since) what the hidden name holds."""
+    from tagger.tags.filesystem import keep_beside
+
+    folder, name = os.path.split(path)
+    prefix = "." + _SWAP_NAME.fullmatch(name).group(1) + "."
+    try:
+        beside = sorted(n for n in os.listdir(folder)
+                        if not is_temp_name(n) and not is_kept_name(n) and temp_prefix(n) == prefix)  # fmt: skip
+    except OSError:
+        beside = []
+    kept = keep_beside(path, folder, beside[0] if beside else prefix[1:-1] or "file")
+    if kept is None:
+        log.warning("%s: left by a tag write that was killed, and not tagger's copy: kept under this name (moving "
+                    "it to a name of its own failed; move it away)", path)  # fmt: skip
+    else:
+        log.warning("%s: left by a tag write that was killed, and not tagger's copy nor the file it replaced (another "
+                    "program's save?): kept as %s", path, kept)  # fmt: skip
 
 
 def temp_prefix(real: str) -> str:
@@ -86,7 +150,8 @@ class LeftoverCopies:
                 self._listed[folder] = []
         prefix = temp_prefix(real)
         length = len(prefix) + 8 + len(TEMP_SUFFIX)
-        names = [os.path.join(folder, n) for n in self._listed[folder] if n.startswith(prefix) and len(n) == length]
+        names = [os.path.join(folder, n) for n in self._listed[folder]
+                 if n.startswith(prefix) and (len(n) == length or re.fullmatch(_SWAP, n[len(prefix):]))]  # fmt: skip
         removed = remove_stale_temp_files(names)
         for name in removed:
             log.info("removed %s, left over by an interrupted tag write", name)

@@ -19,12 +19,12 @@ from dataclasses import dataclass
 
 from tagger import signals
 from tagger.errors import ChangedSinceError, TagWriteError
-from tagger.paths import KEPT_INFIX, KEPT_SUFFIX, TEMP_SUFFIX
+from tagger.paths import TEMP_SUFFIX
 from tagger.tags import filesystem, formats
 from tagger.tags import scratch as scratch_files
 from tagger.tags.decide import _Decision
 from tagger.tags.fields import Raw
-from tagger.tags.leftovers import temp_prefix
+from tagger.tags.leftovers import swap_name, temp_prefix
 from tagger.tags.storage import Storage, payload_digest
 
 log = logging.getLogger(__name__)
@@ -198,6 +198,7 @@ class _Write:
             # (swapped, looked at and swapped back as one step: a second stop signal in between would
             # have `close` remove, under the copy's name, the file another program had moved there)
             with signals.held():
+                self._name_for_the_swap()
                 swapped = filesystem.exchange(self.tmp, self.real)
                 if swapped and not os.path.lexists(self.tmp) and self._copy_at(self.real):
                     # (a file system that took the swap for a plain rename, its flag ignored: a FUSE one on
@@ -263,6 +264,20 @@ class _Write:
                                             f"ftruncate), so its tags are written in a copy in {tempfile.gettempdir()} "
                                             f"first, which failed: {exc.strerror or exc}") from exc
 
+    def _name_for_the_swap(self) -> None:
+        """Rename the copy `leftovers.swap_name` (its inode and the original's facts in its name) for the
+        swap of the names: a write killed between the swap and the swap back (`kill -9`, power loss)
+        leaves under it what the swap took from the path, which the next cleanup deletes only where it
+        is the original (or the copy) and keeps otherwise (was: another program's save, moved over the
+        file after the last check, deleted as a copy). Left as it is where the file system cannot rename
+        without replacing (`filesystem.rename_noreplace`: it cannot swap either) or refuses."""
+        name = swap_name(self.tmp, self.prefix, os.fstat(self.held), self.st)
+        try:
+            if filesystem.rename_noreplace(self.tmp, name):
+                self.tmp = name
+        except OSError:
+            pass  # (the swap, or the rename, meets what is wrong and says it)
+
     def _swap_back(self) -> None:
         """Put back at the path the file the swap took from it (another program's, or the original
         opened for writing), and where the swap back took out a second file of theirs moved over the
@@ -301,39 +316,15 @@ class _Write:
 
     def _keep(self, tmp: str) -> str:
         """Move the file at ``tmp`` (the copy's name or the backup's), not one `close` may remove, to a
-        name of its own beside the file, ``NAME.tagger-kept-XXXXXXXX~`` (which no cleanup of leftover
-        copies removes) -> where it is now: its hidden name, where it cannot be moved."""
-        import secrets
-
-        base = os.path.basename(self.real)  # (its bytes kept, those not UTF-8 included: was dropped, `\xe9.flac`
-        while len(os.fsencode(base)) > 200:  # kept as a hidden `.flac.tagger-kept-...`; cut to 200 bytes, whole
-            base = base[:-1]  # characters, the name with the infix within the 255 bytes a name may have)
+        name of its own beside the file, ``NAME.tagger-kept-XXXXXXXX~`` (`filesystem.keep_beside`, which
+        no cleanup of leftover copies removes) -> where it is now: its hidden name, where it cannot be
+        moved."""
         if tmp == self.tmp:  # (never removed by `close`)
             self.tmp = None
         elif tmp == self.backup:
             self.backup = None
-        for _ in range(10):
-            kept = os.path.join(self.folder, f"{base}{KEPT_INFIX}{secrets.token_hex(4)}{KEPT_SUFFIX}")
-            try:
-                os.link(tmp, kept, follow_symlinks=False)  # (never over a file of that name)
-            except FileExistsError:
-                continue
-            except OSError:
-                if os.path.lexists(kept):
-                    continue
-                try:  # (a file system without hard links; never over a file put there since the look, where
-                    if filesystem.rename_noreplace(tmp, kept):  # the kernel can: was a plain rename over it)
-                        return kept
-                    os.rename(tmp, kept)  # (the file system refuses RENAME_NOREPLACE, as many FUSE ones)
-                except FileExistsError:
-                    continue
-                except OSError:
-                    break
-                return kept
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass  # (two names for it: the one said is kept)
+        kept = filesystem.keep_beside(tmp, self.folder, os.path.basename(self.real))
+        if kept is not None:
             return kept
         return f"{tmp} (moving it to a name of its own failed too: move it away before a scan, `tag` or `untag` of " \
                f"that folder, which remove such leftovers)"
