@@ -180,33 +180,46 @@ def _watch(read: int, main_call: Callable[[], int | None]) -> None:
                 _end_at_once(signum)
 
 
+def say(line: str) -> None:
+    """Write ``line`` (text tagger composed, its names escaped by `tagger.display.named`) on stderr as
+    a forced stop writes its own lines (`_end_at_once`): straight to file descriptor 2, in stderr's
+    encoding (a character it lacks as an escape), never through ``sys.stderr`` (the main thread may
+    hold it) nor through logging (configured otherwise by a program that calls tagger, it dropped or
+    reformatted the line). For what `at_forced_stop` holds: ``functools.partial(say, LINE)``."""
+    import os
+    import sys
+
+    encoding = getattr(sys.stderr, "encoding", None) or "utf-8"
+    try:
+        os.write(2, (line + "\n").encode(encoding, "backslashreplace"))
+    except (OSError, LookupError):
+        pass
+
+
 def _end_at_once(signum: int) -> None:
-    """End the process as `tagger.cli.app.handle_errors` ends one interrupted: what `at_forced_stop`
-    holds called, what the command had printed flushed (by a thread of its own: never waiting on a
-    stream the main thread holds), then ``tagger: error: interrupted`` and exit status 128 + the
-    signal's number ``signum`` (was 130 for SIGTERM too)."""
+    """End the process as `tagger.cli.app.handle_errors` ends one interrupted: what the command had
+    printed flushed (by a thread of its own: never waiting on a stream the main thread holds), what
+    `at_forced_stop` holds called (the lines it writes with `say` coming after the command's), then
+    ``tagger: error: interrupted`` and exit status 128 + the signal's number ``signum`` (was 130 for
+    SIGTERM too)."""
     import os
     import sys
     import threading
-
-    for undo in reversed(list(_AT_FORCED_STOP)):
-        try:
-            undo()
-        except Exception:  # noqa: BLE001 - (one that fails leaves what a kill leaves: a later scan removes it)
-            pass
 
     def flush() -> None:
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
-            except Exception:  # noqa: BLE001 - (closed, full: the line below is written all the same)
+            except Exception:  # noqa: BLE001 - (closed, full: the lines below are written all the same)
                 pass
 
     flusher = threading.Thread(target=flush, daemon=True)
     flusher.start()
     flusher.join(1.0)
-    try:
-        os.write(2, b"tagger: error: interrupted\n")
-    except OSError:
-        pass
+    for undo in reversed(list(_AT_FORCED_STOP)):
+        try:
+            undo()
+        except Exception:  # noqa: BLE001 - (one that fails leaves what a kill leaves: a later scan removes it)
+            pass
+    say("tagger: error: interrupted")
     os._exit(128 + signum)

@@ -916,6 +916,46 @@ def test_the_stop_signal_watcher_ends_at_the_second_signal_with_its_number(monke
         assert ended == expected
 
 
+class _Ended(Exception):
+    """`os._exit` in the test's process: the forced stop's status, the process left running."""
+
+
+def test_a_forced_stop_tells_of_a_file_written_but_not_recorded_on_stderr_whatever_logging_does(
+        tmp_path, monkeypatch, capfd):  # fmt: skip
+    """The watcher's forced stop (`tagger.signals._end_at_once`) as a file written whole waits to be
+    recorded: its warning went through logging, and was lost where a program calling tagger set
+    logging otherwise (here disabled), or came as ``WARNING tagger.tags.database: ...``. It is
+    written on stderr as the line after it is, ``tagger: warning: PATH: ...``, then ``tagger: error:
+    interrupted``, exit status 143 for SIGTERM."""
+    import logging
+
+    import tagger.signals as S
+    from tagger.tags.database import _told_whole
+
+    def ended(status):
+        raise _Ended(status)
+
+    monkeypatch.setattr(os, "_exit", ended)
+    path = str(tmp_path / "song\nnew.flac")
+    change = tags.TagChange(path, tags.TagState(["bass"], "fake-1"), tags.TagState(), changed=True, written=True)
+
+    def record():  # (the record waits for a locked database; the watcher ends the process there)
+        S._end_at_once(signal.SIGTERM)
+        yield change
+
+    logging.disable(logging.CRITICAL)
+    try:
+        with pytest.raises(_Ended) as stopped:
+            list(_told_whole(change, record()))
+    finally:
+        logging.disable(logging.NOTSET)
+    assert stopped.value.args == (143,)
+    err = capfd.readouterr().err
+    assert err == (f"tagger: warning: {tmp_path}/song\\x0anew.flac: written whole, but interrupted before it was "
+                   "recorded in the library database\ntagger: error: interrupted\n")  # fmt: skip
+    assert S._AT_FORCED_STOP == []  # (told once, then no longer held)
+
+
 @pytest.mark.parametrize("command, record", [("untag", "record_own_write"), ("tag", "record_rewrite")])
 def test_a_second_ctrl_c_as_a_written_file_is_recorded_still_names_the_file(tmp_path, monkeypatch, python_sigint,
                                                                             command, record):  # fmt: skip

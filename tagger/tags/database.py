@@ -10,7 +10,6 @@ new facts recorded after it (`_DatabaseWrites`).
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
@@ -25,8 +24,6 @@ from tagger.tags.fields import TagChange
 if TYPE_CHECKING:
     from tagger.db.filter import TrackFilter
     from tagger.db.lock import WrittenFile
-
-log = logging.getLogger(__name__)
 
 
 def tag_from_database(
@@ -290,18 +287,19 @@ def _told_whole(result: TagChange | TagWriteError,
     once (KeyboardInterrupt) as a file written whole is recorded, ``result`` is given first, and its
     line shown, before the interruption goes on; where the main thread waits in SQLite for a lock
     another process holds and the signal ends the process there (`tagger.signals.watch_stop_signals`),
-    a warning names the file, written and not recorded (was: `tag` and `untag` ended with
-    ``tagger: error: interrupted`` alone, the file written but not said so)."""
+    a warning names the file, written and not recorded, on stderr (`tagger.signals.say`; was: `tag`
+    and `untag` ended with ``tagger: error: interrupted`` alone, the file written but not said so;
+    then a logging warning, lost where logging was set otherwise)."""
     if not (isinstance(result, TagChange) and result.written):
         yield from steps
         return
     import functools
 
     from tagger.display import named
-    from tagger.signals import at_forced_stop
+    from tagger.signals import at_forced_stop, say
 
-    tell = functools.partial(log.warning, "%s: written whole, but interrupted before it was recorded in the library "
-                                          "database", named(result.path))  # fmt: skip
+    tell = functools.partial(say, f"tagger: warning: {named(result.path)}: written whole, but interrupted before it "
+                                  "was recorded in the library database")  # fmt: skip
     at_forced_stop(tell)
     given = False
     try:
