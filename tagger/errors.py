@@ -6,7 +6,21 @@ import os
 
 
 class TaggerError(Exception):
-    """Base class of every error tagger raises on purpose."""
+    """Base class of every error tagger raises on purpose. Each pickles (a process or a Dask worker
+    sending it back) with its message and attributes, whatever its ``__init__`` takes (`_rebuilt`:
+    pickle's default calls the class with ``args``, the message alone, and failed with a TypeError
+    for every one taking more, `AudioReadError` and `tagger.library.state.ScanInterrupted` among them)."""
+
+    def __reduce__(self):
+        return _rebuilt, (type(self), self.args), self.__dict__
+
+
+def _rebuilt(cls: type[BaseException], args: tuple) -> BaseException:
+    """An error of ``cls`` holding ``args``, its ``__init__`` not called: pickle then gives it back
+    its attributes (`TaggerError.__reduce__`)."""
+    error = cls.__new__(cls)
+    error.args = args
+    return error
 
 
 class UserError(TaggerError):

@@ -20,6 +20,9 @@ class Interrupted(KeyboardInterrupt):
         super().__init__()
         self.signum = signum
 
+    def __reduce__(self):  # (pickle's default calls the class without ``signum``: a TypeError)
+        return type(self), (self.signum,)
+
 
 def exit_status(interrupted: KeyboardInterrupt) -> int:
     """The exit status of a command `interrupted` at once: 128 + the signal's number (`Interrupted`),

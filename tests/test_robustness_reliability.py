@@ -916,6 +916,28 @@ def test_the_stop_signal_watcher_ends_at_the_second_signal_with_its_number(monke
         assert ended == expected
 
 
+def test_the_stop_errors_and_the_file_errors_survive_pickling():
+    """`Interrupted` (a second stop signal), `ScanInterrupted` and the errors naming a file could not
+    be pickled (pickle calls the class with the message alone: TypeError, missing ``signum``,
+    ``stored``, ``reason``): a worker process or a Dask worker sending one back would fail there.
+    Each comes back the same: its type, message, attributes and exit status."""
+    import pickle
+
+    from tagger.errors import AudioReadError, ChangedSinceError, MissingToolError, UserError
+    from tagger.library.state import ScanInterrupted
+    from tagger.signals import Interrupted, exit_status
+
+    back = pickle.loads(pickle.dumps(Interrupted(signal.SIGTERM)))
+    assert type(back) is Interrupted and back.signum == signal.SIGTERM and exit_status(back) == 143
+    for error in (ScanInterrupted(signal.SIGHUP, 3), AudioReadError("/m/a.flac", "truncated", unreadable=True),
+                  MissingToolError("/m/b.wma", "ffmpeg is not installed"), ChangedSinceError("/m/c.mp3", "size"),
+                  UserError("no such folder")):  # fmt: skip
+        back = pickle.loads(pickle.dumps(error))
+        assert type(back) is type(error) and str(back) == str(error) and vars(back) == vars(error)
+    assert back.args == ("no such folder",)
+    assert pickle.loads(pickle.dumps(ScanInterrupted(signal.SIGHUP, 3))).exit_code == 129
+
+
 class _Ended(Exception):
     """`os._exit` in the test's process: the forced stop's status, the process left running."""
 
