@@ -64,7 +64,7 @@ def held() -> Iterator[None]:
             handler = signal.getsignal(sig) if sig is not None else None
             if callable(handler):
                 saved[sig] = handler
-                signal.signal(sig, defer)
+                set_handler(sig, defer)
         yield
     finally:
         _give_back(saved, came)
@@ -74,13 +74,11 @@ def _give_back(saved: dict, came: list[int]) -> None:
     """Put the handlers ``saved`` back, then hand them the signals that ``came`` meanwhile, in order;
     the first error one of them raises (KeyboardInterrupt) is raised once all are back and handed.
     (Python handles a pending signal as a handler is set: one handled so is such an error too.)"""
-    import signal
-
     interrupted: BaseException | None = None
     for sig, handler in saved.items():
         for _try in range(len(STOP_SIGNALS) + 1):  # (each pending signal is handled once)
             try:
-                signal.signal(sig, handler)
+                set_handler(sig, handler)
                 break
             except BaseException as exc:  # noqa: BLE001 - (a pending signal's handler: kept, raised below)
                 interrupted = interrupted or exc
@@ -91,6 +89,52 @@ def _give_back(saved: dict, came: list[int]) -> None:
             interrupted = interrupted or exc
     if interrupted is not None:
         raise interrupted
+
+
+def set_handler(sig: int, handler):
+    """`signal.signal` (the handler before returned), told to `watch_stop_signals`' thread where it
+    runs, in its order among the signals that thread reads: a 0 byte written to its pipe once the
+    handler is set. The watcher judges a signal it reads before that byte by the handler before
+    (Python hands a pending signal to the handler before as it sets another), one after by this one
+    (was: by the handler in force when it read the signal, which the main thread could have set
+    meanwhile: a scan's first Ctrl-C, handled by its `tagger.library.state.StopSignals`, whose block
+    had put Python's own handler back before the watcher's thread ran, was read as Python's own
+    Ctrl-C, at once, ending the process if it then waited in SQLite). Only one that comes between
+    the setting and the byte, a few bytecodes of the main thread, is still judged by the handler
+    before. Every stop-signal handler tagger sets goes through here."""
+    import os
+    import signal
+
+    before = signal.signal(sig, handler)
+    told = _TOLD
+    if told is not None:
+        told.latest[sig] = handler
+        told.changes.append((sig, handler))
+        try:
+            os.write(told.write, b"\0")
+        except OSError:
+            pass  # (the pipe full: a watcher that reads nothing; the change is taken at the next 0)
+    return before
+
+
+class _Told:
+    """The stop-signal handlers as `watch_stop_signals`' thread is told of them (`set_handler`): those
+    in force as it started (``start``), the changes in order, each to be taken at its 0 byte
+    (``changes``), and the latest set (``latest``). ``write``: the watcher's pipe."""
+
+    def __init__(self, write: int) -> None:
+        import collections
+        import signal
+
+        self.write = write
+        stops = [getattr(signal, name) for name in STOP_SIGNALS if hasattr(signal, name)]
+        self.start = {sig: signal.getsignal(sig) for sig in stops}
+        self.latest = dict(self.start)
+        self.changes: collections.deque = collections.deque()
+
+
+_TOLD: _Told | None = None
+"""What `set_handler` tells the running watcher (None: none runs)."""
 
 
 def watch_stop_signals(main_call: Callable[[], int | None]) -> None:
@@ -127,7 +171,9 @@ def watch_stop_signals(main_call: Callable[[], int | None]) -> None:
         os.close(read)
         os.close(write)
         return
-    threading.Thread(target=_watch, args=(read, main_call), name="tagger-stop-signals", daemon=True).start()
+    global _TOLD
+    _TOLD = _Told(write)
+    threading.Thread(target=_watch, args=(read, main_call, _TOLD), name="tagger-stop-signals", daemon=True).start()
 
 
 _AT_FORCED_STOP: list = []
@@ -152,12 +198,12 @@ STUCK_S = 0.5
 and Python's handler then stops the command as it always did)."""
 
 
-def _watch(read: int, main_call: Callable[[], int | None]) -> None:
+def _watch(read: int, main_call: Callable[[], int | None], told: _Told) -> None:
     import os
     import signal
     import time
 
-    stops = {getattr(signal, name) for name in STOP_SIGNALS if hasattr(signal, name)}
+    handlers = dict(told.start)  # (those in force as the signals read so far came)
     seen = 0
     while True:
         try:
@@ -167,10 +213,13 @@ def _watch(read: int, main_call: Callable[[], int | None]) -> None:
         if not data:
             return
         for signum in data:
-            if signum not in stops:
+            if signum == 0 and told.changes:  # (a handler set: `set_handler`)
+                sig, handler = told.changes.popleft()
+                handlers[sig] = handler
+            if signum not in handlers:
                 continue
             seen += 1
-            if seen < 2 and signal.getsignal(signum) is not signal.default_int_handler:
+            if seen < 2 and _handler(signum, handlers, told) is not signal.default_int_handler:
                 continue
             call = main_call()
             if call is None:
@@ -197,6 +246,16 @@ def say(line: str) -> None:
         os.write(2, (line + "\n").encode(encoding, "backslashreplace"))
     except (OSError, LookupError):
         pass
+
+
+def _handler(signum: int, handlers: dict, told: _Told):
+    """The handler Python hands ``signum`` to, as the watcher reads it: the one in force as it came
+    (``handlers``), where every change since went through `set_handler`; else (a handler set
+    otherwise) the one in force now."""
+    import signal
+
+    now = signal.getsignal(signum)
+    return handlers[signum] if now is told.latest.get(signum) else now
 
 
 def _end_at_once(signum: int) -> None:

@@ -909,11 +909,56 @@ def test_the_stop_signal_watcher_ends_at_the_second_signal_with_its_number(monke
         read, write = os.pipe()
         os.write(write, bytes([sig]) * count)
         os.close(write)  # (the watcher reads both, then the end of the pipe: it returns)
-        watcher = threading.Thread(target=S._watch, args=(read, lambda: 7))  # (always in the same SQLite call)
+        watcher = threading.Thread(target=S._watch, args=(read, lambda: 7, S._Told(-1)))  # (always in the same SQLite call)
         watcher.start()
         watcher.join()
         os.close(read)
         assert ended == expected
+
+
+def test_the_stop_signal_watcher_judges_a_signal_by_the_handler_it_came_under(monkeypatch, python_sigint):
+    """The watcher read the handler of a signal when it read the signal: a scan's first Ctrl-C, which
+    its `StopSignals` handled (the stop asked), read once the scan's block had put Python's own handler
+    back, was taken for Python's own Ctrl-C, at once, and ended the process where the main thread then
+    waited in SQLite. A real SIGINT comes under `StopSignals` (its byte in the watcher's wakeup pipe),
+    the block ends, the watcher reads it only then: it ends nothing; a second SIGINT, under Python's own
+    handler, it ends at once (130)."""
+    import threading
+
+    import tagger.signals as S
+    from tagger.library.state import StopSignals
+
+    monkeypatch.setattr(S, "STUCK_S", 0.0)
+    ended: list[int] = []
+    monkeypatch.setattr(S, "_end_at_once", ended.append)
+    read, write = os.pipe()
+    os.set_blocking(write, False)
+    before = signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+    try:
+        told = S._Told(write)
+        monkeypatch.setattr(S, "_TOLD", told)
+        with StopSignals() as stop:
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(1000):  # (handled in this thread at the next bytecode; a hang guard only)
+                if stop.requested:
+                    break
+        assert stop.requested and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.set_wakeup_fd(before)
+    os.close(write)  # (the watcher reads the signal, the handler put back, then the end of the pipe: it returns)
+    watcher = threading.Thread(target=S._watch, args=(read, lambda: 7, told))  # (always in the same SQLite call)
+    watcher.start()
+    watcher.join()
+    os.close(read)
+    assert ended == []
+    read, write = os.pipe()
+    os.write(write, bytes([signal.SIGINT]))
+    os.close(write)
+    watcher = threading.Thread(target=S._watch, args=(read, lambda: 7, S._Told(-1)))  # (Python's own handler)
+    watcher.start()
+    watcher.join()
+    os.close(read)
+    assert ended == [signal.SIGINT]
 
 
 def test_the_stop_errors_and_the_file_errors_survive_pickling():

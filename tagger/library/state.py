@@ -15,7 +15,7 @@ import numpy as np
 from tagger.aggregate import TrackResult
 from tagger.errors import TaggerError
 from tagger.paths import escaped_name
-from tagger.signals import STOP_SIGNALS, Interrupted
+from tagger.signals import STOP_SIGNALS, Interrupted, set_handler
 
 
 class Analyser(Protocol):
@@ -200,12 +200,12 @@ class StopSignals:
             sig = getattr(signal, name, None)
             if sig is None or signal.getsignal(sig) is signal.SIG_IGN:
                 continue
-            self.saved[sig] = signal.signal(sig, self._handle)
+            self.saved[sig] = set_handler(sig, self._handle)
         return self
 
     def __exit__(self, *exc) -> None:
         for sig, handler in self.saved.items():
-            signal.signal(sig, handler)
+            set_handler(sig, handler)
 
     def _handle(self, signum, _frame) -> None:
         if self.signum is not None:
