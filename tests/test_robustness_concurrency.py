@@ -1396,3 +1396,39 @@ def test_a_kill_around_a_clean_swap_leaves_a_hidden_file_the_next_cleanup_remove
     assert sorted(remove_stale_temp_files(list(tmp_path.iterdir()), min_age=0)) == sorted(map(str, hidden))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["song.flac"]
     assert read_instruments(song).model_version == ("fake-2" if when == "after the swap" else None)
+
+
+@pytest.mark.parametrize("theirs", [True, False])
+def test_a_kill_after_a_rename_keeps_their_save_the_backup_link_alone_names(tmp_path, monkeypatch, theirs):
+    """Where names cannot be swapped but a read lease is held (a local file system without
+    `RENAME_EXCHANGE`), the write links the file at the path as a backup before its rename: a save of
+    theirs moved over the file after the last check and before that link is then named by the backup
+    alone once the rename replaced it. Was: a write killed before its cleanup (which keeps it) had the
+    next cleanup delete it as a leftover copy. The backup's name holds the original's inode, size and
+    mtime: a backup holding anything else, and no other name, is kept; the original is removed."""
+    from mutagen.flac import FLAC
+
+    from tagger.tags import remove_stale_temp_files
+
+    if not _leases_here(tmp_path):
+        pytest.skip("no read leases here: no backup link")
+    song = write_audio(tmp_path / "song.flac", tone_signal([FREQ["bass"]], seconds=2.0))
+    if theirs:
+        save = _their_save(song, tmp_path / "theirs.flac")
+        _at_the_last_check(monkeypatch, lambda: os.replace(save, song))
+    _killed_at(monkeypatch, lambda a, b: None)  # (its cleanup never runs)
+    monkeypatch.setattr(filesystem, "exchange", lambda a, b: False)  # (a plain rename)
+
+    def die(folder):
+        raise _Killed
+
+    monkeypatch.setattr(filesystem, "fsync_dir", die)  # (right after the rename)
+    with pytest.raises(_Killed):
+        write_instruments(song, instruments=["organ"], model_version="fake-2")
+    monkeypatch.undo()
+    [backup] = tmp_path.glob(".*tagger-tmp")
+    assert FLAC(backup).get("TITLE") == (["their save"] if theirs else None)
+    assert read_instruments(song).model_version == "fake-2"
+    removed = remove_stale_temp_files(list(tmp_path.iterdir()), min_age=0)
+    assert removed == ([] if theirs else [str(backup)]) and not list(tmp_path.glob(".*tagger-tmp"))
+    assert [FLAC(k)["TITLE"] for k in _kept(tmp_path)] == ([["their save"]] if theirs else [])

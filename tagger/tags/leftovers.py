@@ -9,7 +9,9 @@ Right before the copy and the file swap names, the copy is renamed `swap_name`: 
 which two files are provably tagger's (the copy's inode; the original's inode, size and mtime). A
 write killed between the swap and the swap back leaves under it whatever the swap took from the path,
 which may be another program's save moved there after the write's last check: the cleanup deletes
-it only where it is one of those two, and keeps anything else as ``NAME.tagger-kept-XXXXXXXX~``.
+it only where it is one of those two, and keeps anything else as ``NAME.tagger-kept-XXXXXXXX~``. So
+for the backup link of the file at the path (`backup_prefix`), which after a plain rename may be the
+only name of such a save.
 """
 
 from __future__ import annotations
@@ -29,9 +31,9 @@ FRESH_SECONDS = 2.0
 have locked it yet."""
 
 
-_SWAP = r"tagger-swap\.(\d+)\.(\d+)\.(\d+)\.(-?\d+)\.[a-z0-9_]{8}" + re.escape(TEMP_SUFFIX)
-"""What follows `temp_prefix` in a `swap_name`: the copy's inode, the original's inode, size and mtime
-(ns), the copy's 8 random letters."""
+_SWAP = r"tagger-(?:swap\.(\d+)\.|backup\.)(\d+)\.(\d+)\.(-?\d+)\.[a-z0-9_]{8}" + re.escape(TEMP_SUFFIX)
+"""What follows `temp_prefix` in a `swap_name` (the copy's inode, the original's inode, size and mtime
+in ns, the copy's 8 random letters) and in a `backup_prefix`'s name (the same without the copy's)."""
 _SWAP_NAME = re.compile(r"\.(.*)\." + _SWAP, re.DOTALL)
 
 
@@ -44,16 +46,26 @@ def swap_name(tmp: str, prefix: str, copy: os.stat_result, original: os.stat_res
                                 f"{original.st_mtime_ns}.{name[len(prefix):]}")  # fmt: skip
 
 
+def backup_prefix(prefix: str, original: os.stat_result) -> str:
+    """The start of the name of the backup link a write makes of the file at the path right before its
+    rename (`tagger.tags.filesystem.link_backup`): ``prefix`` and the inode, size and mtime of the
+    ``original`` found, which `remove_stale_temp_files` reads (8 random letters and `TEMP_SUFFIX` follow)."""
+    return f"{prefix}tagger-backup.{original.st_ino}.{original.st_size}.{original.st_mtime_ns}."
+
+
 def _provably_ours(name: str, st: os.stat_result) -> bool:
     """Whether the file found as ``st`` under the hidden name ``name`` may be removed: any file under a
     name of the copy's first form (the copy, which the rename to `swap_name` takes away before any swap;
-    or the backup link `filesystem.link_backup` made of the file at the path, a second name), or under
-    a `swap_name` the copy named there or the original unchanged (size and mtime as found)."""
+    a backup link an older tagger made); under a `swap_name` the copy named there; under either
+    name the original unchanged (size and mtime as found); under a `backup_prefix`'s a file with
+    another name still (the path's, or a `swap_name` kept when not ours)."""
     match = _SWAP_NAME.fullmatch(name)
     if match is None:
         return True
-    copy, original, size, mtime_ns = map(int, match.groups()[1:])
-    return st.st_ino == copy or (st.st_ino, st.st_size, st.st_mtime_ns) == (original, size, mtime_ns)
+    copy, original, size, mtime_ns = (None if group is None else int(group) for group in match.groups()[1:])
+    if (st.st_ino, st.st_size, st.st_mtime_ns) == (original, size, mtime_ns):
+        return True
+    return st.st_ino == copy if copy is not None else st.st_nlink > 1
 
 
 def remove_stale_temp_files(paths: Iterable[str | os.PathLike], *, min_age: float | None = None) -> list[str]:
@@ -102,7 +114,7 @@ def remove_stale_temp_files(paths: Iterable[str | os.PathLike], *, min_age: floa
 
 
 def _keep(path: str) -> None:
-    """Keep the file under the hidden `swap_name` ``path``, not provably tagger's, as
+    """Keep the file under the hidden `swap_name` or backup name ``path``, not provably tagger's, as
     ``NAME.tagger-kept-XXXXXXXX~``, said in the log: NAME the name of the file beside it whose copy it
     was (the hidden name holds only its first 80 bytes, those not UTF-8 left out), or where there is
     none (deleted since) what the hidden name holds."""

@@ -24,7 +24,7 @@ from tagger.tags import filesystem, formats
 from tagger.tags import scratch as scratch_files
 from tagger.tags.decide import _Decision
 from tagger.tags.fields import Raw
-from tagger.tags.leftovers import swap_name, temp_prefix
+from tagger.tags.leftovers import backup_prefix, swap_name, temp_prefix
 from tagger.tags.storage import Storage, payload_digest
 
 log = logging.getLogger(__name__)
@@ -192,7 +192,7 @@ class _Write:
             raise TagWriteError(self.shown, _CHANGED_MEANWHILE)
         if self.lease.active:
             with signals.held():  # (linked and recorded for `close` as one step)
-                self.backup = filesystem.link_backup(self.real, self.folder, self.prefix)
+                self.backup = filesystem.link_backup(self.real, self.folder, backup_prefix(self.prefix, self.st))
         put_back = renamed = False
         try:
             # (swapped, looked at and swapped back as one step: a second stop signal in between would
