@@ -394,6 +394,7 @@ QUERIES = (
 def measure_query(db: Path, *, runs: int = 5) -> dict:
     """Wall time of whole ``tagger query`` processes (interpreter start-up included) and of the
     query itself in this process, on the synthesised database."""
+    from tagger.db.filter import TrackFilter
     from tagger.db.queries import find_tracks
     from tagger.db.session import open_database
     from tagger.library.report import render_tracks
@@ -422,7 +423,8 @@ def measure_query(db: Path, *, runs: int = 5) -> dict:
             for _ in range(runs):
                 t = time.perf_counter()
                 with database.session() as s:
-                    found = find_tracks(s, has=has, lacks=lacks, min_score=min_score, path_glob=glob)
+                    found = find_tracks(s, where=TrackFilter.of(has=has, lacks=lacks, min_score=min_score,
+                                                                path_glob=glob))  # fmt: skip
                 render_tracks(found, fmt="json")
                 inproc.append(time.perf_counter() - t)
         finally:

@@ -174,6 +174,7 @@ def test_tree_memory_sees_a_child_and_its_children(tmp_path):
 
 
 def test_synthesised_query_database_answers_queries(tmp_path):
+    from tagger.db.filter import TrackFilter
     from tagger.db.queries import find_tracks
     from tagger.db.session import open_database
 
@@ -182,7 +183,7 @@ def test_synthesised_query_database_answers_queries(tmp_path):
     try:
         with db.session() as s:
             everything = find_tracks(s)
-            flute = find_tracks(s, has=["flute"], lacks=["vocal"])
+            flute = find_tracks(s, where=TrackFilter.of(has=["flute"], lacks=["vocal"]))
     finally:
         db.close()
     assert len(everything) == 200

@@ -20,6 +20,7 @@ import pytest
 
 from conftest import tone_signal, write_audio
 from library_fakes import BANDS, FakeAnalyser
+from tagger.db.filter import TrackFilter
 from tagger.db.session import open_database
 from tagger.fingerprint import CHUNK, content_hash
 from tagger.library.scan import scan
@@ -596,7 +597,8 @@ def test_tag_killed_between_the_rename_and_the_database_record_recovers_without_
     def tag(path, dry_run=False):
         db = open_database(dbfile)
         try:
-            return list(tags.tag_from_database(db, paths=[path], settle_seconds=0, dry_run=dry_run))
+            return list(tags.tag_from_database(db, where=TrackFilter.of(paths=[path]), settle_seconds=0,
+                                               dry_run=dry_run))  # fmt: skip
         finally:
             db.close()
 
@@ -1021,7 +1023,7 @@ def test_tag_from_database_names_a_copy_it_cannot_read_a_file_it_cannot_read_bac
     def tag():
         db = open_database(dbfile)
         try:
-            return list(tags.tag_from_database(db, paths=[song], settle_seconds=0))
+            return list(tags.tag_from_database(db, where=TrackFilter.of(paths=[song]), settle_seconds=0))
         finally:
             db.close()
 

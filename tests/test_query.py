@@ -657,6 +657,7 @@ def test_each_format_reads_only_the_detections_it_shows_and_writes_what_all_of_t
     read for every format). Each format writes the bytes it writes from tracks read whole
     (`find_tracks`)."""
     from benchmarks.bench import synth_database
+    from tagger.db.filter import TrackFilter
     from tagger.db.queries import find_tracks
     from tagger.library.report import QUERY_FORMATS, SHOWN, render_tracks
 
@@ -665,8 +666,9 @@ def test_each_format_reads_only_the_detections_it_shows_and_writes_what_all_of_t
     db = open_database(path)
     try:
         with db.session() as s:
-            whole = find_tracks(s, has=flags[1:2], lacks=flags[3:4] if "--lacks" in flags else (),
-                                min_score=float(flags[3]) if "--min-score" in flags else None)  # fmt: skip
+            where = TrackFilter.of(has=flags[1:2], lacks=flags[3:4] if "--lacks" in flags else (),
+                                   min_score=float(flags[3]) if "--min-score" in flags else None)  # fmt: skip
+            whole = find_tracks(s, where=where)
     finally:
         db.close()
     assert len(whole) > 50
@@ -904,6 +906,25 @@ def test_query_and_tag_take_the_filter_options_declared_once(monkeypatch):
     assert res.exit_code == 0, res.output
     assert seen == {"has": ["flute", "organ"], "lacks": None, "min_score": None, "path_glob": None, "genre": "jazz",
                     "db": "x.db"}  # fmt: skip
+
+
+def test_every_library_function_that_selects_tracks_takes_the_one_filter_alone():
+    """`find_tracks`, `iter_tracks`, `tag_from_database`, `select_predictions` and
+    `predictions_from_database` took the first filters (``has``, ``lacks``, ``paths``, ...) as
+    keywords of their own beside ``where=``, which a filter added since reached alone: two ways to
+    pass a filter. Each takes the `TrackFilter` as ``where`` and no keyword named as one of its fields."""
+    import dataclasses
+    import inspect
+
+    from tagger.db.filter import TrackFilter
+    from tagger.db.queries import find_tracks, iter_tracks
+    from tagger.tags import predictions_from_database, select_predictions, tag_from_database
+
+    filters = {f.name for f in dataclasses.fields(TrackFilter)}
+    for function in (find_tracks, iter_tracks, tag_from_database, select_predictions, predictions_from_database):
+        parameters = inspect.signature(function).parameters
+        assert parameters["where"].kind is inspect.Parameter.KEYWORD_ONLY, function.__name__
+        assert not filters & set(parameters), (function.__name__, sorted(filters & set(parameters)))
 
 
 def test_a_filter_added_in_one_place_is_split_and_read_by_what_reads_a_filter_in_parts(tmp_path):

@@ -20,6 +20,7 @@ from library_fakes import FREQ, FakeAnalyser
 from sqlalchemy import select
 
 from tagger.db import models as M
+from tagger.db.filter import TrackFilter
 from tagger.db.session import open_database
 from tagger.errors import TagWriteError
 from tagger.library.scan import scan, tag_writer
@@ -594,7 +595,7 @@ def test_tag_never_records_another_writers_file_as_its_tagged_one(tagged_flac, m
         return record(session, **kwargs)
 
     monkeypatch.setattr(writes, "record_rewrite", untag_then_record)
-    results = list(tag_from_database(db, paths=[music], scores=True, keep_mtime=True))
+    results = list(tag_from_database(db, where=TrackFilter.of(paths=[music]), scores=True, keep_mtime=True))
     assert [type(r).__name__ for r in results] == ["TagChange"] and results[0].written
     assert not read_instruments(song).tagged
     track = _track(db, song)
@@ -782,7 +783,7 @@ def test_a_scans_plan_leaves_the_database_to_tag_beside_it(tmp_path, monkeypatch
     other = open_database(tmp_path / "library.db", create=False)  # `tagger tag`, in its own process
     paused = PausedScan(monkeypatch, music, db, at="t2.flac")
     try:
-        results = list(tag_from_database(other, paths=[files[0]], scores=True))
+        results = list(tag_from_database(other, where=TrackFilter.of(paths=[files[0]]), scores=True))
     finally:
         summary = paused.finish()
         other.close()
@@ -826,7 +827,7 @@ def test_a_write_of_the_plan_is_committed_within_seconds(tmp_path, monkeypatch):
     other = open_database(tmp_path / "library.db", create=False)
     paused = PausedScan(monkeypatch, music, db, at="e_paused.flac", before=slow)
     try:
-        results = list(tag_from_database(other, paths=[files[1]], scores=True))
+        results = list(tag_from_database(other, where=TrackFilter.of(paths=[files[1]]), scores=True))
     finally:
         summary = paused.finish()
         other.close()
@@ -917,7 +918,7 @@ def test_tag_beside_a_suspended_scan_on_postgresql_stops_in_one_line(tmp_path, m
 
     def tag():
         try:
-            done["results"] = list(tag_from_database(other, paths=[music], scores=True))
+            done["results"] = list(tag_from_database(other, where=TrackFilter.of(paths=[music]), scores=True))
         except BaseException as exc:
             done["error"] = exc
 
@@ -933,7 +934,7 @@ def test_tag_beside_a_suspended_scan_on_postgresql_stops_in_one_line(tmp_path, m
         suspended.rollback()
         suspended.close()
     # the scan resumed and done, the same command works
-    results = list(tag_from_database(other, paths=[music], scores=True))
+    results = list(tag_from_database(other, where=TrackFilter.of(paths=[music]), scores=True))
     assert [r.written for r in results] == [True] and read_instruments(song).scores
     other.close()
     db.close()
@@ -1004,7 +1005,7 @@ def _tag_beside_a_scan_paused_in_a_digest_read(tmp_path, monkeypatch, db, roots,
     other = open_database(tmp_path / "library.db", create=False)
     try:
         assert inside.wait(30)
-        results = list(tag_from_database(other, paths=[tagged], scores=True))
+        results = list(tag_from_database(other, where=TrackFilter.of(paths=[tagged]), scores=True))
     finally:
         go.set()
         thread.join(60)
@@ -1140,9 +1141,11 @@ def test_two_tag_runs_at_once_both_write(analysed_library, tmp_path):
     from tagger.tags import tag_from_database
 
     music, files, db = analysed_library
-    first = tag_from_database(open_database(tmp_path / "library.db", create=False), paths=[music], scores=True)
+    first = tag_from_database(open_database(tmp_path / "library.db", create=False), where=TrackFilter.of(paths=[music]),
+                              scores=True)  # fmt: skip
     assert next(first).written  # t0, and the library read: t1 next
-    second = list(tag_from_database(open_database(tmp_path / "library.db", create=False), paths=[music]))
+    second = list(tag_from_database(open_database(tmp_path / "library.db", create=False),
+                                    where=TrackFilter.of(paths=[music])))  # fmt: skip
     assert [r.written for r in second] == [True, True]  # t0 without scores again, t1
     rest = list(first)
     assert [type(r).__name__ for r in rest] == ["TagChange"] and rest[0].written, rest
@@ -1159,7 +1162,7 @@ def test_tag_writes_the_results_a_scan_stored_during_its_run(analysed_library, t
     from tagger.tags import tag_from_database
 
     music, files, db = analysed_library
-    run = tag_from_database(open_database(tmp_path / "library.db", create=False), paths=[music])
+    run = tag_from_database(open_database(tmp_path / "library.db", create=False), where=TrackFilter.of(paths=[music]))
     assert next(run).after.model_version == "fake-1"
     scan([files[1]], db=db, analyser=FakeAnalyser(version="fake-2"), jobs=0, rescan_stale=True)
     rest = list(run)
@@ -1223,7 +1226,7 @@ def test_a_scan_writing_the_tags_of_unchanged_tracks_leaves_the_database_to_tag_
     other = open_database(tmp_path / "library.db", create=False)
     try:
         assert inside.wait(30)
-        results = list(tag_from_database(other, paths=[song]))
+        results = list(tag_from_database(other, where=TrackFilter.of(paths=[song])))
     finally:
         go.set()
         thread.join(60)
@@ -1262,8 +1265,8 @@ def test_a_scan_never_reports_a_file_tag_wrote_meanwhile_as_a_tag_error(analysed
     thread.start()
     try:
         assert inside.wait(30)
-        results = list(tag_from_database(open_database(tmp_path / "library.db", create=False), paths=[files[1]],
-                                         scores=True))  # fmt: skip
+        results = list(tag_from_database(open_database(tmp_path / "library.db", create=False),
+                                         where=TrackFilter.of(paths=[files[1]]), scores=True))  # fmt: skip
     finally:
         go.set()
         thread.join(60)
@@ -1292,12 +1295,12 @@ def test_tag_beside_another_writer_of_the_same_file_in_the_same_instant_writes(a
         if not interleaved:
             interleaved.append([])
             interleaved[0] = list(tag_from_database(open_database(tmp_path / "library.db", create=False),
-                                                    paths=[path]))  # fmt: skip
+                                                    where=TrackFilter.of(paths=[path])))  # fmt: skip
         return write(path, **options)
 
     monkeypatch.setattr(batch, "write_instruments", other_writer_first)
-    results = list(tag_from_database(open_database(tmp_path / "library.db", create=False), paths=[files[0]],
-                                     scores=True))  # fmt: skip
+    results = list(tag_from_database(open_database(tmp_path / "library.db", create=False),
+                                     where=TrackFilter.of(paths=[files[0]]), scores=True))  # fmt: skip
     assert [r.written for r in interleaved[0]] == [True]
     assert [type(r).__name__ for r in results] == ["TagChange"] and results[0].written, results
     assert read_instruments(files[0]).scores

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from conftest import library_of_a_newer_tagger, tone_signal, write_audio
 from test_robustness_attacks import _library, _one_line_error
 from tagger.cli import app
+from tagger.db.filter import TrackFilter
 from tagger.db.migrate import upgrade
 from tagger.db.urls import DatabaseError
 
@@ -434,7 +435,7 @@ def test_a_database_deleted_or_replaced_during_tag_stops_it(tmp_path, monkeypatc
         at(writing, "_verify")  # (the copy verified)
     elif when == "after the rename":
         at(filesystem, "fsync_dir")  # (the folder flushed after the rename)
-    run = tags.tag_from_database(open_database(dbfile, create=False), paths=[music])
+    run = tags.tag_from_database(open_database(dbfile, create=False), where=TrackFilter.of(paths=[music]))
     assert next(run).written  # t0, recorded
     if when == "between files":
         go()

@@ -22,6 +22,7 @@ import pytest
 from conftest import tone_signal, write_audio
 
 from tagger import tags
+from tagger.db.filter import TrackFilter
 from tagger.errors import TagWriteError
 from tagger.tags import filesystem
 
@@ -218,12 +219,12 @@ def test_tag_right_after_a_tag_writing_scan_does_not_wait_for_the_files_tagger_i
         assert isinstance(by_path[str(b)], TagWriteError), results
         assert "still being written?" in by_path[str(b)].reason
         # recorded again after this write: the next run does not wait either
-        again = list(tags.tag_from_database(db, id3v23=False, settle_seconds=30, paths=[a]))
+        again = list(tags.tag_from_database(db, id3v23=False, settle_seconds=30, where=TrackFilter.of(paths=[a])))
         assert [type(r) for r in again] == [tags.TagChange] and again[0].written, again
 
         c = write_audio(music / "c.flac", tone_signal([110.0], seconds=5.0))
         scan([music], db=db, analyser=FakeAnalyser(), jobs=0)  # analysed, its tags not written
-        [refused] = list(tags.tag_from_database(db, settle_seconds=30, paths=[c]))
+        [refused] = list(tags.tag_from_database(db, settle_seconds=30, where=TrackFilter.of(paths=[c])))
         assert isinstance(refused, TagWriteError) and "still being written?" in refused.reason, refused
         assert not tags.read_instruments(c).tagged
     finally:

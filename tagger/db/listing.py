@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -47,43 +47,25 @@ class TrackSummary:
         }  # fmt: skip
 
 
-def find_tracks(
-    session: Session,
-    *,
-    has: Sequence[str] = (),
-    lacks: Sequence[str] = (),
-    min_score: float | None = None,
-    path_glob: str | None = None,
-    where: TrackFilter | None = None,
-) -> list[TrackSummary]:
-    """Analysed tracks that the filter ``where`` selects, sorted by path. Without it: every family
-    in `has` present (with score >= `min_score` when given) and no family in `lacks` present;
-    optionally only paths matching the shell pattern `path_glob` (matched against the whole
-    absolute path, e.g. ``'*/Jazz/*'`` or ``'*.flac'``). Family names must be known to a stored model.
+def find_tracks(session: Session, *, where: TrackFilter | None = None) -> list[TrackSummary]:
+    """Analysed tracks that the filter ``where`` selects (`tagger.db.filter.TrackFilter`, e.g.
+    ``TrackFilter.of(has=["flute"], path_glob="*/Jazz/*")``; None: every track), sorted by path.
+    Family names must be known to a stored model.
     """
-    return list(iter_tracks(session, has=has, lacks=lacks, min_score=min_score, path_glob=path_glob, where=where))
+    return list(iter_tracks(session, where=where))
 
 
 STREAM_BATCH = 500
 """Tracks read from the database at a time by `iter_tracks` (their detections in one query)."""
 
 
-def iter_tracks(
-    session: Session,
-    *,
-    has: Sequence[str] = (),
-    lacks: Sequence[str] = (),
-    min_score: float | None = None,
-    path_glob: str | None = None,
-    where: TrackFilter | None = None,
-    batch: int = STREAM_BATCH,
-) -> Iterator[TrackSummary]:
+def iter_tracks(session: Session, *, where: TrackFilter | None = None,
+                batch: int = STREAM_BATCH) -> Iterator[TrackSummary]:  # fmt: skip
     """`find_tracks`, read from the database `batch` tracks at a time while the caller goes through
     them (the session must stay open meanwhile): memory does not grow with the library (a JSON
     query of 200,000 tracks held them all at once, 711 MiB). The filter is checked (unknown family:
     `UserError`) before this returns."""
-    return (summary for summary, _ in _select(session, where, batch=batch, has=has, lacks=lacks, min_score=min_score,
-                                              path_glob=path_glob))  # fmt: skip
+    return (summary for summary, _ in _select(session, where, batch=batch))
 
 
 @dataclass(frozen=True)
@@ -183,13 +165,13 @@ def recorded_as_tagged(reader: Reader, where: TrackFilter) -> dict[str, Recorded
     return out
 
 
-def _select(session: Session, where: TrackFilter | None, *, batch: int = STREAM_BATCH, stored: bool = False,
-            **options) -> Iterator[tuple[TrackSummary, object]]:  # fmt: skip
+def _select(session: Session, where: TrackFilter | None, *, batch: int = STREAM_BATCH,
+            stored: bool = False) -> Iterator[tuple[TrackSummary, object]]:  # fmt: skip
     """The tracks ``where`` selects with their row (with ``stored``, the columns of `StoredResults`
     too), read `batch` at a time in the session's transaction as they are gone through; the filter
-    is checked at the call."""
+    is checked at the call (None: every track)."""
     if where is None:
-        where = TrackFilter.of(**options)
+        where = TrackFilter()
     reader = reader_of(session)
     where.check(known_families(reader))
     return _pages(lambda: contextlib.nullcontext(reader), where, batch=batch, order=_family_order(reader), stored=stored)

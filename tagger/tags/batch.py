@@ -250,22 +250,14 @@ def _prediction(row: dict, *, model_version: str | None, override: bool) -> Pred
                       ctime_ns=checked.ctime_ns, content_hash=checked.content_hash)  # fmt: skip
 
 
-def select_predictions(
-    predictions: Iterable[Prediction],
-    *,
-    paths: Iterable[str | os.PathLike] = (),
-    has: Iterable[str] = (),
-    lacks: Iterable[str] = (),
-    where: TrackFilter | None = None,
-) -> list[Prediction]:
-    """The predictions the filter ``where`` selects (the in-memory evaluator of `TrackFilter`), or,
-    without it, those whose file is (under) one of ``paths`` (all when empty), holding every family
-    of ``has`` and none of ``lacks``. Family names must be known to the predictions' models."""
+def select_predictions(predictions: Iterable[Prediction], *, where: TrackFilter | None = None) -> list[Prediction]:
+    """The predictions the filter ``where`` selects (the in-memory evaluator of `TrackFilter`; None:
+    all of them). Family names must be known to the predictions' models."""
     from tagger.db.filter import Candidate, TrackFilter  # (SQLAlchemy: not for the scan's workers, which import this package)
 
     predictions = list(predictions)
     if where is None:
-        where = TrackFilter.of(has=has, lacks=lacks, paths=paths)
+        where = TrackFilter()
     known = list(FAMILIES)
     for pred in predictions:
         known += [f for f in model_families(pred.families or ()) if f not in known]
@@ -498,24 +490,16 @@ def _recorded_facts(file: str | os.PathLike, recorded: Mapping[str, tuple]) -> t
     return next((recorded[form] for form in forms if form in recorded), None)
 
 
-def predictions_from_database(
-    session,
-    *,
-    paths: Iterable[str | os.PathLike] = (),
-    has: Iterable[str] = (),
-    lacks: Iterable[str] = (),
-    where: TrackFilter | None = None,
-) -> list[Prediction]:
-    """The analysed tracks of the library database that the filter ``where`` selects (or, without
-    it, under ``paths`` and with/without the families ``has``/``lacks``), as predictions carrying
-    the size, mtime and fingerprint recorded at analysis (so a file changed since is refused), the
-    families of the model that produced them and which stored results they are. Tracks without a
-    model version are left out."""
+def predictions_from_database(session, *, where: TrackFilter | None = None) -> list[Prediction]:
+    """The analysed tracks of the library database that the filter ``where`` selects (None: every
+    track), as predictions carrying the size, mtime and fingerprint recorded at analysis (so a file
+    changed since is refused), the families of the model that produced them and which stored results
+    they are. Tracks without a model version are left out."""
     from tagger.db.filter import TrackFilter
     from tagger.db.listing import tracks_to_tag
 
     if where is None:
-        where = TrackFilter.of(has=has, lacks=lacks, paths=paths)
+        where = TrackFilter()
     return [
         Prediction(t.path, list(t.instruments), t.model_version, dict(t.scores), (t.size, t.mtime),
                    model_families(t.families), t.stored)  # fmt: skip

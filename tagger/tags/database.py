@@ -29,9 +29,6 @@ if TYPE_CHECKING:
 def tag_from_database(
     database,
     *,
-    paths: Iterable[str | os.PathLike] = (),
-    has: Iterable[str] = (),
-    lacks: Iterable[str] = (),
     where: TrackFilter | None = None,
     scores: bool = False,
     id3v23: bool = False,
@@ -47,7 +44,8 @@ def tag_from_database(
     audio digest the stored one: `tagger untag`, another program's tag edit) is written too, and its
     new facts recorded even where its tags already hold the results (its `TagChange` says
     ``retagged``); other changed files are refused (`ChangedSinceError`: scan them again).
-    ``where`` (or ``paths``/``has``/``lacks``): which tracks.
+    ``where``: which tracks (a `tagger.db.filter.TrackFilter`, e.g. ``TrackFilter.of(paths=[folder])``;
+    None: every track).
     Each copy's content hash is recorded before it replaces its file (`tagger.db.writes.record_pending`):
     a file a run stopped at before recording its new facts (``kill -9``) is recognised by the next
     run when it is still byte for byte that copy (`tagger.db.writes.recover_rewrite`), not refused.
@@ -66,7 +64,7 @@ def tag_from_database(
 
     check_filesystem_encoding()
     if where is None:
-        where = TrackFilter.of(has=has, lacks=lacks, paths=paths)
+        where = TrackFilter()
     predictions, roots = _selected_tracks(database, where)
     if any(p.stored is not None and p.stored.rewrite_hash for p in predictions):  # a run stopped at a rename
         predictions = _recover_stopped_runs(database, predictions, dry_run=dry_run,
