@@ -412,13 +412,15 @@ def test_train_level_weights_shape_the_training_mixtures(tiny_dataset, tmp_path,
             "--valid-examples", "10"]  # fmt: skip
     bad = CliRunner().invoke(app, [*base, "--level-weights", "1,x"])
     assert bad.exit_code == 2 and "comma-separated numbers" in bad.output
+    bad = CliRunner().invoke(app, [*base, "--level-weights", "0,1,1"])  # one weight a number of families, 0 to 10
+    assert bad.exit_code == 1 and "--level-weights gives 3 weights" in bad.output and "10 families: give 11" in bad.output
     bad = CliRunner().invoke(app, [*base, "--trunk-filters", "8,0"])
     assert bad.exit_code == 2 and "--trunk-filters" in bad.output
     bad = CliRunner().invoke(app, [*base, "--negative-prob", "1.5"])
     assert bad.exit_code == 2 and "--negative-prob" in bad.output
     bad = CliRunner().invoke(app, [*base, "--pooling", "average"])
     assert bad.exit_code == 2 and "--pooling must be one of max, blur" in bad.output
-    res = CliRunner().invoke(app, [*base, "--level-weights", "0,1,1", "--morph-prob", "0.5", "--warp-prob", "0.25",
+    res = CliRunner().invoke(app, [*base, "--level-weights", "0,1,1,0,0,0,0,0,0,0,0", "--morph-prob", "0.5", "--warp-prob", "0.25",
                                    "--trunk-filters", "8,16,32", "--negative-prob", "0.7", "--pooling", "blur"])  # fmt: skip
     assert res.exit_code == 0, res.output
     assert read_manifest(out)["trunk"]["params"] == A.build_trunk(A.COMPACT_FEATURES.shape, filters=(8, 16, 32)).count_params()
@@ -426,11 +428,52 @@ def test_train_level_weights_shape_the_training_mixtures(tiny_dataset, tmp_path,
     saved = load_classifier(out / read_manifest(out)["trunk"]["file"])  # the saved trunk pools anti-aliased
     assert sum(type(layer).__name__ == "AveragePooling2D" for layer in saved.layers) == 4
     synth = read_manifest(out)["data"]["synth"]
-    assert synth["level_weights"] == [0.0, 1.0, 1.0] and synth["morph_prob"] == 0.5 and synth["warp_prob"] == 0.25
+    assert synth["level_weights"] == [0.0, 1.0, 1.0] + [0.0] * 8 and synth["morph_prob"] == 0.5 and synth["warp_prob"] == 0.25
     assert synth["negative_prob"] == 0.7
     # the training examples hold one or two families, never none (level 0 has weight 0)
     ex = next(cache.glob("train/examples-*"))
     assert set(np.load(ex / "train_y.npy").sum(axis=1)) <= {1, 2}
+
+
+def _pool_of(folder, families: int):
+    """A note pool of ``families`` families, one instrument each playing one harmonic note, and a
+    noise negative."""
+    from tagger import constants as C
+    from tagger.model import synth as S
+
+    t = np.arange(C.WINDOW_SAMPLES) / C.SAMPLE_RATE
+    clips = [sum(np.sin(2 * np.pi * k * (110 + 20 * f) * t) / k for k in range(1, 6)) * 0.3 for f in range(families)]
+    clips.append(np.random.default_rng(0).standard_normal(C.WINDOW_SAMPLES) * 0.1)
+    folder.mkdir(parents=True)
+    np.save(folder / "audio.npy", (np.stack(clips) * 32767).astype(np.int16))
+    meta = {"families": [f"family{f}" for f in range(families)], "family": [*range(families), -1],
+            "instrument": list(range(families + 1)), "is_drum": [False] * (families + 1),
+            "instrument_names": [f"i{i}" for i in range(families + 1)], "notes": [str(i) for i in range(families + 1)]}  # fmt: skip
+    (folder / "pool.json").write_text(json.dumps(meta))
+    return S.NotePool(folder)
+
+
+def test_default_level_weights_follow_the_families_so_an_eleventh_is_mixed_with_all_the_others(tmp_path):
+    """`SynthSettings.level_weights` had 11 weights, mixtures of 0 to 10 families: with an eleventh
+    family no training mixture held all of them. The default's last weight now stands for each family
+    beyond ten; weights given for another number of families are a `UserError` naming the option;
+    ten families' settings, and so their training caches' signatures, are those of before."""
+    from tagger.model import synth as S
+    from tagger.model.examples import _signature, _synth_signature
+
+    pool = _pool_of(tmp_path / "pool", 11)
+    rng = np.random.default_rng(0)
+    sizes = [int(S.mixture_example(pool, rng, S.SynthSettings())[1].sum()) for _ in range(120)]
+    assert max(sizes) == 11 and min(sizes) == 0
+    default = S.SynthSettings()
+    assert default.for_families(10) == default and len(default.level_weights) == 11
+    assert _signature(_synth_signature(default.for_families(10))) == _signature(_synth_signature(default))
+    assert default.for_families(11).level_weights == (*default.level_weights, 0.8)
+    given = S.SynthSettings(level_weights=(0.6, 2, 1.8, 1.5, 1.2, 1, 0.8, 0.6, 0.5, 0.4, 0.3))  # written for ten
+    assert given.for_families(10) == given
+    with pytest.raises(UserError, match=r"--level-weights gives 11 weights, for mixtures of 0 to 10 families; this "
+                                        r"training has 11 families: give 12"):  # fmt: skip
+        given.for_families(11)
 
 
 @needs_fluidsynth

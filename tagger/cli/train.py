@@ -66,8 +66,9 @@ def train(
         help="Production fit: train on the instruments of every split (use --reference for the thresholds)."
     ),
     level_weights: str = typer.Option(
-        None, help="Relative weights of 0..10 families per training mixture, comma-separated (default: the "
-        "recipe's); e.g. 0.6,2,1.8,1.5,1.2,1,0.8,0.6,0.5,0.4,0.3 favours few instruments."
+        None, help="Relative weights of 0, 1, ... families per training mixture, one for each number up to the "
+        "families trained, comma-separated (default: the recipe's, for any number of families); e.g. "
+        "0.6,2,1.8,1.5,1.2,1,0.8,0.6,0.5,0.4,0.3 favours few instruments of ten families."
     ),
     morph_prob: float = typer.Option(
         F.default(S, "morph_prob"),

@@ -5,19 +5,25 @@ training stack. `tagger.model.train` and `tagger.model.synth` use them under the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from tagger.constants import GATE_COST
+from tagger.errors import UserError
 
 TRUNK_FILTERS = (24, 48, 96, 192, 192)
 """The shared trunk's filters of its conv blocks (`tagger.model.architectures.build_trunk`)."""
+
+LEVEL_WEIGHTS = (0.6, 1.3, 1.3, 1.2, 1.1, 1.0, 0.9, 0.9, 0.8, 0.8, 0.8)
+"""The default `SynthSettings.level_weights`: mixtures of 0 to 10 families; each family beyond ten
+adds a mixture of one more, weighted as the last (`SynthSettings.level_weights_for`)."""
 
 
 @dataclass(frozen=True)
 class SynthSettings:
     recipe: str = "mixture"
-    level_weights: tuple[float, ...] = (0.6, 1.3, 1.3, 1.2, 1.1, 1.0, 0.9, 0.9, 0.8, 0.8, 0.8)
-    """Relative frequency of mixtures with 0..10 families."""
+    level_weights: tuple[float, ...] = LEVEL_WEIGHTS
+    """Relative frequency of mixtures with 0, 1, ... families: one weight more than the families
+    trained (`for_families`); the default, `LEVEL_WEIGHTS`, follows their number."""
     gain_db: tuple[float, float] = (-12.0, 0.0)
     aligned_share: float = 0.5
     """Share of family entries played as one whole note at time 0 (the paper's protocol)."""
@@ -47,6 +53,29 @@ class SynthSettings:
     """Chance that a finished example is sent through a lossy codec (MP3, AAC, Opus, Vorbis; `lossy`)."""
     master_prob: float = 0.0
     """Chance that a finished example is mastered loud: raised 3-18 dB, then clipped or limited (`mastering`)."""
+
+    def level_weights_for(self, families: int) -> tuple[float, ...]:
+        """`level_weights` for mixtures of up to ``families`` families: the default's (`LEVEL_WEIGHTS`)
+        with its last weight once more for each family beyond ten; weights given otherwise as given."""
+        if self.level_weights != LEVEL_WEIGHTS or families < len(LEVEL_WEIGHTS):
+            return self.level_weights
+        return LEVEL_WEIGHTS + LEVEL_WEIGHTS[-1:] * (families + 1 - len(LEVEL_WEIGHTS))
+
+    def for_families(self, families: int) -> SynthSettings:
+        """These settings for a training of ``families`` families (the label's columns): the default
+        level weights extended to mixtures of all of them (`level_weights_for`; up to ten families:
+        these settings unchanged). Weights given otherwise must be one for each number of families,
+        0 to ``families`` (a list written for ten would leave an eleventh family out of every mixture
+        of all): `UserError` naming --level-weights when they are not."""
+        if self.level_weights == LEVEL_WEIGHTS:
+            weights = self.level_weights_for(families)
+            return self if weights == self.level_weights else replace(self, level_weights=weights)
+        if len(self.level_weights) != families + 1:
+            given = len(self.level_weights)
+            raise UserError(f"--level-weights gives {given} weights, for mixtures of 0 to {given - 1} families; this "
+                            f"training has {families} families: give {families + 1}, one for each number of families "
+                            "from 0 (0 for a number never drawn)")  # fmt: skip
+        return self
 
 
 @dataclass(frozen=True)

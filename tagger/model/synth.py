@@ -143,7 +143,7 @@ def mixture_example(
     nf = len(pool.families)
     if instruments is None:
         available = [f for f in range(nf) if len(pool.family_instruments[f])]
-        weights = np.asarray(settings.level_weights[: len(available) + 1], dtype=np.float64)
+        weights = np.asarray(settings.level_weights_for(nf)[: len(available) + 1], dtype=np.float64)
         k = int(rng.choice(len(weights), p=weights / weights.sum()))
         plan: list[tuple[int, int | None]] = [(int(f), None) for f in rng.choice(available, size=k, replace=False)]
     else:

@@ -105,7 +105,7 @@ def train_ensemble(
     ref_manifest = _reference_manifest(reference)
     notes = _load_notes(Path(dataset_root), settings, families)
     fcfg = replace(A.feature_config(settings.architecture), harmonic=settings.harmonic)
-    synth = synth or S.SynthSettings(recipe=settings.recipe)
+    synth = (synth or S.SynthSettings(recipe=settings.recipe)).for_families(len(notes.all_families))
     data_sig = _data_signature(notes)
     manifest, fcfg = _open_manifest(out_dir, settings, fcfg, wanted=notes.wanted, force=force, version=version)
     todo = [f for f in notes.wanted if force or f not in manifest["classifiers"]]
