@@ -961,6 +961,32 @@ def test_the_stop_signal_watcher_judges_a_signal_by_the_handler_it_came_under(mo
     assert ended == [signal.SIGINT]
 
 
+def test_a_tag_writes_holding_back_of_the_stop_signals_does_not_wake_the_signal_watcher(monkeypatch, python_sigint):
+    """`tagger.signals.set_handler` told the stop-signal watcher of every handler set: each `held`
+    block of a tag write (four in a FLAC file's) swapped `StopSignals`' three handlers for its own and
+    back, six 0 bytes in the watcher's pipe, its thread woken six times. The watcher asks only whether
+    a signal came under Python's own SIGINT handler: only a change of that is told (entering and
+    leaving `StopSignals`, SIGINT's), a `held` block under `StopSignals` writes nothing."""
+    import tagger.signals as S
+    from tagger.library.state import StopSignals
+
+    read, write = os.pipe()
+    try:
+        os.set_blocking(read, False)
+        monkeypatch.setattr(S, "_TOLD", S._Told(write))
+        with StopSignals():
+            assert os.read(read, 64) == b"\0"  # (SIGINT: Python's own, then StopSignals')
+            for _ in range(3):
+                with S.held():
+                    pass
+            with pytest.raises(BlockingIOError):  # (nothing written)
+                os.read(read, 64)
+        assert os.read(read, 64) == b"\0"  # (SIGINT: Python's own again)
+    finally:
+        os.close(read)
+        os.close(write)
+
+
 def test_the_stop_errors_and_the_file_errors_survive_pickling():
     """`Interrupted` (a second stop signal), `ScanInterrupted` and the errors naming a file could not
     be pickled (pickle calls the class with the message alone: TypeError, missing ``signum``,
