@@ -21,7 +21,7 @@ class Interrupted(KeyboardInterrupt):
         self.signum = signum
 
     def __reduce__(self):  # (pickle's default calls the class without ``signum``: a TypeError)
-        return type(self), (self.signum,)
+        return type(self), (self.signum,), self.__dict__  # (its notes, as pickle's default keeps them)
 
 
 def exit_status(interrupted: KeyboardInterrupt) -> int:

@@ -1009,6 +1009,20 @@ def test_the_stop_errors_and_the_file_errors_survive_pickling():
     assert pickle.loads(pickle.dumps(ScanInterrupted(signal.SIGHUP, 3))).exit_code == 129
 
 
+def test_a_second_stop_signals_error_keeps_its_notes_through_pickling():
+    """`Interrupted`'s pickling (3651ae4) rebuilt it from its signal's number alone: a note added to
+    it (``add_note``: where it came) was lost, where pickle's default for a KeyboardInterrupt, and
+    `tagger.errors.TaggerError`'s, keep it."""
+    import pickle
+
+    from tagger.signals import Interrupted
+
+    error = Interrupted(signal.SIGTERM)
+    error.add_note("while recording /m/a.flac")
+    back = pickle.loads(pickle.dumps(error))
+    assert back.signum == signal.SIGTERM and back.__notes__ == ["while recording /m/a.flac"]
+
+
 class _Ended(Exception):
     """`os._exit` in the test's process: the forced stop's status, the process left running."""
 
