@@ -1435,3 +1435,41 @@ def test_a_kill_after_a_rename_keeps_their_save_the_backup_link_alone_names(tmp_
     removed = remove_stale_temp_files(list(tmp_path.iterdir()), min_age=0)
     assert removed == ([] if theirs else [str(backup)]) and not list(tmp_path.glob(".*tagger-tmp"))
     assert [FLAC(k)["TITLE"] for k in _kept(tmp_path)] == ([["their save"]] if theirs else [])
+
+
+def test_a_backup_link_is_made_where_its_name_with_the_original_s_facts_is_too_long(tmp_path, monkeypatch):
+    """Where names hold at most 143 bytes (eCryptfs with encrypted names: leases, no `RENAME_EXCHANGE`),
+    the backup's name with the original's inode, size and mtime (about 150 bytes for a file whose
+    name has 80 or more) is refused as too long. Was: no backup link at all, a write whose lease broke
+    at its rename unable to put the file back (`its changes may be lost`). The link then takes the
+    copy's first form, which an older tagger's backup had: the original is linked, and removed by
+    the next cleanup."""
+    import errno
+
+    from tagger.tags import remove_stale_temp_files
+
+    if not _leases_here(tmp_path):
+        pytest.skip("no read leases here: no backup link")
+    song = write_audio(tmp_path / "song.flac", tone_signal([FREQ["bass"]], seconds=2.0))
+    song = song.rename(tmp_path / ("x" * 95 + ".flac"))  # (80 bytes of it in the hidden names)
+    link = os.link
+
+    def link_up_to_143_bytes(src, dst, *args, **kwargs):
+        if len(os.fsencode(os.path.basename(dst))) > 143:
+            raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG), dst)
+        return link(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "link", link_up_to_143_bytes)
+    _killed_at(monkeypatch, lambda a, b: None)  # (its cleanup never runs)
+    monkeypatch.setattr(filesystem, "exchange", lambda a, b: False)  # (a plain rename)
+
+    def die(folder):
+        raise _Killed
+
+    monkeypatch.setattr(filesystem, "fsync_dir", die)  # (right after the rename)
+    with pytest.raises(_Killed):
+        write_instruments(song, instruments=["organ"], model_version="fake-2")
+    monkeypatch.undo()
+    [backup] = tmp_path.glob(".*tagger-tmp")  # (the original, linked before the rename)
+    assert read_instruments(backup).model_version is None and read_instruments(song).model_version == "fake-2"
+    assert remove_stale_temp_files(list(tmp_path.iterdir()), min_age=0) == [str(backup)]

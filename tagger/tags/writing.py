@@ -191,8 +191,10 @@ class _Write:
         if self.lease.broken() or not self.still_the_file():
             raise TagWriteError(self.shown, _CHANGED_MEANWHILE)
         if self.lease.active:
-            with signals.held():  # (linked and recorded for `close` as one step)
-                self.backup = filesystem.link_backup(self.real, self.folder, backup_prefix(self.prefix, self.st))
+            with signals.held():  # (linked and recorded for `close` as one step; the copy's first form where
+                # the name with the original's facts is refused, eCryptfs's 143 bytes: was no backup at all)
+                self.backup = (filesystem.link_backup(self.real, self.folder, backup_prefix(self.prefix, self.st))
+                               or filesystem.link_backup(self.real, self.folder, self.prefix))
         put_back = renamed = False
         try:
             # (swapped, looked at and swapped back as one step: a second stop signal in between would
