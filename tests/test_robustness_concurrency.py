@@ -1473,3 +1473,34 @@ def test_a_backup_link_is_made_where_its_name_with_the_original_s_facts_is_too_l
     [backup] = tmp_path.glob(".*tagger-tmp")  # (the original, linked before the rename)
     assert read_instruments(backup).model_version is None and read_instruments(song).model_version == "fake-2"
     assert remove_stale_temp_files(list(tmp_path.iterdir()), min_age=0) == [str(backup)]
+
+
+def test_a_dry_run_does_not_list_for_removal_the_save_a_scan_would_keep(tmp_path, caplog):
+    """A scan's dry run listed every hidden copy's name as one it would remove (`would remove ...`),
+    another program's save under a `.NAME.tagger-swap.` name included, which the scan itself keeps
+    as `NAME.tagger-kept-XXXXXXXX~`. It lists tagger's own leftovers alone and says the other is kept."""
+    import logging
+
+    from mutagen.flac import FLAC
+
+    music = tmp_path / "music"
+    song = write_audio(music / "song.flac", tone_signal([FREQ["bass"]], seconds=1.0))
+    stale = music / ".song.flac.ab12cd34.tagger-tmp"
+    theirs = music / ".song.flac.tagger-swap.1.2.3.4.ab12cd34.tagger-tmp"
+    stale.write_bytes(b"half a copy")
+    _their_save(song, theirs)  # (neither the copy, inode 1, nor the original, inode 2, it names)
+    old = os.stat(song).st_mtime - 3600
+    for p in (stale, theirs):
+        os.utime(p, (old, old))
+    db = open_database(tmp_path / "library.db")
+    try:
+        with caplog.at_level(logging.WARNING):
+            dry = scan([music], db=db, analyser=FakeAnalyser(), jobs=0, keep_temp_files=True)
+        assert dry.temp_files == [str(stale)] and stale.exists() and theirs.exists()
+        assert f"{theirs}: left by a tag write that was killed" in caplog.text
+        done = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    finally:
+        db.close()
+    assert done.temp_files == [str(stale)] and not stale.exists() and not theirs.exists()
+    [kept] = _kept(music)
+    assert FLAC(kept)["TITLE"] == ["their save"]

@@ -605,8 +605,15 @@ def after_crawl(crawled: CrawlReport, summary: ScanSummary, *, keep_temp_files: 
 
     for folder, reason in crawled.unreadable:  # (under their own names, as `tagger.display.named` shows them)
         summary.errors.append((folder, f"cannot list the folder: {reason}; its files were left as they are"))
-    if keep_temp_files:
-        summary.temp_files = list(crawled.temp_files)
+    if keep_temp_files:  # (one a scan would keep, not delete, is not listed for removal: was `would remove` it)
+        from tagger.tags.leftovers import kept_not_removed
+
+        for path in crawled.temp_files:
+            if not kept_not_removed(path):
+                summary.temp_files.append(path)
+            else:
+                log.warning("%s: left by a tag write that was killed, and not tagger's copy nor the file it replaced "
+                            "(another program's save?): a scan keeps it as NAME.tagger-kept-XXXXXXXX~", path)  # fmt: skip
         return
     for path in remove_stale_temp_files(crawled.temp_files):
         log.info("removed %s, left over by an interrupted tag write", path)

@@ -113,6 +113,17 @@ def remove_stale_temp_files(paths: Iterable[str | os.PathLike], *, min_age: floa
     return removed
 
 
+def kept_not_removed(path: str | os.PathLike) -> bool:
+    """Whether `remove_stale_temp_files` would keep the file at ``path`` (a hidden copy's name) as
+    ``NAME.tagger-kept-XXXXXXXX~``, not delete it: a regular file under a `swap_name` or backup name that
+    is not provably tagger's. What a dry run, which changes no file, says of it."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode) and not _provably_ours(os.path.basename(os.fsdecode(path)), st)
+
+
 def _keep(path: str) -> None:
     """Keep the file under the hidden `swap_name` or backup name ``path``, not provably tagger's, as
     ``NAME.tagger-kept-XXXXXXXX~``, said in the log: NAME the name of the file beside it whose copy it
