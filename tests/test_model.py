@@ -413,7 +413,8 @@ def test_train_level_weights_shape_the_training_mixtures(tiny_dataset, tmp_path,
     bad = CliRunner().invoke(app, [*base, "--level-weights", "1,x"])
     assert bad.exit_code == 2 and "comma-separated numbers" in bad.output
     bad = CliRunner().invoke(app, [*base, "--level-weights", "0,1,1"])  # one weight a number of families, 0 to 10
-    assert bad.exit_code == 1 and "--level-weights gives 3 weights" in bad.output and "10 families: give 11" in bad.output
+    assert bad.exit_code == 1 and "--level-weights gives 3 weights" in bad.output  # (two --family, the dataset's ten mixed)
+    assert "mixes 10 families (the dataset's, whichever --family it trains): give 11" in " ".join(bad.output.split())
     bad = CliRunner().invoke(app, [*base, "--trunk-filters", "8,0"])
     assert bad.exit_code == 2 and "--trunk-filters" in bad.output
     bad = CliRunner().invoke(app, [*base, "--negative-prob", "1.5"])
@@ -472,8 +473,9 @@ def test_default_level_weights_follow_the_families_so_an_eleventh_is_mixed_with_
     given = S.SynthSettings(level_weights=(0.6, 2, 1.8, 1.5, 1.2, 1, 0.8, 0.6, 0.5, 0.4, 0.3))  # written for ten
     assert given.for_families(10) == given
     with pytest.raises(UserError, match=r"--level-weights gives 11 weights, for mixtures of 0 to 10 families; this "
-                                        r"training has 11 families: give 12"):  # fmt: skip
-        given.for_families(11)
+                                        r"training mixes 11 families \(the dataset's, whichever --family it trains\): "
+                                        r"give 12"):  # fmt: skip
+        given.for_families(11)  # (was: "this training has 11 families", said too of a training of one --family)
 
 
 @needs_fluidsynth

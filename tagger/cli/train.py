@@ -67,7 +67,8 @@ def train(
     ),
     level_weights: str = typer.Option(
         None, help="Relative weights of 0, 1, ... families per training mixture, one for each number up to the "
-        "families trained, comma-separated (default: the recipe's, for any number of families); e.g. "
+        "dataset's families (whichever --family is trained), comma-separated (default: the recipe's, for any number "
+        "of families); e.g. "
         "0.6,2,1.8,1.5,1.2,1,0.8,0.6,0.5,0.4,0.3 favours few instruments of ten families."
     ),
     morph_prob: float = typer.Option(

@@ -62,19 +62,20 @@ class SynthSettings:
         return LEVEL_WEIGHTS + LEVEL_WEIGHTS[-1:] * (families + 1 - len(LEVEL_WEIGHTS))
 
     def for_families(self, families: int) -> SynthSettings:
-        """These settings for a training of ``families`` families (the label's columns): the default
-        level weights extended to mixtures of all of them (`level_weights_for`; up to ten families:
-        these settings unchanged). Weights given otherwise must be one for each number of families,
-        0 to ``families`` (a list written for ten would leave an eleventh family out of every mixture
-        of all): `UserError` naming --level-weights when they are not."""
+        """These settings for a training whose mixtures draw from ``families`` families (the label's
+        columns: the dataset's, however few heads it trains): the default level weights extended to
+        mixtures of all of them (`level_weights_for`; up to ten families: these settings unchanged).
+        Weights given otherwise must be one for each number of families, 0 to ``families`` (a list
+        written for ten would leave an eleventh family out of every mixture of all): `UserError`
+        naming --level-weights when they are not."""
         if self.level_weights == LEVEL_WEIGHTS:
             weights = self.level_weights_for(families)
             return self if weights == self.level_weights else replace(self, level_weights=weights)
         if len(self.level_weights) != families + 1:
             given = len(self.level_weights)
             raise UserError(f"--level-weights gives {given} weights, for mixtures of 0 to {given - 1} families; this "
-                            f"training has {families} families: give {families + 1}, one for each number of families "
-                            "from 0 (0 for a number never drawn)")  # fmt: skip
+                            f"training mixes {families} families (the dataset's, whichever --family it trains): give "
+                            f"{families + 1}, one for each number of families from 0 (0 for a number never drawn)")  # fmt: skip
         return self
 
 
