@@ -1504,3 +1504,29 @@ def test_a_dry_run_does_not_list_for_removal_the_save_a_scan_would_keep(tmp_path
     assert done.temp_files == [str(stale)] and not stale.exists() and not theirs.exists()
     [kept] = _kept(music)
     assert FLAC(kept)["TITLE"] == ["their save"]
+
+
+def test_their_save_landing_while_the_copy_takes_its_swap_name_is_seen_where_names_cannot_be_swapped(tmp_path, monkeypatch):
+    """Where a file system renames without replacing but cannot swap (SMB: `RENAME_NOREPLACE` yes,
+    `RENAME_EXCHANGE` no), the copy's rename to its swap name, a network round trip there, came after
+    the write's last check: a save of theirs landing meanwhile was replaced by the plain rename, lost
+    (the gap README names as two `stat` calls wide, one round trip wider). The copy takes that name
+    before the last check, which sees their save: the write is refused, their save at the path."""
+    from mutagen.flac import FLAC
+
+    song = write_audio(tmp_path / "song.flac", tone_signal([FREQ["bass"]], seconds=2.0))
+    theirs = _their_save(song, tmp_path / "theirs.flac")
+    rename_noreplace = filesystem.rename_noreplace
+
+    def and_their_save_lands(a, b):
+        done = rename_noreplace(a, b)
+        if ".tagger-swap." in os.path.basename(b):
+            os.replace(theirs, song)
+        return done
+
+    monkeypatch.setattr(filesystem, "rename_noreplace", and_their_save_lands)
+    monkeypatch.setattr(filesystem, "exchange", lambda a, b: False)  # (a plain rename)
+    with pytest.raises(TagWriteError, match="changed while its tags were being written"):
+        write_instruments(song, instruments=["organ"], model_version="fake-2")
+    assert FLAC(song)["TITLE"] == ["their save"] and read_instruments(song).model_version is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["song.flac"]

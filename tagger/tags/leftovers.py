@@ -5,7 +5,7 @@ same folder, holding an exclusive ``flock`` on it until it is done (`tagger.tags
 killed meanwhile (``kill -9``, power loss) leaves it there. A scan deletes those of its folders
 (`remove_stale_temp_files`), a run of `tag` or `untag` those of the files it visits (`LeftoverCopies`).
 
-Right before the copy and the file swap names, the copy is renamed `swap_name`: its name then says
+Before the write's last check and its swap of the names, the copy is renamed `swap_name`: its name says
 which two files are provably tagger's (the copy's inode; the original's inode, size and mtime). A
 write killed between the swap and the swap back leaves under it whatever the swap took from the path,
 which may be another program's save moved there after the write's last check: the cleanup deletes
@@ -38,9 +38,10 @@ _SWAP_NAME = re.compile(r"\.(.*)\." + _SWAP, re.DOTALL)
 
 
 def swap_name(tmp: str, prefix: str, copy: os.stat_result, original: os.stat_result) -> str:
-    """The name the copy at ``tmp`` (``prefix``, its 8 letters, `TEMP_SUFFIX`) takes right before it and
-    the file swap names: the same folder, prefix and letters, with the copy's inode and the inode, size
-    and mtime of the ``original`` it replaces between them, which `remove_stale_temp_files` reads."""
+    """The name the copy at ``tmp`` (``prefix``, its 8 letters, `TEMP_SUFFIX`) takes before the write's
+    last check and its swap of the names: the same folder, prefix and letters, with the copy's inode and
+    the inode, size and mtime of the ``original`` it replaces between them, which
+    `remove_stale_temp_files` reads."""
     folder, name = os.path.split(tmp)
     return os.path.join(folder, f"{prefix}tagger-swap.{copy.st_ino}.{original.st_ino}.{original.st_size}."
                                 f"{original.st_mtime_ns}.{name[len(prefix):]}")  # fmt: skip

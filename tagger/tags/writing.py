@@ -188,6 +188,8 @@ class _Write:
         replaces whatever is there, or is not; a file system that takes the swap for a plain rename
         (FUSE ones built on fusepy with libfuse 3) has the copy at the path: a rename it was (was: said
         `file deleted or moved away ...` of every file it tagged)."""
+        with signals.held():  # (renamed and recorded for `close` as one step, before the last check: after
+            self._name_for_the_swap()  # it, a round trip on SMB, which cannot swap, widened the gap a save is lost in)
         if self.lease.broken() or not self.still_the_file():
             raise TagWriteError(self.shown, _CHANGED_MEANWHILE)
         if self.lease.active:
@@ -200,7 +202,6 @@ class _Write:
             # (swapped, looked at and swapped back as one step: a second stop signal in between would
             # have `close` remove, under the copy's name, the file another program had moved there)
             with signals.held():
-                self._name_for_the_swap()
                 swapped = filesystem.exchange(self.tmp, self.real)
                 if swapped and not os.path.lexists(self.tmp) and self._copy_at(self.real):
                     # (a file system that took the swap for a plain rename, its flag ignored: a FUSE one on
