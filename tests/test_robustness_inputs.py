@@ -207,6 +207,42 @@ def test_a_path_too_long_to_list_is_reported_not_fatal(tmp_path, db):
     assert any("File name too long" in reason for _, reason in summary.errors), summary.errors
 
 
+def test_a_file_whose_path_leaves_no_room_for_the_hidden_copy_is_refused_saying_so(tmp_path):
+    """A file whose path is a few bytes under PATH_MAX (4096) opens, but the hidden copy beside it
+    does not: the write said `tag write failed (OSError: File name too long)` of a 40-byte name."""
+    from tagger import tags
+    from tagger.errors import TagWriteError
+
+    source = write_audio(tmp_path / "a.flac", tone_signal([BASS], seconds=1.0)).read_bytes()
+    name, folders = "n" * 35 + ".flac", []
+    left = 4080 - len(str(tmp_path)) - 1 - len(name)  # (the folders' bytes, each with its "/")
+    while left > 202:
+        folders.append("d" * 200)
+        left -= 201
+    folders.append("e" * (left - 1))
+    fd = os.open(tmp_path, os.O_RDONLY)
+    try:  # folders nested by relative calls, the file's path then 4080 bytes long, its name 40
+        for folder in folders:
+            os.mkdir(folder, dir_fd=fd)
+            nxt = os.open(folder, os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+        with open(os.open(name, os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd), "wb") as f:
+            f.write(source)
+    finally:
+        os.close(fd)
+    path = os.path.join(str(tmp_path), *folders, name)
+    assert len(path) == 4080
+    with pytest.raises(TagWriteError) as caught:
+        tags.write_instruments(path, instruments=["bass"], model_version="m1")
+    assert caught.value.path == path
+    assert "its path is too long for the hidden copy a tag write makes beside it" in caught.value.reason
+    assert caught.value.reason.endswith("the system allows 4096): move it to a shorter path")
+    with open(path, "rb") as f:
+        assert f.read() == source
+    assert not [n for n in os.listdir(os.path.dirname(path)) if n != name]
+
+
 def test_unreadable_file_and_folder(tmp_path, db, monkeypatch):
     """Permission denied on a file: an error row. On a folder: reported, and its known tracks are not
     marked missing. As root (CI) permission bits do not stop us, so the refusals are injected at

@@ -8,6 +8,7 @@ file (`_Write._keep`).
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
@@ -133,7 +134,12 @@ class _Write:
                                                 "about to be written); scan it again")  # fmt: skip
         self.values = self.decision.storage.item_values(self.real)
         with signals.held():  # (created and recorded for `close` as one step)
-            self.held, self.tmp = tempfile.mkstemp(prefix=self.prefix, suffix=TEMP_SUFFIX, dir=self.folder)
+            try:
+                self.held, self.tmp = tempfile.mkstemp(prefix=self.prefix, suffix=TEMP_SUFFIX, dir=self.folder)
+            except OSError as exc:
+                if exc.errno != errno.ENAMETOOLONG:
+                    raise
+                raise TagWriteError(self.shown, _path_too_long(self.folder, self.prefix)) from exc
             fcntl.flock(self.held, fcntl.LOCK_EX)  # "in use" until we are done or dead (remove_stale_temp_files)
         filesystem.copy_flags(self.held, filesystem.file_flags(self.source), self.shown)  # (while empty: chattr +C)
         if not filesystem.resizes_files(self.held, self.tmp, self.shown):
@@ -371,6 +377,14 @@ class _Write:
                 os.close(self.scratch_held)
             if self.source is not None:
                 os.close(self.source)
+
+
+def _path_too_long(folder: str, prefix: str) -> str:
+    """Why the hidden copy cannot be made beside a file whose path is near the system's limit (4096
+    bytes on Linux): the file itself opens, its copy's path, ``prefix`` and a suffix longer, does not."""
+    size = len(os.fsencode(os.path.join(folder, prefix))) + len(TEMP_SUFFIX) + 8
+    return (f"its path is too long for the hidden copy a tag write makes beside it ({size} bytes with the copy's "
+            "name; the system allows 4096): move it to a shorter path")  # fmt: skip
 
 
 def _write_copy(
