@@ -196,6 +196,26 @@ def _leaves_the_process_as_it_found_it(request):
         pytest.fail("\n".join(problems), pytrace=False)
 
 
+def _utf8_safe(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under pytest-xdist, a report's captured output and failure text travel to the main process as
+    UTF-8: a file name that is not UTF-8 (surrogate escapes) in a test's log would end the whole run
+    with an internal error. Such characters are written as backslash escapes there (on a worker only)."""
+    outcome = yield
+    if not hasattr(item.config, "workerinput"):
+        return
+    report = outcome.get_result()
+    report.sections = [(title, _utf8_safe(text)) for title, text in report.sections]
+    if report.longrepr is not None and not isinstance(report.longrepr, tuple):
+        text = str(report.longrepr)
+        if _utf8_safe(text) != text:
+            report.longrepr = _utf8_safe(text)
+
+
 # -- databases ------------------------------------------------------------------------------------------
 @pytest.fixture
 def python_sigint():
