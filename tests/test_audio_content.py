@@ -80,18 +80,44 @@ def test_the_mix_keeps_its_polarity_where_a_channel_is_left_out_for_a_while(tmp_
     empty, left out), the centre from then on: the mix was R in that second and (L - R) / 2 after
     it, the note turned over at 1 s (a step of 1.5 times it); a 5.1 file with its front left
     inverted and empty every other second turned over every second. Each keeps the polarity most
-    of its channels had in the second before (in the block before, a second long for the stereo)."""
+    of its channels had in the second before (in the block before, a second long for the stereo).
+    (The first 10 ms of each second after the first fade from one mix to the next: left out here.)"""
     note, chord = tone_signal([FLUTE], seconds=4.0), tone_signal([BASS, STRING], seconds=4.0)
     centre = chord * np.repeat(np.float32([0, 1, 1, 1]), 16_000)
     sf.write(tmp_path / "stereo.wav", np.stack([centre, note - centre], axis=1), 16_000, subtype="FLOAT")
     first = np.arange(4 * 16_000) < 16_000
+    settled = first | (np.arange(4 * 16_000) % 16_000 >= 160)
     mix = np.concatenate(list(audio.stream(tmp_path / "stereo.wav", block_seconds=1.0)))  # (from block to block)
-    np.testing.assert_allclose(mix, np.where(first, note, note / 2 - centre), atol=1e-6)
+    np.testing.assert_allclose(mix[settled], np.where(first, note, note / 2 - centre)[settled], atol=1e-6)
     front_left = -chord * np.repeat(np.float32([1, 0, 1, 0]), 16_000)  # (the LFE empty: every second is mixed)
     surround = [front_left, chord, 1.5 * chord, 0 * chord, 0.5 * chord, 0.5 * chord]
     sf.write(tmp_path / "surround.wav", np.stack(surround, axis=1), 16_000, subtype="FLOAT")
-    np.testing.assert_allclose(audio.load(tmp_path / "surround.wav"), chord * np.repeat([0.9, 0.875, 0.9, 0.875], 16_000),
-                               atol=1e-6)  # fmt: skip
+    expected = chord * np.repeat([0.9, 0.875, 0.9, 0.875], 16_000)
+    np.testing.assert_allclose(audio.load(tmp_path / "surround.wav")[settled], expected[settled], atol=1e-6)
+
+
+def test_a_channel_left_out_for_a_second_does_not_step_the_others_level_at_its_edges(tmp_path):
+    """A tone on the left, another on the right every other second (faded in and out within it), a
+    FLAC: the right, empty, is left out of its seconds, the left tone alone there and halved in the
+    others. The mix switched at each second's edge, the tone stepping by 6 dB there, its largest
+    sample-to-sample jump seven times the mix's own elsewhere (a click in every window holding it).
+    The weights fade from one mix to the next over 10 ms now, within a block or across two."""
+    sr = 44_100
+    t = np.arange(6 * sr) / sr
+    fade = 0.5 - 0.5 * np.cos(np.pi * np.arange(882) / 882)  # (20 ms: the right channel itself has no step)
+    gate = np.concatenate([np.zeros(sr), fade, np.ones(sr - 2 * 882), fade[::-1]])
+    left, right = 0.3 * np.sin(2 * np.pi * 111.3 * t), 0.3 * np.sin(2 * np.pi * 167.9 * t) * np.tile(gate, 3)
+    path = tmp_path / "gated.flac"
+    sf.write(path, np.stack([left, right], axis=1), sr, subtype="PCM_24")
+    edges = np.zeros(6 * 16_000 - 1, bool)
+    for k in range(1, 6):
+        edges[k * 16_000 - 20 : k * 16_000 + 20] = True
+    tone = np.sin(2 * np.pi * 111.3 * np.arange(6 * 16_000) / 16_000)
+    for mix in (audio.load(path), np.concatenate(list(audio.stream(path, block_seconds=1.0)))):
+        jumps = np.abs(np.diff(mix))
+        assert jumps[edges].max() < 1.1 * jumps[~edges].max()
+        level = [2 * np.mean((mix * tone)[k * 16_000 + 800 : (k + 1) * 16_000]) for k in range(6)]
+        np.testing.assert_allclose(level, [0.3, 0.15] * 3, atol=0.003)  # (the empty right still left out)
 
 
 def test_an_ordinary_stereo_file_is_the_plain_mean_bit_for_bit(tmp_path):

@@ -31,16 +31,26 @@ empty channels (the silent surrounds of a 5.1 file, the empty side of a mono tra
 stereo) lowered the level of what the others hold (by 15.6 dB for a 5.1 file of the centre alone),
 and quiet passages fell under the silence floor (`constants.SILENCE_DBFS`) that they were above in
 the same recording as a mono file. A chunk with neither such channel nor one in antiphase is the
-plain mean, bit for bit."""
+plain mean, bit for bit (past its first `FADE_SECONDS` where the chunk before was mixed otherwise)."""
+FADE_SECONDS = 0.01
+"""Where a chunk's channels are mixed with other weights than the chunk's before (a channel left out,
+inverted, or back), the weights go from the old to the new over this long at its start (a raised
+cosine): the switch from one to the other at a second's edge was a click in every window holding it
+(a tone on the left, the right empty every other second: the tone stepped by 6 dB within a sample,
+from L to (L + R) / 2 and back)."""
 
 
 @dataclass
 class Polarity:
     """The signs [shape=(c,)] the last chunk mixed gave its channels (+1, -1 inverted, 0 left out;
     None: the plain mean's, all +1), carried by `stream` from block to block of a file: a chunk with
-    a channel inverted or left out is turned to agree with them (`_mix_unusual_chunks`)."""
+    a channel inverted or left out is turned to agree with them (`_mix_unusual_chunks`). `weights`
+    [shape=(c,)]: those the last chunk mixed its channels with (None: nothing to fade from, before
+    the first chunk or after digital silence), faded from at the next chunk's start where its own
+    differ (`FADE_SECONDS`)."""
 
     signs: np.ndarray | None = None
+    weights: np.ndarray | None = None
 
 
 def _downmix(block: np.ndarray, *, chunk: int | None = None,
@@ -58,6 +68,8 @@ def _downmix(block: np.ndarray, *, chunk: int | None = None,
     n = block.shape[1]
     if n == 1:
         mono = np.array(block[:, 0], dtype=np.float32)
+        if polarity is not None:  # (a mono part of streams joined: nothing to fade from after it)
+            polarity.weights = None
     else:
         with np.errstate(invalid="ignore", over="ignore"):  # (inf + -inf: NaN, counted below)
             mono = np.add(block[:, 0], block[:, 1], dtype=np.float32)
@@ -78,17 +90,24 @@ def _mix_unusual_chunks(block: np.ndarray, mono: np.ndarray, chunk: int, polarit
     lossy codec's error, the louder of the two changed from one second to the next, and so did the
     mix's polarity: a step of twice the signal at each such chunk's start, a click in the windows.
     The first channel kept alone turned it over where that channel was left out in some chunks.)
+    Where a chunk's weights differ from the chunk's before, they are faded from those over its first
+    `FADE_SECONDS` (`_fade_in`; a block's first chunk fades from the last block's, `polarity.weights`).
     A chunk holding NaN or infinite samples keeps the plain mean (`stream` counts them)."""
     empty = 10 ** (EMPTY_CHANNEL_DB / 10)
+    plain = np.full(block.shape[1], 1 / block.shape[1], dtype=np.float32)
+    fade = max(1, round(FADE_SECONDS * chunk))  # (`chunk`: a second of the file's frames)
     for start in range(0, len(block), max(chunk, 1)):
         x = block[start : start + chunk]
+        mixed = polarity.weights if polarity.weights is not None and len(polarity.weights) == len(plain) else None
         power, dots = _channel_stats(x)
         if not np.isfinite(power).all():  # (samples beyond about 1e17 square past float32: in float64)
             power, dots = _channel_stats(x.astype(np.float64))
             if not np.isfinite(power).all():
+                polarity.weights = plain
                 continue
         loudest = int(np.argmax(power))
         if not power[loudest] > 0:
+            polarity.weights = None
             continue
         if dots.ndim == 2:
             dots = dots[:, loudest]
@@ -98,6 +117,9 @@ def _mix_unusual_chunks(block: np.ndarray, mono: np.ndarray, chunk: int, polarit
         kept = power > empty * power[loudest]
         if kept.all() and not flip.any():
             polarity.signs = None
+            polarity.weights = plain
+            if mixed is not None and not np.array_equal(mixed, plain):
+                _fade_in(x, mono, start, mixed, plain, fade)
             continue
         signs = np.where(flip, -1.0, 1.0) * kept
         before = polarity.signs if polarity.signs is not None and len(polarity.signs) == len(signs) else 1.0
@@ -105,7 +127,20 @@ def _mix_unusual_chunks(block: np.ndarray, mono: np.ndarray, chunk: int, polarit
         if agree < 0 or (agree == 0 and signs[np.argmax(kept)] < 0):
             signs = -signs
         polarity.signs = signs
-        mono[start : start + len(x)] = x @ (signs / kept.sum()).astype(np.float32)
+        weights = (signs / kept.sum()).astype(np.float32)
+        mono[start : start + len(x)] = x @ weights
+        polarity.weights = weights
+        if mixed is not None and not np.array_equal(mixed, weights):
+            _fade_in(x, mono, start, mixed, weights, fade)
+
+
+def _fade_in(x: np.ndarray, mono: np.ndarray, start: int, before: np.ndarray, after: np.ndarray, fade: int) -> None:
+    """Mix, in place, the first `fade` frames of the chunk `x` [shape=(m, c)] (at `start` in `mono`)
+    with weights [shape=(c,)] going from `before` to `after` along a raised cosine."""
+    m = min(fade, len(x))
+    ramp = (0.5 - 0.5 * np.cos(np.pi * np.arange(1, m + 1) / (fade + 1))).astype(np.float32)
+    weights = before + ramp[:, None] * (after - before)
+    mono[start : start + m] = (x[:m] * weights).sum(axis=1, dtype=np.float32)
 
 
 def _channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
