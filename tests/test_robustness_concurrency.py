@@ -1401,6 +1401,21 @@ def test_a_kill_around_a_clean_swap_leaves_a_hidden_file_the_next_cleanup_remove
     assert read_instruments(song).model_version == ("fake-2" if when == "after the swap" else None)
 
 
+def _write_killed_right_after_a_plain_rename(monkeypatch, song) -> None:
+    """A write of `song` (organ, "fake-2") where names cannot be swapped, killed right after its
+    rename, its cleanup never run; the monkeypatches undone after it."""
+    _killed_at(monkeypatch, lambda a, b: None)  # (its cleanup never runs)
+    monkeypatch.setattr(filesystem, "exchange", lambda a, b: False)  # (a plain rename)
+
+    def die(folder):
+        raise _Killed
+
+    monkeypatch.setattr(filesystem, "fsync_dir", die)  # (right after the rename)
+    with pytest.raises(_Killed):
+        write_instruments(song, instruments=["organ"], model_version="fake-2")
+    monkeypatch.undo()
+
+
 @pytest.mark.parametrize("theirs", [True, False])
 def test_a_kill_after_a_rename_keeps_their_save_the_backup_link_alone_names(tmp_path, monkeypatch, theirs):
     """Where names cannot be swapped but a read lease is held (a local file system without
@@ -1419,16 +1434,7 @@ def test_a_kill_after_a_rename_keeps_their_save_the_backup_link_alone_names(tmp_
     if theirs:
         save = _their_save(song, tmp_path / "theirs.flac")
         _at_the_last_check(monkeypatch, lambda: os.replace(save, song))
-    _killed_at(monkeypatch, lambda a, b: None)  # (its cleanup never runs)
-    monkeypatch.setattr(filesystem, "exchange", lambda a, b: False)  # (a plain rename)
-
-    def die(folder):
-        raise _Killed
-
-    monkeypatch.setattr(filesystem, "fsync_dir", die)  # (right after the rename)
-    with pytest.raises(_Killed):
-        write_instruments(song, instruments=["organ"], model_version="fake-2")
-    monkeypatch.undo()
+    _write_killed_right_after_a_plain_rename(monkeypatch, song)
     [backup] = tmp_path.glob(".*tagger-tmp")
     assert FLAC(backup).get("TITLE") == (["their save"] if theirs else None)
     assert read_instruments(song).model_version == "fake-2"
@@ -1460,16 +1466,7 @@ def test_a_backup_link_is_made_where_its_name_with_the_original_s_facts_is_too_l
         return link(src, dst, *args, **kwargs)
 
     monkeypatch.setattr(os, "link", link_up_to_143_bytes)
-    _killed_at(monkeypatch, lambda a, b: None)  # (its cleanup never runs)
-    monkeypatch.setattr(filesystem, "exchange", lambda a, b: False)  # (a plain rename)
-
-    def die(folder):
-        raise _Killed
-
-    monkeypatch.setattr(filesystem, "fsync_dir", die)  # (right after the rename)
-    with pytest.raises(_Killed):
-        write_instruments(song, instruments=["organ"], model_version="fake-2")
-    monkeypatch.undo()
+    _write_killed_right_after_a_plain_rename(monkeypatch, song)
     [backup] = tmp_path.glob(".*tagger-tmp")  # (the original, linked before the rename)
     assert read_instruments(backup).model_version is None and read_instruments(song).model_version == "fake-2"
     assert remove_stale_temp_files(list(tmp_path.iterdir()), min_age=0) == [str(backup)]
