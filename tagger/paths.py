@@ -346,3 +346,20 @@ def looks_unmounted(folder: str) -> bool:
             return next(entries, None) is None
     except OSError:
         return False
+
+
+def in_an_empty_folder(folder: str) -> bool:
+    """Whether the nearest folder that is there of ``folder`` and those above it is empty, as the
+    mount point of a drive not mounted is (and as a folder that cannot be listed counts): a gone
+    track's file under it may be on that drive, not gone (the scan's moves and `db prune` leave
+    such a track where it is)."""
+    while not os.path.isdir(folder):
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return True
+        folder = parent
+    try:
+        with os.scandir(folder) as entries:
+            return next(entries, None) is None
+    except OSError:
+        return True

@@ -1073,3 +1073,25 @@ def test_another_name_of_a_tracks_file_is_the_very_file_not_one_of_its_number(tm
     collided = os.stat_result((sb.st_mode, sa.st_ino, sa.st_dev, *tuple(sb)[3:]), {
         "st_mtime_ns": sb.st_mtime_ns, "st_ctime_ns": sb.st_ctime_ns + (sb.st_ctime_ns == sa.st_ctime_ns)})  # fmt: skip
     assert _one_file(str(a), sa) and not _one_file(str(a), collided)
+
+
+def test_prune_keeps_the_missing_tracks_of_a_drive_not_mounted_inside_the_scanned_folder(tmp_path):
+    # ~/Music/NAS, a share mounted inside the library, not mounted during a scan of ~/Music: its
+    # tracks are marked missing (the mount point is an empty folder, not a scanned root), and `db
+    # prune` deleted them with their results, hours of analysis, though their files were only out
+    # of reach. The mount point is empty, as a scanned root found empty is: they are kept.
+    music, dbfile = tmp_path / "Music", tmp_path / "lib.db"
+    song = write_audio(music / "song.flac", tone_signal([110.0], seconds=4.0))
+    away = [write_audio(music / "NAS" / "album" / f"{i}.flac", tone_signal([1000.0], seconds=4.0 + i)) for i in range(2)]
+    _scan(music, dbfile)
+    stash = tmp_path / "stash"
+    shutil.move(music / "NAS" / "album", stash)  # unmounted: an empty NAS folder
+    assert _scan(music, dbfile).missing == 2
+    pruned = _prune(dbfile)
+    assert (pruned.removed, pruned.kept) == ([], [str(p) for p in away])
+    shutil.move(stash, music / "NAS" / "album")  # mounted again: the next scan restores them, results and all
+    assert _scan(music, dbfile).scanned == 0
+    assert {p: r["instruments"] for p, r in _rows(dbfile).items()} == {str(song): ["bass"], **{str(p): ["flute"] for p in away}}
+    shutil.rmtree(music / "NAS")  # the folder gone: gone for good
+    _scan(music, dbfile)
+    assert _prune(dbfile).removed == [str(p) for p in away]

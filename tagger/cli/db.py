@@ -50,7 +50,7 @@ def db_prune(
 ) -> None:
     """Delete the tracks marked missing (files deleted since they were scanned) and their results.
 
-    A track whose file is there again, or whose scanned folder is empty (a drive not mounted?), is
+    A track whose file is there again, or whose folder is empty (a drive not mounted?), is
     kept. Also deletes the failed tracks of files whose names say they hold no audio (notes.txt,
     cover.jpg: stored by older versions, never scanned now)."""
     from tagger.db.queries import prune_missing

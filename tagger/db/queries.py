@@ -19,6 +19,7 @@ exports the others' names (`__all__`), as callers import them from here.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -154,7 +155,10 @@ def prune_missing(session: Session) -> Pruned:
     kept when its file is there again (moved back, a drive mounted again since the scan: the next
     scan restores it; a symbolic link whose target is out of reach counts as there) or when a
     folder a scan was given and that holds it is empty, as the mount point of a drive that is not
-    mounted is (`tagger.paths.looks_unmounted`). A folder or anything else that is no regular file,
+    mounted is (`tagger.paths.looks_unmounted`), or when the nearest folder of its path that is still
+    there is empty (`tagger.paths.in_an_empty_folder`), as a drive mounted inside a scanned folder
+    (``~/Music/NAS``) leaves its mount point when it is not mounted: a track is deleted once that
+    folder holds something or is gone. A folder or anything else that is no regular file,
     found where the file was, is not the file. Raises `UserError` where Python does not read file
     names as UTF-8 (`tagger.paths.check_filesystem_encoding`).
 
@@ -166,17 +170,18 @@ def prune_missing(session: Session) -> Pruned:
 
     from tagger.crawl import NON_AUDIO_EXTENSIONS
     from tagger.db import tables as T
-    from tagger.paths import check_filesystem_encoding, folder_prefix, looks_unmounted
+    from tagger.paths import check_filesystem_encoding, folder_prefix, in_an_empty_folder, looks_unmounted
 
     check_filesystem_encoding()
     rows = session.execute(
         select(T.tracks.c.id, T.tracks.c.path).where(T.tracks.c.status == T.STATUS_MISSING).order_by(by_path(session))
     ).all()
     empty = tuple(folder_prefix(root) for root in scanned_roots(session) if looks_unmounted(root))
+    away = functools.cache(in_an_empty_folder)
     removed, kept, ids = [], [], []
     for tid, path in rows:
         dangling = os.path.islink(path) and not os.path.exists(path)
-        if os.path.isfile(path) or dangling or path.startswith(empty):
+        if os.path.isfile(path) or dangling or path.startswith(empty) or away(os.path.dirname(path)):
             kept.append(path)
         else:
             removed.append(path)

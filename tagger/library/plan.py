@@ -57,6 +57,7 @@ from tagger.paths import (
     check_filesystem_encoding,
     check_working_folder,
     escaped_name,
+    in_an_empty_folder,
     is_utf8,
 )
 
@@ -462,7 +463,7 @@ class _Plan:
         ``modify`` and ``update`` rename and retag a file at once, into another artist's folder), not
         from under the scanned folders, which are the file itself. Only the tracks stored with the
         audio digest of one of them, whose file is gone, and not from a drive not mounted: a track
-        whose nearest folder still there is empty (`_in_an_empty_folder`) is away, not gone, and
+        whose nearest folder still there is empty (`tagger.paths.in_an_empty_folder`) is away, not gone, and
         stays where it is, as the tracks under a scanned folder found empty do. Each named new
         file's digest is read (``digest_of``: once, `moved_with_new_tags` reads it there)."""
         named = dict.fromkeys(f.path for f in self.fresh if f.path in self.named)
@@ -479,7 +480,7 @@ class _Plan:
         rows = [row for part in chunks(wanted, IN_LIST)  # (a bound value each: SQLite's limit)
                 for row in self.writer.session.execute(select(M.Track.id, M.Track.path, M.Track.audio_digest)
                                                        .where(M.Track.audio_digest.in_(part)))]  # fmt: skip
-        away = functools.cache(_in_an_empty_folder)
+        away = functools.cache(in_an_empty_folder)
         return {track_id: (path, digest) for track_id, path, digest in rows
                 if path not in self.writer.seen and path not in named and not self.spelling.is_file(path)
                 and not away(os.path.dirname(path))}  # fmt: skip
@@ -517,22 +518,6 @@ class _Plan:
                 if self.retag is not None:  # (a stale track's too: `_Plan.known`)
                     self.retag.append(file)
         return [kept for w in self.work if (kept := instead.get(w.path, w)) is not None]
-
-
-def _in_an_empty_folder(folder: str) -> bool:
-    """Whether the nearest folder that is there of ``folder`` and those above it is empty, as the
-    mount point of a drive not mounted is (and as a folder that cannot be listed counts): a gone
-    track's file under it may be on that drive, not gone."""
-    while not os.path.isdir(folder):
-        parent = os.path.dirname(folder)
-        if parent == folder:
-            return True
-        folder = parent
-    try:
-        with os.scandir(folder) as entries:
-            return next(entries, None) is None
-    except OSError:
-        return True
 
 
 TOO_LONG = "the path is too long for the database to index"
