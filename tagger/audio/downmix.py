@@ -45,7 +45,7 @@ class Polarity:
     """The signs [shape=(c,)] the last chunk mixed gave its channels (+1, -1 inverted, 0 left out;
     None: the plain mean's, all +1), carried by `stream` from block to block of a file: a chunk with
     a channel inverted or left out is turned to agree with them (`_mix_unusual_chunks`). `weights`
-    [shape=(c,)]: those the last chunk mixed its channels with (None: nothing to fade from, before
+    [shape=(c,)]: those the last chunk mixed its last frame with (None: nothing to fade from, before
     the first chunk or after digital silence), faded from at the next chunk's start where its own
     differ (`FADE_SECONDS`)."""
 
@@ -119,7 +119,7 @@ def _mix_unusual_chunks(block: np.ndarray, mono: np.ndarray, chunk: int, polarit
             polarity.signs = None
             polarity.weights = plain
             if mixed is not None and not np.array_equal(mixed, plain):
-                _fade_in(x, mono, start, mixed, plain, fade)
+                polarity.weights = _fade_in(x, mono, start, mixed, plain, fade)
             continue
         signs = np.where(flip, -1.0, 1.0) * kept
         before = polarity.signs if polarity.signs is not None and len(polarity.signs) == len(signs) else 1.0
@@ -131,16 +131,22 @@ def _mix_unusual_chunks(block: np.ndarray, mono: np.ndarray, chunk: int, polarit
         mono[start : start + len(x)] = x @ weights
         polarity.weights = weights
         if mixed is not None and not np.array_equal(mixed, weights):
-            _fade_in(x, mono, start, mixed, weights, fade)
+            polarity.weights = _fade_in(x, mono, start, mixed, weights, fade)
 
 
-def _fade_in(x: np.ndarray, mono: np.ndarray, start: int, before: np.ndarray, after: np.ndarray, fade: int) -> None:
+def _fade_in(x: np.ndarray, mono: np.ndarray, start: int, before: np.ndarray, after: np.ndarray,
+             fade: int) -> np.ndarray:  # fmt: skip
     """Mix, in place, the first `fade` frames of the chunk `x` [shape=(m, c)] (at `start` in `mono`)
-    with weights [shape=(c,)] going from `before` to `after` along a raised cosine."""
+    with weights [shape=(c,)] going from `before` to `after` along a raised cosine; returns those its
+    last frame was mixed with: `after`, or where `x` is shorter than the fade (a block's last chunk)
+    those it stopped at, for the next chunk to fade from. (They were `after`: a chunk of 20 frames at
+    a block's end, where the right channel came back, left the next block to step from about the old
+    mix to the new within a sample, the click the fade is there to remove.)"""
     m = min(fade, len(x))
     ramp = (0.5 - 0.5 * np.cos(np.pi * np.arange(1, m + 1) / (fade + 1))).astype(np.float32)
     weights = before + ramp[:, None] * (after - before)
     mono[start : start + m] = (x[:m] * weights).sum(axis=1, dtype=np.float32)
+    return after if m == fade else weights[-1]
 
 
 def _channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
