@@ -187,60 +187,72 @@ def test_a_file_whose_name_is_not_utf8_is_read_by_libsndfile_as_any_other(tmp_pa
         "decoding failed: Error opening the file: System error."
 
 
-def test_a_path_too_long_to_list_is_reported_not_fatal(tmp_path, db):
-    music = tmp_path / "music"
-    music.mkdir()
-    write_audio(music / "fine.wav", tone_signal([BASS], seconds=4.0))
-    fd = os.open(music, os.O_RDONLY)
-    try:  # nest folders with relative calls until the absolute path exceeds PATH_MAX (4096)
-        for _ in range(20):
-            os.mkdir("x" * 250, dir_fd=fd)
-            nxt = os.open("x" * 250, os.O_RDONLY, dir_fd=fd)
-            os.close(fd)
-            fd = nxt
-        with open(os.open("deep.wav", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd), "wb") as f:
-            f.write((music / "fine.wav").read_bytes())
-    finally:
-        os.close(fd)
-    summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
-    assert summary.scanned == 1 and track_rows(db)[str(music / "fine.wav")][0] == "ok"
-    assert any("File name too long" in reason for _, reason in summary.errors), summary.errors
-
-
-def test_a_file_whose_path_leaves_no_room_for_the_hidden_copy_is_refused_saying_so(tmp_path):
-    """A file whose path is a few bytes under PATH_MAX (4096) opens, but the hidden copy beside it
-    does not: the write said `tag write failed (OSError: File name too long)` of a 40-byte name."""
-    from tagger import tags
-    from tagger.errors import TagWriteError
-
-    source = write_audio(tmp_path / "a.flac", tone_signal([BASS], seconds=1.0)).read_bytes()
-    name, folders = "n" * 35 + ".flac", []
-    left = 4080 - len(str(tmp_path)) - 1 - len(name)  # (the folders' bytes, each with its "/")
-    while left > 202:
-        folders.append("d" * 200)
-        left -= 201
-    folders.append("e" * (left - 1))
-    fd = os.open(tmp_path, os.O_RDONLY)
-    try:  # folders nested by relative calls, the file's path then 4080 bytes long, its name 40
+def _nested_file(root, folders: list[str], name: str, data: bytes) -> str:
+    """Write ``data`` as ``name`` in ``folders`` nested in ``root``, made by calls relative to each
+    folder (an absolute path near or past PATH_MAX, 4096, is refused) -> the file's path."""
+    fd = os.open(root, os.O_RDONLY)
+    try:
         for folder in folders:
             os.mkdir(folder, dir_fd=fd)
             nxt = os.open(folder, os.O_RDONLY, dir_fd=fd)
             os.close(fd)
             fd = nxt
         with open(os.open(name, os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd), "wb") as f:
-            f.write(source)
+            f.write(data)
     finally:
         os.close(fd)
-    path = os.path.join(str(tmp_path), *folders, name)
-    assert len(path) == 4080
+    return os.path.join(str(root), *folders, name)
+
+
+def test_a_path_too_long_to_list_is_reported_not_fatal(tmp_path, db):
+    music = tmp_path / "music"
+    music.mkdir()
+    write_audio(music / "fine.wav", tone_signal([BASS], seconds=4.0))
+    _nested_file(music, ["x" * 250] * 20, "deep.wav", (music / "fine.wav").read_bytes())  # (past PATH_MAX)
+    summary = scan([music], db=db, analyser=FakeAnalyser(), jobs=0)
+    assert summary.scanned == 1 and track_rows(db)[str(music / "fine.wav")][0] == "ok"
+    assert any("File name too long" in reason for _, reason in summary.errors), summary.errors
+
+
+def test_a_file_whose_path_leaves_no_room_for_the_hidden_copy_is_refused_saying_so(tmp_path, monkeypatch):
+    """A file whose path is a few bytes under PATH_MAX (4096) opens, but the hidden copy beside it
+    (the path and 21 bytes) does not: the write said `tag write failed (OSError: File name too long)`
+    of a 40-byte name. At 4075 bytes the copy's path is 4096 bytes, one too many (the NUL that ends a
+    path counts): said so (was: 'the system allows 4096' of it); at 4074 the write is made. A copy's
+    name too long for its file system, its path short, is said as it was, not as a path too long."""
+    from tagger import tags
+    from tagger.errors import TagWriteError
+
+    source = write_audio(tmp_path / "a.flac", tone_signal([BASS], seconds=1.0)).read_bytes()
+    name, paths = "n" * 35 + ".flac", {}
+    for total in (4074, 4075):
+        root = tmp_path / str(total)
+        root.mkdir()
+        folders, left = [], total - len(str(root)) - 1 - len(name)  # (the folders' bytes, each with its "/")
+        while left > 202:
+            folders.append("d" * 200)
+            left -= 201
+        paths[total] = _nested_file(root, [*folders, "e" * (left - 1)], name, source)
+        assert len(paths[total]) == total
+    tags.write_instruments(paths[4074], instruments=["bass"], model_version="m1")
+    assert tags.read_instruments(paths[4074]).instruments == ["bass"]
+    path = paths[4075]
     with pytest.raises(TagWriteError) as caught:
         tags.write_instruments(path, instruments=["bass"], model_version="m1")
     assert caught.value.path == path
-    assert "its path is too long for the hidden copy a tag write makes beside it" in caught.value.reason
-    assert caught.value.reason.endswith("the system allows 4096): move it to a shorter path")
+    assert caught.value.reason == ("its path is too long for the hidden copy a tag write makes beside it (4096 bytes "
+                                   "with the copy's name; the system allows 4095): move it to a shorter path")
     with open(path, "rb") as f:
         assert f.read() == source
     assert not [n for n in os.listdir(os.path.dirname(path)) if n != name]
+
+    def refused(*args, **kwargs):
+        raise OSError(errno.ENAMETOOLONG, "File name too long")
+
+    monkeypatch.setattr("tagger.tags.writing.tempfile.mkstemp", refused)
+    with pytest.raises(TagWriteError) as caught:
+        tags.write_instruments(tmp_path / "a.flac", instruments=["bass"], model_version="m1")
+    assert caught.value.reason == "tag write failed (OSError: File name too long); file left unchanged"
 
 
 def test_unreadable_file_and_folder(tmp_path, db, monkeypatch):

@@ -137,9 +137,10 @@ class _Write:
             try:
                 self.held, self.tmp = tempfile.mkstemp(prefix=self.prefix, suffix=TEMP_SUFFIX, dir=self.folder)
             except OSError as exc:
-                if exc.errno != errno.ENAMETOOLONG:
+                too_long = _path_too_long(self.folder, self.prefix) if exc.errno == errno.ENAMETOOLONG else None
+                if too_long is None:
                     raise
-                raise TagWriteError(self.shown, _path_too_long(self.folder, self.prefix)) from exc
+                raise TagWriteError(self.shown, too_long) from exc
             fcntl.flock(self.held, fcntl.LOCK_EX)  # "in use" until we are done or dead (remove_stale_temp_files)
         filesystem.copy_flags(self.held, filesystem.file_flags(self.source), self.shown)  # (while empty: chattr +C)
         if not filesystem.resizes_files(self.held, self.tmp, self.shown):
@@ -379,12 +380,21 @@ class _Write:
                 os.close(self.source)
 
 
-def _path_too_long(folder: str, prefix: str) -> str:
-    """Why the hidden copy cannot be made beside a file whose path is near the system's limit (4096
-    bytes on Linux): the file itself opens, its copy's path, ``prefix`` and a suffix longer, does not."""
+PATH_MAX = 4096
+"""Linux's limit on a path, in bytes with the NUL that ends it: a path of 4095 bytes opens, of 4096 does not."""
+
+
+def _path_too_long(folder: str, prefix: str) -> str | None:
+    """Why the hidden copy cannot be made beside a file whose path is near the system's limit
+    (`PATH_MAX`): the file itself opens, its copy's path, ``prefix`` and a suffix longer, does not.
+    None where the copy's path is within the limit (``File name too long`` of a file system whose
+    names are shorter than the copy's: said as it is). (Said 'the system allows 4096' of a copy's
+    path of 4096 bytes, one the system does not allow.)"""
     size = len(os.fsencode(os.path.join(folder, prefix))) + len(TEMP_SUFFIX) + 8
+    if size < PATH_MAX:
+        return None
     return (f"its path is too long for the hidden copy a tag write makes beside it ({size} bytes with the copy's "
-            "name; the system allows 4096): move it to a shorter path")  # fmt: skip
+            f"name; the system allows {PATH_MAX - 1}): move it to a shorter path")  # fmt: skip
 
 
 def _write_copy(
