@@ -68,7 +68,7 @@ def _downmix(block: np.ndarray, *, chunk: int | None = None,
     n = block.shape[1]
     if n == 1:
         mono = np.array(block[:, 0], dtype=np.float32)
-        if polarity is not None:  # (a mono part of streams joined: nothing to fade from after it)
+        if polarity is not None:  # (nothing mixed to fade from; a joined file's parts all have its first's channels)
             polarity.weights = None
     else:
         with np.errstate(invalid="ignore", over="ignore"):  # (inf + -inf: NaN, counted below)
