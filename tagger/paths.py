@@ -353,13 +353,19 @@ def in_an_empty_folder(folder: str) -> bool:
     mount point of a drive not mounted is (and as a folder that cannot be listed counts): a gone
     track's file under it may be on that drive, not gone (the scan's moves and `db prune` leave
     such a track where it is)."""
+    return empty_folder_above(folder) is not None
+
+
+def empty_folder_above(folder: str) -> str | None:
+    """The nearest folder that is there of ``folder`` and those above it, where it is empty or
+    cannot be listed (`in_an_empty_folder`); None where it holds something."""
     while not os.path.isdir(folder):
         parent = os.path.dirname(folder)
         if parent == folder:
-            return True
+            return folder
         folder = parent
     try:
         with os.scandir(folder) as entries:
-            return next(entries, None) is None
+            return folder if next(entries, None) is None else None
     except OSError:
-        return True
+        return folder

@@ -1095,3 +1095,29 @@ def test_prune_keeps_the_missing_tracks_of_a_drive_not_mounted_inside_the_scanne
     shutil.rmtree(music / "NAS")  # the folder gone: gone for good
     _scan(music, dbfile)
     assert _prune(dbfile).removed == [str(p) for p in away]
+
+
+def test_prune_names_the_empty_folder_it_keeps_a_missing_track_for(tmp_path):
+    # Was: `kept .../NAS/Artist/Album/0.flac: its file is there again, or its folder is empty (a
+    # drive not mounted?)`, of a track whose folder is gone, its file not there: the folder that is
+    # empty is ~/Music/NAS, three levels up, or one above the scanned folder, and only the user can
+    # tell a drive not mounted from a folder left empty (an artist's one album deleted), once told
+    # which folder it is.
+    from typer.testing import CliRunner
+
+    from tagger.cli import app
+
+    music, dbfile = tmp_path / "Music", tmp_path / "lib.db"
+    write_audio(music / "song.flac", tone_signal([110.0], seconds=4.0))
+    nas = write_audio(music / "NAS" / "Artist" / "Album" / "0.flac", tone_signal([1000.0], seconds=4.0))
+    back = write_audio(music / "Other" / "1.flac", tone_signal([1000.0], seconds=5.0))
+    _scan(music, dbfile)
+    shutil.move(music / "NAS" / "Artist", tmp_path / "stash")  # unmounted: an empty NAS folder
+    shutil.move(back, tmp_path / "1.flac")
+    assert _scan(music, dbfile).missing == 2
+    shutil.move(tmp_path / "1.flac", back)  # back before the prune
+    result = CliRunner().invoke(app, ["db", "prune", "--db", str(dbfile)])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [
+        f"tagger: kept {nas}: {music / 'NAS'} is empty or cannot be listed (a drive not mounted?)",
+        f"tagger: kept {back}: its file is there again", "0 missing track(s) removed, 2 kept"]

@@ -50,8 +50,8 @@ def db_prune(
 ) -> None:
     """Delete the tracks marked missing (files deleted since they were scanned) and their results.
 
-    A track whose file is there again, or whose folder is empty (a drive not mounted?), is
-    kept. Also deletes the failed tracks of files whose names say they hold no audio (notes.txt,
+    A track whose file is there again, or whose nearest folder still there is empty (a drive not
+    mounted?), is kept, the folder named. Also deletes the failed tracks of files whose names say they hold no audio (notes.txt,
     cover.jpg: stored by older versions, never scanned now)."""
     from tagger.db.queries import prune_missing
 
@@ -61,8 +61,9 @@ def db_prune(
         echo(json.dumps({"removed": pruned.removed, "kept": pruned.kept, "not_audio": pruned.not_audio}, indent=1), lines=True)
         return
     for path in pruned.kept:
-        echo(f"tagger: kept {named(path)}: its file is there again, or its folder is empty (a drive not mounted?)",
-                   err=True)  # fmt: skip
+        why = (f"{named(pruned.away[path])} is empty or cannot be listed (a drive not mounted?)" if path in pruned.away
+               else "its file is there again")  # fmt: skip
+        echo(f"tagger: kept {named(path)}: {why}", err=True)
     echo(f"{len(pruned.removed)} missing track(s) removed, {len(pruned.kept)} kept"
          + (f"; {len(pruned.not_audio)} failed track(s) of files whose names say they hold no audio removed (--json "
             "names them)" if pruned.not_audio else ""))  # fmt: skip

@@ -148,17 +148,20 @@ class Pruned:
     not_audio: list[str] = field(default_factory=list)
     """The failed tracks deleted of files whose names say they hold no audio (stored by scans before
     f316081, which no scan updates or removes any more)."""
+    away: dict[str, str] = field(default_factory=dict)
+    """Of the kept tracks, those kept for an empty folder: path -> that folder (the nearest folder of
+    the path still there: the track's own, a scanned root or a folder between)."""
 
 
 def prune_missing(session: Session) -> Pruned:
     """Delete the tracks marked missing (with their results) whose file is still gone. A track is
     kept when its file is there again (moved back, a drive mounted again since the scan: the next
-    scan restores it; a symbolic link whose target is out of reach counts as there) or when a
-    folder a scan was given and that holds it is empty, as the mount point of a drive that is not
-    mounted is (`tagger.paths.looks_unmounted`), or when the nearest folder of its path that is still
-    there is empty (`tagger.paths.in_an_empty_folder`), as a drive mounted inside a scanned folder
-    (``~/Music/NAS``) leaves its mount point when it is not mounted: a track is deleted once that
-    folder holds something or is gone. A folder or anything else that is no regular file,
+    scan restores it; a symbolic link whose target is out of reach counts as there) or when
+    the nearest folder of its path that is still there is empty or cannot be listed
+    (`tagger.paths.empty_folder_above`),
+    as the mount point of a drive that is not mounted is, a scanned root (``/media/music``) or a
+    folder inside one (``~/Music/NAS``): a track is deleted once that folder holds something or is
+    gone (``away`` names the folder). A folder or anything else that is no regular file,
     found where the file was, is not the file. Raises `UserError` where Python does not read file
     names as UTF-8 (`tagger.paths.check_filesystem_encoding`).
 
@@ -170,19 +173,21 @@ def prune_missing(session: Session) -> Pruned:
 
     from tagger.crawl import NON_AUDIO_EXTENSIONS
     from tagger.db import tables as T
-    from tagger.paths import check_filesystem_encoding, folder_prefix, in_an_empty_folder, looks_unmounted
+    from tagger.paths import check_filesystem_encoding, empty_folder_above
 
     check_filesystem_encoding()
     rows = session.execute(
         select(T.tracks.c.id, T.tracks.c.path).where(T.tracks.c.status == T.STATUS_MISSING).order_by(by_path(session))
     ).all()
-    empty = tuple(folder_prefix(root) for root in scanned_roots(session) if looks_unmounted(root))
-    away = functools.cache(in_an_empty_folder)
-    removed, kept, ids = [], [], []
+    empty_above = functools.cache(empty_folder_above)  # (one look per folder, not per track)
+    removed, kept, ids, away = [], [], [], {}
     for tid, path in rows:
         dangling = os.path.islink(path) and not os.path.exists(path)
-        if os.path.isfile(path) or dangling or path.startswith(empty) or away(os.path.dirname(path)):
+        if os.path.isfile(path) or dangling:
             kept.append(path)
+        elif (folder := empty_above(os.path.dirname(path))) is not None:
+            kept.append(path)
+            away[path] = folder
         else:
             removed.append(path)
             ids.append(tid)
@@ -191,7 +196,7 @@ def prune_missing(session: Session) -> Pruned:
     ).all()
     not_audio = [(tid, path) for tid, path in failed if os.path.splitext(path)[1].lower() in NON_AUDIO_EXTENSIONS]
     delete_tracks(session, ids + [tid for tid, _ in not_audio])
-    return Pruned(removed=removed, kept=kept, not_audio=[path for _, path in not_audio])
+    return Pruned(removed=removed, kept=kept, not_audio=[path for _, path in not_audio], away=away)
 
 
 def delete_tracks(session: Session, ids: Sequence[int]) -> None:
