@@ -161,6 +161,9 @@ class _Walk:
     """The files yielded under their own name."""
     links: list[str] = field(default_factory=list)
     """Links to files inside the scanned folders: yielded after the walk, if still new."""
+    external_targets: set[str] = field(default_factory=set)
+    """The real paths of the files reached through links out of the scanned folders (only with
+    ``follow_external_symlinks``): a second link to one of them is the same file, left out."""
     folder_links: list[str] = field(default_factory=list)
     """Links to folders inside the scanned folders: walked after the folders themselves, and only
     when their folder was not reached (a hidden one), so that a file is found under its real path
@@ -287,11 +290,26 @@ class _Walk:
             if self.mounts and os.path.islink(path) and self.system(path) or not is_audio_file(path):
                 continue
             self.seen_files.add(path)
+            if self.follow_external_symlinks and self.second_external_name(path):
+                continue
             if os.path.islink(path) and is_under(os.path.realpath(path), self.inside):
                 self.links.append(path)
                 continue
             self.found.append(path)
             yield Path(path)
+
+    def second_external_name(self, path: str) -> bool:
+        """Whether ``path`` leads through links out of the scanned folders (the file, or a folder on
+        its way) to a file reached so before under another name: two links to one file outside were
+        two tracks, each analysed, and a tag write through one made the others fail as changed
+        while they were analysed. The first name the walk reaches is scanned; the others are left out."""
+        target = os.path.realpath(path)
+        if target == path or is_under(target, self.inside):
+            return False
+        if target in self.external_targets:
+            return True
+        self.external_targets.add(target)
+        return False
 
     def linked_files(self) -> Iterator[Path]:
         """A link to a file of the library is the same file under a second name: scanned once, under

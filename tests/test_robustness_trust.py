@@ -123,7 +123,32 @@ def test_symlinks_out_of_the_library_are_not_followed_unless_asked(linked_librar
     assert sorted(report.external_links) == [str(music / "outside_link"), str(music / "single_link.flac")]
     followed = sorted(str(p) for p in crawl([music], follow_external_symlinks=True))
     assert str(music / "outside_link" / "elsewhere.flac") in followed and str(music / "single_link.flac") in followed
-    assert len(followed) == 5  # outside/single.flac through the folder link and through the file link
+    assert len(followed) == 4  # outside/single.flac once: through the file link, not again through the folder link
+    assert str(music / "outside_link" / "single.flac") not in followed
+
+
+def test_a_file_outside_reached_through_several_links_is_one_track_analysed_and_tagged_once(linked_library, tmp_path):
+    # Two links to one file outside the library and a link to its folder, with
+    # --follow-external-symlinks: were three tracks of one file, each analysed, and the tag write
+    # through the first made the others fail, 'the file changed while it was being analysed'.
+    music, outside = linked_library
+    os.symlink(outside / "single.flac", music / "album" / "again.flac")
+    db = open_database(tmp_path / "library.db")
+    try:
+        first = scan([music], db=db, analyser=FakeAnalyser(), jobs=0, follow_external_symlinks=True,
+                     on_track=tag_writer(model_version="fake-1", settle_seconds=0))  # fmt: skip
+        again = scan([music], db=db, analyser=FakeAnalyser(), jobs=0, follow_external_symlinks=True,
+                     on_track=tag_writer(model_version="fake-1", settle_seconds=0))  # fmt: skip
+        with db.session() as s:
+            stored = {t.path: t.instruments for t in find_tracks(s)}
+    finally:
+        db.close()
+    assert (first.scanned, first.failed, first.errors) == (4, 0, [])
+    assert sorted(stored) == sorted(map(str, [music / "own.flac", music / "album" / "in_album.flac",
+                                              music / "single_link.flac", music / "outside_link" / "elsewhere.flac"]))
+    assert stored[str(music / "single_link.flac")] == ["bass"]  # the first name the walk reaches
+    assert first.tags_written == 4 and (again.scanned, again.failed, again.tags_written) == (0, 0, 0)
+    assert tags.read_instruments(outside / "single.flac").instruments == ["bass"]
 
 
 def test_a_scan_writes_only_inside_the_library_and_the_database(linked_library, tmp_path):
