@@ -255,6 +255,28 @@ def test_bytes_after_the_ogg_comments_are_kept_or_the_file_left_alone(tmp_path, 
     assert _decoded(song) == decoded
 
 
+@pytest.mark.parametrize("ext, codec", [("ogg", "libvorbis"), ("opus", "libopus")])
+def test_an_ogg_page_failing_its_crc_that_a_rewrite_would_renumber_leaves_the_file_unchanged_naming_it(tmp_path, ext,
+                                                                                                      codec):  # fmt: skip
+    """Players skip an Ogg page whose CRC is wrong (damaged). mutagen renumbers the pages after the
+    comment header when it takes another number of pages (ffmpeg lays a comment header of 8 kB in one
+    page, mutagen in pages of 4 kB), each with a right CRC: players would play the damaged audio. The
+    verification left the file unchanged saying 'the audio payload changed', and no more; it now
+    names the damaged page. The same file undamaged is tagged."""
+    clean = _ffmpeg(tmp_path / f"clean.{ext}", "-c:a", codec, "-metadata", "description=" + "d" * 8000)
+    data = bytearray(clean.read_bytes())
+    _serial, sequence, offset = _ogg_pages(bytes(data))[-1]
+    data[-10] ^= 0xFF  # (in the last page's audio)
+    damaged = tmp_path / f"damaged.{ext}"
+    damaged.write_bytes(data)
+
+    with pytest.raises(TagWriteError, match=rf"damaged.{ext}: verification failed: the audio payload changed: its Ogg page "
+                                            rf"{sequence} \(at byte {offset}\) fails its CRC check \(damaged: players skip it\)"):
+        tags.write_instruments(damaged, **WRITE)
+    assert damaged.read_bytes() == data
+    assert tags.write_instruments(clean, **WRITE).written
+
+
 # -- MP3 ------------------------------------------------------------------------------------------
 
 

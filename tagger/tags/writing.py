@@ -163,7 +163,7 @@ class _Write:
             shutil.copyfile(self.scratch, tmp)
         filesystem.copy_mode(tmp, self.st, self.shown)  # a write by a user other than root clears a setgid bit
         _verify(tmp, cls=d.cls, storage=d.storage, raw=d.raw, others=d.others, items=items, values=self.values,
-                payload=self.payload, mutagen_type=self.mutagen_type)  # fmt: skip
+                payload=self.payload, mutagen_type=self.mutagen_type, original=self.real)  # fmt: skip
         if filesystem.xattrs(tmp) != self.xattrs or stat.S_IMODE(os.stat(tmp).st_mode) != stat.S_IMODE(self.st.st_mode):
             raise TagWriteError(tmp, "verification failed: the extended attributes or the mode changed")
 
@@ -413,13 +413,14 @@ def _write_copy(
 
 def _verify(
     tmp: str, *, cls: type, storage: Storage, raw: Raw, others: dict[str, str] | None, items: Counter | None,
-    values: Counter | None, payload: str | None, mutagen_type: str,
+    values: Counter | None, payload: str | None, mutagen_type: str, original: str,
 ) -> None:  # fmt: skip
     """Re-read the written copy: our fields as intended, other tags unchanged (``others``: their
     digests per key, None for a version conversion, which `Storage.cannot_keep` checked beforehand), every
     item of the tag that the save wrote present in its bytes, the other items' stored values as
     they were in the original (``values``: `Storage.item_values`, mutagen's view of them being the
-    same before and after), the audio payload unchanged."""
+    same before and after), the audio payload unchanged (else why, where the original file
+    ``original`` tells it: `Storage.payload_change_reason`)."""
     audio, storage_now = formats.open_file(tmp, cls=cls, copies=False)  # (a removed tag: no ID3v1/INFO copies)
     if storage_now is not storage or type(audio).__name__ != mutagen_type:
         raise TagWriteError(tmp, "verification failed: the written copy is no longer the same format")
@@ -442,4 +443,5 @@ def _verify(
             raise TagWriteError(tmp, f"verification failed: the save changed how other tags are stored ({changed}), "
                                      "into a form mutagen reads as the same values")  # fmt: skip
     if payload is not None and payload_digest(tmp, mutagen_type) != payload:
-        raise TagWriteError(tmp, "verification failed: the audio payload changed")
+        why = storage.payload_change_reason(original)
+        raise TagWriteError(tmp, "verification failed: the audio payload changed" + (f": {why}" if why else ""))

@@ -156,6 +156,11 @@ class Storage:
         (`payload_digest` lists them per format); False when the format has no cheap check."""
         return False
 
+    def payload_change_reason(self, path: str) -> str | None:
+        """Why a save changes the payload (`payload`) of the file ``path`` where the file tells it
+        (said by the verification that found the written copy's payload changed); None otherwise."""
+        return None
+
     # -- shared by every container ----------------------------------------------------------------
     def get(self, audio) -> Raw:
         """Our fields in a loaded file (empty values dropped); none when INSTRUMENTS_MODEL is not

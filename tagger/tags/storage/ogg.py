@@ -139,6 +139,29 @@ class OggVorbisStorage(VorbisStorage):
         _hash_range(f, chain_end, size, h)
         return True
 
+    def payload_change_reason(self, path):
+        """A page of the first chain whose CRC is wrong (damaged; players skip it): mutagen gives
+        the pages it renumbers (when the comment header takes another number of pages) a right CRC,
+        and players would then play that page's damaged audio."""
+        from mutagen.ogg import OggPage
+
+        with open(path, "rb") as f:
+            chain_end = _ogg_first_chain_end(f)
+            f.seek(0)
+            while f.tell() < chain_end:
+                start = f.tell()
+                try:
+                    page = OggPage(f)
+                except EOFError:
+                    break
+                end = f.tell()
+                f.seek(start)
+                if not ogg_page_intact(f.read(end - start)):
+                    return (f"its Ogg page {page.sequence} (at byte {start}) fails its CRC check (damaged: players skip "
+                            "it), and the rewrite renumbers the pages after the comment header, which gives it a right "
+                            "CRC: players would play its damaged audio")  # fmt: skip
+        return None
+
 
 @register(Format("OggOpus", "Opus", (".opus",)))
 class OggOpusStorage(OggVorbisStorage):
