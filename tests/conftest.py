@@ -355,3 +355,10 @@ def dsf_file(path, *, seconds: float, freq: float, dsd_rate: int = 2_822_400) ->
     body = fmt + b"data" + struct.pack("<Q", 12 + len(data)) + data
     path.write_bytes(b"DSD " + struct.pack("<QQQ", 28, 28 + len(body), 0) + body)
     return path
+
+
+UNTAG_KNOWN: tuple[str, ...] = tuple(
+    flag for version in ("fake-1", "fake-2", "m-1", "m-2", "ova-test-1", "ova-test-2") for flag in ("--model-version", version)
+)
+"""`tagger untag`'s options that make the model versions the tests write tagger's: no model found
+and no library database records them, so `untag` would keep their fields as someone else's."""

@@ -16,7 +16,7 @@ import pytest
 
 beets = pytest.importorskip("beets")
 
-from conftest import tone_signal, write_audio  # noqa: E402
+from conftest import UNTAG_KNOWN, tone_signal, write_audio  # noqa: E402
 from library_fakes import FREQ  # noqa: E402
 from test_beets import beet, beets_lib  # noqa: E402, F401  (beets_lib: a fixture)
 from tagger import tags  # noqa: E402
@@ -327,7 +327,7 @@ def test_beet_update_keeps_results_only_beets_holds_and_follows_the_files_tags_o
     # written by beets (modify -w), then removed by tagger untag: the item follows the file
     beet(lib, "modify", "-y", "-w", "path:" + duo, "title=Duo")
     assert tags.read_instruments(duo).instruments == ["bass", "flute"]
-    result = subprocess.run([sys.executable, "-m", "tagger", "untag", "--settle-seconds", "0", duo],
+    result = subprocess.run([sys.executable, "-m", "tagger", "untag", *UNTAG_KNOWN, "--settle-seconds", "0", duo],
                             capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})  # fmt: skip
     assert result.returncode == 0 and tags.read_instruments(duo).tagged is False, result.stderr
     _touched(duo)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import tone_signal, write_audio
+from conftest import UNTAG_KNOWN, tone_signal, write_audio
 from library_fakes import FakeAnalyser
 from tagger import crawl as C
 from tagger.cli import app
@@ -465,7 +465,7 @@ def test_a_dotdot_after_a_symbolic_link_names_what_the_kernel_opens(tmp_path, mo
     given = os.path.join("ln", "..", "x.flac")
     assert open(given, "rb").read() == real.read_bytes()  # (what the path names)
 
-    result = CliRunner().invoke(app, ["untag", given])
+    result = CliRunner().invoke(app, ["untag", *UNTAG_KNOWN, given])
     assert result.exit_code == 0, result.output
     assert f"untagged {real}" in result.output
     assert not tags.read_instruments(real).tagged

@@ -70,11 +70,11 @@ def test_tag_from_json_then_untag(library):
     again = run("tag", "--from-json", str(preds), "--model-version", "m-1", "--scores")
     assert again.exit_code == 0 and "0 tagged, 3 unchanged, 0 skipped" in again.output
 
-    dry = run("untag", str(music / "album"), "--dry-run")
+    dry = run("untag", "--model-version", "m-1", str(music / "album"), "--dry-run")
     assert dry.exit_code == 0 and "would untag" in dry.output
     assert tags.read_instruments(files["a"]).tagged
 
-    res = run("untag", str(music))
+    res = run("untag", "--model-version", "m-1", str(music))
     assert res.exit_code == 0, res.output
     assert "3 untagged" in res.output
     assert not any(tags.read_instruments(f).tagged for f in files.values())
@@ -135,7 +135,7 @@ def test_a_format_without_tags_is_said_and_counted_but_not_a_failure(library, tm
     assert res.exit_code == 0, res.output
     assert f"no tags for {mka}: unsupported format" in res.output
     assert "3 tagged, 0 unchanged, 0 skipped, 1 in formats without tags" in res.output
-    res = run("untag", str(music))
+    res = run("untag", "--model-version", "m-1", str(music))
     assert res.exit_code == 0, res.output
     assert "3 untagged, 1 unchanged, 0 skipped" in res.output and str(mka) not in res.output
     assert mka.read_bytes() == before
@@ -399,3 +399,70 @@ def test_a_write_not_recorded_as_current_is_one_file_not_a_skipped_second(capsys
                    # formats without tags', found reviewing cf74429)
                    "1 tagged, 1 unchanged, 1 skipped, 1 in formats without tags; 1 not recorded in the database as "
                    "current (see above)"]  # fmt: skip
+
+
+def test_untag_keeps_fields_of_a_model_version_tagger_does_not_know(tmp_path, monkeypatch):
+    """A user's INSTRUMENTS=flute with INSTRUMENTS_MODEL=kid3-manual (typed in kid3, or another
+    program's fields of the same names) was removed by `untag`, whatever INSTRUMENTS_MODEL said: only
+    the versions of the models found and of the library database's are tagger's; other files are
+    kept, said per file with the way to remove them anyway (--model-version)."""
+    from mutagen.mp4 import MP4, MP4FreeForm
+
+    monkeypatch.setenv("TAGGER_DB", str(tmp_path / "none.db"))  # (no library database)
+    music = tmp_path / "music"
+    music.mkdir()
+    files = [_tone(music / "a.flac", "flac"), _tone(music / "b.mp3", "libmp3lame"), _tone(music / "c.ogg", "libvorbis")]
+    for f in files:
+        tags.write_instruments(f, instruments=["flute"], model_version="kid3-manual")
+    m4a = _tone(music / "d.m4a", "aac")
+    mp4 = MP4(m4a)
+    mp4["----:com.apple.iTunes:INSTRUMENTS"] = [MP4FreeForm(b"flute")]
+    mp4["----:com.apple.iTunes:INSTRUMENTS_MODEL"] = [MP4FreeForm(b"kid3-manual")]
+    mp4.save()
+    files.append(m4a)
+    shipped = tags.read_instruments(files[0])  # (a file tagged by the shipped model's version: tagger's)
+    ours = _tone(music / "e.flac", "flac")
+    from tagger.cli.tags import _shipped_model_version
+
+    tags.write_instruments(ours, instruments=["organ"], model_version=_shipped_model_version())
+    data = {f: f.read_bytes() for f in files}
+    res = run("untag", str(music), "--settle-seconds", "0")
+    assert res.exit_code == 0, res.output
+    for f in files:
+        assert f.read_bytes() == data[f], f
+        assert f"kept {f}: its INSTRUMENTS_MODEL 'kid3-manual' is no model tagger knows" in res.output
+    assert "tagger untag --model-version kid3-manual removes them" in res.output
+    assert f"untagged {ours} (removed: organ)" in res.output and not tags.read_instruments(ours).tagged
+    assert "1 untagged, 0 unchanged, 0 skipped, 4 kept" in res.output
+    assert shipped == tags.TagState(["flute"], "kid3-manual")
+    res = run("untag", str(music), "--settle-seconds", "0", "--model-version", "kid3-manual")
+    assert res.exit_code == 0 and "4 untagged, 1 unchanged, 0 skipped" in res.output, res.output
+    assert not any(tags.read_instruments(f).tagged for f in files)
+
+
+def test_untag_takes_the_model_versions_the_library_database_records_for_tagger_s(tmp_path, monkeypatch):
+    """A tag-writing scan's fields (a model version no manifest here names, `lib-7`) are tagger's:
+    the library database records the version, and `untag` removes them without --model-version; a
+    hand-written INSTRUMENTS_MODEL beside them in the same folder is kept."""
+    from library_fakes import FakeAnalyser
+
+    from tagger.db.session import open_database
+    from tagger.library.scan import scan, tag_writer
+
+    monkeypatch.setenv("TAGGER_DB", str(tmp_path / "library.db"))
+    music = tmp_path / "music"
+    music.mkdir()
+    a = _tone(music / "a.flac", "flac")
+    db = open_database(tmp_path / "library.db")
+    try:
+        assert scan([music], db=db, analyser=FakeAnalyser(version="lib-7"), jobs=0,
+                    on_track=tag_writer(model_version="lib-7")).tags_written == 1  # fmt: skip
+    finally:
+        db.close()
+    hand = _tone(music / "b.ogg", "libvorbis")
+    tags.write_instruments(hand, instruments=["flute"], model_version="kid3-manual")
+    res = run("untag", str(music), "--settle-seconds", "0")
+    assert res.exit_code == 0, res.output
+    assert f"untagged {a}" in res.output and not tags.read_instruments(a).tagged
+    assert f"kept {hand}: its INSTRUMENTS_MODEL 'kid3-manual'" in res.output
+    assert tags.read_instruments(hand) == tags.TagState(["flute"], "kid3-manual")

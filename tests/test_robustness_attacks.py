@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy.exc import OperationalError
 from typer.testing import CliRunner
 
-from conftest import tone_signal, write_audio
+from conftest import UNTAG_KNOWN, tone_signal, write_audio
 from library_fakes import FakeAnalyser
 from tagger import tags
 from tagger.cli import app
@@ -333,7 +333,7 @@ def test_escape_sequences_in_file_names_and_tags_never_reach_the_terminal(tmp_pa
     audio["INSTRUMENTS_MODEL"] = ["m-1"]  # (tagger's fields only with the model beside them)
     audio.save()
     os.utime(song, (1, 1))  # an old file: past the settle time
-    outputs.append(runner.invoke(app, ["untag", str(music), "--dry-run"]).output)
+    outputs.append(runner.invoke(app, ["untag", *UNTAG_KNOWN, str(music), "--dry-run"]).output)
     for out in outputs:
         assert "\x1b" not in out and "\x07" not in out, out
     assert "\\x1b[31mred" in outputs[2] and "\\x1b]0;OWNED\\x07" in outputs[1], outputs

@@ -13,7 +13,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from conftest import tone_signal, write_audio
+from conftest import UNTAG_KNOWN, tone_signal, write_audio
 from library_fakes import FakeAnalyser
 from tagger.cli import app
 from tagger.db.session import open_database
@@ -74,7 +74,7 @@ def test_a_name_with_a_line_break_tab_or_bidi_control_is_one_escaped_line_in_eve
     audio["INSTRUMENTS_MODEL"] = ["m-1"]
     audio.save()
     os.utime(files[0], (1, 1))  # an old file: past the settle time
-    untagged = _invoke("untag", str(files[0]), "--dry-run").output
+    untagged = _invoke("untag", *UNTAG_KNOWN, str(files[0]), "--dry-run").output
     assert untagged.splitlines()[0] == f"would untag {music}/two\\x0alines.flac (removed: bass\\x0abrass, x\\u202ey)", untagged
     outputs.append(untagged)
     for out in outputs:

@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from conftest import predicted, tone_signal, write_audio
+from conftest import UNTAG_KNOWN, predicted, tone_signal, write_audio
 from library_fakes import FakeAnalyser
 from tagger import tags
 from tagger.cli import app
@@ -436,7 +436,7 @@ def test_a_signal_stops_tag_and_untag_after_the_file_they_were_on(tmp_path, comm
     if command == "untag":
         r = CliRunner().invoke(app, ["tag", "--db", str(dbfile)])
         assert r.exit_code == 0 and "30 tagged" in r.output, r.output
-        args = ["untag", str(music)]
+        args = ["untag", *UNTAG_KNOWN, str(music)]
     elif command == "tag --from-json":
         rows = tmp_path / "rows.jsonl"
         rows.write_text("".join(json.dumps(predicted(f, instruments=["bass"], model_version="m-1")) + "\n" for f in files))

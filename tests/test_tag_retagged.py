@@ -162,9 +162,9 @@ def test_tagger_tag_after_untag_says_how_many_files_it_recognised(tmp_path, fake
     run = CliRunner().invoke
     r = run(app, ["scan", str(music), *db, *settle, "--jobs", "0"])
     assert r.exit_code == 0, r.output
-    r = run(app, ["untag", str(music), *settle])
+    r = run(app, ["untag", "--model-version", "fake-1", str(music), *settle])
     assert r.exit_code == 0 and "0 untagged, 3 unchanged" not in r.output, r.output
-    r = run(app, ["untag", str(music), *settle])  # once more: nothing to remove
+    r = run(app, ["untag", "--model-version", "fake-1", str(music), *settle])  # once more: nothing to remove
     assert r.exit_code == 0 and "0 untagged, 3 unchanged, 0 skipped" in r.output, r.output
     line = ("3 file(s) whose tags were rewritten since the last scan (by another program, or tagger untag or tag "
             "--from-json) recognised by their audio, the same as analysed")  # fmt: skip

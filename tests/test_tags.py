@@ -23,6 +23,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import pytest
+from conftest import UNTAG_KNOWN
 
 from tagger import tags
 from tagger.errors import TagWriteError, UserError
@@ -596,12 +597,12 @@ def test_untag_counts_an_empty_file_unchanged(originals, tmp_path, monkeypatch):
     with pytest.raises(EmptyFileError):
         tags.remove_instruments(music / "empty.mp3")
     monkeypatch.setenv("TAGGER_DB", str(tmp_path / "nowhere.db"))
-    result = CliRunner().invoke(app, ["untag", str(music), "--settle-seconds", "0"])
+    result = CliRunner().invoke(app, ["untag", *UNTAG_KNOWN, str(music), "--settle-seconds", "0"])
     assert result.exit_code == 0, result.output
     assert f"untagged {song} (removed: bass, guitar)" in result.output
     assert "1 untagged, 1 unchanged, 0 skipped" in result.output and "empty.mp3" not in result.output
     assert not tags.read_instruments(song).tagged and (music / "empty.mp3").stat().st_size == 0
-    result = CliRunner().invoke(app, ["untag", str(music / "empty.mp3"), "--dry-run"])
+    result = CliRunner().invoke(app, ["untag", *UNTAG_KNOWN, str(music / "empty.mp3"), "--dry-run"])
     assert result.exit_code == 0 and "0 would be untagged, 1 unchanged, 0 skipped" in result.output, result.output
 
 
@@ -620,10 +621,10 @@ def test_untag_include_hidden_enters_the_hidden_folders_a_scan_with_it_tagged(or
         shutil.copy2(originals("flac"), song)
         tags.write_instruments(song, **WRITE)
     monkeypatch.setenv("TAGGER_DB", str(tmp_path / "nowhere.db"))
-    result = CliRunner().invoke(app, ["untag", str(music), "--settle-seconds", "0"])
+    result = CliRunner().invoke(app, ["untag", *UNTAG_KNOWN, str(music), "--settle-seconds", "0"])
     assert result.exit_code == 0 and "1 untagged, 0 unchanged" in result.output, result.output
     assert tags.read_instruments(hidden).tagged and not tags.read_instruments(shown).tagged
-    result = CliRunner().invoke(app, ["untag", str(music), "--settle-seconds", "0", "--include-hidden"])
+    result = CliRunner().invoke(app, ["untag", *UNTAG_KNOWN, str(music), "--settle-seconds", "0", "--include-hidden"])
     assert result.exit_code == 0 and f"untagged {hidden} (removed: bass, guitar)" in result.output, result.output
     assert "1 untagged, 1 unchanged" in result.output and not tags.read_instruments(hidden).tagged
 

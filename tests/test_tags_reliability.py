@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import tone_signal, write_audio
+from conftest import UNTAG_KNOWN, tone_signal, write_audio
 
 from tagger import tags
 from tagger.db.filter import TrackFilter
@@ -171,7 +171,7 @@ def test_untag_leaves_a_just_changed_file_alone_by_default(tmp_path, monkeypatch
     tags.write_instruments(song, **WRITE)
     _settle_clock_stopped(monkeypatch, song)
     before = song.read_bytes()
-    result = CliRunner().invoke(app, ["untag", str(song)])
+    result = CliRunner().invoke(app, ["untag", *UNTAG_KNOWN, str(song)])
     assert result.exit_code == 1, result.output
     assert re.search(rf"skipped {re.escape(str(song))}: changed \d+ s ago, still being written\? \(settle time 10 s\)",
                      result.output), result.output
@@ -179,7 +179,7 @@ def test_untag_leaves_a_just_changed_file_alone_by_default(tmp_path, monkeypatch
     assert re.search(r"left for a later run: run it again in (9|10) s, or with --settle-seconds 0 if no other "
                      r"program is writing it", result.output), result.output
     assert song.read_bytes() == before
-    result = CliRunner().invoke(app, ["untag", str(song), "--settle-seconds", "0"])
+    result = CliRunner().invoke(app, ["untag", *UNTAG_KNOWN, str(song), "--settle-seconds", "0"])
     assert result.exit_code == 0 and not tags.read_instruments(song).tagged, result.output
 
 
@@ -259,17 +259,17 @@ def test_untag_right_after_a_tag_writing_scan_does_not_wait_for_the_files_tagger
     wait = r"changed \d+ s ago, still being written\? \(settle time 10 s\)"
 
     monkeypatch.setenv("TAGGER_DB", str(tmp_path / "nowhere.db"))  # no library database: every file waits
-    result = CliRunner().invoke(app, ["untag", str(a)])
+    result = CliRunner().invoke(app, ["untag", *UNTAG_KNOWN, str(a)])
     assert result.exit_code == 1 and re.search(wait, result.output), result.output
     assert tags.read_instruments(a).tagged and not (tmp_path / "nowhere.db").exists()
     (tmp_path / "empty.db").touch()  # one that cannot be read: said, and every file waits
     monkeypatch.setenv("TAGGER_DB", str(tmp_path / "empty.db"))
-    result = CliRunner().invoke(app, ["untag", str(a)])
+    result = CliRunner().invoke(app, ["untag", *UNTAG_KNOWN, str(a)])
     assert result.exit_code == 1 and re.search(wait, result.output), result.output
     assert f"tagger: note: no library database at {tmp_path / 'empty.db'} (an empty file)" in result.output
 
     monkeypatch.setenv("TAGGER_DB", str(tmp_path / "library.db"))  # the default database
-    result = CliRunner().invoke(app, ["untag", str(music)])
+    result = CliRunner().invoke(app, ["untag", *UNTAG_KNOWN, str(music)])
     assert result.exit_code == 1, result.output
     assert f"untagged {a} (removed: bass)" in result.output and f"untagged {c}" in result.output, result.output
     for waited in (b, d):
@@ -287,11 +287,11 @@ def test_untag_right_after_a_tag_writing_scan_does_not_wait_for_the_files_tagger
         db.close()
     assert tags.read_instruments(a).tagged
     (tmp_path / "link").symlink_to(music)
-    result = CliRunner().invoke(app, ["untag", str(tmp_path / "link" / "a.flac"), "--db", str(tmp_path / "library.db")])
+    result = CliRunner().invoke(app, ["untag", *UNTAG_KNOWN, str(tmp_path / "link" / "a.flac"), "--db", str(tmp_path / "library.db")])
     assert result.exit_code == 0 and "1 untagged" in result.output, result.output
     assert not tags.read_instruments(a).tagged
     # a --db that is not there is the command's error, nothing changed
-    result = CliRunner().invoke(app, ["untag", str(music), "--db", str(tmp_path / "typo.db")])
+    result = CliRunner().invoke(app, ["untag", *UNTAG_KNOWN, str(music), "--db", str(tmp_path / "typo.db")])
     assert result.exit_code == 1 and "no library database at" in result.output, result.output
     assert tags.read_instruments(c).tagged
 
@@ -578,7 +578,7 @@ def test_untag_right_after_tag_from_json_does_not_wait_for_the_files_it_wrote_of
     monkeypatch.delenv("TAGGER_DB")
     _settle_clock_stopped(monkeypatch, a, d)  # (both just written)
 
-    result = run(app, ["untag", str(music), "--db", str(lib)])  # was: both skipped, "still being written?"
+    result = run(app, ["untag", "--model-version", "fake-1", "--model-version", "m-2", str(music), "--db", str(lib)])  # was: both skipped, "still being written?"
     assert result.exit_code == 1, result.output
     assert f"untagged {a} (removed: organ)" in result.output, result.output
     assert re.search(rf"skipped {re.escape(str(d))}: changed \d+ s ago, still being written\? \(settle time 10 s\); left "
@@ -1246,7 +1246,7 @@ def test_cli_untag_reports_the_link_it_did_not_follow(linked):
     from tagger.cli import app
 
     music, inside, ext = linked
-    result = CliRunner().invoke(app, ["untag", str(music)])
+    result = CliRunner().invoke(app, ["untag", *UNTAG_KNOWN, str(music)])
     assert result.exit_code == 1
     assert f"skipped {music / 'link.flac'}" in result.output and "outside the given folders" in result.output
     assert tags.read_instruments(ext).tagged and not tags.read_instruments(inside).tagged
@@ -1442,7 +1442,7 @@ def test_a_default_database_of_a_newer_tagger_or_another_program_is_named_as_suc
         tags.write_instruments(a, instruments=["bass"], model_version="fake-1")
         before = content(database)
         monkeypatch.setenv("TAGGER_DB", str(database))
-        result = CliRunner().invoke(app, ["untag", str(a), "--settle-seconds", "0"])
+        result = CliRunner().invoke(app, ["untag", "--model-version", "fake-1", str(a), "--settle-seconds", "0"])
         assert result.exit_code == 0 and "1 untagged" in result.output, result.output
         assert f"tagger: note: {reason}" in result.output, result.output
         assert "upgrades it" not in result.output, result.output  # (was: "a scan ... upgrades it")

@@ -133,7 +133,7 @@ def test_tag_and_untag_commands_as_taglib_reads_them(tmp_path):
         assert {k: view["tags"][k] for k in OURS} == {"INSTRUMENTS": ["flute"], "INSTRUMENTS_MODEL": ["m-1"],
                                                       "INSTRUMENTS_SCORES": ["flute=0.900", "vocal=0.250"]}  # fmt: skip
         assert _without_ours(view) == before[song], song
-    res = CliRunner().invoke(app, ["untag", str(music)])
+    res = CliRunner().invoke(app, ["untag", "--model-version", "m-1", str(music)])
     assert res.exit_code == 0, res.output
     assert {song: taglib_view(song) for song in songs} == before
 

@@ -158,7 +158,7 @@ def test_tag_and_untag_take_a_folder_named_in_another_unicode_form(tmp_path):
     assert "1 tagged" in r.output
     assert read_instruments(paths["nfd"]).instruments == ["flute"]
     assert not read_instruments(paths["japanese"]).tagged  # only that folder
-    r = run("untag", "--settle-seconds", "0", folder)
+    r = run("untag", "--model-version", "fake-1", "--settle-seconds", "0", folder)
     assert r.exit_code == 0, r.output
     assert "1 untagged" in r.output
     assert not read_instruments(paths["nfd"]).tagged

@@ -70,7 +70,7 @@ def _render(results, *, verb: str, dry_run: bool, stop=None, recorded: bool = Fa
 
     from tagger.errors import EmptyFileError, TagWriteError, UntaggableError
 
-    done = unchanged = skipped = retagged = unrecorded = 0
+    done = unchanged = skipped = retagged = unrecorded = kept = 0
     untaggable: list[str] = []
     counted = None  # (the path of the last file counted as tagged or unchanged)
     for result in results:
@@ -88,6 +88,9 @@ def _render(results, *, verb: str, dry_run: bool, stop=None, recorded: bool = Fa
         elif isinstance(result, TagWriteError):
             skipped += 1
             echo(f"tagger: skipped {result}", err=True)
+        elif getattr(result, "kept", None):
+            kept += 1
+            echo(f"tagger: kept {named(result.path)}: {result.kept}", err=True)
         elif not result.changed:
             unchanged += 1
             counted = result.path
@@ -104,6 +107,7 @@ def _render(results, *, verb: str, dry_run: bool, stop=None, recorded: bool = Fa
     summary = f"{done} {'would be ' + past if dry_run else past}, {unchanged} unchanged, {skipped} skipped"
     echo_some(untaggable, more="file(s) in formats without tags")
     summary += f", {len(untaggable)} in formats without tags" if untaggable else ""
+    summary += f", {kept} kept (fields not provably tagger's, see above)" if kept else ""
     summary += f"; {unrecorded} not recorded in the database as current (see above)" if unrecorded else ""
     echo(summary, err=True)
     if retagged:
@@ -228,13 +232,18 @@ def untag(
     follow_external_symlinks: bool = typer.Option(False, "--follow-external-symlinks", help=FOLLOW_HELP),
     include_hidden: bool = typer.Option(False, "--include-hidden", help="Also enter hidden folders and files "
                                         "(which a scan with --include-hidden tags)."),
+    model_version: list[str] = typer.Option(
+        [], "--model-version", help="Also take fields whose INSTRUMENTS_MODEL is this for tagger's (repeatable): by "
+                                    "default only the versions of the models found and of those the library database "
+                                    "records are; fields of any other are kept, someone else's."),
 ) -> None:
     """Remove exactly the fields tagger wrote, nothing else.
 
     INSTRUMENTS, INSTRUMENTS_MODEL, INSTRUMENTS_SCORES; INSTRUMENTS_COPIES and the unchanged copies
     of another tag's fields it lists. A file exactly as the library database recorded it after
     tagger's own write is not waited for (--settle-seconds); each file untagged is recorded there, so
-    that `tagger tag` right after does not wait for it either."""
+    that `tagger tag` right after does not wait for it either. Fields whose INSTRUMENTS_MODEL names no
+    model tagger knows (the models found, the library database's, --model-version) are kept, said per file."""
     from tagger import tags
     from tagger.library.state import StopSignals
 
@@ -246,13 +255,40 @@ def untag(
             results = tags.remove_all(
                 paths, keep_mtime=keep_mtime, dry_run=dry_run, settle_seconds=settle_seconds,
                 follow_external_symlinks=follow_external_symlinks, stop=lambda: stop.requested, recorded=recorded,
-                include_hidden=include_hidden,
+                include_hidden=include_hidden, models=_known_models(database, model_version),
             )  # fmt: skip
             _render(results if own is None else own.record(results), verb="untag", dry_run=dry_run, stop=stop,
                     own=own)  # fmt: skip
     finally:
         if database is not None:
             database.close()
+
+
+def _known_models(database, named: list[str]) -> set[str]:
+    """The model versions whose fields `untag` takes for tagger's: those ``named`` (--model-version),
+    the shipped model's and $TAGGER_MODELS' (their manifests), and every one the library database
+    ``database`` records (None: no database at hand; one that cannot be read adds none, said in a line)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from tagger.db.listing import model_version_names
+    from tagger.errors import ModelError
+    from tagger.model.folders import default_model_dir, shipped_model_dir
+    from tagger.model.manifest import read_manifest
+
+    known = {name.strip() for name in named}
+    for folder in {default_model_dir(), shipped_model_dir()}:
+        try:
+            known.add(str(read_manifest(folder)["version"]).strip())
+        except (ModelError, KeyError, TypeError):
+            continue
+    if database is not None:
+        try:
+            with database.reader() as reader:
+                known |= model_version_names(reader)
+        except SQLAlchemyError as exc:
+            echo(f"tagger: note: the library database's model versions cannot be read ({exc.__class__.__name__}): "
+                 "only the models found here and --model-version count as tagger's", err=True)  # fmt: skip
+    return known
 
 
 def _library_at_hand(db: str | None, *, settle_seconds: float):

@@ -165,6 +165,13 @@ def recorded_as_tagged(reader: Reader, where: TrackFilter) -> dict[str, Recorded
     return out
 
 
+def model_version_names(reader: Reader) -> set[str]:
+    """The version of every model whose results the library database (read through ``reader``)
+    records or recorded (`model_versions`, pruned ones gone): fields a file holds with one of them as
+    INSTRUMENTS_MODEL are tagger's, which `tagger untag` removes."""
+    return {str(version).strip() for (version,) in reader.tuples(sql("SELECT version FROM model_versions"))}
+
+
 def _select(session: Session, where: TrackFilter | None, *, batch: int = STREAM_BATCH,
             stored: bool = False) -> Iterator[tuple[TrackSummary, object]]:  # fmt: skip
     """The tracks ``where`` selects with their row (with ``stored``, the columns of `StoredResults`

@@ -8,7 +8,7 @@ results, recorded in it around each write, is `tagger.tags.database`'s (`tag_fro
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -451,6 +451,7 @@ def remove_all(
     stop: Callable[[], bool] | None = None,
     recorded: Mapping[str, tuple] | None = None,
     include_hidden: bool = False,
+    models: Collection[str] | None = None,
 ) -> Iterator[TagChange | TagWriteError]:
     """`remove_instruments` on files and the audio files of folders (found as a scan finds them,
     `find_audio_files`; hidden files and folders only with ``include_hidden``, as a scan with it tags
@@ -459,7 +460,8 @@ def remove_all(
     Unless ``dry_run``, the hidden copies that killed writes left of each file are deleted (`LeftoverCopies`).
     ``recorded``: path -> the size, mtime and ctime the library database recorded of the file after
     tagger's own tag write, and its fingerprint (`tagger.db.listing.recorded_as_tagged`): a file found
-    exactly so is not waited for (`remove_instruments`)."""
+    exactly so is not waited for (`remove_instruments`). ``models``: the model versions that are
+    tagger's; fields of another are kept (`remove_instruments`); None: any."""
     check_filesystem_encoding()
     leftovers = LeftoverCopies()
     for file in find_audio_files(paths, follow_external_symlinks=follow_external_symlinks, include_hidden=include_hidden):
@@ -473,7 +475,7 @@ def remove_all(
         try:
             facts = _recorded_facts(file, recorded) if recorded else None
             yield remove_instruments(file, keep_mtime=keep_mtime, dry_run=dry_run, settle_seconds=settle_seconds,
-                                     recorded=facts)  # fmt: skip
+                                     recorded=facts, models=models)  # fmt: skip
         except TagWriteError as exc:
             yield exc
 

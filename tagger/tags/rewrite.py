@@ -30,17 +30,19 @@ kept on the copy (lease, writers' lock, mode, owner, extended attributes, fsync)
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
+import shlex
 import stat
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 
 from tagger import signals
 from tagger.errors import ChangedSinceError, TaggerError, TagWriteError
 from tagger.tags import formats
 from tagger.tags.checks import _check_expected, _check_fingerprint, _only_tags_changed
 from tagger.tags.decide import _decide, foreign_reason
-from tagger.tags.fields import INSTRUMENTS_MODEL, INSTRUMENTS_SCORES, Raw, TagChange, TagState, desired_raw, state
+from tagger.tags.fields import INSTRUMENTS, INSTRUMENTS_MODEL, INSTRUMENTS_SCORES, Raw, TagChange, TagState, desired_raw, state
 from tagger.tags.storage import STORAGES, payload_digest, supported_formats
 from tagger.tags.writing import _BeforeReplaceFailed, _Write
 
@@ -190,6 +192,7 @@ def remove_instruments(
     expected: tuple[int, float] | None = None,
     settle_seconds: float = 0.0,
     recorded: tuple[int, float, int] | tuple[int, float, int, str | None] | None = None,
+    models: Collection[str] | None = None,
 ) -> TagChange:
     """Remove exactly tagger's fields (`FIELDS`) and nothing else, atomically.
 
@@ -203,11 +206,48 @@ def remove_instruments(
     recorded, is checked again where a FUSE file system gave the file another number meanwhile (as
     `write_instruments`' ``fingerprint``): on exFAT another file moved over it with its times kept
     looks the same otherwise.
+
+    ``models``: the model versions known to be tagger's (the models found, those the library
+    database records, those the user names); fields whose INSTRUMENTS_MODEL is none of them are not
+    provably tagger's (a user's INSTRUMENTS=flute with INSTRUMENTS_MODEL=kid3-manual, typed in a tag
+    editor, or another program's fields of the same names) and are kept: unchanged, with
+    `TagChange.kept` saying why. None: every INSTRUMENTS_MODEL is tagger's (as before).
     """
-    return _rewrite(
-        path, target=lambda _before: {}, id3v23=None, keep_mtime=keep_mtime, dry_run=dry_run, expected=expected,
+    kept: list[str] = []
+
+    def target(before: Raw) -> Raw:
+        version = model_version_of(before)
+        if models is not None and version is not None and version not in models:
+            kept.append(version)
+            return before  # (not provably tagger's: left as it is, said as such)
+        return {}
+
+    change = _rewrite(
+        path, target=target, id3v23=None, keep_mtime=keep_mtime, dry_run=dry_run, expected=expected,
         settle_seconds=settle_seconds, recorded=recorded,
     )  # fmt: skip
+    if not kept:
+        return change
+    return dataclasses.replace(change, kept=(
+        f"its {INSTRUMENTS_MODEL} {kept[0]!r} is no model tagger knows (neither a model found here nor one the library "
+        f"database records), so its fields {' and '.join(model_fields(change.before))} may be someone else's "
+        f"(written by hand or by another program); kept (tagger untag --model-version {shlex.quote(kept[0])} "
+        f"removes them)"))  # fmt: skip
+
+
+def model_version_of(raw: Raw) -> str | None:
+    """The model version ``raw``'s INSTRUMENTS_MODEL holds, as tagger writes it (trimmed; the values
+    of an ID3v2.3 frame joined with ``/``, the separator that split them), None without one."""
+    values = raw.get(INSTRUMENTS_MODEL)
+    return "/".join(values).strip() if values else None
+
+
+def model_fields(before: TagState) -> list[str]:
+    """The names of the fields ``before`` holds."""
+    names = [INSTRUMENTS] if before.instruments else []
+    names += [INSTRUMENTS_MODEL]
+    names += [INSTRUMENTS_SCORES] if before.scores is not None else []
+    return names
 
 
 def _rewrite(
