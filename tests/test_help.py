@@ -80,6 +80,8 @@ def test_an_error_names_the_argument_as_the_usage_line():
 
 
 README = Path(__file__).resolve().parent.parent / "README.md"
+DOCS = sorted((README.parent / "docs").glob("*.md"))
+"""The rest of the documentation, whose command lines are checked as README's are."""
 
 
 def _options(words) -> set[str]:
@@ -90,9 +92,9 @@ def _options(words) -> set[str]:
 
 
 def _readme_command_lines() -> list[str]:
-    """Each ``tagger ...`` command line the README shows: the lines of its code blocks (``\\``
-    continuations joined) and its one-line code spans."""
-    text = README.read_text(encoding="utf-8")
+    """Each ``tagger ...`` command line the README and the files of ``docs/`` show: the lines of
+    their code blocks (``\\`` continuations joined) and their one-line code spans."""
+    text = "\n".join(path.read_text(encoding="utf-8") for path in (README, *DOCS))
     blocks = re.findall(r"```[a-z]*\n(.*?)```", text, re.S)
     spans = re.findall(r"`([^`\n]+)`", re.sub(r"```[a-z]*\n.*?```", "", text, flags=re.S))
     lines = [line for block in blocks for line in block.replace("\\\n", " ").splitlines()] + spans
@@ -137,3 +139,21 @@ def test_every_command_is_one_line_in_its_groups_help():
         assert listed or not box, (words, r.output)
         wrapped = [line for line in listed if line[2:3] == " "]  # (a continuation: spaces, no name)
         assert not wrapped, (words, wrapped)
+
+
+def test_documentation_links_lead_to_files_and_every_part_is_linked():
+    """README lists the files of ``docs/`` (the sections moved there, which README's summaries link
+    to): every relative link of README and of those files names a file that is there, and README
+    links every one of them."""
+    linked, broken = set(), []
+    for path in (README, *DOCS):
+        for target in re.findall(r"\]\(([^)\s]+)\)", path.read_text(encoding="utf-8")):
+            if "://" in target or target.startswith("#"):
+                continue
+            file = (path.parent / target.split("#")[0]).resolve()
+            if path == README:
+                linked.add(file)
+            if not file.is_file():
+                broken.append((path.name, target))
+    assert DOCS and not broken, broken
+    assert {d.resolve() for d in DOCS} <= linked, sorted(d.name for d in DOCS if d.resolve() not in linked)
