@@ -292,14 +292,19 @@ def _write_given(item, tags) -> bool:
     the item stored once written, as beets' ``try_sync`` stores it: its ``mtime`` the written file's
     (was: the 0 of the results given before the write stayed in beets' database, beets' mark of an
     edit not written, so a later ``beet write`` put these results back over those a later `tagger
-    scan` wrote into the file)."""
+    scan` wrote into the file). Stop signals are held back meanwhile (`tagger.signals.held`): beets
+    (mutagen) writes the file in place, moving its audio where a tag grows, and a Ctrl-C inside
+    that left the file half-written, its audio damaged."""
+    from tagger.signals import held
+
     item._tagger_gives = True
     try:
-        written = item.try_write(tags=tags)
+        with held():  # (beets writes in place: a stop signal inside the write left the file half-written)
+            written = item.try_write(tags=tags)
+            if written:
+                item.store()
     finally:
         item._tagger_gives = False
-    if written:
-        item.store()
     return written
 
 
@@ -452,8 +457,13 @@ class InstrumentsPlugin(BeetsPlugin):
         """``auto``: analyse the items of an import task once their files are in place."""
         from tagger.errors import TaggerError
 
+        from tagger.library.state import ScanInterrupted
+
         try:
             self.analyse(list(task.imported_items()), write=ui.should_write())
+        except ScanInterrupted as exc:  # (Ctrl-C: the import stops too, as beets' own Ctrl-C stops it)
+            self._log.error("{}", exc)
+            raise KeyboardInterrupt from None
         except (TaggerError, confuse.ConfigError) as exc:  # the import goes on
             self._log.error("{}", exc)
 
@@ -464,6 +474,7 @@ class InstrumentsPlugin(BeetsPlugin):
         """
         from tagger.db.session import open_database
         from tagger.library.files import analyse_files
+        from tagger.library.state import StopSignals
 
         counts = {"analysed": 0, "reused": 0, "failed": 0, "written": 0}
         if not items:
@@ -474,25 +485,31 @@ class InstrumentsPlugin(BeetsPlugin):
         try:
             _, results = analyse_files(paths.values(), db=database, analyser=self.analyser, jobs=jobs,
                                        rescan_stale=rescan_stale, retry_errors=retry_errors)  # fmt: skip
-            for item in items:
-                res = results[paths[item.id]]
-                problem, written = self._give(database, item, res, write=write)
-                if problem:
-                    counts["failed"] += 1
-                    self._log.error("{}: {}", _named(item), shown(problem))
-                    continue
-                counts["analysed" if res.analysed else "reused"] += 1
-                counts["written"] += written
-                # (one line an item, as beets' own plugins say what they did of each: `beet fingerprint`'s
-                # "PATH: fingerprinting", replaygain's "Skipping track ..."; info: shown by the command,
-                # with -v on import)
-                outcome = ("analysed" if res.analysed else "unchanged, results reused") + (", written" * written)
-                self._log.info("{}: {}", _named(item), shown(f"{item.get('instruments') or 'no instrument'} ({outcome})"))
+            with StopSignals() as stop:  # (the first stop signal: the items given so far stay, the rest wait)
+                for done, item in enumerate(items):
+                    if stop.requested:
+                        raise _stopped(stop.signum, done, len(items))
+                    self._give_one(database, item, results[paths[item.id]], write=write, counts=counts)
         finally:
             database.close()
         self._log.info("{analysed} analysed, {reused} unchanged (results reused), {failed} failed, "
                        "{written} file(s) written", **counts)  # fmt: skip
         return counts
+
+    def _give_one(self, database, item, res, *, write: bool, counts: dict) -> None:
+        """`_give` ``item`` its result ``res``, count it in ``counts`` and say what was done of it."""
+        problem, written = self._give(database, item, res, write=write)
+        if problem:
+            counts["failed"] += 1
+            self._log.error("{}: {}", _named(item), shown(problem))
+            return
+        counts["analysed" if res.analysed else "reused"] += 1
+        counts["written"] += written
+        # (one line an item, as beets' own plugins say what they did of each: `beet fingerprint`'s
+        # "PATH: fingerprinting", replaygain's "Skipping track ..."; info: shown by the command,
+        # with -v on import)
+        outcome = ("analysed" if res.analysed else "unchanged, results reused") + (", written" * written)
+        self._log.info("{}: {}", _named(item), shown(f"{item.get('instruments') or 'no instrument'} ({outcome})"))
 
     def _give(self, database, item, res, *, write: bool) -> tuple[str | None, bool]:
         """Give ``item`` the results ``res`` of its file and store it; with ``write``, write them into
@@ -555,6 +572,19 @@ class InstrumentsPlugin(BeetsPlugin):
         if done.problem:
             self._log.warning("{}: {}", _named(item), shown(done.problem))
         return None, True
+
+
+def _stopped(signum: int, given: int, total: int):
+    """The error of a ``beet instruments`` stopped by a stop signal (Ctrl-C) after ``given`` of its
+    ``total`` items: those keep their results (and their files, written whole), the others' are stored
+    in tagger's database, and the next run gives them without analysing them again."""
+    from tagger.library.state import ScanInterrupted
+
+    stop = ScanInterrupted(signum, 0)
+    name = str(stop).split(")")[0] + ")"
+    stop.args = (f"{name} after {given} of {total} item(s), given their results (their files written whole); "
+                 "the others' results are stored in tagger's database: run the command again to give them",)
+    return stop
 
 
 def _beets_reads(res) -> bool:

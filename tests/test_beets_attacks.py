@@ -832,3 +832,95 @@ def test_results_the_plugin_gave_do_not_go_back_over_those_a_later_scan_wrote(be
     for path in (written, held):
         assert tags.read_instruments(path) == tags.TagState(["organ"], "fake-2"), path  # (was: fake-1's again)
         assert (_item(lib, path)["instruments"], _item(lib, path)["instruments_model"]) == ("organ", "fake-2")
+
+
+@pytest.mark.parametrize("signals", [1, 2])
+def test_ctrl_c_as_beets_writes_a_file_leaves_it_whole_and_stops_after_its_item(beets_lib, tmp_path, monkeypatch,
+                                                                                  python_sigint, signals):
+    """beets (mutagen) writes a file in place: where the tag grows past the file's room, it makes room
+    (`mutagen._util.resize_file`) and moves the audio after it. A Ctrl-C (SIGINT) there, in
+    ``beet instruments`` writing files encoded by ffmpeg (no room in their tags), left each file
+    half-written, its audio changed, the KeyboardInterrupt leaving beets silently. The write is
+    whole; the first Ctrl-C stops the command after that item, saying so, and the next run gives
+    the others their stored results without analysing them again; a second Ctrl-C stops at once,
+    after the write."""
+    import signal
+
+    import mutagen._util
+    from beets import ui
+    from beets.library import Item
+
+    from tagger.signals import Interrupted
+
+    lib, plugin, files = beets_lib
+    fresh = [str(write_audio(tmp_path / "fresh" / f"{n}.{ext}", tone_signal([FREQ["bass"]], seconds=4.0)))
+             for n, ext in (("a", "mp3"), ("b", "flac"), ("c", "ogg"))]  # fmt: skip
+    for path in fresh:
+        lib.add(Item.from_path(path))
+    audio = {path: tags.audio_digest(path) for path in fresh}
+    resize = mutagen._util.resize_file
+
+    def resize_then_ctrl_c(*args, **kwargs):
+        resize(*args, **kwargs)
+        for _ in range(signals):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(mutagen._util, "resize_file", resize_then_ctrl_c)
+    stopped = None
+    try:
+        beet(lib, "instruments", "-w", "path:" + str(tmp_path / "fresh"))
+    except BaseException as exc:  # noqa: BLE001 - (a KeyboardInterrupt must fail this test, not end the run)
+        stopped = exc
+    monkeypatch.setattr(mutagen._util, "resize_file", resize)
+    for path in fresh:
+        assert tags.audio_digest(path) == audio[path], path  # (was: changed, the tag write half made)
+    assert type(stopped) is (ui.UserError if signals == 1 else Interrupted), repr(stopped)  # (was: KeyboardInterrupt)
+    if signals == 1:
+        assert str(stopped).startswith("instruments: interrupted (SIGINT) after 1 of 3 item(s)")
+    first = next(p for p in fresh if tags.read_instruments(p).tagged)  # (beets' order)
+    assert tags.read_instruments(first) == tags.TagState(["bass"], "fake-1")
+    assert [p for p in fresh if tags.read_instruments(p).tagged] == [first]
+
+    seen = plugin.analyser.windows_seen
+    beet(lib, "instruments", "-w", "path:" + str(tmp_path / "fresh"))
+    assert plugin.analyser.windows_seen == seen  # (their results stored: given, not analysed again)
+    for path in fresh:
+        assert tags.read_instruments(path) == tags.TagState(["bass"], "fake-1"), path
+        assert tags.audio_digest(path) == audio[path], path
+        assert (_item(lib, path)["instruments"], _item(lib, path)["instruments_model"]) == ("bass", "fake-1")
+
+
+def test_ctrl_c_during_the_analysis_of_an_import_with_auto_stops_the_import(tmp_path, monkeypatch, python_sigint,
+                                                                            caplog):
+    """With ``auto`` and beets' ``threaded: no`` (the import's stages in beets' main thread), a Ctrl-C
+    during the analysis of an imported item stopped the analysis (tagger's scan, its files stored)
+    and the plugin logged it as an error after which the import goes on: the next items were
+    imported and analysed, the Ctrl-C lost. The import stops, as beets' own Ctrl-C stops it."""
+    import signal
+
+    from test_beets import _make, _setup_beets, _unload
+
+    lib, plugin = _setup_beets(tmp_path, monkeypatch, auto=True)
+    caplog.set_level(logging.INFO, logger="beets")
+    predict = plugin.analyser.predict_features
+
+    def ctrl_c_then_predict(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+        return predict(*args, **kwargs)
+
+    plugin.analyser.predict_features = ctrl_c_then_predict
+    try:
+        _make(tmp_path / "incoming")
+        stopped = None
+        try:
+            beet(lib, "import", "-A", "-q", "-s", str(tmp_path / "incoming"))
+        except BaseException as exc:  # noqa: BLE001 - (a KeyboardInterrupt must fail this test, not end the run)
+            stopped = exc
+        assert type(stopped) is KeyboardInterrupt, repr(stopped)  # (was: None, the import gone on to its end)
+        assert len(list(lib.items())) == 1  # (was: 5)
+        lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+        assert len(lines) == 1 and lines[0].startswith("interrupted (SIGINT)"), lines
+    finally:
+        lib._close()
+        _unload()
+        beets.config.clear()
