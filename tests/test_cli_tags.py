@@ -466,3 +466,26 @@ def test_untag_takes_the_model_versions_the_library_database_records_for_tagger_
     assert f"untagged {a}" in res.output and not tags.read_instruments(a).tagged
     assert f"kept {hand}: its INSTRUMENTS_MODEL 'kid3-manual'" in res.output
     assert tags.read_instruments(hand) == tags.TagState(["flute"], "kid3-manual")
+
+
+def test_untag_removes_the_fields_of_every_model_tagger_has_shipped_with_no_database(tmp_path, monkeypatch):
+    """Files an older tagger tagged (INSTRUMENTS_MODEL compact-mixture-1, averaged-harmonic-7: models
+    shipped before today's), untagged with no library database or another, were kept as someone
+    else's since d746565 ("no model tagger knows"): every version tagger has shipped is tagger's
+    (found reviewing d746565). The list holds the shipped model's version, so that a new one is
+    added as it ships."""
+    from tagger.model.folders import SHIPPED_VERSIONS, shipped_model_dir
+    from tagger.model.manifest import read_manifest
+
+    assert read_manifest(shipped_model_dir())["version"] in SHIPPED_VERSIONS
+    monkeypatch.setenv("TAGGER_DB", str(tmp_path / "none.db"))  # (no library database)
+    music = tmp_path / "music"
+    music.mkdir()
+    old = _tone(music / "a.flac", "flac")
+    older = _tone(music / "b.mp3", "libmp3lame")
+    tags.write_instruments(old, instruments=["organ"], model_version="averaged-harmonic-7")
+    tags.write_instruments(older, instruments=["organ"], model_version="compact-mixture-1")
+    res = run("untag", str(music), "--settle-seconds", "0")
+    assert res.exit_code == 0, res.output
+    assert "2 untagged, 0 unchanged, 0 skipped" in res.output and "kept" not in res.output, res.output
+    assert not tags.read_instruments(old).tagged and not tags.read_instruments(older).tagged

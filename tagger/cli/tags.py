@@ -266,16 +266,17 @@ def untag(
 
 def _known_models(database, named: list[str]) -> set[str]:
     """The model versions whose fields `untag` takes for tagger's: those ``named`` (--model-version),
-    the shipped model's and $TAGGER_MODELS' (their manifests), and every one the library database
+    every one tagger has shipped (`SHIPPED_VERSIONS`: files an older tagger tagged), the shipped
+    model's and $TAGGER_MODELS' (their manifests), and every one the library database
     ``database`` records (None: no database at hand; one that cannot be read adds none, said in a line)."""
     from sqlalchemy.exc import SQLAlchemyError
 
     from tagger.db.listing import model_version_names
     from tagger.errors import ModelError
-    from tagger.model.folders import default_model_dir, shipped_model_dir
+    from tagger.model.folders import SHIPPED_VERSIONS, default_model_dir, shipped_model_dir
     from tagger.model.manifest import read_manifest
 
-    known = {name.strip() for name in named}
+    known = {name.strip() for name in named} | set(SHIPPED_VERSIONS)
     for folder in {default_model_dir(), shipped_model_dir()}:
         try:
             known.add(str(read_manifest(folder)["version"]).strip())

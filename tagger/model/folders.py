@@ -31,6 +31,16 @@ def shipped_model_dir() -> Path:
     return here.parent / "models"
 
 
+SHIPPED_VERSIONS = (
+    "compact-mixture-1", "trunk-mixture-2", "trunk-harmonic-1", "trunk-harmonic-2", "trunk-harmonic-3",
+    "trunk-harmonic-4", "trunk-harmonic-5", "trunk-harmonic-6", "averaged-harmonic-7", "averaged-shift-8",
+    "averaged-soft-9", "averaged-soft-10", "averaged-onese-11",
+)  # fmt: skip
+"""The version of every model tagger has shipped (``models/manifest.json``'s, oldest first; a new
+one is added as it ships): a file an older tagger tagged holds one of them as INSTRUMENTS_MODEL, its
+fields tagger's with or without the library database that recorded them (`tagger untag`)."""
+
+
 MODEL_FILE_NAMES = ("manifest.json", "manifest.json.tmp")
 """What `tagger.model.store` writes into a model directory, besides its ``*.keras`` files."""
 

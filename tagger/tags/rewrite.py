@@ -229,8 +229,8 @@ def remove_instruments(
     if not kept:
         return change
     return dataclasses.replace(change, kept=(
-        f"its {INSTRUMENTS_MODEL} {kept[0]!r} is no model tagger knows (neither a model found here nor one the library "
-        f"database records), so its fields {' and '.join(model_fields(change.before))} may be someone else's "
+        f"its {INSTRUMENTS_MODEL} {kept[0]!r} is no model tagger knows (neither one it has shipped, nor a model found here, nor "
+        f"one the library database records), so its fields {' and '.join(model_fields(change.before))} may be someone else's "
         f"(written by hand or by another program); kept (tagger untag --model-version {shlex.quote(kept[0])} "
         f"removes them)"))  # fmt: skip
 
