@@ -167,7 +167,8 @@ def recorded_as_tagged(reader: Reader, where: TrackFilter) -> dict[str, Recorded
 
 def model_version_names(reader: Reader) -> set[str]:
     """The version of every model whose results the library database (read through ``reader``)
-    records or recorded (`model_versions`, pruned ones gone): fields a file holds with one of them as
+    records or recorded (`model_versions`, whose rows nothing deletes: a version stays once a scan
+    used it, its tracks since pruned or analysed again by another): fields a file holds with one of them as
     INSTRUMENTS_MODEL are tagger's, which `tagger untag` removes."""
     return {str(version).strip() for (version,) in reader.tuples(sql("SELECT version FROM model_versions"))}
 
