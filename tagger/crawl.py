@@ -252,14 +252,15 @@ class _Walk:
                 dirnames[:] = []  # a symlink loop or a folder reached twice
                 continue
             self.seen_dirs.add(key)
-            dirnames[:] = self.subfolders(dirpath, dirnames)
-            yield from self.files(dirpath, filenames)
+            here = os.path.realpath(dirpath)
+            dirnames[:] = self.subfolders(dirpath, dirnames, here)
+            outside = here if self.follow_external_symlinks and not is_under(here, self.inside) else None
+            yield from self.files(dirpath, filenames, outside)
 
-    def subfolders(self, dirpath: str, dirnames: list[str]) -> list[str]:
-        """The subfolders of ``dirpath`` to walk, in name order: not hidden (unless asked), no loop,
-        no external link (unless asked), not the kernel's; links to folders of the library are set
-        aside in `folder_links`."""
-        here = os.path.realpath(dirpath)
+    def subfolders(self, dirpath: str, dirnames: list[str], here: str) -> list[str]:
+        """The subfolders of ``dirpath`` (whose real path is ``here``) to walk, in name order: not
+        hidden (unless asked), no loop, no external link (unless asked), not the kernel's; links to
+        folders of the library are set aside in `folder_links`."""
         dirnames = sorted(
             d for d in dirnames
             if (self.include_hidden or not d.startswith(".")) and not _loops(os.path.join(dirpath, d), here)
@@ -271,11 +272,12 @@ class _Walk:
             self.folder_links.append(os.path.join(dirpath, d))
         return dirnames
 
-    def files(self, dirpath: str, filenames: list[str]) -> Iterator[Path]:
+    def files(self, dirpath: str, filenames: list[str], outside: str | None = None) -> Iterator[Path]:
         """The audio files among ``filenames`` (of ``dirpath``), in name order: temp files of tag
         writes reported, hidden files skipped (unless asked), a file seen before, an external link
         (unless asked) or a link to the kernel's files skipped, links to files of the library set
-        aside in `links`."""
+        aside in `links`. ``outside``: the real path of ``dirpath`` where links led it out of the
+        scanned folders (`second_external_name`)."""
         for name in sorted(filenames):
             if paths.is_temp_name(name):
                 self.report.temp_files.append(os.path.join(dirpath, name))
@@ -290,7 +292,7 @@ class _Walk:
             if self.mounts and os.path.islink(path) and self.system(path) or not is_audio_file(path):
                 continue
             self.seen_files.add(path)
-            if self.follow_external_symlinks and self.second_external_name(path):
+            if self.follow_external_symlinks and self.second_external_name(path, outside):
                 continue
             if os.path.islink(path) and is_under(os.path.realpath(path), self.inside):
                 self.links.append(path)
@@ -298,14 +300,27 @@ class _Walk:
             self.found.append(path)
             yield Path(path)
 
-    def second_external_name(self, path: str) -> bool:
+    def second_external_name(self, path: str, outside: str | None = None) -> bool:
         """Whether ``path`` leads through links out of the scanned folders (the file, or a folder on
         its way) to a file reached so before under another name: two links to one file outside were
         two tracks, each analysed, and a tag write through one made the others fail as changed
-        while they were analysed. The first name the walk reaches is scanned; the others are left out."""
-        target = os.path.realpath(path)
-        if target == path or is_under(target, self.inside):
+        while they were analysed. The first name the walk reaches is scanned; the others are left out.
+        ``outside``: the real path of the file's folder where that lies outside the scanned folders
+        (`walk` resolves each folder once): a file that is no link is resolved only there (a
+        `os.path.realpath` of every file doubled the crawl of a library of 100,000 files)."""
+        if os.path.islink(path):
+            target = os.path.realpath(path)
+            if is_under(target, self.inside):
+                return False
+        elif outside is None:
             return False
+        else:
+            target = os.path.join(outside, os.path.basename(path))
+        return self.reached_before(target)
+
+    def reached_before(self, target: str) -> bool:
+        """Whether the file outside the scanned folders whose real path is ``target`` was reached
+        before (`external_targets`); it is recorded as reached."""
         if target in self.external_targets:
             return True
         self.external_targets.add(target)

@@ -151,6 +151,22 @@ def test_a_file_outside_reached_through_several_links_is_one_track_analysed_and_
     assert tags.read_instruments(outside / "single.flac").instruments == ["bass"]
 
 
+def test_following_external_links_resolves_folders_not_every_file(linked_library, monkeypatch):
+    # Each file's os.path.realpath (every part of its path looked up) doubled the crawl of a
+    # library of 100,000 files with --follow-external-symlinks: only links and folders are resolved.
+    music, outside = linked_library
+    for i in range(5):
+        (music / "album" / f"more{i}.flac").write_bytes(b"")
+        (outside / f"more{i}.flac").write_bytes(b"")
+    resolved, realpath = [], os.path.realpath
+    monkeypatch.setattr(os.path, "realpath", lambda p, **kw: resolved.append(os.fspath(p)) or realpath(p, **kw))
+    found = sorted(str(p) for p in crawl([music], follow_external_symlinks=True))
+    monkeypatch.undo()
+    assert len(found) == 14 and str(music / "outside_link" / "more4.flac") in found
+    files = {p for p in resolved if p.endswith(".flac")}
+    assert files <= {str(music / "single_link.flac"), str(music / "album_link" / "in_album.flac")}
+
+
 def test_a_scan_writes_only_inside_the_library_and_the_database(linked_library, tmp_path):
     music, outside = linked_library
     before_outside = _snapshot(outside)
