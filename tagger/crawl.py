@@ -223,6 +223,8 @@ class _Walk:
         if root.is_file():
             if str(root) not in self.seen_files:
                 self.seen_files.add(str(root))
+                if self.follow_external_symlinks and self.second_external_root(root):
+                    return
                 self.found.append(str(root))
                 yield root
             return
@@ -317,6 +319,13 @@ class _Walk:
         else:
             target = os.path.join(outside, os.path.basename(path))
         return self.reached_before(target)
+
+    def second_external_root(self, root: Path) -> bool:
+        """`second_external_name` for a file given as a root, outside the scanned folders: one
+        reached before through a link (``scan ~/Music ~/Downloads/x.flac``, ``~/Music`` holding a
+        link to it) is left out; its real path is recorded for the links the walk meets after it."""
+        target = os.path.realpath(root)
+        return not is_under(target, self.inside) and self.reached_before(target)
 
     def reached_before(self, target: str) -> bool:
         """Whether the file outside the scanned folders whose real path is ``target`` was reached

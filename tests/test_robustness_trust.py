@@ -151,6 +151,17 @@ def test_a_file_outside_reached_through_several_links_is_one_track_analysed_and_
     assert tags.read_instruments(outside / "single.flac").instruments == ["bass"]
 
 
+def test_a_file_outside_given_by_name_and_reached_through_a_link_is_crawled_once(linked_library):
+    # `scan ~/Music ~/Downloads/x.flac --follow-external-symlinks`, ~/Music holding a link to it (and
+    # to its folder): was yielded under the link's name and again under its own.
+    music, outside = linked_library
+    single = str(outside / "single.flac")
+    after = [str(p) for p in crawl([music, single], follow_external_symlinks=True)]
+    before = [str(p) for p in crawl([single, music], follow_external_symlinks=True)]
+    assert str(music / "single_link.flac") in after and single not in after and len(after) == 4
+    assert before[0] == single and str(music / "single_link.flac") not in before and len(before) == 4
+
+
 def test_following_external_links_resolves_folders_not_every_file(linked_library, monkeypatch):
     # Each file's os.path.realpath (every part of its path looked up) doubled the crawl of a
     # library of 100,000 files with --follow-external-symlinks: only links and folders are resolved.
