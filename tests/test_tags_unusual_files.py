@@ -277,6 +277,26 @@ def test_an_ogg_page_failing_its_crc_that_a_rewrite_would_renumber_leaves_the_fi
     assert tags.write_instruments(clean, **WRITE).written
 
 
+def test_an_ogg_header_page_failing_its_crc_leaves_the_file_unchanged_naming_the_header(tmp_path):
+    """A damaged page holding the comment header and Vorbis's setup header beside it: every rewrite
+    lays those packets in new pages with right CRCs, whether or not the comment header keeps its
+    number of pages (here it does), and players would read the damaged setup header. The reason
+    said that the pages after the comment header were renumbered and that players would play the
+    page's damaged audio; it now says the page holds the headers."""
+    clean = _ffmpeg(tmp_path / "clean.ogg", "-c:a", "libvorbis")
+    data = bytearray(clean.read_bytes())
+    pages = _ogg_pages(bytes(data))
+    data[pages[2][2] - 20] ^= 0xFF  # (the setup header's last bytes, on the comment header's page)
+    damaged = tmp_path / "damaged.ogg"
+    damaged.write_bytes(data)
+
+    with pytest.raises(TagWriteError, match=r"payload changed: its Ogg page 1 \(at byte 58\) fails its CRC check "
+                                            r"\(damaged: players skip it, and the Vorbis headers on it\), and every "
+                                            r"rewrite lays the comment header .* would read its damaged codec header"):
+        tags.write_instruments(damaged, **WRITE)
+    assert damaged.read_bytes() == data
+
+
 # -- MP3 ------------------------------------------------------------------------------------------
 
 

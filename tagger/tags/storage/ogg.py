@@ -140,14 +140,20 @@ class OggVorbisStorage(VorbisStorage):
         return True
 
     def payload_change_reason(self, path):
-        """A page of the first chain whose CRC is wrong (damaged; players skip it): mutagen gives
-        the pages it renumbers (when the comment header takes another number of pages) a right CRC,
-        and players would then play that page's damaged audio."""
+        """A page of the tagged stream in the first chain whose CRC is wrong (damaged; players skip
+        it): mutagen gives the pages it renumbers (when the comment header takes another number of
+        pages) a right CRC, and players would then play that page's damaged audio; a damaged page
+        holding the comment header and the packets beside it (Vorbis's setup header) is laid anew
+        with right CRCs by every rewrite, and players would read its damaged codec header. The
+        first page (the identification header, never rewritten) and other streams' pages (kept as
+        they are) are no cause."""
         from mutagen.ogg import OggPage
 
         with open(path, "rb") as f:
+            serial = _ogg_stream_serial(f, self.ident_magic)
             chain_end = _ogg_first_chain_end(f)
             f.seek(0)
+            done, partial = 0, bytearray()
             while f.tell() < chain_end:
                 start = f.tell()
                 try:
@@ -156,10 +162,22 @@ class OggVorbisStorage(VorbisStorage):
                     break
                 end = f.tell()
                 f.seek(start)
-                if not ogg_page_intact(f.read(end - start)):
-                    return (f"its Ogg page {page.sequence} (at byte {start}) fails its CRC check (damaged: players skip "
-                            "it), and the rewrite renumbers the pages after the comment header, which gives it a right "
-                            "CRC: players would play its damaged audio")  # fmt: skip
+                raw = f.read(end - start)
+                if page.serial != serial:
+                    continue
+                header = done < self.headers
+                if header:
+                    complete, partial = _ogg_packets(page, partial)
+                    done += len(complete)
+                if ogg_page_intact(raw) or page.first:
+                    continue
+                damaged = f"its Ogg page {page.sequence} (at byte {start}) fails its CRC check (damaged: players skip it"
+                if header:
+                    return (f"{damaged}, and the {self.codec} headers on it), and every rewrite lays the comment "
+                            "header and the packets beside it in new pages with right CRCs: players would read its "
+                            "damaged codec header")  # fmt: skip
+                return (f"{damaged}), and the rewrite renumbers the pages after the comment header, which gives it a "
+                        "right CRC: players would play its damaged audio")  # fmt: skip
         return None
 
 
