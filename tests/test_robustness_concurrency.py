@@ -1527,3 +1527,43 @@ def test_their_save_landing_while_the_copy_takes_its_swap_name_is_seen_where_nam
         write_instruments(song, instruments=["organ"], model_version="fake-2")
     assert FLAC(song)["TITLE"] == ["their save"] and read_instruments(song).model_version is None
     assert sorted(p.name for p in tmp_path.iterdir()) == ["song.flac"]
+
+
+@pytest.mark.parametrize("ext", ["flac", "ogg"])
+def test_another_programs_save_between_the_reads_of_a_write_is_said_as_a_change_not_a_fault_of_the_file(
+        tmp_path, monkeypatch, ext):  # fmt: skip
+    """A tag write reads the file twice before it copies it: mutagen's view, then its bytes, to see
+    what a rewrite would lose. Another program saving its tags in place meanwhile (beets' ``beet
+    write`` beside a scan writing the same files: mutagen writes in place) gave a torn view, said
+    as a fault of the file: `its Vorbis comments hold entries that a rewrite would change or drop
+    (not UTF-8, or not a NAME=value entry that mutagen accepts): b'TITLE=...'` (an ID3 tag read torn
+    mid-save: `its ID3v2.4 tag has frames that a rewrite would lose (TIT2)`), of a file whose tags are
+    whole. It is said as the change it is, and the other program's save is left as it is."""
+    import mediafile
+
+    from tagger.tags import decide
+
+    path = str(write_audio(tmp_path / f"a.{ext}", tone_signal([FREQ["bass"]], seconds=2.0)))
+    mf = mediafile.MediaFile(path)
+    mf.title = "before"
+    mf.save()
+    load = decide.formats.open_file
+
+    def load_then_their_save(*args, **kwargs):
+        loaded = load(*args, **kwargs)
+        theirs = mediafile.MediaFile(path)
+        theirs.title = "theirs"
+        theirs.save()  # (in place, as beets writes)
+        st = os.stat(path)
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))  # (a moment after the write's look)
+        return loaded
+
+    monkeypatch.setattr(decide.formats, "open_file", load_then_their_save)
+    with pytest.raises(TagWriteError) as refused:
+        write_instruments(path, instruments=["bass"], model_version="fake-1")
+    assert "file changed while its tags were being written" in str(refused.value)  # (was: a rewrite would lose ...)
+    monkeypatch.setattr(decide.formats, "open_file", load)
+    assert mediafile.MediaFile(path).title == "theirs"
+    assert not read_instruments(path).tagged
+    write_instruments(path, instruments=["bass"], model_version="fake-1")  # (the next write writes)
+    assert read_instruments(path).instruments == ["bass"] and mediafile.MediaFile(path).title == "theirs"

@@ -23,7 +23,7 @@ from tagger.errors import ChangedSinceError, TagWriteError
 from tagger.paths import TEMP_SUFFIX
 from tagger.tags import filesystem, formats
 from tagger.tags import scratch as scratch_files
-from tagger.tags.decide import _Decision
+from tagger.tags.decide import _CHANGED_MEANWHILE, _Decision
 from tagger.tags.fields import Raw
 from tagger.tags.leftovers import backup_prefix, swap_name, temp_prefix
 from tagger.tags.storage import Storage, payload_digest
@@ -39,7 +39,6 @@ class _BeforeReplaceFailed(Exception):
         self.error = error
 
 
-_CHANGED_MEANWHILE = "file changed while its tags were being written (another program wrote to it); left as it is"
 _GONE_MEANWHILE = ("file deleted or moved away while its tags were being written (by another program); not put "
                    "back")
 _MOUNT_POINT = ("it is a mount point (a file mounted there on its own, as a container's volume may be): a tag write "
