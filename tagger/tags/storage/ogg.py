@@ -103,22 +103,11 @@ class OggVorbisStorage(VorbisStorage):
         return None
 
     def payload(self, f, size, h):
-        from mutagen.ogg import OggPage
-
         headers = self.headers
         serial = _ogg_stream_serial(f, self.ident_magic)
         chain_end = _ogg_first_chain_end(f)  # (as `save` finds it: the rest is kept as it is)
-        f.seek(0)
         done, partial = 0, bytearray()
-        while f.tell() < chain_end:
-            start = f.tell()
-            try:
-                page = OggPage(f)
-            except EOFError:
-                break
-            end = f.tell()
-            f.seek(start)
-            raw = f.read(end - start)
+        for _start, page, raw in _ogg_chain_pages(f, chain_end):
             if not ogg_page_intact(raw):
                 h.update(b"bad page CRC")  # (mutagen may split the header pages differently)
             if page.serial != serial:
@@ -147,22 +136,10 @@ class OggVorbisStorage(VorbisStorage):
         with right CRCs by every rewrite, and players would read its damaged codec header. The
         first page (the identification header, never rewritten) and other streams' pages (kept as
         they are) are no cause."""
-        from mutagen.ogg import OggPage
-
         with open(path, "rb") as f:
             serial = _ogg_stream_serial(f, self.ident_magic)
-            chain_end = _ogg_first_chain_end(f)
-            f.seek(0)
             done, partial = 0, bytearray()
-            while f.tell() < chain_end:
-                start = f.tell()
-                try:
-                    page = OggPage(f)
-                except EOFError:
-                    break
-                end = f.tell()
-                f.seek(start)
-                raw = f.read(end - start)
+            for start, page, raw in _ogg_chain_pages(f, _ogg_first_chain_end(f)):
                 if page.serial != serial:
                     continue
                 header = done < self.headers
@@ -214,6 +191,23 @@ def _ogg_packets(page, partial: bytearray) -> tuple[list[bytearray], bytearray]:
             complete.append(partial)
             partial = bytearray()
     return complete, partial
+
+
+def _ogg_chain_pages(f, chain_end: int):
+    """(offset, mutagen's OggPage, its bytes) of each page of the open Ogg file ``f`` before
+    ``chain_end`` (`_ogg_first_chain_end`), in order."""
+    from mutagen.ogg import OggPage
+
+    f.seek(0)
+    while f.tell() < chain_end:
+        start = f.tell()
+        try:
+            page = OggPage(f)
+        except EOFError:
+            return
+        end = f.tell()
+        f.seek(start)
+        yield start, page, f.read(end - start)
 
 
 def _ogg_stream_serial(f, ident: bytes) -> int | None:
