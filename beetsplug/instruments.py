@@ -294,18 +294,47 @@ def _write_given(item, tags) -> bool:
     edit not written, so a later ``beet write`` put these results back over those a later `tagger
     scan` wrote into the file). Stop signals are held back meanwhile (`tagger.signals.held`): beets
     (mutagen) writes the file in place, moving its audio where a tag grows, and a Ctrl-C inside
-    that left the file half-written, its audio damaged."""
+    that left the file half-written, its audio damaged. The first held says so on stderr; the third
+    (`HELD_AT_MOST`) stops at once, inside the write, naming the file (was: every one held however
+    long the write took, a file on a slow or hung network drive making Ctrl-C and SIGTERM useless)."""
     from tagger.signals import held
 
     item._tagger_gives = True
     try:
-        with held():  # (beets writes in place: a stop signal inside the write left the file half-written)
-            written = item.try_write(tags=tags)
-            if written:
-                item.store()
+        with held(at_most=HELD_AT_MOST, on_held=lambda n: _say_held(item, n)):
+            try:
+                written = item.try_write(tags=tags)
+                if written:
+                    item.store()
+            except KeyboardInterrupt:  # (only the signal that breaks the hold comes inside it)
+                from beets import logging as beets_logging
+
+                beets_logging.getLogger("beets").error("instruments: {}: {}", _named(item), shown(
+                    "stopped inside beets' write of it: beets writes in place, so the file may be left "
+                    "half-written, its audio damaged"))
+                raise
     finally:
         item._tagger_gives = False
     return written
+
+
+HELD_AT_MOST = 3
+"""The stop signal that stops ``beet instruments`` inside beets' write of a file (`_write_given`): the
+first stops the command after the item, the second after the write, the third at once."""
+
+
+def _say_held(item, count: int) -> None:
+    """Say on stderr (from the signal's handler: `tagger.signals.say`) that the stop signal held
+    during beets' write of ``item`` (the ``count``-th) comes once the write is done."""
+    from tagger.signals import say
+
+    if count == 1:
+        try:
+            line = (f"instruments: stopping once beets has written {_named(item)} (it writes in place: stopping "
+                    "inside would damage its audio); a third Ctrl-C stops at once, the file possibly half-written")
+        except Exception:  # noqa: BLE001 - (in a signal handler: never raise)
+            return
+        say(line)
 
 
 class InstrumentsPlugin(BeetsPlugin):

@@ -31,7 +31,7 @@ def exit_status(interrupted: KeyboardInterrupt) -> int:
 
 
 @contextlib.contextmanager
-def held() -> Iterator[None]:
+def held(*, at_most: int | None = None, on_held: Callable[[int], None] | None = None) -> Iterator[None]:
     """The Python handlers of the stop signals held back while the block runs: a stop signal that
     comes meanwhile is handed to its handler as the block ends (the block's error, if any, going on
     after). A second one interrupts at once (`StopSignals`, Python's own SIGINT handler:
@@ -45,7 +45,13 @@ def held() -> Iterator[None]:
     only, and the kernel gives it to another, such as the one numpy starts on import, its Python
     handler running in the main thread all the same). A signal left to the system (SIG_DFL: SIGTERM without a handler
     kills at once, as ``kill -9`` does) or ignored is left as it is. Outside the main thread, where
-    Python runs no handler, the block runs as it is."""
+    Python runs no handler, the block runs as it is.
+
+    ``at_most``: the stop signal that makes that many while the block runs is not held: the handlers
+    are put back and handed those that came at once, inside the block (a block that may last, such
+    as another program's write in place on a slow or hung drive, must not make every Ctrl-C and
+    SIGTERM useless). ``on_held``: called with the count at each one held (from the handler, in the
+    main thread: quick, never raising; `say` a line)."""
     import signal
     import threading
 
@@ -57,6 +63,13 @@ def held() -> Iterator[None]:
 
     def defer(signum, _frame) -> None:
         came.append(signum)
+        if at_most is not None and len(came) >= at_most:
+            given, back = list(came), dict(saved)
+            came.clear()
+            saved.clear()
+            _give_back(back, given)
+        elif on_held is not None:
+            on_held(len(came))
 
     try:
         for name in STOP_SIGNALS:

@@ -924,3 +924,48 @@ def test_ctrl_c_during_the_analysis_of_an_import_with_auto_stops_the_import(tmp_
         lib._close()
         _unload()
         beets.config.clear()
+
+
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_a_third_stop_signal_stops_beet_instruments_inside_a_write_that_does_not_end(beets_lib, tmp_path, monkeypatch,
+                                                                                     python_sigint, caplog, capfd,
+                                                                                     signame):  # fmt: skip
+    """The stop signals held while beets writes a file in place (6502936) were all held, however many
+    and however long the write took: a file on a hung network drive made Ctrl-C and SIGTERM useless
+    (only ``kill -9`` left). The first held says so on stderr; the third stops at once, inside the
+    write, and the file it may have left half-written is named."""
+    import signal
+
+    import mutagen._util
+    from beets.library import Item
+
+    from tagger.signals import Interrupted
+
+    lib, plugin, files = beets_lib
+    sig = getattr(signal, signame)
+    path = str(write_audio(tmp_path / "slow" / "a.mp3", tone_signal([FREQ["bass"]], seconds=4.0)))
+    lib.add(Item.from_path(path))
+    with open(path, "rb") as f:
+        before = f.read()
+    resize = mutagen._util.resize_file
+    sent = []
+
+    def stuck_write(*args, **kwargs):  # (a write that ends only when stopped: each signal, then more time)
+        for n in range(4):
+            os.kill(os.getpid(), sig)
+            sent.append(n + 1)
+        resize(*args, **kwargs)
+
+    monkeypatch.setattr(mutagen._util, "resize_file", stuck_write)
+    capfd.readouterr()
+    with pytest.raises(Interrupted) as stopped:
+        beet(lib, "instruments", "-w", "path:" + path)
+    assert sent == [1, 2]  # (was [1, 2, 3, 4]: every one held until the write ended)
+    assert stopped.value.signum == sig
+    with open(path, "rb") as f:
+        assert f.read() == before  # (stopped before mutagen made room: nothing written)
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [f"instruments: {path}: stopped inside beets' write of it: beets writes in place, so the file "
+                      "may be left half-written, its audio damaged"]  # fmt: skip
+    err = capfd.readouterr().err
+    assert err.count(f"instruments: stopping once beets has written {path} (it writes in place") == 1, err
