@@ -368,14 +368,24 @@ class InstrumentsPlugin(BeetsPlugin):
         under beets' default ``ignore`` list (``*~``); those an older tagger kept without it did not
         (was: imported as one more track, and with ``import.copy`` or ``move`` put into the library).
         Each one left out is a warning line; the file stays where it is, the user's to look at.
+        So is the hidden copy a tag write makes (``.NAME.XXXXXXXX.tagger-tmp``; one a killed write left,
+        perhaps half-written, which the next tagger write in its folder removes), which beets' defaults
+        skip (``.*`` in ``ignore``, ``ignore_hidden``): with neither (``ignore: []``, ``ignore_hidden:
+        no``) it was imported as the track, the track itself then skipped as its duplicate.
         Returns ``[]`` (drop the task) where no item is left, else None (the task, changed in place)."""
-        from tagger.paths import is_kept_name
+        from tagger.paths import is_kept_name, is_temp_name
 
         def kept(item) -> bool:
-            if is_kept_name(os.path.basename(os.fsdecode(item.path))):
+            name = os.path.basename(os.fsdecode(item.path))
+            if is_kept_name(name):
                 self._log.warning("{}: {}", _named(item), shown(
                     "a file a tagger tag write kept (another program's save, or the file before the write): not "
                     "imported; it is yours to look at, then rename or remove"))
+                return True
+            if is_temp_name(name):
+                self._log.warning("{}: {}", _named(item), shown(
+                    "the hidden copy of a tagger tag write (left by a write that was killed), not a track: not "
+                    "imported; the next tagger scan, tag or untag of its folder removes it"))
                 return True
             return False
 

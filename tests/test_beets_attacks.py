@@ -969,3 +969,42 @@ def test_a_third_stop_signal_stops_beet_instruments_inside_a_write_that_does_not
                       "may be left half-written, its audio damaged"]  # fmt: skip
     err = capfd.readouterr().err
     assert err.count(f"instruments: stopping once beets has written {path} (it writes in place") == 1, err
+
+
+def test_beet_import_without_beets_ignore_patterns_takes_no_hidden_copy_of_a_tag_write(tmp_path, monkeypatch, caplog):
+    """With beets' ``ignore: []`` and ``ignore_hidden: no`` (beets' defaults skip dot files both
+    ways), ``beet import`` of a folder holding the hidden copy a killed tagger write left
+    (``.NAME.XXXXXXXX.tagger-tmp``, perhaps half-written, which the next write in the folder removes)
+    imported it as the track (beets reads the type from the content), and skipped the track itself as
+    its duplicate ('This track is already in the library!'); ``beet instruments`` then analysed and
+    wrote it. The import leaves it out with a warning, and an item of such a file already in beets is
+    reported, not analysed, its file unchanged."""
+    from beets.library import Item
+    from test_beets import _setup_beets, _unload
+
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    song = write_audio(incoming / "song.flac", tone_signal([FREQ["bass"]], seconds=4.0))
+    copy = incoming / ".song.flac.0123abcd.tagger-tmp"
+    shutil.copyfile(song, copy)
+    lib, plugin = _setup_beets(tmp_path, monkeypatch)
+    beets.config["ignore"] = []
+    beets.config["ignore_hidden"] = False
+    try:
+        beet(lib, "import", "-A", "-q", "-s", "-C", str(incoming))
+        assert [os.fsdecode(i.path) for i in lib.items()] == [str(song)]  # (was: the hidden copy alone)
+        warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert sum(str(copy) in w and "the hidden copy of a tagger tag write" in w for w in warned) == 1, warned
+
+        lib.add(Item.from_path(str(copy)))  # (imported by beets before)
+        before = copy.read_bytes()
+        caplog.clear()
+        counts = plugin.analyse(list(lib.items()), write=True)
+        assert counts == {"analysed": 1, "reused": 0, "failed": 1, "written": 1}
+        assert copy.read_bytes() == before and tags.read_instruments(song).instruments == ["bass"]
+        assert any(str(copy) in r.getMessage() and "not analysed nor written" in r.getMessage()
+                   for r in caplog.records if r.levelno == logging.ERROR)  # fmt: skip
+    finally:
+        lib._close()
+        _unload()
+        beets.config.clear()

@@ -26,7 +26,7 @@ from tagger.db.session import Database
 from tagger.errors import TaggerError
 from tagger.library.matches import file_identity
 from tagger.library.plan import storable
-from tagger.paths import absolute, check_filesystem_encoding, check_working_folder, is_kept_name
+from tagger.paths import absolute, check_filesystem_encoding, check_working_folder, is_kept_name, is_temp_name
 from tagger.library.scan import Analyser, ScanSummary, scan
 
 
@@ -85,6 +85,10 @@ def analyse_files(
             results[p] = FileResult(p, error="a file a tagger tag write kept (another program's save, or the file "
                                              "before the write), not a track: not analysed nor written; it is yours to "
                                              "look at, then rename or remove")  # fmt: skip
+        elif is_temp_name(os.path.basename(p)):  # (beets imported it with `ignore` and `ignore_hidden` off)
+            results[p] = FileResult(p, error="the hidden copy of a tagger tag write (left by a write that was killed), "
+                                             "not a track: not analysed nor written; the next tagger scan, tag or untag "
+                                             "of its folder removes it")  # fmt: skip
         elif storable(real) != real:  # (the database holds UTF-8 text)
             results[p] = FileResult(p, error=f"the file name is not valid UTF-8 ({storable(real)}, with \\x escapes); "
                                              "rename the file to analyse it")  # fmt: skip
