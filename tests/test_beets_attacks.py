@@ -1008,3 +1008,24 @@ def test_beet_import_without_beets_ignore_patterns_takes_no_hidden_copy_of_a_tag
         lib._close()
         _unload()
         beets.config.clear()
+
+
+def test_an_item_in_a_folder_whose_name_is_not_utf8_is_told_to_rename_that_folder(beets_lib, tmp_path, caplog):
+    """A beets library on a path whose folder name is not valid UTF-8 (``lib\\xff/``): each item was
+    told ``rename the file to analyse it``, whose name is fine, where `tagger scan` names the folder
+    to rename. The plugin says what the scan says (one function serves both)."""
+    from beets.library import Item
+
+    lib, plugin, files = beets_lib
+    folder = os.path.join(os.fsencode(tmp_path), b"lib\xff", b"disc 1")
+    os.makedirs(folder)
+    path = os.path.join(folder, b"song.flac")
+    os.replace(write_audio(tmp_path / "song.flac", tone_signal([FREQ["bass"]], seconds=2.0)), path)
+    item = Item.from_path(path)
+    lib.add(item)
+    assert plugin.analyse([item], write=True) == {"analysed": 0, "reused": 0, "failed": 1, "written": 0}
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "lib\\xff/disc 1/song.flac" in errors[0], errors
+    assert errors[0].endswith(f"the bytes are in the name of its folder {tmp_path}/lib\\xff: rename that folder to "
+                              "analyse the files in it"), errors  # (was: rename the file to analyse it)
+    assert not tags.read_instruments(os.fsdecode(path)).tagged

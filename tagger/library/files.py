@@ -25,7 +25,7 @@ from tagger.db.listing import StoredResults
 from tagger.db.session import Database
 from tagger.errors import TaggerError
 from tagger.library.matches import file_identity
-from tagger.library.plan import storable
+from tagger.library.plan import storable, undecodable_rename
 from tagger.paths import absolute, check_filesystem_encoding, check_working_folder, is_kept_name, is_temp_name
 from tagger.library.scan import Analyser, ScanSummary, scan
 
@@ -91,7 +91,7 @@ def analyse_files(
                                              "of its folder removes it")  # fmt: skip
         elif storable(real) != real:  # (the database holds UTF-8 text)
             results[p] = FileResult(p, error=f"the file name is not valid UTF-8 ({storable(real)}, with \\x escapes); "
-                                             "rename the file to analyse it")  # fmt: skip
+                                             f"{undecodable_rename(real)}")  # fmt: skip
         else:
             present[p] = real
     summary = None

@@ -530,10 +530,7 @@ def _undecodable_name(writer: ScanWriter, path: str, shown: str, row: tuple | No
     (``row``, the database's row of that path): a file may be named with a real backslash,
     ``a\\xff.flac``, and that file's row is its own. Then the error is only reported (failed, in the
     summary's errors) and nothing is stored for it."""
-    folder, name = os.path.split(path)
-    rename = ("rename the file to analyse it" if not is_utf8(name) else  # (else a folder above it holds the bytes)
-              f"the bytes are in the name of its folder {escaped_name(_undecodable_folder(folder))}: "
-              "rename that folder to analyse the files in it")  # fmt: skip
+    rename = undecodable_rename(path)
     if os.path.lexists(shown) or (row is not None and row[5] is not None):
         writer.summary.failed += 1
         writer.summary.errors.append((shown, f"{UNDECODABLE}, which "
@@ -541,6 +538,16 @@ def _undecodable_name(writer: ScanWriter, path: str, shown: str, row: tuple | No
         return
     writer.seen.add(shown)
     writer.store_error(FileState(shown, 0, 0.0, "", row[0] if row else None), {}, f"{UNDECODABLE}); {rename}")
+
+
+def undecodable_rename(path: str) -> str:
+    """What to rename so that the file at ``path``, whose path is not valid UTF-8, can be analysed: the
+    file, or the outermost folder whose name holds the bytes (a beets item in such a folder was told
+    to rename the file, as `tagger.library.files.analyse_files` said it)."""
+    folder, name = os.path.split(path)
+    return ("rename the file to analyse it" if not is_utf8(name) else  # (else a folder above it holds the bytes)
+            f"the bytes are in the name of its folder {escaped_name(_undecodable_folder(folder))}: "
+            "rename that folder to analyse the files in it")  # fmt: skip
 
 
 def _undecodable_folder(folder: str) -> str:
