@@ -501,7 +501,11 @@ class InstrumentsPlugin(BeetsPlugin):
         try:
             self.analyse(list(task.imported_items()), write=ui.should_write())
         except ScanInterrupted as exc:  # (Ctrl-C: the import stops too, as beets' own Ctrl-C stops it)
-            self._log.error("{}", exc)
+            # (its items are in beets' library, without results: `beet instruments` gives them, where
+            # importing again would not; was: "scan again to continue", "run the command again")
+            said = str(exc) if getattr(exc, "given", None) is not None else (
+                f"{exc}; `beet instruments` analyses and gives the items this import left without results")
+            self._log.error("{}", said)
             raise KeyboardInterrupt from None
         except (TaggerError, confuse.ConfigError) as exc:  # the import goes on
             self._log.error("{}", exc)
@@ -527,7 +531,7 @@ class InstrumentsPlugin(BeetsPlugin):
             with StopSignals() as stop:  # (the first stop signal: the items given so far stay, the rest wait)
                 for done, item in enumerate(items):
                     if stop.requested:
-                        raise _stopped(stop.signum, done, len(items))
+                        raise _stopped(stop.signum, done, len(items), written=write)
                     self._give_one(database, item, results[paths[item.id]], write=write, counts=counts)
         finally:
             database.close()
@@ -613,16 +617,19 @@ class InstrumentsPlugin(BeetsPlugin):
         return None, True
 
 
-def _stopped(signum: int, given: int, total: int):
+def _stopped(signum: int, given: int, total: int, *, written: bool):
     """The error of a ``beet instruments`` stopped by a stop signal (Ctrl-C) after ``given`` of its
-    ``total`` items: those keep their results (and their files, written whole), the others' are stored
-    in tagger's database, and the next run gives them without analysing them again."""
+    ``total`` items: those keep their results (and, ``written``, their files, written whole), the
+    others' are stored in tagger's database, and the next run gives them without analysing them
+    again (an import's too: its items are in beets' library)."""
     from tagger.library.state import ScanInterrupted
 
     stop = ScanInterrupted(signum, 0)
     name = str(stop).split(")")[0] + ")"
-    stop.args = (f"{name} after {given} of {total} item(s), given their results (their files written whole); "
-                 "the others' results are stored in tagger's database: run the command again to give them",)
+    files = " (their files written whole)" if written else ""
+    stop.args = (f"{name} after {given} of {total} item(s), given their results{files}; "
+                 "the others' results are stored in tagger's database: `beet instruments` gives them",)
+    stop.given = given
     return stop
 
 

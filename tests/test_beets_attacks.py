@@ -1029,3 +1029,58 @@ def test_an_item_in_a_folder_whose_name_is_not_utf8_is_told_to_rename_that_folde
     assert errors[0].endswith(f"the bytes are in the name of its folder {tmp_path}/lib\\xff: rename that folder to "
                               "analyse the files in it"), errors  # (was: rename the file to analyse it)
     assert not tags.read_instruments(os.fsdecode(path)).tagged
+
+
+@pytest.mark.parametrize("during", ["analysis", "giving"])
+def test_ctrl_c_stopping_an_import_with_auto_names_beet_instruments_which_gives_its_items_their_results(
+        tmp_path, monkeypatch, python_sigint, caplog, during):  # fmt: skip
+    """A Ctrl-C that stops an import with ``auto`` (``threaded: no``, 6502936) left the items of the
+    task under way in beets' library without results, and the line said to 'scan again to continue'
+    (tagger's words) or to 'run the command again' (``beet import``, which imports nothing of them
+    again) after 'their files written whole' of an import with ``write: no``. It names ``beet
+    instruments``, which gives them their results; that stored are not analysed again."""
+    import signal
+
+    from beets.library import Item
+    from test_beets import _make, _setup_beets, _unload
+
+    lib, plugin = _setup_beets(tmp_path, monkeypatch, auto=True)
+    beets.config["import"]["write"] = during == "analysis"  # (the giving: write: no)
+    caplog.set_level(logging.INFO, logger="beets")
+    if during == "analysis":
+        predict = plugin.analyser.predict_features
+
+        def ctrl_c_then_predict(*args, **kwargs):
+            os.kill(os.getpid(), signal.SIGINT)
+            return predict(*args, **kwargs)
+
+        plugin.analyser.predict_features = ctrl_c_then_predict
+    else:
+        store = Item.store
+
+        def ctrl_c_as_it_is_given(item, *args, **kwargs):
+            if item.get("instruments_model"):
+                os.kill(os.getpid(), signal.SIGINT)
+            return store(item, *args, **kwargs)
+
+        monkeypatch.setattr(Item, "store", ctrl_c_as_it_is_given)
+    try:
+        _make(tmp_path / "incoming")
+        with pytest.raises(KeyboardInterrupt):
+            beet(lib, "import", "-A", "-q", str(tmp_path / "incoming"))  # (one album: one task)
+        lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+        assert len(lines) == 1 and "`beet instruments`" in lines[0], lines  # (was: scan again / the command)
+        assert "written whole" not in lines[0], lines  # (was: said of files not written)
+        given = [bool(i.get("instruments_model")) for i in lib.items()]
+        assert len(given) == 5 and given.count(True) == (0 if during == "analysis" else 1), given
+        if during == "giving":
+            monkeypatch.setattr(Item, "store", store)
+            plugin.analyser.predict_features = None  # (their results stored: none is analysed again)
+        else:
+            plugin.analyser.predict_features = predict
+        beet(lib, "instruments")
+        assert all(i.get("instruments_model") == "fake-1" for i in lib.items())
+    finally:
+        lib._close()
+        _unload()
+        beets.config.clear()
