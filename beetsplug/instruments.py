@@ -302,16 +302,18 @@ def _write_given(item, tags) -> bool:
     item._tagger_gives = True
     try:
         with held(at_most=HELD_AT_MOST, on_held=lambda n: _say_held(item, n)):
+            written = None
             try:
                 written = item.try_write(tags=tags)
                 if written:
                     item.store()
             except KeyboardInterrupt:  # (only the signal that breaks the hold comes inside it)
-                from beets import logging as beets_logging
+                if written is None:  # (in beets' store of the item, after the write: the file is whole)
+                    from beets import logging as beets_logging
 
-                beets_logging.getLogger("beets").error("instruments: {}: {}", _named(item), shown(
-                    "stopped inside beets' write of it: beets writes in place, so the file may be left "
-                    "half-written, its audio damaged"))
+                    beets_logging.getLogger("beets").error("instruments: {}: {}", _named(item), shown(
+                        "stopped inside beets' write of it: beets writes in place, so the file may be left "
+                        "half-written, its audio damaged"))
                 raise
     finally:
         item._tagger_gives = False

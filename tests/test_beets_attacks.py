@@ -1084,3 +1084,34 @@ def test_ctrl_c_stopping_an_import_with_auto_names_beet_instruments_which_gives_
         lib._close()
         _unload()
         beets.config.clear()
+
+
+def test_a_third_stop_signal_in_beets_store_after_the_write_names_no_file_as_damaged(beets_lib, tmp_path, monkeypatch,
+                                                                                    python_sigint, caplog):
+    """The third stop signal held during beets' write and its store of the item stops at once; one
+    that came in the store, the file written whole, was said as 'stopped inside beets' write of it:
+    ... may be left half-written, its audio damaged', of a whole file. It names no file so."""
+    import signal
+
+    from beets.library import Item
+
+    from tagger.signals import Interrupted
+
+    lib, plugin, files = beets_lib
+    path = str(write_audio(tmp_path / "slow" / "a.mp3", tone_signal([FREQ["bass"]], seconds=4.0)))
+    lib.add(Item.from_path(path))
+    audio = tags.audio_digest(path)
+    store = Item.store
+
+    def three_stops_then_store(item, *args, **kwargs):
+        if getattr(item, "_tagger_gives", False):  # (beets' store after the plugin's write)
+            for _ in range(3):
+                os.kill(os.getpid(), signal.SIGINT)
+        return store(item, *args, **kwargs)
+
+    monkeypatch.setattr(Item, "store", three_stops_then_store)
+    with pytest.raises(Interrupted):
+        beet(lib, "instruments", "-w", "path:" + path)
+    assert tags.read_instruments(path) == tags.TagState(["bass"], "fake-1") and tags.audio_digest(path) == audio
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not any("half-written" in e for e in errors), errors  # (was: the whole file named as damaged)
