@@ -535,6 +535,8 @@ class InstrumentsPlugin(BeetsPlugin):
                     if stop.requested:
                         raise _stopped(stop.signum, done, len(items), written=write)
                     self._give_one(database, item, results[paths[item.id]], write=write, counts=counts)
+                if stop.requested:  # (asked during the last item: heard too, as a scan hears it)
+                    raise _stopped(stop.signum, len(items), len(items), written=write)
         finally:
             database.close()
         self._log.info("{analysed} analysed, {reused} unchanged (results reused), {failed} failed, "
@@ -629,8 +631,9 @@ def _stopped(signum: int, given: int, total: int, *, written: bool):
     stop = ScanInterrupted(signum, 0)
     name = str(stop).split(")")[0] + ")"
     files = " (their files written whole)" if written else ""
-    stop.args = (f"{name} after {given} of {total} item(s), given their results{files}; "
-                 "the others' results are stored in tagger's database: `beet instruments` gives them",)
+    others = ("" if given == total else
+              "; the others' results are stored in tagger's database: `beet instruments` gives them")
+    stop.args = (f"{name} after {given} of {total} item(s), given their results{files}{others}",)
     stop.given = given
     return stop
 

@@ -1115,3 +1115,53 @@ def test_a_third_stop_signal_in_beets_store_after_the_write_names_no_file_as_dam
     assert tags.read_instruments(path) == tags.TagState(["bass"], "fake-1") and tags.audio_digest(path) == audio
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert not any("half-written" in e for e in errors), errors  # (was: the whole file named as damaged)
+
+
+@pytest.mark.parametrize("run", ["import", "command"])
+def test_ctrl_c_as_the_last_item_is_given_its_results_is_heard(tmp_path, monkeypatch, python_sigint, caplog, run):
+    """A stop signal that came while the plugin gave the last of its items their results was
+    dropped once they were all given (6502936 checked for it before each item only): an import
+    with ``auto`` (``threaded: no``) of singletons (``-s``: one item a task, each its last) went on
+    with the next files through every Ctrl-C that came during a write, and ``beet instruments``
+    ended as finished, exit 0. It is heard, as a scan hears one during its last file."""
+    import signal
+
+    from beets import ui
+    from beets.library import Item
+    from test_beets import _make, _setup_beets, _unload
+
+    lib, plugin = _setup_beets(tmp_path, monkeypatch, auto=run == "import")
+    caplog.set_level(logging.INFO, logger="beets")
+    store = Item.store
+
+    def ctrl_c_as_it_is_given(item, *args, **kwargs):
+        if getattr(item, "_tagger_gives", False):  # (beets' store after the plugin's write)
+            os.kill(os.getpid(), signal.SIGINT)
+        return store(item, *args, **kwargs)
+
+    try:
+        _make(tmp_path / "incoming")
+        if run == "command":
+            beet(lib, "import", "-A", "-q", "-s", str(tmp_path / "incoming"))
+        monkeypatch.setattr(Item, "store", ctrl_c_as_it_is_given)
+        stopped = None
+        try:
+            if run == "import":
+                beet(lib, "import", "-A", "-q", "-s", str(tmp_path / "incoming"))
+            else:
+                beet(lib, "instruments", "-w", "title:bass")
+        except BaseException as exc:  # noqa: BLE001 - (a KeyboardInterrupt must fail this test, not end the run)
+            stopped = exc
+        assert type(stopped) is (KeyboardInterrupt if run == "import" else ui.UserError), repr(stopped)  # (was: None)
+        if run == "import":
+            assert len(list(lib.items())) == 1  # (was: 5, the import gone on)
+            lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+            assert lines == ["interrupted (SIGINT) after 1 of 1 item(s), given their results (their files written "
+                             "whole)"], lines  # fmt: skip
+        else:
+            assert str(stopped) == ("instruments: interrupted (SIGINT) after 1 of 1 item(s), given their results "
+                                    "(their files written whole)")  # fmt: skip
+    finally:
+        lib._close()
+        _unload()
+        beets.config.clear()
