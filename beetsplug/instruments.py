@@ -530,21 +530,31 @@ class InstrumentsPlugin(BeetsPlugin):
         try:
             _, results = analyse_files(paths.values(), db=database, analyser=self.analyser, jobs=jobs,
                                        rescan_stale=rescan_stale, retry_errors=retry_errors)  # fmt: skip
+            known = _known_models(database)
             with StopSignals() as stop:  # (the first stop signal: the items given so far stay, the rest wait)
                 for done, item in enumerate(items):
                     if stop.requested:
                         raise _stopped(stop.signum, done, len(items), written=write)
-                    self._give_one(database, item, results[paths[item.id]], write=write, counts=counts)
+                    self._give_one(database, item, results[paths[item.id]], write=write, counts=counts, known=known)
                 if stop.requested:  # (asked during the last item: heard too, as a scan hears it)
                     raise _stopped(stop.signum, len(items), len(items), written=write)
         finally:
             database.close()
+        kept = f", {counts['kept']} kept (fields not provably tagger's, see above)" if counts.get("kept") else ""
         self._log.info("{analysed} analysed, {reused} unchanged (results reused), {failed} failed, "
-                       "{written} file(s) written", **counts)  # fmt: skip
+                       "{written} file(s) written" + kept, **counts)  # fmt: skip
         return counts
 
-    def _give_one(self, database, item, res, *, write: bool, counts: dict) -> None:
-        """`_give` ``item`` its result ``res``, count it in ``counts`` and say what was done of it."""
+    def _give_one(self, database, item, res, *, write: bool, counts: dict, known: set[str]) -> None:
+        """`_give` ``item`` its result ``res``, count it in ``counts`` and say what was done of it; a file
+        whose fields are not provably tagger's (their INSTRUMENTS_MODEL none of ``known``, the model
+        versions tagger knows: `tagger.model.folders.known_model_versions`) is kept, as `tagger untag`
+        and `tagger tag` keep it: neither written nor its item given the results, said and counted."""
+        kept = _kept(item, res, known)
+        if kept:
+            counts["kept"] = counts.get("kept", 0) + 1
+            self._log.warning("{}: {}", _named(item), shown(kept))
+            return
         problem, written = self._give(database, item, res, write=write)
         if problem:
             counts["failed"] += 1
@@ -619,6 +629,55 @@ class InstrumentsPlugin(BeetsPlugin):
         if done.problem:
             self._log.warning("{}: {}", _named(item), shown(done.problem))
         return None, True
+
+
+def _known_models(database) -> set[str]:
+    """The model versions whose fields tagger takes for its own (`tagger.model.folders.known_model_versions`),
+    with every one tagger's database ``database`` records (the plugin's own model among them, once it
+    has analysed)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from tagger.db.listing import model_version_names
+    from tagger.model.folders import known_model_versions
+
+    try:
+        with database.reader() as reader:
+            recorded = model_version_names(reader)
+    except SQLAlchemyError:
+        recorded = set()
+    return known_model_versions(recorded=recorded)
+
+
+def _kept(item, res, known: set[str]) -> str | None:
+    """Why the file of ``res`` is kept (None: it is not): its INSTRUMENTS_MODEL names neither a model
+    tagger knows (``known``) nor the results' own, so its fields may be someone else's (a user's
+    INSTRUMENTS=flute with INSTRUMENTS_MODEL=kid3-manual, typed in kid3). The item then follows the
+    file, as beets reads it (``beet write`` then writes nothing of tagger's over them); the results
+    stay in tagger's database."""
+    import shlex
+
+    from tagger import tags
+    from tagger.errors import TaggerError
+    from tagger.tags.rewrite import kept_reason
+
+    if not res.ok:
+        return None
+    try:
+        state = tags.read_instruments(res.path)
+    except TaggerError:
+        return None  # (a format tagger does not tag: as before)
+    version = (state.model_version or "").strip()
+    if not version or version == (res.model_version or "").strip() or version in known:
+        return None
+    read_at = item.mtime
+    item.update(_as_beets_reads(res.path, _InFile(list(state.instruments), state.model_version, holds=False,
+                                                   own_scores=False)))  # fmt: skip
+    item[UNWRITTEN] = ""
+    item.mtime = read_at  # (the file holds them: beets' mtime stands)
+    item.store()
+    return kept_reason(version, state, f"tagger untag --model-version {shlex.quote(version)} "
+                                       f"{shlex.quote(res.path)} removes them; the next beet instruments then "
+                                       "writes tagger's")  # fmt: skip
 
 
 def _stopped(signum: int, given: int, total: int, *, written: bool):

@@ -365,3 +365,28 @@ def test_the_command_says_what_it_did_of_each_item(beets_lib, caplog):
     lines = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
     assert lines == [f"{files['string.ogg']}: string (unchanged, results reused)",
                      "0 analysed, 1 unchanged (results reused), 0 failed, 0 file(s) written"]  # fmt: skip
+
+
+def test_the_plugin_keeps_fields_of_a_model_version_tagger_does_not_know(beets_lib, caplog):
+    """``beet instruments`` overwrote a user's INSTRUMENTS=flute with INSTRUMENTS_MODEL=kid3-manual
+    (typed in kid3), which `tagger untag` keeps as not provably tagger's: the plugin follows the same
+    rule (`known_model_versions`): the file is left byte for byte, its item as beets reads the file
+    (so ``beet write`` puts nothing of tagger's over it), said and counted kept; a file an older shipped
+    model tagged is written."""
+    lib, plugin, files = beets_lib
+    caplog.set_level(logging.INFO, logger="beets")
+    tags.write_instruments(files["duo.mp3"], instruments=["flute"], model_version="kid3-manual")
+    tags.write_instruments(files["string.ogg"], instruments=["organ"], model_version="compact-mixture-1")
+    before = Path(files["duo.mp3"]).read_bytes()
+    items = [lib.items("path:" + files[name]).get() for name in ("duo.mp3", "string.ogg")]
+    counts = plugin.analyse(items, write=True)
+    assert counts == {"analysed": 1, "reused": 0, "failed": 0, "written": 1, "kept": 1}  # (the kept one: kept alone)
+    assert Path(files["duo.mp3"]).read_bytes() == before
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert f"{files['duo.mp3']}: its INSTRUMENTS_MODEL 'kid3-manual' is no model tagger knows" in said
+    assert "1 kept (fields not provably tagger's, see above)" in said
+    duo = lib.items("path:" + files["duo.mp3"]).get()
+    assert (duo.get("instruments"), duo.get("instruments_model")) == ("flute", "kid3-manual")
+    beet(lib, "write", "-f")
+    assert tags.read_instruments(files["duo.mp3"]) == tags.TagState(["flute"], "kid3-manual")
+    assert tags.read_instruments(files["string.ogg"]) == tags.TagState(["string"], "fake-1")

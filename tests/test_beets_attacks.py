@@ -240,8 +240,8 @@ def test_scores_of_another_model_or_other_audio_do_not_stay_beside_the_results_w
     file would show one model's (or one audio's) scores beside another's results."""
     lib, plugin, files = beets_lib
     bass, duo, string = files["bass.flac"], files["duo.mp3"], files["string.ogg"]
-    # another model's results and scores
-    tags.write_instruments(duo, instruments=["bass"], model_version="fake-0", scores={"bass": 0.9, "flute": 0.2})
+    # another model's results and scores (one tagger shipped: its fields are tagger's, `known_model_versions`)
+    tags.write_instruments(duo, instruments=["bass"], model_version="compact-mixture-1", scores={"bass": 0.9, "flute": 0.2})
     # this model's results, with the scores of the audio that was there before (tags copied over)
     tags.write_instruments(bass, instruments=["bass"], model_version="fake-1", scores={"bass": 0.6, "flute": 0.7},
                            families=("bass", "flute", "string"))  # fmt: skip
@@ -515,14 +515,15 @@ def test_stale_results_of_a_recalibrated_model_of_the_same_name_never_replace_an
     lib, plugin, files = beets_lib
     path = files["duo.mp3"]
     beet(lib, "instruments", "-w", "path:" + path)
-    tags.write_instruments(path, instruments=["bass", "organ"], model_version="fake-9")  # as tag --from-json
+    # (as tag --from-json; a version tagger shipped: another's fields would be kept, `known_model_versions`)
+    tags.write_instruments(path, instruments=["bass", "organ"], model_version="averaged-harmonic-7")
     newer = open(path, "rb").read()
 
     plugin.analyser = Recalibrated()  # fake-1 still, another manifest: the stored results are stale
     beet(lib, "instruments", "-w", "path:" + path)
     assert open(path, "rb").read() == newer
     item = _item(lib, path)
-    assert (item["instruments"], item["instruments_model"]) == ("bass, organ", "fake-9")
+    assert (item["instruments"], item["instruments_model"]) == ("bass, organ", "averaged-harmonic-7")
     assert plugin.analyser.calls == 0
 
     beet(lib, "instruments", "--rescan-stale", "-w", "path:" + path)  # analysed again: its results written

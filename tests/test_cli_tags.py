@@ -468,6 +468,53 @@ def test_untag_takes_the_model_versions_the_library_database_records_for_tagger_
     assert tags.read_instruments(hand) == tags.TagState(["flute"], "kid3-manual")
 
 
+def test_writes_keep_fields_of_a_model_version_tagger_does_not_know(tmp_path, monkeypatch, fake_models):
+    """A scan with --write-tags and `tagger tag` overwrote a user's INSTRUMENTS=flute with
+    INSTRUMENTS_MODEL=kid3-manual (typed in kid3) with the scan's results, which untag keeps as not
+    provably tagger's: the writes follow untag's rule (`known_model_versions`). Such a file is left byte
+    for byte, said per file with the way to take its fields anyway, counted kept, exit 0, its results
+    stored; a file an older shipped model tagged, or the scan's own model (fake-1), is written."""
+    from mutagen.mp4 import MP4, MP4FreeForm
+
+    dbfile = str(tmp_path / "library.db")
+    monkeypatch.setenv("TAGGER_DB", dbfile)
+    music = tmp_path / "music"
+    music.mkdir()
+    files = [_tone(music / "a.flac", "flac"), _tone(music / "b.mp3", "libmp3lame"), _tone(music / "c.ogg", "libvorbis")]
+    for f in files:
+        tags.write_instruments(f, instruments=["flute"], model_version="kid3-manual")
+    m4a = _tone(music / "d.m4a", "aac")
+    mp4 = MP4(m4a)
+    mp4["----:com.apple.iTunes:INSTRUMENTS"] = [MP4FreeForm(b"flute")]
+    mp4["----:com.apple.iTunes:INSTRUMENTS_MODEL"] = [MP4FreeForm(b"kid3-manual")]
+    mp4.save()
+    files.append(m4a)
+    older = _tone(music / "e.flac", "flac")  # (tagged by a model tagger shipped before: tagger's)
+    tags.write_instruments(older, instruments=["organ"], model_version="compact-mixture-1")
+    own = _tone(music / "f.ogg", "libvorbis")  # (by the scan's own model: tagger's)
+    tags.write_instruments(own, instruments=["organ"], model_version="fake-1")
+    data = {f: f.read_bytes() for f in files}
+    res = run("scan", str(music), "--write-tags", "--settle-seconds", "0", "--jobs", "0")
+    assert res.exit_code == 0, res.output
+    for f in files:
+        assert f.read_bytes() == data[f], f
+        assert f"kept {f}: its INSTRUMENTS_MODEL 'kid3-manual' is no model tagger knows" in res.output
+    assert f"tagger untag --model-version kid3-manual {files[0]} removes them" in res.output
+    assert "tags: 2 tagged, 0 failed, 4 kept" in res.output
+    assert tags.read_instruments(older).model_version == tags.read_instruments(own).model_version == "fake-1"
+    listed = run("query")
+    assert all(str(f) in listed.output for f in files), listed.output  # (their results are stored)
+    res = run("tag", "--settle-seconds", "0")
+    assert res.exit_code == 0, res.output
+    assert all(f.read_bytes() == data[f] for f in files)
+    assert f"kept {files[1]}: its INSTRUMENTS_MODEL 'kid3-manual'" in res.output
+    assert "0 tagged, 2 unchanged, 0 skipped, 4 kept" in res.output
+    run("untag", str(files[0]), "--model-version", "kid3-manual", "--settle-seconds", "0")
+    res = run("tag", "--settle-seconds", "0", str(files[0]))  # (the way the line gives: written then)
+    assert res.exit_code == 0 and "1 tagged" in res.output, res.output
+    assert tags.read_instruments(files[0]).model_version == "fake-1"
+
+
 def test_untag_removes_the_fields_of_every_model_tagger_has_shipped_with_no_database(tmp_path, monkeypatch):
     """Files an older tagger tagged (INSTRUMENTS_MODEL compact-mixture-1, averaged-harmonic-7: models
     shipped before today's), untagged with no library database or another, were kept as someone

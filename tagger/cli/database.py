@@ -64,3 +64,25 @@ def _database(db: str | None, *, reading: bool = False):
         raise database_error(database.url, exc, doing="read") from None
     finally:
         database.close()
+
+
+def known_models(database, named=()) -> set[str]:
+    """The model versions whose fields tagger takes for its own (`tagger.model.folders.known_model_versions`):
+    ``untag`` removes, and a scan's and ``tag``'s writes overwrite, only fields whose INSTRUMENTS_MODEL is
+    one of them: those ``named`` (untag's --model-version, the scan's own model) and every one the library
+    database ``database`` records (None: no database at hand; one that cannot be read adds none, said in a line)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from tagger.cli.app import echo
+    from tagger.db.listing import model_version_names
+    from tagger.model.folders import known_model_versions
+
+    recorded: set[str] = set()
+    if database is not None:
+        try:
+            with database.reader() as reader:
+                recorded = model_version_names(reader)
+        except SQLAlchemyError as exc:
+            echo(f"tagger: note: the library database's model versions cannot be read ({exc.__class__.__name__}): "
+                 "only the models found here and --model-version count as tagger's", err=True)  # fmt: skip
+    return known_model_versions(named=named, recorded=recorded)

@@ -16,7 +16,7 @@ import typer
 
 from tagger.cli import options as F
 from tagger.cli.app import app, echo, echo_some, handle_errors, quiet_tensorflow_for
-from tagger.cli.database import DB_HELP, _open
+from tagger.cli.database import DB_HELP, _open, known_models
 from tagger.display import named, named_failed
 from tagger.library.defaults import DEFAULT_FILE_TIMEOUT
 from tagger.paths import DEFAULT_SETTLE_SECONDS
@@ -104,7 +104,7 @@ def scan(
     cluster = _scan_backend(backend, scheduler, models=models, ensemble=ensemble)
     hook = (
         tag_writer(model_version=ensemble.version, dry_run=dry_run, scores=scores, id3v23=id3v23, keep_mtime=keep_mtime,
-                   settle_seconds=settle_seconds)  # fmt: skip
+                   settle_seconds=settle_seconds, models=known_models(database, [ensemble.version]))  # fmt: skip
         if write_tags
         else None
     )
@@ -218,6 +218,8 @@ def _scan_notes(summary, *, dry_run: bool) -> None:
               more="file(s) an older tagger analysed in part (files joined one after another) or stored all silent, analysed again")  # fmt: skip
     for path, reason in summary.tag_failures:
         echo(f"tagger: tags not written {named(path)}: {reason}", err=True)
+    for path, reason in summary.tags_kept:
+        echo(f"tagger: kept {named(path)}: {reason}", err=True)
     echo_some([f"tagger: no tags for {named(path)}: {reason}; its instruments are in the database"
                for path, reason in summary.untaggable], more="file(s) in formats without tags (their instruments are in the database)")  # fmt: skip
     # (a link to another disk was left out with a line in -v's log alone: its music never scanned, without a word)
@@ -268,7 +270,8 @@ def _scan_totals(summary, *, write_tags: bool, dry_run: bool, settle_seconds: fl
     if write_tags:
         verb = "would be tagged" if dry_run else "tagged"
         untaggable = f", {len(summary.untaggable)} in formats without tags" if summary.untaggable else ""
-        echo(f"tags: {summary.tags_written} {verb}, {summary.tag_errors} failed{untaggable}")
+        kept = f", {len(summary.tags_kept)} kept (fields not provably tagger's, see above)" if summary.tags_kept else ""
+        echo(f"tags: {summary.tags_written} {verb}, {summary.tag_errors} failed{untaggable}{kept}")
     if summary.temp_files and not dry_run:  # (--json alone named them: the summary said nothing of a deletion)
         echo(f"{len(summary.temp_files)} leftover temporary file(s) of interrupted tag writes (.tagger-tmp) deleted (--json names them)")
     if summary.deferred:

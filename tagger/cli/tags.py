@@ -13,6 +13,7 @@ import typer
 
 from tagger.cli import options as F
 from tagger.cli.app import app, echo, echo_some, fail, handle_errors
+from tagger.cli.database import known_models
 from tagger.display import named
 from tagger.paths import DEFAULT_SETTLE_SECONDS
 
@@ -185,7 +186,7 @@ def tag(
             own = None if database is None or dry_run else _own_writes(database)
             with StopSignals() as stop:
                 written = tags.write_predictions(predictions, roots=roots, stop=lambda: stop.requested,
-                                                 recorded=recorded, **options)  # fmt: skip
+                                                 recorded=recorded, models=known_models(database), **options)  # fmt: skip
                 written = written if own is None else own.record(written)
                 _render(itertools.chain(rows.rejected, written), verb="tag", dry_run=dry_run, stop=stop,
                         own=own)  # (bad rows first)  # fmt: skip
@@ -200,7 +201,8 @@ def tag(
         if not dry_run:  # (it records each rewritten file: refused before any file is touched)
             database.require_writable(command="tag")
         with StopSignals() as stop:
-            results = tags.tag_from_database(database, where=where, stop=lambda: stop.requested, **options)
+            results = tags.tag_from_database(database, where=where, stop=lambda: stop.requested,
+                                             models=known_models(database), **options)  # fmt: skip
             _render(results, verb="tag", dry_run=dry_run, stop=stop, recorded=True)
     finally:
         database.close()
@@ -255,41 +257,13 @@ def untag(
             results = tags.remove_all(
                 paths, keep_mtime=keep_mtime, dry_run=dry_run, settle_seconds=settle_seconds,
                 follow_external_symlinks=follow_external_symlinks, stop=lambda: stop.requested, recorded=recorded,
-                include_hidden=include_hidden, models=_known_models(database, model_version),
+                include_hidden=include_hidden, models=known_models(database, model_version),
             )  # fmt: skip
             _render(results if own is None else own.record(results), verb="untag", dry_run=dry_run, stop=stop,
                     own=own)  # fmt: skip
     finally:
         if database is not None:
             database.close()
-
-
-def _known_models(database, named: list[str]) -> set[str]:
-    """The model versions whose fields `untag` takes for tagger's: those ``named`` (--model-version),
-    every one tagger has shipped (`SHIPPED_VERSIONS`: files an older tagger tagged), the shipped
-    model's and $TAGGER_MODELS' (their manifests), and every one the library database
-    ``database`` records (None: no database at hand; one that cannot be read adds none, said in a line)."""
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from tagger.db.listing import model_version_names
-    from tagger.errors import ModelError
-    from tagger.model.folders import SHIPPED_VERSIONS, default_model_dir, shipped_model_dir
-    from tagger.model.manifest import read_manifest
-
-    known = {name.strip() for name in named} | set(SHIPPED_VERSIONS)
-    for folder in {default_model_dir(), shipped_model_dir()}:
-        try:
-            known.add(str(read_manifest(folder)["version"]).strip())
-        except (ModelError, KeyError, TypeError):
-            continue
-    if database is not None:
-        try:
-            with database.reader() as reader:
-                known |= model_version_names(reader)
-        except SQLAlchemyError as exc:
-            echo(f"tagger: note: the library database's model versions cannot be read ({exc.__class__.__name__}): "
-                 "only the models found here and --model-version count as tagger's", err=True)  # fmt: skip
-    return known
 
 
 def _library_at_hand(db: str | None, *, settle_seconds: float):

@@ -27,7 +27,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Protocol
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -92,7 +92,7 @@ class RemoteBackend(Protocol):
 
 def tag_writer(
     *, model_version: str, dry_run: bool = False, id3v23: bool = False, keep_mtime: bool = False, scores: bool = False,
-    settle_seconds: float = 0.0,
+    settle_seconds: float = 0.0, models: Collection[str] | None = None,
 ) -> OnTrack:  # fmt: skip
     """An ``on_track`` hook writing the detected instruments into each file with `tagger.tags`.
 
@@ -104,6 +104,8 @@ def tag_writer(
     and so is INSTRUMENTS_MODEL: ``model_version`` (the scan's), or the result's own ``model_version``
     where it has one (a stale track's stored results, written back by `TagHook.retag` where another
     program removed them: a file whose fields name another model version is left as it is).
+    ``models``: the model versions known to be tagger's (`write_instruments`' ``models``): a file whose
+    INSTRUMENTS_MODEL is none of them (nor the one written) is left as it is, its change's ``kept`` saying why.
     """
     from tagger import tags
 
@@ -115,7 +117,7 @@ def tag_writer(
             expected=(analysed.size, analysed.mtime), fingerprint=analysed.fingerprint, inode=analysed.inode,
             content_hash=analysed.content_hash, ctime_ns=analysed.ctime_ns,
             settle_seconds=0.0 if analysed.own_write else settle_seconds,
-            families=result.families,
+            families=result.families, models=models,
         )  # fmt: skip
 
     return write

@@ -101,6 +101,10 @@ class ScanSummary:
     tag_failures: list[tuple[str, str]] = field(default_factory=list)
     """(path, reason) of each failed tag write (the track's results are stored; the next scan that
     writes tags tries again)."""
+    tags_kept: list[tuple[str, str]] = field(default_factory=list)
+    """(path, reason) of the files whose fields named like tagger's, their INSTRUMENTS_MODEL no model
+    tagger knows, the tag write left as they were (`tagger.tags.TagChange.kept`): not a failure, their
+    results are stored."""
     untaggable: list[tuple[str, str]] = field(default_factory=list)
     """(path, reason) of the files whose format holds no tags tagger writes (`UntaggableError`):
     their results are stored, no tag write is tried again, and they are not a failure."""
@@ -157,6 +161,7 @@ class ScanSummary:
         out["decoded_anew"] = [{"path": p, "reason": r} for p, r in self.decoded_anew]
         out["tag_failures"] = [{"path": p, "error": e} for p, e in self.tag_failures]
         out["untaggable"] = [{"path": p, "reason": r} for p, r in self.untaggable]  # (was: [path, reason] pairs)
+        out["tags_kept"] = [{"path": p, "reason": r} for p, r in self.tags_kept]
         out["empty_roots"] = [{"path": p, "tracks_kept": n} for p, n in self.empty_roots]
         out["relinked"] = [{"from": a, "to": b} for a, b in self.relinked]
         out["renamed"] = [{"from": a, "to": b} for a, b in self.renamed]

@@ -49,6 +49,11 @@ class TagHook:
         else:
             changed, written = getattr(change, "changed", False), getattr(change, "written", False)
             track.untaggable_formats = None
+            if getattr(change, "kept", None):  # (fields not provably tagger's: left, its results stored alone)
+                self.writer.summary.tags_kept.append((work.path, change.kept))
+                track.tags_current = False
+                self.writer.touch()
+                return
             if changed:
                 self.writer.summary.tags_written += 1
             track.tags_current = bool(written or not changed)

@@ -41,6 +41,23 @@ one is added as it ships): a file an older tagger tagged holds one of them as IN
 fields tagger's with or without the library database that recorded them (`tagger untag`)."""
 
 
+def known_model_versions(*, named=(), recorded=()) -> set[str]:
+    """The model versions whose fields (INSTRUMENTS_MODEL one of them) are provably tagger's, the one
+    rule `tagger untag` removes by and tag writes (a scan's, `tagger tag`'s, the beets plugin's)
+    overwrite by: every one tagger has shipped (`SHIPPED_VERSIONS`: files an older tagger tagged), the
+    shipped model's and $TAGGER_MODELS' (their manifests), ``recorded`` (those a library database
+    records, `tagger.db.listing.model_version_names`) and ``named`` (the user's --model-version, a
+    write's own model). Fields of any other are not provably tagger's (a user's INSTRUMENTS=flute with
+    INSTRUMENTS_MODEL=kid3-manual, another program's of the same names): kept."""
+    known = {str(name).strip() for name in (*named, *recorded)} | set(SHIPPED_VERSIONS)
+    for folder in {default_model_dir(), shipped_model_dir()}:
+        try:
+            known.add(str(read_manifest(folder)["version"]).strip())
+        except (ModelError, KeyError, TypeError):
+            continue
+    return known
+
+
 MODEL_FILE_NAMES = ("manifest.json", "manifest.json.tmp")
 """What `tagger.model.store` writes into a model directory, besides its ``*.keras`` files."""
 

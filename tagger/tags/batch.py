@@ -279,6 +279,7 @@ def write_predictions(
     refresh: Callable[[Prediction], Prediction] | None = None,
     stop: Callable[[], bool] | None = None,
     recorded: Mapping[str, tuple] | None = None,
+    models: Collection[str] | None = None,
 ) -> Iterator[TagChange | TagWriteError]:
     """`write_instruments` for each prediction; a file that cannot be tagged yields its
     `TagWriteError` (the others go on). ``scores``: also write INSTRUMENTS_SCORES.
@@ -297,7 +298,8 @@ def write_predictions(
     ``recorded``: for predictions that carry no stored facts (`tagger tag --from-json`'s rows), what
     the library database recorded of their files after tagger's own writes, as for `remove_all`: a
     file found exactly so is not waited for (was: every file a scan, `tag` or `untag` had just
-    written waited the settle time).
+    written waited the settle time). ``models``: the model versions known to be tagger's
+    (`write_instruments`' ``models``; None: any).
     """
     import functools
 
@@ -323,7 +325,7 @@ def write_predictions(
             content_hash=pred.stored.content_hash if pred.stored else pred.content_hash,
             ctime_ns=pred.stored.ctime_ns if pred.stored else pred.ctime_ns,
             audio_digest=pred.stored.audio_digest if by_audio and pred.stored else None,
-            before_replace=None if before_replace is None else functools.partial(before_replace, pred),
+            before_replace=None if before_replace is None else functools.partial(before_replace, pred), models=models,
         )  # fmt: skip
 
     for pred in predictions:

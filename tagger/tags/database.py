@@ -11,7 +11,7 @@ new facts recorded after it (`_DatabaseWrites`).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -37,6 +37,7 @@ def tag_from_database(
     settle_seconds: float = 0.0,
     follow_external_symlinks: bool = False,
     stop: Callable[[], bool] | None = None,
+    models: Collection[str] | None = None,
 ) -> Iterator[TagChange | TagWriteError]:
     """Write the stored results of the library database (a `tagger.db.session.Database`) into the
     files, without re-analysis, recording each rewritten file's new size/mtime/fingerprint
@@ -56,7 +57,8 @@ def tag_from_database(
     Writes stay inside the filter's paths (or, when none are given, the folders the database's
     scans were given): a file reached through a symbolic link pointing elsewhere is skipped unless
     ``follow_external_symlinks``. ``stop()``: asked before each file (`write_predictions`); each file
-    written before it is recorded.
+    written before it is recorded. ``models``: the model versions known to be tagger's
+    (`write_instruments`' ``models``; None: any).
 
     The steps: `_selected_tracks` (read), `_recover_stopped_runs` (when a run stopped at a rename),
     `write_predictions` with `_DatabaseWrites` recording around each write."""
@@ -73,7 +75,7 @@ def tag_from_database(
     results = write_predictions(
         predictions, scores=scores, id3v23=id3v23, keep_mtime=keep_mtime, dry_run=dry_run,
         settle_seconds=settle_seconds, roots=roots, follow_external_symlinks=follow_external_symlinks,
-        before_replace=run.pending, refresh=run.refresh, stop=stop,
+        before_replace=run.pending, refresh=run.refresh, stop=stop, models=models,
     )  # fmt: skip
     for result in results:
         yield from _told_whole(result, run.record(result))

@@ -11,7 +11,7 @@ values as strings. `desired_raw` builds it from a result, `state` turns it into 
 tagger always writes INSTRUMENTS_MODEL: an INSTRUMENTS or INSTRUMENTS_SCORES field without it is
 someone else's (a user's own list of instruments), which ``tag`` refuses to overwrite and
 ``untag`` leaves alone; so are fields whose INSTRUMENTS_MODEL names no model tagger knows, which
-``tagger untag`` keeps (`remove_instruments`' ``models``).
+``tagger untag`` and the writes keep (`remove_instruments`' and `write_instruments`' ``models``).
 """
 
 from __future__ import annotations
@@ -95,9 +95,9 @@ class TagChange:
     """What a write that converts the file's tag to another version makes of it (``ID3v2.4 tag made
     ID3v2.3``: `tagger tag --id3v23` of a file tagged before), None where it converts nothing."""
     kept: str | None = None
-    """Why a removal left fields named like tagger's in place (`remove_instruments`' ``models``):
-    their INSTRUMENTS_MODEL names no model tagger knows, so they are not provably tagger's; None
-    otherwise."""
+    """Why a removal or a write left fields named like tagger's in place (`remove_instruments`' and
+    `write_instruments`' ``models``): their INSTRUMENTS_MODEL names no model tagger knows, so they
+    are not provably tagger's; None otherwise."""
 
 
 def ours(name: str, *, any_case: bool = False) -> str | None:

@@ -129,6 +129,7 @@ def write_instruments(
     ctime_ns: int | None = None,
     audio_digest: str | None = None,
     before_replace: Callable[[str], None] | None = None,
+    models: Collection[str] | None = None,
 ) -> TagChange:
     """Write INSTRUMENTS and INSTRUMENTS_MODEL (and INSTRUMENTS_SCORES when ``scores`` is given;
     stale scores are removed otherwise) atomically.
@@ -162,6 +163,10 @@ def write_instruments(
     ``before_replace``: called with the path of the verified, flushed copy just before it is moved
     over the file (e.g. to record its content hash: `tagger.db.writes.record_pending`); an exception
     it raises leaves the file unchanged and propagates as it is.
+    ``models``: the model versions known to be tagger's (`tagger.model.folders.known_model_versions`;
+    ``model_version`` is too): a file whose INSTRUMENTS_MODEL is none of them holds fields not provably
+    tagger's (a user's INSTRUMENTS=flute with INSTRUMENTS_MODEL=kid3-manual), left unchanged with
+    `TagChange.kept` saying why, as `remove_instruments` keeps them. None: any version is overwritten.
     Raises `TagWriteError` (read-only, changed, recently changed or in-use file, unsupported format,
     failed write or verification) and `UserError` (unknown family, bad score, empty model version).
     """
@@ -171,17 +176,29 @@ def write_instruments(
         scored = desired_raw(instruments=instruments, model_version=model_version, scores=current_scores,
                              families=families)  # fmt: skip
 
+    kept: list[str] = []
+
     def target(before: Raw) -> Raw:  # (scores joined by "/" as in ID3v2.3, in a tag converted to v2.4: kept)
+        version = model_version_of(before)
+        if models is not None and version is not None and version != model_version.strip() and version not in models:
+            kept.append(version)
+            return before  # (not provably tagger's: left as it is, said as such)
         if not over_other_model and before.get(INSTRUMENTS_MODEL, [model_version]) != [model_version]:
             return before
         held = [v for value in before.get(INSTRUMENTS_SCORES, []) for v in value.split("/")]
         return scored if INSTRUMENTS_SCORES in scored and held == scored[INSTRUMENTS_SCORES] else raw
 
-    return _rewrite(
+    change = _rewrite(
         path, target=target, id3v23=id3v23, keep_mtime=keep_mtime, dry_run=dry_run, expected=expected,
         settle_seconds=settle_seconds, fingerprint=fingerprint, inode=inode, content_hash=content_hash,
         ctime_ns=ctime_ns, audio_digest=audio_digest, before_replace=before_replace,
     )  # fmt: skip
+    if not kept:
+        return change
+    # (not recorded as holding the results: retagged would record the file as current)
+    return dataclasses.replace(change, retagged=False, kept=kept_reason(
+        kept[0], change.before, f"tagger untag --model-version {shlex.quote(kept[0])} {shlex.quote(os.fspath(path))} "
+                                "removes them; the next write then writes tagger's"))  # fmt: skip
 
 
 def remove_instruments(
@@ -228,11 +245,17 @@ def remove_instruments(
     )  # fmt: skip
     if not kept:
         return change
-    return dataclasses.replace(change, kept=(
-        f"its {INSTRUMENTS_MODEL} {kept[0]!r} is no model tagger knows (neither one it has shipped, nor a model found here, nor "
-        f"one the library database records), so its fields {' and '.join(model_fields(change.before))} may be someone else's "
-        f"(written by hand or by another program); kept (tagger untag --model-version {shlex.quote(kept[0])} "
-        f"removes them)"))  # fmt: skip
+    return dataclasses.replace(change, kept=kept_reason(kept[0], change.before, f"tagger untag --model-version "
+                                                                                f"{shlex.quote(kept[0])} removes them"))
+
+
+def kept_reason(version: str, before: TagState, how: str) -> str:
+    """Why a file's fields named like tagger's, INSTRUMENTS_MODEL ``version`` (no model tagger knows:
+    `tagger.model.folders.known_model_versions`), are kept, said alike by untag and the writes;
+    ``how``: the command that takes them anyway."""
+    return (f"its {INSTRUMENTS_MODEL} {version!r} is no model tagger knows (neither one it has shipped, nor a model found "
+            f"here, nor one the library database records), so its fields {' and '.join(model_fields(before))} may be "
+            f"someone else's (written by hand or by another program); kept ({how})")  # fmt: skip
 
 
 def model_version_of(raw: Raw) -> str | None:
