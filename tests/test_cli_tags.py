@@ -515,6 +515,27 @@ def test_writes_keep_fields_of_a_model_version_tagger_does_not_know(tmp_path, mo
     assert tags.read_instruments(files[0]).model_version == "fake-1"
 
 
+def test_a_scan_names_the_first_kept_files_and_counts_the_rest(tmp_path, monkeypatch, fake_models):
+    """A scan said a line of every file whose fields it kept (INSTRUMENTS_MODEL no model tagger knows,
+    9d35b49), again on every scan, since the file is retried: a library another program tagged so buried
+    each scan's summary under thousands of lines. As the scan's other notes, the first five are named and
+    the rest counted; --json names them all."""
+    monkeypatch.setenv("TAGGER_DB", str(tmp_path / "library.db"))
+    music = tmp_path / "music"
+    music.mkdir()
+    files = [_tone(music / f"{n}.flac", "flac") for n in range(7)]
+    for f in files:
+        tags.write_instruments(f, instruments=["flute"], model_version="other-program")
+    for _ in range(2):  # (the second scan: unchanged files, retried and kept again)
+        res = run("scan", str(music), "--write-tags", "--settle-seconds", "0", "--jobs", "0")
+        assert res.exit_code == 0, res.output
+        assert res.output.count("tagger: kept ") == 5, res.output
+        assert "tagger: ... and 2 more file(s) kept, their fields not provably tagger's (--json names them)" in res.output
+        assert "tags: 0 tagged, 0 failed, 7 kept" in res.output
+    res = run("scan", str(music), "--write-tags", "--settle-seconds", "0", "--jobs", "0", "--json")
+    assert sorted(kept["path"] for kept in json.loads(res.stdout)["tags_kept"]) == sorted(map(str, files))
+
+
 def test_untag_removes_the_fields_of_every_model_tagger_has_shipped_with_no_database(tmp_path, monkeypatch):
     """Files an older tagger tagged (INSTRUMENTS_MODEL compact-mixture-1, averaged-harmonic-7: models
     shipped before today's), untagged with no library database or another, were kept as someone

@@ -218,8 +218,8 @@ def _scan_notes(summary, *, dry_run: bool) -> None:
               more="file(s) an older tagger analysed in part (files joined one after another) or stored all silent, analysed again")  # fmt: skip
     for path, reason in summary.tag_failures:
         echo(f"tagger: tags not written {named(path)}: {reason}", err=True)
-    for path, reason in summary.tags_kept:
-        echo(f"tagger: kept {named(path)}: {reason}", err=True)
+    echo_some([f"tagger: kept {named(path)}: {reason}" for path, reason in summary.tags_kept],
+              more="file(s) kept, their fields not provably tagger's (--json names them)")  # (said again each scan)  # fmt: skip
     echo_some([f"tagger: no tags for {named(path)}: {reason}; its instruments are in the database"
                for path, reason in summary.untaggable], more="file(s) in formats without tags (their instruments are in the database)")  # fmt: skip
     # (a link to another disk was left out with a line in -v's log alone: its music never scanned, without a word)
