@@ -536,6 +536,30 @@ def test_a_scan_names_the_first_kept_files_and_counts_the_rest(tmp_path, monkeyp
     assert sorted(kept["path"] for kept in json.loads(res.stdout)["tags_kept"]) == sorted(map(str, files))
 
 
+def test_a_dry_run_takes_the_model_versions_the_library_database_records_as_the_real_run(tmp_path, monkeypatch,
+                                                                                          fake_models):
+    """`untag --dry-run --settle-seconds 0` and `tag --from-json --dry-run --settle-seconds 0` opened no
+    library database (they recorded nothing and waited for nothing), so the model versions it records
+    (fake-1, the scan's) were not tagger's to them: a file the real run untags or writes over was said
+    kept. The dry runs now say what the real runs do."""
+    monkeypatch.setenv("TAGGER_DB", str(tmp_path / "library.db"))
+    music = tmp_path / "music"
+    music.mkdir()
+    song = _tone(music / "a.flac", "flac")
+    assert run("scan", str(music), "--write-tags", "--jobs", "0").exit_code == 0
+    assert tags.read_instruments(song).model_version == "fake-1"
+    rows = tmp_path / "rows.jsonl"
+    predicted = run("predict", str(song), "--json")
+    rows.write_text(predicted.stdout.replace('"fake-1"', '"other-2"'))  # (another model's predictions)
+    for args, said in ((["untag", str(song)], "1 would be untagged"), (["tag", "--from-json", str(rows)], "1 would be tagged")):
+        res = run(*args, "--dry-run", "--settle-seconds", "0")
+        assert res.exit_code == 0 and said in res.output and " kept" not in res.output, res.output
+        assert tags.read_instruments(song).model_version == "fake-1"
+    res = run("tag", "--from-json", str(rows), "--settle-seconds", "0")  # (the real run does what its dry run said)
+    assert res.exit_code == 0 and "1 tagged" in res.output, res.output
+    assert tags.read_instruments(song).model_version == "other-2"
+
+
 def test_untag_removes_the_fields_of_every_model_tagger_has_shipped_with_no_database(tmp_path, monkeypatch):
     """Files an older tagger tagged (INSTRUMENTS_MODEL compact-mixture-1, averaged-harmonic-7: models
     shipped before today's), untagged with no library database or another, were kept as someone

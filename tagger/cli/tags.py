@@ -180,7 +180,8 @@ def tag(
         # (the library database, where there is one, records the files written: `untag` right after
         # does not wait for them; was: every one skipped as "changed 1 s ago, still being written?";
         # and tells the files as tagger's own last write left them, which need not settle either)
-        database = None if dry_run and settle_seconds <= 0 else _library_at_hand(db, settle_seconds=settle_seconds)
+        # (a --dry-run opens it too: the model versions it records are tagger's, written over as by the real run)
+        database = _library_at_hand(db, settle_seconds=settle_seconds)
         try:
             recorded = _recorded_as_tagged(database, db, roots) if database is not None and settle_seconds > 0 else None
             own = None if database is None or dry_run else _own_writes(database)
@@ -249,7 +250,8 @@ def untag(
     from tagger import tags
     from tagger.library.state import StopSignals
 
-    database = None if dry_run and settle_seconds <= 0 else _library_at_hand(db, settle_seconds=settle_seconds)
+    # (a --dry-run opens it too: the model versions it records are tagger's, removed as by the real run)
+    database = _library_at_hand(db, settle_seconds=settle_seconds)
     try:
         recorded = _recorded_as_tagged(database, db, paths) if database is not None and settle_seconds > 0 else None
         own = None if database is None or dry_run else _own_writes(database)
