@@ -46,6 +46,24 @@ def library(tmp_path):
     return music, files, preds
 
 
+def _kid3_files(music):
+    """A FLAC, an MP3 and an Ogg Vorbis file encoded by ffmpeg, and an M4A with freeform atoms, in
+    ``music``, each with INSTRUMENTS=flute and INSTRUMENTS_MODEL=kid3-manual (typed in kid3): fields no
+    model tagger knows wrote."""
+    from mutagen.mp4 import MP4, MP4FreeForm
+
+    files = [_tone(music / "a.flac", "flac"), _tone(music / "b.mp3", "libmp3lame"), _tone(music / "c.ogg", "libvorbis")]
+    for f in files:
+        tags.write_instruments(f, instruments=["flute"], model_version="kid3-manual")
+    m4a = _tone(music / "d.m4a", "aac")
+    mp4 = MP4(m4a)
+    mp4["----:com.apple.iTunes:INSTRUMENTS"] = [MP4FreeForm(b"flute")]
+    mp4["----:com.apple.iTunes:INSTRUMENTS_MODEL"] = [MP4FreeForm(b"kid3-manual")]
+    mp4.save()
+    files.append(m4a)
+    return files
+
+
 def run(*args: str):
     return CliRunner().invoke(app, list(args))
 
@@ -406,20 +424,10 @@ def test_untag_keeps_fields_of_a_model_version_tagger_does_not_know(tmp_path, mo
     program's fields of the same names) was removed by `untag`, whatever INSTRUMENTS_MODEL said: only
     the versions of the models found and of the library database's are tagger's; other files are
     kept, said per file with the way to remove them anyway (--model-version)."""
-    from mutagen.mp4 import MP4, MP4FreeForm
-
     monkeypatch.setenv("TAGGER_DB", str(tmp_path / "none.db"))  # (no library database)
     music = tmp_path / "music"
     music.mkdir()
-    files = [_tone(music / "a.flac", "flac"), _tone(music / "b.mp3", "libmp3lame"), _tone(music / "c.ogg", "libvorbis")]
-    for f in files:
-        tags.write_instruments(f, instruments=["flute"], model_version="kid3-manual")
-    m4a = _tone(music / "d.m4a", "aac")
-    mp4 = MP4(m4a)
-    mp4["----:com.apple.iTunes:INSTRUMENTS"] = [MP4FreeForm(b"flute")]
-    mp4["----:com.apple.iTunes:INSTRUMENTS_MODEL"] = [MP4FreeForm(b"kid3-manual")]
-    mp4.save()
-    files.append(m4a)
+    files = _kid3_files(music)
     shipped = tags.read_instruments(files[0])  # (a file tagged by the shipped model's version: tagger's)
     ours = _tone(music / "e.flac", "flac")
     from tagger.cli.tags import _shipped_model_version
@@ -474,21 +482,11 @@ def test_writes_keep_fields_of_a_model_version_tagger_does_not_know(tmp_path, mo
     provably tagger's: the writes follow untag's rule (`known_model_versions`). Such a file is left byte
     for byte, said per file with the way to take its fields anyway, counted kept, exit 0, its results
     stored; a file an older shipped model tagged, or the scan's own model (fake-1), is written."""
-    from mutagen.mp4 import MP4, MP4FreeForm
-
     dbfile = str(tmp_path / "library.db")
     monkeypatch.setenv("TAGGER_DB", dbfile)
     music = tmp_path / "music"
     music.mkdir()
-    files = [_tone(music / "a.flac", "flac"), _tone(music / "b.mp3", "libmp3lame"), _tone(music / "c.ogg", "libvorbis")]
-    for f in files:
-        tags.write_instruments(f, instruments=["flute"], model_version="kid3-manual")
-    m4a = _tone(music / "d.m4a", "aac")
-    mp4 = MP4(m4a)
-    mp4["----:com.apple.iTunes:INSTRUMENTS"] = [MP4FreeForm(b"flute")]
-    mp4["----:com.apple.iTunes:INSTRUMENTS_MODEL"] = [MP4FreeForm(b"kid3-manual")]
-    mp4.save()
-    files.append(m4a)
+    files = _kid3_files(music)
     older = _tone(music / "e.flac", "flac")  # (tagged by a model tagger shipped before: tagger's)
     tags.write_instruments(older, instruments=["organ"], model_version="compact-mixture-1")
     own = _tone(music / "f.ogg", "libvorbis")  # (by the scan's own model: tagger's)
