@@ -704,13 +704,28 @@ def test_an_item_imported_before_tagger_tagged_its_file_keeps_the_files_results_
     assert tags.read_instruments(files["bass.flac"]).tagged is False
 
 
+def _an_item_of_it_is_reported_not_analysed(lib, plugin, leftover, song, caplog) -> None:
+    """An item of ``leftover`` (a file a tagger tag write left beside ``song``) added to beets' library
+    as an earlier import did: `beet instruments` reports it as failed, neither analysed nor written,
+    its file unchanged, and gives ``song`` its results."""
+    from beets.library import Item
+
+    lib.add(Item.from_path(str(leftover)))  # (imported by beets before)
+    before = leftover.read_bytes()
+    caplog.clear()
+    counts = plugin.analyse(list(lib.items()), write=True)
+    assert counts == {"analysed": 1, "reused": 0, "failed": 1, "written": 1}
+    assert leftover.read_bytes() == before and tags.read_instruments(song).instruments == ["bass"]
+    assert any(str(leftover) in r.getMessage() and "not analysed nor written" in r.getMessage()
+               for r in caplog.records if r.levelno == logging.ERROR)  # fmt: skip
+
+
 def test_a_file_an_older_tagger_kept_without_the_tilde_is_neither_imported_nor_analysed(tmp_path, monkeypatch, caplog):
     """Was: a file an older tagger's tag write kept beside a track under the name before the ``~``
     (``NAME.tagger-kept-XXXXXXXX``), which beets' default ``ignore`` does not skip, was imported by
     ``beet import`` as one more track, and ``beet instruments`` then analysed it and wrote its tags
     (the brief's leftover of 8903b7d). The import leaves it out with a warning (an album's task and a
     singleton's); an item of such a file already in beets is reported, not analysed, its file unchanged."""
-    from beets.library import Item
     from test_beets import _setup_beets, _unload
 
     incoming = tmp_path / "incoming"
@@ -727,14 +742,7 @@ def test_a_file_an_older_tagger_kept_without_the_tilde_is_neither_imported_nor_a
         warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
         assert sum(str(kept) in w and "a file a tagger tag write kept" in w for w in warned) == 2, warned
 
-        lib.add(Item.from_path(str(kept)))  # (imported by beets before)
-        before = kept.read_bytes()
-        caplog.clear()
-        counts = plugin.analyse(list(lib.items()), write=True)
-        assert counts == {"analysed": 1, "reused": 0, "failed": 1, "written": 1}
-        assert kept.read_bytes() == before and tags.read_instruments(song).instruments == ["bass"]
-        assert any(str(kept) in r.getMessage() and "not analysed nor written" in r.getMessage()
-                   for r in caplog.records if r.levelno == logging.ERROR)  # fmt: skip
+        _an_item_of_it_is_reported_not_analysed(lib, plugin, kept, song, caplog)
     finally:
         lib._close()
         _unload()
@@ -980,7 +988,6 @@ def test_beet_import_without_beets_ignore_patterns_takes_no_hidden_copy_of_a_tag
     its duplicate ('This track is already in the library!'); ``beet instruments`` then analysed and
     wrote it. The import leaves it out with a warning, and an item of such a file already in beets is
     reported, not analysed, its file unchanged."""
-    from beets.library import Item
     from test_beets import _setup_beets, _unload
 
     incoming = tmp_path / "incoming"
@@ -997,14 +1004,7 @@ def test_beet_import_without_beets_ignore_patterns_takes_no_hidden_copy_of_a_tag
         warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
         assert sum(str(copy) in w and "the hidden copy of a tagger tag write" in w for w in warned) == 1, warned
 
-        lib.add(Item.from_path(str(copy)))  # (imported by beets before)
-        before = copy.read_bytes()
-        caplog.clear()
-        counts = plugin.analyse(list(lib.items()), write=True)
-        assert counts == {"analysed": 1, "reused": 0, "failed": 1, "written": 1}
-        assert copy.read_bytes() == before and tags.read_instruments(song).instruments == ["bass"]
-        assert any(str(copy) in r.getMessage() and "not analysed nor written" in r.getMessage()
-                   for r in caplog.records if r.levelno == logging.ERROR)  # fmt: skip
+        _an_item_of_it_is_reported_not_analysed(lib, plugin, copy, song, caplog)
     finally:
         lib._close()
         _unload()
