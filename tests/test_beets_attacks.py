@@ -704,6 +704,21 @@ def test_an_item_imported_before_tagger_tagged_its_file_keeps_the_files_results_
     assert tags.read_instruments(files["bass.flac"]).tagged is False
 
 
+def _ctrl_c_at_each_analysis(plugin):
+    """A Ctrl-C (SIGINT to this process) as the plugin's analyser begins each prediction; returns the
+    analyser's own ``predict_features``, to put back."""
+    import signal
+
+    predict = plugin.analyser.predict_features
+
+    def ctrl_c_then_predict(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+        return predict(*args, **kwargs)
+
+    plugin.analyser.predict_features = ctrl_c_then_predict
+    return predict
+
+
 def _an_item_of_it_is_reported_not_analysed(lib, plugin, leftover, song, caplog) -> None:
     """An item of ``leftover`` (a file a tagger tag write left beside ``song``) added to beets' library
     as an earlier import did: `beet instruments` reports it as failed, neither analysed nor written,
@@ -905,19 +920,11 @@ def test_ctrl_c_during_the_analysis_of_an_import_with_auto_stops_the_import(tmp_
     during the analysis of an imported item stopped the analysis (tagger's scan, its files stored)
     and the plugin logged it as an error after which the import goes on: the next items were
     imported and analysed, the Ctrl-C lost. The import stops, as beets' own Ctrl-C stops it."""
-    import signal
-
     from test_beets import _make, _setup_beets, _unload
 
     lib, plugin = _setup_beets(tmp_path, monkeypatch, auto=True)
     caplog.set_level(logging.INFO, logger="beets")
-    predict = plugin.analyser.predict_features
-
-    def ctrl_c_then_predict(*args, **kwargs):
-        os.kill(os.getpid(), signal.SIGINT)
-        return predict(*args, **kwargs)
-
-    plugin.analyser.predict_features = ctrl_c_then_predict
+    _ctrl_c_at_each_analysis(plugin)
     try:
         _make(tmp_path / "incoming")
         stopped = None
@@ -1049,13 +1056,7 @@ def test_ctrl_c_stopping_an_import_with_auto_names_beet_instruments_which_gives_
     beets.config["import"]["write"] = during == "analysis"  # (the giving: write: no)
     caplog.set_level(logging.INFO, logger="beets")
     if during == "analysis":
-        predict = plugin.analyser.predict_features
-
-        def ctrl_c_then_predict(*args, **kwargs):
-            os.kill(os.getpid(), signal.SIGINT)
-            return predict(*args, **kwargs)
-
-        plugin.analyser.predict_features = ctrl_c_then_predict
+        predict = _ctrl_c_at_each_analysis(plugin)
     else:
         store = Item.store
 
